@@ -1,0 +1,3 @@
+module github.com/kilnai/kiln
+
+go 1.26.8
