@@ -1,0 +1,93 @@
+package ops
+
+import (
+	"fmt"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// BroadcastShape returns the numpy broadcast of concrete shapes.
+func BroadcastShape(shapes ...[]int) ([]int, error) {
+	rank := 0
+	for _, s := range shapes {
+		rank = max(rank, len(s))
+	}
+	out := make([]int, rank)
+	for i := range out {
+		out[i] = 1
+	}
+	for _, s := range shapes {
+		off := rank - len(s)
+		for i, d := range s {
+			switch o := out[off+i]; {
+			case d == o || d == 1:
+			case o == 1:
+				out[off+i] = d
+			default:
+				return nil, fmt.Errorf("%w: shapes %v are not broadcastable", ErrBadInput, shapes)
+			}
+		}
+	}
+	return out, nil
+}
+
+// BroadcastStrides returns element strides for reading a tensor of shape in
+// as if it had shape out (rank(out) >= rank(in)): broadcast dims get stride 0.
+func BroadcastStrides(in, out []int) []int {
+	st := make([]int, len(out))
+	acc := 1
+	off := len(out) - len(in)
+	for i := len(in) - 1; i >= 0; i-- {
+		if in[i] != 1 {
+			st[off+i] = acc
+		}
+		acc *= in[i]
+	}
+	return st
+}
+
+// BroadcastIndex fills idx[i] with the flat index into each input for every
+// output element, i.e. idx[k][j] is input k's offset for output element j.
+// It is the general (slow) path used by ops with several broadcast inputs.
+func BroadcastIndex(out []int, ins ...[]int) [][]int32 {
+	n := tensor.NumElements(out)
+	idx := make([][]int32, len(ins))
+	strides := make([][]int, len(ins))
+	for k, s := range ins {
+		idx[k] = make([]int32, n)
+		strides[k] = BroadcastStrides(s, out)
+	}
+	coord := make([]int, len(out))
+	offs := make([]int, len(ins))
+	for j := 0; j < n; j++ {
+		for k := range ins {
+			idx[k][j] = int32(offs[k])
+		}
+		for d := len(out) - 1; d >= 0; d-- {
+			coord[d]++
+			for k := range ins {
+				offs[k] += strides[k][d]
+			}
+			if coord[d] < out[d] {
+				break
+			}
+			for k := range ins {
+				offs[k] -= strides[k][d] * out[d]
+			}
+			coord[d] = 0
+		}
+	}
+	return idx
+}
+
+// InferBroadcast infers the broadcast shape of the given input values.
+func InferBroadcast(in ...*ir.Value) (ir.Shape, error) {
+	shapes := make([]ir.Shape, 0, len(in))
+	for _, v := range in {
+		if v != nil {
+			shapes = append(shapes, v.Type.Shape)
+		}
+	}
+	return ir.Broadcast(shapes...)
+}

@@ -1,0 +1,144 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// foldLimit bounds the number of input elements of a node that InferGraph
+// evaluates at load time to propagate constants (shape computations).
+const foldLimit = 1 << 16
+
+// NonDeterministic is implemented by kernels whose outputs must never be
+// computed ahead of time (random generators).
+type NonDeterministic interface{ NonDeterministic() }
+
+// InferGraph prepares a kernel for every node of g (in topological order),
+// infers the type of every node output, and computes small constant outputs
+// ahead of time so that shape computations become known. Declared types
+// (value_info, graph outputs) are refined by what inference finds.
+func InferGraph(g *ir.Graph) (map[*ir.Node]Kernel, error) {
+	if err := g.Sort(); err != nil {
+		return nil, err
+	}
+	for _, c := range g.Captures {
+		c.Type, c.Const, c.ShapeValue = c.Outer.Type, c.Outer.Const, c.Outer.ShapeValue
+	}
+	for _, v := range g.Inputs {
+		if v.Const != nil && v.Type.DType == tensor.Undefined {
+			v.Type = TypeOf(v.Const)
+		}
+		// an input with a default may be overridden at run time: not constant
+	}
+	for _, v := range g.Initializers {
+		if v.Const != nil {
+			v.Type = TypeOf(v.Const)
+		}
+	}
+	opset := g.Opset()
+	kernels := make(map[*ir.Node]Kernel, len(g.Nodes))
+	for _, n := range g.Nodes {
+		k, err := Prepare(n, opset)
+		if err != nil {
+			return nil, err
+		}
+		kernels[n] = k
+		in := make([]*ir.Value, len(n.Inputs))
+		for i, v := range n.Inputs {
+			in[i] = constView(g, v)
+		}
+		types, err := k.Infer(in)
+		if err != nil {
+			return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.OpType, err)
+		}
+		for i, o := range n.Outputs {
+			if o == nil || i >= len(types) {
+				continue
+			}
+			o.Type = mergeType(o.Type, types[i])
+			o.Producer = n
+		}
+		if sv, ok := k.(ShapeValuer); ok && len(n.Outputs) > 0 && n.Outputs[0] != nil {
+			n.Outputs[0].ShapeValue = sv.ShapeValue(in)
+		}
+		foldNode(n, k, in)
+	}
+	return kernels, nil
+}
+
+// constView hides the Const of a graph input that has a default value: the
+// caller may override it, so it is not a constant.
+func constView(g *ir.Graph, v *ir.Value) *ir.Value {
+	if v == nil || v.Const == nil {
+		return v
+	}
+	for _, gi := range g.Inputs {
+		if gi == v {
+			c := *v
+			c.Const = nil
+			return &c
+		}
+	}
+	return v
+}
+
+func foldNode(n *ir.Node, k Kernel, in []*ir.Value) {
+	if _, nd := k.(NonDeterministic); nd || len(n.Subgraphs()) > 0 {
+		return
+	}
+	total := 0
+	args := make([]*tensor.Tensor, len(in))
+	for i, v := range in {
+		if v == nil {
+			continue
+		}
+		if v.Const == nil {
+			return
+		}
+		args[i] = v.Const
+		total += v.Const.Len()
+	}
+	if total > foldLimit {
+		return
+	}
+	outs, err := k.Run(&Env{Ctx: context.Background()}, args)
+	if err != nil || len(outs) < len(n.Outputs) {
+		return // the error will surface at run time, with run-time context
+	}
+	for i, o := range n.Outputs {
+		if o != nil && outs[i] != nil {
+			o.Const = outs[i]
+			o.Type = TypeOf(outs[i])
+		}
+	}
+}
+
+// TypeOf returns the ir type of a concrete tensor.
+func TypeOf(t *tensor.Tensor) ir.Type {
+	return ir.Type{DType: t.DType, Shape: ir.KnownShape(t.Shape...)}
+}
+
+// mergeType combines a declared type with an inferred one: inferred known
+// dims win; a declared symbolic dim fills an inferred unknown one.
+func mergeType(declared, inferred ir.Type) ir.Type {
+	out := inferred
+	if out.DType == tensor.Undefined {
+		out.DType = declared.DType
+	}
+	if inferred.Shape == nil {
+		out.Shape = declared.Shape.Clone()
+		return out
+	}
+	if declared.Shape != nil && len(declared.Shape) == len(inferred.Shape) {
+		out.Shape = inferred.Shape.Clone()
+		for i, d := range out.Shape {
+			if !d.Known() && d.Sym == "" {
+				out.Shape[i] = declared.Shape[i]
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,127 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+var (
+	// ErrUnsupportedOp is returned for an op type kiln does not implement.
+	ErrUnsupportedOp = errors.New("unsupported operator")
+	// ErrBadAttr is returned for a missing, mistyped or unsupported attribute value.
+	ErrBadAttr = errors.New("bad attribute")
+	// ErrBadInput is returned when a node's inputs have the wrong number,
+	// type or shape.
+	ErrBadInput = errors.New("bad input")
+)
+
+// Kernel is one node's operator with its attributes already parsed.
+type Kernel interface {
+	// Infer returns the types of the node's outputs from its input values
+	// (nil for an omitted optional input). It may read in[i].Const and
+	// in[i].ShapeValue. Unknown parts of the result are left unknown.
+	Infer(in []*ir.Value) ([]ir.Type, error)
+	// Run computes the outputs from the inputs (nil for omitted optional
+	// inputs). It must not modify the inputs.
+	Run(env *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
+}
+
+// ShapeValuer is implemented by kernels that can compute a symbolic value
+// (ir.Value.ShapeValue) of their single output from symbolic inputs, so that
+// Shape -> Gather -> Concat -> Reshape chains keep "batch" and "seq".
+type ShapeValuer interface {
+	ShapeValue(in []*ir.Value) []ir.Dim
+}
+
+// Env is what a kernel may use while it runs.
+type Env struct {
+	Ctx context.Context
+	// RunGraph runs a subgraph of the node being executed with the given
+	// inputs (bound to g.Inputs in order); values g captures from enclosing
+	// graphs are available to it.
+	RunGraph func(g *ir.Graph, inputs []*tensor.Tensor) ([]*tensor.Tensor, error)
+}
+
+// Def describes an op type.
+type Def struct {
+	// Type is the op type, e.g. "Conv".
+	Type string
+	// Domain is the operator domain; "" is the default ONNX domain.
+	Domain string
+	// Prepare parses and validates n's attributes for the given opset of its
+	// domain and returns the node's kernel.
+	Prepare func(n *ir.Node, opset int64) (Kernel, error)
+}
+
+var registry = map[string]Def{}
+
+func key(domain, typ string) string {
+	if domain == "ai.onnx" {
+		domain = ""
+	}
+	return domain + "::" + typ
+}
+
+// Register adds an op definition. It panics if one of the same domain and
+// type is already registered.
+func Register(d Def) {
+	k := key(d.Domain, d.Type)
+	if _, dup := registry[k]; dup {
+		panic("ops: duplicate registration of " + k)
+	}
+	if d.Prepare == nil {
+		panic("ops: " + k + " has no Prepare")
+	}
+	registry[k] = d
+}
+
+// Lookup returns the definition of an op type.
+func Lookup(domain, typ string) (Def, bool) {
+	d, ok := registry[key(domain, typ)]
+	return d, ok
+}
+
+// Types returns the registered op types of the default domain, sorted.
+func Types() []string {
+	var out []string
+	for _, d := range registry {
+		if d.Domain == "" {
+			out = append(out, d.Type)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// MinOpset and MaxOpset bound the default-domain opsets kiln accepts.
+const (
+	MinOpset = 1
+	MaxOpset = 21
+)
+
+// Prepare returns the kernel for node n of a graph importing the given
+// default-domain opset, with an error naming the op, the node and the opset
+// when kiln does not support it.
+func Prepare(n *ir.Node, opset int64) (Kernel, error) {
+	d, ok := Lookup(n.Domain, n.OpType)
+	if !ok {
+		dom := n.Domain
+		if dom == "" {
+			dom = "ai.onnx"
+		}
+		return nil, fmt.Errorf("%w: %s (domain %s) in node %q, opset %d", ErrUnsupportedOp, n.OpType, dom, n.Name, opset)
+	}
+	if opset > MaxOpset {
+		return nil, fmt.Errorf("%w: opset %d (node %q, %s); kiln supports opsets up to %d", ErrUnsupportedOp, opset, n.Name, n.OpType, MaxOpset)
+	}
+	k, err := d.Prepare(n, opset)
+	if err != nil {
+		return nil, fmt.Errorf("node %q (%s, opset %d): %w", n.Name, n.OpType, opset, err)
+	}
+	return k, nil
+}
