@@ -1,4 +1,4 @@
-package ops
+package math
 
 import (
 	"fmt"
@@ -6,20 +6,9 @@ import (
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
-
-// Float is the set of Go float types kernels are generic over.
-type Float interface{ ~float32 | ~float64 }
-
-// Number is the set of Go numeric types that tensors hold.
-type Number interface {
-	~float32 | ~float64 | ~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32 | ~uint64
-}
-
-// elemGrain is the minimum number of elements one goroutine of an
-// elementwise loop handles.
-const elemGrain = 1 << 15
 
 // unaryFloat is a float-only elementwise op. f64 is its float64 form; f32,
 // when set, is a faster float32 form. Float16 and bfloat16 inputs are
@@ -31,12 +20,12 @@ type unaryFloat struct {
 
 func (u *unaryFloat) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if len(in) < 1 || in[0] == nil {
-		return nil, fmt.Errorf("%w: missing input", ErrBadInput)
+		return nil, fmt.Errorf("%w: missing input", ops.ErrBadInput)
 	}
 	return []ir.Type{in[0].Type}, nil
 }
 
-func (u *unaryFloat) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (u *unaryFloat) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := in[0]
 	out, err := tensor.Make(x.DType, x.Shape)
 	if err != nil {
@@ -49,7 +38,7 @@ func (u *unaryFloat) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	switch x.DType {
 	case tensor.Float32:
 		src, dst := x.Float32s(), out.Float32s()
-		cpu.ParallelFor(len(src), elemGrain, func(lo, hi int) {
+		cpu.ParallelFor(len(src), ops.ElemGrain, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				dst[i] = f32(src[i])
 			}
@@ -64,7 +53,7 @@ func (u *unaryFloat) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 			out.SetFloat(i, float64(f32(float32(x.Float(i)))))
 		}
 	default:
-		return nil, fmt.Errorf("%w: %v input, want a float type", ErrBadInput, x.DType)
+		return nil, fmt.Errorf("%w: %v input, want a float type", ops.ErrBadInput, x.DType)
 	}
 	return []*tensor.Tensor{out}, nil
 }
@@ -72,7 +61,7 @@ func (u *unaryFloat) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 // registerUnary registers a float elementwise op whose Prepare reads no
 // attributes.
 func registerUnary(name string, f64 func(float64) float64, f32 func(float32) float32) {
-	Register(Def{Type: name, Prepare: func(n *ir.Node, opset int64) (Kernel, error) {
+	ops.Register(ops.Def{Type: name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		return &unaryFloat{f64: f64, f32: f32}, nil
 	}})
 }

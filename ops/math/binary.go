@@ -1,51 +1,12 @@
-package ops
+package math
 
 import (
 	"fmt"
 
-	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
-
-// binaryMap applies f elementwise with numpy broadcasting to typed slices a
-// (shape as) and b (shape bs), writing dst (shape out). Same-shape and
-// scalar operands take fast paths; large tensors are split over all cores.
-func binaryMap[A, B, C any](a []A, as []int, b []B, bs []int, dst []C, out []int, f func(A, B) C) {
-	n := len(dst)
-	switch {
-	case len(a) == n && len(b) == n:
-		cpu.ParallelFor(n, elemGrain, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dst[i] = f(a[i], b[i])
-			}
-		})
-	case len(b) == 1 && len(a) == n:
-		y := b[0]
-		cpu.ParallelFor(n, elemGrain, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dst[i] = f(a[i], y)
-			}
-		})
-	case len(a) == 1 && len(b) == n:
-		x := a[0]
-		cpu.ParallelFor(n, elemGrain, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dst[i] = f(x, b[i])
-			}
-		})
-	default:
-		// Common case: b broadcast along trailing dims (e.g. [N,C,H,W] + [C,1,1])
-		// is handled by the general index path; it is simple and correct.
-		idx := BroadcastIndex(out, as, bs)
-		ia, ib := idx[0], idx[1]
-		cpu.ParallelFor(n, elemGrain, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dst[i] = f(a[ia[i]], b[ib[i]])
-			}
-		})
-	}
-}
 
 // arith is a numeric binary op computed in the inputs' own type (float16 and
 // bfloat16 through float32).
@@ -58,21 +19,21 @@ type arith struct {
 
 func (k *arith) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if len(in) != 2 || in[0] == nil || in[1] == nil {
-		return nil, fmt.Errorf("%w: %s takes 2 inputs", ErrBadInput, k.name)
+		return nil, fmt.Errorf("%w: %s takes 2 inputs", ops.ErrBadInput, k.name)
 	}
-	s, err := InferBroadcast(in[0], in[1])
+	s, err := ops.InferBroadcast(in[0], in[1])
 	if err != nil {
 		return nil, err
 	}
 	return []ir.Type{{DType: in[0].Type.DType, Shape: s}}, nil
 }
 
-func (k *arith) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *arith) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	a, b := in[0], in[1]
 	if a.DType != b.DType {
-		return nil, fmt.Errorf("%w: %s of %v and %v", ErrBadInput, k.name, a.DType, b.DType)
+		return nil, fmt.Errorf("%w: %s of %v and %v", ops.ErrBadInput, k.name, a.DType, b.DType)
 	}
-	shape, err := BroadcastShape(a.Shape, b.Shape)
+	shape, err := ops.BroadcastShape(a.Shape, b.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -82,19 +43,19 @@ func (k *arith) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	}
 	switch a.DType {
 	case tensor.Float32:
-		binaryMap(a.Float32s(), a.Shape, b.Float32s(), b.Shape, out.Float32s(), shape, k.f32)
+		ops.BinaryMap(a.Float32s(), a.Shape, b.Float32s(), b.Shape, out.Float32s(), shape, k.f32)
 	case tensor.Float64:
-		binaryMap(a.Float64s(), a.Shape, b.Float64s(), b.Shape, out.Float64s(), shape, k.f64)
+		ops.BinaryMap(a.Float64s(), a.Shape, b.Float64s(), b.Shape, out.Float64s(), shape, k.f64)
 	case tensor.Float16, tensor.BFloat16:
 		af, bf := a.ToFloat32(), b.ToFloat32()
 		tmp := make([]float32, out.Len())
-		binaryMap(af, a.Shape, bf, b.Shape, tmp, shape, k.f32)
+		ops.BinaryMap(af, a.Shape, bf, b.Shape, tmp, shape, k.f32)
 		for i, v := range tmp {
 			out.SetFloat(i, float64(v))
 		}
 	default:
 		if k.i64 == nil || !a.DType.IsInt() {
-			return nil, fmt.Errorf("%w: %s of %v", ErrBadInput, k.name, a.DType)
+			return nil, fmt.Errorf("%w: %s of %v", ops.ErrBadInput, k.name, a.DType)
 		}
 		if err := intBinary(a, b, out, shape, k.i64); err != nil {
 			return nil, err
@@ -107,13 +68,13 @@ func (k *arith) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 func intBinary(a, b, out *tensor.Tensor, shape []int, f func(x, y int64) int64) error {
 	switch a.DType {
 	case tensor.Int64:
-		binaryMap(a.Int64s(), a.Shape, b.Int64s(), b.Shape, out.Int64s(), shape, f)
+		ops.BinaryMap(a.Int64s(), a.Shape, b.Int64s(), b.Shape, out.Int64s(), shape, f)
 	case tensor.Int32:
-		binaryMap(a.Int32s(), a.Shape, b.Int32s(), b.Shape, out.Int32s(), shape,
+		ops.BinaryMap(a.Int32s(), a.Shape, b.Int32s(), b.Shape, out.Int32s(), shape,
 			func(x, y int32) int32 { return int32(f(int64(x), int64(y))) })
 	default:
 		// narrow and unsigned types: through int64 element access
-		idx := BroadcastIndex(shape, a.Shape, b.Shape)
+		idx := ops.BroadcastIndex(shape, a.Shape, b.Shape)
 		for i := range idx[0] {
 			v := f(a.Int(int(idx[0][i])), b.Int(int(idx[1][i])))
 			setInt(out, i, v)
@@ -149,7 +110,7 @@ func setInt(t *tensor.Tensor, i int, v int64) {
 }
 
 func registerArith(k arith) {
-	Register(Def{Type: k.name, Prepare: func(n *ir.Node, opset int64) (Kernel, error) {
+	ops.Register(ops.Def{Type: k.name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		kk := k
 		return &kk, nil
 	}})
