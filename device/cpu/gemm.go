@@ -1,0 +1,352 @@
+package cpu
+
+import (
+	"fmt"
+)
+
+// Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major float32
+// matrices, with BLAS semantics: op(X) is X, or its transpose when transX is
+// set; op(A) is m x k, op(B) is k x n and C is m x n; lda, ldb and ldc are
+// the row strides of A, B and C as stored. When beta is zero, C is
+// overwritten without being read (NaNs in it do not propagate).
+//
+// The product is blocked for the caches and packed (Goto/BLIS style), run by
+// a register-blocked micro-kernel in assembly where the CPU allows (ISA), and
+// split over Threads() goroutines. m == 1 and n == 1 take a GEMV path.
+// Sgemm panics if a size is negative, a stride is too small, or a slice is
+// too short for the sizes given.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Threads())
+}
+
+// SgemmStridedBatched computes batch independent products
+// C_i = alpha*op(A_i)*op(B_i) + beta*C_i, where A_i starts at
+// a[i*strideA:], B_i at b[i*strideB:] and C_i at c[i*strideC:]; a stride of
+// zero shares one matrix between all products (a broadcast MatMul operand).
+// Small products are spread over the cores, large ones are each split.
+func SgemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, batch int) {
+	if batch < 0 || strideA < 0 || strideB < 0 || strideC < 0 {
+		panic(fmt.Sprintf("cpu: SgemmStridedBatched: negative batch or stride (batch=%d strides=%d,%d,%d)", batch, strideA, strideB, strideC))
+	}
+	if batch == 0 || m == 0 || n == 0 {
+		return
+	}
+	if batch > 1 && strideC < (m-1)*ldc+n {
+		panic(fmt.Sprintf("cpu: SgemmStridedBatched: strideC=%d overlaps the %dx%d matrices of C (ldc=%d)", strideC, m, n, ldc))
+	}
+	nt := Threads()
+	work := m * n * max(k, 1)
+	if batch >= nt && work < 1<<22 {
+		// Many small products: one goroutine each, no splitting inside.
+		ParallelFor(batch, 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				sgemm(transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc, 1)
+			}
+		})
+		return
+	}
+	for i := 0; i < batch; i++ {
+		sgemm(transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc, nt)
+	}
+}
+
+// checkMatrix panics unless s holds a rows x cols row-major matrix with row
+// stride ld.
+func checkMatrix(name string, s []float32, rows, cols, ld int) {
+	if ld < max(cols, 1) {
+		panic(fmt.Sprintf("cpu: Sgemm: ld%s=%d < %d", name, ld, max(cols, 1)))
+	}
+	if rows > 0 && cols > 0 && len(s) < (rows-1)*ld+cols {
+		panic(fmt.Sprintf("cpu: Sgemm: len(%s)=%d < %d for a %dx%d matrix with stride %d", name, len(s), (rows-1)*ld+cols, rows, cols, ld))
+	}
+}
+
+// sgemm is Sgemm on at most nt goroutines.
+func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, nt int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("cpu: Sgemm: negative size m=%d n=%d k=%d", m, n, k))
+	}
+	if transA {
+		checkMatrix("a", a, k, m, lda)
+	} else {
+		checkMatrix("a", a, m, k, lda)
+	}
+	if transB {
+		checkMatrix("b", b, n, k, ldb)
+	} else {
+		checkMatrix("b", b, k, n, ldb)
+	}
+	checkMatrix("c", c, m, n, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleMatrix(c, m, n, ldc, beta)
+		return
+	}
+	// The product has at least two flops per element of B (or A) read; below
+	// this size a goroutine costs more than it saves.
+	if w := m * n * k; w < 1<<17 {
+		nt = 1
+	} else {
+		nt = min(nt, w>>16)
+	}
+	kern := active
+	switch {
+	case m == 1:
+		// x = op(A) as a row, matrix = B.
+		gemv(kern, transB, n, k, alpha, a, lda, transA, b, ldb, beta, c, 1, nt)
+		return
+	case n == 1:
+		// C^T = op(B)^T op(A)^T: x = op(B) as a column, matrix = A.
+		gemv(kern, !transA, m, k, alpha, b, ldb, !transB, a, lda, beta, c, ldc, nt)
+		return
+	case transB && m <= 8 && !transA:
+		// Few rows against a transposed B (a fully-connected layer on a
+		// small batch): dot products read B in place instead of packing
+		// it.
+		smallMDots(kern, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nt)
+		return
+	}
+	g := &gemmJob{
+		kern: kern, transA: transA, transB: transB,
+		m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}
+	if nt <= 1 {
+		g.run(0, m, 0, n)
+		return
+	}
+	mr, nr := kern.mr, kern.nr
+	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
+	// Split the dimension that divides more evenly over the goroutines; on
+	// a tie, the longer one (which also duplicates the smaller operand's
+	// packing).
+	bm, bn := balance(mp, nt), balance(np, nt)
+	if m <= mr || bn > bm || (bn == bm && n*mr >= m*nr) {
+		per := (np + nt - 1) / nt
+		ParallelFor(np, per, func(lo, hi int) { g.run(0, m, lo*nr, min(hi*nr, n)) })
+	} else {
+		per := (mp + nt - 1) / nt
+		ParallelFor(mp, per, func(lo, hi int) { g.run(lo*mr, min(hi*mr, m), 0, n) })
+	}
+}
+
+// balance is how evenly p panels split over nt goroutines: the mean share
+// over the largest one, in percent.
+func balance(p, nt int) int {
+	nt = min(nt, p)
+	largest := (p + nt - 1) / nt
+	return 100 * p / (nt * largest)
+}
+
+// scaleMatrix sets C = beta*C (C = 0 when beta is zero).
+func scaleMatrix(c []float32, m, n, ldc int, beta float32) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		if beta == 1 {
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// gemmJob is one call of the packed GEMM.
+type gemmJob struct {
+	kern           *kernel
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	c              []float32
+	ldc            int
+}
+
+var (
+	packAPool floatPool
+	packBPool floatPool
+)
+
+// run computes the block C[i0:i1, j0:j1] on the calling goroutine.
+func (g *gemmJob) run(i0, i1, j0, j1 int) {
+	mr, nr := g.kern.mr, g.kern.nr
+	kcMax := blockKC
+	mcMax := max(mr, blockMC/mr*mr)
+	ncMax := max(nr, blockNC/nr*nr)
+	// With no more than one panel of rows, each element of B is used by one
+	// micro-kernel call only: read B in place rather than pack it (except a
+	// ragged last column panel).
+	direct := !g.transB && i1-i0 <= mr
+	mc0 := min(mcMax, i1-i0)
+	nc0 := min(ncMax, j1-j0)
+	kc0 := min(kcMax, g.k)
+	abufp := packAPool.get((mc0+mr-1)/mr*mr*kc0 + maxMR*maxNR)
+	abuf := *abufp
+	tmp := abuf[len(abuf)-maxMR*maxNR:]
+	var bbufp *[]float32
+	var bbuf []float32
+	if direct {
+		bbufp = packBPool.get(kc0 * nr)
+	} else {
+		bbufp = packBPool.get((nc0 + nr - 1) / nr * nr * kc0)
+	}
+	bbuf = *bbufp
+	for jc := j0; jc < j1; jc += ncMax {
+		nc := min(ncMax, j1-jc)
+		for pc := 0; pc < g.k; pc += kcMax {
+			kc := min(kcMax, g.k-pc)
+			beta := g.beta
+			if pc > 0 {
+				beta = 1
+			}
+			if !direct {
+				packB(bbuf, g.b, g.ldb, g.transB, pc, kc, jc, nc, nr)
+			}
+			for ic := i0; ic < i1; ic += mcMax {
+				mc := min(mcMax, i1-ic)
+				packA(abuf, g.a, g.lda, g.transA, ic, mc, pc, kc, mr)
+				for jr := 0; jr < nc; jr += nr {
+					nrr := min(nr, nc-jr)
+					var bp *float32
+					bld := nr
+					switch {
+					case !direct:
+						bp = &bbuf[jr*kc]
+					case nrr == nr:
+						bp = &g.b[pc*g.ldb+jc+jr]
+						bld = g.ldb
+					default:
+						packB(bbuf, g.b, g.ldb, false, pc, kc, jc+jr, nrr, nr)
+						bp = &bbuf[0]
+					}
+					for ir := 0; ir < mc; ir += mr {
+						mrr := min(mr, mc-ir)
+						ap := &abuf[ir*kc]
+						ci := (ic+ir)*g.ldc + jc + jr
+						if mrr == mr && nrr == nr {
+							g.kern.gemm(kc, ap, bp, bld, &g.c[ci], g.ldc, g.alpha, beta)
+							continue
+						}
+						g.kern.gemm(kc, ap, bp, bld, &tmp[0], nr, 1, 0)
+						mergeTile(g.c[ci:], g.ldc, tmp, nr, mrr, nrr, g.alpha, beta)
+					}
+				}
+			}
+		}
+	}
+	packAPool.put(abufp)
+	packBPool.put(bbufp)
+}
+
+// mergeTile sets C = alpha*T + beta*C on an mr x nr corner of C.
+func mergeTile(c []float32, ldc int, t []float32, ldt, mr, nr int, alpha, beta float32) {
+	for i := 0; i < mr; i++ {
+		cr := c[i*ldc : i*ldc+nr]
+		tr := t[i*ldt : i*ldt+nr]
+		if beta == 0 {
+			for j, v := range tr {
+				cr[j] = alpha * v
+			}
+			continue
+		}
+		for j, v := range tr {
+			cr[j] = alpha*v + beta*cr[j]
+		}
+	}
+}
+
+// packA copies rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst
+// as ceil(mc/mr) micro-panels of mr x kc, each stored step by step (mr
+// values per step), ragged rows zero-padded.
+func packA(dst, a []float32, lda int, trans bool, i0, mc, p0, kc, mr int) {
+	for ir := 0; ir < mc; ir += mr {
+		mrr := min(mr, mc-ir)
+		panel := dst[ir*kc : ir*kc+mr*kc]
+		if trans {
+			// op(A)[i][p] = a[p*lda+i]: each step is contiguous.
+			for p := 0; p < kc; p++ {
+				src := a[(p0+p)*lda+i0+ir:]
+				d := panel[p*mr : p*mr+mr]
+				copy(d[:mrr], src[:mrr])
+				clear(d[mrr:])
+			}
+			continue
+		}
+		r := 0
+		for ; r+4 <= mrr; r += 4 {
+			s0 := a[(i0+ir+r)*lda+p0:][:kc]
+			s1 := a[(i0+ir+r+1)*lda+p0:][:kc]
+			s2 := a[(i0+ir+r+2)*lda+p0:][:kc]
+			s3 := a[(i0+ir+r+3)*lda+p0:][:kc]
+			for p := range s0 {
+				d := panel[p*mr+r : p*mr+r+4 : p*mr+r+4]
+				d[0], d[1], d[2], d[3] = s0[p], s1[p], s2[p], s3[p]
+			}
+		}
+		for ; r < mrr; r++ {
+			src := a[(i0+ir+r)*lda+p0:][:kc]
+			for p, v := range src {
+				panel[p*mr+r] = v
+			}
+		}
+		if mrr < mr {
+			for p := 0; p < kc; p++ {
+				clear(panel[p*mr+mrr : p*mr+mr])
+			}
+		}
+	}
+}
+
+// packB copies rows [p0, p0+kc) and columns [j0, j0+nc) of op(B) into dst
+// as ceil(nc/nr) micro-panels of kc x nr, row by row, ragged columns
+// zero-padded.
+func packB(dst, b []float32, ldb int, trans bool, p0, kc, j0, nc, nr int) {
+	if !trans {
+		for p := 0; p < kc; p++ {
+			src := b[(p0+p)*ldb+j0:][:nc]
+			for jr := 0; jr < nc; jr += nr {
+				nrr := min(nr, nc-jr)
+				d := dst[jr*kc+p*nr:][:nr]
+				copy(d, src[jr:jr+nrr])
+				clear(d[nrr:])
+			}
+		}
+		return
+	}
+	// op(B)[p][j] = b[j*ldb+p]: gather columns of the panel.
+	for jr := 0; jr < nc; jr += nr {
+		nrr := min(nr, nc-jr)
+		panel := dst[jr*kc : jr*kc+kc*nr]
+		c := 0
+		for ; c+4 <= nrr; c += 4 {
+			s0 := b[(j0+jr+c)*ldb+p0:][:kc]
+			s1 := b[(j0+jr+c+1)*ldb+p0:][:kc]
+			s2 := b[(j0+jr+c+2)*ldb+p0:][:kc]
+			s3 := b[(j0+jr+c+3)*ldb+p0:][:kc]
+			for p := range s0 {
+				d := panel[p*nr+c : p*nr+c+4 : p*nr+c+4]
+				d[0], d[1], d[2], d[3] = s0[p], s1[p], s2[p], s3[p]
+			}
+		}
+		for ; c < nrr; c++ {
+			src := b[(j0+jr+c)*ldb+p0:][:kc]
+			for p, v := range src {
+				panel[p*nr+c] = v
+			}
+		}
+		if nrr < nr {
+			for p := 0; p < kc; p++ {
+				clear(panel[p*nr+nrr : p*nr+nr])
+			}
+		}
+	}
+}
