@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/conformance"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// shapeFlags collects repeated --shape name:1x3x224x224 flags.
+type shapeFlags map[string][]int
+
+func (s shapeFlags) String() string { return fmt.Sprint(map[string][]int(s)) }
+
+func (s shapeFlags) Set(v string) error {
+	name, dims, ok := strings.Cut(v, ":")
+	if !ok || name == "" {
+		return fmt.Errorf("want name:DIMxDIM..., got %q", v)
+	}
+	shape, err := parseDims(dims)
+	if err != nil {
+		return err
+	}
+	s[name] = shape
+	return nil
+}
+
+// parseDims parses "1x3x224x224" ("" or "scalar" is rank 0).
+func parseDims(s string) ([]int, error) {
+	if s == "" || s == "scalar" {
+		return []int{}, nil
+	}
+	var shape []int
+	for _, p := range strings.Split(s, "x") {
+		d, err := strconv.Atoi(p)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("bad dimension %q in %q", p, s)
+		}
+		shape = append(shape, d)
+	}
+	return shape, nil
+}
+
+func runCmd(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	data := fs.String("data", "", "test-data folder with input_N.pb (and output_N.pb to compare)")
+	rtol := fs.Float64("rtol", 1e-3, "relative tolerance for comparing outputs")
+	atol := fs.Float64("atol", 1e-4, "absolute tolerance for comparing outputs")
+	iters := fs.Int("iterations", 1, "number of timed runs (latency statistics when > 1)")
+	warmup := fs.Int("warmup", 1, "untimed runs before the timed ones (when iterations > 1)")
+	seed := fs.Uint64("seed", 1, "seed for random inputs")
+	shapes := shapeFlags{}
+	fs.Var(shapes, "shape", "input shape for random inputs, name:1x3x224x224 (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: kiln run [flags] MODEL.onnx\n\nRuns a model on the inputs of --data (comparing with its outputs) or on random inputs.\nExit status: 0 when all outputs match, 1 on a mismatch, 2 on any error.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return exitError
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitError
+	}
+	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 {
+		return fail("--iterations must be >= 1, --warmup, --rtol and --atol >= 0")
+	}
+	path := pos[0]
+	start := time.Now()
+	m, err := kiln.Load(path)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer m.Close()
+	fmt.Printf("loaded %s in %.1f ms\n", path, float64(time.Since(start).Microseconds())/1e3)
+
+	var inputs map[string]*tensor.Tensor
+	var want []*tensor.Tensor
+	if *data != "" {
+		if len(shapes) > 0 {
+			return fail("--shape and --data cannot be combined: the data sets the shapes")
+		}
+		if inputs, want, err = conformance.LoadDataSet(m, *data); err != nil {
+			return fail("%v", err)
+		}
+	} else if inputs, err = randomInputs(m, shapes, *seed); err != nil {
+		return fail("%v", err)
+	}
+	for _, in := range m.Inputs() {
+		if t := inputs[in.Name]; t != nil {
+			fmt.Printf("input  %-20s %-8v %s\n", in.Name, t.DType, tensor.ShapeString(t.Shape))
+		}
+	}
+	ctx := context.Background()
+	if *iters > 1 {
+		for i := 0; i < *warmup; i++ {
+			if _, err := m.Run(ctx, inputs); err != nil {
+				return fail("%v", err)
+			}
+		}
+	}
+	lat := make([]time.Duration, 0, *iters)
+	var outs map[string]*tensor.Tensor
+	for i := 0; i < *iters; i++ {
+		t0 := time.Now()
+		outs, err = m.Run(ctx, inputs)
+		if err != nil {
+			return fail("%v", err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	code := exitOK
+	for i, o := range m.Outputs() {
+		got := outs[o.Name]
+		line := fmt.Sprintf("output %-20s %-8v %-16s", o.Name, got.DType, tensor.ShapeString(got.Shape))
+		if i < len(want) {
+			c := conformance.Compare(got, want[i], *rtol, *atol)
+			status := "ok"
+			if !c.OK {
+				status, code = "MISMATCH", exitMismatch
+			}
+			line += fmt.Sprintf(" max abs err %.3g  max rel err %.3g  %s", c.MaxAbs, c.MaxRel, status)
+			if !c.OK {
+				line += " (" + c.Reason + ")"
+			}
+		}
+		fmt.Println(line)
+	}
+	if *iters > 1 {
+		printLatency(lat)
+	} else {
+		fmt.Printf("latency %.3f ms\n", ms(lat[0]))
+	}
+	return code
+}
+
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+func printLatency(lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	var sum time.Duration
+	for _, l := range lat {
+		sum += l
+	}
+	pct := func(p float64) time.Duration {
+		i := int(p/100*float64(len(lat))+0.5) - 1
+		return lat[max(0, min(i, len(lat)-1))]
+	}
+	fmt.Printf("latency over %d runs: min %.3f ms  mean %.3f ms  p50 %.3f ms  p99 %.3f ms  max %.3f ms\n",
+		len(lat), ms(lat[0]), ms(sum/time.Duration(len(lat))), ms(pct(50)), ms(pct(99)), ms(lat[len(lat)-1]))
+}
+
+// randomInputs makes an input for every model input: shapes from --shape,
+// else the declared shape with batch-like symbolic dims set to 1. Floats are
+// uniform in [-1, 1); integers small (0..63, 0..1 for masks) so that
+// embedding lookups stay in range.
+func randomInputs(m *kiln.Model, shapes shapeFlags, seed uint64) (map[string]*tensor.Tensor, error) {
+	rng := rand.New(rand.NewPCG(seed, 0x6b696c6e))
+	known := map[string]bool{}
+	inputs := map[string]*tensor.Tensor{}
+	for _, in := range m.Inputs() {
+		known[in.Name] = true
+		shape, ok := shapes[in.Name]
+		if !ok {
+			var err error
+			if shape, err = defaultShape(in); err != nil {
+				return nil, err
+			}
+		} else if len(in.Shape) > 0 && len(shape) != len(in.Shape) {
+			return nil, fmt.Errorf("--shape %s: rank %d, the model's input has rank %d %v", in.Name, len(shape), len(in.Shape), in.Dims)
+		}
+		t, err := tensor.Make(in.DType, shape)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", in.Name, err)
+		}
+		hi := 64
+		if strings.Contains(strings.ToLower(in.Name), "mask") {
+			hi = 2
+		}
+		for i, n := 0, t.Len(); i < n; i++ {
+			switch {
+			case in.DType.IsFloat():
+				t.SetFloat(i, rng.Float64()*2-1)
+			case in.DType == tensor.Bool:
+				t.SetFloat(i, float64(rng.IntN(2)))
+			case in.DType == tensor.String:
+				t.Strings[i] = strconv.Itoa(rng.IntN(hi))
+			default:
+				t.SetFloat(i, float64(rng.IntN(hi)))
+			}
+		}
+		inputs[in.Name] = t
+	}
+	for name := range shapes {
+		if !known[name] {
+			return nil, fmt.Errorf("--shape %s: the model has no such input", name)
+		}
+	}
+	return inputs, nil
+}
+
+var errNeedShape = errors.New("give its shape with --shape")
+
+func defaultShape(in kiln.IOInfo) ([]int, error) {
+	if in.Shape == nil && len(in.Dims) == 0 {
+		return []int{}, nil
+	}
+	shape := make([]int, len(in.Shape))
+	for i, d := range in.Shape {
+		if d >= 0 {
+			shape[i] = d
+			continue
+		}
+		name := strings.ToLower(in.Dims[i])
+		if i == 0 && (strings.Contains(name, "batch") || name == "n" || name == "?") {
+			shape[i] = 1
+			continue
+		}
+		return nil, fmt.Errorf("input %s %v: dimension %d (%s) is not fixed: %w, e.g. --shape %s:...", in.Name, in.Dims, i, in.Dims[i], errNeedShape, in.Name)
+	}
+	return shape, nil
+}

@@ -1,0 +1,313 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+var (
+	// ErrInput is returned when the inputs given to Run do not fit the model:
+	// a missing or unknown name, a wrong data type or shape.
+	ErrInput = errors.New("engine: bad input")
+	// ErrKernel is returned when a kernel fails while running.
+	ErrKernel = errors.New("engine: kernel failed")
+)
+
+// Engine runs one graph. Build it with New.
+type Engine struct {
+	graph *ir.Graph
+	plans map[*ir.Graph]*plan
+}
+
+// plan is a graph ready to execute: kernels in topological order and, for
+// every value, the index of the last step that reads it.
+type plan struct {
+	g       *ir.Graph
+	steps   []step
+	lastUse map[*ir.Value]int
+	keep    map[*ir.Value]bool // graph outputs: never freed
+}
+
+type step struct {
+	node   *ir.Node
+	kernel ops.Kernel
+}
+
+// New validates g, infers its shapes and prepares its kernels (and those of
+// every subgraph).
+func New(g *ir.Graph) (*Engine, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{graph: g, plans: map[*ir.Graph]*plan{}}
+	if err := e.prepare(g); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) prepare(g *ir.Graph) error {
+	kernels, err := ops.InferGraph(g)
+	if err != nil {
+		return err
+	}
+	p := &plan{g: g, lastUse: map[*ir.Value]int{}, keep: map[*ir.Value]bool{}}
+	for _, v := range g.Outputs {
+		p.keep[v] = true
+	}
+	for _, n := range g.Nodes {
+		if folded(n) {
+			continue // every output is a constant computed at load time
+		}
+		for _, sg := range n.Subgraphs() {
+			if err := e.prepare(sg); err != nil {
+				return fmt.Errorf("subgraph of node %q (%s): %w", n.Name, n.OpType, err)
+			}
+		}
+		i := len(p.steps)
+		p.steps = append(p.steps, step{node: n, kernel: kernels[n]})
+		for _, v := range n.Inputs {
+			if v != nil {
+				p.lastUse[v] = i
+			}
+		}
+		for _, sg := range n.Subgraphs() {
+			for _, v := range sg.OuterValues() {
+				p.lastUse[v] = i
+			}
+		}
+	}
+	e.plans[g] = p
+	return nil
+}
+
+func folded(n *ir.Node) bool {
+	if len(n.Subgraphs()) > 0 || len(n.Outputs) == 0 {
+		return false
+	}
+	for _, o := range n.Outputs {
+		if o != nil && o.Const == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Graph returns the engine's graph (with inferred types). Callers must not
+// modify it.
+func (e *Engine) Graph() *ir.Graph { return e.graph }
+
+// Inputs returns the graph inputs a caller must provide: those without a
+// default value (initializer).
+func (e *Engine) Inputs() []*ir.Value {
+	var in []*ir.Value
+	for _, v := range e.graph.Inputs {
+		if v.Const == nil {
+			in = append(in, v)
+		}
+	}
+	return in
+}
+
+// Outputs returns the graph outputs in order.
+func (e *Engine) Outputs() []*ir.Value { return e.graph.Outputs }
+
+// frame holds the live values of one graph execution.
+type frame struct {
+	vals   map[*ir.Value]*tensor.Tensor
+	parent *frame
+}
+
+func (f *frame) lookup(v *ir.Value) (*tensor.Tensor, bool) {
+	for x := f; x != nil; x = x.parent {
+		if t, ok := x.vals[v]; ok {
+			return t, true
+		}
+		if v.Const != nil {
+			return v.Const, true
+		}
+		if v.Outer == nil {
+			return nil, false
+		}
+		v = v.Outer
+	}
+	return nil, false
+}
+
+// Run executes the graph on the named inputs and returns the outputs by name.
+// Inputs with a default value may be left out. Run checks types and shapes
+// (including that a symbolic dimension has one size across all inputs) and
+// stops early when ctx is done.
+func (e *Engine) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	g := e.graph
+	f := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(g.Nodes))}
+	byName := make(map[string]*ir.Value, len(g.Inputs))
+	for _, v := range g.Inputs {
+		byName[v.Name] = v
+	}
+	for name := range inputs {
+		if _, ok := byName[name]; !ok {
+			return nil, fmt.Errorf("%w: the model has no input %q (inputs: %s)", ErrInput, name, inputNames(e.Inputs()))
+		}
+	}
+	syms := map[string]symBinding{}
+	for _, v := range g.Inputs {
+		t, ok := inputs[v.Name]
+		if !ok || t == nil {
+			if v.Const != nil {
+				continue
+			}
+			return nil, fmt.Errorf("%w: input %q (%v) is missing", ErrInput, v.Name, v.Type)
+		}
+		if err := checkInput(v, t, syms); err != nil {
+			return nil, err
+		}
+		f.vals[v] = t
+	}
+	outs, err := e.exec(ctx, e.plans[g], f)
+	if err != nil {
+		return nil, err
+	}
+	res := make(map[string]*tensor.Tensor, len(outs))
+	for i, v := range g.Outputs {
+		res[v.Name] = outs[i]
+	}
+	return res, nil
+}
+
+func inputNames(vs []*ir.Value) string {
+	s := ""
+	for i, v := range vs {
+		if i > 0 {
+			s += ", "
+		}
+		s += v.Name
+	}
+	return s
+}
+
+type symBinding struct {
+	size  int
+	input string
+}
+
+func checkInput(v *ir.Value, t *tensor.Tensor, syms map[string]symBinding) error {
+	if v.Type.DType != tensor.Undefined && t.DType != v.Type.DType {
+		return fmt.Errorf("%w: input %q has type %v, want %v", ErrInput, v.Name, t.DType, v.Type.DType)
+	}
+	if t.DType == tensor.String {
+		if len(t.Strings) != t.Len() {
+			return fmt.Errorf("%w: input %q has %d strings for shape %v", ErrInput, v.Name, len(t.Strings), t.Shape)
+		}
+	} else if err := tensor.CheckShape(t.Shape); err != nil || len(t.Data) != t.Len()*t.DType.Size() {
+		return fmt.Errorf("%w: input %q: %d bytes do not fit shape %v", ErrInput, v.Name, len(t.Data), t.Shape)
+	}
+	s := v.Type.Shape
+	if s == nil {
+		return nil
+	}
+	if len(s) != len(t.Shape) {
+		return fmt.Errorf("%w: input %q has shape %v, want rank %d %v", ErrInput, v.Name, tensor.ShapeString(t.Shape), len(s), s)
+	}
+	for i, d := range s {
+		got := t.Shape[i]
+		switch {
+		case d.Known() && int(d.Val) != got:
+			return fmt.Errorf("%w: input %q dimension %d is %d, want %d (shape %v)", ErrInput, v.Name, i, got, d.Val, s)
+		case d.Symbolic():
+			if b, ok := syms[d.Sym]; ok && b.size != got {
+				return fmt.Errorf("%w: input %q dimension %d (%s) is %d, but %s is %d in input %q", ErrInput, v.Name, i, d.Sym, got, d.Sym, b.size, b.input)
+			}
+			syms[d.Sym] = symBinding{size: got, input: v.Name}
+		}
+	}
+	return nil
+}
+
+// exec runs plan p in frame f (inputs already bound) and returns the graph
+// outputs in order.
+func (e *Engine) exec(ctx context.Context, p *plan, f *frame) ([]*tensor.Tensor, error) {
+	env := &ops.Env{Ctx: ctx}
+	env.RunGraph = func(sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		sp := e.plans[sg]
+		if sp == nil {
+			return nil, fmt.Errorf("%w: subgraph %q was not prepared", ErrKernel, sg.Name)
+		}
+		if len(in) > len(sg.Inputs) {
+			return nil, fmt.Errorf("%w: subgraph %q takes %d inputs, got %d", ErrKernel, sg.Name, len(sg.Inputs), len(in))
+		}
+		sf := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(sg.Nodes)), parent: f}
+		for i, t := range in {
+			if t != nil {
+				sf.vals[sg.Inputs[i]] = t
+			}
+		}
+		return e.exec(ctx, sp, sf)
+	}
+	args := make([]*tensor.Tensor, 0, 8)
+	for i, s := range p.steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		args = args[:0]
+		for _, v := range s.node.Inputs {
+			if v == nil {
+				args = append(args, nil)
+				continue
+			}
+			t, ok := f.lookup(v)
+			if !ok {
+				return nil, fmt.Errorf("%w: node %q (%s): input %q has no value", ErrKernel, s.node.Name, s.node.OpType, v.Name)
+			}
+			args = append(args, t)
+		}
+		outs, err := runKernel(s, env, args)
+		if err != nil {
+			return nil, err
+		}
+		for j, o := range s.node.Outputs {
+			if o == nil {
+				continue
+			}
+			if j >= len(outs) || outs[j] == nil {
+				return nil, fmt.Errorf("%w: node %q (%s) did not produce output %d (%q)", ErrKernel, s.node.Name, s.node.OpType, j, o.Name)
+			}
+			f.vals[o] = outs[j]
+		}
+		for _, v := range s.node.Inputs {
+			if v != nil && p.lastUse[v] == i && !p.keep[v] {
+				delete(f.vals, v)
+			}
+		}
+	}
+	res := make([]*tensor.Tensor, len(p.g.Outputs))
+	for i, v := range p.g.Outputs {
+		t, ok := f.lookup(v)
+		if !ok {
+			return nil, fmt.Errorf("%w: output %q was not computed", ErrKernel, v.Name)
+		}
+		res[i] = t
+	}
+	return res, nil
+}
+
+// runKernel runs one step, turning a kernel panic (a bug) into an error so
+// that one bad request cannot bring a server down.
+func runKernel(s step, env *ops.Env, args []*tensor.Tensor) (outs []*tensor.Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: node %q (%s) panicked: %v\n%s", ErrKernel, s.node.Name, s.node.OpType, r, debug.Stack())
+		}
+	}()
+	outs, err = s.kernel.Run(env, args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: node %q (%s): %w", ErrKernel, s.node.Name, s.node.OpType, err)
+	}
+	return outs, nil
+}

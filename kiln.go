@@ -1,0 +1,191 @@
+// Package kiln is the Go API for embedding kiln's inference engine: load an
+// ONNX model, run it on named tensors, read the outputs.
+//
+//	m, err := kiln.Load("model.onnx")
+//	if err != nil { ... }
+//	defer m.Close()
+//	out, err := m.Run(ctx, map[string]*kiln.Tensor{"input": x})
+//
+// A Model is safe for concurrent use by several goroutines.
+package kiln
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	_ "github.com/kilnai/kiln/ops/all" // register every operator
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Version is kiln's version, recorded in plans and printed by the CLI.
+const Version = "0.1.0"
+
+// Tensor is an n-dimensional array: a data type, a shape and the elements.
+type Tensor = tensor.Tensor
+
+// DType is a tensor element type.
+type DType = tensor.DType
+
+// Element types, as in ONNX.
+const (
+	Float32  = tensor.Float32
+	Float16  = tensor.Float16
+	BFloat16 = tensor.BFloat16
+	Float64  = tensor.Float64
+	Int8     = tensor.Int8
+	Int16    = tensor.Int16
+	Int32    = tensor.Int32
+	Int64    = tensor.Int64
+	Uint8    = tensor.Uint8
+	Uint16   = tensor.Uint16
+	Uint32   = tensor.Uint32
+	Uint64   = tensor.Uint64
+	Bool     = tensor.Bool
+	String   = tensor.String
+)
+
+// NewTensor returns a zeroed tensor of the given type and shape.
+func NewTensor(dt DType, shape ...int) (*Tensor, error) { return tensor.Make(dt, shape) }
+
+// TensorFromFloat32 returns a float32 tensor holding a copy of v.
+func TensorFromFloat32(v []float32, shape ...int) (*Tensor, error) {
+	t, err := tensor.Make(tensor.Float32, shape)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != t.Len() {
+		return nil, fmt.Errorf("kiln: %d values for shape %v", len(v), shape)
+	}
+	copy(t.Float32s(), v)
+	return t, nil
+}
+
+// TensorFromInt64 returns an int64 tensor holding a copy of v.
+func TensorFromInt64(v []int64, shape ...int) (*Tensor, error) {
+	t, err := tensor.Make(tensor.Int64, shape)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != t.Len() {
+		return nil, fmt.Errorf("kiln: %d values for shape %v", len(v), shape)
+	}
+	copy(t.Int64s(), v)
+	return t, nil
+}
+
+// ReadTensorFile reads an ONNX TensorProto file (such as test_data_set_0/input_0.pb).
+func ReadTensorFile(path string) (*Tensor, string, error) { return onnx.ReadTensorFile(path) }
+
+// IOInfo describes a model input or output.
+type IOInfo struct {
+	Name  string
+	DType DType
+	// Shape has one entry per dimension: a size, or -1 where the size is
+	// symbolic or unknown (then Dims names it).
+	Shape []int
+	// Dims spells each dimension: "224", "batch" or "?".
+	Dims []string
+}
+
+func ioInfo(v *ir.Value) IOInfo {
+	info := IOInfo{Name: v.Name, DType: v.Type.DType}
+	for _, d := range v.Type.Shape {
+		if d.Known() {
+			info.Shape = append(info.Shape, int(d.Val))
+		} else {
+			info.Shape = append(info.Shape, -1)
+		}
+		info.Dims = append(info.Dims, d.String())
+	}
+	return info
+}
+
+// Model is a loaded model ready to run.
+type Model struct {
+	eng  *engine.Engine
+	file *onnx.File
+}
+
+// Load reads an ONNX model file (external data files are found beside it),
+// checks it, infers its shapes and prepares it to run on the CPU.
+func Load(path string) (*Model, error) {
+	f, err := onnx.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
+	}
+	m, err := fromFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
+	}
+	return m, nil
+}
+
+// LoadBytes is Load for a model already in memory (it must not use external
+// data files). The model keeps references into b.
+func LoadBytes(b []byte) (*Model, error) {
+	f, err := onnx.LoadBytes(b, "")
+	if err != nil {
+		return nil, fmt.Errorf("kiln: %w", err)
+	}
+	m, err := fromFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("kiln: %w", err)
+	}
+	return m, nil
+}
+
+func fromFile(f *onnx.File) (*Model, error) {
+	g, err := onnx.ToGraph(f.Model, f)
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.New(g)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{eng: e, file: f}, nil
+}
+
+// Inputs describes the inputs a caller must give to Run.
+func (m *Model) Inputs() []IOInfo {
+	var out []IOInfo
+	for _, v := range m.eng.Inputs() {
+		out = append(out, ioInfo(v))
+	}
+	return out
+}
+
+// Outputs describes the outputs Run returns, with their inferred shapes.
+func (m *Model) Outputs() []IOInfo {
+	var out []IOInfo
+	for _, v := range m.eng.Outputs() {
+		out = append(out, ioInfo(v))
+	}
+	return out
+}
+
+// Run computes the model's outputs from named inputs. Inputs are checked
+// against the model (names, types, shapes); errors wrap engine.ErrInput for
+// bad inputs. Run does not modify its inputs.
+func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
+	return m.eng.Run(ctx, inputs)
+}
+
+// Engine returns the engine behind m, for tools that need the graph.
+func (m *Model) Engine() *engine.Engine { return m.eng }
+
+// Close releases the model's file mappings. The model must not be used after.
+func (m *Model) Close() error {
+	if m.file == nil {
+		return nil
+	}
+	err := m.file.Close()
+	m.file = nil
+	return err
+}
