@@ -109,12 +109,12 @@ func TensorFromProto(tp *TensorProto, ext ExternalResolver) (*tensor.Tensor, err
 		if err != nil {
 			return nil, err
 		}
-		if ext == nil {
-			return nil, fmt.Errorf("%w: tensor %q: data in %q but no resolver (load the model from a file)", ErrExternalData, tp.Name, info.Location)
-		}
 		want := int64(n) * int64(dt.Size())
 		if info.Length >= 0 && info.Length != want {
 			return nil, fmt.Errorf("%w: tensor %q: external length %d, want %d bytes for %v %v", ErrMalformed, tp.Name, info.Length, want, dt, shape)
+		}
+		if ext == nil {
+			return nil, fmt.Errorf("%w: tensor %q: data in %q but no resolver (load the model from a file)", ErrExternalData, tp.Name, info.Location)
 		}
 		data, err := ext.ExternalData(info.Location, info.Offset, want)
 		if err != nil {
