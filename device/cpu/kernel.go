@@ -48,7 +48,7 @@ func ISA() string { return active.name }
 // B in L2/L3. mc and nc are rounded down to multiples of mr and nr.
 var (
 	blockMC = 336
-	blockKC = 256
+	blockKC = 384
 	blockNC = 2048
 )
 

@@ -2,11 +2,95 @@
 
 package cpu
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+//go:generate go run gen_amd64.go
 
 // kernels lists the kernels this CPU can run, the preferred one first.
 func kernels() []*kernel {
 	var ks []*kernel
-	_ = cpu.X86.HasAVX512F
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, avx512Kernel)
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, avx2Kernel)
+	}
 	return append(ks, genericKernel)
 }
+
+var avx512Kernel = &kernel{
+	name:   "avx512",
+	mr:     14,
+	nr:     32,
+	gemm:   gemmAVX512,
+	gemvN:  gemvNAVX512,
+	dot4:   dot4AVX512,
+	nAlign: 128,
+}
+
+var avx2Kernel = &kernel{
+	name:   "avx2",
+	mr:     6,
+	nr:     16,
+	gemm:   gemmAVX2,
+	gemvN:  gemvNAVX2Tail,
+	dot4:   dot4AVX2Tail,
+	nAlign: 64,
+}
+
+// gemvNAVX2Tail is gemvNAVX2 on the columns that fill 8-wide vectors and
+// pure Go on the rest.
+func gemvNAVX2Tail(k int, x, b *float32, ldb int, y *float32, n int) {
+	n8 := n &^ 7
+	if n8 > 0 {
+		gemvNAVX2(k, x, b, ldb, y, n8)
+	}
+	if n8 < n {
+		gemvNGo(k, x, (*float32)(unsafe.Add(unsafe.Pointer(b), 4*n8)), ldb, (*float32)(unsafe.Add(unsafe.Pointer(y), 4*n8)), n-n8)
+	}
+}
+
+// dot4AVX2Tail is dot4AVX2 on the steps that fill 8-wide vectors and pure
+// Go on the rest.
+func dot4AVX2Tail(k int, x, b *float32, ldb int, out *float32) {
+	k8 := k &^ 7
+	o := unsafe.Slice(out, 4)
+	if k8 > 0 {
+		dot4AVX2(k8, x, b, ldb, out)
+	} else {
+		o[0], o[1], o[2], o[3] = 0, 0, 0, 0
+	}
+	if k8 < k {
+		xs := unsafe.Slice(x, k)
+		bs := unsafe.Slice(b, 3*ldb+k)
+		for p := k8; p < k; p++ {
+			v := xs[p]
+			o[0] += v * bs[p]
+			o[1] += v * bs[ldb+p]
+			o[2] += v * bs[2*ldb+p]
+			o[3] += v * bs[3*ldb+p]
+		}
+	}
+}
+
+//go:noescape
+func gemmAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmAVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemvNAVX512(k int, x, b *float32, ldb int, y *float32, n int)
+
+//go:noescape
+func gemvNAVX2(k int, x, b *float32, ldb int, y *float32, n int)
+
+//go:noescape
+func dot4AVX512(k int, x, b *float32, ldb int, out *float32)
+
+//go:noescape
+func dot4AVX2(k int, x, b *float32, ldb int, out *float32)
