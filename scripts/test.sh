@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs kiln's whole test suite: installs what the tests need on a fresh Debian
+# machine (the ONNX conformance suite), then vet, the tests with the race
+# detector on the concurrent packages, and a short run of every fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d /usr/share/libonnx-testdata/data/node ]; then
+  echo "== installing libonnx-testdata (ONNX conformance suite)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libonnx-testdata
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 ./...
+
+echo "== go test -race (engine, api)"
+go test -count=1 -race -run 'Concurrent|Race' . ./engine/...
+
+echo "== fuzz (short)"
+fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" "$1"; }
+fuzz ./onnx FuzzDecodeModel
+fuzz ./onnx FuzzDecodeTensor
+fuzz . FuzzLoadModel
+echo "== all tests passed"
