@@ -170,6 +170,17 @@ func (m *Model) Outputs() []IOInfo {
 	return out
 }
 
+// InputType returns the element type of the named input (Undefined if the
+// model has no such input).
+func (m *Model) InputType(name string) DType {
+	for _, v := range m.eng.Graph().Inputs {
+		if v.Name == name {
+			return v.Type.DType
+		}
+	}
+	return tensor.Undefined
+}
+
 // Run computes the model's outputs from named inputs. Inputs are checked
 // against the model (names, types, shapes); errors wrap engine.ErrInput for
 // bad inputs. Run does not modify its inputs.

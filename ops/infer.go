@@ -104,6 +104,17 @@ func foldNode(n *ir.Node, k Kernel, in []*ir.Value) {
 	if total > foldLimit {
 		return
 	}
+	// only fold outputs whose size is known and small: a tiny input such as
+	// ConstantOfShape's can ask for a huge output
+	for _, o := range n.Outputs {
+		if o == nil {
+			continue
+		}
+		dims, ok := o.Type.Shape.Ints()
+		if !ok || tensor.CheckShape(dims) != nil || tensor.NumElements(dims) > foldLimit {
+			return
+		}
+	}
 	outs, err := k.Run(&Env{Ctx: context.Background()}, args)
 	if err != nil || len(outs) < len(n.Outputs) {
 		return // the error will surface at run time, with run-time context
