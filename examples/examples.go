@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -61,4 +62,29 @@ func TinyCNNInput(n int) *tensor.Tensor {
 		t.Float32s()[i] = float32(rng.Float64())
 	}
 	return t
+}
+
+//go:embed tinycnn/test_data_set_0/input_0.pb
+var tinyCNNInput []byte
+
+//go:embed tinycnn/test_data_set_0/output_0.pb
+var tinyCNNOutput []byte
+
+// TinyCNNTestData returns the bundled test input (2 images) and the output
+// kiln computed for it when the example was generated.
+func TinyCNNTestData() (input, output *tensor.Tensor, err error) {
+	dec := func(b []byte) (*tensor.Tensor, error) {
+		tp, err := onnx.DecodeTensor(b)
+		if err != nil {
+			return nil, err
+		}
+		return onnx.TensorFromProto(tp, nil)
+	}
+	if input, err = dec(tinyCNNInput); err != nil {
+		return nil, nil, err
+	}
+	if output, err = dec(tinyCNNOutput); err != nil {
+		return nil, nil, err
+	}
+	return input, output, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/conformance"
+	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -78,7 +79,12 @@ func runCmd(args []string) int {
 	}
 	path := pos[0]
 	start := time.Now()
-	m, err := kiln.Load(path)
+	var m *kiln.Model
+	if path == "example" {
+		m, err = kiln.LoadBytes(examples.TinyCNNModel)
+	} else {
+		m, err = kiln.Load(path)
+	}
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -87,7 +93,13 @@ func runCmd(args []string) int {
 
 	var inputs map[string]*tensor.Tensor
 	var want []*tensor.Tensor
-	if *data != "" {
+	if path == "example" && *data == "" && len(shapes) == 0 {
+		in, out, err := examples.TinyCNNTestData()
+		if err != nil {
+			return fail("%v", err)
+		}
+		inputs, want = map[string]*tensor.Tensor{"image": in}, []*tensor.Tensor{out}
+	} else if *data != "" {
 		if len(shapes) > 0 {
 			return fail("--shape and --data cannot be combined: the data sets the shapes")
 		}
