@@ -26,6 +26,10 @@ type kernel struct {
 	// nAlign is the column block gemvN is fastest on; threads split the
 	// columns of a GEMV at multiples of it.
 	nAlign int
+	// dw3x3s1 and dw3x3s2 compute one output plane (oh x ow) of a 3x3
+	// depthwise convolution with stride 1 or 2 from a padded input plane
+	// with row stride ld, the nine weights and a bias.
+	dw3x3s1, dw3x3s2 func(in []float32, ld int, wt []float32, b float32, dst []float32, oh, ow int)
 }
 
 // maxMR and maxNR bound the register block of every kernel; edge tiles are

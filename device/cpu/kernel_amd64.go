@@ -23,23 +23,27 @@ func kernels() []*kernel {
 }
 
 var avx512Kernel = &kernel{
-	name:   "avx512",
-	mr:     14,
-	nr:     32,
-	gemm:   gemmAVX512,
-	gemvN:  gemvNAVX512,
-	dot4:   dot4AVX512,
-	nAlign: 128,
+	name:    "avx512",
+	mr:      14,
+	nr:      32,
+	gemm:    gemmAVX512,
+	gemvN:   gemvNAVX512,
+	dot4:    dot4AVX512,
+	nAlign:  128,
+	dw3x3s1: dw3x3s1Go,
+	dw3x3s2: dw3x3s2Go,
 }
 
 var avx2Kernel = &kernel{
-	name:   "avx2",
-	mr:     6,
-	nr:     16,
-	gemm:   gemmAVX2,
-	gemvN:  gemvNAVX2Tail,
-	dot4:   dot4AVX2Tail,
-	nAlign: 64,
+	name:    "avx2",
+	mr:      6,
+	nr:      16,
+	gemm:    gemmAVX2,
+	gemvN:   gemvNAVX2Tail,
+	dot4:    dot4AVX2Tail,
+	nAlign:  64,
+	dw3x3s1: dw3x3s1Go,
+	dw3x3s2: dw3x3s2Go,
 }
 
 // gemvNAVX2Tail is gemvNAVX2 on the columns that fill 8-wide vectors and

@@ -4,13 +4,15 @@ import "unsafe"
 
 // genericKernel is the pure-Go kernel: always available, always tested.
 var genericKernel = &kernel{
-	name:   "generic",
-	mr:     4,
-	nr:     4,
-	gemm:   gemmKernelGo,
-	gemvN:  gemvNGo,
-	dot4:   dot4Go,
-	nAlign: 64,
+	name:    "generic",
+	mr:      4,
+	nr:      4,
+	gemm:    gemmKernelGo,
+	gemvN:   gemvNGo,
+	dot4:    dot4Go,
+	nAlign:  64,
+	dw3x3s1: dw3x3s1Go,
+	dw3x3s2: dw3x3s2Go,
 }
 
 // gemmKernelGo is the 4x4 pure-Go micro-kernel.
