@@ -71,3 +71,79 @@ func BenchmarkSgemm(b *testing.B) {
 		})
 	}
 }
+
+// naiveConv2D is the direct 7-loop convolution the kernels are compared
+// with (bounds tests hoisted out of the innermost loop).
+func naiveConv2D(p Conv2DParams, x, w, y []float32) {
+	oh, ow := p.OutH(), p.OutW()
+	cg, mg := p.C/p.Group, p.M/p.Group
+	for n := 0; n < p.N; n++ {
+		for m := 0; m < p.M; m++ {
+			g := m / mg
+			for yo := 0; yo < oh; yo++ {
+				for xo := 0; xo < ow; xo++ {
+					var s float32
+					for c := 0; c < cg; c++ {
+						for kh := 0; kh < p.KH; kh++ {
+							ih := yo*p.StrideH - p.PadTop + kh*p.DilH
+							if ih < 0 || ih >= p.H {
+								continue
+							}
+							xr := x[((n*p.C+g*cg+c)*p.H+ih)*p.W:]
+							wr := w[((m*cg+c)*p.KH+kh)*p.KW:]
+							for kw := 0; kw < p.KW; kw++ {
+								iw := xo*p.StrideW - p.PadLeft + kw*p.DilW
+								if iw >= 0 && iw < p.W {
+									s += xr[iw] * wr[kw]
+								}
+							}
+						}
+					}
+					y[((n*p.M+m)*oh+yo)*ow+xo] = s
+				}
+			}
+		}
+	}
+}
+
+var convBenchCases = []struct {
+	name string
+	p    Conv2DParams
+}{
+	{"resnet50_3x3_64x56x56", conv(1, 64, 56, 56, 64, 3, 1, 1, 1, 1)},
+	{"resnet50_1x1_256x56x56_to64", conv(1, 256, 56, 56, 64, 1, 1, 1, 1, 0)},
+	{"resnet50_conv1_7x7s2", conv(1, 3, 224, 224, 64, 7, 1, 2, 1, 3)},
+	{"resnet50_3x3_512x7x7", conv(1, 512, 7, 7, 512, 3, 1, 1, 1, 1)},
+	{"mobilenetv2_dw3x3_144x56x56", conv(1, 144, 56, 56, 144, 3, 144, 1, 1, 1)},
+	{"mobilenetv2_dw3x3s2_144x56x56", conv(1, 144, 56, 56, 144, 3, 144, 2, 1, 1)},
+	{"resnet50_3x3_64x56x56_batch8", conv(8, 64, 56, 56, 64, 3, 1, 1, 1, 1)},
+}
+
+func BenchmarkConv2D(b *testing.B) {
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, bc := range convBenchCases {
+		p := bc.p
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		w := randSlice(r, p.M*p.C/p.Group*p.KH*p.KW)
+		bias := randSlice(r, p.M)
+		y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
+		flops := 2 * float64(p.N*p.M*p.OutH()*p.OutW()) * float64(p.C/p.Group*p.KH*p.KW)
+		b.Run(fmt.Sprintf("%s/%s", bc.name, ISA()), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Conv2D(p, x, w, bias, y)
+			}
+			reportFlops(b, flops)
+		})
+		b.Run(fmt.Sprintf("%s/naive", bc.name), func(b *testing.B) {
+			if p.N > 1 {
+				b.Skip("too slow")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				naiveConv2D(p, x, w, y)
+			}
+			reportFlops(b, flops)
+		})
+	}
+}

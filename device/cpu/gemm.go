@@ -176,30 +176,52 @@ var (
 	packBPool floatPool
 )
 
+// packing overrides, for tests, when the packed GEMM copies A and B.
+var packing = packAuto
+
+const (
+	packAuto   = iota // by shape and stride
+	packAlways        // copy A and B
+	packNever         // use A and B in place unless transposed
+)
+
 // run computes the block C[i0:i1, j0:j1] on the calling goroutine.
 func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	mr, nr := g.kern.mr, g.kern.nr
 	kcMax := blockKC
 	mcMax := max(mr, blockMC/mr*mr)
 	ncMax := max(nr, blockNC/nr*nr)
-	// With no more than one panel of rows, each element of B is used by one
-	// micro-kernel call only: read B in place rather than pack it (except a
-	// ragged last column panel).
-	direct := !g.transB && i1-i0 <= mr
-	mc0 := min(mcMax, i1-i0)
+	rows := i1 - i0
+	// The kernel reads A and B through row strides, so either can be used
+	// in place. A is copied when it must be transposed, or when its rows are
+	// 4 KiB apart and would crowd a few L1 sets. B is used in place when
+	// each of its panels serves few micro-kernel calls (then packing costs
+	// more than it saves), unless its stride is 4 KiB aligned. Ragged edge
+	// panels are always copied: the kernel reads whole panels.
+	directA := !g.transA && g.lda%1024 != 0
+	directB := !g.transB && (rows <= mr || rows <= 8*mr && g.ldb%1024 != 0)
+	switch packing {
+	case packAlways:
+		directA, directB = false, false
+	case packNever:
+		directA, directB = !g.transA, !g.transB
+	}
+	mc0 := min(mcMax, rows)
 	nc0 := min(ncMax, j1-j0)
 	kc0 := min(kcMax, g.k)
-	abufp := packAPool.get((mc0+mr-1)/mr*mr*kc0 + maxMR*maxNR)
-	abuf := *abufp
-	tmp := abuf[len(abuf)-maxMR*maxNR:]
-	var bbufp *[]float32
-	var bbuf []float32
-	if direct {
-		bbufp = packBPool.get(kc0 * nr)
-	} else {
-		bbufp = packBPool.get((nc0 + nr - 1) / nr * nr * kc0)
+	asize := (mc0 + mr - 1) / mr * mr * kc0
+	if directA {
+		asize = mr * kc0
 	}
-	bbuf = *bbufp
+	bsize := (nc0 + nr - 1) / nr * nr * kc0
+	if directB {
+		bsize = nr * kc0
+	}
+	abufp := packAPool.get(asize + maxMR*maxNR)
+	abuf := *abufp
+	tmp := abuf[asize:]
+	bbufp := packBPool.get(bsize)
+	bbuf := *bbufp
 	for jc := j0; jc < j1; jc += ncMax {
 		nc := min(ncMax, j1-jc)
 		for pc := 0; pc < g.k; pc += kcMax {
@@ -208,18 +230,22 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 			if pc > 0 {
 				beta = 1
 			}
-			if !direct {
+			if !directB {
 				packB(bbuf, g.b, g.ldb, g.transB, pc, kc, jc, nc, nr)
 			}
 			for ic := i0; ic < i1; ic += mcMax {
 				mc := min(mcMax, i1-ic)
-				packA(abuf, g.a, g.lda, g.transA, ic, mc, pc, kc, mr)
+				if !directA {
+					packA(abuf, g.a, g.lda, g.transA, ic, mc, pc, kc, mr)
+				} else if edge := mc % mr; edge != 0 {
+					packA(abuf, g.a, g.lda, false, ic+mc-edge, edge, pc, kc, mr)
+				}
 				for jr := 0; jr < nc; jr += nr {
 					nrr := min(nr, nc-jr)
 					var bp *float32
 					bld := nr
 					switch {
-					case !direct:
+					case !directB:
 						bp = &bbuf[jr*kc]
 					case nrr == nr:
 						bp = &g.b[pc*g.ldb+jc+jr]
@@ -230,13 +256,23 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 					}
 					for ir := 0; ir < mc; ir += mr {
 						mrr := min(mr, mc-ir)
-						ap := &abuf[ir*kc]
+						var ap *float32
+						ald := kc
+						switch {
+						case !directA:
+							ap = &abuf[ir*kc]
+						case mrr == mr:
+							ap = &g.a[(ic+ir)*g.lda+pc]
+							ald = g.lda
+						default:
+							ap = &abuf[0]
+						}
 						ci := (ic+ir)*g.ldc + jc + jr
 						if mrr == mr && nrr == nr {
-							g.kern.gemm(kc, ap, bp, bld, &g.c[ci], g.ldc, g.alpha, beta)
+							g.kern.gemm(kc, ap, ald, bp, bld, &g.c[ci], g.ldc, g.alpha, beta)
 							continue
 						}
-						g.kern.gemm(kc, ap, bp, bld, &tmp[0], nr, 1, 0)
+						g.kern.gemm(kc, ap, ald, bp, bld, &tmp[0], nr, 1, 0)
 						mergeTile(g.c[ci:], g.ldc, tmp, nr, mrr, nrr, g.alpha, beta)
 					}
 				}
@@ -265,45 +301,23 @@ func mergeTile(c []float32, ldc int, t []float32, ldt, mr, nr int, alpha, beta f
 }
 
 // packA copies rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst
-// as ceil(mc/mr) micro-panels of mr x kc, each stored step by step (mr
-// values per step), ragged rows zero-padded.
+// as a row-major block with row stride kc, zero rows added up to a multiple
+// of mr.
 func packA(dst, a []float32, lda int, trans bool, i0, mc, p0, kc, mr int) {
-	for ir := 0; ir < mc; ir += mr {
-		mrr := min(mr, mc-ir)
-		panel := dst[ir*kc : ir*kc+mr*kc]
-		if trans {
-			// op(A)[i][p] = a[p*lda+i]: each step is contiguous.
-			for p := 0; p < kc; p++ {
-				src := a[(p0+p)*lda+i0+ir:]
-				d := panel[p*mr : p*mr+mr]
-				copy(d[:mrr], src[:mrr])
-				clear(d[mrr:])
-			}
-			continue
-		}
-		r := 0
-		for ; r+4 <= mrr; r += 4 {
-			s0 := a[(i0+ir+r)*lda+p0:][:kc]
-			s1 := a[(i0+ir+r+1)*lda+p0:][:kc]
-			s2 := a[(i0+ir+r+2)*lda+p0:][:kc]
-			s3 := a[(i0+ir+r+3)*lda+p0:][:kc]
-			for p := range s0 {
-				d := panel[p*mr+r : p*mr+r+4 : p*mr+r+4]
-				d[0], d[1], d[2], d[3] = s0[p], s1[p], s2[p], s3[p]
+	if trans {
+		// op(A)[i][p] = a[p*lda+i]: each source row is a column of dst.
+		for p := 0; p < kc; p++ {
+			src := a[(p0+p)*lda+i0:][:mc]
+			for r, v := range src {
+				dst[r*kc+p] = v
 			}
 		}
-		for ; r < mrr; r++ {
-			src := a[(i0+ir+r)*lda+p0:][:kc]
-			for p, v := range src {
-				panel[p*mr+r] = v
-			}
-		}
-		if mrr < mr {
-			for p := 0; p < kc; p++ {
-				clear(panel[p*mr+mrr : p*mr+mr])
-			}
+	} else {
+		for r := 0; r < mc; r++ {
+			copy(dst[r*kc:r*kc+kc], a[(i0+r)*lda+p0:][:kc])
 		}
 	}
+	clear(dst[mc*kc : (mc+mr-1)/mr*mr*kc])
 }
 
 // packB copies rows [p0, p0+kc) and columns [j0, j0+nc) of op(B) into dst

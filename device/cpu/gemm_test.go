@@ -143,6 +143,16 @@ var gemmShapes = [][3]int{
 	{300, 1, 129}, {100, 3, 50}, {129, 130, 65}, {200, 37, 300}, {257, 259, 261},
 }
 
+// forEachPacking runs f with each packing policy of the packed GEMM.
+func forEachPacking(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	defer func() { packing = packAuto }()
+	for _, m := range []int{packAuto, packAlways, packNever} {
+		packing = m
+		t.Run(fmt.Sprint("packing", m), f)
+	}
+}
+
 func TestSgemm(t *testing.T) {
 	forEachKernel(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(1, 2))
@@ -164,18 +174,38 @@ func TestSgemm(t *testing.T) {
 // TestSgemmBlocks shrinks the cache blocks so that small products use
 // several blocks of M, N and K (and so beta is applied only once).
 func TestSgemmBlocks(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) { forEachPacking(t, testSgemmBlocks) })
+}
+
+// TestSgemmPacking runs the medium shapes with each packing policy.
+func TestSgemmPacking(t *testing.T) {
 	forEachKernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(3, 4))
-		withBlocking(2*active.mr+1, 7, 2*active.nr+3, func() {
-			for _, s := range [][3]int{{5, 9, 30}, {40, 70, 23}, {3 * active.mr, 5 * active.nr, 15}, {60, 150, 50}} {
+		forEachPacking(t, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(13, 14))
+			for si, s := range gemmShapes {
+				if s[0]*s[1]*s[2] > 1<<20 {
+					continue
+				}
 				for tr := 0; tr < 4; tr++ {
-					tc := gemmCase{transA: tr&1 != 0, transB: tr&2 != 0, m: s[0], n: s[1], k: s[2], pad: tr, alpha: 1.5, beta: 0.5}
-					tc.check(t, r)
-					tc.beta = 0
+					tc := gemmCase{transA: tr&1 != 0, transB: tr&2 != 0, m: s[0], n: s[1], k: s[2], pad: (si + tr) % 3 * 3, alpha: 0.75, beta: -0.5}
 					tc.check(t, r)
 				}
 			}
 		})
+	})
+}
+
+func testSgemmBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	withBlocking(2*active.mr+1, 7, 2*active.nr+3, func() {
+		for _, s := range [][3]int{{5, 9, 30}, {40, 70, 23}, {3 * active.mr, 5 * active.nr, 15}, {60, 150, 50}} {
+			for tr := 0; tr < 4; tr++ {
+				tc := gemmCase{transA: tr&1 != 0, transB: tr&2 != 0, m: s[0], n: s[1], k: s[2], pad: tr, alpha: 1.5, beta: 0.5}
+				tc.check(t, r)
+				tc.beta = 0
+				tc.check(t, r)
+			}
+		}
 	})
 }
 

@@ -35,35 +35,57 @@ func main() {
 // gemmKernel writes an mr x nr micro-kernel on vectors of vl floats held in
 // registers named reg ("Y" or "Z"):
 //
-//	func name(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+//	func name(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 //
-// Accumulators are registers 0..mr*nv-1 (nv = nr/vl vectors per row), B
-// goes in the next nv, the broadcast of A in the last two.
+// A is read row by row (row stride lda), one broadcast per element; B row
+// by row (row stride ldb), nr/vl vectors per row. Accumulators are
+// registers 0..mr*nv-1 (nv = nr/vl), B goes in the next nv, the broadcasts
+// of A in the last two. Rows of A are addressed from a base register every
+// three rows: base, base+lda, base+2*lda.
 func gemmKernel(name string, mr, nr, vl int, reg string) {
 	nv := nr / vl
 	acc := func(i, v int) string { return fmt.Sprintf("%s%d", reg, i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("%s%d", reg, mr*nv+v) }
 	areg := func(i int) string { return fmt.Sprintf("%s%d", reg, mr*nv+nv+i%2) }
+	bases := []string{"AX", "R10", "R11", "R12", "R13"}
+	arow := func(i, off int) string {
+		b := bases[i/3]
+		switch i % 3 {
+		case 0:
+			return fmt.Sprintf("%d(%s)", off, b)
+		case 1:
+			return fmt.Sprintf("%d(%s)(R8*1)", off, b)
+		default:
+			return fmt.Sprintf("%d(%s)(R8*2)", off, b)
+		}
+	}
+	nb := (mr + 2) / 3
 	vbytes := vl * 4
 	p("")
-	p("// func %s(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
+	p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
 	p("\tMOVQ k+0(FP), CX")
 	p("\tMOVQ a+8(FP), AX")
-	p("\tMOVQ b+16(FP), BX")
-	p("\tMOVQ ldb+24(FP), DX")
+	p("\tMOVQ lda+16(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tLEAQ (R8)(R8*2), R9")
+	for i := 1; i < nb; i++ {
+		p("\tLEAQ (%s)(R9*1), %s", bases[i-1], bases[i])
+	}
+	p("\tMOVQ b+24(FP), BX")
+	p("\tMOVQ ldb+32(FP), DX")
 	p("\tSHLQ $2, DX")
-	p("\tMOVQ c+32(FP), DI")
-	p("\tMOVQ ldc+40(FP), SI")
+	p("\tMOVQ c+40(FP), DI")
+	p("\tMOVQ ldc+48(FP), SI")
 	p("\tSHLQ $2, SI")
 	// Warm the C tile while the loop runs.
-	p("\tMOVQ DI, R8")
+	p("\tMOVQ DI, R9")
 	for i := 0; i < mr; i++ {
 		for off := 0; off < nr*4; off += 64 {
-			p("\tPREFETCHT0 %d(R8)", off)
+			p("\tPREFETCHT0 %d(R9)", off)
 		}
 		if i < mr-1 {
-			p("\tADDQ SI, R8")
+			p("\tADDQ SI, R9")
 		}
 	}
 	for i := 0; i < mr; i++ {
@@ -80,21 +102,26 @@ func gemmKernel(name string, mr, nr, vl int, reg string) {
 			p("\tVMOVUPS %d(BX), %s", v*vbytes, breg(v))
 		}
 		for i := 0; i < mr; i++ {
-			p("\tVBROADCASTSS %d(AX), %s", aoff+4*i, areg(i))
+			p("\tVBROADCASTSS %s, %s", arow(i, aoff), areg(i))
 			for v := 0; v < nv; v++ {
 				p("\tVFMADD231PS %s, %s, %s", breg(v), areg(i), acc(i, v))
 			}
 		}
 		p("\tADDQ DX, BX")
 	}
+	advance := func(bytes int) {
+		for i := 0; i < nb; i++ {
+			p("\tADDQ $%d, %s", bytes, bases[i])
+		}
+	}
 	const unroll = 4
 	p("\tCMPQ CX, $%d", unroll)
 	p("\tJLT %s_tail", name)
 	p("%s_loop%d:", name, unroll)
 	for u := 0; u < unroll; u++ {
-		step(u * mr * 4)
+		step(u * 4)
 	}
-	p("\tADDQ $%d, AX", unroll*mr*4)
+	advance(unroll * 4)
 	p("\tSUBQ $%d, CX", unroll)
 	p("\tCMPQ CX, $%d", unroll)
 	p("\tJGE %s_loop%d", name, unroll)
@@ -103,17 +130,17 @@ func gemmKernel(name string, mr, nr, vl int, reg string) {
 	p("\tJZ %s_store", name)
 	p("%s_loop1:", name)
 	step(0)
-	p("\tADDQ $%d, AX", mr*4)
+	advance(4)
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop1", name)
 
 	p("%s_store:", name)
 	alpha, beta := breg(0), areg(0)
-	p("\tVBROADCASTSS alpha+48(FP), %s", alpha)
-	p("\tMOVL beta+52(FP), R9")
+	p("\tVBROADCASTSS alpha+56(FP), %s", alpha)
+	p("\tMOVL beta+60(FP), R9")
 	p("\tANDL $0x7fffffff, R9")
 	p("\tJZ %s_nobeta", name)
-	p("\tVBROADCASTSS beta+52(FP), %s", beta)
+	p("\tVBROADCASTSS beta+60(FP), %s", beta)
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			p("\tVMULPS %s, %s, %s", alpha, acc(i, v), acc(i, v))

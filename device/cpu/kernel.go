@@ -14,11 +14,10 @@ type kernel struct {
 	// mr x nr is the register block of gemm.
 	mr, nr int
 	// gemm computes the mr x nr tile C = alpha*A*B + beta*C over k steps.
-	// a is a packed micro-panel of A: for each step p, mr consecutive
-	// values A[0..mr-1][p]. b holds, for each step p, the nr values
-	// B[p][0..nr-1] at b[p*ldb:]. c is row-major with row stride ldc. When
-	// beta is zero (of either sign), C is only written, never read.
-	gemm func(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+	// A is mr x k with row stride lda, B is k x nr with row stride ldb
+	// and C is mr x nr with row stride ldc. When beta is zero (of either
+	// sign), C is only written, never read.
+	gemm func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 	// gemvN sets y[j] = sum over i < k of x[i]*b[i*ldb+j], for j < n.
 	gemvN func(k int, x, b *float32, ldb int, y *float32, n int)
 	// dot4 sets out[r] = sum over p < k of x[p]*b[r*ldb+p], for r < 4.

@@ -82,10 +82,10 @@ func dot4AVX2Tail(k int, x, b *float32, ldb int, out *float32) {
 }
 
 //go:noescape
-func gemmAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+func gemmAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
-func gemmAVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+func gemmAVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
 func gemvNAVX512(k int, x, b *float32, ldb int, y *float32, n int)

@@ -16,33 +16,33 @@ var genericKernel = &kernel{
 }
 
 // gemmKernelGo is the 4x4 pure-Go micro-kernel.
-func gemmKernelGo(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
-	as := unsafe.Slice(a, 4*k)
+func gemmKernelGo(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
+	as := unsafe.Slice(a, 3*lda+k)
 	bs := unsafe.Slice(b, (k-1)*ldb+4)
+	a0s, a1s, a2s, a3s := as[:k], as[lda:lda+k], as[2*lda:2*lda+k], as[3*lda:3*lda+k]
 	var c00, c01, c02, c03 float32
 	var c10, c11, c12, c13 float32
 	var c20, c21, c22, c23 float32
 	var c30, c31, c32, c33 float32
-	for p := 0; p < k; p++ {
-		ap := as[4*p : 4*p+4 : 4*p+4]
+	for p := range a0s {
 		bp := bs[p*ldb : p*ldb+4 : p*ldb+4]
 		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
-		a0 := ap[0]
+		a0 := a0s[p]
 		c00 += a0 * b0
 		c01 += a0 * b1
 		c02 += a0 * b2
 		c03 += a0 * b3
-		a1 := ap[1]
+		a1 := a1s[p]
 		c10 += a1 * b0
 		c11 += a1 * b1
 		c12 += a1 * b2
 		c13 += a1 * b3
-		a2 := ap[2]
+		a2 := a2s[p]
 		c20 += a2 * b0
 		c21 += a2 * b1
 		c22 += a2 * b2
 		c23 += a2 * b3
-		a3 := ap[3]
+		a3 := a3s[p]
 		c30 += a3 * b0
 		c31 += a3 * b1
 		c32 += a3 * b2
