@@ -566,39 +566,39 @@ func decodeValueInfo(r *reader) (*ValueInfoProto, error) {
 // replaces an earlier one, as protobuf specifies.
 func decodeType(r *reader) (*TypeProto, error) {
 	m := &TypeProto{}
-	clear := func() { *m = TypeProto{Denotation: m.Denotation} }
+	reset := func() { *m = TypeProto{Denotation: m.Denotation} }
 	err := r.fields(func() (bool, error) {
 		var err error
 		switch r.num {
 		case 1:
 			var v *TypeProtoTensor
 			v, err = sub(r, "tensor_type", -1, decodeTypeTensor)
-			clear()
+			reset()
 			m.TensorType = v
 		case 4:
 			var v *TypeProtoSequence
 			v, err = sub(r, "sequence_type", -1, decodeTypeSequence)
-			clear()
+			reset()
 			m.SequenceType = v
 		case 5:
 			var v *TypeProtoMap
 			v, err = sub(r, "map_type", -1, decodeTypeMap)
-			clear()
+			reset()
 			m.MapType = v
 		case 9:
 			var v *TypeProtoOptional
 			v, err = sub(r, "optional_type", -1, decodeTypeOptional)
-			clear()
+			reset()
 			m.OptionalType = v
 		case 8:
 			var v *TypeProtoSparseTensor
 			v, err = sub(r, "sparse_tensor_type", -1, decodeTypeSparseTensor)
-			clear()
+			reset()
 			m.SparseTensorType = v
 		case 7:
 			var v *TypeProtoOpaque
 			v, err = sub(r, "opaque_type", -1, decodeTypeOpaque)
-			clear()
+			reset()
 			m.OpaqueType = v
 		case 6:
 			m.Denotation, err = r.string("denotation")
