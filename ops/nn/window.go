@@ -1,0 +1,231 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+)
+
+// autoPad is the auto_pad attribute of Conv, ConvTranspose and the pools.
+type autoPad int
+
+const (
+	padNotSet autoPad = iota
+	padSameUpper
+	padSameLower
+	padValid
+)
+
+// parseAutoPad reads the auto_pad attribute.
+func parseAutoPad(a *ops.Attrs) autoPad {
+	switch s := a.String("auto_pad", "NOTSET"); s {
+	case "NOTSET", "":
+		return padNotSet
+	case "SAME_UPPER":
+		return padSameUpper
+	case "SAME_LOWER":
+		return padSameLower
+	case "VALID":
+		return padValid
+	default:
+		a.Fail("auto_pad", "unsupported value %q (want NOTSET, SAME_UPPER, SAME_LOWER or VALID)", s)
+		return padNotSet
+	}
+}
+
+// window holds the sliding-window attributes shared by Conv and the pools:
+// the kernel (nil when it comes from the weights), strides, dilations and
+// explicit pads (nil meaning the defaults), auto_pad and ceil_mode.
+type window struct {
+	autoPad   autoPad
+	kernel    []int
+	strides   []int
+	dilations []int
+	pads      []int
+	ceil      bool
+}
+
+// parseWindow reads kernel_shape, strides, dilations, pads and auto_pad,
+// checking that they are positive (pads non-negative).
+func parseWindow(a *ops.Attrs) window {
+	w := window{autoPad: parseAutoPad(a)}
+	if a.Has("kernel_shape") {
+		w.kernel = ints64(a.Ints("kernel_shape", nil))
+		for _, k := range w.kernel {
+			if k <= 0 {
+				a.Fail("kernel_shape", "%v has a non-positive size", w.kernel)
+			}
+		}
+	}
+	if a.Has("strides") {
+		w.strides = ints64(a.Ints("strides", nil))
+		for _, s := range w.strides {
+			if s <= 0 {
+				a.Fail("strides", "%v has a non-positive stride", w.strides)
+			}
+		}
+	}
+	if a.Has("dilations") {
+		w.dilations = ints64(a.Ints("dilations", nil))
+		for _, d := range w.dilations {
+			if d <= 0 {
+				a.Fail("dilations", "%v has a non-positive dilation", w.dilations)
+			}
+		}
+	}
+	if a.Has("pads") {
+		w.pads = ints64(a.Ints("pads", nil))
+		for _, p := range w.pads {
+			if p < 0 {
+				a.Fail("pads", "%v has a negative pad", w.pads)
+			}
+		}
+		if len(w.pads)%2 != 0 {
+			a.Fail("pads", "%v has an odd length", w.pads)
+		}
+	}
+	if w.kernel != nil {
+		r := len(w.kernel)
+		if w.strides != nil && len(w.strides) != r {
+			a.Fail("strides", "%v does not match kernel_shape %v", w.strides, w.kernel)
+		}
+		if w.dilations != nil && len(w.dilations) != r {
+			a.Fail("dilations", "%v does not match kernel_shape %v", w.dilations, w.kernel)
+		}
+		if w.pads != nil && len(w.pads) != 2*r {
+			a.Fail("pads", "%v does not match kernel_shape %v", w.pads, w.kernel)
+		}
+	}
+	return w
+}
+
+// geom is a resolved window over concrete spatial dims.
+type geom struct {
+	in, out, kernel, stride, dil, padB, padE []int
+}
+
+// rank is the number of spatial dims.
+func (g *geom) rank() int { return len(g.in) }
+
+// at returns v[i], or def when v is nil.
+func at(v []int, i, def int) int {
+	if v == nil {
+		return def
+	}
+	return v[i]
+}
+
+// check verifies that the attribute lists fit r spatial dims.
+func (w *window) check(r int) error {
+	if w.kernel != nil && len(w.kernel) != r {
+		return badInput("kernel_shape %v for %d spatial dims", w.kernel, r)
+	}
+	if w.strides != nil && len(w.strides) != r {
+		return badInput("strides %v for %d spatial dims", w.strides, r)
+	}
+	if w.dilations != nil && len(w.dilations) != r {
+		return badInput("dilations %v for %d spatial dims", w.dilations, r)
+	}
+	if w.pads != nil && len(w.pads) != 2*r {
+		return badInput("pads %v for %d spatial dims", w.pads, r)
+	}
+	return nil
+}
+
+// outDim returns the output size of one spatial dim and its pads. The
+// result may be < 1 for a window larger than the padded input.
+func (w *window) outDim(i, in, k int) (out, pb, pe int) {
+	s, d := at(w.strides, i, 1), at(w.dilations, i, 1)
+	ek := (k-1)*d + 1
+	switch w.autoPad {
+	case padSameUpper, padSameLower:
+		out = (in + s - 1) / s
+		total := max(0, (out-1)*s+ek-in)
+		if w.autoPad == padSameUpper {
+			pb = total / 2
+		} else {
+			pb = total - total/2
+		}
+		return out, pb, total - pb
+	case padValid:
+		if in < ek {
+			return 0, 0, 0
+		}
+		return (in-ek)/s + 1, 0, 0
+	}
+	r := len(w.pads) / 2
+	pb, pe = at(w.pads, i, 0), 0
+	if w.pads != nil {
+		pe = w.pads[i+r]
+	}
+	span := in + pb + pe - ek
+	if span < 0 {
+		return 0, pb, pe
+	}
+	if w.ceil {
+		out = (span+s-1)/s + 1
+		// The last window must start inside the input or the left pad.
+		if (out-1)*s >= in+pb {
+			out--
+		}
+	} else {
+		out = span/s + 1
+	}
+	return out, pb, pe
+}
+
+// resolve computes the geometry of the window over the spatial dims in with
+// kernel k (the kernel_shape attribute wins when set).
+func (w *window) resolve(in, k []int) (*geom, error) {
+	r := len(in)
+	if err := w.check(r); err != nil {
+		return nil, err
+	}
+	if w.kernel != nil {
+		k = w.kernel
+	}
+	if len(k) != r {
+		return nil, badInput("kernel %v for %d spatial dims", k, r)
+	}
+	g := &geom{in: in, kernel: k, out: make([]int, r), stride: make([]int, r), dil: make([]int, r),
+		padB: make([]int, r), padE: make([]int, r)}
+	for i := range in {
+		if k[i] <= 0 {
+			return nil, badInput("kernel %v has a non-positive size", k)
+		}
+		g.stride[i] = at(w.strides, i, 1)
+		g.dil[i] = at(w.dilations, i, 1)
+		o, pb, pe := w.outDim(i, in[i], k[i])
+		if o < 1 {
+			return nil, badInput("window %v (dilations %v) does not fit input %v with pads %v", k, w.dilations, in, w.pads)
+		}
+		g.out[i], g.padB[i], g.padE[i] = o, pb, pe
+	}
+	return g, nil
+}
+
+// inferDims returns the output spatial dims for symbolic input dims: known
+// where the input dim and kernel are known.
+func (w *window) inferDims(in ir.Shape, k []int) (ir.Shape, error) {
+	r := len(in)
+	if err := w.check(r); err != nil {
+		return nil, err
+	}
+	if w.kernel != nil {
+		k = w.kernel
+	}
+	out := make(ir.Shape, r)
+	for i, d := range in {
+		if !d.Known() || k == nil || k[i] < 0 {
+			out[i] = ir.U()
+			continue
+		}
+		o, _, _ := w.outDim(i, int(d.Val), k[i])
+		if o < 1 {
+			return nil, fmt.Errorf("%w: window %v does not fit input dims %v", ops.ErrBadInput, k, in)
+		}
+		out[i] = ir.D(int64(o))
+	}
+	return out, nil
+}
