@@ -84,6 +84,10 @@ func convCases() []Conv2DParams {
 		conv(1, 64, 28, 28, 32, 3, 1, 1, 1, 1),  // more than one im2col tile
 		conv(3, 2, 6, 6, 3, 2, 1, 1, 1, 0),      // even kernel
 		conv(1, 1, 1, 1, 1, 1, 1, 1, 1, 0),      // one pixel
+		conv(1, 3, 9, 40, 3, 3, 3, 1, 1, 1),     // depthwise, rows of 2.5 vectors
+		conv(1, 3, 9, 70, 3, 3, 3, 2, 1, 1),     // depthwise s2, rows of 35
+		conv(1, 2, 6, 64, 2, 3, 2, 1, 1, 0),     // depthwise, whole vectors
+		conv(1, 2, 7, 66, 2, 3, 2, 2, 1, 0),     // depthwise s2, whole vectors
 	}
 	// Asymmetric pads and rectangular kernels and strides.
 	asym := conv(1, 4, 9, 12, 5, 3, 1, 1, 1, 0)

@@ -1,5 +1,7 @@
 package cpu
 
+import "math"
+
 var padPool floatPool
 
 // depthwise computes a convolution whose groups each have one input channel
@@ -12,7 +14,10 @@ func depthwise(p Conv2DParams, x, w, bias, y []float32) {
 	mult := p.M / p.C
 	hw := p.H * p.W
 	khw := p.KH * p.KW
-	padded := p.PadTop != 0 || p.PadLeft != 0 || p.PadBottom != 0 || p.PadRight != 0
+	is3x3 := p.KH == 3 && p.KW == 3 && p.DilH == 1 && p.DilW == 1 && p.StrideH == p.StrideW && p.StrideH <= 2
+	// The 3x3 kernels read whole vectors past the end of rows: they always
+	// get a copy with slack after it.
+	padded := is3x3 || p.PadTop != 0 || p.PadLeft != 0 || p.PadBottom != 0 || p.PadRight != 0
 	// Rows and columns of the (padded) plane the output reads.
 	ph := (oh-1)*p.StrideH + (p.KH-1)*p.DilH + 1
 	pw := max((ow-1)*p.StrideW+(p.KW-1)*p.DilW+1, p.W+p.PadLeft)
@@ -25,7 +30,7 @@ func depthwise(p Conv2DParams, x, w, bias, y []float32) {
 		if padded {
 			// A few spare floats: vector kernels may read past the last
 			// row's used columns.
-			bufp = padPool.get(ph*pw + 32)
+			bufp = padPool.get(ph*pw + dwSlack)
 			buf = *bufp
 		}
 		for pl := lo; pl < hi; pl++ {
@@ -33,7 +38,8 @@ func depthwise(p Conv2DParams, x, w, bias, y []float32) {
 			src := x[pl*hw : pl*hw+hw]
 			in, ld := src, p.W
 			if padded {
-				padPlane(buf, src, p, ph, pw)
+				padPlane(buf[:ph*pw], src, p, ph, pw)
+				clear(buf[ph*pw:])
 				in, ld = buf, pw
 			}
 			for q := 0; q < mult; q++ {
@@ -61,27 +67,41 @@ func padPlane(dst, src []float32, p Conv2DParams, ph, pw int) {
 	r := top
 	for ; r < ph && r-p.PadTop < p.H; r++ {
 		row := dst[r*pw : r*pw+pw]
-		clear(row[:p.PadLeft])
+		// Pads are a pixel or two: loops beat calls to clear.
+		for i := range row[:p.PadLeft] {
+			row[i] = 0
+		}
 		n := copy(row[p.PadLeft:], src[(r-p.PadTop)*p.W:(r-p.PadTop+1)*p.W])
-		clear(row[p.PadLeft+n:])
+		rest := row[p.PadLeft+n:]
+		for i := range rest {
+			rest[i] = 0
+		}
 	}
 	clear(dst[r*pw:])
 }
 
 // dwPlane computes one output plane (oh x ow) of a depthwise convolution
-// from its input plane in (row stride ld, already padded), the KH x KW
-// weights wt and the bias b, then applies p.Act.
+// from its input plane in (row stride ld, already padded, with dwSlack
+// floats after it for the 3x3 kernels), the KH x KW weights wt and the bias
+// b, then applies p.Act.
 func dwPlane(p Conv2DParams, in []float32, ld int, wt []float32, b float32, dst []float32, oh, ow int) {
+	lo, hi := float32(math.Inf(-1)), float32(math.Inf(1))
+	switch p.Act {
+	case ActRelu:
+		lo = 0
+	case ActClip:
+		lo, hi = p.ActMin, p.ActMax
+	}
 	switch {
 	case p.KH == 3 && p.KW == 3 && p.DilH == 1 && p.DilW == 1 && p.StrideH == 1 && p.StrideW == 1:
-		active.dw3x3s1(in, ld, wt, b, dst, oh, ow)
+		active.dw3x3s1(in, ld, wt, dst, ow, oh, ow, b, lo, hi)
 	case p.KH == 3 && p.KW == 3 && p.DilH == 1 && p.DilW == 1 && p.StrideH == 2 && p.StrideW == 2:
-		active.dw3x3s2(in, ld, wt, b, dst, oh, ow)
+		active.dw3x3s2(in, ld, wt, dst, ow, oh, ow, b, lo, hi)
 	default:
 		dwGeneric(p, in, ld, wt, b, dst, oh, ow)
-	}
-	if p.Act != ActNone {
-		epilogue(p, dst, ow, oh, ow, nil)
+		if p.Act != ActNone {
+			epilogue(p, dst, ow, oh, ow, nil)
+		}
 	}
 }
 
@@ -115,11 +135,11 @@ func dwGeneric(p Conv2DParams, in []float32, ld int, wt []float32, b float32, ds
 }
 
 // dw3x3s1Go is the 3x3, stride 1 depthwise kernel in pure Go.
-func dw3x3s1Go(in []float32, ld int, wt []float32, b float32, dst []float32, oh, ow int) {
+func dw3x3s1Go(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32) {
 	wt = wt[:9]
 	w0, w1, w2, w3, w4, w5, w6, w7, w8 := wt[0], wt[1], wt[2], wt[3], wt[4], wt[5], wt[6], wt[7], wt[8]
 	for y := 0; y < oh; y++ {
-		out := dst[y*ow : y*ow+ow]
+		out := dst[y*ldo : y*ldo+ow]
 		r0 := in[y*ld : y*ld+ow+2]
 		r1 := in[(y+1)*ld : (y+1)*ld+ow+2]
 		r2 := in[(y+2)*ld : (y+2)*ld+ow+2]
@@ -127,17 +147,17 @@ func dw3x3s1Go(in []float32, ld int, wt []float32, b float32, dst []float32, oh,
 			s := b + w0*r0[i] + w1*r0[i+1] + w2*r0[i+2]
 			s += w3*r1[i] + w4*r1[i+1] + w5*r1[i+2]
 			s += w6*r2[i] + w7*r2[i+1] + w8*r2[i+2]
-			out[i] = s
+			out[i] = min(max(s, lo), hi)
 		}
 	}
 }
 
 // dw3x3s2Go is the 3x3, stride 2 depthwise kernel in pure Go.
-func dw3x3s2Go(in []float32, ld int, wt []float32, b float32, dst []float32, oh, ow int) {
+func dw3x3s2Go(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32) {
 	wt = wt[:9]
 	w0, w1, w2, w3, w4, w5, w6, w7, w8 := wt[0], wt[1], wt[2], wt[3], wt[4], wt[5], wt[6], wt[7], wt[8]
 	for y := 0; y < oh; y++ {
-		out := dst[y*ow : y*ow+ow]
+		out := dst[y*ldo : y*ldo+ow]
 		r0 := in[2*y*ld : 2*y*ld+2*ow+1]
 		r1 := in[(2*y+1)*ld : (2*y+1)*ld+2*ow+1]
 		r2 := in[(2*y+2)*ld : (2*y+2)*ld+2*ow+1]
@@ -146,7 +166,7 @@ func dw3x3s2Go(in []float32, ld int, wt []float32, b float32, dst []float32, oh,
 			s := b + w0*r0[j] + w1*r0[j+1] + w2*r0[j+2]
 			s += w3*r1[j] + w4*r1[j+1] + w5*r1[j+2]
 			s += w6*r2[j] + w7*r2[j+1] + w8*r2[j+2]
-			out[i] = s
+			out[i] = min(max(s, lo), hi)
 		}
 	}
 }

@@ -27,6 +27,9 @@ func main() {
 	gemvNAVX2()
 	dot4("dot4AVX512", "Z", 16)
 	dot4("dot4AVX2", "Y", 8)
+	dw3x3("dw3x3s1AVX512", "Z", 16, 1)
+	dw3x3("dw3x3s2AVX512", "Z", 16, 2)
+	dw3x3("dw3x3s1AVX2", "Y", 8, 1)
 	if err := os.WriteFile("kernel_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -451,4 +454,164 @@ func dot4(name, reg string, vl int) {
 	p("\tVMOVUPS X0, (DI)")
 	p("\tVZEROUPPER")
 	p("\tRET")
+}
+
+// dw3x3 writes a 3x3 depthwise convolution kernel of stride 1 or 2 over a
+// whole plane:
+//
+//	func name(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)
+//
+// out[y*ldo+x] = clamp(b + sum w[kh*3+kw]*in[(stride*y+kh)*ld+stride*x+kw], lo, hi)
+// for y < oh, x < ow. Rows of in are read in whole vectors, up to 32
+// floats past the last column used: the caller leaves that much slack
+// after the plane. The AVX-512 kernels mask the last vector of each row;
+// the AVX2 one needs ow a multiple of 8.
+func dw3x3(name, reg string, vl, stride int) {
+	r := func(i int) string { return fmt.Sprintf("%s%d", reg, i) }
+	vb := vl * 4
+	zmm := reg == "Z"
+	// Weights in 16..24 (AVX2: 7..15 is too few for nine, so 4..12),
+	// bias, lo, hi after them.
+	wr := func(i int) string {
+		if zmm {
+			return r(16 + i)
+		}
+		return r(4 + i)
+	}
+	bias, lo, hi := r(25), r(26), r(27)
+	if !zmm {
+		bias, lo, hi = r(13), r(14), r(15)
+	}
+	p("")
+	p("// func %s(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-68", name)
+	p("\tMOVQ in+0(FP), SI")
+	p("\tMOVQ ld+8(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ w+16(FP), AX")
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), %s", 4*i, wr(i))
+	}
+	p("\tVBROADCASTSS b+56(FP), %s", bias)
+	p("\tVBROADCASTSS lo+60(FP), %s", lo)
+	p("\tVBROADCASTSS hi+64(FP), %s", hi)
+	p("\tMOVQ out+24(FP), DI")
+	p("\tMOVQ ldo+32(FP), R14")
+	p("\tSHLQ $2, R14")
+	p("\tMOVQ oh+40(FP), R8")
+	p("\tMOVQ ow+48(FP), R9")
+	if zmm {
+		p("\tMOVQ R9, CX")
+		p("\tANDQ $15, CX")
+		p("\tMOVL $1, R10")
+		p("\tSHLL CX, R10")
+		p("\tDECL R10")
+		p("\tKMOVW R10, K1")
+		if stride == 2 {
+			p("\tVMOVDQU32 dwEvenIdx<>(SB), Z28")
+			p("\tVMOVDQU32 dwOddIdx<>(SB), Z29")
+		}
+	}
+	rows := []string{"R11", "R12", "R13"}
+	// chunk computes vl outputs into register 0 from the three row
+	// pointers.
+	chunk := func() {
+		if stride == 1 {
+			for kh, row := range rows {
+				for kw := 0; kw < 3; kw++ {
+					acc := r(kw)
+					if kh == 0 {
+						if kw == 0 {
+							p("\tVMOVAPS %s, %s", bias, acc)
+							p("\tVFMADD231PS (%s), %s, %s", row, wr(0), acc)
+						} else {
+							p("\tVMULPS %d(%s), %s, %s", 4*kw, row, wr(kw), acc)
+						}
+						continue
+					}
+					p("\tVFMADD231PS %d(%s), %s, %s", 4*kw, row, wr(3*kh+kw), acc)
+				}
+			}
+		} else {
+			// Deinterleave 32 inputs into even (kw=0) and odd (kw=1)
+			// columns, and the evens of the inputs two further on (kw=2).
+			for kh, row := range rows {
+				p("\tVMOVUPS (%s), Z3", row)
+				p("\tVMOVUPS 64(%s), Z4", row)
+				p("\tVMOVAPS Z3, Z5")
+				p("\tVPERMT2PS Z4, Z28, Z5")
+				p("\tVPERMT2PS Z4, Z29, Z3")
+				p("\tVMOVUPS 8(%s), Z6", row)
+				p("\tVMOVUPS 72(%s), Z7", row)
+				p("\tVPERMT2PS Z7, Z28, Z6")
+				srcs := []string{"Z5", "Z3", "Z6"}
+				for kw := 0; kw < 3; kw++ {
+					acc := r(kw)
+					if kh == 0 {
+						if kw == 0 {
+							p("\tVMOVAPS %s, %s", bias, acc)
+							p("\tVFMADD231PS %s, %s, %s", srcs[kw], wr(0), acc)
+						} else {
+							p("\tVMULPS %s, %s, %s", srcs[kw], wr(kw), acc)
+						}
+						continue
+					}
+					p("\tVFMADD231PS %s, %s, %s", srcs[kw], wr(3*kh+kw), acc)
+				}
+			}
+		}
+		p("\tVADDPS %s, %s, %s", r(1), r(0), r(0))
+		p("\tVADDPS %s, %s, %s", r(2), r(0), r(0))
+		p("\tVMAXPS %s, %s, %s", lo, r(0), r(0))
+		p("\tVMINPS %s, %s, %s", hi, r(0), r(0))
+	}
+	advance := func() {
+		for _, row := range rows {
+			p("\tADDQ $%d, %s", vb*stride, row)
+		}
+		p("\tADDQ $%d, BX", vb)
+	}
+	p("%s_row:", name)
+	p("\tMOVQ SI, R11")
+	p("\tLEAQ (SI)(DX*1), R12")
+	p("\tLEAQ (SI)(DX*2), R13")
+	p("\tMOVQ DI, BX")
+	p("\tMOVQ R9, CX")
+	p("%s_col:", name)
+	p("\tCMPQ CX, $%d", vl)
+	p("\tJLT %s_tail", name)
+	chunk()
+	p("\tVMOVUPS %s, (BX)", r(0))
+	advance()
+	p("\tSUBQ $%d, CX", vl)
+	p("\tJMP %s_col", name)
+	p("%s_tail:", name)
+	if zmm {
+		p("\tTESTQ CX, CX")
+		p("\tJZ %s_next", name)
+		chunk()
+		p("\tVMOVUPS Z0, K1, (BX)")
+	}
+	p("%s_next:", name)
+	if stride == 2 {
+		p("\tLEAQ (SI)(DX*2), SI")
+	} else {
+		p("\tADDQ DX, SI")
+	}
+	p("\tADDQ R14, DI")
+	p("\tDECQ R8")
+	p("\tJNZ %s_row", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	if zmm && stride == 2 {
+		p("")
+		for i := 0; i < 16; i++ {
+			p("DATA dwEvenIdx<>+%d(SB)/4, $%d", 4*i, 2*i)
+		}
+		p("GLOBL dwEvenIdx<>(SB), RODATA|NOPTR, $64")
+		for i := 0; i < 16; i++ {
+			p("DATA dwOddIdx<>+%d(SB)/4, $%d", 4*i, 2*i+1)
+		}
+		p("GLOBL dwOddIdx<>(SB), RODATA|NOPTR, $64")
+	}
 }

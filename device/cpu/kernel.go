@@ -25,11 +25,16 @@ type kernel struct {
 	// nAlign is the column block gemvN is fastest on; threads split the
 	// columns of a GEMV at multiples of it.
 	nAlign int
-	// dw3x3s1 and dw3x3s2 compute one output plane (oh x ow) of a 3x3
-	// depthwise convolution with stride 1 or 2 from a padded input plane
-	// with row stride ld, the nine weights and a bias.
-	dw3x3s1, dw3x3s2 func(in []float32, ld int, wt []float32, b float32, dst []float32, oh, ow int)
+	// dw3x3s1 and dw3x3s2 compute one output plane (oh x ow, row stride
+	// ldo) of a 3x3 depthwise convolution with stride 1 or 2 from a padded
+	// input plane with row stride ld, the nine weights and a bias, clamped
+	// to [lo, hi]. in holds dwSlack floats past the plane's last row.
+	dw3x3s1, dw3x3s2 func(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32)
 }
+
+// dwSlack is how many floats past an input plane the depthwise kernels may
+// read (and ignore).
+const dwSlack = 64
 
 // maxMR and maxNR bound the register block of every kernel; edge tiles are
 // computed into a scratch tile of this size.

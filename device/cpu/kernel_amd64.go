@@ -30,8 +30,8 @@ var avx512Kernel = &kernel{
 	gemvN:   gemvNAVX512,
 	dot4:    dot4AVX512,
 	nAlign:  128,
-	dw3x3s1: dw3x3s1Go,
-	dw3x3s2: dw3x3s2Go,
+	dw3x3s1: dw3x3s1AVX512Checked,
+	dw3x3s2: dw3x3s2AVX512Checked,
 }
 
 var avx2Kernel = &kernel{
@@ -42,7 +42,7 @@ var avx2Kernel = &kernel{
 	gemvN:   gemvNAVX2Tail,
 	dot4:    dot4AVX2Tail,
 	nAlign:  64,
-	dw3x3s1: dw3x3s1Go,
+	dw3x3s1: dw3x3s1AVX2Tail,
 	dw3x3s2: dw3x3s2Go,
 }
 
@@ -80,6 +80,48 @@ func dot4AVX2Tail(k int, x, b *float32, ldb int, out *float32) {
 		}
 	}
 }
+
+// checkDW panics unless in and dst are long enough for a 3x3 depthwise
+// kernel of the given stride (in with dwSlack floats of slack): the
+// assembly reads and writes through raw pointers.
+func checkDW(in []float32, ld int, wt, dst []float32, ldo, oh, ow, stride int) {
+	if oh <= 0 || ow <= 0 || len(wt) < 9 || ld < stride*(ow-1)+3 ||
+		len(in) < ((oh-1)*stride+2)*ld+stride*(ow-1)+3+dwSlack-3 || len(dst) < (oh-1)*ldo+ow {
+		panic("cpu: depthwise 3x3 kernel called with short buffers")
+	}
+}
+
+func dw3x3s1AVX512Checked(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32) {
+	checkDW(in, ld, wt, dst, ldo, oh, ow, 1)
+	dw3x3s1AVX512(&in[0], ld, &wt[0], &dst[0], ldo, oh, ow, b, lo, hi)
+}
+
+func dw3x3s2AVX512Checked(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32) {
+	checkDW(in, ld, wt, dst, ldo, oh, ow, 2)
+	dw3x3s2AVX512(&in[0], ld, &wt[0], &dst[0], ldo, oh, ow, b, lo, hi)
+}
+
+// dw3x3s1AVX2Tail runs dw3x3s1AVX2 on the columns that fill 8-wide vectors
+// and pure Go on the rest.
+func dw3x3s1AVX2Tail(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32) {
+	checkDW(in, ld, wt, dst, ldo, oh, ow, 1)
+	ow8 := ow &^ 7
+	if ow8 > 0 {
+		dw3x3s1AVX2(&in[0], ld, &wt[0], &dst[0], ldo, oh, ow8, b, lo, hi)
+	}
+	if ow8 < ow {
+		dw3x3s1Go(in[ow8:], ld, wt, dst[ow8:], ldo, oh, ow-ow8, b, lo, hi)
+	}
+}
+
+//go:noescape
+func dw3x3s1AVX512(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)
+
+//go:noescape
+func dw3x3s2AVX512(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)
+
+//go:noescape
+func dw3x3s1AVX2(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)
 
 //go:noescape
 func gemmAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
