@@ -2,123 +2,401 @@ package math
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
-// arith is a numeric binary op computed in the inputs' own type (float16 and
-// bfloat16 through float32).
-type arith struct {
-	name string
-	f32  func(a, b float32) float32
-	f64  func(a, b float64) float64
-	i64  func(a, b int64) int64 // nil: integer inputs are rejected
+// arithOp names a binary operation computed in the operands' own type.
+type arithOp int
+
+const (
+	opAdd arithOp = iota
+	opSub
+	opMul
+	opDiv
+	opMod  // Python-style: the result has the divisor's sign
+	opFmod // C-style: the result has the dividend's sign
+	opMin
+	opMax
+	opBitAnd
+	opBitOr
+	opBitXor
+	opShl
+	opShr
+)
+
+// integer is the set of Go integer types tensors hold.
+type integer interface {
+	~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32 | ~uint64
 }
 
-func (k *arith) Infer(in []*ir.Value) ([]ir.Type, error) {
-	if len(in) != 2 || in[0] == nil || in[1] == nil {
-		return nil, fmt.Errorf("%w: %s takes 2 inputs", ops.ErrBadInput, k.name)
-	}
-	s, err := ops.InferBroadcast(in[0], in[1])
-	if err != nil {
-		return nil, err
-	}
-	return []ir.Type{{DType: in[0].Type.DType, Shape: s}}, nil
-}
+// floating is the set of Go float types tensors hold.
+type floating interface{ ~float32 | ~float64 }
 
-func (k *arith) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	a, b := in[0], in[1]
-	if a.DType != b.DType {
-		return nil, fmt.Errorf("%w: %s of %v and %v", ops.ErrBadInput, k.name, a.DType, b.DType)
-	}
-	shape, err := ops.BroadcastShape(a.Shape, b.Shape)
-	if err != nil {
-		return nil, err
-	}
-	out, err := tensor.Make(a.DType, shape)
-	if err != nil {
-		return nil, err
-	}
-	switch a.DType {
-	case tensor.Float32:
-		ops.BinaryMap(a.Float32s(), a.Shape, b.Float32s(), b.Shape, out.Float32s(), shape, k.f32)
-	case tensor.Float64:
-		ops.BinaryMap(a.Float64s(), a.Shape, b.Float64s(), b.Shape, out.Float64s(), shape, k.f64)
-	case tensor.Float16, tensor.BFloat16:
-		af, bf := a.ToFloat32(), b.ToFloat32()
-		tmp := make([]float32, out.Len())
-		ops.BinaryMap(af, a.Shape, bf, b.Shape, tmp, shape, k.f32)
-		for i, v := range tmp {
-			out.SetFloat(i, float64(v))
+// intArith returns op on integers of type T. Integer division and remainder
+// by zero give 0 (never a panic); shifts by a negative count give 0.
+func intArith[T integer](op arithOp) func(x, y T) T {
+	switch op {
+	case opAdd:
+		return func(x, y T) T { return x + y }
+	case opSub:
+		return func(x, y T) T { return x - y }
+	case opMul:
+		return func(x, y T) T { return x * y }
+	case opDiv:
+		return func(x, y T) T {
+			if y == 0 {
+				return 0
+			}
+			return x / y
 		}
-	default:
-		if k.i64 == nil || !a.DType.IsInt() {
-			return nil, fmt.Errorf("%w: %s of %v", ops.ErrBadInput, k.name, a.DType)
+	case opMod:
+		return func(x, y T) T {
+			if y == 0 {
+				return 0
+			}
+			r := x % y
+			if r != 0 && (r < 0) != (y < 0) {
+				r += y
+			}
+			return r
 		}
-		if err := intBinary(a, b, out, shape, k.i64); err != nil {
-			return nil, err
+	case opFmod:
+		return func(x, y T) T {
+			if y == 0 {
+				return 0
+			}
+			return x % y
 		}
-	}
-	return []*tensor.Tensor{out}, nil
-}
-
-// intBinary computes an integer binary op in the inputs' type.
-func intBinary(a, b, out *tensor.Tensor, shape []int, f func(x, y int64) int64) error {
-	switch a.DType {
-	case tensor.Int64:
-		ops.BinaryMap(a.Int64s(), a.Shape, b.Int64s(), b.Shape, out.Int64s(), shape, f)
-	case tensor.Int32:
-		ops.BinaryMap(a.Int32s(), a.Shape, b.Int32s(), b.Shape, out.Int32s(), shape,
-			func(x, y int32) int32 { return int32(f(int64(x), int64(y))) })
-	default:
-		// narrow and unsigned types: through int64 element access
-		idx := ops.BroadcastIndex(shape, a.Shape, b.Shape)
-		for i := range idx[0] {
-			v := f(a.Int(int(idx[0][i])), b.Int(int(idx[1][i])))
-			setInt(out, i, v)
+	case opMin:
+		return func(x, y T) T { return min(x, y) }
+	case opMax:
+		return func(x, y T) T { return max(x, y) }
+	case opBitAnd:
+		return func(x, y T) T { return x & y }
+	case opBitOr:
+		return func(x, y T) T { return x | y }
+	case opBitXor:
+		return func(x, y T) T { return x ^ y }
+	case opShl:
+		return func(x, y T) T {
+			if y < 0 {
+				return 0
+			}
+			return x << y
+		}
+	case opShr:
+		return func(x, y T) T {
+			if y < 0 {
+				return 0
+			}
+			return x >> y
 		}
 	}
 	return nil
 }
 
-// setInt stores v at element i of an integer tensor with wrap-around.
-func setInt(t *tensor.Tensor, i int, v int64) {
-	switch t.DType {
-	case tensor.Uint64:
-		t.Uint64s()[i] = uint64(v)
-	case tensor.Int64:
-		t.Int64s()[i] = v
-	default:
-		t.SetFloat(i, float64(v))
-		switch t.DType { // exact wrap for narrow types
-		case tensor.Int8:
-			t.Int8s()[i] = int8(v)
-		case tensor.Int16:
-			t.Int16s()[i] = int16(v)
-		case tensor.Int32:
-			t.Int32s()[i] = int32(v)
-		case tensor.Uint8:
-			t.Uint8s()[i] = uint8(v)
-		case tensor.Uint16:
-			t.Uint16s()[i] = uint16(v)
-		case tensor.Uint32:
-			t.Uint32s()[i] = uint32(v)
+// floatArith returns op on floats of type T; nil for bitwise ops.
+func floatArith[T floating](op arithOp) func(x, y T) T {
+	switch op {
+	case opAdd:
+		return func(x, y T) T { return x + y }
+	case opSub:
+		return func(x, y T) T { return x - y }
+	case opMul:
+		return func(x, y T) T { return x * y }
+	case opDiv:
+		return func(x, y T) T { return x / y }
+	case opMod:
+		return func(x, y T) T {
+			r := T(math.Mod(float64(x), float64(y)))
+			if r != 0 && (r < 0) != (y < 0) {
+				r += y
+			}
+			return r
+		}
+	case opFmod:
+		return func(x, y T) T { return T(math.Mod(float64(x), float64(y))) }
+	case opMin:
+		return func(x, y T) T {
+			if x < y || x != x {
+				return x
+			}
+			return y
+		}
+	case opMax:
+		return func(x, y T) T {
+			if x > y || x != x {
+				return x
+			}
+			return y
+		}
+	}
+	return nil
+}
+
+// arithF32 is the fast float32 path of Add, Sub, Mul and Div: tight loops
+// over each run with no per-element call.
+func arithF32(op arithOp, p *plan, a, b, dst []float32) {
+	sa, sb := p.inner(0), p.inner(1)
+	p.parallel(func(o int, offs []int, cnt int) {
+		d := dst[o : o+cnt]
+		ia, ib := offs[0], offs[1]
+		switch {
+		case sa == 1 && sb == 1:
+			vvF32(op, d, a[ia:ia+cnt], b[ib:ib+cnt])
+		case sa == 1:
+			vsF32(op, d, a[ia:ia+cnt], b[ib])
+		case sb == 1:
+			svF32(op, d, a[ia], b[ib:ib+cnt])
+		default:
+			v := floatArith[float32](op)(a[ia], b[ib])
+			for i := range d {
+				d[i] = v
+			}
+		}
+	})
+}
+
+func vvF32(op arithOp, d, x, y []float32) {
+	x, y = x[:len(d)], y[:len(d)]
+	switch op {
+	case opAdd:
+		for i := range d {
+			d[i] = x[i] + y[i]
+		}
+	case opSub:
+		for i := range d {
+			d[i] = x[i] - y[i]
+		}
+	case opMul:
+		for i := range d {
+			d[i] = x[i] * y[i]
+		}
+	case opDiv:
+		for i := range d {
+			d[i] = x[i] / y[i]
 		}
 	}
 }
 
-func registerArith(k arith) {
-	ops.Register(ops.Def{Type: k.name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		kk := k
-		return &kk, nil
+func vsF32(op arithOp, d, x []float32, y float32) {
+	x = x[:len(d)]
+	switch op {
+	case opAdd:
+		for i := range d {
+			d[i] = x[i] + y
+		}
+	case opSub:
+		for i := range d {
+			d[i] = x[i] - y
+		}
+	case opMul:
+		for i := range d {
+			d[i] = x[i] * y
+		}
+	case opDiv:
+		for i := range d {
+			d[i] = x[i] / y
+		}
+	}
+}
+
+func svF32(op arithOp, d []float32, x float32, y []float32) {
+	y = y[:len(d)]
+	switch op {
+	case opAdd:
+		for i := range d {
+			d[i] = x + y[i]
+		}
+	case opSub:
+		for i := range d {
+			d[i] = x - y[i]
+		}
+	case opMul:
+		for i := range d {
+			d[i] = x * y[i]
+		}
+	case opDiv:
+		for i := range d {
+			d[i] = x / y[i]
+		}
+	}
+}
+
+// arithInto computes out = a op b with broadcasting, all three of one type.
+// It returns an error for a type op does not apply to.
+func arithInto(name string, op arithOp, a, b, out *tensor.Tensor) error {
+	p := newPlan(out.Shape, a.Shape, b.Shape)
+	switch a.DType {
+	case tensor.Float32:
+		if op <= opDiv {
+			arithF32(op, p, elems[float32](a), elems[float32](b), elems[float32](out))
+			return nil
+		}
+		if f := floatArith[float32](op); f != nil {
+			binaryLoop(p, elems[float32](a), elems[float32](b), elems[float32](out), f)
+			return nil
+		}
+	case tensor.Float64:
+		if f := floatArith[float64](op); f != nil {
+			binaryLoop(p, elems[float64](a), elems[float64](b), elems[float64](out), f)
+			return nil
+		}
+	case tensor.Float16, tensor.BFloat16:
+		if f := floatArith[float32](op); f != nil {
+			tmp := make([]float32, out.Len())
+			binaryLoop(p, halfToF32(a), halfToF32(b), tmp, f)
+			storeHalf(out, tmp)
+			return nil
+		}
+	case tensor.Int8:
+		binaryLoop(p, elems[int8](a), elems[int8](b), elems[int8](out), intArith[int8](op))
+		return nil
+	case tensor.Int16:
+		binaryLoop(p, elems[int16](a), elems[int16](b), elems[int16](out), intArith[int16](op))
+		return nil
+	case tensor.Int32:
+		binaryLoop(p, elems[int32](a), elems[int32](b), elems[int32](out), intArith[int32](op))
+		return nil
+	case tensor.Int64:
+		binaryLoop(p, elems[int64](a), elems[int64](b), elems[int64](out), intArith[int64](op))
+		return nil
+	case tensor.Uint8:
+		binaryLoop(p, elems[uint8](a), elems[uint8](b), elems[uint8](out), intArith[uint8](op))
+		return nil
+	case tensor.Uint16:
+		binaryLoop(p, elems[uint16](a), elems[uint16](b), elems[uint16](out), intArith[uint16](op))
+		return nil
+	case tensor.Uint32:
+		binaryLoop(p, elems[uint32](a), elems[uint32](b), elems[uint32](out), intArith[uint32](op))
+		return nil
+	case tensor.Uint64:
+		binaryLoop(p, elems[uint64](a), elems[uint64](b), elems[uint64](out), intArith[uint64](op))
+		return nil
+	}
+	return badType(name, a.DType)
+}
+
+// typeSet says which element types an op accepts.
+type typeSet int
+
+const (
+	numericTypes  typeSet = iota // floats and integers
+	integerTypes                 // signed and unsigned integers
+	unsignedTypes                // unsigned integers
+)
+
+func (s typeSet) has(dt tensor.DType) bool {
+	switch s {
+	case numericTypes:
+		return dt.IsFloat() || dt.IsInt()
+	case integerTypes:
+		return dt.IsInt()
+	case unsignedTypes:
+		return dt == tensor.Uint8 || dt == tensor.Uint16 || dt == tensor.Uint32 || dt == tensor.Uint64
+	}
+	return false
+}
+
+// arith is a binary op whose output has its inputs' type: Add, Sub, Mul,
+// Div, Mod, BitShift, BitwiseAnd/Or/Xor.
+type arith struct {
+	name   string
+	op     arithOp
+	types  typeSet
+	legacy legacyBcast
+}
+
+func (k *arith) Infer(in []*ir.Value) ([]ir.Type, error) {
+	if err := checkInputs(k.name, in, 2, 2); err != nil {
+		return nil, err
+	}
+	a, b := in[0].Type.DType, in[1].Type.DType
+	if err := sameDType(k.name, a, b); err != nil {
+		return nil, err
+	}
+	if a == tensor.Undefined {
+		a = b
+	}
+	if a != tensor.Undefined && !k.types.has(a) {
+		return nil, badType(k.name, a)
+	}
+	b1, err := k.legacy.value(in[0], in[1])
+	if err != nil {
+		return nil, err
+	}
+	return inferBroadcast(a, in[0], b1)
+}
+
+func (k *arith) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	if err := checkTensors(k.name, in, 2, 2); err != nil {
+		return nil, err
+	}
+	a, b := in[0], in[1]
+	b, err := k.legacy.tensor(a, b)
+	if err != nil {
+		return nil, err
+	}
+	if a.DType != b.DType {
+		return nil, fmt.Errorf("%w: %s of %v and %v", ops.ErrBadInput, k.name, a.DType, b.DType)
+	}
+	if !k.types.has(a.DType) {
+		return nil, badType(k.name, a.DType)
+	}
+	out, err := broadcastOut(a.DType, a, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := arithInto(k.name, k.op, a, b, out); err != nil {
+		return nil, err
+	}
+	return []*tensor.Tensor{out}, nil
+}
+
+func registerArith(name string, prep func(a *ops.Attrs, opset int64) (arithOp, typeSet)) {
+	ops.Register(ops.Def{Type: name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a := ops.AttrsOf(n)
+		op, types := prep(a, opset)
+		legacy := readLegacy(a, opset)
+		if err := a.Err(); err != nil {
+			return nil, err
+		}
+		return &arith{name: name, op: op, types: types, legacy: legacy}, nil
 	}})
 }
 
+func fixed(op arithOp, types typeSet) func(*ops.Attrs, int64) (arithOp, typeSet) {
+	return func(*ops.Attrs, int64) (arithOp, typeSet) { return op, types }
+}
+
 func init() {
-	registerArith(arith{name: "Add",
-		f32: func(a, b float32) float32 { return a + b },
-		f64: func(a, b float64) float64 { return a + b },
-		i64: func(a, b int64) int64 { return a + b }})
+	registerArith("Add", fixed(opAdd, numericTypes))
+	registerArith("Sub", fixed(opSub, numericTypes))
+	registerArith("Mul", fixed(opMul, numericTypes))
+	registerArith("Div", fixed(opDiv, numericTypes))
+	registerArith("BitwiseAnd", fixed(opBitAnd, integerTypes))
+	registerArith("BitwiseOr", fixed(opBitOr, integerTypes))
+	registerArith("BitwiseXor", fixed(opBitXor, integerTypes))
+	registerArith("Mod", func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
+		switch f := a.Int("fmod", 0); f {
+		case 0:
+			return opMod, numericTypes
+		case 1:
+			return opFmod, numericTypes
+		default:
+			a.Fail("fmod", "must be 0 or 1, got %d", f)
+		}
+		return opMod, numericTypes
+	})
+	registerArith("BitShift", func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
+		dir := a.OneOf("direction", a.String("direction", ""), "LEFT", "RIGHT")
+		if dir == "LEFT" {
+			return opShl, unsignedTypes
+		}
+		return opShr, unsignedTypes
+	})
 }

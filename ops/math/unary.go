@@ -1,7 +1,6 @@
 package math
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -10,68 +9,234 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// unaryFloat is a float-only elementwise op. f64 is its float64 form; f32,
-// when set, is a faster float32 form. Float16 and bfloat16 inputs are
-// computed in float32 and rounded back.
-type unaryFloat struct {
-	f64 func(x float64) float64
-	f32 func(x float32) float32
+// intOp names the integer form of a unary op.
+type intOp int
+
+const (
+	intNone  intOp = iota // integers are rejected
+	intAbs                // |x|
+	intNeg                // -x
+	intSign               // -1, 0 or 1
+	intRelu               // max(x, 0)
+	intNot                // ^x (BitwiseNot)
+	intFloat              // computed in float64 by the op's f64 and converted back
+)
+
+// intUnary returns op on integers of type T; f is the float64 function used
+// by intFloat.
+func intUnary[T integer](op intOp, f func(float64) float64) func(T) T {
+	switch op {
+	case intAbs:
+		return func(x T) T {
+			if x < 0 {
+				return -x
+			}
+			return x
+		}
+	case intNeg:
+		return func(x T) T { return -x }
+	case intSign:
+		return func(x T) T {
+			switch {
+			case x > 0:
+				return 1
+			case x < 0:
+				return x - x - 1
+			}
+			return 0
+		}
+	case intRelu:
+		return func(x T) T { return max(x, 0) }
+	case intNot:
+		return func(x T) T { return ^x }
+	case intFloat:
+		return func(x T) T { return T(f(float64(x))) }
+	}
+	return nil
 }
 
-func (u *unaryFloat) Infer(in []*ir.Value) ([]ir.Type, error) {
-	if len(in) < 1 || in[0] == nil {
-		return nil, fmt.Errorf("%w: missing input", ops.ErrBadInput)
+// unary is an elementwise op with one input and an output of its type.
+// f32 computes float32 (and, through float32, float16 and bfloat16) chunks;
+// f64 computes float64 elements; ints says what integers get.
+type unary struct {
+	name   string
+	f32    func(dst, src []float32)
+	f64    func(float64) float64
+	ints   intOp
+	floats bool // false: only integers (BitwiseNot)
+}
+
+func (u *unary) accepts(dt tensor.DType) bool {
+	if dt.IsFloat() {
+		return u.floats
+	}
+	return dt.IsInt() && u.ints != intNone
+}
+
+func (u *unary) Infer(in []*ir.Value) ([]ir.Type, error) {
+	if err := checkInputs(u.name, in, 1, 1); err != nil {
+		return nil, err
+	}
+	if dt := in[0].Type.DType; dt != tensor.Undefined && !u.accepts(dt) {
+		return nil, badType(u.name, dt)
 	}
 	return []ir.Type{in[0].Type}, nil
 }
 
-func (u *unaryFloat) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (u *unary) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	if err := checkTensors(u.name, in, 1, 1); err != nil {
+		return nil, err
+	}
 	x := in[0]
+	if !u.accepts(x.DType) {
+		return nil, badType(u.name, x.DType)
+	}
 	out, err := tensor.Make(x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}
-	f32 := u.f32
-	if f32 == nil {
-		f32 = func(v float32) float32 { return float32(u.f64(float64(v))) }
-	}
+	n := out.Len()
 	switch x.DType {
 	case tensor.Float32:
-		src, dst := x.Float32s(), out.Float32s()
-		cpu.ParallelFor(len(src), ops.ElemGrain, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dst[i] = f32(src[i])
-			}
-		})
+		src, dst := elems[float32](x), elems[float32](out)
+		cpu.ParallelFor(n, ops.ElemGrain, func(lo, hi int) { u.f32(dst[lo:hi], src[lo:hi]) })
 	case tensor.Float64:
-		src, dst := x.Float64s(), out.Float64s()
-		for i, v := range src {
-			dst[i] = u.f64(v)
-		}
+		unaryLoop(elems[float64](x)[:n], elems[float64](out), u.f64)
 	case tensor.Float16, tensor.BFloat16:
-		for i, n := 0, x.Len(); i < n; i++ {
-			out.SetFloat(i, float64(f32(float32(x.Float(i)))))
-		}
-	default:
-		return nil, fmt.Errorf("%w: %v input, want a float type", ops.ErrBadInput, x.DType)
+		v := halfToF32(x)
+		u.f32(v, v)
+		storeHalf(out, v)
+	case tensor.Int8:
+		unaryLoop(elems[int8](x), elems[int8](out), intUnary[int8](u.ints, u.f64))
+	case tensor.Int16:
+		unaryLoop(elems[int16](x), elems[int16](out), intUnary[int16](u.ints, u.f64))
+	case tensor.Int32:
+		unaryLoop(elems[int32](x), elems[int32](out), intUnary[int32](u.ints, u.f64))
+	case tensor.Int64:
+		unaryLoop(elems[int64](x), elems[int64](out), intUnary[int64](u.ints, u.f64))
+	case tensor.Uint8:
+		unaryLoop(elems[uint8](x), elems[uint8](out), intUnary[uint8](u.ints, u.f64))
+	case tensor.Uint16:
+		unaryLoop(elems[uint16](x), elems[uint16](out), intUnary[uint16](u.ints, u.f64))
+	case tensor.Uint32:
+		unaryLoop(elems[uint32](x), elems[uint32](out), intUnary[uint32](u.ints, u.f64))
+	case tensor.Uint64:
+		unaryLoop(elems[uint64](x), elems[uint64](out), intUnary[uint64](u.ints, u.f64))
 	}
 	return []*tensor.Tensor{out}, nil
 }
 
-// registerUnary registers a float elementwise op whose Prepare reads no
-// attributes.
-func registerUnary(name string, f64 func(float64) float64, f32 func(float32) float32) {
-	ops.Register(ops.Def{Type: name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		return &unaryFloat{f64: f64, f32: f32}, nil
-	}})
+// mapF32 turns a float32 function into a chunk kernel.
+func mapF32(f func(float32) float32) func(dst, src []float32) {
+	return func(dst, src []float32) {
+		src = src[:len(dst)]
+		for i, v := range src {
+			dst[i] = f(v)
+		}
+	}
+}
+
+// viaF64 computes a float32 function through its float64 form.
+func viaF64(f func(float64) float64) func(dst, src []float32) {
+	return func(dst, src []float32) {
+		src = src[:len(dst)]
+		for i, v := range src {
+			dst[i] = float32(f(float64(v)))
+		}
+	}
+}
+
+// newUnary returns a float op computed by f64 (and f32 when given).
+func newUnary(name string, f64 func(float64) float64, f32 func(dst, src []float32), ints intOp) *unary {
+	if f32 == nil {
+		f32 = viaF64(f64)
+	}
+	return &unary{name: name, f32: f32, f64: f64, ints: ints, floats: true}
+}
+
+// registerUnary registers an op whose Prepare reads no attributes.
+func registerUnary(u *unary) {
+	ops.Register(ops.Def{Type: u.name, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return u, nil }})
+}
+
+func sign(x float64) float64 {
+	switch {
+	case x > 0:
+		return 1
+	case x < 0:
+		return -1
+	}
+	return x // 0 or NaN
+}
+
+// softplus returns log(1+e**x) without overflow.
+func softplus(x float64) float64 { return math.Max(x, 0) + math.Log1p(math.Exp(-math.Abs(x))) }
+
+func reluF32(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		if v < 0 {
+			v = 0
+		}
+		dst[i] = v
+	}
+}
+
+func sigmoidF32(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = sigmoidf32(v)
+	}
+}
+
+func tanhF32(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = tanhf32(v)
+	}
+}
+
+func erfF32(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = erff32(v)
+	}
 }
 
 func init() {
-	registerUnary("Relu", func(x float64) float64 { return math.Max(x, 0) },
-		func(x float32) float32 {
-			if x > 0 {
-				return x
-			}
+	f := func(name string, f64 func(float64) float64) { registerUnary(newUnary(name, f64, nil, intNone)) }
+	registerUnary(newUnary("Abs", math.Abs, mapF32(func(x float32) float32 { return float32(math.Abs(float64(x))) }), intAbs))
+	registerUnary(newUnary("Neg", func(x float64) float64 { return -x }, mapF32(func(x float32) float32 { return -x }), intNeg))
+	registerUnary(newUnary("Sign", sign, nil, intSign))
+	registerUnary(newUnary("Relu", func(x float64) float64 {
+		if x < 0 {
 			return 0
-		})
+		}
+		return x
+	}, reluF32, intRelu))
+	registerUnary(newUnary("Sigmoid", func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, sigmoidF32, intNone))
+	registerUnary(newUnary("Tanh", math.Tanh, tanhF32, intNone))
+	registerUnary(newUnary("Erf", math.Erf, erfF32, intNone))
+	registerUnary(&unary{name: "BitwiseNot", ints: intNot})
+	f("Exp", math.Exp)
+	f("Log", math.Log)
+	f("Sqrt", math.Sqrt)
+	f("Reciprocal", func(x float64) float64 { return 1 / x })
+	f("Floor", math.Floor)
+	f("Ceil", math.Ceil)
+	f("Round", math.RoundToEven)
+	f("Sin", math.Sin)
+	f("Cos", math.Cos)
+	f("Tan", math.Tan)
+	f("Asin", math.Asin)
+	f("Acos", math.Acos)
+	f("Atan", math.Atan)
+	f("Sinh", math.Sinh)
+	f("Cosh", math.Cosh)
+	f("Asinh", math.Asinh)
+	f("Acosh", math.Acosh)
+	f("Atanh", math.Atanh)
+	f("Softplus", softplus)
+	f("Softsign", func(x float64) float64 { return x / (1 + math.Abs(x)) })
+	f("Mish", func(x float64) float64 { return x * math.Tanh(softplus(x)) })
 }
