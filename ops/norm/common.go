@@ -206,7 +206,11 @@ func expf(x float32) float32 {
 		ln2Hi = 0.693359375
 		ln2Lo = -2.12194440e-4
 	)
-	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	// Round x*log2e to the nearest integer n by adding 1.5*2**23: the
+	// integer lands in the low mantissa bits.
+	const magic = 12582912
+	t := x*log2e + magic
+	n := t - magic
 	r := x - n*ln2Hi - n*ln2Lo
 	p := float32(1.9875691500e-4)
 	p = p*r + 1.3981999507e-3
@@ -215,7 +219,7 @@ func expf(x float32) float32 {
 	p = p*r + 1.6666665459e-1
 	p = p*r + 5.0000001201e-1
 	y := p*r*r + r + 1
-	e := int32(n)
+	e := int32(math.Float32bits(t)) - 0x4B400000
 	if e < -126 {
 		y *= 1.1754943508222875e-38 // 2**-126
 		e += 126

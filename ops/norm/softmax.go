@@ -104,20 +104,14 @@ func softmaxRows32(kind softmaxKind, x, y []float32, rows, n int) {
 			m := maxf32(xr)
 			var sum float64
 			if kind == kindSoftmax {
-				for i, v := range xr {
-					e := expf(v - m)
-					yr[i] = e
-					sum += float64(e)
-				}
+				sum = expShifted(yr, xr, m)
 				inv := float32(1 / sum)
 				for i := range yr {
 					yr[i] *= inv
 				}
 				continue
 			}
-			for _, v := range xr {
-				sum += float64(expf(v - m))
-			}
+			sum = expShifted(yr, xr, m) // y as scratch
 			ls := float32(math.Log(sum))
 			for i, v := range xr {
 				yr[i] = (v - m) - ls
@@ -126,18 +120,63 @@ func softmaxRows32(kind softmaxKind, x, y []float32, rows, n int) {
 	})
 }
 
-// maxf32 returns the largest element of a non-empty slice (NaN if any is NaN).
+// expShifted sets y[i] = exp(x[i]-m) for m >= max(x) and returns the sum
+// of the y[i]: expf inlined for arguments <= 0, with results below the
+// smallest normal float32 (arguments below -87.3) flushed to zero.
+func expShifted(y, x []float32, m float32) float64 {
+	const (
+		log2e = 1.44269504088896341
+		ln2Hi = 0.693359375
+		ln2Lo = -2.12194440e-4
+		magic = 12582912 // 1.5 * 2**23
+	)
+	y = y[:len(x)]
+	var s float64
+	for i, xv := range x {
+		v := xv - m
+		if v < -87.3 {
+			y[i] = 0
+			continue
+		}
+		t := v*log2e + magic
+		n := t - magic
+		r := v - n*ln2Hi - n*ln2Lo
+		p := float32(1.9875691500e-4)
+		p = p*r + 1.3981999507e-3
+		p = p*r + 8.3334519073e-3
+		p = p*r + 4.1665795894e-2
+		p = p*r + 1.6666665459e-1
+		p = p*r + 5.0000001201e-1
+		e := (p*r*r + r + 1) * math.Float32frombits(uint32(int32(math.Float32bits(t))-0x4B400000+127)<<23)
+		y[i] = e
+		s += float64(e)
+	}
+	return s
+}
+
+// maxf32 returns the largest element of a non-empty slice, ignoring NaNs
+// after the first element (callers get NaN through exp anyway).
 func maxf32(x []float32) float32 {
 	m0, m1, m2, m3 := x[0], x[0], x[0], x[0]
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
-		m0 = max(m0, x[i])
-		m1 = max(m1, x[i+1])
-		m2 = max(m2, x[i+2])
-		m3 = max(m3, x[i+3])
+		if x[i] > m0 {
+			m0 = x[i]
+		}
+		if x[i+1] > m1 {
+			m1 = x[i+1]
+		}
+		if x[i+2] > m2 {
+			m2 = x[i+2]
+		}
+		if x[i+3] > m3 {
+			m3 = x[i+3]
+		}
 	}
 	for ; i < len(x); i++ {
-		m0 = max(m0, x[i])
+		if x[i] > m0 {
+			m0 = x[i]
+		}
 	}
 	return max(m0, m1, m2, m3)
 }
