@@ -106,7 +106,8 @@ func (p Conv2DParams) Validate() error {
 // x is [N, C, H, W], w is [M, C/Group, KH, KW] and bias, when not nil, [M];
 // p.Act is applied last. 1x1 convolutions with stride 1 and no padding are a
 // GEMM on x as it is; depthwise ones (C/Group == 1) run a direct kernel;
-// the others go through im2col tiles and Sgemm. Work is spread over images,
+// most other stride-1 ones are an implicit GEMM on a padded copy of x; the
+// rest go through im2col tiles and Sgemm. Work is spread over images,
 // groups and spatial tiles, or inside the GEMM when those are too few.
 // Conv2D panics if p is not valid (see Validate) or a slice is too short.
 func Conv2D(p Conv2DParams, x, w, bias, y []float32) {
@@ -128,6 +129,10 @@ func Conv2D(p Conv2DParams, x, w, bias, y []float32) {
 	}
 	if cg == 1 {
 		depthwise(p, x, w, bias, y)
+		return
+	}
+	if implicitOK(p) {
+		convImplicit(p, x, w, bias, y)
 		return
 	}
 	convGemm(p, x, w, bias, y)

@@ -88,6 +88,9 @@ func convCases() []Conv2DParams {
 		conv(1, 3, 9, 70, 3, 3, 3, 2, 1, 1),     // depthwise s2, rows of 35
 		conv(1, 2, 6, 64, 2, 3, 2, 1, 1, 0),     // depthwise, whole vectors
 		conv(1, 2, 7, 66, 2, 3, 2, 2, 1, 0),     // depthwise s2, whole vectors
+		conv(2, 64, 20, 24, 20, 3, 2, 1, 1, 1),  // implicit GEMM, groups, batch 2
+		conv(1, 32, 22, 30, 16, 3, 1, 1, 2, 2),  // implicit GEMM, dilated
+		conv(1, 40, 19, 33, 50, 5, 1, 1, 1, 2),  // implicit GEMM, 5x5
 	}
 	// Asymmetric pads and rectangular kernels and strides.
 	asym := conv(1, 4, 9, 12, 5, 3, 1, 1, 1, 0)
@@ -109,45 +112,53 @@ func convCases() []Conv2DParams {
 
 func TestConv2D(t *testing.T) {
 	forEachKernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(9, 10))
-		for i, p := range convCases() {
-			if err := p.Validate(); err != nil {
-				t.Fatalf("case %d: %v", i, err)
-			}
-			x := randSlice(r, p.N*p.C*p.H*p.W)
-			w := randSlice(r, p.M*p.C/p.Group*p.KH*p.KW)
-			var bias []float32
-			if i%2 == 0 {
-				bias = randSlice(r, p.M)
-			}
-			y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
-			for j := range y {
-				y[j] = float32(math.NaN())
-			}
-			want, scale := refConv2D(p, x, w, bias)
-			Conv2D(p, x, w, bias, y)
-			for j, got := range y {
-				if math.IsNaN(float64(got)) || math.Abs(float64(got)-want[j]) > 1e-4*scale[j]+1e-6 {
-					t.Fatalf("case %d %+v: y[%d] = %g, want %g", i, p, j, got, want[j])
-				}
+		testConv2D(t)
+		implicitAlways = true
+		defer func() { implicitAlways = false }()
+		t.Run("implicit", testConv2D)
+	})
+}
+
+func testConv2D(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for i, p := range convCases() {
+		if err := p.Validate(); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		w := randSlice(r, p.M*p.C/p.Group*p.KH*p.KW)
+		var bias []float32
+		if i%2 == 0 {
+			bias = randSlice(r, p.M)
+		}
+		y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
+		for j := range y {
+			y[j] = float32(math.NaN())
+		}
+		want, scale := refConv2D(p, x, w, bias)
+		Conv2D(p, x, w, bias, y)
+		for j, got := range y {
+			if math.IsNaN(float64(got)) || math.Abs(float64(got)-want[j]) > 1e-4*scale[j]+1e-6 {
+				t.Fatalf("case %d %+v: y[%d] = %g, want %g", i, p, j, got, want[j])
 			}
 		}
-	})
+	}
 }
 
 // TestConv2DTiling runs convolutions through small im2col tiles and with the
 // items spread over the goroutines in each of the ways convGemm picks.
 func TestConv2DTiling(t *testing.T) {
 	saved := im2colTile
-	defer func() { im2colTile = saved }()
+	defer func() { im2colTile, implicitAlways = saved, false }()
 	r := rand.New(rand.NewPCG(11, 12))
-	for _, tile := range []int{1, 300, 1 << 17} {
-		im2colTile = tile
+	for _, tile := range []int{1, 300, 1 << 17, -1, -300} {
+		im2colTile, implicitAlways = max(tile, -tile), tile < 0
 		for i, p := range []Conv2DParams{
 			conv(1, 8, 30, 30, 12, 3, 1, 1, 1, 1),
 			conv(3, 8, 17, 17, 12, 3, 2, 2, 1, 1),
 			conv(1, 16, 25, 25, 8, 1, 1, 1, 1, 0),
 			conv(1, 16, 5, 5, 40, 3, 1, 1, 1, 1),
+			conv(2, 32, 40, 9, 16, 3, 1, 1, 1, 1),
 		} {
 			x := randSlice(r, p.N*p.C*p.H*p.W)
 			w := randSlice(r, p.M*p.C/p.Group*p.KH*p.KW)

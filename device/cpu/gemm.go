@@ -113,11 +113,18 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
 	}
+	g.parallel(nt)
+}
+
+// parallel computes the whole product on at most nt goroutines, each
+// taking a range of rows or of columns of C.
+func (g *gemmJob) parallel(nt int) {
+	m, n := g.m, g.n
 	if nt <= 1 {
 		g.run(0, m, 0, n)
 		return
 	}
-	mr, nr := kern.mr, kern.nr
+	mr, nr := g.kern.mr, g.kern.nr
 	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
 	// Split the dimension that divides more evenly over the goroutines; on
 	// a tie, the longer one (which also duplicates the smaller operand's
@@ -169,6 +176,12 @@ type gemmJob struct {
 	ldb            int
 	c              []float32
 	ldc            int
+	// When bRow is set, B (not transposed) is read in blocks of rows that
+	// never cross a multiple of kSeg: block rows p, p+1, ... start at
+	// b[bRow(p)], b[bRow(p)+ldb], ... An implicit convolution reads its
+	// input this way, one kernel tap per segment.
+	bRow func(p int) int
+	kSeg int
 }
 
 var (
@@ -224,14 +237,23 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	bbuf := *bbufp
 	for jc := j0; jc < j1; jc += ncMax {
 		nc := min(ncMax, j1-jc)
-		for pc := 0; pc < g.k; pc += kcMax {
-			kc := min(kcMax, g.k-pc)
+		for pc, kc := 0, 0; pc < g.k; pc += kc {
+			kc = min(kcMax, g.k-pc)
+			boff := pc * g.ldb // first element of B's row pc, when not transposed
+			if g.bRow != nil {
+				kc = min(kc, g.kSeg-pc%g.kSeg)
+				boff = g.bRow(pc)
+			}
 			beta := g.beta
 			if pc > 0 {
 				beta = 1
 			}
-			if !directB {
-				packB(bbuf, g.b, g.ldb, g.transB, pc, kc, jc, nc, nr)
+			switch {
+			case directB:
+			case g.transB:
+				packB(bbuf, g.b, g.ldb, true, pc, kc, jc, nc, nr)
+			default:
+				packB(bbuf, g.b[boff:], g.ldb, false, 0, kc, jc, nc, nr)
 			}
 			for ic := i0; ic < i1; ic += mcMax {
 				mc := min(mcMax, i1-ic)
@@ -248,10 +270,10 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 					case !directB:
 						bp = &bbuf[jr*kc]
 					case nrr == nr:
-						bp = &g.b[pc*g.ldb+jc+jr]
+						bp = &g.b[boff+jc+jr]
 						bld = g.ldb
 					default:
-						packB(bbuf, g.b, g.ldb, false, pc, kc, jc+jr, nrr, nr)
+						packB(bbuf, g.b[boff:], g.ldb, false, 0, kc, jc+jr, nrr, nr)
 						bp = &bbuf[0]
 					}
 					for ir := 0; ir < mc; ir += mr {
