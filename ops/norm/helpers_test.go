@@ -79,7 +79,9 @@ func infer(n *ir.Node, opset int64, in ...*ir.Value) ([]ir.Type, error) {
 }
 
 // val returns a value of the given type.
-func val(dt tensor.DType, s ir.Shape) *ir.Value { return &ir.Value{Name: "v", Type: ir.Type{DType: dt, Shape: s}} }
+func val(dt tensor.DType, s ir.Shape) *ir.Value {
+	return &ir.Value{Name: "v", Type: ir.Type{DType: dt, Shape: s}}
+}
 
 // constVal returns a constant value holding t.
 func constVal(t *tensor.Tensor) *ir.Value {
