@@ -88,19 +88,33 @@ func init() {
 		}, mapF32(func(x float32) float32 { return x * max(0, min(1, x/6+0.5)) }), intNone)
 	})
 	registerActivation("Gelu", func(a *ops.Attrs) *unary {
+		const c = 0.7978845608028654 // sqrt(2/pi)
 		if a.OneOf("approximate", a.String("approximate", "none"), "none", "tanh") == "tanh" {
-			const c = 0.7978845608028654 // sqrt(2/pi)
 			return newUnary("", func(x float64) float64 {
 				return 0.5 * x * (1 + math.Tanh(c*(x+0.044715*x*x*x)))
-			}, mapF32(func(x float32) float32 {
-				return 0.5 * x * (1 + tanhf32(c*(x+0.044715*x*x*x)))
-			}), intNone)
+			}, func(dst, src []float32) {
+				t := make([]float32, len(dst))
+				for i, x := range src[:len(dst)] {
+					t[i] = c * (x + 0.044715*x*x*x)
+				}
+				tanhF32(t, t)
+				for i, x := range src[:len(dst)] {
+					dst[i] = 0.5 * x * (1 + t[i])
+				}
+			}, intNone)
 		}
 		return newUnary("", func(x float64) float64 {
 			return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
-		}, mapF32(func(x float32) float32 {
-			return 0.5 * x * (1 + erff32(x*(1/math.Sqrt2)))
-		}), intNone)
+		}, func(dst, src []float32) {
+			t := make([]float32, len(dst))
+			for i, x := range src[:len(dst)] {
+				t[i] = x * (1 / math.Sqrt2)
+			}
+			erfF32(t, t)
+			for i, x := range src[:len(dst)] {
+				dst[i] = 0.5 * x * (1 + t[i])
+			}
+		}, intNone)
 	})
 	registerActivation("Shrink", func(a *ops.Attrs) *unary {
 		bias := float64(a.Float("bias", 0))

@@ -137,7 +137,8 @@ func clipT[T ops.Number](k *clip, x, out, lo, hi *tensor.Tensor) {
 }
 
 // clipSlice writes src clipped to [lo, hi] (a side flagged absent is open)
-// into dst; NaNs stay NaN.
+// into dst; NaNs stay NaN. The builtin min and max keep the loops free of
+// data-dependent branches.
 func clipSlice[T ops.Number](dst, src []T, lo, hi T, noLo, noHi bool) {
 	src = src[:len(dst)]
 	switch {
@@ -145,27 +146,15 @@ func clipSlice[T ops.Number](dst, src []T, lo, hi T, noLo, noHi bool) {
 		copy(dst, src)
 	case noLo:
 		for i, v := range src {
-			if v > hi {
-				v = hi
-			}
-			dst[i] = v
+			dst[i] = min(v, hi)
 		}
 	case noHi:
 		for i, v := range src {
-			if v < lo {
-				v = lo
-			}
-			dst[i] = v
+			dst[i] = max(v, lo)
 		}
 	default:
 		for i, v := range src {
-			if v < lo {
-				v = lo
-			}
-			if v > hi {
-				v = hi
-			}
-			dst[i] = v
+			dst[i] = min(max(v, lo), hi)
 		}
 	}
 }

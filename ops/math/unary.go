@@ -175,31 +175,7 @@ func softplus(x float64) float64 { return math.Max(x, 0) + math.Log1p(math.Exp(-
 func reluF32(dst, src []float32) {
 	src = src[:len(dst)]
 	for i, v := range src {
-		if v < 0 {
-			v = 0
-		}
-		dst[i] = v
-	}
-}
-
-func sigmoidF32(dst, src []float32) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] = sigmoidf32(v)
-	}
-}
-
-func tanhF32(dst, src []float32) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] = tanhf32(v)
-	}
-}
-
-func erfF32(dst, src []float32) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] = erff32(v)
+		dst[i] = max(v, 0) // branch-free; NaN stays NaN
 	}
 }
 
