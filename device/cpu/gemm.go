@@ -259,7 +259,7 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 				mc := min(mcMax, i1-ic)
 				if !directA {
 					packA(abuf, g.a, g.lda, g.transA, ic, mc, pc, kc, mr)
-				} else if edge := mc % mr; edge != 0 {
+				} else if edge := mc % mr; edge != 0 && g.kern.edge == nil {
 					packA(abuf, g.a, g.lda, false, ic+mc-edge, edge, pc, kc, mr)
 				}
 				for jr := 0; jr < nc; jr += nr {
@@ -269,7 +269,7 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 					switch {
 					case !directB:
 						bp = &bbuf[jr*kc]
-					case nrr == nr:
+					case nrr == nr || g.kern.edge != nil:
 						bp = &g.b[boff+jc+jr]
 						bld = g.ldb
 					default:
@@ -283,7 +283,7 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 						switch {
 						case !directA:
 							ap = &abuf[ir*kc]
-						case mrr == mr:
+						case mrr == mr || g.kern.edge != nil:
 							ap = &g.a[(ic+ir)*g.lda+pc]
 							ald = g.lda
 						default:
@@ -292,6 +292,10 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 						ci := (ic+ir)*g.ldc + jc + jr
 						if mrr == mr && nrr == nr {
 							g.kern.gemm(kc, ap, ald, bp, bld, &g.c[ci], g.ldc, g.alpha, beta)
+							continue
+						}
+						if g.kern.edge != nil {
+							g.kern.edge(mrr, nrr, kc, ap, ald, bp, bld, &g.c[ci], g.ldc, g.alpha, beta)
 							continue
 						}
 						g.kern.gemm(kc, ap, ald, bp, bld, &tmp[0], nr, 1, 0)

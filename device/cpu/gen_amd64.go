@@ -21,7 +21,9 @@ func main() {
 	p("//go:build amd64 && !purego")
 	p("")
 	p(`#include "textflag.h"`)
-	gemmKernel("gemmAVX512", 14, 32, 16, "Z")
+	for rows := 1; rows <= 14; rows++ {
+		gemmKernel512(fmt.Sprintf("gemmAVX512x%d", rows), rows)
+	}
 	gemmKernel("gemmAVX2", 6, 16, 8, "Y")
 	gemvNAVX512()
 	gemvNAVX2()
@@ -614,4 +616,139 @@ func dw3x3(name, reg string, vl, stride int) {
 		}
 		p("GLOBL dwOddIdx<>(SB), RODATA|NOPTR, $64")
 	}
+}
+
+// gemmKernel512 writes an AVX-512 micro-kernel of mr rows (at most 14) and
+// up to 32 columns:
+//
+//	func name(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+//
+// like gemmKernel, but only the first n (1..32) columns of B and C are
+// read or written, through masks K1 (columns 0-15) and K2 (16-31), so edge
+// tiles need no scratch copy.
+func gemmKernel512(name string, mr int) {
+	const nv = 2
+	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
+	breg := func(v int) string { return fmt.Sprintf("Z%d", 28+v) }
+	areg := func(i int) string { return fmt.Sprintf("Z%d", 30+i%2) }
+	mask := func(v int) string { return fmt.Sprintf("K%d", 1+v) }
+	bases := []string{"AX", "R10", "R11", "R12", "R13"}
+	arow := func(i, off int) string {
+		b := bases[i/3]
+		switch i % 3 {
+		case 0:
+			return fmt.Sprintf("%d(%s)", off, b)
+		case 1:
+			return fmt.Sprintf("%d(%s)(R8*1)", off, b)
+		default:
+			return fmt.Sprintf("%d(%s)(R8*2)", off, b)
+		}
+	}
+	nb := (mr + 2) / 3
+	p("")
+	p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+	p("\tMOVQ n+64(FP), CX")
+	p("\tMOVQ $1, R9")
+	p("\tSHLQ CX, R9")
+	p("\tDECQ R9")
+	p("\tKMOVW R9, K1")
+	p("\tSHRQ $16, R9")
+	p("\tKMOVW R9, K2")
+	p("\tMOVQ k+0(FP), CX")
+	p("\tMOVQ a+8(FP), AX")
+	p("\tMOVQ lda+16(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tLEAQ (R8)(R8*2), R9")
+	for i := 1; i < nb; i++ {
+		p("\tLEAQ (%s)(R9*1), %s", bases[i-1], bases[i])
+	}
+	p("\tMOVQ b+24(FP), BX")
+	p("\tMOVQ ldb+32(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ c+40(FP), DI")
+	p("\tMOVQ ldc+48(FP), SI")
+	p("\tSHLQ $2, SI")
+	p("\tMOVQ DI, R9")
+	for i := 0; i < mr; i++ {
+		p("\tPREFETCHT0 (R9)")
+		p("\tPREFETCHT0 64(R9)")
+		if i < mr-1 {
+			p("\tADDQ SI, R9")
+		}
+	}
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			p("\tVPXORD %s, %s, %s", acc(i, v), acc(i, v), acc(i, v))
+		}
+	}
+	step := func(aoff int) {
+		for v := 0; v < nv; v++ {
+			p("\tVMOVUPS.Z %d(BX), %s, %s", v*64, mask(v), breg(v))
+		}
+		for i := 0; i < mr; i++ {
+			p("\tVBROADCASTSS %s, %s", arow(i, aoff), areg(i))
+			for v := 0; v < nv; v++ {
+				p("\tVFMADD231PS %s, %s, %s", breg(v), areg(i), acc(i, v))
+			}
+		}
+		p("\tADDQ DX, BX")
+	}
+	advance := func(bytes int) {
+		for i := 0; i < nb; i++ {
+			p("\tADDQ $%d, %s", bytes, bases[i])
+		}
+	}
+	const unroll = 4
+	p("\tCMPQ CX, $%d", unroll)
+	p("\tJLT %s_tail", name)
+	p("%s_loop%d:", name, unroll)
+	for u := 0; u < unroll; u++ {
+		step(u * 4)
+	}
+	advance(unroll * 4)
+	p("\tSUBQ $%d, CX", unroll)
+	p("\tCMPQ CX, $%d", unroll)
+	p("\tJGE %s_loop%d", name, unroll)
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_store", name)
+	p("%s_loop1:", name)
+	step(0)
+	advance(4)
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop1", name)
+
+	p("%s_store:", name)
+	alpha, beta, tmp := "Z28", "Z30", "Z29"
+	p("\tVBROADCASTSS alpha+56(FP), %s", alpha)
+	p("\tMOVL beta+60(FP), R9")
+	p("\tANDL $0x7fffffff, R9")
+	p("\tJZ %s_nobeta", name)
+	p("\tVBROADCASTSS beta+60(FP), %s", beta)
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			p("\tVMULPS %s, %s, %s", alpha, acc(i, v), acc(i, v))
+			p("\tVMOVUPS.Z %d(DI), %s, %s", v*64, mask(v), tmp)
+			p("\tVFMADD231PS %s, %s, %s", tmp, beta, acc(i, v))
+			p("\tVMOVUPS %s, %s, %d(DI)", acc(i, v), mask(v), v*64)
+		}
+		if i < mr-1 {
+			p("\tADDQ SI, DI")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("%s_nobeta:", name)
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			p("\tVMULPS %s, %s, %s", alpha, acc(i, v), acc(i, v))
+			p("\tVMOVUPS %s, %s, %d(DI)", acc(i, v), mask(v), v*64)
+		}
+		if i < mr-1 {
+			p("\tADDQ SI, DI")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
 }

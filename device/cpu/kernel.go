@@ -18,6 +18,10 @@ type kernel struct {
 	// and C is mr x nr with row stride ldc. When beta is zero (of either
 	// sign), C is only written, never read.
 	gemm func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+	// edge, when not nil, is gemm on the first mr rows and nr columns of
+	// a tile only, reading and writing nothing outside them; without it
+	// edge tiles go through a scratch tile.
+	edge func(mr, nr, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 	// gemvN sets y[j] = sum over i < k of x[i]*b[i*ldb+j], for j < n.
 	gemvN func(k int, x, b *float32, ldb int, y *float32, n int)
 	// dot4 sets out[r] = sum over p < k of x[p]*b[r*ldb+p], for r < 4.

@@ -123,8 +123,20 @@ func dw3x3s2AVX512(in *float32, ld int, w *float32, out *float32, ldo, oh, ow in
 //go:noescape
 func dw3x3s1AVX2(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)
 
-//go:noescape
-func gemmAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+// gemmAVX512 is the full 14x32 AVX-512 tile.
+func gemmAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
+	gemmAVX512x14(k, a, lda, b, ldb, c, ldc, alpha, beta, 32)
+}
+
+// gemmAVX512Edge is a tile of mr <= 14 rows and nr <= 32 columns.
+func gemmAVX512Edge(mr, nr, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
+	gemmAVX512Rows[mr-1](k, a, lda, b, ldb, c, ldc, alpha, beta, nr)
+}
+
+var gemmAVX512Rows = [14]func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int){
+	gemmAVX512x1, gemmAVX512x2, gemmAVX512x3, gemmAVX512x4, gemmAVX512x5, gemmAVX512x6, gemmAVX512x7,
+	gemmAVX512x8, gemmAVX512x9, gemmAVX512x10, gemmAVX512x11, gemmAVX512x12, gemmAVX512x13, gemmAVX512x14,
+}
 
 //go:noescape
 func gemmAVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
@@ -140,3 +152,45 @@ func dot4AVX512(k int, x, b *float32, ldb int, out *float32)
 
 //go:noescape
 func dot4AVX2(k int, x, b *float32, ldb int, out *float32)
+
+//go:noescape
+func gemmAVX512x1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x5(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x6(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x7(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x8(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x9(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x10(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x11(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x12(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x13(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512x14(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
