@@ -113,20 +113,19 @@ func (k *batchNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		}
 		mean, vr = bmean, bvar
 	}
-	// y = x*mul + add, per channel
-	mul, add := make([]float64, c), make([]float64, c)
+	// y = (x-mean)*mul + bias, per channel
+	mul := make([]float64, c)
 	for i := range mul {
 		mul[i] = scale[i] / math.Sqrt(vr[i]+k.epsilon)
-		add[i] = bias[i] - mean[i]*mul[i]
 	}
 	out, err := newFloatOut(x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}
 	if out.f64 != nil {
-		affineChannels(x.Float64s(), out.f64, n, c, s, mul, add)
+		affineChannels(x.Float64s(), out.f64, n, c, s, mean, mul, bias)
 	} else {
-		affineChannels(float32s(x), out.f32, n, c, s, mul, add)
+		affineChannels(float32s(x), out.f32, n, c, s, mean, mul, bias)
 	}
 	res := []*tensor.Tensor{out.done()}
 	if !k.training {
@@ -190,15 +189,16 @@ func sqDev[T ops.Float](x []T, m float64) float64 {
 	return s0 + s1
 }
 
-// affineChannels sets y = x*mul[ch] + add[ch] for x viewed as [n, c, s].
-func affineChannels[T ops.Float](x, y []T, n, c, s int, mul, add []float64) {
+// affineChannels sets y = (x-sub[ch])*mul[ch] + add[ch] for x viewed as
+// [n, c, s].
+func affineChannels[T ops.Float](x, y []T, n, c, s int, sub, mul, add []float64) {
 	cpu.ParallelFor(n*c, max(1, rowGrain/max(s, 1)), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			ch := p % c
-			m, a := T(mul[ch]), T(add[ch])
+			b, m, a := T(sub[ch]), T(mul[ch]), T(add[ch])
 			xs, ys := x[p*s:(p+1)*s], y[p*s:(p+1)*s]
 			for i, v := range xs {
-				ys[i] = v*m + a
+				ys[i] = (v-b)*m + a
 			}
 		}
 	})

@@ -139,12 +139,12 @@ func groupNorm[T ops.Float](x, y []T, geo groupGeom, scale, bias []float64) {
 			m := sumTerms(rSum, xs) / float64(block)
 			inv := 1 / math.Sqrt(sqDev(xs, m)/float64(block)+geo.eps)
 			c0 := (p % geo.g) * cpg
+			mt := T(m)
 			for j := 0; j < cpg; j++ {
-				mul := scale[c0+j] * inv
-				mu, add := T(mul), T(bias[c0+j]-m*mul)
+				mu, add := T(scale[c0+j]*inv), T(bias[c0+j])
 				xr, yr := xs[j*geo.s:(j+1)*geo.s], ys[j*geo.s:(j+1)*geo.s]
 				for i, v := range xr {
-					yr[i] = v*mu + add
+					yr[i] = (v-mt)*mu + add
 				}
 			}
 		}
