@@ -238,6 +238,9 @@ func (k *splitOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	known := true
 	if k.input >= 0 && arg(in, k.input) != nil {
 		split, known = constInts(in[k.input])
+		if len(split) == 0 {
+			split = nil // an empty split input means equal chunks
+		}
 	}
 	var sizes []int
 	if known && (split != nil || s[ax].Known()) {
@@ -278,6 +281,9 @@ func (k *splitOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	if k.input >= 0 && arg(in, k.input) != nil {
 		if split, err = intVector("Split", "split", in[k.input]); err != nil {
 			return nil, err
+		}
+		if len(split) == 0 {
+			split = nil
 		}
 	}
 	sizes, err := k.sizes(x.Shape[ax], split)

@@ -61,7 +61,7 @@ func (k *reshapeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 // target, it is the input's size divided by the others'.
 func inferReshape(in ir.Shape, target []ir.Dim, allowZero bool) ir.Shape {
 	out := make(ir.Shape, len(target))
-	open := -1
+	open, twoOpen := -1, false
 	for i, d := range target {
 		switch {
 		case d.Known() && d.Val == 0 && !allowZero:
@@ -75,12 +75,12 @@ func inferReshape(in ir.Shape, target []ir.Dim, allowZero bool) ir.Shape {
 		default:
 			out[i] = ir.U()
 			if open >= 0 {
-				return out // two open dims: leave them unknown
+				twoOpen = true // leave them unknown
 			}
 			open = i
 		}
 	}
-	if open >= 0 && in != nil {
+	if open >= 0 && !twoOpen && in != nil {
 		others := append(append([]ir.Dim{}, out[:open]...), out[open+1:]...)
 		out[open] = divDims(in, others)
 	}
@@ -151,8 +151,6 @@ func resolveReshape(in []int, target []int64, allowZero bool) ([]int, error) {
 	total := prod(in)
 	if neg >= 0 {
 		switch {
-		case known == 0 && total == 0:
-			out[neg] = 0
 		case known == 0 || total%known != 0:
 			return nil, badInput("Reshape: cannot reshape %v to %v", in, target)
 		default:
@@ -258,7 +256,11 @@ func (k *squeezeOp) axesOf(in []*ir.Value) (axes []int64, known bool) {
 	if v == nil {
 		return nil, true
 	}
-	return constInts(v)
+	axes, known = constInts(v)
+	if len(axes) == 0 {
+		axes = nil // like onnxruntime: empty axes squeeze every unit dimension
+	}
+	return axes, known
 }
 
 func (k *squeezeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -360,6 +362,9 @@ func (k *squeezeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 		var err error
 		if axes, err = intVector(k.name(), "axes", in[1]); err != nil {
 			return nil, err
+		}
+		if len(axes) == 0 {
+			axes = nil
 		}
 	} else if !k.attr && k.unsqueeze {
 		return nil, badInput("Unsqueeze: axes input is missing")
