@@ -54,8 +54,8 @@ type opCase struct {
 	attrs []*ir.Attr
 	in    []*tensor.Tensor
 	want  []*tensor.Tensor
-	nOut  int    // outputs of the node (default len(want), at least 1)
-	err   bool   // Run (or Prepare/Infer) must fail
+	nOut  int  // outputs of the node (default len(want), at least 1)
+	err   bool // Run (or Prepare/Infer) must fail
 }
 
 func (c opCase) node() *ir.Node {

@@ -73,15 +73,15 @@ func TestTransposeCommon(t *testing.T) {
 		shape []int
 		perm  []int
 	}{
-		{[]int{2, 16, 12, 64}, []int{0, 2, 1, 3}},  // BERT split heads
-		{[]int{2, 12, 16, 64}, []int{0, 2, 1, 3}},  // merge heads
-		{[]int{2, 12, 16, 64}, []int{0, 1, 3, 2}},  // K^T
-		{[]int{2, 32, 17, 19}, []int{0, 2, 3, 1}},  // NCHW -> NHWC
-		{[]int{2, 17, 19, 32}, []int{0, 3, 1, 2}},  // NHWC -> NCHW
-		{[]int{300, 200}, []int{1, 0}},             // big 2-D, parallel tiles
-		{[]int{4, 5, 6, 7}, []int{3, 2, 1, 0}},     // default
-		{[]int{64, 3, 1024}, []int{1, 0, 2}},       // contiguous runs
-		{[]int{3, 1, 4}, []int{1, 0, 2}},           // unit axes only: a view
+		{[]int{2, 16, 12, 64}, []int{0, 2, 1, 3}}, // BERT split heads
+		{[]int{2, 12, 16, 64}, []int{0, 2, 1, 3}}, // merge heads
+		{[]int{2, 12, 16, 64}, []int{0, 1, 3, 2}}, // K^T
+		{[]int{2, 32, 17, 19}, []int{0, 2, 3, 1}}, // NCHW -> NHWC
+		{[]int{2, 17, 19, 32}, []int{0, 3, 1, 2}}, // NHWC -> NCHW
+		{[]int{300, 200}, []int{1, 0}},            // big 2-D, parallel tiles
+		{[]int{4, 5, 6, 7}, []int{3, 2, 1, 0}},    // default
+		{[]int{64, 3, 1024}, []int{1, 0, 2}},      // contiguous runs
+		{[]int{3, 1, 4}, []int{1, 0, 2}},          // unit axes only: a view
 	} {
 		x := randTensor(r, tensor.Float32, c.shape...)
 		p64 := make([]int64, len(c.perm))
