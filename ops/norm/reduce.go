@@ -51,12 +51,11 @@ func prepareReduce(kind reduceKind) func(n *ir.Node, opset int64) (ops.Kernel, e
 		a := ops.AttrsOf(n)
 		k := &reduceOp{kind: kind, name: reduceNames[kind]}
 		k.axesInput = opset >= 18 || (kind == rSum && opset >= 13)
-		if !k.axesInput {
-			if ax := a.Ints("axes", nil); len(ax) > 0 {
-				k.axes = slices.Clone(ax)
-			}
-		} else if a.Has("axes") {
-			return nil, fmt.Errorf("%w %q: %s takes axes as an input from opset %d", ops.ErrBadAttr, "axes", k.name, opset)
+		// From the opset where axes became an input, an axes attribute
+		// (not allowed by the spec) is still honoured when the input is
+		// absent.
+		if ax := a.Ints("axes", nil); len(ax) > 0 {
+			k.axes = slices.Clone(ax)
 		}
 		keep := a.Int("keepdims", 1)
 		if keep != 0 && keep != 1 {
@@ -88,7 +87,7 @@ func (k *reduceOp) axesOf(in []*ir.Value) ([]int64, bool) {
 	}
 	v := input(in, 1)
 	if v == nil {
-		return nil, true
+		return k.axes, true
 	}
 	if v.Const == nil {
 		return nil, false
