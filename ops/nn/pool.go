@@ -98,6 +98,9 @@ func (k *poolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	if x.Rank() != len(k.win.kernel)+2 {
 		return nil, badInput("%s input %v for kernel_shape %v", k.name, x.Shape, k.win.kernel)
 	}
+	if len(k.win.kernel) > 3 {
+		return nil, badInput("%s over %d spatial dims: at most 3 are supported", k.name, len(k.win.kernel))
+	}
 	g, err := k.win.resolve(x.Shape[2:], nil)
 	if err != nil {
 		return nil, err
