@@ -27,6 +27,16 @@ func naiveGemm(m, n, k int, a, b, c []float32) {
 	}
 }
 
+// benchKernels runs f as name/KERNEL for each kernel this CPU has.
+func benchKernels(b *testing.B, name string, f func(b *testing.B)) {
+	saved := active
+	defer func() { active = saved }()
+	for _, k := range kernels() {
+		active = k
+		b.Run(name+"/"+k.name, f)
+	}
+}
+
 var gemmBenchShapes = []struct {
 	name    string
 	transB  bool
@@ -52,7 +62,7 @@ func BenchmarkSgemm(b *testing.B) {
 			ldb = s.k
 		}
 		flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
-		b.Run(fmt.Sprintf("%s/%s", s.name, ISA()), func(b *testing.B) {
+		benchKernels(b, s.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				Sgemm(false, s.transB, s.m, s.n, s.k, 1, a, s.k, bm, ldb, 0, c, s.n)
@@ -128,7 +138,7 @@ func BenchmarkConv2D(b *testing.B) {
 		bias := randSlice(r, p.M)
 		y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
 		flops := 2 * float64(p.N*p.M*p.OutH()*p.OutW()) * float64(p.C/p.Group*p.KH*p.KW)
-		b.Run(fmt.Sprintf("%s/%s", bc.name, ISA()), func(b *testing.B) {
+		benchKernels(b, bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				Conv2D(p, x, w, bias, y)

@@ -319,6 +319,10 @@ func im2col(p Conv2DParams, x, col []float32, j0, j1 int) {
 						continue
 					}
 					s := a*p.StrideW + off
+					if p.StrideW == 2 {
+						active.gather2(d[a-ox:b-ox], src[s:])
+						continue
+					}
 					for q := a - ox; q < b-ox; q++ {
 						d[q] = src[s]
 						s += p.StrideW

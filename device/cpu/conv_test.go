@@ -70,6 +70,7 @@ func convCases() []Conv2DParams {
 		conv(2, 6, 11, 13, 9, 3, 3, 1, 1, 1),    // groups
 		conv(1, 8, 12, 12, 8, 3, 2, 2, 1, 1),    // groups, stride 2
 		conv(1, 3, 23, 23, 8, 7, 1, 2, 1, 3),    // a first layer
+		conv(1, 3, 11, 75, 4, 7, 1, 2, 1, 3),    // stride 2, rows of 38
 		conv(1, 5, 10, 10, 7, 3, 1, 1, 2, 2),    // dilation 2
 		conv(1, 4, 9, 9, 5, 3, 1, 3, 3, 0),      // stride 3, dilation 3
 		conv(1, 16, 15, 15, 16, 3, 16, 1, 1, 1), // depthwise 3x3 s1
@@ -173,6 +174,30 @@ func TestConv2DTiling(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestGather2(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		for n := 0; n <= 50; n++ {
+			for extra := 0; extra < 3; extra++ {
+				src := make([]float32, max(2*n-1+extra, 0))
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst := make([]float32, n+1)
+				dst[n] = -1
+				active.gather2(dst[:n], src)
+				for i := 0; i < n; i++ {
+					if dst[i] != float32(2*i) {
+						t.Fatalf("n=%d: dst[%d] = %g, want %d", n, i, dst[i], 2*i)
+					}
+				}
+				if dst[n] != -1 {
+					t.Fatalf("n=%d: wrote past dst", n)
+				}
+			}
+		}
+	})
 }
 
 func TestConv2DValidate(t *testing.T) {

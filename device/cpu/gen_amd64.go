@@ -32,6 +32,7 @@ func main() {
 	dw3x3("dw3x3s1AVX512", "Z", 16, 1)
 	dw3x3("dw3x3s2AVX512", "Z", 16, 2)
 	dw3x3("dw3x3s1AVX2", "Y", 8, 1)
+	gatherStride2()
 	if err := os.WriteFile("kernel_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -749,6 +750,34 @@ func gemmKernel512(name string, mr int) {
 			p("\tADDQ SI, DI")
 		}
 	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// gatherStride2 writes
+//
+//	func gatherStride2AVX512(dst, src *float32, n int)
+//
+// dst[i] = src[2*i] for i < n, n a multiple of 16; it reads src[0:2*n].
+func gatherStride2() {
+	p("")
+	p("// func gatherStride2AVX512(dst, src *float32, n int)")
+	p("TEXT ·gatherStride2AVX512(SB), NOSPLIT, $0-24")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tSHRQ $4, CX")
+	p("\tJZ gs2_done")
+	p("\tVMOVDQU32 dwEvenIdx<>(SB), Z2")
+	p("gs2_loop:")
+	p("\tVMOVUPS (SI), Z0")
+	p("\tVPERMT2PS 64(SI), Z2, Z0")
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tADDQ $128, SI")
+	p("\tADDQ $64, DI")
+	p("\tDECQ CX")
+	p("\tJNZ gs2_loop")
+	p("gs2_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

@@ -34,6 +34,9 @@ type kernel struct {
 	// input plane with row stride ld, the nine weights and a bias, clamped
 	// to [lo, hi]. in holds dwSlack floats past the plane's last row.
 	dw3x3s1, dw3x3s2 func(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32)
+	// gather2 sets dst[i] = src[2*i] for every i of dst; len(src) must be
+	// at least 2*len(dst)-1.
+	gather2 func(dst, src []float32)
 }
 
 // dwSlack is how many floats past an input plane the depthwise kernels may

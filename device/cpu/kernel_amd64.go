@@ -32,6 +32,7 @@ var avx512Kernel = &kernel{
 	nAlign:  128,
 	dw3x3s1: dw3x3s1AVX512Checked,
 	dw3x3s2: dw3x3s2AVX512Checked,
+	gather2: gather2AVX512,
 }
 
 var avx2Kernel = &kernel{
@@ -44,6 +45,7 @@ var avx2Kernel = &kernel{
 	nAlign:  64,
 	dw3x3s1: dw3x3s1AVX2Tail,
 	dw3x3s2: dw3x3s2Go,
+	gather2: gather2Go,
 }
 
 // gemvNAVX2Tail is gemvNAVX2 on the columns that fill 8-wide vectors and
@@ -101,6 +103,16 @@ func dw3x3s2AVX512Checked(in []float32, ld int, wt, dst []float32, ldo, oh, ow i
 	dw3x3s2AVX512(&in[0], ld, &wt[0], &dst[0], ldo, oh, ow, b, lo, hi)
 }
 
+// gather2AVX512 is gather2 with whole vectors in assembly while they stay
+// inside src, then pure Go.
+func gather2AVX512(dst, src []float32) {
+	n16 := min(len(dst), len(src)/2) &^ 15
+	if n16 > 0 {
+		gatherStride2AVX512(&dst[0], &src[0], n16)
+	}
+	gather2Go(dst[n16:], src[2*n16:])
+}
+
 // dw3x3s1AVX2Tail runs dw3x3s1AVX2 on the columns that fill 8-wide vectors
 // and pure Go on the rest.
 func dw3x3s1AVX2Tail(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b, lo, hi float32) {
@@ -113,6 +125,9 @@ func dw3x3s1AVX2Tail(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b
 		dw3x3s1Go(in[ow8:], ld, wt, dst[ow8:], ldo, oh, ow-ow8, b, lo, hi)
 	}
 }
+
+//go:noescape
+func gatherStride2AVX512(dst, src *float32, n int)
 
 //go:noescape
 func dw3x3s1AVX512(in *float32, ld int, w *float32, out *float32, ldo, oh, ow int, b, lo, hi float32)

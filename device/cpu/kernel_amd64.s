@@ -5453,3 +5453,23 @@ dw3x3s1AVX2_next:
 	JNZ dw3x3s1AVX2_row
 	VZEROUPPER
 	RET
+
+// func gatherStride2AVX512(dst, src *float32, n int)
+TEXT ·gatherStride2AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	JZ gs2_done
+	VMOVDQU32 dwEvenIdx<>(SB), Z2
+gs2_loop:
+	VMOVUPS (SI), Z0
+	VPERMT2PS 64(SI), Z2, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ gs2_loop
+gs2_done:
+	VZEROUPPER
+	RET

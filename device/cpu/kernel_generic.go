@@ -13,6 +13,18 @@ var genericKernel = &kernel{
 	nAlign:  64,
 	dw3x3s1: dw3x3s1Go,
 	dw3x3s2: dw3x3s2Go,
+	gather2: gather2Go,
+}
+
+// gather2Go is the pure-Go gather2.
+func gather2Go(dst, src []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	src = src[:2*len(dst)-1]
+	for i := range dst {
+		dst[i] = src[2*i]
+	}
 }
 
 // gemmKernelGo is the 4x4 pure-Go micro-kernel.
