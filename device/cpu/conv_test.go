@@ -71,6 +71,7 @@ func convCases() []Conv2DParams {
 		conv(1, 8, 12, 12, 8, 3, 2, 2, 1, 1),    // groups, stride 2
 		conv(1, 3, 23, 23, 8, 7, 1, 2, 1, 3),    // a first layer
 		conv(1, 3, 11, 75, 4, 7, 1, 2, 1, 3),    // stride 2, rows of 38
+		conv(1, 8, 6, 9, 130, 3, 1, 1, 1, 1),    // many output channels
 		conv(1, 5, 10, 10, 7, 3, 1, 1, 2, 2),    // dilation 2
 		conv(1, 4, 9, 9, 5, 3, 1, 3, 3, 0),      // stride 3, dilation 3
 		conv(1, 16, 15, 15, 16, 3, 16, 1, 1, 1), // depthwise 3x3 s1
@@ -115,8 +116,10 @@ func TestConv2D(t *testing.T) {
 	forEachKernel(t, func(t *testing.T) {
 		testConv2D(t)
 		implicitAlways = true
-		defer func() { implicitAlways = false }()
+		defer func() { implicitAlways, packing = false, packAuto }()
 		t.Run("implicit", testConv2D)
+		packing = packAlways
+		t.Run("implicit-packed", testConv2D)
 	})
 }
 
