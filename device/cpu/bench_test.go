@@ -11,6 +11,28 @@ func reportFlops(b *testing.B, flops float64) {
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
+// BenchmarkPeak measures the FMA throughput ceiling (AVX-512, 12
+// independent accumulators) on one goroutine and on Threads(): the
+// denominator of "percent of peak".
+func BenchmarkPeak(b *testing.B) {
+	const iters = 1 << 16
+	if !fmaPeak(1) {
+		b.Skip("no AVX-512")
+	}
+	for _, threads := range []int{1, Threads()} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			for b.Loop() {
+				ParallelFor(threads, 1, func(lo, hi int) {
+					for range hi - lo {
+						fmaPeak(iters)
+					}
+				})
+			}
+			reportFlops(b, float64(threads)*iters*384)
+		})
+	}
+}
+
 // naiveGemm is the triple loop the kernels are compared with (i-p-j order,
 // which the Go compiler keeps in registers reasonably well).
 func naiveGemm(m, n, k int, a, b, c []float32) {

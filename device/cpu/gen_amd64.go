@@ -33,6 +33,7 @@ func main() {
 	dw3x3("dw3x3s2AVX512", "Z", 16, 2)
 	dw3x3("dw3x3s1AVX2", "Y", 8, 1)
 	gatherStride2()
+	fmaPeak()
 	if err := os.WriteFile("kernel_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -778,6 +779,33 @@ func gatherStride2() {
 	p("\tDECQ CX")
 	p("\tJNZ gs2_loop")
 	p("gs2_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// fmaPeak writes
+//
+//	func fmaPeakAVX512(n int)
+//
+// n iterations of 12 independent 16-wide FMAs: the FMA throughput ceiling
+// the benchmarks compare with (384 flops per iteration).
+func fmaPeak() {
+	p("")
+	p("// func fmaPeakAVX512(n int)")
+	p("TEXT ·fmaPeakAVX512(SB), NOSPLIT, $0-8")
+	p("\tMOVQ n+0(FP), CX")
+	for i := 0; i < 12; i++ {
+		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	p("\tTESTQ CX, CX")
+	p("\tJZ peak_done")
+	p("peak_loop:")
+	for i := 0; i < 12; i++ {
+		p("\tVFMADD231PS Z30, Z31, Z%d", i)
+	}
+	p("\tDECQ CX")
+	p("\tJNZ peak_loop")
+	p("peak_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

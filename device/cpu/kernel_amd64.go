@@ -126,6 +126,18 @@ func dw3x3s1AVX2Tail(in []float32, ld int, wt, dst []float32, ldo, oh, ow int, b
 	}
 }
 
+// fmaPeak runs n iterations of 384 flops of independent FMAs, or reports
+// false where the CPU has no AVX-512.
+func fmaPeak(n int) bool {
+	if !cpu.X86.HasAVX512F {
+		return false
+	}
+	fmaPeakAVX512(n)
+	return true
+}
+
+func fmaPeakAVX512(n int)
+
 //go:noescape
 func gatherStride2AVX512(dst, src *float32, n int)
 
