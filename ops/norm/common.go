@@ -11,7 +11,7 @@ import (
 
 // rowGrain is the minimum number of elements one goroutine of a row-wise
 // kernel handles (rows are grouped until they reach it).
-const rowGrain = 1 << 14
+const rowGrain = 1 << 12
 
 // input returns in[i], or nil when it is absent.
 func input[T any](in []*T, i int) *T {
