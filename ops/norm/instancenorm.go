@@ -81,7 +81,7 @@ func (k *groupNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	n, c, s := x.Shape[0], x.Shape[1], product(x.Shape[2:])
 	g := k.groups
 	if g == 0 {
-		g = c
+		g = max(c, 1) // one group per channel
 	}
 	if c%g != 0 {
 		return nil, fmt.Errorf("%w: %s: %d channels do not split into %d groups", ops.ErrBadInput, k.name, c, g)

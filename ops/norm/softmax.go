@@ -184,6 +184,9 @@ func maxf32(x []float32) float32 {
 // softmaxGeneric computes the op along the middle axis of x viewed as
 // [outer, n, inner], working on whole inner rows at a time.
 func softmaxGeneric[T ops.Float](kind softmaxKind, x, y []T, outer, n, inner int, exp func(T) T) {
+	if n*inner == 0 {
+		return
+	}
 	cpu.ParallelFor(outer, max(1, rowGrain/(n*inner)), func(lo, hi int) {
 		m := make([]T, inner)
 		s := make([]float64, inner)
