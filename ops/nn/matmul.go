@@ -82,10 +82,31 @@ func planMatMul(op string, as, bs []int) (*mmPlan, error) {
 	return p, nil
 }
 
-// run computes all products of the plan into c.
+// uniform returns the strides between consecutive products' A and B when
+// they are constant (0 for a broadcast operand).
+func (p *mmPlan) uniform() (sa, sb int, ok bool) {
+	if len(p.aOff) < 2 {
+		return 0, 0, true
+	}
+	sa, sb = p.aOff[1]-p.aOff[0], p.bOff[1]-p.bOff[0]
+	for i := 1; i < len(p.aOff); i++ {
+		if p.aOff[i]-p.aOff[i-1] != sa || p.bOff[i]-p.bOff[i-1] != sb {
+			return 0, 0, false
+		}
+	}
+	return sa, sb, sa >= 0 && sb >= 0
+}
+
+// runMatMul computes all products of the plan into c.
 func runMatMul[T ops.Number](p *mmPlan, a, b, c []T) {
 	m, n, k := p.m, p.n, p.k
 	nb := len(p.aOff)
+	if af, ok := any(a).([]float32); ok && nb > 1 && k > 0 {
+		if sa, sb, ok := p.uniform(); ok {
+			cpu.SgemmStridedBatched(false, false, m, n, k, 1, af, k, sa, any(b).([]float32), n, sb, 0, any(c).([]float32), n, m*n, nb)
+			return
+		}
+	}
 	one := func(i int) {
 		gemm(false, false, m, n, k, 1, a[p.aOff[i]:], k, b[p.bOff[i]:], n, 0, c[i*m*n:], n)
 	}

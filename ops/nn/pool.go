@@ -209,6 +209,10 @@ func lowest[T ops.Number]() T {
 // pool computes a windowed pooling of planes planes of x into y (and the
 // argmax indices for MaxPool when idx is not nil).
 func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
+	if idx == nil && g.rank() <= 2 && k.kind != poolLp {
+		poolSep(k, g, planes, x, y)
+		return
+	}
 	sp, in, dil := spans(g)
 	inSize := in[0] * in[1] * in[2]
 	outSize := len(sp[0]) * len(sp[1]) * len(sp[2])
