@@ -27,6 +27,7 @@ var avx512Kernel = &kernel{
 	mr:      14,
 	nr:      32,
 	gemm:    gemmAVX512,
+	edge:    gemmAVX512Edge,
 	gemvN:   gemvNAVX512,
 	dot4:    dot4AVX512,
 	nAlign:  128,
