@@ -282,3 +282,49 @@ func TestSgemmStridedBatched(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelEdge checks every tile shape of the kernels that write ragged
+// tiles in place, including that nothing around the tile is touched.
+func TestKernelEdge(t *testing.T) {
+	if ks := kernels(); ks[0].name == "avx512" && ks[0].edge == nil {
+		t.Fatalf("the avx512 kernel has no edge kernel")
+	}
+	forEachKernel(t, func(t *testing.T) {
+		kern := active
+		if kern.edge == nil {
+			t.Skip("no edge kernel")
+		}
+		r := rand.New(rand.NewPCG(15, 16))
+		for _, k := range []int{1, 6} {
+			for mr := 1; mr <= kern.mr; mr++ {
+				for nr := 1; nr <= kern.nr; nr++ {
+					lda, ldb, ldc := k+1, nr+3, nr+2
+					a := randSlice(r, mr*lda)
+					b := randSlice(r, k*ldb)
+					c := randSlice(r, (mr+1)*ldc)
+					c0 := append([]float32(nil), c...)
+					kern.edge(mr, nr, k, &a[0], lda, &b[0], ldb, &c[0], ldc, 1.5, 0.5)
+					for i := 0; i <= mr; i++ {
+						for j := 0; j < ldc; j++ {
+							got := c[i*ldc+j]
+							if i == mr || j >= nr {
+								if got != c0[i*ldc+j] {
+									t.Fatalf("k=%d %dx%d: C[%d][%d] outside the tile changed", k, mr, nr, i, j)
+								}
+								continue
+							}
+							var s float64
+							for p := 0; p < k; p++ {
+								s += float64(a[i*lda+p]) * float64(b[p*ldb+j])
+							}
+							want := 1.5*s + 0.5*float64(c0[i*ldc+j])
+							if math.Abs(float64(got)-want) > 1e-4*(math.Abs(want)+1) {
+								t.Fatalf("k=%d %dx%d: C[%d][%d] = %g, want %g", k, mr, nr, i, j, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
