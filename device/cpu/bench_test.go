@@ -11,6 +11,25 @@ func reportFlops(b *testing.B, flops float64) {
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
+// BenchmarkSgemmOneThread is Sgemm on one goroutine: kernel efficiency
+// against BenchmarkPeak/threads=1, whatever else the machine runs.
+func BenchmarkSgemmOneThread(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{256, 1024} {
+		a, bm, c := randSlice(r, n*n), randSlice(r, n*n), make([]float32, n*n)
+		benchKernels(b, fmt.Sprint(n), func(b *testing.B) {
+			if active == genericKernel && n > 256 {
+				b.Skip("too slow")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				sgemm(false, false, n, n, n, 1, a, n, bm, n, 0, c, n, 1)
+			}
+			reportFlops(b, 2*float64(n)*float64(n)*float64(n))
+		})
+	}
+}
+
 // BenchmarkPeak measures the FMA throughput ceiling (AVX-512, 12
 // independent accumulators) on one goroutine and on Threads(): the
 // denominator of "percent of peak".
