@@ -2,6 +2,7 @@ package image
 
 import (
 	"math"
+	"unsafe"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/tensor"
@@ -333,9 +334,7 @@ func nearestGather[T any](src, dst []T, in, out []int, maps [][]int, ext T) {
 		case factor == 1:
 			copy(d, s[:inW])
 		case factor == 2:
-			for i, v := range s[:inW] {
-				d[2*i], d[2*i+1] = v, v
-			}
+			dup2(d[:2*inW], s[:inW])
 		case factor > 0:
 			for i, v := range s[:inW] {
 				row := d[i*factor : (i+1)*factor]
@@ -398,6 +397,22 @@ func nearestGather[T any](src, dst []T, in, out []int, maps [][]int, ext T) {
 			}
 		}
 	})
+}
+
+// dup2 writes every element of s twice into d (len(d) == 2*len(s)), with
+// one 64-bit store per pair for 4-byte elements.
+func dup2[T any](d, s []T) {
+	if s32, ok := any(s).([]uint32); ok && len(s32) > 0 {
+		d64 := unsafe.Slice((*uint64)(unsafe.Pointer(&any(d).([]uint32)[0])), len(s32))
+		for i, v := range s32 {
+			d64[i] = uint64(v) | uint64(v)<<32
+		}
+		return
+	}
+	d = d[:2*len(s)]
+	for i, v := range s {
+		d[2*i], d[2*i+1] = v, v
+	}
 }
 
 // runInterp resizes with linear or cubic interpolation, one axis at a time.
