@@ -13,7 +13,7 @@ import (
 )
 
 func f32(v ...float32) *tensor.Tensor { return tensor.FromFloat32(v, len(v)) }
-func i64(v ...int64) *tensor.Tensor  { return tensor.FromInt64(v, len(v)) }
+func i64(v ...int64) *tensor.Tensor   { return tensor.FromInt64(v, len(v)) }
 
 // resize13 runs Resize-13 on a 1-D input with either scales or sizes.
 func resize13(t *testing.T, x, scales, sizes *tensor.Tensor, attrs ...*ir.Attr) *tensor.Tensor {
