@@ -72,8 +72,8 @@ func sigmoidF32(dst, src []float32) {
 		if x < expMin {
 			x = expMin
 		}
-		if x > expMax {
-			x = expMax
+		if x > 89 { // 2**128 is +Inf: the result is 0
+			x = 89
 		}
 		z := x*log2e + round
 		n := int32(math.Float32bits(z)) - 0x4B400000
