@@ -423,8 +423,22 @@ func (k *resizeOp) runInterp(x, out *tensor.Tensor, p *resizePlan) error {
 	order := passOrder(p, ts)
 	switch x.DType {
 	case tensor.Float32, tensor.Float16, tensor.BFloat16:
-		res := interpolate(toFloat32(x), p, ts, order, float32(k.extrapolation))
-		storeFloat32(out, res)
+		var dst []float32
+		if out.DType == tensor.Float32 {
+			dst = out.Float32s()
+		} else {
+			dst = make([]float32, out.Len())
+		}
+		src := toFloat32(x)
+		if r := len(p.in); len(order) == 2 && min(order[0], order[1]) == r-2 && max(order[0], order[1]) == r-1 &&
+			bilinearable(ts[r-2]) && bilinearable(ts[r-1]) {
+			bilinear2D(src, dst, p, ts[r-2], ts[r-1])
+		} else {
+			interpolate(src, dst, p, ts, order, float32(k.extrapolation))
+		}
+		if out.DType != tensor.Float32 {
+			storeFloat32(out, dst)
+		}
 	default:
 		var src []float64
 		if x.DType == tensor.Float64 {
@@ -432,8 +446,9 @@ func (k *resizeOp) runInterp(x, out *tensor.Tensor, p *resizePlan) error {
 		} else {
 			src = toFloat64(x)
 		}
-		res := interpolate(src, p, ts, order, k.extrapolation)
-		storeFloat64(out, res)
+		dst := make([]float64, out.Len())
+		interpolate(src, dst, p, ts, order, k.extrapolation)
+		storeFloat64(out, dst)
 	}
 	return nil
 }
@@ -456,20 +471,25 @@ func passOrder(p *resizePlan, ts []*axisTable) []int {
 	return order
 }
 
-// interpolate applies the passes of order to src (shape p.in) and returns
-// the result (shape p.out). It may return src itself when no axis changes.
-func interpolate[F float32 | float64](src []F, p *resizePlan, ts []*axisTable, order []int, ext F) []F {
+// interpolate applies the passes of order to src (shape p.in) and writes
+// the result (shape p.out) to dst.
+func interpolate[F float32 | float64](src, dst []F, p *resizePlan, ts []*axisTable, order []int, ext F) {
 	shape := append([]int{}, p.in...)
 	cur := src
-	for _, d := range order {
+	for i, d := range order {
 		outer := tensor.NumElements(shape[:d])
 		inner := tensor.NumElements(shape[d+1:])
-		next := make([]F, outer*p.out[d]*inner)
+		next := dst
+		if i < len(order)-1 {
+			next = make([]F, outer*p.out[d]*inner)
+		}
 		resizePass(cur, next, outer, shape[d], p.out[d], inner, ts[d], ext)
 		shape[d] = p.out[d]
 		cur = next
 	}
-	return cur
+	if len(order) == 0 {
+		copy(dst, src)
+	}
 }
 
 // passGrain is about how many multiply-adds one goroutine does.
