@@ -168,6 +168,9 @@ func init() {
 		k := &clip{attrs: true,
 			lo: float64(a.Float("min", float32(math.Inf(-1)))),
 			hi: float64(a.Float("max", float32(math.Inf(1))))}
-		return k, a.Err()
+		if err := a.Err(); err != nil {
+			return nil, err
+		}
+		return k, nil
 	}})
 }

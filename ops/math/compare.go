@@ -152,7 +152,10 @@ func registerCompare(k compare) {
 		a := ops.AttrsOf(n)
 		kk := k
 		kk.legacy = readLegacy(a, opset)
-		return &kk, a.Err()
+		if err := a.Err(); err != nil {
+			return nil, err
+		}
+		return &kk, nil
 	}})
 }
 

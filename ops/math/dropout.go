@@ -14,16 +14,16 @@ import (
 // is the input and the optional mask is all true. In training mode each
 // element is kept with probability 1-ratio and scaled by 1/(1-ratio).
 type dropout struct {
-	opset    int64
-	ratio    float64 // attribute, before opset 12
-	seed     *uint64
-	training bool // node has a training_mode input: may be random
+	opset int64
+	ratio float64 // attribute, before opset 12
+	seed  *uint64
 }
 
-// NonDeterministic marks a Dropout that may run in training mode, so that
-// it is never folded at load time.
+// randomDropout is a Dropout with a training_mode input: it may drop
+// elements at random, so it is never folded at load time.
 type randomDropout struct{ *dropout }
 
+// NonDeterministic marks the kernel as random.
 func (randomDropout) NonDeterministic() {}
 
 func (k *dropout) maskType(x tensor.DType) tensor.DType {
@@ -134,7 +134,6 @@ func init() {
 			k.ratio = 0 // inference: identity
 		}
 		if opset >= 12 && n.Input(2) != nil {
-			k.training = true
 			return randomDropout{k}, nil
 		}
 		return k, nil

@@ -503,3 +503,48 @@ func TestBadAttrs(t *testing.T) {
 func strAttr(name string, v ...string) *ir.Attr {
 	return &ir.Attr{Name: name, Type: ir.AttrStrings, Strings: v}
 }
+
+func TestShapeValue(t *testing.T) {
+	i64 := func(v ...int64) *ir.Value {
+		c := tensor.FromInt64(v, len(v))
+		return &ir.Value{Type: ops.TypeOf(c), Const: c}
+	}
+	sv := func(d ...ir.Dim) *ir.Value {
+		return &ir.Value{Type: ir.Type{DType: tensor.Int64, Shape: ir.KnownShape(len(d))}, ShapeValue: d}
+	}
+	batch, seq := ir.S("batch"), ir.S("seq")
+	for _, c := range []struct {
+		op   string
+		in   []*ir.Value
+		want string
+	}{
+		{"Mul", []*ir.Value{sv(batch), sv(seq)}, "[batch*seq]"},
+		{"Mul", []*ir.Value{sv(batch, ir.D(3)), i64(12)}, "[batch*12 36]"},
+		{"Div", []*ir.Value{sv(ir.S("batch*12")), i64(12)}, "[batch]"},
+		{"Div", []*ir.Value{sv(ir.D(768)), i64(12)}, "[64]"},
+		{"Div", []*ir.Value{sv(seq), i64(2)}, "[?]"},
+		{"Add", []*ir.Value{sv(seq, ir.D(4)), i64(0, 1)}, "[seq 5]"},
+		{"Sub", []*ir.Value{sv(seq), sv(seq)}, "[0]"},
+		{"Sub", []*ir.Value{i64(1), sv(ir.D(4))}, "[?]"},
+		{"Add", []*ir.Value{i64(1), i64(2)}, "[]"}, // constants are folded instead
+	} {
+		k, err := ops.Prepare(opstest.Node(c.op, 2, 1), 17)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := k.(ops.ShapeValuer).ShapeValue(c.in)
+		if s := fmt.Sprint(got); s != c.want {
+			t.Errorf("%s %v: %s, want %s", c.op, c.in, s, c.want)
+		}
+	}
+	cond := tensor.New(tensor.Bool, 2)
+	cond.Bools()[0] = true
+	w := where{}.ShapeValue([]*ir.Value{{Type: ops.TypeOf(cond), Const: cond}, sv(batch, seq), i64(-1)})
+	if fmt.Sprint(w) != "[batch ?]" {
+		t.Errorf("Where: %v", w)
+	}
+	k, _ := ops.Prepare(opstest.Node("Cast", 1, 1, opstest.Int("to", int64(tensor.Int64))), 13)
+	if got := k.(ops.ShapeValuer).ShapeValue([]*ir.Value{sv(batch)}); fmt.Sprint(got) != "[batch]" {
+		t.Errorf("Cast: %v", got)
+	}
+}
