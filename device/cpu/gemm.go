@@ -84,12 +84,12 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		scaleMatrix(c, m, n, ldc, beta)
 		return
 	}
-	// The product has at least two flops per element of B (or A) read; below
-	// this size a goroutine costs more than it saves.
-	if w := m * n * k; w < 1<<17 {
+	// Below about 128K multiply-adds a goroutine costs more than it saves;
+	// above, each one gets at least 64K.
+	if w := int64(m) * int64(n) * int64(k); w < 1<<17 {
 		nt = 1
 	} else {
-		nt = min(nt, w>>16)
+		nt = int(min(int64(nt), w>>16))
 	}
 	kern := active
 	switch {
