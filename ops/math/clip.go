@@ -36,7 +36,7 @@ func (k *clip) Infer(in []*ir.Value) ([]ir.Type, error) {
 			return nil, fmt.Errorf("%w: Clip bound of rank %d, want a scalar", ops.ErrBadInput, r)
 		}
 	}
-	return []ir.Type{in[0].Type}, nil
+	return []ir.Type{{DType: in[0].Type.DType, Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
 // bound returns the single element of an optional bound input.

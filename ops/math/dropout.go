@@ -41,7 +41,7 @@ func (k *dropout) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if dt != tensor.Undefined && !dt.IsFloat() {
 		return nil, badType("Dropout", dt)
 	}
-	return []ir.Type{in[0].Type, {DType: k.maskType(dt), Shape: in[0].Type.Shape.Clone()}}, nil
+	return []ir.Type{{DType: dt, Shape: in[0].Type.Shape.Clone()}, {DType: k.maskType(dt), Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
 func (k *dropout) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {

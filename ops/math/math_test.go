@@ -548,3 +548,65 @@ func TestShapeValue(t *testing.T) {
 		t.Errorf("Cast: %v", got)
 	}
 }
+
+// TestNoPanic runs every op of the package on random small inputs of random
+// types and shapes: errors are fine, panics are not.
+func TestNoPanic(t *testing.T) {
+	names := []string{"Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
+		"Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Erf",
+		"Sigmoid", "Tanh", "Softplus", "Softsign", "Mish", "Relu", "LeakyRelu", "Elu", "Selu", "Celu",
+		"ThresholdedRelu", "HardSigmoid", "HardSwish", "Gelu", "Shrink", "PRelu", "Clip", "Add", "Sub",
+		"Mul", "Div", "Pow", "Mod", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "And", "Or",
+		"Xor", "Not", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Min", "Max", "Sum",
+		"Mean", "Where", "IsNaN", "IsInf", "CastLike", "Dropout", "Det", "StringNormalizer", "Cast", "BitShift",
+		"TfIdfVectorizer"}
+	attrs := map[string][]*ir.Attr{
+		"Cast":             {opstest.Int("to", int64(tensor.String))},
+		"BitShift":         {opstest.String("direction", "LEFT")},
+		"StringNormalizer": {strAttr("stopwords", "1")},
+		"TfIdfVectorizer": {opstest.String("mode", "TF"), opstest.Int("min_gram_length", 1),
+			opstest.Int("max_gram_length", 2), opstest.Int("max_skip_count", 1), opstest.Ints("ngram_counts", 0, 2),
+			opstest.Ints("ngram_indexes", 0, 1, 2), opstest.Ints("pool_int64s", 1, 2, 1, 2)},
+	}
+	types := []tensor.DType{tensor.Float32, tensor.Float64, tensor.Float16, tensor.BFloat16, tensor.Int8,
+		tensor.Int32, tensor.Int64, tensor.Uint8, tensor.Uint64, tensor.Bool, tensor.String}
+	shapes := [][]int{{}, {0}, {1}, {3}, {2, 3}, {3, 1}, {2, 2, 2}, {1, 3, 3}}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, name := range names {
+		for iter := 0; iter < 150; iter++ {
+			n := r.IntN(4)
+			in := make([]*tensor.Tensor, n)
+			dt := types[r.IntN(len(types))]
+			for i := range in {
+				if r.IntN(10) == 0 {
+					continue // nil: an omitted input
+				}
+				if r.IntN(4) == 0 {
+					dt = types[r.IntN(len(types))]
+				}
+				in[i] = randVals(r, dt, shapes[r.IntN(len(shapes))])
+				if dt == tensor.String {
+					for j := range in[i].Strings {
+						in[i].Strings[j] = fmt.Sprint(r.IntN(3))
+					}
+				}
+				if r.IntN(20) == 0 && len(in[i].Data) > 0 {
+					in[i].Data = in[i].Data[:len(in[i].Data)-1] // truncated storage
+				}
+			}
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("%s%v: panic: %v", name, in, p)
+					}
+				}()
+				_, _ = opstest.Exec(opstest.Node(name, n, 2, attrs[name]...), 18, in...)
+				// Run without Infer's checks as well
+				k, err := ops.Prepare(opstest.Node(name, n, 2, attrs[name]...), 18)
+				if err == nil {
+					_, _ = k.Run(&ops.Env{}, in)
+				}
+			}()
+		}
+	}
+}

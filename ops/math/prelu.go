@@ -35,7 +35,7 @@ func (k *prelu) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if dt := in[0].Type.DType; dt != tensor.Undefined && !numericTypes.has(dt) {
 		return nil, badType("PRelu", dt)
 	}
-	return []ir.Type{in[0].Type}, nil
+	return []ir.Type{{DType: in[0].Type.DType, Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
 func (k *prelu) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {

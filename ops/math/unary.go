@@ -80,7 +80,7 @@ func (u *unary) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if dt := in[0].Type.DType; dt != tensor.Undefined && !u.accepts(dt) {
 		return nil, badType(u.name, dt)
 	}
-	return []ir.Type{in[0].Type}, nil
+	return []ir.Type{{DType: in[0].Type.DType, Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
 func (u *unary) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {

@@ -300,3 +300,47 @@ func TestQLinearConv(t *testing.T) {
 		t.Errorf("dtype %v", out[0].DType)
 	}
 }
+
+// TestConvTiling reruns the reference comparisons with tiny im2col and
+// col2im tiles.
+func TestConvTiling(t *testing.T) {
+	old := convTile
+	defer func() { convTile = old }()
+	for _, tile := range []int{1, 7, 50} {
+		convTile = tile
+		TestConvAgainstReference(t)
+		TestConvGenericPath(t)
+		TestConvTransposeAgainstReference(t)
+	}
+}
+
+func TestEmptyTensors(t *testing.T) {
+	cases := []struct {
+		name string
+		n    *ir.Node
+		in   []*tensor.Tensor
+		want []int
+	}{
+		{"conv batch 0", opstest.Node("Conv", 2, 1), []*tensor.Tensor{tensor.New(tensor.Float32, 0, 2, 4, 4), tensor.New(tensor.Float32, 3, 2, 3, 3)}, []int{0, 3, 2, 2}},
+		{"conv channels 0", opstest.Node("Conv", 3, 1), []*tensor.Tensor{tensor.New(tensor.Float32, 1, 0, 4, 4), tensor.New(tensor.Float32, 3, 0, 3, 3), f32([]float32{1, 2, 3}, 3)}, []int{1, 3, 2, 2}},
+		{"conv3d out channels 0", opstest.Node("Conv", 2, 1), []*tensor.Tensor{tensor.New(tensor.Float64, 1, 2, 4, 4, 4), tensor.New(tensor.Float64, 0, 2, 3, 3, 3)}, []int{1, 0, 2, 2, 2}},
+		{"convtranspose batch 0", opstest.Node("ConvTranspose", 2, 1), []*tensor.Tensor{tensor.New(tensor.Float32, 0, 2, 4, 4), tensor.New(tensor.Float32, 2, 3, 3, 3)}, []int{0, 3, 6, 6}},
+		{"maxpool batch 0", opstest.Node("MaxPool", 1, 2, opstest.Ints("kernel_shape", 2, 2)), []*tensor.Tensor{tensor.New(tensor.Float32, 0, 3, 4, 4)}, []int{0, 3, 3, 3}},
+		{"avgpool channels 0", opstest.Node("AveragePool", 1, 1, opstest.Ints("kernel_shape", 2)), []*tensor.Tensor{tensor.New(tensor.Float32, 2, 0, 4)}, []int{2, 0, 3}},
+		{"globalavg 0", opstest.Node("GlobalAveragePool", 1, 1), []*tensor.Tensor{tensor.New(tensor.Float32, 0, 3, 4, 4)}, []int{0, 3, 1, 1}},
+		{"gemm k 0", opstest.Node("Gemm", 3, 1), []*tensor.Tensor{tensor.New(tensor.Float32, 2, 0), tensor.New(tensor.Float32, 0, 3), f32([]float32{1, 2, 3}, 3)}, []int{2, 3}},
+		{"einsum 0", opstest.Node("Einsum", 2, 1, opstest.String("equation", "ij,jk->ik")), []*tensor.Tensor{tensor.New(tensor.Float32, 2, 0), tensor.New(tensor.Float32, 0, 3)}, []int{2, 3}},
+		{"lstm batch 0", opstest.Node("LSTM", 3, 3), []*tensor.Tensor{tensor.New(tensor.Float32, 2, 0, 3), tensor.New(tensor.Float32, 1, 8, 3), tensor.New(tensor.Float32, 1, 8, 2)}, []int{2, 1, 0, 2}},
+		{"quantize 0", opstest.Node("QuantizeLinear", 2, 1), []*tensor.Tensor{tensor.New(tensor.Float32, 0, 3), scalarOf(tensor.Float32, 1)}, []int{0, 3}},
+	}
+	for _, c := range cases {
+		outs, err := execSafe(c.n, 13, c.in...)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if !sameShape(outs[0].Shape, c.want) {
+			t.Errorf("%s: shape %v, want %v", c.name, outs[0].Shape, c.want)
+		}
+	}
+}

@@ -35,15 +35,20 @@ func (s *convShape) pointwise() bool {
 	return true
 }
 
-// im2col writes the column matrix of cg channels of one image x ([cg,
-// in...]) into col ([cg*kSize, outSize]): row (ch, kernel offset), column
-// output position; positions in the padding read as zero.
-func im2col[T any](g *geom, x []T, cg int, col []T) {
+// convTile bounds the number of elements of one im2col (or col2im) tile,
+// so that the column buffer stays in cache and its size is bounded whatever
+// the convolution. Tests lower it to exercise the tiling.
+var convTile = 1 << 17
+
+// im2col writes the columns of output runs [r0, r1) of cg channels of one
+// image x ([cg, in...]) into col ([cg*kSize, (r1-r0)*outW]): row (channel,
+// kernel offset), column output position. A run is one row of the last
+// output dim. Positions in the padding read as zero.
+func im2col[T any](g *geom, x []T, cg int, col []T, r0, r1 int) {
 	r := g.rank()
-	inSize, outSize, kSize := 1, 1, 1
+	inSize, kSize := 1, 1
 	for i := 0; i < r; i++ {
 		inSize *= g.in[i]
-		outSize *= g.out[i]
 		kSize *= g.kernel[i]
 	}
 	last := r - 1
@@ -55,8 +60,9 @@ func im2col[T any](g *geom, x []T, cg int, col []T) {
 		inStr[i] = acc
 		acc *= g.in[i]
 	}
+	n := (r1 - r0) * outW
 	rows := cg * kSize
-	grain := max(1, (1<<14)/max(1, outSize))
+	grain := max(1, (1<<13)/max(1, n))
 	cpu.ParallelFor(rows, grain, func(lo, hi int) {
 		kc := make([]int, r)
 		oc := make([]int, r)
@@ -67,7 +73,7 @@ func im2col[T any](g *geom, x []T, cg int, col []T) {
 				kk /= g.kernel[i]
 			}
 			src := x[ch*inSize : (ch+1)*inSize]
-			dst := col[row*outSize : (row+1)*outSize]
+			dst := col[row*n : (row+1)*n]
 			// valid range of the last output coordinate
 			off := kc[last]*dW - pW
 			wlo := 0
@@ -80,8 +86,13 @@ func im2col[T any](g *geom, x []T, cg int, col []T) {
 			}
 			whi = min(whi, outW)
 			wlo = min(wlo, whi)
-			clear(oc)
-			for base := 0; base < outSize; base += outW {
+			// outer output coordinates of run r0
+			rem := r0
+			for i := last - 1; i >= 0; i-- {
+				oc[i] = rem % g.out[i]
+				rem /= g.out[i]
+			}
+			for base := 0; base < n; base += outW {
 				run := dst[base : base+outW]
 				// input offset of the outer coordinates
 				inOff, ok := 0, true
@@ -93,21 +104,20 @@ func im2col[T any](g *geom, x []T, cg int, col []T) {
 					}
 					inOff += ic * inStr[i]
 				}
-				if !ok {
+				switch {
+				case !ok || wlo == whi:
 					clear(run)
-				} else {
+				case sW == 1:
 					clear(run[:wlo])
 					clear(run[whi:])
-					if wlo == whi {
-						// the whole run reads padding
-					} else if sW == 1 {
-						copy(run[wlo:whi], src[inOff+wlo+off:inOff+whi+off])
-					} else {
-						p := inOff + wlo*sW + off
-						for j := wlo; j < whi; j++ {
-							run[j] = src[p]
-							p += sW
-						}
+					copy(run[wlo:whi], src[inOff+wlo+off:inOff+whi+off])
+				default:
+					clear(run[:wlo])
+					clear(run[whi:])
+					p := inOff + wlo*sW + off
+					for j := wlo; j < whi; j++ {
+						run[j] = src[p]
+						p += sW
 					}
 				}
 				for i := last - 1; i >= 0; i-- {
@@ -123,21 +133,21 @@ func im2col[T any](g *geom, x []T, cg int, col []T) {
 }
 
 // convGeneric computes a grouped N-D convolution y = conv(x, w) + bias by
-// im2col and GEMM in type T. x is [n, c, in...], w [m, c/group, k...], bias
-// nil or [m], y [n, m, out...].
+// im2col and GEMM in type T, tile by tile of output runs. x is [n, c,
+// in...], w [m, c/group, k...], bias nil or [m], y [n, m, out...].
 func convGeneric[T ops.Number](s *convShape, x, w, bias, y []T) {
 	inSize, outSize, kSize := s.sizes()
 	cg, mg := s.c/s.group, s.m/s.group
 	kRows := cg * kSize
 	direct := s.pointwise()
+	outW := s.g.out[s.g.rank()-1]
+	runs := outSize / max(1, outW)
+	perTile := max(1, convTile/max(1, kRows*outW))
+	perTile = min(perTile, runs)
 	task := func(b, gr int, col []T) {
 		xs := x[(b*s.c+gr*cg)*inSize : (b*s.c+(gr+1)*cg)*inSize]
-		if direct {
-			col = xs
-		} else {
-			im2col(s.g, xs, cg, col)
-		}
 		yo := y[(b*s.m+gr*mg)*outSize : (b*s.m+(gr+1)*mg)*outSize]
+		wg := w[gr*mg*kRows : (gr+1)*mg*kRows]
 		var beta T
 		if bias != nil {
 			for j := 0; j < mg; j++ {
@@ -149,14 +159,24 @@ func convGeneric[T ops.Number](s *convShape, x, w, bias, y []T) {
 			}
 			beta = 1
 		}
-		gemm(false, false, mg, outSize, kRows, 1, w[gr*mg*kRows:(gr+1)*mg*kRows], kRows, col, outSize, beta, yo, outSize)
+		if direct {
+			gemm(false, false, mg, outSize, kRows, 1, wg, kRows, xs, outSize, beta, yo, outSize)
+			return
+		}
+		for r0 := 0; r0 < runs; r0 += perTile {
+			r1 := min(runs, r0+perTile)
+			p0, n := r0*outW, (r1-r0)*outW
+			im2col(s.g, xs, cg, col[:kRows*n], r0, r1)
+			gemm(false, false, mg, n, kRows, 1, wg, kRows, col, n, beta, yo[p0:], outSize)
+		}
+	}
+	colLen := 0
+	if !direct {
+		colLen = kRows * perTile * outW
 	}
 	tasks := s.n * s.group
 	if s.group == 1 || tasks == 1 {
-		var col []T
-		if !direct {
-			col = make([]T, kRows*outSize)
-		}
+		col := make([]T, colLen)
 		for b := 0; b < s.n; b++ {
 			for gr := 0; gr < s.group; gr++ {
 				task(b, gr, col)
@@ -165,10 +185,7 @@ func convGeneric[T ops.Number](s *convShape, x, w, bias, y []T) {
 		return
 	}
 	cpu.ParallelFor(tasks, 1, func(lo, hi int) {
-		var col []T
-		if !direct {
-			col = make([]T, kRows*outSize)
-		}
+		col := make([]T, colLen)
 		for t := lo; t < hi; t++ {
 			task(t/s.group, t%s.group, col)
 		}

@@ -238,7 +238,7 @@ func (k *convTransposeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 }
 
 // convTranspose computes y = convtranspose(x, w) + bias by GEMM (the
-// columns W^T X) and col2im.
+// columns W^T X, tile by tile of input runs) and col2im.
 func convTranspose[T ops.Number](g *tgeom, n, c, m, group int, x, w, bias, y []T) {
 	r := len(g.in)
 	inSize, outSize, kSize := 1, 1, 1
@@ -249,46 +249,60 @@ func convTranspose[T ops.Number](g *tgeom, n, c, m, group int, x, w, bias, y []T
 	}
 	cg, mg := c/group, m/group
 	rows := mg * kSize
-	col := make([]T, rows*inSize)
+	inW := g.in[r-1]
+	runs := inSize / max(1, inW)
+	perTile := min(runs, max(1, convTile/max(1, rows*inW)))
+	col := make([]T, rows*perTile*inW)
 	for b := 0; b < n; b++ {
 		for gr := 0; gr < group; gr++ {
 			xs := x[(b*c+gr*cg)*inSize : (b*c+(gr+1)*cg)*inSize]
 			ws := w[gr*cg*rows : (gr+1)*cg*rows]
-			gemm(true, false, rows, inSize, cg, 1, ws, rows, xs, inSize, 0, col, inSize)
 			yo := y[(b*m+gr*mg)*outSize : (b*m+(gr+1)*mg)*outSize]
-			cpu.ParallelFor(mg, 1, func(lo, hi int) {
-				for mo := lo; mo < hi; mo++ {
+			if bias != nil {
+				for mo := 0; mo < mg; mo++ {
+					v := bias[gr*mg+mo]
 					plane := yo[mo*outSize : (mo+1)*outSize]
-					if bias != nil {
-						v := bias[gr*mg+mo]
-						for i := range plane {
-							plane[i] = v
-						}
+					for i := range plane {
+						plane[i] = v
 					}
-					col2im(g, col[mo*kSize*inSize:(mo+1)*kSize*inSize], kSize, inSize, plane)
 				}
-			})
+			}
+			for r0 := 0; r0 < runs; r0 += perTile {
+				r1 := min(runs, r0+perTile)
+				cols := (r1 - r0) * inW
+				gemm(true, false, rows, cols, cg, 1, ws, rows, xs[r0*inW:], inSize, 0, col, cols)
+				cpu.ParallelFor(mg, 1, func(lo, hi int) {
+					for mo := lo; mo < hi; mo++ {
+						col2im(g, col[mo*kSize*cols:(mo+1)*kSize*cols], kSize, r0, r1, yo[mo*outSize:(mo+1)*outSize])
+					}
+				})
+			}
 		}
 	}
 }
 
 // col2im adds the columns of one output channel (rows: kernel offsets,
-// columns: input positions) into its output plane.
-func col2im[T ops.Number](g *tgeom, col []T, kSize, inSize int, plane []T) {
+// columns: the input positions of runs [r0, r1)) into its output plane.
+func col2im[T ops.Number](g *tgeom, col []T, kSize, r0, r1 int, plane []T) {
 	r := len(g.in)
 	kc := make([]int, r)
 	ic := make([]int, r)
 	last := r - 1
 	inW := g.in[last]
+	cols := (r1 - r0) * inW
 	for kk := 0; kk < kSize; kk++ {
 		rem := kk
 		for i := r - 1; i >= 0; i-- {
 			kc[i] = rem % g.kernel[i]
 			rem /= g.kernel[i]
 		}
-		src := col[kk*inSize : (kk+1)*inSize]
-		clear(ic)
-		for base := 0; base < inSize; base += inW {
+		src := col[kk*cols : (kk+1)*cols]
+		rem = r0
+		for i := last - 1; i >= 0; i-- {
+			ic[i] = rem % g.in[i]
+			rem /= g.in[i]
+		}
+		for base := 0; base < cols; base += inW {
 			off, ok := 0, true
 			for i := 0; i < last; i++ {
 				o := ic[i]*g.stride[i] + kc[i]*g.dil[i] - g.padB[i]

@@ -219,6 +219,9 @@ func (k *maxRoiPoolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 	}
 	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	nr := rois.Shape[0]
+	if _, err := checkedNumel([]int{nr, c, k.ph, k.pw}); err != nil {
+		return nil, err
+	}
 	xf := toFloat32(x)
 	rf := toFloat32(rois)
 	yf := make([]float32, nr*c*k.ph*k.pw)
