@@ -209,10 +209,13 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	// in place. A is copied when it must be transposed, or when its rows are
 	// 4 KiB apart and would crowd a few L1 sets. B is used in place when
 	// each of its panels serves few micro-kernel calls (then packing costs
-	// more than it saves), unless its stride is 4 KiB aligned. Ragged edge
-	// panels are always copied: the kernel reads whole panels.
+	// more than it saves), unless its rows are 4 KiB aligned or so far apart
+	// that each step of the kernel touches a new page (packing streams
+	// them in, which the prefetchers handle better). Ragged edge panels are
+	// copied unless the kernel has an edge variant, which reads only what it
+	// needs.
 	directA := !g.transA && g.lda%1024 != 0
-	directB := !g.transB && (rows <= mr || rows <= 8*mr && g.ldb%1024 != 0)
+	directB := !g.transB && (rows <= mr || rows <= 8*mr && g.ldb%1024 != 0 && g.ldb <= 2048)
 	switch packing {
 	case packAlways:
 		directA, directB = false, false
