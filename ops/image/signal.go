@@ -57,16 +57,14 @@ func (k *dftOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	}
 	out.Shape = x.Shape.Clone()
 	out.Shape[r-1] = ir.D(2)
+	lenGiven := value(in, 1) != nil
 	n, haveLen := constScalarInt(value(in, 1))
-	if value(in, 1) == nil {
-		haveLen = false
-	}
 	axis := k.axis
 	if k.axisInput && value(in, 2) != nil {
 		a, ok := constScalarInt(in[2])
 		if !ok {
-			// the axis is unknown: only a plain transform keeps every size
-			if haveLen || value(in, 1) != nil || k.onesided {
+			// the axis is unknown: only a full-length transform keeps every size
+			if lenGiven || k.onesided {
 				for i := 0; i < r-1; i++ {
 					out.Shape[i] = ir.U()
 				}
@@ -83,7 +81,7 @@ func (k *dftOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	switch {
 	case haveLen:
 		d = ir.D(n)
-	case value(in, 1) != nil:
+	case lenGiven:
 		d = ir.U()
 	}
 	if k.onesided {
