@@ -8,8 +8,10 @@ import (
 // copyGrain is the minimum number of elements one goroutine of a copy moves.
 const copyGrain = 1 << 16
 
-// tile is the edge of the square blocks a transposing copy moves at a time.
-const tile = 32
+// tileJ and tileK are the edges of the blocks a transposing copy moves at a
+// time: tileJ rows of the source (contiguous in it) by tileK of the
+// destination.
+const tileJ, tileK = 32, 32
 
 // copyND copies a box of dims elements between two tensors of the same type:
 //
@@ -185,9 +187,10 @@ func transposeTiles[T any](dst []T, doff int, dstr []int, src []T, soff int, sst
 	dj, sk := dstr[n-2], sstr[n-1]
 	od, ods, oss := dims[:n-2], dstr[:n-2], sstr[:n-2]
 	outer := prod(od)
-	nbj := (J + tile - 1) / tile
+	tj, tk := tileJ, tileK
+	nbj := (J + tj - 1) / tj
 	tasks := outer * nbj
-	cpu.ParallelFor(tasks, max(1, copyGrain/(tile*K)), func(lo, hi int) {
+	cpu.ParallelFor(tasks, max(1, copyGrain/(tj*K)), func(lo, hi int) {
 		o := newOdometer(od, ods, oss, doff, soff, lo/nbj)
 		cur := lo / nbj
 		for t := lo; t < hi; t++ {
@@ -195,20 +198,52 @@ func transposeTiles[T any](dst []T, doff int, dstr []int, src []T, soff int, sst
 				o.next()
 				cur = t / nbj
 			}
-			j0 := (t % nbj) * tile
-			j1 := min(j0+tile, J)
-			for k0 := 0; k0 < K; k0 += tile {
-				k1 := min(k0+tile, K)
-				for j := j0; j < j1; j++ {
-					d := o.d + j*dj
-					s := o.s + j + k0*sk
-					row := dst[d+k0 : d+k1]
-					for k := range row {
-						row[k] = src[s]
-						s += sk
-					}
-				}
+			j0 := (t % nbj) * tj
+			j1 := min(j0+tj, J)
+			for k0 := 0; k0 < K; k0 += tk {
+				k1 := min(k0+tk, K)
+				transposeBlock(dst, o.d, dj, src, o.s, sk, j0, j1, k0, k1)
 			}
 		}
 	})
+}
+
+// transposeBlock copies dst[d + j*dj + k] = src[s + j + k*sk] for j in
+// [j0, j1), k in [k0, k1), 4x4 elements at a time: four contiguous reads
+// and four contiguous writes.
+func transposeBlock[T any](dst []T, d, dj int, src []T, s, sk, j0, j1, k0, k1 int) {
+	j := j0
+	for ; j+4 <= j1; j += 4 {
+		k := k0
+		for ; k+4 <= k1; k += 4 {
+			p := s + j + k*sk
+			a := src[p : p+4 : p+4]
+			b := src[p+sk : p+sk+4 : p+sk+4]
+			c := src[p+2*sk : p+2*sk+4 : p+2*sk+4]
+			e := src[p+3*sk : p+3*sk+4 : p+3*sk+4]
+			q := d + j*dj + k
+			r0 := dst[q : q+4 : q+4]
+			r1 := dst[q+dj : q+dj+4 : q+dj+4]
+			r2 := dst[q+2*dj : q+2*dj+4 : q+2*dj+4]
+			r3 := dst[q+3*dj : q+3*dj+4 : q+3*dj+4]
+			r0[0], r0[1], r0[2], r0[3] = a[0], b[0], c[0], e[0]
+			r1[0], r1[1], r1[2], r1[3] = a[1], b[1], c[1], e[1]
+			r2[0], r2[1], r2[2], r2[3] = a[2], b[2], c[2], e[2]
+			r3[0], r3[1], r3[2], r3[3] = a[3], b[3], c[3], e[3]
+		}
+		for ; k < k1; k++ {
+			p := s + j + k*sk
+			q := d + j*dj + k
+			dst[q], dst[q+dj], dst[q+2*dj], dst[q+3*dj] = src[p], src[p+1], src[p+2], src[p+3]
+		}
+	}
+	for ; j < j1; j++ {
+		q := d + j*dj
+		p := s + j + k0*sk
+		row := dst[q+k0 : q+k1]
+		for k := range row {
+			row[k] = src[p]
+			p += sk
+		}
+	}
 }
