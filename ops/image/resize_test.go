@@ -154,6 +154,30 @@ func TestResizeAntialias(t *testing.T) {
 	// enlarging is unaffected by antialias
 	got = opstest.Run(t, n, 18, f32(1, 2), nil, f32(2), nil)[0]
 	opstest.AllClose(t, got, f32(1, 1.25, 1.75, 2), 1e-6, 1e-6)
+	// the 4x4 cases of the ONNX backend tests (1..16, scales 0.6 or sizes 3)
+	x4 := tensor.New(tensor.Float32, 1, 1, 4, 4)
+	for i := range x4.Float32s() {
+		x4.Float32s()[i] = float32(i + 1)
+	}
+	for _, tc := range []struct {
+		mode   string
+		scales *tensor.Tensor
+		sizes  *tensor.Tensor
+		want   []float32
+	}{
+		{"linear", f32(1, 1, 0.6, 0.6), nil, []float32{2.875, 4.5, 9.375, 11}},
+		{"cubic", f32(1, 1, 0.6, 0.6), nil, []float32{2.5180721, 4.2858863, 9.589329, 11.357142}},
+		{"linear", nil, i64(1, 1, 3, 3), []float32{2.3636363, 3.590909, 4.818182, 7.2727275, 8.5, 9.727273, 12.181818, 13.409091, 14.636364}},
+		{"cubic", nil, i64(1, 1, 3, 3), []float32{1.7750092, 3.1200073, 4.4650054, 7.1550016, 8.5, 9.844998, 12.534994, 13.8799925, 15.224991}},
+	} {
+		n := opstest.Node("Resize", 4, 1, opstest.String("mode", tc.mode), opstest.Int("antialias", 1))
+		got := opstest.Run(t, n, 18, x4, nil, tc.scales, tc.sizes)[0]
+		side := 2
+		if tc.sizes != nil {
+			side = 3
+		}
+		opstest.AllClose(t, got, tensor.FromFloat32(tc.want, 1, 1, side, side), 1e-5, 1e-5)
+	}
 	if _, err := ops.Prepare(opstest.Node("Resize", 4, 1, opstest.Int("antialias", 1)), 18); !errors.Is(err, ops.ErrBadAttr) {
 		t.Errorf("antialias with nearest: err = %v, want ErrBadAttr", err)
 	}
@@ -499,4 +523,23 @@ func BenchmarkResizeBilinear2x(b *testing.B) {
 
 func BenchmarkResizeBilinearDown(b *testing.B) {
 	benchResize(b, "linear", f32(1, 1, 0.5, 0.5), 1, 3, 448, 448)
+}
+
+// BenchmarkResizeBilinear2xPasses times the generic separable passes on
+// the case the fused bilinear path handles, for comparison.
+func BenchmarkResizeBilinear2xPasses(b *testing.B) {
+	x := tensor.New(tensor.Float32, 1, 64, 80, 80)
+	k := &resizeOp{op: "Resize", mode: modeLinear, ctm: ctmHalfPixel}
+	p, err := k.plan(x, []*tensor.Tensor{x, nil, f32(1, 1, 2, 2), nil})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := k.tables(p)
+	order := passOrder(p, ts)
+	dst := make([]float32, tensor.NumElements(p.out))
+	b.SetBytes(int64(4 * x.Len()))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		interpolate(x.Float32s(), dst, p, ts, order, 0)
+	}
 }
