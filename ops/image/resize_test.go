@@ -529,7 +529,7 @@ func BenchmarkResizeBilinearDown(b *testing.B) {
 // the case the fused bilinear path handles, for comparison.
 func BenchmarkResizeBilinear2xPasses(b *testing.B) {
 	x := tensor.New(tensor.Float32, 1, 64, 80, 80)
-	k := &resizeOp{op: "Resize", mode: modeLinear, ctm: ctmHalfPixel}
+	k := &resizeOp{op: "Resize", mode: modeLinear, ctm: ctmHalfPixel, roiIn: 1, scalesIn: 2, sizesIn: 3}
 	p, err := k.plan(x, []*tensor.Tensor{x, nil, f32(1, 1, 2, 2), nil})
 	if err != nil {
 		b.Fatal(err)
