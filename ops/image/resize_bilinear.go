@@ -41,10 +41,11 @@ func bilinear2D(src, dst []float32, p *resizePlan, th, tw *axisTable) {
 				s = 1
 			}
 			key[s] = k
-			row := rows[s]
+			row := rows[s][:outW]
 			srow := src[k*inW : (k+1)*inW]
+			a0, a1, b0, b1 := x0[:len(row)], x1[:len(row)], wx0[:len(row)], wx1[:len(row)]
 			for j := range row {
-				row[j] = wx0[j]*srow[x0[j]] + wx1[j]*srow[x1[j]]
+				row[j] = b0[j]*srow[a0[j]] + b1[j]*srow[a1[j]]
 			}
 			return row
 		}
@@ -68,10 +69,24 @@ func bilinear2D(src, dst []float32, p *resizePlan, th, tw *axisTable) {
 			default:
 				a := hrow(k0, k1)
 				b := hrow(k1, k0)
-				for j := range d {
-					d[j] = w0*a[j] + w1*b[j]
-				}
+				blend(d, a, b, w0, w1)
 			}
 		}
 	})
+}
+
+// blend sets d = w0*a + w1*b.
+func blend(d, a, b []float32, w0, w1 float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	j := 0
+	for ; j+4 <= len(d); j += 4 {
+		d0 := w0*a[j] + w1*b[j]
+		d1 := w0*a[j+1] + w1*b[j+1]
+		d2 := w0*a[j+2] + w1*b[j+2]
+		d3 := w0*a[j+3] + w1*b[j+3]
+		d[j], d[j+1], d[j+2], d[j+3] = d0, d1, d2, d3
+	}
+	for ; j < len(d); j++ {
+		d[j] = w0*a[j] + w1*b[j]
+	}
 }

@@ -543,3 +543,43 @@ func BenchmarkResizeBilinear2xPasses(b *testing.B) {
 		interpolate(x.Float32s(), dst, p, ts, order, 0)
 	}
 }
+
+// BenchmarkResizeBilinear2xFused times the fused path alone (no output
+// allocation), to compare with BenchmarkResizeBilinear2xPasses.
+func BenchmarkResizeBilinear2xFused(b *testing.B) {
+	x := tensor.New(tensor.Float32, 1, 64, 80, 80)
+	k := &resizeOp{op: "Resize", mode: modeLinear, ctm: ctmHalfPixel, roiIn: 1, scalesIn: 2, sizesIn: 3}
+	p, err := k.plan(x, []*tensor.Tensor{x, nil, f32(1, 1, 2, 2), nil})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := k.tables(p)
+	dst := make([]float32, tensor.NumElements(p.out))
+	b.SetBytes(int64(4 * x.Len()))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		bilinear2D(x.Float32s(), dst, p, ts[2], ts[3])
+	}
+}
+
+// BenchmarkResizeNearest2xGather times the gather of the YOLO case alone
+// (no output allocation).
+func BenchmarkResizeNearest2xGather(b *testing.B) {
+	x := tensor.New(tensor.Float32, 1, 256, 20, 20)
+	k := &resizeOp{op: "Resize", ctm: ctmAsymmetric, nearest: nearestFloor, roiIn: 1, scalesIn: 2, sizesIn: 3}
+	p, err := k.plan(x, []*tensor.Tensor{x, nil, f32(1, 1, 2, 2), nil})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := k.tables(p)
+	maps := make([][]int, len(ts))
+	for d, t := range ts {
+		maps[d] = t.idx
+	}
+	dst := make([]uint32, tensor.NumElements(p.out))
+	b.SetBytes(int64(4 * x.Len()))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		nearestGather(elems[uint32](x), dst, p.in, p.out, maps, 0)
+	}
+}
