@@ -305,6 +305,9 @@ const gatherGrain = 1 << 14
 // for identity and integer enlargement.
 func nearestGather[T any](src, dst []T, in, out []int, maps [][]int, ext T) {
 	r := len(in)
+	if r >= 2 && blockUpsample(src, dst, in, out, maps) {
+		return
+	}
 	inStrides := tensor.Strides(in)
 	last := maps[r-1]
 	outW, inW := out[r-1], in[r-1]
@@ -413,6 +416,75 @@ func dup2[T any](d, s []T) {
 	for i, v := range s {
 		d[2*i], d[2*i+1] = v, v
 	}
+}
+
+// intFactor returns f > 0 when m maps an axis of length n to one of
+// length f*n by repeating every index f times, else 0.
+func intFactor(m []int, n int) int {
+	if n == 0 || len(m)%n != 0 {
+		return 0
+	}
+	f := len(m) / n
+	for o, v := range m {
+		if v != o/f {
+			return 0
+		}
+	}
+	return f
+}
+
+// blockUpsample is nearestGather's fast path for enlarging the two
+// innermost axes by integer factors (g rows, f columns) while every other
+// axis is copied (the 2x upsampling of detection networks): each input row
+// becomes g identical output rows. It reports false when the maps do not
+// have that form.
+func blockUpsample[T any](src, dst []T, in, out []int, maps [][]int) bool {
+	r := len(in)
+	for d := 0; d < r-2; d++ {
+		if intFactor(maps[d], in[d]) != 1 {
+			return false
+		}
+	}
+	g, f := intFactor(maps[r-2], in[r-2]), intFactor(maps[r-1], in[r-1])
+	if g == 0 || f == 0 {
+		return false
+	}
+	inW, outW := in[r-1], out[r-1]
+	rows := len(src) / inW
+	s32, is32 := any(src).([]uint32)
+	grain := max(1, gatherGrain/(g*outW))
+	cpu.ParallelFor(rows, grain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			first := dst[i*g*outW : (i*g+1)*outW]
+			switch {
+			case is32 && f == 2 && g == 2:
+				// both output rows in one sweep, a 64-bit store per pair
+				d := any(dst).([]uint32)
+				d64 := unsafe.Slice((*uint64)(unsafe.Pointer(&d[2*i*outW])), 2*inW)
+				a, b := d64[:inW], d64[inW:2*inW]
+				for j, v := range s32[i*inW : (i+1)*inW] {
+					p := uint64(v) | uint64(v)<<32
+					a[j], b[j] = p, p
+				}
+				continue
+			case f == 1:
+				copy(first, src[i*inW:(i+1)*inW])
+			case f == 2:
+				dup2(first, src[i*inW:(i+1)*inW])
+			default:
+				for j, v := range src[i*inW : (i+1)*inW] {
+					row := first[j*f : (j+1)*f]
+					for k := range row {
+						row[k] = v
+					}
+				}
+			}
+			for k := 1; k < g; k++ {
+				copy(dst[(i*g+k)*outW:(i*g+k+1)*outW], first)
+			}
+		}
+	})
+	return true
 }
 
 // runInterp resizes with linear or cubic interpolation, one axis at a time.

@@ -462,27 +462,37 @@ func TestResizeBadInputs(t *testing.T) {
 	}
 }
 
-// TestResizeNearest2x checks the YOLO case (NCHW, scales [1,1,2,2],
-// nearest, asymmetric) against a plain loop.
-func TestResizeNearest2x(t *testing.T) {
+// TestResizeNearestUpsample checks integer enlargements (the YOLO case is
+// NCHW, scales [1,1,2,2], nearest, asymmetric) against a plain loop.
+func TestResizeNearestUpsample(t *testing.T) {
 	const n, c, h, w = 2, 3, 5, 7
-	x := tensor.New(tensor.Float32, n, c, h, w)
-	for i := range x.Float32s() {
-		x.Float32s()[i] = float32(i)
-	}
-	node := opstest.Node("Resize", 4, 1, opstest.String("coordinate_transformation_mode", "asymmetric"),
-		opstest.String("nearest_mode", "floor"))
-	got := opstest.Run(t, node, 13, x, nil, f32(1, 1, 2, 2), nil)[0]
-	want := tensor.New(tensor.Float32, n, c, 2*h, 2*w)
-	wv := want.Float32s()
-	for p := 0; p < n*c; p++ {
-		for y := 0; y < 2*h; y++ {
-			for xx := 0; xx < 2*w; xx++ {
-				wv[(p*2*h+y)*2*w+xx] = x.Float32s()[(p*h+y/2)*w+xx/2]
+	for _, tc := range []struct {
+		dt     tensor.DType
+		sh, sw int
+	}{
+		{tensor.Float32, 2, 2}, {tensor.Float32, 3, 1}, {tensor.Float32, 1, 2}, {tensor.Float16, 2, 2},
+		{tensor.Int64, 2, 3}, {tensor.Uint8, 4, 4},
+	} {
+		x := tensor.New(tc.dt, n, c, h, w)
+		for i := 0; i < x.Len(); i++ {
+			x.SetFloat(i, float64(i%100))
+		}
+		node := opstest.Node("Resize", 4, 1, opstest.String("coordinate_transformation_mode", "asymmetric"),
+			opstest.String("nearest_mode", "floor"))
+		got := opstest.Run(t, node, 13, x, nil, f32(1, 1, float32(tc.sh), float32(tc.sw)), nil)[0]
+		oh, ow := tc.sh*h, tc.sw*w
+		want := tensor.New(tc.dt, n, c, oh, ow)
+		for p := 0; p < n*c; p++ {
+			for y := 0; y < oh; y++ {
+				for xx := 0; xx < ow; xx++ {
+					want.SetFloat((p*oh+y)*ow+xx, x.Float((p*h+y/tc.sh)*w+xx/tc.sw))
+				}
 			}
 		}
+		if err := opstest.Close(got, want, 0, 0); err != nil {
+			t.Errorf("%v x%d x%d: %v", tc.dt, tc.sh, tc.sw, err)
+		}
 	}
-	opstest.AllClose(t, got, want, 0, 0)
 }
 
 func benchResize(b *testing.B, mode string, scales *tensor.Tensor, shape ...int) {
