@@ -593,3 +593,54 @@ func BenchmarkResizeNearest2xGather(b *testing.B) {
 		nearestGather(elems[uint32](x), dst, p.in, p.out, maps, 0)
 	}
 }
+
+// TestResizeParallel runs images large enough to be split among
+// goroutines and checks the fast paths against the generic ones.
+func TestResizeParallel(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	x := tensor.New(tensor.Float32, 2, 8, 48, 40)
+	for i := range x.Float32s() {
+		x.Float32s()[i] = rng.Float32()
+	}
+	for _, sc := range [][]float32{{1, 1, 2, 2}, {1, 1, 1.5, 0.7}, {1, 1, 0.5, 3}} {
+		scales := f32(sc...)
+		// linear: fused path against the separable passes
+		k := &resizeOp{op: "Resize", mode: modeLinear, ctm: ctmHalfPixel, roiIn: 1, scalesIn: 2, sizesIn: 3}
+		in := []*tensor.Tensor{x, nil, scales, nil}
+		got, err := k.Run(&ops.Env{}, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := k.plan(x, in)
+		ts := k.tables(p)
+		want := tensor.New(tensor.Float32, p.out...)
+		interpolate(x.Float32s(), want.Float32s(), p, ts, passOrder(p, ts), 0)
+		if err := opstest.Close(got[0], want, 1e-6, 1e-6); err != nil {
+			t.Errorf("linear %v: %v", sc, err)
+		}
+		// nearest: against a loop over the index maps
+		k = &resizeOp{op: "Resize", ctm: ctmAsymmetric, nearest: nearestFloor, roiIn: 1, scalesIn: 2, sizesIn: 3}
+		got, err = k.Run(&ops.Env{}, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = k.tables(p)
+		o := p.out
+		want = tensor.New(tensor.Float32, o...)
+		i := 0
+		for a := 0; a < o[0]; a++ {
+			for b := 0; b < o[1]; b++ {
+				for y := 0; y < o[2]; y++ {
+					for z := 0; z < o[3]; z++ {
+						src := ((ts[0].idx[a]*8+ts[1].idx[b])*48+ts[2].idx[y])*40 + ts[3].idx[z]
+						want.Float32s()[i] = x.Float32s()[src]
+						i++
+					}
+				}
+			}
+		}
+		if err := opstest.Close(got[0], want, 0, 0); err != nil {
+			t.Errorf("nearest %v: %v", sc, err)
+		}
+	}
+}
