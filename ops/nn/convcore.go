@@ -1,9 +1,34 @@
 package nn
 
 import (
+	"sync"
+	"unsafe"
+
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ops"
 )
+
+// scratchPool recycles the column buffers of the convolutions.
+var scratchPool sync.Pool // of *[]uint64
+
+// scratch returns a buffer of n elements of T (contents undefined) and the
+// handle to give back with putScratch.
+func scratch[T any](n int) ([]T, *[]uint64) {
+	var z T
+	words := (n*int(unsafe.Sizeof(z)) + 7) / 8
+	bp, _ := scratchPool.Get().(*[]uint64)
+	if bp == nil || cap(*bp) < words {
+		b := make([]uint64, words)
+		bp = &b
+	}
+	if words == 0 {
+		return []T{}, bp
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&(*bp)[:words][0])), n), bp
+}
+
+// putScratch returns a buffer of scratch to the pool.
+func putScratch(bp *[]uint64) { scratchPool.Put(bp) }
 
 // convShape is a convolution's sizes: batch n, input channels c, output
 // channels m, group and the window geometry.
@@ -38,13 +63,13 @@ func (s *convShape) pointwise() bool {
 // convTile bounds the number of elements of one im2col (or col2im) tile,
 // so that the column buffer stays in cache and its size is bounded whatever
 // the convolution. Tests lower it to exercise the tiling.
-var convTile = 1 << 17
+var convTile = 1 << 18
 
 // im2col writes the columns of output runs [r0, r1) of cg channels of one
 // image x ([cg, in...]) into col ([cg*kSize, (r1-r0)*outW]): row (channel,
 // kernel offset), column output position. A run is one row of the last
 // output dim. Positions in the padding read as zero.
-func im2col[T any](g *geom, x []T, cg int, col []T, r0, r1 int) {
+func im2col[T any](g *geom, x []T, cg int, col []T, r0, r1 int, parallel bool) {
 	r := g.rank()
 	inSize, kSize := 1, 1
 	for i := 0; i < r; i++ {
@@ -63,6 +88,9 @@ func im2col[T any](g *geom, x []T, cg int, col []T, r0, r1 int) {
 	n := (r1 - r0) * outW
 	rows := cg * kSize
 	grain := max(1, (1<<13)/max(1, n))
+	if !parallel {
+		grain = rows
+	}
 	cpu.ParallelFor(rows, grain, func(lo, hi int) {
 		kc := make([]int, r)
 		oc := make([]int, r)
@@ -134,7 +162,9 @@ func im2col[T any](g *geom, x []T, cg int, col []T, r0, r1 int) {
 
 // convGeneric computes a grouped N-D convolution y = conv(x, w) + bias by
 // im2col and GEMM in type T, tile by tile of output runs. x is [n, c,
-// in...], w [m, c/group, k...], bias nil or [m], y [n, m, out...].
+// in...], w [m, c/group, k...], bias nil or [m], y [n, m, out...]. The
+// (image, group, tile) tasks run in parallel, each with its own column
+// buffer.
 func convGeneric[T ops.Number](s *convShape, x, w, bias, y []T) {
 	inSize, outSize, kSize := s.sizes()
 	cg, mg := s.c/s.group, s.m/s.group
@@ -142,52 +172,51 @@ func convGeneric[T ops.Number](s *convShape, x, w, bias, y []T) {
 	direct := s.pointwise()
 	outW := s.g.out[s.g.rank()-1]
 	runs := outSize / max(1, outW)
-	perTile := max(1, convTile/max(1, kRows*outW))
-	perTile = min(perTile, runs)
-	task := func(b, gr int, col []T) {
-		xs := x[(b*s.c+gr*cg)*inSize : (b*s.c+(gr+1)*cg)*inSize]
-		yo := y[(b*s.m+gr*mg)*outSize : (b*s.m+(gr+1)*mg)*outSize]
-		wg := w[gr*mg*kRows : (gr+1)*mg*kRows]
-		var beta T
-		if bias != nil {
-			for j := 0; j < mg; j++ {
-				v := bias[gr*mg+j]
-				row := yo[j*outSize : (j+1)*outSize]
-				for i := range row {
-					row[i] = v
-				}
-			}
-			beta = 1
-		}
-		if direct {
-			gemm(false, false, mg, outSize, kRows, 1, wg, kRows, xs, outSize, beta, yo, outSize)
-			return
-		}
-		for r0 := 0; r0 < runs; r0 += perTile {
-			r1 := min(runs, r0+perTile)
-			p0, n := r0*outW, (r1-r0)*outW
-			im2col(s.g, xs, cg, col[:kRows*n], r0, r1)
-			gemm(false, false, mg, n, kRows, 1, wg, kRows, col, n, beta, yo[p0:], outSize)
-		}
+	if runs == 0 || s.n*s.group == 0 || mg == 0 {
+		return
 	}
+	// enough tiles to keep every core busy, each within the tile budget
+	want := max(1, (cpu.Threads()+s.n*s.group-1)/(s.n*s.group))
+	perTile := (runs + want - 1) / want
+	perTile = max(1, min(perTile, convTile/max(1, kRows*outW)))
+	if direct {
+		perTile = runs
+	}
+	tiles := (runs + perTile - 1) / perTile
 	colLen := 0
 	if !direct {
 		colLen = kRows * perTile * outW
 	}
-	tasks := s.n * s.group
-	if s.group == 1 || tasks == 1 {
-		col := make([]T, colLen)
-		for b := 0; b < s.n; b++ {
-			for gr := 0; gr < s.group; gr++ {
-				task(b, gr, col)
-			}
-		}
-		return
-	}
+	tasks := s.n * s.group * tiles
 	cpu.ParallelFor(tasks, 1, func(lo, hi int) {
-		col := make([]T, colLen)
+		col, buf := scratch[T](colLen)
+		defer putScratch(buf)
 		for t := lo; t < hi; t++ {
-			task(t/s.group, t%s.group, col)
+			tile := t % tiles
+			b, gr := t/tiles/s.group, (t/tiles)%s.group
+			r0 := tile * perTile
+			r1 := min(runs, r0+perTile)
+			p0, n := r0*outW, (r1-r0)*outW
+			xs := x[(b*s.c+gr*cg)*inSize : (b*s.c+(gr+1)*cg)*inSize]
+			yo := y[(b*s.m+gr*mg)*outSize : (b*s.m+(gr+1)*mg)*outSize]
+			wg := w[gr*mg*kRows : (gr+1)*mg*kRows]
+			var beta T
+			if bias != nil {
+				for j := 0; j < mg; j++ {
+					v := bias[gr*mg+j]
+					row := yo[j*outSize+p0 : j*outSize+p0+n]
+					for i := range row {
+						row[i] = v
+					}
+				}
+				beta = 1
+			}
+			if direct {
+				gemm(false, false, mg, n, kRows, 1, wg, kRows, xs[p0:], outSize, beta, yo[p0:], outSize)
+				continue
+			}
+			im2col(s.g, xs, cg, col[:kRows*n], r0, r1, tasks == 1)
+			gemm(false, false, mg, n, kRows, 1, wg, kRows, col, n, beta, yo[p0:], outSize)
 		}
 	})
 }

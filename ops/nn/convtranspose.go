@@ -252,7 +252,8 @@ func convTranspose[T ops.Number](g *tgeom, n, c, m, group int, x, w, bias, y []T
 	inW := g.in[r-1]
 	runs := inSize / max(1, inW)
 	perTile := min(runs, max(1, convTile/max(1, rows*inW)))
-	col := make([]T, rows*perTile*inW)
+	col, buf := scratch[T](rows * perTile * inW)
+	defer putScratch(buf)
 	for b := 0; b < n; b++ {
 		for gr := 0; gr < group; gr++ {
 			xs := x[(b*c+gr*cg)*inSize : (b*c+(gr+1)*cg)*inSize]
@@ -288,7 +289,7 @@ func col2im[T ops.Number](g *tgeom, col []T, kSize, r0, r1 int, plane []T) {
 	kc := make([]int, r)
 	ic := make([]int, r)
 	last := r - 1
-	inW := g.in[last]
+	inW, outW := g.in[last], g.out[last]
 	cols := (r1 - r0) * inW
 	for kk := 0; kk < kSize; kk++ {
 		rem := kk
@@ -297,6 +298,15 @@ func col2im[T ops.Number](g *tgeom, col []T, kSize, r0, r1 int, plane []T) {
 			rem /= g.kernel[i]
 		}
 		src := col[kk*cols : (kk+1)*cols]
+		// input columns j whose output column j*s + o0 is inside the plane
+		s, o0 := g.stride[last], kc[last]*g.dil[last]-g.padB[last]
+		jlo, jhi := 0, 0
+		if o0 < 0 {
+			jlo = (-o0 + s - 1) / s
+		}
+		if outW-1-o0 >= 0 {
+			jhi = min(inW, (outW-1-o0)/s+1)
+		}
 		rem = r0
 		for i := last - 1; i >= 0; i-- {
 			ic[i] = rem % g.in[i]
@@ -312,12 +322,19 @@ func col2im[T ops.Number](g *tgeom, col []T, kSize, r0, r1 int, plane []T) {
 				}
 				off = off*g.out[i] + o
 			}
-			if ok {
-				row := plane[off*g.out[last] : (off+1)*g.out[last]]
-				s, o0 := g.stride[last], kc[last]*g.dil[last]-g.padB[last]
-				for j, v := range src[base : base+inW] {
-					if o := j*s + o0; o >= 0 && o < len(row) {
+			if ok && jlo < jhi {
+				row := plane[off*outW : (off+1)*outW]
+				in := src[base+jlo : base+jhi]
+				if s == 1 {
+					dst := row[jlo+o0 : jhi+o0]
+					for j, v := range in {
+						dst[j] += v
+					}
+				} else {
+					o := jlo*s + o0
+					for _, v := range in {
 						row[o] += v
+						o += s
 					}
 				}
 			}

@@ -374,7 +374,7 @@ func (k *globalPoolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 
 // globalPool reduces each plane of size elements of x to one value of y.
 func globalPool[T ops.Float](k *globalPoolOp, planes, size int, x, y []T) {
-	grain := max(1, (1<<15)/max(1, size))
+	grain := max(1, (1<<13)/max(1, size))
 	cpu.ParallelFor(planes, grain, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			xp := x[pl*size : (pl+1)*size]
