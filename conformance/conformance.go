@@ -160,6 +160,9 @@ func LoadDataSet(m *kiln.Model, set string) (inputs map[string]*tensor.Tensor, o
 	}
 	inputs = map[string]*tensor.Tensor{}
 	for i, nt := range ins {
+		if i < len(info) && info[i].DType == tensor.BFloat16 {
+			nt.t = bf16FromUint16(nt.t)
+		}
 		switch {
 		case nt.name != "" && known[nt.name]:
 			inputs[nt.name] = nt.t
@@ -214,6 +217,9 @@ func RunDataSet(ctx context.Context, m *kiln.Model, set string, rtol, atol float
 		g := got[outs[i].Name]
 		if g == nil {
 			return fmt.Errorf("output %q missing", outs[i].Name)
+		}
+		if g.DType == tensor.BFloat16 {
+			w = bf16FromUint16(w)
 		}
 		if c := Compare(g, w, rtol, atol); !c.OK {
 			return fmt.Errorf("output %q: %s", outs[i].Name, c.Reason)
@@ -297,4 +303,15 @@ func (s *Summary) Add(r Result) {
 // String formats the summary as "N passed, N failed, N skipped".
 func (s Summary) String() string {
 	return fmt.Sprintf("%d passed, %d failed, %d skipped", s.Passed, s.Failed, s.Skipped)
+}
+
+// bf16FromUint16 reinterprets a uint16 tensor as bfloat16: ONNX 1.12's test
+// data stores bfloat16 values in uint16 tensors (the raw 16-bit patterns).
+func bf16FromUint16(t *tensor.Tensor) *tensor.Tensor {
+	if t.DType != tensor.Uint16 {
+		return t
+	}
+	c := *t
+	c.DType = tensor.BFloat16
+	return &c
 }
