@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmarks kiln's CPU runtime on every model of ../shared/models against ONNX
+# Runtime 1.30 (npm onnxruntime-node, CPU, 2 intra-op threads) in the same run,
+# on the same machine, model file and input shapes, and writes a markdown table.
+# usage: bench/cpu-models.sh [ITERATIONS] > bench/results/cpu-models.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+iters=${1:-30}
+models=../shared/models
+ortdir=${ORT_DIR:-/tmp/kiln-ort}
+if [ ! -d "$ortdir/node_modules/onnxruntime-node" ]; then
+  mkdir -p "$ortdir"
+  (cd "$ortdir" && npm install --silent --ignore-scripts onnxruntime-node@1.30.0 >&2)
+fi
+go build -o /tmp/kiln-bench ./cmd/kiln
+declare -A shapes=(
+  [resnet_mini]="input:1x3x224x224"
+  [mobilenet_v2]="input:1x3x224x224"
+  [squeezenet1_1]="input:1x3x224x224"
+  [bert_mini]="input_ids:1x128 attention_mask:1x128"
+  [yolo_tiny]="images:1x3x320x320"
+)
+declare -A target=([resnet_mini]=1.29 [mobilenet_v2]=3.85 [squeezenet1_1]=3.58 [bert_mini]=1.90 [yolo_tiny]=7.09)
+echo "# CPU: kiln vs ONNX Runtime, batch 1"
+echo
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), GOMAXPROCS=$(nproc)."
+echo "Command: \`bench/cpu-models.sh $iters\`; median latency of $iters runs after warm-up, random inputs, same shapes for both."
+echo "ONNX Runtime 1.30.0 (npm onnxruntime-node, CPU EP, 2 intra-op threads, all graph optimizations) ran in the same script."
+echo
+echo "| model | input | kiln p50 ms | ONNX Runtime ms (this run) | ratio ORT/kiln | ORT ms in TARGETS.md |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
+  f=$models/$m/model.onnx
+  [ -f "$f" ] || continue
+  args=()
+  for s in ${shapes[$m]}; do args+=(--shape "$s"); done
+  k=$(/tmp/kiln-bench run "$f" "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) ms.*/\1/p')
+  o=$(NODE_PATH=$ortdir/node_modules node bench/ort_time.js "$f" "$iters" ${shapes[$m]})
+  r=$(awk -v k="$k" -v o="$o" 'BEGIN{printf "%.2f", o/k}')
+  echo "| $m | ${shapes[$m]} | $k | $o | $r | ${target[$m]} |"
+done
