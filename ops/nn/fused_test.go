@@ -1,0 +1,144 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops/opstest"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// refAct is the float64 reference of each fused activation.
+func refAct(act string, p []float32, x float64) float64 {
+	switch act {
+	case ActRelu:
+		return math.Max(x, 0)
+	case ActClip:
+		return math.Min(math.Max(x, float64(p[0])), float64(p[1]))
+	case ActSigmoid:
+		return 1 / (1 + math.Exp(-x))
+	case ActSiLU:
+		return x / (1 + math.Exp(-x))
+	case ActHardSwish:
+		return x * math.Max(0, math.Min(1, x/6+0.5))
+	case ActLeakyRelu:
+		if x < 0 {
+			return float64(p[0]) * x
+		}
+		return x
+	case ActHardSigmoid:
+		return math.Max(0, math.Min(1, float64(p[0])*x+float64(p[1])))
+	}
+	return x
+}
+
+func fusedNode(op string, nIn int, act string, params []float32, attrs ...*ir.Attr) *ir.Node {
+	n := opstest.Node(op, nIn, 1, attrs...)
+	n.Domain = FusedDomain
+	n.Attrs["activation"] = ir.StringAttr("activation", act)
+	if params != nil {
+		n.Attrs["activation_params"] = &ir.Attr{Name: "activation_params", Type: ir.AttrFloats, Floats: params}
+	}
+	return n
+}
+
+var fusedActs = []struct {
+	act    string
+	params []float32
+}{
+	{ActNone, nil}, {ActRelu, nil}, {ActClip, []float32{0, 6}}, {ActSigmoid, nil}, {ActSiLU, nil},
+	{ActHardSwish, nil}, {ActLeakyRelu, []float32{0.1}}, {ActHardSigmoid, []float32{0.2, 0.5}},
+}
+
+func TestFusedConv(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	geoms := []struct {
+		name  string
+		x, w  []int
+		attrs []*ir.Attr
+	}{
+		{"3x3 pad1", []int{2, 4, 6, 5}, []int{6, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)}},
+		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil},
+		{"depthwise stride2", []int{1, 4, 7, 7}, []int{4, 1, 3, 3}, []*ir.Attr{ir.IntAttr("group", 4), ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}},
+		{"1-D", []int{2, 3, 9}, []int{5, 3, 3}, nil},
+	}
+	for _, g := range geoms {
+		for _, a := range fusedActs {
+			for _, residual := range []bool{false, true} {
+				x := randTensor(r, tensor.Float32, g.x...)
+				w := randTensor(r, tensor.Float32, g.w...)
+				b := randTensor(r, tensor.Float32, g.w[0])
+				conv := opstest.Node("Conv", 3, 1, g.attrs...)
+				ref, err := execSafe(conv, 13, x, w, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := floats(ref[0])
+				in := []*tensor.Tensor{x, w, b}
+				if residual {
+					z := randTensor(r, tensor.Float32, ref[0].Shape...)
+					for i := range want {
+						want[i] += z.Float(i)
+					}
+					in = append(in, z)
+				}
+				for i := range want {
+					want[i] = refAct(a.act, a.params, want[i])
+				}
+				n := fusedNode("FusedConv", len(in), a.act, a.params, g.attrs...)
+				got, err := execSafe(n, 13, in...)
+				if err != nil {
+					t.Fatalf("%s %s residual=%v: %v", g.name, a.act, residual, err)
+				}
+				closeTo(t, g.name+" "+a.act, got[0], ref[0].Shape, want, 1e-5)
+			}
+		}
+	}
+}
+
+func TestFusedMatMul(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	shapes := []struct{ a, b []int }{{[]int{3, 5}, []int{5, 4}}, {[]int{2, 3, 5}, []int{5, 7}}}
+	for _, s := range shapes {
+		for _, a := range fusedActs {
+			x := randTensor(r, tensor.Float32, s.a...)
+			w := randTensor(r, tensor.Float32, s.b...)
+			b := randTensor(r, tensor.Float32, s.b[1])
+			ref, err := execSafe(opstest.Node("MatMul", 2, 1), 13, x, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := floats(ref[0])
+			for i := range want {
+				want[i] = refAct(a.act, a.params, want[i]+b.Float(i%s.b[1]))
+			}
+			got, err := execSafe(fusedNode("FusedMatMul", 3, a.act, a.params), 13, x, w, b)
+			if err != nil {
+				t.Fatalf("%v %s: %v", s.a, a.act, err)
+			}
+			closeTo(t, a.act, got[0], ref[0].Shape, want, 1e-5)
+		}
+	}
+}
+
+func TestFusedBadInput(t *testing.T) {
+	x := tensor.New(tensor.Float32, 1, 2, 4, 4)
+	w := tensor.New(tensor.Float32, 3, 2, 3, 3)
+	tests := []struct {
+		name string
+		n    *ir.Node
+		in   []*tensor.Tensor
+	}{
+		{"conv residual shape", fusedNode("FusedConv", 4, ActRelu, nil), []*tensor.Tensor{x, w, nil, tensor.New(tensor.Float32, 1, 3, 3, 3)}},
+		{"conv float64", fusedNode("FusedConv", 2, ActRelu, nil), []*tensor.Tensor{tensor.New(tensor.Float64, 1, 2, 4, 4), tensor.New(tensor.Float64, 3, 2, 3, 3)}},
+		{"conv unknown activation", fusedNode("FusedConv", 2, "Tanhh", nil), []*tensor.Tensor{x, w}},
+		{"conv empty clip", fusedNode("FusedConv", 2, ActClip, []float32{6, 0}), []*tensor.Tensor{x, w}},
+		{"matmul bias shape", fusedNode("FusedMatMul", 3, ActNone, nil), []*tensor.Tensor{tensor.New(tensor.Float32, 2, 3), tensor.New(tensor.Float32, 3, 4), tensor.New(tensor.Float32, 3)}},
+		{"matmul inner dims", fusedNode("FusedMatMul", 2, ActNone, nil), []*tensor.Tensor{tensor.New(tensor.Float32, 2, 3), tensor.New(tensor.Float32, 2, 4)}},
+	}
+	for _, tt := range tests {
+		wantBadInput(t, tt.name, tt.n, 13, tt.in...)
+	}
+}
