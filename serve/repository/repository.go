@@ -1,0 +1,216 @@
+package repository
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/kilnai/kiln"
+)
+
+var (
+	// ErrNotFound is returned for a model that is not in the repository.
+	ErrNotFound = errors.New("repository: model not found")
+	// ErrNoVersion is returned when a model folder has no version to serve.
+	ErrNoVersion = errors.New("repository: no model version")
+	// ErrModel is returned when a model file fails to load or does not match
+	// its config.
+	ErrModel = errors.New("repository: bad model")
+)
+
+// DefaultMaxBatchSize is the max_batch_size given to a model without
+// config.pbtxt whose inputs all have a symbolic first dimension.
+const DefaultMaxBatchSize = 8
+
+// Version is one loaded version of a model.
+type Version struct {
+	Number int64
+	Model  *kiln.Model
+}
+
+// Model is a model read from the repository: its config and the versions its
+// version policy selects, newest first.
+type Model struct {
+	Name     string
+	Config   *Config
+	Versions []Version
+}
+
+// Close closes every version's model.
+func (m *Model) Close() error {
+	var errs []error
+	for _, v := range m.Versions {
+		errs = append(errs, v.Model.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Names lists the model folders of the repository at dir, sorted.
+func Names(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && e.Name()[0] != '.' {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// Load reads the model folder dir/name: config.pbtxt when present, and the
+// versions its version policy selects, each loaded with kiln.Load.
+func Load(dir, name string) (*Model, error) {
+	mdir := filepath.Join(dir, name)
+	if st, err := os.Stat(mdir); err != nil || !st.IsDir() || name == "" || filepath.Base(name) != name {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	var cfg *Config
+	if b, err := os.ReadFile(filepath.Join(mdir, "config.pbtxt")); err == nil {
+		if cfg, err = ParseConfig(string(b)); err != nil {
+			return nil, fmt.Errorf("model %s: config.pbtxt: %w", name, err)
+		}
+		if cfg.Name != "" && cfg.Name != name {
+			return nil, fmt.Errorf("%w: model %s: config.pbtxt names it %q", ErrConfig, name, cfg.Name)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("repository: model %s: %w", name, err)
+	}
+	ents, err := os.ReadDir(mdir)
+	if err != nil {
+		return nil, fmt.Errorf("repository: model %s: %w", name, err)
+	}
+	var nums []int64
+	for _, e := range ents {
+		if n, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && e.IsDir() && n >= 0 {
+			nums = append(nums, n)
+		}
+	}
+	slices.Sort(nums)
+	slices.Reverse(nums)
+	policy := VersionPolicy{Kind: "latest", NumVersions: 1}
+	if cfg != nil {
+		policy = cfg.VersionPolicy
+	}
+	nums = selectVersions(nums, policy)
+	if len(nums) == 0 {
+		return nil, fmt.Errorf("%w: model %s has no version folder the version policy selects", ErrNoVersion, name)
+	}
+	file := "model.onnx"
+	if cfg != nil && cfg.DefaultModelFilename != "" {
+		file = filepath.Base(cfg.DefaultModelFilename)
+	}
+	m := &Model{Name: name}
+	for _, n := range nums {
+		km, err := kiln.Load(filepath.Join(mdir, strconv.FormatInt(n, 10), file))
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("%w: model %s version %d: %w", ErrModel, name, n, err)
+		}
+		m.Versions = append(m.Versions, Version{Number: n, Model: km})
+	}
+	if m.Config, err = Complete(name, cfg, m.Versions[0].Model); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// FromBytes makes a one-version (version 1) model from ONNX bytes, with the
+// config the model's inputs and outputs define.
+func FromBytes(name string, onnx []byte) (*Model, error) {
+	km, err := kiln.LoadBytes(onnx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: model %s: %w", ErrModel, name, err)
+	}
+	cfg, err := Complete(name, nil, km)
+	if err != nil {
+		km.Close()
+		return nil, err
+	}
+	return &Model{Name: name, Config: cfg, Versions: []Version{{Number: 1, Model: km}}}, nil
+}
+
+func selectVersions(desc []int64, p VersionPolicy) []int64 {
+	switch p.Kind {
+	case "all":
+		return desc
+	case "specific":
+		var out []int64
+		for _, n := range desc {
+			if slices.Contains(p.Versions, n) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	return desc[:min(len(desc), max(p.NumVersions, 1))]
+}
+
+// Complete returns cfg (or a new config when cfg is nil) with the inputs and
+// outputs the model defines filled in, and checks that declared ones exist
+// with the model's types.
+func Complete(name string, cfg *Config, km *kiln.Model) (*Config, error) {
+	ins, outs := km.Inputs(), km.Outputs()
+	if cfg == nil {
+		cfg = &Config{Name: name, Platform: "onnxruntime_onnx", Parameters: map[string]string{},
+			VersionPolicy: VersionPolicy{Kind: "latest", NumVersions: 1}}
+		batch := len(ins) > 0
+		for _, in := range ins {
+			if len(in.Shape) == 0 || in.Shape[0] != -1 {
+				batch = false
+			}
+		}
+		if batch {
+			cfg.MaxBatchSize = DefaultMaxBatchSize
+		}
+	}
+	if cfg.Name == "" {
+		cfg.Name = name
+	}
+	var err error
+	if cfg.Inputs, err = completeIO(name, "input", cfg.Inputs, ins, cfg.MaxBatchSize); err != nil {
+		return nil, err
+	}
+	if cfg.Outputs, err = completeIO(name, "output", cfg.Outputs, outs, cfg.MaxBatchSize); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func completeIO(model, kind string, declared []IO, actual []kiln.IOInfo, maxBatch int) ([]IO, error) {
+	byName := map[string]kiln.IOInfo{}
+	for _, a := range actual {
+		byName[a.Name] = a
+	}
+	if len(declared) > 0 {
+		for _, d := range declared {
+			a, ok := byName[d.Name]
+			if !ok {
+				return nil, fmt.Errorf("%w: model %s: config %s %q is not in the model", ErrModel, model, kind, d.Name)
+			}
+			if d.DataType != a.DType {
+				return nil, fmt.Errorf("%w: model %s: %s %q is %s in the config but %v in the model", ErrModel, model, kind, d.Name, TritonType(d.DataType), a.DType)
+			}
+		}
+		return declared, nil
+	}
+	var out []IO
+	for _, a := range actual {
+		io := IO{Name: a.Name, DataType: a.DType}
+		shape := a.Shape
+		if maxBatch > 0 && len(shape) > 0 {
+			shape = shape[1:]
+		}
+		for _, d := range shape {
+			io.Dims = append(io.Dims, int64(d))
+		}
+		out = append(out, io)
+	}
+	return out, nil
+}
