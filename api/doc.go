@@ -1,0 +1,11 @@
+// Package api holds kiln's wire types for the KServe v2 / Open Inference
+// Protocol and a small Go client for it.
+//
+// The gRPC messages and service live in the subpackage inference, generated
+// from inference/grpc_service.proto (run generate.sh after editing it). This
+// package converts between those messages and *tensor.Tensor (both the
+// typed *_contents fields and the raw little-endian raw_input_contents /
+// raw_output_contents), maps KServe datatype names ("FP32", "BYTES", ...) to
+// tensor.DType for the HTTP side too, and offers Client, a thin wrapper of
+// the generated gRPC client that speaks in tensors.
+package api
