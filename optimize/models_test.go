@@ -41,7 +41,7 @@ func loadModel(tb testing.TB, name string) (*ir.Graph, string) {
 }
 
 // loadDataSet reads test_data_set_0 of a model for engine e.
-func loadDataSet(t *testing.T, e *engine.Engine, dir string) (map[string]*tensor.Tensor, []*tensor.Tensor) {
+func loadDataSet(t testing.TB, e *engine.Engine, dir string) (map[string]*tensor.Tensor, []*tensor.Tensor) {
 	t.Helper()
 	set := filepath.Join(dir, "test_data_set_0")
 	inputs := map[string]*tensor.Tensor{}
