@@ -24,6 +24,8 @@ const FusedDomain = "kiln"
 //	HardSwish  x*max(0, min(1, x/6+0.5))
 //	LeakyRelu  x < 0 ? p0*x : x          (p0 defaults to 0.01)
 //	HardSigmoid max(0, min(1, p0*x+p1))  (p0, p1 default to 0.2, 0.5)
+//	Gelu       0.5*x*(1+erf(x/sqrt(2)))
+//	GeluTanh   0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x^3)))
 const (
 	ActNone        = ""
 	ActRelu        = "Relu"
@@ -33,6 +35,8 @@ const (
 	ActHardSwish   = "HardSwish"
 	ActLeakyRelu   = "LeakyRelu"
 	ActHardSigmoid = "HardSigmoid"
+	ActGelu        = "Gelu"
+	ActGeluTanh    = "GeluTanh"
 )
 
 // epilogue is a parsed activation.
@@ -43,7 +47,7 @@ type epilogue struct {
 
 func parseEpilogue(a *ops.Attrs) epilogue {
 	e := epilogue{act: a.OneOf("activation", a.String("activation", ActNone),
-		ActNone, ActRelu, ActClip, ActSigmoid, ActSiLU, ActHardSwish, ActLeakyRelu, ActHardSigmoid)}
+		ActNone, ActRelu, ActClip, ActSigmoid, ActSiLU, ActHardSwish, ActLeakyRelu, ActHardSigmoid, ActGelu, ActGeluTanh)}
 	var def []float32
 	switch e.act {
 	case ActClip:
@@ -102,7 +106,57 @@ func (e epilogue) apply(y []float32) {
 		for i, v := range y {
 			y[i] = max(0, min(1, e.p0*v+e.p1))
 		}
+	case ActGelu:
+		for i, v := range y {
+			x := float64(v)
+			y[i] = float32(0.5 * x * (1 + math.Erf(x/math.Sqrt2)))
+		}
+	case ActGeluTanh:
+		const c = 0.7978845608028654 // sqrt(2/pi)
+		for i, v := range y {
+			x := float64(v)
+			y[i] = float32(0.5 * x * (1 + math.Tanh(c*(x+0.044715*x*x*x))))
+		}
 	}
+}
+
+// geluOp is kiln::Gelu, ONNX Gelu (opset 20) for graphs of older opsets:
+// attribute approximate "none" (the erf form) or "tanh". It computes
+// float32 only.
+type geluOp struct{ ep epilogue }
+
+func prepareGelu(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a := ops.AttrsOf(n)
+	k := &geluOp{ep: epilogue{act: ActGelu}}
+	if a.OneOf("approximate", a.String("approximate", "none"), "none", "tanh") == "tanh" {
+		k.ep.act = ActGeluTanh
+	}
+	if err := a.Err(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *geluOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	if err := needValues("Gelu", in, 1); err != nil {
+		return nil, err
+	}
+	if dt := in[0].Type.DType; dt != tensor.Undefined && dt != tensor.Float32 {
+		return nil, badInput("Gelu of %v, want float32", dt)
+	}
+	return []ir.Type{in[0].Type}, nil
+}
+
+func (k *geluOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	if err := needInputs("Gelu", in, 1); err != nil {
+		return nil, err
+	}
+	if in[0].DType != tensor.Float32 {
+		return nil, badInput("Gelu of %v, want float32", in[0].DType)
+	}
+	y := in[0].Clone()
+	k.ep.apply(y.Float32s())
+	return []*tensor.Tensor{y}, nil
 }
 
 // fusedConvOp is kiln::FusedConv: Y = act(Conv(X, W, B) + Z), with the
@@ -283,4 +337,5 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 func init() {
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedConv", Prepare: prepareFusedConv})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Prepare: prepareFusedMatMul})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Prepare: prepareGelu})
 }

@@ -30,6 +30,10 @@ func refAct(act string, p []float32, x float64) float64 {
 		return x
 	case ActHardSigmoid:
 		return math.Max(0, math.Min(1, float64(p[0])*x+float64(p[1])))
+	case ActGelu:
+		return x * 0.5 * (1 + math.Erf(x/math.Sqrt2))
+	case ActGeluTanh:
+		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*math.Pow(x, 3))))
 	}
 	return x
 }
@@ -50,6 +54,7 @@ var fusedActs = []struct {
 }{
 	{ActNone, nil}, {ActRelu, nil}, {ActClip, []float32{0, 6}}, {ActSigmoid, nil}, {ActSiLU, nil},
 	{ActHardSwish, nil}, {ActLeakyRelu, []float32{0.1}}, {ActHardSigmoid, []float32{0.2, 0.5}},
+	{ActGelu, nil}, {ActGeluTanh, nil},
 }
 
 func TestFusedConv(t *testing.T) {
@@ -141,4 +146,25 @@ func TestFusedBadInput(t *testing.T) {
 	for _, tt := range tests {
 		wantBadInput(t, tt.name, tt.n, 13, tt.in...)
 	}
+}
+
+func TestGelu(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tt := range []struct{ approx, act string }{{"none", ActGelu}, {"tanh", ActGeluTanh}} {
+		x := randTensor(r, tensor.Float32, 3, 7)
+		n := opstest.Node("Gelu", 1, 1, ir.StringAttr("approximate", tt.approx))
+		n.Domain = FusedDomain
+		got, err := execSafe(n, 13, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := floats(x)
+		for i := range want {
+			want[i] = refAct(tt.act, nil, want[i])
+		}
+		closeTo(t, "Gelu "+tt.approx, got[0], x.Shape, want, 1e-6)
+	}
+	n := opstest.Node("Gelu", 1, 1)
+	n.Domain = FusedDomain
+	wantBadInput(t, "Gelu of float64", n, 13, tensor.New(tensor.Float64, 2))
 }
