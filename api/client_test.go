@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"testing"
@@ -44,8 +45,8 @@ func (s *testService) ModelReady(_ context.Context, r *inference.ModelReadyReque
 }
 
 func (s *testService) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
-	if r.GetModelName() != modelName {
-		return nil, status.Errorf(codes.NotFound, "unknown model %q", r.GetModelName())
+	if r.GetModelName() != modelName || (r.GetModelVersion() != "" && r.GetModelVersion() != "1") {
+		return nil, status.Errorf(codes.NotFound, "unknown model %q version %q", r.GetModelName(), r.GetModelVersion())
 	}
 	ins, err := api.RequestTensors(r)
 	if err != nil {
@@ -55,7 +56,55 @@ func (s *testService) ModelInfer(ctx context.Context, r *inference.ModelInferReq
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if len(r.GetOutputs()) > 0 {
+		picked := map[string]*tensor.Tensor{}
+		for _, o := range r.GetOutputs() {
+			t, ok := outs[o.GetName()]
+			if !ok {
+				return nil, status.Errorf(codes.InvalidArgument, "unknown output %q", o.GetName())
+			}
+			picked[o.GetName()] = t
+		}
+		outs = picked
+	}
 	return api.NewInferResponse(modelName, "1", r.GetId(), outs)
+}
+
+func (s *testService) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
+	return &inference.ServerMetadataResponse{Name: "kiln-test", Version: "0", Extensions: []string{"model_repository"}}, nil
+}
+
+func (s *testService) ModelMetadata(_ context.Context, r *inference.ModelMetadataRequest) (*inference.ModelMetadataResponse, error) {
+	if r.GetName() != modelName {
+		return nil, status.Errorf(codes.NotFound, "unknown model %q", r.GetName())
+	}
+	md := &inference.ModelMetadataResponse{Name: modelName, Versions: []string{"1"}, Platform: "onnx"}
+	for _, in := range s.model.Inputs() {
+		dt, _ := api.Datatype(in.DType)
+		md.Inputs = append(md.Inputs, &inference.ModelMetadataResponse_TensorMetadata{Name: in.Name, Datatype: dt, Shape: api.WireShape(in.Shape)})
+	}
+	return md, nil
+}
+
+// ModelStreamInfer answers each request in turn, errors in-band.
+func (s *testService) ModelStreamInfer(st grpc.BidiStreamingServer[inference.ModelInferRequest, inference.ModelStreamInferResponse]) error {
+	for {
+		req, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		resp, err := s.ModelInfer(st.Context(), req)
+		out := &inference.ModelStreamInferResponse{InferResponse: resp}
+		if err != nil {
+			out = &inference.ModelStreamInferResponse{ErrorMessage: err.Error(), InferResponse: &inference.ModelInferResponse{Id: req.GetId()}}
+		}
+		if err := st.Send(out); err != nil {
+			return err
+		}
+	}
 }
 
 // startServer serves testService and gRPC health checking on a loopback
@@ -272,5 +321,89 @@ func TestDialUnavailable(t *testing.T) {
 	cancel2()
 	if _, err := api.Dial(done, addr); !errors.Is(err, api.ErrUnavailable) {
 		t.Fatalf("Dial with a done context: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestClientOptionsAndMetadata(t *testing.T) {
+	addr, m := startServer(t)
+	c := dial(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	img := map[string]*tensor.Tensor{"image": examples.TinyCNNInput(1)}
+
+	if _, err := c.Infer(ctx, modelName, img, api.WithVersion("1"), api.WithID("a"), api.WithOutputs("probabilities")); err != nil {
+		t.Errorf("Infer with version 1: %v", err)
+	}
+	if _, err := c.Infer(ctx, modelName, img, api.WithVersion("2")); status.Code(err) != codes.NotFound {
+		t.Errorf("Infer with version 2: %v, want NotFound", err)
+	}
+	if _, err := c.Infer(ctx, modelName, img, api.WithOutputs("nope")); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Infer of an unknown output: %v, want InvalidArgument", err)
+	}
+
+	sm, err := c.ServerMetadata(ctx)
+	if err != nil || sm.GetName() != "kiln-test" {
+		t.Errorf("ServerMetadata = %v, %v", sm, err)
+	}
+	md, err := c.ModelMetadata(ctx, modelName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := m.Inputs()[0]
+	if len(md.Inputs) != 1 || md.Inputs[0].Name != in.Name || md.Inputs[0].Datatype != "FP32" || !slices.Equal(md.Inputs[0].Shape, api.WireShape(in.Shape)) {
+		t.Errorf("ModelMetadata inputs = %v, want %+v", md.Inputs, in)
+	}
+	if _, err := c.ModelMetadata(ctx, "nope", ""); status.Code(err) != codes.NotFound {
+		t.Errorf("ModelMetadata of an unknown model: %v, want NotFound", err)
+	}
+}
+
+func TestStream(t *testing.T) {
+	addr, m := startServer(t)
+	c := dial(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := c.Stream(ctx, modelName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	inputs := make([]*tensor.Tensor, n)
+	for i := range n {
+		inputs[i] = examples.TinyCNNInput(i + 1)
+		if i == 2 { // a bad request in the middle fails alone
+			inputs[i] = tensor.New(tensor.Float32, 1, 3, 5, 5, 5)
+		}
+		if err := s.Send(map[string]*tensor.Tensor{"image": inputs[i]}, api.WithID(string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		id, out, err := s.Recv()
+		if id != string(rune('a'+i)) {
+			t.Errorf("answer %d has id %q", i, id)
+		}
+		if i == 2 {
+			if !errors.Is(err, api.ErrStream) {
+				t.Errorf("bad request: %v, want ErrStream", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		want, err := m.Run(ctx, map[string]*tensor.Tensor{"image": inputs[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out["probabilities"].Data, want["probabilities"].Data) {
+			t.Errorf("answer %d differs from a direct run", i)
+		}
+	}
+	if _, _, err := s.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last answer: %v, want io.EOF", err)
 	}
 }
