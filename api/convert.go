@@ -499,3 +499,48 @@ func NewInferResponse(model, version, id string, outputs map[string]*tensor.Tens
 	}
 	return resp, nil
 }
+
+// configTypes pairs the DataType enum of model configurations with kiln's
+// element types.
+var configTypes = []struct {
+	ct inference.DataType
+	dt tensor.DType
+}{
+	{inference.DataType_TYPE_BOOL, tensor.Bool},
+	{inference.DataType_TYPE_UINT8, tensor.Uint8},
+	{inference.DataType_TYPE_UINT16, tensor.Uint16},
+	{inference.DataType_TYPE_UINT32, tensor.Uint32},
+	{inference.DataType_TYPE_UINT64, tensor.Uint64},
+	{inference.DataType_TYPE_INT8, tensor.Int8},
+	{inference.DataType_TYPE_INT16, tensor.Int16},
+	{inference.DataType_TYPE_INT32, tensor.Int32},
+	{inference.DataType_TYPE_INT64, tensor.Int64},
+	{inference.DataType_TYPE_FP16, tensor.Float16},
+	{inference.DataType_TYPE_FP32, tensor.Float32},
+	{inference.DataType_TYPE_FP64, tensor.Float64},
+	{inference.DataType_TYPE_STRING, tensor.String},
+	{inference.DataType_TYPE_BF16, tensor.BFloat16},
+}
+
+// ConfigDataType returns the model-configuration DataType of dt
+// (TYPE_FP32 for tensor.Float32, TYPE_STRING for tensor.String, ...).
+func ConfigDataType(dt tensor.DType) (inference.DataType, error) {
+	for _, c := range configTypes {
+		if c.dt == dt {
+			return c.ct, nil
+		}
+	}
+	return inference.DataType_TYPE_INVALID, fmt.Errorf("%w: no model configuration type for %v", ErrDatatype, dt)
+}
+
+// ParseConfigDataType returns the element type of a model-configuration
+// DataType; its name, as config.pbtxt writes it ("TYPE_FP32"), converts with
+// inference.DataType_value.
+func ParseConfigDataType(ct inference.DataType) (tensor.DType, error) {
+	for _, c := range configTypes {
+		if c.ct == ct {
+			return c.dt, nil
+		}
+	}
+	return tensor.Undefined, fmt.Errorf("%w: model configuration type %v", ErrDatatype, ct)
+}

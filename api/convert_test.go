@@ -410,3 +410,33 @@ func FuzzDecodeRaw(f *testing.F) {
 		}
 	})
 }
+
+func TestConfigDataType(t *testing.T) {
+	// Every KServe datatype has a configuration type named after it, except
+	// BYTES, which configurations call TYPE_STRING.
+	for _, name := range Datatypes() {
+		dt, _ := ParseDatatype(name)
+		ct, err := ConfigDataType(dt)
+		if err != nil {
+			t.Fatalf("ConfigDataType(%v): %v", dt, err)
+		}
+		want := "TYPE_" + name
+		if name == "BYTES" {
+			want = "TYPE_STRING"
+		}
+		if ct.String() != want {
+			t.Errorf("ConfigDataType(%v) = %v, want %s", dt, ct, want)
+		}
+		if back, err := ParseConfigDataType(ct); err != nil || back != dt {
+			t.Errorf("ParseConfigDataType(%v) = %v, %v; want %v", ct, back, err, dt)
+		}
+	}
+	if _, err := ConfigDataType(tensor.Complex64); !errors.Is(err, ErrDatatype) {
+		t.Errorf("ConfigDataType(complex64) error = %v", err)
+	}
+	for _, ct := range []inference.DataType{inference.DataType_TYPE_INVALID, 99} {
+		if _, err := ParseConfigDataType(ct); !errors.Is(err, ErrDatatype) {
+			t.Errorf("ParseConfigDataType(%v) error = %v", ct, err)
+		}
+	}
+}

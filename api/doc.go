@@ -6,6 +6,8 @@
 // package converts between those messages and *tensor.Tensor (both the
 // typed *_contents fields and the raw little-endian raw_input_contents /
 // raw_output_contents), maps KServe datatype names ("FP32", "BYTES", ...) to
-// tensor.DType for the HTTP side too, and offers Client, a thin wrapper of
-// the generated gRPC client that speaks in tensors.
+// tensor.DType for the HTTP side too (and the TYPE_* enum of model
+// configurations), and offers Client, a thin wrapper of the generated gRPC
+// client that speaks in tensors: Infer, health and metadata calls, and
+// ModelStreamInfer streams.
 package api
