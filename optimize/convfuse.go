@@ -14,7 +14,7 @@ const fusedDomain = "kiln"
 // convFusePass turns float32 Conv nodes into kiln::FusedConv and fuses into
 // them what follows: a residual Add of a tensor of the output's shape (added
 // before the activation) and one activation (Relu, Clip, Sigmoid, SiLU as
-// x*Sigmoid(x), HardSwish, LeakyRelu, HardSigmoid), when the conv's output
+// x*Sigmoid(x), HardSwish, LeakyRelu, HardSigmoid, Gelu), when the conv's output
 // feeds nothing else. It works in g and in its subgraphs.
 type convFusePass struct{}
 
@@ -181,6 +181,14 @@ func setActivation(n *ir.Node, name string, params []float32) {
 // computes, if it is one a fused op can apply.
 func activationOf(g *ir.Graph, act *ir.Node) (string, []float32, bool) {
 	switch {
+	case act.OpType == "Gelu" && (act.Domain == fusedDomain || isOp(act, "Gelu")):
+		name := "Gelu"
+		if a, ok := act.Attrs["approximate"]; ok && a.S == "tanh" {
+			name = "GeluTanh"
+		} else if ok && a.S != "none" {
+			return "", nil, false
+		}
+		return name, nil, len(act.Inputs) == 1
 	case isOp(act, "Relu"), isOp(act, "Sigmoid"), isOp(act, "HardSwish"):
 		return act.OpType, nil, len(act.Inputs) == 1
 	case isOp(act, "LeakyRelu"):

@@ -49,6 +49,7 @@ var order = []struct {
 	{"shapefold", 1},
 	{"constfold", 1},
 	{"dce", 1},
+	{"gelu", 2},
 	{"bnfold", 2},
 	{"convfuse", 2},
 	{"matmuladd", 2},
