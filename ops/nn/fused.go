@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -334,8 +335,20 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	return out, nil
 }
 
+// prepareLayerNormAlias prepares kiln::LayerNormalization, ONNX
+// LayerNormalization (opset 17) for graphs of older opsets, with the kernel
+// of the default domain's definition (ops/norm).
+func prepareLayerNormAlias(n *ir.Node, opset int64) (ops.Kernel, error) {
+	d, ok := ops.Lookup("", "LayerNormalization")
+	if !ok {
+		return nil, fmt.Errorf("%w: kiln::LayerNormalization needs LayerNormalization (package ops/norm)", ops.ErrUnsupportedOp)
+	}
+	return d.Prepare(n, max(opset, 17))
+}
+
 func init() {
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedConv", Prepare: prepareFusedConv})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Prepare: prepareFusedMatMul})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Prepare: prepareGelu})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "LayerNormalization", Prepare: prepareLayerNormAlias})
 }

@@ -1,11 +1,13 @@
 package nn
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/ops/opstest"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -167,4 +169,18 @@ func TestGelu(t *testing.T) {
 	n := opstest.Node("Gelu", 1, 1)
 	n.Domain = FusedDomain
 	wantBadInput(t, "Gelu of float64", n, 13, tensor.New(tensor.Float64, 2))
+}
+
+// TestLayerNormAlias checks that kiln::LayerNormalization, without the
+// ops/norm package registered here, fails with ErrUnsupportedOp.
+func TestLayerNormAlias(t *testing.T) {
+	n := opstest.Node("LayerNormalization", 2, 1)
+	n.Domain = FusedDomain
+	if _, ok := ops.Lookup("", "LayerNormalization"); ok {
+		t.Skip("ops/norm is linked into this test binary")
+	}
+	_, err := execSafe(n, 13, tensor.New(tensor.Float32, 2, 3), tensor.New(tensor.Float32, 3))
+	if !errors.Is(err, ops.ErrUnsupportedOp) {
+		t.Errorf("error %v, want ErrUnsupportedOp", err)
+	}
 }
