@@ -50,6 +50,7 @@ var order = []struct {
 	{"constfold", 1},
 	{"dce", 1},
 	{"gelu", 2},
+	{"layernorm", 2},
 	{"bnfold", 2},
 	{"convfuse", 2},
 	{"matmuladd", 2},
