@@ -335,6 +335,123 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	return out, nil
 }
 
+// attentionOp is kiln::Attention: Y = Softmax(MatMul(Q, K)*scale + Mask)
+// MatMul V, the softmax over the last axis, where K is already transposed
+// ([..., d, s]) and the optional Mask (input 3) broadcasts to the scores
+// without enlarging them. Attribute scale defaults to 1. It computes float32
+// only.
+type attentionOp struct{ scale float32 }
+
+func prepareAttention(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a := ops.AttrsOf(n)
+	k := &attentionOp{scale: a.Float("scale", 1)}
+	if err := a.Err(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *attentionOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	if err := needValues("Attention", in, 3); err != nil {
+		return nil, err
+	}
+	for _, v := range in {
+		if v != nil && v.Type.DType != tensor.Undefined && v.Type.DType != tensor.Float32 {
+			return nil, badInput("Attention of %v, want float32", v.Type.DType)
+		}
+	}
+	s, err := inferMatMul(in[0].Type.Shape, in[1].Type.Shape)
+	if err != nil {
+		return nil, err
+	}
+	o, err := inferMatMul(s, in[2].Type.Shape)
+	if err != nil {
+		return nil, err
+	}
+	return []ir.Type{{DType: tensor.Float32, Shape: o}}, nil
+}
+
+func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	if err := needInputs("Attention", in, 3); err != nil {
+		return nil, err
+	}
+	mask := input(in, 3)
+	for _, t := range []*tensor.Tensor{in[0], in[1], in[2], mask} {
+		if t != nil && t.DType != tensor.Float32 {
+			return nil, badInput("Attention of %v, want float32", t.DType)
+		}
+	}
+	sc, err := matMulOp{}.Run(env, in[:2])
+	if err != nil {
+		return nil, err
+	}
+	scores := sc[0]
+	shape := scores.Shape
+	if len(shape) == 0 {
+		return nil, badInput("Attention scores have no axes")
+	}
+	var mstr []int
+	if mask != nil {
+		if b, err := ops.BroadcastShape(shape, mask.Shape); err != nil || tensor.ShapeString(b) != tensor.ShapeString(shape) {
+			return nil, badInput("Attention mask of shape %v does not broadcast to the scores %v", mask.Shape, shape)
+		}
+		mstr = ops.BroadcastStrides(mask.Shape, shape)
+	}
+	softmaxRows(scores.Float32s(), shape, k.scale, mask, mstr)
+	return matMulOp{}.Run(env, []*tensor.Tensor{scores, in[2]})
+}
+
+// softmaxRows replaces each row (last axis) of s by Softmax(row*scale +
+// mask row), the mask read through broadcast strides mstr.
+func softmaxRows(s []float32, shape []int, scale float32, mask *tensor.Tensor, mstr []int) {
+	r := len(shape)
+	n := shape[r-1]
+	if n == 0 {
+		return
+	}
+	var mv []float32
+	if mask != nil {
+		mv = mask.Float32s()
+	}
+	coord := make([]int, r-1)
+	for row := 0; row*n < len(s); row++ {
+		x := s[row*n : (row+1)*n]
+		if mv != nil {
+			base := 0
+			for i, c := range coord {
+				base += c * mstr[i]
+			}
+			for j := range x {
+				x[j] = x[j]*scale + mv[base+j*mstr[r-1]]
+			}
+			for i := r - 2; i >= 0; i-- { // next row
+				if coord[i]++; coord[i] < shape[i] {
+					break
+				}
+				coord[i] = 0
+			}
+		} else {
+			for j := range x {
+				x[j] *= scale
+			}
+		}
+		mx := x[0]
+		for _, v := range x {
+			mx = max(mx, v)
+		}
+		sum := 0.0
+		for j, v := range x {
+			e := math.Exp(float64(v - mx))
+			x[j] = float32(e)
+			sum += e
+		}
+		inv := 1 / sum
+		for j := range x {
+			x[j] = float32(float64(x[j]) * inv)
+		}
+	}
+}
+
 // prepareLayerNormAlias prepares kiln::LayerNormalization, ONNX
 // LayerNormalization (opset 17) for graphs of older opsets, with the kernel
 // of the default domain's definition (ops/norm).
@@ -351,4 +468,5 @@ func init() {
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Prepare: prepareFusedMatMul})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Prepare: prepareGelu})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "LayerNormalization", Prepare: prepareLayerNormAlias})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "Attention", Prepare: prepareAttention})
 }

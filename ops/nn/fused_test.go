@@ -184,3 +184,73 @@ func TestLayerNormAlias(t *testing.T) {
 		t.Errorf("error %v, want ErrUnsupportedOp", err)
 	}
 }
+
+// refAttention computes Softmax(Q K * scale + mask) V naively in float64
+// for Q [b,h,s,d], K [b,h,d,t], V [b,h,t,e] and a mask [b,1,1,t] or nil.
+func refAttention(q, k, v, mask *tensor.Tensor, scale float64) []float64 {
+	b, h, s, d := q.Shape[0], q.Shape[1], q.Shape[2], q.Shape[3]
+	tt, e := k.Shape[3], v.Shape[3]
+	out := make([]float64, b*h*s*e)
+	for bi := 0; bi < b; bi++ {
+		for hi := 0; hi < h; hi++ {
+			bh := bi*h + hi
+			for i := 0; i < s; i++ {
+				p := make([]float64, tt)
+				mx := math.Inf(-1)
+				for j := 0; j < tt; j++ {
+					acc := 0.0
+					for c := 0; c < d; c++ {
+						acc += q.Float((bh*s+i)*d+c) * k.Float((bh*d+c)*tt+j)
+					}
+					acc *= scale
+					if mask != nil {
+						acc += mask.Float(bi*tt + j)
+					}
+					p[j] = acc
+					mx = math.Max(mx, acc)
+				}
+				sum := 0.0
+				for j := range p {
+					p[j] = math.Exp(p[j] - mx)
+					sum += p[j]
+				}
+				for c := 0; c < e; c++ {
+					acc := 0.0
+					for j := range p {
+						acc += p[j] / sum * v.Float((bh*tt+j)*e+c)
+					}
+					out[(bh*s+i)*e+c] = acc
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, withMask := range []bool{false, true} {
+		q := randTensor(r, tensor.Float32, 2, 3, 4, 5)
+		k := randTensor(r, tensor.Float32, 2, 3, 5, 6)
+		v := randTensor(r, tensor.Float32, 2, 3, 6, 7)
+		in := []*tensor.Tensor{q, k, v}
+		var mask *tensor.Tensor
+		if withMask {
+			mask = randTensor(r, tensor.Float32, 2, 1, 1, 6)
+			mask.Float32s()[1] = -10000
+			in = append(in, mask)
+		}
+		n := opstest.Node("Attention", len(in), 1, ir.FloatAttr("scale", 0.5))
+		n.Domain = FusedDomain
+		got, err := execSafe(n, 13, in...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, "Attention", got[0], []int{2, 3, 4, 7}, refAttention(q, k, v, mask, 0.5), 1e-5)
+	}
+	n := opstest.Node("Attention", 4, 1)
+	n.Domain = FusedDomain
+	x := tensor.New(tensor.Float32, 1, 2, 3, 3)
+	wantBadInput(t, "mask that enlarges the scores", n, 13, x, x, x, tensor.New(tensor.Float32, 2, 1, 1, 3))
+	wantBadInput(t, "float64", n, 13, tensor.New(tensor.Float64, 1, 3, 3), x, x)
+}
