@@ -337,9 +337,10 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 
 // attentionOp is kiln::Attention: Y = Softmax(MatMul(Q, K)*scale + Mask)
 // MatMul V, the softmax over the last axis, where K is already transposed
-// ([..., d, s]) and the optional Mask (input 3) broadcasts to the scores
-// without enlarging them. Attribute scale defaults to 1. It computes float32
-// only.
+// ([..., d, s]) and the optional Mask (input 3) is added with numpy
+// broadcasting (should it enlarge the scores, they are broadcast first, as
+// the unfused graph would). Attribute scale defaults to 1. It computes
+// float32 only.
 type attentionOp struct{ scale float32 }
 
 func prepareAttention(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -363,6 +364,11 @@ func (k *attentionOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	s, err := inferMatMul(in[0].Type.Shape, in[1].Type.Shape)
 	if err != nil {
 		return nil, err
+	}
+	if m := value(in, 3); m != nil {
+		if s, err = ops.InferBroadcast(&ir.Value{Type: ir.Type{DType: tensor.Float32, Shape: s}}, m); err != nil {
+			return nil, badInput("Attention mask: %v", err)
+		}
 	}
 	o, err := inferMatMul(s, in[2].Type.Shape)
 	if err != nil {
@@ -392,13 +398,45 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	}
 	var mstr []int
 	if mask != nil {
-		if b, err := ops.BroadcastShape(shape, mask.Shape); err != nil || tensor.ShapeString(b) != tensor.ShapeString(shape) {
-			return nil, badInput("Attention mask of shape %v does not broadcast to the scores %v", mask.Shape, shape)
+		b, err := ops.BroadcastShape(shape, mask.Shape)
+		if err != nil {
+			return nil, badInput("Attention mask of shape %v does not broadcast with the scores %v", mask.Shape, shape)
+		}
+		if tensor.ShapeString(b) != tensor.ShapeString(shape) {
+			if scores, err = broadcastF32(scores, b); err != nil {
+				return nil, err
+			}
+			shape = scores.Shape
 		}
 		mstr = ops.BroadcastStrides(mask.Shape, shape)
 	}
 	softmaxRows(scores.Float32s(), shape, k.scale, mask, mstr)
 	return matMulOp{}.Run(env, []*tensor.Tensor{scores, in[2]})
+}
+
+// broadcastF32 returns float32 tensor t broadcast to shape out.
+func broadcastF32(t *tensor.Tensor, out []int) (*tensor.Tensor, error) {
+	y, err := makeOut(tensor.Float32, out)
+	if err != nil {
+		return nil, err
+	}
+	st := ops.BroadcastStrides(t.Shape, out)
+	src, dst := t.Float32s(), y.Float32s()
+	coord := make([]int, len(out))
+	for i := range dst {
+		off := 0
+		for k, c := range coord {
+			off += c * st[k]
+		}
+		dst[i] = src[off]
+		for k := len(out) - 1; k >= 0; k-- {
+			if coord[k]++; coord[k] < out[k] {
+				break
+			}
+			coord[k] = 0
+		}
+	}
+	return y, nil
 }
 
 // softmaxRows replaces each row (last axis) of s by Softmax(row*scale +

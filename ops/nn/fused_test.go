@@ -251,6 +251,14 @@ func TestAttention(t *testing.T) {
 	n := opstest.Node("Attention", 4, 1)
 	n.Domain = FusedDomain
 	x := tensor.New(tensor.Float32, 1, 2, 3, 3)
-	wantBadInput(t, "mask that enlarges the scores", n, 13, x, x, x, tensor.New(tensor.Float32, 2, 1, 1, 3))
+	wantBadInput(t, "mask that does not broadcast", n, 13, x, x, x, tensor.New(tensor.Float32, 2, 1, 1, 2))
+	// a mask that enlarges the scores broadcasts them first
+	mask := randTensor(r, tensor.Float32, 2, 1, 1, 3)
+	got, err := execSafe(n, 13, x, x, x, mask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := refAttention(tensor.New(tensor.Float32, 2, 2, 3, 3), tensor.New(tensor.Float32, 2, 2, 3, 3), tensor.New(tensor.Float32, 2, 2, 3, 3), mask, 1)
+	closeTo(t, "enlarging mask", got[0], []int{2, 2, 3, 3}, want, 1e-6)
 	wantBadInput(t, "float64", n, 13, tensor.New(tensor.Float64, 1, 3, 3), x, x)
 }
