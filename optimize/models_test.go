@@ -118,8 +118,8 @@ func TestModels(t *testing.T) {
 				checkCNNFused(t, g)
 			case "bert_mini":
 				ops := opCounts(g)
-				if ops["kiln::FusedMatMul"] == 0 || ops["Erf"] != 0 || ops["kiln::Gelu"] != 0 {
-					t.Errorf("bert_mini: MatMul+Add and GELU not all fused: %v", ops)
+				if ops["kiln::FusedMatMul"] == 0 || ops["Erf"] != 0 || ops["kiln::Gelu"] != 0 || ops["Softmax"] != 0 || ops["kiln::Attention"] == 0 {
+					t.Errorf("bert_mini: MatMul+Add, GELU and attention not all fused: %v", ops)
 				}
 			}
 		})

@@ -51,6 +51,7 @@ var order = []struct {
 	{"dce", 1},
 	{"gelu", 2},
 	{"layernorm", 2},
+	{"attention", 2},
 	{"bnfold", 2},
 	{"convfuse", 2},
 	{"matmuladd", 2},

@@ -22,8 +22,8 @@ func TestPassesOrder(t *testing.T) {
 	}{
 		{0, nil},
 		{1, []string{"identity", "dropout", "shapefold", "constfold", "dce"}},
-		{2, []string{"identity", "dropout", "shapefold", "constfold", "dce", "gelu", "layernorm", "bnfold", "convfuse", "matmuladd"}},
-		{5, []string{"identity", "dropout", "shapefold", "constfold", "dce", "gelu", "layernorm", "bnfold", "convfuse", "matmuladd"}},
+		{2, []string{"identity", "dropout", "shapefold", "constfold", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
+		{5, []string{"identity", "dropout", "shapefold", "constfold", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
 	}
 	for _, tt := range tests {
 		got := names(Passes(tt.level))
