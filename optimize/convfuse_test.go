@@ -97,3 +97,61 @@ func TestConvFuseAttrs(t *testing.T) {
 		t.Errorf("opsets %v: the kiln domain is not imported", g.Opsets)
 	}
 }
+
+// TestConvFuseResidualNoBias checks a residual input at position 3 when the
+// conv has no bias (input 2 left empty).
+func TestConvFuseResidualNoBias(t *testing.T) {
+	runCases(t, []passCase{{name: "no bias", passes: []string{"convfuse"}, want: map[string]int{"kiln::FusedConv": 1}, inits: 1,
+		build: func() *ir.Graph {
+			r := rand.New(rand.NewPCG(13, 13))
+			b := ir.NewBuilder("g", 17)
+			x := b.Input("x", tensor.Float32, ir.D(1), ir.D(3), ir.D(5), ir.D(5))
+			y := b.Op("Conv", []*ir.Value{x, b.Const("w", f32(r, 3, 3, 3, 3))}, ir.IntsAttr("pads", 1, 1, 1, 1))
+			b.Output(b.Op("Relu", []*ir.Value{b.Op("Add", []*ir.Value{y, x})}), "y")
+			return b.Graph()
+		}}})
+}
+
+// TestConvFuseInSubgraph checks fusion inside both branches of an If, with
+// weights local to the branch.
+func TestConvFuseInSubgraph(t *testing.T) {
+	build := func() *ir.Graph {
+		r := rand.New(rand.NewPCG(14, 14))
+		b := ir.NewBuilder("g", 17)
+		x := b.Input("x", tensor.Float32, ir.D(1), ir.D(2), ir.D(4), ir.D(4))
+		c := b.Input("c", tensor.Float32, ir.D(1))
+		branch := func(act string) *ir.Graph {
+			sb := ir.NewBuilder("branch_"+act, 17)
+			sg := sb.Graph()
+			sg.Parent = b.Graph()
+			xin := sg.Capture(x)
+			y := addBN(sb, r, sb.Op("Conv", []*ir.Value{xin, sb.Const("w_"+act, f32(r, 2, 2, 3, 3))}, ir.IntsAttr("pads", 1, 1, 1, 1)), 2)
+			sb.Output(sb.Op(act, []*ir.Value{y}), "")
+			return sg
+		}
+		cond := b.Op("Squeeze", []*ir.Value{b.Op("Greater", []*ir.Value{c, b.Const("zero", tensor.FromFloat32([]float32{0}, 1))})})
+		b.Output(b.Op("If", []*ir.Value{cond}, ir.GraphAttr("then_branch", branch("Relu")), ir.GraphAttr("else_branch", branch("Sigmoid"))), "y")
+		return b.Graph()
+	}
+	ref, g := build(), build()
+	if err := Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range g.Nodes {
+		for _, sg := range n.Subgraphs() {
+			if got := opCounts(sg); len(got) != 1 || got["kiln::FusedConv"] != 1 {
+				t.Errorf("branch %s: ops %v, want one FusedConv", sg.Name, got)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(15, 15))
+	for _, cv := range []float32{1, -1} {
+		in := map[string]*tensor.Tensor{"x": randF32(r, 1, 2, 4, 4), "c": tensor.FromFloat32([]float32{cv}, 1)}
+		want, got := runGraph(t, ref, in)["y"], runGraph(t, g, in)["y"]
+		for i := range want.Float32s() {
+			if d := want.Float32s()[i] - got.Float32s()[i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("c=%v: element %d is %v, want %v", cv, i, got.Float32s()[i], want.Float32s()[i])
+			}
+		}
+	}
+}
