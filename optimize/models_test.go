@@ -98,6 +98,13 @@ func TestModels(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%d nodes -> %d; rewrites per pass %v; ops %v", before, len(g.Nodes), perPass, opCounts(g))
+			again := 0
+			if err := Run(g, 2, func(pass, msg string) { again++; t.Logf("second run: %s: %s", pass, msg) }); err != nil {
+				t.Fatal(err)
+			}
+			if again != 0 {
+				t.Errorf("a second Run still rewrote the graph %d times", again)
+			}
 			e, err := engine.New(g)
 			if err != nil {
 				t.Fatal(err)
