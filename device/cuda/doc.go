@@ -1,0 +1,25 @@
+// Package cuda holds kiln's CUDA bindings, opened at run time.
+//
+// Nothing of CUDA is linked when kiln is built: the driver API (libcuda),
+// NVRTC, cuBLASLt, cuDNN and NVML are opened with dlopen when first used, their
+// functions looked up once with dlsym and called through C function
+// pointers. The same binary therefore builds and runs on a machine without
+// CUDA, where the Open functions and Probe return an error wrapping
+// ErrUnavailable that names the library and the file names tried.
+//
+// Libraries are found through the standard library search path, then the
+// usual CUDA directories (/usr/local/cuda/lib64 and
+// /usr/local/cuda/targets/<arch>-linux/lib). The environment variable
+// KILN_CUDA_LIB_PATH (a list of directories, separated like PATH) or
+// Options.LibDir replaces that search: only those directories are tried.
+//
+// Every failing CUDA call returns an *Error naming the call, the error name
+// and its description; it wraps ErrCUDA (and ErrOutOfMemory when the device
+// is out of memory).
+//
+// The CUDA driver binds contexts to OS threads: callers that use a Context
+// must call runtime.LockOSThread and Driver.SetCurrent on that thread.
+//
+// Kernel sources (kernels/*.cu) are embedded in the binary and compiled with
+// NVRTC at run time for the device's compute capability (see CompileKernels).
+package cuda

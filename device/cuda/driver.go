@@ -1,0 +1,571 @@
+package cuda
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// Device attributes (CUdevice_attribute) used by kiln.
+const (
+	AttrMultiprocessorCount    = 16
+	AttrComputeCapabilityMajor = 75
+	AttrComputeCapabilityMinor = 76
+)
+
+// Stream capture modes (CUstreamCaptureMode).
+const (
+	CaptureModeGlobal      = 0
+	CaptureModeThreadLocal = 1
+	CaptureModeRelaxed     = 2
+)
+
+const (
+	cudaErrorOutOfMemory = 2 // CUDA_ERROR_OUT_OF_MEMORY
+	cudaErrorNoDevice    = 100
+)
+
+// Device is a CUDA device ordinal as returned by cuDeviceGet.
+type Device int32
+
+// DevicePtr is an address in device memory (CUdeviceptr).
+type DevicePtr uint64
+
+// Context is a CUDA context (CUcontext).
+type Context struct{ p unsafe.Pointer }
+
+// Stream is a CUDA stream (CUstream); the zero Stream is the default stream.
+type Stream struct{ p unsafe.Pointer }
+
+// Event is a CUDA event (CUevent).
+type Event struct{ p unsafe.Pointer }
+
+// Module is a loaded CUDA module (CUmodule).
+type Module struct{ p unsafe.Pointer }
+
+// Function is a kernel of a loaded module (CUfunction).
+type Function struct{ p unsafe.Pointer }
+
+// Graph is a captured CUDA graph (CUgraph).
+type Graph struct{ p unsafe.Pointer }
+
+// GraphExec is an instantiated CUDA graph (CUgraphExec).
+type GraphExec struct{ p unsafe.Pointer }
+
+// Dim3 is a grid or block size.
+type Dim3 struct{ X, Y, Z uint32 }
+
+// HostBuffer is page-locked host memory from MemAllocHost, usable by the
+// asynchronous copies.
+type HostBuffer struct {
+	p unsafe.Pointer
+	n int
+}
+
+// Bytes returns the buffer's memory as a slice; it is valid until MemFreeHost.
+func (h HostBuffer) Bytes() []byte {
+	if h.p == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(h.p), h.n)
+}
+
+// Len returns the size of the buffer in bytes.
+func (h HostBuffer) Len() int { return h.n }
+
+// Driver is the CUDA driver API (libcuda), opened and initialized.
+type Driver struct {
+	lib     *library
+	version int
+	fn      struct {
+		init, driverGetVersion, getErrorName, getErrorString                        unsafe.Pointer
+		deviceGetCount, deviceGet, deviceGetName, deviceGetAttribute, deviceTotal   unsafe.Pointer
+		primaryRetain, primaryRelease, ctxSetCurrent, ctxSynchronize                unsafe.Pointer
+		memAlloc, memFree, htod, dtoh, htodAsync, dtohAsync, allocHost, freeHost    unsafe.Pointer
+		streamCreate, streamSync, streamDestroy                                     unsafe.Pointer
+		eventCreate, eventRecord, eventSync, eventElapsed, eventDestroy             unsafe.Pointer
+		moduleLoadData, moduleUnload, moduleGetFunction, launchKernel               unsafe.Pointer
+		beginCapture, endCapture, graphInstantiate, graphLaunch, graphDestroy, gxDe unsafe.Pointer
+	}
+}
+
+// OpenDriver opens libcuda, resolves the functions kiln uses and calls
+// cuInit. Without a usable driver or device the error wraps ErrUnavailable.
+func OpenDriver(o Options) (*Driver, error) {
+	lib, err := openLibrary("libcuda", libCUDA, o)
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{lib: lib}
+	f := &d.fn
+	err = lib.symbols([]symbol{
+		sym(&f.init, "cuInit"),
+		sym(&f.driverGetVersion, "cuDriverGetVersion"),
+		sym(&f.getErrorName, "cuGetErrorName"),
+		sym(&f.getErrorString, "cuGetErrorString"),
+		sym(&f.deviceGetCount, "cuDeviceGetCount"),
+		sym(&f.deviceGet, "cuDeviceGet"),
+		sym(&f.deviceGetName, "cuDeviceGetName"),
+		sym(&f.deviceGetAttribute, "cuDeviceGetAttribute"),
+		sym(&f.deviceTotal, "cuDeviceTotalMem_v2"),
+		sym(&f.primaryRetain, "cuDevicePrimaryCtxRetain"),
+		sym(&f.primaryRelease, "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"),
+		sym(&f.ctxSetCurrent, "cuCtxSetCurrent"),
+		sym(&f.ctxSynchronize, "cuCtxSynchronize"),
+		sym(&f.memAlloc, "cuMemAlloc_v2"),
+		sym(&f.memFree, "cuMemFree_v2"),
+		sym(&f.htod, "cuMemcpyHtoD_v2"),
+		sym(&f.dtoh, "cuMemcpyDtoH_v2"),
+		sym(&f.htodAsync, "cuMemcpyHtoDAsync_v2"),
+		sym(&f.dtohAsync, "cuMemcpyDtoHAsync_v2"),
+		sym(&f.allocHost, "cuMemAllocHost_v2"),
+		sym(&f.freeHost, "cuMemFreeHost"),
+		sym(&f.streamCreate, "cuStreamCreate"),
+		sym(&f.streamSync, "cuStreamSynchronize"),
+		sym(&f.streamDestroy, "cuStreamDestroy_v2"),
+		sym(&f.eventCreate, "cuEventCreate"),
+		sym(&f.eventRecord, "cuEventRecord"),
+		sym(&f.eventSync, "cuEventSynchronize"),
+		sym(&f.eventElapsed, "cuEventElapsedTime_v2", "cuEventElapsedTime"),
+		sym(&f.eventDestroy, "cuEventDestroy_v2"),
+		sym(&f.moduleLoadData, "cuModuleLoadData"),
+		sym(&f.moduleUnload, "cuModuleUnload"),
+		sym(&f.moduleGetFunction, "cuModuleGetFunction"),
+		sym(&f.launchKernel, "cuLaunchKernel"),
+		sym(&f.beginCapture, "cuStreamBeginCapture_v2"),
+		sym(&f.endCapture, "cuStreamEndCapture"),
+		sym(&f.graphInstantiate, "cuGraphInstantiateWithFlags"),
+		sym(&f.graphLaunch, "cuGraphLaunch"),
+		sym(&f.graphDestroy, "cuGraphDestroy"),
+		sym(&f.gxDe, "cuGraphExecDestroy"),
+	})
+	if err != nil {
+		lib.close()
+		return nil, err
+	}
+	if r := C.kiln_cuInit(f.init, 0); r != 0 {
+		e := d.err("cuInit", r)
+		lib.close()
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, e)
+	}
+	var v C.int
+	if r := C.kiln_cuDriverGetVersion(f.driverGetVersion, &v); r != 0 {
+		e := d.err("cuDriverGetVersion", r)
+		lib.close()
+		return nil, e
+	}
+	d.version = int(v)
+	return d, nil
+}
+
+// Path returns the file libcuda was opened from.
+func (d *Driver) Path() string { return d.lib.path }
+
+// Version returns the CUDA version the driver supports, e.g. 13000.
+func (d *Driver) Version() int { return d.version }
+
+// err builds the *Error of a failed driver call. It allocates, so it is
+// called only on failure.
+func (d *Driver) err(call string, r C.int) error {
+	e := &Error{Call: call, Code: int(r), OOM: r == cudaErrorOutOfMemory}
+	var s *C.char
+	if C.kiln_cuGetErrorName(d.fn.getErrorName, r, &s) == 0 && s != nil {
+		e.Name = C.GoString(s)
+	}
+	s = nil
+	if C.kiln_cuGetErrorName(d.fn.getErrorString, r, &s) == 0 && s != nil {
+		e.Msg = C.GoString(s)
+	}
+	return e
+}
+
+// DeviceCount returns the number of CUDA devices.
+func (d *Driver) DeviceCount() (int, error) {
+	var n C.int
+	if r := C.kiln_cuDeviceGetCount(d.fn.deviceGetCount, &n); r != 0 {
+		return 0, d.err("cuDeviceGetCount", r)
+	}
+	return int(n), nil
+}
+
+// Device returns the device of the given ordinal.
+func (d *Driver) Device(ordinal int) (Device, error) {
+	var dev C.int
+	if r := C.kiln_cuDeviceGet(d.fn.deviceGet, &dev, C.int(ordinal)); r != 0 {
+		return 0, d.err("cuDeviceGet", r)
+	}
+	return Device(dev), nil
+}
+
+// DeviceName returns the device's name, e.g. "NVIDIA H100 80GB HBM3".
+func (d *Driver) DeviceName(dev Device) (string, error) {
+	var buf [256]C.char
+	if r := C.kiln_cuDeviceGetName(d.fn.deviceGetName, &buf[0], C.int(len(buf)), C.int(dev)); r != 0 {
+		return "", d.err("cuDeviceGetName", r)
+	}
+	return C.GoString(&buf[0]), nil
+}
+
+// Attribute returns a device attribute (one of the Attr constants).
+func (d *Driver) Attribute(dev Device, attr int) (int, error) {
+	var v C.int
+	if r := C.kiln_cuDeviceGetAttribute(d.fn.deviceGetAttribute, &v, C.int(attr), C.int(dev)); r != 0 {
+		return 0, d.err("cuDeviceGetAttribute", r)
+	}
+	return int(v), nil
+}
+
+// ComputeCapability returns the device's compute capability, e.g. 9, 0.
+func (d *Driver) ComputeCapability(dev Device) (major, minor int, err error) {
+	if major, err = d.Attribute(dev, AttrComputeCapabilityMajor); err != nil {
+		return 0, 0, err
+	}
+	if minor, err = d.Attribute(dev, AttrComputeCapabilityMinor); err != nil {
+		return 0, 0, err
+	}
+	return major, minor, nil
+}
+
+// TotalMem returns the device's memory in bytes.
+func (d *Driver) TotalMem(dev Device) (int64, error) {
+	var n C.size_t
+	if r := C.kiln_cuDeviceTotalMem(d.fn.deviceTotal, &n, C.int(dev)); r != 0 {
+		return 0, d.err("cuDeviceTotalMem", r)
+	}
+	return int64(n), nil
+}
+
+// RetainPrimaryContext retains the device's primary context; release it
+// with ReleasePrimaryContext.
+func (d *Driver) RetainPrimaryContext(dev Device) (Context, error) {
+	var c unsafe.Pointer
+	if r := C.kiln_cuDevicePrimaryCtxRetain(d.fn.primaryRetain, &c, C.int(dev)); r != 0 {
+		return Context{}, d.err("cuDevicePrimaryCtxRetain", r)
+	}
+	return Context{c}, nil
+}
+
+// ReleasePrimaryContext releases the device's primary context.
+func (d *Driver) ReleasePrimaryContext(dev Device) error {
+	if r := C.kiln_cuDevicePrimaryCtxRelease(d.fn.primaryRelease, C.int(dev)); r != 0 {
+		return d.err("cuDevicePrimaryCtxRelease", r)
+	}
+	return nil
+}
+
+// SetCurrent binds c to the calling OS thread.
+func (d *Driver) SetCurrent(c Context) error {
+	if r := C.kiln_cuCtxSetCurrent(d.fn.ctxSetCurrent, c.p); r != 0 {
+		return d.err("cuCtxSetCurrent", r)
+	}
+	return nil
+}
+
+// Synchronize waits for all work of the current context.
+func (d *Driver) Synchronize() error {
+	if r := C.kiln_cuCtxSynchronize(d.fn.ctxSynchronize); r != 0 {
+		return d.err("cuCtxSynchronize", r)
+	}
+	return nil
+}
+
+// MemAlloc allocates n bytes of device memory.
+func (d *Driver) MemAlloc(n int) (DevicePtr, error) {
+	var p C.ulonglong
+	if r := C.kiln_cuMemAlloc(d.fn.memAlloc, &p, C.size_t(n)); r != 0 {
+		return 0, d.err(fmt.Sprintf("cuMemAlloc(%d bytes)", n), r)
+	}
+	return DevicePtr(p), nil
+}
+
+// MemFree frees device memory from MemAlloc.
+func (d *Driver) MemFree(p DevicePtr) error {
+	if r := C.kiln_cuMemFree(d.fn.memFree, C.ulonglong(p)); r != 0 {
+		return d.err("cuMemFree", r)
+	}
+	return nil
+}
+
+// MemcpyHtoD copies src to device memory at dst.
+func (d *Driver) MemcpyHtoD(dst DevicePtr, src []byte) error {
+	if len(src) == 0 {
+		return nil
+	}
+	if r := C.kiln_cuMemcpyHtoD(d.fn.htod, C.ulonglong(dst), unsafe.Pointer(&src[0]), C.size_t(len(src))); r != 0 {
+		return d.err("cuMemcpyHtoD", r)
+	}
+	return nil
+}
+
+// MemcpyDtoH copies len(dst) bytes of device memory at src to dst.
+func (d *Driver) MemcpyDtoH(dst []byte, src DevicePtr) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	if r := C.kiln_cuMemcpyDtoH(d.fn.dtoh, unsafe.Pointer(&dst[0]), C.ulonglong(src), C.size_t(len(dst))); r != 0 {
+		return d.err("cuMemcpyDtoH", r)
+	}
+	return nil
+}
+
+// MemcpyHtoDAsync queues a copy of the first n bytes of src to dst on s.
+func (d *Driver) MemcpyHtoDAsync(dst DevicePtr, src HostBuffer, n int, s Stream) error {
+	if n < 0 || n > src.n {
+		return &Error{Call: "cuMemcpyHtoDAsync", Code: 1, Name: "CUDA_ERROR_INVALID_VALUE", Msg: fmt.Sprintf("%d bytes from a %d-byte buffer", n, src.n)}
+	}
+	if r := C.kiln_cuMemcpyHtoDAsync(d.fn.htodAsync, C.ulonglong(dst), src.p, C.size_t(n), s.p); r != 0 {
+		return d.err("cuMemcpyHtoDAsync", r)
+	}
+	return nil
+}
+
+// MemcpyDtoHAsync queues a copy of n bytes at src into dst on s.
+func (d *Driver) MemcpyDtoHAsync(dst HostBuffer, src DevicePtr, n int, s Stream) error {
+	if n < 0 || n > dst.n {
+		return &Error{Call: "cuMemcpyDtoHAsync", Code: 1, Name: "CUDA_ERROR_INVALID_VALUE", Msg: fmt.Sprintf("%d bytes into a %d-byte buffer", n, dst.n)}
+	}
+	if r := C.kiln_cuMemcpyDtoHAsync(d.fn.dtohAsync, dst.p, C.ulonglong(src), C.size_t(n), s.p); r != 0 {
+		return d.err("cuMemcpyDtoHAsync", r)
+	}
+	return nil
+}
+
+// MemAllocHost allocates n bytes of page-locked host memory.
+func (d *Driver) MemAllocHost(n int) (HostBuffer, error) {
+	var p unsafe.Pointer
+	if r := C.kiln_cuMemAllocHost(d.fn.allocHost, &p, C.size_t(n)); r != 0 {
+		return HostBuffer{}, d.err(fmt.Sprintf("cuMemAllocHost(%d bytes)", n), r)
+	}
+	return HostBuffer{p: p, n: n}, nil
+}
+
+// MemFreeHost frees memory from MemAllocHost.
+func (d *Driver) MemFreeHost(h HostBuffer) error {
+	if r := C.kiln_cuMemFreeHost(d.fn.freeHost, h.p); r != 0 {
+		return d.err("cuMemFreeHost", r)
+	}
+	return nil
+}
+
+// StreamCreate creates a stream (flags: 0, or 1 for non-blocking).
+func (d *Driver) StreamCreate(flags uint32) (Stream, error) {
+	var s unsafe.Pointer
+	if r := C.kiln_cuStreamCreate(d.fn.streamCreate, &s, C.uint(flags)); r != 0 {
+		return Stream{}, d.err("cuStreamCreate", r)
+	}
+	return Stream{s}, nil
+}
+
+// StreamSynchronize waits for the work queued on s.
+func (d *Driver) StreamSynchronize(s Stream) error {
+	if r := C.kiln_cuStreamSynchronize(d.fn.streamSync, s.p); r != 0 {
+		return d.err("cuStreamSynchronize", r)
+	}
+	return nil
+}
+
+// StreamDestroy destroys s.
+func (d *Driver) StreamDestroy(s Stream) error {
+	if r := C.kiln_cuStreamDestroy(d.fn.streamDestroy, s.p); r != 0 {
+		return d.err("cuStreamDestroy", r)
+	}
+	return nil
+}
+
+// EventCreate creates an event (flags: 0 for a timing event).
+func (d *Driver) EventCreate(flags uint32) (Event, error) {
+	var e unsafe.Pointer
+	if r := C.kiln_cuEventCreate(d.fn.eventCreate, &e, C.uint(flags)); r != 0 {
+		return Event{}, d.err("cuEventCreate", r)
+	}
+	return Event{e}, nil
+}
+
+// EventRecord records e on s.
+func (d *Driver) EventRecord(e Event, s Stream) error {
+	if r := C.kiln_cuEventRecord(d.fn.eventRecord, e.p, s.p); r != 0 {
+		return d.err("cuEventRecord", r)
+	}
+	return nil
+}
+
+// EventSynchronize waits for e.
+func (d *Driver) EventSynchronize(e Event) error {
+	if r := C.kiln_cuEventSynchronize(d.fn.eventSync, e.p); r != 0 {
+		return d.err("cuEventSynchronize", r)
+	}
+	return nil
+}
+
+// EventElapsed returns the milliseconds between two recorded events.
+func (d *Driver) EventElapsed(start, end Event) (float32, error) {
+	var ms C.float
+	if r := C.kiln_cuEventElapsedTime(d.fn.eventElapsed, &ms, start.p, end.p); r != 0 {
+		return 0, d.err("cuEventElapsedTime", r)
+	}
+	return float32(ms), nil
+}
+
+// EventDestroy destroys e.
+func (d *Driver) EventDestroy(e Event) error {
+	if r := C.kiln_cuEventDestroy(d.fn.eventDestroy, e.p); r != 0 {
+		return d.err("cuEventDestroy", r)
+	}
+	return nil
+}
+
+// ModuleLoadData loads a cubin or PTX image into the current context.
+func (d *Driver) ModuleLoadData(image []byte) (Module, error) {
+	if len(image) == 0 {
+		return Module{}, &Error{Call: "cuModuleLoadData", Code: 1, Name: "CUDA_ERROR_INVALID_VALUE", Msg: "empty image"}
+	}
+	// A PTX image must end with a NUL: copy it into C memory with one.
+	buf := C.malloc(C.size_t(len(image) + 1))
+	defer C.free(buf)
+	b := unsafe.Slice((*byte)(buf), len(image)+1)
+	copy(b, image)
+	b[len(image)] = 0
+	var m unsafe.Pointer
+	if r := C.kiln_cuModuleLoadData(d.fn.moduleLoadData, &m, buf); r != 0 {
+		return Module{}, d.err("cuModuleLoadData", r)
+	}
+	return Module{m}, nil
+}
+
+// ModuleUnload unloads m.
+func (d *Driver) ModuleUnload(m Module) error {
+	if r := C.kiln_cuModuleUnload(d.fn.moduleUnload, m.p); r != 0 {
+		return d.err("cuModuleUnload", r)
+	}
+	return nil
+}
+
+// ModuleFunction returns the kernel called name in m.
+func (d *Driver) ModuleFunction(m Module, name string) (Function, error) {
+	cs := cString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var f unsafe.Pointer
+	if r := C.kiln_cuModuleGetFunction(d.fn.moduleGetFunction, &f, m.p, cs); r != 0 {
+		return Function{}, d.err("cuModuleGetFunction("+name+")", r)
+	}
+	return Function{f}, nil
+}
+
+// Launch queues kernel f on s. It does not allocate.
+func (d *Driver) Launch(f Function, grid, block Dim3, sharedMem uint32, s Stream, args *KernelArgs) error {
+	var params *unsafe.Pointer
+	if args != nil {
+		params = (*unsafe.Pointer)(args.ptrs)
+	}
+	r := C.kiln_cuLaunchKernel(d.fn.launchKernel, f.p,
+		C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
+		C.uint(block.X), C.uint(block.Y), C.uint(block.Z),
+		C.uint(sharedMem), s.p, params)
+	if r != 0 {
+		return d.err("cuLaunchKernel", r)
+	}
+	return nil
+}
+
+// BeginCapture starts capturing the work queued on s into a graph.
+func (d *Driver) BeginCapture(s Stream, mode int) error {
+	if r := C.kiln_cuStreamBeginCapture(d.fn.beginCapture, s.p, C.int(mode)); r != 0 {
+		return d.err("cuStreamBeginCapture", r)
+	}
+	return nil
+}
+
+// EndCapture ends the capture on s and returns the graph.
+func (d *Driver) EndCapture(s Stream) (Graph, error) {
+	var g unsafe.Pointer
+	if r := C.kiln_cuStreamEndCapture(d.fn.endCapture, s.p, &g); r != 0 {
+		return Graph{}, d.err("cuStreamEndCapture", r)
+	}
+	return Graph{g}, nil
+}
+
+// GraphInstantiate makes an executable graph of g.
+func (d *Driver) GraphInstantiate(g Graph) (GraphExec, error) {
+	var e unsafe.Pointer
+	if r := C.kiln_cuGraphInstantiate(d.fn.graphInstantiate, &e, g.p, 0); r != 0 {
+		return GraphExec{}, d.err("cuGraphInstantiate", r)
+	}
+	return GraphExec{e}, nil
+}
+
+// GraphLaunch queues e on s. It does not allocate.
+func (d *Driver) GraphLaunch(e GraphExec, s Stream) error {
+	if r := C.kiln_cuGraphLaunch(d.fn.graphLaunch, e.p, s.p); r != 0 {
+		return d.err("cuGraphLaunch", r)
+	}
+	return nil
+}
+
+// GraphDestroy destroys g.
+func (d *Driver) GraphDestroy(g Graph) error {
+	if r := C.kiln_cuGraphDestroy(d.fn.graphDestroy, g.p); r != 0 {
+		return d.err("cuGraphDestroy", r)
+	}
+	return nil
+}
+
+// GraphExecDestroy destroys e.
+func (d *Driver) GraphExecDestroy(e GraphExec) error {
+	if r := C.kiln_cuGraphExecDestroy(d.fn.gxDe, e.p); r != 0 {
+		return d.err("cuGraphExecDestroy", r)
+	}
+	return nil
+}
+
+// KernelArgs holds a kernel's arguments in C memory, so that Launch passes
+// them without copying or allocating. Each argument takes an 8-byte slot.
+type KernelArgs struct {
+	n     int
+	slots unsafe.Pointer // n 8-byte values
+	ptrs  unsafe.Pointer // n pointers to the slots
+}
+
+// NewKernelArgs allocates room for n arguments; free it with Free.
+func NewKernelArgs(n int) *KernelArgs {
+	if n < 1 {
+		n = 1
+	}
+	a := &KernelArgs{n: n, slots: C.calloc(C.size_t(n), 8), ptrs: C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(uintptr(0))))}
+	for i := range n {
+		*(*unsafe.Pointer)(unsafe.Add(a.ptrs, i*int(unsafe.Sizeof(uintptr(0))))) = unsafe.Add(a.slots, i*8)
+	}
+	return a
+}
+
+func (a *KernelArgs) slot(i int) unsafe.Pointer {
+	if i < 0 || i >= a.n {
+		panic(fmt.Sprintf("cuda: kernel argument %d out of range [0,%d)", i, a.n))
+	}
+	return unsafe.Add(a.slots, i*8)
+}
+
+// SetPtr sets argument i to a device pointer.
+func (a *KernelArgs) SetPtr(i int, p DevicePtr) { *(*uint64)(a.slot(i)) = uint64(p) }
+
+// SetInt64 sets argument i to a 64-bit integer.
+func (a *KernelArgs) SetInt64(i int, v int64) { *(*int64)(a.slot(i)) = v }
+
+// SetInt32 sets argument i to a 32-bit integer.
+func (a *KernelArgs) SetInt32(i int, v int32) { *(*int32)(a.slot(i)) = v }
+
+// SetFloat32 sets argument i to a float.
+func (a *KernelArgs) SetFloat32(i int, v float32) { *(*float32)(a.slot(i)) = v }
+
+// Free releases the arguments' C memory.
+func (a *KernelArgs) Free() {
+	if a.slots != nil {
+		C.free(a.slots)
+		C.free(a.ptrs)
+		a.slots, a.ptrs = nil, nil
+	}
+}

@@ -1,0 +1,52 @@
+package cuda
+
+import (
+	"embed"
+	"io/fs"
+	"sort"
+	"strings"
+)
+
+//go:embed kernels/*.cu
+var kernelFS embed.FS
+
+// KernelNames lists the kernels (extern "C" __global__ functions) of the
+// embedded sources.
+var KernelNames = []string{
+	"add_f32", "add_f16",
+	"relu_f32", "relu_f16",
+	"sigmoid_f32", "sigmoid_f16",
+	"silu_f32", "silu_f16",
+	"bias_act_f32", "bias_act_f16",
+}
+
+// Activation codes of the bias_act kernels.
+const (
+	ActNone    = 0
+	ActReLU    = 1
+	ActSigmoid = 2
+	ActSiLU    = 3
+)
+
+// KernelSource returns the embedded kernel sources as one compilation unit:
+// the kernels/*.cu files in name order, each preceded by a #line directive
+// so that compiler messages name the file.
+func KernelSource() string {
+	names, _ := fs.Glob(kernelFS, "kernels/*.cu")
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		src, _ := kernelFS.ReadFile(n)
+		b.WriteString("#line 1 \"" + n + "\"\n")
+		b.Write(src)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// CompileKernels compiles the embedded kernels for arch, a real
+// architecture such as "sm_90" (giving a cubin) or a virtual one such as
+// "compute_90" (giving PTX).
+func CompileKernels(n *NVRTC, arch string) (*Compiled, error) {
+	return n.Compile("kiln_kernels.cu", KernelSource(), "--gpu-architecture="+arch, "--std=c++14")
+}

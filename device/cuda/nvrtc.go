@@ -1,0 +1,156 @@
+package cuda
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+)
+
+// NVRTC is the CUDA run-time compiler (libnvrtc).
+type NVRTC struct {
+	lib          *library
+	major, minor int
+	fn           struct {
+		version, errorString, create, compile, logSize, log unsafe.Pointer
+		cubinSize, cubin, ptxSize, ptx, destroy             unsafe.Pointer
+	}
+}
+
+// OpenNVRTC opens libnvrtc (13, 12 or 11.2) and reads its version.
+func OpenNVRTC(o Options) (*NVRTC, error) {
+	lib, err := openLibrary("libnvrtc", libNVRTC, o)
+	if err != nil {
+		return nil, err
+	}
+	n := &NVRTC{lib: lib}
+	f := &n.fn
+	if err := lib.symbols([]symbol{
+		sym(&f.version, "nvrtcVersion"),
+		sym(&f.errorString, "nvrtcGetErrorString"),
+		sym(&f.create, "nvrtcCreateProgram"),
+		sym(&f.compile, "nvrtcCompileProgram"),
+		sym(&f.logSize, "nvrtcGetProgramLogSize"),
+		sym(&f.log, "nvrtcGetProgramLog"),
+		sym(&f.cubinSize, "nvrtcGetCUBINSize"),
+		sym(&f.cubin, "nvrtcGetCUBIN"),
+		sym(&f.ptxSize, "nvrtcGetPTXSize"),
+		sym(&f.ptx, "nvrtcGetPTX"),
+		sym(&f.destroy, "nvrtcDestroyProgram"),
+	}); err != nil {
+		lib.close()
+		return nil, err
+	}
+	var ma, mi C.int
+	if r := C.kiln_nvrtcVersion(f.version, &ma, &mi); r != 0 {
+		lib.close()
+		return nil, n.err("nvrtcVersion", r)
+	}
+	n.major, n.minor = int(ma), int(mi)
+	return n, nil
+}
+
+// Version returns NVRTC's version, e.g. 13, 0.
+func (n *NVRTC) Version() (major, minor int) { return n.major, n.minor }
+
+// Path returns the file libnvrtc was opened from.
+func (n *NVRTC) Path() string { return n.lib.path }
+
+func (n *NVRTC) err(call string, r C.int) error {
+	e := &Error{Call: call, Code: int(r), OOM: r == 1} // NVRTC_ERROR_OUT_OF_MEMORY
+	if s := C.kiln_nvrtcGetErrorString(n.fn.errorString, r); s != nil {
+		e.Name = C.GoString(s)
+	}
+	return e
+}
+
+// Compiled is the result of compiling one source with NVRTC.
+type Compiled struct {
+	CUBIN []byte // the cubin, when compiled for a real architecture (sm_XX)
+	PTX   []byte // the PTX, when compiled for a virtual one (compute_XX)
+	Log   string // the compiler's log (warnings)
+}
+
+// Compile compiles CUDA source with the given options, e.g.
+// "--gpu-architecture=sm_90". A compilation error wraps ErrCompile and
+// carries the compiler's log.
+func (n *NVRTC) Compile(name, src string, opts ...string) (*Compiled, error) {
+	csrc, cname := cString(src), cString(name)
+	defer C.free(unsafe.Pointer(csrc))
+	defer C.free(unsafe.Pointer(cname))
+	var prog unsafe.Pointer
+	if r := C.kiln_nvrtcCreateProgram(n.fn.create, &prog, csrc, cname); r != 0 {
+		return nil, n.err("nvrtcCreateProgram("+name+")", r)
+	}
+	defer C.kiln_nvrtcDestroyProgram(n.fn.destroy, &prog)
+
+	copts := (**C.char)(C.calloc(C.size_t(len(opts)+1), C.size_t(unsafe.Sizeof(uintptr(0)))))
+	list := unsafe.Slice(copts, len(opts)+1)
+	for i, o := range opts {
+		list[i] = cString(o)
+	}
+	defer func() {
+		for _, p := range list {
+			if p != nil {
+				C.free(unsafe.Pointer(p))
+			}
+		}
+		C.free(unsafe.Pointer(copts))
+	}()
+	rc := C.kiln_nvrtcCompileProgram(n.fn.compile, prog, C.int(len(opts)), copts)
+	log, err := n.get(prog, n.fn.logSize, n.fn.log, "nvrtcGetProgramLog")
+	if err != nil {
+		return nil, err
+	}
+	out := &Compiled{Log: strings.TrimRight(string(log), "\x00\n ")}
+	if rc != 0 {
+		return nil, fmt.Errorf("%w: %s: %w\n%s", ErrCompile, name, n.err("nvrtcCompileProgram", rc), out.Log)
+	}
+	if virtual := isVirtualArch(opts); virtual {
+		ptx, err := n.get(prog, n.fn.ptxSize, n.fn.ptx, "nvrtcGetPTX")
+		if err != nil {
+			return nil, err
+		}
+		out.PTX = []byte(strings.TrimRight(string(ptx), "\x00"))
+		return out, nil
+	}
+	if out.CUBIN, err = n.get(prog, n.fn.cubinSize, n.fn.cubin, "nvrtcGetCUBIN"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// isVirtualArch reports whether the options ask for PTX (compute_XX, or no
+// architecture at all) rather than a cubin.
+func isVirtualArch(opts []string) bool {
+	for _, o := range opts {
+		for _, p := range []string{"--gpu-architecture=", "-arch=", "-arch "} {
+			if a, ok := strings.CutPrefix(o, p); ok {
+				return !strings.HasPrefix(a, "sm_")
+			}
+		}
+	}
+	return true
+}
+
+// get reads one of the program's outputs through its size and copy functions.
+func (n *NVRTC) get(prog, sizeFn, getFn unsafe.Pointer, call string) ([]byte, error) {
+	var size C.size_t
+	if r := C.kiln_nvrtcGetSize(sizeFn, prog, &size); r != 0 {
+		return nil, n.err(call+"Size", r)
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	buf := C.malloc(size)
+	defer C.free(buf)
+	if r := C.kiln_nvrtcGetBytes(getFn, prog, (*C.char)(buf)); r != 0 {
+		return nil, n.err(call, r)
+	}
+	return C.GoBytes(buf, C.int(size)), nil
+}
