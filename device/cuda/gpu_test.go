@@ -65,7 +65,19 @@ func TestNVRTCCompileError(t *testing.T) {
 type gpu struct {
 	d   *Driver
 	dev Device
+	ctx Context
 	fp  Fingerprint
+}
+
+// bind makes the context current in a subtest, which runs on its own
+// goroutine and so maybe on another OS thread.
+func (g *gpu) bind(t testing.TB) {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	if err := g.d.SetCurrent(g.ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func openGPU(t testing.TB) *gpu {
@@ -94,7 +106,7 @@ func openGPU(t testing.TB) *gpu {
 		d.ReleasePrimaryContext(dev)
 		runtime.UnlockOSThread()
 	})
-	return &gpu{d: d, dev: dev, fp: fp}
+	return &gpu{d: d, dev: dev, ctx: ctx, fp: fp}
 }
 
 func (g *gpu) module(t testing.TB) Module {
@@ -229,6 +241,7 @@ func TestKernelsOnGPU(t *testing.T) {
 		for _, c := range cases {
 			name := c.kernel + suffix
 			t.Run(name+"/act"+string(rune('0'+c.act)), func(t *testing.T) {
+				g.bind(t)
 				f, err := g.d.ModuleFunction(m, name)
 				if err != nil {
 					t.Fatal(err)
@@ -497,7 +510,7 @@ func BenchmarkLaunch(b *testing.B) {
 		if err := g.d.Launch(f, Dim3{4, 1, 1}, Dim3{256, 1, 1}, 0, s, args); err != nil {
 			b.Fatal(err)
 		}
-		if i%1024 == 1023 { // keep the queue from filling
+		if i%512 == 511 { // keep the queue from filling
 			b.StopTimer()
 			g.d.StreamSynchronize(s)
 			b.StartTimer()
@@ -557,6 +570,32 @@ func BenchmarkGraphLaunch(b *testing.B) {
 			b.StopTimer()
 			g.d.StreamSynchronize(s)
 			b.StartTimer()
+		}
+	}
+	b.StopTimer()
+	if err := g.d.StreamSynchronize(s); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkEventRecord measures the host cost of one cuEventRecord.
+func BenchmarkEventRecord(b *testing.B) {
+	g := openGPU(b)
+	s, err := g.d.StreamCreate(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.d.StreamDestroy(s)
+	ev, err := g.d.EventCreate(2) // CU_EVENT_DISABLE_TIMING
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.d.EventDestroy(ev)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := g.d.EventRecord(ev, s); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.StopTimer()

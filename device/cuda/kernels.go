@@ -48,5 +48,5 @@ func KernelSource() string {
 // architecture such as "sm_90" (giving a cubin) or a virtual one such as
 // "compute_90" (giving PTX).
 func CompileKernels(n *NVRTC, arch string) (*Compiled, error) {
-	return n.Compile("kiln_kernels.cu", KernelSource(), "--gpu-architecture="+arch, "--std=c++14")
+	return n.Compile("kiln_kernels.cu", KernelSource(), "--gpu-architecture="+arch)
 }
