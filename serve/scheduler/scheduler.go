@@ -1,0 +1,556 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kilnai/kiln/tensor"
+)
+
+var (
+	// ErrQueueFull is returned when the request's priority level already holds
+	// max_queue_size requests.
+	ErrQueueFull = errors.New("scheduler: queue full")
+	// ErrTimeout is returned when a request's queue timeout expired before an
+	// instance took it (REJECT policy).
+	ErrTimeout = errors.New("scheduler: request timed out in the queue")
+	// ErrClosed is returned for requests made after Shutdown began.
+	ErrClosed = errors.New("scheduler: shutting down")
+	// ErrInput is returned for a request that cannot be scheduled: no inputs,
+	// inputs that disagree on the batch size, a batch above the maximum, a
+	// bad priority or timeout.
+	ErrInput = errors.New("scheduler: bad request")
+	// ErrOutput is returned when a batched run's outputs cannot be split back
+	// into the requests' results.
+	ErrOutput = errors.New("scheduler: cannot split batched output")
+)
+
+// Runner runs a model; it must be safe for concurrent calls.
+type Runner interface {
+	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+}
+
+// TimeoutAction is what happens to a request whose queue timeout expired.
+type TimeoutAction int
+
+const (
+	// Reject fails the request with ErrTimeout.
+	Reject TimeoutAction = iota
+	// Delay keeps the request queued behind every request whose timeout has
+	// not expired.
+	Delay
+)
+
+// QueuePolicy is the queue policy of one priority level.
+type QueuePolicy struct {
+	Action TimeoutAction
+	// DefaultTimeout is the queue timeout of a request that gives none; 0
+	// means no timeout.
+	DefaultTimeout time.Duration
+	// AllowOverride lets Request.Timeout replace DefaultTimeout.
+	AllowOverride bool
+	// MaxQueueSize bounds the requests waiting at this level; 0 means no bound.
+	MaxQueueSize int
+}
+
+// Options configures a Scheduler.
+type Options struct {
+	// Instances is the number of concurrent runs (at least 1).
+	Instances int
+	// MaxBatchSize > 0 means every input has a leading batch dimension.
+	MaxBatchSize int
+	// Batching turns on dynamic batching (needs MaxBatchSize > 0).
+	Batching bool
+	// PreferredBatchSizes are batch sizes sent at once when reached.
+	PreferredBatchSizes []int
+	// MaxQueueDelay is how long the batcher may hold a request to fill a batch.
+	MaxQueueDelay time.Duration
+	// PriorityLevels is the number of levels, 1 the highest (0 means 1).
+	PriorityLevels int
+	// DefaultPriority is the level of a request with Priority 0 (0 means the
+	// lowest level).
+	DefaultPriority int
+	// DefaultPolicy applies to every level not in Policies.
+	DefaultPolicy QueuePolicy
+	// Policies overrides the policy of single levels.
+	Policies map[int]QueuePolicy
+}
+
+// Request is one inference request.
+type Request struct {
+	Inputs map[string]*tensor.Tensor
+	// Priority is a level in 1..PriorityLevels; 0 means the default level.
+	Priority int
+	// Timeout overrides the level's queue timeout when the policy allows it;
+	// 0 keeps the default.
+	Timeout time.Duration
+}
+
+// Result is the outcome of a request.
+type Result struct {
+	Outputs map[string]*tensor.Tensor
+	// Queue is the time from Infer to the start of the run, Compute the run's.
+	Queue, Compute time.Duration
+	// BatchSize is the batch size of the run the request was part of.
+	BatchSize int
+}
+
+// Observer is told about each run; it must be safe for concurrent calls.
+type Observer interface {
+	// Executed reports one run of the model on a batch of requests.
+	Executed(requests, batchSize int, compute time.Duration)
+}
+
+type item struct {
+	req      *Request
+	level    int
+	key      string
+	size     int
+	enqueued time.Time
+	delayed  bool
+	taken    bool
+	done     chan outcome
+}
+
+type outcome struct {
+	res *Result
+	err error
+}
+
+// Scheduler queues requests for one model and runs them on its instances.
+type Scheduler struct {
+	run  Runner
+	opts Options
+	obs  Observer
+
+	mu       sync.Mutex
+	queues   [][]*item // per level, FIFO
+	queued   int
+	inflight int
+	closed   bool
+	wake     chan struct{} // closed and replaced on every change
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// New starts a scheduler with opts.Instances instance goroutines. obs may be nil.
+func New(r Runner, opts Options, obs Observer) *Scheduler {
+	opts.Instances = max(opts.Instances, 1)
+	opts.PriorityLevels = max(opts.PriorityLevels, 1)
+	if opts.DefaultPriority <= 0 || opts.DefaultPriority > opts.PriorityLevels {
+		opts.DefaultPriority = opts.PriorityLevels
+	}
+	if opts.MaxBatchSize <= 0 {
+		opts.Batching = false
+	}
+	s := &Scheduler{run: r, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
+		wake: make(chan struct{}), stop: make(chan struct{})}
+	for range opts.Instances {
+		s.wg.Add(1)
+		go s.instance()
+	}
+	return s
+}
+
+// Pending returns the number of requests waiting in the queue.
+func (s *Scheduler) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
+}
+
+func (s *Scheduler) policy(level int) QueuePolicy {
+	if p, ok := s.opts.Policies[level]; ok {
+		return p
+	}
+	return s.opts.DefaultPolicy
+}
+
+// broadcast wakes every waiting instance; s.mu must be held.
+func (s *Scheduler) broadcast() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// batchKey describes what must match for requests to be batched together:
+// every input's name, type and shape past the batch dimension.
+func batchKey(inputs map[string]*tensor.Tensor, batched bool) (key string, size int, err error) {
+	names := make([]string, 0, len(inputs))
+	for n := range inputs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	size = -1
+	for _, n := range names {
+		t := inputs[n]
+		if t == nil {
+			return "", 0, fmt.Errorf("%w: input %q is nil", ErrInput, n)
+		}
+		shape := t.Shape
+		if batched {
+			if len(shape) == 0 {
+				return "", 0, fmt.Errorf("%w: input %q has no batch dimension", ErrInput, n)
+			}
+			if size >= 0 && shape[0] != size {
+				return "", 0, fmt.Errorf("%w: input %q has batch size %d, others %d", ErrInput, n, shape[0], size)
+			}
+			size = shape[0]
+			shape = shape[1:]
+		}
+		fmt.Fprintf(&b, "%q:%d:%v;", n, t.DType, shape)
+	}
+	return b.String(), max(size, 1), nil
+}
+
+// Infer queues req and waits for its result, for ctx to end, or for its
+// queue timeout.
+func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
+	if req == nil || len(req.Inputs) == 0 {
+		return nil, fmt.Errorf("%w: no inputs", ErrInput)
+	}
+	level := req.Priority
+	if level == 0 {
+		level = s.opts.DefaultPriority
+	}
+	if level < 0 || level > s.opts.PriorityLevels {
+		return nil, fmt.Errorf("%w: priority %d outside 1..%d", ErrInput, req.Priority, s.opts.PriorityLevels)
+	}
+	if req.Timeout < 0 {
+		return nil, fmt.Errorf("%w: negative timeout", ErrInput)
+	}
+	key, size, err := batchKey(req.Inputs, s.opts.MaxBatchSize > 0)
+	if err != nil {
+		return nil, err
+	}
+	if s.opts.MaxBatchSize > 0 && size > s.opts.MaxBatchSize {
+		return nil, fmt.Errorf("%w: batch size %d above the model's max_batch_size %d", ErrInput, size, s.opts.MaxBatchSize)
+	}
+	pol := s.policy(level)
+	timeout := pol.DefaultTimeout
+	if pol.AllowOverride && req.Timeout > 0 {
+		timeout = req.Timeout
+	}
+	it := &item{req: req, level: level, key: key, size: size, enqueued: time.Now(), done: make(chan outcome, 1)}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if pol.MaxQueueSize > 0 && len(s.queues[level-1]) >= pol.MaxQueueSize {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d requests waiting at priority %d", ErrQueueFull, len(s.queues[level-1]), level)
+	}
+	s.queues[level-1] = append(s.queues[level-1], it)
+	s.queued++
+	s.broadcast()
+	s.mu.Unlock()
+
+	var expire <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expire = t.C
+	}
+	for {
+		select {
+		case o := <-it.done:
+			return o.res, o.err
+		case <-ctx.Done():
+			s.remove(it)
+			return nil, ctx.Err()
+		case <-expire:
+			expire = nil
+			if pol.Action == Delay {
+				s.mu.Lock()
+				if !it.taken {
+					it.delayed = true
+					s.broadcast()
+				}
+				s.mu.Unlock()
+				continue
+			}
+			if s.remove(it) {
+				return nil, fmt.Errorf("%w after %v", ErrTimeout, timeout)
+			}
+			// an instance took it just now: wait for the result
+		}
+	}
+}
+
+// remove takes it out of the queue; it reports whether it was still queued.
+func (s *Scheduler) remove(it *item) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it.taken {
+		return false
+	}
+	q := s.queues[it.level-1]
+	if i := slices.Index(q, it); i >= 0 {
+		s.queues[it.level-1] = slices.Delete(q, i, i+1)
+		s.queued--
+		it.taken = true
+		s.broadcast()
+		return true
+	}
+	return false
+}
+
+// order returns the queued items in the order they are served: by level,
+// requests whose timeout expired under DELAY after all others.
+func (s *Scheduler) order() []*item {
+	out := make([]*item, 0, s.queued)
+	for _, q := range s.queues {
+		for _, it := range q {
+			if !it.delayed {
+				out = append(out, it)
+			}
+		}
+	}
+	for _, q := range s.queues {
+		for _, it := range q {
+			if it.delayed {
+				out = append(out, it)
+			}
+		}
+	}
+	return out
+}
+
+// pick chooses the next batch; s.mu must be held. It returns nil and the time
+// to wait (0: until woken) when a batch should not be sent yet.
+func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
+	order := s.order()
+	if len(order) == 0 {
+		return nil, 0
+	}
+	head := order[0]
+	batch := []*item{head}
+	if !s.opts.Batching {
+		return batch, 0
+	}
+	total := head.size
+	for _, it := range order[1:] {
+		if it.key == head.key && total+it.size <= s.opts.MaxBatchSize {
+			batch = append(batch, it)
+			total += it.size
+		}
+	}
+	if total >= s.opts.MaxBatchSize || slices.Contains(s.opts.PreferredBatchSizes, total) {
+		return batch, 0
+	}
+	waited := now.Sub(head.enqueued)
+	if waited >= s.opts.MaxQueueDelay {
+		// send the largest preferred size reachable, or everything
+		return batch, 0
+	}
+	return nil, s.opts.MaxQueueDelay - waited
+}
+
+func (s *Scheduler) take(batch []*item) {
+	for _, it := range batch {
+		it.taken = true
+		q := s.queues[it.level-1]
+		if i := slices.Index(q, it); i >= 0 {
+			s.queues[it.level-1] = slices.Delete(q, i, i+1)
+		}
+	}
+	s.queued -= len(batch)
+	s.inflight++
+	s.broadcast()
+}
+
+func (s *Scheduler) instance() {
+	defer s.wg.Done()
+	var timer *time.Timer
+	for {
+		s.mu.Lock()
+		batch, wait := s.pick(time.Now())
+		if batch != nil {
+			s.take(batch)
+			s.mu.Unlock()
+			s.execute(batch)
+			s.mu.Lock()
+			s.inflight--
+			s.broadcast()
+			s.mu.Unlock()
+			continue
+		}
+		wake := s.wake
+		s.mu.Unlock()
+		var tc <-chan time.Time
+		if wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			tc = timer.C
+		}
+		select {
+		case <-wake:
+		case <-tc:
+		case <-s.stop:
+			return
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// execute runs a batch and delivers each request's result.
+func (s *Scheduler) execute(batch []*item) {
+	start := time.Now()
+	total := 0
+	for _, it := range batch {
+		total += it.size
+	}
+	fail := func(err error) {
+		for _, it := range batch {
+			it.done <- outcome{err: err}
+		}
+	}
+	inputs := batch[0].req.Inputs
+	if len(batch) > 1 {
+		var err error
+		if inputs, err = concat(batch); err != nil {
+			fail(err)
+			return
+		}
+	}
+	// The run is not tied to one request's context: the others still want
+	// the result. A request whose context ends stops waiting for it.
+	out, err := s.run.Run(context.Background(), inputs)
+	compute := time.Since(start)
+	if s.obs != nil {
+		s.obs.Executed(len(batch), total, compute)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].done <- outcome{res: &Result{Outputs: out, Queue: start.Sub(batch[0].enqueued), Compute: compute, BatchSize: total}}
+		return
+	}
+	parts, err := split(out, batch, total)
+	if err != nil {
+		fail(err)
+		return
+	}
+	for i, it := range batch {
+		it.done <- outcome{res: &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Compute: compute, BatchSize: total}}
+	}
+}
+
+// concat joins the batch's inputs along dimension 0.
+func concat(batch []*item) (map[string]*tensor.Tensor, error) {
+	out := map[string]*tensor.Tensor{}
+	for name, first := range batch[0].req.Inputs {
+		shape := append([]int{}, first.Shape...)
+		shape[0] = 0
+		for _, it := range batch {
+			shape[0] += it.req.Inputs[name].Shape[0]
+		}
+		t, err := tensor.Make(first.DType, shape)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		}
+		off := 0
+		for _, it := range batch {
+			in := it.req.Inputs[name]
+			if first.DType == tensor.String {
+				off += copy(t.Strings[off:], in.Strings)
+			} else {
+				off += copy(t.Data[off:], in.Data)
+			}
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// split cuts every output along dimension 0 into the requests' parts.
+func split(out map[string]*tensor.Tensor, batch []*item, total int) ([]map[string]*tensor.Tensor, error) {
+	parts := make([]map[string]*tensor.Tensor, len(batch))
+	for i := range parts {
+		parts[i] = map[string]*tensor.Tensor{}
+	}
+	for name, t := range out {
+		if len(t.Shape) == 0 || t.Shape[0] != total {
+			return nil, fmt.Errorf("%w: output %q has shape %v, batch size %d", ErrOutput, name, t.Shape, total)
+		}
+		row := tensor.NumElements(t.Shape[1:])
+		off := 0
+		for i, it := range batch {
+			shape := append([]int{it.size}, t.Shape[1:]...)
+			n := it.size * row
+			p := &tensor.Tensor{DType: t.DType, Shape: shape}
+			if t.DType == tensor.String {
+				p.Strings = t.Strings[off : off+n : off+n]
+			} else {
+				sz := t.DType.Size()
+				var err error
+				if p, err = tensor.FromBytes(t.DType, shape, t.Data[off*sz:(off+n)*sz:(off+n)*sz]); err != nil {
+					return nil, fmt.Errorf("%w: %w", ErrOutput, err)
+				}
+			}
+			parts[i][name] = p
+			off += n
+		}
+	}
+	return parts, nil
+}
+
+// Shutdown may be called more than once. It refuses new requests, lets queued and running ones finish, and
+// stops the instances. If ctx ends first, the requests still queued fail with
+// ErrClosed, running ones finish in the background, and Shutdown returns
+// ctx's error.
+func (s *Scheduler) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	var err error
+	for {
+		s.mu.Lock()
+		idle := s.queued == 0 && s.inflight == 0
+		wake := s.wake
+		s.mu.Unlock()
+		if idle {
+			break
+		}
+		select {
+		case <-wake:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.mu.Lock()
+		for _, q := range s.queues {
+			for _, it := range q {
+				it.taken = true
+				it.done <- outcome{err: ErrClosed}
+			}
+		}
+		for i := range s.queues {
+			s.queues[i] = nil
+		}
+		s.queued = 0
+		s.mu.Unlock()
+		break
+	}
+	s.stopOnce.Do(func() { close(s.stop) })
+	if err == nil {
+		s.wg.Wait()
+	}
+	return err
+}

@@ -1,0 +1,412 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// fakeModel doubles its float32 input "x" into "y", records the batch shapes
+// it saw, and blocks on gate (when not nil) before answering.
+type fakeModel struct {
+	delay   time.Duration
+	gate    chan struct{}
+	started chan struct{}
+	mu      sync.Mutex
+	shapes  [][]int
+	order   []float32
+}
+
+func (f *fakeModel) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	x := in["x"]
+	f.mu.Lock()
+	f.shapes = append(f.shapes, append([]int{}, x.Shape...))
+	f.order = append(f.order, x.Float32s()[0])
+	f.mu.Unlock()
+	if f.started != nil {
+		f.started <- struct{}{}
+	}
+	if f.gate != nil {
+		<-f.gate
+	}
+	time.Sleep(f.delay)
+	y := tensor.New(tensor.Float32, x.Shape...)
+	for i, v := range x.Float32s() {
+		y.Float32s()[i] = 2 * v
+	}
+	return map[string]*tensor.Tensor{"y": y}, nil
+}
+
+func req(v float32, shape ...int) *Request {
+	t := tensor.New(tensor.Float32, shape...)
+	for i := range t.Float32s() {
+		t.Float32s()[i] = v
+	}
+	return &Request{Inputs: map[string]*tensor.Tensor{"x": t}}
+}
+
+func checkDoubled(t *testing.T, res *Result, v float32) {
+	t.Helper()
+	for _, y := range res.Outputs["y"].Float32s() {
+		if y != 2*v {
+			t.Fatalf("output %v, want %v", y, 2*v)
+		}
+	}
+}
+
+// blocked starts a scheduler on a gated fake model and occupies its only
+// instance with one request; release lets everything run.
+func blocked(t *testing.T, opts Options) (s *Scheduler, m *fakeModel, release func()) {
+	t.Helper()
+	m = &fakeModel{gate: make(chan struct{}), started: make(chan struct{}, 100)}
+	s = New(m, opts, nil)
+	// a full batch, so that a batcher sends it at once
+	go s.Infer(context.Background(), req(-1, max(opts.MaxBatchSize, 1), 2))
+	<-m.started
+	var once sync.Once
+	release = func() { once.Do(func() { close(m.gate) }) }
+	t.Cleanup(func() { release(); s.Shutdown(context.Background()) })
+	return s, m, release
+}
+
+func TestBatchingUnderLoad(t *testing.T) {
+	m := &fakeModel{delay: 20 * time.Millisecond}
+	s := New(m, Options{Instances: 1, MaxBatchSize: 8, Batching: true, MaxQueueDelay: 50 * time.Millisecond}, nil)
+	defer s.Shutdown(context.Background())
+	var wg sync.WaitGroup
+	sizes := make([]int, 24)
+	for i := range sizes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := float32(i)
+			res, err := s.Infer(context.Background(), req(v, 1, 2))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			checkDoubled(t, res, v)
+			if got := res.Outputs["y"].Shape; got[0] != 1 || got[1] != 2 {
+				t.Errorf("output shape %v", got)
+			}
+			sizes[i] = res.BatchSize
+		}()
+	}
+	wg.Wait()
+	biggest := 0
+	for _, n := range sizes {
+		biggest = max(biggest, n)
+	}
+	if biggest < 4 {
+		t.Errorf("largest batch %d under 24 concurrent requests, want >= 4 (sizes %v)", biggest, sizes)
+	}
+	for _, sh := range m.shapes {
+		if sh[0] > 8 {
+			t.Errorf("batch of %d above max_batch_size 8", sh[0])
+		}
+	}
+}
+
+func TestPreferredBatchSizeSendsAtOnce(t *testing.T) {
+	s, m, release := blocked(t, Options{MaxBatchSize: 8, Batching: true, PreferredBatchSizes: []int{2}, MaxQueueDelay: time.Hour})
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Infer(context.Background(), req(float32(i), 1, 2)) }()
+	}
+	for s.Pending() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait() // with a one-hour delay this returns only because 2 is preferred
+	if got := m.shapes[len(m.shapes)-1][0]; got != 2 {
+		t.Errorf("batch %d, want 2", got)
+	}
+}
+
+func TestDifferentShapesNotBatched(t *testing.T) {
+	s, m, release := blocked(t, Options{MaxBatchSize: 8, Batching: true, MaxQueueDelay: 10 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.Infer(context.Background(), req(1, 1, 2+i%2))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if got := res.Outputs["y"].Shape[1]; got != 2+i%2 {
+				t.Errorf("output dim %d, want %d", got, 2+i%2)
+			}
+		}()
+	}
+	for s.Pending() < 6 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	total := 0
+	for _, sh := range m.shapes[1:] {
+		total += sh[0]
+	}
+	if total != 6 || len(m.shapes) != 3 {
+		t.Errorf("batches %v, want one of each shape with 3 requests each", m.shapes[1:])
+	}
+}
+
+func TestQueueTimeoutWhileBusy(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   QueuePolicy
+		override time.Duration
+	}{
+		{"default timeout", QueuePolicy{DefaultTimeout: 20 * time.Millisecond}, 0},
+		{"override", QueuePolicy{DefaultTimeout: time.Hour, AllowOverride: true}, 20 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _, _ := blocked(t, Options{DefaultPolicy: tt.policy})
+			r := req(1, 1, 2)
+			r.Timeout = tt.override
+			start := time.Now()
+			_, err := s.Infer(context.Background(), r)
+			if !errors.Is(err, ErrTimeout) {
+				t.Fatalf("err = %v, want ErrTimeout", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("timeout took %v", d)
+			}
+			if s.Pending() != 0 {
+				t.Errorf("Pending = %d after timeout", s.Pending())
+			}
+		})
+	}
+}
+
+func TestDelayPolicy(t *testing.T) {
+	s, m, release := blocked(t, Options{PriorityLevels: 2, Policies: map[int]QueuePolicy{
+		2: {Action: Delay, DefaultTimeout: 5 * time.Millisecond},
+	}})
+	var wg sync.WaitGroup
+	infer := func(v float32, prio int) {
+		defer wg.Done()
+		r := req(v, 1, 2)
+		r.Priority = prio
+		res, err := s.Infer(context.Background(), r)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		checkDoubled(t, res, v)
+	}
+	wg.Add(1)
+	go infer(2, 2)
+	time.Sleep(30 * time.Millisecond) // level 2's request is now delayed
+	wg.Add(1)
+	go infer(1, 2)
+	for s.Pending() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	if got := m.order[1:]; got[0] != 1 || got[1] != 2 {
+		t.Errorf("run order %v, want the delayed request last", got)
+	}
+}
+
+func TestPriority(t *testing.T) {
+	s, m, release := blocked(t, Options{PriorityLevels: 3})
+	var wg sync.WaitGroup
+	for _, p := range []int{3, 0, 1, 2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := req(float32(p), 1, 2)
+			r.Priority = p
+			if _, err := s.Infer(context.Background(), r); err != nil {
+				t.Error(err)
+			}
+		}()
+		for s.Pending() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for s.Pending() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	want := []float32{1, 2, 3, 0} // priority 0 means the default, the lowest level 3, queued after 3
+	for i, v := range m.order[1:] {
+		if v != want[i] {
+			t.Fatalf("order %v, want %v", m.order[1:], want)
+		}
+	}
+}
+
+func TestCancelLeavesQueue(t *testing.T) {
+	s, m, release := blocked(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { _, err := s.Infer(ctx, req(7, 1, 2)); errc <- err }()
+	for s.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if s.Pending() != 0 {
+		t.Fatalf("Pending = %d after cancel", s.Pending())
+	}
+	release()
+	if _, err := s.Infer(context.Background(), req(3, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range m.order {
+		if v == 7 {
+			t.Error("the cancelled request ran")
+		}
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	s, _, release := blocked(t, Options{DefaultPolicy: QueuePolicy{MaxQueueSize: 1}})
+	done := make(chan error)
+	go func() { _, err := s.Infer(context.Background(), req(1, 1, 2)); done <- err }()
+	for s.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Infer(context.Background(), req(2, 1, 2)); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("err = %v, want ErrQueueFull", err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	s := New(&fakeModel{}, Options{MaxBatchSize: 4, Batching: true, PriorityLevels: 2}, nil)
+	defer s.Shutdown(context.Background())
+	two := req(1, 2, 2)
+	two.Inputs["z"] = tensor.New(tensor.Float32, 3, 2)
+	prio := req(1, 1, 2)
+	prio.Priority = 3
+	neg := req(1, 1, 2)
+	neg.Timeout = -1
+	tests := []struct {
+		name string
+		r    *Request
+	}{
+		{"nil", nil},
+		{"no inputs", &Request{}},
+		{"batch too big", req(1, 5, 2)},
+		{"scalar", req(1)},
+		{"batch sizes disagree", two},
+		{"priority", prio},
+		{"timeout", neg},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.Infer(context.Background(), tt.r); !errors.Is(err, ErrInput) {
+				t.Errorf("err = %v, want ErrInput", err)
+			}
+		})
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	s, _, release := blocked(t, Options{})
+	done := make(chan error)
+	go func() { _, err := s.Infer(context.Background(), req(1, 1, 2)); done <- err }()
+	for s.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	shut := make(chan error)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	time.Sleep(5 * time.Millisecond)
+	if _, err := s.Infer(context.Background(), req(1, 1, 2)); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Shutdown: err = %v, want ErrClosed", err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Errorf("queued request lost in shutdown: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Error(err)
+	}
+
+	s2, _, _ := blocked(t, Options{})
+	go s2.Infer(context.Background(), req(1, 1, 2))
+	for s2.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := s2.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown past its deadline: err = %v", err)
+	}
+}
+
+type observer struct {
+	mu   sync.Mutex
+	runs int
+}
+
+func (o *observer) Executed(requests, batch int, _ time.Duration) {
+	o.mu.Lock()
+	o.runs++
+	o.mu.Unlock()
+}
+
+func TestRealModelBatched(t *testing.T) {
+	m, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	obs := &observer{}
+	s := New(m, Options{Instances: 2, MaxBatchSize: 8, Batching: true, MaxQueueDelay: 20 * time.Millisecond}, obs)
+	defer s.Shutdown(context.Background())
+	img := examples.TinyCNNInput(4)
+	want, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one := tensor.New(tensor.Float32, 1, 3, 32, 32)
+			copy(one.Data, img.Data[i*len(one.Data):])
+			res, err := s.Infer(context.Background(), &Request{Inputs: map[string]*tensor.Tensor{"image": one}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got := res.Outputs["probabilities"].Float32s()
+			exp := want["probabilities"].Float32s()[i*10 : i*10+10]
+			for j := range got {
+				if d := got[j] - exp[j]; d > 1e-5 || d < -1e-5 {
+					t.Errorf("image %d: output %d = %v, want %v", i, j, got[j], exp[j])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if obs.runs == 0 || obs.runs > 4 {
+		t.Errorf("observer saw %d runs", obs.runs)
+	}
+}
