@@ -17,7 +17,10 @@
 // and its description; it wraps ErrCUDA (and ErrOutOfMemory when the device
 // is out of memory).
 //
-// The CUDA driver binds contexts to OS threads: callers that use a Context
+// Driver, NVRTC, CUBLASLt, CUDNN and NVML values hold only function
+// pointers resolved when they are opened and may be used from several
+// goroutines; libraries, once in use, stay loaded for the life of the
+// process. The CUDA driver binds contexts to OS threads: callers that use a Context
 // must call runtime.LockOSThread and Driver.SetCurrent on that thread.
 //
 // Kernel sources (kernels/*.cu) are embedded in the binary and compiled with

@@ -148,16 +148,14 @@ func OpenDriver(o Options) (*Driver, error) {
 		lib.close()
 		return nil, err
 	}
+	// From here on libcuda stays loaded, even on failure: unloading a
+	// driver that has started its threads is not safe.
 	if r := C.kiln_cuInit(f.init, 0); r != 0 {
-		e := d.err("cuInit", r)
-		lib.close()
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, e)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, d.err("cuInit", r))
 	}
 	var v C.int
 	if r := C.kiln_cuDriverGetVersion(f.driverGetVersion, &v); r != 0 {
-		e := d.err("cuDriverGetVersion", r)
-		lib.close()
-		return nil, e
+		return nil, d.err("cuDriverGetVersion", r)
 	}
 	d.version = int(v)
 	return d, nil

@@ -85,7 +85,6 @@ func Probe(o Options) (Fingerprint, error) {
 	if err != nil {
 		return f, err
 	}
-	defer d.lib.close()
 	f.DriverVersion = d.Version()
 	n, err := d.DeviceCount()
 	if err != nil {
@@ -108,19 +107,16 @@ func Probe(o Options) (Fingerprint, error) {
 		errs = append(errs, err)
 	} else {
 		f.CUDNNVersion = l.Version()
-		l.lib.close()
 	}
 	if l, err := OpenCUBLASLt(o); err != nil {
 		errs = append(errs, err)
 	} else {
 		f.CUBLASLtVer = l.Version()
-		l.lib.close()
 	}
 	if l, err := OpenNVRTC(o); err != nil {
 		errs = append(errs, err)
 	} else {
 		f.NVRTCMajor, f.NVRTCMinor = l.Version()
-		l.lib.close()
 	}
 	if m, err := OpenNVML(o); err != nil {
 		errs = append(errs, err)
@@ -129,7 +125,6 @@ func Probe(o Options) (Fingerprint, error) {
 			errs = append(errs, err)
 		}
 		m.Shutdown()
-		m.lib.close()
 	}
 	return f, errors.Join(errs...)
 }

@@ -177,7 +177,10 @@ type symbol struct {
 
 func sym(dst *unsafe.Pointer, names ...string) symbol { return symbol{dst, names} }
 
-// close releases the library.
+// close releases the library. It is called only when opening failed
+// before any of its functions ran: a library in use stays loaded for the
+// life of the process (dlopen counts references, so opening it again is
+// cheap).
 func (l *library) close() {
 	if l != nil && l.h != nil {
 		C.kiln_dlclose(l.h)

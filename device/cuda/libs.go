@@ -7,6 +7,7 @@ package cuda
 import "C"
 
 import (
+	"fmt"
 	"unsafe"
 )
 
@@ -167,9 +168,7 @@ func OpenNVML(o Options) (*NVML, error) {
 		return nil, err
 	}
 	if r := C.kiln_nvmlCall0(f.init); r != 0 {
-		e := m.err("nvmlInit_v2", r)
-		lib.close()
-		return nil, e
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, m.err("nvmlInit_v2", r))
 	}
 	return m, nil
 }
