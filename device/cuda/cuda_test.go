@@ -267,3 +267,27 @@ func TestKernelArgs(t *testing.T) {
 		t.Errorf("SetInt32 allocates %v times", n)
 	}
 }
+
+func TestTargetFor(t *testing.T) {
+	archs := []int{50, 60, 70, 75, 80, 86, 89, 90}
+	tests := []struct {
+		cc      int
+		want    string
+		wantErr bool
+	}{
+		{90, "sm_90", false},
+		{86, "sm_86", false},
+		{100, "compute_90", false}, // newer than NVRTC: PTX for the driver to compile
+		{87, "compute_86", false},
+		{35, "", true},
+	}
+	for _, tt := range tests {
+		got, err := targetFor(archs, tt.cc)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("targetFor(%d) = %q, %v; want %q (error %v)", tt.cc, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			t.Errorf("error %v does not wrap ErrUnavailable", err)
+		}
+	}
+}

@@ -29,6 +29,13 @@ func TestNVRTCCompileKernels(t *testing.T) {
 	n := openNVRTC(t)
 	ma, mi := n.Version()
 	t.Logf("NVRTC %d.%d from %s", ma, mi, n.Path())
+	archs, err := n.SupportedArchs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, err := n.TargetFor(9, 0); err != nil || target != "sm_90" {
+		t.Fatalf("TargetFor(9, 0) = %q, %v (supported: %v)", target, err, archs)
+	}
 	start := time.Now()
 	c, err := CompileKernels(n, "sm_90")
 	if err != nil {

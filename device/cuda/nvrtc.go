@@ -19,6 +19,7 @@ type NVRTC struct {
 	fn           struct {
 		version, errorString, create, compile, logSize, log unsafe.Pointer
 		cubinSize, cubin, ptxSize, ptx, destroy             unsafe.Pointer
+		numArchs, archs                                     unsafe.Pointer // optional (NVRTC 11.2+)
 	}
 }
 
@@ -46,6 +47,8 @@ func OpenNVRTC(o Options) (*NVRTC, error) {
 		lib.close()
 		return nil, err
 	}
+	f.numArchs, _ = lib.sym("nvrtcGetNumSupportedArchs")
+	f.archs, _ = lib.sym("nvrtcGetSupportedArchs")
 	var ma, mi C.int
 	if r := C.kiln_nvrtcVersion(f.version, &ma, &mi); r != 0 {
 		lib.close()
@@ -153,4 +156,57 @@ func (n *NVRTC) get(prog, sizeFn, getFn unsafe.Pointer, call string) ([]byte, er
 		return nil, n.err(call, r)
 	}
 	return C.GoBytes(buf, C.int(size)), nil
+}
+
+// SupportedArchs returns the compute capabilities NVRTC can compile for, as
+// 10*major+minor (e.g. 90 for sm_90), in increasing order.
+func (n *NVRTC) SupportedArchs() ([]int, error) {
+	if n.fn.numArchs == nil || n.fn.archs == nil {
+		return nil, &LibError{Lib: n.lib.name, Tried: []string{n.lib.path}, Symbol: "nvrtcGetSupportedArchs"}
+	}
+	var cnt C.int
+	if r := C.kiln_nvrtcGetNumSupportedArchs(n.fn.numArchs, &cnt); r != 0 {
+		return nil, n.err("nvrtcGetNumSupportedArchs", r)
+	}
+	if cnt <= 0 {
+		return nil, nil
+	}
+	buf := make([]C.int, int(cnt))
+	if r := C.kiln_nvrtcGetSupportedArchs(n.fn.archs, &buf[0]); r != 0 {
+		return nil, n.err("nvrtcGetSupportedArchs", r)
+	}
+	out := make([]int, len(buf))
+	for i, a := range buf {
+		out[i] = int(a)
+	}
+	return out, nil
+}
+
+// TargetFor returns the NVRTC architecture to compile for a device of
+// compute capability major.minor: "sm_XY" when NVRTC supports it (a cubin),
+// else "compute_XY" of the newest architecture it supports that is not
+// newer than the device (PTX, which the driver compiles when loading). It
+// fails, wrapping ErrUnavailable, when NVRTC supports nothing that old.
+func (n *NVRTC) TargetFor(major, minor int) (string, error) {
+	archs, err := n.SupportedArchs()
+	if err != nil {
+		return "", err
+	}
+	return targetFor(archs, major*10+minor)
+}
+
+func targetFor(archs []int, cc int) (string, error) {
+	best := -1
+	for _, a := range archs {
+		if a == cc {
+			return fmt.Sprintf("sm_%d", cc), nil
+		}
+		if a < cc && a > best {
+			best = a
+		}
+	}
+	if best < 0 {
+		return "", fmt.Errorf("%w: NVRTC supports no architecture up to compute capability %d.%d (it supports %v)", ErrUnavailable, cc/10, cc%10, archs)
+	}
+	return fmt.Sprintf("compute_%d", best), nil
 }

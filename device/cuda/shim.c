@@ -62,6 +62,8 @@ int kiln_nvrtcCompileProgram(void *fn, void *prog, int n, const char *const *opt
 int kiln_nvrtcGetSize(void *fn, void *prog, size_t *n) { return ((int (*)(void *, size_t *))fn)(prog, n); }
 int kiln_nvrtcGetBytes(void *fn, void *prog, char *out) { return ((int (*)(void *, char *))fn)(prog, out); }
 int kiln_nvrtcDestroyProgram(void *fn, void **prog) { return ((int (*)(void **))fn)(prog); }
+int kiln_nvrtcGetNumSupportedArchs(void *fn, int *n) { return ((int (*)(int *))fn)(n); }
+int kiln_nvrtcGetSupportedArchs(void *fn, int *archs) { return ((int (*)(int *))fn)(archs); }
 
 size_t kiln_getVersion(void *fn) { return ((size_t (*)(void))fn)(); }
 int kiln_createHandle(void *fn, void **h) { return ((int (*)(void **))fn)(h); }

@@ -63,6 +63,8 @@ int kiln_nvrtcCompileProgram(void *fn, void *prog, int n, const char *const *opt
 int kiln_nvrtcGetSize(void *fn, void *prog, size_t *n);
 int kiln_nvrtcGetBytes(void *fn, void *prog, char *out);
 int kiln_nvrtcDestroyProgram(void *fn, void **prog);
+int kiln_nvrtcGetNumSupportedArchs(void *fn, int *n);
+int kiln_nvrtcGetSupportedArchs(void *fn, int *archs);
 
 /* cuBLASLt, cuDNN: handle creation and versions. */
 size_t kiln_getVersion(void *fn);
