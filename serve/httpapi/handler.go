@@ -1,0 +1,343 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/repository"
+)
+
+// DefaultMaxRequestBytes bounds a request body unless Options say otherwise.
+const DefaultMaxRequestBytes = 64 << 20
+
+// Options configures the handler.
+type Options struct {
+	// MaxRequestBytes bounds request bodies (0: DefaultMaxRequestBytes);
+	// larger bodies are answered 413.
+	MaxRequestBytes int64
+}
+
+type handler struct {
+	s    *serve.Server
+	opts Options
+}
+
+// New returns the KServe v2 HTTP handler of s.
+func New(s *serve.Server, opts Options) http.Handler {
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	h := &handler{s: s, opts: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/live", h.live)
+	mux.HandleFunc("GET /v2/health/ready", h.ready)
+	mux.HandleFunc("GET /v2", h.metadata)
+	for _, p := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
+		mux.HandleFunc("GET "+p, h.modelMetadata)
+		mux.HandleFunc("GET "+p+"/ready", h.modelReady)
+		mux.HandleFunc("POST "+p+"/infer", h.infer)
+		mux.HandleFunc("GET "+p+"/config", h.config)
+		mux.HandleFunc("GET "+p+"/stats", h.stats)
+	}
+	mux.HandleFunc("GET /v2/models/stats", h.stats)
+	mux.HandleFunc("POST /v2/repository/index", h.index)
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", h.load)
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", h.unload)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// Status returns the HTTP status code for an error of the server.
+func Status(err error) int {
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrDecode), errors.Is(err, serve.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, serve.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, serve.ErrQueueFull):
+		return http.StatusTooManyRequests
+	case errors.Is(err, serve.ErrNotReady), errors.Is(err, serve.ErrTimeout):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, serve.ErrUnsupported):
+		return http.StatusNotImplemented
+	case errors.Is(err, repository.ErrSyntax), errors.Is(err, repository.ErrConfig),
+		errors.Is(err, repository.ErrModel), errors.Is(err, repository.ErrNoVersion):
+		return http.StatusBadRequest
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return 499 // client closed request
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"cannot encode the response as JSON"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func (h *handler) fail(w http.ResponseWriter, err error) { writeError(w, Status(err), err) }
+
+func (h *handler) live(w http.ResponseWriter, r *http.Request) {
+	if h.s.Live() {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+}
+
+func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
+	if h.s.Ready() {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+}
+
+func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": "kiln", "version": kiln.Version,
+		"extensions": []string{"binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy"},
+	})
+}
+
+type tensorMeta struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+func metas(ios []repository.IO, batched bool) []tensorMeta {
+	out := []tensorMeta{}
+	for _, io := range ios {
+		shape := []int64{}
+		if batched {
+			shape = append(shape, -1)
+		}
+		out = append(out, tensorMeta{Name: io.Name, Datatype: DataTypeName(io.DataType), Shape: append(shape, io.Dims...)})
+	}
+	return out
+}
+
+func (h *handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
+	cfg, versions, err := h.s.ModelConfig(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": cfg.Name, "versions": versions, "platform": cfg.Platform,
+		"inputs": metas(cfg.Inputs, cfg.MaxBatchSize > 0), "outputs": metas(cfg.Outputs, cfg.MaxBatchSize > 0),
+	})
+}
+
+func (h *handler) modelReady(w http.ResponseWriter, r *http.Request) {
+	ok, err := h.s.ModelReady(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *handler) config(w http.ResponseWriter, r *http.Request) {
+	cfg, _, err := h.s.ModelConfig(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	io := func(ios []repository.IO) []map[string]any {
+		out := []map[string]any{}
+		for _, x := range ios {
+			out = append(out, map[string]any{"name": x.Name, "data_type": repository.TritonType(x.DataType), "dims": x.Dims})
+		}
+		return out
+	}
+	c := map[string]any{
+		"name": cfg.Name, "platform": cfg.Platform, "backend": cfg.Backend, "max_batch_size": cfg.MaxBatchSize,
+		"input": io(cfg.Inputs), "output": io(cfg.Outputs), "parameters": cfg.Parameters,
+	}
+	var groups []map[string]any
+	for _, g := range cfg.InstanceGroups {
+		groups = append(groups, map[string]any{"name": g.Name, "count": g.Count, "kind": g.Kind})
+	}
+	if groups != nil {
+		c["instance_group"] = groups
+	}
+	if db := cfg.DynamicBatching; db != nil {
+		pol := func(p repository.QueuePolicy) map[string]any {
+			return map[string]any{"timeout_action": p.TimeoutAction.String(), "default_timeout_microseconds": p.DefaultTimeoutMicroseconds,
+				"allow_timeout_override": p.AllowTimeoutOverride, "max_queue_size": p.MaxQueueSize}
+		}
+		d := map[string]any{"preferred_batch_size": db.PreferredBatchSize, "max_queue_delay_microseconds": db.MaxQueueDelayMicroseconds,
+			"priority_levels": db.PriorityLevels, "default_priority_level": db.DefaultPriorityLevel, "default_queue_policy": pol(db.DefaultQueuePolicy)}
+		pq := map[string]any{}
+		for k, p := range db.PriorityQueuePolicy {
+			pq[strconv.FormatUint(k, 10)] = pol(p)
+		}
+		d["priority_queue_policy"] = pq
+		c["dynamic_batching"] = d
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
+	st, err := h.s.ModelStats(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	out := []map[string]any{}
+	for _, s := range st {
+		last := int64(0)
+		if !s.LastInference.IsZero() {
+			last = s.LastInference.UnixMilli()
+		}
+		cn := func(c, ns uint64) map[string]uint64 { return map[string]uint64{"count": c, "ns": ns} }
+		out = append(out, map[string]any{
+			"name": s.Model, "version": s.Version, "last_inference": last,
+			"inference_count": s.InferenceCount, "execution_count": s.ExecutionCount,
+			"inference_stats": map[string]any{
+				"success": cn(s.SuccessCount, s.SuccessNs), "fail": cn(s.FailCount, s.FailNs),
+				"queue": cn(s.SuccessCount, s.QueueNs), "compute_infer": cn(s.SuccessCount, s.ComputeNs),
+			},
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"model_stats": out})
+}
+
+func (h *handler) index(w http.ResponseWriter, r *http.Request) {
+	out := []map[string]string{}
+	for _, e := range h.s.RepositoryIndex() {
+		m := map[string]string{"name": e.Name, "state": e.State}
+		if e.Version != "" {
+			m["version"] = e.Version
+		}
+		if e.Reason != "" {
+			m["reason"] = e.Reason
+		}
+		out = append(out, m)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) load(w http.ResponseWriter, r *http.Request) {
+	if err := h.s.Load(r.PathValue("model")); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (h *handler) unload(w http.ResponseWriter, r *http.Request) {
+	if err := h.s.Unload(r.Context(), r.PathValue("model")); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// HeaderLength is the header of the binary tensor data extension.
+const HeaderLength = "Inference-Header-Content-Length"
+
+type responseTensor struct {
+	Name       string         `json:"name"`
+	Datatype   string         `json:"datatype"`
+	Shape      []int          `json:"shape"`
+	Parameters map[string]any `json:"parameters,omitempty"`
+	Data       any            `json:"data,omitempty"`
+}
+
+func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
+	headerLen := -1
+	if v := r.Header.Get(HeaderLength); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: bad %s %q", ErrDecode, HeaderLength, v))
+			return
+		}
+		headerLen = n
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	d, err := DecodeRequest(body, headerLen)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	resp, err := h.s.Infer(r.Context(), &serve.InferRequest{
+		Model: r.PathValue("model"), Version: r.PathValue("version"), ID: d.ID, Inputs: d.Inputs,
+		Outputs: d.Outputs, Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
+	})
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	var outs []responseTensor
+	var bin [][]byte
+	for _, o := range resp.Outputs {
+		rt := responseTensor{Name: o.Name, Datatype: DataTypeName(o.Tensor.DType), Shape: o.Tensor.Shape}
+		asBinary, set := d.Binary[o.Name]
+		if !set {
+			asBinary = d.BinaryDefault
+		}
+		if asBinary {
+			b := binaryData(o.Tensor)
+			rt.Parameters = map[string]any{"binary_data_size": len(b)}
+			bin = append(bin, b)
+		} else {
+			rt.Data = jsonData(o.Tensor)
+		}
+		outs = append(outs, rt)
+	}
+	body, err = json.Marshal(map[string]any{"model_name": resp.Model, "model_version": resp.Version, "id": resp.ID, "outputs": outs})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("cannot encode outputs as JSON (NaN or Inf? ask for binary_data): %w", err))
+		return
+	}
+	if len(bin) == 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set(HeaderLength, strconv.Itoa(len(body)))
+	n := len(body)
+	for _, b := range bin {
+		n += len(b)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(n))
+	w.Write(body)
+	for _, b := range bin {
+		w.Write(b)
+	}
+}

@@ -1,0 +1,565 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kilnai/kiln/serve/repository"
+	"github.com/kilnai/kiln/serve/scheduler"
+	"github.com/kilnai/kiln/tensor"
+)
+
+var (
+	// ErrNotFound is returned for an unknown model or version.
+	ErrNotFound = errors.New("serve: not found")
+	// ErrNotReady is returned for a model that is not loaded, or when the
+	// server is shutting down.
+	ErrNotReady = errors.New("serve: not ready")
+	// ErrInvalid is returned for a request that does not fit the model.
+	ErrInvalid = errors.New("serve: invalid request")
+	// ErrQueueFull is returned when the model's queue is full.
+	ErrQueueFull = scheduler.ErrQueueFull
+	// ErrTimeout is returned when a request timed out in the queue.
+	ErrTimeout = scheduler.ErrTimeout
+	// ErrUnsupported is returned for an operation the server cannot do, such
+	// as loading a model without a repository.
+	ErrUnsupported = errors.New("serve: unsupported")
+)
+
+// Observer receives per-request and per-run measurements (for metrics). Its
+// methods must be safe for concurrent calls.
+type Observer interface {
+	// RequestDone reports a finished request; reason is "" on success.
+	RequestDone(model, version string, batch int, reason string, total, queue, compute time.Duration)
+	// Executed reports one model run of a batch of requests.
+	Executed(model, version string, requests, batchSize int, compute time.Duration)
+}
+
+// Options configures a Server.
+type Options struct {
+	// Repository is the model repository folder; empty for none.
+	Repository string
+	// Logger receives load and unload messages; nil discards them.
+	Logger *slog.Logger
+	// Observer receives measurements; nil for none.
+	Observer Observer
+}
+
+// InferRequest is one inference request.
+type InferRequest struct {
+	Model string
+	// Version is a version number; empty means the newest loaded version.
+	Version string
+	ID      string
+	Inputs  map[string]*tensor.Tensor
+	// Outputs names the outputs wanted; empty means all.
+	Outputs []string
+	// Priority is a priority level (0: the model's default).
+	Priority int
+	// Timeout is a queue timeout override (0: the model's default).
+	Timeout time.Duration
+}
+
+// InferResponse is the result of an inference request.
+type InferResponse struct {
+	Model, Version, ID string
+	// Outputs in the order of the model's config.
+	Outputs []NamedTensor
+}
+
+// NamedTensor is a tensor with its input or output name.
+type NamedTensor struct {
+	Name   string
+	Tensor *tensor.Tensor
+}
+
+// Stats are a model version's counters, as in Triton's statistics extension.
+type Stats struct {
+	Model, Version                        string
+	LastInference                         time.Time
+	InferenceCount, ExecutionCount        uint64
+	SuccessCount, FailCount               uint64
+	SuccessNs, FailNs, QueueNs, ComputeNs uint64
+}
+
+type version struct {
+	num   int64
+	sched *scheduler.Scheduler
+	stats Stats
+	mu    sync.Mutex
+}
+
+type model struct {
+	name     string
+	state    string // READY, UNAVAILABLE
+	reason   string
+	repo     *repository.Model
+	versions []*version // newest first
+}
+
+// Server serves a set of models. Its methods are safe for concurrent use.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	mu      sync.RWMutex
+	models  map[string]*model
+	closing atomic.Bool
+}
+
+// New returns a server with no models loaded.
+func New(opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: opts, log: log, models: map[string]*model{}}
+}
+
+// LoadAll loads every model of the repository. Models that fail to load are
+// reported by RepositoryIndex with their error; the first error is returned.
+func (s *Server) LoadAll() error {
+	if s.opts.Repository == "" {
+		return nil
+	}
+	names, err := repository.Names(s.opts.Repository)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, n := range names {
+		if err := s.Load(n); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Load loads (or reloads) a model from the repository.
+func (s *Server) Load(name string) error {
+	if s.opts.Repository == "" {
+		return fmt.Errorf("%w: no model repository", ErrUnsupported)
+	}
+	start := time.Now()
+	rm, err := repository.Load(s.opts.Repository, name)
+	if errors.Is(err, repository.ErrNotFound) {
+		return fmt.Errorf("%w: model %q: %w", ErrNotFound, name, err)
+	}
+	if err != nil {
+		s.log.Error("model failed to load", "model", name, "err", err)
+		s.swap(name, &model{name: name, state: "UNAVAILABLE", reason: err.Error()})
+		return err
+	}
+	s.Add(rm)
+	s.log.Info("model loaded", "model", name, "versions", len(rm.Versions), "took", time.Since(start))
+	return nil
+}
+
+// Add serves an already loaded model, replacing one of the same name.
+func (s *Server) Add(rm *repository.Model) {
+	for _, w := range rm.Config.Warnings {
+		s.log.Warn("config.pbtxt", "model", rm.Name, "warning", w)
+	}
+	m := &model{name: rm.Name, state: "READY", repo: rm}
+	for _, v := range rm.Versions {
+		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}}
+		vs.sched = scheduler.New(v.Model, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
+		m.versions = append(m.versions, vs)
+	}
+	s.swap(rm.Name, m)
+}
+
+// swap installs m and drains the model it replaces in the background.
+func (s *Server) swap(name string, m *model) {
+	s.mu.Lock()
+	old := s.models[name]
+	s.models[name] = m
+	s.mu.Unlock()
+	if old != nil {
+		go drain(context.Background(), old)
+	}
+}
+
+func drain(ctx context.Context, m *model) error {
+	var errs []error
+	for _, v := range m.versions {
+		errs = append(errs, v.sched.Shutdown(ctx))
+	}
+	if m.repo != nil {
+		errs = append(errs, m.repo.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Unload stops serving a model; requests already queued finish first.
+func (s *Server) Unload(ctx context.Context, name string) error {
+	s.mu.Lock()
+	m, ok := s.models[name]
+	if ok {
+		delete(s.models, name)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: model %q", ErrNotFound, name)
+	}
+	return drain(ctx, m)
+}
+
+// Shutdown marks the server not ready at once, refuses new requests, and
+// waits (until ctx ends) for queued and running requests to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	ms := s.models
+	s.models = map[string]*model{}
+	s.mu.Unlock()
+	var errs []error
+	for _, m := range ms {
+		errs = append(errs, drain(ctx, m))
+	}
+	return errors.Join(errs...)
+}
+
+func schedulerOptions(c *repository.Config) scheduler.Options {
+	o := scheduler.Options{Instances: c.Instances(), MaxBatchSize: c.MaxBatchSize}
+	db := c.DynamicBatching
+	if db == nil {
+		return o
+	}
+	o.Batching = c.MaxBatchSize > 0
+	o.PreferredBatchSizes = db.PreferredBatchSize
+	o.MaxQueueDelay = time.Duration(db.MaxQueueDelayMicroseconds) * time.Microsecond
+	o.PriorityLevels = int(db.PriorityLevels)
+	o.DefaultPriority = int(db.DefaultPriorityLevel)
+	conv := func(p repository.QueuePolicy) scheduler.QueuePolicy {
+		q := scheduler.QueuePolicy{DefaultTimeout: time.Duration(p.DefaultTimeoutMicroseconds) * time.Microsecond,
+			AllowOverride: p.AllowTimeoutOverride, MaxQueueSize: int(p.MaxQueueSize)}
+		if p.TimeoutAction == repository.Delay {
+			q.Action = scheduler.Delay
+		}
+		return q
+	}
+	o.DefaultPolicy = conv(db.DefaultQueuePolicy)
+	if len(db.PriorityQueuePolicy) > 0 {
+		o.Policies = map[int]scheduler.QueuePolicy{}
+		for k, p := range db.PriorityQueuePolicy {
+			o.Policies[int(k)] = conv(p)
+		}
+	}
+	return o
+}
+
+type execObserver struct {
+	obs            Observer
+	model, version string
+	v              *version
+}
+
+func (e execObserver) Executed(requests, batch int, compute time.Duration) {
+	e.v.mu.Lock()
+	e.v.stats.ExecutionCount++
+	e.v.mu.Unlock()
+	if e.obs != nil {
+		e.obs.Executed(e.model, e.version, requests, batch, compute)
+	}
+}
+
+// Live reports whether the server process is up.
+func (s *Server) Live() bool { return true }
+
+// Ready reports whether the server accepts requests: not shutting down and
+// every model in the repository loaded.
+func (s *Server) Ready() bool {
+	if s.closing.Load() {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, m := range s.models {
+		if m.state != "READY" {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup returns a ready model and the version asked for.
+func (s *Server) lookup(name, ver string) (*model, *version, error) {
+	if s.closing.Load() {
+		return nil, nil, fmt.Errorf("%w: server is shutting down", ErrNotReady)
+	}
+	s.mu.RLock()
+	m, ok := s.models[name]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: model %q", ErrNotFound, name)
+	}
+	if m.state != "READY" {
+		return m, nil, fmt.Errorf("%w: model %q: %s", ErrNotReady, name, m.reason)
+	}
+	if ver == "" {
+		return m, m.versions[0], nil
+	}
+	n, err := strconv.ParseInt(ver, 10, 64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: model %q version %q", ErrNotFound, name, ver)
+	}
+	for _, v := range m.versions {
+		if v.num == n {
+			return m, v, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: model %q version %q", ErrNotFound, name, ver)
+}
+
+// ModelReady reports whether a model (and version) is ready.
+func (s *Server) ModelReady(name, ver string) (bool, error) {
+	_, _, err := s.lookup(name, ver)
+	if errors.Is(err, ErrNotReady) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ModelConfig returns the config of a ready model and the version numbers
+// it serves.
+func (s *Server) ModelConfig(name, ver string) (*repository.Config, []string, error) {
+	m, _, err := s.lookup(name, ver)
+	if err != nil {
+		return nil, nil, err
+	}
+	var vs []string
+	for _, v := range m.versions {
+		vs = append(vs, strconv.FormatInt(v.num, 10))
+	}
+	return m.repo.Config, vs, nil
+}
+
+// ModelStats returns the statistics of every version of name, or of every
+// model when name is empty.
+func (s *Server) ModelStats(name, ver string) ([]Stats, error) {
+	var ms []*model
+	if name != "" {
+		m, _, err := s.lookup(name, ver)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	} else {
+		s.mu.RLock()
+		for _, m := range s.models {
+			ms = append(ms, m)
+		}
+		s.mu.RUnlock()
+	}
+	var out []Stats
+	for _, m := range ms {
+		for _, v := range m.versions {
+			if ver != "" && strconv.FormatInt(v.num, 10) != ver {
+				continue
+			}
+			v.mu.Lock()
+			out = append(out, v.stats)
+			v.mu.Unlock()
+		}
+	}
+	slices.SortFunc(out, func(a, b Stats) int {
+		if a.Model != b.Model {
+			return map[bool]int{true: -1, false: 1}[a.Model < b.Model]
+		}
+		return map[bool]int{true: -1, false: 1}[a.Version < b.Version]
+	})
+	return out, nil
+}
+
+// IndexEntry is one model of the repository index.
+type IndexEntry struct {
+	Name, Version, State, Reason string
+}
+
+// RepositoryIndex lists the models of the repository (loaded or not) and
+// the models served.
+func (s *Server) RepositoryIndex() []IndexEntry {
+	s.mu.RLock()
+	seen := map[string]bool{}
+	var out []IndexEntry
+	for name, m := range s.models {
+		seen[name] = true
+		if len(m.versions) == 0 {
+			out = append(out, IndexEntry{Name: name, State: m.state, Reason: m.reason})
+		}
+		for _, v := range m.versions {
+			out = append(out, IndexEntry{Name: name, Version: strconv.FormatInt(v.num, 10), State: m.state})
+		}
+	}
+	s.mu.RUnlock()
+	if s.opts.Repository != "" {
+		names, _ := repository.Names(s.opts.Repository)
+		for _, n := range names {
+			if !seen[n] {
+				out = append(out, IndexEntry{Name: n, State: "UNAVAILABLE", Reason: "unloaded"})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b IndexEntry) int {
+		if a.Name != b.Name {
+			return map[bool]int{true: -1, false: 1}[a.Name < b.Name]
+		}
+		return map[bool]int{true: -1, false: 1}[a.Version < b.Version]
+	})
+	return out
+}
+
+// Pending returns the requests waiting in each model version's queue, keyed
+// by model and version.
+func (s *Server) Pending() map[[2]string]int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[[2]string]int{}
+	for name, m := range s.models {
+		for _, v := range m.versions {
+			out[[2]string{name, strconv.FormatInt(v.num, 10)}] = v.sched.Pending()
+		}
+	}
+	return out
+}
+
+// Infer runs one inference request.
+func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, error) {
+	start := time.Now()
+	m, v, err := s.lookup(req.Model, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	cfg := m.repo.Config
+	res, err := s.infer(ctx, cfg, v, req)
+	total := time.Since(start)
+	ver := strconv.FormatInt(v.num, 10)
+	batch := 1
+	if cfg.MaxBatchSize > 0 {
+		for _, t := range req.Inputs {
+			if len(t.Shape) > 0 {
+				batch = t.Shape[0]
+			}
+			break
+		}
+	}
+	v.mu.Lock()
+	if err == nil {
+		v.stats.SuccessCount++
+		v.stats.InferenceCount += uint64(batch)
+		v.stats.SuccessNs += uint64(total)
+		v.stats.QueueNs += uint64(res.Queue)
+		v.stats.ComputeNs += uint64(res.Compute)
+		v.stats.LastInference = time.Now()
+	} else {
+		v.stats.FailCount++
+		v.stats.FailNs += uint64(total)
+	}
+	v.mu.Unlock()
+	if s.opts.Observer != nil {
+		if err == nil {
+			s.opts.Observer.RequestDone(m.name, ver, batch, "", total, res.Queue, res.Compute)
+		} else {
+			s.opts.Observer.RequestDone(m.name, ver, batch, FailureReason(err), total, 0, 0)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &InferResponse{Model: m.name, Version: ver, ID: req.ID}
+	for _, o := range cfg.Outputs {
+		if len(req.Outputs) > 0 && !slices.Contains(req.Outputs, o.Name) {
+			continue
+		}
+		if t, ok := res.Outputs[o.Name]; ok {
+			resp.Outputs = append(resp.Outputs, NamedTensor{Name: o.Name, Tensor: t})
+		}
+	}
+	return resp, nil
+}
+
+// FailureReason names the kind of a failed request, as Triton's
+// nv_inference_request_failure reason label: REJECTED, CANCELED, BACKEND or OTHER.
+func FailureReason(err error) string {
+	switch {
+	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrTimeout), errors.Is(err, scheduler.ErrClosed):
+		return "REJECTED"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "CANCELED"
+	case errors.Is(err, ErrInvalid):
+		return "OTHER"
+	}
+	return "BACKEND"
+}
+
+func (s *Server) infer(ctx context.Context, cfg *repository.Config, v *version, req *InferRequest) (*scheduler.Result, error) {
+	if err := checkInputs(cfg, req); err != nil {
+		return nil, err
+	}
+	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: req.Inputs, Priority: req.Priority, Timeout: req.Timeout})
+	if errors.Is(err, scheduler.ErrInput) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if errors.Is(err, scheduler.ErrClosed) {
+		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	if err != nil {
+		return nil, wrapRunError(err)
+	}
+	return res, nil
+}
+
+// checkInputs checks req's inputs against the model config.
+func checkInputs(cfg *repository.Config, req *InferRequest) error {
+	known := map[string]repository.IO{}
+	for _, in := range cfg.Inputs {
+		known[in.Name] = in
+	}
+	for name, t := range req.Inputs {
+		in, ok := known[name]
+		if !ok {
+			return fmt.Errorf("%w: model %s has no input %q", ErrInvalid, cfg.Name, name)
+		}
+		if t == nil {
+			return fmt.Errorf("%w: input %q is empty", ErrInvalid, name)
+		}
+		if t.DType != in.DataType {
+			return fmt.Errorf("%w: input %q is %v, the model wants %v", ErrInvalid, name, t.DType, in.DataType)
+		}
+		dims := t.Shape
+		if cfg.MaxBatchSize > 0 {
+			if len(dims) == 0 || dims[0] < 1 || dims[0] > cfg.MaxBatchSize {
+				return fmt.Errorf("%w: input %q shape %v: batch size must be 1..%d", ErrInvalid, name, t.Shape, cfg.MaxBatchSize)
+			}
+			dims = dims[1:]
+		}
+		if len(in.Dims) > 0 || cfg.MaxBatchSize == 0 {
+			if len(dims) != len(in.Dims) {
+				return fmt.Errorf("%w: input %q shape %v does not match the model's dims %v", ErrInvalid, name, t.Shape, in.Dims)
+			}
+			for i, d := range in.Dims {
+				if d >= 0 && int64(dims[i]) != d {
+					return fmt.Errorf("%w: input %q shape %v does not match the model's dims %v", ErrInvalid, name, t.Shape, in.Dims)
+				}
+			}
+		}
+	}
+	for _, in := range cfg.Inputs {
+		if _, ok := req.Inputs[in.Name]; !ok && !in.Optional {
+			return fmt.Errorf("%w: missing input %q", ErrInvalid, in.Name)
+		}
+	}
+	for _, o := range req.Outputs {
+		if !slices.ContainsFunc(cfg.Outputs, func(io repository.IO) bool { return io.Name == o }) {
+			return fmt.Errorf("%w: model %s has no output %q", ErrInvalid, cfg.Name, o)
+		}
+	}
+	return nil
+}
