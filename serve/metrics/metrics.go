@@ -1,0 +1,105 @@
+// Package metrics exports a serve.Server's measurements in the Prometheus
+// format under Triton's metric names (nv_inference_request_success,
+// nv_inference_request_failure{reason}, nv_inference_count,
+// nv_inference_exec_count, nv_inference_pending_request_count,
+// nv_inference_request_duration_us, nv_inference_queue_duration_us,
+// nv_inference_compute_infer_duration_us), so existing dashboards work, plus
+// histograms of request latency, queue time and batch size.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// PendingSource reports the requests waiting per (model, version).
+type PendingSource interface {
+	Pending() map[[2]string]int
+}
+
+// Metrics collects a server's measurements; it implements serve.Observer.
+type Metrics struct {
+	reg                           *prometheus.Registry
+	success, failure, count, exec *prometheus.CounterVec
+	requestUs, queueUs, computeUs *prometheus.CounterVec
+	latency, queueTime, batchSize *prometheus.HistogramVec
+	pending                       PendingSource
+	pendingDesc                   *prometheus.Desc
+}
+
+var labels = []string{"model", "version"}
+
+// New returns metrics registered in a new registry; pending may be nil.
+func New(pending PendingSource) *Metrics {
+	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(append([]string{}, labels...), extra...))
+	}
+	m := &Metrics{
+		reg:       prometheus.NewRegistry(),
+		success:   counter("nv_inference_request_success", "Number of successful inference requests, all batch sizes"),
+		failure:   counter("nv_inference_request_failure", "Number of failed inference requests, all batch sizes", "reason"),
+		count:     counter("nv_inference_count", "Number of inferences performed (a batch of n counts n)"),
+		exec:      counter("nv_inference_exec_count", "Number of model executions performed"),
+		requestUs: counter("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
+		queueUs:   counter("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
+		computeUs: counter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds"),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_request_duration_seconds",
+			Help: "Inference request latency", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, labels),
+		queueTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_queue_duration_seconds",
+			Help: "Time requests wait in the queue", Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20)}, labels),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_batch_size",
+			Help: "Batch size of each model execution", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}, labels),
+		pending: pending,
+		pendingDesc: prometheus.NewDesc("nv_inference_pending_request_count",
+			"Instantaneous number of pending requests awaiting execution", labels, nil),
+	}
+	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,
+		m.latency, m.queueTime, m.batchSize, pendingCollector{m})
+	return m
+}
+
+type pendingCollector struct{ m *Metrics }
+
+func (p pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- p.m.pendingDesc }
+
+func (p pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	if p.m.pending == nil {
+		return
+	}
+	for k, n := range p.m.pending.Pending() {
+		ch <- prometheus.MustNewConstMetric(p.m.pendingDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
+}
+
+// SetPending sets the source of the pending request gauge (the server, made
+// after the metrics it reports to).
+func (m *Metrics) SetPending(p PendingSource) { m.pending = p }
+
+// RequestDone records a finished request.
+func (m *Metrics) RequestDone(model, version string, batch int, reason string, total, queue, compute time.Duration) {
+	if reason != "" {
+		m.failure.WithLabelValues(model, version, reason).Inc()
+		return
+	}
+	m.success.WithLabelValues(model, version).Inc()
+	m.count.WithLabelValues(model, version).Add(float64(batch))
+	m.requestUs.WithLabelValues(model, version).Add(float64(total.Microseconds()))
+	m.queueUs.WithLabelValues(model, version).Add(float64(queue.Microseconds()))
+	m.computeUs.WithLabelValues(model, version).Add(float64(compute.Microseconds()))
+	m.latency.WithLabelValues(model, version).Observe(total.Seconds())
+	m.queueTime.WithLabelValues(model, version).Observe(queue.Seconds())
+}
+
+// Executed records one model execution.
+func (m *Metrics) Executed(model, version string, requests, batchSize int, compute time.Duration) {
+	m.exec.WithLabelValues(model, version).Inc()
+	m.batchSize.WithLabelValues(model, version).Observe(float64(batchSize))
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

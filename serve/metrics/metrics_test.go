@@ -1,0 +1,92 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/repository"
+	"github.com/kilnai/kiln/tensor"
+)
+
+var _ serve.Observer = (*Metrics)(nil)
+
+type fixedPending map[[2]string]int
+
+func (f fixedPending) Pending() map[[2]string]int { return f }
+
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
+
+func TestMetricsNames(t *testing.T) {
+	m := New(fixedPending{{"m", "1"}: 3})
+	m.RequestDone("m", "1", 2, "", 3*time.Millisecond, time.Millisecond, 2*time.Millisecond)
+	m.RequestDone("m", "1", 1, "REJECTED", time.Millisecond, 0, 0)
+	m.Executed("m", "1", 1, 2, 2*time.Millisecond)
+	out := scrape(t, m.Handler())
+	for _, want := range []string{
+		`nv_inference_request_success{model="m",version="1"} 1`,
+		`nv_inference_request_failure{model="m",reason="REJECTED",version="1"} 1`,
+		`nv_inference_count{model="m",version="1"} 2`,
+		`nv_inference_exec_count{model="m",version="1"} 1`,
+		`nv_inference_pending_request_count{model="m",version="1"} 3`,
+		`nv_inference_request_duration_us{model="m",version="1"} 3000`,
+		`nv_inference_queue_duration_us{model="m",version="1"} 1000`,
+		`nv_inference_compute_infer_duration_us{model="m",version="1"} 2000`,
+		`kiln_request_duration_seconds_count{model="m",version="1"} 1`,
+		`kiln_queue_duration_seconds_count{model="m",version="1"} 1`,
+		`kiln_batch_size_bucket{model="m",version="1",le="2"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestMetricsFromServer(t *testing.T) {
+	m := New(nil)
+	s := serve.New(serve.Options{Observer: m})
+	m.SetPending(s)
+	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Add(rm)
+	defer s.Shutdown(context.Background())
+	for range 3 {
+		if _, err := s.Infer(context.Background(), &serve.InferRequest{Model: "tinycnn",
+			Inputs: map[string]*tensor.Tensor{"image": examples.TinyCNNInput(2)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Infer(context.Background(), &serve.InferRequest{Model: "tinycnn", Inputs: map[string]*tensor.Tensor{"x": examples.TinyCNNInput(1)}})
+	out := scrape(t, m.Handler())
+	for _, want := range []string{
+		`nv_inference_request_success{model="tinycnn",version="1"} 3`,
+		`nv_inference_count{model="tinycnn",version="1"} 6`,
+		`nv_inference_exec_count{model="tinycnn",version="1"} 3`,
+		`nv_inference_request_failure{model="tinycnn",reason="OTHER",version="1"} 1`,
+		`nv_inference_pending_request_count{model="tinycnn",version="1"} 0`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	st, err := s.ModelStats("tinycnn", "")
+	if err != nil || len(st) != 1 || st[0].InferenceCount != 6 || st[0].ExecutionCount != 3 || st[0].FailCount != 1 {
+		b, _ := json.Marshal(st)
+		t.Errorf("stats %s, %v", b, err)
+	}
+}
