@@ -28,6 +28,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "run an ONNX model on given or random inputs, compare, time", runCmd},
+		{"serve", "serve a model repository over KServe v2 HTTP with dynamic batching and metrics", serveCmd},
 		{"conformance", "run ONNX backend test folders, print N passed, N failed, N skipped", conformanceCmd},
 		{"version", "print kiln's version", func([]string) int { fmt.Println("kiln", kiln.Version); return exitOK }},
 	}

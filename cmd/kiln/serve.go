@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/httpapi"
+	"github.com/kilnai/kiln/serve/metrics"
+	"github.com/kilnai/kiln/serve/repository"
+)
+
+// serveCmd is "kiln serve": a KServe v2 HTTP server for a model repository
+// (or the bundled example model), with Prometheus metrics on another port.
+func serveCmd(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return runServe(ctx, args, nil)
+}
+
+// runServe serves until ctx ends, then drains. When started is not nil it
+// receives the HTTP and metrics addresses once both listen.
+func runServe(ctx context.Context, args []string, started chan<- [2]string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	repo := fs.String("model-repository", "", "model repository folder (Triton layout); empty serves the bundled example as \"tinycnn\"")
+	host := fs.String("host", "", "address to listen on (empty: all interfaces)")
+	httpPort := fs.Int("http-port", 8000, "KServe v2 HTTP port (0: any free port)")
+	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off)")
+	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return exitError
+	}
+	if len(pos) > 0 {
+		return fail("serve: unexpected arguments %q", pos)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	m := metrics.New(nil)
+	s := serve.New(serve.Options{Repository: *repo, Logger: log, Observer: m})
+	m.SetPending(s)
+	if *repo == "" {
+		rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+		if err != nil {
+			return fail("serve: %v", err)
+		}
+		s.Add(rm)
+	} else if err := s.LoadAll(); err != nil {
+		// a broken model is reported in the index; the others serve
+		log.Error("not every model loaded", "err", err)
+	}
+
+	hl, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*httpPort)))
+	if err != nil {
+		return fail("serve: %v", err)
+	}
+	hsrv := &http.Server{Handler: httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes}), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- hsrv.Serve(hl) }()
+	var msrv *http.Server
+	maddr := ""
+	if *metricsPort >= 0 {
+		ml, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*metricsPort)))
+		if err != nil {
+			hsrv.Close()
+			return fail("serve: metrics: %v", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		maddr = ml.Addr().String()
+		go func() { errc <- msrv.Serve(ml) }()
+	}
+	log.Info("serving", "http", hl.Addr().String(), "metrics", maddr)
+	if started != nil {
+		started <- [2]string{hl.Addr().String(), maddr}
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		s.Shutdown(context.Background())
+		return fail("serve: %v", err)
+	}
+	// Ready turns false at once; new inference requests get 503; the
+	// requests in flight finish within the exit timeout.
+	log.Info("shutting down", "exit-timeout", *exitTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), *exitTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(sctx) }()
+	herr := hsrv.Shutdown(sctx)
+	serr := <-done
+	if msrv != nil {
+		msrv.Close()
+	}
+	if err := errors.Join(herr, serr); err != nil {
+		log.Error("requests did not finish in time", "err", err)
+		return exitError
+	}
+	log.Info("stopped")
+	return exitOK
+}
