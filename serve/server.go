@@ -153,7 +153,12 @@ func (s *Server) Load(name string) error {
 	}
 	if err != nil {
 		s.log.Error("model failed to load", "model", name, "err", err)
-		s.swap(name, &model{name: name, state: "UNAVAILABLE", reason: err.Error()})
+		s.mu.Lock()
+		if cur, ok := s.models[name]; !ok || cur.state != "READY" {
+			// a failed reload keeps the loaded version serving
+			s.models[name] = &model{name: name, state: "UNAVAILABLE", reason: err.Error()}
+		}
+		s.mu.Unlock()
 		return err
 	}
 	s.Add(rm)
@@ -433,12 +438,25 @@ func (s *Server) Pending() map[[2]string]int {
 // Infer runs one inference request.
 func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, error) {
 	start := time.Now()
-	m, v, err := s.lookup(req.Model, req.Version)
-	if err != nil {
-		return nil, err
+	var (
+		m   *model
+		v   *version
+		cfg *repository.Config
+		res *scheduler.Result
+		err error
+	)
+	for attempt := 0; ; attempt++ {
+		if m, v, err = s.lookup(req.Model, req.Version); err != nil {
+			return nil, err
+		}
+		cfg = m.repo.Config
+		res, err = s.infer(ctx, cfg, v, req)
+		// A reload replaced the model between lookup and queueing: the new
+		// one takes the request, so that a reload fails no request.
+		if !errors.Is(err, scheduler.ErrClosed) || s.closing.Load() || attempt == 3 {
+			break
+		}
 	}
-	cfg := m.repo.Config
-	res, err := s.infer(ctx, cfg, v, req)
 	total := time.Since(start)
 	ver := strconv.FormatInt(v.num, 10)
 	batch := 1
