@@ -50,6 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer receives measurements; nil for none.
 	Observer Observer
+	// WrapRunner, when set, wraps each model version's runner (for
+	// instrumentation, fault injection and tests).
+	WrapRunner func(model string, r scheduler.Runner) scheduler.Runner
 }
 
 // InferRequest is one inference request.
@@ -174,7 +177,11 @@ func (s *Server) Add(rm *repository.Model) {
 	m := &model{name: rm.Name, state: "READY", repo: rm}
 	for _, v := range rm.Versions {
 		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}}
-		vs.sched = scheduler.New(v.Model, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
+		var r scheduler.Runner = v.Model
+		if s.opts.WrapRunner != nil {
+			r = s.opts.WrapRunner(rm.Name, r)
+		}
+		vs.sched = scheduler.New(r, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
 		m.versions = append(m.versions, vs)
 	}
 	s.swap(rm.Name, m)
