@@ -98,10 +98,10 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	log.Info("shutting down", "exit-timeout", *exitTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), *exitTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Shutdown(sctx) }()
+	// The listener stays open while the queues drain, so that readiness
+	// probes see "not ready" rather than a refused connection.
+	serr := s.Shutdown(sctx)
 	herr := hsrv.Shutdown(sctx)
-	serr := <-done
 	if msrv != nil {
 		msrv.Close()
 	}
