@@ -37,6 +37,8 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	httpPort := fs.Int("http-port", 8000, "KServe v2 HTTP port (0: any free port)")
 	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off)")
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: the repository API loads and unloads")
+	pollEvery := fs.Duration("repository-poll", 15*time.Second, "how often --model-control-mode poll looks for changes")
 	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -44,6 +46,14 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	}
 	if len(pos) > 0 {
 		return fail("serve: unexpected arguments %q", pos)
+	}
+	switch *control {
+	case "none", "poll", "explicit":
+	default:
+		return fail("serve: --model-control-mode %q: want none, poll or explicit", *control)
+	}
+	if *control == "poll" && (*repo == "" || *pollEvery <= 0) {
+		return fail("serve: --model-control-mode poll needs --model-repository and a positive --repository-poll")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -65,7 +75,7 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	if err != nil {
 		return fail("serve: %v", err)
 	}
-	hsrv := &http.Server{Handler: httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes}), ReadHeaderTimeout: 10 * time.Second}
+	hsrv := &http.Server{Handler: httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit"}), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- hsrv.Serve(hl) }()
 	var msrv *http.Server
@@ -81,6 +91,9 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		maddr = ml.Addr().String()
 		go func() { errc <- msrv.Serve(ml) }()
+	}
+	if *control == "poll" {
+		go s.Poll(ctx, *pollEvery)
 	}
 	log.Info("serving", "http", hl.Addr().String(), "metrics", maddr)
 	if started != nil {

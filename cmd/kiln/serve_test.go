@@ -71,6 +71,12 @@ func TestServeBadFlags(t *testing.T) {
 	if c := runServe(context.Background(), []string{"--http-port", "x"}, nil); c != exitError {
 		t.Errorf("exit %d, want %d", c, exitError)
 	}
+	if c := runServe(context.Background(), []string{"--model-control-mode", "sometimes"}, nil); c != exitError {
+		t.Errorf("exit %d, want %d", c, exitError)
+	}
+	if c := runServe(context.Background(), []string{"--model-control-mode", "poll"}, nil); c != exitError {
+		t.Errorf("poll without a repository: exit %d, want %d", c, exitError)
+	}
 	if c := runServe(context.Background(), []string{"extra"}, nil); c != exitError {
 		t.Errorf("exit %d, want %d", c, exitError)
 	}

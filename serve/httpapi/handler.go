@@ -23,6 +23,9 @@ type Options struct {
 	// MaxRequestBytes bounds request bodies (0: DefaultMaxRequestBytes);
 	// larger bodies are answered 413.
 	MaxRequestBytes int64
+	// DisableModelControl refuses the repository load and unload requests
+	// (model control modes "none" and "poll").
+	DisableModelControl bool
 }
 
 type handler struct {
@@ -248,6 +251,10 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) load(w http.ResponseWriter, r *http.Request) {
+	if h.opts.DisableModelControl {
+		h.fail(w, fmt.Errorf("%w: explicit model load and unload need --model-control-mode explicit", serve.ErrUnsupported))
+		return
+	}
 	if err := h.s.Load(r.PathValue("model")); err != nil {
 		h.fail(w, err)
 		return
@@ -256,6 +263,10 @@ func (h *handler) load(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) unload(w http.ResponseWriter, r *http.Request) {
+	if h.opts.DisableModelControl {
+		h.fail(w, fmt.Errorf("%w: explicit model load and unload need --model-control-mode explicit", serve.ErrUnsupported))
+		return
+	}
 	if err := h.s.Unload(r.Context(), r.PathValue("model")); err != nil {
 		h.fail(w, err)
 		return

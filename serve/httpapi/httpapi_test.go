@@ -411,6 +411,17 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+func TestModelControlDisabled(t *testing.T) {
+	s := serve.New(serve.Options{})
+	ts := httptest.NewServer(New(s, Options{DisableModelControl: true}))
+	defer ts.Close()
+	for _, p := range []string{"/v2/repository/models/m/load", "/v2/repository/models/m/unload"} {
+		if resp, b := do(t, "POST", ts.URL+p, nil, nil); resp.StatusCode != http.StatusNotImplemented {
+			t.Errorf("%s: %d %s, want 501", p, resp.StatusCode, b)
+		}
+	}
+}
+
 func TestStatus(t *testing.T) {
 	tests := []struct {
 		err  error
