@@ -39,6 +39,10 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: the repository API loads and unloads")
 	pollEvery := fs.Duration("repository-poll", 15*time.Second, "how often --model-control-mode poll looks for changes")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
+	inferToken := fs.String("infer-token", "", "bearer token required for inference and metadata (default: $KILN_INFER_TOKEN)")
+	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (default: $KILN_ADMIN_TOKEN)")
 	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -46,6 +50,15 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	}
 	if len(pos) > 0 {
 		return fail("serve: unexpected arguments %q", pos)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fail("serve: --tls-cert and --tls-key go together")
+	}
+	if *inferToken == "" {
+		*inferToken = os.Getenv("KILN_INFER_TOKEN")
+	}
+	if *adminToken == "" {
+		*adminToken = os.Getenv("KILN_ADMIN_TOKEN")
 	}
 	switch *control {
 	case "none", "poll", "explicit":
@@ -75,9 +88,16 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	if err != nil {
 		return fail("serve: %v", err)
 	}
-	hsrv := &http.Server{Handler: httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit"}), ReadHeaderTimeout: 10 * time.Second}
+	hsrv := &http.Server{Handler: httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit",
+		InferToken: *inferToken, AdminToken: *adminToken}), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
-	go func() { errc <- hsrv.Serve(hl) }()
+	go func() {
+		if *tlsCert != "" {
+			errc <- hsrv.ServeTLS(hl, *tlsCert, *tlsKey)
+			return
+		}
+		errc <- hsrv.Serve(hl)
+	}()
 	var msrv *http.Server
 	maddr := ""
 	if *metricsPort >= 0 {

@@ -3,9 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +78,77 @@ func TestServeExampleAndDrain(t *testing.T) {
 	}
 }
 
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kiln test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestServeTLSAndToken(t *testing.T) {
+	certFile, keyFile, pool := writeCert(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan [2]string, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- runServe(ctx, []string{"--host", "127.0.0.1", "--http-port", "0", "--metrics-port", "-1",
+			"--tls-cert", certFile, "--tls-key", keyFile, "--infer-token", "secret"}, started)
+	}()
+	var addrs [2]string
+	select {
+	case addrs = <-started:
+	case c := <-code:
+		t.Fatalf("serve exited with %d", c)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, tt := range []struct {
+		token string
+		code  int
+	}{{"", 401}, {"wrong", 401}, {"secret", 200}} {
+		req, _ := http.NewRequest("GET", "https://"+addrs[0]+"/v2/models/tinycnn", nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("token %q: %d, want %d", tt.token, resp.StatusCode, tt.code)
+		}
+	}
+	cancel()
+	if c := <-code; c != exitOK {
+		t.Errorf("exit %d", c)
+	}
+}
+
 func TestServeBadFlags(t *testing.T) {
+	if c := runServe(context.Background(), []string{"--tls-cert", "x"}, nil); c != exitError {
+		t.Errorf("cert without key: exit %d, want %d", c, exitError)
+	}
 	if c := runServe(context.Background(), []string{"--http-port", "x"}, nil); c != exitError {
 		t.Errorf("exit %d, want %d", c, exitError)
 	}

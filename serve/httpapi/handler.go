@@ -2,12 +2,14 @@ package httpapi
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnai/kiln"
@@ -26,6 +28,12 @@ type Options struct {
 	// DisableModelControl refuses the repository load and unload requests
 	// (model control modes "none" and "poll").
 	DisableModelControl bool
+	// InferToken, when set, is the bearer token the inference, metadata,
+	// config and statistics requests must carry.
+	InferToken string
+	// AdminToken, when set, is the bearer token the repository requests must
+	// carry. Health checks need no token.
+	AdminToken string
 }
 
 type handler struct {
@@ -57,7 +65,33 @@ func New(s *serve.Server, opts Options) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return h.authorize(mux)
+}
+
+// authorize checks bearer tokens: none for health, AdminToken for the
+// repository API, InferToken for the rest.
+func (h *handler) authorize(next http.Handler) http.Handler {
+	if h.opts.InferToken == "" && h.opts.AdminToken == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := h.opts.InferToken
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v2/health/"):
+			want = ""
+		case strings.HasPrefix(r.URL.Path, "/v2/repository/"):
+			want = h.opts.AdminToken
+		}
+		if want != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="kiln"`)
+				writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Status returns the HTTP status code for an error of the server.

@@ -422,6 +422,33 @@ func TestModelControlDisabled(t *testing.T) {
 	}
 }
 
+func TestBearerTokens(t *testing.T) {
+	s := serve.New(serve.Options{})
+	ts := httptest.NewServer(New(s, Options{InferToken: "inf", AdminToken: "adm"}))
+	defer ts.Close()
+	tests := []struct {
+		method, path, token string
+		code                int
+	}{
+		{"GET", "/v2/health/ready", "", 200},
+		{"GET", "/v2", "", 401},
+		{"GET", "/v2", "adm", 401},
+		{"GET", "/v2", "inf", 200},
+		{"POST", "/v2/repository/index", "inf", 401},
+		{"POST", "/v2/repository/index", "adm", 200},
+		{"GET", "/v2/models/m", "inf", 404},
+	}
+	for _, tt := range tests {
+		hdr := map[string]string{}
+		if tt.token != "" {
+			hdr["Authorization"] = "Bearer " + tt.token
+		}
+		if resp, b := do(t, tt.method, ts.URL+tt.path, hdr, nil); resp.StatusCode != tt.code {
+			t.Errorf("%s %s with %q: %d %s, want %d", tt.method, tt.path, tt.token, resp.StatusCode, b, tt.code)
+		}
+	}
+}
+
 func TestStatus(t *testing.T) {
 	tests := []struct {
 		err  error
