@@ -34,6 +34,11 @@ type Options struct {
 	// AdminToken, when set, is the bearer token the repository requests must
 	// carry. Health checks need no token.
 	AdminToken string
+	// StreamInFlight bounds the requests in flight on one WebSocket stream
+	// (0: DefaultStreamInFlight).
+	StreamInFlight int
+	// PingInterval is how often streams are pinged (0: DefaultPingInterval).
+	PingInterval time.Duration
 }
 
 type handler struct {
@@ -46,6 +51,12 @@ func New(s *serve.Server, opts Options) http.Handler {
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if opts.StreamInFlight <= 0 {
+		opts.StreamInFlight = DefaultStreamInFlight
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
 	h := &handler{s: s, opts: opts}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", h.live)
@@ -57,6 +68,7 @@ func New(s *serve.Server, opts Options) http.Handler {
 		mux.HandleFunc("POST "+p+"/infer", h.infer)
 		mux.HandleFunc("GET "+p+"/config", h.config)
 		mux.HandleFunc("GET "+p+"/stats", h.stats)
+		mux.HandleFunc("GET "+p+"/stream", h.stream)
 	}
 	mux.HandleFunc("GET /v2/models/stats", h.stats)
 	mux.HandleFunc("POST /v2/repository/index", h.index)
@@ -329,12 +341,12 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		}
 		headerLen = n
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes))
 	if err != nil {
 		h.fail(w, err)
 		return
 	}
-	d, err := DecodeRequest(body, headerLen)
+	d, err := DecodeRequest(raw, headerLen)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -347,26 +359,9 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	var outs []responseTensor
-	var bin [][]byte
-	for _, o := range resp.Outputs {
-		rt := responseTensor{Name: o.Name, Datatype: DataTypeName(o.Tensor.DType), Shape: o.Tensor.Shape}
-		asBinary, set := d.Binary[o.Name]
-		if !set {
-			asBinary = d.BinaryDefault
-		}
-		if asBinary {
-			b := binaryData(o.Tensor)
-			rt.Parameters = map[string]any{"binary_data_size": len(b)}
-			bin = append(bin, b)
-		} else {
-			rt.Data = jsonData(o.Tensor)
-		}
-		outs = append(outs, rt)
-	}
-	body, err = json.Marshal(map[string]any{"model_name": resp.Model, "model_version": resp.Version, "id": resp.ID, "outputs": outs})
+	body, bin, err := encodeResponse(resp, d)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Errorf("cannot encode outputs as JSON (NaN or Inf? ask for binary_data): %w", err))
+		h.fail(w, err)
 		return
 	}
 	if len(bin) == 0 {
@@ -385,4 +380,31 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 	for _, b := range bin {
 		w.Write(b)
 	}
+}
+
+// encodeResponse returns the JSON header of a response and the binary data
+// of the outputs asked for as binary, in output order.
+func encodeResponse(resp *serve.InferResponse, d *Decoded) ([]byte, [][]byte, error) {
+	outs := []responseTensor{}
+	var bin [][]byte
+	for _, o := range resp.Outputs {
+		rt := responseTensor{Name: o.Name, Datatype: DataTypeName(o.Tensor.DType), Shape: o.Tensor.Shape}
+		asBinary, set := d.Binary[o.Name]
+		if !set {
+			asBinary = d.BinaryDefault
+		}
+		if asBinary {
+			b := binaryData(o.Tensor)
+			rt.Parameters = map[string]any{"binary_data_size": len(b)}
+			bin = append(bin, b)
+		} else {
+			rt.Data = jsonData(o.Tensor)
+		}
+		outs = append(outs, rt)
+	}
+	body, err := json.Marshal(map[string]any{"model_name": resp.Model, "model_version": resp.Version, "id": resp.ID, "outputs": outs})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot encode outputs as JSON (NaN or Inf? ask for binary_data): %w", err)
+	}
+	return body, bin, nil
 }
