@@ -1,0 +1,244 @@
+// Package grpcapi is the gRPC front end of a serve.Server:
+// inference.GRPCInferenceService (KServe v2 / Triton protocol, from package
+// api/inference) over the same Server the HTTP front end uses, with the
+// server's sentinel errors mapped to gRPC status codes.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/repository"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Service implements inference.GRPCInferenceServiceServer over a serve.Server.
+type Service struct {
+	inference.UnimplementedGRPCInferenceServiceServer
+	s *serve.Server
+	// ModelControl allows RepositoryModelLoad and RepositoryModelUnload.
+	ModelControl bool
+}
+
+var _ inference.GRPCInferenceServiceServer = (*Service)(nil)
+
+// New returns the gRPC service of s.
+func New(s *serve.Server, modelControl bool) *Service {
+	return &Service{s: s, ModelControl: modelControl}
+}
+
+// Register registers a Service for s on g.
+func Register(g *grpc.Server, s *serve.Server, modelControl bool) {
+	inference.RegisterGRPCInferenceServiceServer(g, New(s, modelControl))
+}
+
+// Code returns the gRPC status code for an error of the server.
+func Code(err error) codes.Code {
+	switch {
+	case errors.Is(err, serve.ErrInvalid), errors.Is(err, api.ErrDatatype), errors.Is(err, api.ErrShape),
+		errors.Is(err, api.ErrSize), errors.Is(err, api.ErrContents),
+		errors.Is(err, repository.ErrSyntax), errors.Is(err, repository.ErrConfig),
+		errors.Is(err, repository.ErrModel), errors.Is(err, repository.ErrNoVersion):
+		return codes.InvalidArgument
+	case errors.Is(err, serve.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, serve.ErrQueueFull):
+		return codes.ResourceExhausted
+	case errors.Is(err, serve.ErrNotReady), errors.Is(err, serve.ErrTimeout):
+		return codes.Unavailable
+	case errors.Is(err, serve.ErrUnsupported):
+		return codes.Unimplemented
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+func toStatus(err error) error { return status.Error(Code(err), err.Error()) }
+
+// ServerLive reports whether the server is up.
+func (v *Service) ServerLive(context.Context, *inference.ServerLiveRequest) (*inference.ServerLiveResponse, error) {
+	return &inference.ServerLiveResponse{Live: v.s.Live()}, nil
+}
+
+// ServerReady reports whether the server serves inference.
+func (v *Service) ServerReady(context.Context, *inference.ServerReadyRequest) (*inference.ServerReadyResponse, error) {
+	return &inference.ServerReadyResponse{Ready: v.s.Ready()}, nil
+}
+
+// ModelReady reports whether a model version is ready.
+func (v *Service) ModelReady(_ context.Context, r *inference.ModelReadyRequest) (*inference.ModelReadyResponse, error) {
+	ok, err := v.s.ModelReady(r.GetName(), r.GetVersion())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &inference.ModelReadyResponse{Ready: ok}, nil
+}
+
+// ServerMetadata returns the server's name, version and extensions.
+func (v *Service) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
+	return &inference.ServerMetadataResponse{Name: "kiln", Version: kiln.Version,
+		Extensions: []string{"model_repository", "statistics", "schedule_policy"}}, nil
+}
+
+// ModelMetadata returns a model's versions, inputs and outputs.
+func (v *Service) ModelMetadata(_ context.Context, r *inference.ModelMetadataRequest) (*inference.ModelMetadataResponse, error) {
+	cfg, versions, err := v.s.ModelConfig(r.GetName(), r.GetVersion())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	meta := func(ios []repository.IO) []*inference.ModelMetadataResponse_TensorMetadata {
+		var out []*inference.ModelMetadataResponse_TensorMetadata
+		for _, io := range ios {
+			dt, _ := api.Datatype(io.DataType)
+			shape := []int64{}
+			if cfg.MaxBatchSize > 0 {
+				shape = append(shape, -1)
+			}
+			out = append(out, &inference.ModelMetadataResponse_TensorMetadata{Name: io.Name, Datatype: dt, Shape: append(shape, io.Dims...)})
+		}
+		return out
+	}
+	return &inference.ModelMetadataResponse{Name: cfg.Name, Versions: versions, Platform: cfg.Platform,
+		Inputs: meta(cfg.Inputs), Outputs: meta(cfg.Outputs)}, nil
+}
+
+func paramInt(p map[string]*inference.InferParameter, key string) int64 {
+	x := p[key]
+	if x == nil {
+		return 0
+	}
+	switch c := x.GetParameterChoice().(type) {
+	case *inference.InferParameter_Int64Param:
+		return c.Int64Param
+	case *inference.InferParameter_Uint64Param:
+		return int64(min(c.Uint64Param, 1<<62))
+	}
+	return 0
+}
+
+func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	inputs, err := api.RequestTensors(r)
+	if err != nil {
+		return nil, err
+	}
+	var outs []string
+	for _, o := range r.GetOutputs() {
+		outs = append(outs, o.GetName())
+	}
+	prio, timeout := paramInt(r.GetParameters(), "priority"), paramInt(r.GetParameters(), "timeout")
+	if prio < 0 || prio > 1<<20 || timeout < 0 {
+		return nil, errors.Join(serve.ErrInvalid, errors.New("bad priority or timeout parameter"))
+	}
+	resp, err := v.s.Infer(ctx, &serve.InferRequest{Model: r.GetModelName(), Version: r.GetModelVersion(), ID: r.GetId(),
+		Inputs: inputs, Outputs: outs, Priority: int(prio), Timeout: time.Duration(timeout) * time.Microsecond})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]*tensor.Tensor{}
+	for _, o := range resp.Outputs {
+		m[o.Name] = o.Tensor
+	}
+	return api.NewInferResponse(resp.Model, resp.Version, resp.ID, m)
+}
+
+// ModelInfer runs one inference request.
+func (v *Service) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	resp, err := v.infer(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+// ModelStreamInfer answers each request of the stream in turn; a failed
+// request is answered with its error message and the stream goes on.
+func (v *Service) ModelStreamInfer(st grpc.BidiStreamingServer[inference.ModelInferRequest, inference.ModelStreamInferResponse]) error {
+	for {
+		r, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := v.infer(st.Context(), r)
+		out := &inference.ModelStreamInferResponse{InferResponse: resp}
+		if err != nil {
+			out = &inference.ModelStreamInferResponse{ErrorMessage: err.Error()}
+		}
+		if err := st.Send(out); err != nil {
+			return err
+		}
+	}
+}
+
+// ModelStatistics returns the statistics of one or all models.
+func (v *Service) ModelStatistics(_ context.Context, r *inference.ModelStatisticsRequest) (*inference.ModelStatisticsResponse, error) {
+	st, err := v.s.ModelStats(r.GetName(), r.GetVersion())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &inference.ModelStatisticsResponse{}
+	for _, s := range st {
+		var last uint64
+		if !s.LastInference.IsZero() {
+			last = uint64(s.LastInference.UnixMilli())
+		}
+		d := func(c, ns uint64) *inference.StatisticDuration { return &inference.StatisticDuration{Count: c, Ns: ns} }
+		out.ModelStats = append(out.ModelStats, &inference.ModelStatistics{
+			Name: s.Model, Version: s.Version, LastInference: last,
+			InferenceCount: s.InferenceCount, ExecutionCount: s.ExecutionCount,
+			InferenceStats: &inference.InferStatistics{Success: d(s.SuccessCount, s.SuccessNs), Fail: d(s.FailCount, s.FailNs),
+				Queue: d(s.SuccessCount, s.QueueNs), ComputeInfer: d(s.SuccessCount, s.ComputeNs)},
+		})
+	}
+	return out, nil
+}
+
+// RepositoryIndex lists the repository's models and their state.
+func (v *Service) RepositoryIndex(_ context.Context, r *inference.RepositoryIndexRequest) (*inference.RepositoryIndexResponse, error) {
+	out := &inference.RepositoryIndexResponse{}
+	for _, e := range v.s.RepositoryIndex() {
+		if r.GetReady() && e.State != "READY" {
+			continue
+		}
+		out.Models = append(out.Models, &inference.RepositoryIndexResponse_ModelIndex{Name: e.Name, Version: e.Version, State: e.State, Reason: e.Reason})
+	}
+	return out, nil
+}
+
+// RepositoryModelLoad loads or reloads a model (explicit model control only).
+func (v *Service) RepositoryModelLoad(_ context.Context, r *inference.RepositoryModelLoadRequest) (*inference.RepositoryModelLoadResponse, error) {
+	if !v.ModelControl {
+		return nil, status.Error(codes.Unimplemented, "explicit model load needs --model-control-mode explicit")
+	}
+	if err := v.s.Load(r.GetModelName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &inference.RepositoryModelLoadResponse{}, nil
+}
+
+// RepositoryModelUnload unloads a model once its queued requests finish
+// (explicit model control only).
+func (v *Service) RepositoryModelUnload(ctx context.Context, r *inference.RepositoryModelUnloadRequest) (*inference.RepositoryModelUnloadResponse, error) {
+	if !v.ModelControl {
+		return nil, status.Error(codes.Unimplemented, "explicit model unload needs --model-control-mode explicit")
+	}
+	if err := v.s.Unload(ctx, r.GetModelName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &inference.RepositoryModelUnloadResponse{}, nil
+}
