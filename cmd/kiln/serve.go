@@ -13,8 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"
 	"github.com/kilnai/kiln/serve/metrics"
 	"github.com/kilnai/kiln/serve/repository"
@@ -29,12 +35,13 @@ func serveCmd(args []string) int {
 }
 
 // runServe serves until ctx ends, then drains. When started is not nil it
-// receives the HTTP and metrics addresses once both listen.
-func runServe(ctx context.Context, args []string, started chan<- [2]string) int {
+// receives the HTTP, metrics and gRPC addresses once they listen.
+func runServe(ctx context.Context, args []string, started chan<- [3]string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	repo := fs.String("model-repository", "", "model repository folder (Triton layout); empty serves the bundled example as \"tinycnn\"")
 	host := fs.String("host", "", "address to listen on (empty: all interfaces)")
 	httpPort := fs.Int("http-port", 8000, "KServe v2 HTTP port (0: any free port)")
+	grpcPort := fs.Int("grpc-port", 8001, "KServe v2 gRPC port (0: any free port, -1: off)")
 	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off)")
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: the repository API loads and unloads")
@@ -98,6 +105,33 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 		}
 		errc <- hsrv.Serve(hl)
 	}()
+	var gsrv *grpc.Server
+	var hs *health.Server
+	gaddr := ""
+	if *grpcPort >= 0 {
+		gl, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*grpcPort)))
+		if err != nil {
+			hsrv.Close()
+			return fail("serve: grpc: %v", err)
+		}
+		var opts []grpc.ServerOption
+		if *tlsCert != "" {
+			creds, err := credentials.NewServerTLSFromFile(*tlsCert, *tlsKey)
+			if err != nil {
+				hsrv.Close()
+				return fail("serve: grpc: %v", err)
+			}
+			opts = append(opts, grpc.Creds(creds))
+		}
+		opts = append(opts, grpc.MaxRecvMsgSize(int(min(*maxBytes, 1<<31-1))))
+		gsrv = grpc.NewServer(opts...)
+		grpcapi.Register(gsrv, s, *control == "explicit")
+		hs = health.NewServer()
+		hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		healthpb.RegisterHealthServer(gsrv, hs)
+		gaddr = gl.Addr().String()
+		go func() { errc <- gsrv.Serve(gl) }()
+	}
 	var msrv *http.Server
 	maddr := ""
 	if *metricsPort >= 0 {
@@ -115,26 +149,41 @@ func runServe(ctx context.Context, args []string, started chan<- [2]string) int 
 	if *control == "poll" {
 		go s.Poll(ctx, *pollEvery)
 	}
-	log.Info("serving", "http", hl.Addr().String(), "metrics", maddr)
+	log.Info("serving", "http", hl.Addr().String(), "grpc", gaddr, "metrics", maddr)
 	if started != nil {
-		started <- [2]string{hl.Addr().String(), maddr}
+		started <- [3]string{hl.Addr().String(), maddr, gaddr}
 	}
 
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		s.Shutdown(context.Background())
+		if gsrv != nil {
+			gsrv.Stop()
+		}
 		return fail("serve: %v", err)
 	}
 	// Ready turns false at once; new inference requests get 503; the
 	// requests in flight finish within the exit timeout.
 	log.Info("shutting down", "exit-timeout", *exitTimeout)
+	if hs != nil {
+		hs.Shutdown() // gRPC health: NOT_SERVING
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), *exitTimeout)
 	defer cancel()
 	// The listener stays open while the queues drain, so that readiness
 	// probes see "not ready" rather than a refused connection.
 	serr := s.Shutdown(sctx)
 	herr := hsrv.Shutdown(sctx)
+	if gsrv != nil {
+		stopped := make(chan struct{})
+		go func() { gsrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			gsrv.Stop()
+		}
+	}
 	if msrv != nil {
 		msrv.Close()
 	}

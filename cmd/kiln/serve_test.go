@@ -21,17 +21,22 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
 )
 
 func TestServeExampleAndDrain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan [2]string, 1)
+	started := make(chan [3]string, 1)
 	code := make(chan int, 1)
 	go func() {
-		code <- runServe(ctx, []string{"--http-port", "0", "--metrics-port", "0", "--exit-timeout", "10s"}, started)
+		code <- runServe(ctx, []string{"--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--exit-timeout", "10s"}, started)
 	}()
-	var addrs [2]string
+	var addrs [3]string
 	select {
 	case addrs = <-started:
 	case c := <-code:
@@ -66,6 +71,18 @@ func TestServeExampleAndDrain(t *testing.T) {
 	}
 	if c, m := get("http://" + addrs[1] + "/metrics"); c != 200 || !strings.Contains(m, `nv_inference_request_success{model="tinycnn",version="1"} 1`) {
 		t.Fatalf("metrics: %d\n%s", c, m)
+	}
+	cc, err := grpc.NewClient(addrs[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC health: %v %v", hr, err)
+	}
+	if r, err := inference.NewGRPCInferenceServiceClient(cc).ModelReady(ctx, &inference.ModelReadyRequest{Name: "tinycnn"}); err != nil || !r.GetReady() {
+		t.Fatalf("gRPC ModelReady: %v %v", r, err)
 	}
 	cancel() // as SIGTERM
 	select {
@@ -109,13 +126,13 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.C
 func TestServeTLSAndToken(t *testing.T) {
 	certFile, keyFile, pool := writeCert(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan [2]string, 1)
+	started := make(chan [3]string, 1)
 	code := make(chan int, 1)
 	go func() {
-		code <- runServe(ctx, []string{"--host", "127.0.0.1", "--http-port", "0", "--metrics-port", "-1",
+		code <- runServe(ctx, []string{"--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "-1", "--metrics-port", "-1",
 			"--tls-cert", certFile, "--tls-key", keyFile, "--infer-token", "secret"}, started)
 	}()
-	var addrs [2]string
+	var addrs [3]string
 	select {
 	case addrs = <-started:
 	case c := <-code:
