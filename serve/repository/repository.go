@@ -173,6 +173,14 @@ func Complete(name string, cfg *Config, km *kiln.Model) (*Config, error) {
 	if cfg.Name == "" {
 		cfg.Name = name
 	}
+	if cfg.MaxBatchSize > 0 {
+		for _, in := range ins {
+			if len(in.Shape) == 0 || in.Shape[0] != -1 && cfg.MaxBatchSize > 1 {
+				return nil, fmt.Errorf("%w: model %s: max_batch_size %d needs a variable first dimension, but input %q has shape %v",
+					ErrModel, name, cfg.MaxBatchSize, in.Name, in.Dims)
+			}
+		}
+	}
 	var err error
 	if cfg.Inputs, err = completeIO(name, "input", cfg.Inputs, ins, cfg.MaxBatchSize); err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -44,8 +46,11 @@ func TestLoad(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "broken", "1", "model.onnx"), []byte("not onnx"), 0o644)
 
+	writeModel(t, dir, "fixedbatch", "max_batch_size: 4", "1")
+	os.WriteFile(filepath.Join(dir, "fixedbatch", "1", "model.onnx"), fixedBatchModel(t), 0o644)
+
 	names, err := Names(dir)
-	if err != nil || len(names) != 8 {
+	if err != nil || len(names) != 9 {
 		t.Fatalf("Names = %v, %v", names, err)
 	}
 	tests := []struct {
@@ -63,6 +68,7 @@ func TestLoad(t *testing.T) {
 		{"specific", ErrNoVersion, nil, 0},
 		{"broken", ErrModel, nil, 0},
 		{"missing", ErrNotFound, nil, 0},
+		{"fixedbatch", ErrModel, nil, 0},
 		{"../x", ErrNotFound, nil, 0},
 	}
 	for _, tt := range tests {
@@ -112,4 +118,17 @@ func TestFromBytes(t *testing.T) {
 	if _, err := FromBytes("x", []byte{1, 2, 3}); !errors.Is(err, ErrModel) {
 		t.Errorf("bad bytes: err = %v", err)
 	}
+}
+
+// fixedBatchModel is an ONNX model whose input has a fixed first dimension.
+func fixedBatchModel(t *testing.T) []byte {
+	t.Helper()
+	b := ir.NewBuilder("fixed", 17)
+	x := b.Input("x", tensor.Float32, ir.D(2), ir.D(3))
+	b.Output(b.Op("Relu", []*ir.Value{x}), "y")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
 }
