@@ -31,7 +31,7 @@ instance_group [ { count: 2 kind: KIND_CPU } ]
 
 // startServer serves a repository with tinycnn (and resnet_mini when
 // ../shared/models has it) on a loopback listener.
-func startServer(t *testing.T, maxBytes int64) (*httptest.Server, *serve.Server, string) {
+func startServer(t testing.TB, maxBytes int64) (*httptest.Server, *serve.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, version string, model []byte, cfg string) {
