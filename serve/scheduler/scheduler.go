@@ -108,6 +108,9 @@ type Observer interface {
 }
 
 type item struct {
+	// ctx is the caller's context, used to run a batch of this one request
+	// alone, so that a client going away frees the instance.
+	ctx      context.Context
 	req      *Request
 	level    int
 	key      string
@@ -238,7 +241,7 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	if pol.AllowOverride && req.Timeout > 0 {
 		timeout = req.Timeout
 	}
-	it := &item{req: req, level: level, key: key, size: size, enqueued: time.Now(), done: make(chan outcome, 1)}
+	it := &item{ctx: ctx, req: req, level: level, key: key, size: size, enqueued: time.Now(), done: make(chan outcome, 1)}
 
 	s.mu.Lock()
 	if s.closed {
@@ -427,9 +430,14 @@ func (s *Scheduler) execute(batch []*item) {
 			return
 		}
 	}
-	// The run is not tied to one request's context: the others still want
-	// the result. A request whose context ends stops waiting for it.
-	out, err := s.run.Run(context.Background(), inputs)
+	// A batch of several requests is not tied to one request's context: the
+	// others still want the result; a request whose context ends stops
+	// waiting for it. A lone request's run ends with its context.
+	runCtx := context.Background()
+	if len(batch) == 1 {
+		runCtx = batch[0].ctx
+	}
+	out, err := s.run.Run(runCtx, inputs)
 	compute := time.Since(start)
 	if s.obs != nil {
 		s.obs.Executed(len(batch), total, compute)

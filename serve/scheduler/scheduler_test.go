@@ -33,7 +33,11 @@ func (f *fakeModel) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[
 		f.started <- struct{}{}
 	}
 	if f.gate != nil {
-		<-f.gate
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	time.Sleep(f.delay)
 	y := tensor.New(tensor.Float32, x.Shape...)
@@ -408,5 +412,25 @@ func TestRealModelBatched(t *testing.T) {
 	wg.Wait()
 	if obs.runs == 0 || obs.runs > 4 {
 		t.Errorf("observer saw %d runs", obs.runs)
+	}
+}
+
+func TestCancelStopsLoneRun(t *testing.T) {
+	m := &fakeModel{gate: make(chan struct{}), started: make(chan struct{}, 10)}
+	s := New(m, Options{}, nil)
+	defer func() { close(m.gate); s.Shutdown(context.Background()) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := s.Infer(ctx, req(1, 1, 2)); errc <- err }()
+	<-m.started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	go s.Infer(context.Background(), req(2, 1, 2))
+	select {
+	case <-m.started: // the instance was freed
+	case <-time.After(5 * time.Second):
+		t.Fatal("the cancelled run kept the only instance")
 	}
 }
