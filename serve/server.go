@@ -42,6 +42,12 @@ type Observer interface {
 	Executed(model, version string, requests, batchSize int, compute time.Duration)
 }
 
+// LoadObserver is an optional capability of an Observer: it is told how
+// long each model took to load.
+type LoadObserver interface {
+	ModelLoaded(model string, took time.Duration)
+}
+
 // Options configures a Server.
 type Options struct {
 	// Repository is the model repository folder; empty for none.
@@ -165,7 +171,11 @@ func (s *Server) Load(name string) error {
 		return err
 	}
 	s.Add(rm)
-	s.log.Info("model loaded", "model", name, "versions", len(rm.Versions), "took", time.Since(start))
+	took := time.Since(start)
+	if lo, ok := s.opts.Observer.(LoadObserver); ok {
+		lo.ModelLoaded(name, took)
+	}
+	s.log.Info("model loaded", "model", name, "versions", len(rm.Versions), "took", took)
 	return nil
 }
 

@@ -4,7 +4,7 @@
 // nv_inference_exec_count, nv_inference_pending_request_count,
 // nv_inference_request_duration_us, nv_inference_queue_duration_us,
 // nv_inference_compute_infer_duration_us), so existing dashboards work, plus
-// histograms of request latency, queue time and batch size.
+// histograms of request latency, queue time, batch size and model load time.
 package metrics
 
 import (
@@ -22,12 +22,12 @@ type PendingSource interface {
 
 // Metrics collects a server's measurements; it implements serve.Observer.
 type Metrics struct {
-	reg                           *prometheus.Registry
-	success, failure, count, exec *prometheus.CounterVec
-	requestUs, queueUs, computeUs *prometheus.CounterVec
-	latency, queueTime, batchSize *prometheus.HistogramVec
-	pending                       PendingSource
-	pendingDesc                   *prometheus.Desc
+	reg                                 *prometheus.Registry
+	success, failure, count, exec       *prometheus.CounterVec
+	requestUs, queueUs, computeUs       *prometheus.CounterVec
+	latency, queueTime, batchSize, load *prometheus.HistogramVec
+	pending                             PendingSource
+	pendingDesc                         *prometheus.Desc
 }
 
 var labels = []string{"model", "version"}
@@ -52,12 +52,14 @@ func New(pending PendingSource) *Metrics {
 			Help: "Time requests wait in the queue", Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20)}, labels),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_batch_size",
 			Help: "Batch size of each model execution", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}, labels),
+		load: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_model_load_duration_seconds",
+			Help: "Time to load a model", Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"model"}),
 		pending: pending,
 		pendingDesc: prometheus.NewDesc("nv_inference_pending_request_count",
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
 	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,
-		m.latency, m.queueTime, m.batchSize, pendingCollector{m})
+		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m})
 	return m
 }
 
@@ -97,6 +99,11 @@ func (m *Metrics) RequestDone(model, version string, batch int, reason string, t
 func (m *Metrics) Executed(model, version string, requests, batchSize int, compute time.Duration) {
 	m.exec.WithLabelValues(model, version).Inc()
 	m.batchSize.WithLabelValues(model, version).Observe(float64(batchSize))
+}
+
+// ModelLoaded records how long a model took to load.
+func (m *Metrics) ModelLoaded(model string, took time.Duration) {
+	m.load.WithLabelValues(model).Observe(took.Seconds())
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -16,7 +16,10 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-var _ serve.Observer = (*Metrics)(nil)
+var (
+	_ serve.Observer     = (*Metrics)(nil)
+	_ serve.LoadObserver = (*Metrics)(nil)
+)
 
 type fixedPending map[[2]string]int
 
@@ -35,6 +38,7 @@ func TestMetricsNames(t *testing.T) {
 	m.RequestDone("m", "1", 2, "", 3*time.Millisecond, time.Millisecond, 2*time.Millisecond)
 	m.RequestDone("m", "1", 1, "REJECTED", time.Millisecond, 0, 0)
 	m.Executed("m", "1", 1, 2, 2*time.Millisecond)
+	m.ModelLoaded("m", 50*time.Millisecond)
 	out := scrape(t, m.Handler())
 	for _, want := range []string{
 		`nv_inference_request_success{model="m",version="1"} 1`,
@@ -48,6 +52,7 @@ func TestMetricsNames(t *testing.T) {
 		`kiln_request_duration_seconds_count{model="m",version="1"} 1`,
 		`kiln_queue_duration_seconds_count{model="m",version="1"} 1`,
 		`kiln_batch_size_bucket{model="m",version="1",le="2"} 1`,
+		`kiln_model_load_duration_seconds_count{model="m"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %s", want)
