@@ -102,6 +102,10 @@ func (rangeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 		if outs, err := (rangeOp{}).Run(nil, []*tensor.Tensor{in[0].Const, in[1].Const, in[2].Const}); err == nil {
 			t.Shape[0] = ir.D(int64(outs[0].Len()))
 		}
+	} else if in[0].Const != nil && in[2].Const != nil && in[0].Const.Len() == 1 && in[2].Const.Len() == 1 &&
+		in[0].Const.Float(0) == 0 && in[2].Const.Float(0) == 1 && len(in[1].ShapeValue) == 1 {
+		// Range(0, n, 1) with a symbolic n (e.g. seq from Shape) has n elements
+		t.Shape[0] = in[1].ShapeValue[0]
 	}
 	return []ir.Type{t}, nil
 }
