@@ -19,12 +19,16 @@ go vet ./...
 echo "== go test"
 go test -count=1 ./...
 
-echo "== go test -race (engine, api)"
-go test -count=1 -race -run 'Concurrent|Race' . ./engine/...
+echo "== go test -race (concurrent packages)"
+go test -count=1 -race ./engine/... ./serve/... ./api/...
 
 echo "== fuzz (short)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" "$1"; }
 fuzz ./onnx FuzzDecodeModel
 fuzz ./onnx FuzzDecodeTensor
 fuzz . FuzzLoadModel
+fuzz ./serve/repository FuzzParseConfig
+fuzz ./serve/httpapi FuzzDecodeRequest
+fuzz ./serve/httpapi FuzzDecodeStreamMessage
+fuzz ./api FuzzDecodeRaw
 echo "== all tests passed"
