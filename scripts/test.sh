@@ -5,12 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -d /usr/share/libonnx-testdata/data/node ]; then
-  echo "== installing libonnx-testdata (ONNX conformance suite)"
+# Debian packages the tests need: the ONNX conformance suite, and a C compiler
+# for the cgo CUDA bindings (device/cuda opens the CUDA libraries at run time).
+need=()
+[ -d /usr/share/libonnx-testdata/data/node ] || need+=(libonnx-testdata)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libonnx-testdata
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
 
 echo "== go vet"
