@@ -9,9 +9,7 @@ import (
 )
 
 // badInput returns an error wrapping ops.ErrBadInput.
-func badInput(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ops.ErrBadInput, fmt.Sprintf(format, args...))
-}
+var badInput = ops.BadInput
 
 // badAttr returns an error wrapping ops.ErrBadAttr about attribute name.
 func badAttr(name, format string, args ...any) error {

@@ -3,43 +3,23 @@ package image
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
-// elems returns the elements of t as a []T sharing its storage. The caller
-// picks T to match the element size of t.DType.
-func elems[T any](t *tensor.Tensor) []T {
-	if len(t.Data) == 0 {
-		return []T{}
-	}
-	var z T
-	return unsafe.Slice((*T)(unsafe.Pointer(&t.Data[0])), len(t.Data)/int(unsafe.Sizeof(z)))
-}
+// Shared helpers of package ops, under the names this package uses.
+var (
+	badInput   = ops.BadInput
+	needInputs = ops.Need[tensor.Tensor]
+	needValues = ops.Need[ir.Value]
+	input      = ops.Arg[tensor.Tensor]
+	value      = ops.Arg[ir.Value]
+)
 
-// badInput returns an error wrapping ops.ErrBadInput.
-func badInput(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ops.ErrBadInput, fmt.Sprintf(format, args...))
-}
-
-// input returns in[i], or nil when it is absent.
-func input(in []*tensor.Tensor, i int) *tensor.Tensor {
-	if i < len(in) {
-		return in[i]
-	}
-	return nil
-}
-
-// value returns in[i], or nil when it is absent.
-func value(in []*ir.Value, i int) *ir.Value {
-	if i < len(in) {
-		return in[i]
-	}
-	return nil
-}
+// elems returns the elements of t as a []T sharing its storage.
+func elems[T any](t *tensor.Tensor) []T { return ops.Elems[T](t) }
 
 // constOf returns the known constant contents of v, or nil.
 func constOf(v *ir.Value) *tensor.Tensor {
@@ -47,32 +27,6 @@ func constOf(v *ir.Value) *tensor.Tensor {
 		return nil
 	}
 	return v.Const
-}
-
-// needInputs checks that the first n inputs are present.
-func needInputs(op string, in []*tensor.Tensor, n int) error {
-	if len(in) < n {
-		return badInput("%s takes at least %d inputs, got %d", op, n, len(in))
-	}
-	for i := 0; i < n; i++ {
-		if in[i] == nil {
-			return badInput("%s: input %d is missing", op, i)
-		}
-	}
-	return nil
-}
-
-// needValues checks that the first n input values are present.
-func needValues(op string, in []*ir.Value, n int) error {
-	if len(in) < n {
-		return badInput("%s takes at least %d inputs, got %d", op, n, len(in))
-	}
-	for i := 0; i < n; i++ {
-		if in[i] == nil {
-			return badInput("%s: input %d is missing", op, i)
-		}
-	}
-	return nil
 }
 
 // isNumeric reports whether dt is a real number type (floats, integers).

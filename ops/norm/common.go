@@ -9,54 +9,19 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
+// Shared helpers of package ops, under the names this package uses.
+var (
+	needValues  = ops.Need[ir.Value]
+	needTensors = ops.Need[tensor.Tensor]
+	normAxis    = ops.NormAxis
+)
+
+// input returns in[i], or nil when it is absent.
+func input[T any](in []*T, i int) *T { return ops.Arg(in, i) }
+
 // rowGrain is the minimum number of elements one goroutine of a row-wise
 // kernel handles (rows are grouped until they reach it).
 const rowGrain = 1 << 12
-
-// input returns in[i], or nil when it is absent.
-func input[T any](in []*T, i int) *T {
-	if i < len(in) {
-		return in[i]
-	}
-	return nil
-}
-
-// needValues checks that the first n inputs of op are present.
-func needValues(op string, in []*ir.Value, n int) error {
-	if len(in) < n {
-		return fmt.Errorf("%w: %s takes at least %d inputs, got %d", ops.ErrBadInput, op, n, len(in))
-	}
-	for i := 0; i < n; i++ {
-		if in[i] == nil {
-			return fmt.Errorf("%w: %s input %d is missing", ops.ErrBadInput, op, i)
-		}
-	}
-	return nil
-}
-
-// needTensors checks that the first n inputs of op are present.
-func needTensors(op string, in []*tensor.Tensor, n int) error {
-	if len(in) < n {
-		return fmt.Errorf("%w: %s takes at least %d inputs, got %d", ops.ErrBadInput, op, n, len(in))
-	}
-	for i := 0; i < n; i++ {
-		if in[i] == nil {
-			return fmt.Errorf("%w: %s input %d is missing", ops.ErrBadInput, op, i)
-		}
-	}
-	return nil
-}
-
-// normAxis maps axis in [-rank, rank) to [0, rank).
-func normAxis(op string, axis int64, rank int) (int, error) {
-	if axis < -int64(rank) || axis >= int64(rank) {
-		return 0, fmt.Errorf("%w: %s axis %d out of range for rank %d", ops.ErrBadInput, op, axis, rank)
-	}
-	if axis < 0 {
-		axis += int64(rank)
-	}
-	return int(axis), nil
-}
 
 // isFloatType reports whether dt is one of the float types the float-only
 // operators accept.

@@ -11,43 +11,21 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// badInput returns an error wrapping ops.ErrBadInput.
-func badInput(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ops.ErrBadInput, fmt.Sprintf(format, args...))
-}
+// Shared helpers of package ops, under the names this package uses.
+var (
+	badInput = ops.BadInput
+	normAxis = ops.NormAxis
+)
+
+// arg returns in[i], or nil when it is absent.
+func arg[T any](in []*T, i int) *T { return ops.Arg(in, i) }
+
+// need checks that the first n inputs of op are present.
+func need[T any](op string, in []*T, n int) error { return ops.Need(op, in, n) }
 
 // badAttr returns an error wrapping ops.ErrBadAttr about attribute name.
 func badAttr(name, format string, args ...any) error {
 	return fmt.Errorf("%w %q: %s", ops.ErrBadAttr, name, fmt.Sprintf(format, args...))
-}
-
-// arg returns in[i], or nil when it is absent.
-func arg[T any](in []*T, i int) *T {
-	if i < len(in) {
-		return in[i]
-	}
-	return nil
-}
-
-// need checks that the first n inputs are present.
-func need[T any](op string, in []*T, n int) error {
-	for i := 0; i < n; i++ {
-		if arg(in, i) == nil {
-			return badInput("%s: input %d is missing", op, i)
-		}
-	}
-	return nil
-}
-
-// normAxis maps axis in [-rank, rank) to [0, rank).
-func normAxis(op string, axis int64, rank int) (int, error) {
-	if axis < -int64(rank) || axis >= int64(rank) {
-		return 0, badInput("%s: axis %d is out of range for rank %d", op, axis, rank)
-	}
-	if axis < 0 {
-		axis += int64(rank)
-	}
-	return int(axis), nil
 }
 
 // normAxes normalizes a list of axes for rank and rejects duplicates.
