@@ -145,6 +145,18 @@ func (f *frame) lookup(v *ir.Value) (*tensor.Tensor, bool) {
 // (including that a symbolic dimension has one size across all inputs) and
 // stops early when ctx is done.
 func (e *Engine) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return e.RunObserved(ctx, inputs, nil)
+}
+
+// Observer is called by RunObserved with every value of the top-level graph
+// that a node computes, right after the node ran. It must not modify or keep
+// t beyond the call (copy what it needs).
+type Observer func(v *ir.Value, t *tensor.Tensor)
+
+// RunObserved is Run that also shows every intermediate value of the
+// top-level graph to observe (when not nil): calibration collects activation
+// ranges with it and the accuracy report compares layers.
+func (e *Engine) RunObserved(ctx context.Context, inputs map[string]*tensor.Tensor, observe Observer) (map[string]*tensor.Tensor, error) {
 	g := e.graph
 	f := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(g.Nodes))}
 	byName := make(map[string]*ir.Value, len(g.Inputs))
@@ -170,7 +182,7 @@ func (e *Engine) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map
 		}
 		f.vals[v] = t
 	}
-	outs, err := e.exec(ctx, e.plans[g], f)
+	outs, err := e.exec(ctx, e.plans[g], f, observe)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +244,7 @@ func checkInput(v *ir.Value, t *tensor.Tensor, syms map[string]symBinding) error
 
 // exec runs plan p in frame f (inputs already bound) and returns the graph
 // outputs in order.
-func (e *Engine) exec(ctx context.Context, p *plan, f *frame) ([]*tensor.Tensor, error) {
+func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer) ([]*tensor.Tensor, error) {
 	env := &ops.Env{Ctx: ctx}
 	env.RunGraph = func(sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		sp := e.plans[sg]
@@ -248,7 +260,7 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame) ([]*tensor.Tensor,
 				sf.vals[sg.Inputs[i]] = t
 			}
 		}
-		return e.exec(ctx, sp, sf)
+		return e.exec(ctx, sp, sf, nil)
 	}
 	args := make([]*tensor.Tensor, 0, 8)
 	for i, s := range p.steps {
@@ -279,6 +291,9 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame) ([]*tensor.Tensor,
 				return nil, fmt.Errorf("%w: node %q (%s) did not produce output %d (%q)", ErrKernel, s.node.Name, s.node.OpType, j, o.Name)
 			}
 			f.vals[o] = outs[j]
+			if observe != nil {
+				observe(o, outs[j])
+			}
 		}
 		for _, v := range s.node.Inputs {
 			if v != nil && p.lastUse[v] == i && !p.keep[v] {

@@ -45,6 +45,8 @@ type Env struct {
 	// inputs (bound to g.Inputs in order); values g captures from enclosing
 	// graphs are available to it.
 	RunGraph func(g *ir.Graph, inputs []*tensor.Tensor) ([]*tensor.Tensor, error)
+	// Alloc, when not nil, allocates an output tensor (see NewOutput).
+	Alloc func(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 }
 
 // Def describes an op type.

@@ -1,0 +1,133 @@
+// Package device is the seam between kiln's builder and the hardware it
+// builds for. A device (cpu, cuda) registers itself in init; the builder and
+// the plan reader find it by name and never import a device package.
+//
+// A device's Fingerprint says what an engine built on it depends on (CPU ISA
+// features; GPU name, compute capability, driver and library versions). A
+// plan records the fingerprint of the device it was built and timed on, and
+// loading it where the fingerprint differs fails with Diff's description.
+package device
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// ErrUnknown is returned by Lookup for a device name nobody registered.
+var ErrUnknown = errors.New("device: unknown device")
+
+// ErrUnavailable is wrapped by Open when the device exists in kiln but not
+// on this machine (no GPU, no driver).
+var ErrUnavailable = errors.New("device: unavailable")
+
+// Fingerprint is a device's identity as a set of named properties, e.g.
+// "isa": "avx512", "gpu": "NVIDIA H100 80GB HBM3", "compute": "9.0".
+type Fingerprint map[string]string
+
+// String spells the fingerprint as sorted key=value pairs.
+func (f Fingerprint) String() string {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s=%s", k, f[k])
+	}
+	return b.String()
+}
+
+// Diff describes how have differs from want, one clause per differing
+// property ("isa: plan avx512, this machine avx2"), or "" when they are
+// equal.
+func Diff(plan, here Fingerprint) string {
+	keys := map[string]bool{}
+	for k := range plan {
+		keys[k] = true
+	}
+	for k := range here {
+		keys[k] = true
+	}
+	var sorted []string
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var parts []string
+	for _, k := range sorted {
+		a, aok := plan[k]
+		b, bok := here[k]
+		switch {
+		case aok && bok && a == b:
+		case !bok:
+			parts = append(parts, fmt.Sprintf("%s: plan %q, this machine has none", k, a))
+		case !aok:
+			parts = append(parts, fmt.Sprintf("%s: plan has none, this machine %q", k, b))
+		default:
+			parts = append(parts, fmt.Sprintf("%s: plan %q, this machine %q", k, a, b))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Device is one kind of hardware kiln builds engines for.
+type Device interface {
+	// Name is the device's registered name, e.g. "cpu" or "cuda".
+	Name() string
+	// Fingerprint describes the device as found on this machine, or says
+	// why it is not usable here (an error wrapping ErrUnavailable).
+	Fingerprint() (Fingerprint, error)
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Device{}
+)
+
+// Register adds a device. It panics if one of the same name exists.
+func Register(d Device) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[d.Name()]; dup {
+		panic("device: duplicate registration of " + d.Name())
+	}
+	registry[d.Name()] = d
+}
+
+// Lookup returns the device registered under name. A suffix ":N" (a device
+// ordinal, as in "cuda:1") is accepted and returned separately.
+func Lookup(name string) (Device, int, error) {
+	base, ord := name, 0
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		base = name[:i]
+		if _, err := fmt.Sscanf(name[i+1:], "%d", &ord); err != nil || ord < 0 || fmt.Sprint(ord) != name[i+1:] {
+			return nil, 0, fmt.Errorf("%w: %q: the device ordinal after ':' must be a number >= 0", ErrUnknown, name)
+		}
+	}
+	mu.RLock()
+	d, ok := registry[base]
+	mu.RUnlock()
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: %q (known: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
+	}
+	return d, ord, nil
+}
+
+// Names returns the registered device names, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	var out []string
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

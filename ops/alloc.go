@@ -1,0 +1,15 @@
+package ops
+
+import "github.com/kilnai/kiln/tensor"
+
+// NewOutput returns a tensor for one of a kernel's outputs. When the engine
+// gives the kernel an allocator (Env.Alloc, backed by the execution
+// context's memory arena) the tensor comes from it and its contents are
+// undefined: the kernel must write every element. Otherwise it is a fresh,
+// zeroed tensor.
+func NewOutput(env *Env, dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	if env != nil && env.Alloc != nil {
+		return env.Alloc(dt, shape)
+	}
+	return tensor.Make(dt, shape)
+}
