@@ -73,7 +73,9 @@ func TestCheckProfiles(t *testing.T) {
 		{"small", []Range{{"x", []int{1, 3}, []int{1, 3}, []int{4, 3}}}},
 		{"large", []Range{{"x", []int{8, 3}, []int{16, 3}, []int{32, 3}}}},
 	}
-	x := func(b int) map[string]*tensor.Tensor { return map[string]*tensor.Tensor{"x": tensor.New(tensor.Float32, b, 3)} }
+	x := func(b int) map[string]*tensor.Tensor {
+		return map[string]*tensor.Tensor{"x": tensor.New(tensor.Float32, b, 3)}
+	}
 	for _, c := range []struct{ batch, want int }{{1, 0}, {4, 0}, {8, 1}, {32, 1}} {
 		got, err := CheckProfiles(ps, x(c.batch))
 		if err != nil || got != c.want {
