@@ -22,6 +22,8 @@ type passCase struct {
 	want   map[string]int
 	// inits, when not negative, is the initializer count expected after.
 	inits int
+	// bind gives sizes to the symbolic dimensions of the graph's inputs.
+	bind map[string]int
 }
 
 // randF32 returns a float32 tensor uniform in [-2, 2).
@@ -36,15 +38,32 @@ func randF32(r *rand.Rand, shape ...int) *tensor.Tensor {
 // randInputs makes random inputs for the graph inputs of g without a default.
 func randInputs(t *testing.T, g *ir.Graph, seed uint64) map[string]*tensor.Tensor {
 	t.Helper()
+	return randInputsBound(t, g, seed, nil)
+}
+
+// randInputsBound is randInputs where bind sizes the symbolic dimensions.
+func randInputsBound(t *testing.T, g *ir.Graph, seed uint64, bind map[string]int) map[string]*tensor.Tensor {
+	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	in := map[string]*tensor.Tensor{}
 	for _, v := range g.Inputs {
 		if v.Const != nil {
 			continue
 		}
-		dims, ok := v.Type.Shape.Ints()
+		dims := make([]int, len(v.Type.Shape))
+		ok := v.Type.Shape != nil
+		for i, d := range v.Type.Shape {
+			switch n, bound := bind[d.Sym]; {
+			case d.Known():
+				dims[i] = int(d.Val)
+			case d.Symbolic() && bound:
+				dims[i] = n
+			default:
+				ok = false
+			}
+		}
 		if !ok || v.Type.DType != tensor.Float32 {
-			t.Fatalf("test input %v needs a static float32 shape", v)
+			t.Fatalf("test input %v needs a float32 shape, static or bound by the case", v)
 		}
 		in[v.Name] = randF32(r, dims...)
 	}
@@ -98,7 +117,7 @@ func runCases(t *testing.T, cases []passCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ref := tc.build()
-			in := randInputs(t, ref, 1)
+			in := randInputsBound(t, ref, 1, tc.bind)
 			want := runGraph(t, ref, in)
 
 			g := tc.build()

@@ -48,6 +48,8 @@ var order = []struct {
 	{"dropout", 1},
 	{"shapefold", 1},
 	{"constfold", 1},
+	{"transpose", 1},
+	{"reshape", 1},
 	{"dce", 1},
 	{"gelu", 2},
 	{"layernorm", 2},
