@@ -50,6 +50,7 @@ var order = []struct {
 	{"constfold", 1},
 	{"transpose", 1},
 	{"reshape", 1},
+	{"concat", 1},
 	{"dce", 1},
 	{"gelu", 2},
 	{"layernorm", 2},

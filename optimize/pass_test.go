@@ -21,9 +21,9 @@ func TestPassesOrder(t *testing.T) {
 		want  []string
 	}{
 		{0, nil},
-		{1, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "dce"}},
-		{2, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
-		{5, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
+		{1, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce"}},
+		{2, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
+		{5, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
 	}
 	for _, tt := range tests {
 		got := names(Passes(tt.level))
