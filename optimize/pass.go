@@ -58,6 +58,7 @@ var order = []struct {
 	{"bnfold", 2},
 	{"convfuse", 2},
 	{"matmuladd", 2},
+	{"qkvmerge", 2},
 }
 
 var registry = map[string]Pass{}

@@ -22,8 +22,8 @@ func TestPassesOrder(t *testing.T) {
 	}{
 		{0, nil},
 		{1, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce"}},
-		{2, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
-		{5, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd"}},
+		{2, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd", "qkvmerge"}},
+		{5, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd", "qkvmerge"}},
 	}
 	for _, tt := range tests {
 		got := names(Passes(tt.level))
