@@ -25,6 +25,12 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // zero shares one matrix between all products (a broadcast MatMul operand).
 // Small products are spread over the cores, large ones are each split.
 func SgemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, batch int) {
+	sgemmStridedBatched(Blocking{}, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch)
+}
+
+// sgemmStridedBatched is SgemmStridedBatched with the cache blocking bl
+// (the zero Blocking is the default one).
+func sgemmStridedBatched(bl Blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, batch int) {
 	if batch < 0 || strideA < 0 || strideB < 0 || strideC < 0 {
 		panic(fmt.Sprintf("cpu: SgemmStridedBatched: negative batch or stride (batch=%d strides=%d,%d,%d)", batch, strideA, strideB, strideC))
 	}
@@ -40,13 +46,13 @@ func SgemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a []fl
 		// Many small products: one goroutine each, no splitting inside.
 		ParallelFor(batch, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				sgemm(transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc, 1)
+				sgemmBlocked(bl, transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc, 1)
 			}
 		})
 		return
 	}
 	for i := 0; i < batch; i++ {
-		sgemm(transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc, nt)
+		sgemmBlocked(bl, transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc, nt)
 	}
 }
 
@@ -63,6 +69,12 @@ func checkMatrix(name string, s []float32, rows, cols, ld int) {
 
 // sgemm is Sgemm on at most nt goroutines.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, nt int) {
+	sgemmBlocked(Blocking{}, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nt)
+}
+
+// sgemmBlocked is sgemm with the cache blocking bl of the packed path (the
+// zero Blocking is the default one).
+func sgemmBlocked(bl Blocking, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, nt int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("cpu: Sgemm: negative size m=%d n=%d k=%d", m, n, k))
 	}
@@ -111,7 +123,7 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	g := &gemmJob{
 		kern: kern, transA: transA, transB: transB,
 		m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
 	}
 	g.parallel(nt)
 }
@@ -182,6 +194,9 @@ type gemmJob struct {
 	// input this way, one kernel tap per segment.
 	bRow func(p int) int
 	kSeg int
+	// blk, when not zero, replaces the default cache blocking (blockMC,
+	// blockKC, blockNC).
+	blk Blocking
 }
 
 var (
@@ -201,9 +216,13 @@ const (
 // run computes the block C[i0:i1, j0:j1] on the calling goroutine.
 func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	mr, nr := g.kern.mr, g.kern.nr
-	kcMax := blockKC
-	mcMax := max(mr, blockMC/mr*mr)
-	ncMax := max(nr, blockNC/nr*nr)
+	bmc, bkc, bnc := blockMC, blockKC, blockNC
+	if g.blk != (Blocking{}) {
+		bmc, bkc, bnc = g.blk.MC, g.blk.KC, g.blk.NC
+	}
+	kcMax := bkc
+	mcMax := max(mr, bmc/mr*mr)
+	ncMax := max(nr, bnc/nr*nr)
 	rows := i1 - i0
 	// The kernel reads A and B through row strides, so either can be used
 	// in place. A is copied when it must be transposed, or when its rows are
