@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -158,181 +157,6 @@ func (k *geluOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	y := in[0].Clone()
 	k.ep.apply(y.Float32s())
 	return []*tensor.Tensor{y}, nil
-}
-
-// fusedConvOp is kiln::FusedConv: Y = act(Conv(X, W, B) + Z), with the
-// attributes of Conv plus the activation ones and an optional residual
-// input Z (input 3) of Y's shape. It computes float32 only.
-type fusedConvOp struct {
-	convOp
-	ep epilogue
-}
-
-func prepareFusedConv(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &fusedConvOp{convOp: convOp{win: parseWindow(a), group: int(a.Int("group", 1))}, ep: parseEpilogue(a)}
-	if k.group < 1 {
-		a.Fail("group", "must be positive, got %d", k.group)
-	}
-	if err := a.Err(); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func (k *fusedConvOp) Infer(in []*ir.Value) ([]ir.Type, error) {
-	if err := needValues("FusedConv", in, 2); err != nil {
-		return nil, err
-	}
-	if dt := in[0].Type.DType; dt != tensor.Undefined && dt != tensor.Float32 {
-		return nil, badInput("FusedConv of %v, want float32", dt)
-	}
-	t, err := k.convOp.Infer(in[:2])
-	if err != nil {
-		return nil, err
-	}
-	if z := value(in, 3); z != nil && z.Type.Shape != nil && t[0].Shape != nil {
-		if len(z.Type.Shape) != len(t[0].Shape) {
-			return nil, badInput("FusedConv residual has shape %v, output %v", z.Type.Shape, t[0].Shape)
-		}
-	}
-	return t, nil
-}
-
-func (k *fusedConvOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	if err := needInputs("FusedConv", in, 2); err != nil {
-		return nil, err
-	}
-	x, w, b, z := in[0], in[1], input(in, 2), input(in, 3)
-	for _, t := range []*tensor.Tensor{x, w, b, z} {
-		if t != nil && t.DType != tensor.Float32 {
-			return nil, badInput("FusedConv of %v, want float32", t.DType)
-		}
-	}
-	s, outShape, err := convSetup("FusedConv", &k.win, k.group, x, w, b)
-	if err != nil {
-		return nil, err
-	}
-	if z != nil && tensor.ShapeString(z.Shape) != tensor.ShapeString(outShape) {
-		return nil, badInput("FusedConv residual has shape %v, output %v", z.Shape, outShape)
-	}
-	y, err := makeOut(tensor.Float32, outShape)
-	if err != nil {
-		return nil, err
-	}
-	var bias []float32
-	if b != nil {
-		bias = b.Float32s()
-	}
-	yv := y.Float32s()
-	if z == nil && k.conv2DAct(s, x.Float32s(), w.Float32s(), bias, yv) {
-		return []*tensor.Tensor{y}, nil
-	}
-	convF32(s, x.Float32s(), w.Float32s(), bias, yv)
-	if z != nil {
-		for i, v := range z.Float32s() {
-			yv[i] += v
-		}
-	}
-	k.ep.apply(yv)
-	return []*tensor.Tensor{y}, nil
-}
-
-// conv2DAct runs a 2-D convolution whose activation cpu.Conv2D applies
-// itself (none, Relu, Clip) and reports whether it did.
-func (k *fusedConvOp) conv2DAct(s *convShape, x, w, bias, y []float32) bool {
-	g := s.g
-	if g.rank() != 2 {
-		return false
-	}
-	p := cpu.Conv2DParams{
-		N: s.n, C: s.c, H: g.in[0], W: g.in[1], M: s.m, KH: g.kernel[0], KW: g.kernel[1],
-		Group: s.group, StrideH: g.stride[0], StrideW: g.stride[1], DilH: g.dil[0], DilW: g.dil[1],
-		PadTop: g.padB[0], PadLeft: g.padB[1], PadBottom: g.padE[0], PadRight: g.padE[1],
-	}
-	switch k.ep.act {
-	case ActNone:
-	case ActRelu:
-		p.Act = cpu.ActRelu
-	case ActClip:
-		p.Act, p.ActMin, p.ActMax = cpu.ActClip, k.ep.p0, k.ep.p1
-	default:
-		return false
-	}
-	if p.Validate() != nil || p.OutH() != g.out[0] || p.OutW() != g.out[1] {
-		return false
-	}
-	cpu.Conv2D(p, x, w, bias, y)
-	return true
-}
-
-// fusedMatMulOp is kiln::FusedMatMul: Y = act(MatMul(A, B) + Bias), with
-// the optional Bias (input 2) of shape [N] added along Y's last axis. It
-// computes float32 only.
-type fusedMatMulOp struct {
-	ep epilogue
-}
-
-func prepareFusedMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &fusedMatMulOp{ep: parseEpilogue(a)}
-	if err := a.Err(); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func (k *fusedMatMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
-	if err := needValues("FusedMatMul", in, 2); err != nil {
-		return nil, err
-	}
-	if dt := in[0].Type.DType; dt != tensor.Undefined && dt != tensor.Float32 {
-		return nil, badInput("FusedMatMul of %v, want float32", dt)
-	}
-	t, err := matMulOp{}.Infer(in[:2])
-	if err != nil {
-		return nil, err
-	}
-	if b := value(in, 2); b != nil && b.Type.Shape != nil && len(b.Type.Shape) != 1 {
-		return nil, badInput("FusedMatMul bias has shape %v, want [N]", b.Type.Shape)
-	}
-	return t, nil
-}
-
-func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	if err := needInputs("FusedMatMul", in, 2); err != nil {
-		return nil, err
-	}
-	b := input(in, 2)
-	for _, t := range []*tensor.Tensor{in[0], in[1], b} {
-		if t != nil && t.DType != tensor.Float32 {
-			return nil, badInput("FusedMatMul of %v, want float32", t.DType)
-		}
-	}
-	out, err := matMulOp{}.Run(env, in[:2])
-	if err != nil {
-		return nil, err
-	}
-	y := out[0]
-	yv := y.Float32s()
-	if b != nil {
-		n := 0
-		if y.Rank() > 0 {
-			n = y.Shape[y.Rank()-1]
-		}
-		if b.Rank() != 1 || b.Shape[0] != n {
-			return nil, badInput("FusedMatMul bias has shape %v for output %v", b.Shape, y.Shape)
-		}
-		bv := b.Float32s()
-		for i := 0; i+n <= len(yv) && n > 0; i += n {
-			row := yv[i : i+n]
-			for j := range row {
-				row[j] += bv[j]
-			}
-		}
-	}
-	k.ep.apply(yv)
-	return out, nil
 }
 
 // attentionOp is kiln::Attention: Y = Softmax(MatMul(Q, K)*scale + Mask)
@@ -502,8 +326,6 @@ func prepareLayerNormAlias(n *ir.Node, opset int64) (ops.Kernel, error) {
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedConv", Prepare: prepareFusedConv})
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Prepare: prepareFusedMatMul})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Prepare: prepareGelu})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "LayerNormalization", Prepare: prepareLayerNormAlias})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "Attention", Prepare: prepareAttention})

@@ -1,0 +1,247 @@
+package nn
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// fusedConvOp is kiln::FusedConv: Y = act(Conv(X, W, B) + Z), with the
+// attributes of Conv plus the activation ones and an optional residual
+// input Z (input 3) of Y's shape. It computes float32 only.
+//
+// It is ops.Tactical: 2-D convolutions can run each of the algorithms of
+// cpu.Conv2DWith that applies to them (tactic names are cpu.ConvAlgo
+// values); without a tactic cpu.Conv2D picks one by shape.
+type fusedConvOp struct {
+	convOp
+	ep epilogue
+	// tactic is the algorithm SetTactic chose; "" lets cpu.Conv2D pick.
+	tactic cpu.ConvAlgo
+	// wConst is the constant weight tensor of the node, if any: the
+	// transformed Winograd filter is cached while Run gets this tensor.
+	wConst *tensor.Tensor
+	wino   struct {
+		sync.Mutex
+		f *cpu.WinogradFilter
+	}
+}
+
+var _ ops.Tactical = (*fusedConvOp)(nil)
+
+func prepareFusedConv(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a := ops.AttrsOf(n)
+	k := &fusedConvOp{convOp: convOp{win: parseWindow(a), group: int(a.Int("group", 1))}, ep: parseEpilogue(a)}
+	if k.group < 1 {
+		a.Fail("group", "must be positive, got %d", k.group)
+	}
+	if err := a.Err(); err != nil {
+		return nil, err
+	}
+	if w := n.Input(1); w != nil {
+		k.wConst = w.Const
+	}
+	return k, nil
+}
+
+func (k *fusedConvOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	if err := needValues("FusedConv", in, 2); err != nil {
+		return nil, err
+	}
+	if dt := in[0].Type.DType; dt != tensor.Undefined && dt != tensor.Float32 {
+		return nil, badInput("FusedConv of %v, want float32", dt)
+	}
+	t, err := k.convOp.Infer(in[:2])
+	if err != nil {
+		return nil, err
+	}
+	if z := value(in, 3); z != nil && z.Type.Shape != nil && t[0].Shape != nil {
+		if len(z.Type.Shape) != len(t[0].Shape) {
+			return nil, badInput("FusedConv residual has shape %v, output %v", z.Type.Shape, t[0].Shape)
+		}
+	}
+	return t, nil
+}
+
+// Tactics returns the names of the cpu.ConvAlgo values that compute the
+// node, the one cpu.Conv2D picks first, for a float32 2-D convolution whose
+// input and weight shapes are known (nil otherwise, or when only one
+// applies).
+func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
+	if len(in) < 2 || in[0] == nil || in[1] == nil || in[0].Type.DType != tensor.Float32 {
+		return nil
+	}
+	xs, ok1 := concrete(in[0].Type.Shape)
+	ws, ok2 := concrete(in[1].Type.Shape)
+	if !ok1 || !ok2 || len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1]*k.group || ws[0]%k.group != 0 {
+		return nil
+	}
+	g, err := k.win.resolve(xs[2:], ws[2:])
+	if err != nil {
+		return nil
+	}
+	p, ok := conv2DParams(&convShape{n: xs[0], c: xs[1], m: ws[0], group: k.group, g: g})
+	if !ok {
+		return nil
+	}
+	algos := cpu.ConvAlgos(p)
+	if len(algos) < 2 {
+		return nil
+	}
+	names := make([]string, len(algos))
+	for i, a := range algos {
+		names[i] = string(a)
+	}
+	return names
+}
+
+// SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
+// cannot compute at run time (another rank, say) still runs the default.
+func (k *fusedConvOp) SetTactic(name string) error {
+	if !slices.Contains(cpu.AllConvAlgos(), cpu.ConvAlgo(name)) {
+		return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v)", ops.ErrBadAttr, name, cpu.AllConvAlgos())
+	}
+	k.tactic = cpu.ConvAlgo(name)
+	return nil
+}
+
+// concrete returns the sizes of a shape whose dims are all known.
+func concrete(s ir.Shape) ([]int, bool) {
+	if s == nil {
+		return nil, false
+	}
+	out := make([]int, len(s))
+	for i, d := range s {
+		if !d.Known() {
+			return nil, false
+		}
+		out[i] = int(d.Val)
+	}
+	return out, true
+}
+
+// conv2DParams returns the cpu.Conv2D parameters of a 2-D convolution, or
+// false when s is not one cpu.Conv2D computes.
+func conv2DParams(s *convShape) (cpu.Conv2DParams, bool) {
+	g := s.g
+	if g.rank() != 2 {
+		return cpu.Conv2DParams{}, false
+	}
+	p := cpu.Conv2DParams{
+		N: s.n, C: s.c, H: g.in[0], W: g.in[1], M: s.m, KH: g.kernel[0], KW: g.kernel[1],
+		Group: s.group, StrideH: g.stride[0], StrideW: g.stride[1], DilH: g.dil[0], DilW: g.dil[1],
+		PadTop: g.padB[0], PadLeft: g.padB[1], PadBottom: g.padE[0], PadRight: g.padE[1],
+	}
+	if p.Validate() != nil || p.OutH() != g.out[0] || p.OutW() != g.out[1] {
+		return cpu.Conv2DParams{}, false
+	}
+	return p, true
+}
+
+func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	if err := needInputs("FusedConv", in, 2); err != nil {
+		return nil, err
+	}
+	x, w, b, z := in[0], in[1], input(in, 2), input(in, 3)
+	for _, t := range []*tensor.Tensor{x, w, b, z} {
+		if t != nil && t.DType != tensor.Float32 {
+			return nil, badInput("FusedConv of %v, want float32", t.DType)
+		}
+	}
+	s, outShape, err := convSetup("FusedConv", &k.win, k.group, x, w, b)
+	if err != nil {
+		return nil, err
+	}
+	if z != nil && tensor.ShapeString(z.Shape) != tensor.ShapeString(outShape) {
+		return nil, badInput("FusedConv residual has shape %v, output %v", z.Shape, outShape)
+	}
+	y, err := ops.NewOutput(env, tensor.Float32, outShape)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ops.ErrBadInput, err)
+	}
+	var bias []float32
+	if b != nil {
+		bias = b.Float32s()
+	}
+	// Every path below writes all of y before reading it (y may be arena
+	// memory with stale contents).
+	yv := y.Float32s()
+	p, is2D := conv2DParams(s)
+	if is2D && z == nil {
+		// The activations cpu.Conv2D applies itself.
+		fused := true
+		switch k.ep.act {
+		case ActNone:
+		case ActRelu:
+			p.Act = cpu.ActRelu
+		case ActClip:
+			p.Act, p.ActMin, p.ActMax = cpu.ActClip, k.ep.p0, k.ep.p1
+		default:
+			fused = false
+		}
+		if fused && p.Validate() == nil {
+			k.conv2D(p, x, w, bias, yv)
+			return []*tensor.Tensor{y}, nil
+		}
+		p.Act = cpu.ActNone
+	}
+	if is2D {
+		k.conv2D(p, x, w, bias, yv)
+	} else {
+		convGeneric(s, x.Float32s(), w.Float32s(), bias, yv)
+	}
+	if z != nil {
+		for i, v := range z.Float32s() {
+			yv[i] += v
+		}
+	}
+	k.ep.apply(yv)
+	return []*tensor.Tensor{y}, nil
+}
+
+// conv2D runs the 2-D convolution p with the chosen tactic, or cpu.Conv2D's
+// own choice when none is set or it does not apply to p.
+func (k *fusedConvOp) conv2D(p cpu.Conv2DParams, x, w *tensor.Tensor, bias, y []float32) {
+	a := k.tactic
+	switch {
+	case a == "" || !cpu.ConvAlgoApplies(a, p):
+		cpu.Conv2D(p, x.Float32s(), w.Float32s(), bias, y)
+	case a == cpu.ConvWinograd2 || a == cpu.ConvWinograd4:
+		if f := k.winogradFilter(a, p, w); f != nil {
+			cpu.Conv2DWinograd(p, x.Float32s(), f, bias, y)
+			return
+		}
+		cpu.Conv2DWith(a, p, x.Float32s(), w.Float32s(), bias, y)
+	default:
+		cpu.Conv2DWith(a, p, x.Float32s(), w.Float32s(), bias, y)
+	}
+}
+
+// winogradFilter returns the transformed filter of the node's constant
+// weights, made on first use; nil when w is not that constant (then the
+// weights are transformed on each run).
+func (k *fusedConvOp) winogradFilter(a cpu.ConvAlgo, p cpu.Conv2DParams, w *tensor.Tensor) *cpu.WinogradFilter {
+	if w != k.wConst || w == nil {
+		return nil
+	}
+	k.wino.Lock()
+	defer k.wino.Unlock()
+	if f := k.wino.f; f != nil && f.Algo() == a {
+		return f
+	}
+	f, err := cpu.NewWinogradFilter(a, p, w.Float32s())
+	if err != nil {
+		return nil
+	}
+	k.wino.f = f
+	return f
+}
+
+func init() {
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedConv", Prepare: prepareFusedConv})
+}

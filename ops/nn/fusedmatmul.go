@@ -1,0 +1,169 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// gemmTactic is the name of FusedMatMul's default tactic: cpu.Sgemm with
+// its default cache blocking. The others are "gemm-" followed by a
+// cpu.Blocking ("gemm-mc144-kc256-nc1024").
+const gemmTactic = "gemm"
+
+// fusedMatMulOp is kiln::FusedMatMul: Y = act(MatMul(A, B) + Bias), with
+// the optional Bias (input 2) of shape [N] added along Y's last axis. It
+// computes float32 only.
+//
+// It is ops.Tactical: products that take the packed GEMM path can run with
+// each of cpu.Blockings().
+type fusedMatMulOp struct {
+	ep epilogue
+	// blk is the blocking SetTactic chose; nil runs the default path.
+	blk *cpu.Blocking
+}
+
+var _ ops.Tactical = (*fusedMatMulOp)(nil)
+
+func prepareFusedMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a := ops.AttrsOf(n)
+	k := &fusedMatMulOp{ep: parseEpilogue(a)}
+	if err := a.Err(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *fusedMatMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	if err := needValues("FusedMatMul", in, 2); err != nil {
+		return nil, err
+	}
+	if dt := in[0].Type.DType; dt != tensor.Undefined && dt != tensor.Float32 {
+		return nil, badInput("FusedMatMul of %v, want float32", dt)
+	}
+	t, err := matMulOp{}.Infer(in[:2])
+	if err != nil {
+		return nil, err
+	}
+	if b := value(in, 2); b != nil && b.Type.Shape != nil && len(b.Type.Shape) != 1 {
+		return nil, badInput("FusedMatMul bias has shape %v, want [N]", b.Type.Shape)
+	}
+	return t, nil
+}
+
+// blockingTactic names the tactic of a blocking.
+func blockingTactic(b cpu.Blocking) string { return gemmTactic + "-" + b.String() }
+
+// Tactics returns "gemm" and one tactic per other candidate blocking when
+// the shapes are known and the product takes the packed GEMM path (nil
+// otherwise).
+func (k *fusedMatMulOp) Tactics(in []*ir.Value) []string {
+	if len(in) < 2 || in[0] == nil || in[1] == nil || in[0].Type.DType != tensor.Float32 {
+		return nil
+	}
+	as, ok1 := concrete(in[0].Type.Shape)
+	bs, ok2 := concrete(in[1].Type.Shape)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	p, err := planMatMul("FusedMatMul", as, bs)
+	if err != nil || !cpu.PackedGemm(false, false, p.m, p.n, p.k) {
+		return nil
+	}
+	names := []string{gemmTactic}
+	for _, b := range cpu.Blockings()[1:] {
+		names = append(names, blockingTactic(b))
+	}
+	return names
+}
+
+// SetTactic selects "gemm" (the default path) or "gemm-" and a blocking.
+func (k *fusedMatMulOp) SetTactic(name string) error {
+	if name == gemmTactic {
+		k.blk = nil
+		return nil
+	}
+	if len(name) > len(gemmTactic)+1 && name[:len(gemmTactic)+1] == gemmTactic+"-" {
+		if b, err := cpu.ParseBlocking(name[len(gemmTactic)+1:]); err == nil {
+			k.blk = &b
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: FusedMatMul has no tactic %q (want %q or %q followed by a blocking such as %s)",
+		ops.ErrBadAttr, name, gemmTactic, gemmTactic+"-", cpu.Blockings()[1])
+}
+
+func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	if err := needInputs("FusedMatMul", in, 2); err != nil {
+		return nil, err
+	}
+	a, bm, b := in[0], in[1], input(in, 2)
+	for _, t := range []*tensor.Tensor{a, bm, b} {
+		if t != nil && t.DType != tensor.Float32 {
+			return nil, badInput("FusedMatMul of %v, want float32", t.DType)
+		}
+	}
+	p, err := planMatMul("FusedMatMul", a.Shape, bm.Shape)
+	if err != nil {
+		return nil, err
+	}
+	y, err := ops.NewOutput(env, tensor.Float32, p.out)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ops.ErrBadInput, err)
+	}
+	yv := y.Float32s()
+	// Both paths overwrite all of y (beta 0), whatever it held.
+	if k.blk != nil {
+		runMatMulBlocked(p, *k.blk, a.Float32s(), bm.Float32s(), yv)
+	} else {
+		runMatMul(p, a.Float32s(), bm.Float32s(), yv)
+	}
+	if b != nil {
+		n := 0
+		if y.Rank() > 0 {
+			n = y.Shape[y.Rank()-1]
+		}
+		if b.Rank() != 1 || b.Shape[0] != n {
+			return nil, badInput("FusedMatMul bias has shape %v for output %v", b.Shape, y.Shape)
+		}
+		bv := b.Float32s()
+		for i := 0; i+n <= len(yv) && n > 0; i += n {
+			row := yv[i : i+n]
+			for j := range row {
+				row[j] += bv[j]
+			}
+		}
+	}
+	k.ep.apply(yv)
+	return []*tensor.Tensor{y}, nil
+}
+
+// runMatMulBlocked is runMatMul for float32 with the GEMM cache blocking
+// bl.
+func runMatMulBlocked(p *mmPlan, bl cpu.Blocking, a, b, c []float32) {
+	m, n, k := p.m, p.n, p.k
+	nb := len(p.aOff)
+	switch {
+	case m == 0 || n == 0:
+		return
+	case k == 0:
+		clear(c)
+		return
+	}
+	if nb > 1 {
+		if sa, sb, ok := p.uniform(); ok {
+			cpu.SgemmStridedBatchedBlocked(bl, false, false, m, n, k, 1, a, k, sa, b, n, sb, 0, c, n, m*n, nb)
+			return
+		}
+	}
+	for i := 0; i < nb; i++ {
+		cpu.SgemmBlocked(bl, false, false, m, n, k, 1, a[p.aOff[i]:], k, b[p.bOff[i]:], n, 0, c[i*m*n:], n)
+	}
+}
+
+func init() {
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Prepare: prepareFusedMatMul})
+}

@@ -1,0 +1,223 @@
+package nn
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// nanArena is an Env whose Alloc hands out NaN-filled tensors, as an arena
+// with stale contents would: a kernel that does not write every element
+// leaves NaNs behind.
+func nanArena() *ops.Env {
+	return &ops.Env{Ctx: context.Background(), Alloc: func(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+		t, err := tensor.Make(dt, shape)
+		if err != nil {
+			return nil, err
+		}
+		for i := range t.Float32s() {
+			t.Float32s()[i] = float32(math.NaN())
+		}
+		return t, nil
+	}}
+}
+
+// tacticKernel prepares n (its inputs given their types, and the constant
+// ones their values) and returns its kernel as an ops.Tactical with the
+// tactics it lists.
+func tacticKernel(t *testing.T, n *ir.Node, in []*tensor.Tensor, consts map[int]bool) (ops.Kernel, []string) {
+	t.Helper()
+	vals := make([]*ir.Value, len(in))
+	for i, x := range in {
+		if x == nil {
+			continue
+		}
+		vals[i] = &ir.Value{Name: n.Inputs[i].Name, Type: ops.TypeOf(x)}
+		if consts[i] {
+			vals[i].Const = x
+		}
+		n.Inputs[i] = vals[i]
+	}
+	k, err := ops.Prepare(n, 13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Infer(vals); err != nil {
+		t.Fatal(err)
+	}
+	tk, ok := k.(ops.Tactical)
+	if !ok {
+		t.Fatalf("%s is not ops.Tactical", n.OpType)
+	}
+	return k, tk.Tactics(vals)
+}
+
+// sameResult checks got against the default tactic's output: equal up to
+// float32 rounding of the sums, relative to their magnitude.
+func sameResult(t *testing.T, name string, got, want *tensor.Tensor) {
+	t.Helper()
+	if tensor.ShapeString(got.Shape) != tensor.ShapeString(want.Shape) {
+		t.Fatalf("%s: shape %v, want %v", name, got.Shape, want.Shape)
+	}
+	g, w := got.Float32s(), want.Float32s()
+	for i := range w {
+		if math.IsNaN(float64(g[i])) || math.Abs(float64(g[i]-w[i])) > 1e-4*(1+math.Abs(float64(w[i]))) {
+			t.Fatalf("%s: y[%d] = %g, default tactic %g", name, i, g[i], w[i])
+		}
+	}
+}
+
+func TestFusedConvTactics(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	geoms := []struct {
+		name  string
+		x, w  []int
+		attrs []*ir.Attr
+		want  []string // tactics, default first
+	}{
+		{"3x3 pad1 ragged", []int{2, 4, 7, 5}, []int{6, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)},
+			[]string{"im2col", "implicit", "winograd2x2", "winograd4x4"}},
+		{"3x3 many channels", []int{1, 32, 9, 20}, []int{16, 32, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 0, 2, 1)},
+			[]string{"implicit", "im2col", "winograd2x2", "winograd4x4"}},
+		{"3x3 groups", []int{1, 6, 8, 8}, []int{9, 2, 3, 3}, []*ir.Attr{ir.IntAttr("group", 3), ir.IntsAttr("pads", 1, 1, 1, 1)},
+			[]string{"im2col", "implicit", "winograd2x2", "winograd4x4"}},
+		{"depthwise stride2", []int{1, 4, 7, 7}, []int{4, 1, 3, 3}, []*ir.Attr{ir.IntAttr("group", 4), ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)},
+			[]string{"depthwise", "im2col"}},
+		{"5x5 same", []int{1, 3, 9, 6}, []int{5, 3, 5, 5}, []*ir.Attr{ir.StringAttr("auto_pad", "SAME_UPPER")},
+			[]string{"im2col", "implicit"}},
+		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, nil},
+		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, nil},
+		{"1-D", []int{2, 3, 9}, []int{5, 3, 3}, nil, nil},
+	}
+	for _, g := range geoms {
+		for _, a := range fusedActs {
+			for _, residual := range []bool{false, true} {
+				x := randTensor(r, tensor.Float32, g.x...)
+				w := randTensor(r, tensor.Float32, g.w...)
+				b := randTensor(r, tensor.Float32, g.w[0])
+				in := []*tensor.Tensor{x, w, b}
+				n := fusedNode("FusedConv", 3, a.act, a.params, g.attrs...)
+				def, tactics := tacticKernel(t, n, in, map[int]bool{1: true, 2: true})
+				if !slices.Equal(tactics, g.want) {
+					t.Fatalf("%s: tactics %v, want %v", g.name, tactics, g.want)
+				}
+				want, err := def.Run(nanArena(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if residual {
+					z := randTensor(r, tensor.Float32, want[0].Shape...)
+					in = append(in, z)
+					n = fusedNode("FusedConv", 4, a.act, a.params, g.attrs...)
+					def, _ = tacticKernel(t, n, in, map[int]bool{1: true, 2: true})
+					if want, err = def.Run(nanArena(), in); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, tac := range tactics {
+					k, _ := tacticKernel(t, n, in, map[int]bool{1: true, 2: true})
+					if err := k.(ops.Tactical).SetTactic(tac); err != nil {
+						t.Fatal(err)
+					}
+					for run := 0; run < 2; run++ { // the second reuses the cached Winograd filter
+						got, err := k.Run(nanArena(), in)
+						if err != nil {
+							t.Fatalf("%s %s %s: %v", g.name, a.act, tac, err)
+						}
+						sameResult(t, g.name+" "+a.act+" "+tac, got[0], want[0])
+					}
+					// Weights that are not the node's constant: transformed on each run.
+					w2 := w.Clone()
+					got, err := k.Run(nanArena(), []*tensor.Tensor{x, w2, b, input(in, 3)}[:len(in)])
+					if err != nil {
+						t.Fatal(err)
+					}
+					sameResult(t, g.name+" "+tac+" fresh weights", got[0], want[0])
+				}
+			}
+		}
+	}
+}
+
+func TestFusedMatMulTactics(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	all := []string{gemmTactic}
+	for _, b := range cpu.Blockings()[1:] {
+		all = append(all, blockingTactic(b))
+	}
+	for _, s := range []struct {
+		a, b []int
+		want []string
+	}{
+		{[]int{3, 5}, []int{5, 4}, all},
+		{[]int{2, 37, 300}, []int{300, 41}, all},       // folded batch
+		{[]int{2, 3, 17, 33}, []int{2, 3, 33, 9}, all}, // strided batch
+		{[]int{2, 1, 17, 33}, []int{3, 33, 9}, all},    // broadcast batch
+		{[]int{700, 800}, []int{800, 130}, all},        // crosses the default blocks
+		{[]int{1, 64}, []int{64, 32}, nil},             // GEMV
+		{[]int{5, 0}, []int{0, 7}, nil},                // empty K
+		{[]int{64}, []int{64, 32}, nil},                // vector
+	} {
+		for _, a := range fusedActs {
+			x := randTensor(r, tensor.Float32, s.a...)
+			w := randTensor(r, tensor.Float32, s.b...)
+			b := randTensor(r, tensor.Float32, s.b[len(s.b)-1])
+			in := []*tensor.Tensor{x, w, b}
+			n := fusedNode("FusedMatMul", 3, a.act, a.params)
+			def, tactics := tacticKernel(t, n, in, map[int]bool{1: true, 2: true})
+			if !slices.Equal(tactics, s.want) {
+				t.Fatalf("%v x %v: tactics %v, want %v", s.a, s.b, tactics, s.want)
+			}
+			want, err := def.Run(nanArena(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tac := range all { // also the tactics not listed: they must still compute it
+				k, _ := tacticKernel(t, n, in, nil)
+				if err := k.(ops.Tactical).SetTactic(tac); err != nil {
+					t.Fatal(err)
+				}
+				got, err := k.Run(nanArena(), in)
+				if err != nil {
+					t.Fatalf("%v x %v %s: %v", s.a, s.b, tac, err)
+				}
+				sameResult(t, tac, got[0], want[0])
+			}
+			if len(s.a) == 2 && s.a[1] == 0 {
+				break // the activations do not matter on an empty product
+			}
+		}
+	}
+}
+
+func TestSetTacticErrors(t *testing.T) {
+	for _, tc := range []struct {
+		op, tactic string
+	}{
+		{"FusedConv", "gemm"}, {"FusedConv", ""}, {"FusedConv", "winograd8x8"},
+		{"FusedMatMul", "im2col"}, {"FusedMatMul", "gemm-"}, {"FusedMatMul", "gemm-mc0-kc1-nc1"}, {"FusedMatMul", "gemm-mc1-kc1"},
+	} {
+		k, err := ops.Prepare(fusedNode(tc.op, 2, ActNone, nil), 13)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.(ops.Tactical).SetTactic(tc.tactic); !errors.Is(err, ops.ErrBadAttr) {
+			t.Errorf("%s SetTactic(%q): err = %v, want ErrBadAttr", tc.op, tc.tactic, err)
+		}
+	}
+	// Unknown shapes: no choice to make.
+	k, _ := ops.Prepare(fusedNode("FusedConv", 2, ActNone, nil), 13)
+	sym := &ir.Value{Type: ir.Type{DType: tensor.Float32, Shape: ir.Shape{ir.S("batch"), ir.D(8), ir.D(10), ir.D(10)}}}
+	w := &ir.Value{Type: ir.Type{DType: tensor.Float32, Shape: ir.KnownShape(8, 8, 3, 3)}}
+	if got := k.(ops.Tactical).Tactics([]*ir.Value{sym, w}); got != nil {
+		t.Errorf("Tactics of a symbolic shape = %v, want nil", got)
+	}
+}
