@@ -1,0 +1,208 @@
+package quant
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Runner runs a model on named inputs; *engine.Engine is one.
+type Runner interface {
+	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+}
+
+// OutputAccuracy compares one output of a reduced-precision model with the
+// FP32 reference over all batches.
+type OutputAccuracy struct {
+	// Name is the output's name.
+	Name string `json:"name"`
+	// Elements is the number of elements compared.
+	Elements int `json:"elements"`
+	// MaxAbs is the largest |test - ref|.
+	MaxAbs float64 `json:"max_abs_error"`
+	// MaxRel is the largest |test - ref| / max(|ref|, floor), where floor is
+	// RelFloor times the largest |ref| of the output (so that references
+	// near zero do not make it meaningless).
+	MaxRel float64 `json:"max_rel_error"`
+	// Cosine is the cosine similarity of the test and reference outputs,
+	// each taken as one vector over all batches (1 when both are zero).
+	Cosine float64 `json:"cosine"`
+	// Top1 is the fraction of rows (the last axis) whose argmax agrees; it
+	// is meaningful only when HasTop1 (float outputs with a last dimension
+	// above 1).
+	Top1 float64 `json:"top1_agreement"`
+	// HasTop1 says whether Top1 was measured.
+	HasTop1 bool `json:"has_top1"`
+	// Rows is the number of rows Top1 was measured over.
+	Rows int `json:"rows,omitempty"`
+}
+
+// RelFloor is the fraction of an output's largest |ref| below which
+// MaxRel's denominator does not go.
+const RelFloor = 1e-3
+
+// AccuracyReport is the result of Compare, one entry per output in name
+// order.
+type AccuracyReport struct {
+	Batches int              `json:"batches"`
+	Outputs []OutputAccuracy `json:"outputs"`
+}
+
+// MinCosine returns the smallest cosine similarity over the outputs (1
+// when there are none).
+func (r *AccuracyReport) MinCosine() float64 {
+	m := 1.0
+	for _, o := range r.Outputs {
+		m = min(m, o.Cosine)
+	}
+	return m
+}
+
+// String formats the report as a table.
+func (r *AccuracyReport) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "accuracy against FP32 over %d batch(es):\n", r.Batches)
+	w := 6
+	for _, o := range r.Outputs {
+		w = max(w, len(o.Name))
+	}
+	fmt.Fprintf(&b, "%-*s  %12s  %12s  %10s  %s\n", w, "output", "max abs err", "max rel err", "cosine", "top-1 agree")
+	for _, o := range r.Outputs {
+		top := "-"
+		if o.HasTop1 {
+			top = fmt.Sprintf("%.2f%% of %d", 100*o.Top1, o.Rows)
+		}
+		fmt.Fprintf(&b, "%-*s  %12.4g  %12.4g  %10.6f  %s\n", w, o.Name, o.MaxAbs, o.MaxRel, o.Cosine, top)
+	}
+	return b.String()
+}
+
+// JSON returns the report as indented JSON.
+func (r *AccuracyReport) JSON() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
+
+// Compare runs ref (FP32) and test (reduced precision) on every batch and
+// compares their outputs: per output, max abs and max relative error,
+// cosine similarity and top-1 agreement. Both must produce the same outputs
+// with the same shapes.
+func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor.Tensor) (*AccuracyReport, error) {
+	if len(batches) == 0 {
+		return nil, fmt.Errorf("%w: no batches", ErrCompare)
+	}
+	type acc struct {
+		OutputAccuracy
+		dot, rr, tt float64
+		maxRef      float64
+		agree       int
+		pairs       [][2]float32 // (ref, test) of every element, for MaxRel
+	}
+	accs := map[string]*acc{}
+	for bi, b := range batches {
+		ro, err := ref.Run(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: reference run, batch %d: %w", ErrCompare, bi, err)
+		}
+		to, err := test.Run(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: test run, batch %d: %w", ErrCompare, bi, err)
+		}
+		if len(ro) != len(to) {
+			return nil, fmt.Errorf("%w: batch %d: the reference has %d outputs, the test %d", ErrCompare, bi, len(ro), len(to))
+		}
+		for name, r := range ro {
+			t, ok := to[name]
+			if !ok {
+				return nil, fmt.Errorf("%w: the test model has no output %q", ErrCompare, name)
+			}
+			if r.DType != t.DType || tensor.ShapeString(r.Shape) != tensor.ShapeString(t.Shape) {
+				return nil, fmt.Errorf("%w: output %q: reference %v%v, test %v%v", ErrCompare, name, r.DType, r.Shape, t.DType, t.Shape)
+			}
+			if r.DType == tensor.String {
+				return nil, fmt.Errorf("%w: output %q holds strings", ErrCompare, name)
+			}
+			a := accs[name]
+			if a == nil {
+				a = &acc{OutputAccuracy: OutputAccuracy{Name: name}}
+				accs[name] = a
+			}
+			rv, tv := r.ToFloat32(), t.ToFloat32()
+			for i := range rv {
+				x, y := float64(rv[i]), float64(tv[i])
+				d := math.Abs(x - y)
+				if math.IsNaN(d) {
+					d = math.Inf(1)
+				}
+				a.MaxAbs = max(a.MaxAbs, d)
+				a.maxRef = max(a.maxRef, math.Abs(x))
+				a.dot += x * y
+				a.rr += x * x
+				a.tt += y * y
+			}
+			a.Elements += len(rv)
+			// relative errors need the output's largest |ref| over all
+			// batches: keep the pairs until the end.
+			for i := range rv {
+				a.pairs = append(a.pairs, [2]float32{rv[i], tv[i]})
+			}
+			if last := r.Rank(); r.DType.IsFloat() && last > 0 && r.Shape[last-1] > 1 {
+				n := r.Shape[last-1]
+				for row := 0; (row+1)*n <= len(rv); row++ {
+					if argmax(rv[row*n:(row+1)*n]) == argmax(tv[row*n:(row+1)*n]) {
+						a.agree++
+					}
+					a.Rows++
+				}
+				a.HasTop1 = true
+			}
+		}
+	}
+	rep := &AccuracyReport{Batches: len(batches)}
+	names := make([]string, 0, len(accs))
+	for n := range accs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		a := accs[name]
+		floor := max(a.maxRef*RelFloor, math.SmallestNonzeroFloat32)
+		for _, p := range a.pairs {
+			d := math.Abs(float64(p[0]) - float64(p[1]))
+			if math.IsNaN(d) {
+				d = math.Inf(1)
+			}
+			a.MaxRel = max(a.MaxRel, d/max(math.Abs(float64(p[0])), floor))
+		}
+		switch {
+		case a.rr == 0 && a.tt == 0:
+			a.Cosine = 1
+		case a.rr == 0 || a.tt == 0:
+			a.Cosine = 0
+		default:
+			a.Cosine = a.dot / math.Sqrt(a.rr*a.tt)
+			if math.IsNaN(a.Cosine) {
+				a.Cosine = 0
+			}
+		}
+		if a.Rows > 0 {
+			a.Top1 = float64(a.agree) / float64(a.Rows)
+		}
+		rep.Outputs = append(rep.Outputs, a.OutputAccuracy)
+	}
+	return rep, nil
+}
+
+// argmax returns the index of the largest element (the first on ties; NaN
+// never wins).
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] || math.IsNaN(float64(x[best])) && !math.IsNaN(float64(v)) {
+			best = i
+		}
+	}
+	return best
+}

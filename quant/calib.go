@@ -1,0 +1,399 @@
+package quant
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Method is how calibration turns the observed values of a tensor into its
+// range (amax, the largest magnitude kept; scale = amax/127).
+type Method int
+
+// Calibration methods.
+const (
+	// Entropy picks the threshold that minimizes the KL divergence between
+	// the histogram of |x| and its 128-level quantization (TensorRT's
+	// entropy calibration).
+	Entropy Method = iota
+	// MinMax keeps the largest magnitude seen.
+	MinMax
+	// Percentile keeps the given percentile of |x| (99.99 by default).
+	Percentile
+)
+
+// String returns the method's name as the CLI spells it.
+func (m Method) String() string {
+	switch m {
+	case Entropy:
+		return "entropy"
+	case MinMax:
+		return "minmax"
+	case Percentile:
+		return "percentile"
+	}
+	return "method(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseMethod reads a method name: "entropy", "minmax" or "percentile".
+func ParseMethod(s string) (Method, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "entropy", "kl":
+		return Entropy, nil
+	case "minmax", "min-max", "max":
+		return MinMax, nil
+	case "percentile":
+		return Percentile, nil
+	}
+	return 0, fmt.Errorf("%w: unknown calibration method %q (want entropy, minmax or percentile)", ErrCalibration, s)
+}
+
+// Histogram and entropy parameters (TensorRT's).
+const (
+	// HistogramBins is the number of bins of the |x| histogram.
+	HistogramBins = 2048
+	// QuantLevels is the number of levels a positive half-range is
+	// quantized to when the entropy method compares distributions.
+	QuantLevels = 128
+	// DefaultPercentile is the percentile Percentile keeps when
+	// CalibOptions.Percentile is zero.
+	DefaultPercentile = 99.99
+)
+
+// CalibOptions tunes Calibrate.
+type CalibOptions struct {
+	// Percentile is the percentile of |x| kept by the Percentile method, in
+	// (0, 100]; zero means DefaultPercentile.
+	Percentile float64
+	// Progress, when not nil, is called after every batch run with the
+	// number of runs done and the total (two runs per batch for the
+	// histogram methods: one for the ranges, one for the histograms).
+	Progress func(done, total int)
+}
+
+// Table is the result of calibration: the range of every float32 value of
+// the calibrated graph.
+type Table struct {
+	// Method is the method the ranges were computed with.
+	Method Method
+	// Percentile is the percentile used when Method is Percentile.
+	Percentile float64
+	// Graph is GraphHash of the calibrated graph ("" when unknown); the INT8
+	// rewrite refuses a table made for another graph.
+	Graph string
+	// Entries maps a value name to its amax, the largest magnitude kept
+	// (scale = amax/127).
+	Entries map[string]float32
+	// Source is where the table was read from (set by ReadTable, for error
+	// messages); it is not written.
+	Source string
+}
+
+// Scale returns the INT8 scale of the named value (amax/127) and whether
+// the table has a usable (positive, finite) range for it.
+func (t *Table) Scale(name string) (float32, bool) {
+	if t == nil {
+		return 0, false
+	}
+	a, ok := t.Entries[name]
+	if !ok || !(a > 0) || math.IsInf(float64(a), 0) {
+		return 0, false
+	}
+	return a / 127, true
+}
+
+// Names returns the table's value names, sorted.
+func (t *Table) Names() []string {
+	names := make([]string, 0, len(t.Entries))
+	for n := range t.Entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// CheckGraph returns an ErrCache error when the table was made for a graph
+// other than g (by GraphHash); a table without a hash is accepted.
+func (t *Table) CheckGraph(g *ir.Graph) error {
+	if t.Graph == "" {
+		return nil
+	}
+	if h := GraphHash(g); h != t.Graph {
+		src := "the calibration table"
+		if t.Source != "" {
+			src = "calibration cache " + t.Source
+		}
+		return fmt.Errorf("%w: %s was made for graph %s, but this model's graph is %s: it belongs to another model (or other build options); delete it or calibrate again", ErrCache, src, t.Graph, h)
+	}
+	return nil
+}
+
+// Calibrate runs eng (a float32 engine) on every batch and returns the
+// range of each float32 value it computes and of each float32 graph input,
+// by the given method. The histogram methods run every batch twice: once
+// for the largest magnitude of each value, once to fill its histogram of
+// HistogramBins bins over [0, that magnitude].
+func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*tensor.Tensor, method Method, opt CalibOptions) (*Table, error) {
+	if len(batches) == 0 {
+		return nil, fmt.Errorf("%w: no calibration batches", ErrCalibration)
+	}
+	pct := opt.Percentile
+	if pct == 0 {
+		pct = DefaultPercentile
+	}
+	if method == Percentile && !(pct > 0 && pct <= 100) {
+		return nil, fmt.Errorf("%w: percentile %g is outside (0, 100]", ErrCalibration, pct)
+	}
+	switch method {
+	case Entropy, MinMax, Percentile:
+	default:
+		return nil, fmt.Errorf("%w: unknown method %v", ErrCalibration, method)
+	}
+	passes := 2
+	if method == MinMax {
+		passes = 1
+	}
+	total := passes * len(batches)
+	done := 0
+	inputs := map[string]*ir.Value{}
+	for _, v := range eng.Graph().Inputs {
+		inputs[v.Name] = v
+	}
+
+	amax := map[string]float64{}
+	for i, b := range batches {
+		observe := func(v *ir.Value, t *tensor.Tensor) {
+			if t.DType != tensor.Float32 {
+				return
+			}
+			amax[v.Name] = max(amax[v.Name], absMax(t.Float32s()))
+		}
+		if err := observeBatch(ctx, eng, inputs, b, observe); err != nil {
+			return nil, fmt.Errorf("%w: batch %d: %w", ErrCalibration, i, err)
+		}
+		done++
+		if opt.Progress != nil {
+			opt.Progress(done, total)
+		}
+	}
+	if len(amax) == 0 {
+		return nil, fmt.Errorf("%w: the graph computes no float32 value", ErrCalibration)
+	}
+	t := &Table{Method: method, Graph: GraphHash(eng.Graph()), Entries: make(map[string]float32, len(amax))}
+	if method == Percentile {
+		t.Percentile = pct
+	}
+	if method == MinMax {
+		for name, m := range amax {
+			t.Entries[name] = float32(m)
+		}
+		return t, nil
+	}
+
+	hists := make(map[string]*histogram, len(amax))
+	for name, m := range amax {
+		hists[name] = &histogram{max: m}
+	}
+	for i, b := range batches {
+		observe := func(v *ir.Value, t *tensor.Tensor) {
+			if h := hists[v.Name]; h != nil && t.DType == tensor.Float32 {
+				h.add(t.Float32s())
+			}
+		}
+		if err := observeBatch(ctx, eng, inputs, b, observe); err != nil {
+			return nil, fmt.Errorf("%w: batch %d: %w", ErrCalibration, i, err)
+		}
+		done++
+		if opt.Progress != nil {
+			opt.Progress(done, total)
+		}
+	}
+	for name, h := range hists {
+		switch method {
+		case Entropy:
+			t.Entries[name] = float32(h.entropyAmax())
+		case Percentile:
+			t.Entries[name] = float32(h.percentileAmax(pct))
+		}
+	}
+	return t, nil
+}
+
+// observeBatch shows observe the float inputs of a batch, then runs it.
+func observeBatch(ctx context.Context, eng *engine.Engine, inputs map[string]*ir.Value, b map[string]*tensor.Tensor, observe engine.Observer) error {
+	names := make([]string, 0, len(b))
+	for name := range b {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if v := inputs[name]; v != nil && b[name] != nil {
+			observe(v, b[name])
+		}
+	}
+	_, err := eng.RunObserved(ctx, b, observe)
+	return err
+}
+
+// absMax returns the largest finite |x| of x (0 when there is none).
+func absMax(x []float32) float64 {
+	var m float32
+	for _, v := range x {
+		a := float32(math.Abs(float64(v)))
+		if a > m && a <= math.MaxFloat32 {
+			m = a
+		}
+	}
+	return float64(m)
+}
+
+// histogram counts |x| in HistogramBins equal bins over [0, max]; values
+// above max (there are none when max came from the same data) land in the
+// last bin; NaN and infinities are not counted.
+type histogram struct {
+	max  float64
+	bins [HistogramBins]float64
+}
+
+func (h *histogram) add(x []float32) {
+	if h.max <= 0 {
+		for _, v := range x {
+			if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+				h.bins[0]++
+			}
+		}
+		return
+	}
+	inv := HistogramBins / h.max
+	for _, v := range x {
+		a := math.Abs(float64(v))
+		if math.IsNaN(a) || math.IsInf(a, 0) {
+			continue
+		}
+		i := int(a * inv)
+		if i >= HistogramBins {
+			i = HistogramBins - 1
+		}
+		h.bins[i]++
+	}
+}
+
+func (h *histogram) width() float64 { return h.max / HistogramBins }
+
+// percentileAmax returns the upper edge of the bin where the cumulative
+// count reaches pct percent of all counts.
+func (h *histogram) percentileAmax(pct float64) float64 {
+	total := 0.0
+	for _, c := range h.bins {
+		total += c
+	}
+	if total == 0 || h.max <= 0 {
+		return h.max
+	}
+	want := total * pct / 100
+	cum := 0.0
+	for i, c := range h.bins {
+		cum += c
+		if cum >= want {
+			return float64(i+1) * h.width()
+		}
+	}
+	return h.max
+}
+
+// entropyAmax is TensorRT's entropy calibration: for every candidate
+// threshold of i bins (i = QuantLevels .. HistogramBins-1), P is the first i bins with the counts beyond them added to
+// bin i-1, Q is those i bins (without the outliers) merged into QuantLevels
+// levels and spread back evenly over the bins of each level that are not
+// empty in P; the threshold with the least KL(P||Q) wins, and amax is its
+// upper edge, i times the bin width. A candidate whose Q is zero where P is
+// not has an infinite divergence. The sums are done with prefix sums, so a
+// candidate costs O(QuantLevels).
+func (h *histogram) entropyAmax() float64 {
+	if h.max <= 0 {
+		return h.max
+	}
+	const n = HistogramBins
+	// prefix sums over bins [0, j): counts, non-empty bins, c*log(c).
+	var cnt, nz, clogc [n + 1]float64
+	for j, c := range h.bins {
+		cnt[j+1] = cnt[j] + c
+		clogc[j+1] = clogc[j]
+		nz[j+1] = nz[j]
+		if c > 0 {
+			nz[j+1]++
+			clogc[j+1] += c * math.Log(c)
+		}
+	}
+	total := cnt[n]
+	if total == 0 {
+		return h.max
+	}
+	best, bestI := math.Inf(1), n
+	for i := QuantLevels; i <= n-1; i++ {
+		d := klCandidate(h.bins[:], cnt[:], nz[:], clogc[:], i, total)
+		if d < best {
+			best, bestI = d, i
+		}
+	}
+	return float64(bestI) * h.width()
+}
+
+// klCandidate returns KL(P||Q) for the threshold of i bins (see
+// entropyAmax). With S = total, P_j = c_j/S (bin i-1 holding the outliers
+// too) and Q constant over the non-empty bins of each level,
+//
+//	KL = sum_j P_j log P_j - sum_levels (sum_{j in level} P_j) log Q_level.
+func klCandidate(bins, cnt, nz, clogc []float64, i int, total float64) float64 {
+	outliers := total - cnt[i]
+	last := bins[i-1] + outliers // P's last bin, unnormalized
+	// sum over j < i of p_j log p_j with p_j = c_j / S:
+	// (1/S) * sum c log c - log S, with bin i-1 replaced by last.
+	sumClogc := clogc[i-1]
+	if last > 0 {
+		sumClogc += last * math.Log(last)
+	}
+	logS := math.Log(total)
+	kl := sumClogc/total - logS // sum P log P (P sums to 1)
+
+	per := i / QuantLevels // bins per level; the last level takes the rest
+	// Q's total mass: the i bins without the outliers.
+	qTotal := cnt[i]
+	if qTotal == 0 {
+		return math.Inf(1)
+	}
+	logQT := math.Log(qTotal)
+	for k := 0; k < QuantLevels; k++ {
+		lo := k * per
+		hi := lo + per
+		if k == QuantLevels-1 {
+			hi = i
+		}
+		mass := cnt[hi] - cnt[lo]   // Q's unnormalized mass of the level
+		nonEmpty := nz[hi] - nz[lo] // bins non-empty in the histogram
+		pMass := mass               // P's unnormalized mass over the level
+		if hi == i && bins[i-1] == 0 && last > 0 {
+			nonEmpty++ // bin i-1 is non-empty in P thanks to the outliers
+		}
+		if hi == i {
+			pMass += outliers
+		}
+		if pMass == 0 {
+			continue
+		}
+		if mass == 0 {
+			return math.Inf(1)
+		}
+		// Q_j = mass / nonEmpty / qTotal for each non-empty bin of the level.
+		logQ := math.Log(mass) - math.Log(nonEmpty) - logQT
+		kl -= pMass / total * logQ
+	}
+	return kl
+}
