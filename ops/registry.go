@@ -108,7 +108,8 @@ const (
 
 // Prepare returns the kernel for node n of a graph importing the given
 // default-domain opset, with an error naming the op, the node and the opset
-// when kiln does not support it.
+// when kiln does not support it. A kernel without float16 support of a node
+// reading float16 values comes wrapped in the float16 adapter (fp16.go).
 func Prepare(n *ir.Node, opset int64) (Kernel, error) {
 	d, ok := Lookup(n.Domain, n.OpType)
 	if !ok {
@@ -125,5 +126,5 @@ func Prepare(n *ir.Node, opset int64) (Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %q (%s, opset %d): %w", n.Name, n.OpType, opset, err)
 	}
-	return k, nil
+	return wrapFloat16(n, k), nil
 }
