@@ -168,3 +168,205 @@ func checkCNNFused(t *testing.T, g *ir.Graph) {
 	}
 	t.Logf("%d fused convs, %d with an activation, %d with a residual Add", ops["kiln::FusedConv"], acts, residual)
 }
+
+// modelDirs returns the names of the models in sharedModels (the folders
+// holding a model.onnx); it skips the test when there are none.
+func modelDirs(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(sharedModels)
+	if err != nil {
+		t.Skipf("needs the shared reference models in %s: %v", sharedModels, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(sharedModels, e.Name(), "model.onnx")); e.IsDir() && err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		t.Skipf("needs the shared reference models in %s: none found", sharedModels)
+	}
+	return names
+}
+
+// runModel builds an engine for g and runs it on the model's first data
+// set, returning the outputs in the graph's order.
+func runModel(t *testing.T, g *ir.Graph, dir string) []*tensor.Tensor {
+	t.Helper()
+	e, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := loadDataSet(t, e, dir)
+	got, err := e.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*tensor.Tensor, len(g.Outputs))
+	for i, v := range g.Outputs {
+		out[i] = got[v.Name]
+	}
+	return out
+}
+
+// TestModelsPassByPass checks, on every model of sharedModels, that the
+// unoptimized engine and the engines after each elimination pass alone (with
+// dce), after each level-2 pass with the level-1 ones, and after all of
+// level 2 compute the same outputs on the model's test input.
+func TestModelsPassByPass(t *testing.T) {
+	configs := [][]string{{"transpose", "dce"}, {"reshape", "dce"}, {"concat", "dce"}, passNames(Passes(2))}
+	if !testing.Short() {
+		configs = append(configs, passNames(Passes(1)))
+		for _, p := range Passes(2)[len(Passes(1)):] {
+			configs = append(configs, append(passNames(Passes(1)), p.Name()))
+		}
+	}
+	for _, name := range modelDirs(t) {
+		t.Run(name, func(t *testing.T) {
+			if testing.Short() && name == "yolo_tiny" {
+				t.Skip("short mode")
+			}
+			g, dir := loadModel(t, name)
+			want := runModel(t, g, dir)
+			for _, passes := range configs {
+				g, _ := loadModel(t, name)
+				if err := RunPasses(g, lookupAll(t, passes), nil); err != nil {
+					t.Fatalf("%v: %v", passes, err)
+				}
+				got := runModel(t, g, dir)
+				for i, w := range want {
+					if c := conformance.Compare(got[i], w, 1e-4, 1e-5); !c.OK {
+						t.Errorf("after %v, output %q: %s", passes, g.Outputs[i].Name, c.Reason)
+					}
+				}
+			}
+		})
+	}
+}
+
+func passNames(ps []Pass) []string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.Name())
+	}
+	return s
+}
+
+// TestModelFusions checks what the level-2 passes must make of the
+// reference models, as kiln inspect shows it: on the CNNs no
+// BatchNormalization left, every Conv a kiln::FusedConv, and no activation
+// or residual Add left alone reading a fused conv's output; on bert_mini
+// LayerNormalization, GELU (kiln::Gelu or a FusedMatMul epilogue) and
+// kiln::Attention in place of the decomposed chains, and the shape
+// arithmetic of its Reshapes folded away; on yolo_tiny the Concats of its
+// C2f blocks elided.
+func TestModelFusions(t *testing.T) {
+	count := func(g *ir.Graph, ops ...string) int {
+		c := opCounts(g)
+		n := 0
+		for _, op := range ops {
+			n += c[op]
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		check func(t *testing.T, before, after *ir.Graph)
+	}{
+		{"resnet_mini", checkConvsFused},
+		{"mobilenet_v2", checkConvsFused},
+		{"bert_mini", func(t *testing.T, before, after *ir.Graph) {
+			ops := opCounts(after)
+			if n := count(after, "LayerNormalization", "kiln::LayerNormalization"); n != count(before, "LayerNormalization", "kiln::LayerNormalization")+count(before, "ReduceMean")/2 || n == 0 {
+				t.Errorf("%d LayerNormalization nodes: %v", n, ops)
+			}
+			gelus := ops["kiln::Gelu"] + ops["Gelu"]
+			for _, n := range after.Nodes {
+				if a := n.Attrs["activation"]; n.OpType == "FusedMatMul" && a != nil && a.S == "Gelu" {
+					gelus++
+				}
+			}
+			if gelus == 0 || gelus != count(before, "Erf") {
+				t.Errorf("%d GELUs for %d Erf: %v", gelus, count(before, "Erf"), ops)
+			}
+			if ops["kiln::Attention"] == 0 || ops["kiln::Attention"] != count(before, "Softmax") {
+				t.Errorf("%d kiln::Attention for %d Softmax: %v", ops["kiln::Attention"], count(before, "Softmax"), ops)
+			}
+			if n := count(after, "ReduceMean", "Erf", "Softmax", "Sqrt", "Pow", "Div", "Concat"); n != 0 {
+				t.Errorf("%d ReduceMean/Erf/Softmax/Sqrt/Pow/Div/Concat left: %v", n, ops)
+			}
+			for _, n := range after.Nodes {
+				if isOp(n, "Reshape") && !isConst(after, n.Input(1)) {
+					t.Errorf("%s still computes its shape at run time", n)
+				}
+			}
+		}},
+		{"yolo_tiny", func(t *testing.T, before, after *ir.Graph) {
+			if testing.Short() {
+				t.Skip("short mode")
+			}
+			checkConvsFused(t, before, after)
+			if b, a := slicesConcatenated(before), slicesConcatenated(after); a*4 > b {
+				t.Errorf("%d Concat inputs were Slices before, %d after: the C2f ones should go", b, a)
+			}
+			for _, n := range after.Nodes {
+				if isOp(n, "Reshape") && !isConst(after, n.Input(1)) {
+					t.Errorf("%s still computes its shape at run time", n)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := loadModel(t, tc.name)
+			after, _ := loadModel(t, tc.name)
+			if err := Run(after, 2, nil); err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, before, after)
+		})
+	}
+}
+
+// slicesConcatenated counts the Concat inputs of g that are Slice outputs.
+func slicesConcatenated(g *ir.Graph) int {
+	n := 0
+	for _, c := range g.Nodes {
+		if isOp(c, "Concat") {
+			for _, v := range c.Inputs {
+				if v != nil && isOp(v.Producer, "Slice") {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// checkConvsFused checks that after has no BatchNormalization, as many
+// kiln::FusedConv as before had Conv and no plain Conv, and that no
+// activation or Add is the only reader of a FusedConv's output that has no
+// activation yet (after one, the fused op can take neither: its residual
+// is added before the activation).
+func checkConvsFused(t *testing.T, before, after *ir.Graph) {
+	t.Helper()
+	b, a := opCounts(before), opCounts(after)
+	if a["BatchNormalization"] != 0 || a["Conv"] != 0 || a["kiln::FusedConv"] != b["Conv"] {
+		t.Errorf("%d Conv before; after: %v", b["Conv"], a)
+	}
+	u := usesOf(after)
+	for _, n := range after.Nodes {
+		switch n.OpType {
+		case "Relu", "Clip", "Sigmoid", "HardSwish", "HardSigmoid", "LeakyRelu", "Gelu", "Add", "Mul":
+		default:
+			continue
+		}
+		for _, v := range n.Inputs {
+			if v == nil {
+				continue
+			}
+			if p := v.Producer; p != nil && p.OpType == "FusedConv" && !hasEpilogue(p) && u.only(v) == n {
+				t.Errorf("%s alone reads %s: not fused", n, p)
+			}
+		}
+	}
+}
