@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 
 	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	_ "github.com/kilnai/kiln/ops/all" // register every operator
@@ -22,7 +24,7 @@ import (
 )
 
 // Version is kiln's version, recorded in plans and printed by the CLI.
-const Version = "0.1.0"
+const Version = version.Kiln
 
 // Tensor is an n-dimensional array: a data type, a shape and the elements.
 type Tensor = tensor.Tensor
@@ -108,11 +110,21 @@ func ioInfo(v *ir.Value) IOInfo {
 type Model struct {
 	eng  *engine.Engine
 	file *onnx.File
+	// A model from a plan (kiln build, or Build in memory) has one engine
+	// per optimization profile; Run picks the profile by shape.
+	engines  []*engine.Engine
+	profiles []engine.Profile
+	plan     *plan.Plan
 }
 
 // Load reads an ONNX model file (external data files are found beside it),
-// checks it, infers its shapes and prepares it to run on the CPU.
+// checks it, infers its shapes and prepares it to run on the CPU as it is,
+// without optimization; or a plan file written by kiln build, which must
+// have been built for this machine's device by this kiln version.
 func Load(path string) (*Model, error) {
+	if isPlan(path) {
+		return loadPlan(path)
+	}
 	f, err := onnx.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
@@ -185,6 +197,13 @@ func (m *Model) InputType(name string) DType {
 // against the model (names, types, shapes); errors wrap engine.ErrInput for
 // bad inputs. Run does not modify its inputs.
 func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
+	if len(m.profiles) > 0 {
+		i, err := engine.CheckProfiles(m.profiles, inputs)
+		if err != nil {
+			return nil, err
+		}
+		return m.engines[i].Run(ctx, inputs)
+	}
 	return m.eng.Run(ctx, inputs)
 }
 
@@ -193,6 +212,11 @@ func (m *Model) Engine() *engine.Engine { return m.eng }
 
 // Close releases the model's file mappings. The model must not be used after.
 func (m *Model) Close() error {
+	if m.plan != nil {
+		err := m.plan.Close()
+		m.plan = nil
+		return err
+	}
 	if m.file == nil {
 		return nil
 	}

@@ -27,7 +27,9 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "run an ONNX model on given or random inputs, compare, time", runCmd},
+		{"build", "build an engine plan from an ONNX model: fusion, FP16/INT8, profiles, tactics", buildCmd},
+		{"run", "run an ONNX model or a plan on given or random inputs, compare, time", runCmd},
+		{"inspect", "show a plan's device, precision, profiles, layers, tactics and memory", inspectCmd},
 		{"serve", "serve a model repository over KServe v2 HTTP with dynamic batching and metrics", serveCmd},
 		{"conformance", "run ONNX backend test folders, print N passed, N failed, N skipped", conformanceCmd},
 		{"version", "print kiln's version", func([]string) int { fmt.Println("kiln", kiln.Version); return exitOK }},

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -60,10 +59,15 @@ func runCmd(args []string) int {
 	iters := fs.Int("iterations", 1, "number of timed runs (latency statistics when > 1)")
 	warmup := fs.Int("warmup", 1, "untimed runs before the timed ones (when iterations > 1)")
 	seed := fs.Uint64("seed", 1, "seed for random inputs")
+	duration := fs.Duration("duration", 0, "run timed iterations for this long instead of --iterations (e.g. 10s)")
+	dumpProfile := fs.Bool("dump-profile", false, "print per-layer times (averaged over the timed runs)")
+	exportJSON := fs.String("export-json", "", "write the results (latencies, per-layer times, comparison) to this JSON file")
+	var bf buildFlags
+	bf.register(fs, false)
 	shapes := shapeFlags{}
 	fs.Var(shapes, "shape", "input shape for random inputs, name:1x3x224x224 (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: kiln run [flags] MODEL.onnx\n\nRuns a model on the inputs of --data (comparing with its outputs) or on random inputs.\nExit status: 0 when all outputs match, 1 on a mismatch, 2 on any error.\n\n")
+		fmt.Fprintf(os.Stderr, "usage: kiln run [flags] MODEL.onnx|MODEL.plan|example\n\nRuns a plan, or builds an ONNX model in memory (the build flags apply) and runs it,\non the inputs of --data (comparing with its outputs) or on random inputs.\nExit status: 0 when all outputs match, 1 on a mismatch, 2 on any error.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseArgs(fs, args)
@@ -74,22 +78,24 @@ func runCmd(args []string) int {
 		fs.Usage()
 		return exitError
 	}
-	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 {
-		return fail("--iterations must be >= 1, --warmup, --rtol and --atol >= 0")
+	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 || *duration < 0 {
+		return fail("--iterations must be >= 1, --warmup, --rtol, --atol and --duration >= 0")
 	}
 	path := pos[0]
 	start := time.Now()
-	var m *kiln.Model
-	if path == "example" {
-		m, err = kiln.LoadBytes(examples.TinyCNNModel)
-	} else {
-		m, err = kiln.Load(path)
-	}
+	m, err := loadForRun(path, &bf)
 	if err != nil {
+		if errors.Is(err, kiln.ErrPlan) {
+			return fail("%v\n(rebuild the plan on this machine: kiln build MODEL.onnx -o %s)", err, path)
+		}
 		return fail("%v", err)
 	}
 	defer m.Close()
-	fmt.Printf("loaded %s in %.1f ms\n", path, float64(time.Since(start).Microseconds())/1e3)
+	how := "loaded"
+	if h := m.Plan(); h != nil && !strings.HasSuffix(path, ".plan") && !isPlanFile(path) {
+		how = fmt.Sprintf("built (%s, %s, %d -> %d nodes)", h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
+	}
+	fmt.Printf("%s %s in %.1f ms\n", how, path, float64(time.Since(start).Microseconds())/1e3)
 
 	var inputs map[string]*tensor.Tensor
 	var want []*tensor.Tensor
@@ -115,23 +121,40 @@ func runCmd(args []string) int {
 		}
 	}
 	ctx := context.Background()
-	if *iters > 1 {
+	timed := *iters > 1 || *duration > 0
+	if timed {
 		for i := 0; i < *warmup; i++ {
 			if _, err := m.Run(ctx, inputs); err != nil {
 				return fail("%v", err)
 			}
 		}
 	}
-	lat := make([]time.Duration, 0, *iters)
+	prof := newLayerProfile()
+	run := func() (map[string]*tensor.Tensor, error) {
+		if *dumpProfile {
+			return prof.run(ctx, m, inputs)
+		}
+		return m.Run(ctx, inputs)
+	}
+	var lat []time.Duration
 	var outs map[string]*tensor.Tensor
-	for i := 0; i < *iters; i++ {
+	begin := time.Now()
+	for i := 0; ; i++ {
+		if *duration > 0 {
+			if time.Since(begin) >= *duration && i > 0 {
+				break
+			}
+		} else if i >= *iters {
+			break
+		}
 		t0 := time.Now()
-		outs, err = m.Run(ctx, inputs)
+		outs, err = run()
 		if err != nil {
 			return fail("%v", err)
 		}
 		lat = append(lat, time.Since(t0))
 	}
+	report := runReport{Model: path, Iterations: len(lat)}
 	code := exitOK
 	for i, o := range m.Outputs() {
 		got := outs[o.Name]
@@ -143,35 +166,31 @@ func runCmd(args []string) int {
 				status, code = "MISMATCH", exitMismatch
 			}
 			line += fmt.Sprintf(" max abs err %.3g  max rel err %.3g  %s", c.MaxAbs, c.MaxRel, status)
+			report.Outputs = append(report.Outputs, outputReport{Name: o.Name, MaxAbs: c.MaxAbs, MaxRel: c.MaxRel, OK: c.OK, Reason: c.Reason})
 			if !c.OK {
 				line += " (" + c.Reason + ")"
 			}
 		}
 		fmt.Println(line)
 	}
-	if *iters > 1 {
-		printLatency(lat)
+	report.Latency = latencyStats(lat)
+	if timed {
+		printLatency(report.Latency)
 	} else {
 		fmt.Printf("latency %.3f ms\n", ms(lat[0]))
+	}
+	if *dumpProfile {
+		report.Layers = prof.print(os.Stdout, len(lat))
+	}
+	if *exportJSON != "" {
+		if err := writeJSON(*exportJSON, report); err != nil {
+			return fail("--export-json: %v", err)
+		}
 	}
 	return code
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
-
-func printLatency(lat []time.Duration) {
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	var sum time.Duration
-	for _, l := range lat {
-		sum += l
-	}
-	pct := func(p float64) time.Duration {
-		i := int(p/100*float64(len(lat))+0.5) - 1
-		return lat[max(0, min(i, len(lat)-1))]
-	}
-	fmt.Printf("latency over %d runs: min %.3f ms  mean %.3f ms  p50 %.3f ms  p99 %.3f ms  max %.3f ms\n",
-		len(lat), ms(lat[0]), ms(sum/time.Duration(len(lat))), ms(pct(50)), ms(pct(99)), ms(lat[len(lat)-1]))
-}
 
 // randomInputs makes an input for every model input: shapes from --shape,
 // else the declared shape with batch-like symbolic dims set to 1. Floats are
@@ -184,6 +203,11 @@ func randomInputs(m *kiln.Model, shapes shapeFlags, seed uint64) (map[string]*te
 	for _, in := range m.Inputs() {
 		known[in.Name] = true
 		shape, ok := shapes[in.Name]
+		if h := m.Plan(); !ok && h != nil && len(h.Profiles) > 0 {
+			if r, found := h.Profiles[0].Range(in.Name); found {
+				shape, ok = r.Opt, true
+			}
+		}
 		if !ok {
 			var err error
 			if shape, err = defaultShape(in); err != nil {

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/build"
+)
+
+// profileFlags collects --profile NAME:MIN,OPT,MAX ranges into the current
+// profile; --profile-set NAME starts a new profile.
+type profileFlags struct{ ps []engine.Profile }
+
+func (p *profileFlags) String() string { return "" }
+
+func (p *profileFlags) Set(v string) error {
+	r, err := engine.ParseRange(v)
+	if err != nil {
+		return err
+	}
+	if len(p.ps) == 0 {
+		p.ps = append(p.ps, engine.Profile{})
+	}
+	last := &p.ps[len(p.ps)-1]
+	last.Inputs = append(last.Inputs, r)
+	return nil
+}
+
+type profileSetFlag struct{ p *profileFlags }
+
+func (f profileSetFlag) String() string { return "" }
+
+func (f profileSetFlag) Set(name string) error {
+	if len(f.p.ps) > 0 && len(f.p.ps[len(f.p.ps)-1].Inputs) == 0 {
+		return errors.New("the previous --profile-set has no --profile ranges")
+	}
+	f.p.ps = append(f.p.ps, engine.Profile{Name: name})
+	return nil
+}
+
+// dimFlags collects --dim NAME=MIN,OPT,MAX.
+type dimFlags map[string][3]int
+
+func (d dimFlags) String() string { return "" }
+
+func (d dimFlags) Set(v string) error {
+	name, spec, ok := strings.Cut(v, "=")
+	parts := strings.Split(spec, ",")
+	if !ok || name == "" || len(parts) != 3 {
+		return fmt.Errorf("want NAME=MIN,OPT,MAX, got %q", v)
+	}
+	var r [3]int
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("bad number %q in %q", p, v)
+		}
+		r[i] = n
+	}
+	d[name] = r
+	return nil
+}
+
+// layerPrecFlags collects --layer-precision NAME:PRECISION.
+type layerPrecFlags map[string]string
+
+func (l layerPrecFlags) String() string { return "" }
+
+func (l layerPrecFlags) Set(v string) error {
+	i := strings.LastIndexByte(v, ':')
+	if i <= 0 {
+		return fmt.Errorf("want LAYER:fp32|fp16|int8, got %q", v)
+	}
+	l[v[:i]] = v[i+1:]
+	return nil
+}
+
+// parseSize parses a byte size such as 512M, 2G, 1024 or 64K.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	t := strings.TrimSuffix(strings.ToUpper(s), "B")
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, t[:len(t)-1]
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, t[:len(t)-1]
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (want e.g. 512M, 2G)", s)
+	}
+	return n * mult, nil
+}
+
+// buildFlags are the builder's flags, shared by kiln build and kiln run
+// (which builds an ONNX model in memory).
+type buildFlags struct {
+	device, calibData, calibMethod, calibCache, timingCache, workspace string
+	fp16, int8, noTiming                                             bool
+	optLevel, maxBatch, calibRandom                                  int
+	profiles                                                         profileFlags
+	dims                                                             dimFlags
+	layers                                                           layerPrecFlags
+}
+
+func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
+	fs.StringVar(&b.device, "device", "cpu", "device to build for: cpu or cuda[:N]")
+	fs.BoolVar(&b.fp16, "fp16", false, "store weights and activations as float16 (float32 accumulation)")
+	fs.BoolVar(&b.int8, "int8", false, "INT8 post-training quantization (needs --calib-data, --calib-random or --calib-cache)")
+	fs.StringVar(&b.calibData, "calib-data", "", "calibration data: a folder of input sets (test_data_set_*/input_N.pb)")
+	fs.IntVar(&b.calibRandom, "calib-random", 0, "calibrate on N generated random batches (when there is no --calib-data)")
+	fs.StringVar(&b.calibMethod, "calib-method", "", "calibration method: entropy (default), minmax or percentile")
+	fs.StringVar(&b.calibCache, "calib-cache", "", "calibration cache file: written after calibration, read instead when there is no data")
+	b.profiles = profileFlags{}
+	fs.Var(&b.profiles, "profile", "input range NAME:MIN,OPT,MAX with shapes like 1x3x224x224 (repeat for more inputs)")
+	fs.Var(profileSetFlag{&b.profiles}, "profile-set", "start another optimization profile named NAME; the --profile flags after it belong to it")
+	b.dims = dimFlags{}
+	fs.Var(b.dims, "dim", "range of a named symbolic dimension in the default profile, NAME=MIN,OPT,MAX (repeatable)")
+	fs.IntVar(&b.maxBatch, "max-batch", 32, "largest batch of the default profile (a symbolic first dimension)")
+	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level 0..5 (0: none, 1: eliminations and folding, 2+: fusions)")
+	fs.StringVar(&b.timingCache, "timing-cache", "", "tactic timing cache file (read and updated)")
+	fs.BoolVar(&b.noTiming, "no-timing", !timingDefault, "skip tactic timing: default implementations")
+	fs.StringVar(&b.workspace, "workspace", "0", "scratch memory limit for tactics, e.g. 512M (0: no limit)")
+	b.layers = layerPrecFlags{}
+	fs.Var(b.layers, "layer-precision", "precision of one layer, NAME:fp32|fp16|int8 (repeatable)")
+}
+
+func (b *buildFlags) options() (build.Options, error) {
+	o := build.Options{
+		Device: b.device, OptLevel: b.optLevel, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
+		CalibData: b.calibData, CalibBatches: b.calibRandom, CalibMethod: b.calibMethod, CalibCache: b.calibCache,
+		LayerPrecision: b.layers, TimingCache: b.timingCache, NoTiming: b.noTiming,
+	}
+	if b.fp16 && b.int8 {
+		return o, errors.New("--fp16 and --int8 exclude each other")
+	}
+	if b.fp16 {
+		o.Precision = build.FP16
+	}
+	if b.int8 {
+		o.Precision = build.INT8
+	}
+	if b.optLevel < 0 {
+		return o, errors.New("--opt-level must be 0..5")
+	}
+	if len(b.profiles.ps) > 0 && len(b.profiles.ps[len(b.profiles.ps)-1].Inputs) == 0 {
+		return o, errors.New("the last --profile-set has no --profile ranges")
+	}
+	ws, err := parseSize(b.workspace)
+	if err != nil {
+		return o, fmt.Errorf("--workspace: %w", err)
+	}
+	o.Workspace = ws
+	return o, nil
+}
+
+// progressLine prints progress on one overwritten terminal line (on a
+// terminal only) and log lines above it.
+type progressLine struct {
+	tty  bool
+	last int
+}
+
+func newProgressLine() *progressLine {
+	st, err := os.Stderr.Stat()
+	return &progressLine{tty: err == nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progressLine) log(msg string) {
+	p.clear()
+	fmt.Fprintln(os.Stderr, msg)
+}
+
+func (p *progressLine) progress(msg string) {
+	if !p.tty {
+		return
+	}
+	p.clear()
+	if len(msg) > 100 {
+		msg = msg[:100]
+	}
+	fmt.Fprint(os.Stderr, msg)
+	p.last = len(msg)
+}
+
+func (p *progressLine) clear() {
+	if p.tty && p.last > 0 {
+		fmt.Fprintf(os.Stderr, "\r%s\r", strings.Repeat(" ", p.last))
+		p.last = 0
+	}
+}
+
+func buildCmd(args []string) int {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	out := fs.String("o", "", "plan file to write (default: MODEL with the extension .plan)")
+	var bf buildFlags
+	bf.register(fs, true)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: kiln build [flags] MODEL.onnx [-o MODEL.plan]\n\nBuilds an engine plan for a device: optimization, precision, profiles, tactic timing.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return exitError
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitError
+	}
+	o, err := bf.options()
+	if err != nil {
+		return fail("%v", err)
+	}
+	src := pos[0]
+	dst := *out
+	if dst == "" {
+		dst = strings.TrimSuffix(src, ".onnx") + ".plan"
+	}
+	if dst == src {
+		return fail("the plan would overwrite the model: give -o")
+	}
+	pl := newProgressLine()
+	o.Log, o.Progress = pl.log, pl.progress
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	res, err := build.Build(ctx, src, o)
+	pl.clear()
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer res.Close()
+	if err := res.WriteFile(dst); err != nil {
+		return fail("write plan: %v", err)
+	}
+	st, _ := os.Stat(dst)
+	h := res.Header
+	fmt.Printf("built %s in %.2f s: %s, %s, %d -> %d nodes\n", dst, time.Since(start).Seconds(), h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
+	for _, s := range res.Timings {
+		fmt.Printf("  %-10s %8.1f ms\n", s.Name, float64(s.Time.Microseconds())/1e3)
+	}
+	for _, p := range h.Profiles {
+		fmt.Printf("  profile %s: %s\n", p.Name, p.String())
+	}
+	fmt.Printf("  weights %s, arena %s (intermediates %s), plan %s\n", bytesStr(h.Stats.WeightBytes), bytesStr(h.Stats.ArenaBytes), bytesStr(h.Stats.IntermediateBytes), bytesStr(st.Size()))
+	return exitOK
+}
+
+func bytesStr(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

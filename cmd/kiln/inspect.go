@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kilnai/kiln/engine/plan"
+)
+
+func inspectCmd(args []string) int {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the plan header as JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: kiln inspect [--json] MODEL.plan\n\nShows a plan: device, precision, profiles, layers with their fusions, precision and tactic, memory.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return exitError
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitError
+	}
+	p, err := plan.Open(pos[0])
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer p.Close()
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(p.Header); err != nil {
+			return fail("%v", err)
+		}
+		return exitOK
+	}
+	printPlan(os.Stdout, p)
+	if err := p.CheckDevice(); err != nil {
+		fmt.Printf("\nnote: this plan cannot run here: %v\n", err)
+	}
+	return exitOK
+}
+
+func printPlan(w io.Writer, p *plan.Plan) {
+	h := &p.Header
+	fmt.Fprintf(w, "plan       %s (%s), kiln %s, format %d, built %s\n", h.Model.Name, bytesStr(p.Size()), h.KilnVersion, plan.FormatVersion, h.Created.Format(time.RFC3339))
+	fmt.Fprintf(w, "model      sha256 %s\n", h.Model.SHA256)
+	fmt.Fprintf(w, "device     %s [%s]\n", h.Device, h.Fingerprint)
+	fmt.Fprintf(w, "precision  %s, optimization level %d\n", h.Precision, h.OptLevel)
+	fmt.Fprintf(w, "nodes      %d before optimization, %d after\n", h.Stats.NodesBefore, h.Stats.NodesAfter)
+	fmt.Fprintf(w, "memory     weights %s; activation arena %s for intermediates totalling %s", bytesStr(h.Stats.WeightBytes), bytesStr(h.Stats.ArenaBytes), bytesStr(h.Stats.IntermediateBytes))
+	if h.Stats.IntermediateBytes > 0 && h.Stats.ArenaBytes > 0 {
+		fmt.Fprintf(w, " (%.0f%%)", 100*float64(h.Stats.ArenaBytes)/float64(h.Stats.IntermediateBytes))
+	}
+	fmt.Fprintln(w)
+	if len(h.Profiles) == 0 {
+		fmt.Fprintln(w, "profiles   none (static shapes)")
+	}
+	for _, pr := range h.Profiles {
+		fmt.Fprintf(w, "profile    %s: %s\n", pr.Name, pr.String())
+	}
+	tactics := map[string]plan.Tactic{}
+	if len(h.Tactics) > 0 {
+		for _, t := range h.Tactics[0] {
+			tactics[t.Layer] = t
+		}
+	}
+	fmt.Fprintf(w, "\nlayers (%d):\n", len(h.Layers))
+	fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-18s %10s\n", "#", "name", "op", "prec", "tactic", "time")
+	for i, l := range h.Layers {
+		t := tactics[l.Name]
+		tm := ""
+		if t.Time > 0 {
+			tm = fmt.Sprintf("%.3f ms", float64(t.Time.Nanoseconds())/1e6)
+		}
+		tac := t.Tactic
+		if tac == "" {
+			tac = "-"
+		}
+		fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), l.Precision, clip(tac, 18), tm)
+		fmt.Fprintf(w, "       in: %s  out: %s\n", strings.Join(l.Inputs, ", "), strings.Join(l.Outputs, ", "))
+		for _, f := range l.Fused {
+			fmt.Fprintf(w, "       fused: %s\n", f)
+		}
+	}
+	if len(h.Notes) > 0 {
+		fmt.Fprintln(w, "\nbuild log:")
+		for _, n := range h.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "~"
+}

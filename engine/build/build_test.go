@@ -1,0 +1,114 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/examples"
+	_ "github.com/kilnai/kiln/ops/all"
+)
+
+func exampleModel(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "model.onnx")
+	if err := os.WriteFile(p, examples.TinyCNNModel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBuildExample(t *testing.T) {
+	var log []string
+	res, err := Build(context.Background(), exampleModel(t), Options{OptLevel: 2, Log: func(m string) { log = append(log, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	h := res.Header
+	if h.Device != "cpu" || h.Precision != FP32 || h.Fingerprint["isa"] == "" || h.Model.SHA256 == "" {
+		t.Errorf("header: %+v", h)
+	}
+	if h.Stats.NodesBefore <= h.Stats.NodesAfter || len(h.Layers) != h.Stats.NodesAfter || h.Stats.WeightBytes == 0 {
+		t.Errorf("stats %+v with %d layers", h.Stats, len(h.Layers))
+	}
+	if len(h.Profiles) != 1 || h.Profiles[0].Inputs[0].Max[0] != 32 {
+		t.Errorf("default profile: %+v", h.Profiles)
+	}
+	if len(log) == 0 || !strings.Contains(strings.Join(log, "\n"), "default profile") {
+		t.Errorf("log does not show the default profile: %q", log)
+	}
+	fused := 0
+	for _, l := range h.Layers {
+		if l.Op == "kiln::FusedConv" && len(l.Fused) > 0 {
+			fused++
+		}
+	}
+	if fused == 0 {
+		t.Errorf("no layer records its fusions: %+v", h.Layers)
+	}
+	path := filepath.Join(t.TempDir(), "m.plan")
+	if err := res.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.CheckDevice(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildOptionErrors(t *testing.T) {
+	model := exampleModel(t)
+	bad := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"precision", Options{Precision: "fp8"}, "precision"},
+		{"level", Options{OptLevel: 6}, "optimization level"},
+		{"device", Options{Device: "tpu"}, "unknown device"},
+		{"int8 without data", Options{Precision: INT8}, "calibration data"},
+		{"calibration without int8", Options{CalibBatches: 3}, "need --int8"},
+		{"method", Options{Precision: INT8, CalibBatches: 2, CalibMethod: "median"}, "calibration method"},
+		{"dims", Options{Dims: map[string][3]int{"batch": {4, 2, 8}}}, "min <= opt <= max"},
+		{"layer precision", Options{LayerPrecision: map[string]string{"conv": "fp64"}}, "fp64"},
+		{"profile input", Options{Profiles: []engine.Profile{{Inputs: []engine.Range{{Input: "x", Min: []int{1}, Opt: []int{1}, Max: []int{1}}}}}}, `no input "x"`},
+		{"profile rank", Options{Profiles: []engine.Profile{{Inputs: []engine.Range{{Input: "image", Min: []int{1}, Opt: []int{1}, Max: []int{1}}}}}}, "rank"},
+	}
+	for _, c := range bad {
+		res, err := Build(context.Background(), model, c.o)
+		if err == nil {
+			res.Close()
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %q, want %q", c.name, err, c.want)
+		}
+	}
+	if _, err := Build(context.Background(), filepath.Join(t.TempDir(), "none.onnx"), Options{}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing model: %v", err)
+	}
+}
+
+func TestMentionedNodes(t *testing.T) {
+	cases := map[string]string{
+		"conv1: fused Relu(relu1)":                  "conv1 relu1",
+		"folded BatchNormalization(bn) into Conv(c)": "bn c",
+		"removed 3 unused initializers":              "",
+	}
+	for msg, want := range cases {
+		if got := strings.Join(mentionedNodes(msg), " "); got != want {
+			t.Errorf("mentionedNodes(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}

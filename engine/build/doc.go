@@ -1,0 +1,20 @@
+// Package build is kiln's engine builder, the equivalent of TensorRT's
+// builder: an ONNX model goes in, an engine tuned for one device comes out,
+// ready to be written as a plan file (package plan) or run at once.
+//
+// The stages, each logged and timed:
+//
+//  1. load: the ONNX model, hashed for the plan header
+//  2. profiles: the optimization profiles given, validated against the
+//     model, or one derived from it (a symbolic first dimension is a batch
+//     of 1..MaxBatch, named dimensions come from Options.Dims)
+//  3. optimize: the optimizer passes of the chosen level (package optimize)
+//  4. precision: FP16 conversion, or INT8 calibration and quantization
+//     with an accuracy report against FP32 (package quant)
+//  5. tactics: each layer's implementations timed at every profile's opt
+//     shape, with a persistent timing cache (package engine/tactic)
+//  6. memory: the activation arena planned at every profile's max shape
+//
+// The builder finds devices through the device registry and never imports
+// a device package.
+package build

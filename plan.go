@@ -1,0 +1,137 @@
+package kiln
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/plan"
+)
+
+// BuildOptions configure Build (see build.Options).
+type BuildOptions = build.Options
+
+// ErrPlan is wrapped by the errors of loading a plan that cannot run here
+// (another device, another kiln version, a corrupt file): rebuild it.
+var ErrPlan = errors.New("kiln: cannot use plan")
+
+// isPlan reports whether the file at path starts with the plan magic.
+func isPlan(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, len(plan.Magic))
+	if _, err := io.ReadFull(f, b); err != nil {
+		return false
+	}
+	return string(b) == plan.Magic
+}
+
+func loadPlan(path string) (*Model, error) {
+	p, err := plan.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
+	}
+	if err := p.CheckDevice(); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
+	}
+	m, err := fromPlan(p)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
+	}
+	return m, nil
+}
+
+// Build builds the ONNX model at path in memory, as kiln build would
+// (optimization, precision, profiles, tactics), and returns it ready to
+// run. The build's plan header (layers, notes, accuracy) is available from
+// the model's Plan method.
+func Build(ctx context.Context, path string, o BuildOptions) (*Model, error) {
+	res, err := build.Build(ctx, path, o)
+	return fromBuild(res, err)
+}
+
+// BuildBytes is Build for a model in memory.
+func BuildBytes(ctx context.Context, name string, model []byte, o BuildOptions) (*Model, error) {
+	res, err := build.BuildBytes(ctx, name, model, o)
+	return fromBuild(res, err)
+}
+
+func fromBuild(res *build.Result, err error) (*Model, error) {
+	if err != nil {
+		return nil, fmt.Errorf("kiln: %w", err)
+	}
+	defer res.Close()
+	var buf bytes.Buffer
+	if err := res.Write(&buf); err != nil {
+		return nil, fmt.Errorf("kiln: %w", err)
+	}
+	p, err := plan.Decode(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("kiln: %w", err)
+	}
+	m, err := fromPlan(p)
+	if err != nil {
+		return nil, fmt.Errorf("kiln: %w", err)
+	}
+	return m, nil
+}
+
+// fromPlan prepares one engine per profile of p.
+func fromPlan(p *plan.Plan) (*Model, error) {
+	h := &p.Header
+	if h.Device != "cpu" {
+		return nil, fmt.Errorf("%w: plans for device %q cannot run in this build of kiln", ErrPlan, h.Device)
+	}
+	m := &Model{plan: p, profiles: h.Profiles}
+	n := len(h.Profiles)
+	if n == 0 {
+		n = 1
+	}
+	for i := 0; i < n; i++ {
+		g, err := p.Graph()
+		if err != nil {
+			return nil, err
+		}
+		e, err := engine.New(g)
+		if err != nil {
+			return nil, err
+		}
+		m.engines = append(m.engines, e)
+	}
+	m.eng = m.engines[0]
+	return m, nil
+}
+
+// RunObserved is Run that shows every intermediate value of the model to
+// observe (see engine.RunObserved).
+func (m *Model) RunObserved(ctx context.Context, inputs map[string]*Tensor, observe engine.Observer) (map[string]*Tensor, error) {
+	e := m.eng
+	if len(m.profiles) > 0 {
+		i, err := engine.CheckProfiles(m.profiles, inputs)
+		if err != nil {
+			return nil, err
+		}
+		e = m.engines[i]
+	}
+	return e.RunObserved(ctx, inputs, observe)
+}
+
+// Plan returns the plan header of a model loaded from a plan or built with
+// Build, or nil.
+func (m *Model) Plan() *plan.Header {
+	if m.plan == nil {
+		return nil
+	}
+	return &m.plan.Header
+}
