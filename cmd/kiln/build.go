@@ -106,11 +106,11 @@ func parseSize(s string) (int64, error) {
 // (which builds an ONNX model in memory).
 type buildFlags struct {
 	device, calibData, calibMethod, calibCache, timingCache, workspace string
-	fp16, int8, noTiming                                             bool
-	optLevel, maxBatch, calibRandom                                  int
-	profiles                                                         profileFlags
-	dims                                                             dimFlags
-	layers                                                           layerPrecFlags
+	fp16, int8, noTiming                                               bool
+	optLevel, maxBatch, calibRandom                                    int
+	profiles                                                           profileFlags
+	dims                                                               dimFlags
+	layers                                                             layerPrecFlags
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {

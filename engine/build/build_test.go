@@ -102,7 +102,7 @@ func TestBuildOptionErrors(t *testing.T) {
 
 func TestMentionedNodes(t *testing.T) {
 	cases := map[string]string{
-		"conv1: fused Relu(relu1)":                  "conv1 relu1",
+		"conv1: fused Relu(relu1)":                   "conv1 relu1",
 		"folded BatchNormalization(bn) into Conv(c)": "bn c",
 		"removed 3 unused initializers":              "",
 	}

@@ -79,8 +79,8 @@ type Header struct {
 	// Blobs are device-specific sections (compiled GPU kernels).
 	Blobs []Section `json:"blobs,omitempty"`
 
-	Graph   Section   `json:"graph"`
-	Weights []Weight  `json:"weights"`
+	Graph   Section  `json:"graph"`
+	Weights []Weight `json:"weights"`
 }
 
 // ModelInfo identifies the model a plan was built from.
