@@ -118,8 +118,8 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 			if !ok {
 				return nil, fmt.Errorf("%w: the test model has no output %q", ErrCompare, name)
 			}
-			if r.DType != t.DType || tensor.ShapeString(r.Shape) != tensor.ShapeString(t.Shape) {
-				return nil, fmt.Errorf("%w: output %q: reference %v%v, test %v%v", ErrCompare, name, r.DType, r.Shape, t.DType, t.Shape)
+			if r.DType != t.DType || dimsString(r.Shape) != dimsString(t.Shape) {
+				return nil, fmt.Errorf("%w: output %q: reference %v%s, test %v%s", ErrCompare, name, r.DType, dimsString(r.Shape), t.DType, dimsString(t.Shape))
 			}
 			if r.DType == tensor.String {
 				return nil, fmt.Errorf("%w: output %q holds strings", ErrCompare, name)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
@@ -151,12 +152,12 @@ func checkTensor(v *ir.Value, t *tensor.Tensor, syms map[string]int) error {
 		return nil
 	}
 	if len(s) != len(t.Shape) {
-		return fmt.Errorf("input %q: shape %s, the model expects %v", v.Name, tensor.ShapeString(t.Shape), s)
+		return fmt.Errorf("input %q: shape %s, the model expects %v", v.Name, dimsString(t.Shape), s)
 	}
 	for i, d := range s {
 		got := t.Shape[i]
 		if d.Known() && int(d.Val) != got {
-			return fmt.Errorf("input %q: shape %s, the model expects %v (dimension %d)", v.Name, tensor.ShapeString(t.Shape), s, i)
+			return fmt.Errorf("input %q: shape %s, the model expects %v (dimension %d)", v.Name, dimsString(t.Shape), s, i)
 		}
 		if d.Symbolic() {
 			if n, ok := syms[d.Sym]; ok && n != got {
@@ -238,4 +239,13 @@ func RandomBatches(inputs []*ir.Value, shapes map[string][]int, n int, seed int6
 		batches[b] = m
 	}
 	return batches, nil
+}
+
+// dimsString formats a shape as [1,3,224,224], as ir.Shape prints.
+func dimsString(shape []int) string {
+	s := make([]string, len(shape))
+	for i, d := range shape {
+		s[i] = strconv.Itoa(d)
+	}
+	return "[" + strings.Join(s, ",") + "]"
 }

@@ -1,0 +1,120 @@
+package quant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/tensor"
+)
+
+// fixedRunner returns preset outputs, one map per call.
+type fixedRunner struct {
+	outs []map[string]*tensor.Tensor
+	i    int
+}
+
+func (r *fixedRunner) Run(_ context.Context, _ map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if r.i >= len(r.outs) {
+		return nil, errors.New("no more outputs")
+	}
+	r.i++
+	return r.outs[r.i-1], nil
+}
+
+func TestCompare(t *testing.T) {
+	ref := &fixedRunner{outs: []map[string]*tensor.Tensor{
+		{"logits": tensor.FromFloat32([]float32{1, 5, 2, 0, 0, 3}, 2, 3), "score": tensor.FromFloat32([]float32{2}, 1, 1)},
+		{"logits": tensor.FromFloat32([]float32{4, 1, 1, 1, 1, 2}, 2, 3), "score": tensor.FromFloat32([]float32{4}, 1, 1)},
+	}}
+	test := &fixedRunner{outs: []map[string]*tensor.Tensor{
+		{"logits": tensor.FromFloat32([]float32{1, 5, 2, 0, 0, 3}, 2, 3), "score": tensor.FromFloat32([]float32{2.5}, 1, 1)},
+		{"logits": tensor.FromFloat32([]float32{4, 1, 1, 1, 2.5, 2}, 2, 3), "score": tensor.FromFloat32([]float32{4}, 1, 1)},
+	}}
+	batches := make([]map[string]*tensor.Tensor, 2)
+	rep, err := Compare(context.Background(), ref, test, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Batches != 2 || len(rep.Outputs) != 2 || rep.Outputs[0].Name != "logits" || rep.Outputs[1].Name != "score" {
+		t.Fatalf("report %+v", rep)
+	}
+	lg, sc := rep.Outputs[0], rep.Outputs[1]
+	// logits: one element off by 1.5 (ref 1); the last row's argmax moves.
+	if lg.Elements != 12 || lg.MaxAbs != 1.5 || lg.MaxRel != 1.5 || !lg.HasTop1 || lg.Rows != 4 || lg.Top1 != 0.75 {
+		t.Errorf("logits %+v", lg)
+	}
+	dot, rr, tt := 0.0, 0.0, 0.0
+	for b := range 2 {
+		r, x := ref.outs[b]["logits"].Float32s(), test.outs[b]["logits"].Float32s()
+		for i := range r {
+			dot += float64(r[i] * x[i])
+			rr += float64(r[i] * r[i])
+			tt += float64(x[i] * x[i])
+		}
+	}
+	if want := dot / math.Sqrt(rr*tt); math.Abs(lg.Cosine-want) > 1e-12 {
+		t.Errorf("cosine %v, want %v", lg.Cosine, want)
+	}
+	// score: [1,1] has no top-1; 2 vs 2.5 is 25% off.
+	if sc.HasTop1 || sc.MaxAbs != 0.5 || sc.MaxRel != 0.25 || sc.Cosine >= 1 {
+		t.Errorf("score %+v", sc)
+	}
+	if rep.MinCosine() != min(lg.Cosine, sc.Cosine) {
+		t.Errorf("MinCosine %v", rep.MinCosine())
+	}
+	s := rep.String()
+	for _, want := range []string{"logits", "score", "75.00% of 4", "cosine"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("String() lacks %q:\n%s", want, s)
+		}
+	}
+	js, err := rep.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back AccuracyReport
+	if err := json.Unmarshal(js, &back); err != nil || back.Outputs[0].Top1 != 0.75 || back.Outputs[1].MaxRel != 0.25 {
+		t.Errorf("JSON %s: %v", js, err)
+	}
+}
+
+func TestCompareEdgeCases(t *testing.T) {
+	zero := func() map[string]*tensor.Tensor { return map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{0, 0}, 2)} }
+	rep, err := Compare(context.Background(), &fixedRunner{outs: []map[string]*tensor.Tensor{zero()}}, &fixedRunner{outs: []map[string]*tensor.Tensor{zero()}}, make([]map[string]*tensor.Tensor, 1))
+	if err != nil || rep.Outputs[0].Cosine != 1 || rep.Outputs[0].MaxAbs != 0 {
+		t.Errorf("two zero outputs: %+v %v", rep, err)
+	}
+	nan := map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{float32(math.NaN()), 1}, 2)}
+	rep, err = Compare(context.Background(), &fixedRunner{outs: []map[string]*tensor.Tensor{zero()}}, &fixedRunner{outs: []map[string]*tensor.Tensor{nan}}, make([]map[string]*tensor.Tensor, 1))
+	if err != nil || !math.IsInf(rep.Outputs[0].MaxAbs, 1) || rep.Outputs[0].Cosine != 0 {
+		t.Errorf("NaN output: %+v %v", rep, err)
+	}
+
+	tests := []struct {
+		name      string
+		ref, test map[string]*tensor.Tensor
+		want      string
+	}{
+		{"shape", map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{1, 2}, 2)}, map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{1, 2}, 1, 2)}, "reference float32[2], test float32[1,2]"},
+		{"missing", map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{1}, 1)}, map[string]*tensor.Tensor{"z": tensor.FromFloat32([]float32{1}, 1)}, `no output "y"`},
+		{"count", map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{1}, 1)}, map[string]*tensor.Tensor{}, "has 1 outputs, the test 0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Compare(context.Background(), &fixedRunner{outs: []map[string]*tensor.Tensor{tc.ref}}, &fixedRunner{outs: []map[string]*tensor.Tensor{tc.test}}, make([]map[string]*tensor.Tensor, 1))
+			if !errors.Is(err, ErrCompare) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v, want ErrCompare with %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Compare(context.Background(), &fixedRunner{}, &fixedRunner{}, nil); !errors.Is(err, ErrCompare) {
+		t.Errorf("no batches: %v", err)
+	}
+	if _, err := Compare(context.Background(), &fixedRunner{}, &fixedRunner{}, make([]map[string]*tensor.Tensor, 1)); !errors.Is(err, ErrCompare) {
+		t.Errorf("failing runner: %v", err)
+	}
+}
