@@ -1,5 +1,18 @@
 // Package engine turns an ir.Graph into something that runs: it validates
-// the graph, infers every shape, prepares one kernel per node, and executes
-// the nodes in order on the CPU, freeing each intermediate after its last
-// use. An Engine is immutable after New and safe for concurrent Run calls.
+// the graph, infers every shape, prepares one kernel per node, plans the
+// memory of the intermediates and executes the nodes in order on the CPU.
+//
+// An Engine is immutable after New or NewWithOptions and shared: kernels,
+// weights, profiles and the memory plan. The memory plan sizes every
+// intermediate of the top-level graph at the max input shapes
+// (Options.MaxShapes, the profiles' max shapes, or the declared static
+// shapes), computes its lifetime over the step order and gives it an offset
+// in one arena, so that values whose lifetimes do not overlap share memory
+// (see Engine.Memory). A Context owns the per-request state, the arena
+// itself: many contexts run one engine concurrently, one goroutine each.
+// Kernels get their output memory from the arena through ops.NewOutput;
+// outputs returned to callers never point into it.
+//
+// Engine.Run takes a Context from an internal pool, so that it stays safe
+// for concurrent use.
 package engine

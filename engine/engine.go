@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -19,10 +20,15 @@ var (
 	ErrKernel = errors.New("engine: kernel failed")
 )
 
-// Engine runs one graph. Build it with New.
+// Engine runs one graph. Build it with New or NewWithOptions. It is
+// immutable once built: weights, kernels, profiles and the memory plan are
+// shared by all its execution contexts (see NewContext).
 type Engine struct {
-	graph *ir.Graph
-	plans map[*ir.Graph]*plan
+	graph    *ir.Graph
+	plans    map[*ir.Graph]*plan
+	profiles []Profile
+	mem      *memPlan  // nil: no arena
+	pool     sync.Pool // of *Context, for Run and RunObserved
 }
 
 // plan is a graph ready to execute: kernels in topological order and, for
@@ -40,16 +46,9 @@ type step struct {
 }
 
 // New validates g, infers its shapes and prepares its kernels (and those of
-// every subgraph).
+// every subgraph): NewWithOptions with the zero Options.
 func New(g *ir.Graph) (*Engine, error) {
-	if err := g.Validate(); err != nil {
-		return nil, err
-	}
-	e := &Engine{graph: g, plans: map[*ir.Graph]*plan{}}
-	if err := e.prepare(g); err != nil {
-		return nil, err
-	}
-	return e, nil
+	return NewWithOptions(g, Options{})
 }
 
 func (e *Engine) prepare(g *ir.Graph) error {
@@ -142,8 +141,10 @@ func (f *frame) lookup(v *ir.Value) (*tensor.Tensor, bool) {
 
 // Run executes the graph on the named inputs and returns the outputs by name.
 // Inputs with a default value may be left out. Run checks types and shapes
-// (including that a symbolic dimension has one size across all inputs) and
-// stops early when ctx is done.
+// (including that a symbolic dimension has one size across all inputs, and
+// that the inputs fit one of the engine's profiles) and stops early when
+// ctx is done. Run is safe for concurrent use: each call takes an execution
+// context from a pool.
 func (e *Engine) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	return e.RunObserved(ctx, inputs, nil)
 }
@@ -157,6 +158,14 @@ type Observer func(v *ir.Value, t *tensor.Tensor)
 // top-level graph to observe (when not nil): calibration collects activation
 // ranges with it and the accuracy report compares layers.
 func (e *Engine) RunObserved(ctx context.Context, inputs map[string]*tensor.Tensor, observe Observer) (map[string]*tensor.Tensor, error) {
+	c := e.pool.Get().(*Context)
+	defer e.pool.Put(c)
+	return c.RunObserved(ctx, inputs, observe)
+}
+
+// bindInputs checks the inputs against the graph and returns the frame of
+// a run with them bound.
+func (e *Engine) bindInputs(inputs map[string]*tensor.Tensor) (*frame, error) {
 	g := e.graph
 	f := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(g.Nodes))}
 	byName := make(map[string]*ir.Value, len(g.Inputs))
@@ -182,15 +191,7 @@ func (e *Engine) RunObserved(ctx context.Context, inputs map[string]*tensor.Tens
 		}
 		f.vals[v] = t
 	}
-	outs, err := e.exec(ctx, e.plans[g], f, observe)
-	if err != nil {
-		return nil, err
-	}
-	res := make(map[string]*tensor.Tensor, len(outs))
-	for i, v := range g.Outputs {
-		res[v.Name] = outs[i]
-	}
-	return res, nil
+	return f, nil
 }
 
 func inputNames(vs []*ir.Value) string {
@@ -243,8 +244,9 @@ func checkInput(v *ir.Value, t *tensor.Tensor, syms map[string]symBinding) error
 }
 
 // exec runs plan p in frame f (inputs already bound) and returns the graph
-// outputs in order.
-func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer) ([]*tensor.Tensor, error) {
+// outputs in order. With run (only for the top-level plan of an engine
+// with a memory plan) kernel outputs go to run's arena.
+func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer, run *Context) ([]*tensor.Tensor, error) {
 	env := &ops.Env{Ctx: ctx}
 	env.RunGraph = func(sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		sp := e.plans[sg]
@@ -260,7 +262,7 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer) 
 				sf.vals[sg.Inputs[i]] = t
 			}
 		}
-		return e.exec(ctx, sp, sf, nil)
+		return e.exec(ctx, sp, sf, nil, nil)
 	}
 	args := make([]*tensor.Tensor, 0, 8)
 	for i, s := range p.steps {
@@ -279,6 +281,9 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer) 
 			}
 			args = append(args, t)
 		}
+		if run != nil {
+			run.beginStep(env, i)
+		}
 		outs, err := runKernel(s, env, args)
 		if err != nil {
 			return nil, err
@@ -289,6 +294,11 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer) 
 			}
 			if j >= len(outs) || outs[j] == nil {
 				return nil, fmt.Errorf("%w: node %q (%s) did not produce output %d (%q)", ErrKernel, s.node.Name, s.node.OpType, j, o.Name)
+			}
+			if run != nil {
+				if outs[j], err = run.guard(i, j, s.node, outs[j]); err != nil {
+					return nil, err
+				}
 			}
 			f.vals[o] = outs[j]
 			if observe != nil {

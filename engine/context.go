@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// ErrContextBusy is returned when Run is called on a Context that is
+// already running: a Context serves one goroutine at a time.
+var ErrContextBusy = errors.New("engine: context already running")
+
+// ErrAlias is returned, only while strictAlias is set (in tests), when a
+// kernel returns an output pointing into arena memory the plan did not give
+// it: a view the memory planner does not know about. Otherwise such an
+// output is copied out of the arena and the run goes on.
+var ErrAlias = errors.New("engine: output aliases arena memory it does not own")
+
+// strictAlias makes an unplanned alias of arena memory an error instead of
+// a copy (tests set it to catch aliasing kernels the planner misses).
+var strictAlias atomic.Bool
+
+// Context holds the state of one inference at a time on an Engine: the
+// arena the engine's intermediates live in. Many contexts may run one
+// engine concurrently; one context serves one goroutine at a time.
+type Context struct {
+	e     *Engine
+	arena []byte
+	busy  atomic.Bool
+
+	// per step: the planned slots of the running node's outputs and how
+	// many of them the kernel has asked for
+	cur    []slot
+	nalloc int
+	alloc  func(dt tensor.DType, shape []int) (*tensor.Tensor, error)
+}
+
+// NewContext returns a new execution context for e. Its arena is allocated
+// on the first Run and reused by every later one.
+func (e *Engine) NewContext() *Context {
+	c := &Context{e: e}
+	c.alloc = c.allocate
+	return c
+}
+
+// Engine returns the engine c runs.
+func (c *Context) Engine() *Engine { return c.e }
+
+// Run executes the engine's graph on the named inputs, like Engine.Run,
+// with c's arena holding the intermediates. The outputs never point into
+// the arena: they stay valid after later runs.
+func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return c.RunObserved(ctx, inputs, nil)
+}
+
+// RunObserved is Run that also shows every intermediate value of the
+// top-level graph to observe (see Engine.RunObserved). The tensors observe
+// sees may live in the arena: they are overwritten by later steps.
+func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Tensor, observe Observer) (map[string]*tensor.Tensor, error) {
+	if !c.busy.CompareAndSwap(false, true) {
+		return nil, ErrContextBusy
+	}
+	defer c.busy.Store(false)
+	e := c.e
+	if len(e.profiles) > 0 {
+		if _, err := CheckProfiles(e.profiles, inputs); err != nil {
+			return nil, err
+		}
+	}
+	f, err := e.bindInputs(inputs)
+	if err != nil {
+		return nil, err
+	}
+	var run *Context
+	if e.mem != nil {
+		if len(c.arena) != e.mem.arenaBytes {
+			c.arena = tensor.AlignedBytes(e.mem.arenaBytes)
+		}
+		run = c
+	}
+	outs, err := e.exec(ctx, e.plans[e.graph], f, observe, run)
+	if err != nil {
+		return nil, err
+	}
+	res := make(map[string]*tensor.Tensor, len(outs))
+	for i, v := range e.graph.Outputs {
+		t := outs[i]
+		if run != nil && run.inArena(t) {
+			t = t.Clone()
+		}
+		res[v.Name] = t
+	}
+	return res, nil
+}
+
+// allocate is Env.Alloc while a node of the top-level graph runs: output
+// number c.nalloc of the node gets its planned slot when the request fits
+// it (same type, no more bytes); anything else is a fresh allocation.
+func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	j := c.nalloc
+	c.nalloc++
+	if j < len(c.cur) {
+		s := c.cur[j]
+		if s.size > 0 && s.dt == dt && tensor.CheckShape(shape) == nil {
+			if n := tensor.NumElements(shape) * dt.Size(); n <= s.size {
+				return &tensor.Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: c.arena[s.off : s.off+n : s.off+n]}, nil
+			}
+		}
+	}
+	return tensor.Make(dt, shape)
+}
+
+// arenaSpan returns the byte range of t's data relative to the arena, and
+// whether it overlaps the arena at all.
+func (c *Context) arenaSpan(t *tensor.Tensor) (span, bool) {
+	if t == nil || len(t.Data) == 0 || len(c.arena) == 0 {
+		return span{}, false
+	}
+	base := uintptr(unsafe.Pointer(&c.arena[0]))
+	p := uintptr(unsafe.Pointer(&t.Data[0]))
+	end := p + uintptr(len(t.Data))
+	if end <= base || p >= base+uintptr(len(c.arena)) {
+		return span{}, false
+	}
+	return span{int(p - base), int(end - base)}, true
+}
+
+func (c *Context) inArena(t *tensor.Tensor) bool {
+	_, ok := c.arenaSpan(t)
+	return ok
+}
+
+// guard checks output t of node n (output j of step i) after it ran: if it
+// points into the arena outside the ranges the plan allows it (an alias the
+// planner did not foresee), it is copied out so that the memory it shares
+// cannot be overwritten while it is still in use.
+func (c *Context) guard(i, j int, n *ir.Node, t *tensor.Tensor) (*tensor.Tensor, error) {
+	sp, ok := c.arenaSpan(t)
+	if !ok {
+		return t, nil
+	}
+	for _, a := range c.e.mem.accept[i][j] {
+		if sp.lo >= a.lo && sp.hi <= a.hi {
+			return t, nil
+		}
+	}
+	if strictAlias.Load() && !c.e.mem.copyOut[i][j] {
+		return nil, fmt.Errorf("%w: node %q (%s) output %d (%q) at arena bytes [%d, %d)", ErrAlias, n.Name, n.OpType, j, n.Outputs[j].Name, sp.lo, sp.hi)
+	}
+	return t.Clone(), nil
+}
+
+// beginStep prepares env for step i of the top-level plan.
+func (c *Context) beginStep(env *ops.Env, i int) {
+	c.cur = c.e.mem.slots[i]
+	c.nalloc = 0
+	env.Alloc = c.alloc
+}

@@ -1,0 +1,438 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// MemoryStats describes the memory plan of an engine's top-level graph.
+type MemoryStats struct {
+	// ArenaBytes is the size of the arena each execution context holds:
+	// every planned intermediate lives in it, at an offset shared with
+	// values whose lifetimes do not overlap. 0 when there is no plan.
+	ArenaBytes int
+	// IntermediateBytes is the sum of the sizes of all intermediates (node
+	// outputs that are not graph outputs) whose size is known at the max
+	// shapes and that own their memory (views, such as Reshape outputs, do
+	// not): what they would take without reuse.
+	IntermediateBytes int
+	// Values is the number of intermediates of the top-level graph.
+	Values int
+	// InArena is how many of them live in the arena (views of arena
+	// values included).
+	InArena int
+}
+
+// Memory returns the engine's memory plan statistics.
+func (e *Engine) Memory() MemoryStats {
+	if e.mem == nil {
+		return MemoryStats{}
+	}
+	return e.mem.stats
+}
+
+// memPlan assigns intermediates of the top-level plan to arena offsets.
+type memPlan struct {
+	arenaBytes int
+	// slots[i][j] is where output j of step i goes (size 0: not planned).
+	slots [][]slot
+	// accept[i][j] are the arena ranges output j of step i may point into:
+	// its own slot and, for outputs that may be views, the slots of what
+	// they view. An output in the arena outside these is copied out.
+	accept [][][]span
+	// copyOut[i][j] is set for a graph output that may be a view of an
+	// arena value (a Transpose of a size-1 dimension...): the guard copies
+	// it out of the arena as planned.
+	copyOut [][]bool
+	stats   MemoryStats
+}
+
+type slot struct {
+	off, size int
+	dt        tensor.DType
+}
+
+type span struct{ lo, hi int }
+
+// pureViews are the ops whose output 0 always shares input 0's memory.
+var pureViews = map[string]bool{
+	"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true,
+}
+
+// maybeViews are the ops whose output 0 may, depending on run-time shapes
+// or types, be input 0 itself or a view of it (a Transpose that only moves
+// dimensions of size 1, a Cast to the same type, a Sum of one input...).
+// Their output gets its own slot and input 0's memory is kept alive as
+// long as the output.
+var maybeViews = map[string]bool{
+	"Transpose": true, "Cast": true, "CastLike": true, "Dropout": true, "DepthToSpace": true,
+	"SpaceToDepth": true,
+	// variadic ops return their input when given only one
+	"Sum": true, "Max": true, "Min": true, "Mean": true,
+}
+
+// arenaAlign is the alignment of every slot.
+const arenaAlign = tensor.Alignment
+
+// maxFold bounds the elements of the inputs of a node whose outputs the
+// planner computes (shape arithmetic), as ops.InferGraph does.
+const maxFold = 1 << 16
+
+// group is one arena allocation: a value that owns memory, shared by the
+// values that view it.
+type group struct {
+	size       int
+	dt         tensor.DType
+	start, end int // steps
+	excluded   bool
+	off        int
+}
+
+// planMemory sizes the intermediates of p at maxShapes and assigns them
+// arena offsets by liveness. It returns nil when nothing can be planned
+// (symbolic input dimensions and no max shapes). With strict, a node whose
+// inference fails at the max shapes is an error; otherwise its outputs are
+// simply not planned.
+func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, error) {
+	sized, ok, err := inferAt(p, maxShapes, strict)
+	if err != nil || !ok {
+		return nil, err
+	}
+	n := len(p.steps)
+	m := &memPlan{slots: make([][]slot, n), accept: make([][][]span, n), copyOut: make([][]bool, n)}
+
+	def := map[*ir.Value]int{}
+	for i, s := range p.steps {
+		for _, o := range s.node.Outputs {
+			if o != nil {
+				def[o] = i
+			}
+		}
+	}
+	last := func(v *ir.Value) int {
+		if i, ok := p.lastUse[v]; ok && i > def[v] {
+			return i
+		}
+		return def[v]
+	}
+	isIntermediate := func(o *ir.Value) bool { return o != nil && o.Const == nil && !p.keep[o] }
+
+	// owner: the group a value owns; viewOf: the group a pure view shares
+	var groups []*group
+	owner := map[*ir.Value]*group{}
+	shares := map[*ir.Value]*group{}
+	for i, s := range p.steps {
+		n := s.node
+		for j, o := range n.Outputs {
+			if !isIntermediate(o) {
+				if o != nil && p.keep[o] && j == 0 && isView(n, pureViews) {
+					if g := rootOf(n.Inputs[0], owner, shares); g != nil {
+						g.excluded = true // a graph output must not live in the arena
+					}
+				}
+				continue
+			}
+			m.stats.Values++
+			if j == 0 && isView(n, pureViews) {
+				if g := rootOf(n.Inputs[0], owner, shares); g != nil {
+					shares[o] = g
+				}
+				continue
+			}
+			size, dt, ok := sizeOf(sized[o])
+			if !ok {
+				continue
+			}
+			m.stats.IntermediateBytes += size
+			if size == 0 {
+				continue
+			}
+			g := &group{size: size, dt: dt, start: i, end: i}
+			groups = append(groups, g)
+			owner[o] = g
+		}
+	}
+
+	// what each value may point into, and lifetimes extended to cover views
+	accept := map[*ir.Value][]*group{}
+	for _, s := range p.steps {
+		n := s.node
+		for j, o := range n.Outputs {
+			if !isIntermediate(o) {
+				continue
+			}
+			var acc []*group
+			if g := owner[o]; g != nil {
+				acc = append(acc, g)
+			}
+			if j == 0 && (isView(n, pureViews) || isView(n, maybeViews)) {
+				acc = append(acc, accept[n.Inputs[0]]...)
+			}
+			var kept []*group
+			for _, g := range acc {
+				if !g.excluded {
+					kept = append(kept, g)
+					g.end = max(g.end, last(o))
+				}
+			}
+			accept[o] = kept
+		}
+	}
+
+	m.arenaBytes = assignOffsets(groups)
+	m.stats.ArenaBytes = m.arenaBytes
+	for i, s := range p.steps {
+		n := s.node
+		m.slots[i] = make([]slot, len(n.Outputs))
+		m.accept[i] = make([][]span, len(n.Outputs))
+		m.copyOut[i] = make([]bool, len(n.Outputs))
+		for j, o := range n.Outputs {
+			if o == nil {
+				continue
+			}
+			m.copyOut[i][j] = j == 0 && p.keep[o] && isView(n, maybeViews)
+			if g := owner[o]; g != nil && !g.excluded {
+				m.slots[i][j] = slot{off: g.off, size: g.size, dt: g.dt}
+			}
+			for _, g := range accept[o] {
+				m.accept[i][j] = append(m.accept[i][j], span{g.off, g.off + g.size})
+			}
+			if len(accept[o]) > 0 {
+				m.stats.InArena++
+			}
+		}
+	}
+	if m.arenaBytes == 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
+func isView(n *ir.Node, set map[string]bool) bool {
+	return (n.Domain == "" || n.Domain == "ai.onnx") && set[n.OpType] && len(n.Inputs) > 0 && n.Inputs[0] != nil
+}
+
+// rootOf returns the group whose memory v uses (its own or the one it views).
+func rootOf(v *ir.Value, owner, shares map[*ir.Value]*group) *group {
+	if g := owner[v]; g != nil {
+		return g
+	}
+	return shares[v]
+}
+
+// sizeOf returns the byte size of a value whose type is fully known.
+func sizeOf(v *ir.Value) (int, tensor.DType, bool) {
+	if v == nil || !v.Type.DType.Valid() || v.Type.DType == tensor.String {
+		return 0, 0, false
+	}
+	dims, ok := v.Type.Shape.Ints()
+	if !ok || tensor.CheckShape(dims) != nil {
+		return 0, 0, false
+	}
+	return tensor.NumElements(dims) * v.Type.DType.Size(), v.Type.DType, true
+}
+
+func alignUp(n int) int { return (n + arenaAlign - 1) / arenaAlign * arenaAlign }
+
+// assignOffsets places the groups not excluded in one arena, largest first,
+// each in the smallest gap left by the groups already placed whose
+// lifetimes overlap its own (best fit), and returns the arena size.
+func assignOffsets(groups []*group) int {
+	var live []*group
+	for _, g := range groups {
+		if !g.excluded {
+			live = append(live, g)
+		}
+	}
+	sort.SliceStable(live, func(a, b int) bool {
+		if live[a].size != live[b].size {
+			return live[a].size > live[b].size
+		}
+		return live[a].start < live[b].start
+	})
+	total := 0
+	var placed []*group
+	for _, g := range live {
+		size := alignUp(g.size)
+		var busy []*group
+		for _, q := range placed {
+			if q.start <= g.end && g.start <= q.end {
+				busy = append(busy, q)
+			}
+		}
+		sort.Slice(busy, func(a, b int) bool { return busy[a].off < busy[b].off })
+		best, bestGap, prev := -1, 0, 0
+		for _, q := range busy {
+			if gap := q.off - prev; gap >= size && (best < 0 || gap < bestGap) {
+				best, bestGap = prev, gap
+			}
+			prev = max(prev, q.off+alignUp(q.size))
+		}
+		if best < 0 {
+			best = prev
+		}
+		g.off = best
+		placed = append(placed, g)
+		total = max(total, best+size)
+	}
+	return total
+}
+
+// inferAt infers the types of p's values with the graph inputs at the given
+// shapes, on copies: the graph's own types are left as they are. It
+// returns the copy of every step output, and false when there is nothing
+// to plan (an input with a symbolic dimension and no max shapes at all).
+func inferAt(p *plan, maxShapes map[string][]int, strict bool) (map[*ir.Value]*ir.Value, bool, error) {
+	cp := map[*ir.Value]*ir.Value{}
+	for _, v := range p.g.Inputs {
+		c := &ir.Value{Name: v.Name, Type: ir.Type{DType: v.Type.DType, Shape: v.Type.Shape.Clone()}}
+		if s, ok := maxShapes[v.Name]; ok {
+			c.Type.Shape = ir.KnownShape(s...)
+		} else if !v.Type.Shape.FullyKnown() && v.Const == nil && len(maxShapes) == 0 {
+			return nil, false, nil
+		}
+		cp[v] = c
+	}
+	view := func(v *ir.Value) *ir.Value {
+		if v == nil {
+			return nil
+		}
+		if c, ok := cp[v]; ok {
+			return c
+		}
+		return v // initializers, folded constants
+	}
+	for _, s := range p.steps {
+		n := s.node
+		in := make([]*ir.Value, len(n.Inputs))
+		for i, v := range n.Inputs {
+			in[i] = view(v)
+		}
+		types, err := s.kernel.Infer(in)
+		if err != nil {
+			if strict {
+				return nil, false, fmt.Errorf("%w: planning memory at the max shapes: node %q (%s): %w", ErrOption, n.Name, n.OpType, err)
+			}
+			types = nil
+		}
+		for j, o := range n.Outputs {
+			if o == nil {
+				continue
+			}
+			c := &ir.Value{Name: o.Name}
+			if j < len(types) {
+				c.Type = types[j]
+			}
+			if c.Type.DType == tensor.Undefined {
+				c.Type.DType = o.Type.DType
+			}
+			if !c.Type.Shape.FullyKnown() && o.Type.Shape.FullyKnown() {
+				c.Type.Shape = o.Type.Shape.Clone()
+			}
+			cp[o] = c
+		}
+		if err != nil || len(n.Outputs) == 0 || n.Outputs[0] == nil {
+			continue
+		}
+		if sv, ok := s.kernel.(ops.ShapeValuer); ok {
+			out := cp[n.Outputs[0]]
+			out.ShapeValue = sv.ShapeValue(in)
+			out.Const = shapeConst(out)
+		}
+		foldAt(n, s.kernel, in, cp)
+	}
+	return cp, true, nil
+}
+
+// shapeConst turns a fully known shape value into a constant, so that
+// arithmetic on shapes (Div, Mul of dims) folds at the max shapes.
+func shapeConst(v *ir.Value) *tensor.Tensor {
+	if v.ShapeValue == nil || (v.Type.DType != tensor.Int64 && v.Type.DType != tensor.Int32) {
+		return nil
+	}
+	dims, ok := ir.Shape(v.ShapeValue).Ints()
+	if !ok {
+		return nil
+	}
+	shape := []int{len(dims)}
+	if s, ok := v.Type.Shape.Ints(); ok {
+		if tensor.NumElements(s) != len(dims) {
+			return nil
+		}
+		shape = s
+	}
+	t, err := tensor.Make(v.Type.DType, shape)
+	if err != nil {
+		return nil
+	}
+	for i, d := range dims {
+		if v.Type.DType == tensor.Int64 {
+			t.Int64s()[i] = int64(d)
+		} else {
+			t.Int32s()[i] = int32(d)
+		}
+	}
+	return t
+}
+
+// foldAt computes the outputs of a node whose inputs are all small
+// constants at the max shapes (as ops.InferGraph does at load time).
+func foldAt(n *ir.Node, k ops.Kernel, in []*ir.Value, cp map[*ir.Value]*ir.Value) {
+	if _, nd := k.(ops.NonDeterministic); nd || len(n.Subgraphs()) > 0 {
+		return
+	}
+	total := 0
+	args := make([]*tensor.Tensor, len(in))
+	for i, v := range in {
+		if v == nil {
+			continue
+		}
+		if v.Const == nil {
+			return
+		}
+		args[i] = v.Const
+		total += v.Const.Len()
+	}
+	if total > maxFold {
+		return
+	}
+	for _, o := range n.Outputs {
+		if o == nil {
+			continue
+		}
+		if _, _, ok := sizeOf(cp[o]); !ok || tensor.NumElements(mustInts(cp[o].Type.Shape)) > maxFold {
+			return
+		}
+	}
+	outs, err := runFold(k, args)
+	if err != nil || len(outs) < len(n.Outputs) {
+		return
+	}
+	for i, o := range n.Outputs {
+		if o != nil && outs[i] != nil {
+			c := cp[o]
+			c.Const = outs[i]
+			c.Type = ops.TypeOf(outs[i])
+		}
+	}
+}
+
+func mustInts(s ir.Shape) []int {
+	d, _ := s.Ints()
+	return d
+}
+
+// runFold runs a kernel at plan time, turning a panic into an error.
+func runFold(k ops.Kernel, args []*tensor.Tensor) (outs []*tensor.Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrKernel, r)
+		}
+	}()
+	return k.Run(&ops.Env{Ctx: context.Background()}, args)
+}
