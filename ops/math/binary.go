@@ -332,7 +332,7 @@ func (k *arith) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return inferBroadcast(a, in[0], b1)
 }
 
-func (k *arith) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *arith) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors(k.name, in, 2, 2); err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (k *arith) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if !k.types.has(a.DType) {
 		return nil, badType(k.name, a.DType)
 	}
-	out, err := broadcastOut(a.DType, a, b)
+	out, err := broadcastOut(env, a.DType, a, b)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func (k *cast) ShapeValue(in []*ir.Value) []ir.Dim {
 	return in[0].ShapeValue
 }
 
-func (k *cast) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *cast) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	n := 1
 	if k.to == tensor.Undefined {
 		n = 2
@@ -78,7 +78,7 @@ func (k *cast) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if x.DType == to {
 		return []*tensor.Tensor{x}, nil
 	}
-	out, err := tensor.Make(to, x.Shape)
+	out, err := ops.NewOutput(env, to, x.Shape)
 	if err != nil {
 		return nil, err
 	}

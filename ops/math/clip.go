@@ -56,7 +56,7 @@ func bound(t, x *tensor.Tensor) (*tensor.Tensor, error) {
 	return nil, fmt.Errorf("%w: Clip bound of shape %v, want a scalar", ops.ErrBadInput, t.Shape)
 }
 
-func (k *clip) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *clip) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors("Clip", in, 1, 3); err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (k *clip) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 			}
 		}
 	}
-	out, err := tensor.Make(x.DType, x.Shape)
+	out, err := ops.NewOutput(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func (k *compare) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return inferBroadcast(tensor.Bool, in[0], b)
 }
 
-func (k *compare) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *compare) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors(k.name, in, 2, 2); err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (k *compare) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	if !k.accepts(a.DType) {
 		return nil, badType(k.name, a.DType)
 	}
-	out, err := broadcastOut(tensor.Bool, a, b)
+	out, err := broadcastOut(env, tensor.Bool, a, b)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (k *boolUnary) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: tensor.Bool, Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
-func (k *boolUnary) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *boolUnary) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors(k.name, in, 1, 1); err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (k *boolUnary) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	if !k.accepts(x.DType) {
 		return nil, badType(k.name, x.DType)
 	}
-	out, err := tensor.Make(tensor.Bool, x.Shape)
+	out, err := ops.NewOutput(env, tensor.Bool, x.Shape)
 	if err != nil {
 		return nil, err
 	}

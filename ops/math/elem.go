@@ -242,9 +242,9 @@ func badType(name string, dt tensor.DType) error {
 	return fmt.Errorf("%w: %s does not take %v inputs", ops.ErrBadInput, name, dt)
 }
 
-// broadcastOut returns the broadcast shape of the tensors and a zeroed output
-// of type dt with that shape.
-func broadcastOut(dt tensor.DType, ts ...*tensor.Tensor) (*tensor.Tensor, error) {
+// broadcastOut returns an output of type dt with the broadcast shape of the
+// tensors (see ops.NewOutput: callers write every element).
+func broadcastOut(env *ops.Env, dt tensor.DType, ts ...*tensor.Tensor) (*tensor.Tensor, error) {
 	shapes := make([][]int, len(ts))
 	for i, t := range ts {
 		shapes[i] = t.Shape
@@ -253,7 +253,7 @@ func broadcastOut(dt tensor.DType, ts ...*tensor.Tensor) (*tensor.Tensor, error)
 	if err != nil {
 		return nil, err
 	}
-	return tensor.Make(dt, shape)
+	return ops.NewOutput(env, dt, shape)
 }
 
 // checkTensors is checkInputs for run-time tensors, which it also checks for

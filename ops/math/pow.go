@@ -30,7 +30,7 @@ func (k *pow) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return inferBroadcast(in[0].Type.DType, in[0], b)
 }
 
-func (k *pow) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *pow) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors("Pow", in, 2, 2); err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (k *pow) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 			return nil, badType("Pow", t.DType)
 		}
 	}
-	out, err := broadcastOut(a.DType, a, b)
+	out, err := broadcastOut(env, a.DType, a, b)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func (k *prelu) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: in[0].Type.DType, Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
-func (k *prelu) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *prelu) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors("PRelu", in, 2, 2); err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (k *prelu) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err != nil || len(shape) != len(x.Shape) || tensor.NumElements(shape) != x.Len() {
 		return nil, fmt.Errorf("%w: PRelu slope of shape %v does not broadcast to %v", ops.ErrBadInput, s.Shape, x.Shape)
 	}
-	out, err := tensor.Make(x.DType, x.Shape)
+	out, err := ops.NewOutput(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

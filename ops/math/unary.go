@@ -83,7 +83,7 @@ func (u *unary) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: in[0].Type.DType, Shape: in[0].Type.Shape.Clone()}}, nil
 }
 
-func (u *unary) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (u *unary) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors(u.name, in, 1, 1); err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func (u *unary) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if !u.accepts(x.DType) {
 		return nil, badType(u.name, x.DType)
 	}
-	out, err := tensor.Make(x.DType, x.Shape)
+	out, err := ops.NewOutput(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

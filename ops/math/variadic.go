@@ -46,7 +46,7 @@ func (k *variadic) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return inferBroadcast(dt, in...)
 }
 
-func (k *variadic) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *variadic) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors(k.name, in, len(in), len(in)); err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (k *variadic) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		return []*tensor.Tensor{in[0]}, nil
 	}
 	count := len(in)
-	out, err := broadcastOut(dt, in...)
+	out, err := broadcastOut(env, dt, in...)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func (where) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return inferBroadcast(dt, in...)
 }
 
-func (where) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (where) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := checkTensors("Where", in, 3, 3); err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (where) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if x.DType != y.DType {
 		return nil, fmt.Errorf("%w: Where of %v and %v", ops.ErrBadInput, x.DType, y.DType)
 	}
-	out, err := broadcastOut(x.DType, c, x, y)
+	out, err := broadcastOut(env, x.DType, c, x, y)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func (k *batchNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return out, nil
 }
 
-func (k *batchNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *batchNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	const op = "BatchNormalization"
 	if err := needTensors(op, in, 5); err != nil {
 		return nil, err
@@ -118,7 +118,7 @@ func (k *batchNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	for i := range mul {
 		mul[i] = scale[i] / math.Sqrt(vr[i]+k.epsilon)
 	}
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

@@ -95,9 +95,11 @@ type floatOut struct {
 	f64 []float64
 }
 
-// newFloatOut makes an output of type dt and the given shape.
-func newFloatOut(dt tensor.DType, shape []int) (*floatOut, error) {
-	t, err := tensor.Make(dt, shape)
+// newFloatOut makes an output of type dt and the given shape with
+// ops.NewOutput (nil env: a zeroed tensor; otherwise the caller must write
+// every element).
+func newFloatOut(env *ops.Env, dt tensor.DType, shape []int) (*floatOut, error) {
+	t, err := ops.NewOutput(env, dt, shape)
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ func (k *cumSumOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	}
 	g := cumGeom{outer: product(x.Shape[:ax]), n: x.Shape[ax], inner: product(x.Shape[ax+1:]), exclusive: k.exclusive, reverse: k.reverse}
 	if x.DType == tensor.Float16 || x.DType == tensor.BFloat16 {
-		out, err := newFloatOut(x.DType, x.Shape)
+		out, err := newFloatOut(nil, x.DType, x.Shape)
 		if err != nil {
 			return nil, err
 		}

@@ -106,7 +106,7 @@ func (k *groupNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		}
 		scale, bias = sc, bc
 	}
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(nil, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

@@ -98,7 +98,7 @@ func expandParam[T any](vals []T, shape, target []int) ([]T, bool) {
 	return out, true
 }
 
-func (k *layerNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *layerNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	const op = "LayerNormalization"
 	if err := needTensors(op, in, 2); err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func (k *layerNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		return nil, err
 	}
 	rows := product(x.Shape[:ax])
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (k *layerNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	}
 	res := []*tensor.Tensor{out.done()}
 	for _, v := range [][]float64{mean, inv} {
-		t, err := tensor.Make(k.stash, statShape)
+		t, err := ops.NewOutput(env, k.stash, statShape)
 		if err != nil {
 			return nil, err
 		}

@@ -97,7 +97,7 @@ func (k *lossOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	var lp []float64
 	if k.softmax {
 		var err error
-		if logp, err = newFloatOut(x.DType, x.Shape); err != nil {
+		if logp, err = newFloatOut(nil, x.DType, x.Shape); err != nil {
 			return nil, err
 		}
 		if logp.f64 != nil {
@@ -140,14 +140,14 @@ func (k *lossOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	var err error
 	switch k.reduction {
 	case "none":
-		if loss, err = newFloatOut(x.DType, tshape); err != nil {
+		if loss, err = newFloatOut(nil, x.DType, tshape); err != nil {
 			return nil, err
 		}
 		for i, l := range losses {
 			loss.set(i, l)
 		}
 	default:
-		if loss, err = newFloatOut(x.DType, []int{}); err != nil {
+		if loss, err = newFloatOut(nil, x.DType, []int{}); err != nil {
 			return nil, err
 		}
 		if k.reduction == "mean" {

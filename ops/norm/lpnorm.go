@@ -54,7 +54,7 @@ func (k *lpNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		return nil, err
 	}
 	outer, n, inner := product(x.Shape[:ax]), x.Shape[ax], product(x.Shape[ax+1:])
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(nil, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func (k *mvnOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		}
 		red[ax] = true
 	}
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(nil, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +234,7 @@ func (k *lrnOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if x.Rank() < 2 {
 		return nil, fmt.Errorf("%w: LRN input of rank %d, want >= 2", ops.ErrBadInput, x.Rank())
 	}
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(nil, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

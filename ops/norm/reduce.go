@@ -196,7 +196,7 @@ func (k *reduceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	}
 	lay := makeLayout(x.Shape, red)
 	if x.DType == tensor.Float16 || x.DType == tensor.BFloat16 {
-		out, err := newFloatOut(x.DType, outShape)
+		out, err := newFloatOut(nil, x.DType, outShape)
 		if err != nil {
 			return nil, err
 		}

@@ -58,7 +58,7 @@ func (k *softmaxOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: t.DType, Shape: t.Shape.Clone()}}, nil
 }
 
-func (k *softmaxOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *softmaxOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	name := softmaxNames[k.kind]
 	if err := needTensors(name, in, 1); err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (k *softmaxOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	if k.legacy {
 		n, inner = product(x.Shape[ax:]), 1
 	}
-	out, err := newFloatOut(x.DType, x.Shape)
+	out, err := newFloatOut(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}
