@@ -83,7 +83,9 @@ func TestCompare(t *testing.T) {
 }
 
 func TestCompareEdgeCases(t *testing.T) {
-	zero := func() map[string]*tensor.Tensor { return map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{0, 0}, 2)} }
+	zero := func() map[string]*tensor.Tensor {
+		return map[string]*tensor.Tensor{"y": tensor.FromFloat32([]float32{0, 0}, 2)}
+	}
 	rep, err := Compare(context.Background(), &fixedRunner{outs: []map[string]*tensor.Tensor{zero()}}, &fixedRunner{outs: []map[string]*tensor.Tensor{zero()}}, make([]map[string]*tensor.Tensor, 1))
 	if err != nil || rep.Outputs[0].Cosine != 1 || rep.Outputs[0].MaxAbs != 0 {
 		t.Errorf("two zero outputs: %+v %v", rep, err)
