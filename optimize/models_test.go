@@ -370,3 +370,49 @@ func checkConvsFused(t *testing.T, before, after *ir.Graph) {
 		}
 	}
 }
+
+// BenchmarkModels times the engine of every shared model on its test input
+// built from the graph as loaded (unoptimized), after the level-2 passes
+// without the ones issue 3 added last (transpose, reshape, concat,
+// qkvmerge: before), and after all of level 2 (optimized); it reports the
+// node count of each graph as the metric "nodes".
+func BenchmarkModels(b *testing.B) {
+	newer := map[string]bool{"transpose": true, "reshape": true, "concat": true, "qkvmerge": true}
+	var older []Pass
+	for _, p := range Passes(2) {
+		if !newer[p.Name()] {
+			older = append(older, p)
+		}
+	}
+	entries, err := os.ReadDir(sharedModels)
+	if err != nil {
+		b.Skipf("needs the shared reference models in %s: %v", sharedModels, err)
+	}
+	for _, m := range entries {
+		for _, bc := range []struct {
+			name   string
+			passes []Pass
+		}{{"unoptimized", nil}, {"before", older}, {"optimized", Passes(2)}} {
+			b.Run(m.Name()+"/"+bc.name, func(b *testing.B) {
+				g, dir := loadModel(b, m.Name())
+				if err := RunPasses(g, bc.passes, nil); err != nil {
+					b.Fatal(err)
+				}
+				e, err := engine.New(g)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in, _ := loadDataSet(b, e, dir)
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := e.Run(ctx, in); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(g.Nodes)), "nodes")
+			})
+		}
+	}
+}
