@@ -1,0 +1,88 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/kilnai/kiln/device"
+)
+
+// DeviceName is the name under which the CUDA device is registered with
+// package device ("cuda", or "cuda:N" for GPU N).
+const DeviceName = "cuda"
+
+// cudaDevice is the "cuda" device of the builder.
+type cudaDevice struct{}
+
+var _ device.Device = cudaDevice{}
+
+// Name returns "cuda".
+func (cudaDevice) Name() string { return DeviceName }
+
+// Fingerprint describes GPU 0; see FingerprintOf.
+func (cudaDevice) Fingerprint() (device.Fingerprint, error) { return FingerprintOf(0) }
+
+// FingerprintOf probes GPU ordinal (libraries found as Options{} finds them)
+// and returns its fingerprint as a device.Fingerprint: "device" = "cuda",
+// "gpu", "compute", "driver" (the CUDA version the driver supports),
+// "driver_release" (when NVML is there), "cudnn", "cublaslt" and "nvrtc".
+//
+// Without a driver, a GPU of that ordinal, cuDNN, cuBLASLt or NVRTC, the
+// error wraps device.ErrUnavailable (and ErrUnavailable of this package) and
+// names what is missing. NVML is optional: without it driver_release is
+// left out.
+func FingerprintOf(ordinal int) (device.Fingerprint, error) {
+	fp, err := Probe(Options{Device: ordinal})
+	return deviceFingerprint(fp, err)
+}
+
+// deviceFingerprint turns Probe's result into a device.Fingerprint, or into
+// an error wrapping device.ErrUnavailable when a required part is missing.
+func deviceFingerprint(fp Fingerprint, err error) (device.Fingerprint, error) {
+	if fp.GPUName == "" {
+		if err == nil {
+			err = ErrUnavailable
+		}
+		return nil, fmt.Errorf("%w: cuda: %w", device.ErrUnavailable, err)
+	}
+	var missing []error
+	if err != nil {
+		// Probe joins the errors of the optional libraries: keep those of
+		// the required ones.
+		var errs []error
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		} else {
+			errs = []error{err}
+		}
+		for _, e := range errs {
+			var le *LibError
+			if errors.As(e, &le) && le.Lib == "libnvidia-ml" {
+				continue
+			}
+			if errors.Is(e, ErrCUDA) && !errors.Is(e, ErrUnavailable) {
+				continue // an NVML call failed: the release stays unknown
+			}
+			missing = append(missing, e)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: cuda: GPU %q found, but %w", device.ErrUnavailable, fp.GPUName, errors.Join(missing...))
+	}
+	f := device.Fingerprint{
+		"device":   DeviceName,
+		"gpu":      fp.GPUName,
+		"compute":  fmt.Sprintf("%d.%d", fp.ComputeMajor, fp.ComputeMinor),
+		"driver":   cudaVersion(fp.DriverVersion),
+		"cudnn":    cudnnVersion(fp.CUDNNVersion),
+		"cublaslt": cublasVersion(fp.CUBLASLtVer),
+		"nvrtc":    strconv.Itoa(fp.NVRTCMajor) + "." + strconv.Itoa(fp.NVRTCMinor),
+	}
+	if fp.DriverRelease != "" {
+		f["driver_release"] = fp.DriverRelease
+	}
+	return f, nil
+}
+
+func init() { device.Register(cudaDevice{}) }
