@@ -3,8 +3,10 @@ package optimize
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/conformance"
@@ -414,5 +416,65 @@ func BenchmarkModels(b *testing.B) {
 				b.ReportMetric(float64(len(g.Nodes)), "nodes")
 			})
 		}
+	}
+}
+
+// TestModelsOtherShapes runs every shared model on random inputs of other
+// sizes than its data set's (batch 3, sequence 7, images 96x128), without
+// and with the level-2 passes: the constant shapes the passes write for
+// symbolic dimensions must hold for any size.
+func TestModelsOtherShapes(t *testing.T) {
+	bind := map[string]int{"batch": 3, "seq": 7, "h": 96, "w": 128}
+	for _, name := range modelDirs(t) {
+		t.Run(name, func(t *testing.T) {
+			if testing.Short() && name == "yolo_tiny" {
+				t.Skip("short mode")
+			}
+			g, _ := loadModel(t, name)
+			r := rand.New(rand.NewPCG(11, 11))
+			in := map[string]*tensor.Tensor{}
+			for _, v := range g.Inputs {
+				if v.Const != nil {
+					continue
+				}
+				dims := make([]int, len(v.Type.Shape))
+				for i, d := range v.Type.Shape {
+					n, ok := bind[d.Sym]
+					switch {
+					case d.Known():
+						n = int(d.Val)
+					case !ok:
+						t.Skipf("input %v: no size for dimension %d", v, i)
+					}
+					dims[i] = n
+				}
+				switch v.Type.DType {
+				case tensor.Float32:
+					in[v.Name] = randF32(r, dims...)
+				case tensor.Int64:
+					x := tensor.New(tensor.Int64, dims...)
+					for i := range x.Int64s() {
+						x.Int64s()[i] = r.Int64N(100) // token ids; 1 or 0 for a mask
+						if strings.Contains(v.Name, "mask") {
+							x.Int64s()[i] = int64(min(1, i%5))
+						}
+					}
+					in[v.Name] = x
+				default:
+					t.Skipf("input %v: no random values of this type", v)
+				}
+			}
+			want := runGraph(t, g, in)
+			opt, _ := loadModel(t, name)
+			if err := Run(opt, 2, nil); err != nil {
+				t.Fatal(err)
+			}
+			got := runGraph(t, opt, in)
+			for _, v := range g.Outputs {
+				if c := conformance.Compare(got[v.Name], want[v.Name], 1e-4, 1e-5); !c.OK {
+					t.Errorf("output %q: %s", v.Name, c.Reason)
+				}
+			}
+		})
 	}
 }
