@@ -96,6 +96,9 @@ type Config struct {
 	VersionPolicy        VersionPolicy
 	DefaultModelFilename string
 	Parameters           map[string]string
+	// Warmup lists the model_warmup samples, run on load before a version
+	// is ready.
+	Warmup []Warmup
 	// Warnings names the fields kiln read but does not support.
 	Warnings []string
 }
@@ -223,6 +226,11 @@ func ParseConfig(src string) (*Config, error) {
 			c.VersionPolicy, err = m.versionPolicy(f)
 		case "parameters":
 			err = m.parameter(f, c.Parameters)
+		case "model_warmup":
+			var w Warmup
+			if w, err = m.warmup(f); err == nil {
+				c.Warmup = append(c.Warmup, w)
+			}
 		default:
 			m.unknown("", f)
 		}
@@ -247,6 +255,14 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: %q is declared twice", ErrConfig, io.Name)
 		}
 		seen[io.Name] = true
+	}
+	for _, w := range c.Warmup {
+		if c.MaxBatchSize > 0 && w.BatchSize > c.MaxBatchSize {
+			return fmt.Errorf("%w: model_warmup %q: batch_size %d above max_batch_size %d", ErrConfig, w.Name, w.BatchSize, c.MaxBatchSize)
+		}
+		if c.MaxBatchSize == 0 && w.BatchSize > 1 {
+			return fmt.Errorf("%w: model_warmup %q: batch_size %d, but max_batch_size is 0", ErrConfig, w.Name, w.BatchSize)
+		}
 	}
 	if db := c.DynamicBatching; db != nil {
 		for _, p := range db.PreferredBatchSize {

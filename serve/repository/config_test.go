@@ -32,14 +32,18 @@ func TestParseConfigTriton(t *testing.T) {
 		},
 		VersionPolicy: VersionPolicy{Kind: "specific", NumVersions: 1, Versions: []int64{1, 3}},
 		Parameters:    map[string]string{"intra_op_thread_count": "2"},
+		Warmup: []Warmup{
+			{Name: "zeros", BatchSize: 2, Count: 3, Inputs: map[string]WarmupInput{"data_0": {DataType: tensor.Float32, Dims: []int64{3, 224, 224}}}},
+			{Name: "file", BatchSize: 1, Count: 1, Inputs: map[string]WarmupInput{"data_0": {DataType: tensor.Float32, Dims: []int64{3, 224, 224}, Source: FileData, File: "raw"}}},
+		},
 	}
 	warnings := c.Warnings
 	c.Warnings = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}
-	if len(warnings) != 2 || !strings.Contains(warnings[0], "model_warmup") || !strings.Contains(warnings[1], "optimization") {
-		t.Errorf("warnings = %q, want model_warmup and optimization named", warnings)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "optimization") {
+		t.Errorf("warnings = %q, want optimization named", warnings)
 	}
 	if c.Instances() != 2 {
 		t.Errorf("Instances() = %d, want 2", c.Instances())
@@ -98,6 +102,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"policy level", `dynamic_batching { priority_levels: 1 priority_queue_policy { key: 2 value {} } }`, ErrConfig},
 		{"version policy", `version_policy { newest {} }`, ErrConfig},
 		{"scalar message", `dynamic_batching: 3`, ErrConfig},
+		{"warmup without inputs", `model_warmup { name: "w" }`, ErrConfig},
+		{"warmup without source", `model_warmup { inputs { key: "x" value { data_type: TYPE_FP32 } } }`, ErrConfig},
+		{"warmup two sources", `model_warmup { inputs { key: "x" value { data_type: TYPE_FP32 zero_data: true random_data: true } } }`, ErrConfig},
+		{"warmup false source", `model_warmup { inputs { key: "x" value { data_type: TYPE_FP32 zero_data: false } } }`, ErrConfig},
+		{"warmup without type", `model_warmup { inputs { key: "x" value { zero_data: true } } }`, ErrConfig},
+		{"warmup duplicate input", `model_warmup { inputs { key: "x" value { data_type: TYPE_FP32 zero_data: true } } inputs { key: "x" value { data_type: TYPE_FP32 zero_data: true } } }`, ErrConfig},
+		{"warmup file outside", `model_warmup { inputs { key: "x" value { data_type: TYPE_FP32 input_data_file: "../x" } } }`, ErrConfig},
+		{"warmup negative dim", `model_warmup { inputs { key: "x" value { data_type: TYPE_FP32 dims: -1 zero_data: true } } }`, ErrConfig},
+		{"warmup batch above max", `max_batch_size: 2 model_warmup { batch_size: 4 inputs { key: "x" value { data_type: TYPE_FP32 zero_data: true } } }`, ErrConfig},
+		{"warmup batch without batching", `model_warmup { batch_size: 2 inputs { key: "x" value { data_type: TYPE_FP32 zero_data: true } } }`, ErrConfig},
 		{"deep", strings.Repeat("a {", 100) + strings.Repeat("}", 100), ErrSyntax},
 	}
 	for _, tt := range tests {

@@ -34,7 +34,10 @@ type Version struct {
 // Model is a model read from the repository: its config and the versions its
 // version policy selects, newest first.
 type Model struct {
-	Name     string
+	Name string
+	// Dir is the model folder ("" for a model made in memory); warmup data
+	// files are read from Dir/warmup.
+	Dir      string
 	Config   *Config
 	Versions []Version
 }
@@ -105,7 +108,7 @@ func Load(dir, name string) (*Model, error) {
 	if cfg != nil && cfg.DefaultModelFilename != "" {
 		file = filepath.Base(cfg.DefaultModelFilename)
 	}
-	m := &Model{Name: name}
+	m := &Model{Name: name, Dir: mdir}
 	for _, n := range nums {
 		km, err := kiln.Load(filepath.Join(mdir, strconv.FormatInt(n, 10), file))
 		if err != nil {
