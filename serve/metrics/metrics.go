@@ -3,8 +3,13 @@
 // nv_inference_request_failure{reason}, nv_inference_count,
 // nv_inference_exec_count, nv_inference_pending_request_count,
 // nv_inference_request_duration_us, nv_inference_queue_duration_us,
-// nv_inference_compute_infer_duration_us), so existing dashboards work, plus
-// histograms of request latency, queue time, batch size and model load time.
+// nv_inference_compute_infer_duration_us, and with EnableGPU
+// nv_gpu_utilization, nv_gpu_memory_total_bytes, nv_gpu_memory_used_bytes),
+// so existing dashboards work, plus histograms of request latency, queue
+// time, batch size and model load time, and the counter
+// kiln_inference_exec_context_switch_count: batches of a model version that
+// ran on another instance (execution context) than the version's previous
+// batch.
 package metrics
 
 import (
@@ -24,6 +29,7 @@ type PendingSource interface {
 type Metrics struct {
 	reg                                 *prometheus.Registry
 	success, failure, count, exec       *prometheus.CounterVec
+	switches                            *prometheus.CounterVec
 	requestUs, queueUs, computeUs       *prometheus.CounterVec
 	latency, queueTime, batchSize, load *prometheus.HistogramVec
 	pending                             PendingSource
@@ -38,11 +44,13 @@ func New(pending PendingSource) *Metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(append([]string{}, labels...), extra...))
 	}
 	m := &Metrics{
-		reg:       prometheus.NewRegistry(),
-		success:   counter("nv_inference_request_success", "Number of successful inference requests, all batch sizes"),
-		failure:   counter("nv_inference_request_failure", "Number of failed inference requests, all batch sizes", "reason"),
-		count:     counter("nv_inference_count", "Number of inferences performed (a batch of n counts n)"),
-		exec:      counter("nv_inference_exec_count", "Number of model executions performed"),
+		reg:     prometheus.NewRegistry(),
+		success: counter("nv_inference_request_success", "Number of successful inference requests, all batch sizes"),
+		failure: counter("nv_inference_request_failure", "Number of failed inference requests, all batch sizes", "reason"),
+		count:   counter("nv_inference_count", "Number of inferences performed (a batch of n counts n)"),
+		exec:    counter("nv_inference_exec_count", "Number of model executions performed"),
+		switches: counter("kiln_inference_exec_context_switch_count",
+			"Number of model executions that ran on another instance (execution context) than the model version's previous execution"),
 		requestUs: counter("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
 		queueUs:   counter("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
 		computeUs: counter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds"),
@@ -58,7 +66,7 @@ func New(pending PendingSource) *Metrics {
 		pendingDesc: prometheus.NewDesc("nv_inference_pending_request_count",
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
-	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,
+	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.requestUs, m.queueUs, m.computeUs,
 		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m})
 	return m
 }
@@ -99,6 +107,11 @@ func (m *Metrics) RequestDone(model, version string, batch int, reason string, t
 func (m *Metrics) Executed(model, version string, requests, batchSize int, compute time.Duration) {
 	m.exec.WithLabelValues(model, version).Inc()
 	m.batchSize.WithLabelValues(model, version).Observe(float64(batchSize))
+}
+
+// ContextSwitched records an execution-context switch.
+func (m *Metrics) ContextSwitched(model, version string) {
+	m.switches.WithLabelValues(model, version).Inc()
 }
 
 // ModelLoaded records how long a model took to load.

@@ -17,8 +17,9 @@ import (
 )
 
 var (
-	_ serve.Observer     = (*Metrics)(nil)
-	_ serve.LoadObserver = (*Metrics)(nil)
+	_ serve.Observer       = (*Metrics)(nil)
+	_ serve.LoadObserver   = (*Metrics)(nil)
+	_ serve.SwitchObserver = (*Metrics)(nil)
 )
 
 type fixedPending map[[2]string]int
@@ -39,6 +40,8 @@ func TestMetricsNames(t *testing.T) {
 	m.RequestDone("m", "1", 1, "REJECTED", time.Millisecond, 0, 0)
 	m.Executed("m", "1", 1, 2, 2*time.Millisecond)
 	m.ModelLoaded("m", 50*time.Millisecond)
+	m.ContextSwitched("m", "1")
+	m.ContextSwitched("m", "1")
 	out := scrape(t, m.Handler())
 	for _, want := range []string{
 		`nv_inference_request_success{model="m",version="1"} 1`,
@@ -53,6 +56,7 @@ func TestMetricsNames(t *testing.T) {
 		`kiln_queue_duration_seconds_count{model="m",version="1"} 1`,
 		`kiln_batch_size_bucket{model="m",version="1",le="2"} 1`,
 		`kiln_model_load_duration_seconds_count{model="m"} 1`,
+		`kiln_inference_exec_context_switch_count{model="m",version="1"} 2`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %s", want)
@@ -68,7 +72,9 @@ func TestMetricsFromServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Add(rm)
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
 	defer s.Shutdown(context.Background())
 	for range 3 {
 		if _, err := s.Infer(context.Background(), &serve.InferRequest{Model: "tinycnn",
