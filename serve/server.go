@@ -31,6 +31,9 @@ var (
 	// ErrUnsupported is returned for an operation the server cannot do, such
 	// as loading a model without a repository.
 	ErrUnsupported = errors.New("serve: unsupported")
+	// ErrWarmup is returned when a model's warmup (model_warmup) fails; the
+	// model is then not served.
+	ErrWarmup = errors.New("serve: model warmup failed")
 )
 
 // Observer receives per-request and per-run measurements (for metrics). Its
@@ -43,9 +46,16 @@ type Observer interface {
 }
 
 // LoadObserver is an optional capability of an Observer: it is told how
-// long each model took to load.
+// long each model took to load (warmup included).
 type LoadObserver interface {
 	ModelLoaded(model string, took time.Duration)
+}
+
+// SwitchObserver is an optional capability of an Observer: it is told of
+// each execution-context switch, a batch of a model version run on another
+// instance than the version's previous batch.
+type SwitchObserver interface {
+	ContextSwitched(model, version string)
 }
 
 // Options configures a Server.
@@ -107,10 +117,13 @@ type version struct {
 
 type model struct {
 	name     string
-	state    string // READY, UNAVAILABLE
+	state    string // LOADING, READY, UNAVAILABLE
 	reason   string
 	repo     *repository.Model
 	versions []*version // newest first
+	// reloadErr is why the latest reload of a READY model failed (the
+	// loaded one keeps serving); guarded by Server.mu.
+	reloadErr string
 }
 
 // Server serves a set of models. Its methods are safe for concurrent use.
@@ -156,21 +169,24 @@ func (s *Server) Load(name string) error {
 		return fmt.Errorf("%w: no model repository", ErrUnsupported)
 	}
 	start := time.Now()
+	if names, err := repository.Names(s.opts.Repository); err != nil || !slices.Contains(names, name) {
+		return fmt.Errorf("%w: model %q is not in the repository", ErrNotFound, name)
+	}
+	s.mu.Lock()
+	if cur, ok := s.models[name]; !ok || cur.state != "READY" {
+		// not ready (nor is the server) until loaded and warmed up
+		s.models[name] = &model{name: name, state: "LOADING", reason: "loading"}
+	}
+	s.mu.Unlock()
 	rm, err := repository.Load(s.opts.Repository, name)
-	if errors.Is(err, repository.ErrNotFound) {
-		return fmt.Errorf("%w: model %q: %w", ErrNotFound, name, err)
+	if err == nil {
+		err = s.Add(rm)
 	}
 	if err != nil {
 		s.log.Error("model failed to load", "model", name, "err", err)
-		s.mu.Lock()
-		if cur, ok := s.models[name]; !ok || cur.state != "READY" {
-			// a failed reload keeps the loaded version serving
-			s.models[name] = &model{name: name, state: "UNAVAILABLE", reason: err.Error()}
-		}
-		s.mu.Unlock()
+		s.failed(name, err)
 		return err
 	}
-	s.Add(rm)
 	took := time.Since(start)
 	if lo, ok := s.opts.Observer.(LoadObserver); ok {
 		lo.ModelLoaded(name, took)
@@ -179,8 +195,24 @@ func (s *Server) Load(name string) error {
 	return nil
 }
 
-// Add serves an already loaded model, replacing one of the same name.
-func (s *Server) Add(rm *repository.Model) {
+// failed records that loading name failed: a READY model keeps serving and
+// the index shows the error beside it; otherwise the model is UNAVAILABLE.
+func (s *Server) failed(name string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.models[name]; ok && cur.state == "READY" {
+		cur.reloadErr = "reload failed: " + err.Error()
+		return
+	}
+	s.models[name] = &model{name: name, state: "UNAVAILABLE", reason: err.Error()}
+}
+
+// Add serves an already loaded model, replacing one of the same name once
+// every version has run the config's warmup samples (model_warmup) on each
+// of its instances. When the warmup fails, rm is closed, the model it
+// would replace keeps serving, and the error (wrapping ErrWarmup) is
+// returned; Load also shows it in the repository index.
+func (s *Server) Add(rm *repository.Model) error {
 	for _, w := range rm.Config.Warnings {
 		s.log.Warn("config.pbtxt", "model", rm.Name, "warning", w)
 	}
@@ -194,7 +226,39 @@ func (s *Server) Add(rm *repository.Model) {
 		vs.sched = scheduler.New(r, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
 		m.versions = append(m.versions, vs)
 	}
+	if err := s.warmup(m); err != nil {
+		drain(context.Background(), m)
+		return err
+	}
 	s.swap(rm.Name, m)
+	return nil
+}
+
+// warmup runs the config's warmup samples on every version of m.
+func (s *Server) warmup(m *model) error {
+	cfg := m.repo.Config
+	if len(cfg.Warmup) == 0 {
+		return nil
+	}
+	start := time.Now()
+	var samples []scheduler.Sample
+	for _, w := range cfg.Warmup {
+		in, err := repository.WarmupInputs(m.repo.Dir, w, cfg.MaxBatchSize)
+		if err == nil {
+			err = checkInputs(cfg, &InferRequest{Inputs: in})
+		}
+		if err != nil {
+			return fmt.Errorf("%w: model %s: %w", ErrWarmup, m.name, err)
+		}
+		samples = append(samples, scheduler.Sample{Name: w.Name, Inputs: in, Count: w.Count})
+	}
+	for _, v := range m.versions {
+		if err := v.sched.Warmup(context.Background(), samples); err != nil {
+			return fmt.Errorf("%w: model %s version %d: %w", ErrWarmup, m.name, v.num, err)
+		}
+	}
+	s.log.Info("model warmed up", "model", m.name, "samples", len(samples), "versions", len(m.versions), "took", time.Since(start))
+	return nil
 }
 
 // swap installs m and drains the model it replaces in the background.
@@ -283,12 +347,15 @@ type execObserver struct {
 	v              *version
 }
 
-func (e execObserver) Executed(requests, batch int, compute time.Duration) {
+func (e execObserver) Executed(x scheduler.Execution) {
 	e.v.mu.Lock()
 	e.v.stats.ExecutionCount++
 	e.v.mu.Unlock()
 	if e.obs != nil {
-		e.obs.Executed(e.model, e.version, requests, batch, compute)
+		e.obs.Executed(e.model, e.version, x.Requests, x.BatchSize, x.Compute)
+		if so, ok := e.obs.(SwitchObserver); ok && x.Switched {
+			so.ContextSwitched(e.model, e.version)
+		}
 	}
 }
 
@@ -296,7 +363,8 @@ func (e execObserver) Executed(requests, batch int, compute time.Duration) {
 func (s *Server) Live() bool { return true }
 
 // Ready reports whether the server accepts requests: not shutting down and
-// every model in the repository loaded.
+// every model in the repository loaded and warmed up (none LOADING or
+// UNAVAILABLE).
 func (s *Server) Ready() bool {
 	if s.closing.Load() {
 		return false
@@ -417,7 +485,7 @@ func (s *Server) RepositoryIndex() []IndexEntry {
 			out = append(out, IndexEntry{Name: name, State: m.state, Reason: m.reason})
 		}
 		for _, v := range m.versions {
-			out = append(out, IndexEntry{Name: name, Version: strconv.FormatInt(v.num, 10), State: m.state})
+			out = append(out, IndexEntry{Name: name, Version: strconv.FormatInt(v.num, 10), State: m.state, Reason: m.reloadErr})
 		}
 	}
 	s.mu.RUnlock()

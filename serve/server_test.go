@@ -172,7 +172,9 @@ func TestReadyAndIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Add(rm)
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
 	idx := s.RepositoryIndex()
 	if len(idx) != 1 || idx[0] != (IndexEntry{Name: "tinycnn", Version: "1", State: "READY"}) {
 		t.Errorf("index %+v", idx)

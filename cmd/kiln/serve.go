@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
@@ -51,6 +52,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	inferToken := fs.String("infer-token", "", "bearer token required for inference and metadata (default: $KILN_INFER_TOKEN)")
 	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (default: $KILN_ADMIN_TOKEN)")
 	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
+	gpuMetrics := fs.Bool("allow-gpu-metrics", true, "export nv_gpu_* metrics read through NVML (absent without an NVIDIA driver)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
@@ -78,14 +80,19 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	m := metrics.New(nil)
+	if *gpuMetrics && *metricsPort >= 0 {
+		m.EnableGPU(log, cuda.Options{}) // without a GPU: logged, and no nv_gpu_* metrics
+	}
 	s := serve.New(serve.Options{Repository: *repo, Logger: log, Observer: m})
 	m.SetPending(s)
 	if *repo == "" {
 		rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+		if err == nil {
+			err = s.Add(rm)
+		}
 		if err != nil {
 			return fail("serve: %v", err)
 		}
-		s.Add(rm)
 	} else if err := s.LoadAll(); err != nil {
 		// a broken model is reported in the index; the others serve
 		log.Error("not every model loaded", "err", err)

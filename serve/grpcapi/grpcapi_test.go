@@ -29,7 +29,9 @@ func start(t *testing.T) inference.GRPCInferenceServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Add(rm)
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

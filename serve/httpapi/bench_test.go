@@ -41,7 +41,9 @@ func BenchmarkOverhead(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.Add(rm)
+		if err := s.Add(rm); err != nil {
+			b.Fatal(err)
+		}
 		defer s.Shutdown(context.Background())
 		ts := httptest.NewServer(New(s, Options{}))
 		defer ts.Close()

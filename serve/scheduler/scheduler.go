@@ -101,10 +101,31 @@ type Result struct {
 	BatchSize int
 }
 
+// Execution describes one run of the model on a batch of requests.
+type Execution struct {
+	// Requests is the number of requests in the batch, BatchSize the sum of
+	// their batch sizes.
+	Requests, BatchSize int
+	Compute             time.Duration
+	// Instance is the index (0..Instances-1) of the instance, the execution
+	// context, that ran the batch.
+	Instance int
+	// Switched reports an execution-context switch: the scheduler's
+	// previous batch ran on another instance.
+	Switched bool
+}
+
 // Observer is told about each run; it must be safe for concurrent calls.
 type Observer interface {
 	// Executed reports one run of the model on a batch of requests.
-	Executed(requests, batchSize int, compute time.Duration)
+	Executed(Execution)
+}
+
+// Sample is a warmup request: Inputs run Count times (at least once).
+type Sample struct {
+	Name   string
+	Inputs map[string]*tensor.Tensor
+	Count  int
 }
 
 type item struct {
@@ -137,6 +158,9 @@ type Scheduler struct {
 	queued   int
 	inflight int
 	closed   bool
+	last     int    // the instance that ran the latest batch, -1 before the first
+	switches uint64 // execution-context switches so far
+	ctl      []chan func(instance int)
 	wake     chan struct{} // closed and replaced on every change
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -154,10 +178,14 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 		opts.Batching = false
 	}
 	s := &Scheduler{run: r, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
-		wake: make(chan struct{}), stop: make(chan struct{})}
-	for range opts.Instances {
+		wake: make(chan struct{}), stop: make(chan struct{}), last: -1}
+	s.ctl = make([]chan func(int), opts.Instances)
+	for i := range s.ctl {
+		s.ctl[i] = make(chan func(int))
+	}
+	for i := range opts.Instances {
 		s.wg.Add(1)
-		go s.instance()
+		go s.instance(i)
 	}
 	return s
 }
@@ -358,7 +386,60 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 	return nil, s.opts.MaxQueueDelay - waited
 }
 
-func (s *Scheduler) take(batch []*item) {
+// Switches returns the number of execution-context switches so far: batches
+// that ran on another instance than the batch before them.
+func (s *Scheduler) Switches() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.switches
+}
+
+// Warmup runs every sample Count times on each instance, all instances at
+// once, each instance running its samples in order; it returns the errors
+// of the instances that failed. Warmup runs are not requests: observers do
+// not see them and they do not count as context switches. Call Warmup before
+// the scheduler is given requests (a request queued meanwhile waits for its
+// instance to finish warming up).
+func (s *Scheduler) Warmup(ctx context.Context, samples []Sample) error {
+	if len(samples) == 0 {
+		return nil
+	}
+	errs := make([]error, len(s.ctl))
+	var wg sync.WaitGroup
+	for i, ctl := range s.ctl {
+		wg.Add(1)
+		job := func(i int) {
+			defer wg.Done()
+			errs[i] = s.warm(ctx, i, samples)
+		}
+		select {
+		case ctl <- job:
+		case <-s.stop:
+			wg.Done()
+			errs[i] = ErrClosed
+		case <-ctx.Done():
+			wg.Done()
+			errs[i] = ctx.Err()
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Scheduler) warm(ctx context.Context, instance int, samples []Sample) error {
+	for _, smp := range samples {
+		for range max(smp.Count, 1) {
+			if _, err := s.run.Run(ctx, smp.Inputs); err != nil {
+				return fmt.Errorf("instance %d: warmup sample %q: %w", instance, smp.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// take removes batch from the queue for instance i; s.mu must be held. It
+// reports whether running it there is a context switch.
+func (s *Scheduler) take(batch []*item, i int) bool {
 	for _, it := range batch {
 		it.taken = true
 		q := s.queues[it.level-1]
@@ -369,18 +450,25 @@ func (s *Scheduler) take(batch []*item) {
 	s.queued -= len(batch)
 	s.inflight++
 	s.broadcast()
+	switched := s.last >= 0 && s.last != i
+	if switched {
+		s.switches++
+	}
+	s.last = i
+	return switched
 }
 
-func (s *Scheduler) instance() {
+// instance is the loop of instance i: it runs batches and warmup jobs.
+func (s *Scheduler) instance(i int) {
 	defer s.wg.Done()
 	var timer *time.Timer
 	for {
 		s.mu.Lock()
 		batch, wait := s.pick(time.Now())
 		if batch != nil {
-			s.take(batch)
+			switched := s.take(batch, i)
 			s.mu.Unlock()
-			s.execute(batch)
+			s.execute(batch, i, switched)
 			s.mu.Lock()
 			s.inflight--
 			s.broadcast()
@@ -401,6 +489,8 @@ func (s *Scheduler) instance() {
 		select {
 		case <-wake:
 		case <-tc:
+		case job := <-s.ctl[i]:
+			job(i)
 		case <-s.stop:
 			return
 		}
@@ -411,7 +501,7 @@ func (s *Scheduler) instance() {
 }
 
 // execute runs a batch and delivers each request's result.
-func (s *Scheduler) execute(batch []*item) {
+func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 	start := time.Now()
 	total := 0
 	for _, it := range batch {
@@ -440,7 +530,7 @@ func (s *Scheduler) execute(batch []*item) {
 	out, err := s.run.Run(runCtx, inputs)
 	compute := time.Since(start)
 	if s.obs != nil {
-		s.obs.Executed(len(batch), total, compute)
+		s.obs.Executed(Execution{Requests: len(batch), BatchSize: total, Compute: compute, Instance: instance, Switched: switched})
 	}
 	if err != nil {
 		fail(err)

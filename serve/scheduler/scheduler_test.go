@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,13 +365,22 @@ func TestShutdown(t *testing.T) {
 }
 
 type observer struct {
-	mu   sync.Mutex
-	runs int
+	mu        sync.Mutex
+	runs      int
+	switches  int
+	instances map[int]int
 }
 
-func (o *observer) Executed(requests, batch int, _ time.Duration) {
+func (o *observer) Executed(e Execution) {
 	o.mu.Lock()
 	o.runs++
+	if e.Switched {
+		o.switches++
+	}
+	if o.instances == nil {
+		o.instances = map[int]int{}
+	}
+	o.instances[e.Instance]++
 	o.mu.Unlock()
 }
 
@@ -432,5 +442,121 @@ func TestCancelStopsLoneRun(t *testing.T) {
 	case <-m.started: // the instance was freed
 	case <-time.After(5 * time.Second):
 		t.Fatal("the cancelled run kept the only instance")
+	}
+}
+
+// concurrentModel counts its runs and how many ran at once; a run of an
+// input whose first value is negative fails.
+type concurrentModel struct {
+	mu        sync.Mutex
+	runs, now int
+	peak      int
+	barrier   int // runs wait (up to 5 s) until this many ran at once
+}
+
+func (m *concurrentModel) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	m.mu.Lock()
+	m.runs++
+	m.now++
+	m.peak = max(m.peak, m.now)
+	v := in["x"].Float32s()[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for m.barrier > 0 && m.peak < m.barrier && time.Now().Before(deadline) {
+		m.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		m.mu.Lock()
+	}
+	m.now--
+	m.mu.Unlock()
+	if v < 0 {
+		return nil, errors.New("negative input")
+	}
+	return map[string]*tensor.Tensor{"y": in["x"]}, nil
+}
+
+func TestWarmup(t *testing.T) {
+	tests := []struct {
+		name      string
+		instances int
+		samples   []Sample
+		runs      int
+		err       string
+	}{
+		{"none", 2, nil, 0, ""},
+		{"every instance", 3, []Sample{{Name: "a", Inputs: req(1, 1, 2).Inputs, Count: 2}, {Name: "b", Inputs: req(2, 1, 2).Inputs}}, 9, ""},
+		{"failure names the sample", 2, []Sample{{Name: "ok", Inputs: req(1, 1, 2).Inputs}, {Name: "bad", Inputs: req(-1, 1, 2).Inputs, Count: 3}}, 4, `warmup sample "bad"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &concurrentModel{barrier: tt.instances}
+			obs := &observer{}
+			s := New(m, Options{Instances: tt.instances}, obs)
+			defer s.Shutdown(context.Background())
+			err := s.Warmup(context.Background(), tt.samples)
+			if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Fatalf("err = %v, want %q", err, tt.err)
+			}
+			if m.runs != tt.runs {
+				t.Errorf("%d warmup runs, want %d", m.runs, tt.runs)
+			}
+			if tt.runs > 0 && m.peak != tt.instances {
+				t.Errorf("at most %d runs at once, want one per instance (%d)", m.peak, tt.instances)
+			}
+			if obs.runs != 0 {
+				t.Errorf("the observer saw %d warmup runs", obs.runs)
+			}
+			m.mu.Lock()
+			m.barrier = 0
+			m.mu.Unlock()
+			// the scheduler serves after its warmup
+			if _, err := s.Infer(context.Background(), req(3, 1, 2)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestWarmupAfterShutdown(t *testing.T) {
+	m := &concurrentModel{}
+	s := New(m, Options{Instances: 2}, nil)
+	s.Shutdown(context.Background())
+	if err := s.Warmup(context.Background(), []Sample{{Inputs: req(1, 1, 2).Inputs}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("err = %v, want ErrClosed", err)
+	}
+}
+
+// TestContextSwitches: with one instance no batch is a switch; with two,
+// a batch that runs while the other instance is busy is.
+func TestContextSwitches(t *testing.T) {
+	m := &fakeModel{}
+	obs := &observer{}
+	s := New(m, Options{Instances: 1}, obs)
+	for range 5 {
+		if _, err := s.Infer(context.Background(), req(1, 1, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Shutdown(context.Background())
+	if s.Switches() != 0 || obs.switches != 0 || obs.runs != 5 {
+		t.Errorf("one instance: %d switches (observer %d of %d runs), want 0", s.Switches(), obs.switches, obs.runs)
+	}
+
+	g := &fakeModel{gate: make(chan struct{}), started: make(chan struct{}, 10)}
+	obs = &observer{}
+	s = New(g, Options{Instances: 2}, obs)
+	done := make(chan error, 2)
+	go func() { _, err := s.Infer(context.Background(), req(1, 1, 2)); done <- err }()
+	<-g.started // one instance is busy: the next request runs on the other
+	go func() { _, err := s.Infer(context.Background(), req(2, 1, 2)); done <- err }()
+	<-g.started
+	close(g.gate)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Shutdown(context.Background())
+	if s.Switches() != 1 || obs.switches != 1 || len(obs.instances) != 2 {
+		t.Errorf("two instances: %d switches (observer %d, instances %v), want 1", s.Switches(), obs.switches, obs.instances)
 	}
 }
