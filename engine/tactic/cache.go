@@ -1,0 +1,194 @@
+package tactic
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/kilnai/kiln/device"
+)
+
+var (
+	// ErrCorrupt is returned by Open for a timing cache file that cannot be
+	// read as one (truncated, not JSON, bad entries).
+	ErrCorrupt = errors.New("tactic: corrupt timing cache")
+	// ErrVersion is returned by Open for a timing cache written in a format
+	// version this kiln does not read.
+	ErrVersion = errors.New("tactic: unsupported timing cache version")
+	// ErrNoPath is returned by Save on a cache made with New.
+	ErrNoPath = errors.New("tactic: timing cache has no file")
+)
+
+// Format and Version identify the timing cache file format: a JSON object
+// {"format": Format, "version": Version, "entries": [...]}, each entry
+// {"device", "layer", "tactic", "ns"}.
+const (
+	Format  = "kiln-timing-cache"
+	Version = 1
+)
+
+// key identifies one measurement.
+type key struct{ device, layer, tactic string }
+
+// Cache is a timing cache: the measured time of a tactic of a layer on a
+// device. It is safe for concurrent use.
+type Cache struct {
+	path    string
+	mu      sync.Mutex
+	entries map[key]time.Duration
+}
+
+// fileEntry and file are the JSON form.
+type fileEntry struct {
+	Device string `json:"device"`
+	Layer  string `json:"layer"`
+	Tactic string `json:"tactic"`
+	NS     int64  `json:"ns"`
+}
+
+type file struct {
+	Format  string      `json:"format"`
+	Version int         `json:"version"`
+	Entries []fileEntry `json:"entries"`
+}
+
+// New returns an empty cache that lives in memory only (Save fails).
+func New() *Cache { return &Cache{entries: map[key]time.Duration{}} }
+
+// Open reads the timing cache at path. A missing file is an empty cache
+// (Save creates it); a file that is not a timing cache, or is damaged, is
+// an error wrapping ErrCorrupt or ErrVersion that names the file.
+func Open(path string) (*Cache, error) {
+	c := &Cache{path: path, entries: map[key]time.Duration{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tactic: timing cache: %w", err)
+	}
+	if err := c.decode(b); err != nil {
+		return nil, fmt.Errorf("%s: %w (delete the file to start a new cache)", path, err)
+	}
+	return c, nil
+}
+
+// decode adds the entries of a cache file's contents to c.
+func (c *Cache) decode(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var f file
+	if err := dec.Decode(&f); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the JSON object", ErrCorrupt)
+	}
+	if f.Format != Format {
+		return fmt.Errorf("%w: format %q, want %q", ErrCorrupt, f.Format, Format)
+	}
+	if f.Version != Version {
+		return fmt.Errorf("%w: version %d, this kiln reads version %d", ErrVersion, f.Version, Version)
+	}
+	for i, e := range f.Entries {
+		if e.Layer == "" || e.Tactic == "" || e.NS <= 0 {
+			return fmt.Errorf("%w: entry %d has an empty layer or tactic or a time <= 0", ErrCorrupt, i)
+		}
+		c.entries[key{e.Device, e.Layer, e.Tactic}] = time.Duration(e.NS)
+	}
+	return nil
+}
+
+// Path returns the file the cache was opened from ("" for New).
+func (c *Cache) Path() string { return c.path }
+
+// Len returns the number of entries, of every device.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// Lookup returns the time recorded for a tactic of a layer (a Signature)
+// on the device with fingerprint fp.
+func (c *Cache) Lookup(fp device.Fingerprint, layer, tactic string) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.entries[key{fp.String(), layer, tactic}]
+	return d, ok
+}
+
+// Store records the time of a tactic of a layer on the device with
+// fingerprint fp, replacing an earlier one. Times below a nanosecond are
+// stored as one.
+func (c *Cache) Store(fp device.Fingerprint, layer, tactic string, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[key{fp.String(), layer, tactic}] = max(d, 1)
+}
+
+// Save writes the cache to its file atomically (a temporary file in the
+// same directory, renamed over it). Entries another process saved to the
+// file since Open are kept, unless c measured the same ones.
+func (c *Cache) Save() error {
+	if c.path == "" {
+		return ErrNoPath
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, err := os.ReadFile(c.path); err == nil {
+		disk := &Cache{entries: map[key]time.Duration{}}
+		if disk.decode(b) == nil {
+			for k, d := range disk.entries {
+				if _, ok := c.entries[k]; !ok {
+					c.entries[k] = d
+				}
+			}
+		}
+	}
+	f := file{Format: Format, Version: Version, Entries: make([]fileEntry, 0, len(c.entries))}
+	for k, d := range c.entries {
+		f.Entries = append(f.Entries, fileEntry{Device: k.device, Layer: k.layer, Tactic: k.tactic, NS: int64(d)})
+	}
+	sort.Slice(f.Entries, func(i, j int) bool {
+		a, b := f.Entries[i], f.Entries[j]
+		if a.Device != b.Device {
+			return a.Device < b.Device
+		}
+		if a.Layer != b.Layer {
+			return a.Layer < b.Layer
+		}
+		return a.Tactic < b.Tactic
+	})
+	b, err := json.MarshalIndent(f, "", " ")
+	if err != nil {
+		return fmt.Errorf("tactic: timing cache: %w", err)
+	}
+	b = append(b, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), "."+filepath.Base(c.path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("tactic: save timing cache: %w", err)
+	}
+	_, werr := tmp.Write(b)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), c.path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("tactic: save timing cache %s: %w", c.path, werr)
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+// Package tactic picks, for each layer of an optimized graph, the fastest of
+// its kernel's implementations ("tactics", see ops.Tactical) on this
+// machine, the way TensorRT's builder does, and remembers the measurements
+// in a persistent timing cache.
+//
+// Select runs every candidate of every tactical layer on inputs of the
+// layer's concrete shapes (the profile's opt shape), after a warm-up run,
+// and keeps the one with the lowest median time. Before measuring it looks
+// in the Cache, whose entries are keyed by the device fingerprint, the
+// layer signature (operator, attributes, input types and shapes, which
+// inputs are constant; see Signature) and the tactic, so that a second build
+// of the same model, or of another model with layers of the same shapes,
+// measures nothing.
+//
+//	cache, err := tactic.Open("kiln.timing")
+//	choices, err := tactic.Select(ctx, g, fp, cache, tactic.Options{})
+//	err = cache.Save()
+//	// choices["conv1"].Tactic == "winograd4x4"
+//
+// The cache file is JSON with a format name and version; entries measured
+// on another device are kept (a cache can be shared between machines) but
+// never used.
+package tactic

@@ -1,0 +1,441 @@
+package tactic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+var (
+	// ErrNames is returned by Select when node names do not identify the
+	// nodes: two share a name, or a node with tactics has none.
+	ErrNames = errors.New("tactic: node names are not unique")
+	// ErrShape is returned by Select when a tactical node's input has no
+	// concrete shape (the graph inputs must be set to the opt shape and
+	// the shapes inferred first).
+	ErrShape = errors.New("tactic: input shape not concrete")
+	// ErrRun is returned by Select when a tactic fails to run, or computes
+	// something other than the default tactic does.
+	ErrRun = errors.New("tactic: tactic failed")
+)
+
+// DefaultRuns is the number of timed runs of each tactic when Options.Runs
+// is zero.
+const DefaultRuns = 5
+
+// Options tune Select.
+type Options struct {
+	// Runs is the number of timed runs of each tactic, after one warm-up
+	// run; the median is its time. Zero means DefaultRuns.
+	Runs int
+	// Progress, when set, is called after each tactic of each layer is
+	// timed or found in the cache.
+	Progress func(Progress)
+}
+
+// Progress is one step of Select, for a progress line.
+type Progress struct {
+	// Layer is the node name, Op its "domain::type"; I counts the layers
+	// with tactics from 1 to N.
+	Layer, Op string
+	I, N      int
+	// Tactic was timed at Time, or found in the cache (Cached).
+	Tactic string
+	Time   time.Duration
+	Cached bool
+}
+
+// String formats p as a progress line:
+// "[3/20] conv1 (kiln::FusedConv) winograd4x4 1.234ms".
+func (p Progress) String() string {
+	s := fmt.Sprintf("[%d/%d] %s (%s) %s %v", p.I, p.N, p.Layer, p.Op, p.Tactic, p.Time)
+	if p.Cached {
+		s += " (cached)"
+	}
+	return s
+}
+
+// Choice is the tactic Select picked for one layer.
+type Choice struct {
+	// Tactic is the fastest tactic and Time its median time.
+	Tactic string
+	Time   time.Duration
+	// Default is the tactic the kernel uses when none is set (the first
+	// of its Tactics).
+	Default string
+	// Cached is set when every time came from the cache (or from a layer
+	// of the same signature earlier in the graph): nothing was measured
+	// for this layer.
+	Cached bool
+	// Times has the time of every candidate.
+	Times map[string]time.Duration
+}
+
+// Speedup is how many times faster the chosen tactic is than the default.
+func (c Choice) Speedup() float64 {
+	d, ok := c.Times[c.Default]
+	if !ok || c.Time <= 0 {
+		return 1
+	}
+	return float64(d) / float64(c.Time)
+}
+
+// layer is one node with a choice to make.
+type layer struct {
+	node    *ir.Node
+	tactics []string
+	sig     string
+}
+
+// Select picks a tactic for every node of g's top level whose kernel is
+// ops.Tactical with two or more candidates at the current shapes. g must be
+// optimized and its inputs set to concrete shapes (the profile's opt
+// shape); Select infers the shapes again (ops.InferGraph). Each candidate
+// runs on the node's input shapes, constants as they are and other inputs
+// filled with deterministic pseudo-random values, once to warm up and check
+// its output against the default tactic's, then opt.Runs times; its median
+// time counts. Times found in cache (for fingerprint fp) are not measured
+// again and new ones are stored in it, so that a layer with the signature of
+// an earlier one is not measured either (cache may be nil; the caller saves
+// it). The result maps node names to choices.
+func Select(ctx context.Context, g *ir.Graph, fp device.Fingerprint, cache *Cache, opt Options) (map[string]Choice, error) {
+	if opt.Runs <= 0 {
+		opt.Runs = DefaultRuns
+	}
+	if cache == nil {
+		cache = New() // layers of one signature are still measured once
+	}
+	kernels, err := ops.InferGraph(g)
+	if err != nil {
+		return nil, fmt.Errorf("tactic: %w", err)
+	}
+	var layers []layer
+	seen := map[string]bool{}
+	for _, n := range g.Nodes {
+		if n.Name != "" && seen[n.Name] {
+			return nil, fmt.Errorf("%w: two nodes are named %q", ErrNames, n.Name)
+		}
+		seen[n.Name] = true
+		tk, ok := kernels[n].(ops.Tactical)
+		if !ok || folded(n) {
+			continue
+		}
+		tactics := tk.Tactics(n.Inputs)
+		if len(tactics) < 2 {
+			continue
+		}
+		if n.Name == "" {
+			return nil, fmt.Errorf("%w: a %s node with tactics has no name", ErrNames, n.OpType)
+		}
+		layers = append(layers, layer{node: n, tactics: tactics, sig: Signature(g, n)})
+	}
+	opset := g.Opset()
+	choices := make(map[string]Choice, len(layers))
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		c, err := selectLayer(ctx, g, opset, l, i+1, len(layers), fp, cache, opt)
+		if err != nil {
+			return nil, err
+		}
+		choices[l.node.Name] = c
+	}
+	return choices, nil
+}
+
+// folded reports whether every output of n is a constant (the engine does
+// not run n).
+func folded(n *ir.Node) bool {
+	if len(n.Outputs) == 0 {
+		return false
+	}
+	for _, o := range n.Outputs {
+		if o != nil && o.Const == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n int, fp device.Fingerprint, cache *Cache, opt Options) (Choice, error) {
+	node := l.node
+	op := node.Domain + "::" + node.OpType
+	c := Choice{Default: l.tactics[0], Cached: true, Times: make(map[string]time.Duration, len(l.tactics))}
+	var todo []string
+	for _, t := range l.tactics {
+		if d, ok := cache.Lookup(fp, l.sig, t); ok {
+			c.Times[t] = d
+			if opt.Progress != nil {
+				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d, Cached: true})
+			}
+			continue
+		}
+		todo = append(todo, t)
+	}
+	if len(todo) > 0 {
+		c.Cached = false
+		m, err := newMeasurer(g, opset, node)
+		if err != nil {
+			return Choice{}, err
+		}
+		runtime.GC() // so that garbage of earlier layers is not collected while timing this one
+		for _, t := range todo {
+			d, err := m.measure(ctx, t, opt.Runs)
+			if err != nil {
+				return Choice{}, err
+			}
+			c.Times[t] = d
+			cache.Store(fp, l.sig, t, d)
+			if opt.Progress != nil {
+				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d})
+			}
+		}
+	}
+	// The fastest; on a tie the earlier (the default first).
+	for _, t := range l.tactics {
+		if d := c.Times[t]; c.Tactic == "" || d < c.Time {
+			c.Tactic, c.Time = t, d
+		}
+	}
+	return c, nil
+}
+
+// measurer runs one node's kernel with each tactic on fixed inputs.
+type measurer struct {
+	node  *ir.Node
+	opset int64
+	in    []*tensor.Tensor
+	ref   []*tensor.Tensor // the default tactic's outputs
+	arena *arena
+}
+
+func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
+	m := &measurer{node: n, opset: opset, arena: &arena{}}
+	inputs := map[*ir.Value]bool{}
+	for _, v := range g.Inputs {
+		inputs[v] = true
+	}
+	for _, v := range n.Inputs {
+		if v == nil {
+			m.in = append(m.in, nil)
+			continue
+		}
+		if v.Const != nil {
+			m.in = append(m.in, v.Const)
+			continue
+		}
+		shape := make([]int, len(v.Type.Shape))
+		for i, d := range v.Type.Shape {
+			if !d.Known() {
+				return nil, fmt.Errorf("%w: input %q of node %q (%s) has shape %v; set the graph inputs to concrete shapes first", ErrShape, v.Name, n.Name, n.OpType, v.Type.Shape)
+			}
+			shape[i] = int(d.Val)
+		}
+		if v.Type.Shape == nil {
+			return nil, fmt.Errorf("%w: input %q of node %q (%s) has no known shape", ErrShape, v.Name, n.Name, n.OpType)
+		}
+		t, err := randomTensor(v.Name, v.Type.DType, shape)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input %q of node %q: %v", ErrShape, v.Name, n.Name, err)
+		}
+		m.in = append(m.in, t)
+	}
+	// The reference: the kernel as prepared, no tactic set.
+	k, err := ops.Prepare(n, opset)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := m.run(context.Background(), k)
+	if err != nil {
+		return nil, fmt.Errorf("%w: node %q (%s), default tactic: %w", ErrRun, n.Name, n.OpType, err)
+	}
+	for _, o := range outs {
+		m.ref = append(m.ref, o.Clone())
+	}
+	return m, nil
+}
+
+// run runs k once on m's inputs, a kernel panic turned into an error.
+func (m *measurer) run(ctx context.Context, k ops.Kernel) (outs []*tensor.Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	m.arena.next = 0
+	return k.Run(&ops.Env{Ctx: ctx, Alloc: m.arena.alloc}, m.in)
+}
+
+// measure returns the median time of tactic t over runs runs, after a
+// warm-up run whose outputs must match the default tactic's.
+func (m *measurer) measure(ctx context.Context, t string, runs int) (time.Duration, error) {
+	n := m.node
+	k, err := ops.Prepare(n, m.opset)
+	if err != nil {
+		return 0, err
+	}
+	tk, ok := k.(ops.Tactical)
+	if !ok {
+		return 0, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
+	}
+	if err := tk.SetTactic(t); err != nil {
+		return 0, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
+	}
+	outs, err := m.run(ctx, k)
+	if err != nil {
+		return 0, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+	}
+	if err := sameOutputs(outs, m.ref); err != nil {
+		return 0, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
+	}
+	times := make([]time.Duration, runs)
+	for r := range times {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if _, err := m.run(ctx, k); err != nil {
+			return 0, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+		}
+		times[r] = time.Since(start)
+	}
+	slices.Sort(times)
+	return max(times[len(times)/2], 1), nil
+}
+
+// sameOutputs checks a tactic's outputs against the default's: same types
+// and shapes, float elements within 1e-3 of the largest magnitude (a tactic
+// sums in another order, it does not compute something else), others equal.
+func sameOutputs(got, want []*tensor.Tensor) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d outputs, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g == nil || g.DType != w.DType || tensor.ShapeString(g.Shape) != tensor.ShapeString(w.Shape) {
+			return fmt.Errorf("output %d is not %v%s", i, w.DType, tensor.ShapeString(w.Shape))
+		}
+		if w.DType != tensor.Float32 {
+			if string(g.Data) != string(w.Data) {
+				return fmt.Errorf("output %d differs", i)
+			}
+			continue
+		}
+		gv, wv := g.Float32s(), w.Float32s()
+		scale := 1.0
+		for _, v := range wv {
+			scale = max(scale, math.Abs(float64(v)))
+		}
+		for j := range wv {
+			d := math.Abs(float64(gv[j]) - float64(wv[j]))
+			if !(d <= 1e-3*scale) && !(math.IsNaN(float64(wv[j])) && math.IsNaN(float64(gv[j]))) {
+				return fmt.Errorf("output %d element %d is %g, want %g", i, j, gv[j], wv[j])
+			}
+		}
+	}
+	return nil
+}
+
+// arena reuses the output tensors of a kernel from run to run, as an
+// execution context's arena does; new float32 ones are filled with NaN, so
+// that an element a kernel does not write shows.
+type arena struct {
+	bufs []*tensor.Tensor
+	next int
+}
+
+func (a *arena) alloc(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	i := a.next
+	a.next++
+	if i < len(a.bufs) {
+		if t := a.bufs[i]; t.DType == dt && slices.Equal(t.Shape, shape) {
+			return t, nil
+		}
+	}
+	t, err := tensor.Make(dt, shape)
+	if err != nil {
+		return nil, err
+	}
+	if dt == tensor.Float32 {
+		v := t.Float32s()
+		for j := range v {
+			v[j] = float32(math.NaN())
+		}
+	}
+	if i < len(a.bufs) {
+		a.bufs[i] = t
+	} else {
+		a.bufs = append(a.bufs, t)
+	}
+	return t, nil
+}
+
+// randomTensor returns a tensor of the given type and shape with
+// pseudo-random contents seeded by name: floats uniform in [-1, 1),
+// integers and booleans zero (they may be indices).
+func randomTensor(name string, dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	t, err := tensor.Make(dt, shape)
+	if err != nil {
+		return nil, err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	r := rand.New(rand.NewPCG(h.Sum64(), 0x6b696c6e))
+	switch dt {
+	case tensor.Float32:
+		v := t.Float32s()
+		for i := range v {
+			v[i] = float32(r.Float64()*2 - 1)
+		}
+	case tensor.Float64:
+		v := t.Float64s()
+		for i := range v {
+			v[i] = r.Float64()*2 - 1
+		}
+	case tensor.Float16:
+		v := t.Halfs()
+		for i := range v {
+			v[i] = tensor.Float32ToHalf(float32(r.Float64()*2 - 1))
+		}
+	case tensor.BFloat16:
+		v := t.BHalfs()
+		for i := range v {
+			v[i] = tensor.Float32ToBF16(float32(r.Float64()*2 - 1))
+		}
+	}
+	return t, nil
+}
+
+// Tactics returns the chosen tactic of each node, by node name: the form
+// engine.Options.Tactics takes.
+func Tactics(choices map[string]Choice) map[string]string {
+	out := make(map[string]string, len(choices))
+	for name, c := range choices {
+		out[name] = c.Tactic
+	}
+	return out
+}
+
+// Names returns the node names of choices, sorted.
+func Names(choices map[string]Choice) []string {
+	names := make([]string, 0, len(choices))
+	for n := range choices {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
