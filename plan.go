@@ -103,7 +103,17 @@ func fromPlan(p *plan.Plan) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := engine.New(g)
+		o := engine.Options{}
+		if len(h.Profiles) > 0 {
+			o.Profiles = h.Profiles[i : i+1]
+		}
+		if i < len(h.Tactics) && len(h.Tactics[i]) > 0 {
+			o.Tactics = map[string]string{}
+			for _, t := range h.Tactics[i] {
+				o.Tactics[t.Layer] = t.Tactic
+			}
+		}
+		e, err := engine.NewWithOptions(g, o)
 		if err != nil {
 			return nil, err
 		}
