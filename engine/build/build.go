@@ -256,7 +256,10 @@ func (o *Options) normalize() error {
 			return fmt.Errorf("%w: dimension %s: need 1 <= min <= opt <= max, got %d,%d,%d", ErrOptions, name, r[0], r[1], r[2])
 		}
 	}
-	if o.Precision != INT8 && (o.CalibData != "" || o.CalibCache != "" || o.CalibMethod != "" || o.CalibBatches != 0) {
+	if o.Precision == FP32 && (o.CalibData != "" || o.CalibBatches != 0) {
+		return fmt.Errorf("%w: calibration data is for --int8 (and the accuracy report of --fp16)", ErrOptions)
+	}
+	if o.Precision != INT8 && (o.CalibCache != "" || o.CalibMethod != "") {
 		return fmt.Errorf("%w: calibration options need --int8", ErrOptions)
 	}
 	if o.Precision == INT8 && o.CalibData == "" && o.CalibBatches == 0 && o.CalibCache == "" {

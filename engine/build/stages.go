@@ -3,18 +3,215 @@ package build
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/quant"
+	"github.com/kilnai/kiln/tensor"
 )
 
-// precision converts the optimized FP32 graph to the requested precision.
+// precision imports explicitly quantized layers (Q/DQ pairs), then
+// converts the optimized FP32 graph to the requested precision and
+// measures the result against FP32 (the accuracy report).
 func (b *builder) precision(ctx context.Context) error {
-	switch b.o.Precision {
-	case FP32:
-		return nil
-	default:
-		return fmt.Errorf("%w: %s builds are not available yet", ErrOptions, b.o.Precision)
+	if hasQDQ(b.g) {
+		rep, err := quant.ImportQDQ(b.g)
+		if err != nil {
+			return err
+		}
+		q, f := rep.Count()
+		b.logf("explicit quantization: %d Q/DQ layers as INT8, %d left in float", q, f)
+		for _, d := range rep.Layers {
+			b.logf("  %s (%s): %s, %s", d.Name, d.Op, d.Precision, d.Reason)
+		}
+		if _, err := ops.InferGraph(b.g); err != nil {
+			return err
+		}
 	}
+	if b.o.Precision == FP32 {
+		return nil
+	}
+	ref, err := cloneGraph(b.g)
+	if err != nil {
+		return err
+	}
+	refEngine, err := engine.New(ref)
+	if err != nil {
+		return err
+	}
+	inputs := modelInputs(b.g)
+	batches, err := b.batches(inputs)
+	if err != nil {
+		return err
+	}
+	switch b.o.Precision {
+	case FP16:
+		var keep []string
+		for layer, p := range b.o.LayerPrecision {
+			if p == FP32 {
+				keep = append(keep, layer)
+			}
+		}
+		sort.Strings(keep)
+		rep, err := quant.FP16Convert(b.g, quant.FP16Options{KeepFP32: keep})
+		if err != nil {
+			return err
+		}
+		b.logf("FP16: %d layers in fp16, %d in fp32, %d casts; weights %d -> %d bytes", rep.Count(quant.FP16PrecisionHalf), rep.Count(quant.FP16PrecisionSingle), rep.Casts, rep.WeightBytesBefore, rep.WeightBytesAfter)
+		for _, l := range rep.Layers {
+			if l.Precision == quant.FP16PrecisionSingle {
+				b.logf("  %s (%s) stays fp32: %s", l.Name, l.OpType, l.Reason)
+			}
+		}
+	case INT8:
+		table, err := b.calibrate(ctx, refEngine, batches)
+		if err != nil {
+			return err
+		}
+		layers := map[string]quant.Precision{}
+		for layer, p := range b.o.LayerPrecision {
+			switch p {
+			case FP32, FP16:
+				layers[layer] = quant.PrecisionFP32
+			case INT8:
+				layers[layer] = quant.PrecisionINT8
+			}
+		}
+		rep, err := quant.QuantizeINT8(b.g, table, quant.INT8Options{Layers: layers})
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(rep.String()), "\n") {
+			b.logf("%s", line)
+		}
+	}
+	if _, err := ops.InferGraph(b.g); err != nil {
+		return err
+	}
+	test, err := cloneGraph(b.g)
+	if err != nil {
+		return err
+	}
+	testEngine, err := engine.New(test)
+	if err != nil {
+		return err
+	}
+	acc, err := quant.Compare(ctx, refEngine, testEngine, batches)
+	if err != nil {
+		return fmt.Errorf("accuracy report: %w", err)
+	}
+	b.logf("accuracy of %s against fp32 on %d batches:", b.o.Precision, acc.Batches)
+	for _, line := range strings.Split(strings.TrimSpace(acc.String()), "\n") {
+		b.logf("  %s", line)
+	}
+	js, err := acc.JSON()
+	if err != nil {
+		return err
+	}
+	b.res.Header.Accuracy = js
+	return nil
+}
+
+func hasQDQ(g *ir.Graph) bool {
+	for _, n := range g.Nodes {
+		if n.Domain == "" && n.OpType == "DequantizeLinear" {
+			return true
+		}
+	}
+	return false
+}
+
+func modelInputs(g *ir.Graph) []*ir.Value {
+	var in []*ir.Value
+	for _, v := range g.Inputs {
+		if v.Const == nil {
+			in = append(in, v)
+		}
+	}
+	return in
+}
+
+// batches returns the calibration (and accuracy) batches: the sets of
+// CalibData, or CalibBatches random batches (at least 2) at the first
+// profile's opt shapes.
+func (b *builder) batches(inputs []*ir.Value) ([]map[string]*tensor.Tensor, error) {
+	if b.o.CalibData != "" {
+		bs, err := quant.LoadBatches(b.o.CalibData, inputs)
+		if err != nil {
+			return nil, err
+		}
+		b.logf("calibration data: %d batches from %s", len(bs), b.o.CalibData)
+		return bs, nil
+	}
+	n := b.o.CalibBatches
+	if n < 2 {
+		n = 2
+	}
+	var shapes map[string][]int
+	if ps := b.res.Header.Profiles; len(ps) > 0 {
+		shapes = ps[0].Shapes(1)
+	}
+	bs, err := quant.RandomBatches(inputs, shapes, n, 1)
+	if err != nil {
+		return nil, err
+	}
+	b.logf("generated %d random batches (random data exercises every layer, but calibrate on real samples with --calib-data where you can)", n)
+	return bs, nil
+}
+
+// calibrate reads the calibration cache when there is one and no data, or
+// calibrates (and writes the cache when one is named).
+func (b *builder) calibrate(ctx context.Context, ref *engine.Engine, batches []map[string]*tensor.Tensor) (*quant.Table, error) {
+	if b.o.CalibCache != "" && b.o.CalibData == "" && b.o.CalibBatches == 0 {
+		t, err := quant.ReadTable(b.o.CalibCache)
+		if err != nil {
+			return nil, err
+		}
+		b.logf("calibration: %d ranges read from %s (%s)", len(t.Entries), b.o.CalibCache, t.Method)
+		return t, nil
+	}
+	method := quant.Entropy
+	if b.o.CalibMethod != "" {
+		m, err := quant.ParseMethod(b.o.CalibMethod)
+		if err != nil {
+			return nil, err
+		}
+		method = m
+	}
+	t, err := quant.Calibrate(ctx, ref, batches, method, quant.CalibOptions{Progress: func(done, total int) {
+		if b.o.Progress != nil {
+			b.o.Progress(fmt.Sprintf("calibration: run %d of %d", done, total))
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	b.logf("calibration (%s): %d ranges from %d batches", method, len(t.Entries), len(batches))
+	if b.o.CalibCache != "" {
+		if err := quant.WriteTable(b.o.CalibCache, t); err != nil {
+			return nil, err
+		}
+		b.logf("calibration cache written to %s", b.o.CalibCache)
+	}
+	return t, nil
+}
+
+// cloneGraph returns a deep copy of g (through kiln's ONNX writer and
+// reader), for engines that must not share g's values.
+func cloneGraph(g *ir.Graph) (*ir.Graph, error) {
+	mp, err := onnx.FromGraph(g, "kiln")
+	if err != nil {
+		return nil, err
+	}
+	dec, err := onnx.DecodeModel(mp.Marshal())
+	if err != nil {
+		return nil, err
+	}
+	return onnx.ToGraph(dec, nil)
 }
 
 // tactics times each layer's implementations at every profile's opt shape.
