@@ -3,6 +3,7 @@ package ops_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -344,5 +345,60 @@ func TestFloat16AdapterTactics(t *testing.T) {
 	out := run(t, k, types, in)
 	if out[0].DType != tensor.Float16 || out[0].Float(1) != 3 {
 		t.Fatalf("got %v, want float16 [2 3]", out[0])
+	}
+}
+
+// sweepOp is a test kernel whose output holds float32 bit patterns spread
+// over all 2^32 (every stride-th one, plus the edge cases): wrapped in the
+// adapter, it checks the adapter's float16 rounding against
+// tensor.Float32ToHalf.
+type sweepOp struct{ stride uint64 }
+
+var sweepEdges = []uint32{
+	0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffffffff,
+	0x477fe000, 0x477fefff, 0x477ff000, 0x477fffff, 0x47800000, // around 65504..65536
+	0x38800000, 0x387fffff, 0x33800000, 0x33000000, 0x33000001, 0x32ffffff, 0x00000001, // subnormal edges
+	0x3f801000, 0x3f803000, 0x3f801001, 0x3f802fff, // ties to even
+}
+
+func (k *sweepOp) values() []float32 {
+	var v []float32
+	for _, u := range sweepEdges {
+		v = append(v, math.Float32frombits(u))
+	}
+	for u := uint64(0); u < 1<<32; u += k.stride {
+		v = append(v, math.Float32frombits(uint32(u)))
+	}
+	return v
+}
+
+func (k *sweepOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	return []ir.Type{{DType: in[0].Type.DType, Shape: ir.Shape{ir.U()}}}, nil
+}
+
+func (k *sweepOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	v := k.values()
+	return []*tensor.Tensor{tensor.FromFloat32(v, len(v))}, nil
+}
+
+func init() {
+	ops.Register(ops.Def{Domain: "kiln.fp16test", Type: "Sweep", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
+		return &sweepOp{stride: 4093}, nil
+	}})
+}
+
+// TestFloat16AdapterRounding checks the adapter's float32 to float16
+// conversion bit for bit against tensor.Float32ToHalf.
+func TestFloat16AdapterRounding(t *testing.T) {
+	k, types, in := prepare(t, "kiln.fp16test", "Sweep", nil, 1, []arg{x(toHalf(tensor.FromFloat32([]float32{1}, 1)))})
+	out := run(t, k, types, in)[0]
+	vals := (&sweepOp{stride: 4093}).values()
+	if out.DType != tensor.Float16 || out.Len() != len(vals) {
+		t.Fatalf("got %v%v, want float16[%d]", out.DType, out.Shape, len(vals))
+	}
+	for i, f := range vals {
+		if got, want := out.Halfs()[i], tensor.Float32ToHalf(f); got != want {
+			t.Fatalf("%#08x (%g) -> %#04x, want %#04x", math.Float32bits(f), f, got, want)
+		}
 	}
 }
