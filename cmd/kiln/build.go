@@ -137,7 +137,7 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 
 func (b *buildFlags) options() (build.Options, error) {
 	o := build.Options{
-		Device: b.device, OptLevel: b.optLevel, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
+		Device: b.device, OptLevel: b.optLevel, NoOptimization: b.optLevel == 0, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
 		CalibData: b.calibData, CalibBatches: b.calibRandom, CalibMethod: b.calibMethod, CalibCache: b.calibCache,
 		LayerPrecision: b.layers, TimingCache: b.timingCache, NoTiming: b.noTiming,
 	}
@@ -150,7 +150,7 @@ func (b *buildFlags) options() (build.Options, error) {
 	if b.int8 {
 		o.Precision = build.INT8
 	}
-	if b.optLevel < 0 {
+	if b.optLevel < 0 || b.optLevel > 5 {
 		return o, errors.New("--opt-level must be 0..5")
 	}
 	if len(b.profiles.ps) > 0 && len(b.profiles.ps[len(b.profiles.ps)-1].Inputs) == 0 {

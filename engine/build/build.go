@@ -39,9 +39,10 @@ type Options struct {
 	Device string
 	// Precision is FP32 (default), FP16 or INT8.
 	Precision string
-	// OptLevel is the optimizer level 0..5 (see optimize.Passes); -1 means
-	// the default, 2.
-	OptLevel int
+	// OptLevel is the optimizer level 1..5 (see optimize.Passes); 0 means
+	// the default, 2. NoOptimization runs no pass (kiln build --opt-level 0).
+	OptLevel       int
+	NoOptimization bool
 	// Profiles are the optimization profiles. Empty: one profile derived
 	// from the model, MaxBatch and Dims (printed in the log).
 	Profiles []engine.Profile
@@ -239,10 +240,13 @@ func (o *Options) normalize() error {
 	default:
 		return fmt.Errorf("%w: precision %q (want fp32, fp16 or int8)", ErrOptions, o.Precision)
 	}
-	if o.OptLevel < 0 {
+	if o.OptLevel == 0 {
 		o.OptLevel = 2
 	}
-	if o.OptLevel > 5 {
+	if o.NoOptimization {
+		o.OptLevel = 0
+	}
+	if o.OptLevel < 0 || o.OptLevel > 5 {
 		return fmt.Errorf("%w: optimization level %d (want 0..5)", ErrOptions, o.OptLevel)
 	}
 	if o.MaxBatch == 0 {

@@ -113,3 +113,40 @@ func TestMentionedNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestTimingCache builds twice with one timing cache: the second build
+// measures nothing and picks the same tactics.
+func TestTimingCache(t *testing.T) {
+	model := exampleModel(t)
+	cache := filepath.Join(t.TempDir(), "timing.json")
+	var first []plan.Tactic
+	for round := 0; round < 2; round++ {
+		res, err := Build(context.Background(), model, Options{TimingCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Close()
+		h := res.Header
+		if len(h.Tactics) != 1 || len(h.Tactics[0]) == 0 {
+			t.Fatalf("round %d: no tactics chosen: %+v", round, h.Tactics)
+		}
+		for i, tc := range h.Tactics[0] {
+			if round == 0 {
+				continue
+			}
+			if !tc.Cached {
+				t.Errorf("second build measured %s again", tc.Layer)
+			}
+			if tc.Tactic != first[i].Tactic || tc.Layer != first[i].Layer {
+				t.Errorf("second build chose %s for %s, first %s for %s", tc.Tactic, tc.Layer, first[i].Tactic, first[i].Layer)
+			}
+		}
+		first = h.Tactics[0]
+	}
+	if err := os.WriteFile(cache, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(context.Background(), model, Options{TimingCache: cache}); err == nil || !strings.Contains(err.Error(), "timing cache") {
+		t.Errorf("corrupt timing cache: %v", err)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
@@ -214,8 +216,83 @@ func cloneGraph(g *ir.Graph) (*ir.Graph, error) {
 	return onnx.ToGraph(dec, nil)
 }
 
-// tactics times each layer's implementations at every profile's opt shape.
-func (b *builder) tactics(ctx context.Context) error { return nil }
+// tactics times each layer's implementations at every profile's opt shape
+// (or the model's static shapes), through the timing cache.
+func (b *builder) tactics(ctx context.Context) error {
+	h := &b.res.Header
+	if b.o.NoTiming {
+		b.logf("tactics: not timed (default implementations)")
+		return nil
+	}
+	var cache *tactic.Cache
+	if b.o.TimingCache != "" {
+		c, err := tactic.Open(b.o.TimingCache)
+		if err != nil {
+			return err
+		}
+		cache = c
+	}
+	profiles := h.Profiles
+	if len(profiles) == 0 {
+		profiles = []engine.Profile{{Name: "static shapes"}}
+	}
+	h.Tactics = nil
+	for _, p := range profiles {
+		g, err := cloneGraph(b.g)
+		if err != nil {
+			return err
+		}
+		opt := p.Shapes(1)
+		for _, v := range g.Inputs {
+			s, ok := opt[v.Name]
+			if !ok {
+				continue
+			}
+			shape := make(ir.Shape, len(s))
+			for i, d := range s {
+				shape[i] = ir.D(int64(d))
+			}
+			v.Type.Shape = shape
+		}
+		choices, err := tactic.Select(ctx, g, b.fp, cache, tactic.Options{Progress: func(pr tactic.Progress) {
+			if b.o.Progress != nil {
+				b.o.Progress("tactics " + pr.String())
+			}
+		}})
+		if err != nil {
+			return err
+		}
+		var set []plan.Tactic
+		measured, cached := 0, 0
+		won := map[string]int{}
+		for _, n := range b.g.Nodes {
+			c, ok := choices[n.Name]
+			if !ok {
+				continue
+			}
+			set = append(set, plan.Tactic{Layer: n.Name, Tactic: c.Tactic, Time: c.Time, Cached: c.Cached})
+			if c.Cached {
+				cached++
+			} else {
+				measured++
+			}
+			won[n.OpType+" "+c.Tactic]++
+		}
+		h.Tactics = append(h.Tactics, set)
+		var parts []string
+		for k, n := range won {
+			parts = append(parts, fmt.Sprintf("%s x%d", k, n))
+		}
+		sort.Strings(parts)
+		b.logf("tactics (profile %s, at its opt shapes): %d layers timed, %d from the timing cache; chosen: %s", p.Name, measured, cached, strings.Join(parts, ", "))
+	}
+	if cache != nil {
+		if err := cache.Save(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // memory plans the activation arena at every profile's max shape, with an
 // engine prepared as the runtime will prepare it, and records the largest.
