@@ -46,72 +46,78 @@ func TestPackedGemm(t *testing.T) {
 
 // TestSgemmBlocked runs every candidate blocking (and a tiny one that
 // crosses every block boundary) on odd shapes, transposes and betas,
-// against the reference.
+// against the reference, with each kernel of this CPU.
 func TestSgemmBlocked(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(31, 32))
-		blockings := append(Blockings(), Blocking{MC: 5, KC: 7, NC: 33})
-		shapes := [][3]int{{2, 3, 4}, {13, 29, 7}, {17, 65, 19}, {45, 97, 70}, {129, 130, 65}, {200, 37, 800}, {1, 30, 9}, {6, 0, 3}}
-		for _, bl := range blockings {
-			for si, s := range shapes {
-				for tr := 0; tr < 4; tr++ {
-					tA, tB := tr&1 != 0, tr&2 != 0
-					m, n, k := s[0], s[1], s[2]
-					beta := float32(0)
-					if (si+tr)%2 == 1 {
-						beta = 0.5
-					}
-					lda, ldb, ldc := k+1, n+2, n+3
-					if tA {
-						lda = m + 1
-					}
-					if tB {
-						ldb = k + 2
-					}
-					a := randSlice(r, (max(m, k)+1)*lda)
-					b := randSlice(r, (max(n, k)+1)*ldb)
-					c := randSlice(r, max(m*ldc, 1))
-					if beta == 0 {
-						for i := range c {
-							c[i] = float32(math.NaN())
-						}
-					}
-					want, scale := refGemm(tA, tB, m, n, k, 1.5, a, lda, b, ldb, beta, c, ldc)
+	saved := active
+	defer func() { active = saved }()
+	r := rand.New(rand.NewPCG(31, 32))
+	blockings := append(Blockings(), Blocking{MC: 5, KC: 7, NC: 33})
+	shapes := [][3]int{{2, 3, 4}, {13, 29, 7}, {17, 65, 19}, {45, 97, 70}, {129, 130, 65}, {200, 37, 800}, {1, 30, 9}, {6, 0, 3}}
+	for si, s := range shapes {
+		for tr := 0; tr < 4; tr++ {
+			tA, tB := tr&1 != 0, tr&2 != 0
+			m, n, k := s[0], s[1], s[2]
+			beta := float32(0)
+			if (si+tr)%2 == 1 {
+				beta = 0.5
+			}
+			lda, ldb, ldc := k+1, n+2, n+3
+			if tA {
+				lda = m + 1
+			}
+			if tB {
+				ldb = k + 2
+			}
+			a := randSlice(r, (max(m, k)+1)*lda)
+			b := randSlice(r, (max(n, k)+1)*ldb)
+			c0 := randSlice(r, max(m*ldc, 1))
+			if beta == 0 {
+				for i := range c0 {
+					c0[i] = float32(math.NaN())
+				}
+			}
+			want, scale := refGemm(tA, tB, m, n, k, 1.5, a, lda, b, ldb, beta, c0, ldc)
+			for _, kern := range kernels() {
+				active = kern
+				for _, bl := range blockings {
+					c := append([]float32(nil), c0...)
 					SgemmBlocked(bl, tA, tB, m, n, k, 1.5, a, lda, b, ldb, beta, c, ldc)
 					for i := 0; i < m; i++ {
 						for j := 0; j < n; j++ {
 							got := float64(c[i*ldc+j])
 							if math.IsNaN(got) || math.Abs(got-want[i*n+j]) > 1e-4*scale[i*n+j]+1e-30 {
-								t.Fatalf("%v tA=%v tB=%v %dx%dx%d: C[%d][%d] = %g, want %g", bl, tA, tB, m, n, k, i, j, got, want[i*n+j])
+								t.Fatalf("%s %v tA=%v tB=%v %dx%dx%d: C[%d][%d] = %g, want %g", kern.name, bl, tA, tB, m, n, k, i, j, got, want[i*n+j])
 							}
 						}
 					}
 				}
 			}
-			// Batched, B shared and not.
-			m, n, k, batch := 20, 30, 40, 3
-			for _, sb := range []int{0, k*n + 1} {
-				sa, sc := m*k+3, m*n+2
-				a := randSlice(r, batch*sa)
-				b := randSlice(r, max(batch*sb, k*n))
-				c := randSlice(r, batch*sc)
-				want := make([][]float64, batch)
-				scale := make([][]float64, batch)
-				for i := range batch {
-					want[i], scale[i] = refGemm(false, false, m, n, k, 1, a[i*sa:], k, b[i*sb:], n, 0, c[i*sc:], n)
-				}
-				SgemmStridedBatchedBlocked(bl, false, false, m, n, k, 1, a, k, sa, b, n, sb, 0, c, n, sc, batch)
-				for i := range batch {
-					for e := range want[i] {
-						got := float64(c[i*sc+e])
-						if math.Abs(got-want[i][e]) > 1e-4*scale[i][e]+1e-30 {
-							t.Fatalf("%v batch %d elem %d: got %g want %g", bl, i, e, got, want[i][e])
-						}
+		}
+	}
+	// Batched, B shared and not.
+	m, n, k, batch := 20, 30, 40, 3
+	for _, sb := range []int{0, k*n + 1} {
+		sa, sc := m*k+3, m*n+2
+		a := randSlice(r, batch*sa)
+		b := randSlice(r, max(batch*sb, k*n))
+		c := randSlice(r, batch*sc)
+		want := make([][]float64, batch)
+		scale := make([][]float64, batch)
+		for i := range batch {
+			want[i], scale[i] = refGemm(false, false, m, n, k, 1, a[i*sa:], k, b[i*sb:], n, 0, c[i*sc:], n)
+		}
+		for _, bl := range blockings {
+			SgemmStridedBatchedBlocked(bl, false, false, m, n, k, 1, a, k, sa, b, n, sb, 0, c, n, sc, batch)
+			for i := range batch {
+				for e := range want[i] {
+					got := float64(c[i*sc+e])
+					if math.Abs(got-want[i][e]) > 1e-4*scale[i][e]+1e-30 {
+						t.Fatalf("%v batch %d elem %d: got %g want %g", bl, i, e, got, want[i][e])
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 func TestSgemmBlockedPanics(t *testing.T) {

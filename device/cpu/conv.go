@@ -148,6 +148,12 @@ var im2colPool floatPool
 // output positions, Y[mg x tile] = W[mg x K] * col[K x tile] with
 // K = cg*KH*KW; col is x itself for pointwise convolutions.
 func convGemm(p Conv2DParams, x, w, bias, y []float32) {
+	convGemmBlocked(p, Blocking{}, x, w, bias, y)
+}
+
+// convGemmBlocked is convGemm with the GEMM cache blocking bl (the zero
+// Blocking is the default one).
+func convGemmBlocked(p Conv2DParams, bl Blocking, x, w, bias, y []float32) {
 	oh, ow := p.OutH(), p.OutW()
 	ohw := oh * ow
 	cg, mg := p.C/p.Group, p.M/p.Group
@@ -191,11 +197,11 @@ func convGemm(p Conv2DParams, x, w, bias, y []float32) {
 		yg := y[(n*p.M+g*mg)*ohw+j0:]
 		if pointwise {
 			xg := x[(n*p.C+g*cg)*hw+j0:]
-			sgemm(false, false, mg, j1-j0, kk, 1, wg, kk, xg, hw, 0, yg, ohw, gemmThreads)
+			sgemmBlocked(bl, false, false, mg, j1-j0, kk, 1, wg, kk, xg, hw, 0, yg, ohw, gemmThreads)
 		} else {
 			c := col[:kk*(j1-j0)]
 			im2col(p, x[(n*p.C+g*cg)*hw:], c, j0, j1)
-			sgemm(false, false, mg, j1-j0, kk, 1, wg, kk, c, j1-j0, 0, yg, ohw, gemmThreads)
+			sgemmBlocked(bl, false, false, mg, j1-j0, kk, 1, wg, kk, c, j1-j0, 0, yg, ohw, gemmThreads)
 		}
 		var bg []float32
 		if bias != nil {

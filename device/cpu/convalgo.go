@@ -102,6 +102,16 @@ func Conv2DWith(a ConvAlgo, p Conv2DParams, x, w, bias, y []float32) {
 	}
 }
 
+// Conv2DBlocked is Conv2D computed with ConvIm2col and the GEMM cache
+// blocking bl. It panics as Conv2D does, and if bl is not valid.
+func Conv2DBlocked(bl Blocking, p Conv2DParams, x, w, bias, y []float32) {
+	checkConv(p, x, w, bias, y)
+	if err := bl.Validate(); err != nil {
+		panic(err)
+	}
+	convGemmBlocked(p, bl, x, w, bias, y)
+}
+
 // checkConv panics unless p is valid and the slices are long enough.
 func checkConv(p Conv2DParams, x, w, bias, y []float32) {
 	checkConvIO(p, x, bias, y)

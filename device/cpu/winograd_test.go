@@ -125,38 +125,47 @@ func TestWinogradFilterErrors(t *testing.T) {
 	Conv2DWinograd(other, make([]float32, 4*64), f, nil, make([]float32, 8*64))
 }
 
-// TestConv2DWith runs every applicable algorithm on every test convolution
-// against the reference, with each kernel of this CPU.
+// TestConv2DWith runs every applicable algorithm, and im2col with every
+// candidate GEMM blocking, on every test convolution against the reference,
+// with each kernel of this CPU.
 func TestConv2DWith(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(23, 24))
-		cases := append(convCases(), winogradCases()...)
-		seen := map[ConvAlgo]int{}
-		for i, p := range cases {
-			algos := ConvAlgos(p)
-			if len(algos) == 0 || algos[0] != ConvAlgoFor(p) {
-				t.Fatalf("case %d %+v: ConvAlgos = %v, want %q first", i, p, algos, ConvAlgoFor(p))
-			}
-			x := randSlice(r, p.N*p.C*p.H*p.W)
-			w := randSlice(r, p.M*p.C/p.Group*p.KH*p.KW)
-			var bias []float32
-			if i%3 != 0 {
-				bias = randSlice(r, p.M)
-			}
-			want, scale := refConv2D(p, x, w, bias)
+	saved := active
+	defer func() { active = saved }()
+	r := rand.New(rand.NewPCG(23, 24))
+	cases := append(convCases(), winogradCases()...)
+	seen := map[ConvAlgo]int{}
+	for i, p := range cases {
+		algos := ConvAlgos(p)
+		if len(algos) == 0 || algos[0] != ConvAlgoFor(p) {
+			t.Fatalf("case %d %+v: ConvAlgos = %v, want %q first", i, p, algos, ConvAlgoFor(p))
+		}
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		w := randSlice(r, p.M*p.C/p.Group*p.KH*p.KW)
+		var bias []float32
+		if i%3 != 0 {
+			bias = randSlice(r, p.M)
+		}
+		want, scale := refConv2D(p, x, w, bias)
+		for _, k := range kernels() {
+			active = k
 			for _, a := range algos {
 				seen[a]++
 				y := nanSlice(len(want))
 				Conv2DWith(a, p, x, w, bias, y)
-				checkConvOut(t, string(a), p, y, want, scale)
+				checkConvOut(t, k.name+" "+string(a), p, y, want, scale)
+			}
+			for _, bl := range append(Blockings()[1:], Blocking{MC: 5, KC: 7, NC: 33}) {
+				y := nanSlice(len(want))
+				Conv2DBlocked(bl, p, x, w, bias, y)
+				checkConvOut(t, k.name+" im2col "+bl.String(), p, y, want, scale)
 			}
 		}
-		for _, a := range AllConvAlgos() {
-			if seen[a] == 0 {
-				t.Errorf("no test case runs %q", a)
-			}
+	}
+	for _, a := range AllConvAlgos() {
+		if seen[a] == 0 {
+			t.Errorf("no test case runs %q", a)
 		}
-	})
+	}
 }
 
 func TestConvAlgos(t *testing.T) {
