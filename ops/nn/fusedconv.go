@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -17,12 +18,16 @@ import (
 //
 // It is ops.Tactical: 2-D convolutions can run each of the algorithms of
 // cpu.Conv2DWith that applies to them (tactic names are cpu.ConvAlgo
-// values); without a tactic cpu.Conv2D picks one by shape.
+// values), and im2col with each candidate GEMM blocking of cpu.Blockings
+// ("im2col-mc144-kc256-nc1024", see cpu.Conv2DBlocked); without a tactic
+// cpu.Conv2D picks the algorithm by shape.
 type fusedConvOp struct {
 	convOp
 	ep epilogue
 	// tactic is the algorithm SetTactic chose; "" lets cpu.Conv2D pick.
+	// blk, when not nil, is the GEMM blocking of ConvIm2col.
 	tactic cpu.ConvAlgo
+	blk    *cpu.Blocking
 	// wConst is the constant weight tensor of the node, if any: the
 	// transformed Winograd filter is cached while Run gets this tensor.
 	wConst *tensor.Tensor
@@ -89,25 +94,39 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 	if !ok {
 		return nil
 	}
-	algos := cpu.ConvAlgos(p)
-	if len(algos) < 2 {
-		return nil
+	var names []string
+	for _, a := range cpu.ConvAlgos(p) {
+		names = append(names, string(a))
 	}
-	names := make([]string, len(algos))
-	for i, a := range algos {
-		names[i] = string(a)
+	if p.C/p.Group >= 2 && p.M/p.Group >= 2 {
+		for _, b := range cpu.Blockings()[1:] {
+			names = append(names, im2colTactic(b))
+		}
+	}
+	if len(names) < 2 {
+		return nil
 	}
 	return names
 }
 
+// im2colTactic names im2col with the GEMM blocking b.
+func im2colTactic(b cpu.Blocking) string { return string(cpu.ConvIm2col) + "-" + b.String() }
+
 // SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
 // cannot compute at run time (another rank, say) still runs the default.
 func (k *fusedConvOp) SetTactic(name string) error {
-	if !slices.Contains(cpu.AllConvAlgos(), cpu.ConvAlgo(name)) {
-		return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v)", ops.ErrBadAttr, name, cpu.AllConvAlgos())
+	if slices.Contains(cpu.AllConvAlgos(), cpu.ConvAlgo(name)) {
+		k.tactic, k.blk = cpu.ConvAlgo(name), nil
+		return nil
 	}
-	k.tactic = cpu.ConvAlgo(name)
-	return nil
+	if rest, ok := strings.CutPrefix(name, string(cpu.ConvIm2col)+"-"); ok {
+		if b, err := cpu.ParseBlocking(rest); err == nil {
+			k.tactic, k.blk = cpu.ConvIm2col, &b
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, and %s-<blocking> such as %s)",
+		ops.ErrBadAttr, name, cpu.AllConvAlgos(), cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
 }
 
 // concrete returns the sizes of a shape whose dims are all known.
@@ -211,6 +230,8 @@ func (k *fusedConvOp) conv2D(p cpu.Conv2DParams, x, w *tensor.Tensor, bias, y []
 	switch {
 	case a == "" || !cpu.ConvAlgoApplies(a, p):
 		cpu.Conv2D(p, x.Float32s(), w.Float32s(), bias, y)
+	case a == cpu.ConvIm2col && k.blk != nil:
+		cpu.Conv2DBlocked(*k.blk, p, x.Float32s(), w.Float32s(), bias, y)
 	case a == cpu.ConvWinograd2 || a == cpu.ConvWinograd4:
 		if f := k.winogradFilter(a, p, w); f != nil {
 			cpu.Conv2DWinograd(p, x.Float32s(), f, bias, y)

@@ -77,6 +77,12 @@ func sameResult(t *testing.T, name string, got, want *tensor.Tensor) {
 
 func TestFusedConvTactics(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 42))
+	blocked := func(algos ...string) []string {
+		for _, b := range cpu.Blockings()[1:] {
+			algos = append(algos, im2colTactic(b))
+		}
+		return algos
+	}
 	geoms := []struct {
 		name  string
 		x, w  []int
@@ -84,17 +90,18 @@ func TestFusedConvTactics(t *testing.T) {
 		want  []string // tactics, default first
 	}{
 		{"3x3 pad1 ragged", []int{2, 4, 7, 5}, []int{6, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)},
-			[]string{"im2col", "implicit", "winograd2x2", "winograd4x4"}},
+			blocked("im2col", "implicit", "winograd2x2", "winograd4x4")},
 		{"3x3 many channels", []int{1, 32, 9, 20}, []int{16, 32, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 0, 2, 1)},
-			[]string{"implicit", "im2col", "winograd2x2", "winograd4x4"}},
+			blocked("implicit", "im2col", "winograd2x2", "winograd4x4")},
 		{"3x3 groups", []int{1, 6, 8, 8}, []int{9, 2, 3, 3}, []*ir.Attr{ir.IntAttr("group", 3), ir.IntsAttr("pads", 1, 1, 1, 1)},
-			[]string{"im2col", "implicit", "winograd2x2", "winograd4x4"}},
+			blocked("im2col", "implicit", "winograd2x2", "winograd4x4")},
 		{"depthwise stride2", []int{1, 4, 7, 7}, []int{4, 1, 3, 3}, []*ir.Attr{ir.IntAttr("group", 4), ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)},
 			[]string{"depthwise", "im2col"}},
 		{"5x5 same", []int{1, 3, 9, 6}, []int{5, 3, 5, 5}, []*ir.Attr{ir.StringAttr("auto_pad", "SAME_UPPER")},
-			[]string{"im2col", "implicit"}},
-		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, nil},
-		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, nil},
+			blocked("im2col", "implicit")},
+		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, blocked("im2col")},
+		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, blocked("im2col")},
+		{"1x1 one output channel", []int{1, 8, 4, 4}, []int{1, 8, 1, 1}, nil, nil},
 		{"1-D", []int{2, 3, 9}, []int{5, 3, 3}, nil, nil},
 	}
 	for _, g := range geoms {
@@ -202,7 +209,8 @@ func TestSetTacticErrors(t *testing.T) {
 	for _, tc := range []struct {
 		op, tactic string
 	}{
-		{"FusedConv", "gemm"}, {"FusedConv", ""}, {"FusedConv", "winograd8x8"},
+		{"FusedConv", "gemm"}, {"FusedConv", ""}, {"FusedConv", "winograd8x8"}, {"FusedConv", "im2col-"},
+		{"FusedConv", "implicit-mc1-kc1-nc1"}, {"FusedConv", "im2col-mc0-kc1-nc1"},
 		{"FusedMatMul", "im2col"}, {"FusedMatMul", "gemm-"}, {"FusedMatMul", "gemm-mc0-kc1-nc1"}, {"FusedMatMul", "gemm-mc1-kc1"},
 	} {
 		k, err := ops.Prepare(fusedNode(tc.op, 2, ActNone, nil), 13)
