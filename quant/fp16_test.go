@@ -406,3 +406,57 @@ func TestFP16Models(t *testing.T) {
 		}
 	}
 }
+
+// TestFP16Subgraph: a node with subgraphs stays float32 and the values its
+// branches capture reach them as float32.
+func TestFP16Subgraph(t *testing.T) {
+	build := func() *ir.Graph {
+		b := ir.NewBuilder("if", 13)
+		x := b.Input("x", tensor.Float32, ir.D(4))
+		cond := b.Input("cond", tensor.Bool)
+		r := b.Op("Relu", []*ir.Value{x})
+		g := b.Graph()
+		branch := func(name, op string) *ir.Graph {
+			sg := &ir.Graph{Name: name, Parent: g}
+			c := sg.Capture(r)
+			out := &ir.Value{Name: name + "_out"}
+			sg.Nodes = []*ir.Node{{Name: name + "_op", OpType: op, Inputs: []*ir.Value{c}, Outputs: []*ir.Value{out}}}
+			sg.Outputs = []*ir.Value{out}
+			return sg
+		}
+		y := b.Op("If", []*ir.Value{cond}, ir.GraphAttr("then_branch", branch("then", "Neg")), ir.GraphAttr("else_branch", branch("else", "Identity")))
+		z := b.Op("Mul", []*ir.Value{y, x})
+		b.Output(z, "z")
+		return g
+	}
+	g := build()
+	rep, err := FP16Convert(g, FP16Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prec := map[string]string{}
+	for _, l := range rep.Layers {
+		prec[l.OpType] = l.Precision
+	}
+	if prec["If"] != FP16PrecisionSingle || prec["Relu"] != FP16PrecisionHalf || prec["Mul"] != FP16PrecisionHalf {
+		t.Errorf("precisions %v", prec)
+	}
+	for _, n := range g.Nodes {
+		for _, sg := range n.Subgraphs() {
+			if c := sg.Captures[0]; c.Outer.Type.DType != tensor.Float32 {
+				t.Errorf("%s captures %v, want float32", sg.Name, c.Outer)
+			}
+		}
+	}
+	x := tensor.FromFloat32([]float32{-1, 0.5, 2, -3}, 4)
+	for _, c := range []bool{true, false} {
+		cond := tensor.New(tensor.Bool)
+		cond.Bools()[0] = c
+		in := map[string]*tensor.Tensor{"x": x, "cond": cond}
+		got := fp16Run(t, g, in, nil)["z"]
+		want := fp16Run(t, build(), in, nil)["z"]
+		if cos, maxAbs := fp16Cosine(got, want); cos < 0.999 || maxAbs > 1e-3 {
+			t.Errorf("cond %v: z = %v, want %v", c, got, want)
+		}
+	}
+}
