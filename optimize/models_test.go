@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kilnai/kiln/conformance"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
@@ -118,7 +117,7 @@ func TestModels(t *testing.T) {
 			}
 			for i, w := range want {
 				o := g.Outputs[i].Name
-				if c := conformance.Compare(got[o], w, 1e-3, 1e-4); !c.OK {
+				if c := compare(got[o], w, 1e-3, 1e-4); !c.OK {
 					t.Errorf("output %q: %s", o, c.Reason)
 				}
 			}
@@ -237,7 +236,7 @@ func TestModelsPassByPass(t *testing.T) {
 				}
 				got := runModel(t, g, dir)
 				for i, w := range want {
-					if c := conformance.Compare(got[i], w, 1e-4, 1e-5); !c.OK {
+					if c := compare(got[i], w, 1e-4, 1e-5); !c.OK {
 						t.Errorf("after %v, output %q: %s", passes, g.Outputs[i].Name, c.Reason)
 					}
 				}
@@ -471,7 +470,7 @@ func TestModelsOtherShapes(t *testing.T) {
 			}
 			got := runGraph(t, opt, in)
 			for _, v := range g.Outputs {
-				if c := conformance.Compare(got[v.Name], want[v.Name], 1e-4, 1e-5); !c.OK {
+				if c := compare(got[v.Name], want[v.Name], 1e-4, 1e-5); !c.OK {
 					t.Errorf("output %q: %s", v.Name, c.Reason)
 				}
 			}
