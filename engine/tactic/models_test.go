@@ -1,0 +1,279 @@
+package tactic_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine"
+	. "github.com/kilnai/kiln/engine/tactic"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/optimize"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// sharedModels is where CI keeps the reference models.
+const sharedModels = "../../../shared/models"
+
+// loadOptimized reads a shared model, optimizes it at level 2 and sets its
+// symbolic input dims to 1 (batch 1), as the builder does for an opt shape;
+// it skips the test when the model is absent.
+func loadOptimized(tb testing.TB, name string) (*ir.Graph, string) {
+	tb.Helper()
+	dir := filepath.Join(sharedModels, name)
+	path := filepath.Join(dir, "model.onnx")
+	if _, err := os.Stat(path); err != nil {
+		tb.Skipf("needs %s (the shared reference models): %v", path, err)
+	}
+	f, err := onnx.Load(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	g, err := onnx.ToGraph(f.Model, f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := optimize.Run(g, 2, nil); err != nil {
+		tb.Fatal(err)
+	}
+	for _, v := range g.Inputs {
+		for i, d := range v.Type.Shape {
+			if !d.Known() {
+				v.Type.Shape[i] = ir.D(1)
+			}
+		}
+	}
+	return g, dir
+}
+
+// cpuFingerprint is the fingerprint of the registered cpu device.
+func cpuFingerprint(tb testing.TB) device.Fingerprint {
+	tb.Helper()
+	d, _, err := device.Lookup("cpu")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fp, err := d.Fingerprint()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fp
+}
+
+// checkModel runs g with the tactics chosen on test_data_set_0 of dir and
+// compares the outputs with the reference ones.
+func checkModel(t *testing.T, g *ir.Graph, dir string, tactics map[string]string) {
+	t.Helper()
+	e, err := engine.NewWithOptions(g, engine.Options{Tactics: tactics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := filepath.Join(dir, "test_data_set_0")
+	in := map[string]*tensor.Tensor{}
+	for i, v := range e.Inputs() {
+		x, _, err := onnx.ReadTensorFile(filepath.Join(set, fmt.Sprintf("input_%d.pb", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in[v.Name] = x
+	}
+	got, err := e.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range g.Outputs {
+		want, _, err := onnx.ReadTensorFile(filepath.Join(set, fmt.Sprintf("output_%d.pb", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := allClose(got[v.Name], want, 1e-3, 1e-4); err != nil {
+			t.Errorf("output %q with tactics: %v", v.Name, err)
+		}
+	}
+}
+
+// allClose checks float32 tensors: |got-want| <= atol + rtol*|want|.
+func allClose(got, want *tensor.Tensor, rtol, atol float64) error {
+	if got == nil || got.DType != tensor.Float32 || want.DType != tensor.Float32 || !slices.Equal(got.Shape, want.Shape) {
+		return fmt.Errorf("got %v, want a float32 tensor of shape %v", got, want.Shape)
+	}
+	g, w := got.Float32s(), want.Float32s()
+	for i := range w {
+		if d := math.Abs(float64(g[i]) - float64(w[i])); !(d <= atol+rtol*math.Abs(float64(w[i]))) {
+			return fmt.Errorf("element %d is %g, want %g", i, g[i], w[i])
+		}
+	}
+	return nil
+}
+
+// TestSelectModel selects tactics for resnet_mini (one timed run each) and
+// checks that the model still computes its reference outputs with them.
+func TestSelectModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("times every tactic of a model")
+	}
+	g, dir := loadOptimized(t, "resnet_mini")
+	choices, err := Select(context.Background(), g, cpuFingerprint(t), nil, Options{Runs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(choices) == 0 {
+		t.Fatal("no layer of resnet_mini has tactics")
+	}
+	// Force a non-default tactic on every layer that has one, so that
+	// each runs inside the engine (with its arena) at least once.
+	forced := map[string]string{}
+	for name, c := range choices {
+		forced[name] = c.Default
+		for t := range c.Times {
+			if t != c.Default {
+				forced[name] = t
+				break
+			}
+		}
+	}
+	checkModel(t, g, dir, Tactics(choices))
+	checkModel(t, g, dir, forced)
+}
+
+// layerKind names the kind of a tactical layer for the benchmark table:
+// "conv 3x3 s1", "depthwise 3x3 s2", "conv 1x1 s1", "matmul".
+func layerKind(n *ir.Node) string {
+	if n.OpType != "FusedConv" {
+		return strings.ToLower(strings.TrimPrefix(n.OpType, "Fused"))
+	}
+	w := n.Inputs[1].Type.Shape
+	x := n.Inputs[0].Type.Shape
+	kind := "conv"
+	if g, ok := n.Attrs["group"]; ok && g.I > 1 && len(x) > 1 && x[1].Val == g.I {
+		kind = "depthwise"
+	} else if ok && g.I > 1 {
+		kind = "group conv"
+	}
+	s := int64(1)
+	if a, ok := n.Attrs["strides"]; ok && len(a.Ints) > 0 {
+		s = a.Ints[0]
+	}
+	return fmt.Sprintf("%s %dx%d s%d", kind, w[2].Val, w[3].Val, s)
+}
+
+// TestTimingCacheBench is the benchmark of bench/results/timing-cache.md:
+// Select on the CNN reference models without and with a warm cache, and
+// which tactic won per layer kind. It runs only with KILN_TACTIC_BENCH=1:
+//
+//	KILN_TACTIC_BENCH=1 go test ./engine/tactic -run TestTimingCacheBench -v -timeout 20m
+func TestTimingCacheBench(t *testing.T) {
+	if os.Getenv("KILN_TACTIC_BENCH") != "1" {
+		t.Skip("set KILN_TACTIC_BENCH=1 to run the timing cache benchmark")
+	}
+	fp := cpuFingerprint(t)
+	var report strings.Builder
+	fmt.Fprintf(&report, "device: %v\n\n", fp)
+	fmt.Fprintf(&report, "| model | tactical layers | distinct signatures | cold Select | warm Select | cold/warm | measured (cold) | measured (warm) |\n|---|---|---|---|---|---|---|---|\n")
+	type stat struct {
+		layers   int
+		wins     map[string]int
+		speedups []float64
+		def, got time.Duration
+		defaults map[string]int
+	}
+	stats := map[string]*stat{}
+	for _, name := range []string{"resnet_mini", "mobilenet_v2"} {
+		g, _ := loadOptimized(t, name)
+		path := filepath.Join(t.TempDir(), "kiln.timing")
+		cache, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		measured := 0
+		count := func(p Progress) {
+			if !p.Cached {
+				measured++
+			}
+		}
+		start := time.Now()
+		choices, err := Select(context.Background(), g, fp, cache, Options{Progress: count})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cold := time.Since(start)
+		coldMeasured := measured
+		if err := cache.Save(); err != nil {
+			t.Fatal(err)
+		}
+		warmCache, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g2, _ := loadOptimized(t, name)
+		measured = 0
+		start = time.Now()
+		again, err := Select(context.Background(), g2, fp, warmCache, Options{Progress: count})
+		if err != nil {
+			t.Fatal(err)
+		}
+		warm := time.Since(start)
+		sigs := map[string]bool{}
+		for _, n := range g.Nodes {
+			if _, ok := choices[n.Name]; ok {
+				sigs[Signature(g, n)] = true
+			}
+		}
+		fmt.Fprintf(&report, "| %s | %d | %d | %v | %v | %.0fx | %d tactic runs | %d |\n", name, len(choices), len(sigs),
+			cold.Round(time.Millisecond), warm.Round(10*time.Microsecond), float64(cold)/float64(warm), coldMeasured, measured)
+		for n, c := range again {
+			if !c.Cached || c.Tactic != choices[n].Tactic {
+				t.Errorf("%s %s: warm %+v, cold %+v", name, n, c, choices[n])
+			}
+		}
+		for _, n := range g.Nodes {
+			c, ok := choices[n.Name]
+			if !ok {
+				continue
+			}
+			k := layerKind(n)
+			s := stats[k]
+			if s == nil {
+				s = &stat{wins: map[string]int{}, defaults: map[string]int{}}
+				stats[k] = s
+			}
+			s.layers++
+			s.wins[c.Tactic]++
+			s.defaults[c.Default]++
+			s.speedups = append(s.speedups, c.Speedup())
+			s.def += c.Times[c.Default]
+			s.got += c.Time
+		}
+	}
+	fmt.Fprintf(&report, "\n| layer kind | layers | default tactic (layers) | winning tactic (layers) | speedup vs default: median | max | sum of times default -> chosen |\n|---|---|---|---|---|---|---|\n")
+	kinds := make([]string, 0, len(stats))
+	for k := range stats {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	spell := func(m map[string]int) string {
+		var parts []string
+		for k, v := range m {
+			parts = append(parts, fmt.Sprintf("%s (%d)", k, v))
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, ", ")
+	}
+	for _, k := range kinds {
+		s := stats[k]
+		slices.Sort(s.speedups)
+		fmt.Fprintf(&report, "| %s | %d | %s | %s | %.2fx | %.2fx | %v -> %v |\n", k, s.layers, spell(s.defaults), spell(s.wins),
+			s.speedups[len(s.speedups)/2], s.speedups[len(s.speedups)-1], s.def.Round(time.Microsecond), s.got.Round(time.Microsecond))
+	}
+	t.Log("\n" + report.String())
+}
