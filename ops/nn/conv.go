@@ -129,7 +129,7 @@ func convSetup(op string, win *window, group int, x, w, b *tensor.Tensor) (*conv
 	return s, out, nil
 }
 
-func (k *convOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *convOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs("Conv", in, 2); err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func (k *convOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	if err != nil {
 		return nil, err
 	}
-	y, err := makeOut(x.DType, outShape)
+	y, err := newOut(env, x.DType, outShape)
 	if err != nil {
 		return nil, err
 	}

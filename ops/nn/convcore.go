@@ -1,12 +1,25 @@
 package nn
 
 import (
+	"fmt"
 	"sync"
 	"unsafe"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
 )
+
+// newOut is makeOut through ops.NewOutput: with an engine's allocator the
+// tensor comes from its arena, not zeroed, so the kernel must write every
+// element.
+func newOut(env *ops.Env, dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	t, err := ops.NewOutput(env, dt, shape)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ops.ErrBadInput, err)
+	}
+	return t, nil
+}
 
 // scratchPool recycles the column buffers of the convolutions.
 var scratchPool sync.Pool // of *[]uint64

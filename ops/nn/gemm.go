@@ -64,7 +64,7 @@ func (k *gemmOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: in[0].Type.DType, Shape: ir.Shape{m, n}}}, nil
 }
 
-func (k *gemmOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *gemmOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs("Gemm", in, 2); err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (k *gemmOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	} else {
 		c = nil
 	}
-	y, err := makeOut(a.DType, out)
+	y, err := newOut(env, a.DType, out)
 	if err != nil {
 		return nil, err
 	}

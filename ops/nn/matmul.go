@@ -171,7 +171,7 @@ func (matMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: in[0].Type.DType, Shape: s}}, nil
 }
 
-func (matMulOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (matMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs("MatMul", in, 2); err != nil {
 		return nil, err
 	}
@@ -183,7 +183,7 @@ func (matMulOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := makeOut(a.DType, p.out)
+	y, err := newOut(env, a.DType, p.out)
 	if err != nil {
 		return nil, err
 	}

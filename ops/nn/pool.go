@@ -90,7 +90,7 @@ func (k *poolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return types, nil
 }
 
-func (k *poolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs(k.name, in, 1); err != nil {
 		return nil, err
 	}
@@ -106,14 +106,14 @@ func (k *poolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 		return nil, err
 	}
 	outShape := append([]int{x.Shape[0], x.Shape[1]}, g.out...)
-	y, err := makeOut(x.DType, outShape)
+	y, err := newOut(env, x.DType, outShape)
 	if err != nil {
 		return nil, err
 	}
 	var idx []int64
 	var it *tensor.Tensor
 	if k.indices {
-		if it, err = makeOut(tensor.Int64, outShape); err != nil {
+		if it, err = newOut(env, tensor.Int64, outShape); err != nil {
 			return nil, err
 		}
 		idx = it.Int64s()
@@ -279,6 +279,8 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 							}
 							if n > 0 {
 								yp[o] = sum / T(n)
+							} else {
+								yp[o] = 0 // the output may not be zeroed (ops.NewOutput)
 							}
 						case poolLp:
 							var sum float64
@@ -336,7 +338,7 @@ func (k *globalPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: in[0].Type.DType, Shape: out}}, nil
 }
 
-func (k *globalPoolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *globalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs(k.name, in, 1); err != nil {
 		return nil, err
 	}
@@ -353,7 +355,7 @@ func (k *globalPoolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 	if size == 0 && k.kind == poolMax {
 		return nil, badInput("%s of an empty input %v", k.name, x.Shape)
 	}
-	y, err := makeOut(x.DType, outShape)
+	y, err := newOut(env, x.DType, outShape)
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func (k *concatOp) ShapeValue(in []*ir.Value) []ir.Dim {
 	return out
 }
 
-func (k *concatOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *concatOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if len(in) == 0 {
 		return nil, badInput("Concat: no inputs")
 	}
@@ -121,7 +121,7 @@ func (k *concatOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		}
 		shape[ax] += x.Shape[ax]
 	}
-	y, err := tensor.Make(in[0].DType, shape)
+	y, err := ops.NewOutput(env, in[0].DType, shape)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func (k *splitOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return types, nil
 }
 
-func (k *splitOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *splitOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Split", x); err != nil {
 		return nil, err
@@ -298,7 +298,7 @@ func (k *splitOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	for i, sz := range sizes {
 		shape := append([]int{}, x.Shape...)
 		shape[ax] = sz
-		y, err := tensor.Make(x.DType, shape)
+		y, err := ops.NewOutput(env, x.DType, shape)
 		if err != nil {
 			return nil, err
 		}

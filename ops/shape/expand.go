@@ -27,7 +27,7 @@ func (expandOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (expandOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (expandOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Expand", x); err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func (expandOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err != nil {
 		return nil, badInput("Expand: %v", err)
 	}
-	y, err := tensor.Make(x.DType, shape)
+	y, err := ops.NewOutput(env, x.DType, shape)
 	if err != nil {
 		return nil, err
 	}

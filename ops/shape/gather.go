@@ -127,7 +127,7 @@ func indexValues(op string, t *tensor.Tensor, size int) ([]int, error) {
 	return out, nil
 }
 
-func (k *gatherOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *gatherOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x, it := arg(in, 0), arg(in, 1)
 	if err := checkData("Gather", x); err != nil {
 		return nil, err
@@ -142,7 +142,7 @@ func (k *gatherOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		return nil, err
 	}
 	shape := append(append(append([]int{}, x.Shape[:ax]...), it.Shape...), x.Shape[ax+1:]...)
-	y, err := tensor.Make(x.DType, shape)
+	y, err := ops.NewOutput(env, x.DType, shape)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func (k *constantOfShapeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (k *constantOfShapeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *constantOfShapeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	s, err := intVector("ConstantOfShape", "shape", arg(in, 0))
 	if err != nil {
 		return nil, err
@@ -46,7 +46,7 @@ func (k *constantOfShapeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 	if err != nil {
 		return nil, err
 	}
-	y, err := tensor.Make(k.value.DType, shape)
+	y, err := ops.NewOutput(env, k.value.DType, shape)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (rangeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (rangeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (rangeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := need("Range", in, 3); err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (rangeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := tensor.Make(dt, []int{n})
+	y, err := ops.NewOutput(env, dt, []int{n})
 	if err != nil {
 		return nil, err
 	}

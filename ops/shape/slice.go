@@ -205,7 +205,7 @@ func (k *sliceOp) ShapeValue(in []*ir.Value) []ir.Dim {
 	return out
 }
 
-func (k *sliceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *sliceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Slice", x); err != nil {
 		return nil, err
@@ -247,7 +247,7 @@ func (k *sliceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 		ss[i] = st[i] * s.step
 		off += s.start * st[i]
 	}
-	y, err := tensor.Make(x.DType, shape)
+	y, err := ops.NewOutput(env, x.DType, shape)
 	if err != nil {
 		return nil, err
 	}

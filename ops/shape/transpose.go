@@ -71,7 +71,7 @@ func (k *transposeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (k *transposeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *transposeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Transpose", x); err != nil {
 		return nil, err
@@ -80,7 +80,7 @@ func (k *transposeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	if err != nil {
 		return nil, err
 	}
-	y, err := transposeTensor(x, x.Shape, p)
+	y, err := transposeTensor(env, x, x.Shape, p)
 	if err != nil {
 		return nil, err
 	}
@@ -88,9 +88,9 @@ func (k *transposeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 }
 
 // transposeTensor returns x viewed with shape (same element count)
-// transposed by perm. When the permutation only moves unit axes the result
-// shares x's storage.
-func transposeTensor(x *tensor.Tensor, shape, perm []int) (*tensor.Tensor, error) {
+// transposed by perm, allocated with ops.NewOutput. When the permutation
+// only moves unit axes the result shares x's storage.
+func transposeTensor(env *ops.Env, x *tensor.Tensor, shape, perm []int) (*tensor.Tensor, error) {
 	od := make([]int, len(perm))
 	st := strides(shape)
 	ss := make([]int, len(perm))
@@ -113,7 +113,7 @@ func transposeTensor(x *tensor.Tensor, shape, perm []int) (*tensor.Tensor, error
 		}
 		return y, nil
 	}
-	y, err := tensor.Make(x.DType, od)
+	y, err := ops.NewOutput(env, x.DType, od)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (k *depthSpaceOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (k *depthSpaceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *depthSpaceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData(k.name(), x); err != nil {
 		return nil, err
@@ -207,7 +207,7 @@ func (k *depthSpaceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 		}
 		out = []int{n, c / (b * b), h * b, w * b}
 	}
-	y, err := transposeTensor(x, view, perm)
+	y, err := transposeTensor(env, x, view, perm)
 	if err != nil {
 		return nil, err
 	}
