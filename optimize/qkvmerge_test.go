@@ -1,9 +1,12 @@
 package optimize
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -100,4 +103,113 @@ func TestQKVMergeKeepsAttention(t *testing.T) {
 	}
 	runCases(t, []passCase{{name: "attention", build: selfAttention, passes: names, inits: 7,
 		want: map[string]int{"kiln::FusedMatMul": 1, "Split": 1, "Reshape": 4, "Transpose": 4, "kiln::Attention": 1, "Add": 1}}})
+}
+
+// unmergeQKV rewrites each Split(Add(MatMul(x, W), b)) of g into one
+// MatMul + Add per Split output, with W's and b's columns split the same
+// way: the separate Q, K and V projections most exporters write. It
+// returns how many it rewrote.
+func unmergeQKV(t *testing.T, g *ir.Graph) int {
+	t.Helper()
+	var drop []*ir.Node
+	var added []*ir.Node
+	for _, s := range g.Nodes {
+		if !isOp(s, "Split") || attrInt(s, "axis", 0) != -1 || len(s.Inputs) != 2 || !isConst(g, s.Inputs[1]) {
+			continue
+		}
+		add := s.Inputs[0].Producer
+		if !isOp(add, "Add") {
+			continue
+		}
+		mmOut, bias := add.Inputs[0], add.Inputs[1]
+		if isConst(g, mmOut) {
+			mmOut, bias = bias, mmOut
+		}
+		mm := mmOut.Producer
+		if !isOp(mm, "MatMul") || !isConst(g, mm.Inputs[1]) || !isConst(g, bias) || bias.Const.Rank() != 1 {
+			continue
+		}
+		w := mm.Inputs[1].Const
+		k, n := w.Shape[0], w.Shape[1]
+		off := 0
+		for i, size := range s.Inputs[1].Const.Int64s() {
+			cols := int(size)
+			wi, bi := tensor.New(tensor.Float32, k, cols), tensor.New(tensor.Float32, cols)
+			for r := 0; r < k; r++ {
+				copy(wi.Float32s()[r*cols:(r+1)*cols], w.Float32s()[r*n+off:r*n+off+cols])
+			}
+			copy(bi.Float32s(), bias.Const.Float32s()[off:off+cols])
+			off += cols
+			name := fmt.Sprintf("%s_proj%d", mm.Name, i)
+			wv := &ir.Value{Name: name + "_w", Const: wi, Type: ir.Type{DType: tensor.Float32, Shape: ir.KnownShape(k, cols)}}
+			bv := &ir.Value{Name: name + "_b", Const: bi, Type: ir.Type{DType: tensor.Float32, Shape: ir.KnownShape(cols)}}
+			g.Initializers = append(g.Initializers, wv, bv)
+			y := &ir.Value{Name: name + "_y"}
+			m := &ir.Node{Name: name, OpType: "MatMul", Inputs: []*ir.Value{mm.Inputs[0], wv}, Outputs: []*ir.Value{y}}
+			y.Producer = m
+			a := &ir.Node{Name: name + "_add", OpType: "Add", Inputs: []*ir.Value{y, bv}, Outputs: []*ir.Value{s.Outputs[i]}}
+			s.Outputs[i].Producer = a
+			added = append(added, m, a)
+		}
+		if off != n {
+			t.Fatalf("%s splits %d columns of %d", s, off, n)
+		}
+		drop = append(drop, s, add, mm)
+	}
+	rm := map[*ir.Node]bool{}
+	for _, n := range drop {
+		rm[n] = true
+	}
+	removeNodes(g, rm)
+	g.Nodes = append(g.Nodes, added...)
+	if err := g.Sort(); err != nil {
+		t.Fatal(err)
+	}
+	return len(drop) / 3
+}
+
+// TestQKVMergeBert splits bert_mini's fused Q/K/V projections into three
+// each, as most exporters write them, and checks that the level-2 passes
+// merge them back, still fuse every attention, and keep the reference
+// outputs.
+func TestQKVMergeBert(t *testing.T) {
+	g, dir := loadModel(t, "bert_mini")
+	if err := Run(g, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	split := unmergeQKV(t, g)
+	if split == 0 {
+		t.Fatal("bert_mini has no Split(Add(MatMul)) projections to split")
+	}
+	softmax := opCounts(g)["Softmax"]
+	merged := 0
+	if err := Run(g, 2, func(pass, msg string) {
+		if pass == "qkvmerge" {
+			merged++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ops := opCounts(g)
+	t.Logf("%d projections split in three, %d merged back; ops %v", split, merged, ops)
+	if merged != split {
+		t.Errorf("qkvmerge merged %d groups, want %d: %v", merged, split, ops)
+	}
+	if ops["kiln::Attention"] != softmax || ops["Softmax"] != 0 {
+		t.Errorf("%d kiln::Attention for %d Softmax: %v", ops["kiln::Attention"], softmax, ops)
+	}
+	e, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, want := loadDataSet(t, e, dir)
+	got, err := e.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		if c := compare(got[g.Outputs[i].Name], w, 1e-3, 1e-4); !c.OK {
+			t.Errorf("output %q: %s", g.Outputs[i].Name, c.Reason)
+		}
+	}
 }
