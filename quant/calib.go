@@ -308,22 +308,31 @@ func (h *histogram) percentileAmax(pct float64) float64 {
 	return h.max
 }
 
-// entropyAmax is TensorRT's entropy calibration: for every candidate
-// threshold of i bins (i = QuantLevels .. HistogramBins-1), P is the first i bins with the counts beyond them added to
-// bin i-1, Q is those i bins (without the outliers) merged into QuantLevels
-// levels and spread back evenly over the bins of each level that are not
-// empty in P; the threshold with the least KL(P||Q) wins, and amax is its
-// upper edge, i times the bin width. A candidate whose Q is zero where P is
-// not has an infinite divergence. The sums are done with prefix sums, so a
-// candidate costs O(QuantLevels).
+// entropyAmax is TensorRT's entropy calibration, as NVIDIA's reference
+// implementation (pytorch-quantization's _compute_amax_entropy) does it:
+//
+//   - the count of bin 0 is replaced by that of bin 1, so that the spike of
+//     exact zeros after a ReLU does not decide the threshold;
+//   - for every candidate of i bins, i = QuantLevels .. HistogramBins-1, P
+//     is the first i bins with the counts beyond them added to bin i-1; Q is
+//     those i bins (without the outliers) merged into QuantLevels levels,
+//     bin j into level floor(j*QuantLevels/i), each level's count spread
+//     evenly over its bins that are not empty (empty bins stay 0);
+//   - the candidate of least KL(P||Q) wins (the largest i on a tie), and
+//     amax is its upper edge, i times the bin width.
+//
+// A candidate whose Q is zero where P is not has an infinite divergence.
+// With prefix sums a candidate costs O(QuantLevels).
 func (h *histogram) entropyAmax() float64 {
 	if h.max <= 0 {
 		return h.max
 	}
 	const n = HistogramBins
+	bins := h.bins
+	bins[0] = bins[1]
 	// prefix sums over bins [0, j): counts, non-empty bins, c*log(c).
 	var cnt, nz, clogc [n + 1]float64
-	for j, c := range h.bins {
+	for j, c := range bins {
 		cnt[j+1] = cnt[j] + c
 		clogc[j+1] = clogc[j]
 		nz[j+1] = nz[j]
@@ -338,8 +347,7 @@ func (h *histogram) entropyAmax() float64 {
 	}
 	best, bestI := math.Inf(1), n
 	for i := QuantLevels; i <= n-1; i++ {
-		d := klCandidate(h.bins[:], cnt[:], nz[:], clogc[:], i, total)
-		if d < best {
+		if d := klCandidate(bins[:], cnt[:], nz[:], clogc[:], i, total); d <= best {
 			best, bestI = d, i
 		}
 	}
@@ -353,6 +361,9 @@ func (h *histogram) entropyAmax() float64 {
 //	KL = sum_j P_j log P_j - sum_levels (sum_{j in level} P_j) log Q_level.
 func klCandidate(bins, cnt, nz, clogc []float64, i int, total float64) float64 {
 	outliers := total - cnt[i]
+	if bins[i-1] == 0 && outliers > 0 {
+		return math.Inf(1) // P has the outliers in bin i-1, where Q is 0
+	}
 	last := bins[i-1] + outliers // P's last bin, unnormalized
 	// sum over j < i of p_j log p_j with p_j = c_j / S:
 	// (1/S) * sum c log c - log S, with bin i-1 replaced by last.
@@ -360,39 +371,25 @@ func klCandidate(bins, cnt, nz, clogc []float64, i int, total float64) float64 {
 	if last > 0 {
 		sumClogc += last * math.Log(last)
 	}
-	logS := math.Log(total)
-	kl := sumClogc/total - logS // sum P log P (P sums to 1)
-
-	per := i / QuantLevels // bins per level; the last level takes the rest
-	// Q's total mass: the i bins without the outliers.
-	qTotal := cnt[i]
+	kl := sumClogc/total - math.Log(total) // sum P log P (P sums to 1)
+	qTotal := cnt[i]                       // Q's total mass: the i bins without the outliers
 	if qTotal == 0 {
 		return math.Inf(1)
 	}
 	logQT := math.Log(qTotal)
 	for k := 0; k < QuantLevels; k++ {
-		lo := k * per
-		hi := lo + per
-		if k == QuantLevels-1 {
-			hi = i
+		lo := (k*i + QuantLevels - 1) / QuantLevels // ceil(k*i/QuantLevels)
+		hi := ((k+1)*i + QuantLevels - 1) / QuantLevels
+		mass := cnt[hi] - cnt[lo] // the level's count, spread over its non-empty bins
+		if mass == 0 {
+			continue // P is 0 there too (bin i-1 with outliers is non-empty)
 		}
-		mass := cnt[hi] - cnt[lo]   // Q's unnormalized mass of the level
-		nonEmpty := nz[hi] - nz[lo] // bins non-empty in the histogram
-		pMass := mass               // P's unnormalized mass over the level
-		if hi == i && bins[i-1] == 0 && last > 0 {
-			nonEmpty++ // bin i-1 is non-empty in P thanks to the outliers
-		}
+		pMass := mass
 		if hi == i {
 			pMass += outliers
 		}
-		if pMass == 0 {
-			continue
-		}
-		if mass == 0 {
-			return math.Inf(1)
-		}
-		// Q_j = mass / nonEmpty / qTotal for each non-empty bin of the level.
-		logQ := math.Log(mass) - math.Log(nonEmpty) - logQT
+		// Q_j = mass / nonEmpty / qTotal on each non-empty bin of the level.
+		logQ := math.Log(mass) - math.Log(nz[hi]-nz[lo]) - logQT
 		kl -= pMass / total * logQ
 	}
 	return kl

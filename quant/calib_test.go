@@ -21,24 +21,21 @@ func bruteKL(bins []float64, i int) float64 {
 	for _, c := range bins[i:] {
 		p[i-1] += c
 	}
+	// Q: bin j in level floor(j*QuantLevels/i), each level's count spread
+	// over its bins that are non-empty in the histogram.
 	q := make([]float64, i)
-	per := i / QuantLevels
-	for k := 0; k < QuantLevels; k++ {
-		lo, hi := k*per, (k+1)*per
-		if k == QuantLevels-1 {
-			hi = i
+	sum := make([]float64, QuantLevels)
+	nonEmpty := make([]float64, QuantLevels)
+	for j := range i {
+		k := j * QuantLevels / i
+		sum[k] += bins[j]
+		if bins[j] != 0 {
+			nonEmpty[k]++
 		}
-		sum, nonEmpty := 0.0, 0
-		for j := lo; j < hi; j++ {
-			sum += bins[j]
-			if p[j] != 0 {
-				nonEmpty++
-			}
-		}
-		for j := lo; j < hi; j++ {
-			if p[j] != 0 {
-				q[j] = sum / float64(nonEmpty)
-			}
+	}
+	for j := range i {
+		if k := j * QuantLevels / i; bins[j] != 0 {
+			q[j] = sum[k] / nonEmpty[k]
 		}
 	}
 	ps, qs := 0.0, 0.0
@@ -128,6 +125,9 @@ func TestAmaxMethods(t *testing.T) {
 		// entropy clips the far outliers of a normal distribution.
 		{"outliers", Entropy, 2, 20, true},
 		{"normal", Entropy, 2, 6, true},
+		// half the values are exact zeros: the spike in bin 0 must not pull
+		// the threshold down to the 128th bin (about 0.3 here).
+		{"relu", Entropy, 2, 6, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.kind+"/"+tc.method.String(), func(t *testing.T) {

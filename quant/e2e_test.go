@@ -1,0 +1,201 @@
+package quant
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// needINT8Ops skips the test when kiln::QConv and kiln::QMatMul are not
+// registered (ops/nn/qfused.go).
+func needINT8Ops(t testing.TB) {
+	t.Helper()
+	for _, op := range []string{"QConv", "QMatMul"} {
+		if _, ok := ops.Lookup(Domain, op); !ok {
+			t.Skipf("needs the INT8 op kiln::%s (ops/nn)", op)
+		}
+	}
+}
+
+// MinCosine is the cosine similarity every output of an INT8 engine must
+// keep against FP32 in these tests.
+const minCosine = 0.99
+
+func TestINT8SmallNet(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	ref, err := engine.New(convNet(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 3, 8, 8}}, 4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Method{Entropy, MinMax, Percentile} {
+		t.Run(m.String(), func(t *testing.T) {
+			tab, err := Calibrate(ctx, ref, batches, m, CalibOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := convNet(t)
+			rep, err := QuantizeINT8(g, tab, INT8Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q, _ := rep.Count(); q != 4 {
+				t.Fatalf("%d int8 layers, want 4:\n%v", q, rep)
+			}
+			qe, err := engine.New(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, err := Compare(ctx, ref, qe, batches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%v%v", rep, acc)
+			if c := acc.MinCosine(); c < minCosine {
+				t.Errorf("cosine %v < %v", c, minCosine)
+			}
+			if acc.Outputs[0].MaxAbs == 0 {
+				t.Error("the INT8 engine computes exactly the FP32 outputs: is it quantizing?")
+			}
+		})
+	}
+}
+
+// TestImportQDQRuns checks that the imported INT8 layers compute what the
+// explicit Q/DQ graph computes with the reference operators.
+func TestImportQDQRuns(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	ref, err := engine.New(qdqNet(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := qdqNet(t)
+	if _, err := ImportQDQ(g); err != nil {
+		t.Fatal(err)
+	}
+	qe, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 4, 6, 6}}, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := Compare(ctx, ref, qe, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%v", acc)
+	for _, o := range acc.Outputs {
+		// the same integers times the same scales: only float rounding
+		// (and an input landing exactly on -128) may differ.
+		if o.MaxRel > 1e-4 || o.Cosine < 0.99999 {
+			t.Errorf("%s: max rel %g, cosine %v: the INT8 layers do not compute the Q/DQ graph", o.Name, o.MaxRel, o.Cosine)
+		}
+	}
+}
+
+// loadOptimized reads a shared model and optimizes it at level 2.
+func loadOptimized(t testing.TB, dir string) *ir.Graph {
+	t.Helper()
+	f, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	g, err := onnx.ToGraph(f.Model, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestINT8Models quantizes the shared CNNs after calibrating on their test
+// data plus random batches, and requires every output to keep a cosine
+// similarity of at least 0.99 with FP32.
+func TestINT8Models(t *testing.T) {
+	needINT8Ops(t)
+	models := []string{"resnet_mini", "mobilenet_v2"}
+	for _, name := range models {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("..", "..", "shared", "models", name)
+			if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err != nil {
+				t.Skipf("needs %s (the shared reference models): %v", dir, err)
+			}
+			ctx := context.Background()
+			ref, err := engine.New(loadOptimized(t, dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			batches, err := LoadBatches(dir, ref.Inputs())
+			if err != nil {
+				t.Fatal(err)
+			}
+			nRandom := 3
+			if testing.Short() {
+				nRandom = 1
+			}
+			random, err := RandomBatches(ref.Inputs(), nil, nRandom, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			batches = append(batches, random...)
+			tab, err := Calibrate(ctx, ref, batches, Entropy, CalibOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// the cache round trip is exact
+			path := filepath.Join(t.TempDir(), name+".calib")
+			if err := WriteTable(path, tab); err != nil {
+				t.Fatal(err)
+			}
+			if tab, err = ReadTable(path); err != nil {
+				t.Fatal(err)
+			}
+			g := loadOptimized(t, dir)
+			rep, err := QuantizeINT8(g, tab, INT8Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, f := rep.Count()
+			if q == 0 || q < 3*f {
+				t.Errorf("%d int8 and %d fp32 layers: the rule keeps too much in FP32\n%v", q, f, rep)
+			}
+			qe, err := engine.New(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, err := Compare(ctx, ref, qe, batches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d int8 layers, %d fp32\n%v", q, f, acc)
+			for _, o := range acc.Outputs {
+				if o.Cosine < minCosine || math.IsNaN(o.Cosine) {
+					t.Errorf("%s: cosine %v < %v", o.Name, o.Cosine, minCosine)
+				}
+			}
+		})
+	}
+}
+
+var _ Runner = (*engine.Engine)(nil)
+
+var _ = tensor.Float32
