@@ -1,6 +1,7 @@
 package optimize
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
@@ -104,4 +105,59 @@ func TestReshape(t *testing.T) {
 				return b.Graph()
 			}},
 	})
+}
+
+// TestEliminationsInSubgraph runs transpose, reshape and concat on the
+// branches of an If: a Transpose pair and an Unsqueeze+Flatten chain in
+// one (which end up doing nothing at all), a Split+Concat in the other.
+func TestEliminationsInSubgraph(t *testing.T) {
+	build := func() *ir.Graph {
+		b := ir.NewBuilder("g", 17)
+		x := b.Input("x", tensor.Float32, ir.D(2), ir.D(3))
+		c := b.Input("c", tensor.Float32, ir.D(1))
+		branch := func(then bool) *ir.Graph {
+			sb := ir.NewBuilder("branch", 17)
+			sg := sb.Graph()
+			sg.Parent = b.Graph()
+			y := sb.Op("Relu", []*ir.Value{sg.Capture(x)})
+			if then {
+				y = sb.Op("Transpose", []*ir.Value{y}, ir.IntsAttr("perm", 1, 0))
+				y = sb.Op("Transpose", []*ir.Value{y}, ir.IntsAttr("perm", 1, 0))
+				y = sb.Op("Unsqueeze", []*ir.Value{y, ints(sb, 0)})
+				y = sb.Op("Flatten", []*ir.Value{y}, ir.IntAttr("axis", 2))
+			} else {
+				y = sb.Op("Concat", sb.OpN("Split", 2, []*ir.Value{y}, ir.IntAttr("axis", 1), ir.IntAttr("num_outputs", 2)), ir.IntAttr("axis", 1))
+				y = sb.Op("Unsqueeze", []*ir.Value{y, ints(sb, 0)})
+			}
+			sb.Output(y, "")
+			return sg
+		}
+		cond := b.Op("Squeeze", []*ir.Value{b.Op("Greater", []*ir.Value{c, b.Const("zero", tensor.FromFloat32([]float32{0}, 1))})})
+		b.Output(b.Op("If", []*ir.Value{cond}, ir.GraphAttr("then_branch", branch(true)), ir.GraphAttr("else_branch", branch(false))), "y")
+		return b.Graph()
+	}
+	ref, g := build(), build()
+	var logs []string
+	if err := RunPasses(g, lookupAll(t, []string{"transpose", "reshape", "concat", "dce"}), func(pass, msg string) {
+		logs = append(logs, pass+": "+msg)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]int{}
+	for _, n := range g.Nodes {
+		for _, sg := range n.Subgraphs() {
+			for k, v := range opCounts(sg) {
+				ops[k] += v
+			}
+		}
+	}
+	if want := map[string]int{"Relu": 2, "Unsqueeze": 1}; fmt.Sprint(ops) != fmt.Sprint(want) {
+		t.Errorf("ops in the branches: %v, want %v (log %q)", ops, want, logs)
+	}
+	for _, cv := range []float32{1, -1} {
+		in := map[string]*tensor.Tensor{"x": tensor.FromFloat32([]float32{-1, 2, -3, 4, 5, -6}, 2, 3), "c": tensor.FromFloat32([]float32{cv}, 1)}
+		if c := compare(runGraph(t, g, in)["y"], runGraph(t, ref, in)["y"], 0, 0); !c.OK {
+			t.Errorf("c=%v: %s", cv, c.Reason)
+		}
+	}
 }
