@@ -13,6 +13,7 @@
 // Kernels get their output memory from the arena through ops.NewOutput;
 // outputs returned to callers never point into it.
 //
-// Engine.Run takes a Context from an internal pool, so that it stays safe
-// for concurrent use.
+// Engine.Run takes a Context from those it keeps idle (at most GOMAXPROCS,
+// so that their arenas are not allocated again on every call), or makes a
+// new one, so that it stays safe for concurrent use.
 package engine

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -27,8 +26,8 @@ type Engine struct {
 	graph    *ir.Graph
 	plans    map[*ir.Graph]*plan
 	profiles []Profile
-	mem      *memPlan  // nil: no arena
-	pool     sync.Pool // of *Context, for Run and RunObserved
+	mem      *memPlan      // nil: no arena
+	idle     chan *Context // contexts Run and RunObserved reuse
 }
 
 // plan is a graph ready to execute: kernels in topological order and, for
@@ -143,8 +142,8 @@ func (f *frame) lookup(v *ir.Value) (*tensor.Tensor, bool) {
 // Inputs with a default value may be left out. Run checks types and shapes
 // (including that a symbolic dimension has one size across all inputs, and
 // that the inputs fit one of the engine's profiles) and stops early when
-// ctx is done. Run is safe for concurrent use: each call takes an execution
-// context from a pool.
+// ctx is done. Run is safe for concurrent use: each call runs on an idle
+// execution context of the engine, or a new one.
 func (e *Engine) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	return e.RunObserved(ctx, inputs, nil)
 }
@@ -158,8 +157,18 @@ type Observer func(v *ir.Value, t *tensor.Tensor)
 // top-level graph to observe (when not nil): calibration collects activation
 // ranges with it and the accuracy report compares layers.
 func (e *Engine) RunObserved(ctx context.Context, inputs map[string]*tensor.Tensor, observe Observer) (map[string]*tensor.Tensor, error) {
-	c := e.pool.Get().(*Context)
-	defer e.pool.Put(c)
+	var c *Context
+	select {
+	case c = <-e.idle:
+	default:
+		c = e.NewContext()
+	}
+	defer func() {
+		select {
+		case e.idle <- c:
+		default: // enough idle contexts (and arenas) kept already
+		}
+	}()
 	return c.RunObserved(ctx, inputs, observe)
 }
 

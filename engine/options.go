@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 
 	"github.com/kilnai/kiln/ir"
@@ -70,7 +71,7 @@ func NewWithOptions(g *ir.Graph, o Options) (*Engine, error) {
 		}
 		e.mem = m
 	}
-	e.pool.New = func() any { return e.NewContext() }
+	e.idle = make(chan *Context, runtime.GOMAXPROCS(0))
 	return e, nil
 }
 
