@@ -54,8 +54,8 @@ func parseDims(s string) ([]int, error) {
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	data := fs.String("data", "", "test-data folder with input_N.pb (and output_N.pb to compare)")
-	rtol := fs.Float64("rtol", 1e-3, "relative tolerance for comparing outputs")
-	atol := fs.Float64("atol", 1e-4, "absolute tolerance for comparing outputs")
+	rtol := fs.Float64("rtol", 1e-3, "relative tolerance for comparing outputs (default per precision: fp32 1e-3, fp16 1e-2, int8 5e-2)")
+	atol := fs.Float64("atol", 1e-4, "absolute tolerance for comparing outputs (default per precision: fp32 1e-4, fp16 1e-2, int8 1e-1)")
 	iters := fs.Int("iterations", 1, "number of timed runs (latency statistics when > 1)")
 	warmup := fs.Int("warmup", 1, "untimed runs before the timed ones (when iterations > 1)")
 	seed := fs.Uint64("seed", 1, "seed for random inputs")
@@ -96,6 +96,18 @@ func runCmd(args []string) int {
 		how = fmt.Sprintf("built (%s, %s, %d -> %d nodes)", h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
 	}
 	fmt.Printf("%s %s in %.1f ms\n", how, path, float64(time.Since(start).Microseconds())/1e3)
+	if h := m.Plan(); h != nil {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if tol, ok := precisionTolerance[h.Precision]; ok {
+			if !set["rtol"] {
+				*rtol = tol[0]
+			}
+			if !set["atol"] {
+				*atol = tol[1]
+			}
+		}
+	}
 
 	var inputs map[string]*tensor.Tensor
 	var want []*tensor.Tensor
@@ -188,6 +200,15 @@ func runCmd(args []string) int {
 		}
 	}
 	return code
+}
+
+// precisionTolerance holds the default comparison tolerances (rtol, atol)
+// of each plan precision: reduced precision is compared with the FP32
+// reference outputs of --data within these fixed bounds.
+var precisionTolerance = map[string][2]float64{
+	"fp32": {1e-3, 1e-4},
+	"fp16": {1e-2, 1e-2},
+	"int8": {5e-2, 1e-1},
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

@@ -2,6 +2,7 @@ package build_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/conformance"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/quant"
 )
 
 const sharedModels = "../../../shared/models"
@@ -104,6 +106,50 @@ func checkFusions(t *testing.T, name string, m *kiln.Model) {
 			if ops[op] > 0 {
 				t.Errorf("%d %s layers left: %v", ops[op], op, ops)
 			}
+		}
+	}
+}
+
+// TestReducedPrecisionPlans builds FP16 and INT8 plans of every shared
+// model, calibrated on its test data, and checks the accuracy report the
+// build records: FP16 cosine >= 0.999 on every model, INT8 >= 0.99 on the
+// CNNs the issue names.
+func TestReducedPrecisionPlans(t *testing.T) {
+	if _, err := os.Stat(sharedModels); err != nil {
+		t.Skipf("needs the shared models in %s: %v", sharedModels, err)
+	}
+	int8Floor := map[string]float64{"resnet_mini": 0.99, "mobilenet_v2": 0.99}
+	for _, name := range []string{"resnet_mini", "mobilenet_v2", "squeezenet1_1", "bert_mini", "yolo_tiny"} {
+		for _, prec := range []string{build.FP16, build.INT8} {
+			t.Run(name+"/"+prec, func(t *testing.T) {
+				dir := filepath.Join(sharedModels, name)
+				res, err := build.Build(context.Background(), filepath.Join(dir, "model.onnx"), build.Options{Precision: prec, CalibData: dir, NoTiming: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Close()
+				var acc quant.AccuracyReport
+				if err := json.Unmarshal(res.Header.Accuracy, &acc); err != nil || len(acc.Outputs) == 0 {
+					t.Fatalf("no accuracy report in the plan: %v", err)
+				}
+				t.Logf("%s %s:\n%s", name, prec, acc.String())
+				floor := 0.999
+				if prec == build.INT8 {
+					floor = int8Floor[name]
+				}
+				if c := acc.MinCosine(); c < floor {
+					t.Errorf("%s %s: cosine similarity %.6f < %.3f", name, prec, c, floor)
+				}
+				quantized := 0
+				for _, l := range res.Header.Layers {
+					if l.Precision == prec {
+						quantized++
+					}
+				}
+				if quantized == 0 {
+					t.Errorf("no layer runs in %s", prec)
+				}
+			})
 		}
 	}
 }
