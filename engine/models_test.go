@@ -87,42 +87,67 @@ func TestModelsArenaMatchesNoArena(t *testing.T) {
 	}
 	for _, name := range sharedModels(t) {
 		for _, level := range levels {
-			t.Run(fmt.Sprintf("%s/O%d", name, level), func(t *testing.T) {
-				ref, err := New(loadModel(t, name, level))
-				if err != nil {
-					t.Fatal(err)
-				}
-				in, shapes := modelInputs(t, name, ref)
-				e, err := NewWithOptions(loadModel(t, name, level), Options{MaxShapes: shapes})
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := e.Memory()
-				if m.ArenaBytes == 0 || m.ArenaBytes >= m.IntermediateBytes {
-					t.Fatalf("memory %+v: want an arena smaller than the intermediates", m)
-				}
-				t.Logf("arena %d bytes for %d bytes of intermediates (%d of %d values in the arena)", m.ArenaBytes, m.IntermediateBytes, m.InArena, m.Values)
-				want, err := ref.Run(context.Background(), in)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c := e.NewContext()
-				for run := 0; run < 2; run++ {
-					if run > 0 {
-						poison(c)
+			for _, bigger := range []bool{false, true} {
+				label := fmt.Sprintf("%s/O%d", name, level)
+				if bigger {
+					if level == 0 {
+						continue
 					}
-					got, err := c.Run(context.Background(), in)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, v := range e.Outputs() {
-						if c.inArena(got[v.Name]) {
-							t.Fatalf("output %q points into the arena", v.Name)
-						}
-						equal(t, fmt.Sprintf("run %d output %q", run, v.Name), got[v.Name], want[v.Name])
-					}
+					label += "/max2x"
 				}
-			})
+				t.Run(label, func(t *testing.T) { runArenaVsNoArena(t, name, level, bigger) })
+			}
+		}
+	}
+}
+
+// runArenaVsNoArena compares one model's outputs with and without arena;
+// with bigger, memory is planned for inputs twice as large in every
+// dynamic dimension as those it runs with.
+func runArenaVsNoArena(t *testing.T, name string, level int, bigger bool) {
+	ref, err := New(loadModel(t, name, level))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, shapes := modelInputs(t, name, ref)
+	if bigger {
+		for _, v := range ref.Inputs() {
+			s := append([]int(nil), shapes[v.Name]...)
+			for d, dim := range v.Type.Shape {
+				if !dim.Known() {
+					s[d] *= 2
+				}
+			}
+			shapes[v.Name] = s
+		}
+	}
+	e, err := NewWithOptions(loadModel(t, name, level), Options{MaxShapes: shapes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.Memory()
+	if m.ArenaBytes == 0 || m.ArenaBytes >= m.IntermediateBytes {
+		t.Fatalf("memory %+v: want an arena smaller than the intermediates", m)
+	}
+	t.Logf("arena %d bytes for %d bytes of intermediates (%d of %d values in the arena)", m.ArenaBytes, m.IntermediateBytes, m.InArena, m.Values)
+	want, err := ref.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.NewContext()
+	for run := 0; run < 2; run++ {
+		if run > 0 {
+			poison(c)
+		}
+		got, err := c.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range e.Outputs() {
+			if c.inArena(got[v.Name]) {
+				t.Fatalf("output %q points into the arena", v.Name)
+			}
+			equal(t, fmt.Sprintf("run %d output %q", run, v.Name), got[v.Name], want[v.Name])
 		}
 	}
 }
