@@ -25,7 +25,7 @@ echo "== go test"
 go test -count=1 ./...
 
 echo "== go test -race (concurrent packages)"
-go test -count=1 -race ./engine/... ./serve/... ./api/...
+go test -count=1 -race ./engine ./engine/plan ./serve/... ./api/...
 
 echo "== fuzz (short)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" "$1"; }
@@ -36,4 +36,5 @@ fuzz ./serve/repository FuzzParseConfig
 fuzz ./serve/httpapi FuzzDecodeRequest
 fuzz ./serve/httpapi FuzzDecodeStreamMessage
 fuzz ./api FuzzDecodeRaw
+fuzz ./engine/plan FuzzDecode
 echo "== all tests passed"
