@@ -179,7 +179,7 @@ func TestTimingCacheBench(t *testing.T) {
 	fp := cpuFingerprint(t)
 	var report strings.Builder
 	fmt.Fprintf(&report, "device: %v\n\n", fp)
-	fmt.Fprintf(&report, "| model | tactical layers | distinct signatures | cold Select | warm Select | cold/warm | measured (cold) | measured (warm) |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&report, "| model | tactical layers | distinct signatures | cold Select | warm Select | cold/warm | tactics timed (cold) | tactics timed (warm) |\n|---|---|---|---|---|---|---|---|\n")
 	type stat struct {
 		layers   int
 		wins     map[string]int
@@ -188,8 +188,9 @@ func TestTimingCacheBench(t *testing.T) {
 		defaults map[string]int
 	}
 	stats := map[string]*stat{}
+	var latency []string
 	for _, name := range []string{"resnet_mini", "mobilenet_v2"} {
-		g, _ := loadOptimized(t, name)
+		g, dir := loadOptimized(t, name)
 		path := filepath.Join(t.TempDir(), "kiln.timing")
 		cache, err := Open(path)
 		if err != nil {
@@ -229,13 +230,15 @@ func TestTimingCacheBench(t *testing.T) {
 				sigs[Signature(g, n)] = true
 			}
 		}
-		fmt.Fprintf(&report, "| %s | %d | %d | %v | %v | %.0fx | %d tactic runs | %d |\n", name, len(choices), len(sigs),
+		fmt.Fprintf(&report, "| %s | %d | %d | %v | %v | %.0fx | %d | %d |\n", name, len(choices), len(sigs),
 			cold.Round(time.Millisecond), warm.Round(10*time.Microsecond), float64(cold)/float64(warm), coldMeasured, measured)
 		for n, c := range again {
 			if !c.Cached || c.Tactic != choices[n].Tactic {
 				t.Errorf("%s %s: warm %+v, cold %+v", name, n, c, choices[n])
 			}
 		}
+		def, tuned := modelLatency(t, g, dir, Tactics(choices))
+		latency = append(latency, fmt.Sprintf("| %s | %v | %v | %.2fx |", name, def.Round(time.Microsecond), tuned.Round(time.Microsecond), float64(def)/float64(tuned)))
 		for _, n := range g.Nodes {
 			c, ok := choices[n.Name]
 			if !ok {
@@ -275,5 +278,49 @@ func TestTimingCacheBench(t *testing.T) {
 		fmt.Fprintf(&report, "| %s | %d | %s | %s | %.2fx | %.2fx | %v -> %v |\n", k, s.layers, spell(s.defaults), spell(s.wins),
 			s.speedups[len(s.speedups)/2], s.speedups[len(s.speedups)-1], s.def.Round(time.Microsecond), s.got.Round(time.Microsecond))
 	}
+	fmt.Fprintf(&report, "\n| model | latency, default tactics | latency, chosen tactics | speedup |\n|---|---|---|---|\n%s\n", strings.Join(latency, "\n"))
 	t.Log("\n" + report.String())
+}
+
+// modelLatency returns the median latency of g on test_data_set_0 of dir
+// with the default tactics and with the given ones (runs interleaved, so
+// that both see the same load), after checking the outputs of both.
+func modelLatency(t *testing.T, g *ir.Graph, dir string, tactics map[string]string) (def, tuned time.Duration) {
+	t.Helper()
+	checkModel(t, g, dir, tactics)
+	e0, err := engine.NewWithOptions(g, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e1, err := engine.NewWithOptions(g, engine.Options{Tactics: tactics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]*tensor.Tensor{}
+	for i, v := range e0.Inputs() {
+		x, _, err := onnx.ReadTensorFile(filepath.Join(dir, "test_data_set_0", fmt.Sprintf("input_%d.pb", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in[v.Name] = x
+	}
+	var t0, t1 []time.Duration
+	for r := 0; r < 41; r++ {
+		for i, e := range []*engine.Engine{e0, e1} {
+			start := time.Now()
+			if _, err := e.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); r > 0 { // the first runs warm up
+				if i == 0 {
+					t0 = append(t0, d)
+				} else {
+					t1 = append(t1, d)
+				}
+			}
+		}
+	}
+	slices.Sort(t0)
+	slices.Sort(t1)
+	return t0[len(t0)/2], t1[len(t1)/2]
 }

@@ -41,8 +41,9 @@ type Options struct {
 	// Runs is the number of timed runs of each tactic, after one warm-up
 	// run; the median is its time. Zero means DefaultRuns.
 	Runs int
-	// Progress, when set, is called after each tactic of each layer is
-	// timed or found in the cache.
+	// Progress, when set, is called for each tactic of each layer once it
+	// is timed (the tactics of a layer are timed together) or found in the
+	// cache.
 	Progress func(Progress)
 }
 
@@ -106,8 +107,8 @@ type layer struct {
 // shape); Select infers the shapes again (ops.InferGraph). Each candidate
 // runs on the node's input shapes, constants as they are and other inputs
 // filled with deterministic pseudo-random values, once to warm up and check
-// its output against the default tactic's, then opt.Runs times; its median
-// time counts. Times found in cache (for fingerprint fp) are not measured
+// its output against the default tactic's, then opt.Runs times, the runs of
+// the candidates interleaved; its median time counts. Times found in cache (for fingerprint fp) are not measured
 // again and new ones are stored in it, so that a layer with the signature of
 // an earlier one is not measured either (cache may be nil; the caller saves
 // it). The result maps node names to choices.
@@ -193,11 +194,12 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 			return Choice{}, err
 		}
 		runtime.GC() // so that garbage of earlier layers is not collected while timing this one
+		times, err := m.measure(ctx, todo, opt.Runs)
+		if err != nil {
+			return Choice{}, err
+		}
 		for _, t := range todo {
-			d, err := m.measure(ctx, t, opt.Runs)
-			if err != nil {
-				return Choice{}, err
-			}
+			d := times[t]
 			c.Times[t] = d
 			cache.Store(fp, l.sig, t, d)
 			if opt.Progress != nil {
@@ -220,15 +222,10 @@ type measurer struct {
 	opset int64
 	in    []*tensor.Tensor
 	ref   []*tensor.Tensor // the default tactic's outputs
-	arena *arena
 }
 
 func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
-	m := &measurer{node: n, opset: opset, arena: &arena{}}
-	inputs := map[*ir.Value]bool{}
-	for _, v := range g.Inputs {
-		inputs[v] = true
-	}
+	m := &measurer{node: n, opset: opset}
 	for _, v := range n.Inputs {
 		if v == nil {
 			m.in = append(m.in, nil)
@@ -238,15 +235,15 @@ func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
 			m.in = append(m.in, v.Const)
 			continue
 		}
+		if v.Type.Shape == nil {
+			return nil, fmt.Errorf("%w: input %q of node %q (%s) has no known shape", ErrShape, v.Name, n.Name, n.OpType)
+		}
 		shape := make([]int, len(v.Type.Shape))
 		for i, d := range v.Type.Shape {
 			if !d.Known() {
 				return nil, fmt.Errorf("%w: input %q of node %q (%s) has shape %v; set the graph inputs to concrete shapes first", ErrShape, v.Name, n.Name, n.OpType, v.Type.Shape)
 			}
 			shape[i] = int(d.Val)
-		}
-		if v.Type.Shape == nil {
-			return nil, fmt.Errorf("%w: input %q of node %q (%s) has no known shape", ErrShape, v.Name, n.Name, n.OpType)
 		}
 		t, err := randomTensor(v.Name, v.Type.DType, shape)
 		if err != nil {
@@ -259,7 +256,7 @@ func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
 	if err != nil {
 		return nil, err
 	}
-	outs, err := m.run(context.Background(), k)
+	outs, err := m.run(context.Background(), k, &arena{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: node %q (%s), default tactic: %w", ErrRun, n.Name, n.OpType, err)
 	}
@@ -269,52 +266,66 @@ func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
 	return m, nil
 }
 
-// run runs k once on m's inputs, a kernel panic turned into an error.
-func (m *measurer) run(ctx context.Context, k ops.Kernel) (outs []*tensor.Tensor, err error) {
+// run runs k once on m's inputs, its outputs in a, a kernel panic turned
+// into an error.
+func (m *measurer) run(ctx context.Context, k ops.Kernel, a *arena) (outs []*tensor.Tensor, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 		}
 	}()
-	m.arena.next = 0
-	return k.Run(&ops.Env{Ctx: ctx, Alloc: m.arena.alloc}, m.in)
+	a.next = 0
+	return k.Run(&ops.Env{Ctx: ctx, Alloc: a.alloc}, m.in)
 }
 
-// measure returns the median time of tactic t over runs runs, after a
-// warm-up run whose outputs must match the default tactic's.
-func (m *measurer) measure(ctx context.Context, t string, runs int) (time.Duration, error) {
+// measure returns the median time of each tactic over runs runs, after a
+// warm-up run whose outputs must match the default tactic's. The runs are
+// interleaved (one of each tactic per round), so that a change of load on
+// the machine affects every tactic alike.
+func (m *measurer) measure(ctx context.Context, tactics []string, runs int) (map[string]time.Duration, error) {
 	n := m.node
-	k, err := ops.Prepare(n, m.opset)
-	if err != nil {
-		return 0, err
-	}
-	tk, ok := k.(ops.Tactical)
-	if !ok {
-		return 0, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
-	}
-	if err := tk.SetTactic(t); err != nil {
-		return 0, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
-	}
-	outs, err := m.run(ctx, k)
-	if err != nil {
-		return 0, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
-	}
-	if err := sameOutputs(outs, m.ref); err != nil {
-		return 0, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
-	}
-	times := make([]time.Duration, runs)
-	for r := range times {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+	kernels := make([]ops.Kernel, len(tactics))
+	arenas := make([]*arena, len(tactics))
+	for i, t := range tactics {
+		k, err := ops.Prepare(n, m.opset)
+		if err != nil {
+			return nil, err
 		}
-		start := time.Now()
-		if _, err := m.run(ctx, k); err != nil {
-			return 0, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+		tk, ok := k.(ops.Tactical)
+		if !ok {
+			return nil, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
 		}
-		times[r] = time.Since(start)
+		if err := tk.SetTactic(t); err != nil {
+			return nil, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
+		}
+		kernels[i], arenas[i] = k, &arena{}
+		outs, err := m.run(ctx, k, arenas[i])
+		if err != nil {
+			return nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+		}
+		if err := sameOutputs(outs, m.ref); err != nil {
+			return nil, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
+		}
 	}
-	slices.Sort(times)
-	return max(times[len(times)/2], 1), nil
+	times := make([][]time.Duration, len(tactics))
+	for r := 0; r < runs; r++ {
+		for i, t := range tactics {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			start := time.Now()
+			if _, err := m.run(ctx, kernels[i], arenas[i]); err != nil {
+				return nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+			}
+			times[i] = append(times[i], time.Since(start))
+		}
+	}
+	med := make(map[string]time.Duration, len(tactics))
+	for i, t := range tactics {
+		slices.Sort(times[i])
+		med[t] = max(times[i][len(times[i])/2], 1)
+	}
+	return med, nil
 }
 
 // sameOutputs checks a tactic's outputs against the default's: same types
