@@ -110,11 +110,18 @@ func ioInfo(v *ir.Value) IOInfo {
 type Model struct {
 	eng  *engine.Engine
 	file *onnx.File
-	// A model from a plan (kiln build, or Build in memory) has one engine
-	// per optimization profile; Run picks the profile by shape.
-	engines  []*engine.Engine
+	// A model from a plan (kiln build, or Build in memory) has one runner
+	// per optimization profile (a CPU engine or a device program); Run
+	// picks the profile by shape.
+	runners  []runner
 	profiles []engine.Profile
 	plan     *plan.Plan
+	graph    *ir.Graph
+}
+
+// runner runs one profile of a plan.
+type runner interface {
+	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
 }
 
 // Load reads an ONNX model file (external data files are found beside it),
@@ -161,14 +168,16 @@ func fromFile(f *onnx.File) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{eng: e, file: f}, nil
+	return &Model{eng: e, file: f, graph: g}, nil
 }
 
 // Inputs describes the inputs a caller must give to Run.
 func (m *Model) Inputs() []IOInfo {
 	var out []IOInfo
-	for _, v := range m.eng.Inputs() {
-		out = append(out, ioInfo(v))
+	for _, v := range m.graph.Inputs {
+		if v.Const == nil {
+			out = append(out, ioInfo(v))
+		}
 	}
 	return out
 }
@@ -176,7 +185,7 @@ func (m *Model) Inputs() []IOInfo {
 // Outputs describes the outputs Run returns, with their inferred shapes.
 func (m *Model) Outputs() []IOInfo {
 	var out []IOInfo
-	for _, v := range m.eng.Outputs() {
+	for _, v := range m.graph.Outputs {
 		out = append(out, ioInfo(v))
 	}
 	return out
@@ -185,7 +194,7 @@ func (m *Model) Outputs() []IOInfo {
 // InputType returns the element type of the named input (Undefined if the
 // model has no such input).
 func (m *Model) InputType(name string) DType {
-	for _, v := range m.eng.Graph().Inputs {
+	for _, v := range m.graph.Inputs {
 		if v.Name == name {
 			return v.Type.DType
 		}
@@ -202,19 +211,33 @@ func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]
 		if err != nil {
 			return nil, err
 		}
-		return m.engines[i].Run(ctx, inputs)
+		return m.runners[i].Run(ctx, inputs)
+	}
+	if len(m.runners) > 0 {
+		return m.runners[0].Run(ctx, inputs)
 	}
 	return m.eng.Run(ctx, inputs)
 }
 
-// Engine returns the engine behind m, for tools that need the graph.
+// Engine returns the CPU engine behind m (of its first profile), for tools
+// that need the graph; nil for a model running on another device.
 func (m *Model) Engine() *engine.Engine { return m.eng }
 
 // Close releases the model's file mappings. The model must not be used after.
 func (m *Model) Close() error {
 	if m.plan != nil {
-		err := m.plan.Close()
-		m.plan = nil
+		var err error
+		for _, r := range m.runners {
+			if c, ok := r.(interface{ Close() error }); ok {
+				if e := c.Close(); e != nil && err == nil {
+					err = e
+				}
+			}
+		}
+		if e := m.plan.Close(); e != nil && err == nil {
+			err = e
+		}
+		m.plan, m.runners = nil, nil
 		return err
 	}
 	if m.file == nil {

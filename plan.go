@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/ops"
 )
 
 // BuildOptions configure Build (see build.Options).
@@ -87,21 +89,52 @@ func fromBuild(res *build.Result, err error) (*Model, error) {
 	return m, nil
 }
 
-// fromPlan prepares one engine per profile of p.
+// fromPlan prepares one runner per profile of p: a CPU engine, or a
+// program of the plan's device.
 func fromPlan(p *plan.Plan) (*Model, error) {
 	h := &p.Header
-	if h.Device != "cpu" {
-		return nil, fmt.Errorf("%w: plans for device %q cannot run in this build of kiln", ErrPlan, h.Device)
-	}
 	m := &Model{plan: p, profiles: h.Profiles}
-	n := len(h.Profiles)
-	if n == 0 {
-		n = 1
+	var exec device.Executor
+	ordinal := 0
+	if h.Device != "cpu" {
+		d, ord, err := device.Lookup(h.Device)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrPlan, err)
+		}
+		x, ok := d.(device.Executor)
+		if !ok {
+			return nil, fmt.Errorf("%w: device %q cannot run plans", ErrPlan, h.Device)
+		}
+		exec, ordinal = x, ord
 	}
+	blobs := map[string][]byte{}
+	for _, b := range h.Blobs {
+		blobs[b.Name], _ = p.Blob(b.Name)
+	}
+	n := max(len(h.Profiles), 1)
 	for i := 0; i < n; i++ {
 		g, err := p.Graph()
 		if err != nil {
 			return nil, err
+		}
+		if m.graph == nil {
+			m.graph = g
+		}
+		if exec != nil {
+			o := device.ExecOptions{Ordinal: ordinal, Precision: h.Precision, Blobs: blobs}
+			if len(h.Profiles) > 0 {
+				o.MaxShapes = h.Profiles[i].Shapes(2)
+			}
+			if _, err := ops.InferGraph(g); err != nil {
+				return nil, err
+			}
+			prog, err := exec.Compile(g, o)
+			if err != nil {
+				m.closeRunners()
+				return nil, err
+			}
+			m.runners = append(m.runners, prog)
+			continue
 		}
 		o := engine.Options{}
 		if len(h.Profiles) > 0 {
@@ -117,22 +150,37 @@ func fromPlan(p *plan.Plan) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.engines = append(m.engines, e)
+		if m.eng == nil {
+			m.eng = e
+		}
+		m.runners = append(m.runners, e)
 	}
-	m.eng = m.engines[0]
 	return m, nil
 }
 
+func (m *Model) closeRunners() {
+	for _, r := range m.runners {
+		if c, ok := r.(interface{ Close() error }); ok {
+			c.Close()
+		}
+	}
+	m.runners = nil
+}
+
 // RunObserved is Run that shows every intermediate value of the model to
-// observe (see engine.RunObserved).
+// observe (see engine.RunObserved). Only models running on the CPU have it.
 func (m *Model) RunObserved(ctx context.Context, inputs map[string]*Tensor, observe engine.Observer) (map[string]*Tensor, error) {
-	e := m.eng
+	r := runner(m.eng)
 	if len(m.profiles) > 0 {
 		i, err := engine.CheckProfiles(m.profiles, inputs)
 		if err != nil {
 			return nil, err
 		}
-		e = m.engines[i]
+		r = m.runners[i]
+	}
+	e, ok := r.(*engine.Engine)
+	if !ok || e == nil {
+		return nil, fmt.Errorf("kiln: observing intermediate values needs a CPU model (this one runs on %s)", m.plan.Header.Device)
 	}
 	return e.RunObserved(ctx, inputs, observe)
 }

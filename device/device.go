@@ -9,11 +9,15 @@
 package device
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // ErrUnknown is returned by Lookup for a device name nobody registered.
@@ -130,4 +134,44 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Executor is implemented by devices that run graphs themselves (cuda);
+// the CPU device runs graphs through package engine.
+type Executor interface {
+	Device
+	// Compile prepares g (optimized, types inferred) to run on the device.
+	Compile(g *ir.Graph, o ExecOptions) (Program, error)
+}
+
+// ExecOptions configure Executor.Compile.
+type ExecOptions struct {
+	// Ordinal is the device number ("cuda:1" is 1).
+	Ordinal int
+	// Precision is "fp32" or "fp16": the precision the device computes in.
+	Precision string
+	// MaxShapes gives per input the largest shape the program will run
+	// with (the profile's max), for memory planning; nil when unknown.
+	MaxShapes map[string][]int
+	// MemoryLimit bounds the device memory the program may take (0: no
+	// limit).
+	MemoryLimit int64
+	// Blobs are the device sections of the plan being loaded (compiled
+	// kernels), by name; nil when building.
+	Blobs map[string][]byte
+}
+
+// Program is a graph compiled for a device.
+type Program interface {
+	// Run computes the graph's outputs from host tensors. It is safe for
+	// concurrent use.
+	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+	// Close releases the program's device memory.
+	Close() error
+}
+
+// BlobProgram is implemented by programs with sections to store in a plan
+// (compiled kernels), so that loading the plan skips compilation.
+type BlobProgram interface {
+	Blobs() map[string][]byte
 }
