@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
@@ -215,13 +217,35 @@ func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*te
 			opt.Progress(done, total)
 		}
 	}
-	for name, h := range hists {
-		switch method {
-		case Entropy:
-			t.Entries[name] = float32(h.entropyAmax())
-		case Percentile:
-			t.Entries[name] = float32(h.percentileAmax(pct))
-		}
+	// the threshold searches are independent: run them on all CPUs.
+	names := make([]string, 0, len(hists))
+	for name := range hists {
+		names = append(names, name)
+	}
+	res := make([]float32, len(names))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				h := hists[names[i]]
+				if method == Entropy {
+					res[i] = float32(h.entropyAmax())
+				} else {
+					res[i] = float32(h.percentileAmax(pct))
+				}
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, name := range names {
+		t.Entries[name] = res[i]
 	}
 	return t, nil
 }
@@ -354,6 +378,14 @@ func (h *histogram) entropyAmax() float64 {
 	return float64(bestI) * h.width()
 }
 
+// logCount[n] is log(n) for the bin counts of a level.
+var logCount = func() (l [HistogramBins + 1]float64) {
+	for i := range l {
+		l[i] = math.Log(float64(i))
+	}
+	return
+}()
+
 // klCandidate returns KL(P||Q) for the threshold of i bins (see
 // entropyAmax). With S = total, P_j = c_j/S (bin i-1 holding the outliers
 // too) and Q constant over the non-empty bins of each level,
@@ -389,7 +421,7 @@ func klCandidate(bins, cnt, nz, clogc []float64, i int, total float64) float64 {
 			pMass += outliers
 		}
 		// Q_j = mass / nonEmpty / qTotal on each non-empty bin of the level.
-		logQ := math.Log(mass) - math.Log(nz[hi]-nz[lo]) - logQT
+		logQ := math.Log(mass) - logCount[int(nz[hi]-nz[lo])] - logQT
 		kl -= pMass / total * logQ
 	}
 	return kl
