@@ -287,6 +287,10 @@ func widenHalf(t *tensor.Tensor) *tensor.Tensor {
 	out := tensor.New(tensor.Float32, t.Shape...)
 	src, dst, tbl := t.Halfs(), out.Float32s(), halfTable()
 	parallelChunks(len(dst), func(lo, hi int) {
+		if m := (hi - lo) &^ 7; useF16C && m > 0 {
+			f16cWiden(&dst[lo], &src[lo], m)
+			lo += m
+		}
 		for i, h := range src[lo:hi] {
 			dst[lo+i] = tbl[h]
 		}
@@ -296,7 +300,8 @@ func widenHalf(t *tensor.Tensor) *tensor.Tensor {
 
 // narrowFloat32 returns float32 tensor t rounded to float16 (to nearest
 // even; values beyond the float16 range become infinities, as in IEEE
-// arithmetic), allocated with NewOutput.
+// arithmetic; NaNs stay NaNs, their payloads may differ from
+// tensor.Float32ToHalf's), allocated with NewOutput.
 func narrowFloat32(env *Env, t *tensor.Tensor) (*tensor.Tensor, error) {
 	out, err := NewOutput(env, tensor.Float16, t.Shape)
 	if err != nil {
@@ -304,6 +309,10 @@ func narrowFloat32(env *Env, t *tensor.Tensor) (*tensor.Tensor, error) {
 	}
 	src, dst := t.Float32s(), out.Halfs()
 	parallelChunks(len(dst), func(lo, hi int) {
+		if m := (hi - lo) &^ 7; useF16C && m > 0 {
+			f16cNarrow(&dst[lo], &src[lo], m)
+			lo += m
+		}
 		for i, f := range src[lo:hi] {
 			dst[lo+i] = halfOf(f)
 		}
