@@ -45,9 +45,9 @@ type memPlan struct {
 	// its own slot and, for outputs that may be views, the slots of what
 	// they view. An output in the arena outside these is copied out.
 	accept [][][]span
-	// copyOut[i][j] is set for a graph output that may be a view of an
-	// arena value (a Transpose of a size-1 dimension...): the guard copies
-	// it out of the arena as planned.
+	// copyOut[i][j] is set for an output that may alias arena memory in a
+	// way the plan knows of (a graph output that may be a view, the output
+	// of an If): the guard copies it out of the arena, even when strict.
 	copyOut [][]bool
 	stats   MemoryStats
 }
@@ -195,7 +195,11 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 			if o == nil {
 				continue
 			}
-			m.copyOut[i][j] = j == 0 && p.keep[o] && isView(n, maybeViews)
+			// known ways for an output to alias arena memory it does not
+			// own, copied out without complaint: a graph output that may be
+			// a view, and the outputs of control flow, which may be values
+			// of the enclosing graph (an If branch returning one)
+			m.copyOut[i][j] = (j == 0 && p.keep[o] && isView(n, maybeViews)) || len(n.Subgraphs()) > 0
 			if g := owner[o]; g != nil && !g.excluded {
 				m.slots[i][j] = slot{off: g.off, size: g.size, dt: g.dt}
 			}

@@ -452,3 +452,56 @@ func TestProfilesOption(t *testing.T) {
 		t.Fatalf("profile for an unknown input: %v", err)
 	}
 }
+
+// ifGraph: y = If(cond, a, Abs(a)) + Sqrt(Abs(x)) with a = Neg(x): the then
+// branch returns a, a value of the enclosing graph in the arena, whose
+// memory Abs(x) reuses once the If has run.
+func ifGraph(t *testing.T, o Options) *Engine {
+	t.Helper()
+	b := ir.NewBuilder("if", 17)
+	g := b.Graph()
+	x := b.Input("x", tensor.Float32, ir.D(1), ir.D(64))
+	cond := b.Input("cond", tensor.Bool)
+	a := b.Op("Neg", []*ir.Value{x})
+	tb := ir.NewBuilder("then", 17)
+	tb.Graph().Parent = g
+	tb.Output(tb.Op("Identity", []*ir.Value{tb.Graph().Capture(a)}), "then_out")
+	eb := ir.NewBuilder("else", 17)
+	eb.Graph().Parent = g
+	eb.Output(eb.Op("Abs", []*ir.Value{eb.Graph().Capture(a)}), "else_out")
+	y := b.Op("If", []*ir.Value{cond}, ir.GraphAttr("then_branch", tb.Graph()), ir.GraphAttr("else_branch", eb.Graph()))
+	q := b.Op("Sqrt", []*ir.Value{b.Op("Abs", []*ir.Value{x})})
+	b.Output(b.Op("Add", []*ir.Value{y, q}), "y")
+	e, err := NewWithOptions(g, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestControlFlowOutputsLeaveTheArena(t *testing.T) {
+	withStrictAlias(t)
+	e := ifGraph(t, Options{})
+	ref := ifGraph(t, Options{NoArena: true})
+	if e.Memory().ArenaBytes == 0 {
+		t.Fatal("no arena planned")
+	}
+	c := e.NewContext()
+	for _, cond := range []bool{true, false} {
+		ct := tensor.New(tensor.Bool)
+		ct.Bools()[0] = cond
+		in := map[string]*tensor.Tensor{"x": ramp(64, 0.3, 1, 64), "cond": ct}
+		want, err := ref.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for run := 0; run < 2; run++ {
+			got, err := c.Run(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			equal(t, fmt.Sprintf("cond %v run %d", cond, run), got["y"], want["y"])
+			poison(c)
+		}
+	}
+}
