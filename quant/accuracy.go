@@ -176,17 +176,7 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 			}
 			a.MaxRel = max(a.MaxRel, d/max(math.Abs(float64(p[0])), floor))
 		}
-		switch {
-		case a.rr == 0 && a.tt == 0:
-			a.Cosine = 1
-		case a.rr == 0 || a.tt == 0:
-			a.Cosine = 0
-		default:
-			a.Cosine = a.dot / math.Sqrt(a.rr*a.tt)
-			if math.IsNaN(a.Cosine) {
-				a.Cosine = 0
-			}
-		}
+		a.Cosine = cosine(a.dot, a.rr, a.tt)
 		if a.Rows > 0 {
 			a.Top1 = float64(a.agree) / float64(a.Rows)
 		}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/engine"
@@ -199,3 +200,50 @@ func TestINT8Models(t *testing.T) {
 var _ Runner = (*engine.Engine)(nil)
 
 var _ = tensor.Float32
+
+func TestCompareLayers(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	ref, err := engine.New(convNet(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 3, 8, 8}}, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Calibrate(ctx, ref, batches, MinMax, CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := convNet(t)
+	if _, err := QuantizeINT8(g, tab, INT8Options{}); err != nil {
+		t.Fatal(err)
+	}
+	qe, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := CompareLayers(ctx, ref, qe, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%v", rep)
+	if len(rep.Layers) != len(g.Nodes) {
+		t.Fatalf("%d values compared, want one per node (%d)", len(rep.Layers), len(g.Nodes))
+	}
+	first := rep.Layers[0]
+	if first.Node != "first" || first.Cosine != 1 || first.MaxAbs != 0 || first.Elements != 2*2*8*8*8 {
+		t.Errorf("the FP32 first layer: %+v", first)
+	}
+	mid := rep.Layers[1]
+	if mid.Op != "QConv" || mid.Cosine >= 1 || mid.Cosine < 0.99 || mid.MaxAbs == 0 {
+		t.Errorf("the INT8 mid layer: %+v", mid)
+	}
+	if w := rep.Worst(); w.Cosine > mid.Cosine || !strings.Contains(rep.String(), "QConv") {
+		t.Errorf("worst %+v", w)
+	}
+	if _, err := CompareLayers(ctx, ref, qe, nil); err == nil {
+		t.Error("no batches: no error")
+	}
+}
