@@ -123,6 +123,8 @@ func (r *Result) Write(w io.Writer) error {
 // builder carries one build's state.
 type builder struct {
 	o       Options
+	exec    device.Executor // set when the device runs graphs itself
+	ordinal int
 	res     *Result
 	g       *ir.Graph
 	fp      device.Fingerprint
@@ -177,6 +179,8 @@ func build(ctx context.Context, name string, load func() (*onnx.File, error), o 
 		return nil, fmt.Errorf("build: device %s: %w", o.Device, err)
 	}
 	b := &builder{o: o, res: &Result{}, fp: fp, fused: map[string][]string{}, started: time.Now()}
+	b.exec, _ = d.(device.Executor)
+	_, b.ordinal, _ = device.Lookup(o.Device)
 	ok := false
 	defer func() {
 		if !ok {
@@ -212,14 +216,23 @@ func build(ctx context.Context, name string, load func() (*onnx.File, error), o 
 	if err := b.stage("optimize", b.optimize); err != nil {
 		return nil, err
 	}
-	if err := b.stage("precision", func() error { return b.precision(ctx) }); err != nil {
-		return nil, err
-	}
-	if err := b.stage("tactics", func() error { return b.tactics(ctx) }); err != nil {
-		return nil, err
-	}
-	if err := b.stage("memory", b.memory); err != nil {
-		return nil, err
+	if b.exec != nil {
+		// The device runs the graph itself: it compiles it (kernels for
+		// its compute capability, stored in the plan) and is checked
+		// against the CPU's FP32 result.
+		if err := b.stage("compile", func() error { return b.compile(ctx) }); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := b.stage("precision", func() error { return b.precision(ctx) }); err != nil {
+			return nil, err
+		}
+		if err := b.stage("tactics", func() error { return b.tactics(ctx) }); err != nil {
+			return nil, err
+		}
+		if err := b.stage("memory", b.memory); err != nil {
+			return nil, err
+		}
 	}
 	b.layers()
 	h.Created = time.Now().UTC().Truncate(time.Second)
@@ -431,6 +444,9 @@ func (b *builder) layers() {
 	h.Stats.WeightBytes = wbytes
 	for _, n := range b.g.Nodes {
 		l := plan.Layer{Name: n.Name, Op: n.OpType, Precision: layerPrecision(n), Fused: b.fused[n.Name]}
+		if b.exec != nil && l.Precision == FP32 {
+			l.Precision = b.o.Precision // the device computes float layers in it
+		}
 		if n.Domain != "" {
 			l.Op = n.Domain + "::" + n.OpType
 		}
