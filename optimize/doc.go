@@ -1,12 +1,19 @@
 // Package optimize rewrites kiln graphs into cheaper equivalent ones before
 // an engine is built: identity, dropout and dead-code elimination, constant
-// and shape folding, BatchNorm folding, Conv and MatMul + bias +
-// activation (+ residual Add) fusion, and GELU, LayerNorm and attention
-// pattern fusion, into kiln's fused operators (ops/nn, domain "kiln":
+// and shape folding, transpose and reshape elimination (identity perms and
+// shapes removed, chains merged, run-time shapes made constant), concat
+// elision, BatchNorm folding, Conv and MatMul + bias + activation (+
+// residual Add) fusion, GELU, LayerNorm and attention pattern fusion, and
+// Q/K/V MatMul merging, into kiln's fused operators (ops/nn, domain "kiln":
 // FusedConv, FusedMatMul, Gelu, LayerNormalization, Attention).
 //
 // Each pass lives in its own file and registers itself in init; Run applies
 // the registered passes in their declared order until none changes the
-// graph, and logs what each one did. Level 0 runs nothing, level 1 the
-// eliminations and folds, level 2 and above the fusions too.
+// graph, and logs what each one did (kiln inspect shows it). Level 0 runs
+// nothing, level 1 the eliminations and folds, level 2 and above the
+// fusions too (levels 3 to 5 are accepted and currently equal to 2).
+//
+// There is no layout pass: kiln's CPU kernels compute in NCHW only, so
+// there is no layout to choose on the CPU; the CUDA device picks its own
+// layouts inside its convolution tactics.
 package optimize
