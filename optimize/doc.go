@@ -13,7 +13,6 @@
 // nothing, level 1 the eliminations and folds, level 2 and above the
 // fusions too (levels 3 to 5 are accepted and currently equal to 2).
 //
-// There is no layout pass: kiln's CPU kernels compute in NCHW only, so
-// there is no layout to choose on the CPU; the CUDA device picks its own
-// layouts inside its convolution tactics.
+// There is no layout pass yet: kiln's CPU kernels compute in NCHW only, so
+// there is no layout to choose on the CPU.
 package optimize
