@@ -36,6 +36,15 @@ type int8Kernel struct {
 	tile func(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int32, ldc, rows, cols int)
 	// row, when not nil, is a vectorized int8RowGo.
 	row func(c []int32, scale, bias float32, z, dst []float32, lo, hi float32)
+	// tileEp, when not nil, is tile with the epilogue of Int8Gemm fused
+	// in: rows of dst (stride ldo) get clamp(float32(acc)*scale[i] +
+	// bias[i] (+ z[i*ldz+j] when z is not nil), lo, hi) for j < cols.
+	tileEp func(rows, nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+	// mm, when not nil, is a tile of Int8MatMul with its epilogue: rows
+	// <= 6 rows of A (row-major, stride lda) by the 64 columns of a packed
+	// panel of B ([q][64][4]), stored for the columns set in mask (z nil:
+	// no residual). corr, scale and bias hold 64 entries.
+	mm func(rows, nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
 }
 
 // int8Active is the int8 kernel PackInt8Weights packs for. Tests set it to
@@ -199,6 +208,10 @@ func Int8Gemm(w *Int8Weights, x []int8, n, ps int, out *Int8Output, nt int) {
 	if nt > 1 && tasks < 2*nt {
 		grain = 1
 	}
+	var zeros []float32
+	if kern.tileEp != nil && out.Bias == nil {
+		zeros = make([]float32, m)
+	}
 	run := func(lo, hi int) {
 		var cbuf [int8MaxTile]int32
 		c := cbuf[:mr*nr]
@@ -206,6 +219,19 @@ func Int8Gemm(w *Int8Weights, x []int8, n, ps int, out *Int8Output, nt int) {
 			jb, ib := t/mp, t%mp
 			i0, j0 := ib*mr, jb*nr
 			rows, cols := min(mr, m-i0), min(nr, n-j0)
+			if kern.tileEp != nil && nq > 0 && !out.Trans {
+				bias := zeros
+				if out.Bias != nil {
+					bias = out.Bias
+				}
+				var z *float32
+				if out.Z != nil {
+					z = &out.Z[i0*out.Ld+j0]
+				}
+				kern.tileEp(rows, nq, w.panel(i0), &w.corr[i0], &x[4*j0], ps, &out.Scale[i0], &bias[i0], z, out.Ld,
+					&out.Dst[i0*out.Ld+j0], out.Ld, out.Lo, out.Hi, cols)
+				continue
+			}
 			if nq == 0 {
 				clear(c)
 			} else {
@@ -219,6 +245,145 @@ func Int8Gemm(w *Int8Weights, x []int8, n, ps int, out *Int8Output, nt int) {
 		return
 	}
 	ParallelFor(tasks, grain, run)
+}
+
+// Int8MatWeights is a constant int8 matrix B (k x n), the right operand of
+// Int8MatMul, packed for the int8 kernel in use. It is immutable and safe
+// for concurrent use.
+type Int8MatWeights struct {
+	k, n, nq int
+	kern     *int8Kernel
+	// With kern.mm: panels of 64 columns, [panel][q][64][4], zero-padded,
+	// and -128 times each column's sum (padded).
+	data []int8
+	corr []int32
+	// Otherwise B's transpose, for Int8Gemm.
+	t *Int8Weights
+}
+
+// int8MMCols is the column panel of the mm kernels.
+const int8MMCols = 64
+
+// PackInt8MatMul packs the k x n int8 matrix b (row stride ldb) for
+// Int8MatMul. It panics if a size is negative or b is too short.
+func PackInt8MatMul(b []int8, k, n, ldb int) *Int8MatWeights {
+	if k < 0 || n < 0 || ldb < n || (k > 0 && n > 0 && len(b) < (k-1)*ldb+n) {
+		panic(fmt.Sprintf("cpu: PackInt8MatMul: bad sizes k=%d n=%d ldb=%d len=%d", k, n, ldb, len(b)))
+	}
+	w := &Int8MatWeights{k: k, n: n, nq: (k + 3) / 4, kern: int8Active}
+	if w.kern.mm == nil {
+		bt := make([]int8, n*k)
+		for p := 0; p < k; p++ {
+			for j := 0; j < n; j++ {
+				bt[j*k+p] = b[p*ldb+j]
+			}
+		}
+		w.t = PackInt8Weights(bt, n, k, max(k, 1))
+		return w
+	}
+	const nr = int8MMCols
+	np := (n + nr - 1) / nr
+	w.data = make([]int8, np*w.nq*nr*4)
+	w.corr = make([]int32, np*nr)
+	for p := 0; p < k; p++ {
+		for j := 0; j < n; j++ {
+			v := b[p*ldb+j]
+			w.data[((j/nr*w.nq+p/4)*nr+j%nr)*4+p%4] = v
+			w.corr[j] -= 128 * int32(v)
+		}
+	}
+	return w
+}
+
+// Int8MatMul computes A (rows x k, int8, row-major with row stride lda;
+// the bytes of A's rows past k up to a multiple of 4 are read and
+// ignored, so lda must be at least k rounded up to 4) times B (packed)
+// and stores the result through out, whose Scale and Bias are indexed by
+// B's column and whose Dst and Z hold rows x n (out.Trans must be
+// false): Dst[i*Ld+j] = clamp(float32(acc)*Scale[j] + Bias[j] + Z[i*Ld+j],
+// Lo, Hi). It runs on up to nt goroutines and panics if a slice is too
+// short.
+func Int8MatMul(w *Int8MatWeights, a []int8, rows, lda int, out *Int8Output, nt int) {
+	k, n, nq := w.k, w.n, w.nq
+	if rows < 0 || out.Trans {
+		panic(fmt.Sprintf("cpu: Int8MatMul: rows=%d trans=%v", rows, out.Trans))
+	}
+	if rows == 0 || n == 0 {
+		return
+	}
+	if nq > 0 && (lda < 4*nq || len(a) < (rows-1)*lda+4*nq) {
+		panic(fmt.Sprintf("cpu: Int8MatMul: A of %d bytes too short for %d rows of %d (stride %d)", len(a), rows, k, lda))
+	}
+	if len(out.Scale) < n || (out.Bias != nil && len(out.Bias) < n) {
+		panic(fmt.Sprintf("cpu: Int8MatMul: %d scales, %d biases for %d columns", len(out.Scale), len(out.Bias), n))
+	}
+	need := (rows-1)*out.Ld + n
+	if out.Ld < n || len(out.Dst) < need || (out.Z != nil && len(out.Z) < need) {
+		panic(fmt.Sprintf("cpu: Int8MatMul: output of %d (residual %d) too short for %dx%d with stride %d", len(out.Dst), len(out.Z), rows, n, out.Ld))
+	}
+	if w.t != nil || nq == 0 {
+		int8MatMulGemm(w, a, rows, lda, out, nt)
+		return
+	}
+	const nr = int8MMCols
+	np := (n + nr - 1) / nr
+	sc := make([]float32, 2*np*nr)
+	copy(sc, out.Scale[:n])
+	bias := sc[np*nr:]
+	if out.Bias != nil {
+		copy(bias, out.Bias[:n])
+	}
+	const mr = 6
+	mp := (rows + mr - 1) / mr
+	tasks := mp * np
+	grain := max(1, (1<<17)/(mr*nr*4*nq))
+	if nt <= 1 {
+		grain = tasks
+	} else if tasks < 2*nt {
+		grain = 1
+	}
+	run := func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			jb, ib := t/mp, t%mp
+			i0, j0 := ib*mr, jb*nr
+			r, cols := min(mr, rows-i0), min(nr, n-j0)
+			mask := ^uint64(0)
+			if cols < 64 {
+				mask = 1<<cols - 1
+			}
+			var z *float32
+			if out.Z != nil {
+				z = &out.Z[i0*out.Ld+j0]
+			}
+			w.kern.mm(r, nq, &a[i0*lda], lda, &w.data[jb*nq*nr*4], &w.corr[j0], &sc[j0], &bias[j0], z, out.Ld,
+				&out.Dst[i0*out.Ld+j0], out.Ld, out.Lo, out.Hi, mask)
+		}
+	}
+	if grain >= tasks {
+		run(0, tasks)
+		return
+	}
+	ParallelFor(tasks, grain, run)
+}
+
+// int8MatMulGemm is Int8MatMul through Int8Gemm on B's transpose: A's
+// rows become the quad layout of A's transpose.
+func int8MatMulGemm(w *Int8MatWeights, a []int8, rows, lda int, out *Int8Output, nt int) {
+	nq := w.nq
+	ps := 4 * rows
+	x := make([]int8, max(nq, 1)*ps)
+	for j := 0; j < rows; j++ {
+		for q := 0; q < nq; q++ {
+			copy(x[q*ps+4*j:q*ps+4*j+4], a[j*lda+4*q:j*lda+4*q+4])
+		}
+	}
+	o := *out
+	o.Trans = true
+	t := w.t
+	if t == nil { // k == 0
+		t = PackInt8Weights(nil, w.n, 0, 0)
+	}
+	Int8Gemm(t, x, rows, ps, &o, nt)
 }
 
 // int8MaxTile bounds mr*nr of every int8 kernel.
@@ -316,6 +481,43 @@ func QuantizeInt8(dst []int8, src []float32, scale float32) {
 	quantRows(dst[:len(src)], src, scale)
 }
 
+// QuantizeInt8Float is QuantizeInt8 storing the integers as float32:
+// dst[i] = float32(clamp(RoundToEven(src[i]/scale), -127, 127)).
+func QuantizeInt8Float(dst, src []float32, scale float32) {
+	quantF32(dst[:len(src)], src, scale)
+}
+
+// ScaleBiasClamp sets dst[j] = clamp(src[j]*scale + bias + z[j], lo, hi)
+// for j < len(src) (z nil: nothing added), each operation rounded to
+// float32: the epilogue of Int8Gemm on sums already in float32 (exact
+// integers). dst may be src.
+func ScaleBiasClamp(dst, src []float32, scale, bias float32, z []float32, lo, hi float32) {
+	scaleRow(dst[:len(src)], src, scale, bias, z, lo, hi)
+}
+
+func scaleRowGo(dst, src []float32, scale, bias float32, z []float32, lo, hi float32) {
+	dst = dst[:len(src)]
+	if z != nil {
+		z = z[:len(src)]
+		for j, v := range src {
+			y := float32(float32(v*scale)+bias) + z[j]
+			dst[j] = min(max(y, lo), hi)
+		}
+		return
+	}
+	for j, v := range src {
+		y := float32(v*scale) + bias
+		dst[j] = min(max(y, lo), hi)
+	}
+}
+
+func quantF32Go(dst, src []float32, scale float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = float32(quantize1(v, scale))
+	}
+}
+
 // Quantizer implementations, replaced by vectorized ones where the CPU
 // has them (int8_amd64.go).
 var (
@@ -324,6 +526,10 @@ var (
 	// quantQuads4 quantizes four rows src[t*lds : t*lds+n] (t < 4) into
 	// dst[4*j+t].
 	quantQuads4 = quantQuads4Go
+	// quantF32 is QuantizeInt8Float.
+	quantF32 = quantF32Go
+	// scaleRow is ScaleBiasClamp.
+	scaleRow = scaleRowGo
 )
 
 func quantRowsGo(dst []int8, src []float32, scale float32) {

@@ -25,7 +25,7 @@ func int8Kernels() []*int8Kernel {
 
 // int8VNNIKernel is the AVX-512 VNNI kernel: VPDPBUSD on 6 rows x 64
 // columns.
-var int8VNNIKernel = &int8Kernel{name: "avx512vnni", mr: 6, nr: 64, tile: int8TileVNNI, row: int8RowAVX512Go}
+var int8VNNIKernel = &int8Kernel{name: "avx512vnni", mr: 6, nr: 64, tile: int8TileVNNI, row: int8RowAVX512Go, tileEp: int8TileEpVNNI, mm: int8MMVNNI}
 
 // int8AVX2Kernel is the AVX2 kernel: VPMADDWD on sign-extended int16, 6
 // rows x 8 columns (narrower edge tiles in Go).
@@ -33,6 +33,42 @@ var int8AVX2Kernel = &int8Kernel{name: "avx2", mr: 6, nr: 8, wide: true, tile: i
 
 func int8TileVNNI(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int32, ldc, rows, cols int) {
 	int8VNNITiles[rows-1][(cols+15)/16-1](nq, w, corr, x, ps, c, ldc, cols)
+}
+
+// int8TileEpVNNI is the tileEp of the VNNI kernel.
+func int8TileEpVNNI(rows, nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int) {
+	zi := 0
+	if z != nil {
+		zi = 1
+	}
+	int8VNNIETiles[rows-1][(cols+15)/16-1][zi](nq, w, corr, x, ps, scale, bias, z, ldz, dst, ldo, lo, hi, cols)
+}
+
+type int8VNNIEFunc = func(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+var int8VNNIETiles = [6][4][2]int8VNNIEFunc{
+	{{int8VNNIE1x1, int8VNNIE1x1z}, {int8VNNIE1x2, int8VNNIE1x2z}, {int8VNNIE1x3, int8VNNIE1x3z}, {int8VNNIE1x4, int8VNNIE1x4z}},
+	{{int8VNNIE2x1, int8VNNIE2x1z}, {int8VNNIE2x2, int8VNNIE2x2z}, {int8VNNIE2x3, int8VNNIE2x3z}, {int8VNNIE2x4, int8VNNIE2x4z}},
+	{{int8VNNIE3x1, int8VNNIE3x1z}, {int8VNNIE3x2, int8VNNIE3x2z}, {int8VNNIE3x3, int8VNNIE3x3z}, {int8VNNIE3x4, int8VNNIE3x4z}},
+	{{int8VNNIE4x1, int8VNNIE4x1z}, {int8VNNIE4x2, int8VNNIE4x2z}, {int8VNNIE4x3, int8VNNIE4x3z}, {int8VNNIE4x4, int8VNNIE4x4z}},
+	{{int8VNNIE5x1, int8VNNIE5x1z}, {int8VNNIE5x2, int8VNNIE5x2z}, {int8VNNIE5x3, int8VNNIE5x3z}, {int8VNNIE5x4, int8VNNIE5x4z}},
+	{{int8VNNIE6x1, int8VNNIE6x1z}, {int8VNNIE6x2, int8VNNIE6x2z}, {int8VNNIE6x3, int8VNNIE6x3z}, {int8VNNIE6x4, int8VNNIE6x4z}},
+}
+
+// int8MMVNNI is the mm tile of the VNNI kernel.
+func int8MMVNNI(rows, nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64) {
+	zi := 0
+	if z != nil {
+		zi = 1
+	}
+	int8MMVNNITiles[rows-1][zi](nq, a, lda, w, corr, scale, bias, z, ldz, dst, ldo, lo, hi, mask)
+}
+
+type int8MMFunc = func(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+var int8MMVNNITiles = [6][2]int8MMFunc{
+	{int8MMVNNI1, int8MMVNNI1z}, {int8MMVNNI2, int8MMVNNI2z}, {int8MMVNNI3, int8MMVNNI3z},
+	{int8MMVNNI4, int8MMVNNI4z}, {int8MMVNNI5, int8MMVNNI5z}, {int8MMVNNI6, int8MMVNNI6z},
 }
 
 func int8TileAVX2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int32, ldc, rows, cols int) {
@@ -46,8 +82,39 @@ func int8TileAVX2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int
 func init() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
 		quantRows, quantQuads4 = quantRowsAVX512, quantQuads4AVX512
+		quantF32, scaleRow = quantF32AVX512, scaleRowAVX512
 	}
 }
+
+// quantF32AVX512 is quantF32 with whole vectors in assembly, then Go.
+func quantF32AVX512(dst, src []float32, scale float32) {
+	n16 := len(src) &^ 15
+	dst = dst[:len(src)]
+	if n16 > 0 {
+		int8QuantF32AVX512(&dst[0], &src[0], n16, scale)
+	}
+	quantF32Go(dst[n16:], src[n16:], scale)
+}
+
+// scaleRowAVX512 is scaleRow in assembly.
+func scaleRowAVX512(dst, src []float32, scale, bias float32, z []float32, lo, hi float32) {
+	n := len(src)
+	if n == 0 {
+		return
+	}
+	dst = dst[:n]
+	var zp *float32
+	if z != nil {
+		zp = &z[:n][0]
+	}
+	f32RowAVX512(&src[0], n, scale, bias, zp, &dst[0], lo, hi)
+}
+
+//go:noescape
+func int8QuantF32AVX512(dst *float32, src *float32, n int, scale float32)
+
+//go:noescape
+func f32RowAVX512(c *float32, n int, scale, bias float32, z, dst *float32, lo, hi float32)
 
 // quantRowsAVX512 is quantRows with whole vectors in assembly, then Go.
 func quantRowsAVX512(dst []int8, src []float32, scale float32) {
@@ -200,3 +267,183 @@ func int8AVX2x5(nq int, w unsafe.Pointer, x *int8, ps int, c *int32, ldc int)
 
 //go:noescape
 func int8AVX2x6(nq int, w unsafe.Pointer, x *int8, ps int, c *int32, ldc int)
+
+//go:noescape
+func int8MMVNNI1(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI1z(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI2(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI2z(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI3(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI3z(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI4(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI4z(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI5(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI5z(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI6(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8MMVNNI6z(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+
+//go:noescape
+func int8VNNIE1x1(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x1z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x2z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x3(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x3z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x4(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE1x4z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x1(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x1z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x2z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x3(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x3z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x4(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE2x4z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x1(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x1z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x2z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x3(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x3z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x4(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE3x4z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x1(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x1z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x2z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x3(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x3z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x4(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE4x4z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x1(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x1z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x2z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x3(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x3z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x4(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE5x4z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x1(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x1z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x2z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x3(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x3z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x4(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+
+//go:noescape
+func int8VNNIE6x4z(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)

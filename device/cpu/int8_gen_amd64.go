@@ -35,9 +35,21 @@ func main() {
 	for rows := 1; rows <= avx2MR; rows++ {
 		avx2Tile(rows)
 	}
-	rowAVX512()
+	rowAVX512("int8RowAVX512", true)
+	rowAVX512("f32RowAVX512", false)
+	quantF32AVX512()
 	quantAVX512()
 	quantQuadsAVX512()
+	for rows := 1; rows <= vnniMR; rows++ {
+		for nv := 1; nv <= 4; nv++ {
+			vnniTileEp(rows, nv, false)
+			vnniTileEp(rows, nv, true)
+		}
+	}
+	for rows := 1; rows <= vnniMR; rows++ {
+		mmTile(rows, false)
+		mmTile(rows, true)
+	}
 	if err := os.WriteFile("int8_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -172,11 +184,16 @@ func avx2Tile(rows int) {
 //
 //	func int8RowAVX512(c *int32, n int, scale, bias float32, z, dst *float32, lo, hi float32)
 //
-// dst[j] = min(max(float32(c[j])*scale + bias (+ z[j] when z is not nil), lo), hi).
-func rowAVX512() {
+// dst[j] = min(max(float32(c[j])*scale + bias (+ z[j] when z is not nil), lo), hi),
+// a NaN staying NaN as with Go's min and max.
+func rowAVX512(name string, intIn bool) {
 	p("")
-	p("// func int8RowAVX512(c *int32, n int, scale, bias float32, z, dst *float32, lo, hi float32)")
-	p("TEXT ·int8RowAVX512(SB), NOSPLIT, $0-48")
+	if intIn {
+		p("// func %s(c *int32, n int, scale, bias float32, z, dst *float32, lo, hi float32)", name)
+	} else {
+		p("// func %s(c *float32, n int, scale, bias float32, z, dst *float32, lo, hi float32)", name)
+	}
+	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
 	p("\tMOVQ c+0(FP), SI")
 	p("\tMOVQ n+8(FP), CX")
 	p("\tVBROADCASTSS scale+16(FP), Z1")
@@ -186,27 +203,31 @@ func rowAVX512() {
 	p("\tVBROADCASTSS lo+40(FP), Z3")
 	p("\tVBROADCASTSS hi+44(FP), Z4")
 	for _, withZ := range []bool{false, true} {
-		l := "int8RowAVX512_"
+		l := name + "_"
 		if withZ {
 			l += "z"
 			p("%s:", l)
 		} else {
 			l += "n"
 			p("\tTESTQ R8, R8")
-			p("\tJNZ int8RowAVX512_z")
+			p("\tJNZ %s_z", name)
 		}
 		p("%s_loop:", l)
 		p("\tCMPQ CX, $16")
 		p("\tJLT %s_tail", l)
-		p("\tVCVTDQ2PS (SI), Z0")
+		if intIn {
+			p("\tVCVTDQ2PS (SI), Z0")
+		} else {
+			p("\tVMOVUPS (SI), Z0")
+		}
 		p("\tVMULPS Z1, Z0, Z0")
 		p("\tVADDPS Z2, Z0, Z0")
 		if withZ {
 			p("\tVADDPS (R8), Z0, Z0")
 			p("\tADDQ $64, R8")
 		}
-		p("\tVMAXPS Z3, Z0, Z0")
-		p("\tVMINPS Z4, Z0, Z0")
+		p("\tVMAXPS Z0, Z3, Z0")
+		p("\tVMINPS Z0, Z4, Z0")
 		p("\tVMOVUPS Z0, (DI)")
 		p("\tADDQ $64, SI")
 		p("\tADDQ $64, DI")
@@ -214,25 +235,27 @@ func rowAVX512() {
 		p("\tJMP %s_loop", l)
 		p("%s_tail:", l)
 		p("\tTESTQ CX, CX")
-		p("\tJZ int8RowAVX512_done")
+		p("\tJZ %s_done", name)
 		p("\tMOVL $1, AX")
 		p("\tSHLL CX, AX")
 		p("\tDECL AX")
 		p("\tKMOVW AX, K1")
 		p("\tVMOVDQU32.Z (SI), K1, Z0")
-		p("\tVCVTDQ2PS Z0, Z0")
+		if intIn {
+			p("\tVCVTDQ2PS Z0, Z0")
+		}
 		p("\tVMULPS Z1, Z0, Z0")
 		p("\tVADDPS Z2, Z0, Z0")
 		if withZ {
 			p("\tVMOVUPS.Z (R8), K1, Z5")
 			p("\tVADDPS Z5, Z0, Z0")
 		}
-		p("\tVMAXPS Z3, Z0, Z0")
-		p("\tVMINPS Z4, Z0, Z0")
+		p("\tVMAXPS Z0, Z3, Z0")
+		p("\tVMINPS Z0, Z4, Z0")
 		p("\tVMOVUPS Z0, K1, (DI)")
-		p("\tJMP int8RowAVX512_done")
+		p("\tJMP %s_done", name)
 	}
-	p("int8RowAVX512_done:")
+	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
@@ -328,6 +351,227 @@ func quantQuadsAVX512() {
 	p("\tDECQ CX")
 	p("\tJNZ int8QuantQuadsAVX512_loop")
 	p("int8QuantQuadsAVX512_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// mmTile writes int8MMVNNI<rows>[z], a tile of rows rows of A (int8,
+// row-major, broadcast four k at a time, sign bit flipped) by 64 columns
+// of B (packed [q][64][4]), with the epilogue of Int8MatMul fused in:
+//
+//	func(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)
+//
+// dst[i][j] = clamp(float32(acc+corr[j])*scale[j] + bias[j] (+ z[i][j]), lo, hi)
+// for the columns set in mask. Accumulators Z(4i+v), B vectors Z24..Z27,
+// the broadcast Z28, 0x80 bytes Z29, lo and hi Z30, Z31.
+func mmTile(rows int, withZ bool) {
+	name := fmt.Sprintf("int8MMVNNI%d", rows)
+	if withZ {
+		name += "z"
+	}
+	p("")
+	p("// func %s(nq int, a *int8, lda int, w *int8, corr *int32, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, mask uint64)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-104", name)
+	p("\tMOVQ mask+96(FP), AX")
+	for v := 1; v <= 4; v++ {
+		p("\tKMOVW AX, K%d", v)
+		if v < 4 {
+			p("\tSHRQ $16, AX")
+		}
+	}
+	p("\tMOVQ nq+0(FP), CX")
+	p("\tMOVQ a+8(FP), SI")
+	p("\tMOVQ lda+16(FP), R11")
+	p("\tLEAQ (R11)(R11*2), R12")
+	p("\tLEAQ (SI)(R11*4), R13")
+	p("\tMOVQ w+24(FP), DI")
+	p("\tMOVL $0x80808080, AX")
+	p("\tVPBROADCASTD AX, Z29")
+	for i := 0; i < 4*rows; i++ {
+		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	rowAddr := []string{"(SI)", "(SI)(R11*1)", "(SI)(R11*2)", "(SI)(R12*1)", "(R13)", "(R13)(R11*1)"}
+	p("%s_loop:", name)
+	for v := 0; v < 4; v++ {
+		p("\tVMOVDQU32 %d(DI), Z%d", 64*v, 24+v)
+	}
+	for i := 0; i < rows; i++ {
+		p("\tVPBROADCASTD %s, Z28", rowAddr[i])
+		p("\tVPXORD Z29, Z28, Z28")
+		for v := 0; v < 4; v++ {
+			p("\tVPDPBUSD Z%d, Z28, Z%d", 24+v, 4*i+v)
+		}
+	}
+	p("\tADDQ $256, DI")
+	p("\tADDQ $4, SI")
+	p("\tADDQ $4, R13")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("\tMOVQ corr+32(FP), AX")
+	p("\tMOVQ scale+40(FP), DX")
+	p("\tMOVQ bias+48(FP), CX")
+	p("\tMOVQ dst+72(FP), BX")
+	p("\tMOVQ ldo+80(FP), R8")
+	p("\tSHLQ $2, R8")
+	if withZ {
+		p("\tMOVQ z+56(FP), R9")
+		p("\tMOVQ ldz+64(FP), R10")
+		p("\tSHLQ $2, R10")
+	}
+	p("\tVBROADCASTSS lo+88(FP), Z30")
+	p("\tVBROADCASTSS hi+92(FP), Z31")
+	for i := 0; i < rows; i++ {
+		for v := 0; v < 4; v++ {
+			a := 4*i + v
+			p("\tVPADDD %d(AX), Z%d, Z%d", 64*v, a, a)
+			p("\tVCVTDQ2PS Z%d, Z%d", a, a)
+			p("\tVMULPS %d(DX), Z%d, Z%d", 64*v, a, a)
+			p("\tVADDPS %d(CX), Z%d, Z%d", 64*v, a, a)
+			if withZ {
+				p("\tVMOVUPS.Z %d(R9), K%d, Z28", 64*v, v+1)
+				p("\tVADDPS Z28, Z%d, Z%d", a, a)
+			}
+			p("\tVMAXPS Z%d, Z30, Z%d", a, a)
+			p("\tVMINPS Z%d, Z31, Z%d", a, a)
+			p("\tVMOVUPS Z%d, K%d, %d(BX)", a, v+1, 64*v)
+		}
+		if i < rows-1 {
+			p("\tADDQ R8, BX")
+			if withZ {
+				p("\tADDQ R10, R9")
+			}
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// vnniTileEp writes int8VNNIE<rows>x<nv>[z], vnniTile with the epilogue of
+// Int8Gemm fused in (per-row scale and bias, optional residual, clamp):
+//
+//	func(nq int, w *int8, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)
+func vnniTileEp(rows, nv int, withZ bool) {
+	name := fmt.Sprintf("int8VNNIE%dx%d", rows, nv)
+	if withZ {
+		name += "z"
+	}
+	p("")
+	p("// func %s(nq int, w *int8, corr *int32, x *int8, ps int, scale, bias, z *float32, ldz int, dst *float32, ldo int, lo, hi float32, cols int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-104", name)
+	p("\tMOVQ cols+96(FP), CX")
+	if nv > 1 {
+		p("\tSUBQ $%d, CX", 16*(nv-1))
+	}
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tMOVQ nq+0(FP), CX")
+	p("\tMOVQ w+8(FP), DI")
+	p("\tMOVQ x+24(FP), SI")
+	p("\tMOVQ ps+32(FP), DX")
+	p("\tMOVL $0x80808080, AX")
+	p("\tVPBROADCASTD AX, Z29")
+	for i := 0; i < rows*nv; i++ {
+		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	p("%s_loop:", name)
+	for v := 0; v < nv; v++ {
+		if v == nv-1 {
+			p("\tVMOVDQU32.Z %d(SI), K1, Z%d", 64*v, 24+v)
+		} else {
+			p("\tVMOVDQU32 %d(SI), Z%d", 64*v, 24+v)
+		}
+		p("\tVPXORD Z29, Z%d, Z%d", 24+v, 24+v)
+	}
+	for i := 0; i < rows; i++ {
+		p("\tVPBROADCASTD %d(DI), Z28", 4*i)
+		for v := 0; v < nv; v++ {
+			p("\tVPDPBUSD Z28, Z%d, Z%d", 24+v, i*nv+v)
+		}
+	}
+	p("\tADDQ $%d, DI", 4*vnniMR)
+	p("\tADDQ DX, SI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("\tMOVQ corr+16(FP), AX")
+	p("\tMOVQ scale+40(FP), DX")
+	p("\tMOVQ bias+48(FP), CX")
+	p("\tMOVQ dst+72(FP), BX")
+	p("\tMOVQ ldo+80(FP), R8")
+	p("\tSHLQ $2, R8")
+	if withZ {
+		p("\tMOVQ z+56(FP), R9")
+		p("\tMOVQ ldz+64(FP), R10")
+		p("\tSHLQ $2, R10")
+	}
+	p("\tVBROADCASTSS lo+88(FP), Z30")
+	p("\tVBROADCASTSS hi+92(FP), Z31")
+	for i := 0; i < rows; i++ {
+		p("\tVPBROADCASTD %d(AX), Z28", 4*i)
+		p("\tVBROADCASTSS %d(DX), Z26", 4*i)
+		p("\tVBROADCASTSS %d(CX), Z27", 4*i)
+		for v := 0; v < nv; v++ {
+			a := i*nv + v
+			p("\tVPADDD Z28, Z%d, Z%d", a, a)
+			p("\tVCVTDQ2PS Z%d, Z%d", a, a)
+			p("\tVMULPS Z26, Z%d, Z%d", a, a)
+			p("\tVADDPS Z27, Z%d, Z%d", a, a)
+			if withZ {
+				if v == nv-1 {
+					p("\tVMOVUPS.Z %d(R9), K1, Z29", 64*v)
+				} else {
+					p("\tVMOVUPS %d(R9), Z29", 64*v)
+				}
+				p("\tVADDPS Z29, Z%d, Z%d", a, a)
+			}
+			p("\tVMAXPS Z%d, Z30, Z%d", a, a)
+			p("\tVMINPS Z%d, Z31, Z%d", a, a)
+			if v == nv-1 {
+				p("\tVMOVUPS Z%d, K1, %d(BX)", a, 64*v)
+			} else {
+				p("\tVMOVUPS Z%d, %d(BX)", a, 64*v)
+			}
+		}
+		if i < rows-1 {
+			p("\tADDQ R8, BX")
+			if withZ {
+				p("\tADDQ R10, R9")
+			}
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// quantF32AVX512 writes int8QuantF32AVX512, QuantizeInt8 on n (a multiple
+// of 16) values, storing the integers as float32:
+//
+//	func int8QuantF32AVX512(dst *float32, src *float32, n int, scale float32)
+func quantF32AVX512() {
+	p("")
+	p("// func int8QuantF32AVX512(dst *float32, src *float32, n int, scale float32)")
+	p("TEXT ·int8QuantF32AVX512(SB), NOSPLIT, $0-28")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	quantConsts()
+	p("\tSHRQ $4, CX")
+	p("\tJZ int8QuantF32AVX512_done")
+	p("int8QuantF32AVX512_loop:")
+	p("\tVMOVUPS (SI), Z0")
+	p("\tVDIVPS Z31, Z0, Z0")
+	p("\tVCMPPS $0, Z0, Z0, K2")
+	p("\tVMINPS Z30, Z0, Z0")
+	p("\tVMAXPS Z29, Z0, Z0")
+	p("\tVCVTPS2DQ.Z Z0, K2, Z0")
+	p("\tVCVTDQ2PS Z0, Z0")
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $64, DI")
+	p("\tDECQ CX")
+	p("\tJNZ int8QuantF32AVX512_loop")
+	p("int8QuantF32AVX512_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

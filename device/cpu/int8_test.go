@@ -382,6 +382,26 @@ func TestQuantizeVectorized(t *testing.T) {
 				t.Fatalf("n=%d: rows[%d] of %g = %d, want %d", n, i, src[i], got[i], want[i])
 			}
 		}
+		gf, wf := make([]float32, len(src)), make([]float32, len(src))
+		quantF32(gf, src, scale)
+		quantF32Go(wf, src, scale)
+		for i := range gf {
+			if gf[i] != wf[i] || gf[i] != float32(want[i]) {
+				t.Fatalf("n=%d: float[%d] of %g = %g, want %g", n, i, src[i], gf[i], wf[i])
+			}
+		}
+		lo, hi := float32(-20), float32(30)
+		bias := float32(0.25)
+		for _, z := range [][]float32{nil, src[1:]} {
+			gs, ws := make([]float32, len(wf)-1), make([]float32, len(wf)-1)
+			scaleRow(gs, wf[:len(wf)-1], 0.3, bias, z, lo, hi)
+			scaleRowGo(ws, wf[:len(wf)-1], 0.3, bias, z, lo, hi)
+			for i := range gs {
+				if gs[i] != ws[i] && !(gs[i] != gs[i] && ws[i] != ws[i]) {
+					t.Fatalf("n=%d z=%v: scaled[%d] = %g, want %g", n, z != nil, i, gs[i], ws[i])
+				}
+			}
+		}
 		lds := n + 1
 		gq, wq := make([]int8, 4*n), make([]int8, 4*n)
 		quantQuads4(gq, src, lds, n, scale)
@@ -392,4 +412,78 @@ func TestQuantizeVectorized(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInt8MatMul checks Int8MatMul (A row-major times packed B, epilogue
+// per column) on every kernel against the exact product and the pure-Go
+// epilogue, bit for bit, on odd sizes and thread counts.
+func TestInt8MatMul(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	sizes := []struct{ rows, k, n int }{
+		{1, 1, 1}, {1, 5, 3}, {7, 13, 65}, {6, 64, 64}, {13, 37, 130}, {25, 300, 19}, {3, 8, 200},
+	}
+	forEachInt8Kernel(t, func(t *testing.T) {
+		for _, s := range sizes {
+			for _, nt := range []int{1, 3} {
+				for _, withZ := range []bool{false, true} {
+					// A is stored with stride lda and garbage past k.
+					lda := (s.k+3)/4*4 + 4
+					a := make([]int8, s.rows*lda)
+					for i := range a {
+						a[i] = int8(r.IntN(256) - 128)
+					}
+					b := make([]int8, s.k*s.n)
+					for i := range b {
+						b[i] = int8(r.IntN(256) - 128)
+					}
+					scale, bias := make([]float32, s.n), make([]float32, s.n)
+					for j := range scale {
+						scale[j] = float32(r.Float64() * 3e-4 / math.Sqrt(float64(s.k)))
+						bias[j] = float32(r.Float64()*2 - 1)
+					}
+					ld := s.n + 3
+					var z []float32
+					if withZ {
+						z = make([]float32, s.rows*ld)
+						for i := range z {
+							z[i] = float32(r.Float64()*2 - 1)
+						}
+					}
+					w := PackInt8MatMul(b, s.k, s.n, s.n)
+					dst := make([]float32, s.rows*ld)
+					for i := range dst {
+						dst[i] = -99
+					}
+					out := &Int8Output{Scale: scale, Bias: bias, Z: z, Dst: dst, Ld: ld, Lo: -1.5, Hi: 1.25}
+					Int8MatMul(w, a, s.rows, lda, out, nt)
+					for i := 0; i < s.rows; i++ {
+						acc := make([]int32, s.n)
+						for j := range acc {
+							for p := 0; p < s.k; p++ {
+								acc[j] += int32(a[i*lda+p]) * int32(b[p*s.n+j])
+							}
+						}
+						for j := 0; j < ld; j++ {
+							got := dst[i*ld+j]
+							if j >= s.n {
+								if got != -99 {
+									t.Fatalf("%v: wrote column %d of row %d", s, j, i)
+								}
+								continue
+							}
+							var zr []float32
+							if z != nil {
+								zr = z[i*ld+j : i*ld+j+1]
+							}
+							want := []float32{0}
+							int8RowGo(acc[j:j+1], scale[j], bias[j], zr, want, -1.5, 1.25)
+							if got != want[0] {
+								t.Fatalf("%v nt=%d z=%v: (%d,%d) = %g, want %g (acc %d)", s, nt, withZ, i, j, got, want[0], acc[j])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
 }

@@ -249,12 +249,8 @@ func (k *qConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 		xf, xbuf := scratch[float32](x.Len())
 		defer putScratch(xbuf)
 		xv := x.Float32s()
-		q := make([]int8, len(xv))
 		cpu.ParallelFor(len(xv), 1<<14, func(lo2, hi2 int) {
-			cpu.QuantizeInt8(q[lo2:hi2], xv[lo2:hi2], k.xScale)
-			for i := lo2; i < hi2; i++ {
-				xf[i] = float32(q[i])
-			}
+			cpu.QuantizeInt8Float(xf[lo2:hi2], xv[lo2:hi2], k.xScale)
 		})
 		convF32(s, xf, p.wf, nil, yv)
 		cpu.ParallelFor(s.n*s.m, max(1, 4096/max(1, outSize)), func(lo2, hi2 int) {
@@ -269,13 +265,7 @@ func (k *qConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 				if zv != nil {
 					zr = zv[t*outSize : (t+1)*outSize]
 				}
-				for j, v := range row {
-					r := float32(v*sc[m]) + bm
-					if zr != nil {
-						r += zr[j]
-					}
-					row[j] = min(max(r, lo), hi)
-				}
+				cpu.ScaleBiasClamp(row, row, sc[m], bm, zr, lo, hi)
 			}
 		})
 	} else {
@@ -421,7 +411,7 @@ func qconvGEMM(s *convShape, p *qConvPacked, x []float32, xScale float32, sc, bi
 type qMatMulOp struct {
 	aScale float32
 	ep     epilogue
-	cache  packCache[cpu.Int8Weights]
+	cache  packCache[cpu.Int8MatWeights]
 }
 
 func prepareQMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -498,7 +488,7 @@ func (k *qMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	if !clamped {
 		lo, hi = cpu.NoClamp()
 	}
-	o := &cpu.Int8Output{Scale: sc, Dst: yv, Ld: max(1, nd), Trans: true, Lo: lo, Hi: hi}
+	o := &cpu.Int8Output{Scale: sc, Dst: yv, Ld: max(1, nd), Lo: lo, Hi: hi}
 	if b := input(in, 3); b != nil {
 		o.Bias = b.Float32s()
 	}
@@ -506,25 +496,20 @@ func (k *qMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		o.Z = z.Float32s()
 	}
 	if rows > 0 && nd > 0 {
-		pw := k.cache.get(w, func() *cpu.Int8Weights {
-			src := w.Int8s()
-			bt := make([]int8, nd*kd)
-			for p := 0; p < kd; p++ {
-				for j := 0; j < nd; j++ {
-					bt[j*kd+p] = src[p*nd+j]
-				}
-			}
-			return cpu.PackInt8Weights(bt, nd, kd, max(1, kd))
-		})
-		nq := (kd + 3) / 4
-		ps := 4 * rows
-		aq, buf := scratch[int8](max(1, nq) * ps)
+		pw := k.cache.get(w, func() *cpu.Int8MatWeights { return cpu.PackInt8MatMul(w.Int8s(), kd, nd, nd) })
+		// A quantized row by row, rows padded with zeros to whole quads.
+		lda := 4 * ((kd + 3) / 4)
+		aq, buf := scratch[int8](max(1, rows*lda))
 		defer putScratch(buf)
 		av := a.Float32s()
 		cpu.ParallelFor(rows, max(1, 16384/max(1, kd)), func(lo2, hi2 int) {
-			cpu.QuantizeInt8Rows(aq[4*lo2:], ps, av[lo2*kd:], kd, hi2-lo2, kd, k.aScale)
+			for j := lo2; j < hi2; j++ {
+				row := aq[j*lda : (j+1)*lda]
+				cpu.QuantizeInt8(row, av[j*kd:(j+1)*kd], k.aScale)
+				clear(row[kd:])
+			}
 		})
-		cpu.Int8Gemm(pw, aq, rows, ps, o, cpu.Threads())
+		cpu.Int8MatMul(pw, aq, rows, lda, o, cpu.Threads())
 	}
 	if !clamped {
 		k.ep.apply(yv)
