@@ -27,15 +27,25 @@ echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /
 echo "Command: \`bench/cpu-models.sh $iters\`; median latency of $iters runs after warm-up, random inputs, same shapes for both."
 echo "ONNX Runtime 1.30.0 (npm onnxruntime-node, CPU EP, 2 intra-op threads, all graph optimizations) ran in the same script."
 echo
-echo "| model | input | kiln p50 ms | ONNX Runtime ms (this run) | ratio ORT/kiln | ORT ms in TARGETS.md |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "kiln: \`kiln build\` (optimizer level 2, tactics timed, profile fixed at the input shape) then \`kiln run PLAN\`;"
+echo "\"unoptimized\" is the ONNX graph as it is (\`kiln run --opt-level 0\`)."
+echo
+echo "| model | input | kiln plan p50 ms | kiln unoptimized p50 ms | ONNX Runtime ms (this run) | ratio ORT/kiln plan | ORT ms in TARGETS.md |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+plandir=$(mktemp -d)
+trap 'rm -rf "$plandir"' EXIT
 for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
   f=$models/$m/model.onnx
   [ -f "$f" ] || continue
-  args=()
-  for s in ${shapes[$m]}; do args+=(--shape "$s"); done
-  k=$(/tmp/kiln-bench run "$f" "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) ms.*/\1/p')
+  args=(); prof=()
+  for s in ${shapes[$m]}; do
+    args+=(--shape "$s")
+    prof+=(--profile "$s")
+  done
+  /tmp/kiln-bench build "$f" -o "$plandir/$m.plan" "${prof[@]}" >/dev/null 2>&1
+  k=$(/tmp/kiln-bench run "$plandir/$m.plan" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
+  u=$(/tmp/kiln-bench run "$f" --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   o=$(NODE_PATH=$ortdir/node_modules node bench/ort_time.js "$f" "$iters" ${shapes[$m]})
   r=$(awk -v k="$k" -v o="$o" 'BEGIN{printf "%.2f", o/k}')
-  echo "| $m | ${shapes[$m]} | $k | $o | $r | ${target[$m]} |"
+  echo "| $m | ${shapes[$m]} | $k | $u | $o | $r | ${target[$m]} |"
 done
