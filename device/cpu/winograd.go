@@ -25,17 +25,21 @@ import (
 // winoKind is one F(m x m, 3x3) algorithm.
 type winoKind struct {
 	m, a int
-	// filter1 maps 3 taps to a values (G), input1 a values to a (Bt) and
-	// output1 a values to m (At); each reads src[i*ss] and writes
+	// filter1 maps 3 taps to a values (G), reading src[i*ss] and writing
 	// dst[i*ds].
 	filter1 func(src []float32, ss int, dst []float32, ds int)
-	input1  func(src []float32, ss int, dst []float32, ds int)
-	output1 func(src []float32, ss int, dst []float32, ds int)
+	// input and output apply Bt (a rows to a) and At (a rows to m)
+	// element-wise over rows of equal length: one element per tile.
+	input  func(src, dst *rows)
+	output func(src, dst *rows)
 }
 
+// rows is up to six equally long rows of a transform, one element per tile.
+type rows [6][]float32
+
 var (
-	wino2 = &winoKind{m: 2, a: 4, filter1: winoFilter2, input1: winoInput2, output1: winoOutput2}
-	wino4 = &winoKind{m: 4, a: 6, filter1: winoFilter4, input1: winoInput4, output1: winoOutput4}
+	wino2 = &winoKind{m: 2, a: 4, filter1: winoFilter2, input: winoInput2, output: winoOutput2}
+	wino4 = &winoKind{m: 4, a: 6, filter1: winoFilter4, input: winoInput4, output: winoOutput4}
 )
 
 func winoFilter2(s []float32, ss int, d []float32, ds int) {
@@ -46,18 +50,28 @@ func winoFilter2(s []float32, ss int, d []float32, ds int) {
 	d[3*ds] = g2
 }
 
-func winoInput2(s []float32, ss int, d []float32, ds int) {
-	d0, d1, d2, d3 := s[0], s[ss], s[2*ss], s[3*ss]
-	d[0] = d0 - d2
-	d[ds] = d1 + d2
-	d[2*ds] = d2 - d1
-	d[3*ds] = d1 - d3
+func winoInput2(s, d *rows) {
+	n := len(s[0])
+	s0, s1, s2, s3 := s[0][:n], s[1][:n], s[2][:n], s[3][:n]
+	d0, d1, d2, d3 := d[0][:n], d[1][:n], d[2][:n], d[3][:n]
+	for i := range n {
+		x0, x1, x2, x3 := s0[i], s1[i], s2[i], s3[i]
+		d0[i] = x0 - x2
+		d1[i] = x1 + x2
+		d2[i] = x2 - x1
+		d3[i] = x1 - x3
+	}
 }
 
-func winoOutput2(s []float32, ss int, d []float32, ds int) {
-	s0, s1, s2, s3 := s[0], s[ss], s[2*ss], s[3*ss]
-	d[0] = s0 + s1 + s2
-	d[ds] = s1 - s2 - s3
+func winoOutput2(s, d *rows) {
+	n := len(s[0])
+	s0, s1, s2, s3 := s[0][:n], s[1][:n], s[2][:n], s[3][:n]
+	d0, d1 := d[0][:n], d[1][:n]
+	for i := range n {
+		x1, x2 := s1[i], s2[i]
+		d0[i] = s0[i] + x1 + x2
+		d1[i] = x1 - x2 - s3[i]
+	}
 }
 
 func winoFilter4(s []float32, ss int, d []float32, ds int) {
@@ -70,24 +84,33 @@ func winoFilter4(s []float32, ss int, d []float32, ds int) {
 	d[5*ds] = g2
 }
 
-func winoInput4(s []float32, ss int, d []float32, ds int) {
-	d0, d1, d2, d3, d4, d5 := s[0], s[ss], s[2*ss], s[3*ss], s[4*ss], s[5*ss]
-	d[0] = 4*d0 - 5*d2 + d4
-	d[ds] = -4*(d1+d2) + d3 + d4
-	d[2*ds] = 4*(d1-d2) - d3 + d4
-	d[3*ds] = 2*(d3-d1) - d2 + d4
-	d[4*ds] = 2*(d1-d3) - d2 + d4
-	d[5*ds] = 4*d1 - 5*d3 + d5
+func winoInput4(s, d *rows) {
+	n := len(s[0])
+	s0, s1, s2, s3, s4, s5 := s[0][:n], s[1][:n], s[2][:n], s[3][:n], s[4][:n], s[5][:n]
+	d0, d1, d2, d3, d4, d5 := d[0][:n], d[1][:n], d[2][:n], d[3][:n], d[4][:n], d[5][:n]
+	for i := range n {
+		x0, x1, x2, x3, x4, x5 := s0[i], s1[i], s2[i], s3[i], s4[i], s5[i]
+		d0[i] = 4*x0 - 5*x2 + x4
+		d1[i] = -4*(x1+x2) + x3 + x4
+		d2[i] = 4*(x1-x2) - x3 + x4
+		d3[i] = 2*(x3-x1) - x2 + x4
+		d4[i] = 2*(x1-x3) - x2 + x4
+		d5[i] = 4*x1 - 5*x3 + x5
+	}
 }
 
-func winoOutput4(s []float32, ss int, d []float32, ds int) {
-	s0, s1, s2, s3, s4, s5 := s[0], s[ss], s[2*ss], s[3*ss], s[4*ss], s[5*ss]
-	p1, m1 := s1+s2, s1-s2
-	p2, m2 := s3+s4, s3-s4
-	d[0] = s0 + p1 + p2
-	d[ds] = m1 + 2*m2
-	d[2*ds] = p1 + 4*p2
-	d[3*ds] = m1 + 8*m2 + s5
+func winoOutput4(s, d *rows) {
+	n := len(s[0])
+	s0, s1, s2, s3, s4, s5 := s[0][:n], s[1][:n], s[2][:n], s[3][:n], s[4][:n], s[5][:n]
+	d0, d1, d2, d3 := d[0][:n], d[1][:n], d[2][:n], d[3][:n]
+	for i := range n {
+		p1, m1 := s1[i]+s2[i], s1[i]-s2[i]
+		p2, m2 := s3[i]+s4[i], s3[i]-s4[i]
+		d0[i] = s0[i] + p1 + p2
+		d1[i] = m1 + 2*m2
+		d2[i] = p1 + 4*p2
+		d3[i] = m1 + 8*m2 + s5[i]
+	}
 }
 
 // winogradOK reports whether the Winograd algorithms compute p: 3x3
@@ -114,8 +137,10 @@ type WinogradFilter struct {
 	kind        *winoKind
 	m, c, group int
 	// u[((g*a*a + xi)*mg + om)*cg + c] is position xi of the transform of
-	// the filter of output channel g*mg+om and input channel c of group g.
-	u []float32
+	// the filter of output channel g*mg+om and input channel c of group g;
+	// when ut is set, u is transposed: u[((g*a*a + xi)*cg + c)*mg + om].
+	u  []float32
+	ut bool
 }
 
 // Algo returns the algorithm the filter was transformed for.
@@ -142,6 +167,10 @@ func NewWinogradFilter(a ConvAlgo, p Conv2DParams, w []float32) (*WinogradFilter
 	}
 	aa := k.a * k.a
 	f := &WinogradFilter{algo: a, kind: k, m: p.M, c: p.C, group: p.Group, u: make([]float32, p.M*cg*aa)}
+	// With fewer tiles than the micro-kernel has columns, the GEMMs take
+	// the output channels as columns instead, reading U transposed.
+	tiles := ((p.OutH() + k.m - 1) / k.m) * ((p.OutW() + k.m - 1) / k.m)
+	f.ut = tiles < active.nr && mg > tiles
 	ParallelFor(p.M, max(1, 4096/(cg*aa)), func(lo, hi int) {
 		var tmp [6 * 3]float32
 		var u [6 * 6]float32
@@ -156,7 +185,11 @@ func NewWinogradFilter(a ConvAlgo, p Conv2DParams, w []float32) (*WinogradFilter
 					k.filter1(tmp[i*3:], 1, u[i*k.a:], 1)
 				}
 				for xi := 0; xi < aa; xi++ {
-					f.u[((g*aa+xi)*mg+om)*cg+c] = u[xi]
+					if f.ut {
+						f.u[((g*aa+xi)*cg+c)*mg+om] = u[xi]
+					} else {
+						f.u[((g*aa+xi)*mg+om)*cg+c] = u[xi]
+					}
 				}
 			}
 		}
@@ -175,6 +208,7 @@ var (
 var (
 	winoVPool floatPool
 	winoMPool floatPool
+	winoDPool floatPool
 )
 
 // Conv2DWinograd is Conv2D computed with the Winograd algorithm of f, whose
@@ -216,6 +250,10 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 		}
 	}
 	tb = (tiles + blocks - 1) / blocks
+	if nr := active.nr; tb > nr {
+		// Whole column panels of the micro-kernel.
+		tb = (tb + nr - 1) / nr * nr
+	}
 	blocks = (tiles + tb - 1) / tb
 	items := ng * blocks
 	parallelItems := items >= nt
@@ -232,7 +270,10 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 		lo, hi = p.ActMin, p.ActMax
 	}
 
-	run := func(item int, vbuf, mbuf []float32) {
+	// Per tile of the block: the offset of its input window in a plane,
+	// or -1 when the window crosses the border (those are gathered one
+	// element at a time).
+	run := func(item int, vbuf, mbuf, dbuf, tbuf, sbuf []float32, base []int) {
 		blk := item % blocks
 		g := item / blocks % p.Group
 		n := item / blocks / p.Group
@@ -240,52 +281,79 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 		t1 := min(t0+tb, tiles)
 		nb := t1 - t0
 		vbuf, mbuf = vbuf[:aa*cg*nb], mbuf[:aa*mg*nb]
-		xg := x[(n*p.C+g*cg)*hw:]
-		var d, tmp, v [36]float32
-		for c := 0; c < cg; c++ {
-			xc := xg[c*hw : c*hw+hw]
-			for t := t0; t < t1; t++ {
-				y0 := (t/tw)*m - p.PadTop
-				x0 := (t%tw)*m - p.PadLeft
-				if y0 >= 0 && x0 >= 0 && y0+a <= p.H && x0+a <= p.W {
-					for i := 0; i < a; i++ {
-						copy(d[i*a:i*a+a], xc[(y0+i)*p.W+x0:])
-					}
-				} else {
-					for i := 0; i < a; i++ {
-						row := d[i*a : i*a+a]
-						iy := y0 + i
-						if iy < 0 || iy >= p.H {
-							clear(row)
-							continue
-						}
-						src := xc[iy*p.W : iy*p.W+p.W]
-						for j := range row {
-							if ix := x0 + j; ix >= 0 && ix < p.W {
-								row[j] = src[ix]
-							} else {
-								row[j] = 0
-							}
-						}
-					}
-				}
-				for j := 0; j < a; j++ { // columns: tmp = Bt d
-					k.input1(d[j:], a, tmp[j:], a)
-				}
-				for i := 0; i < a; i++ { // rows: v = tmp B
-					k.input1(tmp[i*a:], 1, v[i*a:], 1)
-				}
-				col := vbuf[c*nb+t-t0:]
-				for xi := 0; xi < aa; xi++ {
-					col[xi*cg*nb] = v[xi]
-				}
+		dbuf, tbuf, sbuf, base = dbuf[:aa*nb], tbuf[:aa*nb], sbuf[:a*nb], base[:nb]
+		row := func(buf []float32, r int) []float32 { return buf[r*nb : r*nb+nb] }
+		var src, dst rows
+		for t := t0; t < t1; t++ {
+			y0 := (t/tw)*m - p.PadTop
+			x0 := (t%tw)*m - p.PadLeft
+			base[t-t0] = -1
+			if y0 >= 0 && x0 >= 0 && y0+a <= p.H && x0+a <= p.W {
+				base[t-t0] = y0*p.W + x0
 			}
 		}
+		xg := x[(n*p.C+g*cg)*hw:]
+		for c := 0; c < cg; c++ {
+			xc := xg[c*hw : c*hw+hw]
+			// Gather: dbuf row i*a+j holds element (i, j) of every tile.
+			for i := 0; i < a; i++ {
+				for j := 0; j < a; j++ {
+					d := row(dbuf, i*a+j)
+					off := i*p.W + j
+					for tt, b := range base {
+						if b >= 0 {
+							d[tt] = xc[b+off]
+						}
+					}
+				}
+			}
+			for tt, b := range base {
+				if b >= 0 {
+					continue
+				}
+				t := t0 + tt
+				y0 := (t/tw)*m - p.PadTop
+				x0 := (t%tw)*m - p.PadLeft
+				for i := 0; i < a; i++ {
+					iy := y0 + i
+					for j := 0; j < a; j++ {
+						v := float32(0)
+						if ix := x0 + j; iy >= 0 && iy < p.H && ix >= 0 && ix < p.W {
+							v = xc[iy*p.W+ix]
+						}
+						dbuf[(i*a+j)*nb+tt] = v
+					}
+				}
+			}
+			// Columns: tbuf = Bt d.
+			for j := 0; j < a; j++ {
+				for r := 0; r < a; r++ {
+					src[r], dst[r] = row(dbuf, r*a+j), row(tbuf, r*a+j)
+				}
+				k.input(&src, &dst)
+			}
+			// Rows: v = tbuf B, straight into the GEMM operands.
+			for i := 0; i < a; i++ {
+				for r := 0; r < a; r++ {
+					src[r] = row(tbuf, i*a+r)
+					xi := i*a + r
+					dst[r] = vbuf[(xi*cg+c)*nb : (xi*cg+c)*nb+nb]
+				}
+				k.input(&src, &dst)
+			}
+		}
+		// M[xi] (mg x nb) = U[xi] V[xi]; with a transposed filter, the
+		// output channels make the columns instead: M[xi]^T (nb x mg) =
+		// V[xi]^T U[xi]^T.
+		transposed := f.ut
 		ug := f.u[g*aa*mg*cg:]
 		for xi := 0; xi < aa; xi++ {
-			sgemm(false, false, mg, nb, cg, 1, ug[xi*mg*cg:], cg, vbuf[xi*cg*nb:], nb, 0, mbuf[xi*mg*nb:], nb, gemmThreads)
+			if transposed {
+				sgemm(true, false, nb, mg, cg, 1, vbuf[xi*cg*nb:], nb, ug[xi*mg*cg:], mg, 0, mbuf[xi*mg*nb:], mg, gemmThreads)
+			} else {
+				sgemm(false, false, mg, nb, cg, 1, ug[xi*mg*cg:], cg, vbuf[xi*cg*nb:], nb, 0, mbuf[xi*mg*nb:], nb, gemmThreads)
+			}
 		}
-		var s, out [36]float32
 		for om := 0; om < mg; om++ {
 			oc := g*mg + om
 			var b float32
@@ -293,23 +361,44 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 				b = bias[oc]
 			}
 			yo := y[(n*p.M+oc)*oh*ow : (n*p.M+oc+1)*oh*ow]
-			col := mbuf[om*nb:]
-			for t := t0; t < t1; t++ {
-				for xi := 0; xi < aa; xi++ {
-					s[xi] = col[xi*mg*nb+t-t0]
+			// Columns: dbuf (m x a rows) = At s.
+			for j := 0; j < a; j++ {
+				for r := 0; r < a; r++ {
+					xi := r*a + j
+					if transposed {
+						sr := row(sbuf, r)
+						mt := mbuf[xi*nb*mg+om:]
+						for tt := range sr {
+							sr[tt] = mt[tt*mg]
+						}
+						src[r] = sr
+						continue
+					}
+					src[r] = mbuf[(xi*mg+om)*nb : (xi*mg+om)*nb+nb]
 				}
-				for j := 0; j < a; j++ { // columns: tmp (m x a) = At s
-					k.output1(s[j:], a, tmp[j:], a)
+				for r := 0; r < m; r++ {
+					dst[r] = row(dbuf, r*a+j)
 				}
-				for i := 0; i < m; i++ { // rows: out (m x m) = tmp A
-					k.output1(tmp[i*a:], 1, out[i*m:], 1)
+				k.output(&src, &dst)
+			}
+			// Rows: tbuf (m x m rows) = dbuf A.
+			for i := 0; i < m; i++ {
+				for r := 0; r < a; r++ {
+					src[r] = row(dbuf, i*a+r)
 				}
+				for r := 0; r < m; r++ {
+					dst[r] = row(tbuf, i*m+r)
+				}
+				k.output(&src, &dst)
+			}
+			for tt := 0; tt < nb; tt++ {
+				t := t0 + tt
 				oy0, ox0 := (t/tw)*m, (t%tw)*m
-				rows, cols := min(m, oh-oy0), min(m, ow-ox0)
-				for i := 0; i < rows; i++ {
-					dst := yo[(oy0+i)*ow+ox0 : (oy0+i)*ow+ox0+cols]
-					for j := range dst {
-						dst[j] = min(max(out[i*m+j]+b, lo), hi)
+				nr, nc := min(m, oh-oy0), min(m, ow-ox0)
+				for i := 0; i < nr; i++ {
+					out := yo[(oy0+i)*ow+ox0 : (oy0+i)*ow+ox0+nc]
+					for j := range out {
+						out[j] = min(max(tbuf[(i*m+j)*nb+tt]+b, lo), hi)
 					}
 				}
 			}
@@ -318,11 +407,14 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 	work := func(i0, i1 int) {
 		vp := winoVPool.get(aa * cg * tb)
 		mp := winoMPool.get(aa * mg * tb)
+		dp := winoDPool.get((2*aa + a) * tb)
+		base := make([]int, tb)
 		for it := i0; it < i1; it++ {
-			run(it, *vp, *mp)
+			run(it, *vp, *mp, (*dp)[:aa*tb], (*dp)[aa*tb:2*aa*tb], (*dp)[2*aa*tb:], base)
 		}
 		winoVPool.put(vp)
 		winoMPool.put(mp)
+		winoDPool.put(dp)
 	}
 	if parallelItems {
 		ParallelFor(items, (items+nt-1)/nt, work)
