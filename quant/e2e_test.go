@@ -128,12 +128,16 @@ func loadOptimized(t testing.TB, dir string) *ir.Graph {
 	return g
 }
 
-// TestINT8Models quantizes the shared CNNs after calibrating on their test
-// data plus random batches, and requires every output to keep a cosine
+// TestINT8Models quantizes the shared models (resnet_mini and mobilenet_v2;
+// the other three too unless -short) after calibrating on their test data
+// plus random batches, and requires every output to keep a cosine
 // similarity of at least 0.99 with FP32.
 func TestINT8Models(t *testing.T) {
 	needINT8Ops(t)
 	models := []string{"resnet_mini", "mobilenet_v2"}
+	if !testing.Short() {
+		models = append(models, "squeezenet1_1", "yolo_tiny", "bert_mini")
+	}
 	for _, name := range models {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("..", "..", "shared", "models", name)
@@ -153,7 +157,11 @@ func TestINT8Models(t *testing.T) {
 			if testing.Short() {
 				nRandom = 1
 			}
-			random, err := RandomBatches(ref.Inputs(), nil, nRandom, 1)
+			shapes := map[string][]int{} // random batches shaped like the test data
+			for name, x := range batches[0] {
+				shapes[name] = x.Shape
+			}
+			random, err := RandomBatches(ref.Inputs(), shapes, nRandom, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
