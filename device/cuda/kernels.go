@@ -18,6 +18,11 @@ var KernelNames = []string{
 	"sigmoid_f32", "sigmoid_f16",
 	"silu_f32", "silu_f16",
 	"bias_act_f32", "bias_act_f16",
+	// nn.cu: the executor's kernels
+	"conv2d_f32", "chan_epilogue_f32", "row_epilogue_f32", "gemm_f32", "pool2d_f32",
+	"reduce_rows_f32", "layernorm_f32", "softmax_f32", "attention_f32", "binary_f32", "unary_f32",
+	"cast_i64_f32", "cast_i32_f32", "permute_b32", "permute_b64", "copy_rows_b32", "copy_rows_b64",
+	"gather_b32", "gather_b64",
 }
 
 // Activation codes of the bias_act kernels.

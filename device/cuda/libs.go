@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -15,6 +16,10 @@ import (
 type CUBLASLt struct {
 	lib *library
 	fn  struct{ version, create, destroy, statusName, statusString unsafe.Pointer }
+
+	mmOnce sync.Once
+	mmFn   *matmulFn
+	mmErr  error
 }
 
 // OpenCUBLASLt opens libcublasLt (13, 12 or 11).
@@ -80,6 +85,10 @@ func (b *CUBLASLt) Destroy(h CUBLASLtHandle) error {
 type CUDNN struct {
 	lib *library
 	fn  struct{ version, create, destroy, errorString unsafe.Pointer }
+
+	convOnce sync.Once
+	convFn   *convFn
+	convErr  error
 }
 
 // OpenCUDNN opens libcudnn.so.9.

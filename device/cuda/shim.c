@@ -92,3 +92,68 @@ int kiln_nvmlDeviceGetMemoryInfo(void *fn, void *dev, unsigned long long *total,
 	return r;
 }
 int kiln_nvmlSystemGetDriverVersion(void *fn, char *out, unsigned len) { return ((int (*)(char *, unsigned))fn)(out, len); }
+
+typedef struct {
+	int algo, status;
+	float time;
+	size_t memory;
+	int determinism, mathType, reserved[3];
+} kiln_cudnnConvFwdAlgoPerf;
+
+int kiln_cudnnSetStream(void *fn, void *h, void *s) { return ((int (*)(void *, void *))fn)(h, s); }
+int kiln_cudnnSetTensor4d(void *fn, void *d, int format, int dtype, int n, int c, int h, int w) {
+	return ((int (*)(void *, int, int, int, int, int, int))fn)(d, format, dtype, n, c, h, w);
+}
+int kiln_cudnnSetFilter4d(void *fn, void *d, int dtype, int format, int k, int c, int h, int w) {
+	return ((int (*)(void *, int, int, int, int, int, int))fn)(d, dtype, format, k, c, h, w);
+}
+int kiln_cudnnSetConv2d(void *fn, void *d, int ph, int pw, int u, int v, int dh, int dw, int mode, int dtype) {
+	return ((int (*)(void *, int, int, int, int, int, int, int, int))fn)(d, ph, pw, u, v, dh, dw, mode, dtype);
+}
+int kiln_cudnnSetInt(void *fn, void *d, int v) { return ((int (*)(void *, int))fn)(d, v); }
+int kiln_cudnnGetConvFwdAlgos(void *fn, void *h, void *x, void *w, void *conv, void *y, int req, int *ret,
+                              int *algo, int *status, float *time, size_t *memory, int *mathType) {
+	kiln_cudnnConvFwdAlgoPerf perf[16];
+	if (req > 16) req = 16;
+	*ret = 0;
+	int r = ((int (*)(void *, void *, void *, void *, void *, int, int *, kiln_cudnnConvFwdAlgoPerf *))fn)(h, x, w, conv, y, req, ret, perf);
+	for (int i = 0; r == 0 && i < *ret && i < req; i++) {
+		algo[i] = perf[i].algo;
+		status[i] = perf[i].status;
+		time[i] = perf[i].time;
+		memory[i] = perf[i].memory;
+		mathType[i] = perf[i].mathType;
+	}
+	return r;
+}
+int kiln_cudnnGetConvFwdWorkspace(void *fn, void *h, void *x, void *w, void *conv, void *y, int algo, size_t *size) {
+	return ((int (*)(void *, void *, void *, void *, void *, int, size_t *))fn)(h, x, w, conv, y, algo, size);
+}
+int kiln_cudnnConvFwd(void *fn, void *h, float alpha, void *xd, dptr x, void *wd, dptr w,
+                      void *conv, int algo, dptr ws, size_t wsSize, float beta, void *yd, dptr y) {
+	return ((int (*)(void *, const void *, void *, const void *, void *, const void *, void *, int, void *, size_t,
+	                 const void *, void *, void *))fn)(h, &alpha, xd, (const void *)x, wd, (const void *)w, conv, algo,
+	                                                   (void *)ws, wsSize, &beta, yd, (void *)y);
+}
+
+int kiln_ltMatmulDescCreate(void *fn, void **d, int computeType, int scaleType) {
+	return ((int (*)(void **, int, int))fn)(d, computeType, scaleType);
+}
+int kiln_ltSetAttr(void *fn, void *d, int attr, const void *buf, size_t size) {
+	return ((int (*)(void *, int, const void *, size_t))fn)(d, attr, buf, size);
+}
+int kiln_ltLayoutCreate(void *fn, void **l, int dtype, unsigned long long rows, unsigned long long cols, long long ld) {
+	return ((int (*)(void **, int, uint64_t, uint64_t, int64_t))fn)(l, dtype, rows, cols, ld);
+}
+int kiln_ltHeuristic(void *fn, void *h, void *desc, void *a, void *b, void *c, void *d, void *pref, int req,
+                     void *results, int *ret) {
+	return ((int (*)(void *, void *, void *, void *, void *, void *, void *, int, void *, int *))fn)(h, desc, a, b, c, d, pref, req, results, ret);
+}
+int kiln_ltMatmul(void *fn, void *h, void *desc, float alpha, dptr a, void *ad, dptr b, void *bd,
+                  float beta, dptr c, void *cd, dptr d, void *dd, const void *algo,
+                  dptr ws, size_t wsSize, void *stream) {
+	return ((int (*)(void *, void *, const void *, const void *, void *, const void *, void *, const void *,
+	                 const void *, void *, void *, void *, const void *, void *, size_t, void *))fn)(
+	    h, desc, &alpha, (const void *)a, ad, (const void *)b, bd, &beta, (const void *)c, cd, (void *)d, dd, algo,
+	    (void *)ws, wsSize, stream);
+}

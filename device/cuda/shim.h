@@ -82,3 +82,27 @@ int kiln_nvmlDeviceGetMemoryInfo(void *fn, void *dev, unsigned long long *total,
 int kiln_nvmlSystemGetDriverVersion(void *fn, char *out, unsigned len);
 
 #endif
+
+/* cuDNN legacy convolution API (cuDNN 9 still exports it). Descriptors are
+   created and destroyed with kiln_createHandle / kiln_destroyHandle. */
+int kiln_cudnnSetStream(void *fn, void *h, void *stream);
+int kiln_cudnnSetTensor4d(void *fn, void *d, int format, int dtype, int n, int c, int h, int w);
+int kiln_cudnnSetFilter4d(void *fn, void *d, int dtype, int format, int k, int c, int h, int w);
+int kiln_cudnnSetConv2d(void *fn, void *d, int ph, int pw, int u, int v, int dh, int dw, int mode, int dtype);
+int kiln_cudnnSetInt(void *fn, void *d, int v);
+int kiln_cudnnGetConvFwdAlgos(void *fn, void *h, void *x, void *w, void *conv, void *y, int req, int *ret,
+                              int *algo, int *status, float *time, size_t *memory, int *mathType);
+int kiln_cudnnGetConvFwdWorkspace(void *fn, void *h, void *x, void *w, void *conv, void *y, int algo, size_t *size);
+int kiln_cudnnConvFwd(void *fn, void *h, float alpha, void *xd, unsigned long long x, void *wd, unsigned long long w,
+                      void *conv, int algo, unsigned long long ws, size_t wsSize, float beta, void *yd, unsigned long long y);
+
+/* cuBLASLt matmul. Descriptors, layouts and preferences are destroyed with
+   kiln_destroyHandle; preferences are created with kiln_createHandle. */
+int kiln_ltMatmulDescCreate(void *fn, void **d, int computeType, int scaleType);
+int kiln_ltSetAttr(void *fn, void *d, int attr, const void *buf, size_t size);
+int kiln_ltLayoutCreate(void *fn, void **l, int dtype, unsigned long long rows, unsigned long long cols, long long ld);
+int kiln_ltHeuristic(void *fn, void *h, void *desc, void *a, void *b, void *c, void *d, void *pref, int req,
+                     void *results, int *ret);
+int kiln_ltMatmul(void *fn, void *h, void *desc, float alpha, unsigned long long a, void *ad, unsigned long long b, void *bd,
+                  float beta, unsigned long long c, void *cd, unsigned long long d, void *dd, const void *algo,
+                  unsigned long long ws, size_t wsSize, void *stream);

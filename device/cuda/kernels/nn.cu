@@ -1,0 +1,377 @@
+// Kernels of the CUDA executor (package device/cuda/executor), float32.
+// Tensors are dense and row-major; shapes and strides that do not fit in
+// scalar arguments come in a "meta" array of long longs in device memory.
+// GRID_STRIDE comes from elementwise.cu, compiled before this file.
+
+#define KILN_INF __int_as_float(0x7f800000)
+
+// Activation codes (executor.act*): 0 none, 1 relu, 2 sigmoid, 3 silu,
+// 4 clip(p0, p1), 5 hardswish, 6 leakyrelu(p0), 7 hardsigmoid(p0, p1),
+// 8 gelu (erf), 9 gelu (tanh), 10 tanh.
+__device__ __forceinline__ float act_apply(float x, int act, float p0, float p1) {
+    switch (act) {
+    case 1: return x > 0.0f ? x : 0.0f;
+    case 2: return 1.0f / (1.0f + expf(-x));
+    case 3: return x / (1.0f + expf(-x));
+    case 4: return fminf(fmaxf(x, p0), p1);
+    case 5: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+    case 6: return x < 0.0f ? p0 * x : x;
+    case 7: return fmaxf(0.0f, fminf(1.0f, p0 * x + p1));
+    case 8: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case 9: return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case 10: return tanhf(x);
+    default: return x;
+    }
+}
+
+// Direct 2-D convolution, NCHW, with groups, bias, residual z and
+// activation: y = act(conv(x, w) + bias + z). One thread per output.
+extern "C" __global__ void conv2d_f32(float *y, const float *x, const float *w, const float *bias,
+                                      const float *z, int N, int C, int H, int W, int M, int OH, int OW,
+                                      int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                                      int G, int act, float p0, float p1) {
+    long long total = (long long)N * M * OH * OW;
+    int cpg = C / G, mpg = M / G;
+    GRID_STRIDE(i, total) {
+        int ow = (int)(i % OW);
+        long long t = i / OW;
+        int oh = (int)(t % OH);
+        t /= OH;
+        int m = (int)(t % M);
+        int n = (int)(t / M);
+        int g = m / mpg;
+        float acc = bias ? bias[m] : 0.0f;
+        const float *wm = w + (long long)m * cpg * KH * KW;
+        for (int c = 0; c < cpg; c++) {
+            const float *xc = x + ((long long)n * C + (long long)g * cpg + c) * H * W;
+            const float *wc = wm + c * KH * KW;
+            for (int kh = 0; kh < KH; kh++) {
+                int ih = oh * SH - PH + kh * DH;
+                if (ih < 0 || ih >= H) continue;
+                for (int kw = 0; kw < KW; kw++) {
+                    int iw = ow * SW - PW + kw * DW;
+                    if (iw < 0 || iw >= W) continue;
+                    acc += xc[(long long)ih * W + iw] * wc[kh * KW + kw];
+                }
+            }
+        }
+        if (z) acc += z[i];
+        y[i] = act_apply(acc, act, p0, p1);
+    }
+}
+
+// In-place epilogue of an NCHW convolution: y = act(y + bias[c] + z).
+extern "C" __global__ void chan_epilogue_f32(float *y, const float *bias, const float *z, long long total,
+                                             long long hw, int M, int act, float p0, float p1) {
+    GRID_STRIDE(i, total) {
+        float v = y[i];
+        if (bias) v += bias[(i / hw) % M];
+        if (z) v += z[i];
+        y[i] = act_apply(v, act, p0, p1);
+    }
+}
+
+// In-place epilogue of a row-major matrix: y = act(y + bias[col]).
+extern "C" __global__ void row_epilogue_f32(float *y, const float *bias, long long total, int cols,
+                                            int act, float p0, float p1) {
+    GRID_STRIDE(i, total) {
+        float v = y[i];
+        if (bias) v += bias[i % cols];
+        y[i] = act_apply(v, act, p0, p1);
+    }
+}
+
+// Batched GEMM, 16x16 tiles: Y[b] = act(alpha * A[b] B[b] + beta * C),
+// element (m, k) of A[b] at A + b*sAb + m*sAm + k*sAk (any layout), C read
+// at Cb + m*sCm + n*sCn (strides 0 broadcast). Y[b] is a dense M x N
+// matrix at Y + b*M*N. grid: (ceil(N/16), ceil(M/16), batch), block 16x16.
+extern "C" __global__ void gemm_f32(float *Y, const float *A, const float *B, const float *Cb, int M, int N,
+                                    int K, long long sAb, long long sAm, long long sAk, long long sBb,
+                                    long long sBk, long long sBn, long long sCm, long long sCn, float alpha,
+                                    float beta, int act, float p0, float p1) {
+    __shared__ float As[16][17];
+    __shared__ float Bs[16][17];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int row = blockIdx.y * 16 + ty, col = blockIdx.x * 16 + tx;
+    long long b = blockIdx.z;
+    A += b * sAb;
+    B += b * sBb;
+    Y += b * (long long)M * N;
+    float acc = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += 16) {
+        int ka = k0 + tx, kb = k0 + ty;
+        As[ty][tx] = (row < M && ka < K) ? A[row * sAm + ka * sAk] : 0.0f;
+        Bs[ty][tx] = (kb < K && col < N) ? B[kb * sBk + col * sBn] : 0.0f;
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < 16; kk++) acc += As[ty][kk] * Bs[kk][tx];
+        __syncthreads();
+    }
+    if (row < M && col < N) {
+        float v = alpha * acc;
+        if (Cb) v += beta * Cb[row * sCm + col * sCn];
+        Y[(long long)row * N + col] = act_apply(v, act, p0, p1);
+    }
+}
+
+// 2-D max (mode 0) or average pooling (mode 1: padding excluded from the
+// count, mode 2: included, up to the explicit end pads PEH, PEW), NCHW.
+extern "C" __global__ void pool2d_f32(float *y, const float *x, long long NC, int H, int W, int OH, int OW,
+                                      int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                                      int PEH, int PEW, int mode) {
+    long long total = NC * OH * OW;
+    GRID_STRIDE(i, total) {
+        int ow = (int)(i % OW);
+        int oh = (int)((i / OW) % OH);
+        long long nc = i / ((long long)OW * OH);
+        const float *xc = x + nc * H * W;
+        float acc = mode == 0 ? -KILN_INF : 0.0f;
+        int cnt = 0, cntPad = 0;
+        for (int kh = 0; kh < KH; kh++) {
+            int ih = oh * SH - PH + kh * DH;
+            bool inH = ih >= -PH && ih < H + PEH;
+            for (int kw = 0; kw < KW; kw++) {
+                int iw = ow * SW - PW + kw * DW;
+                if (inH && iw >= -PW && iw < W + PEW) cntPad++;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                float v = xc[(long long)ih * W + iw];
+                if (mode == 0) acc = fmaxf(acc, v);
+                else acc += v;
+                cnt++;
+            }
+        }
+        if (mode == 1) acc = cnt ? acc / cnt : 0.0f;
+        if (mode == 2) acc = cntPad ? acc / cntPad : 0.0f;
+        y[i] = acc;
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
+    return v;
+}
+
+// block_sum and block_max reduce over a block of at most 1024 threads;
+// every thread gets the result. red is 32 floats of shared memory.
+__device__ float block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[wid] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ float block_max(float v, float *red) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[wid] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : -KILN_INF;
+    return warp_max(v);
+}
+
+// Mean (mode 0) or max (mode 1) of each of rows contiguous runs of cols
+// elements: global pooling. One block per row.
+extern "C" __global__ void reduce_rows_f32(float *y, const float *x, long long rows, int cols, int mode) {
+    __shared__ float red[32];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *xr = x + r * cols;
+        float v = mode == 0 ? 0.0f : -KILN_INF;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) v = mode == 0 ? v + xr[c] : fmaxf(v, xr[c]);
+        v = mode == 0 ? block_sum(v, red) : block_max(v, red);
+        if (threadIdx.x == 0) y[r] = mode == 0 ? v / cols : v;
+        __syncthreads();
+    }
+}
+
+// Layer normalization of each row of cols elements:
+// y = (x - mean) / sqrt(var + eps) * gamma + beta (beta may be null).
+extern "C" __global__ void layernorm_f32(float *y, const float *x, const float *gamma, const float *beta,
+                                         long long rows, int cols, float eps) {
+    __shared__ float red[32];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *xr = x + r * cols;
+        float s = 0.0f;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
+        float mean = block_sum(s, red) / cols;
+        float q = 0.0f;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            float d = xr[c] - mean;
+            q += d * d;
+        }
+        float inv = rsqrtf(block_sum(q, red) / cols + eps);
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            float v = (xr[c] - mean) * inv * gamma[c];
+            y[r * cols + c] = beta ? v + beta[c] : v;
+        }
+        __syncthreads();
+    }
+}
+
+// Softmax of each row of cols elements.
+extern "C" __global__ void softmax_f32(float *y, const float *x, long long rows, int cols) {
+    __shared__ float red[32];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *xr = x + r * cols;
+        float m = -KILN_INF;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, xr[c]);
+        m = block_max(m, red);
+        float s = 0.0f;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) s += expf(xr[c] - m);
+        s = block_sum(s, red);
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c] = expf(xr[c] - m) / s;
+        __syncthreads();
+    }
+}
+
+// Attention for one query row per block: y[b, i, :] = softmax(q[b, i, :]
+// kt[b] * scale + mask) v[b], with q [B, S, D], kt [B, D, T], v [B, T, Dv]
+// (B the product of the leading dims). The mask element of (b, i, j) is at
+// mask + (b's offset) + i*meta[1] + j*meta[2], b's offset from meta[0]
+// leading dims: meta = {r, ms_i, ms_j, dims[r], strides[r]}. Dynamic
+// shared memory: T floats. grid: (S, B).
+extern "C" __global__ void attention_f32(float *y, const float *q, const float *kt, const float *v,
+                                         const float *mask, const long long *meta, int S, int T, int D,
+                                         int Dv, float scale) {
+    extern __shared__ float sc[];
+    __shared__ float red[32];
+    int i = blockIdx.x;
+    long long b = blockIdx.y;
+    const float *qr = q + (b * S + i) * D;
+    const float *kb = kt + b * (long long)D * T;
+    const float *vb = v + b * (long long)T * Dv;
+    const float *mr = 0;
+    if (mask) {
+        int r = (int)meta[0];
+        long long off = 0, rem = b;
+        for (int d = r - 1; d >= 0; d--) {
+            long long dim = meta[3 + d];
+            off += (rem % dim) * meta[3 + r + d];
+            rem /= dim;
+        }
+        mr = mask + off + i * meta[1];
+    }
+    float mx = -KILN_INF;
+    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+        float s = 0.0f;
+        for (int d = 0; d < D; d++) s += qr[d] * kb[(long long)d * T + j];
+        s *= scale;
+        if (mr) s += mr[j * meta[2]];
+        sc[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+        float e = expf(sc[j] - mx);
+        sc[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, red);
+    __syncthreads();
+    float inv = 1.0f / sum;
+    for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < T; j++) acc += sc[j] * vb[(long long)j * Dv + d];
+        y[(b * S + i) * Dv + d] = acc * inv;
+    }
+}
+
+// Broadcasting binary operation, op: 0 add, 1 sub, 2 mul, 3 div, 4 max,
+// 5 min, 6 pow. meta = {r, dims[r], a strides[r], b strides[r]}.
+extern "C" __global__ void binary_f32(float *y, const float *a, const float *b, const long long *meta,
+                                      long long n, int op) {
+    int r = (int)meta[0];
+    GRID_STRIDE(i, n) {
+        long long rem = i, ia = 0, ib = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            long long dim = meta[1 + d];
+            long long idx = rem % dim;
+            rem /= dim;
+            ia += idx * meta[1 + r + d];
+            ib += idx * meta[1 + 2 * r + d];
+        }
+        float va = a[ia], vb = b[ib], o;
+        switch (op) {
+        case 0: o = va + vb; break;
+        case 1: o = va - vb; break;
+        case 2: o = va * vb; break;
+        case 3: o = va / vb; break;
+        case 4: o = fmaxf(va, vb); break;
+        case 5: o = fminf(va, vb); break;
+        default: o = powf(va, vb); break;
+        }
+        y[i] = o;
+    }
+}
+
+// y = act(x) elementwise.
+extern "C" __global__ void unary_f32(float *y, const float *x, long long n, int act, float p0, float p1) {
+    GRID_STRIDE(i, n) y[i] = act_apply(x[i], act, p0, p1);
+}
+
+// Conversions to float32.
+extern "C" __global__ void cast_i64_f32(float *y, const long long *x, long long n) {
+    GRID_STRIDE(i, n) y[i] = (float)x[i];
+}
+
+extern "C" __global__ void cast_i32_f32(float *y, const int *x, long long n) {
+    GRID_STRIDE(i, n) y[i] = (float)x[i];
+}
+
+// Permutation (Transpose) of 4- or 8-byte elements: output element i, of
+// output dims meta[1..r], reads the input at sum idx[d]*meta[1+r+d].
+#define PERMUTE(name, T)                                                                  \
+    extern "C" __global__ void name(T *y, const T *x, const long long *meta, long long n) { \
+        int r = (int)meta[0];                                                             \
+        GRID_STRIDE(i, n) {                                                               \
+            long long rem = i, ix = 0;                                                    \
+            for (int d = r - 1; d >= 0; d--) {                                            \
+                long long dim = meta[1 + d];                                              \
+                ix += (rem % dim) * meta[1 + r + d];                                      \
+                rem /= dim;                                                               \
+            }                                                                             \
+            y[i] = x[ix];                                                                 \
+        }                                                                                 \
+    }
+PERMUTE(permute_b32, unsigned int)
+PERMUTE(permute_b64, unsigned long long)
+
+// Copy of rows x cols elements between strided row-major blocks:
+// y[r*ys + yo + c] = x[r*xs + xo + c] (Concat, Split, Slice on one axis).
+#define COPYROWS(name, T)                                                                          \
+    extern "C" __global__ void name(T *y, const T *x, long long rows, long long cols, long long ys, \
+                                    long long yo, long long xs, long long xo) {                     \
+        long long n = rows * cols;                                                                 \
+        GRID_STRIDE(i, n) {                                                                        \
+            long long r = i / cols, c = i % cols;                                                  \
+            y[r * ys + yo + c] = x[r * xs + xo + c];                                               \
+        }                                                                                          \
+    }
+COPYROWS(copy_rows_b32, unsigned int)
+COPYROWS(copy_rows_b64, unsigned long long)
+
+// Gather along an axis: y[o, j, k] = x[o, idx[j], k] with x [outer, len,
+// inner] and idx int64 (negative counts from the end; out of range clamps).
+#define GATHER(name, T)                                                                        \
+    extern "C" __global__ void name(T *y, const T *x, const long long *idx, long long outer,   \
+                                    long long len, long long nidx, long long inner) {          \
+        long long n = outer * nidx * inner;                                                    \
+        GRID_STRIDE(i, n) {                                                                    \
+            long long k = i % inner, t = i / inner, j = t % nidx, o = t / nidx;                \
+            long long s = idx[j];                                                              \
+            if (s < 0) s += len;                                                               \
+            s = s < 0 ? 0 : (s >= len ? len - 1 : s);                                          \
+            y[i] = x[(o * len + s) * inner + k];                                               \
+        }                                                                                      \
+    }
+GATHER(gather_b32, unsigned int)
+GATHER(gather_b64, unsigned long long)

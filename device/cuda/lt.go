@@ -1,0 +1,171 @@
+package cuda
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+)
+
+// cuBLASLt enumerators used by the matmul bindings.
+const (
+	cublasCompute32F      = 68 // CUBLAS_COMPUTE_32F: true float32, no TF32
+	cudaR32F              = 0  // CUDA_R_32F
+	ltDescTransA          = 3  // CUBLASLT_MATMUL_DESC_TRANSA
+	ltDescTransB          = 4  // CUBLASLT_MATMUL_DESC_TRANSB
+	ltPrefMaxWorkspace    = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+	cublasOpT             = 1  // CUBLAS_OP_T
+	ltHeuristicResultSize = 96 // sizeof(cublasLtMatmulHeuristicResult_t)
+)
+
+// matmulFn holds cuBLASLt's matmul functions, resolved on first use.
+type matmulFn struct {
+	descCreate, descDestroy, descSet                unsafe.Pointer
+	layoutCreate, layoutDestroy                     unsafe.Pointer
+	prefCreate, prefDestroy, prefSet, heuristic, mm unsafe.Pointer
+}
+
+func (b *CUBLASLt) matmul() (*matmulFn, error) {
+	b.mmOnce.Do(func() {
+		f := &matmulFn{}
+		b.mmErr = b.lib.symbols([]symbol{
+			sym(&f.descCreate, "cublasLtMatmulDescCreate"),
+			sym(&f.descDestroy, "cublasLtMatmulDescDestroy"),
+			sym(&f.descSet, "cublasLtMatmulDescSetAttribute"),
+			sym(&f.layoutCreate, "cublasLtMatrixLayoutCreate"),
+			sym(&f.layoutDestroy, "cublasLtMatrixLayoutDestroy"),
+			sym(&f.prefCreate, "cublasLtMatmulPreferenceCreate"),
+			sym(&f.prefDestroy, "cublasLtMatmulPreferenceDestroy"),
+			sym(&f.prefSet, "cublasLtMatmulPreferenceSetAttribute"),
+			sym(&f.heuristic, "cublasLtMatmulAlgoGetHeuristic"),
+			sym(&f.mm, "cublasLtMatmul"),
+		})
+		if b.mmErr == nil {
+			b.mmFn = f
+		}
+	})
+	return b.mmFn, b.mmErr
+}
+
+// LtMatmul is a planned row-major float32 product Y[M,N] = A[M,K] B, with
+// B stored [K,N], or [N,K] when transposed. It runs in true float32
+// (CUBLAS_COMPUTE_32F: no TF32).
+type LtMatmul struct {
+	b                *CUBLASLt
+	f                *matmulFn
+	desc, la, lb, ly unsafe.Pointer
+	algo             unsafe.Pointer // 64 bytes of C memory: cublasLtMatmulAlgo_t
+	M, N, K          int
+	Workspace        int // bytes of workspace Run needs
+}
+
+// NewMatmul plans the product with the algorithm cuBLASLt's heuristics
+// rank first among those needing at most maxWorkspace bytes. Free it with
+// Destroy.
+func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (_ *LtMatmul, err error) {
+	f, err := b.matmul()
+	if err != nil {
+		return nil, err
+	}
+	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k}
+	defer func() {
+		if err != nil {
+			p.Destroy()
+		}
+	}()
+	// Row-major Y = A B is column-major Y^T = B^T A^T: cuBLASLt's "A" is
+	// our B and its "B" our A, and D is column-major N x M.
+	// Handles are created into locals: cgo refuses pointers into p, which
+	// holds Go pointers.
+	var desc, la, lb, ly unsafe.Pointer
+	if r := C.kiln_ltMatmulDescCreate(f.descCreate, &desc, cublasCompute32F, cudaR32F); r != 0 {
+		return nil, b.err("cublasLtMatmulDescCreate", r)
+	}
+	p.desc = desc
+	rowsA, colsA, ldA := n, k, n // our B [K,N] row-major = column-major N x K
+	if transB {
+		op := C.int(cublasOpT)
+		if r := C.kiln_ltSetAttr(f.descSet, p.desc, ltDescTransA, unsafe.Pointer(&op), 4); r != 0 {
+			return nil, b.err("cublasLtMatmulDescSetAttribute(TRANSA)", r)
+		}
+		rowsA, colsA, ldA = k, n, k // our B [N,K] row-major = column-major K x N, transposed
+	}
+	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &la, cudaR32F, C.ulonglong(rowsA), C.ulonglong(colsA), C.longlong(ldA)); r != 0 {
+		return nil, b.err("cublasLtMatrixLayoutCreate(A)", r)
+	}
+	p.la = la
+	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &lb, cudaR32F, C.ulonglong(k), C.ulonglong(m), C.longlong(k)); r != 0 {
+		return nil, b.err("cublasLtMatrixLayoutCreate(B)", r)
+	}
+	p.lb = lb
+	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &ly, cudaR32F, C.ulonglong(n), C.ulonglong(m), C.longlong(n)); r != 0 {
+		return nil, b.err("cublasLtMatrixLayoutCreate(D)", r)
+	}
+	p.ly = ly
+	var pref unsafe.Pointer
+	if r := C.kiln_createHandle(f.prefCreate, &pref); r != 0 {
+		return nil, b.err("cublasLtMatmulPreferenceCreate", r)
+	}
+	defer C.kiln_destroyHandle(f.prefDestroy, pref)
+	ws := C.ulonglong(maxWorkspace)
+	if r := C.kiln_ltSetAttr(f.prefSet, pref, ltPrefMaxWorkspace, unsafe.Pointer(&ws), 8); r != 0 {
+		return nil, b.err("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)", r)
+	}
+	const req = 4
+	res := C.calloc(req, ltHeuristicResultSize)
+	defer C.free(res)
+	var got C.int
+	if r := C.kiln_ltHeuristic(f.heuristic, h.p, p.desc, p.la, p.lb, p.ly, p.ly, pref, req, res, &got); r != 0 {
+		return nil, b.err(fmt.Sprintf("cublasLtMatmulAlgoGetHeuristic(%dx%dx%d)", m, n, k), r)
+	}
+	all := unsafe.Slice((*byte)(res), req*ltHeuristicResultSize)
+	for i := 0; i < int(got) && i < req; i++ {
+		r := all[i*ltHeuristicResultSize : (i+1)*ltHeuristicResultSize]
+		wsSize := binary.LittleEndian.Uint64(r[64:72])
+		state := int32(binary.LittleEndian.Uint32(r[72:76]))
+		if state != 0 || wsSize > uint64(maxWorkspace) {
+			continue
+		}
+		p.algo = C.malloc(64)
+		copy(unsafe.Slice((*byte)(p.algo), 64), r[:64])
+		p.Workspace = int(wsSize)
+		return p, nil
+	}
+	return nil, &Error{Call: "cublasLtMatmulAlgoGetHeuristic", Code: 15, Name: "CUBLAS_STATUS_NOT_SUPPORTED",
+		Msg: fmt.Sprintf("no algorithm for %dx%dx%d within %d bytes of workspace", m, n, k, maxWorkspace)}
+}
+
+// Run queues y = a b on s.
+func (p *LtMatmul) Run(h CUBLASLtHandle, a, b, y, workspace DevicePtr, wsSize int, s Stream) error {
+	if r := C.kiln_ltMatmul(p.f.mm, h.p, p.desc, 1, C.ulonglong(b), p.la, C.ulonglong(a), p.lb, 0,
+		C.ulonglong(y), p.ly, C.ulonglong(y), p.ly, p.algo, C.ulonglong(workspace), C.size_t(wsSize), s.p); r != 0 {
+		return p.b.err("cublasLtMatmul", r)
+	}
+	return nil
+}
+
+// Destroy frees the descriptors.
+func (p *LtMatmul) Destroy() {
+	if p == nil || p.f == nil {
+		return
+	}
+	if p.desc != nil {
+		C.kiln_destroyHandle(p.f.descDestroy, p.desc)
+		p.desc = nil
+	}
+	for _, l := range []*unsafe.Pointer{&p.la, &p.lb, &p.ly} {
+		if *l != nil {
+			C.kiln_destroyHandle(p.f.layoutDestroy, *l)
+			*l = nil
+		}
+	}
+	if p.algo != nil {
+		C.free(p.algo)
+		p.algo = nil
+	}
+}
