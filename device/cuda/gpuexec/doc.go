@@ -1,0 +1,28 @@
+// Package gpuexec runs an optimized kiln graph on an NVIDIA GPU.
+//
+// NewEngine takes an *ir.Graph that the optimizer has run over (optimize.Run,
+// level 2) and whose value shapes are all known (ops.InferGraph with
+// concrete input shapes), and turns it into a program of kernel launches:
+// convolutions through cuDNN where it is there (else a direct-convolution
+// kernel), matrix products through cuBLASLt (else a tiled kernel), and the
+// rest as the CUDA kernels of package cuda (kernels/*.cu), compiled with
+// NVRTC for the GPU's compute capability when the engine is made. An op
+// without a GPU implementation is an error naming the op and the node
+// (ErrUnsupported).
+//
+// An Engine holds the constants (weights), uploaded once, and the compiled
+// kernels; it is shared by its Contexts. A Context holds one stream, one
+// device buffer for all activations (offsets planned from the values'
+// lifetimes, so that values whose lifetimes do not overlap share memory)
+// and page-locked staging buffers for inputs and outputs. Context.Run takes
+// and returns host tensors of exactly the shapes the graph was built for;
+// the first Run of a context executes the layers one by one, later runs
+// replay a CUDA graph captured from the second run.
+//
+// Every failing CUDA call returns an error naming the call, the CUDA error
+// and the layer (node) that was being executed.
+//
+// Only float32 is implemented; Options.FP16 is rejected with ErrUnsupported.
+// Matrix products and convolutions run in true float32 (no TF32), so the
+// results match the CPU engine's to float32 rounding.
+package gpuexec

@@ -1,0 +1,704 @@
+package gpuexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Options configures an Engine.
+type Options struct {
+	// Ordinal is the GPU to run on (as in "cuda:1").
+	Ordinal int
+	// FP16 asks for half-precision execution; not implemented yet
+	// (ErrUnsupported).
+	FP16 bool
+	// MemoryLimit, when positive, bounds the device memory the engine and
+	// all its contexts take together (weights, activations, workspaces).
+	MemoryLimit int64
+	// LibDir overrides where the CUDA libraries are found (see package cuda).
+	LibDir string
+	// NoCUDNN and NoCUBLASLt run convolutions and matrix products with
+	// kiln's own kernels instead of cuDNN's and cuBLASLt's.
+	NoCUDNN, NoCUBLASLt bool
+	// NoGraphs turns off CUDA graph capture: every Run launches each layer.
+	NoGraphs bool
+	// SyncEachLayer waits for each layer to finish while it runs without a
+	// graph, so that an error in a kernel is reported with its layer.
+	SyncEachLayer bool
+	// KeepValues gives every value its own memory, so that Context.Value
+	// can read any of them after a run (for debugging: no memory reuse).
+	KeepValues bool
+}
+
+// maxWorkspace bounds the workspace a library call may use.
+const maxWorkspace = 64 << 20
+
+// Layer describes how one node runs, for inspection.
+type Layer struct {
+	Node string // the node's name
+	Op   string // its op, e.g. "kiln::FusedConv"
+	Impl string // "cudnn", "cublaslt", or the kernel(s) run, e.g. "conv2d_f32"
+}
+
+// Engine is a graph prepared on one GPU: constants uploaded and kernels
+// loaded. It is safe for concurrent use; each goroutine runs its own Context.
+type Engine struct {
+	prog    *program
+	opt     Options
+	drv     *cuda.Driver
+	dev     cuda.Device
+	cctx    cuda.Context
+	fp      cuda.Fingerprint
+	mod     cuda.Module
+	funcs   map[string]cuda.Function
+	weights cuda.DevicePtr
+	dnn     *cuda.CUDNN
+	lt      *cuda.CUBLASLt
+	convs   map[int]*cuda.CUDNNConv // by step
+	gemms   map[int]*cuda.LtMatmul  // by step
+	ws      int                     // workspace bytes a context needs
+
+	mu       sync.Mutex
+	closed   bool
+	contexts map[*Context]bool
+	used     int64 // device bytes held
+}
+
+// compiledKernels caches NVRTC's output per target architecture.
+var compiledKernels sync.Map // arch -> *cuda.Compiled
+
+// NewEngine prepares g (optimized, every shape known) on GPU opt.Ordinal.
+func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
+	if opt.FP16 {
+		return nil, fmt.Errorf("%w: FP16 execution is not implemented on the GPU yet", ErrUnsupported)
+	}
+	prog, err := compile(g, opt.KeepValues)
+	if err != nil {
+		return nil, err
+	}
+	copt := cuda.Options{LibDir: opt.LibDir, Device: opt.Ordinal}
+	drv, err := cuda.OpenDriver(copt)
+	if err != nil {
+		return nil, err
+	}
+	n, err := drv.DeviceCount()
+	if err != nil {
+		return nil, err
+	}
+	if opt.Ordinal < 0 || opt.Ordinal >= n {
+		return nil, fmt.Errorf("%w: no CUDA device %d (%d found)", cuda.ErrUnavailable, opt.Ordinal, n)
+	}
+	dev, err := drv.Device(opt.Ordinal)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
+		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}}
+	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
+		return nil, err
+	}
+	if e.fp.ComputeMajor, e.fp.ComputeMinor, err = drv.ComputeCapability(dev); err != nil {
+		return nil, err
+	}
+	image, err := kernelImage(copt, e.fp.ComputeMajor, e.fp.ComputeMinor)
+	if err != nil {
+		return nil, err
+	}
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if e.cctx, err = drv.RetainPrimaryContext(dev); err != nil {
+		return nil, err
+	}
+	if err := drv.SetCurrent(e.cctx); err != nil {
+		drv.ReleasePrimaryContext(dev)
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			e.release()
+		}
+	}()
+	if e.mod, err = drv.ModuleLoadData(image); err != nil {
+		return nil, err
+	}
+	e.funcs = map[string]cuda.Function{}
+	for k := range prog.kernels {
+		if e.funcs[k], err = drv.ModuleFunction(e.mod, k); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range []string{"chan_epilogue_f32", "row_epilogue_f32"} {
+		if e.funcs[k], err = drv.ModuleFunction(e.mod, k); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.reserve(int64(len(prog.weights))); err != nil {
+		return nil, err
+	}
+	if len(prog.weights) > 0 {
+		if e.weights, err = drv.MemAlloc(len(prog.weights)); err != nil {
+			return nil, fmt.Errorf("weights: %w", err)
+		}
+		if err := drv.MemcpyHtoD(e.weights, prog.weights); err != nil {
+			return nil, fmt.Errorf("weights: %w", err)
+		}
+	}
+	if err := e.planLibraries(copt); err != nil {
+		return nil, err
+	}
+	ok = true
+	return e, nil
+}
+
+// kernelImage compiles (once per process and architecture) the embedded
+// kernels for compute capability major.minor.
+func kernelImage(o cuda.Options, major, minor int) ([]byte, error) {
+	nv, err := cuda.OpenNVRTC(o)
+	if err != nil {
+		return nil, err
+	}
+	arch, err := nv.TargetFor(major, minor)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := compiledKernels.Load(arch); ok {
+		return image(c.(*cuda.Compiled)), nil
+	}
+	c, err := cuda.CompileKernels(nv, arch)
+	if err != nil {
+		return nil, err
+	}
+	compiledKernels.Store(arch, c)
+	return image(c), nil
+}
+
+func image(c *cuda.Compiled) []byte {
+	if len(c.CUBIN) > 0 {
+		return c.CUBIN
+	}
+	return c.PTX
+}
+
+// planLibraries opens cuDNN and cuBLASLt (unless turned off) and plans the
+// steps they can run; a step whose plan fails keeps kiln's kernels.
+func (e *Engine) planLibraries(o cuda.Options) error {
+	var hasConv, hasGemm bool
+	for _, s := range e.prog.steps {
+		hasConv = hasConv || s.conv != nil
+		hasGemm = hasGemm || s.gemm != nil
+	}
+	if hasConv && !e.opt.NoCUDNN {
+		if d, err := cuda.OpenCUDNN(o); err == nil {
+			if h, err := d.Create(); err == nil {
+				for i, s := range e.prog.steps {
+					cc := s.conv
+					if cc == nil {
+						continue
+					}
+					p := cuda.ConvParams{N: cc.n, C: cc.c, H: cc.h, W: cc.wd, M: cc.m, KH: cc.kh, KW: cc.kw,
+						PadH: cc.ph, PadW: cc.pw, StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: cc.group}
+					if conv, err := d.NewConv(h, p, cc.oh, cc.ow, maxWorkspace); err == nil {
+						e.convs[i] = conv
+						e.ws = max(e.ws, conv.Workspace)
+					}
+				}
+				d.Destroy(h)
+				if len(e.convs) > 0 {
+					e.dnn = d
+				}
+			}
+		}
+	}
+	if hasGemm && !e.opt.NoCUBLASLt {
+		if b, err := cuda.OpenCUBLASLt(o); err == nil {
+			if h, err := b.Create(); err == nil {
+				for i, s := range e.prog.steps {
+					gc := s.gemm
+					if gc == nil {
+						continue
+					}
+					if mm, err := b.NewMatmul(h, gc.m, gc.n, gc.k, gc.transB, maxWorkspace); err == nil {
+						e.gemms[i] = mm
+						e.ws = max(e.ws, mm.Workspace)
+					}
+				}
+				b.Destroy(h)
+				if len(e.gemms) > 0 {
+					e.lt = b
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// reserve counts n more bytes of device memory against MemoryLimit.
+func (e *Engine) reserve(n int64) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.opt.MemoryLimit > 0 && e.used+n > e.opt.MemoryLimit {
+		return fmt.Errorf("%w: %d bytes more would make %d, over the limit of %d", ErrMemoryLimit, n, e.used+n, e.opt.MemoryLimit)
+	}
+	e.used += n
+	return nil
+}
+
+func (e *Engine) unreserve(n int64) {
+	e.mu.Lock()
+	e.used -= n
+	e.mu.Unlock()
+}
+
+// Fingerprint returns the GPU's name and compute capability (the library
+// versions are left zero; cuda.Probe fills them).
+func (e *Engine) Fingerprint() cuda.Fingerprint { return e.fp }
+
+// Layers lists how each node runs.
+func (e *Engine) Layers() []Layer {
+	var out []Layer
+	for i, s := range e.prog.steps {
+		l := Layer{Node: s.node.Name, Op: opName(s.node)}
+		switch {
+		case e.convs[i] != nil:
+			l.Impl = fmt.Sprintf("cudnn (algo %d)", e.convs[i].Algo)
+		case e.gemms[i] != nil:
+			l.Impl = "cublaslt"
+		case len(s.launches) == 0:
+			l.Impl = "alias"
+		default:
+			l.Impl = s.launches[0].kernel
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// ArenaBytes returns the size of a context's activation buffer.
+func (e *Engine) ArenaBytes() int64 { return e.prog.arena }
+
+// WeightBytes returns the size of the constants on the device.
+func (e *Engine) WeightBytes() int64 { return int64(len(e.prog.weights)) }
+
+// Close frees the engine's device memory. Its contexts must be closed first.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	if len(e.contexts) > 0 {
+		e.mu.Unlock()
+		return fmt.Errorf("gpuexec: Close with %d contexts still open", len(e.contexts))
+	}
+	e.closed = true
+	e.mu.Unlock()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := e.drv.SetCurrent(e.cctx); err != nil {
+		return err
+	}
+	return e.release()
+}
+
+// release frees what NewEngine made; the context is current.
+func (e *Engine) release() error {
+	var errs []error
+	for _, c := range e.convs {
+		c.Destroy()
+	}
+	for _, g := range e.gemms {
+		g.Destroy()
+	}
+	if e.weights != 0 {
+		errs = append(errs, e.drv.MemFree(e.weights))
+		e.weights = 0
+	}
+	if e.mod != (cuda.Module{}) {
+		errs = append(errs, e.drv.ModuleUnload(e.mod))
+		e.mod = cuda.Module{}
+	}
+	errs = append(errs, e.drv.ReleasePrimaryContext(e.dev))
+	return errors.Join(errs...)
+}
+
+// call is one bound piece of a step's work in a context.
+type call struct {
+	step  int
+	fn    cuda.Function
+	grid  cuda.Dim3
+	block cuda.Dim3
+	shmem uint32
+	args  *cuda.KernelArgs
+	lib   func() error // a library call instead of a launch
+}
+
+// Context runs the engine on its own stream with its own activation
+// memory. A Context is used by one goroutine at a time.
+type Context struct {
+	e        *Engine
+	stream   cuda.Stream
+	arena    cuda.DevicePtr
+	ws       cuda.DevicePtr
+	reserved int64
+	in, out  []cuda.HostBuffer
+	calls    []call
+	dnnH     cuda.CUDNNHandle
+	ltH      cuda.CUBLASLtHandle
+	graph    cuda.GraphExec
+	hasGraph bool
+	noGraph  bool // capture failed once: run eagerly
+	runs     int
+	closed   bool
+}
+
+// NewContext makes an execution context with its own stream and memory.
+func (e *Engine) NewContext() (_ *Context, err error) {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := e.drv.SetCurrent(e.cctx); err != nil {
+		return nil, err
+	}
+	c := &Context{e: e, noGraph: e.opt.NoGraphs}
+	defer func() {
+		if err != nil {
+			c.release()
+		}
+	}()
+	need := e.prog.arena + int64(e.ws)
+	if err := e.reserve(need); err != nil {
+		return nil, err
+	}
+	c.reserved = need
+	if c.stream, err = e.drv.StreamCreate(1); err != nil {
+		return nil, err
+	}
+	if e.prog.arena > 0 {
+		if c.arena, err = e.drv.MemAlloc(int(e.prog.arena)); err != nil {
+			return nil, fmt.Errorf("activations: %w", err)
+		}
+	}
+	if e.ws > 0 {
+		if c.ws, err = e.drv.MemAlloc(e.ws); err != nil {
+			return nil, fmt.Errorf("workspace: %w", err)
+		}
+	}
+	for _, io := range e.prog.inputs {
+		b, err := e.drv.MemAllocHost(int(max(io.bytes, 1)))
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", io.name, err)
+		}
+		c.in = append(c.in, b)
+	}
+	for _, io := range e.prog.outputs {
+		b, err := e.drv.MemAllocHost(int(max(io.bytes, 1)))
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", io.name, err)
+		}
+		c.out = append(c.out, b)
+	}
+	if e.dnn != nil {
+		if c.dnnH, err = e.dnn.Create(); err != nil {
+			return nil, err
+		}
+		if err := e.dnn.SetStream(c.dnnH, c.stream); err != nil {
+			return nil, err
+		}
+	}
+	if e.lt != nil {
+		if c.ltH, err = e.lt.Create(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.bind(); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.contexts[c] = true
+	e.mu.Unlock()
+	return c, nil
+}
+
+// addr resolves r in this context.
+func (c *Context) addr(r ref) cuda.DevicePtr {
+	switch r.buf {
+	case bufWeights:
+		return c.e.weights + cuda.DevicePtr(r.off)
+	case bufArena:
+		return c.arena + cuda.DevicePtr(c.e.prog.offsets[r.id]+r.off)
+	}
+	return 0
+}
+
+// bind makes the calls of every step, with their arguments resolved.
+func (c *Context) bind() error {
+	e := c.e
+	for i, s := range e.prog.steps {
+		launches := s.launches
+		if conv := e.convs[i]; conv != nil {
+			cc := s.conv
+			x, w, y := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y)
+			c.calls = append(c.calls, call{step: i, lib: func() error {
+				return conv.Forward(c.dnnH, x, w, y, c.ws, e.ws)
+			}})
+			launches = nil
+			if cc.post.kernel != "" {
+				launches = []launch{cc.post}
+			}
+		} else if mm := e.gemms[i]; mm != nil {
+			gc := s.gemm
+			a, b, y := c.addr(gc.a), c.addr(gc.b), c.addr(gc.y)
+			c.calls = append(c.calls, call{step: i, lib: func() error {
+				return mm.Run(c.ltH, a, b, y, c.ws, e.ws, c.stream)
+			}})
+			launches = nil
+			if gc.post.kernel != "" {
+				launches = []launch{gc.post}
+			}
+		}
+		for _, l := range launches {
+			args := cuda.NewKernelArgs(len(l.args))
+			for j, a := range l.args {
+				switch a.kind {
+				case argPtr:
+					args.SetPtr(j, c.addr(a.ref))
+				case argI32:
+					args.SetInt32(j, int32(a.i))
+				case argI64:
+					args.SetInt64(j, a.i)
+				case argF32:
+					args.SetFloat32(j, a.f)
+				}
+			}
+			c.calls = append(c.calls, call{step: i, fn: e.funcs[l.kernel], grid: l.grid, block: l.block, shmem: l.shmem, args: args})
+		}
+	}
+	return nil
+}
+
+// enqueue queues the input copies, every layer and the output copies.
+func (c *Context) enqueue(sync bool) error {
+	e := c.e
+	for i, io := range e.prog.inputs {
+		if err := e.drv.MemcpyHtoDAsync(c.addr(io.ref), c.in[i], int(io.bytes), c.stream); err != nil {
+			return fmt.Errorf("input %q: %w", io.name, err)
+		}
+	}
+	for _, k := range c.calls {
+		var err error
+		if k.lib != nil {
+			err = k.lib()
+		} else {
+			err = e.drv.Launch(k.fn, k.grid, k.block, k.shmem, c.stream, k.args)
+		}
+		if err == nil && sync {
+			err = e.drv.StreamSynchronize(c.stream)
+		}
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", e.prog.steps[k.step].name(), err)
+		}
+	}
+	for i, io := range e.prog.outputs {
+		if io.konst != nil {
+			continue
+		}
+		if err := e.drv.MemcpyDtoHAsync(c.out[i], c.addr(io.ref), int(io.bytes), c.stream); err != nil {
+			return fmt.Errorf("output %q: %w", io.name, err)
+		}
+	}
+	return nil
+}
+
+// capture records the context's work as a CUDA graph.
+func (c *Context) capture() error {
+	d := c.e.drv
+	if err := d.BeginCapture(c.stream, cuda.CaptureModeThreadLocal); err != nil {
+		return err
+	}
+	qerr := c.enqueue(false)
+	g, err := d.EndCapture(c.stream)
+	if qerr != nil {
+		if err == nil {
+			d.GraphDestroy(g)
+		}
+		return qerr
+	}
+	if err != nil {
+		return err
+	}
+	defer d.GraphDestroy(g)
+	x, err := d.GraphInstantiate(g)
+	if err != nil {
+		return err
+	}
+	c.graph, c.hasGraph = x, true
+	return nil
+}
+
+// Run copies inputs (each of exactly the graph's type and shape) to the
+// GPU, runs the graph and returns its outputs as new host tensors.
+func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	e := c.e
+	for i, io := range e.prog.inputs {
+		t, ok := inputs[io.name]
+		if !ok || t == nil {
+			return nil, fmt.Errorf("%w: missing input %q", ErrInput, io.name)
+		}
+		if t.DType != io.dtype || !sameDims(t.Shape, io.shape) {
+			return nil, fmt.Errorf("%w: input %q is %v%v, the engine was built for %v%v", ErrInput, io.name, t.DType, t.Shape, io.dtype, io.shape)
+		}
+		if int64(len(t.Data)) != io.bytes {
+			return nil, fmt.Errorf("%w: input %q holds %d bytes, want %d", ErrInput, io.name, len(t.Data), io.bytes)
+		}
+		copy(c.in[i].Bytes(), t.Data)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := e.drv.SetCurrent(e.cctx); err != nil {
+		return nil, err
+	}
+	var err error
+	switch {
+	case c.hasGraph:
+		err = e.drv.GraphLaunch(c.graph, c.stream)
+	case c.runs == 0 || c.noGraph:
+		err = c.enqueue(e.opt.SyncEachLayer)
+	default:
+		if cerr := c.capture(); cerr != nil {
+			c.noGraph = true // e.g. a library call that cannot be captured
+			err = c.enqueue(false)
+		} else {
+			err = e.drv.GraphLaunch(c.graph, c.stream)
+		}
+	}
+	if err != nil {
+		e.drv.StreamSynchronize(c.stream)
+		return nil, err
+	}
+	if err := e.drv.StreamSynchronize(c.stream); err != nil {
+		return nil, fmt.Errorf("running the layers: %w", err)
+	}
+	c.runs++
+	out := make(map[string]*tensor.Tensor, len(e.prog.outputs))
+	for i, io := range e.prog.outputs {
+		if io.konst != nil {
+			out[io.name] = io.konst.Clone()
+			continue
+		}
+		t, err := tensor.Make(io.dtype, io.shape)
+		if err != nil {
+			return nil, err
+		}
+		copy(t.Data, c.out[i].Bytes()[:io.bytes])
+		out[io.name] = t
+	}
+	return out, nil
+}
+
+// Value reads the value called name as the last Run left it. Unless the
+// engine was made with KeepValues, only graph inputs and outputs are sure
+// to hold what that run computed: other values' memory is reused.
+func (c *Context) Value(name string) (*tensor.Tensor, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	v, ok := c.e.prog.values[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: no value %q on the device", ErrInput, name)
+	}
+	t, err := tensor.Make(v.dtype, v.shape)
+	if err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := c.e.drv.SetCurrent(c.e.cctx); err != nil {
+		return nil, err
+	}
+	if err := c.e.drv.MemcpyDtoH(t.Data, c.addr(v.ref)); err != nil {
+		return nil, fmt.Errorf("value %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// Graphed reports whether the context replays a captured CUDA graph.
+func (c *Context) Graphed() bool { return c.hasGraph }
+
+// Close frees the context's memory and stream.
+func (c *Context) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := c.e.drv.SetCurrent(c.e.cctx); err != nil {
+		return err
+	}
+	err := c.release()
+	c.e.mu.Lock()
+	delete(c.e.contexts, c)
+	c.e.mu.Unlock()
+	return err
+}
+
+func (c *Context) release() error {
+	e := c.e
+	var errs []error
+	if c.stream != (cuda.Stream{}) {
+		errs = append(errs, e.drv.StreamSynchronize(c.stream))
+	}
+	if c.hasGraph {
+		errs = append(errs, e.drv.GraphExecDestroy(c.graph))
+		c.hasGraph = false
+	}
+	for _, k := range c.calls {
+		if k.args != nil {
+			k.args.Free()
+		}
+	}
+	c.calls = nil
+	if e.dnn != nil && c.dnnH != (cuda.CUDNNHandle{}) {
+		errs = append(errs, e.dnn.Destroy(c.dnnH))
+	}
+	if e.lt != nil && c.ltH != (cuda.CUBLASLtHandle{}) {
+		errs = append(errs, e.lt.Destroy(c.ltH))
+	}
+	for _, b := range append(c.in, c.out...) {
+		errs = append(errs, e.drv.MemFreeHost(b))
+	}
+	c.in, c.out = nil, nil
+	for _, p := range []*cuda.DevicePtr{&c.arena, &c.ws} {
+		if *p != 0 {
+			errs = append(errs, e.drv.MemFree(*p))
+			*p = 0
+		}
+	}
+	if c.stream != (cuda.Stream{}) {
+		errs = append(errs, e.drv.StreamDestroy(c.stream))
+		c.stream = cuda.Stream{}
+	}
+	e.unreserve(c.reserved)
+	c.reserved = 0
+	return errors.Join(errs...)
+}

@@ -1,0 +1,1067 @@
+package gpuexec
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Activation codes of the kernels (act_apply in kernels/nn.cu).
+const (
+	actNone        = 0
+	actRelu        = 1
+	actSigmoid     = 2
+	actSiLU        = 3
+	actClip        = 4
+	actHardSwish   = 5
+	actLeakyRelu   = 6
+	actHardSigmoid = 7
+	actGelu        = 8
+	actGeluTanh    = 9
+	actTanh        = 10
+)
+
+// activation is a parsed activation with its parameters.
+type activation struct {
+	code   int
+	p0, p1 float32
+}
+
+// fusedActivation reads the "activation" and "activation_params"
+// attributes of kiln's fused ops (see ops/nn/fused.go).
+func fusedActivation(n *ir.Node) (activation, error) {
+	a := ops.AttrsOf(n)
+	name := a.String("activation", "")
+	p := a.Floats("activation_params", nil)
+	var act activation
+	var def []float32
+	switch name {
+	case "":
+	case "Relu":
+		act.code = actRelu
+	case "Clip":
+		act.code, def = actClip, []float32{-inf, inf}
+	case "Sigmoid":
+		act.code = actSigmoid
+	case "SiLU":
+		act.code = actSiLU
+	case "HardSwish":
+		act.code = actHardSwish
+	case "LeakyRelu":
+		act.code, def = actLeakyRelu, []float32{0.01, 0}
+	case "HardSigmoid":
+		act.code, def = actHardSigmoid, []float32{0.2, 0.5}
+	case "Gelu":
+		act.code = actGelu
+	case "GeluTanh":
+		act.code = actGeluTanh
+	default:
+		return act, fmt.Errorf("%w: activation %q", ErrUnsupported, name)
+	}
+	if p == nil {
+		p = def
+	}
+	if len(p) > 0 {
+		act.p0 = p[0]
+	}
+	if len(p) > 1 {
+		act.p1 = p[1]
+	}
+	return act, a.Err()
+}
+
+// convCall is a convolution that cuDNN may run: y = conv(x, w), followed
+// by post (bias, residual, activation) in place.
+type convCall struct {
+	x, w, y                ref
+	n, c, h, wd, m, oh, ow int
+	kh, kw, sh, sw, ph, pw int
+	dh, dw, group          int
+	post                   launch
+}
+
+// gemmCall is a row-major product that cuBLASLt may run: Y[M,N] =
+// A[M,K] B[K,N] (B transposed when transB: stored [N,K]), followed by post
+// (bias and activation) in place when post.kernel is set.
+type gemmCall struct {
+	a, b, y ref
+	m, n, k int
+	transB  bool
+	post    launch
+}
+
+// emit builds the launches of one node.
+func (c *compiler) emit(s *step) error {
+	n := s.node
+	for i, o := range n.Outputs {
+		if o != nil && i > 0 && c.used(o) && !multiOutput[n.OpType] {
+			return fmt.Errorf("%w: output %d (%q) of %s has no CUDA implementation", ErrUnsupported, i, o.Name, n.OpType)
+		}
+	}
+	switch key := n.OpType; {
+	case n.Domain == "kiln" && key == "FusedConv", n.Domain == "" && key == "Conv":
+		return c.conv(s)
+	case n.Domain == "" && key == "Gemm":
+		return c.gemm(s)
+	case n.Domain == "kiln" && key == "FusedMatMul", n.Domain == "" && key == "MatMul":
+		return c.matmul(s)
+	case n.Domain == "" && (key == "MaxPool" || key == "AveragePool"):
+		return c.pool(s)
+	case n.Domain == "" && (key == "GlobalAveragePool" || key == "GlobalMaxPool"):
+		return c.globalPool(s)
+	case n.Domain == "" && aliasOps[key]:
+		return c.alias(n)
+	case n.Domain == "" && hasKey(binaryOps, key) && len(n.Inputs) == 2:
+		return c.binary(s, binaryOps[key])
+	case (n.Domain == "" || n.Domain == "kiln") && hasKey(unaryOps, key):
+		return c.unary(s)
+	case n.Domain == "" && key == "Concat":
+		return c.concat(s)
+	case n.Domain == "" && key == "Split":
+		return c.split(s)
+	case n.Domain == "" && key == "Transpose":
+		return c.transpose(s)
+	case n.Domain == "" && key == "Gather":
+		return c.gather(s)
+	case n.Domain == "" && key == "Cast":
+		return c.cast(s)
+	case (n.Domain == "" || n.Domain == "kiln") && key == "LayerNormalization":
+		return c.layerNorm(s)
+	case n.Domain == "" && key == "Softmax":
+		return c.softmax(s)
+	case n.Domain == "kiln" && key == "Attention":
+		return c.attention(s)
+	}
+	return fmt.Errorf("%w: op %s has no CUDA implementation", ErrUnsupported, opName(n))
+}
+
+func opName(n *ir.Node) string {
+	if n.Domain != "" {
+		return n.Domain + "::" + n.OpType
+	}
+	return n.OpType
+}
+
+func hasKey[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
+
+// multiOutput ops use their other outputs.
+var multiOutput = map[string]bool{"Split": true}
+
+// used reports whether a node or the graph reads v.
+func (c *compiler) used(v *ir.Value) bool {
+	for _, o := range c.g.Outputs {
+		if o == v {
+			return true
+		}
+	}
+	for _, n := range c.g.Nodes {
+		for _, in := range n.Inputs {
+			if in == v {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var aliasOps = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true, "Dropout": true}
+
+var binaryOps = map[string]int{"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6}
+
+var unaryOps = map[string]int{"Relu": actRelu, "Sigmoid": actSigmoid, "Tanh": actTanh, "Clip": actClip,
+	"LeakyRelu": actLeakyRelu, "HardSigmoid": actHardSigmoid, "HardSwish": actHardSwish, "Gelu": actGelu}
+
+// float32In checks that the given inputs (nil ones skipped) are float32.
+func float32In(n *ir.Node, idx ...int) error {
+	for _, i := range idx {
+		v := input(n, i)
+		if v != nil && v.Type.DType != tensor.Float32 && !(v.Const != nil && v.Const.DType == tensor.Float32) {
+			return fmt.Errorf("%w: input %d is %v, only float32 has a CUDA implementation", ErrUnsupported, i, v.Type.DType)
+		}
+	}
+	return nil
+}
+
+// windowAttrs reads kernel_shape, strides, dilations, pads and auto_pad of
+// a 2-D window op and returns the begin pads and end pads, given the
+// input and output sizes.
+type window2D struct{ kh, kw, sh, sw, dh, dw, ph, pw, peh, pew int }
+
+func readWindow(n *ir.Node, h, w, oh, ow, kh, kw int) (window2D, error) {
+	a := ops.AttrsOf(n)
+	win := window2D{kh: kh, kw: kw, sh: 1, sw: 1, dh: 1, dw: 1}
+	if k := a.Ints("kernel_shape", nil); k != nil {
+		if len(k) != 2 {
+			return win, fmt.Errorf("%w: kernel_shape %v: only 2-D windows", ErrUnsupported, k)
+		}
+		win.kh, win.kw = int(k[0]), int(k[1])
+	}
+	if st := a.Ints("strides", nil); st != nil {
+		if len(st) != 2 {
+			return win, fmt.Errorf("%w: strides %v", ErrUnsupported, st)
+		}
+		win.sh, win.sw = int(st[0]), int(st[1])
+	}
+	if d := a.Ints("dilations", nil); d != nil {
+		if len(d) != 2 {
+			return win, fmt.Errorf("%w: dilations %v", ErrUnsupported, d)
+		}
+		win.dh, win.dw = int(d[0]), int(d[1])
+	}
+	switch ap := a.String("auto_pad", "NOTSET"); ap {
+	case "NOTSET", "":
+		if p := a.Ints("pads", nil); p != nil {
+			if len(p) != 4 {
+				return win, fmt.Errorf("%w: pads %v", ErrUnsupported, p)
+			}
+			win.ph, win.pw, win.peh, win.pew = int(p[0]), int(p[1]), int(p[2]), int(p[3])
+		}
+	case "VALID":
+	case "SAME_UPPER", "SAME_LOWER":
+		th := max(0, (oh-1)*win.sh+(win.kh-1)*win.dh+1-h)
+		tw := max(0, (ow-1)*win.sw+(win.kw-1)*win.dw+1-w)
+		if ap == "SAME_UPPER" {
+			win.ph, win.pw = th/2, tw/2
+		} else {
+			win.ph, win.pw = th-th/2, tw-tw/2
+		}
+		win.peh, win.pew = th-win.ph, tw-win.pw
+	default:
+		return win, fmt.Errorf("%w: auto_pad %q", ErrUnsupported, ap)
+	}
+	if win.kh <= 0 || win.kw <= 0 || win.sh <= 0 || win.sw <= 0 || win.dh <= 0 || win.dw <= 0 {
+		return win, fmt.Errorf("%w: window %+v", ErrGraph, win)
+	}
+	return win, a.Err()
+}
+
+func (c *compiler) conv(s *step) error {
+	n := s.node
+	if err := float32In(n, 0, 1, 2, 3); err != nil {
+		return err
+	}
+	x, w := n.Inputs[0], n.Inputs[1]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	wd, err := c.dims(w)
+	if err != nil {
+		return err
+	}
+	if len(xd) != 4 || len(wd) != 4 {
+		return fmt.Errorf("%w: %d-D convolution (only 2-D has a CUDA implementation)", ErrUnsupported, len(xd)-2)
+	}
+	act := activation{}
+	if n.Domain == "kiln" {
+		if act, err = fusedActivation(n); err != nil {
+			return err
+		}
+	}
+	group := int(ops.AttrsOf(n).Int("group", 1))
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	wr, err := c.ref(w)
+	if err != nil {
+		return err
+	}
+	var br, zr *ref
+	if b := input(n, 2); b != nil {
+		r, err := c.ref(b)
+		if err != nil {
+			return err
+		}
+		br = &r
+	}
+	if z := input(n, 3); z != nil && n.Domain == "kiln" {
+		r, err := c.ref(z)
+		if err != nil {
+			return err
+		}
+		if sizeOf(z) != bytesOf(n.Outputs[0]) {
+			return fmt.Errorf("%w: residual %v does not match the output %v", ErrUnsupported, z.Type, n.Outputs[0].Type)
+		}
+		zr = &r
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	N, C, H, W := xd[0], xd[1], xd[2], xd[3]
+	M, OH, OW := yd[1], yd[2], yd[3]
+	if group < 1 || C%group != 0 || M%group != 0 || wd[1]*group != C || wd[0] != M {
+		return fmt.Errorf("%w: weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
+	}
+	win, err := readWindow(n, H, W, OH, OW, wd[2], wd[3])
+	if err != nil {
+		return err
+	}
+	total := int64(N) * int64(M) * int64(OH) * int64(OW)
+	s.launches = []launch{elemLaunch("conv2d_f32", total,
+		pArg(yr), pArg(xr), pArg(wr), optArg(br), optArg(zr),
+		iArg(N), iArg(C), iArg(H), iArg(W), iArg(M), iArg(OH), iArg(OW),
+		iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw), iArg(win.ph), iArg(win.pw),
+		iArg(win.dh), iArg(win.dw), iArg(group), iArg(act.code), fArg(act.p0), fArg(act.p1))}
+	if win.ph == win.peh && win.pw == win.pew {
+		s.conv = &convCall{x: xr, w: wr, y: yr, n: N, c: C, h: H, wd: W, m: M, oh: OH, ow: OW,
+			kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, ph: win.ph, pw: win.pw, dh: win.dh, dw: win.dw, group: group}
+		if br != nil || zr != nil || act.code != actNone {
+			s.conv.post = elemLaunch("chan_epilogue_f32", total, pArg(yr), optArg(br), optArg(zr), lArg(total),
+				lArg(int64(OH)*int64(OW)), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
+		}
+	}
+	return nil
+}
+
+// gemmFits reports whether gemm_f32's grid can cover the product.
+func gemmFits(batch, m, n int) error {
+	if (m+15)/16 > 65535 || batch > 65535 || n <= 0 || m <= 0 {
+		return fmt.Errorf("%w: a %d x %d product in a batch of %d", ErrUnsupported, m, n, batch)
+	}
+	return nil
+}
+
+// gemmLaunch is a launch of gemm_f32.
+func gemmLaunch(y, a, b ref, cb *ref, batch, M, N, K int, sAb, sAm, sAk, sBb, sBk, sBn, sCm, sCn int64, alpha, beta float32, act activation) launch {
+	return launch{kernel: "gemm_f32",
+		grid:  cuda.Dim3{X: uint32((N + 15) / 16), Y: uint32((M + 15) / 16), Z: uint32(batch)},
+		block: cuda.Dim3{X: 16, Y: 16, Z: 1},
+		args: []arg{pArg(y), pArg(a), pArg(b), optArg(cb), iArg(M), iArg(N), iArg(K),
+			lArg(sAb), lArg(sAm), lArg(sAk), lArg(sBb), lArg(sBk), lArg(sBn), lArg(sCm), lArg(sCn),
+			fArg(alpha), fArg(beta), iArg(act.code), fArg(act.p0), fArg(act.p1)}}
+}
+
+func (c *compiler) gemm(s *step) error {
+	n := s.node
+	if err := float32In(n, 0, 1, 2); err != nil {
+		return err
+	}
+	a := ops.AttrsOf(n)
+	alpha, beta := a.Float("alpha", 1), a.Float("beta", 1)
+	transA, transB := a.Int("transA", 0) != 0, a.Int("transB", 0) != 0
+	if err := a.Err(); err != nil {
+		return err
+	}
+	ad, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	bd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(ad) != 2 || len(bd) != 2 {
+		return fmt.Errorf("%w: Gemm of %v and %v", ErrGraph, ad, bd)
+	}
+	M, K := ad[0], ad[1]
+	sAm, sAk := int64(K), int64(1)
+	if transA {
+		M, K = ad[1], ad[0]
+		sAm, sAk = 1, int64(M)
+	}
+	N := bd[1]
+	sBk, sBn := int64(N), int64(1)
+	if transB {
+		N = bd[0]
+		sBk, sBn = 1, int64(K)
+	}
+	ar, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	var cr *ref
+	var sCm, sCn int64
+	bias := false // C is a row vector [N]: cuBLASLt + the row epilogue can add it
+	if cv := input(n, 2); cv != nil && beta != 0 {
+		r, err := c.ref(cv)
+		if err != nil {
+			return err
+		}
+		cr = &r
+		cd, err := c.dims(cv)
+		if err != nil {
+			return err
+		}
+		switch len(cd) {
+		case 0:
+		case 1:
+			if cd[0] != 1 {
+				sCn = 1
+			}
+			bias = cd[0] == N
+		case 2:
+			if cd[0] != 1 {
+				sCm = int64(cd[1])
+			}
+			if cd[1] != 1 {
+				sCn = 1
+			}
+			bias = cd[0] == 1 && cd[1] == N
+		default:
+			return fmt.Errorf("%w: Gemm C of shape %v", ErrGraph, cd)
+		}
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	if err := gemmFits(1, M, N); err != nil {
+		return err
+	}
+	s.launches = []launch{gemmLaunch(yr, ar, br, cr, 1, M, N, K, 0, sAm, sAk, 0, sBk, sBn, sCm, sCn, alpha, beta, activation{})}
+	if !transA && alpha == 1 && (cr == nil || (bias && beta == 1)) {
+		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, transB: transB}
+		if cr != nil {
+			s.gemm.post = elemLaunch("row_epilogue_f32", int64(M)*int64(N), pArg(yr), pArg(*cr), lArg(int64(M)*int64(N)), iArg(N), iArg(actNone), fArg(0), fArg(0))
+		}
+	}
+	return nil
+}
+
+func (c *compiler) matmul(s *step) error {
+	n := s.node
+	if err := float32In(n, 0, 1, 2); err != nil {
+		return err
+	}
+	act := activation{}
+	var err error
+	if n.Domain == "kiln" {
+		if act, err = fusedActivation(n); err != nil {
+			return err
+		}
+	}
+	ad, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	bd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(ad) == 0 || len(bd) == 0 {
+		return fmt.Errorf("%w: MatMul of a scalar", ErrGraph)
+	}
+	// 1-D operands: [K] is [1,K] for A and [K,1] for B.
+	a2, b2 := ad, bd
+	if len(a2) == 1 {
+		a2 = []int{1, a2[0]}
+	}
+	if len(b2) == 1 {
+		b2 = []int{b2[0], 1}
+	}
+	M, K, N := a2[len(a2)-2], a2[len(a2)-1], b2[len(b2)-1]
+	if b2[len(b2)-2] != K {
+		return fmt.Errorf("%w: MatMul of %v and %v", ErrGraph, ad, bd)
+	}
+	aBatch, bBatch := a2[:len(a2)-2], b2[:len(b2)-2]
+	ar, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	var cr *ref
+	if b := input(n, 2); b != nil && n.Domain == "kiln" {
+		r, err := c.ref(b)
+		if err != nil {
+			return err
+		}
+		if sizeOf(b) != int64(N)*4 {
+			return fmt.Errorf("%w: bias %v for %d columns", ErrGraph, b.Type, N)
+		}
+		cr = &r
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	var batch int
+	var sAb, sBb int64
+	switch {
+	case prod(bBatch) == 1:
+		// B is one matrix: fold A's batch into its rows
+		M *= int(prod(aBatch))
+		batch = 1
+	case sameDims(aBatch, bBatch):
+		batch = int(prod(aBatch))
+		sAb, sBb = int64(M)*int64(K), int64(K)*int64(N)
+	case prod(aBatch) == 1:
+		batch = int(prod(bBatch))
+		sBb = int64(K) * int64(N)
+	default:
+		return fmt.Errorf("%w: MatMul broadcasting %v against %v", ErrUnsupported, ad, bd)
+	}
+	if err := gemmFits(batch, M, N); err != nil {
+		return err
+	}
+	var sCn int64
+	if cr != nil {
+		sCn = 1
+	}
+	s.launches = []launch{gemmLaunch(yr, ar, br, cr, batch, M, N, K, sAb, int64(K), 1, sBb, int64(N), 1, 0, sCn, 1, 1, act)}
+	if batch == 1 {
+		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K}
+		if cr != nil || act.code != actNone {
+			s.gemm.post = elemLaunch("row_epilogue_f32", int64(M)*int64(N), pArg(yr), optArg(cr), lArg(int64(M)*int64(N)), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
+		}
+	}
+	return nil
+}
+
+func sameDims(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *compiler) pool(s *step) error {
+	n := s.node
+	if err := float32In(n, 0); err != nil {
+		return err
+	}
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	if len(xd) != 4 {
+		return fmt.Errorf("%w: %d-D pooling (only 2-D has a CUDA implementation)", ErrUnsupported, len(xd)-2)
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	win, err := readWindow(n, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	if err != nil {
+		return err
+	}
+	mode := 0
+	if n.OpType == "AveragePool" {
+		mode = 1
+		if ops.AttrsOf(n).Int("count_include_pad", 0) != 0 {
+			mode = 2
+		}
+	}
+	nc := int64(xd[0]) * int64(xd[1])
+	s.launches = []launch{elemLaunch("pool2d_f32", nc*int64(yd[2])*int64(yd[3]), pArg(yr), pArg(xr), lArg(nc),
+		iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
+		iArg(win.ph), iArg(win.pw), iArg(win.dh), iArg(win.dw), iArg(win.peh), iArg(win.pew), iArg(mode))}
+	return nil
+}
+
+func (c *compiler) globalPool(s *step) error {
+	n := s.node
+	if err := float32In(n, 0); err != nil {
+		return err
+	}
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	if len(xd) < 3 {
+		return fmt.Errorf("%w: %s of %v", ErrGraph, n.OpType, xd)
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	rows, cols := int64(xd[0])*int64(xd[1]), prod(xd[2:])
+	if cols > math.MaxInt32 {
+		return fmt.Errorf("%w: %s over %d elements", ErrUnsupported, n.OpType, cols)
+	}
+	mode := 0
+	if n.OpType == "GlobalMaxPool" {
+		mode = 1
+	}
+	s.launches = []launch{rowsLaunch("reduce_rows_f32", rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)), iArg(mode))}
+	return nil
+}
+
+func (c *compiler) binary(s *step, op int) error {
+	n := s.node
+	if err := float32In(n, 0, 1); err != nil {
+		return err
+	}
+	ad, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	bd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	ar, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	if len(ad) > len(yd) || len(bd) > len(yd) {
+		return fmt.Errorf("%w: %v and %v broadcast to %v", ErrGraph, ad, bd, yd)
+	}
+	r := len(yd)
+	meta := []int64{int64(r)}
+	for _, d := range yd {
+		meta = append(meta, int64(d))
+	}
+	for _, st := range [][]int{ops.BroadcastStrides(ad, yd), ops.BroadcastStrides(bd, yd)} {
+		for _, v := range st {
+			meta = append(meta, int64(v))
+		}
+	}
+	total := prod(yd)
+	s.launches = []launch{elemLaunch("binary_f32", total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op))}
+	return nil
+}
+
+func (c *compiler) unary(s *step) error {
+	n := s.node
+	if err := float32In(n, 0); err != nil {
+		return err
+	}
+	a := ops.AttrsOf(n)
+	act := activation{code: unaryOps[n.OpType]}
+	switch n.OpType {
+	case "LeakyRelu":
+		act.p0 = a.Float("alpha", 0.01)
+	case "HardSigmoid":
+		act.p0, act.p1 = a.Float("alpha", 0.2), a.Float("beta", 0.5)
+	case "Gelu":
+		if a.String("approximate", "none") == "tanh" {
+			act.code = actGeluTanh
+		}
+	case "Clip":
+		act.p0, act.p1 = a.Float("min", -inf), a.Float("max", inf)
+		for i, p := range []*float32{&act.p0, &act.p1} {
+			v := input(n, i+1)
+			if v == nil {
+				continue
+			}
+			if v.Const == nil || v.Const.DType != tensor.Float32 || v.Const.Len() != 1 {
+				return fmt.Errorf("%w: Clip bound %q is not a float32 constant", ErrUnsupported, v.Name)
+			}
+			*p = v.Const.Float32s()[0]
+		}
+	}
+	if err := a.Err(); err != nil {
+		return err
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	s.launches = []launch{elemLaunch("unary_f32", total, pArg(yr), pArg(xr), lArg(total), iArg(act.code), fArg(act.p0), fArg(act.p1))}
+	return nil
+}
+
+// copyKernel returns the 4- or 8-byte variant of a data-movement kernel.
+func copyKernel(base string, dt tensor.DType) (string, error) {
+	switch dt.Size() {
+	case 4:
+		return base + "_b32", nil
+	case 8:
+		return base + "_b64", nil
+	}
+	return "", fmt.Errorf("%w: %v elements (only 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
+}
+
+func dtypeOf(v *ir.Value) tensor.DType {
+	if v.Const != nil {
+		return v.Const.DType
+	}
+	return v.Type.DType
+}
+
+func (c *compiler) concat(s *step) error {
+	n := s.node
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	k, err := copyKernel("copy_rows", n.Outputs[0].Type.DType)
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("Concat", ops.AttrsOf(n).Int("axis", 0), len(yd))
+	if err != nil {
+		return err
+	}
+	outer, inner := prod(yd[:axis]), prod(yd[axis+1:])
+	ys := int64(yd[axis]) * inner
+	var off int64
+	for _, v := range n.Inputs {
+		if v == nil {
+			continue
+		}
+		d, err := c.dims(v)
+		if err != nil {
+			return err
+		}
+		r, err := c.ref(v)
+		if err != nil {
+			return err
+		}
+		if len(d) != len(yd) {
+			return fmt.Errorf("%w: Concat input %v for output %v", ErrGraph, d, yd)
+		}
+		cols := int64(d[axis]) * inner
+		if cols > 0 {
+			s.launches = append(s.launches, elemLaunch(k, outer*cols, pArg(yr), pArg(r), lArg(outer), lArg(cols), lArg(ys), lArg(off), lArg(cols), lArg(0)))
+		}
+		off += cols
+	}
+	return nil
+}
+
+func (c *compiler) split(s *step) error {
+	n := s.node
+	x := n.Inputs[0]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	k, err := copyKernel("copy_rows", dtypeOf(x))
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("Split", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	if err != nil {
+		return err
+	}
+	outer, inner := prod(xd[:axis]), prod(xd[axis+1:])
+	xs := int64(xd[axis]) * inner
+	var off int64
+	for i, o := range n.Outputs {
+		if o == nil {
+			continue
+		}
+		yr, yd, err := c.out(n, i)
+		if err != nil {
+			return err
+		}
+		cols := int64(yd[axis]) * inner
+		if cols > 0 {
+			s.launches = append(s.launches, elemLaunch(k, outer*cols, pArg(yr), pArg(xr), lArg(outer), lArg(cols), lArg(cols), lArg(0), lArg(xs), lArg(off)))
+		}
+		off += cols
+	}
+	if off != xs {
+		return fmt.Errorf("%w: Split outputs cover %d of %d elements per row", ErrGraph, off, xs)
+	}
+	return nil
+}
+
+func (c *compiler) transpose(s *step) error {
+	n := s.node
+	x := n.Inputs[0]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	k, err := copyKernel("permute", dtypeOf(x))
+	if err != nil {
+		return err
+	}
+	perm := ops.AttrsOf(n).Ints("perm", nil)
+	if perm == nil {
+		for i := len(xd) - 1; i >= 0; i-- {
+			perm = append(perm, int64(i))
+		}
+	}
+	if len(perm) != len(xd) {
+		return fmt.Errorf("%w: perm %v for rank %d", ErrGraph, perm, len(xd))
+	}
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	st := tensor.Strides(xd)
+	meta := []int64{int64(len(yd))}
+	for _, d := range yd {
+		meta = append(meta, int64(d))
+	}
+	for _, p := range perm {
+		if p < 0 || int(p) >= len(xd) {
+			return fmt.Errorf("%w: perm %v", ErrGraph, perm)
+		}
+		meta = append(meta, int64(st[p]))
+	}
+	total := prod(yd)
+	s.launches = []launch{elemLaunch(k, total, pArg(yr), pArg(xr), pArg(c.meta(meta)), lArg(total))}
+	return nil
+}
+
+func (c *compiler) gather(s *step) error {
+	n := s.node
+	x, idx := n.Inputs[0], n.Inputs[1]
+	if dtypeOf(idx) != tensor.Int64 {
+		return fmt.Errorf("%w: Gather indices of %v (only int64)", ErrUnsupported, dtypeOf(idx))
+	}
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	id, err := c.dims(idx)
+	if err != nil {
+		return err
+	}
+	k, err := copyKernel("gather", dtypeOf(x))
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("Gather", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	if err != nil {
+		return err
+	}
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	ir_, err := c.ref(idx)
+	if err != nil {
+		return err
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	outer, inner, nidx := prod(xd[:axis]), prod(xd[axis+1:]), prod(id)
+	s.launches = []launch{elemLaunch(k, outer*nidx*inner, pArg(yr), pArg(xr), pArg(ir_), lArg(outer), lArg(int64(xd[axis])), lArg(nidx), lArg(inner))}
+	return nil
+}
+
+func (c *compiler) cast(s *step) error {
+	n := s.node
+	x := n.Inputs[0]
+	to := n.Outputs[0].Type.DType
+	from := dtypeOf(x)
+	if from == to {
+		return c.alias(n)
+	}
+	var k string
+	switch {
+	case to == tensor.Float32 && from == tensor.Int64:
+		k = "cast_i64_f32"
+	case to == tensor.Float32 && from == tensor.Int32:
+		k = "cast_i32_f32"
+	default:
+		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
+	}
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	s.launches = []launch{elemLaunch(k, total, pArg(yr), pArg(xr), lArg(total))}
+	return nil
+}
+
+func (c *compiler) layerNorm(s *step) error {
+	n := s.node
+	if err := float32In(n, 0, 1, 2); err != nil {
+		return err
+	}
+	a := ops.AttrsOf(n)
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("LayerNormalization", a.Int("axis", -1), len(xd))
+	if err != nil {
+		return err
+	}
+	eps := a.Float("epsilon", 1e-5)
+	rows, cols := prod(xd[:axis]), prod(xd[axis:])
+	if cols > math.MaxInt32 {
+		return fmt.Errorf("%w: LayerNormalization over %d elements", ErrUnsupported, cols)
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	g := input(n, 1)
+	if g == nil || sizeOf(g) != cols*4 {
+		return fmt.Errorf("%w: LayerNormalization scale must have the %d elements of a row", ErrUnsupported, cols)
+	}
+	gr, err := c.ref(g)
+	if err != nil {
+		return err
+	}
+	var br *ref
+	if b := input(n, 2); b != nil {
+		if sizeOf(b) != cols*4 {
+			return fmt.Errorf("%w: LayerNormalization bias must have the %d elements of a row", ErrUnsupported, cols)
+		}
+		r, err := c.ref(b)
+		if err != nil {
+			return err
+		}
+		br = &r
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	s.launches = []launch{rowsLaunch("layernorm_f32", rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps))}
+	return a.Err()
+}
+
+func (c *compiler) softmax(s *step) error {
+	n := s.node
+	if err := float32In(n, 0); err != nil {
+		return err
+	}
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	opset := c.g.Opset()
+	def := int64(-1)
+	if opset < 13 {
+		def = 1
+	}
+	axis, err := ops.NormAxis("Softmax", ops.AttrsOf(n).Int("axis", def), len(xd))
+	if err != nil {
+		return err
+	}
+	if opset >= 13 && axis != len(xd)-1 {
+		return fmt.Errorf("%w: Softmax over axis %d of %d (only the last)", ErrUnsupported, axis, len(xd))
+	}
+	rows, cols := prod(xd[:axis]), prod(xd[axis:])
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	s.launches = []launch{rowsLaunch("softmax_f32", rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)))}
+	return nil
+}
+
+// maxAttentionKeys bounds the keys of one attention row (they are held in
+// 48 KB of shared memory).
+const maxAttentionKeys = 11 * 1024
+
+func (c *compiler) attention(s *step) error {
+	n := s.node
+	if err := float32In(n, 0, 1, 2, 3); err != nil {
+		return err
+	}
+	scale := ops.AttrsOf(n).Float("scale", 1)
+	var d [3][]int
+	var r [3]ref
+	for i := range d {
+		var err error
+		if d[i], err = c.dims(n.Inputs[i]); err != nil {
+			return err
+		}
+		if len(d[i]) < 2 {
+			return fmt.Errorf("%w: Attention input %d of shape %v", ErrUnsupported, i, d[i])
+		}
+		if r[i], err = c.ref(n.Inputs[i]); err != nil {
+			return err
+		}
+	}
+	rk := len(d[0])
+	batch := d[0][:rk-2]
+	S, D := d[0][rk-2], d[0][rk-1]
+	if len(d[1]) != rk || len(d[2]) != rk || !sameDims(d[1][:rk-2], batch) || !sameDims(d[2][:rk-2], batch) || d[1][rk-2] != D || d[2][rk-2] != d[1][rk-1] {
+		return fmt.Errorf("%w: Attention of q %v, k %v, v %v (batch dims must be equal)", ErrUnsupported, d[0], d[1], d[2])
+	}
+	T, Dv := d[1][rk-1], d[2][rk-1]
+	if T > maxAttentionKeys {
+		return fmt.Errorf("%w: Attention over %d keys (at most %d)", ErrUnsupported, T, maxAttentionKeys)
+	}
+	B := prod(batch)
+	if B > 65535 || S > math.MaxInt32 {
+		return fmt.Errorf("%w: Attention batch %d", ErrUnsupported, B)
+	}
+	var mr *ref
+	meta := []int64{int64(len(batch)), 0, 0}
+	if m := input(n, 3); m != nil {
+		md, err := c.dims(m)
+		if err != nil {
+			return err
+		}
+		scores := append(append([]int{}, batch...), S, T)
+		if len(md) > len(scores) {
+			return fmt.Errorf("%w: Attention mask %v for scores %v", ErrUnsupported, md, scores)
+		}
+		for i := range md {
+			if x, y := md[len(md)-1-i], scores[len(scores)-1-i]; x != 1 && x != y {
+				return fmt.Errorf("%w: Attention mask %v enlarges the scores %v", ErrUnsupported, md, scores)
+			}
+		}
+		st := ops.BroadcastStrides(md, scores)
+		meta[1], meta[2] = int64(st[len(st)-2]), int64(st[len(st)-1])
+		for _, v := range batch {
+			meta = append(meta, int64(v))
+		}
+		for _, v := range st[:len(batch)] {
+			meta = append(meta, int64(v))
+		}
+		rr, err := c.ref(m)
+		if err != nil {
+			return err
+		}
+		mr = &rr
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	s.launches = []launch{{kernel: "attention_f32", grid: cuda.Dim3{X: uint32(S), Y: uint32(B), Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
+		shmem: uint32(4 * T), args: []arg{pArg(yr), pArg(r[0]), pArg(r[1]), pArg(r[2]), optArg(mr), pArg(c.meta(meta)),
+			iArg(S), iArg(T), iArg(D), iArg(Dv), fArg(scale)}}}
+	return nil
+}
