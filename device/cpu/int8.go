@@ -444,10 +444,33 @@ func int8RowGo(c []int32, scale, bias float32, z, dst []float32, lo, hi float32)
 	}
 }
 
-// int8TileGo is the pure-Go tile of the generic kernel (int8 weights,
-// panels of 4 rows).
+// int8TileGo is the pure-Go tile of the generic kernel: int8 weights in
+// panels of 4 rows, at most 16 columns.
 func int8TileGo(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int32, ldc, rows, cols int) {
-	int8TileRef[int8](4, nq, w, x, ps, c, ldc, rows, cols)
+	ws := unsafe.Slice((*int8)(w), nq*16)
+	xs := unsafe.Slice(x, (nq-1)*ps+4*cols)
+	var acc [4][16]int32
+	a0, a1, a2, a3 := acc[0][:cols], acc[1][:cols], acc[2][:cols], acc[3][:cols]
+	for q := 0; q < nq; q++ {
+		wq := ws[q*16 : q*16+16 : q*16+16]
+		w00, w01, w02, w03 := int32(wq[0]), int32(wq[1]), int32(wq[2]), int32(wq[3])
+		w10, w11, w12, w13 := int32(wq[4]), int32(wq[5]), int32(wq[6]), int32(wq[7])
+		w20, w21, w22, w23 := int32(wq[8]), int32(wq[9]), int32(wq[10]), int32(wq[11])
+		w30, w31, w32, w33 := int32(wq[12]), int32(wq[13]), int32(wq[14]), int32(wq[15])
+		xq := xs[q*ps : q*ps+4*cols]
+		for j := range a0 {
+			xj := xq[4*j : 4*j+4 : 4*j+4]
+			x0, x1, x2, x3 := int32(xj[0]), int32(xj[1]), int32(xj[2]), int32(xj[3])
+			a0[j] += w00*x0 + w01*x1 + w02*x2 + w03*x3
+			a1[j] += w10*x0 + w11*x1 + w12*x2 + w13*x3
+			a2[j] += w20*x0 + w21*x1 + w22*x2 + w23*x3
+			a3[j] += w30*x0 + w31*x1 + w32*x2 + w33*x3
+		}
+	}
+	cs := unsafe.Slice(c, (rows-1)*ldc+cols)
+	for i := 0; i < rows; i++ {
+		copy(cs[i*ldc:i*ldc+cols], acc[i][:cols])
+	}
 }
 
 // int8TileRef is the tile of a kernel whose weight panels have mr rows of
