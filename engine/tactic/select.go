@@ -41,6 +41,11 @@ type Options struct {
 	// Runs is the number of timed runs of each tactic, after one warm-up
 	// run; the median is its time. Zero means DefaultRuns.
 	Runs int
+	// MinGain, when positive, is how much faster than the default tactic
+	// another one must be to be chosen, as a fraction (0.05: 5% faster):
+	// on a busy machine, differences smaller than the timing noise then
+	// keep the default. Zero keeps the fastest.
+	MinGain float64
 	// Progress, when set, is called for each tactic of each layer once it
 	// is timed (the tactics of a layer are timed together) or found in the
 	// cache.
@@ -212,6 +217,9 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 		if d := c.Times[t]; c.Tactic == "" || d < c.Time {
 			c.Tactic, c.Time = t, d
 		}
+	}
+	if def := c.Times[c.Default]; opt.MinGain > 0 && float64(c.Time)*(1+opt.MinGain) > float64(def) {
+		c.Tactic, c.Time = c.Default, def
 	}
 	return c, nil
 }

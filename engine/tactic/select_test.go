@@ -162,6 +162,23 @@ func TestSelect(t *testing.T) {
 	}
 }
 
+func TestSelectMinGain(t *testing.T) {
+	// medium is 3x faster than slow, fast 15x: a gain of 20 (2000%)
+	// keeps the default, one of 1 (100%) takes fast.
+	for _, tc := range []struct {
+		gain float64
+		want string
+	}{{0, "fast"}, {1, "fast"}, {20, "slow"}} {
+		c, err := Select(context.Background(), testGraph(t), fpA, nil, Options{Runs: 3, MinGain: tc.gain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c["Sleepy_1"]; got.Tactic != tc.want || got.Time != got.Times[tc.want] {
+			t.Errorf("MinGain %g: %+v, want %s", tc.gain, got, tc.want)
+		}
+	}
+}
+
 func TestSelectCache(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kiln.timing")
 	cache, err := Open(path)
