@@ -188,6 +188,7 @@ func TestTimingCacheBench(t *testing.T) {
 		defaults map[string]int
 	}
 	stats := map[string]*stat{}
+	ratios := map[string][]float64{} // layer kind, tactic -> time / default's time
 	var latency []string
 	for _, name := range []string{"resnet_mini", "mobilenet_v2"} {
 		g, dir := loadOptimized(t, name)
@@ -262,6 +263,10 @@ func TestTimingCacheBench(t *testing.T) {
 				stats[k] = s
 			}
 			s.layers++
+			for tac, d := range c.Times {
+				rk := k + "\x00" + tac
+				ratios[rk] = append(ratios[rk], float64(d)/float64(c.Times[c.Default]))
+			}
 			s.wins[c.Tactic]++
 			s.defaults[c.Default]++
 			s.speedups = append(s.speedups, c.Speedup())
@@ -288,6 +293,18 @@ func TestTimingCacheBench(t *testing.T) {
 		slices.Sort(s.speedups)
 		fmt.Fprintf(&report, "| %s | %d | %s | %s | %.2fx | %.2fx | %v -> %v |\n", k, s.layers, spell(s.defaults), spell(s.wins),
 			s.speedups[len(s.speedups)/2], s.speedups[len(s.speedups)-1], s.def.Round(time.Microsecond), s.got.Round(time.Microsecond))
+	}
+	fmt.Fprintf(&report, "\n| layer kind | tactic | layers | time vs default: min | median | max |\n|---|---|---|---|---|---|\n")
+	rkeys := make([]string, 0, len(ratios))
+	for k := range ratios {
+		rkeys = append(rkeys, k)
+	}
+	sort.Strings(rkeys)
+	for _, k := range rkeys {
+		r := ratios[k]
+		slices.Sort(r)
+		kind, tac, _ := strings.Cut(k, "\x00")
+		fmt.Fprintf(&report, "| %s | %s | %d | %.2f | %.2f | %.2f |\n", kind, tac, len(r), r[0], r[len(r)/2], r[len(r)-1])
 	}
 	fmt.Fprintf(&report, "\n| model | latency, default tactics | fastest tactics | fastest, MinGain 0.05 |\n|---|---|---|---|\n%s\n", strings.Join(latency, "\n"))
 	t.Log("\n" + report.String())
