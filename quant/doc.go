@@ -64,10 +64,15 @@
 //
 // # Explicitly quantized models
 //
-// ImportQDQ, run on the imported graph before optimize.Run, turns the
-// QuantizeLinear -> DequantizeLinear patterns of QDQ models around Conv,
-// MatMul and Gemm into the same kiln::QConv and kiln::QMatMul (symmetric
-// int8 only; other layers stay in float and the report says why).
+// ImportQDQ turns the QuantizeLinear -> DequantizeLinear patterns of QDQ
+// models around Conv, MatMul and Gemm into the same kiln::QConv and
+// kiln::QMatMul (symmetric int8 only; other layers stay in float and the
+// report says why). Run on the imported graph, before optimize.Run, it keeps
+// the model's int8 weights exactly (the INT8 ops then compute what the Q/DQ
+// graph computes, to float rounding), but the activations after the layers
+// stay separate nodes; run after optimize.Run, it finds the weights folded
+// into float and the activations fused, and quantizes the weights again per
+// channel (exact when the model's weight scales were max|w|/127).
 //
 // # Accuracy report
 //

@@ -255,3 +255,46 @@ func TestCompareLayers(t *testing.T) {
 		t.Error("no batches: no error")
 	}
 }
+
+// TestImportQDQAfterOptimize imports the QDQ network after optimize.Run has
+// folded its weights' DequantizeLinear and fused its activations.
+func TestImportQDQAfterOptimize(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	ref, err := engine.New(qdqNet(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := qdqNet(t)
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ImportQDQ(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%v", rep)
+	if q, f := rep.Count(); q != 4 || f != 1 {
+		t.Errorf("%d int8 and %d fp32 layers, want 4 and 1 (the asymmetric one)", q, f)
+	}
+	qe, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 4, 6, 6}}, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := Compare(ctx, ref, qe, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%v", acc)
+	for _, o := range acc.Outputs {
+		// weights quantized again from their float values: a channel whose
+		// int8 weights did not reach 127 gets a slightly different grid.
+		if o.Cosine < 0.999 {
+			t.Errorf("%s: cosine %v", o.Name, o.Cosine)
+		}
+	}
+}

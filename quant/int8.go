@@ -172,7 +172,7 @@ func classify(g *ir.Graph, n *ir.Node, inputs map[*ir.Value]bool) (*candidate, s
 	if c.x == nil || c.w == nil || len(n.Outputs) != 1 || n.Outputs[0] == nil {
 		return nil, "missing inputs or outputs"
 	}
-	if c.x.Type.DType != tensor.Float32 {
+	if c.x.Type.DType != tensor.Float32 && c.x.Type.DType != tensor.Undefined {
 		return nil, fmt.Sprintf("input is %v, not float32", c.x.Type.DType)
 	}
 	if c.w.Const == nil || c.w.Producer != nil || inputs[c.w] {

@@ -8,9 +8,8 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// ImportQDQ rewrites the explicitly quantized layers of g (a graph as
-// imported, before optimize.Run, which would fold the weights' dequantization
-// into float constants) into kiln::QConv and kiln::QMatMul:
+// ImportQDQ rewrites the explicitly quantized layers of g into kiln::QConv
+// and kiln::QMatMul:
 //
 //	x -> QuantizeLinear(s, 0) -> DequantizeLinear(s, 0) --.
 //	W_int8 (constant) -> DequantizeLinear(s_w, 0) ---------+--> Conv / MatMul / Gemm
@@ -23,7 +22,17 @@ import (
 // of Gemm's transposed B, axis 1 of a MatMul's [K, N] B). A layer that does
 // not fit (a non-zero or uint8 zero point, a per-row scale, ...) stays in
 // float with its Q/DQ nodes, and the report says why. Q/DQ nodes nothing
-// reads any more are removed. The INT8 ops clamp to [-127, 127] where
+// reads any more are removed.
+//
+// It works on a graph as imported and on one optimize.Run has rewritten. On
+// the imported graph it keeps the model's int8 weights and scales exactly,
+// but the activations that follow stay separate nodes (convfuse fuses into
+// kiln::FusedConv only). After optimize.Run the weights' DequantizeLinear is
+// folded into float constants and activations are fused: ImportQDQ then
+// takes the layers whose input is still quantized (kiln::FusedConv,
+// kiln::FusedMatMul, Conv, MatMul, Gemm with float constant weights) and
+// quantizes their weights again, max|w|/127 per output channel, which gives
+// back the model's int8 weights when its scales were chosen that way. The INT8 ops clamp to [-127, 127] where
 // QuantizeLinear saturates to [-128, 127]; a calibrated model never sees
 // the difference on activations and weights keep their exact int8 values.
 func ImportQDQ(g *ir.Graph) (*INT8Report, error) {
@@ -35,7 +44,8 @@ func ImportQDQ(g *ir.Graph) (*INT8Report, error) {
 	changed := false
 	for _, n := range g.Nodes {
 		isONNX := n.Domain == "" || n.Domain == "ai.onnx"
-		if !isONNX || (n.OpType != "Conv" && n.OpType != "MatMul" && n.OpType != "Gemm") {
+		fused := n.Domain == Domain && (n.OpType == "FusedConv" || n.OpType == "FusedMatMul")
+		if !fused && (!isONNX || (n.OpType != "Conv" && n.OpType != "MatMul" && n.OpType != "Gemm")) {
 			continue
 		}
 		xdq, wdq := dqNode(n.Input(0)), dqNode(n.Input(1))
@@ -43,11 +53,21 @@ func ImportQDQ(g *ir.Graph) (*INT8Report, error) {
 			continue // a float layer
 		}
 		d := LayerDecision{Name: n.Name, Op: n.OpType, Precision: PrecisionFP32}
-		why := qdqLayer(g, n, xdq, wdq, inputs)
-		if why == "" {
+		var why string
+		requant := fused || wdq == nil
+		if requant {
+			why = qdqFused(g, n, xdq, inputs)
+		} else {
+			why = qdqLayer(g, n, xdq, wdq, inputs)
+		}
+		switch {
+		case why == "" && requant:
+			d.Precision, d.Reason = PrecisionINT8, "explicitly quantized (QDQ); folded float weights quantized again per channel"
+			changed = true
+		case why == "":
 			d.Precision, d.Reason = PrecisionINT8, "explicitly quantized (QDQ)"
 			changed = true
-		} else {
+		default:
 			d.Reason = "left in float: " + why
 		}
 		rep.Layers = append(rep.Layers, d)
@@ -117,6 +137,62 @@ func scalarScale(v *ir.Value, inputs map[*ir.Value]bool) (float32, bool) {
 	return s, s > 0 && !math.IsInf(float64(s), 0)
 }
 
+// qdqInput checks the activation pattern x -> QuantizeLinear(s, 0) ->
+// DequantizeLinear(s, 0) ending in node xdq and returns x and s, or why it
+// is not symmetric int8 quantization.
+func qdqInput(xdq *ir.Node, inputs map[*ir.Value]bool) (*ir.Value, float32, string) {
+	q := xdq.Inputs[0]
+	if q == nil || q.Producer == nil || q.Producer.OpType != "QuantizeLinear" || len(q.Producer.Inputs) < 2 {
+		return nil, 0, "the input's DequantizeLinear does not read a QuantizeLinear"
+	}
+	qn := q.Producer
+	x := qn.Inputs[0]
+	if x == nil || (x.Type.DType != tensor.Float32 && x.Type.DType != tensor.Undefined) {
+		return nil, 0, "the quantized input is not float32"
+	}
+	if len(qn.Inputs) < 3 || qn.Inputs[2] == nil {
+		return nil, 0, "QuantizeLinear without a zero point quantizes to uint8 (asymmetric)"
+	}
+	if why := zeroPointOK(qn.Inputs[2], inputs, "QuantizeLinear's output"); why != "" {
+		return nil, 0, why
+	}
+	if why := zeroPointOK(xdq.Input(2), inputs, "the input's DequantizeLinear"); why != "" {
+		return nil, 0, why
+	}
+	sq, ok1 := scalarScale(qn.Inputs[1], inputs)
+	sd, ok2 := scalarScale(xdq.Inputs[1], inputs)
+	if !ok1 || !ok2 {
+		return nil, 0, "the input's scale is not one positive constant"
+	}
+	if sq != sd {
+		return nil, 0, fmt.Sprintf("QuantizeLinear scale %g differs from DequantizeLinear's %g", sq, sd)
+	}
+	return x, sq, ""
+}
+
+// qdqFused rewrites a layer of an optimized graph (kiln::FusedConv,
+// kiln::FusedMatMul or a plain Conv, MatMul or Gemm, where constant folding
+// turned the weights' DequantizeLinear into float constants) whose input is
+// quantized, and returns "", or why not.
+// The weights are quantized again with max|w|/127 per channel, which gives
+// back the model's int8 weights when its scales were so chosen.
+func qdqFused(g *ir.Graph, n *ir.Node, xdq *ir.Node, inputs map[*ir.Value]bool) string {
+	if xdq == nil {
+		return "only the weights are quantized (weight-only quantization runs in float)"
+	}
+	x, s, why := qdqInput(xdq, inputs)
+	if why != "" {
+		return why
+	}
+	c, why := classify(g, n, inputs)
+	if c == nil {
+		return why
+	}
+	c.x = x
+	rewrite(g, c, s)
+	return ""
+}
+
 // qdqLayer rewrites layer n when it fits and returns "", or why not.
 func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]bool) string {
 	if xdq == nil {
@@ -125,32 +201,9 @@ func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]b
 	if wdq == nil {
 		return "only the input is quantized; the weights are float"
 	}
-	// activation: x -> Q -> DQ
-	q := xdq.Inputs[0]
-	if q == nil || q.Producer == nil || q.Producer.OpType != "QuantizeLinear" || len(q.Producer.Inputs) < 2 {
-		return "the input's DequantizeLinear does not read a QuantizeLinear"
-	}
-	qn := q.Producer
-	x := qn.Inputs[0]
-	if x == nil || (x.Type.DType != tensor.Float32 && x.Type.DType != tensor.Undefined) {
-		return "the quantized input is not float32"
-	}
-	if len(qn.Inputs) < 3 || qn.Inputs[2] == nil {
-		return "QuantizeLinear without a zero point quantizes to uint8 (asymmetric)"
-	}
-	if why := zeroPointOK(qn.Inputs[2], inputs, "QuantizeLinear's output"); why != "" {
+	x, sq, why := qdqInput(xdq, inputs)
+	if why != "" {
 		return why
-	}
-	if why := zeroPointOK(xdq.Input(2), inputs, "the input's DequantizeLinear"); why != "" {
-		return why
-	}
-	sq, ok1 := scalarScale(qn.Inputs[1], inputs)
-	sd, ok2 := scalarScale(xdq.Inputs[1], inputs)
-	if !ok1 || !ok2 {
-		return "the input's scale is not one positive constant"
-	}
-	if sq != sd {
-		return fmt.Sprintf("QuantizeLinear scale %g differs from DequantizeLinear's %g", sq, sd)
 	}
 	// weights: W_int8 const -> DQ
 	w := constOf(wdq.Inputs[0], inputs)
