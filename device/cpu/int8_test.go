@@ -313,7 +313,8 @@ func TestInt8GemmPanics(t *testing.T) {
 
 // BenchmarkInt8Gemm reports the int8 GEMM's throughput (GOPS: two
 // operations per multiply-add) for each kernel on a 256 x 3136 x 576
-// product (a 3x3 convolution of 64 to 256 channels on 56x56).
+// product (a 3x3 convolution of 64 to 256 channels on 56x56), and the
+// float32 Sgemm's on the same product.
 func BenchmarkInt8Gemm(b *testing.B) {
 	const m, n, k = 256, 3136, 576
 	r := rand.New(rand.NewPCG(9, 10))
@@ -338,6 +339,22 @@ func BenchmarkInt8Gemm(b *testing.B) {
 			b.ReportMetric(2*float64(m)*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
 		})
 	}
+	int8Active = saved
+	b.Run("float32-sgemm", func(b *testing.B) {
+		a, x, y := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+		for i := range a {
+			a[i] = float32(c.w[i])
+		}
+		for i := range x {
+			x[i] = float32(c.x[i])
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			Sgemm(false, false, m, n, k, 1, a, k, x, n, 0, y, n)
+		}
+		b.ReportMetric(2*float64(m)*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+	})
 }
 
 func TestSetInt8Kernel(t *testing.T) {

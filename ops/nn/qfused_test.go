@@ -133,6 +133,8 @@ var qconvGeoms = []struct {
 	{"grouped dilated", []int{1, 12, 8, 8}, []int{8, 6, 3, 3}, []*ir.Attr{opstest.Int("group", 2), opstest.Ints("dilations", 2, 2), opstest.String("auto_pad", "SAME_UPPER")}},
 	{"5x5 odd", []int{1, 3, 11, 10}, []int{5, 3, 5, 5}, []*ir.Attr{opstest.Ints("pads", 2, 1, 2, 0), opstest.Ints("strides", 1, 2)}},
 	{"1-D", []int{2, 7, 20}, []int{4, 7, 3}, nil},
+	{"3-D", []int{1, 5, 4, 5, 6}, []int{3, 5, 3, 3, 3}, []*ir.Attr{opstest.Ints("pads", 1, 1, 1, 1, 1, 1)}},
+	{"3-D depthwise", []int{1, 3, 4, 5, 6}, []int{3, 1, 3, 3, 3}, []*ir.Attr{opstest.Int("group", 3), opstest.Ints("pads", 1, 0, 1, 1, 0, 1)}},
 	{"wide", []int{1, 16, 10, 10}, []int{70, 16, 3, 3}, []*ir.Attr{opstest.Ints("pads", 1, 1, 1, 1)}},
 }
 
