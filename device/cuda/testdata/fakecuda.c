@@ -1,8 +1,11 @@
 // A fake libcuda for tests on machines without a GPU: one device, "Fake
 // GPU", compute capability 9.0, driver 13.0. cuMemAlloc fails with
 // CUDA_ERROR_OUT_OF_MEMORY above 1 GiB; cuLaunchKernel fails with
-// CUDA_ERROR_INVALID_HANDLE for a null function. Built by the tests with cc.
+// CUDA_ERROR_INVALID_HANDLE for a null function, which cuModuleGetFunction
+// returns for the kernel named by $KILN_FAKE_BAD_KERNEL. Page-locked host
+// memory is malloc'd. Built by the tests with cc.
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *names[] = {[0] = "CUDA_SUCCESS", [2] = "CUDA_ERROR_OUT_OF_MEMORY", [100] = "CUDA_ERROR_NO_DEVICE", [400] = "CUDA_ERROR_INVALID_HANDLE"};
@@ -35,8 +38,8 @@ int cuMemcpyHtoD_v2(void) { return 0; }
 int cuMemcpyDtoH_v2(void) { return 0; }
 int cuMemcpyHtoDAsync_v2(void) { return 0; }
 int cuMemcpyDtoHAsync_v2(void) { return 0; }
-int cuMemAllocHost_v2(void) { return 0; }
-int cuMemFreeHost(void) { return 0; }
+int cuMemAllocHost_v2(void **p, size_t n) { *p = malloc(n); return *p ? 0 : 2; }
+int cuMemFreeHost(void *p) { free(p); return 0; }
 int cuStreamCreate(void) { return 0; }
 int cuStreamSynchronize(void) { return 0; }
 int cuStreamDestroy_v2(void) { return 0; }
@@ -47,7 +50,11 @@ int cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 1.5f; return 0; }
 int cuEventDestroy_v2(void) { return 0; }
 int cuModuleLoadData(void) { return 0; }
 int cuModuleUnload(void) { return 0; }
-int cuModuleGetFunction(void) { return 0; }
+int cuModuleGetFunction(void **f, void *m, const char *name) {
+	const char *bad = getenv("KILN_FAKE_BAD_KERNEL");
+	*f = bad && strcmp(bad, name) == 0 ? 0 : (void *)1;
+	return 0;
+}
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned bz, unsigned sh, void *s, void **params, void **extra) {
 	return f == 0 ? 400 : 0;

@@ -1,0 +1,185 @@
+package gpuexec
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// fakeLibs builds the fake libcuda, libcudnn and libcublasLt of
+// ../testdata into a directory, links this machine's NVRTC there, and
+// returns the directory (for Options.LibDir). It skips without a C
+// compiler or NVRTC.
+func fakeLibs(t testing.TB) string {
+	t.Helper()
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skipf("needs a C compiler (cc) to build the fake CUDA libraries: %v", err)
+	}
+	dir := t.TempDir()
+	for src, lib := range map[string]string{"fakecuda.c": "libcuda.so.1", "fakecudnn.c": "libcudnn.so.9", "fakecublaslt.c": "libcublasLt.so.13"} {
+		out, err := exec.Command(cc, "-shared", "-fPIC", "-o", filepath.Join(dir, lib), filepath.Join("..", "testdata", src)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("building %s: %v\n%s", lib, err, out)
+		}
+	}
+	for _, d := range []string{"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"} {
+		found, _ := filepath.Glob(filepath.Join(d, "libnvrtc.so.*"))
+		for _, f := range found {
+			if err := os.Symlink(f, filepath.Join(dir, filepath.Base(f))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(found) > 0 {
+			return dir
+		}
+	}
+	t.Skip("needs NVRTC (libnvrtc.so.13, .12 or .11.2; Debian: apt-get install libnvrtc11.2)")
+	return ""
+}
+
+// TestEngineFake runs the executor against the fake libraries: the plan
+// picks cuDNN and cuBLASLt, contexts run eagerly, capture and replay, and
+// the errors name the call and the layer. Results are not computed.
+func TestEngineFake(t *testing.T) {
+	dir := fakeLibs(t)
+	path := modelPath(t, "resnet_mini")
+	in := randomImages(t, "resnet_mini", 2, 1)
+	g := optimizedGraph(t, path, in)
+	e, err := NewEngine(g, Options{LibDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	impl := map[string]string{}
+	for _, l := range e.Layers() {
+		impl[l.Op] = l.Impl
+	}
+	if impl["kiln::FusedConv"] != "cudnn (algo 1)" || impl["Gemm"] != "cublaslt" || impl["MaxPool"] != "pool2d_f32" || impl["Flatten"] != "alias" {
+		t.Errorf("layers run as %v", impl)
+	}
+	var ctxs []*Context
+	for range 2 {
+		c, err := e.NewContext()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctxs = append(ctxs, c)
+	}
+	for i, c := range ctxs {
+		for run := range 3 {
+			out, err := c.Run(context.Background(), in)
+			if err != nil {
+				t.Fatalf("context %d run %d: %v", i, run, err)
+			}
+			if y := out["output"]; y == nil || tensor.ShapeString(y.Shape) != "2x1000" {
+				t.Fatalf("context %d run %d: outputs %v", i, run, out)
+			}
+		}
+		if !c.Graphed() {
+			t.Errorf("context %d does not replay a graph after 3 runs", i)
+		}
+	}
+	if err := e.Close(); err == nil {
+		t.Error("Close with open contexts succeeded")
+	}
+	for _, c := range ctxs {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A failing launch names the call, the CUDA error and the layer.
+	t.Run("launch error", func(t *testing.T) {
+		t.Setenv("KILN_FAKE_BAD_KERNEL", "pool2d_f32")
+		e, c := fakeEngine(t, dir, g, Options{LibDir: dir})
+		_, err := c.Run(context.Background(), in)
+		for _, want := range []string{"MaxPool node", "cuLaunchKernel", "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("error %v does not name %q", err, want)
+			}
+		}
+		if !errors.Is(err, cuda.ErrCUDA) {
+			t.Errorf("error %v does not wrap cuda.ErrCUDA", err)
+		}
+		_ = e
+	})
+	t.Run("cudnn error", func(t *testing.T) {
+		t.Setenv("KILN_FAKE_CUDNN_FAIL", "1")
+		_, c := fakeEngine(t, dir, g, Options{LibDir: dir})
+		_, err := c.Run(context.Background(), in)
+		for _, want := range []string{"kiln::FusedConv node", "cudnnConvolutionForward", "CUDNN_STATUS_EXECUTION_FAILED"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("error %v does not name %q", err, want)
+			}
+		}
+	})
+	t.Run("own kernels", func(t *testing.T) {
+		e, _ := fakeEngine(t, dir, g, Options{LibDir: dir, NoCUDNN: true, NoCUBLASLt: true})
+		for _, l := range e.Layers() {
+			if strings.HasPrefix(l.Impl, "cu") {
+				t.Errorf("%s %s runs as %s", l.Op, l.Node, l.Impl)
+			}
+		}
+	})
+	t.Run("memory limit", func(t *testing.T) {
+		e, err := NewEngine(g, Options{LibDir: dir, MemoryLimit: e.WeightBytes() + e.ArenaBytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		// the engine fits; a context needs the arena and 8 KiB of workspace more
+		if _, err := e.NewContext(); !errors.Is(err, ErrMemoryLimit) {
+			t.Errorf("NewContext over the limit: %v, want ErrMemoryLimit", err)
+		}
+	})
+	t.Run("out of memory", func(t *testing.T) {
+		// the fake libcuda has 1 GiB: a 1.2 GB activation does not fit
+		b := ir.NewBuilder("g", 17)
+		x := b.Input("x", tensor.Float32, ir.D(300<<20))
+		b.Output(b.Op("Relu", []*ir.Value{x}), "y")
+		big := b.Graph()
+		if _, err := ops.InferGraph(big); err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(big, Options{LibDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		_, err = e.NewContext()
+		if !errors.Is(err, cuda.ErrOutOfMemory) || !strings.Contains(err.Error(), "activations") {
+			t.Errorf("error %v, want cuda.ErrOutOfMemory for the activations", err)
+		}
+	})
+}
+
+// fakeEngine makes an engine and one context, closed with the test.
+func fakeEngine(t *testing.T, dir string, g *ir.Graph, opt Options) (*Engine, *Context) {
+	t.Helper()
+	e, err := NewEngine(g, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.NewContext()
+	if err != nil {
+		e.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		e.Close()
+	})
+	return e, c
+}
