@@ -175,3 +175,6 @@ func (s *WebSocketStream) Recv(ctx context.Context) (id string, outputs map[stri
 func (s *WebSocketStream) Close() error {
 	return s.c.Close(websocket.StatusNormalClosure, "")
 }
+
+// CloseNow drops the connection without a close handshake.
+func (s *WebSocketStream) CloseNow() error { return s.c.CloseNow() }

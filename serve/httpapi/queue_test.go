@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/scheduler"
@@ -31,7 +32,8 @@ func (g *gated) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[stri
 }
 
 // TestQueueFullAndDisconnect: with the only instance busy and a queue of
-// one, a third request gets 429; a client that goes away leaves the queue.
+// one, a third request gets 429; a client that goes away (an HTTP client
+// disconnecting, a WebSocket stream closing) leaves the queue.
 func TestQueueFullAndDisconnect(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "tiny", "1"), 0o755)
@@ -83,6 +85,31 @@ dynamic_batching { default_queue_policy { max_queue_size: 1 } }`), 0o644)
 			t.Fatal("the disconnected request stayed in the queue")
 		}
 		time.Sleep(time.Millisecond)
+	}
+
+	for _, closeNow := range []bool{false, true} {
+		st, err := api.DialWebSocket(context.Background(), ts.URL, "tiny", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(context.Background(), "queued", map[string]*tensor.Tensor{"image": examples.TinyCNNInput(1)}); err != nil {
+			t.Fatal(err)
+		}
+		for pending() != 1 {
+			time.Sleep(time.Millisecond)
+		}
+		if closeNow {
+			st.CloseNow() // the connection drops
+		} else {
+			st.Close() // a clean close
+		}
+		deadline = time.Now().Add(5 * time.Second)
+		for pending() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the request of a closed stream (abrupt %v) stayed in the queue", closeNow)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	open()
 	if c := <-codes; c != 200 {

@@ -116,6 +116,9 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		go func() { res <- h.streamOne(ctx, model, ver, typ == websocket.MessageBinary, msg) }()
 	}
+	// The client closed the stream or went away: no answer can reach it any
+	// more, so its queued and running requests end now.
+	cancel()
 	close(pending)
 	<-writerDone
 	c.Close(websocket.StatusNormalClosure, "")
