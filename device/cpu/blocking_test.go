@@ -130,3 +130,22 @@ func TestSgemmBlockedPanics(t *testing.T) {
 	}()
 	SgemmBlocked(Blocking{MC: 0, KC: 1, NC: 1}, false, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2)
 }
+
+// FuzzParseBlocking: ParseBlocking never panics, and what it accepts is
+// valid and spelled back the same.
+func FuzzParseBlocking(f *testing.F) {
+	for _, b := range Blockings() {
+		f.Add(b.String())
+	}
+	f.Add("mc-1-kc2-nc3")
+	f.Add("mc1-kc2-nc3 ")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseBlocking(s)
+		if err != nil {
+			return
+		}
+		if b.Validate() != nil || b.String() != s {
+			t.Fatalf("ParseBlocking(%q) = %v", s, b)
+		}
+	})
+}
