@@ -11,10 +11,13 @@
 //	batches, _ := quant.LoadBatches(dir, eng.Inputs())       // or RandomBatches
 //	table, _ := quant.Calibrate(ctx, eng, batches, quant.Entropy, quant.CalibOptions{})
 //	_ = quant.WriteTable("model.calib", table)               // the calibration cache
-//	q := the same model loaded and optimized again (eng keeps using g)
-//	rep, _ := quant.QuantizeINT8(q, table, quant.INT8Options{Layers: overrides})
-//	qeng, _ := engine.New(q)
+//	rep, _ := quant.QuantizeINT8(g, table, quant.INT8Options{Layers: overrides})
+//	qeng, _ := engine.New(g)                                 // eng still runs FP32
 //	acc, _ := quant.Compare(ctx, eng, qeng, batches)        // the accuracy report
+//
+// QuantizeINT8 puts new nodes in the place of those it rewrites and leaves
+// the old ones alone, so an engine built on g before it keeps computing
+// FP32.
 //
 // Calibration runs the FP32 engine over the batches and records, for every
 // float32 value (graph inputs included), the largest magnitude amax it keeps;

@@ -298,3 +298,49 @@ func TestImportQDQAfterOptimize(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeINT8KeepsReferenceEngine checks that an FP32 engine built on
+// the graph before QuantizeINT8 still computes the same outputs after it, so
+// one graph serves calibration, quantization and the accuracy report.
+func TestQuantizeINT8KeepsReferenceEngine(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	g := convNet(t)
+	ref, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 3, 8, 8}}, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := ref.Run(ctx, batches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Calibrate(ctx, ref, batches, Entropy, CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := QuantizeINT8(g, tab, INT8Options{}); err != nil {
+		t.Fatal(err)
+	}
+	qe, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := ref.Run(ctx, batches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(before["y"].Data) != string(after["y"].Data) {
+		t.Error("the FP32 engine's outputs changed with the rewrite of its graph")
+	}
+	acc, err := Compare(ctx, ref, qe, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.MinCosine() < minCosine || acc.Outputs[0].MaxAbs == 0 {
+		t.Errorf("INT8 engine on the rewritten graph:\n%v", acc)
+	}
+}

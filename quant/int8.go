@@ -195,7 +195,10 @@ func classify(g *ir.Graph, n *ir.Node, inputs map[*ir.Value]bool) (*candidate, s
 
 // QuantizeINT8 rewrites the layers of g (optimized, the graph t was
 // calibrated on) that Rule selects into kiln::QConv and kiln::QMatMul with
-// int8 weights, and reports its decision for every candidate layer. It
+// int8 weights, and reports its decision for every candidate layer. The
+// INT8 nodes are new nodes (of the same names, computing the same values)
+// in the place of the old ones, which are left unchanged: an engine built on
+// g before the rewrite keeps running in FP32. It
 // returns an ErrCache error when t was made for another graph and an
 // ErrQuantize error for an override naming no candidate layer or forcing
 // INT8 where it cannot be.
@@ -338,7 +341,7 @@ func rewrite(g *ir.Graph, c *candidate, xScale float32) {
 		if c.z != nil {
 			in = append(in, c.z)
 		}
-		n.OpType, n.Domain, n.Inputs, n.Attrs = "QConv", Domain, trimNil(in), attrs
+		replaceNode(g, n, "QConv", trimNil(in), attrs)
 		return
 	}
 	k, m := w.Shape[0], w.Shape[1]
@@ -357,7 +360,25 @@ func rewrite(g *ir.Graph, c *candidate, xScale float32) {
 	qw := addConst(g, n.Name+"_b_int8", tensor.Int8, []int{k, m}, q)
 	sw := addConst(g, n.Name+"_b_scale", tensor.Float32, []int{m}, s)
 	attrs["a_scale"] = ir.FloatAttr("a_scale", xScale)
-	n.OpType, n.Domain, n.Inputs, n.Attrs = "QMatMul", Domain, trimNil([]*ir.Value{c.x, qw, sw, c.bias}), attrs
+	replaceNode(g, n, "QMatMul", trimNil([]*ir.Value{c.x, qw, sw, c.bias}), attrs)
+}
+
+// replaceNode puts a new kiln node of type op in n's place in g, computing
+// n's outputs. n itself is left as it was, so that an engine built on g
+// before the rewrite (the FP32 reference) still runs.
+func replaceNode(g *ir.Graph, n *ir.Node, op string, in []*ir.Value, attrs map[string]*ir.Attr) *ir.Node {
+	q := &ir.Node{Name: n.Name, OpType: op, Domain: Domain, Inputs: in, Outputs: append([]*ir.Value(nil), n.Outputs...), Attrs: attrs}
+	for _, o := range q.Outputs {
+		if o != nil {
+			o.Producer = q
+		}
+	}
+	for i, m := range g.Nodes {
+		if m == n {
+			g.Nodes[i] = q
+		}
+	}
+	return q
 }
 
 // trimNil drops trailing nil inputs.

@@ -306,7 +306,7 @@ func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]b
 		attrs["x_scale"] = ir.FloatAttr("x_scale", sq)
 		wq := addConst(g, n.Name+"_w_int8", tensor.Int8, w.Shape, w.Int8s())
 		sw := addConst(g, n.Name+"_w_scale", tensor.Float32, []int{m}, scale)
-		n.OpType, n.Domain, n.Inputs, n.Attrs = "QConv", Domain, trimNil([]*ir.Value{x, wq, sw, bias}), attrs
+		replaceNode(g, n, "QConv", trimNil([]*ir.Value{x, wq, sw, bias}), attrs)
 		return ""
 	}
 	k := w.Shape[0]
@@ -324,7 +324,7 @@ func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]b
 	attrs["a_scale"] = ir.FloatAttr("a_scale", sq)
 	wq := addConst(g, n.Name+"_b_int8", tensor.Int8, []int{k, m}, wv)
 	sw := addConst(g, n.Name+"_b_scale", tensor.Float32, []int{m}, scale)
-	n.OpType, n.Domain, n.Inputs, n.Attrs = "QMatMul", Domain, trimNil([]*ir.Value{x, wq, sw, bias}), attrs
+	replaceNode(g, n, "QMatMul", trimNil([]*ir.Value{x, wq, sw, bias}), attrs)
 	return ""
 }
 
