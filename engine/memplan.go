@@ -122,7 +122,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 	}
 	isIntermediate := func(o *ir.Value) bool { return o != nil && o.Const == nil && !p.keep[o] }
 
-	// owner: the group a value owns; viewOf: the group a pure view shares
+	// owner: the group a value owns; shares: the group a pure view uses
 	var groups []*group
 	owner := map[*ir.Value]*group{}
 	shares := map[*ir.Value]*group{}
@@ -196,10 +196,12 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 				continue
 			}
 			// known ways for an output to alias arena memory it does not
-			// own, copied out without complaint: a graph output that may be
-			// a view, and the outputs of control flow, which may be values
-			// of the enclosing graph (an If branch returning one)
-			m.copyOut[i][j] = (j == 0 && p.keep[o] && isView(n, maybeViews)) || len(n.Subgraphs()) > 0
+			// own, copied out without complaint: a graph output that is or
+			// may be a view (of a value that may itself view the arena),
+			// and the outputs of control flow, which may be values of the
+			// enclosing graph (an If branch returning one)
+			view := j == 0 && (isView(n, pureViews) || isView(n, maybeViews))
+			m.copyOut[i][j] = (view && p.keep[o]) || len(n.Subgraphs()) > 0
 			if g := owner[o]; g != nil && !g.excluded {
 				m.slots[i][j] = slot{off: g.off, size: g.size, dt: g.dt}
 			}

@@ -179,6 +179,8 @@ func aliasGraph(t *testing.T, o Options) *Engine {
 	b.Output(out, "y")
 	b.Output(b.Op("Reshape", []*ir.Value{q, shape}), "qview") // a graph output viewing q
 	b.Output(b.Op("Transpose", []*ir.Value{b.Op("Neg", []*ir.Value{u})}, ir.IntsAttr("perm", 1, 0, 2)), "tview")
+	// a graph output viewing a value that views the arena
+	b.Output(b.Op("Reshape", []*ir.Value{b.Op("Transpose", []*ir.Value{b.Op("Abs", []*ir.Value{u})}, ir.IntsAttr("perm", 1, 0, 2)), shape}), "rtview")
 	e, err := NewWithOptions(b.Graph(), o)
 	if err != nil {
 		t.Fatal(err)
