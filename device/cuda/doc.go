@@ -25,4 +25,10 @@
 //
 // Kernel sources (kernels/*.cu) are embedded in the binary and compiled with
 // NVRTC at run time for the device's compute capability (see CompileKernels).
+//
+// Beyond handles, cuDNN's legacy convolution API (CUDNN.NewConv, still
+// exported by cuDNN 9) and cuBLASLt's matmul (CUBLASLt.NewMatmul) are bound,
+// both in true float32 (no TF32). Package gpuexec builds on these to run
+// optimized graphs; importing this package registers the "cuda" device with
+// package device (FingerprintOf).
 package cuda

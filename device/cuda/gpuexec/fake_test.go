@@ -3,10 +3,12 @@ package gpuexec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kilnai/kiln/device/cuda"
@@ -182,4 +184,59 @@ func fakeEngine(t *testing.T, dir string, g *ir.Graph, opt Options) (*Engine, *C
 		e.Close()
 	})
 	return e, c
+}
+
+// TestShapesFake runs Shapes against the fake libraries: one engine per
+// distinct input shape, shared by concurrent calls, with build errors and
+// the engine limit reported.
+func TestShapesFake(t *testing.T) {
+	dir := fakeLibs(t)
+	path := modelPath(t, "resnet_mini")
+	s := NewShapes(FileGraphs(path, 2), Options{LibDir: dir}, 2)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	ins := make([]map[string]*tensor.Tensor, 8)
+	for i := range ins {
+		ins[i] = randomImages(t, "resnet_mini", 1+i%2, uint64(i))
+	}
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := 1 + i%2
+			out, err := s.Run(context.Background(), ins[i])
+			if err == nil && (out["output"] == nil || out["output"].Shape[0] != batch) {
+				err = fmt.Errorf("batch %d: outputs %v", batch, out)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Engines(); n != 2 {
+		t.Errorf("%d engines for 2 shapes", n)
+	}
+	if _, err := s.Run(context.Background(), randomImages(t, "resnet_mini", 3, 1)); !errors.Is(err, ErrTooManyShapes) {
+		t.Errorf("third shape: error %v, want ErrTooManyShapes", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(context.Background(), randomImages(t, "resnet_mini", 1, 1)); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: error %v, want ErrClosed", err)
+	}
+
+	bad := NewShapes(FileGraphs(path, 2), Options{LibDir: dir}, 0)
+	defer bad.Close()
+	wrong := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 1, 5, 224, 224)}
+	for range 2 {
+		if _, err := bad.Run(context.Background(), wrong); err == nil || !strings.Contains(err.Error(), "engine for input:float32[1 5 224 224]") {
+			t.Errorf("5 channels: error %v, want the build's error naming the shapes", err)
+		}
+	}
 }

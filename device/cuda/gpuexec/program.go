@@ -172,8 +172,8 @@ func compile(g *ir.Graph, keep bool) (*program, error) {
 	for _, v := range g.Outputs {
 		o := ioSpec{name: v.Name, dtype: v.Type.DType}
 		if v.Const != nil {
-			o.konst = v.Const
-			o.shape = v.Const.Shape
+			o.konst = v.Const.Clone() // the graph's may live in a mapped file
+			o.shape = o.konst.Shape
 			c.p.outputs = append(c.p.outputs, o)
 			continue
 		}

@@ -1,0 +1,196 @@
+package gpuexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// ErrTooManyShapes is returned by Shapes.Run for a new set of input shapes
+// once the limit of engines is reached.
+var ErrTooManyShapes = errors.New("gpuexec: too many distinct input shapes")
+
+// GraphFunc returns a model's graph for concrete input shapes, optimized
+// and with every shape inferred, as NewEngine takes it. done, when not nil,
+// is called once the engine is built (it may release the model file).
+type GraphFunc func(shapes map[string][]int) (g *ir.Graph, done func(), err error)
+
+// FileGraphs is the GraphFunc of an ONNX file: it loads the file, sets the
+// inputs' shapes, optimizes at the given level (2 for kiln's fusions) and
+// infers every shape.
+func FileGraphs(path string, level int) GraphFunc {
+	return func(shapes map[string][]int) (*ir.Graph, func(), error) {
+		f, err := onnx.Load(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		done := func() { f.Close() }
+		g, err := onnx.ToGraph(f.Model, f)
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		for _, v := range g.Inputs {
+			if s, ok := shapes[v.Name]; ok {
+				v.Type.Shape = ir.KnownShape(s...)
+			}
+		}
+		if err := optimize.Run(g, level, nil); err == nil {
+			_, err = ops.InferGraph(g)
+		}
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		return g, done, nil
+	}
+}
+
+// Shapes runs a model whose input shapes vary between calls (a dynamic
+// batch): it builds one Engine per distinct set of input shapes on first
+// use, each replaying its own CUDA graphs, and keeps a pool of contexts per
+// engine. It is safe for concurrent use.
+type Shapes struct {
+	build GraphFunc
+	opt   Options
+	max   int
+
+	mu      sync.Mutex
+	engines map[string]*shapeEngine
+	closed  bool
+}
+
+type shapeEngine struct {
+	ready chan struct{} // closed once e or err is set
+	e     *Engine
+	err   error
+	mu    sync.Mutex
+	free  []*Context
+}
+
+// NewShapes makes a Shapes building engines with build and opt, at most
+// maxEngines of them (0: no limit).
+func NewShapes(build GraphFunc, opt Options, maxEngines int) *Shapes {
+	return &Shapes{build: build, opt: opt, max: maxEngines, engines: map[string]*shapeEngine{}}
+}
+
+// shapeKey spells the inputs' names, types and shapes.
+func shapeKey(inputs map[string]*tensor.Tensor) (string, map[string][]int) {
+	names := make([]string, 0, len(inputs))
+	for n := range inputs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	shapes := make(map[string][]int, len(inputs))
+	for _, n := range names {
+		t := inputs[n]
+		if t == nil {
+			continue
+		}
+		shapes[n] = t.Shape
+		fmt.Fprintf(&b, "%s:%v%v;", n, t.DType, t.Shape)
+	}
+	return b.String(), shapes
+}
+
+// engine returns the engine for the inputs' shapes, building it if needed.
+func (s *Shapes) engine(inputs map[string]*tensor.Tensor) (*shapeEngine, error) {
+	key, shapes := shapeKey(inputs)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	se, ok := s.engines[key]
+	if !ok {
+		if s.max > 0 && len(s.engines) >= s.max {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d engines built, none for %s", ErrTooManyShapes, len(s.engines), key)
+		}
+		se = &shapeEngine{ready: make(chan struct{})}
+		s.engines[key] = se
+	}
+	s.mu.Unlock()
+	if !ok {
+		g, done, err := s.build(shapes)
+		if err == nil {
+			se.e, err = NewEngine(g, s.opt)
+		}
+		if done != nil {
+			done()
+		}
+		se.err = err
+		close(se.ready)
+	}
+	<-se.ready
+	if se.err != nil {
+		return nil, fmt.Errorf("engine for %s: %w", key, se.err)
+	}
+	return se, nil
+}
+
+// Run runs the model on inputs with the engine of their shapes.
+func (s *Shapes) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	se, err := s.engine(inputs)
+	if err != nil {
+		return nil, err
+	}
+	se.mu.Lock()
+	var c *Context
+	if n := len(se.free); n > 0 {
+		c, se.free = se.free[n-1], se.free[:n-1]
+	}
+	se.mu.Unlock()
+	if c == nil {
+		if c, err = se.e.NewContext(); err != nil {
+			return nil, err
+		}
+	}
+	out, err := c.Run(ctx, inputs)
+	se.mu.Lock()
+	se.free = append(se.free, c)
+	se.mu.Unlock()
+	return out, err
+}
+
+// Engines returns the number of engines built (or being built).
+func (s *Shapes) Engines() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.engines)
+}
+
+// Close closes every engine and its contexts. No Run may be in progress.
+func (s *Shapes) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	engines := s.engines
+	s.engines = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, se := range engines {
+		<-se.ready
+		if se.e == nil {
+			continue
+		}
+		for _, c := range se.free {
+			errs = append(errs, c.Close())
+		}
+		errs = append(errs, se.e.Close())
+	}
+	return errors.Join(errs...)
+}
