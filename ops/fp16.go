@@ -2,8 +2,10 @@ package ops
 
 import (
 	"math"
+	"math/bits"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
@@ -66,10 +68,13 @@ func isFloat16Native(n *ir.Node, k Kernel) bool {
 	return float16Native[key(n.Domain, n.OpType)]
 }
 
-// wrapFloat16 returns k wrapped in the float16 adapter when node n reads a
-// float16 value (types as inferred so far) and k does not handle float16
-// itself; otherwise it returns k unchanged.
-func wrapFloat16(n *ir.Node, k Kernel) Kernel {
+// prepareFloat16 prepares node n with d. When n reads a float16 value
+// (types as inferred so far) and its kernel does not handle float16 itself,
+// the kernel is prepared on a float32 stand-in of n (float16 inputs typed
+// float32, constant ones widened once, here) and wrapped in the float16
+// adapter: it sees what it would see in a float32 graph, cached weight
+// transforms included.
+func prepareFloat16(d Def, n *ir.Node, opset int64) (Kernel, error) {
 	half := false
 	for _, v := range n.Inputs {
 		if v != nil && v.Type.DType == tensor.Float16 {
@@ -77,48 +82,61 @@ func wrapFloat16(n *ir.Node, k Kernel) Kernel {
 			break
 		}
 	}
-	if !half || isFloat16Native(n, k) {
-		return k
+	if !half || float16Native[key(n.Domain, n.OpType)] {
+		return d.Prepare(n, opset)
 	}
-	a := &fp16Kernel{inner: k}
+	a := &fp16Kernel{consts: make([]*fp16Const, len(n.Inputs))}
+	sn := *n
+	sn.Inputs = make([]*ir.Value, len(n.Inputs))
+	for i, v := range n.Inputs {
+		sn.Inputs[i] = v
+		if v == nil || v.Type.DType != tensor.Float16 {
+			continue
+		}
+		c := *v
+		c.Type = ir.Type{DType: tensor.Float32, Shape: v.Type.Shape}
+		c.Const = nil
+		if v.Const != nil && v.Const.DType == tensor.Float16 {
+			a.consts[i] = &fp16Const{src: v.Const, f32: widenHalf(v.Const)}
+			c.Const = a.consts[i].f32
+		}
+		sn.Inputs[i] = &c
+	}
+	k, err := d.Prepare(&sn, opset)
+	if err != nil {
+		return nil, err
+	}
+	if isFloat16Native(n, k) {
+		return d.Prepare(n, opset)
+	}
+	a.inner = k
 	if t, ok := k.(Tactical); ok {
-		return &fp16TacticalKernel{fp16Kernel: a, tactical: t}
+		return &fp16TacticalKernel{fp16Kernel: a, tactical: t}, nil
 	}
-	return a
+	return a, nil
 }
 
 // fp16Kernel is the float16 adapter around a float32 kernel.
 type fp16Kernel struct {
 	inner Kernel
+	// consts[i], when not nil, is constant input i and its float32 copy.
+	consts []*fp16Const
 	// Set by Infer (never concurrently with Run).
 	inferred bool
-	half     []bool       // input i is float16
-	narrow   []bool       // output i follows the float16 inputs
-	consts   []*fp16Const // input i is this constant (nil: not constant)
-	standIns []*ir.Value  // reused by Tactics
+	narrow   []bool // output i follows the float16 inputs
 }
 
-// fp16Const caches the float32 copy of a constant float16 input.
+// fp16Const is a constant float16 input and its float32 copy.
 type fp16Const struct {
-	src  *tensor.Tensor
-	once sync.Once
-	f32  *tensor.Tensor
+	src, f32 *tensor.Tensor
 }
 
-func (c *fp16Const) get() *tensor.Tensor {
-	c.once.Do(func() { c.f32 = widenHalf(c.src) })
-	return c.f32
-}
-
-// fp16InferConstLimit bounds the size of a constant float16 input that
-// Infer converts to show the inner kernel (which may read small constants
-// such as Clip bounds); larger ones (weights) are converted at the first
-// Run.
+// fp16InferConstLimit bounds the size of a constant float16 input, other
+// than those Prepare saw, that Infer widens to show the inner kernel.
 const fp16InferConstLimit = 1 << 16
 
-// standIn returns in with float32 types in place of float16 ones and, when
-// withConst, the constants converted (the small ones; see
-// fp16InferConstLimit).
+// standIn returns in with type dt in place of float16 and, when withConst,
+// the constants widened.
 func (k *fp16Kernel) standIn(in []*ir.Value, dt tensor.DType, withConst bool) []*ir.Value {
 	out := make([]*ir.Value, len(in))
 	for i, v := range in {
@@ -129,8 +147,12 @@ func (k *fp16Kernel) standIn(in []*ir.Value, dt tensor.DType, withConst bool) []
 		c := *v
 		c.Type = ir.Type{DType: dt, Shape: v.Type.Shape}
 		c.Const = nil
-		if withConst && v.Const != nil && i < len(k.consts) && k.consts[i] != nil && v.Const.Len() <= fp16InferConstLimit {
-			c.Const = k.consts[i].get()
+		if withConst && v.Const != nil {
+			if i < len(k.consts) && k.consts[i] != nil && k.consts[i].src == v.Const {
+				c.Const = k.consts[i].f32
+			} else if v.Const.DType == tensor.Float16 && v.Const.Len() <= fp16InferConstLimit {
+				c.Const = widenHalf(v.Const)
+			}
 		}
 		out[i] = &c
 	}
@@ -143,24 +165,16 @@ func (k *fp16Kernel) standIn(in []*ir.Value, dt tensor.DType, withConst bool) []
 // outputs that turn float64 are the ones that follow (a kernel that rejects
 // float64 has all its float32 outputs follow).
 func (k *fp16Kernel) Infer(in []*ir.Value) ([]ir.Type, error) {
-	k.half = make([]bool, len(in))
-	k.consts = make([]*fp16Const, len(in))
-	any16 := false
-	for i, v := range in {
-		if v != nil && v.Type.DType == tensor.Float16 {
-			k.half[i], any16 = true, true
-			if v.Const != nil {
-				k.consts[i] = &fp16Const{src: v.Const}
-			}
-		}
-	}
 	k.inferred = true
+	any16 := false
+	for _, v := range in {
+		any16 = any16 || (v != nil && v.Type.DType == tensor.Float16)
+	}
 	if !any16 {
 		k.narrow = nil
 		return k.inner.Infer(in)
 	}
-	k.standIns = k.standIn(in, tensor.Float32, true)
-	types, err := k.inner.Infer(k.standIns)
+	types, err := k.inner.Infer(k.standIn(in, tensor.Float32, true))
 	if err != nil {
 		return nil, err
 	}
@@ -183,31 +197,42 @@ func (k *fp16Kernel) Infer(in []*ir.Value) ([]ir.Type, error) {
 
 // Run widens the float16 inputs, runs the inner kernel and narrows the
 // outputs that Infer found to follow the float16 inputs (all float32
-// outputs when Infer was not called).
+// outputs when Infer was not called). The float32 stand-ins of activations
+// and the inner kernel's float32 outputs live in recycled scratch buffers
+// (fp16Scratch), given back once the outputs are narrowed.
 func (k *fp16Kernel) Run(env *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	args := make([]*tensor.Tensor, len(in))
 	any16 := false
+	for _, t := range in {
+		any16 = any16 || (t != nil && t.DType == tensor.Float16)
+	}
+	if !any16 {
+		return k.inner.Run(env, in)
+	}
+	s := &fp16Scratch{}
+	defer s.release()
+	args := make([]*tensor.Tensor, len(in))
 	for i, t := range in {
 		args[i] = t
 		if t == nil || t.DType != tensor.Float16 {
 			continue
 		}
-		any16 = true
 		if i < len(k.consts) && k.consts[i] != nil && k.consts[i].src == t {
-			args[i] = k.consts[i].get()
-		} else {
-			args[i] = widenHalf(t)
+			args[i] = k.consts[i].f32
+			continue
 		}
+		w, err := s.alloc(tensor.Float32, t.Shape)
+		if err != nil {
+			return nil, err
+		}
+		widenInto(w, t)
+		args[i] = w
 	}
-	if !any16 {
-		return k.inner.Run(env, in)
-	}
-	// The inner kernel's float32 outputs are temporaries: keep them out of
-	// the context's arena.
-	var ienv *Env
+	// The inner kernel's float32 outputs are temporaries: they come from
+	// the scratch buffers, not from the context's arena.
+	ienv := &Env{Alloc: s.alloc}
 	if env != nil {
 		e := *env
-		e.Alloc = nil
+		e.Alloc = s.alloc
 		ienv = &e
 	}
 	outs, err := k.inner.Run(ienv, args)
@@ -218,9 +243,11 @@ func (k *fp16Kernel) Run(env *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	for i, o := range outs {
 		res[i] = o
 		if o == nil || o.DType != tensor.Float32 {
+			s.keep(o)
 			continue
 		}
 		if k.inferred && (i >= len(k.narrow) || !k.narrow[i]) {
+			s.keep(o)
 			continue
 		}
 		if res[i], err = narrowFloat32(env, o); err != nil {
@@ -228,6 +255,80 @@ func (k *fp16Kernel) Run(env *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		}
 	}
 	return res, nil
+}
+
+// fp16ScratchMin is the smallest buffer (in bytes) worth recycling.
+const fp16ScratchMin = 1 << 12
+
+// fp16Pools recycle scratch buffers by power-of-two capacity.
+var fp16Pools [48]sync.Pool
+
+// fp16Scratch tracks the scratch buffers one Run of the adapter hands out,
+// to give them back when it ends, save those an output it returns uses.
+type fp16Scratch struct {
+	mu   sync.Mutex
+	bufs [][]byte
+	kept []*tensor.Tensor
+}
+
+// alloc is an Env.Alloc: float32 tensors of at least fp16ScratchMin bytes
+// come from the pools (their contents undefined), others are fresh.
+func (s *fp16Scratch) alloc(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	if err := tensor.CheckShape(shape); err != nil || dt != tensor.Float32 {
+		return tensor.Make(dt, shape)
+	}
+	n := tensor.NumElements(shape) * 4
+	if n < fp16ScratchMin {
+		return tensor.Make(dt, shape)
+	}
+	c := bits.Len(uint(n - 1))
+	var b []byte
+	if v, ok := fp16Pools[c].Get().(*[]byte); ok {
+		b = (*v)[:n]
+	} else {
+		b = tensor.AlignedBytes(1 << c)[:n]
+	}
+	s.mu.Lock()
+	s.bufs = append(s.bufs, b)
+	s.mu.Unlock()
+	return &tensor.Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: b}, nil
+}
+
+// keep marks an output returned as it is: no buffer it touches is given
+// back.
+func (s *fp16Scratch) keep(t *tensor.Tensor) {
+	if t != nil && len(t.Data) > 0 {
+		s.kept = append(s.kept, t)
+	}
+}
+
+// release gives the buffers back to the pools.
+func (s *fp16Scratch) release() {
+	seen := map[*byte]bool{}
+	for _, b := range s.bufs {
+		p := &b[:1][0]
+		if seen[p] || s.used(b) {
+			continue
+		}
+		seen[p] = true
+		b = b[:cap(b)]
+		if c := bits.Len(uint(len(b) - 1)); 1<<c == len(b) {
+			fp16Pools[c].Put(&b)
+		}
+	}
+}
+
+// used reports whether a kept output's data overlaps b.
+func (s *fp16Scratch) used(b []byte) bool {
+	lo := uintptr(unsafe.Pointer(&b[:1][0]))
+	hi := lo + uintptr(cap(b))
+	for _, t := range s.kept {
+		p := uintptr(unsafe.Pointer(&t.Data[0]))
+		if p < hi && p+uintptr(len(t.Data)) > lo {
+			return true
+		}
+	}
+	return false
 }
 
 // fp16TacticalKernel is the adapter around a kernel with tactics.
@@ -285,6 +386,12 @@ func parallelChunks(n int, fn func(lo, hi int)) {
 // widenHalf returns a float32 copy of float16 tensor t.
 func widenHalf(t *tensor.Tensor) *tensor.Tensor {
 	out := tensor.New(tensor.Float32, t.Shape...)
+	widenInto(out, t)
+	return out
+}
+
+// widenInto stores float16 tensor t into float32 tensor out of its size.
+func widenInto(out, t *tensor.Tensor) {
 	src, dst, tbl := t.Halfs(), out.Float32s(), halfTable()
 	parallelChunks(len(dst), func(lo, hi int) {
 		if m := (hi - lo) &^ 7; useF16C && m > 0 {
@@ -295,7 +402,6 @@ func widenHalf(t *tensor.Tensor) *tensor.Tensor {
 			dst[lo+i] = tbl[h]
 		}
 	})
-	return out
 }
 
 // narrowFloat32 returns float32 tensor t rounded to float16 (to nearest

@@ -108,8 +108,9 @@ const (
 
 // Prepare returns the kernel for node n of a graph importing the given
 // default-domain opset, with an error naming the op, the node and the opset
-// when kiln does not support it. A kernel without float16 support of a node
-// reading float16 values comes wrapped in the float16 adapter (fp16.go).
+// when kiln does not support it. The kernel of a node reading float16
+// values comes wrapped in the float16 adapter unless it handles float16
+// itself (fp16.go).
 func Prepare(n *ir.Node, opset int64) (Kernel, error) {
 	d, ok := Lookup(n.Domain, n.OpType)
 	if !ok {
@@ -122,9 +123,9 @@ func Prepare(n *ir.Node, opset int64) (Kernel, error) {
 	if opset > MaxOpset {
 		return nil, fmt.Errorf("%w: opset %d (node %q, %s); kiln supports opsets up to %d", ErrUnsupportedOp, opset, n.Name, n.OpType, MaxOpset)
 	}
-	k, err := d.Prepare(n, opset)
+	k, err := prepareFloat16(d, n, opset)
 	if err != nil {
 		return nil, fmt.Errorf("node %q (%s, opset %d): %w", n.Name, n.OpType, opset, err)
 	}
-	return wrapFloat16(n, k), nil
+	return k, nil
 }
