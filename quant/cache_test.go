@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -134,4 +135,64 @@ func TestCheckGraph(t *testing.T) {
 	if err := (&Table{}).CheckGraph(other); err != nil {
 		t.Errorf("a table without hash: %v", err)
 	}
+}
+
+// TestGraphHashSurvivesONNXRoundTrip: the builder calibrates a copy of the
+// graph made through kiln's ONNX writer and reader and quantizes the
+// original, so both must hash the same.
+func TestGraphHashSurvivesONNXRoundTrip(t *testing.T) {
+	graphs := map[string]*ir.Graph{"convnet": convNet(t), "qdq": qdqNet(t)}
+	dir := filepath.Join("..", "..", "shared", "models", "mobilenet_v2")
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err == nil {
+		graphs["mobilenet_v2"] = loadOptimized(t, dir)
+	}
+	for name, g := range graphs {
+		t.Run(name, func(t *testing.T) {
+			mp, err := onnx.FromGraph(g, "kiln")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := onnx.DecodeModel(mp.Marshal())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := onnx.ToGraph(dec, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if GraphHash(c) != GraphHash(g) {
+				t.Error("the hash changed through the ONNX writer and reader")
+			}
+		})
+	}
+}
+
+// FuzzReadTable: any file is rejected with an error or read into a table
+// that writes back to the same table.
+func FuzzReadTable(f *testing.F) {
+	f.Add([]byte("kiln-calibration 1\nmethod entropy\ngraph sha256:ab\nentries 1\n3f800000 \"x\"  # 1\n"))
+	f.Add([]byte("kiln-calibration 1\nmethod percentile 99.9\nentries 0\n"))
+	f.Add([]byte("kiln-calibration 1\nentries 1\n00000000 \"\\n\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tab, err := parseTable(data)
+		if err != nil {
+			return
+		}
+		path := filepath.Join(t.TempDir(), "c")
+		if err := WriteTable(path, tab); err != nil {
+			t.Fatal(err)
+		}
+		back, err := ReadTable(path)
+		if err != nil {
+			t.Fatalf("a table read from %q does not read back: %v", data, err)
+		}
+		if back.Method != tab.Method || back.Graph != tab.Graph || len(back.Entries) != len(tab.Entries) {
+			t.Fatalf("round trip of %q changed the table", data)
+		}
+		for k, v := range tab.Entries {
+			if math.Float32bits(back.Entries[k]) != math.Float32bits(v) {
+				t.Fatalf("entry %q: %v, then %v", k, v, back.Entries[k])
+			}
+		}
+	})
 }
