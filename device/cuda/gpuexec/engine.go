@@ -35,6 +35,10 @@ type Options struct {
 	// KeepValues gives every value its own memory, so that Context.Value
 	// can read any of them after a run (for debugging: no memory reuse).
 	KeepValues bool
+	// Kernels, when not empty, is the compiled kernel image (a cubin or PTX
+	// from KernelImage, e.g. stored in a plan) to load instead of compiling
+	// the embedded sources with NVRTC; NVRTC is then not needed.
+	Kernels []byte
 }
 
 // maxWorkspace bounds the workspace a library call may use.
@@ -107,9 +111,11 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 	if e.fp.ComputeMajor, e.fp.ComputeMinor, err = drv.ComputeCapability(dev); err != nil {
 		return nil, err
 	}
-	image, err := kernelImage(copt, e.fp.ComputeMajor, e.fp.ComputeMinor)
-	if err != nil {
-		return nil, err
+	image := opt.Kernels
+	if len(image) == 0 {
+		if _, image, err = KernelImage(copt, e.fp.ComputeMajor, e.fp.ComputeMinor); err != nil {
+			return nil, err
+		}
 	}
 
 	runtime.LockOSThread()
@@ -159,26 +165,27 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 	return e, nil
 }
 
-// kernelImage compiles (once per process and architecture) the embedded
-// kernels for compute capability major.minor.
-func kernelImage(o cuda.Options, major, minor int) ([]byte, error) {
+// KernelImage compiles the embedded kernels with NVRTC (found as o says)
+// for a GPU of compute capability major.minor, once per process and
+// architecture, and returns the target ("sm_90", or "compute_XY" PTX when
+// NVRTC is older than the GPU) and the image, for Options.Kernels.
+func KernelImage(o cuda.Options, major, minor int) (arch string, img []byte, err error) {
 	nv, err := cuda.OpenNVRTC(o)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	arch, err := nv.TargetFor(major, minor)
-	if err != nil {
-		return nil, err
+	if arch, err = nv.TargetFor(major, minor); err != nil {
+		return "", nil, err
 	}
 	if c, ok := compiledKernels.Load(arch); ok {
-		return image(c.(*cuda.Compiled)), nil
+		return arch, image(c.(*cuda.Compiled)), nil
 	}
 	c, err := cuda.CompileKernels(nv, arch)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	compiledKernels.Store(arch, c)
-	return image(c), nil
+	return arch, image(c), nil
 }
 
 func image(c *cuda.Compiled) []byte {

@@ -240,3 +240,31 @@ func TestShapesFake(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelsOption builds an engine from a kernel image made beforehand,
+// where NVRTC cannot be found.
+func TestKernelsOption(t *testing.T) {
+	dir := fakeLibs(t)
+	arch, img, err := KernelImage(cuda.Options{LibDir: dir}, 9, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arch != "sm_90" || len(img) < 4 || string(img[:4]) != "\x7fELF" {
+		t.Fatalf("KernelImage = %s, %d bytes starting %q", arch, len(img), img[:min(4, len(img))])
+	}
+	nonvrtc := t.TempDir()
+	for _, lib := range []string{"libcuda.so.1", "libcudnn.so.9", "libcublasLt.so.13"} {
+		if err := os.Symlink(filepath.Join(dir, lib), filepath.Join(nonvrtc, lib)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := modelPath(t, "resnet_mini")
+	in := randomImages(t, "resnet_mini", 1, 1)
+	if _, err := NewEngine(optimizedGraph(t, path, in), Options{LibDir: nonvrtc}); !errors.Is(err, cuda.ErrUnavailable) || !strings.Contains(err.Error(), "libnvrtc") {
+		t.Errorf("without NVRTC nor Kernels: error %v, want one naming libnvrtc", err)
+	}
+	_, c := fakeEngine(t, nonvrtc, optimizedGraph(t, path, in), Options{LibDir: nonvrtc, Kernels: img})
+	if _, err := c.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+}
