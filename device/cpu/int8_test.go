@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -313,48 +314,55 @@ func TestInt8GemmPanics(t *testing.T) {
 
 // BenchmarkInt8Gemm reports the int8 GEMM's throughput (GOPS: two
 // operations per multiply-add) for each kernel on a 256 x 3136 x 576
-// product (a 3x3 convolution of 64 to 256 channels on 56x56), and the
-// float32 Sgemm's on the same product.
+// product (a 3x3 convolution of 64 to 256 channels on 56x56), on one
+// goroutine and on Threads(), and the float32 Sgemm's on the same product.
 func BenchmarkInt8Gemm(b *testing.B) {
 	const m, n, k = 256, 3136, 576
 	r := rand.New(rand.NewPCG(9, 10))
 	c := newInt8Case(r, m, n, k, 0)
+	gops := func(b *testing.B) {
+		b.ReportMetric(2*float64(m)*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+	}
 	saved := int8Active
 	defer func() { int8Active = saved }()
+	threads := []int{1, Threads()}
 	for _, kern := range int8Kernels() {
 		int8Active = kern
-		b.Run(kern.name, func(b *testing.B) {
-			if kern == int8GenericKernel && testing.Short() {
-				b.Skip("pure Go is slow")
-			}
-			w := PackInt8Weights(c.w, m, k, k)
-			scale := make([]float32, m)
-			lo, hi := NoClamp()
-			out := &Int8Output{Scale: scale, Dst: make([]float32, m*n), Ld: n, Lo: lo, Hi: hi}
+		w := PackInt8Weights(c.w, m, k, k)
+		for _, nt := range threads {
+			b.Run(fmt.Sprintf("%s/threads=%d", kern.name, nt), func(b *testing.B) {
+				if kern == int8GenericKernel && testing.Short() {
+					b.Skip("pure Go is slow")
+				}
+				scale := make([]float32, m)
+				lo, hi := NoClamp()
+				out := &Int8Output{Scale: scale, Dst: make([]float32, m*n), Ld: n, Lo: lo, Hi: hi}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					Int8Gemm(w, c.xq, n, c.ps, out, nt)
+				}
+				gops(b)
+			})
+		}
+	}
+	a, x, y := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	for i := range a {
+		a[i] = float32(c.w[i])
+	}
+	for i := range x {
+		x[i] = float32(c.x[i])
+	}
+	for _, nt := range threads {
+		b.Run(fmt.Sprintf("float32-sgemm/threads=%d", nt), func(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				Int8Gemm(w, c.xq, n, c.ps, out, Threads())
+				sgemm(false, false, m, n, k, 1, a, k, x, n, 0, y, n, nt)
 			}
-			b.ReportMetric(2*float64(m)*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+			gops(b)
 		})
 	}
-	int8Active = saved
-	b.Run("float32-sgemm", func(b *testing.B) {
-		a, x, y := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
-		for i := range a {
-			a[i] = float32(c.w[i])
-		}
-		for i := range x {
-			x[i] = float32(c.x[i])
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			Sgemm(false, false, m, n, k, 1, a, k, x, n, 0, y, n)
-		}
-		b.ReportMetric(2*float64(m)*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
-	})
 }
 
 func TestSetInt8Kernel(t *testing.T) {
