@@ -344,3 +344,118 @@ func TestQuantizeINT8KeepsReferenceEngine(t *testing.T) {
 		t.Errorf("INT8 engine on the rewritten graph:\n%v", acc)
 	}
 }
+
+// insertQDQ makes g (as imported, unoptimized) explicitly quantized the way
+// QDQ exporters do: every Conv with constant float weights reads
+// DequantizeLinear(QuantizeLinear(x, s, 0), s, 0), s from the table, and
+// DequantizeLinear(int8 weights, per-channel scales, axis 0).
+func insertQDQ(t *testing.T, g *ir.Graph, tab *Table) int {
+	t.Helper()
+	count := 0
+	var nodes []*ir.Node
+	for _, n := range g.Nodes {
+		w := n.Input(1)
+		s, ok := tab.Scale(n.Input(0).Name)
+		if n.OpType != "Conv" || w == nil || w.Const == nil || w.Const.DType != tensor.Float32 || !ok {
+			nodes = append(nodes, n)
+			continue
+		}
+		name := func(s string) string { return n.Name + "/" + s }
+		constant := func(nm string, x *tensor.Tensor) *ir.Value {
+			v := &ir.Value{Name: name(nm), Const: x, Type: ir.Type{DType: x.DType, Shape: ir.KnownShape(x.Shape...)}}
+			g.Initializers = append(g.Initializers, v)
+			return v
+		}
+		sc, zp := constant("x_scale", tensor.Scalar(tensor.Float32, float64(s))), constant("x_zp", tensor.Scalar(tensor.Int8, 0))
+		q := &ir.Node{Name: name("q"), OpType: "QuantizeLinear", Inputs: []*ir.Value{n.Inputs[0], sc, zp}}
+		q.Outputs = []*ir.Value{{Name: name("xq"), Producer: q}}
+		dq := &ir.Node{Name: name("dq"), OpType: "DequantizeLinear", Inputs: []*ir.Value{q.Outputs[0], sc, zp}}
+		dq.Outputs = []*ir.Value{{Name: name("xdq"), Producer: dq}}
+		wq, ws := quantizeRows(w.Const.Float32s(), w.Const.Shape[0])
+		wt := tensor.New(tensor.Int8, w.Const.Shape...)
+		copy(wt.Int8s(), wq)
+		wzp := tensor.New(tensor.Int8, len(ws))
+		wdq := &ir.Node{Name: name("wdq"), OpType: "DequantizeLinear", Attrs: map[string]*ir.Attr{"axis": ir.IntAttr("axis", 0)},
+			Inputs: []*ir.Value{constant("w_int8", wt), constant("w_scale", tensor.FromFloat32(ws, len(ws))), constant("w_zp", wzp)}}
+		wdq.Outputs = []*ir.Value{{Name: name("wdq_out"), Producer: wdq}}
+		n.Inputs[0], n.Inputs[1] = dq.Outputs[0], wdq.Outputs[0]
+		nodes = append(nodes, q, dq, wdq, n)
+		count++
+	}
+	g.Nodes = nodes
+	return count
+}
+
+// TestImportQDQModel builds an explicitly quantized resnet_mini (Q/DQ around
+// every convolution, before BatchNorm folding, as exporters write them),
+// then runs the builder's order: optimize.Run, ImportQDQ. The INT8 engine
+// must compute what the Q/DQ graph computes with the reference operators.
+func TestImportQDQModel(t *testing.T) {
+	needINT8Ops(t)
+	dir := filepath.Join("..", "..", "shared", "models", "resnet_mini")
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err != nil {
+		t.Skipf("needs %s (the shared reference models): %v", dir, err)
+	}
+	ctx := context.Background()
+	load := func() *ir.Graph {
+		f, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		g, err := onnx.ToGraph(f.Model, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	raw, err := engine.New(load())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := LoadBatches(dir, raw.Inputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Calibrate(ctx, raw, batches, MinMax, CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qdq := load()
+	n := insertQDQ(t, qdq, tab)
+	ref, err := engine.New(qdq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := load()
+	insertQDQ(t, g, tab)
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ImportQDQ(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := rep.Count(); q != n {
+		t.Errorf("%d of %d Q/DQ convolutions imported as INT8:\n%v", q, n, rep)
+	}
+	for _, x := range g.Nodes {
+		if x.OpType == "QuantizeLinear" || x.OpType == "DequantizeLinear" {
+			t.Errorf("%s (%s) is left", x.Name, x.OpType)
+		}
+	}
+	qe, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := Compare(ctx, ref, qe, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d Q/DQ convolutions\n%v", n, acc)
+	for _, o := range acc.Outputs {
+		if o.Cosine < 0.9999 || o.Top1 != 1 {
+			t.Errorf("%s: cosine %v, top-1 %v: the INT8 layers do not compute the Q/DQ graph", o.Name, o.Cosine, o.Top1)
+		}
+	}
+}
