@@ -24,9 +24,9 @@ import (
 // sharedModels is where CI keeps the reference models.
 const sharedModels = "../../../shared/models"
 
-// loadOptimized reads a shared model, optimizes it at level 2 and sets its
-// symbolic input dims to 1 (batch 1), as the builder does for an opt shape;
-// it skips the test when the model is absent.
+// loadOptimized reads a shared model, optimizes it at level 2 and sets the
+// first dim of its inputs, when symbolic, to 1 (batch 1), as the builder
+// does for an opt shape; it skips the test when the model is absent.
 func loadOptimized(tb testing.TB, name string) (*ir.Graph, string) {
 	tb.Helper()
 	dir := filepath.Join(sharedModels, name)
@@ -48,7 +48,7 @@ func loadOptimized(tb testing.TB, name string) (*ir.Graph, string) {
 	}
 	for _, v := range g.Inputs {
 		for i, d := range v.Type.Shape {
-			if !d.Known() {
+			if i == 0 && !d.Known() {
 				v.Type.Shape[i] = ir.D(1)
 			}
 		}
@@ -116,34 +116,71 @@ func allClose(got, want *tensor.Tensor, rtol, atol float64) error {
 	return nil
 }
 
-// TestSelectModel selects tactics for resnet_mini (one timed run each) and
-// checks that the model still computes its reference outputs with them.
+// TestSelectModel selects tactics for reference models at the shapes of
+// their test data (one timed run each) and checks that each model still
+// computes its reference outputs with the chosen tactics, and with a
+// non-default tactic forced on every layer that has one.
 func TestSelectModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("times every tactic of a model")
 	}
-	g, dir := loadOptimized(t, "resnet_mini")
-	choices, err := Select(context.Background(), g, cpuFingerprint(t), nil, Options{Runs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(choices) == 0 {
-		t.Fatal("no layer of resnet_mini has tactics")
-	}
-	// Force a non-default tactic on every layer that has one, so that
-	// each runs inside the engine (with its arena) at least once.
-	forced := map[string]string{}
-	for name, c := range choices {
-		forced[name] = c.Default
-		for t := range c.Times {
-			if t != c.Default {
-				forced[name] = t
-				break
+	for _, tc := range []struct {
+		name string
+		ops  []string // op types that must have a choice
+	}{
+		{"resnet_mini", []string{"FusedConv"}},
+		{"bert_mini", []string{"FusedMatMul"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, dir := loadOptimized(t, tc.name)
+			setTestShapes(t, g, dir)
+			choices, err := Select(context.Background(), g, cpuFingerprint(t), nil, Options{Runs: 1})
+			if err != nil {
+				t.Fatal(err)
 			}
+			found := map[string]bool{}
+			for _, n := range g.Nodes {
+				if _, ok := choices[n.Name]; ok {
+					found[n.OpType] = true
+				}
+			}
+			for _, op := range tc.ops {
+				if !found[op] {
+					t.Errorf("no %s layer has tactics (choices for %v)", op, found)
+				}
+			}
+			forced := map[string]string{}
+			for name, c := range choices {
+				forced[name] = c.Default
+				for t := range c.Times {
+					if t != c.Default {
+						forced[name] = t
+						break
+					}
+				}
+			}
+			checkModel(t, g, dir, Tactics(choices))
+			checkModel(t, g, dir, forced)
+		})
+	}
+}
+
+// setTestShapes sets the graph inputs to the shapes of test_data_set_0.
+func setTestShapes(t *testing.T, g *ir.Graph, dir string) {
+	t.Helper()
+	var inputs []*ir.Value
+	for _, v := range g.Inputs {
+		if v.Const == nil {
+			inputs = append(inputs, v)
 		}
 	}
-	checkModel(t, g, dir, Tactics(choices))
-	checkModel(t, g, dir, forced)
+	for i, v := range inputs {
+		x, _, err := onnx.ReadTensorFile(filepath.Join(dir, "test_data_set_0", fmt.Sprintf("input_%d.pb", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Type.Shape = ir.KnownShape(x.Shape...)
+	}
 }
 
 // layerKind names the kind of a tactical layer for the benchmark table:
