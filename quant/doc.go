@@ -58,7 +58,9 @@
 //  3. FP32: a convolution reading a graph input with at most 4 channels (the
 //     first layer of an image model: little work, and rounding the raw input
 //     costs the most accuracy).
-//  4. FP32: a layer whose output is a graph output (the logits).
+//  4. FP32: a layer whose output is a graph output (the logits), directly
+//     or through shape-only ops (Reshape, Flatten, Squeeze, Unsqueeze,
+//     Transpose, Identity).
 //  5. FP32: a layer whose input has no calibration range (or a zero one).
 //  6. Otherwise INT8.
 //

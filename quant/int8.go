@@ -117,7 +117,8 @@ const Rule = `INT8 layer rule (first match wins):
      with alpha=beta=1, transA=0) with float32 constant weights (2-D for products) are candidates.
   3. FP32: a convolution reading a graph input with at most 4 channels (the first layer: little work,
      most sensitive to rounding the raw input).
-  4. FP32: a layer that produces a graph output (the logits keep full precision).
+  4. FP32: a layer that produces a graph output, directly or through Reshape, Flatten, Squeeze,
+     Unsqueeze, Transpose or Identity (the logits keep full precision).
   5. FP32: a layer whose input has no calibration range (or a zero one).
   6. Otherwise INT8: activations symmetric per tensor (scale = amax/127 from calibration), weights
      symmetric per output channel (scale = max|w|/127).`
@@ -217,10 +218,7 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 	for _, v := range g.Inputs {
 		inputs[v] = true
 	}
-	outputs := map[*ir.Value]bool{}
-	for _, v := range g.Outputs {
-		outputs[v] = true
-	}
+	outputs := outputValues(g)
 	rep := &INT8Report{}
 	seen := map[string]bool{}
 	var todo []*candidate
@@ -251,8 +249,8 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 			d.Precision, d.Reason = PrecisionINT8, "override: int8"
 		case c.conv && inputs[c.x] && maxCh > 0 && c.w.Const.Shape[1]*groupOf(n) <= maxCh:
 			d.Reason = fmt.Sprintf("first layer: reads graph input %q with %d channels", c.x.Name, c.w.Const.Shape[1]*groupOf(n))
-		case outputs[n.Outputs[0]]:
-			d.Reason = fmt.Sprintf("produces graph output %q", n.Outputs[0].Name)
+		case outputs[n.Outputs[0]] != "":
+			d.Reason = fmt.Sprintf("produces graph output %q", outputs[n.Outputs[0]])
 		case !hasRange:
 			d.Reason = fmt.Sprintf("input %q has no calibration range", c.x.Name)
 		default:
@@ -287,6 +285,31 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 		dropUnused(g)
 	}
 	return rep, nil
+}
+
+// shapeOnly are the ops that move or relabel elements without computing:
+// a layer whose output reaches a graph output through them produces it.
+var shapeOnly = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Transpose": true, "Identity": true}
+
+// outputValues maps each value that is a graph output, or reaches one
+// through shape-only ops, to the output's name.
+func outputValues(g *ir.Graph) map[*ir.Value]string {
+	in := map[*ir.Node]bool{}
+	for _, n := range g.Nodes {
+		in[n] = true
+	}
+	out := map[*ir.Value]string{}
+	for _, v := range g.Outputs {
+		for x := v; x != nil && out[x] == ""; {
+			out[x] = v.Name
+			p := x.Producer
+			if p == nil || !in[p] || (p.Domain != "" && p.Domain != "ai.onnx") || !shapeOnly[p.OpType] {
+				break
+			}
+			x = p.Input(0)
+		}
+	}
+	return out
 }
 
 func quoteAll(s []string) []string {

@@ -295,3 +295,33 @@ func TestQuantizeINT8Structure(t *testing.T) {
 		t.Error("the first layer changed or the kiln opset is missing")
 	}
 }
+
+func TestQuantizeINT8OutputThroughShapeOps(t *testing.T) {
+	r := rand.New(rand.NewSource(9))
+	b := ir.NewBuilder("mlp", 13)
+	b.Graph().Opsets[Domain] = 1
+	x := b.Input("x", tensor.Float32, ir.D(2), ir.D(8))
+	h := kilnOp(b, "FusedMatMul", []*ir.Value{x, b.Const("w1", randTensor(r, 1, 8, 8))}, ir.StringAttr("activation", "Relu"))
+	h.Producer.Name = "hidden"
+	o := kilnOp(b, "FusedMatMul", []*ir.Value{h, b.Const("w2", randTensor(r, 1, 8, 4))})
+	o.Producer.Name = "logits"
+	y := b.Op("Flatten", []*ir.Value{b.Op("Identity", []*ir.Value{o})})
+	b.Output(y, "y")
+	g := b.Graph()
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := QuantizeINT8(g, fullTable(g), INT8Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Precision{"hidden": PrecisionINT8, "logits": PrecisionFP32}
+	for _, d := range rep.Layers {
+		if d.Precision != want[d.Name] {
+			t.Errorf("%s: %s (%s), want %s", d.Name, d.Precision, d.Reason, want[d.Name])
+		}
+		if d.Name == "logits" && !strings.Contains(d.Reason, `graph output "y"`) {
+			t.Errorf("logits: reason %q", d.Reason)
+		}
+	}
+}
