@@ -94,9 +94,22 @@ type gemmCall struct {
 	post    launch
 }
 
+// minInputs is the number of inputs an op needs (1 when not listed).
+var minInputs = map[string]int{"Conv": 2, "FusedConv": 2, "Gemm": 2, "MatMul": 2, "FusedMatMul": 2, "Attention": 3,
+	"Gather": 2, "LayerNormalization": 2, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Max": 2, "Min": 2, "Pow": 2}
+
 // emit builds the launches of one node.
 func (c *compiler) emit(s *step) error {
 	n := s.node
+	need := max(1, minInputs[n.OpType])
+	if len(n.Inputs) < need || len(n.Outputs) == 0 || n.Outputs[0] == nil {
+		return fmt.Errorf("%w: %d inputs and %d outputs (at least %d and 1)", ErrGraph, len(n.Inputs), len(n.Outputs), need)
+	}
+	for i := range need {
+		if n.Inputs[i] == nil {
+			return fmt.Errorf("%w: input %d is missing", ErrGraph, i)
+		}
+	}
 	for i, o := range n.Outputs {
 		if o != nil && i > 0 && c.used(o) && !multiOutput[n.OpType] {
 			return fmt.Errorf("%w: output %d (%q) of %s has no CUDA implementation", ErrUnsupported, i, o.Name, n.OpType)

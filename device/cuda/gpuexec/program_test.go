@@ -101,6 +101,12 @@ func TestCompileErrors(t *testing.T) {
 			b.Output(b.Op("Relu", []*ir.Value{x}), "y")
 			return b.Graph()
 		}, ErrGraph, "every shape must be known", false},
+		{"missing input", func() *ir.Graph {
+			b := ir.NewBuilder("g", 17)
+			x := b.Input("x", tensor.Float32, ir.D(4), ir.D(4))
+			b.Output(b.Op("MatMul", []*ir.Value{x, x}), "y")
+			return b.Graph()
+		}, ErrGraph, "at least 2", true},
 		{"3-D convolution", func() *ir.Graph {
 			b := ir.NewBuilder("g", 17)
 			x := b.Input("x", tensor.Float32, ir.D(1), ir.D(1), ir.D(4), ir.D(4), ir.D(4))
@@ -114,6 +120,10 @@ func TestCompileErrors(t *testing.T) {
 			g := tt.graph()
 			if _, err := ops.InferGraph(g); err != nil {
 				t.Fatal(err)
+			}
+			if tt.name == "missing input" {
+				n := g.Nodes[len(g.Nodes)-1]
+				n.Inputs = n.Inputs[:1] // broken after inference
 			}
 			_, err := compile(g, false)
 			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.want) {
