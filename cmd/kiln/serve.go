@@ -45,6 +45,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	grpcPort := fs.Int("grpc-port", 8001, "KServe v2 gRPC port (0: any free port, -1: off)")
 	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off)")
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	grace := fs.Duration("shutdown-grace", 0, "after SIGTERM and the drain of in-flight requests, how long the ports stay open answering \"not ready\" (503 to new inference requests) before they close, so that clients and load balancers see 503 rather than a closed port (within --exit-timeout)")
 	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: the repository API loads and unloads")
 	pollEvery := fs.Duration("repository-poll", 15*time.Second, "how often --model-control-mode poll looks for changes")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
@@ -178,9 +179,17 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), *exitTimeout)
 	defer cancel()
-	// The listener stays open while the queues drain, so that readiness
-	// probes see "not ready" rather than a refused connection.
+	// The listener stays open while the queues drain, then for the shutdown
+	// grace, so that readiness probes and clients see "not ready" rather
+	// than a refused connection (or a reset one, for a connection still in
+	// the listen backlog when the listener closes).
 	serr := s.Shutdown(sctx)
+	if *grace > 0 {
+		select {
+		case <-time.After(*grace):
+		case <-sctx.Done():
+		}
+	}
 	herr := hsrv.Shutdown(sctx)
 	if gsrv != nil {
 		stopped := make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,5 +180,107 @@ func TestServeBadFlags(t *testing.T) {
 	}
 	if c := runServe(context.Background(), []string{"extra"}, nil); c != exitError {
 		t.Errorf("exit %d, want %d", c, exitError)
+	}
+}
+
+// TestServeSIGTERMUnderLoad sends SIGTERM to a serving process under
+// concurrent load: every request the server accepted is answered (200, or
+// 503 once it turned not ready, when the client, as a load balancer would,
+// stops sending), none fails mid-way, and serve exits 0.
+func TestServeSIGTERMUnderLoad(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	code := make(chan int, 1)
+	go func() {
+		code <- serveCmd([]string{"--host", "127.0.0.1", "--http-port", port, "--grpc-port", "-1", "--metrics-port", "-1",
+			"--exit-timeout", "20s", "--shutdown-grace", "300ms"})
+	}()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // a refused connection is a request never accepted
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/v2/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("serve exited with %d", c)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not become ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	in := examples.TinyCNNInput(2)
+	body, _ := json.Marshal(map[string]any{"inputs": []any{map[string]any{
+		"name": "image", "shape": in.Shape, "datatype": "FP32", "data": in.Float32s()}}})
+	type tally struct{ ok, refused503, lost int }
+	results := make(chan tally, 8)
+	var answered atomic.Int64
+	for range 8 {
+		go func() {
+			var n tally
+			defer func() { results <- n }()
+			for {
+				resp, err := client.Post("http://"+addr+"/v2/models/tinycnn/infer", "application/json", bytes.NewReader(body))
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					return // the listener closed: the server has stopped accepting
+				}
+				if err != nil {
+					t.Errorf("request failed in flight: %v", err)
+					n.lost++
+					return
+				}
+				b, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case rerr != nil:
+					t.Errorf("response cut: %v", rerr)
+					n.lost++
+				case resp.StatusCode == 200 && strings.Contains(string(b), `"probabilities"`):
+					n.ok++
+					answered.Add(1)
+				case resp.StatusCode == 503:
+					n.refused503++
+					return // not ready: a load balancer sends elsewhere now
+				default:
+					t.Errorf("request lost: %d %s", resp.StatusCode, b)
+					n.lost++
+				}
+			}
+		}()
+	}
+	for answered.Load() < 16 && time.Now().Before(deadline.Add(20*time.Second)) {
+		time.Sleep(5 * time.Millisecond) // under load, with requests in flight
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != exitOK {
+			t.Errorf("exit %d, want 0", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	var sum tally
+	for range 8 {
+		n := <-results
+		sum.ok, sum.refused503, sum.lost = sum.ok+n.ok, sum.refused503+n.refused503, sum.lost+n.lost
+	}
+	t.Logf("%d answered, %d refused with 503 while draining, %d lost", sum.ok, sum.refused503, sum.lost)
+	if sum.ok == 0 || sum.lost != 0 {
+		t.Errorf("%d answered, %d lost", sum.ok, sum.lost)
 	}
 }
