@@ -175,6 +175,12 @@ type fp16Converter struct {
 	output map[*ir.Value]bool // a graph output
 	prec   map[*ir.Node]string
 	reason map[*ir.Node]string
+	// cast marks the Cast nodes that convert whatever they get: they read
+	// a value's existing version and write float16 where float16 layers
+	// read their output, float32 otherwise.
+	cast map[*ir.Node]bool
+	// need16 marks the values a float16 layer reads as float16.
+	need16 map[*ir.Value]bool
 	// ver16 and ver32 are the float16 and float32 versions of each value
 	// that was float32 before the rewrite (one of them is the value itself,
 	// the other, when needed, a Cast's output or a converted initializer).
@@ -187,7 +193,7 @@ func newFP16Converter(g *ir.Graph) *fp16Converter {
 	c := &fp16Converter{
 		g: g, opset: g.Opset(),
 		f32: map[*ir.Value]bool{}, init: map[*ir.Value]bool{}, output: map[*ir.Value]bool{},
-		prec: map[*ir.Node]string{}, reason: map[*ir.Node]string{},
+		prec: map[*ir.Node]string{}, reason: map[*ir.Node]string{}, cast: map[*ir.Node]bool{},
 		ver16: map[*ir.Value]*ir.Value{}, ver32: map[*ir.Value]*ir.Value{},
 		names: map[string]bool{},
 	}
@@ -251,13 +257,15 @@ func (c *fp16Converter) plan(keep map[string]bool) {
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "Constant without a tensor value"
 		default:
 			c.prec[n] = FP16PrecisionHalf
+			c.cast[n] = n.OpType == "Cast" && dom == "" && len(n.Inputs) == 1 && len(n.Outputs) == 1
 		}
 	}
-	// Who needs which version of the float32 initializers?
+	// Who needs which version of the float32 values?
 	need16, need32 := map[*ir.Value]bool{}, map[*ir.Value]bool{}
+	c.need16 = need16
 	for _, n := range c.g.Nodes {
 		for i, v := range n.Inputs {
-			if !c.f32[v] {
+			if !c.f32[v] || c.cast[n] {
 				continue
 			}
 			switch {
@@ -310,6 +318,10 @@ func (c *fp16Converter) float32Input(n *ir.Node, i int) bool {
 
 // convert rewires node n for its precision.
 func (c *fp16Converter) convert(n *ir.Node) error {
+	if c.cast[n] {
+		c.convertCast(n)
+		return nil
+	}
 	switch c.prec[n] {
 	case FP16PrecisionNone:
 		for i, v := range n.Inputs {
@@ -390,6 +402,38 @@ func (c *fp16Converter) convert(n *ir.Node) error {
 		c.ver16[o] = o
 	}
 	return nil
+}
+
+// convertCast rewires a Cast: it reads the existing version of its input
+// and writes float16 when a float16 layer reads its float32 output (which
+// is not a graph output). Its reported precision is that of what it writes.
+func (c *fp16Converter) convertCast(n *ir.Node) {
+	if v := n.Inputs[0]; c.f32[v] {
+		n.Inputs[0] = c.home(v)
+	}
+	o := n.Outputs[0]
+	a := n.Attrs["to"]
+	switch {
+	case o == nil:
+		c.prec[n] = FP16PrecisionNone
+	case c.f32[o] && !c.output[o] && c.need16[o] && a != nil && a.Type == ir.AttrInt && tensor.DType(a.I) == tensor.Float32:
+		b := *a
+		b.I = int64(tensor.Float16)
+		n.Attrs["to"] = &b
+		o.Type.DType = tensor.Float16
+		if o.Const != nil {
+			o.Const = fp16Narrow(o.Const)
+		}
+		c.ver16[o] = o
+		c.prec[n] = FP16PrecisionHalf
+	case c.f32[o]:
+		c.ver32[o] = o
+		c.prec[n], c.reason[n] = FP16PrecisionSingle, "writes float32 for a graph output or float32 layers"
+	case o.Type.DType == tensor.Float16:
+		c.prec[n] = FP16PrecisionHalf
+	default:
+		c.prec[n] = FP16PrecisionNone
+	}
 }
 
 // convertAttrs makes the float32 outputs that float16 layer n's attributes
@@ -501,6 +545,9 @@ func (c *fp16Converter) name(base string) string {
 // layer still reads float32.
 func (c *fp16Converter) check(nodes []*ir.Node) error {
 	for _, n := range nodes {
+		if c.cast[n] {
+			continue
+		}
 		switch c.prec[n] {
 		case FP16PrecisionHalf:
 			for i, v := range n.Inputs {

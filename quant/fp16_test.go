@@ -460,3 +460,70 @@ func TestFP16Subgraph(t *testing.T) {
 		}
 	}
 }
+
+// TestFP16ConvertTwice: converting a converted graph changes nothing.
+func TestFP16ConvertTwice(t *testing.T) {
+	g := fp16MLP(t)
+	if _, err := FP16Convert(g, FP16Options{}); err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]*tensor.Tensor{"x": fp16Ramp(3, 8)}
+	first := fp16Run(t, g, in, nil)
+	nodes := len(g.Nodes)
+	rep, err := FP16Convert(g, FP16Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Casts != 0 || len(g.Nodes) != nodes || rep.WeightBytesAfter != rep.WeightBytesBefore {
+		t.Errorf("second conversion: %v, %d nodes (was %d)", rep, len(g.Nodes), nodes)
+	}
+	second := fp16Run(t, g, in, nil)
+	for name, w := range first {
+		if string(second[name].Data) != string(w.Data) {
+			t.Errorf("output %s changed", name)
+		}
+	}
+}
+
+// TestFP16ConcurrentRuns runs one float16 engine from several goroutines
+// (the adapter's cached weights and scratch buffers are shared; run with
+// -race).
+func TestFP16ConcurrentRuns(t *testing.T) {
+	g := fp16MLP(t)
+	if _, err := FP16Convert(g, FP16Options{}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]*tensor.Tensor{"x": fp16Ramp(256, 8)} // buffers big enough to be recycled
+	want, err := e.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func() {
+			for i := 0; i < 20; i++ {
+				got, err := e.Run(context.Background(), in)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for name, x := range want {
+					if string(got[name].Data) != string(x.Data) {
+						errs <- fmt.Errorf("run %d: output %s differs", i, name)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
