@@ -40,9 +40,51 @@
 //	                         allow_timeout_override: true max_queue_size: 64 }
 //	}
 //
+// Warmup (Triton's model_warmup): each sample runs count times on every
+// instance of every version, all instances at once, before the version
+// serves; inputs are zero_data, random_data (floats in [0,1), integers 0 or
+// 1) or input_data_file (raw little-endian values in <model>/warmup/):
+//
+//	model_warmup [ {
+//	  name: "zeros" batch_size: 4 count: 2
+//	  inputs { key: "image" value { data_type: TYPE_FP32 dims: [ 3, 32, 32 ] zero_data: true } }
+//	} ]
+//
+// Live and ready: the server is live while the process runs. A model on its
+// first load is LOADING (not ready, and neither is the server) until every
+// version has loaded and warmed up; it is then READY. A model whose load or
+// warmup fails is UNAVAILABLE with the error in the repository index, and
+// the server is not ready. A reload (poll mode, or the repository API)
+// loads and warms the new versions beside the ones serving, which keep
+// serving (model and server stay ready) until the new ones take over; a
+// failed reload keeps the old versions and shows "reload failed: ..." as
+// the reason in the index.
+//
+// Metrics, besides Triton's request, count and duration counters:
+// histograms of request latency, queue time, batch size and model load time
+// (warmup included); kiln_inference_exec_context_switch_count{model,version},
+// the executions that ran on another instance (execution context) than the
+// model version's previous execution (0 with one instance; near the
+// execution count when load spreads over every instance, which on a GPU
+// means each batch finds other buffers and streams than the last); and, on
+// machines with an NVIDIA driver, nv_gpu_utilization (0 to 1),
+// nv_gpu_memory_total_bytes and nv_gpu_memory_used_bytes by gpu_uuid, read
+// through NVML at each scrape. Without NVML the GPU metrics are absent and
+// the log says why, once.
+//
+// WebSocket streaming: /v2/models/{m}/stream takes one request per message
+// (JSON text, or binary: 4-byte little-endian header length, JSON header,
+// raw tensors as in the binary extension) and answers each in order as soon
+// as it is ready; api.DialWebSocket is a Go client. examples/detect streams
+// frames to yolo_tiny extended with server-side non-maximum suppression and
+// prints the boxes as they arrive (see its README). A closed stream's
+// queued requests leave the queue at once, as do those of a disconnected
+// HTTP client and of a cancelled gRPC call or stream.
+//
 // Status codes: 400 bad input, 404 unknown model or version, 413 body too
 // large, 429 queue full (gRPC RESOURCE_EXHAUSTED), 503 not ready, shutting
 // down or queue timeout. On SIGTERM the server turns not ready at once,
-// refuses new requests, lets the queued and running ones finish within
-// --exit-timeout, and exits 0.
+// refuses new requests (503), lets the queued and running ones finish within
+// --exit-timeout, keeps its ports answering 503 for --shutdown-grace, and
+// exits 0.
 package serve
