@@ -16,11 +16,12 @@ import (
 // already running: a Context serves one goroutine at a time.
 var ErrContextBusy = errors.New("engine: context already running")
 
-// ErrAlias is returned, only while strictAlias is set (in tests), when a
+// errAlias is returned, only while strictAlias is set (in tests), when a
 // kernel returns an output pointing into arena memory the plan did not give
 // it: a view the memory planner does not know about. Otherwise such an
-// output is copied out of the arena and the run goes on.
-var ErrAlias = errors.New("engine: output aliases arena memory it does not own")
+// output is copied out of the arena and the run goes on. (Unexported: no
+// user can trigger it.)
+var errAlias = errors.New("engine: output aliases arena memory it does not own")
 
 // strictAlias makes an unplanned alias of arena memory an error instead of
 // a copy (tests set it to catch aliasing kernels the planner misses).
@@ -151,7 +152,7 @@ func (c *Context) guard(i, j int, n *ir.Node, t *tensor.Tensor) (*tensor.Tensor,
 		}
 	}
 	if strictAlias.Load() && !c.e.mem.copyOut[i][j] {
-		return nil, fmt.Errorf("%w: node %q (%s) output %d (%q) at arena bytes [%d, %d)", ErrAlias, n.Name, n.OpType, j, n.Outputs[j].Name, sp.lo, sp.hi)
+		return nil, fmt.Errorf("%w: node %q (%s) output %d (%q) at arena bytes [%d, %d)", errAlias, n.Name, n.OpType, j, n.Outputs[j].Name, sp.lo, sp.hi)
 	}
 	return t.Clone(), nil
 }

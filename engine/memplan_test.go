@@ -269,8 +269,8 @@ func TestUnknownAliasGuard(t *testing.T) {
 	// strict (tests): the alias is an error naming the node
 	withStrictAlias(t)
 	_, err := c.Run(context.Background(), map[string]*tensor.Tensor{"x": x})
-	if !errors.Is(err, ErrAlias) || !strings.Contains(err.Error(), "SneakyView") {
-		t.Fatalf("strict run: %v, want ErrAlias naming SneakyView", err)
+	if !errors.Is(err, errAlias) || !strings.Contains(err.Error(), "SneakyView") {
+		t.Fatalf("strict run: %v, want errAlias naming SneakyView", err)
 	}
 }
 
