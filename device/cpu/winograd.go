@@ -32,14 +32,70 @@ type winoKind struct {
 	// element-wise over rows of equal length: one element per tile.
 	input  func(src, dst *rows)
 	output func(src, dst *rows)
+	// inCoef (a x a) and outCoef (m x a) are Bt and At as matrices, for
+	// the vector kernels.
+	inCoef, outCoef []float32
+}
+
+// applyInput sets dst = Bt src over rows of equal length.
+func (k *winoKind) applyInput(src, dst *rows) { k.apply(k.inCoef, k.a, k.input, src, dst) }
+
+// applyOutput sets dst = At src over rows of equal length.
+func (k *winoKind) applyOutput(src, dst *rows) { k.apply(k.outCoef, k.m, k.output, src, dst) }
+
+// apply runs the vector kernel where there is one and the Go transform f
+// on the rest of the rows.
+func (k *winoKind) apply(coef []float32, nd int, f func(src, dst *rows), src, dst *rows) {
+	done := winoRowsAsm(coef, k.a, nd, src, dst)
+	if done == len(src[0]) {
+		return
+	}
+	if done == 0 {
+		f(src, dst)
+		return
+	}
+	var s, d rows
+	for r := 0; r < k.a; r++ {
+		s[r] = src[r][done:]
+	}
+	for r := 0; r < nd; r++ {
+		d[r] = dst[r][done:]
+	}
+	f(&s, &d)
 }
 
 // rows is up to six equally long rows of a transform, one element per tile.
 type rows [6][]float32
 
 var (
-	wino2 = &winoKind{m: 2, a: 4, filter1: winoFilter2, input: winoInput2, output: winoOutput2}
-	wino4 = &winoKind{m: 4, a: 6, filter1: winoFilter4, input: winoInput4, output: winoOutput4}
+	wino2 = &winoKind{m: 2, a: 4, filter1: winoFilter2, input: winoInput2, output: winoOutput2,
+		inCoef: []float32{
+			1, 0, -1, 0,
+			0, 1, 1, 0,
+			0, -1, 1, 0,
+			0, 1, 0, -1,
+		},
+		outCoef: []float32{
+			1, 1, 1, 0,
+			0, 1, -1, -1,
+		},
+	}
+	wino4 = &winoKind{m: 4, a: 6, filter1: winoFilter4, input: winoInput4, output: winoOutput4,
+		inCoef: []float32{
+			4, 0, -5, 0, 1, 0,
+			0, -4, -4, 1, 1, 0,
+			0, 4, -4, -1, 1, 0,
+			0, -2, -1, 2, 1, 0,
+			0, 2, -1, -2, 1, 0,
+			0, 4, 0, -5, 0, 1,
+		},
+		outCoef: []float32{
+			1, 1, 1, 1, 1, 0,
+			0, 1, -1, 2, -2, 0,
+			0, 1, 1, 4, 4, 0,
+			0, 1, -1, 8, -8, 1,
+		},
+	}
 )
 
 func winoFilter2(s []float32, ss int, d []float32, ds int) {
@@ -330,7 +386,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 				for r := 0; r < a; r++ {
 					src[r], dst[r] = row(dbuf, r*a+j), row(tbuf, r*a+j)
 				}
-				k.input(&src, &dst)
+				k.applyInput(&src, &dst)
 			}
 			// Rows: v = tbuf B, straight into the GEMM operands.
 			for i := 0; i < a; i++ {
@@ -339,7 +395,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 					xi := i*a + r
 					dst[r] = vbuf[(xi*cg+c)*nb : (xi*cg+c)*nb+nb]
 				}
-				k.input(&src, &dst)
+				k.applyInput(&src, &dst)
 			}
 		}
 		// M[xi] (mg x nb) = U[xi] V[xi]; with a transposed filter, the
@@ -379,7 +435,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 				for r := 0; r < m; r++ {
 					dst[r] = row(dbuf, r*a+j)
 				}
-				k.output(&src, &dst)
+				k.applyOutput(&src, &dst)
 			}
 			// Rows: tbuf (m x m rows) = dbuf A.
 			for i := 0; i < m; i++ {
@@ -389,7 +445,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 				for r := 0; r < m; r++ {
 					dst[r] = row(tbuf, i*m+r)
 				}
-				k.output(&src, &dst)
+				k.applyOutput(&src, &dst)
 			}
 			for tt := 0; tt < nb; tt++ {
 				t := t0 + tt

@@ -88,6 +88,45 @@ func TestConv2DWinograd(t *testing.T) {
 	}
 }
 
+// TestWinogradRows checks the vector kernels (coefficient matrices) against
+// the Go transforms on rows of every length around the vector width.
+func TestWinogradRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, k := range []*winoKind{wino2, wino4} {
+		for n := 0; n <= 50; n++ {
+			var src, want, got rows
+			for i := 0; i < k.a; i++ {
+				src[i] = randSlice(r, n)
+				want[i] = make([]float32, n)
+				got[i] = make([]float32, n)
+			}
+			for _, tc := range []struct {
+				nd      int
+				goFn    func(s, d *rows)
+				applyFn func(s, d *rows)
+				coef    []float32
+			}{{k.a, k.input, k.applyInput, k.inCoef}, {k.m, k.output, k.applyOutput, k.outCoef}} {
+				if len(tc.coef) != tc.nd*k.a {
+					t.Fatalf("F(%d): %d coefficients, want %d", k.m, len(tc.coef), tc.nd*k.a)
+				}
+				tc.goFn(&src, &want)
+				tc.applyFn(&src, &got)
+				for i := 0; i < tc.nd; i++ {
+					for j := 0; j < n; j++ {
+						var ref float64
+						for q := 0; q < k.a; q++ {
+							ref += float64(tc.coef[i*k.a+q]) * float64(src[q][j])
+						}
+						if math.Abs(float64(want[i][j])-ref) > 1e-5*(1+math.Abs(ref)) || math.Abs(float64(got[i][j])-ref) > 1e-5*(1+math.Abs(ref)) {
+							t.Fatalf("F(%d) n=%d row %d elem %d: Go %g, applied %g, coefficients %g", k.m, n, i, j, want[i][j], got[i][j], ref)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestWinogradFilterErrors(t *testing.T) {
 	ok := conv(1, 4, 8, 8, 4, 3, 1, 1, 1, 1)
 	w := make([]float32, 4*4*9)
