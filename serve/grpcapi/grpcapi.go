@@ -48,7 +48,7 @@ func Code(err error) codes.Code {
 	case errors.Is(err, serve.ErrInvalid), errors.Is(err, api.ErrDatatype), errors.Is(err, api.ErrShape),
 		errors.Is(err, api.ErrSize), errors.Is(err, api.ErrContents),
 		errors.Is(err, repository.ErrSyntax), errors.Is(err, repository.ErrConfig),
-		errors.Is(err, repository.ErrModel), errors.Is(err, repository.ErrNoVersion):
+		errors.Is(err, repository.ErrModel), errors.Is(err, repository.ErrNoVersion), errors.Is(err, serve.ErrWarmup):
 		return codes.InvalidArgument
 	case errors.Is(err, serve.ErrNotFound):
 		return codes.NotFound

@@ -163,6 +163,7 @@ func TestCode(t *testing.T) {
 		{serve.ErrInvalid, codes.InvalidArgument},
 		{api.ErrContents, codes.InvalidArgument},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{serve.ErrWarmup, codes.InvalidArgument},
 		{errors.New("x"), codes.Internal},
 	}
 	for _, tt := range tests {

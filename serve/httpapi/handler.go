@@ -123,7 +123,7 @@ func Status(err error) int {
 	case errors.Is(err, serve.ErrUnsupported):
 		return http.StatusNotImplemented
 	case errors.Is(err, repository.ErrSyntax), errors.Is(err, repository.ErrConfig),
-		errors.Is(err, repository.ErrModel), errors.Is(err, repository.ErrNoVersion):
+		errors.Is(err, repository.ErrModel), errors.Is(err, repository.ErrNoVersion), errors.Is(err, serve.ErrWarmup):
 		return http.StatusBadRequest
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

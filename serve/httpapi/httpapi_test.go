@@ -460,6 +460,7 @@ func TestStatus(t *testing.T) {
 		{serve.ErrInvalid, 400},
 		{ErrDecode, 400},
 		{&http.MaxBytesError{Limit: 1}, 413},
+		{fmt.Errorf("%w: model m: %w", serve.ErrWarmup, errors.New("backend")), 400},
 		{errors.New("boom"), 500},
 	}
 	for _, tt := range tests {
