@@ -133,6 +133,33 @@ var kernelCases = []kernelCase{
 			b.Op("Expand", []*ir.Value{b.Op("Neg", []*ir.Value{x}), i64c(b, 2, 1, 1, 1)}),
 		}
 	}},
+	{"reductions", []int{3, 4, 5}, func(b *ir.Builder, x *ir.Value) []*ir.Value {
+		return []*ir.Value{
+			b.Op("ReduceMean", []*ir.Value{x, i64c(b, -1)}),
+			b.Op("ReduceSum", []*ir.Value{x, i64c(b, 1)}, ir.IntAttr("keepdims", 0)),
+			b.Op("ReduceMax", []*ir.Value{x, i64c(b, 0, 2)}),
+			b.Op("ReduceL2", []*ir.Value{x}),
+			b.Op("ReduceProd", []*ir.Value{x, i64c(b, 0)}),
+			b.Op("ArgMax", []*ir.Value{x}, ir.IntAttr("axis", 1), ir.IntAttr("keepdims", 0)),
+			b.Op("ArgMin", []*ir.Value{x}, ir.IntAttr("axis", 2), ir.IntAttr("select_last_index", 1)),
+		}
+	}},
+	{"reductions over an empty axis", []int{2, 0, 3}, func(b *ir.Builder, x *ir.Value) []*ir.Value {
+		return []*ir.Value{
+			b.Op("ReduceSum", []*ir.Value{x, i64c(b, 1)}),
+			b.Op("ReduceProd", []*ir.Value{x, i64c(b, 1)}, ir.IntAttr("keepdims", 0)),
+		}
+	}},
+	{"Pad Tile InstanceNormalization", []int{1, 2, 3, 4}, func(b *ir.Builder, x *ir.Value) []*ir.Value {
+		return []*ir.Value{
+			b.Op("Pad", []*ir.Value{x, i64c(b, 0, 1, 2, 0, 0, 2, 1, 3), b.Const("", tensor.FromFloat32([]float32{1.5}))}),
+			b.Op("Pad", []*ir.Value{x, i64c(b, 0, 0, 0, 1, 0, 0, 0, 2)}),
+			b.Op("Pad", []*ir.Value{x, i64c(b, 0, 0, 2, 1, 0, 0, 1, 3)}, ir.StringAttr("mode", "reflect")),
+			b.Op("Pad", []*ir.Value{x, i64c(b, 0, 0, 1, 2, 0, 0, 2, 1)}, ir.StringAttr("mode", "edge")),
+			b.Op("Tile", []*ir.Value{x, i64c(b, 2, 1, 3, 1)}),
+			b.Op("InstanceNormalization", []*ir.Value{x, f32c(b, 0.5, 2), f32c(b, 0.2, 2)}),
+		}
+	}},
 	{"ConstantOfShape", []int{3, 4}, func(b *ir.Builder, x *ir.Value) []*ir.Value {
 		shape := b.Op("Shape", []*ir.Value{b.Op("Neg", []*ir.Value{x})})
 		two := b.Op("ConstantOfShape", []*ir.Value{shape}, &ir.Attr{Name: "value", Type: ir.AttrTensor, T: tensor.FromFloat32([]float32{2}, 1)})

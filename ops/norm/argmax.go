@@ -75,7 +75,7 @@ func reduceOneAxis(s ir.Shape, ax int, keep bool) ir.Shape {
 	return out
 }
 
-func (k *argOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *argOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needTensors(k.name, in, 1); err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (k *argOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 			shape = append(shape, 1)
 		}
 	}
-	out, err := tensor.Make(tensor.Int64, shape)
+	out, err := ops.NewOutput(env, tensor.Int64, shape)
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (k *groupNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{{DType: x.DType, Shape: x.Shape.Clone()}}, nil
 }
 
-func (k *groupNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *groupNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needTensors(k.name, in, 3); err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (k *groupNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		}
 		scale, bias = sc, bc
 	}
-	out, err := newFloatOut(nil, x.DType, x.Shape)
+	out, err := newFloatOut(env, x.DType, x.Shape)
 	if err != nil {
 		return nil, err
 	}

@@ -161,7 +161,7 @@ func (k *reduceOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{out}, nil
 }
 
-func (k *reduceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *reduceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needTensors(k.name, in, 1); err != nil {
 		return nil, err
 	}
@@ -196,14 +196,14 @@ func (k *reduceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	}
 	lay := makeLayout(x.Shape, red)
 	if x.DType == tensor.Float16 || x.DType == tensor.BFloat16 {
-		out, err := newFloatOut(nil, x.DType, outShape)
+		out, err := newFloatOut(env, x.DType, outShape)
 		if err != nil {
 			return nil, err
 		}
 		reduceFloat(k.kind, float32s(x), out.f32, lay)
 		return []*tensor.Tensor{out.done()}, nil
 	}
-	out, err := tensor.Make(x.DType, outShape)
+	out, err := ops.NewOutput(env, x.DType, outShape)
 	if err != nil {
 		return nil, err
 	}

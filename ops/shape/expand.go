@@ -99,7 +99,7 @@ func (k tileOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (k tileOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k tileOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Tile", x); err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func (k tileOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		}
 		shape[i] = d * int(reps[i])
 	}
-	y, err := tensor.Make(x.DType, shape)
+	y, err := ops.NewOutput(env, x.DType, shape)
 	if err != nil {
 		return nil, err
 	}

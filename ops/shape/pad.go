@@ -151,7 +151,7 @@ func (k *padOp) padIndex(i, n int) int {
 	return -1
 }
 
-func (k *padOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *padOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Pad", x); err != nil {
 		return nil, err
@@ -206,7 +206,7 @@ func (k *padOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		}
 		shape[i] = int(o)
 	}
-	y, err := tensor.Make(x.DType, shape)
+	y, err := ops.NewOutput(env, x.DType, shape)
 	if err != nil {
 		return nil, err
 	}
