@@ -63,11 +63,8 @@ func (b *builder) precision(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b.logf("FP16: %d layers in fp16, %d in fp32, %d casts; weights %d -> %d bytes", rep.Count(quant.FP16PrecisionHalf), rep.Count(quant.FP16PrecisionSingle), rep.Casts, rep.WeightBytesBefore, rep.WeightBytesAfter)
-		for _, l := range rep.Layers {
-			if l.Precision == quant.FP16PrecisionSingle {
-				b.logf("  %s (%s) stays fp32: %s", l.Name, l.OpType, l.Reason)
-			}
+		for _, line := range strings.Split(strings.TrimSpace(rep.String()), "\n") {
+			b.logf("%s", line)
 		}
 	case INT8:
 		table, err := b.calibrate(ctx, refEngine, batches)
