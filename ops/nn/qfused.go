@@ -377,6 +377,10 @@ func qconvGEMM(s *convShape, p *qConvPacked, x []float32, xScale float32, sc, bi
 			o.Z = z[off+p0:]
 		}
 		img := xq[ig*qLen : (ig+1)*qLen]
+		if qLen == 0 { // no input channels: the output is the bias
+			cpu.Int8Gemm(p.groups[g], nil, n, 4*n, o, nt)
+			return
+		}
 		if direct {
 			cpu.Int8Gemm(p.groups[g], img[4*p0:], n, 4*inSize, o, nt)
 			return

@@ -511,6 +511,47 @@ func TestQBadInputs(t *testing.T) {
 	wantBadInput(t, "mm scalar", mm(3), 13, tensor.Scalar(tensor.Float32, 1), b, bs)
 }
 
+// TestQEmpty runs QConv without input channels and QMatMul with K = 0:
+// every output is the bias (then the activation).
+func TestQEmpty(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	b := randScaled(r, 1, 3)
+	check := func(name string, got []*tensor.Tensor, err error, n int) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		v := got[0].Float32s()
+		if len(v) != n {
+			t.Fatalf("%s: %d outputs, want %d", name, len(v), n)
+		}
+		for i, y := range v {
+			if want := max(b.Float32s()[i%3], 0); y != want {
+				t.Fatalf("%s: element %d = %g, want %g", name, i, y, want)
+			}
+		}
+	}
+	for _, k := range []int{1, 3} {
+		x := tensor.New(tensor.Float32, 1, 0, 4, 4)
+		w := tensor.New(tensor.Int8, 3, 0, k, k)
+		got, err := execSafe(qNode("QConv", 4, "x_scale", 0.1, ActRelu, nil), 13, x, w, randScaled(r, 1, 3), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// NCHW: the bias is per channel, so compare plane by plane.
+		v := got[0].Float32s()
+		plane := len(v) / 3
+		for i, y := range v {
+			if want := max(b.Float32s()[i/plane], 0); y != want {
+				t.Fatalf("QConv %dx%d without channels: element %d = %g, want %g", k, k, i, y, want)
+			}
+		}
+	}
+	a := tensor.New(tensor.Float32, 2, 0)
+	got, err := execSafe(qNode("QMatMul", 4, "a_scale", 0.1, ActRelu, nil), 13, a, tensor.New(tensor.Int8, 0, 3), randScaled(r, 1, 3), b)
+	check("QMatMul K=0", got, err, 6)
+}
+
 // TestQInfer checks shape inference with symbolic dims.
 func TestQInfer(t *testing.T) {
 	n := qNode("QConv", 3, "x_scale", 0.1, ActRelu, nil, opstest.Ints("strides", 2, 2), opstest.Ints("pads", 1, 1, 1, 1))
