@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/kilnai/kiln/ir"
@@ -34,24 +35,26 @@ const (
 type FP16Layer struct {
 	// Name is the node's name; OpType its type, domain-qualified outside the
 	// default domain ("kiln::FusedConv").
-	Name, OpType string
+	Name   string `json:"name"`
+	OpType string `json:"op"`
 	// Precision is FP16PrecisionHalf, FP16PrecisionSingle or
 	// FP16PrecisionNone.
-	Precision string
+	Precision string `json:"precision"`
 	// Reason says why a layer with floating-point values stays float32.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // FP16Report says what FP16Convert did.
 type FP16Report struct {
 	// Layers lists the graph's nodes as they were before the conversion, in
 	// topological order (the inserted Casts are not listed).
-	Layers []FP16Layer
+	Layers []FP16Layer `json:"layers"`
 	// Casts is the number of Cast nodes inserted.
-	Casts int
+	Casts int `json:"casts"`
 	// WeightBytesBefore and WeightBytesAfter are the bytes held by the
 	// graph's initializers before and after the conversion.
-	WeightBytesBefore, WeightBytesAfter int64
+	WeightBytesBefore int64 `json:"weight_bytes_before"`
+	WeightBytesAfter  int64 `json:"weight_bytes_after"`
 }
 
 // Count returns the number of layers of the given precision.
@@ -65,10 +68,37 @@ func (r *FP16Report) Count(precision string) int {
 	return n
 }
 
-// String summarizes the report in one line.
+// String summarizes the report: a line of counts, then the layers that
+// stay float32 and why.
 func (r *FP16Report) String() string {
-	return fmt.Sprintf("fp16: %d layers fp16, %d fp32, %d casts inserted, weights %d -> %d bytes",
+	var b strings.Builder
+	fmt.Fprintf(&b, "FP16: %d layers in fp16, %d in fp32, %d casts inserted, weights %d -> %d bytes\n",
 		r.Count(FP16PrecisionHalf), r.Count(FP16PrecisionSingle), r.Casts, r.WeightBytesBefore, r.WeightBytesAfter)
+	for _, l := range r.Layers {
+		if l.Precision == FP16PrecisionSingle {
+			fmt.Fprintf(&b, "  fp32  %s (%s): %s\n", l.Name, l.OpType, l.Reason)
+		}
+	}
+	return b.String()
+}
+
+// FP16KeepFP32 returns the layers that per-layer overrides (as
+// ParseLayerPrecisions reads them) keep in float32, for
+// FP16Options.KeepFP32, sorted; an override asking for another precision
+// than fp32 or fp16 is an error.
+func FP16KeepFP32(layers map[string]Precision) ([]string, error) {
+	var keep []string
+	for name, p := range layers {
+		switch p {
+		case FP16PrecisionSingle:
+			keep = append(keep, name)
+		case FP16PrecisionHalf:
+		default:
+			return nil, fmt.Errorf("%w: layer %q: precision %q in an fp16 build (want fp32 or fp16)", ErrFP16, name, p)
+		}
+	}
+	sort.Strings(keep)
+	return keep, nil
 }
 
 // fp16Float32Ops are the op types that FP16Convert leaves in float32: ops

@@ -2,11 +2,13 @@ package quant
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -525,5 +527,57 @@ func TestFP16ConcurrentRuns(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestFP16KeepFP32Overrides(t *testing.T) {
+	tests := []struct {
+		spec    string
+		want    []string
+		wantErr bool
+	}{
+		{"", nil, false},
+		{"Add_1:fp32", []string{"Add_1"}, false},
+		{"b:fp32, a:FP32", []string{"a", "b"}, false},
+		{"Add_1:int8", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			layers, err := ParseLayerPrecisions(tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := FP16KeepFP32(layers)
+			if tt.wantErr {
+				if !errors.Is(err, ErrFP16) {
+					t.Fatalf("err = %v, want ErrFP16", err)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("FP16KeepFP32(%q) = %v, %v; want %v", tt.spec, got, err, tt.want)
+			}
+		})
+	}
+	if _, err := FP16KeepFP32(map[string]Precision{"x": FP16PrecisionHalf}); err != nil {
+		t.Errorf("fp16 override: %v", err)
+	}
+}
+
+func TestFP16ReportString(t *testing.T) {
+	g := fp16MLP(t)
+	rep, err := FP16Convert(g, FP16Options{KeepFP32: []string{"Add_1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.String()
+	for _, want := range []string{"FP16: 4 layers in fp16, 1 in fp32, 6 casts inserted", "fp32  Add_1 (Add): kept in fp32"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report %q lacks %q", s, want)
+		}
+	}
+	b, err := json.Marshal(rep)
+	if err != nil || !strings.Contains(string(b), `{"name":"Add_1","op":"Add","precision":"fp32"`) {
+		t.Errorf("JSON %s, %v", b, err)
 	}
 }
