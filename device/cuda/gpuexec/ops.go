@@ -138,6 +138,8 @@ func (c *compiler) emit(s *step) error {
 		return c.split(s)
 	case n.Domain == "" && key == "Transpose":
 		return c.transpose(s)
+	case n.Domain == "" && key == "Slice":
+		return c.slice(s)
 	case n.Domain == "" && key == "Gather":
 		return c.gather(s)
 	case n.Domain == "" && key == "Cast":
