@@ -39,6 +39,9 @@ func (e *Engine) Memory() MemoryStats {
 // memPlan assigns intermediates of the top-level plan to arena offsets.
 type memPlan struct {
 	arenaBytes int
+	// peakLive is the most bytes (slots aligned) live at any one step: no
+	// assignment of offsets can make the arena smaller.
+	peakLive int
 	// slots[i][j] is where output j of step i goes (size 0: not planned).
 	slots [][]slot
 	// accept[i][j] are the arena ranges output j of step i may point into:
@@ -185,6 +188,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 	}
 
 	m.arenaBytes = assignOffsets(groups)
+	m.peakLive = peakLive(groups, len(p.steps))
 	m.stats.ArenaBytes = m.arenaBytes
 	for i, s := range p.steps {
 		n := s.node
@@ -244,6 +248,24 @@ func sizeOf(v *ir.Value) (int, tensor.DType, bool) {
 }
 
 func alignUp(n int) int { return (n + arenaAlign - 1) / arenaAlign * arenaAlign }
+
+// peakLive returns the largest sum of the aligned sizes of the groups
+// (not excluded) live at one step.
+func peakLive(groups []*group, steps int) int {
+	delta := make([]int, steps+1)
+	for _, g := range groups {
+		if !g.excluded {
+			delta[g.start] += alignUp(g.size)
+			delta[g.end+1] -= alignUp(g.size)
+		}
+	}
+	peak, cur := 0, 0
+	for _, d := range delta {
+		cur += d
+		peak = max(peak, cur)
+	}
+	return peak
+}
 
 // assignOffsets places the groups not excluded in one arena, largest first,
 // each in the smallest gap left by the groups already placed whose

@@ -129,7 +129,10 @@ func runArenaVsNoArena(t *testing.T, name string, level int, bigger bool) {
 	if m.ArenaBytes == 0 || m.ArenaBytes >= m.IntermediateBytes {
 		t.Fatalf("memory %+v: want an arena smaller than the intermediates", m)
 	}
-	t.Logf("arena %d bytes for %d bytes of intermediates (%d of %d values in the arena)", m.ArenaBytes, m.IntermediateBytes, m.InArena, m.Values)
+	t.Logf("arena %d bytes (at least %d live at once) for %d bytes of intermediates (%d of %d values in the arena)", m.ArenaBytes, e.mem.peakLive, m.IntermediateBytes, m.InArena, m.Values)
+	if m.ArenaBytes < e.mem.peakLive || m.ArenaBytes > e.mem.peakLive*3/2 {
+		t.Fatalf("arena of %d bytes for a peak of %d live: want at most 1.5x the peak", m.ArenaBytes, e.mem.peakLive)
+	}
 	want, err := ref.Run(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
