@@ -174,8 +174,9 @@ func NoClamp() (lo, hi float32) { return float32(math.Inf(-1)), float32(math.Inf
 // Int8Gemm computes W (packed, m x k) times X (k x n, int8, in quad layout
 // with quad stride ps bytes: X[4q+t][j] at x[q*ps+4*j+t]) and stores the
 // result through out, on up to nt goroutines. Bytes of the quads past row
-// k are ignored (multiplied by zero weights). It panics if w was packed
-// for another kernel than the one in use, or if a slice is too short.
+// k are ignored (multiplied by zero weights). It runs the kernel w was
+// packed for. It panics if a slice is too short or out.Ld makes rows
+// overlap.
 func Int8Gemm(w *Int8Weights, x []int8, n, ps int, out *Int8Output, nt int) {
 	m, nq := w.m, w.nq
 	if n < 0 {
@@ -194,7 +195,11 @@ func Int8Gemm(w *Int8Weights, x []int8, n, ps int, out *Int8Output, nt int) {
 	if out.Trans {
 		need = (n-1)*out.Ld + m
 	}
-	if out.Ld < 1 || len(out.Dst) < need || (out.Z != nil && len(out.Z) < need) {
+	minLd := n
+	if out.Trans {
+		minLd = m
+	}
+	if out.Ld < minLd || len(out.Dst) < need || (out.Z != nil && len(out.Z) < need) {
 		panic(fmt.Sprintf("cpu: Int8Gemm: output of %d (residual %d) too short for %dx%d with stride %d", len(out.Dst), len(out.Z), m, n, out.Ld))
 	}
 	kern := w.kern
