@@ -1,9 +1,10 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -267,9 +268,11 @@ func peakLive(groups []*group, steps int) int {
 	return peak
 }
 
-// assignOffsets places the groups not excluded in one arena, largest first,
-// each in the smallest gap left by the groups already placed whose
-// lifetimes overlap its own (best fit), and returns the arena size.
+// assignOffsets places the groups not excluded in one arena and returns
+// its size. It places them one at a time, each in the smallest gap left by
+// the groups already placed whose lifetimes overlap its own (best fit),
+// in a few orders (largest first, longest-lived first, earliest first), and
+// keeps the smallest arena.
 func assignOffsets(groups []*group) int {
 	var live []*group
 	for _, g := range groups {
@@ -277,15 +280,36 @@ func assignOffsets(groups []*group) int {
 			live = append(live, g)
 		}
 	}
-	sort.SliceStable(live, func(a, b int) bool {
-		if live[a].size != live[b].size {
-			return live[a].size > live[b].size
+	bySize := func(a, b *group) int { return cmp.Or(cmp.Compare(b.size, a.size), cmp.Compare(a.start, b.start)) }
+	orders := []func(a, b *group) int{
+		bySize,
+		func(a, b *group) int { return cmp.Or(cmp.Compare(b.end-b.start, a.end-a.start), bySize(a, b)) },
+		func(a, b *group) int { return cmp.Or(cmp.Compare(a.start, b.start), bySize(a, b)) },
+	}
+	best, offs := -1, make([]int, len(live))
+	for _, order := range orders {
+		ord := slices.Clone(live)
+		slices.SortStableFunc(ord, order)
+		if total := placeBestFit(ord); best < 0 || total < best {
+			best = total
+			for i, g := range live {
+				offs[i] = g.off
+			}
 		}
-		return live[a].start < live[b].start
-	})
+	}
+	for i, g := range live {
+		g.off = offs[i]
+	}
+	return max(best, 0)
+}
+
+// placeBestFit sets the offset of each group in order, in the smallest gap
+// that fits among those placed before it whose lifetimes overlap its own,
+// or above them all, and returns the arena size.
+func placeBestFit(order []*group) int {
 	total := 0
 	var placed []*group
-	for _, g := range live {
+	for _, g := range order {
 		size := alignUp(g.size)
 		var busy []*group
 		for _, q := range placed {
@@ -293,7 +317,7 @@ func assignOffsets(groups []*group) int {
 				busy = append(busy, q)
 			}
 		}
-		sort.Slice(busy, func(a, b int) bool { return busy[a].off < busy[b].off })
+		slices.SortFunc(busy, func(a, b *group) int { return cmp.Compare(a.off, b.off) })
 		best, bestGap, prev := -1, 0, 0
 		for _, q := range busy {
 			if gap := q.off - prev; gap >= size && (best < 0 || gap < bestGap) {
