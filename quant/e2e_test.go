@@ -3,6 +3,7 @@ package quant
 import (
 	"context"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -457,5 +458,53 @@ func TestImportQDQModel(t *testing.T) {
 		if o.Cosine < 0.9999 || o.Top1 != 1 {
 			t.Errorf("%s: cosine %v, top-1 %v: the INT8 layers do not compute the Q/DQ graph", o.Name, o.Cosine, o.Top1)
 		}
+	}
+}
+
+// TestINT8Conv1D quantizes a 1-D convolution (rank-3 weights).
+func TestINT8Conv1D(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	build := func() *ir.Graph {
+		r := rand.New(rand.NewSource(11))
+		b := ir.NewBuilder("conv1d", 13)
+		b.Graph().Opsets[Domain] = 1
+		x := b.Input("x", tensor.Float32, ir.D(2), ir.D(6), ir.D(20))
+		c := kilnOp(b, "FusedConv", []*ir.Value{x, b.Const("w", randTensor(r, 0.3, 8, 6, 3)), b.Const("b", randTensor(r, 0.1, 8))},
+			ir.IntsAttr("pads", 1, 1), ir.IntsAttr("strides", 2))
+		c.Producer.Name = "conv1d"
+		b.Output(b.Op("Relu", []*ir.Value{c}), "y")
+		return b.Graph()
+	}
+	ref, err := engine.New(build())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), nil, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Calibrate(ctx, ref, batches, Entropy, CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := build()
+	rep, err := QuantizeINT8(g, tab, INT8Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := rep.Count(); q != 1 {
+		t.Fatalf("the 1-D convolution stayed in float:\n%v", rep)
+	}
+	qe, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := Compare(ctx, ref, qe, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.MinCosine() < minCosine || acc.Outputs[0].MaxAbs == 0 {
+		t.Errorf("1-D INT8 convolution:\n%v", acc)
 	}
 }

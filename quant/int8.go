@@ -162,9 +162,13 @@ func classify(g *ir.Graph, n *ir.Node, inputs map[*ir.Value]bool) (*candidate, s
 		}
 		c.transB = n.Attrs["transB"] != nil && n.Attrs["transB"].I != 0
 		c.bias = n.Input(2)
-		if c.bias != nil {
-			if c.bias.Type.DType != tensor.Float32 || len(c.bias.Type.Shape) != 1 {
-				return nil, fmt.Sprintf("Gemm bias %v is not a float32 vector", c.bias.Type)
+		if b := c.bias; b != nil {
+			dt, rank := b.Type.DType, len(b.Type.Shape)
+			if b.Const != nil {
+				dt, rank = b.Const.DType, b.Const.Rank()
+			}
+			if dt != tensor.Float32 || rank != 1 {
+				return nil, fmt.Sprintf("Gemm bias %v is not a float32 vector", b.Type)
 			}
 		}
 	default:
