@@ -169,10 +169,31 @@ func winoOutput4(s, d *rows) {
 	}
 }
 
+// winoGatherGo is winoGather in Go.
+func winoGatherGo(d, src []float32, base []int32, off int) {
+	d = d[:len(base)]
+	for i, b := range base {
+		if b >= 0 {
+			d[i] = src[int(b)+off]
+		}
+	}
+}
+
+// winoScatterGo is winoScatter in Go.
+func winoScatterGo(dst, s []float32, obase []int32, off int, b, lo, hi float32) {
+	s = s[:len(obase)]
+	for i, o := range obase {
+		if o >= 0 {
+			dst[int(o)+off] = min(max(s[i]+b, lo), hi)
+		}
+	}
+}
+
 // winogradOK reports whether the Winograd algorithms compute p: 3x3
 // kernels, stride and dilation 1, at least two input channels per group.
 func winogradOK(p Conv2DParams) bool {
-	return p.KH == 3 && p.KW == 3 && p.StrideH == 1 && p.StrideW == 1 && p.DilH == 1 && p.DilW == 1 && p.C/p.Group >= 2
+	return p.KH == 3 && p.KW == 3 && p.StrideH == 1 && p.StrideW == 1 && p.DilH == 1 && p.DilW == 1 && p.C/p.Group >= 2 &&
+		p.H*p.W < 1<<31 && p.OutH()*p.OutW() < 1<<31 // offsets in a plane are int32
 }
 
 func winoKindOf(a ConvAlgo) *winoKind {
@@ -329,7 +350,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 	// Per tile of the block: the offset of its input window in a plane,
 	// or -1 when the window crosses the border (those are gathered one
 	// element at a time).
-	run := func(item int, vbuf, mbuf, dbuf, tbuf, sbuf []float32, base []int) {
+	run := func(item int, vbuf, mbuf, dbuf, tbuf, sbuf []float32, base, obase []int32) {
 		blk := item % blocks
 		g := item / blocks % p.Group
 		n := item / blocks / p.Group
@@ -337,7 +358,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 		t1 := min(t0+tb, tiles)
 		nb := t1 - t0
 		vbuf, mbuf = vbuf[:aa*cg*nb], mbuf[:aa*mg*nb]
-		dbuf, tbuf, sbuf, base = dbuf[:aa*nb], tbuf[:aa*nb], sbuf[:a*nb], base[:nb]
+		dbuf, tbuf, sbuf, base, obase = dbuf[:aa*nb], tbuf[:aa*nb], sbuf[:a*nb], base[:nb], obase[:nb]
 		row := func(buf []float32, r int) []float32 { return buf[r*nb : r*nb+nb] }
 		var src, dst rows
 		for t := t0; t < t1; t++ {
@@ -345,7 +366,14 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 			x0 := (t%tw)*m - p.PadLeft
 			base[t-t0] = -1
 			if y0 >= 0 && x0 >= 0 && y0+a <= p.H && x0+a <= p.W {
-				base[t-t0] = y0*p.W + x0
+				base[t-t0] = int32(y0*p.W + x0)
+			}
+			// Whole output tiles are written by winoScatter, the others
+			// one element at a time.
+			oy0, ox0 := (t/tw)*m, (t%tw)*m
+			obase[t-t0] = -1
+			if oy0+m <= oh && ox0+m <= ow {
+				obase[t-t0] = int32(oy0*ow + ox0)
 			}
 		}
 		xg := x[(n*p.C+g*cg)*hw:]
@@ -354,13 +382,7 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 			// Gather: dbuf row i*a+j holds element (i, j) of every tile.
 			for i := 0; i < a; i++ {
 				for j := 0; j < a; j++ {
-					d := row(dbuf, i*a+j)
-					off := i*p.W + j
-					for tt, b := range base {
-						if b >= 0 {
-							d[tt] = xc[b+off]
-						}
-					}
+					winoGather(row(dbuf, i*a+j), xc, base, i*p.W+j)
 				}
 			}
 			for tt, b := range base {
@@ -447,7 +469,15 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 				}
 				k.applyOutput(&src, &dst)
 			}
-			for tt := 0; tt < nb; tt++ {
+			for i := 0; i < m; i++ {
+				for j := 0; j < m; j++ {
+					winoScatter(yo, row(tbuf, i*m+j), obase, i*ow+j, b, lo, hi)
+				}
+			}
+			for tt, o := range obase {
+				if o >= 0 {
+					continue
+				}
 				t := t0 + tt
 				oy0, ox0 := (t/tw)*m, (t%tw)*m
 				nr, nc := min(m, oh-oy0), min(m, ow-ox0)
@@ -464,9 +494,9 @@ func winograd(p Conv2DParams, x []float32, f *WinogradFilter, bias, y []float32)
 		vp := winoVPool.get(aa * cg * tb)
 		mp := winoMPool.get(aa * mg * tb)
 		dp := winoDPool.get((2*aa + a) * tb)
-		base := make([]int, tb)
+		base := make([]int32, 2*tb)
 		for it := i0; it < i1; it++ {
-			run(it, *vp, *mp, (*dp)[:aa*tb], (*dp)[aa*tb:2*aa*tb], (*dp)[2*aa*tb:], base)
+			run(it, *vp, *mp, (*dp)[:aa*tb], (*dp)[aa*tb:2*aa*tb], (*dp)[2*aa*tb:], base[:tb], base[tb:])
 		}
 		winoVPool.put(vp)
 		winoMPool.put(mp)

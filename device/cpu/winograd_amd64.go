@@ -30,3 +30,33 @@ func winoRowsAsm(coef []float32, ns, nd int, src, dst *rows) int {
 	winoRowsAVX512(n, &sp, &dp, &coef[0], ns, nd)
 	return n
 }
+
+//go:noescape
+func winoGatherAVX512(n int, src *float32, base *int32, off int, dst *float32)
+
+//go:noescape
+func winoScatterAVX512(n int, src *float32, obase *int32, off int, dst *float32, b, lo, hi float32)
+
+// winoGather sets d[i] = src[base[i]+off] for every i with base[i] >= 0
+// (the others are left undefined); base[i]+off must be inside src.
+func winoGather(d, src []float32, base []int32, off int) {
+	i := 0
+	if n := len(base) &^ 15; n > 0 && active == avx512Kernel {
+		_ = d[n-1]
+		winoGatherAVX512(n, &src[0], &base[0], off, &d[0])
+		i = n
+	}
+	winoGatherGo(d[i:], src, base[i:], off)
+}
+
+// winoScatter sets dst[obase[i]+off] = min(max(s[i]+b, lo), hi) for every
+// i with obase[i] >= 0; obase[i]+off must be inside dst.
+func winoScatter(dst, s []float32, obase []int32, off int, b, lo, hi float32) {
+	i := 0
+	if n := len(obase) &^ 15; n > 0 && active == avx512Kernel {
+		_ = s[n-1]
+		winoScatterAVX512(n, &s[0], &obase[0], off, &dst[0], b, lo, hi)
+		i = n
+	}
+	winoScatterGo(dst, s[i:], obase[i:], off, b, lo, hi)
+}

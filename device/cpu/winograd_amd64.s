@@ -51,3 +51,67 @@ next_i:
 done:
 	VZEROUPPER
 	RET
+
+// func winoGatherAVX512(n int, src *float32, base *int32, off int, dst *float32)
+//
+// dst[i] = src[base[i]+off] for i < n (a multiple of 16) where base[i] >= 0;
+// dst[i] is undefined where base[i] < 0.
+TEXT ·winoGatherAVX512(SB), NOSPLIT, $0-40
+	MOVQ         n+0(FP), CX
+	MOVQ         src+8(FP), SI
+	MOVQ         base+16(FP), BX
+	MOVQ         off+24(FP), DX
+	MOVQ         dst+32(FP), DI
+	VPBROADCASTD DX, Z2
+	VPXORD       Z0, Z0, Z0
+	XORQ         AX, AX
+
+gather_loop:
+	CMPQ       AX, CX
+	JGE        gather_done
+	VMOVDQU32  (BX)(AX*4), Z1
+	VPCMPD     $5, Z0, Z1, K1
+	VPADDD     Z2, Z1, Z3
+	VXORPS     Z4, Z4, Z4
+	VGATHERDPS (SI)(Z3*4), K1, Z4
+	VMOVUPS    Z4, (DI)(AX*4)
+	ADDQ       $16, AX
+	JMP        gather_loop
+
+gather_done:
+	VZEROUPPER
+	RET
+
+// func winoScatterAVX512(n int, src *float32, obase *int32, off int, dst *float32, b, lo, hi float32)
+//
+// dst[obase[i]+off] = min(max(src[i]+b, lo), hi) for i < n (a multiple of
+// 16) where obase[i] >= 0.
+TEXT ·winoScatterAVX512(SB), NOSPLIT, $0-52
+	MOVQ         n+0(FP), CX
+	MOVQ         src+8(FP), SI
+	MOVQ         obase+16(FP), BX
+	MOVQ         off+24(FP), DX
+	MOVQ         dst+32(FP), DI
+	VBROADCASTSS b+40(FP), Z5
+	VBROADCASTSS lo+44(FP), Z6
+	VBROADCASTSS hi+48(FP), Z7
+	VPBROADCASTD DX, Z2
+	VPXORD       Z0, Z0, Z0
+	XORQ         AX, AX
+
+scatter_loop:
+	CMPQ        AX, CX
+	JGE         scatter_done
+	VMOVDQU32   (BX)(AX*4), Z1
+	VPCMPD      $5, Z0, Z1, K1
+	VPADDD      Z2, Z1, Z3
+	VADDPS      (SI)(AX*4), Z5, Z4
+	VMAXPS      Z4, Z6, Z4
+	VMINPS      Z4, Z7, Z4
+	VSCATTERDPS Z4, K1, (DI)(Z3*4)
+	ADDQ        $16, AX
+	JMP         scatter_loop
+
+scatter_done:
+	VZEROUPPER
+	RET

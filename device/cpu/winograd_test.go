@@ -127,6 +127,61 @@ func TestWinogradRows(t *testing.T) {
 	}
 }
 
+// TestWinogradGatherScatter checks the vector gather and scatter against
+// the Go loops, with skipped lanes, NaNs and every length around the
+// vector width, for each kernel of this CPU.
+func TestWinogradGatherScatter(t *testing.T) {
+	saved := active
+	defer func() { active = saved }()
+	r := rand.New(rand.NewPCG(27, 28))
+	src := randSlice(r, 300)
+	src[7] = float32(math.NaN())
+	for _, k := range kernels() {
+		active = k
+		for n := 0; n <= 50; n++ {
+			base := make([]int32, n)
+			for i := range base {
+				base[i] = int32(r.IntN(290))
+				if r.IntN(4) == 0 {
+					base[i] = -1
+				}
+			}
+			base = append(base, 7) // a NaN lane
+			got := make([]float32, n+1)
+			winoGather(got, src, base, 3)
+			for i, b := range base {
+				if b >= 0 && !(got[i] == src[b+3] || math.IsNaN(float64(src[b+3])) && math.IsNaN(float64(got[i]))) {
+					t.Fatalf("%s gather n=%d: d[%d] = %g, want %g", k.name, n, i, got[i], src[b+3])
+				}
+			}
+			// Scatter to distinct places.
+			perm := r.Perm(290)
+			obase := make([]int32, n+1)
+			vals := randSlice(r, n+1)
+			vals[n] = float32(math.NaN())
+			for i := range obase {
+				obase[i] = int32(perm[i])
+				if i < n && r.IntN(4) == 0 {
+					obase[i] = -1
+				}
+			}
+			for _, clamp := range [][2]float32{{float32(math.Inf(-1)), float32(math.Inf(1))}, {-0.5, 0.75}} {
+				dst := make([]float32, 300)
+				winoScatter(dst, vals, obase, 2, 0.25, clamp[0], clamp[1])
+				for i, o := range obase {
+					if o < 0 {
+						continue
+					}
+					want := min(max(vals[i]+0.25, clamp[0]), clamp[1])
+					if g := dst[o+2]; !(g == want || math.IsNaN(float64(g)) && math.IsNaN(float64(want))) {
+						t.Fatalf("%s scatter n=%d clamp %v: dst[%d] = %g, want %g", k.name, n, clamp, o+2, g, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestWinogradFilterErrors(t *testing.T) {
 	ok := conv(1, 4, 8, 8, 4, 3, 1, 1, 1, 1)
 	w := make([]float32, 4*4*9)
