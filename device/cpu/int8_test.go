@@ -300,6 +300,15 @@ func TestInt8GemmPanics(t *testing.T) {
 			Int8Gemm(w, make([]int8, 16), 4, 16, &Int8Output{Scale: []float32{1}, Dst: make([]float32, 8), Ld: 4, Lo: lo, Hi: hi}, 1)
 		},
 		"bad pack": func() { PackInt8Weights(make([]int8, 5), 2, 3, 3) },
+		"overlap": func() {
+			Int8Gemm(w, make([]int8, 16), 4, 16, &Int8Output{Scale: []float32{1, 1}, Dst: make([]float32, 8), Ld: 3, Lo: lo, Hi: hi}, 1)
+		},
+		"mm short a": func() {
+			Int8MatMul(PackInt8MatMul(make([]int8, 6), 3, 2, 2), make([]int8, 5), 2, 4, &Int8Output{Scale: []float32{1, 1}, Dst: make([]float32, 4), Ld: 2, Lo: lo, Hi: hi}, 1)
+		},
+		"mm trans": func() {
+			Int8MatMul(PackInt8MatMul(make([]int8, 6), 3, 2, 2), make([]int8, 8), 2, 4, &Int8Output{Scale: []float32{1, 1}, Dst: make([]float32, 4), Ld: 2, Trans: true, Lo: lo, Hi: hi}, 1)
+		},
 	} {
 		func() {
 			defer func() {
