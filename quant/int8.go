@@ -20,13 +20,14 @@ type Precision string
 // Layer precisions.
 const (
 	PrecisionFP32 Precision = "fp32"
+	PrecisionFP16 Precision = "fp16"
 	PrecisionINT8 Precision = "int8"
 )
 
 // ParseLayerPrecisions reads per-layer overrides as the CLI's
-// --layer-precision spells them: "NAME:fp32" or "NAME:int8", several
-// separated by commas (a layer name may itself contain ':'; the last one
-// separates the precision).
+// --layer-precision spells them: "NAME:fp32", "NAME:fp16" or "NAME:int8",
+// several separated by commas (a layer name may itself contain ':'; the
+// last one separates the precision).
 func ParseLayerPrecisions(s string) (map[string]Precision, error) {
 	out := map[string]Precision{}
 	for _, item := range strings.Split(s, ",") {
@@ -36,11 +37,11 @@ func ParseLayerPrecisions(s string) (map[string]Precision, error) {
 		}
 		i := strings.LastIndexByte(item, ':')
 		if i <= 0 {
-			return nil, fmt.Errorf("%w: layer precision %q: want NAME:fp32 or NAME:int8", ErrQuantize, item)
+			return nil, fmt.Errorf("%w: layer precision %q: want NAME:fp32, NAME:fp16 or NAME:int8", ErrQuantize, item)
 		}
 		name, p := item[:i], Precision(strings.ToLower(item[i+1:]))
-		if p != PrecisionFP32 && p != PrecisionINT8 {
-			return nil, fmt.Errorf("%w: layer precision %q: %q is not fp32 or int8", ErrQuantize, item, item[i+1:])
+		if p != PrecisionFP32 && p != PrecisionFP16 && p != PrecisionINT8 {
+			return nil, fmt.Errorf("%w: layer precision %q: %q is not fp32, fp16 or int8", ErrQuantize, item, item[i+1:])
 		}
 		out[name] = p
 	}
@@ -50,8 +51,9 @@ func ParseLayerPrecisions(s string) (map[string]Precision, error) {
 // INT8Options tunes QuantizeINT8.
 type INT8Options struct {
 	// Layers overrides the rule for the named layers (node names): fp32
-	// keeps a layer in float, int8 quantizes it even where the rule would
-	// not (it is an error when that is impossible).
+	// (or fp16, which an INT8 build reads as "not int8") keeps a layer in
+	// float, int8 quantizes it even where the rule would not (it is an
+	// error when that is impossible).
 	Layers map[string]Precision
 	// FirstLayerMaxChannels is the channel count up to which a convolution
 	// reading a graph input directly stays in FP32; zero means
@@ -112,7 +114,8 @@ func (r *INT8Report) String() string {
 // Rule is the documented rule QuantizeINT8 applies to decide a layer's
 // precision, printed by the builder.
 const Rule = `INT8 layer rule (first match wins):
-  1. --layer-precision NAME:fp32|int8 decides (int8 fails the build if the layer cannot be quantized).
+  1. --layer-precision NAME:fp32|fp16|int8 decides (fp16 keeps float; int8 fails the build if the
+     layer cannot be quantized).
   2. Only convolutions (Conv, kiln::FusedConv) and matrix products (MatMul, kiln::FusedMatMul, Gemm
      with alpha=beta=1, transA=0) with float32 constant weights (2-D for products) are candidates.
   3. FP32: a convolution reading a graph input with at most 4 channels (the first layer: little work,
@@ -244,8 +247,8 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 		}
 		xScale, hasRange := t.Scale(c.x.Name)
 		switch {
-		case forced && force == PrecisionFP32:
-			d.Reason = "override: fp32"
+		case forced && force != PrecisionINT8:
+			d.Reason = "override: " + string(force)
 		case forced && force == PrecisionINT8:
 			if !hasRange {
 				return nil, fmt.Errorf("%w: layer %q is forced to int8 but its input %q has no calibration range", ErrQuantize, n.Name, c.x.Name)

@@ -108,9 +108,10 @@ func TestQuantizeINT8Rule(t *testing.T) {
 			"fc":    {PrecisionINT8, "input scale"},
 			"head":  {PrecisionFP32, `produces graph output "y"`},
 		}},
-		{name: "overrides", opt: INT8Options{Layers: map[string]Precision{"first": PrecisionINT8, "head": PrecisionINT8, "mid": PrecisionFP32}}, layers: map[string]want{
+		{name: "overrides", opt: INT8Options{Layers: map[string]Precision{"first": PrecisionINT8, "head": PrecisionINT8, "mid": PrecisionFP32, "dw": PrecisionFP16}}, layers: map[string]want{
 			"first": {PrecisionINT8, "override: int8"},
 			"mid":   {PrecisionFP32, "override: fp32"},
+			"dw":    {PrecisionFP32, "override: fp16"},
 			"head":  {PrecisionINT8, "override: int8"},
 		}},
 		{name: "first-layer rule off", opt: INT8Options{FirstLayerMaxChannels: -1}, layers: map[string]want{
@@ -183,11 +184,11 @@ func TestQuantizeINT8Errors(t *testing.T) {
 }
 
 func TestParseLayerPrecisions(t *testing.T) {
-	got, err := ParseLayerPrecisions("a:fp32, /x/Conv:0:INT8,")
-	if err != nil || len(got) != 2 || got["a"] != PrecisionFP32 || got["/x/Conv:0"] != PrecisionINT8 {
+	got, err := ParseLayerPrecisions("a:fp32, /x/Conv:0:INT8,b:fp16")
+	if err != nil || len(got) != 3 || got["a"] != PrecisionFP32 || got["/x/Conv:0"] != PrecisionINT8 || got["b"] != PrecisionFP16 {
 		t.Errorf("got %v, %v", got, err)
 	}
-	for _, bad := range []string{"a", ":fp32", "a:fp16"} {
+	for _, bad := range []string{"a", ":fp32", "a:bf16"} {
 		if _, err := ParseLayerPrecisions(bad); !errors.Is(err, ErrQuantize) {
 			t.Errorf("%q: %v, want ErrQuantize", bad, err)
 		}
