@@ -9,5 +9,6 @@
 // tensor.DType for the HTTP side too (and the TYPE_* enum of model
 // configurations), and offers Client, a thin wrapper of the generated gRPC
 // client that speaks in tensors: Infer, health and metadata calls, and
-// ModelStreamInfer streams.
+// ModelStreamInfer streams. WebSocketStream (DialWebSocket) is the client of
+// kiln serve's WebSocket inference stream.
 package api
