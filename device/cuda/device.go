@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/ir"
 )
 
 // DeviceName is the name under which the CUDA device is registered with
@@ -83,6 +84,21 @@ func deviceFingerprint(fp Fingerprint, err error) (device.Fingerprint, error) {
 		f["driver_release"] = fp.DriverRelease
 	}
 	return f, nil
+}
+
+// Compiler compiles graphs for the GPU; package gpuexec (the executor) sets
+// it in its init, so that the device can run plans wherever the executor is
+// linked in (kiln's command imports it).
+var Compiler func(g *ir.Graph, o device.ExecOptions) (device.Program, error)
+
+var _ device.Executor = cudaDevice{}
+
+// Compile prepares g to run on the GPU through Compiler.
+func (cudaDevice) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	if Compiler == nil {
+		return nil, fmt.Errorf("%w: cuda: the GPU executor is not linked into this program (import github.com/kilnai/kiln/device/cuda/gpuexec)", device.ErrUnavailable)
+	}
+	return Compiler(g, o)
 }
 
 func init() { device.Register(cudaDevice{}) }

@@ -1,0 +1,136 @@
+package gpuexec
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// maxPlanEngines bounds the distinct input shapes one compiled program
+// keeps an engine (and its CUDA graphs) for.
+const maxPlanEngines = 64
+
+// kernelBlob is the plan section name of the compiled kernels for arch.
+func kernelBlob(arch string) string { return "cuda.kernels." + arch }
+
+// compilePlan is the cuda device's Compiler: the graph of a plan (optimized,
+// dims possibly symbolic) becomes a program that builds one engine per
+// distinct input shape (each replaying its CUDA graphs). When the plan has
+// kernels compiled for this GPU they are loaded instead of running NVRTC.
+// The program is checked at compile time by building the engine for the
+// largest shapes (o.MaxShapes) or the graph's own static shapes.
+func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	if o.Precision != "" && o.Precision != "fp32" {
+		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor computes in fp32 for now)", ErrUnsupported, o.Precision)
+	}
+	fp, err := cuda.FingerprintOf(o.Ordinal)
+	if err != nil {
+		return nil, err
+	}
+	major, minor, err := parseCompute(fp["compute"])
+	if err != nil {
+		return nil, err
+	}
+	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit}
+	arch := fmt.Sprintf("sm_%d%d", major, minor)
+	blobs := map[string][]byte{}
+	if img, ok := o.Blobs[kernelBlob(arch)]; ok && len(img) > 0 {
+		opt.Kernels = img
+	} else {
+		a, img, err := KernelImage(cuda.Options{Device: o.Ordinal}, major, minor)
+		if err != nil {
+			return nil, err
+		}
+		opt.Kernels, arch = img, a
+	}
+	blobs[kernelBlob(arch)] = opt.Kernels
+	template := onnxBytes(g)
+	if template.err != nil {
+		return nil, template.err
+	}
+	graphs := func(shapes map[string][]int) (*ir.Graph, func(), error) {
+		m, err := onnx.DecodeModel(template.b)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := onnx.ToGraph(m, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, v := range c.Inputs {
+			if s, ok := shapes[v.Name]; ok {
+				v.Type.Shape = ir.KnownShape(s...)
+			}
+		}
+		if _, err := ops.InferGraph(c); err != nil {
+			return nil, nil, err
+		}
+		return c, nil, nil
+	}
+	// Check now that every layer has a GPU implementation and the largest
+	// shapes fit in memory.
+	check := o.MaxShapes
+	if check == nil {
+		check = map[string][]int{}
+	}
+	cg, _, err := graphs(check)
+	if err != nil {
+		return nil, err
+	}
+	e, err := NewEngine(cg, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Close(); err != nil {
+		return nil, err
+	}
+	return &planProgram{s: NewShapes(graphs, opt, maxPlanEngines), blobs: blobs}, nil
+}
+
+type graphBytes struct {
+	b   []byte
+	err error
+}
+
+func onnxBytes(g *ir.Graph) graphBytes {
+	m, err := onnx.FromGraph(g, "kiln")
+	if err != nil {
+		return graphBytes{err: err}
+	}
+	return graphBytes{b: m.Marshal()}
+}
+
+func parseCompute(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, ".")
+	major, err1 := strconv.Atoi(a)
+	minor, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("%w: compute capability %q", ErrGraph, s)
+	}
+	return major, minor, nil
+}
+
+// planProgram is a compiled plan graph.
+type planProgram struct {
+	s     *Shapes
+	blobs map[string][]byte
+}
+
+func (p *planProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return p.s.Run(ctx, inputs)
+}
+
+func (p *planProgram) Close() error { return p.s.Close() }
+
+// Blobs returns the compiled kernels, stored in the plan by the builder.
+func (p *planProgram) Blobs() map[string][]byte { return p.blobs }
+
+func init() { cuda.Compiler = compilePlan }
