@@ -174,12 +174,14 @@ func (k *fp16Kernel) Infer(in []*ir.Value) ([]ir.Type, error) {
 		k.narrow = nil
 		return k.inner.Infer(in)
 	}
+	// The float64 probe runs first, so that a kernel keeping what Infer
+	// saw keeps the float32 inference.
+	probe, perr := k.inner.Infer(k.standIn(in, tensor.Float64, false))
 	types, err := k.inner.Infer(k.standIn(in, tensor.Float32, true))
 	if err != nil {
 		return nil, err
 	}
 	k.narrow = make([]bool, len(types))
-	probe, perr := k.inner.Infer(k.standIn(in, tensor.Float64, false))
 	out := make([]ir.Type, len(types))
 	for i, t := range types {
 		out[i] = t
