@@ -26,8 +26,8 @@ type OutputAccuracy struct {
 	// MaxAbs is the largest |test - ref|.
 	MaxAbs float64 `json:"max_abs_error"`
 	// MaxRel is the largest |test - ref| / max(|ref|, floor), where floor is
-	// RelFloor times the largest |ref| of the output (so that references
-	// near zero do not make it meaningless).
+	// RelFloor times the largest |ref| of the output in the same batch (so
+	// that references near zero do not make it meaningless).
 	MaxRel float64 `json:"max_rel_error"`
 	// Cosine is the cosine similarity of the test and reference outputs,
 	// each taken as one vector over all batches (1 when both are zero).
@@ -42,8 +42,8 @@ type OutputAccuracy struct {
 	Rows int `json:"rows,omitempty"`
 }
 
-// RelFloor is the fraction of an output's largest |ref| below which
-// MaxRel's denominator does not go.
+// RelFloor is the fraction of an output's largest |ref| (in a batch) below
+// which MaxRel's denominator does not go.
 const RelFloor = 1e-3
 
 // AccuracyReport is the result of Compare, one entry per output in name
@@ -88,7 +88,7 @@ func (r *AccuracyReport) JSON() ([]byte, error) { return json.MarshalIndent(r, "
 // Compare runs ref (FP32) and test (reduced precision) on every batch and
 // compares their outputs: per output, max abs and max relative error,
 // cosine similarity and top-1 agreement. Both must produce the same outputs
-// with the same shapes.
+// with the same shapes and types (any two float types compare).
 func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor.Tensor) (*AccuracyReport, error) {
 	if len(batches) == 0 {
 		return nil, fmt.Errorf("%w: no batches", ErrCompare)
@@ -96,9 +96,7 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 	type acc struct {
 		OutputAccuracy
 		dot, rr, tt float64
-		maxRef      float64
 		agree       int
-		pairs       [][2]float32 // (ref, test) of every element, for MaxRel
 	}
 	accs := map[string]*acc{}
 	for bi, b := range batches {
@@ -118,7 +116,8 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 			if !ok {
 				return nil, fmt.Errorf("%w: the test model has no output %q", ErrCompare, name)
 			}
-			if r.DType != t.DType || dimsString(r.Shape) != dimsString(t.Shape) {
+			sameType := r.DType == t.DType || r.DType.IsFloat() && t.DType.IsFloat()
+			if !sameType || dimsString(r.Shape) != dimsString(t.Shape) {
 				return nil, fmt.Errorf("%w: output %q: reference %v%s, test %v%s", ErrCompare, name, r.DType, dimsString(r.Shape), t.DType, dimsString(t.Shape))
 			}
 			if r.DType == tensor.String {
@@ -130,6 +129,13 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 				accs[name] = a
 			}
 			rv, tv := r.ToFloat32(), t.ToFloat32()
+			maxRef := 0.0
+			for _, x := range rv {
+				if ax := math.Abs(float64(x)); ax > maxRef && !math.IsInf(ax, 0) {
+					maxRef = ax
+				}
+			}
+			floor := max(maxRef*RelFloor, math.SmallestNonzeroFloat32)
 			for i := range rv {
 				x, y := float64(rv[i]), float64(tv[i])
 				d := math.Abs(x - y)
@@ -137,17 +143,12 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 					d = math.Inf(1)
 				}
 				a.MaxAbs = max(a.MaxAbs, d)
-				a.maxRef = max(a.maxRef, math.Abs(x))
+				a.MaxRel = max(a.MaxRel, d/max(math.Abs(x), floor))
 				a.dot += x * y
 				a.rr += x * x
 				a.tt += y * y
 			}
 			a.Elements += len(rv)
-			// relative errors need the output's largest |ref| over all
-			// batches: keep the pairs until the end.
-			for i := range rv {
-				a.pairs = append(a.pairs, [2]float32{rv[i], tv[i]})
-			}
 			if last := r.Rank(); r.DType.IsFloat() && last > 0 && r.Shape[last-1] > 1 {
 				n := r.Shape[last-1]
 				for row := 0; (row+1)*n <= len(rv); row++ {
@@ -168,14 +169,6 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 	sort.Strings(names)
 	for _, name := range names {
 		a := accs[name]
-		floor := max(a.maxRef*RelFloor, math.SmallestNonzeroFloat32)
-		for _, p := range a.pairs {
-			d := math.Abs(float64(p[0]) - float64(p[1]))
-			if math.IsNaN(d) {
-				d = math.Inf(1)
-			}
-			a.MaxRel = max(a.MaxRel, d/max(math.Abs(float64(p[0])), floor))
-		}
 		a.Cosine = cosine(a.dot, a.rr, a.tt)
 		if a.Rows > 0 {
 			a.Top1 = float64(a.agree) / float64(a.Rows)

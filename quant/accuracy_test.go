@@ -120,3 +120,24 @@ func TestCompareEdgeCases(t *testing.T) {
 		t.Errorf("failing runner: %v", err)
 	}
 }
+
+func TestCompareFloatTypes(t *testing.T) {
+	half := tensor.New(tensor.Float16, 3)
+	for i, v := range []float64{1, 2.5, -3} {
+		half.SetFloat(i, v)
+	}
+	ref := &fixedRunner{outs: []map[string]*tensor.Tensor{{"y": tensor.FromFloat32([]float32{1, 2.5, -3.001}, 3)}}}
+	test := &fixedRunner{outs: []map[string]*tensor.Tensor{{"y": half}}}
+	rep, err := Compare(context.Background(), ref, test, make([]map[string]*tensor.Tensor, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := rep.Outputs[0]; o.Cosine < 0.99999 || o.MaxAbs > 0.0011 || o.Top1 != 1 {
+		t.Errorf("float32 against float16: %+v", o)
+	}
+	ints := &fixedRunner{outs: []map[string]*tensor.Tensor{{"y": tensor.FromInt64([]int64{1, 2, 3}, 3)}}}
+	ref.i = 0
+	if _, err := Compare(context.Background(), ref, ints, make([]map[string]*tensor.Tensor, 1)); !errors.Is(err, ErrCompare) {
+		t.Errorf("float32 against int64: %v", err)
+	}
+}
