@@ -1,0 +1,123 @@
+package kiln
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/internal/version"
+)
+
+// PlanCache keeps built plans on disk, keyed by what a plan depends on: the
+// model file's contents, the build options, the device fingerprint and the
+// kiln version. A server restart then loads the cached plan instead of
+// building again. Tactic timings are shared through one timing cache in the
+// same folder.
+type PlanCache struct {
+	// Dir is the cache folder (created when missing).
+	Dir string
+}
+
+// CacheResult says how Load got its model.
+type CacheResult struct {
+	// Path is the plan file in the cache.
+	Path string
+	// Hit is true when the plan came from the cache, false when it was
+	// built (and written) now.
+	Hit bool
+	// Rebuilt holds why a cached plan could not be used, when it could
+	// not (another device, a corrupt file, ...).
+	Rebuilt string
+}
+
+// Load returns the model at path built with o, from the cache when a plan
+// for the same model, options, device and kiln version is there; otherwise
+// it builds the model, writes the plan to the cache and loads it from
+// there. A model file that is already a plan is loaded as it is.
+func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Model, CacheResult, error) {
+	if isPlan(path) {
+		m, err := Load(path)
+		return m, CacheResult{Path: path, Hit: true}, err
+	}
+	key, err := c.key(path, o)
+	if err != nil {
+		return nil, CacheResult{}, fmt.Errorf("kiln: plan cache: %w", err)
+	}
+	res := CacheResult{Path: filepath.Join(c.Dir, key+".plan")}
+	if _, err := os.Stat(res.Path); err == nil {
+		m, err := Load(res.Path)
+		if err == nil {
+			res.Hit = true
+			return m, res, nil
+		}
+		res.Rebuilt = err.Error()
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, res, fmt.Errorf("kiln: plan cache: %w", err)
+	}
+	if o.TimingCache == "" && !o.NoTiming {
+		o.TimingCache = filepath.Join(c.Dir, "timing-cache.json")
+	}
+	r, err := build.Build(ctx, path, o)
+	if err != nil {
+		return nil, res, fmt.Errorf("kiln: %w", err)
+	}
+	err = r.WriteFile(res.Path)
+	r.Close()
+	if err != nil {
+		return nil, res, fmt.Errorf("kiln: plan cache: %w", err)
+	}
+	m, err := Load(res.Path)
+	return m, res, err
+}
+
+// key hashes what a plan depends on.
+func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	dev := o.Device
+	if dev == "" {
+		dev = "cpu"
+	}
+	d, _, err := device.Lookup(dev)
+	if err != nil {
+		return "", err
+	}
+	fp, err := d.Fingerprint()
+	if err != nil {
+		return "", err
+	}
+	// The options that change the plan (not the log callbacks or where
+	// the timing cache lives).
+	// fmt prints maps sorted, so equal options hash equally.
+	o.Log, o.Progress, o.TimingCache = nil, nil, ""
+	fmt.Fprintf(h, "\x00%+v\x00%s\x00%s", o, fp, version.Kiln)
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if name == "model" {
+		name = filepath.Base(filepath.Dir(filepath.Dir(path))) // <repo>/<model>/<version>/model.onnx
+	}
+	return sanitize(name) + "-" + hex.EncodeToString(h.Sum(nil))[:24], nil
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}
