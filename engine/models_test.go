@@ -81,13 +81,13 @@ func modelInputs(tb testing.TB, name string, e *Engine) (map[string]*tensor.Tens
 // bit-identical outputs: the kernels are the same, only memory differs.
 func TestModelsArenaMatchesNoArena(t *testing.T) {
 	withStrictAlias(t)
-	levels := []int{0, 3}
+	levels, sizes := []int{0, 3}, []bool{false, true}
 	if testing.Short() {
-		levels = []int{3}
+		levels, sizes = []int{3}, []bool{false}
 	}
 	for _, name := range sharedModels(t) {
 		for _, level := range levels {
-			for _, bigger := range []bool{false, true} {
+			for _, bigger := range sizes {
 				label := fmt.Sprintf("%s/O%d", name, level)
 				if bigger {
 					if level == 0 {
