@@ -36,6 +36,14 @@ func kilnOp(b *ir.Builder, op string, in []*ir.Value, attrs ...*ir.Attr) *ir.Val
 //	Relu) -> head (Gemm transB [4,6], graph output)
 func convNet(t testing.TB) *ir.Graph {
 	t.Helper()
+	g, err := buildConvNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func buildConvNet() (*ir.Graph, error) {
 	r := rand.New(rand.NewSource(3))
 	b := ir.NewBuilder("convnet", 13)
 	b.Graph().Opsets[Domain] = 1
@@ -60,10 +68,8 @@ func convNet(t testing.TB) *ir.Graph {
 	y.Producer.Name = "head"
 	b.Output(y, "y")
 	g := b.Graph()
-	if _, err := ops.InferGraph(g); err != nil {
-		t.Fatal(err)
-	}
-	return g
+	_, err := ops.InferGraph(g)
+	return g, err
 }
 
 // fullTable gives every float value of g the range 4.
