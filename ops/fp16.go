@@ -13,14 +13,16 @@ import (
 
 // This file holds the float16 adapter: Prepare wraps the kernel of a node
 // that reads float16 tensors, unless the kernel handles float16 itself, in a
-// kernel that computes in float32. Its Infer infers the inner kernel with
-// float32 stand-ins for the float16 inputs and reports float16 for the
-// outputs that follow them; its Run widens the float16 inputs to float32
-// (constant ones once, cached), runs the inner kernel and narrows its
-// float32 outputs back to float16. Float32 accumulation and float32
-// reductions (LayerNorm, Softmax) come for free: the inner kernel is the
-// float32 one. Nodes without float16 inputs are never wrapped, so float32
-// graphs run exactly the kernels they ran before.
+// kernel that computes in float32. The inner kernel is prepared on a
+// float32 stand-in of the node (constant inputs widened once, at Prepare);
+// the adapter's Infer infers it with float32 stand-ins for the float16
+// inputs and reports float16 for the outputs that follow them; its Run
+// widens the float16 activations to float32 (with F16C where the CPU has
+// it), runs the inner kernel and rounds its float32 outputs back to float16
+// (to nearest even). Float32 accumulation and float32 reductions (LayerNorm,
+// Softmax) come for free: the inner kernel is the float32 one. Nodes
+// without float16 inputs are never wrapped, so float32 graphs run exactly
+// the kernels they ran before.
 
 // Float16Native is implemented by kernels that compute float16 tensors
 // themselves (for example by moving 16-bit elements without converting
