@@ -135,8 +135,11 @@ var fp16ShapeOnly = map[string]bool{"Shape": true, "Size": true}
 // float32 (those named in opt.KeepFP32, nodes with subgraphs, and the ops
 // of fp16Float32Ops). Kernels compute float16 layers in float32 (see
 // ops.Float16Native and the adapter ops.Prepare puts around the others).
-// FP16Convert works on graphs before and after optimize.Run; it infers
-// g's types before and after the rewrite.
+// Existing Casts to float32 write float16 where float16 layers read them,
+// so converting a converted graph changes nothing. Run optimize.Run first:
+// FP16Convert works on graphs before and after it, but the fusion passes
+// match float32 graphs only. FP16Convert infers g's types before and after
+// the rewrite; it leaves subgraphs (the bodies of If, Loop, Scan) alone.
 func FP16Convert(g *ir.Graph, opt FP16Options) (*FP16Report, error) {
 	if g == nil {
 		return nil, fmt.Errorf("%w: no graph", ErrFP16)
