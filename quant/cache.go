@@ -28,11 +28,12 @@ const cacheMagic = "kiln-calibration"
 //	method entropy            (or "percentile 99.99", "minmax")
 //	graph sha256:<hex>        (GraphHash of the calibrated graph)
 //	entries <n>
-//	<amax as float32 bits, 8 hex digits> <value name, Go-quoted>  # <amax>
+//	<amax as float32 bits, 8 hex digits> <value name, Go-quoted>  # amax <a>, scale <a/127>
 //	...
 //
-// one entry per line, sorted by name; the text after '#' is a comment for
-// people. The file is written to a temporary name and renamed, so a reader
+// one entry per line, sorted by name: the range amax as the exact bits of a
+// float32 (the INT8 scale is amax/127), so that a table reads back bit for
+// bit; the text after '#' is a comment for people. The file is written to a temporary name and renamed, so a reader
 // never sees half of it.
 func WriteTable(path string, t *Table) error {
 	var b bytes.Buffer
@@ -49,7 +50,7 @@ func WriteTable(path string, t *Table) error {
 	fmt.Fprintf(&b, "entries %d\n", len(t.Entries))
 	for _, name := range t.Names() {
 		a := t.Entries[name]
-		fmt.Fprintf(&b, "%08x %s  # %g\n", math.Float32bits(a), strconv.Quote(name), a)
+		fmt.Fprintf(&b, "%08x %s  # amax %g, scale %g\n", math.Float32bits(a), strconv.Quote(name), a, a/127)
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {

@@ -57,6 +57,6 @@ func ExampleWriteTable() {
 	// method entropy
 	// graph sha256:3b1f
 	// entries 2
-	// 3fc00000 "/conv1/Relu_output_0"  # 1.5
-	// 40880000 "input"  # 4.25
+	// 3fc00000 "/conv1/Relu_output_0"  # amax 1.5, scale 0.011811024
+	// 40880000 "input"  # amax 4.25, scale 0.033464566
 }
