@@ -253,6 +253,26 @@ func (h *handler) config(w http.ResponseWriter, r *http.Request) {
 		d["priority_queue_policy"] = pq
 		c["dynamic_batching"] = d
 	}
+	var warm []map[string]any
+	for _, wu := range cfg.Warmup {
+		ins := map[string]any{}
+		for k, in := range wu.Inputs {
+			x := map[string]any{"data_type": repository.TritonType(in.DataType), "dims": in.Dims}
+			switch in.Source {
+			case repository.RandomData:
+				x["random_data"] = true
+			case repository.FileData:
+				x["input_data_file"] = in.File
+			default:
+				x["zero_data"] = true
+			}
+			ins[k] = x
+		}
+		warm = append(warm, map[string]any{"name": wu.Name, "batch_size": wu.BatchSize, "count": wu.Count, "inputs": ins})
+	}
+	if warm != nil {
+		c["model_warmup"] = warm
+	}
 	writeJSON(w, http.StatusOK, c)
 }
 

@@ -27,6 +27,7 @@ const tinyConfig = `
 max_batch_size: 8
 dynamic_batching { max_queue_delay_microseconds: 2000 }
 instance_group [ { count: 2 kind: KIND_CPU } ]
+model_warmup { name: "w" batch_size: 2 inputs { key: "image" value { data_type: TYPE_FP32 dims: [3, 32, 32] random_data: true } } }
 `
 
 // startServer serves a repository with tinycnn (and resnet_mini when
@@ -123,6 +124,7 @@ func TestHealthAndMetadata(t *testing.T) {
 		{"GET", "/v2/models/nope/ready", 404, `"error"`},
 		{"GET", "/v2/models/nope", 404, `"error":`},
 		{"GET", "/v2/models/tinycnn/config", 200, `"max_queue_delay_microseconds":2000`},
+		{"GET", "/v2/models/tinycnn/config", 200, `"model_warmup":[{"batch_size":2,"count":1,"inputs":{"image":{"data_type":"TYPE_FP32","dims":[3,32,32],"random_data":true}},"name":"w"}]`},
 		{"GET", "/v2/models/tinycnn/stats", 200, `"model_stats"`},
 		{"POST", "/v2/repository/index", 200, `"name":"tinycnn","state":"READY"`},
 		{"GET", "/v3", 404, `"error"`},
