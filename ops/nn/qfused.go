@@ -246,6 +246,20 @@ func (k *qConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 		// 1024 products of int8 are integers below 2^24, and faster than
 		// a one-row int8 GEMM.
 		p := k.cache.get(w, func() *qConvPacked { return packQConvFloat(w) })
+		if g := s.g; g.rank() == 2 {
+			cp := cpu.Conv2DParams{
+				N: s.n, C: s.c, H: g.in[0], W: g.in[1], M: s.m, KH: g.kernel[0], KW: g.kernel[1],
+				Group: s.group, StrideH: g.stride[0], StrideW: g.stride[1], DilH: g.dil[0], DilW: g.dil[1],
+				PadTop: g.padB[0], PadLeft: g.padB[1], PadBottom: g.padE[0], PadRight: g.padE[1],
+			}
+			if cp.Validate() == nil && cp.OutH() == g.out[0] && cp.OutW() == g.out[1] {
+				cpu.Int8Depthwise(cp, x.Float32s(), k.xScale, p.wf, sc, bias, zv, yv, lo, hi)
+				if !clamped {
+					k.ep.apply(yv)
+				}
+				return []*tensor.Tensor{y}, nil
+			}
+		}
 		xf, xbuf := scratch[float32](x.Len())
 		defer putScratch(xbuf)
 		xv := x.Float32s()
