@@ -508,3 +508,62 @@ func TestINT8Conv1D(t *testing.T) {
 		t.Errorf("1-D INT8 convolution:\n%v", acc)
 	}
 }
+
+func TestSensitivity(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	g := convNet(t)
+	ref, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 3, 8, 8}}, 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Calibrate(ctx, ref, batches, Entropy, CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := GraphHash(g)
+	nodes := append([]*ir.Node(nil), g.Nodes...)
+	rep, err := Sensitivity(ctx, g, tab, batches, INT8Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%v", rep)
+	if GraphHash(g) != before || len(g.Nodes) != len(nodes) {
+		t.Fatal("Sensitivity changed the graph")
+	}
+	for i, n := range g.Nodes {
+		if n != nodes[i] || n.Outputs[0].Producer != n {
+			t.Fatalf("node %d (%s) is not the original", i, n.Name)
+		}
+	}
+	names := map[string]bool{}
+	for i, l := range rep.Layers {
+		names[l.Name] = true
+		if l.Cosine >= 1 || l.Cosine < 0.99 {
+			t.Errorf("%s: cosine %v", l.Name, l.Cosine)
+		}
+		if i > 0 && l.Cosine < rep.Layers[i-1].Cosine {
+			t.Error("not sorted, most sensitive first")
+		}
+	}
+	if len(names) != 4 || !names["mid"] || !names["res"] || !names["dw"] || !names["fc"] {
+		t.Errorf("layers %v, want the 4 INT8 layers", names)
+	}
+	if len(rep.Below(1)) != 4 || len(rep.Below(0)) != 0 {
+		t.Errorf("Below: %v %v", rep.Below(1), rep.Below(0))
+	}
+	worst := rep.Layers[0].Name
+	q, err := QuantizeINT8(g, tab, INT8Options{Layers: rep.Below(rep.Layers[0].Cosine + 1e-12)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range q.Layers {
+		if d.Name == worst && d.Precision != PrecisionFP32 {
+			t.Errorf("the most sensitive layer %s is %s", worst, d.Precision)
+		}
+	}
+}
