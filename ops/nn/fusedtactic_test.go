@@ -229,3 +229,45 @@ func TestSetTacticErrors(t *testing.T) {
 		t.Errorf("Tactics of a symbolic shape = %v, want nil", got)
 	}
 }
+
+// TestFusedConvTacticConcurrent runs one Winograd kernel from several
+// goroutines at once (execution contexts share kernels): the filter it
+// caches on first use must be made once and read safely.
+func TestFusedConvTacticConcurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	x := randTensor(r, tensor.Float32, 1, 8, 12, 12)
+	w := randTensor(r, tensor.Float32, 8, 8, 3, 3)
+	in := []*tensor.Tensor{x, w}
+	pads := ir.IntsAttr("pads", 1, 1, 1, 1)
+	def, _ := tacticKernel(t, fusedNode("FusedConv", 2, ActRelu, nil, pads), in, map[int]bool{1: true})
+	want, err := def.Run(nanArena(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := tacticKernel(t, fusedNode("FusedConv", 2, ActRelu, nil, pads), in, map[int]bool{1: true})
+	if err := k.(ops.Tactical).SetTactic(string(cpu.ConvWinograd4)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		y   *tensor.Tensor
+		err error
+	}
+	results := make(chan result, 8)
+	for range 8 {
+		go func() {
+			got, err := k.Run(nanArena(), in)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			results <- result{y: got[0]}
+		}()
+	}
+	for range 8 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		sameResult(t, "concurrent winograd4x4", r.y, want[0])
+	}
+}
