@@ -66,7 +66,11 @@
 //  6. Otherwise INT8.
 //
 // Every decision is returned (INT8Report) for the build log and kiln
-// inspect.
+// inspect. Two tools help choose overrides: CompareLayers shows where the
+// error of an INT8 engine comes from (every value against FP32), and
+// Sensitivity measures the model with each INT8 layer alone quantized
+// (one engine per layer); its Below gives the FP32 overrides for the layers
+// that cost more than a chosen cosine.
 //
 // # Explicitly quantized models
 //
