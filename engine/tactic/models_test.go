@@ -388,3 +388,26 @@ func modelLatency(t *testing.T, g *ir.Graph, dir string, sets ...map[string]stri
 	}
 	return med
 }
+
+// BenchmarkSelectWarm is Select on resnet_mini with every time already in
+// the cache: what a second build of the model spends on tactics.
+func BenchmarkSelectWarm(b *testing.B) {
+	g, _ := loadOptimized(b, "resnet_mini")
+	fp := cpuFingerprint(b)
+	cache := New()
+	if _, err := Select(context.Background(), g, fp, cache, Options{Runs: 1}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := Select(context.Background(), g, fp, cache, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, ch := range c {
+			if !ch.Cached {
+				b.Fatal("a layer was measured")
+			}
+		}
+	}
+}
