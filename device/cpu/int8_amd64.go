@@ -86,14 +86,13 @@ func init() {
 	}
 }
 
-// quantF32AVX512 is quantF32 with whole vectors in assembly, then Go.
+// quantF32AVX512 is quantF32 in assembly.
 func quantF32AVX512(dst, src []float32, scale float32) {
-	n16 := len(src) &^ 15
-	dst = dst[:len(src)]
-	if n16 > 0 {
-		int8QuantF32AVX512(&dst[0], &src[0], n16, scale)
+	if len(src) == 0 {
+		return
 	}
-	quantF32Go(dst[n16:], src[n16:], scale)
+	dst = dst[:len(src)]
+	int8QuantF32AVX512(&dst[0], &src[0], len(src), scale)
 }
 
 // scaleRowAVX512 is scaleRow in assembly.
@@ -116,14 +115,13 @@ func int8QuantF32AVX512(dst *float32, src *float32, n int, scale float32)
 //go:noescape
 func f32RowAVX512(c *float32, n int, scale, bias float32, z, dst *float32, lo, hi float32)
 
-// quantRowsAVX512 is quantRows with whole vectors in assembly, then Go.
+// quantRowsAVX512 is quantRows in assembly.
 func quantRowsAVX512(dst []int8, src []float32, scale float32) {
-	n16 := len(src) &^ 15
-	dst = dst[:len(src)]
-	if n16 > 0 {
-		int8QuantAVX512(&dst[0], &src[0], n16, scale)
+	if len(src) == 0 {
+		return
 	}
-	quantRowsGo(dst[n16:], src[n16:], scale)
+	dst = dst[:len(src)]
+	int8QuantAVX512(&dst[0], &src[0], len(src), scale)
 }
 
 // quantQuads4AVX512 is quantQuads4 with whole vectors in assembly, then

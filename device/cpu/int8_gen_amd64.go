@@ -281,8 +281,8 @@ func quantConsts() {
 	p("\tVPBROADCASTD AX, Z29")
 }
 
-// quantAVX512 writes int8QuantAVX512, QuantizeInt8 on n (a multiple of 16)
-// values:
+// quantAVX512 writes int8QuantAVX512, QuantizeInt8 on n values (the last
+// vector masked):
 //
 //	func int8QuantAVX512(dst *int8, src *float32, n int, scale float32)
 func quantAVX512() {
@@ -293,16 +293,26 @@ func quantAVX512() {
 	p("\tMOVQ src+8(FP), SI")
 	p("\tMOVQ n+16(FP), CX")
 	quantConsts()
-	p("\tSHRQ $4, CX")
-	p("\tJZ int8QuantAVX512_done")
 	p("int8QuantAVX512_loop:")
+	p("\tCMPQ CX, $16")
+	p("\tJLT int8QuantAVX512_tail")
 	p("\tVMOVUPS (SI), Z0")
 	quantOne(0)
 	p("\tVMOVDQU X0, (DI)")
 	p("\tADDQ $64, SI")
 	p("\tADDQ $16, DI")
-	p("\tDECQ CX")
-	p("\tJNZ int8QuantAVX512_loop")
+	p("\tSUBQ $16, CX")
+	p("\tJMP int8QuantAVX512_loop")
+	p("int8QuantAVX512_tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ int8QuantAVX512_done")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tVMOVUPS.Z (SI), K1, Z0")
+	quantOne(0)
+	p("\tVMOVDQU8 X0, K1, (DI)")
 	p("int8QuantAVX512_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -544,8 +554,8 @@ func vnniTileEp(rows, nv int, withZ bool) {
 	p("\tRET")
 }
 
-// quantF32AVX512 writes int8QuantF32AVX512, QuantizeInt8 on n (a multiple
-// of 16) values, storing the integers as float32:
+// quantF32AVX512 writes int8QuantF32AVX512, QuantizeInt8 on n values (the
+// last vector masked), storing the integers as float32:
 //
 //	func int8QuantF32AVX512(dst *float32, src *float32, n int, scale float32)
 func quantF32AVX512() {
@@ -556,21 +566,34 @@ func quantF32AVX512() {
 	p("\tMOVQ src+8(FP), SI")
 	p("\tMOVQ n+16(FP), CX")
 	quantConsts()
-	p("\tSHRQ $4, CX")
-	p("\tJZ int8QuantF32AVX512_done")
+	one := func() {
+		p("\tVDIVPS Z31, Z0, Z0")
+		p("\tVCMPPS $0, Z0, Z0, K2")
+		p("\tVMINPS Z30, Z0, Z0")
+		p("\tVMAXPS Z29, Z0, Z0")
+		p("\tVCVTPS2DQ.Z Z0, K2, Z0")
+		p("\tVCVTDQ2PS Z0, Z0")
+	}
 	p("int8QuantF32AVX512_loop:")
+	p("\tCMPQ CX, $16")
+	p("\tJLT int8QuantF32AVX512_tail")
 	p("\tVMOVUPS (SI), Z0")
-	p("\tVDIVPS Z31, Z0, Z0")
-	p("\tVCMPPS $0, Z0, Z0, K2")
-	p("\tVMINPS Z30, Z0, Z0")
-	p("\tVMAXPS Z29, Z0, Z0")
-	p("\tVCVTPS2DQ.Z Z0, K2, Z0")
-	p("\tVCVTDQ2PS Z0, Z0")
+	one()
 	p("\tVMOVUPS Z0, (DI)")
 	p("\tADDQ $64, SI")
 	p("\tADDQ $64, DI")
-	p("\tDECQ CX")
-	p("\tJNZ int8QuantF32AVX512_loop")
+	p("\tSUBQ $16, CX")
+	p("\tJMP int8QuantF32AVX512_loop")
+	p("int8QuantF32AVX512_tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ int8QuantF32AVX512_done")
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tVMOVUPS.Z (SI), K1, Z0")
+	one()
+	p("\tVMOVUPS Z0, K1, (DI)")
 	p("int8QuantF32AVX512_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")

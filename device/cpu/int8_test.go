@@ -408,7 +408,12 @@ func TestQuantizeVectorized(t *testing.T) {
 				src[i] = float32(r.Float64()*300 - 150)
 			}
 		}
-		got, want := make([]int8, len(src)), make([]int8, len(src))
+		// Guards past the end catch stores beyond it.
+		gotG, want := make([]int8, len(src)+32), make([]int8, len(src))
+		for i := range gotG {
+			gotG[i] = 77
+		}
+		got := gotG[:len(src)]
 		quantRows(got, src, scale)
 		quantRowsGo(want, src, scale)
 		for i := range got {
@@ -416,9 +421,18 @@ func TestQuantizeVectorized(t *testing.T) {
 				t.Fatalf("n=%d: rows[%d] of %g = %d, want %d", n, i, src[i], got[i], want[i])
 			}
 		}
-		gf, wf := make([]float32, len(src)), make([]float32, len(src))
+		gfG, wf := make([]float32, len(src)+32), make([]float32, len(src))
+		for i := range gfG {
+			gfG[i] = 77
+		}
+		gf := gfG[:len(src)]
 		quantF32(gf, src, scale)
 		quantF32Go(wf, src, scale)
+		for i := len(src); i < len(gfG); i++ {
+			if gotG[i] != 77 || gfG[i] != 77 {
+				t.Fatalf("n=%d: quantizers wrote past the end", n)
+			}
+		}
 		for i := range gf {
 			if gf[i] != wf[i] || gf[i] != float32(want[i]) {
 				t.Fatalf("n=%d: float[%d] of %g = %g, want %g", n, i, src[i], gf[i], wf[i])
