@@ -52,8 +52,8 @@
 //
 //  1. INT8Options.Layers (the CLI's --layer-precision NAME:fp32|fp16|int8)
 //     decides: fp32 and fp16 keep the layer in float; forcing int8 on a
-//     layer that cannot be quantized is an error, as is naming no candidate
-//     layer.
+//     layer that cannot be quantized is an error, as is naming no node of
+//     the graph.
 //  2. Only convolutions and matrix products with float32 constant weights
 //     are candidates; the rest of the graph stays as it is.
 //  3. FP32: a convolution reading a graph input with at most 4 channels (the

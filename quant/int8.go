@@ -208,8 +208,8 @@ func classify(g *ir.Graph, n *ir.Node, inputs map[*ir.Value]bool) (*candidate, s
 // in the place of the old ones, which are left unchanged: an engine built on
 // g before the rewrite keeps running in FP32. It
 // returns an ErrCache error when t was made for another graph and an
-// ErrQuantize error for an override naming no candidate layer or forcing
-// INT8 where it cannot be.
+// ErrQuantize error for an override naming no node of g or forcing INT8
+// where it cannot be.
 func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 	if t == nil {
 		return nil, fmt.Errorf("%w: no calibration table", ErrQuantize)
@@ -230,11 +230,14 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 	seen := map[string]bool{}
 	var todo []*candidate
 	for _, n := range g.Nodes {
+		seen[n.Name] = true
 		c, why := classify(g, n, inputs)
 		if c == nil && why == "" {
-			continue
+			if opt.Layers[n.Name] == PrecisionINT8 {
+				return nil, fmt.Errorf("%w: layer %q (%s) is forced to int8, but only convolutions and matrix products run in int8", ErrQuantize, n.Name, n.OpType)
+			}
+			continue // not a layer INT8 applies to: it stays in float anyway
 		}
-		seen[n.Name] = true
 		force, forced := opt.Layers[n.Name]
 		d := LayerDecision{Name: n.Name, Op: n.OpType, Precision: PrecisionFP32}
 		if c == nil {
@@ -276,7 +279,7 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fmt.Errorf("%w: --layer-precision names %s, which %s no convolution or matrix product of the graph (see kiln inspect for layer names)", ErrQuantize, strings.Join(quoteAll(unknown), ", "), plural(len(unknown), "is", "are"))
+		return nil, fmt.Errorf("%w: --layer-precision names %s, which the graph does not have (see kiln inspect for layer names)", ErrQuantize, strings.Join(quoteAll(unknown), ", "))
 	}
 	for _, c := range todo {
 		xScale, _ := t.Scale(c.x.Name)
@@ -325,13 +328,6 @@ func quoteAll(s []string) []string {
 		out[i] = fmt.Sprintf("%q", x)
 	}
 	return out
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 func groupOf(n *ir.Node) int {

@@ -169,7 +169,8 @@ func TestQuantizeINT8Errors(t *testing.T) {
 		drop bool
 		want string
 	}{
-		{"unknown layer", INT8Options{Layers: map[string]Precision{"nope": PrecisionFP32}}, false, `"nope", which is no convolution`},
+		{"unknown layer", INT8Options{Layers: map[string]Precision{"nope": PrecisionFP32, "mid": PrecisionFP32}}, false, `names "nope", which the graph does not have`},
+		{"int8 on a pool", INT8Options{Layers: map[string]Precision{"GlobalAveragePool_1": PrecisionINT8}}, false, "only convolutions and matrix products"},
 		{"forced without range", INT8Options{Layers: map[string]Precision{"res": PrecisionINT8}}, true, `"res" is forced to int8 but its input`},
 	}
 	for _, tc := range tests {
@@ -183,6 +184,10 @@ func TestQuantizeINT8Errors(t *testing.T) {
 				t.Errorf("err %v, want ErrQuantize with %q", err, tc.want)
 			}
 		})
+	}
+	g := convNet(t)
+	if _, err := QuantizeINT8(g, fullTable(g), INT8Options{Layers: map[string]Precision{"GlobalAveragePool_1": PrecisionFP32}}); err != nil {
+		t.Errorf("fp32 for a layer that is float anyway: %v", err)
 	}
 	if _, err := QuantizeINT8(convNet(t), nil, INT8Options{}); !errors.Is(err, ErrQuantize) {
 		t.Errorf("nil table: %v", err)
