@@ -6,9 +6,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/engine/tactic"
+	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
@@ -80,6 +82,9 @@ func (b *builder) precision(ctx context.Context) error {
 				layers[layer] = quant.PrecisionINT8
 			}
 		}
+		for _, line := range strings.Split(strings.TrimSpace(quant.Rule), "\n") {
+			b.logf("INT8 rule: %s", strings.TrimSpace(line))
+		}
 		rep, err := quant.QuantizeINT8(b.g, table, quant.INT8Options{Layers: layers})
 		if err != nil {
 			return err
@@ -115,9 +120,19 @@ func (b *builder) precision(ctx context.Context) error {
 	return nil
 }
 
+// tacticFingerprint keys timings by the device and the kiln version (whose
+// kernels were timed).
+func tacticFingerprint(fp device.Fingerprint) device.Fingerprint {
+	out := device.Fingerprint{"kiln": version.Kiln}
+	for k, v := range fp {
+		out[k] = v
+	}
+	return out
+}
+
 func hasQDQ(g *ir.Graph) bool {
 	for _, n := range g.Nodes {
-		if n.Domain == "" && n.OpType == "DequantizeLinear" {
+		if (n.Domain == "" || n.Domain == "ai.onnx") && n.OpType == "DequantizeLinear" {
 			return true
 		}
 	}
@@ -251,7 +266,7 @@ func (b *builder) tactics(ctx context.Context) error {
 			}
 			v.Type.Shape = shape
 		}
-		choices, err := tactic.Select(ctx, g, b.fp, cache, tactic.Options{Progress: func(pr tactic.Progress) {
+		choices, err := tactic.Select(ctx, g, tacticFingerprint(b.fp), cache, tactic.Options{Progress: func(pr tactic.Progress) {
 			if b.o.Progress != nil {
 				b.o.Progress("tactics " + pr.String())
 			}
