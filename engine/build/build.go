@@ -74,7 +74,10 @@ type Options struct {
 	// skips tactic timing (default tactics).
 	TimingCache string
 	NoTiming    bool
-	// Workspace bounds the scratch memory a tactic may use (0 = no limit).
+	// Workspace bounds the device memory an engine may take on devices
+	// that run graphs themselves (cuda: weights, activations and library
+	// workspaces; 0 = no limit). The CPU's tactics do not bound their
+	// scratch memory yet, so it is refused there.
 	Workspace int64
 
 	// Log receives one line per builder step; Progress, when set,
@@ -293,6 +296,9 @@ func (o *Options) normalize() error {
 		default:
 			return fmt.Errorf("%w: layer %s: precision %q (want fp32, fp16 or int8)", ErrOptions, layer, p)
 		}
+	}
+	if o.Workspace > 0 && (o.Device == "cpu" || strings.HasPrefix(o.Device, "cpu:")) {
+		return fmt.Errorf("%w: --workspace applies to the cuda device; the CPU's tactics do not bound their scratch memory yet", ErrOptions)
 	}
 	if o.Workspace < 0 {
 		return fmt.Errorf("%w: negative workspace", ErrOptions)
