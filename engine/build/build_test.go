@@ -12,6 +12,8 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
 	_ "github.com/kilnai/kiln/ops/all"
 )
 
@@ -95,6 +97,20 @@ func TestBuildOptionErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %q, want %q", c.name, err, c.want)
 		}
+	}
+	// Calibration data of the wrong shape.
+	calib := filepath.Join(t.TempDir(), "set")
+	if err := os.MkdirAll(calib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := onnx.SaveTensor(filepath.Join(calib, "input_0.pb"), "image", tensor.New(tensor.Float32, 1, 3, 16, 16)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Build(context.Background(), model, Options{Precision: INT8, CalibData: calib}); err == nil {
+		res.Close()
+		t.Error("calibration data of the wrong shape was accepted")
+	} else if !strings.Contains(err.Error(), "input_0.pb") || !strings.Contains(err.Error(), "image") {
+		t.Errorf("wrong-shape calibration data: error %q should name the file and the input", err)
 	}
 	if _, err := Build(context.Background(), filepath.Join(t.TempDir(), "none.onnx"), Options{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing model: %v", err)
