@@ -13,8 +13,8 @@ import (
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/onnx"
-	"github.com/kilnai/kiln/tensor"
 	_ "github.com/kilnai/kiln/ops/all"
+	"github.com/kilnai/kiln/tensor"
 )
 
 func exampleModel(t *testing.T) string {
