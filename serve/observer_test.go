@@ -15,7 +15,7 @@ type recorder struct {
 	execs, switches, oks int
 }
 
-func (r *recorder) RequestDone(_, _ string, _ int, reason string, _, _, _ time.Duration) {
+func (r *recorder) RequestDone(_, _ string, _ int, reason string, _ Times) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if reason == "" {

@@ -36,11 +36,23 @@ var (
 	ErrWarmup = errors.New("serve: model warmup failed")
 )
 
+// Times are the durations of one request's phases, as Triton measures them.
+type Times struct {
+	// Total is from the request's arrival at the server core to its result.
+	Total time.Duration
+	// Queue is the time waiting for an instance.
+	Queue time.Duration
+	// ComputeInput prepares the batch's inputs, ComputeInfer runs the model,
+	// ComputeOutput splits the batch's outputs (each the whole batch's time).
+	ComputeInput, ComputeInfer, ComputeOutput time.Duration
+}
+
 // Observer receives per-request and per-run measurements (for metrics). Its
 // methods must be safe for concurrent calls.
 type Observer interface {
-	// RequestDone reports a finished request; reason is "" on success.
-	RequestDone(model, version string, batch int, reason string, total, queue, compute time.Duration)
+	// RequestDone reports a finished request; reason is "" on success, when
+	// only t.Total is set on failure.
+	RequestDone(model, version string, batch int, reason string, t Times)
 	// Executed reports one model run of a batch of requests.
 	Executed(model, version string, requests, batchSize int, compute time.Duration)
 }
@@ -106,6 +118,10 @@ type Stats struct {
 	InferenceCount, ExecutionCount        uint64
 	SuccessCount, FailCount               uint64
 	SuccessNs, FailNs, QueueNs, ComputeNs uint64
+	// ComputeInputNs and ComputeOutputNs sum the input preparation and
+	// output split times of successful requests; ComputeNs is the model
+	// runs' (compute_infer).
+	ComputeInputNs, ComputeOutputNs uint64
 }
 
 type version struct {
@@ -560,6 +576,8 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 		v.stats.SuccessNs += uint64(total)
 		v.stats.QueueNs += uint64(res.Queue)
 		v.stats.ComputeNs += uint64(res.Compute)
+		v.stats.ComputeInputNs += uint64(res.Input)
+		v.stats.ComputeOutputNs += uint64(res.Output)
 		v.stats.LastInference = time.Now()
 	} else {
 		v.stats.FailCount++
@@ -568,9 +586,10 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 	v.mu.Unlock()
 	if s.opts.Observer != nil {
 		if err == nil {
-			s.opts.Observer.RequestDone(m.name, ver, batch, "", total, res.Queue, res.Compute)
+			s.opts.Observer.RequestDone(m.name, ver, batch, "", Times{Total: total, Queue: res.Queue,
+				ComputeInput: res.Input, ComputeInfer: res.Compute, ComputeOutput: res.Output})
 		} else {
-			s.opts.Observer.RequestDone(m.name, ver, batch, FailureReason(err), total, 0, 0)
+			s.opts.Observer.RequestDone(m.name, ver, batch, FailureReason(err), Times{Total: total})
 		}
 	}
 	if err != nil {

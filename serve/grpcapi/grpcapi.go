@@ -202,7 +202,8 @@ func (v *Service) ModelStatistics(_ context.Context, r *inference.ModelStatistic
 			Name: s.Model, Version: s.Version, LastInference: last,
 			InferenceCount: s.InferenceCount, ExecutionCount: s.ExecutionCount,
 			InferenceStats: &inference.InferStatistics{Success: d(s.SuccessCount, s.SuccessNs), Fail: d(s.FailCount, s.FailNs),
-				Queue: d(s.SuccessCount, s.QueueNs), ComputeInfer: d(s.SuccessCount, s.ComputeNs)},
+				Queue: d(s.SuccessCount, s.QueueNs), ComputeInput: d(s.SuccessCount, s.ComputeInputNs),
+				ComputeInfer: d(s.SuccessCount, s.ComputeNs), ComputeOutput: d(s.SuccessCount, s.ComputeOutputNs)},
 		})
 	}
 	return out, nil

@@ -294,7 +294,8 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 			"inference_count": s.InferenceCount, "execution_count": s.ExecutionCount,
 			"inference_stats": map[string]any{
 				"success": cn(s.SuccessCount, s.SuccessNs), "fail": cn(s.FailCount, s.FailNs),
-				"queue": cn(s.SuccessCount, s.QueueNs), "compute_infer": cn(s.SuccessCount, s.ComputeNs),
+				"queue": cn(s.SuccessCount, s.QueueNs), "compute_input": cn(s.SuccessCount, s.ComputeInputNs),
+				"compute_infer": cn(s.SuccessCount, s.ComputeNs), "compute_output": cn(s.SuccessCount, s.ComputeOutputNs),
 			},
 		})
 	}

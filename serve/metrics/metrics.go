@@ -3,7 +3,8 @@
 // nv_inference_request_failure{reason}, nv_inference_count,
 // nv_inference_exec_count, nv_inference_pending_request_count,
 // nv_inference_request_duration_us, nv_inference_queue_duration_us,
-// nv_inference_compute_infer_duration_us, and with EnableGPU
+// nv_inference_compute_input_duration_us, nv_inference_compute_infer_duration_us,
+// nv_inference_compute_output_duration_us, and with EnableGPU
 // nv_gpu_utilization, nv_gpu_memory_total_bytes, nv_gpu_memory_used_bytes),
 // so existing dashboards work, plus histograms of request latency, queue
 // time, batch size and model load time, and the counter
@@ -18,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kilnai/kiln/serve"
 )
 
 // PendingSource reports the requests waiting per (model, version).
@@ -31,6 +34,7 @@ type Metrics struct {
 	success, failure, count, exec       *prometheus.CounterVec
 	switches                            *prometheus.CounterVec
 	requestUs, queueUs, computeUs       *prometheus.CounterVec
+	inputUs, outputUs                   *prometheus.CounterVec
 	latency, queueTime, batchSize, load *prometheus.HistogramVec
 	pending                             PendingSource
 	pendingDesc                         *prometheus.Desc
@@ -54,6 +58,8 @@ func New(pending PendingSource) *Metrics {
 		requestUs: counter("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
 		queueUs:   counter("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
 		computeUs: counter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds"),
+		inputUs:   counter("nv_inference_compute_input_duration_us", "Cumulative compute input duration in microseconds"),
+		outputUs:  counter("nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds"),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_request_duration_seconds",
 			Help: "Inference request latency", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, labels),
 		queueTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_queue_duration_seconds",
@@ -66,7 +72,7 @@ func New(pending PendingSource) *Metrics {
 		pendingDesc: prometheus.NewDesc("nv_inference_pending_request_count",
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
-	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.requestUs, m.queueUs, m.computeUs,
+	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
 		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m})
 	return m
 }
@@ -89,18 +95,21 @@ func (p pendingCollector) Collect(ch chan<- prometheus.Metric) {
 func (m *Metrics) SetPending(p PendingSource) { m.pending = p }
 
 // RequestDone records a finished request.
-func (m *Metrics) RequestDone(model, version string, batch int, reason string, total, queue, compute time.Duration) {
+func (m *Metrics) RequestDone(model, version string, batch int, reason string, t serve.Times) {
 	if reason != "" {
 		m.failure.WithLabelValues(model, version, reason).Inc()
 		return
 	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	m.success.WithLabelValues(model, version).Inc()
 	m.count.WithLabelValues(model, version).Add(float64(batch))
-	m.requestUs.WithLabelValues(model, version).Add(float64(total.Microseconds()))
-	m.queueUs.WithLabelValues(model, version).Add(float64(queue.Microseconds()))
-	m.computeUs.WithLabelValues(model, version).Add(float64(compute.Microseconds()))
-	m.latency.WithLabelValues(model, version).Observe(total.Seconds())
-	m.queueTime.WithLabelValues(model, version).Observe(queue.Seconds())
+	m.requestUs.WithLabelValues(model, version).Add(us(t.Total))
+	m.queueUs.WithLabelValues(model, version).Add(us(t.Queue))
+	m.inputUs.WithLabelValues(model, version).Add(us(t.ComputeInput))
+	m.computeUs.WithLabelValues(model, version).Add(us(t.ComputeInfer))
+	m.outputUs.WithLabelValues(model, version).Add(us(t.ComputeOutput))
+	m.latency.WithLabelValues(model, version).Observe(t.Total.Seconds())
+	m.queueTime.WithLabelValues(model, version).Observe(t.Queue.Seconds())
 }
 
 // Executed records one model execution.

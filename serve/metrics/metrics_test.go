@@ -36,8 +36,9 @@ func scrape(t *testing.T, h http.Handler) string {
 
 func TestMetricsNames(t *testing.T) {
 	m := New(fixedPending{{"m", "1"}: 3})
-	m.RequestDone("m", "1", 2, "", 3*time.Millisecond, time.Millisecond, 2*time.Millisecond)
-	m.RequestDone("m", "1", 1, "REJECTED", time.Millisecond, 0, 0)
+	m.RequestDone("m", "1", 2, "", serve.Times{Total: 3 * time.Millisecond, Queue: time.Millisecond,
+		ComputeInput: 100 * time.Microsecond, ComputeInfer: 2 * time.Millisecond, ComputeOutput: 1500 * time.Nanosecond})
+	m.RequestDone("m", "1", 1, "REJECTED", serve.Times{Total: time.Millisecond})
 	m.Executed("m", "1", 1, 2, 2*time.Millisecond)
 	m.ModelLoaded("m", 50*time.Millisecond)
 	m.ContextSwitched("m", "1")
@@ -52,6 +53,8 @@ func TestMetricsNames(t *testing.T) {
 		`nv_inference_request_duration_us{model="m",version="1"} 3000`,
 		`nv_inference_queue_duration_us{model="m",version="1"} 1000`,
 		`nv_inference_compute_infer_duration_us{model="m",version="1"} 2000`,
+		`nv_inference_compute_input_duration_us{model="m",version="1"} 100`,
+		`nv_inference_compute_output_duration_us{model="m",version="1"} 1.5`,
 		`kiln_request_duration_seconds_count{model="m",version="1"} 1`,
 		`kiln_queue_duration_seconds_count{model="m",version="1"} 1`,
 		`kiln_batch_size_bucket{model="m",version="1",le="2"} 1`,

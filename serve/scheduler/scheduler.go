@@ -95,8 +95,13 @@ type Request struct {
 // Result is the outcome of a request.
 type Result struct {
 	Outputs map[string]*tensor.Tensor
-	// Queue is the time from Infer to the start of the run, Compute the run's.
-	Queue, Compute time.Duration
+	// Queue is the time from Infer to the start of the batch's execution.
+	Queue time.Duration
+	// Input is the time spent preparing the batch's inputs (concatenating
+	// the requests), Compute the model run's, Output the time spent
+	// splitting the outputs into the requests' results (Triton's
+	// compute_input, compute_infer and compute_output).
+	Input, Compute, Output time.Duration
 	// BatchSize is the batch size of the run the request was part of.
 	BatchSize int
 }
@@ -106,7 +111,8 @@ type Execution struct {
 	// Requests is the number of requests in the batch, BatchSize the sum of
 	// their batch sizes.
 	Requests, BatchSize int
-	Compute             time.Duration
+	// Compute is the model run's time (inputs prepared, outputs not yet split).
+	Compute time.Duration
 	// Instance is the index (0..Instances-1) of the instance, the execution
 	// context, that ran the batch.
 	Instance int
@@ -527,8 +533,10 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 	if len(batch) == 1 {
 		runCtx = batch[0].ctx
 	}
+	ran := time.Now()
 	out, err := s.run.Run(runCtx, inputs)
-	compute := time.Since(start)
+	done := time.Now()
+	input, compute := ran.Sub(start), done.Sub(ran)
 	if s.obs != nil {
 		s.obs.Executed(Execution{Requests: len(batch), BatchSize: total, Compute: compute, Instance: instance, Switched: switched})
 	}
@@ -537,7 +545,7 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 		return
 	}
 	if len(batch) == 1 {
-		batch[0].done <- outcome{res: &Result{Outputs: out, Queue: start.Sub(batch[0].enqueued), Compute: compute, BatchSize: total}}
+		batch[0].done <- outcome{res: &Result{Outputs: out, Queue: start.Sub(batch[0].enqueued), Input: input, Compute: compute, BatchSize: total}}
 		return
 	}
 	parts, err := split(out, batch, total)
@@ -545,8 +553,9 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 		fail(err)
 		return
 	}
+	output := time.Since(done)
 	for i, it := range batch {
-		it.done <- outcome{res: &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Compute: compute, BatchSize: total}}
+		it.done <- outcome{res: &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total}}
 	}
 }
 

@@ -215,6 +215,9 @@ func TestDelayPolicy(t *testing.T) {
 	}
 	wg.Add(1)
 	go infer(2, 2)
+	for s.Pending() < 1 {
+		time.Sleep(time.Millisecond)
+	}
 	time.Sleep(30 * time.Millisecond) // level 2's request is now delayed
 	wg.Add(1)
 	go infer(1, 2)
@@ -558,5 +561,32 @@ func TestContextSwitches(t *testing.T) {
 	s.Shutdown(context.Background())
 	if s.Switches() != 1 || obs.switches != 1 || len(obs.instances) != 2 {
 		t.Errorf("two instances: %d switches (observer %d, instances %v), want 1", s.Switches(), obs.switches, obs.instances)
+	}
+}
+
+// TestPhaseTimes: a batch of two requests reports the time to concatenate
+// the inputs, to run, and to split the outputs.
+func TestPhaseTimes(t *testing.T) {
+	m := &fakeModel{delay: 2 * time.Millisecond}
+	s := New(m, Options{MaxBatchSize: 2, Batching: true, MaxQueueDelay: 5 * time.Second}, nil)
+	defer s.Shutdown(context.Background())
+	res := make(chan *Result, 2)
+	for i := range 2 {
+		go func() {
+			r, err := s.Infer(context.Background(), req(float32(i), 1, 64))
+			if err != nil {
+				t.Error(err)
+			}
+			res <- r
+		}()
+	}
+	for range 2 {
+		r := <-res
+		if r == nil {
+			t.FailNow()
+		}
+		if r.BatchSize != 2 || r.Input <= 0 || r.Output <= 0 || r.Compute < m.delay {
+			t.Errorf("batch %d: input %v, compute %v, output %v", r.BatchSize, r.Input, r.Compute, r.Output)
+		}
 	}
 }
