@@ -408,10 +408,13 @@ func widenInto(out, t *tensor.Tensor) {
 	})
 }
 
-// narrowFloat32 returns float32 tensor t rounded to float16 (to nearest
-// even; values beyond the float16 range become infinities, as in IEEE
-// arithmetic; NaNs stay NaNs, their payloads may differ from
-// tensor.Float32ToHalf's), allocated with NewOutput.
+// narrowFloat32 returns float32 tensor t rounded to float16, allocated with
+// NewOutput. It rounds to nearest even and saturates: a finite value beyond
+// the float16 range becomes +-65504, not an infinity (as FP16Convert does
+// with constants), so that an activation that merely overflows float16
+// (a mask of -10000 times a large count, say) stays finite; infinities stay
+// infinities and NaNs NaNs (their payloads may differ from
+// tensor.Float32ToHalf's).
 func narrowFloat32(env *Env, t *tensor.Tensor) (*tensor.Tensor, error) {
 	out, err := NewOutput(env, tensor.Float16, t.Shape)
 	if err != nil {
@@ -431,12 +434,13 @@ func narrowFloat32(env *Env, t *tensor.Tensor) (*tensor.Tensor, error) {
 }
 
 // halfOf is tensor.Float32ToHalf without the branches of its general path
-// (F. Giesen's float_to_half_fast3_rtne): the same bits for every float32,
-// round to nearest even, NaN to a quiet NaN, overflow to infinity.
+// (after F. Giesen's float_to_half_fast3_rtne), saturating: round to
+// nearest even, finite values beyond +-65504 to +-65504, infinities stay
+// infinities, NaN to a quiet NaN.
 func halfOf(f float32) uint16 {
 	const (
 		infBits   = 255 << 23
-		maxBits   = (127 + 16) << 23                   // 65536: Inf or NaN from here
+		maxHalf   = 0x477fe000                         // 65504, the largest finite float16
 		minNormal = 113 << 23                          // below: float16 subnormal or zero
 		magicBits = ((127 - 15) + (23 - 10) + 1) << 23 // 0.5: aligns subnormal bits
 	)
@@ -444,11 +448,12 @@ func halfOf(f float32) uint16 {
 	sign := uint16(u>>16) & 0x8000
 	u &^= 0x80000000
 	switch {
-	case u >= maxBits:
-		if u > infBits {
-			return sign | 0x7e00
-		}
+	case u > infBits:
+		return sign | 0x7e00
+	case u == infBits:
 		return sign | 0x7c00
+	case u >= maxHalf:
+		return sign | 0x7bff
 	case u < minNormal:
 		// the float addition rounds the mantissa to nearest even
 		v := math.Float32frombits(u) + math.Float32frombits(magicBits)

@@ -356,7 +356,7 @@ type sweepOp struct{ stride uint64 }
 
 var sweepEdges = []uint32{
 	0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffffffff,
-	0x477fe000, 0x477fefff, 0x477ff000, 0x477fffff, 0x47800000, // around 65504..65536
+	0x477fe000, 0x477fefff, 0x477ff000, 0x477fffff, 0x47800000, 0x7f7fffff, 0xff7fffff, // around 65504..65536, and beyond
 	0x38800000, 0x387fffff, 0x33800000, 0x33000000, 0x33000001, 0x32ffffff, 0x00000001, // subnormal edges
 	0x3f801000, 0x3f803000, 0x3f801001, 0x3f802fff, // ties to even
 }
@@ -387,9 +387,19 @@ func init() {
 	}})
 }
 
+// saturatedHalf is tensor.Float32ToHalf, but a finite value that would
+// round to infinity gives +-65504, as the adapter's conversion does.
+func saturatedHalf(f float32) uint16 {
+	h := tensor.Float32ToHalf(f)
+	if !math.IsInf(float64(f), 0) && !math.IsNaN(float64(f)) && h&0x7fff == 0x7c00 {
+		return h&0x8000 | 0x7bff
+	}
+	return h
+}
+
 // TestFloat16AdapterRounding checks the adapter's float32 to float16
-// conversion bit for bit against tensor.Float32ToHalf (NaNs: only that
-// they stay NaNs).
+// conversion bit for bit against saturatedHalf (NaNs: only that they stay
+// NaNs).
 func TestFloat16AdapterRounding(t *testing.T) {
 	k, types, in := prepare(t, "kiln.fp16test", "Sweep", nil, 1, []arg{x(toHalf(tensor.FromFloat32([]float32{1}, 1)))})
 	out := run(t, k, types, in)[0]
@@ -398,7 +408,7 @@ func TestFloat16AdapterRounding(t *testing.T) {
 		t.Fatalf("got %v%v, want float16[%d]", out.DType, out.Shape, len(vals))
 	}
 	for i, f := range vals {
-		got, want := out.Halfs()[i], tensor.Float32ToHalf(f)
+		got, want := out.Halfs()[i], saturatedHalf(f)
 		if f != f && got&0x7c00 == 0x7c00 && got&0x3ff != 0 {
 			continue // NaN stays NaN (the payload may differ)
 		}
@@ -446,5 +456,25 @@ func TestFloat16AdapterRoundTrip(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestFloat16AdapterSaturates: a float16 result that overflows becomes
+// +-65504, while infinities and NaNs computed in float32 stay what they
+// are.
+func TestFloat16AdapterSaturates(t *testing.T) {
+	inf := float32(math.Inf(1))
+	a := toHalf(tensor.FromFloat32([]float32{1000, -1000, inf, 2, float32(math.NaN())}, 5))
+	b := toHalf(tensor.FromFloat32([]float32{100}, 1))
+	k, types, in := prepare(t, "", "Mul", nil, 1, []arg{x(a), c(b)})
+	got := run(t, k, types, in)[0]
+	want := []float32{65504, -65504, inf, 200}
+	for i, w := range want {
+		if g := float32(got.Float(i)); g != w {
+			t.Errorf("element %d: %g, want %g", i, g, w)
+		}
+	}
+	if g := got.Float(4); !math.IsNaN(g) {
+		t.Errorf("NaN*100 = %g", g)
 	}
 }
