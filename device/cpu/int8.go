@@ -426,7 +426,7 @@ func storeInt8Tile(kern *int8Kernel, c []int32, ldc, i0, j0, rows, cols int, out
 		if kern.row != nil {
 			kern.row(ci, out.Scale[r], bias, z, dst, out.Lo, out.Hi)
 		} else {
-			int8RowGo(ci, out.Scale[r], bias, z, dst, out.Lo, out.Hi)
+			quantActive.row(ci, out.Scale[r], bias, z, dst, out.Lo, out.Hi)
 		}
 	}
 }
@@ -546,19 +546,38 @@ func quantF32Go(dst, src []float32, scale float32) {
 	}
 }
 
-// Quantizer implementations, replaced by vectorized ones where the CPU
-// has them (int8_amd64.go).
-var (
-	// quantRows is QuantizeInt8 (len(dst) == len(src)).
-	quantRows = quantRowsGo
-	// quantQuads4 quantizes four rows src[t*lds : t*lds+n] (t < 4) into
+// quantImpl is one implementation of the loops that quantize activations
+// and scale results; quantActive is the one in use (the fastest this CPU
+// has), tests run each of quantImpls().
+type quantImpl struct {
+	name string
+	// rows is QuantizeInt8 (len(dst) == len(src)).
+	rows func(dst []int8, src []float32, scale float32)
+	// quads4 quantizes four rows src[t*lds : t*lds+n] (t < 4) into
 	// dst[4*j+t].
-	quantQuads4 = quantQuads4Go
-	// quantF32 is QuantizeInt8Float.
-	quantF32 = quantF32Go
-	// scaleRow is ScaleBiasClamp.
-	scaleRow = scaleRowGo
-)
+	quads4 func(dst []int8, src []float32, lds, n int, scale float32)
+	// f32 is QuantizeInt8Float.
+	f32 func(dst, src []float32, scale float32)
+	// scale is ScaleBiasClamp.
+	scale func(dst, src []float32, scale, bias float32, z []float32, lo, hi float32)
+	// row is int8RowGo.
+	row func(c []int32, scale, bias float32, z, dst []float32, lo, hi float32)
+}
+
+// quantGo is the pure-Go quantImpl.
+var quantGo = &quantImpl{name: "generic", rows: quantRowsGo, quads4: quantQuads4Go, f32: quantF32Go, scale: scaleRowGo, row: int8RowGo}
+
+var quantActive = quantImpls()[0]
+
+// The loops in use, under short names.
+func quantRows(dst []int8, src []float32, scale float32) { quantActive.rows(dst, src, scale) }
+func quantQuads4(dst []int8, src []float32, lds, n int, scale float32) {
+	quantActive.quads4(dst, src, lds, n, scale)
+}
+func quantF32(dst, src []float32, scale float32) { quantActive.f32(dst, src, scale) }
+func scaleRow(dst, src []float32, scale, bias float32, z []float32, lo, hi float32) {
+	quantActive.scale(dst, src, scale, bias, z, lo, hi)
+}
 
 func quantRowsGo(dst []int8, src []float32, scale float32) {
 	dst = dst[:len(src)]

@@ -79,12 +79,110 @@ func int8TileAVX2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int
 	int8AVX2Tiles[rows-1](nq, w, x, ps, c, ldc)
 }
 
-func init() {
+// quantImpls lists the quantizing loops this CPU can run, the fastest
+// first.
+func quantImpls() []*quantImpl {
+	var qs []*quantImpl
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
-		quantRows, quantQuads4 = quantRowsAVX512, quantQuads4AVX512
-		quantF32, scaleRow = quantF32AVX512, scaleRowAVX512
+		qs = append(qs, quantAVX512)
+	}
+	if cpu.X86.HasAVX2 {
+		qs = append(qs, quantAVX2)
+	}
+	return append(qs, quantGo)
+}
+
+var quantAVX512 = &quantImpl{name: "avx512", rows: quantRowsAVX512, quads4: quantQuads4AVX512, f32: quantF32AVX512, scale: scaleRowAVX512, row: int8RowAVX512Go}
+
+var quantAVX2 = &quantImpl{name: "avx2", rows: quantRowsAVX2, quads4: quantQuads4AVX2, f32: quantF32AVX2, scale: scaleRowAVX2, row: int8RowAVX2Go}
+
+// quantRowsAVX2 is quantRows with whole vectors in assembly, then Go.
+func quantRowsAVX2(dst []int8, src []float32, scale float32) {
+	n8 := len(src) &^ 7
+	dst = dst[:len(src)]
+	if n8 > 0 {
+		int8QuantAVX2(&dst[0], &src[0], n8, scale)
+	}
+	quantRowsGo(dst[n8:], src[n8:], scale)
+}
+
+// quantF32AVX2 is quantF32 with whole vectors in assembly, then Go.
+func quantF32AVX2(dst, src []float32, scale float32) {
+	n8 := len(src) &^ 7
+	dst = dst[:len(src)]
+	if n8 > 0 {
+		int8QuantF32AVX2(&dst[0], &src[0], n8, scale)
+	}
+	quantF32Go(dst[n8:], src[n8:], scale)
+}
+
+// quantQuads4AVX2 is quantQuads4 with whole vectors in assembly, then Go.
+func quantQuads4AVX2(dst []int8, src []float32, lds, n int, scale float32) {
+	n8 := n &^ 7
+	dst = dst[:4*n]
+	if n8 > 0 {
+		_ = src[3*lds+n-1] // bounds for the assembly
+		int8QuantQuadsAVX2(&dst[0], &src[0], lds, scale, n8)
+	}
+	if n8 < n {
+		quantQuads4Go(dst[4*n8:], src[n8:], lds, n-n8, scale)
 	}
 }
+
+// scaleRowAVX2 is scaleRow with whole vectors in assembly, then Go.
+func scaleRowAVX2(dst, src []float32, scale, bias float32, z []float32, lo, hi float32) {
+	n := len(src)
+	n8 := n &^ 7
+	dst = dst[:n]
+	var zt []float32
+	if z != nil {
+		z = z[:n]
+		zt = z[n8:]
+	}
+	if n8 > 0 {
+		var zp *float32
+		if z != nil {
+			zp = &z[0]
+		}
+		f32RowAVX2(&src[0], n8, scale, bias, zp, &dst[0], lo, hi)
+	}
+	scaleRowGo(dst[n8:], src[n8:], scale, bias, zt, lo, hi)
+}
+
+// int8RowAVX2Go is int8RowGo with whole vectors in assembly, then Go.
+func int8RowAVX2Go(c []int32, scale, bias float32, z, dst []float32, lo, hi float32) {
+	n := len(c)
+	n8 := n &^ 7
+	dst = dst[:n]
+	var zt []float32
+	if z != nil {
+		z = z[:n]
+		zt = z[n8:]
+	}
+	if n8 > 0 {
+		var zp *float32
+		if z != nil {
+			zp = &z[0]
+		}
+		int8RowAVX2(&c[0], n8, scale, bias, zp, &dst[0], lo, hi)
+	}
+	int8RowGo(c[n8:], scale, bias, zt, dst[n8:], lo, hi)
+}
+
+//go:noescape
+func int8QuantAVX2(dst *int8, src *float32, n int, scale float32)
+
+//go:noescape
+func int8QuantF32AVX2(dst *float32, src *float32, n int, scale float32)
+
+//go:noescape
+func int8QuantQuadsAVX2(dst *int8, src *float32, lds int, scale float32, n int)
+
+//go:noescape
+func int8RowAVX2(c *int32, n int, scale, bias float32, z, dst *float32, lo, hi float32)
+
+//go:noescape
+func f32RowAVX2(c *float32, n int, scale, bias float32, z, dst *float32, lo, hi float32)
 
 // quantF32AVX512 is quantF32 in assembly.
 func quantF32AVX512(dst, src []float32, scale float32) {

@@ -46,6 +46,11 @@ func main() {
 			vnniTileEp(rows, nv, true)
 		}
 	}
+	quantAVX2("int8QuantAVX2", "int8")
+	quantAVX2("int8QuantF32AVX2", "f32")
+	quantAVX2("int8QuantQuadsAVX2", "quads")
+	rowAVX2("int8RowAVX2", true)
+	rowAVX2("f32RowAVX2", false)
 	for rows := 1; rows <= vnniMR; rows++ {
 		mmTile(rows, false)
 		mmTile(rows, true)
@@ -595,6 +600,142 @@ func quantF32AVX512() {
 	one()
 	p("\tVMOVUPS Z0, K1, (DI)")
 	p("int8QuantF32AVX512_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// quantOneAVX2 quantizes Y<r> (8 floats) into int32 lanes: divide by the
+// scale (Y15), NaN mask in Y8, clamp to [-127, 127] (Y14, Y13), round to
+// nearest even, NaN lanes zeroed.
+func quantOneAVX2(r int) {
+	p("\tVDIVPS Y15, Y%d, Y%d", r, r)
+	p("\tVCMPPS $0, Y%d, Y%d, Y8", r, r)
+	p("\tVMINPS Y14, Y%d, Y%d", r, r)
+	p("\tVMAXPS Y13, Y%d, Y%d", r, r)
+	p("\tVCVTPS2DQ Y%d, Y%d", r, r)
+	p("\tVPAND Y8, Y%d, Y%d", r, r)
+}
+
+// packBytesAVX2 packs the 8 int32 lanes of Y<r> into the low 8 bytes of
+// X<r> (Y9 scratch).
+func packBytesAVX2(r int) {
+	p("\tVEXTRACTI128 $1, Y%d, X9", r)
+	p("\tVPACKSSDW X9, X%d, X%d", r, r)
+	p("\tVPACKSSWB X%d, X%d, X%d", r, r, r)
+}
+
+// quantAVX2 writes the AVX2 quantizers on n (a multiple of 8) values:
+//
+//	int8:  func(dst *int8, src *float32, n int, scale float32)
+//	f32:   func(dst *float32, src *float32, n int, scale float32)
+//	quads: func(dst *int8, src *float32, lds int, scale float32, n int) (four rows interleaved)
+func quantAVX2(name, kind string) {
+	p("")
+	if kind == "quads" {
+		p("// func %s(dst *int8, src *float32, lds int, scale float32, n int)", name)
+		p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+		p("\tMOVQ lds+16(FP), DX")
+		p("\tSHLQ $2, DX")
+		p("\tLEAQ (DX)(DX*2), R8")
+		p("\tMOVQ n+32(FP), CX")
+	} else {
+		p("// func %s(dst *%s, src *float32, n int, scale float32)", name, map[string]string{"int8": "int8", "f32": "float32"}[kind])
+		p("TEXT ·%s(SB), NOSPLIT, $0-28", name)
+		p("\tMOVQ n+16(FP), CX")
+	}
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tVBROADCASTSS scale+24(FP), Y15")
+	p("\tMOVL $0x42fe0000, AX")
+	p("\tMOVL AX, X14")
+	p("\tVPBROADCASTD X14, Y14")
+	p("\tMOVL $0xc2fe0000, AX")
+	p("\tMOVL AX, X13")
+	p("\tVPBROADCASTD X13, Y13")
+	p("\tSHRQ $3, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	switch kind {
+	case "int8":
+		p("\tVMOVUPS (SI), Y0")
+		quantOneAVX2(0)
+		packBytesAVX2(0)
+		p("\tMOVQ X0, (DI)")
+		p("\tADDQ $8, DI")
+	case "f32":
+		p("\tVMOVUPS (SI), Y0")
+		quantOneAVX2(0)
+		p("\tVCVTDQ2PS Y0, Y0")
+		p("\tVMOVUPS Y0, (DI)")
+		p("\tADDQ $32, DI")
+	case "quads":
+		p("\tVMOVUPS (SI), Y0")
+		p("\tVMOVUPS (SI)(DX*1), Y1")
+		p("\tVMOVUPS (SI)(DX*2), Y2")
+		p("\tVMOVUPS (SI)(R8*1), Y3")
+		for r := 0; r < 4; r++ {
+			quantOneAVX2(r)
+			packBytesAVX2(r)
+		}
+		p("\tVPUNPCKLBW X1, X0, X4")
+		p("\tVPUNPCKLBW X3, X2, X5")
+		p("\tVPUNPCKLWD X5, X4, X6")
+		p("\tVPUNPCKHWD X5, X4, X7")
+		p("\tVMOVDQU X6, (DI)")
+		p("\tVMOVDQU X7, 16(DI)")
+		p("\tADDQ $32, DI")
+	}
+	p("\tADDQ $32, SI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// rowAVX2 writes the AVX2 row epilogue on n (a multiple of 8) values,
+// int32 (intIn) or float32:
+//
+//	func(c *int32 or *float32, n int, scale, bias float32, z, dst *float32, lo, hi float32)
+func rowAVX2(name string, intIn bool) {
+	p("")
+	if intIn {
+		p("// func %s(c *int32, n int, scale, bias float32, z, dst *float32, lo, hi float32)", name)
+	} else {
+		p("// func %s(c *float32, n int, scale, bias float32, z, dst *float32, lo, hi float32)", name)
+	}
+	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	p("\tMOVQ c+0(FP), SI")
+	p("\tMOVQ n+8(FP), CX")
+	p("\tVBROADCASTSS scale+16(FP), Y1")
+	p("\tVBROADCASTSS bias+20(FP), Y2")
+	p("\tMOVQ z+24(FP), R8")
+	p("\tMOVQ dst+32(FP), DI")
+	p("\tVBROADCASTSS lo+40(FP), Y3")
+	p("\tVBROADCASTSS hi+44(FP), Y4")
+	p("\tSHRQ $3, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	if intIn {
+		p("\tVCVTDQ2PS (SI), Y0")
+	} else {
+		p("\tVMOVUPS (SI), Y0")
+	}
+	p("\tVMULPS Y1, Y0, Y0")
+	p("\tVADDPS Y2, Y0, Y0")
+	p("\tTESTQ R8, R8")
+	p("\tJZ %s_noz", name)
+	p("\tVADDPS (R8), Y0, Y0")
+	p("\tADDQ $32, R8")
+	p("%s_noz:", name)
+	p("\tVMAXPS Y0, Y3, Y0")
+	p("\tVMINPS Y0, Y4, Y0")
+	p("\tVMOVUPS Y0, (DI)")
+	p("\tADDQ $32, SI")
+	p("\tADDQ $32, DI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

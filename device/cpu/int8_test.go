@@ -391,72 +391,87 @@ func TestSetInt8Kernel(t *testing.T) {
 	}
 }
 
-// TestQuantizeVectorized checks the vectorized quantizers (where the CPU
-// has them) against pure Go, bit for bit, on special values and odd
-// lengths.
+// TestQuantizeVectorized checks each implementation of the quantizing and
+// scaling loops this CPU has against pure Go, bit for bit, on special
+// values and odd lengths, with guards past the end.
 func TestQuantizeVectorized(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	special := []float32{0, float32(math.Copysign(0, -1)), 0.5, 1.5, 2.5, -0.5, -2.5, 126.5, 127, 127.5, 128, -126.5, -127.5, -1e30, 1e30,
 		float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1e-40, -3.4e38}
 	const scale = 0.5
-	for _, n := range []int{1, 15, 16, 17, 33, 64, 100} {
-		src := make([]float32, 4*n+5)
-		for i := range src {
-			if r.IntN(3) == 0 {
-				src[i] = special[r.IntN(len(special))] * scale
-			} else {
-				src[i] = float32(r.Float64()*300 - 150)
-			}
-		}
-		// Guards past the end catch stores beyond it.
-		gotG, want := make([]int8, len(src)+32), make([]int8, len(src))
-		for i := range gotG {
-			gotG[i] = 77
-		}
-		got := gotG[:len(src)]
-		quantRows(got, src, scale)
-		quantRowsGo(want, src, scale)
-		for i := range got {
-			if got[i] != want[i] {
-				t.Fatalf("n=%d: rows[%d] of %g = %d, want %d", n, i, src[i], got[i], want[i])
-			}
-		}
-		gfG, wf := make([]float32, len(src)+32), make([]float32, len(src))
-		for i := range gfG {
-			gfG[i] = 77
-		}
-		gf := gfG[:len(src)]
-		quantF32(gf, src, scale)
-		quantF32Go(wf, src, scale)
-		for i := len(src); i < len(gfG); i++ {
-			if gotG[i] != 77 || gfG[i] != 77 {
-				t.Fatalf("n=%d: quantizers wrote past the end", n)
-			}
-		}
-		for i := range gf {
-			if gf[i] != wf[i] || gf[i] != float32(want[i]) {
-				t.Fatalf("n=%d: float[%d] of %g = %g, want %g", n, i, src[i], gf[i], wf[i])
-			}
-		}
-		lo, hi := float32(-20), float32(30)
-		bias := float32(0.25)
-		for _, z := range [][]float32{nil, src[1:]} {
-			gs, ws := make([]float32, len(wf)-1), make([]float32, len(wf)-1)
-			scaleRow(gs, wf[:len(wf)-1], 0.3, bias, z, lo, hi)
-			scaleRowGo(ws, wf[:len(wf)-1], 0.3, bias, z, lo, hi)
-			for i := range gs {
-				if gs[i] != ws[i] && !(gs[i] != gs[i] && ws[i] != ws[i]) {
-					t.Fatalf("n=%d z=%v: scaled[%d] = %g, want %g", n, z != nil, i, gs[i], ws[i])
+	saved := quantActive
+	defer func() { quantActive = saved }()
+	for _, impl := range quantImpls() {
+		quantActive = impl
+		for _, n := range []int{1, 7, 8, 9, 15, 16, 17, 33, 64, 100} {
+			name := fmt.Sprintf("%s n=%d", impl.name, n)
+			src := make([]float32, 4*n+5)
+			for i := range src {
+				if r.IntN(3) == 0 {
+					src[i] = special[r.IntN(len(special))] * scale
+				} else {
+					src[i] = float32(r.Float64()*300 - 150)
 				}
 			}
-		}
-		lds := n + 1
-		gq, wq := make([]int8, 4*n), make([]int8, 4*n)
-		quantQuads4(gq, src, lds, n, scale)
-		quantQuads4Go(wq, src, lds, n, scale)
-		for i := range gq {
-			if gq[i] != wq[i] {
-				t.Fatalf("n=%d: quads[%d] = %d, want %d", n, i, gq[i], wq[i])
+			gotG, want := make([]int8, len(src)+32), make([]int8, len(src))
+			for i := range gotG {
+				gotG[i] = 77
+			}
+			got := gotG[:len(src)]
+			quantRows(got, src, scale)
+			quantRowsGo(want, src, scale)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%s: rows[%d] of %g = %d, want %d", name, i, src[i], got[i], want[i])
+				}
+			}
+			gfG, wf := make([]float32, len(src)+32), make([]float32, len(src))
+			for i := range gfG {
+				gfG[i] = 77
+			}
+			gf := gfG[:len(src)]
+			quantF32(gf, src, scale)
+			quantF32Go(wf, src, scale)
+			for i := len(src); i < len(gfG); i++ {
+				if gotG[i] != 77 || gfG[i] != 77 {
+					t.Fatalf("%s: quantizers wrote past the end", name)
+				}
+			}
+			for i := range gf {
+				if gf[i] != wf[i] || gf[i] != float32(want[i]) {
+					t.Fatalf("%s: float[%d] of %g = %g, want %g", name, i, src[i], gf[i], wf[i])
+				}
+			}
+			lo, hi := float32(-20), float32(30)
+			bias := float32(0.25)
+			acc := make([]int32, len(want)-1)
+			for i := range acc {
+				acc[i] = int32(want[i]) * int32(r.IntN(20000)-10000)
+			}
+			for _, z := range [][]float32{nil, src[1:]} {
+				gs, ws := make([]float32, len(wf)-1), make([]float32, len(wf)-1)
+				scaleRow(gs, wf[:len(wf)-1], 0.3, bias, z, lo, hi)
+				scaleRowGo(ws, wf[:len(wf)-1], 0.3, bias, z, lo, hi)
+				gr, wr := make([]float32, len(acc)), make([]float32, len(acc))
+				impl.row(acc, 1e-3, bias, z, gr, lo, hi)
+				int8RowGo(acc, 1e-3, bias, z, wr, lo, hi)
+				for i := range gs {
+					if gs[i] != ws[i] && !(gs[i] != gs[i] && ws[i] != ws[i]) {
+						t.Fatalf("%s z=%v: scaled[%d] = %g, want %g", name, z != nil, i, gs[i], ws[i])
+					}
+					if gr[i] != wr[i] && !(gr[i] != gr[i] && wr[i] != wr[i]) {
+						t.Fatalf("%s z=%v: row[%d] = %g, want %g", name, z != nil, i, gr[i], wr[i])
+					}
+				}
+			}
+			lds := n + 1
+			gq, wq := make([]int8, 4*n), make([]int8, 4*n)
+			quantQuads4(gq, src, lds, n, scale)
+			quantQuads4Go(wq, src, lds, n, scale)
+			for i := range gq {
+				if gq[i] != wq[i] {
+					t.Fatalf("%s: quads[%d] = %d, want %d", name, i, gq[i], wq[i])
+				}
 			}
 		}
 	}
