@@ -82,8 +82,40 @@ func (r *AccuracyReport) String() string {
 	return b.String()
 }
 
-// JSON returns the report as indented JSON.
-func (r *AccuracyReport) JSON() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
+// JSON returns the report as indented JSON. Errors that are not finite
+// (an output that overflowed) are written as the strings "+Inf", "-Inf" or
+// "NaN", which JSON numbers cannot hold.
+func (r *AccuracyReport) JSON() ([]byte, error) {
+	type out struct {
+		Name     string `json:"name"`
+		Elements int    `json:"elements"`
+		MaxAbs   any    `json:"max_abs_error"`
+		MaxRel   any    `json:"max_rel_error"`
+		Cosine   any    `json:"cosine"`
+		Top1     any    `json:"top1_agreement"`
+		HasTop1  bool   `json:"has_top1"`
+		Rows     int    `json:"rows,omitempty"`
+	}
+	num := func(x float64) any {
+		switch {
+		case math.IsNaN(x):
+			return "NaN"
+		case math.IsInf(x, 1):
+			return "+Inf"
+		case math.IsInf(x, -1):
+			return "-Inf"
+		}
+		return x
+	}
+	doc := struct {
+		Batches int   `json:"batches"`
+		Outputs []out `json:"outputs"`
+	}{Batches: r.Batches}
+	for _, o := range r.Outputs {
+		doc.Outputs = append(doc.Outputs, out{o.Name, o.Elements, num(o.MaxAbs), num(o.MaxRel), num(o.Cosine), num(o.Top1), o.HasTop1, o.Rows})
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
 
 // Compare runs ref (FP32) and test (reduced precision) on every batch and
 // compares their outputs: per output, max abs and max relative error,

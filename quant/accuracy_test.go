@@ -141,3 +141,18 @@ func TestCompareFloatTypes(t *testing.T) {
 		t.Errorf("float32 against int64: %v", err)
 	}
 }
+
+// TestAccuracyJSONNonFinite: an overflowed output's errors are written as
+// strings, not refused by encoding/json.
+func TestAccuracyJSONNonFinite(t *testing.T) {
+	r := &AccuracyReport{Batches: 1, Outputs: []OutputAccuracy{{Name: "y", MaxAbs: math.Inf(1), MaxRel: math.NaN(), Cosine: 0.5}}}
+	b, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"max_abs_error": "+Inf"`, `"max_rel_error": "NaN"`, `"cosine": 0.5`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b)
+		}
+	}
+}

@@ -228,8 +228,14 @@ func RandomBatches(inputs []*ir.Value, shapes map[string][]int, n int, seed int6
 					t.SetFloat(j, float64(r.Intn(2)))
 				}
 			case t.DType.IsInt():
+				// Masks (attention_mask, ...) are 0/1; other integers (token
+				// ids, indices) small, so that lookups stay in range.
+				hi := 100
+				if strings.Contains(strings.ToLower(v.Name), "mask") {
+					hi = 2
+				}
 				for j := range t.Len() {
-					t.SetFloat(j, float64(r.Intn(100)))
+					t.SetFloat(j, float64(r.Intn(hi)))
 				}
 			default:
 				return nil, fmt.Errorf("%w: input %q: cannot make random %v data", ErrData, v.Name, t.DType)
