@@ -641,3 +641,55 @@ func BenchmarkQMatMul(b *testing.B) {
 		run(b, qNode("QMatMul", 4, "a_scale", 1.0/127, ActNone, nil), x, wq, ws, bias)
 	})
 }
+
+// TestQConvRandomGeometries compares QConv with the quantized reference on
+// random 2-D geometries (channels, groups, kernel, strides, dilations,
+// pads, auto_pad, batch), on every int8 kernel.
+func TestQConvRandomGeometries(t *testing.T) {
+	forEachInt8Kernel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(17, 18))
+		n := 60
+		if testing.Short() {
+			n = 20
+		}
+		for it := 0; it < n; it++ {
+			group := 1 + r.IntN(3)
+			if r.IntN(4) == 0 {
+				group = 2 + r.IntN(6) // depthwise
+			}
+			cg := 1 + r.IntN(9)
+			mg := 1 + r.IntN(9)
+			if group > 3 {
+				cg = 1
+			}
+			kh, kw := 1+r.IntN(4), 1+r.IntN(4)
+			sh, sw := 1+r.IntN(3), 1+r.IntN(3)
+			dh, dw := 1+r.IntN(2), 1+r.IntN(2)
+			h, w := (kh-1)*dh+1+r.IntN(9), (kw-1)*dw+1+r.IntN(9)
+			attrs := []*ir.Attr{opstest.Int("group", int64(group)), opstest.Ints("strides", int64(sh), int64(sw)), opstest.Ints("dilations", int64(dh), int64(dw))}
+			switch r.IntN(3) {
+			case 0:
+				attrs = append(attrs, opstest.Ints("pads", int64(r.IntN(kh)), int64(r.IntN(kw)), int64(r.IntN(kh)), int64(r.IntN(kw))))
+			case 1:
+				attrs = append(attrs, opstest.String("auto_pad", []string{"SAME_UPPER", "SAME_LOWER", "VALID"}[r.IntN(3)]))
+			}
+			xs := []int{1 + r.IntN(2), cg * group, h, w}
+			ws := []int{mg * group, cg, kh, kw}
+			x := randScaled(r, 2, xs...)
+			wt := randInt8(r, ws...)
+			wsc := randScaled(r, 1e-3, ws[0])
+			b := randScaled(r, 1, ws[0])
+			const xscale = float32(2.0 / 127)
+			want, shape := refQConv(t, x, wt, wsc, b, nil, xscale, ActRelu, nil, attrs)
+			got, err := execSafe(qNode("QConv", 4, "x_scale", xscale, ActRelu, nil, attrs...), 13, x, wt, wsc, b)
+			name := fmt.Sprintf("x %v w %v", xs, ws)
+			for _, a := range attrs {
+				name += fmt.Sprintf(" %s=%v%v%s", a.Name, a.I, a.Ints, a.S)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			closeRel(t, name, got[0], shape, want, magnitudes(want, nil))
+		}
+	})
+}
