@@ -135,7 +135,28 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		gsrv = grpc.NewServer(opts...)
 		grpcapi.Register(gsrv, s, *control == "explicit")
 		hs = health.NewServer()
-		hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		// gRPC health follows readiness (every model loaded and warmed up),
+		// checked every second; NOT_SERVING for good once shutting down.
+		setHealth := func() {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if s.Ready() {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			hs.SetServingStatus("", st)
+		}
+		setHealth()
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					setHealth()
+				}
+			}
+		}()
 		healthpb.RegisterHealthServer(gsrv, hs)
 		gaddr = gl.Addr().String()
 		go func() { errc <- gsrv.Serve(gl) }()

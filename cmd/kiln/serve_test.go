@@ -284,3 +284,61 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
 		t.Errorf("%d answered, %d lost", sum.ok, sum.lost)
 	}
 }
+
+// TestServeBrokenModel: a repository with a broken model serves the others;
+// the broken one is in the index with its error, and the server (HTTP
+// readiness and gRPC health) is not ready.
+func TestServeBrokenModel(t *testing.T) {
+	repo := t.TempDir()
+	for name, cfg := range map[string]string{"good": "max_batch_size: 4\n", "bad": "max_batch_size: {\n"} {
+		os.MkdirAll(filepath.Join(repo, name, "1"), 0o755)
+		os.WriteFile(filepath.Join(repo, name, "1", "model.onnx"), examples.TinyCNNModel, 0o644)
+		os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(cfg), 0o644)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan [3]string, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- runServe(ctx, []string{"--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1",
+			"--model-repository", repo}, started)
+	}()
+	var addrs [3]string
+	select {
+	case addrs = <-started:
+	case c := <-code:
+		t.Fatalf("serve exited with %d", c)
+	}
+	base := "http://" + addrs[0]
+	status := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if c, _ := status("GET", "/v2/health/ready"); c != 503 {
+		t.Errorf("ready with a broken model: %d", c)
+	}
+	if c, _ := status("GET", "/v2/models/good/ready"); c != 200 {
+		t.Errorf("the good model: %d", c)
+	}
+	if c, b := status("POST", "/v2/repository/index"); c != 200 || !strings.Contains(b, `"name":"bad"`) || !strings.Contains(b, "UNAVAILABLE") || !strings.Contains(b, "bad protobuf text") {
+		t.Errorf("index: %d %s", c, b)
+	}
+	cc, err := grpc.NewClient(addrs[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health with a broken model: %v %v", hr, err)
+	}
+	cancel()
+	if c := <-code; c != exitOK {
+		t.Errorf("exit %d", c)
+	}
+}
