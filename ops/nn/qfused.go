@@ -29,7 +29,9 @@ type qConvOp struct {
 	convOp
 	xScale float32
 	ep     epilogue
-	cache  packCache[qConvPacked]
+	// cache holds the weights packed for the int8 GEMM, cacheDW as float32
+	// integers for the depthwise path.
+	cache, cacheDW packCache[qConvPacked]
 }
 
 // qConvPacked is a QConv's weights packed for the int8 GEMM (one matrix
@@ -237,15 +239,14 @@ func (k *qConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 		lo, hi = cpu.NoClamp()
 	}
 	yv := y.Float32s()
-	_, outSize, _ := s.sizes()
-	_, _, kSize := s.sizes()
+	_, outSize, kSize := s.sizes()
 	if s.c/s.group == 1 && kSize*128*128 <= 1<<24 {
 		// One input channel per group (depthwise): the float32 kernels
 		// (direct or im2col+GEMM, never Winograd for one channel per
 		// group) on the integer values are exact, since sums of up to
 		// 1024 products of int8 are integers below 2^24, and faster than
 		// a one-row int8 GEMM.
-		p := k.cache.get(w, func() *qConvPacked { return packQConvFloat(w) })
+		p := k.cacheDW.get(w, func() *qConvPacked { return packQConvFloat(w) })
 		if g := s.g; g.rank() == 2 {
 			cp := cpu.Conv2DParams{
 				N: s.n, C: s.c, H: g.in[0], W: g.in[1], M: s.m, KH: g.kernel[0], KW: g.kernel[1],
