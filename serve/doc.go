@@ -69,8 +69,11 @@
 // means each batch finds other buffers and streams than the last); and, on
 // machines with an NVIDIA driver, nv_gpu_utilization (0 to 1),
 // nv_gpu_memory_total_bytes and nv_gpu_memory_used_bytes by gpu_uuid, read
-// through NVML at each scrape. Without NVML the GPU metrics are absent and
-// the log says why, once.
+// through NVML at each scrape (kiln serve --allow-gpu-metrics=false turns
+// them off). Without NVML the GPU metrics are absent and the log says why,
+// once. nv_inference_compute_input/infer/output_duration_us split a batch's
+// execution into preparing its inputs, running the model, and splitting its
+// outputs. gRPC health checking follows readiness.
 //
 // WebSocket streaming: /v2/models/{m}/stream takes one request per message
 // (JSON text, or binary: 4-byte little-endian header length, JSON header,
