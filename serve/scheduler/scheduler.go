@@ -31,9 +31,19 @@ var (
 	ErrOutput = errors.New("scheduler: cannot split batched output")
 )
 
-// Runner runs a model; it must be safe for concurrent calls.
+// Runner runs a model; it must be safe for concurrent calls, unless it is
+// an instance's runner made by an Instancer.
 type Runner interface {
 	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+}
+
+// Instancer is an optional capability of a Runner whose instances keep
+// state of their own: NewInstance returns the runner of one instance (an
+// execution context: its scratch memory, its stream), which the scheduler
+// calls from one goroutine at a time. Without it every instance calls the
+// Runner itself.
+type Instancer interface {
+	NewInstance() Runner
 }
 
 // TimeoutAction is what happens to a request whose queue timeout expired.
@@ -155,7 +165,7 @@ type outcome struct {
 
 // Scheduler queues requests for one model and runs them on its instances.
 type Scheduler struct {
-	run  Runner
+	run  []Runner // per instance
 	opts Options
 	obs  Observer
 
@@ -173,7 +183,8 @@ type Scheduler struct {
 	wg       sync.WaitGroup
 }
 
-// New starts a scheduler with opts.Instances instance goroutines. obs may be nil.
+// New starts a scheduler with opts.Instances instance goroutines, each with
+// its own runner when r is an Instancer. obs may be nil.
 func New(r Runner, opts Options, obs Observer) *Scheduler {
 	opts.Instances = max(opts.Instances, 1)
 	opts.PriorityLevels = max(opts.PriorityLevels, 1)
@@ -183,7 +194,14 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 	if opts.MaxBatchSize <= 0 {
 		opts.Batching = false
 	}
-	s := &Scheduler{run: r, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
+	runners := make([]Runner, opts.Instances)
+	for i := range runners {
+		runners[i] = r
+		if in, ok := r.(Instancer); ok {
+			runners[i] = in.NewInstance()
+		}
+	}
+	s := &Scheduler{run: runners, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
 		wake: make(chan struct{}), stop: make(chan struct{}), last: -1}
 	s.ctl = make([]chan func(int), opts.Instances)
 	for i := range s.ctl {
@@ -435,7 +453,7 @@ func (s *Scheduler) Warmup(ctx context.Context, samples []Sample) error {
 func (s *Scheduler) warm(ctx context.Context, instance int, samples []Sample) error {
 	for _, smp := range samples {
 		for range max(smp.Count, 1) {
-			if _, err := s.run.Run(ctx, smp.Inputs); err != nil {
+			if _, err := s.run[instance].Run(ctx, smp.Inputs); err != nil {
 				return fmt.Errorf("instance %d: warmup sample %q: %w", instance, smp.Name, err)
 			}
 		}
@@ -534,7 +552,7 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 		runCtx = batch[0].ctx
 	}
 	ran := time.Now()
-	out, err := s.run.Run(runCtx, inputs)
+	out, err := s.run[instance].Run(runCtx, inputs)
 	done := time.Now()
 	input, compute := ran.Sub(start), done.Sub(ran)
 	if s.obs != nil {

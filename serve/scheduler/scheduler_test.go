@@ -590,3 +590,85 @@ func TestPhaseTimes(t *testing.T) {
 		}
 	}
 }
+
+// instanceModel makes one runner per instance; a runner used by two
+// goroutines at once, or by another instance, is an error.
+type instanceModel struct {
+	mu        sync.Mutex
+	made      int
+	runs      map[int]int // runs per instance runner
+	conflicts int
+}
+
+type instanceRunner struct {
+	m    *instanceModel
+	id   int
+	busy sync.Mutex
+}
+
+func (m *instanceModel) NewInstance() Runner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.made++
+	return &instanceRunner{m: m, id: m.made - 1}
+}
+
+func (m *instanceModel) Run(context.Context, map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return nil, errors.New("the shared runner ran: every instance has its own")
+}
+
+func (r *instanceRunner) Run(_ context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if !r.busy.TryLock() {
+		r.m.mu.Lock()
+		r.m.conflicts++
+		r.m.mu.Unlock()
+		return nil, errors.New("instance runner used concurrently")
+	}
+	defer r.busy.Unlock()
+	time.Sleep(time.Millisecond)
+	r.m.mu.Lock()
+	r.m.runs[r.id]++
+	r.m.mu.Unlock()
+	return map[string]*tensor.Tensor{"y": in["x"]}, nil
+}
+
+// TestInstancer: an Instancer's runners, one per instance, each serve one
+// goroutine at a time, warmups run once on each, and requests spread over
+// them.
+func TestInstancer(t *testing.T) {
+	m := &instanceModel{runs: map[int]int{}}
+	obs := &observer{}
+	s := New(m, Options{Instances: 3}, obs)
+	if err := s.Warmup(context.Background(), []Sample{{Name: "w", Inputs: req(1, 1, 2).Inputs}}); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	if m.made != 3 || len(m.runs) != 3 || m.runs[0] != 1 || m.runs[1] != 1 || m.runs[2] != 1 {
+		t.Errorf("%d runners made, warmup runs %v; want 3, one each", m.made, m.runs)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Infer(context.Background(), req(float32(i), 1, 2)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s.Shutdown(context.Background())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	total := 0
+	for id, n := range m.runs {
+		total += n
+		if obs.instances[id] != n-1 {
+			t.Errorf("instance %d: %d runs of its runner, the observer saw %d on it", id, n-1, obs.instances[id])
+		}
+	}
+	if total != 33 || m.conflicts != 0 {
+		t.Errorf("%d runs (want 33), %d concurrent uses of one runner", total, m.conflicts)
+	}
+}
