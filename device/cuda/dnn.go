@@ -15,6 +15,7 @@ import (
 const (
 	cudnnTensorNCHW          = 0 // CUDNN_TENSOR_NCHW
 	cudnnDataFloat           = 0 // CUDNN_DATA_FLOAT
+	cudnnDataHalf            = 2 // CUDNN_DATA_HALF
 	cudnnCrossCorrelation    = 1 // CUDNN_CROSS_CORRELATION
 	cudnnMathFMA             = 3 // CUDNN_FMA_MATH: no tensor cores, so no TF32
 	cudnnMathTensorOp        = 1 // CUDNN_TENSOR_OP_MATH
@@ -70,13 +71,17 @@ func (d *CUDNN) SetStream(h CUDNNHandle, s Stream) error {
 	return nil
 }
 
-// ConvParams describes a float32 NCHW 2-D convolution with symmetric
-// padding: X [N,C,H,W], W [M,C/Group,KH,KW], Y [N,M,OH,OW].
+// ConvParams describes an NCHW 2-D convolution with symmetric padding:
+// X [N,C,H,W], W [M,C/Group,KH,KW], Y [N,M,OH,OW], in float32, or in half
+// when Half is set.
 type ConvParams struct {
 	N, C, H, W, M, KH, KW int
 	PadH, PadW            int
 	StrideH, StrideW      int
 	DilH, DilW, Group     int
+	// Half makes X, W and Y IEEE binary16 with float32 accumulation
+	// (cuDNN's PSEUDO_HALF configuration), tensor cores allowed.
+	Half bool
 }
 
 // CUDNNConv is a planned convolution: cuDNN's descriptors and the chosen
@@ -86,18 +91,25 @@ type CUDNNConv struct {
 	f             *convFn
 	x, w, y, conv unsafe.Pointer
 	Algo          int // the cudnnConvolutionFwdAlgo_t chosen
+	Math          int // its cudnnMathType_t (1: tensor cores)
 	Workspace     int // bytes of workspace Forward needs
 }
 
-// NewConv plans p in true float32 (CUDNN_FMA_MATH: no TF32), choosing the
-// first algorithm cuDNN's heuristics rank that succeeds without tensor-op
-// math and needs at most maxWorkspace bytes. Free it with Destroy.
+// NewConv plans p, choosing the first algorithm cuDNN's heuristics rank
+// that needs at most maxWorkspace bytes: in float32 one without tensor-op
+// math (CUDNN_FMA_MATH: no TF32); in half (p.Half) any, tensor cores
+// included, the descriptor taking the math type of the chosen algorithm.
+// Free it with Destroy.
 func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (_ *CUDNNConv, err error) {
 	f, err := d.conv()
 	if err != nil {
 		return nil, err
 	}
 	c := &CUDNNConv{d: d, f: f, Algo: -1}
+	dt, math0 := C.int(cudnnDataFloat), C.int(cudnnMathFMA)
+	if p.Half {
+		dt, math0 = cudnnDataHalf, cudnnMathTensorOp
+	}
 	defer func() {
 		if err != nil {
 			c.Destroy()
@@ -121,13 +133,13 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 		return nil, d.err("cudnnCreateConvolutionDescriptor", r)
 	}
 	c.conv = ch
-	if r := C.kiln_cudnnSetTensor4d(f.setTensor, c.x, cudnnTensorNCHW, cudnnDataFloat, C.int(p.N), C.int(p.C), C.int(p.H), C.int(p.W)); r != 0 {
+	if r := C.kiln_cudnnSetTensor4d(f.setTensor, c.x, cudnnTensorNCHW, dt, C.int(p.N), C.int(p.C), C.int(p.H), C.int(p.W)); r != 0 {
 		return nil, d.err(fmt.Sprintf("cudnnSetTensor4dDescriptor(x %dx%dx%dx%d)", p.N, p.C, p.H, p.W), r)
 	}
-	if r := C.kiln_cudnnSetTensor4d(f.setTensor, c.y, cudnnTensorNCHW, cudnnDataFloat, C.int(p.N), C.int(p.M), C.int(oh), C.int(ow)); r != 0 {
+	if r := C.kiln_cudnnSetTensor4d(f.setTensor, c.y, cudnnTensorNCHW, dt, C.int(p.N), C.int(p.M), C.int(oh), C.int(ow)); r != 0 {
 		return nil, d.err(fmt.Sprintf("cudnnSetTensor4dDescriptor(y %dx%dx%dx%d)", p.N, p.M, oh, ow), r)
 	}
-	if r := C.kiln_cudnnSetFilter4d(f.setFilter, c.w, cudnnDataFloat, cudnnTensorNCHW, C.int(p.M), C.int(p.C/max(p.Group, 1)), C.int(p.KH), C.int(p.KW)); r != 0 {
+	if r := C.kiln_cudnnSetFilter4d(f.setFilter, c.w, dt, cudnnTensorNCHW, C.int(p.M), C.int(p.C/max(p.Group, 1)), C.int(p.KH), C.int(p.KW)); r != 0 {
 		return nil, d.err("cudnnSetFilter4dDescriptor", r)
 	}
 	if r := C.kiln_cudnnSetConv2d(f.setConv, c.conv, C.int(p.PadH), C.int(p.PadW), C.int(p.StrideH), C.int(p.StrideW), C.int(p.DilH), C.int(p.DilW), cudnnCrossCorrelation, cudnnDataFloat); r != 0 {
@@ -136,7 +148,7 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 	if r := C.kiln_cudnnSetInt(f.setGroups, c.conv, C.int(p.Group)); r != 0 {
 		return nil, d.err("cudnnSetConvolutionGroupCount", r)
 	}
-	if r := C.kiln_cudnnSetInt(f.setMath, c.conv, cudnnMathFMA); r != 0 {
+	if r := C.kiln_cudnnSetInt(f.setMath, c.conv, math0); r != 0 {
 		return nil, d.err("cudnnSetConvolutionMathType", r)
 	}
 	const req = 16
@@ -148,18 +160,23 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 		return nil, d.err("cudnnGetConvolutionForwardAlgorithm_v7", r)
 	}
 	for i := 0; i < int(n) && i < req; i++ {
-		if status[i] != 0 || math[i] == cudnnMathTensorOp || math[i] == cudnnMathAllowConversion {
+		if status[i] != 0 || (!p.Half && (math[i] == cudnnMathTensorOp || math[i] == cudnnMathAllowConversion)) {
 			continue
+		}
+		if p.Half {
+			if r := C.kiln_cudnnSetInt(f.setMath, c.conv, math[i]); r != 0 {
+				continue
+			}
 		}
 		var ws C.size_t
 		if r := C.kiln_cudnnGetConvFwdWorkspace(f.workspace, h.p, c.x, c.w, c.conv, c.y, algo[i], &ws); r != 0 || int(ws) > maxWorkspace {
 			continue
 		}
-		c.Algo, c.Workspace = int(algo[i]), int(ws)
+		c.Algo, c.Workspace, c.Math = int(algo[i]), int(ws), int(math[i])
 		return c, nil
 	}
 	return nil, &Error{Call: "cudnnGetConvolutionForwardAlgorithm_v7", Code: 9, Name: "CUDNN_STATUS_NOT_SUPPORTED",
-		Msg: fmt.Sprintf("none of %d algorithms runs in float32 within %d bytes of workspace", int(n), maxWorkspace)}
+		Msg: fmt.Sprintf("none of %d algorithms runs (half %v) within %d bytes of workspace", int(n), p.Half, maxWorkspace)}
 }
 
 // Forward queues y = conv(x, w) on h's stream.

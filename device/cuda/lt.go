@@ -16,6 +16,7 @@ import (
 const (
 	cublasCompute32F      = 68 // CUBLAS_COMPUTE_32F: true float32, no TF32
 	cudaR32F              = 0  // CUDA_R_32F
+	cudaR16F              = 2  // CUDA_R_16F
 	ltDescTransA          = 3  // CUBLASLT_MATMUL_DESC_TRANSA
 	ltDescTransB          = 4  // CUBLASLT_MATMUL_DESC_TRANSB
 	ltPrefMaxWorkspace    = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
@@ -64,10 +65,20 @@ type LtMatmul struct {
 	Workspace        int // bytes of workspace Run needs
 }
 
-// NewMatmul plans the product with the algorithm cuBLASLt's heuristics
-// rank first among those needing at most maxWorkspace bytes. Free it with
-// Destroy.
-func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (_ *LtMatmul, err error) {
+// NewMatmul plans the float32 product with the algorithm cuBLASLt's
+// heuristics rank first among those needing at most maxWorkspace bytes.
+// Free it with Destroy.
+func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (*LtMatmul, error) {
+	return b.newMatmul(h, cudaR32F, m, n, k, transB, maxWorkspace)
+}
+
+// NewMatmulHalf is NewMatmul for A, B and Y in IEEE binary16, accumulated
+// in float32 (CUBLAS_COMPUTE_32F, float scale factors: tensor cores).
+func (b *CUBLASLt) NewMatmulHalf(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (*LtMatmul, error) {
+	return b.newMatmul(h, cudaR16F, m, n, k, transB, maxWorkspace)
+}
+
+func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, transB bool, maxWorkspace int) (_ *LtMatmul, err error) {
 	f, err := b.matmul()
 	if err != nil {
 		return nil, err
@@ -95,15 +106,15 @@ func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWork
 		}
 		rowsA, colsA, ldA = k, n, k // our B [N,K] row-major = column-major K x N, transposed
 	}
-	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &la, cudaR32F, C.ulonglong(rowsA), C.ulonglong(colsA), C.longlong(ldA)); r != 0 {
+	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &la, dt, C.ulonglong(rowsA), C.ulonglong(colsA), C.longlong(ldA)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(A)", r)
 	}
 	p.la = la
-	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &lb, cudaR32F, C.ulonglong(k), C.ulonglong(m), C.longlong(k)); r != 0 {
+	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &lb, dt, C.ulonglong(k), C.ulonglong(m), C.longlong(k)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(B)", r)
 	}
 	p.lb = lb
-	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &ly, cudaR32F, C.ulonglong(n), C.ulonglong(m), C.longlong(n)); r != 0 {
+	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &ly, dt, C.ulonglong(n), C.ulonglong(m), C.longlong(n)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(D)", r)
 	}
 	p.ly = ly

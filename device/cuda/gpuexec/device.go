@@ -28,8 +28,8 @@ func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 // The program is checked at compile time by building the engine for the
 // largest shapes (o.MaxShapes) or the graph's own static shapes.
 func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
-	if o.Precision != "" && o.Precision != "fp32" {
-		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor computes in fp32 for now)", ErrUnsupported, o.Precision)
+	if o.Precision != "" && o.Precision != "fp32" && o.Precision != "fp16" {
+		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor runs fp32 and fp16)", ErrUnsupported, o.Precision)
 	}
 	fp, err := cuda.FingerprintOf(o.Ordinal)
 	if err != nil {
@@ -39,7 +39,7 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit}
+	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16"}
 	arch := fmt.Sprintf("sm_%d%d", major, minor)
 	blobs := map[string][]byte{}
 	if img, ok := o.Blobs[kernelBlob(arch)]; ok && len(img) > 0 {

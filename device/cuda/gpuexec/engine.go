@@ -16,8 +16,11 @@ import (
 type Options struct {
 	// Ordinal is the GPU to run on (as in "cuda:1").
 	Ordinal int
-	// FP16 asks for half-precision execution; not implemented yet
-	// (ErrUnsupported).
+	// FP16 runs in half precision: float32 activations and constants are
+	// stored in IEEE binary16, convolutions and matrix products run on
+	// tensor cores (cuDNN, cuBLASLt) and kiln's kernels compute in float32
+	// between half loads and stores (reductions in float32). Context.Run
+	// still takes and returns float32 tensors, converted on the device.
 	FP16 bool
 	// MemoryLimit, when positive, bounds the device memory the engine and
 	// all its contexts take together (weights, activations, workspaces).
@@ -80,10 +83,7 @@ var compiledKernels sync.Map // arch -> *cuda.Compiled
 
 // NewEngine prepares g (optimized, every shape known) on GPU opt.Ordinal.
 func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
-	if opt.FP16 {
-		return nil, fmt.Errorf("%w: FP16 execution is not implemented on the GPU yet", ErrUnsupported)
-	}
-	prog, err := compile(g, opt.KeepValues)
+	prog, err := compile(g, opt.KeepValues, opt.FP16)
 	if err != nil {
 		return nil, err
 	}
@@ -138,11 +138,6 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 	}
 	e.funcs = map[string]cuda.Function{}
 	for k := range prog.kernels {
-		if e.funcs[k], err = drv.ModuleFunction(e.mod, k); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range []string{"chan_epilogue_f32", "row_epilogue_f32"} {
 		if e.funcs[k], err = drv.ModuleFunction(e.mod, k); err != nil {
 			return nil, err
 		}
@@ -212,7 +207,8 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 						continue
 					}
 					p := cuda.ConvParams{N: cc.n, C: cc.c, H: cc.h, W: cc.wd, M: cc.m, KH: cc.kh, KW: cc.kw,
-						PadH: cc.ph, PadW: cc.pw, StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: cc.group}
+						PadH: cc.ph, PadW: cc.pw, StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: cc.group,
+						Half: e.prog.half}
 					if conv, err := d.NewConv(h, p, cc.oh, cc.ow, maxWorkspace); err == nil {
 						e.convs[i] = conv
 						e.ws = max(e.ws, conv.Workspace)
@@ -233,7 +229,11 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					if gc == nil {
 						continue
 					}
-					if mm, err := b.NewMatmul(h, gc.m, gc.n, gc.k, gc.transB, maxWorkspace); err == nil {
+					plan := b.NewMatmul
+					if e.prog.half {
+						plan = b.NewMatmulHalf
+					}
+					if mm, err := plan(h, gc.m, gc.n, gc.k, gc.transB, maxWorkspace); err == nil {
 						e.gemms[i] = mm
 						e.ws = max(e.ws, mm.Workspace)
 					}
@@ -276,7 +276,7 @@ func (e *Engine) Layers() []Layer {
 		l := Layer{Node: s.node.Name, Op: opName(s.node)}
 		switch {
 		case e.convs[i] != nil:
-			l.Impl = fmt.Sprintf("cudnn (algo %d)", e.convs[i].Algo)
+			l.Impl = fmt.Sprintf("cudnn (algo %d, math %d)", e.convs[i].Algo, e.convs[i].Math)
 		case e.gemms[i] != nil:
 			l.Impl = "cublaslt"
 		case len(s.launches) == 0:
@@ -362,6 +362,8 @@ type Context struct {
 	ltH      cuda.CUBLASLtHandle
 	graph    cuda.GraphExec
 	hasGraph bool
+	layers   cuda.GraphExec // the layers alone, for DeviceTimes
+	hasLayer bool
 	noGraph  bool // capture failed once: run eagerly
 	runs     int
 	closed   bool
@@ -505,6 +507,23 @@ func (c *Context) enqueue(sync bool) error {
 			return fmt.Errorf("input %q: %w", io.name, err)
 		}
 	}
+	if err := c.enqueueLayers(sync); err != nil {
+		return err
+	}
+	for i, io := range e.prog.outputs {
+		if io.konst != nil {
+			continue
+		}
+		if err := e.drv.MemcpyDtoHAsync(c.out[i], c.addr(io.ref), int(io.bytes), c.stream); err != nil {
+			return fmt.Errorf("output %q: %w", io.name, err)
+		}
+	}
+	return nil
+}
+
+// enqueueLayers queues every layer, without the input and output copies.
+func (c *Context) enqueueLayers(sync bool) error {
+	e := c.e
 	for _, k := range c.calls {
 		var err error
 		if k.lib != nil {
@@ -519,15 +538,79 @@ func (c *Context) enqueue(sync bool) error {
 			return fmt.Errorf("layer %s: %w", e.prog.steps[k.step].name(), err)
 		}
 	}
-	for i, io := range e.prog.outputs {
-		if io.konst != nil {
-			continue
+	return nil
+}
+
+// DeviceTimes runs the layers n times on the inputs of the last Run,
+// without copying inputs or outputs (replaying a CUDA graph of the layers
+// alone, or launching them when that cannot be captured), and returns the
+// device time of each run in milliseconds, measured with CUDA events. It
+// is for benchmarks: the outputs of later Runs are unaffected.
+func (c *Context) DeviceTimes(n int) ([]float64, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.runs == 0 {
+		return nil, fmt.Errorf("%w: DeviceTimes before the first Run", ErrInput)
+	}
+	e := c.e
+	d := e.drv
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.SetCurrent(e.cctx); err != nil {
+		return nil, err
+	}
+	if !c.hasLayer && !c.noGraph {
+		if err := d.BeginCapture(c.stream, cuda.CaptureModeThreadLocal); err != nil {
+			return nil, err
 		}
-		if err := e.drv.MemcpyDtoHAsync(c.out[i], c.addr(io.ref), int(io.bytes), c.stream); err != nil {
-			return fmt.Errorf("output %q: %w", io.name, err)
+		qerr := c.enqueueLayers(false)
+		g, err := d.EndCapture(c.stream)
+		if qerr == nil && err == nil {
+			c.layers, err = d.GraphInstantiate(g)
+			c.hasLayer = err == nil
+		}
+		if err == nil {
+			d.GraphDestroy(g)
 		}
 	}
-	return nil
+	start, err := d.EventCreate(0)
+	if err != nil {
+		return nil, err
+	}
+	defer d.EventDestroy(start)
+	end, err := d.EventCreate(0)
+	if err != nil {
+		return nil, err
+	}
+	defer d.EventDestroy(end)
+	ms := make([]float64, 0, n)
+	for range n {
+		if err := d.EventRecord(start, c.stream); err != nil {
+			return nil, err
+		}
+		if c.hasLayer {
+			err = d.GraphLaunch(c.layers, c.stream)
+		} else {
+			err = c.enqueueLayers(false)
+		}
+		if err != nil {
+			d.StreamSynchronize(c.stream)
+			return nil, err
+		}
+		if err := d.EventRecord(end, c.stream); err != nil {
+			return nil, err
+		}
+		if err := d.EventSynchronize(end); err != nil {
+			return nil, err
+		}
+		t, err := d.EventElapsed(start, end)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, float64(t))
+	}
+	return ms, nil
 }
 
 // capture records the context's work as a CUDA graph.
@@ -622,7 +705,9 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 	return out, nil
 }
 
-// Value reads the value called name as the last Run left it. Unless the
+// Value reads the value called name as the last Run left it, as it is
+// stored: with Options.FP16 a float32 value comes back as a float16
+// tensor. Unless the
 // engine was made with KeepValues, only graph inputs and outputs are sure
 // to hold what that run computed: other values' memory is reused.
 func (c *Context) Value(name string) (*tensor.Tensor, error) {
@@ -678,6 +763,10 @@ func (c *Context) release() error {
 	if c.hasGraph {
 		errs = append(errs, e.drv.GraphExecDestroy(c.graph))
 		c.hasGraph = false
+	}
+	if c.hasLayer {
+		errs = append(errs, e.drv.GraphExecDestroy(c.layers))
+		c.hasLayer = false
 	}
 	for _, k := range c.calls {
 		if k.args != nil {

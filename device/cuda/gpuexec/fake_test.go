@@ -65,7 +65,7 @@ func TestEngineFake(t *testing.T) {
 	for _, l := range e.Layers() {
 		impl[l.Op] = l.Impl
 	}
-	if impl["kiln::FusedConv"] != "cudnn (algo 1)" || impl["Gemm"] != "cublaslt" || impl["MaxPool"] != "pool2d_f32" || impl["Flatten"] != "alias" {
+	if impl["kiln::FusedConv"] != "cudnn (algo 1, math 3)" || impl["Gemm"] != "cublaslt" || impl["MaxPool"] != "pool2d_f32" || impl["Flatten"] != "alias" {
 		t.Errorf("layers run as %v", impl)
 	}
 	var ctxs []*Context
@@ -135,6 +135,36 @@ func TestEngineFake(t *testing.T) {
 			}
 		}
 	})
+	t.Run("fp16", func(t *testing.T) {
+		// cuDNN takes its first (tensor-op) algorithm in half, the
+		// kernels are the _f16 ones, the input and output are converted,
+		// and Run still takes and gives float32.
+		e, c := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true})
+		impl := map[string]string{}
+		ls := e.Layers()
+		for _, l := range ls {
+			impl[l.Op] = l.Impl
+		}
+		if impl["kiln::FusedConv"] != "cudnn (algo 6, math 1)" || impl["Gemm"] != "cublaslt" || impl["MaxPool"] != "pool2d_f16" ||
+			ls[0].Impl != "cast_f32_f16" || ls[len(ls)-1].Impl != "cast_f16_f32" {
+			t.Errorf("layers run as %v", ls)
+		}
+		if e32 := fakeWeights(t, dir, g); e.WeightBytes() > e32*6/10 {
+			t.Errorf("half weights take %d bytes, float32 ones %d", e.WeightBytes(), e32)
+		}
+		for run := range 3 {
+			out, err := c.Run(context.Background(), in)
+			if err != nil {
+				t.Fatalf("run %d: %v", run, err)
+			}
+			if y := out["output"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x1000" {
+				t.Fatalf("run %d: outputs %v", run, out)
+			}
+		}
+		if _, err := c.DeviceTimes(2); err != nil {
+			t.Errorf("DeviceTimes: %v", err)
+		}
+	})
 	t.Run("memory limit", func(t *testing.T) {
 		e, err := NewEngine(g, Options{LibDir: dir, MemoryLimit: e.WeightBytes() + e.ArenaBytes()})
 		if err != nil {
@@ -165,6 +195,16 @@ func TestEngineFake(t *testing.T) {
 			t.Errorf("error %v, want cuda.ErrOutOfMemory for the activations", err)
 		}
 	})
+}
+
+// fakeWeights returns the constant bytes of a float32 engine of g.
+func fakeWeights(t *testing.T, dir string, g *ir.Graph) int64 {
+	e, err := NewEngine(g, Options{LibDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	return e.WeightBytes()
 }
 
 // fakeEngine makes an engine and one context, closed with the test.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -72,6 +73,7 @@ func TestModelsOnGPU(t *testing.T) {
 		{"mobilenet_v2", 1}, {"mobilenet_v2", 3},
 		{"squeezenet1_1", 2},
 		{"bert_mini", 0},
+		{"yolo_tiny", 0}, {"yolo_tiny", 2},
 	}
 	for _, tc := range cases {
 		for _, cfg := range configs {
@@ -115,6 +117,147 @@ func TestModelsOnGPU(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// minCosine is the rule for FP16 on the GPU: every output's cosine
+// similarity with the CPU's float32 output at least 0.999.
+const minCosine = 0.999
+
+// cosine returns the cosine similarity of two tensors of float values (any
+// float type) and the relative L2 error |a-b|/|b|.
+func cosine(a, b *tensor.Tensor) (cos, rel float64) {
+	var ab, aa, bb, dd float64
+	for i := range b.Len() {
+		x, y := a.Float(i), b.Float(i)
+		ab += x * y
+		aa += x * x
+		bb += y * y
+		dd += (x - y) * (x - y)
+	}
+	if aa == 0 && bb == 0 {
+		return 1, 0
+	}
+	return ab / math.Sqrt(aa*bb), math.Sqrt(dd / bb)
+}
+
+// TestModelsFP16OnGPU runs the reference models in half precision (cuDNN
+// and cuBLASLt on tensor cores, and with kiln's kernels only) and requires
+// a cosine similarity of at least 0.999 with kiln's CPU float32 output for
+// every output, three runs each (eager, capture, replay).
+func TestModelsFP16OnGPU(t *testing.T) {
+	needGPU(t)
+	cases := []struct {
+		model string
+		batch int // 0: the model's test inputs
+	}{
+		{"resnet_mini", 1}, {"resnet_mini", 4},
+		{"mobilenet_v2", 1}, {"mobilenet_v2", 3},
+		{"squeezenet1_1", 2},
+		{"bert_mini", 0},
+		{"yolo_tiny", 0}, {"yolo_tiny", 2},
+	}
+	for _, tc := range cases {
+		for _, cfg := range configs {
+			t.Run(fmt.Sprintf("%s/batch%d/%s", tc.model, tc.batch, cfg.name), func(t *testing.T) {
+				path := modelPath(t, tc.model)
+				in := testInputs(t, tc.model)
+				if tc.batch > 0 {
+					in = randomImages(t, tc.model, tc.batch, uint64(tc.batch)+100)
+				}
+				want := cpuRun(t, path, in)
+				opt := cfg.opt
+				opt.FP16 = true
+				e, err := NewEngine(optimizedGraph(t, path, in), opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.Close()
+				t.Logf("layers: %s", summarize(e.Layers()))
+				c, err := e.NewContext()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				for run := 0; run < 3; run++ {
+					got, err := c.Run(context.Background(), in)
+					if err != nil {
+						t.Fatalf("run %d: %v", run, err)
+					}
+					for name, w := range want {
+						gv, ok := got[name]
+						if !ok {
+							t.Fatalf("run %d: no output %q", run, name)
+						}
+						if gv.DType != tensor.Float32 || !sameDims(gv.Shape, w.Shape) {
+							t.Fatalf("run %d: output %q is %v%v, want %v%v", run, name, gv.DType, gv.Shape, w.DType, w.Shape)
+						}
+						cos, rel := cosine(gv, w)
+						if !(cos >= minCosine) {
+							t.Errorf("run %d %s: cosine similarity %.6f < %g (relative L2 error %.3g)", run, name, cos, minCosine, rel)
+						}
+						if run == 2 {
+							t.Logf("fp16 %s: cosine %.6f, relative L2 error %.3g (graph replay %v)", name, cos, rel, c.Graphed())
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestLayersFP16OnGPU compares every intermediate value of the half
+// engine with the CPU engine's float32 values by cosine similarity and
+// logs the first one under 0.999 (a debugging aid: errors accumulate, so
+// it only fails when a final output does, in TestModelsFP16OnGPU).
+func TestLayersFP16OnGPU(t *testing.T) {
+	needGPU(t)
+	for _, model := range []string{"resnet_mini", "mobilenet_v2", "bert_mini", "yolo_tiny"} {
+		t.Run(model, func(t *testing.T) {
+			path := modelPath(t, model)
+			in := testInputs(t, model)
+			ce, err := engine.New(optimizedGraph(t, path, in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]*tensor.Tensor{}
+			var order []string
+			if _, err := ce.RunObserved(context.Background(), in, func(v *ir.Value, x *tensor.Tensor) {
+				want[v.Name] = x.Clone()
+				order = append(order, v.Name)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewEngine(optimizedGraph(t, path, in), Options{FP16: true, KeepValues: true, NoGraphs: true, SyncEachLayer: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			c, err := e.NewContext()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+			checked, worst, worstName := 0, 1.0, ""
+			for _, name := range order {
+				w := want[name]
+				if w.DType != tensor.Float32 {
+					continue
+				}
+				got, err := c.Value(name)
+				if err != nil || got.Len() != w.Len() {
+					continue // folded or aliased away
+				}
+				checked++
+				if cos, _ := cosine(got, w); cos < worst || cos != cos {
+					worst, worstName = cos, name
+				}
+			}
+			t.Logf("%d intermediate values, lowest cosine similarity %.6f at %q", checked, worst, worstName)
+		})
 	}
 }
 
@@ -334,8 +477,8 @@ func TestGPUTiming(t *testing.T) {
 	fp, _ := cuda.Probe(cuda.Options{})
 	var rows []string
 	rows = append(rows, "GPU: "+fp.String(), "",
-		"| model | input | GPU libs+graph ms | GPU libs, no graph ms | GPU own kernels+graph ms | CPU ms | CPU/GPU |",
-		"| --- | --- | --- | --- | --- | --- | --- |")
+		"| model | input | GPU libs+graph ms | GPU libs, no graph ms | GPU own kernels+graph ms | GPU fp16 libs+graph ms | CPU ms | CPU/GPU |",
+		"| --- | --- | --- | --- | --- | --- | --- | --- |")
 	median := func(n int, f func()) float64 {
 		var d []float64
 		for range n {
@@ -349,7 +492,7 @@ func TestGPUTiming(t *testing.T) {
 	for _, mb := range []struct {
 		model string
 		batch int // 0: the test inputs
-	}{{"resnet_mini", 1}, {"resnet_mini", 32}, {"mobilenet_v2", 1}, {"mobilenet_v2", 32}, {"squeezenet1_1", 1}, {"squeezenet1_1", 32}, {"bert_mini", 0}} {
+	}{{"resnet_mini", 1}, {"resnet_mini", 32}, {"mobilenet_v2", 1}, {"mobilenet_v2", 32}, {"squeezenet1_1", 1}, {"squeezenet1_1", 32}, {"bert_mini", 0}, {"yolo_tiny", 1}, {"yolo_tiny", 32}} {
 		model, batch := mb.model, mb.batch
 		{
 			path := modelPath(t, model)
@@ -382,6 +525,7 @@ func TestGPUTiming(t *testing.T) {
 			libs := gpu(Options{})
 			eager := gpu(Options{NoGraphs: true})
 			own := gpu(Options{NoCUDNN: true, NoCUBLASLt: true})
+			half := gpu(Options{FP16: true})
 			m := loadCPU(t, path)
 			for range 2 {
 				m(in)
@@ -393,7 +537,7 @@ func TestGPUTiming(t *testing.T) {
 			}
 			sort.Strings(shapes)
 			shape := strings.Join(shapes, ", ")
-			rows = append(rows, fmt.Sprintf("| %s | %s | %.3f | %.3f | %.3f | %.2f | %.1f |", model, shape, libs, eager, own, cpu, cpu/libs))
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.2f | %.1f |", model, shape, libs, eager, own, half, cpu, cpu/libs))
 		}
 	}
 	table := strings.Join(rows, "\n") + "\n"

@@ -140,6 +140,8 @@ func (c *compiler) emit(s *step) error {
 		return c.transpose(s)
 	case n.Domain == "" && key == "Slice":
 		return c.slice(s)
+	case n.Domain == "" && key == "Resize":
+		return c.resize(s)
 	case n.Domain == "" && key == "Gather":
 		return c.gather(s)
 	case n.Domain == "" && key == "Cast":
@@ -299,7 +301,7 @@ func (c *compiler) conv(s *step) error {
 		if err != nil {
 			return err
 		}
-		if sizeOf(z) != bytesOf(n.Outputs[0]) {
+		if c.size(z) != c.bytes(n.Outputs[0]) {
 			return fmt.Errorf("%w: residual %v does not match the output %v", ErrUnsupported, z.Type, n.Outputs[0].Type)
 		}
 		zr = &r
@@ -318,7 +320,7 @@ func (c *compiler) conv(s *step) error {
 		return err
 	}
 	total := int64(N) * int64(M) * int64(OH) * int64(OW)
-	s.launches = []launch{elemLaunch("conv2d_f32", total,
+	s.launches = []launch{elemLaunch(c.fk("conv2d"), total,
 		pArg(yr), pArg(xr), pArg(wr), optArg(br), optArg(zr),
 		iArg(N), iArg(C), iArg(H), iArg(W), iArg(M), iArg(OH), iArg(OW),
 		iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw), iArg(win.ph), iArg(win.pw),
@@ -327,7 +329,7 @@ func (c *compiler) conv(s *step) error {
 		s.conv = &convCall{x: xr, w: wr, y: yr, n: N, c: C, h: H, wd: W, m: M, oh: OH, ow: OW,
 			kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, ph: win.ph, pw: win.pw, dh: win.dh, dw: win.dw, group: group}
 		if br != nil || zr != nil || act.code != actNone {
-			s.conv.post = elemLaunch("chan_epilogue_f32", total, pArg(yr), optArg(br), optArg(zr), lArg(total),
+			s.conv.post = elemLaunch(c.fk("chan_epilogue"), total, pArg(yr), optArg(br), optArg(zr), lArg(total),
 				lArg(int64(OH)*int64(OW)), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
 		}
 	}
@@ -342,9 +344,9 @@ func gemmFits(batch, m, n int) error {
 	return nil
 }
 
-// gemmLaunch is a launch of gemm_f32.
-func gemmLaunch(y, a, b ref, cb *ref, batch, M, N, K int, sAb, sAm, sAk, sBb, sBk, sBn, sCm, sCn int64, alpha, beta float32, act activation) launch {
-	return launch{kernel: "gemm_f32",
+// gemmLaunch is a launch of gemm_f32 or gemm_f16 (kernel).
+func gemmLaunch(kernel string, y, a, b ref, cb *ref, batch, M, N, K int, sAb, sAm, sAk, sBb, sBk, sBn, sCm, sCn int64, alpha, beta float32, act activation) launch {
+	return launch{kernel: kernel,
 		grid:  cuda.Dim3{X: uint32((N + 15) / 16), Y: uint32((M + 15) / 16), Z: uint32(batch)},
 		block: cuda.Dim3{X: 16, Y: 16, Z: 1},
 		args: []arg{pArg(y), pArg(a), pArg(b), optArg(cb), iArg(M), iArg(N), iArg(K),
@@ -433,11 +435,11 @@ func (c *compiler) gemm(s *step) error {
 	if err := gemmFits(1, M, N); err != nil {
 		return err
 	}
-	s.launches = []launch{gemmLaunch(yr, ar, br, cr, 1, M, N, K, 0, sAm, sAk, 0, sBk, sBn, sCm, sCn, alpha, beta, activation{})}
+	s.launches = []launch{gemmLaunch(c.fk("gemm"), yr, ar, br, cr, 1, M, N, K, 0, sAm, sAk, 0, sBk, sBn, sCm, sCn, alpha, beta, activation{})}
 	if !transA && alpha == 1 && (cr == nil || (bias && beta == 1)) {
 		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, transB: transB}
 		if cr != nil {
-			s.gemm.post = elemLaunch("row_epilogue_f32", int64(M)*int64(N), pArg(yr), pArg(*cr), lArg(int64(M)*int64(N)), iArg(N), iArg(actNone), fArg(0), fArg(0))
+			s.gemm.post = elemLaunch(c.fk("row_epilogue"), int64(M)*int64(N), pArg(yr), pArg(*cr), lArg(int64(M)*int64(N)), iArg(N), iArg(actNone), fArg(0), fArg(0))
 		}
 	}
 	return nil
@@ -493,7 +495,7 @@ func (c *compiler) matmul(s *step) error {
 		if err != nil {
 			return err
 		}
-		if sizeOf(b) != int64(N)*4 {
+		if c.size(b) != int64(N)*c.esize(tensor.Float32) {
 			return fmt.Errorf("%w: bias %v for %d columns", ErrGraph, b.Type, N)
 		}
 		cr = &r
@@ -525,11 +527,11 @@ func (c *compiler) matmul(s *step) error {
 	if cr != nil {
 		sCn = 1
 	}
-	s.launches = []launch{gemmLaunch(yr, ar, br, cr, batch, M, N, K, sAb, int64(K), 1, sBb, int64(N), 1, 0, sCn, 1, 1, act)}
+	s.launches = []launch{gemmLaunch(c.fk("gemm"), yr, ar, br, cr, batch, M, N, K, sAb, int64(K), 1, sBb, int64(N), 1, 0, sCn, 1, 1, act)}
 	if batch == 1 {
 		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K}
 		if cr != nil || act.code != actNone {
-			s.gemm.post = elemLaunch("row_epilogue_f32", int64(M)*int64(N), pArg(yr), optArg(cr), lArg(int64(M)*int64(N)), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
+			s.gemm.post = elemLaunch(c.fk("row_epilogue"), int64(M)*int64(N), pArg(yr), optArg(cr), lArg(int64(M)*int64(N)), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
 		}
 	}
 	return nil
@@ -579,7 +581,7 @@ func (c *compiler) pool(s *step) error {
 		}
 	}
 	nc := int64(xd[0]) * int64(xd[1])
-	s.launches = []launch{elemLaunch("pool2d_f32", nc*int64(yd[2])*int64(yd[3]), pArg(yr), pArg(xr), lArg(nc),
+	s.launches = []launch{elemLaunch(c.fk("pool2d"), nc*int64(yd[2])*int64(yd[3]), pArg(yr), pArg(xr), lArg(nc),
 		iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
 		iArg(win.ph), iArg(win.pw), iArg(win.dh), iArg(win.dw), iArg(win.peh), iArg(win.pew), iArg(mode))}
 	return nil
@@ -613,7 +615,7 @@ func (c *compiler) globalPool(s *step) error {
 	if n.OpType == "GlobalMaxPool" {
 		mode = 1
 	}
-	s.launches = []launch{rowsLaunch("reduce_rows_f32", rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)), iArg(mode))}
+	s.launches = []launch{rowsLaunch(c.fk("reduce_rows"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)), iArg(mode))}
 	return nil
 }
 
@@ -656,7 +658,7 @@ func (c *compiler) binary(s *step, op int) error {
 		}
 	}
 	total := prod(yd)
-	s.launches = []launch{elemLaunch("binary_f32", total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op))}
+	s.launches = []launch{elemLaunch(c.fk("binary"), total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op))}
 	return nil
 }
 
@@ -701,19 +703,22 @@ func (c *compiler) unary(s *step) error {
 		return err
 	}
 	total := prod(yd)
-	s.launches = []launch{elemLaunch("unary_f32", total, pArg(yr), pArg(xr), lArg(total), iArg(act.code), fArg(act.p0), fArg(act.p1))}
+	s.launches = []launch{elemLaunch(c.fk("unary"), total, pArg(yr), pArg(xr), lArg(total), iArg(act.code), fArg(act.p0), fArg(act.p1))}
 	return nil
 }
 
-// copyKernel returns the 4- or 8-byte variant of a data-movement kernel.
-func copyKernel(base string, dt tensor.DType) (string, error) {
-	switch dt.Size() {
+// copyKernel returns the 2-, 4- or 8-byte variant of a data-movement
+// kernel for elements of type dt as they are stored.
+func (c *compiler) copyKernel(base string, dt tensor.DType) (string, error) {
+	switch c.esize(dt) {
+	case 2:
+		return base + "_b16", nil
 	case 4:
 		return base + "_b32", nil
 	case 8:
 		return base + "_b64", nil
 	}
-	return "", fmt.Errorf("%w: %v elements (only 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
+	return "", fmt.Errorf("%w: %v elements (only 2-, 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
 }
 
 func dtypeOf(v *ir.Value) tensor.DType {
@@ -729,7 +734,7 @@ func (c *compiler) concat(s *step) error {
 	if err != nil {
 		return err
 	}
-	k, err := copyKernel("copy_rows", n.Outputs[0].Type.DType)
+	k, err := c.copyKernel("copy_rows", n.Outputs[0].Type.DType)
 	if err != nil {
 		return err
 	}
@@ -775,7 +780,7 @@ func (c *compiler) split(s *step) error {
 	if err != nil {
 		return err
 	}
-	k, err := copyKernel("copy_rows", dtypeOf(x))
+	k, err := c.copyKernel("copy_rows", dtypeOf(x))
 	if err != nil {
 		return err
 	}
@@ -813,7 +818,7 @@ func (c *compiler) transpose(s *step) error {
 	if err != nil {
 		return err
 	}
-	k, err := copyKernel("permute", dtypeOf(x))
+	k, err := c.copyKernel("permute", dtypeOf(x))
 	if err != nil {
 		return err
 	}
@@ -864,7 +869,7 @@ func (c *compiler) gather(s *step) error {
 	if err != nil {
 		return err
 	}
-	k, err := copyKernel("gather", dtypeOf(x))
+	k, err := c.copyKernel("gather", dtypeOf(x))
 	if err != nil {
 		return err
 	}
@@ -900,9 +905,9 @@ func (c *compiler) cast(s *step) error {
 	var k string
 	switch {
 	case to == tensor.Float32 && from == tensor.Int64:
-		k = "cast_i64_f32"
+		k = c.fk("cast_i64")
 	case to == tensor.Float32 && from == tensor.Int32:
-		k = "cast_i32_f32"
+		k = c.fk("cast_i32")
 	default:
 		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
 	}
@@ -943,7 +948,7 @@ func (c *compiler) layerNorm(s *step) error {
 		return err
 	}
 	g := input(n, 1)
-	if g == nil || sizeOf(g) != cols*4 {
+	if g == nil || c.size(g) != cols*c.esize(tensor.Float32) {
 		return fmt.Errorf("%w: LayerNormalization scale must have the %d elements of a row", ErrUnsupported, cols)
 	}
 	gr, err := c.ref(g)
@@ -952,7 +957,7 @@ func (c *compiler) layerNorm(s *step) error {
 	}
 	var br *ref
 	if b := input(n, 2); b != nil {
-		if sizeOf(b) != cols*4 {
+		if c.size(b) != cols*c.esize(tensor.Float32) {
 			return fmt.Errorf("%w: LayerNormalization bias must have the %d elements of a row", ErrUnsupported, cols)
 		}
 		r, err := c.ref(b)
@@ -965,7 +970,7 @@ func (c *compiler) layerNorm(s *step) error {
 	if err != nil {
 		return err
 	}
-	s.launches = []launch{rowsLaunch("layernorm_f32", rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps))}
+	s.launches = []launch{rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps))}
 	return a.Err()
 }
 
@@ -999,7 +1004,7 @@ func (c *compiler) softmax(s *step) error {
 	if err != nil {
 		return err
 	}
-	s.launches = []launch{rowsLaunch("softmax_f32", rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)))}
+	s.launches = []launch{rowsLaunch(c.fk("softmax"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)))}
 	return nil
 }
 
@@ -1075,7 +1080,7 @@ func (c *compiler) attention(s *step) error {
 	if err != nil {
 		return err
 	}
-	s.launches = []launch{{kernel: "attention_f32", grid: cuda.Dim3{X: uint32(S), Y: uint32(B), Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
+	s.launches = []launch{{kernel: c.fk("attention"), grid: cuda.Dim3{X: uint32(S), Y: uint32(B), Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
 		shmem: uint32(4 * T), args: []arg{pArg(yr), pArg(r[0]), pArg(r[1]), pArg(r[2]), optArg(mr), pArg(c.meta(meta)),
 			iArg(S), iArg(T), iArg(D), iArg(Dv), fArg(scale)}}}
 	return nil

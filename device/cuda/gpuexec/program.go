@@ -122,7 +122,8 @@ type program struct {
 	arena   int64
 	inputs  []ioSpec
 	outputs []ioSpec
-	kernels map[string]bool   // the kernels the launches use
+	kernels map[string]bool   // the kernels the launches (and library epilogues) use
+	half    bool              // float32 values are stored in binary16
 	values  map[string]ioSpec // every value in the arena, by name (for Context.Value)
 }
 
@@ -136,20 +137,99 @@ type compiler struct {
 	// weightAliases are non-constant values that alias a constant (a
 	// Reshape of a weight too large to fold).
 	weightAliases map[*ir.Value]ref
+	// half stores every float32 value and constant in IEEE binary16 and
+	// runs the _f16 kernels; graph inputs and outputs stay float32 on the
+	// host, converted on the device.
+	half bool
+}
+
+// esize is the size on the device of an element of type dt.
+func (c *compiler) esize(dt tensor.DType) int64 {
+	if c.half && dt == tensor.Float32 {
+		return 2
+	}
+	return int64(dt.Size())
+}
+
+// bytes is the size of v's storage on the device.
+func (c *compiler) bytes(v *ir.Value) int64 {
+	dims, _ := v.Type.Shape.Ints()
+	return int64(tensor.NumElements(dims)) * c.esize(v.Type.DType)
+}
+
+// size is the size on the device of v's contents (a constant's included).
+func (c *compiler) size(v *ir.Value) int64 {
+	if v.Const != nil {
+		return int64(v.Const.Len()) * c.esize(v.Const.DType)
+	}
+	return c.bytes(v)
+}
+
+// fk names the float kernel base in the engine's precision ("_f32" or
+// "_f16").
+func (c *compiler) fk(base string) string {
+	if c.half {
+		return base + "_f16"
+	}
+	return base + "_f32"
+}
+
+// storedType is the element type of v as it lies on the device.
+func (c *compiler) storedType(dt tensor.DType) tensor.DType {
+	if c.half && dt == tensor.Float32 {
+		return tensor.Float16
+	}
+	return dt
+}
+
+// halfBytes converts float32 constants to binary16, saturating at the
+// largest finite half (65504) so that a large mask constant such as
+// -3.4e38 stays finite (0 times it stays 0).
+func halfBytes(t *tensor.Tensor) []byte {
+	f := t.Float32s()
+	b := make([]byte, 2*len(f))
+	for i, v := range f {
+		v = max(min(v, 65504), -65504) // NaN passes through
+		h := tensor.Float32ToHalf(v)
+		b[2*i], b[2*i+1] = byte(h), byte(h>>8)
+	}
+	return b
+}
+
+// castStep is a conversion between a float32 staging buffer (a graph input
+// or output as the host sees it) and the half value.
+func (c *compiler) castStep(name, kernel string, y, x ref, n int64) step {
+	return step{node: &ir.Node{Name: name, OpType: "Cast"}, launches: []launch{elemLaunch(kernel, n, pArg(y), pArg(x), lArg(n))}}
 }
 
 // compile turns g into a program. Every value's shape and type must be
 // known. With keep, no two values share memory, so that every one can be
 // read after a run.
-func compile(g *ir.Graph, keep bool) (*program, error) {
-	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[*ir.Value]int64{}, storeOf: map[*ir.Value]int{}}
+//
+// With half, float32 values are stored and computed in binary16 (float32
+// accumulation inside the kernels): each float32 graph input is copied to
+// a float32 staging buffer and converted by a first step, each float32
+// output converted back by a last step.
+func compile(g *ir.Graph, keep, half bool) (*program, error) {
+	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[*ir.Value]int64{}, storeOf: map[*ir.Value]int{}, half: half}
 	for _, v := range g.Inputs {
 		if _, err := c.dims(v); err != nil {
 			return nil, err
 		}
 		id := c.newStore(v)
 		c.p.stores[id].first = -1
-		c.p.inputs = append(c.p.inputs, ioSpec{name: v.Name, dtype: v.Type.DType, shape: c.mustDims(v), bytes: bytesOf(v), ref: ref{buf: bufArena, id: id}})
+		io := ioSpec{name: v.Name, dtype: v.Type.DType, shape: c.mustDims(v), bytes: bytesOf(v), ref: ref{buf: bufArena, id: id}}
+		if half && v.Type.DType == tensor.Float32 {
+			c.step = len(c.p.steps)
+			stage := len(c.p.stores)
+			c.p.stores = append(c.p.stores, interval{size: max(io.bytes, 1), first: -1, last: c.step})
+			c.p.stores[id].first = c.step
+			io.ref = ref{buf: bufArena, id: stage}
+			s := c.castStep("input "+v.Name, "cast_f32_f16", ref{buf: bufArena, id: id}, io.ref, prod(io.shape))
+			c.p.kernels["cast_f32_f16"] = true
+			c.p.steps = append(c.p.steps, s)
+		}
+		c.p.inputs = append(c.p.inputs, io)
 	}
 	for _, n := range g.Nodes {
 		if folded(n) {
@@ -163,12 +243,18 @@ func compile(g *ir.Graph, keep bool) (*program, error) {
 		for _, l := range s.launches {
 			c.p.kernels[l.kernel] = true
 		}
+		if s.conv != nil && s.conv.post.kernel != "" {
+			c.p.kernels[s.conv.post.kernel] = true
+		}
+		if s.gemm != nil && s.gemm.post.kernel != "" {
+			c.p.kernels[s.gemm.post.kernel] = true
+		}
 		for _, v := range n.Inputs {
 			c.use(v)
 		}
 		c.p.steps = append(c.p.steps, s)
 	}
-	end := len(c.p.steps)
+	var live []int // stores that must outlive the last step
 	for _, v := range g.Outputs {
 		o := ioSpec{name: v.Name, dtype: v.Type.DType}
 		if v.Const != nil {
@@ -185,19 +271,33 @@ func compile(g *ir.Graph, keep bool) (*program, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: output %q is computed by no node", ErrGraph, v.Name)
 		}
-		c.p.stores[id].last = end
+		live = append(live, id)
 		o.shape, o.bytes, o.ref = dims, bytesOf(v), ref{buf: bufArena, id: id}
+		if half && v.Type.DType == tensor.Float32 {
+			c.step = len(c.p.steps)
+			stage := len(c.p.stores)
+			c.p.stores = append(c.p.stores, interval{size: max(o.bytes, 1), first: c.step, last: c.step})
+			live = append(live, stage)
+			o.ref = ref{buf: bufArena, id: stage}
+			c.p.steps = append(c.p.steps, c.castStep("output "+v.Name, "cast_f16_f32", o.ref, ref{buf: bufArena, id: id}, prod(dims)))
+			c.p.kernels["cast_f16_f32"] = true
+		}
 		c.p.outputs = append(c.p.outputs, o)
+	}
+	end := len(c.p.steps)
+	for _, id := range live {
+		c.p.stores[id].last = end
 	}
 	for v, id := range c.storeOf {
 		if keep {
 			c.p.stores[id].last = end
 		}
 		if dims, err := c.dims(v); err == nil {
-			c.p.values[v.Name] = ioSpec{name: v.Name, dtype: v.Type.DType, shape: dims, bytes: bytesOf(v), ref: ref{buf: bufArena, id: id}}
+			c.p.values[v.Name] = ioSpec{name: v.Name, dtype: c.storedType(v.Type.DType), shape: dims, bytes: c.bytes(v), ref: ref{buf: bufArena, id: id}}
 		}
 	}
 	c.p.offsets, c.p.arena = planOffsets(c.p.stores)
+	c.p.half = half
 	return c.p, nil
 }
 
@@ -211,6 +311,7 @@ func folded(n *ir.Node) bool {
 	return len(n.Outputs) > 0
 }
 
+// bytesOf is the size of v as the host sees it (float32 as float32).
 func bytesOf(v *ir.Value) int64 {
 	dims, _ := v.Type.Shape.Ints()
 	return int64(tensor.NumElements(dims)) * int64(v.Type.DType.Size())
@@ -235,7 +336,7 @@ func (c *compiler) mustDims(v *ir.Value) []int { d, _ := c.dims(v); return d }
 
 func (c *compiler) newStore(v *ir.Value) int {
 	id := len(c.p.stores)
-	c.p.stores = append(c.p.stores, interval{size: max(bytesOf(v), 1), first: c.step, last: c.step})
+	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
 	c.storeOf[v] = id
 	return id
 }
@@ -265,7 +366,11 @@ func (c *compiler) ref(v *ir.Value) (ref, error) {
 		if v.Const.DType == tensor.String {
 			return ref{}, fmt.Errorf("%w: string constant %q", ErrUnsupported, v.Name)
 		}
-		off := c.addWeights(v.Const.Data)
+		data := v.Const.Data
+		if c.half && v.Const.DType == tensor.Float32 {
+			data = halfBytes(v.Const)
+		}
+		off := c.addWeights(data)
 		c.consts[v] = off
 		return ref{buf: bufWeights, off: off}, nil
 	}
@@ -312,7 +417,7 @@ func (c *compiler) alias(n *ir.Node) error {
 	if in == nil || o == nil {
 		return fmt.Errorf("%w: missing input or output", ErrGraph)
 	}
-	if bytesOf(o) != sizeOf(in) {
+	if c.bytes(o) != c.size(in) {
 		return fmt.Errorf("%w: %v and %v differ in size", ErrGraph, in.Type, o.Type)
 	}
 	if in.Const != nil {
@@ -329,14 +434,6 @@ func (c *compiler) alias(n *ir.Node) error {
 	}
 	c.storeOf[o] = id
 	return nil
-}
-
-// sizeOf returns the bytes of v's contents.
-func sizeOf(v *ir.Value) int64 {
-	if v.Const != nil {
-		return int64(len(v.Const.Data))
-	}
-	return bytesOf(v)
 }
 
 // constAlias makes later reads of o go to r in the weights.

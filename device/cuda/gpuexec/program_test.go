@@ -16,15 +16,59 @@ import (
 // TestCompileModels compiles the optimized reference models (no GPU
 // needed): every node gets launches of kernels that exist, every pointer
 // argument points inside its buffer, and activations share memory.
+//
+// In half precision (the second run of each model) every float kernel is
+// the _f16 one, each float32 graph input and output gets its conversion
+// step, and the constants take about half the bytes.
 func TestCompileModels(t *testing.T) {
-	for _, name := range []string{"resnet_mini", "mobilenet_v2", "squeezenet1_1", "bert_mini"} {
+	for _, name := range []string{"resnet_mini", "mobilenet_v2", "squeezenet1_1", "bert_mini", "yolo_tiny"} {
 		t.Run(name, func(t *testing.T) {
 			path := modelPath(t, name)
 			g := optimizedGraph(t, path, testInputs(t, name))
-			p, err := compile(g, false)
+			p32, err := compile(g, false, false)
 			if err != nil {
 				t.Fatal(err)
 			}
+			p, err := compile(g, false, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w16, w32 := len(p.weights), len(p32.weights); w16 > w32*6/10 {
+				t.Errorf("half constants take %d bytes, float32 ones %d", w16, w32)
+			}
+			casts := 0
+			for k := range p.kernels {
+				if strings.HasSuffix(k, "_f32") && k != "cast_f16_f32" {
+					t.Errorf("half program launches %s", k)
+				}
+			}
+			for _, s := range p.steps {
+				if s.node.OpType == "Cast" && len(s.launches) == 1 && strings.HasPrefix(s.launches[0].kernel, "cast_f") {
+					casts++
+				}
+			}
+			floats := 0
+			for _, io := range append(append([]ioSpec{}, p.inputs...), p.outputs...) {
+				if io.dtype == tensor.Float32 && io.konst == nil {
+					floats++
+				}
+			}
+			if casts != floats {
+				t.Errorf("%d conversion steps for %d float32 inputs and outputs", casts, floats)
+			}
+			for _, p := range []*program{p32, p} {
+				checkProgram(t, p)
+			}
+		})
+	}
+}
+
+// checkProgram checks that every launch uses a known kernel with a valid
+// shape and that its pointers stay inside their buffers.
+func checkProgram(t *testing.T, p *program) {
+	t.Helper()
+	{
+		{
 			var sum int64
 			for _, s := range p.stores {
 				sum += align(s.size)
@@ -68,7 +112,7 @@ func TestCompileModels(t *testing.T) {
 					}
 				}
 			}
-		})
+		}
 	}
 }
 
@@ -125,7 +169,7 @@ func TestCompileErrors(t *testing.T) {
 				n := g.Nodes[len(g.Nodes)-1]
 				n.Inputs = n.Inputs[:1] // broken after inference
 			}
-			_, err := compile(g, false)
+			_, err := compile(g, false, false)
 			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want %v naming %q", err, tt.is, tt.want)
 			}
@@ -144,9 +188,6 @@ func TestNewEngineErrors(t *testing.T) {
 	g := b.Graph()
 	if _, err := ops.InferGraph(g); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := NewEngine(g, Options{FP16: true}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("FP16: error %v, want ErrUnsupported", err)
 	}
 	_, err := NewEngine(g, Options{LibDir: t.TempDir()})
 	if !errors.Is(err, cuda.ErrUnavailable) || !strings.Contains(err.Error(), "libcuda") {

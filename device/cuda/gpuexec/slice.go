@@ -32,7 +32,7 @@ func (c *compiler) slice(s *step) error {
 		return err
 	}
 	dt := dtypeOf(x)
-	k, err := copyKernel("permute", dt)
+	k, err := c.copyKernel("permute", dt)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (c *compiler) slice(s *step) error {
 	if total == 0 {
 		return nil
 	}
-	xr.off += base * int64(dt.Size())
+	xr.off += base * c.esize(dt)
 	s.launches = []launch{elemLaunch(k, total, pArg(yr), pArg(xr), pArg(c.meta(meta)), lArg(total))}
 	return nil
 }

@@ -99,7 +99,7 @@ func TestSliceAsPermute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := compile(mk(), false)
+			p, err := compile(mk(), false, false)
 			if err != nil {
 				t.Fatal(err)
 			}

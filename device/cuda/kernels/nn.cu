@@ -1,4 +1,7 @@
-// Kernels of the CUDA executor (package device/cuda/executor), float32.
+// Kernels of the CUDA executor (package device/cuda/gpuexec), in float32
+// (suffix _f32) and in half (suffix _f16: tensors of IEEE binary16 stored as
+// unsigned short, arithmetic and reductions in float32). Each kernel is a
+// template device function over the storage type, instantiated by KILN_BOTH.
 // Tensors are dense and row-major; shapes and strides that do not fit in
 // scalar arguments come in a "meta" array of long longs in device memory.
 // GRID_STRIDE comes from elementwise.cu, compiled before this file.
@@ -24,12 +27,28 @@ __device__ __forceinline__ float act_apply(float x, int act, float p0, float p1)
     }
 }
 
+
+typedef unsigned short kiln_half;
+
+// ldf reads element i as float; stf stores v at element i, rounding to
+// half for half tensors.
+__device__ __forceinline__ float ldf(const float *p, long long i) { return p[i]; }
+__device__ __forceinline__ float ldf(const kiln_half *p, long long i) { return h2f(p[i]); }
+__device__ __forceinline__ void stf(float *p, long long i, float v) { p[i] = v; }
+__device__ __forceinline__ void stf(kiln_half *p, long long i, float v) { p[i] = f2h(v); }
+
+// KILN_BOTH(name, P, A) defines the kernels name_f32 and name_f16, with
+// parameters P(float) and P(kiln_half), calling name##_t A.
+#define KILN_BOTH(name, P, A)                                         \
+    extern "C" __global__ void name##_f32 P(float) { name##_t A; }    \
+    extern "C" __global__ void name##_f16 P(kiln_half) { name##_t A; }
+
 // Direct 2-D convolution, NCHW, with groups, bias, residual z and
 // activation: y = act(conv(x, w) + bias + z). One thread per output.
-extern "C" __global__ void conv2d_f32(float *y, const float *x, const float *w, const float *bias,
-                                      const float *z, int N, int C, int H, int W, int M, int OH, int OW,
-                                      int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
-                                      int G, int act, float p0, float p1) {
+template <typename T>
+__device__ void conv2d_t(T *y, const T *x, const T *w, const T *bias, const T *z, int N, int C, int H, int W,
+                         int M, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                         int G, int act, float p0, float p1) {
     long long total = (long long)N * M * OH * OW;
     int cpg = C / G, mpg = M / G;
     GRID_STRIDE(i, total) {
@@ -40,55 +59,66 @@ extern "C" __global__ void conv2d_f32(float *y, const float *x, const float *w, 
         int m = (int)(t % M);
         int n = (int)(t / M);
         int g = m / mpg;
-        float acc = bias ? bias[m] : 0.0f;
-        const float *wm = w + (long long)m * cpg * KH * KW;
+        float acc = bias ? ldf(bias, m) : 0.0f;
+        const T *wm = w + (long long)m * cpg * KH * KW;
         for (int c = 0; c < cpg; c++) {
-            const float *xc = x + ((long long)n * C + (long long)g * cpg + c) * H * W;
-            const float *wc = wm + c * KH * KW;
+            const T *xc = x + ((long long)n * C + (long long)g * cpg + c) * H * W;
+            const T *wc = wm + c * KH * KW;
             for (int kh = 0; kh < KH; kh++) {
                 int ih = oh * SH - PH + kh * DH;
                 if (ih < 0 || ih >= H) continue;
                 for (int kw = 0; kw < KW; kw++) {
                     int iw = ow * SW - PW + kw * DW;
                     if (iw < 0 || iw >= W) continue;
-                    acc += xc[(long long)ih * W + iw] * wc[kh * KW + kw];
+                    acc += ldf(xc, (long long)ih * W + iw) * ldf(wc, kh * KW + kw);
                 }
             }
         }
-        if (z) acc += z[i];
-        y[i] = act_apply(acc, act, p0, p1);
+        if (z) acc += ldf(z, i);
+        stf(y, i, act_apply(acc, act, p0, p1));
     }
 }
+#define CONV2D_P(T)                                                                                           \
+    (T * y, const T *x, const T *w, const T *bias, const T *z, int N, int C, int H, int W, int M, int OH, int OW, \
+     int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int G, int act, float p0, float p1)
+KILN_BOTH(conv2d, CONV2D_P, (y, x, w, bias, z, N, C, H, W, M, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G, act, p0, p1))
 
 // In-place epilogue of an NCHW convolution: y = act(y + bias[c] + z).
-extern "C" __global__ void chan_epilogue_f32(float *y, const float *bias, const float *z, long long total,
-                                             long long hw, int M, int act, float p0, float p1) {
+template <typename T>
+__device__ void chan_epilogue_t(T *y, const T *bias, const T *z, long long total, long long hw, int M, int act,
+                                float p0, float p1) {
     GRID_STRIDE(i, total) {
-        float v = y[i];
-        if (bias) v += bias[(i / hw) % M];
-        if (z) v += z[i];
-        y[i] = act_apply(v, act, p0, p1);
+        float v = ldf(y, i);
+        if (bias) v += ldf(bias, (i / hw) % M);
+        if (z) v += ldf(z, i);
+        stf(y, i, act_apply(v, act, p0, p1));
     }
 }
+#define CHAN_EPILOGUE_P(T) \
+    (T * y, const T *bias, const T *z, long long total, long long hw, int M, int act, float p0, float p1)
+KILN_BOTH(chan_epilogue, CHAN_EPILOGUE_P, (y, bias, z, total, hw, M, act, p0, p1))
 
 // In-place epilogue of a row-major matrix: y = act(y + bias[col]).
-extern "C" __global__ void row_epilogue_f32(float *y, const float *bias, long long total, int cols,
-                                            int act, float p0, float p1) {
+template <typename T>
+__device__ void row_epilogue_t(T *y, const T *bias, long long total, int cols, int act, float p0, float p1) {
     GRID_STRIDE(i, total) {
-        float v = y[i];
-        if (bias) v += bias[i % cols];
-        y[i] = act_apply(v, act, p0, p1);
+        float v = ldf(y, i);
+        if (bias) v += ldf(bias, i % cols);
+        stf(y, i, act_apply(v, act, p0, p1));
     }
 }
+#define ROW_EPILOGUE_P(T) (T * y, const T *bias, long long total, int cols, int act, float p0, float p1)
+KILN_BOTH(row_epilogue, ROW_EPILOGUE_P, (y, bias, total, cols, act, p0, p1))
 
 // Batched GEMM, 16x16 tiles: Y[b] = act(alpha * A[b] B[b] + beta * C),
 // element (m, k) of A[b] at A + b*sAb + m*sAm + k*sAk (any layout), C read
 // at Cb + m*sCm + n*sCn (strides 0 broadcast). Y[b] is a dense M x N
 // matrix at Y + b*M*N. grid: (ceil(N/16), ceil(M/16), batch), block 16x16.
-extern "C" __global__ void gemm_f32(float *Y, const float *A, const float *B, const float *Cb, int M, int N,
-                                    int K, long long sAb, long long sAm, long long sAk, long long sBb,
-                                    long long sBk, long long sBn, long long sCm, long long sCn, float alpha,
-                                    float beta, int act, float p0, float p1) {
+// Accumulates in float32 for both storage types.
+template <typename T>
+__device__ void gemm_t(T *Y, const T *A, const T *B, const T *Cb, int M, int N, int K, long long sAb,
+                       long long sAm, long long sAk, long long sBb, long long sBk, long long sBn, long long sCm,
+                       long long sCn, float alpha, float beta, int act, float p0, float p1) {
     __shared__ float As[16][17];
     __shared__ float Bs[16][17];
     int tx = threadIdx.x, ty = threadIdx.y;
@@ -100,8 +130,8 @@ extern "C" __global__ void gemm_f32(float *Y, const float *A, const float *B, co
     float acc = 0.0f;
     for (int k0 = 0; k0 < K; k0 += 16) {
         int ka = k0 + tx, kb = k0 + ty;
-        As[ty][tx] = (row < M && ka < K) ? A[row * sAm + ka * sAk] : 0.0f;
-        Bs[ty][tx] = (kb < K && col < N) ? B[kb * sBk + col * sBn] : 0.0f;
+        As[ty][tx] = (row < M && ka < K) ? ldf(A, row * sAm + ka * sAk) : 0.0f;
+        Bs[ty][tx] = (kb < K && col < N) ? ldf(B, kb * sBk + col * sBn) : 0.0f;
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < 16; kk++) acc += As[ty][kk] * Bs[kk][tx];
@@ -109,22 +139,27 @@ extern "C" __global__ void gemm_f32(float *Y, const float *A, const float *B, co
     }
     if (row < M && col < N) {
         float v = alpha * acc;
-        if (Cb) v += beta * Cb[row * sCm + col * sCn];
-        Y[(long long)row * N + col] = act_apply(v, act, p0, p1);
+        if (Cb) v += beta * ldf(Cb, row * sCm + col * sCn);
+        stf(Y, (long long)row * N + col, act_apply(v, act, p0, p1));
     }
 }
+#define GEMM_P(T)                                                                                              \
+    (T * Y, const T *A, const T *B, const T *Cb, int M, int N, int K, long long sAb, long long sAm, long long sAk, \
+     long long sBb, long long sBk, long long sBn, long long sCm, long long sCn, float alpha, float beta, int act,  \
+     float p0, float p1)
+KILN_BOTH(gemm, GEMM_P, (Y, A, B, Cb, M, N, K, sAb, sAm, sAk, sBb, sBk, sBn, sCm, sCn, alpha, beta, act, p0, p1))
 
 // 2-D max (mode 0) or average pooling (mode 1: padding excluded from the
 // count, mode 2: included, up to the explicit end pads PEH, PEW), NCHW.
-extern "C" __global__ void pool2d_f32(float *y, const float *x, long long NC, int H, int W, int OH, int OW,
-                                      int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
-                                      int PEH, int PEW, int mode) {
+template <typename T>
+__device__ void pool2d_t(T *y, const T *x, long long NC, int H, int W, int OH, int OW, int KH, int KW, int SH,
+                         int SW, int PH, int PW, int DH, int DW, int PEH, int PEW, int mode) {
     long long total = NC * OH * OW;
     GRID_STRIDE(i, total) {
         int ow = (int)(i % OW);
         int oh = (int)((i / OW) % OH);
         long long nc = i / ((long long)OW * OH);
-        const float *xc = x + nc * H * W;
+        const T *xc = x + nc * H * W;
         float acc = mode == 0 ? -KILN_INF : 0.0f;
         int cnt = 0, cntPad = 0;
         for (int kh = 0; kh < KH; kh++) {
@@ -134,7 +169,7 @@ extern "C" __global__ void pool2d_f32(float *y, const float *x, long long NC, in
                 int iw = ow * SW - PW + kw * DW;
                 if (inH && iw >= -PW && iw < W + PEW) cntPad++;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                float v = xc[(long long)ih * W + iw];
+                float v = ldf(xc, (long long)ih * W + iw);
                 if (mode == 0) acc = fmaxf(acc, v);
                 else acc += v;
                 cnt++;
@@ -142,9 +177,13 @@ extern "C" __global__ void pool2d_f32(float *y, const float *x, long long NC, in
         }
         if (mode == 1) acc = cnt ? acc / cnt : 0.0f;
         if (mode == 2) acc = cntPad ? acc / cntPad : 0.0f;
-        y[i] = acc;
+        stf(y, i, acc);
     }
 }
+#define POOL2D_P(T)                                                                                             \
+    (T * y, const T *x, long long NC, int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, \
+     int DH, int DW, int PEH, int PEW, int mode)
+KILN_BOTH(pool2d, POOL2D_P, (y, x, NC, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, PEH, PEW, mode))
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
@@ -180,75 +219,83 @@ __device__ float block_max(float v, float *red) {
 
 // Mean (mode 0) or max (mode 1) of each of rows contiguous runs of cols
 // elements: global pooling. One block per row.
-extern "C" __global__ void reduce_rows_f32(float *y, const float *x, long long rows, int cols, int mode) {
+template <typename T>
+__device__ void reduce_rows_t(T *y, const T *x, long long rows, int cols, int mode) {
     __shared__ float red[32];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float *xr = x + r * cols;
+        const T *xr = x + r * cols;
         float v = mode == 0 ? 0.0f : -KILN_INF;
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) v = mode == 0 ? v + xr[c] : fmaxf(v, xr[c]);
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) v = mode == 0 ? v + ldf(xr, c) : fmaxf(v, ldf(xr, c));
         v = mode == 0 ? block_sum(v, red) : block_max(v, red);
-        if (threadIdx.x == 0) y[r] = mode == 0 ? v / cols : v;
+        if (threadIdx.x == 0) stf(y, r, mode == 0 ? v / cols : v);
         __syncthreads();
     }
 }
+#define REDUCE_ROWS_P(T) (T * y, const T *x, long long rows, int cols, int mode)
+KILN_BOTH(reduce_rows, REDUCE_ROWS_P, (y, x, rows, cols, mode))
 
 // Layer normalization of each row of cols elements:
 // y = (x - mean) / sqrt(var + eps) * gamma + beta (beta may be null).
-extern "C" __global__ void layernorm_f32(float *y, const float *x, const float *gamma, const float *beta,
-                                         long long rows, int cols, float eps) {
+template <typename T>
+__device__ void layernorm_t(T *y, const T *x, const T *gamma, const T *beta, long long rows, int cols, float eps) {
     __shared__ float red[32];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float *xr = x + r * cols;
+        const T *xr = x + r * cols;
         float s = 0.0f;
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) s += ldf(xr, c);
         float mean = block_sum(s, red) / cols;
         float q = 0.0f;
         for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-            float d = xr[c] - mean;
+            float d = ldf(xr, c) - mean;
             q += d * d;
         }
         float inv = rsqrtf(block_sum(q, red) / cols + eps);
         for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-            float v = (xr[c] - mean) * inv * gamma[c];
-            y[r * cols + c] = beta ? v + beta[c] : v;
+            float v = (ldf(xr, c) - mean) * inv * ldf(gamma, c);
+            stf(y, r * cols + c, beta ? v + ldf(beta, c) : v);
         }
         __syncthreads();
     }
 }
+#define LAYERNORM_P(T) (T * y, const T *x, const T *gamma, const T *beta, long long rows, int cols, float eps)
+KILN_BOTH(layernorm, LAYERNORM_P, (y, x, gamma, beta, rows, cols, eps))
 
 // Softmax of each row of cols elements.
-extern "C" __global__ void softmax_f32(float *y, const float *x, long long rows, int cols) {
+template <typename T>
+__device__ void softmax_t(T *y, const T *x, long long rows, int cols) {
     __shared__ float red[32];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float *xr = x + r * cols;
+        const T *xr = x + r * cols;
         float m = -KILN_INF;
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, xr[c]);
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, ldf(xr, c));
         m = block_max(m, red);
         float s = 0.0f;
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) s += expf(xr[c] - m);
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) s += expf(ldf(xr, c) - m);
         s = block_sum(s, red);
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c] = expf(xr[c] - m) / s;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) stf(y, r * cols + c, expf(ldf(xr, c) - m) / s);
         __syncthreads();
     }
 }
+#define SOFTMAX_P(T) (T * y, const T *x, long long rows, int cols)
+KILN_BOTH(softmax, SOFTMAX_P, (y, x, rows, cols))
 
 // Attention for one query row per block: y[b, i, :] = softmax(q[b, i, :]
 // kt[b] * scale + mask) v[b], with q [B, S, D], kt [B, D, T], v [B, T, Dv]
 // (B the product of the leading dims). The mask element of (b, i, j) is at
 // mask + (b's offset) + i*meta[1] + j*meta[2], b's offset from meta[0]
 // leading dims: meta = {r, ms_i, ms_j, dims[r], strides[r]}. Dynamic
-// shared memory: T floats. grid: (S, B).
-extern "C" __global__ void attention_f32(float *y, const float *q, const float *kt, const float *v,
-                                         const float *mask, const long long *meta, int S, int T, int D,
-                                         int Dv, float scale) {
+// shared memory: T floats (float32 scores for both storage types). grid: (S, B).
+template <typename E>
+__device__ void attention_t(E *y, const E *q, const E *kt, const E *v, const E *mask, const long long *meta, int S,
+                            int T, int D, int Dv, float scale) {
     extern __shared__ float sc[];
     __shared__ float red[32];
     int i = blockIdx.x;
     long long b = blockIdx.y;
-    const float *qr = q + (b * S + i) * D;
-    const float *kb = kt + b * (long long)D * T;
-    const float *vb = v + b * (long long)T * Dv;
-    const float *mr = 0;
+    const E *qr = q + (b * S + i) * D;
+    const E *kb = kt + b * (long long)D * T;
+    const E *vb = v + b * (long long)T * Dv;
+    const E *mr = 0;
     if (mask) {
         int r = (int)meta[0];
         long long off = 0, rem = b;
@@ -262,9 +309,9 @@ extern "C" __global__ void attention_f32(float *y, const float *q, const float *
     float mx = -KILN_INF;
     for (int j = threadIdx.x; j < T; j += blockDim.x) {
         float s = 0.0f;
-        for (int d = 0; d < D; d++) s += qr[d] * kb[(long long)d * T + j];
+        for (int d = 0; d < D; d++) s += ldf(qr, d) * ldf(kb, (long long)d * T + j);
         s *= scale;
-        if (mr) s += mr[j * meta[2]];
+        if (mr) s += ldf(mr, j * meta[2]);
         sc[j] = s;
         mx = fmaxf(mx, s);
     }
@@ -280,15 +327,19 @@ extern "C" __global__ void attention_f32(float *y, const float *q, const float *
     float inv = 1.0f / sum;
     for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
         float acc = 0.0f;
-        for (int j = 0; j < T; j++) acc += sc[j] * vb[(long long)j * Dv + d];
-        y[(b * S + i) * Dv + d] = acc * inv;
+        for (int j = 0; j < T; j++) acc += sc[j] * ldf(vb, (long long)j * Dv + d);
+        stf(y, (b * S + i) * Dv + d, acc * inv);
     }
 }
+#define ATTENTION_P(E)                                                                                        \
+    (E * y, const E *q, const E *kt, const E *v, const E *mask, const long long *meta, int S, int T, int D, int Dv, \
+     float scale)
+KILN_BOTH(attention, ATTENTION_P, (y, q, kt, v, mask, meta, S, T, D, Dv, scale))
 
 // Broadcasting binary operation, op: 0 add, 1 sub, 2 mul, 3 div, 4 max,
 // 5 min, 6 pow. meta = {r, dims[r], a strides[r], b strides[r]}.
-extern "C" __global__ void binary_f32(float *y, const float *a, const float *b, const long long *meta,
-                                      long long n, int op) {
+template <typename T>
+__device__ void binary_t(T *y, const T *a, const T *b, const long long *meta, long long n, int op) {
     int r = (int)meta[0];
     GRID_STRIDE(i, n) {
         long long rem = i, ia = 0, ib = 0;
@@ -299,7 +350,7 @@ extern "C" __global__ void binary_f32(float *y, const float *a, const float *b, 
             ia += idx * meta[1 + r + d];
             ib += idx * meta[1 + 2 * r + d];
         }
-        float va = a[ia], vb = b[ib], o;
+        float va = ldf(a, ia), vb = ldf(b, ib), o;
         switch (op) {
         case 0: o = va + vb; break;
         case 1: o = va - vb; break;
@@ -309,25 +360,63 @@ extern "C" __global__ void binary_f32(float *y, const float *a, const float *b, 
         case 5: o = fminf(va, vb); break;
         default: o = powf(va, vb); break;
         }
-        y[i] = o;
+        stf(y, i, o);
     }
 }
+#define BINARY_P(T) (T * y, const T *a, const T *b, const long long *meta, long long n, int op)
+KILN_BOTH(binary, BINARY_P, (y, a, b, meta, n, op))
 
 // y = act(x) elementwise.
-extern "C" __global__ void unary_f32(float *y, const float *x, long long n, int act, float p0, float p1) {
-    GRID_STRIDE(i, n) y[i] = act_apply(x[i], act, p0, p1);
+template <typename T>
+__device__ void unary_t(T *y, const T *x, long long n, int act, float p0, float p1) {
+    GRID_STRIDE(i, n) stf(y, i, act_apply(ldf(x, i), act, p0, p1));
+}
+#define UNARY_P(T) (T * y, const T *x, long long n, int act, float p0, float p1)
+KILN_BOTH(unary, UNARY_P, (y, x, n, act, p0, p1))
+
+// Conversions to float32 or half (Cast of integers; the half executor's
+// float32 graph inputs and outputs).
+template <typename T>
+__device__ void cast_i64_t(T *y, const long long *x, long long n) {
+    GRID_STRIDE(i, n) stf(y, i, (float)x[i]);
+}
+#define CAST_I64_P(T) (T * y, const long long *x, long long n)
+KILN_BOTH(cast_i64, CAST_I64_P, (y, x, n))
+
+template <typename T>
+__device__ void cast_i32_t(T *y, const int *x, long long n) {
+    GRID_STRIDE(i, n) stf(y, i, (float)x[i]);
+}
+#define CAST_I32_P(T) (T * y, const int *x, long long n)
+KILN_BOTH(cast_i32, CAST_I32_P, (y, x, n))
+
+extern "C" __global__ void cast_f32_f16(kiln_half *y, const float *x, long long n) {
+    GRID_STRIDE(i, n) y[i] = f2h(x[i]);
 }
 
-// Conversions to float32.
-extern "C" __global__ void cast_i64_f32(float *y, const long long *x, long long n) {
-    GRID_STRIDE(i, n) y[i] = (float)x[i];
+extern "C" __global__ void cast_f16_f32(float *y, const kiln_half *x, long long n) {
+    GRID_STRIDE(i, n) y[i] = h2f(x[i]);
 }
 
-extern "C" __global__ void cast_i32_f32(float *y, const int *x, long long n) {
-    GRID_STRIDE(i, n) y[i] = (float)x[i];
+// Nearest-neighbour Resize of the last two dims of x [NC, H, W] to y [NC,
+// OH, OW]: the source index of each output row and column is precomputed
+// on the host (meta = {rows[OH], cols[OW]}), so every coordinate transform
+// and rounding mode of ONNX Resize is handled there.
+template <typename T>
+__device__ void resize_nearest_t(T *y, const T *x, const long long *meta, long long NC, int H, int W, int OH,
+                                 int OW) {
+    long long total = NC * OH * OW;
+    GRID_STRIDE(i, total) {
+        int ow = (int)(i % OW);
+        int oh = (int)((i / OW) % OH);
+        long long nc = i / ((long long)OW * OH);
+        y[i] = x[(nc * H + meta[oh]) * W + meta[OH + ow]];
+    }
 }
+#define RESIZE_NEAREST_P(T) (T * y, const T *x, const long long *meta, long long NC, int H, int W, int OH, int OW)
+KILN_BOTH(resize_nearest, RESIZE_NEAREST_P, (y, x, meta, NC, H, W, OH, OW))
 
-// Permutation (Transpose) of 4- or 8-byte elements: output element i, of
+// Permutation (Transpose) of 2-, 4- or 8-byte elements: output element i, of
 // output dims meta[1..r], reads the input at sum idx[d]*meta[1+r+d].
 #define PERMUTE(name, T)                                                                  \
     extern "C" __global__ void name(T *y, const T *x, const long long *meta, long long n) { \
@@ -342,6 +431,7 @@ extern "C" __global__ void cast_i32_f32(float *y, const int *x, long long n) {
             y[i] = x[ix];                                                                 \
         }                                                                                 \
     }
+PERMUTE(permute_b16, unsigned short)
 PERMUTE(permute_b32, unsigned int)
 PERMUTE(permute_b64, unsigned long long)
 
@@ -356,6 +446,7 @@ PERMUTE(permute_b64, unsigned long long)
             y[r * ys + yo + c] = x[r * xs + xo + c];                                               \
         }                                                                                          \
     }
+COPYROWS(copy_rows_b16, unsigned short)
 COPYROWS(copy_rows_b32, unsigned int)
 COPYROWS(copy_rows_b64, unsigned long long)
 
@@ -373,5 +464,6 @@ COPYROWS(copy_rows_b64, unsigned long long)
             y[i] = x[(o * len + s) * inner + k];                                               \
         }                                                                                      \
     }
+GATHER(gather_b16, unsigned short)
 GATHER(gather_b32, unsigned int)
 GATHER(gather_b64, unsigned long long)

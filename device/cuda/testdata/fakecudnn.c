@@ -1,6 +1,7 @@
 // A fake libcudnn (9.14) for tests on machines without a GPU: the legacy
 // convolution API, whose algorithm query returns a tensor-op algorithm
-// (which kiln must skip) and then algorithm 1 in FMA math.
+// (which kiln must skip in float32, and takes in half) and then algorithm 1
+// in FMA math.
 // cudnnConvolutionForward fails with CUDNN_STATUS_EXECUTION_FAILED when
 // $KILN_FAKE_CUDNN_FAIL is set. Built by the tests with cc.
 #include <stddef.h>
@@ -28,7 +29,7 @@ int cudnnCreateConvolutionDescriptor(void **d) { *d = malloc(8); return 0; }
 int cudnnDestroyConvolutionDescriptor(void *d) { free(d); return 0; }
 int cudnnSetConvolution2dDescriptor(void *d, int ph, int pw, int u, int v, int dh, int dw, int mode, int t) { return mode == 1 ? 0 : 3; }
 int cudnnSetConvolutionGroupCount(void *d, int g) { return g > 0 ? 0 : 3; }
-int cudnnSetConvolutionMathType(void *d, int m) { return m == 3 ? 0 : 3; }
+int cudnnSetConvolutionMathType(void *d, int m) { return m == 3 || m == 1 ? 0 : 3; }
 int cudnnGetConvolutionForwardAlgorithm_v7(void *h, void *x, void *w, void *c, void *y, int req, int *ret, perf_t *p) {
 	if (req < 2) return 3;
 	p[0] = (perf_t){.algo = 6, .status = 0, .memory = 0, .mathType = 1};
@@ -43,5 +44,5 @@ int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *x, void *w, void *c, 
 int cudnnConvolutionForward(void *h, const float *alpha, void *xd, const void *x, void *wd, const void *w, void *cd, int algo,
                             void *ws, size_t wsSize, const float *beta, void *yd, void *y) {
 	if (getenv("KILN_FAKE_CUDNN_FAIL")) return 8;
-	return *alpha == 1 && *beta == 0 && algo == 1 && wsSize >= 4096 ? 0 : 3;
+	return *alpha == 1 && *beta == 0 && ((algo == 1 && wsSize >= 4096) || algo == 6) ? 0 : 3;
 }

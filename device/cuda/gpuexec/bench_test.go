@@ -1,0 +1,222 @@
+package gpuexec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// benchRow is one kiln measurement of TestGPUBench, written as a JSON line
+// for bench/gpu.sh to merge with PyTorch's.
+type benchRow struct {
+	Model     string  `json:"model"`
+	Batch     int     `json:"batch"`
+	Precision string  `json:"precision"`
+	DeviceMS  float64 `json:"device_ms"` // median device time of the layers (CUDA events, graph replay)
+	EndToEnd  float64 `json:"e2e_ms"`    // median Context.Run, host tensors in and out
+	BuildS    float64 `json:"build_s"`   // NewEngine and the first two runs
+	Check     string  `json:"check"`     // correctness at this batch, if checked
+	ArenaMB   float64 `json:"arena_mb"`  // activation memory
+	Layers    string  `json:"layers"`    // how the layers run
+	GPU       string  `json:"gpu"`       // fingerprint
+}
+
+func benchInputs(model string, batch int, r *rand.Rand) map[string]*tensor.Tensor {
+	if strings.HasPrefix(model, "bert") {
+		ids := tensor.New(tensor.Int64, batch, 128)
+		mask := tensor.New(tensor.Int64, batch, 128)
+		for i := range ids.Int64s() {
+			ids.Int64s()[i] = int64(r.IntN(30522))
+			mask.Int64s()[i] = 1
+		}
+		return map[string]*tensor.Tensor{"input_ids": ids, "attention_mask": mask}
+	}
+	x := tensor.New(tensor.Float32, batch, 3, 224, 224)
+	for i := range x.Float32s() {
+		x.Float32s()[i] = float32(r.NormFloat64())
+	}
+	return map[string]*tensor.Tensor{"input": x}
+}
+
+// TestGPUBench checks and times the models of $KILN_GPU_BENCH (a directory
+// of exported models: resnet50, bert_base) at the batches of
+// $KILN_GPU_BENCH_BATCHES ("resnet50=1,8,64,256;bert_base=1,8,32"), in
+// float32 and float16. Correctness: at the test inputs (test_data_set_0)
+// the GPU outputs against kiln's CPU float32 outputs and against PyTorch's
+// (output_N.pb), float32 by largest relative difference, float16 by cosine
+// similarity (at least 0.999). Rows go to $KILN_GPU_BENCH_OUT as JSON lines.
+func TestGPUBench(t *testing.T) {
+	dir := os.Getenv("KILN_GPU_BENCH")
+	if dir == "" {
+		t.Skip("set KILN_GPU_BENCH to a directory of exported models to benchmark them")
+	}
+	needGPU(t)
+	fp, _ := cuda.Probe(cuda.Options{})
+	iters := 20
+	if v, err := strconv.Atoi(os.Getenv("KILN_GPU_BENCH_ITERS")); err == nil && v > 0 {
+		iters = v
+	}
+	spec := os.Getenv("KILN_GPU_BENCH_BATCHES")
+	if spec == "" {
+		spec = "resnet50=1,8,64,256;bert_base=1,8,32"
+	}
+	var out *os.File
+	if p := os.Getenv("KILN_GPU_BENCH_OUT"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		out = f
+	}
+	emit := func(r benchRow) {
+		r.GPU = fp.String()
+		b, _ := json.Marshal(r)
+		t.Logf("%s", b)
+		if out != nil {
+			out.Write(append(b, '\n'))
+		}
+	}
+	median := func(v []float64) float64 {
+		s := append([]float64{}, v...)
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
+	for _, part := range strings.Split(spec, ";") {
+		model, list, _ := strings.Cut(part, "=")
+		path := filepath.Join(dir, model, "model.onnx")
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("%s: %v", model, err)
+			continue
+		}
+		// Correctness at the exported test inputs.
+		t.Run(model+"/check", func(t *testing.T) {
+			in := map[string]*tensor.Tensor{}
+			names := []string{"input"}
+			onames := []string{"output"}
+			if strings.HasPrefix(model, "bert") {
+				names, onames = []string{"input_ids", "attention_mask"}, []string{"last_hidden_state", "pooler_output"}
+			}
+			for i, n := range names {
+				x, _, err := onnx.ReadTensorFile(filepath.Join(dir, model, "test_data_set_0", fmt.Sprintf("input_%d.pb", i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				in[n] = x
+			}
+			cpu := cpuRun(t, path, in)
+			batch := in[names[0]].Shape[0]
+			for _, half := range []bool{false, true} {
+				e, err := NewEngine(optimizedGraph(t, path, in), Options{FP16: half})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := e.NewContext()
+				if err != nil {
+					e.Close()
+					t.Fatal(err)
+				}
+				var got map[string]*tensor.Tensor
+				for range 3 {
+					if got, err = c.Run(context.Background(), in); err != nil {
+						t.Fatal(err)
+					}
+				}
+				c.Close()
+				e.Close()
+				var notes []string
+				for i, on := range onames {
+					g := got[on]
+					torch, _, err := onnx.ReadTensorFile(filepath.Join(dir, model, "test_data_set_0", fmt.Sprintf("output_%d.pb", i)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, ref := range []struct {
+						name string
+						w    *tensor.Tensor
+					}{{"kiln CPU fp32", cpu[on]}, {"PyTorch fp32", torch}} {
+						cos, rel := cosine(g, ref.w)
+						worst := 0.0
+						for j := range ref.w.Len() {
+							d := g.Float(j) - ref.w.Float(j)
+							if d < 0 {
+								d = -d
+							}
+							worst = max(worst, d)
+						}
+						notes = append(notes, fmt.Sprintf("%s vs %s: cos %.6f, rel L2 %.2g, max abs %.2g", on, ref.name, cos, rel, worst))
+						if half && !(cos >= minCosine) {
+							t.Errorf("fp16 %s vs %s: cosine %.6f < %g", on, ref.name, cos, minCosine)
+						}
+						if !half && !(rel < 1e-3) {
+							t.Errorf("fp32 %s vs %s: relative L2 error %.3g", on, ref.name, rel)
+						}
+					}
+				}
+				prec := map[bool]string{false: "fp32", true: "fp16"}[half]
+				emit(benchRow{Model: model, Batch: batch, Precision: prec, Check: strings.Join(notes, "; ")})
+			}
+		})
+		for _, bs := range strings.Split(list, ",") {
+			batch, err := strconv.Atoi(bs)
+			if err != nil {
+				t.Fatalf("batch %q", bs)
+			}
+			t.Run(fmt.Sprintf("%s/batch%d", model, batch), func(t *testing.T) {
+				in := benchInputs(model, batch, rand.New(rand.NewPCG(uint64(batch), 3)))
+				for _, half := range []bool{false, true} {
+					start := time.Now()
+					e, err := NewEngine(optimizedGraph(t, path, in), Options{FP16: half})
+					if err != nil {
+						t.Fatal(err)
+					}
+					c, err := e.NewContext()
+					if err != nil {
+						e.Close()
+						t.Fatal(err)
+					}
+					for range 2 {
+						if _, err := c.Run(context.Background(), in); err != nil {
+							t.Fatal(err)
+						}
+					}
+					build := time.Since(start).Seconds()
+					if _, err := c.DeviceTimes(3); err != nil {
+						t.Fatal(err)
+					}
+					dev, err := c.DeviceTimes(iters)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var e2e []float64
+					for range max(5, iters/4) {
+						s := time.Now()
+						if _, err := c.Run(context.Background(), in); err != nil {
+							t.Fatal(err)
+						}
+						e2e = append(e2e, float64(time.Since(s).Microseconds())/1000)
+					}
+					layers := summarize(e.Layers())
+					arena := float64(e.ArenaBytes()) / (1 << 20)
+					c.Close()
+					e.Close()
+					prec := map[bool]string{false: "fp32", true: "fp16"}[half]
+					emit(benchRow{Model: model, Batch: batch, Precision: prec, DeviceMS: median(dev), EndToEnd: median(e2e),
+						BuildS: build, ArenaMB: arena, Layers: layers})
+				}
+			})
+		}
+	}
+}
