@@ -324,7 +324,8 @@ func TestInt8GemmPanics(t *testing.T) {
 // BenchmarkInt8Gemm reports the int8 GEMM's throughput (GOPS: two
 // operations per multiply-add) for each kernel on a 256 x 3136 x 576
 // product (a 3x3 convolution of 64 to 256 channels on 56x56), on one
-// goroutine and on Threads(), and the float32 Sgemm's on the same product.
+// goroutine and on Threads(), and the float32 Sgemm's on the same product
+// with each float32 kernel.
 func BenchmarkInt8Gemm(b *testing.B) {
 	const m, n, k = 256, 3136, 576
 	r := rand.New(rand.NewPCG(9, 10))
@@ -362,15 +363,23 @@ func BenchmarkInt8Gemm(b *testing.B) {
 	for i := range x {
 		x[i] = float32(c.x[i])
 	}
-	for _, nt := range threads {
-		b.Run(fmt.Sprintf("float32-sgemm/threads=%d", nt), func(b *testing.B) {
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				sgemm(false, false, m, n, k, 1, a, k, x, n, 0, y, n, nt)
-			}
-			gops(b)
-		})
+	savedF := active
+	defer func() { active = savedF }()
+	for _, fk := range kernels() {
+		active = fk
+		for _, nt := range threads {
+			b.Run(fmt.Sprintf("float32-sgemm-%s/threads=%d", fk.name, nt), func(b *testing.B) {
+				if fk == genericKernel && testing.Short() {
+					b.Skip("pure Go is slow")
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					sgemm(false, false, m, n, k, 1, a, k, x, n, 0, y, n, nt)
+				}
+				gops(b)
+			})
+		}
 	}
 }
 
