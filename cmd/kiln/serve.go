@@ -143,6 +143,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 				st = healthpb.HealthCheckResponse_SERVING
 			}
 			hs.SetServingStatus("", st)
+			hs.SetServingStatus("inference.GRPCInferenceService", st)
 		}
 		setHealth()
 		go func() {

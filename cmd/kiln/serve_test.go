@@ -334,8 +334,10 @@ func TestServeBrokenModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	if hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Errorf("gRPC health with a broken model: %v %v", hr, err)
+	for _, svc := range []string{"", "inference.GRPCInferenceService"} {
+		if hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: svc}); err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("gRPC health of %q with a broken model: %v %v", svc, hr, err)
+		}
 	}
 	cancel()
 	if c := <-code; c != exitOK {
