@@ -7,18 +7,173 @@
 #   .git/info/exclude) and copies the reference models there.
 # On the GPU machine (carry .gpubin):   bench/gpu.sh run OUTDIR
 #   runs the bindings' tests, the executor's GPU tests (every model against
-#   kiln's CPU FP32 output, rtol 1e-3 / atol 1e-4, TF32 off) and the timing,
-#   writing logs and timing.md to OUTDIR and a summary to stdout.
+#   kiln's CPU FP32 output: FP32 within rtol 1e-3 / atol 1e-4, TF32 off;
+#   FP16 with a cosine similarity of at least 0.999 per output) and the
+#   timing, writing logs and timing.md to OUTDIR and a summary to stdout.
+# On the GPU machine:   bench/gpu.sh bench OUTDIR
+#   exports ResNet-50 and BERT-base with the machine's PyTorch
+#   (export_models.py, copied into .gpubin by build), checks kiln's GPU
+#   outputs (FP32, FP16) against kiln's CPU FP32 outputs and PyTorch's, times
+#   kiln (FP32, FP16) and PyTorch (FP32 eager, FP16 eager, FP16 eager + CUDA
+#   graph, torch.compile FP16 as far as its time allows) on the same GPU at
+#   batch 1, 8, 64, 256 (ResNet-50) and 1, 8, 32 (BERT-base, sequence 128),
+#   and writes OUTDIR/result.md (the table with the ratios) and the raw rows.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# torch_py prints the PyTorch side of "bench" (build writes it to .gpubin/gpu_torch.py).
+torch_py() {
+  cat <<'PY'
+# PyTorch baselines for bench/gpu.sh (written into .gpubin by "bench/gpu.sh build").
+#   gpu_torch.py EXPORT_MODELS.py OUT.jsonl eager|compile   time PyTorch, appending JSON lines
+#   gpu_torch.py table KILN.jsonl TORCH.jsonl               print the markdown table with the ratios
+import importlib.util, json, os, sys, time
+
+BATCHES = {"resnet50": [1, 8, 64, 256], "bert_base": [1, 8, 32]}
+
+
+def load(path):
+    rows = []
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def table(kiln_path, torch_path):
+    kiln, torch_rows = load(kiln_path), load(torch_path)
+    k = {(r["model"], r["batch"], r["precision"]): r for r in kiln if r.get("device_ms")}
+    t = {}
+    for r in torch_rows:
+        t[(r["model"], r["batch"], r["variant"])] = r["ms"]
+    gpu = next((r["gpu"] for r in kiln if r.get("gpu")), "?")
+    tinfo = next((r for r in torch_rows if r.get("torch")), {})
+    out = ["GPU: " + gpu, "PyTorch %s, cuDNN %s (TF32 off for the FP32 rows)" % (tinfo.get("torch", "?"), tinfo.get("cudnn", "?")), "",
+           "Device time per batch in ms (median; kiln: CUDA events around a replay of the layers' CUDA graph, inputs already on the GPU;"
+           " PyTorch: CUDA events around the call, inputs on the GPU). Ratio = PyTorch ms / kiln FP16 ms (above 1: kiln faster).", "",
+           "| model | batch | kiln FP32 | kiln FP16 | kiln FP16 end-to-end | PyTorch FP32 eager | PyTorch FP16 eager | PyTorch FP16 + CUDA graph | torch.compile FP16 | vs eager FP16 | vs CUDA graph | vs compile |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    f = lambda v: "%.3f" % v if v else "-"
+    ratio = lambda a, b: "%.2f" % (a / b) if a and b else "-"
+    for model, bs in BATCHES.items():
+        for b in bs:
+            k32 = k.get((model, b, "fp32"), {}).get("device_ms")
+            k16r = k.get((model, b, "fp16"), {})
+            k16, e2e = k16r.get("device_ms"), k16r.get("e2e_ms")
+            p32, p16, pg, pc = (t.get((model, b, v)) for v in ("fp32_eager", "fp16_eager", "fp16_graph", "fp16_compile"))
+            out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (model, b, f(k32), f(k16), f(e2e), f(p32), f(p16), f(pg), f(pc),
+                       ratio(p16, k16), ratio(pg, k16), ratio(pc, k16)))
+    out += ["", "Correctness (kiln GPU outputs at the exported test inputs):", ""]
+    for r in kiln:
+        if r.get("check"):
+            out.append("- %s batch %d %s: %s" % (r["model"], r["batch"], r["precision"], r["check"]))
+    notes = [r["note"] for r in torch_rows if r.get("note")]
+    if notes:
+        out += ["", "PyTorch notes:", ""] + ["- " + n for n in notes]
+    print("\n".join(out))
+
+
+def main():
+    if sys.argv[1] == "table":
+        table(sys.argv[2], sys.argv[3])
+        return
+    import torch
+    spec = importlib.util.spec_from_file_location("em", sys.argv[1])
+    em = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(em)
+    out, mode = open(sys.argv[2], "a"), sys.argv[3]
+    iters = int(os.environ.get("ITERS", "20"))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    info = {"torch": torch.__version__, "cudnn": torch.backends.cudnn.version()}
+
+    def emit(**r):
+        r.update(info)
+        out.write(json.dumps(r) + "\n")
+        out.flush()
+        print(json.dumps(r), flush=True)
+
+    def timeit(fn, n):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(n):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn()
+            e.record()
+            e.synchronize()
+            ts.append(s.elapsed_time(e))
+        ts.sort()
+        return ts[len(ts) // 2]
+
+    def inputs(model, b, half):
+        if model == "resnet50":
+            x = torch.randn(b, 3, 224, 224, device="cuda")
+            return (x.half() if half else x,)
+        return (torch.randint(0, 30522, (b, 128), device="cuda"), torch.ones(b, 128, dtype=torch.int64, device="cuda"))
+
+    order = [("resnet50", 64), ("bert_base", 8), ("resnet50", 1), ("bert_base", 1), ("resnet50", 8), ("bert_base", 32), ("resnet50", 256)]
+    models = {}
+    with torch.inference_mode():
+        if mode == "eager":
+            for model, bs in BATCHES.items():
+                m = em.MODELS[model]()[0].eval().cuda()
+                args32 = {b: inputs(model, b, False) for b in bs}
+                for b in bs:
+                    a = args32[b]
+                    emit(model=model, batch=b, variant="fp32_eager", ms=timeit(lambda: m(*a), iters))
+                del args32
+                m = m.half()
+                for b in bs:
+                    a = inputs(model, b, True)
+                    emit(model=model, batch=b, variant="fp16_eager", ms=timeit(lambda: m(*a), iters))
+                    s = torch.cuda.Stream()
+                    s.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(s):
+                        for _ in range(3):
+                            m(*a)
+                    torch.cuda.current_stream().wait_stream(s)
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):
+                        m(*a)
+                    emit(model=model, batch=b, variant="fp16_graph", ms=timeit(g.replay, iters))
+                    del g
+                del m
+                torch.cuda.empty_cache()
+        else:
+            for model, b in order:
+                if model not in models:
+                    models[model] = torch.compile(em.MODELS[model]()[0].eval().cuda().half())
+                m = models[model]
+                a = inputs(model, b, True)
+                t0 = time.time()
+                m(*a)
+                torch.cuda.synchronize()
+                c = time.time() - t0
+                emit(model=model, batch=b, variant="fp16_compile", ms=timeit(lambda: m(*a), iters), compile_s=c,
+                     note="torch.compile (default mode) %s batch %d: first call (compilation) %.0f s" % (model, b, c))
+
+
+if __name__ == "__main__":
+    main()
+PY
+}
+
 case "${1:-}" in
 build)
   set -e
   mkdir -p .gpubin/models
-  for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini; do
+  for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
     mkdir -p .gpubin/models/$m
     cp -r ../shared/models/$m/model.onnx ../shared/models/$m/test_data_set_0 .gpubin/models/$m/
   done
+  cp ../shared/tools/export_models.py .gpubin/
+  torch_py >.gpubin/gpu_torch.py
   chmod -R u+w .gpubin
   go test -c -ldflags='-s -w' -o .gpubin/cuda.test ./device/cuda/
   go test -c -ldflags='-s -w' -o .gpubin/gpuexec.test ./device/cuda/gpuexec/
@@ -34,13 +189,13 @@ run)
   echo "cuda bindings: exit $?"
   # One process per group, so that a crash in one does not hide the others.
   : >"$out/gpuexec.log"
-  for pat in 'TestModelsOnGPU/.*/.*/kernels' 'TestOpsOnGPU/.*/kernels' 'TestModelsOnGPU/.*/.*/libs' 'TestOpsOnGPU/.*/libs' \
+  for pat in 'TestModelsFP16OnGPU' 'TestLayersFP16OnGPU' 'TestModelsOnGPU/.*/.*/kernels' 'TestOpsOnGPU/.*/kernels' 'TestModelsOnGPU/.*/.*/libs' 'TestOpsOnGPU/.*/libs' \
     'TestContextsConcurrently|TestGPUErrors' 'TestLayersOnGPU' 'TestCompile|TestPlan|TestNewEngine'; do
     (cd device/cuda/gpuexec && "$root/.gpubin/gpuexec.test" -test.v -test.timeout 300s -test.run "$pat") >>"$out/gpuexec.log" 2>&1
     echo "gpuexec tests $pat: exit $?"
   done
   grep -E '^(--- |    --- )(FAIL|SKIP)|panic|^FAIL|^ok' "$out/cuda.log" "$out/gpuexec.log" | head -60
-  grep -E 'largest difference|layers:|values match' "$out/gpuexec.log" | cut -c1-300 | head -60
+  grep -E 'largest difference|layers:|values match|fp16 |cosine|lowest' "$out/gpuexec.log" | cut -c1-300 | head -60
   if [ -z "${NO_TIMING:-}" ]; then
     (cd device/cuda/gpuexec && KILN_GPU_TIMING=1 KILN_GPU_TIMING_OUT="$out/timing.md" \
       "$root/.gpubin/gpuexec.test" -test.v -test.timeout 300s -test.run GPUTiming) >"$out/timing.log" 2>&1
@@ -48,8 +203,49 @@ run)
     cat "$out/timing.md" 2>/dev/null || tail -20 "$out/timing.log"
   fi
   ;;
+bench)
+  out=${2:?usage: bench/gpu.sh bench OUTDIR}
+  mkdir -p "$out"
+  root=$PWD
+  work=${BENCH_WORK:-/tmp/kiln-bench}
+  mkdir -p "$work/models"
+  t0=$(date +%s)
+  export PYTHONUNBUFFERED=1
+  # 1. Export with this machine's PyTorch (CPU, float32 reference outputs).
+  if ! python3 .gpubin/export_models.py "$work/models" resnet50 bert_base >"$out/export.log" 2>&1; then
+    echo "export failed (see export.log); retrying with the TorchScript exporter (dynamo=False)"
+    python3 - "$work/models" >>"$out/export.log" 2>&1 <<'PY'
+import functools, importlib.util, sys, torch
+orig = torch.onnx.export
+torch.onnx.export = functools.partial(orig, dynamo=False)
+spec = importlib.util.spec_from_file_location("em", ".gpubin/export_models.py")
+em = importlib.util.module_from_spec(spec); spec.loader.exec_module(em)
+for n in ("resnet50", "bert_base"): em.export(n, sys.argv[1])
+PY
+  fi
+  tail -3 "$out/export.log"
+  echo "export: $(( $(date +%s) - t0 )) s"
+  # 2. kiln: correctness at the test inputs, then FP32 and FP16 timings.
+  (cd device/cuda/gpuexec && KILN_GPU_BENCH="$work/models" KILN_GPU_BENCH_OUT="$out/kiln.jsonl" \
+    KILN_GPU_BENCH_ITERS=${ITERS:-20} "$root/.gpubin/gpuexec.test" -test.v -test.timeout 400s -test.run 'TestGPUBench') >"$out/kiln_bench.log" 2>&1
+  echo "kiln bench: exit $? at $(( $(date +%s) - t0 )) s"
+  grep -E '^\s*(--- FAIL|FAIL|panic)|gpu_test|bench_test' "$out/kiln_bench.log" | grep -v '"device_ms":0,' | cut -c1-400 | head -20
+  # 3. PyTorch on the same GPU: eager FP32 and FP16, FP16 + CUDA graph; then torch.compile in what time is left.
+  python3 .gpubin/gpu_torch.py .gpubin/export_models.py "$out/torch.jsonl" eager >"$out/torch.log" 2>&1
+  echo "torch eager: exit $? at $(( $(date +%s) - t0 )) s"
+  left=$(( ${BENCH_BUDGET:-480} - ($(date +%s) - t0) ))
+  if [ "$left" -gt 60 ]; then
+    timeout "$left" python3 .gpubin/gpu_torch.py .gpubin/export_models.py "$out/torch.jsonl" compile >>"$out/torch.log" 2>&1
+    echo "torch.compile: exit $? (limit ${left} s) at $(( $(date +%s) - t0 )) s"
+  else
+    echo "torch.compile: skipped, ${left} s left" | tee -a "$out/torch.log"
+  fi
+  tail -5 "$out/torch.log"
+  python3 .gpubin/gpu_torch.py table "$out/kiln.jsonl" "$out/torch.jsonl" >"$out/result.md"
+  cat "$out/result.md"
+  ;;
 *)
-  echo "usage: bench/gpu.sh build | run OUTDIR" >&2
+  echo "usage: bench/gpu.sh build | run OUTDIR | bench OUTDIR" >&2
   exit 2
   ;;
 esac
