@@ -3,7 +3,10 @@ package nn
 import (
 	"fmt"
 	"math"
+	"slices"
 
+	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/fastmath"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -73,8 +76,67 @@ func parseEpilogue(a *ops.Attrs) epilogue {
 	return e
 }
 
-// apply runs the activation over y in place.
+// Grains of the epilogue's parallel loops: the number of elements one
+// goroutine takes at least, smaller for the activations that evaluate an
+// exponential per element than for the ones that cost a compare or two.
+const (
+	cheapGrain = ops.ElemGrain
+	expGrain   = 1 << 12
+)
+
+// grain returns the parallel grain of the activation.
+func (e epilogue) grain() int {
+	switch e.act {
+	case ActSigmoid, ActSiLU, ActGelu, ActGeluTanh:
+		return expGrain
+	}
+	return cheapGrain
+}
+
+// apply runs the activation over y in place, split over cpu.ParallelFor.
 func (e epilogue) apply(y []float32) {
+	if e.act == ActNone {
+		return
+	}
+	cpu.ParallelFor(len(y), e.grain(), func(lo, hi int) { e.applySerial(y[lo:hi]) })
+}
+
+// applyAdd adds z to y (of the same length) and runs the activation, in one
+// pass split over cpu.ParallelFor.
+func (e epilogue) applyAdd(y, z []float32) {
+	z = z[:len(y)]
+	cpu.ParallelFor(len(y), min(e.grain(), cheapGrain/2), func(lo, hi int) {
+		yc, zc := y[lo:hi], z[lo:hi]
+		for i, v := range zc {
+			yc[i] += v
+		}
+		e.applySerial(yc)
+	})
+}
+
+// applyBias adds bias (of length n) to every row of y (rows of length n)
+// and runs the activation, in one pass split over rows with
+// cpu.ParallelFor.
+func (e epilogue) applyBias(y, bias []float32, n int) {
+	if n == 0 {
+		return
+	}
+	bias = bias[:n]
+	rows := len(y) / n
+	cpu.ParallelFor(rows, max(1, min(e.grain(), cheapGrain/2)/n), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := y[r*n : (r+1)*n]
+			for j, b := range bias {
+				row[j] += b
+			}
+			e.applySerial(row)
+		}
+	})
+}
+
+// applySerial runs the activation over y in place on the caller's
+// goroutine; the transcendental ones in float32 (internal/fastmath).
+func (e epilogue) applySerial(y []float32) {
 	switch e.act {
 	case ActRelu:
 		for i, v := range y {
@@ -85,13 +147,9 @@ func (e epilogue) apply(y []float32) {
 			y[i] = min(max(v, e.p0), e.p1)
 		}
 	case ActSigmoid:
-		for i, v := range y {
-			y[i] = float32(1 / (1 + math.Exp(-float64(v))))
-		}
+		fastmath.Sigmoid(y, y)
 	case ActSiLU:
-		for i, v := range y {
-			y[i] = float32(float64(v) / (1 + math.Exp(-float64(v))))
-		}
+		fastmath.SiLU(y, y)
 	case ActHardSwish:
 		for i, v := range y {
 			y[i] = v * max(0, min(1, v/6+0.5))
@@ -107,16 +165,9 @@ func (e epilogue) apply(y []float32) {
 			y[i] = max(0, min(1, e.p0*v+e.p1))
 		}
 	case ActGelu:
-		for i, v := range y {
-			x := float64(v)
-			y[i] = float32(0.5 * x * (1 + math.Erf(x/math.Sqrt2)))
-		}
+		fastmath.Gelu(y, y)
 	case ActGeluTanh:
-		const c = 0.7978845608028654 // sqrt(2/pi)
-		for i, v := range y {
-			x := float64(v)
-			y[i] = float32(0.5 * x * (1 + math.Tanh(c*(x+0.044715*x*x*x))))
-		}
+		fastmath.GeluTanh(y, y)
 	}
 }
 
@@ -147,15 +198,23 @@ func (k *geluOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{in[0].Type}, nil
 }
 
-func (k *geluOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *geluOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs("Gelu", in, 1); err != nil {
 		return nil, err
 	}
 	if in[0].DType != tensor.Float32 {
 		return nil, badInput("Gelu of %v, want float32", in[0].DType)
 	}
-	y := in[0].Clone()
-	k.ep.apply(y.Float32s())
+	y, err := newOut(env, tensor.Float32, in[0].Shape)
+	if err != nil {
+		return nil, err
+	}
+	src, dst := in[0].Float32s(), y.Float32s()
+	f := fastmath.Gelu
+	if k.ep.act == ActGeluTanh {
+		f = fastmath.GeluTanh
+	}
+	cpu.ParallelFor(len(dst), expGrain, func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 	return []*tensor.Tensor{y}, nil
 }
 
@@ -211,12 +270,12 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 			return nil, badInput("Attention of %v, want float32", t.DType)
 		}
 	}
-	sc, err := matMulOp{}.Run(env, in[:2])
+	q, kt, v := in[0], in[1], in[2]
+	p1, err := planMatMul("Attention", q.Shape, kt.Shape)
 	if err != nil {
 		return nil, err
 	}
-	scores := sc[0]
-	shape := scores.Shape
+	shape := p1.out
 	if len(shape) == 0 {
 		return nil, badInput("Attention scores have no axes")
 	}
@@ -227,25 +286,39 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 			return nil, badInput("Attention mask of shape %v does not broadcast with the scores %v", mask.Shape, shape)
 		}
 		if tensor.ShapeString(b) != tensor.ShapeString(shape) {
-			if scores, err = broadcastF32(scores, b); err != nil {
-				return nil, err
-			}
-			shape = scores.Shape
+			shape = b
 		}
 		mstr = ops.BroadcastStrides(mask.Shape, shape)
 	}
-	softmaxRows(scores.Float32s(), shape, k.scale, mask, mstr)
-	return matMulOp{}.Run(env, []*tensor.Tensor{scores, in[2]})
-}
-
-// broadcastF32 returns float32 tensor t broadcast to shape out.
-func broadcastF32(t *tensor.Tensor, out []int) (*tensor.Tensor, error) {
-	y, err := makeOut(tensor.Float32, out)
+	p2, err := planMatMul("Attention", shape, v.Shape)
 	if err != nil {
 		return nil, err
 	}
-	st := ops.BroadcastStrides(t.Shape, out)
-	src, dst := t.Float32s(), y.Float32s()
+	// The output first: it takes the node's planned arena slot; the scores
+	// are scratch.
+	y, err := newOut(env, tensor.Float32, p2.out)
+	if err != nil {
+		return nil, err
+	}
+	n1 := tensor.NumElements(p1.out)
+	sc, h1 := scratch[float32](n1)
+	defer putScratch(h1)
+	runMatMul(p1, q.Float32s(), kt.Float32s(), sc)
+	if !slices.Equal(shape, p1.out) { // the mask enlarges the scores
+		n := tensor.NumElements(shape)
+		big, h2 := scratch[float32](n)
+		defer putScratch(h2)
+		broadcastInto(big, shape, sc, ops.BroadcastStrides(p1.out, shape))
+		sc = big
+	}
+	softmaxRows(sc, shape, k.scale, mask, mstr)
+	runMatMul(p2, sc, v.Float32s(), y.Float32s())
+	return []*tensor.Tensor{y}, nil
+}
+
+// broadcastInto writes src, read through broadcast strides st, into dst of
+// shape out (every element).
+func broadcastInto(dst []float32, out []int, src []float32, st []int) {
 	coord := make([]int, len(out))
 	for i := range dst {
 		off := 0
@@ -260,57 +333,87 @@ func broadcastF32(t *tensor.Tensor, out []int) (*tensor.Tensor, error) {
 			coord[k] = 0
 		}
 	}
-	return y, nil
 }
 
 // softmaxRows replaces each row (last axis) of s by Softmax(row*scale +
-// mask row), the mask read through broadcast strides mstr.
+// mask row), the mask read through broadcast strides mstr: rows split over
+// cpu.ParallelFor, the exponentials in float32 (internal/fastmath).
 func softmaxRows(s []float32, shape []int, scale float32, mask *tensor.Tensor, mstr []int) {
 	r := len(shape)
 	n := shape[r-1]
-	if n == 0 {
+	if n == 0 || len(s) == 0 {
 		return
 	}
 	var mv []float32
 	if mask != nil {
 		mv = mask.Float32s()
 	}
-	coord := make([]int, r-1)
-	for row := 0; row*n < len(s); row++ {
-		x := s[row*n : (row+1)*n]
-		if mv != nil {
-			base := 0
-			for i, c := range coord {
-				base += c * mstr[i]
-			}
-			for j := range x {
-				x[j] = x[j]*scale + mv[base+j*mstr[r-1]]
-			}
-			for i := r - 2; i >= 0; i-- { // next row
-				if coord[i]++; coord[i] < shape[i] {
-					break
+	rows := len(s) / n
+	cpu.ParallelFor(rows, max(1, expGrain/n), func(lo, hi int) {
+		// The coordinates of row lo over the leading axes.
+		coord := make([]int, r-1)
+		for i, rem := r-2, lo; i >= 0; i-- {
+			coord[i] = rem % shape[i]
+			rem /= shape[i]
+		}
+		for row := lo; row < hi; row++ {
+			x := s[row*n : (row+1)*n]
+			if mv != nil {
+				base := 0
+				for i, c := range coord {
+					base += c * mstr[i]
 				}
-				coord[i] = 0
+				if ms := mstr[r-1]; ms == 1 {
+					for j, m := range mv[base : base+n] {
+						x[j] = x[j]*scale + m
+					}
+				} else {
+					for j := range x {
+						x[j] = x[j]*scale + mv[base+j*ms]
+					}
+				}
+				for i := r - 2; i >= 0; i-- { // next row
+					if coord[i]++; coord[i] < shape[i] {
+						break
+					}
+					coord[i] = 0
+				}
+				sm := 1 / fastmath.ExpShifted(x, x, 1, maxF32(x))
+				scaleF32(x, float32(sm))
+				continue
 			}
-		} else {
-			for j := range x {
-				x[j] *= scale
+			// No mask: the scale goes into the exponentials (max(x*scale)
+			// is max(x)*scale for a scale of at least 0).
+			sc := scale
+			if !(scale >= 0) {
+				scaleF32(x, scale)
+				sc = 1
 			}
+			sm := 1 / fastmath.ExpShifted(x, x, sc, maxF32(x)*sc)
+			scaleF32(x, float32(sm))
 		}
-		mx := x[0]
-		for _, v := range x {
-			mx = max(mx, v)
-		}
-		sum := 0.0
-		for j, v := range x {
-			e := math.Exp(float64(v - mx))
-			x[j] = float32(e)
-			sum += e
-		}
-		inv := 1 / sum
-		for j := range x {
-			x[j] = float32(float64(x[j]) * inv)
-		}
+	})
+}
+
+// maxF32 returns the largest element of a non-empty slice, or NaN if
+// x[0] is NaN or a NaN follows a larger element: callers get NaN through
+// the exponentials anyway whenever x holds one.
+func maxF32(x []float32) float32 {
+	m0, m1, m2, m3 := x[0], x[0], x[0], x[0]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		m0, m1, m2, m3 = max(m0, x[i]), max(m1, x[i+1]), max(m2, x[i+2]), max(m3, x[i+3])
+	}
+	for ; i < len(x); i++ {
+		m0 = max(m0, x[i])
+	}
+	return max(m0, m1, m2, m3)
+}
+
+// scaleF32 multiplies x by s in place.
+func scaleF32(x []float32, s float32) {
+	for i := range x {
+		x[i] *= s
 	}
 }
 

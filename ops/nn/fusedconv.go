@@ -215,11 +215,10 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		convGeneric(s, x.Float32s(), w.Float32s(), bias, yv)
 	}
 	if z != nil {
-		for i, v := range z.Float32s() {
-			yv[i] += v
-		}
+		k.ep.applyAdd(yv, z.Float32s())
+	} else {
+		k.ep.apply(yv)
 	}
-	k.ep.apply(yv)
 	return []*tensor.Tensor{y}, nil
 }
 

@@ -129,13 +129,8 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		if b.Rank() != 1 || b.Shape[0] != n {
 			return nil, badInput("FusedMatMul bias has shape %v for output %v", b.Shape, y.Shape)
 		}
-		bv := b.Float32s()
-		for i := 0; i+n <= len(yv) && n > 0; i += n {
-			row := yv[i : i+n]
-			for j := range row {
-				row[j] += bv[j]
-			}
-		}
+		k.ep.applyBias(yv, b.Float32s(), n)
+		return []*tensor.Tensor{y}, nil
 	}
 	k.ep.apply(yv)
 	return []*tensor.Tensor{y}, nil

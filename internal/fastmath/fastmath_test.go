@@ -1,0 +1,177 @@
+package fastmath
+
+import (
+	"math"
+	"testing"
+)
+
+// one applies a slice function to a single element.
+func one(f func(dst, src []float32)) func(float32) float32 {
+	return func(x float32) float32 {
+		d := []float32{0}
+		f(d, []float32{x})
+		return d[0]
+	}
+}
+
+func gelu(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
+
+func geluTanh(x float64) float64 {
+	return 0.5 * x * (1 + math.Tanh(0.7978845608028654*(x+0.044715*x*x*x)))
+}
+
+func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+func TestAccuracy(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		f          func(dst, src []float32)
+		g          func(float64) float64
+		lo, hi     float64
+		rtol, atol float64
+	}{
+		{name: "exp", f: Exp, g: math.Exp, lo: -87, hi: 88, rtol: 4e-7},
+		{name: "sigmoid", f: Sigmoid, g: sigmoid, lo: -80, hi: 80, rtol: 4e-7},
+		{name: "silu", f: SiLU, g: func(x float64) float64 { return x * sigmoid(x) }, lo: -80, hi: 80, rtol: 5e-7},
+		{name: "tanh", f: Tanh, g: math.Tanh, lo: -12, hi: 12, rtol: 4e-7},
+		{name: "tanh small", f: Tanh, g: math.Tanh, lo: -1e-3, hi: 1e-3, rtol: 2e-7},
+		{name: "tanh tiny", f: Tanh, g: math.Tanh, lo: -1e-30, hi: 1e-30, rtol: 2e-7},
+		{name: "erf", f: Erf, g: math.Erf, lo: -6, hi: 6, rtol: 5e-7},
+		{name: "erf small", f: Erf, g: math.Erf, lo: -1e-3, hi: 1e-3, rtol: 2e-7},
+		// Gelu's relative error near its zero at -0.75... is no better than
+		// erf's absolute error: atol covers it.
+		{name: "gelu", f: Gelu, g: gelu, lo: -12, hi: 12, rtol: 6e-7, atol: 3e-7},
+		{name: "gelu small", f: Gelu, g: gelu, lo: -1e-3, hi: 1e-3, rtol: 3e-7},
+		{name: "gelu tanh", f: GeluTanh, g: geluTanh, lo: -12, hi: 12, rtol: 6e-7, atol: 3e-7},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const n = 200001
+			src := make([]float32, n)
+			for i := range src {
+				src[i] = float32(c.lo + (c.hi-c.lo)*float64(i)/(n-1))
+			}
+			dst := make([]float32, n)
+			c.f(dst, src)
+			worst := 0.0
+			for i, x := range src {
+				want, got := c.g(float64(x)), float64(dst[i])
+				d := math.Abs(got - want)
+				if !(d <= c.atol+c.rtol*math.Abs(want)) {
+					t.Fatalf("%s(%g) = %g, want %g", c.name, x, got, want)
+				}
+				if want != 0 {
+					worst = math.Max(worst, d/math.Abs(want))
+				}
+			}
+			t.Logf("worst relative error %.3g", worst)
+			// In place gives the same results.
+			c.f(src, src)
+			for i := range src {
+				if src[i] != dst[i] && !(src[i] != src[i] && dst[i] != dst[i]) {
+					t.Fatalf("in place: element %d is %g, want %g", i, src[i], dst[i])
+				}
+			}
+		})
+	}
+}
+
+func TestSpecialValues(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, f := range []struct {
+		name string
+		f    func(dst, src []float32)
+	}{{"Exp", Exp}, {"Sigmoid", Sigmoid}, {"SiLU", SiLU}, {"Tanh", Tanh}, {"Erf", Erf}, {"Gelu", Gelu}, {"GeluTanh", GeluTanh}} {
+		if y := one(f.f)(nan); y == y {
+			t.Errorf("%s(NaN) = %g", f.name, y)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		got  float32
+		ok   func(float32) bool
+	}{
+		{"Sigmoid(-100)", one(Sigmoid)(-100), func(y float32) bool { return y >= 0 && y <= 1e-38 }},
+		{"Sigmoid(100)", one(Sigmoid)(100), func(y float32) bool { return y == 1 }},
+		{"Sigmoid(-Inf)", one(Sigmoid)(-inf), func(y float32) bool { return y >= 0 && y <= 1e-38 }},
+		{"SiLU(-100)", one(SiLU)(-100), func(y float32) bool { return y == 0 }},
+		{"SiLU(Inf)", one(SiLU)(inf), func(y float32) bool { return y == inf }},
+		{"Tanh(-100)", one(Tanh)(-100), func(y float32) bool { return y == -1 }},
+		{"Tanh(-Inf)", one(Tanh)(-inf), func(y float32) bool { return y == -1 }},
+		{"Erf(100)", one(Erf)(100), func(y float32) bool { return y == 1 }},
+		{"Erf(Inf)", one(Erf)(inf), func(y float32) bool { return y == 1 }},
+		{"Gelu(-100)", one(Gelu)(-100), func(y float32) bool { return y == 0 }},
+		{"Gelu(100)", one(Gelu)(100), func(y float32) bool { return y == 100 }},
+		{"GeluTanh(100)", one(GeluTanh)(100), func(y float32) bool { return y == 100 }},
+		{"Exp(1000)", Exp32(1000), func(y float32) bool { return y > 1e38 && y != inf }},
+		{"Exp(-1000)", Exp32(-1000), func(y float32) bool { return y > 0 && y < 1e-37 }},
+	} {
+		if !c.ok(c.got) {
+			t.Errorf("%s = %g", c.name, c.got)
+		}
+	}
+}
+
+func TestExpShifted(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		src      []float32
+		scale, m float32
+	}{
+		{"plain", []float32{1, 2, 3, -4}, 1, 3},
+		{"scaled", []float32{10, -20, 30, 0, 5}, 0.125, 3.75},
+		{"flushed", []float32{0, -1000, -88}, 1, 0},
+		{"empty", nil, 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dst := make([]float32, len(c.src))
+			sum := ExpShifted(dst, c.src, c.scale, c.m)
+			want := 0.0
+			for i, x := range c.src {
+				v := float64(x*c.scale - c.m)
+				e := math.Exp(v)
+				if v < -87.33 {
+					e = 0
+				}
+				if d := math.Abs(float64(dst[i]) - e); d > 4e-7*e {
+					t.Errorf("dst[%d] = %g, want %g", i, dst[i], e)
+				}
+				want += e
+			}
+			if math.Abs(float64(sum)-want) > 1e-6*want {
+				t.Errorf("sum %g, want %g", sum, want)
+			}
+		})
+	}
+}
+
+func BenchmarkGelu(b *testing.B) {
+	src := make([]float32, 1<<14)
+	for i := range src {
+		src[i] = float32(i%2000)/250 - 4
+	}
+	dst := make([]float32, len(src))
+	b.SetBytes(int64(4 * len(src)))
+	b.ReportAllocs()
+	for b.Loop() {
+		Gelu(dst, src)
+	}
+}
+
+func BenchmarkKernels(b *testing.B) {
+	src := make([]float32, 1<<14)
+	for i := range src {
+		src[i] = float32(i%2000)/250 - 4
+	}
+	dst := make([]float32, len(src))
+	for _, c := range []struct {
+		name string
+		f    func(dst, src []float32)
+	}{{"Exp", Exp}, {"Sigmoid", Sigmoid}, {"SiLU", SiLU}, {"Tanh", Tanh}, {"Erf", Erf}, {"Gelu", Gelu}, {"GeluTanh", GeluTanh}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(4 * len(src)))
+			for b.Loop() {
+				c.f(dst, src)
+			}
+		})
+	}
+}
