@@ -79,6 +79,47 @@ func int8TileAVX2(nq int, w unsafe.Pointer, corr *int32, x *int8, ps int, c *int
 	int8AVX2Tiles[rows-1](nq, w, x, ps, c, ldc)
 }
 
+func init() {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VBMI {
+		int8DwPlane = int8DwPlaneVNNI
+	}
+}
+
+// int8DwIdx are the VPERMB indexes of the 3x3 depthwise kernel for stride
+// 1 and 2: output l of a block reads bytes stride*l, +1, +2 (and one more
+// that meets a zero weight).
+var int8DwIdx = func() (t [2][64]byte) {
+	for s := 1; s <= 2; s++ {
+		for l := 0; l < 16; l++ {
+			for b := 0; b < 4; b++ {
+				t[s-1][4*l+b] = byte(s*l + min(b, 2))
+			}
+		}
+	}
+	return t
+}()
+
+// int8DwPlaneVNNI is int8DwPlane with VPERMB and VPDPBUSD.
+func int8DwPlaneVNNI(x []int8, ld int, w *[3]int32, corr int32, scale, bias float32, z, dst []float32, oh, ow, stride int, lo, hi float32) {
+	if oh <= 0 || ow <= 0 {
+		return
+	}
+	// Bounds for the assembly: the blocks of the last output row read 64
+	// bytes from 16*stride*(block) on rows stride*(oh-1)+2.
+	last := (stride*(oh-1)+2)*ld + stride*((ow-1)&^15) + 64
+	if len(x) < last || ld < stride*(ow-1)+3 || len(dst) < oh*ow || (z != nil && len(z) < oh*ow) {
+		panic("cpu: int8 depthwise plane: short buffers")
+	}
+	var zp *float32
+	if z != nil {
+		zp = &z[0]
+	}
+	int8DwVNNI(&x[0], ld, &w[0], &int8DwIdx[stride-1][0], corr, scale, bias, zp, &dst[0], oh, ow, stride, lo, hi)
+}
+
+//go:noescape
+func int8DwVNNI(x *int8, ld int, w *int32, idx *byte, corr int32, scale, bias float32, z, dst *float32, oh, ow, stride int, lo, hi float32)
+
 // quantImpls lists the quantizing loops this CPU can run, the fastest
 // first.
 func quantImpls() []*quantImpl {

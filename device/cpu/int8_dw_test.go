@@ -59,11 +59,27 @@ func TestInt8Depthwise(t *testing.T) {
 		{N: 1, C: 4, H: 8, W: 37, M: 8, KH: 3, KW: 3, Group: 4, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1},
 		{N: 1, C: 2, H: 10, W: 10, M: 2, KH: 5, KW: 5, Group: 2, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
 		{N: 1, C: 3, H: 9, W: 9, M: 3, KH: 3, KW: 3, Group: 3, StrideH: 2, StrideW: 1, DilH: 2, DilW: 2, PadTop: 0, PadLeft: 1, PadBottom: 2, PadRight: 0},
+		{N: 1, C: 2, H: 21, W: 50, M: 2, KH: 3, KW: 3, Group: 2, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1, PadTop: 0, PadLeft: 1, PadBottom: 1, PadRight: 0},
+		{N: 1, C: 3, H: 5, W: 70, M: 6, KH: 3, KW: 3, Group: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+		{N: 1, C: 1, H: 3, W: 3, M: 1, KH: 3, KW: 3, Group: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1},
 	}
-	saved := active
-	defer func() { active = saved }()
+	saved, savedDw := active, int8DwPlane
+	defer func() { active, int8DwPlane = saved, savedDw }()
+	type impl struct {
+		name string
+		k    *kernel
+		dw   func(x []int8, ld int, w *[3]int32, corr int32, scale, bias float32, z, dst []float32, oh, ow, stride int, lo, hi float32)
+	}
+	var impls []impl
+	if savedDw != nil {
+		impls = append(impls, impl{"int8 planes", saved, savedDw})
+	}
 	for _, k := range kernels() {
-		active = k
+		impls = append(impls, impl{"float32 " + k.name, k, nil})
+	}
+	for _, im := range impls {
+		active, int8DwPlane = im.k, im.dw
+		k := im
 		for ci, p := range cases {
 			for _, withZ := range []bool{false, true} {
 				name := fmt.Sprintf("%s case %d z=%v", k.name, ci, withZ)

@@ -49,6 +49,7 @@ func main() {
 	quantAVX2("int8QuantAVX2", "int8")
 	quantAVX2("int8QuantF32AVX2", "f32")
 	quantAVX2("int8QuantQuadsAVX2", "quads")
+	dwVNNI("int8DwVNNI")
 	rowAVX2("int8RowAVX2", true)
 	rowAVX2("f32RowAVX2", false)
 	for rows := 1; rows <= vnniMR; rows++ {
@@ -736,6 +737,117 @@ func rowAVX2(name string, intIn bool) {
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
 	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// dwVNNI writes int8DwVNNI, one output plane of a quantized 3x3 depthwise
+// convolution (stride 1 or 2, through the byte index table idx) from an
+// int8 padded input plane (row stride ld, 64 bytes readable past every
+// block it reads):
+//
+//	func(x *int8, ld int, w *int32, idx *byte, corr int32, scale, bias float32, z, dst *float32, oh, ow, stride int, lo, hi float32)
+//
+// For each 16 outputs of a row and each kernel row kh, VPERMB gathers the
+// three input bytes of every output into one dword (the fourth byte meets
+// a zero weight), VPDPBUSD multiplies them, sign bits flipped, with the
+// three weights of w[kh], and corr (-128 times the weights' sum) takes the
+// flip back out. Then dst = clamp(float32(acc)*scale + bias (+ z), lo, hi),
+// rows of ow floats. Z20 index, Z21 0x80 bytes, Z22-Z24 weights, Z25 corr,
+// Z26 scale, Z27 bias, Z28 lo, Z29 hi.
+func dwVNNI(name string) {
+	p("")
+	p("// func %s(x *int8, ld int, w *int32, idx *byte, corr int32, scale, bias float32, z, dst *float32, oh, ow, stride int, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-96", name)
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ ld+8(FP), DX")
+	p("\tMOVQ w+16(FP), AX")
+	p("\tVPBROADCASTD 0(AX), Z22")
+	p("\tVPBROADCASTD 4(AX), Z23")
+	p("\tVPBROADCASTD 8(AX), Z24")
+	p("\tMOVQ idx+24(FP), AX")
+	p("\tVMOVDQU8 (AX), Z20")
+	p("\tMOVL $0x80808080, AX")
+	p("\tVPBROADCASTD AX, Z21")
+	p("\tMOVL corr+32(FP), AX")
+	p("\tVPBROADCASTD AX, Z25")
+	p("\tVBROADCASTSS scale+36(FP), Z26")
+	p("\tVBROADCASTSS bias+40(FP), Z27")
+	p("\tMOVQ z+48(FP), R9")
+	p("\tMOVQ dst+56(FP), DI")
+	p("\tMOVQ oh+64(FP), R10")
+	p("\tMOVQ stride+80(FP), R12")
+	p("\tVBROADCASTSS lo+88(FP), Z28")
+	p("\tVBROADCASTSS hi+92(FP), Z29")
+	p("%s_row:", name)
+	p("\tMOVQ ow+72(FP), CX")
+	p("\tMOVQ SI, BX")
+	p("\tMOVQ DI, R13")
+	p("\tMOVQ R9, R8")
+	block := func(masked bool) {
+		p("\tVPXORD Z0, Z0, Z0")
+		for kh, addr := range []string{"(BX)", "(BX)(DX*1)", "(BX)(DX*2)"} {
+			p("\tVPERMB %s, Z20, Z1", addr)
+			p("\tVPXORD Z21, Z1, Z1")
+			p("\tVPDPBUSD Z%d, Z1, Z0", 22+kh)
+		}
+		p("\tVPADDD Z25, Z0, Z0")
+		p("\tVCVTDQ2PS Z0, Z0")
+		p("\tVMULPS Z26, Z0, Z0")
+		p("\tVADDPS Z27, Z0, Z0")
+		l := fmt.Sprintf("%s_noz%v", name, masked)
+		p("\tTESTQ R8, R8")
+		p("\tJZ %s", l)
+		if masked {
+			p("\tVMOVUPS.Z (R8), K1, Z2")
+		} else {
+			p("\tVMOVUPS (R8), Z2")
+		}
+		p("\tVADDPS Z2, Z0, Z0")
+		p("%s:", l)
+		p("\tVMAXPS Z0, Z28, Z0")
+		p("\tVMINPS Z0, Z29, Z0")
+		if masked {
+			p("\tVMOVUPS Z0, K1, (R13)")
+		} else {
+			p("\tVMOVUPS Z0, (R13)")
+		}
+	}
+	p("%s_block:", name)
+	p("\tCMPQ CX, $16")
+	p("\tJLT %s_tail", name)
+	block(false)
+	p("\tMOVQ R12, AX")
+	p("\tSHLQ $4, AX")
+	p("\tADDQ AX, BX")
+	p("\tADDQ $64, R13")
+	p("\tTESTQ R8, R8")
+	p("\tJZ %s_nozadv", name)
+	p("\tADDQ $64, R8")
+	p("%s_nozadv:", name)
+	p("\tSUBQ $16, CX")
+	p("\tJMP %s_block", name)
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_rowend", name)
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	block(true)
+	p("%s_rowend:", name)
+	p("\tMOVQ DX, AX")
+	p("\tIMULQ R12, AX")
+	p("\tADDQ AX, SI")
+	p("\tMOVQ ow+72(FP), AX")
+	p("\tSHLQ $2, AX")
+	p("\tADDQ AX, DI")
+	p("\tTESTQ R9, R9")
+	p("\tJZ %s_nozrow", name)
+	p("\tADDQ AX, R9")
+	p("%s_nozrow:", name)
+	p("\tDECQ R10")
+	p("\tJNZ %s_row", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
