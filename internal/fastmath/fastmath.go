@@ -59,7 +59,8 @@ func Exp32(x float32) float32 {
 // (arguments below -87.33) are 0.
 func ExpShifted(dst, src []float32, scale, m float32) float64 {
 	src = src[:len(dst)]
-	var s float64
+	k, s := expShiftedVec(dst, src, scale, m)
+	dst, src = dst[k:], src[k:]
 	for i, x := range src {
 		x = x*scale - m
 		if x < expMin {
@@ -169,6 +170,8 @@ func Tanh(dst, src []float32) {
 // Stegun 7.1.26 (absolute error under 1.5e-7) from 1 to 4, and 1 above.
 func Erf(dst, src []float32) {
 	src = src[:len(dst)]
+	k := erfVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	for i, x := range src {
 		u := math.Float32bits(x)
 		a := math.Float32frombits(u &^ signF)
@@ -219,6 +222,8 @@ func Erf(dst, src []float32) {
 // Gelu computes dst = 0.5*src*(1+erf(src/sqrt(2))).
 func Gelu(dst, src []float32) {
 	src = src[:len(dst)]
+	k := geluVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	var t [block]float32
 	for lo := 0; lo < len(dst); lo += block {
 		hi := min(lo+block, len(dst))

@@ -175,3 +175,65 @@ func BenchmarkKernels(b *testing.B) {
 		})
 	}
 }
+
+// TestLengths runs the functions with a vector form on every length up to
+// 40 at every offset up to 8, so that both the vector loop and the scalar
+// tail see every element position.
+func TestLengths(t *testing.T) {
+	src := make([]float32, 48)
+	for i := range src {
+		src[i] = float32(i)*0.37 - 6
+	}
+	src[17] = float32(math.NaN())
+	for _, c := range []struct {
+		name string
+		f    func(dst, src []float32)
+		g    func(float64) float64
+	}{{"Erf", Erf, math.Erf}, {"Gelu", Gelu, gelu}} {
+		for off := 0; off < 8; off++ {
+			for n := 0; n+off <= 40; n++ {
+				s := src[off : off+n]
+				d := make([]float32, n)
+				c.f(d, s)
+				for i, x := range s {
+					want, got := c.g(float64(x)), float64(d[i])
+					if x != x {
+						if got == got {
+							t.Fatalf("%s(NaN) = %g (length %d, offset %d)", c.name, got, n, off)
+						}
+						continue
+					}
+					if math.Abs(got-want) > 3e-7+6e-7*math.Abs(want) {
+						t.Fatalf("%s(%g) = %g, want %g (length %d, offset %d)", c.name, x, got, want, n, off)
+					}
+				}
+			}
+		}
+	}
+	for n := 0; n <= 40; n++ {
+		s := src[:n]
+		d := make([]float32, n)
+		sum := ExpShifted(d, s, 2, 30)
+		want := 0.0
+		for i, x := range s {
+			v := float64(x*2 - 30)
+			e := math.Exp(v)
+			if v < -87.33 {
+				e = 0
+			}
+			if x != x {
+				if d[i] == d[i] {
+					t.Fatalf("ExpShifted of NaN = %g (length %d)", d[i], n)
+				}
+				continue
+			}
+			if math.Abs(float64(d[i])-e) > 4e-7*e {
+				t.Fatalf("ExpShifted element %d = %g, want %g (length %d)", i, d[i], e, n)
+			}
+			want += e
+		}
+		if n <= 17 && math.Abs(sum-want) > 1e-6*want {
+			t.Fatalf("ExpShifted sum %g, want %g (length %d)", sum, want, n)
+		}
+	}
+}
