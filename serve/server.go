@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kilnai/kiln"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -81,7 +82,17 @@ type Options struct {
 	// WrapRunner, when set, wraps each model version's runner (for
 	// instrumentation, fault injection and tests).
 	WrapRunner func(model string, r scheduler.Runner) scheduler.Runner
+	// Loader loads each version's model file from the repository (kiln
+	// serve builds engines through its plan cache); nil loads the graph as
+	// it is (kiln.Load).
+	Loader repository.ModelLoader
 }
+
+// modelRunner runs a kiln model, with one execution context (arena) per
+// scheduler instance.
+type modelRunner struct{ *kiln.Model }
+
+func (m modelRunner) NewInstance() scheduler.Runner { return m.Model.NewContext() }
 
 // InferRequest is one inference request.
 type InferRequest struct {
@@ -194,7 +205,7 @@ func (s *Server) Load(name string) error {
 		s.models[name] = &model{name: name, state: "LOADING", reason: "loading"}
 	}
 	s.mu.Unlock()
-	rm, err := repository.Load(s.opts.Repository, name)
+	rm, err := repository.LoadWith(s.opts.Repository, name, s.opts.Loader)
 	if err == nil {
 		err = s.Add(rm)
 	}
@@ -235,7 +246,7 @@ func (s *Server) Add(rm *repository.Model) error {
 	m := &model{name: rm.Name, state: "READY", repo: rm}
 	for _, v := range rm.Versions {
 		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}}
-		var r scheduler.Runner = v.Model
+		var r scheduler.Runner = modelRunner{v.Model}
 		if s.opts.WrapRunner != nil {
 			r = s.opts.WrapRunner(rm.Name, r)
 		}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"github.com/kilnai/kiln"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -54,6 +56,8 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (default: $KILN_ADMIN_TOKEN)")
 	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
 	gpuMetrics := fs.Bool("allow-gpu-metrics", true, "export nv_gpu_* metrics read through NVML (absent without an NVIDIA driver)")
+	planCache := fs.String("plan-cache", defaultPlanCache(), "folder of built engine plans, keyed by model, config, device and kiln version: a restart loads them instead of building")
+	noBuild := fs.Bool("no-build", false, "serve ONNX graphs as they are, without building engines (no optimization, no plan cache)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
@@ -84,7 +88,11 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	if *gpuMetrics && *metricsPort >= 0 {
 		m.EnableGPU(log, cuda.Options{}) // without a GPU: logged, and no nv_gpu_* metrics
 	}
-	s := serve.New(serve.Options{Repository: *repo, Logger: log, Observer: m})
+	opts := serve.Options{Repository: *repo, Logger: log, Observer: m}
+	if !*noBuild {
+		opts.Loader = planLoader(&kiln.PlanCache{Dir: *planCache}, log)
+	}
+	s := serve.New(opts)
 	m.SetPending(s)
 	if *repo == "" {
 		rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
@@ -231,4 +239,40 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// defaultPlanCache is the user's cache folder's kiln/plans (a temporary
+// folder's when the system has none).
+func defaultPlanCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "kiln", "plans")
+}
+
+// planLoader builds each model version's engine with the options its
+// config asks for, through the plan cache.
+func planLoader(c *kiln.PlanCache, log *slog.Logger) repository.ModelLoader {
+	return func(path string, cfg *repository.Config) (*kiln.Model, error) {
+		o, err := repository.BuildOptions(filepath.Dir(filepath.Dir(path)), cfg)
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		m, res, err := c.Load(context.Background(), path, o)
+		if err != nil {
+			return nil, err
+		}
+		how := "built"
+		if res.Hit {
+			how = "cached plan"
+		}
+		args := []any{"model", path, "plan", res.Path, "took", time.Since(start)}
+		if res.Rebuilt != "" {
+			args = append(args, "rebuilt because", res.Rebuilt)
+		}
+		log.Info("engine "+how, args...)
+		return m, nil
+	}
 }

@@ -295,13 +295,14 @@ func TestServeBrokenModel(t *testing.T) {
 		os.WriteFile(filepath.Join(repo, name, "1", "model.onnx"), examples.TinyCNNModel, 0o644)
 		os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(cfg), 0o644)
 	}
+	plans := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan [3]string, 1)
 	code := make(chan int, 1)
 	go func() {
 		code <- runServe(ctx, []string{"--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1",
-			"--model-repository", repo}, started)
+			"--model-repository", repo, "--plan-cache", plans}, started)
 	}()
 	var addrs [3]string
 	select {
@@ -342,5 +343,9 @@ func TestServeBrokenModel(t *testing.T) {
 	cancel()
 	if c := <-code; c != exitOK {
 		t.Errorf("exit %d", c)
+	}
+	// The good model's engine was built and its plan cached.
+	if built, _ := filepath.Glob(filepath.Join(plans, "good-*.plan")); len(built) != 1 {
+		t.Errorf("plan cache holds %v, want one plan of the good model", built)
 	}
 }

@@ -68,7 +68,14 @@ func Names(dir string) ([]string, error) {
 
 // Load reads the model folder dir/name: config.pbtxt when present, and the
 // versions its version policy selects, each loaded with kiln.Load.
-func Load(dir, name string) (*Model, error) {
+func Load(dir, name string) (*Model, error) { return LoadWith(dir, name, nil) }
+
+// LoadWith is Load with each version's model file loaded by load (nil:
+// kiln.Load).
+func LoadWith(dir, name string, load ModelLoader) (*Model, error) {
+	if load == nil {
+		load = func(path string, _ *Config) (*kiln.Model, error) { return kiln.Load(path) }
+	}
 	mdir := filepath.Join(dir, name)
 	if st, err := os.Stat(mdir); err != nil || !st.IsDir() || name == "" || filepath.Base(name) != name {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
@@ -110,7 +117,7 @@ func Load(dir, name string) (*Model, error) {
 	}
 	m := &Model{Name: name, Dir: mdir}
 	for _, n := range nums {
-		km, err := kiln.Load(filepath.Join(mdir, strconv.FormatInt(n, 10), file))
+		km, err := load(filepath.Join(mdir, strconv.FormatInt(n, 10), file), cfg)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("%w: model %s version %d: %w", ErrModel, name, n, err)
