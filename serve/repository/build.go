@@ -38,6 +38,9 @@ const (
 func BuildOptions(modelDir string, cfg *Config) (kiln.BuildOptions, error) {
 	o := kiln.BuildOptions{MaxBatch: 1}
 	if cfg == nil {
+		// Without a config, a model with a variable first dimension is
+		// batched up to DefaultMaxBatchSize (see Complete).
+		o.MaxBatch = DefaultMaxBatchSize
 		return o, nil
 	}
 	if cfg.MaxBatchSize > 0 {

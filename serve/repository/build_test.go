@@ -9,7 +9,7 @@ import (
 func TestBuildOptions(t *testing.T) {
 	dir := filepath.Join("repo", "m")
 	o, err := BuildOptions(dir, nil)
-	if err != nil || o.MaxBatch != 1 || o.Device != "" {
+	if err != nil || o.MaxBatch != DefaultMaxBatchSize || o.Device != "" {
 		t.Fatalf("no config: %+v, %v", o, err)
 	}
 	cfg := &Config{
