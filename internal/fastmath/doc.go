@@ -8,7 +8,7 @@
 // Every slice function computes dst[i] = f(src[i]) for i < len(dst) (src
 // must be at least as long); dst and src may be the same slice. They run on
 // the caller's goroutine: callers split large slices with cpu.ParallelFor.
-// On amd64 with AVX2 and FMA, Erf, Gelu and ExpShifted run 8 elements at
+// On amd64 with AVX2 and FMA, the slice functions run 8 elements at
 // a time in assembly (fastmath_amd64.s, written by gen_amd64.py); their
 // results may differ from the scalar forms in the last bits.
 package fastmath

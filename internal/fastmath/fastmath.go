@@ -25,6 +25,8 @@ const (
 // Exp computes dst = e**src, src clamped to [-87.33, 88.3] (NaN stays NaN).
 func Exp(dst, src []float32) {
 	src = src[:len(dst)]
+	k := expVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	for i, x := range src {
 		if x < expMin {
 			x = expMin
@@ -87,6 +89,8 @@ func ExpShifted(dst, src []float32, scale, m float32) float64 {
 // Sigmoid computes dst = 1/(1+e**-src).
 func Sigmoid(dst, src []float32) {
 	src = src[:len(dst)]
+	k := sigmoidVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	for i, x := range src {
 		x = -x
 		if x < expMin {
@@ -114,6 +118,8 @@ func Sigmoid(dst, src []float32) {
 // Swish).
 func SiLU(dst, src []float32) {
 	src = src[:len(dst)]
+	k := siluVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	for i, v := range src {
 		x := -v
 		if x < expMin {
@@ -142,6 +148,8 @@ func SiLU(dst, src []float32) {
 // polynomial directly, so small |x| keep their precision.
 func Tanh(dst, src []float32) {
 	src = src[:len(dst)]
+	k := tanhVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	for i, x := range src {
 		u := math.Float32bits(x)
 		a := math.Float32frombits(u &^ signF)
@@ -242,6 +250,8 @@ func Gelu(dst, src []float32) {
 func GeluTanh(dst, src []float32) {
 	const c = 0.7978845608028654 // sqrt(2/pi)
 	src = src[:len(dst)]
+	k := geluTanhVec(dst, src)
+	dst, src = dst[k:], src[k:]
 	var t [block]float32
 	for lo := 0; lo < len(dst); lo += block {
 		hi := min(lo+block, len(dst))

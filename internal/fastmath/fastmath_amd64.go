@@ -8,6 +8,21 @@ import "golang.org/x/sys/cpu"
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 //go:noescape
+func expAVX2(dst, src *float32, n int)
+
+//go:noescape
+func sigmoidAVX2(dst, src *float32, n int)
+
+//go:noescape
+func siluAVX2(dst, src *float32, n int)
+
+//go:noescape
+func tanhAVX2(dst, src *float32, n int)
+
+//go:noescape
+func geluTanhAVX2(dst, src *float32, n int)
+
+//go:noescape
 func erfAVX2(dst, src *float32, n int)
 
 //go:noescape
@@ -16,26 +31,25 @@ func geluAVX2(dst, src *float32, n int)
 //go:noescape
 func expShiftedAVX2(dst, src *float32, n int, scale, m float32, sums *[8]float32)
 
-// erfVec computes Erf of the first multiple of 8 elements it can and
-// returns how many it computed.
-func erfVec(dst, src []float32) int {
+// vec runs the assembly loop f over the first multiple of 8 elements of
+// dst (src at least as long) and returns how many it computed: 0 without
+// AVX2 and FMA.
+func vec(f func(dst, src *float32, n int), dst, src []float32) int {
 	n := len(dst) &^ 7
 	if !useAVX2 || n == 0 {
 		return 0
 	}
-	erfAVX2(&dst[0], &src[:n][0], n)
+	f(&dst[0], &src[:n][0], n)
 	return n
 }
 
-// geluVec is erfVec for Gelu.
-func geluVec(dst, src []float32) int {
-	n := len(dst) &^ 7
-	if !useAVX2 || n == 0 {
-		return 0
-	}
-	geluAVX2(&dst[0], &src[:n][0], n)
-	return n
-}
+func expVec(dst, src []float32) int      { return vec(expAVX2, dst, src) }
+func sigmoidVec(dst, src []float32) int  { return vec(sigmoidAVX2, dst, src) }
+func siluVec(dst, src []float32) int     { return vec(siluAVX2, dst, src) }
+func tanhVec(dst, src []float32) int     { return vec(tanhAVX2, dst, src) }
+func geluTanhVec(dst, src []float32) int { return vec(geluTanhAVX2, dst, src) }
+func erfVec(dst, src []float32) int      { return vec(erfAVX2, dst, src) }
+func geluVec(dst, src []float32) int     { return vec(geluAVX2, dst, src) }
 
 // expShiftedVec is erfVec for ExpShifted, also returning the sum of what
 // it computed.

@@ -5,12 +5,22 @@ import (
 	"testing"
 )
 
-// one applies a slice function to a single element.
-func one(f func(dst, src []float32)) func(float32) float32 {
+// one applies a slice function to a single element, through the vector
+// loop (element 0 of 9) and the scalar tail (element 8), and fails t when
+// the two differ by more than a unit in the last place (or in NaN-ness).
+func one(t *testing.T, name string, f func(dst, src []float32)) func(float32) float32 {
 	return func(x float32) float32 {
-		d := []float32{0}
-		f(d, []float32{x})
-		return d[0]
+		s := make([]float32, 9)
+		for i := range s {
+			s[i] = x
+		}
+		d := make([]float32, 9)
+		f(d, s)
+		v, w := d[0], d[8]
+		if (v != v) != (w != w) || v == v && v != w && math.Abs(float64(v-w)) > 1.2e-7*math.Abs(float64(w)) {
+			t.Errorf("%s(%g): vector %g, scalar %g", name, x, v, w)
+		}
+		return v
 	}
 }
 
@@ -81,7 +91,7 @@ func TestSpecialValues(t *testing.T) {
 		name string
 		f    func(dst, src []float32)
 	}{{"Exp", Exp}, {"Sigmoid", Sigmoid}, {"SiLU", SiLU}, {"Tanh", Tanh}, {"Erf", Erf}, {"Gelu", Gelu}, {"GeluTanh", GeluTanh}} {
-		if y := one(f.f)(nan); y == y {
+		if y := one(t, f.name, f.f)(nan); y == y {
 			t.Errorf("%s(NaN) = %g", f.name, y)
 		}
 	}
@@ -90,20 +100,20 @@ func TestSpecialValues(t *testing.T) {
 		got  float32
 		ok   func(float32) bool
 	}{
-		{"Sigmoid(-100)", one(Sigmoid)(-100), func(y float32) bool { return y >= 0 && y <= 1e-38 }},
-		{"Sigmoid(100)", one(Sigmoid)(100), func(y float32) bool { return y == 1 }},
-		{"Sigmoid(-Inf)", one(Sigmoid)(-inf), func(y float32) bool { return y >= 0 && y <= 1e-38 }},
-		{"SiLU(-100)", one(SiLU)(-100), func(y float32) bool { return y == 0 }},
-		{"SiLU(Inf)", one(SiLU)(inf), func(y float32) bool { return y == inf }},
-		{"Tanh(-100)", one(Tanh)(-100), func(y float32) bool { return y == -1 }},
-		{"Tanh(-Inf)", one(Tanh)(-inf), func(y float32) bool { return y == -1 }},
-		{"Erf(100)", one(Erf)(100), func(y float32) bool { return y == 1 }},
-		{"Erf(Inf)", one(Erf)(inf), func(y float32) bool { return y == 1 }},
-		{"Gelu(-100)", one(Gelu)(-100), func(y float32) bool { return y == 0 }},
-		{"Gelu(100)", one(Gelu)(100), func(y float32) bool { return y == 100 }},
-		{"GeluTanh(100)", one(GeluTanh)(100), func(y float32) bool { return y == 100 }},
-		{"Exp(1000)", Exp32(1000), func(y float32) bool { return y > 1e38 && y != inf }},
-		{"Exp(-1000)", Exp32(-1000), func(y float32) bool { return y > 0 && y < 1e-37 }},
+		{"Sigmoid(-100)", one(t, "Sigmoid", Sigmoid)(-100), func(y float32) bool { return y >= 0 && y <= 1e-38 }},
+		{"Sigmoid(100)", one(t, "Sigmoid", Sigmoid)(100), func(y float32) bool { return y == 1 }},
+		{"Sigmoid(-Inf)", one(t, "Sigmoid", Sigmoid)(-inf), func(y float32) bool { return y >= 0 && y <= 1e-38 }},
+		{"SiLU(-100)", one(t, "SiLU", SiLU)(-100), func(y float32) bool { return y == 0 }},
+		{"SiLU(Inf)", one(t, "SiLU", SiLU)(inf), func(y float32) bool { return y == inf }},
+		{"Tanh(-100)", one(t, "Tanh", Tanh)(-100), func(y float32) bool { return y == -1 }},
+		{"Tanh(-Inf)", one(t, "Tanh", Tanh)(-inf), func(y float32) bool { return y == -1 }},
+		{"Erf(100)", one(t, "Erf", Erf)(100), func(y float32) bool { return y == 1 }},
+		{"Erf(Inf)", one(t, "Erf", Erf)(inf), func(y float32) bool { return y == 1 }},
+		{"Gelu(-100)", one(t, "Gelu", Gelu)(-100), func(y float32) bool { return y == 0 }},
+		{"Gelu(100)", one(t, "Gelu", Gelu)(100), func(y float32) bool { return y == 100 }},
+		{"GeluTanh(100)", one(t, "GeluTanh", GeluTanh)(100), func(y float32) bool { return y == 100 }},
+		{"Exp(1000)", one(t, "Exp", Exp)(1000), func(y float32) bool { return y > 1e38 && y != inf }},
+		{"Exp(-1000)", one(t, "Exp", Exp)(-1000), func(y float32) bool { return y > 0 && y < 1e-37 }},
 	} {
 		if !c.ok(c.got) {
 			t.Errorf("%s = %g", c.name, c.got)
@@ -189,7 +199,10 @@ func TestLengths(t *testing.T) {
 		name string
 		f    func(dst, src []float32)
 		g    func(float64) float64
-	}{{"Erf", Erf, math.Erf}, {"Gelu", Gelu, gelu}} {
+	}{
+		{"Exp", Exp, math.Exp}, {"Sigmoid", Sigmoid, sigmoid}, {"SiLU", SiLU, func(x float64) float64 { return x * sigmoid(x) }},
+		{"Tanh", Tanh, math.Tanh}, {"Erf", Erf, math.Erf}, {"Gelu", Gelu, gelu}, {"GeluTanh", GeluTanh, geluTanh},
+	} {
 		for off := 0; off < 8; off++ {
 			for n := 0; n+off <= 40; n++ {
 				s := src[off : off+n]
