@@ -265,3 +265,38 @@ func GeluTanh(dst, src []float32) {
 		}
 	}
 }
+
+// Max returns the largest element of a non-empty slice. A NaN in x may or
+// may not be returned (callers that go on to exponentiate x get NaN from
+// it anyway).
+func Max(x []float32) float32 {
+	m, k := maxVec(x)
+	if k == 0 {
+		m = x[0]
+	}
+	for _, v := range x[k:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+// ScaleAdd computes dst = src*s + add, or dst = src*s when add is nil
+// (add, like src, at least as long as dst).
+func ScaleAdd(dst, src []float32, s float32, add []float32) {
+	src = src[:len(dst)]
+	if add != nil {
+		add = add[:len(dst)]
+	}
+	k := scaleAddVec(dst, src, s, add)
+	if add != nil {
+		for i, x := range src[k:] {
+			dst[k+i] = x*s + add[k+i]
+		}
+		return
+	}
+	for i, x := range src[k:] {
+		dst[k+i] = x * s
+	}
+}

@@ -66,3 +66,35 @@ func expShiftedVec(dst, src []float32, scale, m float32) (int, float64) {
 	}
 	return n, sum
 }
+
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+//go:noescape
+func scaleAddAVX2(dst, src *float32, n int, s float32, add *float32)
+
+// maxVec returns the largest of the first multiple of 8 elements of x (a
+// NaN among them may be missed) and how many it read: 0 when there are
+// fewer than 8 or no AVX2.
+func maxVec(x []float32) (float32, int) {
+	n := len(x) &^ 7
+	if !useAVX2 || n == 0 {
+		return 0, 0
+	}
+	return maxAVX2(&x[0], n), n
+}
+
+// scaleAddVec computes dst = src*s (+ add, when not nil) for the first
+// multiple of 8 elements and returns how many it computed.
+func scaleAddVec(dst, src []float32, s float32, add []float32) int {
+	n := len(dst) &^ 7
+	if !useAVX2 || n == 0 {
+		return 0
+	}
+	var a *float32
+	if add != nil {
+		a = &add[:n][0]
+	}
+	scaleAddAVX2(&dst[0], &src[:n][0], n, s, a)
+	return n
+}

@@ -754,3 +754,59 @@ store:
 	VMOVUPS Y15, (DX)
 	VZEROUPPER
 	RET
+
+// func maxAVX2(x *float32, n int) float32
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS (SI), Y0
+	SHRQ $3, CX
+	JZ reduce
+loop:
+	VMAXPS (SI), Y0, Y0
+	ADDQ $32, SI
+	DECQ CX
+	JNZ loop
+reduce:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+16(FP)
+	RET
+
+// func scaleAddAVX2(dst, src *float32, n int, s float32, add *float32)
+TEXT ·scaleAddAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ add+32(FP), DX
+	SHRQ $3, CX
+	JZ done
+	VBROADCASTSS s+24(FP), Y1
+	TESTQ DX, DX
+	JZ scale
+loop:
+	VMOVUPS (SI), Y0
+	VFMADD213PS (DX), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	DECQ CX
+	JNZ loop
+	VZEROUPPER
+	RET
+scale:
+	VMULPS (SI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ scale
+	VZEROUPPER
+done:
+	RET

@@ -13,3 +13,7 @@ func erfVec(dst, src []float32) int      { return 0 }
 func geluVec(dst, src []float32) int     { return 0 }
 
 func expShiftedVec(dst, src []float32, scale, m float32) (int, float64) { return 0, 0 }
+
+func maxVec(x []float32) (float32, int) { return 0, 0 }
+
+func scaleAddVec(dst, src []float32, s float32, add []float32) int { return 0 }

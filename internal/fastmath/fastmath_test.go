@@ -250,3 +250,40 @@ func TestLengths(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxScaleAdd(t *testing.T) {
+	src := make([]float32, 48)
+	add := make([]float32, 48)
+	for i := range src {
+		src[i] = float32((i*37)%41) - 20
+		add[i] = float32(i) * 0.25
+	}
+	for off := 0; off < 8; off++ {
+		for n := 1; n+off <= 40; n++ {
+			s := src[off : off+n]
+			want := s[0]
+			for _, v := range s {
+				want = max(want, v)
+			}
+			if got := Max(s); got != want {
+				t.Fatalf("Max of length %d at offset %d = %g, want %g", n, off, got, want)
+			}
+			for _, a := range [][]float32{nil, add[off : off+n]} {
+				d := make([]float32, n)
+				ScaleAdd(d, s, 0.3, a)
+				for i, x := range s {
+					w := float64(x) * 0.3
+					if a != nil {
+						w += float64(a[i])
+					}
+					if math.Abs(float64(d[i])-w) > 1e-6*(1+math.Abs(w)) {
+						t.Fatalf("ScaleAdd (add %v) element %d of length %d = %g, want %g", a != nil, i, n, d[i], w)
+					}
+				}
+			}
+		}
+	}
+	if got := Max([]float32{-3, float32(math.Inf(-1)), -2, -7, -9, -1.5, -8, -4, -6, -5}); got != -1.5 {
+		t.Errorf("Max of negatives = %g", got)
+	}
+}

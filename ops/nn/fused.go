@@ -106,10 +106,8 @@ func (e epilogue) apply(y []float32) {
 func (e epilogue) applyAdd(y, z []float32) {
 	z = z[:len(y)]
 	cpu.ParallelFor(len(y), min(e.grain(), cheapGrain/2), func(lo, hi int) {
-		yc, zc := y[lo:hi], z[lo:hi]
-		for i, v := range zc {
-			yc[i] += v
-		}
+		yc := y[lo:hi]
+		fastmath.ScaleAdd(yc, yc, 1, z[lo:hi]) // y*1 + z rounds once, as y + z does
 		e.applySerial(yc)
 	})
 }
@@ -126,9 +124,7 @@ func (e epilogue) applyBias(y, bias []float32, n int) {
 	cpu.ParallelFor(rows, max(1, min(e.grain(), cheapGrain/2)/n), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := y[r*n : (r+1)*n]
-			for j, b := range bias {
-				row[j] += b
-			}
+			fastmath.ScaleAdd(row, row, 1, bias)
 			e.applySerial(row)
 		}
 	})
@@ -364,9 +360,7 @@ func softmaxRows(s []float32, shape []int, scale float32, mask *tensor.Tensor, m
 					base += c * mstr[i]
 				}
 				if ms := mstr[r-1]; ms == 1 {
-					for j, m := range mv[base : base+n] {
-						x[j] = x[j]*scale + m
-					}
+					fastmath.ScaleAdd(x, x, scale, mv[base:base+n])
 				} else {
 					for j := range x {
 						x[j] = x[j]*scale + mv[base+j*ms]
@@ -378,43 +372,21 @@ func softmaxRows(s []float32, shape []int, scale float32, mask *tensor.Tensor, m
 					}
 					coord[i] = 0
 				}
-				sm := 1 / fastmath.ExpShifted(x, x, 1, maxF32(x))
-				scaleF32(x, float32(sm))
+				sm := 1 / fastmath.ExpShifted(x, x, 1, fastmath.Max(x))
+				fastmath.ScaleAdd(x, x, float32(sm), nil)
 				continue
 			}
 			// No mask: the scale goes into the exponentials (max(x*scale)
 			// is max(x)*scale for a scale of at least 0).
 			sc := scale
 			if !(scale >= 0) {
-				scaleF32(x, scale)
+				fastmath.ScaleAdd(x, x, scale, nil)
 				sc = 1
 			}
-			sm := 1 / fastmath.ExpShifted(x, x, sc, maxF32(x)*sc)
-			scaleF32(x, float32(sm))
+			sm := 1 / fastmath.ExpShifted(x, x, sc, fastmath.Max(x)*sc)
+			fastmath.ScaleAdd(x, x, float32(sm), nil)
 		}
 	})
-}
-
-// maxF32 returns the largest element of a non-empty slice, or NaN if
-// x[0] is NaN or a NaN follows a larger element: callers get NaN through
-// the exponentials anyway whenever x holds one.
-func maxF32(x []float32) float32 {
-	m0, m1, m2, m3 := x[0], x[0], x[0], x[0]
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		m0, m1, m2, m3 = max(m0, x[i]), max(m1, x[i+1]), max(m2, x[i+2]), max(m3, x[i+3])
-	}
-	for ; i < len(x); i++ {
-		m0 = max(m0, x[i])
-	}
-	return max(m0, m1, m2, m3)
-}
-
-// scaleF32 multiplies x by s in place.
-func scaleF32(x []float32, s float32) {
-	for i := range x {
-		x[i] *= s
-	}
 }
 
 // prepareLayerNormAlias prepares kiln::LayerNormalization, ONNX
