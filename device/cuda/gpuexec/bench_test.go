@@ -30,6 +30,8 @@ type benchRow struct {
 	Check     string  `json:"check"`     // correctness at this batch, if checked
 	ArenaMB   float64 `json:"arena_mb"`  // activation memory
 	Layers    string  `json:"layers"`    // how the layers run
+	Algos     string  `json:"algos"`     // the cuDNN algorithms and math types chosen, with counts
+	WorkMB    float64 `json:"ws_mb"`     // library workspace per context
 	GPU       string  `json:"gpu"`       // fingerprint
 }
 
@@ -209,12 +211,24 @@ func TestGPUBench(t *testing.T) {
 						e2e = append(e2e, float64(time.Since(s).Microseconds())/1000)
 					}
 					layers := summarize(e.Layers())
+					algos := map[string]int{}
+					for _, l := range e.Layers() {
+						if strings.HasPrefix(l.Impl, "cudnn") {
+							algos[l.Impl]++
+						}
+					}
+					var al []string
+					for k, v := range algos {
+						al = append(al, fmt.Sprintf("%s x%d", k, v))
+					}
+					sort.Strings(al)
+					ws := float64(e.ws) / (1 << 20)
 					arena := float64(e.ArenaBytes()) / (1 << 20)
 					c.Close()
 					e.Close()
 					prec := map[bool]string{false: "fp32", true: "fp16"}[half]
 					emit(benchRow{Model: model, Batch: batch, Precision: prec, DeviceMS: median(dev), EndToEnd: median(e2e),
-						BuildS: build, ArenaMB: arena, Layers: layers})
+						BuildS: build, ArenaMB: arena, Layers: layers, Algos: strings.Join(al, ", "), WorkMB: ws})
 				}
 			})
 		}

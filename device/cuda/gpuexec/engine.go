@@ -47,6 +47,13 @@ type Options struct {
 // maxWorkspace bounds the workspace a library call may use.
 const maxWorkspace = 64 << 20
 
+// maxHalfConvWorkspace bounds the workspace of a half convolution: cuDNN's
+// tensor-core algorithms on NCHW data convert the layout in their
+// workspace, which grows with the batch (100 MB for one ResNet-50 layer at
+// batch 256); under 64 MB cuDNN falls back to slower algorithms. Only what
+// the chosen algorithms need is allocated.
+const maxHalfConvWorkspace = 1 << 30
+
 // Layer describes how one node runs, for inspection.
 type Layer struct {
 	Node string // the node's name
@@ -209,7 +216,11 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					p := cuda.ConvParams{N: cc.n, C: cc.c, H: cc.h, W: cc.wd, M: cc.m, KH: cc.kh, KW: cc.kw,
 						PadH: cc.ph, PadW: cc.pw, StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: cc.group,
 						Half: e.prog.half}
-					if conv, err := d.NewConv(h, p, cc.oh, cc.ow, maxWorkspace); err == nil {
+					limit := maxWorkspace
+					if p.Half {
+						limit = maxHalfConvWorkspace
+					}
+					if conv, err := d.NewConv(h, p, cc.oh, cc.ow, limit); err == nil {
 						e.convs[i] = conv
 						e.ws = max(e.ws, conv.Workspace)
 					}

@@ -252,8 +252,21 @@ func TestLayersFP16OnGPU(t *testing.T) {
 					continue // folded or aliased away
 				}
 				checked++
-				if cos, _ := cosine(got, w); cos < worst || cos != cos {
+				cos, _ := cosine(got, w)
+				if cos < worst || cos != cos {
 					worst, worstName = cos, name
+				}
+				if cos != cos {
+					var bad, badCPU int
+					for i := range w.Len() {
+						if g := got.Float(i); g-g != 0 {
+							bad++
+						}
+						if x := w.Float(i); x-x != 0 {
+							badCPU++
+						}
+					}
+					t.Logf("%q %v: %d non-finite on the GPU, %d on the CPU, of %d", name, w.Shape, bad, badCPU, w.Len())
 				}
 			}
 			t.Logf("%d intermediate values, lowest cosine similarity %.6f at %q", checked, worst, worstName)
@@ -415,6 +428,19 @@ func TestOpsOnGPU(t *testing.T) {
 			y = b.Op("Sigmoid", []*ir.Value{b.Op("Mul", []*ir.Value{y, b.Const("k", tensor.FromFloat32([]float32{30}))})})
 			return b.Op("Clip", []*ir.Value{y, b.Const("lo", tensor.FromFloat32([]float32{0.55})), b.Const("hi", tensor.FromFloat32([]float32{0.9}))})
 		}, map[string]*tensor.Tensor{"x": rnd(3, 4, 50)}},
+		{"Attention odd sizes, broadcast mask", func(b *ir.Builder) *ir.Value {
+			q := b.Input("q", tensor.Float32, f(2, 3, 37, 24)...)
+			k := b.Input("k", tensor.Float32, f(2, 3, 24, 50)...)
+			v := b.Input("v", tensor.Float32, f(2, 3, 50, 40)...)
+			m := b.Input("m", tensor.Float32, f(2, 1, 1, 50)...)
+			return b.Op("Attention", []*ir.Value{q, k, v, m}, ir.FloatAttr("scale", 0.2))
+		}, map[string]*tensor.Tensor{"q": rnd(2, 3, 37, 24), "k": rnd(2, 3, 24, 50), "v": rnd(2, 3, 50, 40), "m": rnd(2, 1, 1, 50)}},
+		{"Attention one query row, 3-D", func(b *ir.Builder) *ir.Value {
+			q := b.Input("q", tensor.Float32, f(4, 1, 16)...)
+			k := b.Input("k", tensor.Float32, f(4, 16, 70)...)
+			v := b.Input("v", tensor.Float32, f(4, 70, 8)...)
+			return b.Op("Attention", []*ir.Value{q, k, v}, ir.FloatAttr("scale", 0.25))
+		}, map[string]*tensor.Tensor{"q": rnd(4, 1, 16), "k": rnd(4, 16, 70), "v": rnd(4, 70, 8)}},
 		{"Concat axis 1 and Div broadcast", func(b *ir.Builder) *ir.Value {
 			x := b.Input("x", tensor.Float32, f(2, 3, 4)...)
 			y := b.Input("y", tensor.Float32, f(2, 5, 4)...)
@@ -422,8 +448,12 @@ func TestOpsOnGPU(t *testing.T) {
 			return b.Op("Div", []*ir.Value{cat, b.Const("d", rnd(1, 4))})
 		}, map[string]*tensor.Tensor{"x": rnd(2, 3, 4), "y": rnd(2, 5, 4)}},
 	}
+	opsConfigs := append(configs[:len(configs):len(configs)], struct {
+		name string
+		opt  Options
+	}{"fp16", Options{FP16: true, SyncEachLayer: true}})
 	for _, tt := range tests {
-		for _, cfg := range configs {
+		for _, cfg := range opsConfigs {
 			t.Run(tt.name+"/"+cfg.name, func(t *testing.T) {
 				mk := func() *ir.Graph {
 					// the same constants in the CPU's graph and the GPU's
@@ -431,6 +461,11 @@ func TestOpsOnGPU(t *testing.T) {
 					b := ir.NewBuilder("g", 17)
 					b.Output(tt.build(b), "out")
 					g := b.Graph()
+					for _, n := range g.Nodes {
+						if n.OpType == "Attention" {
+							n.Domain = "kiln"
+						}
+					}
 					if _, err := ops.InferGraph(g); err != nil {
 						t.Fatal(err)
 					}
@@ -458,6 +493,12 @@ func TestOpsOnGPU(t *testing.T) {
 					got, err := c.Run(context.Background(), tt.in)
 					if err != nil {
 						t.Fatal(err)
+					}
+					if cfg.opt.FP16 {
+						if cos, rel := cosine(got["out"], want["out"]); !(cos >= minCosine) {
+							t.Errorf("run %d: fp16 cosine similarity %.6f < %g (relative L2 error %.3g)", run, cos, minCosine, rel)
+						}
+						continue
 					}
 					compareFloat32(t, fmt.Sprintf("run %d", run), got["out"], want["out"], rtol, atol)
 				}
@@ -555,7 +596,7 @@ func TestGPUTiming(t *testing.T) {
 // tests above).
 func TestLayersOnGPU(t *testing.T) {
 	needGPU(t)
-	for _, model := range []string{"resnet_mini", "mobilenet_v2", "bert_mini"} {
+	for _, model := range []string{"resnet_mini", "mobilenet_v2", "bert_mini", "yolo_tiny"} {
 		for _, cfg := range configs {
 			t.Run(model+"/"+cfg.name, func(t *testing.T) {
 				path := modelPath(t, model)

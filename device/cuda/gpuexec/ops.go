@@ -1008,6 +1008,10 @@ func (c *compiler) softmax(s *step) error {
 	return nil
 }
 
+// attRows is ATT_ROWS of kernels/nn.cu: the query rows of one block of
+// attention_rows.
+const attRows = 16
+
 // maxAttentionKeys bounds the keys of one attention row (they are held in
 // 48 KB of shared memory).
 const maxAttentionKeys = 11 * 1024
@@ -1080,8 +1084,15 @@ func (c *compiler) attention(s *step) error {
 	if err != nil {
 		return err
 	}
+	args := []arg{pArg(yr), pArg(r[0]), pArg(r[1]), pArg(r[2]), optArg(mr), pArg(c.meta(meta)),
+		iArg(S), iArg(T), iArg(D), iArg(Dv), fArg(scale)}
+	if rowsShmem := 4 * attRows * (D + T); rowsShmem <= 47*1024 && S > 1 {
+		// attRows query rows per block: K and V read once per block
+		s.launches = []launch{{kernel: c.fk("attention_rows"), grid: cuda.Dim3{X: uint32((S + attRows - 1) / attRows), Y: uint32(B), Z: 1},
+			block: cuda.Dim3{X: 128, Y: 1, Z: 1}, shmem: uint32(rowsShmem), args: args}}
+		return nil
+	}
 	s.launches = []launch{{kernel: c.fk("attention"), grid: cuda.Dim3{X: uint32(S), Y: uint32(B), Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
-		shmem: uint32(4 * T), args: []arg{pArg(yr), pArg(r[0]), pArg(r[1]), pArg(r[2]), optArg(mr), pArg(c.meta(meta)),
-			iArg(S), iArg(T), iArg(D), iArg(Dv), fArg(scale)}}}
+		shmem: uint32(4 * T), args: args}}
 	return nil
 }

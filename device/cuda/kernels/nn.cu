@@ -336,6 +336,87 @@ __device__ void attention_t(E *y, const E *q, const E *kt, const E *v, const E *
      float scale)
 KILN_BOTH(attention, ATTENTION_P, (y, q, kt, v, mask, meta, S, T, D, Dv, scale))
 
+// Attention for ATT_ROWS query rows per block, the same function as
+// attention_t: the block reads its K and V once for all its rows (the row
+// kernel reads them once per row). Dynamic shared memory: ATT_ROWS * (D + T)
+// floats (the rows' queries, then their scores). grid: (ceil(S/ATT_ROWS), B).
+#define ATT_ROWS 16
+template <typename E>
+__device__ void attention_rows_t(E *y, const E *q, const E *kt, const E *v, const E *mask, const long long *meta,
+                                 int S, int T, int D, int Dv, float scale) {
+    extern __shared__ float smem[];
+    float *qs = smem, *sc = smem + ATT_ROWS * D;
+    __shared__ float rowinv[ATT_ROWS];
+    int i0 = blockIdx.x * ATT_ROWS;
+    int rows = min(ATT_ROWS, S - i0);
+    long long b = blockIdx.y;
+    const E *kb = kt + b * (long long)D * T;
+    const E *vb = v + b * (long long)T * Dv;
+    for (int x = threadIdx.x; x < ATT_ROWS * D; x += blockDim.x) {
+        int r = x / D;
+        qs[x] = r < rows ? ldf(q, (b * S + i0 + r) * (long long)D + x % D) : 0.0f;
+    }
+    const E *mb = 0;
+    if (mask) {
+        int r = (int)meta[0];
+        long long off = 0, rem = b;
+        for (int d = r - 1; d >= 0; d--) {
+            long long dim = meta[3 + d];
+            off += (rem % dim) * meta[3 + r + d];
+            rem /= dim;
+        }
+        mb = mask + off;
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+        float acc[ATT_ROWS];
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) acc[r] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            float kv = ldf(kb, (long long)d * T + j);
+#pragma unroll
+            for (int r = 0; r < ATT_ROWS; r++) acc[r] += qs[r * D + d] * kv;
+        }
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) {
+            float s = acc[r] * scale;
+            if (mb && r < rows) s += ldf(mb, (long long)(i0 + r) * meta[1] + (long long)j * meta[2]);
+            sc[r * T + j] = s;
+        }
+    }
+    __syncthreads();
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int r = warp; r < rows; r += nw) {
+        float *sr = sc + r * T;
+        float mx = -KILN_INF;
+        for (int j = lane; j < T; j += 32) mx = fmaxf(mx, sr[j]);
+        mx = warp_max(mx);
+        float sum = 0.0f;
+        for (int j = lane; j < T; j += 32) {
+            float e = expf(sr[j] - mx);
+            sr[j] = e;
+            sum += e;
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) rowinv[r] = 1.0f / sum;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
+        float acc[ATT_ROWS];
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) acc[r] = 0.0f;
+        for (int j = 0; j < T; j++) {
+            float vv = ldf(vb, (long long)j * Dv + d);
+#pragma unroll
+            for (int r = 0; r < ATT_ROWS; r++) acc[r] += sc[r * T + j] * vv;
+        }
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++)
+            if (r < rows) stf(y, (b * S + i0 + r) * (long long)Dv + d, acc[r] * rowinv[r]);
+    }
+}
+KILN_BOTH(attention_rows, ATTENTION_P, (y, q, kt, v, mask, meta, S, T, D, Dv, scale))
+
 // Broadcasting binary operation, op: 0 add, 1 sub, 2 mul, 3 div, 4 max,
 // 5 min, 6 pow. meta = {r, dims[r], a strides[r], b strides[r]}.
 template <typename T>
