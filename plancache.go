@@ -93,11 +93,11 @@ func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
 	if dev == "" {
 		dev = "cpu"
 	}
-	d, _, err := device.Lookup(dev)
+	d, ord, err := device.Lookup(dev)
 	if err != nil {
 		return "", err
 	}
-	fp, err := d.Fingerprint()
+	fp, err := device.FingerprintAt(d, ord)
 	if err != nil {
 		return "", err
 	}

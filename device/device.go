@@ -90,6 +90,20 @@ type Device interface {
 	Fingerprint() (Fingerprint, error)
 }
 
+// Ordinals is implemented by devices with several units (GPUs): the
+// fingerprint of unit n, which may differ from unit 0's.
+type Ordinals interface {
+	FingerprintOf(ordinal int) (Fingerprint, error)
+}
+
+// FingerprintAt returns the fingerprint of unit ordinal of d.
+func FingerprintAt(d Device, ordinal int) (Fingerprint, error) {
+	if o, ok := d.(Ordinals); ok {
+		return o.FingerprintOf(ordinal)
+	}
+	return d.Fingerprint()
+}
+
 var (
 	mu       sync.RWMutex
 	registry = map[string]Device{}

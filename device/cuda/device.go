@@ -86,6 +86,9 @@ func deviceFingerprint(fp Fingerprint, err error) (device.Fingerprint, error) {
 	return f, nil
 }
 
+// FingerprintOf describes GPU ordinal (device.Ordinals).
+func (cudaDevice) FingerprintOf(ordinal int) (device.Fingerprint, error) { return FingerprintOf(ordinal) }
+
 // Compiler compiles graphs for the GPU; package gpuexec (the executor) sets
 // it in its init, so that the device can run plans wherever the executor is
 // linked in (kiln's command imports it).

@@ -173,11 +173,11 @@ func build(ctx context.Context, name string, load func() (*onnx.File, error), o 
 	if err := o.normalize(); err != nil {
 		return nil, err
 	}
-	d, _, err := device.Lookup(o.Device)
+	d, ord, err := device.Lookup(o.Device)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	fp, err := d.Fingerprint()
+	fp, err := device.FingerprintAt(d, ord)
 	if err != nil {
 		return nil, fmt.Errorf("build: device %s: %w", o.Device, err)
 	}

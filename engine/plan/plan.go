@@ -404,11 +404,11 @@ func (p *Plan) Size() int64 { return int64(len(p.data)) }
 // has the fingerprint the plan was built for, with an error (ErrDevice)
 // naming every property that differs.
 func (p *Plan) CheckDevice() error {
-	d, _, err := device.Lookup(p.Header.Device)
+	d, ord, err := device.Lookup(p.Header.Device)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDevice, err)
 	}
-	fp, err := d.Fingerprint()
+	fp, err := device.FingerprintAt(d, ord)
 	if err != nil {
 		return fmt.Errorf("%w: the plan is for %s, which is not usable here: %w", ErrDevice, p.Header.Device, err)
 	}
