@@ -87,7 +87,9 @@ func deviceFingerprint(fp Fingerprint, err error) (device.Fingerprint, error) {
 }
 
 // FingerprintOf describes GPU ordinal (device.Ordinals).
-func (cudaDevice) FingerprintOf(ordinal int) (device.Fingerprint, error) { return FingerprintOf(ordinal) }
+func (cudaDevice) FingerprintOf(ordinal int) (device.Fingerprint, error) {
+	return FingerprintOf(ordinal)
+}
 
 // Compiler compiles graphs for the GPU; package gpuexec (the executor) sets
 // it in its init, so that the device can run plans wherever the executor is
