@@ -219,7 +219,8 @@ func (k *geluOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 // ([..., d, s]) and the optional Mask (input 3) is added with numpy
 // broadcasting (should it enlarge the scores, they are broadcast first, as
 // the unfused graph would). Attribute scale defaults to 1. It computes
-// float32 only.
+// float32 only: the scores in pooled scratch memory, the softmax rows in
+// parallel with the float32 exponential of internal/fastmath.
 type attentionOp struct{ scale float32 }
 
 func prepareAttention(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -281,9 +282,7 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		if err != nil {
 			return nil, badInput("Attention mask of shape %v does not broadcast with the scores %v", mask.Shape, shape)
 		}
-		if tensor.ShapeString(b) != tensor.ShapeString(shape) {
-			shape = b
-		}
+		shape = b
 		mstr = ops.BroadcastStrides(mask.Shape, shape)
 	}
 	p2, err := planMatMul("Attention", shape, v.Shape)
