@@ -214,9 +214,20 @@ func (b *builder) calibrate(ctx context.Context, ref *engine.Engine, batches []m
 	return t, nil
 }
 
-// cloneGraph returns a deep copy of g (through kiln's ONNX writer and
-// reader), for engines that must not share g's values.
+// cloneGraph returns a copy of g for engines that must not share g's
+// values: ir's structural clone (weights shared), or for graphs with
+// subgraphs a round trip through kiln's ONNX writer and reader.
 func cloneGraph(g *ir.Graph) (*ir.Graph, error) {
+	sub := false
+	for _, n := range g.Nodes {
+		if len(n.Subgraphs()) > 0 {
+			sub = true
+			break
+		}
+	}
+	if !sub {
+		return g.Clone(), nil
+	}
 	mp, err := onnx.FromGraph(g, "kiln")
 	if err != nil {
 		return nil, err
