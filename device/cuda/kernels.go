@@ -21,10 +21,10 @@ var KernelNames = []string{
 	// nn.cu: the executor's kernels, each in float32 (_f32) and half (_f16)
 	"conv2d_f32", "chan_epilogue_f32", "row_epilogue_f32", "gemm_f32", "pool2d_f32",
 	"reduce_rows_f32", "layernorm_f32", "softmax_f32", "attention_f32", "binary_f32", "unary_f32",
-	"cast_i64_f32", "cast_i32_f32", "resize_nearest_f32", "attention_rows_f32",
+	"cast_i64_f32", "cast_i32_f32", "resize_nearest_f32", "attention_rows_f32", "binary_flat_f32",
 	"conv2d_f16", "chan_epilogue_f16", "row_epilogue_f16", "gemm_f16", "pool2d_f16",
 	"reduce_rows_f16", "layernorm_f16", "softmax_f16", "attention_f16", "binary_f16", "unary_f16",
-	"cast_i64_f16", "cast_i32_f16", "resize_nearest_f16", "attention_rows_f16", "cast_f32_f16", "cast_f16_f32",
+	"cast_i64_f16", "cast_i32_f16", "resize_nearest_f16", "attention_rows_f16", "binary_flat_f16", "cast_f32_f16", "cast_f16_f32",
 	"permute_b16", "permute_b32", "permute_b64", "copy_rows_b16", "copy_rows_b32", "copy_rows_b64",
 	"gather_b16", "gather_b32", "gather_b64",
 }

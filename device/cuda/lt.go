@@ -19,6 +19,10 @@ const (
 	cudaR16F              = 2  // CUDA_R_16F
 	ltDescTransA          = 3  // CUBLASLT_MATMUL_DESC_TRANSA
 	ltDescTransB          = 4  // CUBLASLT_MATMUL_DESC_TRANSB
+	ltDescEpilogue        = 7  // CUBLASLT_MATMUL_DESC_EPILOGUE
+	ltDescBiasPointer     = 8  // CUBLASLT_MATMUL_DESC_BIAS_POINTER
+	ltEpilogueBias        = 4  // CUBLASLT_EPILOGUE_BIAS
+	ltEpilogueReLUBias    = 6  // CUBLASLT_EPILOGUE_RELU_BIAS
 	ltPrefMaxWorkspace    = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
 	cublasOpT             = 1  // CUBLAS_OP_T
 	ltHeuristicResultSize = 96 // sizeof(cublasLtMatmulHeuristicResult_t)
@@ -69,16 +73,39 @@ type LtMatmul struct {
 // heuristics rank first among those needing at most maxWorkspace bytes.
 // Free it with Destroy.
 func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (*LtMatmul, error) {
-	return b.newMatmul(h, cudaR32F, m, n, k, transB, maxWorkspace)
+	return b.NewMatmulWith(h, m, n, k, MatmulOptions{TransB: transB}, maxWorkspace)
+}
+
+// MatmulOptions are the settings of NewMatmulWith.
+type MatmulOptions struct {
+	// Half makes A, B, Y and Bias IEEE binary16, accumulated in float32.
+	Half bool
+	// TransB says B is stored [N,K].
+	TransB bool
+	// Bias, when not 0, is a device vector of N elements added to every
+	// row of Y by cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS).
+	Bias DevicePtr
+	// ReLU, with Bias, applies max(0, x) after the bias (RELU_BIAS).
+	ReLU bool
+}
+
+// NewMatmulWith plans the product Y = A B as o says (see NewMatmul).
+func (b *CUBLASLt) NewMatmulWith(h CUBLASLtHandle, m, n, k int, o MatmulOptions, maxWorkspace int) (*LtMatmul, error) {
+	dt := C.int(cudaR32F)
+	if o.Half {
+		dt = cudaR16F
+	}
+	return b.newMatmul(h, dt, m, n, k, o, maxWorkspace)
 }
 
 // NewMatmulHalf is NewMatmul for A, B and Y in IEEE binary16, accumulated
 // in float32 (CUBLAS_COMPUTE_32F, float scale factors: tensor cores).
 func (b *CUBLASLt) NewMatmulHalf(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (*LtMatmul, error) {
-	return b.newMatmul(h, cudaR16F, m, n, k, transB, maxWorkspace)
+	return b.NewMatmulWith(h, m, n, k, MatmulOptions{Half: true, TransB: transB}, maxWorkspace)
 }
 
-func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, transB bool, maxWorkspace int) (_ *LtMatmul, err error) {
+func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOptions, maxWorkspace int) (_ *LtMatmul, err error) {
+	transB := o.TransB
 	f, err := b.matmul()
 	if err != nil {
 		return nil, err
@@ -105,6 +132,21 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, transB boo
 			return nil, b.err("cublasLtMatmulDescSetAttribute(TRANSA)", r)
 		}
 		rowsA, colsA, ldA = k, n, k // our B [N,K] row-major = column-major K x N, transposed
+	}
+	if o.Bias != 0 {
+		// cuBLASLt's bias is per row of its column-major D (N x M): per
+		// column of our row-major Y.
+		epi := C.int(ltEpilogueBias)
+		if o.ReLU {
+			epi = ltEpilogueReLUBias
+		}
+		if r := C.kiln_ltSetAttr(f.descSet, p.desc, ltDescEpilogue, unsafe.Pointer(&epi), 4); r != 0 {
+			return nil, b.err("cublasLtMatmulDescSetAttribute(EPILOGUE)", r)
+		}
+		bias := C.ulonglong(o.Bias)
+		if r := C.kiln_ltSetAttr(f.descSet, p.desc, ltDescBiasPointer, unsafe.Pointer(&bias), 8); r != 0 {
+			return nil, b.err("cublasLtMatmulDescSetAttribute(BIAS_POINTER)", r)
+		}
 	}
 	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &la, dt, C.ulonglong(rowsA), C.ulonglong(colsA), C.longlong(ldA)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(A)", r)

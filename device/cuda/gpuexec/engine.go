@@ -77,6 +77,7 @@ type Engine struct {
 	lt      *cuda.CUBLASLt
 	convs   map[int]*cuda.CUDNNConv // by step
 	gemms   map[int]*cuda.LtMatmul  // by step
+	gemmEpi map[int]bool            // steps whose bias (and ReLU) cuBLASLt's epilogue adds
 	ws      int                     // workspace bytes a context needs
 
 	mu       sync.Mutex
@@ -111,7 +112,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
-		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}}
+		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}}
 	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
 		return nil, err
 	}
@@ -240,11 +241,18 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					if gc == nil {
 						continue
 					}
-					plan := b.NewMatmul
-					if e.prog.half {
-						plan = b.NewMatmulHalf
+					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB}
+					if gc.bias != nil && gc.bias.buf == bufWeights && (gc.act.code == actNone || gc.act.code == actRelu) {
+						// the bias (and ReLU) in cuBLASLt's epilogue: no pass over Y after
+						epi := mo
+						epi.Bias, epi.ReLU = e.weights+cuda.DevicePtr(gc.bias.off), gc.act.code == actRelu
+						if mm, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, epi, maxWorkspace); err == nil {
+							e.gemms[i], e.gemmEpi[i] = mm, true
+							e.ws = max(e.ws, mm.Workspace)
+							continue
+						}
 					}
-					if mm, err := plan(h, gc.m, gc.n, gc.k, gc.transB, maxWorkspace); err == nil {
+					if mm, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, mo, maxWorkspace); err == nil {
 						e.gemms[i] = mm
 						e.ws = max(e.ws, mm.Workspace)
 					}
@@ -288,6 +296,8 @@ func (e *Engine) Layers() []Layer {
 		switch {
 		case e.convs[i] != nil:
 			l.Impl = fmt.Sprintf("cudnn (algo %d, math %d)", e.convs[i].Algo, e.convs[i].Math)
+		case e.gemms[i] != nil && e.gemmEpi[i]:
+			l.Impl = "cublaslt (bias epilogue)"
 		case e.gemms[i] != nil:
 			l.Impl = "cublaslt"
 		case len(s.launches) == 0:
@@ -486,7 +496,7 @@ func (c *Context) bind() error {
 				return mm.Run(c.ltH, a, b, y, c.ws, e.ws, c.stream)
 			}})
 			launches = nil
-			if gc.post.kernel != "" {
+			if gc.post.kernel != "" && !e.gemmEpi[i] {
 				launches = []launch{gc.post}
 			}
 		}

@@ -65,7 +65,7 @@ func TestEngineFake(t *testing.T) {
 	for _, l := range e.Layers() {
 		impl[l.Op] = l.Impl
 	}
-	if impl["kiln::FusedConv"] != "cudnn (algo 1, math 3)" || impl["Gemm"] != "cublaslt" || impl["MaxPool"] != "pool2d_f32" || impl["Flatten"] != "alias" {
+	if impl["kiln::FusedConv"] != "cudnn (algo 1, math 3)" || impl["Gemm"] != "cublaslt (bias epilogue)" || impl["MaxPool"] != "pool2d_f32" || impl["Flatten"] != "alias" {
 		t.Errorf("layers run as %v", impl)
 	}
 	var ctxs []*Context
@@ -145,7 +145,7 @@ func TestEngineFake(t *testing.T) {
 		for _, l := range ls {
 			impl[l.Op] = l.Impl
 		}
-		if impl["kiln::FusedConv"] != "cudnn (algo 6, math 1)" || impl["Gemm"] != "cublaslt" || impl["MaxPool"] != "pool2d_f16" ||
+		if impl["kiln::FusedConv"] != "cudnn (algo 6, math 1)" || impl["Gemm"] != "cublaslt (bias epilogue)" || impl["MaxPool"] != "pool2d_f16" ||
 			ls[0].Impl != "cast_f32_f16" || ls[len(ls)-1].Impl != "cast_f16_f32" {
 			t.Errorf("layers run as %v", ls)
 		}

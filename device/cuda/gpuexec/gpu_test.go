@@ -257,16 +257,21 @@ func TestLayersFP16OnGPU(t *testing.T) {
 					worst, worstName = cos, name
 				}
 				if cos != cos {
+					// one side is all zeros: e.g. float32 values under half's
+					// smallest subnormal (6e-8), which half rounds to 0
 					var bad, badCPU int
+					var maxG, maxC float64
 					for i := range w.Len() {
-						if g := got.Float(i); g-g != 0 {
+						g, x := got.Float(i), w.Float(i)
+						if g-g != 0 {
 							bad++
 						}
-						if x := w.Float(i); x-x != 0 {
+						if x-x != 0 {
 							badCPU++
 						}
+						maxG, maxC = max(maxG, math.Abs(g)), max(maxC, math.Abs(x))
 					}
-					t.Logf("%q %v: %d non-finite on the GPU, %d on the CPU, of %d", name, w.Shape, bad, badCPU, w.Len())
+					t.Logf("%q %v: %d non-finite on the GPU, %d on the CPU, of %d; largest magnitude %.3g on the GPU, %.3g on the CPU", name, w.Shape, bad, badCPU, w.Len(), maxG, maxC)
 				}
 			}
 			t.Logf("%d intermediate values, lowest cosine similarity %.6f at %q", checked, worst, worstName)
@@ -441,6 +446,14 @@ func TestOpsOnGPU(t *testing.T) {
 			v := b.Input("v", tensor.Float32, f(4, 70, 8)...)
 			return b.Op("Attention", []*ir.Value{q, k, v}, ir.FloatAttr("scale", 0.25))
 		}, map[string]*tensor.Tensor{"q": rnd(4, 1, 16), "k": rnd(4, 16, 70), "v": rnd(4, 70, 8)}},
+		{"FusedMatMul bias ReLU (cuBLASLt epilogue)", func(b *ir.Builder) *ir.Value {
+			a := b.Input("a", tensor.Float32, f(3, 20, 48)...)
+			return b.Op("FusedMatMul", []*ir.Value{a, b.Const("w", rnd(48, 72)), b.Const("bias", rnd(72))}, ir.StringAttr("activation", "Relu"))
+		}, map[string]*tensor.Tensor{"a": rnd(3, 20, 48)}},
+		{"Gemm transB bias (cuBLASLt epilogue)", func(b *ir.Builder) *ir.Value {
+			a := b.Input("a", tensor.Float32, f(9, 40)...)
+			return b.Op("Gemm", []*ir.Value{a, b.Const("w", rnd(24, 40)), b.Const("c", rnd(24))}, ir.IntAttr("transB", 1))
+		}, map[string]*tensor.Tensor{"a": rnd(9, 40)}},
 		{"Concat axis 1 and Div broadcast", func(b *ir.Builder) *ir.Value {
 			x := b.Input("x", tensor.Float32, f(2, 3, 4)...)
 			y := b.Input("y", tensor.Float32, f(2, 5, 4)...)
@@ -462,7 +475,7 @@ func TestOpsOnGPU(t *testing.T) {
 					b.Output(tt.build(b), "out")
 					g := b.Graph()
 					for _, n := range g.Nodes {
-						if n.OpType == "Attention" {
+						if n.OpType == "Attention" || n.OpType == "FusedMatMul" {
 							n.Domain = "kiln"
 						}
 					}

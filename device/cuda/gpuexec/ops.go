@@ -92,6 +92,10 @@ type gemmCall struct {
 	m, n, k int
 	transB  bool
 	post    launch
+	// bias and act are what post does: cuBLASLt's epilogue replaces post
+	// when bias is a constant and act is none or ReLU.
+	bias *ref
+	act  activation
 }
 
 // minInputs is the number of inputs an op needs (1 when not listed).
@@ -437,7 +441,7 @@ func (c *compiler) gemm(s *step) error {
 	}
 	s.launches = []launch{gemmLaunch(c.fk("gemm"), yr, ar, br, cr, 1, M, N, K, 0, sAm, sAk, 0, sBk, sBn, sCm, sCn, alpha, beta, activation{})}
 	if !transA && alpha == 1 && (cr == nil || (bias && beta == 1)) {
-		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, transB: transB}
+		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, transB: transB, bias: cr}
 		if cr != nil {
 			s.gemm.post = elemLaunch(c.fk("row_epilogue"), int64(M)*int64(N), pArg(yr), pArg(*cr), lArg(int64(M)*int64(N)), iArg(N), iArg(actNone), fArg(0), fArg(0))
 		}
@@ -529,7 +533,7 @@ func (c *compiler) matmul(s *step) error {
 	}
 	s.launches = []launch{gemmLaunch(c.fk("gemm"), yr, ar, br, cr, batch, M, N, K, sAb, int64(K), 1, sBb, int64(N), 1, 0, sCn, 1, 1, act)}
 	if batch == 1 {
-		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K}
+		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, bias: cr, act: act}
 		if cr != nil || act.code != actNone {
 			s.gemm.post = elemLaunch(c.fk("row_epilogue"), int64(M)*int64(N), pArg(yr), optArg(cr), lArg(int64(M)*int64(N)), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
 		}
@@ -658,8 +662,27 @@ func (c *compiler) binary(s *step, op int) error {
 		}
 	}
 	total := prod(yd)
+	if bn, ok := flatRepeat(ad, bd, yd); ok {
+		s.launches = []launch{elemLaunch(c.fk("binary_flat"), total, pArg(yr), pArg(ar), pArg(br), lArg(total), lArg(bn), iArg(op))}
+		return nil
+	}
 	s.launches = []launch{elemLaunch(c.fk("binary"), total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op))}
 	return nil
+}
+
+// flatRepeat reports whether a has shape y and b's elements repeat every
+// bn elements of y: b's dims, leading 1s dropped, are y's trailing dims.
+func flatRepeat(a, b, y []int) (bn int64, ok bool) {
+	if !sameDims(a, y) {
+		return 0, false
+	}
+	for len(b) > 0 && b[0] == 1 {
+		b = b[1:]
+	}
+	if len(b) > len(y) || !sameDims(b, y[len(y)-len(b):]) {
+		return 0, false
+	}
+	return max(prod(b), 1), true
 }
 
 func (c *compiler) unary(s *step) error {

@@ -137,3 +137,28 @@ func TestHalfBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestFlatRepeat checks when a broadcasting binary op can index b by a
+// modulo (binary_flat).
+func TestFlatRepeat(t *testing.T) {
+	tests := []struct {
+		a, b, y []int
+		bn      int64
+		ok      bool
+	}{
+		{[]int{2, 3, 4}, []int{2, 3, 4}, []int{2, 3, 4}, 24, true},
+		{[]int{2, 3, 4}, []int{4}, []int{2, 3, 4}, 4, true},
+		{[]int{2, 3, 4}, []int{1, 3, 4}, []int{2, 3, 4}, 12, true},
+		{[]int{2, 3, 4}, []int{}, []int{2, 3, 4}, 1, true},
+		{[]int{2, 3, 4}, []int{1, 1}, []int{2, 3, 4}, 1, true},
+		{[]int{2, 3, 4}, []int{3, 1}, []int{2, 3, 4}, 0, false},
+		{[]int{2, 1, 4}, []int{2, 3, 4}, []int{2, 3, 4}, 0, false},
+		{[]int{2, 3, 4}, []int{2, 1, 4}, []int{2, 3, 4}, 0, false},
+	}
+	for _, tt := range tests {
+		bn, ok := flatRepeat(tt.a, tt.b, tt.y)
+		if ok != tt.ok || (ok && bn != tt.bn) {
+			t.Errorf("flatRepeat(%v, %v, %v) = %d, %v; want %d, %v", tt.a, tt.b, tt.y, bn, ok, tt.bn, tt.ok)
+		}
+	}
+}

@@ -447,6 +447,28 @@ __device__ void binary_t(T *y, const T *a, const T *b, const long long *meta, lo
 #define BINARY_P(T) (T * y, const T *a, const T *b, const long long *meta, long long n, int op)
 KILN_BOTH(binary, BINARY_P, (y, a, b, meta, n, op))
 
+// Binary operation (op as in binary_t) where a has y's shape and b's
+// elements repeat every bn elements of y (b of y's shape: bn = n; a
+// trailing-dims vector such as a bias; a scalar: bn = 1).
+template <typename T>
+__device__ void binary_flat_t(T *y, const T *a, const T *b, long long n, long long bn, int op) {
+    GRID_STRIDE(i, n) {
+        float va = ldf(a, i), vb = ldf(b, bn == n ? i : i % bn), o;
+        switch (op) {
+        case 0: o = va + vb; break;
+        case 1: o = va - vb; break;
+        case 2: o = va * vb; break;
+        case 3: o = va / vb; break;
+        case 4: o = fmaxf(va, vb); break;
+        case 5: o = fminf(va, vb); break;
+        default: o = powf(va, vb); break;
+        }
+        stf(y, i, o);
+    }
+}
+#define BINARY_FLAT_P(T) (T * y, const T *a, const T *b, long long n, long long bn, int op)
+KILN_BOTH(binary_flat, BINARY_FLAT_P, (y, a, b, n, bn, op))
+
 // y = act(x) elementwise.
 template <typename T>
 __device__ void unary_t(T *y, const T *x, long long n, int act, float p0, float p1) {

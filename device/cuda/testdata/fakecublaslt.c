@@ -13,7 +13,7 @@ int cublasLtCreate(void **h) { *h = (void *)1; return 0; }
 int cublasLtDestroy(void *h) { return 0; }
 int cublasLtMatmulDescCreate(void **d, int compute, int scale) { *d = malloc(8); return compute == 68 && scale == 0 ? 0 : 7; }
 int cublasLtMatmulDescDestroy(void *d) { free(d); return 0; }
-int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n) { return (attr == 3 || attr == 4) && n == 4 ? 0 : 7; }
+int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n) { return ((attr == 3 || attr == 4 || attr == 7) && n == 4) || (attr == 8 && n == 8) ? 0 : 7; }
 int cublasLtMatrixLayoutCreate(void **l, int t, uint64_t rows, uint64_t cols, int64_t ld) { *l = malloc(8); return ld >= (int64_t)rows ? 0 : 7; }
 int cublasLtMatrixLayoutDestroy(void *l) { free(l); return 0; }
 int cublasLtMatmulPreferenceCreate(void **p) { *p = malloc(8); return 0; }
