@@ -241,7 +241,9 @@ PY
     echo "torch.compile: skipped, ${left} s left" | tee -a "$out/torch.log"
   fi
   tail -5 "$out/torch.log"
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | sed -E 's/^NVIDIA //; s/ .*//' | tr 'A-Z' 'a-z')
   python3 .gpubin/gpu_torch.py table "$out/kiln.jsonl" "$out/torch.jsonl" >"$out/result.md"
+  cp "$out/result.md" "$out/gpu-$(date -u +%F)-${gpu:-gpu}.md" # for bench/results/
   cat "$out/result.md"
   ;;
 *)
