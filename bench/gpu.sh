@@ -229,6 +229,12 @@ PY
   (cd device/cuda/gpuexec && KILN_GPU_BENCH="$work/models" KILN_GPU_BENCH_OUT="$out/kiln.jsonl" \
     KILN_GPU_BENCH_ITERS=${ITERS:-20} "$root/.gpubin/gpuexec.test" -test.v -test.timeout 400s -test.run 'TestGPUBench') >"$out/kiln_bench.log" 2>&1
   echo "kiln bench: exit $? at $(( $(date +%s) - t0 )) s"
+  if [ -n "${PROFILE:-}" ]; then # e.g. PROFILE='resnet50=64;bert_base=32': device time by op (FP16)
+    (cd device/cuda/gpuexec && KILN_GPU_BENCH="$work/models" KILN_GPU_PROFILE="$PROFILE" \
+      "$root/.gpubin/gpuexec.test" -test.v -test.timeout 120s -test.run 'TestGPUProfile') >"$out/profile.log" 2>&1
+    echo "profile: exit $?"
+    grep -o 'profile .*' "$out/profile.log" | tr ';' '\n' | head -40
+  fi
   grep -E '^\s*(--- FAIL|FAIL|panic)|gpu_test|bench_test' "$out/kiln_bench.log" | grep -v '"device_ms":0,' | cut -c1-400 | head -20
   # 3. PyTorch on the same GPU: eager FP32 and FP16, FP16 + CUDA graph; then torch.compile in what time is left.
   python3 .gpubin/gpu_torch.py .gpubin/export_models.py "$out/torch.jsonl" eager >"$out/torch.log" 2>&1

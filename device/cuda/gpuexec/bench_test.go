@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -232,5 +233,125 @@ func TestGPUBench(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// profileLayers runs the context's layers once more, eagerly, with a CUDA
+// event pair around each call, and returns the device milliseconds per
+// "op=implementation" (a debugging aid; launch gaps are not counted).
+func profileLayers(t *testing.T, c *Context) map[string]float64 {
+	t.Helper()
+	e := c.e
+	d := e.drv
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.SetCurrent(e.cctx); err != nil {
+		t.Fatal(err)
+	}
+	layers := e.Layers()
+	type pair struct{ a, b cuda.Event }
+	var evs []pair
+	defer func() {
+		for _, p := range evs {
+			d.EventDestroy(p.a)
+			d.EventDestroy(p.b)
+		}
+	}()
+	for _, k := range c.calls {
+		a, err := d.EventCreate(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := d.EventCreate(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, pair{a, b})
+		d.EventRecord(a, c.stream)
+		if k.lib != nil {
+			err = k.lib()
+		} else {
+			err = d.Launch(k.fn, k.grid, k.block, k.shmem, c.stream, k.args)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.EventRecord(b, c.stream)
+	}
+	if err := d.StreamSynchronize(c.stream); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for i, k := range c.calls {
+		ms, err := d.EventElapsed(evs[i].a, evs[i].b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := layers[k.step]
+		impl := l.Impl
+		if k.lib == nil {
+			for name, fn := range e.funcs {
+				if fn == k.fn {
+					impl = name
+				}
+			}
+			if e.convs[k.step] != nil || e.gemms[k.step] != nil {
+				impl = "epilogue " + impl
+			}
+		}
+		if i := strings.Index(impl, " ("); i > 0 {
+			impl = impl[:i]
+		}
+		out[l.Op+"="+impl] += float64(ms)
+	}
+	return out
+}
+
+// TestGPUProfile logs where the device time of one run goes, by op and
+// implementation, for the models and batches of $KILN_GPU_PROFILE
+// ("resnet50=64;bert_base=32", models under $KILN_GPU_BENCH), in FP16.
+func TestGPUProfile(t *testing.T) {
+	dir, spec := os.Getenv("KILN_GPU_BENCH"), os.Getenv("KILN_GPU_PROFILE")
+	if dir == "" || spec == "" {
+		t.Skip("set KILN_GPU_BENCH and KILN_GPU_PROFILE to profile models")
+	}
+	needGPU(t)
+	for _, part := range strings.Split(spec, ";") {
+		model, bs, _ := strings.Cut(part, "=")
+		batch, err := strconv.Atoi(bs)
+		if err != nil {
+			t.Fatalf("batch %q", bs)
+		}
+		t.Run(fmt.Sprintf("%s/batch%d", model, batch), func(t *testing.T) {
+			path := filepath.Join(dir, model, "model.onnx")
+			in := benchInputs(model, batch, rand.New(rand.NewPCG(1, 1)))
+			e, err := NewEngine(optimizedGraph(t, path, in), Options{FP16: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			c, err := e.NewContext()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+			profileLayers(t, c) // warm
+			prof := profileLayers(t, c)
+			var keys []string
+			total := 0.0
+			for k, v := range prof {
+				keys = append(keys, k)
+				total += v
+			}
+			sort.Slice(keys, func(i, j int) bool { return prof[keys[i]] > prof[keys[j]] })
+			var rows []string
+			for _, k := range keys {
+				rows = append(rows, fmt.Sprintf("%s %.3f ms (%.0f%%)", k, prof[k], 100*prof[k]/total))
+			}
+			t.Logf("profile %s batch %d fp16, %.3f ms in the calls: %s", model, batch, total, strings.Join(rows, "; "))
+		})
 	}
 }
