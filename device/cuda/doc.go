@@ -27,8 +27,10 @@
 // NVRTC at run time for the device's compute capability (see CompileKernels).
 //
 // Beyond handles, cuDNN's legacy convolution API (CUDNN.NewConv, still
-// exported by cuDNN 9) and cuBLASLt's matmul (CUBLASLt.NewMatmul) are bound,
-// both in true float32 (no TF32). Package gpuexec builds on these to run
+// exported by cuDNN 9) and cuBLASLt's matmul (CUBLASLt.NewMatmul,
+// NewMatmulWith with a bias epilogue) are bound, in true float32 (no TF32)
+// or in half with float32 accumulation on tensor cores (ConvParams.Half,
+// MatmulOptions.Half). Package gpuexec builds on these to run
 // optimized graphs; importing this package registers the "cuda" device with
 // package device (FingerprintOf).
 package cuda

@@ -22,7 +22,13 @@
 // Every failing CUDA call returns an error naming the call, the CUDA error
 // and the layer (node) that was being executed.
 //
-// Only float32 is implemented; Options.FP16 is rejected with ErrUnsupported.
-// Matrix products and convolutions run in true float32 (no TF32), so the
-// results match the CPU engine's to float32 rounding.
+// By default everything runs in float32: matrix products and convolutions
+// in true float32 (no TF32), so the results match the CPU engine's to
+// float32 rounding. With Options.FP16 (ExecOptions.Precision "fp16" for a
+// plan) float32 values and constants are stored in IEEE binary16 (NCHW
+// kept): cuDNN convolutions in half with float32 accumulation and tensor
+// cores, cuBLASLt in half with float32 compute, and the _f16 kernels,
+// which load and store half and compute in float32 (reductions included).
+// Context.Run still takes and returns float32 tensors, converted on the
+// GPU. Context.DeviceTimes times the layers alone, for benchmarks.
 package gpuexec
