@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -306,5 +307,46 @@ func TestKernelsOption(t *testing.T) {
 	_, c := fakeEngine(t, nonvrtc, optimizedGraph(t, path, in), Options{LibDir: nonvrtc, Kernels: img})
 	if _, err := c.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCompilePlanFake compiles a plan graph through the cuda device's
+// Compiler (found with KILN_CUDA_LIB_PATH, the fake libraries) in each
+// precision: fp32 and fp16 give programs that take and return float32
+// tensors, with the kernel image as a blob; int8 is refused.
+func TestCompilePlanFake(t *testing.T) {
+	dir := fakeLibs(t)
+	t.Setenv(cuda.EnvLibPath, dir)
+	path := modelPath(t, "resnet_mini")
+	in := randomImages(t, "resnet_mini", 1, 1)
+	g := optimizedGraph(t, path, in)
+	tests := []struct {
+		precision string
+		ok        bool
+	}{{"", true}, {"fp32", true}, {"fp16", true}, {"int8", false}}
+	for _, tt := range tests {
+		t.Run("precision "+tt.precision, func(t *testing.T) {
+			prog, err := compilePlan(g, device.ExecOptions{Precision: tt.precision})
+			if !tt.ok {
+				if !errors.Is(err, ErrUnsupported) {
+					t.Fatalf("error %v, want ErrUnsupported", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer prog.Close()
+			if bp, ok := prog.(device.BlobProgram); !ok || len(bp.Blobs()) != 1 {
+				t.Errorf("program blobs: %v", ok)
+			}
+			out, err := prog.Run(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if y := out["output"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "1x1000" {
+				t.Fatalf("outputs %v", out)
+			}
+		})
 	}
 }
