@@ -8,7 +8,7 @@
 # On the GPU machine:    bench/gpu-plans.sh run OUTDIR   (carry .gpubin-plans)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-models="resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny"
+models=${MODELS:-"resnet_mini bert_mini yolo_tiny"}
 case "${1:-}" in
 build)
   set -e

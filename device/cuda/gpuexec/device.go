@@ -11,6 +11,7 @@ import (
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -69,6 +70,12 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 			if s, ok := shapes[v.Name]; ok {
 				v.Type.Shape = ir.KnownShape(s...)
 			}
+		}
+		// With concrete shapes, the shape computations a symbolic plan
+		// keeps (Shape -> Gather -> Concat -> Reshape) fold into constants:
+		// run the folding passes again.
+		if err := optimize.Run(c, 1, nil); err != nil {
+			return nil, nil, err
 		}
 		if _, err := ops.InferGraph(c); err != nil {
 			return nil, nil, err
