@@ -130,7 +130,7 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level 0..5 (0: none, 1: eliminations and folding, 2+: fusions)")
 	fs.StringVar(&b.timingCache, "timing-cache", "", "tactic timing cache file (read and updated)")
 	fs.BoolVar(&b.noTiming, "no-timing", !timingDefault, "skip tactic timing: default implementations")
-	fs.StringVar(&b.workspace, "workspace", "0", "device memory limit of the engine on cuda (weights, activations, library workspaces), e.g. 4G (0: no limit)")
+	fs.StringVar(&b.workspace, "workspace", "0", "memory limit, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory")
 	b.layers = layerPrecFlags{}
 	fs.Var(b.layers, "layer-precision", "precision of one layer, NAME:fp32|fp16|int8 (repeatable)")
 }

@@ -105,7 +105,7 @@ func TestBuildInspectRun(t *testing.T) {
 		{"empty profile set", []string{model, "--profile-set", "a"}},
 		{"bad dim", []string{model, "--dim", "batch=1,2"}},
 		{"bad workspace", []string{model, "--workspace", "lots"}},
-		{"workspace on cpu", []string{model, "--workspace", "1G"}},
+		{"workspace without timing", []string{model, "--workspace", "1G", "--no-timing"}},
 		{"bad device", []string{model, "--device", "tpu"}},
 		{"bad level", []string{model, "--opt-level", "9"}},
 		{"bad layer precision", []string{model, "--layer-precision", "conv1:fp8"}},

@@ -265,3 +265,30 @@ func ExampleConv2D() {
 	// [6 9 9 6]
 	// [4 6 6 4]
 }
+
+// TestMeasureScratch: im2col takes scratch for its column tiles, a 1x1
+// convolution (the input is its own column matrix) only the GEMM's packing
+// buffers, and the Winograd filter transform counts.
+func TestMeasureScratch(t *testing.T) {
+	p := Conv2DParams{N: 1, C: 16, H: 20, W: 20, M: 16, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+	x := make([]float32, p.N*p.C*p.H*p.W)
+	w := make([]float32, p.M*p.C*p.KH*p.KW)
+	y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
+	im2col := MeasureScratch(func() { Conv2DWith(ConvIm2col, p, x, w, nil, y) })
+	if im2col < int64(p.C*p.KH*p.KW*4) {
+		t.Errorf("im2col scratch %d bytes, want at least one column of %d", im2col, p.C*p.KH*p.KW*4)
+	}
+	wino := MeasureScratch(func() { Conv2DWith(ConvWinograd4, p, x, w, nil, y) })
+	if wino < int64(p.M*p.C*36*4) {
+		t.Errorf("winograd4x4 scratch %d bytes, want at least its transformed filter (%d)", wino, p.M*p.C*36*4)
+	}
+	q := p
+	q.KH, q.KW, q.PadTop, q.PadLeft, q.PadBottom, q.PadRight = 1, 1, 0, 0, 0, 0
+	w1 := make([]float32, q.M*q.C)
+	if b := MeasureScratch(func() { Conv2DWith(ConvIm2col, q, x, w1, nil, y) }); b >= im2col {
+		t.Errorf("1x1 convolution scratch %d bytes, not below the 3x3's %d", b, im2col)
+	}
+	if b := MeasureScratch(func() {}); b != 0 {
+		t.Errorf("nothing run: %d bytes", b)
+	}
+}

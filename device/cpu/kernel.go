@@ -74,6 +74,7 @@ type floatPool struct{ p sync.Pool }
 
 // get returns a buffer of length n; its contents are undefined.
 func (fp *floatPool) get(n int) *[]float32 {
+	scratchAdd(int64(n) * 4)
 	if v, ok := fp.p.Get().(*[]float32); ok {
 		if cap(*v) >= n {
 			*v = (*v)[:n]
@@ -84,7 +85,10 @@ func (fp *floatPool) get(n int) *[]float32 {
 	return &s
 }
 
-func (fp *floatPool) put(v *[]float32) { fp.p.Put(v) }
+func (fp *floatPool) put(v *[]float32) {
+	scratchAdd(-int64(len(*v)) * 4)
+	fp.p.Put(v)
+}
 
 // alignedFloats allocates n float32s starting at a 64-byte boundary.
 func alignedFloats(n int) []float32 {

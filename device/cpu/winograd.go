@@ -244,6 +244,7 @@ func NewWinogradFilter(a ConvAlgo, p Conv2DParams, w []float32) (*WinogradFilter
 	}
 	aa := k.a * k.a
 	f := &WinogradFilter{algo: a, kind: k, m: p.M, c: p.C, group: p.Group, u: make([]float32, p.M*cg*aa)}
+	scratchAdd(int64(len(f.u)) * 4) // the transformed filter stays for the measurement
 	// With fewer tiles than the micro-kernel has columns, the GEMMs take
 	// the output channels as columns instead, reading U transposed.
 	tiles := ((p.OutH() + k.m - 1) / k.m) * ((p.OutW() + k.m - 1) / k.m)

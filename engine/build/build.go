@@ -74,10 +74,11 @@ type Options struct {
 	// skips tactic timing (default tactics).
 	TimingCache string
 	NoTiming    bool
-	// Workspace bounds the device memory an engine may take on devices
-	// that run graphs themselves (cuda: weights, activations and library
-	// workspaces; 0 = no limit). The CPU's tactics do not bound their
-	// scratch memory yet, so it is refused there.
+	// Workspace bounds memory (0 = no limit): on the CPU the scratch
+	// memory a layer's tactic may take at the opt shape (measured while
+	// timing: tactics above it are not chosen), on devices that run graphs
+	// themselves (cuda) the device memory of the engine (weights,
+	// activations, library workspaces).
 	Workspace int64
 
 	// Log receives one line per builder step; Progress, when set,
@@ -297,8 +298,8 @@ func (o *Options) normalize() error {
 			return fmt.Errorf("%w: layer %s: precision %q (want fp32, fp16 or int8)", ErrOptions, layer, p)
 		}
 	}
-	if o.Workspace > 0 && (o.Device == "cpu" || strings.HasPrefix(o.Device, "cpu:")) {
-		return fmt.Errorf("%w: --workspace applies to the cuda device; the CPU's tactics do not bound their scratch memory yet", ErrOptions)
+	if o.Workspace > 0 && o.NoTiming {
+		return fmt.Errorf("%w: --workspace bounds the tactics chosen by timing: it needs tactic timing (drop --no-timing)", ErrOptions)
 	}
 	if o.Workspace < 0 {
 		return fmt.Errorf("%w: negative workspace", ErrOptions)

@@ -277,7 +277,7 @@ func (b *builder) tactics(ctx context.Context) error {
 			}
 			v.Type.Shape = shape
 		}
-		choices, err := tactic.Select(ctx, g, tacticFingerprint(b.fp), cache, tactic.Options{Progress: func(pr tactic.Progress) {
+		choices, err := tactic.Select(ctx, g, tacticFingerprint(b.fp), cache, tactic.Options{Workspace: b.o.Workspace,Progress: func(pr tactic.Progress) {
 			if b.o.Progress != nil {
 				b.o.Progress("tactics " + pr.String())
 			}
@@ -308,6 +308,13 @@ func (b *builder) tactics(ctx context.Context) error {
 		}
 		sort.Strings(parts)
 		b.logf("tactics (profile %s, at its opt shapes): %d layers timed, %d from the timing cache; chosen: %s", p.Name, measured, cached, strings.Join(parts, ", "))
+		if b.o.Workspace > 0 {
+			var most int64
+			for _, c := range choices {
+				most = max(most, c.Scratch[c.Tactic])
+			}
+			b.logf("workspace: the chosen tactics take at most %d bytes of scratch memory (limit %d)", most, b.o.Workspace)
+		}
 	}
 	if cache != nil {
 		if err := cache.Save(); err != nil {

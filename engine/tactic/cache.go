@@ -44,6 +44,7 @@ type Cache struct {
 	path    string
 	mu      sync.Mutex
 	entries map[key]time.Duration
+	scratch map[key]int64 // scratch bytes, where measured
 }
 
 // fileEntry and file are the JSON form.
@@ -52,6 +53,9 @@ type fileEntry struct {
 	Layer  string `json:"layer"`
 	Tactic string `json:"tactic"`
 	NS     int64  `json:"ns"`
+	// Scratch is the peak scratch memory the tactic used, in bytes, when
+	// it was measured (absent: not measured).
+	Scratch *int64 `json:"scratch_bytes,omitempty"`
 }
 
 type file struct {
@@ -61,13 +65,13 @@ type file struct {
 }
 
 // New returns an empty cache that lives in memory only (Save fails).
-func New() *Cache { return &Cache{entries: map[key]time.Duration{}} }
+func New() *Cache { return &Cache{entries: map[key]time.Duration{}, scratch: map[key]int64{}} }
 
 // Open reads the timing cache at path. A missing file is an empty cache
 // (Save creates it); a file that is not a timing cache, or is damaged, is
 // an error wrapping ErrCorrupt or ErrVersion that names the file.
 func Open(path string) (*Cache, error) {
-	c := &Cache{path: path, entries: map[key]time.Duration{}}
+	c := &Cache{path: path, entries: map[key]time.Duration{}, scratch: map[key]int64{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
@@ -102,6 +106,12 @@ func (c *Cache) decode(b []byte) error {
 			return fmt.Errorf("%w: entry %d has an empty layer or tactic or a time <= 0", ErrCorrupt, i)
 		}
 		c.entries[key{e.Device, e.Layer, e.Tactic}] = time.Duration(e.NS)
+		if e.Scratch != nil {
+			if *e.Scratch < 0 {
+				return fmt.Errorf("%w: entry %d has negative scratch bytes", ErrCorrupt, i)
+			}
+			c.scratch[key{e.Device, e.Layer, e.Tactic}] = *e.Scratch
+		}
 	}
 	return nil
 }
@@ -134,6 +144,22 @@ func (c *Cache) Store(fp device.Fingerprint, layer, tactic string, d time.Durati
 	c.entries[key{fp.String(), layer, tactic}] = max(d, 1)
 }
 
+// LookupScratch returns the peak scratch memory recorded for a tactic of a
+// layer on the device with fingerprint fp.
+func (c *Cache) LookupScratch(fp device.Fingerprint, layer, tactic string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.scratch[key{fp.String(), layer, tactic}]
+	return b, ok
+}
+
+// StoreScratch records the peak scratch memory of a tactic of a layer.
+func (c *Cache) StoreScratch(fp device.Fingerprint, layer, tactic string, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scratch[key{fp.String(), layer, tactic}] = bytes
+}
+
 // Save writes the cache to its file atomically (a temporary file in the
 // same directory, renamed over it). Entries another process saved to the
 // file since Open are kept, unless c measured the same ones.
@@ -144,18 +170,25 @@ func (c *Cache) Save() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b, err := os.ReadFile(c.path); err == nil {
-		disk := &Cache{entries: map[key]time.Duration{}}
+		disk := &Cache{entries: map[key]time.Duration{}, scratch: map[key]int64{}}
 		if disk.decode(b) == nil {
 			for k, d := range disk.entries {
 				if _, ok := c.entries[k]; !ok {
 					c.entries[k] = d
+					if b, ok := disk.scratch[k]; ok {
+						c.scratch[k] = b
+					}
 				}
 			}
 		}
 	}
 	f := file{Format: Format, Version: Version, Entries: make([]fileEntry, 0, len(c.entries))}
 	for k, d := range c.entries {
-		f.Entries = append(f.Entries, fileEntry{Device: k.device, Layer: k.layer, Tactic: k.tactic, NS: int64(d)})
+		e := fileEntry{Device: k.device, Layer: k.layer, Tactic: k.tactic, NS: int64(d)}
+		if b, ok := c.scratch[k]; ok {
+			e.Scratch = &b
+		}
+		f.Entries = append(f.Entries, e)
 	}
 	sort.Slice(f.Entries, func(i, j int) bool {
 		a, b := f.Entries[i], f.Entries[j]

@@ -30,6 +30,9 @@ var (
 	// ErrRun is returned by Select when a tactic fails to run, or computes
 	// something other than the default tactic does.
 	ErrRun = errors.New("tactic: tactic failed")
+	// ErrWorkspace is returned when no tactic of a layer fits
+	// Options.Workspace.
+	ErrWorkspace = errors.New("tactic: workspace too small")
 )
 
 // DefaultRuns is the number of timed runs of each tactic when Options.Runs
@@ -50,6 +53,12 @@ type Options struct {
 	// is timed (the tactics of a layer are timed together) or found in the
 	// cache.
 	Progress func(Progress)
+	// Workspace, when positive, bounds the scratch memory (bytes) a
+	// chosen tactic may use at the opt shape: tactics measured above it
+	// are not chosen. The scratch is measured during each tactic's
+	// warm-up run (ops.ScratchMeter) and kept in the cache; a cached time
+	// without its scratch is measured again.
+	Workspace int64
 }
 
 // Progress is one step of Select, for a progress line.
@@ -88,6 +97,9 @@ type Choice struct {
 	Cached bool
 	// Times has the time of every candidate.
 	Times map[string]time.Duration
+	// Scratch has the peak scratch bytes of the candidates whose scratch
+	// was measured (with Options.Workspace).
+	Scratch map[string]int64
 }
 
 // Speedup is how many times faster the chosen tactic is than the default.
@@ -182,8 +194,20 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 	op := node.Domain + "::" + node.OpType
 	c := Choice{Default: l.tactics[0], Cached: true, Times: make(map[string]time.Duration, len(l.tactics))}
 	var todo []string
+	limit := opt.Workspace > 0 && ops.ScratchMeter != nil
+	if limit {
+		c.Scratch = map[string]int64{}
+	}
 	for _, t := range l.tactics {
 		if d, ok := cache.Lookup(fp, l.sig, t); ok {
+			if limit {
+				b, ok := cache.LookupScratch(fp, l.sig, t)
+				if !ok {
+					todo = append(todo, t)
+					continue
+				}
+				c.Scratch[t] = b
+			}
 			c.Times[t] = d
 			if opt.Progress != nil {
 				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d, Cached: true})
@@ -199,7 +223,7 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 			return Choice{}, err
 		}
 		runtime.GC() // so that garbage of earlier layers is not collected while timing this one
-		times, err := m.measure(ctx, todo, opt.Runs)
+		times, scratch, err := m.measure(ctx, todo, opt.Runs, limit)
 		if err != nil {
 			return Choice{}, err
 		}
@@ -207,18 +231,33 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 			d := times[t]
 			c.Times[t] = d
 			cache.Store(fp, l.sig, t, d)
+			if b, ok := scratch[t]; ok {
+				c.Scratch[t] = b
+				cache.StoreScratch(fp, l.sig, t, b)
+			}
 			if opt.Progress != nil {
 				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d})
 			}
 		}
 	}
-	// The fastest; on a tie the earlier (the default first).
+	// The fastest that fits the workspace; on a tie the earlier (the
+	// default first).
+	fits := func(t string) bool { return !limit || c.Scratch[t] <= opt.Workspace }
 	for _, t := range l.tactics {
-		if d := c.Times[t]; c.Tactic == "" || d < c.Time {
+		if d := c.Times[t]; fits(t) && (c.Tactic == "" || d < c.Time) {
 			c.Tactic, c.Time = t, d
 		}
 	}
-	if def := c.Times[c.Default]; opt.MinGain > 0 && float64(c.Time)*(1+opt.MinGain) > float64(def) {
+	if c.Tactic == "" {
+		least := l.tactics[0]
+		for _, t := range l.tactics {
+			if c.Scratch[t] < c.Scratch[least] {
+				least = t
+			}
+		}
+		return Choice{}, fmt.Errorf("%w: node %q (%s): no tactic fits the workspace of %d bytes (the smallest, %q, needs %d)", ErrWorkspace, node.Name, node.OpType, opt.Workspace, least, c.Scratch[least])
+	}
+	if def := c.Times[c.Default]; opt.MinGain > 0 && fits(c.Default) && float64(c.Time)*(1+opt.MinGain) > float64(def) {
 		c.Tactic, c.Time = c.Default, def
 	}
 	return c, nil
@@ -290,40 +329,46 @@ func (m *measurer) run(ctx context.Context, k ops.Kernel, a *arena) (outs []*ten
 // warm-up run whose outputs must match the default tactic's. The runs are
 // interleaved (one of each tactic per round), so that a change of load on
 // the machine affects every tactic alike.
-func (m *measurer) measure(ctx context.Context, tactics []string, runs int) (map[string]time.Duration, error) {
+func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scratch bool) (map[string]time.Duration, map[string]int64, error) {
 	n := m.node
+	peak := map[string]int64{}
 	kernels := make([]ops.Kernel, len(tactics))
 	arenas := make([]*arena, len(tactics))
 	for i, t := range tactics {
 		k, err := ops.Prepare(n, m.opset)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tk, ok := k.(ops.Tactical)
 		if !ok {
-			return nil, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
+			return nil, nil, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
 		}
 		if err := tk.SetTactic(t); err != nil {
-			return nil, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
+			return nil, nil, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
 		}
 		kernels[i], arenas[i] = k, &arena{}
-		outs, err := m.run(ctx, k, arenas[i])
+		var outs []*tensor.Tensor
+		if scratch {
+			peak[t] = ops.ScratchMeter(func() { outs, err = m.run(ctx, k, arenas[i]) })
+		} else {
+			outs, err = m.run(ctx, k, arenas[i])
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+			return nil, nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
 		}
 		if err := sameOutputs(outs, m.ref); err != nil {
-			return nil, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
+			return nil, nil, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
 		}
 	}
 	times := make([][]time.Duration, len(tactics))
 	for r := 0; r < runs; r++ {
 		for i, t := range tactics {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			start := time.Now()
 			if _, err := m.run(ctx, kernels[i], arenas[i]); err != nil {
-				return nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+				return nil, nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
 			}
 			times[i] = append(times[i], time.Since(start))
 		}
@@ -333,7 +378,7 @@ func (m *measurer) measure(ctx context.Context, tactics []string, runs int) (map
 		slices.Sort(times[i])
 		med[t] = max(times[i][len(times[i])/2], 1)
 	}
-	return med, nil
+	return med, peak, nil
 }
 
 // sameOutputs checks a tactic's outputs against the default's: same types

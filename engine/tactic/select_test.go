@@ -414,3 +414,45 @@ func TestSignature(t *testing.T) {
 		t.Errorf("overridable weights: %s", got)
 	}
 }
+
+// TestSelectWorkspace: with a workspace limit, the scratch memory of every
+// tactic is measured, the chosen one fits, a layer none fits is an error,
+// and the scratch is kept in the cache.
+func TestSelectWorkspace(t *testing.T) {
+	if ops.ScratchMeter == nil {
+		t.Skip("no device measures scratch memory")
+	}
+	cache := New()
+	g := testGraph(t)
+	all, err := Select(context.Background(), g, fpA, cache, Options{Runs: 1, Workspace: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := all["FusedConv_1"]
+	if len(conv.Scratch) != len(conv.Times) || len(conv.Scratch) < 2 {
+		t.Fatalf("scratch not measured for every tactic: %+v", conv)
+	}
+	least := conv.Default
+	for tac, b := range conv.Scratch {
+		if b < conv.Scratch[least] {
+			least = tac
+		}
+	}
+	if b, ok := cache.LookupScratch(fpA, Signature(g, g.Nodes[1]), least); !ok || b != conv.Scratch[least] {
+		t.Errorf("cache scratch for %s: %d, %v; want %d", least, b, ok, conv.Scratch[least])
+	}
+	// From the cache (times and scratch), limited to the smallest.
+	got, err := Select(context.Background(), testGraph(t), fpA, cache, Options{Runs: 1, Workspace: conv.Scratch[least]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := got["FusedConv_1"]; c.Scratch[c.Tactic] > conv.Scratch[least] || !c.Cached {
+		t.Errorf("chose %s (%d bytes, cached %v) over a workspace of %d", c.Tactic, c.Scratch[c.Tactic], c.Cached, conv.Scratch[least])
+	}
+	if conv.Scratch[least] > 0 {
+		_, err = Select(context.Background(), testGraph(t), fpA, New(), Options{Runs: 1, Workspace: 1})
+		if !errors.Is(err, ErrWorkspace) || !strings.Contains(err.Error(), "FusedConv_1") {
+			t.Errorf("workspace of 1 byte: %v, want ErrWorkspace naming the layer", err)
+		}
+	}
+}
