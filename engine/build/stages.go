@@ -277,7 +277,7 @@ func (b *builder) tactics(ctx context.Context) error {
 			}
 			v.Type.Shape = shape
 		}
-		choices, err := tactic.Select(ctx, g, tacticFingerprint(b.fp), cache, tactic.Options{Workspace: b.o.Workspace,Progress: func(pr tactic.Progress) {
+		choices, err := tactic.Select(ctx, g, tacticFingerprint(b.fp), cache, tactic.Options{Workspace: b.o.Workspace, Progress: func(pr tactic.Progress) {
 			if b.o.Progress != nil {
 				b.o.Progress("tactics " + pr.String())
 			}
