@@ -13,6 +13,8 @@
 // nothing, level 1 the eliminations and folds, level 2 and above the
 // fusions too (levels 3 to 5 are accepted and currently equal to 2).
 //
-// There is no layout pass yet: kiln's CPU kernels compute in NCHW only, so
-// there is no layout to choose on the CPU.
+// Layout choice (the layout pass): kiln's kernels compute convolutions in
+// NCHW, so a graph exported in NHWC (TensorFlow, Keras), whose convolutions
+// each sit between Transposes, is kept in NCHW between them: the Transposes
+// move below the elementwise ops until they cancel, leaving one at each end.
 package optimize

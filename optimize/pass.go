@@ -45,6 +45,7 @@ var order = []struct {
 	level int
 }{
 	{"identity", 1},
+	{"layout", 1},
 	{"dropout", 1},
 	{"shapefold", 1},
 	{"constfold", 1},

@@ -21,9 +21,9 @@ func TestPassesOrder(t *testing.T) {
 		want  []string
 	}{
 		{0, nil},
-		{1, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce"}},
-		{2, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd", "qkvmerge"}},
-		{5, []string{"identity", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd", "qkvmerge"}},
+		{1, []string{"identity", "layout", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce"}},
+		{2, []string{"identity", "layout", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd", "qkvmerge"}},
+		{5, []string{"identity", "layout", "dropout", "shapefold", "constfold", "transpose", "reshape", "concat", "dce", "gelu", "layernorm", "attention", "bnfold", "convfuse", "matmuladd", "qkvmerge"}},
 	}
 	for _, tt := range tests {
 		got := names(Passes(tt.level))
