@@ -1,12 +1,15 @@
 // Package kiln is the Go API for embedding kiln's inference engine: load an
-// ONNX model, run it on named tensors, read the outputs.
+// ONNX model or a plan, run it on named tensors, read the outputs.
 //
-//	m, err := kiln.Load("model.onnx")
+//	m, err := kiln.Load("model.onnx")   // as it is; or a plan from kiln build
+//	m, err := kiln.Build(ctx, "model.onnx", kiln.BuildOptions{Precision: "fp16"}) // optimized in memory
 //	if err != nil { ... }
 //	defer m.Close()
 //	out, err := m.Run(ctx, map[string]*kiln.Tensor{"input": x})
 //
-// A Model is safe for concurrent use by several goroutines.
+// A Model is safe for concurrent use by several goroutines; NewContext gives
+// a worker its own execution context (memory arena). PlanCache keeps built
+// plans on disk.
 package kiln
 
 import (
