@@ -27,6 +27,8 @@ var KernelNames = []string{
 	"cast_i64_f16", "cast_i32_f16", "resize_nearest_f16", "attention_rows_f16", "binary_flat_f16", "cast_f32_f16", "cast_f16_f32",
 	"permute_b16", "permute_b32", "permute_b64", "copy_rows_b16", "copy_rows_b32", "copy_rows_b64",
 	"gather_b16", "gather_b32", "gather_b64",
+	// half only, sm_80 and later
+	"attention_mma_d32_f16", "attention_mma_d64_f16", "attention_mma_d128_f16",
 }
 
 // Activation codes of the bias_act kernels.

@@ -119,6 +119,12 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 	if e.fp.ComputeMajor, e.fp.ComputeMinor, err = drv.ComputeCapability(dev); err != nil {
 		return nil, err
 	}
+	if prog.mma && e.fp.ComputeMajor < 8 { // no mma.sync: the scalar attention kernels
+		if prog, err = compileWith(g, opt.KeepValues, opt.FP16, false); err != nil {
+			return nil, err
+		}
+		e.prog = prog
+	}
 	image := opt.Kernels
 	if len(image) == 0 {
 		if _, image, err = KernelImage(copt, e.fp.ComputeMajor, e.fp.ComputeMinor); err != nil {

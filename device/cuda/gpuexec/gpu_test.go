@@ -448,6 +448,25 @@ func TestOpsOnGPU(t *testing.T) {
 			v := b.Input("v", tensor.Float32, f(4, 70, 8)...)
 			return b.Op("Attention", []*ir.Value{q, k, v}, ir.FloatAttr("scale", 0.25))
 		}, map[string]*tensor.Tensor{"q": rnd(4, 1, 16), "k": rnd(4, 16, 70), "v": rnd(4, 70, 8)}},
+		{"Attention tensor cores (fp16), S 100 T 80 D 64, broadcast mask", func(b *ir.Builder) *ir.Value {
+			q := b.Input("q", tensor.Float32, f(2, 3, 100, 64)...)
+			k := b.Input("k", tensor.Float32, f(2, 3, 64, 80)...)
+			v := b.Input("v", tensor.Float32, f(2, 3, 80, 64)...)
+			m := b.Input("m", tensor.Float32, f(2, 1, 1, 80)...)
+			return b.Op("Attention", []*ir.Value{q, k, v, m}, ir.FloatAttr("scale", 0.125))
+		}, map[string]*tensor.Tensor{"q": rnd(2, 3, 100, 64), "k": rnd(2, 3, 64, 80), "v": rnd(2, 3, 80, 64), "m": rnd(2, 1, 1, 80)}},
+		{"Attention tensor cores (fp16) in place: QKV split, head transposes", func(b *ir.Builder) *ir.Value {
+			x := b.Input("x", tensor.Float32, f(2, 70, 192)...)
+			m := b.Input("m", tensor.Float32, f(2, 1, 1, 70)...)
+			qkv := b.OpN("Split", 3, []*ir.Value{x, b.Const("sp", tensor.FromInt64([]int64{64, 64, 64}, 3))}, ir.IntAttr("axis", -1))
+			heads := b.Const("hs", tensor.FromInt64([]int64{2, 70, 2, 32}, 4))
+			q := b.Op("Transpose", []*ir.Value{b.Op("Reshape", []*ir.Value{qkv[0], heads})}, ir.IntsAttr("perm", 0, 2, 1, 3))
+			k := b.Op("Transpose", []*ir.Value{b.Op("Reshape", []*ir.Value{qkv[1], heads})}, ir.IntsAttr("perm", 0, 2, 3, 1))
+			v := b.Op("Transpose", []*ir.Value{b.Op("Reshape", []*ir.Value{qkv[2], heads})}, ir.IntsAttr("perm", 0, 2, 1, 3))
+			y := b.Op("Attention", []*ir.Value{q, k, v, m}, ir.FloatAttr("scale", 0.17))
+			y = b.Op("Transpose", []*ir.Value{y}, ir.IntsAttr("perm", 0, 2, 1, 3))
+			return b.Op("Reshape", []*ir.Value{y, b.Const("os", tensor.FromInt64([]int64{2, 70, 64}, 3))})
+		}, map[string]*tensor.Tensor{"x": rnd(2, 70, 192), "m": rnd(2, 1, 1, 70)}},
 		{"FusedMatMul bias ReLU (cuBLASLt epilogue)", func(b *ir.Builder) *ir.Value {
 			a := b.Input("a", tensor.Float32, f(3, 20, 48)...)
 			return b.Op("FusedMatMul", []*ir.Value{a, b.Const("w", rnd(48, 72)), b.Const("bias", rnd(72))}, ir.StringAttr("activation", "Relu"))

@@ -1041,6 +1041,9 @@ const maxAttentionKeys = 11 * 1024
 
 func (c *compiler) attention(s *step) error {
 	n := s.node
+	if c.mmaOK(n) {
+		return c.attentionMMA(s)
+	}
 	if err := float32In(n, 0, 1, 2, 3); err != nil {
 		return err
 	}

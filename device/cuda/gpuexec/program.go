@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/ir"
@@ -123,6 +124,7 @@ type program struct {
 	inputs  []ioSpec
 	outputs []ioSpec
 	kernels map[string]bool   // the kernels the launches (and library epilogues) use
+	mma     bool              // some launch needs compute capability 8.0
 	half    bool              // float32 values are stored in binary16
 	values  map[string]ioSpec // every value in the arena, by name (for Context.Value)
 }
@@ -141,6 +143,18 @@ type compiler struct {
 	// runs the _f16 kernels; graph inputs and outputs stay float32 on the
 	// host, converted on the device.
 	half bool
+	// keep gives every value its own storage (Options.KeepValues).
+	keep bool
+	// mma allows the tensor-core kernels (sm_80 and later).
+	mma bool
+	// views, attOut and skip come from planViews: values read in place
+	// through strides, attention nodes that write their consumer
+	// Transpose's output, and the nodes that launch nothing for it.
+	views  map[*ir.Value]view
+	attOut map[*ir.Node]*ir.Node
+	skip   map[*ir.Node]bool
+	uses   map[*ir.Value][]use
+	outs   map[*ir.Value]bool
 }
 
 // esize is the size on the device of an element of type dt.
@@ -211,7 +225,15 @@ func (c *compiler) castStep(name, kernel string, y, x ref, n int64) step {
 // a float32 staging buffer and converted by a first step, each float32
 // output converted back by a last step.
 func compile(g *ir.Graph, keep, half bool) (*program, error) {
-	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[*ir.Value]int64{}, storeOf: map[*ir.Value]int{}, half: half}
+	return compileWith(g, keep, half, true)
+}
+
+// compileWith is compile; mma allows the tensor-core kernels (compute
+// capability 8.0 and later), which half-precision attention then runs on,
+// reading Q, K and V in place (planViews).
+func compileWith(g *ir.Graph, keep, half, mma bool) (*program, error) {
+	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[*ir.Value]int64{}, storeOf: map[*ir.Value]int{},
+		half: half, keep: keep, mma: mma}
 	for _, v := range g.Inputs {
 		if _, err := c.dims(v); err != nil {
 			return nil, err
@@ -231,12 +253,17 @@ func compile(g *ir.Graph, keep, half bool) (*program, error) {
 		}
 		c.p.inputs = append(c.p.inputs, io)
 	}
+	c.planViews()
 	for _, n := range g.Nodes {
 		if folded(n) {
 			continue
 		}
 		c.step = len(c.p.steps)
 		s := step{node: n}
+		if c.skip[n] {
+			c.p.steps = append(c.p.steps, s) // computed in place by a later attention
+			continue
+		}
 		if err := c.emit(&s); err != nil {
 			return nil, fmt.Errorf("%s: %w", nodeName(n), err)
 		}
@@ -294,6 +321,11 @@ func compile(g *ir.Graph, keep, half bool) (*program, error) {
 		}
 		if dims, err := c.dims(v); err == nil {
 			c.p.values[v.Name] = ioSpec{name: v.Name, dtype: c.storedType(v.Type.DType), shape: dims, bytes: c.bytes(v), ref: ref{buf: bufArena, id: id}}
+		}
+	}
+	for k := range c.p.kernels {
+		if strings.HasPrefix(k, "attention_mma") {
+			c.p.mma = true
 		}
 	}
 	c.p.offsets, c.p.arena = planOffsets(c.p.stores)
