@@ -443,7 +443,7 @@ func (c *compiler) gemm(s *step) error {
 	if !transA && alpha == 1 && (cr == nil || (bias && beta == 1)) {
 		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, transB: transB, bias: cr}
 		if cr != nil {
-			s.gemm.post = elemLaunch(c.fk("row_epilogue"), int64(M)*int64(N), pArg(yr), pArg(*cr), lArg(int64(M)*int64(N)), iArg(N), iArg(actNone), fArg(0), fArg(0))
+			s.gemm.post = c.rowEpilogue(M, N, yr, cr, activation{code: actNone})
 		}
 	}
 	return nil
@@ -535,10 +535,20 @@ func (c *compiler) matmul(s *step) error {
 	if batch == 1 {
 		s.gemm = &gemmCall{a: ar, b: br, y: yr, m: M, n: N, k: K, bias: cr, act: act}
 		if cr != nil || act.code != actNone {
-			s.gemm.post = elemLaunch(c.fk("row_epilogue"), int64(M)*int64(N), pArg(yr), optArg(cr), lArg(int64(M)*int64(N)), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
+			s.gemm.post = c.rowEpilogue(M, N, yr, cr, act)
 		}
 	}
 	return nil
+}
+
+// rowEpilogue is y = act(y + bias[col]) over an M x N matrix after a
+// product: 8 halves a thread when N allows.
+func (c *compiler) rowEpilogue(M, N int, yr ref, bias *ref, act activation) launch {
+	total := int64(M) * int64(N)
+	if c.half && N%8 == 0 && yr.off%16 == 0 && (bias == nil || bias.off%16 == 0) {
+		return elemLaunch("row_epilogue_vec_f16", total/8, pArg(yr), optArg(bias), lArg(total), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
+	}
+	return elemLaunch(c.fk("row_epilogue"), total, pArg(yr), optArg(bias), lArg(total), iArg(N), iArg(act.code), fArg(act.p0), fArg(act.p1))
 }
 
 func sameDims(a, b []int) bool {
@@ -966,9 +976,11 @@ func (c *compiler) layerNorm(s *step) error {
 	if cols > math.MaxInt32 {
 		return fmt.Errorf("%w: LayerNormalization over %d elements", ErrUnsupported, cols)
 	}
-	xr, err := c.ref(n.Inputs[0])
-	if err != nil {
-		return err
+	var xr ref
+	if c.lnAdd[n] == nil { // else the Add's inputs, below
+		if xr, err = c.ref(n.Inputs[0]); err != nil {
+			return err
+		}
 	}
 	g := input(n, 1)
 	if g == nil || c.size(g) != cols*c.esize(tensor.Float32) {
@@ -992,6 +1004,26 @@ func (c *compiler) layerNorm(s *step) error {
 	yr, _, err := c.out(n, 0)
 	if err != nil {
 		return err
+	}
+	if c.half && vecRows(cols) {
+		// one warp per row, 16-byte accesses; a residual Add folded in
+		zr := nilArg()
+		if add := c.lnAdd[n]; add != nil {
+			r0, err := c.ref(add.Inputs[0])
+			if err != nil {
+				return err
+			}
+			r1, err := c.ref(add.Inputs[1])
+			if err != nil {
+				return err
+			}
+			c.use(add.Inputs[0])
+			c.use(add.Inputs[1])
+			xr, zr = r0, pArg(r1)
+		}
+		s.launches = []launch{{kernel: "layernorm_vec_f16", grid: cuda.Dim3{X: uint32((rows + 3) / 4), Y: 1, Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
+			args: []arg{pArg(yr), pArg(xr), zr, pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)}}}
+		return a.Err()
 	}
 	s.launches = []launch{rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps))}
 	return a.Err()

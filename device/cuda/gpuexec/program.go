@@ -155,6 +155,8 @@ type compiler struct {
 	skip   map[*ir.Node]bool
 	uses   map[*ir.Value][]use
 	outs   map[*ir.Value]bool
+	// lnAdd maps a LayerNormalization to the residual Add it computes.
+	lnAdd map[*ir.Node]*ir.Node
 }
 
 // esize is the size on the device of an element of type dt.

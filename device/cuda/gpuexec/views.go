@@ -49,7 +49,8 @@ func (c *compiler) planViews() {
 	c.views = map[*ir.Value]view{}
 	c.attOut = map[*ir.Node]*ir.Node{}
 	c.skip = map[*ir.Node]bool{}
-	if !c.half || !c.mma || c.keep {
+	c.lnAdd = map[*ir.Node]*ir.Node{}
+	if !c.half || c.keep {
 		return
 	}
 	c.uses = map[*ir.Value][]use{}
@@ -99,7 +100,55 @@ func (c *compiler) planViews() {
 			c.skip[t] = true
 		}
 	}
+	c.planAddLayerNorm()
 }
+
+// planAddLayerNorm fuses a residual Add into the LayerNormalization that
+// alone reads it (half precision, layernorm_vec): the Add launches
+// nothing, the normalization reads both of its inputs (c.lnAdd).
+func (c *compiler) planAddLayerNorm() {
+	producer := map[*ir.Value]*ir.Node{}
+	for _, n := range c.g.Nodes {
+		for _, o := range n.Outputs {
+			if o != nil {
+				producer[o] = n
+			}
+		}
+	}
+	for _, n := range c.g.Nodes {
+		if n.OpType != "LayerNormalization" || (n.Domain != "" && n.Domain != "kiln") || len(n.Inputs) < 2 || n.Inputs[0] == nil {
+			continue
+		}
+		x := n.Inputs[0]
+		a := producer[x]
+		if a == nil || a.Domain != "" || a.OpType != "Add" || len(a.Inputs) != 2 || c.outs[x] || len(c.uses[x]) != 1 || c.skip[a] {
+			continue
+		}
+		xd, err := c.dims(x)
+		if err != nil || x.Type.DType != tensor.Float32 {
+			continue
+		}
+		ok := true
+		for _, in := range a.Inputs {
+			d, err := c.dims(in)
+			if in == nil || err != nil || !sameDims(d, xd) || in.Type.DType != tensor.Float32 && !(in.Const != nil && in.Const.DType == tensor.Float32) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		axis, err := ops.NormAxis("LayerNormalization", ops.AttrsOf(n).Int("axis", -1), len(xd))
+		if err != nil || !vecRows(prod(xd[axis:])) {
+			continue
+		}
+		c.lnAdd[n] = a
+		c.skip[a] = true
+	}
+}
+
+// vecRows reports whether layernorm_vec handles rows of cols elements.
+func vecRows(cols int64) bool { return cols > 0 && cols%8 == 0 && cols <= 32*8*8 }
 
 func samePerm(p []int64, want ...int64) bool {
 	if len(p) != len(want) {

@@ -229,6 +229,46 @@ func emulate(t *testing.T, p *program, in map[string]*tensor.Tensor) *tensor.Ten
 						}
 					}
 				}
+			case l.kernel == "layernorm_vec_f16":
+				y, yo := at(a[0].ref, 2)
+				x, xo := at(a[1].ref, 2)
+				var z []float64
+				var zo int64
+				if a[2].ref.buf != bufNil {
+					z, zo = at(a[2].ref, 2)
+				}
+				half := func(r ref, i int) float64 {
+					if r.buf == bufNil {
+						return 0
+					}
+					if r.buf != bufWeights {
+						t.Fatalf("emulate: LayerNorm parameter in buffer %d", r.buf)
+					}
+					return float64(tensor.HalfToFloat32(binary.LittleEndian.Uint16(p.weights[r.off+int64(2*i):])))
+				}
+				rows, cols, eps := a[5].i, int(a[6].i), float64(a[7].f)
+				if l.grid.X*4 < uint32(rows) {
+					t.Fatalf("layernorm_vec grid %v for %d rows", l.grid, rows)
+				}
+				row := make([]float64, cols)
+				for r := range rows {
+					var mean, q float64
+					for c := range cols {
+						row[c] = x[xo+r*int64(cols)+int64(c)]
+						if z != nil {
+							row[c] += z[zo+r*int64(cols)+int64(c)]
+						}
+						mean += row[c]
+					}
+					mean /= float64(cols)
+					for c := range cols {
+						q += (row[c] - mean) * (row[c] - mean)
+					}
+					inv := 1 / math.Sqrt(q/float64(cols)+eps)
+					for c := range cols {
+						y[yo+r*int64(cols)+int64(c)] = (row[c]-mean)*inv*half(a[3].ref, c) + half(a[4].ref, c)
+					}
+				}
 			default:
 				t.Fatalf("emulate: kernel %s", l.kernel)
 			}
@@ -241,4 +281,84 @@ func emulate(t *testing.T, p *program, in map[string]*tensor.Tensor) *tensor.Ten
 		out.Float32s()[i] = float32(buf[off+int64(i)])
 	}
 	return out
+}
+
+// TestAddLayerNorm checks the residual Add folded into layernorm_vec (half
+// precision): which kernels launch, and, emulated on the CPU, that the
+// normalization reads both of the Add's inputs.
+func TestAddLayerNorm(t *testing.T) {
+	tests := []struct {
+		name      string
+		cols      int
+		addUsed   bool // the Add's output is also a graph output
+		keep      bool
+		wantAdds  int
+		wantLNKey string
+	}{
+		{"fused", 64, false, false, 0, "layernorm_vec_f16"},
+		{"Add also an output", 64, true, false, 1, "layernorm_vec_f16"},
+		{"keep values", 64, false, true, 1, "layernorm_vec_f16"},
+		{"row of 36 (not a multiple of 8)", 36, false, false, 1, "layernorm_f16"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, 8))
+			rnd := func(shape ...int) *tensor.Tensor {
+				x := tensor.New(tensor.Float32, shape...)
+				for i := range x.Float32s() {
+					x.Float32s()[i] = float32(r.NormFloat64())
+				}
+				return x
+			}
+			gamma, beta := rnd(tt.cols), rnd(tt.cols)
+			mk := func() *ir.Graph {
+				b := ir.NewBuilder("ln", 17)
+				x := b.Input("x", tensor.Float32, ir.D(3), ir.D(5), ir.D(int64(tt.cols)))
+				z := b.Input("z", tensor.Float32, ir.D(3), ir.D(5), ir.D(int64(tt.cols)))
+				s := b.Op("Add", []*ir.Value{x, z})
+				b.Output(b.Op("LayerNormalization", []*ir.Value{s, b.Const("g", gamma), b.Const("b", beta)}, ir.IntAttr("axis", -1), ir.FloatAttr("epsilon", 1e-5)), "out")
+				if tt.addUsed {
+					b.Output(s, "sum")
+				}
+				g := b.Graph()
+				if _, err := ops.InferGraph(g); err != nil {
+					t.Fatal(err)
+				}
+				return g
+			}
+			p, err := compileWith(mk(), tt.keep, true, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkProgram(t, p)
+			adds, ln := 0, ""
+			for _, s := range p.steps {
+				switch s.node.OpType {
+				case "Add":
+					adds += len(s.launches)
+				case "LayerNormalization":
+					ln = s.launches[0].kernel
+				}
+			}
+			if adds != tt.wantAdds || ln != tt.wantLNKey {
+				t.Errorf("%d Add launches, LayerNorm %s; want %d, %s", adds, ln, tt.wantAdds, tt.wantLNKey)
+			}
+			if adds > 0 || ln != "layernorm_vec_f16" {
+				return
+			}
+			in := map[string]*tensor.Tensor{"x": rnd(3, 5, tt.cols), "z": rnd(3, 5, tt.cols)}
+			ce, err := engine.New(mk())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ce.Run(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// gamma and beta are rounded to half on the device: 1e-3.
+			if cos, rel := cosine(emulate(t, p, in), want["out"]); rel > 1e-3 {
+				t.Errorf("emulated Add + LayerNorm: cosine %.6f, relative L2 error %.3g", cos, rel)
+			}
+		})
+	}
 }

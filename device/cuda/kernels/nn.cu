@@ -786,3 +786,103 @@ extern "C" __global__ void __launch_bounds__(128)
                            float scale) {
     attention_mma_t<128>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
+
+// Half kernels with 16-byte accesses, for rows of a multiple of 8 elements
+// whose rows start 16-byte aligned (the executor checks).
+
+__device__ __forceinline__ void vh_unpack(uint4 u, float *f) {
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = h2f((unsigned short)(w[i] & 0xffff));
+        f[2 * i + 1] = h2f((unsigned short)(w[i] >> 16));
+    }
+}
+
+__device__ __forceinline__ uint4 vh_pack(const float *f) {
+    return make_uint4(am_pack(f[0], f[1]), am_pack(f[2], f[3]), am_pack(f[4], f[5]), am_pack(f[6], f[7]));
+}
+
+// Layer normalization of rows of cols elements (cols % 8 == 0, at most
+// 32 * 8 * LNV_MAX), one warp per row, the row held in registers:
+// y = LN(x + z) * gamma + beta, with z (a residual added first) and beta
+// optional. block 128 (4 rows), grid ceil(rows / 4).
+#define LNV_MAX 8
+extern "C" __global__ void __launch_bounds__(128)
+    layernorm_vec_f16(kiln_half *y, const kiln_half *x, const kiln_half *z, const kiln_half *gamma,
+                      const kiln_half *beta, long long rows, int cols, float eps) {
+    long long r = (long long)blockIdx.x * 4 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    int nv = cols / 8;
+    const uint4 *xr = (const uint4 *)(x + r * cols);
+    const uint4 *zr = z ? (const uint4 *)(z + r * cols) : 0;
+    float v[LNV_MAX][8];
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LNV_MAX; i++) {
+        int c = lane + 32 * i;
+        if (c < nv) {
+            vh_unpack(xr[c], v[i]);
+            if (zr) {
+                float t[8];
+                vh_unpack(zr[c], t);
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[i][e] += t[e];
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) s += v[i][e];
+        }
+    }
+    float mean = warp_sum(s) / cols;
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LNV_MAX; i++) {
+        if (lane + 32 * i < nv) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float d = v[i][e] - mean;
+                q += d * d;
+            }
+        }
+    }
+    float inv = rsqrtf(warp_sum(q) / cols + eps);
+    uint4 *yr = (uint4 *)(y + r * cols);
+#pragma unroll
+    for (int i = 0; i < LNV_MAX; i++) {
+        int c = lane + 32 * i;
+        if (c < nv) {
+            float g[8], b[8];
+            vh_unpack(((const uint4 *)gamma)[c], g);
+            if (beta) {
+                vh_unpack(((const uint4 *)beta)[c], b);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) b[e] = 0.0f;
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[i][e] = (v[i][e] - mean) * inv * g[e] + b[e];
+            yr[c] = vh_pack(v[i]);
+        }
+    }
+}
+
+// row_epilogue in half, 8 elements per thread: y = act(y + bias[col])
+// over total elements in rows of cols (cols % 8 == 0; bias optional).
+extern "C" __global__ void row_epilogue_vec_f16(kiln_half *y, const kiln_half *bias, long long total, int cols,
+                                                int act, float p0, float p1) {
+    GRID_STRIDE(i, total / 8) {
+        float v[8];
+        uint4 *p = (uint4 *)y + i;
+        vh_unpack(*p, v);
+        if (bias) {
+            float b[8];
+            vh_unpack(*(const uint4 *)(bias + (i * 8) % cols), b);
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[e] += b[e];
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++) v[e] = act_apply(v[e], act, p0, p1);
+        *p = vh_pack(v);
+    }
+}
