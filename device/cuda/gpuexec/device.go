@@ -84,22 +84,37 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	}
 	// Check now that every layer has a GPU implementation and the largest
 	// shapes fit in memory.
+	// (Without max shapes, a graph with symbolic input dims is checked at
+	// the first run of each shape instead.)
 	check := o.MaxShapes
 	if check == nil {
 		check = map[string][]int{}
 	}
-	cg, _, err := graphs(check)
-	if err != nil {
-		return nil, err
-	}
-	e, err := NewEngine(cg, opt)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.Close(); err != nil {
-		return nil, err
+	if o.MaxShapes != nil || staticInputs(g) {
+		cg, _, err := graphs(check)
+		if err != nil {
+			return nil, err
+		}
+		e, err := NewEngine(cg, opt)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Close(); err != nil {
+			return nil, err
+		}
 	}
 	return &planProgram{s: NewShapes(graphs, opt, maxPlanEngines), blobs: blobs}, nil
+}
+
+// staticInputs reports whether every input of g without a default value
+// has a fully known shape.
+func staticInputs(g *ir.Graph) bool {
+	for _, v := range g.Inputs {
+		if v.Const == nil && !v.Type.Shape.FullyKnown() {
+			return false
+		}
+	}
+	return true
 }
 
 type graphBytes struct {
