@@ -171,8 +171,13 @@ type ExecOptions struct {
 	// limit).
 	MemoryLimit int64
 	// Blobs are the device sections of the plan being loaded (compiled
-	// kernels), by name; nil when building.
+	// kernels, chosen tactics), by name; nil when building.
 	Blobs map[string][]byte
+	// Tune asks the device to time its implementations of each layer
+	// (tactics) while compiling, as kiln build does; TimingCache is the
+	// timing cache file to read and update ("" for none).
+	Tune        bool
+	TimingCache string
 }
 
 // Program is a graph compiled for a device.

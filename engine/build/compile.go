@@ -53,7 +53,8 @@ func (b *builder) compile(ctx context.Context) error {
 		if _, err := ops.InferGraph(g); err != nil {
 			return err
 		}
-		o := device.ExecOptions{Ordinal: b.ordinal, Precision: b.o.Precision, MemoryLimit: b.o.Workspace}
+		o := device.ExecOptions{Ordinal: b.ordinal, Precision: b.o.Precision, MemoryLimit: b.o.Workspace,
+			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache}
 		if len(p.Inputs) > 0 {
 			o.MaxShapes = p.Shapes(2)
 		}
