@@ -93,10 +93,34 @@ type CUDNNConv struct {
 	Algo          int // the cudnnConvolutionFwdAlgo_t chosen
 	Math          int // its cudnnMathType_t (1: tensor cores)
 	Workspace     int // bytes of workspace Forward needs
+	half          bool
+	// Candidates are the algorithms that run p within the workspace limit
+	// given to NewConv, in the order cuDNN's heuristics rank them (the
+	// first is the one chosen by NewConv); Use switches to another.
+	Candidates []ConvAlgo
+}
+
+// ConvAlgo is one cuDNN forward algorithm for a planned convolution.
+type ConvAlgo struct {
+	Algo      int // cudnnConvolutionFwdAlgo_t
+	Math      int // cudnnMathType_t
+	Workspace int // bytes of workspace it needs
+}
+
+// Use makes c run with algorithm a (one of c.Candidates).
+func (c *CUDNNConv) Use(a ConvAlgo) error {
+	if c.half {
+		if r := C.kiln_cudnnSetInt(c.f.setMath, c.conv, C.int(a.Math)); r != 0 {
+			return c.d.err("cudnnSetConvolutionMathType", r)
+		}
+	}
+	c.Algo, c.Math, c.Workspace = a.Algo, a.Math, a.Workspace
+	return nil
 }
 
 // NewConv plans p, choosing the first algorithm cuDNN's heuristics rank
-// that needs at most maxWorkspace bytes: in float32 one without tensor-op
+// that needs at most maxWorkspace bytes (the others that do are kept in
+// Candidates): in float32 one without tensor-op
 // math (CUDNN_FMA_MATH: no TF32); in half (p.Half) any, tensor cores
 // included, the descriptor taking the math type of the chosen algorithm.
 // Free it with Destroy.
@@ -105,7 +129,7 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 	if err != nil {
 		return nil, err
 	}
-	c := &CUDNNConv{d: d, f: f, Algo: -1}
+	c := &CUDNNConv{d: d, f: f, Algo: -1, half: p.Half}
 	dt, math0 := C.int(cudnnDataFloat), C.int(cudnnMathFMA)
 	if p.Half {
 		dt, math0 = cudnnDataHalf, cudnnMathTensorOp
@@ -172,7 +196,12 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 		if r := C.kiln_cudnnGetConvFwdWorkspace(f.workspace, h.p, c.x, c.w, c.conv, c.y, algo[i], &ws); r != 0 || int(ws) > maxWorkspace {
 			continue
 		}
-		c.Algo, c.Workspace, c.Math = int(algo[i]), int(ws), int(math[i])
+		c.Candidates = append(c.Candidates, ConvAlgo{Algo: int(algo[i]), Math: int(math[i]), Workspace: int(ws)})
+	}
+	if len(c.Candidates) > 0 {
+		if err := c.Use(c.Candidates[0]); err != nil {
+			return nil, err
+		}
 		return c, nil
 	}
 	return nil, &Error{Call: "cudnnGetConvolutionForwardAlgorithm_v7", Code: 9, Name: "CUDNN_STATUS_NOT_SUPPORTED",

@@ -67,10 +67,33 @@ type LtMatmul struct {
 	algo             unsafe.Pointer // 64 bytes of C memory: cublasLtMatmulAlgo_t
 	M, N, K          int
 	Workspace        int // bytes of workspace Run needs
+	// Candidates are the algorithms cuBLASLt's heuristics returned that
+	// need at most the workspace limit given, in their rank order (the
+	// first is in use after planning); UseCandidate switches to another.
+	Candidates []LtAlgo
+	algos      [][64]byte
+}
+
+// LtAlgo is one cuBLASLt heuristic result for a planned product.
+type LtAlgo struct {
+	Index     int // its rank in the heuristic's answer (0: the first)
+	Workspace int // bytes of workspace it needs
+}
+
+// UseCandidate makes p run with p.Candidates[i].
+func (p *LtMatmul) UseCandidate(i int) error {
+	if i < 0 || i >= len(p.Candidates) {
+		return &Error{Call: "cublasLtMatmul", Code: 15, Name: "CUBLAS_STATUS_NOT_SUPPORTED",
+			Msg: fmt.Sprintf("candidate %d of %d", i, len(p.Candidates))}
+	}
+	copy(unsafe.Slice((*byte)(p.algo), 64), p.algos[i][:])
+	p.Workspace = p.Candidates[i].Workspace
+	return nil
 }
 
 // NewMatmul plans the float32 product with the algorithm cuBLASLt's
-// heuristics rank first among those needing at most maxWorkspace bytes.
+// heuristics rank first among those needing at most maxWorkspace bytes
+// (up to 8 are asked for; those that fit are kept in Candidates).
 // Free it with Destroy.
 func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (*LtMatmul, error) {
 	return b.NewMatmulWith(h, m, n, k, MatmulOptions{TransB: transB}, maxWorkspace)
@@ -169,7 +192,7 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOp
 	if r := C.kiln_ltSetAttr(f.prefSet, pref, ltPrefMaxWorkspace, unsafe.Pointer(&ws), 8); r != 0 {
 		return nil, b.err("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)", r)
 	}
-	const req = 4
+	const req = 8
 	res := C.calloc(req, ltHeuristicResultSize)
 	defer C.free(res)
 	var got C.int
@@ -184,9 +207,16 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOp
 		if state != 0 || wsSize > uint64(maxWorkspace) {
 			continue
 		}
+		var a [64]byte
+		copy(a[:], r[:64])
+		p.algos = append(p.algos, a)
+		p.Candidates = append(p.Candidates, LtAlgo{Index: i, Workspace: int(wsSize)})
+	}
+	if len(p.Candidates) > 0 {
 		p.algo = C.malloc(64)
-		copy(unsafe.Slice((*byte)(p.algo), 64), r[:64])
-		p.Workspace = int(wsSize)
+		if err := p.UseCandidate(0); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 	return nil, &Error{Call: "cublasLtMatmulAlgoGetHeuristic", Code: 15, Name: "CUBLAS_STATUS_NOT_SUPPORTED",

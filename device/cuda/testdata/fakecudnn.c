@@ -1,7 +1,7 @@
 // A fake libcudnn (9.14) for tests on machines without a GPU: the legacy
 // convolution API, whose algorithm query returns a tensor-op algorithm
 // (which kiln must skip in float32, and takes in half) and then algorithm 1
-// in FMA math.
+// in FMA math, then (when asked for 3 or more) algorithm 0 in FMA math.
 // cudnnConvolutionForward fails with CUDNN_STATUS_EXECUTION_FAILED when
 // $KILN_FAKE_CUDNN_FAIL is set. Built by the tests with cc.
 #include <stddef.h>
@@ -16,8 +16,8 @@ typedef struct {
 
 size_t cudnnGetVersion(void) { return 91400; }
 const char *cudnnGetErrorString(int code) { return code == 8 ? "CUDNN_STATUS_EXECUTION_FAILED" : "CUDNN_STATUS_SUCCESS"; }
-int cudnnCreate(void **h) { *h = (void *)1; return 0; }
-int cudnnDestroy(void *h) { return 0; }
+int cudnnCreate(void **h) { *h = malloc(8); return 0; } /* a real address: Go keeps it in an unsafe.Pointer */
+int cudnnDestroy(void *h) { free(h); return 0; }
 int cudnnSetStream(void *h, void *s) { return 0; }
 int cudnnCreateTensorDescriptor(void **d) { *d = malloc(8); return 0; }
 int cudnnDestroyTensorDescriptor(void *d) { free(d); return 0; }
@@ -35,6 +35,10 @@ int cudnnGetConvolutionForwardAlgorithm_v7(void *h, void *x, void *w, void *c, v
 	p[0] = (perf_t){.algo = 6, .status = 0, .memory = 0, .mathType = 1};
 	p[1] = (perf_t){.algo = 1, .status = 0, .memory = 4096, .mathType = 3};
 	*ret = 2;
+	if (req >= 3) {
+		p[2] = (perf_t){.algo = 0, .status = 0, .memory = 0, .mathType = 3};
+		*ret = 3;
+	}
 	return 0;
 }
 int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *x, void *w, void *c, void *y, int algo, size_t *n) {
@@ -44,5 +48,5 @@ int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *x, void *w, void *c, 
 int cudnnConvolutionForward(void *h, const float *alpha, void *xd, const void *x, void *wd, const void *w, void *cd, int algo,
                             void *ws, size_t wsSize, const float *beta, void *yd, void *y) {
 	if (getenv("KILN_FAKE_CUDNN_FAIL")) return 8;
-	return *alpha == 1 && *beta == 0 && ((algo == 1 && wsSize >= 4096) || algo == 6) ? 0 : 3;
+	return *alpha == 1 && *beta == 0 && ((algo == 1 && wsSize >= 4096) || algo == 6 || algo == 0) ? 0 : 3;
 }
