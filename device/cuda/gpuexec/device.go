@@ -8,6 +8,7 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
@@ -27,7 +28,12 @@ func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 // distinct input shape (each replaying its CUDA graphs). When the plan has
 // kernels compiled for this GPU they are loaded instead of running NVRTC.
 // The program is checked at compile time by building the engine for the
-// largest shapes (o.MaxShapes) or the graph's own static shapes.
+// largest shapes (o.MaxShapes) or the graph's own static shapes. With
+// o.Tune that engine also times each convolution's and matrix product's
+// implementations (Options.Tune; measurements read from and saved to the
+// timing cache o.TimingCache when set) and the choices go into the plan
+// blob "cuda.tactics"; a plan that has that blob uses it without timing.
+// Without max shapes and with symbolic inputs nothing is timed.
 func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if o.Precision != "" && o.Precision != "fp32" && o.Precision != "fp16" {
 		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor runs fp32 and fp16)", ErrUnsupported, o.Precision)
@@ -53,6 +59,15 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		opt.Kernels, arch = img, a
 	}
 	blobs[kernelBlob(arch)] = opt.Kernels
+	// Tactics: those kept in the plan, else (o.Tune) timed below.
+	var tactics Tactics
+	if b, ok := o.Blobs[tacticsBlob]; ok {
+		if tactics, err = ParseTactics(b); err != nil {
+			return nil, err
+		}
+		opt.Tactics = tactics
+	}
+	tune := o.Tune && tactics == nil
 	template := onnxBytes(g)
 	if template.err != nil {
 		return nil, template.err
@@ -90,20 +105,46 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if check == nil {
 		check = map[string][]int{}
 	}
+	measured := 0
 	if o.MaxShapes != nil || staticInputs(g) {
 		cg, _, err := graphs(check)
 		if err != nil {
 			return nil, err
 		}
-		e, err := NewEngine(cg, opt)
+		eopt := opt
+		var cache *tactic.Cache
+		if tune {
+			// Tuning happens here, at the largest shapes; engines for
+			// other shapes take the choices whose layer signature matches.
+			eopt.Tune = true
+			if o.TimingCache != "" {
+				if cache, err = tactic.Open(o.TimingCache); err != nil {
+					return nil, err
+				}
+				eopt.TimingCache, eopt.CacheDevice = cache, fp
+			}
+		}
+		e, err := NewEngine(cg, eopt)
 		if err != nil {
 			return nil, err
+		}
+		if tune {
+			tactics, measured = e.Tactics(), e.Measured()
+			opt.Tactics = tactics
 		}
 		if err := e.Close(); err != nil {
 			return nil, err
 		}
+		if cache != nil && measured > 0 {
+			if err := cache.Save(); err != nil {
+				return nil, err
+			}
+		}
 	}
-	return &planProgram{s: NewShapes(graphs, opt, maxPlanEngines), blobs: blobs}, nil
+	if tactics != nil {
+		blobs[tacticsBlob] = tactics.Marshal()
+	}
+	return &planProgram{s: NewShapes(graphs, opt, maxPlanEngines), blobs: blobs, measured: measured}, nil
 }
 
 // staticInputs reports whether every input of g without a default value
@@ -142,8 +183,9 @@ func parseCompute(s string) (int, int, error) {
 
 // planProgram is a compiled plan graph.
 type planProgram struct {
-	s     *Shapes
-	blobs map[string][]byte
+	s        *Shapes
+	blobs    map[string][]byte
+	measured int // timings measured while compiling (tests)
 }
 
 func (p *planProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
@@ -152,7 +194,8 @@ func (p *planProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor)
 
 func (p *planProgram) Close() error { return p.s.Close() }
 
-// Blobs returns the compiled kernels, stored in the plan by the builder.
+// Blobs returns the compiled kernels and the tuned tactics ("cuda.tactics",
+// when tuned), stored in the plan by the builder.
 func (p *planProgram) Blobs() map[string][]byte { return p.blobs }
 
 func init() { cuda.Compiler = compilePlan }

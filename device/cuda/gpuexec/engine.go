@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -42,6 +44,21 @@ type Options struct {
 	// from KernelImage, e.g. stored in a plan) to load instead of compiling
 	// the embedded sources with NVRTC; NVRTC is then not needed.
 	Kernels []byte
+	// Tune times, for each convolution and matrix product, the algorithms
+	// cuDNN or cuBLASLt offer within the workspace limit and kiln's own
+	// kernels (CUDA events, median of 7 runs after 3 warm-up runs, at the
+	// engine's shapes) and keeps the fastest; Engine.Tactics lists the
+	// choices. Layers that Tactics covers are not timed.
+	Tune bool
+	// TimingCache, when set with Tune, supplies earlier measurements (keyed
+	// by CacheDevice, the GPU's fingerprint, the layer's signature and the
+	// implementation) and receives new ones; the caller saves it.
+	TimingCache *tactic.Cache
+	CacheDevice device.Fingerprint
+	// Tactics are choices made earlier (Engine.Tactics of a tuned engine,
+	// e.g. kept in a plan): a layer of the same name and signature runs as
+	// its tactic says, when the library still offers that algorithm.
+	Tactics Tactics
 }
 
 // maxWorkspace bounds the workspace a library call may use.
@@ -64,21 +81,23 @@ type Layer struct {
 // Engine is a graph prepared on one GPU: constants uploaded and kernels
 // loaded. It is safe for concurrent use; each goroutine runs its own Context.
 type Engine struct {
-	prog    *program
-	opt     Options
-	drv     *cuda.Driver
-	dev     cuda.Device
-	cctx    cuda.Context
-	fp      cuda.Fingerprint
-	mod     cuda.Module
-	funcs   map[string]cuda.Function
-	weights cuda.DevicePtr
-	dnn     *cuda.CUDNN
-	lt      *cuda.CUBLASLt
-	convs   map[int]*cuda.CUDNNConv // by step
-	gemms   map[int]*cuda.LtMatmul  // by step
-	gemmEpi map[int]bool            // steps whose bias (and ReLU) cuBLASLt's epilogue adds
-	ws      int                     // workspace bytes a context needs
+	prog     *program
+	opt      Options
+	drv      *cuda.Driver
+	dev      cuda.Device
+	cctx     cuda.Context
+	fp       cuda.Fingerprint
+	mod      cuda.Module
+	funcs    map[string]cuda.Function
+	weights  cuda.DevicePtr
+	dnn      *cuda.CUDNN
+	lt       *cuda.CUBLASLt
+	convs    map[int]*cuda.CUDNNConv // by step
+	gemms    map[int]*cuda.LtMatmul  // by step
+	gemmEpi  map[int]bool            // steps whose bias (and ReLU) cuBLASLt's epilogue adds
+	ws       int                     // workspace bytes a context needs
+	tactics  Tactics                 // tuned or applied choices, by node name
+	measured int                     // timings measured by tune
 
 	mu       sync.Mutex
 	closed   bool
@@ -112,7 +131,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
-		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}}
+		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{}}
 	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
 		return nil, err
 	}
@@ -169,6 +188,11 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 	}
 	if err := e.planLibraries(copt); err != nil {
 		return nil, err
+	}
+	if opt.Tune {
+		if err := e.tune(); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return e, nil
@@ -227,7 +251,16 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					if p.Half {
 						limit = maxHalfConvWorkspace
 					}
+					t, ok := e.opt.Tactics[s.node.Name]
+					ok = ok && t.Sig == convSig(s, e.prog.half)
+					if ok && t.Impl == ImplKernel {
+						e.tactics[s.node.Name] = t
+						continue
+					}
 					if conv, err := d.NewConv(h, p, cc.oh, cc.ow, limit); err == nil {
+						if ok && t.Impl == ImplCUDNN && useConvTactic(conv, t) {
+							e.tactics[s.node.Name] = t
+						}
 						e.convs[i] = conv
 						e.ws = max(e.ws, conv.Workspace)
 					}
@@ -248,17 +281,31 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 						continue
 					}
 					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB}
-					if gc.bias != nil && gc.bias.buf == bufWeights && (gc.act.code == actNone || gc.act.code == actRelu) {
+					t, ok := e.opt.Tactics[s.node.Name]
+					ok = ok && t.Sig == gemmSig(s, e.prog.half)
+					if ok && t.Impl == ImplKernel {
+						e.tactics[s.node.Name] = t
+						continue
+					}
+					// use applies the recorded choice, when it is one of mm's.
+					use := func(mm *cuda.LtMatmul, epi bool) {
+						if ok && t.Impl == ImplCUBLASLt && t.Epi == epi && t.Algo < len(mm.Candidates) && mm.UseCandidate(t.Algo) == nil {
+							e.tactics[s.node.Name] = t
+						}
+					}
+					if (!ok || t.Impl != ImplCUBLASLt || t.Epi) && gc.bias != nil && gc.bias.buf == bufWeights && (gc.act.code == actNone || gc.act.code == actRelu) {
 						// the bias (and ReLU) in cuBLASLt's epilogue: no pass over Y after
 						epi := mo
 						epi.Bias, epi.ReLU = e.weights+cuda.DevicePtr(gc.bias.off), gc.act.code == actRelu
 						if mm, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, epi, maxWorkspace); err == nil {
+							use(mm, true)
 							e.gemms[i], e.gemmEpi[i] = mm, true
 							e.ws = max(e.ws, mm.Workspace)
 							continue
 						}
 					}
 					if mm, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, mo, maxWorkspace); err == nil {
+						use(mm, false)
 						e.gemms[i] = mm
 						e.ws = max(e.ws, mm.Workspace)
 					}
@@ -482,48 +529,56 @@ func (c *Context) addr(r ref) cuda.DevicePtr {
 
 // bind makes the calls of every step, with their arguments resolved.
 func (c *Context) bind() error {
-	e := c.e
-	for i, s := range e.prog.steps {
-		launches := s.launches
-		if conv := e.convs[i]; conv != nil {
-			cc := s.conv
-			x, w, y := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y)
-			c.calls = append(c.calls, call{step: i, lib: func() error {
-				return conv.Forward(c.dnnH, x, w, y, c.ws, e.ws)
-			}})
-			launches = nil
-			if cc.post.kernel != "" {
-				launches = []launch{cc.post}
-			}
-		} else if mm := e.gemms[i]; mm != nil {
-			gc := s.gemm
-			a, b, y := c.addr(gc.a), c.addr(gc.b), c.addr(gc.y)
-			c.calls = append(c.calls, call{step: i, lib: func() error {
-				return mm.Run(c.ltH, a, b, y, c.ws, e.ws, c.stream)
-			}})
-			launches = nil
-			if gc.post.kernel != "" && !e.gemmEpi[i] {
-				launches = []launch{gc.post}
-			}
-		}
-		for _, l := range launches {
-			args := cuda.NewKernelArgs(len(l.args))
-			for j, a := range l.args {
-				switch a.kind {
-				case argPtr:
-					args.SetPtr(j, c.addr(a.ref))
-				case argI32:
-					args.SetInt32(j, int32(a.i))
-				case argI64:
-					args.SetInt64(j, a.i)
-				case argF32:
-					args.SetFloat32(j, a.f)
-				}
-			}
-			c.calls = append(c.calls, call{step: i, fn: e.funcs[l.kernel], grid: l.grid, block: l.block, shmem: l.shmem, args: args})
-		}
+	for i := range c.e.prog.steps {
+		c.calls = append(c.calls, c.stepCalls(i)...)
 	}
 	return nil
+}
+
+// stepCalls makes the calls of step i as the engine plans it now.
+func (c *Context) stepCalls(i int) []call {
+	e := c.e
+	s := e.prog.steps[i]
+	var calls []call
+	launches := s.launches
+	if conv := e.convs[i]; conv != nil {
+		cc := s.conv
+		x, w, y := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y)
+		calls = append(calls, call{step: i, lib: func() error {
+			return conv.Forward(c.dnnH, x, w, y, c.ws, e.ws)
+		}})
+		launches = nil
+		if cc.post.kernel != "" {
+			launches = []launch{cc.post}
+		}
+	} else if mm := e.gemms[i]; mm != nil {
+		gc := s.gemm
+		a, b, y := c.addr(gc.a), c.addr(gc.b), c.addr(gc.y)
+		calls = append(calls, call{step: i, lib: func() error {
+			return mm.Run(c.ltH, a, b, y, c.ws, e.ws, c.stream)
+		}})
+		launches = nil
+		if gc.post.kernel != "" && !e.gemmEpi[i] {
+			launches = []launch{gc.post}
+		}
+	}
+	for _, l := range launches {
+		args := cuda.NewKernelArgs(len(l.args))
+		for j, a := range l.args {
+			switch a.kind {
+			case argPtr:
+				args.SetPtr(j, c.addr(a.ref))
+			case argI32:
+				args.SetInt32(j, int32(a.i))
+			case argI64:
+				args.SetInt64(j, a.i)
+			case argF32:
+				args.SetFloat32(j, a.f)
+			}
+		}
+		calls = append(calls, call{step: i, fn: e.funcs[l.kernel], grid: l.grid, block: l.block, shmem: l.shmem, args: args})
+	}
+	return calls
 }
 
 // enqueue queues the input copies, every layer and the output copies.

@@ -1,0 +1,302 @@
+package gpuexec
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kilnai/kiln/device/cuda"
+)
+
+// Implementations a Tactic names.
+const (
+	ImplCUDNN    = "cudnn"    // a cuDNN forward convolution algorithm
+	ImplCUBLASLt = "cublaslt" // a cuBLASLt heuristic result
+	ImplKernel   = "kernel"   // kiln's own kernels
+)
+
+// tacticsBlob is the plan section holding the tuned choices.
+const tacticsBlob = "cuda.tactics"
+
+// Tuning measurements: warm-up runs, then the median of timed runs.
+const (
+	tuneWarmup = 3
+	tuneRuns   = 7
+)
+
+// Tactic is the implementation chosen for one convolution or matrix
+// product.
+type Tactic struct {
+	// Sig is the signature of the layer it was chosen for (shapes,
+	// precision, epilogue): it applies only to a layer with the same one.
+	Sig  string `json:"sig"`
+	Impl string `json:"impl"` // ImplCUDNN, ImplCUBLASLt or ImplKernel
+	// Algo is cuDNN's cudnnConvolutionFwdAlgo_t, or the rank of the
+	// cuBLASLt heuristic result (0: the first).
+	Algo int  `json:"algo"`
+	Math int  `json:"math,omitempty"` // cuDNN: its cudnnMathType_t
+	Epi  bool `json:"epi,omitempty"`  // cuBLASLt: bias (and ReLU) in its epilogue
+	// NS is the time measured (or read from the timing cache), in ns.
+	NS int64 `json:"ns,omitempty"`
+}
+
+// name is the tactic's key in the timing cache.
+func (t Tactic) name() string {
+	switch t.Impl {
+	case ImplCUDNN:
+		return fmt.Sprintf("cudnn:algo=%d,math=%d", t.Algo, t.Math)
+	case ImplCUBLASLt:
+		if t.Epi {
+			return fmt.Sprintf("cublaslt-epilogue:%d", t.Algo)
+		}
+		return fmt.Sprintf("cublaslt:%d", t.Algo)
+	}
+	return t.Impl
+}
+
+// Tactics are the choices of a tuned engine, by layer (node) name.
+type Tactics map[string]Tactic
+
+// tacticsFile is the JSON form of Tactics in a plan.
+type tacticsFile struct {
+	Format  string  `json:"format"`
+	Version int     `json:"version"`
+	Layers  Tactics `json:"layers"`
+}
+
+const (
+	tacticsFormat  = "kiln-cuda-tactics"
+	tacticsVersion = 1
+)
+
+// Marshal encodes t for a plan blob.
+func (t Tactics) Marshal() []byte {
+	b, _ := json.Marshal(tacticsFile{Format: tacticsFormat, Version: tacticsVersion, Layers: t})
+	return b
+}
+
+// ParseTactics decodes what Tactics.Marshal wrote; an error wraps ErrGraph.
+func ParseTactics(b []byte) (Tactics, error) {
+	var f tacticsFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%w: %s blob: %v", ErrGraph, tacticsBlob, err)
+	}
+	if f.Format != tacticsFormat || f.Version != tacticsVersion {
+		return nil, fmt.Errorf("%w: %s blob: format %q version %d, want %q version %d", ErrGraph, tacticsBlob, f.Format, f.Version, tacticsFormat, tacticsVersion)
+	}
+	for n, t := range f.Layers {
+		if t.Sig == "" || (t.Impl != ImplCUDNN && t.Impl != ImplCUBLASLt && t.Impl != ImplKernel) {
+			return nil, fmt.Errorf("%w: %s blob: layer %q: signature %q, implementation %q", ErrGraph, tacticsBlob, n, t.Sig, t.Impl)
+		}
+	}
+	if f.Layers == nil {
+		f.Layers = Tactics{}
+	}
+	return f.Layers, nil
+}
+
+func precisionName(half bool) string {
+	if half {
+		return "fp16"
+	}
+	return "fp32"
+}
+
+// convSig is the signature of a convolution step.
+func convSig(s step, half bool) string {
+	cc := s.conv
+	return fmt.Sprintf("cuda conv x=%dx%dx%dx%d w=%dx%dx%d pad=%d,%d stride=%d,%d dil=%d,%d group=%d post=%s %s",
+		cc.n, cc.c, cc.h, cc.wd, cc.m, cc.kh, cc.kw, cc.ph, cc.pw, cc.sh, cc.sw, cc.dh, cc.dw, cc.group, cc.post.kernel, precisionName(half))
+}
+
+// gemmSig is the signature of a matrix product step.
+func gemmSig(s step, half bool) string {
+	gc := s.gemm
+	return fmt.Sprintf("cuda gemm m=%d n=%d k=%d transB=%v post=%s bias=%v act=%d %s",
+		gc.m, gc.n, gc.k, gc.transB, gc.post.kernel, gc.bias != nil, gc.act.code, precisionName(half))
+}
+
+// candidate is one way to run a step while tuning.
+type candidate struct {
+	t     Tactic
+	apply func() error
+}
+
+// tune times, for each convolution and matrix product that a library
+// planned, every algorithm the library offered within the workspace limit
+// and kiln's own kernels, at the engine's shapes, in a context of its own,
+// and keeps the fastest. Times come from the timing cache where it has
+// them; what is measured is stored there. The context is current.
+func (e *Engine) tune() error {
+	ws := e.ws
+	for _, c := range e.convs {
+		for _, a := range c.Candidates {
+			ws = max(ws, a.Workspace)
+		}
+	}
+	for _, g := range e.gemms {
+		for _, a := range g.Candidates {
+			ws = max(ws, a.Workspace)
+		}
+	}
+	e.ws = ws
+	c, err := e.NewContext()
+	if err != nil {
+		return fmt.Errorf("tuning: %w", err)
+	}
+	defer c.Close()
+	d := e.drv
+	start, err := d.EventCreate(0)
+	if err != nil {
+		return err
+	}
+	defer d.EventDestroy(start)
+	end, err := d.EventCreate(0)
+	if err != nil {
+		return err
+	}
+	defer d.EventDestroy(end)
+	measure := func(i int) (time.Duration, error) {
+		calls := c.stepCalls(i)
+		ms := make([]float64, 0, tuneRuns)
+		for r := range tuneWarmup + tuneRuns {
+			if err := d.EventRecord(start, c.stream); err != nil {
+				return 0, err
+			}
+			for _, k := range calls {
+				var err error
+				if k.lib != nil {
+					err = k.lib()
+				} else {
+					err = d.Launch(k.fn, k.grid, k.block, k.shmem, c.stream, k.args)
+				}
+				if err != nil {
+					d.StreamSynchronize(c.stream)
+					return 0, err
+				}
+			}
+			if err := d.EventRecord(end, c.stream); err != nil {
+				return 0, err
+			}
+			if err := d.EventSynchronize(end); err != nil {
+				return 0, err
+			}
+			t, err := d.EventElapsed(start, end)
+			if err != nil {
+				return 0, err
+			}
+			if r >= tuneWarmup {
+				ms = append(ms, float64(t))
+			}
+		}
+		slices.Sort(ms)
+		return max(time.Duration(ms[len(ms)/2]*1e6), 1), nil
+	}
+	for i, s := range e.prog.steps {
+		var sig string
+		var cands []candidate
+		conv, mm := e.convs[i], e.gemms[i]
+		if conv != nil && s.conv != nil {
+			sig = convSig(s, e.prog.half)
+			for _, a := range conv.Candidates {
+				cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math}, func() error {
+					e.convs[i] = conv
+					return conv.Use(a)
+				}})
+			}
+			cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplKernel}, func() error {
+				delete(e.convs, i)
+				return nil
+			}})
+		} else if mm != nil && s.gemm != nil {
+			sig = gemmSig(s, e.prog.half)
+			epi := e.gemmEpi[i]
+			for j := range mm.Candidates {
+				cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi}, func() error {
+					e.gemms[i], e.gemmEpi[i] = mm, epi
+					return mm.UseCandidate(j)
+				}})
+			}
+			cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplKernel}, func() error {
+				delete(e.gemms, i)
+				delete(e.gemmEpi, i)
+				return nil
+			}})
+		} else {
+			continue
+		}
+		best := -1
+		for j := range cands {
+			t := &cands[j].t
+			if e.opt.TimingCache != nil {
+				if d, ok := e.opt.TimingCache.Lookup(e.opt.CacheDevice, sig, t.name()); ok {
+					t.NS = int64(d)
+				}
+			}
+			if t.NS == 0 {
+				if err := cands[j].apply(); err != nil {
+					continue
+				}
+				dur, err := measure(i)
+				if err != nil {
+					continue // this algorithm does not run here: not a candidate
+				}
+				e.measured++
+				t.NS = int64(dur)
+				if e.opt.TimingCache != nil {
+					e.opt.TimingCache.Store(e.opt.CacheDevice, sig, t.name(), dur)
+				}
+			}
+			if best < 0 || t.NS < cands[best].t.NS {
+				best = j
+			}
+		}
+		if best < 0 {
+			return fmt.Errorf("tuning layer %s: no implementation ran", s.name())
+		}
+		if err := cands[best].apply(); err != nil {
+			return fmt.Errorf("tuning layer %s: %w", s.name(), err)
+		}
+		if cands[best].t.Impl == ImplKernel {
+			conv.Destroy() // nil-safe
+			mm.Destroy()
+		}
+		e.tactics[s.node.Name] = cands[best].t
+	}
+	// Only what the chosen algorithms need is allocated by later contexts.
+	e.ws = 0
+	for _, c := range e.convs {
+		e.ws = max(e.ws, c.Workspace)
+	}
+	for _, g := range e.gemms {
+		e.ws = max(e.ws, g.Workspace)
+	}
+	return nil
+}
+
+// Tactics returns the implementation chosen for each convolution and
+// matrix product, by node name: those timed (Options.Tune) and those
+// applied from Options.Tactics. Other layers run as planned by default.
+func (e *Engine) Tactics() Tactics {
+	out := make(Tactics, len(e.tactics))
+	for k, v := range e.tactics {
+		out[k] = v
+	}
+	return out
+}
+
+// Measured returns how many (layer, implementation) timings the engine
+// measured while tuning, not counting those read from the timing cache.
+func (e *Engine) Measured() int { return e.measured }
+
+// useConvTactic applies a recorded choice to a planned convolution: it
+// reports whether t names one of conv's candidates (then in use).
+func useConvTactic(conv *cuda.CUDNNConv, t Tactic) bool {
+	for _, a := range conv.Candidates {
+		if a.Algo == t.Algo && a.Math == t.Math {
+			return conv.Use(a) == nil
+		}
+	}
+	return false
+}

@@ -1,0 +1,237 @@
+package gpuexec
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/tactic"
+)
+
+// TestTacticsBlob round-trips the plan blob and refuses damaged ones.
+func TestTacticsBlob(t *testing.T) {
+	want := Tactics{
+		"conv1": {Sig: "cuda conv x=1", Impl: ImplCUDNN, Algo: 1, Math: 3, NS: 1500},
+		"fc":    {Sig: "cuda gemm m=1", Impl: ImplCUBLASLt, Algo: 2, Epi: true, NS: 900},
+		"conv2": {Sig: "cuda conv x=2", Impl: ImplKernel, NS: 10},
+	}
+	got, err := ParseTactics(want.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip: %v, want %v", got, want)
+	}
+	if got, err := ParseTactics(Tactics(nil).Marshal()); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("empty: %v, %v", got, err)
+	}
+	for _, tt := range []struct{ name, blob string }{
+		{"not JSON", "{"},
+		{"other format", `{"format":"x","version":1,"layers":{}}`},
+		{"other version", `{"format":"kiln-cuda-tactics","version":2,"layers":{}}`},
+		{"unknown implementation", `{"format":"kiln-cuda-tactics","version":1,"layers":{"a":{"sig":"s","impl":"tensorrt"}}}`},
+		{"no signature", `{"format":"kiln-cuda-tactics","version":1,"layers":{"a":{"impl":"kernel"}}}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ParseTactics([]byte(tt.blob)); !errors.Is(err, ErrGraph) {
+				t.Fatalf("error %v, want ErrGraph", err)
+			}
+		})
+	}
+}
+
+// TestTuneFake tunes resnet_mini against the fake libraries (whose events
+// always measure 1.5 ms): every candidate of each layer signature is timed
+// once and stored in the timing cache, ties keep the libraries' first choice, a second engine
+// reads every time from the cache, times in the cache decide the choice,
+// and recorded tactics are applied without timing.
+func TestTuneFake(t *testing.T) {
+	dir := fakeLibs(t)
+	path := modelPath(t, "resnet_mini")
+	in := randomImages(t, "resnet_mini", 1, 1)
+	g := optimizedGraph(t, path, in)
+	fp := device.Fingerprint{"gpu": "fake"}
+
+	base, _ := fakeEngine(t, dir, g, Options{LibDir: dir})
+	// Layers of the same signature share their measurements.
+	var convs, gemms, cands int
+	sigs := map[string]bool{}
+	for i, s := range base.prog.steps {
+		if c := base.convs[i]; c != nil {
+			convs++
+			if sig := convSig(s, false); !sigs[sig] {
+				sigs[sig] = true
+				cands += len(c.Candidates) + 1
+			}
+		}
+		if m := base.gemms[i]; m != nil {
+			gemms++
+			if sig := gemmSig(s, false); !sigs[sig] {
+				sigs[sig] = true
+				cands += len(m.Candidates) + 1
+			}
+		}
+	}
+	if convs == 0 || gemms == 0 {
+		t.Fatalf("resnet_mini planned %d convolutions and %d products with the libraries, want some of each", convs, gemms)
+	}
+
+	cache := tactic.New()
+	e, c := fakeEngine(t, dir, g, Options{LibDir: dir, Tune: true, TimingCache: cache, CacheDevice: fp})
+	if e.Measured() != cands || cache.Len() != cands {
+		t.Fatalf("measured %d, cache holds %d, want %d candidates", e.Measured(), cache.Len(), cands)
+	}
+	tuned := e.Tactics()
+	if len(tuned) != convs+gemms {
+		t.Fatalf("%d tactics, want %d", len(tuned), convs+gemms)
+	}
+	for i, s := range e.prog.steps {
+		tt, ok := tuned[s.node.Name]
+		switch {
+		case base.convs[i] != nil:
+			if !ok || tt.Impl != ImplCUDNN || tt.Algo != base.convs[i].Algo || tt.NS != int64(1500*time.Microsecond) {
+				t.Errorf("%s: tactic %+v, want cuDNN's first algorithm %d at 1.5 ms", s.name(), tt, base.convs[i].Algo)
+			}
+			if d, ok := cache.Lookup(fp, convSig(s, false), "kernel"); !ok || d != 1500*time.Microsecond {
+				t.Errorf("%s: kernel time in the cache %v, %v", s.name(), d, ok)
+			}
+		case base.gemms[i] != nil:
+			if !ok || tt.Impl != ImplCUBLASLt || tt.Algo != 0 || tt.Epi != base.gemmEpi[i] {
+				t.Errorf("%s: tactic %+v, want cuBLASLt's first result", s.name(), tt)
+			}
+		}
+	}
+	if e.ws != base.ws {
+		t.Errorf("workspace %d after tuning, want %d (the chosen algorithms')", e.ws, base.ws)
+	}
+	if _, err := c.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+
+	// Second engine: every time from the cache.
+	e2, _ := fakeEngine(t, dir, g, Options{LibDir: dir, Tune: true, TimingCache: cache, CacheDevice: fp})
+	if e2.Measured() != 0 || !reflect.DeepEqual(e2.Tactics(), tuned) {
+		t.Fatalf("second engine measured %d, tactics equal %v", e2.Measured(), reflect.DeepEqual(e2.Tactics(), tuned))
+	}
+
+	// Make kiln's kernel fastest for the first convolution and cuBLASLt's
+	// last result fastest for the first product.
+	var convName, gemmName string
+	var lastLt int
+	for i, s := range e.prog.steps {
+		if base.convs[i] != nil && convName == "" {
+			convName = s.node.Name
+			cache.Store(fp, convSig(s, false), "kernel", time.Microsecond)
+		}
+		if base.gemms[i] != nil && gemmName == "" {
+			gemmName = s.node.Name
+			lastLt = len(base.gemms[i].Candidates) - 1
+			cache.Store(fp, gemmSig(s, false), Tactic{Impl: ImplCUBLASLt, Algo: lastLt, Epi: base.gemmEpi[i]}.name(), time.Microsecond)
+		}
+	}
+	e3, c3 := fakeEngine(t, dir, g, Options{LibDir: dir, Tune: true, TimingCache: cache, CacheDevice: fp})
+	picked := e3.Tactics()
+	if e3.Measured() != 0 || picked[convName].Impl != ImplKernel || picked[gemmName].Algo != lastLt || picked[gemmName].NS != 1000 {
+		t.Fatalf("measured %d; %s: %+v; %s: %+v", e3.Measured(), convName, picked[convName], gemmName, picked[gemmName])
+	}
+	checkLayers := func(e *Engine) {
+		t.Helper()
+		for i, l := range e.Layers() {
+			s := e.prog.steps[i]
+			if s.node.Name == convName && (e.convs[i] != nil || !strings.HasPrefix(l.Impl, "conv")) {
+				t.Errorf("%s runs %q, want kiln's kernel", convName, l.Impl)
+			}
+			if s.node.Name == gemmName && (e.gemms[i] == nil || e.gemms[i].Workspace != e.gemms[i].Candidates[lastLt].Workspace) {
+				t.Errorf("%s: not cuBLASLt's result %d", gemmName, lastLt)
+			}
+		}
+	}
+	checkLayers(e3)
+	if _, err := c3.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+
+	// The choices, applied without timing; a choice for another signature
+	// is ignored.
+	e4, c4 := fakeEngine(t, dir, g, Options{LibDir: dir, Tactics: picked})
+	if e4.Measured() != 0 || !reflect.DeepEqual(e4.Tactics(), picked) {
+		t.Fatalf("applied: measured %d, tactics %v, want %v", e4.Measured(), e4.Tactics(), picked)
+	}
+	checkLayers(e4)
+	if _, err := c4.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	other := Tactics{}
+	for k, v := range picked {
+		v.Sig += " other"
+		other[k] = v
+	}
+	e5, _ := fakeEngine(t, dir, g, Options{LibDir: dir, Tactics: other})
+	if len(e5.Tactics()) != 0 || len(e5.convs) != len(base.convs) {
+		t.Fatalf("tactics of other signatures applied: %v", e5.Tactics())
+	}
+}
+
+// TestCompilePlanTuneFake compiles a plan with Tune and a timing cache
+// file: the choices go into the "cuda.tactics" blob and the cache file, a
+// second build measures nothing, and loading the plan's blobs applies the
+// choices without timing.
+func TestCompilePlanTuneFake(t *testing.T) {
+	dir := fakeLibs(t)
+	t.Setenv(cuda.EnvLibPath, dir)
+	path := modelPath(t, "resnet_mini")
+	in := randomImages(t, "resnet_mini", 1, 1)
+	g := optimizedGraph(t, path, in)
+	cachePath := filepath.Join(t.TempDir(), "timing.json")
+	compileRun := func(o device.ExecOptions) *planProgram {
+		t.Helper()
+		prog, err := compilePlan(g, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { prog.Close() })
+		if _, err := prog.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		return prog.(*planProgram)
+	}
+	first := compileRun(device.ExecOptions{Tune: true, TimingCache: cachePath})
+	blob := first.Blobs()[tacticsBlob]
+	tuned, err := ParseTactics(blob)
+	if err != nil || len(tuned) == 0 || first.measured == 0 {
+		t.Fatalf("blob %q: %v (measured %d)", blob, err, first.measured)
+	}
+	cache, err := tactic.Open(cachePath)
+	if err != nil || cache.Len() != first.measured {
+		t.Fatalf("timing cache: %d entries, %v; want %d", cache.Len(), err, first.measured)
+	}
+	second := compileRun(device.ExecOptions{Tune: true, TimingCache: cachePath})
+	if second.measured != 0 || !reflect.DeepEqual(second.Blobs()[tacticsBlob], blob) {
+		t.Fatalf("second build measured %d; same blob %v", second.measured, reflect.DeepEqual(second.Blobs()[tacticsBlob], blob))
+	}
+	loaded := compileRun(device.ExecOptions{Blobs: first.Blobs(), Tune: true})
+	if loaded.measured != 0 || !reflect.DeepEqual(loaded.Blobs()[tacticsBlob], blob) {
+		t.Fatalf("load measured %d; blob kept %v", loaded.measured, reflect.DeepEqual(loaded.Blobs()[tacticsBlob], blob))
+	}
+	plain := compileRun(device.ExecOptions{})
+	if _, ok := plain.Blobs()[tacticsBlob]; ok || plain.measured != 0 {
+		t.Fatalf("untuned build: tactics blob or %d measurements", plain.measured)
+	}
+	bad := map[string][]byte{tacticsBlob: []byte("{")}
+	if _, err := compilePlan(g, device.ExecOptions{Blobs: bad}); !errors.Is(err, ErrGraph) {
+		t.Fatalf("damaged blob: %v, want ErrGraph", err)
+	}
+	if err := os.WriteFile(cachePath, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := compilePlan(g, device.ExecOptions{Tune: true, TimingCache: cachePath}); !errors.Is(err, tactic.ErrCorrupt) {
+		t.Fatalf("damaged timing cache: %v, want tactic.ErrCorrupt", err)
+	}
+}
