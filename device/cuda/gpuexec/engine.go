@@ -98,6 +98,7 @@ type Engine struct {
 	ws       int                     // workspace bytes a context needs
 	tactics  Tactics                 // tuned or applied choices, by node name
 	measured int                     // timings measured by tune
+	reverted bool                    // tune kept the first choices: the network was slower with its own
 
 	mu       sync.Mutex
 	closed   bool

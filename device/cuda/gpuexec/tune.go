@@ -157,13 +157,15 @@ func (e *Engine) tune() error {
 		return err
 	}
 	defer d.EventDestroy(end)
-	measure := func(i int) (time.Duration, error) {
-		calls := c.stepCalls(i)
-		ms := make([]float64, 0, tuneRuns)
-		for r := range tuneWarmup + tuneRuns {
-			if err := d.EventRecord(start, c.stream); err != nil {
-				return 0, err
-			}
+	// measure times the calls of steps as contexts run them: replayed as a
+	// CUDA graph (unless graphs are off), so that the host's launch cost,
+	// which a graph does not pay, is not counted.
+	measure := func(steps ...int) (time.Duration, error) {
+		var calls []call
+		for _, i := range steps {
+			calls = append(calls, c.stepCalls(i)...)
+		}
+		enqueue := func() error {
 			for _, k := range calls {
 				var err error
 				if k.lib != nil {
@@ -172,9 +174,40 @@ func (e *Engine) tune() error {
 					err = d.Launch(k.fn, k.grid, k.block, k.shmem, c.stream, k.args)
 				}
 				if err != nil {
-					d.StreamSynchronize(c.stream)
-					return 0, err
+					return err
 				}
+			}
+			return nil
+		}
+		launch := enqueue
+		if !e.opt.NoGraphs {
+			if err := d.BeginCapture(c.stream, cuda.CaptureModeThreadLocal); err == nil {
+				qerr := enqueue()
+				g, err := d.EndCapture(c.stream)
+				if qerr != nil {
+					if err == nil {
+						d.GraphDestroy(g)
+					}
+					return 0, qerr
+				}
+				if err == nil {
+					x, err := d.GraphInstantiate(g)
+					d.GraphDestroy(g)
+					if err == nil {
+						defer d.GraphExecDestroy(x)
+						launch = func() error { return d.GraphLaunch(x, c.stream) }
+					}
+				}
+			}
+		}
+		ms := make([]float64, 0, tuneRuns)
+		for r := range tuneWarmup + tuneRuns {
+			if err := d.EventRecord(start, c.stream); err != nil {
+				return 0, err
+			}
+			if err := launch(); err != nil {
+				d.StreamSynchronize(c.stream)
+				return 0, err
 			}
 			if err := d.EventRecord(end, c.stream); err != nil {
 				return 0, err
@@ -193,6 +226,14 @@ func (e *Engine) tune() error {
 		slices.Sort(ms)
 		return max(time.Duration(ms[len(ms)/2]*1e6), 1), nil
 	}
+	type tuned struct {
+		step  int
+		cands []candidate
+		best  int
+		conv  *cuda.CUDNNConv
+		mm    *cuda.LtMatmul
+	}
+	var done []tuned
 	for i, s := range e.prog.steps {
 		var sig string
 		var cands []candidate
@@ -258,11 +299,48 @@ func (e *Engine) tune() error {
 		if err := cands[best].apply(); err != nil {
 			return fmt.Errorf("tuning layer %s: %w", s.name(), err)
 		}
-		if cands[best].t.Impl == ImplKernel {
-			conv.Destroy() // nil-safe
-			mm.Destroy()
-		}
 		e.tactics[s.node.Name] = cands[best].t
+		done = append(done, tuned{i, cands, best, conv, mm})
+	}
+	// Layers timed alone can mislead (a warm cache, overlap with the next
+	// layer): keep the choices only if the whole network, replayed, is not
+	// slower than with the libraries' first choices.
+	changed := false
+	for _, t := range done {
+		changed = changed || t.best != 0
+	}
+	if changed {
+		all := make([]int, len(e.prog.steps))
+		for i := range all {
+			all[i] = i
+		}
+		tunedTime, terr := measure(all...)
+		for _, t := range done {
+			if err := t.cands[0].apply(); err != nil {
+				return err
+			}
+		}
+		firstTime, ferr := measure(all...)
+		if terr == nil && (ferr != nil || tunedTime <= firstTime) {
+			for _, t := range done {
+				if err := t.cands[t.best].apply(); err != nil {
+					return err
+				}
+			}
+		} else {
+			e.reverted = true
+			for _, t := range done {
+				e.tactics[e.prog.steps[t.step].node.Name] = t.cands[0].t
+			}
+		}
+	}
+	for _, t := range done { // the library plans of layers that chose kiln's kernels
+		if e.convs[t.step] != t.conv {
+			t.conv.Destroy() // nil-safe
+		}
+		if e.gemms[t.step] != t.mm {
+			t.mm.Destroy()
+		}
 	}
 	// Only what the chosen algorithms need is allocated by later contexts.
 	e.ws = 0
