@@ -31,4 +31,14 @@
 // which load and store half and compute in float32 (reductions included).
 // Context.Run still takes and returns float32 tensors, converted on the
 // GPU. Context.DeviceTimes times the layers alone, for benchmarks.
+//
+// With Options.Tune (ExecOptions.Tune, set by kiln build) the engine times,
+// for each convolution and matrix product, every algorithm cuDNN or
+// cuBLASLt offers within the workspace limit and kiln's own kernels, each
+// replayed as a CUDA graph at the engine's shapes (a plan: its max shapes),
+// and keeps the fastest, unless the whole network replays slower with those
+// choices than with the libraries' first ones. Times are shared through a
+// timing cache (engine/tactic, keyed by the GPU's fingerprint and the
+// layer's signature); a plan keeps the choices in its "cuda.tactics" blob,
+// which loading applies without timing.
 package gpuexec
