@@ -50,8 +50,9 @@ func TestTacticsBlob(t *testing.T) {
 // TestTuneFake tunes resnet_mini against the fake libraries (whose events
 // always measure 1.5 ms): every candidate of each layer signature is timed
 // once and stored in the timing cache, ties keep the libraries' first choice, a second engine
-// reads every time from the cache, times in the cache decide the choice,
-// and recorded tactics are applied without timing.
+// reads every time from the cache, times in the cache decide the choice
+// unless the whole network is slower with them, and recorded tactics are
+// applied without timing.
 func TestTuneFake(t *testing.T) {
 	dir := fakeLibs(t)
 	path := modelPath(t, "resnet_mini")
@@ -167,6 +168,20 @@ func TestTuneFake(t *testing.T) {
 	checkLayers(e4)
 	if _, err := c4.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
+	}
+	// Times measured later shorter: the whole network replays faster with
+	// the libraries' first choices than with the cache's, which are dropped.
+	t.Setenv("KILN_FAKE_EVENT_SHRINK", "1")
+	e6, c6 := fakeEngine(t, dir, g, Options{LibDir: dir, Tune: true, TimingCache: cache, CacheDevice: fp})
+	if !e6.reverted || e6.Measured() != 0 || !reflect.DeepEqual(e6.Tactics(), tuned) || len(e6.convs) != len(base.convs) || len(e6.gemms) != len(base.gemms) {
+		t.Fatalf("network slower with the tuned choices: reverted %v, measured %d, first choices %v, %d convolutions on cuDNN",
+			e6.reverted, e6.Measured(), reflect.DeepEqual(e6.Tactics(), tuned), len(e6.convs))
+	}
+	if _, err := c6.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if e3.reverted {
+		t.Error("equal network times: the tuned choices were dropped")
 	}
 	other := Tactics{}
 	for k, v := range picked {

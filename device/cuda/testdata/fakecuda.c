@@ -3,7 +3,8 @@
 // CUDA_ERROR_OUT_OF_MEMORY above 1 GiB; cuLaunchKernel fails with
 // CUDA_ERROR_INVALID_HANDLE for a null function, which cuModuleGetFunction
 // returns for the kernel named by $KILN_FAKE_BAD_KERNEL. Page-locked host
-// memory is malloc'd. Built by the tests with cc.
+// memory is malloc'd. Events measure 1.5 ms, or, with $KILN_FAKE_EVENT_SHRINK
+// set, 1 ms less at each measurement from 1000 ms. Built by the tests with cc.
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,11 @@ int cuStreamDestroy_v2(void) { return 0; }
 int cuEventCreate(void) { return 0; }
 int cuEventRecord(void) { return 0; }
 int cuEventSynchronize(void) { return 0; }
-int cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 1.5f; return 0; }
+int cuEventElapsedTime(float *ms, void *a, void *b) {
+	static int n;
+	*ms = getenv("KILN_FAKE_EVENT_SHRINK") ? 1000.0f - (float)(n++) : 1.5f;
+	return 0;
+}
 int cuEventDestroy_v2(void) { return 0; }
 int cuModuleLoadData(void) { return 0; }
 int cuModuleUnload(void) { return 0; }
