@@ -190,7 +190,7 @@ run)
   # One process per group, so that a crash in one does not hide the others.
   : >"$out/gpuexec.log"
   for pat in 'TestModelsFP16OnGPU' 'TestLayersFP16OnGPU' 'TestModelsOnGPU/.*/.*/kernels' 'TestOpsOnGPU/.*/kernels' 'TestModelsOnGPU/.*/.*/libs' 'TestOpsOnGPU/.*/libs' 'TestOpsOnGPU/.*/fp16' \
-    'TestContextsConcurrently|TestGPUErrors' 'TestLayersOnGPU' 'TestCompile|TestPlan|TestNewEngine'; do
+    'TestContextsConcurrently|TestGPUErrors' 'TestTuneOnGPU' 'TestLayersOnGPU' 'TestCompile|TestPlan|TestNewEngine'; do
     (cd device/cuda/gpuexec && "$root/.gpubin/gpuexec.test" -test.v -test.timeout 300s -test.run "$pat") >>"$out/gpuexec.log" 2>&1
     echo "gpuexec tests $pat: exit $?"
   done
