@@ -166,7 +166,9 @@ type ExecOptions struct {
 	Precision string
 	// MaxShapes gives per input the largest shape the program will run
 	// with (the profile's max), for memory planning; nil when unknown.
+	// OptShapes gives the profile's opt shapes, where tactics are timed.
 	MaxShapes map[string][]int
+	OptShapes map[string][]int
 	// MemoryLimit bounds the device memory the program may take (0: no
 	// limit).
 	MemoryLimit int64

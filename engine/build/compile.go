@@ -56,7 +56,7 @@ func (b *builder) compile(ctx context.Context) error {
 		o := device.ExecOptions{Ordinal: b.ordinal, Precision: b.o.Precision, MemoryLimit: b.o.Workspace,
 			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache}
 		if len(p.Inputs) > 0 {
-			o.MaxShapes = p.Shapes(2)
+			o.MaxShapes, o.OptShapes = p.Shapes(2), p.Shapes(1)
 		}
 		prog, err := b.exec.Compile(g, o)
 		if err != nil {

@@ -29,8 +29,9 @@ func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 // kernels compiled for this GPU they are loaded instead of running NVRTC.
 // The program is checked at compile time by building the engine for the
 // largest shapes (o.MaxShapes) or the graph's own static shapes. With
-// o.Tune that engine also times each convolution's and matrix product's
-// implementations (Options.Tune; measurements read from and saved to the
+// o.Tune, an engine at the opt shapes (o.OptShapes) times each
+// convolution's and matrix product's implementations (Options.Tune;
+// measurements read from and saved to the
 // timing cache o.TimingCache when set) and the choices go into the plan
 // blob "cuda.tactics"; a plan that has that blob uses it without timing.
 // Without max shapes and with symbolic inputs nothing is timed.
@@ -111,33 +112,47 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		if err != nil {
 			return nil, err
 		}
-		eopt := opt
-		var cache *tactic.Cache
+		// The largest shapes must build (every layer on the GPU, memory).
+		e, err := NewEngine(cg, opt)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Close(); err != nil {
+			return nil, err
+		}
 		if tune {
-			// Tuning happens here, at the largest shapes; engines for
-			// other shapes take the choices whose layer signature matches.
+			// Tactics are timed at the profile's opt shapes (the largest
+			// when there are none); engines for other shapes take the
+			// choices whose layer signature matches, else the libraries'
+			// first choice.
+			tg := cg
+			if o.OptShapes != nil {
+				if tg, _, err = graphs(o.OptShapes); err != nil {
+					return nil, err
+				}
+			}
+			eopt := opt
 			eopt.Tune = true
+			var cache *tactic.Cache
 			if o.TimingCache != "" {
 				if cache, err = tactic.Open(o.TimingCache); err != nil {
 					return nil, err
 				}
 				eopt.TimingCache, eopt.CacheDevice = cache, fp
 			}
-		}
-		e, err := NewEngine(cg, eopt)
-		if err != nil {
-			return nil, err
-		}
-		if tune {
-			tactics, measured = e.Tactics(), e.Measured()
-			opt.Tactics = tactics
-		}
-		if err := e.Close(); err != nil {
-			return nil, err
-		}
-		if cache != nil && measured > 0 {
-			if err := cache.Save(); err != nil {
+			te, err := NewEngine(tg, eopt)
+			if err != nil {
 				return nil, err
+			}
+			tactics, measured = te.Tactics(), te.Measured()
+			opt.Tactics = tactics
+			if err := te.Close(); err != nil {
+				return nil, err
+			}
+			if cache != nil && measured > 0 {
+				if err := cache.Save(); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
