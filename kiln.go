@@ -132,7 +132,7 @@ type runner interface {
 // without optimization; or a plan file written by kiln build, which must
 // have been built for this machine's device by this kiln version.
 func Load(path string) (*Model, error) {
-	if isPlan(path) {
+	if IsPlan(path) {
 		return loadPlan(path)
 	}
 	f, err := onnx.Load(path)

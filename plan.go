@@ -23,8 +23,9 @@ type BuildOptions = build.Options
 // (another device, another kiln version, a corrupt file): rebuild it.
 var ErrPlan = errors.New("kiln: cannot use plan")
 
-// isPlan reports whether the file at path starts with the plan magic.
-func isPlan(path string) bool {
+// IsPlan reports whether the file at path is a kiln plan (starts with the
+// plan magic) rather than an ONNX model.
+func IsPlan(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false

@@ -42,7 +42,7 @@ type CacheResult struct {
 // it builds the model, writes the plan to the cache and loads it from
 // there. A model file that is already a plan is loaded as it is.
 func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Model, CacheResult, error) {
-	if isPlan(path) {
+	if IsPlan(path) {
 		m, err := Load(path)
 		return m, CacheResult{Path: path, Hit: true}, err
 	}

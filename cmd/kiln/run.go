@@ -92,7 +92,7 @@ func runCmd(args []string) int {
 	}
 	defer m.Close()
 	how := "loaded"
-	if h := m.Plan(); h != nil && !strings.HasSuffix(path, ".plan") && !isPlanFile(path) {
+	if h := m.Plan(); h != nil && !kiln.IsPlan(path) {
 		how = fmt.Sprintf("built (%s, %s, %d -> %d nodes)", h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
 	}
 	fmt.Printf("%s %s in %.1f ms\n", how, path, float64(time.Since(start).Microseconds())/1e3)

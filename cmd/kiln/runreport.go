@@ -19,7 +19,7 @@ import (
 // loadForRun loads a plan as it is, or builds an ONNX model (or the
 // bundled example) in memory with the build flags.
 func loadForRun(path string, bf *buildFlags) (*kiln.Model, error) {
-	if path != "example" && isPlanFile(path) {
+	if path != "example" && kiln.IsPlan(path) {
 		return kiln.Load(path)
 	}
 	o, err := bf.options()
@@ -34,17 +34,6 @@ func loadForRun(path string, bf *buildFlags) (*kiln.Model, error) {
 		return kiln.BuildBytes(ctx, "tinycnn", examples.TinyCNNModel, o)
 	}
 	return kiln.Build(ctx, path, o)
-}
-
-func isPlanFile(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, 8)
-	n, _ := io.ReadFull(f, b)
-	return n == 8 && string(b) == "KILNPLAN"
 }
 
 type runReport struct {

@@ -33,7 +33,7 @@ const (
 // BuildOptions derives the build options of a model's engine from its
 // config: the device from instance_group (KIND_GPU on GPU N is "cuda:N"),
 // the largest batch from max_batch_size (the profile's batch range is 1 to
-// it), and precision, calibration data, dimension ranges and optimization
+// it; without batching the engine takes any shape), and precision, calibration data, dimension ranges and optimization
 // level from the parameters above. modelDir is the model's folder.
 func BuildOptions(modelDir string, cfg *Config) (kiln.BuildOptions, error) {
 	o := kiln.BuildOptions{MaxBatch: 1}
@@ -45,6 +45,9 @@ func BuildOptions(modelDir string, cfg *Config) (kiln.BuildOptions, error) {
 	}
 	if cfg.MaxBatchSize > 0 {
 		o.MaxBatch = cfg.MaxBatchSize
+	} else {
+		// No batching: clients give whole shapes, which no profile limits.
+		o.AnyShape = true
 	}
 	for _, g := range cfg.InstanceGroups {
 		if g.Kind != "KIND_GPU" {

@@ -38,7 +38,7 @@ func TestBuildOptions(t *testing.T) {
 			t.Errorf("parameters %v: error %v, want ErrConfig", p, err)
 		}
 	}
-	if o, err := BuildOptions(dir, &Config{Parameters: map[string]string{"opt_level": "0"}}); err != nil || !o.NoOptimization {
-		t.Errorf("opt_level 0: %+v, %v", o, err)
+	if o, err := BuildOptions(dir, &Config{Parameters: map[string]string{"opt_level": "0"}}); err != nil || !o.NoOptimization || !o.AnyShape {
+		t.Errorf("opt_level 0, max_batch_size 0: %+v, %v", o, err)
 	}
 }
