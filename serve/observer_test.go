@@ -57,7 +57,7 @@ func TestContextSwitchObserved(t *testing.T) {
 	s := New(Options{Repository: tinyRepo(t, "instance_group [ { count: 2 } ]\n"), Observer: rec,
 		WrapRunner: func(_ string, r scheduler.Runner) scheduler.Runner { return gatedRunner{r, started, gate} }})
 	defer s.Shutdown(context.Background())
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 2)

@@ -160,6 +160,9 @@ type Server struct {
 	mu      sync.RWMutex
 	models  map[string]*model
 	closing atomic.Bool
+	// loadingAll counts the LoadAll calls running (the server is not ready
+	// meanwhile).
+	loadingAll atomic.Int32
 }
 
 // New returns a server with no models loaded.
@@ -171,9 +174,13 @@ func New(opts Options) *Server {
 	return &Server{opts: opts, log: log, models: map[string]*model{}}
 }
 
-// LoadAll loads every model of the repository. Models that fail to load are
-// reported by RepositoryIndex with their error; the first error is returned.
-func (s *Server) LoadAll() error {
+// LoadAll loads every model of the repository, one after the other. Models
+// that fail to load are reported by RepositoryIndex with their error; the
+// first error is returned. While LoadAll runs the server is live but not
+// ready: the models not yet loaded show as LOADING. When ctx ends LoadAll
+// stops between models (and inside a model's warmup), the models it had not
+// started are left out, and it returns an error wrapping ctx's.
+func (s *Server) LoadAll(ctx context.Context) error {
 	if s.opts.Repository == "" {
 		return nil
 	}
@@ -181,17 +188,45 @@ func (s *Server) LoadAll() error {
 	if err != nil {
 		return err
 	}
-	var first error
+	s.loadingAll.Add(1)
+	defer s.loadingAll.Add(-1)
+	// every model not yet served counts as loading until its turn
+	waiting := map[string]*model{}
+	s.mu.Lock()
 	for _, n := range names {
-		if err := s.Load(n); err != nil && first == nil {
+		if _, ok := s.models[n]; !ok {
+			m := &model{name: n, state: "LOADING", reason: "waiting to load"}
+			s.models[n], waiting[n] = m, m
+		}
+	}
+	s.mu.Unlock()
+	var first error
+	for i, n := range names {
+		if err := ctx.Err(); err != nil {
+			s.mu.Lock()
+			for _, rest := range names[i:] {
+				if w, ok := waiting[rest]; ok && s.models[rest] == w {
+					delete(s.models, rest)
+				}
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("serve: loading the repository canceled before model %q: %w", n, err)
+		}
+		if err := s.load(ctx, n); err != nil && first == nil {
 			first = err
 		}
+	}
+	if err := ctx.Err(); err != nil && first == nil {
+		first = fmt.Errorf("serve: loading the repository canceled: %w", err)
 	}
 	return first
 }
 
 // Load loads (or reloads) a model from the repository.
-func (s *Server) Load(name string) error {
+func (s *Server) Load(name string) error { return s.load(context.Background(), name) }
+
+// load is Load, given up (between versions and during warmup) when ctx ends.
+func (s *Server) load(ctx context.Context, name string) error {
 	if s.opts.Repository == "" {
 		return fmt.Errorf("%w: no model repository", ErrUnsupported)
 	}
@@ -205,9 +240,9 @@ func (s *Server) Load(name string) error {
 		s.models[name] = &model{name: name, state: "LOADING", reason: "loading"}
 	}
 	s.mu.Unlock()
-	rm, err := repository.LoadWith(s.opts.Repository, name, s.opts.Loader)
+	rm, err := repository.LoadContext(ctx, s.opts.Repository, name, s.opts.Loader)
 	if err == nil {
-		err = s.Add(rm)
+		err = s.add(ctx, rm)
 	}
 	if err != nil {
 		s.log.Error("model failed to load", "model", name, "err", err)
@@ -239,7 +274,10 @@ func (s *Server) failed(name string, err error) {
 // of its instances. When the warmup fails, rm is closed, the model it
 // would replace keeps serving, and the error (wrapping ErrWarmup) is
 // returned; Load also shows it in the repository index.
-func (s *Server) Add(rm *repository.Model) error {
+func (s *Server) Add(rm *repository.Model) error { return s.add(context.Background(), rm) }
+
+// add is Add with the warmup given up when ctx ends.
+func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 	for _, w := range rm.Config.Warnings {
 		s.log.Warn("config.pbtxt", "model", rm.Name, "warning", w)
 	}
@@ -253,7 +291,7 @@ func (s *Server) Add(rm *repository.Model) error {
 		vs.sched = scheduler.New(r, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
 		m.versions = append(m.versions, vs)
 	}
-	if err := s.warmup(m); err != nil {
+	if err := s.warmup(ctx, m); err != nil {
 		drain(context.Background(), m)
 		return err
 	}
@@ -262,7 +300,7 @@ func (s *Server) Add(rm *repository.Model) error {
 }
 
 // warmup runs the config's warmup samples on every version of m.
-func (s *Server) warmup(m *model) error {
+func (s *Server) warmup(ctx context.Context, m *model) error {
 	cfg := m.repo.Config
 	if len(cfg.Warmup) == 0 {
 		return nil
@@ -280,7 +318,7 @@ func (s *Server) warmup(m *model) error {
 		samples = append(samples, scheduler.Sample{Name: w.Name, Inputs: in, Count: w.Count})
 	}
 	for _, v := range m.versions {
-		if err := v.sched.Warmup(context.Background(), samples); err != nil {
+		if err := v.sched.Warmup(ctx, samples); err != nil {
 			return fmt.Errorf("%w: model %s version %d: %w", ErrWarmup, m.name, v.num, err)
 		}
 	}
@@ -389,11 +427,11 @@ func (e execObserver) Executed(x scheduler.Execution) {
 // Live reports whether the server process is up.
 func (s *Server) Live() bool { return true }
 
-// Ready reports whether the server accepts requests: not shutting down and
-// every model in the repository loaded and warmed up (none LOADING or
-// UNAVAILABLE).
+// Ready reports whether the server accepts requests: not shutting down, no
+// LoadAll running, and every model in the repository loaded and warmed up
+// (none LOADING or UNAVAILABLE).
 func (s *Server) Ready() bool {
-	if s.closing.Load() {
+	if s.closing.Load() || s.loadingAll.Load() > 0 {
 		return false
 	}
 	s.mu.RLock()

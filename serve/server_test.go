@@ -26,7 +26,7 @@ func tinyServer(t *testing.T, cfg string) *Server {
 	}
 	os.WriteFile(filepath.Join(dir, "tiny", "config.pbtxt"), []byte(cfg), 0o644)
 	s := New(Options{Repository: dir})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(context.Background()) })

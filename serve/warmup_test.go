@@ -69,7 +69,7 @@ func TestWarmupOnEveryInstance(t *testing.T) {
 		return hookRunner{r: r, runs: &runs, batch: &batch}
 	}})
 	defer s.Shutdown(context.Background())
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// 3 instances x (2 runs of "zeros" + 1 of "random")
@@ -232,7 +232,7 @@ func TestReloadWithWarmupUnderLoad(t *testing.T) {
 		}}
 	}})
 	defer s.Shutdown(context.Background())
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})

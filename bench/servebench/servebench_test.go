@@ -77,7 +77,7 @@ func startServer(t *testing.T, name string, model func(dst string) error, config
 		t.Fatal(err)
 	}
 	s := serve.New(serve.Options{Repository: repo})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(httpapi.New(s, httpapi.Options{}))

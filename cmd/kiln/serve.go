@@ -102,7 +102,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		if err != nil {
 			return fail("serve: %v", err)
 		}
-	} else if err := s.LoadAll(); err != nil {
+	} else if err := s.LoadAll(ctx); err != nil {
 		// a broken model is reported in the index; the others serve
 		log.Error("not every model loaded", "err", err)
 	}

@@ -235,7 +235,7 @@ func TestStreamYoloTiny(t *testing.T) {
 		t.Fatalf("detect repo: exit %d: %s", code, errb.String())
 	}
 	s := serve.New(serve.Options{Repository: repo})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())

@@ -66,7 +66,7 @@ func TestModelConfigRPC(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "tiny", "1", "model.onnx"), examples.TinyCNNModel, 0o644)
 	os.WriteFile(filepath.Join(dir, "tiny", "config.pbtxt"), []byte(fullConfig), 0o644)
 	s := serve.New(serve.Options{Repository: dir})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

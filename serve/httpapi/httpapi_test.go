@@ -52,7 +52,7 @@ func startServer(t testing.TB, maxBytes int64) (*httptest.Server, *serve.Server,
 		write("resnet_mini", "1", b, "")
 	}
 	s := serve.New(serve.Options{Repository: dir})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(New(s, Options{MaxRequestBytes: maxBytes}))

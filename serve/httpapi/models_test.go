@@ -47,7 +47,7 @@ func TestSharedModels(t *testing.T) {
 		t.Skip("needs the reference models in ../shared/models")
 	}
 	s := serve.New(serve.Options{Repository: repo})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())

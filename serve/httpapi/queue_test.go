@@ -42,7 +42,7 @@ func TestQueueFullAndDisconnect(t *testing.T) {
 dynamic_batching { default_queue_policy { max_queue_size: 1 } }`), 0o644)
 	g := &gated{gate: make(chan struct{}), started: make(chan struct{}, 10)}
 	s := serve.New(serve.Options{Repository: dir, WrapRunner: func(_ string, r scheduler.Runner) scheduler.Runner { g.r = r; return g }})
-	if err := s.LoadAll(); err != nil {
+	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(New(s, Options{}))

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -73,6 +74,12 @@ func Load(dir, name string) (*Model, error) { return LoadWith(dir, name, nil) }
 // LoadWith is Load with each version's model file loaded by load (nil:
 // kiln.Load).
 func LoadWith(dir, name string, load ModelLoader) (*Model, error) {
+	return LoadContext(context.Background(), dir, name, load)
+}
+
+// LoadContext is LoadWith given up between versions when ctx ends (the
+// versions loaded so far are closed and the error wraps ctx's).
+func LoadContext(ctx context.Context, dir, name string, load ModelLoader) (*Model, error) {
 	if load == nil {
 		load = func(path string, _ *Config) (*kiln.Model, error) { return kiln.Load(path) }
 	}
@@ -117,6 +124,10 @@ func LoadWith(dir, name string, load ModelLoader) (*Model, error) {
 	}
 	m := &Model{Name: name, Dir: mdir}
 	for _, n := range nums {
+		if err := ctx.Err(); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("repository: model %s: loading canceled: %w", name, err)
+		}
 		km, err := load(filepath.Join(mdir, strconv.FormatInt(n, 10), file), cfg)
 		if err != nil {
 			m.Close()

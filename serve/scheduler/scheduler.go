@@ -453,6 +453,9 @@ func (s *Scheduler) Warmup(ctx context.Context, samples []Sample) error {
 func (s *Scheduler) warm(ctx context.Context, instance int, samples []Sample) error {
 	for _, smp := range samples {
 		for range max(smp.Count, 1) {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("instance %d: warmup sample %q: %w", instance, smp.Name, err)
+			}
 			if _, err := s.run[instance].Run(ctx, smp.Inputs); err != nil {
 				return fmt.Errorf("instance %d: warmup sample %q: %w", instance, smp.Name, err)
 			}
