@@ -53,3 +53,20 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*Tensor) (map[strin
 	}
 	return m.Run(ctx, inputs)
 }
+
+// ArenaBytes returns the memory c holds for intermediates: the sum of the
+// arenas of its engines' contexts (see engine.Context.ArenaBytes), sized
+// for the shapes it has run, not for the largest its profiles allow. 0
+// before the first run, and for models whose device keeps its own memory.
+func (c *Context) ArenaBytes() int {
+	n := 0
+	if c.one != nil {
+		n += c.one.ArenaBytes()
+	}
+	for _, x := range c.ctxs {
+		if x != nil {
+			n += x.ArenaBytes()
+		}
+	}
+	return n
+}

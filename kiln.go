@@ -130,16 +130,42 @@ type runner interface {
 // Load reads an ONNX model file (external data files are found beside it),
 // checks it, infers its shapes and prepares it to run on the CPU as it is,
 // without optimization; or a plan file written by kiln build, which must
-// have been built for this machine's device by this kiln version.
-func Load(path string) (*Model, error) {
+// have been built for this machine's device by this kiln version. It is
+// LoadWith with the zero LoadOptions: the files are read into memory, so
+// the model is unaffected by later changes to them.
+func Load(path string) (*Model, error) { return LoadWith(path, LoadOptions{}) }
+
+// LoadOptions configure LoadWith. The zero value is what Load uses.
+type LoadOptions struct {
+	// Mmap memory-maps the model or plan file (and external data files)
+	// instead of reading them into memory: faster to load and lighter on
+	// memory for large models, but the files must not be truncated or
+	// rewritten in place while the model is in use, or the process dies of
+	// SIGBUS (replacing a file by renaming a new one over it is safe). For
+	// short-lived tools such as kiln run; a server should leave it off.
+	Mmap bool
+	// MemoryLimit bounds the memory of one execution context (see
+	// engine.Options.MemoryLimit): a model whose activation arena at its
+	// largest shapes exceeds it is refused (engine.ErrMemory), and so is a
+	// run that would exceed it. 0 means engine.DefaultMemoryLimit(); a
+	// negative value means no limit.
+	MemoryLimit int64
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o LoadOptions) (*Model, error) {
 	if IsPlan(path) {
-		return loadPlan(path)
+		return loadPlan(path, o)
 	}
-	f, err := onnx.Load(path)
+	open := onnx.Load
+	if o.Mmap {
+		open = onnx.LoadMapped
+	}
+	f, err := open(path)
 	if err != nil {
 		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
 	}
-	m, err := fromFile(f)
+	m, err := fromFile(f, o)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
@@ -154,7 +180,7 @@ func LoadBytes(b []byte) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kiln: %w", err)
 	}
-	m, err := fromFile(f)
+	m, err := fromFile(f, LoadOptions{})
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("kiln: %w", err)
@@ -162,12 +188,12 @@ func LoadBytes(b []byte) (*Model, error) {
 	return m, nil
 }
 
-func fromFile(f *onnx.File) (*Model, error) {
+func fromFile(f *onnx.File, o LoadOptions) (*Model, error) {
 	g, err := onnx.ToGraph(f.Model, f)
 	if err != nil {
 		return nil, err
 	}
-	e, err := engine.New(g)
+	e, err := engine.NewWithOptions(g, engine.Options{MemoryLimit: o.MemoryLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +252,8 @@ func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]
 // that need the graph; nil for a model running on another device.
 func (m *Model) Engine() *engine.Engine { return m.eng }
 
-// Close releases the model's file mappings. The model must not be used after.
+// Close releases the model's file mappings and device memory. The model
+// must not be used after.
 func (m *Model) Close() error {
 	if m.plan != nil {
 		var err error

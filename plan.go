@@ -38,8 +38,12 @@ func IsPlan(path string) bool {
 	return string(b) == plan.Magic
 }
 
-func loadPlan(path string) (*Model, error) {
-	p, err := plan.Open(path)
+func loadPlan(path string, o LoadOptions) (*Model, error) {
+	open := plan.Open
+	if o.Mmap {
+		open = plan.OpenMapped
+	}
+	p, err := open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
 	}
@@ -47,7 +51,7 @@ func loadPlan(path string) (*Model, error) {
 		p.Close()
 		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
 	}
-	m, err := fromPlan(p)
+	m, err := fromPlan(p, o)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("kiln: load %s: %w", filepath.Base(path), err)
@@ -83,7 +87,7 @@ func fromBuild(res *build.Result, err error) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kiln: %w", err)
 	}
-	m, err := fromPlan(p)
+	m, err := fromPlan(p, LoadOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("kiln: %w", err)
 	}
@@ -92,7 +96,7 @@ func fromBuild(res *build.Result, err error) (*Model, error) {
 
 // fromPlan prepares one runner per profile of p: a CPU engine, or a
 // program of the plan's device.
-func fromPlan(p *plan.Plan) (*Model, error) {
+func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 	h := &p.Header
 	m := &Model{plan: p, profiles: h.Profiles}
 	var exec device.Executor
@@ -137,7 +141,7 @@ func fromPlan(p *plan.Plan) (*Model, error) {
 			m.runners = append(m.runners, prog)
 			continue
 		}
-		o := engine.Options{}
+		o := engine.Options{MemoryLimit: lo.MemoryLimit}
 		if len(h.Profiles) > 0 {
 			o.Profiles = h.Profiles[i : i+1]
 		}
@@ -149,6 +153,9 @@ func fromPlan(p *plan.Plan) (*Model, error) {
 		}
 		e, err := engine.NewWithOptions(g, o)
 		if err != nil {
+			if len(h.Profiles) > 1 {
+				err = fmt.Errorf("profile %d (%s): %w", i, h.Profiles[i].Name, err)
+			}
 			return nil, err
 		}
 		if m.eng == nil {

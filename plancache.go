@@ -23,6 +23,10 @@ import (
 type PlanCache struct {
 	// Dir is the cache folder (created when missing).
 	Dir string
+	// MemoryLimit bounds the memory of each execution context of the
+	// models the cache loads (see LoadOptions.MemoryLimit); 0 means the
+	// default.
+	MemoryLimit int64
 }
 
 // CacheResult says how Load got its model.
@@ -38,12 +42,14 @@ type CacheResult struct {
 }
 
 // Load returns the model at path built with o, from the cache when a plan
-// for the same model, options, device and kiln version is there; otherwise
+// for the same model, options, device and kiln version is there (the key
+// is in the file name and, checked on every hit, in the plan's header:
+// a plan whose header has another key is rebuilt); otherwise
 // it builds the model, writes the plan to the cache and loads it from
 // there. A model file that is already a plan is loaded as it is.
 func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Model, CacheResult, error) {
 	if IsPlan(path) {
-		m, err := Load(path)
+		m, err := LoadWith(path, c.loadOptions())
 		return m, CacheResult{Path: path, Hit: true}, err
 	}
 	key, err := c.key(path, o)
@@ -52,12 +58,23 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	}
 	res := CacheResult{Path: filepath.Join(c.Dir, key+".plan")}
 	if _, err := os.Stat(res.Path); err == nil {
-		m, err := Load(res.Path)
-		if err == nil {
+		m, err := LoadWith(res.Path, c.loadOptions())
+		switch {
+		case err != nil:
+			res.Rebuilt = err.Error()
+		case m.Plan().BuildKey != key:
+			// The file name matches but the plan inside was built from
+			// something else (a plan copied or swapped in): never serve it.
+			m.Close()
+			got := m.Plan().BuildKey
+			if got == "" {
+				got = "none"
+			}
+			res.Rebuilt = fmt.Sprintf("the cached plan %s was built from another model or other options (its build key %s, this model's %s)", filepath.Base(res.Path), got, key)
+		default:
 			res.Hit = true
 			return m, res, nil
 		}
-		res.Rebuilt = err.Error()
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, res, fmt.Errorf("kiln: plan cache: %w", err)
@@ -69,13 +86,18 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	if err != nil {
 		return nil, res, fmt.Errorf("kiln: %w", err)
 	}
+	r.Header.BuildKey = key
 	err = r.WriteFile(res.Path)
 	r.Close()
 	if err != nil {
 		return nil, res, fmt.Errorf("kiln: plan cache: %w", err)
 	}
-	m, err := Load(res.Path)
+	m, err := LoadWith(res.Path, c.loadOptions())
 	return m, res, err
+}
+
+func (c *PlanCache) loadOptions() LoadOptions {
+	return LoadOptions{MemoryLimit: c.MemoryLimit}
 }
 
 // key hashes what a plan depends on.

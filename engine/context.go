@@ -35,6 +35,12 @@ type Context struct {
 	arena []byte
 	busy  atomic.Bool
 
+	// the memory plan of the current run (planned for the bucket of its
+	// input shapes) and the input shapes of the last run, which chose it
+	mem        *memPlan
+	lastShapes [][]int
+	lastOK     bool
+
 	// per step: the planned slots of the running node's outputs and how
 	// many of them the kernel has asked for
 	cur    []slot
@@ -43,7 +49,10 @@ type Context struct {
 }
 
 // NewContext returns a new execution context for e. Its arena is allocated
-// on the first Run and reused by every later one.
+// on the first Run, sized for the shapes run (rounded up to a bucket, see
+// ArenaBytes), and reused by every later one; it grows when a run needs
+// more, never beyond the size planned for the max shapes (for inputs
+// within them).
 func (e *Engine) NewContext() *Context {
 	c := &Context{e: e}
 	c.alloc = c.allocate
@@ -80,10 +89,18 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 	}
 	var run *Context
 	if e.mem != nil {
-		if len(c.arena) != e.mem.arenaBytes {
-			c.arena = tensor.AlignedBytes(e.mem.arenaBytes)
+		mp, err := c.planFor(inputs)
+		if err != nil {
+			return nil, err
 		}
-		run = c
+		c.mem = mp
+		if mp != nil {
+			if len(c.arena) < mp.arenaBytes {
+				c.arena = nil // the old arena may go before the new one is made
+				c.arena = tensor.AlignedBytes(mp.arenaBytes)
+			}
+			run = c
+		}
 	}
 	outs, err := e.exec(ctx, e.plans[e.graph], f, observe, run)
 	if err != nil {
@@ -100,9 +117,17 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 	return res, nil
 }
 
+// ArenaBytes returns the size of c's arena: 0 before the first run (or for
+// an engine without a memory plan), then the size planned for the largest
+// shapes c has run, rounded up per symbolic dimension to a power of two
+// (at most the max shape): a context that serves batches of 1 holds an
+// arena for batch 1 whatever the profile's max batch.
+func (c *Context) ArenaBytes() int { return len(c.arena) }
+
 // allocate is Env.Alloc while a node of the top-level graph runs: output
 // number c.nalloc of the node gets its planned slot when the request fits
-// it (same type, no more bytes); anything else is a fresh allocation.
+// it (same type, no more bytes); anything else is a fresh allocation,
+// within the engine's memory limit.
 func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
 	j := c.nalloc
 	c.nalloc++
@@ -114,7 +139,7 @@ func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 			}
 		}
 	}
-	return tensor.Make(dt, shape)
+	return c.e.allocate(dt, shape)
 }
 
 // arenaSpan returns the byte range of t's data relative to the arena, and
@@ -146,12 +171,12 @@ func (c *Context) guard(i, j int, n *ir.Node, t *tensor.Tensor) (*tensor.Tensor,
 	if !ok {
 		return t, nil
 	}
-	for _, a := range c.e.mem.accept[i][j] {
+	for _, a := range c.mem.accept[i][j] {
 		if sp.lo >= a.lo && sp.hi <= a.hi {
 			return t, nil
 		}
 	}
-	if strictAlias.Load() && !c.e.mem.copyOut[i][j] {
+	if strictAlias.Load() && !c.mem.copyOut[i][j] {
 		return nil, fmt.Errorf("%w: node %q (%s) output %d (%q) at arena bytes [%d, %d)", errAlias, n.Name, n.OpType, j, n.Outputs[j].Name, sp.lo, sp.hi)
 	}
 	return t.Clone(), nil
@@ -159,7 +184,7 @@ func (c *Context) guard(i, j int, n *ir.Node, t *tensor.Tensor) (*tensor.Tensor,
 
 // beginStep prepares env for step i of the top-level plan.
 func (c *Context) beginStep(env *ops.Env, i int) {
-	c.cur = c.e.mem.slots[i]
+	c.cur = c.mem.slots[i]
 	c.nalloc = 0
 	env.Alloc = c.alloc
 }

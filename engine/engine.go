@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -26,8 +27,17 @@ type Engine struct {
 	graph    *ir.Graph
 	plans    map[*ir.Graph]*plan
 	profiles []Profile
-	mem      *memPlan      // nil: no arena
+	mem      *memPlan      // planned at the max shapes; nil: no arena
 	idle     chan *Context // contexts Run and RunObserved reuse
+	limit    int64         // memory limit of one context (math.MaxInt64: none)
+
+	// planShapes are the shapes mem was planned at (nil: the declared
+	// ones), memKey their bucket key (see bucket.go); buckets holds the
+	// memory plans of smaller shapes, planned on first use.
+	planShapes map[string][]int
+	memKey     string
+	bucketMu   sync.Mutex
+	buckets    map[string]*memPlan
 }
 
 // plan is a graph ready to execute: kernels in topological order and, for
@@ -256,7 +266,7 @@ func checkInput(v *ir.Value, t *tensor.Tensor, syms map[string]symBinding) error
 // outputs in order. With run (only for the top-level plan of an engine
 // with a memory plan) kernel outputs go to run's arena.
 func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer, run *Context) ([]*tensor.Tensor, error) {
-	env := &ops.Env{Ctx: ctx}
+	env := &ops.Env{Ctx: ctx, Alloc: e.allocate}
 	env.RunGraph = func(sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		sp := e.plans[sg]
 		if sp == nil {

@@ -37,6 +37,14 @@ type Options struct {
 	// NoArena turns the memory plan off: every kernel output is a fresh
 	// allocation, as kernels make them without an engine.
 	NoArena bool
+	// MemoryLimit bounds, in bytes, the memory one execution context
+	// allocates through the engine: its arena, and any one tensor a kernel
+	// asks the engine for. An engine whose arena at the largest shapes of
+	// its profiles (or its max shapes) would exceed it is refused, and a
+	// run that would exceed it (inputs beyond the max shapes) fails, both
+	// with ErrMemory, before anything is allocated. 0 means
+	// DefaultMemoryLimit(); a negative value means no limit.
+	MemoryLimit int64
 }
 
 // NewWithOptions is New with options: it validates g, infers its shapes,
@@ -64,12 +72,19 @@ func NewWithOptions(g *ir.Graph, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.limit = o.memoryLimit()
 	if !o.NoArena {
 		m, err := planMemory(e.plans[g], maxShapes, len(o.MaxShapes) > 0 || len(o.Profiles) > 0)
 		if err != nil {
 			return nil, err
 		}
 		e.mem = m
+		e.planShapes = maxShapes
+		e.memKey = e.maxKey()
+		if m != nil && int64(m.arenaBytes) > e.limit {
+			return nil, fmt.Errorf("%w: the activation arena for the largest input shapes (%s) needs %s, more than the limit of %s per execution context: lower the max batch size or the dimension ranges of the profiles, or raise the memory limit",
+				ErrMemory, e.shapesString(maxShapes), FormatBytes(int64(m.arenaBytes)), limitString(e.limit))
+		}
 	}
 	e.idle = make(chan *Context, runtime.GOMAXPROCS(0))
 	return e, nil

@@ -1,7 +1,8 @@
 // Package onnx is kiln's ONNX front end: the protobuf messages of the ONNX
 // specification (onnx.proto, IR versions up to 10, and onnx-data.proto for
 // test data), a hand-written decoder and encoder for them, a loader that
-// memory-maps model files, and the conversion between ONNX tensors and
+// reads model files into aligned memory (or memory-maps them, LoadMapped),
+// and the conversion between ONNX tensors and
 // kiln's tensor.Tensor.
 //
 // The decoder is written for large models and for hostile input:
@@ -9,7 +10,7 @@
 //   - It never copies bulk data. Fields of protobuf type bytes (TensorProto
 //     raw_data, string_data, AttributeProto s and strings, ...) are
 //     sub-slices of the input, so the weights of a model loaded with Load
-//     stay in the memory-mapped file until they are used. Fields of protobuf
+//     stay in the memory the file was read into until they are used. Fields of protobuf
 //     type string (names, op types, domains) are copied into Go strings, so
 //     they stay valid after the input goes away.
 //   - Malformed, truncated or random input is an error wrapping
@@ -22,7 +23,7 @@
 //
 // Tensors whose data lives outside the model (data_location EXTERNAL, the
 // way models over 2 GiB are stored) are resolved through an
-// ExternalResolver; a *File from Load is one, mapping the side files
+// ExternalResolver; a *File from Load is one, reading the side files
 // relative to the model's directory and refusing paths that leave it.
 //
 // A typical use:

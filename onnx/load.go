@@ -9,14 +9,16 @@ import (
 )
 
 // File is a model read from disk: the decoded ModelProto, the directory its
-// external data is resolved against, and the memory that backs both. The
-// model file (and every external data file, once used) is memory-mapped, so
-// weights are read in place; bytes fields of Model and tensors made from it
-// by TensorFromProto may point into that memory, which Close releases.
+// external data is resolved against, and the memory that backs both. Load
+// reads the model file (and every external data file, once used) into
+// aligned memory of its own; LoadMapped memory-maps them instead. Either
+// way weights are used in place from that memory: bytes fields of Model and
+// tensors made from it by TensorFromProto may point into it, and Close
+// releases it.
 //
-// The mappings are private: the files are never written, and a tensor whose
-// data is modified in place gets private copies of the pages it touches. A
-// File's methods are safe for concurrent use.
+// Mappings are private: the files are never written, and a tensor whose
+// data is modified in place gets private copies of the pages it touches.
+// A File's methods are safe for concurrent use.
 type File struct {
 	// Model is the decoded model. Close sets it to nil.
 	Model *ModelProto
@@ -27,6 +29,7 @@ type File struct {
 	data    []byte       // the serialized model
 	release func() error // unmaps data; nil when data is not ours to release
 	mapped  bool         // whether data is memory-mapped
+	mmap    bool         // map external data files (LoadMapped) rather than read them
 
 	mu     sync.Mutex
 	closed bool
@@ -40,17 +43,34 @@ type mapping struct {
 
 var _ ExternalResolver = (*File)(nil)
 
-// Load reads the model at path. It memory-maps the file where the platform
-// allows (falling back to reading it into memory) and decodes it without
-// copying the weights. External data is resolved relative to the file's
-// directory. Call Close once the model and every tensor made from it are no
-// longer used.
-func Load(path string) (*File, error) {
+// Load reads the model at path into memory (aligned, so that weights are
+// used in place from it) and decodes it without copying the weights.
+// External data is resolved relative to the file's directory and read the
+// same way when first used. The model owns its memory: rewriting or
+// truncating the files afterwards does not affect it, which makes Load the
+// right choice for a server. Call Close once the model and every tensor
+// made from it are no longer used.
+func Load(path string) (*File, error) { return load(path, false) }
+
+// LoadMapped is Load with the model file and its external data files
+// memory-mapped where the platform allows (falling back to reading them):
+// it avoids a copy, which saves time and memory on large models, but the
+// files must not be truncated or rewritten in place while the File is in
+// use, or the process dies of SIGBUS (replacing them by renaming a new file
+// over them is safe). Use it for short-lived tools, not for serving files
+// that may change.
+func LoadMapped(path string) (*File, error) { return load(path, true) }
+
+func load(path string, mmap bool) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %w", err)
 	}
-	m, err := mapFile(fd)
+	read := readFile
+	if mmap {
+		read = mapFile
+	}
+	m, err := read(fd)
 	fd.Close()
 	if err != nil {
 		return nil, fmt.Errorf("onnx: read %s: %w", path, err)
@@ -64,7 +84,7 @@ func Load(path string) (*File, error) {
 		m.close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f.release, f.mapped = m.release, m.mapped()
+	f.release, f.mapped, f.mmap = m.release, m.mapped(), mmap
 	return f, nil
 }
 
@@ -115,8 +135,8 @@ func (f *File) Close() error {
 
 // ExternalData returns length bytes at offset of the file at location,
 // relative to f.Dir; a negative length means up to the end of the file. It
-// implements ExternalResolver. Each file is mapped once and kept until
-// Close. A location that is absolute or leaves f.Dir (through ".." or a
+// implements ExternalResolver. Each file is read (mapped, for a File from
+// LoadMapped) once and kept until Close. A location that is absolute or leaves f.Dir (through ".." or a
 // symbolic link) is refused, as is a range outside the file; errors wrap
 // ErrExternalData.
 func (f *File) ExternalData(location string, offset, length int64) ([]byte, error) {
@@ -139,7 +159,11 @@ func (f *File) ExternalData(location string, offset, length int64) ([]byte, erro
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrExternalData, err)
 		}
-		m, err = mapFile(fd)
+		read := readFile
+		if f.mmap {
+			read = mapFile
+		}
+		m, err = read(fd)
 		fd.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%w: read %q: %v", ErrExternalData, location, err)

@@ -45,7 +45,8 @@ const Magic = "KILNPLAN"
 const FormatVersion = 1
 
 // Align is the alignment of every section and weight in the file, so that
-// weights can be used in place from a memory mapping.
+// weights can be used in place from the aligned memory the plan is read
+// into, or from a memory mapping.
 const Align = 64
 
 // fixed layout: magic (8) | format version (u32) | header length (u32) |
@@ -63,9 +64,16 @@ type Header struct {
 	Fingerprint device.Fingerprint `json:"fingerprint"`
 	Created     time.Time          `json:"created"`
 	Model       ModelInfo          `json:"model"`
-	Precision   string             `json:"precision"` // fp32, fp16 or int8
-	OptLevel    int                `json:"opt_level"`
-	Profiles    []engine.Profile   `json:"profiles,omitempty"`
+	// BuildKey identifies everything the plan was built from, as the
+	// caller of the builder keys it: kiln's plan cache stores its key (a
+	// hash of the model file, the build options, the device fingerprint
+	// and the kiln version) and on a cache hit checks it against the key
+	// it looked up, so that a plan file swapped for another is never
+	// served. Empty when nobody set it.
+	BuildKey  string           `json:"build_key,omitempty"`
+	Precision string           `json:"precision"` // fp32, fp16 or int8
+	OptLevel  int              `json:"opt_level"`
+	Profiles  []engine.Profile `json:"profiles,omitempty"`
 	// Tactics holds, per profile (same index as Profiles; one entry when
 	// there are no profiles), the chosen implementation by node name.
 	Tactics [][]Tactic `json:"tactics,omitempty"`
@@ -369,10 +377,24 @@ func Decode(data []byte) (*Plan, error) {
 	return &Plan{Header: h, data: data}, nil
 }
 
-// Open reads and checks the plan file at path (see Decode). The weights
-// are used in place from a read-only memory mapping where the system has
-// one; Close releases it.
+// Open reads the plan file at path into memory (aligned, so that weights
+// are used in place from it) and checks it (see Decode). The plan owns its
+// memory: rewriting or truncating the file afterwards does not affect it,
+// which makes Open the right choice for a server.
 func Open(path string) (*Plan, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	return Decode(data)
+}
+
+// OpenMapped is Open with the file memory-mapped read-only where the system
+// allows, instead of read: it saves a copy (time and memory on large plans),
+// but the file must not be truncated or rewritten in place while the plan
+// is in use, or the process dies of SIGBUS (replacing it by renaming a new
+// file over it, as WriteFile does, is safe). Close releases the mapping.
+func OpenMapped(path string) (*Plan, error) {
 	data, closer, err := mapFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
@@ -386,8 +408,8 @@ func Open(path string) (*Plan, error) {
 	return p, nil
 }
 
-// Close releases the plan's file mapping. Graphs and tensors obtained from
-// the plan must not be used after.
+// Close releases the plan's file mapping (OpenMapped). Graphs and tensors
+// obtained from the plan must not be used after.
 func (p *Plan) Close() error {
 	if p.closer == nil {
 		return nil
