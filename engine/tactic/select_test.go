@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -454,5 +455,119 @@ func TestSelectWorkspace(t *testing.T) {
 		if !errors.Is(err, ErrWorkspace) || !strings.Contains(err.Error(), "FusedConv_1") {
 			t.Errorf("workspace of 1 byte: %v, want ErrWorkspace naming the layer", err)
 		}
+	}
+}
+
+// halfTensor returns a float16 tensor of the given values.
+func halfTensor(dt tensor.DType, v ...float32) *tensor.Tensor {
+	t := tensor.New(dt, len(v))
+	for i, f := range v {
+		t.SetFloat(i, float64(f))
+	}
+	return t
+}
+
+// TestSameOutputs checks the comparison of a tactic's outputs with the
+// default's: float32 within 1e-3 of the largest magnitude; float16 and
+// bfloat16 (float32 results rounded) also within one unit in their last
+// place; other types bit for bit.
+func TestSameOutputs(t *testing.T) {
+	ulp16 := float32(1.0 / 1024) // one float16 ulp in [1, 2)
+	tests := []struct {
+		name      string
+		got, want *tensor.Tensor
+		ok        bool
+	}{
+		{"float32 equal", tensor.FromFloat32([]float32{1, 2, 3}, 3), tensor.FromFloat32([]float32{1, 2, 3}, 3), true},
+		{"float32 summed in another order", tensor.FromFloat32([]float32{1.0005, 2, 3}, 3), tensor.FromFloat32([]float32{1, 2, 3}, 3), true},
+		{"float32 computes something else", tensor.FromFloat32([]float32{1.1, 2, 3}, 3), tensor.FromFloat32([]float32{1, 2, 3}, 3), false},
+		{"float16 one ulp apart", halfTensor(tensor.Float16, 1+ulp16, 1.5), halfTensor(tensor.Float16, 1, 1.5), true},
+		{"float16 one ulp plus summation order", halfTensor(tensor.Float16, 1+2*ulp16, 1.5), halfTensor(tensor.Float16, 1, 1.5), true},
+		{"float16 one percent off", halfTensor(tensor.Float16, 1.01, 1.5), halfTensor(tensor.Float16, 1, 1.5), false},
+		{"float16 equal infinities", halfTensor(tensor.Float16, float32(math.Inf(1)), 1), halfTensor(tensor.Float16, float32(math.Inf(1)), 1), true},
+		{"float16 infinity against a number", halfTensor(tensor.Float16, float32(math.Inf(1)), 1), halfTensor(tensor.Float16, 2, 1), false},
+		{"float16 NaN against NaN", halfTensor(tensor.Float16, float32(math.NaN()), 1), halfTensor(tensor.Float16, float32(math.NaN()), 1), true},
+		{"float16 NaN against a number", halfTensor(tensor.Float16, float32(math.NaN()), 1), halfTensor(tensor.Float16, 1, 1), false},
+		{"bfloat16 one ulp apart", halfTensor(tensor.BFloat16, 1+1.0/128, 1.5), halfTensor(tensor.BFloat16, 1, 1.5), true},
+		{"bfloat16 five percent off", halfTensor(tensor.BFloat16, 1.05, 1.5), halfTensor(tensor.BFloat16, 1, 1.5), false},
+		{"int64 equal", tensor.FromInt64([]int64{1, -2}, 2), tensor.FromInt64([]int64{1, -2}, 2), true},
+		{"int64 one apart", tensor.FromInt64([]int64{1, -1}, 2), tensor.FromInt64([]int64{1, -2}, 2), false},
+		{"other type", halfTensor(tensor.Float16, 1, 1), tensor.FromFloat32([]float32{1, 1}, 2), false},
+		{"other shape", tensor.FromFloat32([]float32{1, 1}, 1, 2), tensor.FromFloat32([]float32{1, 1}, 2), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := sameOutputs([]*tensor.Tensor{tt.got}, []*tensor.Tensor{tt.want})
+			if (err == nil) != tt.ok {
+				t.Errorf("sameOutputs = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+	if err := sameOutputs(nil, []*tensor.Tensor{tensor.FromFloat32([]float32{1}, 1)}); err == nil {
+		t.Error("a missing output passed")
+	}
+}
+
+// TestSelectFloat16 times the tactics of a float16 convolution (as an FP16
+// build has them: the float16 adapter around the float32 kernel). Their
+// float32 results differ in the order of the sums, so once rounded to
+// float16 some elements differ by one unit in the last place: Select must
+// accept that (it compared float16 outputs bit for bit, and every FP16
+// build with timing on failed).
+func TestSelectFloat16(t *testing.T) {
+	b := ir.NewBuilder("fp16", 13)
+	x := b.Input("x", tensor.Float16, ir.D(1), ir.D(32), ir.D(16), ir.D(16))
+	w := tensor.New(tensor.Float16, 32, 32, 3, 3)
+	rnd, err := randomTensor("w", tensor.Float32, []int{32 * 32 * 3 * 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range rnd.Float32s() {
+		w.Halfs()[i] = tensor.Float32ToHalf(v)
+	}
+	c := b.Op("FusedConv", []*ir.Value{x, b.Const("w", w)}, ir.IntsAttr("pads", 1, 1, 1, 1))
+	c.Producer.Domain = "kiln"
+	b.Output(c, "y")
+	g := b.Graph()
+	g.Opsets["kiln"] = 1
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	choices, err := Select(context.Background(), g, fpA, nil, Options{Runs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, ok := choices["FusedConv_1"]
+	if !ok || len(conv.Times) < 3 {
+		t.Fatalf("choices %+v: want the float16 convolution's tactics timed", choices)
+	}
+	// The test must exercise rounding differences: at least one tactic's
+	// float16 output differs from the default's in some bit.
+	m, err := newMeasurer(g, 13, g.Nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	differ := 0
+	for tac := range conv.Times {
+		k, err := ops.Prepare(g.Nodes[0], 13)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.(ops.Tactical).SetTactic(tac); err != nil {
+			t.Fatal(err)
+		}
+		outs, err := m.run(context.Background(), k, &arena{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if outs[0].DType != tensor.Float16 {
+			t.Fatalf("tactic %s: output %v, want float16", tac, outs[0].DType)
+		}
+		if string(outs[0].Data) != string(m.ref[0].Data) {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Errorf("no tactic's float16 output differs from the default's in any bit: the test shows nothing")
 	}
 }
