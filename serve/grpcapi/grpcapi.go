@@ -28,6 +28,10 @@ type Service struct {
 	s *serve.Server
 	// ModelControl allows RepositoryModelLoad and RepositoryModelUnload.
 	ModelControl bool
+	// Ready, when not nil, is what ServerReady reports instead of the
+	// server's own readiness (kiln serve: not ready while the repository is
+	// still loading).
+	Ready func() bool
 }
 
 var _ inference.GRPCInferenceServiceServer = (*Service)(nil)
@@ -37,9 +41,11 @@ func New(s *serve.Server, modelControl bool) *Service {
 	return &Service{s: s, ModelControl: modelControl}
 }
 
-// Register registers a Service for s on g.
-func Register(g *grpc.Server, s *serve.Server, modelControl bool) {
-	inference.RegisterGRPCInferenceServiceServer(g, New(s, modelControl))
+// Register registers a Service for s on g and returns it.
+func Register(g *grpc.Server, s *serve.Server, modelControl bool) *Service {
+	v := New(s, modelControl)
+	inference.RegisterGRPCInferenceServiceServer(g, v)
+	return v
 }
 
 // Code returns the gRPC status code for an error of the server.
@@ -75,6 +81,9 @@ func (v *Service) ServerLive(context.Context, *inference.ServerLiveRequest) (*in
 
 // ServerReady reports whether the server serves inference.
 func (v *Service) ServerReady(context.Context, *inference.ServerReadyRequest) (*inference.ServerReadyResponse, error) {
+	if v.Ready != nil {
+		return &inference.ServerReadyResponse{Ready: v.Ready()}, nil
+	}
 	return &inference.ServerReadyResponse{Ready: v.s.Ready()}, nil
 }
 
