@@ -181,6 +181,7 @@ type Scheduler struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+	stopped  chan struct{} // closed once every instance goroutine has returned
 }
 
 // New starts a scheduler with opts.Instances instance goroutines, each with
@@ -202,7 +203,7 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 		}
 	}
 	s := &Scheduler{run: runners, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
-		wake: make(chan struct{}), stop: make(chan struct{}), last: -1}
+		wake: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}), last: -1}
 	s.ctl = make([]chan func(int), opts.Instances)
 	for i := range s.ctl {
 		s.ctl[i] = make(chan func(int))
@@ -211,8 +212,18 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 		s.wg.Add(1)
 		go s.instance(i)
 	}
+	go func() {
+		s.wg.Wait()
+		close(s.stopped)
+	}()
 	return s
 }
+
+// Stopped returns a channel closed once Shutdown has begun and every
+// instance has finished its last run (or warmup job) and stopped: from then
+// on the scheduler never calls its runners again, so what they use (a
+// model's weights) may be released.
+func (s *Scheduler) Stopped() <-chan struct{} { return s.stopped }
 
 // Pending returns the number of requests waiting in the queue.
 func (s *Scheduler) Pending() int {
@@ -527,57 +538,74 @@ func (s *Scheduler) instance(i int) {
 	}
 }
 
-// execute runs a batch and delivers each request's result.
+// execute runs a batch and delivers each request's result. When a batch of
+// several requests fails, each request is run again alone, so that one
+// request's bad input fails only that request, and no request ever sees an
+// error that comes from (and may quote) another request's data.
 func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 	start := time.Now()
 	total := 0
 	for _, it := range batch {
 		total += it.size
 	}
-	fail := func(err error) {
-		for _, it := range batch {
-			it.done <- outcome{err: err}
-		}
+	if len(batch) == 1 {
+		s.runAlone(batch[0], instance, switched, start)
+		return
 	}
-	inputs := batch[0].req.Inputs
-	if len(batch) > 1 {
-		var err error
-		if inputs, err = concat(batch); err != nil {
-			fail(err)
-			return
-		}
+	inputs, err := concat(batch)
+	if err != nil {
+		s.retryAlone(batch, instance)
+		return
 	}
 	// A batch of several requests is not tied to one request's context: the
 	// others still want the result; a request whose context ends stops
-	// waiting for it. A lone request's run ends with its context.
-	runCtx := context.Background()
-	if len(batch) == 1 {
-		runCtx = batch[0].ctx
-	}
+	// waiting for it.
 	ran := time.Now()
-	out, err := s.run[instance].Run(runCtx, inputs)
+	out, err := s.run[instance].Run(context.Background(), inputs)
 	done := time.Now()
 	input, compute := ran.Sub(start), done.Sub(ran)
 	if s.obs != nil {
 		s.obs.Executed(Execution{Requests: len(batch), BatchSize: total, Compute: compute, Instance: instance, Switched: switched})
 	}
 	if err != nil {
-		fail(err)
-		return
-	}
-	if len(batch) == 1 {
-		batch[0].done <- outcome{res: &Result{Outputs: out, Queue: start.Sub(batch[0].enqueued), Input: input, Compute: compute, BatchSize: total}}
+		s.retryAlone(batch, instance)
 		return
 	}
 	parts, err := split(out, batch, total)
 	if err != nil {
-		fail(err)
+		s.retryAlone(batch, instance)
 		return
 	}
 	output := time.Since(done)
 	for i, it := range batch {
 		it.done <- outcome{res: &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total}}
 	}
+}
+
+// retryAlone runs each request of a failed batch alone on instance.
+func (s *Scheduler) retryAlone(batch []*item, instance int) {
+	for _, it := range batch {
+		if err := it.ctx.Err(); err != nil {
+			it.done <- outcome{err: err} // its caller is gone
+			continue
+		}
+		s.runAlone(it, instance, false, time.Now())
+	}
+}
+
+// runAlone runs one request on instance, its run ending with its context.
+func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.Time) {
+	ran := time.Now()
+	out, err := s.run[instance].Run(it.ctx, it.req.Inputs)
+	compute := time.Since(ran)
+	if s.obs != nil {
+		s.obs.Executed(Execution{Requests: 1, BatchSize: it.size, Compute: compute, Instance: instance, Switched: switched})
+	}
+	if err != nil {
+		it.done <- outcome{err: err}
+		return
+	}
+	it.done <- outcome{res: &Result{Outputs: out, Queue: start.Sub(it.enqueued), Input: ran.Sub(start), Compute: compute, BatchSize: it.size}}
 }
 
 // concat joins the batch's inputs along dimension 0.
