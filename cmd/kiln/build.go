@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	iofs "io/fs"
+	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -122,17 +126,17 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 	fs.StringVar(&b.calibMethod, "calib-method", "", "calibration method: entropy (default), minmax or percentile")
 	fs.StringVar(&b.calibCache, "calib-cache", "", "calibration cache file: written after calibration, read instead when there is no data")
 	b.profiles = profileFlags{}
-	fs.Var(&b.profiles, "profile", "input range NAME:MIN,OPT,MAX with shapes like 1x3x224x224 (repeat for more inputs)")
-	fs.Var(profileSetFlag{&b.profiles}, "profile-set", "start another optimization profile named NAME; the --profile flags after it belong to it")
+	fs.Var(&b.profiles, "profile", "input range `NAME:MIN,OPT,MAX` with shapes like 1x3x224x224 (repeat for more inputs)")
+	fs.Var(profileSetFlag{&b.profiles}, "profile-set", "start another optimization profile named `NAME`; the --profile flags after it belong to it")
 	b.dims = dimFlags{}
-	fs.Var(b.dims, "dim", "range of a named symbolic dimension in the default profile, NAME=MIN,OPT,MAX (repeatable)")
+	fs.Var(b.dims, "dim", "range of a named symbolic dimension in the default profile, `NAME=MIN,OPT,MAX` (repeatable)")
 	fs.IntVar(&b.maxBatch, "max-batch", 32, "largest batch of the default profile (a symbolic first dimension)")
-	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level 0..5 (0: none, 1: eliminations and folding, 2+: fusions)")
+	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level: 0 none, 1 eliminations and folding, 2 also the fusions (default 2;\n3 to 5 are accepted and currently the same as 2)")
 	fs.StringVar(&b.timingCache, "timing-cache", "", "tactic timing cache file (read and updated)")
 	fs.BoolVar(&b.noTiming, "no-timing", !timingDefault, "skip tactic timing: default implementations")
-	fs.StringVar(&b.workspace, "workspace", "0", "memory limit, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory")
+	fs.StringVar(&b.workspace, "workspace", "0", "memory `limit`, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory")
 	b.layers = layerPrecFlags{}
-	fs.Var(b.layers, "layer-precision", "precision of one layer, NAME:fp32|fp16|int8 (repeatable)")
+	fs.Var(b.layers, "layer-precision", "precision of one layer, `NAME:fp32|fp16|int8` (repeatable)")
 }
 
 func (b *buildFlags) options() (build.Options, error) {
@@ -202,20 +206,15 @@ func (p *progressLine) clear() {
 
 func buildCmd(args []string) int {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
-	out := fs.String("o", "", "plan file to write (default: MODEL with the extension .plan)")
+	out := fs.String("o", "", "plan `file` to write; its folder must exist (default: NAME.plan in the current folder, see above)")
 	var bf buildFlags
 	bf.register(fs, true)
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: kiln build [flags] MODEL.onnx [-o MODEL.plan]\n\nBuilds an engine plan for a device: optimization, precision, profiles, tactic timing.\n\n")
-		fs.PrintDefaults()
-	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return exitError
+		return usageError(fs, "want one MODEL.onnx, got %d arguments", len(pos))
 	}
 	o, err := bf.options()
 	if err != nil {
@@ -224,11 +223,18 @@ func buildCmd(args []string) int {
 	src := pos[0]
 	dst := *out
 	if dst == "" {
-		dst = strings.TrimSuffix(src, ".onnx") + ".plan"
+		dst = defaultPlanName(src)
 	}
-	if dst == src {
-		return fail("the plan would overwrite the model: give -o")
+	if same(dst, src) {
+		return fail("the plan would overwrite the model %s: give -o", src)
 	}
+	// the output is checked, and its temporary file created, before the
+	// build, so that a bad -o fails at once
+	w, err := createPlan(dst)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer w.abort()
 	pl := newProgressLine()
 	o.Log, o.Progress = pl.log, pl.progress
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -240,10 +246,13 @@ func buildCmd(args []string) int {
 		return fail("%v", err)
 	}
 	defer res.Close()
-	if err := res.WriteFile(dst); err != nil {
+	if err := w.commit(res); err != nil {
 		return fail("write plan: %v", err)
 	}
-	st, _ := os.Stat(dst)
+	st, err := os.Stat(dst)
+	if err != nil {
+		return fail("write plan: %v", err)
+	}
 	h := res.Header
 	fmt.Printf("built %s in %.2f s: %s, %s, %d -> %d nodes\n", dst, time.Since(start).Seconds(), h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
 	for _, s := range res.Timings {
@@ -254,6 +263,119 @@ func buildCmd(args []string) int {
 	}
 	fmt.Printf("  weights %s, arena %s (intermediates %s), plan %s\n", bytesStr(h.Stats.WeightBytes), bytesStr(h.Stats.ArenaBytes), bytesStr(h.Stats.IntermediateBytes), bytesStr(st.Size()))
 	return exitOK
+}
+
+// defaultPlanName is where kiln build writes without -o: in the current
+// folder, NAME.plan for a model NAME.onnx, or FOLDER.plan for
+// FOLDER/model.onnx (a numeric Triton version folder is skipped, so
+// repo/resnet/1/model.onnx gives resnet.plan).
+func defaultPlanName(model string) string {
+	base := strings.TrimSuffix(filepath.Base(model), filepath.Ext(model))
+	if base == "model" {
+		if abs, err := filepath.Abs(model); err == nil {
+			dir := filepath.Dir(abs)
+			if isVersionFolder(filepath.Base(dir)) {
+				dir = filepath.Dir(dir)
+			}
+			if d := filepath.Base(dir); d != "." && d != string(filepath.Separator) {
+				base = d
+			}
+		}
+	}
+	return base + ".plan"
+}
+
+func isVersionFolder(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// same reports whether two paths name the same file (or would).
+func same(a, b string) bool {
+	if sa, err := os.Stat(a); err == nil {
+		if sb, err := os.Stat(b); err == nil {
+			return os.SameFile(sa, sb)
+		}
+	}
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == ab
+}
+
+// planWriter writes a plan atomically: a temporary file next to the
+// destination, created before the build with mode 0644 less the umask (as
+// any file a command writes), renamed over the destination once complete.
+type planWriter struct {
+	dst string
+	f   *os.File
+}
+
+// createPlan checks that dst can be written (its folder exists and takes
+// files, dst is not a folder) by creating the temporary file now.
+func createPlan(dst string) (*planWriter, error) {
+	dir := filepath.Dir(dst)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return nil, fmt.Errorf("-o %s: the folder %s does not exist", dst, dir)
+	case err != nil:
+		return nil, fmt.Errorf("-o %s: %w", dst, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("-o %s: %s is not a folder", dst, dir)
+	}
+	if st, err := os.Stat(dst); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("-o %s: is a folder (give a file name such as %s)", dst, filepath.Join(dst, "model.plan"))
+	}
+	for range 100 {
+		tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d.tmp", filepath.Base(dst), rand.Uint32()))
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, iofs.ErrExist) {
+			continue
+		}
+		if errors.Is(err, iofs.ErrPermission) {
+			return nil, fmt.Errorf("-o %s: cannot write in the folder %s: permission denied", dst, dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("-o %s: cannot write in the folder %s: %w", dst, dir, err)
+		}
+		return &planWriter{dst: dst, f: f}, nil
+	}
+	return nil, fmt.Errorf("-o %s: cannot create a temporary file in %s", dst, dir)
+}
+
+// commit writes the plan and renames it over the destination.
+func (w *planWriter) commit(res *build.Result) error {
+	bw := bufio.NewWriterSize(w.f, 1<<20)
+	err := res.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(w.f.Name(), w.dst)
+	}
+	if err == nil {
+		w.f = nil
+	}
+	return err
+}
+
+// abort removes the temporary file unless commit renamed it.
+func (w *planWriter) abort() {
+	if w.f != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		w.f = nil
+	}
 }
 
 func bytesStr(n int64) string {

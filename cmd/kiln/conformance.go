@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/kilnai/kiln/conformance"
 )
@@ -12,17 +11,12 @@ import (
 func conformanceCmd(args []string) int {
 	fs := flag.NewFlagSet("conformance", flag.ContinueOnError)
 	verbose := fs.Bool("v", false, "also print passed and skipped tests")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: kiln conformance [-v] DIR...\n\nRuns ONNX backend test folders (model.onnx + test_data_set_N/) and prints one line per\nfailure, then \"N passed, N failed, N skipped\". Exit status 1 if any test failed.\n\n")
-		fs.PrintDefaults()
-	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
 	}
 	if len(pos) == 0 {
-		fs.Usage()
-		return exitError
+		return usageError(fs, "want at least one test folder")
 	}
 	dirs, err := conformance.Find(pos...)
 	if err != nil {

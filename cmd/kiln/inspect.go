@@ -15,17 +15,12 @@ import (
 func inspectCmd(args []string) int {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the plan header as JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: kiln inspect [--json] MODEL.plan\n\nShows a plan: device, precision, profiles, layers with their fusions, precision and tactic, memory.\n\n")
-		fs.PrintDefaults()
-	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return exitError
+		return usageError(fs, "want one MODEL.plan, got %d arguments", len(pos))
 	}
 	p, err := plan.Open(pos[0])
 	if err != nil {
