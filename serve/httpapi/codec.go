@@ -1,14 +1,19 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"slices"
 	"strconv"
+	"unsafe"
 
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -33,26 +38,14 @@ func DataTypeName(dt tensor.DType) string {
 	return "INVALID"
 }
 
-// requestTensor is an input of a request body.
-type requestTensor struct {
-	Name       string          `json:"name"`
-	Shape      []int64         `json:"shape"`
-	Datatype   string          `json:"datatype"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data,omitempty"`
-}
+// maxParamsBytes bounds the JSON text of one "parameters" object.
+const maxParamsBytes = 64 << 10
 
-type requestOutput struct {
-	Name       string         `json:"name"`
-	Parameters map[string]any `json:"parameters,omitempty"`
-}
+// maxRank bounds the number of dimensions of a declared shape.
+const maxRank = 64
 
-type requestBody struct {
-	ID         string          `json:"id,omitempty"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Inputs     []requestTensor `json:"inputs"`
-	Outputs    []requestOutput `json:"outputs,omitempty"`
-}
+// maxDataDepth bounds the nesting of an input's data arrays.
+const maxDataDepth = 32
 
 // Decoded is a decoded inference request.
 type Decoded struct {
@@ -67,6 +60,63 @@ type Decoded struct {
 	// Priority and TimeoutMicros are the request parameters "priority" and "timeout".
 	Priority      int
 	TimeoutMicros int64
+}
+
+// Schema describes the inputs a model takes, so that the inputs a request
+// declares (name, datatype, shape) are checked before their data is read
+// or decoded.
+type Schema struct {
+	// Model names the model in error messages.
+	Model string
+	// Inputs are the model's inputs; their Dims exclude the batch
+	// dimension when MaxBatchSize > 0, -1 is a variable dimension.
+	Inputs []repository.IO
+	// MaxBatchSize > 0 means every input has a leading batch dimension of
+	// 1..MaxBatchSize.
+	MaxBatchSize int
+}
+
+// SchemaOf returns the schema of a model's config.
+func SchemaOf(cfg *repository.Config) *Schema {
+	return &Schema{Model: cfg.Name, Inputs: cfg.Inputs, MaxBatchSize: cfg.MaxBatchSize}
+}
+
+// check checks an input's declared name, datatype and shape; a nil schema
+// accepts everything. Its errors wrap serve.ErrInvalid.
+func (sc *Schema) check(name string, dt tensor.DType, shape []int) error {
+	if sc == nil {
+		return nil
+	}
+	i := slices.IndexFunc(sc.Inputs, func(in repository.IO) bool { return in.Name == name })
+	if i < 0 {
+		return fmt.Errorf("%w: model %s has no input %q", serve.ErrInvalid, sc.Model, name)
+	}
+	in := sc.Inputs[i]
+	if dt != in.DataType {
+		return fmt.Errorf("%w: input %q is %s, model %s wants %s", serve.ErrInvalid, name, DataTypeName(dt), sc.Model, DataTypeName(in.DataType))
+	}
+	dims := shape
+	if sc.MaxBatchSize > 0 {
+		if len(dims) == 0 || dims[0] < 1 || dims[0] > sc.MaxBatchSize {
+			return fmt.Errorf("%w: input %q shape %v: batch size must be 1..%d", serve.ErrInvalid, name, shape, sc.MaxBatchSize)
+		}
+		dims = dims[1:]
+	}
+	if len(in.Dims) == 0 && sc.MaxBatchSize > 0 {
+		return nil
+	}
+	wrong := len(dims) != len(in.Dims)
+	for j := 0; !wrong && j < len(dims); j++ {
+		wrong = in.Dims[j] >= 0 && int64(dims[j]) != in.Dims[j]
+	}
+	if wrong {
+		want := in.Dims
+		if sc.MaxBatchSize > 0 {
+			want = append([]int64{-1}, in.Dims...)
+		}
+		return fmt.Errorf("%w: input %q shape %v does not match model %s's %v (-1: any size)", serve.ErrInvalid, name, shape, sc.Model, want)
+	}
+	return nil
 }
 
 func paramInt(p map[string]any, key string) (int64, bool, error) {
@@ -93,115 +143,714 @@ func paramBool(p map[string]any, key string) (bool, error) {
 	return b, nil
 }
 
+// binaryInput is an input whose data follows the JSON header (binary
+// tensor data extension).
+type binaryInput struct {
+	name  string
+	dt    tensor.DType
+	shape []int
+	size  int64
+}
+
 // DecodeRequest decodes a KServe v2 request body. headerLen is the
 // Inference-Header-Content-Length (-1 when absent: the body is all JSON);
 // binary tensor data follows the JSON header in input order.
 func DecodeRequest(body []byte, headerLen int) (*Decoded, error) {
+	return DecodeRequestFor(body, headerLen, nil)
+}
+
+// DecodeRequestFor is DecodeRequest checking each input's declared name,
+// datatype and shape against schema (nil: no check) before its data is
+// decoded. Numbers are decoded in place into the tensors' buffers: the
+// decoding allocates the tensors, the request's strings and a constant.
+func DecodeRequestFor(body []byte, headerLen int, schema *Schema) (*Decoded, error) {
 	if headerLen < 0 {
 		headerLen = len(body)
 	}
 	if headerLen > len(body) {
-		return nil, fmt.Errorf("%w: Inference-Header-Content-Length %d exceeds the body (%d bytes)", ErrDecode, headerLen, len(body))
+		return nil, fmt.Errorf("%w: %s %d exceeds the body (%d bytes)", ErrDecode, HeaderLength, headerLen, len(body))
 	}
-	var rb requestBody
-	dec := json.NewDecoder(bytes.NewReader(body[:headerLen]))
-	if err := dec.Decode(&rb); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
-	}
-	if len(rb.Inputs) == 0 {
-		return nil, fmt.Errorf("%w: no inputs", ErrDecode)
-	}
-	d := &Decoded{ID: rb.ID, Inputs: map[string]*tensor.Tensor{}, Binary: map[string]bool{}}
-	var err error
-	if d.BinaryDefault, err = paramBool(rb.Parameters, "binary_data_output"); err != nil {
-		return nil, err
-	}
-	if p, _, err := paramInt(rb.Parameters, "priority"); err != nil {
-		return nil, err
-	} else if p > 1<<20 {
-		return nil, fmt.Errorf("%w: priority %d", ErrDecode, p)
-	} else {
-		d.Priority = int(p)
-	}
-	if d.TimeoutMicros, _, err = paramInt(rb.Parameters, "timeout"); err != nil {
+	d, bins, err := decodeHeader(body[:headerLen], schema)
+	if err != nil {
 		return nil, err
 	}
 	rest := body[headerLen:]
-	for _, in := range rb.Inputs {
-		if in.Name == "" {
-			return nil, fmt.Errorf("%w: an input has no name", ErrDecode)
+	for _, b := range bins {
+		if b.size > int64(len(rest)) {
+			return nil, fmt.Errorf("%w: input %q: binary_data_size %d but %d bytes left in the body", ErrDecode, b.name, b.size, len(rest))
 		}
-		if _, dup := d.Inputs[in.Name]; dup {
-			return nil, fmt.Errorf("%w: input %q given twice", ErrDecode, in.Name)
-		}
-		dt, ok := dtypeNames[in.Datatype]
-		if !ok {
-			return nil, fmt.Errorf("%w: input %q: unknown datatype %q", ErrDecode, in.Name, in.Datatype)
-		}
-		shape := make([]int, len(in.Shape))
-		for i, s := range in.Shape {
-			if s < 0 || s > tensor.MaxElements {
-				return nil, fmt.Errorf("%w: input %q: bad shape %v", ErrDecode, in.Name, in.Shape)
-			}
-			shape[i] = int(s)
-		}
-		if err := tensor.CheckShape(shape); err != nil {
-			return nil, fmt.Errorf("%w: input %q: %w", ErrDecode, in.Name, err)
-		}
-		size, isBinary, err := paramInt(in.Parameters, "binary_data_size")
+		t, err := fromBinary(b.dt, b.shape, rest[:b.size])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: input %q: %w", ErrDecode, b.name, err)
 		}
-		var t *tensor.Tensor
-		if isBinary {
-			if len(in.Data) > 0 {
-				return nil, fmt.Errorf("%w: input %q has both data and binary_data_size", ErrDecode, in.Name)
-			}
-			if size > int64(len(rest)) {
-				return nil, fmt.Errorf("%w: input %q: binary_data_size %d but %d bytes left in the body", ErrDecode, in.Name, size, len(rest))
-			}
-			t, err = fromBinary(dt, shape, rest[:size])
-			rest = rest[size:]
-		} else {
-			t, err = fromJSON(dt, shape, in.Data)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: input %q: %w", ErrDecode, in.Name, err)
-		}
-		d.Inputs[in.Name] = t
+		d.Inputs[b.name] = t
+		rest = rest[b.size:]
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes of binary data not claimed by any input", ErrDecode, len(rest))
 	}
-	for _, o := range rb.Outputs {
-		b, err := paramBool(o.Parameters, "binary_data")
+	return d, nil
+}
+
+// ReadRequest reads and decodes a request body from r: length is the
+// body's length (-1: unknown), headerLen the Inference-Header-Content-Length
+// (-1: absent), limit the most bytes the body may have. It checks the
+// declared inputs against schema (nil: no check) before reading their
+// data: binary tensor data is read straight into the tensors' buffers, so
+// the memory held is the JSON header (or the JSON body) and the tensors.
+// A body longer than limit is an *http.MaxBytesError.
+func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *Schema) (*Decoded, error) {
+	if length > limit || int64(headerLen) > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	readErr := func(what string, err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: the body ended before %s", ErrDecode, what)
+		}
+		return fmt.Errorf("%w: reading %s: %w", ErrDecode, what, err)
+	}
+	if headerLen < 0 {
+		var body []byte
+		var err error
+		if length >= 0 {
+			body = make([]byte, length)
+			_, err = io.ReadFull(r, body)
+		} else {
+			body, err = io.ReadAll(r)
+		}
 		if err != nil {
-			return nil, err
+			return nil, readErr("its end", err)
 		}
-		d.Outputs = append(d.Outputs, o.Name)
-		if _, set := o.Parameters["binary_data"]; set {
-			d.Binary[o.Name] = b
+		return DecodeRequestFor(body, -1, schema)
+	}
+	if length >= 0 && int64(headerLen) > length {
+		return nil, fmt.Errorf("%w: %s %d exceeds the body (%d bytes)", ErrDecode, HeaderLength, headerLen, length)
+	}
+	hdr := make([]byte, headerLen)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, readErr("the end of its JSON header", err)
+	}
+	d, bins, err := decodeHeader(hdr, schema)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, b := range bins {
+		total += b.size
+	}
+	switch {
+	case total > limit-int64(headerLen):
+		return nil, fmt.Errorf("%w: the inputs declare %d bytes of binary data, more than the %d-byte request limit allows", ErrDecode, total, limit)
+	case length >= 0 && total != length-int64(headerLen):
+		return nil, fmt.Errorf("%w: the inputs declare %d bytes of binary data, the body has %d after its JSON header", ErrDecode, total, length-int64(headerLen))
+	}
+	for _, b := range bins {
+		var t *tensor.Tensor
+		if b.dt == tensor.String {
+			buf := make([]byte, b.size)
+			if _, err := io.ReadFull(r, buf); err != nil {
+				return nil, readErr(fmt.Sprintf("the binary data of input %q", b.name), err)
+			}
+			t, err = fromBinary(b.dt, b.shape, buf)
+		} else {
+			// binary sizes were checked against the shapes in decodeHeader
+			data := tensor.AlignedBytes(int(b.size))
+			if _, err := io.ReadFull(r, data); err != nil {
+				return nil, readErr(fmt.Sprintf("the binary data of input %q", b.name), err)
+			}
+			t, err = wrapBinary(b.dt, b.shape, data)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: input %q: %w", ErrDecode, b.name, err)
+		}
+		d.Inputs[b.name] = t
+	}
+	var one [1]byte
+	if n, _ := io.ReadFull(r, one[:]); n > 0 {
+		return nil, fmt.Errorf("%w: binary data not claimed by any input follows the inputs' %d bytes", ErrDecode, total)
 	}
 	return d, nil
 }
 
-func fromBinary(dt tensor.DType, shape []int, b []byte) (*tensor.Tensor, error) {
-	if dt != tensor.String {
-		n := tensor.NumElements(shape) * dt.Size()
-		if len(b) != n {
-			return nil, fmt.Errorf("%d bytes of binary data, shape %v of %s needs %d", len(b), shape, DataTypeName(dt), n)
+// reqDecoder decodes the JSON header of a request.
+type reqDecoder struct {
+	s      scanner
+	schema *Schema
+	d      *Decoded
+	bins   []binaryInput
+	names  map[string]bool
+}
+
+// decodeHeader decodes the JSON of a request: the inputs sent as JSON
+// data are decoded, those sent as binary data are returned in order.
+func decodeHeader(hdr []byte, schema *Schema) (*Decoded, []binaryInput, error) {
+	r := &reqDecoder{s: scanner{b: hdr}, schema: schema, names: map[string]bool{},
+		d: &Decoded{Inputs: map[string]*tensor.Tensor{}, Binary: map[string]bool{}}}
+	if err := r.request(); err != nil {
+		if errors.Is(err, serve.ErrInvalid) {
+			return nil, nil, err
 		}
-		data := tensor.AlignedBytes(n)
-		copy(data, b)
-		if dt == tensor.Bool {
-			for _, c := range data {
-				if c > 1 {
-					return nil, fmt.Errorf("BOOL byte %d is neither 0 nor 1", c)
+		return nil, nil, fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	return r.d, r.bins, nil
+}
+
+func (r *reqDecoder) request() error {
+	s := &r.s
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	var params map[string]any
+	var seen [4]bool
+	known := [4]string{"id", "parameters", "inputs", "outputs"}
+	if s.first('}') {
+		for {
+			key, err := s.strBytes()
+			if err != nil {
+				return err
+			}
+			if err := s.expect(':'); err != nil {
+				return err
+			}
+			k := slices.Index(known[:], string(key))
+			if k >= 0 {
+				if seen[k] {
+					return fmt.Errorf("%q given twice", known[k])
+				}
+				seen[k] = true
+			}
+			switch k {
+			case 0:
+				if s.peek() != '"' {
+					return errors.New(`"id" must be a string`)
+				}
+				r.d.ID, err = s.str()
+			case 1:
+				params, err = s.params()
+			case 2:
+				err = r.inputs()
+			case 3:
+				err = r.outputs()
+			default:
+				err = s.skip(1)
+			}
+			if err != nil {
+				return err
+			}
+			if more, err := s.more('}'); err != nil {
+				return err
+			} else if !more {
+				break
+			}
+		}
+	}
+	if err := s.end(); err != nil {
+		return err
+	}
+	if len(r.names) == 0 {
+		return errors.New("no inputs")
+	}
+	var err error
+	if r.d.BinaryDefault, err = paramBool(params, "binary_data_output"); err != nil {
+		return err
+	}
+	p, _, err := paramInt(params, "priority")
+	if err != nil {
+		return err
+	}
+	if p > 1<<20 {
+		return fmt.Errorf("priority %d", p)
+	}
+	r.d.Priority = int(p)
+	r.d.TimeoutMicros, _, err = paramInt(params, "timeout")
+	return err
+}
+
+// params reads a "parameters" object (or null) into a map.
+func (s *scanner) params() (map[string]any, error) {
+	if s.peek() == 'n' && s.literal("null") {
+		return nil, nil
+	}
+	if s.peek() != '{' {
+		return nil, s.errorf(`"parameters" must be an object`)
+	}
+	start := s.pos
+	if err := s.skip(1); err != nil {
+		return nil, err
+	}
+	raw := s.b[start:s.pos]
+	if len(raw) > maxParamsBytes {
+		return nil, fmt.Errorf("a parameters object of %d bytes (at most %d)", len(raw), maxParamsBytes)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (r *reqDecoder) outputs() error {
+	s := &r.s
+	if s.literal("null") {
+		return nil
+	}
+	if err := s.expect('['); err != nil {
+		return err
+	}
+	if !s.first(']') {
+		return nil
+	}
+	for {
+		if err := s.expect('{'); err != nil {
+			return err
+		}
+		var name string
+		var params map[string]any
+		named := false
+		if s.first('}') {
+			for {
+				key, err := s.strBytes()
+				if err != nil {
+					return err
+				}
+				if err := s.expect(':'); err != nil {
+					return err
+				}
+				switch string(key) {
+				case "name":
+					if s.peek() != '"' {
+						return errors.New(`an output's "name" must be a string`)
+					}
+					name, err = s.str()
+					named = true
+				case "parameters":
+					params, err = s.params()
+				default:
+					err = s.skip(2)
+				}
+				if err != nil {
+					return err
+				}
+				if more, err := s.more('}'); err != nil {
+					return err
+				} else if !more {
+					break
 				}
 			}
 		}
-		return tensor.FromBytes(dt, shape, data)
+		if !named {
+			return errors.New("an output has no name")
+		}
+		b, err := paramBool(params, "binary_data")
+		if err != nil {
+			return fmt.Errorf("output %q: %w", name, err)
+		}
+		r.d.Outputs = append(r.d.Outputs, name)
+		if _, set := params["binary_data"]; set {
+			r.d.Binary[name] = b
+		}
+		if more, err := s.more(']'); err != nil || !more {
+			return err
+		}
+	}
+}
+
+func (r *reqDecoder) inputs() error {
+	s := &r.s
+	if s.literal("null") {
+		return nil
+	}
+	if err := s.expect('['); err != nil {
+		return err
+	}
+	if !s.first(']') {
+		return nil
+	}
+	for {
+		if err := r.input(); err != nil {
+			return err
+		}
+		if more, err := s.more(']'); err != nil || !more {
+			return err
+		}
+	}
+}
+
+// inputDecl is an input as its JSON object declares it.
+type inputDecl struct {
+	name   string
+	dt     tensor.DType
+	shape  []int
+	params map[string]any
+	seen   [5]bool // name, shape, datatype, parameters, data
+	// dataAt and dataEnd delimit a data value met before the input's name,
+	// shape and datatype; it is decoded once they are known.
+	dataAt, dataEnd int
+	t               *tensor.Tensor
+}
+
+func (in *inputDecl) declared() bool { return in.seen[0] && in.seen[1] && in.seen[2] }
+
+// input reads one input object.
+func (r *reqDecoder) input() error {
+	s := &r.s
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	in := inputDecl{dataAt: -1}
+	keys := [5]string{"name", "shape", "datatype", "parameters", "data"}
+	if s.first('}') {
+		for {
+			key, err := s.strBytes()
+			if err != nil {
+				return err
+			}
+			if err := s.expect(':'); err != nil {
+				return err
+			}
+			k := slices.Index(keys[:], string(key))
+			if k >= 0 {
+				if in.seen[k] {
+					return fmt.Errorf("an input gives %q twice", keys[k])
+				}
+				in.seen[k] = true
+			}
+			switch k {
+			case 0:
+				if s.peek() != '"' {
+					return errors.New(`an input's "name" must be a string`)
+				}
+				in.name, err = s.str()
+			case 1:
+				in.shape, err = s.shape()
+			case 2:
+				var b []byte
+				if b, err = s.strBytes(); err == nil {
+					var ok bool
+					if in.dt, ok = dtypeNames[string(b)]; !ok {
+						err = fmt.Errorf("unknown datatype %q", b)
+					}
+				}
+			case 3:
+				in.params, err = s.params()
+			case 4:
+				if in.declared() {
+					// the usual order: the data can be checked and
+					// decoded at once
+					if err = r.declare(&in); err == nil {
+						in.t, err = decodeData(s, in.dt, in.shape, len(s.b)-s.pos)
+					}
+				} else {
+					s.ws()
+					in.dataAt = s.pos
+					err = s.skip(1)
+					in.dataEnd = s.pos
+				}
+			default:
+				err = s.skip(2)
+			}
+			if err != nil {
+				if in.name != "" && !errors.Is(err, serve.ErrInvalid) {
+					return fmt.Errorf("input %q: %w", in.name, err)
+				}
+				return err
+			}
+			if more, err := s.more('}'); err != nil {
+				return err
+			} else if !more {
+				break
+			}
+		}
+	}
+	switch {
+	case !in.seen[0]:
+		return errors.New("an input has no name")
+	case !in.seen[2]:
+		return fmt.Errorf("input %q has no datatype", in.name)
+	case !in.seen[1]:
+		return fmt.Errorf("input %q has no shape", in.name)
+	}
+	if in.t == nil {
+		if err := r.declare(&in); err != nil {
+			return err
+		}
+	}
+	size, isBinary, err := paramInt(in.params, "binary_data_size")
+	if err != nil {
+		return fmt.Errorf("input %q: %w", in.name, err)
+	}
+	if isBinary {
+		if in.seen[4] {
+			return fmt.Errorf("input %q has both data and binary_data_size", in.name)
+		}
+		if n := int64(tensor.NumElements(in.shape)); in.dt != tensor.String && size != n*int64(in.dt.Size()) {
+			return fmt.Errorf("input %q: binary_data_size %d, shape %v of %s needs %d", in.name, size, in.shape, DataTypeName(in.dt), n*int64(in.dt.Size()))
+		}
+		r.bins = append(r.bins, binaryInput{name: in.name, dt: in.dt, shape: in.shape, size: size})
+		return nil
+	}
+	if in.t == nil {
+		if in.dataAt < 0 {
+			return fmt.Errorf("input %q: no data", in.name)
+		}
+		ds := scanner{b: s.b[:in.dataEnd], pos: in.dataAt}
+		if in.t, err = decodeData(&ds, in.dt, in.shape, in.dataEnd-in.dataAt); err != nil {
+			return fmt.Errorf("input %q: %w", in.name, err)
+		}
+	}
+	r.d.Inputs[in.name] = in.t
+	return nil
+}
+
+// declare records an input's name and checks its declaration.
+func (r *reqDecoder) declare(in *inputDecl) error {
+	if in.name == "" {
+		return errors.New("an input has an empty name")
+	}
+	if r.names[in.name] {
+		return fmt.Errorf("input %q given twice", in.name)
+	}
+	r.names[in.name] = true
+	return r.schema.check(in.name, in.dt, in.shape)
+}
+
+// shape reads a shape: an array of non-negative integers.
+func (s *scanner) shape() ([]int, error) {
+	if err := s.expect('['); err != nil {
+		return nil, err
+	}
+	shape := make([]int, 0, 4)
+	if s.first(']') {
+		for {
+			tok, integer, err := s.number()
+			if err != nil {
+				return nil, err
+			}
+			v, perr := strconv.ParseInt(unsafeString(tok), 10, 64)
+			if !integer || perr != nil || v < 0 || v > tensor.MaxElements {
+				return nil, fmt.Errorf("bad dimension %s in a shape", tok)
+			}
+			if len(shape) == maxRank {
+				return nil, fmt.Errorf("a shape of more than %d dimensions", maxRank)
+			}
+			shape = append(shape, int(v))
+			if more, err := s.more(']'); err != nil {
+				return nil, err
+			} else if !more {
+				break
+			}
+		}
+	}
+	if err := tensor.CheckShape(shape); err != nil {
+		return nil, err
+	}
+	return shape, nil
+}
+
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// decodeData decodes a data value (nested arrays, or one element) of
+// avail bytes at most into a new tensor, in place. Every element takes at
+// least one byte and every separator one more, so a shape that declares
+// more elements than avail bytes can hold is refused before anything is
+// allocated.
+func decodeData(s *scanner, dt tensor.DType, shape []int, avail int) (*tensor.Tensor, error) {
+	n := tensor.NumElements(shape)
+	if n > avail/2+1 {
+		return nil, fmt.Errorf("shape %v declares %d elements, more than %d bytes of JSON data can hold", shape, n, avail)
+	}
+	t, err := tensor.Make(dt, shape)
+	if err != nil {
+		return nil, err
+	}
+	w := dataWriter{n: n, shape: shape, put: setter(t)}
+	if err := w.value(s, 0); err != nil {
+		return nil, err
+	}
+	if w.i != n {
+		return nil, fmt.Errorf("%d data elements for shape %v (%d elements)", w.i, shape, n)
+	}
+	return t, nil
+}
+
+type dataWriter struct {
+	i, n  int
+	shape []int
+	put   func(s *scanner, i int) error
+}
+
+func (w *dataWriter) value(s *scanner, depth int) error {
+	if s.peek() != '[' {
+		if w.i >= w.n {
+			return fmt.Errorf("more data elements than shape %v holds", w.shape)
+		}
+		if err := w.put(s, w.i); err != nil {
+			return fmt.Errorf("element %d: %w", w.i, err)
+		}
+		w.i++
+		return nil
+	}
+	if depth >= maxDataDepth {
+		return fmt.Errorf("data nested deeper than %d", maxDataDepth)
+	}
+	s.pos++
+	if !s.first(']') {
+		return nil
+	}
+	for {
+		if err := w.value(s, depth+1); err != nil {
+			return err
+		}
+		if more, err := s.more(']'); err != nil || !more {
+			return err
+		}
+	}
+}
+
+// float reads a number as a float of bits bits.
+func (s *scanner) float(dt tensor.DType, bits int) (float64, error) {
+	tok, _, err := s.number()
+	if err != nil {
+		return 0, err
+	}
+	f, err := strconv.ParseFloat(unsafeString(tok), bits)
+	if err != nil {
+		return 0, fmt.Errorf("%s is out of range for %s", tok, DataTypeName(dt))
+	}
+	return f, nil
+}
+
+func intSetter[T int8 | int16 | int32 | int64](v []T, dt tensor.DType, bits int) func(*scanner, int) error {
+	return func(s *scanner, i int) error {
+		tok, integer, err := s.number()
+		if err != nil {
+			return err
+		}
+		if !integer {
+			return fmt.Errorf("%s is not an integer", tok)
+		}
+		x, err := strconv.ParseInt(unsafeString(tok), 10, bits)
+		if err != nil {
+			return fmt.Errorf("%s is out of range for %s", tok, DataTypeName(dt))
+		}
+		v[i] = T(x)
+		return nil
+	}
+}
+
+func uintSetter[T uint8 | uint16 | uint32 | uint64](v []T, dt tensor.DType, bits int) func(*scanner, int) error {
+	return func(s *scanner, i int) error {
+		tok, integer, err := s.number()
+		if err != nil {
+			return err
+		}
+		if !integer {
+			return fmt.Errorf("%s is not an integer", tok)
+		}
+		x, err := strconv.ParseUint(unsafeString(tok), 10, bits)
+		if err != nil {
+			return fmt.Errorf("%s is out of range for %s", tok, DataTypeName(dt))
+		}
+		v[i] = T(x)
+		return nil
+	}
+}
+
+// setter returns the function that reads element i of t from s.
+func setter(t *tensor.Tensor) func(s *scanner, i int) error {
+	switch dt := t.DType; dt {
+	case tensor.Float32:
+		v := t.Float32s()
+		return func(s *scanner, i int) error {
+			f, err := s.float(dt, 32)
+			v[i] = float32(f)
+			return err
+		}
+	case tensor.Float64:
+		v := t.Float64s()
+		return func(s *scanner, i int) error {
+			f, err := s.float(dt, 64)
+			v[i] = f
+			return err
+		}
+	case tensor.Float16:
+		v := t.Halfs()
+		return func(s *scanner, i int) error {
+			f, err := s.float(dt, 32)
+			v[i] = tensor.Float32ToHalf(float32(f))
+			return err
+		}
+	case tensor.BFloat16:
+		v := t.BHalfs()
+		return func(s *scanner, i int) error {
+			f, err := s.float(dt, 32)
+			v[i] = tensor.Float32ToBF16(float32(f))
+			return err
+		}
+	case tensor.Bool:
+		v := t.Bools()
+		return func(s *scanner, i int) error {
+			switch {
+			case s.literal("true"):
+				v[i] = true
+			case s.literal("false"):
+			default:
+				return errors.New("want true or false")
+			}
+			return nil
+		}
+	case tensor.String:
+		return func(s *scanner, i int) error {
+			if s.peek() != '"' {
+				return errors.New("want a string")
+			}
+			var err error
+			t.Strings[i], err = s.str()
+			return err
+		}
+	case tensor.Int8:
+		return intSetter(t.Int8s(), dt, 8)
+	case tensor.Int16:
+		return intSetter(t.Int16s(), dt, 16)
+	case tensor.Int32:
+		return intSetter(t.Int32s(), dt, 32)
+	case tensor.Int64:
+		return intSetter(t.Int64s(), dt, 64)
+	case tensor.Uint8:
+		return uintSetter(t.Uint8s(), dt, 8)
+	case tensor.Uint16:
+		return uintSetter(t.Uint16s(), dt, 16)
+	case tensor.Uint32:
+		return uintSetter(t.Uint32s(), dt, 32)
+	case tensor.Uint64:
+		return uintSetter(t.Uint64s(), dt, 64)
+	}
+	return func(*scanner, int) error { return fmt.Errorf("unsupported datatype %s", DataTypeName(t.DType)) }
+}
+
+// wrapBinary makes a tensor of data, an aligned buffer of its own.
+func wrapBinary(dt tensor.DType, shape []int, data []byte) (*tensor.Tensor, error) {
+	if n := tensor.NumElements(shape) * dt.Size(); len(data) != n {
+		return nil, fmt.Errorf("%d bytes of binary data, shape %v of %s needs %d", len(data), shape, DataTypeName(dt), n)
+	}
+	if dt == tensor.Bool {
+		for _, c := range data {
+			if c > 1 {
+				return nil, fmt.Errorf("BOOL byte %d is neither 0 nor 1", c)
+			}
+		}
+	}
+	return tensor.FromBytes(dt, shape, data)
+}
+
+func fromBinary(dt tensor.DType, shape []int, b []byte) (*tensor.Tensor, error) {
+	if dt != tensor.String {
+		if n := tensor.NumElements(shape) * dt.Size(); len(b) != n {
+			return nil, fmt.Errorf("%d bytes of binary data, shape %v of %s needs %d", len(b), shape, DataTypeName(dt), n)
+		}
+		data := tensor.AlignedBytes(len(b))
+		copy(data, b)
+		return wrapBinary(dt, shape, data)
 	}
 	n := tensor.NumElements(shape)
 	if n > len(b)/4 && n > 0 {
@@ -216,6 +865,9 @@ func fromBinary(dt tensor.DType, shape []int, b []byte) (*tensor.Tensor, error) 
 		if uint64(l) > uint64(len(b)-4) {
 			return nil, fmt.Errorf("BYTES element of %d bytes overruns the data", l)
 		}
+		if len(t.Strings) == n {
+			return nil, fmt.Errorf("more BYTES elements than shape %v holds", shape)
+		}
 		t.Strings = append(t.Strings, string(b[4:4+l]))
 		b = b[4+l:]
 	}
@@ -223,126 +875,6 @@ func fromBinary(dt tensor.DType, shape []int, b []byte) (*tensor.Tensor, error) 
 		return nil, fmt.Errorf("%d BYTES elements for shape %v", len(t.Strings), shape)
 	}
 	return t, nil
-}
-
-// flatten appends the leaves of a possibly nested JSON array.
-func flatten(raw json.RawMessage, out []json.RawMessage, limit int, depth int) ([]json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '[' {
-		if len(out) >= limit {
-			return nil, fmt.Errorf("more data elements than the shape holds")
-		}
-		return append(out, raw), nil
-	}
-	if depth > 32 {
-		return nil, fmt.Errorf("data nested too deep")
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, err
-	}
-	for _, it := range items {
-		var err error
-		if out, err = flatten(it, out, limit, depth+1); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func fromJSON(dt tensor.DType, shape []int, raw json.RawMessage) (*tensor.Tensor, error) {
-	n := tensor.NumElements(shape)
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("no data")
-	}
-	leaves, err := flatten(raw, nil, n, 0)
-	if err != nil {
-		return nil, err
-	}
-	if len(leaves) != n {
-		return nil, fmt.Errorf("%d data elements for shape %v", len(leaves), shape)
-	}
-	t, err := tensor.Make(dt, shape)
-	if err != nil {
-		return nil, err
-	}
-	for i, l := range leaves {
-		switch dt {
-		case tensor.String:
-			if err := json.Unmarshal(l, &t.Strings[i]); err != nil {
-				return nil, fmt.Errorf("element %d: want a string", i)
-			}
-		case tensor.Bool:
-			var b bool
-			if err := json.Unmarshal(l, &b); err != nil {
-				return nil, fmt.Errorf("element %d: want true or false", i)
-			}
-			t.Bools()[i] = b
-		case tensor.Float16, tensor.Float32, tensor.Float64, tensor.BFloat16:
-			f, err := strconv.ParseFloat(string(l), 64)
-			if err != nil {
-				return nil, fmt.Errorf("element %d: %s is not a number", i, l)
-			}
-			t.SetFloat(i, f)
-		default:
-			if err := setInt(t, i, string(l)); err != nil {
-				return nil, fmt.Errorf("element %d: %w", i, err)
-			}
-		}
-	}
-	return t, nil
-}
-
-func setInt(t *tensor.Tensor, i int, s string) error {
-	if t.DType == tensor.Uint64 {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("%s is not a UINT64", s)
-		}
-		t.Uint64s()[i] = v
-		return nil
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%s is not an integer", s)
-	}
-	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-	switch t.DType {
-	case tensor.Int8:
-		lo, hi = math.MinInt8, math.MaxInt8
-	case tensor.Int16:
-		lo, hi = math.MinInt16, math.MaxInt16
-	case tensor.Int32:
-		lo, hi = math.MinInt32, math.MaxInt32
-	case tensor.Uint8:
-		lo, hi = 0, math.MaxUint8
-	case tensor.Uint16:
-		lo, hi = 0, math.MaxUint16
-	case tensor.Uint32:
-		lo, hi = 0, math.MaxUint32
-	}
-	if v < lo || v > hi {
-		return fmt.Errorf("%d out of range for %s", v, DataTypeName(t.DType))
-	}
-	switch t.DType {
-	case tensor.Int8:
-		t.Int8s()[i] = int8(v)
-	case tensor.Int16:
-		t.Int16s()[i] = int16(v)
-	case tensor.Int32:
-		t.Int32s()[i] = int32(v)
-	case tensor.Int64:
-		t.Int64s()[i] = v
-	case tensor.Uint8:
-		t.Uint8s()[i] = uint8(v)
-	case tensor.Uint16:
-		t.Uint16s()[i] = uint16(v)
-	case tensor.Uint32:
-		t.Uint32s()[i] = uint32(v)
-	default:
-		return fmt.Errorf("unsupported type %v", t.DType)
-	}
-	return nil
 }
 
 // jsonData returns the elements of t as JSON-encodable values.
