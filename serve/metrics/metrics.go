@@ -10,7 +10,10 @@
 // time, batch size and model load time, and the counter
 // kiln_inference_exec_context_switch_count: batches of a model version that
 // ran on another instance (execution context) than the version's previous
-// batch.
+// batch; and the Go runtime's (go_*) and the process's (process_*) metrics.
+//
+// PortHandler is the whole metrics port: /metrics, and optionally the
+// net/http/pprof profiles, behind an optional bearer token.
 package metrics
 
 import (
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kilnai/kiln/serve"
@@ -73,7 +77,8 @@ func New(pending PendingSource) *Metrics {
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
 	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
-		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m})
+		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
