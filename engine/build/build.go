@@ -55,6 +55,13 @@ type Options struct {
 	// AnyShape builds without a default profile: the engine accepts any
 	// shape the model allows (kiln run and kiln serve on an ONNX file).
 	AnyShape bool
+	// OptShapes, with AnyShape (no profile to take opt shapes from), are
+	// the input shapes, by input name, at which the precision stage's
+	// random batches (calibration and the accuracy report) run: the
+	// shapes the engine will mostly see (kiln run passes the shapes of
+	// its --data or --shape). Inputs it does not name take the opt shape
+	// of the profile that would be derived (DefaultShapes).
+	OptShapes map[string][]int
 
 	// Calibration (INT8): CalibData is a folder of input sets
 	// (test_data_set_*/input_N.pb); CalibBatches, when > 0 and there is
@@ -344,10 +351,54 @@ func (b *builder) profiles() error {
 	return nil
 }
 
+// DefaultShapes returns the opt shape of every input of g (constant ones
+// excepted) in the profile a build derives when it is given none: a
+// symbolic first dimension 1, a named dimension the opt of dims[name],
+// any other 128 (see Options.Dims). The shapes are those kiln run gives
+// random inputs and those the precision stage of an AnyShape build runs
+// its batches at.
+func DefaultShapes(g *ir.Graph, dims map[string][3]int) (map[string][]int, error) {
+	inputs := modelInputs(g)
+	p, _, err := defaultProfile(inputs, 1, dims)
+	if err != nil {
+		return nil, err
+	}
+	out := p.Shapes(1)
+	for _, v := range inputs {
+		if _, ok := out[v.Name]; !ok {
+			out[v.Name], _ = v.Type.Shape.Ints() // fully static
+		}
+	}
+	return out, nil
+}
+
+// DefaultOpt is the opt size of a symbolic dimension (named sym, sym ""
+// when unnamed) at position i of an input in the profile a build derives
+// when it is given none: the opt of dims[sym] when given, 1 for a first
+// dimension (a batch), else DefaultDimOpt.
+func DefaultOpt(i int, sym string, dims map[string][3]int) int {
+	if r, ok := dims[sym]; ok && sym != "" && r != [3]int{} {
+		return r[1]
+	}
+	if i == 0 {
+		return 1
+	}
+	return DefaultDimOpt
+}
+
+// DefaultDimOpt, DefaultDimMax: a symbolic dimension other than the first,
+// not named in Options.Dims, ranges over [1, DefaultDimMax] with opt
+// DefaultDimOpt in the derived profile.
+const (
+	DefaultDimOpt = 128
+	DefaultDimMax = 512
+)
+
 // defaultProfile derives a profile for the model's dynamic inputs: a
 // symbolic first dimension ranges over [1, maxBatch] with opt 1, a named
-// dimension takes dims[name], any other over [1, 512] with opt 128. It
-// reports false when every input is static (no profile needed).
+// dimension takes dims[name], any other over [1, DefaultDimMax] with opt
+// DefaultDimOpt (DefaultOpt gives the opt values). It reports false when
+// every input is static (no profile needed).
 func defaultProfile(inputs []*ir.Value, maxBatch int, dims map[string][3]int) (engine.Profile, bool, error) {
 	p := engine.Profile{Name: "default"}
 	any := false
@@ -367,10 +418,10 @@ func defaultProfile(inputs []*ir.Value, maxBatch int, dims map[string][3]int) (e
 				mn, opt, mx = r[0], r[1], r[2]
 				dyn = true
 			case i == 0:
-				mn, opt, mx = 1, 1, maxBatch
+				mn, opt, mx = 1, DefaultOpt(i, d.Sym, dims), maxBatch
 				dyn = true
 			default:
-				mn, opt, mx = 1, 128, 512
+				mn, opt, mx = 1, DefaultOpt(i, d.Sym, dims), DefaultDimMax
 				dyn = true
 			}
 			r.Min, r.Opt, r.Max = append(r.Min, mn), append(r.Opt, opt), append(r.Max, mx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	_ "github.com/kilnai/kiln/ops/all"
 	"github.com/kilnai/kiln/tensor"
@@ -164,5 +166,55 @@ func TestTimingCache(t *testing.T) {
 	}
 	if _, err := Build(context.Background(), model, Options{TimingCache: cache}); err == nil || !strings.Contains(err.Error(), "timing cache") {
 		t.Errorf("corrupt timing cache: %v", err)
+	}
+}
+
+// TestDefaultShapes checks the opt shapes of the derived profile, which
+// kiln run gives random inputs: a symbolic first dimension 1, a named one
+// its --dim opt, any other DefaultDimOpt; static inputs as declared;
+// constant inputs left out.
+func TestDefaultShapes(t *testing.T) {
+	b := ir.NewBuilder("shapes", 13)
+	x := b.Input("ids", tensor.Int64, ir.S("batch"), ir.S("seq"))
+	img := b.Input("image", tensor.Float32, ir.S("n"), ir.D(3), ir.S("h"), ir.S("w"))
+	st := b.Input("static", tensor.Float32, ir.D(2), ir.D(5))
+	b.Output(b.Op("Identity", []*ir.Value{x}), "a")
+	b.Output(b.Op("Identity", []*ir.Value{img}), "b")
+	b.Output(b.Op("Identity", []*ir.Value{st}), "c")
+	g := b.Graph()
+	tests := []struct {
+		name string
+		dims map[string][3]int
+		want map[string][]int
+	}{
+		{"defaults", nil, map[string][]int{"ids": {1, 128}, "image": {1, 3, 128, 128}, "static": {2, 5}}},
+		{"named dims", map[string][3]int{"seq": {1, 32, 64}, "h": {8, 16, 32}, "batch": {2, 4, 8}}, map[string][]int{"ids": {4, 32}, "image": {1, 3, 16, 128}, "static": {2, 5}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DefaultShapes(g, tt.dims)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("DefaultShapes = %v, want %v", got, tt.want)
+			}
+			for name, w := range tt.want {
+				if !slices.Equal(got[name], w) {
+					t.Errorf("%s: %v, want %v", name, got[name], w)
+				}
+			}
+		})
+	}
+	if got := DefaultOpt(1, "", nil); got != DefaultDimOpt {
+		t.Errorf("DefaultOpt of an unnamed dimension = %d, want %d", got, DefaultDimOpt)
+	}
+	// An input of unknown rank has no default shape.
+	u := ir.NewBuilder("unranked", 13)
+	in := u.Input("x", tensor.Float32)
+	in.Type.Shape = nil
+	u.Output(u.Op("Identity", []*ir.Value{in}), "y")
+	if _, err := DefaultShapes(u.Graph(), nil); !errors.Is(err, ErrOptions) {
+		t.Errorf("unknown rank: %v, want ErrOptions", err)
 	}
 }

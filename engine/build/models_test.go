@@ -113,7 +113,9 @@ func checkFusions(t *testing.T, name string, m *kiln.Model) {
 // TestReducedPrecisionPlans builds FP16 and INT8 plans of every shared
 // model, calibrated on its test data, and checks the accuracy report the
 // build records: FP16 cosine >= 0.999 on every model, INT8 >= 0.99 on the
-// CNNs the issue names.
+// CNNs the issue names. The builds go the way kiln build's do, with tactic
+// timing on (its default: timing off hid that FP16 tactics failed their
+// check), at smaller opt shapes for bert_mini and yolo_tiny to stay fast.
 func TestReducedPrecisionPlans(t *testing.T) {
 	if _, err := os.Stat(sharedModels); err != nil {
 		t.Skipf("needs the shared models in %s: %v", sharedModels, err)
@@ -123,7 +125,9 @@ func TestReducedPrecisionPlans(t *testing.T) {
 		for _, prec := range []string{build.FP16, build.INT8} {
 			t.Run(name+"/"+prec, func(t *testing.T) {
 				dir := filepath.Join(sharedModels, name)
-				res, err := build.Build(context.Background(), filepath.Join(dir, "model.onnx"), build.Options{Precision: prec, CalibData: dir, NoTiming: true})
+				o := cliDefaults(name)
+				o.Precision, o.CalibData = prec, dir
+				res, err := build.Build(context.Background(), filepath.Join(dir, "model.onnx"), o)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -149,7 +153,78 @@ func TestReducedPrecisionPlans(t *testing.T) {
 				if quantized == 0 {
 					t.Errorf("no layer runs in %s", prec)
 				}
+				if len(res.Header.Tactics) == 0 {
+					t.Errorf("no tactics timed")
+				}
 			})
 		}
+	}
+}
+
+// cliDefaults are the options kiln build's default flags give (tactic
+// timing on, level 2, batches up to 32), with smaller opt shapes for the
+// models with symbolic sizes, as --dim would give them.
+func cliDefaults(model string) build.Options {
+	o := build.Options{OptLevel: 2, MaxBatch: 32}
+	switch model {
+	case "bert_mini":
+		o.Dims = map[string][3]int{"seq": {1, 32, 512}}
+	case "yolo_tiny":
+		o.Dims = map[string][3]int{"h": {32, 64, 640}, "w": {32, 64, 640}}
+	}
+	return o
+}
+
+// TestAnyShapeReducedPrecision builds yolo_tiny (symbolic batch, height
+// and width) for any shape, as kiln run and kiln serve without batching
+// do, in FP16 and INT8 on random batches: the precision stage runs its
+// batches at the default profile's opt shape or at Options.OptShapes, not
+// at 1x1 images (whose pooling broke the Concat of the detection head).
+func TestAnyShapeReducedPrecision(t *testing.T) {
+	if _, err := os.Stat(sharedModels); err != nil {
+		t.Skipf("needs the shared models in %s: %v", sharedModels, err)
+	}
+	model := filepath.Join(sharedModels, "yolo_tiny", "model.onnx")
+	tests := []struct {
+		name   string
+		o      build.Options
+		logged string
+	}{
+		{"fp16 default opt", build.Options{Precision: build.FP16, NoTiming: true}, "at images 1x3x128x128"},
+		{"int8 default opt", build.Options{Precision: build.INT8, CalibBatches: 2, NoTiming: true}, "at images 1x3x128x128"},
+		{"fp16 given shapes", build.Options{Precision: build.FP16, OptShapes: map[string][]int{"images": {1, 3, 96, 64}}}, "at images 1x3x96x64"},
+		{"int8 given shapes", build.Options{Precision: build.INT8, CalibBatches: 2, OptShapes: map[string][]int{"images": {2, 3, 64, 64}}}, "at images 2x3x64x64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log []string
+			o := tt.o
+			o.AnyShape = true
+			o.Log = func(m string) { log = append(log, m) }
+			res, err := build.Build(context.Background(), model, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			if len(res.Header.Profiles) != 0 {
+				t.Errorf("profiles %v: want none (any shape)", res.Header.Profiles)
+			}
+			all := strings.Join(log, "\n")
+			if !strings.Contains(all, tt.logged) {
+				t.Errorf("log does not say %q:\n%s", tt.logged, all)
+			}
+			var acc quant.AccuracyReport
+			if err := json.Unmarshal(res.Header.Accuracy, &acc); err != nil || len(acc.Outputs) == 0 {
+				t.Fatalf("no accuracy report: %v", err)
+			}
+			if c := acc.MinCosine(); c < 0.99 {
+				t.Errorf("cosine %.6f < 0.99:\n%s", c, acc.String())
+			}
+		})
+	}
+	// Given shapes the model cannot take are an error naming the input.
+	_, err := build.Build(context.Background(), model, build.Options{Precision: build.FP16, AnyShape: true, OptShapes: map[string][]int{"images": {1, 4, 64, 64}}})
+	if err == nil || !strings.Contains(err.Error(), "images") {
+		t.Errorf("opt shape with 4 channels: error %v, want one naming images", err)
 	}
 }

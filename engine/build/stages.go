@@ -150,8 +150,11 @@ func modelInputs(g *ir.Graph) []*ir.Value {
 }
 
 // batches returns the calibration (and accuracy) batches: the sets of
-// CalibData, or CalibBatches random batches (at least 2) at the first
-// profile's opt shapes.
+// CalibData, or CalibBatches random batches (at least 2) at the opt shapes
+// of each profile (2 profiles: twice as many batches). Without a profile
+// (AnyShape, or a static model) they run at Options.OptShapes, else at
+// the opt shapes of the profile a build would derive: never at the
+// minimum, whose 1x1 images break the pooling of detection models.
 func (b *builder) batches(inputs []*ir.Value) ([]map[string]*tensor.Tensor, error) {
 	if b.o.CalibData != "" {
 		bs, err := quant.LoadBatches(b.o.CalibData, inputs)
@@ -165,15 +168,42 @@ func (b *builder) batches(inputs []*ir.Value) ([]map[string]*tensor.Tensor, erro
 	if n < 2 {
 		n = 2
 	}
-	var shapes map[string][]int
-	if ps := b.res.Header.Profiles; len(ps) > 0 {
-		shapes = ps[0].Shapes(1)
+	var sets []map[string][]int
+	for _, p := range b.res.Header.Profiles {
+		sets = append(sets, p.Shapes(1))
 	}
-	bs, err := quant.RandomBatches(inputs, shapes, n, 1)
-	if err != nil {
-		return nil, err
+	if len(sets) == 0 {
+		shapes, err := DefaultShapes(b.g, b.o.Dims)
+		if err != nil {
+			return nil, err
+		}
+		for name, s := range b.o.OptShapes {
+			shapes[name] = s
+		}
+		sets = append(sets, shapes)
 	}
-	b.logf("generated %d random batches (random data exercises every layer, but calibrate on real samples with --calib-data where you can)", n)
+	var bs []map[string]*tensor.Tensor
+	for i, shapes := range sets {
+		more, err := quant.RandomBatches(inputs, shapes, n, int64(1+i))
+		if err != nil {
+			return nil, err
+		}
+		bs = append(bs, more...)
+	}
+	var at []string
+	for _, v := range inputs {
+		if s := bs[0][v.Name]; s != nil && !v.Type.Shape.FullyKnown() {
+			at = append(at, v.Name+" "+tensor.ShapeString(s.Shape))
+		}
+	}
+	where := ""
+	if len(at) > 0 {
+		where = " at " + strings.Join(at, ", ")
+		if len(sets) > 1 {
+			where += " (the first profile's opt shapes; each profile's for the others)"
+		}
+	}
+	b.logf("generated %d random batches%s (random data exercises every layer, but calibrate on real samples with --calib-data where you can)", len(bs), where)
 	return bs, nil
 }
 
