@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kilnai/kiln"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
 	"github.com/kilnai/kiln/tensor"
@@ -138,8 +139,10 @@ type Stats struct {
 type version struct {
 	num   int64
 	sched *scheduler.Scheduler
-	stats Stats
-	mu    sync.Mutex
+	// runner is what the scheduler runs (WrapRunner's when set).
+	runner scheduler.Runner
+	stats  Stats
+	mu     sync.Mutex
 }
 
 type model struct {
@@ -288,6 +291,7 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 		if s.opts.WrapRunner != nil {
 			r = s.opts.WrapRunner(rm.Name, r)
 		}
+		vs.runner = r
 		vs.sched = scheduler.New(r, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
 		m.versions = append(m.versions, vs)
 	}
@@ -337,10 +341,50 @@ func (s *Server) swap(name string, m *model) {
 	}
 }
 
+// drain stops serving m: every version's scheduler refuses new requests and
+// finishes the queued ones (until ctx ends: then the queued ones fail). The
+// model's files (its weights, possibly memory-mapped) are closed only once
+// every instance of every version has stopped running: right away when they
+// have, else in the background when the last run ends, so that a caller
+// giving up never unmaps weights a batch still reads.
 func drain(ctx context.Context, m *model) error {
 	var errs []error
 	for _, v := range m.versions {
 		errs = append(errs, v.sched.Shutdown(ctx))
+	}
+	if m.stopped() {
+		return errors.Join(append(errs, m.close())...)
+	}
+	go func() {
+		for _, v := range m.versions {
+			<-v.sched.Stopped()
+		}
+		m.close()
+	}()
+	return errors.Join(errs...)
+}
+
+// stopped reports whether no instance of m runs any more.
+func (m *model) stopped() bool {
+	for _, v := range m.versions {
+		select {
+		case <-v.sched.Stopped():
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// close releases what m's versions hold: their runners (when a WrapRunner
+// made closable ones) and the model files. Call it only once every instance
+// has stopped.
+func (m *model) close() error {
+	var errs []error
+	for _, v := range m.versions {
+		if c, ok := v.runner.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
 	}
 	if m.repo != nil {
 		errs = append(errs, m.repo.Close())
