@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/internal/version"
 )
@@ -60,6 +62,10 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	if _, err := os.Stat(res.Path); err == nil {
 		m, err := LoadWith(res.Path, c.loadOptions())
 		switch {
+		case errors.Is(err, engine.ErrMemory):
+			// a rebuild would not make it fit: the model is too large
+			// for the memory limit as configured
+			return nil, res, err
 		case err != nil:
 			res.Rebuilt = err.Error()
 		case m.Plan().BuildKey != key:

@@ -1,0 +1,150 @@
+package kiln_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/examples"
+)
+
+// rewriteInPlace truncates the file at path and writes data into the same
+// inode, as `cp other path` does (not a rename): a mapping of the old
+// contents would now fault (SIGBUS) past the new end, or see data.
+func rewriteInPlace(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServedFileChangedInPlace is issue 9 item 6: a model or plan file
+// rewritten or truncated in place while the model loaded from it is served
+// must not crash the process (SIGBUS from a mapping of the file) nor change
+// the outputs: the serving paths (kiln.Load of an ONNX file, as kiln serve
+// --no-build does; a plan from the plan cache, as kiln serve does) read the
+// file into memory. The test runs the model in the test process, so a
+// SIGBUS would kill it.
+func TestServedFileChangedInPlace(t *testing.T) {
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(2)}
+	ref, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	want, err := ref.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	model := tinyRepo(t, dir, "tiny", examples.TinyCNNModel)
+	cache := &kiln.PlanCache{Dir: filepath.Join(dir, "cache")}
+	// the plan is built and written, then loaded again from the cache: a
+	// restart, the plan file as it is served
+	built, res, err := cache.Load(context.Background(), model, kiln.BuildOptions{MaxBatch: 4, NoTiming: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.Close()
+	planBytes, err := os.ReadFile(res.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		load func() (*kiln.Model, string, error) // the model and the file it came from
+		// what the file becomes: truncated to a few bytes, or
+		// another file of the same size
+		rewrite []byte
+	}{
+		{"onnx truncated", func() (*kiln.Model, string, error) { m, err := kiln.Load(model); return m, model, err }, examples.TinyCNNModel[:16]},
+		{"onnx rewritten", func() (*kiln.Model, string, error) { m, err := kiln.Load(model); return m, model, err }, bytes.Repeat([]byte{0xff}, len(examples.TinyCNNModel))},
+		{"cached plan truncated", func() (*kiln.Model, string, error) {
+			m, res, err := cache.Load(context.Background(), model, kiln.BuildOptions{MaxBatch: 4, NoTiming: true})
+			if err == nil && !res.Hit {
+				t.Errorf("plan cache missed: %+v", res)
+			}
+			return m, res.Path, err
+		}, planBytes[:100]},
+		{"plan rewritten", func() (*kiln.Model, string, error) { m, err := kiln.Load(res.Path); return m, res.Path, err }, bytes.Repeat([]byte{0}, len(planBytes))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// the files as they were before the previous case changed them
+			if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(res.Path, planBytes, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m, path, err := tt.load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			c := m.NewContext()
+			if _, err := c.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+			rewriteInPlace(t, path, tt.rewrite)
+			for _, run := range []func() (map[string]*kiln.Tensor, error){
+				func() (map[string]*kiln.Tensor, error) { return c.Run(context.Background(), in) },
+				func() (map[string]*kiln.Tensor, error) { return m.Run(context.Background(), in) }, // a new context: a fresh arena, the weights again
+				func() (map[string]*kiln.Tensor, error) { return m.NewContext().Run(context.Background(), in) },
+			} {
+				got, err := run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameOutputs(t, tt.name, got, want, 1e-5)
+			}
+		})
+	}
+}
+
+// TestLoadMappedOption: LoadOptions.Mmap maps the file instead (for tools
+// such as kiln run) and gives the same outputs.
+func TestLoadMappedOption(t *testing.T) {
+	dir := t.TempDir()
+	model := tinyRepo(t, dir, "tiny", examples.TinyCNNModel)
+	built, res, err := (&kiln.PlanCache{Dir: filepath.Join(dir, "cache")}).Load(context.Background(), model, kiln.BuildOptions{MaxBatch: 4, NoTiming: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.Close()
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(3)}
+	var outs []map[string]*kiln.Tensor
+	for _, path := range []string{model, res.Path} {
+		for _, mmap := range []bool{false, true} {
+			m, err := kiln.LoadWith(path, kiln.LoadOptions{Mmap: mmap})
+			if err != nil {
+				t.Fatalf("%s (mmap %v): %v", filepath.Base(path), mmap, err)
+			}
+			out, err := m.Run(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, out)
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := 1; i < len(outs); i++ {
+		sameOutputs(t, "load "+string(rune('0'+i)), outs[i], outs[0], 1e-5)
+	}
+}
