@@ -200,6 +200,9 @@ func DecodeRequestFor(body []byte, headerLen int, schema *Schema) (*Decoded, err
 // the memory held is the JSON header (or the JSON body) and the tensors.
 // A body longer than limit is an *http.MaxBytesError.
 func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *Schema) (*Decoded, error) {
+	if length >= 0 && int64(headerLen) > length {
+		return nil, fmt.Errorf("%w: %s %d exceeds the body (%d bytes)", ErrDecode, HeaderLength, headerLen, length)
+	}
 	if length > limit || int64(headerLen) > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
@@ -222,9 +225,6 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 			return nil, readErr("its end", err)
 		}
 		return DecodeRequestFor(body, -1, schema)
-	}
-	if length >= 0 && int64(headerLen) > length {
-		return nil, fmt.Errorf("%w: %s %d exceeds the body (%d bytes)", ErrDecode, HeaderLength, headerLen, length)
 	}
 	hdr := make([]byte, headerLen)
 	if _, err := io.ReadFull(r, hdr); err != nil {
@@ -924,4 +924,33 @@ func binaryData(t *tensor.Tensor) []byte {
 		b = append(b, s...)
 	}
 	return b
+}
+
+// requestID returns the "id" of a request's JSON header without decoding
+// the rest ("" when it has none or is not valid JSON). It allocates only
+// the id.
+func requestID(hdr []byte) string {
+	s := scanner{b: hdr}
+	if s.expect('{') != nil || !s.first('}') {
+		return ""
+	}
+	for {
+		key, err := s.strBytes()
+		if err != nil || s.expect(':') != nil {
+			return ""
+		}
+		if string(key) == "id" {
+			id, err := s.str()
+			if err != nil {
+				return ""
+			}
+			return id
+		}
+		if s.skip(1) != nil {
+			return ""
+		}
+		if more, err := s.more('}'); err != nil || !more {
+			return ""
+		}
+	}
 }

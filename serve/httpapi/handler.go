@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -63,21 +62,109 @@ func New(s *serve.Server, opts Options) http.Handler {
 	mux.HandleFunc("GET /v2/health/ready", h.ready)
 	mux.HandleFunc("GET /v2", h.metadata)
 	for _, p := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
-		mux.HandleFunc("GET "+p, h.modelMetadata)
-		mux.HandleFunc("GET "+p+"/ready", h.modelReady)
-		mux.HandleFunc("POST "+p+"/infer", h.infer)
-		mux.HandleFunc("GET "+p+"/config", h.config)
-		mux.HandleFunc("GET "+p+"/stats", h.stats)
-		mux.HandleFunc("GET "+p+"/stream", h.stream)
+		mux.HandleFunc("GET "+p, versioned(h.modelMetadata))
+		mux.HandleFunc("GET "+p+"/ready", versioned(h.modelReady))
+		mux.HandleFunc("POST "+p+"/infer", versioned(h.infer))
+		mux.HandleFunc("GET "+p+"/config", versioned(h.config))
+		mux.HandleFunc("GET "+p+"/stats", versioned(h.stats))
+		mux.HandleFunc("GET "+p+"/stream", versioned(h.stream))
 	}
 	mux.HandleFunc("GET /v2/models/stats", h.stats)
 	mux.HandleFunc("POST /v2/repository/index", h.index)
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", h.load)
 	mux.HandleFunc("POST /v2/repository/models/{model}/unload", h.unload)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	return h.authorize(h.route(mux))
+}
+
+// route serves mux's routes, and answers in JSON what it has no route for:
+// 405 with an Allow header for a path served with other methods, else 404.
+func (h *handler) route(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next, pattern := mux.Handler(r)
+		if pattern != "" {
+			// a route, or the mux's redirect to a clean path
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// The mux's own answer tells 404 from 405 and which methods the
+		// path allows; it is rewritten as a JSON error.
+		c := &headerCapture{h: http.Header{}}
+		next.ServeHTTP(c, r)
+		if c.code == http.StatusMethodNotAllowed {
+			allow := c.h.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for %s (allowed: %s)", r.Method, r.URL.Path, allow))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
-	return h.authorize(mux)
+}
+
+// headerCapture is a ResponseWriter that keeps the status and headers and
+// drops the body.
+type headerCapture struct {
+	h    http.Header
+	code int
+}
+
+func (c *headerCapture) Header() http.Header { return c.h }
+
+func (c *headerCapture) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return len(b), nil
+}
+
+func (c *headerCapture) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header; the scheme is case-insensitive (RFC 9110, section 11.1).
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimLeft(h, " "), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.Trim(token, " ")
+	return token, token != ""
+}
+
+// ErrVersion is returned for a model version in a path that is not a
+// canonical decimal number.
+var ErrVersion = fmt.Errorf("%w: bad model version", serve.ErrInvalid)
+
+// versioned refuses a request whose path has a version that checkVersion
+// refuses, before next sees it.
+func versioned(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := checkVersion(r); err != nil {
+			writeError(w, Status(err), err)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// checkVersion checks the {version} of a request's path: a version is a
+// decimal number without sign, spaces or leading zeros ("1", "20"; "0" is
+// the version directory 0), as the repository's folders are named.
+func checkVersion(r *http.Request) error {
+	if !strings.Contains(r.Pattern, "{version}") {
+		return nil
+	}
+	v := r.PathValue("version")
+	canonical := v != "" && len(v) <= 19 && (v == "0" || v[0] != '0')
+	for _, c := range []byte(v) {
+		canonical = canonical && '0' <= c && c <= '9'
+	}
+	if !canonical {
+		return fmt.Errorf("%w %q: want a decimal number without sign, spaces or leading zeros", ErrVersion, v)
+	}
+	return nil
 }
 
 // authorize checks bearer tokens: none for health, AdminToken for the
@@ -95,7 +182,7 @@ func (h *handler) authorize(next http.Handler) http.Handler {
 			want = h.opts.AdminToken
 		}
 		if want != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			got, ok := bearerToken(r.Header.Get("Authorization"))
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kiln"`)
 				writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
@@ -362,18 +449,26 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		}
 		headerLen = n
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes))
+	model, ver := r.PathValue("model"), r.PathValue("version")
+	// Under overload, or for a model that cannot take it, a request is
+	// refused before its body is read: refusing must cost less than serving.
+	if err := h.s.Admit(model, ver); err != nil {
+		h.fail(w, err)
+		return
+	}
+	cfg, _, err := h.s.ModelConfig(model, ver)
 	if err != nil {
 		h.fail(w, err)
 		return
 	}
-	d, err := DecodeRequest(raw, headerLen)
+	limit := h.opts.MaxRequestBytes
+	d, err := ReadRequest(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, headerLen, limit, SchemaOf(cfg))
 	if err != nil {
 		h.fail(w, err)
 		return
 	}
 	resp, err := h.s.Infer(r.Context(), &serve.InferRequest{
-		Model: r.PathValue("model"), Version: r.PathValue("version"), ID: d.ID, Inputs: d.Inputs,
+		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs,
 		Outputs: d.Outputs, Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
 	})
 	if err != nil {

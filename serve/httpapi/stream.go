@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -28,17 +29,34 @@ const (
 // little-endian JSON header length, the JSON header, then the binary tensor
 // data, as in the binary tensor data extension.
 func DecodeStreamMessage(binaryMsg bool, msg []byte) (*Decoded, error) {
+	return DecodeStreamMessageFor(binaryMsg, msg, nil)
+}
+
+// DecodeStreamMessageFor is DecodeStreamMessage checking the declared
+// inputs against schema (nil: no check) before decoding their data, as
+// DecodeRequestFor does.
+func DecodeStreamMessageFor(binaryMsg bool, msg []byte, schema *Schema) (*Decoded, error) {
+	body, hl, err := splitStreamMessage(binaryMsg, msg)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeRequestFor(body, hl, schema)
+}
+
+// splitStreamMessage returns a stream message's request body and JSON
+// header length (-1: all JSON).
+func splitStreamMessage(binaryMsg bool, msg []byte) ([]byte, int, error) {
 	if !binaryMsg {
-		return DecodeRequest(msg, -1)
+		return msg, -1, nil
 	}
 	if len(msg) < 4 {
-		return nil, fmt.Errorf("%w: binary message shorter than its 4-byte header length", ErrDecode)
+		return nil, 0, fmt.Errorf("%w: binary message shorter than its 4-byte header length", ErrDecode)
 	}
 	hl := binary.LittleEndian.Uint32(msg)
 	if uint64(hl) > uint64(len(msg)-4) {
-		return nil, fmt.Errorf("%w: header length %d exceeds the message", ErrDecode, hl)
+		return nil, 0, fmt.Errorf("%w: header length %d exceeds the message", ErrDecode, hl)
 	}
-	return DecodeRequest(msg[4:], int(hl))
+	return msg[4:], int(hl), nil
 }
 
 type streamReply struct {
@@ -55,6 +73,11 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
+	// A stream outlives any read or write timeout the HTTP server sets
+	// for requests: it has its own liveness check (pings).
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept wrote the error
@@ -114,7 +137,14 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		if ctx.Err() != nil {
 			break
 		}
-		go func() { res <- h.streamOne(ctx, model, ver, typ == websocket.MessageBinary, msg) }()
+		// Decoding here, before the next read, keeps only the decoded
+		// tensors of the requests in flight, not their messages.
+		d, err := h.streamDecode(model, ver, typ == websocket.MessageBinary, msg)
+		if err != nil {
+			res <- streamFailure(err)
+			continue
+		}
+		go func() { res <- h.streamInfer(ctx, model, ver, d) }()
 	}
 	// The client closed the stream or went away: no answer can reach it any
 	// more, so its queued and running requests end now.
@@ -124,33 +154,75 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 	c.Close(websocket.StatusNormalClosure, "")
 }
 
-func (h *handler) streamOne(ctx context.Context, model, ver string, binaryMsg bool, msg []byte) streamReply {
-	fail := func(id string, err error) streamReply {
-		b, _ := json.Marshal(map[string]any{"id": id, "error": err.Error(), "code": Status(err)})
-		return streamReply{websocket.MessageText, b}
+// streamFailure is the answer to a request that failed.
+func streamFailure(err error) streamReply {
+	var id string
+	var re *requestError
+	if errors.As(err, &re) {
+		id = re.id
 	}
-	d, err := DecodeStreamMessage(binaryMsg, msg)
+	b, _ := json.Marshal(map[string]any{"id": id, "error": err.Error(), "code": Status(err)})
+	return streamReply{websocket.MessageText, b}
+}
+
+// requestError is the error of a request whose id is known.
+type requestError struct {
+	id  string
+	err error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+// streamDecode decodes one message of a stream; when the model's queue is
+// full it refuses it without decoding it. Its errors carry the request's id
+// when the message has one.
+func (h *handler) streamDecode(model, ver string, binaryMsg bool, msg []byte) (*Decoded, error) {
+	body, hl, err := splitStreamMessage(binaryMsg, msg)
 	if err != nil {
-		return fail("", err)
+		return nil, err
 	}
+	withID := func(err error) error {
+		hdr := body
+		if hl >= 0 {
+			hdr = body[:hl]
+		}
+		return &requestError{id: requestID(hdr), err: err}
+	}
+	if err := h.s.Admit(model, ver); err != nil {
+		return nil, withID(err)
+	}
+	cfg, _, err := h.s.ModelConfig(model, ver)
+	if err != nil {
+		return nil, withID(err)
+	}
+	d, err := DecodeRequestFor(body, hl, SchemaOf(cfg))
+	if err != nil {
+		return nil, withID(err)
+	}
+	return d, nil
+}
+
+// streamInfer runs one decoded request of a stream and returns its answer.
+func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded) streamReply {
 	resp, err := h.s.Infer(ctx, &serve.InferRequest{
 		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs, Outputs: d.Outputs,
 		Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
 	})
-	if err != nil {
-		return fail(d.ID, err)
+	if err == nil {
+		var hdr []byte
+		var bins [][]byte
+		if hdr, bins, err = encodeResponse(resp, d); err == nil {
+			if len(bins) == 0 {
+				return streamReply{websocket.MessageText, hdr}
+			}
+			out := binary.LittleEndian.AppendUint32(nil, uint32(len(hdr)))
+			out = append(out, hdr...)
+			for _, b := range bins {
+				out = append(out, b...)
+			}
+			return streamReply{websocket.MessageBinary, out}
+		}
 	}
-	hdr, bins, err := encodeResponse(resp, d)
-	if err != nil {
-		return fail(d.ID, err)
-	}
-	if len(bins) == 0 {
-		return streamReply{websocket.MessageText, hdr}
-	}
-	out := binary.LittleEndian.AppendUint32(nil, uint32(len(hdr)))
-	out = append(out, hdr...)
-	for _, b := range bins {
-		out = append(out, b...)
-	}
-	return streamReply{websocket.MessageBinary, out}
+	return streamFailure(&requestError{id: d.ID, err: err})
 }
