@@ -71,8 +71,8 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 		case m.Plan().BuildKey != key:
 			// The file name matches but the plan inside was built from
 			// something else (a plan copied or swapped in): never serve it.
-			m.Close()
 			got := m.Plan().BuildKey
+			m.Close()
 			if got == "" {
 				got = "none"
 			}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // TestPlanCache builds on the first load, loads the cached plan on the
@@ -72,5 +76,114 @@ func TestPlanCache(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cache", "timing-cache.json")); err != nil {
 		t.Errorf("no shared timing cache: %v", err)
+	}
+}
+
+// otherTinyCNN returns tinycnn with another classifier bias: the same
+// inputs and outputs, other results.
+func otherTinyCNN(t *testing.T) []byte {
+	t.Helper()
+	g := examples.TinyCNN()
+	found := false
+	for _, v := range g.Initializers {
+		if v.Name == "fc.bias" {
+			b := tensor.New(tensor.Float32, v.Const.Shape...)
+			for i := range b.Float32s() {
+				b.Float32s()[i] = float32(i) // far from tinycnn's
+			}
+			v.Const, found = b, true
+		}
+	}
+	if !found {
+		t.Fatal("tinycnn has no fc.bias")
+	}
+	mp, err := onnx.FromGraph(g, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mp.Marshal()
+}
+
+// TestPlanCacheSwappedPlans is issue 9 item 7: two models built into one
+// cache, their plan files swapped (file names unchanged): loading either
+// model does not serve the other's plan; the plan's build key does not
+// match, the plan is rebuilt (CacheResult.Rebuilt says why) and the
+// outputs are the model's own. The next load is a hit again.
+func TestPlanCacheSwappedPlans(t *testing.T) {
+	dir := t.TempDir()
+	models := map[string][]byte{"a": examples.TinyCNNModel, "b": otherTinyCNN(t)}
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(2)}
+	paths, plans, want := map[string]string{}, map[string]string{}, map[string]map[string]*kiln.Tensor{}
+	c := &kiln.PlanCache{Dir: filepath.Join(dir, "cache")}
+	o := kiln.BuildOptions{MaxBatch: 4, NoTiming: true}
+	for name, b := range models {
+		paths[name] = tinyRepo(t, dir, name, b)
+		ref, err := kiln.LoadBytes(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want[name], err = ref.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		ref.Close()
+		m, res, err := c.Load(context.Background(), paths[name], o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		if res.Hit {
+			t.Fatalf("%s: first load was a hit", name)
+		}
+		plans[name] = res.Path
+	}
+	if d := want["a"]["probabilities"].Float32s()[0] - want["b"]["probabilities"].Float32s()[0]; d < 1e-3 && d > -1e-3 {
+		t.Fatal("the two models give the same outputs: the test could not tell them apart")
+	}
+	// swap the plan files: a's name now holds b's plan and the reverse
+	tmp := filepath.Join(dir, "swap")
+	for _, mv := range [][2]string{{plans["a"], tmp}, {plans["b"], plans["a"]}, {tmp, plans["b"]}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"a", "b"} {
+		for i, wantHit := range []bool{false, true} {
+			m, res, err := c.Load(context.Background(), paths[name], o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := m.Run(context.Background(), in)
+			m.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameOutputs(t, name, got, want[name], 1e-5)
+			if res.Hit != wantHit || res.Path != plans[name] {
+				t.Fatalf("%s load %d: %+v, want hit %v at %s", name, i, res, wantHit, plans[name])
+			}
+			if !wantHit && !strings.Contains(res.Rebuilt, "built from another model or other options") {
+				t.Fatalf("%s: rebuilt for %q, want the build key mismatch", name, res.Rebuilt)
+			}
+		}
+	}
+	// a plan built elsewhere (as kiln build writes it: no build key), even
+	// of the right model, copied into the cache under the right name is not
+	// trusted either
+	r, err := build.Build(context.Background(), paths["a"], o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.WriteFile(plans["a"])
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, res, err := c.Load(context.Background(), paths["a"], o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if res.Hit || !strings.Contains(res.Rebuilt, "build key none") {
+		t.Fatalf("a plan without a build key was used: %+v", res)
 	}
 }
