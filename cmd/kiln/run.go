@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/conformance"
+	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -54,8 +58,10 @@ func parseDims(s string) ([]int, error) {
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	data := fs.String("data", "", "test-data folder with input_N.pb (and output_N.pb to compare)")
-	rtol := fs.Float64("rtol", 1e-3, "relative tolerance for comparing outputs (default per precision: fp32 1e-3, fp16 1e-2, int8 5e-2)")
-	atol := fs.Float64("atol", 1e-4, "absolute tolerance for comparing outputs (default per precision: fp32 1e-4, fp16 1e-2, int8 1e-1)")
+	// The defaults depend on the plan's precision (precisionTolerance): the
+	// flags' own defaults are zero so that the help shows only those.
+	rtol := fs.Float64("rtol", 0, "relative tolerance for comparing outputs (default per precision: fp32 1e-3, fp16 1e-2, int8 5e-2)")
+	atol := fs.Float64("atol", 0, "absolute tolerance for comparing outputs (default per precision: fp32 1e-4, fp16 1e-2, int8 1e-1)")
 	iters := fs.Int("iterations", 1, "number of timed runs (latency statistics when > 1)")
 	warmup := fs.Int("warmup", 1, "untimed runs before the timed ones (when iterations > 1)")
 	seed := fs.Uint64("seed", 1, "seed for random inputs")
@@ -82,8 +88,19 @@ func runCmd(args []string) int {
 		return fail("--iterations must be >= 1, --warmup, --rtol, --atol and --duration >= 0")
 	}
 	path := pos[0]
+	if *data != "" && len(shapes) > 0 {
+		return fail("--shape and --data cannot be combined: the data sets the shapes")
+	}
 	start := time.Now()
-	m, err := loadForRun(path, &bf)
+	// An ONNX model is built for the shapes it will run at: those of
+	// --shape or --data, else the default profile's opt shapes.
+	var runAt *runShapes
+	if path == "example" || !kiln.IsPlan(path) {
+		if runAt, err = shapesForRun(path, shapes, *data, bf.dims); err != nil {
+			return fail("%v", err)
+		}
+	}
+	m, err := loadForRun(path, &bf, runAt)
 	if err != nil {
 		if errors.Is(err, kiln.ErrPlan) {
 			return fail("%v\n(rebuild the plan on this machine: kiln build MODEL.onnx -o %s)", err, path)
@@ -96,17 +113,19 @@ func runCmd(args []string) int {
 		how = fmt.Sprintf("built (%s, %s, %d -> %d nodes)", h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
 	}
 	fmt.Printf("%s %s in %.1f ms\n", how, path, float64(time.Since(start).Microseconds())/1e3)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	tol := precisionTolerance["fp32"]
 	if h := m.Plan(); h != nil {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if tol, ok := precisionTolerance[h.Precision]; ok {
-			if !set["rtol"] {
-				*rtol = tol[0]
-			}
-			if !set["atol"] {
-				*atol = tol[1]
-			}
+		if t, ok := precisionTolerance[h.Precision]; ok {
+			tol = t
 		}
+	}
+	if !set["rtol"] {
+		*rtol = tol[0]
+	}
+	if !set["atol"] {
+		*atol = tol[1]
 	}
 
 	var inputs map[string]*tensor.Tensor
@@ -118,18 +137,25 @@ func runCmd(args []string) int {
 		}
 		inputs, want = map[string]*tensor.Tensor{"image": in}, []*tensor.Tensor{out}
 	} else if *data != "" {
-		if len(shapes) > 0 {
-			return fail("--shape and --data cannot be combined: the data sets the shapes")
-		}
 		if inputs, want, err = conformance.LoadDataSet(m, *data); err != nil {
 			return fail("%v", err)
 		}
-	} else if inputs, err = randomInputs(m, shapes, *seed); err != nil {
+	} else if inputs, err = randomInputs(m, shapes, runAt, *seed); err != nil {
 		return fail("%v", err)
 	}
 	for _, in := range m.Inputs() {
 		if t := inputs[in.Name]; t != nil {
-			fmt.Printf("input  %-20s %-8v %s\n", in.Name, t.DType, tensor.ShapeString(t.Shape))
+			line := fmt.Sprintf("input  %-20s %-8v %s", in.Name, t.DType, tensor.ShapeString(t.Shape))
+			if *data == "" && len(shapes) == 0 {
+				if note := symbolicNote(in, t.Shape); note != "" {
+					whose := "the default profile's"
+					if h := m.Plan(); h != nil && len(h.Profiles) > 0 {
+						whose = "profile " + h.Profiles[0].Name + "'s"
+					}
+					line += fmt.Sprintf("  (%s: %s opt sizes; set with --shape %s:DIMxDIM...)", note, whose, in.Name)
+				}
+			}
+			fmt.Println(line)
 		}
 	}
 	ctx := context.Background()
@@ -214,10 +240,14 @@ var precisionTolerance = map[string][2]float64{
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
 // randomInputs makes an input for every model input: shapes from --shape,
-// else the declared shape with batch-like symbolic dims set to 1. Floats are
-// uniform in [-1, 1); integers small (0..63, 0..1 for masks) so that
-// embedding lookups stay in range.
-func randomInputs(m *kiln.Model, shapes shapeFlags, seed uint64) (map[string]*tensor.Tensor, error) {
+// else the plan's first profile's opt shape, else the shape the ONNX model
+// was built for (runAt),
+// else the declared shape with symbolic dimensions at the default
+// profile's opt (build.DefaultOpt: 1 for the first, 128 for the others).
+// The caller prints the sizes symbolic dimensions took (symbolicNote).
+// Floats are uniform in [-1, 1); integers small (0..63, 0..1 for masks) so
+// that embedding lookups stay in range.
+func randomInputs(m *kiln.Model, shapes shapeFlags, runAt *runShapes, seed uint64) (map[string]*tensor.Tensor, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x6b696c6e))
 	known := map[string]bool{}
 	inputs := map[string]*tensor.Tensor{}
@@ -229,11 +259,11 @@ func randomInputs(m *kiln.Model, shapes shapeFlags, seed uint64) (map[string]*te
 				shape, ok = r.Opt, true
 			}
 		}
+		if !ok && runAt != nil {
+			shape, ok = runAt.shapes[in.Name]
+		}
 		if !ok {
-			var err error
-			if shape, err = defaultShape(in); err != nil {
-				return nil, err
-			}
+			shape = defaultShape(in)
 		} else if len(in.Shape) > 0 && len(shape) != len(in.Shape) {
 			return nil, fmt.Errorf("--shape %s: rank %d, the model's input has rank %d %v", in.Name, len(shape), len(in.Shape), in.Dims)
 		}
@@ -267,24 +297,107 @@ func randomInputs(m *kiln.Model, shapes shapeFlags, seed uint64) (map[string]*te
 	return inputs, nil
 }
 
-var errNeedShape = errors.New("give its shape with --shape")
-
-func defaultShape(in kiln.IOInfo) ([]int, error) {
-	if in.Shape == nil && len(in.Dims) == 0 {
-		return []int{}, nil
-	}
+// defaultShape is in's declared shape with its symbolic dimensions at the
+// default profile's opt (a plan built without a profile).
+func defaultShape(in kiln.IOInfo) []int {
 	shape := make([]int, len(in.Shape))
 	for i, d := range in.Shape {
 		if d >= 0 {
 			shape[i] = d
 			continue
 		}
-		name := strings.ToLower(in.Dims[i])
-		if i == 0 && (strings.Contains(name, "batch") || name == "n" || name == "?") {
-			shape[i] = 1
-			continue
+		sym := ""
+		if i < len(in.Dims) && in.Dims[i] != "?" {
+			sym = in.Dims[i]
 		}
-		return nil, fmt.Errorf("input %s %v: dimension %d (%s) is not fixed: %w, e.g. --shape %s:...", in.Name, in.Dims, i, in.Dims[i], errNeedShape, in.Name)
+		shape[i] = build.DefaultOpt(i, sym, nil)
 	}
-	return shape, nil
+	return shape
+}
+
+// symbolicNote spells the sizes random input in took for its symbolic
+// dimensions, "batch=1 seq=128" ("" when it has none).
+func symbolicNote(in kiln.IOInfo, shape []int) string {
+	var parts []string
+	for i, d := range in.Shape {
+		if d < 0 && i < len(shape) && i < len(in.Dims) {
+			parts = append(parts, fmt.Sprintf("%s=%d", in.Dims[i], shape[i]))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// runShapes are the input shapes kiln run builds an ONNX model for.
+type runShapes struct {
+	shapes map[string][]int
+}
+
+// shapesForRun reads the inputs of the ONNX model at path (or the bundled
+// example) and returns the shape each will run at: --shape's, else that of
+// its tensor in --data (input_N.pb, by name, else by position), else the
+// default profile's opt shape (build.DefaultShapes, with --dim's ranges).
+func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3]int) (*runShapes, error) {
+	var f *onnx.File
+	var err error
+	if path == "example" {
+		f, err = onnx.LoadBytes(examples.TinyCNNModel, "")
+	} else {
+		f, err = onnx.Load(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	g, err := onnx.ToGraph(f.Model, f)
+	if err != nil {
+		return nil, err
+	}
+	def, err := build.DefaultShapes(g, dims)
+	if err != nil {
+		return nil, err
+	}
+	rs := &runShapes{shapes: map[string][]int{}}
+	var inputs []*ir.Value
+	for _, v := range g.Inputs {
+		if v.Const == nil {
+			inputs = append(inputs, v)
+		}
+	}
+	fromData := map[string][]int{}
+	if data != "" {
+		for i := 0; ; i++ {
+			p := filepath.Join(data, fmt.Sprintf("input_%d.pb", i))
+			if _, err := os.Stat(p); err != nil {
+				break
+			}
+			t, name, err := kiln.ReadTensorFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("--data: %w", err)
+			}
+			if name == "" && i < len(inputs) {
+				name = inputs[i].Name
+			}
+			fromData[name] = t.Shape
+		}
+	}
+	known := map[string]bool{}
+	for _, v := range inputs {
+		known[v.Name] = true
+		if s, ok := flags[v.Name]; ok {
+			if v.Type.Shape != nil && len(s) != len(v.Type.Shape) {
+				return nil, fmt.Errorf("--shape %s: rank %d, the model's input has rank %d %v", v.Name, len(s), len(v.Type.Shape), v.Type.Shape)
+			}
+			rs.shapes[v.Name] = s
+		} else if s, ok := fromData[v.Name]; ok {
+			rs.shapes[v.Name] = s
+		} else if s, ok := def[v.Name]; ok {
+			rs.shapes[v.Name] = s
+		}
+	}
+	for name := range flags {
+		if !known[name] {
+			return nil, fmt.Errorf("--shape %s: the model has no such input", name)
+		}
+	}
+	return rs, nil
 }

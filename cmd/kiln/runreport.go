@@ -17,8 +17,11 @@ import (
 )
 
 // loadForRun loads a plan as it is, or builds an ONNX model (or the
-// bundled example) in memory with the build flags.
-func loadForRun(path string, bf *buildFlags) (*kiln.Model, error) {
+// bundled example) in memory with the build flags. Without --profile or
+// --dim the engine takes any shape, and the reduced-precision stage
+// (calibration, accuracy report) runs at the shapes of runAt: those kiln
+// run will feed it.
+func loadForRun(path string, bf *buildFlags, runAt *runShapes) (*kiln.Model, error) {
 	if path != "example" && kiln.IsPlan(path) {
 		return kiln.Load(path)
 	}
@@ -28,6 +31,9 @@ func loadForRun(path string, bf *buildFlags) (*kiln.Model, error) {
 	}
 	if len(o.Profiles) == 0 && len(o.Dims) == 0 {
 		o.AnyShape = true
+		if runAt != nil {
+			o.OptShapes = runAt.shapes
+		}
 	}
 	ctx := context.Background()
 	if path == "example" {
