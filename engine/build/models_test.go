@@ -228,3 +228,29 @@ func TestAnyShapeReducedPrecision(t *testing.T) {
 		t.Errorf("opt shape with 4 channels: error %v, want one naming images", err)
 	}
 }
+
+// TestZeroOptionsFP16 builds as the README's Go call does,
+// kiln.Build(ctx, path, kiln.BuildOptions{Precision: "fp16"}): the zero
+// options (tactic timing on, the derived profile) but the precision, on a
+// CNN and on the detection model with symbolic height and width.
+func TestZeroOptionsFP16(t *testing.T) {
+	if _, err := os.Stat(sharedModels); err != nil {
+		t.Skipf("needs the shared models in %s: %v", sharedModels, err)
+	}
+	for _, name := range []string{"resnet_mini", "yolo_tiny"} {
+		t.Run(name, func(t *testing.T) {
+			res, err := build.Build(context.Background(), filepath.Join(sharedModels, name, "model.onnx"), build.Options{Precision: build.FP16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			if res.Header.Precision != build.FP16 || len(res.Header.Tactics) == 0 {
+				t.Errorf("precision %q, %d tactic sets: want fp16 with timed tactics", res.Header.Precision, len(res.Header.Tactics))
+			}
+			var acc quant.AccuracyReport
+			if err := json.Unmarshal(res.Header.Accuracy, &acc); err != nil || acc.MinCosine() < 0.999 {
+				t.Errorf("accuracy report %s (%v): want cosine >= 0.999", acc.String(), err)
+			}
+		})
+	}
+}
