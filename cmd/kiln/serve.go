@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
-	"github.com/kilnai/kiln"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
@@ -38,22 +42,37 @@ func serveCmd(args []string) int {
 }
 
 // runServe serves until ctx ends, then drains. When started is not nil it
-// receives the HTTP, metrics and gRPC addresses once they listen.
+// receives the HTTP, metrics and gRPC addresses once they listen, which is
+// before the repository's models load (the server is live and not ready
+// meanwhile, as Triton is).
 func runServe(ctx context.Context, args []string, started chan<- [3]string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	repo := fs.String("model-repository", "", "model repository folder (Triton layout); empty serves the bundled example as \"tinycnn\"")
 	host := fs.String("host", "", "address to listen on (empty: all interfaces)")
 	httpPort := fs.Int("http-port", 8000, "KServe v2 HTTP port (0: any free port)")
 	grpcPort := fs.Int("grpc-port", 8001, "KServe v2 gRPC port (0: any free port, -1: off)")
-	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off)")
+	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off); HTTPS with --tls-cert, behind --metrics-token")
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	grace := fs.Duration("shutdown-grace", 0, "after SIGTERM and the drain of in-flight requests, how long the ports stay open answering \"not ready\" (503 to new inference requests) before they close, so that clients and load balancers see 503 rather than a closed port (within --exit-timeout)")
-	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: the repository API loads and unloads")
+	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: load only the --load-model models at start, then the repository API loads and unloads")
+	var loadModels []string
+	fs.Func("load-model", "with --model-control-mode explicit: a model of the repository to load at start (repeatable; '*' loads them all); without it explicit mode starts with no model loaded, as Triton does", func(v string) error {
+		if v == "" {
+			return errors.New("empty model name")
+		}
+		loadModels = append(loadModels, v)
+		return nil
+	})
 	pollEvery := fs.Duration("repository-poll", 15*time.Second, "how often --model-control-mode poll looks for changes")
-	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS, gRPC over TLS and HTTPS metrics (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
-	inferToken := fs.String("infer-token", "", "bearer token required for inference and metadata (default: $KILN_INFER_TOKEN)")
-	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (default: $KILN_ADMIN_TOKEN)")
+	inferToken := fs.String("infer-token", "", "bearer token required for inference and metadata, over HTTP and gRPC (default: $KILN_INFER_TOKEN)")
+	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (index, load, unload), over HTTP and gRPC (default: $KILN_ADMIN_TOKEN)")
+	metricsToken := fs.String("metrics-token", "", "bearer token required on the metrics port, /metrics and /debug/pprof/ (default: $KILN_METRICS_TOKEN, else the inference token)")
+	pprofOn := fs.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics port, behind its token")
+	readTimeout := fs.Duration("http-read-timeout", 30*time.Second, "how long a client may take to send a whole HTTP request, headers and body (0: no limit); the time to compute the answer is not counted, nor an open WebSocket stream")
+	writeTimeout := fs.Duration("http-write-timeout", 30*time.Second, "how long writing an HTTP response may take from its first byte (0: no limit); queueing and computing are not counted")
+	idleTimeout := fs.Duration("http-idle-timeout", 2*time.Minute, "how long an idle keep-alive HTTP connection is kept open (0: the read timeout)")
 	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
 	gpuMetrics := fs.Bool("allow-gpu-metrics", true, "export nv_gpu_* metrics read through NVML (absent without an NVIDIA driver)")
 	planCache := fs.String("plan-cache", defaultPlanCache(), "folder of built engine plans, keyed by model, config, device and kiln version: a restart loads them instead of building")
@@ -63,24 +82,59 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		return exitError
 	}
 	if len(pos) > 0 {
-		return fail("serve: unexpected arguments %q", pos)
+		return usageError(fs, "unexpected arguments %q", pos)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
-		return fail("serve: --tls-cert and --tls-key go together")
+		return usageError(fs, "--tls-cert and --tls-key go together")
 	}
-	if *inferToken == "" {
-		*inferToken = os.Getenv("KILN_INFER_TOKEN")
+	for _, t := range []struct {
+		v   *string
+		env string
+	}{{inferToken, "KILN_INFER_TOKEN"}, {adminToken, "KILN_ADMIN_TOKEN"}, {metricsToken, "KILN_METRICS_TOKEN"}} {
+		if *t.v == "" {
+			*t.v = os.Getenv(t.env)
+		}
 	}
-	if *adminToken == "" {
-		*adminToken = os.Getenv("KILN_ADMIN_TOKEN")
+	if *metricsToken == "" {
+		*metricsToken = *inferToken
 	}
 	switch *control {
 	case "none", "poll", "explicit":
 	default:
-		return fail("serve: --model-control-mode %q: want none, poll or explicit", *control)
+		return usageError(fs, "--model-control-mode %q: want none, poll or explicit", *control)
 	}
 	if *control == "poll" && (*repo == "" || *pollEvery <= 0) {
-		return fail("serve: --model-control-mode poll needs --model-repository and a positive --repository-poll")
+		return usageError(fs, "--model-control-mode poll needs --model-repository and a positive --repository-poll")
+	}
+	if len(loadModels) > 0 && (*control != "explicit" || *repo == "") {
+		return usageError(fs, "--load-model needs --model-control-mode explicit and --model-repository")
+	}
+	if *pprofOn && *metricsPort < 0 {
+		return usageError(fs, "--pprof is served on the metrics port: it needs --metrics-port")
+	}
+	for _, d := range []*time.Duration{readTimeout, writeTimeout, idleTimeout} {
+		if *d < 0 {
+			return usageError(fs, "negative HTTP timeout %v", *d)
+		}
+	}
+	if *repo != "" {
+		// A mistyped folder is an error now, not a server ready with no model.
+		st, err := os.Stat(*repo)
+		switch {
+		case err != nil:
+			return fail("serve: --model-repository: %v", err)
+		case !st.IsDir():
+			return fail("serve: --model-repository %s is not a folder", *repo)
+		}
+		names, err := repository.Names(*repo)
+		if err != nil {
+			return fail("serve: --model-repository: %v", err)
+		}
+		for _, n := range loadModels {
+			if n != "*" && !slices.Contains(names, n) {
+				return fail("serve: --load-model %q: no such model folder in %s (it has %q)", n, *repo, names)
+			}
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -90,7 +144,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	opts := serve.Options{Repository: *repo, Logger: log, Observer: m}
 	if !*noBuild {
-		opts.Loader = planLoader(&kiln.PlanCache{Dir: *planCache}, log)
+		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache}, log)
 	}
 	s := serve.New(opts)
 	m.SetPending(s)
@@ -102,52 +156,82 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		if err != nil {
 			return fail("serve: %v", err)
 		}
-	} else if err := s.LoadAll(ctx); err != nil {
-		// a broken model is reported in the index; the others serve
-		log.Error("not every model loaded", "err", err)
 	}
+	// The ports listen before the models load: live at once, not ready
+	// until loading ends (loading covers the gaps between the models'
+	// loads, where the server alone would look ready).
+	var loading atomic.Bool
+	loading.Store(*repo != "")
+	ready := func() bool { return !loading.Load() && s.Ready() }
 
-	hl, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*httpPort)))
+	var tlsConf *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fail("serve: --tls-cert: %v", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	var ls []net.Listener
+	closeAll := func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	listen := func(port int) (net.Listener, error) {
+		l, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(port)))
+		if err == nil {
+			ls = append(ls, l)
+		}
+		return l, err
+	}
+	hl, err := listen(*httpPort)
 	if err != nil {
 		return fail("serve: %v", err)
 	}
-	hsrv := &http.Server{Handler: httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit",
-		InferToken: *inferToken, AdminToken: *adminToken}), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
-	go func() {
-		if *tlsCert != "" {
-			errc <- hsrv.ServeTLS(hl, *tlsCert, *tlsKey)
+	var gl, ml net.Listener
+	if *grpcPort >= 0 {
+		if gl, err = listen(*grpcPort); err != nil {
+			closeAll()
+			return fail("serve: grpc: %v", err)
+		}
+	}
+	if *metricsPort >= 0 {
+		if ml, err = listen(*metricsPort); err != nil {
+			closeAll()
+			return fail("serve: metrics: %v", err)
+		}
+	}
+	timeouts := httpTimeouts{read: *readTimeout, write: *writeTimeout, idle: *idleTimeout}
+	hsrv := timeouts.server(notReadyWhile(&loading, httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit",
+		InferToken: *inferToken, AdminToken: *adminToken})))
+	errc := make(chan error, 3)
+	serveHTTP := func(srv *http.Server, l net.Listener) {
+		if tlsConf != nil {
+			srv.TLSConfig = tlsConf.Clone()
+			errc <- srv.ServeTLS(l, "", "")
 			return
 		}
-		errc <- hsrv.Serve(hl)
-	}()
+		errc <- srv.Serve(l)
+	}
+	go serveHTTP(hsrv, hl)
 	var gsrv *grpc.Server
 	var hs *health.Server
 	gaddr := ""
-	if *grpcPort >= 0 {
-		gl, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*grpcPort)))
-		if err != nil {
-			hsrv.Close()
-			return fail("serve: grpc: %v", err)
+	if gl != nil {
+		gopts := grpcapi.Auth{InferToken: *inferToken, AdminToken: *adminToken}.ServerOptions()
+		if tlsConf != nil {
+			gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsConf.Clone())))
 		}
-		var opts []grpc.ServerOption
-		if *tlsCert != "" {
-			creds, err := credentials.NewServerTLSFromFile(*tlsCert, *tlsKey)
-			if err != nil {
-				hsrv.Close()
-				return fail("serve: grpc: %v", err)
-			}
-			opts = append(opts, grpc.Creds(creds))
-		}
-		opts = append(opts, grpc.MaxRecvMsgSize(int(min(*maxBytes, 1<<31-1))))
-		gsrv = grpc.NewServer(opts...)
-		grpcapi.Register(gsrv, s, *control == "explicit")
+		gopts = append(gopts, grpc.MaxRecvMsgSize(int(min(*maxBytes, 1<<31-1))))
+		gsrv = grpc.NewServer(gopts...)
+		grpcapi.Register(gsrv, s, *control == "explicit").Ready = ready
 		hs = health.NewServer()
 		// gRPC health follows readiness (every model loaded and warmed up),
 		// checked every second; NOT_SERVING for good once shutting down.
 		setHealth := func() {
 			st := healthpb.HealthCheckResponse_NOT_SERVING
-			if s.Ready() {
+			if ready() {
 				st = healthpb.HealthCheckResponse_SERVING
 			}
 			hs.SetServingStatus("", st)
@@ -172,22 +256,49 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	var msrv *http.Server
 	maddr := ""
-	if *metricsPort >= 0 {
-		ml, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*metricsPort)))
-		if err != nil {
-			hsrv.Close()
-			return fail("serve: metrics: %v", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", m.Handler())
-		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if ml != nil {
+		msrv = timeouts.server(m.PortHandler(metrics.PortOptions{Token: *metricsToken, Pprof: *pprofOn}))
 		maddr = ml.Addr().String()
-		go func() { errc <- msrv.Serve(ml) }()
+		go serveHTTP(msrv, ml)
 	}
-	if *control == "poll" {
-		go s.Poll(ctx, *pollEvery)
-	}
-	log.Info("serving", "http", hl.Addr().String(), "grpc", gaddr, "metrics", maddr)
+	log.Info("listening", "http", hl.Addr().String(), "grpc", gaddr, "metrics", maddr, "tls", tlsConf != nil)
+
+	// Load the models in the background; SIGTERM (ctx) cancels the loading.
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		defer loading.Store(false)
+		if *repo == "" {
+			return
+		}
+		var err error
+		switch {
+		case *control != "explicit" || slices.Contains(loadModels, "*"):
+			err = s.LoadAll(ctx)
+		default:
+			var errs []error
+			for _, n := range loadModels {
+				if ctx.Err() != nil {
+					errs = append(errs, fmt.Errorf("loading canceled before model %q: %w", n, ctx.Err()))
+					break
+				}
+				errs = append(errs, s.Load(n))
+			}
+			err = errors.Join(errs...)
+		}
+		switch {
+		case ctx.Err() != nil:
+			log.Info("loading canceled", "err", err)
+			return
+		case err != nil:
+			// a broken model is reported in the index; the others serve
+			log.Error("not every model loaded", "err", err)
+		}
+		log.Info("models loaded", "ready", s.Ready())
+		if *control == "poll" {
+			go s.Poll(ctx, *pollEvery)
+		}
+	}()
 	if started != nil {
 		started <- [3]string{hl.Addr().String(), maddr, gaddr}
 	}
@@ -195,6 +306,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		closeAll()
 		s.Shutdown(context.Background())
 		if gsrv != nil {
 			gsrv.Stop()
@@ -204,11 +316,23 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	// Ready turns false at once; new inference requests get 503; the
 	// requests in flight finish within the exit timeout.
 	log.Info("shutting down", "exit-timeout", *exitTimeout)
+	// Each connection's next response says "Connection: close" and the
+	// connection closes after it; idle keep-alive connections close now
+	// (HTTP/2 ones get a GOAWAY once idle). Clients then open new
+	// connections, which get 503 while draining, and a refused connection
+	// once the listener closes, never a reset one.
+	hsrv.SetKeepAlivesEnabled(false)
 	if hs != nil {
 		hs.Shutdown() // gRPC health: NOT_SERVING
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), *exitTimeout)
 	defer cancel()
+	// Loading stops at SIGTERM (between models, in a build or a warmup);
+	// wait for it so that no model is added to a server shutting down.
+	select {
+	case <-loaded:
+	case <-sctx.Done():
+	}
 	// The listener stays open while the queues drain, then for the shutdown
 	// grace, so that readiness probes and clients see "not ready" rather
 	// than a refused connection (or a reset one, for a connection still in
@@ -241,6 +365,18 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	return exitOK
 }
 
+// notReadyWhile answers GET /v2/health/ready with 503 while loading is set,
+// and passes every request on to next otherwise.
+func notReadyWhile(loading *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if loading.Load() && r.URL.Path == "/v2/health/ready" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // defaultPlanCache is the user's cache folder's kiln/plans (a temporary
 // folder's when the system has none).
 func defaultPlanCache() string {
@@ -252,15 +388,16 @@ func defaultPlanCache() string {
 }
 
 // planLoader builds each model version's engine with the options its
-// config asks for, through the plan cache.
-func planLoader(c *kiln.PlanCache, log *slog.Logger) repository.ModelLoader {
+// config asks for, through the plan cache;
+// ctx ends the builds (kiln serve's: at SIGTERM).
+func planLoader(ctx context.Context, c *kiln.PlanCache, log *slog.Logger) repository.ModelLoader {
 	return func(path string, cfg *repository.Config) (*kiln.Model, error) {
 		o, err := repository.BuildOptions(filepath.Dir(filepath.Dir(path)), cfg)
 		if err != nil {
 			return nil, err
 		}
 		start := time.Now()
-		m, res, err := c.Load(context.Background(), path, o)
+		m, res, err := c.Load(ctx, path, o)
 		if err != nil {
 			return nil, err
 		}

@@ -311,6 +311,7 @@ func TestServeBrokenModel(t *testing.T) {
 		t.Fatalf("serve exited with %d", c)
 	}
 	base := "http://" + addrs[0]
+	waitLoaded(t, base) // the ports listen before the models load
 	status := func(method, path string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, nil)
 		resp, err := http.DefaultClient.Do(req)
