@@ -2,6 +2,7 @@ package kiln_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -43,5 +44,46 @@ func BenchmarkModels(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPlanLoad times loading each shared model's plan as the plan
+// cache does on a restart (kiln serve's cold start once plans are cached):
+// read into memory (the default, safe from files changed in place) and
+// memory-mapped (LoadOptions.Mmap). The plan is in the page cache, so
+// this is the CPU cost of loading (checksum, decoding, engine
+// preparation), not the disk's speed. Run with
+//
+//	go test -run XXX -bench BenchmarkPlanLoad -count 5 .
+func BenchmarkPlanLoad(b *testing.B) {
+	for _, name := range referenceModels {
+		dir := needModel(b, name)
+		cache := &kiln.PlanCache{Dir: b.TempDir()}
+		m, res, err := cache.Load(context.Background(), filepath.Join(dir, "model.onnx"), kiln.BuildOptions{NoTiming: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.Close()
+		st, err := os.Stat(res.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []struct {
+			name string
+			o    kiln.LoadOptions
+		}{{"read", kiln.LoadOptions{}}, {"mmap", kiln.LoadOptions{Mmap: true}}} {
+			b.Run(name+"/"+mode.name, func(b *testing.B) {
+				b.SetBytes(st.Size())
+				b.ReportAllocs()
+				for b.Loop() {
+					m, err := kiln.LoadWith(res.Path, mode.o)
+					if err != nil {
+						b.Fatal(err)
+					}
+					m.Close()
+				}
+				b.ReportMetric(float64(st.Size())/(1<<20), "plan-MiB")
+			})
+		}
 	}
 }
