@@ -38,6 +38,9 @@ func (m *Model) NewContext() *Context {
 // Run is Model.Run in this context.
 func (c *Context) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
 	m := c.m
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
 	if c.one != nil {
 		return c.one.Run(ctx, inputs)
 	}

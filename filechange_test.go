@@ -3,6 +3,7 @@ package kiln_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -146,5 +147,53 @@ func TestLoadMappedOption(t *testing.T) {
 	}
 	for i := 1; i < len(outs); i++ {
 		sameOutputs(t, "load "+string(rune('0'+i)), outs[i], outs[0], 1e-5)
+	}
+}
+
+// TestRunAfterClose: a closed model refuses to run (kiln.ErrClosed), from
+// Model.Run and from a context made before Close, instead of touching
+// memory Close released; Close is idempotent.
+func TestRunAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	model := tinyRepo(t, dir, "tiny", examples.TinyCNNModel)
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(1)}
+	loads := map[string]func() (*kiln.Model, error){
+		"onnx":        func() (*kiln.Model, error) { return kiln.Load(model) },
+		"onnx mapped": func() (*kiln.Model, error) { return kiln.LoadWith(model, kiln.LoadOptions{Mmap: true}) },
+		"plan": func() (*kiln.Model, error) {
+			return kiln.Build(context.Background(), model, kiln.BuildOptions{MaxBatch: 2, NoTiming: true})
+		},
+		"cached plan mapped": func() (*kiln.Model, error) {
+			c := &kiln.PlanCache{Dir: filepath.Join(dir, "cache")}
+			m, res, err := c.Load(context.Background(), model, kiln.BuildOptions{MaxBatch: 2, NoTiming: true})
+			if err != nil {
+				return nil, err
+			}
+			m.Close()
+			return kiln.LoadWith(res.Path, kiln.LoadOptions{Mmap: true})
+		},
+	}
+	for name, load := range loads {
+		t.Run(name, func(t *testing.T) {
+			m, err := load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := m.NewContext()
+			if _, err := c.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				if err := m.Close(); err != nil {
+					t.Fatalf("Close %d: %v", i, err)
+				}
+			}
+			if _, err := m.Run(context.Background(), in); !errors.Is(err, kiln.ErrClosed) {
+				t.Errorf("Model.Run after Close: %v, want ErrClosed", err)
+			}
+			if _, err := c.Run(context.Background(), in); !errors.Is(err, kiln.ErrClosed) {
+				t.Errorf("Context.Run after Close: %v, want ErrClosed", err)
+			}
+		})
 	}
 }

@@ -14,8 +14,11 @@ package kiln
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
@@ -120,7 +123,14 @@ type Model struct {
 	profiles []engine.Profile
 	plan     *plan.Plan
 	graph    *ir.Graph
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
 }
+
+// ErrClosed is returned by Run on a model after its Close.
+var ErrClosed = errors.New("kiln: model closed")
 
 // runner runs one profile of a plan.
 type runner interface {
@@ -235,6 +245,9 @@ func (m *Model) InputType(name string) DType {
 // against the model (names, types, shapes); errors wrap engine.ErrInput for
 // bad inputs. Run does not modify its inputs.
 func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
 	if len(m.profiles) > 0 {
 		i, err := engine.CheckProfiles(m.profiles, inputs)
 		if err != nil {
@@ -253,27 +266,31 @@ func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]
 func (m *Model) Engine() *engine.Engine { return m.eng }
 
 // Close releases the model's file mappings and device memory. The model
-// must not be used after.
+// must not be used after: Run then returns ErrClosed. A CPU model loaded
+// without LoadOptions.Mmap holds its weights in memory of its own, which a
+// run still in progress keeps alive; a mapped or device model's run must
+// have returned before Close. Close is idempotent.
 func (m *Model) Close() error {
-	if m.plan != nil {
-		var err error
-		for _, r := range m.runners {
-			if c, ok := r.(interface{ Close() error }); ok {
-				if e := c.Close(); e != nil && err == nil {
-					err = e
+	m.closeOnce.Do(func() {
+		m.closed.Store(true)
+		if m.plan != nil {
+			var err error
+			for _, r := range m.runners {
+				if c, ok := r.(interface{ Close() error }); ok {
+					if e := c.Close(); e != nil && err == nil {
+						err = e
+					}
 				}
 			}
+			if e := m.plan.Close(); e != nil && err == nil {
+				err = e
+			}
+			m.closeErr = err
+			return
 		}
-		if e := m.plan.Close(); e != nil && err == nil {
-			err = e
+		if m.file != nil {
+			m.closeErr = m.file.Close()
 		}
-		m.plan, m.runners = nil, nil
-		return err
-	}
-	if m.file == nil {
-		return nil
-	}
-	err := m.file.Close()
-	m.file = nil
-	return err
+	})
+	return m.closeErr
 }
