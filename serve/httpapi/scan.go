@@ -317,8 +317,8 @@ func (s *scanner) skip(depth int) error {
 
 // end checks that nothing but white space is left.
 func (s *scanner) end() error {
-	if c := s.peek(); c != 0 {
-		return s.errorf("unexpected %q after the end of the JSON value", c)
+	if s.ws(); s.pos < len(s.b) {
+		return s.errorf("unexpected %q after the end of the JSON value", s.b[s.pos])
 	}
 	return nil
 }
