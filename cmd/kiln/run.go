@@ -335,7 +335,7 @@ type runShapes struct {
 // shapesForRun reads the inputs of the ONNX model at path (or the bundled
 // example) and returns the shape each will run at: --shape's, else that of
 // its tensor in --data (input_N.pb, by name, else by position), else the
-// default profile's opt shape (build.DefaultShapes, with --dim's ranges).
+// default profile's opt shape (build.DefaultOpt, with --dim's ranges).
 func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3]int) (*runShapes, error) {
 	var f *onnx.File
 	var err error
@@ -349,10 +349,6 @@ func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3
 	}
 	defer f.Close()
 	g, err := onnx.ToGraph(f.Model, f)
-	if err != nil {
-		return nil, err
-	}
-	def, err := build.DefaultShapes(g, dims)
 	if err != nil {
 		return nil, err
 	}
@@ -390,8 +386,20 @@ func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3
 			rs.shapes[v.Name] = s
 		} else if s, ok := fromData[v.Name]; ok {
 			rs.shapes[v.Name] = s
-		} else if s, ok := def[v.Name]; ok {
-			rs.shapes[v.Name] = s
+		} else if v.Type.Shape == nil {
+			if data == "" {
+				return nil, fmt.Errorf("input %s has no known rank: give its shape with --shape %s:DIMxDIM...", v.Name, v.Name)
+			}
+		} else {
+			shape := make([]int, len(v.Type.Shape))
+			for i, d := range v.Type.Shape {
+				if d.Known() {
+					shape[i] = int(d.Val)
+				} else {
+					shape[i] = build.DefaultOpt(i, d.Sym, dims)
+				}
+			}
+			rs.shapes[v.Name] = shape
 		}
 	}
 	for name := range flags {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/quant"
 	"github.com/kilnai/kiln/tensor"
@@ -302,5 +303,40 @@ func TestBuildReducedPrecisionCLI(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRunUnknownRank runs a model whose input has no declared shape: with
+// no flags an error that asks for --shape, with --shape a run.
+func TestRunUnknownRank(t *testing.T) {
+	b := ir.NewBuilder("unranked", 13)
+	x := b.Input("x", tensor.Float32)
+	x.Type.Shape = nil
+	b.Output(b.Op("Relu", []*ir.Value{x}), "y")
+	mp, err := onnx.FromGraph(b.Graph(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(t.TempDir(), "model.onnx")
+	if err := os.WriteFile(model, mp.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want int
+		msg  string
+	}{
+		{"no flags", []string{model}, exitError, "--shape x:"},
+		{"with a shape", []string{model, "--shape", "x:2x3"}, exitOK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var code int
+			out, errs := runOutput(t, func() { code = runCmd(tt.args) })
+			if code != tt.want || !strings.Contains(errs, tt.msg) {
+				t.Errorf("kiln run %v exited %d, want %d with %q:\n%s%s", tt.args, code, tt.want, tt.msg, out, errs)
+			}
+		})
 	}
 }
