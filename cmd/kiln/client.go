@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,6 +23,9 @@ import (
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
+
+// stdOut is where kiln client prints its answers (tests replace it).
+var stdOut io.Writer = os.Stdout
 
 // clientCmd is "kiln client": a small KServe v2 gRPC client (api.Client)
 // for trying a server from the command line: live, ready, metadata, infer.
@@ -116,7 +120,7 @@ func clientCmd(args []string) int {
 		if err != nil {
 			return fail("client: %v", err)
 		}
-		fmt.Println(string(b))
+		fmt.Fprintln(stdOut, string(b))
 		return exitOK
 	}
 	// infer
@@ -137,14 +141,14 @@ func clientCmd(args []string) int {
 	if err != nil {
 		return fail("client: %v", err)
 	}
-	fmt.Printf("%s answered in %.1f ms\n", model, float64(time.Since(start).Microseconds())/1e3)
+	fmt.Fprintf(stdOut, "%s answered in %.1f ms\n", model, float64(time.Since(start).Microseconds())/1e3)
 	names := make([]string, 0, len(out))
 	for n := range out {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Printf("output %s: %s\n", n, preview(out[n], 8))
+		fmt.Fprintf(stdOut, "output %s: %s\n", n, preview(out[n], 8))
 	}
 	return exitOK
 }
@@ -154,7 +158,7 @@ func answer(line string, ok bool, err error) int {
 	if err != nil {
 		return fail("client: %v", err)
 	}
-	fmt.Println(line)
+	fmt.Fprintln(stdOut, line)
 	if !ok {
 		return exitMismatch
 	}
