@@ -10,7 +10,10 @@
 //     of 1..MaxBatch, named dimensions come from Options.Dims)
 //  3. optimize: the optimizer passes of the chosen level (package optimize)
 //  4. precision: FP16 conversion, or INT8 calibration and quantization
-//     with an accuracy report against FP32 (package quant)
+//     with an accuracy report against FP32 (package quant), on the
+//     calibration data or on random batches at each profile's opt shape
+//     (without a profile, at Options.OptShapes or the derived profile's
+//     opt shape: DefaultShapes)
 //  5. tactics: each layer's implementations timed at every profile's opt
 //     shape, with a persistent timing cache (package engine/tactic)
 //  6. memory: the activation arena planned at every profile's max shape

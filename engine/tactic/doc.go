@@ -5,7 +5,11 @@
 //
 // Select runs every candidate of every tactical layer on inputs of the
 // layer's concrete shapes (the profile's opt shape), after a warm-up run,
-// and keeps the one with the lowest median time. Before measuring it looks
+// and keeps the one with the lowest median time. The warm-up run's
+// outputs must match the default tactic's: float ones within 1e-3 of their
+// largest magnitude (another order of the sums), float16 and bfloat16 ones
+// also within one unit in their last place (they are float32 results
+// rounded), others bit for bit. Before measuring it looks
 // in the Cache, whose entries are keyed by the device fingerprint, the
 // layer signature (operator, attributes, input types and shapes, which
 // inputs are constant; see Signature) and the tactic, so that a second build
