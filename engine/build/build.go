@@ -65,7 +65,8 @@ type Options struct {
 
 	// Calibration (INT8): CalibData is a folder of input sets
 	// (test_data_set_*/input_N.pb); CalibBatches, when > 0 and there is
-	// no CalibData, is the number of generated random batches. CalibMethod
+	// no CalibData, is the number of generated random batches, at each
+	// profile's opt shapes (N per profile). CalibMethod
 	// is entropy (default), minmax or percentile. CalibCache is read
 	// instead of calibrating when it exists and there is no data, and
 	// written after calibration otherwise.
