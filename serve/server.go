@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -141,6 +142,8 @@ type version struct {
 	sched *scheduler.Scheduler
 	// runner is what the scheduler runs (WrapRunner's when set).
 	runner scheduler.Runner
+	// rules check each request's inputs before it is queued.
+	rules inputRules
 	stats  Stats
 	mu     sync.Mutex
 }
@@ -287,6 +290,11 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 	m := &model{name: rm.Name, state: "READY", repo: rm}
 	for _, v := range rm.Versions {
 		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}}
+		var err error
+		if vs.rules, err = newInputRules(v.Model, rm.Config); err != nil {
+			drain(context.Background(), m) // closes rm
+			return fmt.Errorf("model %s version %d: %w", rm.Name, v.Number, err)
+		}
 		var r scheduler.Runner = modelRunner{v.Model}
 		if s.opts.WrapRunner != nil {
 			r = s.opts.WrapRunner(rm.Name, r)
@@ -718,6 +726,9 @@ func (s *Server) infer(ctx context.Context, cfg *repository.Config, v *version, 
 	if err := checkInputs(cfg, req); err != nil {
 		return nil, err
 	}
+	if err := v.rules.check(req.Inputs); err != nil {
+		return nil, err
+	}
 	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: req.Inputs, Priority: req.Priority, Timeout: req.Timeout})
 	if errors.Is(err, scheduler.ErrInput) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -726,9 +737,35 @@ func (s *Server) infer(ctx context.Context, cfg *repository.Config, v *version, 
 		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	if err != nil {
-		return nil, wrapRunError(err)
+		return nil, wrapRunError(err, req.Inputs)
 	}
 	return res, nil
+}
+
+// checkData checks that a tensor's data fills its shape exactly (a batch
+// joins requests by their data: one request's short data would shift the
+// others').
+func checkData(name string, t *tensor.Tensor) error {
+	n := 1
+	for _, d := range t.Shape {
+		if d < 0 {
+			return fmt.Errorf("%w: input %q has a negative dimension in shape %v", ErrInvalid, name, t.Shape)
+		}
+		if d > 0 && n > math.MaxInt/d {
+			return fmt.Errorf("%w: input %q shape %v is too large", ErrInvalid, name, t.Shape)
+		}
+		n *= d
+	}
+	if t.DType == tensor.String {
+		if len(t.Strings) != n {
+			return fmt.Errorf("%w: input %q has %d strings for shape %v", ErrInvalid, name, len(t.Strings), t.Shape)
+		}
+		return nil
+	}
+	if sz := t.DType.Size(); sz <= 0 || n > math.MaxInt/sz || len(t.Data) != n*sz {
+		return fmt.Errorf("%w: input %q has %d bytes of data for shape %v of %v", ErrInvalid, name, len(t.Data), t.Shape, t.DType)
+	}
+	return nil
 }
 
 // checkInputs checks req's inputs against the model config.
@@ -747,6 +784,9 @@ func checkInputs(cfg *repository.Config, req *InferRequest) error {
 		}
 		if t.DType != in.DataType {
 			return fmt.Errorf("%w: input %q is %v, the model wants %v", ErrInvalid, name, t.DType, in.DataType)
+		}
+		if err := checkData(name, t); err != nil {
+			return err
 		}
 		dims := t.Shape
 		if cfg.MaxBatchSize > 0 {

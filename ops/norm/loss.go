@@ -124,7 +124,7 @@ func (k *lossOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 				continue
 			}
 			if t < 0 || t >= int64(c) {
-				return nil, fmt.Errorf("%w: %s target %d out of range [0, %d)", ops.ErrBadInput, k.name, t, c)
+				return nil, ops.IndexError("%s target %d out of range [0, %d)", k.name, t, c)
 			}
 			wt := 1.0
 			if w != nil {

@@ -120,7 +120,7 @@ func indexValues(op string, t *tensor.Tensor, size int) ([]int, error) {
 			v += int64(size)
 		}
 		if v < 0 || v >= int64(size) {
-			return nil, badInput("%s: index %d is out of range [%d, %d)", op, t.Int(i), -size, size)
+			return nil, ops.IndexError("%s: index %d is out of range [%d, %d)", op, t.Int(i), -size, size)
 		}
 		out[i] = int(v)
 	}
@@ -328,7 +328,7 @@ func ndRows(op string, dshape []int, it *tensor.Tensor, b int) (rows []int, inne
 					v += d
 				}
 				if v < 0 || v >= d {
-					return nil, 0, badInput("%s: index %d is out of range for dimension %d of %v", op, tuple[c], b+c, dshape)
+					return nil, 0, ops.IndexError("%s: index %d is out of range for dimension %d of %v", op, tuple[c], b+c, dshape)
 				}
 				r += int(v) * rs[c]
 			}

@@ -77,22 +77,9 @@ func BuildOptions(modelDir string, cfg *Config) (kiln.BuildOptions, error) {
 		return o, fmt.Errorf("%w: precision int8 needs parameter %s (a folder of input sets in the model folder)", ErrConfig, ParamCalibrationData)
 	}
 	if s := p[ParamDims]; s != "" {
-		o.Dims = map[string][3]int{}
-		for _, item := range strings.Split(s, ";") {
-			name, spec, ok := strings.Cut(strings.TrimSpace(item), "=")
-			parts := strings.Split(spec, ",")
-			if !ok || name == "" || len(parts) != 3 {
-				return o, fmt.Errorf("%w: parameter %s: %q: want NAME=MIN,OPT,MAX separated by ';'", ErrConfig, ParamDims, item)
-			}
-			var r [3]int
-			for i, part := range parts {
-				n, err := strconv.Atoi(strings.TrimSpace(part))
-				if err != nil {
-					return o, fmt.Errorf("%w: parameter %s: %q: bad number %q", ErrConfig, ParamDims, item, part)
-				}
-				r[i] = n
-			}
-			o.Dims[name] = r
+		var err error
+		if o.Dims, err = ParseDims(s); err != nil {
+			return o, err
 		}
 	}
 	if s := p[ParamOptLevel]; s != "" {
@@ -103,4 +90,37 @@ func BuildOptions(modelDir string, cfg *Config) (kiln.BuildOptions, error) {
 		o.OptLevel, o.NoOptimization = n, n == 0
 	}
 	return o, nil
+}
+
+// DefaultMaxDim bounds each symbolic dimension (other than the batch
+// dimension of a batched model) of an engine without optimization profiles
+// (a model served without batching, or a graph served as it is), unless
+// the dims parameter gives the dimension a range: the server refuses larger
+// inputs before running them.
+const DefaultMaxDim = 4096
+
+// ParseDims parses the dims parameter: NAME=MIN,OPT,MAX items separated by
+// ";", such as "seq=1,128,512; h=32,320,1280".
+func ParseDims(s string) (map[string][3]int, error) {
+	dims := map[string][3]int{}
+	for _, item := range strings.Split(s, ";") {
+		name, spec, ok := strings.Cut(strings.TrimSpace(item), "=")
+		parts := strings.Split(spec, ",")
+		if !ok || name == "" || len(parts) != 3 {
+			return nil, fmt.Errorf("%w: parameter %s: %q: want NAME=MIN,OPT,MAX separated by ';'", ErrConfig, ParamDims, item)
+		}
+		var r [3]int
+		for i, part := range parts {
+			n, err := strconv.Atoi(strings.TrimSpace(part))
+			if err != nil {
+				return nil, fmt.Errorf("%w: parameter %s: %q: bad number %q", ErrConfig, ParamDims, item, part)
+			}
+			r[i] = n
+		}
+		if r[0] < 0 || r[0] > r[1] || r[1] > r[2] {
+			return nil, fmt.Errorf("%w: parameter %s: %q: want 0 <= MIN <= OPT <= MAX", ErrConfig, ParamDims, item)
+		}
+		dims[strings.TrimSpace(name)] = r
+	}
+	return dims, nil
 }
