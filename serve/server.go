@@ -144,8 +144,8 @@ type version struct {
 	runner scheduler.Runner
 	// rules check each request's inputs before it is queued.
 	rules inputRules
-	stats  Stats
-	mu     sync.Mutex
+	stats Stats
+	mu    sync.Mutex
 }
 
 type model struct {
