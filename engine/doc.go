@@ -8,8 +8,17 @@
 // (Options.MaxShapes, the profiles' max shapes, or the declared static
 // shapes), computes its lifetime over the step order and gives it an offset
 // in one arena, so that values whose lifetimes do not overlap share memory
-// (see Engine.Memory). A Context owns the per-request state, the arena
-// itself: many contexts run one engine concurrently, one goroutine each.
+// (see Engine.Memory). A run with smaller inputs uses the same planning
+// done for its bucket (its free dimensions rounded up to a power of two, at
+// most the max), so that a context's arena is sized for the shapes it runs,
+// not for the largest its profiles allow (see Context.ArenaBytes). A
+// Context owns the per-request state, the arena itself: many contexts run
+// one engine concurrently, one goroutine each.
+//
+// Memory is bounded per context (Options.MemoryLimit, by default half of
+// the machine's): an engine whose arena at its max shapes would exceed the
+// limit is refused when it is built, and a run that would exceed it fails,
+// both with ErrMemory, before anything is allocated.
 // Kernels get their output memory from the arena through ops.NewOutput;
 // outputs returned to callers never point into it.
 //
