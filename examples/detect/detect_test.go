@@ -22,7 +22,8 @@ import (
 )
 
 // referenceNMS is the post-processing of AddNMS written out in Go: best
-// class per anchor, corners, greedy NMS per image and class.
+// class per anchor, corners (of |w| and |h|), greedy NMS per image and
+// class.
 func referenceNMS(raw *tensor.Tensor, p Params) []Detection {
 	nb, nf, na := raw.Shape[0], raw.Shape[1], raw.Shape[2]
 	v := raw.Float32s()
@@ -32,7 +33,7 @@ func referenceNMS(raw *tensor.Tensor, p Params) []Detection {
 		corners := make([][4]float32, na)
 		best := make([]float32, na)
 		for a := range na {
-			hw, hh := at(2, a)*0.5, at(3, a)*0.5
+			hw, hh := abs32(at(2, a))*0.5, abs32(at(3, a))*0.5
 			corners[a] = [4]float32{at(0, a) - hw, at(1, a) - hh, at(0, a) + hw, at(1, a) + hh}
 			best[a] = float32(math.Inf(-1))
 			for c := 4; c < nf; c++ {
@@ -61,6 +62,8 @@ func referenceNMS(raw *tensor.Tensor, p Params) []Detection {
 	}
 	return out
 }
+
+func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
 
 func slicesAny(s []int, f func(int) bool) bool {
 	for _, v := range s {
@@ -180,6 +183,37 @@ func TestAddNMS(t *testing.T) {
 	raw2 := rawOutput(img1)
 	if got, ref := runNMS(t, m, raw2), referenceNMS(raw2, Params{IoU: 0.45, Score: 0.05, MaxPerClass: 1}); !reflect.DeepEqual(got, ref) || len(got) != 3 {
 		t.Errorf("max one per class: %v, reference %v", got, ref)
+	}
+}
+
+// TestAddNMSNegativeSizes checks that a negative width or height counts by
+// its size: corners in order (x1 <= x2, y1 <= y2) around the anchor's
+// centre, as an untrained detector (yolo_tiny's random weights) needs.
+func TestAddNMSNegativeSizes(t *testing.T) {
+	img := [][]float32{
+		{10, 20, -4, 6, 0.9, 0.1},
+		{30, 30, 4, -2, 0.8, 0.1},
+		{50, 50, -1, -1, 0.1, 0.7},
+		{50, 50, -3, -3, 0.1, 0.6}, // IoU 1/9 with the one above: kept
+		{10, 20, 4, -6, 0.85, 0.1}, // the first box again: suppressed
+	}
+	want := []Detection{
+		{0, 0, 0.9, [4]float32{8, 17, 12, 23}},
+		{0, 0, 0.8, [4]float32{28, 29, 32, 31}},
+		{0, 1, 0.7, [4]float32{49.5, 49.5, 50.5, 50.5}},
+		{0, 1, 0.6, [4]float32{48.5, 48.5, 51.5, 51.5}},
+	}
+	raw := rawOutput(img)
+	m, err := AddNMS(identityDetector(t, 17, "output0"), DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runNMS(t, m, raw)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("detections\n%v\nwant\n%v", got, want)
+	}
+	if ref := referenceNMS(raw, DefaultParams); !reflect.DeepEqual(ref, want) {
+		t.Errorf("reference detections\n%v\nwant\n%v", ref, want)
 	}
 }
 

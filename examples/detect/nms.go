@@ -40,7 +40,8 @@ const prefix = "nms/"
 
 // AddNMS returns a copy of m, a YOLOv8-style detector whose one output is
 // [batch, 4 + classes, anchors] (cx, cy, w, h, then per-class scores),
-// extended with the post-processing that turns it into detections: each
+// extended with the post-processing that turns it into detections: widths
+// and heights count by their size (|w|, |h|: x1 <= x2 and y1 <= y2 always), each
 // anchor keeps only its best class (Triton users call it class-aware NMS on
 // the max class), boxes become corners, and ONNX NonMaxSuppression selects
 // per image and class the boxes scoring above p.Score that overlap no
@@ -144,6 +145,11 @@ func postGraph(raw string, opset int64, p Params) *ir.Graph {
 	xywh := b.Op("Transpose", []*ir.Value{slice(x, 1, 0, 4)}, ir.IntsAttr("perm", 0, 2, 1)) // [B, N, 4]
 	scores := slice(x, 1, 4, math.MaxInt64)                                                 // [B, C, N]
 	xy, wh := slice(xywh, 2, 0, 2), slice(xywh, 2, 2, 4)
+	// a negative width or height (which an untrained detector, such as the
+	// random-weight yolo_tiny, predicts) counts by its size, so that x1 <=
+	// x2 and y1 <= y2 always; NonMaxSuppression orders each box's corners
+	// anyway, so this changes no selection
+	wh = b.Op("Abs", []*ir.Value{wh})
 	half := b.Op("Mul", []*ir.Value{wh, f32(0.5)})
 	corners := b.Op("Concat", []*ir.Value{b.Op("Sub", []*ir.Value{xy, half}), b.Op("Add", []*ir.Value{xy, half})},
 		ir.IntAttr("axis", 2)) // [B, N, 4]: x1, y1, x2, y2
