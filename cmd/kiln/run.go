@@ -130,6 +130,7 @@ func runCmd(args []string) int {
 
 	var inputs map[string]*tensor.Tensor
 	var want []*tensor.Tensor
+	random := false // inputs from randomInputs
 	if path == "example" && *data == "" && len(shapes) == 0 {
 		in, out, err := examples.TinyCNNTestData()
 		if err != nil {
@@ -140,19 +141,25 @@ func runCmd(args []string) int {
 		if inputs, want, err = conformance.LoadDataSet(m, *data); err != nil {
 			return fail("%v", err)
 		}
-	} else if inputs, err = randomInputs(m, shapes, runAt, *seed); err != nil {
-		return fail("%v", err)
+	} else {
+		if inputs, err = randomInputs(m, shapes, runAt, *seed); err != nil {
+			return fail("%v", err)
+		}
+		random = true
 	}
 	for _, in := range m.Inputs() {
 		if t := inputs[in.Name]; t != nil {
 			line := fmt.Sprintf("input  %-20s %-8v %s", in.Name, t.DType, tensor.ShapeString(t.Shape))
-			if *data == "" && len(shapes) == 0 {
+			if _, given := shapes[in.Name]; random && !given {
 				if note := symbolicNote(in, t.Shape); note != "" {
-					whose := "the default profile's"
+					from := "the default profile's opt sizes"
 					if h := m.Plan(); h != nil && len(h.Profiles) > 0 {
-						whose = "profile " + h.Profiles[0].Name + "'s"
+						from = fmt.Sprintf("the opt sizes of profile %q", h.Profiles[0].Name)
 					}
-					line += fmt.Sprintf("  (%s: %s opt sizes; set with --shape %s:DIMxDIM...)", note, whose, in.Name)
+					if runAt != nil && runAt.source[in.Name] != "" {
+						from = runAt.source[in.Name]
+					}
+					line += fmt.Sprintf("  (%s: %s; set with --shape %s:DIMxDIM...)", note, from, in.Name)
 				}
 			}
 			fmt.Println(line)
@@ -240,9 +247,8 @@ var precisionTolerance = map[string][2]float64{
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
 // randomInputs makes an input for every model input: shapes from --shape,
-// else the plan's first profile's opt shape, else the shape the ONNX model
-// was built for (runAt),
-// else the declared shape with symbolic dimensions at the default
+// else the shape the ONNX model was built for (runAt), else the plan's
+// first profile's opt shape, else the declared shape with symbolic dimensions at the default
 // profile's opt (build.DefaultOpt: 1 for the first, 128 for the others).
 // The caller prints the sizes symbolic dimensions took (symbolicNote).
 // Floats are uniform in [-1, 1); integers small (0..63, 0..1 for masks) so
@@ -254,13 +260,13 @@ func randomInputs(m *kiln.Model, shapes shapeFlags, runAt *runShapes, seed uint6
 	for _, in := range m.Inputs() {
 		known[in.Name] = true
 		shape, ok := shapes[in.Name]
+		if !ok && runAt != nil {
+			shape, ok = runAt.shapes[in.Name]
+		}
 		if h := m.Plan(); !ok && h != nil && len(h.Profiles) > 0 {
 			if r, found := h.Profiles[0].Range(in.Name); found {
 				shape, ok = r.Opt, true
 			}
-		}
-		if !ok && runAt != nil {
-			shape, ok = runAt.shapes[in.Name]
 		}
 		if !ok {
 			shape = defaultShape(in)
@@ -330,12 +336,17 @@ func symbolicNote(in kiln.IOInfo, shape []int) string {
 // runShapes are the input shapes kiln run builds an ONNX model for.
 type runShapes struct {
 	shapes map[string][]int
+	// source says where the sizes of an input's symbolic dimensions came
+	// from when not only from the default profile's opt.
+	source map[string]string
 }
 
 // shapesForRun reads the inputs of the ONNX model at path (or the bundled
 // example) and returns the shape each will run at: --shape's, else that of
-// its tensor in --data (input_N.pb, by name, else by position), else the
-// default profile's opt shape (build.DefaultOpt, with --dim's ranges).
+// its tensor in --data (input_N.pb, by name, else by position), else its
+// declared shape with symbolic dimensions at the sizes those shapes gave
+// them, else at the default profile's opt (build.DefaultOpt, with --dim's
+// ranges).
 func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3]int) (*runShapes, error) {
 	var f *onnx.File
 	var err error
@@ -352,7 +363,7 @@ func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3
 	if err != nil {
 		return nil, err
 	}
-	rs := &runShapes{shapes: map[string][]int{}}
+	rs := &runShapes{shapes: map[string][]int{}, source: map[string]string{}}
 	var inputs []*ir.Value
 	for _, v := range g.Inputs {
 		if v.Const == nil {
@@ -376,30 +387,57 @@ func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3
 			fromData[name] = t.Shape
 		}
 	}
+	// The given shapes first: the sizes they give symbolic dimensions
+	// ("batch", "seq") hold for the other inputs too.
 	known := map[string]bool{}
+	syms := map[string]int{}
 	for _, v := range inputs {
 		known[v.Name] = true
-		if s, ok := flags[v.Name]; ok {
+		s, ok := flags[v.Name]
+		if ok {
 			if v.Type.Shape != nil && len(s) != len(v.Type.Shape) {
 				return nil, fmt.Errorf("--shape %s: rank %d, the model's input has rank %d %v", v.Name, len(s), len(v.Type.Shape), v.Type.Shape)
 			}
-			rs.shapes[v.Name] = s
-		} else if s, ok := fromData[v.Name]; ok {
-			rs.shapes[v.Name] = s
-		} else if v.Type.Shape == nil {
+		} else if s, ok = fromData[v.Name]; !ok {
+			continue
+		}
+		rs.shapes[v.Name] = s
+		if len(s) == len(v.Type.Shape) {
+			for i, d := range v.Type.Shape {
+				if d.Symbolic() {
+					syms[d.Sym] = s[i]
+				}
+			}
+		}
+	}
+	for _, v := range inputs {
+		if _, ok := rs.shapes[v.Name]; ok {
+			continue
+		}
+		if v.Type.Shape == nil {
 			if data == "" {
 				return nil, fmt.Errorf("input %s has no known rank: give its shape with --shape %s:DIMxDIM...", v.Name, v.Name)
 			}
-		} else {
-			shape := make([]int, len(v.Type.Shape))
-			for i, d := range v.Type.Shape {
-				if d.Known() {
-					shape[i] = int(d.Val)
-				} else {
-					shape[i] = build.DefaultOpt(i, d.Sym, dims)
-				}
+			continue
+		}
+		shape := make([]int, len(v.Type.Shape))
+		given, def := false, false
+		for i, d := range v.Type.Shape {
+			switch {
+			case d.Known():
+				shape[i] = int(d.Val)
+			case d.Symbolic() && syms[d.Sym] > 0:
+				shape[i], given = syms[d.Sym], true
+			default:
+				shape[i], def = build.DefaultOpt(i, d.Sym, dims), true
 			}
-			rs.shapes[v.Name] = shape
+		}
+		rs.shapes[v.Name] = shape
+		switch {
+		case given && def:
+			rs.source[v.Name] = "sizes of the other inputs' --shape, else the default profile's opt"
+		case given:
+			rs.source[v.Name] = "sizes of the other inputs' --shape"
 		}
 	}
 	for name := range flags {
