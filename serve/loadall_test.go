@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/examples"
@@ -126,4 +127,63 @@ type runnerFunc func(context.Context, map[string]*tensor.Tensor) (map[string]*te
 
 func (f runnerFunc) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	return f(ctx, in)
+}
+
+// TestContextLoaderCanceled: a ContextLoader is given LoadAll's context, so
+// that a long build stops when it ends.
+func TestContextLoaderCanceled(t *testing.T) {
+	started := make(chan struct{}, 3)
+	s := New(Options{Repository: threeModelRepo(t, "max_batch_size: 2\n"),
+		ContextLoader: func(ctx context.Context, path string, _ *repository.Config) (*kiln.Model, error) {
+			started <- struct{}{}
+			<-ctx.Done() // a build that takes forever
+			return nil, ctx.Err()
+		}})
+	defer s.Shutdown(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.LoadAll(ctx) }()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("LoadAll: err = %v, want context.Canceled", err)
+	}
+	if len(started) != 0 {
+		t.Error("LoadAll started another model after its context ended")
+	}
+}
+
+// TestLoadFinishingAfterShutdown: a model whose load ends after Shutdown
+// began is not served, and is closed.
+func TestLoadFinishingAfterShutdown(t *testing.T) {
+	started, gate := make(chan struct{}, 1), make(chan struct{})
+	cr := &closeRunner{gate: make(chan struct{}), started: make(chan struct{}, 1)}
+	close(cr.gate)
+	s := New(Options{Repository: threeModelRepo(t, "max_batch_size: 2\n"),
+		Loader: func(path string, _ *repository.Config) (*kiln.Model, error) {
+			started <- struct{}{}
+			<-gate
+			return kiln.Load(path)
+		},
+		WrapRunner: func(_ string, r scheduler.Runner) scheduler.Runner { cr.r = r; return cr }})
+	done := make(chan error, 1)
+	go func() { done <- s.Load("a") }()
+	<-started
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	if err := <-done; !errors.Is(err, ErrNotReady) {
+		t.Errorf("Load finishing after Shutdown: err = %v, want ErrNotReady", err)
+	}
+	if _, err := s.Infer(context.Background(), &InferRequest{Model: "a", Inputs: image(1)}); !errors.Is(err, ErrNotReady) {
+		t.Errorf("request after Shutdown: %v", err)
+	}
+	for range 10000 {
+		if cr.closed.Load() == 1 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Error("the model loaded after Shutdown was never closed")
 }

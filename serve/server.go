@@ -88,6 +88,10 @@ type Options struct {
 	// serve builds engines through its plan cache); nil loads the graph as
 	// it is (kiln.Load).
 	Loader repository.ModelLoader
+	// ContextLoader, when set, replaces Loader with a loader given the
+	// load's context (LoadAll's, or the poll's), so that a long build
+	// stops when the server is told to stop.
+	ContextLoader repository.ContextLoader
 }
 
 // modelRunner runs a kiln model, with one execution context (arena) per
@@ -246,7 +250,11 @@ func (s *Server) load(ctx context.Context, name string) error {
 		s.models[name] = &model{name: name, state: "LOADING", reason: "loading"}
 	}
 	s.mu.Unlock()
-	rm, err := repository.LoadContext(ctx, s.opts.Repository, name, s.opts.Loader)
+	loader := s.opts.Loader
+	if cl := s.opts.ContextLoader; cl != nil {
+		loader = func(path string, cfg *repository.Config) (*kiln.Model, error) { return cl(ctx, path, cfg) }
+	}
+	rm, err := repository.LoadContext(ctx, s.opts.Repository, name, loader)
 	if err == nil {
 		err = s.add(ctx, rm)
 	}
@@ -307,8 +315,7 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 		drain(context.Background(), m)
 		return err
 	}
-	s.swap(rm.Name, m)
-	return nil
+	return s.swap(rm.Name, m)
 }
 
 // warmup runs the config's warmup samples on every version of m.
@@ -339,14 +346,21 @@ func (s *Server) warmup(ctx context.Context, m *model) error {
 }
 
 // swap installs m and drains the model it replaces in the background.
-func (s *Server) swap(name string, m *model) {
+// It returns ErrNotReady, and drains m, when the server is shutting down.
+func (s *Server) swap(name string, m *model) error {
 	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		go drain(context.Background(), m)
+		return fmt.Errorf("%w: model %q: the server is shutting down", ErrNotReady, name)
+	}
 	old := s.models[name]
 	s.models[name] = m
 	s.mu.Unlock()
 	if old != nil {
 		go drain(context.Background(), old)
 	}
+	return nil
 }
 
 // drain stops serving m: every version's scheduler refuses new requests and

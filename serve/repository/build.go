@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,10 @@ import (
 // builds an engine through kiln's plan cache; nil means kiln.Load (the
 // graph as it is).
 type ModelLoader func(path string, cfg *Config) (*kiln.Model, error)
+
+// ContextLoader is a ModelLoader given the context of the load, which ends
+// when the load is given up (the server is told to stop).
+type ContextLoader func(ctx context.Context, path string, cfg *Config) (*kiln.Model, error)
 
 // Parameters of config.pbtxt that kiln reads to build a model's engine
 // (kiln's extensions to Triton's config; Triton ignores unknown
