@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/conformance"
+	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/ir"
@@ -93,10 +94,15 @@ func runCmd(args []string) int {
 	}
 	start := time.Now()
 	// An ONNX model is built for the shapes it will run at: those of
-	// --shape or --data, else the default profile's opt shapes.
+	// --shape or --data, else the opt shapes of the first --profile or of
+	// the default profile.
 	var runAt *runShapes
 	if path == "example" || !kiln.IsPlan(path) {
-		if runAt, err = shapesForRun(path, shapes, *data, bf.dims); err != nil {
+		var first *engine.Profile
+		if len(bf.profiles.ps) > 0 {
+			first = &bf.profiles.ps[0]
+		}
+		if runAt, err = shapesForRun(path, shapes, *data, first, bf.dims); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -248,8 +254,9 @@ func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
 // randomInputs makes an input for every model input: shapes from --shape,
 // else the shape the ONNX model was built for (runAt), else the plan's
-// first profile's opt shape, else the declared shape with symbolic dimensions at the default
-// profile's opt (build.DefaultOpt: 1 for the first, 128 for the others).
+// first profile's opt shape, else the declared shape with symbolic
+// dimensions at the default profile's opt (build.DefaultOpt: 1 for the
+// first, 128 for the others).
 // The caller prints the sizes symbolic dimensions took (symbolicNote).
 // Floats are uniform in [-1, 1); integers small (0..63, 0..1 for masks) so
 // that embedding lookups stay in range.
@@ -333,6 +340,14 @@ func symbolicNote(in kiln.IOInfo, shape []int) string {
 	return strings.Join(parts, " ")
 }
 
+// profileRange is p's range of input (false when p is nil or has none).
+func profileRange(p *engine.Profile, input string) (engine.Range, bool) {
+	if p == nil {
+		return engine.Range{}, false
+	}
+	return p.Range(input)
+}
+
 // runShapes are the input shapes kiln run builds an ONNX model for.
 type runShapes struct {
 	shapes map[string][]int
@@ -344,10 +359,11 @@ type runShapes struct {
 // shapesForRun reads the inputs of the ONNX model at path (or the bundled
 // example) and returns the shape each will run at: --shape's, else that of
 // its tensor in --data (input_N.pb, by name, else by position), else its
+// opt shape in profile (the first --profile, may be nil), else its
 // declared shape with symbolic dimensions at the sizes those shapes gave
 // them, else at the default profile's opt (build.DefaultOpt, with --dim's
 // ranges).
-func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3]int) (*runShapes, error) {
+func shapesForRun(path string, flags shapeFlags, data string, profile *engine.Profile, dims map[string][3]int) (*runShapes, error) {
 	var f *onnx.File
 	var err error
 	if path == "example" {
@@ -393,12 +409,18 @@ func shapesForRun(path string, flags shapeFlags, data string, dims map[string][3
 	syms := map[string]int{}
 	for _, v := range inputs {
 		known[v.Name] = true
-		s, ok := flags[v.Name]
-		if ok {
+		s, given := flags[v.Name]
+		fromProfile, inProfile := profileRange(profile, v.Name)
+		switch {
+		case given:
 			if v.Type.Shape != nil && len(s) != len(v.Type.Shape) {
 				return nil, fmt.Errorf("--shape %s: rank %d, the model's input has rank %d %v", v.Name, len(s), len(v.Type.Shape), v.Type.Shape)
 			}
-		} else if s, ok = fromData[v.Name]; !ok {
+		case fromData[v.Name] != nil:
+			s = fromData[v.Name]
+		case inProfile:
+			s = fromProfile.Opt
+		default:
 			continue
 		}
 		rs.shapes[v.Name] = s

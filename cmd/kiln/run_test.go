@@ -169,6 +169,7 @@ func TestRunShapesAndData(t *testing.T) {
 		{"yolo int8 at a given shape", []string{filepath.Join(yolo, "model.onnx"), "--int8", "--calib-random", "2", "--shape", "images:2x3x64x96"}, exitOK, []string{"int8", "2x3x64x96"}},
 		{"bert fp16 with data", []string{filepath.Join(bert, "model.onnx"), "--fp16", "--data", filepath.Join(bert, "test_data_set_0")}, exitOK, []string{"fp16", "2x128", " ok"}},
 		{"bert with a seq range", []string{filepath.Join(bert, "model.onnx"), "--dim", "seq=1,16,64"}, exitOK, []string{"1x16", `opt sizes of profile "default"`}},
+		{"bert with a profile", []string{filepath.Join(bert, "model.onnx"), "--profile", "input_ids:1x16,2x32,4x64", "--profile", "attention_mask:1x16,2x32,4x64"}, exitOK, []string{"input_ids            int64    2x32", "attention_mask       int64    2x32", `opt sizes of profile "profile0"`}},
 		{"bert with one input's shape", []string{filepath.Join(bert, "model.onnx"), "--shape", "input_ids:2x16"}, exitOK, []string{"attention_mask       int64    2x16  (batch=2 seq=16: sizes of the other inputs' --shape"}},
 		{"bert fp16 with one input's shape", []string{filepath.Join(bert, "model.onnx"), "--fp16", "--shape", "input_ids:3x8"}, exitOK, []string{"fp16", "3x8"}},
 		{"shape of the wrong rank", []string{filepath.Join(yolo, "model.onnx"), "--fp16", "--shape", "images:3x64x64"}, exitError, nil},
