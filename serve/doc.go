@@ -60,6 +60,35 @@
 // failed reload keeps the old versions and shows "reload failed: ..." as
 // the reason in the index.
 //
+// Loading the repository at start (LoadAll) happens while the ports are
+// open: the server is live but not ready, and the models not yet loaded
+// show as LOADING; its context (SIGTERM) stops it between models, inside a
+// model's build (Options.ContextLoader) and during warmup.
+//
+// Unloading: an unloaded (or replaced) model leaves the index at once, and
+// requests to it get not found (or not ready while the server shuts down);
+// its queued requests finish, or fail when the caller gives up first
+// (Unload's or Shutdown's context). Its files, the weights a running batch
+// reads, are closed only after every instance has finished its last run,
+// in the background when the caller gave up.
+//
+// Checking requests: besides the config's inputs, types and dims, each
+// request is checked before it is queued, so that it never reaches a batch
+// it would fail: its data must fill its shape; its shapes must fit the
+// engine's optimization profile (the batch range 1..max_batch_size and the
+// dims parameter's ranges, others 1..512); an engine without a profile (a
+// model served without batching, or a graph served as it is) bounds every
+// symbolic dimension by the dims parameter's range or else 0..4096
+// (repository.DefaultMaxDim), so a 16000x16000 image is refused before any
+// work; and integer inputs the model uses as indices into a constant table
+// (token ids into an embedding, through Gather) must be within the table.
+// All are 400 / INVALID_ARGUMENT, as are errors found only by running that
+// the inputs cause (an index out of range, a shape a kernel cannot take,
+// such as an image whose size is not a multiple of the network's stride).
+// When a batch of several requests fails, each of its requests runs again
+// alone: only the faulty one fails, and no error quotes another request's
+// data.
+//
 // Metrics, besides Triton's request, count and duration counters:
 // histograms of request latency, queue time, batch size and model load time
 // (warmup included); kiln_inference_exec_context_switch_count{model,version},
