@@ -202,7 +202,8 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 			return fail("serve: metrics: %v", err)
 		}
 	}
-	timeouts := httpTimeouts{read: *readTimeout, write: *writeTimeout, idle: *idleTimeout}
+	var draining atomic.Bool
+	timeouts := httpTimeouts{read: *readTimeout, write: *writeTimeout, idle: *idleTimeout, closing: &draining}
 	hsrv := timeouts.server(notReadyWhile(&loading, httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit",
 		InferToken: *inferToken, AdminToken: *adminToken})))
 	errc := make(chan error, 3)
@@ -316,12 +317,13 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	// Ready turns false at once; new inference requests get 503; the
 	// requests in flight finish within the exit timeout.
 	log.Info("shutting down", "exit-timeout", *exitTimeout)
-	// Each connection's next response says "Connection: close" and the
-	// connection closes after it; idle keep-alive connections close now
-	// (HTTP/2 ones get a GOAWAY once idle). Clients then open new
-	// connections, which get 503 while draining, and a refused connection
-	// once the listener closes, never a reset one.
-	hsrv.SetKeepAlivesEnabled(false)
+	// Keep-alives end: each connection's next response says "Connection:
+	// close" and the connection closes after it (an HTTP/2 one gets a
+	// GOAWAY), so clients open new connections, answered 503 while
+	// draining, instead of sending on one the server closes. The idle ones
+	// close at the end: closing them now (SetKeepAlivesEnabled(false)
+	// does) would race with clients sending their next request on them.
+	draining.Store(true)
 	if hs != nil {
 		hs.Shutdown() // gRPC health: NOT_SERVING
 	}
@@ -344,6 +346,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		case <-sctx.Done():
 		}
 	}
+	hsrv.SetKeepAlivesEnabled(false) // closes the idle connections
 	herr := hsrv.Shutdown(sctx)
 	if gsrv != nil {
 		stopped := make(chan struct{})

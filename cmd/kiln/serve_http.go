@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,8 +14,13 @@ import (
 // cannot either), while the time a request waits in a queue and runs, which
 // can be long, counts against neither. A WebSocket stream, once upgraded,
 // has no deadline: it is pinged instead.
+//
+// When closing is set (kiln serve sets it when the drain starts), each
+// response that starts says "Connection: close" and its connection closes
+// after it (for HTTP/2: a GOAWAY once idle).
 type httpTimeouts struct {
 	read, write, idle time.Duration
+	closing           *atomic.Bool
 }
 
 // server returns an http.Server for h with the timeouts.
@@ -52,10 +58,22 @@ func (t httpTimeouts) handler(h http.Handler) http.Handler {
 		}
 		if t.write > 0 {
 			rc.SetWriteDeadline(time.Time{}) // none while computing (a previous response's may remain)
-			w = &writeDeadline{ResponseWriter: w, rc: rc, d: t.write}
+		}
+		if t.write > 0 || t.closing != nil {
+			w = &onStart{ResponseWriter: w, rc: rc, start: t.start}
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// start is called when a response starts, before its header is written.
+func (t httpTimeouts) start(w http.ResponseWriter, rc *http.ResponseController) {
+	if t.closing != nil && t.closing.Load() {
+		w.Header().Set("Connection", "close")
+	}
+	if t.write > 0 {
+		rc.SetWriteDeadline(time.Now().Add(t.write))
+	}
 }
 
 // liftOnEOF is a request body that calls lift once it has been read to its
@@ -75,39 +93,40 @@ func (b *liftOnEOF) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// writeDeadline is a ResponseWriter that sets the write deadline d ahead
-// when the response starts. Unwrap gives the ResponseWriter under it, for
-// http.ResponseController and the WebSocket upgrade (a hijacked connection
-// has its deadlines cleared).
-type writeDeadline struct {
+// onStart is a ResponseWriter that calls start when the response starts.
+// Unwrap gives the ResponseWriter under it, for http.ResponseController and
+// the WebSocket upgrade (a hijacked connection has its deadlines cleared).
+type onStart struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
-	d       time.Duration
+	start   func(http.ResponseWriter, *http.ResponseController)
 	started bool
 }
 
-func (w *writeDeadline) start() {
+func (w *onStart) begin() {
 	if !w.started {
 		w.started = true
-		w.rc.SetWriteDeadline(time.Now().Add(w.d))
+		w.start(w.ResponseWriter, w.rc)
 	}
 }
 
-func (w *writeDeadline) WriteHeader(code int) {
-	w.start()
+func (w *onStart) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.begin() // not for informational (1xx) headers
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *writeDeadline) Write(b []byte) (int, error) {
-	w.start()
+func (w *onStart) Write(b []byte) (int, error) {
+	w.begin()
 	return w.ResponseWriter.Write(b)
 }
 
 // Flush sends what was written so far.
-func (w *writeDeadline) Flush() {
-	w.start()
+func (w *onStart) Flush() {
+	w.begin()
 	w.rc.Flush()
 }
 
 // Unwrap returns the ResponseWriter under w.
-func (w *writeDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *onStart) Unwrap() http.ResponseWriter { return w.ResponseWriter }
