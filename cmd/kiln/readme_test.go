@@ -135,6 +135,10 @@ var readmeValues = regexp.MustCompile(`([-0-9.eE]+), \.\.\.(\d+) values\.\.\.`)
 // other than 0.
 var readmeExit = regexp.MustCompile(`exit status (\d)`)
 
+// readmeStatus is how a curl command's comment states an HTTP status other
+// than 200.
+var readmeStatus = regexp.MustCompile(`answers (\d{3})`)
+
 func expandValues(s string) string {
 	return readmeValues.ReplaceAllStringFunc(s, func(m string) string {
 		sub := readmeValues.FindStringSubmatch(m)
@@ -330,6 +334,14 @@ func TestReadme(t *testing.T) {
 	var srv *readmeServer
 	defer func() { srv.stop(t) }()
 	ran, skipped := 0, 0
+	var restore []func()
+	undoEnv := func() {
+		for _, f := range restore {
+			f()
+		}
+		restore = nil
+	}
+	defer undoEnv()
 	for _, c := range cmds {
 		name := fmt.Sprintf("README.md:%d", c.line)
 		skip := ""
@@ -344,18 +356,31 @@ func TestReadme(t *testing.T) {
 			continue
 		}
 		for _, part := range strings.Split(c.text, " && ") {
+			undoEnv()
 			words, comment, err := shellWords(part)
 			if err != nil || len(words) == 0 {
 				t.Fatalf("%s: %q: %v", name, part, err)
 			}
+			// NAME=value before a command: in its environment only
 			for len(words) > 0 && strings.Contains(words[0], "=") && !strings.HasPrefix(words[0], "-") {
 				k, v, _ := strings.Cut(words[0], "=")
-				t.Setenv(k, v)
+				old, had := os.LookupEnv(k)
+				os.Setenv(k, v)
+				restore = append(restore, func() {
+					if had {
+						os.Setenv(k, old)
+					} else {
+						os.Unsetenv(k)
+					}
+				})
 				words = words[1:]
 			}
-			want := exitOK
+			want, wantHTTP := exitOK, http.StatusOK
 			if m := readmeExit.FindStringSubmatch(comment); m != nil {
 				want, _ = strconv.Atoi(m[1])
+			}
+			if m := readmeStatus.FindStringSubmatch(comment); m != nil {
+				wantHTTP, _ = strconv.Atoi(m[1])
 			}
 			var kiln []string
 			switch {
@@ -368,8 +393,8 @@ func TestReadme(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %s: %v", name, part, err)
 				}
-				if code != http.StatusOK {
-					t.Fatalf("%s: %s: HTTP %d: %s", name, part, code, body)
+				if code != wantHTTP {
+					t.Fatalf("%s: %s: HTTP %d, want %d: %s", name, part, code, wantHTTP, body)
 				}
 				t.Logf("%s: %s: HTTP %d, %d bytes", name, clip(part, 80), code, len(body))
 				ran++
