@@ -38,9 +38,10 @@ func (m *Model) NewContext() *Context {
 // Run is Model.Run in this context.
 func (c *Context) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
 	m := c.m
-	if m.closed.Load() {
-		return nil, ErrClosed
+	if err := m.acquire(); err != nil {
+		return nil, err
 	}
+	defer m.release()
 	if c.one != nil {
 		return c.one.Run(ctx, inputs)
 	}

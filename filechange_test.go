@@ -197,3 +197,81 @@ func TestRunAfterClose(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWhileRunning closes a model (as an unload does) while
+// goroutines run it, each through a context and through Model.Run: every
+// run either completes with the right outputs or is refused with
+// ErrClosed, and nothing faults (issue 9 item 2 at the model's level):
+// Close releases the memory only when the last run in progress returns,
+// which matters for a mapped plan (unmapped under a running batch, it
+// faulted with SIGSEGV); a plan that was read stays valid anyway.
+func TestCloseWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	model := tinyRepo(t, dir, "tiny", examples.TinyCNNModel)
+	c := &kiln.PlanCache{Dir: filepath.Join(dir, "cache")}
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(2)}
+	ref, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 6; round++ {
+		m, res, err := c.Load(context.Background(), model, kiln.BuildOptions{MaxBatch: 4, NoTiming: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round%2 == 1 {
+			m.Close()
+			if m, err = kiln.LoadWith(res.Path, kiln.LoadOptions{Mmap: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		started := make(chan struct{}, 8)
+		errs := make(chan error, 8)
+		for w := 0; w < 4; w++ {
+			go func(w int) {
+				ctx := m.NewContext()
+				for i := 0; ; i++ {
+					var got map[string]*kiln.Tensor
+					var err error
+					if w%2 == 0 {
+						got, err = ctx.Run(context.Background(), in)
+					} else {
+						got, err = m.Run(context.Background(), in)
+					}
+					if errors.Is(err, kiln.ErrClosed) {
+						errs <- nil
+						return
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					for j, v := range want["probabilities"].Float32s() {
+						if d := got["probabilities"].Float32s()[j] - v; d > 1e-5 || d < -1e-5 {
+							errs <- errors.New("wrong output while closing")
+							return
+						}
+					}
+					if i == 0 {
+						started <- struct{}{}
+					}
+				}
+			}(w)
+		}
+		for w := 0; w < 4; w++ {
+			<-started
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for w := 0; w < 4; w++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -124,9 +124,33 @@ type Model struct {
 	plan     *plan.Plan
 	graph    *ir.Graph
 
-	closed    atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	// state counts the runs in progress, with closedBit set by Close; the
+	// last of Close and the runs in progress frees the model (freeOnce).
+	state    atomic.Int64
+	freeOnce sync.Once
+	freeErr  error
+}
+
+const closedBit = 1 << 62
+
+// acquire registers a run, or returns ErrClosed after Close.
+func (m *Model) acquire() error {
+	for {
+		s := m.state.Load()
+		if s&closedBit != 0 {
+			return ErrClosed
+		}
+		if m.state.CompareAndSwap(s, s+1) {
+			return nil
+		}
+	}
+}
+
+// release ends a run; the last run of a closed model frees it.
+func (m *Model) release() {
+	if m.state.Add(-1) == closedBit {
+		m.free()
+	}
 }
 
 // ErrClosed is returned by Run on a model after its Close.
@@ -245,9 +269,10 @@ func (m *Model) InputType(name string) DType {
 // against the model (names, types, shapes); errors wrap engine.ErrInput for
 // bad inputs. Run does not modify its inputs.
 func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
-	if m.closed.Load() {
-		return nil, ErrClosed
+	if err := m.acquire(); err != nil {
+		return nil, err
 	}
+	defer m.release()
 	if len(m.profiles) > 0 {
 		i, err := engine.CheckProfiles(m.profiles, inputs)
 		if err != nil {
@@ -265,14 +290,25 @@ func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]
 // that need the graph; nil for a model running on another device.
 func (m *Model) Engine() *engine.Engine { return m.eng }
 
-// Close releases the model's file mappings and device memory. The model
-// must not be used after: Run then returns ErrClosed. A CPU model loaded
-// without LoadOptions.Mmap holds its weights in memory of its own, which a
-// run still in progress keeps alive; a mapped or device model's run must
-// have returned before Close. Close is idempotent.
+// Close releases the model's file mappings and device memory. Runs that
+// are in progress complete first: the memory is released when the last one
+// returns (Close does not wait for it). Later runs return ErrClosed. Close
+// is idempotent; it returns the error of releasing the memory when that
+// happens at once, nil when the release waits for runs in progress.
 func (m *Model) Close() error {
-	m.closeOnce.Do(func() {
-		m.closed.Store(true)
+	prev := m.state.Or(closedBit)
+	if prev&closedBit != 0 {
+		return nil
+	}
+	if prev == 0 {
+		return m.free()
+	}
+	return nil
+}
+
+// free releases what the model holds, once.
+func (m *Model) free() error {
+	m.freeOnce.Do(func() {
 		if m.plan != nil {
 			var err error
 			for _, r := range m.runners {
@@ -285,12 +321,12 @@ func (m *Model) Close() error {
 			if e := m.plan.Close(); e != nil && err == nil {
 				err = e
 			}
-			m.closeErr = err
+			m.freeErr = err
 			return
 		}
 		if m.file != nil {
-			m.closeErr = m.file.Close()
+			m.freeErr = m.file.Close()
 		}
 	})
-	return m.closeErr
+	return m.freeErr
 }

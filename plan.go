@@ -178,9 +178,10 @@ func (m *Model) closeRunners() {
 // RunObserved is Run that shows every intermediate value of the model to
 // observe (see engine.RunObserved). Only models running on the CPU have it.
 func (m *Model) RunObserved(ctx context.Context, inputs map[string]*Tensor, observe engine.Observer) (map[string]*Tensor, error) {
-	if m.closed.Load() {
-		return nil, ErrClosed
+	if err := m.acquire(); err != nil {
+		return nil, err
 	}
+	defer m.release()
 	r := runner(m.eng)
 	if len(m.profiles) > 0 {
 		i, err := engine.CheckProfiles(m.profiles, inputs)
