@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -55,6 +56,34 @@ func BenchmarkDecodeLying(b *testing.B) {
 	for b.Loop() {
 		if _, err := DecodeRequest(body, -1); err == nil {
 			b.Fatal("decoded a lying request")
+		}
+	}
+}
+
+// BenchmarkDecodeLyingSchema decodes the lying body of BenchmarkDecodeLying
+// against tinycnn's schema: it is refused at its shape, before its data.
+func BenchmarkDecodeLyingSchema(b *testing.B) {
+	body := lyingRequest(4<<20, 1<<20)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeRequestFor(body, -1, tinySchema); err == nil {
+			b.Fatal("decoded a lying request")
+		}
+	}
+}
+
+// BenchmarkReadRequestBinary reads a binary request as the HTTP handler
+// does, the data straight from the body into the tensor.
+func BenchmarkReadRequestBinary(b *testing.B) {
+	body, n := binaryRequest(examples.TinyCNNInput(8), false)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	r := bytes.NewReader(body)
+	for b.Loop() {
+		r.Reset(body)
+		if _, err := ReadRequest(r, int64(len(body)), n, 64<<20, tinySchema); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
