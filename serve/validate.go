@@ -124,6 +124,70 @@ func indexLimits(g *ir.Graph) []indexLimit {
 	return out
 }
 
+// CheckShape checks the declared shape of one input of a request to a
+// model version (ver "" for the newest) against the bounds Infer enforces
+// before queueing: the engine's optimization profiles, or the bounds on the
+// symbolic dimensions of an engine without profiles. A protocol front end
+// calls it to refuse a request before reading or decoding its data. It
+// returns nil for an unknown model, version or input (Infer reports those)
+// and an error wrapping ErrInvalid for a shape out of bounds.
+func (s *Server) CheckShape(model, ver, input string, shape []int) error {
+	_, v, err := s.lookup(model, ver)
+	if err != nil {
+		return nil
+	}
+	return v.rules.checkShape(input, shape)
+}
+
+// checkShape checks one input's shape against the profiles (it must fit the
+// input's range in at least one) and the dimension limits.
+func (r *inputRules) checkShape(input string, shape []int) error {
+	if len(r.profiles) > 0 {
+		var why string
+		for i := range r.profiles {
+			rg, ok := r.profiles[i].Range(input)
+			if !ok {
+				why = ""
+				break
+			}
+			why = rangeMisfit(rg, shape)
+			if why == "" {
+				break
+			}
+		}
+		if why != "" {
+			return fmt.Errorf("%w: %s", ErrInvalid, why)
+		}
+	}
+	for _, l := range r.limits {
+		if l.input != input || l.dim >= len(shape) {
+			continue // the engine reports a wrong rank
+		}
+		if d := shape[l.dim]; d < l.min || d > l.max {
+			how := fmt.Sprintf("the default limit for a model without an optimization profile; give %s a range with the config parameter %q", l.name, repository.ParamDims)
+			if l.fromDims {
+				how = fmt.Sprintf("the range of %s in the config parameter %q", l.name, repository.ParamDims)
+			}
+			return fmt.Errorf("%w: input %q dimension %d (%s) is %d, outside [%d, %d] (%s)", ErrInvalid, l.input, l.dim, l.name, d, l.min, l.max, how)
+		}
+	}
+	return nil
+}
+
+// rangeMisfit says why shape is outside rg, or "".
+func rangeMisfit(rg engine.Range, shape []int) string {
+	if len(shape) != len(rg.Min) {
+		return fmt.Sprintf("input %q has rank %d, the model's profile allows rank %d", rg.Input, len(shape), len(rg.Min))
+	}
+	for d, got := range shape {
+		if got < rg.Min[d] || got > rg.Max[d] {
+			return fmt.Sprintf("input %q dimension %d is %d, outside the range [%d, %d] of the model's profile (min %v, max %v)",
+				rg.Input, d, got, rg.Min[d], rg.Max[d], rg.Min, rg.Max)
+		}
+	}
+	return ""
+}
+
 // check applies the rules to a request's inputs.
 func (r *inputRules) check(inputs map[string]*tensor.Tensor) error {
 	if len(r.profiles) > 0 {
@@ -131,17 +195,12 @@ func (r *inputRules) check(inputs map[string]*tensor.Tensor) error {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
-	for _, l := range r.limits {
-		t := inputs[l.input]
-		if t == nil || l.dim >= len(t.Shape) {
-			continue // the engine reports a wrong rank
+	for name, t := range inputs {
+		if t == nil {
+			continue
 		}
-		if d := t.Shape[l.dim]; d < l.min || d > l.max {
-			how := fmt.Sprintf("the default limit for a model without an optimization profile; give %s a range with the config parameter %q", l.name, repository.ParamDims)
-			if l.fromDims {
-				how = fmt.Sprintf("the range of %s in the config parameter %q", l.name, repository.ParamDims)
-			}
-			return fmt.Errorf("%w: input %q dimension %d (%s) is %d, outside [%d, %d] (%s)", ErrInvalid, l.input, l.dim, l.name, d, l.min, l.max, how)
+		if err := r.checkShape(name, t.Shape); err != nil {
+			return err
 		}
 	}
 	for _, l := range r.indices {

@@ -232,3 +232,48 @@ func TestCheckData(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckShape: a front end can check a declared shape before reading the
+// data, with the bounds Infer applies.
+func TestCheckShape(t *testing.T) {
+	bert, yolo := sharedModel(t, "bert_mini"), sharedModel(t, "yolo_tiny")
+	repo := t.TempDir()
+	for name, m := range map[string]struct{ src, cfg string }{
+		"yolo": {yolo, "max_batch_size: 0\nparameters { key: \"dims\" value: { string_value: \"h=32,64,320;w=32,64,320\" } }\n"},
+		"yolo_default": {yolo, "max_batch_size: 0\n"},
+		"bert": {bert, "max_batch_size: 4\nparameters { key: \"dims\" value: { string_value: \"seq=1,8,16\" } }\n"},
+	} {
+		os.MkdirAll(filepath.Join(repo, name, "1"), 0o755)
+		if err := os.Symlink(m.src, filepath.Join(repo, name, "1", "model.onnx")); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(m.cfg), 0o644)
+	}
+	s := New(Options{Repository: repo, Loader: planLoader(t)})
+	defer s.Shutdown(context.Background())
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		model, input string
+		shape        []int
+		want         string // "" for nil
+	}{
+		{"yolo", "images", []int{1, 3, 320, 32}, ""},
+		{"yolo", "images", []int{1, 3, 16000, 16000}, "outside [32, 320]"},
+		{"yolo_default", "images", []int{1, 3, 4096, 640}, ""},
+		{"yolo_default", "images", []int{1, 3, 16000, 16000}, "outside [0, 4096]"},
+		{"bert", "input_ids", []int{4, 16}, ""},
+		{"bert", "input_ids", []int{2, 30000000}, "outside the range [1, 16]"},
+		{"bert", "attention_mask", []int{5, 8}, "outside the range [1, 4]"},
+		{"bert", "input_ids", []int{30000000}, "rank 1"},
+		{"bert", "nope", []int{1 << 40}, ""},
+		{"unknown", "x", []int{1 << 40}, ""},
+	}
+	for _, tt := range tests {
+		err := s.CheckShape(tt.model, "", tt.input, tt.shape)
+		if tt.want == "" && err != nil || tt.want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckShape(%s, %s, %v) = %v, want %q", tt.model, tt.input, tt.shape, err, tt.want)
+		}
+	}
+}
