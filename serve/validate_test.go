@@ -239,9 +239,9 @@ func TestCheckShape(t *testing.T) {
 	bert, yolo := sharedModel(t, "bert_mini"), sharedModel(t, "yolo_tiny")
 	repo := t.TempDir()
 	for name, m := range map[string]struct{ src, cfg string }{
-		"yolo": {yolo, "max_batch_size: 0\nparameters { key: \"dims\" value: { string_value: \"h=32,64,320;w=32,64,320\" } }\n"},
+		"yolo":         {yolo, "max_batch_size: 0\nparameters { key: \"dims\" value: { string_value: \"h=32,64,320;w=32,64,320\" } }\n"},
 		"yolo_default": {yolo, "max_batch_size: 0\n"},
-		"bert": {bert, "max_batch_size: 4\nparameters { key: \"dims\" value: { string_value: \"seq=1,8,16\" } }\n"},
+		"bert":         {bert, "max_batch_size: 4\nparameters { key: \"dims\" value: { string_value: \"seq=1,8,16\" } }\n"},
 	} {
 		os.MkdirAll(filepath.Join(repo, name, "1"), 0o755)
 		if err := os.Symlink(m.src, filepath.Join(repo, name, "1", "model.onnx")); err != nil {
