@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/internal/version"
+	"github.com/kilnai/kiln/onnx"
 )
 
 // PlanCache keeps built plans on disk, keyed by what a plan depends on: the
@@ -106,16 +108,39 @@ func (c *PlanCache) loadOptions() LoadOptions {
 	return LoadOptions{MemoryLimit: c.MemoryLimit}
 }
 
-// key hashes what a plan depends on.
+// key hashes what a plan depends on: the model file, the external data
+// files it names (so that new weights beside an unchanged model.onnx are a
+// miss), the options and the files they name (INT8 calibration data and
+// cache), the device and the kiln version.
 func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	h.Write(data)
+	// A model that does not decode is hashed as it is: the build reports
+	// what is wrong with it.
+	if mp, err := onnx.DecodeModel(data); err == nil {
+		dir := filepath.Dir(path)
+		for _, loc := range onnx.ExternalLocations(mp) {
+			fmt.Fprintf(h, "\x00external %q\x00", loc)
+			if err := hashFileIn(h, dir, loc); err != nil {
+				fmt.Fprintf(h, "unreadable: %v", err) // the build says why
+			}
+		}
+	}
+	if o.CalibData != "" {
+		fmt.Fprintf(h, "\x00calibration data\x00")
+		if err := hashTree(h, o.CalibData); err != nil {
+			fmt.Fprintf(h, "unreadable: %v", err)
+		}
+	}
+	if o.CalibCache != "" && o.CalibData == "" { // with data, the cache is the build's output
+		fmt.Fprintf(h, "\x00calibration cache\x00")
+		if b, err := os.ReadFile(o.CalibCache); err == nil {
+			h.Write(b)
+		}
 	}
 	dev := o.Device
 	if dev == "" {
@@ -139,6 +164,43 @@ func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
 		name = filepath.Base(filepath.Dir(filepath.Dir(path))) // <repo>/<model>/<version>/model.onnx
 	}
 	return sanitize(name) + "-" + hex.EncodeToString(h.Sum(nil))[:24], nil
+}
+
+// hashFileIn writes the contents of the file at name inside dir to h; a
+// name that leaves dir is an error (the build refuses it too).
+func hashFileIn(h io.Writer, dir, name string) error {
+	if !filepath.IsLocal(name) {
+		return fmt.Errorf("%q is not inside the model's folder", name)
+	}
+	f, err := os.OpenInRoot(dir, name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(h, f)
+	return err
+}
+
+// hashTree writes the names and contents of the regular files under dir
+// to h, in lexical order.
+func hashTree(h io.Writer, dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "\x00%q\x00", filepath.ToSlash(rel))
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(h, f)
+		return err
+	})
 }
 
 func sanitize(s string) string {

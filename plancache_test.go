@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -185,5 +186,89 @@ func TestPlanCacheSwappedPlans(t *testing.T) {
 	m.Close()
 	if res.Hit || !strings.Contains(res.Rebuilt, "build key none") {
 		t.Fatalf("a plan without a build key was used: %+v", res)
+	}
+}
+
+// tinyCNNExternal returns tinycnn with its classifier bias stored in the
+// external data file weights.bin (returned with it, holding bias).
+func tinyCNNExternal(t *testing.T, bias []float32) (model, weights []byte) {
+	t.Helper()
+	mp, err := onnx.FromGraph(examples.TinyCNN(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, tp := range mp.Graph.Initializer {
+		if tp.Name != "fc.bias" {
+			continue
+		}
+		w := tensor.FromFloat32(bias, len(bias))
+		tp.RawData, tp.FloatData = nil, nil
+		tp.DataLocation = onnx.DataLocationExternal
+		tp.ExternalData = []*onnx.StringStringEntryProto{
+			{Key: "location", Value: "weights.bin"}, {Key: "offset", Value: "0"}, {Key: "length", Value: strconv.Itoa(len(w.Data))},
+		}
+		weights, found = w.Data, true
+	}
+	if !found {
+		t.Fatal("tinycnn has no fc.bias")
+	}
+	return mp.Marshal(), weights
+}
+
+// TestPlanCacheKeyFollowsExternalData: the plan cache key covers the
+// external data files the model names, not only model.onnx: new weights
+// beside an unchanged model.onnx are a miss and the new plan computes with
+// them (issue 9 item 7: a cached plan is never served for other inputs
+// than it was built from).
+func TestPlanCacheKeyFollowsExternalData(t *testing.T) {
+	dir := t.TempDir()
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(2)}
+	c := &kiln.PlanCache{Dir: filepath.Join(dir, "cache")}
+	o := kiln.BuildOptions{MaxBatch: 4, NoTiming: true}
+	var path string
+	var plans []string
+	for i, bias := range [][]float32{
+		{0, 1, 2, 3, 4, 5, 6, 7, 8, 9},
+		{9, 8, 7, 6, 5, 4, 3, 2, 1, 0},
+	} {
+		model, weights := tinyCNNExternal(t, bias)
+		if i == 0 {
+			path = tinyRepo(t, dir, "ext", model)
+		}
+		// only the external file changes, in place
+		if err := os.WriteFile(filepath.Join(filepath.Dir(path), "weights.bin"), weights, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ref, err := kiln.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Run(context.Background(), in)
+		ref.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, wantHit := range []bool{false, true} {
+			m, res, err := c.Load(context.Background(), path, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := m.Run(context.Background(), in)
+			m.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameOutputs(t, "weights "+strconv.Itoa(i), got, want, 1e-5)
+			if res.Hit != wantHit {
+				t.Fatalf("weights %d load %d: %+v, want hit %v", i, j, res, wantHit)
+			}
+			if j == 0 {
+				plans = append(plans, res.Path)
+			}
+		}
+	}
+	if plans[0] == plans[1] {
+		t.Fatalf("new external weights kept the plan's key: %s", plans[0])
 	}
 }
