@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -31,8 +30,8 @@ func (t httpTimeouts) server(h http.Handler) *http.Server {
 	}
 	return &http.Server{
 		Handler: t.handler(h), ReadHeaderTimeout: header,
-		// The whole request, headers and body; the handler lifts the
-		// deadline once it has read the body (see handler).
+		// The whole request, headers and body (net/http lifts the deadline
+		// once the body has been read).
 		ReadTimeout: t.read,
 		// WriteTimeout stays 0: it would count from the end of the request
 		// headers, computing included; handler sets the deadline when the
@@ -41,21 +40,11 @@ func (t httpTimeouts) server(h http.Handler) *http.Server {
 	}
 }
 
-// handler wraps h so that the read deadline the server set for the request
-// is lifted once its body has been read (the server keeps reading the
-// connection in the background to notice a client that goes away: with the
-// deadline passed, that read would cancel a request still computing), and
-// so that the write deadline starts when the response does.
+// handler wraps h so that the write deadline starts when the response
+// does, and so that responses say "Connection: close" once closing is set.
 func (t httpTimeouts) handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		if t.read > 0 {
-			if r.Body == nil || r.Body == http.NoBody {
-				rc.SetReadDeadline(time.Time{})
-			} else {
-				r.Body = &liftOnEOF{ReadCloser: r.Body, lift: func() { rc.SetReadDeadline(time.Time{}) }}
-			}
-		}
 		if t.write > 0 {
 			rc.SetWriteDeadline(time.Time{}) // none while computing (a previous response's may remain)
 		}
@@ -74,23 +63,6 @@ func (t httpTimeouts) start(w http.ResponseWriter, rc *http.ResponseController) 
 	if t.write > 0 {
 		rc.SetWriteDeadline(time.Now().Add(t.write))
 	}
-}
-
-// liftOnEOF is a request body that calls lift once it has been read to its
-// end.
-type liftOnEOF struct {
-	io.ReadCloser
-	lift   func()
-	lifted bool
-}
-
-func (b *liftOnEOF) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.lifted {
-		b.lifted = true
-		b.lift()
-	}
-	return n, err
 }
 
 // onStart is a ResponseWriter that calls start when the response starts.
