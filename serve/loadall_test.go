@@ -187,3 +187,26 @@ func TestLoadFinishingAfterShutdown(t *testing.T) {
 	}
 	t.Error("the model loaded after Shutdown was never closed")
 }
+
+// TestStartLoadAll: the server is not ready from the moment StartLoadAll
+// returns until the models are loaded.
+func TestStartLoadAll(t *testing.T) {
+	gate := make(chan struct{})
+	s := New(Options{Repository: threeModelRepo(t, "max_batch_size: 2\n"),
+		Loader: func(path string, _ *repository.Config) (*kiln.Model, error) {
+			<-gate
+			return kiln.Load(path)
+		}})
+	defer s.Shutdown(context.Background())
+	done := s.StartLoadAll(context.Background())
+	if s.Ready() || !s.Live() {
+		t.Errorf("right after StartLoadAll: ready %v, live %v", s.Ready(), s.Live())
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !s.Ready() {
+		t.Error("not ready after the load")
+	}
+}

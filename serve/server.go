@@ -232,6 +232,20 @@ func (s *Server) LoadAll(ctx context.Context) error {
 	return first
 }
 
+// StartLoadAll runs LoadAll in the background and returns a channel that
+// receives its result. The server counts as loading (live, not ready) from
+// the moment StartLoadAll returns, so a caller may open its ports right
+// after without a moment of false readiness.
+func (s *Server) StartLoadAll(ctx context.Context) <-chan error {
+	s.loadingAll.Add(1)
+	done := make(chan error, 1)
+	go func() {
+		defer s.loadingAll.Add(-1)
+		done <- s.LoadAll(ctx)
+	}()
+	return done
+}
+
 // Load loads (or reloads) a model from the repository.
 func (s *Server) Load(name string) error { return s.load(context.Background(), name) }
 
