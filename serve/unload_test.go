@@ -104,8 +104,9 @@ func TestDrainGivenUpKeepsModelOpen(t *testing.T) {
 
 // TestUnloadUnderLoadRealModel unloads and reloads the tinycnn model served
 // from memory-mapped plans (kiln serve's plan cache) under concurrent load,
-// each unload given up at once: no crash, and every request either
-// succeeds or is refused as not found / not ready.
+// each unload given up at once, then shuts it down with an exit timeout
+// already spent: no crash, and every request either succeeds or is refused
+// as not found / not ready.
 func TestUnloadUnderLoadRealModel(t *testing.T) {
 	cache := &kiln.PlanCache{Dir: filepath.Join(t.TempDir(), "plans")}
 	loader := func(path string, cfg *repository.Config) (*kiln.Model, error) {
@@ -160,6 +161,16 @@ func TestUnloadUnderLoadRealModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		ok.Store(0)
+	}
+	// then SIGTERM with an exit timeout already spent, under the same load
+	for ok.Load() == 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.Shutdown(ctx)
+	for before := refused.Load(); refused.Load() < before+10; {
+		time.Sleep(100 * time.Microsecond)
 	}
 	close(stop)
 	wg.Wait()
