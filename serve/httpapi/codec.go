@@ -213,21 +213,14 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 		return fmt.Errorf("%w: reading %s: %w", ErrDecode, what, err)
 	}
 	if headerLen < 0 {
-		var body []byte
-		var err error
-		if length >= 0 {
-			body = make([]byte, length)
-			_, err = io.ReadFull(r, body)
-		} else {
-			body, err = io.ReadAll(r)
-		}
+		body, err := readGrowing(r, length)
 		if err != nil {
 			return nil, readErr("its end", err)
 		}
 		return DecodeRequestFor(body, -1, schema)
 	}
-	hdr := make([]byte, headerLen)
-	if _, err := io.ReadFull(r, hdr); err != nil {
+	hdr, err := readGrowing(r, int64(headerLen))
+	if err != nil {
 		return nil, readErr("the end of its JSON header", err)
 	}
 	d, bins, err := decodeHeader(hdr, schema)
@@ -254,8 +247,17 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 			t, err = fromBinary(b.dt, b.shape, buf)
 		} else {
 			// binary sizes were checked against the shapes in decodeHeader
-			data := tensor.AlignedBytes(int(b.size))
-			if _, err := io.ReadFull(r, data); err != nil {
+			var data []byte
+			if b.size <= growFrom {
+				data = tensor.AlignedBytes(int(b.size))
+				_, err = io.ReadFull(r, data)
+			} else {
+				data, err = readGrowing(r, b.size)
+				if err == nil && uintptr(unsafe.Pointer(unsafe.SliceData(data)))%tensor.Alignment != 0 {
+					data = append(tensor.AlignedBytes(len(data))[:0], data...)
+				}
+			}
+			if err != nil {
 				return nil, readErr(fmt.Sprintf("the binary data of input %q", b.name), err)
 			}
 			t, err = wrapBinary(b.dt, b.shape, data)
@@ -270,6 +272,41 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 		return nil, fmt.Errorf("%w: binary data not claimed by any input follows the inputs' %d bytes", ErrDecode, total)
 	}
 	return d, nil
+}
+
+// growFrom is the first buffer size of readGrowing.
+const growFrom = 1 << 20
+
+// readGrowing reads n bytes (n < 0: up to EOF) from r into a buffer that
+// grows, doubling, with what arrives: a client that declares a large body
+// and sends little holds little memory, and a body that comes costs at most
+// twice its size in allocations.
+func readGrowing(r io.Reader, n int64) ([]byte, error) {
+	c := int64(growFrom)
+	if n >= 0 {
+		c = min(c, n)
+	}
+	buf := make([]byte, 0, c)
+	for int64(len(buf)) != n {
+		if len(buf) == cap(buf) {
+			c := max(2*int64(cap(buf)), 512)
+			if n >= 0 {
+				c = min(c, n)
+			}
+			buf = append(make([]byte, 0, c), buf...)
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		switch {
+		case err == io.EOF && n < 0:
+			return buf, nil
+		case err == io.EOF && int64(len(buf)) != n:
+			return nil, io.ErrUnexpectedEOF
+		case err != nil && err != io.EOF:
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // reqDecoder decodes the JSON header of a request.
