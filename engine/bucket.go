@@ -18,9 +18,13 @@ import (
 // (a profile allowing batches of 32768 would take gigabytes to run one
 // image). So a run uses a plan made for its own input shapes rounded up,
 // per dimension the model leaves free, to the next power of two (and at
-// most the max shape): its bucket. Plans are made on first use and kept
-// (at most maxBuckets per engine); a context's arena is sized for the
-// largest bucket it has run.
+// most the max shape): its bucket. An engine without max shapes for its
+// symbolic dimensions plans nothing when it is built, and each run uses a
+// plan made for its exact shapes. Plans are made on first use (a fraction
+// of a millisecond for the shared models) and kept (at most maxBuckets per
+// engine); a context's arena is sized for the largest bucket it has run.
+// Either way the arena a run needs is known, and checked against the
+// memory limit, before anything is allocated.
 
 // maxBuckets bounds the plans an engine keeps for shape buckets.
 const maxBuckets = 64

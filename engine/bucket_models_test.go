@@ -38,6 +38,7 @@ func reshapeInput(x *tensor.Tensor, shape []int) *tensor.Tensor {
 // run uses the plan of its bucket (batch 4, the others the next power of
 // two), bigger than the inputs, in a poisoned arena with unplanned
 // aliases fatal, and its outputs are bit-identical to a run without arena.
+// The same without max shapes: the run plans for its own shapes.
 func TestModelsBucketArena(t *testing.T) {
 	withStrictAlias(t)
 	for _, name := range sharedModels(t) {
@@ -66,28 +67,38 @@ func TestModelsBucketArena(t *testing.T) {
 			if err != nil {
 				t.Skipf("the model does not take the inputs %v: %v", shapesOf(in), err)
 			}
-			e, err := NewWithOptions(loadModel(t, name, 3), Options{MaxShapes: maxShapes})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := e.NewContext()
-			for run := 0; run < 2; run++ {
-				poison(c)
-				got, err := c.Run(context.Background(), in)
+			for _, o := range []Options{{MaxShapes: maxShapes}, {}} {
+				e, err := NewWithOptions(loadModel(t, name, 3), o)
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, v := range e.Outputs() {
-					if c.inArena(got[v.Name]) {
-						t.Fatalf("output %q points into the arena", v.Name)
+				c := e.NewContext()
+				for run := 0; run < 2; run++ {
+					poison(c)
+					got, err := c.Run(context.Background(), in)
+					if err != nil {
+						t.Fatal(err)
 					}
-					equal(t, fmt.Sprintf("run %d output %q", run, v.Name), got[v.Name], want[v.Name])
+					for _, v := range e.Outputs() {
+						if c.inArena(got[v.Name]) {
+							t.Fatalf("output %q points into the arena", v.Name)
+						}
+						equal(t, fmt.Sprintf("run %d output %q", run, v.Name), got[v.Name], want[v.Name])
+					}
 				}
+				if o.MaxShapes == nil {
+					// planned for the inputs exactly
+					if c.ArenaBytes() == 0 {
+						t.Fatal("no arena planned for the run's shapes")
+					}
+					t.Logf("inputs %v without max shapes: arena %d bytes", shapesOf(in), c.ArenaBytes())
+					continue
+				}
+				if a, m := c.ArenaBytes(), e.Memory().ArenaBytes; a == 0 || a >= m {
+					t.Fatalf("arena %d bytes for inputs %v, the max shapes' is %d: want a smaller bucket arena", a, shapesOf(in), m)
+				}
+				t.Logf("inputs %v: bucket arena %d bytes, max shapes' %d", shapesOf(in), c.ArenaBytes(), e.Memory().ArenaBytes)
 			}
-			if a, m := c.ArenaBytes(), e.Memory().ArenaBytes; a == 0 || a >= m {
-				t.Fatalf("arena %d bytes for inputs %v, the max shapes' is %d: want a smaller bucket arena", a, shapesOf(in), m)
-			}
-			t.Logf("inputs %v: bucket arena %d bytes, max shapes' %d", shapesOf(in), c.ArenaBytes(), e.Memory().ArenaBytes)
 		})
 	}
 }

@@ -68,6 +68,37 @@ func TestArenaPerBucket(t *testing.T) {
 	}
 }
 
+// TestArenaWithoutMaxShapes: an engine with a symbolic dimension and no max
+// shapes plans nothing when it is built; each run plans for its own shapes
+// (exactly, there is no max to round to), and the context's arena follows.
+func TestArenaWithoutMaxShapes(t *testing.T) {
+	withStrictAlias(t)
+	e, err := symbolicChain(t, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := e.Memory(); m.ArenaBytes != 0 {
+		t.Fatalf("memory %+v planned without max shapes", m)
+	}
+	c := e.NewContext()
+	for _, tt := range []struct{ batch, wantArena int }{{1, 128}, {3, 2 * alignUp(3*64)}, {2, 2 * alignUp(3*64)}, {10, 2 * alignUp(10*64)}} {
+		x := ramp(tt.batch*16, 0.3, tt.batch, 16)
+		poison(c)
+		got, err := c.Run(context.Background(), map[string]*tensor.Tensor{"x": x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range x.Float32s() {
+			if got["y"].Float32s()[i] != -abs32(v) {
+				t.Fatalf("batch %d: y[%d] = %v, want %v", tt.batch, i, got["y"].Float32s()[i], -abs32(v))
+			}
+		}
+		if c.ArenaBytes() != tt.wantArena {
+			t.Errorf("batch %d: arena %d bytes, want %d", tt.batch, c.ArenaBytes(), tt.wantArena)
+		}
+	}
+}
+
 // TestMemoryLimit: an engine whose arena at its max shapes exceeds the
 // memory limit is refused when it is built; a run beyond the max shapes
 // that would exceed it fails with ErrMemory and leaves the context usable;
@@ -87,6 +118,7 @@ func TestMemoryLimit(t *testing.T) {
 		{"within the max", Options{MaxShapes: map[string][]int{"x": {16, 16}}, MemoryLimit: limit}, "", 16, ""},
 		{"run beyond the max", Options{MaxShapes: map[string][]int{"x": {16, 16}}, MemoryLimit: limit}, "", 100, "x 100x16"},
 		{"one tensor over the limit, no arena", Options{NoArena: true, MemoryLimit: limit}, "", 100, "float32 tensor of shape 100x16"},
+		{"no max shapes: planned for the run", Options{MemoryLimit: limit}, "", 100, "x 100x16"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,8 +51,8 @@ type Context struct {
 // NewContext returns a new execution context for e. Its arena is allocated
 // on the first Run, sized for the shapes run (rounded up to a bucket, see
 // ArenaBytes), and reused by every later one; it grows when a run needs
-// more, never beyond the size planned for the max shapes (for inputs
-// within them).
+// more (for inputs within the max shapes, never beyond the size planned
+// for them).
 func (e *Engine) NewContext() *Context {
 	c := &Context{e: e}
 	c.alloc = c.allocate
@@ -88,7 +88,7 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 		return nil, err
 	}
 	var run *Context
-	if e.mem != nil {
+	if e.mem != nil || e.dynamic {
 		mp, err := c.planFor(inputs)
 		if err != nil {
 			return nil, err
@@ -117,11 +117,12 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 	return res, nil
 }
 
-// ArenaBytes returns the size of c's arena: 0 before the first run (or for
-// an engine without a memory plan), then the size planned for the largest
-// shapes c has run, rounded up per symbolic dimension to a power of two
-// (at most the max shape): a context that serves batches of 1 holds an
-// arena for batch 1 whatever the profile's max batch.
+// ArenaBytes returns the size of c's arena: 0 before the first run (or
+// with Options.NoArena), then the size planned for the largest shapes c
+// has run, rounded up per symbolic dimension to a power of two (at most
+// the max shape; exactly the run's shapes without max shapes): a context
+// that serves batches of 1 holds an arena for batch 1 whatever the
+// profile's max batch.
 func (c *Context) ArenaBytes() int { return len(c.arena) }
 
 // allocate is Env.Alloc while a node of the top-level graph runs: output

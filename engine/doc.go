@@ -11,7 +11,8 @@
 // (see Engine.Memory). A run with smaller inputs uses the same planning
 // done for its bucket (its free dimensions rounded up to a power of two, at
 // most the max), so that a context's arena is sized for the shapes it runs,
-// not for the largest its profiles allow (see Context.ArenaBytes). A
+// not for the largest its profiles allow (see Context.ArenaBytes); an
+// engine without max shapes plans for each run's own shapes. A
 // Context owns the per-request state, the arena itself: many contexts run
 // one engine concurrently, one goroutine each.
 //

@@ -36,6 +36,7 @@ type Engine struct {
 	// memory plans of smaller shapes, planned on first use.
 	planShapes map[string][]int
 	memKey     string
+	dynamic    bool // no plan at build time: plan per run's shapes
 	bucketMu   sync.Mutex
 	buckets    map[string]*memPlan
 }

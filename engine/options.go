@@ -25,9 +25,10 @@ type Options struct {
 	// MaxShapes gives, per graph input, the largest shape it will be run
 	// with: intermediates are sized for these shapes in the memory plan.
 	// Inputs left out keep their declared shape; when none is given and an
-	// input has a symbolic dimension, the engine plans no arena (every
-	// intermediate is allocated on its own). Runs with larger inputs still
-	// work: what does not fit its slot is allocated on its own.
+	// input has a symbolic dimension, the engine plans no arena when it is
+	// built: each run plans one for its own input shapes (kept for the
+	// next runs with those shapes). Runs with larger inputs still work:
+	// what does not fit its slot is allocated on its own.
 	MaxShapes map[string][]int
 	// Profiles are the optimization profiles the engine accepts; when not
 	// empty, Run rejects inputs that fit none of them (see CheckProfiles)
@@ -81,6 +82,10 @@ func NewWithOptions(g *ir.Graph, o Options) (*Engine, error) {
 		e.mem = m
 		e.planShapes = maxShapes
 		e.memKey = e.maxKey()
+		// Without max shapes for a symbolic dimension nothing is planned
+		// now: each run plans for the shapes it is given (see bucket.go),
+		// which also bounds its memory before it starts.
+		e.dynamic = m == nil && len(maxShapes) == 0
 		if m != nil && int64(m.arenaBytes) > e.limit {
 			return nil, fmt.Errorf("%w: the activation arena for the largest input shapes (%s) needs %s, more than the limit of %s per execution context: lower the max batch size or the dimension ranges of the profiles, or raise the memory limit",
 				ErrMemory, e.shapesString(maxShapes), FormatBytes(int64(m.arenaBytes)), limitString(e.limit))
