@@ -205,7 +205,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	var draining atomic.Bool
 	timeouts := httpTimeouts{read: *readTimeout, write: *writeTimeout, idle: *idleTimeout, closing: &draining}
 	hsrv := timeouts.server(notReadyWhile(&loading, httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit",
-		InferToken: *inferToken, AdminToken: *adminToken})))
+		InferToken: *inferToken, AdminToken: *adminToken})), log)
 	errc := make(chan error, 3)
 	serveHTTP := func(srv *http.Server, l net.Listener) {
 		if tlsConf != nil {
@@ -258,16 +258,14 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	var msrv *http.Server
 	maddr := ""
 	if ml != nil {
-		msrv = timeouts.server(m.PortHandler(metrics.PortOptions{Token: *metricsToken, Pprof: *pprofOn}))
+		msrv = timeouts.server(m.PortHandler(metrics.PortOptions{Token: *metricsToken, Pprof: *pprofOn}), log)
 		maddr = ml.Addr().String()
 		go serveHTTP(msrv, ml)
 	}
 	log.Info("listening", "http", hl.Addr().String(), "grpc", gaddr, "metrics", maddr, "tls", tlsConf != nil)
 
 	// Load the models in the background; SIGTERM (ctx) cancels the loading.
-	loaded := make(chan struct{})
 	go func() {
-		defer close(loaded)
 		defer loading.Store(false)
 		if *repo == "" {
 			return
@@ -329,12 +327,9 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), *exitTimeout)
 	defer cancel()
-	// Loading stops at SIGTERM (between models, in a build or a warmup);
-	// wait for it so that no model is added to a server shutting down.
-	select {
-	case <-loaded:
-	case <-sctx.Done():
-	}
+	// Loading stops at SIGTERM (ctx): between models, in a build, in
+	// LoadAll's warmups; a model that still finishes loading after
+	// Shutdown is drained by the server, not served.
 	// The listener stays open while the queues drain, then for the shutdown
 	// grace, so that readiness probes and clients see "not ready" rather
 	// than a refused connection (or a reset one, for a connection still in

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,9 @@ type httpTimeouts struct {
 	closing           *atomic.Bool
 }
 
-// server returns an http.Server for h with the timeouts.
-func (t httpTimeouts) server(h http.Handler) *http.Server {
+// server returns an http.Server for h with the timeouts, logging its
+// errors (failed TLS handshakes, accept errors) to log as warnings.
+func (t httpTimeouts) server(h http.Handler, log *slog.Logger) *http.Server {
 	header := 10 * time.Second
 	if t.read > 0 {
 		header = min(header, t.read)
@@ -37,6 +39,7 @@ func (t httpTimeouts) server(h http.Handler) *http.Server {
 		// headers, computing included; handler sets the deadline when the
 		// response starts instead.
 		IdleTimeout: t.idle,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 
