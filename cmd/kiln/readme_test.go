@@ -43,8 +43,18 @@ func readmeCommands(t *testing.T, path string) []readmeCommand {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(string(b), "\n")
-	var cmds []readmeCommand
+	cmds, bad := parseReadme(string(b))
+	for _, e := range bad {
+		t.Errorf("README.md:%s", e)
+	}
+	return cmds
+}
+
+// parseReadme returns the "$ " lines of a README's indented example
+// blocks, continuation lines joined, and the lines that look like commands
+// but lack "$ ".
+func parseReadme(text string) (cmds []readmeCommand, bad []string) {
+	lines := strings.Split(text, "\n")
 	fenced := false
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
@@ -59,7 +69,7 @@ func readmeCommands(t *testing.T, path string) []readmeCommand {
 		if !strings.HasPrefix(s, "$ ") {
 			for _, p := range []string{"go run ", "go install ", "kiln ", "curl ", "./scripts/"} {
 				if strings.HasPrefix(s, p) {
-					t.Errorf("README.md:%d: a command without \"$ \": %q (this test runs only \"$ \" lines)", i+1, s)
+					bad = append(bad, fmt.Sprintf("%d: a command without \"$ \": %q (TestReadme runs only \"$ \" lines)", i+1, s))
 				}
 			}
 			continue
@@ -71,7 +81,7 @@ func readmeCommands(t *testing.T, path string) []readmeCommand {
 		}
 		cmds = append(cmds, c)
 	}
-	return cmds
+	return cmds, bad
 }
 
 // shellWords splits a command line as a POSIX shell would for the simple
@@ -145,6 +155,26 @@ func expandValues(s string) string {
 		n, _ := strconv.Atoi(sub[2])
 		return strings.TrimSuffix(strings.Repeat(sub[1]+",", n), ",")
 	})
+}
+
+// captureStdout runs f with os.Stdout going to a file and returns what f
+// printed there (the commands print their results with fmt.Print).
+func captureStdout(t *testing.T, f func()) string {
+	t.Helper()
+	tmp, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tmp.Close()
+	old := os.Stdout
+	os.Stdout = tmp
+	defer func() { os.Stdout = old }()
+	f()
+	b, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // readmeServer is a kiln serve started by a README command, in process on
@@ -452,9 +482,10 @@ func TestReadme(t *testing.T) {
 				}
 				var code int
 				start := time.Now()
-				out := captureErr(t, func() { code = runCommand(args) })
+				var stdout string
+				out := captureErr(t, func() { stdout = captureStdout(t, func() { code = runCommand(args) }) })
 				if code != want {
-					t.Fatalf("%s: kiln %s exited %d, want %d:\n%s", name, strings.Join(kiln, " "), code, want, out)
+					t.Fatalf("%s: kiln %s exited %d, want %d:\n%s%s", name, strings.Join(kiln, " "), code, want, stdout, out)
 				}
 				t.Logf("%s: kiln %s: exit %d in %v", name, clip(strings.Join(kiln, " "), 80), code, time.Since(start).Round(time.Millisecond))
 			}
