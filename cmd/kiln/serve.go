@@ -56,7 +56,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	grace := fs.Duration("shutdown-grace", 0, "after SIGTERM and the drain of in-flight requests, how long the ports stay open answering \"not ready\" (503 to new inference requests) before they close, so that clients and load balancers see 503 rather than a closed port (within --exit-timeout)")
 	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: load only the --load-model models at start, then the repository API loads and unloads")
 	var loadModels []string
-	fs.Func("load-model", "with --model-control-mode explicit: a model of the repository to load at start (repeatable; '*' loads them all); without it explicit mode starts with no model loaded, as Triton does", func(v string) error {
+	fs.Func("load-model", "with --model-control-mode explicit: the `NAME` of a model of the repository to load at start (repeatable; '*' loads them all); without it explicit mode starts with no model loaded, as Triton does", func(v string) error {
 		if v == "" {
 			return errors.New("empty model name")
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -211,6 +212,19 @@ func TestServeAuthAndTLSPorts(t *testing.T) {
 				t.Errorf("pprof without a token: %d, want 401", c)
 			}
 			if tt.tls {
+				// HTTP/2 through the timeouts' response wrapper
+				h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+				req, _ := http.NewRequest("POST", "https://"+s.http+"/v2/models/tinycnn/infer", bytes.NewReader(tinyRequest(1)))
+				req.Header.Set("Authorization", "Bearer infer")
+				resp, err := h2.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(b), `"probabilities"`) {
+					t.Errorf("inference over HTTP/2: %s %d %.200s", resp.Proto, resp.StatusCode, b)
+				}
 				// plain HTTP to the TLS metrics port is refused
 				if c, _ := call(t, nil, "GET", "http://"+s.metrics+"/metrics", tt.metricsToken, nil); c != 400 {
 					t.Errorf("plain HTTP to the HTTPS metrics port: %d, want 400", c)
