@@ -149,6 +149,20 @@ func versioned(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// isDecimal reports whether s is a canonical decimal number: digits only,
+// without sign, spaces or leading zeros.
+func isDecimal(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // checkVersion checks the {version} of a request's path: a version is a
 // decimal number without sign, spaces or leading zeros ("1", "20"; "0" is
 // the version directory 0), as the repository's folders are named.
@@ -156,12 +170,7 @@ func checkVersion(r *http.Request) error {
 	if !strings.Contains(r.Pattern, "{version}") {
 		return nil
 	}
-	v := r.PathValue("version")
-	canonical := v != "" && len(v) <= 19 && (v == "0" || v[0] != '0')
-	for _, c := range []byte(v) {
-		canonical = canonical && '0' <= c && c <= '9'
-	}
-	if !canonical {
+	if v := r.PathValue("version"); !isDecimal(v) || len(v) > 19 {
 		return fmt.Errorf("%w %q: want a decimal number without sign, spaces or leading zeros", ErrVersion, v)
 	}
 	return nil
@@ -443,8 +452,8 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 	headerLen := -1
 	if v := r.Header.Get(HeaderLength); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: bad %s %q", ErrDecode, HeaderLength, v))
+		if err != nil || n < 0 || !isDecimal(v) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: bad %s %q: want a decimal number of bytes", ErrDecode, HeaderLength, v))
 			return
 		}
 		headerLen = n

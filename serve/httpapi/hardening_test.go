@@ -836,3 +836,25 @@ func TestReadRequestDeclaredNotSent(t *testing.T) {
 		t.Errorf("a %d-byte binary input allocated %d bytes", len(data), got)
 	}
 }
+
+// TestHeaderLengthCanonical: the Inference-Header-Content-Length is a
+// decimal number of bytes, as strict as versions.
+func TestHeaderLengthCanonical(t *testing.T) {
+	ts, _ := tinyServer(t, Options{}, nil, nil)
+	body, n := binaryRequest(examples.TinyCNNInput(1), false)
+	for _, tt := range []struct {
+		v    string
+		code int
+	}{
+		{strconv.Itoa(n), 200},
+		{"+" + strconv.Itoa(n), 400},
+		{"0" + strconv.Itoa(n), 400},
+		{strconv.Itoa(n) + " x", 400},
+		{"-1", 400},
+		{"0x10", 400},
+	} {
+		if resp, b := do(t, "POST", ts.URL+"/v2/models/tinycnn/infer", map[string]string{HeaderLength: tt.v}, body); resp.StatusCode != tt.code {
+			t.Errorf("%s %q: %d %s, want %d", HeaderLength, tt.v, resp.StatusCode, b, tt.code)
+		}
+	}
+}
