@@ -283,7 +283,8 @@ func splitPort(t *testing.T, addr string) (string, string) {
 // TestServeRepositoryMissing (issue 9, item 14): a --model-repository that
 // does not exist or is a file stops kiln serve at once, exit 2, with a
 // message that names it; so does a --load-model the repository lacks, or
-// one without explicit model control.
+// one without explicit model control, and a certificate that cannot be
+// read (before any port listens).
 func TestServeRepositoryMissing(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
@@ -303,6 +304,8 @@ func TestServeRepositoryMissing(t *testing.T) {
 		{"--load-model without repository", []string{"--model-control-mode", "explicit", "--load-model", "a"}, "--load-model needs"},
 		{"--pprof without metrics", []string{"--pprof", "--metrics-port", "-1"}, "--pprof"},
 		{"negative timeout", []string{"--http-read-timeout", "-1s"}, "negative HTTP timeout"},
+		{"unreadable certificate", []string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", filepath.Join(dir, "nope.key")}, "--tls-cert"},
+		{"certificate not PEM", []string{"--tls-cert", file, "--tls-key", file}, "--tls-cert"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var code int
