@@ -7,8 +7,8 @@ import (
 
 // ErrIndex is returned, together with ErrBadInput, when an index-taking op
 // (Gather, GatherElements, GatherND, ScatterElements, ScatterND, the
-// targets of NegativeLogLikelihoodLoss) is given an index outside the
-// dimension it indexes. The data is at fault, not the model: a server
+// targets of NegativeLogLikelihoodLoss, RoiAlign's batch_indices,
+// MaxUnpool's indices) is given an index outside the dimension it indexes. The data is at fault, not the model: a server
 // answers it as a client error (an out-of-vocabulary token id).
 var ErrIndex = errors.New("index out of range")
 

@@ -92,7 +92,7 @@ func (k *roiAlignOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 	batch := bi.Ints()
 	for i, b := range batch {
 		if b < 0 || b >= int64(n) {
-			return nil, badInput("%s: batch_indices[%d] = %d out of range [0, %d)", op, i, b, n)
+			return nil, ops.IndexError("%s: batch_indices[%d] = %d out of range [0, %d)", op, i, b, n)
 		}
 	}
 	out, err := makeOut(x.DType, []int{nr, c, k.outH, k.outW})

@@ -109,7 +109,7 @@ func (k *maxUnpoolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	idx := ix.Int64s()
 	for _, p := range idx {
 		if p < 0 || p >= int64(total) {
-			return nil, badInput("MaxUnpool index %d out of range for output %v", p, inferred)
+			return nil, ops.IndexError("MaxUnpool index %d out of range for output %v", p, inferred)
 		}
 	}
 	for i, p := range idx {
