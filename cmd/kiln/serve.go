@@ -330,6 +330,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	// Loading stops at SIGTERM (ctx): between models, in a build, in
 	// LoadAll's warmups; a model that still finishes loading after
 	// Shutdown is drained by the server, not served.
+	//
 	// The listener stays open while the queues drain, then for the shutdown
 	// grace, so that readiness probes and clients see "not ready" rather
 	// than a refused connection (or a reset one, for a connection still in
@@ -386,8 +387,8 @@ func defaultPlanCache() string {
 }
 
 // planLoader builds each model version's engine with the options its
-// config asks for, through the plan cache;
-// ctx ends the builds (kiln serve's: at SIGTERM).
+// config asks for, through the plan cache. The end of ctx (kiln serve's:
+// SIGTERM) stops a build.
 func planLoader(ctx context.Context, c *kiln.PlanCache, log *slog.Logger) repository.ModelLoader {
 	return func(path string, cfg *repository.Config) (*kiln.Model, error) {
 		o, err := repository.BuildOptions(filepath.Dir(filepath.Dir(path)), cfg)
