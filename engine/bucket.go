@@ -24,7 +24,10 @@ import (
 // of a millisecond for the shared models) and kept (at most maxBuckets per
 // engine); a context's arena is sized for the largest bucket it has run.
 // Either way the arena a run needs is known, and checked against the
-// memory limit, before anything is allocated.
+// memory limit, before anything is allocated. Planning waits for the runs
+// in progress on the engine and holds new ones back (it runs the kernels'
+// shape inference, which must not overlap their Run): a pause of one run's
+// length, once per bucket.
 
 // maxBuckets bounds the plans an engine keeps for shape buckets.
 const maxBuckets = 64
@@ -100,7 +103,9 @@ func (e *Engine) bucketPlan(key string, shapes map[string][]int) *memPlan {
 	// Not strict: a node whose shapes cannot be inferred at the bucket's
 	// shapes is simply not planned (its outputs are allocated on their
 	// own), and a plan that does not fit a run falls back the same way.
+	e.runMu.Lock()
 	mp, err := planMemory(e.plans[e.graph], shapes, false)
+	e.runMu.Unlock()
 	if err != nil {
 		mp = nil
 	}

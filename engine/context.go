@@ -102,7 +102,11 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 			run = c
 		}
 	}
-	outs, err := e.exec(ctx, e.plans[e.graph], f, observe, run)
+	outs, err := func() ([]*tensor.Tensor, error) {
+		e.runMu.RLock()
+		defer e.runMu.RUnlock()
+		return e.exec(ctx, e.plans[e.graph], f, observe, run)
+	}()
 	if err != nil {
 		return nil, err
 	}

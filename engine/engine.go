@@ -39,6 +39,10 @@ type Engine struct {
 	dynamic    bool // no plan at build time: plan per run's shapes
 	bucketMu   sync.Mutex
 	buckets    map[string]*memPlan
+	// runMu is held shared by every run and exclusively while a bucket
+	// is planned: planning calls the kernels' Infer, which some kernels
+	// (the float16 adapter) use to set state their Run reads.
+	runMu sync.RWMutex
 }
 
 // plan is a graph ready to execute: kernels in topological order and, for
