@@ -858,3 +858,56 @@ func TestHeaderLengthCanonical(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamByteBudget: a stream holds at most StreamBudgetFactor times
+// MaxRequestBytes of decoded inputs in flight, however many requests
+// StreamInFlight allows; the others wait unread, then are all answered.
+func TestStreamByteBudget(t *testing.T) {
+	g := &gated{gate: make(chan struct{}), started: make(chan struct{}, 64)}
+	const limit = 20 << 10 // a batch-1 tinycnn input is 12 KB: 3 fit in the budget of 40 KB
+	ts, s := tinyServer(t, Options{MaxRequestBytes: limit, StreamInFlight: 16}, func(c *repository.Config) {
+		c.MaxBatchSize = 1
+		c.DynamicBatching = &repository.DynamicBatching{}
+	}, func(_ string, r scheduler.Runner) scheduler.Runner { g.r = r; return g })
+	var once sync.Once
+	open := func() { once.Do(func() { close(g.gate) }) }
+	defer open()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/v2/models/tinycnn/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.CloseNow()
+	in := examples.TinyCNNInput(1)
+	hdr := []byte(`{"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","parameters":{"binary_data_size":12288}}]}`)
+	msg := binary.LittleEndian.AppendUint32(nil, uint32(len(hdr)))
+	msg = append(append(msg, hdr...), in.Data...)
+	const n = 10
+	go func() {
+		for range n {
+			if err := st.Write(ctx, websocket.MessageBinary, msg); err != nil {
+				return
+			}
+		}
+	}()
+	<-g.started // one runs, the others wait in the queue or unread
+	held := func() int { return s.Pending()[[2]string{"tinycnn", "1"}] + 1 }
+	for held() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // room for a budget that does not hold
+	if got := held(); got > 4 {
+		t.Errorf("%d requests of 12 KB in flight on one stream, want at most 4 (budget %d bytes)", got, StreamBudgetFactor*limit)
+	}
+	open()
+	for i := range n {
+		_, reply, err := st.Read(ctx)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if !bytes.Contains(reply, []byte(`"outputs"`)) && !bytes.Contains(reply, []byte(`"probabilities"`)) {
+			t.Fatalf("reply %d: %.200s", i, reply)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -22,7 +23,64 @@ const (
 	DefaultStreamInFlight = 16
 	// DefaultPingInterval is how often an idle stream is pinged.
 	DefaultPingInterval = 30 * time.Second
+	// StreamBudgetFactor times Options.MaxRequestBytes bounds the bytes of
+	// the decoded inputs of one stream's requests in flight: the server
+	// stops reading while they would exceed it (one request of any size is
+	// always let through).
+	StreamBudgetFactor = 2
 )
+
+// byteBudget bounds a sum of sizes; acquire waits for room.
+type byteBudget struct {
+	mu   sync.Mutex
+	used int64
+	max  int64
+	wake chan struct{} // closed and replaced on every release
+}
+
+func newByteBudget(limit int64) *byteBudget {
+	return &byteBudget{max: limit, wake: make(chan struct{})}
+}
+
+// acquire takes n bytes of the budget, waiting (until ctx ends) while they
+// do not fit; n is let through alone when nothing else is held.
+func (b *byteBudget) acquire(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	close(b.wake)
+	b.wake = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// inputBytes returns the bytes the inputs of d hold.
+func inputBytes(d *Decoded) int64 {
+	var n int64
+	for _, t := range d.Inputs {
+		n += int64(len(t.Data))
+		for _, s := range t.Strings {
+			n += int64(len(s)) + 16
+		}
+	}
+	return n
+}
 
 // DecodeStreamMessage decodes one WebSocket message of the inference stream:
 // a text message is a JSON request; a binary message is a 4-byte
@@ -88,6 +146,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	inflight := max(h.opts.StreamInFlight, 1)
+	budget := newByteBudget(StreamBudgetFactor * h.opts.MaxRequestBytes)
 	pending := make(chan chan streamReply, inflight-1)
 	writerDone := make(chan struct{})
 	go func() {
@@ -138,13 +197,22 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		// Decoding here, before the next read, keeps only the decoded
-		// tensors of the requests in flight, not their messages.
+		// tensors of the requests in flight, not their messages; the budget
+		// bounds their bytes as StreamInFlight bounds their number.
 		d, err := h.streamDecode(model, ver, typ == websocket.MessageBinary, msg)
 		if err != nil {
 			res <- streamFailure(err)
 			continue
 		}
-		go func() { res <- h.streamInfer(ctx, model, ver, d) }()
+		size := inputBytes(d)
+		if budget.acquire(ctx, size) != nil {
+			break
+		}
+		go func() {
+			rep := h.streamInfer(ctx, model, ver, d)
+			budget.release(size)
+			res <- rep
+		}()
 	}
 	// The client closed the stream or went away: no answer can reach it any
 	// more, so its queued and running requests end now.
