@@ -15,6 +15,7 @@ import (
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/onnx"
 )
@@ -62,26 +63,32 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	}
 	res := CacheResult{Path: filepath.Join(c.Dir, key+".plan")}
 	if _, err := os.Stat(res.Path); err == nil {
-		m, err := LoadWith(res.Path, c.loadOptions())
-		switch {
-		case errors.Is(err, engine.ErrMemory):
-			// a rebuild would not make it fit: the model is too large
-			// for the memory limit as configured
-			return nil, res, err
-		case err != nil:
-			res.Rebuilt = err.Error()
-		case m.Plan().BuildKey != key:
-			// The file name matches but the plan inside was built from
-			// something else (a plan copied or swapped in): never serve it.
-			got := m.Plan().BuildKey
-			m.Close()
+		// The file name says which key the plan is for; its header says
+		// what it was built from. A plan copied or swapped in under the
+		// name is never served.
+		h, herr := plan.ReadHeader(res.Path)
+		if herr == nil && h.BuildKey != key {
+			got := h.BuildKey
 			if got == "" {
 				got = "none"
 			}
 			res.Rebuilt = fmt.Sprintf("the cached plan %s was built from another model or other options (its build key %s, this model's %s)", filepath.Base(res.Path), got, key)
-		default:
-			res.Hit = true
-			return m, res, nil
+		} else {
+			m, err := LoadWith(res.Path, c.loadOptions())
+			switch {
+			case errors.Is(err, engine.ErrMemory):
+				// a rebuild would not make it fit: the model is too
+				// large for the memory limit as configured
+				return nil, res, err
+			case err != nil:
+				res.Rebuilt = err.Error()
+			case m.Plan().BuildKey != key: // changed since ReadHeader
+				m.Close()
+				res.Rebuilt = fmt.Sprintf("the cached plan %s was replaced while it was read", filepath.Base(res.Path))
+			default:
+				res.Hit = true
+				return m, res, nil
+			}
 		}
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {

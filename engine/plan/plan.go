@@ -408,6 +408,42 @@ func OpenMapped(path string) (*Plan, error) {
 	return p, nil
 }
 
+// ReadHeader reads only the header of the plan file at path: enough to
+// see what the plan is (its build key, device, profiles) without reading
+// the weights. Nothing is verified beyond the magic, the format version
+// and the header's syntax: Open checks the whole file.
+func ReadHeader(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	defer f.Close()
+	prefix := make([]byte, prefixLen)
+	if n, err := io.ReadFull(f, prefix); err != nil {
+		if n < len(Magic) || string(prefix[:len(Magic)]) != Magic {
+			return nil, fmt.Errorf("%w: the file does not start with %q", ErrNotPlan, Magic)
+		}
+		return nil, fmt.Errorf("%w: truncated: %d bytes, the fixed header alone has %d", ErrCorrupt, n, prefixLen)
+	}
+	if string(prefix[:len(Magic)]) != Magic {
+		return nil, fmt.Errorf("%w: the file does not start with %q", ErrNotPlan, Magic)
+	}
+	if v := binary.LittleEndian.Uint32(prefix[8:]); v != FormatVersion {
+		return nil, fmt.Errorf("%w: the plan has format version %d, this kiln (%s) reads version %d: rebuild it with kiln build", ErrFormat, v, version.Kiln, FormatVersion)
+	}
+	hlen := int64(binary.LittleEndian.Uint32(prefix[12:]))
+	if st, err := f.Stat(); err == nil && prefixLen+hlen+checksumLen > st.Size() {
+		return nil, fmt.Errorf("%w: truncated: %d bytes, the header alone needs %d", ErrCorrupt, st.Size(), prefixLen+hlen+checksumLen)
+	}
+	var h Header
+	dec := json.NewDecoder(io.LimitReader(f, hlen))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
+	}
+	return &h, nil
+}
+
 // Close releases the plan's file mapping (OpenMapped). Graphs and tensors
 // obtained from the plan must not be used after.
 func (p *Plan) Close() error {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,5 +79,49 @@ func TestOpenOwnsItsMemory(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReadHeader(t *testing.T) {
+	h := cpuHeader(t)
+	h.BuildKey = "m-key"
+	good := writePlan(t, h)
+	otherFormat := append([]byte(nil), good...)
+	otherFormat[8] = 9
+	tests := []struct {
+		name string
+		data []byte
+		err  error
+	}{
+		{"plan", good, nil},
+		{"empty", nil, ErrNotPlan},
+		{"onnx", []byte("\x08\x07\x12\x04onnx model bytes"), ErrNotPlan},
+		{"prefix only", []byte(Magic + "\x01\x00"), ErrCorrupt},
+		{"format", otherFormat, ErrFormat},
+		{"cut in the header", good[:40], ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "p.plan")
+			if err := os.WriteFile(path, tt.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadHeader(path)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("ReadHeader: %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.BuildKey != "m-key" || got.Device != "cpu" || len(got.Weights) != 2 {
+				t.Fatalf("header %+v", got)
+			}
+		})
+	}
+	if _, err := ReadHeader(filepath.Join(t.TempDir(), "missing.plan")); err == nil {
+		t.Fatal("ReadHeader of a missing file succeeded")
 	}
 }
