@@ -240,8 +240,8 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 	for _, b := range bins {
 		var t *tensor.Tensor
 		if b.dt == tensor.String {
-			buf := make([]byte, b.size)
-			if _, err := io.ReadFull(r, buf); err != nil {
+			var buf []byte
+			if buf, err = readGrowing(r, b.size); err != nil {
 				return nil, readErr(fmt.Sprintf("the binary data of input %q", b.name), err)
 			}
 			t, err = fromBinary(b.dt, b.shape, buf)

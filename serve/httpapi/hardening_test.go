@@ -911,3 +911,38 @@ func TestStreamByteBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRequestBytes: BYTES inputs in binary, read from a stream.
+func TestReadRequestBytes(t *testing.T) {
+	hdr := []byte(`{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":11}}]}`)
+	good := binary.LittleEndian.AppendUint32(nil, 3)
+	good = append(good, "abc"...)
+	good = binary.LittleEndian.AppendUint32(good, 0)
+	tests := []struct {
+		name string
+		data []byte
+		ok   bool
+	}{
+		{"valid", good, true},
+		{"one element for two", append(binary.LittleEndian.AppendUint32(nil, 7), "abcdefg"...), false},
+		{"length prefix overruns", append(binary.LittleEndian.AppendUint32(nil, 9), "abcdefg"...), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := append(hdr[:len(hdr):len(hdr)], tt.data...)
+			d, err := ReadRequest(bytes.NewReader(body), int64(len(body)), len(hdr), 1<<20, nil)
+			if !tt.ok {
+				if !errors.Is(err, ErrDecode) {
+					t.Fatalf("err = %v, want ErrDecode", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := d.Inputs["s"].Strings; len(s) != 2 || s[0] != "abc" || s[1] != "" {
+				t.Errorf("strings %q", s)
+			}
+		})
+	}
+}
