@@ -267,7 +267,10 @@ func (m *Model) InputType(name string) DType {
 
 // Run computes the model's outputs from named inputs. Inputs are checked
 // against the model (names, types, shapes); errors wrap engine.ErrInput for
-// bad inputs. Run does not modify its inputs.
+// bad inputs, and engine.ErrMemory for inputs whose run would need more
+// memory than the model's limit (see LoadOptions.MemoryLimit), refused
+// before anything is allocated. After Close, Run returns ErrClosed. Run
+// does not modify its inputs.
 func (m *Model) Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error) {
 	if err := m.acquire(); err != nil {
 		return nil, err
