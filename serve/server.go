@@ -249,6 +249,10 @@ func (s *Server) StartLoadAll(ctx context.Context) <-chan error {
 // Load loads (or reloads) a model from the repository.
 func (s *Server) Load(name string) error { return s.load(context.Background(), name) }
 
+// LoadContext is Load, given up (between versions and during warmup) when
+// ctx ends.
+func (s *Server) LoadContext(ctx context.Context, name string) error { return s.load(ctx, name) }
+
 // load is Load, given up (between versions and during warmup) when ctx ends.
 func (s *Server) load(ctx context.Context, name string) error {
 	if s.opts.Repository == "" {
