@@ -56,4 +56,8 @@ fuzz ./serve/httpapi FuzzDecodeRequest
 fuzz ./serve/httpapi FuzzDecodeStreamMessage
 fuzz ./api FuzzDecodeRaw
 fuzz ./engine/plan FuzzDecode
+fuzz ./serve/httpapi FuzzHTTPHandler
+fuzz ./serve/grpcapi FuzzGRPCService
+fuzz . FuzzPlanRun
+fuzz ./onnx FuzzExternalData
 echo "== all tests passed"
