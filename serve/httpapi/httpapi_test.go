@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -478,17 +479,34 @@ func FuzzDecodeRequest(f *testing.F) {
 	b, n := binaryRequest(in, false)
 	f.Add(b, n)
 	f.Add([]byte(`{"inputs":[{"name":"x","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":5}}]}`+"\x01\x00\x00\x00a"), 88)
+	f.Add([]byte(`{"inputs":[{"data":[[1,2],[3]],"name":"image","datatype":"FP32","shape":[1,3]}],"id":"\u00e9"}`), -1)
+	f.Add(lyingRequest(4096, 1<<20), -1)
 	f.Fuzz(func(t *testing.T, body []byte, n int) {
 		d, err := DecodeRequest(body, n)
+		// with tinycnn's schema: what it accepts, the plain decoder
+		// accepts alike; its refusals are ErrDecode or serve.ErrInvalid
+		ds, errSchema := DecodeRequestFor(body, n, tinySchema)
+		if errSchema != nil && !errors.Is(errSchema, ErrDecode) && !errors.Is(errSchema, serve.ErrInvalid) {
+			t.Fatalf("error %v with a schema is neither ErrDecode nor serve.ErrInvalid", errSchema)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrDecode) {
 				t.Fatalf("error %v is not ErrDecode", err)
+			}
+			if errSchema == nil {
+				t.Fatalf("refused without a schema (%v), accepted with one", err)
 			}
 			return
 		}
 		for name, x := range d.Inputs {
 			if x.DType == tensor.String && len(x.Strings) != x.Len() || x.DType != tensor.String && len(x.Data) != x.Len()*x.DType.Size() {
 				t.Fatalf("input %s: inconsistent tensor %v", name, x.Shape)
+			}
+			if errSchema != nil {
+				continue
+			}
+			if y := ds.Inputs[name]; y == nil || !bytes.Equal(x.Data, y.Data) || !slices.Equal(x.Strings, y.Strings) {
+				t.Fatalf("input %s decodes differently with a schema", name)
 			}
 		}
 	})
