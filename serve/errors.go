@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -18,13 +19,21 @@ import (
 // took (ops.ErrBadInput at run time: the model loaded, and its shapes were
 // inferred, so the request's shapes are the cause, such as an image too
 // small or not a multiple of the network's stride). Other run errors stay
-// internal. Runs of a request are alone when they fail (the scheduler
+// internal. A run refused by the engine's memory limit is ErrInvalid too
+// (the request's shapes need it); a run of a model closed meanwhile is
+// ErrNotReady. Runs of a request are alone when they fail (the scheduler
 // retries a failed batch request by request), so the error quotes only
 // this request's data.
 func wrapRunError(err error, inputs map[string]*tensor.Tensor) error {
 	switch {
 	case errors.Is(err, engine.ErrInput), errors.Is(err, ops.ErrIndex):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	case errors.Is(err, engine.ErrMemory):
+		// the request's shapes need more memory than the model may take
+		return fmt.Errorf("%w: inputs of shapes %s: %w", ErrInvalid, shapes(inputs), err)
+	case errors.Is(err, kiln.ErrClosed):
+		// the model was unloaded while the request waited
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	case errors.Is(err, ops.ErrBadInput):
 		return fmt.Errorf("%w: the model cannot run inputs of shapes %s: %w", ErrInvalid, shapes(inputs), err)
 	}

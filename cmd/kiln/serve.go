@@ -75,6 +75,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	idleTimeout := fs.Duration("http-idle-timeout", 2*time.Minute, "how long an idle keep-alive HTTP connection is kept open (0: the read timeout)")
 	maxBytes := fs.Int64("max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body accepted")
 	gpuMetrics := fs.Bool("allow-gpu-metrics", true, "export nv_gpu_* metrics read through NVML (absent without an NVIDIA driver)")
+	memLimit := fs.String("memory-limit", "", "largest memory one execution context (instance) of a built model may take, e.g. 2G: a model that needs more at its largest shapes is refused at load, a request that would need more gets 400 (default: half the machine's memory, or of its cgroup or GOMEMLIMIT when smaller)")
 	planCache := fs.String("plan-cache", defaultPlanCache(), "folder of built engine plans, keyed by model, config, device and kiln version: a restart loads them instead of building")
 	noBuild := fs.Bool("no-build", false, "serve ONNX graphs as they are, without building engines (no optimization, no plan cache)")
 	pos, err := parseArgs(fs, args)
@@ -141,13 +142,19 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
+	var memoryLimit int64
+	if *memLimit != "" {
+		if memoryLimit, err = parseSize(*memLimit); err != nil || memoryLimit == 0 {
+			return usageError(fs, "--memory-limit %q: want a positive size such as 512M or 2G", *memLimit)
+		}
+	}
 	m := metrics.New(nil)
 	if *gpuMetrics && *metricsPort >= 0 {
 		m.EnableGPU(log, cuda.Options{}) // without a GPU: logged, and no nv_gpu_* metrics
 	}
 	opts := serve.Options{Repository: *repo, Logger: log, Observer: m}
 	if !*noBuild {
-		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache}, log)
+		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache, MemoryLimit: memoryLimit}, log)
 	}
 	s := serve.New(opts)
 	m.SetPending(s)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -57,5 +58,36 @@ func TestServeInferTokenGuardsRepository(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("gRPC unload with token %q: %v, want %v", tt.token, err, tt.want)
 		}
+	}
+}
+
+// TestServeMemoryLimit (issue 9, item 4): a model whose arena at
+// max_batch_size cannot fit --memory-limit is refused at load (the others
+// serve, the process lives); under a limit it fits, a batch-1 request of a
+// max_batch_size 32768 model runs in a batch-1 arena.
+func TestServeMemoryLimit(t *testing.T) {
+	huge := "max_batch_size: 32768\n"
+	repo := writeRepo(t, map[string]string{"huge": huge, "small": "max_batch_size: 4\n"})
+	s := startServed(t, "--model-repository", repo, "--memory-limit", "64M", "--grpc-port", "-1", "--metrics-port", "-1")
+	base := "http://" + s.http
+	eventually(t, "loaded", func() bool {
+		c, body := call(t, nil, "POST", base+"/v2/repository/index", "", nil)
+		return c == 200 && !strings.Contains(body, "LOADING")
+	})
+	_, index := call(t, nil, "POST", base+"/v2/repository/index", "", nil)
+	if !strings.Contains(index, "UNAVAILABLE") || !strings.Contains(index, "memory limit") {
+		t.Errorf("index = %s, want huge UNAVAILABLE for the memory limit", index)
+	}
+	body := tinyRequest(1)
+	if c, out := call(t, nil, "POST", base+"/v2/models/small/infer", "", body); c != 200 {
+		t.Errorf("small: %d %s", c, out)
+	}
+
+	repo2 := writeRepo(t, map[string]string{"huge": huge})
+	s2 := startServed(t, "--model-repository", repo2, "--memory-limit", "4G", "--grpc-port", "-1", "--metrics-port", "-1")
+	base2 := "http://" + s2.http
+	eventually(t, "ready", func() bool { c, _ := call(t, nil, "GET", base2+"/v2/health/ready", "", nil); return c == 200 })
+	if c, out := call(t, nil, "POST", base2+"/v2/models/huge/infer", "", body); c != 200 {
+		t.Errorf("batch 1 of a max_batch_size 32768 model: %d %s", c, out)
 	}
 }

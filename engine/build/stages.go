@@ -363,7 +363,9 @@ func (b *builder) memory() error {
 		profiles = []engine.Profile{{}}
 	}
 	for i, p := range profiles {
-		o := engine.Options{}
+		// this stage only plans: the memory limit applies where the plan
+		// is loaded (kiln.LoadOptions.MemoryLimit), which may allow more
+		o := engine.Options{MemoryLimit: -1}
 		if len(p.Inputs) > 0 {
 			o.Profiles = []engine.Profile{p}
 		}
