@@ -230,6 +230,11 @@ func buildCmd(args []string) int {
 	}
 	// the output is checked, and its temporary file created, before the
 	// build, so that a bad -o fails at once
+	for _, f := range []struct{ flag, path string }{{"--timing-cache", bf.timingCache}, {"--calib-cache", bf.calibCache}} {
+		if err := checkFolder(f.flag, f.path); err != nil {
+			return fail("%v", err)
+		}
+	}
 	w, err := createPlan(dst)
 	if err != nil {
 		return fail("%v", err)
@@ -307,6 +312,25 @@ func same(a, b string) bool {
 	aa, err1 := filepath.Abs(a)
 	ab, err2 := filepath.Abs(b)
 	return err1 == nil && err2 == nil && aa == ab
+}
+
+// checkFolder checks, before a build, that the folder of a file the build
+// will write exists.
+func checkFolder(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return fmt.Errorf("%s %s: the folder %s does not exist", flag, path, dir)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", flag, path, err)
+	case !st.IsDir():
+		return fmt.Errorf("%s %s: %s is not a folder", flag, path, dir)
+	}
+	return nil
 }
 
 // planWriter writes a plan atomically: a temporary file next to the

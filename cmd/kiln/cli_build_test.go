@@ -83,18 +83,27 @@ func TestBuildOutputPath(t *testing.T) {
 	bad := []struct {
 		name, model, o string
 		want           []string
+		extra          []string // flags instead of --no-timing
 	}{
 		// the model is missing too: the output is checked first
-		{"missing folder", filepath.Join(dir, "none.onnx"), filepath.Join(dir, "no/such/dir/x.plan"), []string{"the folder " + filepath.Join(dir, "no/such/dir") + " does not exist"}},
-		{"folder is a file", named, filepath.Join(named, "x.plan"), []string{"is not a folder"}},
-		{"output is a folder", named, work, []string{"is a folder"}},
-		{"overwrite the model", named, named, []string{"would overwrite the model"}},
-		{"broken model", broken, "broken.plan", []string{"broken.onnx"}},
+		{"missing folder", filepath.Join(dir, "none.onnx"), filepath.Join(dir, "no/such/dir/x.plan"), []string{"the folder " + filepath.Join(dir, "no/such/dir") + " does not exist"}, nil},
+		{"folder is a file", named, filepath.Join(named, "x.plan"), []string{"is not a folder"}, nil},
+		{"output is a folder", named, work, []string{"is a folder"}, nil},
+		{"overwrite the model", named, named, []string{"would overwrite the model"}, nil},
+		{"broken model", broken, "broken.plan", []string{"broken.onnx"}, nil},
+		{"timing cache in a missing folder", filepath.Join(dir, "none.onnx"), "t.plan", []string{"--timing-cache", "the folder " + filepath.Join(dir, "gone") + " does not exist"},
+			[]string{"--timing-cache", filepath.Join(dir, "gone", "t.json")}},
+		{"calibration cache in a missing folder", filepath.Join(dir, "none.onnx"), "t.plan", []string{"--calib-cache", "the folder " + filepath.Join(dir, "gone") + " does not exist"},
+			[]string{"--int8", "--calib-cache", filepath.Join(dir, "gone", "c.calib")}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			var code int
-			out := captureErr(t, func() { code = buildCmd([]string{tt.model, "-o", tt.o, "--no-timing"}) })
+			args := append([]string{tt.model, "-o", tt.o}, tt.extra...)
+			if len(tt.extra) == 0 {
+				args = append(args, "--no-timing")
+			}
+			out := captureErr(t, func() { code = buildCmd(args) })
 			if code != exitError {
 				t.Fatalf("exit %d, want %d", code, exitError)
 			}
