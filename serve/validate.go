@@ -25,6 +25,9 @@ type inputRules struct {
 	// indices bound the values of integer inputs the model uses as indices
 	// into a constant (token ids into an embedding table).
 	indices []indexLimit
+	// shapes checks, by shape inference, that the graph can take the
+	// inputs' shapes (nil when the model has no CPU graph to infer on).
+	shapes *shapeCheck
 }
 
 // dimLimit is the range of one symbolic dimension of one input.
@@ -72,6 +75,7 @@ func newInputRules(km *kiln.Model, cfg *repository.Config) (inputRules, error) {
 	}
 	if e := km.Engine(); e != nil {
 		r.indices = indexLimits(e.Graph())
+		r.shapes = newShapeCheck(e.Graph())
 	}
 	return r, nil
 }
@@ -202,6 +206,9 @@ func (r *inputRules) check(inputs map[string]*tensor.Tensor) error {
 		if err := r.checkShape(name, t.Shape); err != nil {
 			return err
 		}
+	}
+	if err := r.shapes.check(inputs); err != nil {
+		return err
 	}
 	for _, l := range r.indices {
 		t := inputs[l.input]

@@ -1,0 +1,100 @@
+package serve
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// shapeCheckCache bounds the number of input-shape combinations whose
+// verdict a version remembers.
+const shapeCheckCache = 512
+
+// shapeCheck decides, by shape inference over the model's graph, whether
+// the graph can run inputs of given shapes (an image whose size is not a
+// multiple of the network's stride cannot: two branches meet in a Concat
+// with different sizes), before a request is queued. Verdicts are cached
+// per combination of shapes, so inference runs once per new shape. It is
+// safe for concurrent use.
+type shapeCheck struct {
+	graph *ir.Graph // never changed: each check infers on a clone
+	mu    sync.Mutex
+	seen  map[string]error
+}
+
+func newShapeCheck(g *ir.Graph) *shapeCheck {
+	if g == nil {
+		return nil
+	}
+	return &shapeCheck{graph: g, seen: map[string]error{}}
+}
+
+// check returns an error (wrapping ErrInvalid) when shape inference over
+// the graph fails for inputs of these shapes.
+func (c *shapeCheck) check(inputs map[string]*tensor.Tensor) error {
+	if c == nil {
+		return nil
+	}
+	key := shapeKey(inputs)
+	c.mu.Lock()
+	err, ok := c.seen[key]
+	c.mu.Unlock()
+	if ok {
+		return err
+	}
+	err = c.infer(inputs)
+	c.mu.Lock()
+	if len(c.seen) >= shapeCheckCache {
+		clear(c.seen)
+	}
+	c.seen[key] = err
+	c.mu.Unlock()
+	return err
+}
+
+// infer runs shape inference on a clone of the graph whose inputs have the
+// given shapes and whose other values have forgotten theirs.
+func (c *shapeCheck) infer(inputs map[string]*tensor.Tensor) error {
+	g := c.graph.Clone()
+	outputs := map[*ir.Value]bool{}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			if o != nil {
+				outputs[o] = true
+			}
+		}
+	}
+	for v := range outputs {
+		v.Type.Shape = nil
+	}
+	for _, v := range g.Inputs {
+		if t := inputs[v.Name]; t != nil {
+			v.Type = ir.Type{DType: t.DType, Shape: ir.KnownShape(t.Shape...)}
+		}
+	}
+	if _, err := ops.InferGraph(g); err != nil {
+		return fmt.Errorf("%w: the model cannot take inputs of shapes %s: %w", ErrInvalid, shapes(inputs), err)
+	}
+	return nil
+}
+
+// shapeKey spells the inputs' names, types and shapes.
+func shapeKey(inputs map[string]*tensor.Tensor) string {
+	names := make([]string, 0, len(inputs))
+	for n := range inputs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		if t := inputs[n]; t != nil {
+			fmt.Fprintf(&b, "%s:%v:%v;", n, t.DType, t.Shape)
+		}
+	}
+	return b.String()
+}
