@@ -23,6 +23,11 @@ import (
 // ErrUnknown is returned by Lookup for a device name nobody registered.
 var ErrUnknown = errors.New("device: unknown device")
 
+// ErrUnsupported is wrapped by a Supporter's answer for a node the device
+// cannot run (an op, attribute or element type it has no implementation
+// of).
+var ErrUnsupported = errors.New("device: unsupported")
+
 // ErrUnavailable is wrapped by Open when the device exists in kiln but not
 // on this machine (no GPU, no driver).
 var ErrUnavailable = errors.New("device: unavailable")
@@ -156,6 +161,16 @@ type Executor interface {
 	Device
 	// Compile prepares g (optimized, types inferred) to run on the device.
 	Compile(g *ir.Graph, o ExecOptions) (Program, error)
+}
+
+// Supporter is implemented by executors that can say, before compiling,
+// which nodes they run: the partitioner gives the others to the CPU.
+// Executors without it are taken to run every node.
+type Supporter interface {
+	// Supports returns nil when the device runs node n of g (optimized,
+	// types inferred), else an error wrapping ErrUnsupported that says why
+	// not. It must make the decision Compile makes.
+	Supports(n *ir.Node, g *ir.Graph) error
 }
 
 // ExecOptions configure Executor.Compile.

@@ -96,7 +96,24 @@ func (cudaDevice) FingerprintOf(ordinal int) (device.Fingerprint, error) {
 // linked in (kiln's command imports it).
 var Compiler func(g *ir.Graph, o device.ExecOptions) (device.Program, error)
 
-var _ device.Executor = cudaDevice{}
+// Support says whether the GPU executor runs a node (device.Supporter);
+// package gpuexec sets it in its init, with Compiler.
+var Support func(n *ir.Node, g *ir.Graph) error
+
+var (
+	_ device.Executor  = cudaDevice{}
+	_ device.Supporter = cudaDevice{}
+)
+
+// Supports asks the GPU executor whether it runs n (device.Supporter).
+// Without the executor linked in it answers nil: Compile then says what is
+// missing.
+func (cudaDevice) Supports(n *ir.Node, g *ir.Graph) error {
+	if Support == nil {
+		return nil
+	}
+	return Support(n, g)
+}
 
 // Compile prepares g to run on the GPU through Compiler.
 func (cudaDevice) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {

@@ -213,4 +213,7 @@ func (p *planProgram) Close() error { return p.s.Close() }
 // when tuned), stored in the plan by the builder.
 func (p *planProgram) Blobs() map[string][]byte { return p.blobs }
 
-func init() { cuda.Compiler = compilePlan }
+func init() {
+	cuda.Compiler = compilePlan
+	cuda.Support = Supports
+}

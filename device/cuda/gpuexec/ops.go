@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -102,62 +103,224 @@ type gemmCall struct {
 var minInputs = map[string]int{"Conv": 2, "FusedConv": 2, "Gemm": 2, "MatMul": 2, "FusedMatMul": 2, "Attention": 3,
 	"Gather": 2, "LayerNormalization": 2, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Max": 2, "Min": 2, "Pow": 2}
 
-// emit builds the launches of one node.
-func (c *compiler) emit(s *step) error {
-	n := s.node
+// opSpec is how the GPU runs one op: emit builds its launches; f32 lists
+// the inputs that must be float32 (absent ones skipped) and check, when
+// set, the other type constraints known before shapes are bound.
+type opSpec struct {
+	emit  func(c *compiler, s *step) error
+	f32   []int
+	check func(n *ir.Node) error
+}
+
+// support decides whether the GPU runs n, whose outputs the graph reads as
+// used says, and returns how; an error wraps ErrUnsupported (or ErrGraph
+// for a malformed node) and says why not. It is the one decision both the
+// compiler (emit) and the partitioner (Supports) use. Limits that depend on
+// bound shapes (2-D windows, broadcasting, row sizes) are checked by the
+// spec's emit.
+func support(n *ir.Node, used func(*ir.Value) bool) (opSpec, error) {
 	need := max(1, minInputs[n.OpType])
 	if len(n.Inputs) < need || len(n.Outputs) == 0 || n.Outputs[0] == nil {
-		return fmt.Errorf("%w: %d inputs and %d outputs (at least %d and 1)", ErrGraph, len(n.Inputs), len(n.Outputs), need)
+		return opSpec{}, fmt.Errorf("%w: %d inputs and %d outputs (at least %d and 1)", ErrGraph, len(n.Inputs), len(n.Outputs), need)
 	}
 	for i := range need {
 		if n.Inputs[i] == nil {
-			return fmt.Errorf("%w: input %d is missing", ErrGraph, i)
+			return opSpec{}, fmt.Errorf("%w: input %d is missing", ErrGraph, i)
 		}
 	}
 	for i, o := range n.Outputs {
-		if o != nil && i > 0 && c.used(o) && !multiOutput[n.OpType] {
-			return fmt.Errorf("%w: output %d (%q) of %s has no CUDA implementation", ErrUnsupported, i, o.Name, n.OpType)
+		if o != nil && i > 0 && used(o) && !multiOutput[n.OpType] {
+			return opSpec{}, fmt.Errorf("%w: output %d (%q) of %s has no CUDA implementation", ErrUnsupported, i, o.Name, n.OpType)
 		}
 	}
+	spec, ok := lookupOp(n)
+	if !ok {
+		return opSpec{}, fmt.Errorf("%w: op %s has no CUDA implementation", ErrUnsupported, opName(n))
+	}
+	if err := float32In(n, spec.f32...); err != nil {
+		return opSpec{}, err
+	}
+	if spec.check != nil {
+		if err := spec.check(n); err != nil {
+			return opSpec{}, err
+		}
+	}
+	return spec, nil
+}
+
+// lookupOp finds the spec of n's domain and op type.
+func lookupOp(n *ir.Node) (opSpec, bool) {
 	switch key := n.OpType; {
 	case n.Domain == "kiln" && key == "FusedConv", n.Domain == "" && key == "Conv":
-		return c.conv(s)
+		return opSpec{emit: (*compiler).conv, f32: []int{0, 1, 2, 3}}, true
 	case n.Domain == "" && key == "Gemm":
-		return c.gemm(s)
+		return opSpec{emit: (*compiler).gemm, f32: []int{0, 1, 2}}, true
 	case n.Domain == "kiln" && key == "FusedMatMul", n.Domain == "" && key == "MatMul":
-		return c.matmul(s)
+		return opSpec{emit: (*compiler).matmul, f32: []int{0, 1, 2}}, true
 	case n.Domain == "" && (key == "MaxPool" || key == "AveragePool"):
-		return c.pool(s)
+		return opSpec{emit: (*compiler).pool, f32: []int{0}}, true
 	case n.Domain == "" && (key == "GlobalAveragePool" || key == "GlobalMaxPool"):
-		return c.globalPool(s)
+		return opSpec{emit: (*compiler).globalPool, f32: []int{0}}, true
 	case n.Domain == "" && aliasOps[key]:
-		return c.alias(n)
+		return opSpec{emit: func(c *compiler, s *step) error { return c.alias(s.node) }}, true
 	case n.Domain == "" && hasKey(binaryOps, key) && len(n.Inputs) == 2:
-		return c.binary(s, binaryOps[key])
+		return opSpec{emit: func(c *compiler, s *step) error { return c.binary(s, binaryOps[key]) }, f32: []int{0, 1}}, true
 	case (n.Domain == "" || n.Domain == "kiln") && hasKey(unaryOps, key):
-		return c.unary(s)
+		return opSpec{emit: (*compiler).unary, f32: []int{0}, check: clipBounds}, true
 	case n.Domain == "" && key == "Concat":
-		return c.concat(s)
+		return opSpec{emit: (*compiler).concat, check: movedOutput}, true
 	case n.Domain == "" && key == "Split":
-		return c.split(s)
+		return opSpec{emit: (*compiler).split, check: movedInput}, true
 	case n.Domain == "" && key == "Transpose":
-		return c.transpose(s)
+		return opSpec{emit: (*compiler).transpose, check: movedInput}, true
 	case n.Domain == "" && key == "Slice":
-		return c.slice(s)
+		return opSpec{emit: (*compiler).slice, check: movedInput}, true
 	case n.Domain == "" && key == "Resize":
-		return c.resize(s)
+		return opSpec{emit: (*compiler).resize, check: resizedInput}, true
 	case n.Domain == "" && key == "Gather":
-		return c.gather(s)
+		return opSpec{emit: (*compiler).gather, check: gatherTypes}, true
 	case n.Domain == "" && key == "Cast":
-		return c.cast(s)
+		return opSpec{emit: (*compiler).cast, check: castTypes}, true
 	case (n.Domain == "" || n.Domain == "kiln") && key == "LayerNormalization":
-		return c.layerNorm(s)
+		return opSpec{emit: (*compiler).layerNorm, f32: []int{0, 1, 2}}, true
 	case n.Domain == "" && key == "Softmax":
-		return c.softmax(s)
+		return opSpec{emit: (*compiler).softmax, f32: []int{0}}, true
 	case n.Domain == "kiln" && key == "Attention":
-		return c.attention(s)
+		return opSpec{emit: (*compiler).attention}, true
 	}
-	return fmt.Errorf("%w: op %s has no CUDA implementation", ErrUnsupported, opName(n))
+	return opSpec{}, false
+}
+
+// emit builds the launches of one node.
+func (c *compiler) emit(s *step) error {
+	spec, err := support(s.node, c.used)
+	if err != nil {
+		return err
+	}
+	return spec.emit(c, s)
+}
+
+// Supports reports whether the GPU executor runs node n of g (optimized,
+// types inferred): nil if it does, else an error wrapping ErrUnsupported
+// (and device.ErrUnsupported) that says why. It makes compile's decision
+// (the same op table, input counts, used outputs and element types);
+// limits that depend on bound shapes still fail at compile time. A node
+// that shape folding turns into a constant once the input shapes are
+// bound (Shape, and arithmetic on shapes: every output a constant or a
+// shape value) is supported: compile never runs it.
+func Supports(n *ir.Node, g *ir.Graph) error {
+	if foldsWhenBound(n) {
+		return nil
+	}
+	if _, err := support(n, func(v *ir.Value) bool { return usedIn(g, v) }); err != nil {
+		return unsupportedError{err}
+	}
+	return nil
+}
+
+// foldsWhenBound reports whether every output of n is a constant or a
+// shape value that inference computes (and shape folding replaces by a
+// constant once the input shapes are known).
+func foldsWhenBound(n *ir.Node) bool {
+	if len(n.Outputs) == 0 || len(n.Subgraphs()) > 0 {
+		return false
+	}
+	for _, o := range n.Outputs {
+		if o != nil && o.Const == nil && o.ShapeValue == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// unsupportedError is a reason of Supports: its message is the executor's,
+// and it matches both ErrUnsupported (or ErrGraph) and
+// device.ErrUnsupported.
+type unsupportedError struct{ err error }
+
+func (e unsupportedError) Error() string   { return e.err.Error() }
+func (e unsupportedError) Unwrap() []error { return []error{e.err, device.ErrUnsupported} }
+
+// clipBounds: Clip's min and max inputs must be float32 constants.
+func clipBounds(n *ir.Node) error {
+	if n.OpType != "Clip" {
+		return nil
+	}
+	for i := 1; i <= 2; i++ {
+		if v := input(n, i); v != nil && !clipBound(v) {
+			return fmt.Errorf("%w: Clip bound %q is not a float32 constant", ErrUnsupported, v.Name)
+		}
+	}
+	return nil
+}
+
+func clipBound(v *ir.Value) bool {
+	return v.Const != nil && v.Const.DType == tensor.Float32 && v.Const.Len() == 1
+}
+
+// movable reports whether elements of type dt are moved by the copy
+// kernels (2, 4 or 8 bytes; float32 in either precision).
+func movable(dt tensor.DType) bool {
+	switch dt.Size() {
+	case 2, 4, 8:
+		return true
+	}
+	return false
+}
+
+func notMovable(dt tensor.DType) error {
+	return fmt.Errorf("%w: %v elements (only 2-, 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
+}
+
+func movedOutput(n *ir.Node) error {
+	if dt := n.Outputs[0].Type.DType; !movable(dt) {
+		return notMovable(dt)
+	}
+	return nil
+}
+
+func movedInput(n *ir.Node) error {
+	if dt := dtypeOf(n.Inputs[0]); !movable(dt) {
+		return notMovable(dt)
+	}
+	return nil
+}
+
+// resizedInput: nearest Resize moves 2- and 4-byte elements.
+func resizedInput(n *ir.Node) error {
+	if dt := dtypeOf(n.Inputs[0]); dt.Size() != 2 && dt.Size() != 4 {
+		return fmt.Errorf("%w: Resize of %v", ErrUnsupported, dt)
+	}
+	return nil
+}
+
+func gatherTypes(n *ir.Node) error {
+	if dt := dtypeOf(n.Inputs[1]); dt != tensor.Int64 {
+		return fmt.Errorf("%w: Gather indices of %v (only int64)", ErrUnsupported, dt)
+	}
+	return movedInput(n)
+}
+
+// castKernel is the kernel base that casts from to to ("" and false when
+// there is none; equal types are an alias).
+func castKernel(from, to tensor.DType) (string, bool) {
+	switch {
+	case from == to:
+		return "", true
+	case to == tensor.Float32 && from == tensor.Int64:
+		return "cast_i64", true
+	case to == tensor.Float32 && from == tensor.Int32:
+		return "cast_i32", true
+	}
+	return "", false
+}
+
+func castTypes(n *ir.Node) error {
+	from, to := dtypeOf(n.Inputs[0]), n.Outputs[0].Type.DType
+	if _, ok := castKernel(from, to); !ok {
+		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
+	}
+	return nil
 }
 
 func opName(n *ir.Node) string {
@@ -173,13 +336,16 @@ func hasKey[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
 var multiOutput = map[string]bool{"Split": true}
 
 // used reports whether a node or the graph reads v.
-func (c *compiler) used(v *ir.Value) bool {
-	for _, o := range c.g.Outputs {
+func (c *compiler) used(v *ir.Value) bool { return usedIn(c.g, v) }
+
+// usedIn reports whether a node of g or g's outputs read v.
+func usedIn(g *ir.Graph, v *ir.Value) bool {
+	for _, o := range g.Outputs {
 		if o == v {
 			return true
 		}
 	}
-	for _, n := range c.g.Nodes {
+	for _, n := range g.Nodes {
 		for _, in := range n.Inputs {
 			if in == v {
 				return true
@@ -262,9 +428,6 @@ func readWindow(n *ir.Node, h, w, oh, ow, kh, kw int) (window2D, error) {
 
 func (c *compiler) conv(s *step) error {
 	n := s.node
-	if err := float32In(n, 0, 1, 2, 3); err != nil {
-		return err
-	}
 	x, w := n.Inputs[0], n.Inputs[1]
 	xd, err := c.dims(x)
 	if err != nil {
@@ -360,9 +523,6 @@ func gemmLaunch(kernel string, y, a, b ref, cb *ref, batch, M, N, K int, sAb, sA
 
 func (c *compiler) gemm(s *step) error {
 	n := s.node
-	if err := float32In(n, 0, 1, 2); err != nil {
-		return err
-	}
 	a := ops.AttrsOf(n)
 	alpha, beta := a.Float("alpha", 1), a.Float("beta", 1)
 	transA, transB := a.Int("transA", 0) != 0, a.Int("transB", 0) != 0
@@ -451,9 +611,6 @@ func (c *compiler) gemm(s *step) error {
 
 func (c *compiler) matmul(s *step) error {
 	n := s.node
-	if err := float32In(n, 0, 1, 2); err != nil {
-		return err
-	}
 	act := activation{}
 	var err error
 	if n.Domain == "kiln" {
@@ -565,9 +722,6 @@ func sameDims(a, b []int) bool {
 
 func (c *compiler) pool(s *step) error {
 	n := s.node
-	if err := float32In(n, 0); err != nil {
-		return err
-	}
 	xd, err := c.dims(n.Inputs[0])
 	if err != nil {
 		return err
@@ -603,9 +757,6 @@ func (c *compiler) pool(s *step) error {
 
 func (c *compiler) globalPool(s *step) error {
 	n := s.node
-	if err := float32In(n, 0); err != nil {
-		return err
-	}
 	xd, err := c.dims(n.Inputs[0])
 	if err != nil {
 		return err
@@ -635,9 +786,6 @@ func (c *compiler) globalPool(s *step) error {
 
 func (c *compiler) binary(s *step, op int) error {
 	n := s.node
-	if err := float32In(n, 0, 1); err != nil {
-		return err
-	}
 	ad, err := c.dims(n.Inputs[0])
 	if err != nil {
 		return err
@@ -697,9 +845,6 @@ func flatRepeat(a, b, y []int) (bn int64, ok bool) {
 
 func (c *compiler) unary(s *step) error {
 	n := s.node
-	if err := float32In(n, 0); err != nil {
-		return err
-	}
 	a := ops.AttrsOf(n)
 	act := activation{code: unaryOps[n.OpType]}
 	switch n.OpType {
@@ -718,7 +863,7 @@ func (c *compiler) unary(s *step) error {
 			if v == nil {
 				continue
 			}
-			if v.Const == nil || v.Const.DType != tensor.Float32 || v.Const.Len() != 1 {
+			if !clipBound(v) {
 				return fmt.Errorf("%w: Clip bound %q is not a float32 constant", ErrUnsupported, v.Name)
 			}
 			*p = v.Const.Float32s()[0]
@@ -751,7 +896,7 @@ func (c *compiler) copyKernel(base string, dt tensor.DType) (string, error) {
 	case 8:
 		return base + "_b64", nil
 	}
-	return "", fmt.Errorf("%w: %v elements (only 2-, 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
+	return "", notMovable(dt)
 }
 
 func dtypeOf(v *ir.Value) tensor.DType {
@@ -890,10 +1035,7 @@ func (c *compiler) transpose(s *step) error {
 
 func (c *compiler) gather(s *step) error {
 	n := s.node
-	x, idx := n.Inputs[0], n.Inputs[1]
-	if dtypeOf(idx) != tensor.Int64 {
-		return fmt.Errorf("%w: Gather indices of %v (only int64)", ErrUnsupported, dtypeOf(idx))
-	}
+	x, idx := n.Inputs[0], n.Inputs[1] // int64 indices (gatherTypes)
 	xd, err := c.dims(x)
 	if err != nil {
 		return err
@@ -935,15 +1077,11 @@ func (c *compiler) cast(s *step) error {
 	if from == to {
 		return c.alias(n)
 	}
-	var k string
-	switch {
-	case to == tensor.Float32 && from == tensor.Int64:
-		k = c.fk("cast_i64")
-	case to == tensor.Float32 && from == tensor.Int32:
-		k = c.fk("cast_i32")
-	default:
+	base, ok := castKernel(from, to)
+	if !ok {
 		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
 	}
+	k := c.fk(base)
 	xr, err := c.ref(x)
 	if err != nil {
 		return err
@@ -959,9 +1097,6 @@ func (c *compiler) cast(s *step) error {
 
 func (c *compiler) layerNorm(s *step) error {
 	n := s.node
-	if err := float32In(n, 0, 1, 2); err != nil {
-		return err
-	}
 	a := ops.AttrsOf(n)
 	xd, err := c.dims(n.Inputs[0])
 	if err != nil {
@@ -1031,9 +1166,6 @@ func (c *compiler) layerNorm(s *step) error {
 
 func (c *compiler) softmax(s *step) error {
 	n := s.node
-	if err := float32In(n, 0); err != nil {
-		return err
-	}
 	xd, err := c.dims(n.Inputs[0])
 	if err != nil {
 		return err

@@ -1,0 +1,138 @@
+package gpuexec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// supportGraph is x -> Relu -> CumSum -> Cast(int32) -> Cast(float32) ->
+// Split (both halves read) -> Add, with a Shape -> Reshape on the way, and
+// a TopK whose indices are read: the nodes TestSupports asks about.
+func supportGraph(t *testing.T) *ir.Graph {
+	t.Helper()
+	b := ir.NewBuilder("support", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
+	r := b.Op("Relu", []*ir.Value{x})
+	axis := b.Const("axis", tensor.FromInt64([]int64{1}, 1))
+	c := b.Op("CumSum", []*ir.Value{r, axis})
+	i32 := b.Op("Cast", []*ir.Value{c}, ir.IntAttr("to", int64(tensor.Int32)))
+	f32 := b.Op("Cast", []*ir.Value{i32}, ir.IntAttr("to", int64(tensor.Float32)))
+	sh := b.Op("Shape", []*ir.Value{f32})
+	re := b.Op("Reshape", []*ir.Value{f32, sh})
+	halves := b.OpN("Split", 2, []*ir.Value{re}, ir.IntAttr("axis", 1), ir.IntAttr("num_outputs", 2))
+	sum := b.Op("Add", []*ir.Value{halves[0], halves[1]})
+	k := b.Const("k", tensor.FromInt64([]int64{2}, 1))
+	top := b.OpN("TopK", 2, []*ir.Value{sum, k})
+	b.Output(top[0], "values")
+	b.Output(top[1], "indices")
+	g := b.Graph()
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestSupports checks, node by node, the executor's answer: ops without a
+// CUDA implementation (CumSum, TopK), a cast it has no kernel for, and the
+// ops it runs, including a Shape that folds once shapes are bound; a
+// second output read where the op has none on the GPU (TopK).
+func TestSupports(t *testing.T) {
+	g := supportGraph(t)
+	want := map[string]string{ // op (first of its type) -> "" or a phrase of the reason
+		"Relu":    "",
+		"CumSum":  "op CumSum has no CUDA implementation",
+		"Cast":    "Cast from float32 to int32",
+		"Shape":   "",
+		"Reshape": "",
+		"Split":   "",
+		"Add":     "",
+		"TopK":    `output 1 ("indices") of TopK has no CUDA implementation`,
+	}
+	seen := map[string]bool{}
+	for _, n := range g.Nodes {
+		if seen[n.OpType] {
+			continue
+		}
+		seen[n.OpType] = true
+		w, ok := want[n.OpType]
+		if !ok {
+			t.Fatalf("unexpected node %v", n)
+		}
+		err := Supports(n, g)
+		switch {
+		case w == "" && err != nil:
+			t.Errorf("%v: %v, want supported", n, err)
+		case w != "" && (err == nil || !strings.Contains(err.Error(), w)):
+			t.Errorf("%v: %v, want an error saying %q", n, err, w)
+		case w != "" && (!errors.Is(err, ErrUnsupported) || !errors.Is(err, device.ErrUnsupported)):
+			t.Errorf("%v: %v wraps neither ErrUnsupported nor device.ErrUnsupported", n, err)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("saw ops %v, want %v", seen, want)
+	}
+}
+
+// TestSupportsMatchesCompile checks that Supports and the compiler make
+// one decision: for graphs of one node each, compile fails exactly when
+// Supports refuses, with the same reason.
+func TestSupportsMatchesCompile(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(b *ir.Builder, x *ir.Value) *ir.Value
+		ok    bool
+	}{
+		{"relu", func(b *ir.Builder, x *ir.Value) *ir.Value { return b.Op("Relu", []*ir.Value{x}) }, true},
+		{"cumsum", func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("CumSum", []*ir.Value{x, b.Const("axis", tensor.FromInt64([]int64{1}, 1))})
+		}, false},
+		{"hardsigmoid", func(b *ir.Builder, x *ir.Value) *ir.Value { return b.Op("HardSigmoid", []*ir.Value{x}) }, true},
+		{"cast to int64", func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Cast", []*ir.Value{x}, ir.IntAttr("to", int64(tensor.Int64)))
+		}, false},
+		{"clip with a computed bound", func(b *ir.Builder, x *ir.Value) *ir.Value {
+			lo := b.Op("ReduceMin", []*ir.Value{x}, ir.IntAttr("keepdims", 0))
+			return b.Op("Clip", []*ir.Value{x, lo})
+		}, false},
+		{"transpose", func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Transpose", []*ir.Value{x}, ir.IntsAttr("perm", 1, 0))
+		}, true},
+		{"split with a used second output", func(b *ir.Builder, x *ir.Value) *ir.Value {
+			h := b.OpN("Split", 2, []*ir.Value{x}, ir.IntAttr("axis", 1), ir.IntAttr("num_outputs", 2))
+			return b.Op("Add", []*ir.Value{h[0], h[1]})
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := ir.NewBuilder(tt.name, 17)
+			x := b.Input("x", tensor.Float32, ir.D(2), ir.D(8))
+			b.Output(tt.build(b, x), "y")
+			g := b.Graph()
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			var refused error
+			for _, n := range g.Nodes {
+				if err := Supports(n, g); err != nil && refused == nil {
+					refused = err
+				}
+			}
+			_, cerr := compile(g, false, false)
+			if tt.ok != (refused == nil) {
+				t.Errorf("Supports: %v, want supported %v", refused, tt.ok)
+			}
+			if (refused == nil) != (cerr == nil) {
+				t.Fatalf("Supports says %v, compile says %v", refused, cerr)
+			}
+			if refused != nil && !strings.Contains(cerr.Error(), refused.Error()) {
+				t.Errorf("compile's reason %q is not Supports' %q", cerr, refused)
+			}
+		})
+	}
+}
