@@ -74,11 +74,22 @@ type Schema struct {
 	// MaxBatchSize > 0 means every input has a leading batch dimension of
 	// 1..MaxBatchSize.
 	MaxBatchSize int
+	// Outputs are the model's outputs, which a request may ask for.
+	Outputs []repository.IO
 }
 
 // SchemaOf returns the schema of a model's config.
 func SchemaOf(cfg *repository.Config) *Schema {
-	return &Schema{Model: cfg.Name, Inputs: cfg.Inputs, MaxBatchSize: cfg.MaxBatchSize}
+	return &Schema{Model: cfg.Name, Inputs: cfg.Inputs, MaxBatchSize: cfg.MaxBatchSize, Outputs: cfg.Outputs}
+}
+
+// checkOutput checks the name of an output a request asks for; a nil
+// schema accepts every name. Its errors wrap serve.ErrInvalid.
+func (sc *Schema) checkOutput(name string) error {
+	if sc == nil || slices.ContainsFunc(sc.Outputs, func(o repository.IO) bool { return o.Name == name }) {
+		return nil
+	}
+	return fmt.Errorf("%w: model %s has no output %q", serve.ErrInvalid, sc.Model, name)
 }
 
 // check checks an input's declared name, datatype and shape; a nil schema
@@ -316,12 +327,14 @@ type reqDecoder struct {
 	d      *Decoded
 	bins   []binaryInput
 	names  map[string]bool
+	// outNames are the outputs asked for so far
+	outNames map[string]bool
 }
 
 // decodeHeader decodes the JSON of a request: the inputs sent as JSON
 // data are decoded, those sent as binary data are returned in order.
 func decodeHeader(hdr []byte, schema *Schema) (*Decoded, []binaryInput, error) {
-	r := &reqDecoder{s: scanner{b: hdr}, schema: schema, names: map[string]bool{},
+	r := &reqDecoder{s: scanner{b: hdr}, schema: schema, names: map[string]bool{}, outNames: map[string]bool{},
 		d: &Decoded{Inputs: map[string]*tensor.Tensor{}, Binary: map[string]bool{}}}
 	if err := r.request(); err != nil {
 		if errors.Is(err, serve.ErrInvalid) {
@@ -478,6 +491,13 @@ func (r *reqDecoder) outputs() error {
 		if !named {
 			return errors.New("an output has no name")
 		}
+		if err := r.schema.checkOutput(name); err != nil {
+			return err
+		}
+		if r.outNames[name] {
+			return fmt.Errorf("output %q asked for twice", name)
+		}
+		r.outNames[name] = true
 		b, err := paramBool(params, "binary_data")
 		if err != nil {
 			return fmt.Errorf("output %q: %w", name, err)

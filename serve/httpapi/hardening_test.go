@@ -59,7 +59,8 @@ func allocated(f func()) uint64 {
 }
 
 var tinySchema = &Schema{Model: "tinycnn", MaxBatchSize: 8,
-	Inputs: []repository.IO{{Name: "image", DataType: tensor.Float32, Dims: []int64{3, 32, 32}}}}
+	Inputs:  []repository.IO{{Name: "image", DataType: tensor.Float32, Dims: []int64{3, 32, 32}}},
+	Outputs: []repository.IO{{Name: "probabilities", DataType: tensor.Float32, Dims: []int64{10}}}}
 
 // TestDecodeMemoryBound (issue 9, item 3): decoding allocates the tensors
 // and a constant, never a multiple of the body in boxed values; a request
@@ -262,6 +263,11 @@ func TestDecodeSchema(t *testing.T) {
 			}
 		})
 	}
+	// outputs are checked as they come, before the inputs that follow
+	_, err := DecodeRequestFor([]byte(`{"outputs":[{"name":"zz"}],"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32",`+garbage+`}]}`), -1, tinySchema)
+	if !errors.Is(err, serve.ErrInvalid) || !strings.Contains(err.Error(), `no output "zz"`) {
+		t.Errorf("unknown output: err = %v", err)
+	}
 }
 
 // TestDecodeStrict: what encoding/json let through and a KServe request
@@ -294,6 +300,7 @@ func TestDecodeStrict(t *testing.T) {
 		{"unknown keys skipped", `{"x":{"y":[1,{"z":null}]},` + valid[1:], true},
 		{"null outputs", `{"outputs":null,` + valid[1:], true},
 		{"output without name", `{"outputs":[{}],` + valid[1:], false},
+		{"output twice", `{"outputs":[{"name":"y"},{"name":"y"}],` + valid[1:], false},
 		{"id not a string", `{"id":1,` + valid[1:], false},
 		{"control character", `{"id":"a` + "\x01" + `",` + valid[1:], false},
 		{"empty", ``, false},
