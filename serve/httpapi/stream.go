@@ -131,11 +131,9 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	// A stream outlives any read or write timeout the HTTP server sets
-	// for requests: it has its own liveness check (pings).
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	rc.SetWriteDeadline(time.Time{})
+	// The upgrade hijacks the connection, which clears the deadlines the
+	// HTTP server's read and write timeouts set: a stream outlives them,
+	// with pings as its liveness check.
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept wrote the error
