@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"unsafe"
@@ -20,6 +21,10 @@ import (
 // ErrDecode is returned for a request body that is not a valid KServe v2
 // inference request.
 var ErrDecode = errors.New("httpapi: bad inference request")
+
+// ErrBodyTimeout is returned when a request's body did not arrive before
+// the connection's read deadline (the HTTP server's read timeout).
+var ErrBodyTimeout = errors.New("httpapi: the request body did not arrive in time")
 
 var dtypeNames = map[string]tensor.DType{
 	"BOOL": tensor.Bool, "UINT8": tensor.Uint8, "UINT16": tensor.Uint16, "UINT32": tensor.Uint32,
@@ -218,8 +223,11 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
 	readErr := func(what string, err error) error {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return fmt.Errorf("%w: the body ended before %s", ErrDecode, what)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("%w: reading %s: %w", ErrBodyTimeout, what, err)
 		}
 		return fmt.Errorf("%w: reading %s: %w", ErrDecode, what, err)
 	}

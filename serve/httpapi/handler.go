@@ -208,6 +208,8 @@ func Status(err error) int {
 	switch {
 	case errors.As(err, &maxErr):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBodyTimeout):
+		return http.StatusRequestTimeout
 	case errors.Is(err, ErrDecode), errors.Is(err, serve.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, serve.ErrNotFound):

@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -951,5 +954,40 @@ func TestReadRequestBytes(t *testing.T) {
 				t.Errorf("strings %q", s)
 			}
 		})
+	}
+}
+
+// TestSlowBodyTimesOut: a body that does not arrive before the server's
+// read timeout is answered 408, and its connection closed.
+func TestSlowBodyTimesOut(t *testing.T) {
+	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serve.New(serve.Options{})
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	ts := httptest.NewUnstartedServer(New(s, Options{}))
+	ts.Config.ReadTimeout = 200 * time.Millisecond
+	ts.Start()
+	defer ts.Close()
+	for _, hl := range []string{"", "\r\n" + HeaderLength + ": 900"} {
+		conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /v2/models/tinycnn/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000%s\r\n\r\n{\"inputs\":", hl)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "did not arrive in time") {
+			t.Errorf("slow body (header length %q): %d %s, want 408", hl, resp.StatusCode, b)
+		}
+		conn.Close()
 	}
 }

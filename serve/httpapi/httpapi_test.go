@@ -463,6 +463,9 @@ func TestStatus(t *testing.T) {
 		{serve.ErrInvalid, 400},
 		{ErrDecode, 400},
 		{&http.MaxBytesError{Limit: 1}, 413},
+		{fmt.Errorf("%w: reading: %w", ErrBodyTimeout, os.ErrDeadlineExceeded), 408},
+		{fmt.Errorf("%w: bad model version", ErrVersion), 400},
+		{fmt.Errorf("model m: %w", serve.ErrQueueFull), 429},
 		{fmt.Errorf("%w: model m: %w", serve.ErrWarmup, errors.New("backend")), 400},
 		{errors.New("boom"), 500},
 	}
