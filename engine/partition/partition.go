@@ -1,0 +1,663 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// CPU is the name of the device that runs what the requested one cannot.
+const CPU = "cpu"
+
+// ErrFallback is returned by Compile with Options.Strict when some nodes
+// would run on the CPU; the message names them and says why.
+var ErrFallback = errors.New("partition: layers would fall back to the CPU")
+
+// Options configure Compile.
+type Options struct {
+	// Strict refuses any fallback (as TensorRT does): Compile fails with
+	// ErrFallback before compiling anything.
+	Strict bool
+}
+
+// Fallback is one node the device does not run, and why.
+type Fallback struct {
+	Node   string // the node's name
+	Op     string // its op, "CumSum" or "kiln::FusedConv"
+	Reason error  // the device's answer (wraps device.ErrUnsupported)
+}
+
+// Segment is a run of nodes on one device.
+type Segment struct {
+	Device string   // the executor's name, or CPU
+	Nodes  []string // the nodes' names, in order (shape computations a device segment repeats included)
+	// Inputs and Outputs are the values the segment reads from the graph
+	// or earlier segments, and those it hands to later segments or returns.
+	Inputs, Outputs []string
+}
+
+// Report says where each layer of a graph runs.
+type Report struct {
+	Device    string // the requested device
+	Layers    int    // nodes that run (folded constants left out)
+	OnDevice  int    // of those, the ones on Device
+	Fallbacks []Fallback
+	Segments  []Segment
+}
+
+// Summary is one line: "12 of 14 layers on cuda, 2 on the CPU (CumSum x2)".
+func (r *Report) Summary() string {
+	s := fmt.Sprintf("%d of %d layers on %s, %d on the CPU", r.OnDevice, r.Layers, r.Device, len(r.Fallbacks))
+	if len(r.Fallbacks) == 0 {
+		return s
+	}
+	count := map[string]int{}
+	var order []string
+	for _, f := range r.Fallbacks {
+		if count[f.Op] == 0 {
+			order = append(order, f.Op)
+		}
+		count[f.Op]++
+	}
+	parts := make([]string, len(order))
+	for i, op := range order {
+		parts[i] = fmt.Sprintf("%s x%d", op, count[op])
+	}
+	return fmt.Sprintf("%s (%s) in %d segments", s, strings.Join(parts, ", "), len(r.Segments))
+}
+
+// Lines describes each fallback, one line each: "node (Op): reason".
+func (r *Report) Lines() []string {
+	out := make([]string, len(r.Fallbacks))
+	for i, f := range r.Fallbacks {
+		out[i] = fmt.Sprintf("%s (%s) runs on the CPU: %v", f.Node, f.Op, f.Reason)
+	}
+	return out
+}
+
+// segment is a segment being built: node indices into the graph's nodes.
+type segment struct {
+	onDevice bool
+	home     []int // the nodes assigned to it
+	nodes    []int // home plus the shape computations it repeats, in graph order
+	inputs   []*ir.Value
+	consts   []*ir.Value
+	outputs  []*ir.Value
+}
+
+// partition is the assignment of a graph's nodes.
+type partition struct {
+	g      *ir.Graph
+	report *Report
+	segs   []*segment
+}
+
+// Assign decides where each node of g (optimized, types inferred) runs:
+// on x when x supports it (every node when x is no device.Supporter), on
+// the CPU otherwise. It compiles nothing.
+func Assign(g *ir.Graph, x device.Executor) *Report {
+	return assign(g, x).report
+}
+
+func assign(g *ir.Graph, x device.Executor) *partition {
+	sup, _ := x.(device.Supporter)
+	r := &Report{Device: x.Name()}
+	p := &partition{g: g, report: r}
+	producer := map[*ir.Value]int{}
+	for i, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			if o != nil {
+				producer[o] = i
+			}
+		}
+	}
+	// Segments alternate: even ones on the device, odd ones on the CPU. A
+	// node goes to the first segment of its kind that comes no earlier
+	// than its producers' (and after those of the other kind).
+	segOf := make([]int, len(g.Nodes))
+	onDev := make([]bool, len(g.Nodes))
+	last := -1
+	for i, n := range g.Nodes {
+		segOf[i] = -1
+		if folded(n) {
+			continue
+		}
+		r.Layers++
+		onDev[i] = true
+		if sup != nil {
+			if err := sup.Supports(n, g); err != nil {
+				onDev[i] = false
+				r.Fallbacks = append(r.Fallbacks, Fallback{Node: n.Name, Op: opName(n), Reason: err})
+			}
+		}
+		if onDev[i] {
+			r.OnDevice++
+		}
+		kind := 0
+		if !onDev[i] {
+			kind = 1
+		}
+		s := 0
+		for _, v := range deps(n) {
+			j, ok := producer[v]
+			if !ok || segOf[j] < 0 {
+				continue
+			}
+			if onDev[j] == onDev[i] {
+				s = max(s, segOf[j])
+			} else {
+				s = max(s, segOf[j]+1)
+			}
+		}
+		if s%2 != kind {
+			s++
+		}
+		segOf[i] = s
+		last = max(last, s)
+	}
+	byIndex := make([]*segment, last+1)
+	for i := range g.Nodes {
+		s := segOf[i]
+		if s < 0 {
+			continue
+		}
+		if byIndex[s] == nil {
+			byIndex[s] = &segment{onDevice: s%2 == 0}
+		}
+		byIndex[s].home = append(byIndex[s].home, i)
+	}
+	home := map[int]*segment{}
+	for _, s := range byIndex {
+		if s != nil {
+			p.segs = append(p.segs, s)
+			for _, i := range s.home {
+				home[i] = s
+			}
+		}
+	}
+	outputs := map[*ir.Value]bool{}
+	for _, v := range g.Outputs {
+		outputs[v] = true
+	}
+	readBy := map[*ir.Value][]*segment{}
+	for _, s := range p.segs {
+		s.nodes = append([]int(nil), s.home...)
+		if s.onDevice {
+			p.repeatShapes(s, producer, sup)
+		}
+		in := map[int]bool{}
+		for _, i := range s.nodes {
+			in[i] = true
+		}
+		seen := map[*ir.Value]bool{}
+		for _, i := range s.nodes {
+			for _, v := range deps(g.Nodes[i]) {
+				if v == nil || seen[v] {
+					continue
+				}
+				if j, ok := producer[v]; ok && in[j] {
+					continue
+				}
+				seen[v] = true
+				if v.Const != nil && !isInput(g, v) {
+					s.consts = append(s.consts, v)
+					continue
+				}
+				s.inputs = append(s.inputs, v)
+				readBy[v] = append(readBy[v], s)
+			}
+		}
+	}
+	for _, s := range p.segs {
+		for _, i := range s.home {
+			for _, o := range g.Nodes[i].Outputs {
+				if o == nil || o.Const != nil {
+					continue
+				}
+				if outputs[o] || readByOther(readBy[o], s) {
+					s.outputs = append(s.outputs, o)
+				}
+			}
+		}
+		seg := Segment{Device: CPU}
+		if s.onDevice {
+			seg.Device = x.Name()
+		}
+		for _, i := range s.nodes {
+			seg.Nodes = append(seg.Nodes, g.Nodes[i].Name)
+		}
+		seg.Inputs, seg.Outputs = names(s.inputs), names(s.outputs)
+		r.Segments = append(r.Segments, seg)
+	}
+	return p
+}
+
+// repeatShapes adds to device segment s the shape computations (nodes
+// whose outputs are all constants or shape values, which the device
+// supports) that produce its inputs in other segments: a device compiles
+// shape computations into constants once its input shapes are bound, which
+// it cannot do with a shape that arrives as a tensor.
+func (p *partition) repeatShapes(s *segment, producer map[*ir.Value]int, sup device.Supporter) {
+	in := map[int]bool{}
+	for _, i := range s.nodes {
+		in[i] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, i := range s.nodes {
+			for _, v := range deps(p.g.Nodes[i]) {
+				j, ok := producer[v]
+				if !ok || in[j] || v.Const != nil {
+					continue
+				}
+				n := p.g.Nodes[j]
+				if !shapeOnly(n) || (sup != nil && sup.Supports(n, p.g) != nil) {
+					continue
+				}
+				in[j] = true
+				s.nodes = append(s.nodes, j)
+				changed = true
+			}
+		}
+		sort.Ints(s.nodes)
+	}
+}
+
+// shapeOnly reports whether every output of n is a shape value (or a
+// constant): a computation on shapes.
+func shapeOnly(n *ir.Node) bool {
+	if len(n.Outputs) == 0 || len(n.Subgraphs()) > 0 {
+		return false
+	}
+	for _, o := range n.Outputs {
+		if o != nil && o.Const == nil && o.ShapeValue == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func readByOther(segs []*segment, s *segment) bool {
+	for _, o := range segs {
+		if o != s {
+			return true
+		}
+	}
+	return false
+}
+
+func isInput(g *ir.Graph, v *ir.Value) bool {
+	for _, in := range g.Inputs {
+		if in == v {
+			return true
+		}
+	}
+	return false
+}
+
+func names(vs []*ir.Value) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Name
+	}
+	return out
+}
+
+// deps returns the values n reads: its inputs and the values of g its
+// subgraphs read.
+func deps(n *ir.Node) []*ir.Value {
+	out := make([]*ir.Value, 0, len(n.Inputs))
+	for _, v := range n.Inputs {
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	for _, sg := range n.Subgraphs() {
+		for _, v := range sg.OuterValues() {
+			if v != nil {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// folded reports whether every output of n is already a constant (the
+// engines skip such nodes).
+func folded(n *ir.Node) bool {
+	for _, o := range n.Outputs {
+		if o != nil && o.Const == nil {
+			return false
+		}
+	}
+	return len(n.Outputs) > 0
+}
+
+func opName(n *ir.Node) string {
+	if n.Domain != "" {
+		return n.Domain + "::" + n.OpType
+	}
+	return n.OpType
+}
+
+// SegmentPrefix is the prefix of segment i's sections in the blobs of a
+// program of several segments ("segment1/cuda.kernels.sm_90").
+func SegmentPrefix(i int) string { return fmt.Sprintf("segment%d/", i) }
+
+// Compile prepares g (optimized, types inferred) to run on x, giving the
+// nodes x does not support to the CPU (see Assign), and returns the
+// program and where each node runs. When x runs every node the program is
+// x's own, compiled from g and o as without partitioning. Otherwise each
+// device segment is compiled by x as a subgraph (with o, its max and opt
+// shapes those the segment's inputs take at o's, its blobs those under
+// SegmentPrefix), each CPU segment becomes an engine, and the program runs
+// them in order, passing host tensors (float32 for float data, whatever
+// the device's precision) between them.
+func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (device.Program, *Report, error) {
+	p := assign(g, x)
+	r := p.report
+	if po.Strict && len(r.Fallbacks) > 0 {
+		return nil, r, strictError(r)
+	}
+	if len(p.segs) <= 1 && (len(p.segs) == 0 || p.segs[0].onDevice) {
+		prog, err := x.Compile(g, o)
+		return prog, r, err
+	}
+	maxShapes, err := boundShapes(g, o.MaxShapes)
+	if err != nil {
+		return nil, r, err
+	}
+	optShapes, err := boundShapes(g, o.OptShapes)
+	if err != nil {
+		return nil, r, err
+	}
+	prog := &program{blobs: map[string][]byte{}, inputs: map[string]bool{}}
+	for _, v := range g.Inputs {
+		prog.inputs[v.Name] = true
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			prog.Close()
+		}
+	}()
+	for i, s := range p.segs {
+		sub := p.subgraph(s)
+		rs := &runSegment{device: r.Segments[i].Device, inputs: r.Segments[i].Inputs, outputs: r.Segments[i].Outputs}
+		if s.onDevice {
+			so := o
+			so.MaxShapes, so.OptShapes = segmentShapes(maxShapes, s.inputs), segmentShapes(optShapes, s.inputs)
+			if o.Blobs != nil {
+				so.Blobs = map[string][]byte{}
+				for name, b := range o.Blobs {
+					if rest, ok := strings.CutPrefix(name, SegmentPrefix(i)); ok {
+						so.Blobs[rest] = b
+					}
+				}
+			}
+			dp, err := x.Compile(sub, so)
+			if err != nil {
+				return nil, r, fmt.Errorf("segment %d (%s, %d layers): %w", i, rs.device, len(s.home), err)
+			}
+			rs.prog = dp
+			if bp, ok := dp.(device.BlobProgram); ok {
+				for name, b := range bp.Blobs() {
+					prog.blobs[SegmentPrefix(i)+name] = b
+				}
+			}
+		} else {
+			e, err := engine.NewWithOptions(sub, engine.Options{MaxShapes: segmentShapes(maxShapes, s.inputs)})
+			if err != nil {
+				return nil, r, fmt.Errorf("segment %d (CPU, %d layers): %w", i, len(s.home), err)
+			}
+			rs.prog = cpuProgram{e}
+		}
+		prog.segs = append(prog.segs, rs)
+	}
+	for _, v := range g.Outputs {
+		out := graphOutput{name: v.Name}
+		if v.Const != nil {
+			out.konst, out.input = v.Const, isInput(g, v)
+		}
+		prog.outputs = append(prog.outputs, out)
+	}
+	ok = true
+	return prog, r, nil
+}
+
+func strictError(r *Report) error {
+	const shown = 10
+	var parts []string
+	for i, f := range r.Fallbacks {
+		if i == shown {
+			parts = append(parts, fmt.Sprintf("and %d more", len(r.Fallbacks)-shown))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s): %v", f.Node, f.Op, f.Reason))
+	}
+	return fmt.Errorf("%w: %d of %d layers have no %s implementation: %s", ErrFallback, len(r.Fallbacks), r.Layers, r.Device, strings.Join(parts, "; "))
+}
+
+// subgraph builds segment s as a graph of its own: a copy of g's nodes in
+// s, its inputs as graph inputs, the constants it reads as initializers
+// and its outputs as graph outputs.
+func (p *partition) subgraph(s *segment) *ir.Graph {
+	g := p.g
+	c := g.Clone()
+	m := map[*ir.Value]*ir.Value{}
+	pair := func(a, b []*ir.Value) {
+		for i := range a {
+			if a[i] != nil {
+				m[a[i]] = b[i]
+			}
+		}
+	}
+	pair(g.Inputs, c.Inputs)
+	pair(g.Initializers, c.Initializers)
+	for i, n := range g.Nodes {
+		pair(n.Inputs, c.Nodes[i].Inputs)
+		pair(n.Outputs, c.Nodes[i].Outputs)
+	}
+	sub := &ir.Graph{Name: g.Name, Opsets: c.Opsets}
+	for _, v := range s.inputs {
+		cv := m[v]
+		cv.Producer = nil
+		sub.Inputs = append(sub.Inputs, cv)
+	}
+	for _, v := range s.consts {
+		cv := m[v]
+		cv.Producer = nil
+		sub.Initializers = append(sub.Initializers, cv)
+	}
+	for _, i := range s.nodes {
+		sub.Nodes = append(sub.Nodes, c.Nodes[i])
+	}
+	for _, v := range s.outputs {
+		sub.Outputs = append(sub.Outputs, m[v])
+	}
+	return sub
+}
+
+// boundShapes infers the shape of every value of g when its inputs take
+// the given shapes (nil when shapes is nil); values whose shape stays
+// unknown are left out.
+func boundShapes(g *ir.Graph, shapes map[string][]int) (map[*ir.Value][]int, error) {
+	if shapes == nil {
+		return nil, nil
+	}
+	c := g.Clone()
+	for _, v := range c.Inputs {
+		if s, ok := shapes[v.Name]; ok {
+			v.Type.Shape = ir.KnownShape(s...)
+		}
+	}
+	for _, n := range c.Nodes {
+		for _, o := range n.Outputs {
+			if o != nil && o.Const == nil {
+				o.Type.Shape, o.ShapeValue = nil, nil
+			}
+		}
+	}
+	if _, err := ops.InferGraph(c); err != nil {
+		return nil, fmt.Errorf("partition: shapes of the segments: %w", err)
+	}
+	byName := map[string][]int{}
+	for _, n := range c.Nodes {
+		for _, o := range n.Outputs {
+			if o == nil {
+				continue
+			}
+			if d, ok := o.Type.Shape.Ints(); ok {
+				byName[o.Name] = d
+			}
+		}
+	}
+	out := map[*ir.Value][]int{}
+	for _, v := range g.Inputs {
+		if s, ok := shapes[v.Name]; ok {
+			out[v] = s
+		}
+	}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			if o == nil {
+				continue
+			}
+			if d, ok := byName[o.Name]; ok {
+				out[o] = d
+			}
+		}
+	}
+	return out, nil
+}
+
+// segmentShapes picks the shapes of a segment's inputs, by name; nil when
+// one is unknown (a graph input without a default left out of the
+// profile, or a shape inference cannot bound).
+func segmentShapes(shapes map[*ir.Value][]int, inputs []*ir.Value) map[string][]int {
+	if shapes == nil {
+		return nil
+	}
+	out := map[string][]int{}
+	for _, v := range inputs {
+		d, ok := shapes[v]
+		if !ok {
+			if v.Const != nil {
+				continue
+			}
+			return nil
+		}
+		out[v.Name] = d
+	}
+	return out
+}
+
+// program runs the segments of a partitioned graph in order.
+type program struct {
+	segs    []*runSegment
+	inputs  map[string]bool // the graph's input names
+	outputs []graphOutput
+	blobs   map[string][]byte
+}
+
+type runSegment struct {
+	device          string
+	prog            device.Program
+	inputs, outputs []string
+}
+
+// graphOutput is an output of the graph: a value of a segment, a graph
+// input, or a constant.
+type graphOutput struct {
+	name  string
+	konst *tensor.Tensor // a constant, or an input's default when input
+	input bool
+}
+
+var (
+	_ device.Program     = (*program)(nil)
+	_ device.BlobProgram = (*program)(nil)
+)
+
+// Run runs the segments in order, each on the graph's inputs and the
+// earlier segments' outputs it reads. It is safe for concurrent use (the
+// segments' programs are).
+func (p *program) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	vals := make(map[string]*tensor.Tensor, len(inputs))
+	for name, t := range inputs {
+		if !p.inputs[name] {
+			return nil, fmt.Errorf("%w: the model has no input %q", engine.ErrInput, name)
+		}
+		vals[name] = t
+	}
+	for i, s := range p.segs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		in := make(map[string]*tensor.Tensor, len(s.inputs))
+		for _, name := range s.inputs {
+			if t, ok := vals[name]; ok {
+				in[name] = t
+			}
+		}
+		out, err := s.prog.Run(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("segment %d (%s): %w", i, s.device, err)
+		}
+		for _, name := range s.outputs {
+			t, ok := out[name]
+			if !ok {
+				return nil, fmt.Errorf("partition: segment %d (%s) returned no %q", i, s.device, name)
+			}
+			vals[name] = t
+		}
+	}
+	res := make(map[string]*tensor.Tensor, len(p.outputs))
+	for _, o := range p.outputs {
+		t, ok := vals[o.name]
+		if o.konst != nil && (!o.input || !ok) {
+			res[o.name] = o.konst.Clone()
+			continue
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: input %q (a graph output) is missing", engine.ErrInput, o.name)
+		}
+		res[o.name] = t
+	}
+	return res, nil
+}
+
+// Close closes every segment's program.
+func (p *program) Close() error {
+	var errs []error
+	for _, s := range p.segs {
+		if s.prog != nil {
+			errs = append(errs, s.prog.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Blobs returns the device segments' sections, each under its segment's
+// prefix (SegmentPrefix).
+func (p *program) Blobs() map[string][]byte { return p.blobs }
+
+// Segments returns the number of segments the program runs.
+func (p *program) Segments() int { return len(p.segs) }
+
+// cpuProgram runs a CPU segment's engine.
+type cpuProgram struct{ e *engine.Engine }
+
+func (c cpuProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return c.e.Run(ctx, inputs)
+}
+
+func (cpuProgram) Close() error { return nil }
