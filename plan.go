@@ -12,6 +12,7 @@ import (
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/ops"
 )
@@ -133,7 +134,9 @@ func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 			if _, err := ops.InferGraph(g); err != nil {
 				return nil, err
 			}
-			prog, err := exec.Compile(g, o)
+			// The partition made at build time, made again: the layers the
+			// device lacks run on the CPU, and the plan's sections line up.
+			prog, _, err := partition.Compile(g, exec, o, partition.Options{})
 			if err != nil {
 				m.closeRunners()
 				return nil, err

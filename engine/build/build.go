@@ -89,6 +89,12 @@ type Options struct {
 	// activations, library workspaces).
 	Workspace int64
 
+	// StrictDevice refuses to build when a layer would run on the CPU
+	// because the device (cuda) has no implementation of it, naming the
+	// layers; by default such layers fall back to the CPU (see package
+	// partition) and the build log lists them.
+	StrictDevice bool
+
 	// Log receives one line per builder step; Progress, when set,
 	// receives frequent updates (calibration batches, tactic timings)
 	// meant for one overwritten terminal line.

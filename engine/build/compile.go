@@ -2,12 +2,14 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/quant"
@@ -15,7 +17,10 @@ import (
 
 // compile builds for a device that runs graphs itself (package device's
 // Executor): the optimized FP32 graph is compiled for every profile (the
-// device computes in the requested precision), the first program is checked
+// device computes in the requested precision) through package partition,
+// which gives the layers the device does not support to the CPU (each
+// logged with its reason, and a summary; refused with StrictDevice); the
+// first program is checked
 // against the CPU's FP32 engine on the calibration or random batches (the
 // accuracy report), and the device's compiled sections go into the plan.
 func (b *builder) compile(ctx context.Context) error {
@@ -58,7 +63,13 @@ func (b *builder) compile(ctx context.Context) error {
 		if len(p.Inputs) > 0 {
 			o.MaxShapes, o.OptShapes = p.Shapes(2), p.Shapes(1)
 		}
-		prog, err := b.exec.Compile(g, o)
+		prog, rep, err := partition.Compile(g, b.exec, o, partition.Options{Strict: b.o.StrictDevice})
+		if i == 0 && rep != nil && (err == nil || !errors.Is(err, partition.ErrFallback)) {
+			for _, line := range rep.Lines() {
+				b.logf("%s", line)
+			}
+			b.logf("%s", rep.Summary())
+		}
 		if err != nil {
 			return fmt.Errorf("profile %d: %w", i, err)
 		}

@@ -1,0 +1,173 @@
+package build_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/partition"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// partialGPU is an executor device without CumSum (a device.Supporter):
+// the builder gives CumSum to the CPU. Its programs run on the CPU engine
+// and carry a section naming the nodes they were compiled with, which a
+// plan must give back to the same segment.
+type partialGPU struct{}
+
+func (partialGPU) Name() string { return "partialgpu" }
+
+func (partialGPU) Fingerprint() (device.Fingerprint, error) {
+	return device.Fingerprint{"device": "partialgpu"}, nil
+}
+
+func (partialGPU) Supports(n *ir.Node, g *ir.Graph) error {
+	if n.OpType == "CumSum" {
+		return fmt.Errorf("%w: op CumSum has no partialgpu implementation", device.ErrUnsupported)
+	}
+	return nil
+}
+
+func (partialGPU) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	var nodes []string
+	for _, n := range g.Nodes {
+		if n.OpType == "CumSum" {
+			return nil, errors.New("partialgpu: asked to compile CumSum")
+		}
+		nodes = append(nodes, n.Name)
+	}
+	section := strings.Join(nodes, ",")
+	if o.Blobs != nil && string(o.Blobs["kernels"]) != section {
+		return nil, fmt.Errorf("partialgpu: the plan gave sections %q for nodes %s", o.Blobs, section)
+	}
+	e, err := engine.New(g)
+	if err != nil {
+		return nil, err
+	}
+	return partialProgram{e, section}, nil
+}
+
+type partialProgram struct {
+	e       *engine.Engine
+	section string
+}
+
+func (p partialProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return p.e.Run(ctx, in)
+}
+func (p partialProgram) Close() error { return nil }
+func (p partialProgram) Blobs() map[string][]byte {
+	return map[string][]byte{"kernels": []byte(p.section)}
+}
+
+func init() { device.Register(partialGPU{}) }
+
+// cumsumModel is image[batch,3,8,8] -> Conv -> Relu -> CumSum(axis 3) ->
+// Conv -> "y": a network with an op in the middle the partial device lacks.
+func cumsumModel(t *testing.T) []byte {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(5, 5))
+	randT := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(rng.Float64()*2 - 1)
+		}
+		return x
+	}
+	b := ir.NewBuilder("cumsum", 17)
+	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(3), ir.D(8), ir.D(8))
+	h := b.Op("Conv", []*ir.Value{x, b.Const("w1", randT(4, 3, 3, 3)), b.Const("b1", randT(4))},
+		ir.IntsAttr("kernel_shape", 3, 3), ir.IntsAttr("pads", 1, 1, 1, 1))
+	h = b.Op("Relu", []*ir.Value{h})
+	h = b.Op("CumSum", []*ir.Value{h, b.Const("axis", tensor.FromInt64([]int64{3}, 1))})
+	h = b.Op("Conv", []*ir.Value{h, b.Const("w2", randT(2, 4, 1, 1))}, ir.IntsAttr("kernel_shape", 1, 1))
+	b.Output(h, "y")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// TestBuildFallback builds for a device without CumSum: the log names the
+// layer and why it falls back and sums up, the plan keeps each device
+// segment's sections under its prefix, the plan loads with the same
+// partition and matches the CPU; StrictDevice refuses the build.
+func TestBuildFallback(t *testing.T) {
+	model := cumsumModel(t)
+	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(res.Header.Notes, "\n")
+	t.Logf("build notes:\n%s", notes)
+	for _, want := range []string{"(CumSum) runs on the CPU: device: unsupported: op CumSum has no partialgpu implementation",
+		"2 of 3 layers on partialgpu, 1 on the CPU (CumSum x1) in 3 segments"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("build notes do not say %q:\n%s", want, notes)
+		}
+	}
+	var names []string
+	for _, b := range res.Blobs {
+		names = append(names, b.Name)
+	}
+	if !slices.Equal(names, []string{partition.SegmentPrefix(0) + "kernels", partition.SegmentPrefix(2) + "kernels"}) {
+		t.Errorf("plan sections %v", names)
+	}
+	path := filepath.Join(t.TempDir(), "cumsum.plan")
+	err = res.WriteFile(path)
+	res.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kiln.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ref, err := kiln.LoadBytes(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for _, batch := range []int{1, 3} {
+		x := tensor.New(tensor.Float32, batch, 3, 8, 8)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(i%17)/8 - 1
+		}
+		in := map[string]*tensor.Tensor{"image": x}
+		got, err := m.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, w := got["y"].Float32s(), want["y"].Float32s()
+		if len(g) != len(w) {
+			t.Fatalf("batch %d: %d outputs, want %d", batch, len(g), len(w))
+		}
+		for i := range w {
+			if d := g[i] - w[i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("batch %d: y[%d] = %v, want %v", batch, i, g[i], w[i])
+			}
+		}
+	}
+
+	_, err = build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", StrictDevice: true})
+	if !errors.Is(err, partition.ErrFallback) || !strings.Contains(err.Error(), "(CumSum): device: unsupported") {
+		t.Errorf("StrictDevice: %v, want partition.ErrFallback naming the CumSum layer", err)
+	}
+}
