@@ -51,8 +51,9 @@ const (
 )
 
 // fuzzStatuses are the answers a request may get; anything else (a 500
-// above all) is a finding.
-var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 413: true,
+// above all) is a finding. 301/307/308 are net/http's redirects of a path
+// that is not clean ("/./v2").
+var fuzzStatuses = map[int]bool{200: true, 301: true, 307: true, 308: true, 400: true, 401: true, 404: true, 405: true, 413: true,
 	426: true, 429: true, 499: true, 501: true, 503: true, 504: true}
 
 var fuzzMethods = []string{"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT"}
