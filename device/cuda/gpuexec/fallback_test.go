@@ -1,0 +1,95 @@
+package gpuexec
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/partition"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// cumsumNet is image[batch,3,8,8] -> Conv -> Relu -> CumSum(axis 3) ->
+// Conv(1x1) -> "y": CumSum has no CUDA implementation.
+func cumsumNet(t *testing.T) []byte {
+	t.Helper()
+	w := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(i%7)/7 - 0.5
+		}
+		return x
+	}
+	b := ir.NewBuilder("cumsum", 17)
+	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(3), ir.D(8), ir.D(8))
+	h := b.Op("Conv", []*ir.Value{x, b.Const("w1", w(4, 3, 3, 3)), b.Const("b1", w(4))},
+		ir.IntsAttr("kernel_shape", 3, 3), ir.IntsAttr("pads", 1, 1, 1, 1))
+	h = b.Op("Relu", []*ir.Value{h})
+	h = b.Op("CumSum", []*ir.Value{h, b.Const("axis", tensor.FromInt64([]int64{3}, 1))})
+	h = b.Op("Conv", []*ir.Value{h, b.Const("w2", w(2, 4, 1, 1))}, ir.IntsAttr("kernel_shape", 1, 1))
+	b.Output(h, "y")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// TestFallbackFake builds a network with CumSum for cuda through the
+// builder, against the fake libraries: CumSum falls back to the CPU (the
+// log says so), the plan keeps each GPU segment's kernels under its
+// prefix, and the plan loads and runs (the fakes compute nothing, so only
+// the output's shape is checked; the GPU script checks the values).
+// StrictDevice refuses the build. It skips without NVRTC, as every fake
+// library test does.
+func TestFallbackFake(t *testing.T) {
+	dir := fakeLibs(t)
+	t.Setenv(cuda.EnvLibPath, dir)
+	model := cumsumNet(t)
+	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", NoTiming: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(res.Header.Notes, "\n")
+	for _, want := range []string{"(CumSum) runs on the CPU: gpuexec: unsupported: op CumSum has no CUDA implementation",
+		"2 of 3 layers on cuda, 1 on the CPU (CumSum x1) in 3 segments"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("build notes do not say %q:\n%s", want, notes)
+		}
+	}
+	var seg0, seg2 bool
+	for _, b := range res.Blobs {
+		seg0 = seg0 || strings.HasPrefix(b.Name, partition.SegmentPrefix(0)+"cuda.kernels.")
+		seg2 = seg2 || strings.HasPrefix(b.Name, partition.SegmentPrefix(2)+"cuda.kernels.")
+	}
+	if !seg0 || !seg2 {
+		t.Errorf("plan sections %v: want the kernels of segments 0 and 2", res.Header.Blobs)
+	}
+	path := filepath.Join(t.TempDir(), "cumsum.plan")
+	err = res.WriteFile(path)
+	res.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kiln.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, 2, 3, 8, 8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y := out["y"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x2x8x8" {
+		t.Fatalf("outputs %v", out)
+	}
+	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", NoTiming: true, StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "CumSum") {
+		t.Errorf("StrictDevice: %v, want an error naming CumSum", err)
+	}
+}
