@@ -62,6 +62,9 @@ func TestClientErrorsAre400(t *testing.T) {
 		{"image fits", "yolo_tiny", image(64, 64), 200, ""},
 		{"image above the dims range", "yolo_tiny", image(352, 32), 400, "outside [32, 320]"},
 		{"huge image declared", "yolo_tiny", `{"inputs":[{"name":"images","shape":[1,3,16000,16000],"datatype":"FP32","data":[0,0,0]}]}`, 400, ""},
+		// the engine's bounds are checked before the data is decoded: the
+		// shape is named, not the data's garbage
+		{"shape outside the dims range, data never decoded", "yolo_tiny", `{"inputs":[{"name":"images","shape":[1,3,352,32],"datatype":"FP32","data":[garbage]}]}`, 400, "outside [32, 320]"},
 		{"image off the stride", "yolo_tiny", image(33, 33), 400, "cannot take inputs of shapes"},
 		{"tokens", "bert_mini", tokens("101,7,102", 3), 200, ""},
 		{"token outside the vocabulary", "bert_mini", tokens("101,99999,102", 3), 400, "99999"},

@@ -81,11 +81,23 @@ type Schema struct {
 	MaxBatchSize int
 	// Outputs are the model's outputs, which a request may ask for.
 	Outputs []repository.IO
+	// Shape, when set, checks an input's whole declared shape (batch
+	// dimension included) against what the engine was built for (its
+	// profiles, the bounds of its symbolic dimensions), before any of the
+	// input's data is decoded; its errors wrap serve.ErrInvalid.
+	Shape func(input string, shape []int) error
 }
 
 // SchemaOf returns the schema of a model's config.
 func SchemaOf(cfg *repository.Config) *Schema {
 	return &Schema{Model: cfg.Name, Inputs: cfg.Inputs, MaxBatchSize: cfg.MaxBatchSize, Outputs: cfg.Outputs}
+}
+
+// schemaOf is SchemaOf with the served engine's own shape check.
+func (h *handler) schemaOf(cfg *repository.Config, model, ver string) *Schema {
+	sc := SchemaOf(cfg)
+	sc.Shape = func(input string, shape []int) error { return h.s.CheckShape(model, ver, input, shape) }
+	return sc
 }
 
 // checkOutput checks the name of an output a request asks for; a nil
@@ -131,6 +143,9 @@ func (sc *Schema) check(name string, dt tensor.DType, shape []int) error {
 			want = append([]int64{-1}, in.Dims...)
 		}
 		return fmt.Errorf("%w: input %q shape %v does not match model %s's %v (-1: any size)", serve.ErrInvalid, name, shape, sc.Model, want)
+	}
+	if sc.Shape != nil {
+		return sc.Shape(name, shape)
 	}
 	return nil
 }

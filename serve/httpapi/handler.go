@@ -473,7 +473,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit := h.opts.MaxRequestBytes
-	d, err := ReadRequest(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, headerLen, limit, SchemaOf(cfg))
+	d, err := ReadRequest(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, headerLen, limit, h.schemaOf(cfg, model, ver))
 	if err != nil {
 		h.fail(w, err)
 		return

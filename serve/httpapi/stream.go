@@ -262,7 +262,7 @@ func (h *handler) streamDecode(model, ver string, binaryMsg bool, msg []byte) (*
 	if err != nil {
 		return nil, withID(err)
 	}
-	d, err := DecodeRequestFor(body, hl, SchemaOf(cfg))
+	d, err := DecodeRequestFor(body, hl, h.schemaOf(cfg, model, ver))
 	if err != nil {
 		return nil, withID(err)
 	}
