@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -28,7 +29,6 @@ import (
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
-	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -92,15 +92,34 @@ func measure(fn func()) fuzzCost {
 	return fuzzCost{alloc: m1.TotalAlloc - m0.TotalAlloc, cpu: c1 - c0}
 }
 
-// fuzzService is a gRPC server over bufconn with tinycnn (max batch 8),
-// both tokens and model control on, as kiln serve sets it up.
+// fuzzService is a gRPC server over bufconn, with kiln serve's auth
+// interceptors (both tokens) and model control on, over a repository with
+// tinycnn (max batch 8, dynamic batching) and a broken model.
 type fuzzService struct {
 	s *serve.Server
 	c inference.GRPCInferenceServiceClient
 }
 
+// fuzzRepository writes the repository of fuzzService.
+func fuzzRepository(tb testing.TB) string {
+	dir := tb.TempDir()
+	for name, model := range map[string][]byte{"tinycnn": examples.TinyCNNModel, "broken": examples.TinyCNNModel[:100]} {
+		if err := os.MkdirAll(filepath.Join(dir, name, "1"), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "1", "model.onnx"), model, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		cfg := "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 100 }\n"
+		if err := os.WriteFile(filepath.Join(dir, name, "config.pbtxt"), []byte(cfg), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
+}
+
 func newFuzzService(tb testing.TB) *fuzzService {
-	s := serve.New(serve.Options{})
+	s := serve.New(serve.Options{Repository: fuzzRepository(tb)})
 	lis := bufconn.Listen(4 << 20)
 	opts := append(Auth{InferToken: fuzzInferToken, AdminToken: fuzzAdminToken}.ServerOptions(), grpc.MaxRecvMsgSize(fuzzMaxRecv))
 	g := grpc.NewServer(opts...)
@@ -121,17 +140,13 @@ func newFuzzService(tb testing.TB) *fuzzService {
 	return fs
 }
 
-// ensure serves tinycnn again when an input unloaded it, and sizes its
+// ensure loads tinycnn again when an input unloaded it, and sizes its
 // arenas with a batch-8 run, outside any measurement.
 func (fs *fuzzService) ensure() error {
 	if ok, err := fs.s.ModelReady("tinycnn", ""); err == nil && ok {
 		return nil
 	}
-	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
-	if err != nil {
-		return err
-	}
-	if err := fs.s.Add(rm); err != nil {
+	if err := fs.s.Load("tinycnn"); err != nil {
 		return err
 	}
 	req, err := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": examples.TinyCNNInput(8)})
@@ -259,6 +274,9 @@ func FuzzGRPCService(f *testing.F) {
 	f.Add(uint8(0), uint8(3), "tinycnn", "", "image", "FP32", shapeBytes(1, 3, 32, 32), uint8(0x81), img, "", int64(0))
 	f.Add(uint8(1), uint8(1), "tinycnn", "", "image", "FP32", shapeBytes(1, 3, 32, 32), uint8(0x81), img, "", int64(0))
 	f.Add(uint8(1), uint8(1), "tinycnn", "", "image", "BYTES", shapeBytes(2), uint8(0x18), []byte{3, 'a', 'b', 'c', 0}, "", int64(0))
+	f.Add(uint8(7), uint8(2), "broken", "", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
+	f.Add(uint8(7), uint8(2), "../tinycnn", "", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
+	f.Add(uint8(8), uint8(2), "broken", "", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
 	for rpc := uint8(2); rpc < 12; rpc++ {
 		f.Add(rpc, uint8(1), "tinycnn", "1", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
 		f.Add(rpc, uint8(2), "tinycnn", "", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
