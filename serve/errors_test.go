@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,6 +41,26 @@ func TestWrapRunError(t *testing.T) {
 		}
 		if !strings.Contains(got.Error(), tt.mentions) {
 			t.Errorf("wrapRunError(%v) = %q, want it to mention %q", tt.err, got, tt.mentions)
+		}
+	}
+}
+
+// TestVersionSpelling (issue 9, item 10): versions are spelled as the
+// repository's folders are, for every protocol: "+1", "01", "1 " are
+// invalid requests, not aliases of version 1.
+func TestVersionSpelling(t *testing.T) {
+	s := tinyServer(t, "max_batch_size: 4\nversion_policy { all {} }\n")
+	for _, tt := range []struct {
+		ver  string
+		want error
+	}{
+		{"1", nil}, {"2", nil}, {"", nil},
+		{"3", ErrNotFound},
+		{"+1", ErrInvalid}, {"01", ErrInvalid}, {"1 ", ErrInvalid}, {"-1", ErrInvalid}, {"0x1", ErrInvalid}, {"1e0", ErrInvalid},
+	} {
+		_, err := s.Infer(context.Background(), &InferRequest{Model: "tiny", Version: tt.ver, Inputs: image(1)})
+		if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("version %q: %v, want %v", tt.ver, err, tt.want)
 		}
 	}
 }

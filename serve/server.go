@@ -546,8 +546,8 @@ func (s *Server) lookup(name, ver string) (*model, *version, error) {
 		return m, m.versions[0], nil
 	}
 	n, err := strconv.ParseInt(ver, 10, 64)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: model %q version %q", ErrNotFound, name, ver)
+	if err != nil || !canonicalVersion(ver) {
+		return nil, nil, fmt.Errorf("%w: model %q version %q: a version is a decimal number without sign or leading zeros", ErrInvalid, name, ver)
 	}
 	for _, v := range m.versions {
 		if v.num == n {
@@ -849,4 +849,18 @@ func checkInputs(cfg *repository.Config, req *InferRequest) error {
 		}
 	}
 	return nil
+}
+
+// canonicalVersion reports whether ver is spelled as the repository's
+// version folders are: decimal digits, no sign, no leading zero.
+func canonicalVersion(ver string) bool {
+	if ver == "" || len(ver) > 1 && ver[0] == '0' {
+		return false
+	}
+	for _, c := range []byte(ver) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

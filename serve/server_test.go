@@ -49,7 +49,7 @@ func TestInferChecks(t *testing.T) {
 		{"output asked", InferRequest{Model: "tiny", Inputs: image(1), Outputs: []string{"probabilities"}}, nil},
 		{"unknown model", InferRequest{Model: "x", Inputs: image(1)}, ErrNotFound},
 		{"unknown version", InferRequest{Model: "tiny", Version: "3", Inputs: image(1)}, ErrNotFound},
-		{"bad version", InferRequest{Model: "tiny", Version: "a", Inputs: image(1)}, ErrNotFound},
+		{"bad version", InferRequest{Model: "tiny", Version: "a", Inputs: image(1)}, ErrInvalid}, // not a version number (issue 9, item 10)
 		{"batch too big", InferRequest{Model: "tiny", Inputs: image(5)}, ErrInvalid},
 		{"missing input", InferRequest{Model: "tiny", Inputs: map[string]*tensor.Tensor{}}, ErrInvalid},
 		{"unknown input", InferRequest{Model: "tiny", Inputs: map[string]*tensor.Tensor{"x": examples.TinyCNNInput(1)}}, ErrInvalid},
