@@ -1,0 +1,200 @@
+package gpuexec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/partition"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// hostExec decides as the cuda device does (Supports) and compiles each
+// graph it is given with the GPU compiler on the host, at the shapes of
+// every run, after the same preparation as compilePlan's engines (ONNX
+// round trip, folding at bound shapes, inference), in fp32 and fp16: what
+// a GPU would build, short of the GPU. It computes on the CPU engine.
+type hostExec struct {
+	mu     sync.Mutex
+	graphs []*ir.Graph
+}
+
+func (*hostExec) Name() string                              { return "cuda" }
+func (*hostExec) Fingerprint() (device.Fingerprint, error) { return device.Fingerprint{"device": "cuda"}, nil }
+func (*hostExec) Supports(n *ir.Node, g *ir.Graph) error    { return Supports(n, g) }
+
+func (x *hostExec) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	tmpl := onnxBytes(g)
+	if tmpl.err != nil {
+		return nil, tmpl.err
+	}
+	e, err := engine.New(g.Clone())
+	if err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	x.graphs = append(x.graphs, g)
+	x.mu.Unlock()
+	return &hostProgram{tmpl: tmpl.b, e: e}, nil
+}
+
+type hostProgram struct {
+	tmpl []byte
+	e    *engine.Engine
+}
+
+func (p *hostProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	m, err := onnx.DecodeModel(p.tmpl)
+	if err != nil {
+		return nil, err
+	}
+	c, err := onnx.ToGraph(m, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range c.Inputs {
+		if t, ok := in[v.Name]; ok {
+			v.Type.Shape = ir.KnownShape(t.Shape...)
+		}
+	}
+	if err := optimize.Run(c, 1, nil); err != nil {
+		return nil, err
+	}
+	if _, err := ops.InferGraph(c); err != nil {
+		return nil, err
+	}
+	for _, half := range []bool{false, true} {
+		if _, err := compile(c, false, half); err != nil {
+			return nil, fmt.Errorf("the GPU compiler refuses a device segment (half %v): %w", half, err)
+		}
+	}
+	return p.e.Run(ctx, in)
+}
+
+func (p *hostProgram) Close() error { return nil }
+
+// unetNet is bench/fallback's U-Net block, smaller: image[batch,3,h,w] ->
+// Conv+Relu -> Conv stride 2+Relu -> ConvTranspose stride 2 ->
+// HardSigmoid -> CumSum -> Conv 1x1 -> Add the first block -> Reshape to
+// [batch, h, -1], a shape computed from the image's.
+func unetNet(t *testing.T) []byte {
+	t.Helper()
+	r := rand.New(rand.NewPCG(3, 3))
+	randT := func(scale float64, shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(r.NormFloat64() * scale)
+		}
+		return x
+	}
+	b := ir.NewBuilder("unet", 17)
+	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(3), ir.S("h"), ir.S("w"))
+	conv := func(in *ir.Value, cin, cout, k, s int64) *ir.Value {
+		p := k / 2
+		return b.Op("Conv", []*ir.Value{in, b.Const("", randT(0.3, int(cout), int(cin), int(k), int(k))), b.Const("", randT(0.1, int(cout)))},
+			ir.IntsAttr("kernel_shape", k, k), ir.IntsAttr("strides", s, s), ir.IntsAttr("pads", p, p, p, p))
+	}
+	c1 := b.Op("Relu", []*ir.Value{conv(x, 3, 8, 3, 1)})
+	c2 := b.Op("Relu", []*ir.Value{conv(c1, 8, 8, 3, 2)})
+	up := b.Op("ConvTranspose", []*ir.Value{c2, b.Const("", randT(0.3, 8, 4, 2, 2))}, ir.IntsAttr("kernel_shape", 2, 2), ir.IntsAttr("strides", 2, 2))
+	hs := b.Op("HardSigmoid", []*ir.Value{up})
+	cs := b.Op("CumSum", []*ir.Value{hs, b.Const("axis", tensor.FromInt64([]int64{3}, 1))})
+	y := b.Op("Add", []*ir.Value{conv(cs, 4, 8, 1, 1), c1})
+	shape := b.Op("Shape", []*ir.Value{x})
+	dims := b.Op("Gather", []*ir.Value{shape, b.Const("", tensor.FromInt64([]int64{0, 2}, 2))})
+	target := b.Op("Concat", []*ir.Value{dims, b.Const("", tensor.FromInt64([]int64{-1}, 1))}, ir.IntAttr("axis", 0))
+	b.Output(b.Op("Reshape", []*ir.Value{y, target}), "y")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// TestPartitionHostCompile partitions a U-Net block with symbolic sizes
+// as a cuda build would (optimized, Supports deciding), checks which
+// layers fall back, that the GPU compiler accepts every device segment at
+// bound shapes in fp32 and fp16 (the last one recomputing the shape it
+// reshapes to), and that the partitioned program matches the CPU at
+// several sizes.
+func TestPartitionHostCompile(t *testing.T) {
+	model := unetNet(t)
+	m, err := onnx.DecodeModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := onnx.ToGraph(m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	x := &hostExec{}
+	prog, r, err := partition.Compile(g, x, device.ExecOptions{}, partition.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	var fell, devs []string
+	for _, f := range r.Fallbacks {
+		fell = append(fell, f.Op)
+	}
+	for _, s := range r.Segments {
+		devs = append(devs, s.Device)
+	}
+	if !slices.Equal(fell, []string{"ConvTranspose", "CumSum"}) {
+		t.Errorf("fallbacks %v, want ConvTranspose and CumSum (%s)", fell, r.Summary())
+	}
+	if !slices.Equal(devs, []string{"cuda", "cpu", "cuda", "cpu", "cuda"}) {
+		t.Errorf("segments %v", devs)
+	}
+	last := r.Segments[len(r.Segments)-1]
+	if !slices.Contains(last.Inputs, "image") {
+		t.Errorf("the last segment %+v does not compute the image's shape itself", last)
+	}
+	ref, err := kiln.LoadBytes(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for i, shape := range [][]int{{1, 3, 16, 16}, {2, 3, 8, 24}} {
+		img := tensor.New(tensor.Float32, shape...)
+		rr := rand.New(rand.NewPCG(uint64(i), 9))
+		for j := range img.Float32s() {
+			img.Float32s()[j] = float32(rr.NormFloat64())
+		}
+		in := map[string]*tensor.Tensor{"image": img}
+		got, err := prog.Run(context.Background(), in)
+		if err != nil {
+			t.Fatalf("shape %v: %v", shape, err)
+		}
+		want, err := ref.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gy, wy := got["y"], want["y"]
+		if gy == nil || !slices.Equal(gy.Shape, wy.Shape) {
+			t.Fatalf("shape %v: y %v, want %v", shape, gy, wy.Shape)
+		}
+		for j, w := range wy.Float32s() {
+			if d := math.Abs(float64(gy.Float32s()[j] - w)); d > 1e-4+1e-4*math.Abs(float64(w)) {
+				t.Fatalf("shape %v: y[%d] = %v, want %v", shape, j, gy.Float32s()[j], w)
+			}
+		}
+	}
+}
