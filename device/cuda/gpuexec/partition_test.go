@@ -30,9 +30,11 @@ type hostExec struct {
 	graphs []*ir.Graph
 }
 
-func (*hostExec) Name() string                              { return "cuda" }
-func (*hostExec) Fingerprint() (device.Fingerprint, error) { return device.Fingerprint{"device": "cuda"}, nil }
-func (*hostExec) Supports(n *ir.Node, g *ir.Graph) error    { return Supports(n, g) }
+func (*hostExec) Name() string { return "cuda" }
+func (*hostExec) Fingerprint() (device.Fingerprint, error) {
+	return device.Fingerprint{"device": "cuda"}, nil
+}
+func (*hostExec) Supports(n *ir.Node, g *ir.Graph) error { return Supports(n, g) }
 
 func (x *hostExec) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	tmpl := onnxBytes(g)
