@@ -30,6 +30,8 @@ type model struct {
 	name   string
 	graph  func() *ir.Graph
 	inputs [][]int // one image shape per test set
+	// image makes a test set's input (default: normal random values).
+	image func(seed uint64, shape []int) *tensor.Tensor
 }
 
 func main() {
@@ -40,9 +42,9 @@ func main() {
 		os.Exit(2)
 	}
 	models := []model{
-		{"fallback_unet", func() *ir.Graph { return unet(ir.D(64), ir.D(64)) }, [][]int{{2, 3, 64, 64}, {1, 3, 64, 64}}},
-		{"fallback_unet_dyn", func() *ir.Graph { return unet(ir.S("h"), ir.S("w")) }, [][]int{{1, 3, 64, 64}, {2, 3, 48, 80}, {1, 3, 96, 32}}},
-		{"fallback_nms", nms, [][]int{{1, 3, 32, 32}}},
+		{"fallback_unet", func() *ir.Graph { return unet(ir.D(64), ir.D(64)) }, [][]int{{2, 3, 64, 64}, {1, 3, 64, 64}}, nil},
+		{"fallback_unet_dyn", func() *ir.Graph { return unet(ir.S("h"), ir.S("w")) }, [][]int{{1, 3, 64, 64}, {2, 3, 48, 80}, {1, 3, 96, 32}}, nil},
+		{"fallback_nms", nms, [][]int{{1, 3, 8, 8}}, nmsImage},
 	}
 	for _, m := range models {
 		if err := write(filepath.Join(*out, m.name), m); err != nil {
@@ -75,6 +77,9 @@ func write(dir string, m model) error {
 			return err
 		}
 		x := normal(uint64(100+i), 1, shape...)
+		if m.image != nil {
+			x = m.image(uint64(100+i), shape)
+		}
 		outs, err := ref.Run(context.Background(), map[string]*kiln.Tensor{"image": x})
 		if err != nil {
 			return err
@@ -142,24 +147,39 @@ func unet(h, w ir.Dim) *ir.Graph {
 	return b.Graph()
 }
 
-// nms is a detector head: image[1,3,32,32] -> Conv+Relu -> boxes (Conv
-// 1x1, [1,1024,4]) and scores (Conv 1x1 + Sigmoid, [1,1,1024]) ->
-// NonMaxSuppression (no CUDA kernel) -> "selected" int64 [K,3], and the
-// scores.
+// nms is a detector head: image[1,3,8,8] -> Conv+Relu -> boxes (Conv
+// 1x1, [1,64,4]) -> NonMaxSuppression (no CUDA kernel) with scores
+// Sigmoid(image channel 0) ([1,1,64], through a 1x1 convolution that
+// picks the channel: exact in fp16) -> "selected" int64 [K,3], and the
+// scores. nmsImage spreads channel 0 so that the scores' order survives
+// fp16.
 func nms() *ir.Graph {
 	b := ir.NewBuilder("fallback_nms", 17)
-	x := b.Input("image", tensor.Float32, ir.D(1), ir.D(3), ir.D(32), ir.D(32))
+	x := b.Input("image", tensor.Float32, ir.D(1), ir.D(3), ir.D(8), ir.D(8))
 	f := b.Op("Relu", []*ir.Value{conv(b, x, 11, 3, 8, 3, 1)})
 	raw := conv(b, f, 13, 8, 4, 1, 1)
-	raw = b.Op("Reshape", []*ir.Value{raw, b.Const("", tensor.FromInt64([]int64{1, 4, 1024}, 3))})
+	raw = b.Op("Reshape", []*ir.Value{raw, b.Const("", tensor.FromInt64([]int64{1, 4, 64}, 3))})
 	boxes := b.Op("Transpose", []*ir.Value{raw}, ir.IntsAttr("perm", 0, 2, 1))
-	s := b.Op("Sigmoid", []*ir.Value{conv(b, f, 15, 8, 1, 1, 1)})
-	scores := b.Op("Reshape", []*ir.Value{s, b.Const("", tensor.FromInt64([]int64{1, 1, 1024}, 3))})
+	pick := b.Const("", tensor.FromFloat32([]float32{1, 0, 0}, 1, 3, 1, 1))
+	s := b.Op("Sigmoid", []*ir.Value{b.Op("Conv", []*ir.Value{x, pick}, ir.IntsAttr("kernel_shape", 1, 1))})
+	scores := b.Op("Reshape", []*ir.Value{s, b.Const("", tensor.FromInt64([]int64{1, 1, 64}, 3))})
 	sel := b.Op("NonMaxSuppression", []*ir.Value{boxes, scores,
-		b.Const("", tensor.FromInt64([]int64{20}, 1)),
+		b.Const("", tensor.FromInt64([]int64{10}, 1)),
 		b.Const("", tensor.FromFloat32([]float32{0.5}, 1)),
-		b.Const("", tensor.FromFloat32([]float32{0.6}, 1))})
+		b.Const("", tensor.FromFloat32([]float32{0.3}, 1))})
 	b.Output(sel, "selected")
 	b.Output(scores, "scores")
 	return b.Graph()
+}
+
+// nmsImage is normal random values, but channel 0 (the scores) is a
+// shuffle of 64 values evenly spaced in [-3, 3].
+func nmsImage(seed uint64, shape []int) *tensor.Tensor {
+	x := normal(seed, 1, shape...)
+	r := rand.New(rand.NewPCG(seed, 23))
+	hw := shape[2] * shape[3]
+	for i, j := range r.Perm(hw) {
+		x.Float32s()[i] = float32(-3 + 6*float64(j)/float64(hw-1))
+	}
+	return x
 }
