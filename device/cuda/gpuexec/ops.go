@@ -205,11 +205,13 @@ func (c *compiler) emit(s *step) error {
 // (and device.ErrUnsupported) that says why. It makes compile's decision
 // (the same op table, input counts, used outputs and element types);
 // limits that depend on bound shapes still fail at compile time. A node
-// that shape folding turns into a constant once the input shapes are
-// bound (Shape, and arithmetic on shapes: every output a constant or a
-// shape value) is supported: compile never runs it.
+// that folding turns into constants once the input shapes are bound (as
+// the plan's engines are prepared, see compilePlan) is supported: compile
+// never runs it. Those are the computations on shapes: nodes whose
+// outputs are constants or shape values, and nodes that read only
+// constants and such values (Range, ConstantOfShape of a shape).
 func Supports(n *ir.Node, g *ir.Graph) error {
-	if foldsWhenBound(n) {
+	if foldsWhenBound(n, g) {
 		return nil
 	}
 	if _, err := support(n, func(v *ir.Value) bool { return usedIn(g, v) }); err != nil {
@@ -218,19 +220,71 @@ func Supports(n *ir.Node, g *ir.Graph) error {
 	return nil
 }
 
-// foldsWhenBound reports whether every output of n is a constant or a
-// shape value that inference computes (and shape folding replaces by a
-// constant once the input shapes are known).
-func foldsWhenBound(n *ir.Node) bool {
+// foldsWhenBound reports whether folding at bound input shapes computes n
+// (see Supports).
+func foldsWhenBound(n *ir.Node, g *ir.Graph) bool {
+	inputs := map[*ir.Value]bool{}
+	for _, v := range g.Inputs {
+		inputs[v] = true
+	}
+	return (&folds{g: g, inputs: inputs, memo: map[*ir.Node]bool{}}).node(n)
+}
+
+// folds decides foldsWhenBound for the nodes of one graph.
+type folds struct {
+	g      *ir.Graph
+	inputs map[*ir.Value]bool
+	memo   map[*ir.Node]bool
+}
+
+func (f *folds) node(n *ir.Node) bool {
+	if ok, seen := f.memo[n]; seen {
+		return ok
+	}
+	f.memo[n] = false // a cycle folds nothing
+	ok := f.decide(n)
+	f.memo[n] = ok
+	return ok
+}
+
+func (f *folds) decide(n *ir.Node) bool {
 	if len(n.Outputs) == 0 || len(n.Subgraphs()) > 0 {
 		return false
 	}
+	known := true
 	for _, o := range n.Outputs {
 		if o != nil && o.Const == nil && o.ShapeValue == nil {
+			known = false
+		}
+	}
+	if known {
+		return true
+	}
+	if k, err := ops.Prepare(n, f.g.Opset()); err != nil {
+		return false
+	} else if _, random := k.(ops.NonDeterministic); random {
+		return false
+	}
+	for _, v := range n.Inputs {
+		if v != nil && !f.value(v) {
 			return false
 		}
 	}
 	return true
+}
+
+// value reports whether v is a constant, a shape value or computed from
+// those alone.
+func (f *folds) value(v *ir.Value) bool {
+	switch {
+	case f.inputs[v]:
+		return false // a default can be overridden at run time
+	case v.Const != nil || v.ShapeValue != nil:
+		return true
+	case v.Producer == nil:
+		return false
+	}
+	return f.node(v.Producer)
 }
 
 // unsupportedError is a reason of Supports: its message is the executor's,

@@ -200,3 +200,33 @@ func TestPartitionHostCompile(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceModelsOneSegment checks that the reference models, which
+// the GPU runs entirely today, stay one segment with their symbolic
+// dimensions (bert_mini's Range and ConstantOfShape of shapes fold once
+// shapes are bound, so they are the GPU's).
+func TestReferenceModelsOneSegment(t *testing.T) {
+	for _, name := range []string{"bert_mini", "yolo_tiny", "mobilenet_v2", "squeezenet1_1", "resnet_mini"} {
+		t.Run(name, func(t *testing.T) {
+			f, err := onnx.Load(modelPath(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			g, err := onnx.ToGraph(f.Model, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := optimize.Run(g, 2, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			r := partition.Assign(g, &hostExec{})
+			if len(r.Segments) != 1 || len(r.Fallbacks) != 0 {
+				t.Errorf("%s; %q", r.Summary(), r.Lines())
+			}
+		})
+	}
+}

@@ -29,6 +29,9 @@ func supportGraph(t *testing.T) *ir.Graph {
 	sum := b.Op("Add", []*ir.Value{halves[0], halves[1]})
 	k := b.Const("k", tensor.FromInt64([]int64{2}, 1))
 	top := b.OpN("TopK", 2, []*ir.Value{sum, k})
+	// A mask the size of x, from x's shape: folds once shapes are bound.
+	mask := b.Op("ConstantOfShape", []*ir.Value{b.Op("Shape", []*ir.Value{x})})
+	b.Output(mask, "mask")
 	b.Output(top[0], "values")
 	b.Output(top[1], "indices")
 	g := b.Graph()
@@ -40,19 +43,21 @@ func supportGraph(t *testing.T) *ir.Graph {
 
 // TestSupports checks, node by node, the executor's answer: ops without a
 // CUDA implementation (CumSum, TopK), a cast it has no kernel for, and the
-// ops it runs, including a Shape that folds once shapes are bound; a
+// ops it runs, including a Shape and a ConstantOfShape of it that fold
+// once shapes are bound; a
 // second output read where the op has none on the GPU (TopK).
 func TestSupports(t *testing.T) {
 	g := supportGraph(t)
 	want := map[string]string{ // op (first of its type) -> "" or a phrase of the reason
-		"Relu":    "",
-		"CumSum":  "op CumSum has no CUDA implementation",
-		"Cast":    "Cast from float32 to int32",
-		"Shape":   "",
-		"Reshape": "",
-		"Split":   "",
-		"Add":     "",
-		"TopK":    `output 1 ("indices") of TopK has no CUDA implementation`,
+		"Relu":            "",
+		"CumSum":          "op CumSum has no CUDA implementation",
+		"Cast":            "Cast from float32 to int32",
+		"Shape":           "",
+		"Reshape":         "",
+		"Split":           "",
+		"Add":             "",
+		"TopK":            `output 1 ("indices") of TopK has no CUDA implementation`,
+		"ConstantOfShape": "",
 	}
 	seen := map[string]bool{}
 	for _, n := range g.Nodes {
