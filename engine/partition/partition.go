@@ -240,16 +240,18 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 	return p
 }
 
-// repeatShapes adds to device segment s the shape computations (nodes
-// whose outputs are all constants or shape values, which the device
-// supports) that produce its inputs in other segments: a device compiles
-// shape computations into constants once its input shapes are bound, which
-// it cannot do with a shape that arrives as a tensor.
+// repeatShapes adds to device segment s the computations on shapes that
+// produce its inputs in other segments (nodes whose outputs are constants
+// or shape values, or that read only constants, shape values and such
+// nodes' outputs; see shapeOnly), when the device supports them: a device
+// folds those into constants once its input shapes are bound, which it
+// cannot do with a shape or a mask that arrives as a tensor.
 func (p *partition) repeatShapes(s *segment, producer map[*ir.Value]int, sup device.Supporter) {
 	in := map[int]bool{}
 	for _, i := range s.nodes {
 		in[i] = true
 	}
+	memo := map[*ir.Node]bool{}
 	for changed := true; changed; {
 		changed = false
 		for _, i := range s.nodes {
@@ -259,7 +261,7 @@ func (p *partition) repeatShapes(s *segment, producer map[*ir.Value]int, sup dev
 					continue
 				}
 				n := p.g.Nodes[j]
-				if !shapeOnly(n) || (sup != nil && sup.Supports(n, p.g) != nil) {
+				if !p.shapeOnly(n, memo) || (sup != nil && sup.Supports(n, p.g) != nil) {
 					continue
 				}
 				in[j] = true
@@ -271,14 +273,40 @@ func (p *partition) repeatShapes(s *segment, producer map[*ir.Value]int, sup dev
 	}
 }
 
-// shapeOnly reports whether every output of n is a shape value (or a
-// constant): a computation on shapes.
-func shapeOnly(n *ir.Node) bool {
+// shapeOnly reports whether n computes only from shapes and constants:
+// its outputs are all constants or shape values, or its inputs are
+// constants, shape values or outputs of such nodes (never graph inputs,
+// whose defaults can be overridden).
+func (p *partition) shapeOnly(n *ir.Node, memo map[*ir.Node]bool) bool {
+	if ok, seen := memo[n]; seen {
+		return ok
+	}
+	memo[n] = false
+	ok := p.decideShapeOnly(n, memo)
+	memo[n] = ok
+	return ok
+}
+
+func (p *partition) decideShapeOnly(n *ir.Node, memo map[*ir.Node]bool) bool {
 	if len(n.Outputs) == 0 || len(n.Subgraphs()) > 0 {
 		return false
 	}
+	known := true
 	for _, o := range n.Outputs {
 		if o != nil && o.Const == nil && o.ShapeValue == nil {
+			known = false
+		}
+	}
+	if known {
+		return true
+	}
+	for _, v := range n.Inputs {
+		switch {
+		case v == nil:
+		case isInput(p.g, v):
+			return false
+		case v.Const != nil || v.ShapeValue != nil:
+		case v.Producer == nil || !p.shapeOnly(v.Producer, memo):
 			return false
 		}
 	}

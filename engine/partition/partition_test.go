@@ -436,3 +436,39 @@ func TestSummary(t *testing.T) {
 		t.Errorf("Lines = %q", lines)
 	}
 }
+
+// TestMaskRepeated checks that a device segment recomputes a value made
+// from shapes alone (ConstantOfShape of Shape(x), not itself a shape
+// value) rather than reading it from an earlier segment, and that the
+// program matches the CPU.
+func TestMaskRepeated(t *testing.T) {
+	b := ir.NewBuilder("mask", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
+	one := &ir.Attr{Name: "value", Type: ir.AttrTensor, T: tensor.FromFloat32([]float32{0.5}, 1)}
+	mask := b.Op("ConstantOfShape", []*ir.Value{b.Op("Shape", []*ir.Value{x})}, one)
+	c := b.Op("CumSum", []*ir.Value{b.Op("Relu", []*ir.Value{x}), b.Const("axis", tensor.FromInt64([]int64{1}, 1))})
+	b.Output(b.Op("Mul", []*ir.Value{c, mask}), "y")
+	g := b.Graph()
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	supported := map[string]bool{"ConstantOfShape": true}
+	for op := range gpuOps {
+		supported[op] = true
+	}
+	prog, r, err := Compile(g, &fakeExec{name: "gpu", ops: supported}, device.ExecOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	last := r.Segments[len(r.Segments)-1]
+	if len(r.Segments) != 3 || !slices.Equal(last.Nodes, []string{"Shape_1", "ConstantOfShape_1", "Mul_1"}) || !slices.Equal(last.Inputs, []string{"x", "CumSum_1_out_1"}) {
+		t.Errorf("segments %+v", r.Segments)
+	}
+	in := randomInput(3, 9)
+	out, err := prog.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameOutputs(t, out, reference(t, g, in))
+}
