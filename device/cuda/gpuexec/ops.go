@@ -1,6 +1,7 @@
 package gpuexec
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -214,10 +215,104 @@ func Supports(n *ir.Node, g *ir.Graph) error {
 	if foldsWhenBound(n, g) {
 		return nil
 	}
-	if _, err := support(n, func(v *ir.Value) bool { return usedIn(g, v) }); err != nil {
+	used := func(v *ir.Value) bool { return usedIn(g, v) }
+	if _, err := support(n, used); err != nil {
+		return unsupportedError{err}
+	}
+	if err := dryRun(n, g, used); err != nil {
 		return unsupportedError{err}
 	}
 	return nil
+}
+
+// probeDim is the size a symbolic or unknown dimension takes in dryRun.
+const probeDim = 16
+
+// dryRun compiles n alone, as compile would within g, at g's shapes (a
+// symbolic or unknown dimension taken as probeDim, one size per symbol),
+// so that the limits emit checks on attributes, ranks and shapes (2-D
+// windows, Resize modes, Softmax axes, broadcasting) decide support too.
+// It returns the compiler's error when it wraps ErrUnsupported, and nil
+// when it compiles or when the node cannot be tried alone (types not
+// inferred, shapes that do not agree once the probe sizes are put in):
+// the full compile decides those.
+func dryRun(n *ir.Node, g *ir.Graph, used func(*ir.Value) bool) error {
+	sub := &ir.Graph{Name: "supports", Opsets: g.Opsets}
+	inputs := map[*ir.Value]bool{}
+	for _, v := range g.Inputs {
+		inputs[v] = true
+	}
+	node := &ir.Node{Name: n.Name, OpType: n.OpType, Domain: n.Domain, Attrs: n.Attrs}
+	seen := map[*ir.Value]*ir.Value{}
+	for _, v := range n.Inputs {
+		if v == nil {
+			node.Inputs = append(node.Inputs, nil)
+			continue
+		}
+		if c, ok := seen[v]; ok {
+			node.Inputs = append(node.Inputs, c)
+			continue
+		}
+		c := &ir.Value{Name: v.Name}
+		switch {
+		case v.Const != nil && !inputs[v]:
+			c.Const, c.Type = v.Const, v.Type
+			sub.Initializers = append(sub.Initializers, c)
+		case v.ShapeValue != nil:
+			vals := make([]int64, len(v.ShapeValue))
+			for i, d := range v.ShapeValue {
+				vals[i] = probe(d)
+			}
+			t := tensor.FromInt64(vals, len(vals))
+			if v.Type.DType == tensor.Int32 {
+				t = tensor.New(tensor.Int32, len(vals))
+				for i, x := range vals {
+					t.Int32s()[i] = int32(x)
+				}
+			}
+			c.Const, c.Type = t, ir.Type{DType: t.DType, Shape: ir.KnownShape(len(vals))}
+			sub.Initializers = append(sub.Initializers, c)
+		default:
+			if v.Type.DType == tensor.Undefined || v.Type.Shape == nil {
+				return nil
+			}
+			dims := make([]int, len(v.Type.Shape))
+			for i, d := range v.Type.Shape {
+				dims[i] = int(probe(d))
+			}
+			c.Type = ir.Type{DType: v.Type.DType, Shape: ir.KnownShape(dims...)}
+			sub.Inputs = append(sub.Inputs, c)
+		}
+		seen[v] = c
+		node.Inputs = append(node.Inputs, c)
+	}
+	for i, o := range n.Outputs {
+		if o == nil {
+			node.Outputs = append(node.Outputs, nil)
+			continue
+		}
+		c := &ir.Value{Name: o.Name, Producer: node}
+		node.Outputs = append(node.Outputs, c)
+		if i == 0 || used(o) {
+			sub.Outputs = append(sub.Outputs, c)
+		}
+	}
+	sub.Nodes = []*ir.Node{node}
+	if _, err := ops.InferGraph(sub); err != nil {
+		return nil
+	}
+	if _, err := compile(sub, false, false); err != nil && errors.Is(err, ErrUnsupported) {
+		return err
+	}
+	return nil
+}
+
+// probe is d's size, or probeDim when it has none.
+func probe(d ir.Dim) int64 {
+	if d.Known() {
+		return d.Val
+	}
+	return probeDim
 }
 
 // foldsWhenBound reports whether folding at bound input shapes computes n

@@ -141,3 +141,54 @@ func TestSupportsMatchesCompile(t *testing.T) {
 		})
 	}
 }
+
+// TestSupportsLimits checks the limits the compiler finds on attributes,
+// ranks and shapes, which Supports learns by compiling the node alone
+// (symbolic sizes probed): they send the node to the CPU instead of
+// failing the build.
+func TestSupportsLimits(t *testing.T) {
+	f := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32(v, len(v)) }
+	tests := []struct {
+		name  string
+		shape []ir.Dim
+		build func(b *ir.Builder, x *ir.Value) *ir.Value
+		want  string // "" when supported
+	}{
+		{"nearest resize", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Resize", []*ir.Value{x, nil, b.Const("", f(1, 1, 2, 2))}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "nearest"})
+		}, ""},
+		{"linear resize", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Resize", []*ir.Value{x, nil, b.Const("", f(1, 1, 2, 2))}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "linear"})
+		}, "only nearest"},
+		{"2-D convolution", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 3, 3))}, ir.IntsAttr("kernel_shape", 3, 3))
+		}, ""},
+		{"3-D convolution", []ir.Dim{ir.D(1), ir.D(3), ir.D(8), ir.D(8), ir.D(8)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 3, 3, 3))}, ir.IntsAttr("kernel_shape", 3, 3, 3))
+		}, "3-D convolution"},
+		{"softmax over the last axis", []ir.Dim{ir.S("n"), ir.D(10)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Softmax", []*ir.Value{x}, ir.IntAttr("axis", -1))
+		}, ""},
+		{"softmax over the first axis", []ir.Dim{ir.S("n"), ir.D(10)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Softmax", []*ir.Value{x}, ir.IntAttr("axis", 0))
+		}, "only the last"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := ir.NewBuilder(tt.name, 17)
+			x := b.Input("x", tensor.Float32, tt.shape...)
+			b.Output(tt.build(b, x), "y")
+			g := b.Graph()
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			err := Supports(g.Nodes[0], g)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("%v, want supported", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, device.ErrUnsupported)):
+				t.Errorf("%v, want an error saying %q", err, tt.want)
+			}
+		})
+	}
+}
