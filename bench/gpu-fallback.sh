@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks partitioning with CPU fallback on the GPU machine: models with ops
-# the CUDA executor lacks (ConvTranspose, CumSum, NonMaxSuppression between
+# the CUDA executor lacks (ConvTranspose, CumSum, linear Resize, NonMaxSuppression between
 # convolutions; HardSigmoid beside them) build with --device cuda (FP32 and
 # FP16), the build log names the layers that fall back and sums up, and
 # kiln run matches the CPU's FP32 reference outputs on every test set; a
@@ -78,7 +78,7 @@ run)
   echo "== inspect fallback_unet fp32 (notes)"
   "$k" inspect "$out/fallback_unet.fp32.plan" 2>&1 | grep -iE "cpu|segment|layers on" | head -10
   if [ $strict = yes ]; then
-    echo "== --strict-device (must refuse, naming ConvTranspose and CumSum)"
+    echo "== --strict-device (must refuse, naming ConvTranspose, Resize and CumSum)"
     "$k" build "$d/fallback_unet/model.onnx" --device "$dev" --strict-device -o "$out/strict.plan" 2>&1 | tail -2
     echo "exit ${PIPESTATUS[0]}"
   else

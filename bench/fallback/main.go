@@ -1,6 +1,6 @@
 // Command fallback writes small ONNX models whose ops the CUDA executor
-// partly lacks (ConvTranspose, CumSum, NonMaxSuppression between
-// convolutions, HardSigmoid beside them), built with kiln's ir.Builder and
+// partly lacks (ConvTranspose, CumSum, linear Resize, NonMaxSuppression
+// between convolutions, HardSigmoid beside them), built with kiln's ir.Builder and
 // ONNX writer, with reference inputs and outputs computed by kiln's CPU
 // engine: OUT/NAME/model.onnx and OUT/NAME/test_data_set_N/{input,output}_K.pb.
 // bench/gpu-fallback.sh builds them for cuda and checks the GPU against
@@ -125,7 +125,8 @@ func conv(b *ir.Builder, x *ir.Value, seed uint64, cin, cout, k, stride int) *ir
 // unet is a U-Net-like block: image[batch,3,h,w] -> Conv+Relu -> Conv
 // stride 2+Relu -> ConvTranspose stride 2 (no CUDA kernel) -> HardSigmoid
 // -> CumSum over w (no CUDA kernel) -> Conv 1x1 -> Add the first block
-// (a skip connection) -> Conv 1x1 -> Reshape to [batch, -1] with a shape
+// (a skip connection) and the second one upsampled by a linear Resize (no
+// CUDA kernel: nearest only) -> Conv 1x1 -> Reshape to [batch, -1] with a shape
 // computed from the image at the start (Shape -> Gather -> Concat), so
 // that the last GPU segment recomputes it.
 func unet(h, w ir.Dim) *ir.Graph {
@@ -139,6 +140,9 @@ func unet(h, w ir.Dim) *ir.Graph {
 	cs := b.Op("CumSum", []*ir.Value{hs, b.Const("axis", tensor.FromInt64([]int64{3}, 1))})
 	y := conv(b, cs, 7, 8, 16, 1, 1)
 	y = b.Op("Add", []*ir.Value{y, c1})
+	scales := b.Const("", tensor.FromFloat32([]float32{1, 1, 2, 2}, 4))
+	side := b.Op("Resize", []*ir.Value{c2, nil, scales}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "linear"})
+	y = b.Op("Add", []*ir.Value{y, side})
 	y = conv(b, y, 9, 16, 4, 1, 1)
 	shape := b.Op("Shape", []*ir.Value{x})
 	batch := b.Op("Gather", []*ir.Value{shape, b.Const("", tensor.FromInt64([]int64{0}, 1))})
