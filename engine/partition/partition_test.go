@@ -472,3 +472,44 @@ func TestMaskRepeated(t *testing.T) {
 	}
 	sameOutputs(t, out, reference(t, g, in))
 }
+
+// TestSubgraphCaptures puts on the CPU an If whose branches read a value
+// a device segment computes (a capture, not an input of the If node), and
+// checks that the CPU segment gets it and the program matches the CPU.
+func TestSubgraphCaptures(t *testing.T) {
+	b := ir.NewBuilder("if", 17)
+	g := b.Graph()
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
+	cond := b.Input("cond", tensor.Bool)
+	r := b.Op("Relu", []*ir.Value{x})
+	branch := func(name string, op string) *ir.Graph {
+		sb := ir.NewBuilder(name, 17)
+		sb.Graph().Parent = g
+		sb.Output(sb.Op(op, []*ir.Value{sb.Graph().Capture(r)}), name+"_out")
+		return sb.Graph()
+	}
+	y := b.Op("If", []*ir.Value{cond}, ir.GraphAttr("then_branch", branch("then", "Sigmoid")), ir.GraphAttr("else_branch", branch("else", "Neg")))
+	b.Output(b.Op("Add", []*ir.Value{y, b.Const("one", tensor.FromFloat32([]float32{1}, 1))}), "y")
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	prog, rep, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, device.ExecOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	if len(rep.Segments) != 3 || !slices.Equal(rep.Segments[1].Inputs, []string{"cond", r.Name}) {
+		t.Fatalf("segments %+v", rep.Segments)
+	}
+	for _, c := range []bool{true, false} {
+		cv := tensor.New(tensor.Bool)
+		cv.Bools()[0] = c
+		in := randomInput(2, 4)
+		in["cond"] = cv
+		out, err := prog.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameOutputs(t, out, reference(t, g, in))
+	}
+}
