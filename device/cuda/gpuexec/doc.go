@@ -8,7 +8,10 @@
 // rest as the CUDA kernels of package cuda (kernels/*.cu), compiled with
 // NVRTC for the GPU's compute capability when the engine is made. An op
 // without a GPU implementation is an error naming the op and the node
-// (ErrUnsupported).
+// (ErrUnsupported). Supports answers the same question node by node,
+// before compiling, from the same op table (the cuda device's
+// device.Supporter): kiln's builder gives the nodes it refuses to the CPU
+// (package engine/partition) and compiles the rest as GPU segments.
 //
 // An Engine holds the constants (weights), uploaded once, and the compiled
 // kernels; it is shared by its Contexts. A Context holds one stream, one
