@@ -353,7 +353,7 @@ func (f *folds) decide(n *ir.Node) bool {
 	}
 	known := true
 	for _, o := range n.Outputs {
-		if o != nil && o.Const == nil && o.ShapeValue == nil {
+		if o != nil && o.Const == nil && !shapeVector(o) {
 			known = false
 		}
 	}
@@ -373,13 +373,23 @@ func (f *folds) decide(n *ir.Node) bool {
 	return true
 }
 
+// shapeVector reports whether v is a shape value that shape folding turns
+// into a constant once the dims are known: a 1-D int64 or int32 vector
+// (not the scalar of Size).
+func shapeVector(v *ir.Value) bool {
+	if v.ShapeValue == nil || (v.Type.DType != tensor.Int64 && v.Type.DType != tensor.Int32) {
+		return false
+	}
+	return v.Type.Shape == nil || (len(v.Type.Shape) == 1 && (!v.Type.Shape[0].Known() || v.Type.Shape[0].Val == int64(len(v.ShapeValue))))
+}
+
 // value reports whether v is a constant, a shape value or computed from
 // those alone.
 func (f *folds) value(v *ir.Value) bool {
 	switch {
 	case f.inputs[v]:
 		return false // a default can be overridden at run time
-	case v.Const != nil || v.ShapeValue != nil:
+	case v.Const != nil || shapeVector(v):
 		return true
 	case v.Producer == nil:
 		return false

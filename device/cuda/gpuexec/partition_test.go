@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/conformance"
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/partition"
@@ -228,5 +232,138 @@ func TestReferenceModelsOneSegment(t *testing.T) {
 				t.Errorf("%s; %q", r.Summary(), r.Lines())
 			}
 		})
+	}
+}
+
+// TestNodeSuitePartitioned partitions every ONNX node test that the CPU
+// engine passes as a cuda build would (hostExec: Supports deciding, every
+// device segment compiled by the GPU compiler at the test's shapes) and
+// checks that it still passes: no node Supports accepts is refused by the
+// compiler, and the segments and copies between them compute what the
+// CPU does.
+func TestNodeSuitePartitioned(t *testing.T) {
+	dirs, _ := filepath.Glob("/usr/share/libonnx-testdata/data/node/test_*")
+	if len(dirs) == 0 {
+		t.Skip("needs the ONNX node tests (/usr/share/libonnx-testdata, Debian's onnx test data)")
+	}
+	var baseOK, partOK, gpuRefused, partErr, onGPU, fellBack int
+	var refused, perr []string
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
+		if err != nil {
+			continue
+		}
+		m, err := onnx.DecodeModel(b)
+		if err != nil {
+			continue
+		}
+		g, err := onnx.ToGraph(m, nil)
+		if err != nil {
+			continue
+		}
+		if err := optimize.Run(g, 2, nil); err != nil {
+			continue
+		}
+		if _, err := ops.InferGraph(g); err != nil {
+			continue
+		}
+		var ins []*ir.Value
+		for _, v := range g.Inputs {
+			if v.Const == nil {
+				ins = append(ins, v)
+			}
+		}
+		in := map[string]*tensor.Tensor{}
+		ok := true
+		for i, v := range ins {
+			x, _, err := onnx.ReadTensorFile(filepath.Join(dir, "test_data_set_0", fmt.Sprintf("input_%d.pb", i)))
+			if err != nil {
+				ok = false
+				break
+			}
+			in[v.Name] = x
+		}
+		if !ok {
+			continue
+		}
+		var want []*tensor.Tensor
+		for i := range g.Outputs {
+			w, _, err := onnx.ReadTensorFile(filepath.Join(dir, "test_data_set_0", fmt.Sprintf("output_%d.pb", i)))
+			if err != nil {
+				ok = false
+				break
+			}
+			want = append(want, w)
+		}
+		if !ok {
+			continue
+		}
+		check := func(out map[string]*tensor.Tensor) bool {
+			for i, v := range g.Outputs {
+				got := out[v.Name]
+				if got == nil {
+					return false
+				}
+				if c := conformance.Compare(got, want[i], 1e-3, 1e-4); !c.OK {
+					return false
+				}
+			}
+			return true
+		}
+		e, err := engine.New(g.Clone())
+		if err != nil {
+			continue
+		}
+		out, err := e.Run(context.Background(), in)
+		if err != nil || !check(out) {
+			continue
+		}
+		baseOK++
+		name := filepath.Base(dir)
+		prog, r, err := func() (p device.Program, r *partition.Report, err error) {
+			defer func() {
+				if x := recover(); x != nil {
+					err = fmt.Errorf("PANIC %v", x)
+				}
+			}()
+			return partition.Compile(g, &hostExec{}, device.ExecOptions{}, partition.Options{})
+		}()
+		if err != nil {
+			partErr++
+			perr = append(perr, name+": "+err.Error())
+			continue
+		}
+		if len(r.Fallbacks) == 0 {
+			onGPU++
+		} else {
+			fellBack++
+		}
+		pout, err := prog.Run(context.Background(), in)
+		if err != nil {
+			if strings.Contains(err.Error(), "GPU compiler refuses") {
+				gpuRefused++
+				refused = append(refused, name+": "+err.Error())
+			} else {
+				partErr++
+				perr = append(perr, name+": run: "+err.Error())
+			}
+			continue
+		}
+		if !check(pout) {
+			partErr++
+			perr = append(perr, name+": outputs differ")
+			continue
+		}
+		partOK++
+	}
+	t.Logf("CPU passes %d; partitioned %d (%d entirely on the GPU, %d with fallback)", baseOK, partOK, onGPU, fellBack)
+	for _, s := range perr {
+		t.Errorf("%s", s)
+	}
+	for _, s := range refused {
+		t.Errorf("Supports accepted what the GPU compiler refuses: %s", s)
+	}
+	if baseOK < 800 || partOK != baseOK {
+		t.Errorf("%d node tests pass on the CPU, %d partitioned", baseOK, partOK)
 	}
 }
