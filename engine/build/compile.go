@@ -20,9 +20,10 @@ import (
 // device computes in the requested precision) through package partition,
 // which gives the layers the device does not support to the CPU (each
 // logged with its reason, and a summary; refused with StrictDevice); the
-// first program is checked
-// against the CPU's FP32 engine on the calibration or random batches (the
-// accuracy report), and the device's compiled sections go into the plan.
+// first program is checked against the CPU's FP32 engine on the
+// calibration or random batches (the accuracy report), and the device's
+// compiled sections go into the plan (each segment's under its prefix when
+// there are several).
 func (b *builder) compile(ctx context.Context) error {
 	if b.o.Precision == INT8 {
 		return fmt.Errorf("%w: INT8 is not available on %s yet (use --fp16)", ErrOptions, b.o.Device)
