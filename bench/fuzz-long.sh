@@ -64,7 +64,7 @@ if [ "$mode" != run ]; then
   for t in "${targets[@]}"; do
     p=$(pkgof "$t")
     [ -n "$p" ] || { echo "fuzz-long: no fuzz target $t" >&2; exit 2; }
-    echo "== build $t (./$p)"
+    echo "== build $t ($(pkgname "$p"))"
     go test -c -fuzz "^$t\$" -ldflags='-s -w' -o "$(binof "$p" "$t")" "./$p"
   done
 fi
