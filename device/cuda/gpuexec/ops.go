@@ -335,14 +335,26 @@ type folds struct {
 	g      *ir.Graph
 	inputs map[*ir.Value]bool
 	memo   map[*ir.Node]bool
+	depth  int
 }
+
+// maxFoldDepth bounds how far back foldsWhenBound follows producers: shape
+// computations are short chains, and a deep one is taken as not folding
+// (the node is then decided by the op table), which keeps Supports linear
+// in the depth of the graph.
+const maxFoldDepth = 32
 
 func (f *folds) node(n *ir.Node) bool {
 	if ok, seen := f.memo[n]; seen {
 		return ok
 	}
+	if f.depth >= maxFoldDepth {
+		return false
+	}
 	f.memo[n] = false // a cycle folds nothing
+	f.depth++
 	ok := f.decide(n)
+	f.depth--
 	f.memo[n] = ok
 	return ok
 }
@@ -360,17 +372,17 @@ func (f *folds) decide(n *ir.Node) bool {
 	if known {
 		return true
 	}
-	if k, err := ops.Prepare(n, f.g.Opset()); err != nil {
-		return false
-	} else if _, random := k.(ops.NonDeterministic); random {
-		return false
-	}
 	for _, v := range n.Inputs {
 		if v != nil && !f.value(v) {
 			return false
 		}
 	}
-	return true
+	k, err := ops.Prepare(n, f.g.Opset())
+	if err != nil {
+		return false
+	}
+	_, random := k.(ops.NonDeterministic)
+	return !random
 }
 
 // shapeVector reports whether v is a shape value that shape folding turns
