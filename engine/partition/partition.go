@@ -237,6 +237,17 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 		seg.Inputs, seg.Outputs = names(s.inputs), names(s.outputs)
 		r.Segments = append(r.Segments, seg)
 	}
+	// A segment nothing reads from (shape computations that the device
+	// segments after it repeat) is left out.
+	kept := p.segs[:0]
+	segs := r.Segments[:0]
+	for i, s := range p.segs {
+		if len(s.outputs) > 0 {
+			kept = append(kept, s)
+			segs = append(segs, r.Segments[i])
+		}
+	}
+	p.segs, r.Segments = kept, segs
 	return p
 }
 
@@ -395,7 +406,7 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 	if po.Strict && len(r.Fallbacks) > 0 {
 		return nil, r, strictError(r)
 	}
-	if len(p.segs) <= 1 && (len(p.segs) == 0 || p.segs[0].onDevice) {
+	if len(r.Fallbacks) == 0 {
 		prog, err := x.Compile(g, o)
 		return prog, r, err
 	}

@@ -513,3 +513,36 @@ func TestSubgraphCaptures(t *testing.T) {
 		sameOutputs(t, out, reference(t, g, in))
 	}
 }
+
+// TestIdleSegmentDropped checks that a device segment made only of a
+// shape computation that a later device segment repeats is left out.
+func TestIdleSegmentDropped(t *testing.T) {
+	b := ir.NewBuilder("idle", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
+	shape := b.Op("Shape", []*ir.Value{x})
+	c := b.Op("CumSum", []*ir.Value{x, b.Const("axis", tensor.FromInt64([]int64{1}, 1))})
+	b.Output(b.Op("Reshape", []*ir.Value{c, shape}), "y")
+	g := b.Graph()
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	x2 := &fakeExec{name: "gpu", ops: gpuOps}
+	prog, r, err := Compile(g, x2, device.ExecOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	var devs []string
+	for _, s := range r.Segments {
+		devs = append(devs, s.Device)
+	}
+	if !slices.Equal(devs, []string{CPU, "gpu"}) || len(x2.compiled) != 1 || !slices.Equal(x2.compiled[0].nodes, []string{"Shape_1", "Reshape_1"}) {
+		t.Errorf("segments %+v, device compilations %d", r.Segments, len(x2.compiled))
+	}
+	in := randomInput(2, 5)
+	out, err := prog.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameOutputs(t, out, reference(t, g, in))
+}
