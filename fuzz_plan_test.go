@@ -410,3 +410,92 @@ func planWatchdog() func() {
 	})
 	return func() { t.Stop() }
 }
+
+// FuzzBuildRun feeds ONNX models to the path kiln serve takes to serve
+// one: PlanCache.Load builds it (optimizer, precision, profiles, memory
+// plan; tactic timing off, for speed), writes the plan to the cache and
+// loads it from there; a second Load must then be a cache hit that loads;
+// the model is run on a batch of 1. The model is one of a few bases
+// (tinycnn, ONNX node tests when installed) cut to a length and patched
+// at an offset, or the patch alone when base is past them: small inputs
+// that the fuzzer mutates and minimizes quickly. Any outcome but a panic,
+// a hang or a plan the cache wrote and cannot load is fine, within
+// planCPULimit of CPU and planAllocPerByte bytes allocated per byte of
+// model plus planAllocFixed and twice the engine's memory limit
+// (planMemLimit).
+func FuzzBuildRun(f *testing.F) {
+	old := debug.SetMemoryLimit(planMemLimit)
+	f.Cleanup(func() { debug.SetMemoryLimit(old) })
+	arenas := uint64(2 * engine.DefaultMemoryLimit())
+	bases := [][]byte{examples.TinyCNNModel}
+	for _, name := range []string{"test_add", "test_conv_with_strides_padding", "test_gemm_default_no_bias", "test_relu",
+		"test_maxpool_2d_default", "test_softmax_axis_1", "test_reshape_negative_dim", "test_gather_0", "test_matmul_2d"} {
+		if b, err := os.ReadFile(filepath.Join("/usr/share/libonnx-testdata/data/node", name, "model.onnx")); err == nil {
+			bases = append(bases, b)
+		}
+	}
+	for i := range bases {
+		f.Add(uint8(i), uint16(0), uint16(0), []byte(nil))
+	}
+	f.Add(uint8(0), uint16(0), uint16(len(examples.TinyCNNModel)/2), []byte(nil))
+	f.Add(uint8(0), uint16(200), uint16(0), []byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(uint8(255), uint16(0), uint16(0), []byte("\x08\x07\x12\x00"))
+	root := f.TempDir()
+	model := filepath.Join(root, "model.onnx")
+	cache := &kiln.PlanCache{Dir: filepath.Join(root, "plans"), MemoryLimit: planMemLimit}
+	opts := kiln.BuildOptions{MaxBatch: 8, NoTiming: true}
+	verbose := os.Getenv("KILN_FUZZ_COST") != ""
+	f.Fuzz(func(t *testing.T, base uint8, cut, at uint16, patch []byte) {
+		defer planWatchdog()()
+		b := patch
+		if int(base) < len(bases) {
+			b = bases[base]
+			if cut > 0 {
+				b = b[:min(int(cut), len(b))]
+			}
+			if len(patch) > 0 {
+				b = append([]byte(nil), b...)
+				if end := int(at) + len(patch); end > len(b) {
+					b = append(b, make([]byte, end-len(b))...)
+				}
+				copy(b[at:], patch)
+			}
+		}
+		if err := os.WriteFile(model, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(cache.Dir) // one plan per input: the folder stays small
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		what := "build"
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		c0 := planCPUTime()
+		m, res, err := cache.Load(ctx, model, opts)
+		if err == nil {
+			m.Close()
+			what = "build, load from the cache and run"
+			m2, res2, err := cache.Load(ctx, model, opts)
+			if err != nil || !res2.Hit {
+				t.Fatalf("the plan the cache wrote (%s) does not load from it: hit %v, %v", res.Path, res2.Hit, err)
+			}
+			if in := runInputs(m2, 1); in != nil {
+				_, _ = m2.Run(ctx, in)
+			}
+			m2.Close()
+		}
+		c1 := planCPUTime()
+		runtime.ReadMemStats(&m1)
+		alloc := m1.TotalAlloc - m0.TotalAlloc
+		if verbose {
+			t.Logf("%s: %d bytes, %d allocated (%.1f per byte), %v CPU, err %v", what, len(b), alloc, float64(alloc)/float64(max(len(b), 1)), c1-c0, err)
+		}
+		if limit := uint64(planAllocPerByte*len(b)+planAllocFixed) + arenas; alloc > limit {
+			t.Fatalf("%s of a %d-byte model allocated %d bytes, above the bound %d (%d per byte + %d + twice the engine's memory limit)",
+				what, len(b), alloc, limit, planAllocPerByte, planAllocFixed)
+		}
+		if c1-c0 > planCPULimit {
+			t.Fatalf("%s of a %d-byte model took %v of CPU, above %v", what, len(b), c1-c0, planCPULimit)
+		}
+	})
+}

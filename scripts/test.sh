@@ -59,5 +59,6 @@ fuzz ./engine/plan FuzzDecode
 fuzz ./serve/httpapi FuzzHTTPHandler
 fuzz ./serve/grpcapi FuzzGRPCService
 fuzz . FuzzPlanRun
+fuzz . FuzzBuildRun
 fuzz ./onnx FuzzExternalData
 echo "== all tests passed"
