@@ -110,7 +110,7 @@ func parseSize(s string) (int64, error) {
 // (which builds an ONNX model in memory).
 type buildFlags struct {
 	device, calibData, calibMethod, calibCache, timingCache, workspace string
-	fp16, int8, noTiming                                               bool
+	fp16, int8, noTiming, strictDevice                                 bool
 	optLevel, maxBatch, calibRandom                                    int
 	profiles                                                           profileFlags
 	dims                                                               dimFlags
@@ -118,7 +118,8 @@ type buildFlags struct {
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
-	fs.StringVar(&b.device, "device", "cpu", "device to build for: cpu or cuda[:N]")
+	fs.StringVar(&b.device, "device", "cpu", "device to build for: cpu or cuda[:N]; layers the device cannot run fall back to the CPU (the build log says which and why)")
+	fs.BoolVar(&b.strictDevice, "strict-device", false, "refuse to build when a layer would fall back to the CPU instead of running on --device")
 	fs.BoolVar(&b.fp16, "fp16", false, "store weights and activations as float16 (float32 accumulation)")
 	fs.BoolVar(&b.int8, "int8", false, "INT8 post-training quantization (needs --calib-data, --calib-random or --calib-cache)")
 	fs.StringVar(&b.calibData, "calib-data", "", "calibration data: a folder of input sets (test_data_set_*/input_N.pb)")
@@ -143,7 +144,7 @@ func (b *buildFlags) options() (build.Options, error) {
 	o := build.Options{
 		Device: b.device, OptLevel: b.optLevel, NoOptimization: b.optLevel == 0, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
 		CalibData: b.calibData, CalibBatches: b.calibRandom, CalibMethod: b.calibMethod, CalibCache: b.calibCache,
-		LayerPrecision: b.layers, TimingCache: b.timingCache, NoTiming: b.noTiming,
+		LayerPrecision: b.layers, TimingCache: b.timingCache, NoTiming: b.noTiming, StrictDevice: b.strictDevice,
 	}
 	if b.fp16 && b.int8 {
 		return o, errors.New("--fp16 and --int8 exclude each other")
