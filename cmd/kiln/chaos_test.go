@@ -47,16 +47,27 @@ type chaosTally struct {
 	shutdown atomic.Bool // set just before the server is told to stop
 	mu       sync.Mutex
 	counts   map[string]int
+	first    map[string]string // the first message of each kind of refusal
 	bad      []string
 }
 
 func newChaosTally(name string) *chaosTally {
-	return &chaosTally{name: name, counts: map[string]int{}}
+	return &chaosTally{name: name, counts: map[string]int{}, first: map[string]string{}}
 }
 
 func (c *chaosTally) add(kind string) {
 	c.mu.Lock()
 	c.counts[kind]++
+	c.mu.Unlock()
+}
+
+// refused counts a refusal and keeps the first message of its kind.
+func (c *chaosTally) refused(kind, msg string) {
+	c.mu.Lock()
+	c.counts[kind]++
+	if _, ok := c.first[kind]; !ok {
+		c.first[kind] = msg
+	}
 	c.mu.Unlock()
 }
 
@@ -80,6 +91,11 @@ func (c *chaosTally) report(t *testing.T) {
 		parts = append(parts, fmt.Sprintf("%s: %d", k, c.counts[k]))
 	}
 	t.Logf("%s: %s", c.name, strings.Join(parts, ", "))
+	for _, k := range keys {
+		if m, ok := c.first[k]; ok {
+			t.Logf("%s: first %s: %.200s", c.name, k, m)
+		}
+	}
 	if c.counts["http 200"]+c.counts["grpc OK"] == 0 {
 		t.Errorf("%s: no request answered", c.name)
 	}
@@ -124,7 +140,7 @@ func chaosHTTP(c *chaosTally, base string, body []byte, stop <-chan struct{}) {
 			c.add("http 200")
 		case (resp.StatusCode == 400 || resp.StatusCode == 404 || resp.StatusCode == 429 || resp.StatusCode == 503) &&
 			bytes.Contains(b, []byte(`"error"`)):
-			c.add(fmt.Sprintf("http %d", resp.StatusCode))
+			c.refused(fmt.Sprintf("http %d", resp.StatusCode), string(b))
 			time.Sleep(5 * time.Millisecond) // as a client backs off
 		default:
 			c.fail("HTTP %d: %.300s", resp.StatusCode, b)
@@ -165,7 +181,7 @@ func chaosGRPC(c *chaosTally, addr string, req *inference.ModelInferRequest, sto
 			time.Sleep(10 * time.Millisecond)
 		case (st.Code() == codes.NotFound || st.Code() == codes.Unavailable || st.Code() == codes.ResourceExhausted ||
 			st.Code() == codes.InvalidArgument) && st.Message() != "":
-			c.add("grpc " + st.Code().String())
+			c.refused("grpc "+st.Code().String(), st.Message())
 			time.Sleep(5 * time.Millisecond) // as a client backs off
 		default:
 			c.fail("gRPC %v", err)
@@ -254,7 +270,7 @@ func chaosAdminCall(base, path string, timeout time.Duration) (int, string, erro
 // beside it a poll-mode server without the plan cache (--no-build) has its
 // model.onnx rewritten in place (O_TRUNC, sometimes half first, as a slow
 // cp would); finally the first server is stopped as SIGTERM does, with a
-// 200 ms exit timeout, under load. The test process must survive (no
+// 200 ms exit timeout, under the load of 37 clients. The test process must survive (no
 // SIGSEGV or SIGBUS), every request must be answered (200) or refused
 // with a clear status (400/404/429/503 with a message; never a 500 or a
 // connection lost before the shutdown began), every load must succeed,
@@ -385,8 +401,12 @@ func TestChaosUnderLoad(t *testing.T) {
 	rewrites.Wait()
 	t.Logf("%d unload/load rounds on the explicit server", ops)
 
-	// SIGTERM for A under load, with a 200 ms exit timeout
-	time.Sleep(100 * time.Millisecond)
+	// SIGTERM for A under load, with a 200 ms exit timeout: 32 more
+	// clients first, so that queues are full and batches run when it ends
+	for range 32 {
+		load.Go(func() { chaosHTTP(tallyA, baseA, body, stopLoad) })
+	}
+	time.Sleep(300 * time.Millisecond)
 	tallyA.shutdown.Store(true)
 	stopA()
 	select {
