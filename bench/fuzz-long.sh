@@ -19,11 +19,13 @@
 #   PARALLEL=N      fuzz workers per target (default: every CPU)
 #   MINTIME=10s     the longest minimization of one new input
 #
-# The binaries, their manifest, the fuzz caches and the logs are in
+# The binaries (one per package, gzipped: about 30 MB for the default
+# targets), their manifest, the fuzz caches and the logs are in
 # bench/.fuzzbin/ (git-ignored through .git/info/exclude). Copy that folder
-# with the repository to a machine without Go and run "bench/fuzz-long.sh
-# run" there: each binary runs in its package's folder, so that it reads
-# (and writes a failing input to) the package's testdata/fuzz corpus.
+# with the repository to a machine without Go right after "build" and run
+# "bench/fuzz-long.sh run" there: each binary runs in its package's folder,
+# so that it reads (and writes a failing input to) the package's
+# testdata/fuzz corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -58,19 +60,31 @@ if [ "${targets[0]}" = all ]; then
 fi
 pkgof() { awk -v t="$1" '$2 == t {print $1; exit}' "$manifest"; }
 pkgname() { if [ "$1" = . ]; then echo "kiln (root)"; else echo "./$1"; fi; }
-binof() { echo "$bin/$(echo "$1" | tr '/.' '__')_$2.test"; }
+# one binary per package, instrumented for its targets, kept gzipped (a
+# third of the size, to carry to another machine) and unpacked into a
+# temporary folder to be run
+gzof() { echo "$bin/$(if [ "$1" = . ]; then echo kiln; else echo "$1" | tr / _; fi).test.gz"; }
 
 if [ "$mode" != run ]; then
   command -v go >/dev/null 2>&1 || { echo "fuzz-long: building needs Go (run \"$0 run\" with built binaries)" >&2; exit 2; }
+  declare -A want=()
   for t in "${targets[@]}"; do
     p=$(pkgof "$t")
     [ -n "$p" ] || { echo "fuzz-long: no fuzz target $t" >&2; exit 2; }
-    echo "== build $t ($(pkgname "$p"))"
-    go test -c -fuzz "^$t\$" -ldflags='-s -w' -o "$(binof "$p" "$t")" "./$p"
+    want[$p]="${want[$p]:+${want[$p]}|}$t"
   done
+  for p in "${!want[@]}"; do
+    echo "== build ${want[$p]} ($(pkgname "$p"))"
+    go test -c -fuzz "^(${want[$p]})\$" -ldflags='-s -w' -o "$bin/pkg.test" "./$p"
+    gzip -9 -c "$bin/pkg.test" >"$(gzof "$p")"
+    rm -f "$bin/pkg.test"
+  done
+  du -ch "$bin"/*.test.gz | tail -1 | sed 's/total$/in all: carry bench\/.fuzzbin (binaries, manifest) to run them elsewhere/'
 fi
 [ "$mode" != build ] || exit 0
 
+unpacked=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fuzzbin.XXXXXX")
+trap 'rm -rf "$unpacked"' EXIT
 fuzztime="${EXECS:-1000000}x"
 [ -z "${FUZZTIME:-}" ] || fuzztime=$FUZZTIME
 parallel=${PARALLEL:-$(nproc 2>/dev/null || echo 4)}
@@ -82,8 +96,12 @@ summary=$bin/summary.md
 failed=0
 for t in "${targets[@]}"; do
   p=$(pkgof "$t")
-  b=$root/$(binof "$p" "$t")
-  [ -x "$b" ] || { echo "fuzz-long: $b is missing: run \"$0 build $t\" first" >&2; exit 2; }
+  gz=$root/$(gzof "$p")
+  b=$unpacked/$(basename "${gz%.gz}")
+  [ -f "$gz" ] || { echo "fuzz-long: $gz is missing: run \"$0 build $t\" first" >&2; exit 2; }
+  if [ ! -x "$b" ]; then
+    gzip -dc "$gz" >"$b" && chmod +x "$b"
+  fi
   log=$root/$bin/logs/$t.log
   echo "== $t ($(pkgname "$p")): -test.fuzztime=$fuzztime, $parallel workers; log $bin/logs/$t.log"
   start=$(date +%s)
