@@ -10,8 +10,8 @@
 #
 # TARGET is a fuzz target's name (FuzzHTTPHandler) or "all" for every fuzz
 # target of the repository; the default is the whole-system targets of
-# issue 9: FuzzHTTPHandler FuzzGRPCService FuzzPlanRun FuzzBuildRun
-# FuzzExternalData.
+# issue 9: FuzzHTTPHandler FuzzWebSocketStream FuzzGRPCService FuzzPlanRun
+# FuzzBuildRun FuzzExternalData.
 #
 # Environment:
 #   EXECS=1000000   executions per target (-test.fuzztime=${EXECS}x), unless
@@ -43,7 +43,7 @@ build | run)
   ;;
 esac
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzHTTPHandler FuzzGRPCService FuzzPlanRun FuzzBuildRun FuzzExternalData)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzHTTPHandler FuzzWebSocketStream FuzzGRPCService FuzzPlanRun FuzzBuildRun FuzzExternalData)
 
 # manifest: one line per target, "package-folder target", from the sources
 # when they are here (then the manifest is rewritten), else as built.

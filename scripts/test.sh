@@ -57,6 +57,7 @@ fuzz ./serve/httpapi FuzzDecodeStreamMessage
 fuzz ./api FuzzDecodeRaw
 fuzz ./engine/plan FuzzDecode
 fuzz ./serve/httpapi FuzzHTTPHandler
+fuzz ./serve/httpapi FuzzWebSocketStream
 fuzz ./serve/grpcapi FuzzGRPCService
 fuzz . FuzzPlanRun
 fuzz . FuzzBuildRun

@@ -5,6 +5,8 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
@@ -347,4 +351,112 @@ func watchdog() func() {
 		panic(fmt.Sprintf("one input ran over %v:\n%s", fuzzWallLimit, buf))
 	})
 	return func() { t.Stop() }
+}
+
+// fuzzStream is one WebSocket stream to a fuzzServer behind a loopback
+// HTTP server, opened again when an input made the server close it.
+type fuzzStream struct {
+	url string
+	c   *websocket.Conn
+}
+
+func (s *fuzzStream) conn() (*websocket.Conn, error) {
+	if s.c != nil {
+		return s.c, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, s.url, &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": []string{"Bearer " + fuzzInferToken}}})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(16 << 20)
+	s.c = c
+	return c, nil
+}
+
+// FuzzWebSocketStream sends fuzzed messages, text (JSON) or binary (a
+// 4-byte header length, the JSON header, the data) and as large as the
+// limit allows (head, rep n times, tail), on a WebSocket stream to
+// tinycnn over loopback, one at a time. Each must be answered, with
+// outputs or an error that has a sane status ("code"), or end the stream
+// with a close status (a message over the size limit); no panic, and the
+// same bounds as FuzzHTTPHandler (memory per byte of message, CPU, hang).
+func FuzzWebSocketStream(f *testing.F) {
+	fs := newFuzzServer(f)
+	ts := httptest.NewServer(fs.h)
+	f.Cleanup(ts.Close)
+	st := &fuzzStream{url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/v2/models/tinycnn/stream"}
+	f.Cleanup(func() {
+		if st.c != nil {
+			st.c.CloseNow()
+		}
+	})
+	h, r, tl, n := []byte(`{"id":"a","inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","data":[`), []byte("0.25,"), []byte(`0.5]}]}`), uint32(3071)
+	f.Add(false, h, r, n, tl)
+	f.Add(false, h, r, uint32(3070), tl)
+	f.Add(false, []byte(`{"inputs":[{"name":"image","shape":[12000],"datatype":"FP32","data":[`), []byte("1.25e-3,"), uint32(11999), []byte(`2]}]}`))
+	hdr := []byte(`{"id":"b","inputs":[{"name":"image","shape":[2,3,32,32],"datatype":"FP32","parameters":{"binary_data_size":24576}}],"outputs":[{"name":"probabilities","parameters":{"binary_data":true}}]}`)
+	bin := binary.LittleEndian.AppendUint32(nil, uint32(len(hdr)))
+	f.Add(true, append(bin, hdr...), []byte{0, 0, 0x80, 0x3e}, uint32(2*3*32*32), []byte(nil))
+	f.Add(true, append(bin, hdr...), []byte{0, 0, 0x80, 0x3e}, uint32(5), []byte(nil))
+	f.Add(true, []byte{0xff, 0xff, 0xff, 0x7f, '{'}, []byte(nil), uint32(0), []byte(nil))
+	f.Add(false, []byte(`{}`), []byte(" "), uint32(1<<20), []byte(nil))
+	verbose := os.Getenv("KILN_FUZZ_COST") != ""
+	f.Fuzz(func(t *testing.T, binaryMsg bool, head, rep []byte, n uint32, tail []byte) {
+		defer watchdog()()
+		if err := fs.ensure(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.conn()
+		if err != nil {
+			t.Fatalf("open the stream: %v", err)
+		}
+		msg := fuzzBody(head, rep, n, tail)
+		typ := websocket.MessageText
+		if binaryMsg {
+			typ = websocket.MessageBinary
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var rtyp websocket.MessageType
+		var reply []byte
+		cst := measure(func() {
+			if err = c.Write(ctx, typ, msg); err == nil {
+				rtyp, reply, err = c.Read(ctx)
+			}
+		})
+		if verbose {
+			t.Logf("%v message of %d bytes: %d allocated (%.1f per byte), %v CPU; reply %.120s, %v", typ, len(msg), cst.alloc,
+				float64(cst.alloc)/float64(max(len(msg), 1)), cst.cpu, reply, err)
+		}
+		if err != nil {
+			// the server ended the stream: only with a close status
+			st.c = nil
+			c.CloseNow()
+			if websocket.CloseStatus(err) == -1 {
+				t.Fatalf("%v message of %d bytes: the stream broke without a close status: %v", typ, len(msg), err)
+			}
+		} else if rtyp == websocket.MessageText {
+			var r struct {
+				Error   string          `json:"error"`
+				Code    int             `json:"code"`
+				Outputs json.RawMessage `json:"outputs"`
+			}
+			if jerr := json.Unmarshal(reply, &r); jerr != nil {
+				t.Fatalf("reply is not JSON: %v: %.200s", jerr, reply)
+			}
+			if r.Error != "" && !fuzzStatuses[r.Code] || r.Error == "" && r.Outputs == nil {
+				t.Fatalf("%v message of %d bytes: reply %.300s", typ, len(msg), reply)
+			}
+		}
+		if limit := uint64(fuzzAllocPerByte*len(msg) + fuzzAllocFixed); cst.alloc > limit {
+			t.Fatalf("%v message of %d bytes: allocated %d bytes, above the bound %d (%d per byte + %d)",
+				typ, len(msg), cst.alloc, limit, fuzzAllocPerByte, fuzzAllocFixed)
+		}
+		if cst.cpu > fuzzCPULimit {
+			t.Fatalf("%v message of %d bytes: %v of CPU, above %v", typ, len(msg), cst.cpu, fuzzCPULimit)
+		}
+	})
 }
