@@ -159,6 +159,26 @@ func (fs *fuzzService) ensure() error {
 	return err
 }
 
+// carries reports whether an authorization value presents token with the
+// Bearer scheme (in any case).
+func carries(authz, token string) bool {
+	f := strings.Fields(authz)
+	return len(f) == 2 && strings.EqualFold(f[0], "Bearer") && f[1] == token
+}
+
+// authorized reports whether call number rpc (see the fuzz target's
+// switch) may succeed with authz: the health checks for anyone, the
+// repository RPCs with the admin token, the rest with either token.
+func authorized(rpc uint8, authz string) bool {
+	switch rpc {
+	case 10, 11: // ServerReady, ServerLive
+		return true
+	case 6, 7, 8: // RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload
+		return carries(authz, fuzzAdminToken)
+	}
+	return carries(authz, fuzzInferToken) || carries(authz, fuzzAdminToken)
+}
+
 // fuzzRPCs is the number of calls the fuzzer chooses from (rpc % fuzzRPCs).
 const fuzzRPCs = 13
 
@@ -297,6 +317,9 @@ func FuzzGRPCService(f *testing.F) {
 		{Name: "image", Datatype: "FP32", Shape: []int64{1, 3, 2, 2}}}, RawInputContents: [][]byte{make([]byte, 48)}})
 	f.Add(uint8(12), uint8(1), "", "", "", "", []byte(nil), uint8(0), small, "", int64(0))
 	f.Add(uint8(12), uint8(1), "", "", "", "", []byte(nil), uint8(0), small[:len(small)/2], "", int64(0))
+	f.Add(uint8(6), uint8(1), "", "", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
+	f.Add(uint8(8), uint8(3), "tinycnn", "", "", "", []byte(nil), uint8(0), []byte(nil), "Bearer "+fuzzInferToken, int64(0))
+	f.Add(uint8(0), uint8(3), "tinycnn", "", "image", "FP32", shapeBytes(1, 3, 32, 32), uint8(0x81), img, "BEARER  "+fuzzAdminToken+" ", int64(0))
 	for rpc := uint8(2); rpc < 12; rpc++ {
 		f.Add(rpc, uint8(1), "tinycnn", "1", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
 		f.Add(rpc, uint8(2), "tinycnn", "", "", "", []byte(nil), uint8(0), []byte(nil), "", int64(0))
@@ -314,19 +337,23 @@ func FuzzGRPCService(f *testing.F) {
 		defer watchdog()()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		authz := ""
 		switch auth % 4 {
 		case 1:
-			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+fuzzInferToken)
+			authz = "Bearer " + fuzzInferToken
 		case 2:
-			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "bearer "+fuzzAdminToken)
+			authz = "bearer " + fuzzAdminToken
 		case 3:
 			// metadata values are printable ASCII: grpc-go sends no other
-			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", strings.Map(func(r rune) rune {
+			authz = strings.Map(func(r rune) rune {
 				if r < 0x20 || r > 0x7e {
 					return '?'
 				}
 				return r
-			}, pkey))
+			}, pkey)
+		}
+		if authz != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", authz)
 		}
 		// the request: flags bit 0 raw contents (else typed, of the kind
 		// in bits 2-4), bit 1 a second input of the same name, bit 5 an
@@ -466,6 +493,8 @@ func FuzzGRPCService(f *testing.F) {
 			if st.Message() == "" {
 				t.Fatalf("%s: code %v without a message", what, st.Code())
 			}
+		} else if !authorized(rpc%fuzzRPCs, authz) {
+			t.Fatalf("%s answered to authorization %q", what, authz)
 		} else if rpc%fuzzRPCs <= 1 && !answered {
 			t.Fatalf("%s: neither an answer nor an error", what)
 		}

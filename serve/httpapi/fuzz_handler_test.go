@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -76,6 +77,27 @@ func fuzzAuth(choice uint8, free string) string {
 		return "Basic " + fuzzAdminToken
 	}
 	return free
+}
+
+// carries reports whether an Authorization value presents token with the
+// Bearer scheme (in any case).
+func carries(authz, token string) bool {
+	f := strings.Fields(authz)
+	return len(f) == 2 && strings.EqualFold(f[0], "Bearer") && f[1] == token
+}
+
+// authorized reports whether a request for path (as the router sees it,
+// cleaned) with authz may be answered 2xx: health checks by anyone, the
+// repository API with the admin token, the rest with either token.
+func authorized(p, authz string) bool {
+	p = pathpkg.Clean(p)
+	switch {
+	case strings.HasPrefix(p, "/v2/health/"):
+		return true
+	case strings.HasPrefix(p, "/v2/repository/"):
+		return carries(authz, fuzzAdminToken)
+	}
+	return carries(authz, fuzzInferToken) || carries(authz, fuzzAdminToken)
 }
 
 // cost is what one call used.
@@ -220,6 +242,9 @@ func fuzzHTTPSeeds() []fuzzSeed {
 		"/v2/models/tinycnn/versions/+1", "/v2/models/tinycnn/versions/01/ready"} {
 		seeds = append(seeds, fuzzSeed{path: p, auth: 1})
 	}
+	for _, p := range []string{"/v2/health/ready", "/v2/health/../models/tinycnn", "/v2/models/tinycnn", "/v2/repository/index"} {
+		seeds = append(seeds, fuzzSeed{path: p}, fuzzSeed{method: 1, path: p, auth: 3}, fuzzSeed{method: 1, path: p, auth: 4})
+	}
 	h, r, tl, n := jsonImages(1)
 	seeds = append(seeds,
 		fuzzSeed{method: 1, path: "/v2/models/tinycnn/infer", auth: 1, ctype: "application/json", head: h, rep: r, tail: tl, n: n},
@@ -317,6 +342,9 @@ func FuzzHTTPHandler(f *testing.F) {
 		}
 		if !fuzzStatuses[w.Code] {
 			t.Fatalf("%s %q: status %d: %s", req.Method, path, w.Code, w.Body)
+		}
+		if w.Code/100 == 2 && !authorized(req.URL.Path, authz) {
+			t.Fatalf("%s %q answered %d to Authorization %q: %.200s", req.Method, path, w.Code, authz, w.Body)
 		}
 		// errors are JSON with an "error" field, except a health check's
 		// 503 (its status is the answer: the broken model keeps the server
