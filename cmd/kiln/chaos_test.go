@@ -336,6 +336,8 @@ func TestChaosUnderLoad(t *testing.T) {
 	}
 	defer cc.Close()
 	admin := inference.NewGRPCInferenceServiceClient(cc)
+	// An unload that a client gave up on may still reach the server after
+	// the load that follows it: then the next unload answers 404.
 	load200 := func(what string) {
 		// the load that follows an unload must succeed (at once, or once
 		// the unload the client gave up on has finished)
@@ -363,7 +365,7 @@ func TestChaosUnderLoad(t *testing.T) {
 		switch i % 4 {
 		case 0:
 			code, msg, err := chaosAdminCall(baseA, "/v2/repository/models/tinycnn/unload", 20*time.Second)
-			if err != nil || code != 200 {
+			if err != nil || code != 200 && code != 404 {
 				tallyA.fail("unload: %d %s %v", code, msg, err)
 			}
 			load200("an unload")
@@ -394,7 +396,7 @@ func TestChaosUnderLoad(t *testing.T) {
 					os.Truncate(p, st.Size()/2)
 				}
 			}
-			if code, msg, err := chaosAdminCall(baseA, "/v2/repository/models/tinycnn/unload", 20*time.Second); err != nil || code != 200 {
+			if code, msg, err := chaosAdminCall(baseA, "/v2/repository/models/tinycnn/unload", 20*time.Second); err != nil || code != 200 && code != 404 {
 				tallyA.fail("unload: %d %s %v", code, msg, err)
 			}
 			load200("truncating the cached plans")
@@ -403,6 +405,11 @@ func TestChaosUnderLoad(t *testing.T) {
 	}
 	rewrites.Wait()
 	t.Logf("%d unload/load rounds on the explicit server", ops)
+	// an unload its client gave up on may reach the server after the load
+	// that followed it (and is carried out: the client gave up waiting,
+	// not the unload); the last phase wants the model loaded
+	time.Sleep(50 * time.Millisecond)
+	load200("the last round")
 
 	// SIGTERM for A under load, with a 200 ms exit timeout: 32 more
 	// clients first, so that queues are full and batches run when it ends
