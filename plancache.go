@@ -16,6 +16,7 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/onnx"
 )
@@ -96,6 +97,11 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	}
 	if o.TimingCache == "" && !o.NoTiming {
 		o.TimingCache = filepath.Join(c.Dir, "timing-cache.json")
+		// the cache's own timing cache is a cache too: a damaged one (or one
+		// of another format) is started anew rather than failing every build
+		if _, err := tactic.Open(o.TimingCache); errors.Is(err, tactic.ErrCorrupt) || errors.Is(err, tactic.ErrVersion) {
+			os.Remove(o.TimingCache)
+		}
 	}
 	r, err := build.Build(ctx, path, o)
 	if err != nil {

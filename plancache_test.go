@@ -10,6 +10,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
@@ -270,5 +271,38 @@ func TestPlanCacheKeyFollowsExternalData(t *testing.T) {
 	}
 	if plans[0] == plans[1] {
 		t.Fatalf("new external weights kept the plan's key: %s", plans[0])
+	}
+}
+
+// TestPlanCacheCorruptTimingCache: a damaged timing cache in the plan
+// cache's folder (a disk full, a crash, a hand edit) is started anew; the
+// model still builds and the cache is written again.
+func TestPlanCacheCorruptTimingCache(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model.onnx")
+	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	os.MkdirAll(cache, 0o755)
+	timing := filepath.Join(cache, "timing-cache.json")
+	for _, damaged := range []string{`{"format": "kiln-timing-cache", "vers`, "not json at all", `{"format":"kiln-timing-cache","version":999,"entries":[]}`} {
+		if err := os.WriteFile(timing, []byte(damaged), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := &kiln.PlanCache{Dir: cache}
+		m, _, err := c.Load(context.Background(), model, kiln.BuildOptions{})
+		if err != nil {
+			t.Fatalf("timing cache %q: %v", damaged, err)
+		}
+		m.Close()
+		if _, err := tactic.Open(timing); err != nil {
+			t.Errorf("timing cache %q not rewritten: %v", damaged, err)
+		}
+		// the next model of the same key must build again: remove the plans
+		plans, _ := filepath.Glob(filepath.Join(cache, "*.plan"))
+		for _, p := range plans {
+			os.Remove(p)
+		}
 	}
 }

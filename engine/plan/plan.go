@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/internal/tempfile"
 	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
@@ -292,7 +293,7 @@ func alignUp(n int64) int64 { return (n + Align - 1) / Align * Align }
 // WriteFile writes a plan to path atomically (a temporary file renamed).
 func WriteFile(path string, h Header, g *ir.Graph, blobs []Blob) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".kiln-plan-*")
+	f, err := tempfile.Create(dir, ".kiln-plan-")
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/internal/tempfile"
 )
 
 var (
@@ -205,7 +206,7 @@ func (c *Cache) Save() error {
 		return fmt.Errorf("tactic: timing cache: %w", err)
 	}
 	b = append(b, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), "."+filepath.Base(c.path)+".tmp*")
+	tmp, err := tempfile.Create(filepath.Dir(c.path), "."+filepath.Base(c.path)+".tmp")
 	if err != nil {
 		return fmt.Errorf("tactic: save timing cache: %w", err)
 	}
