@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	iofs "io/fs"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/internal/tempfile"
 )
 
 // profileFlags collects --profile NAME:MIN,OPT,MAX ranges into the current
@@ -358,21 +358,14 @@ func createPlan(dst string) (*planWriter, error) {
 	if st, err := os.Stat(dst); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("-o %s: is a folder (give a file name such as %s)", dst, filepath.Join(dst, "model.plan"))
 	}
-	for range 100 {
-		tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d.tmp", filepath.Base(dst), rand.Uint32()))
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if errors.Is(err, iofs.ErrExist) {
-			continue
-		}
-		if errors.Is(err, iofs.ErrPermission) {
-			return nil, fmt.Errorf("-o %s: cannot write in the folder %s: permission denied", dst, dir)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("-o %s: cannot write in the folder %s: %w", dst, dir, err)
-		}
-		return &planWriter{dst: dst, f: f}, nil
+	f, err := tempfile.Create(dir, "."+filepath.Base(dst)+".tmp")
+	if errors.Is(err, iofs.ErrPermission) {
+		return nil, fmt.Errorf("-o %s: cannot write in the folder %s: permission denied", dst, dir)
 	}
-	return nil, fmt.Errorf("-o %s: cannot create a temporary file in %s", dst, dir)
+	if err != nil {
+		return nil, fmt.Errorf("-o %s: cannot write in the folder %s: %w", dst, dir, err)
+	}
+	return &planWriter{dst: dst, f: f}, nil
 }
 
 // commit writes the plan and renames it over the destination.

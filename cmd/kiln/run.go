@@ -73,17 +73,12 @@ func runCmd(args []string) int {
 	bf.register(fs, false)
 	shapes := shapeFlags{}
 	fs.Var(shapes, "shape", "input shape for random inputs, name:1x3x224x224 (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: kiln run [flags] MODEL.onnx|MODEL.plan|example\n\nRuns a plan, or builds an ONNX model in memory (the build flags apply) and runs it,\non the inputs of --data (comparing with its outputs) or on random inputs.\nExit status: 0 when all outputs match, 1 on a mismatch, 2 on any error.\n\n")
-		fs.PrintDefaults()
-	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return exitError
+		return usageError(fs, "want one MODEL.onnx, MODEL.plan or example, got %d arguments", len(pos))
 	}
 	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 || *duration < 0 {
 		return fail("--iterations must be >= 1, --warmup, --rtol, --atol and --duration >= 0")
