@@ -231,6 +231,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	gaddr := ""
 	if gl != nil {
 		gopts := grpcapi.Auth{InferToken: *inferToken, AdminToken: *adminToken}.ServerOptions()
+		gopts = append(gopts, grpcapi.DecodeErrorOptions()...)
 		if tlsConf != nil {
 			gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsConf.Clone())))
 		}
