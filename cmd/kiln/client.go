@@ -104,16 +104,17 @@ func clientCmd(args []string) int {
 		return answer(fmt.Sprintf("model %s ready: %v", model, ok), ok, err)
 	case "metadata":
 		var b []byte
+		var err error
 		if model == "" {
-			r, err := c.ServerMetadata(ctx)
-			if err != nil {
-				return fail("client: %v", err)
+			r, rerr := c.ServerMetadata(ctx)
+			if rerr != nil {
+				return fail("client: %v", rerr)
 			}
 			b, err = protojson.MarshalOptions{Multiline: true}.Marshal(r)
 		} else {
-			r, err := c.ModelMetadata(ctx, model, "")
-			if err != nil {
-				return fail("client: %v", err)
+			r, rerr := c.ModelMetadata(ctx, model, "")
+			if rerr != nil {
+				return fail("client: %v", rerr)
 			}
 			b, err = protojson.MarshalOptions{Multiline: true}.Marshal(r)
 		}

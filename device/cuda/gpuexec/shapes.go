@@ -44,7 +44,8 @@ func FileGraphs(path string, level int) GraphFunc {
 				v.Type.Shape = ir.KnownShape(s...)
 			}
 		}
-		if err := optimize.Run(g, level, nil); err == nil {
+		err = optimize.Run(g, level, nil)
+		if err == nil {
 			_, err = ops.InferGraph(g)
 		}
 		if err != nil {
