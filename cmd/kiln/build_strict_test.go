@@ -77,7 +77,7 @@ func TestBuildStrictDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := filepath.Join(dir, "tiny.plan")
-	if code := buildCmd([]string{model, "-o", plan, "--device", "poollessgpu", "--no-timing"}); code != exitOK {
+	if code := buildCmd([]string{model, "-o", plan, "--device", "poollessgpu"}); code != exitOK {
 		t.Fatalf("kiln build --device poollessgpu exited %d", code)
 	}
 	if code := runCmd([]string{plan, "--data", data}); code != exitOK {
@@ -88,7 +88,7 @@ func TestBuildStrictDevice(t *testing.T) {
 	errOut = &msg
 	defer func() { errOut = old }()
 	strict := filepath.Join(dir, "strict.plan")
-	if code := buildCmd([]string{model, "-o", strict, "--device", "poollessgpu", "--no-timing", "--strict-device"}); code != exitError {
+	if code := buildCmd([]string{model, "-o", strict, "--device", "poollessgpu", "--strict-device"}); code != exitError {
 		t.Fatalf("kiln build --strict-device exited %d, want %d", code, exitError)
 	}
 	if !strings.Contains(msg.String(), "Pool") {
