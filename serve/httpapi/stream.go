@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -221,10 +222,16 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamFailure is the answer to a request that failed.
+// maxEchoedID is the longest request id an error reply of a stream echoes.
+const maxEchoedID = 1024
+
 func streamFailure(err error) streamReply {
 	var id string
 	var re *requestError
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && len(re.id) <= maxEchoedID && utf8.ValidString(re.id) {
+		// the id of a request that failed is echoed when it can be as it
+		// came: a long one, or one that is not UTF-8 (JSON would write each
+		// bad byte as a 6-byte escape), is left out of the error
 		id = re.id
 	}
 	b, _ := json.Marshal(map[string]any{"id": id, "error": err.Error(), "code": Status(err)})
