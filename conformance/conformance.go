@@ -47,7 +47,21 @@ type Result struct {
 	Status Status
 	// Reason says why a test failed, or the skip category and reason.
 	Reason string
+	// Layers and OnDevice, in runs for a device (Options.Device): the
+	// layers of the built plan, and how many of them run on the device
+	// (the others fall back to the CPU).
+	Layers, OnDevice int
 }
+
+// Options configure RunWith.
+type Options struct {
+	// Device, when not "" or "cpu", is the device each test is built for
+	// as kiln build --device builds it (layers the device lacks run on
+	// the CPU), instead of the model being loaded on the CPU.
+	Device string
+}
+
+func (o Options) onDevice() bool { return o.Device != "" && o.Device != "cpu" }
 
 //go:embed skips.txt
 var skipsFile string
@@ -104,15 +118,20 @@ func Find(dirs ...string) ([]string, error) {
 	return out, nil
 }
 
-// Run runs one test folder.
+// Run runs one test folder on the CPU.
 func Run(ctx context.Context, dir string, skips map[string]Skip) Result {
+	return RunWith(ctx, dir, skips, Options{})
+}
+
+// RunWith runs one test folder as o says.
+func RunWith(ctx context.Context, dir string, skips map[string]Skip, o Options) Result {
 	name := filepath.Base(dir)
 	r := Result{Name: name, Dir: dir}
 	if s, ok := skips[name]; ok {
 		r.Status, r.Reason = Skipped, s.Category+": "+s.Reason
 		return r
 	}
-	if err := runTest(ctx, dir); err != nil {
+	if err := runTest(ctx, dir, o, &r); err != nil {
 		r.Status, r.Reason = Failed, err.Error()
 		return r
 	}
@@ -120,14 +139,28 @@ func Run(ctx context.Context, dir string, skips map[string]Skip) Result {
 	return r
 }
 
-func runTest(ctx context.Context, dir string) error {
+func runTest(ctx context.Context, dir string, o Options, r *Result) error {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	m, err := kiln.Load(filepath.Join(dir, "model.onnx"))
+	var m *kiln.Model
+	var err error
+	if o.onDevice() {
+		m, err = kiln.Build(ctx, filepath.Join(dir, "model.onnx"), kiln.BuildOptions{Device: o.Device})
+	} else {
+		m, err = kiln.Load(filepath.Join(dir, "model.onnx"))
+	}
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if o.onDevice() {
+		for _, l := range m.Plan().Layers {
+			r.Layers++
+			if l.Device != "cpu" {
+				r.OnDevice++
+			}
+		}
+	}
 	sets, _ := filepath.Glob(filepath.Join(dir, "test_data_set_*"))
 	if len(sets) == 0 {
 		return fmt.Errorf("no test_data_set_* folder")
@@ -286,13 +319,25 @@ func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
 }
 
 // Summary counts results.
-type Summary struct{ Passed, Failed, Skipped int }
+type Summary struct {
+	Passed, Failed, Skipped int
+	// Device, when set (a run with Options.Device), splits the passed
+	// tests into those that ran entirely on it (OnDevice) and those with
+	// layers on the CPU (Fallback).
+	Device             string
+	OnDevice, Fallback int
+}
 
 // Add counts r.
 func (s *Summary) Add(r Result) {
 	switch r.Status {
 	case Passed:
 		s.Passed++
+		if r.OnDevice == r.Layers {
+			s.OnDevice++
+		} else {
+			s.Fallback++
+		}
 	case Failed:
 		s.Failed++
 	default:
@@ -302,7 +347,11 @@ func (s *Summary) Add(r Result) {
 
 // String formats the summary as "N passed, N failed, N skipped".
 func (s Summary) String() string {
-	return fmt.Sprintf("%d passed, %d failed, %d skipped", s.Passed, s.Failed, s.Skipped)
+	line := fmt.Sprintf("%d passed, %d failed, %d skipped", s.Passed, s.Failed, s.Skipped)
+	if s.Device != "" && s.Device != "cpu" {
+		line += fmt.Sprintf("; of the passed, %d entirely on %s, %d with layers on the CPU", s.OnDevice, s.Device, s.Fallback)
+	}
+	return line
 }
 
 // bf16FromUint16 reinterprets a uint16 tensor as bfloat16: ONNX 1.12's test

@@ -83,6 +83,18 @@ func TestBuildStrictDevice(t *testing.T) {
 	if code := runCmd([]string{plan, "--data", data}); code != exitOK {
 		t.Fatalf("kiln run of the partitioned plan exited %d", code)
 	}
+	// kiln inspect shows where each layer runs and why pooling is on the CPU
+	var code int
+	shown := captureStdout(t, func() { code = inspectCmd([]string{plan}) })
+	if code != exitOK {
+		t.Fatalf("kiln inspect exited %d", code)
+	}
+	for _, want := range []string{"layers (7: 5 on poollessgpu, 2 on the CPU):", " device ", "cpu    fp32",
+		"on the CPU: op MaxPool has no poollessgpu implementation"} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("kiln inspect does not show %q:\n%s", want, shown)
+		}
+	}
 	var msg bytes.Buffer
 	old := errOut
 	errOut = &msg
@@ -96,5 +108,35 @@ func TestBuildStrictDevice(t *testing.T) {
 	}
 	if _, err := os.Stat(strict); err == nil {
 		t.Error("--strict-device wrote a plan")
+	}
+}
+
+// TestConformanceDevice (issue 10, item 6, through the CLI): kiln
+// conformance --device builds each node test for the device as kiln build
+// does, and counts the passed tests that ran entirely on it apart from
+// those with layers on the CPU (here the pooling tests on poollessgpu).
+func TestConformanceDevice(t *testing.T) {
+	const suite = "/usr/share/libonnx-testdata/data/node"
+	var dirs []string
+	for _, name := range []string{"test_relu", "test_maxpool_2d_default", "test_averagepool_2d_default", "test_add"} {
+		d := filepath.Join(suite, name)
+		if _, err := os.Stat(d); err != nil {
+			t.Skipf("needs the ONNX node tests (Debian's libonnx-testdata): %v", err)
+		}
+		dirs = append(dirs, d)
+	}
+	var code int
+	out := captureStdout(t, func() { code = conformanceCmd(append([]string{"--device", "poollessgpu", "-v"}, dirs...)) })
+	if code != exitOK {
+		t.Fatalf("kiln conformance --device poollessgpu exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"ok   test_maxpool_2d_default (0 of 1 layers on poollessgpu)",
+		"ok   test_relu\n",
+		"4 passed, 0 failed, 0 skipped; of the passed, 2 entirely on poollessgpu, 2 with layers on the CPU",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -66,8 +66,27 @@ func printPlan(w io.Writer, p *plan.Plan) {
 			tactics[t.Layer] = t
 		}
 	}
-	fmt.Fprintf(w, "\nlayers (%d):\n", len(h.Layers))
-	fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-18s %10s\n", "#", "name", "op", "prec", "tactic", "time")
+	onDevice, fallbacks := 0, 0
+	for _, l := range h.Layers {
+		switch l.Device {
+		case "":
+		case "cpu":
+			fallbacks++
+		default:
+			onDevice++
+		}
+	}
+	perDevice := onDevice+fallbacks > 0
+	fmt.Fprintf(w, "\nlayers (%d", len(h.Layers))
+	if perDevice {
+		fmt.Fprintf(w, ": %d on %s, %d on the CPU", onDevice, h.Device, fallbacks)
+	}
+	fmt.Fprintln(w, "):")
+	if perDevice {
+		fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-6s %-18s %10s\n", "#", "name", "op", "device", "prec", "tactic", "time")
+	} else {
+		fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-18s %10s\n", "#", "name", "op", "prec", "tactic", "time")
+	}
 	for i, l := range h.Layers {
 		t := tactics[l.Name]
 		tm := ""
@@ -78,7 +97,14 @@ func printPlan(w io.Writer, p *plan.Plan) {
 		if tac == "" {
 			tac = "-"
 		}
-		fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), l.Precision, clip(tac, 18), tm)
+		if perDevice {
+			fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), clip(l.Device, 6), l.Precision, clip(tac, 18), tm)
+		} else {
+			fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), l.Precision, clip(tac, 18), tm)
+		}
+		if l.Fallback != "" {
+			fmt.Fprintf(w, "       on the CPU: %s\n", l.Fallback)
+		}
 		fmt.Fprintf(w, "       in: %s  out: %s\n", strings.Join(l.Inputs, ", "), strings.Join(l.Outputs, ", "))
 		for _, f := range l.Fused {
 			fmt.Fprintf(w, "       fused: %s\n", f)

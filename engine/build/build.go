@@ -148,7 +148,10 @@ type builder struct {
 	fp      device.Fingerprint
 	notes   []string
 	fused   map[string][]string // node name -> what it absorbed
-	started time.Time
+	// fallback gives, in builds for a device that runs graphs itself, the
+	// layers partitioning left to the CPU and why (node name -> reason)
+	fallback map[string]string
+	started  time.Time
 }
 
 func (b *builder) logf(format string, args ...any) {
@@ -509,8 +512,14 @@ func (b *builder) layers() {
 	h.Stats.WeightBytes = wbytes
 	for _, n := range b.g.Nodes {
 		l := plan.Layer{Name: n.Name, Op: n.OpType, Precision: layerPrecision(n), Fused: b.fused[n.Name]}
-		if b.exec != nil && l.Precision == FP32 {
-			l.Precision = b.o.Precision // the device computes float layers in it
+		if b.exec != nil {
+			l.Device = b.exec.Name()
+			if why, ok := b.fallback[n.Name]; ok {
+				// a fallback layer runs on the CPU's FP32 engine
+				l.Device, l.Fallback = "cpu", why
+			} else if l.Precision == FP32 {
+				l.Precision = b.o.Precision // the device computes float layers in it
+			}
 		}
 		if n.Domain != "" {
 			l.Op = n.Domain + "::" + n.OpType

@@ -74,6 +74,14 @@ func (b *builder) compile(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("profile %d: %w", i, err)
 		}
+		for _, f := range reportFallbacks(rep) {
+			if b.fallback == nil {
+				b.fallback = map[string]string{}
+			}
+			if _, seen := b.fallback[f.Node]; !seen {
+				b.fallback[f.Node] = f.Reason.Error()
+			}
+		}
 		if bp, ok := prog.(device.BlobProgram); ok {
 			for name, data := range bp.Blobs() {
 				blobs[name] = data
@@ -112,4 +120,12 @@ func (b *builder) compile(ctx context.Context) error {
 	}
 	h.Accuracy = js
 	return nil
+}
+
+// reportFallbacks is the fallback list of a partition report (nil: none).
+func reportFallbacks(r *partition.Report) []partition.Fallback {
+	if r == nil {
+		return nil
+	}
+	return r.Fallbacks
 }

@@ -118,6 +118,19 @@ func TestBuildFallback(t *testing.T) {
 			t.Errorf("build notes do not say %q:\n%s", want, notes)
 		}
 	}
+	devices := map[string]int{}
+	for _, l := range res.Header.Layers {
+		devices[l.Device]++
+		if (l.Device == "cpu") != (l.Op == "CumSum") {
+			t.Errorf("layer %s (%s) on %q", l.Name, l.Op, l.Device)
+		}
+		if l.Device == "cpu" && (l.Precision != "fp32" || !strings.Contains(l.Fallback, "no partialgpu implementation")) {
+			t.Errorf("fallback layer %s: precision %s, reason %q", l.Name, l.Precision, l.Fallback)
+		}
+	}
+	if devices["cpu"] != 1 || devices["partialgpu"] != 2 {
+		t.Errorf("layers by device %v, want 2 on partialgpu and 1 on the CPU", devices)
+	}
 	var names []string
 	for _, b := range res.Blobs {
 		names = append(names, b.Name)

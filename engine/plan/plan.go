@@ -118,6 +118,12 @@ type Layer struct {
 	// Fused lists what the node absorbed (e.g. "BatchNormalization",
 	// "Relu", "residual Add"), from the optimizer's log.
 	Fused []string `json:"fused,omitempty"`
+	// Device is where the layer runs in a plan for a device that runs
+	// graphs itself (cuda): the plan's device, or "cpu" for a layer that
+	// falls back to the CPU, whose reason Fallback gives. Empty in CPU
+	// plans and in plans written before kiln recorded it.
+	Device   string `json:"device,omitempty"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // Stats are a plan's sizes.
