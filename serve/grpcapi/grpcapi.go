@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // gzip-compressed requests, as Triton's clients send them
 	"google.golang.org/grpc/status"
 
 	"github.com/kilnai/kiln"
@@ -87,9 +88,15 @@ func (v *Service) ServerReady(context.Context, *inference.ServerReadyRequest) (*
 	return &inference.ServerReadyResponse{Ready: v.s.Ready()}, nil
 }
 
-// ModelReady reports whether a model version is ready.
+// ModelReady reports whether a model version is ready. As Triton's, it
+// answers ready=false, not NOT_FOUND, for a model or version that is not
+// loaded (unknown, unloaded, loading or failed), so that a client waiting
+// for a model to load can poll it.
 func (v *Service) ModelReady(_ context.Context, r *inference.ModelReadyRequest) (*inference.ModelReadyResponse, error) {
 	ok, err := v.s.ModelReady(r.GetName(), r.GetVersion())
+	if errors.Is(err, serve.ErrNotFound) {
+		return &inference.ModelReadyResponse{Ready: false}, nil
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -105,7 +105,6 @@ func TestErrorsAndMetadata(t *testing.T) {
 	}{
 		{"unknown model", func() error { _, err := c.ModelInfer(ctx, unknown); return err }, codes.NotFound},
 		{"bad shape", func() error { _, err := c.ModelInfer(ctx, bad); return err }, codes.InvalidArgument},
-		{"unknown ready", func() error { _, err := c.ModelReady(ctx, &inference.ModelReadyRequest{Name: "nope"}); return err }, codes.NotFound},
 		{"load refused", func() error {
 			_, err := c.RepositoryModelLoad(ctx, &inference.RepositoryModelLoadRequest{ModelName: "x"})
 			return err

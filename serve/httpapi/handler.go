@@ -73,7 +73,7 @@ func New(s *serve.Server, opts Options) http.Handler {
 	mux.HandleFunc("POST /v2/repository/index", h.index)
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", h.load)
 	mux.HandleFunc("POST /v2/repository/models/{model}/unload", h.unload)
-	return h.authorize(h.route(mux))
+	return h.authorize(h.compression(h.route(mux)))
 }
 
 // route serves mux's routes, and answers in JSON what it has no route for:
@@ -210,7 +210,9 @@ func Status(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrBodyTimeout):
 		return http.StatusRequestTimeout
-	case errors.Is(err, ErrDecode), errors.Is(err, serve.ErrInvalid):
+	case errors.Is(err, ErrUnknownEncoding):
+		return http.StatusUnsupportedMediaType
+	case errors.Is(err, ErrDecode), errors.Is(err, ErrEncoding), errors.Is(err, serve.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, serve.ErrNotFound):
 		return http.StatusNotFound

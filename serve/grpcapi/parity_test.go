@@ -1,0 +1,171 @@
+package grpcapi
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/status"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// repoModel is a model folder of a test repository.
+type repoModel struct {
+	name, config string
+	files        map[string][]byte // more files of the model folder
+}
+
+// startRepo serves a repository of tinycnn models over gRPC on loopback,
+// with explicit model control and the given receive limit (0: grpc-go's).
+func startRepo(t *testing.T, maxRecv int, models ...repoModel) (inference.GRPCInferenceServiceClient, *serve.Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, m := range models {
+		p := filepath.Join(dir, m.name, "1")
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "model.onnx"), examples.TinyCNNModel, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if m.config != "" {
+			os.WriteFile(filepath.Join(dir, m.name, "config.pbtxt"), []byte(m.config), 0o644)
+		}
+		for f, b := range m.files {
+			os.WriteFile(filepath.Join(dir, m.name, f), b, 0o644)
+		}
+	}
+	s := serve.New(serve.Options{Repository: dir})
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []grpc.ServerOption
+	if maxRecv > 0 {
+		opts = append(opts, grpc.MaxRecvMsgSize(maxRecv))
+	}
+	g := grpc.NewServer(opts...)
+	Register(g, s, true)
+	go g.Serve(lis)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); g.Stop(); s.Shutdown(context.Background()) })
+	return inference.NewGRPCInferenceServiceClient(cc), s, dir
+}
+
+// TestModelReadyNotLoaded (issue 14, item 5): ModelReady answers
+// ready=false, not NOT_FOUND, for an unknown model, an unknown version and
+// an unloaded model, as Triton does, so that a client's wait-for-load loop
+// works; a ready model is ready again once loaded.
+func TestModelReadyNotLoaded(t *testing.T) {
+	c, _, _ := startRepo(t, 0, repoModel{name: "tinycnn"}, repoModel{name: "other"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.RepositoryModelUnload(ctx, &inference.RepositoryModelUnloadRequest{ModelName: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, model, version string
+		ready                bool
+		code                 codes.Code
+	}{
+		{"loaded", "tinycnn", "", true, codes.OK},
+		{"loaded version", "tinycnn", "1", true, codes.OK},
+		{"unknown model", "nope", "", false, codes.OK},
+		{"unknown version", "tinycnn", "7", false, codes.OK},
+		{"unloaded model", "other", "", false, codes.OK},
+		{"bad version", "tinycnn", "01", false, codes.InvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := c.ModelReady(ctx, &inference.ModelReadyRequest{Name: tt.model, Version: tt.version})
+			if status.Code(err) != tt.code || r.GetReady() != tt.ready {
+				t.Fatalf("ModelReady(%q, %q) = %v, %v; want ready=%v, code %v", tt.model, tt.version, r, err, tt.ready, tt.code)
+			}
+		})
+	}
+	// a client waiting for "other" sees it ready once loaded
+	if _, err := c.RepositoryModelLoad(ctx, &inference.RepositoryModelLoadRequest{ModelName: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.ModelReady(ctx, &inference.ModelReadyRequest{Name: "other"}); err != nil || !r.GetReady() {
+		t.Fatalf("after load: %v %v", r, err)
+	}
+}
+
+// TestGzipRequests (issue 14, item 5): gzip-compressed requests (grpc-go's
+// gzip compressor, as Triton's clients use) are served, and the
+// decompressed size of a message is bounded by the server's receive limit:
+// a small message that expands past it is RESOURCE_EXHAUSTED.
+func TestGzipRequests(t *testing.T) {
+	const limit = 1 << 20
+	c, _, _ := startRepo(t, limit, repoModel{name: "tinycnn"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := examples.TinyCNNInput(2)
+	m, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	want, err := m.Run(ctx, map[string]*tensor.Tensor{"image": in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 64 MiB of zeros: about 64 KiB on the wire, 64 times the limit expanded
+	bomb, _ := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, 4<<20, 1)})
+	tests := []struct {
+		name string
+		req  *inference.ModelInferRequest
+		code codes.Code
+	}{
+		{"inference", good, codes.OK},
+		{"zip bomb", bomb, codes.ResourceExhausted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := c.ModelInfer(ctx, tt.req, grpc.UseCompressor(gzip.Name))
+			if status.Code(err) != tt.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tt.code)
+			}
+			if err != nil {
+				return
+			}
+			outs, err := api.ResponseTensors(resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, exp := outs["probabilities"].Float32s(), want["probabilities"].Float32s()
+			if len(got) != len(exp) {
+				t.Fatalf("%d outputs, want %d", len(got), len(exp))
+			}
+			for i := range got {
+				if got[i] != exp[i] {
+					t.Fatalf("output %d = %v, want %v", i, got[i], exp[i])
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,169 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/kilnai/kiln/examples"
+)
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zlibbed(b []byte) []byte {
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func rawDeflated(b []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+// inferOutput returns the probabilities of a JSON response.
+func inferOutput(t *testing.T, b []byte) []float32 {
+	t.Helper()
+	var out struct {
+		Outputs []struct {
+			Data []float32 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || len(out.Outputs) != 1 {
+		t.Fatalf("response %q: %v", b, err)
+	}
+	return out.Outputs[0].Data
+}
+
+// TestCompressedRequests (issue 14, item 5): request bodies sent with
+// Content-Encoding gzip or deflate (zlib, as Triton's clients send it, or
+// raw) are decoded, the body limit applies to the decompressed size (a zip
+// bomb is a 413 and is not expanded), damaged data is a 400 and an
+// encoding the server cannot decode a 415.
+func TestCompressedRequests(t *testing.T) {
+	const limit = 1 << 20
+	ts, _, _ := startServer(t, limit)
+	in := examples.TinyCNNInput(2)
+	want := direct(t, in)
+	js := jsonRequest(in, false)
+	bin, hdrLen := binaryRequest(in, false)
+	bomb := gzipped(make([]byte, 64<<20)) // 64 MiB of zeros in about 64 KiB
+	tests := []struct {
+		name     string
+		encoding string
+		body     []byte
+		header   int // Inference-Header-Content-Length, -1 for none
+		code     int
+	}{
+		{"gzip JSON", "gzip", gzipped(js), -1, 200},
+		{"deflate (zlib) JSON", "deflate", zlibbed(js), -1, 200},
+		{"raw deflate JSON", "deflate", rawDeflated(js), -1, 200},
+		{"gzip binary", "gzip", gzipped(bin), hdrLen, 200},
+		{"upper case and identity", "GZIP", gzipped(js), -1, 200},
+		{"identity", "identity", js, -1, 200},
+		{"zip bomb", "gzip", bomb, -1, http.StatusRequestEntityTooLarge},
+		{"zip bomb deflate", "deflate", zlibbed(make([]byte, 64<<20)), -1, http.StatusRequestEntityTooLarge},
+		{"damaged gzip", "gzip", append(gzipped(js)[:40], 1, 2, 3), -1, http.StatusBadRequest},
+		{"not gzip at all", "gzip", js, -1, http.StatusBadRequest},
+		{"brotli", "br", js, -1, http.StatusUnsupportedMediaType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := map[string]string{"Content-Encoding": tt.encoding, "Content-Type": "application/json"}
+			if tt.header >= 0 {
+				hdr[HeaderLength] = strconv.Itoa(tt.header)
+			}
+			var resp *http.Response
+			var b []byte
+			alloc := allocated(func() { resp, b = do(t, "POST", ts.URL+"/v2/models/tinycnn/infer", hdr, tt.body) })
+			if resp.StatusCode != tt.code {
+				t.Fatalf("%d %s, want %d", resp.StatusCode, b, tt.code)
+			}
+			if tt.code == 200 {
+				close32(t, inferOutput(t, b), want, 1e-6)
+			}
+			// the 64 MiB bomb is never expanded: what the server allocates
+			// stays a small multiple of the 1 MiB limit
+			if tt.code == http.StatusRequestEntityTooLarge && alloc > 16*limit {
+				t.Errorf("answering the bomb allocated %d bytes", alloc)
+			}
+		})
+	}
+}
+
+// TestCompressedResponses (issue 14, item 5): a client that sends
+// Accept-Encoding gzip or deflate gets a response body of at least
+// CompressMinBytes compressed (zlib for deflate, as Triton's clients
+// decode it), the same bytes as an uncompressed one; smaller bodies and
+// clients that accept neither get them as they are.
+func TestCompressedResponses(t *testing.T) {
+	ts, _, _ := startServer(t, 0)
+	in := examples.TinyCNNInput(8) // 80 outputs: a JSON body above CompressMinBytes
+	body := jsonRequest(in, false)
+	_, plain := do(t, "POST", ts.URL+"/v2/models/tinycnn/infer", map[string]string{"Accept-Encoding": "identity"}, body)
+	if len(plain) < CompressMinBytes {
+		t.Fatalf("the uncompressed response has %d bytes, the test needs %d", len(plain), CompressMinBytes)
+	}
+	small := jsonRequest(examples.TinyCNNInput(1), false)
+	tests := []struct {
+		name, accept, want string
+		body               []byte
+	}{
+		{"gzip", "gzip", "gzip", body},
+		{"deflate", "deflate", "deflate", body},
+		{"both, as Triton's clients send", "gzip, deflate", "gzip", body},
+		{"deflate preferred by q", "gzip;q=0.5, deflate", "deflate", body},
+		{"gzip refused", "gzip;q=0", "", body},
+		{"identity", "identity", "", body},
+		{"small body", "gzip", "", small},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := do(t, "POST", ts.URL+"/v2/models/tinycnn/infer", map[string]string{"Accept-Encoding": tt.accept}, tt.body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			if got := resp.Header.Get("Content-Encoding"); got != tt.want {
+				t.Fatalf("Content-Encoding %q, want %q", got, tt.want)
+			}
+			var r io.Reader = bytes.NewReader(b)
+			var err error
+			switch tt.want {
+			case "gzip":
+				r, err = gzip.NewReader(r)
+			case "deflate":
+				r, err = zlib.NewReader(r)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" && len(b) >= len(got) {
+				t.Errorf("compressed %d bytes into %d", len(got), len(b))
+			}
+			if bytes.Equal(tt.body, body) && !bytes.Equal(got, plain) {
+				t.Errorf("decompressed response differs from the uncompressed one:\n%s\n%s", got, plain)
+			}
+		})
+	}
+}
