@@ -14,8 +14,10 @@
 #   exports ResNet-50 and BERT-base with the machine's PyTorch
 #   (export_models.py, copied into .gpubin by build), checks kiln's GPU
 #   outputs (FP32, FP16) against kiln's CPU FP32 outputs and PyTorch's, times
-#   kiln (FP32, FP16) and PyTorch (FP32 eager, FP16 eager, FP16 eager + CUDA
-#   graph, torch.compile FP16 as far as its time allows) on the same GPU at
+#   kiln (FP32, FP16) and PyTorch (FP32 eager, FP16 eager and + CUDA graph,
+#   in NCHW and channels_last for ResNet-50, torch.compile FP16 (channels_last
+#   for ResNet-50) and max-autotune-no-cudagraphs as far as its time allows)
+#   on the same GPU at
 #   batch 1, 8, 64, 256 (ResNet-50) and 1, 8, 32 (BERT-base, sequence 128),
 #   and writes OUTDIR/result.md (the table with the ratios) and the raw rows.
 set -uo pipefail
@@ -50,21 +52,28 @@ def table(kiln_path, torch_path):
         t[(r["model"], r["batch"], r["variant"])] = r["ms"]
     gpu = next((r["gpu"] for r in kiln if r.get("gpu")), "?")
     tinfo = next((r for r in torch_rows if r.get("torch")), {})
+    variants = [("fp32_eager", "PyTorch FP32 eager"), ("fp16_eager", "FP16 eager"), ("fp16_eager_cl", "FP16 eager, channels_last"),
+                ("fp16_graph", "FP16 + CUDA graph"), ("fp16_graph_cl", "FP16 + CUDA graph, channels_last"),
+                ("fp16_compile", "torch.compile FP16"), ("fp16_compile_cl", "torch.compile FP16, channels_last"),
+                ("fp16_compile_mat_cl", "torch.compile max-autotune-no-cudagraphs FP16, channels_last")]
     out = ["GPU: " + gpu, "PyTorch %s, cuDNN %s (TF32 off for the FP32 rows)" % (tinfo.get("torch", "?"), tinfo.get("cudnn", "?")), "",
            "Device time per batch in ms (median; kiln: CUDA events around a replay of the layers' CUDA graph, inputs already on the GPU;"
-           " PyTorch: CUDA events around the call, inputs on the GPU). Ratio = PyTorch ms / kiln FP16 ms (above 1: kiln faster).", "",
-           "| model | batch | kiln FP32 | kiln FP16 | kiln FP16 end-to-end | PyTorch FP32 eager | PyTorch FP16 eager | PyTorch FP16 + CUDA graph | torch.compile FP16 | vs eager FP16 | vs CUDA graph | vs compile |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           " PyTorch: CUDA events around the call, inputs on the GPU; channels_last rows for the convolutional model only)."
+           " Fastest PyTorch = the lowest of the FP16 PyTorch columns; ratio = fastest PyTorch ms / kiln FP16 ms (above 1: kiln faster).", "",
+           "| model | batch | kiln FP32 | kiln FP16 | kiln FP16 end-to-end | " + " | ".join(n for _, n in variants) + " | fastest PyTorch | kiln FP16 img/s or seq/s | ratio vs fastest |",
+           "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in variants) + " | --- | --- | --- |"]
     f = lambda v: "%.3f" % v if v else "-"
-    ratio = lambda a, b: "%.2f" % (a / b) if a and b else "-"
     for model, bs in BATCHES.items():
         for b in bs:
             k32 = k.get((model, b, "fp32"), {}).get("device_ms")
             k16r = k.get((model, b, "fp16"), {})
             k16, e2e = k16r.get("device_ms"), k16r.get("e2e_ms")
-            p32, p16, pg, pc = (t.get((model, b, v)) for v in ("fp32_eager", "fp16_eager", "fp16_graph", "fp16_compile"))
-            out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (model, b, f(k32), f(k16), f(e2e), f(p32), f(p16), f(pg), f(pc),
-                       ratio(p16, k16), ratio(pg, k16), ratio(pc, k16)))
+            vals = [t.get((model, b, v)) for v, _ in variants]
+            fp16 = [(ms, n) for (v, n), ms in zip(variants, vals) if ms and v != "fp32_eager"]
+            best = min(fp16) if fp16 else None
+            rate = "%.0f" % (b * 1000 / k16) if k16 else "-"
+            out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (model, b, f(k32), f(k16), f(e2e), " | ".join(f(v) for v in vals),
+                       "%.3f (%s)" % best if best else "-", rate, "%.2f" % (best[0] / k16) if best and k16 else "-"))
     out += ["", "Correctness (kiln GPU outputs at the exported test inputs):", ""]
     for r in kiln:
         if r.get("check"):
@@ -143,21 +152,49 @@ def main():
                         m(*a)
                     emit(model=model, batch=b, variant="fp16_graph", ms=timeit(g.replay, iters))
                     del g
+                if model == "resnet50":
+                    m = m.to(memory_format=torch.channels_last)
+                    for b in bs:
+                        a = tuple(x.to(memory_format=torch.channels_last) for x in inputs(model, b, True))
+                        emit(model=model, batch=b, variant="fp16_eager_cl", ms=timeit(lambda: m(*a), iters))
+                        s = torch.cuda.Stream()
+                        s.wait_stream(torch.cuda.current_stream())
+                        with torch.cuda.stream(s):
+                            for _ in range(3):
+                                m(*a)
+                        torch.cuda.current_stream().wait_stream(s)
+                        g = torch.cuda.CUDAGraph()
+                        with torch.cuda.graph(g):
+                            m(*a)
+                        emit(model=model, batch=b, variant="fp16_graph_cl", ms=timeit(g.replay, iters))
+                        del g
                 del m
                 torch.cuda.empty_cache()
         else:
-            for model, b in order:
-                if model not in models:
-                    models[model] = torch.compile(em.MODELS[model]()[0].eval().cuda().half())
-                m = models[model]
+            # torch.compile: default mode (the convolutional model in
+            # channels_last, the transformer as it is), then
+            # max-autotune-no-cudagraphs on the largest batches while the
+            # caller's time limit allows (each row is written as it comes).
+            runs = [("default", model, b) for model, b in order] + [("max-autotune-no-cudagraphs", "resnet50", 256), ("max-autotune-no-cudagraphs", "resnet50", 64)]
+            for mode_, model, b in runs:
+                cl = model == "resnet50"
+                key = (mode_, model)
+                if key not in models:
+                    mod = em.MODELS[model]()[0].eval().cuda().half()
+                    if cl:
+                        mod = mod.to(memory_format=torch.channels_last)
+                    models[key] = torch.compile(mod, mode=mode_)
+                m = models[key]
                 a = inputs(model, b, True)
+                if cl:
+                    a = tuple(x.to(memory_format=torch.channels_last) for x in a)
                 t0 = time.time()
                 m(*a)
                 torch.cuda.synchronize()
                 c = time.time() - t0
-                emit(model=model, batch=b, variant="fp16_compile", ms=timeit(lambda: m(*a), iters), compile_s=c,
-                     note="torch.compile (default mode) %s batch %d: first call (compilation) %.0f s" % (model, b, c))
-
+                variant = "fp16_compile" + ("_mat" if mode_ != "default" else "") + ("_cl" if cl else "")
+                emit(model=model, batch=b, variant=variant, ms=timeit(lambda: m(*a), iters), compile_s=c,
+                     note="torch.compile (%s)%s %s batch %d: first call (compilation) %.0f s" % (mode_, ", channels_last" if cl else "", model, b, c))
 
 if __name__ == "__main__":
     main()
