@@ -248,6 +248,7 @@ func TestNodeSuitePartitioned(t *testing.T) {
 	}
 	var baseOK, partOK, gpuRefused, partErr, onGPU, fellBack int
 	var refused, perr []string
+	reasons := map[string]int{} // fallback reason -> node tests it keeps off the GPU
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
 		if err != nil {
@@ -337,6 +338,14 @@ func TestNodeSuitePartitioned(t *testing.T) {
 			onGPU++
 		} else {
 			fellBack++
+			seen := map[string]bool{}
+			for _, f := range r.Fallbacks {
+				why := f.Op + ": " + f.Reason.Error()
+				if !seen[why] {
+					seen[why] = true
+					reasons[why]++
+				}
+			}
 		}
 		pout, err := prog.Run(context.Background(), in)
 		if err != nil {
@@ -357,6 +366,16 @@ func TestNodeSuitePartitioned(t *testing.T) {
 		partOK++
 	}
 	t.Logf("CPU passes %d; partitioned %d (%d entirely on the GPU, %d with fallback)", baseOK, partOK, onGPU, fellBack)
+	if testing.Verbose() {
+		var why []string
+		for k := range reasons {
+			why = append(why, k)
+		}
+		slices.SortFunc(why, func(a, b string) int { return reasons[b] - reasons[a] })
+		for _, k := range why {
+			t.Logf("%4d tests fall back for %s", reasons[k], k)
+		}
+	}
 	for _, s := range perr {
 		t.Errorf("%s", s)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 )
 
@@ -169,4 +170,17 @@ func nearestSource(ctm, mode string, x float64, in, out int, scale float64) (int
 		return 0, fmt.Errorf("%w: Resize nearest_mode %q", ErrUnsupported, mode)
 	}
 	return int(max(0, min(i, fin-1))), nil
+}
+
+// resizedInput: nearest Resize moves 2- and 4-byte elements.
+func resizedInput(n *ir.Node) error {
+	if dt := dtypeOf(n.Inputs[0]); dt.Size() != 2 && dt.Size() != 4 {
+		return fmt.Errorf("%w: Resize of %v", ErrUnsupported, dt)
+	}
+	return nil
+}
+
+// resizeKernels are Resize and Upsample.
+var resizeKernels = []kernelDef{
+	{op: "Resize", check: resizedInput, emit: (*compiler).resize},
 }

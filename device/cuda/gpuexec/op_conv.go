@@ -1,0 +1,155 @@
+package gpuexec
+
+import (
+	"fmt"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+)
+
+// convCall is a convolution that cuDNN may run: y = conv(x, w), followed
+// by post (bias, residual, activation) in place.
+type convCall struct {
+	x, w, y                ref
+	n, c, h, wd, m, oh, ow int
+	kh, kw, sh, sw, ph, pw int
+	dh, dw, group          int
+	post                   launch
+}
+
+// windowAttrs reads kernel_shape, strides, dilations, pads and auto_pad of
+// a 2-D window op and returns the begin pads and end pads, given the
+// input and output sizes.
+type window2D struct{ kh, kw, sh, sw, dh, dw, ph, pw, peh, pew int }
+
+func readWindow(n *ir.Node, h, w, oh, ow, kh, kw int) (window2D, error) {
+	a := ops.AttrsOf(n)
+	win := window2D{kh: kh, kw: kw, sh: 1, sw: 1, dh: 1, dw: 1}
+	if k := a.Ints("kernel_shape", nil); k != nil {
+		if len(k) != 2 {
+			return win, fmt.Errorf("%w: kernel_shape %v: only 2-D windows", ErrUnsupported, k)
+		}
+		win.kh, win.kw = int(k[0]), int(k[1])
+	}
+	if st := a.Ints("strides", nil); st != nil {
+		if len(st) != 2 {
+			return win, fmt.Errorf("%w: strides %v", ErrUnsupported, st)
+		}
+		win.sh, win.sw = int(st[0]), int(st[1])
+	}
+	if d := a.Ints("dilations", nil); d != nil {
+		if len(d) != 2 {
+			return win, fmt.Errorf("%w: dilations %v", ErrUnsupported, d)
+		}
+		win.dh, win.dw = int(d[0]), int(d[1])
+	}
+	switch ap := a.String("auto_pad", "NOTSET"); ap {
+	case "NOTSET", "":
+		if p := a.Ints("pads", nil); p != nil {
+			if len(p) != 4 {
+				return win, fmt.Errorf("%w: pads %v", ErrUnsupported, p)
+			}
+			win.ph, win.pw, win.peh, win.pew = int(p[0]), int(p[1]), int(p[2]), int(p[3])
+		}
+	case "VALID":
+	case "SAME_UPPER", "SAME_LOWER":
+		th := max(0, (oh-1)*win.sh+(win.kh-1)*win.dh+1-h)
+		tw := max(0, (ow-1)*win.sw+(win.kw-1)*win.dw+1-w)
+		if ap == "SAME_UPPER" {
+			win.ph, win.pw = th/2, tw/2
+		} else {
+			win.ph, win.pw = th-th/2, tw-tw/2
+		}
+		win.peh, win.pew = th-win.ph, tw-win.pw
+	default:
+		return win, fmt.Errorf("%w: auto_pad %q", ErrUnsupported, ap)
+	}
+	if win.kh <= 0 || win.kw <= 0 || win.sh <= 0 || win.sw <= 0 || win.dh <= 0 || win.dw <= 0 {
+		return win, fmt.Errorf("%w: window %+v", ErrGraph, win)
+	}
+	return win, a.Err()
+}
+
+func (c *compiler) conv(s *step) error {
+	n := s.node
+	x, w := n.Inputs[0], n.Inputs[1]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	wd, err := c.dims(w)
+	if err != nil {
+		return err
+	}
+	if len(xd) != 4 || len(wd) != 4 {
+		return fmt.Errorf("%w: %d-D convolution (only 2-D has a CUDA implementation)", ErrUnsupported, len(xd)-2)
+	}
+	act := activation{}
+	if n.Domain == "kiln" {
+		if act, err = fusedActivation(n); err != nil {
+			return err
+		}
+	}
+	group := int(ops.AttrsOf(n).Int("group", 1))
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	wr, err := c.ref(w)
+	if err != nil {
+		return err
+	}
+	var br, zr *ref
+	if b := input(n, 2); b != nil {
+		r, err := c.ref(b)
+		if err != nil {
+			return err
+		}
+		br = &r
+	}
+	if z := input(n, 3); z != nil && n.Domain == "kiln" {
+		r, err := c.ref(z)
+		if err != nil {
+			return err
+		}
+		if c.size(z) != c.bytes(n.Outputs[0]) {
+			return fmt.Errorf("%w: residual %v does not match the output %v", ErrUnsupported, z.Type, n.Outputs[0].Type)
+		}
+		zr = &r
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	N, C, H, W := xd[0], xd[1], xd[2], xd[3]
+	M, OH, OW := yd[1], yd[2], yd[3]
+	if group < 1 || C%group != 0 || M%group != 0 || wd[1]*group != C || wd[0] != M {
+		return fmt.Errorf("%w: weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
+	}
+	win, err := readWindow(n, H, W, OH, OW, wd[2], wd[3])
+	if err != nil {
+		return err
+	}
+	total := int64(N) * int64(M) * int64(OH) * int64(OW)
+	s.launches = []launch{elemLaunch(c.fk("conv2d"), total,
+		pArg(yr), pArg(xr), pArg(wr), optArg(br), optArg(zr),
+		iArg(N), iArg(C), iArg(H), iArg(W), iArg(M), iArg(OH), iArg(OW),
+		iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw), iArg(win.ph), iArg(win.pw),
+		iArg(win.dh), iArg(win.dw), iArg(group), iArg(act.code), fArg(act.p0), fArg(act.p1))}
+	if win.ph == win.peh && win.pw == win.pew {
+		s.conv = &convCall{x: xr, w: wr, y: yr, n: N, c: C, h: H, wd: W, m: M, oh: OH, ow: OW,
+			kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, ph: win.ph, pw: win.pw, dh: win.dh, dw: win.dw, group: group}
+		if br != nil || zr != nil || act.code != actNone {
+			s.conv.post = elemLaunch(c.fk("chan_epilogue"), total, pArg(yr), optArg(br), optArg(zr), lArg(total),
+				lArg(int64(OH)*int64(OW)), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
+		}
+	}
+	return nil
+}
+
+// convKernels are the convolutions: cuDNN where it is there, else kiln's
+// direct kernels.
+var convKernels = []kernelDef{
+	{op: "Conv", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).conv},
+	{domain: "kiln", op: "FusedConv", inputs: 2, f32: []int{0, 1, 2, 3}, emit: (*compiler).conv},
+}

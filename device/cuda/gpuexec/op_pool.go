@@ -1,0 +1,80 @@
+package gpuexec
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/kilnai/kiln/ops"
+)
+
+func (c *compiler) pool(s *step) error {
+	n := s.node
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	if len(xd) != 4 {
+		return fmt.Errorf("%w: %d-D pooling (only 2-D has a CUDA implementation)", ErrUnsupported, len(xd)-2)
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	win, err := readWindow(n, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	if err != nil {
+		return err
+	}
+	mode := 0
+	if n.OpType == "AveragePool" {
+		mode = 1
+		if ops.AttrsOf(n).Int("count_include_pad", 0) != 0 {
+			mode = 2
+		}
+	}
+	nc := int64(xd[0]) * int64(xd[1])
+	s.launches = []launch{elemLaunch(c.fk("pool2d"), nc*int64(yd[2])*int64(yd[3]), pArg(yr), pArg(xr), lArg(nc),
+		iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
+		iArg(win.ph), iArg(win.pw), iArg(win.dh), iArg(win.dw), iArg(win.peh), iArg(win.pew), iArg(mode))}
+	return nil
+}
+
+func (c *compiler) globalPool(s *step) error {
+	n := s.node
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	if len(xd) < 3 {
+		return fmt.Errorf("%w: %s of %v", ErrGraph, n.OpType, xd)
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	rows, cols := int64(xd[0])*int64(xd[1]), prod(xd[2:])
+	if cols > math.MaxInt32 {
+		return fmt.Errorf("%w: %s over %d elements", ErrUnsupported, n.OpType, cols)
+	}
+	mode := 0
+	if n.OpType == "GlobalMaxPool" {
+		mode = 1
+	}
+	s.launches = []launch{rowsLaunch(c.fk("reduce_rows"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)), iArg(mode))}
+	return nil
+}
+
+// poolKernels are the pooling ops.
+var poolKernels = []kernelDef{
+	{op: "MaxPool", f32: []int{0}, emit: (*compiler).pool},
+	{op: "AveragePool", f32: []int{0}, emit: (*compiler).pool},
+	{op: "GlobalAveragePool", f32: []int{0}, emit: (*compiler).globalPool},
+	{op: "GlobalMaxPool", f32: []int{0}, emit: (*compiler).globalPool},
+}

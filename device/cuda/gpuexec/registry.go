@@ -1,0 +1,187 @@
+package gpuexec
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// kernelDef is one CUDA implementation of an op, as a family file
+// (op_*.go) declares it: the op it runs (domain, type and the opsets it
+// covers), what it needs of the node before shapes are bound (input count,
+// float32 inputs, check) and emit, which builds its launches at bound
+// shapes (and refuses, with ErrUnsupported, what it cannot run there).
+type kernelDef struct {
+	domain string // "" for ONNX, "kiln" for kiln's fused ops
+	op     string
+	// since and until bound the opsets the kernel implements (0: no bound).
+	since, until int64
+	// inputs is how many inputs the node must have (at least 1).
+	inputs int
+	// outputs is how many outputs emit computes: a used output beyond them
+	// is refused (0 means 1; -1 means all).
+	outputs int
+	// f32 lists the inputs that must be float32 (absent ones skipped).
+	f32 []int
+	// check, when set, decides the other constraints known before shapes
+	// are bound (element types, constant inputs, attributes), saying why not.
+	check func(n *ir.Node) error
+	emit  func(c *compiler, s *step) error
+}
+
+// opKey is a registry key: domain and op type.
+type opKey struct{ domain, op string }
+
+// kernelRegistry maps an op to its implementations (opset ranges that do
+// not overlap).
+type kernelRegistry map[opKey][]kernelDef
+
+// newRegistry collects the family tables; two definitions of one op whose
+// opset ranges overlap are a programming error.
+func newRegistry(tables ...[]kernelDef) kernelRegistry {
+	r := kernelRegistry{}
+	for _, t := range tables {
+		for _, d := range t {
+			k := opKey{d.domain, d.op}
+			for _, o := range r[k] {
+				if overlaps(o, d) {
+					panic(fmt.Sprintf("gpuexec: two CUDA kernels for %s over opsets %d-%d and %d-%d", d.op, o.since, o.until, d.since, d.until))
+				}
+			}
+			r[k] = append(r[k], d)
+		}
+	}
+	return r
+}
+
+func overlaps(a, b kernelDef) bool {
+	lo, hi := max(a.since, b.since), unbounded(a.until)
+	hi = min(hi, unbounded(b.until))
+	return lo <= hi
+}
+
+func unbounded(v int64) int64 {
+	if v == 0 {
+		return math.MaxInt64
+	}
+	return v
+}
+
+// registry is every CUDA kernel of the executor, one table per op family.
+var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKernels, movementKernels,
+	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels)
+
+// lookup finds the kernel of n's domain and op type for opset (the
+// graph's default-domain opset), or says why there is none.
+func (r kernelRegistry) lookup(n *ir.Node, opset int64) (kernelDef, error) {
+	defs := r[opKey{n.Domain, n.OpType}]
+	if len(defs) == 0 {
+		return kernelDef{}, fmt.Errorf("%w: op %s has no CUDA implementation", ErrUnsupported, opName(n))
+	}
+	var have []string
+	for _, d := range defs {
+		if n.Domain != "" || (opset >= d.since && opset <= unbounded(d.until)) {
+			return d, nil
+		}
+		if d.until == 0 {
+			have = append(have, fmt.Sprintf("%d and later", d.since))
+		} else {
+			have = append(have, fmt.Sprintf("%d to %d", d.since, d.until))
+		}
+	}
+	return kernelDef{}, fmt.Errorf("%w: op %s of opset %d (CUDA kernels cover opsets %s)", ErrUnsupported, opName(n), opset, strings.Join(have, ", "))
+}
+
+// support decides whether the GPU runs n (in a graph of default opset
+// opset), whose outputs the graph reads as used says, and returns how; an
+// error wraps ErrUnsupported (or ErrGraph for a malformed node) and says
+// why not. It is the one decision both the compiler (emit) and the
+// partitioner (Supports) use. Limits that depend on bound shapes (window
+// ranks, broadcasting, row sizes) are checked by the kernel's emit.
+func support(n *ir.Node, opset int64, used func(*ir.Value) bool) (kernelDef, error) {
+	d, lerr := registry.lookup(n, opset)
+	need := max(1, d.inputs)
+	if len(n.Inputs) < need || len(n.Outputs) == 0 || n.Outputs[0] == nil {
+		return kernelDef{}, fmt.Errorf("%w: %d inputs and %d outputs (at least %d and 1)", ErrGraph, len(n.Inputs), len(n.Outputs), need)
+	}
+	for i := range need {
+		if n.Inputs[i] == nil {
+			return kernelDef{}, fmt.Errorf("%w: input %d is missing", ErrGraph, i)
+		}
+	}
+	outs := max(1, d.outputs)
+	for i, o := range n.Outputs {
+		if o != nil && i >= outs && d.outputs >= 0 && used(o) {
+			return kernelDef{}, fmt.Errorf("%w: output %d (%q) of %s has no CUDA implementation", ErrUnsupported, i, o.Name, n.OpType)
+		}
+	}
+	if lerr != nil {
+		return kernelDef{}, lerr
+	}
+	if err := float32In(n, d.f32...); err != nil {
+		return kernelDef{}, err
+	}
+	if d.check != nil {
+		if err := d.check(n); err != nil {
+			return kernelDef{}, err
+		}
+	}
+	return d, nil
+}
+
+// emit builds the launches of one node.
+func (c *compiler) emit(s *step) error {
+	d, err := support(s.node, c.g.Opset(), c.used)
+	if err != nil {
+		return err
+	}
+	return d.emit(c, s)
+}
+
+func opName(n *ir.Node) string {
+	if n.Domain != "" {
+		return n.Domain + "::" + n.OpType
+	}
+	return n.OpType
+}
+
+// used reports whether a node or the graph reads v.
+func (c *compiler) used(v *ir.Value) bool { return usedIn(c.g, v) }
+
+// usedIn reports whether a node of g or g's outputs read v.
+func usedIn(g *ir.Graph, v *ir.Value) bool {
+	for _, o := range g.Outputs {
+		if o == v {
+			return true
+		}
+	}
+	for _, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			if in == v {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// float32In checks that the given inputs (nil ones skipped) are float32.
+func float32In(n *ir.Node, idx ...int) error {
+	for _, i := range idx {
+		v := input(n, i)
+		if v != nil && v.Type.DType != tensor.Float32 && !(v.Const != nil && v.Const.DType == tensor.Float32) {
+			return fmt.Errorf("%w: input %d is %v, only float32 has a CUDA implementation", ErrUnsupported, i, v.Type.DType)
+		}
+	}
+	return nil
+}
+
+func dtypeOf(v *ir.Value) tensor.DType {
+	if v.Const != nil {
+		return v.Const.DType
+	}
+	return v.Type.DType
+}
