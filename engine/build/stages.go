@@ -12,7 +12,6 @@ import (
 	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/quant"
 	"github.com/kilnai/kiln/tensor"
@@ -245,28 +244,9 @@ func (b *builder) calibrate(ctx context.Context, ref *engine.Engine, batches []m
 }
 
 // cloneGraph returns a copy of g for engines that must not share g's
-// values: ir's structural clone (weights shared), or for graphs with
-// subgraphs a round trip through kiln's ONNX writer and reader.
+// values: ir's structural clone (weights shared, subgraphs copied).
 func cloneGraph(g *ir.Graph) (*ir.Graph, error) {
-	sub := false
-	for _, n := range g.Nodes {
-		if len(n.Subgraphs()) > 0 {
-			sub = true
-			break
-		}
-	}
-	if !sub {
-		return g.Clone(), nil
-	}
-	mp, err := onnx.FromGraph(g, "kiln")
-	if err != nil {
-		return nil, err
-	}
-	dec, err := onnx.DecodeModel(mp.Marshal())
-	if err != nil {
-		return nil, err
-	}
-	return onnx.ToGraph(dec, nil)
+	return g.Clone(), nil
 }
 
 // tactics times each layer's implementations at every profile's opt shape
