@@ -113,10 +113,6 @@ func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 		}
 		exec, ordinal = x, ord
 	}
-	blobs := map[string][]byte{}
-	for _, b := range h.Blobs {
-		blobs[b.Name], _ = p.Blob(b.Name)
-	}
 	n := max(len(h.Profiles), 1)
 	for i := 0; i < n; i++ {
 		g, err := p.Graph()
@@ -127,7 +123,7 @@ func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 			m.graph = g
 		}
 		if exec != nil {
-			o := device.ExecOptions{Ordinal: ordinal, Precision: h.Precision, Blobs: blobs}
+			o := device.ExecOptions{Ordinal: ordinal, Precision: h.Precision, Blobs: p.ProfileBlobs(i)}
 			if len(h.Profiles) > 0 {
 				o.MaxShapes = h.Profiles[i].Shapes(2)
 			}

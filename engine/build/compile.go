@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -84,7 +85,13 @@ func (b *builder) compile(ctx context.Context) error {
 		}
 		if bp, ok := prog.(device.BlobProgram); ok {
 			for name, data := range bp.Blobs() {
-				blobs[name] = data
+				// profile 0's sections, and a later profile's own where
+				// they differ (tactics tuned at its shapes)
+				if i == 0 {
+					blobs[name] = data
+				} else if !bytes.Equal(blobs[name], data) {
+					blobs[plan.ProfileBlobPrefix(i)+name] = data
+				}
 			}
 		}
 		if i == 0 {

@@ -51,16 +51,22 @@ func (partialGPU) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, er
 	if o.Blobs != nil && string(o.Blobs["kernels"]) != section {
 		return nil, fmt.Errorf("partialgpu: the plan gave sections %q for nodes %s", o.Blobs, section)
 	}
+	// "tuned" stands for what a device tunes at a profile's shapes: a
+	// plan must give each profile its own
+	tuned := fmt.Sprint(o.MaxShapes)
+	if t, ok := o.Blobs["tuned"]; ok && string(t) != tuned {
+		return nil, fmt.Errorf("partialgpu: the plan gave the section tuned for %s to a profile of %s", t, tuned)
+	}
 	e, err := engine.New(g)
 	if err != nil {
 		return nil, err
 	}
-	return partialProgram{e, section}, nil
+	return partialProgram{e, section, tuned}, nil
 }
 
 type partialProgram struct {
-	e       *engine.Engine
-	section string
+	e              *engine.Engine
+	section, tuned string
 }
 
 func (p partialProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
@@ -68,7 +74,7 @@ func (p partialProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) (
 }
 func (p partialProgram) Close() error { return nil }
 func (p partialProgram) Blobs() map[string][]byte {
-	return map[string][]byte{"kernels": []byte(p.section)}
+	return map[string][]byte{"kernels": []byte(p.section), "tuned": []byte(p.tuned)}
 }
 
 func init() { device.Register(partialGPU{}) }
@@ -135,7 +141,8 @@ func TestBuildFallback(t *testing.T) {
 	for _, b := range res.Blobs {
 		names = append(names, b.Name)
 	}
-	if !slices.Equal(names, []string{partition.SegmentPrefix(0) + "kernels", partition.SegmentPrefix(2) + "kernels"}) {
+	if !slices.Equal(names, []string{partition.SegmentPrefix(0) + "kernels", partition.SegmentPrefix(0) + "tuned",
+		partition.SegmentPrefix(2) + "kernels", partition.SegmentPrefix(2) + "tuned"}) {
 		t.Errorf("plan sections %v", names)
 	}
 	path := filepath.Join(t.TempDir(), "cumsum.plan")
@@ -182,5 +189,56 @@ func TestBuildFallback(t *testing.T) {
 	_, err = build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", StrictDevice: true})
 	if !errors.Is(err, partition.ErrFallback) || !strings.Contains(err.Error(), "(CumSum): device: unsupported") {
 		t.Errorf("StrictDevice: %v, want partition.ErrFallback naming the CumSum layer", err)
+	}
+}
+
+// TestBuildProfileBlobs builds for a device whose sections depend on the
+// profile (tactics tuned at its shapes) with two profiles: the plan keeps
+// each profile's own sections, and the loaded model gives each profile's
+// program its own (the device refuses another profile's), and runs in both.
+func TestBuildProfileBlobs(t *testing.T) {
+	model := cumsumModel(t)
+	var profiles []engine.Profile
+	for _, spec := range []string{"image:1x3x8x8,2x3x8x8,4x3x8x8", "image:5x3x8x8,6x3x8x8,8x3x8x8"} {
+		r, err := engine.ParseRange(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		profiles = append(profiles, engine.Profile{Name: fmt.Sprint("p", len(profiles)), Inputs: []engine.Range{r}})
+	}
+	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", Profiles: profiles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range res.Blobs {
+		names = append(names, b.Name)
+	}
+	want := []string{"profile1/" + partition.SegmentPrefix(0) + "tuned", "profile1/" + partition.SegmentPrefix(2) + "tuned",
+		partition.SegmentPrefix(0) + "kernels", partition.SegmentPrefix(0) + "tuned",
+		partition.SegmentPrefix(2) + "kernels", partition.SegmentPrefix(2) + "tuned"}
+	if !slices.Equal(names, want) {
+		t.Errorf("plan sections %v, want %v (the kernels, alike in both profiles, once)", names, want)
+	}
+	path := filepath.Join(t.TempDir(), "cumsum.plan")
+	err = res.WriteFile(path)
+	res.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kiln.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, batch := range []int{2, 7} {
+		x := tensor.New(tensor.Float32, batch, 3, 8, 8)
+		got, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": x})
+		if err != nil {
+			t.Fatalf("batch %d: %v", batch, err)
+		}
+		if got["y"].Shape[0] != batch {
+			t.Errorf("batch %d: y %v", batch, got["y"].Shape)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnai/kiln/device"
@@ -481,6 +483,37 @@ func (p *Plan) CheckDevice() error {
 		return fmt.Errorf("%w: the plan was built for %s [%s]; this machine differs: %s. Rebuild the plan here with kiln build", ErrDevice, p.Header.Device, p.Header.Fingerprint, diff)
 	}
 	return nil
+}
+
+// ProfileBlobPrefix prefixes the device sections of profile i (> 0) that
+// differ from profile 0's (tactics tuned at that profile's shapes); a
+// device section without it is profile 0's, and every profile's where the
+// profile has no own version.
+func ProfileBlobPrefix(i int) string { return fmt.Sprintf("profile%d/", i) }
+
+// ProfileBlobs returns the device sections of profile i by their names
+// without the profile prefix: profile 0's, replaced by profile i's own.
+func (p *Plan) ProfileBlobs(i int) map[string][]byte {
+	out := map[string][]byte{}
+	own := map[string][]byte{}
+	for _, b := range p.Header.Blobs {
+		data, _ := p.Blob(b.Name)
+		if rest, ok := strings.CutPrefix(b.Name, "profile"); ok {
+			if k := strings.IndexByte(rest, '/'); k > 0 {
+				if n, err := strconv.Atoi(rest[:k]); err == nil && ProfileBlobPrefix(n) == b.Name[:len("profile")+k+1] {
+					if n == i {
+						own[rest[k+1:]] = data
+					}
+					continue
+				}
+			}
+		}
+		out[b.Name] = data
+	}
+	for name, data := range own {
+		out[name] = data
+	}
+	return out
 }
 
 // Blob returns the named device blob.
