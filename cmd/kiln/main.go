@@ -57,6 +57,12 @@ func init() {
 				"KServe v2 HTTP, gRPC and WebSocket streaming, with dynamic batching and Prometheus metrics.\n" +
 				"SIGTERM drains in-flight requests within --exit-timeout and exits 0.",
 			serveCmd},
+		{"gateway", "[flags] --backend SPEC... | --backends-file FILE | --dns NAME | --k8s-service NS/NAME",
+			"a model-aware KServe v2 gateway in front of kiln serve backends: routing, balancing, retries, admission",
+			"Proxies KServe v2 HTTP (JSON and binary), gRPC and WebSocket streams to the backends where the\n" +
+				"request's model is ready (from their repository index), balanced by load, with health checks,\n" +
+				"ejection, retries, admission and its own metrics. SIGTERM drains within --exit-timeout and exits 0.",
+			gatewayCmd},
 		{"conformance", "[-v] DIR...",
 			"run ONNX backend test folders, print N passed, N failed, N skipped",
 			"Runs ONNX backend test folders (model.onnx + test_data_set_N/) and prints one line per\n" +
@@ -69,6 +75,14 @@ func init() {
 				"live, ready [MODEL], metadata [MODEL] (as JSON), infer MODEL (random inputs from the\n" +
 				"model's metadata, or --data DIR). Exit status: 0, 1 when not live or not ready, 2 on any error.",
 			clientCmd},
+		{"perf", "-m MODEL [-u HOST:PORT] [-i http|grpc|ws] [flags]",
+			"load generator: concurrency and request-rate modes, latency percentiles, server breakdown, plots",
+			"Measures a served model under load, as Triton's perf_analyzer does: at each concurrency (or\n" +
+				"request rate), measurement windows repeat until throughput and p95 latency of 3 windows agree\n" +
+				"within --stability-percentage, then it prints throughput, p50/p90/p95/p99 latency, errors by\n" +
+				"kind and the server's own time per request (queue, compute input, infer, output) from its\n" +
+				"statistics endpoint. Reports: a table on stdout, -f CSV, --json, --plot SVG or PNG.",
+			perfCmd},
 		{"version", "", "print kiln's version (also kiln --version)", "Prints kiln's version.", versionCmd},
 	}
 }

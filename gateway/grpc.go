@@ -1,0 +1,390 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/internal/version"
+)
+
+// rawMsg is a gRPC message kept as its wire bytes: the gateway forwards
+// messages without decoding their tensors.
+type rawMsg struct{ b []byte }
+
+// rawCodec passes rawMsg through as bytes and codes other messages (the
+// gateway's own answers, grpc.health.v1) as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if m, ok := v.(*rawMsg); ok {
+		return m.b, nil
+	}
+	pm, ok := v.(proto.Message)
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "gateway: cannot marshal %T", v)
+	}
+	return proto.Marshal(pm)
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	if m, ok := v.(*rawMsg); ok {
+		m.b = append(m.b[:0], data...)
+		return nil
+	}
+	pm, ok := v.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "gateway: cannot unmarshal into %T", v)
+	}
+	return proto.Unmarshal(data, pm)
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+const service = "/inference.GRPCInferenceService/"
+
+// GRPCServerOptions are the options of a grpc.Server that serves the
+// gateway's GRPCInferenceService: the server-level RPCs answered from the
+// gateway's view, the model RPCs and ModelStreamInfer proxied to a backend.
+// Other services (grpc.health.v1) may be registered on the same server.
+func (g *Gateway) GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(g.grpcHandler)}
+}
+
+func (g *Gateway) grpcHandler(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	rpc, ok := strings.CutPrefix(method, service)
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "unknown service method %s", method)
+	}
+	ctx := ss.Context()
+	if rpc != "ServerLive" && rpc != "ServerReady" {
+		if _, err := g.admit.admit(firstMD(ctx, "authorization"), time.Now()); err != nil {
+			return grpcError(g, err)
+		}
+	}
+	switch rpc {
+	case "ServerLive":
+		return answer(ss, &inference.ServerLiveResponse{Live: true})
+	case "ServerReady":
+		return answer(ss, &inference.ServerReadyResponse{Ready: g.Ready()})
+	case "ServerMetadata":
+		return answer(ss, &inference.ServerMetadataResponse{Name: "kiln-gateway", Version: version.Kiln,
+			Extensions: []string{"model_repository", "binary_tensor_data", "statistics"}})
+	case "RepositoryIndex":
+		resp := &inference.RepositoryIndexResponse{}
+		for _, e := range g.index() {
+			resp.Models = append(resp.Models, &inference.RepositoryIndexResponse_ModelIndex{Name: e["name"], Version: e["version"], State: e["state"]})
+		}
+		return answer(ss, resp)
+	case "ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig", "ModelStatistics":
+		if g.draining.Load() {
+			return grpcError(g, ErrDraining)
+		}
+		return g.grpcUnary(ss, method, rpc == "ModelInfer")
+	case "ModelStreamInfer":
+		if g.draining.Load() {
+			return grpcError(g, ErrDraining)
+		}
+		return g.grpcStream(ss, method)
+	}
+	return status.Errorf(codes.Unimplemented, "%s is not served by the gateway (call a backend)", rpc)
+}
+
+// answer reads the request (unused) and sends resp.
+func answer(ss grpc.ServerStream, resp proto.Message) error {
+	var in rawMsg
+	if err := ss.RecvMsg(&in); err != nil {
+		return err
+	}
+	return ss.SendMsg(resp)
+}
+
+func firstMD(ctx context.Context, key string) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// grpcError turns the gateway's own refusals into gRPC statuses.
+func grpcError(g *Gateway, err error) error {
+	code, reason := codes.Unavailable, "unavailable"
+	switch {
+	case errors.Is(err, ErrOverloaded):
+		code, reason = codes.ResourceExhausted, "overloaded"
+	case errors.Is(err, ErrRateLimited):
+		code, reason = codes.ResourceExhausted, "rate_limited"
+	case errors.Is(err, ErrUnauthenticated):
+		code, reason = codes.Unauthenticated, "unauthenticated"
+	case errors.Is(err, ErrDraining):
+		reason = "draining"
+	case errors.Is(err, ErrNoBackend):
+		reason = "no_backend"
+	}
+	g.metrics.rejected.WithLabelValues(reason).Inc()
+	return status.Error(code, err.Error())
+}
+
+// wireRoute reads a request's model name (field 1), version (field 2) and,
+// for ModelInfer, its sequence_id parameter (field 4, a map entry with key
+// "sequence_id") from its wire bytes, skipping everything else.
+func wireRoute(b []byte, infer bool) (route, error) {
+	var rt route
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return rt, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num <= 2 || infer && num == 4) {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return rt, protowire.ParseError(m)
+			}
+			switch num {
+			case 1:
+				rt.model = string(v)
+			case 2:
+				rt.version = string(v)
+			case 4:
+				if key, val := mapEntry(v); key == "sequence_id" {
+					rt.seq = "s" + string(val)
+				}
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return rt, protowire.ParseError(m)
+		}
+		b = b[m:]
+	}
+	return rt, nil
+}
+
+// mapEntry reads a map<string, message> entry's key and value bytes.
+func mapEntry(b []byte) (key string, val []byte) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", nil
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return "", nil
+		}
+		if typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b)
+			switch num {
+			case 1:
+				key = string(v)
+			case 2:
+				val = v
+			}
+		}
+		b = b[m:]
+	}
+	return key, val
+}
+
+// outgoing is the context of a call to a backend: the client's metadata,
+// with the backend token in place of its authorization when set.
+func (g *Gateway) outgoing(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	md = md.Copy()
+	for _, k := range []string{":authority", "content-type", "user-agent", "grpc-timeout", "te"} {
+		delete(md, k)
+	}
+	if g.opts.BackendToken != "" {
+		md.Set("authorization", "Bearer "+g.opts.BackendToken)
+	}
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+// grpcOutcome classifies a backend call's error.
+func grpcOutcome(err error) (outcome, codes.Code) {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.Unavailable:
+		msg := st.Message()
+		if strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection error") ||
+			strings.Contains(msg, "dial") || strings.Contains(msg, "no such host") {
+			return unreached, st.Code()
+		}
+		if strings.Contains(msg, "transport") || strings.Contains(msg, "EOF") || strings.Contains(msg, "reset") {
+			return lost, st.Code()
+		}
+		return refused, st.Code()
+	case codes.OK:
+		return answered, st.Code()
+	}
+	return answered, st.Code()
+}
+
+func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool) error {
+	var in rawMsg
+	if err := ss.RecvMsg(&in); err != nil {
+		return err
+	}
+	rt, err := wireRoute(in.b, infer)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "cannot read the request: %v", err)
+	}
+	if rt.model == "" {
+		return status.Error(codes.InvalidArgument, "the request names no model")
+	}
+	rt.grpc = true
+	ctx := ss.Context()
+	g.budget.request()
+	var tried []*Backend
+	var lastErr error
+	for attempt := 0; attempt < g.opts.MaxAttempts; attempt++ {
+		b, err := g.pick(rt, tried)
+		if err != nil {
+			if lastErr != nil {
+				break
+			}
+			return grpcError(g, err)
+		}
+		if attempt > 0 && !g.budget.allow() {
+			g.metrics.rejected.WithLabelValues("retry_budget").Inc()
+			break
+		}
+		tried = append(tried, b)
+		cc, err := g.conn(b)
+		if err != nil {
+			lastErr = status.Error(codes.Unavailable, err.Error())
+			continue
+		}
+		var out rawMsg
+		var header, trailer metadata.MD
+		start := time.Now()
+		b.outstanding.Add(1)
+		err = cc.Invoke(g.outgoing(ctx), method, &in, &out, grpc.ForceCodec(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+		b.outstanding.Add(-1)
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		o, code := grpcOutcome(err)
+		g.metrics.requests.WithLabelValues(b.Name(), rt.model, code.String()).Inc()
+		if err == nil {
+			g.done(b, rt, answered)
+			g.metrics.latency.WithLabelValues(b.Name(), rt.model).Observe(time.Since(start).Seconds())
+			ss.SetHeader(header)
+			ss.SetTrailer(trailer)
+			return ss.SendMsg(&out)
+		}
+		g.done(b, rt, o)
+		lastErr = err
+		switch {
+		case code == codes.ResourceExhausted && rt.seq == "":
+			g.metrics.retries.WithLabelValues(b.Name(), rt.model, "full").Inc()
+			continue
+		case o == answered:
+			ss.SetTrailer(trailer)
+			return err // the backend's answer
+		case o == lost && (g.opts.NoRetryLost || rt.seq != ""), o == refused && rt.seq != "":
+			return err
+		}
+		g.metrics.retries.WithLabelValues(b.Name(), rt.model, reasonOf(o)).Inc()
+	}
+	if lastErr == nil {
+		lastErr = status.Error(codes.Unavailable, ErrNoBackend.Error())
+	}
+	return lastErr
+}
+
+// grpcStream proxies ModelStreamInfer: the stream goes to the backend
+// picked for its first message's model (another one if the stream cannot
+// be opened there), and messages are copied both ways.
+func (g *Gateway) grpcStream(ss grpc.ServerStream, method string) error {
+	var first rawMsg
+	if err := ss.RecvMsg(&first); err != nil {
+		if err == io.EOF {
+			return nil
+		}
+		return err
+	}
+	rt, err := wireRoute(first.b, true)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "cannot read the request: %v", err)
+	}
+	rt.grpc = true
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	var tried []*Backend
+	var cs grpc.ClientStream
+	var b *Backend
+	for attempt := 0; attempt < g.opts.MaxAttempts && cs == nil; attempt++ {
+		if b, err = g.pick(rt, tried); err != nil {
+			return grpcError(g, err)
+		}
+		tried = append(tried, b)
+		cc, cerr := g.conn(b)
+		if cerr != nil {
+			err = cerr
+			continue
+		}
+		cs, err = cc.NewStream(g.outgoing(ctx), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(rawCodec{}))
+		if err != nil {
+			o, _ := grpcOutcome(err)
+			g.done(b, rt, o)
+			cs = nil
+		}
+	}
+	if cs == nil {
+		return status.Errorf(codes.Unavailable, "no backend took the stream: %v", err)
+	}
+	b.outstanding.Add(1)
+	defer b.outstanding.Add(-1)
+	g.metrics.requests.WithLabelValues(b.Name(), rt.model, "stream").Inc()
+	sendErr := make(chan error, 1)
+	go func() {
+		msg := &first
+		for {
+			if err := cs.SendMsg(msg); err != nil {
+				sendErr <- err
+				return
+			}
+			msg = &rawMsg{}
+			if err := ss.RecvMsg(msg); err != nil {
+				cs.CloseSend()
+				if err == io.EOF {
+					err = nil
+				}
+				sendErr <- err
+				return
+			}
+		}
+	}()
+	if h, err := cs.Header(); err == nil {
+		ss.SendHeader(h)
+	}
+	for {
+		var out rawMsg
+		if err := cs.RecvMsg(&out); err != nil {
+			ss.SetTrailer(cs.Trailer())
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if err := ss.SendMsg(&out); err != nil {
+			return err
+		}
+	}
+}

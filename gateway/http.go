@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kilnai/kiln/internal/version"
+)
+
+// Handler is the gateway's KServe v2 HTTP API: health and server metadata
+// answered from the gateway's view, the repository index merged over the
+// backends, and every /v2/models/... route proxied to a backend where the
+// model is ready (inference, metadata, readiness, config, statistics, the
+// WebSocket stream).
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {
+		if g.Ready() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /v2", g.admitted(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"name": "kiln-gateway", "version": version.Kiln,
+			"extensions": []string{"model_repository", "binary_tensor_data", "statistics"}})
+	}))
+	mux.HandleFunc("POST /v2/repository/index", g.admitted(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, g.index())
+	}))
+	mux.HandleFunc("/v2/models/", g.admitted(g.models))
+	return mux
+}
+
+// admitted checks the caller's token and rate before h.
+func (g *Gateway) admitted(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := g.admit.admit(r.Header.Get("Authorization"), time.Now()); err != nil {
+			g.reject(w, err)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// index lists each model version ready on some backend.
+func (g *Gateway) index() []map[string]string {
+	seen := map[[2]string]bool{}
+	out := []map[string]string{}
+	for _, s := range g.Backends() {
+		if !s.Ready || s.Ejected {
+			continue
+		}
+		for m, vs := range s.Models {
+			for _, v := range vs {
+				if !seen[[2]string{m, v}] {
+					seen[[2]string{m, v}] = true
+					e := map[string]string{"name": m, "state": "READY"}
+					if v != "" {
+						e["version"] = v
+					}
+					out = append(out, e)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// parseModelPath reads /v2/models/{m}[/versions/{v}][/action].
+func parseModelPath(p string) (model, version, action string, ok bool) {
+	rest, ok := strings.CutPrefix(p, "/v2/models/")
+	if !ok || rest == "" {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	model, parts = parts[0], parts[1:]
+	if len(parts) >= 2 && parts[0] == "versions" {
+		version, parts = parts[1], parts[2:]
+		if version == "" {
+			return "", "", "", false
+		}
+	}
+	switch len(parts) {
+	case 0:
+	case 1:
+		action = parts[0]
+	default:
+		return "", "", "", false
+	}
+	return model, version, action, model != ""
+}
+
+func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
+	model, version, action, ok := parseModelPath(r.URL.Path)
+	if model == "stats" && version == "" && action == "" {
+		model = "" // statistics of every model: any ready backend's
+	} else if !ok {
+		writeError(w, http.StatusNotFound, "no such route "+r.URL.Path)
+		return
+	}
+	want := http.MethodGet
+	if action == "infer" {
+		want = http.MethodPost
+	}
+	switch action {
+	case "", "ready", "infer", "config", "stats", "stream":
+	default:
+		writeError(w, http.StatusNotFound, "no such route "+r.URL.Path)
+		return
+	}
+	if r.Method != want {
+		w.Header().Set("Allow", want)
+		writeError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": want "+want)
+		return
+	}
+	if g.draining.Load() {
+		g.reject(w, ErrDraining)
+		return
+	}
+	rt := route{model: model, version: version}
+	if action == "stream" {
+		g.proxyWebSocket(w, r, rt)
+		return
+	}
+	var body []byte
+	if r.Method == http.MethodPost {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
+		if err != nil {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mb.Limit))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "reading the request: "+err.Error())
+			return
+		}
+		if action == "infer" {
+			rt.seq = httpSequence(body, r.Header.Get("Inference-Header-Content-Length"))
+		}
+	}
+	g.proxyHTTP(w, r, rt, body)
+}
+
+// httpSequence returns the sequence_id parameter of a KServe v2 JSON
+// request (for the binary extension, of its JSON header only) as a key, ""
+// when it has none. Only the request's parameters are decoded, and only when
+// the bytes mention sequence_id at all.
+func httpSequence(body []byte, headerLen string) string {
+	if headerLen != "" {
+		n, err := strconv.Atoi(headerLen)
+		if err != nil || n < 0 || n > len(body) {
+			return ""
+		}
+		body = body[:n]
+	}
+	if !bytes.Contains(body, []byte(`"sequence_id"`)) {
+		return ""
+	}
+	var req struct {
+		Parameters map[string]json.RawMessage `json:"parameters"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return ""
+	}
+	if id, ok := req.Parameters["sequence_id"]; ok {
+		return "s" + string(bytes.TrimSpace(id))
+	}
+	return ""
+}
+
+// hop-by-hop headers, not forwarded.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// proxyHTTP sends the request to a backend, and on a failure that allows
+// it to another, then copies the answer back.
+func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, body []byte) {
+	g.budget.request()
+	var tried []*Backend
+	var last *http.Response // the last 503 or 429, answered if no backend takes the request
+	var lastBody []byte
+	var lastErr error
+	for attempt := 0; attempt < g.opts.MaxAttempts; attempt++ {
+		b, err := g.pick(rt, tried)
+		if err != nil {
+			if last != nil || lastErr != nil {
+				break
+			}
+			g.reject(w, err)
+			return
+		}
+		if attempt > 0 && !g.budget.allow() {
+			g.metrics.rejected.WithLabelValues("retry_budget").Inc()
+			break
+		}
+		tried = append(tried, b)
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+b.HTTP+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		req.ContentLength = int64(len(body))
+		copyHeader(req.Header, r.Header)
+		if g.opts.BackendToken != "" {
+			req.Header.Set("Authorization", "Bearer "+g.opts.BackendToken)
+		}
+		start := time.Now()
+		b.outstanding.Add(1)
+		resp, err := g.transport.RoundTrip(req)
+		if err != nil {
+			b.outstanding.Add(-1)
+			if r.Context().Err() != nil {
+				return // the client left
+			}
+			o := lost
+			if isUnreached(err) {
+				o = unreached
+			}
+			g.done(b, rt, o)
+			lastErr, last = err, nil
+			if o == lost && (g.opts.NoRetryLost || rt.seq != "") {
+				break // it may have run, and may not run twice
+			}
+			g.metrics.retries.WithLabelValues(b.Name(), rt.model, reasonOf(o)).Inc()
+			continue
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+			// refused before running: not ready (draining, loading), or its queue is full
+			lastBody, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			b.outstanding.Add(-1)
+			reason := "full"
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				g.done(b, rt, refused)
+				reason = "refused"
+			} else {
+				g.done(b, rt, answered)
+			}
+			g.metrics.requests.WithLabelValues(b.Name(), rt.model, strconv.Itoa(resp.StatusCode)).Inc()
+			last, lastErr = resp, nil
+			if rt.seq != "" && resp.StatusCode == http.StatusTooManyRequests {
+				break // a sequence stays on its backend
+			}
+			g.metrics.retries.WithLabelValues(b.Name(), rt.model, reason).Inc()
+			continue
+		}
+		h := w.Header()
+		copyHeader(h, resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, cerr := io.Copy(w, resp.Body)
+		resp.Body.Close()
+		b.outstanding.Add(-1)
+		if cerr != nil && r.Context().Err() == nil {
+			g.done(b, rt, lost) // the backend broke off its answer
+		} else {
+			g.done(b, rt, answered)
+		}
+		g.metrics.requests.WithLabelValues(b.Name(), rt.model, strconv.Itoa(resp.StatusCode)).Inc()
+		g.metrics.latency.WithLabelValues(b.Name(), rt.model).Observe(time.Since(start).Seconds())
+		return
+	}
+	switch {
+	case last != nil:
+		copyHeader(w.Header(), last.Header)
+		w.Header().Del("Content-Length")
+		w.WriteHeader(last.StatusCode)
+		w.Write(lastBody)
+		if last.StatusCode == http.StatusTooManyRequests {
+			g.metrics.rejected.WithLabelValues("overloaded").Inc()
+		} else {
+			g.metrics.rejected.WithLabelValues("unavailable").Inc()
+		}
+	case lastErr != nil:
+		g.metrics.rejected.WithLabelValues("backend_failed").Inc()
+		writeError(w, http.StatusBadGateway, "backend failed: "+lastErr.Error())
+	default:
+		g.reject(w, ErrNoBackend)
+	}
+}
+
+func reasonOf(o outcome) string {
+	switch o {
+	case unreached:
+		return "unreached"
+	case refused:
+		return "refused"
+	}
+	return "lost"
+}
+
+// isUnreached reports whether err means the request never reached the
+// backend: the connection could not be made.
+func isUnreached(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = append([]string(nil), vs...)
+	}
+	for _, k := range hopHeaders {
+		dst.Del(k)
+	}
+}
+
+// reject answers a request the gateway refuses itself.
+func (g *Gateway) reject(w http.ResponseWriter, err error) {
+	code, reason := http.StatusServiceUnavailable, "unavailable"
+	switch {
+	case errors.Is(err, ErrOverloaded):
+		code, reason = http.StatusTooManyRequests, "overloaded"
+	case errors.Is(err, ErrRateLimited):
+		code, reason = http.StatusTooManyRequests, "rate_limited"
+	case errors.Is(err, ErrUnauthenticated):
+		code, reason = http.StatusUnauthorized, "unauthenticated"
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	case errors.Is(err, ErrDraining):
+		w.Header().Set("Connection", "close")
+		reason = "draining"
+	case errors.Is(err, ErrNoBackend):
+		reason = "no_backend"
+	}
+	g.metrics.rejected.WithLabelValues(reason).Inc()
+	writeError(w, code, err.Error())
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+

@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"crypto/subtle"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are a gateway's own Prometheus metrics, in a registry of its own.
+type Metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec   // backend, model, code
+	retries     *prometheus.CounterVec   // backend, model, reason
+	ejections   *prometheus.CounterVec   // backend
+	latency     *prometheus.HistogramVec // backend, model
+	rejected    *prometheus.CounterVec   // reason
+	outstanding *prometheus.Desc
+	backends    *prometheus.Desc
+}
+
+func newMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_requests_total",
+			Help: "Requests answered through a backend, by backend, model and status (HTTP status or gRPC code)"},
+			[]string{"backend", "model", "code"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_retries_total",
+			Help: "Attempts retried on another backend, by the backend that failed, model and reason (unreached, refused, lost, full)"},
+			[]string{"backend", "model", "reason"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_ejections_total",
+			Help: "Backends ejected after failures"}, []string{"backend"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_gateway_request_duration_seconds",
+			Help: "Time from sending a request to a backend to the end of its answer, by backend and model",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"backend", "model"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_rejected_total",
+			Help: "Requests the gateway answered itself without a backend's answer, by reason"}, []string{"reason"}),
+		outstanding: prometheus.NewDesc("kiln_gateway_outstanding_requests", "Requests in flight, by backend", []string{"backend"}, nil),
+		backends:    prometheus.NewDesc("kiln_gateway_backend_ready", "1 when the backend is ready and not ejected", []string{"backend"}, nil),
+	}
+	m.reg.MustRegister(m.requests, m.retries, m.ejections, m.latency, m.rejected)
+	return m
+}
+
+type gatewayCollector struct{ g *Gateway }
+
+func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.g.metrics.outstanding
+	ch <- c.g.metrics.backends
+}
+
+func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.g.Backends() {
+		ch <- prometheus.MustNewConstMetric(c.g.metrics.outstanding, prometheus.GaugeValue, float64(s.Outstanding), s.HTTP)
+		r := 0.0
+		if s.Ready && !s.Ejected {
+			r = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.g.metrics.backends, prometheus.GaugeValue, r, s.HTTP)
+	}
+}
+
+func (m *Metrics) watch(g *Gateway) { m.reg.MustRegister(gatewayCollector{g}) }
+
+// Registry is the gateway's metrics registry.
+func (g *Gateway) Registry() *prometheus.Registry { return g.metrics.reg }
+
+// MetricsHandler serves the gateway's metrics (GET /metrics), behind
+// "Authorization: Bearer token" when token is not empty.
+func (g *Gateway) MetricsHandler(token string) http.Handler {
+	h := promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	return mux
+}
