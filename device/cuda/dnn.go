@@ -1,13 +1,8 @@
 package cuda
 
-/*
-#include <stdlib.h>
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"fmt"
+	"structs"
 	"unsafe"
 )
 
@@ -24,11 +19,25 @@ const (
 
 // convFn holds cuDNN's legacy convolution functions, resolved on first use.
 type convFn struct {
-	setStream, createTensor, setTensor, destroyTensor    unsafe.Pointer
-	createFilter, setFilter, destroyFilter               unsafe.Pointer
-	createConv, setConv, setGroups, setMath, destroyConv unsafe.Pointer
-	algos, workspace, forward                            unsafe.Pointer
+	setStream, createTensor, setTensor, destroyTensor    uintptr
+	createFilter, setFilter, destroyFilter               uintptr
+	createConv, setConv, setGroups, setMath, destroyConv uintptr
+	algos, workspace, forward                            uintptr
 }
+
+// cudnnConvFwdAlgoPerf is cudnnConvolutionFwdAlgoPerf_t.
+type cudnnConvFwdAlgoPerf struct {
+	_                     structs.HostLayout
+	algo, status          int32
+	time                  float32
+	memory                uintptr // size_t
+	determinism, mathType int32
+	reserved              [3]int32
+}
+
+// The alpha and beta of cuDNN and cuBLASLt calls: float32 scales passed by
+// pointer, here so that a call takes their address without allocating.
+var scaleOne, scaleZero float32 = 1, 0
 
 // conv resolves the convolution functions; an error (wrapping
 // ErrUnavailable) names the first missing one.
@@ -65,7 +74,7 @@ func (d *CUDNN) SetStream(h CUDNNHandle, s Stream) error {
 	if err != nil {
 		return err
 	}
-	if r := C.kiln_cudnnSetStream(f.setStream, h.p, s.p); r != 0 {
+	if r := call(f.setStream, uintptr(h.p), uintptr(s.p)); r != 0 {
 		return d.err("cudnnSetStream", r)
 	}
 	return nil
@@ -110,7 +119,7 @@ type ConvAlgo struct {
 // Use makes c run with algorithm a (one of c.Candidates).
 func (c *CUDNNConv) Use(a ConvAlgo) error {
 	if c.half {
-		if r := C.kiln_cudnnSetInt(c.f.setMath, c.conv, C.int(a.Math)); r != 0 {
+		if r := call(c.f.setMath, uintptr(c.conv), uintptr(a.Math)); r != 0 {
 			return c.d.err("cudnnSetConvolutionMathType", r)
 		}
 	}
@@ -130,7 +139,7 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 		return nil, err
 	}
 	c := &CUDNNConv{d: d, f: f, Algo: -1, half: p.Half}
-	dt, math0 := C.int(cudnnDataFloat), C.int(cudnnMathFMA)
+	dt, math0 := int32(cudnnDataFloat), int32(cudnnMathFMA)
 	if p.Half {
 		dt, math0 = cudnnDataHalf, cudnnMathTensorOp
 	}
@@ -139,64 +148,65 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 			c.Destroy()
 		}
 	}()
-	// Handles are created into locals: cgo refuses pointers into c, which
-	// holds Go pointers.
+	// Handles are created into locals: Go memory passed to C must not hold
+	// Go pointers, and c does.
 	for _, dst := range []*unsafe.Pointer{&c.x, &c.y} {
 		var h unsafe.Pointer
-		if r := C.kiln_createHandle(f.createTensor, &h); r != 0 {
+		if r := call(f.createTensor, uintptr(unsafe.Pointer(&h))); r != 0 {
 			return nil, d.err("cudnnCreateTensorDescriptor", r)
 		}
 		*dst = h
 	}
 	var fh, ch unsafe.Pointer
-	if r := C.kiln_createHandle(f.createFilter, &fh); r != 0 {
+	if r := call(f.createFilter, uintptr(unsafe.Pointer(&fh))); r != 0 {
 		return nil, d.err("cudnnCreateFilterDescriptor", r)
 	}
 	c.w = fh
-	if r := C.kiln_createHandle(f.createConv, &ch); r != 0 {
+	if r := call(f.createConv, uintptr(unsafe.Pointer(&ch))); r != 0 {
 		return nil, d.err("cudnnCreateConvolutionDescriptor", r)
 	}
 	c.conv = ch
-	if r := C.kiln_cudnnSetTensor4d(f.setTensor, c.x, cudnnTensorNCHW, dt, C.int(p.N), C.int(p.C), C.int(p.H), C.int(p.W)); r != 0 {
+	if r := call(f.setTensor, uintptr(c.x), cudnnTensorNCHW, uintptr(dt), uintptr(p.N), uintptr(p.C), uintptr(p.H), uintptr(p.W)); r != 0 {
 		return nil, d.err(fmt.Sprintf("cudnnSetTensor4dDescriptor(x %dx%dx%dx%d)", p.N, p.C, p.H, p.W), r)
 	}
-	if r := C.kiln_cudnnSetTensor4d(f.setTensor, c.y, cudnnTensorNCHW, dt, C.int(p.N), C.int(p.M), C.int(oh), C.int(ow)); r != 0 {
+	if r := call(f.setTensor, uintptr(c.y), cudnnTensorNCHW, uintptr(dt), uintptr(p.N), uintptr(p.M), uintptr(oh), uintptr(ow)); r != 0 {
 		return nil, d.err(fmt.Sprintf("cudnnSetTensor4dDescriptor(y %dx%dx%dx%d)", p.N, p.M, oh, ow), r)
 	}
-	if r := C.kiln_cudnnSetFilter4d(f.setFilter, c.w, dt, cudnnTensorNCHW, C.int(p.M), C.int(p.C/max(p.Group, 1)), C.int(p.KH), C.int(p.KW)); r != 0 {
+	if r := call(f.setFilter, uintptr(c.w), uintptr(dt), cudnnTensorNCHW, uintptr(p.M), uintptr(p.C/max(p.Group, 1)), uintptr(p.KH), uintptr(p.KW)); r != 0 {
 		return nil, d.err("cudnnSetFilter4dDescriptor", r)
 	}
-	if r := C.kiln_cudnnSetConv2d(f.setConv, c.conv, C.int(p.PadH), C.int(p.PadW), C.int(p.StrideH), C.int(p.StrideW), C.int(p.DilH), C.int(p.DilW), cudnnCrossCorrelation, cudnnDataFloat); r != 0 {
+	if r := call(f.setConv, uintptr(c.conv), uintptr(p.PadH), uintptr(p.PadW), uintptr(p.StrideH), uintptr(p.StrideW), uintptr(p.DilH), uintptr(p.DilW), cudnnCrossCorrelation, cudnnDataFloat); r != 0 {
 		return nil, d.err("cudnnSetConvolution2dDescriptor", r)
 	}
-	if r := C.kiln_cudnnSetInt(f.setGroups, c.conv, C.int(p.Group)); r != 0 {
+	if r := call(f.setGroups, uintptr(c.conv), uintptr(p.Group)); r != 0 {
 		return nil, d.err("cudnnSetConvolutionGroupCount", r)
 	}
-	if r := C.kiln_cudnnSetInt(f.setMath, c.conv, math0); r != 0 {
+	if r := call(f.setMath, uintptr(c.conv), uintptr(math0)); r != 0 {
 		return nil, d.err("cudnnSetConvolutionMathType", r)
 	}
 	const req = 16
-	var n C.int
-	var algo, status, math [req]C.int
-	var tm [req]C.float
-	var mem [req]C.size_t
-	if r := C.kiln_cudnnGetConvFwdAlgos(f.algos, h.p, c.x, c.w, c.conv, c.y, req, &n, &algo[0], &status[0], &tm[0], &mem[0], &math[0]); r != 0 {
+	var n int32
+	var perf [req]cudnnConvFwdAlgoPerf
+	if r := call(f.algos, uintptr(h.p), uintptr(c.x), uintptr(c.w), uintptr(c.conv), uintptr(c.y), req,
+		uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&perf[0]))); r != 0 {
 		return nil, d.err("cudnnGetConvolutionForwardAlgorithm_v7", r)
 	}
 	for i := 0; i < int(n) && i < req; i++ {
-		if status[i] != 0 || (!p.Half && (math[i] == cudnnMathTensorOp || math[i] == cudnnMathAllowConversion)) {
+		pf := &perf[i]
+		if pf.status != 0 || (!p.Half && (pf.mathType == cudnnMathTensorOp || pf.mathType == cudnnMathAllowConversion)) {
 			continue
 		}
 		if p.Half {
-			if r := C.kiln_cudnnSetInt(f.setMath, c.conv, math[i]); r != 0 {
+			if r := call(f.setMath, uintptr(c.conv), uintptr(pf.mathType)); r != 0 {
 				continue
 			}
 		}
-		var ws C.size_t
-		if r := C.kiln_cudnnGetConvFwdWorkspace(f.workspace, h.p, c.x, c.w, c.conv, c.y, algo[i], &ws); r != 0 || int(ws) > maxWorkspace {
+		var ws uintptr // size_t
+		if r := call(f.workspace, uintptr(h.p), uintptr(c.x), uintptr(c.w), uintptr(c.conv), uintptr(c.y), uintptr(pf.algo),
+			uintptr(unsafe.Pointer(&ws))); r != 0 || int(ws) > maxWorkspace {
 			continue
 		}
-		c.Candidates = append(c.Candidates, ConvAlgo{Algo: int(algo[i]), Math: int(math[i]), Workspace: int(ws)})
+		c.Candidates = append(c.Candidates, ConvAlgo{Algo: int(pf.algo), Math: int(pf.mathType), Workspace: int(ws)})
 	}
 	if len(c.Candidates) > 0 {
 		if err := c.Use(c.Candidates[0]); err != nil {
@@ -210,8 +220,11 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 
 // Forward queues y = conv(x, w) on h's stream.
 func (c *CUDNNConv) Forward(h CUDNNHandle, x, w, y, workspace DevicePtr, wsSize int) error {
-	if r := C.kiln_cudnnConvFwd(c.f.forward, h.p, 1, c.x, C.ulonglong(x), c.w, C.ulonglong(w), c.conv, C.int(c.Algo),
-		C.ulonglong(workspace), C.size_t(wsSize), 0, c.y, C.ulonglong(y)); r != 0 {
+	// cudnnConvolutionForward(handle, alpha, xDesc, x, wDesc, w, convDesc,
+	// algo, workspace, workspaceSize, beta, yDesc, y); the scales are
+	// float32 read through pointers, so every argument is an integer.
+	if r := call(c.f.forward, uintptr(h.p), uintptr(unsafe.Pointer(&scaleOne)), uintptr(c.x), uintptr(x), uintptr(c.w), uintptr(w),
+		uintptr(c.conv), uintptr(c.Algo), uintptr(workspace), uintptr(wsSize), uintptr(unsafe.Pointer(&scaleZero)), uintptr(c.y), uintptr(y)); r != 0 {
 		return c.d.err("cudnnConvolutionForward", r)
 	}
 	return nil
@@ -224,16 +237,16 @@ func (c *CUDNNConv) Destroy() {
 	}
 	for _, p := range []*unsafe.Pointer{&c.x, &c.y} {
 		if *p != nil {
-			C.kiln_destroyHandle(c.f.destroyTensor, *p)
+			call(c.f.destroyTensor, uintptr(*p))
 			*p = nil
 		}
 	}
 	if c.w != nil {
-		C.kiln_destroyHandle(c.f.destroyFilter, c.w)
+		call(c.f.destroyFilter, uintptr(c.w))
 		c.w = nil
 	}
 	if c.conv != nil {
-		C.kiln_destroyHandle(c.f.destroyConv, c.conv)
+		call(c.f.destroyConv, uintptr(c.conv))
 		c.conv = nil
 	}
 }

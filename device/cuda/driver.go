@@ -1,11 +1,5 @@
 package cuda
 
-/*
-#include <stdlib.h>
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"fmt"
 	"unsafe"
@@ -83,14 +77,14 @@ type Driver struct {
 	lib     *library
 	version int
 	fn      struct {
-		init, driverGetVersion, getErrorName, getErrorString                        unsafe.Pointer
-		deviceGetCount, deviceGet, deviceGetName, deviceGetAttribute, deviceTotal   unsafe.Pointer
-		primaryRetain, primaryRelease, ctxSetCurrent, ctxSynchronize                unsafe.Pointer
-		memAlloc, memFree, htod, dtoh, htodAsync, dtohAsync, allocHost, freeHost    unsafe.Pointer
-		streamCreate, streamSync, streamDestroy                                     unsafe.Pointer
-		eventCreate, eventRecord, eventSync, eventElapsed, eventDestroy             unsafe.Pointer
-		moduleLoadData, moduleUnload, moduleGetFunction, launchKernel               unsafe.Pointer
-		beginCapture, endCapture, graphInstantiate, graphLaunch, graphDestroy, gxDe unsafe.Pointer
+		init, driverGetVersion, getErrorName, getErrorString                        uintptr
+		deviceGetCount, deviceGet, deviceGetName, deviceGetAttribute, deviceTotal   uintptr
+		primaryRetain, primaryRelease, ctxSetCurrent, ctxSynchronize                uintptr
+		memAlloc, memFree, htod, dtoh, htodAsync, dtohAsync, allocHost, freeHost    uintptr
+		streamCreate, streamSync, streamDestroy                                     uintptr
+		eventCreate, eventRecord, eventSync, eventElapsed, eventDestroy             uintptr
+		moduleLoadData, moduleUnload, moduleGetFunction, launchKernel               uintptr
+		beginCapture, endCapture, graphInstantiate, graphLaunch, graphDestroy, gxDe uintptr
 	}
 }
 
@@ -150,11 +144,11 @@ func OpenDriver(o Options) (*Driver, error) {
 	}
 	// From here on libcuda stays loaded, even on failure: unloading a
 	// driver that has started its threads is not safe.
-	if r := C.kiln_cuInit(f.init, 0); r != 0 {
+	if r := call(f.init, 0); r != 0 {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, d.err("cuInit", r))
 	}
-	var v C.int
-	if r := C.kiln_cuDriverGetVersion(f.driverGetVersion, &v); r != 0 {
+	var v int32
+	if r := call(f.driverGetVersion, uintptr(unsafe.Pointer(&v))); r != 0 {
 		return nil, d.err("cuDriverGetVersion", r)
 	}
 	d.version = int(v)
@@ -169,23 +163,23 @@ func (d *Driver) Version() int { return d.version }
 
 // err builds the *Error of a failed driver call. It allocates, so it is
 // called only on failure.
-func (d *Driver) err(call string, r C.int) error {
-	e := &Error{Call: call, Code: int(r), OOM: r == cudaErrorOutOfMemory}
-	var s *C.char
-	if C.kiln_cuGetErrorName(d.fn.getErrorName, r, &s) == 0 && s != nil {
-		e.Name = C.GoString(s)
+func (d *Driver) err(fn string, r int32) error {
+	e := &Error{Call: fn, Code: int(r), OOM: r == cudaErrorOutOfMemory}
+	var s uintptr
+	if call(d.fn.getErrorName, uintptr(r), uintptr(unsafe.Pointer(&s))) == 0 && s != 0 {
+		e.Name = goString(s)
 	}
-	s = nil
-	if C.kiln_cuGetErrorName(d.fn.getErrorString, r, &s) == 0 && s != nil {
-		e.Msg = C.GoString(s)
+	s = 0
+	if call(d.fn.getErrorString, uintptr(r), uintptr(unsafe.Pointer(&s))) == 0 && s != 0 {
+		e.Msg = goString(s)
 	}
 	return e
 }
 
 // DeviceCount returns the number of CUDA devices.
 func (d *Driver) DeviceCount() (int, error) {
-	var n C.int
-	if r := C.kiln_cuDeviceGetCount(d.fn.deviceGetCount, &n); r != 0 {
+	var n int32
+	if r := call(d.fn.deviceGetCount, uintptr(unsafe.Pointer(&n))); r != 0 {
 		return 0, d.err("cuDeviceGetCount", r)
 	}
 	return int(n), nil
@@ -193,8 +187,8 @@ func (d *Driver) DeviceCount() (int, error) {
 
 // Device returns the device of the given ordinal.
 func (d *Driver) Device(ordinal int) (Device, error) {
-	var dev C.int
-	if r := C.kiln_cuDeviceGet(d.fn.deviceGet, &dev, C.int(ordinal)); r != 0 {
+	var dev int32
+	if r := call(d.fn.deviceGet, uintptr(unsafe.Pointer(&dev)), uintptr(ordinal)); r != 0 {
 		return 0, d.err("cuDeviceGet", r)
 	}
 	return Device(dev), nil
@@ -202,17 +196,17 @@ func (d *Driver) Device(ordinal int) (Device, error) {
 
 // DeviceName returns the device's name, e.g. "NVIDIA H100 80GB HBM3".
 func (d *Driver) DeviceName(dev Device) (string, error) {
-	var buf [256]C.char
-	if r := C.kiln_cuDeviceGetName(d.fn.deviceGetName, &buf[0], C.int(len(buf)), C.int(dev)); r != 0 {
+	var buf [256]byte
+	if r := call(d.fn.deviceGetName, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(dev)); r != 0 {
 		return "", d.err("cuDeviceGetName", r)
 	}
-	return C.GoString(&buf[0]), nil
+	return cStringIn(buf[:]), nil
 }
 
 // Attribute returns a device attribute (one of the Attr constants).
 func (d *Driver) Attribute(dev Device, attr int) (int, error) {
-	var v C.int
-	if r := C.kiln_cuDeviceGetAttribute(d.fn.deviceGetAttribute, &v, C.int(attr), C.int(dev)); r != 0 {
+	var v int32
+	if r := call(d.fn.deviceGetAttribute, uintptr(unsafe.Pointer(&v)), uintptr(attr), uintptr(dev)); r != 0 {
 		return 0, d.err("cuDeviceGetAttribute", r)
 	}
 	return int(v), nil
@@ -231,8 +225,8 @@ func (d *Driver) ComputeCapability(dev Device) (major, minor int, err error) {
 
 // TotalMem returns the device's memory in bytes.
 func (d *Driver) TotalMem(dev Device) (int64, error) {
-	var n C.size_t
-	if r := C.kiln_cuDeviceTotalMem(d.fn.deviceTotal, &n, C.int(dev)); r != 0 {
+	var n uintptr // size_t
+	if r := call(d.fn.deviceTotal, uintptr(unsafe.Pointer(&n)), uintptr(dev)); r != 0 {
 		return 0, d.err("cuDeviceTotalMem", r)
 	}
 	return int64(n), nil
@@ -242,7 +236,7 @@ func (d *Driver) TotalMem(dev Device) (int64, error) {
 // with ReleasePrimaryContext.
 func (d *Driver) RetainPrimaryContext(dev Device) (Context, error) {
 	var c unsafe.Pointer
-	if r := C.kiln_cuDevicePrimaryCtxRetain(d.fn.primaryRetain, &c, C.int(dev)); r != 0 {
+	if r := call(d.fn.primaryRetain, uintptr(unsafe.Pointer(&c)), uintptr(dev)); r != 0 {
 		return Context{}, d.err("cuDevicePrimaryCtxRetain", r)
 	}
 	return Context{c}, nil
@@ -250,7 +244,7 @@ func (d *Driver) RetainPrimaryContext(dev Device) (Context, error) {
 
 // ReleasePrimaryContext releases the device's primary context.
 func (d *Driver) ReleasePrimaryContext(dev Device) error {
-	if r := C.kiln_cuDevicePrimaryCtxRelease(d.fn.primaryRelease, C.int(dev)); r != 0 {
+	if r := call(d.fn.primaryRelease, uintptr(dev)); r != 0 {
 		return d.err("cuDevicePrimaryCtxRelease", r)
 	}
 	return nil
@@ -258,7 +252,7 @@ func (d *Driver) ReleasePrimaryContext(dev Device) error {
 
 // SetCurrent binds c to the calling OS thread.
 func (d *Driver) SetCurrent(c Context) error {
-	if r := C.kiln_cuCtxSetCurrent(d.fn.ctxSetCurrent, c.p); r != 0 {
+	if r := call(d.fn.ctxSetCurrent, uintptr(c.p)); r != 0 {
 		return d.err("cuCtxSetCurrent", r)
 	}
 	return nil
@@ -266,7 +260,7 @@ func (d *Driver) SetCurrent(c Context) error {
 
 // Synchronize waits for all work of the current context.
 func (d *Driver) Synchronize() error {
-	if r := C.kiln_cuCtxSynchronize(d.fn.ctxSynchronize); r != 0 {
+	if r := call(d.fn.ctxSynchronize); r != 0 {
 		return d.err("cuCtxSynchronize", r)
 	}
 	return nil
@@ -274,8 +268,8 @@ func (d *Driver) Synchronize() error {
 
 // MemAlloc allocates n bytes of device memory.
 func (d *Driver) MemAlloc(n int) (DevicePtr, error) {
-	var p C.ulonglong
-	if r := C.kiln_cuMemAlloc(d.fn.memAlloc, &p, C.size_t(n)); r != 0 {
+	var p uint64 // CUdeviceptr
+	if r := call(d.fn.memAlloc, uintptr(unsafe.Pointer(&p)), uintptr(n)); r != 0 {
 		return 0, d.err(fmt.Sprintf("cuMemAlloc(%d bytes)", n), r)
 	}
 	return DevicePtr(p), nil
@@ -283,7 +277,7 @@ func (d *Driver) MemAlloc(n int) (DevicePtr, error) {
 
 // MemFree frees device memory from MemAlloc.
 func (d *Driver) MemFree(p DevicePtr) error {
-	if r := C.kiln_cuMemFree(d.fn.memFree, C.ulonglong(p)); r != 0 {
+	if r := call(d.fn.memFree, uintptr(p)); r != 0 {
 		return d.err("cuMemFree", r)
 	}
 	return nil
@@ -294,7 +288,7 @@ func (d *Driver) MemcpyHtoD(dst DevicePtr, src []byte) error {
 	if len(src) == 0 {
 		return nil
 	}
-	if r := C.kiln_cuMemcpyHtoD(d.fn.htod, C.ulonglong(dst), unsafe.Pointer(&src[0]), C.size_t(len(src))); r != 0 {
+	if r := call(d.fn.htod, uintptr(dst), uintptr(unsafe.Pointer(&src[0])), uintptr(len(src))); r != 0 {
 		return d.err("cuMemcpyHtoD", r)
 	}
 	return nil
@@ -305,7 +299,7 @@ func (d *Driver) MemcpyDtoH(dst []byte, src DevicePtr) error {
 	if len(dst) == 0 {
 		return nil
 	}
-	if r := C.kiln_cuMemcpyDtoH(d.fn.dtoh, unsafe.Pointer(&dst[0]), C.ulonglong(src), C.size_t(len(dst))); r != 0 {
+	if r := call(d.fn.dtoh, uintptr(unsafe.Pointer(&dst[0])), uintptr(src), uintptr(len(dst))); r != 0 {
 		return d.err("cuMemcpyDtoH", r)
 	}
 	return nil
@@ -316,7 +310,7 @@ func (d *Driver) MemcpyHtoDAsync(dst DevicePtr, src HostBuffer, n int, s Stream)
 	if n < 0 || n > src.n {
 		return &Error{Call: "cuMemcpyHtoDAsync", Code: 1, Name: "CUDA_ERROR_INVALID_VALUE", Msg: fmt.Sprintf("%d bytes from a %d-byte buffer", n, src.n)}
 	}
-	if r := C.kiln_cuMemcpyHtoDAsync(d.fn.htodAsync, C.ulonglong(dst), src.p, C.size_t(n), s.p); r != 0 {
+	if r := callC(d.fn.htodAsync, uintptr(dst), uintptr(src.p), uintptr(n), uintptr(s.p)); r != 0 {
 		return d.err("cuMemcpyHtoDAsync", r)
 	}
 	return nil
@@ -327,7 +321,7 @@ func (d *Driver) MemcpyDtoHAsync(dst HostBuffer, src DevicePtr, n int, s Stream)
 	if n < 0 || n > dst.n {
 		return &Error{Call: "cuMemcpyDtoHAsync", Code: 1, Name: "CUDA_ERROR_INVALID_VALUE", Msg: fmt.Sprintf("%d bytes into a %d-byte buffer", n, dst.n)}
 	}
-	if r := C.kiln_cuMemcpyDtoHAsync(d.fn.dtohAsync, dst.p, C.ulonglong(src), C.size_t(n), s.p); r != 0 {
+	if r := callC(d.fn.dtohAsync, uintptr(dst.p), uintptr(src), uintptr(n), uintptr(s.p)); r != 0 {
 		return d.err("cuMemcpyDtoHAsync", r)
 	}
 	return nil
@@ -336,7 +330,7 @@ func (d *Driver) MemcpyDtoHAsync(dst HostBuffer, src DevicePtr, n int, s Stream)
 // MemAllocHost allocates n bytes of page-locked host memory.
 func (d *Driver) MemAllocHost(n int) (HostBuffer, error) {
 	var p unsafe.Pointer
-	if r := C.kiln_cuMemAllocHost(d.fn.allocHost, &p, C.size_t(n)); r != 0 {
+	if r := call(d.fn.allocHost, uintptr(unsafe.Pointer(&p)), uintptr(n)); r != 0 {
 		return HostBuffer{}, d.err(fmt.Sprintf("cuMemAllocHost(%d bytes)", n), r)
 	}
 	return HostBuffer{p: p, n: n}, nil
@@ -344,7 +338,7 @@ func (d *Driver) MemAllocHost(n int) (HostBuffer, error) {
 
 // MemFreeHost frees memory from MemAllocHost.
 func (d *Driver) MemFreeHost(h HostBuffer) error {
-	if r := C.kiln_cuMemFreeHost(d.fn.freeHost, h.p); r != 0 {
+	if r := call(d.fn.freeHost, uintptr(h.p)); r != 0 {
 		return d.err("cuMemFreeHost", r)
 	}
 	return nil
@@ -353,7 +347,7 @@ func (d *Driver) MemFreeHost(h HostBuffer) error {
 // StreamCreate creates a stream (flags: 0, or 1 for non-blocking).
 func (d *Driver) StreamCreate(flags uint32) (Stream, error) {
 	var s unsafe.Pointer
-	if r := C.kiln_cuStreamCreate(d.fn.streamCreate, &s, C.uint(flags)); r != 0 {
+	if r := call(d.fn.streamCreate, uintptr(unsafe.Pointer(&s)), uintptr(flags)); r != 0 {
 		return Stream{}, d.err("cuStreamCreate", r)
 	}
 	return Stream{s}, nil
@@ -361,7 +355,7 @@ func (d *Driver) StreamCreate(flags uint32) (Stream, error) {
 
 // StreamSynchronize waits for the work queued on s.
 func (d *Driver) StreamSynchronize(s Stream) error {
-	if r := C.kiln_cuStreamSynchronize(d.fn.streamSync, s.p); r != 0 {
+	if r := callC(d.fn.streamSync, uintptr(s.p)); r != 0 {
 		return d.err("cuStreamSynchronize", r)
 	}
 	return nil
@@ -369,7 +363,7 @@ func (d *Driver) StreamSynchronize(s Stream) error {
 
 // StreamDestroy destroys s.
 func (d *Driver) StreamDestroy(s Stream) error {
-	if r := C.kiln_cuStreamDestroy(d.fn.streamDestroy, s.p); r != 0 {
+	if r := call(d.fn.streamDestroy, uintptr(s.p)); r != 0 {
 		return d.err("cuStreamDestroy", r)
 	}
 	return nil
@@ -378,7 +372,7 @@ func (d *Driver) StreamDestroy(s Stream) error {
 // EventCreate creates an event (flags: 0 for a timing event).
 func (d *Driver) EventCreate(flags uint32) (Event, error) {
 	var e unsafe.Pointer
-	if r := C.kiln_cuEventCreate(d.fn.eventCreate, &e, C.uint(flags)); r != 0 {
+	if r := call(d.fn.eventCreate, uintptr(unsafe.Pointer(&e)), uintptr(flags)); r != 0 {
 		return Event{}, d.err("cuEventCreate", r)
 	}
 	return Event{e}, nil
@@ -386,7 +380,7 @@ func (d *Driver) EventCreate(flags uint32) (Event, error) {
 
 // EventRecord records e on s.
 func (d *Driver) EventRecord(e Event, s Stream) error {
-	if r := C.kiln_cuEventRecord(d.fn.eventRecord, e.p, s.p); r != 0 {
+	if r := callC(d.fn.eventRecord, uintptr(e.p), uintptr(s.p)); r != 0 {
 		return d.err("cuEventRecord", r)
 	}
 	return nil
@@ -394,7 +388,7 @@ func (d *Driver) EventRecord(e Event, s Stream) error {
 
 // EventSynchronize waits for e.
 func (d *Driver) EventSynchronize(e Event) error {
-	if r := C.kiln_cuEventSynchronize(d.fn.eventSync, e.p); r != 0 {
+	if r := call(d.fn.eventSync, uintptr(e.p)); r != 0 {
 		return d.err("cuEventSynchronize", r)
 	}
 	return nil
@@ -402,8 +396,8 @@ func (d *Driver) EventSynchronize(e Event) error {
 
 // EventElapsed returns the milliseconds between two recorded events.
 func (d *Driver) EventElapsed(start, end Event) (float32, error) {
-	var ms C.float
-	if r := C.kiln_cuEventElapsedTime(d.fn.eventElapsed, &ms, start.p, end.p); r != 0 {
+	var ms float32
+	if r := call(d.fn.eventElapsed, uintptr(unsafe.Pointer(&ms)), uintptr(start.p), uintptr(end.p)); r != 0 {
 		return 0, d.err("cuEventElapsedTime", r)
 	}
 	return float32(ms), nil
@@ -411,7 +405,7 @@ func (d *Driver) EventElapsed(start, end Event) (float32, error) {
 
 // EventDestroy destroys e.
 func (d *Driver) EventDestroy(e Event) error {
-	if r := C.kiln_cuEventDestroy(d.fn.eventDestroy, e.p); r != 0 {
+	if r := call(d.fn.eventDestroy, uintptr(e.p)); r != 0 {
 		return d.err("cuEventDestroy", r)
 	}
 	return nil
@@ -422,14 +416,11 @@ func (d *Driver) ModuleLoadData(image []byte) (Module, error) {
 	if len(image) == 0 {
 		return Module{}, &Error{Call: "cuModuleLoadData", Code: 1, Name: "CUDA_ERROR_INVALID_VALUE", Msg: "empty image"}
 	}
-	// A PTX image must end with a NUL: copy it into C memory with one.
-	buf := C.malloc(C.size_t(len(image) + 1))
-	defer C.free(buf)
-	b := unsafe.Slice((*byte)(buf), len(image)+1)
+	// A PTX image must end with a NUL: copy it with one.
+	b := make([]byte, len(image)+1)
 	copy(b, image)
-	b[len(image)] = 0
 	var m unsafe.Pointer
-	if r := C.kiln_cuModuleLoadData(d.fn.moduleLoadData, &m, buf); r != 0 {
+	if r := call(d.fn.moduleLoadData, uintptr(unsafe.Pointer(&m)), uintptr(unsafe.Pointer(&b[0]))); r != 0 {
 		return Module{}, d.err("cuModuleLoadData", r)
 	}
 	return Module{m}, nil
@@ -437,7 +428,7 @@ func (d *Driver) ModuleLoadData(image []byte) (Module, error) {
 
 // ModuleUnload unloads m.
 func (d *Driver) ModuleUnload(m Module) error {
-	if r := C.kiln_cuModuleUnload(d.fn.moduleUnload, m.p); r != 0 {
+	if r := call(d.fn.moduleUnload, uintptr(m.p)); r != 0 {
 		return d.err("cuModuleUnload", r)
 	}
 	return nil
@@ -445,10 +436,9 @@ func (d *Driver) ModuleUnload(m Module) error {
 
 // ModuleFunction returns the kernel called name in m.
 func (d *Driver) ModuleFunction(m Module, name string) (Function, error) {
-	cs := cString(name)
-	defer C.free(unsafe.Pointer(cs))
+	cs := cBytes(name)
 	var f unsafe.Pointer
-	if r := C.kiln_cuModuleGetFunction(d.fn.moduleGetFunction, &f, m.p, cs); r != 0 {
+	if r := call(d.fn.moduleGetFunction, uintptr(unsafe.Pointer(&f)), uintptr(m.p), uintptr(unsafe.Pointer(&cs[0]))); r != 0 {
 		return Function{}, d.err("cuModuleGetFunction("+name+")", r)
 	}
 	return Function{f}, nil
@@ -456,14 +446,14 @@ func (d *Driver) ModuleFunction(m Module, name string) (Function, error) {
 
 // Launch queues kernel f on s. It does not allocate.
 func (d *Driver) Launch(f Function, grid, block Dim3, sharedMem uint32, s Stream, args *KernelArgs) error {
-	var params *unsafe.Pointer
+	var params unsafe.Pointer // void **kernelParams, in C memory
 	if args != nil {
-		params = (*unsafe.Pointer)(args.ptrs)
+		params = args.ptrs
 	}
-	r := C.kiln_cuLaunchKernel(d.fn.launchKernel, f.p,
-		C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
-		C.uint(block.X), C.uint(block.Y), C.uint(block.Z),
-		C.uint(sharedMem), s.p, params)
+	r := callC(d.fn.launchKernel, uintptr(f.p),
+		uintptr(grid.X), uintptr(grid.Y), uintptr(grid.Z),
+		uintptr(block.X), uintptr(block.Y), uintptr(block.Z),
+		uintptr(sharedMem), uintptr(s.p), uintptr(params), 0)
 	if r != 0 {
 		return d.err("cuLaunchKernel", r)
 	}
@@ -472,7 +462,7 @@ func (d *Driver) Launch(f Function, grid, block Dim3, sharedMem uint32, s Stream
 
 // BeginCapture starts capturing the work queued on s into a graph.
 func (d *Driver) BeginCapture(s Stream, mode int) error {
-	if r := C.kiln_cuStreamBeginCapture(d.fn.beginCapture, s.p, C.int(mode)); r != 0 {
+	if r := call(d.fn.beginCapture, uintptr(s.p), uintptr(mode)); r != 0 {
 		return d.err("cuStreamBeginCapture", r)
 	}
 	return nil
@@ -481,7 +471,7 @@ func (d *Driver) BeginCapture(s Stream, mode int) error {
 // EndCapture ends the capture on s and returns the graph.
 func (d *Driver) EndCapture(s Stream) (Graph, error) {
 	var g unsafe.Pointer
-	if r := C.kiln_cuStreamEndCapture(d.fn.endCapture, s.p, &g); r != 0 {
+	if r := call(d.fn.endCapture, uintptr(s.p), uintptr(unsafe.Pointer(&g))); r != 0 {
 		return Graph{}, d.err("cuStreamEndCapture", r)
 	}
 	return Graph{g}, nil
@@ -490,7 +480,7 @@ func (d *Driver) EndCapture(s Stream) (Graph, error) {
 // GraphInstantiate makes an executable graph of g.
 func (d *Driver) GraphInstantiate(g Graph) (GraphExec, error) {
 	var e unsafe.Pointer
-	if r := C.kiln_cuGraphInstantiate(d.fn.graphInstantiate, &e, g.p, 0); r != 0 {
+	if r := call(d.fn.graphInstantiate, uintptr(unsafe.Pointer(&e)), uintptr(g.p), 0); r != 0 {
 		return GraphExec{}, d.err("cuGraphInstantiate", r)
 	}
 	return GraphExec{e}, nil
@@ -498,7 +488,7 @@ func (d *Driver) GraphInstantiate(g Graph) (GraphExec, error) {
 
 // GraphLaunch queues e on s. It does not allocate.
 func (d *Driver) GraphLaunch(e GraphExec, s Stream) error {
-	if r := C.kiln_cuGraphLaunch(d.fn.graphLaunch, e.p, s.p); r != 0 {
+	if r := callC(d.fn.graphLaunch, uintptr(e.p), uintptr(s.p)); r != 0 {
 		return d.err("cuGraphLaunch", r)
 	}
 	return nil
@@ -506,7 +496,7 @@ func (d *Driver) GraphLaunch(e GraphExec, s Stream) error {
 
 // GraphDestroy destroys g.
 func (d *Driver) GraphDestroy(g Graph) error {
-	if r := C.kiln_cuGraphDestroy(d.fn.graphDestroy, g.p); r != 0 {
+	if r := call(d.fn.graphDestroy, uintptr(g.p)); r != 0 {
 		return d.err("cuGraphDestroy", r)
 	}
 	return nil
@@ -514,7 +504,7 @@ func (d *Driver) GraphDestroy(g Graph) error {
 
 // GraphExecDestroy destroys e.
 func (d *Driver) GraphExecDestroy(e GraphExec) error {
-	if r := C.kiln_cuGraphExecDestroy(d.fn.gxDe, e.p); r != 0 {
+	if r := call(d.fn.gxDe, uintptr(e.p)); r != 0 {
 		return d.err("cuGraphExecDestroy", r)
 	}
 	return nil
@@ -533,7 +523,7 @@ func NewKernelArgs(n int) *KernelArgs {
 	if n < 1 {
 		n = 1
 	}
-	a := &KernelArgs{n: n, slots: C.calloc(C.size_t(n), 8), ptrs: C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(uintptr(0))))}
+	a := &KernelArgs{n: n, slots: cMalloc(n * 8), ptrs: cMalloc(n * int(unsafe.Sizeof(uintptr(0))))}
 	for i := range n {
 		*(*unsafe.Pointer)(unsafe.Add(a.ptrs, i*int(unsafe.Sizeof(uintptr(0))))) = unsafe.Add(a.slots, i*8)
 	}
@@ -562,8 +552,8 @@ func (a *KernelArgs) SetFloat32(i int, v float32) { *(*float32)(a.slot(i)) = v }
 // Free releases the arguments' C memory.
 func (a *KernelArgs) Free() {
 	if a.slots != nil {
-		C.free(a.slots)
-		C.free(a.ptrs)
+		cFree(a.slots)
+		cFree(a.ptrs)
 		a.slots, a.ptrs = nil, nil
 	}
 }

@@ -1,12 +1,5 @@
 package cuda
 
-/*
-#cgo LDFLAGS: -ldl
-#include <stdlib.h>
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"errors"
 	"fmt"
@@ -14,7 +7,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"unsafe"
+
+	"github.com/ebitengine/purego"
 )
 
 // EnvLibPath is the environment variable that overrides where CUDA libraries
@@ -107,7 +103,7 @@ func (e *LibError) Unwrap() error { return ErrUnavailable }
 type library struct {
 	name string // "libcuda"
 	path string // the file that opened
-	h    unsafe.Pointer
+	h    uintptr
 }
 
 // openLibrary tries names in the standard search path and then in the
@@ -125,17 +121,15 @@ func openLibrary(lib string, names []string, o Options) (*library, error) {
 	}
 	var reason string
 	for _, p := range tried {
-		cs := C.CString(p)
-		h := C.kiln_dlopen(cs)
-		C.free(unsafe.Pointer(cs))
-		if h != nil {
+		h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_LOCAL)
+		if err == nil && h != 0 {
 			return &library{name: lib, path: p, h: h}, nil
 		}
-		if e := C.kiln_dlerror(); e != nil {
+		if err != nil && err.Error() != "" {
 			// Keep the first reason, unless a later one says more than
 			// that the file does not exist (a wrong architecture, a
 			// missing dependency).
-			r := C.GoString(e)
+			r := err.Error()
 			if reason == "" || strings.Contains(reason, "No such file") && !strings.Contains(r, "No such file") {
 				reason = r
 			}
@@ -145,16 +139,13 @@ func openLibrary(lib string, names []string, o Options) (*library, error) {
 }
 
 // sym returns the first of names that the library exports.
-func (l *library) sym(names ...string) (unsafe.Pointer, error) {
+func (l *library) sym(names ...string) (uintptr, error) {
 	for _, n := range names {
-		cs := C.CString(n)
-		p := C.kiln_dlsym(l.h, cs)
-		C.free(unsafe.Pointer(cs))
-		if p != nil {
+		if p, err := purego.Dlsym(l.h, n); err == nil && p != 0 {
 			return p, nil
 		}
 	}
-	return nil, &LibError{Lib: l.name, Tried: []string{l.path}, Symbol: strings.Join(names, " or ")}
+	return 0, &LibError{Lib: l.name, Tried: []string{l.path}, Symbol: strings.Join(names, " or ")}
 }
 
 // symbols resolves every entry of table, stopping at the first missing one.
@@ -171,20 +162,20 @@ func (l *library) symbols(table []symbol) error {
 
 // symbol is one function to resolve: where to store it, and its names.
 type symbol struct {
-	dst   *unsafe.Pointer
+	dst   *uintptr
 	names []string
 }
 
-func sym(dst *unsafe.Pointer, names ...string) symbol { return symbol{dst, names} }
+func sym(dst *uintptr, names ...string) symbol { return symbol{dst, names} }
 
 // close releases the library. It is called only when opening failed
 // before any of its functions ran: a library in use stays loaded for the
 // life of the process (dlopen counts references, so opening it again is
 // cheap).
 func (l *library) close() {
-	if l != nil && l.h != nil {
-		C.kiln_dlclose(l.h)
-		l.h = nil
+	if l != nil && l.h != 0 {
+		_ = purego.Dlclose(l.h)
+		l.h = 0
 	}
 }
 
@@ -219,5 +210,138 @@ func (e *Error) Unwrap() []error {
 	return []error{ErrCUDA}
 }
 
-// cString copies s into C memory; the caller frees it.
-func cString(s string) *C.char { return C.CString(s) }
+// call calls the C function fn, whose arguments are all integers or
+// pointers (C memory, or Go memory that holds no Go pointers, converted in
+// the call expression as unsafe.Pointer's rule 4 says), and returns its C
+// int result. It does not allocate when no argument is the address of a
+// local variable, so the launch path stays free of allocations.
+//
+//go:uintptrescapes
+func call(fn uintptr, args ...uintptr) int32 {
+	r, _, _ := purego.SyscallN(fn, args...)
+	return int32(r) // a C int is the low 32 bits of the result register
+}
+
+// maxCallArgs is the most arguments callC passes (cublasLtMatmul's 16).
+const maxCallArgs = 16
+
+// callArgs is a reusable argument list: purego.SyscallN keeps its variadic
+// list alive (it is go:uintptrescapes), so a list built on the stack would
+// move to the heap at every call.
+type callArgs [maxCallArgs]uintptr
+
+var callArgPool = sync.Pool{New: func() any { return new(callArgs) }}
+
+// callC calls the C function fn like call, for the calls that run once per
+// kernel, copy or graph replay: every argument is an integer, C memory, or
+// the address of a package-level variable (which never moves). It does not
+// allocate. Arguments that point to other Go memory go through call, which
+// is marked uintptrescapes so that such memory stays in place.
+func callC(fn uintptr, args ...uintptr) int32 {
+	a := callArgPool.Get().(*callArgs)
+	n := copy(a[:], args)
+	r, _, _ := purego.SyscallN(fn, a[:n]...)
+	callArgPool.Put(a)
+	return int32(r) // a C int is the low 32 bits of the result register
+}
+
+// callPtr calls fn like call and returns its pointer-sized result (a
+// size_t, or a const char *).
+//
+//go:uintptrescapes
+func callPtr(fn uintptr, args ...uintptr) uintptr {
+	r, _, _ := purego.SyscallN(fn, args...)
+	return r
+}
+
+// goString copies the NUL-terminated C string at p ("" for NULL).
+func goString(p uintptr) string {
+	// Read through a pointer to p, so that vet sees no uintptr turned into a
+	// pointer: p is C memory, which the garbage collector does not move.
+	ptr := *(*unsafe.Pointer)(unsafe.Pointer(&p))
+	if ptr == nil {
+		return ""
+	}
+	n := 0
+	for *(*byte)(unsafe.Add(ptr, n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice((*byte)(ptr), n))
+}
+
+// cStringIn returns the C string in buf: up to its first NUL, or all of it.
+func cStringIn(buf []byte) string {
+	for i, c := range buf {
+		if c == 0 {
+			return string(buf[:i])
+		}
+	}
+	return string(buf)
+}
+
+// cBytes is NUL-terminated s in Go memory, for a C function that only
+// reads it during the call.
+func cBytes(s string) []byte {
+	b := make([]byte, len(s)+1)
+	copy(b, s)
+	return b
+}
+
+// libc holds the C library's allocator, for memory that C keeps or that
+// holds pointers (kernel arguments, option lists), which Go memory must not.
+var libc struct {
+	once         sync.Once
+	malloc, free uintptr
+	err          error
+}
+
+// loadLibc resolves malloc and free: from libc.so.6, else from the
+// libraries already loaded (a binary that uses purego is linked with libc).
+func loadLibc() error {
+	libc.once.Do(func() {
+		h, err := purego.Dlopen("libc.so.6", purego.RTLD_NOW|purego.RTLD_LOCAL)
+		if err != nil {
+			h = purego.RTLD_DEFAULT
+		}
+		if libc.malloc, err = purego.Dlsym(h, "malloc"); err == nil {
+			libc.free, err = purego.Dlsym(h, "free")
+		}
+		if err != nil {
+			libc.err = fmt.Errorf("%w: the C library's malloc and free: %v", ErrUnavailable, err)
+		}
+	})
+	return libc.err
+}
+
+// cMalloc allocates n bytes of zeroed C memory; free it with cFree. It
+// panics when the C library cannot be used (it is loaded in every process
+// that can call into C) or out of memory, like make.
+func cMalloc(n int) unsafe.Pointer {
+	if err := loadLibc(); err != nil {
+		panic(err)
+	}
+	if n < 1 {
+		n = 1
+	}
+	p := callPtr(libc.malloc, uintptr(n))
+	if p == 0 {
+		panic(fmt.Sprintf("cuda: malloc(%d): out of memory", n))
+	}
+	ptr := *(*unsafe.Pointer)(unsafe.Pointer(&p))
+	clear(unsafe.Slice((*byte)(ptr), n))
+	return ptr
+}
+
+// cFree frees memory from cMalloc.
+func cFree(p unsafe.Pointer) {
+	if p != nil {
+		call(libc.free, uintptr(p))
+	}
+}
+
+// cString copies s into C memory with a NUL; free it with cFree.
+func cString(s string) unsafe.Pointer {
+	p := cMalloc(len(s) + 1)
+	copy(unsafe.Slice((*byte)(p), len(s)), s)
+	return p
+}

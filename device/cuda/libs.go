@@ -1,13 +1,8 @@
 package cuda
 
-/*
-#include <stdlib.h>
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"fmt"
+	"structs"
 	"sync"
 	"unsafe"
 )
@@ -15,7 +10,7 @@ import (
 // CUBLASLt is the cuBLASLt library.
 type CUBLASLt struct {
 	lib *library
-	fn  struct{ version, create, destroy, statusName, statusString unsafe.Pointer }
+	fn  struct{ version, create, destroy, statusName, statusString uintptr }
 
 	mmOnce sync.Once
 	mmFn   *matmulFn
@@ -45,18 +40,18 @@ func OpenCUBLASLt(o Options) (*CUBLASLt, error) {
 }
 
 // Version returns cuBLASLt's version, e.g. 130100.
-func (b *CUBLASLt) Version() int { return int(C.kiln_getVersion(b.fn.version)) }
+func (b *CUBLASLt) Version() int { return int(callPtr(b.fn.version)) }
 
 // Path returns the file libcublasLt was opened from.
 func (b *CUBLASLt) Path() string { return b.lib.path }
 
-func (b *CUBLASLt) err(call string, r C.int) error {
-	e := &Error{Call: call, Code: int(r), OOM: r == 3} // CUBLAS_STATUS_ALLOC_FAILED
-	if b.fn.statusName != nil {
-		e.Name = C.GoString(C.kiln_statusString(b.fn.statusName, r))
+func (b *CUBLASLt) err(fn string, r int32) error {
+	e := &Error{Call: fn, Code: int(r), OOM: r == 3} // CUBLAS_STATUS_ALLOC_FAILED
+	if b.fn.statusName != 0 {
+		e.Name = goString(callPtr(b.fn.statusName, uintptr(r)))
 	}
-	if b.fn.statusString != nil {
-		e.Msg = C.GoString(C.kiln_statusString(b.fn.statusString, r))
+	if b.fn.statusString != 0 {
+		e.Msg = goString(callPtr(b.fn.statusString, uintptr(r)))
 	}
 	return e
 }
@@ -67,7 +62,7 @@ type CUBLASLtHandle struct{ p unsafe.Pointer }
 // Create makes a handle; it needs a current CUDA context.
 func (b *CUBLASLt) Create() (CUBLASLtHandle, error) {
 	var h unsafe.Pointer
-	if r := C.kiln_createHandle(b.fn.create, &h); r != 0 {
+	if r := call(b.fn.create, uintptr(unsafe.Pointer(&h))); r != 0 {
 		return CUBLASLtHandle{}, b.err("cublasLtCreate", r)
 	}
 	return CUBLASLtHandle{h}, nil
@@ -75,7 +70,7 @@ func (b *CUBLASLt) Create() (CUBLASLtHandle, error) {
 
 // Destroy releases h.
 func (b *CUBLASLt) Destroy(h CUBLASLtHandle) error {
-	if r := C.kiln_destroyHandle(b.fn.destroy, h.p); r != 0 {
+	if r := call(b.fn.destroy, uintptr(h.p)); r != 0 {
 		return b.err("cublasLtDestroy", r)
 	}
 	return nil
@@ -84,7 +79,7 @@ func (b *CUBLASLt) Destroy(h CUBLASLtHandle) error {
 // CUDNN is the cuDNN library (version 9).
 type CUDNN struct {
 	lib *library
-	fn  struct{ version, create, destroy, errorString unsafe.Pointer }
+	fn  struct{ version, create, destroy, errorString uintptr }
 
 	convOnce sync.Once
 	convFn   *convFn
@@ -112,13 +107,13 @@ func OpenCUDNN(o Options) (*CUDNN, error) {
 }
 
 // Version returns cuDNN's version, e.g. 91400 for 9.14.
-func (d *CUDNN) Version() int { return int(C.kiln_getVersion(d.fn.version)) }
+func (d *CUDNN) Version() int { return int(callPtr(d.fn.version)) }
 
 // Path returns the file libcudnn was opened from.
 func (d *CUDNN) Path() string { return d.lib.path }
 
-func (d *CUDNN) err(call string, r C.int) error {
-	return &Error{Call: call, Code: int(r), Name: C.GoString(C.kiln_statusString(d.fn.errorString, r)),
+func (d *CUDNN) err(fn string, r int32) error {
+	return &Error{Call: fn, Code: int(r), Name: goString(callPtr(d.fn.errorString, uintptr(r))),
 		OOM: r == 2000} // CUDNN_STATUS_ALLOC_FAILED
 }
 
@@ -128,7 +123,7 @@ type CUDNNHandle struct{ p unsafe.Pointer }
 // Create makes a handle; it needs a current CUDA context.
 func (d *CUDNN) Create() (CUDNNHandle, error) {
 	var h unsafe.Pointer
-	if r := C.kiln_createHandle(d.fn.create, &h); r != 0 {
+	if r := call(d.fn.create, uintptr(unsafe.Pointer(&h))); r != 0 {
 		return CUDNNHandle{}, d.err("cudnnCreate", r)
 	}
 	return CUDNNHandle{h}, nil
@@ -136,7 +131,7 @@ func (d *CUDNN) Create() (CUDNNHandle, error) {
 
 // Destroy releases h.
 func (d *CUDNN) Destroy(h CUDNNHandle) error {
-	if r := C.kiln_destroyHandle(d.fn.destroy, h.p); r != 0 {
+	if r := call(d.fn.destroy, uintptr(h.p)); r != 0 {
 		return d.err("cudnnDestroy", r)
 	}
 	return nil
@@ -146,7 +141,7 @@ func (d *CUDNN) Destroy(h CUDNNHandle) error {
 type NVML struct {
 	lib *library
 	fn  struct {
-		init, shutdown, errorString, handle, util, mem, driverVersion unsafe.Pointer
+		init, shutdown, errorString, handle, util, mem, driverVersion uintptr
 	}
 }
 
@@ -176,20 +171,20 @@ func OpenNVML(o Options) (*NVML, error) {
 		lib.close()
 		return nil, err
 	}
-	if r := C.kiln_nvmlCall0(f.init); r != 0 {
+	if r := call(f.init); r != 0 {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, m.err("nvmlInit_v2", r))
 	}
 	return m, nil
 }
 
-func (m *NVML) err(call string, r C.int) error {
-	return &Error{Call: call, Code: int(r), Name: C.GoString(C.kiln_nvmlErrorString(m.fn.errorString, r)),
+func (m *NVML) err(fn string, r int32) error {
+	return &Error{Call: fn, Code: int(r), Name: goString(callPtr(m.fn.errorString, uintptr(r))),
 		OOM: r == 20} // NVML_ERROR_MEMORY
 }
 
 // Shutdown calls nvmlShutdown.
 func (m *NVML) Shutdown() error {
-	if r := C.kiln_nvmlCall0(m.fn.shutdown); r != 0 {
+	if r := call(m.fn.shutdown); r != 0 {
 		return m.err("nvmlShutdown", r)
 	}
 	return nil
@@ -197,17 +192,17 @@ func (m *NVML) Shutdown() error {
 
 // DriverVersion returns the driver's release, e.g. "580.159.04".
 func (m *NVML) DriverVersion() (string, error) {
-	var buf [96]C.char
-	if r := C.kiln_nvmlSystemGetDriverVersion(m.fn.driverVersion, &buf[0], C.uint(len(buf))); r != 0 {
+	var buf [96]byte
+	if r := call(m.fn.driverVersion, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf))); r != 0 {
 		return "", m.err("nvmlSystemGetDriverVersion", r)
 	}
-	return C.GoString(&buf[0]), nil
+	return cStringIn(buf[:]), nil
 }
 
 // Device returns the handle of the device with the given index.
 func (m *NVML) Device(i int) (NVMLDevice, error) {
 	var p unsafe.Pointer
-	if r := C.kiln_nvmlDeviceGetHandleByIndex(m.fn.handle, C.uint(i), &p); r != 0 {
+	if r := call(m.fn.handle, uintptr(uint32(i)), uintptr(unsafe.Pointer(&p))); r != 0 {
 		return NVMLDevice{}, m.err("nvmlDeviceGetHandleByIndex_v2", r)
 	}
 	return NVMLDevice{p}, nil
@@ -215,18 +210,30 @@ func (m *NVML) Device(i int) (NVMLDevice, error) {
 
 // Utilization returns the percentages of time the GPU and its memory were busy.
 func (m *NVML) Utilization(d NVMLDevice) (gpu, memory int, err error) {
-	var g, mm C.uint
-	if r := C.kiln_nvmlDeviceGetUtilizationRates(m.fn.util, d.p, &g, &mm); r != 0 {
+	var u nvmlUtilization
+	if r := call(m.fn.util, uintptr(d.p), uintptr(unsafe.Pointer(&u))); r != 0 {
 		return 0, 0, m.err("nvmlDeviceGetUtilizationRates", r)
 	}
-	return int(g), int(mm), nil
+	return int(u.gpu), int(u.memory), nil
 }
 
 // Memory returns the device's memory use.
 func (m *NVML) Memory(d NVMLDevice) (MemoryInfo, error) {
-	var t, f, u C.ulonglong
-	if r := C.kiln_nvmlDeviceGetMemoryInfo(m.fn.mem, d.p, &t, &f, &u); r != 0 {
+	var mi nvmlMemory
+	if r := call(m.fn.mem, uintptr(d.p), uintptr(unsafe.Pointer(&mi))); r != 0 {
 		return MemoryInfo{}, m.err("nvmlDeviceGetMemoryInfo", r)
 	}
-	return MemoryInfo{Total: uint64(t), Free: uint64(f), Used: uint64(u)}, nil
+	return MemoryInfo{Total: mi.total, Free: mi.free, Used: mi.used}, nil
+}
+
+// nvmlUtilization is nvmlUtilization_t.
+type nvmlUtilization struct {
+	_           structs.HostLayout
+	gpu, memory uint32
+}
+
+// nvmlMemory is nvmlMemory_t.
+type nvmlMemory struct {
+	_                 structs.HostLayout
+	total, free, used uint64
 }

@@ -1,11 +1,5 @@
 package cuda
 
-/*
-#include <stdlib.h>
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"encoding/binary"
 	"fmt"
@@ -30,9 +24,9 @@ const (
 
 // matmulFn holds cuBLASLt's matmul functions, resolved on first use.
 type matmulFn struct {
-	descCreate, descDestroy, descSet                unsafe.Pointer
-	layoutCreate, layoutDestroy                     unsafe.Pointer
-	prefCreate, prefDestroy, prefSet, heuristic, mm unsafe.Pointer
+	descCreate, descDestroy, descSet                uintptr
+	layoutCreate, layoutDestroy                     uintptr
+	prefCreate, prefDestroy, prefSet, heuristic, mm uintptr
 }
 
 func (b *CUBLASLt) matmul() (*matmulFn, error) {
@@ -114,7 +108,7 @@ type MatmulOptions struct {
 
 // NewMatmulWith plans the product Y = A B as o says (see NewMatmul).
 func (b *CUBLASLt) NewMatmulWith(h CUBLASLtHandle, m, n, k int, o MatmulOptions, maxWorkspace int) (*LtMatmul, error) {
-	dt := C.int(cudaR32F)
+	dt := int32(cudaR32F)
 	if o.Half {
 		dt = cudaR16F
 	}
@@ -127,7 +121,7 @@ func (b *CUBLASLt) NewMatmulHalf(h CUBLASLtHandle, m, n, k int, transB bool, max
 	return b.NewMatmulWith(h, m, n, k, MatmulOptions{Half: true, TransB: transB}, maxWorkspace)
 }
 
-func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOptions, maxWorkspace int) (_ *LtMatmul, err error) {
+func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOptions, maxWorkspace int) (_ *LtMatmul, err error) {
 	transB := o.TransB
 	f, err := b.matmul()
 	if err != nil {
@@ -141,17 +135,17 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOp
 	}()
 	// Row-major Y = A B is column-major Y^T = B^T A^T: cuBLASLt's "A" is
 	// our B and its "B" our A, and D is column-major N x M.
-	// Handles are created into locals: cgo refuses pointers into p, which
-	// holds Go pointers.
+	// Handles are created into locals: Go memory passed to C must not hold
+	// Go pointers, and p does.
 	var desc, la, lb, ly unsafe.Pointer
-	if r := C.kiln_ltMatmulDescCreate(f.descCreate, &desc, cublasCompute32F, cudaR32F); r != 0 {
+	if r := call(f.descCreate, uintptr(unsafe.Pointer(&desc)), cublasCompute32F, cudaR32F); r != 0 {
 		return nil, b.err("cublasLtMatmulDescCreate", r)
 	}
 	p.desc = desc
 	rowsA, colsA, ldA := n, k, n // our B [K,N] row-major = column-major N x K
 	if transB {
-		op := C.int(cublasOpT)
-		if r := C.kiln_ltSetAttr(f.descSet, p.desc, ltDescTransA, unsafe.Pointer(&op), 4); r != 0 {
+		op := int32(cublasOpT)
+		if r := call(f.descSet, uintptr(p.desc), ltDescTransA, uintptr(unsafe.Pointer(&op)), 4); r != 0 {
 			return nil, b.err("cublasLtMatmulDescSetAttribute(TRANSA)", r)
 		}
 		rowsA, colsA, ldA = k, n, k // our B [N,K] row-major = column-major K x N, transposed
@@ -159,47 +153,48 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOp
 	if o.Bias != 0 {
 		// cuBLASLt's bias is per row of its column-major D (N x M): per
 		// column of our row-major Y.
-		epi := C.int(ltEpilogueBias)
+		epi := int32(ltEpilogueBias)
 		if o.ReLU {
 			epi = ltEpilogueReLUBias
 		}
-		if r := C.kiln_ltSetAttr(f.descSet, p.desc, ltDescEpilogue, unsafe.Pointer(&epi), 4); r != 0 {
+		if r := call(f.descSet, uintptr(p.desc), ltDescEpilogue, uintptr(unsafe.Pointer(&epi)), 4); r != 0 {
 			return nil, b.err("cublasLtMatmulDescSetAttribute(EPILOGUE)", r)
 		}
-		bias := C.ulonglong(o.Bias)
-		if r := C.kiln_ltSetAttr(f.descSet, p.desc, ltDescBiasPointer, unsafe.Pointer(&bias), 8); r != 0 {
+		bias := uint64(o.Bias)
+		if r := call(f.descSet, uintptr(p.desc), ltDescBiasPointer, uintptr(unsafe.Pointer(&bias)), 8); r != 0 {
 			return nil, b.err("cublasLtMatmulDescSetAttribute(BIAS_POINTER)", r)
 		}
 	}
-	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &la, dt, C.ulonglong(rowsA), C.ulonglong(colsA), C.longlong(ldA)); r != 0 {
+	if r := call(f.layoutCreate, uintptr(unsafe.Pointer(&la)), uintptr(dt), uintptr(rowsA), uintptr(colsA), uintptr(ldA)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(A)", r)
 	}
 	p.la = la
-	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &lb, dt, C.ulonglong(k), C.ulonglong(m), C.longlong(k)); r != 0 {
+	if r := call(f.layoutCreate, uintptr(unsafe.Pointer(&lb)), uintptr(dt), uintptr(k), uintptr(m), uintptr(k)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(B)", r)
 	}
 	p.lb = lb
-	if r := C.kiln_ltLayoutCreate(f.layoutCreate, &ly, dt, C.ulonglong(n), C.ulonglong(m), C.longlong(n)); r != 0 {
+	if r := call(f.layoutCreate, uintptr(unsafe.Pointer(&ly)), uintptr(dt), uintptr(n), uintptr(m), uintptr(n)); r != 0 {
 		return nil, b.err("cublasLtMatrixLayoutCreate(D)", r)
 	}
 	p.ly = ly
 	var pref unsafe.Pointer
-	if r := C.kiln_createHandle(f.prefCreate, &pref); r != 0 {
+	if r := call(f.prefCreate, uintptr(unsafe.Pointer(&pref))); r != 0 {
 		return nil, b.err("cublasLtMatmulPreferenceCreate", r)
 	}
-	defer C.kiln_destroyHandle(f.prefDestroy, pref)
-	ws := C.ulonglong(maxWorkspace)
-	if r := C.kiln_ltSetAttr(f.prefSet, pref, ltPrefMaxWorkspace, unsafe.Pointer(&ws), 8); r != 0 {
+	defer call(f.prefDestroy, uintptr(pref))
+	ws := uint64(maxWorkspace)
+	if r := call(f.prefSet, uintptr(pref), ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&ws)), 8); r != 0 {
 		return nil, b.err("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)", r)
 	}
 	const req = 8
-	res := C.calloc(req, ltHeuristicResultSize)
-	defer C.free(res)
-	var got C.int
-	if r := C.kiln_ltHeuristic(f.heuristic, h.p, p.desc, p.la, p.lb, p.ly, p.ly, pref, req, res, &got); r != 0 {
+	// The results hold no pointers (the algorithm is 8 opaque uint64):
+	// Go memory.
+	all := make([]byte, req*ltHeuristicResultSize)
+	var got int32
+	if r := call(f.heuristic, uintptr(h.p), uintptr(p.desc), uintptr(p.la), uintptr(p.lb), uintptr(p.ly), uintptr(p.ly),
+		uintptr(pref), req, uintptr(unsafe.Pointer(&all[0])), uintptr(unsafe.Pointer(&got))); r != 0 {
 		return nil, b.err(fmt.Sprintf("cublasLtMatmulAlgoGetHeuristic(%dx%dx%d)", m, n, k), r)
 	}
-	all := unsafe.Slice((*byte)(res), req*ltHeuristicResultSize)
 	for i := 0; i < int(got) && i < req; i++ {
 		r := all[i*ltHeuristicResultSize : (i+1)*ltHeuristicResultSize]
 		wsSize := binary.LittleEndian.Uint64(r[64:72])
@@ -213,7 +208,7 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOp
 		p.Candidates = append(p.Candidates, LtAlgo{Index: i, Workspace: int(wsSize)})
 	}
 	if len(p.Candidates) > 0 {
-		p.algo = C.malloc(64)
+		p.algo = cMalloc(64)
 		if err := p.UseCandidate(0); err != nil {
 			return nil, err
 		}
@@ -225,8 +220,12 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt C.int, m, n, k int, o MatmulOp
 
 // Run queues y = a b on s.
 func (p *LtMatmul) Run(h CUBLASLtHandle, a, b, y, workspace DevicePtr, wsSize int, s Stream) error {
-	if r := C.kiln_ltMatmul(p.f.mm, h.p, p.desc, 1, C.ulonglong(b), p.la, C.ulonglong(a), p.lb, 0,
-		C.ulonglong(y), p.ly, C.ulonglong(y), p.ly, p.algo, C.ulonglong(workspace), C.size_t(wsSize), s.p); r != 0 {
+	// cublasLtMatmul(handle, desc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc,
+	// D, Ddesc, algo, workspace, workspaceSize, stream); the scales are
+	// float32 read through pointers, so every argument is an integer.
+	if r := call(p.f.mm, uintptr(h.p), uintptr(p.desc), uintptr(unsafe.Pointer(&scaleOne)), uintptr(b), uintptr(p.la),
+		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(&scaleZero)), uintptr(y), uintptr(p.ly), uintptr(y), uintptr(p.ly),
+		uintptr(p.algo), uintptr(workspace), uintptr(wsSize), uintptr(s.p)); r != 0 {
 		return p.b.err("cublasLtMatmul", r)
 	}
 	return nil
@@ -238,17 +237,17 @@ func (p *LtMatmul) Destroy() {
 		return
 	}
 	if p.desc != nil {
-		C.kiln_destroyHandle(p.f.descDestroy, p.desc)
+		call(p.f.descDestroy, uintptr(p.desc))
 		p.desc = nil
 	}
 	for _, l := range []*unsafe.Pointer{&p.la, &p.lb, &p.ly} {
 		if *l != nil {
-			C.kiln_destroyHandle(p.f.layoutDestroy, *l)
+			call(p.f.layoutDestroy, uintptr(*l))
 			*l = nil
 		}
 	}
 	if p.algo != nil {
-		C.free(p.algo)
+		cFree(p.algo)
 		p.algo = nil
 	}
 }

@@ -1,11 +1,5 @@
 package cuda
 
-/*
-#include <stdlib.h>
-#include "shim.h"
-*/
-import "C"
-
 import (
 	"fmt"
 	"strings"
@@ -17,9 +11,9 @@ type NVRTC struct {
 	lib          *library
 	major, minor int
 	fn           struct {
-		version, errorString, create, compile, logSize, log unsafe.Pointer
-		cubinSize, cubin, ptxSize, ptx, destroy             unsafe.Pointer
-		numArchs, archs                                     unsafe.Pointer // optional (NVRTC 11.2+)
+		version, errorString, create, compile, logSize, log uintptr
+		cubinSize, cubin, ptxSize, ptx, destroy             uintptr
+		numArchs, archs                                     uintptr // optional (NVRTC 11.2+)
 	}
 }
 
@@ -49,8 +43,8 @@ func OpenNVRTC(o Options) (*NVRTC, error) {
 	}
 	f.numArchs, _ = lib.sym("nvrtcGetNumSupportedArchs")
 	f.archs, _ = lib.sym("nvrtcGetSupportedArchs")
-	var ma, mi C.int
-	if r := C.kiln_nvrtcVersion(f.version, &ma, &mi); r != 0 {
+	var ma, mi int32
+	if r := call(f.version, uintptr(unsafe.Pointer(&ma)), uintptr(unsafe.Pointer(&mi))); r != 0 {
 		lib.close()
 		return nil, n.err("nvrtcVersion", r)
 	}
@@ -64,10 +58,10 @@ func (n *NVRTC) Version() (major, minor int) { return n.major, n.minor }
 // Path returns the file libnvrtc was opened from.
 func (n *NVRTC) Path() string { return n.lib.path }
 
-func (n *NVRTC) err(call string, r C.int) error {
-	e := &Error{Call: call, Code: int(r), OOM: r == 1} // NVRTC_ERROR_OUT_OF_MEMORY
-	if s := C.kiln_nvrtcGetErrorString(n.fn.errorString, r); s != nil {
-		e.Name = C.GoString(s)
+func (n *NVRTC) err(fn string, r int32) error {
+	e := &Error{Call: fn, Code: int(r), OOM: r == 1} // NVRTC_ERROR_OUT_OF_MEMORY
+	if s := callPtr(n.fn.errorString, uintptr(r)); s != 0 {
+		e.Name = goString(s)
 	}
 	return e
 }
@@ -84,28 +78,30 @@ type Compiled struct {
 // carries the compiler's log.
 func (n *NVRTC) Compile(name, src string, opts ...string) (*Compiled, error) {
 	csrc, cname := cString(src), cString(name)
-	defer C.free(unsafe.Pointer(csrc))
-	defer C.free(unsafe.Pointer(cname))
+	defer cFree(csrc)
+	defer cFree(cname)
 	var prog unsafe.Pointer
-	if r := C.kiln_nvrtcCreateProgram(n.fn.create, &prog, csrc, cname); r != 0 {
+	// nvrtcCreateProgram(prog, src, name, numHeaders, headers, includeNames)
+	if r := call(n.fn.create, uintptr(unsafe.Pointer(&prog)), uintptr(csrc), uintptr(cname), 0, 0, 0); r != 0 {
 		return nil, n.err("nvrtcCreateProgram("+name+")", r)
 	}
-	defer C.kiln_nvrtcDestroyProgram(n.fn.destroy, &prog)
+	defer func() { call(n.fn.destroy, uintptr(unsafe.Pointer(&prog))) }()
 
-	copts := (**C.char)(C.calloc(C.size_t(len(opts)+1), C.size_t(unsafe.Sizeof(uintptr(0)))))
-	list := unsafe.Slice(copts, len(opts)+1)
+	// The option list is an array of C strings: C memory, since Go memory
+	// passed to C must not hold Go pointers.
+	ptrSize := int(unsafe.Sizeof(uintptr(0)))
+	copts := cMalloc((len(opts) + 1) * ptrSize)
+	list := unsafe.Slice((*unsafe.Pointer)(copts), len(opts)+1)
 	for i, o := range opts {
 		list[i] = cString(o)
 	}
 	defer func() {
 		for _, p := range list {
-			if p != nil {
-				C.free(unsafe.Pointer(p))
-			}
+			cFree(p)
 		}
-		C.free(unsafe.Pointer(copts))
+		cFree(copts)
 	}()
-	rc := C.kiln_nvrtcCompileProgram(n.fn.compile, prog, C.int(len(opts)), copts)
+	rc := call(n.fn.compile, uintptr(prog), uintptr(len(opts)), uintptr(copts))
 	log, err := n.get(prog, n.fn.logSize, n.fn.log, "nvrtcGetProgramLog")
 	if err != nil {
 		return nil, err
@@ -142,37 +138,36 @@ func isVirtualArch(opts []string) bool {
 }
 
 // get reads one of the program's outputs through its size and copy functions.
-func (n *NVRTC) get(prog, sizeFn, getFn unsafe.Pointer, call string) ([]byte, error) {
-	var size C.size_t
-	if r := C.kiln_nvrtcGetSize(sizeFn, prog, &size); r != 0 {
-		return nil, n.err(call+"Size", r)
+func (n *NVRTC) get(prog unsafe.Pointer, sizeFn, getFn uintptr, fn string) ([]byte, error) {
+	var size uintptr // size_t
+	if r := call(sizeFn, uintptr(prog), uintptr(unsafe.Pointer(&size))); r != 0 {
+		return nil, n.err(fn+"Size", r)
 	}
 	if size == 0 {
 		return nil, nil
 	}
-	buf := C.malloc(size)
-	defer C.free(buf)
-	if r := C.kiln_nvrtcGetBytes(getFn, prog, (*C.char)(buf)); r != 0 {
-		return nil, n.err(call, r)
+	buf := make([]byte, size)
+	if r := call(getFn, uintptr(prog), uintptr(unsafe.Pointer(&buf[0]))); r != 0 {
+		return nil, n.err(fn, r)
 	}
-	return C.GoBytes(buf, C.int(size)), nil
+	return buf, nil
 }
 
 // SupportedArchs returns the compute capabilities NVRTC can compile for, as
 // 10*major+minor (e.g. 90 for sm_90), in increasing order.
 func (n *NVRTC) SupportedArchs() ([]int, error) {
-	if n.fn.numArchs == nil || n.fn.archs == nil {
+	if n.fn.numArchs == 0 || n.fn.archs == 0 {
 		return nil, &LibError{Lib: n.lib.name, Tried: []string{n.lib.path}, Symbol: "nvrtcGetSupportedArchs"}
 	}
-	var cnt C.int
-	if r := C.kiln_nvrtcGetNumSupportedArchs(n.fn.numArchs, &cnt); r != 0 {
+	var cnt int32
+	if r := call(n.fn.numArchs, uintptr(unsafe.Pointer(&cnt))); r != 0 {
 		return nil, n.err("nvrtcGetNumSupportedArchs", r)
 	}
 	if cnt <= 0 {
 		return nil, nil
 	}
-	buf := make([]C.int, int(cnt))
-	if r := C.kiln_nvrtcGetSupportedArchs(n.fn.archs, &buf[0]); r != 0 {
+	buf := make([]int32, int(cnt))
+	if r := call(n.fn.archs, uintptr(unsafe.Pointer(&buf[0]))); r != 0 {
 		return nil, n.err("nvrtcGetSupportedArchs", r)
 	}
 	out := make([]int, len(buf))
