@@ -113,6 +113,11 @@ type InferRequest struct {
 	Priority int
 	// Timeout is a queue timeout override (0: the model's default).
 	Timeout time.Duration
+	// Classes asks, per output, for its top classes instead of its tensor
+	// (the classification extension): a BYTES tensor of
+	// "value:index[:label]" strings, labels from the output's
+	// label_filename.
+	Classes map[string]int
 }
 
 // InferResponse is the result of an inference request.
@@ -734,6 +739,11 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 			continue
 		}
 		if t, ok := res.Outputs[o.Name]; ok {
+			if k := req.Classes[o.Name]; k > 0 {
+				if t, err = classify(t, k, cfg.MaxBatchSize > 0, m.repo.Labels[o.Name]); err != nil {
+					return nil, err
+				}
+			}
 			resp.Outputs = append(resp.Outputs, NamedTensor{Name: o.Name, Tensor: t})
 		}
 	}
@@ -846,6 +856,14 @@ func checkInputs(cfg *repository.Config, req *InferRequest) error {
 	for _, o := range req.Outputs {
 		if !slices.ContainsFunc(cfg.Outputs, func(io repository.IO) bool { return io.Name == o }) {
 			return fmt.Errorf("%w: model %s has no output %q", ErrInvalid, cfg.Name, o)
+		}
+	}
+	for o, k := range req.Classes {
+		if !slices.ContainsFunc(cfg.Outputs, func(io repository.IO) bool { return io.Name == o }) {
+			return fmt.Errorf("%w: model %s has no output %q to classify", ErrInvalid, cfg.Name, o)
+		}
+		if k < 0 || k > MaxClassCount {
+			return fmt.Errorf("%w: output %q: class count %d outside 0..%d", ErrInvalid, o, k, MaxClassCount)
 		}
 	}
 	return nil

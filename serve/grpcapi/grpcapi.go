@@ -7,6 +7,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -106,7 +107,7 @@ func (v *Service) ModelReady(_ context.Context, r *inference.ModelReadyRequest) 
 // ServerMetadata returns the server's name, version and extensions.
 func (v *Service) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
 	return &inference.ServerMetadataResponse{Name: "kiln", Version: kiln.Version,
-		Extensions: []string{"model_repository", "statistics", "schedule_policy"}}, nil
+		Extensions: []string{"classification", "model_repository", "statistics", "schedule_policy"}}, nil
 }
 
 // ModelMetadata returns a model's versions, inputs and outputs.
@@ -151,15 +152,32 @@ func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*i
 		return nil, err
 	}
 	var outs []string
+	var classes map[string]int
 	for _, o := range r.GetOutputs() {
 		outs = append(outs, o.GetName())
+		// "classification" as Triton's clients send it; "class_count" too
+		for _, key := range []string{"classification", "class_count"} {
+			if _, set := o.GetParameters()[key]; !set {
+				continue
+			}
+			k := paramInt(o.GetParameters(), key)
+			if k < 0 || k > serve.MaxClassCount {
+				return nil, errors.Join(serve.ErrInvalid, fmt.Errorf("output %q: %s %d outside 0..%d", o.GetName(), key, k, serve.MaxClassCount))
+			}
+			if k > 0 {
+				if classes == nil {
+					classes = map[string]int{}
+				}
+				classes[o.GetName()] = int(k)
+			}
+		}
 	}
 	prio, timeout := paramInt(r.GetParameters(), "priority"), paramInt(r.GetParameters(), "timeout")
 	if prio < 0 || prio > 1<<20 || timeout < 0 {
 		return nil, errors.Join(serve.ErrInvalid, errors.New("bad priority or timeout parameter"))
 	}
 	resp, err := v.s.Infer(ctx, &serve.InferRequest{Model: r.GetModelName(), Version: r.GetModelVersion(), ID: r.GetId(),
-		Inputs: inputs, Outputs: outs, Priority: int(prio), Timeout: time.Duration(timeout) * time.Microsecond})
+		Inputs: inputs, Outputs: outs, Priority: int(prio), Timeout: time.Duration(timeout) * time.Microsecond, Classes: classes})
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,9 @@ type Decoded struct {
 	Binary map[string]bool
 	// BinaryDefault is the request's binary_data_output parameter.
 	BinaryDefault bool
+	// Classes are the outputs' classification parameters (the
+	// classification extension: the top classes instead of the tensor).
+	Classes map[string]int
 	// Priority and TimeoutMicros are the request parameters "priority" and "timeout".
 	Priority      int
 	TimeoutMicros int64
@@ -528,6 +531,23 @@ func (r *reqDecoder) outputs() error {
 		r.d.Outputs = append(r.d.Outputs, name)
 		if _, set := params["binary_data"]; set {
 			r.d.Binary[name] = b
+		}
+		// "classification" is the parameter on the wire (Triton's clients
+		// send their class_count argument as it); "class_count" is taken too
+		for _, key := range []string{"classification", "class_count"} {
+			k, set, err := paramInt(params, key)
+			if err != nil {
+				return fmt.Errorf("output %q: %w", name, err)
+			}
+			if set && k > 0 {
+				if k > serve.MaxClassCount {
+					return fmt.Errorf("output %q: %s %d is above %d", name, key, k, serve.MaxClassCount)
+				}
+				if r.d.Classes == nil {
+					r.d.Classes = map[string]int{}
+				}
+				r.d.Classes[name] = int(k)
+			}
 		}
 		if more, err := s.more(']'); err != nil || !more {
 			return err

@@ -268,7 +268,7 @@ func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
 func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": "kiln", "version": kiln.Version,
-		"extensions": []string{"binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy"},
+		"extensions": []string{"classification", "binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy"},
 	})
 }
 
@@ -313,67 +313,6 @@ func (h *handler) modelReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-}
-
-func (h *handler) config(w http.ResponseWriter, r *http.Request) {
-	cfg, _, err := h.s.ModelConfig(r.PathValue("model"), r.PathValue("version"))
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	io := func(ios []repository.IO) []map[string]any {
-		out := []map[string]any{}
-		for _, x := range ios {
-			out = append(out, map[string]any{"name": x.Name, "data_type": repository.TritonType(x.DataType), "dims": x.Dims})
-		}
-		return out
-	}
-	c := map[string]any{
-		"name": cfg.Name, "platform": cfg.Platform, "backend": cfg.Backend, "max_batch_size": cfg.MaxBatchSize,
-		"input": io(cfg.Inputs), "output": io(cfg.Outputs), "parameters": cfg.Parameters,
-	}
-	var groups []map[string]any
-	for _, g := range cfg.InstanceGroups {
-		groups = append(groups, map[string]any{"name": g.Name, "count": g.Count, "kind": g.Kind})
-	}
-	if groups != nil {
-		c["instance_group"] = groups
-	}
-	if db := cfg.DynamicBatching; db != nil {
-		pol := func(p repository.QueuePolicy) map[string]any {
-			return map[string]any{"timeout_action": p.TimeoutAction.String(), "default_timeout_microseconds": p.DefaultTimeoutMicroseconds,
-				"allow_timeout_override": p.AllowTimeoutOverride, "max_queue_size": p.MaxQueueSize}
-		}
-		d := map[string]any{"preferred_batch_size": db.PreferredBatchSize, "max_queue_delay_microseconds": db.MaxQueueDelayMicroseconds,
-			"priority_levels": db.PriorityLevels, "default_priority_level": db.DefaultPriorityLevel, "default_queue_policy": pol(db.DefaultQueuePolicy)}
-		pq := map[string]any{}
-		for k, p := range db.PriorityQueuePolicy {
-			pq[strconv.FormatUint(k, 10)] = pol(p)
-		}
-		d["priority_queue_policy"] = pq
-		c["dynamic_batching"] = d
-	}
-	var warm []map[string]any
-	for _, wu := range cfg.Warmup {
-		ins := map[string]any{}
-		for k, in := range wu.Inputs {
-			x := map[string]any{"data_type": repository.TritonType(in.DataType), "dims": in.Dims}
-			switch in.Source {
-			case repository.RandomData:
-				x["random_data"] = true
-			case repository.FileData:
-				x["input_data_file"] = in.File
-			default:
-				x["zero_data"] = true
-			}
-			ins[k] = x
-		}
-		warm = append(warm, map[string]any{"name": wu.Name, "batch_size": wu.BatchSize, "count": wu.Count, "inputs": ins})
-	}
-	if warm != nil {
-		c["model_warmup"] = warm
-	}
-	writeJSON(w, http.StatusOK, c)
 }
 
 func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
@@ -483,6 +422,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 	resp, err := h.s.Infer(r.Context(), &serve.InferRequest{
 		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs,
 		Outputs: d.Outputs, Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
+		Classes: d.Classes,
 	})
 	if err != nil {
 		h.fail(w, err)

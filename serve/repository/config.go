@@ -3,8 +3,12 @@ package repository
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/prototext"
+
+	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -62,6 +66,12 @@ type IO struct {
 	Dims []int64
 	// Optional marks an input that may be omitted.
 	Optional bool
+	// Format is an input's image layout hint: "", FORMAT_NONE, FORMAT_NHWC
+	// or FORMAT_NCHW.
+	Format string
+	// LabelFilename names an output's label file in the model folder, one
+	// class label a line, for the classification extension.
+	LabelFilename string
 }
 
 // InstanceGroup is Triton's ModelInstanceGroup.
@@ -101,6 +111,11 @@ type Config struct {
 	Warmup []Warmup
 	// Warnings names the fields kiln read but does not support.
 	Warnings []string
+	// Raw is the config.pbtxt as Triton's ModelConfig message: every field
+	// Triton knows as written, those kiln does not use included (nil for a
+	// model without config.pbtxt). ModelConfig shows it completed with
+	// kiln's view.
+	Raw *inference.ModelConfig
 }
 
 // Instances returns the total number of instances the config asks for (at
@@ -242,6 +257,12 @@ func ParseConfig(src string) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	raw := &inference.ModelConfig{}
+	if err := (prototext.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(src), raw); err != nil {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("the model config shows only the fields kiln uses: %v", err))
+	} else {
+		c.Raw = raw
+	}
 	return c, nil
 }
 
@@ -255,6 +276,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: %q is declared twice", ErrConfig, io.Name)
 		}
 		seen[io.Name] = true
+		if f := io.LabelFilename; f != "" && (!filepath.IsLocal(f) || strings.ContainsRune(f, '\\')) {
+			return fmt.Errorf("%w: output %q: label_filename %q must name a file inside the model folder", ErrConfig, io.Name, f)
+		}
 	}
 	for _, w := range c.Warmup {
 		if c.MaxBatchSize > 0 && w.BatchSize > c.MaxBatchSize {
@@ -314,6 +338,16 @@ func (m *mapper) io(f *Field) (IO, error) {
 			}
 		case "optional":
 			io.Optional, err = g.Bool()
+		case "format":
+			if io.Format, err = g.Enum(); err == nil {
+				if _, ok := inference.ModelInput_Format_value[io.Format]; !ok || f.Name != "input" {
+					err = cfgErr(g, "unknown format %s (want FORMAT_NONE, FORMAT_NHWC or FORMAT_NCHW, on an input)", io.Format)
+				}
+			}
+		case "label_filename":
+			if io.LabelFilename, err = g.Str(); err == nil && f.Name != "output" {
+				err = cfgErr(g, "only an output has a label file")
+			}
 		default:
 			m.unknown(f.Name+".", g)
 		}

@@ -39,6 +39,10 @@ func TestParseConfigTriton(t *testing.T) {
 	}
 	warnings := c.Warnings
 	c.Warnings = nil
+	if c.Raw.GetName() != "densenet" || c.Raw.GetDynamicBatching().GetDefaultQueuePolicy().GetMaxQueueSize() != 16 {
+		t.Errorf("Raw = %v, want the config.pbtxt as a ModelConfig", c.Raw)
+	}
+	c.Raw = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/kilnai/kiln"
 )
@@ -41,6 +42,10 @@ type Model struct {
 	Dir      string
 	Config   *Config
 	Versions []Version
+	// Labels are the class labels of the outputs whose config names a
+	// label_filename, one a line of the file, for the classification
+	// extension.
+	Labels map[string][]string
 }
 
 // Close closes every version's model.
@@ -139,7 +144,47 @@ func LoadContext(ctx context.Context, dir, name string, load ModelLoader) (*Mode
 		m.Close()
 		return nil, err
 	}
+	if m.Labels, err = readLabels(mdir, m.Config); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
 	return m, nil
+}
+
+// MaxLabelFileBytes bounds a label file (label_filename).
+const MaxLabelFileBytes = 16 << 20
+
+// readLabels reads the label files the outputs of cfg name, from the model
+// folder dir: one label a line, a trailing newline and carriage returns
+// dropped. A missing or too large file is an error naming the field.
+func readLabels(dir string, cfg *Config) (map[string][]string, error) {
+	var out map[string][]string
+	for _, o := range cfg.Outputs {
+		if o.LabelFilename == "" {
+			continue
+		}
+		if !filepath.IsLocal(o.LabelFilename) {
+			return nil, fmt.Errorf("%w: output %q: label_filename %q must name a file inside the model folder", ErrConfig, o.Name, o.LabelFilename)
+		}
+		p := filepath.Join(dir, o.LabelFilename)
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: output %q: label_filename: %w", ErrConfig, o.Name, err)
+		}
+		if !st.Mode().IsRegular() || st.Size() > MaxLabelFileBytes {
+			return nil, fmt.Errorf("%w: output %q: label_filename %q is not a regular file of at most %d bytes", ErrConfig, o.Name, o.LabelFilename, MaxLabelFileBytes)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: output %q: label_filename: %w", ErrConfig, o.Name, err)
+		}
+		s := strings.TrimSuffix(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[o.Name] = strings.Split(s, "\n")
+	}
+	return out, nil
 }
 
 // FromBytes makes a one-version (version 1) model from ONNX bytes, with the
