@@ -87,14 +87,14 @@ func makeInputs(md []inputMeta, o InputOptions) ([]map[string]*tensor.Tensor, er
 		return nil, err
 	}
 	for i, set := range sets {
-		for _, m := range md {
-			if set[m.Name] == nil {
-				return nil, fmt.Errorf("%w: input set %d of %s lacks the model's input %q", ErrConfig, i, o.Data, m.Name)
-			}
-		}
 		for n := range set {
 			if _, ok := known[n]; !ok {
 				return nil, fmt.Errorf("%w: input set %d of %s has %q, which the model does not take (it takes %s)", ErrConfig, i, o.Data, n, inputNames(md))
+			}
+		}
+		for _, m := range md {
+			if set[m.Name] == nil {
+				return nil, fmt.Errorf("%w: input set %d of %s lacks the model's input %q", ErrConfig, i, o.Data, m.Name)
 			}
 		}
 	}
