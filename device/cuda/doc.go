@@ -3,9 +3,15 @@
 // Nothing of CUDA is linked when kiln is built: the driver API (libcuda),
 // NVRTC, cuBLASLt, cuDNN and NVML are opened with dlopen when first used, their
 // functions looked up once with dlsym and called through C function
-// pointers. The same binary therefore builds and runs on a machine without
-// CUDA, where the Open functions and Probe return an error wrapping
-// ErrUnavailable that names the library and the file names tried.
+// pointers, all with github.com/ebitengine/purego: the package uses no cgo,
+// so kiln builds with CGO_ENABLED=0 and cross-compiles (linux/arm64). Every
+// bound function takes only integers and pointers (cuDNN's and cuBLASLt's
+// float scales are passed by pointer), and the calls made once per kernel,
+// copy or graph replay do not allocate. The same binary therefore builds and
+// runs on a machine without CUDA, where the Open functions and Probe return
+// an error wrapping ErrUnavailable that names the library and the file names
+// tried. (A binary that uses purego is linked dynamically with the C library,
+// which dlopen needs.)
 //
 // Libraries are found through the standard library search path, then the
 // usual CUDA directories (/usr/local/cuda/lib64 and
