@@ -266,13 +266,16 @@ type Comparison struct {
 	OK bool
 	// MaxAbs and MaxRel are the largest absolute and relative differences.
 	MaxAbs, MaxRel float64
-	Reason         string
+	// Cosine is the cosine similarity of the finite elements (1 when both
+	// are all zero; 1 for strings).
+	Cosine float64
+	Reason string
 }
 
 // Compare checks got against want: same type and shape, and every element
 // within atol + rtol*|want|; NaN must meet NaN and infinities their equal.
 func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
-	c := Comparison{OK: true}
+	c := Comparison{OK: true, Cosine: 1}
 	if got.DType != want.DType {
 		return Comparison{Reason: fmt.Sprintf("type %v, want %v", got.DType, want.DType)}
 	}
@@ -288,6 +291,7 @@ func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
 		return c
 	}
 	bad := -1
+	var dot, gg, ww float64
 	for i, n := 0, want.Len(); i < n; i++ {
 		g, w := got.Float(i), want.Float(i)
 		if math.IsNaN(w) || math.IsNaN(g) {
@@ -302,6 +306,7 @@ func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
 			}
 			continue
 		}
+		dot, gg, ww = dot+g*w, gg+g*g, ww+w*w
 		d := math.Abs(g - w)
 		c.MaxAbs = math.Max(c.MaxAbs, d)
 		if w != 0 {
@@ -309,6 +314,16 @@ func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
 		}
 		if d > atol+rtol*math.Abs(w) && bad < 0 {
 			bad = i
+		}
+	}
+	switch {
+	case gg == 0 && ww == 0:
+	case gg == 0 || ww == 0:
+		c.Cosine = 0
+	default:
+		c.Cosine = dot / math.Sqrt(gg*ww)
+		if math.IsNaN(c.Cosine) || math.IsInf(c.Cosine, 0) {
+			c.Cosine = 0
 		}
 	}
 	if bad >= 0 {

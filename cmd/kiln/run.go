@@ -69,6 +69,8 @@ func runCmd(args []string) int {
 	duration := fs.Duration("duration", 0, "run timed iterations for this long instead of --iterations (e.g. 10s)")
 	dumpProfile := fs.Bool("dump-profile", false, "print per-layer times (averaged over the timed runs)")
 	exportJSON := fs.String("export-json", "", "write the results (latencies, per-layer times, comparison) to this JSON file")
+	minCosine := fs.Float64("cosine", 0, "also require each float output's cosine similarity with --data's to be at least this (e.g. 0.9999 for fp16 plans)")
+	saveData := fs.String("save-data", "", "write the inputs run and the outputs computed to this folder as a test data set (input_N.pb, output_N.pb): a reference for --data")
 	var bf buildFlags
 	bf.register(fs, false)
 	shapes := shapeFlags{}
@@ -80,8 +82,8 @@ func runCmd(args []string) int {
 	if len(pos) != 1 {
 		return usageError(fs, "want one MODEL.onnx, MODEL.plan or example, got %d arguments", len(pos))
 	}
-	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 || *duration < 0 {
-		return fail("--iterations must be >= 1, --warmup, --rtol, --atol and --duration >= 0")
+	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 || *duration < 0 || *minCosine < 0 || *minCosine > 1 {
+		return fail("--iterations must be >= 1, --warmup, --rtol, --atol and --duration >= 0, --cosine between 0 and 1")
 	}
 	path := pos[0]
 	if *data != "" && len(shapes) > 0 {
@@ -207,17 +209,26 @@ func runCmd(args []string) int {
 		line := fmt.Sprintf("output %-20s %-8v %-16s", o.Name, got.DType, tensor.ShapeString(got.Shape))
 		if i < len(want) {
 			c := conformance.Compare(got, want[i], *rtol, *atol)
+			if c.OK && c.Cosine < *minCosine && got.DType.IsFloat() {
+				c.OK, c.Reason = false, fmt.Sprintf("cosine similarity %.6f below --cosine %g", c.Cosine, *minCosine)
+			}
 			status := "ok"
 			if !c.OK {
 				status, code = "MISMATCH", exitMismatch
 			}
-			line += fmt.Sprintf(" max abs err %.3g  max rel err %.3g  %s", c.MaxAbs, c.MaxRel, status)
-			report.Outputs = append(report.Outputs, outputReport{Name: o.Name, MaxAbs: c.MaxAbs, MaxRel: c.MaxRel, OK: c.OK, Reason: c.Reason})
+			line += fmt.Sprintf(" max abs err %.3g  max rel err %.3g  cosine %.6f  %s", c.MaxAbs, c.MaxRel, c.Cosine, status)
+			report.Outputs = append(report.Outputs, outputReport{Name: o.Name, MaxAbs: c.MaxAbs, MaxRel: c.MaxRel, Cosine: c.Cosine, OK: c.OK, Reason: c.Reason})
 			if !c.OK {
 				line += " (" + c.Reason + ")"
 			}
 		}
 		fmt.Println(line)
+	}
+	if *saveData != "" {
+		if err := saveDataSet(*saveData, m, inputs, outs); err != nil {
+			return fail("--save-data: %v", err)
+		}
+		fmt.Printf("wrote the inputs and outputs to %s\n", *saveData)
 	}
 	report.Latency = latencyStats(lat)
 	if timed {
@@ -463,4 +474,33 @@ func shapesForRun(path string, flags shapeFlags, data string, profile *engine.Pr
 		}
 	}
 	return rs, nil
+}
+
+// saveDataSet writes a test data folder: the model's inputs as input_N.pb
+// and its outputs as output_N.pb, in the model's order, each named.
+func saveDataSet(dir string, m *kiln.Model, inputs, outputs map[string]*tensor.Tensor) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	n := 0
+	for _, in := range m.Inputs() {
+		t := inputs[in.Name]
+		if t == nil {
+			continue // an optional input not given
+		}
+		if err := onnx.SaveTensor(filepath.Join(dir, fmt.Sprintf("input_%d.pb", n)), in.Name, t); err != nil {
+			return err
+		}
+		n++
+	}
+	for i, o := range m.Outputs() {
+		t := outputs[o.Name]
+		if t == nil {
+			return fmt.Errorf("output %q was not computed", o.Name)
+		}
+		if err := onnx.SaveTensor(filepath.Join(dir, fmt.Sprintf("output_%d.pb", i)), o.Name, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -343,3 +343,57 @@ func TestRunUnknownRank(t *testing.T) {
 		})
 	}
 }
+
+// TestRunSaveDataAndCosine: kiln run --save-data writes the inputs run and
+// the outputs computed as a test data set that --data then checks, also
+// by cosine similarity (--cosine); an FP16 build passes 0.9999 against the
+// FP32 set, a set whose output was changed does not.
+func TestRunSaveDataAndCosine(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny.onnx")
+	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := filepath.Join(dir, "set")
+	var code int
+	out := captureStdout(t, func() { code = runCmd([]string{model, "--shape", "image:3x3x32x32", "--seed", "7", "--save-data", set}) })
+	if code != exitOK || !strings.Contains(out, "wrote the inputs and outputs to "+set) {
+		t.Fatalf("kiln run --save-data exited %d:\n%s", code, out)
+	}
+	in, name, err := onnx.ReadTensorFile(filepath.Join(set, "input_0.pb"))
+	if err != nil || name != "image" || tensor.ShapeString(in.Shape) != "3x3x32x32" {
+		t.Fatalf("input_0.pb: %q %v, %v", name, in, err)
+	}
+	for _, c := range []struct {
+		args []string
+		want int
+		says string
+	}{
+		{[]string{model, "--data", set, "--cosine", "0.999999"}, exitOK, "cosine 1.000000  ok"},
+		{[]string{model, "--fp16", "--data", set, "--cosine", "0.9999"}, exitOK, "  ok"},
+		{[]string{model, "--data", set, "--cosine", "1.5"}, exitError, ""},
+	} {
+		out := captureStdout(t, func() { code = runCmd(c.args) })
+		if code != c.want || !strings.Contains(out, c.says) {
+			t.Errorf("kiln run %v exited %d (want %d):\n%s", c.args, code, c.want, out)
+		}
+	}
+	// change the reference: the outputs no longer point the same way
+	ref, name, err := onnx.ReadTensorFile(filepath.Join(set, "output_0.pb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := ref.Float32s()
+	for i := range v {
+		if i%2 == 0 {
+			v[i] = -v[i]
+		}
+	}
+	if err := onnx.SaveTensor(filepath.Join(set, "output_0.pb"), name, ref); err != nil {
+		t.Fatal(err)
+	}
+	out = captureStdout(t, func() { code = runCmd([]string{model, "--data", set, "--rtol", "10", "--atol", "10", "--cosine", "0.9999"}) })
+	if code != exitMismatch || !strings.Contains(out, "below --cosine 0.9999") {
+		t.Errorf("a changed reference within --rtol/--atol 10: exit %d, want %d by cosine:\n%s", code, exitMismatch, out)
+	}
+}

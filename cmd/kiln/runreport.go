@@ -54,6 +54,7 @@ type outputReport struct {
 	Name   string  `json:"name"`
 	MaxAbs float64 `json:"max_abs_err"`
 	MaxRel float64 `json:"max_rel_err"`
+	Cosine float64 `json:"cosine"`
 	OK     bool    `json:"ok"`
 	Reason string  `json:"reason,omitempty"`
 }
