@@ -69,7 +69,7 @@ func (s *Server) pollOnce(ctx context.Context, seen map[string]uint64) {
 		}
 		seen[n] = fp
 		s.log.Info("repository change", "model", n)
-		s.load(ctx, n) // errors are logged and shown in the index
+		s.load(ctx, n, LoadRequest{}) // errors are logged and shown in the index
 	}
 	for n := range seen {
 		if !now[n] {

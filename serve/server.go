@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -227,7 +229,7 @@ func (s *Server) LoadAll(ctx context.Context) error {
 			s.mu.Unlock()
 			return fmt.Errorf("serve: loading the repository canceled before model %q: %w", n, err)
 		}
-		if err := s.load(ctx, n); err != nil && first == nil {
+		if err := s.load(ctx, n, LoadRequest{}); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -252,20 +254,36 @@ func (s *Server) StartLoadAll(ctx context.Context) <-chan error {
 }
 
 // Load loads (or reloads) a model from the repository.
-func (s *Server) Load(name string) error { return s.load(context.Background(), name) }
+func (s *Server) Load(name string) error { return s.load(context.Background(), name, LoadRequest{}) }
 
 // LoadContext is Load, given up (between versions and during warmup) when
 // ctx ends.
-func (s *Server) LoadContext(ctx context.Context, name string) error { return s.load(ctx, name) }
+func (s *Server) LoadContext(ctx context.Context, name string) error {
+	return s.load(ctx, name, LoadRequest{})
+}
+
+// LoadWith is LoadContext with a load request's overrides (Triton's
+// load_model with a config or files). A bad override is an error wrapping
+// repository.ErrConfig or ErrInvalid, returned before the model served now
+// is touched.
+func (s *Server) LoadWith(ctx context.Context, name string, lr LoadRequest) error {
+	return s.load(ctx, name, lr)
+}
 
 // load is Load, given up (between versions and during warmup) when ctx ends.
-func (s *Server) load(ctx context.Context, name string) error {
+func (s *Server) load(ctx context.Context, name string, lr LoadRequest) error {
 	if s.opts.Repository == "" {
 		return fmt.Errorf("%w: no model repository", ErrUnsupported)
 	}
 	start := time.Now()
-	if names, err := repository.Names(s.opts.Repository); err != nil || !slices.Contains(names, name) {
-		return fmt.Errorf("%w: model %q is not in the repository", ErrNotFound, name)
+	ov, err := lr.prepare(name)
+	if err != nil {
+		return err
+	}
+	if len(lr.Files) == 0 {
+		if names, err := repository.Names(s.opts.Repository); err != nil || !slices.Contains(names, name) {
+			return fmt.Errorf("%w: model %q is not in the repository", ErrNotFound, name)
+		}
 	}
 	s.mu.Lock()
 	if cur, ok := s.models[name]; !ok || cur.state != "READY" {
@@ -277,9 +295,14 @@ func (s *Server) load(ctx context.Context, name string) error {
 	if cl := s.opts.ContextLoader; cl != nil {
 		loader = func(path string, cfg *repository.Config) (*kiln.Model, error) { return cl(ctx, path, cfg) }
 	}
-	rm, err := repository.LoadContext(ctx, s.opts.Repository, name, loader)
+	rm, err := repository.LoadOverride(ctx, s.opts.Repository, name, loader, ov)
 	if err == nil {
+		if ov.Dir != "" {
+			rm.TempDir = filepath.Dir(ov.Dir) // removed when the model is
+		}
 		err = s.add(ctx, rm)
+	} else if ov.Dir != "" {
+		os.RemoveAll(filepath.Dir(ov.Dir))
 	}
 	if err != nil {
 		s.log.Error("model failed to load", "model", name, "err", err)

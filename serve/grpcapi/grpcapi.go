@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -256,11 +257,34 @@ func (v *Service) RepositoryIndex(_ context.Context, r *inference.RepositoryInde
 }
 
 // RepositoryModelLoad loads or reloads a model (explicit model control only).
-func (v *Service) RepositoryModelLoad(_ context.Context, r *inference.RepositoryModelLoadRequest) (*inference.RepositoryModelLoadResponse, error) {
+func (v *Service) RepositoryModelLoad(ctx context.Context, r *inference.RepositoryModelLoadRequest) (*inference.RepositoryModelLoadResponse, error) {
 	if !v.ModelControl {
 		return nil, status.Error(codes.Unimplemented, "explicit model load needs --model-control-mode explicit")
 	}
-	if err := v.s.Load(r.GetModelName()); err != nil {
+	var lr serve.LoadRequest
+	for k, p := range r.GetParameters() {
+		switch {
+		case k == "config":
+			s, ok := p.GetParameterChoice().(*inference.ModelRepositoryParameter_StringParam)
+			if !ok {
+				return nil, status.Error(codes.InvalidArgument, `load: parameter "config" must be a string_param with a model config in JSON`)
+			}
+			lr.Config = []byte(s.StringParam)
+		case strings.HasPrefix(k, "file:"):
+			b, ok := p.GetParameterChoice().(*inference.ModelRepositoryParameter_BytesParam)
+			if !ok {
+				return nil, status.Errorf(codes.InvalidArgument, "load: parameter %q must be a bytes_param", k)
+			}
+			if lr.Files == nil {
+				lr.Files = map[string][]byte{}
+			}
+			lr.Files[strings.TrimPrefix(k, "file:")] = b.BytesParam
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, `load: unknown parameter %q (want "config" or "file:<path>")`, k)
+		}
+	}
+	// a load goes on when its client leaves, as Load always did
+	if err := v.s.LoadWith(context.WithoutCancel(ctx), r.GetModelName(), lr); err != nil {
 		return nil, toStatus(err)
 	}
 	return &inference.RepositoryModelLoadResponse{}, nil

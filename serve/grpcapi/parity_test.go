@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +166,56 @@ func TestGzipRequests(t *testing.T) {
 				if got[i] != exp[i] {
 					t.Fatalf("output %d = %v, want %v", i, got[i], exp[i])
 				}
+			}
+		})
+	}
+}
+
+// TestLoadOverrideGRPC (issue 14, item 5): RepositoryModelLoad with a
+// "config" string_param and "file:<path>" bytes_params loads with them; a
+// bad override is INVALID_ARGUMENT naming the field, a file cannot leave
+// the model folder, an unknown parameter is refused.
+func TestLoadOverrideGRPC(t *testing.T) {
+	c, _, _ := startRepo(t, 0, repoModel{name: "tinycnn"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	str := func(s string) *inference.ModelRepositoryParameter {
+		return &inference.ModelRepositoryParameter{ParameterChoice: &inference.ModelRepositoryParameter_StringParam{StringParam: s}}
+	}
+	byt := func(b []byte) *inference.ModelRepositoryParameter {
+		return &inference.ModelRepositoryParameter{ParameterChoice: &inference.ModelRepositoryParameter_BytesParam{BytesParam: b}}
+	}
+	type params = map[string]*inference.ModelRepositoryParameter
+	tests := []struct {
+		name, model string
+		params      params
+		code        codes.Code
+		contains    string
+		batch       int32 // max_batch_size served after, 0: not checked
+	}{
+		{"config override", "tinycnn", params{"config": str(`{"max_batch_size": 4}`)}, codes.OK, "", 4},
+		{"wrong type", "tinycnn", params{"config": str(`{"max_batch_size": "x"}`)}, codes.InvalidArgument, "max_batch_size", 4},
+		{"invalid value", "tinycnn", params{"config": str(`{"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [9]}}`)},
+			codes.InvalidArgument, "preferred_batch_size", 4},
+		{"config not a string", "tinycnn", params{"config": byt([]byte(`{}`))}, codes.InvalidArgument, "config", 4},
+		{"unknown parameter", "tinycnn", params{"reload": str("yes")}, codes.InvalidArgument, "reload", 4},
+		{"file outside", "fresh", params{"config": str(`{}`), "file:../x/model.onnx": byt(examples.TinyCNNModel)},
+			codes.InvalidArgument, "inside the model folder", 0},
+		{"model from files", "fresh", params{"config": str(`{"max_batch_size": 2}`), "file:1/model.onnx": byt(examples.TinyCNNModel)},
+			codes.OK, "", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.RepositoryModelLoad(ctx, &inference.RepositoryModelLoadRequest{ModelName: tt.model, Parameters: tt.params})
+			if status.Code(err) != tt.code || err != nil && !strings.Contains(err.Error(), tt.contains) {
+				t.Fatalf("load: %v, want %v containing %q", err, tt.code, tt.contains)
+			}
+			if tt.batch == 0 {
+				return
+			}
+			cfg, err := c.ModelConfig(ctx, &inference.ModelConfigRequest{Name: tt.model})
+			if err != nil || cfg.GetConfig().GetMaxBatchSize() != tt.batch {
+				t.Fatalf("config after: max_batch_size %d (%v), want %d", cfg.GetConfig().GetMaxBatchSize(), err, tt.batch)
 			}
 		})
 	}

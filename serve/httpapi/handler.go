@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -361,11 +364,70 @@ func (h *handler) load(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, fmt.Errorf("%w: explicit model load and unload need --model-control-mode explicit", serve.ErrUnsupported))
 		return
 	}
-	if err := h.s.Load(r.PathValue("model")); err != nil {
+	lr, err := readLoadRequest(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	// a load goes on when its client leaves, as Load always did
+	if err := h.s.LoadWith(context.WithoutCancel(r.Context()), r.PathValue("model"), lr); err != nil {
 		h.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// readLoadRequest decodes the body of a repository load request (empty, or
+// {"parameters": {...}}): "config", a model config in JSON (a string, as
+// Triton's clients send it, or an object), and "file:<path>", a file of
+// the model folder in base64. Any other parameter is refused by name, so
+// that nothing a client asks for is silently ignored.
+func readLoadRequest(body io.Reader) (serve.LoadRequest, error) {
+	var lr serve.LoadRequest
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return lr, err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return lr, nil
+	}
+	var req struct {
+		Parameters map[string]json.RawMessage `json:"parameters"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return lr, fmt.Errorf("%w: load request: %w", serve.ErrInvalid, err)
+	}
+	for k, v := range req.Parameters {
+		switch {
+		case k == "config":
+			var s string
+			if err := json.Unmarshal(v, &s); err == nil {
+				lr.Config = []byte(s)
+			} else if t := bytes.TrimSpace(v); len(t) > 0 && t[0] == '{' {
+				lr.Config = t
+			} else {
+				return lr, fmt.Errorf("%w: load request: parameter \"config\" must be a model config in JSON", serve.ErrInvalid)
+			}
+		case strings.HasPrefix(k, "file:"):
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return lr, fmt.Errorf("%w: load request: parameter %q must be a base64 string", serve.ErrInvalid, k)
+			}
+			data, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return lr, fmt.Errorf("%w: load request: parameter %q: %w", serve.ErrInvalid, k, err)
+			}
+			if lr.Files == nil {
+				lr.Files = map[string][]byte{}
+			}
+			lr.Files[strings.TrimPrefix(k, "file:")] = data
+		default:
+			return lr, fmt.Errorf("%w: load request: unknown parameter %q (want \"config\" or \"file:<path>\")", serve.ErrInvalid, k)
+		}
+	}
+	return lr, nil
 }
 
 func (h *handler) unload(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,12 @@
 package repository
 
 import (
+	"fmt"
+	"regexp"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -23,6 +29,58 @@ func (c *Config) ModelConfig() *inference.ModelConfig {
 	overlay(out.ProtoReflect(), own.ProtoReflect())
 	return out
 }
+
+// ParseConfigJSON parses a model config in JSON, as Triton's load_model
+// "config" parameter and the HTTP model config have it (the field names of
+// config.pbtxt), and checks it as ParseConfig checks a config.pbtxt. A
+// field Triton's ModelConfig has that kiln's does not carry, or a value of
+// the wrong type, is an error that names it.
+func ParseConfigJSON(b []byte) (*Config, error) {
+	m := &inference.ModelConfig{}
+	if err := protojson.Unmarshal(b, m); err != nil {
+		// protojson names a field by its JSON name (maxBatchSize); the
+		// config's own spelling is max_batch_size
+		msg := jsonFieldName.ReplaceAllStringFunc(err.Error(), func(s string) string {
+			if n, ok := protoNames()[s[len("field "):]]; ok {
+				return "field " + n
+			}
+			return s
+		})
+		return nil, fmt.Errorf("%w: %s", ErrConfig, msg)
+	}
+	text, err := prototext.MarshalOptions{Multiline: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return ParseConfig(string(text))
+}
+
+var jsonFieldName = regexp.MustCompile(`field [A-Za-z0-9_]+`)
+
+// protoNames maps the JSON names of ModelConfig's fields (and its
+// messages') to their names.
+var protoNames = sync.OnceValue(func() map[string]string {
+	names := map[string]string{}
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		if seen[md.FullName()] {
+			return
+		}
+		seen[md.FullName()] = true
+		for i := range md.Fields().Len() {
+			fd := md.Fields().Get(i)
+			if fd.JSONName() != string(fd.Name()) {
+				names[fd.JSONName()] = string(fd.Name())
+			}
+			if m := fd.Message(); m != nil {
+				walk(m)
+			}
+		}
+	}
+	walk((&inference.ModelConfig{}).ProtoReflect().Descriptor())
+	return names
+})
 
 // overlay sets every field populated in src on dst: scalars replace,
 // messages overlay recursively, maps entry by entry, and lists element by

@@ -46,13 +46,19 @@ type Model struct {
 	// label_filename, one a line of the file, for the classification
 	// extension.
 	Labels map[string][]string
+	// TempDir, when set, is a folder Close removes: the model folder written
+	// from the files of a load request.
+	TempDir string
 }
 
-// Close closes every version's model.
+// Close closes every version's model (and removes TempDir).
 func (m *Model) Close() error {
 	var errs []error
 	for _, v := range m.Versions {
 		errs = append(errs, v.Model.Close())
+	}
+	if m.TempDir != "" {
+		errs = append(errs, os.RemoveAll(m.TempDir))
 	}
 	return errors.Join(errs...)
 }
@@ -85,23 +91,45 @@ func LoadWith(dir, name string, load ModelLoader) (*Model, error) {
 // LoadContext is LoadWith given up between versions when ctx ends (the
 // versions loaded so far are closed and the error wraps ctx's).
 func LoadContext(ctx context.Context, dir, name string, load ModelLoader) (*Model, error) {
+	return LoadOverride(ctx, dir, name, load, Override{})
+}
+
+// Override replaces what a load reads from the repository (Triton's
+// load_model parameters).
+type Override struct {
+	// Config, when not nil, is used instead of the model folder's
+	// config.pbtxt.
+	Config *Config
+	// Dir, when set, is the model folder to load from instead of the
+	// repository's (a folder of files given with the load request).
+	Dir string
+}
+
+// LoadOverride is LoadContext with o's config or model folder instead of
+// the repository's.
+func LoadOverride(ctx context.Context, dir, name string, load ModelLoader, o Override) (*Model, error) {
 	if load == nil {
 		load = func(path string, _ *Config) (*kiln.Model, error) { return kiln.Load(path) }
 	}
 	mdir := filepath.Join(dir, name)
+	if o.Dir != "" {
+		mdir = o.Dir
+	}
 	if st, err := os.Stat(mdir); err != nil || !st.IsDir() || name == "" || filepath.Base(name) != name {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	var cfg *Config
-	if b, err := os.ReadFile(filepath.Join(mdir, "config.pbtxt")); err == nil {
-		if cfg, err = ParseConfig(string(b)); err != nil {
-			return nil, fmt.Errorf("model %s: config.pbtxt: %w", name, err)
+	cfg := o.Config
+	if cfg == nil {
+		if b, err := os.ReadFile(filepath.Join(mdir, "config.pbtxt")); err == nil {
+			if cfg, err = ParseConfig(string(b)); err != nil {
+				return nil, fmt.Errorf("model %s: config.pbtxt: %w", name, err)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("repository: model %s: %w", name, err)
 		}
-		if cfg.Name != "" && cfg.Name != name {
-			return nil, fmt.Errorf("%w: model %s: config.pbtxt names it %q", ErrConfig, name, cfg.Name)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("repository: model %s: %w", name, err)
+	}
+	if cfg != nil && cfg.Name != "" && cfg.Name != name {
+		return nil, fmt.Errorf("%w: model %s: the config names it %q", ErrConfig, name, cfg.Name)
 	}
 	ents, err := os.ReadDir(mdir)
 	if err != nil {
