@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -36,7 +37,7 @@ var ErrServer = errors.New("perf: server")
 
 // RequestError is a failed inference request; Kind names the failure as
 // the report counts it: "HTTP 429", a gRPC code such as
-// "RESOURCE_EXHAUSTED", "stream" (an error answer on a stream),
+// "gRPC RESOURCE_EXHAUSTED", "stream" (an error answer on a stream),
 // "timeout" or "connection".
 type RequestError struct {
 	Kind string
@@ -55,9 +56,22 @@ func ErrorKind(err error) string {
 		return "timeout"
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != 0 {
-		return s.Code().String()
+		return grpcCode(s.Code())
 	}
 	return "connection"
+}
+
+// grpcCode is "gRPC " and a code's canonical name (INVALID_ARGUMENT).
+func grpcCode(c codes.Code) string {
+	var b strings.Builder
+	b.WriteString("gRPC ")
+	for i, r := range c.String() {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteString(strings.ToUpper(string(r)))
+	}
+	return b.String()
 }
 
 // inputMeta is one model input as the server describes it.

@@ -1,10 +1,16 @@
 package perf
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func durations(v ...int) []time.Duration {
@@ -189,4 +195,23 @@ func TestSchedule(t *testing.T) {
 
 func contains(s, sub string) bool {
 	return strings.Contains(s, sub)
+}
+
+func TestErrorKind(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&RequestError{"HTTP 429", errors.New("Too Many Requests")}, "HTTP 429"},
+		{status.Error(codes.ResourceExhausted, "queue full"), "gRPC RESOURCE_EXHAUSTED"},
+		{status.Error(codes.InvalidArgument, "bad"), "gRPC INVALID_ARGUMENT"},
+		{status.Error(codes.Unavailable, "down"), "gRPC UNAVAILABLE"},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), "timeout"},
+		{errors.New("connection reset"), "connection"},
+	}
+	for _, tt := range tests {
+		if got := ErrorKind(tt.err); got != tt.want {
+			t.Errorf("ErrorKind(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
 }

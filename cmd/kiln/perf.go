@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -117,6 +118,9 @@ func runPerf(ctx context.Context, args []string) int {
 	}
 	rep, err := perf.Run(ctx, cfg)
 	if err != nil {
+		if msg := err.Error(); strings.HasPrefix(msg, "perf: ") {
+			return fail("%s", msg)
+		}
 		return fail("perf: %v", err)
 	}
 	fmt.Fprintf(stdOut, "%s over %s at %s, %s mode, windows of %v:\n", rep.Model, protocolName(rep), rep.URL, modeName(rep), rep.Window)
@@ -187,10 +191,7 @@ func stepName(r *perf.Report, s perf.Step) string {
 // error.
 func trimErr(err error) string {
 	s := err.Error()
-	if p := perf.ErrConfig.Error() + ": "; len(s) > len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
+	return strings.TrimPrefix(s, perf.ErrConfig.Error()+": ")
 }
 
 // isTerminal reports whether w is a terminal.

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/perf"
+)
+
+// serverSuccess is the server's count of successful tinycnn requests, from
+// its statistics endpoint.
+func serverSuccess(t *testing.T, httpAddr string) uint64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/v2/models/tinycnn/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		ModelStats []struct {
+			InferenceStats struct {
+				Success struct {
+					Count uint64 `json:"count"`
+				} `json:"success"`
+			} `json:"inference_stats"`
+		} `json:"model_stats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, m := range st.ModelStats {
+		n += m.InferenceStats.Success.Count
+	}
+	return n
+}
+
+// TestPerf runs kiln perf against kiln serve on loopback over every
+// protocol and both modes: its request count must equal the server's
+// success count over the run, its throughput must reproduce the server's
+// statistics within 5% at every step, and its reports must be written.
+func TestPerf(t *testing.T) {
+	srv := startReadmeServe(t, nil, t.TempDir())
+	defer srv.stop(t)
+	httpAddr, grpcAddr := srv.addrs[0], srv.addrs[2]
+	concurrency := []string{"--concurrency-range", "1:2"}
+	tests := []struct {
+		name string
+		args []string
+		mode string
+	}{
+		{"http JSON", append([]string{"-u", httpAddr}, concurrency...), "concurrency"},
+		{"http binary", append([]string{"-u", httpAddr, "--binary"}, concurrency...), "concurrency"},
+		{"grpc unary", append([]string{"-i", "grpc", "-u", grpcAddr}, concurrency...), "concurrency"},
+		{"grpc stream", append([]string{"-i", "grpc", "--streaming", "-u", grpcAddr}, concurrency...), "concurrency"},
+		{"websocket", append([]string{"-i", "ws", "-u", httpAddr}, concurrency...), "concurrency"},
+		{"http poisson rate", []string{"-u", httpAddr, "--request-rate-range", "200:300:100", "--request-distribution", "poisson"}, "request_rate"},
+		{"grpc constant rate", []string{"-i", "grpc", "-u", grpcAddr, "--request-rate-range", "250"}, "request_rate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			jsonFile, csvFile, plotFile := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.csv"), filepath.Join(dir, "latency.svg")
+			args := append([]string{"perf", "-m", "tinycnn", "--measurement-interval", "400ms", "--max-trials", "5",
+				"--json", jsonFile, "-f", csvFile, "--plot", plotFile, "--progress"}, tt.args...)
+			before := serverSuccess(t, httpAddr)
+			var out bytes.Buffer
+			old := stdOut
+			stdOut = &out
+			var code int
+			errs := captureErr(t, func() { code = runCommand(args) })
+			stdOut = old
+			after := serverSuccess(t, httpAddr)
+			if code != exitOK {
+				t.Fatalf("kiln %q exited %d\nstdout: %s\nstderr: %s", args, code, out.String(), errs)
+			}
+			var rep perf.Report
+			b, err := os.ReadFile(jsonFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Mode != tt.mode || len(rep.Steps) == 0 {
+				t.Fatalf("mode %q with %d steps, want %q", rep.Mode, len(rep.Steps), tt.mode)
+			}
+			if rep.Errors != 0 {
+				t.Errorf("%d failed requests", rep.Errors)
+			}
+			if uint64(rep.Requests) != after-before || rep.ServerRequests != after-before {
+				t.Errorf("kiln perf sent %d requests (server count in its report %d), the server answered %d", rep.Requests, rep.ServerRequests, after-before)
+			}
+			for _, s := range rep.Steps {
+				if s.Requests == 0 || s.Server.Throughput == 0 {
+					t.Fatalf("step %+v measured nothing", s)
+				}
+				if d := math.Abs(s.Throughput-s.Server.Throughput) / s.Server.Throughput; d > 0.05 {
+					t.Errorf("step %d/%g: throughput %.1f/s, the server's statistics %.1f/s (%.1f%% apart)", s.Concurrency, s.RequestRate, s.Throughput, s.Server.Throughput, 100*d)
+				}
+				if s.Server.ComputeInfer <= 0 || s.Latency.P50 <= 0 || s.Latency.P99 < s.Latency.P50 {
+					t.Errorf("step %d/%g: server infer %v, p50 %v, p99 %v", s.Concurrency, s.RequestRate, s.Server.ComputeInfer, s.Latency.P50, s.Latency.P99)
+				}
+			}
+			if !strings.Contains(out.String(), "p95 ms") || !strings.Contains(out.String(), "tinycnn over") {
+				t.Errorf("no table on stdout:\n%s", out.String())
+			}
+			if !strings.Contains(errs, "window 1/5") {
+				t.Errorf("no progress line with --progress:\n%s", errs)
+			}
+			c, err := os.ReadFile(csvFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lines := strings.Split(strings.TrimSpace(string(c)), "\n"); len(lines) != len(rep.Steps)+1 || !strings.Contains(lines[0], "Inferences/Second") {
+				t.Errorf("CSV:\n%s", c)
+			}
+			if p, err := os.ReadFile(plotFile); err != nil || !bytes.HasPrefix(p, []byte("<?xml")) {
+				t.Errorf("plot: %v", err)
+			}
+		})
+	}
+
+	// errors by kind: a batch over the model's max_batch_size (8) fails
+	// every request
+	t.Run("errors by kind", func(t *testing.T) {
+		for _, c := range []struct {
+			args []string
+			kind string
+		}{
+			{[]string{"-u", httpAddr}, "HTTP 400"},
+			{[]string{"-i", "grpc", "-u", grpcAddr}, "gRPC INVALID_ARGUMENT"},
+			{[]string{"-i", "ws", "-u", httpAddr}, "stream"},
+		} {
+			jsonFile := filepath.Join(t.TempDir(), "r.json")
+			args := append([]string{"perf", "-m", "tinycnn", "-b", "9", "--measurement-interval", "200ms",
+				"--max-trials", "3", "--json", jsonFile}, c.args...)
+			var code int
+			old := stdOut
+			stdOut = io.Discard
+			errs := captureErr(t, func() { code = runCommand(args) })
+			stdOut = old
+			if code != exitOK {
+				t.Fatalf("kiln %q exited %d: %s", args, code, errs)
+			}
+			var rep perf.Report
+			b, _ := os.ReadFile(jsonFile)
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if n := rep.Steps[0].Errors[c.kind]; n == 0 || rep.Steps[0].Requests != 0 {
+				t.Errorf("%q: errors %v, %d successes; want only %q", args, rep.Steps[0].Errors, rep.Steps[0].Requests, c.kind)
+			}
+		}
+	})
+}
+
+// TestPerfBadArguments checks kiln perf's errors: one line naming the
+// problem, exit status 2.
+func TestPerfBadArguments(t *testing.T) {
+	closed := "127.0.0.1:1" // nothing listens there
+	srv := startReadmeServe(t, nil, t.TempDir())
+	defer srv.stop(t)
+	tests := []struct {
+		name     string
+		args     []string
+		contains string
+	}{
+		{"no model", []string{}, "want a model: -m MODEL"},
+		{"bad range", []string{"-m", "m", "--concurrency-range", "4:1"}, "END 1 is below START 4"},
+		{"fractional concurrency", []string{"-m", "m", "--concurrency-range", "1.5"}, "want whole numbers"},
+		{"both modes", []string{"-m", "m", "--concurrency-range", "1", "--request-rate-range", "10"}, "cannot be combined"},
+		{"bad distribution", []string{"-m", "m", "--request-rate-range", "10", "--request-distribution", "uniform"}, "want constant or poisson"},
+		{"bad protocol", []string{"-m", "m", "-i", "udp"}, `-i "udp": want http, grpc or ws`},
+		{"binary over grpc", []string{"-m", "m", "-i", "grpc", "--binary"}, "--binary is for -i http"},
+		{"streaming over http", []string{"-m", "m", "--streaming"}, "--streaming is for -i grpc"},
+		{"bad plot file", []string{"-m", "m", "--plot", "x.jpg"}, "want a .svg or .png file"},
+		{"too few trials", []string{"-m", "m", "-u", closed, "--max-trials", "2"}, "want at least 3"},
+		{"a shape the model cannot take", []string{"-m", "tinycnn", "-u", "%HTTP%", "--shape", "image:1x3x16x16"}, "dimension 2 is 16, the model's is 32"},
+		{"unknown model", []string{"-m", "nope", "-u", "%HTTP%"}, "kiln: perf: server: GET /v2/models/nope: HTTP 404"},
+		{"stray argument", []string{"-m", "m", "extra"}, "unexpected arguments"},
+		{"no http server", []string{"-m", "m", "-u", closed}, "connection refused"},
+		{"no grpc server", []string{"-m", "m", "-i", "grpc", "-u", closed}, "kiln: perf:"},
+		{"no ws server", []string{"-m", "m", "-i", "ws", "-u", closed}, "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var code int
+			args := []string{"perf"}
+			for _, a := range tt.args {
+				args = append(args, strings.ReplaceAll(a, "%HTTP%", srv.addrs[0]))
+			}
+			out := captureErr(t, func() { code = runCommand(args) })
+			if code != exitError {
+				t.Errorf("kiln %q exited %d, want %d", args, code, exitError)
+			}
+			if !strings.Contains(out, tt.contains) {
+				t.Errorf("kiln %q: output lacks %q:\n%s", args, tt.contains, out)
+			}
+			if n := strings.Count(strings.TrimSuffix(out, "\n"), "\n"); n != 0 {
+				t.Errorf("kiln %q: want one line, got %d:\n%s", args, n+1, out)
+			}
+		})
+	}
+}
