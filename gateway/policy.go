@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -36,7 +37,7 @@ func NewPolicy(name string) (Policy, error) {
 	defer policiesMu.RUnlock()
 	f, ok := policies[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown policy %q (have %v)", ErrConfig, name, policyNames())
+		return nil, fmt.Errorf("%w: unknown policy %q (have %s)", ErrConfig, name, strings.Join(policyNames(), ", "))
 	}
 	return f(), nil
 }

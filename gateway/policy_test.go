@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func backends(loads ...[2]int64) []*Backend {
+	var bs []*Backend
+	for i, l := range loads {
+		b := newBackend(Endpoint{HTTP: "b" + string(rune('0'+i)) + ":1"}, time.Now())
+		b.outstanding.Store(l[0])
+		b.queue.Store(l[1])
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+func TestPolicies(t *testing.T) {
+	tests := []struct {
+		policy string
+		loads  [][2]int64 // outstanding, queue
+		picks  int
+		check  func(t *testing.T, counts map[string]int)
+	}{
+		{"least", [][2]int64{{5, 0}, {1, 0}, {3, 0}}, 100, func(t *testing.T, c map[string]int) {
+			if c["b1:1"] != 100 {
+				t.Errorf("least outstanding: %v, want every pick on b1", c)
+			}
+		}},
+		{"least", [][2]int64{{2, 0}, {2, 0}}, 400, func(t *testing.T, c map[string]int) {
+			if c["b0:1"] < 100 || c["b1:1"] < 100 {
+				t.Errorf("ties not spread: %v", c)
+			}
+		}},
+		{"least", [][2]int64{{1, 50}, {2, 0}}, 50, func(t *testing.T, c map[string]int) {
+			if c["b0:1"] != 50 {
+				t.Errorf("least counts the gateway's requests only: %v", c)
+			}
+		}},
+		{"p2c", [][2]int64{{1, 50}, {2, 0}}, 50, func(t *testing.T, c map[string]int) {
+			if c["b1:1"] != 50 {
+				t.Errorf("p2c of two counts the backends' queues: %v, want b1 always", c)
+			}
+		}},
+		{"p2c", [][2]int64{{9, 9}, {0, 0}, {0, 1}, {0, 2}}, 1000, func(t *testing.T, c map[string]int) {
+			if c["b0:1"] != 0 {
+				t.Errorf("p2c picked the most loaded backend: %v", c)
+			}
+			if c["b1:1"] <= c["b3:1"] {
+				t.Errorf("p2c: the least loaded not favoured: %v", c)
+			}
+		}},
+		{"roundrobin", [][2]int64{{9, 0}, {0, 0}, {0, 0}}, 300, func(t *testing.T, c map[string]int) {
+			if c["b0:1"] != 100 || c["b1:1"] != 100 || c["b2:1"] != 100 {
+				t.Errorf("round robin: %v", c)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			p, err := NewPolicy(tt.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs := backends(tt.loads...)
+			counts := map[string]int{}
+			for range tt.picks {
+				counts[p.Pick(bs).Name()]++
+			}
+			tt.check(t, counts)
+		})
+	}
+}
+
+func TestPolicyRegistry(t *testing.T) {
+	if _, err := NewPolicy("fastest"); err == nil || !strings.Contains(err.Error(), "least, p2c, roundrobin") {
+		t.Errorf("unknown policy: %v", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a policy registered twice did not panic")
+		}
+	}()
+	RegisterPolicy("least", func() Policy { return leastOutstanding{} })
+}
