@@ -146,7 +146,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{
 		opts: opts, log: opts.Logger, policy: p, metrics: newMetrics(), admit: ad,
 		backends: map[string]*Backend{}, polls: map[string]context.CancelFunc{},
-		budget: retryBudget{ratio: opts.RetryRatio, min: opts.MinRetries},
+		budget:  retryBudget{ratio: opts.RetryRatio, min: opts.MinRetries},
 		baseCtx: ctx, stop: cancel,
 		transport: &http.Transport{
 			DialContext: dialer.DialContext, MaxIdleConns: 1024, MaxIdleConnsPerHost: 256,
@@ -328,10 +328,10 @@ func versionText(v string) string {
 type outcome int
 
 const (
-	answered outcome = iota // the backend answered (any status but 503)
-	refused                 // 503 / UNAVAILABLE: not ready for it, did not run
-	unreached               // no connection: the request never reached it
-	lost                    // the connection broke before an answer
+	answered  outcome = iota // the backend answered (any status but 503)
+	refused                  // 503 / UNAVAILABLE: not ready for it, did not run
+	unreached                // no connection: the request never reached it
+	lost                     // the connection broke before an answer
 )
 
 // done records an attempt's outcome on b for the health of b.

@@ -32,7 +32,7 @@ func newMetrics() *Metrics {
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_ejections_total",
 			Help: "Backends ejected after failures"}, []string{"backend"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kiln_gateway_request_duration_seconds",
-			Help: "Time from sending a request to a backend to the end of its answer, by backend and model",
+			Help:    "Time from sending a request to a backend to the end of its answer, by backend and model",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"backend", "model"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_rejected_total",
 			Help: "Requests the gateway answered itself without a backend's answer, by reason"}, []string{"reason"}),
