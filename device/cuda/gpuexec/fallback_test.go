@@ -15,8 +15,8 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// cumsumNet is image[batch,3,8,8] -> Conv -> Relu -> CumSum(axis 3) ->
-// Conv(1x1) -> "y": CumSum has no CUDA implementation.
+// cumsumNet is image[batch,3,8,8] -> Conv -> Relu -> LpNormalization(axis 3) ->
+// Conv(1x1) -> "y": LpNormalization has no CUDA implementation.
 func cumsumNet(t *testing.T) []byte {
 	t.Helper()
 	w := func(shape ...int) *tensor.Tensor {
@@ -31,7 +31,7 @@ func cumsumNet(t *testing.T) []byte {
 	h := b.Op("Conv", []*ir.Value{x, b.Const("w1", w(4, 3, 3, 3)), b.Const("b1", w(4))},
 		ir.IntsAttr("kernel_shape", 3, 3), ir.IntsAttr("pads", 1, 1, 1, 1))
 	h = b.Op("Relu", []*ir.Value{h})
-	h = b.Op("CumSum", []*ir.Value{h, b.Const("axis", tensor.FromInt64([]int64{3}, 1))})
+	h = b.Op("LpNormalization", []*ir.Value{h}, ir.IntAttr("axis", 3))
 	h = b.Op("Conv", []*ir.Value{h, b.Const("w2", w(2, 4, 1, 1))}, ir.IntsAttr("kernel_shape", 1, 1))
 	b.Output(h, "y")
 	m, err := onnx.FromGraph(b.Graph(), "kiln")
@@ -41,8 +41,8 @@ func cumsumNet(t *testing.T) []byte {
 	return m.Marshal()
 }
 
-// TestFallbackFake builds a network with CumSum for cuda through the
-// builder, against the fake libraries: CumSum falls back to the CPU (the
+// TestFallbackFake builds a network with LpNormalization for cuda through the
+// builder, against the fake libraries: LpNormalization falls back to the CPU (the
 // log says so), the plan keeps each GPU segment's kernels under its
 // prefix, and the plan loads and runs (the fakes compute nothing, so only
 // the output's shape is checked; the GPU script checks the values).
@@ -57,8 +57,8 @@ func TestFallbackFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	notes := strings.Join(res.Header.Notes, "\n")
-	for _, want := range []string{"(CumSum) runs on the CPU: gpuexec: unsupported: op CumSum has no CUDA implementation",
-		"2 of 3 layers on cuda, 1 on the CPU (CumSum x1) in 3 segments"} {
+	for _, want := range []string{"(LpNormalization) runs on the CPU: gpuexec: unsupported: op LpNormalization has no CUDA implementation",
+		"2 of 3 layers on cuda, 1 on the CPU (LpNormalization x1) in 3 segments"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("build notes do not say %q:\n%s", want, notes)
 		}
@@ -89,7 +89,7 @@ func TestFallbackFake(t *testing.T) {
 	if y := out["y"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x2x8x8" {
 		t.Fatalf("outputs %v", out)
 	}
-	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", NoTiming: true, StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "CumSum") {
-		t.Errorf("StrictDevice: %v, want an error naming CumSum", err)
+	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", NoTiming: true, StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "LpNormalization") {
+		t.Errorf("StrictDevice: %v, want an error naming LpNormalization", err)
 	}
 }

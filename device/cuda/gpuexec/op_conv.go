@@ -152,4 +152,106 @@ func (c *compiler) conv(s *step) error {
 var convKernels = []kernelDef{
 	{op: "Conv", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).conv},
 	{domain: "kiln", op: "FusedConv", inputs: 2, f32: []int{0, 1, 2, 3}, emit: (*compiler).conv},
+	{op: "ConvTranspose", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).convTranspose},
+}
+
+// convTranspose runs a 1-D or 2-D ConvTranspose (groups, pads, strides,
+// dilations, output_padding, output_shape, auto_pad) as a direct kernel:
+// each output element gathers the inputs that the transposed convolution
+// scatters into it. The output size comes from shape inference; the begin
+// pads as the CPU kernel computes them.
+func (c *compiler) convTranspose(s *step) error {
+	n := s.node
+	x, w := n.Inputs[0], n.Inputs[1]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	wd, err := c.dims(w)
+	if err != nil {
+		return err
+	}
+	r := len(xd) - 2
+	if r < 1 || r > 2 || len(wd) != len(xd) {
+		return fmt.Errorf("%w: %d-D ConvTranspose (only 1-D and 2-D have a CUDA implementation)", ErrUnsupported, r)
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	a := ops.AttrsOf(n)
+	group := int(a.Int("group", 1))
+	strides := a.Ints("strides", nil)
+	dil := a.Ints("dilations", nil)
+	pads := a.Ints("pads", nil)
+	outPad := a.Ints("output_padding", nil)
+	outShape := a.Ints("output_shape", nil)
+	autoPad := a.String("auto_pad", "NOTSET")
+	if err := a.Err(); err != nil {
+		return err
+	}
+	at := func(v []int64, i int, def int) int {
+		if i < len(v) {
+			return int(v[i])
+		}
+		return def
+	}
+	N, C, M := xd[0], xd[1], yd[1]
+	if group < 1 || C%group != 0 || wd[0] != C || wd[1]*group != M {
+		return fmt.Errorf("%w: ConvTranspose weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
+	}
+	// spatial geometry, 1-D as 2-D of height 1
+	var in, out, k, st, dl, pb [2]int
+	for i := range 2 {
+		in[i], out[i], k[i], st[i], dl[i] = 1, 1, 1, 1, 1
+	}
+	for i := range r {
+		j := i + 2 - r
+		in[j], out[j], k[j] = xd[2+i], yd[2+i], wd[2+i]
+		st[j], dl[j] = at(strides, i, 1), at(dil, i, 1)
+		if st[j] < 1 || dl[j] < 1 {
+			return fmt.Errorf("%w: ConvTranspose strides %v dilations %v", ErrGraph, strides, dil)
+		}
+		full := st[j]*(in[j]-1) + at(outPad, i, 0) + (k[j]-1)*dl[j] + 1
+		split := func(total int) int {
+			total = max(total, 0)
+			if autoPad == "SAME_UPPER" {
+				return total / 2
+			}
+			return total - total/2
+		}
+		switch {
+		case outShape != nil:
+			pb[j] = split(full - out[j])
+		case autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER":
+			pb[j] = split(full - out[j])
+		case autoPad == "VALID":
+		default:
+			pb[j] = at(pads, i, 0)
+		}
+	}
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	wr, err := c.ref(w)
+	if err != nil {
+		return err
+	}
+	var br *ref
+	if b := input(n, 2); b != nil {
+		r, err := c.ref(b)
+		if err != nil {
+			return err
+		}
+		br = &r
+	}
+	total := int64(N) * int64(M) * int64(out[0]) * int64(out[1])
+	if total == 0 {
+		return nil
+	}
+	s.launches = []launch{elemLaunch(c.fk("conv_transpose2d"), total, pArg(yr), pArg(xr), pArg(wr), optArg(br),
+		iArg(N), iArg(C), iArg(in[0]), iArg(in[1]), iArg(M), iArg(out[0]), iArg(out[1]), iArg(k[0]), iArg(k[1]),
+		iArg(st[0]), iArg(st[1]), iArg(pb[0]), iArg(pb[1]), iArg(dl[0]), iArg(dl[1]), iArg(group))}
+	return nil
 }

@@ -105,13 +105,22 @@ func castKernel(from, to tensor.DType) (string, bool) {
 
 func castTypes(n *ir.Node) error {
 	from, to := dtypeOf(n.Inputs[0]), n.Outputs[0].Type.DType
-	if _, ok := castKernel(from, to); !ok {
+	if _, ok := castKernel(from, to); ok {
+		return nil
+	}
+	_, okFrom := castCodes[from]
+	_, okTo := castCodes[to]
+	if !okFrom || !okTo {
 		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
 	}
 	return nil
 }
 
-var binaryOps = map[string]int{"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6}
+// castCodes are the type codes of cast_any (kernels/op_elementwise.cu).
+var castCodes = map[tensor.DType]int{
+	tensor.Float32: 0, tensor.Float16: 1, tensor.Float64: 2, tensor.Int8: 3, tensor.Int16: 4, tensor.Int32: 5,
+	tensor.Int64: 6, tensor.Uint8: 7, tensor.Uint16: 8, tensor.Uint32: 9, tensor.Uint64: 10, tensor.Bool: 11,
+}
 
 var unaryOps = map[string]int{"Relu": actRelu, "Sigmoid": actSigmoid, "Tanh": actTanh, "Clip": actClip,
 	"LeakyRelu": actLeakyRelu, "HardSigmoid": actHardSigmoid, "HardSwish": actHardSwish, "Gelu": actGelu}
@@ -222,14 +231,9 @@ func (c *compiler) cast(s *step) error {
 	x := n.Inputs[0]
 	to := n.Outputs[0].Type.DType
 	from := dtypeOf(x)
-	if from == to {
+	if from == to || c.storedType(from) == c.storedType(to) {
 		return c.alias(n)
 	}
-	base, ok := castKernel(from, to)
-	if !ok {
-		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
-	}
-	k := c.fk(base)
 	xr, err := c.ref(x)
 	if err != nil {
 		return err
@@ -239,19 +243,77 @@ func (c *compiler) cast(s *step) error {
 		return err
 	}
 	total := prod(yd)
-	s.launches = []launch{elemLaunch(k, total, pArg(yr), pArg(xr), lArg(total))}
+	if total == 0 {
+		return nil
+	}
+	if base, ok := castKernel(from, to); ok {
+		s.launches = []launch{elemLaunch(c.fk(base), total, pArg(yr), pArg(xr), lArg(total))}
+		return nil
+	}
+	fc, ok1 := castCodes[c.storedType(from)]
+	tc, ok2 := castCodes[c.storedType(to)]
+	if !ok1 || !ok2 {
+		return fmt.Errorf("%w: Cast from %v to %v", ErrUnsupported, from, to)
+	}
+	s.launches = []launch{elemLaunch("cast_any", total, pArg(yr), pArg(xr), lArg(total), iArg(fc), iArg(tc))}
 	return nil
 }
 
-// elementwiseKernels are the elementwise ops and Cast.
-var elementwiseKernels = []kernelDef{
-	{op: "Add", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(0)},
-	{op: "Sub", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(1)},
-	{op: "Mul", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(2)},
-	{op: "Div", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(3)},
-	{op: "Max", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(4)},
-	{op: "Min", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(5)},
-	{op: "Pow", inputs: 2, f32: []int{0, 1}, emit: binaryEmit(6)},
+// Binary op codes of ew_binary (kernels/op_elementwise.cu); the float32
+// binary kernels of nn.cu share the first seven.
+const (
+	ewAdd = iota
+	ewSub
+	ewMul
+	ewDiv
+	ewMax
+	ewMin
+	ewPow
+	ewFmod
+	ewMod
+	ewAnd
+	ewOr
+	ewXor
+	ewShl
+	ewShr
+)
+
+// Compare codes of ew_compare.
+const (
+	cmpEqual = iota
+	cmpLess
+	cmpGreater
+	cmpLessOrEqual
+	cmpGreaterOrEqual
+)
+
+// elementwiseKernels are the elementwise ops and Cast: float32 through the
+// kernels of nn.cu (fused into convolutions and products by the
+// optimizer), other types through the typed kernels of op_elementwise.cu.
+var elementwiseKernels = append([]kernelDef{
+	{op: "Add", inputs: 2, check: arithTypes, emit: binaryEmit(ewAdd)},
+	{op: "Sub", inputs: 2, check: arithTypes, emit: binaryEmit(ewSub)},
+	{op: "Mul", inputs: 2, check: arithTypes, emit: binaryEmit(ewMul)},
+	{op: "Div", inputs: 2, check: arithTypes, emit: binaryEmit(ewDiv)},
+	{op: "Pow", inputs: 2, check: arithTypes, emit: binaryEmit(ewPow)},
+	{op: "Max", check: arithTypes, emit: variadicEmit(ewMax)},
+	{op: "Min", check: arithTypes, emit: variadicEmit(ewMin)},
+	{op: "Sum", check: arithTypes, emit: variadicEmit(ewAdd)},
+	{op: "Mean", check: floatArgs, emit: variadicEmit(ewAdd)},
+	{op: "Mod", inputs: 2, check: arithTypes, emit: (*compiler).mod},
+	{op: "BitShift", inputs: 2, check: intArgs, emit: (*compiler).bitShift},
+	{op: "BitwiseAnd", inputs: 2, check: intArgs, emit: typedEmit(ewAnd)},
+	{op: "BitwiseOr", inputs: 2, check: intArgs, emit: typedEmit(ewOr)},
+	{op: "BitwiseXor", inputs: 2, check: intArgs, emit: typedEmit(ewXor)},
+	{op: "And", inputs: 2, check: boolArgs, emit: typedEmit(ewAnd)},
+	{op: "Or", inputs: 2, check: boolArgs, emit: typedEmit(ewOr)},
+	{op: "Xor", inputs: 2, check: boolArgs, emit: typedEmit(ewXor)},
+	{op: "Equal", inputs: 2, check: compareTypes, emit: compareEmit(cmpEqual)},
+	{op: "Less", inputs: 2, check: compareTypes, emit: compareEmit(cmpLess)},
+	{op: "Greater", inputs: 2, check: compareTypes, emit: compareEmit(cmpGreater)},
+	{op: "LessOrEqual", inputs: 2, check: compareTypes, emit: compareEmit(cmpLessOrEqual)},
+	{op: "GreaterOrEqual", inputs: 2, check: compareTypes, emit: compareEmit(cmpGreaterOrEqual)},
+	{op: "Where", inputs: 3, check: whereTypes, emit: (*compiler).where},
 	{op: "Relu", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Sigmoid", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Tanh", f32: []int{0}, emit: (*compiler).unary},
@@ -262,8 +324,363 @@ var elementwiseKernels = []kernelDef{
 	{op: "Gelu", f32: []int{0}, emit: (*compiler).unary},
 	{domain: "kiln", op: "Gelu", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Cast", check: castTypes, emit: (*compiler).cast},
+	{op: "CastLike", inputs: 2, check: castTypes, emit: (*compiler).cast},
+	{op: "IsNaN", check: floatArgs, emit: (*compiler).isClass},
+	{op: "IsInf", check: floatArgs, emit: (*compiler).isClass},
+}, mathKernels()...)
+
+// mathOps are the unary ops of ew_unary: the kernel's op code, the element
+// types it takes (float32 and float16 unless ints), and how to read its
+// parameters.
+var mathOps = map[string]struct {
+	code   int
+	ints   bool // also every signed integer type and uint8
+	onlyIn []tensor.DType
+	params func(a *ops.Attrs) (float32, float32)
+}{
+	"Neg": {code: 0, ints: true}, "Abs": {code: 1, ints: true}, "Sqrt": {code: 2}, "Exp": {code: 3}, "Log": {code: 4},
+	"Reciprocal": {code: 5}, "Floor": {code: 6}, "Ceil": {code: 7}, "Round": {code: 8}, "Sin": {code: 9},
+	"Cos": {code: 10}, "Tan": {code: 11}, "Asin": {code: 12}, "Acos": {code: 13}, "Atan": {code: 14},
+	"Sinh": {code: 15}, "Cosh": {code: 16}, "Asinh": {code: 17}, "Acosh": {code: 18}, "Atanh": {code: 19},
+	"Erf": {code: 20}, "Sign": {code: 21, ints: true}, "Softplus": {code: 22}, "Softsign": {code: 23},
+	"Elu": {code: 24, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
+	"Selu": {code: 25, params: func(a *ops.Attrs) (float32, float32) {
+		return a.Float("alpha", 1.67326319217681884765625), a.Float("gamma", 1.05070102214813232421875)
+	}},
+	"Celu":            {code: 26, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
+	"ThresholdedRelu": {code: 27, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
+	"Shrink":          {code: 28, params: func(a *ops.Attrs) (float32, float32) { return a.Float("bias", 0), a.Float("lambd", 0.5) }},
+	"Mish":            {code: 29},
+	"BitwiseNot":      {code: 40, onlyIn: intTypes},
+	"Not":             {code: 41, onlyIn: []tensor.DType{tensor.Bool}},
+}
+
+// unaryIntTypes are the integer types of ew_unary.
+var unaryIntTypes = []tensor.DType{tensor.Int8, tensor.Int16, tensor.Int32, tensor.Int64, tensor.Uint8}
+
+// mathKernels are the registry entries of mathOps.
+func mathKernels() []kernelDef {
+	var defs []kernelDef
+	for name := range mathOps {
+		defs = append(defs, kernelDef{op: name, check: mathTypes, emit: (*compiler).math})
+	}
+	return defs
 }
 
 func binaryEmit(op int) func(c *compiler, s *step) error {
-	return func(c *compiler, s *step) error { return c.binary(s, op) }
+	return func(c *compiler, s *step) error {
+		if len(s.node.Inputs) == 2 && dtypeOf(s.node.Inputs[0]) == tensor.Float32 && dtypeOf(s.node.Inputs[1]) == tensor.Float32 {
+			return c.binary(s, op) // nn.cu's kernels: numerics as before
+		}
+		return c.ewBinary(s, op, 0, 1)
+	}
+}
+
+func typedEmit(op int) func(c *compiler, s *step) error {
+	return func(c *compiler, s *step) error { return c.ewBinary(s, op, 0, 1) }
+}
+
+// variadicEmit runs Sum, Mean, Max and Min: one input is a copy, two a
+// binary op, more a chain of them accumulating in the output; Mean divides
+// at the end.
+func variadicEmit(op int) func(c *compiler, s *step) error {
+	return func(c *compiler, s *step) error {
+		n := s.node
+		var ins []int
+		for i, v := range n.Inputs {
+			if v != nil {
+				ins = append(ins, i)
+			}
+		}
+		switch {
+		case len(ins) == 0:
+			return fmt.Errorf("%w: %s without inputs", ErrGraph, n.OpType)
+		case len(ins) == 1 && ins[0] == 0:
+			return c.alias(n)
+		case len(ins) == 2 && n.OpType != "Mean":
+			return binaryEmit(op)(c, s)
+		}
+		if err := c.ewBinary(s, op, ins[0], ins[1]); err != nil {
+			return err
+		}
+		y := n.Outputs[0]
+		yr := ref{buf: bufArena, id: c.storeOf[y]}
+		yd := c.mustDims(y)
+		sfx, err := c.suffix(y.Type.DType)
+		if err != nil {
+			return err
+		}
+		total := prod(yd)
+		chain := func(br ref, bd []int, code int) error {
+			meta, err := bcastMeta(yd, yd, bd)
+			if err != nil {
+				return err
+			}
+			s.launches = append(s.launches, elemLaunch("ew_binary_"+sfx, total, pArg(yr), pArg(yr), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(code)))
+			return nil
+		}
+		for _, i := range ins[2:] {
+			br, err := c.ref(n.Inputs[i])
+			if err != nil {
+				return err
+			}
+			bd, err := c.dims(n.Inputs[i])
+			if err != nil {
+				return err
+			}
+			if err := chain(br, bd, op); err != nil {
+				return err
+			}
+		}
+		if n.OpType == "Mean" {
+			return chain(c.scalar(y.Type.DType, float64(len(ins))), nil, ewDiv)
+		}
+		return nil
+	}
+}
+
+// ewBinary launches ew_binary over inputs a and b of n (broadcast to the
+// output) with op code op.
+func (c *compiler) ewBinary(s *step, op, a, b int) error {
+	n := s.node
+	x0, x1 := n.Inputs[a], n.Inputs[b]
+	sfx, err := c.suffix(dtypeOf(x0))
+	if err != nil {
+		return err
+	}
+	ad, err := c.dims(x0)
+	if err != nil {
+		return err
+	}
+	bd, err := c.dims(x1)
+	if err != nil {
+		return err
+	}
+	ar, err := c.ref(x0)
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(x1)
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	meta, err := bcastMeta(yd, ad, bd)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total == 0 {
+		return nil
+	}
+	s.launches = append(s.launches, elemLaunch("ew_binary_"+sfx, total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op)))
+	return nil
+}
+
+func (c *compiler) mod(s *step) error {
+	a := ops.AttrsOf(s.node)
+	op := ewMod
+	if a.Int("fmod", 0) != 0 {
+		op = ewFmod
+	}
+	if err := a.Err(); err != nil {
+		return err
+	}
+	if dt := dtypeOf(s.node.Inputs[0]); op == ewMod && dt.IsFloat() {
+		return fmt.Errorf("%w: Mod of %v needs fmod=1", ErrGraph, dt)
+	}
+	return c.ewBinary(s, op, 0, 1)
+}
+
+func (c *compiler) bitShift(s *step) error {
+	a := ops.AttrsOf(s.node)
+	op := ewShl
+	switch d := a.String("direction", ""); d {
+	case "LEFT":
+	case "RIGHT":
+		op = ewShr
+	default:
+		return fmt.Errorf("%w: BitShift direction %q", ErrGraph, d)
+	}
+	return c.ewBinary(s, op, 0, 1)
+}
+
+func compareEmit(op int) func(c *compiler, s *step) error {
+	return func(c *compiler, s *step) error {
+		if err := c.ewBinary(s, op, 0, 1); err != nil {
+			return err
+		}
+		if len(s.launches) > 0 {
+			l := &s.launches[len(s.launches)-1]
+			l.kernel = "ew_compare_" + l.kernel[len("ew_binary_"):]
+		}
+		return nil
+	}
+}
+
+func (c *compiler) where(s *step) error {
+	n := s.node
+	var refs [3]ref
+	var dims [3][]int
+	for i := range 3 {
+		var err error
+		if dims[i], err = c.dims(n.Inputs[i]); err != nil {
+			return err
+		}
+		if refs[i], err = c.ref(n.Inputs[i]); err != nil {
+			return err
+		}
+	}
+	bs, err := c.byteSuffix(dtypeOf(n.Inputs[1]))
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	meta, err := bcastMeta(yd, dims[0], dims[1], dims[2])
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch("where_"+bs, total, pArg(yr), pArg(refs[0]), pArg(refs[1]), pArg(refs[2]), pArg(c.meta(meta)), lArg(total))}
+	}
+	return nil
+}
+
+// math runs the ops of mathOps.
+func (c *compiler) math(s *step) error {
+	n := s.node
+	m := mathOps[n.OpType]
+	var p0, p1 float32
+	if m.params != nil {
+		a := ops.AttrsOf(n)
+		p0, p1 = m.params(a)
+		if err := a.Err(); err != nil {
+			return err
+		}
+	}
+	sfx, err := c.suffix(dtypeOf(n.Inputs[0]))
+	if err != nil {
+		return err
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch("ew_unary_"+sfx, total, pArg(yr), pArg(xr), lArg(total), iArg(m.code), fArg(p0), fArg(p1))}
+	}
+	return nil
+}
+
+func (c *compiler) isClass(s *step) error {
+	n := s.node
+	mode := 0
+	if n.OpType == "IsInf" {
+		a := ops.AttrsOf(n)
+		pos, neg := a.Int("detect_positive", 1) != 0, a.Int("detect_negative", 1) != 0
+		switch {
+		case pos && neg:
+			mode = 1
+		case pos:
+			mode = 2
+		case neg:
+			mode = 3
+		default:
+			mode = 4 // neither: all false
+		}
+	}
+	sfx, err := c.suffix(dtypeOf(n.Inputs[0]))
+	if err != nil {
+		return err
+	}
+	xr, err := c.ref(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch("ew_isclass_"+sfx, total, pArg(yr), pArg(xr), lArg(total), iArg(mode))}
+	}
+	return nil
+}
+
+// arithTypes: every input has input 0's type, a numeric one of the typed
+// kernels.
+func arithTypes(n *ir.Node) error {
+	if err := typeIn(n, 0, numericTypes...); err != nil {
+		return err
+	}
+	idx := make([]int, 0, len(n.Inputs))
+	for i := range n.Inputs {
+		idx = append(idx, i)
+	}
+	return sameTypeIn(n, idx...)
+}
+
+func floatArgs(n *ir.Node) error {
+	if err := typeIn(n, 0, floatTypes...); err != nil {
+		return err
+	}
+	return arithTypes(n)
+}
+
+func intArgs(n *ir.Node) error {
+	if err := typeIn(n, 0, intTypes...); err != nil {
+		return err
+	}
+	return sameTypeIn(n, 1)
+}
+
+func boolArgs(n *ir.Node) error {
+	if err := typeIn(n, 0, tensor.Bool); err != nil {
+		return err
+	}
+	return sameTypeIn(n, 1)
+}
+
+func compareTypes(n *ir.Node) error {
+	if err := typeIn(n, 0, append([]tensor.DType{tensor.Bool}, numericTypes...)...); err != nil {
+		return err
+	}
+	return sameTypeIn(n, 1)
+}
+
+func whereTypes(n *ir.Node) error {
+	if err := typeIn(n, 0, tensor.Bool); err != nil {
+		return err
+	}
+	if dt := dtypeOf(n.Inputs[1]); !movable(dt) && dt.Size() != 1 {
+		return notMovable(dt)
+	}
+	if dt := dtypeOf(n.Inputs[1]); dt != dtypeOf(n.Inputs[2]) {
+		return fmt.Errorf("%w: Where of %v and %v", ErrUnsupported, dt, dtypeOf(n.Inputs[2]))
+	}
+	return nil
+}
+
+func mathTypes(n *ir.Node) error {
+	m := mathOps[n.OpType]
+	switch {
+	case m.onlyIn != nil:
+		return typeIn(n, 0, m.onlyIn...)
+	case m.ints:
+		return typeIn(n, 0, append(append([]tensor.DType{}, floatTypes...), unaryIntTypes...)...)
+	}
+	return typeIn(n, 0, floatTypes...)
 }

@@ -9,17 +9,17 @@ import (
 )
 
 // movable reports whether elements of type dt are moved by the copy
-// kernels (2, 4 or 8 bytes; float32 in either precision).
+// kernels (1, 2, 4 or 8 bytes; float32 in either precision).
 func movable(dt tensor.DType) bool {
 	switch dt.Size() {
-	case 2, 4, 8:
+	case 1, 2, 4, 8:
 		return true
 	}
 	return false
 }
 
 func notMovable(dt tensor.DType) error {
-	return fmt.Errorf("%w: %v elements (only 2-, 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
+	return fmt.Errorf("%w: %v elements (only 1-, 2-, 4- and 8-byte types are moved on the GPU)", ErrUnsupported, dt)
 }
 
 func movedOutput(n *ir.Node) error {
@@ -49,6 +49,8 @@ var aliasOps = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true
 // kernel for elements of type dt as they are stored.
 func (c *compiler) copyKernel(base string, dt tensor.DType) (string, error) {
 	switch c.esize(dt) {
+	case 1:
+		return base + "_b8", nil
 	case 2:
 		return base + "_b16", nil
 	case 4:

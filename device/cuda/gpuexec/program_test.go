@@ -128,11 +128,11 @@ func TestCompileErrors(t *testing.T) {
 		{"op without a CUDA implementation", func() *ir.Graph {
 			b := ir.NewBuilder("g", 17)
 			x := b.Input("x", tensor.Float32, ir.D(2), ir.D(3))
-			y := b.Op("CumSum", []*ir.Value{x, b.Const("axis", tensor.FromInt64([]int64{1}))})
-			y.Producer.Name = "cumsum_1"
+			y := b.Op("LpNormalization", []*ir.Value{x}, ir.IntAttr("axis", 1))
+			y.Producer.Name = "lpnorm_1"
 			b.Output(y, "y")
 			return b.Graph()
-		}, ErrUnsupported, `op CumSum has no CUDA implementation`, true},
+		}, ErrUnsupported, `op LpNormalization has no CUDA implementation`, true},
 		{"float64", func() *ir.Graph {
 			b := ir.NewBuilder("g", 17)
 			x := b.Input("x", tensor.Float64, ir.D(4))
