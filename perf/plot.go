@@ -39,7 +39,7 @@ func WritePlot(path string, r *Report) error {
 		what += " (stream)"
 	}
 	p.Title.Text = fmt.Sprintf("kiln perf: %s, %s %s", what, strings.ToLower(r.loadName()), loadRange(r))
-	p.X.Label.Text = "throughput (inferences/s)"
+	p.X.Label.Text = fmt.Sprintf("throughput (inferences/s); labels: %s", strings.ToLower(r.loadName()))
 	p.Y.Label.Text = "latency (ms)"
 	p.Add(plotter.NewGrid())
 	p.Legend.Top, p.Legend.Left = true, true
@@ -54,6 +54,7 @@ func WritePlot(path string, r *Report) error {
 		{"p95", func(l Latencies) time.Duration { return l.P95 }, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 255}, draw.TriangleGlyph{}},
 		{"p99", func(l Latencies) time.Duration { return l.P99 }, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 255}, draw.CrossGlyph{}},
 	}
+	top := 0.0
 	for _, s := range series {
 		xy := make(plotter.XYs, 0, len(r.Steps))
 		for _, st := range r.Steps {
@@ -61,6 +62,7 @@ func WritePlot(path string, r *Report) error {
 				continue
 			}
 			xy = append(xy, plotter.XY{X: st.Throughput, Y: float64(s.get(st.Latency)) / 1e6})
+			top = max(top, float64(s.get(st.Latency))/1e6)
 		}
 		if len(xy) == 0 {
 			continue
@@ -74,7 +76,35 @@ func WritePlot(path string, r *Report) error {
 		p.Add(line, points)
 		p.Legend.Add(s.name, line, points)
 	}
-	p.Y.Min = 0
+	// each step's load next to its p50 point
+	var at plotter.XYLabels
+	for _, st := range r.Steps {
+		if st.Latency.Count > 0 {
+			at.XYs = append(at.XYs, plotter.XY{X: st.Throughput, Y: float64(st.Latency.P50) / 1e6})
+			at.Labels = append(at.Labels, st.load())
+		}
+	}
+	if len(at.XYs) > 0 {
+		labels, err := plotter.NewLabels(at)
+		if err != nil {
+			return fmt.Errorf("perf: plot: %w", err)
+		}
+		for i := range labels.TextStyle {
+			labels.TextStyle[i].YAlign = -1.6 // below the point
+			labels.TextStyle[i].XAlign = -0.5
+		}
+		p.Add(labels)
+	}
+	// room above the lines for the legend
+	p.Y.Min, p.Y.Max = 0, top*1.35
+	if len(at.XYs) > 0 {
+		lo, hi := at.XYs[0].X, at.XYs[0].X
+		for _, xy := range at.XYs {
+			lo, hi = min(lo, xy.X), max(hi, xy.X)
+		}
+		pad := max((hi-lo)*0.06, hi*0.02)
+		p.X.Min, p.X.Max = max(lo-pad, 0), hi+pad
+	}
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("perf: plot: %w", err)
 	}
