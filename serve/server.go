@@ -146,6 +146,18 @@ type Stats struct {
 	// output split times of successful requests; ComputeNs is the model
 	// runs' (compute_infer).
 	ComputeInputNs, ComputeOutputNs uint64
+	// Batches are the model runs by batch size (Triton's batch_stats),
+	// smallest first.
+	Batches []BatchStats
+}
+
+// BatchStats are the model runs of one batch size: how many, and the time
+// spent preparing inputs, running and splitting outputs (each the whole
+// batch's).
+type BatchStats struct {
+	BatchSize                                       int
+	Count                                           uint64
+	ComputeInputNs, ComputeInferNs, ComputeOutputNs uint64
 }
 
 type version struct {
@@ -156,7 +168,9 @@ type version struct {
 	// rules check each request's inputs before it is queued.
 	rules inputRules
 	stats Stats
-	mu    sync.Mutex
+	// batches are the runs by batch size (Stats.Batches), guarded by mu.
+	batches map[int]*BatchStats
+	mu      sync.Mutex
 }
 
 type model struct {
@@ -527,6 +541,18 @@ type execObserver struct {
 func (e execObserver) Executed(x scheduler.Execution) {
 	e.v.mu.Lock()
 	e.v.stats.ExecutionCount++
+	b := e.v.batches[x.BatchSize]
+	if b == nil {
+		if e.v.batches == nil {
+			e.v.batches = map[int]*BatchStats{}
+		}
+		b = &BatchStats{BatchSize: x.BatchSize}
+		e.v.batches[x.BatchSize] = b
+	}
+	b.Count++
+	b.ComputeInputNs += uint64(x.Input)
+	b.ComputeInferNs += uint64(x.Compute)
+	b.ComputeOutputNs += uint64(x.Output)
 	e.v.mu.Unlock()
 	if e.obs != nil {
 		e.obs.Executed(e.model, e.version, x.Requests, x.BatchSize, x.Compute)
@@ -632,8 +658,13 @@ func (s *Server) ModelStats(name, ver string) ([]Stats, error) {
 				continue
 			}
 			v.mu.Lock()
-			out = append(out, v.stats)
+			st := v.stats
+			for _, b := range v.batches {
+				st.Batches = append(st.Batches, *b)
+			}
 			v.mu.Unlock()
+			slices.SortFunc(st.Batches, func(a, b BatchStats) int { return a.BatchSize - b.BatchSize })
+			out = append(out, st)
 		}
 	}
 	slices.SortFunc(out, func(a, b Stats) int {

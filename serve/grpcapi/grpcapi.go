@@ -233,7 +233,12 @@ func (v *Service) ModelStatistics(_ context.Context, r *inference.ModelStatistic
 			last = uint64(s.LastInference.UnixMilli())
 		}
 		d := func(c, ns uint64) *inference.StatisticDuration { return &inference.StatisticDuration{Count: c, Ns: ns} }
-		out.ModelStats = append(out.ModelStats, &inference.ModelStatistics{
+		var batches []*inference.InferBatchStatistics
+		for _, b := range s.Batches {
+			batches = append(batches, &inference.InferBatchStatistics{BatchSize: uint64(b.BatchSize),
+				ComputeInput: d(b.Count, b.ComputeInputNs), ComputeInfer: d(b.Count, b.ComputeInferNs), ComputeOutput: d(b.Count, b.ComputeOutputNs)})
+		}
+		out.ModelStats = append(out.ModelStats, &inference.ModelStatistics{BatchStats: batches,
 			Name: s.Model, Version: s.Version, LastInference: last,
 			InferenceCount: s.InferenceCount, ExecutionCount: s.ExecutionCount,
 			InferenceStats: &inference.InferStatistics{Success: d(s.SuccessCount, s.SuccessNs), Fail: d(s.FailCount, s.FailNs),

@@ -220,3 +220,35 @@ func TestLoadOverrideGRPC(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchStats (issue 14, item 5): ModelStatistics has batch_stats, the
+// runs by batch size with their compute input, infer and output times.
+func TestBatchStats(t *testing.T) {
+	c, _, _ := startRepo(t, 0, repoModel{name: "tinycnn"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range []int{1, 3, 1} {
+		req, _ := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": examples.TinyCNNInput(n)})
+		if _, err := c.ModelInfer(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := c.ModelStatistics(ctx, &inference.ModelStatisticsRequest{Name: "tinycnn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := st.GetModelStats()[0]
+	want := map[uint64]uint64{1: 2, 3: 1}
+	var runs uint64
+	for _, b := range ms.GetBatchStats() {
+		if want[b.GetBatchSize()] != b.GetComputeInfer().GetCount() || b.GetComputeInput().GetCount() != b.GetComputeInfer().GetCount() ||
+			b.GetComputeOutput().GetCount() != b.GetComputeInfer().GetCount() || b.GetComputeInfer().GetNs() == 0 {
+			t.Errorf("batch_stats %v, want counts by batch size %v", b, want)
+		}
+		delete(want, b.GetBatchSize())
+		runs += b.GetComputeInfer().GetCount()
+	}
+	if len(want) > 0 || runs != ms.GetExecutionCount() {
+		t.Errorf("batch_stats %v: missing %v, %d runs, execution_count %d", ms.GetBatchStats(), want, runs, ms.GetExecutionCount())
+	}
+}

@@ -331,7 +331,12 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 			last = s.LastInference.UnixMilli()
 		}
 		cn := func(c, ns uint64) map[string]uint64 { return map[string]uint64{"count": c, "ns": ns} }
-		out = append(out, map[string]any{
+		batches := []map[string]any{}
+		for _, b := range s.Batches {
+			batches = append(batches, map[string]any{"batch_size": b.BatchSize,
+				"compute_input": cn(b.Count, b.ComputeInputNs), "compute_infer": cn(b.Count, b.ComputeInferNs), "compute_output": cn(b.Count, b.ComputeOutputNs)})
+		}
+		out = append(out, map[string]any{"batch_stats": batches,
 			"name": s.Model, "version": s.Version, "last_inference": last,
 			"inference_count": s.InferenceCount, "execution_count": s.ExecutionCount,
 			"inference_stats": map[string]any{

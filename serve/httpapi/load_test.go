@@ -84,3 +84,51 @@ func TestLoadOverride(t *testing.T) {
 		t.Error("a load from files wrote into the repository")
 	}
 }
+
+// TestBatchStatsHTTP (issue 14, item 5): the HTTP statistics have
+// batch_stats, the runs by batch size, as the gRPC ones.
+func TestBatchStatsHTTP(t *testing.T) {
+	ts, _, _ := startServer(t, 0)
+	type dur struct{ Count, Ns uint64 }
+	type stats struct {
+		ModelStats []struct {
+			ExecutionCount uint64 `json:"execution_count"`
+			BatchStats     []struct {
+				BatchSize     int `json:"batch_size"`
+				ComputeInput  dur `json:"compute_input"`
+				ComputeInfer  dur `json:"compute_infer"`
+				ComputeOutput dur `json:"compute_output"`
+			} `json:"batch_stats"`
+		} `json:"model_stats"`
+	}
+	get := func() (map[int]uint64, uint64) {
+		resp, b := do(t, "GET", ts.URL+"/v2/models/tinycnn/stats", nil, nil)
+		var st stats
+		if resp.StatusCode != 200 || json.Unmarshal(b, &st) != nil || len(st.ModelStats) != 1 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		m := map[int]uint64{}
+		var runs uint64
+		for _, bs := range st.ModelStats[0].BatchStats {
+			if bs.ComputeInput.Count != bs.ComputeInfer.Count || bs.ComputeOutput.Count != bs.ComputeInfer.Count || bs.ComputeInfer.Ns == 0 {
+				t.Errorf("batch_stats %s", b)
+			}
+			m[bs.BatchSize] = bs.ComputeInfer.Count
+			runs += bs.ComputeInfer.Count
+		}
+		if runs != st.ModelStats[0].ExecutionCount {
+			t.Errorf("%d runs in batch_stats, execution_count %d", runs, st.ModelStats[0].ExecutionCount)
+		}
+		return m, runs
+	}
+	before, _ := get() // the warmup's runs
+	for _, n := range []int{1, 3, 1} {
+		if resp, b := do(t, "POST", ts.URL+"/v2/models/tinycnn/infer", nil, jsonRequest(examples.TinyCNNInput(n), false)); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+	}
+	after, _ := get()
+	if after[1]-before[1] != 2 || after[3]-before[3] != 1 {
+		t.Errorf("batch_stats counts before %v, after %v: want 2 more runs of 1 and 1 of 3", before, after)
+	}
+}

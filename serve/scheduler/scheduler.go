@@ -123,6 +123,9 @@ type Execution struct {
 	Requests, BatchSize int
 	// Compute is the model run's time (inputs prepared, outputs not yet split).
 	Compute time.Duration
+	// Input is the time spent preparing the batch's inputs, Output the time
+	// spent splitting its outputs into the requests' results.
+	Input, Output time.Duration
 	// Instance is the index (0..Instances-1) of the instance, the execution
 	// context, that ran the batch.
 	Instance int
@@ -564,19 +567,18 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
 	out, err := s.run[instance].Run(context.Background(), inputs)
 	done := time.Now()
 	input, compute := ran.Sub(start), done.Sub(ran)
-	if s.obs != nil {
-		s.obs.Executed(Execution{Requests: len(batch), BatchSize: total, Compute: compute, Instance: instance, Switched: switched})
-	}
-	if err != nil {
-		s.retryAlone(batch, instance)
-		return
-	}
-	parts, err := split(out, batch, total)
-	if err != nil {
-		s.retryAlone(batch, instance)
-		return
+	var parts []map[string]*tensor.Tensor
+	if err == nil {
+		parts, err = split(out, batch, total)
 	}
 	output := time.Since(done)
+	if s.obs != nil {
+		s.obs.Executed(Execution{Requests: len(batch), BatchSize: total, Compute: compute, Input: input, Output: output, Instance: instance, Switched: switched})
+	}
+	if err != nil {
+		s.retryAlone(batch, instance)
+		return
+	}
 	for i, it := range batch {
 		it.done <- outcome{res: &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total}}
 	}
@@ -599,7 +601,7 @@ func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.T
 	out, err := s.run[instance].Run(it.ctx, it.req.Inputs)
 	compute := time.Since(ran)
 	if s.obs != nil {
-		s.obs.Executed(Execution{Requests: 1, BatchSize: it.size, Compute: compute, Instance: instance, Switched: switched})
+		s.obs.Executed(Execution{Requests: 1, BatchSize: it.size, Compute: compute, Input: ran.Sub(start), Instance: instance, Switched: switched})
 	}
 	if err != nil {
 		it.done <- outcome{err: err}
