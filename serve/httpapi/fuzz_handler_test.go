@@ -277,6 +277,12 @@ func fuzzHTTPSeeds() []fuzzSeed {
 		fuzzSeed{method: 1, path: "/v2/repository/models/nope/load", auth: 2, head: []byte(`{"parameters":{"config":"{}"}}`)},
 		fuzzSeed{method: 1, path: "/v2/repository/models/tinycnn/unload", auth: 2, head: []byte(`{"parameters":{"unload_dependents":true}}`)},
 		fuzzSeed{method: 1, path: "/v2/repository/models/../../etc/unload", auth: 2},
+		// issue 14: load with a config override and files, classification
+		fuzzSeed{method: 1, path: "/v2/repository/models/tinycnn/load", auth: 2, head: []byte(`{"parameters":{"config":"{\"max_batch_size\":8}"}}`)},
+		fuzzSeed{method: 1, path: "/v2/repository/models/tinycnn/load", auth: 2, head: []byte(`{"parameters":{"config":{"max_batch_size":"x"}}}`)},
+		fuzzSeed{method: 1, path: "/v2/repository/models/x/load", auth: 2, head: []byte(`{"parameters":{"config":"{}","file:../1/model.onnx":"AAAA"}}`)},
+		fuzzSeed{method: 1, path: "/v2/models/tinycnn/infer", auth: 1, head: []byte(`{"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","data":[`),
+			rep: []byte("0.5,"), n: 3*32*32 - 1, tail: []byte(`1]}],"outputs":[{"name":"probabilities","parameters":{"classification":3}}]}`)},
 		fuzzSeed{method: 0, path: "/./v2", auth: 1})
 	return seeds
 }
