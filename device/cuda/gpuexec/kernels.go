@@ -23,7 +23,6 @@ func opKernelNames() []string {
 	for _, b := range []string{"tile", "pad", "gather_elements", "scatter_elements", "scatter_nd", "trilu"} {
 		add(b, "b8", "b16", "b32", "b64")
 	}
-	add("range", "f32", "f16", "i32", "i64")
 	for _, b := range []string{"reduce_axes", "argreduce", "softmax_axis", "conv_transpose2d", "instnorm", "batchnorm"} {
 		add(b, "f32", "f16")
 	}

@@ -238,6 +238,435 @@ var movementKernels = []kernelDef{
 	{op: "Transpose", check: movedInput, emit: (*compiler).transpose},
 	{op: "Slice", check: movedInput, emit: (*compiler).slice},
 	{op: "Gather", inputs: 2, check: gatherTypes, emit: (*compiler).gather},
+	{op: "Expand", inputs: 2, check: movedInput, emit: (*compiler).expand},
+	{op: "Tile", inputs: 2, check: movedInput, emit: (*compiler).tile},
+	{op: "DepthToSpace", check: movedInput, emit: (*compiler).depthSpace},
+	{op: "SpaceToDepth", check: movedInput, emit: (*compiler).depthSpace},
+	{op: "Pad", check: padArgs, emit: (*compiler).pad},
+	{op: "GatherElements", inputs: 2, check: indexedMove, emit: (*compiler).gatherElements},
+	{op: "ScatterElements", inputs: 3, check: scatterArgs, emit: (*compiler).scatterElements},
+	{op: "ScatterND", inputs: 3, check: scatterArgs, emit: (*compiler).scatterND},
+	{op: "Trilu", check: triluArgs, emit: (*compiler).trilu},
+}
+
+// indexedMove: movable data, int64 indices in input 1.
+func indexedMove(n *ir.Node) error {
+	if err := movedInput(n); err != nil {
+		return err
+	}
+	return typeIn(n, 1, tensor.Int64)
+}
+
+// scatterArgs: movable data and updates of one type, int64 indices, no
+// reduction.
+func scatterArgs(n *ir.Node) error {
+	if err := indexedMove(n); err != nil {
+		return err
+	}
+	if err := sameTypeIn(n, 2); err != nil {
+		return err
+	}
+	if r := ops.AttrsOf(n).String("reduction", "none"); r != "none" {
+		return fmt.Errorf("%w: %s reduction %q (only none)", ErrUnsupported, n.OpType, r)
+	}
+	return nil
+}
+
+// padArgs: movable data, constant pads, axes and value.
+func padArgs(n *ir.Node) error {
+	if err := movedInput(n); err != nil {
+		return err
+	}
+	for i := 1; i < len(n.Inputs); i++ {
+		if v := n.Inputs[i]; v != nil && v.Const == nil && !(i != 2 && v.ShapeValue != nil) {
+			return fmt.Errorf("%w: Pad input %d computed at run time", ErrUnsupported, i)
+		}
+	}
+	return nil
+}
+
+func triluArgs(n *ir.Node) error {
+	if err := movedInput(n); err != nil {
+		return err
+	}
+	if v := input(n, 1); v != nil {
+		if _, ok := constInts(v); !ok {
+			return fmt.Errorf("%w: Trilu k computed at run time", ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// permuteLaunch moves x to y through the strides of a permutation kernel:
+// output index (dims yd) reads x at sum idx[d]*xs[d].
+func (c *compiler) permuteLaunch(s *step, dt tensor.DType, yr, xr ref, yd []int, xs []int64) error {
+	k, err := c.copyKernel("permute", dt)
+	if err != nil {
+		return err
+	}
+	meta := []int64{int64(len(yd))}
+	for _, d := range yd {
+		meta = append(meta, int64(d))
+	}
+	meta = append(meta, xs...)
+	total := prod(yd)
+	if total > 0 {
+		s.launches = append(s.launches, elemLaunch(k, total, pArg(yr), pArg(xr), pArg(c.meta(meta)), lArg(total)))
+	}
+	return nil
+}
+
+// inOut returns input 0's dims and ref and output 0's ref and dims.
+func (c *compiler) inOut(n *ir.Node) (xd []int, xr, yr ref, yd []int, err error) {
+	if xd, err = c.dims(n.Inputs[0]); err != nil {
+		return
+	}
+	if xr, err = c.ref(n.Inputs[0]); err != nil {
+		return
+	}
+	yr, yd, err = c.out(n, 0)
+	return
+}
+
+// expand is a permutation with stride 0 on the broadcast dims.
+func (c *compiler) expand(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	meta, err := bcastMeta(yd, xd)
+	if err != nil {
+		return err
+	}
+	return c.permuteLaunch(s, dtypeOf(n.Inputs[0]), yr, xr, yd, meta[1+len(yd):])
+}
+
+func (c *compiler) tile(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	if len(xd) != len(yd) {
+		return fmt.Errorf("%w: Tile of %v to %v", ErrGraph, xd, yd)
+	}
+	bs, err := c.byteSuffix(dtypeOf(n.Inputs[0]))
+	if err != nil {
+		return err
+	}
+	st := tensor.Strides(xd)
+	meta := []int64{int64(len(yd))}
+	for _, d := range yd {
+		meta = append(meta, int64(d))
+	}
+	for _, d := range xd {
+		meta = append(meta, int64(d))
+	}
+	for _, v := range st {
+		meta = append(meta, int64(v))
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch("tile_"+bs, total, pArg(yr), pArg(xr), pArg(c.meta(meta)), lArg(total))}
+	}
+	return nil
+}
+
+// depthSpace is DepthToSpace or SpaceToDepth: a 6-D permutation.
+func (c *compiler) depthSpace(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	a := ops.AttrsOf(n)
+	b := int(a.Int("blocksize", 0))
+	crd := a.String("mode", "DCR") == "CRD"
+	if err := a.Err(); err != nil {
+		return err
+	}
+	if len(xd) != 4 || b < 1 {
+		return fmt.Errorf("%w: %s of %v with blocksize %d", ErrGraph, n.OpType, xd, b)
+	}
+	N, C, H, W := xd[0], xd[1], xd[2], xd[3]
+	var view, perm []int
+	switch {
+	case n.OpType == "SpaceToDepth":
+		view, perm = []int{N, C, H / b, b, W / b, b}, []int{0, 3, 5, 1, 2, 4}
+	case crd:
+		view, perm = []int{N, C / (b * b), b, b, H, W}, []int{0, 1, 4, 2, 5, 3}
+	default:
+		view, perm = []int{N, b, b, C / (b * b), H, W}, []int{0, 3, 4, 1, 5, 2}
+	}
+	if prod(view) != prod(xd) {
+		return fmt.Errorf("%w: %s of %v with blocksize %d", ErrGraph, n.OpType, xd, b)
+	}
+	vs := tensor.Strides(view)
+	pd := make([]int, 6)
+	xs := make([]int64, 6)
+	for i, p := range perm {
+		pd[i], xs[i] = view[p], int64(vs[p])
+	}
+	_ = yd
+	return c.permuteLaunch(s, dtypeOf(n.Inputs[0]), yr, xr, pd, xs)
+}
+
+// Pad modes of pad_bN.
+var padModes = map[string]int{"constant": 0, "edge": 1, "reflect": 2, "wrap": 3}
+
+func (c *compiler) pad(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	mode, ok := padModes[a.String("mode", "constant")]
+	if !ok {
+		return fmt.Errorf("%w: Pad mode %q", ErrUnsupported, a.String("mode", ""))
+	}
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	r := len(xd)
+	var pads []int64
+	value := 0.0
+	if c.g.Opset() < 11 {
+		pads = a.Ints("pads", a.Ints("paddings", nil))
+		value = float64(a.Float("value", 0))
+	} else {
+		if v := input(n, 1); v != nil {
+			if pads, ok = constInts(v); !ok && v.ShapeValue != nil {
+				for _, d := range v.ShapeValue {
+					if !d.Known() {
+						return fmt.Errorf("%w: Pad pads computed at run time", ErrUnsupported)
+					}
+					pads = append(pads, d.Val)
+				}
+			} else if !ok {
+				return fmt.Errorf("%w: Pad pads computed at run time", ErrUnsupported)
+			}
+		}
+		if v := input(n, 2); v != nil && v.Const != nil && v.Const.Len() > 0 {
+			value = v.Const.Float(0)
+		}
+		if v := input(n, 3); v != nil {
+			axes, ok := constInts(v)
+			if !ok {
+				return fmt.Errorf("%w: Pad axes computed at run time", ErrUnsupported)
+			}
+			full := make([]int64, 2*r)
+			if len(pads) != 2*len(axes) {
+				return fmt.Errorf("%w: Pad: %d pads for %d axes", ErrGraph, len(pads), len(axes))
+			}
+			for i, ax := range axes {
+				j, err := ops.NormAxis("Pad", ax, r)
+				if err != nil {
+					return err
+				}
+				full[j], full[r+j] = pads[i], pads[len(axes)+i]
+			}
+			pads = full
+		}
+	}
+	if err := a.Err(); err != nil {
+		return err
+	}
+	if len(pads) != 2*r || len(yd) != r {
+		return fmt.Errorf("%w: Pad: %d pads for rank %d", ErrGraph, len(pads), r)
+	}
+	dt := dtypeOf(n.Inputs[0])
+	bs, err := c.byteSuffix(dt)
+	if err != nil {
+		return err
+	}
+	meta := []int64{int64(r)}
+	for _, d := range yd {
+		meta = append(meta, int64(d))
+	}
+	for _, d := range xd {
+		meta = append(meta, int64(d))
+	}
+	for _, v := range tensor.Strides(xd) {
+		meta = append(meta, int64(v))
+	}
+	meta = append(meta, pads[:r]...)
+	total := prod(yd)
+	if total == 0 {
+		return nil
+	}
+	if prod(xd) == 0 && mode != 0 {
+		return fmt.Errorf("%w: Pad mode %d of an empty tensor", ErrGraph, mode)
+	}
+	s.launches = []launch{elemLaunch("pad_"+bs, total, pArg(yr), pArg(xr), pArg(c.meta(meta)), lArg(total), iArg(mode), lArg(int64(c.elemBits(dt, value))))}
+	return nil
+}
+
+// elementsMeta is {r, axis, dims[r], strides[r], axis length} of the
+// Gather/ScatterElements kernels.
+func elementsMeta(r, axis int, dims []int, strided []int) []int64 {
+	meta := []int64{int64(r), int64(axis)}
+	for _, d := range dims {
+		meta = append(meta, int64(d))
+	}
+	for _, v := range tensor.Strides(strided) {
+		meta = append(meta, int64(v))
+	}
+	return append(meta, int64(strided[axis]))
+}
+
+func (c *compiler) gatherElements(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("GatherElements", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	if err != nil {
+		return err
+	}
+	ir_, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(yd) != len(xd) {
+		return fmt.Errorf("%w: GatherElements of %v to %v", ErrGraph, xd, yd)
+	}
+	bs, err := c.byteSuffix(dtypeOf(n.Inputs[0]))
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch("gather_elements_"+bs, total, pArg(yr), pArg(xr), pArg(ir_), pArg(c.meta(elementsMeta(len(xd), axis, yd, xd))), lArg(total))}
+	}
+	return nil
+}
+
+// copyAll copies x (all of it) into y, which has its shape.
+func (c *compiler) copyAll(s *step, dt tensor.DType, yr, xr ref, total int64) error {
+	k, err := c.copyKernel("copy_rows", dt)
+	if err != nil {
+		return err
+	}
+	if total > 0 {
+		s.launches = append(s.launches, elemLaunch(k, total, pArg(yr), pArg(xr), lArg(1), lArg(total), lArg(total), lArg(0), lArg(total), lArg(0)))
+	}
+	return nil
+}
+
+func (c *compiler) scatterElements(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("ScatterElements", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	if err != nil {
+		return err
+	}
+	dt := dtypeOf(n.Inputs[0])
+	if err := c.copyAll(s, dt, yr, xr, prod(yd)); err != nil {
+		return err
+	}
+	ud, err := c.dims(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	ur, err := c.ref(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	ir_, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(ud) != len(xd) {
+		return fmt.Errorf("%w: ScatterElements updates %v for data %v", ErrGraph, ud, xd)
+	}
+	bs, err := c.byteSuffix(dt)
+	if err != nil {
+		return err
+	}
+	if total := prod(ud); total > 0 {
+		s.launches = append(s.launches, elemLaunch("scatter_elements_"+bs, total, pArg(yr), pArg(ur), pArg(ir_), pArg(c.meta(elementsMeta(len(xd), axis, ud, xd))), lArg(total)))
+	}
+	return nil
+}
+
+func (c *compiler) scatterND(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	dt := dtypeOf(n.Inputs[0])
+	if err := c.copyAll(s, dt, yr, xr, prod(yd)); err != nil {
+		return err
+	}
+	id, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(id) == 0 {
+		return fmt.Errorf("%w: ScatterND indices of rank 0", ErrGraph)
+	}
+	k := id[len(id)-1]
+	if k > len(xd) {
+		return fmt.Errorf("%w: ScatterND index tuples of %d for data %v", ErrGraph, k, xd)
+	}
+	ur, err := c.ref(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	ir_, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	rows, slice := prod(id[:len(id)-1]), prod(xd[k:])
+	st := tensor.Strides(xd)
+	meta := []int64{int64(k)}
+	for _, d := range xd[:k] {
+		meta = append(meta, int64(d))
+	}
+	for _, v := range st[:k] {
+		meta = append(meta, int64(v))
+	}
+	bs, err := c.byteSuffix(dt)
+	if err != nil {
+		return err
+	}
+	if rows*slice > 0 {
+		s.launches = append(s.launches, elemLaunch("scatter_nd_"+bs, rows*slice, pArg(yr), pArg(ur), pArg(ir_), pArg(c.meta(meta)), lArg(rows), lArg(slice)))
+	}
+	return nil
+}
+
+func (c *compiler) trilu(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	if len(xd) < 2 {
+		return fmt.Errorf("%w: Trilu of %v", ErrGraph, xd)
+	}
+	var k int64
+	if v := input(n, 1); v != nil {
+		vals, ok := constInts(v)
+		if !ok || len(vals) != 1 {
+			return fmt.Errorf("%w: Trilu k %v", ErrUnsupported, vals)
+		}
+		k = vals[0]
+	}
+	upper := int(ops.AttrsOf(n).Int("upper", 1))
+	bs, err := c.byteSuffix(dtypeOf(n.Inputs[0]))
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch("trilu_"+bs, total, pArg(yr), pArg(xr), lArg(int64(xd[len(xd)-2])), lArg(int64(xd[len(xd)-1])), lArg(total), lArg(k), iArg(upper))}
+	}
+	return nil
 }
 
 func emitAlias(c *compiler, s *step) error { return c.alias(s.node) }

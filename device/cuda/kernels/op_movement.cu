@@ -130,13 +130,3 @@ KILN_MOVE(b8, unsigned char)
 KILN_MOVE(b16, unsigned short)
 KILN_MOVE(b32, unsigned int)
 KILN_MOVE(b64, unsigned long long)
-
-// Range: y[i] = start + i * delta, start and delta read from the device.
-#define KILN_RANGE(sfx, T)                                                                                     \
-    extern "C" __global__ void range_##sfx(T *y, const T *start, const T *delta, long long n) {                \
-        GRID_STRIDE(i, n) kst(y, i, (kct<T>::t)kld(start, 0) + (kct<T>::t)i * (kct<T>::t)kld(delta, 0));       \
-    }
-KILN_RANGE(f32, float)
-KILN_RANGE(f16, kh)
-KILN_RANGE(i32, int)
-KILN_RANGE(i64, long long)
