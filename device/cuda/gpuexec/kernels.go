@@ -23,7 +23,10 @@ func opKernelNames() []string {
 	for _, b := range []string{"tile", "pad", "gather_elements", "scatter_elements", "scatter_nd", "trilu"} {
 		add(b, "b8", "b16", "b32", "b64")
 	}
-	for _, b := range []string{"reduce_axes", "argreduce", "softmax_axis", "conv_transpose2d", "instnorm", "batchnorm"} {
+	for _, b := range []string{"reduce_axes", "argreduce", "softmax_axis", "instnorm", "batchnorm", "row_stats", "nll_loss"} {
+		add(b, "f32", "f16", "f64")
+	}
+	for _, b := range []string{"conv_transpose2d", "resize_taps"} {
 		add(b, "f32", "f16")
 	}
 	add("cumsum", "f32", "f16", "f64", "i32", "i64")

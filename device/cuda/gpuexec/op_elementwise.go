@@ -317,7 +317,7 @@ var elementwiseKernels = append([]kernelDef{
 	{op: "Relu", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Sigmoid", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Tanh", f32: []int{0}, emit: (*compiler).unary},
-	{op: "Clip", f32: []int{0}, check: clipBounds, emit: (*compiler).unary},
+	{op: "Clip", check: clipTypes, emit: (*compiler).clip},
 	{op: "LeakyRelu", f32: []int{0}, emit: (*compiler).unary},
 	{op: "HardSigmoid", f32: []int{0}, emit: (*compiler).unary},
 	{op: "HardSwish", f32: []int{0}, emit: (*compiler).unary},
@@ -328,6 +328,77 @@ var elementwiseKernels = append([]kernelDef{
 	{op: "IsNaN", check: floatArgs, emit: (*compiler).isClass},
 	{op: "IsInf", check: floatArgs, emit: (*compiler).isClass},
 }, mathKernels()...)
+
+// clipTypes: Clip of any numeric type, bounds of its type.
+func clipTypes(n *ir.Node) error {
+	if err := typeIn(n, 0, numericTypes...); err != nil {
+		return err
+	}
+	return sameTypeIn(n, 1, 2)
+}
+
+// clip runs float32 Clip with constant bounds as the unary kernel (as
+// before); other types and bounds computed at run time as Max with the
+// lower bound and Min with the upper one (ew_binary, broadcasting the
+// scalars), in place.
+func (c *compiler) clip(s *step) error {
+	n := s.node
+	if dtypeOf(n.Inputs[0]) == tensor.Float32 && clipBounds(n) == nil {
+		return c.unary(s)
+	}
+	if c.g.Opset() < 11 {
+		return fmt.Errorf("%w: Clip-%d of %v", ErrUnsupported, c.g.Opset(), dtypeOf(n.Inputs[0]))
+	}
+	lo, hi := input(n, 1), input(n, 2)
+	x := n.Inputs[0]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	sfx, err := c.suffix(dtypeOf(x))
+	if err != nil {
+		return err
+	}
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total == 0 {
+		return nil
+	}
+	if lo == nil && hi == nil {
+		return c.copyAll(s, dtypeOf(x), yr, xr, total)
+	}
+	src := xr
+	for _, b := range []struct {
+		v  *ir.Value
+		op int
+	}{{lo, ewMax}, {hi, ewMin}} {
+		if b.v == nil {
+			continue
+		}
+		bd, err := c.dims(b.v)
+		if err != nil {
+			return err
+		}
+		br, err := c.ref(b.v)
+		if err != nil {
+			return err
+		}
+		meta, err := bcastMeta(yd, xd, bd)
+		if err != nil {
+			return err
+		}
+		s.launches = append(s.launches, elemLaunch("ew_binary_"+sfx, total, pArg(yr), pArg(src), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(b.op)))
+		src = yr
+	}
+	return nil
+}
 
 // mathOps are the unary ops of ew_unary: the kernel's op code, the element
 // types it takes (float32 and float16 unless ints), and how to read its

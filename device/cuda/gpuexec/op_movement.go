@@ -289,12 +289,7 @@ func triluArgs(n *ir.Node) error {
 	if err := movedInput(n); err != nil {
 		return err
 	}
-	if v := input(n, 1); v != nil {
-		if _, ok := constInts(v); !ok {
-			return fmt.Errorf("%w: Trilu k computed at run time", ErrUnsupported)
-		}
-	}
-	return nil
+	return typeIn(n, 1, tensor.Int64)
 }
 
 // permuteLaunch moves x to y through the strides of a permutation kernel:
@@ -650,12 +645,19 @@ func (c *compiler) trilu(s *step) error {
 		return fmt.Errorf("%w: Trilu of %v", ErrGraph, xd)
 	}
 	var k int64
+	kp := nilArg() // k read on the device when computed at run time
 	if v := input(n, 1); v != nil {
-		vals, ok := constInts(v)
-		if !ok || len(vals) != 1 {
-			return fmt.Errorf("%w: Trilu k %v", ErrUnsupported, vals)
+		if vals, ok := constInts(v); ok && len(vals) == 1 {
+			k = vals[0]
+		} else if c.size(v) != 8 {
+			return fmt.Errorf("%w: Trilu k of %v", ErrGraph, v.Type)
+		} else {
+			r, err := c.ref(v)
+			if err != nil {
+				return err
+			}
+			kp = pArg(r)
 		}
-		k = vals[0]
 	}
 	upper := int(ops.AttrsOf(n).Int("upper", 1))
 	bs, err := c.byteSuffix(dtypeOf(n.Inputs[0]))
@@ -664,7 +666,7 @@ func (c *compiler) trilu(s *step) error {
 	}
 	total := prod(yd)
 	if total > 0 {
-		s.launches = []launch{elemLaunch("trilu_"+bs, total, pArg(yr), pArg(xr), lArg(int64(xd[len(xd)-2])), lArg(int64(xd[len(xd)-1])), lArg(total), lArg(k), iArg(upper))}
+		s.launches = []launch{elemLaunch("trilu_"+bs, total, pArg(yr), pArg(xr), lArg(int64(xd[len(xd)-2])), lArg(int64(xd[len(xd)-1])), lArg(total), lArg(k), kp, iArg(upper))}
 	}
 	return nil
 }

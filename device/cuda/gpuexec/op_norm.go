@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -54,6 +55,11 @@ func (c *compiler) layerNorm(s *step) error {
 	if err != nil {
 		return err
 	}
+	if c.statsUsed(n) {
+		if err := c.layerNormStats(s, xr, rows, cols, eps); err != nil {
+			return err
+		}
+	}
 	if c.half && vecRows(cols) {
 		// one warp per row, 16-byte accesses; a residual Add folded in
 		zr := nilArg()
@@ -70,16 +76,201 @@ func (c *compiler) layerNorm(s *step) error {
 			c.use(add.Inputs[1])
 			xr, zr = r0, pArg(r1)
 		}
-		s.launches = []launch{{kernel: "layernorm_vec_f16", grid: cuda.Dim3{X: uint32((rows + 3) / 4), Y: 1, Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
-			args: []arg{pArg(yr), pArg(xr), zr, pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)}}}
+		s.launches = append(s.launches, launch{kernel: "layernorm_vec_f16", grid: cuda.Dim3{X: uint32((rows + 3) / 4), Y: 1, Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
+			args: []arg{pArg(yr), pArg(xr), zr, pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)}})
 		return a.Err()
 	}
-	s.launches = []launch{rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps))}
+	s.launches = append(s.launches, rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)))
 	return a.Err()
 }
 
-// normKernels are the normalizations.
+// normKernels are the normalizations and the losses built on them.
 var normKernels = []kernelDef{
-	{op: "LayerNormalization", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
-	{domain: "kiln", op: "LayerNormalization", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
+	{op: "LayerNormalization", inputs: 2, outputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
+	{domain: "kiln", op: "LayerNormalization", inputs: 2, outputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
+	{op: "InstanceNormalization", inputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).instanceNorm},
+	{op: "BatchNormalization", inputs: 5, f32: []int{0, 1, 2, 3, 4}, check: batchNormInference, emit: (*compiler).batchNorm},
+	{op: "NegativeLogLikelihoodLoss", inputs: 2, check: lossTypes, emit: (*compiler).nllLoss},
+	{op: "SoftmaxCrossEntropyLoss", inputs: 2, outputs: 2, check: lossTypes, emit: (*compiler).nllLoss},
+}
+
+func batchNormInference(n *ir.Node) error {
+	if ops.AttrsOf(n).Int("training_mode", 0) != 0 {
+		return fmt.Errorf("%w: BatchNormalization in training mode", ErrUnsupported)
+	}
+	return nil
+}
+
+// lossTypes: float scores (and weights), int64 targets.
+func lossTypes(n *ir.Node) error {
+	if err := typeIn(n, 0, tensor.Float32, tensor.Float16, tensor.Float64); err != nil {
+		return err
+	}
+	if err := typeIn(n, 1, tensor.Int64); err != nil {
+		return err
+	}
+	return sameTypeIn(n, 2)
+}
+
+// statsUsed reports whether a LayerNormalization's Mean or InvStdDev is
+// read.
+func (c *compiler) statsUsed(n *ir.Node) bool {
+	for _, o := range n.Outputs[1:] {
+		if o != nil && c.used(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// layerNormStats writes a LayerNormalization's Mean and InvStdDev outputs
+// (those read) with row_stats.
+func (c *compiler) layerNormStats(s *step, xr ref, rows, cols int64, eps float32) error {
+	n := s.node
+	var outs [2]arg
+	for i := range outs {
+		outs[i] = nilArg()
+		if o := input2(n.Outputs, i+1); o != nil && c.used(o) {
+			r, _, err := c.out(n, i+1)
+			if err != nil {
+				return err
+			}
+			outs[i] = pArg(r)
+		}
+	}
+	s.launches = append(s.launches, rowsLaunch(c.fk("row_stats"), rows, rowThreads(int(cols)), 0, outs[0], outs[1], pArg(xr), lArg(rows), iArg(int(cols)), fArg(eps)))
+	return nil
+}
+
+// input2 is vs[i], or nil.
+func input2(vs []*ir.Value, i int) *ir.Value {
+	if i < len(vs) {
+		return vs[i]
+	}
+	return nil
+}
+
+func (c *compiler) instanceNorm(s *step) error {
+	n := s.node
+	xd, xr, yr, _, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	if len(xd) < 2 {
+		return fmt.Errorf("%w: InstanceNormalization of %v", ErrGraph, xd)
+	}
+	eps := ops.AttrsOf(n).Float("epsilon", 1e-5)
+	sr, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	rows, cols := int64(xd[0])*int64(xd[1]), prod(xd[2:])
+	if cols > math.MaxInt32 {
+		return fmt.Errorf("%w: InstanceNormalization over %d elements", ErrUnsupported, cols)
+	}
+	if rows*cols > 0 {
+		s.launches = []launch{rowsLaunch(c.fk("instnorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(sr), pArg(br), lArg(rows), iArg(int(cols)), iArg(xd[1]), fArg(eps))}
+	}
+	return nil
+}
+
+func (c *compiler) batchNorm(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	if len(xd) < 2 {
+		return fmt.Errorf("%w: BatchNormalization of %v", ErrGraph, xd)
+	}
+	eps := ops.AttrsOf(n).Float("epsilon", 1e-5)
+	var r [4]ref
+	for i := range r {
+		if r[i], err = c.ref(n.Inputs[i+1]); err != nil {
+			return err
+		}
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch(c.fk("batchnorm"), total, pArg(yr), pArg(xr), pArg(r[0]), pArg(r[1]), pArg(r[2]), pArg(r[3]),
+			lArg(total), lArg(prod(xd[2:])), iArg(xd[1]), fArg(eps))}
+	}
+	return nil
+}
+
+// nllLoss runs NegativeLogLikelihoodLoss, and SoftmaxCrossEntropyLoss as
+// LogSoftmax over the classes (into its log_prob output, or scratch)
+// followed by it.
+func (c *compiler) nllLoss(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	reduction := map[string]int{"none": 0, "sum": 1, "mean": 2}[a.String("reduction", "mean")]
+	hasIgnore := 0
+	var ignore int64
+	if a.Has("ignore_index") {
+		hasIgnore, ignore = 1, a.Int("ignore_index", 0)
+	}
+	if err := a.Err(); err != nil {
+		return err
+	}
+	x := n.Inputs[0]
+	xd, err := c.dims(x)
+	if err != nil {
+		return err
+	}
+	if len(xd) < 2 {
+		return fmt.Errorf("%w: %s of scores %v", ErrGraph, n.OpType, xd)
+	}
+	N, C, D := int64(xd[0]), int64(xd[1]), prod(xd[2:])
+	xr, err := c.ref(x)
+	if err != nil {
+		return err
+	}
+	tr, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	var wr *ref
+	if w := input(n, 2); w != nil {
+		r, err := c.ref(w)
+		if err != nil {
+			return err
+		}
+		wr = &r
+	}
+	sfx, err := c.suffix(dtypeOf(x))
+	if err != nil {
+		return err
+	}
+	if n.OpType == "SoftmaxCrossEntropyLoss" {
+		var lp ref
+		if o := input2(n.Outputs, 1); o != nil && c.used(o) {
+			if lp, _, err = c.out(n, 1); err != nil {
+				return err
+			}
+		} else {
+			lp = c.scratch(prod(xd) * c.esize(dtypeOf(x)))
+		}
+		if N*D > 0 && C > 0 {
+			s.launches = append(s.launches, elemLaunch("softmax_axis_"+sfx, N*D, pArg(lp), pArg(xr), lArg(N), lArg(C), lArg(D), iArg(1)))
+		}
+		xr = lp
+	}
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	if reduction == 0 {
+		if total := prod(yd); total > 0 {
+			s.launches = append(s.launches, elemLaunch("nll_loss_"+sfx, total, pArg(yr), pArg(xr), pArg(tr), optArg(wr), lArg(N), lArg(C), lArg(D), lArg(ignore), iArg(hasIgnore), iArg(0)))
+		}
+		return nil
+	}
+	s.launches = append(s.launches, launch{kernel: "nll_loss_" + sfx, grid: cuda.Dim3{X: 1, Y: 1, Z: 1}, block: cuda.Dim3{X: 256, Y: 1, Z: 1},
+		args: []arg{pArg(yr), pArg(xr), pArg(tr), optArg(wr), lArg(N), lArg(C), lArg(D), lArg(ignore), iArg(hasIgnore), iArg(reduction)}})
+	return nil
 }

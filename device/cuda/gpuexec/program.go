@@ -375,6 +375,14 @@ func (c *compiler) newStore(v *ir.Value) int {
 	return id
 }
 
+// scratch makes a buffer of the given size that lives during the current
+// step only.
+func (c *compiler) scratch(size int64) ref {
+	id := len(c.p.stores)
+	c.p.stores = append(c.p.stores, interval{size: max(size, 1), first: c.step, last: c.step})
+	return ref{buf: bufArena, id: id}
+}
+
 // use marks that the current step reads v.
 func (c *compiler) use(v *ir.Value) {
 	if v == nil {

@@ -116,7 +116,7 @@ func (c *compiler) planAddLayerNorm() {
 		}
 	}
 	for _, n := range c.g.Nodes {
-		if n.OpType != "LayerNormalization" || (n.Domain != "" && n.Domain != "kiln") || len(n.Inputs) < 2 || n.Inputs[0] == nil {
+		if n.OpType != "LayerNormalization" || (n.Domain != "" && n.Domain != "kiln") || len(n.Inputs) < 2 || n.Inputs[0] == nil || c.statsUsed(n) {
 			continue
 		}
 		x := n.Inputs[0]

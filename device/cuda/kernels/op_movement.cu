@@ -19,7 +19,8 @@ GATHER(gather_b8, unsigned char)
 // ScatterElements (reduction none): y[upd index with axis replaced by
 // idx] = upd; meta = {r, axis, upd dims[r], y strides[r], y axis length}.
 // Trilu: keeps the upper (upper 1) or lower triangle of the last two dims
-// (rows x cols), shifted by k, zeroing the rest.
+// (rows x cols), shifted by k (or *kp, read on the device), zeroing the
+// rest.
 #define KILN_MOVE(sfx, T)                                                                                      \
     extern "C" __global__ void tile_##sfx(T *y, const T *x, const long long *meta, long long n) {              \
         int r = (int)meta[0];                                                                                  \
@@ -119,7 +120,8 @@ GATHER(gather_b8, unsigned char)
         }                                                                                                      \
     }                                                                                                          \
     extern "C" __global__ void trilu_##sfx(T *y, const T *x, long long rows, long long cols, long long n,      \
-                                           long long k, int upper) {                                           \
+                                           long long k, const long long *kp, int upper) {                      \
+        if (kp) k = kp[0];                                                                                     \
         GRID_STRIDE(i, n) {                                                                                    \
             long long c = i % cols, rw = (i / cols) % rows;                                                    \
             bool keep = upper ? c - rw >= k : c - rw <= k;                                                     \

@@ -35,6 +35,61 @@ __device__ void batchnorm_t(T *y, const T *x, const T *scale, const T *bias, con
     }
 }
 
+// row_stats: the mean and 1/sqrt(var + eps) of each row of x [rows, cols]
+// (LayerNormalization's second and third outputs), one block per row;
+// either output may be absent.
+template <typename T>
+__device__ void row_stats_t(T *mean, T *inv, const T *x, long long rows, int cols, float eps) {
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        const long long base = r * cols;
+        float s = 0.0f;
+        for (int j = threadIdx.x; j < cols; j += blockDim.x) s += (float)kld(x, base + j);
+        float m = kiln_block_reduce(s, 0) / (float)cols;
+        float v = 0.0f;
+        for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+            float d = (float)kld(x, base + j) - m;
+            v += d * d;
+        }
+        v = kiln_block_reduce(v, 0) / (float)cols;
+        if (threadIdx.x == 0) {
+            if (mean) kst(mean, r, m);
+            if (inv) kst(inv, r, rsqrtf(v + eps));
+        }
+    }
+}
+
+// nll_loss: NegativeLogLikelihoodLoss of x [N, C, D] (D the product of the
+// trailing dims) at targets t [N, D] with optional class weights w [C]:
+// loss = -x[n, t, d] * w[t], 0 where t is the ignored index. Reduction 0
+// (none) writes every loss; 1 (sum) and 2 (mean, divided by the sum of the
+// weights) run as one block.
+template <typename T>
+__device__ void nll_loss_t(T *y, const T *x, const long long *t, const T *w, long long N, long long C, long long D,
+                           long long ignore, int has_ignore, int reduction) {
+    long long n = N * D;
+    if (reduction == 0) {
+        GRID_STRIDE(i, n) {
+            long long b = i / D, d = i % D, c = t[i];
+            float l = 0.0f;
+            if (!(has_ignore && c == ignore) && c >= 0 && c < C)
+                l = -(float)kld(x, (b * C + c) * D + d) * (w ? (float)kld(w, c) : 1.0f);
+            kst(y, i, l);
+        }
+        return;
+    }
+    float ls = 0.0f, ws = 0.0f;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+        long long b = i / D, d = i % D, c = t[i];
+        if ((has_ignore && c == ignore) || c < 0 || c >= C) continue;
+        float wc = w ? (float)kld(w, c) : 1.0f;
+        ls += -(float)kld(x, (b * C + c) * D + d) * wc;
+        ws += wc;
+    }
+    ls = kiln_block_reduce(ls, 0);
+    ws = kiln_block_reduce(ws, 0);
+    if (threadIdx.x == 0) kst(y, 0, reduction == 2 ? ls / ws : ls);
+}
+
 #define KILN_NORM(sfx, T)                                                                                    \
     extern "C" __global__ void instnorm_##sfx(T *y, const T *x, const T *scale, const T *bias, long long rows, \
                                               int cols, int C, float eps) {                                  \
@@ -44,6 +99,15 @@ __device__ void batchnorm_t(T *y, const T *x, const T *scale, const T *bias, con
                                                const T *mean, const T *var, long long n, long long hw, int C,  \
                                                float eps) {                                                  \
         batchnorm_t(y, x, scale, bias, mean, var, n, hw, C, eps);                                            \
+    }                                                                                                        \
+    extern "C" __global__ void row_stats_##sfx(T *mean, T *inv, const T *x, long long rows, int cols, float eps) { \
+        row_stats_t(mean, inv, x, rows, cols, eps);                                                          \
+    }                                                                                                        \
+    extern "C" __global__ void nll_loss_##sfx(T *y, const T *x, const long long *t, const T *w, long long N,    \
+                                              long long C, long long D, long long ignore, int has_ignore,      \
+                                              int reduction) {                                                 \
+        nll_loss_t(y, x, t, w, N, C, D, ignore, has_ignore, reduction);                                      \
     }
 KILN_NORM(f32, float)
 KILN_NORM(f16, kh)
+KILN_NORM(f64, double)

@@ -148,6 +148,7 @@ __device__ void softmax_axis_t(T *y, const T *x, long long outer, long long len,
     }
 KILN_REDUCE(f32, float)
 KILN_REDUCE(f16, kh)
+KILN_REDUCE(f64, double)
 
 #define KILN_CUMSUM(sfx, T)                                                                                   \
     extern "C" __global__ void cumsum_##sfx(T *y, const T *x, long long outer, long long len, long long inner, \
