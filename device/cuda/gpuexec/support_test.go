@@ -111,7 +111,7 @@ func TestSupportsMatchesCompile(t *testing.T) {
 		{"clip with a computed bound", func(b *ir.Builder, x *ir.Value) *ir.Value {
 			lo := b.Op("ReduceMin", []*ir.Value{x}, ir.IntAttr("keepdims", 0))
 			return b.Op("Clip", []*ir.Value{x, lo})
-		}, false},
+		}, true},
 		{"transpose", func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("Transpose", []*ir.Value{x}, ir.IntsAttr("perm", 1, 0))
 		}, true},
@@ -166,7 +166,15 @@ func TestSupportsLimits(t *testing.T) {
 		}, ""},
 		{"linear resize", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("Resize", []*ir.Value{x, nil, b.Const("", f(1, 1, 2, 2))}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "linear"})
-		}, "only nearest"},
+		}, ""},
+		{"cubic resize, align_corners", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Resize", []*ir.Value{x, nil, b.Const("", f(1, 1, 2, 0.5))}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "cubic"},
+				&ir.Attr{Name: "coordinate_transformation_mode", Type: ir.AttrString, S: "align_corners"})
+		}, ""},
+		{"tf_crop_and_resize", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Resize", []*ir.Value{x, b.Const("", f(0, 0, 0, 0, 1, 1, 1, 1)), b.Const("", f(1, 1, 2, 2))}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "linear"},
+				&ir.Attr{Name: "coordinate_transformation_mode", Type: ir.AttrString, S: "tf_crop_and_resize"})
+		}, "tf_crop_and_resize"},
 		{"2-D convolution", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 3, 3))}, ir.IntsAttr("kernel_shape", 3, 3))
 		}, ""},
