@@ -14,7 +14,8 @@ import (
 var reduceModes = map[string]int{"ReduceSum": 0, "ReduceMean": 1, "ReduceMax": 2, "ReduceMin": 3, "ReduceProd": 4,
 	"ReduceL1": 5, "ReduceL2": 6, "ReduceLogSumExp": 7, "ReduceSumSquare": 8, "ReduceLogSum": 9}
 
-// reduceKernels are the reductions over axes (float32 and float16),
+// reduceKernels are the reductions over axes (float32, float16 and
+// float64, computed in float32),
 // ArgMax, ArgMin and CumSum.
 var reduceKernels = append([]kernelDef{
 	{op: "ArgMax", check: floatIn0, emit: (*compiler).argReduce},
@@ -30,7 +31,11 @@ func reduceDefs() []kernelDef {
 	return defs
 }
 
-func floatIn0(n *ir.Node) error { return typeIn(n, 0, floatTypes...) }
+// floatIn0: input 0 is float32, float16 or float64 (the reduce and
+// softmax_axis kernels' types).
+func floatIn0(n *ir.Node) error {
+	return typeIn(n, 0, tensor.Float32, tensor.Float16, tensor.Float64)
+}
 
 // reduceAxesConst: float input, and axes (when an input) a constant.
 func reduceAxesConst(n *ir.Node) error {

@@ -79,8 +79,8 @@ func checkProgram(t *testing.T, p *program) {
 				t.Errorf("arena %d bytes for buffers of %d in all", p.arena, sum)
 			}
 			for k := range p.kernels {
-				if !slices.Contains(cuda.KernelNames, k) {
-					t.Errorf("kernel %s is not among cuda.KernelNames", k)
+				if !slices.Contains(cuda.KernelNames, k) && !slices.Contains(opKernelNames(), k) {
+					t.Errorf("kernel %s is not among cuda.KernelNames or the op family kernels", k)
 				}
 			}
 			for _, s := range p.steps {

@@ -1,0 +1,421 @@
+package gpuexec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// stickyCUDA matches the CUDA errors that leave the context unusable: the
+// rest of the process's GPU work fails after one of them.
+var stickyCUDA = regexp.MustCompile(`CUDA_ERROR_(ILLEGAL_ADDRESS|LAUNCH_FAILED|MISALIGNED_ADDRESS|ILLEGAL_INSTRUCTION|HARDWARE_STACK_ERROR|INVALID_PC|ASSERT)`)
+
+// opCase is one graph of new ops run on the GPU against the CPU engine:
+// inputs in order (their shapes and types declare the graph's inputs),
+// build makes the outputs.
+type opCase struct {
+	name  string
+	in    []*tensor.Tensor
+	build func(b *ir.Builder, x []*ir.Value) []*ir.Value
+	noF16 bool // float64 or otherwise not run in half precision
+}
+
+// opCases are the op families added to the registry, each run in float32
+// and float16.
+func opCases() []opCase {
+	r := rand.New(rand.NewPCG(5, 6))
+	rnd := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	pos := func(shape ...int) *tensor.Tensor {
+		x := rnd(shape...)
+		for i, v := range x.Float32s() {
+			x.Float32s()[i] = float32(math.Abs(float64(v))) + 0.5
+		}
+		return x
+	}
+	ints := func(lo, hi int64, shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Int64, shape...)
+		for i := range x.Int64s() {
+			x.Int64s()[i] = lo + r.Int64N(hi-lo)
+		}
+		return x
+	}
+	i64 := func(v ...int64) *tensor.Tensor { return tensor.FromInt64(v, len(v)) }
+	f32 := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32(v, len(v)) }
+	op := func(b *ir.Builder, name string, in []*ir.Value, attrs ...*ir.Attr) []*ir.Value {
+		return []*ir.Value{b.Op(name, in, attrs...)}
+	}
+	str := func(name, v string) *ir.Attr { return ir.StringAttr(name, v) }
+	cases := []opCase{
+		{"ConvTranspose 2-D stride 2 pads output_padding bias", []*tensor.Tensor{rnd(2, 4, 7, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ConvTranspose", []*ir.Value{x[0], b.Const("w", rnd(4, 3, 3, 3)), b.Const("b", rnd(3))},
+				ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 0, 1, 1), ir.IntsAttr("output_padding", 1, 0))
+		}, false},
+		{"ConvTranspose groups dilations", []*tensor.Tensor{rnd(1, 6, 5, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ConvTranspose", []*ir.Value{x[0], b.Const("w", rnd(6, 2, 3, 2))},
+				ir.IntAttr("group", 3), ir.IntsAttr("dilations", 2, 1), ir.IntsAttr("strides", 1, 3))
+		}, false},
+		{"ConvTranspose SAME_UPPER", []*tensor.Tensor{rnd(1, 3, 5, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ConvTranspose", []*ir.Value{x[0], b.Const("w", rnd(3, 2, 3, 3))}, ir.IntsAttr("strides", 2, 2), str("auto_pad", "SAME_UPPER"))
+		}, false},
+		{"ConvTranspose 1-D", []*tensor.Tensor{rnd(2, 3, 9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ConvTranspose", []*ir.Value{x[0], b.Const("w", rnd(3, 5, 4)), b.Const("b", rnd(5))}, ir.IntsAttr("strides", 3))
+		}, false},
+		{"HardSigmoid", []*tensor.Tensor{rnd(3, 40)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "HardSigmoid", x[:1], ir.FloatAttr("alpha", 0.3), ir.FloatAttr("beta", 0.4))
+		}, false},
+		{"CumSum exclusive reverse", []*tensor.Tensor{rnd(3, 17, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "CumSum", []*ir.Value{x[0], b.Const("axis", i64(1))}, ir.IntAttr("exclusive", 1), ir.IntAttr("reverse", 1))
+		}, false},
+		{"CumSum int64", []*tensor.Tensor{ints(-50, 50, 4, 33)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "CumSum", []*ir.Value{x[0], b.Const("axis", i64(-1))})
+		}, false},
+		{"ArgMax keepdims", []*tensor.Tensor{rnd(3, 50, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ArgMax", x[:1], ir.IntAttr("axis", 1))
+		}, false},
+		{"ArgMin select_last_index", []*tensor.Tensor{rnd(6, 70)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ArgMin", x[:1], ir.IntAttr("axis", -1), ir.IntAttr("keepdims", 0), ir.IntAttr("select_last_index", 1))
+		}, false},
+		{"Softmax axis 0, LogSoftmax, Hardmax", []*tensor.Tensor{rnd(5, 6, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("Softmax", x[:1], ir.IntAttr("axis", 0)), b.Op("LogSoftmax", x[:1], ir.IntAttr("axis", 1)), b.Op("Hardmax", x[:1])}
+		}, false},
+		{"Where of Greater, Not, And, Or, Xor", []*tensor.Tensor{rnd(4, 9), rnd(9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			gt := b.Op("Greater", []*ir.Value{x[0], x[1]})
+			lt := b.Op("Less", []*ir.Value{x[0], b.Const("z", f32(0.3))})
+			mix := b.Op("Xor", []*ir.Value{b.Op("And", []*ir.Value{gt, lt}), b.Op("Or", []*ir.Value{b.Op("Not", []*ir.Value{gt}), lt})})
+			return []*ir.Value{b.Op("Where", []*ir.Value{mix, x[0], x[1]}), b.Op("Equal", []*ir.Value{gt, lt})}
+		}, false},
+		{"int64 Add Sub Mul Div Mod broadcast", []*tensor.Tensor{ints(-100, 100, 3, 1, 5), ints(1, 9, 4, 1)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("Add", x), b.Op("Sub", x), b.Op("Mul", x), b.Op("Div", x), b.Op("Mod", x),
+				b.Op("LessOrEqual", x), b.Op("Max", x)}
+		}, false},
+		{"float Mod fmod, Pow, Sum, Mean, Max of 3", []*tensor.Tensor{rnd(2, 3, 4), pos(3, 4), rnd(4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("Mod", []*ir.Value{x[0], x[1]}, ir.IntAttr("fmod", 1)), b.Op("Pow", []*ir.Value{x[1], x[2]}),
+				b.Op("Sum", x), b.Op("Mean", x), b.Op("Max", x), b.Op("Min", x)}
+		}, false},
+		{"Cast float int32 bool float16", []*tensor.Tensor{rnd(5, 8)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			s := b.Op("Mul", []*ir.Value{x[0], b.Const("k", f32(10))})
+			i := b.Op("Cast", []*ir.Value{s}, ir.IntAttr("to", int64(tensor.Int32)))
+			bo := b.Op("Cast", []*ir.Value{i}, ir.IntAttr("to", int64(tensor.Bool)))
+			h := b.Op("Cast", []*ir.Value{x[0]}, ir.IntAttr("to", int64(tensor.Float16)))
+			return []*ir.Value{i, bo, b.Op("Cast", []*ir.Value{h}, ir.IntAttr("to", int64(tensor.Float32)))}
+		}, false},
+		{"Clip computed bounds, int Clip", []*tensor.Tensor{rnd(4, 10), ints(-20, 20, 30)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			lo := b.Op("ReduceMean", x[:1], ir.IntAttr("keepdims", 0))
+			return []*ir.Value{b.Op("Clip", []*ir.Value{x[0], lo, b.Const("hi", tensor.FromFloat32([]float32{1}))}),
+				b.Op("Clip", []*ir.Value{x[1], b.Const("l", tensor.FromInt64([]int64{-5})), nil})}
+		}, false},
+		{"Pad constant reflect edge", []*tensor.Tensor{rnd(2, 3, 5, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			p := b.Const("p", i64(0, 1, 2, 1, 0, 0, 1, 3))
+			return []*ir.Value{b.Op("Pad", []*ir.Value{x[0], p, b.Const("v", f32(1.5))}), b.Op("Pad", []*ir.Value{x[0], p}, str("mode", "reflect")),
+				b.Op("Pad", []*ir.Value{x[0], p}, str("mode", "edge"))}
+		}, false},
+		{"Tile Expand", []*tensor.Tensor{rnd(2, 1, 3)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("Tile", []*ir.Value{x[0], b.Const("r", i64(2, 3, 2))}), b.Op("Expand", []*ir.Value{x[0], b.Const("s", i64(4, 2, 5, 3))})}
+		}, false},
+		{"DepthToSpace DCR CRD, SpaceToDepth", []*tensor.Tensor{rnd(2, 8, 3, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("DepthToSpace", x[:1], ir.IntAttr("blocksize", 2)), b.Op("DepthToSpace", x[:1], ir.IntAttr("blocksize", 2), str("mode", "CRD")),
+				b.Op("SpaceToDepth", []*ir.Value{b.Op("DepthToSpace", x[:1], ir.IntAttr("blocksize", 2))}, ir.IntAttr("blocksize", 2))}
+		}, false},
+		{"GatherElements ScatterElements ScatterND", []*tensor.Tensor{rnd(4, 6), ints(-4, 4, 3, 6), rnd(3, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			sidx := b.Const("si", func() *tensor.Tensor { // distinct rows per column: a defined result
+				t := tensor.New(tensor.Int64, 3, 6)
+				for j := range 6 {
+					for i := range 3 {
+						t.Int64s()[i*6+j] = int64((i + j) % 4)
+					}
+				}
+				return t
+			}())
+			nd := b.Const("ni", tensor.FromInt64([]int64{2, 0}, 2, 1))
+			return []*ir.Value{b.Op("GatherElements", []*ir.Value{x[0], x[1]}, ir.IntAttr("axis", 0)),
+				b.Op("ScatterElements", []*ir.Value{x[0], sidx, x[2]}, ir.IntAttr("axis", 0)),
+				b.Op("ScatterND", []*ir.Value{x[0], nd, b.Const("u", rnd(2, 6))})}
+		}, false},
+		{"Trilu upper lower", []*tensor.Tensor{rnd(2, 5, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("Trilu", []*ir.Value{x[0], b.Const("k", tensor.FromInt64([]int64{1}))}), b.Op("Trilu", x[:1], ir.IntAttr("upper", 0))}
+		}, false},
+		{"InstanceNormalization BatchNormalization", []*tensor.Tensor{rnd(2, 3, 6, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("InstanceNormalization", []*ir.Value{x[0], b.Const("s", rnd(3)), b.Const("b", rnd(3))}),
+				b.Op("BatchNormalization", []*ir.Value{x[0], b.Const("g", rnd(3)), b.Const("bb", rnd(3)), b.Const("m", rnd(3)), b.Const("v", pos(3))})}
+		}, false},
+		{"LayerNormalization Mean InvStdDev", []*tensor.Tensor{rnd(4, 5, 24)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("LayerNormalization", 3, []*ir.Value{x[0], b.Const("g", rnd(24)), b.Const("b", rnd(24))})
+		}, false},
+		{"NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss", []*tensor.Tensor{rnd(3, 5, 4), ints(0, 5, 3, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			w := b.Const("w", pos(5))
+			nll := b.Op("NegativeLogLikelihoodLoss", []*ir.Value{x[0], x[1], w}, ir.IntAttr("ignore_index", 2))
+			none := b.Op("NegativeLogLikelihoodLoss", []*ir.Value{x[0], x[1]}, str("reduction", "none"))
+			sce := b.OpN("SoftmaxCrossEntropyLoss", 2, []*ir.Value{x[0], x[1]}, str("reduction", "sum"))
+			return []*ir.Value{nll, none, sce[0], sce[1]}
+		}, false},
+		{"float64 ReduceLogSumExp", []*tensor.Tensor{func() *tensor.Tensor {
+			t := tensor.New(tensor.Float64, 3, 4, 5)
+			for i := range t.Float64s() {
+				t.Float64s()[i] = r.NormFloat64()
+			}
+			return t
+		}()}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "ReduceLogSumExp", []*ir.Value{x[0], b.Const("a", i64(1))})
+		}, true},
+	}
+	for _, red := range []string{"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare", "ReduceLogSum"} {
+		cases = append(cases, opCase{red + " axes 1 3, all, keepdims 0", []*tensor.Tensor{pos(2, 7, 3, 45)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op(red, []*ir.Value{x[0], b.Const("a", i64(1, -1))}), b.Op(red, x[:1], ir.IntAttr("keepdims", 0))}
+		}, false})
+	}
+	for _, res := range []struct {
+		name string
+		in   []int
+		sc   []float32
+		at   []*ir.Attr
+	}{
+		{"linear half_pixel x2", []int{1, 2, 5, 7}, []float32{1, 1, 2, 2}, []*ir.Attr{str("mode", "linear")}},
+		{"linear align_corners down", []int{2, 3, 9, 8}, []float32{1, 1, 0.5, 0.75}, []*ir.Attr{str("mode", "linear"), str("coordinate_transformation_mode", "align_corners")}},
+		{"linear asymmetric", []int{1, 2, 6, 6}, []float32{1, 1, 1.5, 2.5}, []*ir.Attr{str("mode", "linear"), str("coordinate_transformation_mode", "asymmetric")}},
+		{"linear pytorch_half_pixel", []int{1, 2, 4, 9}, []float32{1, 1, 3, 0.4}, []*ir.Attr{str("mode", "linear"), str("coordinate_transformation_mode", "pytorch_half_pixel")}},
+		{"linear half_pixel_symmetric", []int{1, 1, 5, 5}, []float32{1, 1, 1.7, 2.3}, []*ir.Attr{str("mode", "linear"), str("coordinate_transformation_mode", "half_pixel_symmetric")}},
+		{"linear antialias down", []int{1, 2, 12, 10}, []float32{1, 1, 0.4, 0.6}, []*ir.Attr{str("mode", "linear"), ir.IntAttr("antialias", 1)}},
+		{"cubic half_pixel", []int{1, 2, 6, 5}, []float32{1, 1, 2, 1.6}, []*ir.Attr{str("mode", "cubic")}},
+		{"cubic exclude_outside a -0.5", []int{2, 1, 7, 7}, []float32{1, 1, 0.8, 1.4}, []*ir.Attr{str("mode", "cubic"), ir.IntAttr("exclude_outside", 1), ir.FloatAttr("cubic_coeff_a", -0.5)}},
+		{"cubic antialias down", []int{1, 1, 16, 12}, []float32{1, 1, 0.5, 0.3}, []*ir.Attr{str("mode", "cubic"), ir.IntAttr("antialias", 1)}},
+	} {
+		cases = append(cases, opCase{"Resize " + res.name, []*tensor.Tensor{rnd(res.in...)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "Resize", []*ir.Value{x[0], nil, b.Const("sc", f32(res.sc...))}, res.at...)
+		}, false})
+	}
+	for _, u := range []struct {
+		name  string
+		input *tensor.Tensor
+		attrs []*ir.Attr
+	}{
+		{"Erf", rnd(3, 50), nil}, {"Exp", rnd(3, 50), nil}, {"Log", pos(3, 50), nil}, {"Sqrt", pos(3, 50), nil},
+		{"Abs", rnd(3, 50), nil}, {"Neg", rnd(3, 50), nil}, {"Floor", rnd(3, 50), nil}, {"Ceil", rnd(3, 50), nil},
+		{"Reciprocal", pos(3, 50), nil}, {"Tanh", rnd(3, 50), nil}, {"Softplus", rnd(3, 50), nil}, {"Softsign", rnd(3, 50), nil},
+		{"Elu", rnd(3, 50), []*ir.Attr{ir.FloatAttr("alpha", 0.7)}}, {"Selu", rnd(3, 50), nil}, {"Celu", rnd(3, 50), nil},
+		{"Sin", rnd(3, 50), nil}, {"Cos", rnd(3, 50), nil}, {"Tan", rnd(3, 50), nil}, {"Atan", rnd(3, 50), nil},
+		{"Sinh", rnd(3, 50), nil}, {"Cosh", rnd(3, 50), nil}, {"Asinh", rnd(3, 50), nil}, {"Sign", rnd(3, 50), nil},
+		{"ThresholdedRelu", rnd(3, 50), []*ir.Attr{ir.FloatAttr("alpha", 0.5)}}, {"Shrink", rnd(3, 50), []*ir.Attr{ir.FloatAttr("bias", 0.2), ir.FloatAttr("lambd", 0.4)}},
+		{"Mish", rnd(3, 50), nil}, {"Round", rnd(3, 50), nil}, {"Neg int64", ints(-9, 9, 40), nil}, {"Abs int64", ints(-9, 9, 40), nil},
+	} {
+		name := u.name
+		if i := len(name) - len(" int64"); i > 0 && name[i:] == " int64" {
+			name = name[:i]
+		}
+		cases = append(cases, opCase{u.name, []*tensor.Tensor{u.input}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, name, x[:1], u.attrs...)
+		}, false})
+	}
+	return cases
+}
+
+// TestNewOpsOnGPU runs each op family of the registry on the GPU, in
+// float32 (rtol 1e-3, atol 1e-4 against kiln's CPU engine) and float16
+// (cosine similarity at least minCosine); integer and bool outputs must be
+// equal (in float16 at most 2% may differ, from inputs rounded to half).
+// Each case is its own subtest. KILN_GPU_FROM=<case> starts after that
+// case: after a CUDA error that leaves the context unusable the test stops
+// with "STICKY CUDA ERROR in <case>", and bench/gpu-ops.sh resumes after
+// it.
+func TestNewOpsOnGPU(t *testing.T) {
+	needGPU(t)
+	from := os.Getenv("KILN_GPU_FROM")
+	skipping := from != ""
+	for _, tc := range opCases() {
+		if skipping {
+			skipping = tc.name != from
+			continue
+		}
+		for _, half := range []bool{false, true} {
+			if half && tc.noF16 {
+				continue
+			}
+			prec := map[bool]string{false: "fp32", true: "fp16"}[half]
+			var sticky error
+			t.Run(tc.name+"/"+prec, func(t *testing.T) {
+				sticky = runOpCase(t, tc, half)
+			})
+			if sticky != nil {
+				t.Fatalf("STICKY CUDA ERROR in %s: %v", tc.name, sticky)
+			}
+		}
+	}
+}
+
+// opGraph builds the graph of a case.
+func opGraph(t *testing.T, tc opCase) (*ir.Graph, map[string]*tensor.Tensor) {
+	t.Helper()
+	b := ir.NewBuilder("ops", 18)
+	var xs []*ir.Value
+	in := map[string]*tensor.Tensor{}
+	for i, x := range tc.in {
+		var dims []ir.Dim
+		for _, d := range x.Shape {
+			dims = append(dims, ir.D(int64(d)))
+		}
+		name := fmt.Sprintf("x%d", i)
+		xs = append(xs, b.Input(name, x.DType, dims...))
+		in[name] = x
+	}
+	for i, o := range tc.build(b, xs) {
+		b.Output(o, fmt.Sprintf("out%d", i))
+	}
+	g := b.Graph()
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	return g, in
+}
+
+// TestNewOpsCompile checks, without a GPU, what TestNewOpsOnGPU needs of
+// each case: the CPU engine runs it, Supports accepts every node, and the
+// GPU compiler makes a program of known kernels within their buffers, in
+// float32 and float16.
+func TestNewOpsCompile(t *testing.T) {
+	for _, tc := range opCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			g, in := opGraph(t, tc)
+			ce, err := engine.New(g.Clone())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ce.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range g.Nodes {
+				if err := Supports(n, g); err != nil {
+					t.Errorf("Supports(%s): %v", n.OpType, err)
+				}
+			}
+			for _, half := range []bool{false, true} {
+				if half && tc.noF16 {
+					continue
+				}
+				p, err := compile(g, false, half)
+				if err != nil {
+					t.Fatalf("half %v: %v", half, err)
+				}
+				checkProgram(t, p)
+			}
+		})
+	}
+}
+
+// runOpCase runs one case and returns an error only when it left the CUDA
+// context unusable.
+func runOpCase(t *testing.T, tc opCase, half bool) (sticky error) {
+	defer func() {
+		if x := recover(); x != nil {
+			t.Errorf("panic: %v", x)
+		}
+	}()
+	mk := func() *ir.Graph { g, _ := opGraph(t, tc); return g }
+	_, in := opGraph(t, tc)
+	ce, err := engine.New(mk())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ce.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := mk()
+	for _, n := range g.Nodes {
+		if err := Supports(n, g); err != nil {
+			t.Errorf("Supports(%s): %v", n.OpType, err)
+		}
+	}
+	check := func(err error) bool {
+		if err == nil {
+			return false
+		}
+		if stickyCUDA.MatchString(err.Error()) {
+			sticky = err
+		}
+		t.Error(err)
+		return true
+	}
+	e, err := NewEngine(g, Options{FP16: half, SyncEachLayer: true})
+	if check(err) {
+		return
+	}
+	defer e.Close()
+	c, err := e.NewContext()
+	if check(err) {
+		return
+	}
+	defer c.Close()
+	for run := range 2 { // eager, then captured as a CUDA graph
+		got, err := c.Run(context.Background(), in)
+		if check(err) {
+			return
+		}
+		for name, w := range want {
+			gv := got[name]
+			if gv == nil {
+				t.Errorf("run %d: no output %s", run, name)
+				continue
+			}
+			compareOutput(t, fmt.Sprintf("run %d %s", run, name), gv, w, half)
+		}
+	}
+	return
+}
+
+// compareOutput compares one output with the CPU's.
+func compareOutput(t *testing.T, name string, got, want *tensor.Tensor, half bool) {
+	t.Helper()
+	if got.DType != want.DType || tensor.ShapeString(got.Shape) != tensor.ShapeString(want.Shape) {
+		t.Errorf("%s: %v%v, want %v%v", name, got.DType, got.Shape, want.DType, want.Shape)
+		return
+	}
+	switch {
+	case want.DType.IsFloat() && half:
+		if cos, rel := cosine(got, want); !(cos >= minCosine) {
+			t.Errorf("%s: fp16 cosine similarity %.6f < %g (relative L2 error %.3g)", name, cos, minCosine, rel)
+		}
+	case want.DType.IsFloat():
+		bad, worst := 0, 0.0
+		for i := range want.Len() {
+			g, w := got.Float(i), want.Float(i)
+			d := math.Abs(g - w)
+			if (math.IsNaN(g) != math.IsNaN(w)) || (!math.IsNaN(w) && !(d <= atol+rtol*math.Abs(w)) && !(math.IsInf(w, 0) && g == w)) {
+				if bad < 5 {
+					t.Errorf("%s[%d] = %g, want %g", name, i, g, w)
+				}
+				bad++
+				worst = max(worst, d)
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d elements differ (largest difference %g)", name, bad, want.Len(), worst)
+		}
+	default:
+		bad := 0
+		for i := range want.Len() {
+			if got.Float(i) != want.Float(i) {
+				if bad < 5 && !half {
+					t.Errorf("%s[%d] = %v, want %v", name, i, got.Float(i), want.Float(i))
+				}
+				bad++
+			}
+		}
+		if bad > 0 && (!half || bad*50 > want.Len()) {
+			t.Errorf("%s: %d of %d elements differ", name, bad, want.Len())
+		}
+	}
+}
