@@ -280,7 +280,7 @@ func (h *handler) streamDecode(model, ver string, binaryMsg bool, msg []byte) (*
 func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded) streamReply {
 	resp, err := h.s.Infer(ctx, &serve.InferRequest{
 		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs, Outputs: d.Outputs,
-		Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
+		Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond, Classes: d.Classes,
 	})
 	if err == nil {
 		var hdr []byte
