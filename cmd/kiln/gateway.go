@@ -112,6 +112,14 @@ func runGateway(ctx context.Context, args []string, started chan<- [3]string) in
 	case len(backends) > 0:
 		disc = gateway.Static(backends)
 	case *backendsFile != "":
+		// a file that cannot be read or parsed is an error now, before listening
+		data, err := os.ReadFile(*backendsFile)
+		if err == nil {
+			_, err = gateway.ReadEndpoints(data)
+		}
+		if err != nil {
+			return fail("gateway: --backends-file: %v", err)
+		}
 		disc = gateway.File{Path: *backendsFile, Logger: log}
 	case *dnsName != "":
 		disc = gateway.DNS{Name: *dnsName, HTTPPort: pp["http"], GRPCPort: pp["grpc"], MetricsPort: pp["metrics"],
