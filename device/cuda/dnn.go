@@ -74,7 +74,7 @@ func (d *CUDNN) SetStream(h CUDNNHandle, s Stream) error {
 	if err != nil {
 		return err
 	}
-	if r := call(f.setStream, uintptr(h.p), uintptr(s.p)); r != 0 {
+	if r := callC(f.setStream, uintptr(h.p), uintptr(s.p)); r != 0 {
 		return d.err("cudnnSetStream", r)
 	}
 	return nil
@@ -223,7 +223,7 @@ func (c *CUDNNConv) Forward(h CUDNNHandle, x, w, y, workspace DevicePtr, wsSize 
 	// cudnnConvolutionForward(handle, alpha, xDesc, x, wDesc, w, convDesc,
 	// algo, workspace, workspaceSize, beta, yDesc, y); the scales are
 	// float32 read through pointers, so every argument is an integer.
-	if r := call(c.f.forward, uintptr(h.p), uintptr(unsafe.Pointer(&scaleOne)), uintptr(c.x), uintptr(x), uintptr(c.w), uintptr(w),
+	if r := callC(c.f.forward, uintptr(h.p), uintptr(unsafe.Pointer(&scaleOne)), uintptr(c.x), uintptr(x), uintptr(c.w), uintptr(w),
 		uintptr(c.conv), uintptr(c.Algo), uintptr(workspace), uintptr(wsSize), uintptr(unsafe.Pointer(&scaleZero)), uintptr(c.y), uintptr(y)); r != 0 {
 		return c.d.err("cudnnConvolutionForward", r)
 	}

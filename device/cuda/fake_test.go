@@ -1,11 +1,13 @@
 package cuda
 
 import (
+	"bytes"
 	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // fakeDriver builds testdata/fakecuda.c into a directory as libcuda.so.1
@@ -98,4 +100,111 @@ func BenchmarkLaunchFake(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestHotPathAllocsFake checks, against the fake libraries, that the calls
+// made once per kernel, copy, library call or graph replay do not allocate
+// (they go through purego with a pooled argument list).
+func TestHotPathAllocsFake(t *testing.T) {
+	d, err := OpenDriver(Options{LibDir: fakeDriver(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	libs := fakeLibraries(t)
+	dnn, err := OpenCUDNN(Options{LibDir: libs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt, err := OpenCUBLASLt(Options{LibDir: libs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dh, err := dnn.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dnn.Destroy(dh)
+	lh, err := lt.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lt.Destroy(lh)
+	conv, err := dnn.NewConv(dh, ConvParams{N: 1, C: 3, H: 8, W: 8, M: 4, KH: 3, KW: 3, PadH: 1, PadW: 1,
+		StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1}, 8, 8, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conv.Destroy()
+	mm, err := lt.NewMatmul(lh, 4, 8, 16, false, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Destroy()
+	pinned, err := d.MemAllocHost(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.MemFreeHost(pinned)
+	args := NewKernelArgs(3)
+	defer args.Free()
+	args.SetPtr(0, 0x10000)
+	args.SetInt32(1, 7)
+	args.SetFloat32(2, 0.5)
+	f := Function{p: args.slots} // any non-null handle
+	tests := []struct {
+		name string
+		run  func() error
+	}{
+		{"Launch", func() error { return d.Launch(f, Dim3{4, 1, 1}, Dim3{256, 1, 1}, 0, Stream{}, args) }},
+		{"GraphLaunch", func() error { return d.GraphLaunch(GraphExec{}, Stream{}) }},
+		{"EventRecord", func() error { return d.EventRecord(Event{}, Stream{}) }},
+		{"StreamSynchronize", func() error { return d.StreamSynchronize(Stream{}) }},
+		{"MemcpyHtoDAsync", func() error { return d.MemcpyHtoDAsync(0x10000, pinned, 64, Stream{}) }},
+		{"MemcpyDtoHAsync", func() error { return d.MemcpyDtoHAsync(pinned, 0x10000, 64, Stream{}) }},
+		{"CUDNN.SetStream", func() error { return dnn.SetStream(dh, Stream{}) }},
+		{"CUDNNConv.Forward", func() error { return conv.Forward(dh, 1, 2, 3, 4, conv.Workspace) }},
+		{"LtMatmul.Run", func() error { return mm.Run(lh, 1, 2, 3, 4, mm.Workspace, Stream{}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.run(); err != nil {
+				t.Fatal(err)
+			}
+			if n := testing.AllocsPerRun(100, func() { _ = tt.run() }); n != 0 {
+				t.Errorf("%s allocates %v times per call, want 0", tt.name, n)
+			}
+		})
+	}
+}
+
+// TestCHelpers checks the C memory and C string helpers that replaced cgo's.
+func TestCHelpers(t *testing.T) {
+	for _, s := range []string{"", "x", "sm_90", strings.Repeat("k", 4097)} {
+		p := cString(s)
+		if got := goString(uintptr(p)); got != s {
+			t.Errorf("goString(cString(%.10q)) = %.10q", s, got)
+		}
+		cFree(p)
+	}
+	if got := goString(0); got != "" {
+		t.Errorf("goString(NULL) = %q", got)
+	}
+	for _, tt := range []struct {
+		buf  []byte
+		want string
+	}{
+		{[]byte("Fake GPU\x00junk"), "Fake GPU"},
+		{[]byte("no terminator"), "no terminator"},
+		{[]byte{0, 'a'}, ""},
+		{nil, ""},
+	} {
+		if got := cStringIn(tt.buf); got != tt.want {
+			t.Errorf("cStringIn(%q) = %q, want %q", tt.buf, got, tt.want)
+		}
+	}
+	p := cMalloc(100)
+	if b := unsafe.Slice((*byte)(p), 100); !bytes.Equal(b, make([]byte, 100)) {
+		t.Errorf("cMalloc memory is not zeroed: %v", b)
+	}
+	cFree(p)
 }

@@ -223,7 +223,7 @@ func (p *LtMatmul) Run(h CUBLASLtHandle, a, b, y, workspace DevicePtr, wsSize in
 	// cublasLtMatmul(handle, desc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc,
 	// D, Ddesc, algo, workspace, workspaceSize, stream); the scales are
 	// float32 read through pointers, so every argument is an integer.
-	if r := call(p.f.mm, uintptr(h.p), uintptr(p.desc), uintptr(unsafe.Pointer(&scaleOne)), uintptr(b), uintptr(p.la),
+	if r := callC(p.f.mm, uintptr(h.p), uintptr(p.desc), uintptr(unsafe.Pointer(&scaleOne)), uintptr(b), uintptr(p.la),
 		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(&scaleZero)), uintptr(y), uintptr(p.ly), uintptr(y), uintptr(p.ly),
 		uintptr(p.algo), uintptr(workspace), uintptr(wsSize), uintptr(s.p)); r != 0 {
 		return p.b.err("cublasLtMatmul", r)
