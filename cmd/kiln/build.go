@@ -210,9 +210,17 @@ func buildCmd(args []string) int {
 	out := fs.String("o", "", "plan `file` to write; its folder must exist (default: NAME.plan in the current folder, see above)")
 	var bf buildFlags
 	bf.register(fs, true)
+	repo := fs.String("model-repository", "", "build every model of this repository (Triton layout) into --plan-cache as kiln serve would (each model's config gives its options), instead of one MODEL.onnx")
+	planCache := fs.String("plan-cache", defaultPlanCache(), "with --model-repository: the plan cache folder kiln serve --plan-cache will read")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
+	}
+	if *repo != "" {
+		if len(pos) != 0 {
+			return usageError(fs, "--model-repository takes no MODEL.onnx, got %d arguments", len(pos))
+		}
+		return buildRepository(fs, *repo, *planCache)
 	}
 	if len(pos) != 1 {
 		return usageError(fs, "want one MODEL.onnx, got %d arguments", len(pos))
