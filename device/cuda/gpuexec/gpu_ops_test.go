@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -416,6 +418,75 @@ func compareOutput(t *testing.T, name string, got, want *tensor.Tensor, half boo
 		}
 		if bad > 0 && (!half || bad*50 > want.Len()) {
 			t.Errorf("%s: %d of %d elements differ", name, bad, want.Len())
+		}
+	}
+}
+
+// gpuExec is the cuda device's executor as a build uses it: Supports
+// deciding, compilePlan compiling each GPU segment.
+type gpuExec struct{}
+
+func (gpuExec) Name() string { return "cuda" }
+func (gpuExec) Fingerprint() (device.Fingerprint, error) {
+	return cuda.FingerprintOf(0)
+}
+func (gpuExec) Supports(n *ir.Node, g *ir.Graph) error { return Supports(n, g) }
+func (gpuExec) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	return compilePlan(g, o)
+}
+
+// TestNodeSuiteOnGPU runs every ONNX node test that the CPU engine passes
+// partitioned for the GPU (each GPU segment compiled and run on it, the
+// rest on the CPU) and compares with the expected outputs (rtol 1e-3,
+// atol 1e-4). It logs "GPU node suite: P passed of N (G entirely on the
+// GPU, F with fallback)". KILN_NODE_DIR names the suite's folder;
+// KILN_GPU_FROM=<test> starts after that test (after a CUDA error that
+// leaves the context unusable the test stops with "STICKY CUDA ERROR in
+// <test>").
+func TestNodeSuiteOnGPU(t *testing.T) {
+	needGPU(t)
+	cases := nodeSuite(t)
+	from := os.Getenv("KILN_GPU_FROM")
+	skipping := from != ""
+	var passed, onGPU, fellBack, failed, seen int
+	defer func() {
+		t.Logf("GPU node suite: %d passed of %d (%d entirely on the GPU, %d with fallback), %d failed", passed, seen, onGPU, fellBack, failed)
+	}()
+	for _, nc := range cases {
+		if skipping {
+			skipping = nc.name != from
+			continue
+		}
+		seen++
+		prog, r, err := partitionGuarded(nc.g, gpuExec{})
+		if err == nil {
+			var out map[string]*tensor.Tensor
+			func() {
+				defer func() {
+					if x := recover(); x != nil {
+						err = fmt.Errorf("PANIC %v", x)
+					}
+				}()
+				out, err = prog.Run(context.Background(), nc.in)
+			}()
+			prog.Close()
+			if err == nil && !nc.check(out) {
+				err = fmt.Errorf("outputs differ (%s)", r.Summary())
+			}
+		}
+		if err != nil {
+			failed++
+			t.Errorf("%s: %v", nc.name, err)
+			if stickyCUDA.MatchString(err.Error()) {
+				t.Fatalf("STICKY CUDA ERROR in %s: %v", nc.name, err)
+			}
+			continue
+		}
+		passed++
+		if len(r.Fallbacks) == 0 {
+			onGPU++
+		} else {
+			fellBack++
 		}
 	}
 }

@@ -235,20 +235,47 @@ func TestReferenceModelsOneSegment(t *testing.T) {
 	}
 }
 
-// TestNodeSuitePartitioned partitions every ONNX node test that the CPU
-// engine passes as a cuda build would (hostExec: Supports deciding, every
-// device segment compiled by the GPU compiler at the test's shapes) and
-// checks that it still passes: no node Supports accepts is refused by the
-// compiler, and the segments and copies between them compute what the
-// CPU does.
-func TestNodeSuitePartitioned(t *testing.T) {
-	dirs, _ := filepath.Glob("/usr/share/libonnx-testdata/data/node/test_*")
-	if len(dirs) == 0 {
-		t.Skip("needs the ONNX node tests (/usr/share/libonnx-testdata, Debian's onnx test data)")
+// nodeCase is an ONNX node test that kiln's CPU engine passes: the
+// optimized graph, the inputs and the expected outputs.
+type nodeCase struct {
+	name string
+	g    *ir.Graph
+	in   map[string]*tensor.Tensor
+	want []*tensor.Tensor
+}
+
+// check compares outputs with the expected ones (rtol 1e-3, atol 1e-4).
+func (nc *nodeCase) check(out map[string]*tensor.Tensor) bool {
+	for i, v := range nc.g.Outputs {
+		got := out[v.Name]
+		if got == nil {
+			return false
+		}
+		if c := conformance.Compare(got, nc.want[i], 1e-3, 1e-4); !c.OK {
+			return false
+		}
 	}
-	var baseOK, partOK, gpuRefused, partErr, onGPU, fellBack int
-	var refused, perr []string
-	reasons := map[string]int{} // fallback reason -> node tests it keeps off the GPU
+	return true
+}
+
+// nodeSuiteDir is where the ONNX node tests are: $KILN_NODE_DIR, else
+// Debian's onnx test data.
+func nodeSuiteDir() string {
+	if d := os.Getenv("KILN_NODE_DIR"); d != "" {
+		return d
+	}
+	return "/usr/share/libonnx-testdata/data/node"
+}
+
+// nodeSuite loads the ONNX node tests that the CPU engine passes
+// (optimized as a build does), skipping the test without them.
+func nodeSuite(t *testing.T) []*nodeCase {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(nodeSuiteDir(), "test_*"))
+	if len(dirs) == 0 {
+		t.Skipf("needs the ONNX node tests in %s (Debian's onnx test data, /usr/share/libonnx-testdata; or set KILN_NODE_DIR)", nodeSuiteDir())
+	}
+	var cases []*nodeCase
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
 		if err != nil {
@@ -268,70 +295,72 @@ func TestNodeSuitePartitioned(t *testing.T) {
 		if _, err := ops.InferGraph(g); err != nil {
 			continue
 		}
-		var ins []*ir.Value
-		for _, v := range g.Inputs {
-			if v.Const == nil {
-				ins = append(ins, v)
-			}
-		}
-		in := map[string]*tensor.Tensor{}
+		nc := &nodeCase{name: filepath.Base(dir), g: g, in: map[string]*tensor.Tensor{}}
 		ok := true
-		for i, v := range ins {
+		i := 0
+		for _, v := range g.Inputs {
+			if v.Const != nil {
+				continue
+			}
 			x, _, err := onnx.ReadTensorFile(filepath.Join(dir, "test_data_set_0", fmt.Sprintf("input_%d.pb", i)))
 			if err != nil {
 				ok = false
 				break
 			}
-			in[v.Name] = x
+			nc.in[v.Name] = x
+			i++
 		}
-		if !ok {
-			continue
-		}
-		var want []*tensor.Tensor
 		for i := range g.Outputs {
 			w, _, err := onnx.ReadTensorFile(filepath.Join(dir, "test_data_set_0", fmt.Sprintf("output_%d.pb", i)))
 			if err != nil {
 				ok = false
 				break
 			}
-			want = append(want, w)
+			nc.want = append(nc.want, w)
 		}
 		if !ok {
 			continue
-		}
-		check := func(out map[string]*tensor.Tensor) bool {
-			for i, v := range g.Outputs {
-				got := out[v.Name]
-				if got == nil {
-					return false
-				}
-				if c := conformance.Compare(got, want[i], 1e-3, 1e-4); !c.OK {
-					return false
-				}
-			}
-			return true
 		}
 		e, err := engine.New(g.Clone())
 		if err != nil {
 			continue
 		}
-		out, err := e.Run(context.Background(), in)
-		if err != nil || !check(out) {
+		out, err := e.Run(context.Background(), nc.in)
+		if err != nil || !nc.check(out) {
 			continue
 		}
-		baseOK++
-		name := filepath.Base(dir)
-		prog, r, err := func() (p device.Program, r *partition.Report, err error) {
-			defer func() {
-				if x := recover(); x != nil {
-					err = fmt.Errorf("PANIC %v", x)
-				}
-			}()
-			return partition.Compile(g, &hostExec{}, device.ExecOptions{}, partition.Options{})
-		}()
+		cases = append(cases, nc)
+	}
+	return cases
+}
+
+// partitionGuarded is partition.Compile with a panic turned into an error.
+func partitionGuarded(g *ir.Graph, x device.Executor) (p device.Program, r *partition.Report, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = fmt.Errorf("PANIC %v", x)
+		}
+	}()
+	return partition.Compile(g, x, device.ExecOptions{}, partition.Options{})
+}
+
+// TestNodeSuitePartitioned partitions every ONNX node test that the CPU
+// engine passes as a cuda build would (hostExec: Supports deciding, every
+// device segment compiled by the GPU compiler at the test's shapes) and
+// checks that it still passes: no node Supports accepts is refused by the
+// compiler, and the segments and copies between them compute what the
+// CPU does. With -v it lists why the others fall back, most frequent
+// first.
+func TestNodeSuitePartitioned(t *testing.T) {
+	cases := nodeSuite(t)
+	var partOK, gpuRefused, partErr, onGPU, fellBack int
+	var refused, perr []string
+	reasons := map[string]int{} // fallback reason -> node tests it keeps off the GPU
+	for _, nc := range cases {
+		prog, r, err := partitionGuarded(nc.g, &hostExec{})
 		if err != nil {
 			partErr++
-			perr = append(perr, name+": "+err.Error())
+			perr = append(perr, nc.name+": "+err.Error())
 			continue
 		}
 		if len(r.Fallbacks) == 0 {
@@ -347,24 +376,25 @@ func TestNodeSuitePartitioned(t *testing.T) {
 				}
 			}
 		}
-		pout, err := prog.Run(context.Background(), in)
+		pout, err := prog.Run(context.Background(), nc.in)
 		if err != nil {
 			if strings.Contains(err.Error(), "GPU compiler refuses") {
 				gpuRefused++
-				refused = append(refused, name+": "+err.Error())
+				refused = append(refused, nc.name+": "+err.Error())
 			} else {
 				partErr++
-				perr = append(perr, name+": run: "+err.Error())
+				perr = append(perr, nc.name+": run: "+err.Error())
 			}
 			continue
 		}
-		if !check(pout) {
+		if !nc.check(pout) {
 			partErr++
-			perr = append(perr, name+": outputs differ")
+			perr = append(perr, nc.name+": outputs differ")
 			continue
 		}
 		partOK++
 	}
+	baseOK := len(cases)
 	t.Logf("CPU passes %d; partitioned %d (%d entirely on the GPU, %d with fallback)", baseOK, partOK, onGPU, fellBack)
 	if testing.Verbose() {
 		var why []string
