@@ -6,9 +6,10 @@
 // gRPC clients of KServe and Triton talk to kiln unchanged. Triton's shared
 // memory, trace and log RPCs are not part of kiln's service.
 //
-// ModelConfig (Triton's model_config.proto) is reduced here to the fields
-// kiln uses; each field keeps Triton's number and type, so a Triton client
-// decodes kiln's answer and simply finds the other fields unset.
+// ModelConfig has every field of Triton's model_config.proto, with Triton's
+// numbers and wire types, so that a config.pbtxt read into it, and shown
+// over HTTP and gRPC, keeps every field Triton knows, those kiln does not
+// act on included.
 //
 // Regenerate the Go code with api/generate.sh.
 
@@ -221,7 +222,200 @@ func (x ModelInstanceGroup_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ModelInstanceGroup_Kind.Descriptor instead.
 func (ModelInstanceGroup_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{35, 0}
+	return file_grpc_service_proto_rawDescGZIP(), []int{36, 0}
+}
+
+type ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind int32
+
+const (
+	ModelInstanceGroup_SecondaryDevice_KIND_NVDLA ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind = 0
+)
+
+// Enum value maps for ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind.
+var (
+	ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind_name = map[int32]string{
+		0: "KIND_NVDLA",
+	}
+	ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind_value = map[string]int32{
+		"KIND_NVDLA": 0,
+	}
+)
+
+func (x ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind) Enum() *ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind {
+	p := new(ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind)
+	*p = x
+	return p
+}
+
+func (x ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grpc_service_proto_enumTypes[3].Descriptor()
+}
+
+func (ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind) Type() protoreflect.EnumType {
+	return &file_grpc_service_proto_enumTypes[3]
+}
+
+func (x ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind.Descriptor instead.
+func (ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind) EnumDescriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{36, 0, 0}
+}
+
+type BatchInput_Kind int32
+
+const (
+	BatchInput_BATCH_ELEMENT_COUNT                       BatchInput_Kind = 0
+	BatchInput_BATCH_ACCUMULATED_ELEMENT_COUNT           BatchInput_Kind = 1
+	BatchInput_BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO BatchInput_Kind = 2
+	BatchInput_BATCH_MAX_ELEMENT_COUNT_AS_SHAPE          BatchInput_Kind = 3
+	BatchInput_BATCH_ITEM_SHAPE                          BatchInput_Kind = 4
+	BatchInput_BATCH_ITEM_SHAPE_FLATTEN                  BatchInput_Kind = 5
+)
+
+// Enum value maps for BatchInput_Kind.
+var (
+	BatchInput_Kind_name = map[int32]string{
+		0: "BATCH_ELEMENT_COUNT",
+		1: "BATCH_ACCUMULATED_ELEMENT_COUNT",
+		2: "BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO",
+		3: "BATCH_MAX_ELEMENT_COUNT_AS_SHAPE",
+		4: "BATCH_ITEM_SHAPE",
+		5: "BATCH_ITEM_SHAPE_FLATTEN",
+	}
+	BatchInput_Kind_value = map[string]int32{
+		"BATCH_ELEMENT_COUNT":                       0,
+		"BATCH_ACCUMULATED_ELEMENT_COUNT":           1,
+		"BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO": 2,
+		"BATCH_MAX_ELEMENT_COUNT_AS_SHAPE":          3,
+		"BATCH_ITEM_SHAPE":                          4,
+		"BATCH_ITEM_SHAPE_FLATTEN":                  5,
+	}
+)
+
+func (x BatchInput_Kind) Enum() *BatchInput_Kind {
+	p := new(BatchInput_Kind)
+	*p = x
+	return p
+}
+
+func (x BatchInput_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BatchInput_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grpc_service_proto_enumTypes[4].Descriptor()
+}
+
+func (BatchInput_Kind) Type() protoreflect.EnumType {
+	return &file_grpc_service_proto_enumTypes[4]
+}
+
+func (x BatchInput_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BatchInput_Kind.Descriptor instead.
+func (BatchInput_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{37, 0}
+}
+
+type BatchOutput_Kind int32
+
+const (
+	BatchOutput_BATCH_SCATTER_WITH_INPUT_SHAPE BatchOutput_Kind = 0
+)
+
+// Enum value maps for BatchOutput_Kind.
+var (
+	BatchOutput_Kind_name = map[int32]string{
+		0: "BATCH_SCATTER_WITH_INPUT_SHAPE",
+	}
+	BatchOutput_Kind_value = map[string]int32{
+		"BATCH_SCATTER_WITH_INPUT_SHAPE": 0,
+	}
+)
+
+func (x BatchOutput_Kind) Enum() *BatchOutput_Kind {
+	p := new(BatchOutput_Kind)
+	*p = x
+	return p
+}
+
+func (x BatchOutput_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BatchOutput_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grpc_service_proto_enumTypes[5].Descriptor()
+}
+
+func (BatchOutput_Kind) Type() protoreflect.EnumType {
+	return &file_grpc_service_proto_enumTypes[5]
+}
+
+func (x BatchOutput_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BatchOutput_Kind.Descriptor instead.
+func (BatchOutput_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{38, 0}
+}
+
+type ModelOptimizationPolicy_ModelPriority int32
+
+const (
+	ModelOptimizationPolicy_PRIORITY_DEFAULT ModelOptimizationPolicy_ModelPriority = 0
+	ModelOptimizationPolicy_PRIORITY_MAX     ModelOptimizationPolicy_ModelPriority = 1
+	ModelOptimizationPolicy_PRIORITY_MIN     ModelOptimizationPolicy_ModelPriority = 2
+)
+
+// Enum value maps for ModelOptimizationPolicy_ModelPriority.
+var (
+	ModelOptimizationPolicy_ModelPriority_name = map[int32]string{
+		0: "PRIORITY_DEFAULT",
+		1: "PRIORITY_MAX",
+		2: "PRIORITY_MIN",
+	}
+	ModelOptimizationPolicy_ModelPriority_value = map[string]int32{
+		"PRIORITY_DEFAULT": 0,
+		"PRIORITY_MAX":     1,
+		"PRIORITY_MIN":     2,
+	}
+)
+
+func (x ModelOptimizationPolicy_ModelPriority) Enum() *ModelOptimizationPolicy_ModelPriority {
+	p := new(ModelOptimizationPolicy_ModelPriority)
+	*p = x
+	return p
+}
+
+func (x ModelOptimizationPolicy_ModelPriority) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ModelOptimizationPolicy_ModelPriority) Descriptor() protoreflect.EnumDescriptor {
+	return file_grpc_service_proto_enumTypes[6].Descriptor()
+}
+
+func (ModelOptimizationPolicy_ModelPriority) Type() protoreflect.EnumType {
+	return &file_grpc_service_proto_enumTypes[6]
+}
+
+func (x ModelOptimizationPolicy_ModelPriority) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_ModelPriority.Descriptor instead.
+func (ModelOptimizationPolicy_ModelPriority) EnumDescriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 0}
 }
 
 // TimeoutAction is what happens to a request whose queue timeout expires.
@@ -255,11 +449,11 @@ func (x ModelQueuePolicy_TimeoutAction) String() string {
 }
 
 func (ModelQueuePolicy_TimeoutAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_grpc_service_proto_enumTypes[3].Descriptor()
+	return file_grpc_service_proto_enumTypes[7].Descriptor()
 }
 
 func (ModelQueuePolicy_TimeoutAction) Type() protoreflect.EnumType {
-	return &file_grpc_service_proto_enumTypes[3]
+	return &file_grpc_service_proto_enumTypes[7]
 }
 
 func (x ModelQueuePolicy_TimeoutAction) Number() protoreflect.EnumNumber {
@@ -268,7 +462,59 @@ func (x ModelQueuePolicy_TimeoutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ModelQueuePolicy_TimeoutAction.Descriptor instead.
 func (ModelQueuePolicy_TimeoutAction) EnumDescriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{36, 0}
+	return file_grpc_service_proto_rawDescGZIP(), []int{40, 0}
+}
+
+type ModelSequenceBatching_Control_Kind int32
+
+const (
+	ModelSequenceBatching_Control_CONTROL_SEQUENCE_START  ModelSequenceBatching_Control_Kind = 0
+	ModelSequenceBatching_Control_CONTROL_SEQUENCE_READY  ModelSequenceBatching_Control_Kind = 1
+	ModelSequenceBatching_Control_CONTROL_SEQUENCE_END    ModelSequenceBatching_Control_Kind = 2
+	ModelSequenceBatching_Control_CONTROL_SEQUENCE_CORRID ModelSequenceBatching_Control_Kind = 3
+)
+
+// Enum value maps for ModelSequenceBatching_Control_Kind.
+var (
+	ModelSequenceBatching_Control_Kind_name = map[int32]string{
+		0: "CONTROL_SEQUENCE_START",
+		1: "CONTROL_SEQUENCE_READY",
+		2: "CONTROL_SEQUENCE_END",
+		3: "CONTROL_SEQUENCE_CORRID",
+	}
+	ModelSequenceBatching_Control_Kind_value = map[string]int32{
+		"CONTROL_SEQUENCE_START":  0,
+		"CONTROL_SEQUENCE_READY":  1,
+		"CONTROL_SEQUENCE_END":    2,
+		"CONTROL_SEQUENCE_CORRID": 3,
+	}
+)
+
+func (x ModelSequenceBatching_Control_Kind) Enum() *ModelSequenceBatching_Control_Kind {
+	p := new(ModelSequenceBatching_Control_Kind)
+	*p = x
+	return p
+}
+
+func (x ModelSequenceBatching_Control_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ModelSequenceBatching_Control_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_grpc_service_proto_enumTypes[8].Descriptor()
+}
+
+func (ModelSequenceBatching_Control_Kind) Type() protoreflect.EnumType {
+	return &file_grpc_service_proto_enumTypes[8]
+}
+
+func (x ModelSequenceBatching_Control_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_Control_Kind.Descriptor instead.
+func (ModelSequenceBatching_Control_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 0, 0}
 }
 
 type ServerLiveRequest struct {
@@ -2356,17 +2602,18 @@ func (x *ModelTensorReshape) GetShape() []int64 {
 // ModelInput is one input of a model configuration; dims exclude the batch
 // dimension when max_batch_size > 0, and -1 marks a variable dimension.
 type ModelInput struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	DataType         DataType               `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
-	Format           ModelInput_Format      `protobuf:"varint,3,opt,name=format,proto3,enum=inference.ModelInput_Format" json:"format,omitempty"`
-	Dims             []int64                `protobuf:"varint,4,rep,packed,name=dims,proto3" json:"dims,omitempty"`
-	Reshape          *ModelTensorReshape    `protobuf:"bytes,5,opt,name=reshape,proto3" json:"reshape,omitempty"`
-	IsShapeTensor    bool                   `protobuf:"varint,6,opt,name=is_shape_tensor,json=isShapeTensor,proto3" json:"is_shape_tensor,omitempty"`
-	AllowRaggedBatch bool                   `protobuf:"varint,7,opt,name=allow_ragged_batch,json=allowRaggedBatch,proto3" json:"allow_ragged_batch,omitempty"`
-	Optional         bool                   `protobuf:"varint,8,opt,name=optional,proto3" json:"optional,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Name                string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DataType            DataType               `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
+	Format              ModelInput_Format      `protobuf:"varint,3,opt,name=format,proto3,enum=inference.ModelInput_Format" json:"format,omitempty"`
+	Dims                []int64                `protobuf:"varint,4,rep,packed,name=dims,proto3" json:"dims,omitempty"`
+	Reshape             *ModelTensorReshape    `protobuf:"bytes,5,opt,name=reshape,proto3" json:"reshape,omitempty"`
+	IsShapeTensor       bool                   `protobuf:"varint,6,opt,name=is_shape_tensor,json=isShapeTensor,proto3" json:"is_shape_tensor,omitempty"`
+	AllowRaggedBatch    bool                   `protobuf:"varint,7,opt,name=allow_ragged_batch,json=allowRaggedBatch,proto3" json:"allow_ragged_batch,omitempty"`
+	Optional            bool                   `protobuf:"varint,8,opt,name=optional,proto3" json:"optional,omitempty"`
+	IsNonLinearFormatIo bool                   `protobuf:"varint,9,opt,name=is_non_linear_format_io,json=isNonLinearFormatIo,proto3" json:"is_non_linear_format_io,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ModelInput) Reset() {
@@ -2455,17 +2702,25 @@ func (x *ModelInput) GetOptional() bool {
 	return false
 }
 
+func (x *ModelInput) GetIsNonLinearFormatIo() bool {
+	if x != nil {
+		return x.IsNonLinearFormatIo
+	}
+	return false
+}
+
 // ModelOutput is one output of a model configuration.
 type ModelOutput struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	DataType      DataType               `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
-	Dims          []int64                `protobuf:"varint,3,rep,packed,name=dims,proto3" json:"dims,omitempty"`
-	LabelFilename string                 `protobuf:"bytes,4,opt,name=label_filename,json=labelFilename,proto3" json:"label_filename,omitempty"`
-	Reshape       *ModelTensorReshape    `protobuf:"bytes,5,opt,name=reshape,proto3" json:"reshape,omitempty"`
-	IsShapeTensor bool                   `protobuf:"varint,6,opt,name=is_shape_tensor,json=isShapeTensor,proto3" json:"is_shape_tensor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Name                string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DataType            DataType               `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
+	Dims                []int64                `protobuf:"varint,3,rep,packed,name=dims,proto3" json:"dims,omitempty"`
+	LabelFilename       string                 `protobuf:"bytes,4,opt,name=label_filename,json=labelFilename,proto3" json:"label_filename,omitempty"`
+	Reshape             *ModelTensorReshape    `protobuf:"bytes,5,opt,name=reshape,proto3" json:"reshape,omitempty"`
+	IsShapeTensor       bool                   `protobuf:"varint,6,opt,name=is_shape_tensor,json=isShapeTensor,proto3" json:"is_shape_tensor,omitempty"`
+	IsNonLinearFormatIo bool                   `protobuf:"varint,7,opt,name=is_non_linear_format_io,json=isNonLinearFormatIo,proto3" json:"is_non_linear_format_io,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ModelOutput) Reset() {
@@ -2540,23 +2795,85 @@ func (x *ModelOutput) GetIsShapeTensor() bool {
 	return false
 }
 
-// ModelInstanceGroup is a group of execution instances of a model.
-type ModelInstanceGroup struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Name          string                  `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Count         int32                   `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	Gpus          []int32                 `protobuf:"varint,3,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`
-	Kind          ModelInstanceGroup_Kind `protobuf:"varint,4,opt,name=kind,proto3,enum=inference.ModelInstanceGroup_Kind" json:"kind,omitempty"`
-	Profile       []string                `protobuf:"bytes,5,rep,name=profile,proto3" json:"profile,omitempty"`
-	Passive       bool                    `protobuf:"varint,7,opt,name=passive,proto3" json:"passive,omitempty"`
-	HostPolicy    string                  `protobuf:"bytes,9,opt,name=host_policy,json=hostPolicy,proto3" json:"host_policy,omitempty"`
+func (x *ModelOutput) GetIsNonLinearFormatIo() bool {
+	if x != nil {
+		return x.IsNonLinearFormatIo
+	}
+	return false
+}
+
+// ModelRateLimiter is what an instance needs from the rate limiter.
+type ModelRateLimiter struct {
+	state         protoimpl.MessageState       `protogen:"open.v1"`
+	Resources     []*ModelRateLimiter_Resource `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	Priority      uint32                       `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *ModelRateLimiter) Reset() {
+	*x = ModelRateLimiter{}
+	mi := &file_grpc_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelRateLimiter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelRateLimiter) ProtoMessage() {}
+
+func (x *ModelRateLimiter) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelRateLimiter.ProtoReflect.Descriptor instead.
+func (*ModelRateLimiter) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ModelRateLimiter) GetResources() []*ModelRateLimiter_Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *ModelRateLimiter) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+// ModelInstanceGroup is a group of execution instances of a model.
+type ModelInstanceGroup struct {
+	state            protoimpl.MessageState                `protogen:"open.v1"`
+	Name             string                                `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Count            int32                                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Gpus             []int32                               `protobuf:"varint,3,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`
+	Kind             ModelInstanceGroup_Kind               `protobuf:"varint,4,opt,name=kind,proto3,enum=inference.ModelInstanceGroup_Kind" json:"kind,omitempty"`
+	Profile          []string                              `protobuf:"bytes,5,rep,name=profile,proto3" json:"profile,omitempty"`
+	RateLimiter      *ModelRateLimiter                     `protobuf:"bytes,6,opt,name=rate_limiter,json=rateLimiter,proto3" json:"rate_limiter,omitempty"`
+	Passive          bool                                  `protobuf:"varint,7,opt,name=passive,proto3" json:"passive,omitempty"`
+	SecondaryDevices []*ModelInstanceGroup_SecondaryDevice `protobuf:"bytes,8,rep,name=secondary_devices,json=secondaryDevices,proto3" json:"secondary_devices,omitempty"`
+	HostPolicy       string                                `protobuf:"bytes,9,opt,name=host_policy,json=hostPolicy,proto3" json:"host_policy,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
 func (x *ModelInstanceGroup) Reset() {
 	*x = ModelInstanceGroup{}
-	mi := &file_grpc_service_proto_msgTypes[35]
+	mi := &file_grpc_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2885,7 @@ func (x *ModelInstanceGroup) String() string {
 func (*ModelInstanceGroup) ProtoMessage() {}
 
 func (x *ModelInstanceGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[35]
+	mi := &file_grpc_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2898,7 @@ func (x *ModelInstanceGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInstanceGroup.ProtoReflect.Descriptor instead.
 func (*ModelInstanceGroup) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{35}
+	return file_grpc_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ModelInstanceGroup) GetName() string {
@@ -2619,6 +2936,13 @@ func (x *ModelInstanceGroup) GetProfile() []string {
 	return nil
 }
 
+func (x *ModelInstanceGroup) GetRateLimiter() *ModelRateLimiter {
+	if x != nil {
+		return x.RateLimiter
+	}
+	return nil
+}
+
 func (x *ModelInstanceGroup) GetPassive() bool {
 	if x != nil {
 		return x.Passive
@@ -2626,11 +2950,249 @@ func (x *ModelInstanceGroup) GetPassive() bool {
 	return false
 }
 
+func (x *ModelInstanceGroup) GetSecondaryDevices() []*ModelInstanceGroup_SecondaryDevice {
+	if x != nil {
+		return x.SecondaryDevices
+	}
+	return nil
+}
+
 func (x *ModelInstanceGroup) GetHostPolicy() string {
 	if x != nil {
 		return x.HostPolicy
 	}
 	return ""
+}
+
+// BatchInput is an input the backend makes from a whole batch.
+type BatchInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          BatchInput_Kind        `protobuf:"varint,1,opt,name=kind,proto3,enum=inference.BatchInput_Kind" json:"kind,omitempty"`
+	TargetName    []string               `protobuf:"bytes,2,rep,name=target_name,json=targetName,proto3" json:"target_name,omitempty"`
+	DataType      DataType               `protobuf:"varint,3,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
+	SourceInput   []string               `protobuf:"bytes,4,rep,name=source_input,json=sourceInput,proto3" json:"source_input,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchInput) Reset() {
+	*x = BatchInput{}
+	mi := &file_grpc_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchInput) ProtoMessage() {}
+
+func (x *BatchInput) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchInput.ProtoReflect.Descriptor instead.
+func (*BatchInput) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *BatchInput) GetKind() BatchInput_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return BatchInput_BATCH_ELEMENT_COUNT
+}
+
+func (x *BatchInput) GetTargetName() []string {
+	if x != nil {
+		return x.TargetName
+	}
+	return nil
+}
+
+func (x *BatchInput) GetDataType() DataType {
+	if x != nil {
+		return x.DataType
+	}
+	return DataType_TYPE_INVALID
+}
+
+func (x *BatchInput) GetSourceInput() []string {
+	if x != nil {
+		return x.SourceInput
+	}
+	return nil
+}
+
+// BatchOutput is an output the backend splits over a batch specially.
+type BatchOutput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TargetName    []string               `protobuf:"bytes,1,rep,name=target_name,json=targetName,proto3" json:"target_name,omitempty"`
+	Kind          BatchOutput_Kind       `protobuf:"varint,2,opt,name=kind,proto3,enum=inference.BatchOutput_Kind" json:"kind,omitempty"`
+	SourceInput   []string               `protobuf:"bytes,3,rep,name=source_input,json=sourceInput,proto3" json:"source_input,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchOutput) Reset() {
+	*x = BatchOutput{}
+	mi := &file_grpc_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchOutput) ProtoMessage() {}
+
+func (x *BatchOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchOutput.ProtoReflect.Descriptor instead.
+func (*BatchOutput) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *BatchOutput) GetTargetName() []string {
+	if x != nil {
+		return x.TargetName
+	}
+	return nil
+}
+
+func (x *BatchOutput) GetKind() BatchOutput_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return BatchOutput_BATCH_SCATTER_WITH_INPUT_SHAPE
+}
+
+func (x *BatchOutput) GetSourceInput() []string {
+	if x != nil {
+		return x.SourceInput
+	}
+	return nil
+}
+
+// ModelOptimizationPolicy is how a backend optimizes a model.
+type ModelOptimizationPolicy struct {
+	state                       protoimpl.MessageState                         `protogen:"open.v1"`
+	Graph                       *ModelOptimizationPolicy_Graph                 `protobuf:"bytes,1,opt,name=graph,proto3" json:"graph,omitempty"`
+	Priority                    ModelOptimizationPolicy_ModelPriority          `protobuf:"varint,2,opt,name=priority,proto3,enum=inference.ModelOptimizationPolicy_ModelPriority" json:"priority,omitempty"`
+	Cuda                        *ModelOptimizationPolicy_Cuda                  `protobuf:"bytes,3,opt,name=cuda,proto3" json:"cuda,omitempty"`
+	ExecutionAccelerators       *ModelOptimizationPolicy_ExecutionAccelerators `protobuf:"bytes,4,opt,name=execution_accelerators,json=executionAccelerators,proto3" json:"execution_accelerators,omitempty"`
+	InputPinnedMemory           *ModelOptimizationPolicy_PinnedMemoryBuffer    `protobuf:"bytes,5,opt,name=input_pinned_memory,json=inputPinnedMemory,proto3" json:"input_pinned_memory,omitempty"`
+	OutputPinnedMemory          *ModelOptimizationPolicy_PinnedMemoryBuffer    `protobuf:"bytes,6,opt,name=output_pinned_memory,json=outputPinnedMemory,proto3" json:"output_pinned_memory,omitempty"`
+	GatherKernelBufferThreshold uint32                                         `protobuf:"varint,7,opt,name=gather_kernel_buffer_threshold,json=gatherKernelBufferThreshold,proto3" json:"gather_kernel_buffer_threshold,omitempty"`
+	EagerBatching               bool                                           `protobuf:"varint,8,opt,name=eager_batching,json=eagerBatching,proto3" json:"eager_batching,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy) Reset() {
+	*x = ModelOptimizationPolicy{}
+	mi := &file_grpc_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ModelOptimizationPolicy) GetGraph() *ModelOptimizationPolicy_Graph {
+	if x != nil {
+		return x.Graph
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy) GetPriority() ModelOptimizationPolicy_ModelPriority {
+	if x != nil {
+		return x.Priority
+	}
+	return ModelOptimizationPolicy_PRIORITY_DEFAULT
+}
+
+func (x *ModelOptimizationPolicy) GetCuda() *ModelOptimizationPolicy_Cuda {
+	if x != nil {
+		return x.Cuda
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy) GetExecutionAccelerators() *ModelOptimizationPolicy_ExecutionAccelerators {
+	if x != nil {
+		return x.ExecutionAccelerators
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy) GetInputPinnedMemory() *ModelOptimizationPolicy_PinnedMemoryBuffer {
+	if x != nil {
+		return x.InputPinnedMemory
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy) GetOutputPinnedMemory() *ModelOptimizationPolicy_PinnedMemoryBuffer {
+	if x != nil {
+		return x.OutputPinnedMemory
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy) GetGatherKernelBufferThreshold() uint32 {
+	if x != nil {
+		return x.GatherKernelBufferThreshold
+	}
+	return 0
+}
+
+func (x *ModelOptimizationPolicy) GetEagerBatching() bool {
+	if x != nil {
+		return x.EagerBatching
+	}
+	return false
 }
 
 // ModelQueuePolicy is the queue policy of one priority level.
@@ -2646,7 +3208,7 @@ type ModelQueuePolicy struct {
 
 func (x *ModelQueuePolicy) Reset() {
 	*x = ModelQueuePolicy{}
-	mi := &file_grpc_service_proto_msgTypes[36]
+	mi := &file_grpc_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +3220,7 @@ func (x *ModelQueuePolicy) String() string {
 func (*ModelQueuePolicy) ProtoMessage() {}
 
 func (x *ModelQueuePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[36]
+	mi := &file_grpc_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +3233,7 @@ func (x *ModelQueuePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelQueuePolicy.ProtoReflect.Descriptor instead.
 func (*ModelQueuePolicy) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{36}
+	return file_grpc_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ModelQueuePolicy) GetTimeoutAction() ModelQueuePolicy_TimeoutAction {
@@ -2718,7 +3280,7 @@ type ModelDynamicBatching struct {
 
 func (x *ModelDynamicBatching) Reset() {
 	*x = ModelDynamicBatching{}
-	mi := &file_grpc_service_proto_msgTypes[37]
+	mi := &file_grpc_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +3292,7 @@ func (x *ModelDynamicBatching) String() string {
 func (*ModelDynamicBatching) ProtoMessage() {}
 
 func (x *ModelDynamicBatching) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[37]
+	mi := &file_grpc_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +3305,7 @@ func (x *ModelDynamicBatching) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelDynamicBatching.ProtoReflect.Descriptor instead.
 func (*ModelDynamicBatching) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{37}
+	return file_grpc_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ModelDynamicBatching) GetPreferredBatchSize() []int32 {
@@ -2795,6 +3357,399 @@ func (x *ModelDynamicBatching) GetPriorityQueuePolicy() map[uint32]*ModelQueuePo
 	return nil
 }
 
+// ModelSequenceBatching configures the sequence batcher (stateful models).
+type ModelSequenceBatching struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to StrategyChoice:
+	//
+	//	*ModelSequenceBatching_Direct
+	//	*ModelSequenceBatching_Oldest
+	StrategyChoice              isModelSequenceBatching_StrategyChoice `protobuf_oneof:"strategy_choice"`
+	MaxSequenceIdleMicroseconds uint64                                 `protobuf:"varint,1,opt,name=max_sequence_idle_microseconds,json=maxSequenceIdleMicroseconds,proto3" json:"max_sequence_idle_microseconds,omitempty"`
+	ControlInput                []*ModelSequenceBatching_ControlInput  `protobuf:"bytes,2,rep,name=control_input,json=controlInput,proto3" json:"control_input,omitempty"`
+	State                       []*ModelSequenceBatching_State         `protobuf:"bytes,5,rep,name=state,proto3" json:"state,omitempty"`
+	IterativeSequence           bool                                   `protobuf:"varint,6,opt,name=iterative_sequence,json=iterativeSequence,proto3" json:"iterative_sequence,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching) Reset() {
+	*x = ModelSequenceBatching{}
+	mi := &file_grpc_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching) ProtoMessage() {}
+
+func (x *ModelSequenceBatching) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ModelSequenceBatching) GetStrategyChoice() isModelSequenceBatching_StrategyChoice {
+	if x != nil {
+		return x.StrategyChoice
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching) GetDirect() *ModelSequenceBatching_StrategyDirect {
+	if x != nil {
+		if x, ok := x.StrategyChoice.(*ModelSequenceBatching_Direct); ok {
+			return x.Direct
+		}
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching) GetOldest() *ModelSequenceBatching_StrategyOldest {
+	if x != nil {
+		if x, ok := x.StrategyChoice.(*ModelSequenceBatching_Oldest); ok {
+			return x.Oldest
+		}
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching) GetMaxSequenceIdleMicroseconds() uint64 {
+	if x != nil {
+		return x.MaxSequenceIdleMicroseconds
+	}
+	return 0
+}
+
+func (x *ModelSequenceBatching) GetControlInput() []*ModelSequenceBatching_ControlInput {
+	if x != nil {
+		return x.ControlInput
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching) GetState() []*ModelSequenceBatching_State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching) GetIterativeSequence() bool {
+	if x != nil {
+		return x.IterativeSequence
+	}
+	return false
+}
+
+type isModelSequenceBatching_StrategyChoice interface {
+	isModelSequenceBatching_StrategyChoice()
+}
+
+type ModelSequenceBatching_Direct struct {
+	Direct *ModelSequenceBatching_StrategyDirect `protobuf:"bytes,3,opt,name=direct,proto3,oneof"`
+}
+
+type ModelSequenceBatching_Oldest struct {
+	Oldest *ModelSequenceBatching_StrategyOldest `protobuf:"bytes,4,opt,name=oldest,proto3,oneof"`
+}
+
+func (*ModelSequenceBatching_Direct) isModelSequenceBatching_StrategyChoice() {}
+
+func (*ModelSequenceBatching_Oldest) isModelSequenceBatching_StrategyChoice() {}
+
+// ModelEnsembling is an ensemble's steps.
+type ModelEnsembling struct {
+	state                protoimpl.MessageState  `protogen:"open.v1"`
+	Step                 []*ModelEnsembling_Step `protobuf:"bytes,1,rep,name=step,proto3" json:"step,omitempty"`
+	MaxInflightResponses uint32                  `protobuf:"varint,2,opt,name=max_inflight_responses,json=maxInflightResponses,proto3" json:"max_inflight_responses,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ModelEnsembling) Reset() {
+	*x = ModelEnsembling{}
+	mi := &file_grpc_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelEnsembling) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelEnsembling) ProtoMessage() {}
+
+func (x *ModelEnsembling) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelEnsembling.ProtoReflect.Descriptor instead.
+func (*ModelEnsembling) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ModelEnsembling) GetStep() []*ModelEnsembling_Step {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *ModelEnsembling) GetMaxInflightResponses() uint32 {
+	if x != nil {
+		return x.MaxInflightResponses
+	}
+	return 0
+}
+
+// ModelOperations names libraries of custom operations.
+type ModelOperations struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	OpLibraryFilename []string               `protobuf:"bytes,1,rep,name=op_library_filename,json=opLibraryFilename,proto3" json:"op_library_filename,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ModelOperations) Reset() {
+	*x = ModelOperations{}
+	mi := &file_grpc_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOperations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOperations) ProtoMessage() {}
+
+func (x *ModelOperations) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOperations.ProtoReflect.Descriptor instead.
+func (*ModelOperations) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ModelOperations) GetOpLibraryFilename() []string {
+	if x != nil {
+		return x.OpLibraryFilename
+	}
+	return nil
+}
+
+// ModelTransactionPolicy says whether responses are decoupled from requests.
+type ModelTransactionPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Decoupled     bool                   `protobuf:"varint,1,opt,name=decoupled,proto3" json:"decoupled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelTransactionPolicy) Reset() {
+	*x = ModelTransactionPolicy{}
+	mi := &file_grpc_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelTransactionPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelTransactionPolicy) ProtoMessage() {}
+
+func (x *ModelTransactionPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelTransactionPolicy.ProtoReflect.Descriptor instead.
+func (*ModelTransactionPolicy) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ModelTransactionPolicy) GetDecoupled() bool {
+	if x != nil {
+		return x.Decoupled
+	}
+	return false
+}
+
+// ModelRepositoryAgents are agents run on repository actions.
+type ModelRepositoryAgents struct {
+	state         protoimpl.MessageState         `protogen:"open.v1"`
+	Agents        []*ModelRepositoryAgents_Agent `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelRepositoryAgents) Reset() {
+	*x = ModelRepositoryAgents{}
+	mi := &file_grpc_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelRepositoryAgents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelRepositoryAgents) ProtoMessage() {}
+
+func (x *ModelRepositoryAgents) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelRepositoryAgents.ProtoReflect.Descriptor instead.
+func (*ModelRepositoryAgents) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ModelRepositoryAgents) GetAgents() []*ModelRepositoryAgents_Agent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// ModelResponseCache turns the response cache on for a model.
+type ModelResponseCache struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enable        bool                   `protobuf:"varint,1,opt,name=enable,proto3" json:"enable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelResponseCache) Reset() {
+	*x = ModelResponseCache{}
+	mi := &file_grpc_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelResponseCache) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelResponseCache) ProtoMessage() {}
+
+func (x *ModelResponseCache) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelResponseCache.ProtoReflect.Descriptor instead.
+func (*ModelResponseCache) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ModelResponseCache) GetEnable() bool {
+	if x != nil {
+		return x.Enable
+	}
+	return false
+}
+
+// ModelMetrics overrides the settings of a model's metrics.
+type ModelMetrics struct {
+	state         protoimpl.MessageState        `protogen:"open.v1"`
+	MetricControl []*ModelMetrics_MetricControl `protobuf:"bytes,1,rep,name=metric_control,json=metricControl,proto3" json:"metric_control,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelMetrics) Reset() {
+	*x = ModelMetrics{}
+	mi := &file_grpc_service_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelMetrics) ProtoMessage() {}
+
+func (x *ModelMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelMetrics.ProtoReflect.Descriptor instead.
+func (*ModelMetrics) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ModelMetrics) GetMetricControl() []*ModelMetrics_MetricControl {
+	if x != nil {
+		return x.MetricControl
+	}
+	return nil
+}
+
 // ModelParameter is a free-form model parameter.
 type ModelParameter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2805,7 +3760,7 @@ type ModelParameter struct {
 
 func (x *ModelParameter) Reset() {
 	*x = ModelParameter{}
-	mi := &file_grpc_service_proto_msgTypes[38]
+	mi := &file_grpc_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +3772,7 @@ func (x *ModelParameter) String() string {
 func (*ModelParameter) ProtoMessage() {}
 
 func (x *ModelParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[38]
+	mi := &file_grpc_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +3785,7 @@ func (x *ModelParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelParameter.ProtoReflect.Descriptor instead.
 func (*ModelParameter) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{38}
+	return file_grpc_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ModelParameter) GetStringValue() string {
@@ -2853,7 +3808,7 @@ type ModelWarmup struct {
 
 func (x *ModelWarmup) Reset() {
 	*x = ModelWarmup{}
-	mi := &file_grpc_service_proto_msgTypes[39]
+	mi := &file_grpc_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +3820,7 @@ func (x *ModelWarmup) String() string {
 func (*ModelWarmup) ProtoMessage() {}
 
 func (x *ModelWarmup) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[39]
+	mi := &file_grpc_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +3833,7 @@ func (x *ModelWarmup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelWarmup.ProtoReflect.Descriptor instead.
 func (*ModelWarmup) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{39}
+	return file_grpc_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ModelWarmup) GetName() string {
@@ -2909,36 +3864,44 @@ func (x *ModelWarmup) GetCount() uint32 {
 	return 0
 }
 
-// ModelConfig is a model's configuration: the fields of Triton's ModelConfig
-// that kiln uses, with Triton's numbers. Not carried: batch_input (20),
-// batch_output (21), optimization (12), sequence_batching (13),
-// ensemble_scheduling (15), cc_model_filenames (9), metric_tags (10),
-// model_operations (18), model_transaction_policy (19),
-// model_repository_agents (23), response_cache (24).
+// ModelConfig is a model's configuration, Triton's, field for field.
 type ModelConfig struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	Name                 string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Platform             string                 `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
-	VersionPolicy        *ModelVersionPolicy    `protobuf:"bytes,3,opt,name=version_policy,json=versionPolicy,proto3" json:"version_policy,omitempty"`
-	MaxBatchSize         int32                  `protobuf:"varint,4,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
-	Input                []*ModelInput          `protobuf:"bytes,5,rep,name=input,proto3" json:"input,omitempty"`
-	Output               []*ModelOutput         `protobuf:"bytes,6,rep,name=output,proto3" json:"output,omitempty"`
-	InstanceGroup        []*ModelInstanceGroup  `protobuf:"bytes,7,rep,name=instance_group,json=instanceGroup,proto3" json:"instance_group,omitempty"`
-	DefaultModelFilename string                 `protobuf:"bytes,8,opt,name=default_model_filename,json=defaultModelFilename,proto3" json:"default_model_filename,omitempty"`
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Name          string                   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Platform      string                   `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	Backend       string                   `protobuf:"bytes,17,opt,name=backend,proto3" json:"backend,omitempty"`
+	Runtime       string                   `protobuf:"bytes,25,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	VersionPolicy *ModelVersionPolicy      `protobuf:"bytes,3,opt,name=version_policy,json=versionPolicy,proto3" json:"version_policy,omitempty"`
+	MaxBatchSize  int32                    `protobuf:"varint,4,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
+	Input         []*ModelInput            `protobuf:"bytes,5,rep,name=input,proto3" json:"input,omitempty"`
+	Output        []*ModelOutput           `protobuf:"bytes,6,rep,name=output,proto3" json:"output,omitempty"`
+	BatchInput    []*BatchInput            `protobuf:"bytes,20,rep,name=batch_input,json=batchInput,proto3" json:"batch_input,omitempty"`
+	BatchOutput   []*BatchOutput           `protobuf:"bytes,21,rep,name=batch_output,json=batchOutput,proto3" json:"batch_output,omitempty"`
+	Optimization  *ModelOptimizationPolicy `protobuf:"bytes,12,opt,name=optimization,proto3" json:"optimization,omitempty"`
 	// Types that are valid to be assigned to SchedulingChoice:
 	//
 	//	*ModelConfig_DynamicBatching
-	SchedulingChoice isModelConfig_SchedulingChoice `protobuf_oneof:"scheduling_choice"`
-	Parameters       map[string]*ModelParameter     `protobuf:"bytes,14,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	ModelWarmup      []*ModelWarmup                 `protobuf:"bytes,16,rep,name=model_warmup,json=modelWarmup,proto3" json:"model_warmup,omitempty"`
-	Backend          string                         `protobuf:"bytes,17,opt,name=backend,proto3" json:"backend,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	//	*ModelConfig_SequenceBatching
+	//	*ModelConfig_EnsembleScheduling
+	SchedulingChoice       isModelConfig_SchedulingChoice `protobuf_oneof:"scheduling_choice"`
+	InstanceGroup          []*ModelInstanceGroup          `protobuf:"bytes,7,rep,name=instance_group,json=instanceGroup,proto3" json:"instance_group,omitempty"`
+	DefaultModelFilename   string                         `protobuf:"bytes,8,opt,name=default_model_filename,json=defaultModelFilename,proto3" json:"default_model_filename,omitempty"`
+	CcModelFilenames       map[string]string              `protobuf:"bytes,9,rep,name=cc_model_filenames,json=ccModelFilenames,proto3" json:"cc_model_filenames,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	MetricTags             map[string]string              `protobuf:"bytes,10,rep,name=metric_tags,json=metricTags,proto3" json:"metric_tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Parameters             map[string]*ModelParameter     `protobuf:"bytes,14,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ModelWarmup            []*ModelWarmup                 `protobuf:"bytes,16,rep,name=model_warmup,json=modelWarmup,proto3" json:"model_warmup,omitempty"`
+	ModelOperations        *ModelOperations               `protobuf:"bytes,18,opt,name=model_operations,json=modelOperations,proto3" json:"model_operations,omitempty"`
+	ModelTransactionPolicy *ModelTransactionPolicy        `protobuf:"bytes,19,opt,name=model_transaction_policy,json=modelTransactionPolicy,proto3" json:"model_transaction_policy,omitempty"`
+	ModelRepositoryAgents  *ModelRepositoryAgents         `protobuf:"bytes,23,opt,name=model_repository_agents,json=modelRepositoryAgents,proto3" json:"model_repository_agents,omitempty"`
+	ResponseCache          *ModelResponseCache            `protobuf:"bytes,24,opt,name=response_cache,json=responseCache,proto3" json:"response_cache,omitempty"`
+	ModelMetrics           *ModelMetrics                  `protobuf:"bytes,26,opt,name=model_metrics,json=modelMetrics,proto3" json:"model_metrics,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *ModelConfig) Reset() {
 	*x = ModelConfig{}
-	mi := &file_grpc_service_proto_msgTypes[40]
+	mi := &file_grpc_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2950,7 +3913,7 @@ func (x *ModelConfig) String() string {
 func (*ModelConfig) ProtoMessage() {}
 
 func (x *ModelConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[40]
+	mi := &file_grpc_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2963,7 +3926,7 @@ func (x *ModelConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelConfig.ProtoReflect.Descriptor instead.
 func (*ModelConfig) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{40}
+	return file_grpc_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ModelConfig) GetName() string {
@@ -2976,6 +3939,20 @@ func (x *ModelConfig) GetName() string {
 func (x *ModelConfig) GetPlatform() string {
 	if x != nil {
 		return x.Platform
+	}
+	return ""
+}
+
+func (x *ModelConfig) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ModelConfig) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
 	}
 	return ""
 }
@@ -3008,18 +3985,25 @@ func (x *ModelConfig) GetOutput() []*ModelOutput {
 	return nil
 }
 
-func (x *ModelConfig) GetInstanceGroup() []*ModelInstanceGroup {
+func (x *ModelConfig) GetBatchInput() []*BatchInput {
 	if x != nil {
-		return x.InstanceGroup
+		return x.BatchInput
 	}
 	return nil
 }
 
-func (x *ModelConfig) GetDefaultModelFilename() string {
+func (x *ModelConfig) GetBatchOutput() []*BatchOutput {
 	if x != nil {
-		return x.DefaultModelFilename
+		return x.BatchOutput
 	}
-	return ""
+	return nil
+}
+
+func (x *ModelConfig) GetOptimization() *ModelOptimizationPolicy {
+	if x != nil {
+		return x.Optimization
+	}
+	return nil
 }
 
 func (x *ModelConfig) GetSchedulingChoice() isModelConfig_SchedulingChoice {
@@ -3038,6 +4022,52 @@ func (x *ModelConfig) GetDynamicBatching() *ModelDynamicBatching {
 	return nil
 }
 
+func (x *ModelConfig) GetSequenceBatching() *ModelSequenceBatching {
+	if x != nil {
+		if x, ok := x.SchedulingChoice.(*ModelConfig_SequenceBatching); ok {
+			return x.SequenceBatching
+		}
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetEnsembleScheduling() *ModelEnsembling {
+	if x != nil {
+		if x, ok := x.SchedulingChoice.(*ModelConfig_EnsembleScheduling); ok {
+			return x.EnsembleScheduling
+		}
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetInstanceGroup() []*ModelInstanceGroup {
+	if x != nil {
+		return x.InstanceGroup
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetDefaultModelFilename() string {
+	if x != nil {
+		return x.DefaultModelFilename
+	}
+	return ""
+}
+
+func (x *ModelConfig) GetCcModelFilenames() map[string]string {
+	if x != nil {
+		return x.CcModelFilenames
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetMetricTags() map[string]string {
+	if x != nil {
+		return x.MetricTags
+	}
+	return nil
+}
+
 func (x *ModelConfig) GetParameters() map[string]*ModelParameter {
 	if x != nil {
 		return x.Parameters
@@ -3052,11 +4082,39 @@ func (x *ModelConfig) GetModelWarmup() []*ModelWarmup {
 	return nil
 }
 
-func (x *ModelConfig) GetBackend() string {
+func (x *ModelConfig) GetModelOperations() *ModelOperations {
 	if x != nil {
-		return x.Backend
+		return x.ModelOperations
 	}
-	return ""
+	return nil
+}
+
+func (x *ModelConfig) GetModelTransactionPolicy() *ModelTransactionPolicy {
+	if x != nil {
+		return x.ModelTransactionPolicy
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetModelRepositoryAgents() *ModelRepositoryAgents {
+	if x != nil {
+		return x.ModelRepositoryAgents
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetResponseCache() *ModelResponseCache {
+	if x != nil {
+		return x.ResponseCache
+	}
+	return nil
+}
+
+func (x *ModelConfig) GetModelMetrics() *ModelMetrics {
+	if x != nil {
+		return x.ModelMetrics
+	}
+	return nil
 }
 
 type isModelConfig_SchedulingChoice interface {
@@ -3067,7 +4125,19 @@ type ModelConfig_DynamicBatching struct {
 	DynamicBatching *ModelDynamicBatching `protobuf:"bytes,11,opt,name=dynamic_batching,json=dynamicBatching,proto3,oneof"`
 }
 
+type ModelConfig_SequenceBatching struct {
+	SequenceBatching *ModelSequenceBatching `protobuf:"bytes,13,opt,name=sequence_batching,json=sequenceBatching,proto3,oneof"`
+}
+
+type ModelConfig_EnsembleScheduling struct {
+	EnsembleScheduling *ModelEnsembling `protobuf:"bytes,15,opt,name=ensemble_scheduling,json=ensembleScheduling,proto3,oneof"`
+}
+
 func (*ModelConfig_DynamicBatching) isModelConfig_SchedulingChoice() {}
+
+func (*ModelConfig_SequenceBatching) isModelConfig_SchedulingChoice() {}
+
+func (*ModelConfig_EnsembleScheduling) isModelConfig_SchedulingChoice() {}
 
 // TensorMetadata describes one input or output; -1 marks a variable dimension.
 type ModelMetadataResponse_TensorMetadata struct {
@@ -3081,7 +4151,7 @@ type ModelMetadataResponse_TensorMetadata struct {
 
 func (x *ModelMetadataResponse_TensorMetadata) Reset() {
 	*x = ModelMetadataResponse_TensorMetadata{}
-	mi := &file_grpc_service_proto_msgTypes[41]
+	mi := &file_grpc_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +4163,7 @@ func (x *ModelMetadataResponse_TensorMetadata) String() string {
 func (*ModelMetadataResponse_TensorMetadata) ProtoMessage() {}
 
 func (x *ModelMetadataResponse_TensorMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[41]
+	mi := &file_grpc_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +4215,7 @@ type ModelInferRequest_InferInputTensor struct {
 
 func (x *ModelInferRequest_InferInputTensor) Reset() {
 	*x = ModelInferRequest_InferInputTensor{}
-	mi := &file_grpc_service_proto_msgTypes[42]
+	mi := &file_grpc_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +4227,7 @@ func (x *ModelInferRequest_InferInputTensor) String() string {
 func (*ModelInferRequest_InferInputTensor) ProtoMessage() {}
 
 func (x *ModelInferRequest_InferInputTensor) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[42]
+	mi := &file_grpc_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +4289,7 @@ type ModelInferRequest_InferRequestedOutputTensor struct {
 
 func (x *ModelInferRequest_InferRequestedOutputTensor) Reset() {
 	*x = ModelInferRequest_InferRequestedOutputTensor{}
-	mi := &file_grpc_service_proto_msgTypes[43]
+	mi := &file_grpc_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +4301,7 @@ func (x *ModelInferRequest_InferRequestedOutputTensor) String() string {
 func (*ModelInferRequest_InferRequestedOutputTensor) ProtoMessage() {}
 
 func (x *ModelInferRequest_InferRequestedOutputTensor) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[43]
+	mi := &file_grpc_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +4346,7 @@ type ModelInferResponse_InferOutputTensor struct {
 
 func (x *ModelInferResponse_InferOutputTensor) Reset() {
 	*x = ModelInferResponse_InferOutputTensor{}
-	mi := &file_grpc_service_proto_msgTypes[47]
+	mi := &file_grpc_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +4358,7 @@ func (x *ModelInferResponse_InferOutputTensor) String() string {
 func (*ModelInferResponse_InferOutputTensor) ProtoMessage() {}
 
 func (x *ModelInferResponse_InferOutputTensor) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[47]
+	mi := &file_grpc_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +4423,7 @@ type RepositoryIndexResponse_ModelIndex struct {
 
 func (x *RepositoryIndexResponse_ModelIndex) Reset() {
 	*x = RepositoryIndexResponse_ModelIndex{}
-	mi := &file_grpc_service_proto_msgTypes[50]
+	mi := &file_grpc_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +4435,7 @@ func (x *RepositoryIndexResponse_ModelIndex) String() string {
 func (*RepositoryIndexResponse_ModelIndex) ProtoMessage() {}
 
 func (x *RepositoryIndexResponse_ModelIndex) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[50]
+	mi := &file_grpc_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +4489,7 @@ type ModelVersionPolicy_Latest struct {
 
 func (x *ModelVersionPolicy_Latest) Reset() {
 	*x = ModelVersionPolicy_Latest{}
-	mi := &file_grpc_service_proto_msgTypes[53]
+	mi := &file_grpc_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3431,7 +4501,7 @@ func (x *ModelVersionPolicy_Latest) String() string {
 func (*ModelVersionPolicy_Latest) ProtoMessage() {}
 
 func (x *ModelVersionPolicy_Latest) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[53]
+	mi := &file_grpc_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +4533,7 @@ type ModelVersionPolicy_All struct {
 
 func (x *ModelVersionPolicy_All) Reset() {
 	*x = ModelVersionPolicy_All{}
-	mi := &file_grpc_service_proto_msgTypes[54]
+	mi := &file_grpc_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3475,7 +4545,7 @@ func (x *ModelVersionPolicy_All) String() string {
 func (*ModelVersionPolicy_All) ProtoMessage() {}
 
 func (x *ModelVersionPolicy_All) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[54]
+	mi := &file_grpc_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +4571,7 @@ type ModelVersionPolicy_Specific struct {
 
 func (x *ModelVersionPolicy_Specific) Reset() {
 	*x = ModelVersionPolicy_Specific{}
-	mi := &file_grpc_service_proto_msgTypes[55]
+	mi := &file_grpc_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +4583,7 @@ func (x *ModelVersionPolicy_Specific) String() string {
 func (*ModelVersionPolicy_Specific) ProtoMessage() {}
 
 func (x *ModelVersionPolicy_Specific) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[55]
+	mi := &file_grpc_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3536,6 +4606,1279 @@ func (x *ModelVersionPolicy_Specific) GetVersions() []int64 {
 	return nil
 }
 
+// Resource is a named resource an execution holds.
+type ModelRateLimiter_Resource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Global        bool                   `protobuf:"varint,2,opt,name=global,proto3" json:"global,omitempty"`
+	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelRateLimiter_Resource) Reset() {
+	*x = ModelRateLimiter_Resource{}
+	mi := &file_grpc_service_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelRateLimiter_Resource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelRateLimiter_Resource) ProtoMessage() {}
+
+func (x *ModelRateLimiter_Resource) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelRateLimiter_Resource.ProtoReflect.Descriptor instead.
+func (*ModelRateLimiter_Resource) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{35, 0}
+}
+
+func (x *ModelRateLimiter_Resource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelRateLimiter_Resource) GetGlobal() bool {
+	if x != nil {
+		return x.Global
+	}
+	return false
+}
+
+func (x *ModelRateLimiter_Resource) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// SecondaryDevice is a further device an instance needs.
+type ModelInstanceGroup_SecondaryDevice struct {
+	state         protoimpl.MessageState                                 `protogen:"open.v1"`
+	Kind          ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind `protobuf:"varint,1,opt,name=kind,proto3,enum=inference.ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind" json:"kind,omitempty"`
+	DeviceId      int64                                                  `protobuf:"varint,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelInstanceGroup_SecondaryDevice) Reset() {
+	*x = ModelInstanceGroup_SecondaryDevice{}
+	mi := &file_grpc_service_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelInstanceGroup_SecondaryDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelInstanceGroup_SecondaryDevice) ProtoMessage() {}
+
+func (x *ModelInstanceGroup_SecondaryDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelInstanceGroup_SecondaryDevice.ProtoReflect.Descriptor instead.
+func (*ModelInstanceGroup_SecondaryDevice) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{36, 0}
+}
+
+func (x *ModelInstanceGroup_SecondaryDevice) GetKind() ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ModelInstanceGroup_SecondaryDevice_KIND_NVDLA
+}
+
+func (x *ModelInstanceGroup_SecondaryDevice) GetDeviceId() int64 {
+	if x != nil {
+		return x.DeviceId
+	}
+	return 0
+}
+
+type ModelOptimizationPolicy_Graph struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         int32                  `protobuf:"varint,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_Graph) Reset() {
+	*x = ModelOptimizationPolicy_Graph{}
+	mi := &file_grpc_service_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_Graph) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_Graph) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_Graph) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_Graph.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_Graph) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 0}
+}
+
+func (x *ModelOptimizationPolicy_Graph) GetLevel() int32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+type ModelOptimizationPolicy_Cuda struct {
+	state            protoimpl.MessageState                    `protogen:"open.v1"`
+	Graphs           bool                                      `protobuf:"varint,1,opt,name=graphs,proto3" json:"graphs,omitempty"`
+	BusyWaitEvents   bool                                      `protobuf:"varint,2,opt,name=busy_wait_events,json=busyWaitEvents,proto3" json:"busy_wait_events,omitempty"`
+	GraphSpec        []*ModelOptimizationPolicy_Cuda_GraphSpec `protobuf:"bytes,3,rep,name=graph_spec,json=graphSpec,proto3" json:"graph_spec,omitempty"`
+	OutputCopyStream bool                                      `protobuf:"varint,4,opt,name=output_copy_stream,json=outputCopyStream,proto3" json:"output_copy_stream,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_Cuda) Reset() {
+	*x = ModelOptimizationPolicy_Cuda{}
+	mi := &file_grpc_service_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_Cuda) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_Cuda) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_Cuda) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_Cuda.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_Cuda) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 1}
+}
+
+func (x *ModelOptimizationPolicy_Cuda) GetGraphs() bool {
+	if x != nil {
+		return x.Graphs
+	}
+	return false
+}
+
+func (x *ModelOptimizationPolicy_Cuda) GetBusyWaitEvents() bool {
+	if x != nil {
+		return x.BusyWaitEvents
+	}
+	return false
+}
+
+func (x *ModelOptimizationPolicy_Cuda) GetGraphSpec() []*ModelOptimizationPolicy_Cuda_GraphSpec {
+	if x != nil {
+		return x.GraphSpec
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy_Cuda) GetOutputCopyStream() bool {
+	if x != nil {
+		return x.OutputCopyStream
+	}
+	return false
+}
+
+type ModelOptimizationPolicy_ExecutionAccelerators struct {
+	state                   protoimpl.MessageState                                       `protogen:"open.v1"`
+	GpuExecutionAccelerator []*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator `protobuf:"bytes,1,rep,name=gpu_execution_accelerator,json=gpuExecutionAccelerator,proto3" json:"gpu_execution_accelerator,omitempty"`
+	CpuExecutionAccelerator []*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator `protobuf:"bytes,2,rep,name=cpu_execution_accelerator,json=cpuExecutionAccelerator,proto3" json:"cpu_execution_accelerator,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators) Reset() {
+	*x = ModelOptimizationPolicy_ExecutionAccelerators{}
+	mi := &file_grpc_service_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_ExecutionAccelerators) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_ExecutionAccelerators.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_ExecutionAccelerators) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 2}
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators) GetGpuExecutionAccelerator() []*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator {
+	if x != nil {
+		return x.GpuExecutionAccelerator
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators) GetCpuExecutionAccelerator() []*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator {
+	if x != nil {
+		return x.CpuExecutionAccelerator
+	}
+	return nil
+}
+
+type ModelOptimizationPolicy_PinnedMemoryBuffer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enable        bool                   `protobuf:"varint,1,opt,name=enable,proto3" json:"enable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_PinnedMemoryBuffer) Reset() {
+	*x = ModelOptimizationPolicy_PinnedMemoryBuffer{}
+	mi := &file_grpc_service_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_PinnedMemoryBuffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_PinnedMemoryBuffer) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_PinnedMemoryBuffer) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_PinnedMemoryBuffer.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_PinnedMemoryBuffer) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 3}
+}
+
+func (x *ModelOptimizationPolicy_PinnedMemoryBuffer) GetEnable() bool {
+	if x != nil {
+		return x.Enable
+	}
+	return false
+}
+
+type ModelOptimizationPolicy_Cuda_GraphSpec struct {
+	state           protoimpl.MessageState                                   `protogen:"open.v1"`
+	BatchSize       int32                                                    `protobuf:"varint,1,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	Input           map[string]*ModelOptimizationPolicy_Cuda_GraphSpec_Shape `protobuf:"bytes,2,rep,name=input,proto3" json:"input,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	GraphLowerBound *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound       `protobuf:"bytes,3,opt,name=graph_lower_bound,json=graphLowerBound,proto3" json:"graph_lower_bound,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec) Reset() {
+	*x = ModelOptimizationPolicy_Cuda_GraphSpec{}
+	mi := &file_grpc_service_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_Cuda_GraphSpec) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_Cuda_GraphSpec.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_Cuda_GraphSpec) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 1, 0}
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec) GetBatchSize() int32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec) GetInput() map[string]*ModelOptimizationPolicy_Cuda_GraphSpec_Shape {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec) GetGraphLowerBound() *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound {
+	if x != nil {
+		return x.GraphLowerBound
+	}
+	return nil
+}
+
+type ModelOptimizationPolicy_Cuda_GraphSpec_Shape struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dim           []int64                `protobuf:"varint,1,rep,packed,name=dim,proto3" json:"dim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_Shape) Reset() {
+	*x = ModelOptimizationPolicy_Cuda_GraphSpec_Shape{}
+	mi := &file_grpc_service_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_Shape) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_Cuda_GraphSpec_Shape) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_Shape) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_Cuda_GraphSpec_Shape.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_Cuda_GraphSpec_Shape) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 1, 0, 0}
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_Shape) GetDim() []int64 {
+	if x != nil {
+		return x.Dim
+	}
+	return nil
+}
+
+type ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound struct {
+	state         protoimpl.MessageState                                   `protogen:"open.v1"`
+	BatchSize     int32                                                    `protobuf:"varint,1,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	Input         map[string]*ModelOptimizationPolicy_Cuda_GraphSpec_Shape `protobuf:"bytes,2,rep,name=input,proto3" json:"input,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) Reset() {
+	*x = ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound{}
+	mi := &file_grpc_service_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 1, 0, 1}
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) GetBatchSize() int32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound) GetInput() map[string]*ModelOptimizationPolicy_Cuda_GraphSpec_Shape {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+type ModelOptimizationPolicy_ExecutionAccelerators_Accelerator struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Parameters    map[string]string      `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) Reset() {
+	*x = ModelOptimizationPolicy_ExecutionAccelerators_Accelerator{}
+	mi := &file_grpc_service_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) ProtoMessage() {}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptimizationPolicy_ExecutionAccelerators_Accelerator.ProtoReflect.Descriptor instead.
+func (*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{39, 2, 0}
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelOptimizationPolicy_ExecutionAccelerators_Accelerator) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+// Control is a value the batcher passes to the model in a control input.
+type ModelSequenceBatching_Control struct {
+	state          protoimpl.MessageState             `protogen:"open.v1"`
+	Kind           ModelSequenceBatching_Control_Kind `protobuf:"varint,1,opt,name=kind,proto3,enum=inference.ModelSequenceBatching_Control_Kind" json:"kind,omitempty"`
+	Int32FalseTrue []int32                            `protobuf:"varint,2,rep,packed,name=int32_false_true,json=int32FalseTrue,proto3" json:"int32_false_true,omitempty"`
+	Fp32FalseTrue  []float32                          `protobuf:"fixed32,3,rep,packed,name=fp32_false_true,json=fp32FalseTrue,proto3" json:"fp32_false_true,omitempty"`
+	DataType       DataType                           `protobuf:"varint,4,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
+	BoolFalseTrue  []bool                             `protobuf:"varint,5,rep,packed,name=bool_false_true,json=boolFalseTrue,proto3" json:"bool_false_true,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching_Control) Reset() {
+	*x = ModelSequenceBatching_Control{}
+	mi := &file_grpc_service_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching_Control) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching_Control) ProtoMessage() {}
+
+func (x *ModelSequenceBatching_Control) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_Control.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching_Control) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 0}
+}
+
+func (x *ModelSequenceBatching_Control) GetKind() ModelSequenceBatching_Control_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return ModelSequenceBatching_Control_CONTROL_SEQUENCE_START
+}
+
+func (x *ModelSequenceBatching_Control) GetInt32FalseTrue() []int32 {
+	if x != nil {
+		return x.Int32FalseTrue
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_Control) GetFp32FalseTrue() []float32 {
+	if x != nil {
+		return x.Fp32FalseTrue
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_Control) GetDataType() DataType {
+	if x != nil {
+		return x.DataType
+	}
+	return DataType_TYPE_INVALID
+}
+
+func (x *ModelSequenceBatching_Control) GetBoolFalseTrue() []bool {
+	if x != nil {
+		return x.BoolFalseTrue
+	}
+	return nil
+}
+
+// ControlInput is a model input carrying controls.
+type ModelSequenceBatching_ControlInput struct {
+	state         protoimpl.MessageState           `protogen:"open.v1"`
+	Name          string                           `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Control       []*ModelSequenceBatching_Control `protobuf:"bytes,2,rep,name=control,proto3" json:"control,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching_ControlInput) Reset() {
+	*x = ModelSequenceBatching_ControlInput{}
+	mi := &file_grpc_service_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching_ControlInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching_ControlInput) ProtoMessage() {}
+
+func (x *ModelSequenceBatching_ControlInput) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_ControlInput.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching_ControlInput) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 1}
+}
+
+func (x *ModelSequenceBatching_ControlInput) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelSequenceBatching_ControlInput) GetControl() []*ModelSequenceBatching_Control {
+	if x != nil {
+		return x.Control
+	}
+	return nil
+}
+
+// InitialState is how an implicit state starts.
+type ModelSequenceBatching_InitialState struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DataType DataType               `protobuf:"varint,1,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
+	Dims     []int64                `protobuf:"varint,2,rep,packed,name=dims,proto3" json:"dims,omitempty"`
+	// Types that are valid to be assigned to StateData:
+	//
+	//	*ModelSequenceBatching_InitialState_ZeroData
+	//	*ModelSequenceBatching_InitialState_DataFile
+	StateData     isModelSequenceBatching_InitialState_StateData `protobuf_oneof:"state_data"`
+	Name          string                                         `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching_InitialState) Reset() {
+	*x = ModelSequenceBatching_InitialState{}
+	mi := &file_grpc_service_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching_InitialState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching_InitialState) ProtoMessage() {}
+
+func (x *ModelSequenceBatching_InitialState) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_InitialState.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching_InitialState) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 2}
+}
+
+func (x *ModelSequenceBatching_InitialState) GetDataType() DataType {
+	if x != nil {
+		return x.DataType
+	}
+	return DataType_TYPE_INVALID
+}
+
+func (x *ModelSequenceBatching_InitialState) GetDims() []int64 {
+	if x != nil {
+		return x.Dims
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_InitialState) GetStateData() isModelSequenceBatching_InitialState_StateData {
+	if x != nil {
+		return x.StateData
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_InitialState) GetZeroData() bool {
+	if x != nil {
+		if x, ok := x.StateData.(*ModelSequenceBatching_InitialState_ZeroData); ok {
+			return x.ZeroData
+		}
+	}
+	return false
+}
+
+func (x *ModelSequenceBatching_InitialState) GetDataFile() string {
+	if x != nil {
+		if x, ok := x.StateData.(*ModelSequenceBatching_InitialState_DataFile); ok {
+			return x.DataFile
+		}
+	}
+	return ""
+}
+
+func (x *ModelSequenceBatching_InitialState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type isModelSequenceBatching_InitialState_StateData interface {
+	isModelSequenceBatching_InitialState_StateData()
+}
+
+type ModelSequenceBatching_InitialState_ZeroData struct {
+	ZeroData bool `protobuf:"varint,3,opt,name=zero_data,json=zeroData,proto3,oneof"`
+}
+
+type ModelSequenceBatching_InitialState_DataFile struct {
+	DataFile string `protobuf:"bytes,4,opt,name=data_file,json=dataFile,proto3,oneof"`
+}
+
+func (*ModelSequenceBatching_InitialState_ZeroData) isModelSequenceBatching_InitialState_StateData() {
+}
+
+func (*ModelSequenceBatching_InitialState_DataFile) isModelSequenceBatching_InitialState_StateData() {
+}
+
+// State is an input and output pair carrying a sequence's state.
+type ModelSequenceBatching_State struct {
+	state                       protoimpl.MessageState                `protogen:"open.v1"`
+	InputName                   string                                `protobuf:"bytes,1,opt,name=input_name,json=inputName,proto3" json:"input_name,omitempty"`
+	OutputName                  string                                `protobuf:"bytes,2,opt,name=output_name,json=outputName,proto3" json:"output_name,omitempty"`
+	DataType                    DataType                              `protobuf:"varint,3,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
+	Dims                        []int64                               `protobuf:"varint,4,rep,packed,name=dims,proto3" json:"dims,omitempty"`
+	InitialState                []*ModelSequenceBatching_InitialState `protobuf:"bytes,5,rep,name=initial_state,json=initialState,proto3" json:"initial_state,omitempty"`
+	UseSameBufferForInputOutput bool                                  `protobuf:"varint,6,opt,name=use_same_buffer_for_input_output,json=useSameBufferForInputOutput,proto3" json:"use_same_buffer_for_input_output,omitempty"`
+	UseGrowableMemory           bool                                  `protobuf:"varint,7,opt,name=use_growable_memory,json=useGrowableMemory,proto3" json:"use_growable_memory,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching_State) Reset() {
+	*x = ModelSequenceBatching_State{}
+	mi := &file_grpc_service_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching_State) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching_State) ProtoMessage() {}
+
+func (x *ModelSequenceBatching_State) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_State.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching_State) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 3}
+}
+
+func (x *ModelSequenceBatching_State) GetInputName() string {
+	if x != nil {
+		return x.InputName
+	}
+	return ""
+}
+
+func (x *ModelSequenceBatching_State) GetOutputName() string {
+	if x != nil {
+		return x.OutputName
+	}
+	return ""
+}
+
+func (x *ModelSequenceBatching_State) GetDataType() DataType {
+	if x != nil {
+		return x.DataType
+	}
+	return DataType_TYPE_INVALID
+}
+
+func (x *ModelSequenceBatching_State) GetDims() []int64 {
+	if x != nil {
+		return x.Dims
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_State) GetInitialState() []*ModelSequenceBatching_InitialState {
+	if x != nil {
+		return x.InitialState
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_State) GetUseSameBufferForInputOutput() bool {
+	if x != nil {
+		return x.UseSameBufferForInputOutput
+	}
+	return false
+}
+
+func (x *ModelSequenceBatching_State) GetUseGrowableMemory() bool {
+	if x != nil {
+		return x.UseGrowableMemory
+	}
+	return false
+}
+
+type ModelSequenceBatching_StrategyDirect struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	MaxQueueDelayMicroseconds uint64                 `protobuf:"varint,1,opt,name=max_queue_delay_microseconds,json=maxQueueDelayMicroseconds,proto3" json:"max_queue_delay_microseconds,omitempty"`
+	MinimumSlotUtilization    float32                `protobuf:"fixed32,2,opt,name=minimum_slot_utilization,json=minimumSlotUtilization,proto3" json:"minimum_slot_utilization,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching_StrategyDirect) Reset() {
+	*x = ModelSequenceBatching_StrategyDirect{}
+	mi := &file_grpc_service_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching_StrategyDirect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching_StrategyDirect) ProtoMessage() {}
+
+func (x *ModelSequenceBatching_StrategyDirect) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_StrategyDirect.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching_StrategyDirect) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 4}
+}
+
+func (x *ModelSequenceBatching_StrategyDirect) GetMaxQueueDelayMicroseconds() uint64 {
+	if x != nil {
+		return x.MaxQueueDelayMicroseconds
+	}
+	return 0
+}
+
+func (x *ModelSequenceBatching_StrategyDirect) GetMinimumSlotUtilization() float32 {
+	if x != nil {
+		return x.MinimumSlotUtilization
+	}
+	return 0
+}
+
+type ModelSequenceBatching_StrategyOldest struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	MaxCandidateSequences     int32                  `protobuf:"varint,1,opt,name=max_candidate_sequences,json=maxCandidateSequences,proto3" json:"max_candidate_sequences,omitempty"`
+	PreferredBatchSize        []int32                `protobuf:"varint,2,rep,packed,name=preferred_batch_size,json=preferredBatchSize,proto3" json:"preferred_batch_size,omitempty"`
+	MaxQueueDelayMicroseconds uint64                 `protobuf:"varint,3,opt,name=max_queue_delay_microseconds,json=maxQueueDelayMicroseconds,proto3" json:"max_queue_delay_microseconds,omitempty"`
+	PreserveOrdering          bool                   `protobuf:"varint,4,opt,name=preserve_ordering,json=preserveOrdering,proto3" json:"preserve_ordering,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *ModelSequenceBatching_StrategyOldest) Reset() {
+	*x = ModelSequenceBatching_StrategyOldest{}
+	mi := &file_grpc_service_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSequenceBatching_StrategyOldest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSequenceBatching_StrategyOldest) ProtoMessage() {}
+
+func (x *ModelSequenceBatching_StrategyOldest) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSequenceBatching_StrategyOldest.ProtoReflect.Descriptor instead.
+func (*ModelSequenceBatching_StrategyOldest) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{42, 5}
+}
+
+func (x *ModelSequenceBatching_StrategyOldest) GetMaxCandidateSequences() int32 {
+	if x != nil {
+		return x.MaxCandidateSequences
+	}
+	return 0
+}
+
+func (x *ModelSequenceBatching_StrategyOldest) GetPreferredBatchSize() []int32 {
+	if x != nil {
+		return x.PreferredBatchSize
+	}
+	return nil
+}
+
+func (x *ModelSequenceBatching_StrategyOldest) GetMaxQueueDelayMicroseconds() uint64 {
+	if x != nil {
+		return x.MaxQueueDelayMicroseconds
+	}
+	return 0
+}
+
+func (x *ModelSequenceBatching_StrategyOldest) GetPreserveOrdering() bool {
+	if x != nil {
+		return x.PreserveOrdering
+	}
+	return false
+}
+
+// Step runs one model, its inputs and outputs mapped to ensemble tensors.
+type ModelEnsembling_Step struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ModelName      string                 `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion   int64                  `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	InputMap       map[string]string      `protobuf:"bytes,3,rep,name=input_map,json=inputMap,proto3" json:"input_map,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	OutputMap      map[string]string      `protobuf:"bytes,4,rep,name=output_map,json=outputMap,proto3" json:"output_map,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ModelNamespace string                 `protobuf:"bytes,5,opt,name=model_namespace,json=modelNamespace,proto3" json:"model_namespace,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ModelEnsembling_Step) Reset() {
+	*x = ModelEnsembling_Step{}
+	mi := &file_grpc_service_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelEnsembling_Step) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelEnsembling_Step) ProtoMessage() {}
+
+func (x *ModelEnsembling_Step) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelEnsembling_Step.ProtoReflect.Descriptor instead.
+func (*ModelEnsembling_Step) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{43, 0}
+}
+
+func (x *ModelEnsembling_Step) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *ModelEnsembling_Step) GetModelVersion() int64 {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return 0
+}
+
+func (x *ModelEnsembling_Step) GetInputMap() map[string]string {
+	if x != nil {
+		return x.InputMap
+	}
+	return nil
+}
+
+func (x *ModelEnsembling_Step) GetOutputMap() map[string]string {
+	if x != nil {
+		return x.OutputMap
+	}
+	return nil
+}
+
+func (x *ModelEnsembling_Step) GetModelNamespace() string {
+	if x != nil {
+		return x.ModelNamespace
+	}
+	return ""
+}
+
+type ModelRepositoryAgents_Agent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Parameters    map[string]string      `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelRepositoryAgents_Agent) Reset() {
+	*x = ModelRepositoryAgents_Agent{}
+	mi := &file_grpc_service_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelRepositoryAgents_Agent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelRepositoryAgents_Agent) ProtoMessage() {}
+
+func (x *ModelRepositoryAgents_Agent) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelRepositoryAgents_Agent.ProtoReflect.Descriptor instead.
+func (*ModelRepositoryAgents_Agent) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{46, 0}
+}
+
+func (x *ModelRepositoryAgents_Agent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelRepositoryAgents_Agent) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+type ModelMetrics_MetricControl struct {
+	state            protoimpl.MessageState                       `protogen:"open.v1"`
+	MetricIdentifier *ModelMetrics_MetricControl_MetricIdentifier `protobuf:"bytes,1,opt,name=metric_identifier,json=metricIdentifier,proto3" json:"metric_identifier,omitempty"`
+	// Types that are valid to be assigned to MetricOptions:
+	//
+	//	*ModelMetrics_MetricControl_HistogramOptions_
+	MetricOptions isModelMetrics_MetricControl_MetricOptions `protobuf_oneof:"metric_options"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelMetrics_MetricControl) Reset() {
+	*x = ModelMetrics_MetricControl{}
+	mi := &file_grpc_service_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelMetrics_MetricControl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelMetrics_MetricControl) ProtoMessage() {}
+
+func (x *ModelMetrics_MetricControl) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelMetrics_MetricControl.ProtoReflect.Descriptor instead.
+func (*ModelMetrics_MetricControl) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{48, 0}
+}
+
+func (x *ModelMetrics_MetricControl) GetMetricIdentifier() *ModelMetrics_MetricControl_MetricIdentifier {
+	if x != nil {
+		return x.MetricIdentifier
+	}
+	return nil
+}
+
+func (x *ModelMetrics_MetricControl) GetMetricOptions() isModelMetrics_MetricControl_MetricOptions {
+	if x != nil {
+		return x.MetricOptions
+	}
+	return nil
+}
+
+func (x *ModelMetrics_MetricControl) GetHistogramOptions() *ModelMetrics_MetricControl_HistogramOptions {
+	if x != nil {
+		if x, ok := x.MetricOptions.(*ModelMetrics_MetricControl_HistogramOptions_); ok {
+			return x.HistogramOptions
+		}
+	}
+	return nil
+}
+
+type isModelMetrics_MetricControl_MetricOptions interface {
+	isModelMetrics_MetricControl_MetricOptions()
+}
+
+type ModelMetrics_MetricControl_HistogramOptions_ struct {
+	HistogramOptions *ModelMetrics_MetricControl_HistogramOptions `protobuf:"bytes,2,opt,name=histogram_options,json=histogramOptions,proto3,oneof"`
+}
+
+func (*ModelMetrics_MetricControl_HistogramOptions_) isModelMetrics_MetricControl_MetricOptions() {}
+
+type ModelMetrics_MetricControl_MetricIdentifier struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Family        string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelMetrics_MetricControl_MetricIdentifier) Reset() {
+	*x = ModelMetrics_MetricControl_MetricIdentifier{}
+	mi := &file_grpc_service_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelMetrics_MetricControl_MetricIdentifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelMetrics_MetricControl_MetricIdentifier) ProtoMessage() {}
+
+func (x *ModelMetrics_MetricControl_MetricIdentifier) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelMetrics_MetricControl_MetricIdentifier.ProtoReflect.Descriptor instead.
+func (*ModelMetrics_MetricControl_MetricIdentifier) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{48, 0, 0}
+}
+
+func (x *ModelMetrics_MetricControl_MetricIdentifier) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+type ModelMetrics_MetricControl_HistogramOptions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buckets       []float64              `protobuf:"fixed64,1,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelMetrics_MetricControl_HistogramOptions) Reset() {
+	*x = ModelMetrics_MetricControl_HistogramOptions{}
+	mi := &file_grpc_service_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelMetrics_MetricControl_HistogramOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelMetrics_MetricControl_HistogramOptions) ProtoMessage() {}
+
+func (x *ModelMetrics_MetricControl_HistogramOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_grpc_service_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelMetrics_MetricControl_HistogramOptions.ProtoReflect.Descriptor instead.
+func (*ModelMetrics_MetricControl_HistogramOptions) Descriptor() ([]byte, []int) {
+	return file_grpc_service_proto_rawDescGZIP(), []int{48, 0, 1}
+}
+
+func (x *ModelMetrics_MetricControl_HistogramOptions) GetBuckets() []float64 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
 // Input is one input of the warmup request.
 type ModelWarmup_Input struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -3553,7 +5896,7 @@ type ModelWarmup_Input struct {
 
 func (x *ModelWarmup_Input) Reset() {
 	*x = ModelWarmup_Input{}
-	mi := &file_grpc_service_proto_msgTypes[57]
+	mi := &file_grpc_service_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3565,7 +5908,7 @@ func (x *ModelWarmup_Input) String() string {
 func (*ModelWarmup_Input) ProtoMessage() {}
 
 func (x *ModelWarmup_Input) ProtoReflect() protoreflect.Message {
-	mi := &file_grpc_service_proto_msgTypes[57]
+	mi := &file_grpc_service_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3578,7 +5921,7 @@ func (x *ModelWarmup_Input) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelWarmup_Input.ProtoReflect.Descriptor instead.
 func (*ModelWarmup_Input) Descriptor() ([]byte, []int) {
-	return file_grpc_service_proto_rawDescGZIP(), []int{39, 0}
+	return file_grpc_service_proto_rawDescGZIP(), []int{50, 0}
 }
 
 func (x *ModelWarmup_Input) GetDataType() DataType {
@@ -3863,7 +6206,7 @@ const file_grpc_service_proto_rawDesc = "" +
 	"\bversions\x18\x01 \x03(\x03R\bversionsB\x0f\n" +
 	"\rpolicy_choice\"*\n" +
 	"\x12ModelTensorReshape\x12\x14\n" +
-	"\x05shape\x18\x01 \x03(\x03R\x05shape\"\x84\x03\n" +
+	"\x05shape\x18\x01 \x03(\x03R\x05shape\"\xba\x03\n" +
 	"\n" +
 	"ModelInput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
@@ -3873,33 +6216,125 @@ const file_grpc_service_proto_rawDesc = "" +
 	"\areshape\x18\x05 \x01(\v2\x1d.inference.ModelTensorReshapeR\areshape\x12&\n" +
 	"\x0fis_shape_tensor\x18\x06 \x01(\bR\risShapeTensor\x12,\n" +
 	"\x12allow_ragged_batch\x18\a \x01(\bR\x10allowRaggedBatch\x12\x1a\n" +
-	"\boptional\x18\b \x01(\bR\boptional\";\n" +
+	"\boptional\x18\b \x01(\bR\boptional\x124\n" +
+	"\x17is_non_linear_format_io\x18\t \x01(\bR\x13isNonLinearFormatIo\";\n" +
 	"\x06Format\x12\x0f\n" +
 	"\vFORMAT_NONE\x10\x00\x12\x0f\n" +
 	"\vFORMAT_NHWC\x10\x01\x12\x0f\n" +
-	"\vFORMAT_NCHW\x10\x02\"\xef\x01\n" +
+	"\vFORMAT_NCHW\x10\x02\"\xa5\x02\n" +
 	"\vModelOutput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12\x12\n" +
 	"\x04dims\x18\x03 \x03(\x03R\x04dims\x12%\n" +
 	"\x0elabel_filename\x18\x04 \x01(\tR\rlabelFilename\x127\n" +
 	"\areshape\x18\x05 \x01(\v2\x1d.inference.ModelTensorReshapeR\areshape\x12&\n" +
-	"\x0fis_shape_tensor\x18\x06 \x01(\bR\risShapeTensor\"\xa2\x02\n" +
+	"\x0fis_shape_tensor\x18\x06 \x01(\bR\risShapeTensor\x124\n" +
+	"\x17is_non_linear_format_io\x18\a \x01(\bR\x13isNonLinearFormatIo\"\xc0\x01\n" +
+	"\x10ModelRateLimiter\x12B\n" +
+	"\tresources\x18\x01 \x03(\v2$.inference.ModelRateLimiter.ResourceR\tresources\x12\x1a\n" +
+	"\bpriority\x18\x02 \x01(\rR\bpriority\x1aL\n" +
+	"\bResource\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06global\x18\x02 \x01(\bR\x06global\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"\xed\x04\n" +
 	"\x12ModelInstanceGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n" +
 	"\x04gpus\x18\x03 \x03(\x05R\x04gpus\x126\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\".inference.ModelInstanceGroup.KindR\x04kind\x12\x18\n" +
-	"\aprofile\x18\x05 \x03(\tR\aprofile\x12\x18\n" +
-	"\apassive\x18\a \x01(\bR\apassive\x12\x1f\n" +
+	"\aprofile\x18\x05 \x03(\tR\aprofile\x12>\n" +
+	"\frate_limiter\x18\x06 \x01(\v2\x1b.inference.ModelRateLimiterR\vrateLimiter\x12\x18\n" +
+	"\apassive\x18\a \x01(\bR\apassive\x12Z\n" +
+	"\x11secondary_devices\x18\b \x03(\v2-.inference.ModelInstanceGroup.SecondaryDeviceR\x10secondaryDevices\x12\x1f\n" +
 	"\vhost_policy\x18\t \x01(\tR\n" +
-	"hostPolicy\"A\n" +
+	"hostPolicy\x1a\xac\x01\n" +
+	"\x0fSecondaryDevice\x12U\n" +
+	"\x04kind\x18\x01 \x01(\x0e2A.inference.ModelInstanceGroup.SecondaryDevice.SecondaryDeviceKindR\x04kind\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\x03R\bdeviceId\"%\n" +
+	"\x13SecondaryDeviceKind\x12\x0e\n" +
+	"\n" +
+	"KIND_NVDLA\x10\x00\"A\n" +
 	"\x04Kind\x12\r\n" +
 	"\tKIND_AUTO\x10\x00\x12\f\n" +
 	"\bKIND_GPU\x10\x01\x12\f\n" +
 	"\bKIND_CPU\x10\x02\x12\x0e\n" +
 	"\n" +
-	"KIND_MODEL\x10\x03\"\xaa\x02\n" +
+	"KIND_MODEL\x10\x03\"\x82\x03\n" +
+	"\n" +
+	"BatchInput\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.inference.BatchInput.KindR\x04kind\x12\x1f\n" +
+	"\vtarget_name\x18\x02 \x03(\tR\n" +
+	"targetName\x120\n" +
+	"\tdata_type\x18\x03 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12!\n" +
+	"\fsource_input\x18\x04 \x03(\tR\vsourceInput\"\xcd\x01\n" +
+	"\x04Kind\x12\x17\n" +
+	"\x13BATCH_ELEMENT_COUNT\x10\x00\x12#\n" +
+	"\x1fBATCH_ACCUMULATED_ELEMENT_COUNT\x10\x01\x12-\n" +
+	")BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO\x10\x02\x12$\n" +
+	" BATCH_MAX_ELEMENT_COUNT_AS_SHAPE\x10\x03\x12\x14\n" +
+	"\x10BATCH_ITEM_SHAPE\x10\x04\x12\x1c\n" +
+	"\x18BATCH_ITEM_SHAPE_FLATTEN\x10\x05\"\xae\x01\n" +
+	"\vBatchOutput\x12\x1f\n" +
+	"\vtarget_name\x18\x01 \x03(\tR\n" +
+	"targetName\x12/\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1b.inference.BatchOutput.KindR\x04kind\x12!\n" +
+	"\fsource_input\x18\x03 \x03(\tR\vsourceInput\"*\n" +
+	"\x04Kind\x12\"\n" +
+	"\x1eBATCH_SCATTER_WITH_INPUT_SHAPE\x10\x00\"\xe6\x10\n" +
+	"\x17ModelOptimizationPolicy\x12>\n" +
+	"\x05graph\x18\x01 \x01(\v2(.inference.ModelOptimizationPolicy.GraphR\x05graph\x12L\n" +
+	"\bpriority\x18\x02 \x01(\x0e20.inference.ModelOptimizationPolicy.ModelPriorityR\bpriority\x12;\n" +
+	"\x04cuda\x18\x03 \x01(\v2'.inference.ModelOptimizationPolicy.CudaR\x04cuda\x12o\n" +
+	"\x16execution_accelerators\x18\x04 \x01(\v28.inference.ModelOptimizationPolicy.ExecutionAcceleratorsR\x15executionAccelerators\x12e\n" +
+	"\x13input_pinned_memory\x18\x05 \x01(\v25.inference.ModelOptimizationPolicy.PinnedMemoryBufferR\x11inputPinnedMemory\x12g\n" +
+	"\x14output_pinned_memory\x18\x06 \x01(\v25.inference.ModelOptimizationPolicy.PinnedMemoryBufferR\x12outputPinnedMemory\x12C\n" +
+	"\x1egather_kernel_buffer_threshold\x18\a \x01(\rR\x1bgatherKernelBufferThreshold\x12%\n" +
+	"\x0eeager_batching\x18\b \x01(\bR\reagerBatching\x1a\x1d\n" +
+	"\x05Graph\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\x05R\x05level\x1a\xc1\x06\n" +
+	"\x04Cuda\x12\x16\n" +
+	"\x06graphs\x18\x01 \x01(\bR\x06graphs\x12(\n" +
+	"\x10busy_wait_events\x18\x02 \x01(\bR\x0ebusyWaitEvents\x12P\n" +
+	"\n" +
+	"graph_spec\x18\x03 \x03(\v21.inference.ModelOptimizationPolicy.Cuda.GraphSpecR\tgraphSpec\x12,\n" +
+	"\x12output_copy_stream\x18\x04 \x01(\bR\x10outputCopyStream\x1a\xf6\x04\n" +
+	"\tGraphSpec\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x01 \x01(\x05R\tbatchSize\x12R\n" +
+	"\x05input\x18\x02 \x03(\v2<.inference.ModelOptimizationPolicy.Cuda.GraphSpec.InputEntryR\x05input\x12h\n" +
+	"\x11graph_lower_bound\x18\x03 \x01(\v2<.inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBoundR\x0fgraphLowerBound\x1a\x19\n" +
+	"\x05Shape\x12\x10\n" +
+	"\x03dim\x18\x01 \x03(\x03R\x03dim\x1a\xfd\x01\n" +
+	"\n" +
+	"LowerBound\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x01 \x01(\x05R\tbatchSize\x12]\n" +
+	"\x05input\x18\x02 \x03(\v2G.inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound.InputEntryR\x05input\x1aq\n" +
+	"\n" +
+	"InputEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12M\n" +
+	"\x05value\x18\x02 \x01(\v27.inference.ModelOptimizationPolicy.Cuda.GraphSpec.ShapeR\x05value:\x028\x01\x1aq\n" +
+	"\n" +
+	"InputEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12M\n" +
+	"\x05value\x18\x02 \x01(\v27.inference.ModelOptimizationPolicy.Cuda.GraphSpec.ShapeR\x05value:\x028\x01\x1a\xf6\x03\n" +
+	"\x15ExecutionAccelerators\x12\x80\x01\n" +
+	"\x19gpu_execution_accelerator\x18\x01 \x03(\v2D.inference.ModelOptimizationPolicy.ExecutionAccelerators.AcceleratorR\x17gpuExecutionAccelerator\x12\x80\x01\n" +
+	"\x19cpu_execution_accelerator\x18\x02 \x03(\v2D.inference.ModelOptimizationPolicy.ExecutionAccelerators.AcceleratorR\x17cpuExecutionAccelerator\x1a\xd6\x01\n" +
+	"\vAccelerator\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12t\n" +
+	"\n" +
+	"parameters\x18\x02 \x03(\v2T.inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator.ParametersEntryR\n" +
+	"parameters\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a,\n" +
+	"\x12PinnedMemoryBuffer\x12\x16\n" +
+	"\x06enable\x18\x01 \x01(\bR\x06enable\"I\n" +
+	"\rModelPriority\x12\x14\n" +
+	"\x10PRIORITY_DEFAULT\x10\x00\x12\x10\n" +
+	"\fPRIORITY_MAX\x10\x01\x12\x10\n" +
+	"\fPRIORITY_MIN\x10\x02\"\xaa\x02\n" +
 	"\x10ModelQueuePolicy\x12P\n" +
 	"\x0etimeout_action\x18\x01 \x01(\x0e2).inference.ModelQueuePolicy.TimeoutActionR\rtimeoutAction\x12@\n" +
 	"\x1cdefault_timeout_microseconds\x18\x02 \x01(\x04R\x1adefaultTimeoutMicroseconds\x124\n" +
@@ -3919,7 +6354,98 @@ const file_grpc_service_proto_rawDesc = "" +
 	"\x15priority_queue_policy\x18\a \x03(\v28.inference.ModelDynamicBatching.PriorityQueuePolicyEntryR\x13priorityQueuePolicy\x1ac\n" +
 	"\x18PriorityQueuePolicyEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.inference.ModelQueuePolicyR\x05value:\x028\x01\"3\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.inference.ModelQueuePolicyR\x05value:\x028\x01\"\xab\x0e\n" +
+	"\x15ModelSequenceBatching\x12I\n" +
+	"\x06direct\x18\x03 \x01(\v2/.inference.ModelSequenceBatching.StrategyDirectH\x00R\x06direct\x12I\n" +
+	"\x06oldest\x18\x04 \x01(\v2/.inference.ModelSequenceBatching.StrategyOldestH\x00R\x06oldest\x12C\n" +
+	"\x1emax_sequence_idle_microseconds\x18\x01 \x01(\x04R\x1bmaxSequenceIdleMicroseconds\x12R\n" +
+	"\rcontrol_input\x18\x02 \x03(\v2-.inference.ModelSequenceBatching.ControlInputR\fcontrolInput\x12<\n" +
+	"\x05state\x18\x05 \x03(\v2&.inference.ModelSequenceBatching.StateR\x05state\x12-\n" +
+	"\x12iterative_sequence\x18\x06 \x01(\bR\x11iterativeSequence\x1a\xef\x02\n" +
+	"\aControl\x12A\n" +
+	"\x04kind\x18\x01 \x01(\x0e2-.inference.ModelSequenceBatching.Control.KindR\x04kind\x12(\n" +
+	"\x10int32_false_true\x18\x02 \x03(\x05R\x0eint32FalseTrue\x12&\n" +
+	"\x0ffp32_false_true\x18\x03 \x03(\x02R\rfp32FalseTrue\x120\n" +
+	"\tdata_type\x18\x04 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12&\n" +
+	"\x0fbool_false_true\x18\x05 \x03(\bR\rboolFalseTrue\"u\n" +
+	"\x04Kind\x12\x1a\n" +
+	"\x16CONTROL_SEQUENCE_START\x10\x00\x12\x1a\n" +
+	"\x16CONTROL_SEQUENCE_READY\x10\x01\x12\x18\n" +
+	"\x14CONTROL_SEQUENCE_END\x10\x02\x12\x1b\n" +
+	"\x17CONTROL_SEQUENCE_CORRID\x10\x03\x1af\n" +
+	"\fControlInput\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
+	"\acontrol\x18\x02 \x03(\v2(.inference.ModelSequenceBatching.ControlR\acontrol\x1a\xb4\x01\n" +
+	"\fInitialState\x120\n" +
+	"\tdata_type\x18\x01 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12\x12\n" +
+	"\x04dims\x18\x02 \x03(\x03R\x04dims\x12\x1d\n" +
+	"\tzero_data\x18\x03 \x01(\bH\x00R\bzeroData\x12\x1d\n" +
+	"\tdata_file\x18\x04 \x01(\tH\x00R\bdataFile\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04nameB\f\n" +
+	"\n" +
+	"state_data\x1a\xd8\x02\n" +
+	"\x05State\x12\x1d\n" +
+	"\n" +
+	"input_name\x18\x01 \x01(\tR\tinputName\x12\x1f\n" +
+	"\voutput_name\x18\x02 \x01(\tR\n" +
+	"outputName\x120\n" +
+	"\tdata_type\x18\x03 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12\x12\n" +
+	"\x04dims\x18\x04 \x03(\x03R\x04dims\x12R\n" +
+	"\rinitial_state\x18\x05 \x03(\v2-.inference.ModelSequenceBatching.InitialStateR\finitialState\x12E\n" +
+	" use_same_buffer_for_input_output\x18\x06 \x01(\bR\x1buseSameBufferForInputOutput\x12.\n" +
+	"\x13use_growable_memory\x18\a \x01(\bR\x11useGrowableMemory\x1a\x8b\x01\n" +
+	"\x0eStrategyDirect\x12?\n" +
+	"\x1cmax_queue_delay_microseconds\x18\x01 \x01(\x04R\x19maxQueueDelayMicroseconds\x128\n" +
+	"\x18minimum_slot_utilization\x18\x02 \x01(\x02R\x16minimumSlotUtilization\x1a\xe8\x01\n" +
+	"\x0eStrategyOldest\x126\n" +
+	"\x17max_candidate_sequences\x18\x01 \x01(\x05R\x15maxCandidateSequences\x120\n" +
+	"\x14preferred_batch_size\x18\x02 \x03(\x05R\x12preferredBatchSize\x12?\n" +
+	"\x1cmax_queue_delay_microseconds\x18\x03 \x01(\x04R\x19maxQueueDelayMicroseconds\x12+\n" +
+	"\x11preserve_ordering\x18\x04 \x01(\bR\x10preserveOrderingB\x11\n" +
+	"\x0fstrategy_choice\"\x88\x04\n" +
+	"\x0fModelEnsembling\x123\n" +
+	"\x04step\x18\x01 \x03(\v2\x1f.inference.ModelEnsembling.StepR\x04step\x124\n" +
+	"\x16max_inflight_responses\x18\x02 \x01(\rR\x14maxInflightResponses\x1a\x89\x03\n" +
+	"\x04Step\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x02 \x01(\x03R\fmodelVersion\x12J\n" +
+	"\tinput_map\x18\x03 \x03(\v2-.inference.ModelEnsembling.Step.InputMapEntryR\binputMap\x12M\n" +
+	"\n" +
+	"output_map\x18\x04 \x03(\v2..inference.ModelEnsembling.Step.OutputMapEntryR\toutputMap\x12'\n" +
+	"\x0fmodel_namespace\x18\x05 \x01(\tR\x0emodelNamespace\x1a;\n" +
+	"\rInputMapEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eOutputMapEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x0fModelOperations\x12.\n" +
+	"\x13op_library_filename\x18\x01 \x03(\tR\x11opLibraryFilename\"6\n" +
+	"\x16ModelTransactionPolicy\x12\x1c\n" +
+	"\tdecoupled\x18\x01 \x01(\bR\tdecoupled\"\x8c\x02\n" +
+	"\x15ModelRepositoryAgents\x12>\n" +
+	"\x06agents\x18\x01 \x03(\v2&.inference.ModelRepositoryAgents.AgentR\x06agents\x1a\xb2\x01\n" +
+	"\x05Agent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12V\n" +
+	"\n" +
+	"parameters\x18\x02 \x03(\v26.inference.ModelRepositoryAgents.Agent.ParametersEntryR\n" +
+	"parameters\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
+	"\x12ModelResponseCache\x12\x16\n" +
+	"\x06enable\x18\x01 \x01(\bR\x06enable\"\xa6\x03\n" +
+	"\fModelMetrics\x12L\n" +
+	"\x0emetric_control\x18\x01 \x03(\v2%.inference.ModelMetrics.MetricControlR\rmetricControl\x1a\xc7\x02\n" +
+	"\rMetricControl\x12c\n" +
+	"\x11metric_identifier\x18\x01 \x01(\v26.inference.ModelMetrics.MetricControl.MetricIdentifierR\x10metricIdentifier\x12e\n" +
+	"\x11histogram_options\x18\x02 \x01(\v26.inference.ModelMetrics.MetricControl.HistogramOptionsH\x00R\x10histogramOptions\x1a*\n" +
+	"\x10MetricIdentifier\x12\x16\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\x1a,\n" +
+	"\x10HistogramOptions\x12\x18\n" +
+	"\abuckets\x18\x01 \x03(\x01R\abucketsB\x10\n" +
+	"\x0emetric_options\"3\n" +
 	"\x0eModelParameter\x12!\n" +
 	"\fstring_value\x18\x01 \x01(\tR\vstringValue\"\xba\x03\n" +
 	"\vModelWarmup\x12\x12\n" +
@@ -3938,28 +6464,48 @@ const file_grpc_service_proto_rawDesc = "" +
 	"\x0finput_data_type\x1aW\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
-	"\x05value\x18\x02 \x01(\v2\x1c.inference.ModelWarmup.InputR\x05value:\x028\x01\"\x9e\x06\n" +
+	"\x05value\x18\x02 \x01(\v2\x1c.inference.ModelWarmup.InputR\x05value:\x028\x01\"\xfc\r\n" +
 	"\vModelConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bplatform\x18\x02 \x01(\tR\bplatform\x12D\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12\x18\n" +
+	"\abackend\x18\x11 \x01(\tR\abackend\x12\x18\n" +
+	"\aruntime\x18\x19 \x01(\tR\aruntime\x12D\n" +
 	"\x0eversion_policy\x18\x03 \x01(\v2\x1d.inference.ModelVersionPolicyR\rversionPolicy\x12$\n" +
 	"\x0emax_batch_size\x18\x04 \x01(\x05R\fmaxBatchSize\x12+\n" +
 	"\x05input\x18\x05 \x03(\v2\x15.inference.ModelInputR\x05input\x12.\n" +
-	"\x06output\x18\x06 \x03(\v2\x16.inference.ModelOutputR\x06output\x12D\n" +
+	"\x06output\x18\x06 \x03(\v2\x16.inference.ModelOutputR\x06output\x126\n" +
+	"\vbatch_input\x18\x14 \x03(\v2\x15.inference.BatchInputR\n" +
+	"batchInput\x129\n" +
+	"\fbatch_output\x18\x15 \x03(\v2\x16.inference.BatchOutputR\vbatchOutput\x12F\n" +
+	"\foptimization\x18\f \x01(\v2\".inference.ModelOptimizationPolicyR\foptimization\x12L\n" +
+	"\x10dynamic_batching\x18\v \x01(\v2\x1f.inference.ModelDynamicBatchingH\x00R\x0fdynamicBatching\x12O\n" +
+	"\x11sequence_batching\x18\r \x01(\v2 .inference.ModelSequenceBatchingH\x00R\x10sequenceBatching\x12M\n" +
+	"\x13ensemble_scheduling\x18\x0f \x01(\v2\x1a.inference.ModelEnsemblingH\x00R\x12ensembleScheduling\x12D\n" +
 	"\x0einstance_group\x18\a \x03(\v2\x1d.inference.ModelInstanceGroupR\rinstanceGroup\x124\n" +
-	"\x16default_model_filename\x18\b \x01(\tR\x14defaultModelFilename\x12L\n" +
-	"\x10dynamic_batching\x18\v \x01(\v2\x1f.inference.ModelDynamicBatchingH\x00R\x0fdynamicBatching\x12F\n" +
+	"\x16default_model_filename\x18\b \x01(\tR\x14defaultModelFilename\x12Z\n" +
+	"\x12cc_model_filenames\x18\t \x03(\v2,.inference.ModelConfig.CcModelFilenamesEntryR\x10ccModelFilenames\x12G\n" +
+	"\vmetric_tags\x18\n" +
+	" \x03(\v2&.inference.ModelConfig.MetricTagsEntryR\n" +
+	"metricTags\x12F\n" +
 	"\n" +
 	"parameters\x18\x0e \x03(\v2&.inference.ModelConfig.ParametersEntryR\n" +
 	"parameters\x129\n" +
-	"\fmodel_warmup\x18\x10 \x03(\v2\x16.inference.ModelWarmupR\vmodelWarmup\x12\x18\n" +
-	"\abackend\x18\x11 \x01(\tR\abackend\x1aX\n" +
+	"\fmodel_warmup\x18\x10 \x03(\v2\x16.inference.ModelWarmupR\vmodelWarmup\x12E\n" +
+	"\x10model_operations\x18\x12 \x01(\v2\x1a.inference.ModelOperationsR\x0fmodelOperations\x12[\n" +
+	"\x18model_transaction_policy\x18\x13 \x01(\v2!.inference.ModelTransactionPolicyR\x16modelTransactionPolicy\x12X\n" +
+	"\x17model_repository_agents\x18\x17 \x01(\v2 .inference.ModelRepositoryAgentsR\x15modelRepositoryAgents\x12D\n" +
+	"\x0eresponse_cache\x18\x18 \x01(\v2\x1d.inference.ModelResponseCacheR\rresponseCache\x12<\n" +
+	"\rmodel_metrics\x18\x1a \x01(\v2\x17.inference.ModelMetricsR\fmodelMetrics\x1aC\n" +
+	"\x15CcModelFilenamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fMetricTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aX\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.inference.ModelParameterR\x05value:\x028\x01B\x13\n" +
-	"\x11scheduling_choiceJ\x04\b\t\x10\n" +
-	"J\x04\b\n" +
-	"\x10\vJ\x04\b\f\x10\rJ\x04\b\r\x10\x0eJ\x04\b\x0f\x10\x10J\x04\b\x12\x10\x13J\x04\b\x13\x10\x14J\x04\b\x14\x10\x15J\x04\b\x15\x10\x16J\x04\b\x17\x10\x18J\x04\b\x18\x10\x19*\xfa\x01\n" +
+	"\x11scheduling_choice*\xfa\x01\n" +
 	"\bDataType\x12\x10\n" +
 	"\fTYPE_INVALID\x10\x00\x12\r\n" +
 	"\tTYPE_BOOL\x10\x01\x12\x0e\n" +
@@ -4010,167 +6556,264 @@ func file_grpc_service_proto_rawDescGZIP() []byte {
 	return file_grpc_service_proto_rawDescData
 }
 
-var file_grpc_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_grpc_service_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_grpc_service_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_grpc_service_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
 var file_grpc_service_proto_goTypes = []any{
-	(DataType)(0),                                        // 0: inference.DataType
-	(ModelInput_Format)(0),                               // 1: inference.ModelInput.Format
-	(ModelInstanceGroup_Kind)(0),                         // 2: inference.ModelInstanceGroup.Kind
-	(ModelQueuePolicy_TimeoutAction)(0),                  // 3: inference.ModelQueuePolicy.TimeoutAction
-	(*ServerLiveRequest)(nil),                            // 4: inference.ServerLiveRequest
-	(*ServerLiveResponse)(nil),                           // 5: inference.ServerLiveResponse
-	(*ServerReadyRequest)(nil),                           // 6: inference.ServerReadyRequest
-	(*ServerReadyResponse)(nil),                          // 7: inference.ServerReadyResponse
-	(*ModelReadyRequest)(nil),                            // 8: inference.ModelReadyRequest
-	(*ModelReadyResponse)(nil),                           // 9: inference.ModelReadyResponse
-	(*ServerMetadataRequest)(nil),                        // 10: inference.ServerMetadataRequest
-	(*ServerMetadataResponse)(nil),                       // 11: inference.ServerMetadataResponse
-	(*ModelMetadataRequest)(nil),                         // 12: inference.ModelMetadataRequest
-	(*ModelMetadataResponse)(nil),                        // 13: inference.ModelMetadataResponse
-	(*InferParameter)(nil),                               // 14: inference.InferParameter
-	(*InferTensorContents)(nil),                          // 15: inference.InferTensorContents
-	(*ModelInferRequest)(nil),                            // 16: inference.ModelInferRequest
-	(*ModelInferResponse)(nil),                           // 17: inference.ModelInferResponse
-	(*ModelStreamInferResponse)(nil),                     // 18: inference.ModelStreamInferResponse
-	(*ModelConfigRequest)(nil),                           // 19: inference.ModelConfigRequest
-	(*ModelConfigResponse)(nil),                          // 20: inference.ModelConfigResponse
-	(*ModelStatisticsRequest)(nil),                       // 21: inference.ModelStatisticsRequest
-	(*StatisticDuration)(nil),                            // 22: inference.StatisticDuration
-	(*InferStatistics)(nil),                              // 23: inference.InferStatistics
-	(*InferBatchStatistics)(nil),                         // 24: inference.InferBatchStatistics
-	(*MemoryUsage)(nil),                                  // 25: inference.MemoryUsage
-	(*ModelStatistics)(nil),                              // 26: inference.ModelStatistics
-	(*ModelStatisticsResponse)(nil),                      // 27: inference.ModelStatisticsResponse
-	(*ModelRepositoryParameter)(nil),                     // 28: inference.ModelRepositoryParameter
-	(*RepositoryIndexRequest)(nil),                       // 29: inference.RepositoryIndexRequest
-	(*RepositoryIndexResponse)(nil),                      // 30: inference.RepositoryIndexResponse
-	(*RepositoryModelLoadRequest)(nil),                   // 31: inference.RepositoryModelLoadRequest
-	(*RepositoryModelLoadResponse)(nil),                  // 32: inference.RepositoryModelLoadResponse
-	(*RepositoryModelUnloadRequest)(nil),                 // 33: inference.RepositoryModelUnloadRequest
-	(*RepositoryModelUnloadResponse)(nil),                // 34: inference.RepositoryModelUnloadResponse
-	(*ModelVersionPolicy)(nil),                           // 35: inference.ModelVersionPolicy
-	(*ModelTensorReshape)(nil),                           // 36: inference.ModelTensorReshape
-	(*ModelInput)(nil),                                   // 37: inference.ModelInput
-	(*ModelOutput)(nil),                                  // 38: inference.ModelOutput
-	(*ModelInstanceGroup)(nil),                           // 39: inference.ModelInstanceGroup
-	(*ModelQueuePolicy)(nil),                             // 40: inference.ModelQueuePolicy
-	(*ModelDynamicBatching)(nil),                         // 41: inference.ModelDynamicBatching
-	(*ModelParameter)(nil),                               // 42: inference.ModelParameter
-	(*ModelWarmup)(nil),                                  // 43: inference.ModelWarmup
-	(*ModelConfig)(nil),                                  // 44: inference.ModelConfig
-	(*ModelMetadataResponse_TensorMetadata)(nil),         // 45: inference.ModelMetadataResponse.TensorMetadata
-	(*ModelInferRequest_InferInputTensor)(nil),           // 46: inference.ModelInferRequest.InferInputTensor
-	(*ModelInferRequest_InferRequestedOutputTensor)(nil), // 47: inference.ModelInferRequest.InferRequestedOutputTensor
-	nil, // 48: inference.ModelInferRequest.ParametersEntry
-	nil, // 49: inference.ModelInferRequest.InferInputTensor.ParametersEntry
-	nil, // 50: inference.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry
-	(*ModelInferResponse_InferOutputTensor)(nil), // 51: inference.ModelInferResponse.InferOutputTensor
-	nil, // 52: inference.ModelInferResponse.ParametersEntry
-	nil, // 53: inference.ModelInferResponse.InferOutputTensor.ParametersEntry
-	(*RepositoryIndexResponse_ModelIndex)(nil), // 54: inference.RepositoryIndexResponse.ModelIndex
-	nil,                                 // 55: inference.RepositoryModelLoadRequest.ParametersEntry
-	nil,                                 // 56: inference.RepositoryModelUnloadRequest.ParametersEntry
-	(*ModelVersionPolicy_Latest)(nil),   // 57: inference.ModelVersionPolicy.Latest
-	(*ModelVersionPolicy_All)(nil),      // 58: inference.ModelVersionPolicy.All
-	(*ModelVersionPolicy_Specific)(nil), // 59: inference.ModelVersionPolicy.Specific
-	nil,                                 // 60: inference.ModelDynamicBatching.PriorityQueuePolicyEntry
-	(*ModelWarmup_Input)(nil),           // 61: inference.ModelWarmup.Input
-	nil,                                 // 62: inference.ModelWarmup.InputsEntry
-	nil,                                 // 63: inference.ModelConfig.ParametersEntry
+	(DataType)(0),                // 0: inference.DataType
+	(ModelInput_Format)(0),       // 1: inference.ModelInput.Format
+	(ModelInstanceGroup_Kind)(0), // 2: inference.ModelInstanceGroup.Kind
+	(ModelInstanceGroup_SecondaryDevice_SecondaryDeviceKind)(0), // 3: inference.ModelInstanceGroup.SecondaryDevice.SecondaryDeviceKind
+	(BatchInput_Kind)(0),                                 // 4: inference.BatchInput.Kind
+	(BatchOutput_Kind)(0),                                // 5: inference.BatchOutput.Kind
+	(ModelOptimizationPolicy_ModelPriority)(0),           // 6: inference.ModelOptimizationPolicy.ModelPriority
+	(ModelQueuePolicy_TimeoutAction)(0),                  // 7: inference.ModelQueuePolicy.TimeoutAction
+	(ModelSequenceBatching_Control_Kind)(0),              // 8: inference.ModelSequenceBatching.Control.Kind
+	(*ServerLiveRequest)(nil),                            // 9: inference.ServerLiveRequest
+	(*ServerLiveResponse)(nil),                           // 10: inference.ServerLiveResponse
+	(*ServerReadyRequest)(nil),                           // 11: inference.ServerReadyRequest
+	(*ServerReadyResponse)(nil),                          // 12: inference.ServerReadyResponse
+	(*ModelReadyRequest)(nil),                            // 13: inference.ModelReadyRequest
+	(*ModelReadyResponse)(nil),                           // 14: inference.ModelReadyResponse
+	(*ServerMetadataRequest)(nil),                        // 15: inference.ServerMetadataRequest
+	(*ServerMetadataResponse)(nil),                       // 16: inference.ServerMetadataResponse
+	(*ModelMetadataRequest)(nil),                         // 17: inference.ModelMetadataRequest
+	(*ModelMetadataResponse)(nil),                        // 18: inference.ModelMetadataResponse
+	(*InferParameter)(nil),                               // 19: inference.InferParameter
+	(*InferTensorContents)(nil),                          // 20: inference.InferTensorContents
+	(*ModelInferRequest)(nil),                            // 21: inference.ModelInferRequest
+	(*ModelInferResponse)(nil),                           // 22: inference.ModelInferResponse
+	(*ModelStreamInferResponse)(nil),                     // 23: inference.ModelStreamInferResponse
+	(*ModelConfigRequest)(nil),                           // 24: inference.ModelConfigRequest
+	(*ModelConfigResponse)(nil),                          // 25: inference.ModelConfigResponse
+	(*ModelStatisticsRequest)(nil),                       // 26: inference.ModelStatisticsRequest
+	(*StatisticDuration)(nil),                            // 27: inference.StatisticDuration
+	(*InferStatistics)(nil),                              // 28: inference.InferStatistics
+	(*InferBatchStatistics)(nil),                         // 29: inference.InferBatchStatistics
+	(*MemoryUsage)(nil),                                  // 30: inference.MemoryUsage
+	(*ModelStatistics)(nil),                              // 31: inference.ModelStatistics
+	(*ModelStatisticsResponse)(nil),                      // 32: inference.ModelStatisticsResponse
+	(*ModelRepositoryParameter)(nil),                     // 33: inference.ModelRepositoryParameter
+	(*RepositoryIndexRequest)(nil),                       // 34: inference.RepositoryIndexRequest
+	(*RepositoryIndexResponse)(nil),                      // 35: inference.RepositoryIndexResponse
+	(*RepositoryModelLoadRequest)(nil),                   // 36: inference.RepositoryModelLoadRequest
+	(*RepositoryModelLoadResponse)(nil),                  // 37: inference.RepositoryModelLoadResponse
+	(*RepositoryModelUnloadRequest)(nil),                 // 38: inference.RepositoryModelUnloadRequest
+	(*RepositoryModelUnloadResponse)(nil),                // 39: inference.RepositoryModelUnloadResponse
+	(*ModelVersionPolicy)(nil),                           // 40: inference.ModelVersionPolicy
+	(*ModelTensorReshape)(nil),                           // 41: inference.ModelTensorReshape
+	(*ModelInput)(nil),                                   // 42: inference.ModelInput
+	(*ModelOutput)(nil),                                  // 43: inference.ModelOutput
+	(*ModelRateLimiter)(nil),                             // 44: inference.ModelRateLimiter
+	(*ModelInstanceGroup)(nil),                           // 45: inference.ModelInstanceGroup
+	(*BatchInput)(nil),                                   // 46: inference.BatchInput
+	(*BatchOutput)(nil),                                  // 47: inference.BatchOutput
+	(*ModelOptimizationPolicy)(nil),                      // 48: inference.ModelOptimizationPolicy
+	(*ModelQueuePolicy)(nil),                             // 49: inference.ModelQueuePolicy
+	(*ModelDynamicBatching)(nil),                         // 50: inference.ModelDynamicBatching
+	(*ModelSequenceBatching)(nil),                        // 51: inference.ModelSequenceBatching
+	(*ModelEnsembling)(nil),                              // 52: inference.ModelEnsembling
+	(*ModelOperations)(nil),                              // 53: inference.ModelOperations
+	(*ModelTransactionPolicy)(nil),                       // 54: inference.ModelTransactionPolicy
+	(*ModelRepositoryAgents)(nil),                        // 55: inference.ModelRepositoryAgents
+	(*ModelResponseCache)(nil),                           // 56: inference.ModelResponseCache
+	(*ModelMetrics)(nil),                                 // 57: inference.ModelMetrics
+	(*ModelParameter)(nil),                               // 58: inference.ModelParameter
+	(*ModelWarmup)(nil),                                  // 59: inference.ModelWarmup
+	(*ModelConfig)(nil),                                  // 60: inference.ModelConfig
+	(*ModelMetadataResponse_TensorMetadata)(nil),         // 61: inference.ModelMetadataResponse.TensorMetadata
+	(*ModelInferRequest_InferInputTensor)(nil),           // 62: inference.ModelInferRequest.InferInputTensor
+	(*ModelInferRequest_InferRequestedOutputTensor)(nil), // 63: inference.ModelInferRequest.InferRequestedOutputTensor
+	nil, // 64: inference.ModelInferRequest.ParametersEntry
+	nil, // 65: inference.ModelInferRequest.InferInputTensor.ParametersEntry
+	nil, // 66: inference.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry
+	(*ModelInferResponse_InferOutputTensor)(nil), // 67: inference.ModelInferResponse.InferOutputTensor
+	nil, // 68: inference.ModelInferResponse.ParametersEntry
+	nil, // 69: inference.ModelInferResponse.InferOutputTensor.ParametersEntry
+	(*RepositoryIndexResponse_ModelIndex)(nil), // 70: inference.RepositoryIndexResponse.ModelIndex
+	nil,                                 // 71: inference.RepositoryModelLoadRequest.ParametersEntry
+	nil,                                 // 72: inference.RepositoryModelUnloadRequest.ParametersEntry
+	(*ModelVersionPolicy_Latest)(nil),   // 73: inference.ModelVersionPolicy.Latest
+	(*ModelVersionPolicy_All)(nil),      // 74: inference.ModelVersionPolicy.All
+	(*ModelVersionPolicy_Specific)(nil), // 75: inference.ModelVersionPolicy.Specific
+	(*ModelRateLimiter_Resource)(nil),   // 76: inference.ModelRateLimiter.Resource
+	(*ModelInstanceGroup_SecondaryDevice)(nil),                // 77: inference.ModelInstanceGroup.SecondaryDevice
+	(*ModelOptimizationPolicy_Graph)(nil),                     // 78: inference.ModelOptimizationPolicy.Graph
+	(*ModelOptimizationPolicy_Cuda)(nil),                      // 79: inference.ModelOptimizationPolicy.Cuda
+	(*ModelOptimizationPolicy_ExecutionAccelerators)(nil),     // 80: inference.ModelOptimizationPolicy.ExecutionAccelerators
+	(*ModelOptimizationPolicy_PinnedMemoryBuffer)(nil),        // 81: inference.ModelOptimizationPolicy.PinnedMemoryBuffer
+	(*ModelOptimizationPolicy_Cuda_GraphSpec)(nil),            // 82: inference.ModelOptimizationPolicy.Cuda.GraphSpec
+	(*ModelOptimizationPolicy_Cuda_GraphSpec_Shape)(nil),      // 83: inference.ModelOptimizationPolicy.Cuda.GraphSpec.Shape
+	(*ModelOptimizationPolicy_Cuda_GraphSpec_LowerBound)(nil), // 84: inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound
+	nil, // 85: inference.ModelOptimizationPolicy.Cuda.GraphSpec.InputEntry
+	nil, // 86: inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound.InputEntry
+	(*ModelOptimizationPolicy_ExecutionAccelerators_Accelerator)(nil), // 87: inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
+	nil,                                   // 88: inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator.ParametersEntry
+	nil,                                   // 89: inference.ModelDynamicBatching.PriorityQueuePolicyEntry
+	(*ModelSequenceBatching_Control)(nil), // 90: inference.ModelSequenceBatching.Control
+	(*ModelSequenceBatching_ControlInput)(nil),   // 91: inference.ModelSequenceBatching.ControlInput
+	(*ModelSequenceBatching_InitialState)(nil),   // 92: inference.ModelSequenceBatching.InitialState
+	(*ModelSequenceBatching_State)(nil),          // 93: inference.ModelSequenceBatching.State
+	(*ModelSequenceBatching_StrategyDirect)(nil), // 94: inference.ModelSequenceBatching.StrategyDirect
+	(*ModelSequenceBatching_StrategyOldest)(nil), // 95: inference.ModelSequenceBatching.StrategyOldest
+	(*ModelEnsembling_Step)(nil),                 // 96: inference.ModelEnsembling.Step
+	nil,                                          // 97: inference.ModelEnsembling.Step.InputMapEntry
+	nil,                                          // 98: inference.ModelEnsembling.Step.OutputMapEntry
+	(*ModelRepositoryAgents_Agent)(nil),          // 99: inference.ModelRepositoryAgents.Agent
+	nil,                                          // 100: inference.ModelRepositoryAgents.Agent.ParametersEntry
+	(*ModelMetrics_MetricControl)(nil),           // 101: inference.ModelMetrics.MetricControl
+	(*ModelMetrics_MetricControl_MetricIdentifier)(nil), // 102: inference.ModelMetrics.MetricControl.MetricIdentifier
+	(*ModelMetrics_MetricControl_HistogramOptions)(nil), // 103: inference.ModelMetrics.MetricControl.HistogramOptions
+	(*ModelWarmup_Input)(nil),                           // 104: inference.ModelWarmup.Input
+	nil,                                                 // 105: inference.ModelWarmup.InputsEntry
+	nil,                                                 // 106: inference.ModelConfig.CcModelFilenamesEntry
+	nil,                                                 // 107: inference.ModelConfig.MetricTagsEntry
+	nil,                                                 // 108: inference.ModelConfig.ParametersEntry
 }
 var file_grpc_service_proto_depIdxs = []int32{
-	45, // 0: inference.ModelMetadataResponse.inputs:type_name -> inference.ModelMetadataResponse.TensorMetadata
-	45, // 1: inference.ModelMetadataResponse.outputs:type_name -> inference.ModelMetadataResponse.TensorMetadata
-	48, // 2: inference.ModelInferRequest.parameters:type_name -> inference.ModelInferRequest.ParametersEntry
-	46, // 3: inference.ModelInferRequest.inputs:type_name -> inference.ModelInferRequest.InferInputTensor
-	47, // 4: inference.ModelInferRequest.outputs:type_name -> inference.ModelInferRequest.InferRequestedOutputTensor
-	52, // 5: inference.ModelInferResponse.parameters:type_name -> inference.ModelInferResponse.ParametersEntry
-	51, // 6: inference.ModelInferResponse.outputs:type_name -> inference.ModelInferResponse.InferOutputTensor
-	17, // 7: inference.ModelStreamInferResponse.infer_response:type_name -> inference.ModelInferResponse
-	44, // 8: inference.ModelConfigResponse.config:type_name -> inference.ModelConfig
-	22, // 9: inference.InferStatistics.success:type_name -> inference.StatisticDuration
-	22, // 10: inference.InferStatistics.fail:type_name -> inference.StatisticDuration
-	22, // 11: inference.InferStatistics.queue:type_name -> inference.StatisticDuration
-	22, // 12: inference.InferStatistics.compute_input:type_name -> inference.StatisticDuration
-	22, // 13: inference.InferStatistics.compute_infer:type_name -> inference.StatisticDuration
-	22, // 14: inference.InferStatistics.compute_output:type_name -> inference.StatisticDuration
-	22, // 15: inference.InferStatistics.cache_hit:type_name -> inference.StatisticDuration
-	22, // 16: inference.InferStatistics.cache_miss:type_name -> inference.StatisticDuration
-	22, // 17: inference.InferBatchStatistics.compute_input:type_name -> inference.StatisticDuration
-	22, // 18: inference.InferBatchStatistics.compute_infer:type_name -> inference.StatisticDuration
-	22, // 19: inference.InferBatchStatistics.compute_output:type_name -> inference.StatisticDuration
-	23, // 20: inference.ModelStatistics.inference_stats:type_name -> inference.InferStatistics
-	24, // 21: inference.ModelStatistics.batch_stats:type_name -> inference.InferBatchStatistics
-	25, // 22: inference.ModelStatistics.memory_usage:type_name -> inference.MemoryUsage
-	26, // 23: inference.ModelStatisticsResponse.model_stats:type_name -> inference.ModelStatistics
-	54, // 24: inference.RepositoryIndexResponse.models:type_name -> inference.RepositoryIndexResponse.ModelIndex
-	55, // 25: inference.RepositoryModelLoadRequest.parameters:type_name -> inference.RepositoryModelLoadRequest.ParametersEntry
-	56, // 26: inference.RepositoryModelUnloadRequest.parameters:type_name -> inference.RepositoryModelUnloadRequest.ParametersEntry
-	57, // 27: inference.ModelVersionPolicy.latest:type_name -> inference.ModelVersionPolicy.Latest
-	58, // 28: inference.ModelVersionPolicy.all:type_name -> inference.ModelVersionPolicy.All
-	59, // 29: inference.ModelVersionPolicy.specific:type_name -> inference.ModelVersionPolicy.Specific
-	0,  // 30: inference.ModelInput.data_type:type_name -> inference.DataType
-	1,  // 31: inference.ModelInput.format:type_name -> inference.ModelInput.Format
-	36, // 32: inference.ModelInput.reshape:type_name -> inference.ModelTensorReshape
-	0,  // 33: inference.ModelOutput.data_type:type_name -> inference.DataType
-	36, // 34: inference.ModelOutput.reshape:type_name -> inference.ModelTensorReshape
-	2,  // 35: inference.ModelInstanceGroup.kind:type_name -> inference.ModelInstanceGroup.Kind
-	3,  // 36: inference.ModelQueuePolicy.timeout_action:type_name -> inference.ModelQueuePolicy.TimeoutAction
-	40, // 37: inference.ModelDynamicBatching.default_queue_policy:type_name -> inference.ModelQueuePolicy
-	60, // 38: inference.ModelDynamicBatching.priority_queue_policy:type_name -> inference.ModelDynamicBatching.PriorityQueuePolicyEntry
-	62, // 39: inference.ModelWarmup.inputs:type_name -> inference.ModelWarmup.InputsEntry
-	35, // 40: inference.ModelConfig.version_policy:type_name -> inference.ModelVersionPolicy
-	37, // 41: inference.ModelConfig.input:type_name -> inference.ModelInput
-	38, // 42: inference.ModelConfig.output:type_name -> inference.ModelOutput
-	39, // 43: inference.ModelConfig.instance_group:type_name -> inference.ModelInstanceGroup
-	41, // 44: inference.ModelConfig.dynamic_batching:type_name -> inference.ModelDynamicBatching
-	63, // 45: inference.ModelConfig.parameters:type_name -> inference.ModelConfig.ParametersEntry
-	43, // 46: inference.ModelConfig.model_warmup:type_name -> inference.ModelWarmup
-	49, // 47: inference.ModelInferRequest.InferInputTensor.parameters:type_name -> inference.ModelInferRequest.InferInputTensor.ParametersEntry
-	15, // 48: inference.ModelInferRequest.InferInputTensor.contents:type_name -> inference.InferTensorContents
-	50, // 49: inference.ModelInferRequest.InferRequestedOutputTensor.parameters:type_name -> inference.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry
-	14, // 50: inference.ModelInferRequest.ParametersEntry.value:type_name -> inference.InferParameter
-	14, // 51: inference.ModelInferRequest.InferInputTensor.ParametersEntry.value:type_name -> inference.InferParameter
-	14, // 52: inference.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry.value:type_name -> inference.InferParameter
-	53, // 53: inference.ModelInferResponse.InferOutputTensor.parameters:type_name -> inference.ModelInferResponse.InferOutputTensor.ParametersEntry
-	15, // 54: inference.ModelInferResponse.InferOutputTensor.contents:type_name -> inference.InferTensorContents
-	14, // 55: inference.ModelInferResponse.ParametersEntry.value:type_name -> inference.InferParameter
-	14, // 56: inference.ModelInferResponse.InferOutputTensor.ParametersEntry.value:type_name -> inference.InferParameter
-	28, // 57: inference.RepositoryModelLoadRequest.ParametersEntry.value:type_name -> inference.ModelRepositoryParameter
-	28, // 58: inference.RepositoryModelUnloadRequest.ParametersEntry.value:type_name -> inference.ModelRepositoryParameter
-	40, // 59: inference.ModelDynamicBatching.PriorityQueuePolicyEntry.value:type_name -> inference.ModelQueuePolicy
-	0,  // 60: inference.ModelWarmup.Input.data_type:type_name -> inference.DataType
-	61, // 61: inference.ModelWarmup.InputsEntry.value:type_name -> inference.ModelWarmup.Input
-	42, // 62: inference.ModelConfig.ParametersEntry.value:type_name -> inference.ModelParameter
-	4,  // 63: inference.GRPCInferenceService.ServerLive:input_type -> inference.ServerLiveRequest
-	6,  // 64: inference.GRPCInferenceService.ServerReady:input_type -> inference.ServerReadyRequest
-	8,  // 65: inference.GRPCInferenceService.ModelReady:input_type -> inference.ModelReadyRequest
-	10, // 66: inference.GRPCInferenceService.ServerMetadata:input_type -> inference.ServerMetadataRequest
-	12, // 67: inference.GRPCInferenceService.ModelMetadata:input_type -> inference.ModelMetadataRequest
-	16, // 68: inference.GRPCInferenceService.ModelInfer:input_type -> inference.ModelInferRequest
-	16, // 69: inference.GRPCInferenceService.ModelStreamInfer:input_type -> inference.ModelInferRequest
-	19, // 70: inference.GRPCInferenceService.ModelConfig:input_type -> inference.ModelConfigRequest
-	21, // 71: inference.GRPCInferenceService.ModelStatistics:input_type -> inference.ModelStatisticsRequest
-	29, // 72: inference.GRPCInferenceService.RepositoryIndex:input_type -> inference.RepositoryIndexRequest
-	31, // 73: inference.GRPCInferenceService.RepositoryModelLoad:input_type -> inference.RepositoryModelLoadRequest
-	33, // 74: inference.GRPCInferenceService.RepositoryModelUnload:input_type -> inference.RepositoryModelUnloadRequest
-	5,  // 75: inference.GRPCInferenceService.ServerLive:output_type -> inference.ServerLiveResponse
-	7,  // 76: inference.GRPCInferenceService.ServerReady:output_type -> inference.ServerReadyResponse
-	9,  // 77: inference.GRPCInferenceService.ModelReady:output_type -> inference.ModelReadyResponse
-	11, // 78: inference.GRPCInferenceService.ServerMetadata:output_type -> inference.ServerMetadataResponse
-	13, // 79: inference.GRPCInferenceService.ModelMetadata:output_type -> inference.ModelMetadataResponse
-	17, // 80: inference.GRPCInferenceService.ModelInfer:output_type -> inference.ModelInferResponse
-	18, // 81: inference.GRPCInferenceService.ModelStreamInfer:output_type -> inference.ModelStreamInferResponse
-	20, // 82: inference.GRPCInferenceService.ModelConfig:output_type -> inference.ModelConfigResponse
-	27, // 83: inference.GRPCInferenceService.ModelStatistics:output_type -> inference.ModelStatisticsResponse
-	30, // 84: inference.GRPCInferenceService.RepositoryIndex:output_type -> inference.RepositoryIndexResponse
-	32, // 85: inference.GRPCInferenceService.RepositoryModelLoad:output_type -> inference.RepositoryModelLoadResponse
-	34, // 86: inference.GRPCInferenceService.RepositoryModelUnload:output_type -> inference.RepositoryModelUnloadResponse
-	75, // [75:87] is the sub-list for method output_type
-	63, // [63:75] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	61,  // 0: inference.ModelMetadataResponse.inputs:type_name -> inference.ModelMetadataResponse.TensorMetadata
+	61,  // 1: inference.ModelMetadataResponse.outputs:type_name -> inference.ModelMetadataResponse.TensorMetadata
+	64,  // 2: inference.ModelInferRequest.parameters:type_name -> inference.ModelInferRequest.ParametersEntry
+	62,  // 3: inference.ModelInferRequest.inputs:type_name -> inference.ModelInferRequest.InferInputTensor
+	63,  // 4: inference.ModelInferRequest.outputs:type_name -> inference.ModelInferRequest.InferRequestedOutputTensor
+	68,  // 5: inference.ModelInferResponse.parameters:type_name -> inference.ModelInferResponse.ParametersEntry
+	67,  // 6: inference.ModelInferResponse.outputs:type_name -> inference.ModelInferResponse.InferOutputTensor
+	22,  // 7: inference.ModelStreamInferResponse.infer_response:type_name -> inference.ModelInferResponse
+	60,  // 8: inference.ModelConfigResponse.config:type_name -> inference.ModelConfig
+	27,  // 9: inference.InferStatistics.success:type_name -> inference.StatisticDuration
+	27,  // 10: inference.InferStatistics.fail:type_name -> inference.StatisticDuration
+	27,  // 11: inference.InferStatistics.queue:type_name -> inference.StatisticDuration
+	27,  // 12: inference.InferStatistics.compute_input:type_name -> inference.StatisticDuration
+	27,  // 13: inference.InferStatistics.compute_infer:type_name -> inference.StatisticDuration
+	27,  // 14: inference.InferStatistics.compute_output:type_name -> inference.StatisticDuration
+	27,  // 15: inference.InferStatistics.cache_hit:type_name -> inference.StatisticDuration
+	27,  // 16: inference.InferStatistics.cache_miss:type_name -> inference.StatisticDuration
+	27,  // 17: inference.InferBatchStatistics.compute_input:type_name -> inference.StatisticDuration
+	27,  // 18: inference.InferBatchStatistics.compute_infer:type_name -> inference.StatisticDuration
+	27,  // 19: inference.InferBatchStatistics.compute_output:type_name -> inference.StatisticDuration
+	28,  // 20: inference.ModelStatistics.inference_stats:type_name -> inference.InferStatistics
+	29,  // 21: inference.ModelStatistics.batch_stats:type_name -> inference.InferBatchStatistics
+	30,  // 22: inference.ModelStatistics.memory_usage:type_name -> inference.MemoryUsage
+	31,  // 23: inference.ModelStatisticsResponse.model_stats:type_name -> inference.ModelStatistics
+	70,  // 24: inference.RepositoryIndexResponse.models:type_name -> inference.RepositoryIndexResponse.ModelIndex
+	71,  // 25: inference.RepositoryModelLoadRequest.parameters:type_name -> inference.RepositoryModelLoadRequest.ParametersEntry
+	72,  // 26: inference.RepositoryModelUnloadRequest.parameters:type_name -> inference.RepositoryModelUnloadRequest.ParametersEntry
+	73,  // 27: inference.ModelVersionPolicy.latest:type_name -> inference.ModelVersionPolicy.Latest
+	74,  // 28: inference.ModelVersionPolicy.all:type_name -> inference.ModelVersionPolicy.All
+	75,  // 29: inference.ModelVersionPolicy.specific:type_name -> inference.ModelVersionPolicy.Specific
+	0,   // 30: inference.ModelInput.data_type:type_name -> inference.DataType
+	1,   // 31: inference.ModelInput.format:type_name -> inference.ModelInput.Format
+	41,  // 32: inference.ModelInput.reshape:type_name -> inference.ModelTensorReshape
+	0,   // 33: inference.ModelOutput.data_type:type_name -> inference.DataType
+	41,  // 34: inference.ModelOutput.reshape:type_name -> inference.ModelTensorReshape
+	76,  // 35: inference.ModelRateLimiter.resources:type_name -> inference.ModelRateLimiter.Resource
+	2,   // 36: inference.ModelInstanceGroup.kind:type_name -> inference.ModelInstanceGroup.Kind
+	44,  // 37: inference.ModelInstanceGroup.rate_limiter:type_name -> inference.ModelRateLimiter
+	77,  // 38: inference.ModelInstanceGroup.secondary_devices:type_name -> inference.ModelInstanceGroup.SecondaryDevice
+	4,   // 39: inference.BatchInput.kind:type_name -> inference.BatchInput.Kind
+	0,   // 40: inference.BatchInput.data_type:type_name -> inference.DataType
+	5,   // 41: inference.BatchOutput.kind:type_name -> inference.BatchOutput.Kind
+	78,  // 42: inference.ModelOptimizationPolicy.graph:type_name -> inference.ModelOptimizationPolicy.Graph
+	6,   // 43: inference.ModelOptimizationPolicy.priority:type_name -> inference.ModelOptimizationPolicy.ModelPriority
+	79,  // 44: inference.ModelOptimizationPolicy.cuda:type_name -> inference.ModelOptimizationPolicy.Cuda
+	80,  // 45: inference.ModelOptimizationPolicy.execution_accelerators:type_name -> inference.ModelOptimizationPolicy.ExecutionAccelerators
+	81,  // 46: inference.ModelOptimizationPolicy.input_pinned_memory:type_name -> inference.ModelOptimizationPolicy.PinnedMemoryBuffer
+	81,  // 47: inference.ModelOptimizationPolicy.output_pinned_memory:type_name -> inference.ModelOptimizationPolicy.PinnedMemoryBuffer
+	7,   // 48: inference.ModelQueuePolicy.timeout_action:type_name -> inference.ModelQueuePolicy.TimeoutAction
+	49,  // 49: inference.ModelDynamicBatching.default_queue_policy:type_name -> inference.ModelQueuePolicy
+	89,  // 50: inference.ModelDynamicBatching.priority_queue_policy:type_name -> inference.ModelDynamicBatching.PriorityQueuePolicyEntry
+	94,  // 51: inference.ModelSequenceBatching.direct:type_name -> inference.ModelSequenceBatching.StrategyDirect
+	95,  // 52: inference.ModelSequenceBatching.oldest:type_name -> inference.ModelSequenceBatching.StrategyOldest
+	91,  // 53: inference.ModelSequenceBatching.control_input:type_name -> inference.ModelSequenceBatching.ControlInput
+	93,  // 54: inference.ModelSequenceBatching.state:type_name -> inference.ModelSequenceBatching.State
+	96,  // 55: inference.ModelEnsembling.step:type_name -> inference.ModelEnsembling.Step
+	99,  // 56: inference.ModelRepositoryAgents.agents:type_name -> inference.ModelRepositoryAgents.Agent
+	101, // 57: inference.ModelMetrics.metric_control:type_name -> inference.ModelMetrics.MetricControl
+	105, // 58: inference.ModelWarmup.inputs:type_name -> inference.ModelWarmup.InputsEntry
+	40,  // 59: inference.ModelConfig.version_policy:type_name -> inference.ModelVersionPolicy
+	42,  // 60: inference.ModelConfig.input:type_name -> inference.ModelInput
+	43,  // 61: inference.ModelConfig.output:type_name -> inference.ModelOutput
+	46,  // 62: inference.ModelConfig.batch_input:type_name -> inference.BatchInput
+	47,  // 63: inference.ModelConfig.batch_output:type_name -> inference.BatchOutput
+	48,  // 64: inference.ModelConfig.optimization:type_name -> inference.ModelOptimizationPolicy
+	50,  // 65: inference.ModelConfig.dynamic_batching:type_name -> inference.ModelDynamicBatching
+	51,  // 66: inference.ModelConfig.sequence_batching:type_name -> inference.ModelSequenceBatching
+	52,  // 67: inference.ModelConfig.ensemble_scheduling:type_name -> inference.ModelEnsembling
+	45,  // 68: inference.ModelConfig.instance_group:type_name -> inference.ModelInstanceGroup
+	106, // 69: inference.ModelConfig.cc_model_filenames:type_name -> inference.ModelConfig.CcModelFilenamesEntry
+	107, // 70: inference.ModelConfig.metric_tags:type_name -> inference.ModelConfig.MetricTagsEntry
+	108, // 71: inference.ModelConfig.parameters:type_name -> inference.ModelConfig.ParametersEntry
+	59,  // 72: inference.ModelConfig.model_warmup:type_name -> inference.ModelWarmup
+	53,  // 73: inference.ModelConfig.model_operations:type_name -> inference.ModelOperations
+	54,  // 74: inference.ModelConfig.model_transaction_policy:type_name -> inference.ModelTransactionPolicy
+	55,  // 75: inference.ModelConfig.model_repository_agents:type_name -> inference.ModelRepositoryAgents
+	56,  // 76: inference.ModelConfig.response_cache:type_name -> inference.ModelResponseCache
+	57,  // 77: inference.ModelConfig.model_metrics:type_name -> inference.ModelMetrics
+	65,  // 78: inference.ModelInferRequest.InferInputTensor.parameters:type_name -> inference.ModelInferRequest.InferInputTensor.ParametersEntry
+	20,  // 79: inference.ModelInferRequest.InferInputTensor.contents:type_name -> inference.InferTensorContents
+	66,  // 80: inference.ModelInferRequest.InferRequestedOutputTensor.parameters:type_name -> inference.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry
+	19,  // 81: inference.ModelInferRequest.ParametersEntry.value:type_name -> inference.InferParameter
+	19,  // 82: inference.ModelInferRequest.InferInputTensor.ParametersEntry.value:type_name -> inference.InferParameter
+	19,  // 83: inference.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry.value:type_name -> inference.InferParameter
+	69,  // 84: inference.ModelInferResponse.InferOutputTensor.parameters:type_name -> inference.ModelInferResponse.InferOutputTensor.ParametersEntry
+	20,  // 85: inference.ModelInferResponse.InferOutputTensor.contents:type_name -> inference.InferTensorContents
+	19,  // 86: inference.ModelInferResponse.ParametersEntry.value:type_name -> inference.InferParameter
+	19,  // 87: inference.ModelInferResponse.InferOutputTensor.ParametersEntry.value:type_name -> inference.InferParameter
+	33,  // 88: inference.RepositoryModelLoadRequest.ParametersEntry.value:type_name -> inference.ModelRepositoryParameter
+	33,  // 89: inference.RepositoryModelUnloadRequest.ParametersEntry.value:type_name -> inference.ModelRepositoryParameter
+	3,   // 90: inference.ModelInstanceGroup.SecondaryDevice.kind:type_name -> inference.ModelInstanceGroup.SecondaryDevice.SecondaryDeviceKind
+	82,  // 91: inference.ModelOptimizationPolicy.Cuda.graph_spec:type_name -> inference.ModelOptimizationPolicy.Cuda.GraphSpec
+	87,  // 92: inference.ModelOptimizationPolicy.ExecutionAccelerators.gpu_execution_accelerator:type_name -> inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
+	87,  // 93: inference.ModelOptimizationPolicy.ExecutionAccelerators.cpu_execution_accelerator:type_name -> inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
+	85,  // 94: inference.ModelOptimizationPolicy.Cuda.GraphSpec.input:type_name -> inference.ModelOptimizationPolicy.Cuda.GraphSpec.InputEntry
+	84,  // 95: inference.ModelOptimizationPolicy.Cuda.GraphSpec.graph_lower_bound:type_name -> inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound
+	86,  // 96: inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound.input:type_name -> inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound.InputEntry
+	83,  // 97: inference.ModelOptimizationPolicy.Cuda.GraphSpec.InputEntry.value:type_name -> inference.ModelOptimizationPolicy.Cuda.GraphSpec.Shape
+	83,  // 98: inference.ModelOptimizationPolicy.Cuda.GraphSpec.LowerBound.InputEntry.value:type_name -> inference.ModelOptimizationPolicy.Cuda.GraphSpec.Shape
+	88,  // 99: inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator.parameters:type_name -> inference.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator.ParametersEntry
+	49,  // 100: inference.ModelDynamicBatching.PriorityQueuePolicyEntry.value:type_name -> inference.ModelQueuePolicy
+	8,   // 101: inference.ModelSequenceBatching.Control.kind:type_name -> inference.ModelSequenceBatching.Control.Kind
+	0,   // 102: inference.ModelSequenceBatching.Control.data_type:type_name -> inference.DataType
+	90,  // 103: inference.ModelSequenceBatching.ControlInput.control:type_name -> inference.ModelSequenceBatching.Control
+	0,   // 104: inference.ModelSequenceBatching.InitialState.data_type:type_name -> inference.DataType
+	0,   // 105: inference.ModelSequenceBatching.State.data_type:type_name -> inference.DataType
+	92,  // 106: inference.ModelSequenceBatching.State.initial_state:type_name -> inference.ModelSequenceBatching.InitialState
+	97,  // 107: inference.ModelEnsembling.Step.input_map:type_name -> inference.ModelEnsembling.Step.InputMapEntry
+	98,  // 108: inference.ModelEnsembling.Step.output_map:type_name -> inference.ModelEnsembling.Step.OutputMapEntry
+	100, // 109: inference.ModelRepositoryAgents.Agent.parameters:type_name -> inference.ModelRepositoryAgents.Agent.ParametersEntry
+	102, // 110: inference.ModelMetrics.MetricControl.metric_identifier:type_name -> inference.ModelMetrics.MetricControl.MetricIdentifier
+	103, // 111: inference.ModelMetrics.MetricControl.histogram_options:type_name -> inference.ModelMetrics.MetricControl.HistogramOptions
+	0,   // 112: inference.ModelWarmup.Input.data_type:type_name -> inference.DataType
+	104, // 113: inference.ModelWarmup.InputsEntry.value:type_name -> inference.ModelWarmup.Input
+	58,  // 114: inference.ModelConfig.ParametersEntry.value:type_name -> inference.ModelParameter
+	9,   // 115: inference.GRPCInferenceService.ServerLive:input_type -> inference.ServerLiveRequest
+	11,  // 116: inference.GRPCInferenceService.ServerReady:input_type -> inference.ServerReadyRequest
+	13,  // 117: inference.GRPCInferenceService.ModelReady:input_type -> inference.ModelReadyRequest
+	15,  // 118: inference.GRPCInferenceService.ServerMetadata:input_type -> inference.ServerMetadataRequest
+	17,  // 119: inference.GRPCInferenceService.ModelMetadata:input_type -> inference.ModelMetadataRequest
+	21,  // 120: inference.GRPCInferenceService.ModelInfer:input_type -> inference.ModelInferRequest
+	21,  // 121: inference.GRPCInferenceService.ModelStreamInfer:input_type -> inference.ModelInferRequest
+	24,  // 122: inference.GRPCInferenceService.ModelConfig:input_type -> inference.ModelConfigRequest
+	26,  // 123: inference.GRPCInferenceService.ModelStatistics:input_type -> inference.ModelStatisticsRequest
+	34,  // 124: inference.GRPCInferenceService.RepositoryIndex:input_type -> inference.RepositoryIndexRequest
+	36,  // 125: inference.GRPCInferenceService.RepositoryModelLoad:input_type -> inference.RepositoryModelLoadRequest
+	38,  // 126: inference.GRPCInferenceService.RepositoryModelUnload:input_type -> inference.RepositoryModelUnloadRequest
+	10,  // 127: inference.GRPCInferenceService.ServerLive:output_type -> inference.ServerLiveResponse
+	12,  // 128: inference.GRPCInferenceService.ServerReady:output_type -> inference.ServerReadyResponse
+	14,  // 129: inference.GRPCInferenceService.ModelReady:output_type -> inference.ModelReadyResponse
+	16,  // 130: inference.GRPCInferenceService.ServerMetadata:output_type -> inference.ServerMetadataResponse
+	18,  // 131: inference.GRPCInferenceService.ModelMetadata:output_type -> inference.ModelMetadataResponse
+	22,  // 132: inference.GRPCInferenceService.ModelInfer:output_type -> inference.ModelInferResponse
+	23,  // 133: inference.GRPCInferenceService.ModelStreamInfer:output_type -> inference.ModelStreamInferResponse
+	25,  // 134: inference.GRPCInferenceService.ModelConfig:output_type -> inference.ModelConfigResponse
+	32,  // 135: inference.GRPCInferenceService.ModelStatistics:output_type -> inference.ModelStatisticsResponse
+	35,  // 136: inference.GRPCInferenceService.RepositoryIndex:output_type -> inference.RepositoryIndexResponse
+	37,  // 137: inference.GRPCInferenceService.RepositoryModelLoad:output_type -> inference.RepositoryModelLoadResponse
+	39,  // 138: inference.GRPCInferenceService.RepositoryModelUnload:output_type -> inference.RepositoryModelUnloadResponse
+	127, // [127:139] is the sub-list for method output_type
+	115, // [115:127] is the sub-list for method input_type
+	115, // [115:115] is the sub-list for extension type_name
+	115, // [115:115] is the sub-list for extension extendee
+	0,   // [0:115] is the sub-list for field type_name
 }
 
 func init() { file_grpc_service_proto_init() }
@@ -4196,10 +6839,23 @@ func file_grpc_service_proto_init() {
 		(*ModelVersionPolicy_All_)(nil),
 		(*ModelVersionPolicy_Specific_)(nil),
 	}
-	file_grpc_service_proto_msgTypes[40].OneofWrappers = []any{
-		(*ModelConfig_DynamicBatching)(nil),
+	file_grpc_service_proto_msgTypes[42].OneofWrappers = []any{
+		(*ModelSequenceBatching_Direct)(nil),
+		(*ModelSequenceBatching_Oldest)(nil),
 	}
-	file_grpc_service_proto_msgTypes[57].OneofWrappers = []any{
+	file_grpc_service_proto_msgTypes[51].OneofWrappers = []any{
+		(*ModelConfig_DynamicBatching)(nil),
+		(*ModelConfig_SequenceBatching)(nil),
+		(*ModelConfig_EnsembleScheduling)(nil),
+	}
+	file_grpc_service_proto_msgTypes[83].OneofWrappers = []any{
+		(*ModelSequenceBatching_InitialState_ZeroData)(nil),
+		(*ModelSequenceBatching_InitialState_DataFile)(nil),
+	}
+	file_grpc_service_proto_msgTypes[92].OneofWrappers = []any{
+		(*ModelMetrics_MetricControl_HistogramOptions_)(nil),
+	}
+	file_grpc_service_proto_msgTypes[95].OneofWrappers = []any{
 		(*ModelWarmup_Input_ZeroData)(nil),
 		(*ModelWarmup_Input_RandomData)(nil),
 		(*ModelWarmup_Input_InputDataFile)(nil),
@@ -4209,8 +6865,8 @@ func file_grpc_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grpc_service_proto_rawDesc), len(file_grpc_service_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   60,
+			NumEnums:      9,
+			NumMessages:   100,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

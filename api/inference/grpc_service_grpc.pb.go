@@ -6,9 +6,10 @@
 // gRPC clients of KServe and Triton talk to kiln unchanged. Triton's shared
 // memory, trace and log RPCs are not part of kiln's service.
 //
-// ModelConfig (Triton's model_config.proto) is reduced here to the fields
-// kiln uses; each field keeps Triton's number and type, so a Triton client
-// decodes kiln's answer and simply finds the other fields unset.
+// ModelConfig has every field of Triton's model_config.proto, with Triton's
+// numbers and wire types, so that a config.pbtxt read into it, and shown
+// over HTTP and gRPC, keeps every field Triton knows, those kiln does not
+// act on included.
 //
 // Regenerate the Go code with api/generate.sh.
 

@@ -29,6 +29,13 @@ instance_group [ { name: "g" count: 2 kind: KIND_GPU gpus: [0, 1] host_policy: "
 dynamic_batching { preferred_batch_size: [2, 4] preserve_ordering: true max_queue_delay_microseconds: 50 }
 parameters { key: "p" value { string_value: "v" } }
 model_warmup { name: "w" inputs { key: "x" value { data_type: TYPE_FP32 dims: [3, 8, 8] zero_data: true } } }
+optimization { graph { level: 1 } execution_accelerators { cpu_execution_accelerator [ { name: "openvino" parameters { key: "k" value: "v" } } ] } }
+response_cache { enable: true }
+model_transaction_policy { decoupled: false }
+metric_tags { key: "team" value: "vision" }
+cc_model_filenames { key: "8.0" value: "a100.onnx" }
+batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "n" data_type: TYPE_INT32 source_input: "x" } ]
+runtime: "libkiln.so"
 `
 	c, err := ParseConfig(src)
 	if err != nil {
@@ -46,6 +53,30 @@ model_warmup { name: "w" inputs { key: "x" value { data_type: TYPE_FP32 dims: [3
 	want.GetDynamicBatching().DefaultQueuePolicy = &inference.ModelQueuePolicy{}
 	if got := c.ModelConfig(); !proto.Equal(got, want) {
 		t.Errorf("ModelConfig\n%v\nwant\n%v", prototext.Format(got), prototext.Format(want))
+	}
+}
+
+// TestModelConfigSchedulers: a sequence batcher or an ensemble, which kiln
+// does not run, is shown as written.
+func TestModelConfigSchedulers(t *testing.T) {
+	for _, src := range []string{
+		`sequence_batching { max_sequence_idle_microseconds: 5000000 oldest { max_candidate_sequences: 4 }
+  control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [0, 1] } ] } ]
+  state [ { input_name: "in" output_name: "out" data_type: TYPE_FP32 dims: [-1] initial_state { name: "z" data_type: TYPE_FP32 dims: [1] zero_data: true } } ] }`,
+		`platform: "ensemble" ensemble_scheduling { step [ { model_name: "pre" model_version: -1 input_map { key: "in" value: "raw" } output_map { key: "out" value: "img" } } ] }`,
+	} {
+		c, err := ParseConfig(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &inference.ModelConfig{}
+		if err := prototext.Unmarshal([]byte(src), want); err != nil {
+			t.Fatal(err)
+		}
+		got := c.ModelConfig()
+		if !proto.Equal(got.GetSequenceBatching(), want.GetSequenceBatching()) || !proto.Equal(got.GetEnsembleScheduling(), want.GetEnsembleScheduling()) {
+			t.Errorf("ModelConfig\n%v\nwant\n%v", prototext.Format(got), prototext.Format(want))
+		}
 	}
 }
 
