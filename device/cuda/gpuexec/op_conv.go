@@ -23,33 +23,50 @@ type convCall struct {
 type window2D struct{ kh, kw, sh, sw, dh, dw, ph, pw, peh, pew int }
 
 func readWindow(n *ir.Node, h, w, oh, ow, kh, kw int) (window2D, error) {
+	return readWindowRank(n, 2, h, w, oh, ow, kh, kw)
+}
+
+// readWindowRank is readWindow for a window of rank r (1 or 2): a 1-D
+// window's attributes apply to the width, the height being 1.
+func readWindowRank(n *ir.Node, r, h, w, oh, ow, kh, kw int) (window2D, error) {
 	a := ops.AttrsOf(n)
 	win := window2D{kh: kh, kw: kw, sh: 1, sw: 1, dh: 1, dw: 1}
-	if k := a.Ints("kernel_shape", nil); k != nil {
-		if len(k) != 2 {
-			return win, fmt.Errorf("%w: kernel_shape %v: only 2-D windows", ErrUnsupported, k)
-		}
-		win.kh, win.kw = int(k[0]), int(k[1])
+	if r == 1 {
+		win.kh = 1
 	}
-	if st := a.Ints("strides", nil); st != nil {
-		if len(st) != 2 {
-			return win, fmt.Errorf("%w: strides %v", ErrUnsupported, st)
+	// pair maps an attribute of r values onto (height, width).
+	pair := func(name string, v []int64, hp, wp *int) error {
+		switch {
+		case v == nil:
+		case len(v) != r:
+			return fmt.Errorf("%w: %s %v for a %d-D window", ErrUnsupported, name, v, r)
+		case r == 1:
+			*wp = int(v[0])
+		default:
+			*hp, *wp = int(v[0]), int(v[1])
 		}
-		win.sh, win.sw = int(st[0]), int(st[1])
+		return nil
 	}
-	if d := a.Ints("dilations", nil); d != nil {
-		if len(d) != 2 {
-			return win, fmt.Errorf("%w: dilations %v", ErrUnsupported, d)
-		}
-		win.dh, win.dw = int(d[0]), int(d[1])
+	if err := pair("kernel_shape", a.Ints("kernel_shape", nil), &win.kh, &win.kw); err != nil {
+		return win, err
+	}
+	if err := pair("strides", a.Ints("strides", nil), &win.sh, &win.sw); err != nil {
+		return win, err
+	}
+	if err := pair("dilations", a.Ints("dilations", nil), &win.dh, &win.dw); err != nil {
+		return win, err
 	}
 	switch ap := a.String("auto_pad", "NOTSET"); ap {
 	case "NOTSET", "":
 		if p := a.Ints("pads", nil); p != nil {
-			if len(p) != 4 {
+			if len(p) != 2*r {
 				return win, fmt.Errorf("%w: pads %v", ErrUnsupported, p)
 			}
-			win.ph, win.pw, win.peh, win.pew = int(p[0]), int(p[1]), int(p[2]), int(p[3])
+			if r == 1 {
+				win.pw, win.pew = int(p[0]), int(p[1])
+			} else {
+				win.ph, win.pw, win.peh, win.pew = int(p[0]), int(p[1]), int(p[2]), int(p[3])
+			}
 		}
 	case "VALID":
 	case "SAME_UPPER", "SAME_LOWER":
@@ -70,6 +87,15 @@ func readWindow(n *ir.Node, h, w, oh, ow, kh, kw int) (window2D, error) {
 	return win, a.Err()
 }
 
+// as2D views the dims of a 1-D window op's tensor ([N, C, L]) as 2-D ([N,
+// C, 1, L]); 2-D dims are returned as they are.
+func as2D(d []int) []int {
+	if len(d) == 3 {
+		return []int{d[0], d[1], 1, d[2]}
+	}
+	return d
+}
+
 func (c *compiler) conv(s *step) error {
 	n := s.node
 	x, w := n.Inputs[0], n.Inputs[1]
@@ -81,9 +107,11 @@ func (c *compiler) conv(s *step) error {
 	if err != nil {
 		return err
 	}
-	if len(xd) != 4 || len(wd) != 4 {
-		return fmt.Errorf("%w: %d-D convolution (only 2-D has a CUDA implementation)", ErrUnsupported, len(xd)-2)
+	if (len(xd) != 4 && len(xd) != 3) || len(wd) != len(xd) {
+		return fmt.Errorf("%w: %d-D convolution (only 1-D and 2-D have a CUDA implementation)", ErrUnsupported, len(xd)-2)
 	}
+	rank := len(xd) - 2
+	xd, wd = as2D(xd), as2D(wd)
 	act := activation{}
 	if n.Domain == "kiln" {
 		if act, err = fusedActivation(n); err != nil {
@@ -121,12 +149,13 @@ func (c *compiler) conv(s *step) error {
 	if err != nil {
 		return err
 	}
+	yd = as2D(yd)
 	N, C, H, W := xd[0], xd[1], xd[2], xd[3]
 	M, OH, OW := yd[1], yd[2], yd[3]
 	if group < 1 || C%group != 0 || M%group != 0 || wd[1]*group != C || wd[0] != M {
 		return fmt.Errorf("%w: weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
 	}
-	win, err := readWindow(n, H, W, OH, OW, wd[2], wd[3])
+	win, err := readWindowRank(n, rank, H, W, OH, OW, wd[2], wd[3])
 	if err != nil {
 		return err
 	}

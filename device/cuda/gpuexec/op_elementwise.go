@@ -422,7 +422,7 @@ var mathOps = map[string]struct {
 	"ThresholdedRelu": {code: 27, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
 	"Shrink":          {code: 28, params: func(a *ops.Attrs) (float32, float32) { return a.Float("bias", 0), a.Float("lambd", 0.5) }},
 	"Mish":            {code: 29},
-	"BitwiseNot":      {code: 40, onlyIn: intTypes},
+	"BitwiseNot":      {code: 40, onlyIn: unaryIntTypes},
 	"Not":             {code: 41, onlyIn: []tensor.DType{tensor.Bool}},
 }
 

@@ -13,9 +13,11 @@ func (c *compiler) pool(s *step) error {
 	if err != nil {
 		return err
 	}
-	if len(xd) != 4 {
-		return fmt.Errorf("%w: %d-D pooling (only 2-D has a CUDA implementation)", ErrUnsupported, len(xd)-2)
+	if len(xd) != 4 && len(xd) != 3 {
+		return fmt.Errorf("%w: %d-D pooling (only 1-D and 2-D have a CUDA implementation)", ErrUnsupported, len(xd)-2)
 	}
+	rank := len(xd) - 2
+	xd = as2D(xd)
 	xr, err := c.ref(n.Inputs[0])
 	if err != nil {
 		return err
@@ -24,7 +26,8 @@ func (c *compiler) pool(s *step) error {
 	if err != nil {
 		return err
 	}
-	win, err := readWindow(n, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	yd = as2D(yd)
+	win, err := readWindowRank(n, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
 	if err != nil {
 		return err
 	}

@@ -161,14 +161,14 @@ KILN_EW_UNARYI(i32, int)
 KILN_EW_UNARYI(i64, long long)
 KILN_EW_UNARYI(u8, unsigned char)
 
-// IsNaN (mode 0) and IsInf (mode 1 both signs, 2 positive, 3 negative) of
-// floats into bools.
+// IsNaN (mode 0) and IsInf (mode 1 both signs, 2 positive, 3 negative, 4
+// neither) of floats into bools.
 #define KILN_EW_ISCLASS(sfx, T)                                                                             \
     extern "C" __global__ void ew_isclass_##sfx(unsigned char *y, const T *x, long long n, int mode) {    \
         GRID_STRIDE(i, n) {                                                                                 \
             float v = (float)kld(x, i);                                                                     \
             bool inf = isinf(v);                                                                            \
-            y[i] = mode == 0 ? isnan(v) : (mode == 1 ? inf : (mode == 2 ? inf && v > 0 : inf && v < 0));   \
+            y[i] = mode == 0 ? isnan(v) : (mode == 1 ? inf : (mode == 2 ? inf && v > 0 : mode == 3 && inf && v < 0)); \
         }                                                                                                   \
     }
 KILN_EW_ISCLASS(f32, float)
