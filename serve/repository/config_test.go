@@ -134,6 +134,7 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add(`name: "a" input [ { name: "x", dims: [1, -1] } ]`)
 	f.Add(`a < b: 'c' > d: [ {}, {} ]`)
+	f.Add(`{"max_batch_size": 4, "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [3, "-1"]}], "sequence_batching": {"oldest": {}}}`)
 	f.Fuzz(func(t *testing.T, src string) {
 		c, err := ParseConfig(src)
 		if err == nil && c == nil {
@@ -141,6 +142,16 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrSyntax) && !errors.Is(err, ErrConfig) {
 			t.Fatalf("error %v is neither ErrSyntax nor ErrConfig", err)
+		}
+		if err == nil {
+			c.ModelConfig() // the message shown over HTTP and gRPC
+		}
+		// the same text as a load request's JSON config override
+		c, err = ParseConfigJSON([]byte(src))
+		if err == nil {
+			c.ModelConfig()
+		} else if !errors.Is(err, ErrSyntax) && !errors.Is(err, ErrConfig) {
+			t.Fatalf("JSON: error %v is neither ErrSyntax nor ErrConfig", err)
 		}
 	})
 }
