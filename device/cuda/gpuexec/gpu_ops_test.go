@@ -77,6 +77,11 @@ func opCases() []opCase {
 		{"ConvTranspose 1-D", []*tensor.Tensor{rnd(2, 3, 9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "ConvTranspose", []*ir.Value{x[0], b.Const("w", rnd(3, 5, 4)), b.Const("b", rnd(5))}, ir.IntsAttr("strides", 3))
 		}, false},
+		{"Conv 1-D pads dilations, MaxPool 1-D ceil_mode, AveragePool 1-D count_include_pad", []*tensor.Tensor{rnd(2, 3, 30)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			y := b.Op("Conv", []*ir.Value{x[0], b.Const("w", rnd(4, 3, 5)), b.Const("b", rnd(4))}, ir.IntsAttr("pads", 2, 1), ir.IntsAttr("dilations", 2))
+			return []*ir.Value{y, b.Op("MaxPool", []*ir.Value{y}, ir.IntsAttr("kernel_shape", 3), ir.IntsAttr("strides", 2), ir.IntAttr("ceil_mode", 1)),
+				b.Op("AveragePool", []*ir.Value{y}, ir.IntsAttr("kernel_shape", 4), ir.IntsAttr("pads", 1, 2), ir.IntAttr("count_include_pad", 1))}
+		}, false},
 		{"HardSigmoid", []*tensor.Tensor{rnd(3, 40)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "HardSigmoid", x[:1], ir.FloatAttr("alpha", 0.3), ir.FloatAttr("beta", 0.4))
 		}, false},

@@ -181,6 +181,43 @@ func TestSupportsLimits(t *testing.T) {
 		{"3-D convolution", []ir.Dim{ir.D(1), ir.D(3), ir.D(8), ir.D(8), ir.D(8)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 3, 3, 3))}, ir.IntsAttr("kernel_shape", 3, 3, 3))
 		}, "3-D convolution"},
+		{"ConvTranspose 2-D", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("ConvTranspose", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 3, 4, 2, 2))}, ir.IntsAttr("strides", 2, 2))
+		}, ""},
+		{"ConvTranspose 3-D", []ir.Dim{ir.D(1), ir.D(3), ir.D(4), ir.D(4), ir.D(4)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("ConvTranspose", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 3, 2, 2, 2, 2))})
+		}, "3-D ConvTranspose"},
+		{"1-D convolution", []ir.Dim{ir.S("n"), ir.D(3), ir.S("l")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 5))}, ir.IntsAttr("pads", 2, 2))
+		}, ""},
+		{"1-D max pooling", []ir.Dim{ir.S("n"), ir.D(3), ir.S("l")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("MaxPool", []*ir.Value{x}, ir.IntsAttr("kernel_shape", 3), ir.IntAttr("ceil_mode", 1), ir.IntsAttr("strides", 2))
+		}, ""},
+		{"3-D average pooling", []ir.Dim{ir.D(1), ir.D(3), ir.D(4), ir.D(4), ir.D(4)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("AveragePool", []*ir.Value{x}, ir.IntsAttr("kernel_shape", 2, 2, 2))
+		}, "3-D pooling"},
+		{"ReduceMean over constant axes", []ir.Dim{ir.S("n"), ir.D(10)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("ReduceMean", []*ir.Value{x, b.Const("", tensor.FromInt64([]int64{1}, 1))})
+		}, ""},
+		{"ScatterND with reduction add", []ir.Dim{ir.D(4), ir.D(3)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("ScatterND", []*ir.Value{x, b.Const("", tensor.FromInt64([]int64{1}, 1, 1)), b.Const("", tensor.New(tensor.Float32, 1, 3))}, ir.StringAttr("reduction", "add"))
+		}, `reduction "add"`},
+		{"BatchNormalization in training mode", []ir.Dim{ir.D(2), ir.D(3), ir.D(4)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			c := func() *ir.Value { return b.Const("", tensor.New(tensor.Float32, 3)) }
+			return b.Op("BatchNormalization", []*ir.Value{x, c(), c(), c(), c()}, ir.IntAttr("training_mode", 1))
+		}, "training mode"},
+		{"Pad reflect", []ir.Dim{ir.S("n"), ir.D(5)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Pad", []*ir.Value{x, b.Const("", tensor.FromInt64([]int64{0, 2, 0, 1}, 4))}, ir.StringAttr("mode", "reflect"))
+		}, ""},
+		{"Where of bools", []ir.Dim{ir.S("n"), ir.D(5)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Where", []*ir.Value{b.Op("Less", []*ir.Value{x, b.Const("", tensor.FromFloat32([]float32{0}))}), x, b.Op("Neg", []*ir.Value{x})})
+		}, ""},
+		{"Cast to bfloat16", []ir.Dim{ir.S("n"), ir.D(5)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Cast", []*ir.Value{x}, ir.IntAttr("to", int64(tensor.BFloat16)))
+		}, "Cast from float32 to bfloat16"},
+		{"Resize with axes", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Resize", []*ir.Value{x, nil, b.Const("", f(2, 2))}, &ir.Attr{Name: "mode", Type: ir.AttrString, S: "linear"}, ir.IntsAttr("axes", 2, 3))
+		}, "Resize with axes"},
 		{"softmax over the last axis", []ir.Dim{ir.S("n"), ir.D(10)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("Softmax", []*ir.Value{x}, ir.IntAttr("axis", -1))
 		}, ""},
