@@ -28,26 +28,13 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// classifierConfig is tinycnn as an image classifier, with the config
-// fields a Triton image client reads (format, label_filename) and others
-// kiln shows as written.
-const classifierConfig = `name: "classifier"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-default_model_filename: "model.onnx"
-version_policy { latest { num_versions: 1 } }
-input [ { name: "image" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, 32, 32 ] } ]
-output [ { name: "probabilities" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "labels.txt" } ]
-instance_group [ { count: 1 kind: KIND_CPU } ]
-dynamic_batching { preserve_ordering: true max_queue_delay_microseconds: 100 }
-parameters { key: "source" value { string_value: "examples/tinycnn" } }
-`
-
-var classifierLabels = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+// classifierDir is tinycnn as an image classifier (config.pbtxt with
+// format and label_filename, labels.txt), as the README serves it.
+const classifierDir = "../../serve/repository/testdata/classifier"
 
 // wantClasses is the classification extension's answer for out (rows of
 // 10 values): per row the top k "value:index:label" strings.
-func wantClasses(out []float32, k int) []string {
+func wantClasses(out []float32, k int, labels []string) []string {
 	var want []string
 	for r := 0; r < len(out)/10; r++ {
 		row := out[r*10 : r*10+10]
@@ -62,7 +49,7 @@ func wantClasses(out []float32, k int) []string {
 			return 0
 		})
 		for _, i := range idx[:k] {
-			want = append(want, fmt.Sprintf("%s:%d:%s", strconv.FormatFloat(float64(row[i]), 'f', 6, 64), i, classifierLabels[i]))
+			want = append(want, fmt.Sprintf("%s:%d:%s", strconv.FormatFloat(float64(row[i]), 'f', 6, 64), i, labels[i]))
 		}
 	}
 	return want
@@ -79,8 +66,17 @@ func TestTritonClientParity(t *testing.T) {
 	mdir := filepath.Join(repo, "classifier")
 	os.MkdirAll(filepath.Join(mdir, "1"), 0o755)
 	os.WriteFile(filepath.Join(mdir, "1", "model.onnx"), examples.TinyCNNModel, 0o644)
-	os.WriteFile(filepath.Join(mdir, "config.pbtxt"), []byte(classifierConfig), 0o644)
-	os.WriteFile(filepath.Join(mdir, "labels.txt"), []byte(strings.Join(classifierLabels, "\n")+"\n"), 0o644)
+	var labels []string
+	for _, f := range []string{"config.pbtxt", "labels.txt"} {
+		b, err := os.ReadFile(filepath.Join(classifierDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(mdir, f), b, 0o644)
+		if f == "labels.txt" {
+			labels = strings.Fields(string(b))
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	base, grpcAddr, _ := chaosServe(t, ctx, "--model-repository", repo)
@@ -101,7 +97,7 @@ func TestTritonClientParity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := wantClasses(ref["probabilities"].Float32s(), 3)
+	want := wantClasses(ref["probabilities"].Float32s(), 3, labels)
 
 	post := func(t *testing.T, body []byte, hdr map[string]string) (*http.Response, []byte) {
 		req, _ := http.NewRequest("POST", base+"/v2/models/classifier/infer", bytes.NewReader(body))
