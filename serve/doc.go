@@ -113,6 +113,24 @@
 // queued requests leave the queue at once, as do those of a disconnected
 // HTTP client and of a cancelled gRPC call or stream.
 //
+// Triton client parity: a model's config is the config.pbtxt as Triton's
+// ModelConfig message (every field Triton knows, those kiln does not act on
+// included, kiln's defaults and the model's inputs and outputs filled in),
+// the same message over gRPC (ModelConfig) and HTTP (protojson, 64-bit
+// integers as numbers). The classification extension: an output asked for
+// with the parameter "classification" (or "class_count") N comes back as
+// BYTES "value:index[:label]" strings of its top N classes, labels from the
+// output's label_filename. An explicit load takes a "config" parameter (a
+// JSON model config, checked as a config.pbtxt is) and "file:<path>"
+// parameters (the model folder's files; base64 over HTTP, bytes over
+// gRPC; they cannot leave the folder). Statistics have batch_stats, the
+// runs by batch size. gRPC ModelReady answers ready=false for a model that
+// is not loaded. HTTP request bodies may be gzip or deflate
+// (Content-Encoding; the body limit applies to the decompressed size) and
+// responses of 1 KiB or more are compressed for a client that accepts
+// either; gRPC accepts gzip, its receive limit bounding the decompressed
+// message.
+//
 // Status codes: 400 bad input, 404 unknown model or version, 413 body too
 // large, 429 queue full (gRPC RESOURCE_EXHAUSTED), 503 not ready, shutting
 // down or queue timeout. On SIGTERM the server turns not ready at once,
