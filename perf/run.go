@@ -70,7 +70,9 @@ type Window struct {
 	// Requests and Errors count the requests that ended in the window.
 	Requests int64 `json:"requests"`
 	Errors   int64 `json:"errors"`
-	// Throughput is inferences per second (requests times the batch size).
+	// Inferences counts the inferences of those requests (their batch
+	// sizes added up); Throughput is inferences per second.
+	Inferences int64         `json:"inferences"`
 	Throughput float64       `json:"throughput"`
 	P95        time.Duration `json:"p95_ns"`
 	// ServerThroughput is the server's inference count over the window, per
@@ -107,7 +109,9 @@ type Step struct {
 	Duration time.Duration `json:"duration_ns"`
 	// Requests counts the successful requests of the measured windows.
 	Requests int64 `json:"requests"`
+	// Inferences counts their inferences (batch sizes added up);
 	// Throughput is inferences per second over the measured windows.
+	Inferences int64     `json:"inferences"`
 	Throughput float64   `json:"throughput"`
 	Latency    Latencies `json:"latency"`
 	// Errors counts the failed requests of the measured windows by kind.
@@ -212,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, tg: tg, sets: sets, rec: newRecorder()}
+	r := &runner{cfg: cfg, tg: tg, sets: sets, batches: batchSizes(md, sets), rec: newRecorder()}
 	if cfg.Concurrency != nil {
 		rep.Mode = "concurrency"
 		for _, v := range cfg.Concurrency.Values() {
@@ -248,6 +252,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 type recorder struct {
 	mu         sync.Mutex
 	lat        []time.Duration
+	inferences int64
 	errs       map[string]int64
 	ok, failed atomic.Int64
 	delayed    atomic.Int64
@@ -255,10 +260,11 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{errs: map[string]int64{}} }
 
-func (r *recorder) add(d time.Duration, err error) {
+func (r *recorder) add(d time.Duration, batch int, err error) {
 	r.mu.Lock()
 	if err == nil {
 		r.lat = append(r.lat, d)
+		r.inferences += int64(batch)
 	} else {
 		r.errs[ErrorKind(err)]++
 	}
@@ -270,20 +276,24 @@ func (r *recorder) add(d time.Duration, err error) {
 	}
 }
 
-// swap returns the window's latencies and errors and starts a new window.
-func (r *recorder) swap() ([]time.Duration, map[string]int64) {
+// swap returns the window's latencies, inferences and errors and starts a
+// new window.
+func (r *recorder) swap() ([]time.Duration, int64, map[string]int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	lat, errs := r.lat, r.errs
-	r.lat, r.errs = make([]time.Duration, 0, len(lat)), map[string]int64{}
-	return lat, errs
+	lat, inf, errs := r.lat, r.inferences, r.errs
+	r.lat, r.inferences, r.errs = make([]time.Duration, 0, len(lat)), 0, map[string]int64{}
+	return lat, inf, errs
 }
 
 type runner struct {
 	cfg  Config
 	tg   target
 	sets []map[string]*tensor.Tensor
-	rec  *recorder
+	// batches is each set's batch size: the first dimension of its first
+	// input when the model's is variable, else 1.
+	batches []int
+	rec     *recorder
 }
 
 // step runs the load of st until its windows are stable or MaxTrials
@@ -315,7 +325,7 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 		rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 		t := time.Now()
 		err := c.do(rctx, set)
-		r.rec.add(time.Since(t), err)
+		r.rec.add(time.Since(t), r.batches[set], err)
 		cancel()
 	}
 	if st.RequestRate == 0 {
@@ -386,11 +396,11 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 	t0 := time.Now()
 	type win struct {
 		lat  []time.Duration
+		inf  int64
 		errs map[string]int64
 		srv  serverStats
 	}
 	var wins []win
-	batch := float64(r.cfg.Inputs.BatchSize)
 	tm := time.NewTimer(r.cfg.Window)
 	defer tm.Stop()
 	for trial := 1; ; trial++ {
@@ -399,7 +409,7 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		lat, errs := r.rec.swap()
+		lat, inf, errs := r.rec.swap()
 		t1 := time.Now()
 		s1, err := r.tg.stats(ctx)
 		if err != nil {
@@ -413,11 +423,11 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 		for _, v := range errs {
 			nerr += v
 		}
-		w := Window{Duration: d, Requests: int64(len(lat)), Errors: nerr, P95: sum.P95,
-			Throughput:       float64(len(lat)) * batch / d.Seconds(),
+		w := Window{Duration: d, Requests: int64(len(lat)), Inferences: inf, Errors: nerr, P95: sum.P95,
+			Throughput:       float64(inf) / d.Seconds(),
 			ServerThroughput: float64(srv.InferenceCount) / d.Seconds()}
 		st.Windows = append(st.Windows, w)
-		wins = append(wins, win{lat, errs, srv})
+		wins = append(wins, win{lat, inf, errs, srv})
 		st.Stable = Stable(st.Windows, r.cfg.StabilityPercentage)
 		r.progress(st, trial, w)
 		if st.Stable || trial >= r.cfg.MaxTrials {
@@ -427,10 +437,12 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 	}
 	// the result: the last StableWindows windows together
 	var all []time.Duration
+	var inf int64
 	var srv serverStats
 	st.Errors = map[string]int64{}
 	for i, w := range wins[len(wins)-StableWindows:] {
 		all = append(all, w.lat...)
+		inf += w.inf
 		for k, v := range w.errs {
 			st.Errors[k] += v
 		}
@@ -440,7 +452,8 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 	st.Latency = Summarize(all)
 	st.Requests = int64(len(all))
 	secs := st.Duration.Seconds()
-	st.Throughput = float64(len(all)) * batch / secs
+	st.Inferences = inf
+	st.Throughput = float64(inf) / secs
 	st.Delayed = r.rec.delayed.Load()
 	st.Server = Server{Requests: srv.Success, Failed: srv.Fail, Inferences: srv.InferenceCount,
 		Executions: srv.ExecutionCount, Throughput: float64(srv.InferenceCount) / secs}
@@ -480,3 +493,19 @@ func (r *runner) progress(st *Step, trial int, w Window) {
 
 // ms formats a duration in milliseconds.
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+
+// batchSizes is the batch size of each input set: the first dimension of
+// the set's tensor for the model's first input when the model's first
+// dimension is variable (a batching model), else 1.
+func batchSizes(md []inputMeta, sets []map[string]*tensor.Tensor) []int {
+	out := make([]int, len(sets))
+	for i, set := range sets {
+		out[i] = 1
+		if len(md) > 0 && len(md[0].Shape) > 0 && md[0].Shape[0] < 0 {
+			if t := set[md[0].Name]; t != nil && len(t.Shape) > 0 {
+				out[i] = max(t.Shape[0], 1)
+			}
+		}
+	}
+	return out
+}

@@ -52,17 +52,20 @@ func TestPerf(t *testing.T) {
 	httpAddr, grpcAddr := srv.addrs[0], srv.addrs[2]
 	concurrency := []string{"--concurrency-range", "1:2"}
 	tests := []struct {
-		name string
-		args []string
-		mode string
+		name  string
+		args  []string
+		mode  string
+		batch int64 // inferences per request
 	}{
-		{"http JSON", append([]string{"-u", httpAddr}, concurrency...), "concurrency"},
-		{"http binary", append([]string{"-u", httpAddr, "--binary"}, concurrency...), "concurrency"},
-		{"grpc unary", append([]string{"-i", "grpc", "-u", grpcAddr}, concurrency...), "concurrency"},
-		{"grpc stream", append([]string{"-i", "grpc", "--streaming", "-u", grpcAddr}, concurrency...), "concurrency"},
-		{"websocket", append([]string{"-i", "ws", "-u", httpAddr}, concurrency...), "concurrency"},
-		{"http poisson rate", []string{"-u", httpAddr, "--request-rate-range", "200:300:100", "--request-distribution", "poisson"}, "request_rate"},
-		{"grpc constant rate", []string{"-i", "grpc", "-u", grpcAddr, "--request-rate-range", "250"}, "request_rate"},
+		{"http JSON", append([]string{"-u", httpAddr}, concurrency...), "concurrency", 1},
+		{"http binary", append([]string{"-u", httpAddr, "--binary"}, concurrency...), "concurrency", 1},
+		{"grpc unary", append([]string{"-i", "grpc", "-u", grpcAddr}, concurrency...), "concurrency", 1},
+		{"grpc stream", append([]string{"-i", "grpc", "--streaming", "-u", grpcAddr}, concurrency...), "concurrency", 1},
+		{"websocket", append([]string{"-i", "ws", "-u", httpAddr}, concurrency...), "concurrency", 1},
+		{"http poisson rate", []string{"-u", httpAddr, "--request-rate-range", "200:300:100", "--request-distribution", "poisson"}, "request_rate", 1},
+		{"grpc constant rate", []string{"-i", "grpc", "-u", grpcAddr, "--request-rate-range", "250"}, "request_rate", 1},
+		{"websocket, data files of batch 2", []string{"-i", "ws", "-u", httpAddr, "--input-data", "../../examples/tinycnn/test_data_set_0"}, "concurrency", 2},
+		{"grpc stream, batch 4", []string{"-i", "grpc", "--streaming", "-u", grpcAddr, "-b", "4"}, "concurrency", 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,6 +104,9 @@ func TestPerf(t *testing.T) {
 			for _, s := range rep.Steps {
 				if s.Requests == 0 || s.Server.Throughput == 0 {
 					t.Fatalf("step %+v measured nothing", s)
+				}
+				if s.Inferences != tt.batch*s.Requests {
+					t.Errorf("step %d/%g: %d inferences in %d requests, want %d each", s.Concurrency, s.RequestRate, s.Inferences, s.Requests, tt.batch)
 				}
 				if d := math.Abs(s.Throughput-s.Server.Throughput) / s.Server.Throughput; d > 0.05 {
 					t.Errorf("step %d/%g: throughput %.1f/s, the server's statistics %.1f/s (%.1f%% apart)", s.Concurrency, s.RequestRate, s.Throughput, s.Server.Throughput, 100*d)
@@ -209,4 +215,32 @@ func TestPerfBadArguments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readmePerfArgs points a README "kiln perf" command at the test's server:
+// -u localhost:8000 (HTTP) or localhost:8001 (gRPC) become its addresses,
+// and a command without -u gets the one of its protocol.
+func readmePerfArgs(args []string, srv *readmeServer) []string {
+	out := append([]string{}, args...)
+	grpc := false
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == "-i" || out[i] == "--i" {
+			grpc = out[i+1] == "grpc"
+		}
+	}
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == "-u" || out[i] == "--u" {
+			switch out[i+1] {
+			case "localhost:8001":
+				out[i+1] = srv.addrs[2]
+			default:
+				out[i+1] = srv.addrs[0]
+			}
+			return out
+		}
+	}
+	if grpc {
+		return append(out, "-u", srv.addrs[2])
+	}
+	return append(out, "-u", srv.addrs[0])
 }

@@ -467,6 +467,12 @@ func TestReadme(t *testing.T) {
 				args = append(args, "--url", srv.addrs[2])
 				fallthrough
 			default:
+				if args[0] == "perf" {
+					if srv == nil {
+						t.Fatalf("%s: kiln perf before any kiln serve", name)
+					}
+					args = readmePerfArgs(args, srv)
+				}
 				if args[0] == "conformance" {
 					missing := false
 					for _, d := range args[1:] {
