@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/tensor"
@@ -155,7 +156,43 @@ type mapper struct {
 }
 
 func (m *mapper) unknown(path string, f *Field) {
-	m.warnings = append(m.warnings, fmt.Sprintf("line %d: field %s%s is not supported and is ignored", f.Line, path, f.Name))
+	if tritonField(path + f.Name) {
+		m.warnings = append(m.warnings, fmt.Sprintf("line %d: field %s%s is shown in the model config but kiln does not act on it", f.Line, path, f.Name))
+		return
+	}
+	m.warnings = append(m.warnings, fmt.Sprintf("line %d: field %s%s is not a field of Triton's ModelConfig and is ignored", f.Line, path, f.Name))
+}
+
+// tritonField reports whether a dotted field path ("instance_group.kind",
+// "parameters.value.string_value") names a field of Triton's ModelConfig.
+func tritonField(path string) bool {
+	md := (&inference.ModelConfig{}).ProtoReflect().Descriptor()
+	segs := strings.Split(path, ".")
+	for i := 0; i < len(segs); i++ {
+		fd := md.Fields().ByName(protoreflect.Name(segs[i]))
+		if fd == nil {
+			return false
+		}
+		if i == len(segs)-1 {
+			return true
+		}
+		if fd.IsMap() {
+			// a map entry's key and value: "parameters.value.string_value"
+			if i++; segs[i] == "key" {
+				return i == len(segs)-1
+			} else if segs[i] != "value" {
+				return false
+			}
+			fd = fd.MapValue()
+			if i == len(segs)-1 {
+				return true
+			}
+		}
+		if md = fd.Message(); md == nil {
+			return false
+		}
+	}
+	return false
 }
 
 func cfgErr(f *Field, format string, args ...any) error {

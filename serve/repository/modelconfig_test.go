@@ -140,3 +140,26 @@ func TestLabels(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigWarnings: a field kiln does not act on is named in a warning
+// that says whether it is Triton's (and shown in the model config) or
+// unknown (and dropped).
+func TestConfigWarnings(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{`optimization { graph { level: 1 } }`, "field optimization is shown"},
+		{`instance_group { host_policy: "numa0" }`, "field instance_group.host_policy is shown"},
+		{`parameters { key: "a" value { string_value: "b" extra: 1 } }`, "field parameters.value.extra is not a field"},
+		{`max_bach_size: 4`, "field max_bach_size is not a field of Triton's ModelConfig"},
+		{`dynamic_batching { priority_levels: 2 priority_queue_policy { key: 1 value { max_queue_size: 2 nope: 1 } } }`,
+			"field dynamic_batching.priority_queue_policy.value.nope is not a field"},
+	}
+	for _, tt := range tests {
+		c, err := ParseConfig(tt.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		if len(c.Warnings) == 0 || !strings.Contains(strings.Join(c.Warnings, "; "), tt.want) {
+			t.Errorf("%s: warnings %q, want %q", tt.src, c.Warnings, tt.want)
+		}
+	}
+}
