@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,8 @@ var (
 // limit: the handlers' own bound (http.MaxBytesReader) then applies to the
 // decompressed size, so a small compressed body that expands past it is
 // answered 413 without being expanded further. The compressed body is
-// bounded by limit too.
+// bounded by limit too. Nothing is read before the handler reads the body
+// (a request refused before its body is read stays cheap).
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64) error {
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	if enc == "" || enc == "identity" {
@@ -44,58 +46,73 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64) error {
 	if enc != "gzip" && enc != "x-gzip" && enc != "deflate" {
 		return fmt.Errorf("%w: Content-Encoding %q (want gzip, deflate or identity)", ErrUnknownEncoding, enc)
 	}
-	raw := http.MaxBytesReader(w, r.Body, limit)
-	br := bufio.NewReader(raw)
-	var (
-		zr  io.ReadCloser
-		err error
-	)
-	if enc == "deflate" {
-		// zlib has a 2-byte header whose big-endian value is a multiple
-		// of 31 with compression method 8; anything else is raw deflate.
-		if h, perr := br.Peek(2); perr == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
-			zr, err = zlib.NewReader(br)
-		} else {
-			zr = flate.NewReader(br)
-		}
-	} else {
-		zr, err = gzip.NewReader(br)
-	}
-	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return err
-		}
-		return fmt.Errorf("%w: %s body: %w", ErrEncoding, enc, err)
-	}
-	r.Body = &decodedBody{zr: zr, raw: raw, enc: enc}
+	r.Body = &decodedBody{raw: http.MaxBytesReader(w, r.Body, limit), enc: enc}
 	r.ContentLength = -1
 	r.Header.Del("Content-Encoding")
 	r.Header.Del("Content-Length")
 	return nil
 }
 
-// decodedBody is a decompressed request body; its errors of decompression
-// wrap ErrEncoding (a 400), those of the raw body stay as they are.
+// decodedBody is a decompressed request body, its decompressor made on the
+// first Read; its errors of decompression wrap ErrEncoding (a 400), those
+// of the raw body (too large, too slow) stay as they are.
 type decodedBody struct {
 	zr  io.ReadCloser
 	raw io.ReadCloser
 	enc string
+	err error
 }
 
 func (d *decodedBody) Read(p []byte) (int, error) {
+	if d.zr == nil && d.err == nil {
+		d.zr, d.err = d.open()
+	}
+	if d.err != nil {
+		return 0, d.err
+	}
 	n, err := d.zr.Read(p)
 	if err != nil && err != io.EOF {
-		var maxErr *http.MaxBytesError
-		if !errors.As(err, &maxErr) && !errors.Is(err, ErrBodyTimeout) {
-			err = fmt.Errorf("%w: %s body: %w", ErrEncoding, d.enc, err)
-		}
+		err = d.wrap(err)
 	}
 	return n, err
 }
 
+// open makes the decompressor, reading the stream's header.
+func (d *decodedBody) open() (io.ReadCloser, error) {
+	br := bufio.NewReader(d.raw)
+	if d.enc == "deflate" {
+		// zlib has a 2-byte header whose big-endian value is a multiple
+		// of 31 with compression method 8; anything else is raw deflate.
+		if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+			zr, err := zlib.NewReader(br)
+			return zr, d.wrap(err)
+		}
+		return flate.NewReader(br), nil
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, d.wrap(err)
+	}
+	return zr, nil
+}
+
+// wrap marks a decompression error as ErrEncoding, leaving the raw body's
+// own errors (too large, too slow) as they are.
+func (d *decodedBody) wrap(err error) error {
+	var maxErr *http.MaxBytesError
+	if err == nil || errors.As(err, &maxErr) || errors.Is(err, ErrBodyTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // an empty body is no compressed stream
+	}
+	return fmt.Errorf("%w: %s body: %w", ErrEncoding, d.enc, err)
+}
+
 func (d *decodedBody) Close() error {
-	d.zr.Close()
+	if d.zr != nil {
+		d.zr.Close()
+	}
 	return d.raw.Close()
 }
 
