@@ -153,6 +153,21 @@ func opCases() []opCase {
 				b.Op("ScatterElements", []*ir.Value{x[0], sidx, x[2]}, ir.IntAttr("axis", 0)),
 				b.Op("ScatterND", []*ir.Value{x[0], nd, b.Const("u", rnd(2, 6))})}
 		}, false},
+		{"PRelu, GatherND, Size", []*tensor.Tensor{rnd(2, 3, 4, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("PRelu", []*ir.Value{x[0], b.Const("sl", tensor.FromFloat32([]float32{0.1, -0.2, 0.3}, 3, 1, 1))}),
+				b.Op("GatherND", []*ir.Value{x[0], b.Const("i", tensor.FromInt64([]int64{1, 2, 0, 0, 1, -1}, 3, 2))}),
+				b.Op("Size", x[:1])}
+		}, false},
+		{"QuantizeLinear DequantizeLinear per tensor and per axis", []*tensor.Tensor{rnd(2, 3, 8)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			q := b.Op("QuantizeLinear", []*ir.Value{x[0], b.Const("s", tensor.FromFloat32([]float32{0.02})), b.Const("z", func() *tensor.Tensor {
+				t := tensor.New(tensor.Uint8)
+				t.Data[0] = 128
+				return t
+			}())})
+			qa := b.Op("QuantizeLinear", []*ir.Value{x[0], b.Const("sa", tensor.FromFloat32([]float32{0.01, 0.02, 0.03}, 3)),
+				b.Const("za", tensor.New(tensor.Int8, 3))}, ir.IntAttr("axis", 1))
+			return []*ir.Value{q, qa, b.Op("DequantizeLinear", []*ir.Value{qa, b.Const("sd", tensor.FromFloat32([]float32{0.01, 0.02, 0.03}, 3))}, ir.IntAttr("axis", 1))}
+		}, false},
 		{"Trilu upper lower", []*tensor.Tensor{rnd(2, 5, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("Trilu", []*ir.Value{x[0], b.Const("k", tensor.FromInt64([]int64{1}))}), b.Op("Trilu", x[:1], ir.IntAttr("upper", 0))}
 		}, false},

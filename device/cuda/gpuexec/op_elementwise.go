@@ -276,6 +276,7 @@ const (
 	ewXor
 	ewShl
 	ewShr
+	ewPRelu
 )
 
 // Compare codes of ew_compare.
@@ -314,6 +315,9 @@ var elementwiseKernels = append([]kernelDef{
 	{op: "LessOrEqual", inputs: 2, check: compareTypes, emit: compareEmit(cmpLessOrEqual)},
 	{op: "GreaterOrEqual", inputs: 2, check: compareTypes, emit: compareEmit(cmpGreaterOrEqual)},
 	{op: "Where", inputs: 3, check: whereTypes, emit: (*compiler).where},
+	{op: "PRelu", inputs: 2, check: floatArgs, emit: typedEmit(ewPRelu)},
+	{op: "QuantizeLinear", inputs: 2, check: quantizeTypes, emit: (*compiler).quantize},
+	{op: "DequantizeLinear", inputs: 2, check: quantizeTypes, emit: (*compiler).quantize},
 	{op: "Relu", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Sigmoid", f32: []int{0}, emit: (*compiler).unary},
 	{op: "Tanh", f32: []int{0}, emit: (*compiler).unary},
@@ -754,4 +758,88 @@ func mathTypes(n *ir.Node) error {
 		return typeIn(n, 0, append(append([]tensor.DType{}, floatTypes...), unaryIntTypes...)...)
 	}
 	return typeIn(n, 0, floatTypes...)
+}
+
+// quantCodes are the quantized types of the quantize kernels (cast_any's
+// codes).
+var quantCodes = map[tensor.DType]int{tensor.Int8: 3, tensor.Int16: 4, tensor.Uint8: 7, tensor.Uint16: 8}
+
+// quantizeTypes: float32 or float16 values and scale, a quantized type of
+// quantCodes, per-tensor or per-axis scales (no blocks).
+func quantizeTypes(n *ir.Node) error {
+	a := ops.AttrsOf(n)
+	if a.Int("block_size", 0) != 0 {
+		return fmt.Errorf("%w: %s with block_size", ErrUnsupported, n.OpType)
+	}
+	fl, q := 0, n.Outputs[0].Type.DType
+	if n.OpType == "DequantizeLinear" {
+		fl, q = 1, dtypeOf(n.Inputs[0])
+	}
+	if _, ok := quantCodes[q]; !ok {
+		return fmt.Errorf("%w: %s of %v", ErrUnsupported, n.OpType, q)
+	}
+	if err := typeIn(n, fl, floatTypes...); err != nil {
+		return err
+	}
+	if n.OpType == "QuantizeLinear" {
+		if dtypeOf(n.Inputs[1]) != dtypeOf(n.Inputs[0]) {
+			return fmt.Errorf("%w: QuantizeLinear scale of %v for %v", ErrUnsupported, dtypeOf(n.Inputs[1]), dtypeOf(n.Inputs[0]))
+		}
+	} else if dtypeOf(n.Inputs[1]) != n.Outputs[0].Type.DType {
+		return fmt.Errorf("%w: DequantizeLinear scale of %v to %v", ErrUnsupported, dtypeOf(n.Inputs[1]), n.Outputs[0].Type.DType)
+	}
+	if zp := input(n, 2); zp != nil && dtypeOf(zp) != q {
+		return fmt.Errorf("%w: %s zero point of %v", ErrUnsupported, n.OpType, dtypeOf(zp))
+	}
+	return nil
+}
+
+// quantize runs QuantizeLinear and DequantizeLinear, per tensor or per
+// slice along axis.
+func (c *compiler) quantize(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	sd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	axlen, inner := int64(1), int64(1)
+	if prod(sd) > 1 {
+		axis, err := ops.NormAxis(n.OpType, a.Int("axis", 1), len(xd))
+		if err != nil {
+			return err
+		}
+		if len(sd) != 1 || sd[0] != xd[axis] {
+			return fmt.Errorf("%w: %s scale %v for %v", ErrGraph, n.OpType, sd, xd)
+		}
+		axlen, inner = int64(xd[axis]), prod(xd[axis+1:])
+	}
+	if err := a.Err(); err != nil {
+		return err
+	}
+	sr, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	zp := nilArg()
+	if v := input(n, 2); v != nil {
+		r, err := c.ref(v)
+		if err != nil {
+			return err
+		}
+		zp = pArg(r)
+	}
+	q, base := n.Outputs[0].Type.DType, "quantize"
+	if n.OpType == "DequantizeLinear" {
+		q, base = dtypeOf(n.Inputs[0]), "dequantize"
+	}
+	total := prod(yd)
+	if total > 0 {
+		s.launches = []launch{elemLaunch(c.fk(base), total, pArg(yr), pArg(xr), pArg(sr), zp, lArg(total), lArg(axlen), lArg(inner), iArg(quantCodes[q]))}
+	}
+	return nil
 }

@@ -247,6 +247,8 @@ var movementKernels = []kernelDef{
 	{op: "ScatterElements", inputs: 3, check: scatterArgs, emit: (*compiler).scatterElements},
 	{op: "ScatterND", inputs: 3, check: scatterArgs, emit: (*compiler).scatterND},
 	{op: "Trilu", check: triluArgs, emit: (*compiler).trilu},
+	{op: "GatherND", inputs: 2, check: gatherNDArgs, emit: (*compiler).gatherND},
+	{op: "Size", emit: (*compiler).sizeOp},
 }
 
 // indexedMove: movable data, int64 indices in input 1.
@@ -672,3 +674,72 @@ func (c *compiler) trilu(s *step) error {
 }
 
 func emitAlias(c *compiler, s *step) error { return c.alias(s.node) }
+
+func gatherNDArgs(n *ir.Node) error {
+	if err := indexedMove(n); err != nil {
+		return err
+	}
+	if b := ops.AttrsOf(n).Int("batch_dims", 0); b != 0 {
+		return fmt.Errorf("%w: GatherND with batch_dims %d", ErrUnsupported, b)
+	}
+	return nil
+}
+
+// gatherND copies, for each index tuple, the slice of x it names.
+func (c *compiler) gatherND(s *step) error {
+	n := s.node
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	id, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(id) == 0 || id[len(id)-1] > len(xd) {
+		return fmt.Errorf("%w: GatherND indices %v for data %v", ErrGraph, id, xd)
+	}
+	k := id[len(id)-1]
+	ir_, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	rows, slice := prod(id[:len(id)-1]), prod(xd[k:])
+	if rows*slice != prod(yd) {
+		return fmt.Errorf("%w: GatherND of %v at %v gives %v", ErrGraph, xd, id, yd)
+	}
+	st := tensor.Strides(xd)
+	meta := []int64{int64(k)}
+	for _, d := range xd[:k] {
+		meta = append(meta, int64(d))
+	}
+	for _, v := range st[:k] {
+		meta = append(meta, int64(v))
+	}
+	bs, err := c.byteSuffix(dtypeOf(n.Inputs[0]))
+	if err != nil {
+		return err
+	}
+	if rows*slice > 0 {
+		s.launches = []launch{elemLaunch("gather_nd_"+bs, rows*slice, pArg(yr), pArg(xr), pArg(ir_), pArg(c.meta(meta)), lArg(rows), lArg(slice))}
+	}
+	return nil
+}
+
+// sizeOp writes Size's int64 scalar, known from the bound shape, by copying
+// a constant.
+func (c *compiler) sizeOp(s *step) error {
+	n := s.node
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	if dt := n.Outputs[0].Type.DType; dt != tensor.Int64 {
+		return fmt.Errorf("%w: Size of type %v", ErrGraph, dt)
+	}
+	yr, _, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	return c.copyAll(s, tensor.Int64, yr, c.scalar(tensor.Int64, float64(prod(xd))), 1)
+}

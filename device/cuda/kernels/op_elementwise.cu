@@ -7,8 +7,8 @@
 
 // Binary op codes (gpuexec ew*): 0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min,
 // 6 pow, 7 fmod (C remainder), 8 mod (the divisor's sign), 9 and, 10 or,
-// 11 xor, 12 shift left, 13 shift right. Integer division and remainder
-// by zero give 0.
+// 11 xor, 12 shift left, 13 shift right, 14 PRelu (floats). Integer
+// division and remainder by zero give 0.
 template <typename C> __device__ __forceinline__ C kiln_float_op(C a, C b, int op) {
     switch (op) {
     case 0: return a + b;
@@ -24,6 +24,7 @@ template <typename C> __device__ __forceinline__ C kiln_float_op(C a, C b, int o
         if (r != 0 && ((r < 0) != (b < 0))) r += b;
         return r;
     }
+    case 14: return a < 0 ? a * b : a; // PRelu (slope b)
     }
     return 0;
 }
@@ -236,3 +237,55 @@ extern "C" __global__ void cast_any(void *y, const void *x, long long n, int fro
         }
     }
 }
+
+// Quantization (QuantizeLinear, DequantizeLinear) per tensor (axlen 1) or
+// per slice along an axis: element i uses scale[(i / inner) % axlen] and
+// the zero point at the same index (absent: 0). q is the quantized type:
+// 3 int8, 4 int16, 7 uint8, 8 uint16 (cast_any's codes); quantizing rounds
+// half to even and saturates.
+__device__ __forceinline__ long long kiln_qload(const void *p, long long i, int q) {
+    switch (q) {
+    case 3: return ((const signed char *)p)[i];
+    case 4: return ((const short *)p)[i];
+    case 7: return ((const unsigned char *)p)[i];
+    case 8: return ((const unsigned short *)p)[i];
+    }
+    return ((const int *)p)[i];
+}
+
+template <typename T>
+__device__ void quantize_t(void *y, const T *x, const T *scale, const void *zp, long long n, long long axlen,
+                           long long inner, int q) {
+    GRID_STRIDE(i, n) {
+        long long a = (i / inner) % axlen;
+        float v = rintf((float)kld(x, i) / (float)kld(scale, a)) + (zp ? (float)kiln_qload(zp, a, q) : 0.0f);
+        switch (q) {
+        case 3: ((signed char *)y)[i] = (signed char)fminf(fmaxf(v, -128.0f), 127.0f); break;
+        case 4: ((short *)y)[i] = (short)fminf(fmaxf(v, -32768.0f), 32767.0f); break;
+        case 7: ((unsigned char *)y)[i] = (unsigned char)fminf(fmaxf(v, 0.0f), 255.0f); break;
+        default: ((unsigned short *)y)[i] = (unsigned short)fminf(fmaxf(v, 0.0f), 65535.0f); break;
+        }
+    }
+}
+
+template <typename T>
+__device__ void dequantize_t(T *y, const void *x, const T *scale, const void *zp, long long n, long long axlen,
+                             long long inner, int q) {
+    GRID_STRIDE(i, n) {
+        long long a = (i / inner) % axlen;
+        long long v = kiln_qload(x, i, q) - (zp ? kiln_qload(zp, a, q) : 0);
+        kst(y, i, (float)v * (float)kld(scale, a));
+    }
+}
+
+#define KILN_QUANT(sfx, T)                                                                                     \
+    extern "C" __global__ void quantize_##sfx(void *y, const T *x, const T *scale, const void *zp, long long n, \
+                                              long long axlen, long long inner, int q) {                       \
+        quantize_t(y, x, scale, zp, n, axlen, inner, q);                                                       \
+    }                                                                                                          \
+    extern "C" __global__ void dequantize_##sfx(T *y, const void *x, const T *scale, const void *zp,           \
+                                                long long n, long long axlen, long long inner, int q) {        \
+        dequantize_t(y, x, scale, zp, n, axlen, inner, q);                                                     \
+    }
+KILN_QUANT(f32, float)
+KILN_QUANT(f16, kh)

@@ -16,6 +16,8 @@ GATHER(gather_b8, unsigned char)
 // ScatterND (reduction none): y (a copy of the data) takes the rows of
 // upd at the index tuples of idx [nrows, k]; meta = {k, xdims[k],
 // xstrides[k]}, slice elements per row.
+// GatherND (batch_dims 0): row r of y is the slice of x at the index
+// tuple idx[r] (meta as ScatterND's).
 // ScatterElements (reduction none): y[upd index with axis replaced by
 // idx] = upd; meta = {r, axis, upd dims[r], y strides[r], y axis length}.
 // Trilu: keeps the upper (upper 1) or lower triangle of the last two dims
@@ -117,6 +119,21 @@ GATHER(gather_b8, unsigned char)
                 off += id * meta[1 + k + d];                                                                   \
             }                                                                                                  \
             y[off + e] = upd[i];                                                                               \
+        }                                                                                                      \
+    }                                                                                                          \
+    extern "C" __global__ void gather_nd_##sfx(T *y, const T *x, const long long *idx, const long long *meta,   \
+                                               long long rows, long long slice) {                              \
+        int k = (int)meta[0];                                                                                  \
+        long long n = rows * slice;                                                                            \
+        GRID_STRIDE(i, n) {                                                                                    \
+            long long row = i / slice, e = i % slice, off = 0;                                                 \
+            for (int d = 0; d < k; d++) {                                                                      \
+                long long id = idx[row * k + d], dim = meta[1 + d];                                            \
+                if (id < 0) id += dim;                                                                         \
+                id = id < 0 ? 0 : (id >= dim ? dim - 1 : id);                                                  \
+                off += id * meta[1 + k + d];                                                                   \
+            }                                                                                                  \
+            y[i] = x[off + e];                                                                                 \
         }                                                                                                      \
     }                                                                                                          \
     extern "C" __global__ void trilu_##sfx(T *y, const T *x, long long rows, long long cols, long long n,      \
