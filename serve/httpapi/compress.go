@@ -177,14 +177,15 @@ func (c *compressWriter) Write(p []byte) (int, error) {
 	if c.code == 0 {
 		c.code = http.StatusOK
 	}
-	c.buf = append(c.buf, p...)
-	if len(c.buf) < CompressMinBytes {
+	if len(c.buf)+len(p) < CompressMinBytes {
+		c.buf = append(c.buf, p...)
 		return len(p), nil
 	}
 	h := c.ResponseWriter.Header()
 	if h.Get("Content-Encoding") != "" {
 		// the handler encoded it itself
-		return c.flushRaw(len(p))
+		c.flushRaw()
+		return c.zw.Write(p)
 	}
 	h.Del("Content-Length")
 	h.Set("Content-Encoding", c.enc)
@@ -196,25 +197,25 @@ func (c *compressWriter) Write(p []byte) (int, error) {
 		c.zw = zlibPool.Get().(*zlib.Writer)
 	}
 	c.zw.Reset(c.ResponseWriter)
-	buf := c.buf
-	c.buf = nil
-	if _, err := c.zw.Write(buf); err != nil {
-		return 0, err
+	if len(c.buf) > 0 {
+		buf := c.buf
+		c.buf = nil
+		if _, err := c.zw.Write(buf); err != nil {
+			return 0, err
+		}
 	}
-	return len(p), nil
+	return c.zw.Write(p)
 }
 
-// flushRaw sends the held status and body uncompressed, and what follows
-// goes through uncompressed too.
-func (c *compressWriter) flushRaw(n int) (int, error) {
+// flushRaw sends the held status and body uncompressed; what follows goes
+// through uncompressed too.
+func (c *compressWriter) flushRaw() {
 	c.ResponseWriter.WriteHeader(c.code)
-	buf := c.buf
-	c.buf = nil
 	c.zw = nopCompressor{c.ResponseWriter}
-	if _, err := c.ResponseWriter.Write(buf); err != nil {
-		return 0, err
+	if len(c.buf) > 0 {
+		c.ResponseWriter.Write(c.buf)
 	}
-	return n, nil
+	c.buf = nil
 }
 
 // finish ends the response: the compressed stream's trailer, or the held
@@ -223,7 +224,7 @@ func (c *compressWriter) finish() {
 	switch z := c.zw.(type) {
 	case nil:
 		if c.code != 0 {
-			c.flushRaw(0)
+			c.flushRaw()
 		}
 	case nopCompressor:
 	case *gzip.Writer:

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 
@@ -165,5 +166,74 @@ func TestCompressedResponses(t *testing.T) {
 				t.Errorf("decompressed response differs from the uncompressed one:\n%s\n%s", got, plain)
 			}
 		})
+	}
+}
+
+// TestCompressWriter: whatever the writes (one large, many small crossing
+// CompressMinBytes, a handler's Content-Length set for the uncompressed
+// body, a status without a body), the client gets the same body and
+// status, compressed only from CompressMinBytes on.
+func TestCompressWriter(t *testing.T) {
+	chunk := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
+	tests := []struct {
+		name       string
+		code       int
+		writes     [][]byte
+		compressed bool
+	}{
+		{"one large write", 200, [][]byte{chunk(5000, 'a')}, true},
+		{"small writes crossing the threshold", 200, [][]byte{chunk(600, 'a'), chunk(600, 'b'), chunk(10, 'c')}, true},
+		{"header then large binary", 200, [][]byte{chunk(100, '{'), chunk(4096, 0)}, true},
+		{"small body", 200, [][]byte{chunk(100, 'a'), chunk(100, 'b')}, false},
+		{"error status, large", 400, [][]byte{chunk(2000, 'e')}, true},
+		{"status only", 503, nil, false},
+	}
+	for _, enc := range []string{"gzip", "deflate"} {
+		for _, tt := range tests {
+			t.Run(enc+" "+tt.name, func(t *testing.T) {
+				rec := httptest.NewRecorder()
+				var want []byte
+				for _, w := range tt.writes {
+					want = append(want, w...)
+				}
+				cw := &compressWriter{ResponseWriter: rec, enc: enc}
+				cw.Header().Set("Content-Length", strconv.Itoa(len(want)))
+				cw.WriteHeader(tt.code)
+				for _, w := range tt.writes {
+					if n, err := cw.Write(w); n != len(w) || err != nil {
+						t.Fatalf("Write: %d, %v", n, err)
+					}
+				}
+				cw.finish()
+				if rec.Code != tt.code {
+					t.Errorf("status %d, want %d", rec.Code, tt.code)
+				}
+				got := rec.Body.Bytes()
+				if (rec.Header().Get("Content-Encoding") == enc) != tt.compressed {
+					t.Fatalf("Content-Encoding %q, compressed want %v", rec.Header().Get("Content-Encoding"), tt.compressed)
+				}
+				if tt.compressed {
+					if rec.Header().Get("Content-Length") != "" {
+						t.Errorf("Content-Length %s kept on a compressed body", rec.Header().Get("Content-Length"))
+					}
+					var r io.Reader
+					var err error
+					if enc == "gzip" {
+						r, err = gzip.NewReader(bytes.NewReader(got))
+					} else {
+						r, err = zlib.NewReader(bytes.NewReader(got))
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got, err = io.ReadAll(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("body of %d bytes, want %d", len(got), len(want))
+				}
+			})
+		}
 	}
 }
