@@ -356,7 +356,9 @@ func TestRunSaveDataAndCosine(t *testing.T) {
 	}
 	set := filepath.Join(dir, "set")
 	var code int
-	out := captureStdout(t, func() { code = runCmd([]string{model, "--shape", "image:3x3x32x32", "--seed", "7", "--save-data", set}) })
+	out := captureStdout(t, func() {
+		code = runCmd([]string{model, "--shape", "image:3x3x32x32", "--seed", "7", "--save-data", set})
+	})
 	if code != exitOK || !strings.Contains(out, "wrote the inputs and outputs to "+set) {
 		t.Fatalf("kiln run --save-data exited %d:\n%s", code, out)
 	}
@@ -392,7 +394,9 @@ func TestRunSaveDataAndCosine(t *testing.T) {
 	if err := onnx.SaveTensor(filepath.Join(set, "output_0.pb"), name, ref); err != nil {
 		t.Fatal(err)
 	}
-	out = captureStdout(t, func() { code = runCmd([]string{model, "--data", set, "--rtol", "10", "--atol", "10", "--cosine", "0.9999"}) })
+	out = captureStdout(t, func() {
+		code = runCmd([]string{model, "--data", set, "--rtol", "10", "--atol", "10", "--cosine", "0.9999"})
+	})
 	if code != exitMismatch || !strings.Contains(out, "below --cosine 0.9999") {
 		t.Errorf("a changed reference within --rtol/--atol 10: exit %d, want %d by cosine:\n%s", code, exitMismatch, out)
 	}
