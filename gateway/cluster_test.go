@@ -46,12 +46,15 @@ func TestMain(m *testing.M) {
 }
 
 // kiln builds the kiln command once per test binary and returns its path.
-func kiln(t *testing.T) string {
+func kiln(t testing.TB) string {
 	t.Helper()
 	kilnOnce.Do(func() {
 		binDir, kilnErr = os.MkdirTemp("", "kiln-gateway-test")
 		if kilnErr != nil {
 			return
+		}
+		if kilnBin = os.Getenv("KILN_BIN"); kilnBin != "" {
+			return // a kiln built beforehand (a machine without Go)
 		}
 		kilnBin = filepath.Join(binDir, "kiln")
 		out, err := exec.Command("go", "build", "-o", kilnBin, "../cmd/kiln").CombinedOutput()
@@ -80,7 +83,7 @@ type proc struct {
 var listening = regexp.MustCompile(`msg=listening http=(\S+) grpc=(\S*) metrics=(\S*)`)
 
 // start runs kiln with args and waits until it listens.
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, args: args, exited: make(chan struct{})}
 	p.cmd = exec.Command(kiln(t), args...)
@@ -131,7 +134,7 @@ func (p *proc) tail(n int) string {
 }
 
 // stop sends SIGTERM and waits for the exit.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -146,7 +149,7 @@ func (p *proc) stop(t *testing.T) {
 
 // serve starts kiln serve on repo; with ports (http, grpc, metrics) from
 // an earlier run it listens on them again.
-func serve(t *testing.T, name, repo, plans string, ports ...string) *proc {
+func serve(t testing.TB, name, repo, plans string, ports ...string) *proc {
 	t.Helper()
 	hp, gp, mp := "0", "0", "0"
 	if len(ports) == 3 {
@@ -163,7 +166,7 @@ func port(addr string) string {
 }
 
 // repo writes a model repository of tinycnn copies named models.
-func repo(t *testing.T, models ...string) string {
+func repo(t testing.TB, models ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, m := range models {
@@ -272,7 +275,7 @@ func load(ctx context.Context, t *testing.T, gw *proc, httpWorkers, grpcWorkers 
 }
 
 // metricsOf scrapes a Prometheus text page: "name{labels}" -> value.
-func metricsOf(t *testing.T, addr string) map[string]float64 {
+func metricsOf(t testing.TB, addr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

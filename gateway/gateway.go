@@ -119,7 +119,7 @@ type Gateway struct {
 	mu       sync.RWMutex
 	backends map[string]*Backend
 	polls    map[string]context.CancelFunc
-	seqs     sync.Map // sequence key -> backend name
+	seqs     sync.Map // sequence key -> *stickTo
 
 	budget   retryBudget
 	draining atomic.Bool
@@ -157,6 +157,7 @@ func New(opts Options) (*Gateway, error) {
 	g.poller = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4,
 		DisableCompression: true}, Timeout: max(2*opts.PollInterval, 2*time.Second)}
 	g.metrics.watch(g)
+	go g.forgetSequences(ctx)
 	return g, nil
 }
 
@@ -250,6 +251,7 @@ func (g *Gateway) Outstanding() int64 {
 type route struct {
 	model, version string
 	seq            string // sequence key, "" for none
+	end            bool   // the sequence's last request (sequence_end)
 	grpc           bool   // needs the backend's gRPC address
 }
 
@@ -274,13 +276,18 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 	var sticky *Backend
 	if rt.seq != "" {
 		if v, ok := g.seqs.Load(rt.seq); ok {
-			if b := g.backends[v.(string)]; b != nil && containsBackend(all, b) {
+			st := v.(*stickTo)
+			st.last.Store(now.UnixNano())
+			if b := g.backends[st.backend]; b != nil && containsBackend(all, b) {
 				sticky = b
 			}
 		}
 	}
 	g.mu.RUnlock()
 	if sticky != nil {
+		if rt.end {
+			g.seqs.Delete(rt.seq)
+		}
 		return sticky, nil
 	}
 	if len(all) == 0 {
@@ -302,10 +309,36 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 		cands = open
 	}
 	b := g.policy.Pick(cands)
-	if rt.seq != "" {
-		g.seqs.Store(rt.seq, b.Name())
+	if rt.seq != "" && !rt.end {
+		st := &stickTo{backend: b.Name()}
+		st.last.Store(now.UnixNano())
+		g.seqs.Store(rt.seq, st)
 	}
 	return b, nil
+}
+
+// stickTo is the backend of a sequence and when the sequence was last seen.
+type stickTo struct {
+	backend string
+	last    atomic.Int64 // unix nanoseconds
+}
+
+// SequenceIdle is how long a sequence without requests keeps its backend.
+const SequenceIdle = 10 * time.Minute
+
+// forgetSequences drops the sequences idle for SequenceIdle, every minute,
+// until ctx ends (a sequence's last request, with sequence_end, drops it
+// at once).
+func (g *Gateway) forgetSequences(ctx context.Context) {
+	every(ctx, time.Minute, func() {
+		old := time.Now().Add(-SequenceIdle).UnixNano()
+		g.seqs.Range(func(k, v any) bool {
+			if v.(*stickTo).last.Load() < old {
+				g.seqs.Delete(k)
+			}
+			return true
+		})
+	})
 }
 
 func containsBackend(bs []*Backend, b *Backend) bool {

@@ -223,7 +223,7 @@ func TestGatewayRetries(t *testing.T) {
 		{"429 tried elsewhere", [2]string{"429", "ok"}, inferBody, Options{Policy: "roundrobin"}, 200, "b"},
 		{"all full", [2]string{"429", "429"}, inferBody, Options{}, 429, ""},
 		{"all refusing", [2]string{"503", "503"}, inferBody, Options{}, 503, ""},
-		{"lost sequence not retried", [2]string{"drop", "ok"}, `{"parameters":{"sequence_id":5},"inputs":[]}`, Options{Policy: "roundrobin"}, 502, ""},
+		{"lost sequence not retried", [2]string{"drop", "ok"}, `{"parameters":{"sequence_id":%d},"inputs":[]}`, Options{Policy: "roundrobin"}, 502, ""},
 		{"lost not retried when told", [2]string{"drop", "ok"}, inferBody, Options{Policy: "roundrobin", NoRetryLost: true}, 502, ""},
 	}
 	for _, tt := range tests {
@@ -233,9 +233,13 @@ func TestGatewayRetries(t *testing.T) {
 			a.mode.Store(tt.modes[0])
 			b.mode.Store(tt.modes[1])
 			// round robin starts on either: send until a was tried first
-			for i := 0; i < 4; i++ {
+			for i := 0; i < 8; i++ {
 				before := b.count("m")
-				got := post(t, url+"/v2/models/m/infer", "", nil, []byte(tt.body))
+				body := tt.body
+				if strings.Contains(body, "%d") {
+					body = fmt.Sprintf(body, i) // a new sequence each time
+				}
+				got := post(t, url+"/v2/models/m/infer", "", nil, []byte(body))
 				if a.count("m") == 0 || b.count("m") > before && a.count("m") == 0 {
 					continue
 				}
@@ -321,7 +325,7 @@ func TestGatewayAdmission(t *testing.T) {
 // TestGatewaySequence: the requests of one sequence go to one backend.
 func TestGatewaySequence(t *testing.T) {
 	a, b, c := newFake(t, "a", "m"), newFake(t, "b", "m"), newFake(t, "c", "m")
-	_, url := newTestGateway(t, Options{Policy: "roundrobin"}, a, b, c)
+	g, url := newTestGateway(t, Options{Policy: "roundrobin"}, a, b, c)
 	for seq := range 5 {
 		first := ""
 		for range 6 {
@@ -332,6 +336,13 @@ func TestGatewaySequence(t *testing.T) {
 			if got.code != 200 || got.backend != first {
 				t.Fatalf("sequence %d: %+v after %q", seq, got, first)
 			}
+		}
+		got := post(t, url+"/v2/models/m/infer", "", nil, fmt.Appendf(nil, `{"parameters":{"sequence_id":%d,"sequence_end":true},"inputs":[]}`, seq))
+		if got.backend != first {
+			t.Fatalf("sequence %d's end: %+v, want %q", seq, got, first)
+		}
+		if _, ok := g.seqs.Load(fmt.Sprintf("s%d", seq)); ok {
+			t.Errorf("sequence %d still kept after its end", seq)
 		}
 	}
 }

@@ -159,8 +159,11 @@ func wireRoute(b []byte, infer bool) (route, error) {
 			case 2:
 				rt.version = string(v)
 			case 4:
-				if key, val := mapEntry(v); key == "sequence_id" {
+				switch key, val := mapEntry(v); key {
+				case "sequence_id":
 					rt.seq = "s" + string(val)
+				case "sequence_end":
+					rt.end = string(val) == "\x08\x01" // bool_param (field 1) true
 				}
 			}
 			b = b[m:]

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -135,8 +136,18 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 	}
 	var body []byte
 	if r.Method == http.MethodPost {
-		var err error
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
+		buf := bodyPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer func() {
+			if buf.Cap() <= 4<<20 { // keep small buffers only
+				bodyPool.Put(buf)
+			}
+		}()
+		if n := r.ContentLength; n > 0 && n <= g.opts.MaxRequestBytes {
+			buf.Grow(int(n) + 1)
+		}
+		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
+		body = buf.Bytes()
 		if err != nil {
 			var mb *http.MaxBytesError
 			if errors.As(err, &mb) {
@@ -147,7 +158,7 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if action == "infer" {
-			rt.seq = httpSequence(body, r.Header.Get("Inference-Header-Content-Length"))
+			rt.seq, rt.end = httpSequence(body, r.Header.Get("Inference-Header-Content-Length"))
 		}
 	}
 	g.proxyHTTP(w, r, rt, body)
@@ -155,30 +166,35 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 
 // httpSequence returns the sequence_id parameter of a KServe v2 JSON
 // request (for the binary extension, of its JSON header only) as a key, ""
-// when it has none. Only the request's parameters are decoded, and only when
-// the bytes mention sequence_id at all.
-func httpSequence(body []byte, headerLen string) string {
+// when it has none, and whether sequence_end is true. Only the request's
+// parameters are decoded, and only when the bytes mention sequence_id at all.
+func httpSequence(body []byte, headerLen string) (string, bool) {
 	if headerLen != "" {
 		n, err := strconv.Atoi(headerLen)
 		if err != nil || n < 0 || n > len(body) {
-			return ""
+			return "", false
 		}
 		body = body[:n]
 	}
 	if !bytes.Contains(body, []byte(`"sequence_id"`)) {
-		return ""
+		return "", false
 	}
 	var req struct {
 		Parameters map[string]json.RawMessage `json:"parameters"`
 	}
 	if json.Unmarshal(body, &req) != nil {
-		return ""
+		return "", false
 	}
-	if id, ok := req.Parameters["sequence_id"]; ok {
-		return "s" + string(bytes.TrimSpace(id))
+	id, ok := req.Parameters["sequence_id"]
+	if !ok {
+		return "", false
 	}
-	return ""
+	return "s" + string(bytes.TrimSpace(id)), string(bytes.TrimSpace(req.Parameters["sequence_end"])) == "true"
 }
+
+// bodyPool holds request body buffers: a body is read whole (to be sent
+// again on a retry) and released once the answer has been copied.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // hop-by-hop headers, not forwarded.
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",

@@ -82,19 +82,21 @@ func TestParseModelPath(t *testing.T) {
 func TestHTTPSequence(t *testing.T) {
 	tests := []struct {
 		name, body, headerLen, want string
+		end                         bool
 	}{
-		{"none", `{"inputs":[]}`, "", ""},
-		{"int", `{"parameters":{"sequence_id":42,"sequence_start":true},"inputs":[]}`, "", "s42"},
-		{"string", `{"parameters":{"sequence_id":"abc"},"inputs":[]}`, "", `s"abc"`},
-		{"in a tensor name only", `{"inputs":[{"name":"sequence_id"}]}`, "", ""},
-		{"binary header", `{"parameters":{"sequence_id":7}}` + "\x00\x01\x02binary", "32", "s7"},
-		{"binary, in the data only", `{"inputs":[]}` + `"sequence_id"`, "13", ""},
-		{"bad header length", `{"parameters":{"sequence_id":7}}`, "999", ""},
-		{"not JSON", `"sequence_id" {`, "", ""},
+		{"none", `{"inputs":[]}`, "", "", false},
+		{"int", `{"parameters":{"sequence_id":42,"sequence_start":true},"inputs":[]}`, "", "s42", false},
+		{"string", `{"parameters":{"sequence_id":"abc"},"inputs":[]}`, "", `s"abc"`, false},
+		{"end", `{"parameters":{"sequence_id":3,"sequence_end":true},"inputs":[]}`, "", "s3", true},
+		{"in a tensor name only", `{"inputs":[{"name":"sequence_id"}]}`, "", "", false},
+		{"binary header", `{"parameters":{"sequence_id":7}}` + "\x00\x01\x02binary", "32", "s7", false},
+		{"binary, in the data only", `{"inputs":[]}` + `"sequence_id"`, "13", "", false},
+		{"bad header length", `{"parameters":{"sequence_id":7}}`, "999", "", false},
+		{"not JSON", `"sequence_id" {`, "", "", false},
 	}
 	for _, tt := range tests {
-		if got := httpSequence([]byte(tt.body), tt.headerLen); got != tt.want {
-			t.Errorf("%s: httpSequence = %q, want %q", tt.name, got, tt.want)
+		if got, end := httpSequence([]byte(tt.body), tt.headerLen); got != tt.want || end != tt.end {
+			t.Errorf("%s: httpSequence = %q, %v; want %q, %v", tt.name, got, end, tt.want, tt.end)
 		}
 	}
 }
@@ -114,8 +116,13 @@ func TestWireRoute(t *testing.T) {
 	other := proto.Clone(seq).(*inference.ModelInferRequest)
 	other.Parameters["sequence_id"] = &inference.InferParameter{ParameterChoice: &inference.InferParameter_Uint64Param{Uint64Param: 100}}
 	b2, _ := proto.Marshal(other)
-	if rt2, _ := wireRoute(b2, true); rt2.seq == rt.seq {
-		t.Errorf("sequences 99 and 100 have the same key %q", rt.seq)
+	if rt2, _ := wireRoute(b2, true); rt2.seq == rt.seq || rt2.end {
+		t.Errorf("sequences 99 and 100 have the same key %q (or an end)", rt.seq)
+	}
+	other.Parameters["sequence_end"] = &inference.InferParameter{ParameterChoice: &inference.InferParameter_BoolParam{BoolParam: true}}
+	b3, _ := proto.Marshal(other)
+	if rt3, _ := wireRoute(b3, true); !rt3.end {
+		t.Error("sequence_end true not seen")
 	}
 	ready, _ := proto.Marshal(&inference.ModelReadyRequest{Name: "r", Version: "1"})
 	if rt, err := wireRoute(ready, false); err != nil || rt.model != "r" || rt.version != "1" {
