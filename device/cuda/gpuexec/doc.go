@@ -6,12 +6,27 @@
 // convolutions through cuDNN where it is there (else a direct-convolution
 // kernel), matrix products through cuBLASLt (else a tiled kernel), and the
 // rest as the CUDA kernels of package cuda (kernels/*.cu), compiled with
-// NVRTC for the GPU's compute capability when the engine is made. An op
-// without a GPU implementation is an error naming the op and the node
+// NVRTC for the GPU's compute capability when the engine is made.
+//
+// Ops are found in a kernel registry (registry.go) keyed by domain and op
+// type, with the opsets each implementation covers: one table per op
+// family, each in its own file (op_conv.go, op_gemm.go, op_pool.go,
+// op_elementwise.go, op_reduce.go, op_softmax.go, op_movement.go,
+// op_resize.go, op_norm.go, op_attention.go), whose kernels live in the
+// matching kernels/op_*.cu (kernels/nn.cu for the first ones). An entry
+// says what it needs of a node before shapes are bound (input count,
+// float32 inputs, a check on types, constant inputs and attributes that
+// says why not) and how to emit its launches; emit refuses, with
+// ErrUnsupported, what it cannot run at the bound shapes. An op without a
+// GPU implementation is an error naming the op and the node
 // (ErrUnsupported). Supports answers the same question node by node,
-// before compiling, from the same op table (the cuda device's
-// device.Supporter): kiln's builder gives the nodes it refuses to the CPU
-// (package engine/partition) and compiles the rest as GPU segments.
+// before compiling, from the same registry (the cuda device's
+// device.Supporter), compiling the node alone at probe sizes: kiln's
+// builder gives the nodes it refuses to the CPU (package engine/partition)
+// and compiles the rest as GPU segments. Adding an op to the GPU is one
+// entry in its family's table, its emit function and kernel, and a case in
+// the tests (TestNewOpsOnGPU's opCases, and TestSupportsLimits for what
+// it refuses).
 //
 // An Engine holds the constants (weights), uploaded once, and the compiled
 // kernels; it is shared by its Contexts. A Context holds one stream, one

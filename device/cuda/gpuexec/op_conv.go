@@ -17,18 +17,15 @@ type convCall struct {
 	post                   launch
 }
 
-// windowAttrs reads kernel_shape, strides, dilations, pads and auto_pad of
-// a 2-D window op and returns the begin pads and end pads, given the
-// input and output sizes.
+// window2D is a 2-D window: kernel, strides, dilations, begin pads (ph, pw)
+// and end pads (peh, pew).
 type window2D struct{ kh, kw, sh, sw, dh, dw, ph, pw, peh, pew int }
 
-func readWindow(n *ir.Node, h, w, oh, ow, kh, kw int) (window2D, error) {
-	return readWindowRank(n, 2, h, w, oh, ow, kh, kw)
-}
-
-// readWindowRank is readWindow for a window of rank r (1 or 2): a 1-D
-// window's attributes apply to the width, the height being 1.
-func readWindowRank(n *ir.Node, r, h, w, oh, ow, kh, kw int) (window2D, error) {
+// readWindow reads kernel_shape, strides, dilations, pads and auto_pad of
+// a window op of rank r (1 or 2; a 1-D window's attributes apply to the
+// width, the height being 1), given the input and output sizes and the
+// kernel size when kernel_shape is absent.
+func readWindow(n *ir.Node, r, h, w, oh, ow, kh, kw int) (window2D, error) {
 	a := ops.AttrsOf(n)
 	win := window2D{kh: kh, kw: kw, sh: 1, sw: 1, dh: 1, dw: 1}
 	if r == 1 {
@@ -155,7 +152,7 @@ func (c *compiler) conv(s *step) error {
 	if group < 1 || C%group != 0 || M%group != 0 || wd[1]*group != C || wd[0] != M {
 		return fmt.Errorf("%w: weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
 	}
-	win, err := readWindowRank(n, rank, H, W, OH, OW, wd[2], wd[3])
+	win, err := readWindow(n, rank, H, W, OH, OW, wd[2], wd[3])
 	if err != nil {
 		return err
 	}

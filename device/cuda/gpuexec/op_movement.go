@@ -43,7 +43,6 @@ func gatherTypes(n *ir.Node) error {
 	return movedInput(n)
 }
 
-var aliasOps = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true, "Dropout": true}
 
 // copyKernel returns the 2-, 4- or 8-byte variant of a data-movement
 // kernel for elements of type dt as they are stored.

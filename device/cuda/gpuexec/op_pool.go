@@ -27,7 +27,7 @@ func (c *compiler) pool(s *step) error {
 		return err
 	}
 	yd = as2D(yd)
-	win, err := readWindowRank(n, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	win, err := readWindow(n, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
 	if err != nil {
 		return err
 	}

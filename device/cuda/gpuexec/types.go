@@ -100,9 +100,7 @@ func bcastMeta(yd []int, operands ...[]int) ([]int64, error) {
 			}
 			s *= int64(od[i])
 		}
-		for _, v := range st {
-			meta = append(meta, v)
-		}
+		meta = append(meta, st...)
 	}
 	return meta, nil
 }
