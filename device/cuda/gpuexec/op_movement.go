@@ -43,7 +43,6 @@ func gatherTypes(n *ir.Node) error {
 	return movedInput(n)
 }
 
-
 // copyKernel returns the 2-, 4- or 8-byte variant of a data-movement
 // kernel for elements of type dt as they are stored.
 func (c *compiler) copyKernel(base string, dt tensor.DType) (string, error) {
