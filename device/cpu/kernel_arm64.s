@@ -1,0 +1,117 @@
+//go:build arm64 && !purego
+
+#include "textflag.h"
+
+// func gemmNEON(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+//
+// Accumulators: row r of the tile in V(4r)..V(4r+3). Each step loads one
+// row of B (V16-V19) and broadcasts one element of each row of A (V20-V23).
+TEXT ·gemmNEON(SB), NOSPLIT, $0-64
+	MOVD k+0(FP), R0
+	MOVD a+8(FP), R1
+	MOVD lda+16(FP), R2
+	MOVD b+24(FP), R3
+	MOVD ldb+32(FP), R4
+	MOVD c+40(FP), R5
+	MOVD ldc+48(FP), R6
+	LSL  $2, R2
+	LSL  $2, R4
+	LSL  $2, R6
+	ADD  R1, R2, R7
+	ADD  R7, R2, R8
+	ADD  R8, R2, R9
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	VEOR V4.B16, V4.B16, V4.B16
+	VEOR V5.B16, V5.B16, V5.B16
+	VEOR V6.B16, V6.B16, V6.B16
+	VEOR V7.B16, V7.B16, V7.B16
+	VEOR V8.B16, V8.B16, V8.B16
+	VEOR V9.B16, V9.B16, V9.B16
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	VEOR V14.B16, V14.B16, V14.B16
+	VEOR V15.B16, V15.B16, V15.B16
+	CBZ  R0, store
+
+loop:
+	VLD1   (R3), [V16.S4, V17.S4, V18.S4, V19.S4]
+	ADD    R4, R3
+	VLD1R.P 4(R1), [V20.S4]
+	VLD1R.P 4(R7), [V21.S4]
+	VLD1R.P 4(R8), [V22.S4]
+	VLD1R.P 4(R9), [V23.S4]
+	VFMLA  V20.S4, V16.S4, V0.S4
+	VFMLA  V20.S4, V17.S4, V1.S4
+	VFMLA  V20.S4, V18.S4, V2.S4
+	VFMLA  V20.S4, V19.S4, V3.S4
+	VFMLA  V21.S4, V16.S4, V4.S4
+	VFMLA  V21.S4, V17.S4, V5.S4
+	VFMLA  V21.S4, V18.S4, V6.S4
+	VFMLA  V21.S4, V19.S4, V7.S4
+	VFMLA  V22.S4, V16.S4, V8.S4
+	VFMLA  V22.S4, V17.S4, V9.S4
+	VFMLA  V22.S4, V18.S4, V10.S4
+	VFMLA  V22.S4, V19.S4, V11.S4
+	VFMLA  V23.S4, V16.S4, V12.S4
+	VFMLA  V23.S4, V17.S4, V13.S4
+	VFMLA  V23.S4, V18.S4, V14.S4
+	VFMLA  V23.S4, V19.S4, V15.S4
+	SUBS   $1, R0
+	BNE    loop
+
+store:
+	// V28 = alpha in every lane, V29 = beta. Each output row is
+	// 0 + acc*alpha (+ C*beta), with VFMLA on a zeroed register.
+	FMOVS alpha+56(FP), F28
+	VDUP  V28.S[0], V28.S4
+	FMOVS beta+60(FP), F29
+	FCMPS $(0.0), F29
+	VDUP  V29.S[0], V29.S4
+	BEQ   storeonly
+
+#define ROWBETA(r0, r1, r2, r3) \
+	VLD1  (R5), [V24.S4, V25.S4, V26.S4, V27.S4]; \
+	VEOR  V16.B16, V16.B16, V16.B16; \
+	VEOR  V17.B16, V17.B16, V17.B16; \
+	VEOR  V18.B16, V18.B16, V18.B16; \
+	VEOR  V19.B16, V19.B16, V19.B16; \
+	VFMLA V28.S4, r0.S4, V16.S4; \
+	VFMLA V28.S4, r1.S4, V17.S4; \
+	VFMLA V28.S4, r2.S4, V18.S4; \
+	VFMLA V28.S4, r3.S4, V19.S4; \
+	VFMLA V29.S4, V24.S4, V16.S4; \
+	VFMLA V29.S4, V25.S4, V17.S4; \
+	VFMLA V29.S4, V26.S4, V18.S4; \
+	VFMLA V29.S4, V27.S4, V19.S4; \
+	VST1  [V16.S4, V17.S4, V18.S4, V19.S4], (R5); \
+	ADD   R6, R5
+
+	ROWBETA(V0, V1, V2, V3)
+	ROWBETA(V4, V5, V6, V7)
+	ROWBETA(V8, V9, V10, V11)
+	ROWBETA(V12, V13, V14, V15)
+	RET
+
+#define ROWONLY(r0, r1, r2, r3) \
+	VEOR  V16.B16, V16.B16, V16.B16; \
+	VEOR  V17.B16, V17.B16, V17.B16; \
+	VEOR  V18.B16, V18.B16, V18.B16; \
+	VEOR  V19.B16, V19.B16, V19.B16; \
+	VFMLA V28.S4, r0.S4, V16.S4; \
+	VFMLA V28.S4, r1.S4, V17.S4; \
+	VFMLA V28.S4, r2.S4, V18.S4; \
+	VFMLA V28.S4, r3.S4, V19.S4; \
+	VST1  [V16.S4, V17.S4, V18.S4, V19.S4], (R5); \
+	ADD   R6, R5
+
+storeonly:
+	ROWONLY(V0, V1, V2, V3)
+	ROWONLY(V4, V5, V6, V7)
+	ROWONLY(V8, V9, V10, V11)
+	ROWONLY(V12, V13, V14, V15)
+	RET
