@@ -142,6 +142,9 @@ type Report struct {
 	Requests       int64  `json:"requests"`
 	Errors         int64  `json:"errors"`
 	ServerRequests uint64 `json:"server_requests"`
+	// ServerStatsError says why the server's statistics could not be read
+	// (the Server figures are then zero).
+	ServerStatsError string `json:"server_stats_error,omitempty"`
 }
 
 func (c *Config) check() error {
@@ -212,11 +215,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Model: cfg.Model, Version: cfg.Version, URL: cfg.URL, Protocol: cfg.Protocol,
 		Binary: cfg.Binary && cfg.Protocol == HTTP, Streaming: cfg.Streaming && cfg.Protocol == GRPC,
 		BatchSize: cfg.Inputs.BatchSize, Window: cfg.Window, Stability: cfg.StabilityPercentage}
+	// A server without the statistics endpoint (a gateway in front of
+	// several, say) is measured from the client's side only.
 	first, err := tg.stats(ctx)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		rep.ServerStatsError = err.Error()
 	}
-	r := &runner{cfg: cfg, tg: tg, sets: sets, batches: batchSizes(md, sets), rec: newRecorder()}
+	r := &runner{cfg: cfg, tg: tg, noStats: err != nil, sets: sets, batches: batchSizes(md, sets), rec: newRecorder()}
 	if cfg.Concurrency != nil {
 		rep.Mode = "concurrency"
 		for _, v := range cfg.Concurrency.Values() {
@@ -236,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.Steps = append(rep.Steps, st)
 		}
 	}
-	last, err := tg.stats(ctx)
+	last, err := r.stats(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -248,42 +256,52 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// recorder collects the latencies and errors of the current window.
+// record is one finished request.
+type record struct {
+	end   time.Time
+	lat   time.Duration
+	batch int
+	kind  string // "" for a success, else the error's kind
+}
+
+// recorder collects the requests that finished in the current window.
 type recorder struct {
 	mu         sync.Mutex
-	lat        []time.Duration
-	inferences int64
-	errs       map[string]int64
+	recs       []record
 	ok, failed atomic.Int64
 	delayed    atomic.Int64
 }
 
-func newRecorder() *recorder { return &recorder{errs: map[string]int64{}} }
+func newRecorder() *recorder { return &recorder{} }
 
-func (r *recorder) add(d time.Duration, batch int, err error) {
-	r.mu.Lock()
-	if err == nil {
-		r.lat = append(r.lat, d)
-		r.inferences += int64(batch)
-	} else {
-		r.errs[ErrorKind(err)]++
-	}
-	r.mu.Unlock()
-	if err == nil {
-		r.ok.Add(1)
-	} else {
+func (r *recorder) add(end time.Time, d time.Duration, batch int, err error) {
+	rec := record{end: end, lat: d, batch: batch}
+	if err != nil {
+		rec.kind = ErrorKind(err)
 		r.failed.Add(1)
+	} else {
+		r.ok.Add(1)
 	}
+	r.mu.Lock()
+	r.recs = append(r.recs, rec)
+	r.mu.Unlock()
 }
 
-// swap returns the window's latencies, inferences and errors and starts a
-// new window.
-func (r *recorder) swap() ([]time.Duration, int64, map[string]int64) {
+// split returns the requests that finished by at and keeps the later ones
+// for the next window.
+func (r *recorder) split(at time.Time) []record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	lat, inf, errs := r.lat, r.inferences, r.errs
-	r.lat, r.inferences, r.errs = make([]time.Duration, 0, len(lat)), 0, map[string]int64{}
-	return lat, inf, errs
+	var out, keep []record
+	for _, rec := range r.recs {
+		if rec.end.After(at) {
+			keep = append(keep, rec)
+		} else {
+			out = append(out, rec)
+		}
+	}
+	r.recs = append(make([]record, 0, len(out)+len(keep)), keep...)
+	return out
 }
 
 type runner struct {
@@ -294,6 +312,25 @@ type runner struct {
 	// input when the model's is variable, else 1.
 	batches []int
 	rec     *recorder
+	noStats bool // the server has no statistics endpoint
+}
+
+// statsAt returns the server's statistics and the middle of the call, the
+// moment they stand for.
+func (r *runner) statsAt(ctx context.Context) (serverStats, time.Time, error) {
+	a := time.Now()
+	s, err := r.stats(ctx)
+	b := time.Now()
+	return s, a.Add(b.Sub(a) / 2), err
+}
+
+// stats returns the server's statistics, or zeros for a server without
+// them.
+func (r *runner) stats(ctx context.Context) (serverStats, error) {
+	if r.noStats {
+		return serverStats{}, nil
+	}
+	return r.tg.stats(ctx)
 }
 
 // step runs the load of st until its windows are stable or MaxTrials
@@ -325,7 +362,8 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 		rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 		t := time.Now()
 		err := c.do(rctx, set)
-		r.rec.add(time.Since(t), r.batches[set], err)
+		end := time.Now()
+		r.rec.add(end, end.Sub(t), r.batches[set], err)
 		cancel()
 	}
 	if st.RequestRate == 0 {
@@ -387,13 +425,14 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 
 // measure runs windows until stable and fills st.
 func (r *runner) measure(ctx context.Context, st *Step) error {
-	s0, err := r.tg.stats(ctx)
+	// A window's edge is the middle of the statistics call that closes it:
+	// requests that finished before it count in the window on both sides.
+	s0, t0, err := r.statsAt(ctx)
 	if err != nil {
 		return err
 	}
-	r.rec.swap()
+	r.rec.split(t0)
 	r.rec.delayed.Store(0)
-	t0 := time.Now()
 	type win struct {
 		lat  []time.Duration
 		inf  int64
@@ -409,11 +448,20 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		lat, inf, errs := r.rec.swap()
-		t1 := time.Now()
-		s1, err := r.tg.stats(ctx)
+		s1, t1, err := r.statsAt(ctx)
 		if err != nil {
 			return err
+		}
+		var lat []time.Duration
+		var inf int64
+		errs := map[string]int64{}
+		for _, rec := range r.rec.split(t1) {
+			if rec.kind != "" {
+				errs[rec.kind]++
+				continue
+			}
+			lat = append(lat, rec.lat)
+			inf += int64(rec.batch)
 		}
 		tm.Reset(r.cfg.Window)
 		d := t1.Sub(t0)

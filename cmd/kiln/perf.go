@@ -31,12 +31,12 @@ func runPerf(ctx context.Context, args []string) int {
 	token := fs.String("token", "", "bearer token sent with every request (default: $KILN_INFER_TOKEN)")
 	concurrency := fs.String("concurrency-range", "", "concurrency mode: `START:END:STEP` workers that each send a request when their last one answered (default 1)")
 	rate := fs.String("request-rate-range", "", "request-rate mode: `START:END:STEP` requests per second")
-	dist := fs.String("request-distribution", "constant", "request-rate mode: spacing of the requests, `constant` or poisson")
+	dist := fs.String("request-distribution", "constant", "request-rate mode: the `spacing` of the requests, constant or poisson")
 	maxThreads := fs.Int("max-threads", 16, "request-rate mode: most requests in flight at once")
-	window := fs.Duration("measurement-interval", 5*time.Second, "length of a measurement `window`")
+	window := fs.Duration("measurement-interval", 5*time.Second, "length of a measurement window (a Go `duration`)")
 	stability := fs.Float64("stability-percentage", 10, "throughput and p95 of 3 consecutive windows must be within this `percent` of their average")
 	trials := fs.Int("max-trials", 10, "most windows per step: a step not stable by then reports its last 3 windows, marked unstable")
-	batch := fs.Int("b", 1, "batch `size`: the variable first dimension of the inputs")
+	batch := fs.Int("b", 1, "batch `size`: the variable first dimension of random inputs and of JSON inputs without a shape")
 	shapes := shapeFlags{}
 	fs.Var(shapes, "shape", "shape of an input with variable dimensions, `name:1x3x224x224` (repeatable)")
 	data := fs.String("input-data", "", "inputs: a `folder` of input_N.pb files or test_data_set_N folders, or a JSON file (default: random inputs from the model's metadata)")
@@ -126,6 +126,9 @@ func runPerf(ctx context.Context, args []string) int {
 	fmt.Fprintf(stdOut, "%s over %s at %s, %s mode, windows of %v:\n", rep.Model, protocolName(rep), rep.URL, modeName(rep), rep.Window)
 	if err := perf.WriteTable(stdOut, rep); err != nil {
 		return fail("perf: %v", err)
+	}
+	if rep.ServerStatsError != "" {
+		fmt.Fprintf(errOut, "kiln perf: warning: no server-side figures: the server's statistics could not be read: %s\n", rep.ServerStatsError)
 	}
 	for _, s := range rep.Steps {
 		if !s.Stable {
