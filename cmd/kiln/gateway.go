@@ -36,7 +36,7 @@ func gatewayCmd(args []string) int {
 func runGateway(ctx context.Context, args []string, started chan<- [3]string) int {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var backends []gateway.Endpoint
-	fs.Func("backend", "a backend: `http=HOST:PORT[,grpc=HOST:PORT][,metrics=HOST:PORT]`, or HOST:PORT for HTTP alone (repeatable); gRPC clients are routed only to backends with a grpc address, and metrics give the backend's queue depth", func(v string) error {
+	fs.Func("backend", "a backend `SPEC` (repeatable): http=HOST:PORT[,grpc=HOST:PORT][,metrics=HOST:PORT], or HOST:PORT for HTTP alone; gRPC clients are routed only to backends with a grpc address, and metrics give the backend's queue depth", func(v string) error {
 		e, err := gateway.ParseEndpoint(v)
 		if err != nil {
 			return errors.New(strings.TrimPrefix(err.Error(), gateway.ErrConfig.Error()+": "))
