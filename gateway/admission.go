@@ -1,29 +1,36 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Client is a caller the gateway admits: its bearer token, and its rate
-// limit as a token bucket (Rate requests a second, bursts of Burst; Rate 0
-// is unlimited).
+// Client is a caller the gateway admits: its bearer token, its rate limit
+// as a token bucket (Rate requests a second, bursts of Burst; Rate 0 is
+// unlimited), and the priority level its inference requests get on the
+// backends when they name none (0: none set; 1 is the highest, as in
+// Triton's dynamic batcher).
 type Client struct {
 	Name, Token string
 	Rate        float64
 	Burst       int
+	Priority    int
 }
 
-// ParseClient parses "NAME:TOKEN[:RATE[:BURST]]" (RATE in requests per
-// second; BURST defaults to RATE rounded up, at least 1).
+// ParseClient parses "NAME:TOKEN[:RATE[:BURST[:PRIORITY]]]" (RATE in
+// requests per second, 0 unlimited; BURST defaults to RATE rounded up, at
+// least 1).
 func ParseClient(s string) (Client, error) {
 	parts := strings.Split(s, ":")
-	if len(parts) < 2 || len(parts) > 4 || parts[0] == "" || parts[1] == "" {
-		return Client{}, fmt.Errorf("%w: client %q: want NAME:TOKEN[:RATE[:BURST]]", ErrConfig, s)
+	if len(parts) < 2 || len(parts) > 5 || parts[0] == "" || parts[1] == "" {
+		return Client{}, fmt.Errorf("%w: client %q: want NAME:TOKEN[:RATE[:BURST[:PRIORITY]]]", ErrConfig, s)
 	}
 	c := Client{Name: parts[0], Token: parts[1]}
 	if len(parts) > 2 {
@@ -33,7 +40,14 @@ func ParseClient(s string) (Client, error) {
 		}
 		c.Rate = r
 	}
-	if len(parts) > 3 {
+	if len(parts) > 4 {
+		p, err := strconv.Atoi(parts[4])
+		if err != nil || p < 1 {
+			return Client{}, fmt.Errorf("%w: client %q: priority %q is not a positive integer", ErrConfig, c.Name, parts[4])
+		}
+		c.Priority = p
+	}
+	if len(parts) > 3 && parts[3] != "" {
 		b, err := strconv.Atoi(parts[3])
 		if err != nil || b < 1 {
 			return Client{}, fmt.Errorf("%w: client %q: burst %q is not a positive integer", ErrConfig, c.Name, parts[3])
@@ -72,24 +86,24 @@ func newAdmission(cs []Client) (*admission, error) {
 }
 
 // admit checks an Authorization value ("Bearer TOKEN"); it returns the
-// client's name ("" with no clients configured).
-func (a *admission) admit(authorization string, now time.Time) (string, error) {
+// client (the zero Client with no clients configured).
+func (a *admission) admit(authorization string, now time.Time) (Client, error) {
 	if len(a.clients) == 0 {
-		return "", nil
+		return Client{}, nil
 	}
 	tok, ok := strings.CutPrefix(authorization, "Bearer ")
 	if !ok {
-		return "", ErrUnauthenticated
+		return Client{}, ErrUnauthenticated
 	}
 	for _, b := range a.clients {
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(b.Token)) == 1 {
 			if !b.take(now) {
-				return b.Name, fmt.Errorf("%w: client %q, %g requests/s", ErrRateLimited, b.Name, b.Rate)
+				return b.Client, fmt.Errorf("%w: client %q, %g requests/s", ErrRateLimited, b.Name, b.Rate)
 			}
-			return b.Name, nil
+			return b.Client, nil
 		}
 	}
-	return "", ErrUnauthenticated
+	return Client{}, ErrUnauthenticated
 }
 
 func (b *bucket) take(now time.Time) bool {
@@ -107,4 +121,53 @@ func (b *bucket) take(now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// withPriority returns a KServe v2 JSON request (its JSON header, for the
+// binary extension, whose new length it returns too) with the request
+// parameter "priority" set to p, when the request has no parameters of its
+// own; otherwise it returns the request unchanged.
+func withPriority(body []byte, headerLen string, p int) ([]byte, string) {
+	header := body
+	n := -1
+	if headerLen != "" {
+		var err error
+		if n, err = strconv.Atoi(headerLen); err != nil || n < 0 || n > len(body) {
+			return body, headerLen
+		}
+		header = body[:n]
+	}
+	if bytes.Contains(header, []byte(`"parameters"`)) {
+		return body, headerLen
+	}
+	i := bytes.IndexByte(header, '{')
+	if i < 0 || len(bytes.TrimSpace(header[:i])) != 0 {
+		return body, headerLen
+	}
+	ins := fmt.Appendf(nil, `"parameters":{"priority":%d}`, p)
+	if rest := bytes.TrimSpace(header[i+1:]); len(rest) > 0 && rest[0] != '}' {
+		ins = append(ins, ',')
+	}
+	out := make([]byte, 0, len(body)+len(ins))
+	out = append(append(append(out, body[:i+1]...), ins...), body[i+1:]...)
+	if n >= 0 {
+		headerLen = strconv.Itoa(n + len(ins))
+	}
+	return out, headerLen
+}
+
+// appendPriority appends the parameter "priority" = p to a ModelInferRequest's
+// wire bytes (a map entry of field 4; the request has none of its own).
+func appendPriority(b []byte, p int) []byte {
+	var val, entry []byte
+	val = protowire.AppendTag(val, 2, protowire.VarintType) // int64_param
+	val = protowire.AppendVarint(val, uint64(p))
+	entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+	entry = protowire.AppendString(entry, "priority")
+	entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+	entry = protowire.AppendBytes(entry, val)
+	out := make([]byte, 0, len(b)+len(entry)+4)
+	out = append(out, b...)
+	out = protowire.AppendTag(out, 4, protowire.BytesType)
+	return protowire.AppendBytes(out, entry)
 }

@@ -252,6 +252,7 @@ type route struct {
 	model, version string
 	seq            string // sequence key, "" for none
 	end            bool   // the sequence's last request (sequence_end)
+	prio           bool   // the request sets its own priority (gRPC)
 	grpc           bool   // needs the backend's gRPC address
 }
 

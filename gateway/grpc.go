@@ -68,8 +68,10 @@ func (g *Gateway) grpcHandler(_ any, ss grpc.ServerStream) error {
 		return status.Errorf(codes.Unimplemented, "unknown service method %s", method)
 	}
 	ctx := ss.Context()
+	var client Client
 	if rpc != "ServerLive" && rpc != "ServerReady" {
-		if _, err := g.admit.admit(firstMD(ctx, "authorization"), time.Now()); err != nil {
+		var err error
+		if client, err = g.admit.admit(firstMD(ctx, "authorization"), time.Now()); err != nil {
 			return grpcError(g, err)
 		}
 	}
@@ -91,12 +93,12 @@ func (g *Gateway) grpcHandler(_ any, ss grpc.ServerStream) error {
 		if g.draining.Load() {
 			return grpcError(g, ErrDraining)
 		}
-		return g.grpcUnary(ss, method, rpc == "ModelInfer")
+		return g.grpcUnary(ss, method, rpc == "ModelInfer", client.Priority)
 	case "ModelStreamInfer":
 		if g.draining.Load() {
 			return grpcError(g, ErrDraining)
 		}
-		return g.grpcStream(ss, method)
+		return g.grpcStream(ss, method, client.Priority)
 	}
 	return status.Errorf(codes.Unimplemented, "%s is not served by the gateway (call a backend)", rpc)
 }
@@ -162,6 +164,8 @@ func wireRoute(b []byte, infer bool) (route, error) {
 				switch key, val := mapEntry(v); key {
 				case "sequence_id":
 					rt.seq = "s" + string(val)
+				case "priority":
+					rt.prio = true
 				case "sequence_end":
 					rt.end = string(val) == "\x08\x01" // bool_param (field 1) true
 				}
@@ -238,7 +242,7 @@ func grpcOutcome(err error) (outcome, codes.Code) {
 	return answered, st.Code()
 }
 
-func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool) error {
+func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, priority int) error {
 	var in rawMsg
 	if err := ss.RecvMsg(&in); err != nil {
 		return err
@@ -249,6 +253,9 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool) err
 	}
 	if rt.model == "" {
 		return status.Error(codes.InvalidArgument, "the request names no model")
+	}
+	if infer && priority > 0 && !rt.prio {
+		in.b = appendPriority(in.b, priority)
 	}
 	rt.grpc = true
 	ctx := ss.Context()
@@ -314,7 +321,7 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool) err
 // grpcStream proxies ModelStreamInfer: the stream goes to the backend
 // picked for its first message's model (another one if the stream cannot
 // be opened there), and messages are copied both ways.
-func (g *Gateway) grpcStream(ss grpc.ServerStream, method string) error {
+func (g *Gateway) grpcStream(ss grpc.ServerStream, method string, priority int) error {
 	var first rawMsg
 	if err := ss.RecvMsg(&first); err != nil {
 		if err == io.EOF {
@@ -359,6 +366,11 @@ func (g *Gateway) grpcStream(ss grpc.ServerStream, method string) error {
 	go func() {
 		msg := &first
 		for {
+			if priority > 0 {
+				if r, err := wireRoute(msg.b, true); err == nil && !r.prio {
+					msg.b = appendPriority(msg.b, priority)
+				}
+			}
 			if err := cs.SendMsg(msg); err != nil {
 				sendErr <- err
 				return

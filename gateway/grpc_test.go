@@ -25,12 +25,14 @@ type fakeGRPC struct {
 	code   atomic.Int32 // an error code to answer ModelInfer with (0: none)
 	infers atomic.Int64
 	auth   atomic.Value
+	prio   atomic.Int64 // the last request's priority parameter
 }
 
 func (f *fakeGRPC) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
 	f.infers.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)
 	f.auth.Store(strings.Join(md.Get("authorization"), ","))
+	f.prio.Store(r.Parameters["priority"].GetInt64Param())
 	if c := codes.Code(f.code.Load()); c != codes.OK {
 		return nil, status.Error(c, "fake refusal")
 	}
@@ -184,13 +186,25 @@ func TestGatewayGRPC(t *testing.T) {
 
 // TestGatewayGRPCAdmission: client tokens over gRPC.
 func TestGatewayGRPCAdmission(t *testing.T) {
-	_, _, c := startGRPCBackends(t, Options{Clients: []Client{{Name: "a", Token: "tok"}}}, "a")
+	_, fs, c := startGRPCBackends(t, Options{Clients: []Client{{Name: "a", Token: "tok"}, {Name: "batch", Token: "low", Priority: 2}}}, "a")
 	if _, err := c.ModelInfer(context.Background(), &inference.ModelInferRequest{ModelName: "m"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("no token: %v", err)
 	}
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer tok")
 	if _, err := c.ModelInfer(ctx, &inference.ModelInferRequest{ModelName: "m"}); err != nil {
 		t.Errorf("with the token: %v", err)
+	}
+	if fs[0].prio.Load() != 0 {
+		t.Errorf("a client without a priority level: the backend got priority %d", fs[0].prio.Load())
+	}
+	low := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer low")
+	if _, err := c.ModelInfer(low, &inference.ModelInferRequest{ModelName: "m"}); err != nil || fs[0].prio.Load() != 2 {
+		t.Errorf("the batch client's request: %v, priority %d at the backend, want 2", err, fs[0].prio.Load())
+	}
+	own := &inference.ModelInferRequest{ModelName: "m", Parameters: map[string]*inference.InferParameter{
+		"priority": {ParameterChoice: &inference.InferParameter_Int64Param{Int64Param: 1}}}}
+	if _, err := c.ModelInfer(low, own); err != nil || fs[0].prio.Load() != 1 {
+		t.Errorf("a request with its own priority: %v, priority %d at the backend, want 1", err, fs[0].prio.Load())
 	}
 	if r, err := c.ServerLive(context.Background(), &inference.ServerLiveRequest{}); err != nil || !r.Live {
 		t.Errorf("ServerLive needs no token: %v %v", r, err)

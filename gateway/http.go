@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,13 +47,20 @@ func (g *Gateway) Handler() http.Handler {
 // admitted checks the caller's token and rate before h.
 func (g *Gateway) admitted(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := g.admit.admit(r.Header.Get("Authorization"), time.Now()); err != nil {
+		c, err := g.admit.admit(r.Header.Get("Authorization"), time.Now())
+		if err != nil {
 			g.reject(w, err)
 			return
+		}
+		if c.Priority > 0 {
+			r = r.WithContext(context.WithValue(r.Context(), priorityKey{}, c.Priority))
 		}
 		h(w, r)
 	}
 }
+
+// priorityKey is the context key of the admitted client's priority level.
+type priorityKey struct{}
 
 // index lists each model version ready on some backend.
 func (g *Gateway) index() []map[string]string {
@@ -158,7 +166,13 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if action == "infer" {
-			rt.seq, rt.end = httpSequence(body, r.Header.Get("Inference-Header-Content-Length"))
+			hl := r.Header.Get("Inference-Header-Content-Length")
+			rt.seq, rt.end = httpSequence(body, hl)
+			if p, ok := r.Context().Value(priorityKey{}).(int); ok {
+				if body, hl = withPriority(body, hl, p); hl != "" {
+					r.Header.Set("Inference-Header-Content-Length", hl)
+				}
+			}
 		}
 	}
 	g.proxyHTTP(w, r, rt, body)

@@ -148,10 +148,13 @@ nv_inference_request_success{model="a",version="1"} 77
 }
 
 func TestParseClientAndAdmission(t *testing.T) {
-	for _, bad := range []string{"", "a", "a:", ":t", "a:t:fast", "a:t:1:0", "a:t:1:2:3"} {
+	for _, bad := range []string{"", "a", "a:", ":t", "a:t:fast", "a:t:1:0", "a:t:1:2:0", "a:t:1:2:x", "a:t:1:2:3:4"} {
 		if _, err := ParseClient(bad); !errors.Is(err, ErrConfig) {
 			t.Errorf("ParseClient(%q): %v, want ErrConfig", bad, err)
 		}
+	}
+	if c, err := ParseClient("batch:tok:0::2"); err != nil || c.Priority != 2 || c.Rate != 0 {
+		t.Errorf("ParseClient with a priority: %+v, %v", c, err)
 	}
 	alice, _ := ParseClient("alice:s3cret:1:2")
 	bob, _ := ParseClient("bob:other")
@@ -181,8 +184,8 @@ func TestParseClientAndAdmission(t *testing.T) {
 	}
 	for i, s := range steps {
 		who, err := a.admit(s.auth, now.Add(s.at))
-		if !errors.Is(err, s.want) || (err == nil) != (s.want == nil) || who != s.wantWho {
-			t.Errorf("step %d (%q at %v): %q, %v; want %q, %v", i, s.auth, s.at, who, err, s.wantWho, s.want)
+		if !errors.Is(err, s.want) || (err == nil) != (s.want == nil) || who.Name != s.wantWho {
+			t.Errorf("step %d (%q at %v): %q, %v; want %q, %v", i, s.auth, s.at, who.Name, err, s.wantWho, s.want)
 		}
 	}
 	open, _ := newAdmission(nil)
@@ -206,5 +209,35 @@ func TestRetryBudget(t *testing.T) {
 	// second's, when the second turned meanwhile); at least 2.
 	if allowed < 2 || allowed > 10 {
 		t.Errorf("%d retries allowed for 10 requests at ratio 0.5", allowed)
+	}
+}
+
+func TestWithPriority(t *testing.T) {
+	tests := []struct {
+		name, body, headerLen string
+		want, wantLen         string
+	}{
+		{"json", `{"inputs":[]}`, "", `{"parameters":{"priority":2},"inputs":[]}`, ""},
+		{"spaces", ` { "inputs":[]}`, "", ` {"parameters":{"priority":2}, "inputs":[]}`, ""},
+		{"empty object", `{}`, "", `{"parameters":{"priority":2}}`, ""},
+		{"own parameters", `{"parameters":{"priority":1},"inputs":[]}`, "", `{"parameters":{"priority":1},"inputs":[]}`, ""},
+		{"binary", `{"inputs":[]}` + "\x00\x01", "13", `{"parameters":{"priority":2},"inputs":[]}` + "\x00\x01", "41"},
+		{"not an object", `[1]`, "", `[1]`, ""},
+	}
+	for _, tt := range tests {
+		got, n := withPriority([]byte(tt.body), tt.headerLen, 2)
+		if string(got) != tt.want || n != tt.wantLen {
+			t.Errorf("%s: %q %q, want %q %q", tt.name, got, n, tt.want, tt.wantLen)
+		}
+	}
+	req := &inference.ModelInferRequest{ModelName: "m", Parameters: map[string]*inference.InferParameter{
+		"sequence_id": {ParameterChoice: &inference.InferParameter_Int64Param{Int64Param: 4}}}}
+	b, _ := proto.Marshal(req)
+	var back inference.ModelInferRequest
+	if err := proto.Unmarshal(appendPriority(b, 3), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Parameters["priority"].GetInt64Param() != 3 || back.Parameters["sequence_id"].GetInt64Param() != 4 || back.ModelName != "m" {
+		t.Errorf("appendPriority: %v", &back)
 	}
 }

@@ -25,7 +25,7 @@ func TestGatewayFlags(t *testing.T) {
 		{"bad backend", []string{"--backend", "http=nohost"}, "has no port"},
 		{"unknown backend key", []string{"--backend", "http=a:1,admin=a:2"}, `unknown key "admin"`},
 		{"unknown policy", []string{"--backend", "127.0.0.1:1", "--policy", "fastest"}, `unknown policy "fastest" (have least, p2c, roundrobin)`},
-		{"bad client", []string{"--backend", "127.0.0.1:1", "--client", "alice"}, "want NAME:TOKEN[:RATE[:BURST]]"},
+		{"bad client", []string{"--backend", "127.0.0.1:1", "--client", "alice"}, "want NAME:TOKEN[:RATE[:BURST[:PRIORITY]]]"},
 		{"bad ports", []string{"--dns", "kiln", "--backend-ports", "http=x"}, `http port "x"`},
 		{"bad k8s service", []string{"--k8s-service", "kiln"}, "want NAMESPACE/NAME"},
 		{"arguments", []string{"--backend", "127.0.0.1:1", "extra"}, "unexpected arguments"},
