@@ -167,6 +167,8 @@ type version struct {
 	runner scheduler.Runner
 	// rules check each request's inputs before it is queued.
 	rules inputRules
+	// precheck, when set, checks them too (a kiln_image model's images).
+	precheck func(map[string]*tensor.Tensor) error
 	stats Stats
 	// batches are the runs by batch size (Stats.Batches), guarded by mu.
 	batches map[int]*BatchStats
@@ -182,6 +184,9 @@ type model struct {
 	// reloadErr is why the latest reload of a READY model failed (the
 	// loaded one keeps serving); guarded by Server.mu.
 	reloadErr string
+	// composing are an ensemble's step models: the ensemble is ready only
+	// while they all are.
+	composing []string
 }
 
 // Server serves a set of models. Its methods are safe for concurrent use.
@@ -242,6 +247,12 @@ func (s *Server) LoadAll(ctx context.Context) error {
 			}
 			s.mu.Unlock()
 			return fmt.Errorf("serve: loading the repository canceled before model %q: %w", n, err)
+		}
+		s.mu.RLock()
+		cur := s.models[n]
+		s.mu.RUnlock()
+		if w, ok := waiting[n]; ok && cur != w && cur != nil && cur.state == "READY" {
+			continue // loaded meanwhile, as a step of an ensemble
 		}
 		if err := s.load(ctx, n, LoadRequest{}); err != nil && first == nil {
 			first = err
@@ -356,19 +367,47 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 		s.log.Warn("config.pbtxt", "model", rm.Name, "warning", w)
 	}
 	m := &model{name: rm.Name, state: "READY", repo: rm}
+	var ens *ensemble
+	if rm.Config.Platform == repository.PlatformEnsemble {
+		var err error
+		if ens, err = s.newEnsemble(ctx, rm); err != nil {
+			drain(context.Background(), m) // closes rm
+			return fmt.Errorf("model %s: %w", rm.Name, err)
+		}
+		m.composing = ens.models()
+	}
 	for _, v := range rm.Versions {
 		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}}
-		var err error
-		if vs.rules, err = newInputRules(v.Model, rm.Config); err != nil {
-			drain(context.Background(), m) // closes rm
-			return fmt.Errorf("model %s version %d: %w", rm.Name, v.Number, err)
+		opts := schedulerOptions(rm.Config)
+		var r scheduler.Runner
+		switch {
+		case v.Model != nil:
+			var err error
+			if vs.rules, err = newInputRules(v.Model, rm.Config); err != nil {
+				drain(context.Background(), m) // closes rm
+				return fmt.Errorf("model %s version %d: %w", rm.Name, v.Number, err)
+			}
+			r = modelRunner{v.Model}
+		case ens != nil:
+			// each step batches in its own model's queue
+			r = ensembleRunner{s, ens}
+			opts.Instances, opts.Batching = EnsembleConcurrency, false
+		case rm.Config.Platform == repository.PlatformImage:
+			p, err := newImagePrep(rm.Config)
+			if err != nil {
+				drain(context.Background(), m)
+				return err
+			}
+			r, vs.precheck = p, p.check
+		default:
+			drain(context.Background(), m)
+			return fmt.Errorf("%w: model %s: platform %q has no model file to run", repository.ErrConfig, rm.Name, rm.Config.Platform)
 		}
-		var r scheduler.Runner = modelRunner{v.Model}
 		if s.opts.WrapRunner != nil {
 			r = s.opts.WrapRunner(rm.Name, r)
 		}
 		vs.runner = r
-		vs.sched = scheduler.New(r, schedulerOptions(rm.Config), execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
+		vs.sched = scheduler.New(r, opts, execObserver{s.opts.Observer, rm.Name, vs.stats.Version, vs})
 		m.versions = append(m.versions, vs)
 	}
 	if err := s.warmup(ctx, m); err != nil {
@@ -595,6 +634,16 @@ func (s *Server) lookup(name, ver string) (*model, *version, error) {
 	}
 	if m.state != "READY" {
 		return m, nil, fmt.Errorf("%w: model %q: %s", ErrNotReady, name, m.reason)
+	}
+	if len(m.composing) > 0 {
+		s.mu.RLock()
+		for _, c := range m.composing {
+			if cm := s.models[c]; cm == nil || cm.state != "READY" {
+				s.mu.RUnlock()
+				return m, nil, fmt.Errorf("%w: ensemble %q: its step model %q is not loaded", ErrNotReady, name, c)
+			}
+		}
+		s.mu.RUnlock()
 	}
 	if ver == "" {
 		return m, m.versions[0], nil
@@ -824,6 +873,11 @@ func (s *Server) infer(ctx context.Context, cfg *repository.Config, v *version, 
 	}
 	if err := v.rules.check(req.Inputs); err != nil {
 		return nil, err
+	}
+	if v.precheck != nil {
+		if err := v.precheck(req.Inputs); err != nil {
+			return nil, err
+		}
 	}
 	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: req.Inputs, Priority: req.Priority, Timeout: req.Timeout})
 	if errors.Is(err, scheduler.ErrInput) {

@@ -278,6 +278,9 @@ func ParseConfig(src string) (*Config, error) {
 			c.VersionPolicy, err = m.versionPolicy(f)
 		case "parameters":
 			err = m.parameter(f, c.Parameters)
+		case "ensemble_scheduling":
+			// read from Raw, Triton's message (the server checks the steps)
+			err = wantMsg(f)
 		case "model_warmup":
 			var w Warmup
 			if w, err = m.warmup(f); err == nil {

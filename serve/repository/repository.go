@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/tensor"
 )
 
 var (
@@ -30,7 +31,48 @@ const DefaultMaxBatchSize = 8
 // Version is one loaded version of a model.
 type Version struct {
 	Number int64
-	Model  *kiln.Model
+	// Model is the version's loaded model file; nil for a model of a
+	// native platform (NativePlatform), which the server runs itself.
+	Model *kiln.Model
+}
+
+// Native platforms: models without a model file, run by the server.
+const (
+	// PlatformEnsemble is Triton's ensemble: a pipeline of other models
+	// (ensemble_scheduling).
+	PlatformEnsemble = "ensemble"
+	// PlatformImage is kiln's image preprocessor: encoded images (BYTES,
+	// JPEG or PNG) in, normalized FP32 [3,H,W] tensors out.
+	PlatformImage = "kiln_image"
+)
+
+// NativePlatform reports whether platform names a model the server runs
+// itself, with no model file in its version folders.
+func NativePlatform(platform string) bool {
+	return platform == PlatformEnsemble || platform == PlatformImage
+}
+
+// validateNative checks that a native model's config declares its inputs
+// and outputs with their types (there is no model file to take them from).
+func (c *Config) validateNative() error {
+	if len(c.Inputs) == 0 {
+		return fmt.Errorf("%w: input: a %s model declares its inputs", ErrConfig, c.Platform)
+	}
+	if len(c.Outputs) == 0 {
+		return fmt.Errorf("%w: output: a %s model declares its outputs", ErrConfig, c.Platform)
+	}
+	for _, io := range append(append([]IO{}, c.Inputs...), c.Outputs...) {
+		if io.DataType == tensor.Undefined {
+			return fmt.Errorf("%w: %q: data_type is missing", ErrConfig, io.Name)
+		}
+	}
+	if c.Platform == PlatformEnsemble && c.Raw == nil {
+		return fmt.Errorf("%w: ensemble_scheduling: the config is not Triton's ModelConfig: %s", ErrConfig, strings.Join(c.Warnings, "; "))
+	}
+	if c.Platform == PlatformEnsemble && len(c.Raw.GetEnsembleScheduling().GetStep()) == 0 {
+		return fmt.Errorf("%w: ensemble_scheduling: an ensemble has at least one step", ErrConfig)
+	}
+	return nil
 }
 
 // Model is a model read from the repository: its config and the versions its
@@ -55,7 +97,9 @@ type Model struct {
 func (m *Model) Close() error {
 	var errs []error
 	for _, v := range m.Versions {
-		errs = append(errs, v.Model.Close())
+		if v.Model != nil {
+			errs = append(errs, v.Model.Close())
+		}
 	}
 	if m.TempDir != "" {
 		errs = append(errs, os.RemoveAll(m.TempDir))
@@ -156,6 +200,21 @@ func LoadOverride(ctx context.Context, dir, name string, load ModelLoader, o Ove
 		file = filepath.Base(cfg.DefaultModelFilename)
 	}
 	m := &Model{Name: name, Dir: mdir}
+	if cfg != nil && NativePlatform(cfg.Platform) {
+		// no model file: the server runs it (an ensemble, an image
+		// preprocessor); its config declares every input and output
+		for _, n := range nums {
+			m.Versions = append(m.Versions, Version{Number: n})
+		}
+		if err := cfg.validateNative(); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		m.Config = cfg
+		if m.Labels, err = readLabels(mdir, m.Config); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		return m, nil
+	}
 	for _, n := range nums {
 		if err := ctx.Err(); err != nil {
 			m.Close()
