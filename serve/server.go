@@ -169,7 +169,7 @@ type version struct {
 	rules inputRules
 	// precheck, when set, checks them too (a kiln_image model's images).
 	precheck func(map[string]*tensor.Tensor) error
-	stats Stats
+	stats    Stats
 	// batches are the runs by batch size (Stats.Batches), guarded by mu.
 	batches map[int]*BatchStats
 	mu      sync.Mutex
