@@ -151,7 +151,8 @@ func New(opts Options) (*Gateway, error) {
 		transport: &http.Transport{
 			DialContext: dialer.DialContext, MaxIdleConns: 1024, MaxIdleConnsPerHost: 256,
 			IdleConnTimeout: 90 * time.Second, DisableCompression: true, ForceAttemptHTTP2: false,
-			ResponseHeaderTimeout: 0,
+			// a tensor body goes in a few large writes rather than many 4 KiB ones
+			WriteBufferSize: 64 << 10, ReadBufferSize: 64 << 10,
 		},
 	}
 	g.poller = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4,
