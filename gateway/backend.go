@@ -114,7 +114,7 @@ func (b *Backend) serves(model, version string, now time.Time, slowStart time.Du
 		return false, 0
 	}
 	vs := b.models[model]
-	ok := false
+	ok := model == "" // no model: any ready backend (statistics of all models)
 	if version == "" {
 		for _, r := range vs {
 			ok = ok || r

@@ -168,7 +168,7 @@ func (g *Gateway) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, b := range g.backends {
-		b.closeConn()
+		b.closeConn(0)
 	}
 	g.transport.CloseIdleConnections()
 }
@@ -189,7 +189,7 @@ func (g *Gateway) SetEndpoints(eps []Endpoint) {
 			g.polls[name]()
 			delete(g.polls, name)
 			delete(g.backends, name)
-			b.closeConn()
+			b.closeConn(30 * time.Second) // streams in flight finish first
 			g.log.Info("backend removed", "backend", name)
 		}
 	}
@@ -468,15 +468,17 @@ func (g *Gateway) conn(b *Backend) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-func (b *Backend) closeConn() {
+// closeConn closes b's gRPC connection after delay.
+func (b *Backend) closeConn(delay time.Duration) {
 	b.mu.Lock()
 	cc := b.cc
 	b.cc = nil
 	b.mu.Unlock()
-	if cc != nil {
-		go func() {
-			time.Sleep(30 * time.Second) // streams in flight finish first
-			cc.Close()
-		}()
+	switch {
+	case cc == nil:
+	case delay <= 0:
+		cc.Close()
+	default:
+		time.AfterFunc(delay, func() { cc.Close() })
 	}
 }

@@ -197,6 +197,9 @@ func TestGatewayRouting(t *testing.T) {
 	if got.code != 200 || !strings.Contains(got.body, hex.EncodeToString(sum[:])) || !strings.Contains(got.body, "/v2/models/m/versions/1/infer") {
 		t.Errorf("binary request: %+v", got)
 	}
+	if resp, err := http.Get(url + "/v2/models/stats"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("statistics of all models: %v %v", resp, err)
+	}
 	resp, _ := http.Post(url+"/v2/repository/index", "", nil)
 	idx, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -251,7 +251,7 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "cannot read the request: %v", err)
 	}
-	if rt.model == "" {
+	if rt.model == "" && !strings.HasSuffix(method, "/ModelStatistics") {
 		return status.Error(codes.InvalidArgument, "the request names no model")
 	}
 	if infer && priority > 0 && !rt.prio {
