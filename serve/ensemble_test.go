@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/httpapi"
@@ -354,6 +355,31 @@ func TestEnsembleServe(t *testing.T) {
 	if count["diamond"] != 1 || count["preprocess"] != 1 || count["tinycnn"] != 1 || count["tinycnn2"] != 2 {
 		t.Errorf("successes %v, want diamond 1, preprocess 1, tinycnn 1, tinycnn2 2 (one direct)", count)
 	}
+
+	t.Run("WebSocket stream", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ws, err := api.DialWebSocket(ctx, ts.URL, "diamond", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		img := &tensor.Tensor{DType: tensor.String, Shape: []int{1, 1}, Strings: []string{string(pngImage(t, px))}}
+		for i := range 2 {
+			if err := ws.Send(ctx, strconv.Itoa(i), map[string]*tensor.Tensor{"IMAGE": img}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			id, outs, err := ws.Recv(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p1, p2 := outs["P1"], outs["P2"]; p1 == nil || p2 == nil || !near(p1.Float32s(), want) || !near(p2.Float32s(), want) {
+				t.Errorf("frame %s: %v", id, outs)
+			}
+		}
+	})
 
 	t.Run("step errors", func(t *testing.T) {
 		for _, c := range []struct {
