@@ -168,6 +168,10 @@ func opCases() []opCase {
 				b.Const("za", tensor.New(tensor.Int8, 3))}, ir.IntAttr("axis", 1))
 			return []*ir.Value{q, qa, b.Op("DequantizeLinear", []*ir.Value{qa, b.Const("sd", tensor.FromFloat32([]float32{0.01, 0.02, 0.03}, 3))}, ir.IntAttr("axis", 1))}
 		}, true}, // half inputs round to other integers
+		{"LRN, Dropout with its mask", []*tensor.Tensor{rnd(2, 7, 3, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			d := b.OpN("Dropout", 2, x[:1])
+			return []*ir.Value{b.Op("LRN", []*ir.Value{d[0]}, ir.IntAttr("size", 3), ir.FloatAttr("alpha", 0.01), ir.FloatAttr("bias", 2)), d[1]}
+		}, false},
 		{"Trilu upper lower", []*tensor.Tensor{rnd(2, 5, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("Trilu", []*ir.Value{x[0], b.Const("k", tensor.FromInt64([]int64{1}))}), b.Op("Trilu", x[:1], ir.IntAttr("upper", 0))}
 		}, false},

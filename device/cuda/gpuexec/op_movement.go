@@ -230,7 +230,7 @@ var movementKernels = []kernelDef{
 	{op: "Squeeze", emit: emitAlias},
 	{op: "Unsqueeze", emit: emitAlias},
 	{op: "Identity", emit: emitAlias},
-	{op: "Dropout", emit: emitAlias},
+	{op: "Dropout", outputs: 2, check: dropoutInference, emit: (*compiler).dropout},
 	{op: "Concat", check: movedOutput, emit: (*compiler).concat},
 	{op: "Split", outputs: -1, check: movedInput, emit: (*compiler).split},
 	{op: "Transpose", check: movedInput, emit: (*compiler).transpose},
@@ -740,4 +740,35 @@ func (c *compiler) sizeOp(s *step) error {
 		return err
 	}
 	return c.copyAll(s, tensor.Int64, yr, c.scalar(tensor.Int64, float64(prod(xd))), 1)
+}
+
+// dropoutInference: Dropout outside training (no training_mode input, or
+// a constant false one).
+func dropoutInference(n *ir.Node) error {
+	if v := input(n, 2); v != nil && (v.Const == nil || v.Const.Len() != 1 || v.Const.Float(0) != 0) {
+		return fmt.Errorf("%w: Dropout in training mode (or with training_mode computed at run time)", ErrUnsupported)
+	}
+	return nil
+}
+
+// dropout is Identity; its mask, when read, is all true.
+func (c *compiler) dropout(s *step) error {
+	n := s.node
+	if err := c.alias(n); err != nil {
+		return err
+	}
+	if m := input2(n.Outputs, 1); m != nil && c.used(m) {
+		yr, yd, err := c.out(n, 1)
+		if err != nil {
+			return err
+		}
+		bs, err := c.byteSuffix(m.Type.DType)
+		if err != nil {
+			return err
+		}
+		if total := prod(yd); total > 0 {
+			s.launches = []launch{elemLaunch("fill_"+bs, total, pArg(yr), lArg(total), lArg(int64(c.elemBits(m.Type.DType, 1))))}
+		}
+	}
+	return nil
 }

@@ -90,6 +90,7 @@ var normKernels = []kernelDef{
 	{domain: "kiln", op: "LayerNormalization", inputs: 2, outputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
 	{op: "InstanceNormalization", inputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).instanceNorm},
 	{op: "BatchNormalization", inputs: 5, f32: []int{0, 1, 2, 3, 4}, check: batchNormInference, emit: (*compiler).batchNorm},
+	{op: "LRN", f32: []int{0}, emit: (*compiler).lrn},
 	{op: "NegativeLogLikelihoodLoss", inputs: 2, check: lossTypes, emit: (*compiler).nllLoss},
 	{op: "SoftmaxCrossEntropyLoss", inputs: 2, outputs: 2, check: lossTypes, emit: (*compiler).nllLoss},
 }
@@ -272,5 +273,31 @@ func (c *compiler) nllLoss(s *step) error {
 	}
 	s.launches = append(s.launches, launch{kernel: "nll_loss_" + sfx, grid: cuda.Dim3{X: 1, Y: 1, Z: 1}, block: cuda.Dim3{X: 256, Y: 1, Z: 1},
 		args: []arg{pArg(yr), pArg(xr), pArg(tr), optArg(wr), lArg(N), lArg(C), lArg(D), lArg(ignore), iArg(hasIgnore), iArg(reduction)}})
+	return nil
+}
+
+// lrn runs LRN across the channels of x [N, C, ...].
+func (c *compiler) lrn(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	size := int(a.Int("size", 1))
+	alpha, beta, bias := a.Float("alpha", 1e-4), a.Float("beta", 0.75), a.Float("bias", 1)
+	if err := a.Err(); err != nil {
+		return err
+	}
+	if size < 1 {
+		return fmt.Errorf("%w: LRN size %d", ErrGraph, size)
+	}
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	if len(xd) < 2 {
+		return fmt.Errorf("%w: LRN of %v", ErrGraph, xd)
+	}
+	if total := prod(yd); total > 0 {
+		s.launches = []launch{elemLaunch(c.fk("lrn"), total, pArg(yr), pArg(xr), lArg(int64(xd[0])), iArg(xd[1]), lArg(prod(xd[2:])),
+			iArg(size), fArg(alpha/float32(size)), fArg(beta), fArg(bias))}
+	}
 	return nil
 }

@@ -16,6 +16,7 @@ GATHER(gather_b8, unsigned char)
 // ScatterND (reduction none): y (a copy of the data) takes the rows of
 // upd at the index tuples of idx [nrows, k]; meta = {k, xdims[k],
 // xstrides[k]}, slice elements per row.
+// fill: every element of y is the constant (the low bytes of cv).
 // GatherND (batch_dims 0): row r of y is the slice of x at the index
 // tuple idx[r] (meta as ScatterND's).
 // ScatterElements (reduction none): y[upd index with axis replaced by
@@ -135,6 +136,10 @@ GATHER(gather_b8, unsigned char)
             }                                                                                                  \
             y[i] = x[off + e];                                                                                 \
         }                                                                                                      \
+    }                                                                                                          \
+    extern "C" __global__ void fill_##sfx(T *y, long long n, unsigned long long cv) {                          \
+        T c = *(const T *)&cv;                                                                                 \
+        GRID_STRIDE(i, n) y[i] = c;                                                                            \
     }                                                                                                          \
     extern "C" __global__ void trilu_##sfx(T *y, const T *x, long long rows, long long cols, long long n,      \
                                            long long k, const long long *kp, int upper) {                      \

@@ -90,6 +90,24 @@ __device__ void nll_loss_t(T *y, const T *x, const long long *t, const T *w, lon
     if (threadIdx.x == 0) kst(y, 0, reduction == 2 ? ls / ws : ls);
 }
 
+// lrn: LRN over the channels of x [N, C, S]: the window of channel c is
+// [c - lo, c + hi], lo = (size - 1) / 2; coef = alpha / size.
+template <typename T>
+__device__ void lrn_t(T *y, const T *x, long long N, int C, long long S, int size, float coef, float beta, float bias) {
+    long long n = N * C * S;
+    int lo = (size - 1) / 2, hi = size - 1 - lo;
+    GRID_STRIDE(i, n) {
+        long long s = i % S, b = i / (S * C);
+        int c = (int)((i / S) % C);
+        float acc = 0.0f;
+        for (int j = max(0, c - lo); j <= min(C - 1, c + hi); j++) {
+            float v = (float)kld(x, (b * C + j) * S + s);
+            acc += v * v;
+        }
+        kst(y, i, (float)kld(x, i) / powf(bias + coef * acc, beta));
+    }
+}
+
 #define KILN_NORM(sfx, T)                                                                                    \
     extern "C" __global__ void instnorm_##sfx(T *y, const T *x, const T *scale, const T *bias, long long rows, \
                                               int cols, int C, float eps) {                                  \
@@ -99,6 +117,10 @@ __device__ void nll_loss_t(T *y, const T *x, const long long *t, const T *w, lon
                                                const T *mean, const T *var, long long n, long long hw, int C,  \
                                                float eps) {                                                  \
         batchnorm_t(y, x, scale, bias, mean, var, n, hw, C, eps);                                            \
+    }                                                                                                        \
+    extern "C" __global__ void lrn_##sfx(T *y, const T *x, long long N, int C, long long S, int size, float coef, \
+                                         float beta, float bias) {                                           \
+        lrn_t(y, x, N, C, S, size, coef, beta, bias);                                                        \
     }                                                                                                        \
     extern "C" __global__ void row_stats_##sfx(T *mean, T *inv, const T *x, long long rows, int cols, float eps) { \
         row_stats_t(mean, inv, x, rows, cols, eps);                                                          \
