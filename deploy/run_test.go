@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -10,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +22,69 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/gateway"
 )
+
+var binDir string
+
+// kilnBinary builds kiln once for the tests of the package.
+var buildKiln = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "kiln")
+	if b, err := exec.Command("go", "build", "-o", bin, "github.com/kilnai/kiln/cmd/kiln").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, b)
+	}
+	return bin, nil
+})
+
+func kilnBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds kiln and runs it")
+	}
+	bin, err := buildKiln()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	var err error
+	if binDir, err = os.MkdirTemp("", "kiln-deploy-test"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+// TestGatewayArgs checks the gateway container's command line against the
+// real kiln gateway: every flag known and well formed (kiln gateway ARGS -h
+// parses them all before printing its help), and a policy it has.
+func TestGatewayArgs(t *testing.T) {
+	bin := kilnBinary(t)
+	for _, tc := range valuesCases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := render(tc.files...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decode(t, out)
+			if !slices.ContainsFunc(objs, func(o object) bool { return o.kind == "Deployment" && o.name == gatewayName }) {
+				return
+			}
+			gw := container(t, find[appsv1.Deployment](t, objs, "Deployment", gatewayName).Spec.Template.Spec.Containers, "gateway")
+			if b, err := exec.Command(bin, append(slices.Clone(gw.Args), "-h")...).CombinedOutput(); err != nil {
+				t.Errorf("kiln %s -h: %v\n%s", strings.Join(gw.Args, " "), err, b)
+			}
+			if p, _ := flagValue(gw.Args, "policy"); !slices.Contains(gateway.PolicyNames(), p) {
+				t.Errorf("gateway policy %q, kiln gateway has %v", p, gateway.PolicyNames())
+			}
+		})
+	}
+}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -59,9 +124,6 @@ func localArgs(args []string, paths map[string]string, ports map[string]int) []s
 // autoscaler and alerts read, and drain and exit 0 on SIGTERM within the
 // pod's terminationGracePeriodSeconds.
 func TestChartRunsKiln(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds kiln and runs it")
-	}
 	out, err := render("examples/values-fetch.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +133,8 @@ func TestChartRunsKiln(t *testing.T) {
 	build := container(t, pod.InitContainers, "build-plans")
 	srv := container(t, pod.Containers, "server")
 
+	bin := kilnBinary(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "kiln")
-	if b, err := exec.Command("go", "build", "-o", bin, "github.com/kilnai/kiln/cmd/kiln").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
 	// the repository the fetch step would leave: one model, batched
 	repo, cache := filepath.Join(dir, "models"), filepath.Join(dir, "plans")
 	if err := os.MkdirAll(filepath.Join(repo, "tinycnn", "1"), 0o755); err != nil {
