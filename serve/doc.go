@@ -131,6 +131,49 @@
 // either; gRPC accepts gzip, its receive limit bounding the decompressed
 // message.
 //
+// Pipelines: a model with platform "ensemble" runs the steps of its
+// ensemble_scheduling (Triton's: model_name, model_version -1 for the
+// newest, input_map from the step model's input to an ensemble tensor,
+// output_map from its output to an ensemble tensor). A request runs each
+// step as soon as the tensors it reads exist, steps whose inputs are ready
+// at once, each through its model's own scheduler (batcher, instances,
+// statistics); tensors pass from step to step without a copy. A failing
+// step fails the request with "ensemble E: step[i] (model "M"): ..." and
+// the step's status code. At load, the steps' models that are not loaded
+// are loaded (in every model control mode, so an explicit load of the
+// ensemble loads its steps; LoadAll loads each model once), and a step
+// model missing or failing to load, a tensor nothing produces or two steps
+// produce, a cycle, an ensemble input no step reads or output no step
+// makes, a step input or output the model lacks, or types that disagree
+// is a load error naming the field (ensemble_scheduling.step[1].input_map).
+// The ensemble is ready only while its step models are: unloading one
+// makes it not ready (503) until it is loaded again. An ensemble runs at
+// most EnsembleConcurrency requests at once. An ensemble output without a
+// label_filename takes the labels of the step output making it, so the
+// classification extension works on the ensemble.
+//
+// Image preprocessing: a model with platform "kiln_image" (no model file;
+// an empty version folder) takes one TYPE_STRING input of dims [ 1 ],
+// encoded JPEG or PNG images (one per batch item), and gives one TYPE_FP32
+// output of dims [ 3, H, W ] (parameter layout "NHWC": [ H, W, 3 ]): each
+// image decoded, resized to HxW (bilinear), divided by scale (default 255),
+// then normalized per channel, (x - mean) / std, channels in color_order
+// (RGB or BGR). Parameters layout, color_order, scale, mean and std (three
+// comma-separated values) are string_value parameters. An image that is
+// not JPEG or PNG, is corrupt, or has more than MaxImagePixels pixels is a
+// 400 naming the input, refused before it joins a batch.
+//
+//	name: "preprocess"
+//	platform: "kiln_image"
+//	max_batch_size: 8
+//	input [ { name: "image_bytes" data_type: TYPE_STRING dims: [ 1 ] } ]
+//	output [ { name: "image" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+//	parameters { key: "mean" value { string_value: "0.485,0.456,0.406" } }
+//	parameters { key: "std" value { string_value: "0.229,0.224,0.225" } }
+//
+// examples/pipeline serves an ensemble of such a preprocessor and a
+// classifier (see its README).
+//
 // Status codes: 400 bad input, 404 unknown model or version, 413 body too
 // large, 429 queue full (gRPC RESOURCE_EXHAUSTED), 503 not ready, shutting
 // down or queue timeout. On SIGTERM the server turns not ready at once,
