@@ -11,6 +11,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -155,45 +156,53 @@ ensemble_scheduling { step [ ` + strings.Join(steps, ", ") + ` ] }
 	)
 	pre := step("preprocess", "bytes=IMAGE", "image=img")
 	cnn := step("tinycnn", "image=img", "probabilities=PROB")
+	inner := strings.Replace(ens(imageIn, probOut, pre, cnn), `name: "ens"`, `name: "inner"`, 1)
+	loop := strings.Replace(ens(imageIn, probOut, step("ens", "IMAGE=IMAGE", "PROB=PROB")), `name: "ens"`, `name: "loop"`, 1)
 	tests := []struct {
 		name, config string
 		want         string
+		extra        map[string]string
 	}{
-		{"runs", ens(imageIn, probOut, pre, cnn), ""},
-		{"steps in any order", ens(imageIn, probOut, cnn, pre), ""},
-		{"no steps", "name: \"ens\"\nplatform: \"ensemble\"\ninput [ " + imageIn + " ]\noutput [ " + probOut + " ]\n", "ensemble_scheduling: an ensemble has at least one step"},
-		{"no inputs declared", "name: \"ens\"\nplatform: \"ensemble\"\noutput [ " + probOut + " ]\nensemble_scheduling { step [ " + cnn + " ] }\n", "input: a ensemble model declares its inputs"},
+		{"runs", ens(imageIn, probOut, pre, cnn), "", nil},
+		{"an ensemble of an ensemble", ens(imageIn, probOut, step("inner", "IMAGE=IMAGE", "PROB=PROB")), "", map[string]string{"inner": inner}},
+		{"a cycle of ensembles", ens(imageIn, probOut, step("loop", "IMAGE=IMAGE", "PROB=PROB")),
+			`ensemble_scheduling.step[0].model_name "ens": a cycle of ensembles [ens loop ens]`, map[string]string{"loop": loop}},
+		{"steps in any order", ens(imageIn, probOut, cnn, pre), "", nil},
+		{"no steps", "name: \"ens\"\nplatform: \"ensemble\"\ninput [ " + imageIn + " ]\noutput [ " + probOut + " ]\n", "ensemble_scheduling: an ensemble has at least one step", nil},
+		{"no inputs declared", "name: \"ens\"\nplatform: \"ensemble\"\noutput [ " + probOut + " ]\nensemble_scheduling { step [ " + cnn + " ] }\n", "input: a ensemble model declares its inputs", nil},
 		{"step model missing", ens(imageIn, probOut, pre, step("nope", "image=img", "probabilities=PROB")),
-			`ensemble_scheduling.step[1].model_name "nope" does not load`},
+			`ensemble_scheduling.step[1].model_name "nope" does not load`, nil},
 		{"step model does not load", ens(imageIn, probOut, pre, step("tinycnn_broken", "image=img", "probabilities=PROB")),
-			`ensemble_scheduling.step[1].model_name "tinycnn_broken" does not load`},
+			`ensemble_scheduling.step[1].model_name "tinycnn_broken" does not load`, nil},
 		{"step is the ensemble", ens(imageIn, probOut, pre, step("ens", "image=img", "probabilities=PROB")),
-			`ensemble_scheduling.step[1].model_name "ens" is the ensemble itself`},
+			`ensemble_scheduling.step[1].model_name "ens" is the ensemble itself`, nil},
 		{"tensor nothing produces", ens(imageIn, probOut, pre, step("tinycnn", "image=other", "probabilities=PROB")),
-			`ensemble_scheduling.step[1].input_map: tensor "other" (input "image" of model "tinycnn") is not an input of the ensemble nor an output of any step`},
+			`ensemble_scheduling.step[1].input_map: tensor "other" (input "image" of model "tinycnn") is not an input of the ensemble nor an output of any step`, nil},
 		{"tensor produced twice", ens(imageIn, probOut, pre, step("preprocess", "bytes=IMAGE", "image=img"), cnn),
-			`ensemble_scheduling.step[1].output_map: tensor "img" is also an output of step[0]`},
+			`ensemble_scheduling.step[1].output_map: tensor "img" is also an output of step[0]`, nil},
 		{"cycle", ens(imageIn, probOut, pre, step("tinycnn", "image=a", "probabilities=b"), step("tinycnn2", "image=b", "probabilities=a"), cnn),
-			`ensemble_scheduling: the steps form a cycle: [step[1] (tinycnn) step[2] (tinycnn2)]`},
+			`ensemble_scheduling: the steps form a cycle: [step[1] (tinycnn) step[2] (tinycnn2)]`, nil},
 		{"ensemble input not mapped", ens(imageIn+`, { name: "EXTRA" data_type: TYPE_FP32 dims: [ 1 ] }`, probOut, pre, cnn),
-			`input "EXTRA" of the ensemble is in no step's input_map`},
+			`input "EXTRA" of the ensemble is in no step's input_map`, nil},
 		{"ensemble output not mapped", ens(imageIn, probOut+`, { name: "MORE" data_type: TYPE_FP32 dims: [ 10 ] }`, pre, cnn),
-			`output "MORE" of the ensemble is in no step's output_map`},
+			`output "MORE" of the ensemble is in no step's output_map`, nil},
 		{"unknown step input", ens(imageIn, probOut, pre, step("tinycnn", "pixels=img", "probabilities=PROB")),
-			`ensemble_scheduling.step[1].input_map: model "tinycnn" has no input "pixels"`},
+			`ensemble_scheduling.step[1].input_map: model "tinycnn" has no input "pixels"`, nil},
 		{"unknown step output", ens(imageIn, probOut, pre, step("tinycnn", "image=img", "logits=PROB")),
-			`ensemble_scheduling.step[1].output_map: model "tinycnn" has no output "logits"`},
+			`ensemble_scheduling.step[1].output_map: model "tinycnn" has no output "logits"`, nil},
 		{"type mismatch", ens(imageIn, probOut, step("tinycnn", "image=IMAGE", "probabilities=PROB")),
-			`ensemble_scheduling.step[0].input_map: tensor "IMAGE" is TYPE_STRING, input "image" of model "tinycnn" is TYPE_FP32`},
+			`ensemble_scheduling.step[0].input_map: tensor "IMAGE" is TYPE_STRING, input "image" of model "tinycnn" is TYPE_FP32`, nil},
 		{"output type mismatch", ens(imageIn, `{ name: "PROB" data_type: TYPE_INT64 dims: [ 10 ] }`, pre, cnn),
-			`output "PROB" of the ensemble is TYPE_INT64, but step[1] makes it TYPE_FP32`},
+			`output "PROB" of the ensemble is TYPE_INT64, but step[1] makes it TYPE_FP32`, nil},
 		{"bad model_version", ens(imageIn, probOut, pre, strings.Replace(cnn, `model_name: "tinycnn"`, `model_name: "tinycnn" model_version: -5`, 1)),
-			`ensemble_scheduling.step[1].model_version -5`},
+			`ensemble_scheduling.step[1].model_version -5`, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			repo := writeModels(t, map[string]string{"ens": tc.config, "preprocess": preprocessConfig,
-				"tinycnn": tinycnnConfig("tinycnn"), "tinycnn2": tinycnnConfig("tinycnn2"), "tinycnn_broken": tinycnnConfig("tinycnn_broken")})
+			models := map[string]string{"ens": tc.config, "preprocess": preprocessConfig,
+				"tinycnn": tinycnnConfig("tinycnn"), "tinycnn2": tinycnnConfig("tinycnn2"), "tinycnn_broken": tinycnnConfig("tinycnn_broken")}
+			maps.Copy(models, tc.extra)
+			repo := writeModels(t, models)
 			os.WriteFile(filepath.Join(repo, "tinycnn_broken", "1", "model.onnx"), []byte("not onnx"), 0o644)
 			s := serve.New(serve.Options{Repository: repo})
 			defer s.Shutdown(context.Background())
@@ -204,6 +213,11 @@ ensemble_scheduling { step [ ` + strings.Join(steps, ", ") + ` ] }
 				}
 				if ok, err := s.ModelReady("ens", ""); !ok {
 					t.Fatalf("the ensemble is not ready: %v", err)
+				}
+				img := &tensor.Tensor{DType: tensor.String, Shape: []int{1, 1}, Strings: []string{string(pngImage(t, color.NRGBA{1, 2, 3, 255}))}}
+				resp, err := s.Infer(context.Background(), &serve.InferRequest{Model: "ens", Inputs: map[string]*tensor.Tensor{"IMAGE": img}})
+				if err != nil || len(resp.Outputs) != 1 || fmt.Sprint(resp.Outputs[0].Tensor.Shape) != "[1 10]" {
+					t.Fatalf("infer: %v %v", resp, err)
 				}
 				return
 			}
