@@ -5,15 +5,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: the ONNX conformance suite, and a C compiler
-# for the cgo CUDA bindings (device/cuda opens the CUDA libraries at run time).
+# Debian packages the tests need: the ONNX conformance suite; a C compiler,
+# which the CUDA tests use to build their fake CUDA libraries (testdata/*.c;
+# kiln itself needs no cgo); NVRTC (CUDA 11.8's, from Debian's non-free
+# component), so that the kernel-compile tests run without a GPU; and, on
+# x86-64, qemu-user with the arm64 C library, to run the linux/arm64 build.
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 need=()
 [ -d /usr/share/libonnx-testdata/data/node ] || need+=(libonnx-testdata)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+/sbin/ldconfig -p | grep 'libnvrtc\.so\.' >/dev/null || need+=(libnvrtc11.2)
+if [ "$(uname -m)" = x86_64 ]; then
+  command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
+  [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need+=(libc6-arm64-cross)
+fi
+# libnvrtc11.2 is in the non-free component: add it to the Debian sources
+# (deb822 or one-line format) where it is missing.
+enable_nonfree() {
+  local f=/etc/apt/sources.list.d/debian.sources
+  if [ -f "$f" ]; then
+    $sudo sed -i -E '/^Components:/{/ non-free( |$)/!s/$/ non-free/}' "$f"
+  elif [ -f /etc/apt/sources.list ]; then
+    $sudo sed -i -E '/^deb .*debian/{/ non-free( |$)/!s/$/ non-free/}' /etc/apt/sources.list
+  fi
+}
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  [[ " ${need[*]} " == *" libnvrtc11.2 "* ]] && enable_nonfree
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
@@ -23,6 +42,38 @@ go vet ./...
 
 echo "== go test"
 go test -count=1 ./...
+
+echo "== go build without cgo (linux/amd64) and for linux/arm64"
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+CGO_ENABLED=0 go build -o "$bin/kiln" ./cmd/kiln
+GOARCH=arm64 CGO_ENABLED=0 go build -o "$bin/kiln-arm64" ./cmd/kiln
+
+echo "== CUDA tests without cgo (fake libraries, NVRTC): none may skip for a missing tool"
+# Only the tests that need a real GPU (or a variable such as KILN_GPU_BENCH)
+# may skip here.
+CGO_ENABLED=0 go test -count=1 -v ./device/cuda/... >"$bin/cuda.log" 2>&1 || { tail -n 100 "$bin/cuda.log"; exit 1; }
+grep -E -- '^(ok|FAIL)|^--- SKIP' "$bin/cuda.log"
+if grep -E 'needs (a C compiler|NVRTC|the reference model|the test inputs|the ONNX node tests)|not found through the standard search path' "$bin/cuda.log"; then
+  echo "CUDA tests skipped for a missing tool or file (above)"
+  exit 1
+fi
+
+if [ "$(uname -m)" = x86_64 ]; then
+  echo "== linux/arm64 under qemu-user: the CPU kernels' tests, and the shared models with the arm64 kiln"
+  GOARCH=arm64 go test -c -o "$bin/cpu-arm64.test" ./device/cpu
+  (cd device/cpu && qemu-aarch64 "$bin/cpu-arm64.test")
+  # kiln opens libraries at run time (purego), so it is linked with the C
+  # library: qemu finds arm64's under -L.
+  for m in mobilenet_v2 squeezenet1_1 resnet_mini bert_mini yolo_tiny; do
+    d=../shared/models/$m
+    if [ ! -f "$d/model.onnx" ]; then
+      echo "missing $d/model.onnx (the shared reference models)"
+      exit 1
+    fi
+    qemu-aarch64 -L /usr/aarch64-linux-gnu "$bin/kiln-arm64" run "$d/model.onnx" --data "$d/test_data_set_0"
+  done
+fi
 
 echo "== go test -race (concurrent packages)"
 go test -count=1 -race ./engine ./engine/plan ./serve/... ./api/...
