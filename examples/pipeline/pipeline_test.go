@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
@@ -213,6 +215,48 @@ func TestImageClassifier(t *testing.T) {
 			}
 		})
 	}
+	t.Run("gRPC stream, config and statistics", func(t *testing.T) {
+		ctx := context.Background()
+		c, err := api.Dial(ctx, grpcAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		st, err := c.Stream(ctx, Ensemble)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, smp := range samples {
+			in := &tensor.Tensor{DType: tensor.String, Shape: []int{1, 1}, Strings: []string{string(smp.data)}}
+			if err := st.Send(map[string]*tensor.Tensor{Input: in}, api.WithID(strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.CloseSend()
+		for range samples {
+			id, outs, err := st.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			i, _ := strconv.Atoi(id)
+			requests++
+			if o := outs[Output]; o == nil || !sameClasses(topK(o.Float32s(), k), samples[i].want, 1e-4) {
+				t.Errorf("stream answer %s: %v, want %q", id, outs, samples[i].want)
+			}
+		}
+		cfg, err := c.RPC().ModelConfig(ctx, &inference.ModelConfigRequest{Name: Ensemble})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if steps := cfg.GetConfig().GetEnsembleScheduling().GetStep(); len(steps) != 2 || steps[1].GetModelName() != Classifier {
+			t.Errorf("gRPC config: %v", cfg.GetConfig())
+		}
+		md, err := c.ModelMetadata(ctx, Ensemble, "")
+		if err != nil || md.GetPlatform() != "ensemble" {
+			t.Errorf("gRPC metadata: %v %v", md, err)
+		}
+	})
+
 	stats, err := s.ModelStats("", "")
 	if err != nil {
 		t.Fatal(err)
