@@ -169,7 +169,7 @@ ensemble_scheduling { step [ ` + strings.Join(steps, ", ") + ` ] }
 			`ensemble_scheduling.step[0].model_name "ens": a cycle of ensembles [ens loop ens]`, map[string]string{"loop": loop}},
 		{"steps in any order", ens(imageIn, probOut, cnn, pre), "", nil},
 		{"no steps", "name: \"ens\"\nplatform: \"ensemble\"\ninput [ " + imageIn + " ]\noutput [ " + probOut + " ]\n", "ensemble_scheduling: an ensemble has at least one step", nil},
-		{"no inputs declared", "name: \"ens\"\nplatform: \"ensemble\"\noutput [ " + probOut + " ]\nensemble_scheduling { step [ " + cnn + " ] }\n", "input: a ensemble model declares its inputs", nil},
+		{"no inputs declared", "name: \"ens\"\nplatform: \"ensemble\"\noutput [ " + probOut + " ]\nensemble_scheduling { step [ " + cnn + " ] }\n", "input: ensemble models declare their inputs", nil},
 		{"step model missing", ens(imageIn, probOut, pre, step("nope", "image=img", "probabilities=PROB")),
 			`ensemble_scheduling.step[1].model_name "nope" does not load`, nil},
 		{"step model does not load", ens(imageIn, probOut, pre, step("tinycnn_broken", "image=img", "probabilities=PROB")),

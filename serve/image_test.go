@@ -61,7 +61,7 @@ func TestImageModelConfigErrors(t *testing.T) {
 		{"mean of two", imageModelConfig(8, "3, 8, 8", "mean=0.5,0.5"), `parameters mean: "0.5,0.5"`},
 		{"std of zero", imageModelConfig(8, "3, 8, 8", "std=1,0,1"), `parameters std: "1,0,1"`},
 		{"scale", imageModelConfig(8, "3, 8, 8", "scale=-1"), `parameters scale: "-1"`},
-		{"no output", "name: \"img\"\nplatform: \"kiln_image\"\ninput [ { name: \"bytes\" data_type: TYPE_STRING dims: [ 1 ] } ]\n", `output: a kiln_image model declares its outputs`},
+		{"no output", "name: \"img\"\nplatform: \"kiln_image\"\ninput [ { name: \"bytes\" data_type: TYPE_STRING dims: [ 1 ] } ]\n", `output: kiln_image models declare their outputs`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

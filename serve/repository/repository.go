@@ -56,10 +56,10 @@ func NativePlatform(platform string) bool {
 // and outputs with their types (there is no model file to take them from).
 func (c *Config) validateNative() error {
 	if len(c.Inputs) == 0 {
-		return fmt.Errorf("%w: input: a %s model declares its inputs", ErrConfig, c.Platform)
+		return fmt.Errorf("%w: input: %s models declare their inputs", ErrConfig, c.Platform)
 	}
 	if len(c.Outputs) == 0 {
-		return fmt.Errorf("%w: output: a %s model declares its outputs", ErrConfig, c.Platform)
+		return fmt.Errorf("%w: output: %s models declare their outputs", ErrConfig, c.Platform)
 	}
 	for _, io := range append(append([]IO{}, c.Inputs...), c.Outputs...) {
 		if io.DataType == tensor.Undefined {
