@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,5 +65,98 @@ func TestPrometheusRules(t *testing.T) {
 	t.Logf("promtool test rules %s:\n%s", strings.Join(tests, " "), b)
 	if _, err := os.Stat(rulesFile); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQueriesParse has promtool parse every other PromQL query of the
+// chart: the dashboard's panels, prometheus-adapter's metricsQuery (both
+// metrics) and KEDA's trigger (both metrics), each as a recording rule of a
+// scratch rules file, with the placeholders of Grafana and the adapter
+// filled in as they would be.
+func TestQueriesParse(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not found: scripts/deps-deploy.sh installs it (Debian's prometheus package)")
+	}
+	fill := strings.NewReplacer(
+		"$__rate_interval", "1m", `"$namespace"`, `".*"`, `"$model"`, `".*"`,
+		"<<.LabelMatchers>>", `namespace="kiln",pod=~"kiln-server-.*"`, "<<.GroupBy>>", "pod")
+	type q struct{ where, expr string }
+	var qs []q
+	b, err := os.ReadFile("helm/kiln/dashboards/kiln.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := yaml.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			qs = append(qs, q{"dashboard panel " + p.Title, tg.Expr})
+		}
+	}
+	for _, files := range [][]string{nil, {"examples/values-fetch.yaml"}, {"examples/values-keda.yaml"}, {"examples/values-keda.yaml", "examples/values-fetch.yaml"}} {
+		out, err := render(files...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range decode(t, out) {
+			if o.kind == "ConfigMap" && strings.HasSuffix(o.name, "-adapter-rules") {
+				var cm struct {
+					Data map[string]string `json:"data"`
+				}
+				yaml.Unmarshal(o.raw, &cm)
+				var rules struct {
+					Rules []struct {
+						MetricsQuery string `json:"metricsQuery"`
+					} `json:"rules"`
+				}
+				if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &rules); err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range rules.Rules {
+					qs = append(qs, q{"adapter rule", r.MetricsQuery})
+				}
+			}
+			if so, ok := o.obj.(*scaledObject); ok {
+				qs = append(qs, q{fmt.Sprintf("KEDA trigger (%v)", files), so.Spec.Triggers[0].Metadata["query"]})
+			}
+		}
+	}
+	type rule struct {
+		Record string `json:"record"`
+		Expr   string `json:"expr"`
+	}
+	var rules []rule
+	for i, x := range qs {
+		rules = append(rules, rule{fmt.Sprintf("kiln:query:%d", i), fill.Replace(x.expr)})
+	}
+	f := filepath.Join(t.TempDir(), "queries.yaml")
+	b, err = yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "queries", "rules": rules}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", f).CombinedOutput(); err != nil {
+		// name the queries promtool refers to by their rule number
+		for i, x := range qs {
+			if strings.Contains(string(out), fmt.Sprintf("kiln:query:%d", i)) || strings.Contains(string(out), fmt.Sprintf("%d:", i+1)) {
+				t.Logf("query %d, %s: %s", i, x.where, x.expr)
+			}
+		}
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	if len(qs) < 15 {
+		t.Errorf("only %d queries checked", len(qs))
 	}
 }
