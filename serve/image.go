@@ -32,8 +32,8 @@ const (
 )
 
 // MaxImagePixels bounds the size of an image a kiln_image model decodes
-// (width times height, read from its header before decoding).
-const MaxImagePixels = 64 << 20
+// (width times height, read from its header before decoding): 4096x4096.
+const MaxImagePixels = 16 << 20
 
 // imagePrep is a kiln_image model: one BYTES input of encoded images (JPEG
 // or PNG), one per batch item, and one FP32 output, each image decoded,
@@ -252,8 +252,8 @@ func (p *imagePrep) fill(dst []float32, img stdimage.Image) {
 			x1 := min(x0+1, sw-1)
 			for c := range 3 {
 				sc := ch[c]
-				v00, v01 := src[(y0*sw+x0)*3+sc], src[(y0*sw+x1)*3+sc]
-				v10, v11 := src[(y1*sw+x0)*3+sc], src[(y1*sw+x1)*3+sc]
+				v00, v01 := float32(src[(y0*sw+x0)*3+sc]), float32(src[(y0*sw+x1)*3+sc])
+				v10, v11 := float32(src[(y1*sw+x0)*3+sc]), float32(src[(y1*sw+x1)*3+sc])
 				top := v00 + (v01-v00)*wx
 				bot := v10 + (v11-v10)*wx
 				v := (top+(bot-top)*wy)*mul[c] + add[c]
@@ -282,10 +282,10 @@ func split(s float32, n int) (int, float32) {
 
 // rgbPixels returns img's pixels as 8-bit R, G, B values (alpha dropped),
 // row by row, from the bounds' origin.
-func rgbPixels(img stdimage.Image) []float32 {
+func rgbPixels(img stdimage.Image) []uint8 {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	out := make([]float32, w*h*3)
+	out := make([]uint8, w*h*3)
 	switch m := img.(type) {
 	case *stdimage.YCbCr:
 		for y := range h {
@@ -294,7 +294,7 @@ func rgbPixels(img stdimage.Image) []float32 {
 				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
 				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
 				o := (y*w + x) * 3
-				out[o], out[o+1], out[o+2] = float32(r), float32(g), float32(bl)
+				out[o], out[o+1], out[o+2] = r, g, bl
 			}
 		}
 	case *stdimage.NRGBA:
@@ -302,7 +302,7 @@ func rgbPixels(img stdimage.Image) []float32 {
 			row := m.Pix[y*m.Stride:]
 			for x := range w {
 				o := (y*w + x) * 3
-				out[o], out[o+1], out[o+2] = float32(row[x*4]), float32(row[x*4+1]), float32(row[x*4+2])
+				out[o], out[o+1], out[o+2] = row[x*4], row[x*4+1], row[x*4+2]
 			}
 		}
 	case *stdimage.Gray:
@@ -310,7 +310,7 @@ func rgbPixels(img stdimage.Image) []float32 {
 			row := m.Pix[y*m.Stride:]
 			for x := range w {
 				o := (y*w + x) * 3
-				v := float32(row[x])
+				v := row[x]
 				out[o], out[o+1], out[o+2] = v, v, v
 			}
 		}
@@ -319,7 +319,7 @@ func rgbPixels(img stdimage.Image) []float32 {
 			for x := range w {
 				c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
 				o := (y*w + x) * 3
-				out[o], out[o+1], out[o+2] = float32(c.R), float32(c.G), float32(c.B)
+				out[o], out[o+1], out[o+2] = c.R, c.G, c.B
 			}
 		}
 	}
