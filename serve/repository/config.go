@@ -232,6 +232,7 @@ func ParseConfig(src string) (*Config, error) {
 		return nil, err
 	}
 	m := &mapper{}
+	ensembleLine := 0 // where ensemble_scheduling is, when it is
 	c := &Config{Parameters: map[string]string{}, VersionPolicy: VersionPolicy{Kind: "latest", NumVersions: 1}}
 	for _, f := range root.Fields {
 		var err error
@@ -280,7 +281,9 @@ func ParseConfig(src string) (*Config, error) {
 			err = m.parameter(f, c.Parameters)
 		case "ensemble_scheduling":
 			// read from Raw, Triton's message (the server checks the steps)
-			err = wantMsg(f)
+			if err = wantMsg(f); err == nil {
+				ensembleLine = f.Line
+			}
 		case "model_warmup":
 			var w Warmup
 			if w, err = m.warmup(f); err == nil {
@@ -292,6 +295,9 @@ func ParseConfig(src string) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if ensembleLine > 0 && c.Platform != PlatformEnsemble {
+		m.warnings = append(m.warnings, fmt.Sprintf("line %d: field ensemble_scheduling is shown in the model config but kiln acts on it only with platform \"ensemble\"", ensembleLine))
 	}
 	c.Warnings = m.warnings
 	if err := c.validate(); err != nil {
