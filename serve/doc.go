@@ -144,8 +144,9 @@
 // ensemble loads its steps; LoadAll loads each model once), and a step
 // model missing or failing to load, a tensor nothing produces or two steps
 // produce, a cycle, an ensemble input no step reads or output no step
-// makes, a step input or output the model lacks, or types that disagree
-// is a load error naming the field (ensemble_scheduling.step[1].input_map).
+// makes, a step input or output the model lacks, types that disagree, or
+// a step model's max_batch_size below the ensemble's is a load error
+// naming the field (ensemble_scheduling.step[1].input_map).
 // The ensemble is ready only while its step models are: unloading one
 // makes it not ready (503) until it is loaded again. An ensemble runs at
 // most EnsembleConcurrency requests at once. An ensemble output without a

@@ -216,6 +216,10 @@ func (s *Server) loadSteps(ctx context.Context, rm *repository.Model, e *ensembl
 			return fmt.Errorf("%w: %s: model %q version %q: %w", repository.ErrConfig, field, st.model, st.version, err)
 		}
 		scfg := m.repo.Config
+		if mb := rm.Config.MaxBatchSize; mb > 0 && scfg.MaxBatchSize < mb {
+			return fmt.Errorf("%w: %s.model_name %q: its max_batch_size %d is below the ensemble's %d (a batch passes through every step)",
+				repository.ErrConfig, field, st.model, scfg.MaxBatchSize, mb)
+		}
 		for _, k := range slices.Sorted(maps.Keys(st.inputs)) {
 			io, ok := findIO(scfg.Inputs, k)
 			if !ok {

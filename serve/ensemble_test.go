@@ -194,6 +194,8 @@ ensemble_scheduling { step [ ` + strings.Join(steps, ", ") + ` ] }
 			`ensemble_scheduling.step[0].input_map: tensor "IMAGE" is TYPE_STRING, input "image" of model "tinycnn" is TYPE_FP32`, nil},
 		{"output type mismatch", ens(imageIn, `{ name: "PROB" data_type: TYPE_INT64 dims: [ 10 ] }`, pre, cnn),
 			`output "PROB" of the ensemble is TYPE_INT64, but step[1] makes it TYPE_FP32`, nil},
+		{"batch above a step's", strings.Replace(ens(imageIn, probOut, pre, cnn), "max_batch_size: 8", "max_batch_size: 16", 1),
+			`ensemble_scheduling.step[0].model_name "preprocess": its max_batch_size 8 is below the ensemble's 16`, nil},
 		{"bad model_version", ens(imageIn, probOut, pre, strings.Replace(cnn, `model_name: "tinycnn"`, `model_name: "tinycnn" model_version: -5`, 1)),
 			`ensemble_scheduling.step[1].model_version -5`, nil},
 	}
