@@ -246,12 +246,20 @@ func jsonInputs(md []inputMeta, o InputOptions) ([]map[string]*tensor.Tensor, er
 			if shape != nil {
 				mo.Shapes = map[string][]int{name: shape}
 			}
-			t, err := makeTensor(m, mo)
+			// the values must fill the shape: checked before allocating it
+			sh, err := shapeOf(m, mo)
 			if err != nil {
 				return nil, fmt.Errorf("--input-data %s: entry %d: %w", o.Data, i, err)
 			}
-			if len(vals) != t.Len() {
-				return nil, fmt.Errorf("%w: --input-data %s: entry %d, input %s: %d values for shape %v (%d)", ErrConfig, o.Data, i, name, len(vals), t.Shape, t.Len())
+			if err := tensor.CheckShape(sh); err != nil {
+				return nil, fmt.Errorf("%w: --input-data %s: entry %d, input %s: %w", ErrConfig, o.Data, i, name, err)
+			}
+			if n := tensor.NumElements(sh); len(vals) != n {
+				return nil, fmt.Errorf("%w: --input-data %s: entry %d, input %s: %d values for shape %v (%d)", ErrConfig, o.Data, i, name, len(vals), sh, n)
+			}
+			t, err := makeTensor(m, mo)
+			if err != nil {
+				return nil, fmt.Errorf("--input-data %s: entry %d: %w", o.Data, i, err)
 			}
 			for j, v := range vals {
 				t.SetFloat(j, v)
