@@ -425,6 +425,11 @@ func TestEnsembleServe(t *testing.T) {
 		if ok, _ := s.ModelReady("diamond", ""); ok {
 			t.Error("the ensemble is ready without its step model")
 		}
+		for _, e := range s.RepositoryIndex() {
+			if e.Name == "diamond" && e.Reason != `not ready: its step model "tinycnn2" is not loaded` {
+				t.Errorf("index: %+v", e)
+			}
+		}
 		if code, b := get("/v2/models/diamond/ready"); code == 200 {
 			t.Errorf("ready: %d %s", code, b)
 		}

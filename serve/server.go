@@ -741,8 +741,15 @@ func (s *Server) RepositoryIndex() []IndexEntry {
 		if len(m.versions) == 0 {
 			out = append(out, IndexEntry{Name: name, State: m.state, Reason: m.reason})
 		}
+		reason := m.reloadErr
+		for _, c := range m.composing {
+			if cm := s.models[c]; cm == nil || cm.state != "READY" {
+				reason = fmt.Sprintf("not ready: its step model %q is not loaded", c)
+				break
+			}
+		}
 		for _, v := range m.versions {
-			out = append(out, IndexEntry{Name: name, Version: strconv.FormatInt(v.num, 10), State: m.state, Reason: m.reloadErr})
+			out = append(out, IndexEntry{Name: name, Version: strconv.FormatInt(v.num, 10), State: m.state, Reason: reason})
 		}
 	}
 	s.mu.RUnlock()
