@@ -90,7 +90,7 @@ func TestBuildStrictDevice(t *testing.T) {
 		t.Fatalf("kiln inspect exited %d", code)
 	}
 	for _, want := range []string{"layers (7: 5 on poollessgpu, 2 on the CPU):", " device ", "cpu    fp32",
-		"on the CPU: op MaxPool has no poollessgpu implementation"} {
+		"on the CPU: device: unsupported: op MaxPool has no poollessgpu implementation"} {
 		if !strings.Contains(shown, want) {
 			t.Errorf("kiln inspect does not show %q:\n%s", want, shown)
 		}

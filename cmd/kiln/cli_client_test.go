@@ -65,7 +65,7 @@ func TestClient(t *testing.T) {
 		{"live", []string{"live"}, exitOK, "server live: true"},
 		{"ready", []string{"ready"}, exitOK, "server ready: true"},
 		{"model ready", []string{"ready", "tinycnn"}, exitOK, "model tinycnn ready: true"},
-		{"unknown model ready", []string{"ready", "nope"}, exitError, "nope"},
+		{"unknown model ready", []string{"ready", "nope"}, exitMismatch, "model nope ready: false"}, // ModelReady answers false, as Triton does
 		{"server metadata", []string{"metadata"}, exitOK, `"name"`},
 		{"model metadata", []string{"metadata", "tinycnn"}, exitOK, `"image"`},
 		{"random inputs", []string{"infer", "tinycnn"}, exitOK, "output probabilities: FP32 1x10"},
