@@ -3,6 +3,7 @@ package perf
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -121,6 +124,7 @@ type targetConfig struct {
 	url, model, version, token string
 	binary, streaming          bool
 	conns                      int
+	tls                        *tls.Config
 }
 
 func newTarget(ctx context.Context, c targetConfig, protocol string) (target, error) {
@@ -128,6 +132,9 @@ func newTarget(ctx context.Context, c targetConfig, protocol string) (target, er
 	case HTTP, WebSocket:
 		h := newHTTPTarget(c)
 		if protocol == WebSocket {
+			if c.tls != nil && c.tls.RootCAs != nil {
+				return nil, fmt.Errorf("%w: -i ws over TLS trusts the system's certificates only: a private CA (--tls-ca) is for http and grpc", ErrConfig)
+			}
 			return &wsTarget{httpTarget: h}, nil
 		}
 		return h, nil
@@ -151,7 +158,11 @@ type httpTarget struct {
 func newHTTPTarget(c targetConfig) *httpTarget {
 	base := c.url
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		if c.tls != nil {
+			base = "https://" + base
+		} else {
+			base = "http://" + base
+		}
 	}
 	path := "/v2/models/" + url.PathEscape(c.model)
 	if c.version != "" {
@@ -164,6 +175,7 @@ func newHTTPTarget(c targetConfig) *httpTarget {
 		MaxIdleConnsPerHost: max(c.conns, 2) * 2,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+		TLSClientConfig:     c.tls,
 	}
 	return &httpTarget{c: c, base: strings.TrimSuffix(base, "/"), client: &http.Client{Transport: tr}, path: path}
 }
@@ -435,10 +447,21 @@ type grpcTarget struct {
 }
 
 func newGRPCTarget(ctx context.Context, c targetConfig) (*grpcTarget, error) {
-	addr := strings.TrimPrefix(strings.TrimPrefix(c.url, "grpc://"), "http://")
+	addr := c.url
+	for _, p := range []string{"grpc://", "http://", "https://"} {
+		addr = strings.TrimPrefix(addr, p)
+	}
+	var opts []grpc.DialOption
+	if c.tls != nil || strings.HasPrefix(c.url, "https://") {
+		cfg := c.tls
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cl, err := api.Dial(dctx, addr)
+	cl, err := api.Dial(dctx, addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrServer, err)
 	}

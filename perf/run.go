@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"sync"
@@ -28,6 +29,9 @@ type Config struct {
 	Streaming bool
 	// Token is sent as "Authorization: Bearer TOKEN" when set.
 	Token string
+	// TLS, when set, connects with TLS (HTTPS, gRPC over TLS, wss); a URL
+	// starting https:// does too, trusting the system's certificates.
+	TLS *tls.Config
 
 	// Concurrency, when set, runs the concurrency mode: for each value, that
 	// many workers each send a request as soon as their last one answered.
@@ -190,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	tc := targetConfig{url: cfg.URL, model: cfg.Model, version: cfg.Version, token: cfg.Token,
-		binary: cfg.Binary, streaming: cfg.Streaming}
+		binary: cfg.Binary, streaming: cfg.Streaming, tls: cfg.TLS}
 	if cfg.Concurrency != nil {
 		tc.conns = int(cfg.Concurrency.End)
 	} else {

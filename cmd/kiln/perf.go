@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -40,6 +42,8 @@ func runPerf(ctx context.Context, args []string) int {
 	shapes := shapeFlags{}
 	fs.Var(shapes, "shape", "shape of an input with variable dimensions, `name:1x3x224x224` (repeatable)")
 	data := fs.String("input-data", "", "inputs: a `folder` of input_N.pb files or test_data_set_N folders, or a JSON file (default: random inputs from the model's metadata)")
+	caFile := fs.String("tls-ca", "", "connect with TLS (http, grpc), trusting the PEM certificates of this `file`")
+	useTLS := fs.Bool("tls", false, "connect with TLS, trusting the system's certificates (also: -u https://HOST:PORT)")
 	timeout := fs.Duration("timeout", 30*time.Second, "deadline of each request")
 	csvFile := fs.String("f", "", "write the results as CSV to this `file`")
 	jsonFile := fs.String("json", "", "write the whole report as JSON to this `file`")
@@ -82,6 +86,19 @@ func runPerf(ctx context.Context, args []string) int {
 	}
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv("KILN_INFER_TOKEN")
+	}
+	if *useTLS || *caFile != "" {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return fail("perf: --tls-ca: %v", err)
+			}
+			cfg.TLS.RootCAs = x509.NewCertPool()
+			if !cfg.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return fail("perf: --tls-ca %s: no PEM certificate in it", *caFile)
+			}
+		}
 	}
 	if *concurrency != "" && *rate != "" {
 		return usageError(fs, "--concurrency-range and --request-rate-range cannot be combined")

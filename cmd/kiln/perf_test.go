@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"math"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kilnai/kiln/perf"
 )
@@ -286,4 +289,75 @@ func readmePerfArgs(args []string, srv *readmeServer) []string {
 		return append(out, "-u", srv.addrs[2])
 	}
 	return append(out, "-u", srv.addrs[0])
+}
+
+// TestPerfTLSAndToken runs kiln perf against a kiln serve that wants TLS
+// and a bearer token: with --tls-ca and --token over HTTP and gRPC; without
+// the token every call is refused.
+func TestPerfTLSAndToken(t *testing.T) {
+	certFile, keyFile, pool := writeCert(t, t.TempDir())
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if b, err := os.ReadFile(certFile); err != nil || os.WriteFile(caFile, b, 0o600) != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan [3]string, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- runServe(ctx, []string{"--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1",
+			"--plan-cache", t.TempDir(), "--tls-cert", certFile, "--tls-key", keyFile, "--infer-token", "s3cret"}, started)
+	}()
+	defer func() {
+		cancel()
+		if c := <-code; c != exitOK {
+			t.Errorf("serve exit %d", c)
+		}
+	}()
+	var addrs [3]string
+	select {
+	case addrs = <-started:
+	case c := <-code:
+		t.Fatalf("serve exited with %d", c)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := client.Get("https://" + addrs[0] + "/v2/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v", err)
+		}
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		want     int
+		contains string
+	}{
+		{"http", []string{"-u", addrs[0], "--tls-ca", caFile, "--token", "s3cret"}, exitOK, ""},
+		{"https URL", []string{"-u", "https://" + addrs[0], "--tls-ca", caFile, "--token", "s3cret", "--binary"}, exitOK, ""},
+		{"grpc", []string{"-i", "grpc", "-u", addrs[2], "--tls-ca", caFile, "--token", "s3cret"}, exitOK, ""},
+		{"http without the token", []string{"-u", addrs[0], "--tls-ca", caFile}, exitError, "HTTP 401"},
+		{"grpc without the token", []string{"-i", "grpc", "-u", addrs[2], "--tls-ca", caFile}, exitError, "Unauthenticated"},
+		{"http without the CA", []string{"-u", addrs[0], "--tls", "--token", "s3cret"}, exitError, "certificate"},
+		{"ws with a private CA", []string{"-i", "ws", "-u", addrs[0], "--tls-ca", caFile}, exitError, "system's certificates only"},
+		{"a CA file that is not PEM", []string{"-u", addrs[0], "--tls-ca", keyFile + ".none"}, exitError, "--tls-ca"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"perf", "-m", "tinycnn", "--measurement-interval", "200ms", "--max-trials", "3"}, tt.args...)
+			var code int
+			old := stdOut
+			stdOut = io.Discard
+			errs := captureErr(t, func() { code = runCommand(args) })
+			stdOut = old
+			if code != tt.want || !strings.Contains(errs, tt.contains) {
+				t.Errorf("kiln %q exited %d, want %d with %q:\n%s", args, code, tt.want, tt.contains, errs)
+			}
+		})
+	}
 }
