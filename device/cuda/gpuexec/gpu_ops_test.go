@@ -172,6 +172,10 @@ func opCases() []opCase {
 			d := b.OpN("Dropout", 2, x[:1])
 			return []*ir.Value{b.Op("LRN", []*ir.Value{d[0]}, ir.IntAttr("size", 3), ir.FloatAttr("alpha", 0.01), ir.FloatAttr("bias", 2)), d[1]}
 		}, false},
+		{"OneHot, EyeLike", []*tensor.Tensor{ints(-4, 4, 3, 5), rnd(4, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("OneHot", []*ir.Value{x[0], b.Const("d", tensor.FromInt64([]int64{4})), b.Const("v", tensor.FromFloat32([]float32{-1, 2}, 2))}, ir.IntAttr("axis", 1)),
+				b.Op("EyeLike", x[1:2], ir.IntAttr("k", 1))}
+		}, false},
 		{"Trilu upper lower", []*tensor.Tensor{rnd(2, 5, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("Trilu", []*ir.Value{x[0], b.Const("k", tensor.FromInt64([]int64{1}))}), b.Op("Trilu", x[:1], ir.IntAttr("upper", 0))}
 		}, false},

@@ -20,7 +20,7 @@ func opKernelNames() []string {
 	add("ew_isclass", "f32", "f16")
 	add("where", "b8", "b16", "b32", "b64")
 	names = append(names, "cast_any", "permute_b8", "copy_rows_b8", "gather_b8")
-	for _, b := range []string{"tile", "pad", "gather_elements", "scatter_elements", "scatter_nd", "gather_nd", "fill", "trilu"} {
+	for _, b := range []string{"tile", "pad", "gather_elements", "scatter_elements", "scatter_nd", "gather_nd", "fill", "one_hot", "eye", "trilu"} {
 		add(b, "b8", "b16", "b32", "b64")
 	}
 	for _, b := range []string{"reduce_axes", "argreduce", "softmax_axis", "instnorm", "batchnorm", "row_stats", "nll_loss"} {

@@ -247,6 +247,8 @@ var movementKernels = []kernelDef{
 	{op: "Trilu", check: triluArgs, emit: (*compiler).trilu},
 	{op: "GatherND", inputs: 2, check: gatherNDArgs, emit: (*compiler).gatherND},
 	{op: "Size", emit: (*compiler).sizeOp},
+	{op: "OneHot", inputs: 3, check: oneHotArgs, emit: (*compiler).oneHot},
+	{op: "EyeLike", check: eyeLikeArgs, emit: (*compiler).eyeLike},
 }
 
 // indexedMove: movable data, int64 indices in input 1.
@@ -769,6 +771,79 @@ func (c *compiler) dropout(s *step) error {
 		if total := prod(yd); total > 0 {
 			s.launches = []launch{elemLaunch("fill_"+bs, total, pArg(yr), lArg(total), lArg(int64(c.elemBits(m.Type.DType, 1))))}
 		}
+	}
+	return nil
+}
+
+// oneHotArgs: indices of a type cast_any reads, a constant depth, movable
+// values.
+func oneHotArgs(n *ir.Node) error {
+	if _, ok := castCodes[dtypeOf(n.Inputs[0])]; !ok {
+		return fmt.Errorf("%w: OneHot indices of %v", ErrUnsupported, dtypeOf(n.Inputs[0]))
+	}
+	if d := n.Inputs[1]; d.Const == nil || d.Const.Len() != 1 {
+		return fmt.Errorf("%w: OneHot depth computed at run time", ErrUnsupported)
+	}
+	if dt := dtypeOf(n.Inputs[2]); !movable(dt) {
+		return notMovable(dt)
+	}
+	return nil
+}
+
+func (c *compiler) oneHot(s *step) error {
+	n := s.node
+	id, ir_, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	depth := int64(n.Inputs[1].Const.Float(0))
+	axis, err := ops.NormAxis("OneHot", ops.AttrsOf(n).Int("axis", -1), len(id)+1)
+	if err != nil {
+		return err
+	}
+	if len(yd) != len(id)+1 || int64(yd[axis]) != depth {
+		return fmt.Errorf("%w: OneHot of %v with depth %d gives %v", ErrGraph, id, depth, yd)
+	}
+	vr, err := c.ref(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	bs, err := c.byteSuffix(dtypeOf(n.Inputs[2]))
+	if err != nil {
+		return err
+	}
+	outer, inner := prod(id[:axis]), prod(id[axis:])
+	if total := prod(yd); total > 0 {
+		s.launches = []launch{elemLaunch("one_hot_"+bs, total, pArg(yr), pArg(ir_), iArg(castCodes[c.storedType(dtypeOf(n.Inputs[0]))]), pArg(vr),
+			lArg(outer), lArg(depth), lArg(inner))}
+	}
+	return nil
+}
+
+func eyeLikeArgs(n *ir.Node) error {
+	if dt := n.Outputs[0].Type.DType; !movable(dt) || dt == tensor.String {
+		return notMovable(dt)
+	}
+	return nil
+}
+
+func (c *compiler) eyeLike(s *step) error {
+	n := s.node
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	if len(yd) != 2 {
+		return fmt.Errorf("%w: EyeLike of rank %d", ErrGraph, len(yd))
+	}
+	k := ops.AttrsOf(n).Int("k", 0)
+	dt := n.Outputs[0].Type.DType
+	bs, err := c.byteSuffix(dt)
+	if err != nil {
+		return err
+	}
+	if total := prod(yd); total > 0 {
+		s.launches = []launch{elemLaunch("eye_"+bs, total, pArg(yr), lArg(int64(yd[0])), lArg(int64(yd[1])), lArg(k), lArg(int64(c.elemBits(dt, 1))))}
 	}
 	return nil
 }

@@ -17,6 +17,11 @@ GATHER(gather_b8, unsigned char)
 // upd at the index tuples of idx [nrows, k]; meta = {k, xdims[k],
 // xstrides[k]}, slice elements per row.
 // fill: every element of y is the constant (the low bytes of cv).
+// OneHot: y [outer, depth, inner] is values[1] where the index (of type
+// itype, cast_any's codes; negative counts from depth) at [outer, inner]
+// equals the depth coordinate, else values[0].
+// EyeLike: ones (the bits of one) on the diagonal shifted by k of a rows x
+// cols matrix.
 // GatherND (batch_dims 0): row r of y is the slice of x at the index
 // tuple idx[r] (meta as ScatterND's).
 // ScatterElements (reduction none): y[upd index with axis replaced by
@@ -140,6 +145,25 @@ GATHER(gather_b8, unsigned char)
     extern "C" __global__ void fill_##sfx(T *y, long long n, unsigned long long cv) {                          \
         T c = *(const T *)&cv;                                                                                 \
         GRID_STRIDE(i, n) y[i] = c;                                                                            \
+    }                                                                                                          \
+    extern "C" __global__ void one_hot_##sfx(T *y, const void *idx, int itype, const T *values, long long outer, \
+                                             long long depth, long long inner) {                               \
+        long long n = outer * depth * inner;                                                                   \
+        GRID_STRIDE(i, n) {                                                                                    \
+            long long k = i % inner, j = (i / inner) % depth, o = i / (inner * depth);                         \
+            double d;                                                                                          \
+            long long v;                                                                                       \
+            bool isint;                                                                                        \
+            kiln_cast_load(idx, o * inner + k, itype, &d, &v, &isint);                                         \
+            if (v < 0) v += depth;                                                                             \
+            y[i] = values[v == j ? 1 : 0];                                                                     \
+        }                                                                                                      \
+    }                                                                                                          \
+    extern "C" __global__ void eye_##sfx(T *y, long long rows, long long cols, long long k,                    \
+                                         unsigned long long one) {                                             \
+        T c = *(const T *)&one;                                                                                \
+        long long n = rows * cols;                                                                             \
+        GRID_STRIDE(i, n) y[i] = (i % cols) - (i / cols) == k ? c : (T)0;                                     \
     }                                                                                                          \
     extern "C" __global__ void trilu_##sfx(T *y, const T *x, long long rows, long long cols, long long n,      \
                                            long long k, const long long *kp, int upper) {                      \
