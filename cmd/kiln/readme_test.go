@@ -25,6 +25,8 @@ var readmeSkips = []struct{ key, reason string }{
 	{"--device cuda", "needs an NVIDIA GPU (bench/gpu-plans.sh runs the GPU builds)"},
 	{"go run ./examples/detect", "examples/detect's own test (TestStreamYoloTiny) builds the repository and streams to it"},
 	{"--model-repository /tmp/detect-repo", "serves the repository of go run ./examples/detect repo (examples/detect's TestStreamYoloTiny)"},
+	{"go run ./examples/pipeline", "examples/pipeline's own test (TestImageClassifier) writes the repository, serves it and classifies PNG and JPEG images over HTTP and gRPC"},
+	{"--model-repository /tmp/pipeline-repo", "serves the repository of go run ./examples/pipeline repo (examples/pipeline's TestImageClassifier)"},
 }
 
 // readmeCommand is one "$ " line of README.md's indented example blocks,
