@@ -176,6 +176,17 @@ func opCases() []opCase {
 			return []*ir.Value{b.Op("OneHot", []*ir.Value{x[0], b.Const("d", tensor.FromInt64([]int64{4})), b.Const("v", tensor.FromFloat32([]float32{-1, 2}, 2))}, ir.IntAttr("axis", 1)),
 				b.Op("EyeLike", x[1:2], ir.IntAttr("k", 1))}
 		}, false},
+		{"GridSample bilinear zeros, bicubic border align_corners, nearest reflection", []*tensor.Tensor{rnd(2, 3, 5, 6), func() *tensor.Tensor {
+			g := rnd(2, 4, 7, 2)
+			for i := range g.Float32s() {
+				g.Float32s()[i] *= 0.8 // some outside [-1, 1]
+			}
+			return g
+		}()}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("GridSample", x),
+				b.Op("GridSample", x, str("mode", "bicubic"), str("padding_mode", "border"), ir.IntAttr("align_corners", 1)),
+				b.Op("GridSample", x, str("mode", "nearest"), str("padding_mode", "reflection"))}
+		}, false},
 		{"Trilu upper lower", []*tensor.Tensor{rnd(2, 5, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("Trilu", []*ir.Value{x[0], b.Const("k", tensor.FromInt64([]int64{1}))}), b.Op("Trilu", x[:1], ir.IntAttr("upper", 0))}
 		}, false},

@@ -26,7 +26,7 @@ func opKernelNames() []string {
 	for _, b := range []string{"reduce_axes", "argreduce", "softmax_axis", "instnorm", "batchnorm", "row_stats", "nll_loss"} {
 		add(b, "f32", "f16", "f64")
 	}
-	for _, b := range []string{"conv_transpose2d", "resize_taps", "quantize", "dequantize", "lrn"} {
+	for _, b := range []string{"conv_transpose2d", "resize_taps", "quantize", "dequantize", "lrn", "grid_sample"} {
 		add(b, "f32", "f16")
 	}
 	add("cumsum", "f32", "f16", "f64", "i32", "i64")

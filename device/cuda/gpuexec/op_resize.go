@@ -189,9 +189,53 @@ func resizedInput(n *ir.Node) error {
 	return nil
 }
 
-// resizeKernels are Resize: nearest, linear and cubic.
+// resizeKernels are Resize (nearest, linear and cubic) and 2-D
+// GridSample.
 var resizeKernels = []kernelDef{
 	{op: "Resize", check: resizedInput, emit: (*compiler).resize},
+	{op: "GridSample", inputs: 2, f32: []int{0, 1}, emit: (*compiler).gridSample},
+}
+
+// gridSample runs 2-D GridSample (every mode, padding mode and
+// align_corners).
+func (c *compiler) gridSample(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	mode, ok := map[string]int{"nearest": 0, "bilinear": 1, "linear": 1, "bicubic": 2, "cubic": 2}[a.String("mode", "bilinear")]
+	if !ok {
+		return fmt.Errorf("%w: GridSample mode %q", ErrUnsupported, a.String("mode", ""))
+	}
+	pad, ok := map[string]int{"zeros": 0, "border": 1, "reflection": 2}[a.String("padding_mode", "zeros")]
+	if !ok {
+		return fmt.Errorf("%w: GridSample padding_mode %q", ErrUnsupported, a.String("padding_mode", ""))
+	}
+	align := int(a.Int("align_corners", 0))
+	if err := a.Err(); err != nil {
+		return err
+	}
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	gd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(xd) != 4 || len(gd) != 4 || gd[3] != 2 || len(yd) != 4 {
+		return fmt.Errorf("%w: GridSample of %v at %v (only 2-D has a CUDA implementation)", ErrUnsupported, xd, gd)
+	}
+	if xd[2] == 0 || xd[3] == 0 {
+		return fmt.Errorf("%w: GridSample of an empty input %v", ErrGraph, xd)
+	}
+	gr, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if total := prod(yd); total > 0 {
+		s.launches = []launch{elemLaunch(c.fk("grid_sample"), total, pArg(yr), pArg(xr), pArg(gr), iArg(xd[0]), iArg(xd[1]), iArg(xd[2]), iArg(xd[3]),
+			iArg(yd[2]), iArg(yd[3]), iArg(mode), iArg(pad), iArg(align))}
+	}
+	return nil
 }
 
 // resizeTaps runs linear or cubic Resize over the last two dims with
