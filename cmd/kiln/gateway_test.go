@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // TestGatewayFlags: kiln gateway's bad flags and flag combinations are one
@@ -96,6 +100,23 @@ func TestGatewayCommand(t *testing.T) {
 	if !strings.Contains(stdout.String(), "output probabilities: FP32 1x10") {
 		t.Errorf("kiln client infer through the gateway: %s %s", stdout.String(), errs)
 	}
+	// the WebSocket stream of kiln serve, through the gateway
+	ws, err := api.DialWebSocket(ctx, base, "tinycnn", nil, 0)
+	if err != nil {
+		t.Fatalf("WebSocket stream through the gateway: %v", err)
+	}
+	for i := range 3 {
+		if err := ws.Send(ctx, fmt.Sprint("r", i), map[string]*tensor.Tensor{"image": examples.TinyCNNInput(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		id, out, err := ws.Recv(ctx)
+		if err != nil || id != fmt.Sprint("r", i) || out["probabilities"] == nil {
+			t.Fatalf("stream answer %d: %q %v %v", i, id, out, err)
+		}
+	}
+	ws.Close()
 	resp, err := http.Get("http://" + addrs[1] + "/metrics")
 	if err != nil {
 		t.Fatal(err)
