@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
@@ -481,7 +482,8 @@ func (gpuExec) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error
 // GPU, F with fallback)". KILN_NODE_DIR names the suite's folder;
 // KILN_GPU_FROM=<test> starts after that test (after a CUDA error that
 // leaves the context unusable the test stops with "STICKY CUDA ERROR in
-// <test>").
+// <test>"). Near the test's deadline (-test.timeout) it stops and logs
+// what it ran.
 func TestNodeSuiteOnGPU(t *testing.T) {
 	needGPU(t)
 	cases := nodeSuite(t)
@@ -491,10 +493,15 @@ func TestNodeSuiteOnGPU(t *testing.T) {
 	defer func() {
 		t.Logf("GPU node suite: %d passed of %d (%d entirely on the GPU, %d with fallback), %d failed", passed, seen, onGPU, fellBack, failed)
 	}()
+	deadline, hasDeadline := t.Deadline()
 	for _, nc := range cases {
 		if skipping {
 			skipping = nc.name != from
 			continue
+		}
+		if hasDeadline && time.Until(deadline) < 15*time.Second {
+			t.Logf("stopped before %s: the test's deadline is near (%d of %d node tests not run)", nc.name, len(cases)-seen, len(cases))
+			break
 		}
 		seen++
 		prog, r, err := partitionGuarded(nc.g, gpuExec{})
