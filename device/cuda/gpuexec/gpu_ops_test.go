@@ -115,6 +115,9 @@ func opCases() []opCase {
 			return []*ir.Value{b.Op("Mod", []*ir.Value{x[0], x[1]}, ir.IntAttr("fmod", 1)), b.Op("Pow", []*ir.Value{x[1], x[2]}),
 				b.Op("Sum", x), b.Op("Mean", x), b.Op("Max", x), b.Op("Min", x)}
 		}, false},
+		{"Pow with an int64 exponent", []*tensor.Tensor{rnd(3, 7), ints(0, 4, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "Pow", x)
+		}, false},
 		{"Cast float int32 bool float16", []*tensor.Tensor{rnd(5, 8)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			s := b.Op("Mul", []*ir.Value{x[0], b.Const("k", f32(10))})
 			i := b.Op("Cast", []*ir.Value{s}, ir.IntAttr("to", int64(tensor.Int32)))

@@ -296,7 +296,7 @@ var elementwiseKernels = append([]kernelDef{
 	{op: "Sub", inputs: 2, check: arithTypes, emit: binaryEmit(ewSub)},
 	{op: "Mul", inputs: 2, check: arithTypes, emit: binaryEmit(ewMul)},
 	{op: "Div", inputs: 2, check: arithTypes, emit: binaryEmit(ewDiv)},
-	{op: "Pow", inputs: 2, check: arithTypes, emit: binaryEmit(ewPow)},
+	{op: "Pow", inputs: 2, check: powTypes, emit: (*compiler).pow},
 	{op: "Max", check: arithTypes, emit: variadicEmit(ewMax)},
 	{op: "Min", check: arithTypes, emit: variadicEmit(ewMin)},
 	{op: "Sum", check: arithTypes, emit: variadicEmit(ewAdd)},
@@ -552,6 +552,70 @@ func (c *compiler) ewBinary(s *step, op, a, b int) error {
 		return nil
 	}
 	s.launches = append(s.launches, elemLaunch("ew_binary_"+sfx, total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op)))
+	return nil
+}
+
+// powTypes: numeric base and exponent, of one type or with a float base.
+func powTypes(n *ir.Node) error {
+	if err := typeIn(n, 0, numericTypes...); err != nil {
+		return err
+	}
+	if err := typeIn(n, 1, numericTypes...); err != nil {
+		return err
+	}
+	if a, b := dtypeOf(n.Inputs[0]), dtypeOf(n.Inputs[1]); a != b && !a.IsFloat() {
+		return fmt.Errorf("%w: Pow of %v to a %v exponent", ErrUnsupported, a, b)
+	}
+	return nil
+}
+
+// pow runs Pow; an exponent of another type than the (float) base is
+// converted to it first, into scratch memory.
+func (c *compiler) pow(s *step) error {
+	n := s.node
+	base, exp := dtypeOf(n.Inputs[0]), dtypeOf(n.Inputs[1])
+	if base == exp {
+		return binaryEmit(ewPow)(c, s)
+	}
+	x0, x1 := n.Inputs[0], n.Inputs[1]
+	ad, err := c.dims(x0)
+	if err != nil {
+		return err
+	}
+	bd, err := c.dims(x1)
+	if err != nil {
+		return err
+	}
+	ar, err := c.ref(x0)
+	if err != nil {
+		return err
+	}
+	er, err := c.ref(x1)
+	if err != nil {
+		return err
+	}
+	fc, ok1 := castCodes[c.storedType(exp)]
+	tc, ok2 := castCodes[c.storedType(base)]
+	sfx, err := c.suffix(base)
+	if err != nil || !ok1 || !ok2 {
+		return fmt.Errorf("%w: Pow of %v to a %v exponent", ErrUnsupported, base, exp)
+	}
+	ne := prod(bd)
+	br := c.scratch(ne * c.esize(base))
+	yr, yd, err := c.out(n, 0)
+	if err != nil {
+		return err
+	}
+	meta, err := bcastMeta(yd, ad, bd)
+	if err != nil {
+		return err
+	}
+	total := prod(yd)
+	if total == 0 {
+		return nil
+	}
+	s.launches = []launch{elemLaunch("cast_any", ne, pArg(br), pArg(er), lArg(ne), iArg(fc), iArg(tc)),
+		elemLaunch("ew_binary_"+sfx, total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(ewPow))}
 	return nil
 }
 
