@@ -243,6 +243,7 @@ var movementKernels = []kernelDef{
 	{op: "Pad", check: padArgs, emit: (*compiler).pad},
 	{op: "GatherElements", inputs: 2, check: indexedMove, emit: (*compiler).gatherElements},
 	{op: "ScatterElements", inputs: 3, check: scatterArgs, emit: (*compiler).scatterElements},
+	{op: "Scatter", until: 10, inputs: 3, check: scatterArgs, emit: (*compiler).scatterElements},
 	{op: "ScatterND", inputs: 3, check: scatterArgs, emit: (*compiler).scatterND},
 	{op: "Trilu", check: triluArgs, emit: (*compiler).trilu},
 	{op: "GatherND", inputs: 2, check: gatherNDArgs, emit: (*compiler).gatherND},

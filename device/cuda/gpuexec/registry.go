@@ -86,9 +86,12 @@ func (r kernelRegistry) lookup(n *ir.Node, opset int64) (kernelDef, error) {
 		if n.Domain != "" || (opset >= d.since && opset <= unbounded(d.until)) {
 			return d, nil
 		}
-		if d.until == 0 {
+		switch {
+		case d.until == 0:
 			have = append(have, fmt.Sprintf("%d and later", d.since))
-		} else {
+		case d.since == 0:
+			have = append(have, fmt.Sprintf("up to %d", d.until))
+		default:
 			have = append(have, fmt.Sprintf("%d to %d", d.since, d.until))
 		}
 	}
