@@ -115,6 +115,9 @@ type InferRequest struct {
 	Priority int
 	// Timeout is a queue timeout override (0: the model's default).
 	Timeout time.Duration
+	// Sequence places the request in a sequence of a stateful model
+	// (sequence_batching); models without it ignore it.
+	Sequence Sequence
 	// Classes asks, per output, for its top classes instead of its tensor
 	// (the classification extension): a BYTES tensor of
 	// "value:index[:label]" strings, labels from the output's
@@ -169,7 +172,9 @@ type version struct {
 	rules inputRules
 	// precheck, when set, checks them too (a kiln_image model's images).
 	precheck func(map[string]*tensor.Tensor) error
-	stats    Stats
+	// seq is the sequence batcher of a model with sequence_batching.
+	seq   *seqBatcher
+	stats Stats
 	// batches are the runs by batch size (Stats.Batches), guarded by mu.
 	batches map[int]*BatchStats
 	mu      sync.Mutex
@@ -388,6 +393,12 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 				return fmt.Errorf("model %s version %d: %w", rm.Name, v.Number, err)
 			}
 			r = modelRunner{v.Model}
+			if rm.Config.Raw.GetSequenceBatching() != nil {
+				if vs.seq, opts, err = newSeqBatcher(rm); err != nil {
+					drain(context.Background(), m)
+					return err
+				}
+			}
 		case ens != nil:
 			// each step batches in its own model's queue
 			r = ensembleRunner{s, ens}
@@ -436,6 +447,18 @@ func (s *Server) warmup(ctx context.Context, m *model) error {
 		samples = append(samples, scheduler.Sample{Name: w.Name, Inputs: in, Count: w.Count})
 	}
 	for _, v := range m.versions {
+		samples := samples
+		if v.seq != nil {
+			// a stateful model's samples run as one-request sequences
+			samples = slices.Clone(samples)
+			for i := range samples {
+				in, err := v.seq.warmInputs(samples[i].Inputs)
+				if err != nil {
+					return fmt.Errorf("%w: model %s: %w", ErrWarmup, m.name, err)
+				}
+				samples[i].Inputs = in
+			}
+		}
 		if err := v.sched.Warmup(ctx, samples); err != nil {
 			return fmt.Errorf("%w: model %s version %d: %w", ErrWarmup, m.name, v.num, err)
 		}
@@ -503,6 +526,9 @@ func (m *model) stopped() bool {
 func (m *model) close() error {
 	var errs []error
 	for _, v := range m.versions {
+		if v.seq != nil {
+			v.seq.close()
+		}
 		if c, ok := v.runner.(io.Closer); ok {
 			errs = append(errs, c.Close())
 		}
@@ -875,18 +901,27 @@ func FailureReason(err error) string {
 }
 
 func (s *Server) infer(ctx context.Context, cfg *repository.Config, v *version, req *InferRequest) (*scheduler.Result, error) {
+	if v.seq != nil {
+		return s.inferSequence(ctx, cfg, v, req)
+	}
 	if err := checkInputs(cfg, req); err != nil {
 		return nil, err
 	}
-	if err := v.rules.check(req.Inputs); err != nil {
+	return s.run(ctx, v, req, req.Inputs)
+}
+
+// run checks inputs (req's, with those the server adds) against the
+// model's rules and runs them on v's scheduler.
+func (s *Server) run(ctx context.Context, v *version, req *InferRequest, inputs map[string]*tensor.Tensor) (*scheduler.Result, error) {
+	if err := v.rules.check(inputs); err != nil {
 		return nil, err
 	}
 	if v.precheck != nil {
-		if err := v.precheck(req.Inputs); err != nil {
+		if err := v.precheck(inputs); err != nil {
 			return nil, err
 		}
 	}
-	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: req.Inputs, Priority: req.Priority, Timeout: req.Timeout})
+	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: inputs, Priority: req.Priority, Timeout: req.Timeout})
 	if errors.Is(err, scheduler.ErrInput) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -894,7 +929,7 @@ func (s *Server) infer(ctx context.Context, cfg *repository.Config, v *version, 
 		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	if err != nil {
-		return nil, wrapRunError(err, req.Inputs)
+		return nil, wrapRunError(err, inputs)
 	}
 	return res, nil
 }

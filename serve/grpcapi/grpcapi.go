@@ -147,6 +147,40 @@ func paramInt(p map[string]*inference.InferParameter, key string) int64 {
 	return 0
 }
 
+// paramSequence reads the sequence parameters: sequence_id (uint64, int64
+// or string), sequence_start and sequence_end (bool).
+func paramSequence(p map[string]*inference.InferParameter) (serve.Sequence, error) {
+	var q serve.Sequence
+	switch c := p["sequence_id"].GetParameterChoice().(type) {
+	case nil:
+	case *inference.InferParameter_Uint64Param:
+		q.ID = c.Uint64Param
+	case *inference.InferParameter_Int64Param:
+		if c.Int64Param < 0 {
+			return q, errors.Join(serve.ErrInvalid, fmt.Errorf("sequence_id %d is negative", c.Int64Param))
+		}
+		q.ID = uint64(c.Int64Param)
+	case *inference.InferParameter_StringParam:
+		q.Name = c.StringParam
+	default:
+		return q, errors.Join(serve.ErrInvalid, errors.New("sequence_id must be a uint64, int64 or string parameter"))
+	}
+	for _, k := range []string{"sequence_start", "sequence_end"} {
+		switch c := p[k].GetParameterChoice().(type) {
+		case nil:
+		case *inference.InferParameter_BoolParam:
+			if k == "sequence_start" {
+				q.Start = c.BoolParam
+			} else {
+				q.End = c.BoolParam
+			}
+		default:
+			return q, errors.Join(serve.ErrInvalid, fmt.Errorf("%s must be a bool parameter", k))
+		}
+	}
+	return q, nil
+}
+
 func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
 	inputs, err := api.RequestTensors(r)
 	if err != nil {
@@ -177,8 +211,13 @@ func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*i
 	if prio < 0 || prio > 1<<20 || timeout < 0 {
 		return nil, errors.Join(serve.ErrInvalid, errors.New("bad priority or timeout parameter"))
 	}
+	seq, err := paramSequence(r.GetParameters())
+	if err != nil {
+		return nil, err
+	}
 	resp, err := v.s.Infer(ctx, &serve.InferRequest{Model: r.GetModelName(), Version: r.GetModelVersion(), ID: r.GetId(),
-		Inputs: inputs, Outputs: outs, Priority: int(prio), Timeout: time.Duration(timeout) * time.Microsecond, Classes: classes})
+		Inputs: inputs, Outputs: outs, Priority: int(prio), Timeout: time.Duration(timeout) * time.Microsecond, Classes: classes,
+		Sequence: seq})
 	if err != nil {
 		return nil, err
 	}

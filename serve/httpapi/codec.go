@@ -68,6 +68,9 @@ type Decoded struct {
 	// Priority and TimeoutMicros are the request parameters "priority" and "timeout".
 	Priority      int
 	TimeoutMicros int64
+	// Sequence are the parameters sequence_id, sequence_start and
+	// sequence_end (stateful models).
+	Sequence serve.Sequence
 }
 
 // Schema describes the inputs a model takes, so that the inputs a request
@@ -438,8 +441,34 @@ func (r *reqDecoder) request() error {
 		return fmt.Errorf("priority %d", p)
 	}
 	r.d.Priority = int(p)
-	r.d.TimeoutMicros, _, err = paramInt(params, "timeout")
+	if r.d.TimeoutMicros, _, err = paramInt(params, "timeout"); err != nil {
+		return err
+	}
+	r.d.Sequence, err = paramSequence(params)
 	return err
+}
+
+// paramSequence reads the sequence parameters: sequence_id (a uint64 or a
+// string; kept as its JSON text by params), sequence_start, sequence_end.
+func paramSequence(p map[string]any) (serve.Sequence, error) {
+	var q serve.Sequence
+	if raw, ok := p["sequence_id"].(json.RawMessage); ok {
+		if len(raw) > 0 && raw[0] == '"' {
+			if err := json.Unmarshal(raw, &q.Name); err != nil {
+				return q, fmt.Errorf("%w: parameter \"sequence_id\": %v", ErrDecode, err)
+			}
+		} else if n, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+			q.ID = n
+		} else {
+			return q, fmt.Errorf("%w: parameter \"sequence_id\" must be an unsigned 64-bit integer or a string, not %s", ErrDecode, raw)
+		}
+	}
+	var err error
+	if q.Start, err = paramBool(p, "sequence_start"); err != nil {
+		return q, err
+	}
+	q.End, err = paramBool(p, "sequence_end")
+	return q, err
 }
 
 // params reads a "parameters" object (or null) into a map.
@@ -461,6 +490,16 @@ func (s *scanner) params() (map[string]any, error) {
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, err
+	}
+	if _, ok := m["sequence_id"]; ok {
+		// a uint64 id is kept exact (not as a float64)
+		var id struct {
+			ID json.RawMessage `json:"sequence_id"`
+		}
+		if err := json.Unmarshal(raw, &id); err != nil {
+			return nil, err
+		}
+		m["sequence_id"] = id.ID
 	}
 	return m, nil
 }

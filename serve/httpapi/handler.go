@@ -489,7 +489,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 	resp, err := h.s.Infer(r.Context(), &serve.InferRequest{
 		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs,
 		Outputs: d.Outputs, Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
-		Classes: d.Classes,
+		Classes: d.Classes, Sequence: d.Sequence,
 	})
 	if err != nil {
 		h.fail(w, err)

@@ -281,6 +281,7 @@ func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded
 	resp, err := h.s.Infer(ctx, &serve.InferRequest{
 		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs, Outputs: d.Outputs,
 		Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond, Classes: d.Classes,
+		Sequence: d.Sequence,
 	})
 	if err == nil {
 		var hdr []byte

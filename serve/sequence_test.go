@@ -1,0 +1,436 @@
+package serve_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/grpcapi"
+	"github.com/kilnai/kiln/serve/httpapi"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// accumulatorModel is state_out = y = state_in + x, x and state_in
+// [batch, 1] FP32.
+func accumulatorModel(t *testing.T) []byte {
+	t.Helper()
+	b := ir.NewBuilder("acc", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(1))
+	s := b.Input("state_in", tensor.Float32, ir.S("batch"), ir.D(1))
+	b.Output(b.Op("Add", []*ir.Value{s, x}), "y")
+	b.Output(b.Op("Add", []*ir.Value{x, s}), "state_out")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// controlModel is y = x*READY + 1000*START + 100*END, all [batch, 1] FP32,
+// and corr = CORRID as FP32.
+func controlModel(t *testing.T) []byte {
+	t.Helper()
+	b := ir.NewBuilder("ctl", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(1))
+	start := b.Input("START", tensor.Float32, ir.S("batch"), ir.D(1))
+	end := b.Input("END", tensor.Float32, ir.S("batch"), ir.D(1))
+	ready := b.Input("READY", tensor.Float32, ir.S("batch"), ir.D(1))
+	corr := b.Input("CORRID", tensor.Int64, ir.S("batch"), ir.D(1))
+	y := b.Op("Mul", []*ir.Value{x, ready})
+	y = b.Op("Add", []*ir.Value{y, b.Op("Mul", []*ir.Value{start, b.Const("k1000", tensor.FromFloat32([]float32{1000}, 1))})})
+	y = b.Op("Add", []*ir.Value{y, b.Op("Mul", []*ir.Value{end, b.Const("k100", tensor.FromFloat32([]float32{100}, 1))})})
+	b.Output(y, "y")
+	b.Output(b.Op("Cast", []*ir.Value{corr}, ir.IntAttr("to", 1)), "corr")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// accConfig is the accumulator with implicit state under name.
+func accConfig(name string, maxBatch int, extra string) string {
+	return fmt.Sprintf(`name: %q
+max_batch_size: %d
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+sequence_batching {
+  %s
+  state [ { input_name: "state_in" output_name: "state_out" data_type: TYPE_FP32 dims: [ 1 ] } ]
+}
+`, name, maxBatch, extra)
+}
+
+const ctlConfig = `name: "ctl"
+max_batch_size: 4
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] }, { name: "corr" data_type: TYPE_FP32 dims: [ 1 ] } ]
+sequence_batching {
+  oldest { max_candidate_sequences: 4 preferred_batch_size: [ 2, 4 ] max_queue_delay_microseconds: 1000 }
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END fp32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY fp32_false_true: [ 0, 1 ] } ] },
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_INT64 } ] }
+  ]
+}
+`
+
+// sequenceRepo writes a repository of the given configs; models named
+// acc* run the accumulator, ctl the control model.
+func sequenceRepo(t *testing.T, configs map[string]string) string {
+	t.Helper()
+	repo := t.TempDir()
+	acc, ctl := accumulatorModel(t), controlModel(t)
+	for name, cfg := range configs {
+		v := filepath.Join(repo, name, "1")
+		if err := os.MkdirAll(v, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		model := acc
+		if name == "ctl" {
+			model = ctl
+		}
+		if err := os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(v, "model.onnx"), model, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return repo
+}
+
+// seqServer loads repo and serves it over HTTP and gRPC on loopback.
+func seqServer(t *testing.T, repo string) (*serve.Server, string, inference.GRPCInferenceServiceClient) {
+	t.Helper()
+	s := serve.New(serve.Options{Repository: repo})
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(httpapi.New(s, httpapi.Options{}))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	grpcapi.Register(g, s, false)
+	go g.Serve(lis)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); g.Stop(); ts.Close(); s.Shutdown(context.Background()) })
+	return s, ts.URL, inference.NewGRPCInferenceServiceClient(cc)
+}
+
+// httpSeq posts one request of x (shape [1,1]) with the sequence
+// parameters params; it returns the status, the outputs by name and the
+// error text.
+func httpSeq(t *testing.T, url, model string, x float32, params map[string]any) (int, map[string]float32, string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"parameters": params,
+		"inputs": []any{map[string]any{"name": "x", "datatype": "FP32", "shape": []int{1, 1}, "data": []float32{x}}}})
+	resp, err := http.Post(url+"/v2/models/"+model+"/infer", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Error   string
+		Outputs []struct {
+			Name string
+			Data []float32
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	m := map[string]float32{}
+	for _, o := range out.Outputs {
+		if len(o.Data) == 1 {
+			m[o.Name] = o.Data[0]
+		}
+	}
+	return resp.StatusCode, m, out.Error
+}
+
+// grpcSeq sends one request of x with a sequence id (uint64 or string).
+func grpcSeq(ctx context.Context, c inference.GRPCInferenceServiceClient, model string, id any, start, end bool, x float32) (float32, error) {
+	p := map[string]*inference.InferParameter{
+		"sequence_start": {ParameterChoice: &inference.InferParameter_BoolParam{BoolParam: start}},
+		"sequence_end":   {ParameterChoice: &inference.InferParameter_BoolParam{BoolParam: end}},
+	}
+	switch id := id.(type) {
+	case uint64:
+		p["sequence_id"] = &inference.InferParameter{ParameterChoice: &inference.InferParameter_Uint64Param{Uint64Param: id}}
+	case string:
+		p["sequence_id"] = &inference.InferParameter{ParameterChoice: &inference.InferParameter_StringParam{StringParam: id}}
+	}
+	resp, err := c.ModelInfer(ctx, &inference.ModelInferRequest{ModelName: model, Parameters: p,
+		Inputs: []*inference.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 1},
+			Contents: &inference.InferTensorContents{Fp32Contents: []float32{x}}}}})
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.GetOutputs()) == 0 {
+		return 0, fmt.Errorf("no outputs")
+	}
+	if c := resp.GetOutputs()[0].GetContents(); c != nil && len(c.GetFp32Contents()) == 1 {
+		return c.GetFp32Contents()[0], nil
+	}
+	raw := resp.GetRawOutputContents()
+	if len(raw) == 0 || len(raw[0]) != 4 {
+		return 0, fmt.Errorf("output not one float: %v", resp)
+	}
+	t, _ := tensor.FromBytes(tensor.Float32, []int{1}, raw[0])
+	return t.Float32s()[0], nil
+}
+
+// TestSequenceAccumulator runs sequences of the accumulator (implicit
+// state, direct strategy) interleaved from several goroutines over HTTP
+// (numeric and string ids) and gRPC: each sequence's outputs are its own
+// running sums, in order; every sequence ends and frees its slot.
+func TestSequenceAccumulator(t *testing.T) {
+	repo := sequenceRepo(t, map[string]string{
+		"acc": accConfig("acc", 4, `max_sequence_idle_microseconds: 10000000 direct { max_queue_delay_microseconds: 2000 }`)})
+	s, url, gc := seqServer(t, repo)
+	const seqs, steps = 8, 6
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*seqs*steps)
+	for i := range seqs {
+		wg.Add(2)
+		go func() { // HTTP: odd sequences by number, even by name
+			defer wg.Done()
+			var id any = uint64(1000 + i)
+			if i%2 == 0 {
+				id = fmt.Sprintf("http-%d", i)
+			}
+			var sum float32
+			for k := range steps {
+				x := float32(i*10 + k)
+				sum += x
+				code, out, msg := httpSeq(t, url, "acc", x, map[string]any{"sequence_id": id, "sequence_start": k == 0, "sequence_end": k == steps-1})
+				if code != 200 || out["y"] != sum {
+					errs <- fmt.Errorf("http sequence %v step %d: status %d %s, y %v, want %v", id, k, code, msg, out["y"], sum)
+					return
+				}
+			}
+		}()
+		go func() { // gRPC
+			defer wg.Done()
+			var id any = uint64(2000 + i)
+			if i%2 == 0 {
+				id = fmt.Sprintf("grpc-%d", i)
+			}
+			var sum float32
+			for k := range steps {
+				x := float32(i*100 + k)
+				sum += x
+				y, err := grpcSeq(context.Background(), gc, "acc", id, k == 0, k == steps-1, x)
+				if err != nil || y != sum {
+					errs <- fmt.Errorf("grpc sequence %v step %d: %v, y %v, want %v", id, k, err, y, sum)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st, ok, err := s.SequenceStats("acc", "")
+	if err != nil || !ok {
+		t.Fatalf("SequenceStats: %v %v", ok, err)
+	}
+	if st.Slots != 4 || st.Active != 0 || st.Started != 2*seqs || st.Ended != 2*seqs || st.TimedOut != 0 {
+		t.Errorf("stats %+v, want 4 slots, %d started and ended, none active", st, 2*seqs)
+	}
+	stats, err := s.ModelStats("acc", "")
+	if err != nil || len(stats) != 1 {
+		t.Fatal(stats, err)
+	}
+	if got := stats[0].SuccessCount; got != 2*seqs*steps {
+		t.Errorf("success count %d, want %d", got, 2*seqs*steps)
+	}
+	if stats[0].ExecutionCount > stats[0].SuccessCount || stats[0].ExecutionCount == 0 {
+		t.Errorf("execution count %d for %d requests", stats[0].ExecutionCount, stats[0].SuccessCount)
+	}
+	// the metadata shows the client's inputs and outputs only
+	resp, err := http.Get(url + "/v2/models/acc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct{ Inputs, Outputs []struct{ Name string } }
+	json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if len(md.Inputs) != 1 || md.Inputs[0].Name != "x" || len(md.Outputs) != 1 || md.Outputs[0].Name != "y" {
+		t.Errorf("metadata inputs %v outputs %v, want x and y only", md.Inputs, md.Outputs)
+	}
+}
+
+// TestSequenceErrors: requests a sequence batcher refuses, worded.
+func TestSequenceErrors(t *testing.T) {
+	repo := sequenceRepo(t, map[string]string{"acc": accConfig("acc", 4, `direct { }`)})
+	_, url, gc := seqServer(t, repo)
+	if code, out, msg := httpSeq(t, url, "acc", 1, map[string]any{"sequence_id": 7, "sequence_start": true}); code != 200 || out["y"] != 1 {
+		t.Fatalf("start: %d %s %v", code, msg, out)
+	}
+	for _, tc := range []struct {
+		name   string
+		params map[string]any
+		code   int
+		want   string
+	}{
+		{"no id", map[string]any{}, 400, "needs a sequence_id"},
+		{"not started", map[string]any{"sequence_id": 8}, 400, "sequence 8 has not started"},
+		{"string not started", map[string]any{"sequence_id": "abc"}, 400, `sequence "abc" has not started`},
+		{"negative id", map[string]any{"sequence_id": -1, "sequence_start": true}, 400, "unsigned 64-bit integer or a string"},
+		{"bad start", map[string]any{"sequence_id": 9, "sequence_start": "yes"}, 400, `"sequence_start" must be true or false`},
+		{"end", map[string]any{"sequence_id": 7, "sequence_end": true}, 200, ""},
+		{"after end", map[string]any{"sequence_id": 7}, 400, "sequence 7 has not started"},
+		{"restart", map[string]any{"sequence_id": 7, "sequence_start": true}, 200, ""},
+	} {
+		code, _, msg := httpSeq(t, url, "acc", 1, tc.params)
+		if code != tc.code || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: status %d %q, want %d %q", tc.name, code, msg, tc.code, tc.want)
+		}
+	}
+	if _, err := grpcSeq(context.Background(), gc, "acc", uint64(99), false, false, 1); err == nil || !strings.Contains(err.Error(), "sequence 99 has not started") {
+		t.Errorf("grpc without start: %v", err)
+	}
+}
+
+// TestSequenceSlots: with one slot a second sequence waits until the first
+// ends; a third, beyond max_sequence_queue, is refused (429); an idle
+// sequence's slot is freed after max_sequence_idle_microseconds and its
+// next request names it.
+func TestSequenceSlots(t *testing.T) {
+	repo := sequenceRepo(t, map[string]string{
+		"acc1": accConfig("acc1", 1, `max_sequence_idle_microseconds: 200000 direct { }`) +
+			`parameters { key: "max_sequence_queue" value { string_value: "1" } }`})
+	s, url, _ := seqServer(t, repo)
+	stats := func() serve.SequenceStats {
+		st, _, _ := s.SequenceStats("acc1", "")
+		return st
+	}
+	waitFor := func(what string, cond func(serve.SequenceStats) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(stats()); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: stats %+v", what, stats())
+			}
+		}
+	}
+	if code, _, msg := httpSeq(t, url, "acc1", 1, map[string]any{"sequence_id": 1, "sequence_start": true}); code != 200 {
+		t.Fatalf("start 1: %d %s", code, msg)
+	}
+	done := make(chan string, 1)
+	go func() {
+		code, out, msg := httpSeq(t, url, "acc1", 5, map[string]any{"sequence_id": 2, "sequence_start": true})
+		done <- fmt.Sprintf("%d %v %s", code, out["y"], msg)
+	}()
+	waitFor("sequence 2 waits", func(st serve.SequenceStats) bool { return st.Waiting == 1 })
+	if code, _, msg := httpSeq(t, url, "acc1", 1, map[string]any{"sequence_id": 3, "sequence_start": true}); code != 429 || !strings.Contains(msg, "sequence slots are taken") {
+		t.Errorf("third sequence: %d %s, want 429", code, msg)
+	}
+	if code, out, msg := httpSeq(t, url, "acc1", 2, map[string]any{"sequence_id": 1, "sequence_end": true}); code != 200 || out["y"] != 3 {
+		t.Fatalf("end 1: %d %v %s", code, out, msg)
+	}
+	if got := <-done; got != "200 5 " {
+		t.Errorf("sequence 2 after 1 ended: %s", got)
+	}
+	// sequence 2 goes idle: its slot is freed, its next request is refused
+	waitFor("sequence 2 times out", func(st serve.SequenceStats) bool { return st.TimedOut == 1 && st.Active == 0 })
+	code, _, msg := httpSeq(t, url, "acc1", 1, map[string]any{"sequence_id": 2})
+	if code != 400 || !strings.Contains(msg, "sequence 2 was idle longer than max_sequence_idle_microseconds") {
+		t.Errorf("after idle: %d %s", code, msg)
+	}
+	// and starting it again begins from zero
+	if code, out, msg := httpSeq(t, url, "acc1", 4, map[string]any{"sequence_id": 2, "sequence_start": true, "sequence_end": true}); code != 200 || out["y"] != 4 {
+		t.Errorf("restart after idle: %d %v %s", code, out, msg)
+	}
+}
+
+// TestSequenceControls: the batcher fills START, END, READY and CORRID
+// (oldest strategy); clients send only x.
+func TestSequenceControls(t *testing.T) {
+	repo := sequenceRepo(t, map[string]string{"ctl": ctlConfig})
+	_, url, _ := seqServer(t, repo)
+	for _, tc := range []struct {
+		params    map[string]any
+		y, corrid float32
+	}{
+		{map[string]any{"sequence_id": 42, "sequence_start": true}, 1000 + 3, 42},
+		{map[string]any{"sequence_id": 42}, 3, 42},
+		{map[string]any{"sequence_id": 42, "sequence_end": true}, 100 + 3, 42},
+		{map[string]any{"sequence_id": 5, "sequence_start": true, "sequence_end": true}, 1100 + 3, 5},
+	} {
+		code, out, msg := httpSeq(t, url, "ctl", 3, tc.params)
+		if code != 200 || out["y"] != tc.y || out["corr"] != tc.corrid {
+			t.Errorf("%v: %d %s %v, want y %v corr %v", tc.params, code, msg, out, tc.y, tc.corrid)
+		}
+	}
+	if code, _, msg := httpSeq(t, url, "ctl", 3, map[string]any{"sequence_id": "s", "sequence_start": true}); code != 400 || !strings.Contains(msg, "takes numeric sequence ids") {
+		t.Errorf("string id for an INT64 CORRID: %d %s", code, msg)
+	}
+}
+
+// TestSequenceLoadErrors: bad sequence_batching configs fail the load,
+// the field named.
+func TestSequenceLoadErrors(t *testing.T) {
+	for _, tc := range []struct{ extra, want string }{
+		{`direct { minimum_slot_utilization: 2 }`, "sequence_batching.direct.minimum_slot_utilization"},
+		{`oldest { preferred_batch_size: [ 9 ] }`, "sequence_batching.oldest.preferred_batch_size: 9"},
+		{`control_input [ { name: "S" control [ { kind: CONTROL_SEQUENCE_START } ] } ]`, "give one of int32_false_true"},
+		{`control_input [ { name: "S" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0 ] } ] } ]`, "int32_false_true has 1 values, want 2"},
+		{`control_input [ { name: "C" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_FP32 } ] } ]`, "CONTROL_SEQUENCE_CORRID data_type TYPE_FP32"},
+		{`control_input [ { name: "x" control [ { kind: CONTROL_SEQUENCE_READY bool_false_true: [ false, true ] } ] } ]`, `"x" is given twice`},
+	} {
+		repo := sequenceRepo(t, map[string]string{"acc": accConfig("acc", 4, tc.extra)})
+		s := serve.New(serve.Options{Repository: repo})
+		err := s.LoadAll(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.extra, err, tc.want)
+		}
+		s.Shutdown(context.Background())
+	}
+	repo := sequenceRepo(t, map[string]string{"acc": strings.Replace(accConfig("acc", 4, ""), `dims: [ 1 ] } ]
+}`, `dims: [ -1 ] } ]
+}`, 1)})
+	s := serve.New(serve.Options{Repository: repo})
+	if err := s.LoadAll(context.Background()); err == nil || !strings.Contains(err.Error(), "needs initial_state dims") {
+		t.Errorf("variable state dims: %v", err)
+	}
+	s.Shutdown(context.Background())
+}
+
+// TestSequenceWarmup: a stateful model's warmup samples run as sequences
+// that start and end (control and state inputs filled, batch size 2).
+func TestSequenceWarmup(t *testing.T) {
+	const warm = `model_warmup [ { name: "w" batch_size: 2 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [ 1 ] zero_data: true } } } ]
+`
+	repo := sequenceRepo(t, map[string]string{"acc": accConfig("acc", 4, "direct { }") + warm, "ctl": ctlConfig + warm})
+	_, url, _ := seqServer(t, repo)
+	for _, model := range []string{"acc", "ctl"} {
+		if code, out, msg := httpSeq(t, url, model, 2, map[string]any{"sequence_id": 1, "sequence_start": true}); code != 200 || out["y"] != map[string]float32{"acc": 2, "ctl": 1002}[model] {
+			t.Errorf("%s after warmup: %d %v %s", model, code, out, msg)
+		}
+	}
+}
