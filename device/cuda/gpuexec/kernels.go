@@ -1,34 +1,58 @@
 package gpuexec
 
-// elemSuffix names the element types of the typed kernels (op_*.cu): float
-// types by their precision, integers by sign and width, bool as u8.
-var elemSuffixes = []string{"f32", "f16", "f64", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64"}
+import (
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/kilnai/kiln/device/cuda"
+)
+
+var (
+	// macroDef is a kernel-defining macro of the op sources: its name and
+	// body (continuation lines joined).
+	macroDef = regexp.MustCompile(`(?m)^#define (KILN_\w+)\(sfx[^)]*\)((?:.*\\\n)*.*)$`)
+	// macroKernel is a kernel a macro body defines: its base name.
+	macroKernel = regexp.MustCompile(`void (\w+)_##sfx\(`)
+	// macroUse instantiates a macro for a suffix.
+	macroUse = regexp.MustCompile(`(?m)^(KILN_\w+)\((\w+), [^)]*\)\s*$`)
+	// namedUse instantiates one of nn.cu's macros that take the kernel's name.
+	namedUse = regexp.MustCompile(`(?m)^(?:PERMUTE|COPYROWS|GATHER)\((\w+), [^)]*\)\s*$`)
+	// plainKernel is a kernel defined without a macro.
+	plainKernel = regexp.MustCompile(`(?m)^extern "C" __global__ void (\w+)\(`)
+)
 
 // opKernelNames lists the kernels of the op family sources
-// (kernels/op_*.cu), which the registry's kernels launch besides those of
+// (kernels/op_*.cu), read from the sources themselves: those defined
+// directly and those the KILN_* macros define for each suffix they are
+// instantiated with. The registry's kernels launch these besides those of
 // cuda.KernelNames.
 func opKernelNames() []string {
-	var names []string
-	add := func(base string, sfx ...string) {
-		for _, s := range sfx {
-			names = append(names, base+"_"+s)
+	var src strings.Builder
+	for _, part := range strings.Split(cuda.KernelSource(), `#line 1 "kernels/`)[1:] {
+		if strings.HasPrefix(part, "op") {
+			src.WriteString(part)
 		}
 	}
-	add("ew_binary", elemSuffixes...)
-	add("ew_compare", elemSuffixes...)
-	add("ew_unary", "f32", "f16", "i8", "i16", "i32", "i64", "u8")
-	add("ew_isclass", "f32", "f16")
-	add("where", "b8", "b16", "b32", "b64")
-	names = append(names, "cast_any", "permute_b8", "copy_rows_b8", "gather_b8")
-	for _, b := range []string{"tile", "pad", "gather_elements", "scatter_elements", "scatter_nd", "gather_nd", "fill", "one_hot", "eye", "trilu"} {
-		add(b, "b8", "b16", "b32", "b64")
+	s := src.String()
+	bases := map[string][]string{}
+	for _, m := range macroDef.FindAllStringSubmatch(s, -1) {
+		for _, k := range macroKernel.FindAllStringSubmatch(m[2], -1) {
+			bases[m[1]] = append(bases[m[1]], k[1])
+		}
 	}
-	for _, b := range []string{"reduce_axes", "argreduce", "softmax_axis", "instnorm", "batchnorm", "row_stats", "nll_loss"} {
-		add(b, "f32", "f16", "f64")
+	var names []string
+	for _, m := range macroUse.FindAllStringSubmatch(s, -1) {
+		for _, b := range bases[m[1]] {
+			names = append(names, b+"_"+m[2])
+		}
 	}
-	for _, b := range []string{"conv_transpose2d", "resize_taps", "quantize", "dequantize", "lrn", "grid_sample"} {
-		add(b, "f32", "f16")
+	for _, m := range namedUse.FindAllStringSubmatch(s, -1) {
+		names = append(names, m[1])
 	}
-	add("cumsum", "f32", "f16", "f64", "i32", "i64")
+	for _, m := range plainKernel.FindAllStringSubmatch(s, -1) {
+		names = append(names, m[1])
+	}
+	sort.Strings(names)
 	return names
 }
