@@ -25,6 +25,9 @@ var readmeSkips = []struct{ key, reason string }{
 	{"--device cuda", "needs an NVIDIA GPU (bench/gpu-plans.sh runs the GPU builds)"},
 	{"go run ./examples/detect", "examples/detect's own test (TestStreamYoloTiny) builds the repository and streams to it"},
 	{"--model-repository /tmp/detect-repo", "serves the repository of go run ./examples/detect repo (examples/detect's TestStreamYoloTiny)"},
+	{"docker build", "needs a container engine, which this machine lacks"},
+	{"helm install", "needs a Kubernetes cluster; deploy's TestChartRenders renders the chart through Helm's SDK"},
+	{"kubectl ", "needs a Kubernetes cluster"},
 	{"go run ./examples/pipeline", "examples/pipeline's own test (TestImageClassifier) writes the repository, serves it and classifies PNG and JPEG images over HTTP and gRPC"},
 	{"--model-repository /tmp/pipeline-repo", "serves the repository of go run ./examples/pipeline repo (examples/pipeline's TestImageClassifier)"},
 }
