@@ -233,6 +233,7 @@ func ParseConfig(src string) (*Config, error) {
 	}
 	m := &mapper{}
 	ensembleLine := 0 // where ensemble_scheduling is, when it is
+	seqLine := 0      // where sequence_batching is, when it is
 	c := &Config{Parameters: map[string]string{}, VersionPolicy: VersionPolicy{Kind: "latest", NumVersions: 1}}
 	for _, f := range root.Fields {
 		var err error
@@ -284,6 +285,11 @@ func ParseConfig(src string) (*Config, error) {
 			if err = wantMsg(f); err == nil {
 				ensembleLine = f.Line
 			}
+		case "sequence_batching":
+			// read from Raw, Triton's message (the server's sequence batcher)
+			if err = wantMsg(f); err == nil {
+				seqLine = f.Line
+			}
 		case "model_warmup":
 			var w Warmup
 			if w, err = m.warmup(f); err == nil {
@@ -308,6 +314,9 @@ func ParseConfig(src string) (*Config, error) {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("the model config shows only the fields kiln uses: %v", err))
 	} else {
 		c.Raw = raw
+	}
+	if seqLine > 0 && c.Raw == nil {
+		return nil, fmt.Errorf("%w: line %d: sequence_batching: the config is not Triton's ModelConfig: %s", ErrConfig, seqLine, strings.Join(c.Warnings, "; "))
 	}
 	return c, nil
 }
