@@ -236,8 +236,8 @@ var movementKernels = []kernelDef{
 	{op: "Transpose", check: movedInput, emit: (*compiler).transpose},
 	{op: "Slice", check: movedInput, emit: (*compiler).slice},
 	{op: "Gather", inputs: 2, check: gatherTypes, emit: (*compiler).gather},
-	{op: "Expand", inputs: 2, check: movedInput, emit: (*compiler).expand},
-	{op: "Tile", inputs: 2, check: movedInput, emit: (*compiler).tile},
+	{op: "Expand", inputs: 2, check: shapedMove, emit: (*compiler).expand},
+	{op: "Tile", inputs: 2, check: shapedMove, emit: (*compiler).tile},
 	{op: "DepthToSpace", check: movedInput, emit: (*compiler).depthSpace},
 	{op: "SpaceToDepth", check: movedInput, emit: (*compiler).depthSpace},
 	{op: "Pad", check: padArgs, emit: (*compiler).pad},
@@ -250,6 +250,19 @@ var movementKernels = []kernelDef{
 	{op: "Size", emit: (*compiler).sizeOp},
 	{op: "OneHot", inputs: 3, check: oneHotArgs, emit: (*compiler).oneHot},
 	{op: "EyeLike", check: eyeLikeArgs, emit: (*compiler).eyeLike},
+}
+
+// shapedMove: movable data, and input 1 (Expand's shape, Tile's repeats),
+// which decides the output's shape, a constant or a shape value (it folds
+// once the input shapes are bound).
+func shapedMove(n *ir.Node) error {
+	if err := movedInput(n); err != nil {
+		return err
+	}
+	if v := n.Inputs[1]; v.Const == nil && !shapeVector(v) {
+		return fmt.Errorf("%w: %s input %q computed at run time (it decides the output's shape)", ErrUnsupported, n.OpType, v.Name)
+	}
+	return nil
 }
 
 // indexedMove: movable data, int64 indices in input 1.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // TestRegistry checks the kernel registry: every op it has a CUDA kernel
@@ -59,4 +60,33 @@ func TestRegistryOverlap(t *testing.T) {
 		}
 	}()
 	newRegistry([]kernelDef{{op: "X", until: 12, emit: emit}}, []kernelDef{{op: "X", since: 11, emit: emit}})
+}
+
+// TestSupportsShapeInputs checks that ops whose output shape comes from an
+// input run on the GPU only when that input folds once shapes are bound:
+// the same Expand and Tile with a constant and with a computed input.
+func TestSupportsShapeInputs(t *testing.T) {
+	for _, op := range []string{"Expand", "Tile"} {
+		for _, computed := range []bool{false, true} {
+			b := ir.NewBuilder("shape", 17)
+			x := b.Input("x", tensor.Float32, ir.S("n"), ir.D(1))
+			arg := b.Const("s", tensor.FromInt64([]int64{2, 3}, 2))
+			if computed {
+				arg = b.Op("Cast", []*ir.Value{b.Op("ArgMax", []*ir.Value{b.Input("v", tensor.Float32, ir.D(2), ir.D(4))}, ir.IntAttr("axis", 1), ir.IntAttr("keepdims", 0))}, ir.IntAttr("to", int64(tensor.Int64)))
+			}
+			y := b.Op(op, []*ir.Value{x, arg})
+			b.Output(y, "y")
+			g := b.Graph()
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			err := Supports(y.Producer, g)
+			switch {
+			case !computed && err != nil:
+				t.Errorf("%s with a constant: %v", op, err)
+			case computed && (err == nil || !strings.Contains(err.Error(), "computed at run time")):
+				t.Errorf("%s with a computed input: %v, want a refusal", op, err)
+			}
+		}
+	}
 }
