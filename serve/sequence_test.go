@@ -3,7 +3,9 @@ package serve_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -433,4 +436,83 @@ func TestSequenceWarmup(t *testing.T) {
 			t.Errorf("%s after warmup: %d %v %s", model, code, out, msg)
 		}
 	}
+}
+
+// TestSequenceWebSocket pipelines requests of three sequences on one
+// WebSocket stream without waiting for answers: each sequence's requests
+// run in the stream's order, so every answer is its running sum.
+func TestSequenceWebSocket(t *testing.T) {
+	repo := sequenceRepo(t, map[string]string{"acc": accConfig("acc", 4, "direct { max_queue_delay_microseconds: 1000 }")})
+	_, url, _ := seqServer(t, repo)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/v2/models/acc/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	const seqs, steps = 3, 8
+	var want []float32
+	sums := make([]float32, seqs)
+	for k := range steps {
+		for i := range seqs {
+			x := float32(10*i + k + 1)
+			sums[i] += x
+			want = append(want, sums[i])
+			msg, _ := json.Marshal(map[string]any{"id": fmt.Sprint(i, "/", k),
+				"parameters": map[string]any{"sequence_id": uint64(1) << 63 >> i, "sequence_start": k == 0, "sequence_end": k == steps-1},
+				"inputs":     []any{map[string]any{"name": "x", "datatype": "FP32", "shape": []int{1, 1}, "data": []float32{x}}}})
+			if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for n, w := range want {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := streamY(typ, msg)
+		if err != nil || y != w {
+			t.Errorf("answer %d: y %v (%v), want %v", n, y, err, w)
+		}
+	}
+}
+
+// streamY reads output y (one FP32) of a stream answer, JSON or binary.
+func streamY(typ websocket.MessageType, msg []byte) (float32, error) {
+	hdr, raw := msg, []byte(nil)
+	if typ == websocket.MessageBinary {
+		if len(msg) < 4 || int(binary.LittleEndian.Uint32(msg)) > len(msg)-4 {
+			return 0, fmt.Errorf("bad binary message")
+		}
+		hl := binary.LittleEndian.Uint32(msg)
+		hdr, raw = msg[4:4+hl], msg[4+hl:]
+	}
+	var r struct {
+		Error   string
+		Outputs []struct {
+			Name       string
+			Data       []float32
+			Parameters map[string]any
+		}
+	}
+	if err := json.Unmarshal(hdr, &r); err != nil {
+		return 0, err
+	}
+	if r.Error != "" {
+		return 0, fmt.Errorf("%s", r.Error)
+	}
+	for _, o := range r.Outputs {
+		if o.Name != "y" {
+			continue
+		}
+		if len(o.Data) == 1 {
+			return o.Data[0], nil
+		}
+		if len(raw) >= 4 {
+			return math.Float32frombits(binary.LittleEndian.Uint32(raw)), nil
+		}
+	}
+	return 0, fmt.Errorf("no output y in %s", hdr)
 }

@@ -182,6 +182,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	var seqOrder streamSequences
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
@@ -207,8 +208,20 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		if budget.acquire(ctx, size) != nil {
 			break
 		}
+		// the requests of one sequence run one after the other, in the
+		// stream's order (the others of the stream run meanwhile)
+		prev, done := seqOrder.next(d.Sequence)
 		go func() {
+			if prev != nil {
+				select {
+				case <-prev:
+				case <-ctx.Done():
+				}
+			}
 			rep := h.streamInfer(ctx, model, ver, d)
+			if done != nil {
+				close(done)
+			}
 			budget.release(size)
 			res <- rep
 		}()
@@ -299,4 +312,37 @@ func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded
 		}
 	}
 	return streamFailure(&requestError{id: d.ID, err: err})
+}
+
+// streamSequences orders a stream's requests of each sequence: a request
+// of a sequence waits for the stream's previous request of it.
+type streamSequences map[string]chan struct{}
+
+// maxStreamSequences bounds the sequences a stream remembers; past it the
+// finished ones are forgotten.
+const maxStreamSequences = 1024
+
+// next returns the channel closed when q's previous request of the stream
+// is done (nil: none) and the one to close when this one is (nil for a
+// request that names no sequence).
+func (m *streamSequences) next(q serve.Sequence) (prev, done chan struct{}) {
+	if !q.Set() {
+		return nil, nil
+	}
+	if *m == nil {
+		*m = streamSequences{}
+	}
+	if len(*m) >= maxStreamSequences {
+		for k, c := range *m {
+			select {
+			case <-c:
+				delete(*m, k)
+			default:
+			}
+		}
+	}
+	k := q.String()
+	prev, done = (*m)[k], make(chan struct{})
+	(*m)[k] = done
+	return prev, done
 }
