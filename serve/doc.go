@@ -175,6 +175,54 @@
 // examples/pipeline serves an ensemble of such a preprocessor and a
 // classifier (see its README).
 //
+// Stateful models: a model whose config has sequence_batching (Triton's)
+// takes requests of sequences, the request parameters sequence_id (a
+// uint64 or a string), sequence_start and sequence_end (HTTP JSON and
+// binary "parameters", WebSocket messages, gRPC InferParameters). A
+// sequence's first request needs sequence_start (else 400 "sequence N has
+// not started"); a start takes one of the model's slots, instance count
+// times max_batch_size of them (direct strategy) or max_candidate_sequences
+// (oldest strategy). With every slot taken a new sequence waits for one,
+// and is refused with 429 when parameter max_sequence_queue (default 64)
+// sequences wait already. sequence_end frees the slot after its request,
+// and so does max_sequence_idle_microseconds (default 1 s) without a
+// request: the sequence's next request is a 400 saying it was idle and
+// was released. The requests of one sequence run one at a time in the
+// order they come (a WebSocket stream's in the stream's order; an HTTP
+// client sends the next after the answer), each batched with other
+// sequences' requests: at most one request of a sequence per batch.
+// Batches go when max_queue_delay_microseconds passed, a batch is full, or
+// (direct) minimum_slot_utilization of an instance's slots have a request
+// or (oldest) a preferred_batch_size is reached. A sequence's state lives
+// in the batcher, not in an instance, so any instance runs its next
+// request; preserve_ordering is not needed (answers go to their own
+// requests) and iterative_sequence is a load error. A request of a
+// sequence has batch size 1.
+//
+// The batcher fills the control inputs (control_input, kinds
+// CONTROL_SEQUENCE_START, END, READY with fp32_false_true,
+// int32_false_true or bool_false_true, and CORRID with data_type
+// TYPE_UINT64, INT64, UINT32, INT32 or STRING) and the implicit state
+// (state: input_name, output_name, data_type, dims, initial_state with
+// zero_data or a data_file in the model's initial_state folder): a run's
+// output_name becomes the sequence's next input_name, starting from zeros
+// or the initial state, dropped at the end or idle release (and when the
+// model is unloaded or reloaded: its sequences start over). Clients send
+// neither; they are not in the metadata's inputs and outputs. Warmup
+// samples run as one-request sequences. Server.SequenceStats counts slots,
+// active, waiting, started, ended and timed-out sequences.
+//
+//	name: "accumulate"
+//	max_batch_size: 4
+//	input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
+//	output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+//	sequence_batching {
+//	  max_sequence_idle_microseconds: 5000000
+//	  direct { max_queue_delay_microseconds: 1000 }
+//	  control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] } ]
+//	  state [ { input_name: "state_in" output_name: "state_out" data_type: TYPE_FP32 dims: [ 1 ] } ]
+//	}
+//
 // Status codes: 400 bad input, 404 unknown model or version, 413 body too
 // large, 429 queue full (gRPC RESOURCE_EXHAUSTED), 503 not ready, shutting
 // down or queue timeout. On SIGTERM the server turns not ready at once,

@@ -170,6 +170,13 @@ func newSeqBatcher(rm *repository.Model) (*seqBatcher, scheduler.Options, error)
 		}
 		opts.MaxQueueDelay = time.Duration(d.GetMaxQueueDelayMicroseconds()) * time.Microsecond
 		b.slots = inst * max(cfg.MaxBatchSize, 1)
+		if u := d.GetMinimumSlotUtilization(); u > 0 && cfg.MaxBatchSize > 0 {
+			// a batch goes once this share of an instance's slots have a
+			// request (or max_queue_delay passed)
+			for n := max(1, int(math.Ceil(float64(u)*float64(cfg.MaxBatchSize)))); n <= cfg.MaxBatchSize; n++ {
+				opts.PreferredBatchSizes = append(opts.PreferredBatchSizes, n)
+			}
+		}
 	case *inference.ModelSequenceBatching_Oldest:
 		o := st.Oldest
 		if o.GetMaxCandidateSequences() < 0 {
