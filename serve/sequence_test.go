@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
 	"net"
@@ -515,4 +516,27 @@ func streamY(typ websocket.MessageType, msg []byte) (float32, error) {
 		}
 	}
 	return 0, fmt.Errorf("no output y in %s", hdr)
+}
+
+var updateSequence = flag.Bool("update-sequence", false, "rewrite testdata/sequence/accumulate/1/model.onnx")
+
+// TestSequenceTestdata: testdata/sequence (the README's repository) holds
+// the accumulator as this file builds it, and serves sequences.
+func TestSequenceTestdata(t *testing.T) {
+	file := filepath.Join("testdata", "sequence", "accumulate", "1", "model.onnx")
+	if *updateSequence {
+		if err := os.WriteFile(file, accumulatorModel(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || !bytes.Equal(b, accumulatorModel(t)) {
+		t.Fatalf("%s differs from accumulatorModel (%v): go test ./serve -run TestSequenceTestdata -update-sequence", file, err)
+	}
+	_, url, _ := seqServer(t, filepath.Join("testdata", "sequence"))
+	for k, want := range []float32{1, 3, 6} {
+		code, out, msg := httpSeq(t, url, "accumulate", float32(k+1), map[string]any{"sequence_id": 7, "sequence_start": k == 0, "sequence_end": k == 2})
+		if code != 200 || out["y"] != want {
+			t.Errorf("step %d: %d %v %s, want y %v", k, code, out, msg, want)
+		}
+	}
 }
