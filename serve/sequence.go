@@ -661,3 +661,19 @@ func (s *Server) SequenceStats(name, ver string) (st SequenceStats, ok bool, err
 	}
 	return v.seq.snapshot(), true, nil
 }
+
+// Sequences returns the sequence batchers' counters by (model, version),
+// for every loaded model version with sequence_batching.
+func (s *Server) Sequences() map[[2]string]SequenceStats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[[2]string]SequenceStats{}
+	for name, m := range s.models {
+		for _, v := range m.versions {
+			if v.seq != nil {
+				out[[2]string{name, strconv.FormatInt(v.num, 10)}] = v.seq.snapshot()
+			}
+		}
+	}
+	return out
+}

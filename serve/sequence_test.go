@@ -28,6 +28,7 @@ import (
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"
+	"github.com/kilnai/kiln/serve/metrics"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -369,6 +370,21 @@ func TestSequenceSlots(t *testing.T) {
 	// and starting it again begins from zero
 	if code, out, msg := httpSeq(t, url, "acc1", 4, map[string]any{"sequence_id": 2, "sequence_start": true, "sequence_end": true}); code != 200 || out["y"] != 4 {
 		t.Errorf("restart after idle: %d %v %s", code, out, msg)
+	}
+	// the counters as Prometheus metrics
+	rec := httptest.NewRecorder()
+	metrics.New(s).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`kiln_sequence_slots{model="acc1",version="1"} 1`,
+		`kiln_sequence_active{model="acc1",version="1"} 0`,
+		`kiln_sequence_waiting{model="acc1",version="1"} 0`,
+		`kiln_sequence_total{model="acc1",outcome="started",version="1"} 3`,
+		`kiln_sequence_total{model="acc1",outcome="ended",version="1"} 2`,
+		`kiln_sequence_total{model="acc1",outcome="timed_out",version="1"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

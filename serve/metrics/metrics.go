@@ -77,7 +77,7 @@ func New(pending PendingSource) *Metrics {
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
 	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
-		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m}, modelReadyCollector{m},
+		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m}, modelReadyCollector{m}, sequenceCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
