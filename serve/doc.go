@@ -210,7 +210,10 @@
 // model is unloaded or reloaded: its sequences start over). Clients send
 // neither; they are not in the metadata's inputs and outputs. Warmup
 // samples run as one-request sequences. Server.SequenceStats counts slots,
-// active, waiting, started, ended and timed-out sequences.
+// active, waiting, started, ended and timed-out sequences, exported as
+// kiln_sequence_slots, kiln_sequence_active, kiln_sequence_waiting and
+// kiln_sequence_total{outcome="started|ended|timed_out"}. The gateway
+// keeps a sequence on one server (sequence_id stickiness).
 //
 //	name: "accumulate"
 //	max_batch_size: 4
