@@ -20,7 +20,9 @@ import (
 
 	"github.com/coder/websocket"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/ir"
@@ -319,6 +321,38 @@ func TestSequenceErrors(t *testing.T) {
 	}
 	if _, err := grpcSeq(context.Background(), gc, "acc", uint64(99), false, false, 1); err == nil || !strings.Contains(err.Error(), "sequence 99 has not started") {
 		t.Errorf("grpc without start: %v", err)
+	}
+	x := []*inference.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 1},
+		Contents: &inference.InferTensorContents{Fp32Contents: []float32{1}}}}
+	for _, tc := range []struct {
+		name   string
+		params map[string]*inference.InferParameter
+		want   string
+	}{
+		{"negative id", map[string]*inference.InferParameter{"sequence_id": {ParameterChoice: &inference.InferParameter_Int64Param{Int64Param: -3}}}, "sequence_id -3 is negative"},
+		{"bool id", map[string]*inference.InferParameter{"sequence_id": {ParameterChoice: &inference.InferParameter_BoolParam{BoolParam: true}}}, "sequence_id must be a uint64, int64 or string parameter"},
+		{"int start", map[string]*inference.InferParameter{"sequence_id": {ParameterChoice: &inference.InferParameter_Int64Param{Int64Param: 3}},
+			"sequence_start": {ParameterChoice: &inference.InferParameter_Int64Param{Int64Param: 1}}}, "sequence_start must be a bool parameter"},
+	} {
+		_, err := gc.ModelInfer(context.Background(), &inference.ModelInferRequest{ModelName: "acc", Parameters: tc.params, Inputs: x})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("grpc %s: %v, want InvalidArgument %q", tc.name, err, tc.want)
+		}
+	}
+	// an int64 id is the same sequence as the uint64 one
+	for k, want := range []float32{1, 2} {
+		resp, err := gc.ModelInfer(context.Background(), &inference.ModelInferRequest{ModelName: "acc", Inputs: x,
+			Parameters: map[string]*inference.InferParameter{"sequence_id": {ParameterChoice: &inference.InferParameter_Int64Param{Int64Param: 77}},
+				"sequence_start": {ParameterChoice: &inference.InferParameter_BoolParam{BoolParam: k == 0}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if y, _ := tensor.FromBytes(tensor.Float32, []int{1}, resp.GetRawOutputContents()[0]); y == nil || y.Float32s()[0] != want {
+			t.Errorf("int64 id step %d: %v, want %v", k, resp, want)
+		}
+	}
+	if y, err := grpcSeq(context.Background(), gc, "acc", uint64(77), false, true, 1); err != nil || y != 3 {
+		t.Errorf("uint64 id 77 after int64 77: %v %v, want 3", y, err)
 	}
 }
 
