@@ -520,8 +520,8 @@ func (b *seqBatcher) fill(state map[string]*tensor.Tensor, q Sequence, in map[st
 }
 
 // finish keeps a successful run's states and gives back seq's turn; the
-// sequence ends with sequence_end (or a failed start), else waits for its
-// next request at most b.idle.
+// sequence ends with sequence_end or a failed start (its slot freed), else
+// waits for its next request at most b.idle.
 func (b *seqBatcher) finish(seq *sequence, q Sequence, outputs map[string]*tensor.Tensor, runErr error) error {
 	var err error
 	if runErr == nil && len(b.states) > 0 {
@@ -548,8 +548,8 @@ func (b *seqBatcher) finish(seq *sequence, q Sequence, outputs map[string]*tenso
 	switch {
 	case q.End:
 		b.release(seq, false)
-	case seq.state == nil && len(b.states) > 0 && (runErr != nil || err != nil) && q.Start:
-		b.release(seq, false) // a start that failed leaves nothing to go on from
+	case q.Start && (runErr != nil || err != nil):
+		b.release(seq, false) // a failed start: the client starts again
 	default:
 		if seq.timer == nil {
 			seq.timer = time.AfterFunc(b.idle, func() { b.expire(seq) })

@@ -72,6 +72,41 @@ func controlModel(t *testing.T) []byte {
 	return m.Marshal()
 }
 
+// control2Model is y = x*float(READY) + 1000*float(START), START INT32,
+// READY BOOL, and corr = float(CORRID), CORRID UINT32.
+func control2Model(t *testing.T) []byte {
+	t.Helper()
+	b := ir.NewBuilder("ctl2", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(1))
+	start := b.Input("START", tensor.Int32, ir.S("batch"), ir.D(1))
+	ready := b.Input("READY", tensor.Bool, ir.S("batch"), ir.D(1))
+	corr := b.Input("CORRID", tensor.Uint32, ir.S("batch"), ir.D(1))
+	f := func(v *ir.Value) *ir.Value { return b.Op("Cast", []*ir.Value{v}, ir.IntAttr("to", 1)) }
+	y := b.Op("Mul", []*ir.Value{x, f(ready)})
+	y = b.Op("Add", []*ir.Value{y, b.Op("Mul", []*ir.Value{f(start), b.Const("k1000", tensor.FromFloat32([]float32{1000}, 1))})})
+	b.Output(y, "y")
+	b.Output(f(corr), "corr")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+const ctl2Config = `name: "ctl2"
+max_batch_size: 2
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] }, { name: "corr" data_type: TYPE_FP32 dims: [ 1 ] } ]
+sequence_batching {
+  direct { minimum_slot_utilization: 0.5 max_queue_delay_microseconds: 100 }
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY bool_false_true: [ false, true ] } ] },
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT32 } ] }
+  ]
+}
+`
+
 // accConfig is the accumulator with implicit state under name.
 func accConfig(name string, maxBatch int, extra string) string {
 	return fmt.Sprintf(`name: %q
@@ -112,8 +147,11 @@ func sequenceRepo(t *testing.T, configs map[string]string) string {
 			t.Fatal(err)
 		}
 		model := acc
-		if name == "ctl" {
+		switch name {
+		case "ctl":
 			model = ctl
+		case "ctl2":
+			model = control2Model(t)
 		}
 		if err := os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
@@ -443,6 +481,28 @@ func TestSequenceControls(t *testing.T) {
 	}
 	if code, _, msg := httpSeq(t, url, "ctl", 3, map[string]any{"sequence_id": "s", "sequence_start": true}); code != 400 || !strings.Contains(msg, "takes numeric sequence ids") {
 		t.Errorf("string id for an INT64 CORRID: %d %s", code, msg)
+	}
+	// INT32 and BOOL flags, a UINT32 CORRID (direct strategy)
+	repo = sequenceRepo(t, map[string]string{"ctl2": ctl2Config})
+	_, url, _ = seqServer(t, repo)
+	for _, tc := range []struct {
+		params    map[string]any
+		y, corrid float32
+	}{
+		{map[string]any{"sequence_id": 65536, "sequence_start": true}, 1000 + 3, 65536},
+		{map[string]any{"sequence_id": 65536, "sequence_end": true}, 3, 65536},
+	} {
+		code, out, msg := httpSeq(t, url, "ctl2", 3, tc.params)
+		if code != 200 || out["y"] != tc.y || out["corr"] != tc.corrid {
+			t.Errorf("ctl2 %v: %d %s %v, want y %v corr %v", tc.params, code, msg, out, tc.y, tc.corrid)
+		}
+	}
+	if code, _, msg := httpSeq(t, url, "ctl2", 3, map[string]any{"sequence_id": uint64(1) << 40, "sequence_start": true}); code != 400 || !strings.Contains(msg, "takes 32-bit sequence ids") {
+		t.Errorf("a 40-bit id for a UINT32 CORRID: %d %s", code, msg)
+	}
+	// the failed start freed its slot: it is not active
+	if code, _, msg := httpSeq(t, url, "ctl2", 3, map[string]any{"sequence_id": uint64(1) << 40}); code != 400 || !strings.Contains(msg, "has not started") {
+		t.Errorf("after a failed start: %d %s", code, msg)
 	}
 }
 
