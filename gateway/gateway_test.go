@@ -32,7 +32,7 @@ type fake struct {
 	auth   []string
 }
 
-func newFake(t *testing.T, name string, models ...string) *fake {
+func newFake(t testing.TB, name string, models ...string) *fake {
 	t.Helper()
 	f := &fake{name: name, models: models, infers: map[string]int{}}
 	f.mode.Store("ok")
@@ -98,7 +98,7 @@ func (f *fake) count(model string) int {
 }
 
 // newTestGateway starts a gateway over fakes and waits until all are ready.
-func newTestGateway(t *testing.T, opts Options, fakes ...*fake) (*Gateway, string) {
+func newTestGateway(t testing.TB, opts Options, fakes ...*fake) (*Gateway, string) {
 	t.Helper()
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 20 * time.Millisecond
