@@ -30,6 +30,9 @@ func Supports(n *ir.Node, g *ir.Graph) error {
 	if err := dryRun(n, g, used); err != nil {
 		return unsupportedError{err}
 	}
+	if err := verifiedOnGPU(n); err != nil {
+		return unsupportedError{err}
+	}
 	return nil
 }
 
