@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/subtle"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -66,17 +67,24 @@ func (m *Metrics) watch(g *Gateway) { m.reg.MustRegister(gatewayCollector{g}) }
 // Registry is the gateway's metrics registry.
 func (g *Gateway) Registry() *prometheus.Registry { return g.metrics.reg }
 
-// MetricsHandler serves the gateway's metrics (GET /metrics), behind
-// "Authorization: Bearer token" when token is not empty.
-func (g *Gateway) MetricsHandler(token string) http.Handler {
-	h := promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+// MetricsHandler serves the gateway's metrics (GET /metrics) and, with
+// withPprof, Go's profiles under /debug/pprof/, behind "Authorization:
+// Bearer token" when token is not empty.
+func (g *Gateway) MetricsHandler(token string, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		h.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r)
 	})
-	return mux
 }

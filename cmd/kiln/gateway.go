@@ -74,6 +74,7 @@ func runGateway(ctx context.Context, args []string, started chan<- [3]string) in
 		return nil
 	})
 	metricsToken := fs.String("metrics-token", "", "bearer token required on the metrics port (default: $KILN_METRICS_TOKEN)")
+	pprofOn := fs.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics port, behind its token")
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long requests in flight may take to finish after SIGTERM")
 	grace := fs.Duration("shutdown-grace", 0, "after SIGTERM, how long the ports stay open answering 503 (not ready) before they close, so that load balancers see it")
 	maxBytes := fs.Int64("max-request-bytes", 64<<20, "largest request body accepted")
@@ -214,7 +215,7 @@ func runGateway(ctx context.Context, args []string, started chan<- [3]string) in
 	var msrv *http.Server
 	maddr := ""
 	if ml != nil {
-		msrv = timeouts.server(g.MetricsHandler(*metricsToken), log)
+		msrv = timeouts.server(g.MetricsHandler(*metricsToken, *pprofOn), log)
 		maddr = ml.Addr().String()
 		go func() { errc <- msrv.Serve(ml) }()
 	}
