@@ -26,6 +26,8 @@ var readmeSkips = []struct{ key, reason string }{
 	{"go run ./examples/detect", "examples/detect's own test (TestStreamYoloTiny) builds the repository and streams to it"},
 	{"--model-repository /tmp/detect-repo", "serves the repository of go run ./examples/detect repo (examples/detect's TestStreamYoloTiny)"},
 	{"docker build", "needs a container engine, which this machine lacks"},
+	{"CGO_ENABLED=0 go build", "a build of the binary; scripts/test.sh builds both (amd64 without cgo, arm64)"},
+	{"qemu-aarch64", "scripts/test.sh runs the arm64 binary on the five shared models under qemu-user"},
 	{"helm install", "needs a Kubernetes cluster; deploy's TestChartRenders renders the chart through Helm's SDK"},
 	{"kubectl ", "needs a Kubernetes cluster"},
 	{"go run ./examples/pipeline", "examples/pipeline's own test (TestImageClassifier) writes the repository, serves it and classifies PNG and JPEG images over HTTP and gRPC"},
