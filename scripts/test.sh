@@ -37,6 +37,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
 
+# promtool (Debian's prometheus package) for the chart's alert-rule tests.
+bash scripts/deps-deploy.sh
+
 echo "== go vet"
 go vet ./...
 
