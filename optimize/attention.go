@@ -56,7 +56,7 @@ func matchAttention(g *ir.Graph, u *usage, sm *ir.Node) (in []*ir.Value, scale f
 		return nil, 0, nil, nil
 	}
 	s := sm.Inputs[0].Type.Shape
-	if s == nil || len(s) < 2 || sm.Inputs[0].Type.DType != tensor.Float32 {
+	if len(s) < 2 || sm.Inputs[0].Type.DType != tensor.Float32 {
 		return nil, 0, nil, nil
 	}
 	axis := attrInt(sm, "axis", -1)

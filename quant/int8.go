@@ -135,7 +135,6 @@ type candidate struct {
 	transB bool      // Gemm: w is [N, K]
 	bias   *ir.Value
 	z      *ir.Value // FusedConv residual
-	why    string    // when not a candidate: why (empty when not a layer at all)
 }
 
 // classify returns n as a candidate layer, or nil with a reason (an empty

@@ -444,7 +444,7 @@ func shapesForRun(path string, flags shapeFlags, data string, profile *engine.Pr
 		}
 		if v.Type.Shape == nil {
 			if data == "" {
-				return nil, fmt.Errorf("input %s has no known rank: give its shape with --shape %s:DIMxDIM...", v.Name, v.Name)
+				return nil, fmt.Errorf("input %s has no known rank: give its shape with --shape %s:DIMxDIM (e.g. 1x3x224x224)", v.Name, v.Name)
 			}
 			continue
 		}
