@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -145,36 +144,12 @@ func runGateway(ctx context.Context, args []string, started chan<- [3]string) in
 	}
 	defer g.Close()
 
-	var ls []net.Listener
-	closeAll := func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}
-	listen := func(port int) (net.Listener, error) {
-		l, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(port)))
-		if err == nil {
-			ls = append(ls, l)
-		}
-		return l, err
-	}
-	hl, err := listen(*httpPort)
+	lp, err := listenPorts(*host, *httpPort, *grpcPort, *metricsPort)
 	if err != nil {
 		return fail("gateway: %v", err)
 	}
-	var gl, ml net.Listener
-	if *grpcPort >= 0 {
-		if gl, err = listen(*grpcPort); err != nil {
-			closeAll()
-			return fail("gateway: grpc: %v", err)
-		}
-	}
-	if *metricsPort >= 0 {
-		if ml, err = listen(*metricsPort); err != nil {
-			closeAll()
-			return fail("gateway: metrics: %v", err)
-		}
-	}
+	hl, gl, ml := lp.http, lp.grpc, lp.metrics
+	closeAll := lp.close
 	dctx, stopDiscovery := context.WithCancel(context.Background())
 	defer stopDiscovery()
 	derr := make(chan error, 1)

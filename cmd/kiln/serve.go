@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -182,36 +181,12 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	var ls []net.Listener
-	closeAll := func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}
-	listen := func(port int) (net.Listener, error) {
-		l, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(port)))
-		if err == nil {
-			ls = append(ls, l)
-		}
-		return l, err
-	}
-	hl, err := listen(*httpPort)
+	lp, err := listenPorts(*host, *httpPort, *grpcPort, *metricsPort)
 	if err != nil {
 		return fail("serve: %v", err)
 	}
-	var gl, ml net.Listener
-	if *grpcPort >= 0 {
-		if gl, err = listen(*grpcPort); err != nil {
-			closeAll()
-			return fail("serve: grpc: %v", err)
-		}
-	}
-	if *metricsPort >= 0 {
-		if ml, err = listen(*metricsPort); err != nil {
-			closeAll()
-			return fail("serve: metrics: %v", err)
-		}
-	}
+	hl, gl, ml := lp.http, lp.grpc, lp.metrics
+	closeAll := lp.close
 	var draining atomic.Bool
 	timeouts := httpTimeouts{read: *readTimeout, write: *writeTimeout, idle: *idleTimeout, closing: &draining}
 	hsrv := timeouts.server(notReadyWhile(&loading, httpapi.New(s, httpapi.Options{MaxRequestBytes: *maxBytes, DisableModelControl: *control != "explicit",
