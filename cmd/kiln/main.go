@@ -34,12 +34,14 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"build", "[flags] MODEL.onnx [-o FILE.plan]",
+		{"build", "[flags] MODEL.onnx [-o FILE.plan] | --model-repository DIR --plan-cache DIR",
 			"build an engine plan from an ONNX model: fusion, FP16/INT8, profiles, tactics",
 			"Builds an engine plan for a device: optimization, precision, profiles, tactic timing.\n" +
 				"Without -o the plan goes to the current folder, named after the model: NAME.plan for\n" +
 				"NAME.onnx, or FOLDER.plan for FOLDER/model.onnx (a Triton version folder such as 1/ is\n" +
-				"skipped: repo/resnet/1/model.onnx gives resnet.plan). The -o folder must exist.",
+				"skipped: repo/resnet/1/model.onnx gives resnet.plan). The -o folder must exist.\n" +
+				"With --model-repository, every model of a repository is built into --plan-cache with its\n" +
+				"config.pbtxt's options, as kiln serve would build it (kiln serve then starts from the cache).",
 			buildCmd},
 		{"run", "[flags] MODEL.onnx|MODEL.plan|example",
 			"run an ONNX model or a plan on given or random inputs, compare, time",
