@@ -45,7 +45,8 @@ func deviceFingerprint(fp Fingerprint, err error) (device.Fingerprint, error) {
 		if err == nil {
 			err = ErrUnavailable
 		}
-		return nil, fmt.Errorf("%w: cuda: %w", device.ErrUnavailable, err)
+		// the package's errors name it already ("cuda: cannot open ...")
+		return nil, fmt.Errorf("%w: %w", device.ErrUnavailable, err)
 	}
 	var missing []error
 	if err != nil {
