@@ -116,4 +116,7 @@ fuzz ./serve/grpcapi FuzzGRPCService
 fuzz . FuzzPlanRun
 fuzz . FuzzBuildRun
 fuzz ./onnx FuzzExternalData
+fuzz ./serve FuzzImagePrep
+fuzz ./perf FuzzParseRange
+fuzz ./perf FuzzJSONInputs
 echo "== all tests passed"
