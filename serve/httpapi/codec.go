@@ -1018,6 +1018,9 @@ func fromBinary(dt tensor.DType, shape []int, b []byte) (*tensor.Tensor, error) 
 
 // jsonData returns the elements of t as JSON-encodable values.
 func jsonData(t *tensor.Tensor) any {
+	if t.DType.IsFloat() && !allFinite(t) {
+		return nonFinite.values(t)
+	}
 	switch t.DType {
 	case tensor.String:
 		return t.Strings

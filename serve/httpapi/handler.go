@@ -540,7 +540,7 @@ func encodeResponse(resp *serve.InferResponse, d *Decoded) ([]byte, [][]byte, er
 	}
 	body, err := json.Marshal(map[string]any{"model_name": resp.Model, "model_version": resp.Version, "id": resp.ID, "outputs": outs})
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot encode outputs as JSON (NaN or Inf? ask for binary_data): %w", err)
+		return nil, nil, fmt.Errorf("cannot encode outputs as JSON: %w", err)
 	}
-	return body, bin, nil
+	return nonFinite.restore(body), bin, nil
 }
