@@ -27,7 +27,7 @@ type benchRow struct {
 	Precision string  `json:"precision"`
 	DeviceMS  float64 `json:"device_ms"` // median device time of the layers (CUDA events, graph replay)
 	EndToEnd  float64 `json:"e2e_ms"`    // median Context.Run, host tensors in and out
-	BuildS    float64 `json:"build_s"`   // NewEngine and the first two runs
+	BuildS    float64 `json:"build_s"`   // NewEngine (with tuning) and the first two runs
 	Check     string  `json:"check"`     // correctness at this batch, if checked
 	ArenaMB   float64 `json:"arena_mb"`  // activation memory
 	Layers    string  `json:"layers"`    // how the layers run
@@ -181,7 +181,10 @@ func TestGPUBench(t *testing.T) {
 				in := benchInputs(model, batch, rand.New(rand.NewPCG(uint64(batch), 3)))
 				for _, half := range []bool{false, true} {
 					start := time.Now()
-					e, err := NewEngine(optimizedGraph(t, path, in), Options{FP16: half})
+					// tuned at the batch's shapes, as kiln build --device cuda
+					// tunes at a profile's opt shapes (KILN_GPU_BENCH_NOTUNE=1:
+					// the libraries' heuristics alone)
+					e, err := NewEngine(optimizedGraph(t, path, in), Options{FP16: half, Tune: os.Getenv("KILN_GPU_BENCH_NOTUNE") == ""})
 					if err != nil {
 						t.Fatal(err)
 					}
