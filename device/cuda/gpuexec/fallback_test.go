@@ -42,7 +42,8 @@ func cumsumNet(t *testing.T) []byte {
 }
 
 // TestFallbackFake builds a network with LpNormalization for cuda through the
-// builder, against the fake libraries: LpNormalization falls back to the CPU (the
+// builder with its defaults (tactic timing on, timed with the fakes' events),
+// against the fake libraries: LpNormalization falls back to the CPU (the
 // log says so), the plan keeps each GPU segment's kernels under its
 // prefix, and the plan loads and runs (the fakes compute nothing, so only
 // the output's shape is checked; the GPU script checks the values).
@@ -52,7 +53,7 @@ func TestFallbackFake(t *testing.T) {
 	dir := fakeLibs(t)
 	t.Setenv(cuda.EnvLibPath, dir)
 	model := cumsumNet(t)
-	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", NoTiming: true})
+	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestFallbackFake(t *testing.T) {
 	if y := out["y"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x2x8x8" {
 		t.Fatalf("outputs %v", out)
 	}
-	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", NoTiming: true, StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "LpNormalization") {
+	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "LpNormalization") {
 		t.Errorf("StrictDevice: %v, want an error naming LpNormalization", err)
 	}
 }
