@@ -121,7 +121,9 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	planes := x.Shape[0] * x.Shape[1]
 	switch x.DType {
 	case tensor.Float32:
-		pool(k, g, planes, x.Float32s(), y.Float32s(), idx)
+		if idx != nil || !poolFast2D(k, g, planes, x.Float32s(), y.Float32s()) {
+			pool(k, g, planes, x.Float32s(), y.Float32s(), idx)
+		}
 	case tensor.Float64:
 		pool(k, g, planes, x.Float64s(), y.Float64s(), idx)
 	case tensor.Float16, tensor.BFloat16:

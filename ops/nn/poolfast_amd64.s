@@ -1,0 +1,154 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Index vector of VPERMT2PS that picks the even elements of two vectors.
+DATA poolEvenIdx<>+0(SB)/8, $0x0000000200000000
+DATA poolEvenIdx<>+8(SB)/8, $0x0000000600000004
+DATA poolEvenIdx<>+16(SB)/8, $0x0000000a00000008
+DATA poolEvenIdx<>+24(SB)/8, $0x0000000e0000000c
+DATA poolEvenIdx<>+32(SB)/8, $0x0000001200000010
+DATA poolEvenIdx<>+40(SB)/8, $0x0000001600000014
+DATA poolEvenIdx<>+48(SB)/8, $0x0000001a00000018
+DATA poolEvenIdx<>+56(SB)/8, $0x0000001e0000001c
+GLOBL poolEvenIdx<>(SB), RODATA|NOPTR, $64
+
+// func poolVAVX512(dst, src *float32, n int, avg bool)
+// dst[i] = max(dst[i], src[i]) (or dst[i] + src[i] when avg) for i < n.
+TEXT ·poolVAVX512(SB), NOSPLIT, $0-25
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVBLZX avg+24(FP), DX
+	TESTQ DX, DX
+	JNZ vadd
+vmax64:
+	CMPQ CX, $64
+	JLT vmax16
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMAXPS (SI), Z0, Z0
+	VMAXPS 64(SI), Z1, Z1
+	VMAXPS 128(SI), Z2, Z2
+	VMAXPS 192(SI), Z3, Z3
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	ADDQ $256, DI
+	ADDQ $256, SI
+	SUBQ $64, CX
+	JMP vmax64
+vmax16:
+	CMPQ CX, $16
+	JLT vmaxtail
+	VMOVUPS (DI), Z0
+	VMAXPS (SI), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP vmax16
+vmaxtail:
+	TESTQ CX, CX
+	JZ vdone
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVUPS.Z (SI), K1, Z1
+	VMAXPS Z1, Z0, Z0
+	VMOVUPS Z0, K1, (DI)
+	JMP vdone
+vadd:
+	CMPQ CX, $16
+	JLT vaddtail
+	VMOVUPS (DI), Z0
+	VADDPS (SI), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP vadd
+vaddtail:
+	TESTQ CX, CX
+	JZ vdone
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVUPS.Z (SI), K1, Z1
+	VADDPS Z1, Z0, Z0
+	VMOVUPS Z0, K1, (DI)
+vdone:
+	VZEROUPPER
+	RET
+
+// func poolHAVX512(dst, src *float32, n, k, stride int, avg bool)
+// dst[j] = max (or sum when avg) of src[j*stride+t] for t < k, for j < n;
+// stride is 1 or 2. It reads src up to element 32*ceil(n/16)+k+16.
+TEXT ·poolHAVX512(SB), NOSPLIT, $0-41
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ k+24(FP), R8
+	MOVQ stride+32(FP), R9
+	MOVBLZX avg+40(FP), DX
+	VMOVDQU32 poolEvenIdx<>(SB), Z31
+	MOVQ $0xffff, AX
+	KMOVW AX, K1
+hblock:
+	TESTQ CX, CX
+	JLE hdone
+	CMPQ CX, $16
+	JGE hfull
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+hfull:
+	// Z0: accumulator; R10: src of tap t; R11: taps left
+	MOVQ SI, R10
+	MOVQ R8, R11
+	CMPQ R9, $2
+	JEQ hs2first
+	VMOVUPS (R10), Z0
+	JMP hnext
+hs2first:
+	VMOVUPS (R10), Z0
+	VPERMT2PS 64(R10), Z31, Z0
+hnext:
+	ADDQ $4, R10
+	DECQ R11
+	JZ hstore
+	CMPQ R9, $2
+	JEQ hs2
+	VMOVUPS (R10), Z1
+	JMP hred
+hs2:
+	VMOVUPS (R10), Z1
+	VPERMT2PS 64(R10), Z31, Z1
+hred:
+	TESTQ DX, DX
+	JNZ hadd
+	VMAXPS Z1, Z0, Z0
+	JMP hnext
+hadd:
+	VADDPS Z1, Z0, Z0
+	JMP hnext
+hstore:
+	VMOVUPS Z0, K1, (DI)
+	ADDQ $64, DI
+	// src advances 16*stride floats
+	MOVQ R9, AX
+	SHLQ $6, AX
+	ADDQ AX, SI
+	SUBQ $16, CX
+	JMP hblock
+hdone:
+	VZEROUPPER
+	RET

@@ -1,0 +1,10 @@
+//go:build !amd64 || purego
+
+package nn
+
+// poolAsm says whether assembly kernels of the fast pooling path run.
+const poolAsm = false
+
+func poolV(dst, src []float32, avg bool) { poolVGo(dst, src, avg) }
+
+func poolH(dst, src []float32, k, stride int, avg bool) { poolHGo(dst, src, k, stride, avg) }
