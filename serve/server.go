@@ -18,6 +18,7 @@ import (
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
+	"github.com/kilnai/kiln/serve/shm"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -123,6 +124,9 @@ type InferRequest struct {
 	// "value:index[:label]" strings, labels from the output's
 	// label_filename.
 	Classes map[string]int
+	// OutputShm places outputs in system shared memory regions: each is
+	// written there, and its NamedTensor's Shm says where.
+	OutputShm map[string]ShmRef
 }
 
 // InferResponse is the result of an inference request.
@@ -136,6 +140,9 @@ type InferResponse struct {
 type NamedTensor struct {
 	Name   string
 	Tensor *tensor.Tensor
+	// Shm, for an output written into shared memory, is where, with the
+	// bytes written as its ByteSize.
+	Shm *ShmRef
 }
 
 // Stats are a model version's counters, as in Triton's statistics extension.
@@ -204,6 +211,8 @@ type Server struct {
 	// loadingAll counts the LoadAll calls running (the server is not ready
 	// meanwhile).
 	loadingAll atomic.Int32
+	// shm are the registered system shared memory regions.
+	shm *shm.Registry
 }
 
 // New returns a server with no models loaded.
@@ -212,7 +221,7 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, log: log, models: map[string]*model{}}
+	return &Server{opts: opts, log: log, models: map[string]*model{}, shm: shm.NewRegistry()}
 }
 
 // LoadAll loads every model of the repository, one after the other. Models
@@ -565,6 +574,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, m := range ms {
 		errs = append(errs, drain(ctx, m))
 	}
+	errs = append(errs, s.shm.Close())
 	return errors.Join(errs...)
 }
 
@@ -813,6 +823,9 @@ func (s *Server) Pending() map[[2]string]int {
 // Infer runs one inference request.
 func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, error) {
 	start := time.Now()
+	if err := s.checkShmOutputs(req); err != nil {
+		return nil, err
+	}
 	var (
 		m   *model
 		v   *version
@@ -881,6 +894,11 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 				}
 			}
 			resp.Outputs = append(resp.Outputs, NamedTensor{Name: o.Name, Tensor: t})
+		}
+	}
+	if len(req.OutputShm) > 0 {
+		if err := s.writeShmOutputs(resp, req); err != nil {
+			return nil, err
 		}
 	}
 	return resp, nil

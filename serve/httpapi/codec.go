@@ -71,6 +71,10 @@ type Decoded struct {
 	// Sequence are the parameters sequence_id, sequence_start and
 	// sequence_end (stateful models).
 	Sequence serve.Sequence
+	// ShmInputs are the inputs in shared memory (shared_memory_region),
+	// read by the handler; OutputShm the outputs to write there.
+	ShmInputs []ShmInput
+	OutputShm map[string]serve.ShmRef
 }
 
 // Schema describes the inputs a model takes, so that the inputs a request
@@ -588,6 +592,14 @@ func (r *reqDecoder) outputs() error {
 				r.d.Classes[name] = int(k)
 			}
 		}
+		if ref, ok, err := shmRef(params); err != nil {
+			return fmt.Errorf("output %q: %w", name, err)
+		} else if ok {
+			if r.d.OutputShm == nil {
+				r.d.OutputShm = map[string]serve.ShmRef{}
+			}
+			r.d.OutputShm[name] = ref
+		}
 		if more, err := s.more(']'); err != nil || !more {
 			return err
 		}
@@ -713,6 +725,15 @@ func (r *reqDecoder) input() error {
 		if err := r.declare(&in); err != nil {
 			return err
 		}
+	}
+	if ref, ok, err := shmRef(in.params); err != nil {
+		return fmt.Errorf("input %q: %w", in.name, err)
+	} else if ok {
+		if in.seen[4] {
+			return fmt.Errorf("input %q has both data and %s", in.name, serve.ShmParams[0])
+		}
+		r.d.ShmInputs = append(r.d.ShmInputs, ShmInput{Name: in.name, DType: in.dt, Shape: in.shape, Ref: ref})
+		return nil
 	}
 	size, isBinary, err := paramInt(in.params, "binary_data_size")
 	if err != nil {

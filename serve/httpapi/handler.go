@@ -76,6 +76,7 @@ func New(s *serve.Server, opts Options) http.Handler {
 	mux.HandleFunc("POST /v2/repository/index", h.index)
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", h.load)
 	mux.HandleFunc("POST /v2/repository/models/{model}/unload", h.unload)
+	h.shmRoutes(mux)
 	return h.authorize(h.compression(h.route(mux)))
 }
 
@@ -271,7 +272,7 @@ func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
 func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": "kiln", "version": kiln.Version,
-		"extensions": []string{"classification", "binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy"},
+		"extensions": []string{"classification", "binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy", "system_shared_memory"},
 	})
 }
 
@@ -486,11 +487,12 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	resp, err := h.s.Infer(r.Context(), &serve.InferRequest{
-		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs,
-		Outputs: d.Outputs, Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond,
-		Classes: d.Classes, Sequence: d.Sequence,
-	})
+	req, err := h.inferRequest(model, ver, d)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	resp, err := h.s.Infer(r.Context(), req)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -525,6 +527,15 @@ func encodeResponse(resp *serve.InferResponse, d *Decoded) ([]byte, [][]byte, er
 	var bin [][]byte
 	for _, o := range resp.Outputs {
 		rt := responseTensor{Name: o.Name, Datatype: DataTypeName(o.Tensor.DType), Shape: o.Tensor.Shape}
+		if o.Shm != nil {
+			// the data is in the region: the output tells where, and its size
+			rt.Parameters = map[string]any{serve.ShmParams[0]: o.Shm.Region, serve.ShmParams[2]: o.Shm.ByteSize}
+			if o.Shm.Offset > 0 {
+				rt.Parameters[serve.ShmParams[1]] = o.Shm.Offset
+			}
+			outs = append(outs, rt)
+			continue
+		}
 		asBinary, set := d.Binary[o.Name]
 		if !set {
 			asBinary = d.BinaryDefault

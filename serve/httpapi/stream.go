@@ -291,11 +291,11 @@ func (h *handler) streamDecode(model, ver string, binaryMsg bool, msg []byte) (*
 
 // streamInfer runs one decoded request of a stream and returns its answer.
 func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded) streamReply {
-	resp, err := h.s.Infer(ctx, &serve.InferRequest{
-		Model: model, Version: ver, ID: d.ID, Inputs: d.Inputs, Outputs: d.Outputs,
-		Priority: d.Priority, Timeout: time.Duration(d.TimeoutMicros) * time.Microsecond, Classes: d.Classes,
-		Sequence: d.Sequence,
-	})
+	req, err := h.inferRequest(model, ver, d)
+	var resp *serve.InferResponse
+	if err == nil {
+		resp, err = h.s.Infer(ctx, req)
+	}
 	if err == nil {
 		var hdr []byte
 		var bins [][]byte

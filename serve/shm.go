@@ -1,0 +1,145 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/serve/shm"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// ShmRef places a tensor in a registered system shared memory region (the
+// parameters shared_memory_region, shared_memory_offset and
+// shared_memory_byte_size of an input or output).
+type ShmRef struct {
+	Region string
+	// Offset is from the start of the region; ByteSize is the input's size,
+	// or the room given to an output.
+	Offset, ByteSize uint64
+}
+
+// ShmParams are the names of the parameters that place an input or output
+// in shared memory.
+var ShmParams = [3]string{"shared_memory_region", "shared_memory_offset", "shared_memory_byte_size"}
+
+// ShmRegion is a registered system shared memory region.
+type ShmRegion = shm.Region
+
+// shmError wraps the errors of package shm in the server's sentinels.
+func shmError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, shm.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, shm.ErrExists), errors.Is(err, shm.ErrInvalid), errors.Is(err, shm.ErrFault):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
+
+// RegisterSystemShm registers byteSize bytes from offset of the POSIX
+// shared memory object key (shm_open's name, a file under /dev/shm) as
+// region name.
+func (s *Server) RegisterSystemShm(name, key string, offset, byteSize uint64) error {
+	if err := s.shm.Register(name, key, offset, byteSize); err != nil {
+		return shmError(err)
+	}
+	s.log.Info("system shared memory region registered", "region", name, "key", key, "offset", offset, "byte_size", byteSize)
+	return nil
+}
+
+// UnregisterSystemShm unregisters region name, or every region when name
+// is empty; an unknown name is no error (as Triton's).
+func (s *Server) UnregisterSystemShm(name string) error {
+	return shmError(s.shm.Unregister(name))
+}
+
+// SystemShmStatus returns region name, or every region when name is empty.
+func (s *Server) SystemShmStatus(name string) ([]ShmRegion, error) {
+	rs, err := s.shm.Status(name)
+	return rs, shmError(err)
+}
+
+// ErrNoCudaShm is the answer to the CUDA shared memory requests: kiln
+// serves inputs and outputs from system shared memory only.
+var ErrNoCudaShm = fmt.Errorf("%w: CUDA shared memory is not supported by kiln; register a system shared memory region instead", ErrUnsupported)
+
+// ShmInput returns the tensor of an input (its datatype and shape as the
+// request declares them) read from shared memory. The bytes are copied:
+// the client may reuse the region once the response is sent, and a batch
+// copies its requests anyway.
+func (s *Server) ShmInput(name string, dt tensor.DType, shape []int, ref ShmRef) (*tensor.Tensor, error) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 || d > 0 && n > math.MaxInt/d {
+			return nil, fmt.Errorf("%w: input %q: bad shape %v", ErrInvalid, name, shape)
+		}
+		n *= d
+	}
+	if dt != tensor.String {
+		if sz := dt.Size(); sz <= 0 || n > math.MaxInt/sz || uint64(n*sz) != ref.ByteSize {
+			return nil, fmt.Errorf("%w: input %q: shared_memory_byte_size %d, shape %v of %v needs %d bytes", ErrInvalid, name, ref.ByteSize, shape, dt, n*max(sz, 0))
+		}
+	}
+	b, err := s.shm.Read(ref.Region, ref.Offset, ref.ByteSize)
+	if err != nil {
+		return nil, fmt.Errorf("input %q: %w", name, shmError(err))
+	}
+	if dt != tensor.String {
+		if dt == tensor.Bool {
+			for i, c := range b {
+				if c > 1 {
+					return nil, fmt.Errorf("%w: input %q: BOOL element %d is byte %d, not 0 or 1", ErrInvalid, name, i, c)
+				}
+			}
+		}
+		return &tensor.Tensor{DType: dt, Shape: shape, Data: b}, nil
+	}
+	dtn, _ := api.Datatype(dt)
+	t, err := api.DecodeRaw(dtn, api.WireShape(shape), b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: input %q: %w", ErrInvalid, name, err)
+	}
+	return t, nil
+}
+
+// checkShmOutputs checks, before the request runs, that the regions its
+// outputs go to are registered and hold the room asked for.
+func (s *Server) checkShmOutputs(req *InferRequest) error {
+	for name, ref := range req.OutputShm {
+		if _, ok := req.Classes[name]; ok {
+			return fmt.Errorf("%w: output %q: classification and shared memory go separately", ErrInvalid, name)
+		}
+		if err := s.shm.Check(ref.Region, ref.Offset, ref.ByteSize); err != nil {
+			return fmt.Errorf("output %q: %w", name, shmError(err))
+		}
+	}
+	return nil
+}
+
+// writeShmOutputs writes the outputs placed in shared memory into their
+// regions; each such output's Shm tells where, ByteSize the bytes written.
+func (s *Server) writeShmOutputs(resp *InferResponse, req *InferRequest) error {
+	for i, o := range resp.Outputs {
+		ref, ok := req.OutputShm[o.Name]
+		if !ok {
+			continue
+		}
+		b, err := api.EncodeRaw(o.Tensor)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", o.Name, err)
+		}
+		if uint64(len(b)) > ref.ByteSize {
+			return fmt.Errorf("%w: output %q: shared_memory_byte_size %d is too small for the output's %d bytes (shape %v)", ErrInvalid, o.Name, ref.ByteSize, len(b), o.Tensor.Shape)
+		}
+		if err := s.shm.Write(ref.Region, ref.Offset, b); err != nil {
+			return fmt.Errorf("output %q: %w", o.Name, shmError(err))
+		}
+		ref.ByteSize = uint64(len(b))
+		resp.Outputs[i].Shm = &ref
+	}
+	return nil
+}
