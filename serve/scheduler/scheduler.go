@@ -90,6 +90,15 @@ type Options struct {
 	DefaultPolicy QueuePolicy
 	// Policies overrides the policy of single levels.
 	Policies map[int]QueuePolicy
+	// SLO, when > 0 with Batching, is a latency objective for the P99 of
+	// the requests' time in the scheduler (queue and run): the SLO batcher
+	// (see SLOStats) then chooses each batch's size and how long to wait
+	// from the measured cost of each batch size and the arrival rate,
+	// instead of MaxQueueDelay and PreferredBatchSizes.
+	SLO time.Duration
+	// Now is the scheduler's clock (nil: time.Now), for arrival times,
+	// measured costs and deadlines; tests replace it.
+	Now func() time.Time
 }
 
 // Request is one inference request.
@@ -114,6 +123,9 @@ type Result struct {
 	Input, Compute, Output time.Duration
 	// BatchSize is the batch size of the run the request was part of.
 	BatchSize int
+	// SLOMet reports, with Options.SLO, whether the request finished within
+	// the objective.
+	SLOMet bool
 }
 
 // Execution describes one run of the model on a batch of requests.
@@ -171,6 +183,9 @@ type Scheduler struct {
 	run  []Runner // per instance
 	opts Options
 	obs  Observer
+	// slo is the SLO batcher's state (nil without Options.SLO), guarded by
+	// mu.
+	slo *sloPolicy
 
 	mu       sync.Mutex
 	queues   [][]*item // per level, FIFO
@@ -198,6 +213,9 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 	if opts.MaxBatchSize <= 0 {
 		opts.Batching = false
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	runners := make([]Runner, opts.Instances)
 	for i := range runners {
 		runners[i] = r
@@ -207,6 +225,9 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 	}
 	s := &Scheduler{run: runners, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
 		wake: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}), last: -1}
+	if opts.SLO > 0 {
+		s.slo = newSLOPolicy(opts.SLO, opts.MaxBatchSize, opts.Instances)
+	}
 	s.ctl = make([]chan func(int), opts.Instances)
 	for i := range s.ctl {
 		s.ctl[i] = make(chan func(int))
@@ -307,7 +328,7 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	if pol.AllowOverride && req.Timeout > 0 {
 		timeout = req.Timeout
 	}
-	it := &item{ctx: ctx, req: req, level: level, key: key, size: size, enqueued: time.Now(), done: make(chan outcome, 1)}
+	it := &item{ctx: ctx, req: req, level: level, key: key, size: size, enqueued: s.opts.Now(), done: make(chan outcome, 1)}
 
 	s.mu.Lock()
 	if s.closed {
@@ -316,7 +337,13 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	}
 	if pol.MaxQueueSize > 0 && len(s.queues[level-1]) >= pol.MaxQueueSize {
 		s.mu.Unlock()
+		if s.slo != nil {
+			s.slo.miss.Add(1)
+		}
 		return nil, fmt.Errorf("%w: %d requests waiting at priority %d", ErrQueueFull, len(s.queues[level-1]), level)
+	}
+	if s.slo != nil {
+		s.slo.arrived(it.enqueued, size)
 	}
 	s.queues[level-1] = append(s.queues[level-1], it)
 	s.queued++
@@ -348,6 +375,9 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 				continue
 			}
 			if s.remove(it) {
+				if s.slo != nil {
+					s.slo.miss.Add(1)
+				}
 				return nil, fmt.Errorf("%w after %v", ErrTimeout, timeout)
 			}
 			// an instance took it just now: wait for the result
@@ -406,12 +436,24 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 	if !s.opts.Batching {
 		return batch, 0
 	}
+	limit := s.opts.MaxBatchSize
+	if s.slo != nil {
+		limit = min(limit, s.slo.limit())
+	}
 	total := head.size
 	for _, it := range order[1:] {
-		if it.key == head.key && total+it.size <= s.opts.MaxBatchSize {
+		if it.key == head.key && total+it.size <= limit {
 			batch = append(batch, it)
 			total += it.size
 		}
+	}
+	if s.slo != nil {
+		send, wait, reason := s.slo.decide(now, head.enqueued, total, limit)
+		if !send {
+			return nil, wait
+		}
+		s.slo.decisions[reason]++
+		return batch, 0
 	}
 	if total >= s.opts.MaxBatchSize || slices.Contains(s.opts.PreferredBatchSizes, total) {
 		return batch, 0
@@ -505,12 +547,17 @@ func (s *Scheduler) instance(i int) {
 	var timer *time.Timer
 	for {
 		s.mu.Lock()
-		batch, wait := s.pick(time.Now())
+		batch, wait := s.pick(s.opts.Now())
 		if batch != nil {
 			switched := s.take(batch, i)
 			s.mu.Unlock()
-			s.execute(batch, i, switched)
+			start := s.opts.Now()
+			size, ok := s.execute(batch, i, switched)
+			took := s.opts.Now().Sub(start)
 			s.mu.Lock()
+			if s.slo != nil && ok {
+				s.slo.cost.observe(size, took)
+			}
 			s.inflight--
 			s.broadcast()
 			s.mu.Unlock()
@@ -544,44 +591,61 @@ func (s *Scheduler) instance(i int) {
 // execute runs a batch and delivers each request's result. When a batch of
 // several requests fails, each request is run again alone, so that one
 // request's bad input fails only that request, and no request ever sees an
-// error that comes from (and may quote) another request's data.
-func (s *Scheduler) execute(batch []*item, instance int, switched bool) {
-	start := time.Now()
+// error that comes from (and may quote) another request's data. It returns
+// the batch size and whether the batch ran as one (not retried alone).
+func (s *Scheduler) execute(batch []*item, instance int, switched bool) (size int, ok bool) {
+	now := s.opts.Now
+	start := now()
 	total := 0
 	for _, it := range batch {
 		total += it.size
 	}
 	if len(batch) == 1 {
 		s.runAlone(batch[0], instance, switched, start)
-		return
+		return total, true
 	}
 	inputs, err := concat(batch)
 	if err != nil {
 		s.retryAlone(batch, instance)
-		return
+		return total, false
 	}
 	// A batch of several requests is not tied to one request's context: the
 	// others still want the result; a request whose context ends stops
 	// waiting for it.
-	ran := time.Now()
+	ran := now()
 	out, err := s.run[instance].Run(context.Background(), inputs)
-	done := time.Now()
+	done := now()
 	input, compute := ran.Sub(start), done.Sub(ran)
 	var parts []map[string]*tensor.Tensor
 	if err == nil {
 		parts, err = split(out, batch, total)
 	}
-	output := time.Since(done)
+	output := now().Sub(done)
 	if s.obs != nil {
 		s.obs.Executed(Execution{Requests: len(batch), BatchSize: total, Compute: compute, Input: input, Output: output, Instance: instance, Switched: switched})
 	}
 	if err != nil {
 		s.retryAlone(batch, instance)
-		return
+		return total, false
 	}
 	for i, it := range batch {
-		it.done <- outcome{res: &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total}}
+		s.deliver(it, &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total})
 	}
+	return total, true
+}
+
+// deliver hands a request its result, judged against the SLO when there is
+// one.
+func (s *Scheduler) deliver(it *item, res *Result) {
+	if s.slo != nil {
+		res.SLOMet = s.opts.Now().Sub(it.enqueued) <= s.slo.target
+		if res.SLOMet {
+			s.slo.met.Add(1)
+		} else {
+			s.slo.miss.Add(1)
+		}
+	}
+	it.done <- outcome{res: res}
 }
 
 // retryAlone runs each request of a failed batch alone on instance.
@@ -591,15 +655,15 @@ func (s *Scheduler) retryAlone(batch []*item, instance int) {
 			it.done <- outcome{err: err} // its caller is gone
 			continue
 		}
-		s.runAlone(it, instance, false, time.Now())
+		s.runAlone(it, instance, false, s.opts.Now())
 	}
 }
 
 // runAlone runs one request on instance, its run ending with its context.
 func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.Time) {
-	ran := time.Now()
+	ran := s.opts.Now()
 	out, err := s.run[instance].Run(it.ctx, it.req.Inputs)
-	compute := time.Since(ran)
+	compute := s.opts.Now().Sub(ran)
 	if s.obs != nil {
 		s.obs.Executed(Execution{Requests: 1, BatchSize: it.size, Compute: compute, Input: ran.Sub(start), Instance: instance, Switched: switched})
 	}
@@ -607,7 +671,7 @@ func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.T
 		it.done <- outcome{err: err}
 		return
 	}
-	it.done <- outcome{res: &Result{Outputs: out, Queue: start.Sub(it.enqueued), Input: ran.Sub(start), Compute: compute, BatchSize: it.size}}
+	s.deliver(it, &Result{Outputs: out, Queue: start.Sub(it.enqueued), Input: ran.Sub(start), Compute: compute, BatchSize: it.size})
 }
 
 // concat joins the batch's inputs along dimension 0.
