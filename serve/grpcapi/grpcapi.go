@@ -22,7 +22,6 @@ import (
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/repository"
-	"github.com/kilnai/kiln/tensor"
 )
 
 // Service implements inference.GRPCInferenceServiceServer over a serve.Server.
@@ -108,7 +107,7 @@ func (v *Service) ModelReady(_ context.Context, r *inference.ModelReadyRequest) 
 // ServerMetadata returns the server's name, version and extensions.
 func (v *Service) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
 	return &inference.ServerMetadataResponse{Name: "kiln", Version: kiln.Version,
-		Extensions: []string{"classification", "model_repository", "statistics", "schedule_policy"}}, nil
+		Extensions: []string{"classification", "model_repository", "statistics", "schedule_policy", "system_shared_memory"}}, nil
 }
 
 // ModelMetadata returns a model's versions, inputs and outputs.
@@ -182,7 +181,11 @@ func paramSequence(p map[string]*inference.InferParameter) (serve.Sequence, erro
 }
 
 func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
-	inputs, err := api.RequestTensors(r)
+	inputs, err := v.requestTensors(r)
+	if err != nil {
+		return nil, err
+	}
+	outShm, err := outputShm(r)
 	if err != nil {
 		return nil, err
 	}
@@ -217,15 +220,11 @@ func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*i
 	}
 	resp, err := v.s.Infer(ctx, &serve.InferRequest{Model: r.GetModelName(), Version: r.GetModelVersion(), ID: r.GetId(),
 		Inputs: inputs, Outputs: outs, Priority: int(prio), Timeout: time.Duration(timeout) * time.Microsecond, Classes: classes,
-		Sequence: seq})
+		Sequence: seq, OutputShm: outShm})
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]*tensor.Tensor{}
-	for _, o := range resp.Outputs {
-		m[o.Name] = o.Tensor
-	}
-	return api.NewInferResponse(resp.Model, resp.Version, resp.ID, m)
+	return inferResponse(resp)
 }
 
 // ModelInfer runs one inference request.
