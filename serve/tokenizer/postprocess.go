@@ -45,8 +45,8 @@ type special struct {
 // moves offsets).
 type noPost struct{}
 
-func (noPost) added(bool) int                    { return 0 }
-func (noPost) check(*Tokenizer) error            { return nil }
+func (noPost) added(bool) int         { return 0 }
+func (noPost) check(*Tokenizer) error { return nil }
 func (noPost) process(a, b *Encoding) *Encoding {
 	if b == nil {
 		return a

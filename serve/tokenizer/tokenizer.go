@@ -125,12 +125,12 @@ type fileJSON struct {
 		Direction string `json:"direction"`
 	} `json:"truncation"`
 	Padding *struct {
-		Strategy         json.RawMessage `json:"strategy"`
-		Direction        string          `json:"direction"`
-		PadToMultipleOf  *int            `json:"pad_to_multiple_of"`
-		PadID            int64           `json:"pad_id"`
-		PadTypeID        int64           `json:"pad_type_id"`
-		PadToken         string          `json:"pad_token"`
+		Strategy        json.RawMessage `json:"strategy"`
+		Direction       string          `json:"direction"`
+		PadToMultipleOf *int            `json:"pad_to_multiple_of"`
+		PadID           int64           `json:"pad_id"`
+		PadTypeID       int64           `json:"pad_type_id"`
+		PadToken        string          `json:"pad_token"`
 	} `json:"padding"`
 	AddedTokens   []addedToken    `json:"added_tokens"`
 	Normalizer    json.RawMessage `json:"normalizer"`
@@ -519,7 +519,7 @@ func singleWord(text string, i, j int) bool {
 
 // Batch is a padded batch of encodings, row after row.
 type Batch struct {
-	Rows, Len                         int
+	Rows, Len                        int
 	IDs, AttentionMask, TokenTypeIDs []int64
 }
 
