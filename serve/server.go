@@ -159,6 +159,11 @@ type Stats struct {
 	// Batches are the model runs by batch size (Triton's batch_stats),
 	// smallest first.
 	Batches []BatchStats
+	// SLOTarget is the model's latency objective (parameter slo_p99_ms; 0
+	// for none), SLOMet and SLOMissed the requests that met it and those
+	// that did not (refused for a full queue or a queue timeout included).
+	SLOTarget         time.Duration
+	SLOMet, SLOMissed uint64
 }
 
 // BatchStats are the model runs of one batch size: how many, and the time
@@ -419,9 +424,21 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 				return err
 			}
 			r, vs.precheck = p, p.check
+		case rm.Config.Platform == repository.PlatformTokenizer:
+			p, err := newTextModel(rm, v.Number)
+			if err != nil {
+				drain(context.Background(), m)
+				return err
+			}
+			r, vs.precheck = p, p.check
 		default:
 			drain(context.Background(), m)
 			return fmt.Errorf("%w: model %s: platform %q has no model file to run", repository.ErrConfig, rm.Name, rm.Config.Platform)
+		}
+		var err error
+		if opts.SLO, err = sloTarget(rm.Config); err != nil {
+			drain(context.Background(), m)
+			return fmt.Errorf("model %s: %w", rm.Name, err)
 		}
 		if s.opts.WrapRunner != nil {
 			r = s.opts.WrapRunner(rm.Name, r)
@@ -582,6 +599,9 @@ func schedulerOptions(c *repository.Config) scheduler.Options {
 	o := scheduler.Options{Instances: c.Instances(), MaxBatchSize: c.MaxBatchSize}
 	db := c.DynamicBatching
 	if db == nil {
+		// a latency objective turns dynamic batching on
+		_, slo := c.Parameters[ParamSLO]
+		o.Batching = slo && c.MaxBatchSize > 0
 		return o
 	}
 	o.Batching = c.MaxBatchSize > 0
@@ -748,6 +768,8 @@ func (s *Server) ModelStats(name, ver string) ([]Stats, error) {
 				st.Batches = append(st.Batches, *b)
 			}
 			v.mu.Unlock()
+			slo := v.sched.SLOStats()
+			st.SLOTarget, st.SLOMet, st.SLOMissed = slo.Target, slo.Met, slo.Missed
 			slices.SortFunc(st.Batches, func(a, b BatchStats) int { return a.BatchSize - b.BatchSize })
 			out = append(out, st)
 		}
@@ -872,6 +894,7 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 	}
 	v.mu.Unlock()
 	if s.opts.Observer != nil {
+		s.observeSLO(m.name, ver, v, res != nil && res.SLOMet, err)
 		if err == nil {
 			s.opts.Observer.RequestDone(m.name, ver, batch, "", Times{Total: total, Queue: res.Queue,
 				ComputeInput: res.Input, ComputeInfer: res.Compute, ComputeOutput: res.Output})

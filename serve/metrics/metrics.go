@@ -10,7 +10,9 @@
 // time, batch size and model load time, and the counter
 // kiln_inference_exec_context_switch_count: batches of a model version that
 // ran on another instance (execution context) than the version's previous
-// batch; and the Go runtime's (go_*) and the process's (process_*) metrics.
+// batch; kiln_inference_slo_met_count and kiln_inference_slo_missed_count:
+// requests of a model with a latency objective (slo_p99_ms) within it and
+// not; and the Go runtime's (go_*) and the process's (process_*) metrics.
 //
 // PortHandler is the whole metrics port: /metrics, and optionally the
 // net/http/pprof profiles, behind an optional bearer token.
@@ -27,6 +29,8 @@ import (
 	"github.com/kilnai/kiln/serve"
 )
 
+var _ serve.SLOObserver = (*Metrics)(nil)
+
 // PendingSource reports the requests waiting per (model, version).
 type PendingSource interface {
 	Pending() map[[2]string]int
@@ -37,6 +41,7 @@ type Metrics struct {
 	reg                                 *prometheus.Registry
 	success, failure, count, exec       *prometheus.CounterVec
 	switches                            *prometheus.CounterVec
+	sloMet, sloMissed                   *prometheus.CounterVec
 	requestUs, queueUs, computeUs       *prometheus.CounterVec
 	inputUs, outputUs                   *prometheus.CounterVec
 	latency, queueTime, batchSize, load *prometheus.HistogramVec
@@ -59,6 +64,10 @@ func New(pending PendingSource) *Metrics {
 		exec:    counter("nv_inference_exec_count", "Number of model executions performed"),
 		switches: counter("kiln_inference_exec_context_switch_count",
 			"Number of model executions that ran on another instance (execution context) than the model version's previous execution"),
+		sloMet: counter("kiln_inference_slo_met_count",
+			"Number of requests of a model with a latency objective (slo_p99_ms) that finished within it"),
+		sloMissed: counter("kiln_inference_slo_missed_count",
+			"Number of requests of a model with a latency objective (slo_p99_ms) that finished after it, or were refused for a full queue or a queue timeout"),
 		requestUs: counter("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
 		queueUs:   counter("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
 		computeUs: counter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds"),
@@ -76,7 +85,7 @@ func New(pending PendingSource) *Metrics {
 		pendingDesc: prometheus.NewDesc("nv_inference_pending_request_count",
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
-	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
+	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.sloMet, m.sloMissed, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
 		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m}, modelReadyCollector{m}, sequenceCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -126,6 +135,16 @@ func (m *Metrics) Executed(model, version string, requests, batchSize int, compu
 // ContextSwitched records an execution-context switch.
 func (m *Metrics) ContextSwitched(model, version string) {
 	m.switches.WithLabelValues(model, version).Inc()
+}
+
+// SLORequest records whether a request of a model with a latency
+// objective met it.
+func (m *Metrics) SLORequest(model, version string, met bool) {
+	if met {
+		m.sloMet.WithLabelValues(model, version).Inc()
+	} else {
+		m.sloMissed.WithLabelValues(model, version).Inc()
+	}
 }
 
 // ModelLoaded records how long a model took to load.
