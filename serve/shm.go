@@ -40,6 +40,15 @@ func shmError(err error) error {
 	return err
 }
 
+// shmRequestError wraps the errors of package shm met by an inference
+// request: a region it names that is not registered is a bad request.
+func shmRequestError(err error) error {
+	if errors.Is(err, shm.ErrNotFound) {
+		return fmt.Errorf("%w: %w (register it first)", ErrInvalid, err)
+	}
+	return shmError(err)
+}
+
 // RegisterSystemShm registers byteSize bytes from offset of the POSIX
 // shared memory object key (shm_open's name, a file under /dev/shm) as
 // region name.
@@ -86,7 +95,7 @@ func (s *Server) ShmInput(name string, dt tensor.DType, shape []int, ref ShmRef)
 	}
 	b, err := s.shm.Read(ref.Region, ref.Offset, ref.ByteSize)
 	if err != nil {
-		return nil, fmt.Errorf("input %q: %w", name, shmError(err))
+		return nil, fmt.Errorf("input %q: %w", name, shmRequestError(err))
 	}
 	if dt != tensor.String {
 		if dt == tensor.Bool {
@@ -114,7 +123,7 @@ func (s *Server) checkShmOutputs(req *InferRequest) error {
 			return fmt.Errorf("%w: output %q: classification and shared memory go separately", ErrInvalid, name)
 		}
 		if err := s.shm.Check(ref.Region, ref.Offset, ref.ByteSize); err != nil {
-			return fmt.Errorf("output %q: %w", name, shmError(err))
+			return fmt.Errorf("output %q: %w", name, shmRequestError(err))
 		}
 	}
 	return nil
@@ -136,7 +145,7 @@ func (s *Server) writeShmOutputs(resp *InferResponse, req *InferRequest) error {
 			return fmt.Errorf("%w: output %q: shared_memory_byte_size %d is too small for the output's %d bytes (shape %v)", ErrInvalid, o.Name, ref.ByteSize, len(b), o.Tensor.Shape)
 		}
 		if err := s.shm.Write(ref.Region, ref.Offset, b); err != nil {
-			return fmt.Errorf("output %q: %w", o.Name, shmError(err))
+			return fmt.Errorf("output %q: %w", o.Name, shmRequestError(err))
 		}
 		ref.ByteSize = uint64(len(b))
 		resp.Outputs[i].Shm = &ref

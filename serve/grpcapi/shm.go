@@ -20,14 +20,14 @@ func shmRef(p map[string]*inference.InferParameter) (ref serve.ShmRef, ok bool, 
 	if !set {
 		for _, k := range serve.ShmParams[1:] {
 			if _, set := p[k]; set {
-				return ref, false, fmt.Errorf("%w: parameter %q needs %q", serve.ErrInvalid, k, serve.ShmParams[0])
+				return ref, false, fmt.Errorf("%w: parameter %s needs %s", serve.ErrInvalid, k, serve.ShmParams[0])
 			}
 		}
 		return ref, false, nil
 	}
 	s, isStr := region.GetParameterChoice().(*inference.InferParameter_StringParam)
 	if !isStr || s.StringParam == "" {
-		return ref, false, fmt.Errorf("%w: parameter %q must be a string_param naming a region", serve.ErrInvalid, serve.ShmParams[0])
+		return ref, false, fmt.Errorf("%w: parameter %s must be a string_param naming a region", serve.ErrInvalid, serve.ShmParams[0])
 	}
 	ref.Region = s.StringParam
 	num := func(k string) (uint64, bool, error) {
@@ -36,13 +36,13 @@ func shmRef(p map[string]*inference.InferParameter) (ref serve.ShmRef, ok bool, 
 			return 0, false, nil
 		case *inference.InferParameter_Int64Param:
 			if c.Int64Param < 0 {
-				return 0, true, fmt.Errorf("%w: parameter %q is negative", serve.ErrInvalid, k)
+				return 0, true, fmt.Errorf("%w: parameter %s is negative", serve.ErrInvalid, k)
 			}
 			return uint64(c.Int64Param), true, nil
 		case *inference.InferParameter_Uint64Param:
 			return c.Uint64Param, true, nil
 		}
-		return 0, true, fmt.Errorf("%w: parameter %q must be an int64_param", serve.ErrInvalid, k)
+		return 0, true, fmt.Errorf("%w: parameter %s must be an int64_param", serve.ErrInvalid, k)
 	}
 	if ref.Offset, _, err = num(serve.ShmParams[1]); err != nil {
 		return ref, false, err
@@ -52,7 +52,7 @@ func shmRef(p map[string]*inference.InferParameter) (ref serve.ShmRef, ok bool, 
 		return ref, false, err
 	}
 	if !sized {
-		return ref, false, fmt.Errorf("%w: parameter %q needs %q", serve.ErrInvalid, serve.ShmParams[0], serve.ShmParams[2])
+		return ref, false, fmt.Errorf("%w: parameter %s needs %s", serve.ErrInvalid, serve.ShmParams[0], serve.ShmParams[2])
 	}
 	return ref, true, nil
 }

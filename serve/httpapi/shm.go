@@ -28,13 +28,13 @@ func shmRef(p map[string]any) (ref serve.ShmRef, ok bool, err error) {
 	if !set {
 		for _, k := range serve.ShmParams[1:] {
 			if _, set := p[k]; set {
-				return ref, false, fmt.Errorf("%w: parameter %q needs %q", ErrDecode, k, serve.ShmParams[0])
+				return ref, false, fmt.Errorf("parameter %s needs %s", k, serve.ShmParams[0])
 			}
 		}
 		return ref, false, nil
 	}
 	if ref.Region, ok = region.(string); !ok || ref.Region == "" {
-		return ref, false, fmt.Errorf("%w: parameter %q must be a region name", ErrDecode, serve.ShmParams[0])
+		return ref, false, fmt.Errorf("parameter %s must be a region name", serve.ShmParams[0])
 	}
 	off, _, err := paramInt(p, serve.ShmParams[1])
 	if err != nil {
@@ -45,13 +45,13 @@ func shmRef(p map[string]any) (ref serve.ShmRef, ok bool, err error) {
 		return ref, false, err
 	}
 	if !set {
-		return ref, false, fmt.Errorf("%w: parameter %q needs %q", ErrDecode, serve.ShmParams[0], serve.ShmParams[2])
+		return ref, false, fmt.Errorf("parameter %s needs %s", serve.ShmParams[0], serve.ShmParams[2])
 	}
 	if _, bin := p["binary_data_size"]; bin {
-		return ref, false, fmt.Errorf("%w: binary_data_size and %q go separately", ErrDecode, serve.ShmParams[0])
+		return ref, false, fmt.Errorf("binary_data_size and %s go separately", serve.ShmParams[0])
 	}
 	if _, bin := p["binary_data"]; bin {
-		return ref, false, fmt.Errorf("%w: binary_data and %q go separately", ErrDecode, serve.ShmParams[0])
+		return ref, false, fmt.Errorf("binary_data and %s go separately", serve.ShmParams[0])
 	}
 	ref.Offset, ref.ByteSize = uint64(off), uint64(size)
 	return ref, true, nil
@@ -141,7 +141,7 @@ func (h *handler) shmRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Key == nil || req.ByteSize == nil {
-		h.fail(w, fmt.Errorf("%w: a register request needs \"key\" and \"byte_size\"", serve.ErrInvalid))
+		h.fail(w, fmt.Errorf("%w: a register request needs key and byte_size", serve.ErrInvalid))
 		return
 	}
 	if err := h.s.RegisterSystemShm(r.PathValue("region"), *req.Key, req.Offset, *req.ByteSize); err != nil {

@@ -13,6 +13,7 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -237,4 +238,23 @@ func faultless(f func()) (err error) {
 	}()
 	f()
 	return nil
+}
+
+// Create creates (or truncates) the shared memory object key with size
+// zero bytes under dir (DefaultDir when empty), as a client's shm_open and
+// ftruncate do, and returns its file.
+func Create(dir, key string, size int64) (string, error) {
+	p, err := (&Registry{Dir: dir}).path(key)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return "", err
+	}
+	return p, f.Close()
 }
