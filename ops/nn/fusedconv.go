@@ -28,6 +28,13 @@ type fusedConvOp struct {
 	// blk, when not nil, is the GEMM blocking of ConvIm2col.
 	tactic cpu.ConvAlgo
 	blk    *cpu.Blocking
+	// direct is set by the "direct" tactic (convDirect); the packed
+	// weights of wConst are made when it is set.
+	direct bool
+	dfilt  struct {
+		sync.Mutex
+		f *directFilter
+	}
 	// wConst is the constant weight tensor of the node, if any: the
 	// transformed Winograd filter is cached while Run gets this tensor.
 	wConst *tensor.Tensor
@@ -103,6 +110,9 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 			names = append(names, im2colTactic(b))
 		}
 	}
+	if directApplies(p) {
+		names = append(names, directTactic)
+	}
 	if len(names) < 2 {
 		return nil
 	}
@@ -115,6 +125,16 @@ func im2colTactic(b cpu.Blocking) string { return string(cpu.ConvIm2col) + "-" +
 // SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
 // cannot compute at run time (another rank, say) still runs the default.
 func (k *fusedConvOp) SetTactic(name string) error {
+	if name == directTactic {
+		k.tactic, k.blk, k.direct = "", nil, true
+		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 {
+			k.dfilt.Lock()
+			k.dfilt.f = newDirectFilter(w.Float32s(), w.Shape[0], w.Shape[1], w.Shape[2], w.Shape[3])
+			k.dfilt.Unlock()
+		}
+		return nil
+	}
+	k.direct = false
 	if slices.Contains(cpu.AllConvAlgos(), cpu.ConvAlgo(name)) {
 		k.tactic, k.blk = cpu.ConvAlgo(name), nil
 		return nil
@@ -125,8 +145,8 @@ func (k *fusedConvOp) SetTactic(name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, and %s-<blocking> such as %s)",
-		ops.ErrBadAttr, name, cpu.AllConvAlgos(), cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
+	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, and %s-<blocking> such as %s)",
+		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
 }
 
 // concrete returns the sizes of a shape whose dims are all known.
@@ -225,6 +245,12 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 // conv2D runs the 2-D convolution p with the chosen tactic, or cpu.Conv2D's
 // own choice when none is set or it does not apply to p.
 func (k *fusedConvOp) conv2D(p cpu.Conv2DParams, x, w *tensor.Tensor, bias, y []float32) {
+	if k.direct && directApplies(p) {
+		if f := k.directFilter(p, w); f != nil {
+			convDirect(p, x.Float32s(), f, bias, y)
+			return
+		}
+	}
 	a := k.tactic
 	switch {
 	case a == "" || !cpu.ConvAlgoApplies(a, p):
@@ -240,6 +266,27 @@ func (k *fusedConvOp) conv2D(p cpu.Conv2DParams, x, w *tensor.Tensor, bias, y []
 	default:
 		cpu.Conv2DWith(a, p, x.Float32s(), w.Float32s(), bias, y)
 	}
+}
+
+// directTactic names the direct convolution (convDirect).
+const directTactic = "direct"
+
+// directFilter returns the packed weights of the direct convolution: those
+// made from the node's constant weights when the tactic was set, or, for
+// weights computed at run time, packed for this call.
+func (k *fusedConvOp) directFilter(p cpu.Conv2DParams, w *tensor.Tensor) *directFilter {
+	if w == k.wConst && w != nil {
+		k.dfilt.Lock()
+		f := k.dfilt.f
+		k.dfilt.Unlock()
+		if f.fits(p) {
+			return f
+		}
+	}
+	if w.Len() != p.M*p.C*p.KH*p.KW {
+		return nil
+	}
+	return newDirectFilter(w.Float32s(), p.M, p.C, p.KH, p.KW)
 }
 
 // winogradFilter returns the transformed filter of the node's constant

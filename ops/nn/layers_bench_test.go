@@ -10,6 +10,7 @@ import (
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/ops/nn"
 	"github.com/kilnai/kiln/optimize"
 )
 
@@ -92,12 +93,23 @@ func BenchmarkConvLayers(b *testing.B) {
 				bias := randF32(r, p.M)
 				y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
 				flops := 2 * float64(p.N*p.M*p.OutH()*p.OutW()) * float64(p.C/p.Group*p.KH*p.KW)
+				run := map[string]func(){}
+				var names []string
 				for _, a := range cpu.ConvAlgos(p) {
+					names = append(names, string(a))
+					run[string(a)] = func() { cpu.Conv2DWith(a, p, x, w, bias, y) }
+				}
+				if d := nn.DirectConv(p, w); d != nil {
+					names = append(names, "direct")
+					run["direct"] = func() { d(x, bias, y) }
+				}
+				for _, a := range names {
 					name := fmt.Sprintf("%02d_c%d_m%d_%dx%d_k%d_s%d_g%d/%s", i, p.C, p.M, p.H, p.W, p.KH, p.StrideH, p.Group, a)
+					f := run[a]
 					b.Run(name, func(b *testing.B) {
 						b.ReportAllocs()
 						for b.Loop() {
-							cpu.Conv2DWith(a, p, x, w, bias, y)
+							f()
 						}
 						b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 					})

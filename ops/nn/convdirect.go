@@ -1,0 +1,206 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/kilnai/kiln/device/cpu"
+)
+
+// The direct convolution ("direct" tactic of FusedConv) computes a 2-D
+// float32 convolution without an im2col matrix and without packing anything
+// per call. The input is copied once into zero-padded planes, split by
+// stride phase (for stride 2, the even and odd rows and columns of the
+// padded input become four planes), so that every kernel tap of every
+// input channel reads a contiguous run of one plane: output position
+// (oh, ow) of tap (c, kh, kw) is at offs[c,kh,kw] + oh*Wq + ow, Wq being
+// the width of a phase plane. Outputs are computed over "wide" rows of Wq
+// columns (the Wq-OutW last ones are discarded), in tiles of 8 output
+// channels x 48 positions held in 24 AVX-512 registers, each tile summing
+// over all C*KH*KW taps at once, with the bias and ReLU/clip applied before
+// its only store. The weights are packed once (newDirectFilter) when the
+// plan selects the tactic, never per call. NOTES.md has the measurements.
+
+// directSlack is how many floats past its last phase plane the kernel may
+// read: the last wide row's unused columns of the last taps.
+const directSlack = 64
+
+// directMR x directNR is the register tile of convDirectAVX512.
+const (
+	directMR = 8
+	directNR = 48
+)
+
+// directFilter is the weights of a convolution packed for the direct
+// kernel: for each block of 8 output channels, K = C*KH*KW rows of 8
+// weights (output channel minor), rows past M zero.
+type directFilter struct {
+	m, c, kh, kw int
+	packed       []float32
+}
+
+// newDirectFilter packs w [M, C, KH, KW].
+func newDirectFilter(w []float32, m, c, kh, kw int) *directFilter {
+	k := c * kh * kw
+	mb := (m + directMR - 1) / directMR
+	f := &directFilter{m: m, c: c, kh: kh, kw: kw, packed: make([]float32, mb*k*directMR)}
+	for o := 0; o < m; o++ {
+		blk := f.packed[(o/directMR)*k*directMR:]
+		r := o % directMR
+		for q, v := range w[o*k : (o+1)*k] {
+			blk[q*directMR+r] = v
+		}
+	}
+	return f
+}
+
+// fits reports whether f holds the weights of p.
+func (f *directFilter) fits(p cpu.Conv2DParams) bool {
+	return f != nil && f.m == p.M && f.c == p.C && f.kh == p.KH && f.kw == p.KW
+}
+
+// directApplies reports whether convDirect computes p: one group,
+// no dilation, strides 1 or 2, on a CPU with AVX-512.
+func directApplies(p cpu.Conv2DParams) bool {
+	return directAsm && p.Validate() == nil && p.Group == 1 && p.DilH == 1 && p.DilW == 1 &&
+		p.StrideH <= 2 && p.StrideW <= 2
+}
+
+// convDirect computes y = act(conv(x, w) + bias) with the packed filter f
+// (see directApplies for what it computes; p.Act is the activation).
+func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y []float32) {
+	sh, sw := p.StrideH, p.StrideW
+	hp, wp := p.H+p.PadTop+p.PadBottom, p.W+p.PadLeft+p.PadRight
+	hq, wq := (hp+sh-1)/sh, (wp+sw-1)/sw
+	ph, pw := min(sh, p.KH), min(sw, p.KW) // phases the taps read
+	oh, ow := p.OutH(), p.OutW()
+	plane := hq * wq
+	chStride := ph * pw * plane
+	inPlace := sh == 1 && sw == 1 && p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
+	for n := 0; n < p.N; n++ {
+		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		src := xn
+		var inBuf *[]uint64
+		if !inPlace {
+			var xin []float32
+			xin, inBuf = scratch[float32](p.C*chStride + directSlack)
+			directInput(p, xn, xin, hq, wq, ph, pw)
+			src = xin
+		}
+		directRun(p, src, f, bias, yn, plane, chStride, wq, ph, pw)
+		if inBuf != nil {
+			putScratch(inBuf)
+		}
+	}
+}
+
+// directInput writes the zero-padded, phase-split copy of one image:
+// xin[c][a][b][i][j] = xpad[c][a+i*sh][b+j*sw] for phases a < ph, b < pw.
+func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
+	sh, sw := p.StrideH, p.StrideW
+	plane := hq * wq
+	items := p.C * ph * pw
+	cpu.ParallelFor(items, max(1, 4096/max(1, plane)), func(lo, hi int) {
+		for it := lo; it < hi; it++ {
+			c, a, b := it/(ph*pw), it/pw%ph, it%pw
+			dst := xin[it*plane : (it+1)*plane]
+			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
+			// input column of phase column j: b + j*sw - PadLeft
+			jlo := max(0, (p.PadLeft-b+sw-1)/sw)
+			jhi := min(wq, (p.W+p.PadLeft-b+sw-1)/sw)
+			for i := 0; i < hq; i++ {
+				row := dst[i*wq : (i+1)*wq]
+				r := a + i*sh - p.PadTop
+				if r < 0 || r >= p.H || jlo >= jhi {
+					clear(row)
+					continue
+				}
+				clear(row[:jlo])
+				clear(row[jhi:])
+				srow := xc[r*p.W : (r+1)*p.W]
+				c0 := b + jlo*sw - p.PadLeft
+				if sw == 1 {
+					copy(row[jlo:jhi], srow[c0:])
+					continue
+				}
+				d := row[jlo:jhi]
+				s := srow[c0:]
+				for j := range d {
+					d[j] = s[j*sw]
+				}
+			}
+		}
+	})
+}
+
+// directRun computes all output tiles of one image from src, the phase
+// planes (or the input itself for a pointwise convolution).
+func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y []float32, plane, chStride, wq, ph, pw int) {
+	sh, sw := p.StrideH, p.StrideW
+	oh, ow := p.OutH(), p.OutW()
+	k := p.C * p.KH * p.KW
+	offs, offBuf := scratch[int32](k)
+	defer putScratch(offBuf)
+	maxOff := 0
+	for c := 0; c < p.C; c++ {
+		for kh := 0; kh < p.KH; kh++ {
+			for kw := 0; kw < p.KW; kw++ {
+				o := c*chStride + ((kh%sh)*pw+kw%sw)*plane + (kh/sh)*wq + kw/sw
+				offs[(c*p.KH+kh)*p.KW+kw] = int32(o)
+				maxOff = max(maxOff, o)
+			}
+		}
+	}
+	// wide positions: oh rows of wq columns, the last wq-ow of each unused
+	wide := oh * wq
+	if last := maxOff + wide; last > len(src) {
+		panic(fmt.Sprintf("nn: direct convolution of %+v reads %d floats of %d", p, last, len(src)))
+	}
+	direct := wq == ow // the wide rows are the output rows
+	tiles := (wide + directNR - 1) / directNR
+	mb := (p.M + directMR - 1) / directMR
+	var out []float32
+	var outBuf *[]uint64
+	ldc := wide
+	if direct {
+		out = y
+	} else {
+		out, outBuf = scratch[float32](p.M * wide)
+	}
+	var clampOn bool
+	var lo, hi float32
+	switch p.Act {
+	case cpu.ActRelu:
+		clampOn, lo, hi = true, 0, float32(math.Inf(1))
+	case cpu.ActClip:
+		clampOn, lo, hi = true, p.ActMin, p.ActMax
+	}
+	var zero [directMR]float32
+	items := tiles * mb
+	cpu.ParallelFor(items, 1, func(i0, i1 int) {
+		var bv [directMR]float32
+		for it := i0; it < i1; it++ {
+			t, b := it/mb, it%mb
+			rows := min(directMR, p.M-b*directMR)
+			bp := &zero[0]
+			if bias != nil {
+				copy(bv[:], bias[b*directMR:b*directMR+rows])
+				bp = &bv[0]
+			}
+			j0 := t * directNR
+			n := min(directNR, wide-j0)
+			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+j0:], ldc, bp, lo, hi, clampOn, n, rows)
+		}
+	})
+	if !direct {
+		cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), func(m0, m1 int) {
+			for m := m0; m < m1; m++ {
+				for r := 0; r < oh; r++ {
+					copy(y[(m*oh+r)*ow:(m*oh+r+1)*ow], out[m*wide+r*wq:])
+				}
+			}
+		})
+		putScratch(outBuf)
+	}
+}

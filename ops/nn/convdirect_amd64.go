@@ -1,0 +1,22 @@
+//go:build amd64 && !purego
+
+package nn
+
+import "golang.org/x/sys/cpu"
+
+// directAsm says whether the direct convolution's AVX-512 kernel runs.
+var directAsm = cpu.X86.HasAVX512F
+
+//go:noescape
+func convDirectAVX512(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
+
+// convDirectTile computes one tile of rows (<= 8) output channels and n
+// (<= 48) wide positions starting at j0: out[r*ldc+j] = clamp(bias[r] +
+// sum over q of a[q*8+r]*src[offs[q]+j0+j]), clamped to [lo, hi] when
+// clampOn. The caller checks that src holds every offset it reads.
+func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int) {
+	_ = a[k*directMR-1]
+	_ = offs[k-1]
+	_ = out[(rows-1)*ldc+n-1]
+	convDirectAVX512(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
+}

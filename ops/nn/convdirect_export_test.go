@@ -1,0 +1,14 @@
+package nn
+
+import "github.com/kilnai/kiln/device/cpu"
+
+// DirectConv returns the direct convolution of p with the weights w
+// packed once, as the "direct" tactic runs it, or nil when it does not
+// apply (for the benchmarks of package nn_test).
+func DirectConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
+	if !directApplies(p) {
+		return nil
+	}
+	f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
+	return func(x, bias, y []float32) { convDirect(p, x, f, bias, y) }
+}

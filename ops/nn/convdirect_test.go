@@ -1,0 +1,68 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kilnai/kiln/device/cpu"
+)
+
+// TestConvDirect compares the direct convolution with cpu.Conv2D (its
+// default algorithm) on the layer shapes of the shared CNNs and edge cases:
+// output channels that are not a multiple of 8, positions that are not a
+// multiple of 48, pads on one side, strides 2 with odd sizes, 1x1
+// convolutions read in place, ReLU and clip, no bias, batches.
+func TestConvDirect(t *testing.T) {
+	if !directAsm {
+		t.Skip("the direct convolution needs AVX-512 (amd64 without purego); this CPU or build has none")
+	}
+	cases := []struct {
+		name string
+		p    cpu.Conv2DParams
+	}{
+		{"resnet stem 7x7/2", cpu.Conv2DParams{N: 1, C: 3, H: 224, W: 224, M: 16, KH: 7, KW: 7, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3, StrideH: 2, StrideW: 2}},
+		{"3x3 c16 56", cpu.Conv2DParams{N: 1, C: 16, H: 56, W: 56, M: 16, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"3x3/2 c16 56 to 32", cpu.Conv2DParams{N: 1, C: 16, H: 56, W: 56, M: 32, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2}},
+		{"1x1/2 downsample", cpu.Conv2DParams{N: 1, C: 16, H: 56, W: 56, M: 32, KH: 1, KW: 1, StrideH: 2, StrideW: 2}},
+		{"1x1 in place, m 13", cpu.Conv2DParams{N: 2, C: 24, H: 9, W: 11, M: 13, KH: 1, KW: 1, StrideH: 1, StrideW: 1, Act: cpu.ActClip, ActMin: 0, ActMax: 6}},
+		{"3x3 c128 7x7", cpu.Conv2DParams{N: 1, C: 128, H: 7, W: 7, M: 128, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
+		{"3x3/2 odd, asymmetric pads", cpu.Conv2DParams{N: 1, C: 5, H: 15, W: 13, M: 9, KH: 3, KW: 3, PadTop: 0, PadLeft: 1, PadBottom: 2, PadRight: 0, StrideH: 2, StrideW: 2}},
+		{"2x5 stride 2x1", cpu.Conv2DParams{N: 1, C: 4, H: 10, W: 20, M: 8, KH: 2, KW: 5, PadTop: 1, PadLeft: 2, PadBottom: 0, PadRight: 2, StrideH: 2, StrideW: 1}},
+		{"1x1 input", cpu.Conv2DParams{N: 1, C: 7, H: 1, W: 1, M: 17, KH: 1, KW: 1, StrideH: 1, StrideW: 1}},
+		{"squeezenet expand 3x3", cpu.Conv2DParams{N: 1, C: 16, H: 55, W: 55, M: 64, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := c.p
+			p.DilH, p.DilW, p.Group = 1, 1, 1
+			if !directApplies(p) {
+				t.Fatalf("directApplies(%+v) = false", p)
+			}
+			r := rand.New(rand.NewPCG(3, uint64(p.C*p.M)))
+			x := make([]float32, p.N*p.C*p.H*p.W)
+			w := make([]float32, p.M*p.C*p.KH*p.KW)
+			bias := make([]float32, p.M)
+			for _, s := range [][]float32{x, w, bias} {
+				for i := range s {
+					s[i] = r.Float32()*2 - 1
+				}
+			}
+			for _, b := range [][]float32{bias, nil} {
+				n := p.N * p.M * p.OutH() * p.OutW()
+				want := make([]float32, n)
+				cpu.Conv2D(p, x, w, b, want)
+				got := make([]float32, n)
+				for i := range got {
+					got[i] = float32(math.NaN())
+				}
+				convDirect(p, x, newDirectFilter(w, p.M, p.C, p.KH, p.KW), b, got)
+				for i := range want {
+					if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
+						t.Fatalf("bias %v: output %d = %g, cpu.Conv2D %g", b != nil, i, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
