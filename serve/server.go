@@ -424,6 +424,13 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 				return err
 			}
 			r, vs.precheck = p, p.check
+		case rm.Config.Platform == repository.PlatformTokenizer:
+			p, err := newTextModel(rm, v.Number)
+			if err != nil {
+				drain(context.Background(), m)
+				return err
+			}
+			r, vs.precheck = p, p.check
 		default:
 			drain(context.Background(), m)
 			return fmt.Errorf("%w: model %s: platform %q has no model file to run", repository.ErrConfig, rm.Name, rm.Config.Platform)

@@ -44,12 +44,16 @@ const (
 	// PlatformImage is kiln's image preprocessor: encoded images (BYTES,
 	// JPEG or PNG) in, normalized FP32 [3,H,W] tensors out.
 	PlatformImage = "kiln_image"
+	// PlatformTokenizer is kiln's tokenizer: texts (BYTES) in, token ids
+	// out (or ids in, texts out), from a HuggingFace tokenizer.json in the
+	// version folder.
+	PlatformTokenizer = "kiln_tokenizer"
 )
 
 // NativePlatform reports whether platform names a model the server runs
 // itself, with no model file in its version folders.
 func NativePlatform(platform string) bool {
-	return platform == PlatformEnsemble || platform == PlatformImage
+	return platform == PlatformEnsemble || platform == PlatformImage || platform == PlatformTokenizer
 }
 
 // validateNative checks that a native model's config declares its inputs
