@@ -49,11 +49,28 @@ func printPlan(w io.Writer, p *plan.Plan) {
 	fmt.Fprintf(w, "device     %s [%s]\n", h.Device, h.Fingerprint)
 	fmt.Fprintf(w, "precision  %s, optimization level %d\n", h.Precision, h.OptLevel)
 	fmt.Fprintf(w, "nodes      %d before optimization, %d after\n", h.Stats.NodesBefore, h.Stats.NodesAfter)
-	fmt.Fprintf(w, "memory     weights %s; activation arena %s for intermediates totalling %s", bytesStr(h.Stats.WeightBytes), bytesStr(h.Stats.ArenaBytes), bytesStr(h.Stats.IntermediateBytes))
-	if h.Stats.IntermediateBytes > 0 && h.Stats.ArenaBytes > 0 {
-		fmt.Fprintf(w, " (%.0f%%)", 100*float64(h.Stats.ArenaBytes)/float64(h.Stats.IntermediateBytes))
+	onDevice, fallbacks := 0, 0
+	for _, l := range h.Layers {
+		switch l.Device {
+		case "":
+		case "cpu":
+			fallbacks++
+		default:
+			onDevice++
+		}
 	}
-	fmt.Fprintln(w)
+	// a plan for a device that runs graphs itself (cuda): its layers say
+	// where they run, and the device reported its memory
+	perDevice := onDevice+fallbacks > 0 || h.Stats.DeviceMemory != nil
+	if perDevice {
+		printDeviceMemory(w, h)
+	} else {
+		fmt.Fprintf(w, "memory     weights %s; activation arena %s for intermediates totalling %s", bytesStr(h.Stats.WeightBytes), bytesStr(h.Stats.ArenaBytes), bytesStr(h.Stats.IntermediateBytes))
+		if h.Stats.IntermediateBytes > 0 && h.Stats.ArenaBytes > 0 {
+			fmt.Fprintf(w, " (%.0f%%)", 100*float64(h.Stats.ArenaBytes)/float64(h.Stats.IntermediateBytes))
+		}
+		fmt.Fprintln(w)
+	}
 	if len(h.Profiles) == 0 {
 		fmt.Fprintln(w, "profiles   none (static shapes)")
 	}
@@ -66,48 +83,23 @@ func printPlan(w io.Writer, p *plan.Plan) {
 			tactics[t.Layer] = t
 		}
 	}
-	onDevice, fallbacks := 0, 0
-	for _, l := range h.Layers {
-		switch l.Device {
-		case "":
-		case "cpu":
-			fallbacks++
-		default:
-			onDevice++
-		}
-	}
-	perDevice := onDevice+fallbacks > 0
 	fmt.Fprintf(w, "\nlayers (%d", len(h.Layers))
 	if perDevice {
 		fmt.Fprintf(w, ": %d on %s, %d on the CPU", onDevice, h.Device, fallbacks)
 	}
 	fmt.Fprintln(w, "):")
 	if perDevice {
-		fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-6s %-18s %10s\n", "#", "name", "op", "device", "prec", "tactic", "time")
+		printDeviceLayers(w, h, tactics)
 	} else {
 		fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-18s %10s\n", "#", "name", "op", "prec", "tactic", "time")
-	}
-	for i, l := range h.Layers {
-		t := tactics[l.Name]
-		tm := ""
-		if t.Time > 0 {
-			tm = fmt.Sprintf("%.3f ms", float64(t.Time.Nanoseconds())/1e6)
-		}
-		tac := t.Tactic
-		if tac == "" {
-			tac = "-"
-		}
-		if perDevice {
-			fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), clip(l.Device, 6), l.Precision, clip(tac, 18), tm)
-		} else {
-			fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), l.Precision, clip(tac, 18), tm)
-		}
-		if l.Fallback != "" {
-			fmt.Fprintf(w, "       on the CPU: %s\n", l.Fallback)
-		}
-		fmt.Fprintf(w, "       in: %s  out: %s\n", strings.Join(l.Inputs, ", "), strings.Join(l.Outputs, ", "))
-		for _, f := range l.Fused {
-			fmt.Fprintf(w, "       fused: %s\n", f)
+		for i, l := range h.Layers {
+			t := tactics[l.Name]
+			tac := t.Tactic
+			if tac == "" {
+				tac = "-"
+			}
+			fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-18s %10s\n", i, clip(l.Name, 28), clip(l.Op, 24), l.Precision, clip(tac, 18), msStr(t.Time))
+			printLayerDetail(w, l)
 		}
 	}
 	if len(h.Notes) > 0 {
@@ -116,6 +108,86 @@ func printPlan(w io.Writer, p *plan.Plan) {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
 	}
+}
+
+// printDeviceMemory prints the memory of a plan for a device that runs
+// graphs itself: the weights in the plan file, and what the device
+// reported (weights on it, and per execution context the activation arena
+// and the libraries' workspace).
+func printDeviceMemory(w io.Writer, h *plan.Header) {
+	fmt.Fprintf(w, "memory     weights %s in the plan\n", bytesStr(h.Stats.WeightBytes))
+	m := h.Stats.DeviceMemory
+	if m == nil {
+		fmt.Fprintf(w, "on %-7s memory not recorded (a plan written before kiln recorded it: rebuild it to see it)\n", h.Device)
+		return
+	}
+	at := "the max shapes of its largest profile"
+	if len(h.Profiles) == 0 {
+		at = "the model's shapes"
+	}
+	fmt.Fprintf(w, "on %-7s weights %s; per execution context, activation arena %s and library workspace %s (at %s)\n",
+		h.Device, bytesStr(m.WeightBytes), bytesStr(m.ArenaBytes), bytesStr(m.WorkspaceBytes), at)
+}
+
+// printDeviceLayers prints the layer table of a plan for a device that
+// runs graphs itself: where each layer runs, its precision, the time
+// measured while tuning, and the tactic in full (the library algorithm or
+// the kernels), with its workspace; CPU layers say why they fell back.
+func printDeviceLayers(w io.Writer, h *plan.Header, tactics map[string]plan.Tactic) {
+	fmt.Fprintf(w, "  %-4s %-28s %-24s %-6s %-6s %11s  %s\n", "#", "name", "op", "device", "prec", "time", "tactic")
+	var total time.Duration
+	timed, cached := 0, false
+	for i, l := range h.Layers {
+		t := tactics[l.Name]
+		tac := t.Tactic
+		if tac == "" {
+			tac = "-"
+		}
+		if t.Workspace > 0 {
+			tac += ", workspace " + bytesStr(t.Workspace)
+		}
+		tm := msStr(t.Time)
+		if t.Time > 0 {
+			total += t.Time
+			timed++
+			if t.Cached {
+				tm += "*"
+				cached = true
+			}
+		}
+		fmt.Fprintf(w, "  %-4d %-28s %-24s %-6s %-6s %11s  %s\n", i, clip(l.Name, 28), clip(l.Op, 24), clip(l.Device, 6), l.Precision, tm, tac)
+		printLayerDetail(w, l)
+	}
+	if timed > 0 {
+		at := "the first profile's opt shapes"
+		if len(h.Profiles) == 0 {
+			at = "the model's shapes"
+		}
+		fmt.Fprintf(w, "  %d layers timed at %s, %s in all (each layer timed alone)\n", timed, at, msStr(total))
+	}
+	if cached {
+		fmt.Fprintln(w, "  * read from the timing cache")
+	}
+}
+
+// printLayerDetail prints a layer's fallback reason, inputs, outputs and
+// fusions.
+func printLayerDetail(w io.Writer, l plan.Layer) {
+	if l.Fallback != "" {
+		fmt.Fprintf(w, "       on the CPU: %s\n", l.Fallback)
+	}
+	fmt.Fprintf(w, "       in: %s  out: %s\n", strings.Join(l.Inputs, ", "), strings.Join(l.Outputs, ", "))
+	for _, f := range l.Fused {
+		fmt.Fprintf(w, "       fused: %s\n", f)
+	}
+}
+
+// msStr spells a layer time in milliseconds, "" for none.
+func msStr(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.3f ms", float64(d.Nanoseconds())/1e6)
 }
 
 func clip(s string, n int) string {

@@ -538,6 +538,12 @@ func (b *builder) layers() {
 		}
 		h.Layers = append(h.Layers, l)
 	}
+	if b.exec != nil {
+		// what the device reported of its layers: tactics, times, memory
+		if err := h.ApplyLayerReports(b.res.Blobs); err != nil {
+			b.logf("layer report: %v", err)
+		}
+	}
 }
 
 // layerPrecision is the precision a node computes in, from its op and the

@@ -102,12 +102,17 @@ type ModelInfo struct {
 }
 
 // Tactic is the implementation chosen for one layer at a profile's opt
-// shape.
+// shape. In plans for a device that runs graphs itself (cuda) it records
+// what the device reported (ApplyLayerReports): the library algorithm or
+// kernels, the time measured while tuning (0 when not timed) and the
+// library workspace.
 type Tactic struct {
 	Layer  string        `json:"layer"`
 	Tactic string        `json:"tactic"`
 	Time   time.Duration `json:"time_ns"`
 	Cached bool          `json:"cached,omitempty"`
+	// Workspace is the scratch memory the tactic needs, in bytes.
+	Workspace int64 `json:"workspace_bytes,omitempty"`
 }
 
 // Layer is one node of the optimized graph.
@@ -135,6 +140,12 @@ type Stats struct {
 	WeightBytes       int64 `json:"weight_bytes"`
 	ArenaBytes        int64 `json:"arena_bytes"`
 	IntermediateBytes int64 `json:"intermediate_bytes"`
+	// DeviceMemory is, in plans for a device that runs graphs itself, the
+	// memory on that device: its weights, and per execution context its
+	// activation arena and library workspace, at the largest shapes of the
+	// profile that needs most (every device segment's together). Nil in
+	// CPU plans and plans written before kiln recorded it.
+	DeviceMemory *device.Memory `json:"device_memory,omitempty"`
 }
 
 // Section locates a byte range of the file.
@@ -494,24 +505,38 @@ func ProfileBlobPrefix(i int) string { return fmt.Sprintf("profile%d/", i) }
 // ProfileBlobs returns the device sections of profile i by their names
 // without the profile prefix: profile 0's, replaced by profile i's own.
 func (p *Plan) ProfileBlobs(i int) map[string][]byte {
+	names := make([]string, len(p.Header.Blobs))
+	for j, b := range p.Header.Blobs {
+		names[j] = b.Name
+	}
 	out := map[string][]byte{}
-	own := map[string][]byte{}
-	for _, b := range p.Header.Blobs {
-		data, _ := p.Blob(b.Name)
-		if rest, ok := strings.CutPrefix(b.Name, "profile"); ok {
+	for name, stored := range profileNames(names, i) {
+		out[name], _ = p.Blob(stored)
+	}
+	return out
+}
+
+// profileNames maps the names of profile i's device sections, without
+// the profile prefix, to the names they are stored under among names:
+// profile 0's, replaced by profile i's own.
+func profileNames(names []string, i int) map[string]string {
+	out := map[string]string{}
+	own := map[string]string{}
+	for _, name := range names {
+		if rest, ok := strings.CutPrefix(name, "profile"); ok {
 			if k := strings.IndexByte(rest, '/'); k > 0 {
-				if n, err := strconv.Atoi(rest[:k]); err == nil && ProfileBlobPrefix(n) == b.Name[:len("profile")+k+1] {
+				if n, err := strconv.Atoi(rest[:k]); err == nil && ProfileBlobPrefix(n) == name[:len("profile")+k+1] {
 					if n == i {
-						own[rest[k+1:]] = data
+						own[rest[k+1:]] = name
 					}
 					continue
 				}
 			}
 		}
-		out[b.Name] = data
+		out[name] = name
 	}
-	for name, data := range own {
-		out[name] = data
+	for name, stored := range own {
+		out[name] = stored
 	}
 	return out
 }

@@ -34,7 +34,9 @@ func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 // measurements read from and saved to the
 // timing cache o.TimingCache when set) and the choices go into the plan
 // blob "cuda.tactics"; a plan that has that blob uses it without timing.
-// Without max shapes and with symbolic inputs nothing is timed.
+// Without max shapes and with symbolic inputs nothing is timed. The blob
+// device.LayersBlob says how each layer runs (tactic, precision, the time
+// measured while tuning) and the device memory at the largest shapes.
 func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if o.Precision != "" && o.Precision != "fp32" && o.Precision != "fp16" {
 		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor runs fp32 and fp16)", ErrUnsupported, o.Precision)
@@ -107,6 +109,7 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		check = map[string][]int{}
 	}
 	measured := 0
+	var report *device.LayerReport
 	if o.MaxShapes != nil || staticInputs(g) {
 		cg, _, err := graphs(check)
 		if err != nil {
@@ -116,6 +119,13 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		e, err := NewEngine(cg, opt)
 		if err != nil {
 			return nil, err
+		}
+		// How the layers run and the memory they take, for kiln inspect:
+		// the memory at the largest shapes, the layers at the shapes
+		// they are tuned at (when they are).
+		report = &device.LayerReport{Layers: e.layerRuns(g), Memory: e.memory(), Shapes: "max"}
+		if o.MaxShapes == nil {
+			report.Shapes = "static"
 		}
 		if err := e.Close(); err != nil {
 			return nil, err
@@ -146,6 +156,10 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 			}
 			tactics, measured = te.Tactics(), te.Measured()
 			opt.Tactics = tactics
+			report.Layers = te.layerRuns(g)
+			if o.OptShapes != nil {
+				report.Shapes = "opt"
+			}
 			if err := te.Close(); err != nil {
 				return nil, err
 			}
@@ -158,6 +172,9 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	}
 	if tactics != nil {
 		blobs[tacticsBlob] = tactics.Marshal()
+	}
+	if report != nil {
+		blobs[device.LayersBlob] = device.MarshalLayerReport(*report)
 	}
 	return &planProgram{s: NewShapes(graphs, opt, maxPlanEngines), blobs: blobs, measured: measured}, nil
 }

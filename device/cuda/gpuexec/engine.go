@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
@@ -76,6 +77,20 @@ type Layer struct {
 	Node string // the node's name
 	Op   string // its op, e.g. "kiln::FusedConv"
 	Impl string // "cudnn", "cublaslt", or the kernel(s) run, e.g. "conv2d_f32"
+	// Tactic says it in full, as kiln inspect shows it: the library's
+	// algorithm and the kernels launched around it, e.g. "cudnn
+	// IMPLICIT_PRECOMP_GEMM (algo 1, FMA math) + bias_act_f32".
+	Tactic string
+	// Precision is what the layer computes in ("fp32", "fp16"; "" without
+	// float data).
+	Precision string
+	// Time is the layer's device time measured while tuning (Options.Tune;
+	// 0 otherwise): the chosen tactic's, or for layers without a choice,
+	// their kernels'. Cached says the time came from the timing cache.
+	Time   time.Duration
+	Cached bool
+	// Workspace is the library workspace the layer needs, in bytes.
+	Workspace int64
 }
 
 // Engine is a graph prepared on one GPU: constants uploaded and kernels
@@ -98,6 +113,8 @@ type Engine struct {
 	ws       int                     // workspace bytes a context needs
 	tactics  Tactics                 // tuned or applied choices, by node name
 	measured int                     // timings measured by tune
+	cached   map[string]bool         // tactics whose time came from the timing cache, by node name
+	stepNS   map[int]time.Duration   // device times of the steps tune had no choice for
 	reverted bool                    // tune kept the first choices: the network was slower with its own
 
 	mu       sync.Mutex
@@ -132,7 +149,8 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
-		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{}}
+		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{},
+		cached: map[string]bool{}, stepNS: map[int]time.Duration{}}
 	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
 		return nil, err
 	}
@@ -346,7 +364,8 @@ func (e *Engine) Fingerprint() cuda.Fingerprint { return e.fp }
 func (e *Engine) Layers() []Layer {
 	var out []Layer
 	for i, s := range e.prog.steps {
-		l := Layer{Node: s.node.Name, Op: opName(s.node)}
+		l := Layer{Node: s.node.Name, Op: opName(s.node), Tactic: e.stepTactic(i), Precision: e.stepPrecision(s), Workspace: e.stepWorkspace(i)}
+		l.Time, l.Cached = e.stepTime(i)
 		switch {
 		case e.convs[i] != nil:
 			l.Impl = fmt.Sprintf("cudnn (algo %d, math %d)", e.convs[i].Algo, e.convs[i].Math)

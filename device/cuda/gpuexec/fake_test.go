@@ -313,7 +313,8 @@ func TestKernelsOption(t *testing.T) {
 // TestCompilePlanFake compiles a plan graph through the cuda device's
 // Compiler (found with KILN_CUDA_LIB_PATH, the fake libraries) in each
 // precision: fp32 and fp16 give programs that take and return float32
-// tensors, with the kernel image as a blob; int8 is refused.
+// tensors, with the kernel image and the layer report as blobs; int8 is
+// refused.
 func TestCompilePlanFake(t *testing.T) {
 	dir := fakeLibs(t)
 	t.Setenv(cuda.EnvLibPath, dir)
@@ -337,7 +338,8 @@ func TestCompilePlanFake(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer prog.Close()
-			if bp, ok := prog.(device.BlobProgram); !ok || len(bp.Blobs()) != 1 {
+			// the kernel image and the layer report
+			if bp, ok := prog.(device.BlobProgram); !ok || len(bp.Blobs()) != 2 || bp.Blobs()[kernelBlob("sm_90")] == nil || bp.Blobs()[device.LayersBlob] == nil {
 				t.Errorf("program blobs: %v", ok)
 			}
 			out, err := prog.Run(context.Background(), in)

@@ -92,6 +92,9 @@ type step struct {
 	launches []launch
 	conv     *convCall // cuDNN may run it: then launches are replaced by conv + post
 	gemm     *gemmCall // cuBLASLt may run it: then launches are replaced by gemm + post
+	// inPlace says, for a node that launches nothing because another
+	// computes it or reads it through strides (planViews), how it runs.
+	inPlace string
 }
 
 // name is the node's name for error messages.
@@ -263,6 +266,7 @@ func compileWith(g *ir.Graph, keep, half, mma bool) (*program, error) {
 		c.step = len(c.p.steps)
 		s := step{node: n}
 		if c.skip[n] {
+			s.inPlace = c.inPlace(n)
 			c.p.steps = append(c.p.steps, s) // computed in place by a later attention
 			continue
 		}

@@ -119,8 +119,9 @@ func gemmSig(s step, half bool) string {
 
 // candidate is one way to run a step while tuning.
 type candidate struct {
-	t     Tactic
-	apply func() error
+	t      Tactic
+	apply  func() error
+	cached bool // t.NS came from the timing cache
 }
 
 // tune times, for each convolution and matrix product that a library
@@ -165,6 +166,13 @@ func (e *Engine) tune() error {
 		for _, i := range steps {
 			calls = append(calls, c.stepCalls(i)...)
 		}
+		defer func() { // a launch (and a captured graph) copies its arguments
+			for _, k := range calls {
+				if k.args != nil {
+					k.args.Free()
+				}
+			}
+		}()
 		enqueue := func() error {
 			for _, k := range calls {
 				var err error
@@ -241,12 +249,12 @@ func (e *Engine) tune() error {
 		if conv != nil && s.conv != nil {
 			sig = convSig(s, e.prog.half)
 			for _, a := range conv.Candidates {
-				cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math}, func() error {
+				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math}, apply: func() error {
 					e.convs[i] = conv
 					return conv.Use(a)
 				}})
 			}
-			cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplKernel}, func() error {
+			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel}, apply: func() error {
 				delete(e.convs, i)
 				return nil
 			}})
@@ -254,12 +262,12 @@ func (e *Engine) tune() error {
 			sig = gemmSig(s, e.prog.half)
 			epi := e.gemmEpi[i]
 			for j := range mm.Candidates {
-				cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi}, func() error {
+				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi}, apply: func() error {
 					e.gemms[i], e.gemmEpi[i] = mm, epi
 					return mm.UseCandidate(j)
 				}})
 			}
-			cands = append(cands, candidate{Tactic{Sig: sig, Impl: ImplKernel}, func() error {
+			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel}, apply: func() error {
 				delete(e.gemms, i)
 				delete(e.gemmEpi, i)
 				return nil
@@ -273,6 +281,7 @@ func (e *Engine) tune() error {
 			if e.opt.TimingCache != nil {
 				if d, ok := e.opt.TimingCache.Lookup(e.opt.CacheDevice, sig, t.name()); ok {
 					t.NS = int64(d)
+					cands[j].cached = true
 				}
 			}
 			if t.NS == 0 {
@@ -300,6 +309,7 @@ func (e *Engine) tune() error {
 			return fmt.Errorf("tuning layer %s: %w", s.name(), err)
 		}
 		e.tactics[s.node.Name] = cands[best].t
+		e.cached[s.node.Name] = cands[best].cached
 		done = append(done, tuned{i, cands, best, conv, mm})
 	}
 	// Layers timed alone can mislead (a warm cache, overlap with the next
@@ -330,7 +340,8 @@ func (e *Engine) tune() error {
 		} else {
 			e.reverted = true
 			for _, t := range done {
-				e.tactics[e.prog.steps[t.step].node.Name] = t.cands[0].t
+				name := e.prog.steps[t.step].node.Name
+				e.tactics[name], e.cached[name] = t.cands[0].t, t.cands[0].cached
 			}
 		}
 	}
@@ -340,6 +351,20 @@ func (e *Engine) tune() error {
 		}
 		if e.gemms[t.step] != t.mm {
 			t.mm.Destroy()
+		}
+	}
+	// The device time of every other layer, for kiln inspect: timed as the
+	// candidates were, nothing to choose (and no signature to cache by).
+	chosen := map[int]bool{}
+	for _, t := range done {
+		chosen[t.step] = true
+	}
+	for i, s := range e.prog.steps {
+		if chosen[i] || (len(s.launches) == 0 && s.conv == nil && s.gemm == nil) {
+			continue
+		}
+		if d, err := measure(i); err == nil {
+			e.stepNS[i] = d
 		}
 	}
 	// Only what the chosen algorithms need is allocated by later contexts.
