@@ -7,8 +7,18 @@ import "golang.org/x/sys/cpu"
 // directAsm says whether the direct convolution's AVX-512 kernel runs.
 var directAsm = cpu.X86.HasAVX512F
 
+//go:generate go run gen_convdirect_amd64.go
+
+// The kernels of tiles of 8 output channels x 16, 32 and 48 positions.
+//
 //go:noescape
-func convDirectAVX512(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
+func convDirectAVX512x1(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
+
+//go:noescape
+func convDirectAVX512x2(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
+
+//go:noescape
+func convDirectAVX512x3(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
 
 // convDirectTile computes one tile of rows (<= 8) output channels and n
 // (<= 48) wide positions starting at j0: out[r*ldc+j] = clamp(bias[r] +
@@ -18,5 +28,12 @@ func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32
 	_ = a[k*directMR-1]
 	_ = offs[k-1]
 	_ = out[(rows-1)*ldc+n-1]
-	convDirectAVX512(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
+	switch {
+	case n <= 16:
+		convDirectAVX512x1(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
+	case n <= 32:
+		convDirectAVX512x2(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
+	default:
+		convDirectAVX512x3(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
+	}
 }
