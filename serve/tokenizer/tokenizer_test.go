@@ -250,3 +250,21 @@ func TestInputErrors(t *testing.T) {
 		t.Errorf("long word: %v %v", enc, err)
 	}
 }
+
+// TestLargeInput: a text of MaxTextBytes without a space (one word of a
+// million characters) is tokenized, not refused or stuck: BPE merges with
+// a heap, WordPiece gives up past max_input_chars_per_word.
+func TestLargeInput(t *testing.T) {
+	gpt, bert := load(t, "gpt2_tiny.json"), load(t, "bert_tiny.json")
+	enc, err := gpt.Encode(strings.Repeat("l", MaxTextBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc.Len() != MaxTextBytes/2 || enc.IDs[0] != 11 {
+		t.Errorf("%d tokens, first %v, want %d of ll (11)", enc.Len(), enc.IDs[:1], MaxTextBytes/2)
+	}
+	enc, err = bert.Encode(strings.Repeat("the ", MaxTextBytes/4))
+	if err != nil || enc.Len() != MaxTextBytes/4+2 {
+		t.Errorf("%v tokens, err %v, want %d", enc.Len(), err, MaxTextBytes/4+2)
+	}
+}
