@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/kilnai/kiln/device/cpu"
 )
@@ -24,6 +25,29 @@ import (
 // directSlack is how many floats past its last phase plane the kernel may
 // read: the last wide row's unused columns of the last taps.
 const directSlack = 64
+
+// directPool hands out scratch buffers of one use of the direct
+// convolution; each use has its own pool, so that a small buffer never
+// stands in for a large one (which would then be allocated on every call).
+type directPool[T any] struct{ p sync.Pool }
+
+// get returns a buffer of n elements (contents undefined).
+func (dp *directPool[T]) get(n int) *[]T {
+	if v, ok := dp.p.Get().(*[]T); ok && cap(*v) >= n {
+		*v = (*v)[:n]
+		return v
+	}
+	s := make([]T, n)
+	return &s
+}
+
+func (dp *directPool[T]) put(v *[]T) { dp.p.Put(v) }
+
+var (
+	directInPool  directPool[float32] // phase planes
+	directOutPool directPool[float32] // wide outputs
+	directOffPool directPool[int32]   // tap offsets
+)
 
 // directMR x directNR is the register tile of convDirectAVX512.
 const (
@@ -81,16 +105,15 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y []floa
 		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		src := xn
-		var inBuf *[]uint64
+		var inBuf *[]float32
 		if !inPlace {
-			var xin []float32
-			xin, inBuf = scratch[float32](p.C*chStride + directSlack)
-			directInput(p, xn, xin, hq, wq, ph, pw)
-			src = xin
+			inBuf = directInPool.get(p.C*chStride + directSlack)
+			directInput(p, xn, *inBuf, hq, wq, ph, pw)
+			src = *inBuf
 		}
 		directRun(p, src, f, bias, yn, plane, chStride, wq, ph, pw)
 		if inBuf != nil {
-			putScratch(inBuf)
+			directInPool.put(inBuf)
 		}
 	}
 }
@@ -140,8 +163,9 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y []flo
 	sh, sw := p.StrideH, p.StrideW
 	oh, ow := p.OutH(), p.OutW()
 	k := p.C * p.KH * p.KW
-	offs, offBuf := scratch[int32](k)
-	defer putScratch(offBuf)
+	offBuf := directOffPool.get(k)
+	defer directOffPool.put(offBuf)
+	offs := *offBuf
 	maxOff := 0
 	for c := 0; c < p.C; c++ {
 		for kh := 0; kh < p.KH; kh++ {
@@ -160,13 +184,12 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y []flo
 	direct := wq == ow // the wide rows are the output rows
 	tiles := (wide + directNR - 1) / directNR
 	mb := (p.M + directMR - 1) / directMR
-	var out []float32
-	var outBuf *[]uint64
+	out := y
+	var outBuf *[]float32
 	ldc := wide
-	if direct {
-		out = y
-	} else {
-		out, outBuf = scratch[float32](p.M * wide)
+	if !direct {
+		outBuf = directOutPool.get(p.M * wide)
+		out = *outBuf
 	}
 	var clampOn bool
 	var lo, hi float32
@@ -201,6 +224,6 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y []flo
 				}
 			}
 		})
-		putScratch(outBuf)
+		directOutPool.put(outBuf)
 	}
 }
