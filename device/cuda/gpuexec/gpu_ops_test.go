@@ -374,8 +374,17 @@ func runOpCase(t *testing.T, tc opCase, half bool) (sticky error) {
 			t.Errorf("panic: %v", x)
 		}
 	}()
-	mk := func() *ir.Graph { g, _ := opGraph(t, tc); return g }
-	_, in := opGraph(t, tc)
+	// one graph, cloned for each engine: the cases' constants are drawn
+	// from a random source when the graph is built, so a second build
+	// would give the GPU other weights than the CPU reference
+	g0, in := opGraph(t, tc)
+	mk := func() *ir.Graph {
+		g := g0.Clone()
+		if _, err := ops.InferGraph(g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
 	ce, err := engine.New(mk())
 	if err != nil {
 		t.Fatal(err)
