@@ -76,6 +76,8 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	gpuMetrics := fs.Bool("allow-gpu-metrics", true, "export nv_gpu_* metrics read through NVML (absent without an NVIDIA driver)")
 	memLimit := fs.String("memory-limit", "", "largest memory one execution context (instance) of a built model may take, e.g. 2G: a model that needs more at its largest shapes is refused at load, a request that would need more gets 400 (default: half the machine's memory, or of its cgroup or GOMEMLIMIT when smaller)")
 	planCache := fs.String("plan-cache", defaultPlanCache(), "folder of built engine plans, keyed by model, config, device and kiln version: a restart loads them instead of building")
+	cacheSize := fs.String("cache-size", "64M", "bound of the response cache, shared by the models whose config.pbtxt has response_cache { enable: true } (0: no cache)")
+	recordDir := recordDirFlag(fs)
 	noBuild := fs.Bool("no-build", false, "serve ONNX graphs as they are, without building engines (no optimization, no plan cache)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -151,7 +153,11 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	if *gpuMetrics && *metricsPort >= 0 {
 		m.EnableGPU(log, cuda.Options{}) // without a GPU: logged, and no nv_gpu_* metrics
 	}
-	opts := serve.Options{Repository: *repo, Logger: log, Observer: m}
+	cacheBytes, err := parseSize(*cacheSize)
+	if err != nil {
+		return usageError(fs, "--cache-size %q: want a size such as 64M or 1G, or 0 for no cache", *cacheSize)
+	}
+	opts := serve.Options{Repository: *repo, Logger: log, Observer: m, RecordDir: *recordDir, CacheBytes: cacheBytes}
 	if !*noBuild {
 		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache, MemoryLimit: memoryLimit}, log)
 	}

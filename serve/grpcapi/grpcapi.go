@@ -271,6 +271,7 @@ func (v *Service) ModelStatistics(_ context.Context, r *inference.ModelStatistic
 			last = uint64(s.LastInference.UnixMilli())
 		}
 		d := func(c, ns uint64) *inference.StatisticDuration { return &inference.StatisticDuration{Count: c, Ns: ns} }
+		run := s.SuccessCount - s.CacheHitCount // computed, not answered from the cache
 		var batches []*inference.InferBatchStatistics
 		for _, b := range s.Batches {
 			batches = append(batches, &inference.InferBatchStatistics{BatchSize: uint64(b.BatchSize),
@@ -280,8 +281,9 @@ func (v *Service) ModelStatistics(_ context.Context, r *inference.ModelStatistic
 			Name: s.Model, Version: s.Version, LastInference: last,
 			InferenceCount: s.InferenceCount, ExecutionCount: s.ExecutionCount,
 			InferenceStats: &inference.InferStatistics{Success: d(s.SuccessCount, s.SuccessNs), Fail: d(s.FailCount, s.FailNs),
-				Queue: d(s.SuccessCount, s.QueueNs), ComputeInput: d(s.SuccessCount, s.ComputeInputNs),
-				ComputeInfer: d(s.SuccessCount, s.ComputeNs), ComputeOutput: d(s.SuccessCount, s.ComputeOutputNs)},
+				Queue: d(run, s.QueueNs), ComputeInput: d(run, s.ComputeInputNs),
+				ComputeInfer: d(run, s.ComputeNs), ComputeOutput: d(run, s.ComputeOutputNs),
+				CacheHit: d(s.CacheHitCount, s.CacheHitNs), CacheMiss: d(s.CacheMissCount, s.CacheMissNs)},
 		})
 	}
 	return out, nil

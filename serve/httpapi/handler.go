@@ -332,6 +332,7 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 			last = s.LastInference.UnixMilli()
 		}
 		cn := func(c, ns uint64) map[string]uint64 { return map[string]uint64{"count": c, "ns": ns} }
+		run := s.SuccessCount - s.CacheHitCount // computed, not answered from the cache
 		batches := []map[string]any{}
 		for _, b := range s.Batches {
 			batches = append(batches, map[string]any{"batch_size": b.BatchSize,
@@ -342,8 +343,9 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 			"inference_count": s.InferenceCount, "execution_count": s.ExecutionCount,
 			"inference_stats": map[string]any{
 				"success": cn(s.SuccessCount, s.SuccessNs), "fail": cn(s.FailCount, s.FailNs),
-				"queue": cn(s.SuccessCount, s.QueueNs), "compute_input": cn(s.SuccessCount, s.ComputeInputNs),
-				"compute_infer": cn(s.SuccessCount, s.ComputeNs), "compute_output": cn(s.SuccessCount, s.ComputeOutputNs),
+				"queue": cn(run, s.QueueNs), "compute_input": cn(run, s.ComputeInputNs),
+				"compute_infer": cn(run, s.ComputeNs), "compute_output": cn(run, s.ComputeOutputNs),
+				"cache_hit": cn(s.CacheHitCount, s.CacheHitNs), "cache_miss": cn(s.CacheMissCount, s.CacheMissNs),
 			},
 		})
 	}

@@ -12,7 +12,10 @@
 // ran on another instance (execution context) than the version's previous
 // batch; kiln_inference_slo_met_count and kiln_inference_slo_missed_count:
 // requests of a model with a latency objective (slo_p99_ms) within it and
-// not; and the Go runtime's (go_*) and the process's (process_*) metrics.
+// not; the response cache's nv_cache_num_hits_per_model,
+// nv_cache_num_misses_per_model, nv_cache_hit_duration_per_model,
+// nv_cache_miss_duration_per_model (microseconds), nv_cache_num_entries,
+// nv_cache_num_evictions and nv_cache_util; and the Go runtime's (go_*) and the process's (process_*) metrics.
 //
 // PortHandler is the whole metrics port: /metrics, and optionally the
 // net/http/pprof profiles, behind an optional bearer token.
@@ -86,7 +89,7 @@ func New(pending PendingSource) *Metrics {
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
 	}
 	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.sloMet, m.sloMissed, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
-		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m}, modelReadyCollector{m}, sequenceCollector{m},
+		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m}, modelReadyCollector{m}, sequenceCollector{m}, cacheCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
