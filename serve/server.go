@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/serve/cache"
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
 	"github.com/kilnai/kiln/serve/shm"
@@ -95,6 +96,9 @@ type Options struct {
 	// load's context (LoadAll's, or the poll's), so that a long build
 	// stops when the server is told to stop.
 	ContextLoader repository.ContextLoader
+	// CacheBytes bounds the response cache (the models whose config has
+	// response_cache { enable: true }); 0: no cache.
+	CacheBytes int64
 }
 
 // modelRunner runs a kiln model, with one execution context (arena) per
@@ -156,6 +160,11 @@ type Stats struct {
 	// output split times of successful requests; ComputeNs is the model
 	// runs' (compute_infer).
 	ComputeInputNs, ComputeOutputNs uint64
+	// CacheHit and CacheMiss count the successful requests answered from
+	// the response cache (and the time to look them up; SuccessCount
+	// includes them, the queue and compute counters do not) and those
+	// computed and then stored (lookup and insertion time).
+	CacheHitCount, CacheHitNs, CacheMissCount, CacheMissNs uint64
 	// Batches are the model runs by batch size (Triton's batch_stats),
 	// smallest first.
 	Batches []BatchStats
@@ -190,6 +199,8 @@ type version struct {
 	// batches are the runs by batch size (Stats.Batches), guarded by mu.
 	batches map[int]*BatchStats
 	mu      sync.Mutex
+	// cacheGen tells this load of the version from others in cache keys.
+	cacheGen uint64
 }
 
 type model struct {
@@ -218,6 +229,8 @@ type Server struct {
 	loadingAll atomic.Int32
 	// shm are the registered system shared memory regions.
 	shm *shm.Registry
+	// cache is the response cache (nil: none).
+	cache *cache.LRU[cachedResponse]
 }
 
 // New returns a server with no models loaded.
@@ -226,7 +239,11 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, log: log, models: map[string]*model{}, shm: shm.NewRegistry()}
+	s := &Server{opts: opts, log: log, models: map[string]*model{}, shm: shm.NewRegistry()}
+	if opts.CacheBytes > 0 {
+		s.cache = cache.New[cachedResponse](opts.CacheBytes)
+	}
+	return s
 }
 
 // LoadAll loads every model of the repository, one after the other. Models
@@ -396,7 +413,7 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 		m.composing = ens.models()
 	}
 	for _, v := range rm.Versions {
-		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}}
+		vs := &version{num: v.Number, stats: Stats{Model: rm.Name, Version: strconv.FormatInt(v.Number, 10)}, cacheGen: cacheGen.Add(1)}
 		opts := schedulerOptions(rm.Config)
 		var r scheduler.Runner
 		switch {
@@ -854,12 +871,21 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 		cfg *repository.Config
 		res *scheduler.Result
 		err error
+		cp  cacheProbe
 	)
 	for attempt := 0; ; attempt++ {
 		if m, v, err = s.lookup(req.Model, req.Version); err != nil {
 			return nil, err
 		}
 		cfg = m.repo.Config
+		if attempt == 0 {
+			var hit *InferResponse
+			if hit, cp, err = s.cacheLookup(m, v, req, start); hit != nil || err != nil {
+				return hit, err
+			}
+		} else {
+			cp = cacheProbe{} // the version was replaced: its key is stale
+		}
 		res, err = s.infer(ctx, cfg, v, req)
 		// A reload replaced the model between lookup and queueing: the new
 		// one takes the request, so that a reload fails no request.
@@ -919,6 +945,7 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 			resp.Outputs = append(resp.Outputs, NamedTensor{Name: o.Name, Tensor: t})
 		}
 	}
+	s.cacheStore(v, cp, resp)
 	if len(req.OutputShm) > 0 {
 		if err := s.writeShmOutputs(resp, req); err != nil {
 			return nil, err
