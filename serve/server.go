@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/serve/cache"
+	"github.com/kilnai/kiln/serve/record"
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
 	"github.com/kilnai/kiln/serve/shm"
@@ -96,6 +97,9 @@ type Options struct {
 	// load's context (LoadAll's, or the poll's), so that a long build
 	// stops when the server is told to stop.
 	ContextLoader repository.ContextLoader
+	// RecordDir is the folder under which the models whose config asks
+	// for it (parameter record_requests) record requests ("": none).
+	RecordDir string
 	// CacheBytes bounds the response cache (the models whose config has
 	// response_cache { enable: true }); 0: no cache.
 	CacheBytes int64
@@ -193,6 +197,8 @@ type version struct {
 	rules inputRules
 	// precheck, when set, checks them too (a kiln_image model's images).
 	precheck func(map[string]*tensor.Tensor) error
+	// rec records the version's requests (nil: not asked for).
+	rec *record.Recorder
 	// seq is the sequence batcher of a model with sequence_batching.
 	seq   *seqBatcher
 	stats Stats
@@ -457,6 +463,12 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 			drain(context.Background(), m)
 			return fmt.Errorf("model %s: %w", rm.Name, err)
 		}
+		if v.Model != nil {
+			if vs.rec, err = s.newRecorder(rm, v.Number, v.Model); err != nil {
+				drain(context.Background(), m)
+				return err
+			}
+		}
 		if s.opts.WrapRunner != nil {
 			r = s.opts.WrapRunner(rm.Name, r)
 		}
@@ -571,6 +583,9 @@ func (m *model) close() error {
 	for _, v := range m.versions {
 		if v.seq != nil {
 			v.seq.close()
+		}
+		if v.rec != nil {
+			v.rec.Close()
 		}
 		if c, ok := v.runner.(io.Closer); ok {
 			errs = append(errs, c.Close())
@@ -988,6 +1003,9 @@ func (s *Server) run(ctx context.Context, v *version, req *InferRequest, inputs 
 		if err := v.precheck(inputs); err != nil {
 			return nil, err
 		}
+	}
+	if v.rec != nil {
+		v.rec.Offer(inputs)
 	}
 	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: inputs, Priority: req.Priority, Timeout: req.Timeout})
 	if errors.Is(err, scheduler.ErrInput) {
