@@ -165,6 +165,9 @@ func printDeviceLayers(w io.Writer, h *plan.Header, tactics map[string]plan.Tact
 		}
 		fmt.Fprintf(w, "  %d layers timed at %s, %s in all (each layer timed alone)\n", timed, at, msStr(total))
 	}
+	if timed == 0 && len(tactics) > 0 {
+		fmt.Fprintln(w, "  not timed (built with --no-timing): the libraries' first choices at the max shapes")
+	}
 	if cached {
 		fmt.Fprintln(w, "  * read from the timing cache")
 	}

@@ -83,13 +83,14 @@ func inspectNet(t *testing.T) []byte {
 }
 
 // volatile matches what changes between builds and machines in kiln
-// inspect's output: the plan's size, kiln version and date, and the
-// device's fingerprint.
+// inspect's output: the plan's size, kiln version and date, the model's
+// hash (it changes with the ONNX writer) and the device's fingerprint.
 var volatile = []struct {
 	re   *regexp.Regexp
 	with string
 }{
 	{regexp.MustCompile(`(?m)^plan .*$`), "plan       (masked: size, kiln version, date)"},
+	{regexp.MustCompile(`(?m)^model      sha256 .*$`), "model      sha256 (masked)"},
 	{regexp.MustCompile(`(?m)^device     cuda \[.*\]$`), "device     cuda [masked: fingerprint]"},
 }
 
@@ -199,6 +200,9 @@ func TestInspectCUDAFake(t *testing.T) {
 			}
 			if got := strings.Contains(shown, "1.500 ms"); got != tt.timed {
 				t.Errorf("times shown: %v, want %v:\n%s", got, tt.timed, shown)
+			}
+			if got := strings.Contains(shown, "not timed (built with --no-timing)"); got == tt.timed {
+				t.Errorf("says not timed: %v:\n%s", got, shown)
 			}
 		})
 	}

@@ -58,5 +58,12 @@
 // choices than with the libraries' first ones. Times are shared through a
 // timing cache (engine/tactic, keyed by the GPU's fingerprint and the
 // layer's signature); a plan keeps the choices in its "cuda.tactics" blob,
-// which loading applies without timing.
+// which loading applies without timing. Tuning then times every other
+// layer that launches something the same way (not cached: nothing to
+// choose), so that Engine.Layers gives each layer its device time beside
+// its tactic (the library algorithm, or the kernels), precision and
+// workspace. A compiled plan's device.LayersBlob section carries that table
+// and the device memory (weights, and per context the arena and the
+// workspace, at the largest shapes) to the plan's header, which kiln
+// inspect shows.
 package gpuexec
