@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/serve/cache"
+	"github.com/kilnai/kiln/serve/logging"
 	"github.com/kilnai/kiln/serve/record"
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
@@ -237,6 +238,10 @@ type Server struct {
 	shm *shm.Registry
 	// cache is the response cache (nil: none).
 	cache *cache.LRU[cachedResponse]
+	// trace are the trace settings; logs the log settings, those of the
+	// logger's handler when it is a *logging.Handler.
+	trace traceSettings
+	logs  *logging.Handler
 }
 
 // New returns a server with no models loaded.
@@ -246,6 +251,11 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: log, models: map[string]*model{}, shm: shm.NewRegistry()}
+	if h, ok := log.Handler().(*logging.Handler); ok {
+		s.logs = h
+	} else {
+		s.logs = logging.New(io.Discard) // settings kept, the logger unchanged
+	}
 	if opts.CacheBytes > 0 {
 		s.cache = cache.New[cachedResponse](opts.CacheBytes)
 	}
