@@ -129,8 +129,8 @@ func TestResponseCache(t *testing.T) {
 		defer resp.Body.Close()
 		var st struct {
 			ModelStats []struct {
-				InferenceCount uint64 `json:"inference_count"`
-				ExecutionCount uint64 `json:"execution_count"`
+				InferenceCount uint64                                `json:"inference_count"`
+				ExecutionCount uint64                                `json:"execution_count"`
 				InferenceStats map[string]struct{ Count, Ns uint64 } `json:"inference_stats"`
 			} `json:"model_stats"`
 		}

@@ -26,10 +26,10 @@ var ErrSetting = errors.New("logging: bad log setting")
 
 // Settings are the log settings, by Triton's names.
 type Settings struct {
-	File                   string
-	Info, Warning, Error   bool
-	VerboseLevel           uint32
-	Format                 string
+	File                 string
+	Info, Warning, Error bool
+	VerboseLevel         uint32
+	Format               string
 }
 
 // Map returns the settings by their names: bools, a uint32 and strings.
