@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/fastmath"
 )
 
 // The direct convolution ("direct" tactic of FusedConv) computes a 2-D
@@ -91,8 +92,14 @@ func directApplies(p cpu.Conv2DParams) bool {
 }
 
 // convDirect computes y = act(conv(x, w) + bias) with the packed filter f
-// (see directApplies for what it computes; p.Act is the activation).
-func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y []float32) {
+// (see directApplies for what it computes; p.Act is the activation). With a
+// residual z (y's shape) it computes y = ep(conv(x, w) + bias + z) instead,
+// ep's activation applied after the sum, p.Act ignored: the sum is made while
+// the output is copied out of the wide rows, not in another pass.
+func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []float32, ep *epilogue) {
+	if z != nil {
+		p.Act = cpu.ActNone
+	}
 	sh, sw := p.StrideH, p.StrideW
 	hp, wp := p.H+p.PadTop+p.PadBottom, p.W+p.PadLeft+p.PadRight
 	hq, wq := (hp+sh-1)/sh, (wp+sw-1)/sw
@@ -111,7 +118,11 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y []floa
 			directInput(p, xn, *inBuf, hq, wq, ph, pw)
 			src = *inBuf
 		}
-		directRun(p, src, f, bias, yn, plane, chStride, wq, ph, pw)
+		var zn []float32
+		if z != nil {
+			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		}
+		directRun(p, src, f, bias, yn, zn, ep, plane, chStride, wq, ph, pw)
 		if inBuf != nil {
 			directInPool.put(inBuf)
 		}
@@ -159,7 +170,7 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 
 // directRun computes all output tiles of one image from src, the phase
 // planes (or the input itself for a pointwise convolution).
-func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y []float32, plane, chStride, wq, ph, pw int) {
+func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []float32, ep *epilogue, plane, chStride, wq, ph, pw int) {
 	sh, sw := p.StrideH, p.StrideW
 	oh, ow := p.OutH(), p.OutW()
 	k := p.C * p.KH * p.KW
@@ -216,11 +227,20 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y []flo
 			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+j0:], ldc, bp, lo, hi, clampOn, n, rows)
 		}
 	})
-	if !direct {
+	switch {
+	case direct && z != nil:
+		ep.applyAdd(y, z)
+	case !direct:
 		cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), func(m0, m1 int) {
 			for m := m0; m < m1; m++ {
 				for r := 0; r < oh; r++ {
-					copy(y[(m*oh+r)*ow:(m*oh+r+1)*ow], out[m*wide+r*wq:])
+					yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
+					if z == nil {
+						copy(yr, out[m*wide+r*wq:])
+						continue
+					}
+					fastmath.ScaleAdd(yr, out[m*wide+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
+					ep.applySerial(yr)
 				}
 			}
 		})

@@ -10,5 +10,5 @@ func DirectConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
 		return nil
 	}
 	f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
-	return func(x, bias, y []float32) { convDirect(p, x, f, bias, y) }
+	return func(x, bias, y []float32) { convDirect(p, x, f, bias, y, nil, nil) }
 }

@@ -56,7 +56,7 @@ func TestConvDirect(t *testing.T) {
 				for i := range got {
 					got[i] = float32(math.NaN())
 				}
-				convDirect(p, x, newDirectFilter(w, p.M, p.C, p.KH, p.KW), b, got)
+				convDirect(p, x, newDirectFilter(w, p.M, p.C, p.KH, p.KW), b, got, nil, nil)
 				for i := range want {
 					if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
 						t.Fatalf("bias %v: output %d = %g, cpu.Conv2D %g", b != nil, i, got[i], want[i])

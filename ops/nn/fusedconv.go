@@ -229,6 +229,12 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		}
 		p.Act = cpu.ActNone
 	}
+	if is2D && z != nil && k.direct && directApplies(p) {
+		if f := k.directFilter(p, w); f != nil {
+			convDirect(p, x.Float32s(), f, bias, yv, z.Float32s(), &k.ep)
+			return []*tensor.Tensor{y}, nil
+		}
+	}
 	if is2D {
 		k.conv2D(p, x, w, bias, yv)
 	} else {
@@ -247,7 +253,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 func (k *fusedConvOp) conv2D(p cpu.Conv2DParams, x, w *tensor.Tensor, bias, y []float32) {
 	if k.direct && directApplies(p) {
 		if f := k.directFilter(p, w); f != nil {
-			convDirect(p, x.Float32s(), f, bias, y)
+			convDirect(p, x.Float32s(), f, bias, y, nil, nil)
 			return
 		}
 	}

@@ -83,6 +83,17 @@ func TestFusedConvTactics(t *testing.T) {
 		}
 		return algos
 	}
+	// withDirect adds the direct convolution, offered where its assembly
+	// runs.
+	withDirect := func(algos []string) []string {
+		if !directAsm {
+			if len(algos) < 2 {
+				return nil
+			}
+			return algos
+		}
+		return append(algos, directTactic)
+	}
 	geoms := []struct {
 		name  string
 		x, w  []int
@@ -90,18 +101,19 @@ func TestFusedConvTactics(t *testing.T) {
 		want  []string // tactics, default first
 	}{
 		{"3x3 pad1 ragged", []int{2, 4, 7, 5}, []int{6, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)},
-			blocked("im2col", "implicit", "winograd2x2", "winograd4x4")},
+			withDirect(blocked("im2col", "implicit", "winograd2x2", "winograd4x4"))},
 		{"3x3 many channels", []int{1, 32, 9, 20}, []int{16, 32, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 0, 2, 1)},
-			blocked("implicit", "im2col", "winograd2x2", "winograd4x4")},
+			withDirect(blocked("implicit", "im2col", "winograd2x2", "winograd4x4"))},
 		{"3x3 groups", []int{1, 6, 8, 8}, []int{9, 2, 3, 3}, []*ir.Attr{ir.IntAttr("group", 3), ir.IntsAttr("pads", 1, 1, 1, 1)},
 			blocked("im2col", "implicit", "winograd2x2", "winograd4x4")},
 		{"depthwise stride2", []int{1, 4, 7, 7}, []int{4, 1, 3, 3}, []*ir.Attr{ir.IntAttr("group", 4), ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)},
 			[]string{"depthwise", "im2col"}},
 		{"5x5 same", []int{1, 3, 9, 6}, []int{5, 3, 5, 5}, []*ir.Attr{ir.StringAttr("auto_pad", "SAME_UPPER")},
-			blocked("im2col", "implicit")},
-		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, blocked("im2col")},
-		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, blocked("im2col")},
-		{"1x1 one output channel", []int{1, 8, 4, 4}, []int{1, 8, 1, 1}, nil, nil},
+			withDirect(blocked("im2col", "implicit"))},
+		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, withDirect(blocked("im2col"))},
+		{"3x3 stride 2 pad 1, 20 channels", []int{2, 5, 12, 11}, []int{20, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withDirect(blocked("im2col"))},
+		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, withDirect(blocked("im2col"))},
+		{"1x1 one output channel", []int{1, 8, 4, 4}, []int{1, 8, 1, 1}, nil, withDirect([]string{"im2col"})},
 		{"1-D", []int{2, 3, 9}, []int{5, 3, 3}, nil, nil},
 	}
 	for _, g := range geoms {
