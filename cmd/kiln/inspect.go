@@ -118,7 +118,7 @@ func printDeviceMemory(w io.Writer, h *plan.Header) {
 	fmt.Fprintf(w, "memory     weights %s in the plan\n", bytesStr(h.Stats.WeightBytes))
 	m := h.Stats.DeviceMemory
 	if m == nil {
-		fmt.Fprintf(w, "on %-7s memory not recorded (a plan written before kiln recorded it: rebuild it to see it)\n", h.Device)
+		fmt.Fprintf(w, "on %-7s memory not recorded in this plan (built by an older kiln, or the device does not report it)\n", h.Device)
 		return
 	}
 	at := "the max shapes of its largest profile"

@@ -360,7 +360,7 @@ func (e *Engine) tune() error {
 		chosen[t.step] = true
 	}
 	for i, s := range e.prog.steps {
-		if chosen[i] || (len(s.launches) == 0 && s.conv == nil && s.gemm == nil) {
+		if chosen[i] || synthetic(s) || (len(s.launches) == 0 && s.conv == nil && s.gemm == nil) {
 			continue
 		}
 		if d, err := measure(i); err == nil {
