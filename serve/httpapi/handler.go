@@ -77,6 +77,7 @@ func New(s *serve.Server, opts Options) http.Handler {
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", h.load)
 	mux.HandleFunc("POST /v2/repository/models/{model}/unload", h.unload)
 	h.shmRoutes(mux)
+	h.settingRoutes(mux)
 	return h.authorize(h.compression(h.route(mux)))
 }
 
@@ -272,7 +273,7 @@ func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
 func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": "kiln", "version": kiln.Version,
-		"extensions": []string{"classification", "binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy", "system_shared_memory"},
+		"extensions": []string{"classification", "binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy", "system_shared_memory", "trace", "logging"},
 	})
 }
 

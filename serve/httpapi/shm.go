@@ -113,11 +113,14 @@ func (h *handler) shmStatus(w http.ResponseWriter, r *http.Request) {
 const maxControlBody = 64 << 10
 
 // decodeControl decodes the JSON body of a register or settings request
-// into v, refusing unknown fields.
+// into v, refusing unknown fields; an empty body leaves v as it is.
 func decodeControl(w http.ResponseWriter, r *http.Request, v any) error {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
 	if err != nil {
 		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil // no body: nothing to set
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
