@@ -19,7 +19,6 @@ type postProcessor interface {
 // with its token type id.
 type piece struct {
 	special string
-	ids     []int64
 	seq     string // "A" or "B" for a sequence
 	typeID  int64
 }
