@@ -28,6 +28,7 @@ import (
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"
+	"github.com/kilnai/kiln/serve/logging"
 	"github.com/kilnai/kiln/serve/metrics"
 	"github.com/kilnai/kiln/serve/repository"
 )
@@ -141,7 +142,8 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 			}
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// levels and format change at run time through /v2/logging
+	log := slog.New(logging.New(os.Stderr))
 
 	var memoryLimit int64
 	if *memLimit != "" {
