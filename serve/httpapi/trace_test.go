@@ -1,0 +1,129 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/logging"
+	"github.com/kilnai/kiln/serve/repository"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.b.String()
+	l.b.Reset()
+	return s
+}
+
+func TestTraceAndLogSettings(t *testing.T) {
+	var logs lockedBuffer
+	s := serve.New(serve.Options{Logger: slog.New(logging.New(&logs))})
+	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(New(s, Options{}))
+	t.Cleanup(func() { ts.Close(); s.Shutdown(context.Background()) })
+
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		resp, b := do(t, method, ts.URL+path, nil, []byte(body))
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		return resp.StatusCode, out
+	}
+	str := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	steps := []struct {
+		name, method, path, body string
+		code                     int
+		want                     map[string]string // setting -> its JSON
+	}{
+		{"global defaults", "GET", "/v2/trace/setting", "", 200,
+			map[string]string{"trace_level": `["OFF"]`, "trace_rate": `"1000"`, "trace_count": `"-1"`, "log_frequency": `"0"`, "trace_file": `""`, "trace_mode": `"triton"`}},
+		{"global update", "POST", "/v2/trace/setting", `{"trace_level":["TIMESTAMPS"],"trace_rate":"10","log_frequency":50}`, 200,
+			map[string]string{"trace_level": `["TIMESTAMPS"]`, "trace_rate": `"10"`, "log_frequency": `"50"`, "trace_count": `"-1"`}},
+		{"a model follows the global ones", "GET", "/v2/models/tinycnn/trace/setting", "", 200,
+			map[string]string{"trace_level": `["TIMESTAMPS"]`, "trace_rate": `"10"`}},
+		{"a model's own", "POST", "/v2/models/tinycnn/trace/setting", `{"trace_rate":"2","trace_count":"100","trace_level":["TIMESTAMPS","TENSORS"]}`, 200,
+			map[string]string{"trace_rate": `"2"`, "trace_count": `"100"`, "trace_level": `["TIMESTAMPS","TENSORS"]`}},
+		{"global unchanged by the model's", "GET", "/v2/trace/setting", "", 200,
+			map[string]string{"trace_rate": `"10"`, "trace_count": `"-1"`}},
+		{"a model's setting cleared follows the global one", "POST", "/v2/models/tinycnn/trace/setting", `{"trace_rate":null}`, 200,
+			map[string]string{"trace_rate": `"10"`, "trace_count": `"100"`}},
+		{"a global setting cleared is its default", "POST", "/v2/trace/setting", `{"trace_rate":null}`, 200,
+			map[string]string{"trace_rate": `"1000"`}},
+		{"unknown model", "GET", "/v2/models/nope/trace/setting", "", 404, nil},
+		{"unknown setting", "POST", "/v2/trace/setting", `{"trace_speed":"1"}`, 400, nil},
+		{"bad level", "POST", "/v2/trace/setting", `{"trace_level":["LOUD"]}`, 400, nil},
+		{"OFF with another level", "POST", "/v2/trace/setting", `{"trace_level":["OFF","TIMESTAMPS"]}`, 400, nil},
+		{"rate zero", "POST", "/v2/trace/setting", `{"trace_rate":"0"}`, 400, nil},
+		{"count below -1", "POST", "/v2/trace/setting", `{"trace_count":"-2"}`, 400, nil},
+		{"two files", "POST", "/v2/trace/setting", `{"trace_file":["a","b"]}`, 400, nil},
+		{"a bool", "POST", "/v2/trace/setting", `{"trace_rate":true}`, 400, nil},
+		{"other mode", "POST", "/v2/trace/setting", `{"trace_mode":"opentelemetry"}`, 400, nil},
+		{"nothing changed by the bad requests", "GET", "/v2/trace/setting", "", 200,
+			map[string]string{"trace_level": `["TIMESTAMPS"]`, "trace_rate": `"1000"`, "trace_count": `"-1"`, "log_frequency": `"50"`}},
+
+		{"log defaults", "GET", "/v2/logging", "", 200,
+			map[string]string{"log_info": "true", "log_warning": "true", "log_error": "true", "log_verbose_level": "0", "log_format": `"default"`, "log_file": `""`}},
+		{"info off", "POST", "/v2/logging", `{"log_info":false}`, 200, map[string]string{"log_info": "false", "log_warning": "true"}},
+		{"bad format", "POST", "/v2/logging", `{"log_format":"xml"}`, 400, nil},
+		{"a log file", "POST", "/v2/logging", `{"log_file":"/tmp/kiln.log"}`, 400, nil},
+		{"a string level", "POST", "/v2/logging", `{"log_verbose_level":"1"}`, 400, nil},
+		{"a negative level", "POST", "/v2/logging", `{"log_verbose_level":-1}`, 400, nil},
+		{"unknown log setting", "POST", "/v2/logging", `{"log_colour":true}`, 400, nil},
+		{"info back on, as JSON, verbose", "POST", "/v2/logging", `{"log_info":true,"log_format":"json","log_verbose_level":1}`, 200,
+			map[string]string{"log_info": "true", "log_format": `"json"`, "log_verbose_level": "1"}},
+	}
+	for _, st := range steps {
+		code, got := call(st.method, st.path, st.body)
+		if code != st.code {
+			t.Fatalf("%s: %d %v, want %d", st.name, code, got, st.code)
+		}
+		for k, want := range st.want {
+			if str(got[k]) != want {
+				t.Fatalf("%s: %s = %s, want %s (all: %v)", st.name, k, str(got[k]), want, got)
+			}
+		}
+		// the logger follows the settings: with info off, the server's
+		// "log settings changed" message is not written
+		if st.name == "info off" {
+			if l := logs.take(); strings.Contains(l, "log settings changed") {
+				t.Fatalf("info message written with log_info false: %s", l)
+			}
+		}
+	}
+	l := logs.take()
+	if !strings.Contains(l, `{"time":`) || !strings.Contains(l, `"msg":"log settings changed"`) {
+		t.Fatalf("no JSON info line after log_info true and log_format json: %q", l)
+	}
+	if _, md := call("GET", "/v2", ""); !strings.Contains(str(md["extensions"]), `"trace","logging"`) {
+		t.Fatalf("server metadata: %v", md)
+	}
+}
