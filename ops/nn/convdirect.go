@@ -92,13 +92,16 @@ func directApplies(p cpu.Conv2DParams) bool {
 }
 
 // convDirect computes y = act(conv(x, w) + bias) with the packed filter f
-// (see directApplies for what it computes; p.Act is the activation). With a
-// residual z (y's shape) it computes y = ep(conv(x, w) + bias + z) instead,
-// ep's activation applied after the sum, p.Act ignored: the sum is made while
-// the output is copied out of the wide rows, not in another pass.
+// (see directApplies for what it computes; p.Act is the activation, applied
+// in the kernel). With an epilogue ep it computes y = ep(conv(x, w) + bias +
+// z) instead (z, y's shape, may be nil), p.Act ignored: the sum and ep's
+// activation are applied while the output is copied out of the wide rows,
+// not in another pass.
 func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []float32, ep *epilogue) {
-	if z != nil {
+	if ep != nil {
 		p.Act = cpu.ActNone
+	} else {
+		z = nil
 	}
 	sh, sw := p.StrideH, p.StrideW
 	hp, wp := p.H+p.PadTop+p.PadBottom, p.W+p.PadLeft+p.PadRight
@@ -228,18 +231,24 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		}
 	})
 	switch {
-	case direct && z != nil:
+	case direct && ep != nil && z != nil:
 		ep.applyAdd(y, z)
+	case direct && ep != nil:
+		ep.apply(y)
 	case !direct:
 		cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), func(m0, m1 int) {
 			for m := m0; m < m1; m++ {
 				for r := 0; r < oh; r++ {
 					yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
-					if z == nil {
+					switch {
+					case ep == nil:
 						copy(yr, out[m*wide+r*wq:])
 						continue
+					case z != nil:
+						fastmath.ScaleAdd(yr, out[m*wide+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
+					default:
+						copy(yr, out[m*wide+r*wq:])
 					}
-					fastmath.ScaleAdd(yr, out[m*wide+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
 					ep.applySerial(yr)
 				}
 			}

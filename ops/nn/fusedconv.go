@@ -211,6 +211,32 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	// memory with stale contents).
 	yv := y.Float32s()
 	p, is2D := conv2DParams(s)
+	if is2D && k.direct && directApplies(p) {
+		if f := k.directFilter(p, w); f != nil {
+			// ReLU and clip run in the kernel's registers; other
+			// activations and the residual while the output is copied
+			// out of the wide rows.
+			var ep *epilogue
+			switch {
+			case z == nil && k.ep.act == ActNone:
+			case z == nil && k.ep.act == ActRelu:
+				p.Act = cpu.ActRelu
+			case z == nil && k.ep.act == ActClip:
+				p.Act, p.ActMin, p.ActMax = cpu.ActClip, k.ep.p0, k.ep.p1
+			default:
+				ep = &k.ep
+			}
+			if p.Validate() == nil {
+				var zs []float32
+				if z != nil {
+					zs = z.Float32s()
+				}
+				convDirect(p, x.Float32s(), f, bias, yv, zs, ep)
+				return []*tensor.Tensor{y}, nil
+			}
+			p.Act = cpu.ActNone
+		}
+	}
 	if is2D && z == nil {
 		// The activations cpu.Conv2D applies itself.
 		fused := true
@@ -229,12 +255,6 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		}
 		p.Act = cpu.ActNone
 	}
-	if is2D && z != nil && k.direct && directApplies(p) {
-		if f := k.directFilter(p, w); f != nil {
-			convDirect(p, x.Float32s(), f, bias, yv, z.Float32s(), &k.ep)
-			return []*tensor.Tensor{y}, nil
-		}
-	}
 	if is2D {
 		k.conv2D(p, x, w, bias, yv)
 	} else {
@@ -251,12 +271,6 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 // conv2D runs the 2-D convolution p with the chosen tactic, or cpu.Conv2D's
 // own choice when none is set or it does not apply to p.
 func (k *fusedConvOp) conv2D(p cpu.Conv2DParams, x, w *tensor.Tensor, bias, y []float32) {
-	if k.direct && directApplies(p) {
-		if f := k.directFilter(p, w); f != nil {
-			convDirect(p, x.Float32s(), f, bias, y, nil, nil)
-			return
-		}
-	}
 	a := k.tactic
 	switch {
 	case a == "" || !cpu.ConvAlgoApplies(a, p):
