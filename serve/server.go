@@ -200,6 +200,9 @@ type version struct {
 	precheck func(map[string]*tensor.Tensor) error
 	// rec records the version's requests (nil: not asked for).
 	rec *record.Recorder
+	// int8 rebuilds the version at INT8 from rec's requests (nil: not
+	// asked for).
+	int8 *int8Rebuild
 	// seq is the sequence batcher of a model with sequence_batching.
 	seq   *seqBatcher
 	stats Stats
@@ -234,6 +237,8 @@ type Server struct {
 	// loadingAll counts the LoadAll calls running (the server is not ready
 	// meanwhile).
 	loadingAll atomic.Int32
+	// rebuilds are the reports of the background INT8 rebuilds.
+	rebuilds rebuilds
 	// shm are the registered system shared memory regions.
 	shm *shm.Registry
 	// cache is the response cache (nil: none).
@@ -475,6 +480,13 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 		}
 		if v.Model != nil {
 			if vs.rec, err = s.newRecorder(rm, v.Number, v.Model); err != nil {
+				drain(context.Background(), m)
+				return err
+			}
+			if vs.int8, err = s.newINT8Rebuild(rm, vs, v.Model); err != nil {
+				if vs.rec != nil {
+					vs.rec.Close()
+				}
 				drain(context.Background(), m)
 				return err
 			}
@@ -1016,6 +1028,7 @@ func (s *Server) run(ctx context.Context, v *version, req *InferRequest, inputs 
 	}
 	if v.rec != nil {
 		v.rec.Offer(inputs)
+		s.maybeRebuild(v)
 	}
 	res, err := v.sched.Infer(ctx, &scheduler.Request{Inputs: inputs, Priority: req.Priority, Timeout: req.Timeout})
 	if errors.Is(err, scheduler.ErrInput) {
