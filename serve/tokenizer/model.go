@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -159,14 +160,47 @@ func (wp *wordPiece) tokenize(word string) []token {
 // applies; each symbol left is a token.
 type bpe struct {
 	vocab
-	ranks        map[[2]string]int
-	merged       map[[2]string]string
+	// merges maps a pair of token ids to its rank and the merged id.
+	merges       map[[2]int]merge
+	names        map[int]string
 	unk          *token
 	prefix       string
 	suffix       string
 	fuseUnk      bool
 	byteFallback bool
 	ignoreMerges bool
+	cache        wordCache
+}
+
+type merge struct{ rank, id int }
+
+// wordCache keeps the tokens of the words seen last (at most
+// wordCacheSize, forgotten all at once when full).
+type wordCache struct {
+	mu    sync.RWMutex
+	words map[string][]token
+}
+
+const (
+	wordCacheSize = 10000
+	// cachedWordBytes bounds the words kept.
+	cachedWordBytes = 64
+)
+
+func (c *wordCache) get(w string) ([]token, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, ok := c.words[w]
+	return t, ok
+}
+
+func (c *wordCache) put(w string, t []token) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.words == nil || len(c.words) >= wordCacheSize {
+		c.words = make(map[string][]token)
+	}
+	c.words[w] = t
 }
 
 func parseBPE(r json.RawMessage) (model, error) {
@@ -193,7 +227,7 @@ func parseBPE(r json.RawMessage) (model, error) {
 	if v.Dropout != nil && *v.Dropout > 0 {
 		return nil, fmt.Errorf("%w: model.dropout %g: BPE dropout is for training, not supported", ErrFormat, *v.Dropout)
 	}
-	m := &bpe{vocab: v.Vocab, fuseUnk: v.FuseUnk, byteFallback: v.ByteFallback, ignoreMerges: v.IgnoreMerges}
+	m := &bpe{vocab: v.Vocab, names: v.Vocab.tokens(), fuseUnk: v.FuseUnk, byteFallback: v.ByteFallback, ignoreMerges: v.IgnoreMerges}
 	if v.Prefix != nil {
 		m.prefix = *v.Prefix
 	}
@@ -223,24 +257,29 @@ func parseBPE(r json.RawMessage) (model, error) {
 			return nil, fmt.Errorf("%w: model.merges: want strings \"a b\" or pairs [\"a\", \"b\"]", ErrFormat)
 		}
 	}
-	m.ranks = make(map[[2]string]int, len(pairs))
-	m.merged = make(map[[2]string]string, len(pairs))
+	m.merges = make(map[[2]int]merge, len(pairs))
 	for i, p := range pairs {
+		a, okA := v.Vocab[p[0]]
+		b, okB := v.Vocab[p[1]]
 		out := p[0] + strings.TrimPrefix(p[1], m.prefix)
-		if _, ok := v.Vocab[out]; !ok {
+		id, okOut := v.Vocab[out]
+		switch {
+		case !okA || !okB:
+			return nil, fmt.Errorf("%w: model.merges[%d] %q %q: a token of the pair is not in model.vocab", ErrFormat, i, p[0], p[1])
+		case !okOut:
 			return nil, fmt.Errorf("%w: model.merges[%d] %q %q: the merged token %q is not in model.vocab", ErrFormat, i, p[0], p[1], out)
 		}
-		if _, dup := m.ranks[p]; !dup {
-			m.ranks[p] = i
-			m.merged[p] = out
+		if _, dup := m.merges[[2]int{a, b}]; !dup {
+			m.merges[[2]int{a, b}] = merge{i, id}
 		}
 	}
 	return m, nil
 }
 
 // symbol is a piece of a word being merged: a doubly linked list over the
-// word's characters.
+// word's characters. id is -1 for a character not in the vocabulary.
 type symbol struct {
+	id         int
 	text       string
 	prev, next int
 	// gone marks a symbol merged into its left neighbour.
@@ -249,9 +288,8 @@ type symbol struct {
 
 // pairItem is a candidate merge of symbol pos with the symbol after it.
 type pairItem struct {
-	rank, pos int
-	left      string
-	right     string
+	rank, pos   int
+	left, right int
 }
 
 type pairHeap []pairItem
@@ -278,48 +316,64 @@ func (m *bpe) tokenize(word string) []token {
 			return []token{{id, word}}
 		}
 	}
+	if len(word) <= cachedWordBytes {
+		if t, ok := m.cache.get(word); ok {
+			return t
+		}
+	}
+	out := m.merge(word)
+	if len(word) <= cachedWordBytes {
+		m.cache.put(word, out)
+	}
+	return out
+}
+
+func (m *bpe) merge(word string) []token {
 	// the word's characters, the continuing prefix on all but the first
 	// and the end-of-word suffix on the last
-	var syms []symbol
+	syms := make([]symbol, 0, len(word))
 	for i, r := range word {
-		s := string(r)
-		if i > 0 {
+		s := word[i : i+utf8.RuneLen(r)]
+		if i > 0 && m.prefix != "" {
 			s = m.prefix + s
 		}
-		if i+utf8.RuneLen(r) == len(word) {
+		if i+utf8.RuneLen(r) == len(word) && m.suffix != "" {
 			s += m.suffix
 		}
-		syms = append(syms, symbol{text: s, prev: len(syms) - 1, next: len(syms) + 1})
+		id, ok := m.vocab[s]
+		if !ok {
+			id = -1
+		}
+		syms = append(syms, symbol{id: id, text: s, prev: len(syms) - 1, next: len(syms) + 1})
 	}
 	if len(syms) == 0 {
 		return nil
 	}
 	syms[len(syms)-1].next = -1
-	h := &pairHeap{}
+	h := make(pairHeap, 0, len(syms))
 	push := func(i int) {
 		j := syms[i].next
-		if j < 0 {
+		if j < 0 || syms[i].id < 0 || syms[j].id < 0 {
 			return
 		}
-		p := [2]string{syms[i].text, syms[j].text}
-		if r, ok := m.ranks[p]; ok {
-			heap.Push(h, pairItem{rank: r, pos: i, left: p[0], right: p[1]})
+		if mg, ok := m.merges[[2]int{syms[i].id, syms[j].id}]; ok {
+			heap.Push(&h, pairItem{rank: mg.rank, pos: i, left: syms[i].id, right: syms[j].id})
 		}
 	}
 	for i := range syms {
 		push(i)
 	}
 	for h.Len() > 0 {
-		it := heap.Pop(h).(pairItem)
+		it := heap.Pop(&h).(pairItem)
 		i := it.pos
-		if syms[i].gone || syms[i].text != it.left {
+		if syms[i].gone || syms[i].id != it.left {
 			continue
 		}
 		j := syms[i].next
-		if j < 0 || syms[j].text != it.right {
+		if j < 0 || syms[j].id != it.right {
 			continue
 		}
-		syms[i].text = m.merged[[2]string{it.left, it.right}]
+		syms[i].id = m.merges[[2]int{it.left, it.right}].id
 		syms[j].gone = true
 		syms[i].next = syms[j].next
 		if k := syms[j].next; k >= 0 {
@@ -332,11 +386,11 @@ func (m *bpe) tokenize(word string) []token {
 	}
 	var out []token
 	for i := 0; i >= 0; i = syms[i].next {
-		s := syms[i].text
-		if id, ok := m.vocab[s]; ok {
-			out = append(out, token{id, s})
+		if id := syms[i].id; id >= 0 {
+			out = append(out, token{id, m.names[id]})
 			continue
 		}
+		s := syms[i].text
 		if m.byteFallback {
 			ok := true
 			var fb []token
