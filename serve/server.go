@@ -173,6 +173,8 @@ type Stats struct {
 	// Batches are the model runs by batch size (Triton's batch_stats),
 	// smallest first.
 	Batches []BatchStats
+	// Memory is the memory the version holds (Triton's memory_usage).
+	Memory []MemoryUsage
 	// SLOTarget is the model's latency objective (parameter slo_p99_ms; 0
 	// for none), SLOMet and SLOMissed the requests that met it and those
 	// that did not (refused for a full queue or a queue timeout included).
@@ -825,6 +827,7 @@ func (s *Server) ModelStats(name, ver string) ([]Stats, error) {
 			slo := v.sched.SLOStats()
 			st.SLOTarget, st.SLOMet, st.SLOMissed = slo.Target, slo.Met, slo.Missed
 			slices.SortFunc(st.Batches, func(a, b BatchStats) int { return a.BatchSize - b.BatchSize })
+			st.Memory = m.memoryUsage(v.num)
 			out = append(out, st)
 		}
 	}
