@@ -277,7 +277,8 @@ func (v *Service) ModelStatistics(_ context.Context, r *inference.ModelStatistic
 			batches = append(batches, &inference.InferBatchStatistics{BatchSize: uint64(b.BatchSize),
 				ComputeInput: d(b.Count, b.ComputeInputNs), ComputeInfer: d(b.Count, b.ComputeInferNs), ComputeOutput: d(b.Count, b.ComputeOutputNs)})
 		}
-		out.ModelStats = append(out.ModelStats, &inference.ModelStatistics{BatchStats: batches,
+		mem, resps := statsExtras(s)
+		out.ModelStats = append(out.ModelStats, &inference.ModelStatistics{BatchStats: batches, MemoryUsage: mem, ResponseStats: resps,
 			Name: s.Model, Version: s.Version, LastInference: last,
 			InferenceCount: s.InferenceCount, ExecutionCount: s.ExecutionCount,
 			InferenceStats: &inference.InferStatistics{Success: d(s.SuccessCount, s.SuccessNs), Fail: d(s.FailCount, s.FailNs),
