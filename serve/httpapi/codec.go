@@ -867,17 +867,43 @@ func (w *dataWriter) value(s *scanner, depth int) error {
 	}
 }
 
-// float reads a number as a float of bits bits.
+// float reads a number as a float of bits bits (32 or 64), rounded as
+// strconv.ParseFloat rounds it.
 func (s *scanner) float(dt tensor.DType, bits int) (float64, error) {
-	tok, _, err := s.number()
+	tok, f, exact, err := s.decimal()
 	if err != nil {
 		return 0, err
 	}
-	f, err := strconv.ParseFloat(unsafeString(tok), bits)
+	if exact && bits == 64 {
+		return f, nil
+	}
+	if exact && float32Exact(f) {
+		return float64(float32(f)), nil
+	}
+	f, err = strconv.ParseFloat(unsafeString(tok), bits)
 	if err != nil {
 		return 0, fmt.Errorf("%s is out of range for %s", tok, DataTypeName(dt))
 	}
 	return f, nil
+}
+
+// float32Exact reports whether float32(f), for f the correctly rounded
+// float64 of a decimal d, is also d correctly rounded to float32. Rounding
+// twice differs from rounding once only when f falls on a midpoint between
+// two float32s (a float32 midpoint strictly between d and f would be a
+// float64 nearer to d than f): f must not be one, and must be a normal
+// float32 (the midpoints of subnormals lie elsewhere).
+func float32Exact(f float64) bool {
+	a := math.Abs(f)
+	if a == 0 {
+		return true
+	}
+	if a < 0x1p-126 || a >= math.MaxFloat32 {
+		return false
+	}
+	// float64 has 52 fraction bits and float32 23: the 29 below are what
+	// rounding to float32 drops, and a midpoint has them 100...0
+	return math.Float64bits(f)&(1<<29-1) != 1<<28
 }
 
 func intSetter[T int8 | int16 | int32 | int64](v []T, dt tensor.DType, bits int) func(*scanner, int) error {
@@ -1116,4 +1142,168 @@ func requestID(hdr []byte) string {
 			return ""
 		}
 	}
+}
+
+// appendResponse returns the JSON header of a response and the binary data
+// of the outputs asked for as binary, in output order, written straight
+// into one buffer: keys, numbers (strconv.AppendFloat, as encoding/json
+// writes them) and non-finite floats (NaN, Infinity, -Infinity, as
+// nonFinite writes them), byte for byte what encoding/json makes of the
+// same response, without its reflection and boxing. It reports false for
+// what it leaves to encoding/json: outputs in shared memory, BYTES
+// outputs, empty or rank-0 tensors, strings that need escaping.
+func appendResponse(resp *serve.InferResponse, d *Decoded) ([]byte, [][]byte, bool) {
+	size := 64 + len(resp.Model) + len(resp.Version) + len(resp.ID)
+	for _, o := range resp.Outputs {
+		t := o.Tensor
+		if o.Shm != nil || t == nil || t.DType == tensor.String || len(t.Shape) == 0 || t.Len() == 0 || !plainString(o.Name) {
+			return nil, nil, false
+		}
+		size += 64 + len(o.Name) + 21*len(t.Shape)
+		if !outputBinary(d, o.Name) {
+			size += 16 * t.Len()
+		}
+	}
+	if !plainString(resp.Model) || !plainString(resp.Version) || !plainString(resp.ID) {
+		return nil, nil, false
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"id":"`...)
+	b = append(b, resp.ID...)
+	b = append(b, `","model_name":"`...)
+	b = append(b, resp.Model...)
+	b = append(b, `","model_version":"`...)
+	b = append(b, resp.Version...)
+	b = append(b, `","outputs":[`...)
+	var bin [][]byte
+	for i, o := range resp.Outputs {
+		t := o.Tensor
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":"`...)
+		b = append(b, o.Name...)
+		b = append(b, `","datatype":"`...)
+		b = append(b, DataTypeName(t.DType)...)
+		b = append(b, `","shape":[`...)
+		for j, n := range t.Shape {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(n), 10)
+		}
+		b = append(b, ']')
+		if outputBinary(d, o.Name) {
+			data := binaryData(t)
+			bin = append(bin, data)
+			b = append(b, `,"parameters":{"binary_data_size":`...)
+			b = strconv.AppendInt(b, int64(len(data)), 10)
+			b = append(b, "}}"...)
+			continue
+		}
+		b = append(b, `,"data":[`...)
+		b = appendData(b, t)
+		b = append(b, "]}"...)
+	}
+	b = append(b, "]}"...)
+	return b, bin, true
+}
+
+// outputBinary reports whether the request asks for output name as binary
+// data.
+func outputBinary(d *Decoded, name string) bool {
+	if b, set := d.Binary[name]; set {
+		return b
+	}
+	return d.BinaryDefault
+}
+
+// plainString reports whether s is written in JSON as it is, between
+// quotes: printable ASCII without the characters encoding/json escapes.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendData appends t's elements, comma-separated, as encoding/json writes
+// the values jsonData returns.
+func appendData(b []byte, t *tensor.Tensor) []byte {
+	switch t.DType {
+	case tensor.Float32:
+		for i, v := range t.Float32s() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendFloat(b, float64(v), 32)
+		}
+	case tensor.Float64:
+		for i, v := range t.Float64s() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendFloat(b, v, 64)
+		}
+	case tensor.Float16, tensor.BFloat16:
+		for i, n := 0, t.Len(); i < n; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendFloat(b, float64(float32(t.Float(i))), 32)
+		}
+	case tensor.Bool:
+		for i, v := range t.Bools() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendBool(b, v)
+		}
+	case tensor.Uint64:
+		for i, v := range t.Uint64s() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, v, 10)
+		}
+	default:
+		for i, n := 0, t.Len(); i < n; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, t.Int(i), 10)
+		}
+	}
+	return b
+}
+
+// appendFloat appends f as encoding/json writes a float of bits bits
+// (shortest decimal, exponent form below 1e-6 and from 1e21), and a
+// non-finite f as the tokens NaN, Infinity and -Infinity.
+func appendFloat(b []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, "NaN"...)
+	case math.IsInf(f, 1):
+		return append(b, "Infinity"...)
+	case math.IsInf(f, -1):
+		return append(b, "-Infinity"...)
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 {
+		if bits == 64 && (a < 1e-6 || a >= 1e21) || bits == 32 && (float32(a) < 1e-6 || float32(a) >= 1e21) {
+			format = 'e'
+		}
+	}
+	b = strconv.AppendFloat(b, f, format, -1, bits)
+	if format == 'e' {
+		// e-09 is written e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }

@@ -526,6 +526,9 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 // encodeResponse returns the JSON header of a response and the binary data
 // of the outputs asked for as binary, in output order.
 func encodeResponse(resp *serve.InferResponse, d *Decoded) ([]byte, [][]byte, error) {
+	if body, bin, ok := appendResponse(resp, d); ok {
+		return body, bin, nil
+	}
 	outs := []responseTensor{}
 	var bin [][]byte
 	for _, o := range resp.Outputs {

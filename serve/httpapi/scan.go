@@ -322,3 +322,102 @@ func (s *scanner) end() error {
 	}
 	return nil
 }
+
+// pow10 are the powers of ten that float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// decimal reads a number, checked against JSON's grammar as number does,
+// in one pass: it returns the number's text (a view into the input) and,
+// when exact, its value as the correctly rounded float64. A number whose
+// significant digits make an integer below 2^53 and whose decimal exponent
+// is within ±22 (almost every number a client sends) is exact: its digits
+// and the power of ten are float64s exactly, and one multiplication or
+// division rounds once (Clinger's fast path). Other numbers are left to
+// strconv.
+func (s *scanner) decimal() (tok []byte, f float64, exact bool, err error) {
+	s.ws()
+	b := s.b
+	start, i := s.pos, s.pos
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	var mant uint64
+	nd, exp := 0, 0 // significant digits in mant; mant * 10^exp is the value
+	many := false   // more than 19 significant digits: mant is cut
+	digit := func(c byte) {
+		switch {
+		case nd < 19 && (mant != 0 || c != '0'):
+			mant = mant*10 + uint64(c-'0')
+			nd++
+		case nd >= 19:
+			many = true
+			exp++
+		}
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			digit(b[i])
+		}
+	default:
+		s.pos = i
+		return nil, 0, false, s.errorf("want a number")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		from := i
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			digit(b[i])
+			exp--
+		}
+		if i == from {
+			s.pos = i
+			return nil, 0, false, s.errorf("want digits after the decimal point")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			eneg = b[i] == '-'
+			i++
+		}
+		from, e := i, 0
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			if e < 100000 {
+				e = e*10 + int(b[i]-'0')
+			}
+		}
+		if i == from {
+			s.pos = i
+			return nil, 0, false, s.errorf("want digits in the exponent")
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	s.pos = i
+	tok = b[start:i]
+	if many || mant >= 1<<53 {
+		return tok, 0, false, nil
+	}
+	f = float64(mant)
+	switch {
+	case mant == 0 || exp == 0:
+	case exp > 0 && exp < len(pow10):
+		f *= pow10[exp]
+	case exp < 0 && -exp < len(pow10):
+		f /= pow10[-exp]
+	default:
+		return tok, 0, false, nil
+	}
+	if neg {
+		f = -f
+	}
+	return tok, f, true, nil
+}
