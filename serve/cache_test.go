@@ -177,6 +177,34 @@ func TestResponseCache(t *testing.T) {
 		gst.GetModelStats()[0].GetInferenceStats().GetCacheMiss().GetCount() != 2 {
 		t.Fatalf("gRPC statistics: %v %v", gst, err)
 	}
+	// memory usage (tinycnn's weights and arenas) and response statistics
+	g0 := gst.GetModelStats()[0]
+	if mu := g0.GetMemoryUsage(); len(mu) != 1 || mu[0].GetType() != "CPU" || mu[0].GetByteSize() < 1000 {
+		t.Fatalf("gRPC memory usage: %v", mu)
+	}
+	if r := g0.GetResponseStats()["0"]; r.GetSuccess().GetCount() != 5 || r.GetComputeInfer().GetCount() != 2 || r.GetFail().GetCount() != 0 {
+		t.Fatalf("gRPC response stats: %v", g0.GetResponseStats())
+	}
+	hresp, err := http.Get(hs.URL + "/v2/models/cached/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hst struct {
+		ModelStats []struct {
+			MemoryUsage []struct {
+				Type     string `json:"type"`
+				ByteSize uint64 `json:"byte_size"`
+			} `json:"memory_usage"`
+			ResponseStats map[string]map[string]struct{ Count uint64 } `json:"response_stats"`
+		} `json:"model_stats"`
+	}
+	err = json.NewDecoder(hresp.Body).Decode(&hst)
+	hresp.Body.Close()
+	if err != nil || len(hst.ModelStats) != 1 || len(hst.ModelStats[0].MemoryUsage) != 1 ||
+		hst.ModelStats[0].MemoryUsage[0].ByteSize != mu0(g0) || hst.ModelStats[0].ResponseStats["0"]["success"].Count != 5 ||
+		hst.ModelStats[0].ResponseStats["0"]["compute_output"].Count != 2 {
+		t.Fatalf("HTTP memory usage and response stats: %+v %v", hst, err)
+	}
 
 	// a stateful model never caches: the same input twice accumulates
 	seq := func(start, end bool) float32 {
@@ -214,6 +242,8 @@ func TestResponseCache(t *testing.T) {
 		t.Fatalf("cache usage %+v %v", u, ok)
 	}
 }
+
+func mu0(s *inference.ModelStatistics) uint64 { return s.GetMemoryUsage()[0].GetByteSize() }
 
 // TestResponseCacheOff: without a cache bound, response_cache asks for
 // nothing, and the model serves as usual.
