@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/internal/fastmath"
@@ -215,7 +216,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	}
 	var zero [directMR]float32
 	items := tiles * mb
-	cpu.ParallelFor(items, 1, func(i0, i1 int) {
+	dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
 		var bv [directMR]float32
 		for it := i0; it < i1; it++ {
 			t, b := it/mb, it%mb
@@ -255,4 +256,41 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		})
 		directOutPool.put(outBuf)
 	}
+}
+
+// dynamicFor calls fn on consecutive ranges of at most chunk items covering
+// [0, n), on up to cpu.Threads() goroutines (the caller's included) that
+// take the next range from a shared counter. Unlike cpu.ParallelFor's
+// fixed halves, a goroutine that the OS delays (a busy machine) leaves its
+// share to the others instead of making the caller wait for it.
+func dynamicFor(n, chunk int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	workers := min(cpu.Threads(), (n+chunk-1)/chunk)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for {
+			hi := int(next.Add(int64(chunk)))
+			lo := hi - chunk
+			if lo >= n {
+				return
+			}
+			fn(lo, min(hi, n))
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
 }

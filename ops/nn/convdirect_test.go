@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -64,5 +65,29 @@ func TestConvDirect(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDynamicFor checks that dynamicFor visits every item exactly once, in
+// ranges of at most chunk items.
+func TestDynamicFor(t *testing.T) {
+	for _, c := range []struct{ n, chunk int }{{0, 1}, {1, 1}, {7, 1}, {7, 3}, {100, 8}, {100, 200}, {1000, 7}} {
+		seen := make([]int32, c.n)
+		var mu sync.Mutex
+		dynamicFor(c.n, c.chunk, func(lo, hi int) {
+			if hi-lo > c.chunk || lo >= hi {
+				t.Errorf("n=%d chunk=%d: range [%d, %d)", c.n, c.chunk, lo, hi)
+			}
+			mu.Lock()
+			for i := lo; i < hi; i++ {
+				seen[i]++
+			}
+			mu.Unlock()
+		})
+		for i, s := range seen {
+			if s != 1 {
+				t.Fatalf("n=%d chunk=%d: item %d visited %d times", c.n, c.chunk, i, s)
+			}
+		}
 	}
 }
