@@ -139,7 +139,7 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 	sh, sw := p.StrideH, p.StrideW
 	plane := hq * wq
 	items := p.C * ph * pw
-	cpu.ParallelFor(items, max(1, 4096/max(1, plane)), func(lo, hi int) {
+	dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), func(lo, hi int) {
 		for it := lo; it < hi; it++ {
 			c, a, b := it/(ph*pw), it/pw%ph, it%pw
 			dst := xin[it*plane : (it+1)*plane]

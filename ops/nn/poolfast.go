@@ -57,8 +57,8 @@ func poolFast2D(k *poolOp, g *geom, planes int, x, y []float32) bool {
 			}
 		}
 	}
-	grain := max(1, (1<<15)/max(1, H*W))
-	cpu.ParallelFor(planes, grain, func(lo, hi int) {
+	chunk := max(1, (1<<15)/max(1, H*W), planes/(4*cpu.Threads()))
+	dynamicFor(planes, chunk, func(lo, hi int) {
 		buf := make([]float32, bufLen)
 		for pl := lo; pl < hi; pl++ {
 			xp := x[pl*H*W : (pl+1)*H*W]
