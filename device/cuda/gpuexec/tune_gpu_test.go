@@ -106,6 +106,27 @@ func TestTuneOnGPU(t *testing.T) {
 			}
 			sort.Strings(changed)
 			t.Logf("%s: %d tactics, %d measured, tuning %.2f s, kept the first choices (network slower) %v; changed: %s", name, len(e.Tactics()), e.Measured(), tuning, e.reverted, strings.Join(changed, "; "))
+			// Every layer that launches something has its device time (kiln
+			// inspect's time column); the slowest, against the network.
+			var sum time.Duration
+			var timed []Layer
+			for i, l := range e.Layers() {
+				s := e.prog.steps[i]
+				if synthetic(s) || (len(s.launches) == 0 && s.conv == nil && s.gemm == nil) {
+					continue
+				}
+				if l.Time <= 0 || l.Tactic == "" {
+					t.Errorf("%s layer %s: time %v, tactic %q", name, l.Node, l.Time, l.Tactic)
+				}
+				sum += l.Time
+				timed = append(timed, l)
+			}
+			sort.Slice(timed, func(i, j int) bool { return timed[i].Time > timed[j].Time })
+			var slowest []string
+			for _, l := range timed[:min(5, len(timed))] {
+				slowest = append(slowest, fmt.Sprintf("%s %.1f us (%s)", l.Node, float64(l.Time)/1e3, l.Tactic))
+			}
+			t.Logf("%s: %d layers timed alone sum to %.3f ms, the network replays in %.3f ms; slowest: %s", name, len(timed), float64(sum)/1e6, tunedMS, strings.Join(slowest, "; "))
 			var shapes []string
 			for n, x := range in {
 				shapes = append(shapes, n+" "+tensor.ShapeString(x.Shape))
