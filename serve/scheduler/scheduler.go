@@ -436,19 +436,15 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 	if !s.opts.Batching {
 		return batch, 0
 	}
-	limit := s.opts.MaxBatchSize
-	if s.slo != nil {
-		limit = min(limit, s.slo.limit())
-	}
 	total := head.size
 	for _, it := range order[1:] {
-		if it.key == head.key && total+it.size <= limit {
+		if it.key == head.key && total+it.size <= s.opts.MaxBatchSize {
 			batch = append(batch, it)
 			total += it.size
 		}
 	}
 	if s.slo != nil {
-		send, wait, reason := s.slo.decide(now, head.enqueued, total, limit)
+		send, wait, reason := s.slo.decide(now, head.enqueued, total, s.opts.MaxBatchSize)
 		if !send {
 			return nil, wait
 		}

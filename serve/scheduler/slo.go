@@ -12,17 +12,19 @@ import (
 // batch size, as TCP estimates round trips) and the rate at which requests
 // arrive, and each time an instance is free it decides:
 //
-//   - the largest batch worth sending: the largest size whose estimated P99
-//     cost (mean + 3 deviations) fits in the objective (no bigger batch can
-//     meet it), at most MaxBatchSize;
-//   - send now when the queue fills that batch;
+//   - send now when the queue fills MaxBatchSize;
 //   - send now when waiting for one more request would break the oldest
-//     request's deadline (its arrival + the objective, less the P99 cost of
-//     a batch one larger than the one at hand);
+//     request's deadline (its arrival + the objective, less the estimated
+//     P99 cost, mean + 3 deviations, of a batch one larger than the one at
+//     hand);
 //   - send now when the batch at hand already keeps up with the arrivals (its
 //     size per cost, times the instances, is at least the arrival rate): the
 //     instance is idle and waiting cannot fill more than it costs;
-//   - otherwise wait, for more requests or for the deadline above.
+//   - otherwise wait, for more requests or for the deadline above (deciding
+//     again after twice the mean time between arrivals if none comes).
+//
+// It never sends less than the queue holds to keep a batch within the
+// objective: under a backlog the largest batches serve it fastest.
 //
 // Before any batch has been measured it sends at once. Preferred batch
 // sizes and MaxQueueDelay are not used.
@@ -31,7 +33,7 @@ import (
 const (
 	// DecisionLearning: no batch measured yet, sent at once.
 	DecisionLearning = "learning"
-	// DecisionFull: the batch reached the largest size worth sending.
+	// DecisionFull: the batch reached MaxBatchSize.
 	DecisionFull = "full"
 	// DecisionDeadline: waiting longer would break the oldest request's
 	// deadline.
@@ -192,24 +194,9 @@ func (p *sloPolicy) rate(now time.Time) float64 {
 	return 1 / g
 }
 
-// limit returns the largest batch size worth sending: the largest whose
-// P99 cost fits in the objective (at least 1, at most maxBatch).
-func (p *sloPolicy) limit() int {
-	best := 1
-	for m := 1; m <= p.maxBatch; m++ {
-		_, p99, ok := p.cost.estimate(m)
-		if !ok {
-			return p.maxBatch
-		}
-		if p99 <= p.target.Seconds() {
-			best = m
-		}
-	}
-	return best
-}
-
 // needed returns the smallest batch size (at most limit) whose throughput on
-// every instance keeps up with rate arrivals per second.
+// every instance keeps up with rate arrivals per second (limit when none
+// does).
 func (p *sloPolicy) needed(rate float64, limit int) int {
 	for m := 1; m <= limit; m++ {
 		mean, _, ok := p.cost.estimate(m)
@@ -221,9 +208,9 @@ func (p *sloPolicy) needed(rate float64, limit int) int {
 }
 
 // decide says whether to send a batch of n items now, whose oldest request
-// arrived at oldest, given the largest size worth sending limit (see
-// limit). When not, wait is how long to wait at most before deciding again
-// (an arrival also wakes the batcher).
+// arrived at oldest, limit being the largest batch (MaxBatchSize). When
+// not, wait is how long to wait at most before deciding again (an arrival
+// also wakes the batcher).
 func (p *sloPolicy) decide(now, oldest time.Time, n, limit int) (send bool, wait time.Duration, reason string) {
 	if !p.cost.measured() {
 		return true, 0, DecisionLearning
@@ -239,8 +226,17 @@ func (p *sloPolicy) decide(now, oldest time.Time, n, limit int) (send bool, wait
 	if n >= p.needed(p.rate(now), limit) {
 		return true, 0, DecisionKeepsUp
 	}
+	// decide again by the deadline, or once two arrivals' time has passed
+	// without any (the rate estimate is then lower)
+	if g := time.Duration(2 * p.gap * float64(time.Second)); g > 0 {
+		slack = min(slack, max(g, minWait))
+	}
 	return false, slack, DecisionWait
 }
+
+// minWait is the shortest wait the SLO batcher asks for before deciding
+// again (timers are not finer than that).
+const minWait = 50 * time.Microsecond
 
 // SLOStats are an SLO batcher's counts: requests that finished within the
 // objective (Met) and those that did not, or were refused for a full queue

@@ -113,7 +113,7 @@ func TestCostModelEstimate(t *testing.T) {
 }
 
 // TestSLODecide checks the SLO batcher's decisions on a known cost model:
-// batch b costs 1ms + b*0.5ms, the objective is 10ms.
+// batch b costs 1ms + b*0.5ms, the objective is 10ms, MaxBatchSize 32.
 func TestSLODecide(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
@@ -125,27 +125,29 @@ func TestSLODecide(t *testing.T) {
 		// request, and the batch at hand
 		gap, age time.Duration
 		n        int
-		limit    int
 		send     bool
 		reason   string
 		wait     time.Duration
 	}{
 		{name: "nothing measured: send at once", n: 1, send: true, reason: DecisionLearning},
-		{name: "largest batch worth sending: limit", measure: true, n: 18, gap: 100 * time.Microsecond, send: true, reason: DecisionFull},
+		{name: "max batch: send", measure: true, n: 32, gap: 100 * time.Microsecond, send: true, reason: DecisionFull},
 		// one arrival only: no rate, so a batch of one keeps up
 		{name: "idle, no rate known: send", measure: true, n: 1, send: true, reason: DecisionKeepsUp},
 		// 1 request / 10ms against 1 / 1.5ms at batch 1: waiting cannot fill more than it costs
 		{name: "light load: send", measure: true, n: 1, gap: 10 * ms, send: true, reason: DecisionKeepsUp},
-		// 1 request / 0.2ms needs batches m with m/(1+0.5m)ms >= 5/ms: never below 18;
-		// the oldest is 1ms old, a batch of 4 costs 3ms: wait 10-1-3 = 6ms
-		{name: "heavy load: wait to fill", measure: true, n: 3, gap: 200 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 6 * ms},
-		// same, the oldest 6ms old: a batch of 4 may start until 10-3 = 7ms: wait 1ms
-		{name: "heavy load, deadline near: wait less", measure: true, n: 3, gap: 200 * time.Microsecond, age: 6 * ms, send: false, reason: DecisionWait, wait: 1 * ms},
+		// 1 request / 0.2ms needs batches m with m/(1+0.5m)ms >= 5/ms: none;
+		// the oldest is 1ms old, a batch of 4 costs 3ms: 6ms to the deadline,
+		// but decide again after two arrivals' time (0.4ms)
+		{name: "heavy load: wait to fill", measure: true, n: 3, gap: 200 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 400 * time.Microsecond},
+		// the oldest 6.8ms old: a batch of 4 may start until 10-3 = 7ms: wait 0.2ms
+		{name: "heavy load, deadline near: wait less", measure: true, n: 3, gap: 200 * time.Microsecond, age: 6800 * time.Microsecond, send: false, reason: DecisionWait, wait: 200 * time.Microsecond},
 		{name: "heavy load, deadline reached: send", measure: true, n: 3, gap: 200 * time.Microsecond, age: 7 * ms, send: true, reason: DecisionDeadline},
-		// 1 / 0.5ms: batch 2 runs 2 per 2ms = 1/ms < 2/ms; batch 6 runs 6 per 4ms = 1.5/ms; no size below 18
-		// keeps up on one instance, but on four, batch 2 does (4 per 2ms)
+		// 1 / 0.5ms: batch 2 runs 2 per 2ms = 1/ms < 2/ms; on four
+		// instances batch 1 keeps up (4 per 1.5ms)
 		{name: "four instances keep up with smaller batches", measure: true, instances: 4, n: 2, gap: 500 * time.Microsecond, age: 1 * ms, send: true, reason: DecisionKeepsUp},
-		{name: "one instance waits for the same", measure: true, instances: 1, n: 2, gap: 500 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 6500 * time.Microsecond},
+		// 1 / 1ms on one instance: batch 1 runs 1 per 1.5ms, too slow; batch 2 runs 2 per 2ms
+		{name: "one instance waits for a batch of 2", instances: 1, measure: true, n: 1, gap: 1 * ms, age: 1 * ms, send: false, reason: DecisionWait, wait: 2 * ms},
+		{name: "one instance, a batch of 2 queued: send", instances: 1, measure: true, n: 2, gap: 1 * ms, age: 1 * ms, send: true, reason: DecisionKeepsUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newSLOPolicy(10*ms, 32, max(tc.instances, 1))
@@ -160,11 +162,7 @@ func TestSLODecide(t *testing.T) {
 			if tc.gap > 0 {
 				p.arrived(now, 1)
 			}
-			limit := p.limit()
-			if tc.measure && limit != 18 {
-				t.Fatalf("limit %d, want 18 (1ms + 18*0.5ms = 10ms)", limit)
-			}
-			send, wait, reason := p.decide(now, now.Add(-tc.age), tc.n, limit)
+			send, wait, reason := p.decide(now, now.Add(-tc.age), tc.n, 32)
 			if send != tc.send || reason != tc.reason || (!send && absDur(wait-tc.wait) > time.Microsecond) {
 				t.Fatalf("decide = send %v wait %v reason %q, want %v %v %q", send, wait, reason, tc.send, tc.wait, tc.reason)
 			}
@@ -179,17 +177,17 @@ func absDur(d time.Duration) time.Duration {
 	return d
 }
 
-// TestSLOBatcherLearnsAndLimits runs the SLO batcher on an engine of known
-// cost on a fake clock: it learns the cost of a batch of one from light
-// traffic (sent at once, no delay), then under a burst sends the largest
-// batch whose estimated cost fits the objective, learns that size's cost,
-// and sends the rest when waiting longer would break the oldest request's
-// deadline; it counts the requests within the objective.
-func TestSLOBatcherLearnsAndLimits(t *testing.T) {
+// TestSLOBatcherLearns runs the SLO batcher on an engine of known cost on
+// a fake clock: it learns the cost of a batch of one from light traffic
+// (each request sent at once, no delay); under a burst it sends what is
+// queued when waiting for more would break the oldest request's deadline,
+// learns that size's cost, and under a larger burst sends full batches;
+// it counts the requests within the objective.
+func TestSLOBatcherLearns(t *testing.T) {
 	clock := newFakeClock()
 	// a batch of b costs 1ms + b*0.5ms
 	eng := &costEngine{clock: clock, fixed: ms, perItem: ms / 2}
-	s := New(eng, Options{Instances: 1, MaxBatchSize: 32, Batching: true, SLO: 11 * ms, Now: clock.Now,
+	s := New(eng, Options{Instances: 1, MaxBatchSize: 32, Batching: true, SLO: 20 * ms, Now: clock.Now,
 		MaxQueueDelay: time.Hour}, nil)
 	defer s.Shutdown(context.Background())
 	ctx := context.Background()
@@ -209,67 +207,75 @@ func TestSLOBatcherLearnsAndLimits(t *testing.T) {
 	if mean, p99, ok := s.Cost(1); !ok || mean != 1500*time.Microsecond || p99 != mean {
 		t.Fatalf("cost of a batch of 1: %v %v %v, want 1.5ms", mean, p99, ok)
 	}
-	d := s.Decisions()
-	if d[DecisionLearning] != 1 || d[DecisionKeepsUp] != 2 {
+	if d := s.Decisions(); d[DecisionLearning] != 1 || d[DecisionKeepsUp] != 2 {
 		t.Fatalf("decisions %v, want 1 learning, 2 keeps_up", d)
 	}
 
-	// a burst: one request holds the instance while 20 queue at one instant
-	eng.mu.Lock()
-	eng.gate, eng.started = make(chan struct{}), make(chan struct{}, 1)
-	eng.mu.Unlock()
-	var wg sync.WaitGroup
-	results := make(chan *Result, 21)
-	infer := func(v float32) {
-		defer wg.Done()
-		res, err := s.Infer(ctx, req(v, 1, 2))
-		if err != nil {
-			t.Error(err)
-			return
+	// burst sends one request that holds the instance while n queue at one
+	// instant, then lets them all run
+	var met int
+	burst := func(n int) {
+		t.Helper()
+		eng.mu.Lock()
+		eng.gate, eng.started = make(chan struct{}), make(chan struct{}, 1)
+		eng.mu.Unlock()
+		var wg sync.WaitGroup
+		results := make(chan *Result, n+1)
+		infer := func(v float32) {
+			defer wg.Done()
+			res, err := s.Infer(ctx, req(v, 1, 2))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			checkDoubled(t, res, v)
+			results <- res
 		}
-		checkDoubled(t, res, v)
-		results <- res
-	}
-	wg.Add(1)
-	go infer(100)
-	<-eng.started
-	for i := range 20 {
 		wg.Add(1)
-		go infer(float32(i))
+		go infer(100)
+		<-eng.started
+		for i := range n {
+			wg.Add(1)
+			go infer(float32(i))
+		}
+		for s.Pending() < n {
+			time.Sleep(time.Millisecond)
+		}
+		eng.mu.Lock()
+		gate := eng.gate
+		eng.gate, eng.started = nil, nil
+		eng.mu.Unlock()
+		close(gate)
+		wg.Wait()
+		close(results)
+		for r := range results {
+			if r.SLOMet {
+				met++
+			}
+		}
+		clock.Advance(time.Second)
 	}
-	for s.Pending() < 20 {
-		time.Sleep(time.Millisecond)
-	}
-	eng.mu.Lock()
-	gate := eng.gate
-	eng.gate, eng.started = nil, nil
-	eng.mu.Unlock()
-	close(gate)
-	wg.Wait()
-	close(results)
 
-	// 1.5ms per item known: 7 fit in 11ms (1.5*7 = 10.5ms). A batch of 7
-	// costs 4.5ms, so up to 17 now fit (4.5/7*17 = 10.9ms); 13 are left,
-	// and waiting for a 14th would end past the oldest's deadline (it is
-	// 6ms old, 14 would take 9ms).
-	want := []int{1, 1, 1, 1, 7, 13}
+	// 20 queued behind one: a batch of 21 would take 31.5ms by the cost
+	// of one, past the oldest's deadline: the 20 go at once, and take 11ms
+	burst(20)
+	if mean, _, _ := s.Cost(20); mean != 11*ms {
+		t.Fatalf("cost of a batch of 20: %v, want 11ms", mean)
+	}
+	// 40 queued behind one: 32 fill a batch (17ms, ending 18.5ms after
+	// they came: met); the 8 left are then past waiting (a batch of 9 takes
+	// 5.5ms by the estimates) and end at 23.5ms: missed
+	burst(40)
+	want := []int{1, 1, 1, 1, 20, 1, 32, 8}
 	if got := eng.ran(); !equalInts(got, want) {
 		t.Fatalf("batch sizes %v, want %v", got, want)
 	}
-	d = s.Decisions()
-	if d[DecisionFull] != 1 || d[DecisionDeadline] != 1 {
-		t.Fatalf("decisions %v, want one full and one deadline", d)
+	d := s.Decisions()
+	if d[DecisionFull] != 1 || d[DecisionDeadline] != 2 || d[DecisionKeepsUp] != 4 {
+		t.Fatalf("decisions %v, want one full, two deadline, four keeps_up", d)
 	}
-	// met: the 3 light ones, the one holding the instance (1.5ms) and the
-	// batch of 7 (ends at 1.5+4.5 = 6ms); missed: the 13 (end at 13.5ms)
-	met := 0
-	for r := range results {
-		if r.SLOMet {
-			met++
-		}
-	}
-	if st := s.SLOStats(); st.Met != 11 || st.Missed != 13 || st.Target != 11*ms || met != 8 {
-		t.Fatalf("SLO stats %+v, met in results %d; want 11 met, 13 missed, 8 of the burst met", st, met)
+	if st := s.SLOStats(); st.Met != 3+21+33 || st.Missed != 8 || st.Target != 20*ms || met != 21+33 {
+		t.Fatalf("SLO stats %+v, met in the bursts' results %d; want 57 met, 8 missed", st, met)
 	}
 }
 
