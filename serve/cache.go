@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -168,24 +169,18 @@ func requestKey(model string, v *version, req *InferRequest) (k cache.Key, ok bo
 			h.Write(t.Data)
 		}
 	}
-	outs := slices.Clone(req.Outputs)
-	slices.Sort(outs)
-	writeUint(h, uint64(len(outs)))
-	for _, o := range outs {
-		str(o)
-		writeUint(h, uint64(req.Classes[o]))
+	// the outputs asked for, then each output's classification (an output
+	// may be classified without being named: all outputs asked)
+	named := func(names []string, val func(string) uint64) {
+		slices.Sort(names)
+		writeUint(h, uint64(len(names)))
+		for _, n := range names {
+			str(n)
+			writeUint(h, val(n))
+		}
 	}
-	// classification of an output not named in Outputs (all outputs asked)
-	cls := make([]string, 0, len(req.Classes))
-	for o := range req.Classes {
-		cls = append(cls, o)
-	}
-	slices.Sort(cls)
-	writeUint(h, uint64(len(cls)))
-	for _, o := range cls {
-		str(o)
-		writeUint(h, uint64(req.Classes[o]))
-	}
+	named(slices.Clone(req.Outputs), func(string) uint64 { return 0 })
+	named(slices.Collect(maps.Keys(req.Classes)), func(o string) uint64 { return uint64(req.Classes[o]) })
 	h.Sum(k[:0])
 	return k, true
 }
