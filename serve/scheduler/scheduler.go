@@ -547,9 +547,7 @@ func (s *Scheduler) instance(i int) {
 		if batch != nil {
 			switched := s.take(batch, i)
 			s.mu.Unlock()
-			start := s.opts.Now()
-			size, ok := s.execute(batch, i, switched)
-			took := s.opts.Now().Sub(start)
+			size, took, ok := s.execute(batch, i, switched)
 			s.mu.Lock()
 			if s.slo != nil && ok {
 				s.slo.cost.observe(size, took)
@@ -588,8 +586,9 @@ func (s *Scheduler) instance(i int) {
 // several requests fails, each request is run again alone, so that one
 // request's bad input fails only that request, and no request ever sees an
 // error that comes from (and may quote) another request's data. It returns
-// the batch size and whether the batch ran as one (not retried alone).
-func (s *Scheduler) execute(batch []*item, instance int, switched bool) (size int, ok bool) {
+// the batch size, the time it took (until its results were ready) and
+// whether the batch ran as one (not retried alone).
+func (s *Scheduler) execute(batch []*item, instance int, switched bool) (size int, took time.Duration, ok bool) {
 	now := s.opts.Now
 	start := now()
 	total := 0
@@ -597,13 +596,12 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) (size in
 		total += it.size
 	}
 	if len(batch) == 1 {
-		s.runAlone(batch[0], instance, switched, start)
-		return total, true
+		return total, s.runAlone(batch[0], instance, switched, start), true
 	}
 	inputs, err := concat(batch)
 	if err != nil {
 		s.retryAlone(batch, instance)
-		return total, false
+		return total, 0, false
 	}
 	// A batch of several requests is not tied to one request's context: the
 	// others still want the result; a request whose context ends stops
@@ -622,12 +620,13 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) (size in
 	}
 	if err != nil {
 		s.retryAlone(batch, instance)
-		return total, false
+		return total, 0, false
 	}
+	took = now().Sub(start)
 	for i, it := range batch {
 		s.deliver(it, &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total})
 	}
-	return total, true
+	return total, took, true
 }
 
 // deliver hands a request its result, judged against the SLO when there is
@@ -656,18 +655,21 @@ func (s *Scheduler) retryAlone(batch []*item, instance int) {
 }
 
 // runAlone runs one request on instance, its run ending with its context.
-func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.Time) {
+// It returns the time from start until the result was ready.
+func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.Time) time.Duration {
 	ran := s.opts.Now()
 	out, err := s.run[instance].Run(it.ctx, it.req.Inputs)
 	compute := s.opts.Now().Sub(ran)
 	if s.obs != nil {
 		s.obs.Executed(Execution{Requests: 1, BatchSize: it.size, Compute: compute, Input: ran.Sub(start), Instance: instance, Switched: switched})
 	}
+	took := s.opts.Now().Sub(start)
 	if err != nil {
 		it.done <- outcome{err: err}
-		return
+		return took
 	}
 	s.deliver(it, &Result{Outputs: out, Queue: start.Sub(it.enqueued), Input: ran.Sub(start), Compute: compute, BatchSize: it.size})
+	return took
 }
 
 // concat joins the batch's inputs along dimension 0.
