@@ -3,12 +3,17 @@ package grpcapi
 import (
 	"context"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // grpc-go answers a request message its codec cannot decode (truncated
@@ -70,4 +75,37 @@ func (s checkedStream) RecvMsg(m any) error {
 		return err
 	}
 	return takeBad(m)
+}
+
+// inputsInPlace decodes the inputs of r as api.RequestTensors does, but
+// uses each input's raw_input_contents as its tensor's data, without a
+// copy, when nothing needs checking beyond its size: a numeric datatype
+// other than BOOL, a valid shape, no typed contents beside the raw ones,
+// and bytes aligned as tensors are (the message owns them: the codec
+// unmarshals into fresh slices). Anything else goes to api.RequestTensors,
+// which checks and copies, and words the errors.
+func inputsInPlace(r *inference.ModelInferRequest) (map[string]*tensor.Tensor, error) {
+	ins, raw := r.GetInputs(), r.GetRawInputContents()
+	if len(ins) == 0 || len(raw) != len(ins) {
+		return api.RequestTensors(r)
+	}
+	out := make(map[string]*tensor.Tensor, len(ins))
+	for i, in := range ins {
+		name, b := in.GetName(), raw[i]
+		dt, err := api.ParseDatatype(in.GetDatatype())
+		if err != nil || dt == tensor.String || dt == tensor.Bool || name == "" || in.GetContents() != nil || out[name] != nil ||
+			len(b) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%tensor.Alignment != 0 {
+			return api.RequestTensors(r)
+		}
+		shape, err := api.Shape(in.GetShape())
+		if err != nil || tensor.NumElements(shape)*dt.Size() != len(b) {
+			return api.RequestTensors(r)
+		}
+		t, err := tensor.FromBytes(dt, shape, b)
+		if err != nil {
+			return api.RequestTensors(r)
+		}
+		out[name] = t
+	}
+	return out, nil
 }

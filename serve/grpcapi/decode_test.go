@@ -1,10 +1,13 @@
 package grpcapi
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -13,10 +16,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/repository"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // rawCodec sends []byte messages as they are and receives into *[]byte.
@@ -109,4 +115,109 @@ func mapLen() int {
 	n := 0
 	badMessages.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// TestInputsInPlace: raw inputs become tensors without a copy when they are
+// aligned and need no check beyond their size, and otherwise decode (or
+// fail, with the same error) as api.RequestTensors has them; through a
+// real server, tinycnn's answer is the same either way.
+func TestInputsInPlace(t *testing.T) {
+	img := examples.TinyCNNInput(1)
+	aligned := tensor.AlignedBytes(len(img.Data))
+	copy(aligned, img.Data)
+	shifted := tensor.AlignedBytes(len(img.Data) + 4)[4:]
+	copy(shifted, img.Data)
+	in := func(dt string, shape ...int64) *inference.ModelInferRequest_InferInputTensor {
+		return &inference.ModelInferRequest_InferInputTensor{Name: "image", Datatype: dt, Shape: shape}
+	}
+	for _, tt := range []struct {
+		name    string
+		req     *inference.ModelInferRequest
+		inPlace bool
+	}{
+		{"aligned FP32", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("FP32", 1, 3, 32, 32)},
+			RawInputContents: [][]byte{aligned[:len(img.Data)]}}, true},
+		{"misaligned FP32", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("FP32", 1, 3, 32, 32)},
+			RawInputContents: [][]byte{shifted}}, false},
+		{"BOOL is checked", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("BOOL", 4)},
+			RawInputContents: [][]byte{append(tensor.AlignedBytes(4)[:0], 0, 1, 2, 1)}}, false},
+		{"size mismatch", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("FP32", 1, 3, 32, 31)},
+			RawInputContents: [][]byte{aligned[:len(img.Data)]}}, false},
+		{"bad datatype", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("FP33", 1, 3, 32, 32)},
+			RawInputContents: [][]byte{aligned[:len(img.Data)]}}, false},
+		{"twice", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("FP32", 3072), in("FP32", 3072)},
+			RawInputContents: [][]byte{aligned[:len(img.Data)], aligned[:len(img.Data)]}}, false},
+		{"no raw", &inference.ModelInferRequest{Inputs: []*inference.ModelInferRequest_InferInputTensor{in("FP32", 1)}}, false},
+	} {
+		got, err := inputsInPlace(tt.req)
+		want, werr := api.RequestTensors(tt.req)
+		if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+			t.Errorf("%s: error %v, api.RequestTensors's %v", tt.name, err, werr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		for name, w := range want {
+			g := got[name]
+			if g == nil || g.DType != w.DType || !slices.Equal(g.Shape, w.Shape) || !bytes.Equal(g.Data, w.Data) {
+				t.Errorf("%s: input %q is %v, want %v", tt.name, name, g, w)
+				continue
+			}
+			shared := unsafe.SliceData(g.Data) == unsafe.SliceData(tt.req.RawInputContents[0])
+			if shared != tt.inPlace {
+				t.Errorf("%s: data shared with the message: %v, want %v", tt.name, shared, tt.inPlace)
+			}
+		}
+	}
+
+	// through a server: the result is the model's own
+	s := serve.New(serve.Options{})
+	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(DecodeErrorOptions()...)
+	Register(g, s, false)
+	go g.Serve(lis)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); g.Stop(); s.Shutdown(context.Background()) })
+	m, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	direct, err := m.Run(ctx, map[string]*tensor.Tensor{"image": img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		resp, err := inference.NewGRPCInferenceServiceClient(cc).ModelInfer(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := api.ResponseTensors(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out["probabilities"].Data, direct["probabilities"].Data) {
+			t.Fatalf("served %v, direct run %v", out["probabilities"].Float32s(), direct["probabilities"].Float32s())
+		}
+	}
 }

@@ -72,7 +72,7 @@ func (v *Service) requestTensors(r *inference.ModelInferRequest) (map[string]*te
 		}
 	}
 	if n == 0 {
-		return api.RequestTensors(r)
+		return inputsInPlace(r)
 	}
 	rest := &inference.ModelInferRequest{}
 	raw := r.GetRawInputContents()
