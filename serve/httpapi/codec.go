@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"github.com/kilnai/kiln/serve"
@@ -257,17 +258,20 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 		return fmt.Errorf("%w: reading %s: %w", ErrDecode, what, err)
 	}
 	if headerLen < 0 {
-		body, err := readGrowing(r, length)
+		body, pooled, err := readBody(r, length)
 		if err != nil {
 			return nil, readErr("its end", err)
 		}
-		return DecodeRequestFor(body, -1, schema)
+		d, err := DecodeRequestFor(body, -1, schema)
+		putBody(pooled, body)
+		return d, err
 	}
-	hdr, err := readGrowing(r, int64(headerLen))
+	hdr, pooled, err := readBody(r, int64(headerLen))
 	if err != nil {
 		return nil, readErr("the end of its JSON header", err)
 	}
 	d, bins, err := decodeHeader(hdr, schema)
+	putBody(pooled, hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +320,43 @@ func ReadRequest(r io.Reader, length int64, headerLen int, limit int64, schema *
 		return nil, fmt.Errorf("%w: binary data not claimed by any input follows the inputs' %d bytes", ErrDecode, total)
 	}
 	return d, nil
+}
+
+// maxPooledBody is the largest body (or JSON header) read into a pooled
+// buffer.
+const maxPooledBody = 1 << 20
+
+// bodies are the buffers request bodies are read into: a decoded request
+// keeps nothing of its body (numbers are decoded into the tensors, strings
+// copied), so the buffer serves the next request.
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// readBody reads n bytes (n < 0: up to EOF) from r, into a pooled buffer
+// when n is known and at most maxPooledBody; pooled is that buffer (nil:
+// none), to be given back with putBody once the bytes are decoded.
+func readBody(r io.Reader, n int64) (b []byte, pooled *[]byte, err error) {
+	if n < 0 || n > maxPooledBody {
+		b, err = readGrowing(r, n)
+		return b, nil, err
+	}
+	pooled = bodies.Get().(*[]byte)
+	if int64(cap(*pooled)) < n {
+		*pooled = make([]byte, n)
+	}
+	b = (*pooled)[:n]
+	if _, err = io.ReadFull(r, b); err != nil {
+		putBody(pooled, b)
+		return nil, nil, err
+	}
+	return b, pooled, nil
+}
+
+// putBody gives a buffer of readBody back to the pool.
+func putBody(pooled *[]byte, b []byte) {
+	if pooled != nil {
+		*pooled = b[:0]
+		bodies.Put(pooled)
+	}
 }
 
 // growFrom is the first buffer size of readGrowing.
