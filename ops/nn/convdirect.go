@@ -51,6 +51,12 @@ var (
 	directOffPool directPool[int32]   // tap offsets
 )
 
+// directRowMin is the narrowest output row that convDirect tiles row by
+// row, written in place: at 40 columns and more the masked lanes of the
+// last tile of a row waste at most a sixth of the kernel's work, about what
+// the copy out of the wide rows costs.
+var directRowMin = 40
+
 // directMR x directNR is the register tile of convDirectAVX512.
 const (
 	directMR = 8
@@ -196,13 +202,26 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	if last := maxOff + wide; last > len(src) {
 		panic(fmt.Sprintf("nn: direct convolution of %+v reads %d floats of %d", p, last, len(src)))
 	}
-	direct := wq == ow // the wide rows are the output rows
+	// Three ways to lay the tiles over the output: when the wide rows are
+	// the output rows (wq == ow), tiles of 48 wide positions written in
+	// place; when output rows are at least directRowMin wide, tiles within
+	// one output row (the last one narrower), also written in place; else
+	// tiles of 48 wide positions into a scratch copied out afterwards.
+	direct := wq == ow
+	byRow := !direct && ow >= directRowMin
+	segs := (ow + directNR - 1) / directNR // tiles per output row (byRow)
 	tiles := (wide + directNR - 1) / directNR
+	if byRow {
+		tiles = oh * segs
+	}
 	mb := (p.M + directMR - 1) / directMR
 	out := y
 	var outBuf *[]float32
 	ldc := wide
-	if !direct {
+	switch {
+	case byRow:
+		ldc = oh * ow
+	case !direct:
 		outBuf = directOutPool.get(p.M * wide)
 		out = *outBuf
 	}
@@ -226,17 +245,22 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 				copy(bv[:], bias[b*directMR:b*directMR+rows])
 				bp = &bv[0]
 			}
-			j0 := t * directNR
+			j0 := t * directNR // first position in src (wide) and out
 			n := min(directNR, wide-j0)
-			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+j0:], ldc, bp, lo, hi, clampOn, n, rows)
+			o0 := j0
+			if byRow {
+				r, c0 := t/segs, t%segs*directNR
+				j0, o0, n = r*wq+c0, r*ow+c0, min(directNR, ow-c0)
+			}
+			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+o0:], ldc, bp, lo, hi, clampOn, n, rows)
 		}
 	})
 	switch {
-	case direct && ep != nil && z != nil:
+	case outBuf == nil && ep != nil && z != nil:
 		ep.applyAdd(y, z)
-	case direct && ep != nil:
+	case outBuf == nil && ep != nil:
 		ep.apply(y)
-	case !direct:
+	case outBuf != nil:
 		cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), func(m0, m1 int) {
 			for m := m0; m < m1; m++ {
 				for r := 0; r < oh; r++ {

@@ -49,20 +49,45 @@ func TestConvDirect(t *testing.T) {
 					s[i] = r.Float32()*2 - 1
 				}
 			}
-			for _, b := range [][]float32{bias, nil} {
-				n := p.N * p.M * p.OutH() * p.OutW()
-				want := make([]float32, n)
-				cpu.Conv2D(p, x, w, b, want)
-				got := make([]float32, n)
-				for i := range got {
-					got[i] = float32(math.NaN())
-				}
-				convDirect(p, x, newDirectFilter(w, p.M, p.C, p.KH, p.KW), b, got, nil, nil)
-				for i := range want {
-					if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
-						t.Fatalf("bias %v: output %d = %g, cpu.Conv2D %g", b != nil, i, got[i], want[i])
+			n := p.N * p.M * p.OutH() * p.OutW()
+			z := make([]float32, n)
+			for i := range z {
+				z[i] = r.Float32()*2 - 1
+			}
+			f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
+			// rowMin 1: output rows tiled in place whenever the wide rows
+			// are not the output rows; huge: always the wide scratch.
+			for _, rowMin := range []int{1, 40, 1 << 30} {
+				old := directRowMin
+				directRowMin = rowMin
+				for _, b := range [][]float32{bias, nil} {
+					for _, residual := range []bool{false, true} {
+						want := make([]float32, n)
+						cpu.Conv2D(p, x, w, b, want)
+						var ep *epilogue
+						var zz []float32
+						if residual {
+							// the residual and SiLU run in the copy out
+							ep, zz = &epilogue{act: ActSiLU}, z
+							pn := p
+							pn.Act = cpu.ActNone
+							cpu.Conv2D(pn, x, w, b, want)
+							ep.applyAdd(want, z)
+						}
+						got := make([]float32, n)
+						for i := range got {
+							got[i] = float32(math.NaN())
+						}
+						convDirect(p, x, f, b, got, zz, ep)
+						for i := range want {
+							if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
+								t.Fatalf("rowMin %d, bias %v, residual+SiLU %v: output %d = %g, cpu.Conv2D %g",
+									rowMin, b != nil, residual, i, got[i], want[i])
+							}
+						}
 					}
 				}
+				directRowMin = old
 			}
 		})
 	}
