@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"unicode"
@@ -25,8 +24,8 @@ import (
 //go:embed passages.txt
 var Passages string
 
-// Dim is the width of the embeddings.
-const Dim = 256
+// Dim is the width of the embeddings (BERT-base's).
+const Dim = 768
 
 // corpus returns the passages.
 func corpus() []string {
@@ -106,8 +105,9 @@ func words(text string) []string {
 }
 
 // Vocabulary is the example's WordPiece vocabulary: BERT's special tokens,
-// every character of the corpus alone and as a continuation piece (so any
-// word of those characters tokenizes), suffix pieces, and the stems of the
+// the letters, digits, ASCII punctuation and every other character of the
+// corpus alone and as a continuation piece (so any word of those
+// characters tokenizes), suffix pieces, and the stems of the
 // corpus's words (so "volcanoes" is volcano ##es and matches "volcano").
 func Vocabulary(passages []string) []string {
 	vocab := []string{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
@@ -123,6 +123,9 @@ func Vocabulary(passages []string) []string {
 		chars = append(chars, string(c))
 	}
 	for c := '0'; c <= '9'; c++ {
+		chars = append(chars, string(c))
+	}
+	for _, c := range "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" {
 		chars = append(chars, string(c))
 	}
 	var stems, suffixes []string
@@ -223,26 +226,20 @@ func tokenWeights(tok *tokenizer.Tokenizer, passages []string) ([]float32, error
 // Embedder builds the embedding model: input_ids and attention_mask
 // [batch, seq] in, sentence_embedding [batch, Dim] out, the L2-normalized
 // masked mean of the rows of a token embedding table (Gather, masked
-// ReduceSum, Div). Each token's row is a random direction (from a fixed
-// seed; random directions in 256 dimensions are nearly orthogonal) scaled
-// by its weight, so the cosine of two texts is about their weighted share
-// of tokens: a TF-IDF bag of words in the shape of a sentence encoder.
-func Embedder(weights []float32) *ir.Graph {
-	rng := rand.New(rand.NewPCG(2026, 14))
+// ReduceSum, Div). Each token's row is the unit vector of its own column
+// scaled by its weight, so the cosine of two texts is the TF-IDF cosine of
+// their token counts: shared content words give a high cosine, shared
+// stopwords and pieces almost none, and nothing else adds noise. It needs
+// one column per token: at most Dim tokens (BERT-base's width, room for
+// the vocabulary of the bundled passages).
+func Embedder(weights []float32) (*ir.Graph, error) {
+	if len(weights) > Dim {
+		return nil, fmt.Errorf("embedder: %d tokens in the vocabulary, at most %d (one column each)", len(weights), Dim)
+	}
 	table := tensor.New(tensor.Float32, len(weights), Dim)
 	t := table.Float32s()
 	for id, w := range weights {
-		row := t[id*Dim : (id+1)*Dim]
-		var sq float64
-		for i := range row {
-			v := rng.NormFloat64()
-			row[i] = float32(v)
-			sq += v * v
-		}
-		scale := float32(float64(w) / math.Sqrt(sq))
-		for i := range row {
-			row[i] *= scale
-		}
+		t[id*Dim+id] = w
 	}
 	b := ir.NewBuilder("embedder", 17)
 	ids := b.Input("input_ids", tensor.Int64, ir.S("batch"), ir.S("seq"))
@@ -260,7 +257,7 @@ func Embedder(weights []float32) *ir.Graph {
 	out := b.Op("Div", []*ir.Value{mean, b.Op("Sqrt", []*ir.Value{b.Op("Max", []*ir.Value{sq, eps})})})
 	b.Output(out, "sentence_embedding")
 	out.Type = ir.Type{DType: tensor.Float32, Shape: ir.Shape{ir.S("batch"), ir.D(Dim)}}
-	return b.Graph()
+	return b.Graph(), nil
 }
 
 // Retriever builds the retrieval model: sentence_embedding [batch, Dim]
@@ -376,7 +373,11 @@ func BuildModels(ctx context.Context, passages []string) (*Models, error) {
 		return nil, err
 	}
 	ms := &Models{TokenizerJSON: tj}
-	if ms.Embedder, err = marshal(Embedder(weights)); err != nil {
+	eg, err := Embedder(weights)
+	if err != nil {
+		return nil, err
+	}
+	if ms.Embedder, err = marshal(eg); err != nil {
 		return nil, err
 	}
 	emb, err := embed(ctx, tok, ms.Embedder, passages)

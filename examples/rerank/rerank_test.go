@@ -74,7 +74,10 @@ func newReference(t *testing.T) *reference {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := Embedder(w)
+	g, err := Embedder(w)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := &reference{tok: tok, weights: w, passages: ps}
 	for _, v := range g.Initializers {
 		if v.Name == "embeddings.word_embeddings" {
