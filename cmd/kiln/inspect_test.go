@@ -12,6 +12,7 @@ import (
 
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
@@ -205,5 +206,39 @@ func TestInspectCUDAFake(t *testing.T) {
 				t.Errorf("says not timed: %v:\n%s", got, shown)
 			}
 		})
+	}
+}
+
+// TestInspectOldDevicePlan: a cuda plan written before kiln recorded the
+// device's layer reports (layers with their device, no tactics, no device
+// memory) still inspects, saying what it lacks.
+func TestInspectOldDevicePlan(t *testing.T) {
+	h := plan.Header{Device: "cuda", Precision: "fp16", OptLevel: 2, Layers: []plan.Layer{
+		{Name: "conv", Op: "kiln::FusedConv", Device: "cuda", Precision: "fp16", Inputs: []string{"image"}, Outputs: []string{"c"}},
+		{Name: "pool", Op: "LpPool", Device: "cpu", Precision: "fp32", Fallback: "op LpPool has no CUDA implementation", Inputs: []string{"c"}, Outputs: []string{"y"}},
+	}}
+	path := filepath.Join(t.TempDir(), "old.plan")
+	if err := plan.WriteFile(path, h, examples.TinyCNN(), nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var b strings.Builder
+	printPlan(&b, p)
+	for _, want := range []string{
+		"on cuda    memory not recorded in this plan",
+		"layers (2: 1 on cuda, 1 on the CPU):",
+		"  0    conv                         kiln::FusedConv          cuda   fp16                -\n",
+		"       on the CPU: op LpPool has no CUDA implementation\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("kiln inspect does not show %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "layers timed") || strings.Contains(b.String(), "not timed") {
+		t.Errorf("a plan without tactics talks of timing:\n%s", b.String())
 	}
 }
