@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/tensor"
+)
+
+const (
+	modelName  = "tinycnn"
+	inputName  = "image"
+	outputName = "probabilities"
+	inputLen   = 3 * 32 * 32
+	outputLen  = 10
+)
+
+// image returns a 1x3x32x32 image of uniform values in [0, 1).
+func image(seed uint64) *tensor.Tensor {
+	rng := rand.New(rand.NewPCG(seed, 14))
+	t := tensor.New(tensor.Float32, 1, 3, 32, 32)
+	for i := range t.Float32s() {
+		t.Float32s()[i] = rng.Float32()
+	}
+	return t
+}
+
+// jsonBody is the KServe v2 JSON request of img, numbers written as the
+// shortest decimal that reads back as the float32 (as most clients do).
+func jsonBody(img *tensor.Tensor) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"inputs":[{"name":"` + inputName + `","shape":[1,3,32,32],"datatype":"FP32","data":[`)
+	for i, v := range img.Float32s() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(strconv.AppendFloat(nil, float64(v), 'g', -1, 32))
+	}
+	b.WriteString(`]}]}`)
+	return b.Bytes()
+}
+
+// caller sends one request and reports its error; each load client has its
+// own.
+type caller func(ctx context.Context) error
+
+// target is one server (or the engine alone) under measurement.
+type target struct {
+	name string
+	// newCaller returns the caller of one client and a function that
+	// releases it.
+	newCaller func() (caller, func(), error)
+	// pid is the server process whose CPU time is read (0: none).
+	pid int
+}
+
+// httpTarget posts body to url; a reply other than 200 is an error.
+func httpTarget(name, url string, body []byte, pid int) target {
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	return target{name: name, pid: pid, newCaller: func() (caller, func(), error) {
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: status %d: %s", url, resp.StatusCode, b)
+			}
+			if !bytes.Contains(b, []byte(`"`+outputName+`"`)) {
+				return fmt.Errorf("%s: reply without %s: %.200s", url, outputName, b)
+			}
+			return nil
+		}, func() {}, nil
+	}}
+}
+
+// grpcTarget calls ModelInfer on addr with req, one connection per client.
+func grpcTarget(name, addr string, req *inference.ModelInferRequest, pid int) target {
+	return target{name: name, pid: pid, newCaller: func() (caller, func(), error) {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, nil, err
+		}
+		c := inference.NewGRPCInferenceServiceClient(conn)
+		return func(ctx context.Context) error {
+			resp, err := c.ModelInfer(ctx, req)
+			if err != nil {
+				return err
+			}
+			if len(resp.GetOutputs()) != 1 || len(resp.GetRawOutputContents()) != 1 || len(resp.GetRawOutputContents()[0]) != 4*outputLen {
+				return fmt.Errorf("%s: unexpected reply %v", addr, resp)
+			}
+			return nil
+		}, func() { conn.Close() }, nil
+	}}
+}
+
+// grpcRequest is the ModelInfer request of img, its data as raw contents
+// (as Triton's clients send it).
+func grpcRequest(img *tensor.Tensor) (*inference.ModelInferRequest, error) {
+	return api.NewInferRequest(modelName, map[string]*tensor.Tensor{inputName: img})
+}
+
+// result is one measurement.
+type result struct {
+	clients  int
+	requests int
+	p50, p99 time.Duration
+	rps      float64
+	// cpu is the server process's CPU time per request (0: unknown).
+	cpu time.Duration
+}
+
+// measure runs clients closed-loop clients on t: warm first, then dur
+// measured; requests that start and end inside the measured window count.
+func measure(ctx context.Context, t target, clients int, warm, dur time.Duration) (result, error) {
+	callers := make([]caller, clients)
+	for i := range callers {
+		c, release, err := t.newCaller()
+		if err != nil {
+			return result{}, err
+		}
+		defer release()
+		callers[i] = c
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		measuring atomic.Bool
+		wg        sync.WaitGroup
+		errOnce   sync.Once
+		firstErr  error
+	)
+	lat := make([][]time.Duration, clients)
+	for i, c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				in := measuring.Load()
+				start := time.Now()
+				err := c(ctx)
+				d := time.Since(start)
+				if err != nil {
+					if ctx.Err() == nil {
+						errOnce.Do(func() { firstErr = err; cancel() })
+					}
+					return
+				}
+				if in && measuring.Load() {
+					lat[i] = append(lat[i], d)
+				}
+			}
+		}()
+	}
+	sleep := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	sleep(warm)
+	cpu0 := cpuTime(t.pid)
+	measuring.Store(true)
+	start := time.Now()
+	sleep(dur)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cpu1 := cpuTime(t.pid)
+	cancel()
+	wg.Wait()
+	if firstErr != nil {
+		return result{}, fmt.Errorf("%s: %w", t.name, firstErr)
+	}
+	if err := context.Cause(ctx); err != nil && ctx.Err() != context.Canceled {
+		return result{}, err
+	}
+	all := slices.Concat(lat...)
+	if len(all) == 0 {
+		return result{}, fmt.Errorf("%s: no request completed in %v", t.name, dur)
+	}
+	slices.Sort(all)
+	r := result{clients: clients, requests: len(all), p50: all[len(all)/2], p99: all[len(all)*99/100],
+		rps: float64(len(all)) / elapsed.Seconds()}
+	if cpu0 >= 0 && cpu1 >= 0 {
+		r.cpu = (cpu1 - cpu0) / time.Duration(len(all))
+	}
+	return r, nil
+}
+
+// cpuTime returns the user and system CPU time of process pid so far (-1:
+// unknown), from /proc (Linux).
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return -1
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// the command name, in parentheses, may hold spaces: fields count
+	// from the last ')'
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}

@@ -1,0 +1,493 @@
+// Command reqpath measures what kiln's request path costs (issue 14, item
+// 6): the bundled tinycnn model served by kiln serve over HTTP JSON and
+// gRPC, against bare servers that do only what the protocol needs (net/http
+// decoding the same JSON body with encoding/json; grpc-go answering the
+// same ModelInfer message) and against the engine alone (kiln's Go API, one
+// execution context). It measures p50 latency at one client and throughput
+// at 16 clients, closed loop over loopback, all targets alternating in each
+// round, and prints a markdown report of the medians over the rounds.
+//
+//	go build -o /tmp/kiln ./cmd/kiln && go run ./bench/reqpath -kiln /tmp/kiln
+//
+// bench/reqpath.sh runs it and writes bench/results/request-path.md. The
+// bare servers run in processes of their own (this program, re-executed as
+// "reqpath bare-http ADDR" or "reqpath bare-grpc ADDR"), as kiln serve does.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// allTargets are the targets in the order each round measures them.
+var allTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln-grpc", "bare-grpc-engine"}
+
+// defaultTargets are the targets measured unless -targets says otherwise.
+var defaultTargets = allTargets[:5]
+
+func main() {
+	if len(os.Args) == 3 && strings.HasPrefix(os.Args[1], "bare-") && slices.Contains(allTargets, os.Args[1]) {
+		l, err := net.Listen("tcp", os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "reqpath:", err)
+			os.Exit(1)
+		}
+		if os.Args[1] == "bare-http" {
+			err = serveBareHTTP(l)
+		} else {
+			err = serveBareGRPC(l, os.Args[1] == "bare-grpc-engine")
+		}
+		fmt.Fprintln(os.Stderr, "reqpath:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type config struct {
+	kiln     string
+	rounds   int
+	clients  int
+	warmup   time.Duration
+	duration time.Duration
+	targets  []string
+	pprof    bool
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reqpath", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.kiln, "kiln", "", "the kiln binary to serve with (kiln serve, the bundled tinycnn); needed for the kiln-* targets")
+	fs.IntVar(&c.rounds, "rounds", 5, "rounds; each measures every target in turn, and the report gives medians over rounds")
+	fs.IntVar(&c.clients, "clients", 16, "clients of the throughput measurement")
+	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "load before each measured window, not counted")
+	fs.DurationVar(&c.duration, "duration", 2*time.Second, "each measured window")
+	targets := fs.String("targets", strings.Join(defaultTargets, ","), "comma-separated targets among "+strings.Join(allTargets, ", "))
+	fs.BoolVar(&c.pprof, "pprof", false, "start kiln serve with --pprof and print its profile address on stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "reqpath: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		if !slices.Contains(allTargets, t) {
+			fmt.Fprintf(stderr, "reqpath: unknown target %q (want some of %s)\n", t, strings.Join(allTargets, ", "))
+			return 2
+		}
+		c.targets = append(c.targets, t)
+	}
+	if c.rounds < 1 || c.clients < 1 || c.duration <= 0 || c.warmup < 0 {
+		fmt.Fprintln(stderr, "reqpath: -rounds and -clients must be at least 1, -duration positive")
+		return 2
+	}
+	needKiln := slices.ContainsFunc(c.targets, func(t string) bool { return strings.HasPrefix(t, "kiln-") })
+	if needKiln && c.kiln == "" {
+		fmt.Fprintln(stderr, "reqpath: the kiln-* targets need -kiln PATH (go build -o PATH ./cmd/kiln)")
+		return 2
+	}
+	rep, err := bench(ctx, c, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "reqpath:", err)
+		return 1
+	}
+	rep.write(stdout)
+	return 0
+}
+
+// freeAddr returns a loopback address with a port free now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// proc is a server process started by the benchmark.
+type proc struct {
+	cmd *exec.Cmd
+}
+
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func start(ctx context.Context, log io.Writer, name string, args ...string) (*proc, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &proc{cmd: cmd}, nil
+}
+
+// waitReady polls check until it succeeds, ctx ends or 60 s pass.
+func waitReady(ctx context.Context, what string, check func() error) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not get ready: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func httpReady(url string) func() error {
+	return func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+func dialReady(addr string) func() error {
+	return func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+}
+
+// engineTarget runs tinycnn with kiln's Go API on one execution context,
+// as one instance of kiln serve does (the bundled model, loaded as kiln
+// serve loads it).
+func engineTarget(img *tensor.Tensor) (target, func(), error) {
+	m, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		return target{}, nil, err
+	}
+	in := map[string]*tensor.Tensor{inputName: img}
+	return target{name: "engine", pid: os.Getpid(), newCaller: func() (caller, func(), error) {
+		c := m.NewContext()
+		return func(ctx context.Context) error {
+			out, err := c.Run(ctx, in)
+			if err == nil && out[outputName] == nil {
+				err = fmt.Errorf("engine: no output %s", outputName)
+			}
+			return err
+		}, func() {}, nil
+	}}, func() { m.Close() }, nil
+}
+
+func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	img := image(1)
+	body := jsonBody(img)
+	greq, err := grpcRequest(img)
+	if err != nil {
+		return nil, err
+	}
+	targets := map[string]target{}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	has := func(t string) bool { return slices.Contains(c.targets, t) }
+	if has("engine") {
+		t, closeModel, err := engineTarget(img)
+		if err != nil {
+			return nil, err
+		}
+		defer closeModel()
+		targets["engine"] = t
+	}
+	for _, kind := range []string{"http", "grpc", "grpc-engine"} {
+		if !has("bare-" + kind) {
+			continue
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		p, err := start(ctx, log, self, "bare-"+kind, addr)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+		if err := waitReady(ctx, "bare-"+kind, dialReady(addr)); err != nil {
+			return nil, err
+		}
+		if kind == "http" {
+			targets["bare-http"] = httpTarget("bare-http", "http://"+addr+"/v2/models/"+modelName+"/infer", body, p.cmd.Process.Pid)
+		} else {
+			targets["bare-"+kind] = grpcTarget("bare-"+kind, addr, greq, p.cmd.Process.Pid)
+		}
+	}
+	if has("kiln-http") || has("kiln-grpc") {
+		var addrs [3]string
+		for i := range addrs {
+			if addrs[i], err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
+		port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
+		cache, err := os.MkdirTemp("", "reqpath-plans-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(cache)
+		args := []string{"serve", "--host", "127.0.0.1", "--http-port", port(addrs[0]), "--grpc-port", port(addrs[1]),
+			"--metrics-port", "-1", "--plan-cache", cache}
+		if c.pprof {
+			args[len(args)-3] = port(addrs[2])
+			args = append(args, "--pprof")
+			fmt.Fprintf(log, "reqpath: kiln serve's profiles: http://%s/debug/pprof/\n", addrs[2])
+		}
+		p, err := start(ctx, log, c.kiln, args...)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+		if err := waitReady(ctx, "kiln serve", httpReady("http://"+addrs[0]+"/v2/health/ready")); err != nil {
+			return nil, err
+		}
+		pid := p.cmd.Process.Pid
+		targets["kiln-http"] = httpTarget("kiln-http", "http://"+addrs[0]+"/v2/models/"+modelName+"/infer", body, pid)
+		targets["kiln-grpc"] = grpcTarget("kiln-grpc", addrs[1], greq, pid)
+	}
+	rep := &report{cfg: c, bodyBytes: len(body), rows: map[string][]row{}}
+	for r := range c.rounds {
+		for _, name := range c.targets {
+			t := targets[name]
+			one, err := measure(ctx, t, 1, c.warmup, c.duration)
+			if err != nil {
+				return nil, err
+			}
+			var many result
+			if name != "engine" {
+				if many, err = measure(ctx, t, c.clients, c.warmup, c.duration); err != nil {
+					return nil, err
+				}
+			}
+			rep.rows[name] = append(rep.rows[name], row{one: one, many: many})
+			fmt.Fprintf(log, "round %d %-9s p50@1 %8v  req/s@%d %7.0f\n", r+1, name, one.p50.Round(time.Microsecond), c.clients, many.rps)
+		}
+	}
+	rep.load = loadAvg()
+	return rep, nil
+}
+
+// loadAvg returns the machine's load averages ("" when unknown).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// row is one round's measurements of one target.
+type row struct {
+	one, many result
+}
+
+type report struct {
+	cfg       config
+	bodyBytes int
+	rows      map[string][]row
+	load      string
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// col returns f of each round of target t.
+func (r *report) col(t string, f func(row) float64) []float64 {
+	var out []float64
+	for _, x := range r.rows[t] {
+		out = append(out, f(x))
+	}
+	return out
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func fmtUs(v float64) string {
+	if v >= 1000 {
+		return strconv.FormatFloat(v/1000, 'f', 2, 64) + " ms"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + " us"
+}
+
+var labels = map[string]string{
+	"engine":    "engine alone (kiln Go API, one context)",
+	"bare-http": "bare net/http + encoding/json",
+	"kiln-http": "kiln serve, HTTP JSON",
+	"bare-grpc": "bare grpc-go",
+	"kiln-grpc": "kiln serve, gRPC",
+	// a reference, not one of the issue's: the least a gRPC server that
+	// runs the model does
+	"bare-grpc-engine": "bare grpc-go running the engine in its handler",
+}
+
+func (r *report) write(w io.Writer) {
+	c := r.cfg
+	fmt.Fprintf(w, "Medians over %d rounds; each round measures every target in turn: %v of one client (p50, p99),\n", c.rounds, c.duration)
+	fmt.Fprintf(w, "then %v of %d clients (throughput), closed loop over loopback, after %v of load not counted.\n", c.duration, c.clients, c.warmup)
+	fmt.Fprintf(w, "HTTP body: %d bytes of JSON (3,072 FP32 numbers); gRPC: raw_input_contents (12,288 bytes).\n", r.bodyBytes)
+	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n\n", c.clients)
+	fmt.Fprintf(w, "| target | p50, 1 client | p99, 1 client | req/s, %d clients | p50, %d clients | CPU/req, %d clients |\n", c.clients, c.clients, c.clients)
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	for _, t := range c.targets {
+		p50 := median(r.col(t, func(x row) float64 { return us(x.one.p50) }))
+		p99 := median(r.col(t, func(x row) float64 { return us(x.one.p99) }))
+		if t == "engine" {
+			cpu := median(r.col(t, func(x row) float64 { return us(x.one.cpu) }))
+			fmt.Fprintf(w, "| %s | %s | %s | - | - | %s (1 client) |\n", labels[t], fmtUs(p50), fmtUs(p99), fmtUs(cpu))
+			continue
+		}
+		rps := median(r.col(t, func(x row) float64 { return x.many.rps }))
+		p50m := median(r.col(t, func(x row) float64 { return us(x.many.p50) }))
+		cpu := median(r.col(t, func(x row) float64 { return us(x.many.cpu) }))
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %s |\n", labels[t], fmtUs(p50), fmtUs(p99), rps, fmtUs(p50m), fmtUs(cpu))
+	}
+	crit := r.criteria()
+	if len(crit) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Issue 14's criteria, each the median of the per-round ratios (a round's targets ran minutes apart at most):")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| criterion | measured | target | met |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- |")
+		for _, k := range crit {
+			met := "yes"
+			if !k.ok() {
+				met = "**no**"
+			}
+			fmt.Fprintf(w, "| %s | %.2f | %s %.2f | %s |\n", k.name, k.value, k.op, k.bound, met)
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Every round (p50 at 1 client / req/s at", c.clients, "clients):")
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "| round |")
+	for _, t := range c.targets {
+		fmt.Fprintf(w, " %s |", t)
+	}
+	fmt.Fprint(w, "\n| --- |")
+	for range c.targets {
+		fmt.Fprint(w, " --- |")
+	}
+	fmt.Fprintln(w)
+	for i := range c.rounds {
+		fmt.Fprintf(w, "| %d |", i+1)
+		for _, t := range c.targets {
+			x := r.rows[t][i]
+			if t == "engine" {
+				fmt.Fprintf(w, " %s |", fmtUs(us(x.one.p50)))
+			} else {
+				fmt.Fprintf(w, " %s / %.0f |", fmtUs(us(x.one.p50)), x.many.rps)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if r.load != "" {
+		fmt.Fprintf(w, "\nLoad average at the end: %s.\n", r.load)
+	}
+}
+
+type criterion struct {
+	name  string
+	value float64
+	op    string // "<=" or ">="
+	bound float64
+}
+
+func (k criterion) ok() bool {
+	if k.op == "<=" {
+		return k.value <= k.bound
+	}
+	return k.value >= k.bound
+}
+
+// criteria returns issue 14's two criteria per protocol, for the targets
+// measured.
+func (r *report) criteria() []criterion {
+	var out []criterion
+	for _, proto := range []string{"http", "grpc"} {
+		bare, k := r.rows["bare-"+proto], r.rows["kiln-"+proto]
+		if len(bare) == 0 || len(k) == 0 {
+			continue
+		}
+		name := map[string]string{"http": "HTTP JSON", "grpc": "gRPC"}[proto]
+		if eng := r.rows["engine"]; len(eng) > 0 {
+			var ratios []float64
+			for i := range k {
+				ratios = append(ratios, float64(k[i].one.p50)/float64(bare[i].one.p50+eng[i].one.p50))
+			}
+			out = append(out, criterion{name: name + ": kiln p50 / (bare p50 + engine p50), 1 client", value: median(ratios), op: "<=", bound: 1.2})
+		}
+		var ratios []float64
+		for i := range k {
+			ratios = append(ratios, k[i].many.rps/bare[i].many.rps)
+		}
+		out = append(out, criterion{name: fmt.Sprintf("%s: kiln req/s / bare req/s, %d clients", name, r.cfg.clients), value: median(ratios), op: ">=", bound: 0.8})
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the bare servers, which the
+// benchmark starts by re-executing itself.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && strings.HasPrefix(os.Args[1], "bare-") && slices.Contains(allTargets, os.Args[1]) {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// TestReqpath runs the benchmark briefly on every target, kiln serve built
+// from this repository, and checks the report: a row per target, the
+// issue's four criteria, every round.
+func TestReqpath(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go command to build kiln")
+	}
+	kiln := filepath.Join(t.TempDir(), "kiln")
+	build := exec.Command("go", "build", "-o", kiln, "../../cmd/kiln")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/kiln: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, log bytes.Buffer
+	args := []string{"-kiln", kiln, "-rounds", "2", "-duration", "150ms", "-warmup", "50ms", "-clients", "3",
+		"-targets", strings.Join(allTargets, ",")}
+	if code := run(ctx, args, &out, &log); code != 0 {
+		t.Fatalf("reqpath %v: exit status %d\n%s", args, code, log.String())
+	}
+	rep := out.String()
+	for _, want := range []string{
+		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
+		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",
+		"| HTTP JSON: kiln p50 / (bare p50 + engine p50), 1 client |", "| HTTP JSON: kiln req/s / bare req/s, 3 clients |",
+		"| gRPC: kiln p50 / (bare p50 + engine p50), 1 client |", "| gRPC: kiln req/s / bare req/s, 3 clients |",
+		"| 1 |", "| 2 |",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("the report has no %q:\n%s", want, rep)
+		}
+	}
+}
+
+// TestReqpathUsage: bad flags are refused with exit status 2 and a message.
+func TestReqpathUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-targets", "kiln-http"}, "need -kiln PATH"},
+		{[]string{"-targets", "nginx"}, `unknown target "nginx"`},
+		{[]string{"-rounds", "0", "-targets", "engine"}, "-rounds and -clients must be at least 1"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		var out, log bytes.Buffer
+		if code := run(context.Background(), tt.args, &out, &log); code != 2 || !strings.Contains(log.String(), tt.want) {
+			t.Errorf("reqpath %v: exit status %d, %q; want 2 and %q", tt.args, code, log.String(), tt.want)
+		}
+	}
+}
+
+// TestCriteria: the criteria are the medians of the per-round ratios,
+// judged against the issue's bounds.
+func TestCriteria(t *testing.T) {
+	us := time.Microsecond
+	r := &report{cfg: config{clients: 16}, rows: map[string][]row{
+		"engine":    {{one: result{p50: 100 * us}}, {one: result{p50: 100 * us}}, {one: result{p50: 100 * us}}},
+		"bare-http": {{one: result{p50: 500 * us}, many: result{rps: 1000}}, {one: result{p50: 500 * us}, many: result{rps: 1000}}, {one: result{p50: 500 * us}, many: result{rps: 1000}}},
+		"kiln-http": {{one: result{p50: 600 * us}, many: result{rps: 900}}, {one: result{p50: 900 * us}, many: result{rps: 500}}, {one: result{p50: 700 * us}, many: result{rps: 850}}},
+	}}
+	got := r.criteria()
+	if len(got) != 2 {
+		t.Fatalf("%d criteria, want 2 (HTTP only): %+v", len(got), got)
+	}
+	for i, want := range []struct {
+		value float64
+		ok    bool
+	}{{700.0 / 600, true}, {0.85, true}} {
+		if d := got[i].value - want.value; d > 1e-9 || d < -1e-9 || got[i].ok() != want.ok {
+			t.Errorf("criterion %q: %v (met %v), want %v (met %v)", got[i].name, got[i].value, got[i].ok(), want.value, want.ok)
+		}
+	}
+	r.rows["kiln-http"][1].one.p50 = 2000 * us
+	r.rows["kiln-http"][2].one.p50 = 800 * us
+	if c := r.criteria()[0]; c.ok() {
+		t.Errorf("%q met at %v", c.name, c.value)
+	}
+}
