@@ -51,11 +51,46 @@ var (
 	directOffPool directPool[int32]   // tap offsets
 )
 
-// directRowMin is the narrowest output row that convDirect tiles row by
-// row, written in place: at 40 columns and more the masked lanes of the
-// last tile of a row waste at most a sixth of the kernel's work, about what
-// the copy out of the wide rows costs.
-var directRowMin = 40
+// directLayout overrides, for tests, how convDirect lays its tiles out
+// when the wide rows are not the output rows: layoutAuto by cost
+// (directByRow), layoutRows or layoutWide.
+var directLayout = layoutAuto
+
+const (
+	layoutAuto = iota
+	layoutRows
+	layoutWide
+)
+
+// directByRow reports whether tiles within output rows of ow columns,
+// written in place, cost less than tiles of wide rows of wq columns copied
+// out afterwards. Tile costs are in FMA cycles per tap: 12 for 48 lanes,
+// 8 for 32, 4.5 for 16 (that kernel waits on its 9 loads, not its 8
+// FMAs); the copy out adds about 5% to the wide layout, 10% when it also
+// applies the epilogue that the row layout then runs in another pass.
+func directByRow(ow, wq int, epilogue bool) bool {
+	switch directLayout {
+	case layoutRows:
+		return true
+	case layoutWide:
+		return false
+	}
+	rows := float64(ow/directNR) * 12
+	switch r := ow % directNR; {
+	case r == 0:
+	case r <= 16:
+		rows += 4.5
+	case r <= 32:
+		rows += 8
+	default:
+		rows += 12
+	}
+	wide := float64(wq) / directNR * 12 * 1.05
+	if epilogue {
+		wide = float64(wq) / directNR * 12 * 1.10
+	}
+	return rows <= wide
+}
 
 // directMR x directNR is the register tile of convDirectAVX512.
 const (
@@ -204,11 +239,11 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	}
 	// Three ways to lay the tiles over the output: when the wide rows are
 	// the output rows (wq == ow), tiles of 48 wide positions written in
-	// place; when output rows are at least directRowMin wide, tiles within
-	// one output row (the last one narrower), also written in place; else
-	// tiles of 48 wide positions into a scratch copied out afterwards.
+	// place; when it costs less (directByRow), tiles within one output row
+	// (the last one narrower), also written in place; else tiles of 48 wide
+	// positions into a scratch copied out afterwards.
 	direct := wq == ow
-	byRow := !direct && ow >= directRowMin
+	byRow := !direct && directByRow(ow, wq, ep != nil)
 	segs := (ow + directNR - 1) / directNR // tiles per output row (byRow)
 	tiles := (wide + directNR - 1) / directNR
 	if byRow {

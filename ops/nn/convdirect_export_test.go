@@ -12,3 +12,12 @@ func DirectConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
 	f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
 	return func(x, bias, y []float32) { convDirect(p, x, f, bias, y, nil, nil) }
 }
+
+// SetDirectWide makes the direct convolution always use its wide scratch
+// layout (on) or choose by cost (off), for the benchmarks.
+func SetDirectWide(on bool) {
+	directLayout = layoutAuto
+	if on {
+		directLayout = layoutWide
+	}
+}

@@ -55,11 +55,9 @@ func TestConvDirect(t *testing.T) {
 				z[i] = r.Float32()*2 - 1
 			}
 			f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
-			// rowMin 1: output rows tiled in place whenever the wide rows
-			// are not the output rows; huge: always the wide scratch.
-			for _, rowMin := range []int{1, 40, 1 << 30} {
-				old := directRowMin
-				directRowMin = rowMin
+			for _, layout := range []int{layoutAuto, layoutRows, layoutWide} {
+				old := directLayout
+				directLayout = layout
 				for _, b := range [][]float32{bias, nil} {
 					for _, residual := range []bool{false, true} {
 						want := make([]float32, n)
@@ -81,13 +79,13 @@ func TestConvDirect(t *testing.T) {
 						convDirect(p, x, f, b, got, zz, ep)
 						for i := range want {
 							if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
-								t.Fatalf("rowMin %d, bias %v, residual+SiLU %v: output %d = %g, cpu.Conv2D %g",
-									rowMin, b != nil, residual, i, got[i], want[i])
+								t.Fatalf("layout %d, bias %v, residual+SiLU %v: output %d = %g, cpu.Conv2D %g",
+									layout, b != nil, residual, i, got[i], want[i])
 							}
 						}
 					}
 				}
-				directRowMin = old
+				directLayout = old
 			}
 		})
 	}
@@ -113,6 +111,30 @@ func TestDynamicFor(t *testing.T) {
 			if s != 1 {
 				t.Fatalf("n=%d chunk=%d: item %d visited %d times", c.n, c.chunk, i, s)
 			}
+		}
+	}
+}
+
+// TestDirectByRow pins the layout choice on the output widths of the
+// shared models (see directByRow for the cost model).
+func TestDirectByRow(t *testing.T) {
+	for _, c := range []struct {
+		ow, wq   int
+		epilogue bool
+		want     bool
+	}{
+		{112, 115, false, true}, // resnet stem 7x7/2
+		{111, 113, false, true}, // squeezenet stem 3x3/2
+		{56, 58, false, false},  // 3x3 pad 1 at 56: 58/56 beats 64/56 lanes
+		{55, 57, false, false},
+		{80, 82, false, true},  // 48 + 32 lanes, exact
+		{80, 82, true, true},   // also with an epilogue
+		{40, 42, false, false}, // one tile of 48 lanes for 40
+		{160, 162, false, true},
+		{28, 30, false, false},
+	} {
+		if got := directByRow(c.ow, c.wq, c.epilogue); got != c.want {
+			t.Errorf("directByRow(%d, %d, %v) = %v, want %v", c.ow, c.wq, c.epilogue, got, c.want)
 		}
 	}
 }

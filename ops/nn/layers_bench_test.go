@@ -102,6 +102,15 @@ func BenchmarkConvLayers(b *testing.B) {
 				if d := nn.DirectConv(p, w); d != nil {
 					names = append(names, "direct")
 					run["direct"] = func() { d(x, bias, y) }
+					if p.OutW() >= 40 && (p.PadLeft+p.PadRight > 0 || p.StrideW > 1) {
+						// the same without the row-by-row tiling
+						names = append(names, "direct-wide")
+						run["direct-wide"] = func() {
+							nn.SetDirectWide(true)
+							d(x, bias, y)
+							nn.SetDirectWide(false)
+						}
+					}
 				}
 				for _, a := range names {
 					name := fmt.Sprintf("%02d_c%d_m%d_%dx%d_k%d_s%d_g%d/%s", i, p.C, p.M, p.H, p.W, p.KH, p.StrideH, p.Group, a)
