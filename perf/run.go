@@ -79,6 +79,7 @@ type Window struct {
 	Inferences int64         `json:"inferences"`
 	Throughput float64       `json:"throughput"`
 	P95        time.Duration `json:"p95_ns"`
+	P99        time.Duration `json:"p99_ns"`
 	// ServerThroughput is the server's inference count over the window, per
 	// second.
 	ServerThroughput float64 `json:"server_throughput"`
@@ -475,7 +476,7 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 		for _, v := range errs {
 			nerr += v
 		}
-		w := Window{Duration: d, Requests: int64(len(lat)), Inferences: inf, Errors: nerr, P95: sum.P95,
+		w := Window{Duration: d, Requests: int64(len(lat)), Inferences: inf, Errors: nerr, P95: sum.P95, P99: sum.P99,
 			Throughput:       float64(inf) / d.Seconds(),
 			ServerThroughput: float64(srv.InferenceCount) / d.Seconds()}
 		st.Windows = append(st.Windows, w)
@@ -534,8 +535,8 @@ func (r *runner) progress(st *Step, trial int, w Window) {
 	if st.RequestRate > 0 {
 		load = fmt.Sprintf("request rate %g/s", st.RequestRate)
 	}
-	line := fmt.Sprintf("%s: window %d/%d: %.1f infer/s, p95 %s, %d errors%s", load, trial, r.cfg.MaxTrials,
-		w.Throughput, ms(w.P95), w.Errors, map[bool]string{true: ", stable", false: ""}[st.Stable])
+	line := fmt.Sprintf("%s: window %d/%d: %.1f infer/s, p95 %s, p99 %s, %d errors%s", load, trial, r.cfg.MaxTrials,
+		w.Throughput, ms(w.P95), ms(w.P99), w.Errors, map[bool]string{true: ", stable", false: ""}[st.Stable])
 	if r.cfg.ProgressInPlace {
 		fmt.Fprintf(r.cfg.Progress, "\r%s\033[K", line)
 	} else {
