@@ -64,7 +64,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, `usage:
-  rerank repo -out DIR
+  rerank repo -out DIR [-passages FILE] [-tokenizer tokenizer.json -embedder MODEL.onnx -reranker MODEL.onnx]
   rerank search [-url http://localhost:8000 | -grpc localhost:8001] [-candidates 8] [-k 3] QUERY...`)
 }
 
@@ -93,8 +93,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// Configs are the config.pbtxt of each model of the repository.
-func Configs(passages int) map[string]string {
+// Configs are the config.pbtxt of each model of the repository for ms
+// and its passages: token_type_ids flow to the embedder and the reranker
+// only where they take them.
+func Configs(ms *Models, passages int) map[string]string {
+	types := func(on bool, s string) string {
+		if on {
+			return s
+		}
+		return ""
+	}
 	return map[string]string{
 		QueryTokenizer: `# a query (UTF-8 text) in, BERT token ids out, padded to the batch's longest
 name: "query_tokenizer"
@@ -103,7 +111,8 @@ max_batch_size: 16
 input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]
 output [
   { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },
-  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
+  ` + types(ms.EmbedderTypes, `{ name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] },
+  `) + `{ name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 parameters { key: "max_length" value { string_value: "64" } }
 dynamic_batching { max_queue_delay_microseconds: 100 }
@@ -115,8 +124,8 @@ max_batch_size: 16
 input [ { name: "QUERY" data_type: TYPE_STRING dims: [ 1 ] }, { name: "PASSAGE" data_type: TYPE_STRING dims: [ 1 ] } ]
 output [
   { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },
-  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] },
-  { name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] }
+  ` + types(ms.RerankerTypes, `{ name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] },
+  `) + `{ name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 parameters { key: "max_length" value { string_value: "256" } }
 dynamic_batching { max_queue_delay_microseconds: 100 }
@@ -127,12 +136,13 @@ platform: "onnxruntime_onnx"
 max_batch_size: 16
 input [
   { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },
-  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
+  %s{ name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 output [ { name: "sentence_embedding" data_type: TYPE_FP32 dims: [ %d ] } ]
-parameters { key: "dims" value { string_value: "seq=1,64,256" } }
+parameters { key: "dims" value { string_value: "seq=1,16,64" } }
 dynamic_batching { max_queue_delay_microseconds: 100 }
-`, Dim),
+`, types(ms.EmbedderTypes, `{ name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] },
+  `), ms.Dim),
 		RetrieverModel: fmt.Sprintf(`# a query embedding in, its cosine with each passage out; the passages
 # are the labels, so the classification extension gives the top passages
 name: "retriever"
@@ -141,15 +151,15 @@ max_batch_size: 16
 input [ { name: "sentence_embedding" data_type: TYPE_FP32 dims: [ %d ] } ]
 output [ { name: "scores" data_type: TYPE_FP32 dims: [ %d ] label_filename: "passages.txt" } ]
 dynamic_batching { max_queue_delay_microseconds: 100 }
-`, Dim, passages),
+`, ms.Dim, passages),
 		RerankerModel: `# a cross-encoder: (query, passage) token ids in, one relevance logit out
 name: "reranker"
 platform: "onnxruntime_onnx"
 max_batch_size: 16
 input [
   { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },
-  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] },
-  { name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] }
+  ` + types(ms.RerankerTypes, `{ name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] },
+  `) + `{ name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1 ] } ]
 parameters { key: "dims" value { string_value: "seq=3,128,256" } }
@@ -169,13 +179,13 @@ ensemble_scheduling {
       model_version: -1
       input_map { key: "TEXT" value: "QUERY" }
       output_map { key: "input_ids" value: "query_ids" }
-      output_map { key: "attention_mask" value: "query_mask" }
+      output_map { key: "attention_mask" value: "query_mask" }%s
     },
     {
       model_name: "embedder"
       model_version: -1
       input_map { key: "input_ids" value: "query_ids" }
-      input_map { key: "attention_mask" value: "query_mask" }
+      input_map { key: "attention_mask" value: "query_mask" }%s
       output_map { key: "sentence_embedding" value: "query_embedding" }
     },
     {
@@ -186,8 +196,10 @@ ensemble_scheduling {
     }
   ]
 }
-`, passages),
-		Rerank: `# (query, passage) texts -> pair tokenizer -> cross-encoder -> a relevance logit
+`, passages, types(ms.EmbedderTypes, `
+      output_map { key: "token_type_ids" value: "query_types" }`), types(ms.EmbedderTypes, `
+      input_map { key: "token_type_ids" value: "query_types" }`)),
+		Rerank: fmt.Sprintf(`# (query, passage) texts -> pair tokenizer -> cross-encoder -> a relevance logit
 name: "rerank"
 platform: "ensemble"
 max_batch_size: 16
@@ -201,36 +213,36 @@ ensemble_scheduling {
       input_map { key: "QUERY" value: "QUERY" }
       input_map { key: "PASSAGE" value: "PASSAGE" }
       output_map { key: "input_ids" value: "pair_ids" }
-      output_map { key: "attention_mask" value: "pair_mask" }
-      output_map { key: "token_type_ids" value: "pair_types" }
+      output_map { key: "attention_mask" value: "pair_mask" }%s
     },
     {
       model_name: "reranker"
       model_version: -1
       input_map { key: "input_ids" value: "pair_ids" }
-      input_map { key: "attention_mask" value: "pair_mask" }
-      input_map { key: "token_type_ids" value: "pair_types" }
+      input_map { key: "attention_mask" value: "pair_mask" }%s
       output_map { key: "logits" value: "SCORE" }
     }
   ]
 }
-`,
+`, types(ms.RerankerTypes, `
+      output_map { key: "token_type_ids" value: "pair_types" }`), types(ms.RerankerTypes, `
+      input_map { key: "token_type_ids" value: "pair_types" }`)),
 	}
 }
 
 // modelNames is the order the repository's models are written and listed.
 var modelNames = []string{QueryTokenizer, PairTokenizer, EmbedderModel, RetrieverModel, RerankerModel, Retrieve, Rerank}
 
-// WriteRepository generates the models from the bundled passages and
-// writes the repository under dir: each model a folder with config.pbtxt
-// and version folder 1 (tokenizer.json, model.onnx, or empty for the
+// WriteRepository makes the models from src (see BuildModels) and writes
+// the repository under dir: each model a folder with config.pbtxt and
+// version folder 1 (tokenizer.json, model.onnx, or empty for the
 // ensembles), and the passages beside the retriever's config.
-func WriteRepository(ctx context.Context, dir string) error {
-	ps := corpus()
-	ms, err := BuildModels(ctx, ps)
+func WriteRepository(ctx context.Context, dir string, src Source) error {
+	ms, err := BuildModels(ctx, src)
 	if err != nil {
 		return err
 	}
+	ps := src.Passages
 	files := map[string][]byte{
 		filepath.Join(QueryTokenizer, "1", "tokenizer.json"): ms.TokenizerJSON,
 		filepath.Join(PairTokenizer, "1", "tokenizer.json"):  ms.TokenizerJSON,
@@ -239,7 +251,7 @@ func WriteRepository(ctx context.Context, dir string) error {
 		filepath.Join(RetrieverModel, PassagesFile):          []byte(strings.Join(ps, "\n") + "\n"),
 		filepath.Join(RerankerModel, "1", "model.onnx"):      ms.Reranker,
 	}
-	for name, cfg := range Configs(len(ps)) {
+	for name, cfg := range Configs(ms, len(ps)) {
 		files[filepath.Join(name, "config.pbtxt")] = []byte(cfg)
 		if err := os.MkdirAll(filepath.Join(dir, name, "1"), 0o755); err != nil {
 			return err
@@ -257,13 +269,38 @@ func repoCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("repo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "repository folder to write (created)")
+	passages := fs.String("passages", "", "passages to search, one a line (default: the bundled passages.txt)")
+	tok := fs.String("tokenizer", "", "the tokenizer.json of the embedder and reranker (default: generated from the passages)")
+	embedder := fs.String("embedder", "", "an ONNX sentence encoder: input_ids, attention_mask (token_type_ids) in, sentence_embedding out (default: generated)")
+	reranker := fs.String("reranker", "", "an ONNX cross-encoder: input_ids, attention_mask (token_type_ids) in, logits [batch, 1] out (default: generated)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *out == "" {
-		return errors.New("repo: -out is required")
+	if *out == "" || fs.NArg() > 0 {
+		return errors.New("repo: want -out DIR (and maybe -passages, -tokenizer, -embedder, -reranker files)")
 	}
-	if err := WriteRepository(context.Background(), *out); err != nil {
+	src := Source{Passages: corpus()}
+	if *passages != "" {
+		b, err := os.ReadFile(*passages)
+		if err != nil {
+			return err
+		}
+		src.Passages = strings.Split(strings.TrimRight(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n"), "\n")
+	}
+	for _, f := range []struct {
+		path string
+		dst  *[]byte
+	}{{*tok, &src.Tokenizer}, {*embedder, &src.Embedder}, {*reranker, &src.Reranker}} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return err
+		}
+		*f.dst = b
+	}
+	if err := WriteRepository(context.Background(), *out, src); err != nil {
 		return err
 	}
 	for _, n := range modelNames {

@@ -4,9 +4,11 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -260,23 +262,23 @@ func Embedder(weights []float32) (*ir.Graph, error) {
 	return b.Graph(), nil
 }
 
-// Retriever builds the retrieval model: sentence_embedding [batch, Dim]
+// Retriever builds the retrieval model: sentence_embedding [batch, width]
 // in, scores [batch, passages] out, the cosine of the query with each
 // passage (one MatMul with the passages' embeddings, an initializer).
 // The top passages are the server's top-k of scores (the classification
 // extension, labels from the passages file).
 func Retriever(passageEmbeddings *tensor.Tensor) (*ir.Graph, error) {
-	n := passageEmbeddings.Shape[0]
-	// transpose to [Dim, n]
-	tt := tensor.New(tensor.Float32, Dim, n)
+	n, dim := passageEmbeddings.Shape[0], passageEmbeddings.Shape[1]
+	// transpose to [dim, n]
+	tt := tensor.New(tensor.Float32, dim, n)
 	src, dst := passageEmbeddings.Float32s(), tt.Float32s()
 	for i := range n {
-		for d := range Dim {
-			dst[d*n+i] = src[i*Dim+d]
+		for d := range dim {
+			dst[d*n+i] = src[i*dim+d]
 		}
 	}
 	b := ir.NewBuilder("retriever", 17)
-	q := b.Input("sentence_embedding", tensor.Float32, ir.S("batch"), ir.D(Dim))
+	q := b.Input("sentence_embedding", tensor.Float32, ir.S("batch"), ir.D(int64(dim)))
 	out := b.Op("MatMul", []*ir.Value{q, b.Const("passage_embeddings", tt)})
 	b.Output(out, "scores")
 	out.Type = ir.Type{DType: tensor.Float32, Shape: ir.Shape{ir.S("batch"), ir.D(int64(n))}}
@@ -350,40 +352,89 @@ func Reranker(weights []float32) *ir.Graph {
 	return b.Graph()
 }
 
-// Models are the example's generated files.
+// Models are the repository's model files.
 type Models struct {
 	TokenizerJSON                 []byte
 	Embedder, Retriever, Reranker []byte
+	// Dim is the width of the embedder's sentence_embedding.
+	Dim int
+	// EmbedderTypes and RerankerTypes tell whether the models take
+	// token_type_ids.
+	EmbedderTypes, RerankerTypes bool
 }
 
-// BuildModels generates the tokenizer and the three models from the
-// passages: the passages' embeddings in the retriever are the embedder's
-// own outputs, computed by kiln.
-func BuildModels(ctx context.Context, passages []string) (*Models, error) {
-	tj, err := TokenizerJSON(passages)
+// Source is what the repository is made from: the passages, and the
+// tokenizer.json and ONNX models to use instead of the generated ones
+// (nil: generated from the passages). A given embedder or reranker needs
+// its tokenizer.
+type Source struct {
+	Passages                      []string
+	Tokenizer, Embedder, Reranker []byte
+}
+
+// BuildModels makes the repository's models: the tokenizer, embedder and
+// reranker given in src or generated from its passages, and the retriever,
+// whose passage embeddings are the embedder's own outputs, computed by
+// kiln.
+func BuildModels(ctx context.Context, src Source) (*Models, error) {
+	if len(src.Passages) == 0 {
+		return nil, errors.New("no passages")
+	}
+	if len(src.Passages) > 1<<16 {
+		return nil, fmt.Errorf("%d passages: at most %d", len(src.Passages), 1<<16)
+	}
+	for i, p := range src.Passages {
+		if strings.TrimSpace(p) == "" || strings.ContainsAny(p, "\r\n") {
+			return nil, fmt.Errorf("passage %d: empty, or more than one line", i)
+		}
+	}
+	if src.Tokenizer == nil && (src.Embedder != nil || src.Reranker != nil) {
+		return nil, errors.New("a given embedder or reranker needs its tokenizer.json (-tokenizer)")
+	}
+	ms := &Models{TokenizerJSON: src.Tokenizer}
+	var err error
+	if ms.TokenizerJSON == nil {
+		if ms.TokenizerJSON, err = TokenizerJSON(src.Passages); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := tokenizer.Parse(ms.TokenizerJSON)
 	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	var weights []float32
+	if src.Embedder == nil || src.Reranker == nil {
+		if weights, err = tokenWeights(tok, src.Passages); err != nil {
+			return nil, err
+		}
+	}
+	ms.Embedder = src.Embedder
+	if ms.Embedder == nil {
+		eg, err := Embedder(weights)
+		if err != nil {
+			return nil, err
+		}
+		if ms.Embedder, err = marshal(eg); err != nil {
+			return nil, err
+		}
+	}
+	ms.Reranker = src.Reranker
+	if ms.Reranker == nil {
+		if ms.Reranker, err = marshal(Reranker(weights)); err != nil {
+			return nil, err
+		}
+	}
+	if ms.RerankerTypes, err = checkModel("reranker", ms.Reranker, "logits", 1); err != nil {
 		return nil, err
 	}
-	tok, err := tokenizer.Parse(tj)
+	if ms.EmbedderTypes, err = checkModel("embedder", ms.Embedder, "sentence_embedding", -1); err != nil {
+		return nil, err
+	}
+	emb, err := embed(ctx, tok, ms.Embedder, ms.EmbedderTypes, src.Passages)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedder: %w", err)
 	}
-	weights, err := tokenWeights(tok, passages)
-	if err != nil {
-		return nil, err
-	}
-	ms := &Models{TokenizerJSON: tj}
-	eg, err := Embedder(weights)
-	if err != nil {
-		return nil, err
-	}
-	if ms.Embedder, err = marshal(eg); err != nil {
-		return nil, err
-	}
-	emb, err := embed(ctx, tok, ms.Embedder, passages)
-	if err != nil {
-		return nil, err
-	}
+	ms.Dim = emb.Shape[1]
 	rg, err := Retriever(emb)
 	if err != nil {
 		return nil, err
@@ -391,10 +442,47 @@ func BuildModels(ctx context.Context, passages []string) (*Models, error) {
 	if ms.Retriever, err = marshal(rg); err != nil {
 		return nil, err
 	}
-	if ms.Reranker, err = marshal(Reranker(weights)); err != nil {
-		return nil, err
-	}
 	return ms, nil
+}
+
+// checkModel checks that an ONNX model takes input_ids and attention_mask
+// (and maybe token_type_ids), INT64 [batch, seq], and has the output
+// named out, FP32 [batch, width] (width -1: any), and reports whether it
+// takes token_type_ids.
+func checkModel(what string, b []byte, out string, width int) (bool, error) {
+	m, err := kiln.LoadBytes(b)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	defer m.Close()
+	types := false
+	for _, in := range m.Inputs() {
+		switch in.Name {
+		case "input_ids", "attention_mask":
+		case "token_type_ids":
+			types = true
+		default:
+			return false, fmt.Errorf("%s: input %q: want input_ids, attention_mask and maybe token_type_ids, as BERT exports have", what, in.Name)
+		}
+		if in.DType != tensor.Int64 || len(in.Shape) != 2 {
+			return false, fmt.Errorf("%s: input %q is %v %v, want int64 [batch, seq]", what, in.Name, in.DType, in.Dims)
+		}
+	}
+	for _, name := range []string{"input_ids", "attention_mask"} {
+		if m.InputType(name) == tensor.Undefined {
+			return false, fmt.Errorf("%s: no input %q", what, name)
+		}
+	}
+	for _, o := range m.Outputs() {
+		if o.Name != out {
+			continue
+		}
+		if o.DType != tensor.Float32 || len(o.Shape) != 2 || width > 0 && o.Shape[1] != width {
+			return false, fmt.Errorf("%s: output %q is %v %v, want float32 [batch, %s]", what, out, o.DType, o.Dims, map[bool]string{true: strconv.Itoa(width), false: "width"}[width > 0])
+		}
+		return types, nil
+	}
+	return false, fmt.Errorf("%s: no output %q", what, out)
 }
 
 func marshal(g *ir.Graph) ([]byte, error) {
@@ -405,28 +493,46 @@ func marshal(g *ir.Graph) ([]byte, error) {
 	return m.Marshal(), nil
 }
 
-// embed runs the embedder on texts tokenized by tok: [len(texts), Dim].
-func embed(ctx context.Context, tok *tokenizer.Tokenizer, model []byte, texts []string) (*tensor.Tensor, error) {
-	var encs []*tokenizer.Encoding
-	for _, s := range texts {
-		e, err := tok.Encode(s)
-		if err != nil {
-			return nil, err
-		}
-		encs = append(encs, e)
-	}
-	bt := tokenizer.Pad(encs, tok.Padding)
+// embed runs the embedder on texts tokenized by tok (token_type_ids too
+// when types): [len(texts), width].
+func embed(ctx context.Context, tok *tokenizer.Tokenizer, model []byte, types bool, texts []string) (*tensor.Tensor, error) {
 	m, err := kiln.LoadBytes(model)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	out, err := m.Run(ctx, map[string]*tensor.Tensor{
-		"input_ids":      tensor.FromInt64(bt.IDs, bt.Rows, bt.Len),
-		"attention_mask": tensor.FromInt64(bt.AttentionMask, bt.Rows, bt.Len),
-	})
-	if err != nil {
-		return nil, err
+	var out *tensor.Tensor
+	// a batch at a time, each padded to its longest
+	const batch = 16
+	for i := 0; i < len(texts); i += batch {
+		var encs []*tokenizer.Encoding
+		for _, s := range texts[i:min(i+batch, len(texts))] {
+			e, err := tok.EncodeWith(s, nil, tokenizer.Options{Truncation: &tokenizer.Truncation{MaxLength: 256, Strategy: "longest_first"}})
+			if err != nil {
+				return nil, err
+			}
+			encs = append(encs, e)
+		}
+		bt := tokenizer.Pad(encs, tok.Padding)
+		in := map[string]*tensor.Tensor{
+			"input_ids":      tensor.FromInt64(bt.IDs, bt.Rows, bt.Len),
+			"attention_mask": tensor.FromInt64(bt.AttentionMask, bt.Rows, bt.Len),
+		}
+		if types {
+			in["token_type_ids"] = tensor.FromInt64(bt.TokenTypeIDs, bt.Rows, bt.Len)
+		}
+		res, err := m.Run(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		e := res["sentence_embedding"]
+		if e == nil || e.DType != tensor.Float32 || len(e.Shape) != 2 || e.Shape[0] != bt.Rows {
+			return nil, fmt.Errorf("sentence_embedding: got %v, want float32 [%d, width]", e, bt.Rows)
+		}
+		if out == nil {
+			out = tensor.New(tensor.Float32, len(texts), e.Shape[1])
+		}
+		copy(out.Float32s()[i*e.Shape[1]:], e.Float32s())
 	}
-	return out["sentence_embedding"], nil
+	return out, nil
 }

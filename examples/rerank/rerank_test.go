@@ -6,16 +6,20 @@ import (
 	"math"
 	"net"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 
+	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"
 	"github.com/kilnai/kiln/serve/tokenizer"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // serveRepo writes the example repository with the command, serves it
@@ -321,5 +325,109 @@ func TestVocabulary(t *testing.T) {
 		if !slices.Equal(enc.Tokens, c.want) {
 			t.Errorf("%q: %q, want %q", c.text, enc.Tokens, c.want)
 		}
+	}
+}
+
+// typedEmbedder is the generated embedder with a token_type_ids input, as
+// BERT exports have (the graph adds types times 0 to the mask).
+func typedEmbedder(t *testing.T, weights []float32) []byte {
+	t.Helper()
+	g, err := Embedder(weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := &ir.Value{Name: "token_type_ids", Type: ir.Type{DType: tensor.Int64, Shape: ir.Shape{ir.S("batch"), ir.S("seq")}}}
+	g.Inputs = append(g.Inputs, types)
+	zero := &ir.Value{Name: "zero_i64", Const: tensor.FromInt64([]int64{0}, 1), Type: ir.Type{DType: tensor.Int64, Shape: ir.KnownShape(1)}}
+	g.Initializers = append(g.Initializers, zero)
+	mul := &ir.Node{Name: "types_times_zero", OpType: "Mul", Inputs: []*ir.Value{types, zero}, Attrs: map[string]*ir.Attr{}}
+	mul.Outputs = []*ir.Value{{Name: "types_zero", Producer: mul}}
+	add := &ir.Node{Name: "mask_plus_zero", OpType: "Add", Inputs: []*ir.Value{g.Inputs[1], mul.Outputs[0]}, Attrs: map[string]*ir.Attr{}}
+	add.Outputs = []*ir.Value{{Name: "mask_typed", Producer: add}}
+	for _, n := range g.Nodes {
+		for i, in := range n.Inputs {
+			if in == g.Inputs[1] {
+				n.Inputs[i] = add.Outputs[0]
+			}
+		}
+	}
+	g.Nodes = append([]*ir.Node{mul, add}, g.Nodes...)
+	b, err := marshal(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestDropIn: the repo command takes a tokenizer.json, an embedder and a
+// reranker from files, as a real BERT sentence encoder and cross-encoder
+// exported to ONNX would be given: here the generated ones written out,
+// the embedder with a token_type_ids input too (the configs and ensembles
+// then pass it), and a file of passages. The search finds what the
+// generated repository finds; files that cannot be the models are refused
+// naming what is wrong.
+func TestDropIn(t *testing.T) {
+	ref := newReference(t)
+	ms, err := BuildModels(context.Background(), Source{Passages: ref.passages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"tokenizer.json": ms.TokenizerJSON,
+		"embedder.onnx":  typedEmbedder(t, ref.weights),
+		"reranker.onnx":  ms.Reranker,
+		"passages.txt":   []byte(Passages),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := func(name string) string { return filepath.Join(dir, name) }
+	repo := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := run([]string{"repo", "-out", repo, "-passages", f("passages.txt"), "-tokenizer", f("tokenizer.json"),
+		"-embedder", f("embedder.onnx"), "-reranker", f("reranker.onnx")}, &out, &errb); code != 0 {
+		t.Fatalf("repo: exit %d: %s", code, errb.String())
+	}
+	cfg, err := os.ReadFile(filepath.Join(repo, Retrieve, "config.pbtxt"))
+	if err != nil || !strings.Contains(string(cfg), `input_map { key: "token_type_ids" value: "query_types" }`) {
+		t.Errorf("the retrieve ensemble does not pass token_type_ids to the embedder: %s %v", cfg, err)
+	}
+	s := serve.New(serve.Options{Repository: repo})
+	defer s.Shutdown(context.Background())
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(httpapi.New(s, httpapi.Options{}))
+	defer ts.Close()
+	hits, err := Search(context.Background(), HTTPClient{ts.URL}, "how does bread rise", 8, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 2 || hits[0].Index != 9 || hits[1].Index != 8 {
+		t.Errorf("got %v, want passages 9 and 8", hits)
+	}
+
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"embedder without its tokenizer", []string{"-embedder", f("embedder.onnx")}, "needs its tokenizer.json"},
+		{"reranker as the embedder", []string{"-tokenizer", f("tokenizer.json"), "-embedder", f("reranker.onnx")}, `embedder: no output "sentence_embedding"`},
+		{"embedder as the reranker", []string{"-tokenizer", f("tokenizer.json"), "-reranker", f("embedder.onnx")}, `reranker: no output "logits"`},
+		{"not a tokenizer", []string{"-tokenizer", f("passages.txt"), "-embedder", f("embedder.onnx")}, "tokenizer: tokenizer: bad tokenizer.json"},
+		{"not a model", []string{"-tokenizer", f("tokenizer.json"), "-embedder", f("tokenizer.json")}, "embedder:"},
+		{"missing file", []string{"-reranker", f("nope.onnx")}, "no such file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(append([]string{"repo", "-out", t.TempDir()}, c.args...), &out, &errb)
+			if code != 1 || !strings.Contains(errb.String(), c.want) {
+				t.Errorf("exit %d: %s, want exit 1 and %q", code, errb.String(), c.want)
+			}
+		})
 	}
 }
