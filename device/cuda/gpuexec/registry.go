@@ -30,6 +30,11 @@ type kernelDef struct {
 	// are bound (element types, constant inputs, attributes), saying why not.
 	check func(n *ir.Node) error
 	emit  func(c *compiler, s *step) error
+	// unchecked marks a kernel not yet run on a GPU against the CPU engine
+	// (bench/gpu-ops.sh): partitioning leaves its nodes to the CPU unless
+	// KILN_CUDA_UNVERIFIED=1 (verified.go). Set it on a new kernel until
+	// a GPU run has checked it.
+	unchecked bool
 }
 
 // opKey is a registry key: domain and op type.

@@ -24,13 +24,14 @@ func Supports(n *ir.Node, g *ir.Graph) error {
 		return nil
 	}
 	used := func(v *ir.Value) bool { return usedIn(g, v) }
-	if _, err := support(n, g.Opset(), used); err != nil {
+	d, err := support(n, g.Opset(), used)
+	if err != nil {
 		return unsupportedError{err}
 	}
 	if err := dryRun(n, g, used); err != nil {
 		return unsupportedError{err}
 	}
-	if err := verifiedOnGPU(n); err != nil {
+	if err := verifiedOnGPU(n, d); err != nil {
 		return unsupportedError{err}
 	}
 	return nil

@@ -11,10 +11,11 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// TestUnverifiedFallBack: by default (KILN_CUDA_UNVERIFIED unset), a node
-// whose kernel has not been run on a GPU yet goes to the CPU with a reason
-// naming the variable, and the checked forms stay on the GPU; with the
-// variable set to 1 the registry decides alone.
+// TestUnverifiedFallBack: every kernel of the registry has been checked on
+// a GPU, so by default (KILN_CUDA_UNVERIFIED unset) the registry decides;
+// a kernel marked unchecked (here Erf's and CumSum's, marked for the
+// test) leaves its node to the CPU with a reason naming the variable,
+// unless the variable is 1.
 func TestUnverifiedFallBack(t *testing.T) {
 	b := ir.NewBuilder("verified", 17)
 	x := b.Input("x", tensor.Float32, ir.D(1), ir.D(3), ir.D(8), ir.D(8))
@@ -40,24 +41,35 @@ func TestUnverifiedFallBack(t *testing.T) {
 			byName[key] = n
 		}
 	}
+	mark := func(op string, unchecked bool) {
+		k := opKey{"", op}
+		defs := append([]kernelDef(nil), registry[k]...)
+		for i := range defs {
+			defs[i].unchecked = unchecked
+		}
+		registry[k] = defs
+	}
 	for _, c := range []struct {
-		env      string
-		op       string
-		verified bool
+		env, op   string
+		unchecked bool // marked unchecked for the case
+		verified  bool
 	}{
-		{"", "Conv", true}, {"", "Relu", true}, {"", "Resize/nearest", true},
-		{"", "Erf", false}, {"", "CumSum", false}, {"", "Resize/linear", false},
-		{"1", "Erf", true}, {"1", "CumSum", true}, {"1", "Resize/linear", true},
+		{"", "Conv", false, true}, {"", "Erf", false, true}, {"", "CumSum", false, true},
+		{"", "Resize/linear", false, true}, {"", "Resize/nearest", false, true},
+		{"", "Erf", true, false}, {"", "CumSum", true, false}, {"0", "CumSum", true, false},
+		{"1", "Erf", true, true}, {"1", "CumSum", true, true},
 	} {
 		t.Setenv(EnvUnverified, c.env)
 		n := byName[c.op]
 		if n == nil {
 			t.Fatalf("no %s node", c.op)
 		}
+		mark(n.OpType, c.unchecked)
 		err := Supports(n, g)
+		mark(n.OpType, false)
 		switch {
 		case c.verified && err != nil:
-			t.Errorf("%s=%q: %s refused: %v", EnvUnverified, c.env, c.op, err)
+			t.Errorf("%s=%q, unchecked %v: %s refused: %v", EnvUnverified, c.env, c.unchecked, c.op, err)
 		case !c.verified && (err == nil || !errors.Is(err, device.ErrUnsupported) || !strings.Contains(err.Error(), "has not been checked on a GPU yet (KILN_CUDA_UNVERIFIED=1 uses it)")):
 			t.Errorf("%s=%q: %s: %v, want a refusal naming %s", EnvUnverified, c.env, c.op, err, EnvUnverified)
 		}
