@@ -968,6 +968,9 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 			s.opts.Observer.RequestDone(m.name, ver, batch, FailureReason(err), Times{Total: total})
 		}
 	}
+	if s.trace.on.Load() {
+		s.traceRequest(m.name, ver, start, total, res, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	gpuMetrics := fs.Bool("allow-gpu-metrics", true, "export nv_gpu_* metrics read through NVML (absent without an NVIDIA driver)")
 	memLimit := fs.String("memory-limit", "", "largest memory one execution context (instance) of a built model may take, e.g. 2G: a model that needs more at its largest shapes is refused at load, a request that would need more gets 400 (default: half the machine's memory, or of its cgroup or GOMEMLIMIT when smaller)")
 	planCache := fs.String("plan-cache", defaultPlanCache(), "folder of built engine plans, keyed by model, config, device and kiln version: a restart loads them instead of building")
+	traceDir := fs.String("trace-dir", "", "folder the trace settings' trace_file names a file in (empty: trace files are refused)")
 	cacheSize := fs.String("cache-size", "64M", "bound of the response cache, shared by the models whose config.pbtxt has response_cache { enable: true } (0: no cache)")
 	recordDir := recordDirFlag(fs)
 	noBuild := fs.Bool("no-build", false, "serve ONNX graphs as they are, without building engines (no optimization, no plan cache)")
@@ -164,6 +165,9 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache, MemoryLimit: memoryLimit}, log)
 	}
 	s := serve.New(opts)
+	if *traceDir != "" {
+		s.SetTraceDir(*traceDir)
+	}
 	m.SetPending(s)
 	if *repo == "" {
 		rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +88,7 @@ func TestTraceAndLogSettings(t *testing.T) {
 		{"count below -1", "POST", "/v2/trace/setting", `{"trace_count":"-2"}`, 400, nil},
 		{"two files", "POST", "/v2/trace/setting", `{"trace_file":["a","b"]}`, 400, nil},
 		{"a bool", "POST", "/v2/trace/setting", `{"trace_rate":true}`, 400, nil},
+		{"a trace file without a trace folder", "POST", "/v2/trace/setting", `{"trace_file":"t.json"}`, 400, nil},
 		{"other mode", "POST", "/v2/trace/setting", `{"trace_mode":"opentelemetry"}`, 400, nil},
 		{"nothing changed by the bad requests", "GET", "/v2/trace/setting", "", 200,
 			map[string]string{"trace_level": `["TIMESTAMPS"]`, "trace_rate": `"1000"`, "trace_count": `"-1"`, "log_frequency": `"50"`}},
@@ -125,5 +128,73 @@ func TestTraceAndLogSettings(t *testing.T) {
 	}
 	if _, md := call("GET", "/v2", ""); !strings.Contains(str(md["extensions"]), `"trace","logging"`) {
 		t.Fatalf("server metadata: %v", md)
+	}
+}
+
+// TestTraceFile: with a trace folder, trace_file, trace_rate and
+// trace_count are honoured: the file is a JSON array of Triton's traces.
+func TestTraceFile(t *testing.T) {
+	s := serve.New(serve.Options{})
+	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(rm); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s.SetTraceDir(dir)
+	ts := httptest.NewServer(New(s, Options{}))
+	t.Cleanup(func() { ts.Close(); s.Shutdown(context.Background()) })
+	for _, c := range []struct {
+		body string
+		code int
+	}{
+		{`{"trace_file":"../t.json"}`, 400},
+		{`{"trace_file":"/tmp/t.json"}`, 400},
+		{`{"trace_file":"t.json","trace_level":["TIMESTAMPS"],"trace_rate":"2","trace_count":"2"}`, 200},
+	} {
+		if resp, b := do(t, "POST", ts.URL+"/v2/models/tinycnn/trace/setting", nil, []byte(c.body)); resp.StatusCode != c.code {
+			t.Fatalf("%s: %d %s", c.body, resp.StatusCode, b)
+		}
+	}
+	body := jsonRequest(examples.TinyCNNInput(1), false)
+	for range 7 {
+		if resp, b := do(t, "POST", ts.URL+"/v2/models/tinycnn/infer", nil, body); resp.StatusCode != 200 {
+			t.Fatalf("infer: %d %s", resp.StatusCode, b)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "t.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var traces []struct {
+		ID         uint64 `json:"id"`
+		Model      string `json:"model_name"`
+		Version    int64  `json:"model_version"`
+		Timestamps []struct {
+			Name string `json:"name"`
+			Ns   int64  `json:"ns"`
+		} `json:"timestamps"`
+	}
+	if err := json.Unmarshal(b, &traces); err != nil || len(traces) != 2 {
+		t.Fatalf("trace file (1 of 2 requests, 2 at most): %v %s", err, b)
+	}
+	for i, tr := range traces {
+		var names []string
+		for j, st := range tr.Timestamps {
+			names = append(names, st.Name)
+			if j > 0 && st.Ns < tr.Timestamps[j-1].Ns {
+				t.Fatalf("trace %d: timestamps out of order: %s", i, b)
+			}
+		}
+		if tr.Model != "tinycnn" || tr.Version != 1 || uint64(i+1) != tr.ID ||
+			strings.Join(names, " ") != "REQUEST_START QUEUE_START COMPUTE_START COMPUTE_INPUT_END COMPUTE_OUTPUT_START COMPUTE_END REQUEST_END" {
+			t.Fatalf("trace %d: %+v", i, tr)
+		}
+	}
+	// the global settings trace nothing
+	if _, b := do(t, "GET", ts.URL+"/v2/trace/setting", nil, nil); !strings.Contains(string(b), `"trace_file":""`) {
+		t.Fatalf("global settings: %s", b)
 	}
 }
