@@ -7,6 +7,9 @@ import "golang.org/x/sys/cpu"
 // directAsm says whether the direct convolution's AVX-512 kernel runs.
 var directAsm = cpu.X86.HasAVX512F
 
+// directFull says whether whole tiles run the kernel without masks.
+var directFull = true
+
 //go:generate go run gen_convdirect_amd64.go
 
 // The kernels of tiles of 8 output channels x 16, 32 and 48 positions.
@@ -19,6 +22,9 @@ func convDirectAVX512x2(k int, a, b *float32, offs *int32, c *float32, ldc int, 
 
 //go:noescape
 func convDirectAVX512x3(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
+
+//go:noescape
+func convDirectAVX512x3full(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)
 
 // convDirectTile computes one tile of rows (<= 8) output channels and n
 // (<= 48) wide positions starting at j0: out[r*ldc+j] = clamp(bias[r] +
@@ -33,7 +39,9 @@ func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32
 		convDirectAVX512x1(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
 	case n <= 32:
 		convDirectAVX512x2(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
-	default:
+	case n < directNR || !directFull:
 		convDirectAVX512x3(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
+	default:
+		convDirectAVX512x3full(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows)
 	}
 }

@@ -22,35 +22,50 @@ func main() {
 	p("")
 	p(`#include "textflag.h"`)
 	for nv := 1; nv <= 3; nv++ {
-		kernel(nv)
+		kernel(nv, false)
 	}
+	kernel(3, true)
 	if err := os.WriteFile("convdirect_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // kernel writes convDirectAVX512x<nv>: a tile of 8 output channels x 16*nv
-// positions in 8*nv accumulators.
-func kernel(nv int) {
+// positions in 8*nv accumulators, the first n of them loaded and stored
+// under masks; with full, convDirectAVX512x<nv>full, which ignores n and
+// loads and stores whole vectors (a zero-masking load costs an ALU uop on
+// the ports the FMAs use).
+func kernel(nv int, full bool) {
 	const mr = 8
 	name := fmt.Sprintf("convDirectAVX512x%d", nv)
+	if full {
+		name += "full"
+	}
+	mask := func(v int) string {
+		if full {
+			return ""
+		}
+		return fmt.Sprintf(", K%d", v+1)
+	}
 	acc := func(r, v int) string { return fmt.Sprintf("Z%d", r*nv+v) }
 	p("")
 	p("// func %s(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-88", name)
 	// masks of the n valid columns, 16 per vector
-	p("\tMOVQ n+72(FP), CX")
-	p("\tMOVQ $1, R9")
-	p("\tSHLQ CX, R9")
-	p("\tDECQ R9")
-	p("\tCMPQ CX, $48")
-	p("\tJLT %s_masks", name)
-	p("\tMOVQ $-1, R9")
-	p("%s_masks:", name)
-	for v := 0; v < nv; v++ {
-		p("\tKMOVW R9, K%d", v+1)
-		if v < nv-1 {
-			p("\tSHRQ $16, R9")
+	if !full {
+		p("\tMOVQ n+72(FP), CX")
+		p("\tMOVQ $1, R9")
+		p("\tSHLQ CX, R9")
+		p("\tDECQ R9")
+		p("\tCMPQ CX, $48")
+		p("\tJLT %s_masks", name)
+		p("\tMOVQ $-1, R9")
+		p("%s_masks:", name)
+		for v := 0; v < nv; v++ {
+			p("\tKMOVW R9, K%d", v+1)
+			if v < nv-1 {
+				p("\tSHRQ $16, R9")
+			}
 		}
 	}
 	p("\tMOVQ k+0(FP), CX")
@@ -68,7 +83,11 @@ func kernel(nv int) {
 		p("\tMOVLQSX %d(DX), R9", 4*u)
 		p("\tLEAQ (BX)(R9*4), R10")
 		for v := 0; v < nv; v++ {
-			p("\tVMOVUPS.Z %d(R10), K%d, Z%d", 64*v, v+1, 24+v)
+			if full {
+				p("\tVMOVUPS %d(R10), Z%d", 64*v, 24+v)
+			} else {
+				p("\tVMOVUPS.Z %d(R10), K%d, Z%d", 64*v, v+1, 24+v)
+			}
 		}
 		for r := 0; r < mr; r++ {
 			ar := fmt.Sprintf("Z%d", 27+r%2)
@@ -111,7 +130,7 @@ func kernel(nv int) {
 	p("\tMOVQ rows+80(FP), CX")
 	for r := 0; r < mr; r++ {
 		for v := 0; v < nv; v++ {
-			p("\tVMOVUPS %s, K%d, %d(DI)", acc(r, v), v+1, 64*v)
+			p("\tVMOVUPS %s%s, %d(DI)", acc(r, v), mask(v), 64*v)
 		}
 		if r < mr-1 {
 			p("\tDECQ CX")
