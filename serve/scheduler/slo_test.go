@@ -135,19 +135,19 @@ func TestSLODecide(t *testing.T) {
 		{name: "idle, no rate known: send", measure: true, n: 1, send: true, reason: DecisionKeepsUp},
 		// 1 request / 10ms against 1 / 1.5ms at batch 1: waiting cannot fill more than it costs
 		{name: "light load: send", measure: true, n: 1, gap: 10 * ms, send: true, reason: DecisionKeepsUp},
-		// 1 request / 0.2ms needs batches m with m/(1+0.5m)ms >= 5/ms: none;
+		// 1 request / 0.2ms needs batches m with m/(1+0.5m)ms >= 2.5/ms: none;
 		// the oldest is 1ms old, a batch of 4 costs 3ms: 6ms to the deadline,
 		// but decide again after two arrivals' time (0.4ms)
 		{name: "heavy load: wait to fill", measure: true, n: 3, gap: 200 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 400 * time.Microsecond},
 		// the oldest 6.8ms old: a batch of 4 may start until 10-3 = 7ms: wait 0.2ms
 		{name: "heavy load, deadline near: wait less", measure: true, n: 3, gap: 200 * time.Microsecond, age: 6800 * time.Microsecond, send: false, reason: DecisionWait, wait: 200 * time.Microsecond},
 		{name: "heavy load, deadline reached: send", measure: true, n: 3, gap: 200 * time.Microsecond, age: 7 * ms, send: true, reason: DecisionDeadline},
-		// 1 / 0.5ms: batch 2 runs 2 per 2ms = 1/ms < 2/ms; on four
-		// instances batch 1 keeps up (4 per 1.5ms)
-		{name: "four instances keep up with smaller batches", measure: true, instances: 4, n: 2, gap: 500 * time.Microsecond, age: 1 * ms, send: true, reason: DecisionKeepsUp},
-		// 1 / 1ms on one instance: batch 1 runs 1 per 1.5ms, too slow; batch 2 runs 2 per 2ms
-		{name: "one instance waits for a batch of 2", instances: 1, measure: true, n: 1, gap: 1 * ms, age: 1 * ms, send: false, reason: DecisionWait, wait: 2 * ms},
-		{name: "one instance, a batch of 2 queued: send", instances: 1, measure: true, n: 2, gap: 1 * ms, age: 1 * ms, send: true, reason: DecisionKeepsUp},
+		// 1 / 0.5ms, of which a batch must keep up with half (1/ms): batch
+		// 1 runs 1 per 1.5ms, too slow on one instance, but on four it does
+		{name: "four instances keep up with smaller batches", measure: true, instances: 4, n: 1, gap: 500 * time.Microsecond, age: 1 * ms, send: true, reason: DecisionKeepsUp},
+		// on one, batch 2 is needed (2 per 2ms); wait at most two gaps
+		{name: "one instance waits for a batch of 2", instances: 1, measure: true, n: 1, gap: 500 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 1 * ms},
+		{name: "one instance, a batch of 2 queued: send", instances: 1, measure: true, n: 2, gap: 500 * time.Microsecond, age: 1 * ms, send: true, reason: DecisionKeepsUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newSLOPolicy(10*ms, 32, max(tc.instances, 1))
