@@ -19,4 +19,4 @@ go build -o "$bin/elastic" ./bench/elastic
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$bin/elastic" --kiln "$bin/kiln" \
   --onnx "$model/model.onnx" -m bert_mini --input-data "$model/test_data_set_0" --binary \
-  --cpu-limit 250m --cpu-period 10ms --phases 60s:6,240s:30,360s:6 "$@"
+  -f bench/elastic/values.yaml --cpu-limit 250m --cpu-period 10ms --phases 60s:6,240s:30,360s:6 "$@"

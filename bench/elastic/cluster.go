@@ -86,8 +86,10 @@ func freePorts(n int) ([]int, error) {
 }
 
 // serverArgs is the chart's server command for one replica: its ports and
-// plan cache, on loopback, with the drain durations divided by scale.
-func serverArgs(chartArgs []string, r *replica, planCache string, scale float64) []string {
+// plan cache, on loopback. The drain's durations stay as they are: a drain
+// ends when its requests are done, and a shorter --exit-timeout would only
+// cut it.
+func serverArgs(chartArgs []string, r *replica, planCache string) []string {
 	out := []string{}
 	for _, a := range chartArgs {
 		name, val, ok := strings.Cut(a, "=")
@@ -104,10 +106,6 @@ func serverArgs(chartArgs []string, r *replica, planCache string, scale float64)
 			val = strconv.Itoa(r.metrics)
 		case "--plan-cache":
 			val = planCache
-		case "--exit-timeout", "--shutdown-grace":
-			if d, err := time.ParseDuration(val); err == nil {
-				val = time.Duration(float64(d) / scale).String()
-			}
 		}
 		out = append(out, name+"="+val)
 	}
@@ -116,7 +114,7 @@ func serverArgs(chartArgs []string, r *replica, planCache string, scale float64)
 
 // start starts n replicas; each joins the endpoints when its readiness
 // endpoint answers 200.
-func (c *cluster) start(ctx context.Context, n int, scale float64) error {
+func (c *cluster) start(ctx context.Context, n int) error {
 	for range n {
 		ports, err := freePorts(3)
 		if err != nil {
@@ -127,7 +125,7 @@ func (c *cluster) start(ctx context.Context, n int, scale float64) error {
 			done: make(chan struct{}), started: time.Now()}
 		c.n++
 		c.mu.Unlock()
-		args := serverArgs(c.args, r, filepath.Join(c.dir, "plans"), scale)
+		args := serverArgs(c.args, r, filepath.Join(c.dir, "plans"))
 		logf, err := os.Create(filepath.Join(c.dir, r.name+".log"))
 		if err != nil {
 			return err

@@ -42,8 +42,8 @@ type options struct {
 	// repository is the replicas' --model-repository (empty: the bundled
 	// tinycnn); inputData and binary are kiln perf's --input-data and --binary
 	onnx, repository, inputData string
-	binary                bool
-	cpuPeriod             time.Duration
+	binary                      bool
+	cpuPeriod                   time.Duration
 }
 
 // phase is a stretch of constant load: kiln perf at a request rate (or a
@@ -121,7 +121,7 @@ flags:
 	fs.BoolVar(&o.concurrency, "concurrency", false, "the phases' loads are kiln perf concurrencies (a closed loop) instead of request rates")
 	fs.IntVar(&o.maxThreads, "max-threads", 32, "kiln perf's --max-threads in request-rate mode: the most requests in flight")
 	fs.DurationVar(&o.window, "window", 5*time.Second, "kiln perf's --measurement-interval: one row of the CSV per window")
-	fs.Float64Var(&o.scale, "time-scale", 1, "divide every duration (HPA windows and periods, sync period, rate window, scrape interval, drain, phases, windows) by this, to run the same loop faster")
+	fs.Float64Var(&o.scale, "time-scale", 1, "divide the durations of the loop (HPA windows and periods, sync period, rate window, scrape interval, probe period, phases, windows) by this, to run the same loop faster; the preStop sleep is divided down to 2 s at least (the gateway re-reads its backends every second), the drain is not")
 	fs.DurationVar(&o.sync, "sync-period", 15*time.Second, "the HPA controller's sync period (kube-controller-manager --horizontal-pod-autoscaler-sync-period)")
 	fs.StringVar(&o.cpu, "cpu-limit", "100m", "each replica's CPU limit, as a pod's resources.limits.cpu (a cgroup v1 cpu quota; needs root; 0: none)")
 	fs.StringVar(&o.model, "m", "tinycnn", "the model kiln perf sends to (the chart's default serves the bundled tinycnn)")
@@ -290,7 +290,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*result, error) {
 	if o.repository != "" {
 		args = append(append([]string{}, args...), "--model-repository="+o.repository)
 	}
-	c := &cluster{kiln: o.kiln, dir: dir, args: args, cpuPeriod: int(o.cpuPeriod / time.Microsecond), preStop: scaled(ch.PreStop), grace: scaled(ch.Grace),
+	c := &cluster{kiln: o.kiln, dir: dir, args: args, cpuPeriod: int(o.cpuPeriod / time.Microsecond), preStop: max(scaled(ch.PreStop), min(ch.PreStop, 2*time.Second)), grace: ch.Grace,
 		probe: max(scaled(5*time.Second), 100*time.Millisecond), cpuQuota: quota, log: logf}
 	if quota > 0 {
 		c.cgroupDir = fmt.Sprintf("/sys/fs/cgroup/cpu/kiln-elastic-%d", os.Getpid())
@@ -307,7 +307,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*result, error) {
 		o.chart, ch.Metric, h.Target, h.Min, h.Max, h.Up.Window, h.Down.Window, c.preStop, c.grace, ch.SLO)
 
 	// the Deployment at minReplicas
-	if err := c.start(ctx, h.Min, o.scale); err != nil {
+	if err := c.start(ctx, h.Min); err != nil {
 		return nil, err
 	}
 	// the gateway, as the chart runs it
@@ -407,7 +407,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*result, error) {
 			switch {
 			case d.Desired > spec:
 				logf("hpa: %s %.2f per pod (target %g) over %d pods: %d -> %d replicas (%s)", ch.Metric, d.Average, h.Target, len(vals), spec, d.Desired, d.Reason)
-				if err := c.start(hctx, d.Desired-spec, o.scale); err != nil {
+				if err := c.start(hctx, d.Desired-spec); err != nil {
 					logf("scale up: %v", err)
 				}
 			case d.Desired < spec:

@@ -247,7 +247,7 @@ func (r *result) writeMarkdown(path string) error {
 		"(tolerance %g, stabilization windows, policies, min and max, pods without a value yet counted as the HPA counts them).\n",
 		r.chart.GatewayPolicy, "(Debian's package)", time.Duration(float64(r.chart.ScrapeInterval)/o.scale), time.Duration(float64(o.sync)/o.scale), Tolerance)
 	if o.scale != 1 {
-		fmt.Fprintf(&b, "- **Time scaled by 1/%g**: every window, period, interval and phase above is divided by %g.\n", o.scale, o.scale)
+		fmt.Fprintf(&b, "- **Time scaled by 1/%g**: the HPA's windows and periods, the sync period, the rate window, the scrape interval, the probe period and the phases are divided by %g; the preStop sleep is %s; the drain (`--exit-timeout`, `--shutdown-grace`, the grace period) is not scaled.\n", o.scale, o.scale, max(time.Duration(float64(r.chart.PreStop)/o.scale), min(r.chart.PreStop, 2*time.Second)))
 	}
 	proto := "HTTP JSON"
 	if o.binary {
