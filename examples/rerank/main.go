@@ -103,6 +103,13 @@ func Configs(ms *Models, passages int) map[string]string {
 		}
 		return ""
 	}
+	// the sequence length each model is built for
+	dims := func(seq, rng string) string {
+		if seq == "" {
+			return ""
+		}
+		return fmt.Sprintf("parameters { key: \"dims\" value { string_value: %q } }\n", seq+"="+rng)
+	}
 	return map[string]string{
 		QueryTokenizer: `# a query (UTF-8 text) in, BERT token ids out, padded to the batch's longest
 name: "query_tokenizer"
@@ -139,10 +146,9 @@ input [
   %s{ name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 output [ { name: "sentence_embedding" data_type: TYPE_FP32 dims: [ %d ] } ]
-parameters { key: "dims" value { string_value: "seq=1,16,64" } }
-dynamic_batching { max_queue_delay_microseconds: 100 }
+%sdynamic_batching { max_queue_delay_microseconds: 100 }
 `, types(ms.EmbedderTypes, `{ name: "token_type_ids" data_type: TYPE_INT64 dims: [ -1 ] },
-  `), ms.Dim),
+  `), ms.Dim, dims(ms.EmbedderSeq, "1,16,64")),
 		RetrieverModel: fmt.Sprintf(`# a query embedding in, its cosine with each passage out; the passages
 # are the labels, so the classification extension gives the top passages
 name: "retriever"
@@ -162,8 +168,7 @@ input [
   `) + `{ name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1 ] } ]
-parameters { key: "dims" value { string_value: "seq=3,128,256" } }
-dynamic_batching { max_queue_delay_microseconds: 100 }
+` + dims(ms.RerankerSeq, "3,128,256") + `dynamic_batching { max_queue_delay_microseconds: 100 }
 `,
 		Retrieve: fmt.Sprintf(`# query text -> tokenizer -> embedder -> retriever -> a score per passage;
 # ask for the top k with the classification extension ("score:index:passage")

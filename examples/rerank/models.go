@@ -361,6 +361,9 @@ type Models struct {
 	// EmbedderTypes and RerankerTypes tell whether the models take
 	// token_type_ids.
 	EmbedderTypes, RerankerTypes bool
+	// EmbedderSeq and RerankerSeq name the models' symbolic sequence
+	// dimension ("" when it is fixed).
+	EmbedderSeq, RerankerSeq string
 }
 
 // Source is what the repository is made from: the passages, and the
@@ -424,10 +427,10 @@ func BuildModels(ctx context.Context, src Source) (*Models, error) {
 			return nil, err
 		}
 	}
-	if ms.RerankerTypes, err = checkModel("reranker", ms.Reranker, "logits", 1); err != nil {
+	if ms.RerankerTypes, ms.RerankerSeq, err = checkModel("reranker", ms.Reranker, "logits", 1); err != nil {
 		return nil, err
 	}
-	if ms.EmbedderTypes, err = checkModel("embedder", ms.Embedder, "sentence_embedding", -1); err != nil {
+	if ms.EmbedderTypes, ms.EmbedderSeq, err = checkModel("embedder", ms.Embedder, "sentence_embedding", -1); err != nil {
 		return nil, err
 	}
 	emb, err := embed(ctx, tok, ms.Embedder, ms.EmbedderTypes, src.Passages)
@@ -448,29 +451,32 @@ func BuildModels(ctx context.Context, src Source) (*Models, error) {
 // checkModel checks that an ONNX model takes input_ids and attention_mask
 // (and maybe token_type_ids), INT64 [batch, seq], and has the output
 // named out, FP32 [batch, width] (width -1: any), and reports whether it
-// takes token_type_ids.
-func checkModel(what string, b []byte, out string, width int) (bool, error) {
+// takes token_type_ids and the name of its symbolic sequence dimension
+// ("" when fixed).
+func checkModel(what string, b []byte, out string, width int) (types bool, seq string, err error) {
 	m, err := kiln.LoadBytes(b)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
+		return false, "", fmt.Errorf("%s: %w", what, err)
 	}
 	defer m.Close()
-	types := false
 	for _, in := range m.Inputs() {
 		switch in.Name {
 		case "input_ids", "attention_mask":
 		case "token_type_ids":
 			types = true
 		default:
-			return false, fmt.Errorf("%s: input %q: want input_ids, attention_mask and maybe token_type_ids, as BERT exports have", what, in.Name)
+			return false, "", fmt.Errorf("%s: input %q: want input_ids, attention_mask and maybe token_type_ids, as BERT exports have", what, in.Name)
 		}
 		if in.DType != tensor.Int64 || len(in.Shape) != 2 {
-			return false, fmt.Errorf("%s: input %q is %v %v, want int64 [batch, seq]", what, in.Name, in.DType, in.Dims)
+			return false, "", fmt.Errorf("%s: input %q is %v %v, want int64 [batch, seq]", what, in.Name, in.DType, in.Dims)
+		}
+		if in.Name == "input_ids" && in.Shape[1] < 0 && in.Dims[1] != "?" {
+			seq = in.Dims[1]
 		}
 	}
 	for _, name := range []string{"input_ids", "attention_mask"} {
 		if m.InputType(name) == tensor.Undefined {
-			return false, fmt.Errorf("%s: no input %q", what, name)
+			return false, "", fmt.Errorf("%s: no input %q", what, name)
 		}
 	}
 	for _, o := range m.Outputs() {
@@ -478,19 +484,15 @@ func checkModel(what string, b []byte, out string, width int) (bool, error) {
 			continue
 		}
 		if o.DType != tensor.Float32 || len(o.Shape) != 2 || width > 0 && o.Shape[1] != width {
-			return false, fmt.Errorf("%s: output %q is %v %v, want float32 [batch, %s]", what, out, o.DType, o.Dims, map[bool]string{true: strconv.Itoa(width), false: "width"}[width > 0])
+			want := "width"
+			if width > 0 {
+				want = strconv.Itoa(width)
+			}
+			return false, "", fmt.Errorf("%s: output %q is %v %v, want float32 [batch, %s]", what, out, o.DType, o.Dims, want)
 		}
-		return types, nil
+		return types, seq, nil
 	}
-	return false, fmt.Errorf("%s: no output %q", what, out)
-}
-
-func marshal(g *ir.Graph) ([]byte, error) {
-	m, err := onnx.FromGraph(g, "kiln examples/rerank")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", g.Name, err)
-	}
-	return m.Marshal(), nil
+	return false, "", fmt.Errorf("%s: no output %q", what, out)
 }
 
 // embed runs the embedder on texts tokenized by tok (token_type_ids too
@@ -535,4 +537,12 @@ func embed(ctx context.Context, tok *tokenizer.Tokenizer, model []byte, types bo
 		copy(out.Float32s()[i*e.Shape[1]:], e.Float32s())
 	}
 	return out, nil
+}
+
+func marshal(g *ir.Graph) ([]byte, error) {
+	m, err := onnx.FromGraph(g, "kiln examples/rerank")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", g.Name, err)
+	}
+	return m.Marshal(), nil
 }

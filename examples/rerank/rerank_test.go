@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"
@@ -429,5 +430,99 @@ func TestDropIn(t *testing.T) {
 				t.Errorf("exit %d: %s, want exit 1 and %q", code, errb.String(), c.want)
 			}
 		})
+	}
+}
+
+// TestDropInBERT serves a real transformer as the embedder: the shared
+// bert_mini (a 4-layer BERT encoder, random weights) with its
+// pooler_output renamed sentence_embedding, and the generated tokenizer
+// (536 tokens, inside bert_mini's 2048). Its rankings mean nothing (the
+// weights are random); what is checked is that the retrieval scores
+// served over HTTP and gRPC are the dot products of bert_mini's own
+// embeddings of the query and the passages, run by kiln directly.
+func TestDropInBERT(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "models", "bert_mini", "model.onnx"))
+	if err != nil {
+		t.Skipf("needs the reference model ../shared/models/bert_mini: %v", err)
+	}
+	mp, err := onnx.DecodeModel(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := 0
+	for _, o := range mp.Graph.Output {
+		if o.Name == "pooler_output" {
+			o.Name = "sentence_embedding"
+			renamed++
+		}
+	}
+	for _, n := range mp.Graph.Node {
+		for i, o := range n.Output {
+			if o == "pooler_output" {
+				n.Output[i] = "sentence_embedding"
+				renamed++
+			}
+		}
+	}
+	if renamed != 2 {
+		t.Fatalf("bert_mini: pooler_output renamed %d times, want 2 (an output and its node)", renamed)
+	}
+	bert := mp.Marshal()
+	ref := newReference(t)
+	tj, err := TokenizerJSON(ref.passages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644)
+	os.WriteFile(filepath.Join(dir, "bert.onnx"), bert, 0o644)
+	repo := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := run([]string{"repo", "-out", repo, "-tokenizer", filepath.Join(dir, "tokenizer.json"), "-embedder", filepath.Join(dir, "bert.onnx")}, &out, &errb); code != 0 {
+		t.Fatalf("repo: exit %d: %s", code, errb.String())
+	}
+	s := serve.New(serve.Options{Repository: repo})
+	defer s.Shutdown(context.Background())
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(httpapi.New(s, httpapi.Options{}))
+	defer ts.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	grpcapi.Register(g, s, true)
+	go g.Serve(lis)
+	defer g.Stop()
+	gc, err := DialGRPC(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Conn.Close()
+
+	// bert_mini's embeddings, by kiln directly
+	const query = "how does bread rise"
+	emb, err := embed(context.Background(), ref.tok, bert, false, append([]string{query}, ref.passages...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := emb.Shape[1]
+	e := emb.Float32s()
+	for name, c := range map[string]Client{"HTTP": HTTPClient{ts.URL}, "gRPC": gc} {
+		hits, err := c.Retrieve(context.Background(), query, 5)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, h := range hits {
+			var dot float64
+			for d := range w {
+				dot += float64(e[d]) * float64(e[(1+h.Index)*w+d])
+			}
+			if math.Abs(h.Retrieval-dot) > 1e-3*max(1, math.Abs(dot)) {
+				t.Errorf("%s: passage %d: retrieval %v, bert_mini's dot product %v", name, h.Index, h.Retrieval, dot)
+			}
+		}
 	}
 }
