@@ -175,6 +175,38 @@
 // examples/pipeline serves an ensemble of such a preprocessor and a
 // classifier (see its README).
 //
+// Tokenizers: a model with platform "kiln_tokenizer" runs the HuggingFace
+// tokenizer.json in its version folder (parameter tokenizer_file names
+// another file there): WordPiece (BERT) or byte-level BPE (GPT-2,
+// RoBERTa), see package serve/tokenizer. With one TYPE_STRING input of
+// dims [ 1 ] (UTF-8 text, one per batch item), or two for pairs of texts
+// (a cross-encoder's query and passage), its outputs are any of input_ids,
+// attention_mask and token_type_ids, TYPE_INT64 or TYPE_INT32 of dims
+// [ -1 ], padded to the batch's longest encoding; parameters max_length
+// (truncation, special tokens counted), truncation (longest_first,
+// only_first, only_second), padding ("max_length": every encoding padded
+// to max_length, outputs of dims [ max_length ]) and add_special_tokens
+// ("false" leaves out [CLS] and [SEP]). With one TYPE_INT64 or TYPE_INT32
+// input of dims [ -1 ] (token ids) and one TYPE_STRING output of dims
+// [ 1 ] it decodes ids back into text (skip_special_tokens, default
+// "true"). Text that is not UTF-8 or is longer than
+// tokenizer.MaxTextBytes, and ids outside the vocabulary, are a 400 naming
+// the input; a text's bad bytes are refused before it joins a batch.
+//
+//	name: "tokenizer"
+//	platform: "kiln_tokenizer"
+//	max_batch_size: 16
+//	input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]
+//	output [
+//	  { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },
+//	  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }
+//	]
+//	parameters { key: "max_length" value { string_value: "128" } }
+//
+// testdata/tokenizer holds three such models; examples/rerank serves a
+// retrieve-then-rerank search of two ensembles with tokenizers in front
+// of an embedding model and a cross-encoder (see its README).
+//
 // Stateful models: a model whose config has sequence_batching (Triton's)
 // takes requests of sequences, the request parameters sequence_id (a
 // uint64 or a string), sequence_start and sequence_end (HTTP JSON and

@@ -212,3 +212,37 @@ func TestTokenizerModelConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenizerRepository serves ./testdata/tokenizer, the README's
+// example of kiln_tokenizer models, and checks the responses the README
+// shows, byte for byte.
+func TestTokenizerRepository(t *testing.T) {
+	s := serve.New(serve.Options{Repository: filepath.Join("testdata", "tokenizer")})
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(httpapi.New(s, httpapi.Options{}))
+	t.Cleanup(ts.Close)
+	for _, c := range []struct {
+		model, body, want string
+		code              int
+	}{
+		{"tokenizer", `{"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[2,1],"data":["The quick brown fox jumps over the lazy dog.","Café!"]}]}`,
+			`{"id":"","model_name":"tokenizer","model_version":"1","outputs":[{"name":"input_ids","datatype":"INT64","shape":[2,13],"data":[2,5,6,7,8,9,10,12,5,13,14,16,3,2,21,17,3,0,0,0,0,0,0,0,0,0]},{"name":"attention_mask","datatype":"INT64","shape":[2,13],"data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0,0,0,0]}]}`, 200},
+		{"pair_tokenizer", `{"inputs":[{"name":"QUERY","datatype":"BYTES","shape":[1,1],"data":["the fox"]},{"name":"PASSAGE","datatype":"BYTES","shape":[1,1],"data":["jumped over the lazy dog!"]}]}`,
+			`{"id":"","model_name":"pair_tokenizer","model_version":"1","outputs":[{"name":"input_ids","datatype":"INT64","shape":[1,8],"data":[2,5,8,3,9,11,12,3]},{"name":"token_type_ids","datatype":"INT64","shape":[1,8],"data":[0,0,0,0,1,1,1,1]}]}`, 200},
+		{"detokenizer", `{"inputs":[{"name":"IDS","datatype":"INT64","shape":[1,8],"data":[2,5,8,3,9,11,17,3]}]}`,
+			`{"id":"","model_name":"detokenizer","model_version":"1","outputs":[{"name":"TEXT","datatype":"BYTES","shape":[1,1],"data":["the fox jumped!"]}]}`, 200},
+	} {
+		resp, err := http.Post(ts.URL+"/v2/models/"+c.model+"/infer", "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || strings.TrimSpace(string(b)) != c.want {
+			t.Errorf("%s: HTTP %d %s\nwant %d %s", c.model, resp.StatusCode, b, c.code, c.want)
+		}
+	}
+}
