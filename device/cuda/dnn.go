@@ -9,6 +9,7 @@ import (
 // cuDNN enumerators used by the convolution bindings.
 const (
 	cudnnTensorNCHW          = 0 // CUDNN_TENSOR_NCHW
+	cudnnTensorNHWC          = 1 // CUDNN_TENSOR_NHWC
 	cudnnDataFloat           = 0 // CUDNN_DATA_FLOAT
 	cudnnDataHalf            = 2 // CUDNN_DATA_HALF
 	cudnnCrossCorrelation    = 1 // CUDNN_CROSS_CORRELATION
@@ -91,6 +92,18 @@ type ConvParams struct {
 	// Half makes X, W and Y IEEE binary16 with float32 accumulation
 	// (cuDNN's PSEUDO_HALF configuration), tensor cores allowed.
 	Half bool
+	// NHWC stores X and Y as [N,H,W,C] and W as [M,KH,KW,C/Group]
+	// (cuDNN's NHWC format: tensor-core kernels read it without
+	// transposing).
+	NHWC bool
+}
+
+// format is p's cudnnTensorFormat_t.
+func (p ConvParams) format() uintptr {
+	if p.NHWC {
+		return cudnnTensorNHWC
+	}
+	return cudnnTensorNCHW
 }
 
 // CUDNNConv is a planned convolution: cuDNN's descriptors and the chosen
@@ -166,13 +179,13 @@ func (d *CUDNN) NewConv(h CUDNNHandle, p ConvParams, oh, ow, maxWorkspace int) (
 		return nil, d.err("cudnnCreateConvolutionDescriptor", r)
 	}
 	c.conv = ch
-	if r := call(f.setTensor, uintptr(c.x), cudnnTensorNCHW, uintptr(dt), uintptr(p.N), uintptr(p.C), uintptr(p.H), uintptr(p.W)); r != 0 {
+	if r := call(f.setTensor, uintptr(c.x), p.format(), uintptr(dt), uintptr(p.N), uintptr(p.C), uintptr(p.H), uintptr(p.W)); r != 0 {
 		return nil, d.err(fmt.Sprintf("cudnnSetTensor4dDescriptor(x %dx%dx%dx%d)", p.N, p.C, p.H, p.W), r)
 	}
-	if r := call(f.setTensor, uintptr(c.y), cudnnTensorNCHW, uintptr(dt), uintptr(p.N), uintptr(p.M), uintptr(oh), uintptr(ow)); r != 0 {
+	if r := call(f.setTensor, uintptr(c.y), p.format(), uintptr(dt), uintptr(p.N), uintptr(p.M), uintptr(oh), uintptr(ow)); r != 0 {
 		return nil, d.err(fmt.Sprintf("cudnnSetTensor4dDescriptor(y %dx%dx%dx%d)", p.N, p.M, oh, ow), r)
 	}
-	if r := call(f.setFilter, uintptr(c.w), uintptr(dt), cudnnTensorNCHW, uintptr(p.M), uintptr(p.C/max(p.Group, 1)), uintptr(p.KH), uintptr(p.KW)); r != 0 {
+	if r := call(f.setFilter, uintptr(c.w), uintptr(dt), p.format(), uintptr(p.M), uintptr(p.C/max(p.Group, 1)), uintptr(p.KH), uintptr(p.KW)); r != 0 {
 		return nil, d.err("cudnnSetFilter4dDescriptor", r)
 	}
 	if r := call(f.setConv, uintptr(c.conv), uintptr(p.PadH), uintptr(p.PadW), uintptr(p.StrideH), uintptr(p.StrideW), uintptr(p.DilH), uintptr(p.DilW), cudnnCrossCorrelation, cudnnDataFloat); r != 0 {

@@ -222,8 +222,9 @@ func call(fn uintptr, args ...uintptr) int32 {
 	return int32(r) // a C int is the low 32 bits of the result register
 }
 
-// maxCallArgs is the most arguments callC passes (cublasLtMatmul's 16).
-const maxCallArgs = 16
+// maxCallArgs is the most arguments callC passes
+// (cudnnConvolutionBiasActivationForward's 18).
+const maxCallArgs = 18
 
 // callArgs is a reusable argument list: purego.SyscallN keeps its variadic
 // list alive (it is go:uintptrescapes), so a list built on the stack would
@@ -238,6 +239,9 @@ var callArgPool = sync.Pool{New: func() any { return new(callArgs) }}
 // allocate. Arguments that point to other Go memory go through call, which
 // is marked uintptrescapes so that such memory stays in place.
 func callC(fn uintptr, args ...uintptr) int32 {
+	if len(args) > maxCallArgs {
+		panic("cuda: callC with more than maxCallArgs arguments")
+	}
 	a := callArgPool.Get().(*callArgs)
 	n := copy(a[:], args)
 	r, _, _ := purego.SyscallN(fn, a[:n]...)

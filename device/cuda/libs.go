@@ -84,6 +84,10 @@ type CUDNN struct {
 	convOnce sync.Once
 	convFn   *convFn
 	convErr  error
+
+	fusedOnce sync.Once
+	fusedFn   *fusedFn
+	fusedErr  error
 }
 
 // OpenCUDNN opens libcudnn.so.9.

@@ -50,3 +50,27 @@ int cudnnConvolutionForward(void *h, const float *alpha, void *xd, const void *x
 	if (getenv("KILN_FAKE_CUDNN_FAIL")) return 8;
 	return *alpha == 1 && *beta == 0 && ((algo == 1 && wsSize >= 4096) || algo == 6 || algo == 0) ? 0 : 3;
 }
+
+// The fused convolution: the activation descriptor remembers its mode and
+// coefficient (a double, passed in a floating-point register), and the
+// forward call checks its 18 arguments' positions: the scales, the
+// descriptors it was given (z and y share y's), the activation.
+typedef struct { int mode, nan; double coef; } act_t;
+int cudnnCreateActivationDescriptor(void **d) { *d = calloc(1, sizeof(act_t)); return 0; }
+int cudnnDestroyActivationDescriptor(void *d) { free(d); return 0; }
+int cudnnSetActivationDescriptor(void *d, int mode, int nan, double coef) {
+	if ((mode != 1 && mode != 5) || nan != 0 || coef != 0.0) return 3;
+	((act_t *)d)->mode = mode;
+	((act_t *)d)->nan = nan;
+	((act_t *)d)->coef = coef;
+	return 0;
+}
+int cudnnConvolutionBiasActivationForward(void *h, const float *alpha1, void *xd, const void *x, void *wd, const void *w, void *cd,
+                                          int algo, void *ws, size_t wsSize, const float *alpha2, void *zd, const void *z,
+                                          void *bd, const void *bias, act_t *ad, void *yd, void *y) {
+	if (getenv("KILN_FAKE_CUDNN_FAIL")) return 8;
+	if (*alpha1 != 1 || (*alpha2 != 0 && *alpha2 != 1) || zd != yd || bd == NULL || bd == yd || ad == NULL) return 3;
+	if (ad->mode != 1 && ad->mode != 5) return 3;
+	if (*alpha2 == 0 && z != y) return 3;
+	return (algo == 1 && wsSize >= 4096) || algo == 6 || algo == 0 ? 0 : 3;
+}

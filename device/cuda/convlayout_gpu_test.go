@@ -1,0 +1,297 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// resnet50Convs are the 53 convolutions of ResNet-50 (torchvision, stride
+// on the 3x3) at 224x224: input channels and size, output channels,
+// kernel, stride, padding, and how many layers have that shape.
+var resnet50Convs = []struct{ c, h, m, k, s, p, count int }{
+	{3, 224, 64, 7, 2, 3, 1},
+	{64, 56, 64, 1, 1, 0, 1}, {256, 56, 64, 1, 1, 0, 2}, {64, 56, 64, 3, 1, 1, 3}, {64, 56, 256, 1, 1, 0, 4},
+	{256, 56, 128, 1, 1, 0, 1}, {128, 56, 128, 3, 2, 1, 1}, {256, 56, 512, 1, 2, 0, 1},
+	{512, 28, 128, 1, 1, 0, 3}, {128, 28, 128, 3, 1, 1, 3}, {128, 28, 512, 1, 1, 0, 4},
+	{512, 28, 256, 1, 1, 0, 1}, {256, 28, 256, 3, 2, 1, 1}, {512, 28, 1024, 1, 2, 0, 1},
+	{1024, 14, 256, 1, 1, 0, 5}, {256, 14, 256, 3, 1, 1, 5}, {256, 14, 1024, 1, 1, 0, 6},
+	{1024, 14, 512, 1, 1, 0, 1}, {512, 14, 512, 3, 2, 1, 1}, {1024, 14, 2048, 1, 2, 0, 1},
+	{2048, 7, 512, 1, 1, 0, 2}, {512, 7, 512, 3, 1, 1, 2}, {512, 7, 2048, 1, 1, 0, 3},
+}
+
+// TestConvLayoutsOnGPU measures what the layout of half-precision
+// convolutions costs on the GPU, the question behind issue 11: each of
+// ResNet-50's convolution shapes at batch KILN_LAYOUT_BATCH (default
+// 256) planned by cuDNN in NCHW (kiln's layout today), in NHWC, and in NHWC
+// with the bias and ReLU fused into the call; every candidate algorithm
+// within a 1 GiB workspace is timed (CUDA events, 10 runs after 2) and the
+// fastest kept. It logs a table and the sum over the 53 layers, and first
+// checks on a small convolution that the three give the same result as a
+// float64 reference on the host. Without a GPU it skips.
+func TestConvLayoutsOnGPU(t *testing.T) {
+	g := openGPU(t)
+	d, err := OpenCUDNN(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Destroy(h)
+	s, err := g.d.StreamCreate(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.d.StreamDestroy(s)
+	if err := d.SetStream(h, s); err != nil {
+		t.Fatal(err)
+	}
+	checkLayouts(t, g, d, h)
+	if t.Failed() {
+		return
+	}
+	batch := 256
+	if v, err := strconv.Atoi(os.Getenv("KILN_LAYOUT_BATCH")); err == nil && v > 0 {
+		batch = v
+	}
+	const maxWS = 1 << 30
+	ws, err := g.d.MemAlloc(maxWS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.d.MemFree(ws)
+	// one buffer of random halves, large enough for any tensor here
+	maxElems := 0
+	for _, l := range resnet50Convs {
+		oh := (l.h+2*l.p-l.k)/l.s + 1
+		maxElems = max(maxElems, batch*l.c*l.h*l.h, batch*l.m*oh*oh, l.m*l.c*l.k*l.k)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	block := f16bytes(randoms(r, 1<<19))
+	host := make([]byte, 2*maxElems)
+	for i := 0; i < len(host); i += len(block) {
+		copy(host[i:], block)
+	}
+	bufs := make([]DevicePtr, 4) // x, w, y, z (bias reads w)
+	for i := range bufs {
+		bufs[i] = g.upload(t, host)
+	}
+	start, _ := g.d.EventCreate(0)
+	end, _ := g.d.EventCreate(0)
+	defer g.d.EventDestroy(start)
+	defer g.d.EventDestroy(end)
+	// time runs run 2 warm-ups and 10 timed calls of f, returning ms each
+	time10 := func(f func() error) (float64, error) {
+		for range 2 {
+			if err := f(); err != nil {
+				return 0, err
+			}
+		}
+		if err := g.d.EventRecord(start, s); err != nil {
+			return 0, err
+		}
+		for range 10 {
+			if err := f(); err != nil {
+				return 0, err
+			}
+		}
+		if err := g.d.EventRecord(end, s); err != nil {
+			return 0, err
+		}
+		if err := g.d.EventSynchronize(end); err != nil {
+			return 0, err
+		}
+		ms, err := g.d.EventElapsed(start, end)
+		return float64(ms) / 10, err
+	}
+	type best struct {
+		ms   float64
+		algo int
+	}
+	var lines []string
+	totals := map[string]float64{}
+	variants := []string{"nchw", "nhwc", "nhwc+bias+relu"}
+	for _, l := range resnet50Convs {
+		oh := (l.h+2*l.p-l.k)/l.s + 1
+		p := ConvParams{N: batch, C: l.c, H: l.h, W: l.h, M: l.m, KH: l.k, KW: l.k, PadH: l.p, PadW: l.p,
+			StrideH: l.s, StrideW: l.s, DilH: 1, DilW: 1, Group: 1, Half: true}
+		res := map[string]best{}
+		for _, v := range variants {
+			p.NHWC = v != "nchw"
+			var conv *CUDNNConv
+			var fc *CUDNNFusedConv
+			if v == "nhwc+bias+relu" {
+				fc, err = d.NewFusedConv(h, p, oh, oh, maxWS, true, false)
+				if fc != nil {
+					conv = fc.CUDNNConv
+				}
+			} else {
+				conv, err = d.NewConv(h, p, oh, oh, maxWS)
+			}
+			if err != nil {
+				t.Errorf("%v %s: %v", l, v, err)
+				continue
+			}
+			b := best{ms: math.Inf(1), algo: -1}
+			for _, a := range conv.Candidates {
+				if err := conv.Use(a); err != nil {
+					t.Errorf("%v %s algo %d: %v", l, v, a.Algo, err)
+					continue
+				}
+				ms, err := time10(func() error {
+					if fc != nil {
+						return fc.Forward(h, bufs[0], bufs[1], 0, bufs[1], bufs[2], ws, a.Workspace)
+					}
+					return conv.Forward(h, bufs[0], bufs[1], bufs[2], ws, a.Workspace)
+				})
+				if err != nil {
+					t.Logf("%v %s algo %d (math %d): %v", l, v, a.Algo, a.Math, err)
+					if e := g.d.Synchronize(); e != nil {
+						t.Fatalf("the context is unusable after %v: %v", err, e)
+					}
+					continue
+				}
+				if ms < b.ms {
+					b = best{ms, a.Algo}
+				}
+			}
+			if fc != nil {
+				fc.Destroy()
+			} else {
+				conv.Destroy()
+			}
+			res[v] = b
+			totals[v] += b.ms * float64(l.count)
+		}
+		lines = append(lines, fmt.Sprintf("| %dx%dx%d -> %d, %dx%d/%d | %d | %.3f (algo %d) | %.3f (algo %d) | %.3f (algo %d) |",
+			l.c, l.h, l.h, l.m, l.k, l.k, l.s, l.count, res["nchw"].ms, res["nchw"].algo, res["nhwc"].ms, res["nhwc"].algo,
+			res["nhwc+bias+relu"].ms, res["nhwc+bias+relu"].algo))
+	}
+	t.Logf("ResNet-50 convolutions, half, batch %d, fastest cuDNN algorithm per layer (ms):\n| layer | count | NCHW | NHWC | NHWC + bias + ReLU fused |\n| --- | --- | --- | --- | --- |\n%s\n| all 53 layers | | %.2f | %.2f | %.2f |",
+		batch, strings.Join(lines, "\n"), totals["nchw"], totals["nhwc"], totals["nhwc+bias+relu"])
+}
+
+// checkLayouts runs one small half convolution in NCHW, NHWC and NHWC
+// fused with bias, residual and ReLU, and compares each with a float64
+// reference computed on the host from the same half-rounded inputs.
+func checkLayouts(t *testing.T, g *gpu, d *CUDNN, h CUDNNHandle) {
+	const n, c, hw, m, k = 2, 16, 9, 8, 3
+	r := rand.New(rand.NewPCG(1, 2))
+	half := func(v []float32) []float32 { return decode(f16bytes(v), true) }
+	x := half(randoms(r, n*c*hw*hw)) // NCHW
+	w := half(randoms(r, m*c*k*k))   // MCKK
+	bias := half(randoms(r, m))
+	z := half(randoms(r, n*m*hw*hw)) // NCHW
+	ref := make([]float64, n*m*hw*hw)
+	for b := range n {
+		for o := range m {
+			for y := range hw {
+				for xx := range hw {
+					var acc float64
+					for ci := range c {
+						for ky := range k {
+							for kx := range k {
+								iy, ix := y+ky-1, xx+kx-1
+								if iy < 0 || ix < 0 || iy >= hw || ix >= hw {
+									continue
+								}
+								acc += float64(x[((b*c+ci)*hw+iy)*hw+ix]) * float64(w[((o*c+ci)*k+ky)*k+kx])
+							}
+						}
+					}
+					ref[((b*m+o)*hw+y)*hw+xx] = acc
+				}
+			}
+		}
+	}
+	// nhwc reorders an [A,B,H,W] tensor as [A,H,W,B].
+	nhwc := func(v []float32, a, bb int) []float32 {
+		out := make([]float32, len(v))
+		for i := range a {
+			for j := range bb {
+				for p := range hw * hw {
+					out[(i*hw*hw+p)*bb+j] = v[(i*bb+j)*hw*hw+p]
+				}
+			}
+		}
+		return out
+	}
+	wNHWC := make([]float32, len(w)) // [M,KH,KW,C]
+	for o := range m {
+		for ci := range c {
+			for p := range k * k {
+				wNHWC[(o*k*k+p)*c+ci] = w[(o*c+ci)*k*k+p]
+			}
+		}
+	}
+	p := ConvParams{N: n, C: c, H: hw, W: hw, M: m, KH: k, KW: k, PadH: 1, PadW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1, Half: true}
+	for _, v := range []string{"nchw", "nhwc", "nhwc fused"} {
+		p.NHWC = v != "nchw"
+		xs, ws, zs := x, w, z
+		if p.NHWC {
+			xs, ws, zs = nhwc(x, n, c), wNHWC, nhwc(z, n, m)
+		}
+		dx, dw, dz, db := g.upload(t, f16bytes(xs)), g.upload(t, f16bytes(ws)), g.upload(t, f16bytes(zs)), g.upload(t, f16bytes(bias))
+		dy := g.upload(t, make([]byte, 2*n*m*hw*hw))
+		var err error
+		if v == "nhwc fused" {
+			var fc *CUDNNFusedConv
+			if fc, err = d.NewFusedConv(h, p, hw, hw, 1<<26, true, true); err == nil {
+				ws := g.upload(t, make([]byte, max(fc.Workspace, 1)))
+				err = fc.Forward(h, dx, dw, dz, db, dy, ws, fc.Workspace)
+				fc.Destroy()
+			}
+		} else {
+			var conv *CUDNNConv
+			if conv, err = d.NewConv(h, p, hw, hw, 1<<26); err == nil {
+				ws := g.upload(t, make([]byte, max(conv.Workspace, 1)))
+				err = conv.Forward(h, dx, dw, dy, ws, conv.Workspace)
+				conv.Destroy()
+			}
+		}
+		if err == nil {
+			err = g.d.Synchronize()
+		}
+		if err != nil {
+			t.Errorf("%s: %v", v, err)
+			continue
+		}
+		out := make([]byte, 2*n*m*hw*hw)
+		if err := g.d.MemcpyDtoH(out, dy); err != nil {
+			t.Fatal(err)
+		}
+		got := decode(out, true)
+		bad := 0
+		for b := range n {
+			for o := range m {
+				for q := range hw * hw {
+					want := ref[(b*m+o)*hw*hw+q]
+					if v == "nhwc fused" {
+						want = math.Max(0, want+float64(bias[o])+float64(z[(b*m+o)*hw*hw+q]))
+					}
+					at := (b*m+o)*hw*hw + q
+					if p.NHWC {
+						at = (b*hw*hw+q)*m + o
+					}
+					if diff := math.Abs(float64(got[at]) - want); diff > 0.05+0.01*math.Abs(want) {
+						if bad < 3 {
+							t.Errorf("%s: output n%d m%d pixel %d = %g, want %g", v, b, o, q, got[at], want)
+						}
+						bad++
+					}
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d outputs differ", v, bad, len(got))
+		} else {
+			t.Logf("%s: matches the float64 reference (half tolerances)", v)
+		}
+	}
+}
