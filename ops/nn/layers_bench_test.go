@@ -98,6 +98,12 @@ func BenchmarkConvLayers(b *testing.B) {
 				for _, a := range cpu.ConvAlgos(p) {
 					names = append(names, string(a))
 					run[string(a)] = func() { cpu.Conv2DWith(a, p, x, w, bias, y) }
+					if a == cpu.ConvWinograd2 || a == cpu.ConvWinograd4 {
+						// as a plan runs it: the filter transformed once
+						if f, err := cpu.NewWinogradFilter(a, p, w); err == nil {
+							run[string(a)] = func() { cpu.Conv2DWinograd(p, x, f, bias, y) }
+						}
+					}
 				}
 				if d := nn.DirectConv(p, w); d != nil {
 					names = append(names, "direct")
