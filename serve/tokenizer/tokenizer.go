@@ -88,7 +88,9 @@ type Padding struct {
 // Tokenizer is a loaded tokenizer.json. It is immutable and safe for
 // concurrent use.
 type Tokenizer struct {
-	added      []addedToken
+	added []addedToken
+	// addedFirst marks the first bytes of the added tokens.
+	addedFirst [256]bool
 	normalizer normalizer
 	pre        preTokenizer
 	model      model
@@ -213,6 +215,7 @@ func Parse(b []byte) (*Tokenizer, error) {
 			return nil, fmt.Errorf("%w: added_tokens[%d]: content is not UTF-8", ErrFormat, i)
 		}
 		t.added = append(t.added, a)
+		t.addedFirst[a.Content[0]] = true
 		t.idToken[a.ID] = a.Content
 		t.special[a.ID] = t.special[a.ID] || a.Special
 		t.size = max(t.size, int(a.ID)+1)
@@ -466,6 +469,10 @@ func (t *Tokenizer) splitAdded(text string) []segment {
 	var out []segment
 	start := 0 // start of the text not yet emitted
 	for i := 0; i < len(text); {
+		if !t.addedFirst[text[i]] {
+			i++
+			continue
+		}
 		var hit *addedToken
 		for j := range t.added {
 			a := &t.added[j]
