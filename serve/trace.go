@@ -332,7 +332,7 @@ func (s *Server) UpdateLogSettings(values map[string]any) (logging.Settings, err
 		err = fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err == nil && len(values) > 0 {
-		s.log.Info("log settings changed", "settings", fmt.Sprint(st.Map()))
+		s.log.Info("log settings changed", "settings", st.Map())
 	}
 	return st, err
 }
