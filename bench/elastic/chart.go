@@ -96,19 +96,22 @@ func loadChart(dir string, files ...string) (*Chart, error) {
 		case meta.Kind == "HorizontalPodAutoscaler":
 			var h autoscalingv2.HorizontalPodAutoscaler
 			if _, _, err := dec.Decode([]byte(doc), nil, &h); err != nil {
-				return nil, fmt.Errorf("HorizontalPodAutoscaler: %w", err)
+				return nil, fmt.Errorf("horizontalpodautoscaler %s: %w", meta.Metadata.Name, err)
 			}
 			c.HPA, found.hpa = h.Spec, true
 		case meta.Kind == "ConfigMap" && meta.Metadata.Name == "kiln-adapter-rules":
 			var cm corev1.ConfigMap
 			if _, _, err := dec.Decode([]byte(doc), nil, &cm); err != nil {
-				return nil, fmt.Errorf("ConfigMap: %w", err)
+				return nil, fmt.Errorf("configmap %s: %w", meta.Metadata.Name, err)
 			}
 			adapterConfig, found.adapter = cm.Data["config.yaml"], true
 		case meta.Kind == "Deployment":
 			var d appsv1.Deployment
 			if _, _, err := dec.Decode([]byte(doc), nil, &d); err != nil {
-				return nil, fmt.Errorf("Deployment: %w", err)
+				return nil, fmt.Errorf("deployment %s: %w", meta.Metadata.Name, err)
+			}
+			if len(d.Spec.Template.Spec.Containers) == 0 {
+				return nil, fmt.Errorf("deployment %s has no container", meta.Metadata.Name)
 			}
 			ctr := d.Spec.Template.Spec.Containers[0]
 			if meta.Metadata.Name == "kiln-gateway" {
