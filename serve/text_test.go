@@ -63,6 +63,13 @@ output [ { name: "input_ids" data_type: TYPE_INT64 dims: [ 6 ] }, { name: "atten
 parameters { key: "max_length" value { string_value: "6" } }
 parameters { key: "padding" value { string_value: "max_length" } }
 `
+	tokSingleConfig = `name: "single"
+platform: "kiln_tokenizer"
+max_batch_size: 0
+input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "input_ids" data_type: TYPE_INT32 dims: [ -1 ] } ]
+parameters { key: "add_special_tokens" value { string_value: "false" } }
+`
 	tokDecodeConfig = `name: "detok"
 platform: "kiln_tokenizer"
 max_batch_size: 8
@@ -107,7 +114,7 @@ func inferJSON(t *testing.T, url, model, body string) (map[string]json.RawMessag
 // cross-encoder, truncation and padding to max_length, ids back to text;
 // bad requests are 400 naming the input.
 func TestTokenizerModel(t *testing.T) {
-	repo := tokenizerRepo(t, map[string]string{"tok": tokEncodeConfig, "pair": tokPairConfig, "fixed": tokFixedConfig, "detok": tokDecodeConfig})
+	repo := tokenizerRepo(t, map[string]string{"tok": tokEncodeConfig, "pair": tokPairConfig, "fixed": tokFixedConfig, "detok": tokDecodeConfig, "single": tokSingleConfig})
 	s := serve.New(serve.Options{Repository: repo})
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	if err := s.LoadAll(context.Background()); err != nil {
@@ -135,6 +142,8 @@ func TestTokenizerModel(t *testing.T) {
 			map[string]string{"input_ids": "[2,5,8,3,9,11,17,3]", "token_type_ids": "[0,0,0,0,1,1,1,1]"}, []int{1, 8}},
 		{"max_length", "fixed", `{"inputs":[` + texts("TEXT", "The quick brown fox jumps over the lazy dog.", "[MASK] dog") + `]}`,
 			map[string]string{"input_ids": "[2,5,6,7,8,3,2,4,14,3,0,0]", "attention_mask": "[1,1,1,1,1,1,1,1,1,1,0,0]"}, []int{2, 6}},
+		{"not batched, INT32, no special tokens", "single", `{"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":["UNAFFABLE"]}]}`,
+			map[string]string{"input_ids": "[18,19,20]"}, []int{3}},
 		{"decode", "detok", `{"inputs":[{"name":"IDS","datatype":"INT64","shape":[2,7],"data":[2,5,6,9,10,16,3,2,24,25,26,22,23,3]}]}`,
 			map[string]string{"TEXT": `["the quick jumps.","john johanson's"]`}, []int{2, 1}},
 	}

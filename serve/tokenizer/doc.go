@@ -20,6 +20,11 @@
 // longest, to a fixed length, to a multiple) as tokenizer.json sets them or
 // Options override them, and decoding (WordPiece and ByteLevel decoders).
 //
+// Added tokens are matched in the raw text, before normalization, also
+// those marked "normalized" (which the tokenizers library matches in the
+// normalized text: an uncased model's added token "hello" matches "HELLO"
+// there, not here); their single_word flag is honored.
+//
 // Parts of tokenizer.json this package does not know (a Unigram model, a
 // Split pre-tokenizer with a pattern Go's regexp cannot compile) are an
 // error at Parse that names the field, never a silent difference. Input
