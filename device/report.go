@@ -36,8 +36,8 @@ type LayerReport struct {
 type LayerRun struct {
 	Name string `json:"name"`
 	// Tactic names the implementation, e.g. "cudnn IMPLICIT_PRECOMP_GEMM
-	// (algo 1, FMA math) + bias_act_f32", "cublaslt #0 of 8, bias epilogue"
-	// or the kernels launched, "pool2d_f32".
+	// (algo 1, FMA math) + bias_act_f32", "cublaslt algo 6 (heuristic #0
+	// of 8), bias epilogue" or the kernels launched, "pool2d_f32".
 	Tactic string `json:"tactic"`
 	// Precision is what the layer computes in ("fp32", "fp16"), empty for
 	// layers without float data.

@@ -15,7 +15,7 @@ func TestLayerReport(t *testing.T) {
 	want := device.LayerReport{
 		Layers: []device.LayerRun{
 			{Name: "conv", Tactic: "cudnn IMPLICIT_PRECOMP_GEMM (algo 1, FMA math)", Precision: "fp32", Time: 1500 * time.Microsecond, Workspace: 4096},
-			{Name: "fc", Tactic: "cublaslt heuristic #0 of 3", Precision: "fp16", Time: 900, Cached: true},
+			{Name: "fc", Tactic: "cublaslt algo 6 (heuristic #0 of 3)", Precision: "fp16", Time: 900, Cached: true},
 			{Name: "flat", Tactic: "none: an alias of its input"},
 		},
 		Memory: device.Memory{WeightBytes: 100, ArenaBytes: 200, WorkspaceBytes: 4096},

@@ -194,7 +194,7 @@ func TestInspectCUDAFake(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			shown := inspect(build(tt.name+".plan", tt.flag))
-			for _, want := range []string{"on cuda    weights ", "cudnn ", "cublaslt heuristic #0 of ", " cuda   " + tt.precision + " "} {
+			for _, want := range []string{"on cuda    weights ", "cudnn ", "cublaslt algo 42 (heuristic #0 of ", " cuda   " + tt.precision + " "} {
 				if !strings.Contains(shown, want) {
 					t.Errorf("kiln inspect does not show %q:\n%s", want, shown)
 				}

@@ -90,8 +90,8 @@ func TestCandidatesFake(t *testing.T) {
 		limit int
 		want  []LtAlgo
 	}{
-		{"all", 1 << 20, []LtAlgo{{0, 8192}, {1, 0}, {2, 0}}},
-		{"small workspace", 100, []LtAlgo{{1, 0}, {2, 0}}},
+		{"all", 1 << 20, []LtAlgo{{0, 8192, 42}, {1, 0, 43}, {2, 0, 44}}},
+		{"small workspace", 100, []LtAlgo{{1, 0, 43}, {2, 0, 44}}},
 	} {
 		t.Run("lt "+tt.name, func(t *testing.T) {
 			mm, err := b.NewMatmul(lh, 4, 5, 6, false, tt.limit)

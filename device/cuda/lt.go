@@ -20,6 +20,7 @@ const (
 	ltPrefMaxWorkspace    = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
 	cublasOpT             = 1  // CUBLAS_OP_T
 	ltHeuristicResultSize = 96 // sizeof(cublasLtMatmulHeuristicResult_t)
+	ltAlgoConfigID        = 0  // CUBLASLT_ALGO_CONFIG_ID (int32)
 )
 
 // matmulFn holds cuBLASLt's matmul functions, resolved on first use.
@@ -27,6 +28,7 @@ type matmulFn struct {
 	descCreate, descDestroy, descSet                uintptr
 	layoutCreate, layoutDestroy                     uintptr
 	prefCreate, prefDestroy, prefSet, heuristic, mm uintptr
+	algoConfigGet                                   uintptr // optional: 0 when missing
 }
 
 func (b *CUBLASLt) matmul() (*matmulFn, error) {
@@ -45,6 +47,8 @@ func (b *CUBLASLt) matmul() (*matmulFn, error) {
 			sym(&f.mm, "cublasLtMatmul"),
 		})
 		if b.mmErr == nil {
+			// only to name the algorithms (kiln inspect): optional
+			f.algoConfigGet, _ = b.lib.sym("cublasLtMatmulAlgoConfigGetAttribute")
 			b.mmFn = f
 		}
 	})
@@ -72,6 +76,9 @@ type LtMatmul struct {
 type LtAlgo struct {
 	Index     int // its rank in the heuristic's answer (0: the first)
 	Workspace int // bytes of workspace it needs
+	// ID is the algorithm's CUBLASLT_ALGO_CONFIG_ID, -1 when the library
+	// does not say.
+	ID int
 }
 
 // UseCandidate makes p run with p.Candidates[i].
@@ -204,8 +211,15 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 		}
 		var a [64]byte
 		copy(a[:], r[:64])
+		id := int32(-1)
+		if f.algoConfigGet != 0 {
+			var written uint64
+			if call(f.algoConfigGet, uintptr(unsafe.Pointer(&a[0])), ltAlgoConfigID, uintptr(unsafe.Pointer(&id)), 4, uintptr(unsafe.Pointer(&written))) != 0 {
+				id = -1
+			}
+		}
 		p.algos = append(p.algos, a)
-		p.Candidates = append(p.Candidates, LtAlgo{Index: i, Workspace: int(wsSize)})
+		p.Candidates = append(p.Candidates, LtAlgo{Index: i, Workspace: int(wsSize), ID: int(id)})
 	}
 	if len(p.Candidates) > 0 {
 		p.algo = cMalloc(64)

@@ -86,6 +86,9 @@ func (e *Engine) stepTactic(i int) string {
 			rank = t.Algo
 		}
 		lt := fmt.Sprintf("cublaslt heuristic #%d of %d", rank, len(mm.Candidates))
+		if rank < len(mm.Candidates) && mm.Candidates[rank].ID >= 0 {
+			lt = fmt.Sprintf("cublaslt algo %d (heuristic #%d of %d)", mm.Candidates[rank].ID, rank, len(mm.Candidates))
+		}
 		launches = nil
 		switch {
 		case e.gemmEpi[i] && s.gemm.act.code == actRelu:

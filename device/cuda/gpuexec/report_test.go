@@ -142,7 +142,7 @@ func TestLayerRunsFake(t *testing.T) {
 				}
 			case e.gemms[i] != nil:
 				gemms++
-				if want := "cublaslt heuristic #0 of "; !strings.HasPrefix(l.Tactic, want) || !strings.HasSuffix(l.Tactic, ", bias epilogue") {
+				if want := "cublaslt algo 42 (heuristic #0 of "; !strings.HasPrefix(l.Tactic, want) || !strings.HasSuffix(l.Tactic, ", bias epilogue") {
 					t.Errorf("%s: tactic %q, want %q... bias epilogue", l.Node, l.Tactic, want)
 				}
 			case launches:

@@ -1,6 +1,7 @@
 // A fake libcublasLt (13.1) for tests on machines without a GPU: the matmul
 // API, whose heuristic returns algorithm 42 needing 8 KiB of workspace, then
-// (when asked for more) algorithms 43 and 44 needing none.
+// (when asked for more) algorithms 43 and 44 needing none; each algorithm's
+// CUBLASLT_ALGO_CONFIG_ID is its number.
 // Built by the tests with cc.
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,14 @@ int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *
 		*(int32_t *)(res + 96 * i + 72) = 0;                  /* state */
 	}
 	*ret = n;
+	return 0;
+}
+int cublasLtMatmulAlgoConfigGetAttribute(const unsigned char *algo, int attr, void *buf, size_t n, size_t *written) {
+	if (attr != 0 || n != 4) /* CUBLASLT_ALGO_CONFIG_ID, an int32 */
+		return 7;
+	*(int32_t *)buf = algo[0];
+	if (written)
+		*written = 4;
 	return 0;
 }
 int cublasLtMatmul(void *h, void *desc, const float *alpha, const void *a, void *ad, const void *b, void *bd,
