@@ -171,6 +171,9 @@ func printDeviceLayers(w io.Writer, h *plan.Header, tactics map[string]plan.Tact
 	if cached {
 		fmt.Fprintln(w, "  * read from the timing cache")
 	}
+	if len(h.Tactics) > 1 {
+		fmt.Fprintf(w, "  (the tactics and times of all %d profiles, each at its opt shapes: kiln inspect --json, \"tactics\")\n", len(h.Tactics))
+	}
 }
 
 // printLayerDetail prints a layer's fallback reason, inputs, outputs and
