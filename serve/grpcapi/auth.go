@@ -14,7 +14,8 @@ import (
 
 // Auth holds the bearer tokens the gRPC front end requires, as the HTTP
 // front end does: AdminToken for the repository RPCs (RepositoryIndex,
-// RepositoryModelLoad, RepositoryModelUnload), InferToken for every other
+// RepositoryModelLoad, RepositoryModelUnload) and the trace and log
+// settings (TraceSetting, LogSettings), InferToken for every other
 // RPC of inference.GRPCInferenceService (inference, metadata, config,
 // statistics, model readiness), and none for the health checks (ServerLive,
 // ServerReady and the grpc.health.v1 service), which stay open like HTTP's
@@ -40,7 +41,7 @@ func (a Auth) token(fullMethod string) string {
 	switch method {
 	case "ServerLive", "ServerReady":
 		return ""
-	case "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload":
+	case "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "TraceSetting", "LogSettings":
 		return a.AdminToken
 	}
 	return a.InferToken

@@ -71,6 +71,10 @@ func TestAuthToken(t *testing.T) {
 		{"/inference.GRPCInferenceService/RepositoryIndex", "a"},
 		{"/inference.GRPCInferenceService/RepositoryModelLoad", "a"},
 		{"/inference.GRPCInferenceService/RepositoryModelUnload", "a"},
+		{"/inference.GRPCInferenceService/TraceSetting", "a"},
+		{"/inference.GRPCInferenceService/LogSettings", "a"},
+		{"/inference.GRPCInferenceService/SystemSharedMemoryRegister", "i"},
+		{"/inference.GRPCInferenceService/CudaSharedMemoryStatus", "i"},
 		{"/other.Service/Method", "i"},
 	} {
 		if got := a.token(tt.method); got != tt.want {

@@ -12,7 +12,9 @@ func statsExtras(st serve.Stats) ([]*inference.MemoryUsage, map[string]*inferenc
 		mem = append(mem, &inference.MemoryUsage{Type: m.Type, Id: m.ID, ByteSize: m.ByteSize})
 	}
 	var resp map[string]*inference.InferResponseStatistics
-	d := func(x serve.Duration) *inference.StatisticDuration { return &inference.StatisticDuration{Count: x.Count, Ns: x.Ns} }
+	d := func(x serve.Duration) *inference.StatisticDuration {
+		return &inference.StatisticDuration{Count: x.Count, Ns: x.Ns}
+	}
 	for k, r := range st.Responses() {
 		if resp == nil {
 			resp = map[string]*inference.InferResponseStatistics{}

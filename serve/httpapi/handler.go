@@ -33,8 +33,8 @@ type Options struct {
 	// InferToken, when set, is the bearer token the inference, metadata,
 	// config and statistics requests must carry.
 	InferToken string
-	// AdminToken, when set, is the bearer token the repository requests must
-	// carry. Health checks need no token.
+	// AdminToken, when set, is the bearer token the repository requests and
+	// the trace and log settings must carry. Health checks need no token.
 	AdminToken string
 	// StreamInFlight bounds the requests in flight on one WebSocket stream
 	// (0: DefaultStreamInFlight).
@@ -182,7 +182,7 @@ func checkVersion(r *http.Request) error {
 }
 
 // authorize checks bearer tokens: none for health, AdminToken for the
-// repository API, InferToken for the rest.
+// repository API and the trace and log settings, InferToken for the rest.
 func (h *handler) authorize(next http.Handler) http.Handler {
 	if h.opts.InferToken == "" && h.opts.AdminToken == "" {
 		return next
@@ -192,7 +192,7 @@ func (h *handler) authorize(next http.Handler) http.Handler {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/v2/health/"):
 			want = ""
-		case strings.HasPrefix(r.URL.Path, "/v2/repository/"):
+		case strings.HasPrefix(r.URL.Path, "/v2/repository/"), isSettingPath(r.URL.Path):
 			want = h.opts.AdminToken
 		}
 		if want != "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/kilnai/kiln/serve"
 )
@@ -16,6 +17,13 @@ func (h *handler) settingRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /v2/logging", h.logging)
 	mux.HandleFunc("POST /v2/logging", h.logging)
+}
+
+// isSettingPath reports whether path is a trace or log settings path
+// (an administrator's: it changes what the server logs and writes).
+func isSettingPath(path string) bool {
+	return path == "/v2/logging" || path == "/v2/trace/setting" ||
+		strings.HasPrefix(path, "/v2/models/") && strings.HasSuffix(path, "/trace/setting")
 }
 
 // traceJSON writes trace settings as Triton does: trace_level as a list,

@@ -198,3 +198,33 @@ func TestTraceFile(t *testing.T) {
 		t.Fatalf("global settings: %s", b)
 	}
 }
+
+// TestSettingsNeedAdminToken: the trace and log settings are an
+// administrator's (AdminToken); shared memory goes with inference.
+func TestSettingsNeedAdminToken(t *testing.T) {
+	s := serve.New(serve.Options{})
+	ts := httptest.NewServer(New(s, Options{InferToken: "i", AdminToken: "a"}))
+	t.Cleanup(func() { ts.Close(); s.Shutdown(context.Background()) })
+	for _, c := range []struct {
+		method, path, token string
+		code                int
+	}{
+		{"GET", "/v2/logging", "", 401},
+		{"GET", "/v2/logging", "i", 401},
+		{"GET", "/v2/logging", "a", 200},
+		{"POST", "/v2/trace/setting", "i", 401},
+		{"POST", "/v2/trace/setting", "a", 200},
+		{"GET", "/v2/models/m/trace/setting", "i", 401},
+		{"GET", "/v2/models/m/trace/setting", "a", 404},
+		{"GET", "/v2/systemsharedmemory/status", "", 401},
+		{"GET", "/v2/systemsharedmemory/status", "i", 200},
+	} {
+		hdr := map[string]string{}
+		if c.token != "" {
+			hdr["Authorization"] = "Bearer " + c.token
+		}
+		if resp, b := do(t, c.method, ts.URL+c.path, hdr, nil); resp.StatusCode != c.code {
+			t.Errorf("%s %s with token %q: %d %s, want %d", c.method, c.path, c.token, resp.StatusCode, b, c.code)
+		}
+	}
+}
