@@ -346,22 +346,22 @@ func (s *scanner) decimal() (tok []byte, f float64, exact bool, err error) {
 	var mant uint64
 	nd, exp := 0, 0 // significant digits in mant; mant * 10^exp is the value
 	many := false   // more than 19 significant digits: mant is cut
-	digit := func(c byte) {
-		switch {
-		case nd < 19 && (mant != 0 || c != '0'):
-			mant = mant*10 + uint64(c-'0')
-			nd++
-		case nd >= 19:
-			many = true
-			exp++
-		}
-	}
 	switch {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-			digit(b[i])
+		for ; i < len(b); i++ {
+			c := b[i] - '0'
+			if c > 9 {
+				break
+			}
+			if nd < 19 {
+				mant = mant*10 + uint64(c)
+				nd++
+			} else {
+				many = true
+				exp++
+			}
 		}
 	default:
 		s.pos = i
@@ -370,9 +370,22 @@ func (s *scanner) decimal() (tok []byte, f float64, exact bool, err error) {
 	if i < len(b) && b[i] == '.' {
 		i++
 		from := i
-		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-			digit(b[i])
-			exp--
+		for ; i < len(b); i++ {
+			c := b[i] - '0'
+			if c > 9 {
+				break
+			}
+			switch {
+			case nd < 19:
+				// leading zeros (0.00123) add nothing to mant, nor to nd
+				mant = mant*10 + uint64(c)
+				if mant != 0 {
+					nd++
+				}
+				exp--
+			default:
+				many = true
+			}
 		}
 		if i == from {
 			s.pos = i
