@@ -70,4 +70,3 @@ func BenchmarkDecodeTinyJSON(b *testing.B) {
 		}
 	}
 }
-
