@@ -67,7 +67,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	tlsCert := fs.String("tls-cert", "", "PEM certificate file: serve HTTPS, gRPC over TLS and HTTPS metrics (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
 	inferToken := fs.String("infer-token", "", "bearer token required for inference and metadata, over HTTP and gRPC (default: $KILN_INFER_TOKEN)")
-	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (index, load, unload), over HTTP and gRPC (default: $KILN_ADMIN_TOKEN, else the infer token, so that --infer-token alone never leaves the repository API open)")
+	adminToken := fs.String("admin-token", "", "bearer token required for the repository API (index, load, unload) and the trace and log settings, over HTTP and gRPC (default: $KILN_ADMIN_TOKEN, else the infer token, so that --infer-token alone never leaves the repository API open)")
 	metricsToken := fs.String("metrics-token", "", "bearer token required on the metrics port, /metrics and /debug/pprof/ (default: $KILN_METRICS_TOKEN, else the inference token)")
 	pprofOn := fs.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics port, behind its token")
 	readTimeout := fs.Duration("http-read-timeout", 30*time.Second, "how long a client may take to send a whole HTTP request, headers and body (0: no limit); the time to compute the answer is not counted, nor an open WebSocket stream")
