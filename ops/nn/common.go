@@ -21,9 +21,6 @@ var (
 // elems returns the elements of t as a []T sharing its storage.
 func elems[T any](t *tensor.Tensor) []T { return ops.Elems[T](t) }
 
-// isFloat16ish reports whether dt is stored as 16-bit floats.
-func isFloat16ish(dt tensor.DType) bool { return dt == tensor.Float16 || dt == tensor.BFloat16 }
-
 // toFloat32 returns t's elements as float32 (a copy unless t is float32).
 func toFloat32(t *tensor.Tensor) []float32 { return t.ToFloat32() }
 
@@ -62,9 +59,6 @@ func ints64(v []int64) []int {
 	}
 	return out
 }
-
-// dimsOf returns the symbolic shape of concrete dims.
-func dimsOf(s []int) ir.Shape { return ir.KnownShape(s...) }
 
 // roundHalfEven rounds x to the nearest integer, ties to even.
 func roundHalfEven(x float64) float64 { return math.RoundToEven(x) }

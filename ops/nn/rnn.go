@@ -216,7 +216,7 @@ func (k *rnnOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	hid := ir.U()
 	if k.hidden > 0 {
 		hid = ir.D(int64(k.hidden))
-	} else if rs := in[2].Type.Shape; rs != nil && len(rs) == 3 {
+	} else if rs := in[2].Type.Shape; len(rs) == 3 {
 		hid = rs[2]
 	}
 	dirs := ir.D(int64(k.dirs))

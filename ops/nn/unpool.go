@@ -197,10 +197,10 @@ func (k *maxRoiPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 		return nil, err
 	}
 	r, c := ir.U(), ir.U()
-	if s := in[1].Type.Shape; s != nil && len(s) == 2 {
+	if s := in[1].Type.Shape; len(s) == 2 {
 		r = s[0]
 	}
-	if s := in[0].Type.Shape; s != nil && len(s) == 4 {
+	if s := in[0].Type.Shape; len(s) == 4 {
 		c = s[1]
 	}
 	return []ir.Type{{DType: in[0].Type.DType, Shape: ir.Shape{r, c, ir.D(int64(k.ph)), ir.D(int64(k.pw))}}}, nil
