@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/internal/fastmath"
@@ -35,6 +36,7 @@ type directPool[T any] struct{ p sync.Pool }
 
 // get returns a buffer of n elements (contents undefined).
 func (dp *directPool[T]) get(n int) *[]T {
+	scratchAdd(int64(n) * int64(unsafe.Sizeof(*new(T))))
 	if v, ok := dp.p.Get().(*[]T); ok && cap(*v) >= n {
 		*v = (*v)[:n]
 		return v
@@ -43,7 +45,10 @@ func (dp *directPool[T]) get(n int) *[]T {
 	return &s
 }
 
-func (dp *directPool[T]) put(v *[]T) { dp.p.Put(v) }
+func (dp *directPool[T]) put(v *[]T) {
+	scratchAdd(-int64(len(*v)) * int64(unsafe.Sizeof(*new(T))))
+	dp.p.Put(v)
+}
 
 var (
 	directInPool  directPool[float32] // phase planes
@@ -140,6 +145,9 @@ func directApplies(p cpu.Conv2DParams) bool {
 // activation are applied while the output is copied out of the wide rows,
 // not in another pass.
 func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []float32, ep *epilogue) {
+	// the packed filter, held for as long as the plan (as device/cpu
+	// counts its transformed Winograd filters)
+	scratchAdd(int64(len(f.packed)) * 4)
 	if ep != nil {
 		p.Act = cpu.ActNone
 	} else {

@@ -138,3 +138,28 @@ func TestDirectByRow(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectScratchMeasured checks that the builder's workspace measurement
+// (ops.ScratchMeter) sees the direct convolution's padded input, wide
+// output and packed filter.
+func TestDirectScratchMeasured(t *testing.T) {
+	if !directAsm {
+		t.Skip("the direct convolution needs AVX-512 (amd64 without purego); this CPU or build has none")
+	}
+	p := cpu.Conv2DParams{N: 1, C: 16, H: 20, W: 20, M: 24, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1,
+		StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1}
+	x := make([]float32, 16*20*20)
+	w := make([]float32, 24*16*9)
+	y := make([]float32, 24*20*20)
+	f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
+	got := measureScratch(func() { convDirect(p, x, f, nil, y, nil, nil) })
+	// filter 24 rows (3 blocks of 8) x 144 taps, input 16 planes of 22x22,
+	// wide output 24 x 20 rows of 22 columns
+	want := int64(4 * (24*144 + 16*22*22 + 24*20*22))
+	if got < want {
+		t.Fatalf("measured %d bytes of scratch, want at least %d", got, want)
+	}
+	if again := measureScratch(func() {}); again != 0 {
+		t.Fatalf("an empty measurement reads %d bytes", again)
+	}
+}
