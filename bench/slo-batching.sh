@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Load sweep of the SLO batcher against the fixed-delay batcher (issue 14,
+# item 7): one kiln serve with the bundled tinycnn twice, "fixed" batched
+# with a fixed max_queue_delay_microseconds and "slo" with the latency
+# objective slo_p99_ms, the same max_batch_size; kiln perf in request-rate
+# mode over the same rates against each, one after the other; a markdown
+# page with the commands and both tables side by side.
+# usage: bench/slo-batching.sh [RATES] [MEASUREMENT-INTERVAL]
+#   defaults: RATES 250:2250:500 (START:END:STEP requests/s), interval 2s
+#   DELAY_US (default 2000) is the fixed batcher's delay, SLO_MS (default 10)
+#   the objective, MAXB (default 32) max_batch_size of both, PROTO (default
+#   http) kiln perf's protocol.
+#   output: bench/results/slo-batching.{md,fixed.csv,slo.csv} (OUT=DIR/NAME changes the prefix)
+#   KILN=path uses a built kiln instead of building one; PORT=N serves on N, N+1, N+2 (default 18200).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rates=${1:-250:2250:500}
+interval=${2:-2s}
+delay=${DELAY_US:-2000}
+slo=${SLO_MS:-10}
+maxb=${MAXB:-32}
+proto=${PROTO:-http}
+out=${OUT:-bench/results/slo-batching}
+port=${PORT:-18200}
+tmp=$(mktemp -d)
+kiln=${KILN:-$tmp/kiln}
+[ -n "${KILN:-}" ] || go build -o "$kiln" ./cmd/kiln
+repo=$tmp/repo
+for m in fixed slo; do
+  mkdir -p "$repo/$m/1"
+  cp examples/tinycnn/model.onnx "$repo/$m/1/model.onnx"
+done
+cat >"$repo/fixed/config.pbtxt" <<CFG
+max_batch_size: $maxb
+dynamic_batching { max_queue_delay_microseconds: $delay }
+CFG
+cat >"$repo/slo/config.pbtxt" <<CFG
+max_batch_size: $maxb
+parameters { key: "slo_p99_ms" value: { string_value: "$slo" } }
+CFG
+"$kiln" serve --host 127.0.0.1 --http-port "$port" --grpc-port $((port + 1)) --metrics-port $((port + 2)) \
+  --model-repository "$repo" --plan-cache "$tmp/plans" >"$tmp/serve.log" 2>&1 &
+serve=$!
+trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 600); do
+  curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$tmp/serve.log"; echo "kiln serve did not get ready" >&2; exit 1; }
+url=127.0.0.1:$port
+[ "$proto" = grpc ] && url=127.0.0.1:$((port + 1))
+# the two models take turns at each rate, so that a change in the machine's
+# load weighs on both alike
+IFS=: read -r r0 r1 rstep <<<"$rates"
+for m in fixed slo; do : >"$tmp/$m.txt"; done
+for ((r = r0; r <= r1; r += rstep)); do
+  for m in fixed slo; do
+    cmd=(perf -m "$m" -u "$url" -i "$proto" --request-rate-range "$r:$r:1" --request-distribution poisson --max-threads 64
+      --measurement-interval "$interval" --max-trials 5 -f "$tmp/$m.$r.csv")
+    echo "+ kiln ${cmd[*]}" >&2
+    "$kiln" "${cmd[@]}" | tee -a "$tmp/$m.txt"
+    if [ ! -f "$out.$m.csv" ] || [ "$r" = "$r0" ]; then head -1 "$tmp/$m.$r.csv" >"$out.$m.csv"; fi
+    tail -n +2 "$tmp/$m.$r.csv" >>"$out.$m.csv"
+  done
+done
+met=$(curl -sf "http://127.0.0.1:$((port + 2))/metrics" | grep '^kiln_inference_slo_' || true)
+batches=""
+for m in fixed slo; do
+  st=$(curl -sf "http://127.0.0.1:$port/v2/models/$m/stats")
+  inf=$(grep -o '"inference_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)
+  exe=$(grep -o '"execution_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)
+  batches+="$m: $inf inferences in $exe executions, $(awk -v a="$inf" -v b="$exe" 'BEGIN { printf "%.2f", b ? a / b : 0 }') a batch on average"$'\n'
+done
+{
+  echo "# SLO-aware batching against a fixed queue delay: tinycnn, $proto, request rates $rates"
+  echo
+  echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end: the machine is shared with other work while this runs,"
+  echo "so single rows are noisy. kiln serve and kiln perf on the same machine, over loopback."
+  echo
+  echo "One \`kiln serve\` with the bundled tinycnn twice, both \`max_batch_size: $maxb\`:"
+  echo
+  echo "- \`fixed\`: \`dynamic_batching { max_queue_delay_microseconds: $delay }\`"
+  echo "- \`slo\`: \`parameters { key: \"slo_p99_ms\" value: { string_value: \"$slo\" } }\` (the SLO batcher)"
+  echo
+  echo "Command (builds kiln, writes the repository, starts \`kiln serve\`, runs kiln perf against each model in turn):"
+  echo
+  echo "    DELAY_US=$delay SLO_MS=$slo MAXB=$maxb PROTO=$proto bench/slo-batching.sh $rates $interval"
+  echo
+  echo "which runs, for each rate R of the range, the fixed model then the slo model:"
+  echo
+  echo "    kiln perf -m MODEL -u $url -i $proto --request-rate-range R:R:1 --request-distribution poisson --max-threads 64 --measurement-interval $interval --max-trials 5"
+  echo
+  echo "Side by side (latencies in ms, from kiln perf):"
+  echo
+  echo "| rate req/s | fixed infer/s | fixed p50 | fixed p99 | slo infer/s | slo p50 | slo p99 |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  paste -d, <(tail -n +2 "$out.fixed.csv") <(tail -n +2 "$out.slo.csv") |
+    awk -F, '{ printf "| %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f |\n", $1, $2, $8/1000, $11/1000, $17, $23/1000, $26/1000 }'
+  echo
+  echo "Batch sizes over the whole run (the server's statistics):"
+  echo
+  echo '```'
+  printf '%s' "$batches"
+  echo '```'
+  echo
+  echo "The SLO model's counters at the end (all rates together):"
+  echo
+  echo '```'
+  echo "$met"
+  echo '```'
+  echo
+  echo "Raw kiln perf tables:"
+  echo
+  echo '```'
+  cat "$tmp/fixed.txt"
+  echo
+  cat "$tmp/slo.txt"
+  echo '```'
+  echo
+  echo "CSV: [\`$(basename "$out").fixed.csv\`]($(basename "$out").fixed.csv), [\`$(basename "$out").slo.csv\`]($(basename "$out").slo.csv)."
+  if command -v go >/dev/null; then
+    echo
+    echo "## The same policies on simulated engines (virtual time)"
+    echo
+    echo "The scheduler's own batching decisions (its \`pick\`) driven on virtual time by 20,000 Poisson arrivals"
+    echo "per row, engines of known cost with ±10% seeded noise, \`max_batch_size: 32\`, rates from 5% to 90% of"
+    echo "the engine's capacity at batch 32: deterministic, and free of the machine's load. Produced by"
+    echo
+    echo "    go test ./serve/scheduler -run TestSLOBatcherSimulatedSweep -v"
+    echo
+    echo "which fails if the SLO batcher's P99 is more than 15% above the better of the two fixed delays at any"
+    echo "rate, or its throughput 1% below."
+    echo
+    go test -count=1 ./serve/scheduler -run TestSLOBatcherSimulatedSweep -v 2>&1 | grep '^        |' | sed 's/^        //'
+  fi
+} >"$out.md"
+echo "wrote $out.md" >&2
