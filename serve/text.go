@@ -149,6 +149,9 @@ func newTextModel(rm *repository.Model, version int64) (*textModel, error) {
 		if maxLen, err = strconv.Atoi(strings.TrimSpace(s)); err != nil || maxLen < 1 || maxLen > 1<<20 {
 			return nil, bad("parameters %s: %q (want a number of tokens, 1 to %d)", ParamMaxLength, s, 1<<20)
 		}
+		if n := tok.SpecialTokens(len(cfg.Inputs) == 2); maxLen <= n && !m.opts.NoSpecialTokens {
+			return nil, bad("parameters %s: %d leaves no room beside the %d special tokens", ParamMaxLength, maxLen, n)
+		}
 		m.opts.Truncation = &tokenizer.Truncation{MaxLength: maxLen, Strategy: "longest_first"}
 		if tr := tok.Truncation; tr != nil {
 			m.opts.Truncation.Strategy, m.opts.Truncation.Left = tr.Strategy, tr.Left

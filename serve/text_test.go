@@ -198,6 +198,7 @@ func TestTokenizerModelConfigErrors(t *testing.T) {
 		{"no ids", strings.Replace(tokEncodeConfig, `{ name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },`, "", 1), "output: input_ids is missing", false},
 		{"fixed dims without padding", strings.Replace(tokFixedConfig, `parameters { key: "padding" value { string_value: "max_length" } }`, "", 1), `output "input_ids": dims [6], want [ -1 ]`, false},
 		{"max_length", strings.Replace(tokFixedConfig, `string_value: "6"`, `string_value: "six"`, 1), `parameters max_length: "six"`, false},
+		{"max_length below the special tokens", strings.Replace(tokFixedConfig, `string_value: "6"`, `string_value: "2"`, 1), `parameters max_length: 2 leaves no room beside the 2 special tokens`, false},
 		{"padding", strings.Replace(tokFixedConfig, `string_value: "max_length"`, `string_value: "all"`, 1), `parameters padding: "all" (want longest or max_length)`, false},
 		{"padding without max_length", strings.Replace(tokEncodeConfig, "]\n", "]\nparameters { key: \"padding\" value { string_value: \"max_length\" } }\n", 1), "max_length padding needs parameters max_length", false},
 		{"truncation", strings.Replace(tokFixedConfig, "]\n", "]\nparameters { key: \"truncation\" value { string_value: \"middle\" } }\n", 1), `parameters truncation: "middle"`, false},

@@ -290,6 +290,10 @@ func (t *Tokenizer) TokenID(tok string) (int64, bool) {
 	return 0, false
 }
 
+// SpecialTokens is how many tokens the post-processor adds to one text
+// (pair false) or to a pair of texts: 2 and 3 for BERT.
+func (t *Tokenizer) SpecialTokens(pair bool) int { return t.post.added(pair) }
+
 // VocabSize is the largest token id + 1.
 func (t *Tokenizer) VocabSize() int { return t.size }
 
@@ -340,7 +344,10 @@ func (t *Tokenizer) EncodeWith(text string, pair *string, opts Options) (*Encodi
 		if !opts.NoSpecialTokens {
 			extra = t.post.added(pair != nil)
 		}
-		if err := truncate(a, b, tr, max(tr.MaxLength-extra, 0)); err != nil {
+		if tr.MaxLength <= extra {
+			return nil, fmt.Errorf("%w: max_length %d leaves no room beside the %d special tokens", ErrInput, tr.MaxLength, extra)
+		}
+		if err := truncate(a, b, tr, tr.MaxLength-extra); err != nil {
 			return nil, err
 		}
 	}

@@ -244,6 +244,10 @@ func TestInputErrors(t *testing.T) {
 	if _, err := bert.EncodeWith("ok", &pair, Options{}); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "pair") {
 		t.Errorf("bad pair: %v, want ErrInput naming the pair", err)
 	}
+	dog := "dog"
+	if _, err := bert.EncodeWith("the fox", &dog, Options{Truncation: &Truncation{MaxLength: 3}}); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "3 special tokens") {
+		t.Errorf("max_length 3 for a pair: %v, want ErrInput naming the 3 special tokens", err)
+	}
 	// a long word is one [UNK] (max_input_chars_per_word), found quickly
 	enc, err := bert.Encode(strings.Repeat("a", 200))
 	if err != nil || !slices.Equal(enc.IDs, []int64{2, 1, 3}) {
