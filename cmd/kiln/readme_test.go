@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,6 +37,7 @@ var readmeSkips = []struct{ key, reason string }{
 	{"kubectl ", "needs a Kubernetes cluster"},
 	{"go run ./examples/pipeline", "examples/pipeline's own test (TestImageClassifier) writes the repository, serves it and classifies PNG and JPEG images over HTTP and gRPC"},
 	{"--model-repository /tmp/pipeline-repo", "serves the repository of go run ./examples/pipeline repo (examples/pipeline's TestImageClassifier)"},
+	{"od -A d -t f4", "prints an output written into shared memory; serve/httpapi's TestSystemSharedMemory checks those bytes"},
 }
 
 // readmeCommand is one "$ " line of README.md's indented example blocks,
@@ -442,6 +444,19 @@ func TestReadme(t *testing.T) {
 				continue
 			case words[0] == "mkdir" && len(words) == 3 && words[1] == "-p":
 				if err := os.MkdirAll(words[2], 0o755); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				continue
+			case words[0] == "truncate" && len(words) == 4 && words[1] == "-s":
+				// a shared memory object (/dev/shm) of the given size
+				n, err := strconv.ParseInt(words[2], 10, 64)
+				if err == nil {
+					var f *os.File
+					if f, err = os.OpenFile(words[3], os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+						err = errors.Join(f.Truncate(n), f.Close())
+					}
+				}
+				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				continue

@@ -290,6 +290,9 @@ func ParseConfig(src string) (*Config, error) {
 			if err = wantMsg(f); err == nil {
 				seqLine = f.Line
 			}
+		case "response_cache":
+			// read from Raw, Triton's message (the server's response cache)
+			err = wantMsg(f)
 		case "model_warmup":
 			var w Warmup
 			if w, err = m.warmup(f); err == nil {

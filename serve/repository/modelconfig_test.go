@@ -163,3 +163,15 @@ func TestConfigWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseCacheNoWarning: response_cache is acted on (the server's
+// response cache), so it draws no warning; a bad one is an error.
+func TestResponseCacheNoWarning(t *testing.T) {
+	c, err := ParseConfig("response_cache { enable: true }")
+	if err != nil || len(c.Warnings) != 0 || !c.Raw.GetResponseCache().GetEnable() {
+		t.Fatalf("config %+v, %v", c, err)
+	}
+	if _, err := ParseConfig("response_cache: true"); err == nil {
+		t.Fatal("response_cache: true accepted")
+	}
+}
