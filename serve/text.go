@@ -140,10 +140,11 @@ func newTextModel(rm *repository.Model, version int64) (*textModel, error) {
 			m.pair = in.Name
 		}
 	}
-	if m.opts.NoSpecialTokens, err = boolParam(ParamAddSpecialTokens, true); err != nil {
+	addSpecial, err := boolParam(ParamAddSpecialTokens, true)
+	if err != nil {
 		return nil, err
 	}
-	m.opts.NoSpecialTokens = !m.opts.NoSpecialTokens
+	m.opts.NoSpecialTokens = !addSpecial
 	maxLen := 0
 	if s, ok := params[ParamMaxLength]; ok {
 		if maxLen, err = strconv.Atoi(strings.TrimSpace(s)); err != nil || maxLen < 1 || maxLen > 1<<20 {
