@@ -9,7 +9,8 @@ import (
 // TestServeSLO (issue 14, item 7): a model with a latency objective
 // (parameter slo_p99_ms) is batched by the SLO batcher and its requests are
 // counted against the objective in the Prometheus metrics; a bad objective
-// keeps the model from loading with an error that names the parameter.
+// keeps the model from loading with an error that names the parameter, as
+// do bad recording and INT8 rebuild parameters.
 func TestServeSLO(t *testing.T) {
 	slo := func(v string) string {
 		return "max_batch_size: 8\nparameters { key: \"slo_p99_ms\" value: { string_value: \"" + v + "\" } }\n"
@@ -19,18 +20,24 @@ func TestServeSLO(t *testing.T) {
 		"bad":      slo("soon"),
 		"negative": slo("-5"),
 		"plain":    "max_batch_size: 8\n",
+		"record":   "max_batch_size: 8\nparameters { key: \"record_requests\" value: { string_value: \"2\" } }\n",
+		"rebuild":  "max_batch_size: 8\nparameters { key: \"int8_rebuild_after\" value: { string_value: \"10\" } }\n",
 	})
 	s := startServed(t, "--model-repository", repo, "--no-build")
 	base := "http://" + s.http
 	states := waitLoaded(t, base)
-	for name, want := range map[string]string{"fast": "READY", "plain": "READY", "bad": "UNAVAILABLE", "negative": "UNAVAILABLE"} {
+	for name, want := range map[string]string{"fast": "READY", "plain": "READY", "bad": "UNAVAILABLE", "negative": "UNAVAILABLE",
+		"record": "UNAVAILABLE", "rebuild": "UNAVAILABLE"} {
 		if states[name] != want {
 			t.Errorf("model %s: %s, want %s", name, states[name], want)
 		}
 	}
 	_, index := call(t, nil, "POST", base+"/v2/repository/index", "", nil)
-	if !strings.Contains(index, `parameter slo_p99_ms: \"soon\"`) || !strings.Contains(index, `parameter slo_p99_ms: \"-5\"`) {
-		t.Errorf("the index does not say what is wrong with slo_p99_ms: %s", index)
+	for _, want := range []string{`parameter slo_p99_ms: \"soon\"`, `parameter slo_p99_ms: \"-5\"`,
+		`parameter record_requests: \"2\"`, `parameter int8_rebuild_after needs record_requests`} {
+		if !strings.Contains(index, want) {
+			t.Errorf("the index does not say %s: %s", want, index)
+		}
 	}
 	for _, m := range []string{"fast", "plain"} {
 		for range 5 {
