@@ -40,6 +40,17 @@
 //	                         allow_timeout_override: true max_queue_size: 64 }
 //	}
 //
+// A latency objective instead of a fixed queue delay (the SLO batcher, see
+// package scheduler; requests within it and not are counted), and a sample
+// of the requests recorded under kiln serve --record-dir for INT8
+// calibration, with a background INT8 rebuild switched to when it agrees
+// with the served engine (ParamSLO, ParamRecord, ParamINT8RebuildAfter):
+//
+//	max_batch_size: 32
+//	parameters { key: "slo_p99_ms" value: { string_value: "10" } }
+//	parameters { key: "record_requests" value: { string_value: "0.05" } }
+//	parameters { key: "int8_rebuild_after" value: { string_value: "200" } }
+//
 // Warmup (Triton's model_warmup): each sample runs count times on every
 // instance of every version, all instances at once, before the version
 // serves; inputs are zero_data, random_data (floats in [0,1), integers 0 or
