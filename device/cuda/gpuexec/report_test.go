@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -178,5 +179,62 @@ func TestLayerRunsFake(t *testing.T) {
 	m := first.memory()
 	if m.WeightBytes != first.WeightBytes() || m.ArenaBytes != first.ArenaBytes() || m.WorkspaceBytes <= 0 {
 		t.Errorf("memory %+v", m)
+	}
+}
+
+// TestCompilePlanLayerReportFake compiles resnet_mini as a plan would
+// (the cuda device's Compiler, fake libraries): the program's
+// device.LayersBlob section lists every node of the graph, times them when
+// tuned (at the opt shapes given), and gives the memory at the largest
+// shapes, which grows with them.
+func TestCompilePlanLayerReportFake(t *testing.T) {
+	dir := fakeLibs(t)
+	t.Setenv(cuda.EnvLibPath, dir)
+	path := modelPath(t, "resnet_mini")
+	in := randomImages(t, "resnet_mini", 1, 1)
+	g := optimizedGraph(t, path, in)
+	shape := func(n int) map[string][]int { return map[string][]int{"input": {n, 3, 224, 224}} }
+	var small device.Memory
+	for _, tt := range []struct {
+		name   string
+		o      device.ExecOptions
+		shapes string
+		timed  bool
+	}{
+		{"static", device.ExecOptions{}, "static", false},
+		{"max shapes", device.ExecOptions{MaxShapes: shape(4)}, "max", false},
+		{"tuned at opt shapes", device.ExecOptions{MaxShapes: shape(4), OptShapes: shape(2), Tune: true}, "opt", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prog, err := compilePlan(g, tt.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer prog.Close()
+			r, err := device.ParseLayerReport(prog.(device.BlobProgram).Blobs()[device.LayersBlob])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Shapes != tt.shapes || len(r.Layers) != len(g.Nodes) {
+				t.Fatalf("report at %q shapes with %d layers, want %q and %d", r.Shapes, len(r.Layers), tt.shapes, len(g.Nodes))
+			}
+			for i, l := range r.Layers {
+				if l.Name != g.Nodes[i].Name || l.Tactic == "" || l.Precision != "fp32" {
+					t.Errorf("layer %d: %+v", i, l)
+				}
+				if alias := strings.HasPrefix(l.Tactic, "none:"); (l.Time > 0) != (tt.timed && !alias) {
+					t.Errorf("%s (%s): time %v", l.Name, l.Tactic, l.Time)
+				}
+			}
+			m := r.Memory
+			if m.WeightBytes == 0 || m.ArenaBytes == 0 || m.WorkspaceBytes == 0 {
+				t.Errorf("memory %+v", m)
+			}
+			if tt.shapes == "static" {
+				small = m
+			} else if m.ArenaBytes < 3*small.ArenaBytes || m.WeightBytes != small.WeightBytes {
+				t.Errorf("memory at batch 4 %+v, at batch 1 %+v: want about 4 times the arena, the same weights", m, small)
+			}
+		})
 	}
 }
