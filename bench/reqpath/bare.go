@@ -154,12 +154,15 @@ func (e *engineService) ModelInfer(ctx context.Context, r *inference.ModelInferR
 	return api.NewInferResponse(r.GetModelName(), "1", r.GetId(), out)
 }
 
-// serveBareGRPC serves bareService (withEngine: engineService) on l until
-// it fails.
-func serveBareGRPC(l net.Listener, withEngine bool) error {
+// serveBareGRPC serves bareService (withEngine: engineService, on tinycnn
+// built by kiln's builder when built is set) on l until it fails.
+func serveBareGRPC(l net.Listener, withEngine, built bool) error {
 	g := grpc.NewServer()
 	if withEngine {
 		m, err := kiln.LoadBytes(examples.TinyCNNModel)
+		if built {
+			m, err = kiln.BuildBytes(context.Background(), modelName, examples.TinyCNNModel, kiln.BuildOptions{MaxBatch: 8})
+		}
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ var allTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln
 var defaultTargets = allTargets[:5]
 
 func main() {
-	if len(os.Args) == 3 && strings.HasPrefix(os.Args[1], "bare-") && slices.Contains(allTargets, os.Args[1]) {
+	if isBare(os.Args) {
 		l, err := net.Listen("tcp", os.Args[2])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "reqpath:", err)
@@ -52,7 +52,7 @@ func main() {
 		if os.Args[1] == "bare-http" {
 			err = serveBareHTTP(l)
 		} else {
-			err = serveBareGRPC(l, os.Args[1] == "bare-grpc-engine")
+			err = serveBareGRPC(l, os.Args[1] == "bare-grpc-engine", len(os.Args) == 4)
 		}
 		fmt.Fprintln(os.Stderr, "reqpath:", err)
 		os.Exit(1)
@@ -60,6 +60,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// isBare reports whether args start a bare server: "bare-http ADDR",
+// "bare-grpc ADDR" or "bare-grpc-engine ADDR [built]".
+func isBare(args []string) bool {
+	return len(args) >= 3 && strings.HasPrefix(args[1], "bare-") && slices.Contains(allTargets, args[1]) &&
+		(len(args) == 3 || len(args) == 4 && args[1] == "bare-grpc-engine" && args[3] == "built")
 }
 
 type config struct {
@@ -70,6 +77,12 @@ type config struct {
 	duration time.Duration
 	targets  []string
 	pprof    bool
+	// serveArgs are more arguments for kiln serve
+	serveArgs []string
+	// built runs the engine target on tinycnn built as kiln serve builds a
+	// repository's model (else the graph as loaded, as kiln serve runs its
+	// bundled model)
+	built bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -83,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.duration, "duration", 2*time.Second, "each measured window")
 	targets := fs.String("targets", strings.Join(defaultTargets, ","), "comma-separated targets among "+strings.Join(allTargets, ", "))
 	fs.BoolVar(&c.pprof, "pprof", false, "start kiln serve with --pprof and print its profile address on stderr")
+	engineKind := fs.String("engine", "graph", "the engine target's tinycnn: graph (loaded as it is, as kiln serve runs its bundled model) or built (by kiln's builder with a batch of 1..8, as kiln serve builds a repository's model)")
+	serveArgs := fs.String("serve-args", "", "more arguments for kiln serve, separated by spaces (such as --model-repository DIR, whose model tinycnn is then served)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -91,6 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "reqpath: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	c.serveArgs = strings.Fields(*serveArgs)
+	switch *engineKind {
+	case "graph":
+	case "built":
+		c.built = true
+	default:
+		fmt.Fprintf(stderr, "reqpath: -engine %q: want graph or built\n", *engineKind)
 		return 2
 	}
 	for _, t := range strings.Split(*targets, ",") {
@@ -198,10 +222,13 @@ func dialReady(addr string) func() error {
 }
 
 // engineTarget runs tinycnn with kiln's Go API on one execution context,
-// as one instance of kiln serve does (the bundled model, loaded as kiln
-// serve loads it).
-func engineTarget(img *tensor.Tensor) (target, func(), error) {
+// as one instance of kiln serve does: the bundled model loaded as kiln
+// serve loads it, or built as kiln serve builds a repository's model.
+func engineTarget(ctx context.Context, img *tensor.Tensor, built bool) (target, func(), error) {
 	m, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if built {
+		m, err = kiln.BuildBytes(ctx, modelName, examples.TinyCNNModel, kiln.BuildOptions{MaxBatch: 8})
+	}
 	if err != nil {
 		return target{}, nil, err
 	}
@@ -238,7 +265,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 	}()
 	has := func(t string) bool { return slices.Contains(c.targets, t) }
 	if has("engine") {
-		t, closeModel, err := engineTarget(img)
+		t, closeModel, err := engineTarget(ctx, img, c.built)
 		if err != nil {
 			return nil, err
 		}
@@ -253,7 +280,11 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := start(ctx, log, self, "bare-"+kind, addr)
+		args := []string{"bare-" + kind, addr}
+		if kind == "grpc-engine" && c.built {
+			args = append(args, "built")
+		}
+		p, err := start(ctx, log, self, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -287,6 +318,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			args = append(args, "--pprof")
 			fmt.Fprintf(log, "reqpath: kiln serve's profiles: http://%s/debug/pprof/\n", addrs[2])
 		}
+		args = append(args, c.serveArgs...)
 		p, err := start(ctx, log, c.kiln, args...)
 		if err != nil {
 			return nil, err
@@ -392,7 +424,16 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "Medians over %d rounds; each round measures every target in turn: %v of one client (p50, p99),\n", c.rounds, c.duration)
 	fmt.Fprintf(w, "then %v of %d clients (throughput), closed loop over loopback, after %v of load not counted.\n", c.duration, c.clients, c.warmup)
 	fmt.Fprintf(w, "HTTP body: %d bytes of JSON (3,072 FP32 numbers); gRPC: raw_input_contents (12,288 bytes).\n", r.bodyBytes)
-	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n\n", c.clients)
+	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n", c.clients)
+	served := "the bundled tinycnn (no dynamic batching; its graph as loaded)"
+	if len(c.serveArgs) > 0 {
+		served = "kiln serve " + strings.Join(c.serveArgs, " ")
+	}
+	engine := "tinycnn's graph as loaded (kiln.LoadBytes)"
+	if c.built {
+		engine = "tinycnn built by kiln's builder, batch 1..8 (kiln.BuildBytes)"
+	}
+	fmt.Fprintf(w, "kiln serve serves %s; the engine target runs %s.\n\n", served, engine)
 	fmt.Fprintf(w, "| target | p50, 1 client | p99, 1 client | req/s, %d clients | p50, %d clients | CPU/req, %d clients |\n", c.clients, c.clients, c.clients)
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
 	for _, t := range c.targets {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 // TestMain lets the test binary serve as the bare servers, which the
 // benchmark starts by re-executing itself.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && strings.HasPrefix(os.Args[1], "bare-") && slices.Contains(allTargets, os.Args[1]) {
+	if isBare(os.Args) {
 		main()
 	}
 	os.Exit(m.Run())
@@ -36,13 +35,14 @@ func TestReqpath(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, log bytes.Buffer
-	args := []string{"-kiln", kiln, "-rounds", "2", "-duration", "150ms", "-warmup", "50ms", "-clients", "3",
+	args := []string{"-kiln", kiln, "-rounds", "2", "-duration", "400ms", "-warmup", "100ms", "-clients", "3",
 		"-targets", strings.Join(allTargets, ",")}
 	if code := run(ctx, args, &out, &log); code != 0 {
 		t.Fatalf("reqpath %v: exit status %d\n%s", args, code, log.String())
 	}
 	rep := out.String()
 	for _, want := range []string{
+		"the bundled tinycnn (no dynamic batching; its graph as loaded)", "the engine target runs tinycnn's graph as loaded",
 		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
 		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",
 		"| HTTP JSON: kiln p50 / (bare p50 + engine p50), 1 client |", "| HTTP JSON: kiln req/s / bare req/s, 3 clients |",
@@ -51,6 +51,35 @@ func TestReqpath(t *testing.T) {
 	} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("the report has no %q:\n%s", want, rep)
+		}
+	}
+
+	// a repository's tinycnn, built, with dynamic batching, against the
+	// built engine
+	repo := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(repo, "tinycnn", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	model, err := os.ReadFile("../../examples/tinycnn/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "tinycnn", "1", "model.onnx"), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "tinycnn", "config.pbtxt"), []byte("max_batch_size: 8\ndynamic_batching { }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	args = []string{"-kiln", kiln, "-rounds", "1", "-duration", "400ms", "-warmup", "100ms", "-clients", "3",
+		"-engine", "built", "-serve-args", "--model-repository " + repo, "-targets", "engine,bare-grpc,kiln-grpc,bare-grpc-engine"}
+	if code := run(ctx, args, &out, &log); code != 0 {
+		t.Fatalf("reqpath %v: exit status %d\n%s", args, code, log.String())
+	}
+	for _, want := range []string{"kiln serve serves kiln serve --model-repository " + repo, "tinycnn built by kiln's builder",
+		"| gRPC: kiln p50 / (bare p50 + engine p50), 1 client |", "| bare grpc-go running the engine in its handler |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report has no %q:\n%s", want, out.String())
 		}
 	}
 }
@@ -65,6 +94,7 @@ func TestReqpathUsage(t *testing.T) {
 		{[]string{"-targets", "nginx"}, `unknown target "nginx"`},
 		{[]string{"-rounds", "0", "-targets", "engine"}, "-rounds and -clients must be at least 1"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-engine", "onnx", "-targets", "engine"}, `-engine "onnx": want graph or built`},
 	} {
 		var out, log bytes.Buffer
 		if code := run(context.Background(), tt.args, &out, &log); code != 2 || !strings.Contains(log.String(), tt.want) {
