@@ -27,8 +27,8 @@ type CacheUsage = cache.Usage
 // cacheGen numbers the loaded model versions, for cache keys.
 var cacheGen atomic.Uint64
 
-// cachedResponse is a response's outputs, shared by the requests it
-// answers (tensors are not changed once computed).
+// cachedResponse is a response's outputs; the cache keeps its own copies,
+// and each request it answers gets copies of them.
 type cachedResponse struct{ outputs []NamedTensor }
 
 // cacheProbe is a request's passage through the cache.
@@ -66,7 +66,11 @@ func (s *Server) cacheLookup(m *model, v *version, req *InferRequest, start time
 		return nil, p, nil
 	}
 	p.batch = requestBatch(m, req)
-	resp := &InferResponse{Model: m.name, Version: v.stats.Version, ID: req.ID, Outputs: slices.Clone(c.outputs)}
+	// copies: a response's buffers are the front end's once it has them
+	resp := &InferResponse{Model: m.name, Version: v.stats.Version, ID: req.ID, Outputs: make([]NamedTensor, len(c.outputs))}
+	for i, o := range c.outputs {
+		resp.Outputs[i] = NamedTensor{Name: o.Name, Tensor: o.Tensor.Clone()}
+	}
 	var err error
 	if len(req.OutputShm) > 0 {
 		err = s.writeShmOutputs(resp, req)
@@ -106,7 +110,8 @@ func (s *Server) cacheStore(v *version, p cacheProbe, resp *InferResponse) {
 	outs := make([]NamedTensor, len(resp.Outputs))
 	size := int64(0)
 	for i, o := range resp.Outputs {
-		outs[i] = NamedTensor{Name: o.Name, Tensor: o.Tensor}
+		// a copy: the response's buffers may be reused once it is sent
+		outs[i] = NamedTensor{Name: o.Name, Tensor: o.Tensor.Clone()}
 		size += int64(len(o.Name) + len(o.Tensor.Data) + 8*len(o.Tensor.Shape))
 		for _, s := range o.Tensor.Strings {
 			size += int64(len(s)) + 16
