@@ -335,3 +335,53 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// TestSLOWaitEnds runs the SLO batcher on the real clock with an engine
+// whose batches cost the same whatever their size (so that, under a fast
+// stream of requests, waiting to fill a batch pays): a request held to
+// fill a batch is sent in the end, when more come, when the arrivals stop
+// (the rate estimate falls), or at its deadline, and no request is lost.
+func TestSLOWaitEnds(t *testing.T) {
+	m := &fakeModel{delay: 2 * ms}
+	s := New(m, Options{Instances: 1, MaxBatchSize: 64, Batching: true, SLO: 200 * ms}, nil)
+	defer s.Shutdown(context.Background())
+	ctx := context.Background()
+	if _, err := s.Infer(ctx, req(1, 1, 2)); err != nil { // learns the cost of one
+		t.Fatal(err)
+	}
+	// a burst of concurrent requests: the rate estimate rises, and the
+	// batcher waits to fill batches
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.Infer(ctx, req(float32(i), 1, 2))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			checkDoubled(t, res, float32(i))
+		}()
+	}
+	wg.Wait()
+	// then a lone request: sent although no batch fills
+	if _, err := s.Infer(ctx, req(2, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	st := s.SLOStats()
+	if st.Met+st.Missed != 42 {
+		t.Fatalf("SLO stats %+v, want 42 requests counted", st)
+	}
+	d := s.Decisions()
+	var sent uint64
+	for _, n := range d {
+		sent += n
+	}
+	m.mu.Lock()
+	runs := len(m.shapes)
+	m.mu.Unlock()
+	if sent != uint64(runs) {
+		t.Fatalf("decisions %v for %d runs of 42 requests: want one decision a run", d, runs)
+	}
+}
