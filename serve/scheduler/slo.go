@@ -24,8 +24,8 @@ import (
 //   - otherwise wait, for more requests or for the deadline above (deciding
 //     again after twice the mean time between arrivals if none comes).
 //
-// It never sends less than the queue holds to keep a batch within the
-// objective: under a backlog the largest batches serve it fastest.
+// It does not cap a batch below MaxBatchSize to keep its run within the
+// objective: under a backlog the largest batches drain it fastest.
 //
 // Before any batch has been measured it sends at once. Preferred batch
 // sizes and MaxQueueDelay are not used.
