@@ -269,6 +269,24 @@
 //	  state [ { input_name: "state_in" output_name: "state_out" data_type: TYPE_FP32 dims: [ 1 ] } ]
 //	}
 //
+// Shared memory (Triton's system shared memory extension, package shm): a
+// client registers a region of a POSIX shared memory object (a file under
+// /dev/shm) by name, key, offset and size, then names it in an input's or
+// output's parameters (shared_memory_region, shared_memory_offset,
+// shared_memory_byte_size): the input is read from the region (ShmInput),
+// the output written into it (InferRequest.OutputShm). Every access is
+// checked against the region and the tensor (ErrInvalid); unregistering
+// waits for the copies in progress; a region whose object shrank fails the
+// request. CUDA shared memory is ErrUnsupported.
+//
+// Response cache (package cache): a model with response_cache { enable:
+// true } answers a request it has answered before (same model load, inputs
+// and requested outputs) from an LRU cache bounded by Options.CacheBytes,
+// counted as cache_hit and cache_miss in its statistics; sequence models
+// never cache. Trace settings (TraceSettings, UpdateTraceSettings) and log
+// settings (UpdateLogSettings, package logging) are Triton's; a trace file
+// is written only inside the folder given to SetTraceDir.
+//
 // Status codes: 400 bad input, 404 unknown model or version, 413 body too
 // large, 429 queue full (gRPC RESOURCE_EXHAUSTED), 503 not ready, shutting
 // down or queue timeout. On SIGTERM the server turns not ready at once,
