@@ -174,9 +174,22 @@ func TestTokenizerModel(t *testing.T) {
 		if code != http.StatusBadRequest || !strings.Contains(body, "4096") {
 			t.Errorf("unknown id: HTTP %d %s, want 400 naming the id", code, body)
 		}
-		// text that is not UTF-8 (JSON cannot carry it; binary data can)
+		// text that is not UTF-8: JSON cannot carry it, binary data can
+		raw := []byte{4, 0, 0, 0, 'c', 'a', 'f', 0xe9}
+		hdr := fmt.Sprintf(`{"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1,1],"parameters":{"binary_data_size":%d}}]}`, len(raw))
+		req, _ := http.NewRequest("POST", ts.URL+"/v2/models/tok/infer", strings.NewReader(hdr+string(raw)))
+		req.Header.Set("Inference-Header-Content-Length", fmt.Sprint(len(hdr)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `input \"TEXT\": text 0: not UTF-8 (byte 3)`) {
+			t.Errorf("binary text not UTF-8: HTTP %d %s, want 400 naming the input and the byte", resp.StatusCode, b)
+		}
 		bad := &tensor.Tensor{DType: tensor.String, Shape: []int{2, 1}, Strings: []string{"fine", "caf\xe9"}}
-		_, err := s.Infer(context.Background(), &serve.InferRequest{Model: "tok", Inputs: map[string]*tensor.Tensor{"TEXT": bad}})
+		_, err = s.Infer(context.Background(), &serve.InferRequest{Model: "tok", Inputs: map[string]*tensor.Tensor{"TEXT": bad}})
 		if !errors.Is(err, serve.ErrInvalid) || !strings.Contains(err.Error(), `input "TEXT": text 1: not UTF-8 (byte 3)`) {
 			t.Errorf("not UTF-8: %v, want ErrInvalid naming the input, the text and the byte", err)
 		}

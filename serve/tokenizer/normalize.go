@@ -168,7 +168,8 @@ func (n bertNormalizer) normalize(s string) string {
 		b.WriteRune(r)
 	}
 	s = b.String()
-	if n.strip {
+	if n.strip && !isASCII(s) {
+		// ASCII has no accents to strip (and is its own NFD)
 		s = stripAccents{}.normalize(s)
 	}
 	if n.lower {
@@ -276,4 +277,13 @@ func isBertPunct(r rune) bool {
 // connector punctuation (underscore).
 func isWordChar(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) || unicode.Is(unicode.Pc, r) || unicode.Is(unicode.Nl, r) || unicode.Is(unicode.No, r)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
