@@ -213,6 +213,10 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 				}
 				d := row[jlo:jhi]
 				s := srow[c0:]
+				if sw == 2 {
+					gatherEven(d, s)
+					continue
+				}
 				for j := range d {
 					d[j] = s[j*sw]
 				}

@@ -40,3 +40,25 @@ func poolH(dst, src []float32, k, stride int, avg bool) {
 	_ = src[poolHSrcLen(len(dst), k, stride)-1]
 	poolHAVX512(&dst[0], &src[0], len(dst), k, stride, avg)
 }
+
+//go:noescape
+func gatherEvenAVX512(dst, src *float32, blocks int)
+
+// gatherEven sets dst[j] = src[2*j] for every j of dst; src must hold
+// 2*len(dst)-1 elements.
+func gatherEven(dst, src []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	_ = src[2*len(dst)-2]
+	blocks := 0
+	if poolAsm {
+		blocks = min(len(dst)/16, len(src)/32)
+		if blocks > 0 {
+			gatherEvenAVX512(&dst[0], &src[0], blocks)
+		}
+	}
+	for j := blocks * 16; j < len(dst); j++ {
+		dst[j] = src[2*j]
+	}
+}

@@ -152,3 +152,24 @@ hstore:
 hdone:
 	VZEROUPPER
 	RET
+
+// func gatherEvenAVX512(dst, src *float32, blocks int)
+// dst[j] = src[2*j] for j < 16*blocks; reads src[0 : 32*blocks].
+TEXT ·gatherEvenAVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ blocks+16(FP), CX
+	VMOVDQU32 poolEvenIdx<>(SB), Z31
+gloop:
+	TESTQ CX, CX
+	JZ gdone
+	VMOVUPS (SI), Z0
+	VPERMT2PS 64(SI), Z31, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ CX
+	JMP gloop
+gdone:
+	VZEROUPPER
+	RET

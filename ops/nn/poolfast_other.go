@@ -8,3 +8,10 @@ const poolAsm = false
 func poolV(dst, src []float32, avg bool) { poolVGo(dst, src, avg) }
 
 func poolH(dst, src []float32, k, stride int, avg bool) { poolHGo(dst, src, k, stride, avg) }
+
+// gatherEven sets dst[j] = src[2*j] for every j of dst.
+func gatherEven(dst, src []float32) {
+	for j := range dst {
+		dst[j] = src[2*j]
+	}
+}

@@ -125,3 +125,31 @@ func BenchmarkPool2D(b *testing.B) {
 		}
 	}
 }
+
+// TestGatherEven checks the stride-2 gather of the direct convolution's
+// input copy, at lengths around the vector blocks, with the assembly and
+// in Go.
+func TestGatherEven(t *testing.T) {
+	for _, asm := range asmModes() {
+		setPoolAsm(t, asm)
+		for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100} {
+			for _, extra := range []int{-1, 0, 1, 40} { // src of 2n-1, 2n, 2n+1, 2n+40 elements
+				m := 2*n + extra
+				if n == 0 {
+					m = 0
+				}
+				src := make([]float32, m)
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst := make([]float32, n)
+				gatherEven(dst, src)
+				for j, v := range dst {
+					if v != float32(2*j) {
+						t.Fatalf("asm=%v n=%d len(src)=%d: dst[%d] = %g, want %d", asm, n, m, j, v, 2*j)
+					}
+				}
+			}
+		}
+	}
+}
