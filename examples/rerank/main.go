@@ -64,7 +64,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, `usage:
-  rerank repo -out DIR [-passages FILE] [-tokenizer tokenizer.json -embedder MODEL.onnx -reranker MODEL.onnx]
+  rerank repo -out DIR [-passages FILE] [-tokenizer tokenizer.json -embedder MODEL.onnx -reranker MODEL.onnx [-reranker-tokenizer tokenizer.json]]
   rerank search [-url http://localhost:8000 | -grpc localhost:8001] [-candidates 8] [-k 3] QUERY...`)
 }
 
@@ -250,7 +250,7 @@ func WriteRepository(ctx context.Context, dir string, src Source) error {
 	ps := src.Passages
 	files := map[string][]byte{
 		filepath.Join(QueryTokenizer, "1", "tokenizer.json"): ms.TokenizerJSON,
-		filepath.Join(PairTokenizer, "1", "tokenizer.json"):  ms.TokenizerJSON,
+		filepath.Join(PairTokenizer, "1", "tokenizer.json"):  ms.PairTokenizerJSON,
 		filepath.Join(EmbedderModel, "1", "model.onnx"):      ms.Embedder,
 		filepath.Join(RetrieverModel, "1", "model.onnx"):     ms.Retriever,
 		filepath.Join(RetrieverModel, PassagesFile):          []byte(strings.Join(ps, "\n") + "\n"),
@@ -277,12 +277,13 @@ func repoCmd(args []string, stdout, stderr io.Writer) error {
 	passages := fs.String("passages", "", "passages to search, one a line (default: the bundled passages.txt)")
 	tok := fs.String("tokenizer", "", "the tokenizer.json of the embedder and reranker (default: generated from the passages)")
 	embedder := fs.String("embedder", "", "an ONNX sentence encoder: input_ids, attention_mask (token_type_ids) in, sentence_embedding out (default: generated)")
+	rerankerTok := fs.String("reranker-tokenizer", "", "the reranker's tokenizer.json, when it is not the embedder's (default: -tokenizer)")
 	reranker := fs.String("reranker", "", "an ONNX cross-encoder: input_ids, attention_mask (token_type_ids) in, logits [batch, 1] out (default: generated)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {
-		return errors.New("repo: want -out DIR (and maybe -passages, -tokenizer, -embedder, -reranker files)")
+		return errors.New("repo: want -out DIR (and maybe -passages, -tokenizer, -embedder, -reranker, -reranker-tokenizer files)")
 	}
 	src := Source{Passages: corpus()}
 	if *passages != "" {
@@ -295,7 +296,7 @@ func repoCmd(args []string, stdout, stderr io.Writer) error {
 	for _, f := range []struct {
 		path string
 		dst  *[]byte
-	}{{*tok, &src.Tokenizer}, {*embedder, &src.Embedder}, {*reranker, &src.Reranker}} {
+	}{{*tok, &src.Tokenizer}, {*embedder, &src.Embedder}, {*reranker, &src.Reranker}, {*rerankerTok, &src.RerankerTokenizer}} {
 		if f.path == "" {
 			continue
 		}

@@ -354,7 +354,9 @@ func Reranker(weights []float32) *ir.Graph {
 
 // Models are the repository's model files.
 type Models struct {
-	TokenizerJSON                 []byte
+	TokenizerJSON []byte
+	// PairTokenizerJSON is the reranker's (TokenizerJSON unless given).
+	PairTokenizerJSON             []byte
 	Embedder, Retriever, Reranker []byte
 	// Dim is the width of the embedder's sentence_embedding.
 	Dim int
@@ -373,6 +375,9 @@ type Models struct {
 type Source struct {
 	Passages                      []string
 	Tokenizer, Embedder, Reranker []byte
+	// RerankerTokenizer is the reranker's tokenizer.json when it is not
+	// the embedder's.
+	RerankerTokenizer []byte
 }
 
 // BuildModels makes the repository's models: the tokenizer, embedder and
@@ -404,6 +409,16 @@ func BuildModels(ctx context.Context, src Source) (*Models, error) {
 	tok, err := tokenizer.Parse(ms.TokenizerJSON)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	ms.PairTokenizerJSON = ms.TokenizerJSON
+	if src.RerankerTokenizer != nil {
+		if src.Reranker == nil {
+			return nil, errors.New("a reranker tokenizer needs its reranker (-reranker)")
+		}
+		if _, err := tokenizer.Parse(src.RerankerTokenizer); err != nil {
+			return nil, fmt.Errorf("reranker tokenizer: %w", err)
+		}
+		ms.PairTokenizerJSON = src.RerankerTokenizer
 	}
 	var weights []float32
 	if src.Embedder == nil || src.Reranker == nil {

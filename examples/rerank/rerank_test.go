@@ -389,7 +389,7 @@ func TestDropIn(t *testing.T) {
 	repo := t.TempDir()
 	var out, errb bytes.Buffer
 	if code := run([]string{"repo", "-out", repo, "-passages", f("passages.txt"), "-tokenizer", f("tokenizer.json"),
-		"-embedder", f("embedder.onnx"), "-reranker", f("reranker.onnx")}, &out, &errb); code != 0 {
+		"-embedder", f("embedder.onnx"), "-reranker", f("reranker.onnx"), "-reranker-tokenizer", f("tokenizer.json")}, &out, &errb); code != 0 {
 		t.Fatalf("repo: exit %d: %s", code, errb.String())
 	}
 	cfg, err := os.ReadFile(filepath.Join(repo, Retrieve, "config.pbtxt"))
@@ -422,6 +422,8 @@ func TestDropIn(t *testing.T) {
 		{"not a tokenizer", []string{"-tokenizer", f("passages.txt"), "-embedder", f("embedder.onnx")}, "tokenizer: tokenizer: bad tokenizer.json"},
 		{"not a model", []string{"-tokenizer", f("tokenizer.json"), "-embedder", f("tokenizer.json")}, "embedder:"},
 		{"missing file", []string{"-reranker", f("nope.onnx")}, "no such file"},
+		{"reranker tokenizer alone", []string{"-tokenizer", f("tokenizer.json"), "-reranker-tokenizer", f("tokenizer.json")}, "a reranker tokenizer needs its reranker"},
+		{"bad reranker tokenizer", []string{"-tokenizer", f("tokenizer.json"), "-reranker", f("reranker.onnx"), "-reranker-tokenizer", f("passages.txt")}, "reranker tokenizer: tokenizer: bad tokenizer.json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
