@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -270,5 +271,42 @@ func TestLargeInput(t *testing.T) {
 	enc, err = bert.Encode(strings.Repeat("the ", MaxTextBytes/4))
 	if err != nil || enc.Len() != MaxTextBytes/4+2 {
 		t.Errorf("%v tokens, err %v, want %d", enc.Len(), err, MaxTextBytes/4+2)
+	}
+}
+
+// TestConcurrentEncode: one Tokenizer serves many goroutines (the BPE
+// word cache filling and being cleared meanwhile) with the same results.
+func TestConcurrentEncode(t *testing.T) {
+	gpt := load(t, "gpt2_tiny.json")
+	texts := []string{"hello world!", "hello\n\nworld", "he's  hello", "world world"}
+	want := make([][]int64, len(texts))
+	for i, s := range texts {
+		enc, err := gpt.Encode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = enc.IDs
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range wordCacheSize/8 + 100 {
+				k := (g + i) % len(texts)
+				// a new word each time, so that the cache fills and is
+				// cleared under the others
+				gpt.Encode(fmt.Sprintf("w%d", g*wordCacheSize+i))
+				enc, err := gpt.Encode(texts[k])
+				if err != nil || !slices.Equal(enc.IDs, want[k]) {
+					errs <- fmt.Errorf("%q: %v %v, want %v", texts[k], enc, err, want[k])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
