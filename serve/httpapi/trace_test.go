@@ -228,3 +228,24 @@ func TestSettingsNeedAdminToken(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSettingsBodies: any body of a settings or shared memory request is
+// answered 200, 400 or 404, never 500 or a panic.
+func FuzzSettingsBodies(f *testing.F) {
+	for _, seed := range []string{`{"trace_rate":"5"}`, `{"trace_level":["TIMESTAMPS","TENSORS"]}`, `{"trace_file":null}`,
+		`{"log_info":false}`, `{"log_verbose_level":3.0}`, `{"key":"/x","offset":0,"byte_size":4}`, `{"key":"/x","byte_size":-1}`, `[1]`, ``} {
+		f.Add(seed)
+	}
+	s := serve.New(serve.Options{})
+	h := New(s, Options{})
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, path := range []string{"/v2/trace/setting", "/v2/logging", "/v2/systemsharedmemory/region/fz/register", "/v2/models/none/trace/setting"} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("POST", path, strings.NewReader(body)))
+			if c := rec.Code; c != 200 && c != 400 && c != 404 {
+				t.Fatalf("POST %s %q: %d %s", path, body, c, rec.Body)
+			}
+		}
+		s.UnregisterSystemShm("")
+	})
+}
