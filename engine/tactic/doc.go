@@ -5,7 +5,7 @@
 //
 // Select runs every candidate of every tactical layer on inputs of the
 // layer's concrete shapes (the profile's opt shape), after a warm-up run,
-// and keeps the one with the lowest median time. The warm-up run's
+// and keeps the one with the lowest time (the fastest of its runs). The warm-up run's
 // outputs must match the default tactic's: float ones within 1e-3 of their
 // largest magnitude (another order of the sums), float16 and bfloat16 ones
 // also within one unit in their last place (they are float32 results

@@ -42,7 +42,7 @@ const DefaultRuns = 5
 // Options tune Select.
 type Options struct {
 	// Runs is the number of timed runs of each tactic, after one warm-up
-	// run; the median is its time. Zero means DefaultRuns.
+	// run; the fastest is its time. Zero means DefaultRuns.
 	Runs int
 	// MinGain, when positive, is how much faster than the default tactic
 	// another one must be to be chosen, as a fraction (0.05: 5% faster):
@@ -85,7 +85,7 @@ func (p Progress) String() string {
 
 // Choice is the tactic Select picked for one layer.
 type Choice struct {
-	// Tactic is the fastest tactic and Time its median time.
+	// Tactic is the fastest tactic and Time its fastest run.
 	Tactic string
 	Time   time.Duration
 	// Default is the tactic the kernel uses when none is set (the first
@@ -125,7 +125,9 @@ type layer struct {
 // runs on the node's input shapes, constants as they are and other inputs
 // filled with deterministic pseudo-random values, once to warm up and check
 // its output against the default tactic's, then opt.Runs times, the runs of
-// the candidates interleaved; its median time counts. Times found in cache (for fingerprint fp) are not measured
+// the candidates interleaved; its fastest run counts (other processes on
+// the machine only ever add time, so on a shared machine the minimum is a
+// steadier measure of a kernel's own cost than the median). Times found in cache (for fingerprint fp) are not measured
 // again and new ones are stored in it, so that a layer with the signature of
 // an earlier one is not measured either (cache may be nil; the caller saves
 // it). The result maps node names to choices.
@@ -325,7 +327,7 @@ func (m *measurer) run(ctx context.Context, k ops.Kernel, a *arena) (outs []*ten
 	return k.Run(&ops.Env{Ctx: ctx, Alloc: a.alloc}, m.in)
 }
 
-// measure returns the median time of each tactic over runs runs, after a
+// measure returns the fastest time of each tactic over runs runs, after a
 // warm-up run whose outputs must match the default tactic's. The runs are
 // interleaved (one of each tactic per round), so that a change of load on
 // the machine affects every tactic alike.
@@ -373,12 +375,12 @@ func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scra
 			times[i] = append(times[i], time.Since(start))
 		}
 	}
-	med := make(map[string]time.Duration, len(tactics))
+	best := make(map[string]time.Duration, len(tactics))
 	for i, t := range tactics {
 		slices.Sort(times[i])
-		med[t] = max(times[i][len(times[i])/2], 1)
+		best[t] = max(times[i][0], 1)
 	}
-	return med, peak, nil
+	return best, peak, nil
 }
 
 // sameOutputs checks a tactic's outputs against the default's: same types
