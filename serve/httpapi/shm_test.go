@@ -1,16 +1,20 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/shm"
 )
 
@@ -211,4 +215,47 @@ func TestSharedMemoryShrunk(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "shrank") {
 		t.Fatalf("infer from a shrunk object: %d %s", resp.StatusCode, body)
 	}
+}
+
+// FuzzShmInfer: inference requests naming shared memory regions, with any
+// offsets and sizes, are answered 200 or 400, never 500, a panic or a read
+// outside a region.
+func FuzzShmInfer(f *testing.F) {
+	if st, err := os.Stat(shm.DefaultDir); err != nil || !st.IsDir() {
+		f.Skipf("no %s (POSIX shared memory) on this system", shm.DefaultDir)
+	}
+	key := fmt.Sprintf("/kiln-fuzz-%d", os.Getpid())
+	path, err := shm.Create("", key, 1<<15)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { os.Remove(path) })
+	s := serve.New(serve.Options{})
+	rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := s.Add(rm); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Shutdown(context.Background()) })
+	if err := s.RegisterSystemShm("r", key, 0, 1<<15); err != nil {
+		f.Fatal(err)
+	}
+	h := New(s, Options{})
+	for _, seed := range []string{
+		`{"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","parameters":{"shared_memory_region":"r","shared_memory_byte_size":12288}}]}`,
+		`{"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","parameters":{"shared_memory_region":"r","shared_memory_offset":20480,"shared_memory_byte_size":12288}}],"outputs":[{"name":"probabilities","parameters":{"shared_memory_region":"r","shared_memory_offset":32760,"shared_memory_byte_size":8}}]}`,
+		`{"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","parameters":{"shared_memory_region":"r","shared_memory_offset":32767,"shared_memory_byte_size":12288}}]}`,
+		`{"inputs":[{"name":"image","shape":[1,3,32,32],"datatype":"FP32","parameters":{"shared_memory_region":"r","shared_memory_byte_size":12288}}],"outputs":[{"name":"probabilities","parameters":{"shared_memory_region":"r","shared_memory_offset":32728,"shared_memory_byte_size":40}}]}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/v2/models/tinycnn/infer", strings.NewReader(body)))
+		if c := rec.Code; c != 200 && c != 400 {
+			t.Fatalf("%q: %d %s", body, c, rec.Body)
+		}
+	})
 }
