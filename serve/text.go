@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,8 +20,9 @@ import (
 // Parameters of a kiln_tokenizer model (config.pbtxt parameters, string
 // values).
 const (
-	// ParamTokenizerFile names the tokenizer file in each version folder
-	// (default "tokenizer.json", HuggingFace's format).
+	// ParamTokenizerFile names the tokenizer file in each version folder,
+	// or else in the model folder (default "tokenizer.json", HuggingFace's
+	// format).
 	ParamTokenizerFile = "tokenizer_file"
 	// ParamMaxLength truncates each encoding to at most this many tokens,
 	// special tokens included (default: tokenizer.json's truncation, else
@@ -69,8 +72,8 @@ type textModel struct {
 }
 
 // newTextModel reads a kiln_tokenizer version's config and its
-// tokenizer.json (in the version folder). Errors name the field or the
-// file.
+// tokenizer.json (in the version folder, else in the model folder). Errors
+// name the field or the file.
 func newTextModel(rm *repository.Model, version int64) (*textModel, error) {
 	cfg := rm.Config
 	bad := func(format string, args ...any) error {
@@ -87,7 +90,14 @@ func newTextModel(rm *repository.Model, version int64) (*textModel, error) {
 	if rm.Dir == "" {
 		return nil, bad("no model folder to read %s from", file)
 	}
+	// the version folder's file, else the model folder's (beside
+	// config.pbtxt, shared by the versions)
 	path := filepath.Join(rm.Dir, strconv.FormatInt(version, 10), file)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(rm.Dir, file)); err == nil {
+			path = filepath.Join(rm.Dir, file)
+		}
+	}
 	tok, err := tokenizer.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: model %s version %d (kiln_tokenizer): %w", repository.ErrModel, rm.Name, version, err)

@@ -164,6 +164,26 @@ func TestTokenizerModel(t *testing.T) {
 		})
 	}
 
+	t.Run("tokenizer.json in the model folder", func(t *testing.T) {
+		repo := tokenizerRepo(t, map[string]string{"tok": tokEncodeConfig})
+		if err := os.Rename(filepath.Join(repo, "tok", "1", "tokenizer.json"), filepath.Join(repo, "tok", "tokenizer.json")); err != nil {
+			t.Fatal(err)
+		}
+		s := serve.New(serve.Options{Repository: repo})
+		defer s.Shutdown(context.Background())
+		if err := s.Load("tok"); err != nil {
+			t.Fatal(err)
+		}
+		in := &tensor.Tensor{DType: tensor.String, Shape: []int{1, 1}, Strings: []string{"UNAFFABLE"}}
+		resp, err := s.Infer(context.Background(), &serve.InferRequest{Model: "tok", Inputs: map[string]*tensor.Tensor{"TEXT": in}, Outputs: []string{"input_ids"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Outputs[0].Tensor.Int64s(); !slices.Equal(got, []int64{2, 18, 19, 20, 3}) {
+			t.Errorf("got %v, want [2 18 19 20 3]", got)
+		}
+	})
+
 	t.Run("bad requests", func(t *testing.T) {
 		// a pair model without its second text
 		_, _, code, body := inferJSON(t, ts.URL, "pair", `{"inputs":[`+texts("QUERY", "the fox")+`]}`)
@@ -203,7 +223,7 @@ func TestTokenizerModelConfigErrors(t *testing.T) {
 		name, config, want string
 		noFile             bool
 	}{
-		{"no tokenizer.json", tokEncodeConfig, "tokenizer.json: no such file", true},
+		{"no tokenizer.json", tokEncodeConfig, "1/tokenizer.json: no such file", true},
 		{"input type", strings.Replace(tokEncodeConfig, "TYPE_STRING", "TYPE_FP32", 1), `input "TEXT": data_type TYPE_FP32, want TYPE_STRING`, false},
 		{"input dims", strings.Replace(tokEncodeConfig, "dims: [ 1 ]", "dims: [ 2 ]", 1), `input "TEXT": dims [2], want [ 1 ]`, false},
 		{"output name", strings.Replace(tokEncodeConfig, `"attention_mask"`, `"mask"`, 1), `output "mask": want outputs named input_ids, attention_mask or token_type_ids`, false},
