@@ -188,8 +188,8 @@
 //
 // Tokenizers: a model with platform "kiln_tokenizer" runs the HuggingFace
 // tokenizer.json in its version folder, else in its model folder
-// (parameter tokenizer_file names another file): WordPiece (BERT) or byte-level BPE (GPT-2,
-// RoBERTa), see package serve/tokenizer. With one TYPE_STRING input of
+// (parameter tokenizer_file names another file): WordPiece (BERT) or
+// byte-level BPE (GPT-2, RoBERTa), see package serve/tokenizer. With one TYPE_STRING input of
 // dims [ 1 ] (UTF-8 text, one per batch item), or two for pairs of texts
 // (a cross-encoder's query and passage), its outputs are any of input_ids,
 // attention_mask and token_type_ids, TYPE_INT64 or TYPE_INT32 of dims
