@@ -134,7 +134,7 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 	for bi, b := range batches {
 		ro, err := ref.Run(ctx, b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: reference run, batch %d: %w", ErrCompare, bi, err)
+			return nil, fmt.Errorf("%w: %w: reference run, batch %d: %w", ErrCompare, ErrNotMeasurable, bi, err)
 		}
 		to, err := test.Run(ctx, b)
 		if err != nil {
@@ -153,7 +153,7 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 				return nil, fmt.Errorf("%w: output %q: reference %v%s, test %v%s", ErrCompare, name, r.DType, dimsString(r.Shape), t.DType, dimsString(t.Shape))
 			}
 			if r.DType == tensor.String {
-				return nil, fmt.Errorf("%w: output %q holds strings", ErrCompare, name)
+				return nil, fmt.Errorf("%w: %w: output %q holds strings", ErrCompare, ErrNotMeasurable, name)
 			}
 			a := accs[name]
 			if a == nil {

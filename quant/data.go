@@ -238,7 +238,7 @@ func RandomBatches(inputs []*ir.Value, shapes map[string][]int, n int, seed int6
 					t.SetFloat(j, float64(r.Intn(hi)))
 				}
 			default:
-				return nil, fmt.Errorf("%w: input %q: cannot make random %v data", ErrData, v.Name, t.DType)
+				return nil, fmt.Errorf("%w: %w: input %q: cannot make random %v data", ErrData, ErrNotMeasurable, v.Name, t.DType)
 			}
 			m[v.Name] = t
 		}

@@ -19,4 +19,10 @@ var (
 	// ErrCompare is returned when the accuracy comparison cannot run or the
 	// two runners disagree on the outputs they produce.
 	ErrCompare = errors.New("quant: accuracy comparison failed")
+	// ErrNotMeasurable (with ErrCompare or ErrData) says that the accuracy
+	// comparison cannot measure these outputs on these inputs: the FP32
+	// reference itself fails on them (random indices out of range, say), an
+	// output holds strings, or random data of an input's type cannot be
+	// made. It is not a fault of the model under test.
+	ErrNotMeasurable = errors.New("quant: not measurable on these inputs")
 )

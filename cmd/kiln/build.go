@@ -183,7 +183,7 @@ func newProgressLine() *progressLine {
 
 func (p *progressLine) log(msg string) {
 	p.clear()
-	fmt.Fprintln(os.Stderr, msg)
+	fmt.Fprintln(errOut, msg)
 }
 
 func (p *progressLine) progress(msg string) {

@@ -294,8 +294,8 @@ func (o *Options) normalize() error {
 			return fmt.Errorf("%w: dimension %s: need 1 <= min <= opt <= max, got %d,%d,%d", ErrOptions, name, r[0], r[1], r[2])
 		}
 	}
-	if o.Precision == FP32 && (o.CalibData != "" || o.CalibBatches != 0) {
-		return fmt.Errorf("%w: calibration data is for --int8 (and the accuracy report of --fp16)", ErrOptions)
+	if o.Precision == FP32 && o.Device == "cpu" && (o.CalibData != "" || o.CalibBatches != 0) {
+		return fmt.Errorf("%w: calibration data is for --int8 (and the accuracy report of --fp16 or of a build for a GPU)", ErrOptions)
 	}
 	if o.Precision != INT8 && (o.CalibCache != "" || o.CalibMethod != "") {
 		return fmt.Errorf("%w: calibration options need --int8", ErrOptions)

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -48,7 +49,7 @@ func (b *builder) precision(ctx context.Context) error {
 	}
 	inputs := modelInputs(b.g)
 	batches, err := b.batches(inputs)
-	if err != nil {
+	if err != nil && (b.o.Precision != FP16 || !b.reportSkipped(err)) {
 		return err
 	}
 	switch b.o.Precision {
@@ -103,8 +104,14 @@ func (b *builder) precision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if batches == nil {
+		return nil // the report was skipped, and reportSkipped said why
+	}
 	acc, err := quant.Compare(ctx, refEngine, testEngine, batches)
 	if err != nil {
+		if b.reportSkipped(err) {
+			return nil
+		}
 		return fmt.Errorf("accuracy report: %w", err)
 	}
 	b.logf("accuracy of %s against fp32 on %d batches:", b.o.Precision, acc.Batches)
@@ -117,6 +124,21 @@ func (b *builder) precision(ctx context.Context) error {
 	}
 	b.res.Header.Accuracy = js
 	return nil
+}
+
+// reportSkipped reports whether err, met while making or running the
+// accuracy report's batches, only means that the random inputs the report
+// uses (no CalibData) do not fit the model: random data of a type it
+// cannot make (strings), or inputs the FP32 reference itself refuses
+// (indices or axes out of range). Then it logs that the report is skipped
+// and why, and the build goes on: the report measures precision, and
+// random inputs are not the model's. With CalibData the error stands.
+func (b *builder) reportSkipped(err error) bool {
+	if b.o.CalibData != "" || !errors.Is(err, quant.ErrNotMeasurable) {
+		return false
+	}
+	b.logf("accuracy report skipped: %v (it runs random inputs, which do not fit this model; --calib-data DIR gives real ones)", err)
+	return true
 }
 
 // tacticFingerprint keys timings by the device and the kiln version (whose
