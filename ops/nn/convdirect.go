@@ -302,7 +302,25 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+o0:], ldc, bp, lo, hi, clampOn, n, rows)
 		}
 	})
+	// the residual with no activation, ReLU or clip: one vector pass
+	lo, hi, clampOn = float32(math.Inf(-1)), float32(math.Inf(1)), false
+	addClampOK := z != nil && ep != nil
+	if addClampOK {
+		switch ep.act {
+		case ActNone:
+		case ActRelu:
+			lo, clampOn = 0, true
+		case ActClip:
+			lo, hi, clampOn = ep.p0, ep.p1, true
+		default:
+			addClampOK = false
+		}
+	}
 	switch {
+	case outBuf == nil && addClampOK:
+		dynamicFor(len(y), max(1<<13, len(y)/(4*cpu.Threads())), func(i0, i1 int) {
+			addClamp(y[i0:i1], y[i0:i1], z[i0:i1], lo, hi, clampOn)
+		})
 	case outBuf == nil && ep != nil && z != nil:
 		ep.applyAdd(y, z)
 	case outBuf == nil && ep != nil:
@@ -315,6 +333,9 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 					switch {
 					case ep == nil:
 						copy(yr, out[m*wide+r*wq:])
+						continue
+					case addClampOK:
+						addClamp(yr, out[m*wide+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], lo, hi, clampOn)
 						continue
 					case z != nil:
 						fastmath.ScaleAdd(yr, out[m*wide+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])

@@ -59,14 +59,16 @@ func TestConvDirect(t *testing.T) {
 				old := directLayout
 				directLayout = layout
 				for _, b := range [][]float32{bias, nil} {
-					for _, residual := range []bool{false, true} {
+					// no epilogue, then the residual with SiLU (in Go after
+					// the kernel), ReLU and clip (addClamp) and none
+					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone} {
+						residual := act != ""
 						want := make([]float32, n)
 						cpu.Conv2D(p, x, w, b, want)
 						var ep *epilogue
 						var zz []float32
 						if residual {
-							// the residual and SiLU run in the copy out
-							ep, zz = &epilogue{act: ActSiLU}, z
+							ep, zz = &epilogue{act: act, p0: -0.5, p1: 0.7}, z
 							pn := p
 							pn.Act = cpu.ActNone
 							cpu.Conv2D(pn, x, w, b, want)
@@ -79,8 +81,8 @@ func TestConvDirect(t *testing.T) {
 						convDirect(p, x, f, b, got, zz, ep)
 						for i := range want {
 							if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
-								t.Fatalf("layout %d, bias %v, residual+SiLU %v: output %d = %g, cpu.Conv2D %g",
-									layout, b != nil, residual, i, got[i], want[i])
+								t.Fatalf("layout %d, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g",
+									layout, b != nil, act, i, got[i], want[i])
 							}
 						}
 					}

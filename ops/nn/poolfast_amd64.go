@@ -62,3 +62,20 @@ func gatherEven(dst, src []float32) {
 		dst[j] = src[2*j]
 	}
 }
+
+//go:noescape
+func addClampAVX512(dst, a, z *float32, n int, lo, hi float32, clamp bool)
+
+// addClamp sets dst[i] = a[i] + z[i], clamped to [lo, hi] when clamp is
+// set (a and z at least as long as dst).
+func addClamp(dst, a, z []float32, lo, hi float32, clamp bool) {
+	if len(dst) == 0 {
+		return
+	}
+	_, _ = a[len(dst)-1], z[len(dst)-1]
+	if !poolAsm {
+		addClampGo(dst, a, z, lo, hi, clamp)
+		return
+	}
+	addClampAVX512(&dst[0], &a[0], &z[0], len(dst), lo, hi, clamp)
+}

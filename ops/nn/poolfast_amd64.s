@@ -173,3 +173,49 @@ gloop:
 gdone:
 	VZEROUPPER
 	RET
+
+// func addClampAVX512(dst, a, z *float32, n int, lo, hi float32, clamp bool)
+// dst[i] = a[i] + z[i], clamped to [lo, hi] when clamp is set, for i < n.
+TEXT ·addClampAVX512(SB), NOSPLIT, $0-41
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ z+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS lo+32(FP), Z30
+	VBROADCASTSS hi+36(FP), Z31
+	MOVBLZX clamp+40(FP), R8
+aloop:
+	CMPQ CX, $16
+	JLT atail
+	VMOVUPS (SI), Z0
+	VADDPS (DX), Z0, Z0
+	TESTQ R8, R8
+	JZ astore
+	VMAXPS Z30, Z0, Z0
+	VMINPS Z31, Z0, Z0
+astore:
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP aloop
+atail:
+	TESTQ CX, CX
+	JZ adone
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VADDPS Z1, Z0, Z0
+	TESTQ R8, R8
+	JZ atstore
+	VMAXPS Z30, Z0, Z0
+	VMINPS Z31, Z0, Z0
+atstore:
+	VMOVUPS Z0, K1, (DI)
+adone:
+	VZEROUPPER
+	RET

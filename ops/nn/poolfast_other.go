@@ -15,3 +15,5 @@ func gatherEven(dst, src []float32) {
 		dst[j] = src[2*j]
 	}
 }
+
+func addClamp(dst, a, z []float32, lo, hi float32, clamp bool) { addClampGo(dst, a, z, lo, hi, clamp) }

@@ -153,3 +153,32 @@ func TestGatherEven(t *testing.T) {
 		}
 	}
 }
+
+// TestAddClamp checks the residual-and-clip pass of the direct
+// convolution at lengths around the vector width, with the assembly and in
+// Go.
+func TestAddClamp(t *testing.T) {
+	for _, asm := range asmModes() {
+		setPoolAsm(t, asm)
+		for _, n := range []int{0, 1, 15, 16, 17, 40} {
+			a := make([]float32, n)
+			z := make([]float32, n)
+			for i := range a {
+				a[i], z[i] = float32(i)-7, float32(i%3)-1
+			}
+			for _, clamp := range []bool{false, true} {
+				dst := make([]float32, n)
+				addClamp(dst, a, z, -2, 9, clamp)
+				for i := range dst {
+					want := a[i] + z[i]
+					if clamp {
+						want = min(max(want, -2), 9)
+					}
+					if dst[i] != want {
+						t.Fatalf("asm=%v n=%d clamp=%v: dst[%d] = %g, want %g", asm, n, clamp, i, dst[i], want)
+					}
+				}
+			}
+		}
+	}
+}
