@@ -93,8 +93,11 @@ func (s *Server) ShmInput(name string, dt tensor.DType, shape []int, ref ShmRef)
 			return nil, fmt.Errorf("%w: input %q: shared_memory_byte_size %d, shape %v of %v needs %d bytes", ErrInvalid, name, ref.ByteSize, shape, dt, n*max(sz, 0))
 		}
 	}
-	b, err := s.shm.Read(ref.Region, ref.Offset, ref.ByteSize)
-	if err != nil {
+	if err := s.shm.Check(ref.Region, ref.Offset, ref.ByteSize); err != nil {
+		return nil, fmt.Errorf("input %q: %w", name, shmRequestError(err))
+	}
+	b := tensor.AlignedBytes(int(ref.ByteSize)) // as every tensor's
+	if err := s.shm.ReadInto(ref.Region, ref.Offset, b); err != nil {
 		return nil, fmt.Errorf("input %q: %w", name, shmRequestError(err))
 	}
 	if dt != tensor.String {

@@ -186,16 +186,24 @@ func (r *Registry) Check(name string, offset, size uint64) error {
 
 // Read returns a copy of size bytes of region name from offset.
 func (r *Registry) Read(name string, offset, size uint64) ([]byte, error) {
-	g, err := r.get(name, offset, size)
-	if err != nil {
+	if err := r.Check(name, offset, size); err != nil {
 		return nil, err
 	}
-	defer g.mu.RUnlock()
 	out := make([]byte, size)
-	if err := faultless(func() { copy(out, g.data[offset:offset+size]) }); err != nil {
-		return nil, fmt.Errorf("region %q: %w", name, err)
+	return out, r.ReadInto(name, offset, out)
+}
+
+// ReadInto copies len(dst) bytes of region name from offset into dst.
+func (r *Registry) ReadInto(name string, offset uint64, dst []byte) error {
+	g, err := r.get(name, offset, uint64(len(dst)))
+	if err != nil {
+		return err
 	}
-	return out, nil
+	defer g.mu.RUnlock()
+	if err := faultless(func() { copy(dst, g.data[offset:offset+uint64(len(dst))]) }); err != nil {
+		return fmt.Errorf("region %q: %w", name, err)
+	}
+	return nil
 }
 
 // Write copies data into region name from offset; offset+len(data) must
