@@ -203,8 +203,13 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 					clear(row)
 					continue
 				}
-				clear(row[:jlo])
-				clear(row[jhi:])
+				// pads are a column or three: loops beat calls to clear
+				for j := range row[:jlo] {
+					row[j] = 0
+				}
+				for j := range row[jhi:] {
+					row[jhi+j] = 0
+				}
 				srow := xc[r*p.W : (r+1)*p.W]
 				c0 := b + jlo*sw - p.PadLeft
 				if sw == 1 {
