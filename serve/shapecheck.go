@@ -3,7 +3,7 @@ package serve
 import (
 	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
 
 	"github.com/kilnai/kiln/ir"
@@ -90,11 +90,20 @@ func shapeKey(inputs map[string]*tensor.Tensor) string {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var b strings.Builder
+	var b []byte
 	for _, n := range names {
 		if t := inputs[n]; t != nil {
-			fmt.Fprintf(&b, "%s:%v:%v;", n, t.DType, t.Shape)
+			// as fmt's "%s:%v:%v;" writes it, without its boxing
+			b = append(append(b, n...), ':')
+			b = append(append(b, t.DType.String()...), ":["...)
+			for i, d := range t.Shape {
+				if i > 0 {
+					b = append(b, ' ')
+				}
+				b = strconv.AppendInt(b, int64(d), 10)
+			}
+			b = append(b, "];"...)
 		}
 	}
-	return b.String()
+	return string(b)
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -277,7 +277,7 @@ func batchKey(inputs map[string]*tensor.Tensor, batched bool) (key string, size 
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b strings.Builder
+	var b []byte
 	size = -1
 	for _, n := range names {
 		t := inputs[n]
@@ -295,9 +295,26 @@ func batchKey(inputs map[string]*tensor.Tensor, batched bool) (key string, size 
 			size = shape[0]
 			shape = shape[1:]
 		}
-		fmt.Fprintf(&b, "%q:%d:%v;", n, t.DType, shape)
+		// as fmt's "%q:%d:%v;" writes it, without its boxing
+		b = strconv.AppendQuote(b, n)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(t.DType), 10)
+		b = appendDims(append(b, ':'), shape)
+		b = append(b, ';')
 	}
-	return b.String(), max(size, 1), nil
+	return string(b), max(size, 1), nil
+}
+
+// appendDims appends shape as fmt's %v writes it: [1 3 32 32].
+func appendDims(b []byte, shape []int) []byte {
+	b = append(b, '[')
+	for i, d := range shape {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = strconv.AppendInt(b, int64(d), 10)
+	}
+	return append(b, ']')
 }
 
 // Infer queues req and waits for its result, for ctx to end, or for its
