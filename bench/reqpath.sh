@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Measures what kiln's request path costs (issue 14, item 6): the bundled
-# tinycnn served by kiln serve over HTTP JSON and gRPC against bare servers
-# (net/http + encoding/json, grpc-go) and the engine alone, all alternating
-# in each round, and writes bench/results/request-path.md.
+# Measures what kiln's request path costs (issue 14, item 6): tinycnn served
+# by kiln serve over HTTP JSON and gRPC against bare servers (net/http +
+# encoding/json, grpc-go, grpc-go running the engine in its handler) and the
+# engine alone, all alternating in each round; twice: the bundled model as
+# the README's first command serves it, and a repository's tinycnn (built by
+# kiln's builder, dynamic batching without delay). Writes
+# bench/results/request-path.md.
 # usage: bench/reqpath.sh [ROUNDS] [WINDOW]      defaults: 7 rounds, windows of 2s
 #   OUT=FILE writes elsewhere; KILN=path uses a built kiln instead of building one.
 set -euo pipefail
@@ -15,9 +18,16 @@ trap 'rm -rf "$tmp"' EXIT
 kiln=${KILN:-$tmp/kiln}
 [ -n "${KILN:-}" ] || go build -o "$kiln" ./cmd/kiln
 go build -o "$tmp/reqpath" ./bench/reqpath
-args=(-rounds "$rounds" -duration "$window" -targets engine,bare-http,kiln-http,bare-grpc,kiln-grpc,bare-grpc-engine)
-echo "+ reqpath -kiln KILN ${args[*]}" >&2
-"$tmp/reqpath" -kiln "$kiln" "${args[@]}" >"$tmp/report.md"
+mkdir -p "$tmp/repo/tinycnn/1"
+cp examples/tinycnn/model.onnx "$tmp/repo/tinycnn/1/"
+printf 'max_batch_size: 8\ndynamic_batching { }\n' >"$tmp/repo/tinycnn/config.pbtxt"
+targets=engine,bare-http,kiln-http,bare-grpc,kiln-grpc,bare-grpc-engine
+bundled=(-rounds "$rounds" -duration "$window" -targets "$targets")
+repo=(-rounds "$rounds" -duration "$window" -targets "$targets" -engine built -serve-args "--model-repository REPO")
+echo "+ reqpath -kiln KILN ${bundled[*]}" >&2
+"$tmp/reqpath" -kiln "$kiln" "${bundled[@]}" >"$tmp/bundled.md"
+echo "+ reqpath -kiln KILN ${repo[*]}" >&2
+"$tmp/reqpath" -kiln "$kiln" "${repo[@]/REPO/$tmp/repo}" | sed "s#$tmp/repo#REPO#g" >"$tmp/repo.md"
 {
   echo "# Request path: kiln serve against bare servers and the engine alone (issue 14, item 6)"
   echo
@@ -27,10 +37,23 @@ echo "+ reqpath -kiln KILN ${args[*]}" >&2
   echo
   echo "    bench/reqpath.sh $rounds $window"
   echo
-  echo "which builds kiln and bench/reqpath and runs"
+  echo "which builds kiln and bench/reqpath (the bare servers and the load driver, in Go) and runs the two"
+  echo "configurations below one after the other."
   echo
-  echo "    reqpath -kiln KILN ${args[*]}"
+  echo "## The bundled tinycnn, as \`kiln serve\` serves it"
   echo
-  cat "$tmp/report.md"
+  echo "    reqpath -kiln KILN ${bundled[*]}"
+  echo
+  cat "$tmp/bundled.md"
+  echo
+  echo "## A repository's tinycnn: built by kiln's builder, dynamic batching without delay"
+  echo
+  echo "REPO/tinycnn/1/model.onnx is examples/tinycnn/model.onnx; REPO/tinycnn/config.pbtxt:"
+  echo
+  sed 's/^/    /' "$tmp/repo/tinycnn/config.pbtxt"
+  echo
+  echo "    reqpath -kiln KILN ${repo[*]}"
+  echo
+  cat "$tmp/repo.md"
 } >"$out"
 cat "$out"

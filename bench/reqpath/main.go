@@ -427,7 +427,7 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n", c.clients)
 	served := "the bundled tinycnn (no dynamic batching; its graph as loaded)"
 	if len(c.serveArgs) > 0 {
-		served = "kiln serve " + strings.Join(c.serveArgs, " ")
+		served = "tinycnn, started as `kiln serve " + strings.Join(c.serveArgs, " ") + "`"
 	}
 	engine := "tinycnn's graph as loaded (kiln.LoadBytes)"
 	if c.built {

@@ -76,7 +76,7 @@ func TestReqpath(t *testing.T) {
 	if code := run(ctx, args, &out, &log); code != 0 {
 		t.Fatalf("reqpath %v: exit status %d\n%s", args, code, log.String())
 	}
-	for _, want := range []string{"kiln serve serves kiln serve --model-repository " + repo, "tinycnn built by kiln's builder",
+	for _, want := range []string{"kiln serve serves tinycnn, started as `kiln serve --model-repository " + repo + "`", "tinycnn built by kiln's builder",
 		"| gRPC: kiln p50 / (bare p50 + engine p50), 1 client |", "| bare grpc-go running the engine in its handler |"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report has no %q:\n%s", want, out.String())
