@@ -18,12 +18,16 @@ import (
 // padded input become four planes), so that every kernel tap of every
 // input channel reads a contiguous run of one plane: output position
 // (oh, ow) of tap (c, kh, kw) is at offs[c,kh,kw] + oh*Wq + ow, Wq being
-// the width of a phase plane. Outputs are computed over "wide" rows of Wq
-// columns (the Wq-OutW last ones are discarded), in tiles of 8 output
-// channels x 48 positions held in 24 AVX-512 registers, each tile summing
-// over all C*KH*KW taps at once, with the bias and ReLU/clip applied before
-// its only store. The weights are packed once (newDirectFilter) when the
-// plan selects the tactic, never per call. NOTES.md has the measurements.
+// the width of a phase plane. Outputs are computed in tiles of 8 output
+// channels x 48 positions held in 24 AVX-512 registers (16 and 32 for
+// narrow tiles), each tile summing over all C*KH*KW taps at once, with the
+// bias and ReLU/clip applied before its only store. Tiles run over "wide"
+// rows of Wq columns into a scratch whose first OutW columns of each row are
+// copied out (adding a residual and any other activation on the way), or,
+// when the wide rows are the output rows or a cost model prefers it, are
+// written in place (directByRow). The weights are packed once
+// (newDirectFilter) when the plan selects the tactic, never per call.
+// NOTES.md has the measurements.
 
 // directSlack is how many floats past its last phase plane the kernel may
 // read: the last wide row's unused columns of the last taps.
@@ -97,7 +101,8 @@ func directByRow(ow, wq int, epilogue bool) bool {
 	return rows <= wide
 }
 
-// directMR x directNR is the register tile of convDirectAVX512.
+// directMR x directNR is the register tile of the convDirectAVX512x3
+// kernels.
 const (
 	directMR = 8
 	directNR = 48
@@ -132,10 +137,17 @@ func (f *directFilter) fits(p cpu.Conv2DParams) bool {
 }
 
 // directApplies reports whether convDirect computes p: one group,
-// no dilation, strides 1 or 2, on a CPU with AVX-512.
+// no dilation, strides 1 or 2, on a CPU with AVX-512, and an image small
+// enough that every offset the kernel reads fits its int32 offsets.
 func directApplies(p cpu.Conv2DParams) bool {
-	return directAsm && p.Validate() == nil && p.Group == 1 && p.DilH == 1 && p.DilW == 1 &&
-		p.StrideH <= 2 && p.StrideW <= 2
+	if !directAsm || p.Validate() != nil || p.Group != 1 || p.DilH != 1 || p.DilW != 1 ||
+		p.StrideH > 2 || p.StrideW > 2 {
+		return false
+	}
+	hq := (p.H + p.PadTop + p.PadBottom + p.StrideH - 1) / p.StrideH
+	wq := (p.W + p.PadLeft + p.PadRight + p.StrideW - 1) / p.StrideW
+	size := int64(p.C) * int64(min(p.StrideH, p.KH)*min(p.StrideW, p.KW)) * int64(hq) * int64(wq)
+	return size+int64(hq)*int64(wq)+directSlack < math.MaxInt32
 }
 
 // convDirect computes y = act(conv(x, w) + bias) with the packed filter f

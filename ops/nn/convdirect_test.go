@@ -165,3 +165,33 @@ func TestDirectScratchMeasured(t *testing.T) {
 		t.Fatalf("an empty measurement reads %d bytes", again)
 	}
 }
+
+// TestDirectAppliesLimits checks what the direct convolution leaves to the
+// other algorithms: groups, dilations, strides past 2, and images whose
+// padded copy would not fit the kernel's int32 offsets.
+func TestDirectAppliesLimits(t *testing.T) {
+	if !directAsm {
+		t.Skip("the direct convolution needs AVX-512 (amd64 without purego); this CPU or build has none")
+	}
+	base := cpu.Conv2DParams{N: 1, C: 8, H: 16, W: 16, M: 8, KH: 3, KW: 3, Group: 1,
+		StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+	for _, c := range []struct {
+		name string
+		edit func(p *cpu.Conv2DParams)
+		want bool
+	}{
+		{"3x3", func(*cpu.Conv2DParams) {}, true},
+		{"stride 2x1", func(p *cpu.Conv2DParams) { p.StrideH = 2 }, true},
+		{"groups", func(p *cpu.Conv2DParams) { p.Group = 2 }, false},
+		{"dilation", func(p *cpu.Conv2DParams) { p.DilW = 2 }, false},
+		{"stride 3", func(p *cpu.Conv2DParams) { p.StrideH, p.StrideW = 3, 3 }, false},
+		{"2^31 floats of padded input", func(p *cpu.Conv2DParams) { p.C, p.H, p.W = 1<<11, 1<<10, 1<<10 }, false},
+		{"invalid", func(p *cpu.Conv2DParams) { p.KH = 0 }, false},
+	} {
+		p := base
+		c.edit(&p)
+		if got := directApplies(p); got != c.want {
+			t.Errorf("%s: directApplies = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
