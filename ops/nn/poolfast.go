@@ -40,7 +40,10 @@ func poolFast2D(k *poolOp, g *geom, planes int, x, y []float32) bool {
 	bufLen := max(padL+W, poolHSrcLen(OW, kw, sw))
 	var inv []float32 // AveragePool: 1/count of each output, row-major
 	if avg {
-		inv = make([]float32, OH*OW)
+		invBuf := poolInvPool.get(OH * OW)
+		defer poolInvPool.put(invBuf)
+		inv = *invBuf
+		clear(inv)
 		for i, r := range rows {
 			rc := r.hi - r.lo
 			if k.includePad {
@@ -59,7 +62,9 @@ func poolFast2D(k *poolOp, g *geom, planes int, x, y []float32) bool {
 	}
 	chunk := max(1, (1<<15)/max(1, H*W), planes/(4*cpu.Threads()))
 	dynamicFor(planes, chunk, func(lo, hi int) {
-		buf := make([]float32, bufLen)
+		bufp := poolRowPool.get(bufLen)
+		defer poolRowPool.put(bufp)
+		buf := *bufp
 		for pl := lo; pl < hi; pl++ {
 			xp := x[pl*H*W : (pl+1)*H*W]
 			yp := y[pl*OH*OW : (pl+1)*OH*OW]
@@ -93,6 +98,13 @@ func poolFast2D(k *poolOp, g *geom, planes int, x, y []float32) bool {
 	})
 	return true
 }
+
+// Scratch of the fast pooling path: row buffers and AveragePool's
+// divisors, reused across calls.
+var (
+	poolRowPool directPool[float32]
+	poolInvPool directPool[float32]
+)
 
 // poolHSrcLen is how many elements of its source poolH reads for n
 // outputs of k taps with stride s (the assembly reads whole vectors).
