@@ -13,9 +13,11 @@ import (
 
 // TestElasticLoopShort runs the loop as bench/elastic-loop.sh does, twenty
 // times faster (about a minute): bert_mini replicas with 250m CPU limits,
-// Prometheus, kiln gateway, kiln perf at 6, 30, then 6 requests/s. The
-// load step must scale the replicas up, the fall must bring them back to
-// minReplicas, and no request may fail, not even while replicas drain.
+// Prometheus, kiln gateway, kiln perf at 6, 60, then 6 requests/s (twice
+// the script's step: queues build up at the real speed, only the controller
+// is faster). The load step must scale the replicas up, the fall must bring
+// them back to minReplicas, and no request may fail, not even while
+// replicas drain.
 // It needs root (the CPU limits are cgroup quotas), Debian's prometheus
 // and ../shared/models/bert_mini; it skips without them, and under -short.
 func TestElasticLoopShort(t *testing.T) {
@@ -46,7 +48,7 @@ func TestElasticLoopShort(t *testing.T) {
 		window: 5 * time.Second, scale: 20, sync: 15 * time.Second, cpu: "250m", cpuPeriod: 10 * time.Millisecond,
 		model: "bert_mini", onnx: filepath.Join(model, "model.onnx"), inputData: filepath.Join(model, "test_data_set_0"),
 		binary: true, maxThreads: 32}
-	if o.phases, err = parsePhases("60s:6,240s:30,600s:6"); err != nil {
+	if o.phases, err = parsePhases("60s:6,240s:60,700s:6"); err != nil {
 		t.Fatal(err)
 	}
 	var logw io.Writer = io.Discard

@@ -163,8 +163,10 @@ flags:
 type sample struct {
 	T                  float64 // seconds from the start, at the end of the window
 	Phase              int
-	Load               int // the phase's request rate or concurrency
-	Throughput         float64
+	Load               int     // the phase's request rate or concurrency
+	Throughput         float64 // inferences/s
+	RequestRate        float64 // requests/s answered in the window
+	LoadAvg            float64 // the machine's 1-minute load average
 	P95, P99           float64 // ms
 	Errors             int64
 	Replicas, Ready    int
@@ -206,6 +208,7 @@ type result struct {
 type perfTotals struct {
 	Load             int
 	Requests, Errors int64
+	rates            []float64 // requests/s of each window
 }
 
 func (r *result) lost() int64 {
@@ -430,7 +433,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*result, error) {
 		tot, err := runPerf(ctx, o, dir, i, gwAddr, ph, func(w perfWindow) {
 			spec, ready, leaving, _ := c.state()
 			last.Lock()
-			s := sample{T: time.Since(res.start).Seconds(), Phase: i, Load: ph.Load, Throughput: w.throughput,
+			s := sample{T: time.Since(res.start).Seconds(), Phase: i, Load: ph.Load, Throughput: w.throughput, LoadAvg: loadAvg(),
 				P95: w.p95, P99: w.p99, Errors: w.errors, Replicas: spec, Ready: ready, Leaving: leaving,
 				Metric: last.avg, Desired: last.desired, HasMetric: last.ok}
 			last.Unlock()
@@ -439,6 +442,14 @@ func run(ctx context.Context, o options, logw io.Writer) (*result, error) {
 		if err != nil {
 			loadErr = err
 			break
+		}
+		// the requests per second of each window, from the JSON report
+		k := 0
+		for j := range res.samples {
+			if res.samples[j].Phase == i && k < len(tot.rates) {
+				res.samples[j].RequestRate = tot.rates[k]
+				k++
+			}
 		}
 		res.perfTotals = append(res.perfTotals, tot)
 	}
@@ -476,6 +487,21 @@ func waitFor(ctx context.Context, limit time.Duration, ok func() bool) error {
 		}
 	}
 	return nil
+}
+
+// loadAvg is the machine's load average over the last minute (0 where
+// /proc/loadavg cannot be read).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // loadName says what a phase's load is.
@@ -552,11 +578,25 @@ func runPerf(ctx context.Context, o options, dir string, i int, addr string, ph 
 	var rep struct {
 		Requests int64 `json:"requests"`
 		Errors   int64 `json:"errors"`
+		Steps    []struct {
+			Windows []struct {
+				Duration time.Duration `json:"duration_ns"`
+				Requests int64         `json:"requests"`
+			} `json:"windows"`
+		} `json:"steps"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return perfTotals{}, err
 	}
-	return perfTotals{Load: ph.Load, Requests: rep.Requests, Errors: rep.Errors}, nil
+	tot := perfTotals{Load: ph.Load, Requests: rep.Requests, Errors: rep.Errors}
+	for _, st := range rep.Steps {
+		for _, w := range st.Windows {
+			if w.Duration > 0 {
+				tot.rates = append(tot.rates, float64(w.Requests)/w.Duration.Seconds())
+			}
+		}
+	}
+	return tot, nil
 }
 
 // gatewayCounts is what the gateway counted over the run.

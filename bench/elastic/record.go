@@ -46,17 +46,18 @@ func (r *result) writeCSV(path string) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"time_s", "load", "throughput_infer_s", "p95_ms", "p99_ms", "errors",
-		"replicas", "replicas_ready", "replicas_terminating", "metric_per_pod", "hpa_desired"})
+	w.Write([]string{"time_s", "load", "requests_s", "throughput_infer_s", "p95_ms", "p99_ms", "errors",
+		"replicas", "replicas_ready", "replicas_terminating", "metric_per_pod", "hpa_desired", "load_average_1m"})
 	for _, s := range r.samples {
 		metric, desired := "", ""
 		if s.HasMetric {
 			metric, desired = strconv.FormatFloat(s.Metric, 'f', 3, 64), strconv.Itoa(s.Desired)
 		}
 		w.Write([]string{strconv.FormatFloat(s.T, 'f', 1, 64), strconv.Itoa(s.Load),
-			strconv.FormatFloat(s.Throughput, 'f', 1, 64), strconv.FormatFloat(s.P95, 'f', 2, 64),
+			strconv.FormatFloat(s.RequestRate, 'f', 1, 64), strconv.FormatFloat(s.Throughput, 'f', 1, 64), strconv.FormatFloat(s.P95, 'f', 2, 64),
 			strconv.FormatFloat(s.P99, 'f', 2, 64), strconv.FormatInt(s.Errors, 10),
-			strconv.Itoa(s.Replicas), strconv.Itoa(s.Ready), strconv.Itoa(s.Leaving), metric, desired})
+			strconv.Itoa(s.Replicas), strconv.Itoa(s.Ready), strconv.Itoa(s.Leaving), metric, desired,
+			strconv.FormatFloat(s.LoadAvg, 'f', 2, 64)})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
@@ -98,18 +99,22 @@ func steps(xy plotter.XYs) plotter.XYs {
 // writePlot draws three panels over time: load and replicas; p99 and the
 // SLO; the HPA metric and its target.
 func (r *result) writePlot(path string) error {
-	var conc, tput, reps, ready, p99, metric, errs plotter.XYs
+	var conc, tput, reps, ready, p99, metric, errs, la plotter.XYs
 	top99, topM, errTotal := 0.0, r.hpa.Target*1.5, int64(0)
 	for _, s := range r.samples {
 		conc = append(conc, plotter.XY{X: s.T, Y: float64(s.Load)})
-		tput = append(tput, plotter.XY{X: s.T, Y: s.Throughput})
+		tput = append(tput, plotter.XY{X: s.T, Y: s.RequestRate})
+		if r.opts.concurrency {
+			tput[len(tput)-1].Y = s.Throughput
+		}
+		la = append(la, plotter.XY{X: s.T, Y: s.LoadAvg})
 		reps = append(reps, plotter.XY{X: s.T, Y: float64(s.Replicas)})
 		ready = append(ready, plotter.XY{X: s.T, Y: float64(s.Ready)})
 		p99 = append(p99, plotter.XY{X: s.T, Y: s.P99})
 		top99 = max(top99, s.P99)
 		errTotal += s.Errors
 		if s.Errors > 0 {
-			errs = append(errs, plotter.XY{X: s.T, Y: s.P99})
+			errs = append(errs, plotter.XY{X: s.T, Y: max(s.P99, 5)})
 		}
 	}
 	for _, s := range r.syncs {
@@ -128,19 +133,24 @@ func (r *result) writePlot(path string) error {
 		p.Y.Label.Text = ylabel
 		p.X.Min, p.X.Max = 0, end
 		p.Add(plotter.NewGrid())
-		p.Legend.Top, p.Legend.Left = true, false
+		p.Legend.Top, p.Legend.Left = true, true
+		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(4)
+		p.Legend.ThumbnailWidth = vg.Points(20)
 		return p
 	}
-	p0 := mk(fmt.Sprintf("kiln elastic loop: %s through kiln gateway, load from kiln perf", r.opts.model), "inferences/s")
+	p0 := mk(fmt.Sprintf("kiln elastic loop: %s through kiln gateway, load from kiln perf", r.opts.model), "requests/s")
 	p0.Y.Min = 0
 	offered := "offered request rate"
 	if r.opts.concurrency {
-		offered = "concurrency (not /s)"
+		offered = "concurrency (throughput in inferences/s)"
 	}
 	if err := line(p0, offered, steps(conc), grey, true); err != nil {
 		return err
 	}
-	if err := line(p0, "throughput", tput, blue, false); err != nil {
+	if err := line(p0, "answered", tput, blue, false); err != nil {
+		return err
+	}
+	if err := line(p0, "machine load average (1 min)", la, orange, false); err != nil {
 		return err
 	}
 	p1 := mk(fmt.Sprintf("replicas: HPA %d..%d on %s, target %g per pod", r.hpa.Min, r.hpa.Max, r.chart.Metric, r.hpa.Target), "replicas")
@@ -151,8 +161,12 @@ func (r *result) writePlot(path string) error {
 	if err := line(p1, "replicas ready", steps(ready), green, true); err != nil {
 		return err
 	}
-	p2 := mk(fmt.Sprintf("client p99 per %s window; %d failed requests", r.window(), errTotal), "p99 latency (ms)")
-	p2.Y.Min, p2.Y.Max = 0, max(top99, float64(r.chart.SLO)/1e6)*1.15
+	p2 := mk(fmt.Sprintf("client p99 per %s window (log scale); %d failed requests", r.window(), errTotal), "p99 latency (ms)")
+	p2.Y.Scale, p2.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	p2.Y.Min, p2.Y.Max = 5, max(top99, float64(r.chart.SLO)/1e6)*1.5
+	for i := range p99 {
+		p99[i].Y = max(p99[i].Y, p2.Y.Min)
+	}
 	if err := line(p2, "p99", p99, red, false); err != nil {
 		return err
 	}
@@ -233,8 +247,8 @@ func (r *result) writeMarkdown(path string) error {
 		o.chart, valuesNote(o.values), r.chart.Metric, r.hpa.Target, r.hpa.Min, r.hpa.Max,
 		r.hpa.Up.Window, policies(r.hpa.Up), r.hpa.Down.Window, policies(r.hpa.Down), r.query)
 	model := "the bundled tinycnn"
-	if o.repository != "" {
-		model = fmt.Sprintf("model %s from a repository (`--model-repository`)", o.model)
+	if o.onnx != "" {
+		model = fmt.Sprintf("model %s from a one-model repository (`--model-repository`)", o.model)
 	}
 	fmt.Fprintf(&b, "- The server replicas run the chart's container args (`kiln %s`, ports and plan cache per replica, on loopback), "+
 		"each in a cgroup with a CPU quota of %s (CFS period %s), as a pod's `resources.limits.cpu`; %s.\n",
@@ -266,21 +280,50 @@ func (r *result) writeMarkdown(path string) error {
 		req += p.Requests
 		errs += p.Errors
 	}
-	fmt.Fprintf(&b, "| phase | load | requests | failed | p99 first window | p99 last window | replicas at the end |\n|---|---|---|---|---|---|---|\n")
+	slo := float64(r.chart.SLO) / 1e6
+	fmt.Fprintf(&b, "| phase | load | requests | failed | replicas at the end | p99 of the windows: median | max | windows under the SLO |\n|---|---|---|---|---|---|---|---|\n")
 	for i, p := range r.perfTotals {
-		var first, last *sample
-		for j := range r.samples {
-			if r.samples[j].Phase == i {
-				if first == nil {
-					first = &r.samples[j]
-				}
-				last = &r.samples[j]
+		var ws []sample
+		for _, s := range r.samples {
+			if s.Phase == i {
+				ws = append(ws, s)
 			}
 		}
-		if first == nil {
+		if len(ws) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %d | %s | %d | %d | %.1f ms | %.1f ms | %d |\n", i+1, o.loadName(p.Load), p.Requests, p.Errors, first.P99, last.P99, last.Replicas)
+		med, top, under := p99Stats(ws, slo)
+		fmt.Fprintf(&b, "| %d | %s | %d | %d | %d | %.0f ms | %.0f ms | %d of %d |\n", i+1, o.loadName(p.Load), p.Requests, p.Errors,
+			ws[len(ws)-1].Replicas, med, top, under, len(ws))
+	}
+	// the step's windows before and after the peak's replicas were all ready
+	peakAt := -1.0
+	for _, s := range r.samples {
+		if s.Replicas == r.peak && s.Ready == r.peak {
+			peakAt = s.T
+			break
+		}
+	}
+	if peakAt >= 0 {
+		var before, after []sample
+		ph := -1
+		for _, s := range r.samples {
+			if s.T <= peakAt && s.Load == maxLoad(o.phases) {
+				before = append(before, s)
+				ph = s.Phase
+			}
+		}
+		for _, s := range r.samples {
+			if s.T > peakAt && s.Phase == ph {
+				after = append(after, s)
+			}
+		}
+		if len(before) > 0 && len(after) > 0 {
+			m1, t1, u1 := p99Stats(before, slo)
+			m2, t2, u2 := p99Stats(after, slo)
+			fmt.Fprintf(&b, "\nUnder the step (phase %d): until the %d replicas were ready (%.0f s), the windows' p99 had a median of %.0f ms (max %.0f ms, %d of %d windows under the %.0f ms SLO); after, a median of %.0f ms (max %.0f ms, %d of %d windows under the SLO).\n",
+				ph+1, r.peak, peakAt, m1, t1, u1, len(before), slo, m2, t2, u2, len(after))
+		}
 	}
 	fmt.Fprintf(&b, "\nAll phases: %d requests, **%d failed** (kiln perf's count of every request sent). ", req, errs)
 	codes := make([]string, 0, len(r.gateway.byCode))
@@ -297,8 +340,50 @@ func (r *result) writeMarkdown(path string) error {
 		}
 		b.WriteString("\n")
 	}
+	fmt.Fprintf(&b, "## Reading it\n\n"+
+		"- The metric lags the load: prometheus-adapter's query is a rate over %s of samples scraped every %s, so the HPA sees a step only as the rate window fills.\n"+
+		"- A new replica has no value until two scrapes are in its rate window. As the controller does, the loop counts such pods at 0 when it scales up, and the replicas that do have values still show the load from before. So the HPA can ask for more replicas than the load needs. A scale-up stabilization window (`autoscaling.scaleUp.stabilizationWindowSeconds`) damps that.\n"+
+		"- Scale-down waits for the %s stabilization window, then removes one pod per %s policy period. Each removed replica leaves the endpoints, sleeps for the preStop, then drains (`--shutdown-grace` %s keeps its ports answering 503 before they close). So no request is sent to a replica that is going away.\n"+
+		"- The p99 of a window also moves with the machine. The column `load_average_1m` of the CSV is the machine's load average. When a window has a high p99 while the metric is far below its target, the replicas' queues are short: the time went to other processes on the same cores.\n\n",
+		rangeWindow.FindString(r.query), time.Duration(float64(r.chart.ScrapeInterval)/o.scale), r.hpa.Down.Window, policies(r.hpa.Down), shutdownGrace(r.chart.ServerArgs))
 	fmt.Fprintf(&b, "## Events\n\n```\n%s\n```\n", strings.Join(r.events, "\n"))
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// p99Stats is the median and the largest p99 of the windows, and how many
+// are at most slo (ms).
+func p99Stats(ws []sample, slo float64) (median, top float64, under int) {
+	v := make([]float64, 0, len(ws))
+	for _, w := range ws {
+		v = append(v, w.P99)
+		top = max(top, w.P99)
+		if w.P99 <= slo {
+			under++
+		}
+	}
+	sort.Float64s(v)
+	median = v[len(v)/2]
+	if len(v)%2 == 0 {
+		median = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return median, top, under
+}
+
+func shutdownGrace(args []string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--shutdown-grace="); ok {
+			return v
+		}
+	}
+	return "0s"
+}
+
+func maxLoad(ph []phase) int {
+	m := 0
+	for _, p := range ph {
+		m = max(m, p.Load)
+	}
+	return m
 }
 
 func counts(m map[string]float64) string {
