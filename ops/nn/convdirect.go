@@ -29,8 +29,9 @@ import (
 // (newDirectFilter) when the plan selects the tactic, never per call.
 // NOTES.md has the measurements.
 
-// directSlack is how many floats past its last phase plane the kernel may
-// read: the last wide row's unused columns of the last taps.
+// directSlack plus the kernel width is how many floats past its last
+// phase plane the kernel may read: the last wide row's unused columns of
+// the last taps.
 const directSlack = 64
 
 // directPool hands out scratch buffers of one use of the direct
@@ -147,7 +148,7 @@ func directApplies(p cpu.Conv2DParams) bool {
 	hq := (p.H + p.PadTop + p.PadBottom + p.StrideH - 1) / p.StrideH
 	wq := (p.W + p.PadLeft + p.PadRight + p.StrideW - 1) / p.StrideW
 	size := int64(p.C) * int64(min(p.StrideH, p.KH)*min(p.StrideW, p.KW)) * int64(hq) * int64(wq)
-	return size+int64(hq)*int64(wq)+directSlack < math.MaxInt32
+	return size+int64(hq)*int64(wq)+directSlack+int64(p.KW) < math.MaxInt32
 }
 
 // convDirect computes y = act(conv(x, w) + bias) with the packed filter f
@@ -172,14 +173,18 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 	oh, ow := p.OutH(), p.OutW()
 	plane := hq * wq
 	chStride := ph * pw * plane
-	inPlace := sh == 1 && sw == 1 && p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
+	// A pointwise convolution reads the input itself; a larger kernel
+	// without pads still needs the copy: its last taps read past the end
+	// of the input (the unused columns of the last wide row).
+	inPlace := p.KH == 1 && p.KW == 1 && sh == 1 && sw == 1 &&
+		p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
 	for n := 0; n < p.N; n++ {
 		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		src := xn
 		var inBuf *[]float32
 		if !inPlace {
-			inBuf = directInPool.get(p.C*chStride + directSlack)
+			inBuf = directInPool.get(p.C*chStride + directSlack + p.KW)
 			directInput(p, xn, *inBuf, hq, wq, ph, pw)
 			src = *inBuf
 		}

@@ -30,6 +30,9 @@ func TestConvDirect(t *testing.T) {
 		{"3x3 c128 7x7", cpu.Conv2DParams{N: 1, C: 128, H: 7, W: 7, M: 128, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
 		{"3x3/2 odd, asymmetric pads", cpu.Conv2DParams{N: 1, C: 5, H: 15, W: 13, M: 9, KH: 3, KW: 3, PadTop: 0, PadLeft: 1, PadBottom: 2, PadRight: 0, StrideH: 2, StrideW: 2}},
 		{"2x5 stride 2x1", cpu.Conv2DParams{N: 1, C: 4, H: 10, W: 20, M: 8, KH: 2, KW: 5, PadTop: 1, PadLeft: 2, PadBottom: 0, PadRight: 2, StrideH: 2, StrideW: 1}},
+		{"3x3 valid (no pads)", cpu.Conv2DParams{N: 2, C: 4, H: 9, W: 10, M: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1}},
+		{"1x90 kernel, stride 2", cpu.Conv2DParams{N: 1, C: 2, H: 3, W: 100, M: 3, KH: 1, KW: 90, StrideH: 1, StrideW: 2, PadLeft: 1}},
+		{"1x130 kernel", cpu.Conv2DParams{N: 1, C: 2, H: 2, W: 140, M: 3, KH: 1, KW: 130, StrideH: 1, StrideW: 1}},
 		{"1x1 input", cpu.Conv2DParams{N: 1, C: 7, H: 1, W: 1, M: 17, KH: 1, KW: 1, StrideH: 1, StrideW: 1}},
 		{"squeezenet expand 3x3", cpu.Conv2DParams{N: 1, C: 16, H: 55, W: 55, M: 64, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
 	}

@@ -111,6 +111,7 @@ func TestFusedConvTactics(t *testing.T) {
 		{"5x5 same", []int{1, 3, 9, 6}, []int{5, 3, 5, 5}, []*ir.Attr{ir.StringAttr("auto_pad", "SAME_UPPER")},
 			withDirect(blocked("im2col", "implicit"))},
 		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, withDirect(blocked("im2col"))},
+		{"3x3 no pads", []int{1, 6, 7, 9}, []int{10, 6, 3, 3}, nil, withDirect(blocked("im2col", "implicit", "winograd2x2", "winograd4x4"))},
 		{"3x3 stride 2 pad 1, 20 channels", []int{2, 5, 12, 11}, []int{20, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withDirect(blocked("im2col"))},
 		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, withDirect(blocked("im2col"))},
 		{"1x1 one output channel", []int{1, 8, 4, 4}, []int{1, 8, 1, 1}, nil, withDirect([]string{"im2col"})},
