@@ -38,6 +38,8 @@ var readmeSkips = []struct{ key, reason string }{
 	{"go run ./examples/pipeline", "examples/pipeline's own test (TestImageClassifier) writes the repository, serves it and classifies PNG and JPEG images over HTTP and gRPC"},
 	{"--model-repository /tmp/pipeline-repo", "serves the repository of go run ./examples/pipeline repo (examples/pipeline's TestImageClassifier)"},
 	{"od -A d -t f4", "prints an output written into shared memory; serve/httpapi's TestSystemSharedMemory checks those bytes"},
+	{"go run ./examples/rerank", "examples/rerank's own test (TestRetrieveThenRerank) writes the repository, serves it and searches over HTTP and gRPC"},
+	{"--model-repository /tmp/rerank-repo", "serves the repository of go run ./examples/rerank repo (examples/rerank's TestRetrieveThenRerank)"},
 }
 
 // readmeCommand is one "$ " line of README.md's indented example blocks,
