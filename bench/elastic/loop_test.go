@@ -13,7 +13,7 @@ import (
 
 // TestElasticLoopShort runs the loop as bench/elastic-loop.sh does, twenty
 // times faster (about a minute): bert_mini replicas with 250m CPU limits,
-// Prometheus, kiln gateway, kiln perf at 6, 60, then 6 requests/s (twice
+// Prometheus, kiln gateway, kiln perf at 6, 150, then 6 requests/s (more than
 // the script's step: queues build up at the real speed, only the controller
 // is faster). The load step must scale the replicas up, the fall must bring
 // them back to minReplicas, and no request may fail, not even while
@@ -48,7 +48,7 @@ func TestElasticLoopShort(t *testing.T) {
 		window: 5 * time.Second, scale: 20, sync: 15 * time.Second, cpu: "250m", cpuPeriod: 10 * time.Millisecond,
 		model: "bert_mini", onnx: filepath.Join(model, "model.onnx"), inputData: filepath.Join(model, "test_data_set_0"),
 		binary: true, maxThreads: 32}
-	if o.phases, err = parsePhases("60s:6,240s:60,700s:6"); err != nil {
+	if o.phases, err = parsePhases("60s:6,240s:150,700s:6"); err != nil {
 		t.Fatal(err)
 	}
 	var logw io.Writer = io.Discard
