@@ -119,4 +119,8 @@ fuzz ./onnx FuzzExternalData
 fuzz ./serve FuzzImagePrep
 fuzz ./perf FuzzParseRange
 fuzz ./perf FuzzJSONInputs
+fuzz ./serve/tokenizer FuzzEncode
+fuzz ./serve/tokenizer FuzzParse
+fuzz ./serve/httpapi FuzzShmInfer
+fuzz ./serve/httpapi FuzzSettingsBodies
 echo "== all tests passed"
