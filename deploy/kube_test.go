@@ -37,6 +37,9 @@ import (
 // PATH, then $(go env GOPATH)/bin, where scripts/deps-kube.sh puts it.
 func kubeAPIServer() string {
 	if p := os.Getenv("KUBE_APISERVER"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	if p, err := exec.LookPath("kube-apiserver"); err == nil {
