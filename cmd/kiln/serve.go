@@ -170,7 +170,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	m.SetPending(s)
 	if *repo == "" {
-		rm, err := repository.FromBytes("tinycnn", examples.TinyCNNModel)
+		rm, err := bundledModel(opts.Loader)
 		if err == nil {
 			err = s.Add(rm)
 		}
@@ -387,6 +387,38 @@ func defaultPlanCache() string {
 // planLoader builds each model version's engine with the options its
 // config asks for, through the plan cache. The end of ctx (kiln serve's:
 // SIGTERM) stops a build.
+// bundledModel is the model kiln serve serves without --model-repository:
+// the bundled tinycnn, built into a plan (through the plan cache) as a
+// repository's models are, unless --no-build (load nil) runs its graph as
+// it is.
+func bundledModel(load repository.ModelLoader) (*repository.Model, error) {
+	if load == nil {
+		return repository.FromBytes("tinycnn", examples.TinyCNNModel)
+	}
+	dir, err := os.MkdirTemp("", "kiln-bundled-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir) // the engine does not read the file once loaded
+	path := filepath.Join(dir, "tinycnn", "1", "model.onnx")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, examples.TinyCNNModel, 0o644); err != nil {
+		return nil, err
+	}
+	km, err := load(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: model tinycnn: %w", repository.ErrModel, err)
+	}
+	cfg, err := repository.Complete("tinycnn", nil, km)
+	if err != nil {
+		km.Close()
+		return nil, err
+	}
+	return &repository.Model{Name: "tinycnn", Config: cfg, Versions: []repository.Version{{Number: 1, Model: km}}}, nil
+}
+
 func planLoader(ctx context.Context, c *kiln.PlanCache, log *slog.Logger) repository.ModelLoader {
 	return func(path string, cfg *repository.Config) (*kiln.Model, error) {
 		o, err := repository.BuildOptions(filepath.Dir(filepath.Dir(path)), cfg)
