@@ -48,7 +48,7 @@ func TestElasticLoopShort(t *testing.T) {
 		window: 5 * time.Second, scale: 20, sync: 15 * time.Second, cpu: "250m", cpuPeriod: 10 * time.Millisecond,
 		model: "bert_mini", onnx: filepath.Join(model, "model.onnx"), inputData: filepath.Join(model, "test_data_set_0"),
 		binary: true, maxThreads: 32}
-	if o.phases, err = parsePhases("60s:6,240s:150,700s:6"); err != nil {
+	if o.phases, err = parsePhases("60s:6,240s:150,800s:6"); err != nil {
 		t.Fatal(err)
 	}
 	var logw io.Writer = io.Discard
