@@ -276,6 +276,12 @@ func buildCmd(args []string) int {
 		fmt.Printf("  profile %s: %s\n", p.Name, p.String())
 	}
 	fmt.Printf("  weights %s, arena %s (intermediates %s), plan %s\n", bytesStr(h.Stats.WeightBytes), bytesStr(h.Stats.ArenaBytes), bytesStr(h.Stats.IntermediateBytes), bytesStr(st.Size()))
+	if m := h.Stats.DeviceMemory; m != nil {
+		// the arena above is the CPU's (layers that fall back); a device
+		// that runs graphs itself keeps its own
+		fmt.Printf("  on %s: weights %s; per execution context, arena %s and library workspace %s\n", h.Device,
+			bytesStr(m.WeightBytes), bytesStr(m.ArenaBytes), bytesStr(m.WorkspaceBytes))
+	}
 	return exitOK
 }
 

@@ -114,8 +114,15 @@ func TestInspectCUDAFake(t *testing.T) {
 	build := func(name string, flags ...string) string {
 		t.Helper()
 		out := filepath.Join(dir, name)
-		if code := buildCmd(append([]string{model, "-o", out, "--device", "cuda"}, flags...)); code != exitOK {
+		var code int
+		said := captureStdout(t, func() { code = buildCmd(append([]string{model, "-o", out, "--device", "cuda"}, flags...)) })
+		if code != exitOK {
 			t.Fatalf("kiln build --device cuda %v exited %d", flags, code)
+		}
+		// the build's summary gives the device's memory, not only the
+		// CPU arena (0 B when every layer is on the GPU)
+		if !strings.Contains(said, "  on cuda: weights ") || !strings.Contains(said, "library workspace") {
+			t.Errorf("kiln build --device cuda %v does not give the device memory:\n%s", flags, said)
 		}
 		return out
 	}
