@@ -17,10 +17,14 @@ const (
 	ltDescBiasPointer     = 8  // CUBLASLT_MATMUL_DESC_BIAS_POINTER
 	ltEpilogueBias        = 4  // CUBLASLT_EPILOGUE_BIAS
 	ltEpilogueReLUBias    = 6  // CUBLASLT_EPILOGUE_RELU_BIAS
+	ltEpilogueGELUBias    = 36 // CUBLASLT_EPILOGUE_GELU_BIAS (the tanh form of GELU)
 	ltPrefMaxWorkspace    = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
 	cublasOpT             = 1  // CUBLAS_OP_T
 	ltHeuristicResultSize = 96 // sizeof(cublasLtMatmulHeuristicResult_t)
 	ltAlgoConfigID        = 0  // CUBLASLT_ALGO_CONFIG_ID (int32)
+	// ltHeuristicRequests is how many algorithms NewMatmulWith asks the
+	// heuristics for: the candidates a tuned build times.
+	ltHeuristicRequests = 16
 )
 
 // matmulFn holds cuBLASLt's matmul functions, resolved on first use.
@@ -57,7 +61,8 @@ func (b *CUBLASLt) matmul() (*matmulFn, error) {
 
 // LtMatmul is a planned row-major float32 product Y[M,N] = A[M,K] B, with
 // B stored [K,N], or [N,K] when transposed. It runs in true float32
-// (CUBLAS_COMPUTE_32F: no TF32).
+// (CUBLAS_COMPUTE_32F: no TF32). Planned with MatmulOptions.Residual it
+// is Y = A B + C (beta = 1, C of Y's shape and layout), run with RunC.
 type LtMatmul struct {
 	b                *CUBLASLt
 	f                *matmulFn
@@ -70,6 +75,7 @@ type LtMatmul struct {
 	// first is in use after planning); UseCandidate switches to another.
 	Candidates []LtAlgo
 	algos      [][64]byte
+	residual   bool // planned with beta = 1: RunC adds C
 }
 
 // LtAlgo is one cuBLASLt heuristic result for a planned product.
@@ -94,7 +100,7 @@ func (p *LtMatmul) UseCandidate(i int) error {
 
 // NewMatmul plans the float32 product with the algorithm cuBLASLt's
 // heuristics rank first among those needing at most maxWorkspace bytes
-// (up to 8 are asked for; those that fit are kept in Candidates).
+// (up to 16 are asked for; those that fit are kept in Candidates).
 // Free it with Destroy.
 func (b *CUBLASLt) NewMatmul(h CUBLASLtHandle, m, n, k int, transB bool, maxWorkspace int) (*LtMatmul, error) {
 	return b.NewMatmulWith(h, m, n, k, MatmulOptions{TransB: transB}, maxWorkspace)
@@ -111,6 +117,13 @@ type MatmulOptions struct {
 	Bias DevicePtr
 	// ReLU, with Bias, applies max(0, x) after the bias (RELU_BIAS).
 	ReLU bool
+	// GELU, with Bias, applies GELU after the bias (GELU_BIAS): cuBLASLt's
+	// GELU is the tanh approximation, 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))).
+	GELU bool
+	// Residual plans Y = A B (+ bias, activation) + C, with C a matrix of
+	// Y's shape and layout (beta = 1): run it with RunC. cuBLASLt adds C
+	// before the epilogue's bias and activation.
+	Residual bool
 }
 
 // NewMatmulWith plans the product Y = A B as o says (see NewMatmul).
@@ -134,7 +147,7 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 	if err != nil {
 		return nil, err
 	}
-	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k}
+	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k, residual: o.Residual}
 	defer func() {
 		if err != nil {
 			p.Destroy()
@@ -161,8 +174,14 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 		// cuBLASLt's bias is per row of its column-major D (N x M): per
 		// column of our row-major Y.
 		epi := int32(ltEpilogueBias)
-		if o.ReLU {
+		switch {
+		case o.ReLU && o.GELU:
+			return nil, &Error{Call: "cublasLtMatmulDescSetAttribute(EPILOGUE)", Code: 7, Name: "CUBLAS_STATUS_INVALID_VALUE",
+				Msg: "ReLU and GELU together"}
+		case o.ReLU:
 			epi = ltEpilogueReLUBias
+		case o.GELU:
+			epi = ltEpilogueGELUBias
 		}
 		if r := call(f.descSet, uintptr(p.desc), ltDescEpilogue, uintptr(unsafe.Pointer(&epi)), 4); r != 0 {
 			return nil, b.err("cublasLtMatmulDescSetAttribute(EPILOGUE)", r)
@@ -193,7 +212,7 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 	if r := call(f.prefSet, uintptr(pref), ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&ws)), 8); r != 0 {
 		return nil, b.err("cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)", r)
 	}
-	const req = 8
+	const req = ltHeuristicRequests
 	// The results hold no pointers (the algorithm is 8 opaque uint64):
 	// Go memory.
 	all := make([]byte, req*ltHeuristicResultSize)
@@ -232,13 +251,30 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 		Msg: fmt.Sprintf("no algorithm for %dx%dx%d within %d bytes of workspace", m, n, k, maxWorkspace)}
 }
 
-// Run queues y = a b on s.
+// Run queues y = a b on s (a product planned without Residual).
 func (p *LtMatmul) Run(h CUBLASLtHandle, a, b, y, workspace DevicePtr, wsSize int, s Stream) error {
+	if p.residual {
+		return &Error{Call: "cublasLtMatmul", Code: 7, Name: "CUBLAS_STATUS_INVALID_VALUE", Msg: "a product planned with Residual runs with RunC"}
+	}
+	return p.run(h, a, b, y, y, &scaleZero, workspace, wsSize, s)
+}
+
+// RunC queues y = a b + c on s (a product planned with Residual); c may be
+// y itself.
+func (p *LtMatmul) RunC(h CUBLASLtHandle, a, b, c, y, workspace DevicePtr, wsSize int, s Stream) error {
+	if !p.residual {
+		return &Error{Call: "cublasLtMatmul", Code: 7, Name: "CUBLAS_STATUS_INVALID_VALUE", Msg: "RunC of a product planned without Residual"}
+	}
+	return p.run(h, a, b, c, y, &scaleOne, workspace, wsSize, s)
+}
+
+func (p *LtMatmul) run(h CUBLASLtHandle, a, b, c, y DevicePtr, beta *float32, workspace DevicePtr, wsSize int, s Stream) error {
 	// cublasLtMatmul(handle, desc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc,
 	// D, Ddesc, algo, workspace, workspaceSize, stream); the scales are
-	// float32 read through pointers, so every argument is an integer.
+	// float32 read through pointers, so every argument is an integer. C
+	// has D's layout.
 	if r := callC(p.f.mm, uintptr(h.p), uintptr(p.desc), uintptr(unsafe.Pointer(&scaleOne)), uintptr(b), uintptr(p.la),
-		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(&scaleZero)), uintptr(y), uintptr(p.ly), uintptr(y), uintptr(p.ly),
+		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(beta)), uintptr(c), uintptr(p.ly), uintptr(y), uintptr(p.ly),
 		uintptr(p.algo), uintptr(workspace), uintptr(wsSize), uintptr(s.p)); r != 0 {
 		return p.b.err("cublasLtMatmul", r)
 	}

@@ -1,7 +1,10 @@
 // A fake libcublasLt (13.1) for tests on machines without a GPU: the matmul
 // API, whose heuristic returns algorithm 42 needing 8 KiB of workspace, then
 // (when asked for more) algorithms 43 and 44 needing none; each algorithm's
-// CUBLASLT_ALGO_CONFIG_ID is its number.
+// CUBLASLT_ALGO_CONFIG_ID is its number. A matmul descriptor keeps its
+// epilogue and bias pointer; fakeLtLast reports what the last cublasLtMatmul
+// was given (its descriptor's epilogue and bias, beta, C and D), and the
+// heuristic refuses a bias epilogue without a bias pointer.
 // Built by the tests with cc.
 #include <stddef.h>
 #include <stdint.h>
@@ -13,9 +16,34 @@ const char *cublasLtGetStatusName(int s) { return s ? "CUBLAS_STATUS_INVALID_VAL
 const char *cublasLtGetStatusString(int s) { return s ? "an invalid value was used as an argument" : "success"; }
 int cublasLtCreate(void **h) { *h = malloc(8); return 0; } /* a real address: Go keeps it in an unsafe.Pointer */
 int cublasLtDestroy(void *h) { free(h); return 0; }
-int cublasLtMatmulDescCreate(void **d, int compute, int scale) { *d = malloc(8); return compute == 68 && scale == 0 ? 0 : 7; }
+struct desc {
+	int32_t epilogue;
+	uint64_t bias;
+};
+int cublasLtMatmulDescCreate(void **d, int compute, int scale) {
+	struct desc *x = calloc(1, sizeof *x);
+	x->epilogue = 1; /* CUBLASLT_EPILOGUE_DEFAULT */
+	*d = x;
+	return compute == 68 && scale == 0 ? 0 : 7;
+}
 int cublasLtMatmulDescDestroy(void *d) { free(d); return 0; }
-int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n) { return ((attr == 3 || attr == 4 || attr == 7) && n == 4) || (attr == 8 && n == 8) ? 0 : 7; }
+int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n) {
+	struct desc *x = d;
+	if ((attr == 3 || attr == 4) && n == 4)
+		return 0;
+	if (attr == 7 && n == 4) { /* EPILOGUE: DEFAULT, RELU, BIAS, RELU_BIAS, GELU, GELU_BIAS */
+		int32_t e = *(const int32_t *)buf;
+		if (e != 1 && e != 2 && e != 4 && e != 6 && e != 32 && e != 36)
+			return 7;
+		x->epilogue = e;
+		return 0;
+	}
+	if (attr == 8 && n == 8) { /* BIAS_POINTER */
+		x->bias = *(const uint64_t *)buf;
+		return 0;
+	}
+	return 7;
+}
 int cublasLtMatrixLayoutCreate(void **l, int t, uint64_t rows, uint64_t cols, int64_t ld) { *l = malloc(8); return ld >= (int64_t)rows ? 0 : 7; }
 int cublasLtMatrixLayoutDestroy(void *l) { free(l); return 0; }
 int cublasLtMatmulPreferenceCreate(void **p) { *p = malloc(8); return 0; }
@@ -23,6 +51,9 @@ int cublasLtMatmulPreferenceDestroy(void *p) { free(p); return 0; }
 int cublasLtMatmulPreferenceSetAttribute(void *p, int attr, const void *buf, size_t n) { return attr == 1 && n == 8 ? 0 : 7; }
 int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *c, void *d, void *pref, int req,
                                    unsigned char *res, int *ret) {
+	struct desc *x = desc;
+	if ((x->epilogue & 4) && x->bias == 0) /* a bias epilogue needs the bias */
+		return 7;
 	memset(res, 0, 96 * (size_t)req);
 	/* up to 3 results: algos 42 (8 KiB of workspace), 43 and 44 (none) */
 	int n = req < 3 ? req : 3;
@@ -42,8 +73,33 @@ int cublasLtMatmulAlgoConfigGetAttribute(const unsigned char *algo, int attr, vo
 		*written = 4;
 	return 0;
 }
+static struct {
+	int32_t epilogue;
+	uint64_t bias;
+	float beta;
+	const void *c, *d;
+	const void *cd, *dd;
+} last;
+/* fakeLtLast reports the last cublasLtMatmul's epilogue, bias, beta, C and
+   D, and whether C and D had the same layout descriptor. */
+void fakeLtLast(int32_t *epi, uint64_t *bias, float *beta, uint64_t *c, uint64_t *d, int32_t *sameLayout) {
+	*epi = last.epilogue;
+	*bias = last.bias;
+	*beta = last.beta;
+	*c = (uint64_t)(uintptr_t)last.c;
+	*d = (uint64_t)(uintptr_t)last.d;
+	*sameLayout = last.cd == last.dd;
+}
 int cublasLtMatmul(void *h, void *desc, const float *alpha, const void *a, void *ad, const void *b, void *bd,
                    const float *beta, const void *c, void *cd, void *d, void *dd, const unsigned char *algo,
                    void *ws, size_t wsSize, void *stream) {
-	return *alpha == 1 && *beta == 0 && algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
+	struct desc *x = desc;
+	last.epilogue = x->epilogue;
+	last.bias = x->bias;
+	last.beta = *beta;
+	last.c = c;
+	last.d = d;
+	last.cd = cd;
+	last.dd = dd;
+	return *alpha == 1 && (*beta == 0 || *beta == 1) && algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
 }
