@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -377,34 +376,4 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 // take the next range from a shared counter. Unlike cpu.ParallelFor's
 // fixed halves, a goroutine that the OS delays (a busy machine) leaves its
 // share to the others instead of making the caller wait for it.
-func dynamicFor(n, chunk int, fn func(lo, hi int)) {
-	if n <= 0 {
-		return
-	}
-	workers := min(cpu.Threads(), (n+chunk-1)/chunk)
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var next atomic.Int64
-	work := func() {
-		for {
-			hi := int(next.Add(int64(chunk)))
-			lo := hi - chunk
-			if lo >= n {
-				return
-			}
-			fn(lo, min(hi, n))
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work()
-	wg.Wait()
-}
+func dynamicFor(n, chunk int, fn func(lo, hi int)) { cpu.DynamicFor(n, chunk, fn) }
