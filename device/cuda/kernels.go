@@ -29,6 +29,7 @@ var KernelNames = []string{
 	"gather_b16", "gather_b32", "gather_b64",
 	// half only, sm_80 and later
 	"attention_mma_d32_f16", "attention_mma_d64_f16", "attention_mma_d128_f16",
+	"attention_mma_fa_d32_f16", "attention_mma_fa_d64_f16", "attention_mma_fa_d128_f16",
 	// half only, 16-byte accesses
 	"layernorm_vec_f16", "row_epilogue_vec_f16",
 }

@@ -312,10 +312,10 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 							e.tactics[s.node.Name] = t
 						}
 					}
-					if (!ok || t.Impl != ImplCUBLASLt || t.Epi) && gc.bias != nil && gc.bias.buf == bufWeights && (gc.act.code == actNone || gc.act.code == actRelu) {
-						// the bias (and ReLU) in cuBLASLt's epilogue: no pass over Y after
+					if relu, gelu, can := gc.ltEpilogue(e.prog.half); can && (!ok || t.Impl != ImplCUBLASLt || t.Epi) {
+						// the bias (and ReLU or GELU) in cuBLASLt's epilogue: no pass over Y after
 						epi := mo
-						epi.Bias, epi.ReLU = e.weights+cuda.DevicePtr(gc.bias.off), gc.act.code == actRelu
+						epi.Bias, epi.ReLU, epi.GELU = e.weights+cuda.DevicePtr(gc.bias.off), relu, gelu
 						if mm, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, epi, maxWorkspace); err == nil {
 							use(mm, true)
 							e.gemms[i], e.gemmEpi[i] = mm, true

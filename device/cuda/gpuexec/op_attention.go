@@ -12,6 +12,34 @@ import (
 // attention_rows.
 const attRows = 16
 
+// attentionFA makes half-precision attention on tensor cores run
+// attention_fa (kernels/nn_attention.cu: ldmatrix operands, the mask staged
+// per block, 1 to 4 warps a block) instead of attention_mma (nn.cu). Tests
+// turn it off to compare the two.
+var attentionFA = true
+
+// faFill is the number of blocks below which attention_fa uses fewer warps
+// (query rows) per block, so that a small batch still spreads over the
+// GPU's multiprocessors (132 on an H100: two blocks each).
+const faFill = 264
+
+// mmaLaunch is the launch of the tensor-core attention for head size D, S
+// query rows and B (batch x heads) matrices; args as attention_mma_t takes
+// them.
+func mmaLaunch(D, S int, B int64, args []arg) launch {
+	if !attentionFA {
+		return launch{kernel: fmt.Sprintf("attention_mma_d%d_f16", D), grid: cuda.Dim3{X: uint32((S + 63) / 64), Y: uint32(B), Z: 1},
+			block: cuda.Dim3{X: 128, Y: 1, Z: 1}, args: args}
+	}
+	warps := 4
+	for warps > 1 && B*int64((S+16*warps-1)/(16*warps)) < faFill {
+		warps /= 2
+	}
+	rows := 16 * warps
+	return launch{kernel: fmt.Sprintf("attention_mma_fa_d%d_f16", D), grid: cuda.Dim3{X: uint32((S + rows - 1) / rows), Y: uint32(B), Z: 1},
+		block: cuda.Dim3{X: uint32(32 * warps), Y: 1, Z: 1}, args: args}
+}
+
 // maxAttentionKeys bounds the keys of one attention row (they are held in
 // 48 KB of shared memory).
 const maxAttentionKeys = 11 * 1024

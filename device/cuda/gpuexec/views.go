@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -426,7 +425,6 @@ func (c *compiler) attentionMMA(s *step) error {
 	}
 	args := []arg{pArg(yr), pArg(r[0]), pArg(r[1]), pArg(r[2]), optArg(mr), pArg(c.meta(meta)), pArg(c.meta(st)),
 		iArg(S), iArg(T), iArg(H), fArg(scale)}
-	s.launches = []launch{{kernel: fmt.Sprintf("attention_mma_d%d_f16", D), grid: cuda.Dim3{X: uint32((S + 63) / 64), Y: uint32(B), Z: 1},
-		block: cuda.Dim3{X: 128, Y: 1, Z: 1}, args: args}}
+	s.launches = []launch{mmaLaunch(D, S, B, args)}
 	return nil
 }

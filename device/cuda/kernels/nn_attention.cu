@@ -1,0 +1,243 @@
+// Attention on tensor cores, second form (half only, sm_80 and later):
+// attention_mma_t of nn.cu with the operands of both products loaded by
+// ldmatrix (K as it lies, V transposed: one instruction gives the fragments
+// of two mma.sync where nn.cu's kernel issues 4 to 8 shared loads and
+// packs), the mask of the chunk staged in shared memory once per block when
+// it does not depend on the query row (BERT's [batch, 1, 1, keys]), and
+// the output stored two halves at a time when its columns are dense. The
+// block has 1, 2 or 4 warps (blockDim.x / 32), each owning 16 query rows,
+// so that a small batch still fills the GPU. Arguments, strides and mask as
+// for attention_mma_t. grid: (ceil(S / (16 * warps)), batch*H), block
+// 32 * warps.
+
+__device__ __forceinline__ unsigned fa_smem(const void *p) {
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// fa_ldsm4 loads four 8x8 matrices of halves; lanes 8i..8i+7 give the rows
+// of matrix i.
+__device__ __forceinline__ void fa_ldsm4(unsigned *r, const void *p) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fa_smem(p)));
+#else
+    __trap();
+#endif
+}
+
+// fa_ldsm4t is fa_ldsm4 with each matrix transposed.
+__device__ __forceinline__ void fa_ldsm4t(unsigned *r, const void *p) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fa_smem(p)));
+#else
+    __trap();
+#endif
+}
+
+template <int D>
+__device__ void attention_fa_t(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                               const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                               int H, float scale) {
+    __shared__ __align__(16) kiln_half ks[AM_KC][D + 8];
+    __shared__ __align__(16) kiln_half vs[AM_KC][D + 8];
+    __shared__ float msk[AM_KC];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tg = lane & 3;
+    int warps = blockDim.x >> 5;
+    long long bi = blockIdx.y, bo = bi / H, hh = bi % H;
+    const kiln_half *qb = q + bo * st[0] + hh * st[1];
+    const kiln_half *kb = k + bo * st[4] + hh * st[5];
+    const kiln_half *vb = v + bo * st[8] + hh * st[9];
+    kiln_half *yb = y + bo * st[12] + hh * st[13];
+    long long qr = st[2], qc = st[3], kr = st[6], kc = st[7], vr = st[10], vc = st[11];
+    int r0 = (blockIdx.x * warps + warp) * 16;
+    int ra = r0 + g, rb = r0 + g + 8;
+    const kiln_half *mb = 0;
+    long long mi = 0, mj = 0;
+    if (mask) {
+        int r = (int)meta[0];
+        long long off = 0, rem = bi;
+        for (int d = r - 1; d >= 0; d--) {
+            long long dim = meta[3 + d];
+            off += (rem % dim) * meta[3 + r + d];
+            rem /= dim;
+        }
+        mb = mask + off;
+        mi = meta[1];
+        mj = meta[2];
+    }
+    // the mask of a chunk is the same for every query row: staged once
+    bool shared_mask = mb && mi == 0;
+    unsigned qf[D / 16][4];
+#pragma unroll
+    for (int t = 0; t < D / 16; t++) {
+        int c = t * 16 + 2 * tg;
+        unsigned short z = 0;
+        unsigned short a0 = ra < S ? qb[ra * qr + c * qc] : z, a1 = ra < S ? qb[ra * qr + (c + 1) * qc] : z;
+        unsigned short b0 = rb < S ? qb[rb * qr + c * qc] : z, b1 = rb < S ? qb[rb * qr + (c + 1) * qc] : z;
+        unsigned short a8 = ra < S ? qb[ra * qr + (c + 8) * qc] : z, a9 = ra < S ? qb[ra * qr + (c + 9) * qc] : z;
+        unsigned short b8 = rb < S ? qb[rb * qr + (c + 8) * qc] : z, b9 = rb < S ? qb[rb * qr + (c + 9) * qc] : z;
+        qf[t][0] = am_pack_h(a0, a1);
+        qf[t][1] = am_pack_h(b0, b1);
+        qf[t][2] = am_pack_h(a8, a9);
+        qf[t][3] = am_pack_h(b8, b9);
+    }
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m0 = -1e30f, m1 = -1e30f, l0 = 0.0f, l1 = 0.0f;
+    float sc2 = scale * AM_LOG2E;
+    bool vec = kc == 1 && vc == 1 && ((((unsigned long long)kb | (unsigned long long)vb) & 15) == 0) &&
+               ((kr | vr) & 7) == 0;
+    int ra_m = min(ra, S - 1), rb_m = min(rb, S - 1);
+    // ldmatrix row addresses of this lane: K as [key][col] (matrices: keys
+    // n*8.., cols t*16, t*16+8, t*16+16, t*16+24), V as [key][col]
+    // transposed (keys j.., j+8.. at cols n*8, then (n+1)*8)
+    int k_row = lane & 7, k_col = (lane >> 3) * 8;
+    int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
+    for (int c0 = 0; c0 < T; c0 += AM_KC) {
+        __syncthreads();
+        if (vec) {
+            for (int x = threadIdx.x; x < AM_KC * (D / 8); x += blockDim.x) {
+                int t = x / (D / 8), d = (x % (D / 8)) * 8;
+                uint4 kz = make_uint4(0, 0, 0, 0), vz = kz;
+                if (c0 + t < T) {
+                    kz = *(const uint4 *)(kb + (c0 + t) * kr + d);
+                    vz = *(const uint4 *)(vb + (c0 + t) * vr + d);
+                }
+                *(uint4 *)&ks[t][d] = kz;
+                *(uint4 *)&vs[t][d] = vz;
+            }
+        } else {
+            for (int x = threadIdx.x; x < AM_KC * D; x += blockDim.x) {
+                int t = x / D, d = x % D;
+                bool in = c0 + t < T;
+                ks[t][d] = in ? kb[(c0 + t) * kr + d * kc] : (kiln_half)0;
+                vs[t][d] = in ? vb[(c0 + t) * vr + d * vc] : (kiln_half)0;
+            }
+        }
+        if (shared_mask) {
+            for (int x = threadIdx.x; x < AM_KC; x += blockDim.x) {
+                msk[x] = c0 + x < T ? ldf(mb, (long long)(c0 + x) * mj) * AM_LOG2E : 0.0f;
+            }
+        }
+        __syncthreads();
+        if (r0 >= S) continue;
+        float s[AM_KC / 8][4];
+#pragma unroll
+        for (int n = 0; n < AM_KC / 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int t = 0; t < D / 16; t += 2) {
+                unsigned b[4];
+                fa_ldsm4(b, &ks[n * 8 + k_row][t * 16 + k_col]);
+                am_mma(s[n], qf[t], b[0], b[1]);
+                am_mma(s[n], qf[t + 1], b[2], b[3]);
+            }
+        }
+        float x0 = -1e30f, x1 = -1e30f;
+#pragma unroll
+        for (int n = 0; n < AM_KC / 8; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int kk = n * 8 + 2 * tg + (e & 1), key = c0 + kk;
+                float val = s[n][e] * sc2;
+                if (key >= T) {
+                    val = -KILN_INF;
+                } else if (shared_mask) {
+                    val += msk[kk];
+                } else if (mb) {
+                    val += ldf(mb, (long long)(e < 2 ? ra_m : rb_m) * mi + (long long)key * mj) * AM_LOG2E;
+                }
+                s[n][e] = val;
+            }
+            x0 = fmaxf(x0, fmaxf(s[n][0], s[n][1]));
+            x1 = fmaxf(x1, fmaxf(s[n][2], s[n][3]));
+        }
+        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 1));
+        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 2));
+        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 1));
+        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 2));
+        float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
+        float f0 = exp2f(m0 - n0), f1 = exp2f(m1 - n1);
+        m0 = n0;
+        m1 = n1;
+        l0 *= f0;
+        l1 *= f1;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            o[n][0] *= f0;
+            o[n][1] *= f0;
+            o[n][2] *= f1;
+            o[n][3] *= f1;
+        }
+#pragma unroll
+        for (int n = 0; n < AM_KC / 8; n++) {
+            s[n][0] = exp2f(s[n][0] - n0);
+            s[n][1] = exp2f(s[n][1] - n0);
+            s[n][2] = exp2f(s[n][2] - n1);
+            s[n][3] = exp2f(s[n][3] - n1);
+            l0 += s[n][0] + s[n][1];
+            l1 += s[n][2] + s[n][3];
+        }
+#pragma unroll
+        for (int t = 0; t < AM_KC / 16; t++) {
+            unsigned a[4] = {am_pack(s[2 * t][0], s[2 * t][1]), am_pack(s[2 * t][2], s[2 * t][3]),
+                             am_pack(s[2 * t + 1][0], s[2 * t + 1][1]), am_pack(s[2 * t + 1][2], s[2 * t + 1][3])};
+#pragma unroll
+            for (int n = 0; n < D / 8; n += 2) {
+                unsigned b[4];
+                fa_ldsm4t(b, &vs[t * 16 + v_row][n * 8 + v_col]);
+                am_mma(o[n], a, b[0], b[1]);
+                am_mma(o[n + 1], a, b[2], b[3]);
+            }
+        }
+    }
+    if (r0 >= S) return;
+    l0 += __shfl_xor_sync(0xffffffff, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffff, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+    float i0 = 1.0f / l0, i1 = 1.0f / l1;
+    long long yr = st[14], yc = st[15];
+    bool pair = yc == 1 && ((yr & 1) == 0) && (((unsigned long long)yb & 3) == 0);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        int c = n * 8 + 2 * tg;
+        if (pair) {
+            if (ra < S) *(unsigned *)&yb[ra * yr + c] = am_pack(o[n][0] * i0, o[n][1] * i0);
+            if (rb < S) *(unsigned *)&yb[rb * yr + c] = am_pack(o[n][2] * i1, o[n][3] * i1);
+            continue;
+        }
+        if (ra < S) {
+            yb[ra * yr + c * yc] = f2h(o[n][0] * i0);
+            yb[ra * yr + (c + 1) * yc] = f2h(o[n][1] * i0);
+        }
+        if (rb < S) {
+            yb[rb * yr + c * yc] = f2h(o[n][2] * i1);
+            yb[rb * yr + (c + 1) * yc] = f2h(o[n][3] * i1);
+        }
+    }
+}
+extern "C" __global__ void __launch_bounds__(128)
+    attention_mma_fa_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                         const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                         float scale) {
+    attention_fa_t<32>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+extern "C" __global__ void __launch_bounds__(128)
+    attention_mma_fa_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                         const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                         float scale) {
+    attention_fa_t<64>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+extern "C" __global__ void __launch_bounds__(128)
+    attention_mma_fa_d128_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                          const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                          float scale) {
+    attention_fa_t<128>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
