@@ -60,6 +60,8 @@ var order = []struct {
 	{"convfuse", 2},
 	{"matmuladd", 2},
 	{"qkvmerge", 2},
+	{"skiplayernorm", 2},
+	{"mha", 2},
 }
 
 var registry = map[string]Pass{}
@@ -81,8 +83,12 @@ func Lookup(name string) (Pass, bool) {
 
 // Passes returns the registered passes that run at the given optimization
 // level, in their declared order. Level 0 runs none; level 1 the
-// eliminations and folds; level 2 and above the fusions too.
-func Passes(level int) []Pass {
+// eliminations and folds; level 2 and above the fusions too. Device
+// passes (DevicePass) are left out: PassesFor includes them.
+func Passes(level int) []Pass { return PassesFor(level, "") }
+
+// passesAll is Passes with the device passes.
+func passesAll(level int) []Pass {
 	var out []Pass
 	seen := map[string]bool{}
 	for _, o := range order {

@@ -449,7 +449,7 @@ func (b *builder) optimize() error {
 		return err
 	}
 	passes := map[string]int{}
-	err := optimize.Run(b.g, b.o.OptLevel, func(pass, msg string) {
+	err := optimize.RunFor(b.g, b.o.OptLevel, b.o.Device, func(pass, msg string) {
 		passes[pass]++
 		for _, name := range mentionedNodes(msg) {
 			b.fused[name] = append(b.fused[name], pass+": "+msg)
