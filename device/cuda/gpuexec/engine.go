@@ -56,6 +56,12 @@ type Options struct {
 	// implementation) and receives new ones; the caller saves it.
 	TimingCache *tactic.Cache
 	CacheDevice device.Fingerprint
+	// NCHW keeps half-precision convolutions (and the values between them)
+	// in NCHW: without it, a half engine stores the values that
+	// convolutions produce and read NHWC, with transposes where a layer
+	// needs NCHW (layout.go). The environment variable KILN_CUDA_NCHW=1
+	// does the same. Float32 engines are always NCHW.
+	NCHW bool
 	// Tactics are choices made earlier (Engine.Tactics of a tuned engine,
 	// e.g. kept in a plan): a layer of the same name and signature runs as
 	// its tactic says, when the library still offers that algorithm.
@@ -96,26 +102,30 @@ type Layer struct {
 // Engine is a graph prepared on one GPU: constants uploaded and kernels
 // loaded. It is safe for concurrent use; each goroutine runs its own Context.
 type Engine struct {
-	prog     *program
-	opt      Options
-	drv      *cuda.Driver
-	dev      cuda.Device
-	cctx     cuda.Context
-	fp       cuda.Fingerprint
-	mod      cuda.Module
-	funcs    map[string]cuda.Function
-	weights  cuda.DevicePtr
-	dnn      *cuda.CUDNN
-	lt       *cuda.CUBLASLt
-	convs    map[int]*cuda.CUDNNConv // by step
-	gemms    map[int]*cuda.LtMatmul  // by step
-	gemmEpi  map[int]bool            // steps whose bias (and ReLU) cuBLASLt's epilogue adds
-	ws       int                     // workspace bytes a context needs
-	tactics  Tactics                 // tuned or applied choices, by node name
-	measured int                     // timings measured by tune
-	cached   map[string]bool         // tactics whose time came from the timing cache, by node name
-	stepNS   map[int]time.Duration   // device times of the steps tune had no choice for
-	reverted bool                    // tune kept the first choices: the network was slower with its own
+	prog    *program
+	opt     Options
+	drv     *cuda.Driver
+	dev     cuda.Device
+	cctx    cuda.Context
+	fp      cuda.Fingerprint
+	mod     cuda.Module
+	funcs   map[string]cuda.Function
+	weights cuda.DevicePtr
+	dnn     *cuda.CUDNN
+	lt      *cuda.CUBLASLt
+	convs   map[int]*cuda.CUDNNConv      // by step
+	fused   map[int]*cuda.CUDNNFusedConv // NHWC convolutions run as cuDNN's fused call, by step
+	// spare are the NHWC convolutions' other cuDNN plans (fused or plain)
+	// that tuning times against the one in use, by step.
+	spare    map[int]convPlans
+	gemms    map[int]*cuda.LtMatmul // by step
+	gemmEpi  map[int]bool           // steps whose bias (and ReLU) cuBLASLt's epilogue adds
+	ws       int                    // workspace bytes a context needs
+	tactics  Tactics                // tuned or applied choices, by node name
+	measured int                    // timings measured by tune
+	cached   map[string]bool        // tactics whose time came from the timing cache, by node name
+	stepNS   map[int]time.Duration  // device times of the steps tune had no choice for
+	reverted bool                   // tune kept the first choices: the network was slower with its own
 
 	mu       sync.Mutex
 	closed   bool
@@ -128,7 +138,7 @@ var compiledKernels sync.Map // arch -> *cuda.Compiled
 
 // NewEngine prepares g (optimized, every shape known) on GPU opt.Ordinal.
 func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
-	prog, err := compile(g, opt.KeepValues, opt.FP16)
+	prog, err := compileLayout(g, opt.KeepValues, opt.FP16, true, nchwForced(opt))
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +159,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
-		convs: map[int]*cuda.CUDNNConv{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{},
+		convs: map[int]*cuda.CUDNNConv{}, fused: map[int]*cuda.CUDNNFusedConv{}, spare: map[int]convPlans{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{},
 		cached: map[string]bool{}, stepNS: map[int]time.Duration{}}
 	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
 		return nil, err
@@ -158,7 +168,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	if prog.mma && e.fp.ComputeMajor < 8 { // no mma.sync: the scalar attention kernels
-		if prog, err = compileWith(g, opt.KeepValues, opt.FP16, false); err != nil {
+		if prog, err = compileLayout(g, opt.KeepValues, opt.FP16, false, nchwForced(opt)); err != nil {
 			return nil, err
 		}
 		e.prog = prog
@@ -265,7 +275,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					}
 					p := cuda.ConvParams{N: cc.n, C: cc.c, H: cc.h, W: cc.wd, M: cc.m, KH: cc.kh, KW: cc.kw,
 						PadH: cc.ph, PadW: cc.pw, StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: cc.group,
-						Half: e.prog.half}
+						Half: e.prog.half, NHWC: cc.nhwc}
 					limit := maxWorkspace
 					if p.Half {
 						limit = maxHalfConvWorkspace
@@ -274,6 +284,10 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					ok = ok && t.Sig == convSig(s, e.prog.half)
 					if ok && t.Impl == ImplKernel {
 						e.tactics[s.node.Name] = t
+						continue
+					}
+					if cc.nhwc {
+						e.planNHWC(d, h, i, p, limit, t, ok)
 						continue
 					}
 					if conv, err := d.NewConv(h, p, cc.oh, cc.ow, limit); err == nil {
@@ -285,7 +299,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					}
 				}
 				d.Destroy(h)
-				if len(e.convs) > 0 {
+				if len(e.convs) > 0 || len(e.fused) > 0 {
 					e.dnn = d
 				}
 			}
@@ -367,6 +381,10 @@ func (e *Engine) Layers() []Layer {
 		l := Layer{Node: s.node.Name, Op: opName(s.node), Tactic: e.stepTactic(i), Precision: e.stepPrecision(s), Workspace: e.stepWorkspace(i)}
 		l.Time, l.Cached = e.stepTime(i)
 		switch {
+		case e.fused[i] != nil:
+			l.Impl = fmt.Sprintf("cudnn nhwc fused (algo %d, math %d)", e.fused[i].Algo, e.fused[i].Math)
+		case e.convs[i] != nil && s.conv.nhwc:
+			l.Impl = fmt.Sprintf("cudnn nhwc (algo %d, math %d)", e.convs[i].Algo, e.convs[i].Math)
 		case e.convs[i] != nil:
 			l.Impl = fmt.Sprintf("cudnn (algo %d, math %d)", e.convs[i].Algo, e.convs[i].Math)
 		case e.gemms[i] != nil && e.gemmEpi[i]:
@@ -415,6 +433,12 @@ func (e *Engine) release() error {
 	var errs []error
 	for _, c := range e.convs {
 		c.Destroy()
+	}
+	for _, c := range e.fused {
+		c.Destroy()
+	}
+	for _, p := range e.spare {
+		p.destroy()
 	}
 	for _, g := range e.gemms {
 		g.Destroy()
@@ -561,7 +585,18 @@ func (c *Context) stepCalls(i int) []call {
 	s := e.prog.steps[i]
 	var calls []call
 	launches := s.launches
-	if conv := e.convs[i]; conv != nil {
+	if fc := e.fused[i]; fc != nil {
+		cc := s.conv
+		x, w, y, b := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y), c.addr(cc.bias)
+		var z cuda.DevicePtr
+		if cc.z != nil {
+			z = c.addr(*cc.z)
+		}
+		calls = append(calls, call{step: i, lib: func() error {
+			return fc.Forward(c.dnnH, x, w, z, b, y, c.ws, e.ws)
+		}})
+		launches = nil
+	} else if conv := e.convs[i]; conv != nil {
 		cc := s.conv
 		x, w, y := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y)
 		calls = append(calls, call{step: i, lib: func() error {

@@ -146,7 +146,9 @@ func TestEngineFake(t *testing.T) {
 		for _, l := range ls {
 			impl[l.Op] = l.Impl
 		}
-		if impl["kiln::FusedConv"] != "cudnn (algo 6, math 1)" || impl["Gemm"] != "cublaslt (bias epilogue)" || impl["MaxPool"] != "pool2d_f16" ||
+		// NHWC by default in half (layout.go): the convolutions as cuDNN's
+		// fused call, pooling with the NHWC kernels.
+		if impl["kiln::FusedConv"] != "cudnn nhwc fused (algo 6, math 1)" || impl["Gemm"] != "cublaslt (bias epilogue)" || impl["MaxPool"] != "pool2d_nhwc_f16" ||
 			ls[0].Impl != "cast_f32_f16" || ls[len(ls)-1].Impl != "cast_f16_f32" {
 			t.Errorf("layers run as %v", ls)
 		}

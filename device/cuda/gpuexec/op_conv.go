@@ -15,6 +15,15 @@ type convCall struct {
 	kh, kw, sh, sw, ph, pw int
 	dh, dw, group          int
 	post                   launch
+	// nhwc: x, y and z are NHWC, w is [M, KH, KW, C] (layout.go).
+	nhwc bool
+	// fusable: cuDNN's fused call can run y = act(conv + z + bias) instead
+	// of conv + post (NHWC, the activation none or ReLU): bias is the bias
+	// (zeros when the node has none), z the residual or nil.
+	fusable bool
+	relu    bool
+	bias    ref
+	z       *ref
 }
 
 // window2D is a 2-D window: kernel, strides, dilations, begin pads (ph, pw)
@@ -120,8 +129,11 @@ func (c *compiler) conv(s *step) error {
 	if err != nil {
 		return err
 	}
-	wr, err := c.ref(w)
-	if err != nil {
+	nhwc := c.layout.conv[n]
+	var wr ref
+	if nhwc {
+		wr = c.nhwcWeights(w)
+	} else if wr, err = c.ref(w); err != nil {
 		return err
 	}
 	var br, zr *ref
@@ -157,6 +169,9 @@ func (c *compiler) conv(s *step) error {
 		return err
 	}
 	total := int64(N) * int64(M) * int64(OH) * int64(OW)
+	if nhwc {
+		return c.convNHWC(s, xr, wr, yr, br, zr, act, win, N, C, H, W, M, OH, OW)
+	}
 	s.launches = []launch{elemLaunch(c.fk("conv2d"), total,
 		pArg(yr), pArg(xr), pArg(wr), optArg(br), optArg(zr),
 		iArg(N), iArg(C), iArg(H), iArg(W), iArg(M), iArg(OH), iArg(OW),
@@ -170,6 +185,38 @@ func (c *compiler) conv(s *step) error {
 				lArg(int64(OH)*int64(OW)), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
 		}
 	}
+	return nil
+}
+
+// convNHWC emits a convolution planned NHWC (layout.go): kiln's direct
+// NHWC kernel, and for cuDNN the NHWC convolution with the epilogue as
+// chan_epilogue over channels-last data (its channel index is i % M with
+// hw = 1), or the fused call.
+func (c *compiler) convNHWC(s *step, xr, wr, yr ref, br, zr *ref, act activation, win window2D, N, C, H, W, M, OH, OW int) error {
+	total := int64(N) * int64(M) * int64(OH) * int64(OW)
+	s.launches = []launch{elemLaunch("conv2d_nhwc_f16", total,
+		pArg(yr), pArg(xr), pArg(wr), optArg(br), optArg(zr),
+		iArg(N), iArg(C), iArg(H), iArg(W), iArg(M), iArg(OH), iArg(OW),
+		iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw), iArg(win.ph), iArg(win.pw),
+		iArg(win.dh), iArg(win.dw), iArg(act.code), fArg(act.p0), fArg(act.p1))}
+	if win.ph != win.peh || win.pw != win.pew {
+		return nil // cuDNN pads alike on both sides
+	}
+	cc := &convCall{x: xr, w: wr, y: yr, n: N, c: C, h: H, wd: W, m: M, oh: OH, ow: OW,
+		kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, ph: win.ph, pw: win.pw, dh: win.dh, dw: win.dw, group: 1, nhwc: true}
+	if br != nil || zr != nil || act.code != actNone {
+		cc.post = elemLaunch("chan_epilogue_f16", total, pArg(yr), optArg(br), optArg(zr), lArg(total),
+			lArg(1), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
+		if act.code == actNone || act.code == actRelu {
+			cc.fusable, cc.relu, cc.z = true, act.code == actRelu, zr
+			if br != nil {
+				cc.bias = *br
+			} else {
+				cc.bias = ref{buf: bufWeights, off: c.addWeights(make([]byte, 2*M))}
+			}
+		}
+	}
+	s.conv = cc
 	return nil
 }
 

@@ -38,6 +38,13 @@ func (c *compiler) pool(s *step) error {
 			mode = 2
 		}
 	}
+	if c.readsNHWC(n, 0) { // x and y NHWC (layout.go)
+		total := int64(xd[0]) * int64(yd[2]) * int64(yd[3]) * int64(xd[1])
+		s.launches = []launch{elemLaunch("pool2d_nhwc_f16", total, pArg(yr), pArg(xr), iArg(xd[0]), iArg(xd[1]),
+			iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
+			iArg(win.ph), iArg(win.pw), iArg(win.dh), iArg(win.dw), iArg(win.peh), iArg(win.pew), iArg(mode))}
+		return nil
+	}
 	nc := int64(xd[0]) * int64(xd[1])
 	s.launches = []launch{elemLaunch(c.fk("pool2d"), nc*int64(yd[2])*int64(yd[3]), pArg(yr), pArg(xr), lArg(nc),
 		iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
@@ -69,6 +76,10 @@ func (c *compiler) globalPool(s *step) error {
 	mode := 0
 	if n.OpType == "GlobalMaxPool" {
 		mode = 1
+	}
+	if c.readsNHWC(n, 0) { // x NHWC (layout.go); y is N x C x 1 x 1 either way
+		s.launches = []launch{elemLaunch("global_pool_nhwc_f16", rows, pArg(yr), pArg(xr), iArg(xd[0]), iArg(int(cols)), iArg(xd[1]), iArg(mode))}
+		return nil
 	}
 	s.launches = []launch{rowsLaunch(c.fk("reduce_rows"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), lArg(rows), iArg(int(cols)), iArg(mode))}
 	return nil

@@ -160,6 +160,9 @@ type compiler struct {
 	outs   map[*ir.Value]bool
 	// lnAdd maps a LayerNormalization to the residual Add it computes.
 	lnAdd map[*ir.Node]*ir.Node
+	// layout is the layout pass's plan (layout.go); nchw turns it off.
+	layout layoutPlan
+	nchw   bool
 }
 
 // esize is the size on the device of an element of type dt.
@@ -237,8 +240,14 @@ func compile(g *ir.Graph, keep, half bool) (*program, error) {
 // capability 8.0 and later), which half-precision attention then runs on,
 // reading Q, K and V in place (planViews).
 func compileWith(g *ir.Graph, keep, half, mma bool) (*program, error) {
+	return compileLayout(g, keep, half, mma, false)
+}
+
+// compileLayout is compileWith; nchw keeps half convolutions NCHW (no
+// layout pass, layout.go).
+func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[*ir.Value]int64{}, storeOf: map[*ir.Value]int{},
-		half: half, keep: keep, mma: mma}
+		half: half, keep: keep, mma: mma, nchw: nchw}
 	for _, v := range g.Inputs {
 		if _, err := c.dims(v); err != nil {
 			return nil, err
@@ -259,9 +268,14 @@ func compileWith(g *ir.Graph, keep, half, mma bool) (*program, error) {
 		c.p.inputs = append(c.p.inputs, io)
 	}
 	c.planViews()
+	c.planLayout()
 	for _, n := range g.Nodes {
 		if folded(n) {
 			continue
+		}
+		restore, err := c.bindLayouts(n) // transposes to the layouts n reads
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", nodeName(n), err)
 		}
 		c.step = len(c.p.steps)
 		s := step{node: n}
@@ -285,7 +299,11 @@ func compileWith(g *ir.Graph, keep, half, mma bool) (*program, error) {
 		for _, v := range n.Inputs {
 			c.use(v)
 		}
+		restore()
 		c.p.steps = append(c.p.steps, s)
+	}
+	if err := c.outputLayouts(); err != nil {
+		return nil, err
 	}
 	var live []int // stores that must outlive the last step
 	for _, v := range g.Outputs {

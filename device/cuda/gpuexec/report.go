@@ -73,6 +73,15 @@ func (e *Engine) stepTactic(i int) string {
 	var parts []string
 	launches := s.launches
 	switch {
+	case e.fused[i] != nil:
+		parts = append(parts, "cudnn nhwc fused "+s.conv.fusedEpilogue()+" "+strings.TrimPrefix(cudnnTactic(e.fused[i].Algo, e.fused[i].Math), "cudnn "))
+		launches = nil
+	case e.convs[i] != nil && s.conv.nhwc:
+		parts = append(parts, "cudnn nhwc "+strings.TrimPrefix(cudnnTactic(e.convs[i].Algo, e.convs[i].Math), "cudnn "))
+		launches = nil
+		if s.conv.post.kernel != "" {
+			launches = []launch{s.conv.post}
+		}
 	case e.convs[i] != nil:
 		parts = append(parts, cudnnTactic(e.convs[i].Algo, e.convs[i].Math))
 		launches = nil
@@ -119,6 +128,9 @@ func (e *Engine) stepTactic(i int) string {
 // stepWorkspace is the library workspace step i needs, in bytes.
 func (e *Engine) stepWorkspace(i int) int64 {
 	if c := e.convs[i]; c != nil {
+		return int64(c.Workspace)
+	}
+	if c := e.fused[i]; c != nil {
 		return int64(c.Workspace)
 	}
 	if m := e.gemms[i]; m != nil {

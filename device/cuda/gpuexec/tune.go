@@ -1,8 +1,10 @@
 package gpuexec
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -37,6 +39,9 @@ type Tactic struct {
 	Algo int  `json:"algo"`
 	Math int  `json:"math,omitempty"` // cuDNN: its cudnnMathType_t
 	Epi  bool `json:"epi,omitempty"`  // cuBLASLt: bias (and ReLU) in its epilogue
+	// Fused: cuDNN's fused call (bias, residual and ReLU with the
+	// convolution, cudnnConvolutionBiasActivationForward) of an NHWC layer.
+	Fused bool `json:"fused,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
 }
@@ -45,6 +50,9 @@ type Tactic struct {
 func (t Tactic) name() string {
 	switch t.Impl {
 	case ImplCUDNN:
+		if t.Fused {
+			return fmt.Sprintf("cudnn-fused:algo=%d,math=%d", t.Algo, t.Math)
+		}
 		return fmt.Sprintf("cudnn:algo=%d,math=%d", t.Algo, t.Math)
 	case ImplCUBLASLt:
 		if t.Epi {
@@ -106,8 +114,12 @@ func precisionName(half bool) string {
 // convSig is the signature of a convolution step.
 func convSig(s step, half bool) string {
 	cc := s.conv
-	return fmt.Sprintf("cuda conv x=%dx%dx%dx%d w=%dx%dx%d pad=%d,%d stride=%d,%d dil=%d,%d group=%d post=%s %s",
+	sig := fmt.Sprintf("cuda conv x=%dx%dx%dx%d w=%dx%dx%d pad=%d,%d stride=%d,%d dil=%d,%d group=%d post=%s %s",
 		cc.n, cc.c, cc.h, cc.wd, cc.m, cc.kh, cc.kw, cc.ph, cc.pw, cc.sh, cc.sw, cc.dh, cc.dw, cc.group, cc.post.kernel, precisionName(half))
+	if cc.nhwc {
+		sig += fmt.Sprintf(" nhwc bias=%v residual=%v relu=%v", cc.fusable, cc.z != nil, cc.relu)
+	}
+	return sig
 }
 
 // gemmSig is the signature of a matrix product step.
@@ -131,7 +143,17 @@ type candidate struct {
 // them; what is measured is stored there. The context is current.
 func (e *Engine) tune() error {
 	ws := e.ws
-	for _, c := range e.convs {
+	convs := slices.Collect(maps.Values(e.convs))
+	for _, f := range e.fused {
+		convs = append(convs, f.CUDNNConv)
+	}
+	for _, p := range e.spare {
+		convs = append(convs, p.plain, fusedConv(p.fused))
+	}
+	for _, c := range convs {
+		if c == nil {
+			continue
+		}
 		for _, a := range c.Candidates {
 			ws = max(ws, a.Workspace)
 		}
@@ -239,6 +261,7 @@ func (e *Engine) tune() error {
 		cands []candidate
 		best  int
 		conv  *cuda.CUDNNConv
+		fused *cuda.CUDNNFusedConv
 		mm    *cuda.LtMatmul
 	}
 	var done []tuned
@@ -246,16 +269,48 @@ func (e *Engine) tune() error {
 		var sig string
 		var cands []candidate
 		conv, mm := e.convs[i], e.gemms[i]
-		if conv != nil && s.conv != nil {
+		fc := e.fused[i]
+		firstFused := fc != nil
+		if sp, ok := e.spare[i]; ok {
+			conv, fc = cmp.Or(conv, sp.plain), cmp.Or(fc, sp.fused)
+			delete(e.spare, i)
+		}
+		if (conv != nil || fc != nil) && s.conv != nil {
 			sig = convSig(s, e.prog.half)
-			for _, a := range conv.Candidates {
-				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math}, apply: func() error {
-					e.convs[i] = conv
-					return conv.Use(a)
-				}})
+			plainCands := func() {
+				if conv == nil {
+					return
+				}
+				for _, a := range conv.Candidates {
+					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math}, apply: func() error {
+						e.convs[i] = conv
+						delete(e.fused, i)
+						return conv.Use(a)
+					}})
+				}
+			}
+			fusedCands := func() {
+				if fc == nil {
+					return
+				}
+				for _, a := range fc.Candidates {
+					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math, Fused: true}, apply: func() error {
+						e.fused[i] = fc
+						delete(e.convs, i)
+						return fc.Use(a)
+					}})
+				}
+			}
+			if firstFused { // the plan's first choice first: the network is compared with it
+				fusedCands()
+				plainCands()
+			} else {
+				plainCands()
+				fusedCands()
 			}
 			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel}, apply: func() error {
 				delete(e.convs, i)
+				delete(e.fused, i)
 				return nil
 			}})
 		} else if mm != nil && s.gemm != nil {
@@ -310,7 +365,7 @@ func (e *Engine) tune() error {
 		}
 		e.tactics[s.node.Name] = cands[best].t
 		e.cached[s.node.Name] = cands[best].cached
-		done = append(done, tuned{i, cands, best, conv, mm})
+		done = append(done, tuned{i, cands, best, conv, fc, mm})
 	}
 	// Layers timed alone can mislead (a warm cache, overlap with the next
 	// layer): keep the choices only if the whole network, replayed, is not
@@ -349,6 +404,9 @@ func (e *Engine) tune() error {
 		if e.convs[t.step] != t.conv {
 			t.conv.Destroy() // nil-safe
 		}
+		if e.fused[t.step] != t.fused {
+			t.fused.Destroy()
+		}
 		if e.gemms[t.step] != t.mm {
 			t.mm.Destroy()
 		}
@@ -370,6 +428,9 @@ func (e *Engine) tune() error {
 	// Only what the chosen algorithms need is allocated by later contexts.
 	e.ws = 0
 	for _, c := range e.convs {
+		e.ws = max(e.ws, c.Workspace)
+	}
+	for _, c := range e.fused {
 		e.ws = max(e.ws, c.Workspace)
 	}
 	for _, g := range e.gemms {

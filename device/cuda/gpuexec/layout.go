@@ -1,0 +1,421 @@
+package gpuexec
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// EnvNCHW names the environment variable that, set to 1, keeps every
+// half-precision convolution in NCHW (Options.NCHW), for comparisons with
+// the NHWC default.
+const EnvNCHW = "KILN_CUDA_NCHW"
+
+// Layout pass. In half precision, cuDNN's tensor-core convolutions read
+// and write NHWC ([N, H, W, C]) directly, while NCHW ones transpose inside
+// (device/cuda/NOTES.md: ResNet-50's 53 convolutions take 12.8 ms in NCHW
+// and 8.4 ms in NHWC at batch 256). planLayout chooses, before any step is
+// emitted, which values are stored NHWC:
+//
+//   - the output of every convolution that runs NHWC: a 2-D Conv or
+//     kiln::FusedConv of one group with constant weights and M a multiple
+//     of 8, C a multiple of 8 or below 8 (the stem's 3 channels);
+//   - the output of a layout-agnostic node all of whose full-size inputs
+//     are NHWC: same-shape elementwise ops (Add, Relu, Clip, ...; scalars
+//     broadcast alike in both layouts), MaxPool and AveragePool (the NHWC
+//     pooling kernel);
+//
+// and GlobalAveragePool/GlobalMaxPool read NHWC directly (their output, N x
+// C x 1 x 1, is the same in both layouts). Every other reader of an NHWC
+// value, and a graph output, gets an NCHW copy made by a transpose step
+// just before its first reader (once per value); a convolution that reads
+// an NCHW value (the graph's input) gets an NHWC copy the same way. FP32
+// plans, Options.NCHW and Options.KeepValues (every value readable as the
+// graph says) keep everything NCHW.
+
+// slot layouts: what a node's input slot reads.
+const (
+	readAny  = iota // the node reads it in either layout (or it is constant)
+	readNCHW        // as the graph says
+	readNHWC        // transposed
+)
+
+// layoutPlan is the layout pass's result.
+type layoutPlan struct {
+	nhwc  map[*ir.Value]bool  // values stored NHWC
+	conv  map[*ir.Node]bool   // convolutions run NHWC
+	reads map[*ir.Node][]int  // per input slot, readAny/readNCHW/readNHWC; nil: all readNCHW
+	other map[*ir.Value]int   // a value's store in the other layout, once a transpose made it
+	wts   map[*ir.Value]int64 // NHWC ([M, KH, KW, C]) weights, offsets in the weights
+	// transposes counts the transpose steps inserted (for tests).
+	transposes int
+}
+
+// layoutAgnostic are the elementwise ops that compute each element from
+// the same element of their inputs (scalars broadcast): with inputs all of
+// the output's shape they run unchanged on NHWC data.
+var layoutAgnostic = map[string]bool{
+	"Add": true, "Sub": true, "Mul": true, "Div": true, "Max": true, "Min": true, "Sum": true, "Mean": true,
+	"Relu": true, "Sigmoid": true, "Tanh": true, "Clip": true, "LeakyRelu": true, "HardSigmoid": true,
+	"HardSwish": true, "Gelu": true,
+}
+
+// sameBothWays reports whether dims lie identically in NCHW and NHWC (one
+// channel, or one pixel).
+func sameBothWays(d []int) bool {
+	return len(d) != 4 || d[1] == 1 || d[2]*d[3] == 1
+}
+
+// planLayout fills c.layout (see the comment above).
+func (c *compiler) planLayout() {
+	c.layout = layoutPlan{nhwc: map[*ir.Value]bool{}, conv: map[*ir.Node]bool{}, reads: map[*ir.Node][]int{},
+		other: map[*ir.Value]int{}, wts: map[*ir.Value]int64{}}
+	if !c.half || c.keep || c.nchw {
+		return
+	}
+	// Values that planViews reads through strides, and those of nodes it
+	// computes in place, keep their layout.
+	blocked := map[*ir.Value]bool{}
+	for v, vw := range c.views {
+		blocked[v], blocked[vw.base] = true, true
+	}
+	inPlace := map[*ir.Node]bool{}
+	for a, t := range c.attOut {
+		inPlace[a], inPlace[t] = true, true
+	}
+	for _, a := range c.lnAdd {
+		inPlace[a] = true
+	}
+	for n := range c.lnAdd {
+		inPlace[n] = true
+	}
+	for _, n := range c.g.Nodes {
+		if c.skip[n] || inPlace[n] {
+			for _, v := range append(append([]*ir.Value{}, n.Inputs...), n.Outputs...) {
+				blocked[v] = true
+			}
+		}
+	}
+	for _, n := range c.g.Nodes {
+		if folded(n) || c.skip[n] || len(n.Outputs) != 1 || n.Outputs[0] == nil || blocked[n.Outputs[0]] || len(n.Inputs) == 0 {
+			continue
+		}
+		y := n.Outputs[0]
+		yd, ok := y.Type.Shape.Ints()
+		if !ok || len(yd) != 4 || y.Type.DType != tensor.Float32 {
+			continue
+		}
+		x := n.Inputs[0]
+		switch {
+		case c.nhwcConv(n):
+			reads := make([]int, len(n.Inputs))
+			for i := range reads {
+				reads[i] = readAny // weights and bias: constants
+			}
+			reads[0] = readNHWC
+			if len(reads) > 3 && n.Inputs[3] != nil {
+				reads[3] = readNHWC
+			}
+			c.layout.conv[n], c.layout.nhwc[y], c.layout.reads[n] = true, true, reads
+		case n.Domain == "" && (n.OpType == "MaxPool" || n.OpType == "AveragePool") && x != nil && c.layout.nhwc[x] && len(n.Outputs) == 1:
+			c.layout.nhwc[y], c.layout.reads[n] = true, []int{readNHWC}
+		case n.Domain == "" && (n.OpType == "GlobalAveragePool" || n.OpType == "GlobalMaxPool") && x != nil && c.layout.nhwc[x]:
+			c.layout.reads[n] = []int{readNHWC} // y is N x C x 1 x 1: the same either way
+		case (n.Domain == "" && layoutAgnostic[n.OpType]) || (n.Domain == "kiln" && n.OpType == "Gelu"):
+			reads := make([]int, len(n.Inputs))
+			ok, nh := true, 0
+			for i, v := range n.Inputs {
+				if v == nil {
+					continue
+				}
+				d, known := v.Type.Shape.Ints()
+				if v.Const != nil {
+					d, known = v.Const.Shape, true
+				}
+				if known && tensor.NumElements(d) == 1 {
+					continue // a scalar: broadcast alike
+				}
+				if v.Const == nil && known && sameDims(d, yd) && c.layout.nhwc[v] {
+					reads[i] = readNHWC
+					nh++
+					continue
+				}
+				ok = false
+				break
+			}
+			if ok && nh > 0 {
+				c.layout.nhwc[y], c.layout.reads[n] = true, reads
+			}
+		}
+	}
+}
+
+// nhwcConv reports whether n is a convolution to run NHWC.
+func (c *compiler) nhwcConv(n *ir.Node) bool {
+	if !(n.Domain == "" && n.OpType == "Conv") && !(n.Domain == "kiln" && n.OpType == "FusedConv") {
+		return false
+	}
+	x, w := n.Inputs[0], input(n, 1)
+	if x == nil || x.Const != nil || w == nil || w.Const == nil || w.Const.DType != tensor.Float32 || x.Type.DType != tensor.Float32 {
+		return false
+	}
+	xd, ok := x.Type.Shape.Ints()
+	wd := w.Const.Shape
+	if !ok || len(xd) != 4 || len(wd) != 4 || ops.AttrsOf(n).Int("group", 1) != 1 || wd[1] != xd[1] {
+		return false
+	}
+	C, M := xd[1], wd[0]
+	if M%8 != 0 || (C%8 != 0 && C >= 8) {
+		return false
+	}
+	if z := input(n, 3); z != nil && n.Domain == "kiln" {
+		zd, ok := z.Type.Shape.Ints()
+		yd, _ := n.Outputs[0].Type.Shape.Ints()
+		if z.Const != nil || !ok || !sameDims(zd, yd) {
+			return false
+		}
+	}
+	if n.Domain == "kiln" {
+		if _, err := fusedActivation(n); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// readsNHWC reports whether n reads input i NHWC.
+func (c *compiler) readsNHWC(n *ir.Node, i int) bool {
+	r := c.layout.reads[n]
+	return i < len(r) && r[i] == readNHWC
+}
+
+// bindLayouts points n's inputs at their storage in the layout n reads,
+// inserting the transposes that makes; restore puts the values' own
+// storage back once n is emitted.
+func (c *compiler) bindLayouts(n *ir.Node) (restore func(), err error) {
+	saved := map[*ir.Value]int{}
+	restore = func() {
+		for v, id := range saved {
+			c.storeOf[v] = id
+		}
+	}
+	if len(c.layout.nhwc) == 0 || c.skip[n] {
+		return restore, nil
+	}
+	for i, v := range n.Inputs {
+		if v == nil || v.Const != nil {
+			continue
+		}
+		want := readNCHW
+		if r := c.layout.reads[n]; i < len(r) {
+			want = r[i]
+		}
+		if want == readAny || (want == readNHWC) == c.layout.nhwc[v] {
+			continue
+		}
+		if _, done := saved[v]; done {
+			continue
+		}
+		id, err := c.otherLayout(v)
+		if err != nil {
+			restore()
+			return nil, err
+		}
+		saved[v] = c.storeOf[v]
+		c.storeOf[v] = id
+	}
+	return restore, nil
+}
+
+// outputLayouts makes the graph's outputs NCHW.
+func (c *compiler) outputLayouts() error {
+	for _, v := range c.g.Outputs {
+		if v == nil || v.Const != nil || !c.layout.nhwc[v] {
+			continue
+		}
+		id, err := c.otherLayout(v)
+		if err != nil {
+			return err
+		}
+		c.storeOf[v] = id
+	}
+	return nil
+}
+
+// otherLayout returns the storage of v in the layout it is not stored in,
+// appending the transpose step that fills it the first time.
+func (c *compiler) otherLayout(v *ir.Value) (int, error) {
+	if id, ok := c.layout.other[v]; ok {
+		return id, nil
+	}
+	src, ok := c.storeOf[v]
+	if !ok {
+		return 0, fmt.Errorf("%w: value %q has no storage to lay out (a constant alias)", ErrUnsupported, v.Name)
+	}
+	d, err := c.dims(v)
+	if err != nil {
+		return 0, err
+	}
+	if sameBothWays(d) {
+		c.layout.other[v] = src
+		return src, nil
+	}
+	if c.esize(v.Type.DType) != 2 {
+		return 0, fmt.Errorf("%w: %v value %q in NHWC", ErrUnsupported, v.Type.DType, v.Name)
+	}
+	toNHWC := !c.layout.nhwc[v]
+	c.step = len(c.p.steps)
+	id := len(c.p.stores)
+	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
+	c.p.stores[src].last = max(c.p.stores[src].last, c.step)
+	l, err := transposeLaunch("transpose_tiles_b16", ref{buf: bufArena, id: id}, ref{buf: bufArena, id: src}, d, toNHWC)
+	if err != nil {
+		return 0, err
+	}
+	name := v.Name + " to NCHW"
+	if toNHWC {
+		name = v.Name + " to NHWC"
+	}
+	c.p.steps = append(c.p.steps, step{node: &ir.Node{Name: name, OpType: "Transpose"}, launches: []launch{l}})
+	c.p.kernels[l.kernel] = true
+	c.layout.other[v] = id
+	c.layout.transposes++
+	return id, nil
+}
+
+// transposeLaunch lays out the NCHW dims d as NHWC (toNHWC) or back.
+func transposeLaunch(kernel string, y, x ref, d []int, toNHWC bool) (launch, error) {
+	N, C, HW := d[0], d[1], d[2]*d[3]
+	if N > 65535 || C > 65535*32 {
+		return launch{}, fmt.Errorf("%w: NHWC transpose of %v", ErrUnsupported, d)
+	}
+	R, S := C, HW
+	if !toNHWC {
+		R, S = HW, C
+	}
+	return launch{kernel: kernel,
+		grid:  cuda.Dim3{X: uint32((S + 31) / 32), Y: uint32((R + 31) / 32), Z: uint32(N)},
+		block: cuda.Dim3{X: 32, Y: 8, Z: 1},
+		args:  []arg{pArg(y), pArg(x), iArg(R), iArg(S)}}, nil
+}
+
+// nhwcWeights uploads w ([M, C, KH, KW], float32) as half [M, KH, KW, C],
+// once.
+func (c *compiler) nhwcWeights(w *ir.Value) ref {
+	if off, ok := c.layout.wts[w]; ok {
+		return ref{buf: bufWeights, off: off}
+	}
+	d := w.Const.Shape
+	M, C, KH, KW := d[0], d[1], d[2], d[3]
+	src := w.Const.Float32s()
+	t := tensor.New(tensor.Float32, M, KH, KW, C)
+	dst := t.Float32s()
+	for m := range M {
+		for ci := range C {
+			for kh := range KH {
+				for kw := range KW {
+					dst[((m*KH+kh)*KW+kw)*C+ci] = src[((m*C+ci)*KH+kh)*KW+kw]
+				}
+			}
+		}
+	}
+	off := c.addWeights(halfBytes(t))
+	c.layout.wts[w] = off
+	return ref{buf: bufWeights, off: off}
+}
+
+// nchwForced reports whether opt (or the environment) keeps half
+// convolutions NCHW.
+func nchwForced(opt Options) bool { return opt.NCHW || os.Getenv(EnvNCHW) == "1" }
+
+// convPlans are an NHWC convolution's cuDNN plans that are not in use:
+// the plain convolution (with the epilogue kernel after it) or the fused
+// call, kept for tuning to time against each other.
+type convPlans struct {
+	plain *cuda.CUDNNConv
+	fused *cuda.CUDNNFusedConv
+}
+
+func (p convPlans) destroy() {
+	p.plain.Destroy()
+	p.fused.Destroy()
+}
+
+// planNHWC plans step i's NHWC convolution with cuDNN: the plain call
+// and, when the epilogue allows (bias, residual, ReLU or none), the fused
+// call (cudnnConvolutionBiasActivationForward; with no activation cuDNN
+// runs it with IMPLICIT_PRECOMP_GEMM only). The tactic t (when ok) picks
+// one; else the fused one runs, which saves the epilogue's pass over the
+// output. With Options.Tune the other is kept in e.spare for tune to time.
+// The tuning slot for cuDNN's graph API (engines of an operation graph of
+// conv + bias + add + ReLU) is a third plan here, timed the same way.
+func (e *Engine) planNHWC(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, p cuda.ConvParams, limit int, t Tactic, ok bool) {
+	s := e.prog.steps[i]
+	cc := s.conv
+	plain, err := d.NewConv(h, p, cc.oh, cc.ow, limit)
+	if err != nil {
+		plain = nil
+	}
+	var fc *cuda.CUDNNFusedConv
+	if cc.fusable {
+		if f, err := d.NewFusedConv(h, p, cc.oh, cc.ow, limit, cc.relu, cc.z != nil); err == nil {
+			if !cc.relu {
+				f.Candidates = slices.DeleteFunc(f.Candidates, func(a cuda.ConvAlgo) bool { return a.Algo != algoImplicitPrecompGEMM })
+				if len(f.Candidates) == 0 || f.Use(f.Candidates[0]) != nil {
+					f.Destroy()
+					f = nil
+				}
+			}
+			fc = f
+		}
+	}
+	for _, c := range []*cuda.CUDNNConv{plain, fusedConv(fc)} {
+		if c != nil {
+			e.ws = max(e.ws, c.Workspace)
+		}
+	}
+	name := s.node.Name
+	switch {
+	case ok && t.Impl == ImplCUDNN && t.Fused && fc != nil && useConvTactic(fc.CUDNNConv, t):
+		e.fused[i], fc, e.tactics[name] = fc, nil, t
+	case ok && t.Impl == ImplCUDNN && !t.Fused && plain != nil && useConvTactic(plain, t):
+		e.convs[i], plain, e.tactics[name] = plain, nil, t
+	case fc != nil:
+		e.fused[i], fc = fc, nil
+	case plain != nil:
+		e.convs[i], plain = plain, nil
+	}
+	if e.opt.Tune && (plain != nil || fc != nil) {
+		e.spare[i] = convPlans{plain: plain, fused: fc}
+		return
+	}
+	convPlans{plain: plain, fused: fc}.destroy()
+}
+
+// algoImplicitPrecompGEMM is CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM.
+const algoImplicitPrecompGEMM = 1
+
+// fusedConv is f's plain convolution part, or nil.
+func fusedConv(f *cuda.CUDNNFusedConv) *cuda.CUDNNConv {
+	if f == nil {
+		return nil
+	}
+	return f.CUDNNConv
+}
+
+// fusedEpilogue names what the fused call adds: "bias+residual+ReLU".
+func (cc *convCall) fusedEpilogue() string {
+	s := "bias"
+	if cc.z != nil {
+		s += "+residual"
+	}
+	if cc.relu {
+		s += "+ReLU"
+	}
+	return s
+}

@@ -1,0 +1,133 @@
+// NHWC kernels of the CUDA executor's layout pass (package gpuexec,
+// layout.go): half-precision convolutional networks keep the values between
+// convolutions as [N, H, W, C] (cuDNN's tensor-core kernels read that
+// without transposing), and these run the layers between them in that
+// layout, plus the transposes at the boundaries. Half only (binary16 stored
+// as unsigned short, arithmetic in float32).
+
+// Batched transpose through a 32x32 tile of shared memory: y[b][s][r] =
+// x[b][r][s] for a batch of R x S matrices (NCHW -> NHWC: R = C, S = H*W;
+// NHWC -> NCHW: R = H*W, S = C). grid (ceil(S/32), ceil(R/32), batch),
+// block (32, 8): reads and writes are both coalesced.
+extern "C" __global__ void transpose_tiles_b16(unsigned short *y, const unsigned short *x, int R, int S) {
+    __shared__ unsigned short tile[32][33];
+    long long b = blockIdx.z;
+    const unsigned short *xb = x + b * (long long)R * S;
+    unsigned short *yb = y + b * (long long)R * S;
+    int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+    for (int j = threadIdx.y; j < 32; j += 8) {
+        int r = r0 + j, s = s0 + threadIdx.x;
+        if (r < R && s < S) tile[j][threadIdx.x] = xb[(long long)r * S + s];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < 32; j += 8) {
+        int s = s0 + j, r = r0 + threadIdx.x;
+        if (s < S && r < R) yb[(long long)s * R + r] = tile[threadIdx.x][j];
+    }
+}
+
+// The same transpose reading float32 and writing half: a float32 graph
+// input converted and laid out NHWC in one pass.
+extern "C" __global__ void transpose_tiles_f32_f16(unsigned short *y, const float *x, int R, int S) {
+    __shared__ float tile[32][33];
+    long long b = blockIdx.z;
+    const float *xb = x + b * (long long)R * S;
+    unsigned short *yb = y + b * (long long)R * S;
+    int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+    for (int j = threadIdx.y; j < 32; j += 8) {
+        int r = r0 + j, s = s0 + threadIdx.x;
+        if (r < R && s < S) tile[j][threadIdx.x] = xb[(long long)r * S + s];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < 32; j += 8) {
+        int s = s0 + j, r = r0 + threadIdx.x;
+        if (s < S && r < R) yb[(long long)s * R + r] = f2h(tile[threadIdx.x][j]);
+    }
+}
+
+// Direct 2-D convolution in NHWC (one group): x [N, H, W, C], w [M, KH, KW,
+// C], y [N, OH, OW, M] = act(conv(x, w) + bias + z), z in y's layout. One
+// thread per output; kiln's own tactic where cuDNN is missing or slower.
+extern "C" __global__ void conv2d_nhwc_f16(kiln_half *y, const kiln_half *x, const kiln_half *w,
+                                           const kiln_half *bias, const kiln_half *z, int N, int C, int H, int W,
+                                           int M, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW,
+                                           int DH, int DW, int act, float p0, float p1) {
+    long long total = (long long)N * OH * OW * M;
+    GRID_STRIDE(i, total) {
+        int m = (int)(i % M);
+        long long t = i / M;
+        int ow = (int)(t % OW);
+        t /= OW;
+        int oh = (int)(t % OH);
+        int n = (int)(t / OH);
+        float acc = bias ? ldf(bias, m) : 0.0f;
+        const kiln_half *wm = w + (long long)m * KH * KW * C;
+        for (int kh = 0; kh < KH; kh++) {
+            int ih = oh * SH - PH + kh * DH;
+            if (ih < 0 || ih >= H) continue;
+            for (int kw = 0; kw < KW; kw++) {
+                int iw = ow * SW - PW + kw * DW;
+                if (iw < 0 || iw >= W) continue;
+                const kiln_half *xp = x + (((long long)n * H + ih) * W + iw) * C;
+                const kiln_half *wp = wm + (kh * KW + kw) * C;
+                for (int c = 0; c < C; c++) acc += ldf(xp, c) * ldf(wp, c);
+            }
+        }
+        if (z) acc += ldf(z, i);
+        stf(y, i, act_apply(acc, act, p0, p1));
+    }
+}
+
+// 2-D max (mode 0) or average pooling (mode 1: padding excluded from the
+// count, mode 2: included, up to the end pads PEH, PEW) in NHWC: one thread
+// per output, the channel fastest, so that neighbouring threads read
+// neighbouring channels.
+extern "C" __global__ void pool2d_nhwc_f16(kiln_half *y, const kiln_half *x, int N, int C, int H, int W, int OH,
+                                           int OW, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                                           int PEH, int PEW, int mode) {
+    long long total = (long long)N * OH * OW * C;
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % C);
+        long long t = i / C;
+        int ow = (int)(t % OW);
+        t /= OW;
+        int oh = (int)(t % OH);
+        long long n = t / OH;
+        const kiln_half *xn = x + n * H * W * C + c;
+        float acc = mode == 0 ? -KILN_INF : 0.0f;
+        int cnt = 0, cntPad = 0;
+        for (int kh = 0; kh < KH; kh++) {
+            int ih = oh * SH - PH + kh * DH;
+            bool inH = ih >= -PH && ih < H + PEH;
+            for (int kw = 0; kw < KW; kw++) {
+                int iw = ow * SW - PW + kw * DW;
+                if (inH && iw >= -PW && iw < W + PEW) cntPad++;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                float v = ldf(xn, ((long long)ih * W + iw) * C);
+                if (mode == 0) acc = fmaxf(acc, v);
+                else acc += v;
+                cnt++;
+            }
+        }
+        if (mode == 1) acc = cnt ? acc / cnt : 0.0f;
+        if (mode == 2) acc = cntPad ? acc / cntPad : 0.0f;
+        stf(y, i, acc);
+    }
+}
+
+// Global average (mode 0) or max (mode 1) pooling of x [N, HW, C] into y
+// [N, C] (which is [N, C, 1, 1] in either layout): one thread per (n, c).
+extern "C" __global__ void global_pool_nhwc_f16(kiln_half *y, const kiln_half *x, int N, int HW, int C, int mode) {
+    long long total = (long long)N * C;
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % C);
+        long long n = i / C;
+        const kiln_half *xn = x + n * HW * C + c;
+        float v = mode == 0 ? 0.0f : -KILN_INF;
+        for (int p = 0; p < HW; p++) {
+            float e = ldf(xn, (long long)p * C);
+            v = mode == 0 ? v + e : fmaxf(v, e);
+        }
+        stf(y, i, mode == 0 ? v / HW : v);
+    }
+}
