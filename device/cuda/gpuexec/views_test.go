@@ -66,10 +66,10 @@ func TestAttentionInPlace(t *testing.T) {
 		wantCopies     int // Split (one per output) and Transpose launches
 		wantSkippedOps int
 	}{
-		{"half, mma", false, true, true, 64, "attention_mma_d64_f16", 0, 8},
-		{"half, mma, head 32", false, true, true, 32, "attention_mma_d32_f16", 0, 8},
+		{"half, mma", false, true, true, 64, "attention_mma_fa_d64_f16", 0, 8},
+		{"half, mma, head 32", false, true, true, 32, "attention_mma_fa_d32_f16", 0, 8},
 		{"half, mma, head 24 (no tensor-core kernel)", false, true, true, 24, "attention_rows_f16", 7, 0},
-		{"half, mma, keep values", true, true, true, 64, "attention_mma_d64_f16", 7, 0},
+		{"half, mma, keep values", true, true, true, 64, "attention_mma_fa_d64_f16", 7, 0},
 		{"half, no mma", false, true, false, 64, "attention_rows_f16", 7, 0},
 		{"float32", false, false, true, 64, "attention_rows_f32", 7, 0},
 	}
@@ -114,7 +114,9 @@ func TestAttentionInPlace(t *testing.T) {
 // derived for the in-place views), and compares with kiln's CPU engine.
 // It checks the views, not the CUDA code (the GPU tests do that).
 func TestAttentionInPlaceEmulated(t *testing.T) {
-	for _, shape := range [][4]int{{2, 70, 2, 32}, {1, 37, 3, 64}} {
+	defer func(fa bool) { attentionFA = fa }(attentionFA)
+	for _, shape := range [][5]int{{2, 70, 2, 32, 1}, {1, 37, 3, 64, 1}, {1, 37, 3, 64, 0}} {
+		attentionFA = shape[4] == 1 // attention_mma_fa, or nn.cu's attention_mma
 		b, s, h, d := shape[0], shape[1], shape[2], shape[3]
 		r := rand.New(rand.NewPCG(5, uint64(d)))
 		rnd := func(shape ...int) *tensor.Tensor {
@@ -180,7 +182,7 @@ func emulate(t *testing.T, p *program, in map[string]*tensor.Tensor) *tensor.Ten
 				y, yo := at(a[0].ref, ys)
 				x, xo := at(a[1].ref, xs)
 				copy(y[yo:yo+a[2].i], x[xo:xo+a[2].i])
-			case strings.HasPrefix(l.kernel, "attention_mma_d"):
+			case strings.HasPrefix(l.kernel, "attention_mma_d") || strings.HasPrefix(l.kernel, "attention_mma_fa_d"):
 				y, yo := at(a[0].ref, 2)
 				q, qo := at(a[1].ref, 2)
 				k, ko := at(a[2].ref, 2)
@@ -189,7 +191,7 @@ func emulate(t *testing.T, p *program, in map[string]*tensor.Tensor) *tensor.Ten
 				meta, st := a[5].ref, a[6].ref
 				S, T, H, scale := int(a[7].i), int(a[8].i), int(a[9].i), float64(a[10].f)
 				var D int
-				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimPrefix(l.kernel, "attention_mma_d"), "_f16"), &D); err != nil {
+				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(l.kernel, "attention_mma_fa_d"), "attention_mma_d"), "_f16"), &D); err != nil {
 					t.Fatal(err)
 				}
 				S64 := func(i int) int64 { return i64(st, i) }
