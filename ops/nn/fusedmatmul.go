@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/fastmath"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -115,25 +116,55 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		return nil, fmt.Errorf("%w: %v", ops.ErrBadInput, err)
 	}
 	yv := y.Float32s()
+	var bv []float32
+	n := 0
+	if y.Rank() > 0 {
+		n = y.Shape[y.Rank()-1]
+	}
+	if b != nil {
+		if b.Rank() != 1 || b.Shape[0] != n {
+			return nil, badInput("FusedMatMul bias has shape %v for output %v", b.Shape, y.Shape)
+		}
+		bv = b.Float32s()
+	}
+	if len(p.aOff) == 1 && (bv != nil || k.ep.act != ActNone) {
+		// One product: the bias and the activation inside the GEMM's
+		// blocks, on the goroutine that computed each, while it is in
+		// that core's caches.
+		var bl cpu.Blocking
+		if k.blk != nil {
+			bl = *k.blk
+		}
+		cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, func(i0, i1, j0, j1 int) {
+			k.ep.applyBlock(yv, bv, p.n, i0, i1, j0, j1)
+		})
+		return []*tensor.Tensor{y}, nil
+	}
 	// Both paths overwrite all of y (beta 0), whatever it held.
 	if k.blk != nil {
 		runMatMulBlocked(p, *k.blk, a.Float32s(), bm.Float32s(), yv)
 	} else {
 		runMatMul(p, a.Float32s(), bm.Float32s(), yv)
 	}
-	if b != nil {
-		n := 0
-		if y.Rank() > 0 {
-			n = y.Shape[y.Rank()-1]
-		}
-		if b.Rank() != 1 || b.Shape[0] != n {
-			return nil, badInput("FusedMatMul bias has shape %v for output %v", b.Shape, y.Shape)
-		}
-		k.ep.applyBias(yv, b.Float32s(), n)
+	if bv != nil {
+		k.ep.applyBias(yv, bv, n)
 		return []*tensor.Tensor{y}, nil
 	}
 	k.ep.apply(yv)
 	return []*tensor.Tensor{y}, nil
+}
+
+// applyBlock adds bias (nil: none) to the block y[i0:i1, j0:j1] of the
+// matrix y with n columns and runs the activation over it, on the
+// caller's goroutine.
+func (e epilogue) applyBlock(y, bias []float32, n, i0, i1, j0, j1 int) {
+	for r := i0; r < i1; r++ {
+		row := y[r*n+j0 : r*n+j1]
+		if bias != nil {
+			fastmath.ScaleAdd(row, row, 1, bias[j0:j1]) // y*1 + b rounds once, as y + b does
+		}
+		e.applySerial(row)
+	}
 }
 
 // runMatMulBlocked is runMatMul for float32 with the GEMM cache blocking

@@ -1,0 +1,71 @@
+package cpu
+
+// SgemmSerial is Sgemm (op(A) = A, op(B) = B, alpha 1, beta 0: C = A*B) on
+// the calling goroutine only: for kernels that already split their work
+// over the cores (attention over heads and query blocks) and would
+// otherwise start goroutines inside goroutines. bl is the cache blocking
+// (the zero Blocking is the default one). It panics as Sgemm does.
+func SgemmSerial(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	sgemmBlocked(bl, false, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, 1)
+}
+
+// epilogueRows is how many rows of C SgemmEpilogue computes before it runs
+// the epilogue on them: a multiple of every kernel's mr small enough that
+// the rows are still in L1/L2 and that B is read in place, not packed.
+const epilogueRows = 56
+
+// SgemmEpilogue computes C = A*B (row-major, not transposed, beta 0) like
+// Sgemm with the cache blocking bl (zero: the default), and calls epi on
+// every block C[i0:i1, j0:j1] once it is final, on the goroutine that
+// computed it, while the block is still in that core's caches: a bias, an
+// activation or a residual applied there costs no extra pass over C from
+// memory and no second wake-up of the other cores. The blocks cover C
+// exactly once; epi may run on several goroutines at once (on disjoint
+// blocks). It panics as Sgemm does.
+func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
+	if bl != (Blocking{}) {
+		if err := bl.Validate(); err != nil {
+			panic(err)
+		}
+	}
+	nt := Threads()
+	if m <= 1 || n <= 1 || k == 0 || int64(m)*int64(n)*int64(k) < 1<<17 {
+		// GEMV paths, empty products and small ones (single goroutine):
+		// the whole product, then the epilogue.
+		sgemmBlocked(bl, false, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, nt)
+		if m > 0 && n > 0 {
+			epi(0, m, 0, n)
+		}
+		return
+	}
+	checkMatrix("a", a, m, k, lda)
+	checkMatrix("b", b, k, n, ldb)
+	checkMatrix("c", c, m, n, ldc)
+	g := &gemmJob{
+		kern: active, m: m, n: n, k: k, alpha: 1,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
+	}
+	nt = int(min(int64(nt), int64(m)*int64(n)*int64(k)>>16))
+	step := max(g.kern.mr, epilogueRows/g.kern.mr*g.kern.mr)
+	block := func(i0, i1, j0, j1 int) {
+		for i := i0; i < i1; i += step {
+			e := min(i+step, i1)
+			g.run(i, e, j0, j1)
+			epi(i, e, j0, j1)
+		}
+	}
+	if nt <= 1 {
+		block(0, m, 0, n)
+		return
+	}
+	mr, nr := g.kern.mr, g.kern.nr
+	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
+	bm, bn := balance(mp, nt), balance(np, nt)
+	if m <= mr || bn > bm || (bn == bm && n*mr >= m*nr) {
+		per := (np + nt - 1) / nt
+		ParallelFor(np, per, func(lo, hi int) { block(0, m, lo*nr, min(hi*nr, n)) })
+		return
+	}
+	per := (mp + nt - 1) / nt
+	ParallelFor(mp, per, func(lo, hi int) { block(lo*mr, min(hi*mr, m), 0, n) })
+}

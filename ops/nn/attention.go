@@ -1,0 +1,273 @@
+package nn
+
+import (
+	"math"
+
+	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/fastmath"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// mhaOp is kiln::MultiHeadAttention: scaled dot-product attention over the
+// heads of a packed projection, read and written in the layout the
+// projections use, without the Split, Reshapes and Transposes around
+// kiln::Attention:
+//
+//	QKV  [B, S, 3*H*D]  the last axis is [Q | K | V], each H heads of D
+//	Mask [.., S] (optional) added to the scores, broadcast to [B, H, S, S]
+//	Y    [B, S, H*D]    head h at columns h*D..(h+1)*D
+//	Y[b, i, h] = Softmax_j(Q[b,i,h] . K[b,j,h] * scale + Mask[b,h,i,j]) V[b,j,h]
+//
+// Attributes num_heads (H, required) and scale (default 1/sqrt(D)).
+// Float32 only; optimize's mha pass writes it for CPU builds. The kernel
+// (attendHeads) works per (batch, head) and block of query rows: the
+// scores of a block stay in a cache-sized tile, never a whole [S, S]
+// matrix.
+type mhaOp struct {
+	heads int
+	scale float32
+	// scaleSet: the node gives scale (else 1/sqrt(D)).
+	scaleSet bool
+}
+
+func prepareMHA(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a := ops.AttrsOf(n)
+	k := &mhaOp{heads: int(a.Int("num_heads", 0)), scale: a.Float("scale", 0), scaleSet: a.Has("scale")}
+	if k.heads <= 0 {
+		a.Fail("num_heads", "value %d, want a positive head count", k.heads)
+	}
+	if err := a.Err(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *mhaOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	const op = "MultiHeadAttention"
+	if err := needValues(op, in, 1); err != nil {
+		return nil, err
+	}
+	for _, v := range in {
+		if v != nil && v.Type.DType != tensor.Undefined && v.Type.DType != tensor.Float32 {
+			return nil, badInput("%s of %v, want float32", op, v.Type.DType)
+		}
+	}
+	s := in[0].Type.Shape
+	if s == nil {
+		return []ir.Type{{DType: tensor.Float32}}, nil
+	}
+	if len(s) != 3 {
+		return nil, badInput("%s input has shape %v, want [batch, seq, 3*heads*head_size]", op, s)
+	}
+	c := s[2]
+	if c.Known() && (c.Val == 0 || c.Val%int64(3*k.heads) != 0) {
+		return nil, badInput("%s input's last dimension %d is not 3 x %d heads x a head size", op, c.Val, k.heads)
+	}
+	out := ir.Shape{s[0], s[1], ir.Dim{Val: -1}}
+	if c.Known() {
+		out[2] = ir.D(c.Val / 3)
+	}
+	return []ir.Type{{DType: tensor.Float32, Shape: out}}, nil
+}
+
+func (k *mhaOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	const op = "MultiHeadAttention"
+	if err := needInputs(op, in, 1); err != nil {
+		return nil, err
+	}
+	x, mask := in[0], input(in, 1)
+	for _, t := range []*tensor.Tensor{x, mask} {
+		if t != nil && t.DType != tensor.Float32 {
+			return nil, badInput("%s of %v, want float32", op, t.DType)
+		}
+	}
+	if x.Rank() != 3 {
+		return nil, badInput("%s input has shape %v, want [batch, seq, 3*heads*head_size]", op, x.Shape)
+	}
+	b, s, c := x.Shape[0], x.Shape[1], x.Shape[2]
+	h := k.heads
+	if c == 0 || c%(3*h) != 0 {
+		return nil, badInput("%s input's last dimension %d is not 3 x %d heads x a head size", op, c, h)
+	}
+	hd := c / 3
+	d := hd / h
+	a := &attnJob{b: b, h: h, sq: s, sk: s, d: d, scale: k.scale}
+	if !k.scaleSet {
+		a.scale = float32(1 / math.Sqrt(float64(d)))
+	}
+	if mask != nil {
+		full := []int{b, h, s, s}
+		bs, err := ops.BroadcastShape(full, mask.Shape)
+		if err != nil || !sameShape(bs, full) {
+			return nil, badInput("%s mask of shape %v does not broadcast to the scores [%d %d %d %d]", op, mask.Shape, b, h, s, s)
+		}
+		a.mask, a.mstr = mask.Float32s(), ops.BroadcastStrides(mask.Shape, full)
+	}
+	y, err := newOut(env, tensor.Float32, []int{b, s, hd})
+	if err != nil {
+		return nil, err
+	}
+	xv := x.Float32s()
+	a.q = attnView{data: xv, ld: c, bStride: s * c, hStride: d}
+	a.k = attnView{data: xv[hd:], ld: c, bStride: s * c, hStride: d}
+	a.v = attnView{data: xv[2*hd:], ld: c, bStride: s * c, hStride: d}
+	a.y = attnView{data: y.Float32s(), ld: hd, bStride: s * hd, hStride: d}
+	a.run()
+	return []*tensor.Tensor{y}, nil
+}
+
+// attnView locates the [rows, D] matrix of one (batch, head) in a float32
+// buffer: it starts at b*bStride + h*hStride and its rows are ld apart.
+type attnView struct {
+	data             []float32
+	ld               int
+	bStride, hStride int
+}
+
+// at returns the matrix of batch b and head h, from its first element on.
+func (v attnView) at(b, h int) []float32 { return v.data[b*v.bStride+h*v.hStride:] }
+
+// attnJob is one scaled dot-product attention over b x h heads: queries q
+// [sq, d], keys k [sk, d] (or, when kT, already transposed: [d, sk]),
+// values v [sk, d], output y [sq, d] per head, and an optional mask read
+// through broadcast strides mstr over [b, h, sq, sk].
+type attnJob struct {
+	b, h, sq, sk, d int
+	scale           float32
+	q, k, v, y      attnView
+	kT              bool
+	mask            []float32
+	mstr            []int
+}
+
+// attnTile is the most scores, in floats, a block of query rows keeps: 16
+// KiB, half of a small L1 data cache.
+const attnTile = 4096
+
+// attnRowAlign is the row count blocks are rounded to: a multiple of the
+// AVX-512 GEMM kernel's 14-row register block (and of the others' 4 and 6
+// up to a short edge).
+const attnRowAlign = 14
+
+// blockRows returns the query rows of one block for sk keys.
+func blockRows(sk int) int {
+	r := attnTile / max(sk, 1) / attnRowAlign * attnRowAlign
+	return max(r, attnRowAlign)
+}
+
+// run computes every head: the (batch, head) pairs, each split into chunks
+// of query blocks when there are fewer pairs than twice the goroutines,
+// spread over cpu.ParallelFor. Each chunk transposes its head's keys once
+// (unless kT), then per block of query rows computes the scores with one
+// GEMM, the masked softmax in place, and the output with a second GEMM,
+// scaling its rows by the softmax denominators at the end.
+func (a *attnJob) run() {
+	if a.b == 0 || a.h == 0 || a.sq == 0 || a.d == 0 {
+		return
+	}
+	if a.sk == 0 { // softmax over nothing: the unfused graph gives NaN
+		a.fill(float32(math.NaN()))
+		return
+	}
+	rows := blockRows(a.sk)
+	nblk := (a.sq + rows - 1) / rows
+	pairs := a.b * a.h
+	split := 1
+	if nt := cpu.Threads(); pairs < 2*nt {
+		split = min(nblk, (2*nt+pairs-1)/pairs)
+	}
+	cpu.ParallelFor(pairs*split, 1, func(lo, hi int) {
+		ktLen := 0
+		if !a.kT {
+			ktLen = a.d * a.sk
+		}
+		buf, hb := scratch[float32](ktLen + rows*a.sk + rows)
+		defer putScratch(hb)
+		kt, sc, inv := buf[:ktLen], buf[ktLen:ktLen+rows*a.sk], buf[ktLen+rows*a.sk:]
+		for it := lo; it < hi; it++ {
+			pair, chunk := it/split, it%split
+			bi, hh := pair/a.h, pair%a.h
+			ktm, ldk := kt, a.sk
+			if a.kT {
+				ktm, ldk = a.k.at(bi, hh), a.k.ld
+			} else {
+				transposeRows(kt, a.k.at(bi, hh), a.k.ld, a.sk, a.d)
+			}
+			for blk := chunk * nblk / split; blk < (chunk+1)*nblk/split; blk++ {
+				i0 := blk * rows
+				r := min(rows, a.sq-i0)
+				q := a.q.at(bi, hh)[i0*a.q.ld:]
+				cpu.SgemmSerial(cpu.Blocking{}, r, a.sk, a.d, q, a.q.ld, ktm, ldk, sc, a.sk)
+				a.softmax(sc[:r*a.sk], inv[:r], bi, hh, i0)
+				y := a.y.at(bi, hh)[i0*a.y.ld:]
+				cpu.SgemmSerial(cpu.Blocking{}, r, a.d, a.sk, sc, a.sk, a.v.at(bi, hh), a.v.ld, y, a.y.ld)
+				for i := range r {
+					row := y[i*a.y.ld : i*a.y.ld+a.d]
+					fastmath.ScaleAdd(row, row, inv[i], nil)
+				}
+			}
+		}
+	})
+}
+
+// transposeRows writes the [rows, d] matrix src (row stride ld) into dst as
+// [d, rows].
+func transposeRows(dst, src []float32, ld, rows, d int) {
+	for j := range rows {
+		row := src[j*ld : j*ld+d]
+		for c, v := range row {
+			dst[c*rows+j] = v
+		}
+	}
+}
+
+// softmax replaces each row of the scores sc (rows of sk, for query rows i0
+// on of head (b, h)) by the numerators exp(x*scale + mask - max) of its
+// softmax and stores 1/denominator in inv.
+func (a *attnJob) softmax(sc, inv []float32, b, h, i0 int) {
+	n := a.sk
+	for i := range inv {
+		x := sc[i*n : (i+1)*n]
+		var sum float64
+		if a.mask != nil {
+			ms := a.mstr
+			base := b*ms[0] + h*ms[1] + (i0+i)*ms[2]
+			if ms[3] == 1 {
+				fastmath.ScaleAdd(x, x, a.scale, a.mask[base:base+n])
+			} else {
+				for j := range x {
+					x[j] = x[j]*a.scale + a.mask[base+j*ms[3]]
+				}
+			}
+			sum = fastmath.ExpShifted(x, x, 1, fastmath.Max(x))
+		} else if a.scale >= 0 {
+			// max(x*scale) is max(x)*scale for a scale of at least 0.
+			sum = fastmath.ExpShifted(x, x, a.scale, fastmath.Max(x)*a.scale)
+		} else {
+			fastmath.ScaleAdd(x, x, a.scale, nil)
+			sum = fastmath.ExpShifted(x, x, 1, fastmath.Max(x))
+		}
+		inv[i] = float32(1 / sum)
+	}
+}
+
+// fill sets every output element to v.
+func (a *attnJob) fill(v float32) {
+	for bi := range a.b {
+		for hi := range a.h {
+			y := a.y.at(bi, hi)
+			for i := range a.sq {
+				row := y[i*a.y.ld : i*a.y.ld+a.d]
+				for j := range row {
+					row[j] = v
+				}
+			}
+		}
+	}
+}
+
+func init() {
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "MultiHeadAttention", Prepare: prepareMHA})
+}
