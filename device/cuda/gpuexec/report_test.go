@@ -52,7 +52,7 @@ func TestLayerRunsInPlace(t *testing.T) {
 		{"attention", qkvGraph(t, 2, 70, 2, 64), map[string]string{
 			"Split":     "none: read in place through strides",
 			"Reshape":   "none: ",
-			"Attention": "attention_mma_d64_f16",
+			"Attention": "attention_mma_fa_d64_f16",
 			"Transpose": "",
 		}},
 	}
