@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // resnet50Convs are the 53 convolutions of ResNet-50 (torchvision, stride
@@ -117,11 +118,96 @@ func TestConvLayoutsOnGPU(t *testing.T) {
 	var lines []string
 	totals := map[string]float64{}
 	variants := []string{"nchw", "nhwc", "nhwc+bias+relu"}
+	if os.Getenv("KILN_LAYOUT_LEGACY") == "0" {
+		variants = nil
+	}
+	// the graph API's columns (KILN_GRAPH_COLUMNS=0 leaves them out): at
+	// most KILN_GRAPH_MAX_CANDIDATES (default 10) engine configurations
+	// per graph, and none once KILN_GRAPH_BUDGET_S (default 420) seconds
+	// have gone to them
+	graphs := os.Getenv("KILN_GRAPH_COLUMNS") != "0"
+	maxCand, budget := 10, 420*time.Second
+	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_MAX_CANDIDATES")); err == nil && v >= 0 {
+		maxCand = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_BUDGET_S")); err == nil && v > 0 {
+		budget = time.Duration(v) * time.Second
+	}
+	type graphBest struct {
+		ms         float64
+		id         string
+		candidates int
+		build      time.Duration
+	}
+	var graphLines []string
+	var graphTime time.Duration
+	graphSkipped := 0
 	for _, l := range resnet50Convs {
 		oh := (l.h+2*l.p-l.k)/l.s + 1
 		p := ConvParams{N: batch, C: l.c, H: l.h, W: l.h, M: l.m, KH: l.k, KW: l.k, PadH: l.p, PadW: l.p,
 			StrideH: l.s, StrideW: l.s, DilH: 1, DilW: 1, Group: 1, Half: true}
 		res := map[string]best{}
+		gres := map[string]graphBest{}
+		// the expanding 1x1 convolutions end a bottleneck block: their
+		// output is added to the block's input before the ReLU
+		residual := l.k == 1 && l.m == 4*l.c
+		for _, v := range []string{"graph plain", "graph fused"} {
+			if !graphs {
+				break
+			}
+			if graphTime > budget {
+				graphSkipped++
+				continue
+			}
+			began := time.Now()
+			pg := p
+			pg.NHWC = true
+			o := GraphConvOptions{MaxWorkspace: maxWS, MaxCandidates: maxCand}
+			if v == "graph fused" {
+				o.Bias, o.ReLU, o.Residual = true, true, residual
+			}
+			c, err := d.NewGraphConv(h, pg, oh, oh, o)
+			if err != nil {
+				t.Errorf("%v %s: %v", l, v, err)
+				graphTime += time.Since(began)
+				continue
+			}
+			b := graphBest{ms: math.Inf(1), candidates: len(c.Candidates)}
+			var all []string
+			for _, e := range c.Candidates {
+				b.build += e.Build
+				if err := c.Use(e.ID); err != nil {
+					t.Fatal(err)
+				}
+				ms, err := time10(func() error { return c.Execute(h, bufs[0], bufs[1], bufs[1], bufs[3], bufs[2], ws) })
+				if err != nil {
+					t.Logf("%v %s %s: %v", l, v, e.ID, err)
+					if e := g.d.Synchronize(); e != nil {
+						t.Fatalf("the context is unusable after %v: %v", err, e)
+					}
+					continue
+				}
+				all = append(all, fmt.Sprintf("%s %.3f", e.ID, ms))
+				if ms < b.ms {
+					b.ms, b.id = ms, e.ID
+				}
+			}
+			t.Logf("%dx%dx%d -> %d, %dx%d/%d, %s: %d candidates (%s), plans built in %v: %s", l.c, l.h, l.h, l.m, l.k, l.k, l.s, v,
+				len(c.Candidates), c.Search, b.build.Round(time.Millisecond), strings.Join(all, ", "))
+			c.Destroy()
+			gres[v] = b
+			totals[v] += b.ms * float64(l.count)
+			graphTime += time.Since(began)
+		}
+		if graphs {
+			fused := "bias+ReLU"
+			if residual {
+				fused = "bias+z+ReLU"
+			}
+			graphLines = append(graphLines, fmt.Sprintf("| %dx%dx%d -> %d, %dx%d/%d | %d | %.3f | %s | %d | %.3f | %s | %s | %d |",
+				l.c, l.h, l.h, l.m, l.k, l.k, l.s, l.count, gres["graph plain"].ms, gres["graph plain"].id, gres["graph plain"].candidates,
+				gres["graph fused"].ms, fused, gres["graph fused"].id, gres["graph fused"].candidates))
+		}
 		for _, v := range variants {
 			p.NHWC = v != "nchw"
 			var conv *CUDNNConv
@@ -173,8 +259,18 @@ func TestConvLayoutsOnGPU(t *testing.T) {
 			l.c, l.h, l.h, l.m, l.k, l.k, l.s, l.count, res["nchw"].ms, res["nchw"].algo, res["nhwc"].ms, res["nhwc"].algo,
 			res["nhwc+bias+relu"].ms, res["nhwc+bias+relu"].algo))
 	}
-	t.Logf("ResNet-50 convolutions, half, batch %d, fastest cuDNN algorithm per layer (ms):\n| layer | count | NCHW | NHWC | NHWC + bias + ReLU fused |\n| --- | --- | --- | --- | --- |\n%s\n| all 53 layers | | %.2f | %.2f | %.2f |",
-		batch, strings.Join(lines, "\n"), totals["nchw"], totals["nhwc"], totals["nhwc+bias+relu"])
+	if len(variants) > 0 {
+		t.Logf("ResNet-50 convolutions, half, batch %d, fastest cuDNN algorithm per layer (ms):\n| layer | count | NCHW | NHWC | NHWC + bias + ReLU fused |\n| --- | --- | --- | --- | --- |\n%s\n| all 53 layers | | %.2f | %.2f | %.2f |",
+			batch, strings.Join(lines, "\n"), totals["nchw"], totals["nhwc"], totals["nhwc+bias+relu"])
+	}
+	if graphs {
+		note := ""
+		if graphSkipped > 0 {
+			note = fmt.Sprintf(" (%d graphs skipped over the %v budget: the totals are partial)", graphSkipped, budget)
+		}
+		t.Logf("ResNet-50 convolutions, half NHWC, batch %d, cuDNN graph API, fastest of at most %d engine configurations per graph (ms); %v building and timing graphs%s:\n| layer | count | graph plain | engine | candidates | graph fused | epilogue | engine | candidates |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n%s\n| all 53 layers | | %.2f | | | %.2f | | | |",
+			batch, maxCand, graphTime.Round(time.Second), note, strings.Join(graphLines, "\n"), totals["graph plain"], totals["graph fused"])
+	}
 }
 
 // checkLayouts runs one small half convolution in NCHW, NHWC and NHWC
@@ -293,5 +389,204 @@ func checkLayouts(t *testing.T, g *gpu, d *CUDNN, h CUDNNHandle) {
 		} else {
 			t.Logf("%s: matches the float64 reference (half tolerances)", v)
 		}
+	}
+}
+
+// graphRef computes y = act(conv(x, w) + bias + z) in float64 in p's
+// layout (NHWC: x [N,H,W,C], w [M,KH,KW,C]; NCHW: x [N,C,H,W], w
+// [M,C,KH,KW]; one group), z of y's layout.
+func graphRef(p ConvParams, oh, ow int, x, w, bias, z []float32, o GraphConvOptions) []float64 {
+	xAt := func(n, c, h, ww int) float64 {
+		if p.NHWC {
+			return float64(x[((n*p.H+h)*p.W+ww)*p.C+c])
+		}
+		return float64(x[((n*p.C+c)*p.H+h)*p.W+ww])
+	}
+	wAt := func(m, c, kh, kw int) float64 {
+		if p.NHWC {
+			return float64(w[((m*p.KH+kh)*p.KW+kw)*p.C+c])
+		}
+		return float64(w[((m*p.C+c)*p.KH+kh)*p.KW+kw])
+	}
+	yAt := func(n, m, h, ww int) int {
+		if p.NHWC {
+			return ((n*oh+h)*ow+ww)*p.M + m
+		}
+		return ((n*p.M+m)*oh+h)*ow + ww
+	}
+	y := make([]float64, p.N*p.M*oh*ow)
+	for n := range p.N {
+		for m := range p.M {
+			for i := range oh {
+				for j := range ow {
+					var acc float64
+					for kh := range p.KH {
+						for kw := range p.KW {
+							ih, iw := i*p.StrideH-p.PadH+kh*p.DilH, j*p.StrideW-p.PadW+kw*p.DilW
+							if ih < 0 || iw < 0 || ih >= p.H || iw >= p.W {
+								continue
+							}
+							for c := range p.C {
+								acc += xAt(n, c, ih, iw) * wAt(m, c, kh, kw)
+							}
+						}
+					}
+					at := yAt(n, m, i, j)
+					if o.Bias {
+						acc += float64(bias[m])
+					}
+					if o.Residual {
+						acc += float64(z[at])
+					}
+					if o.ReLU {
+						acc = math.Max(acc, 0)
+					}
+					y[at] = acc
+				}
+			}
+		}
+	}
+	return y
+}
+
+// TestGraphConvOnGPU checks cuDNN graph convolutions against a float64
+// reference on small shapes (C and M multiples of 8; 1x1 and 3x3,
+// strided, with and without bias, residual and ReLU; half NHWC, and plain
+// float32 NCHW): every candidate the heuristics give within 256 MiB of
+// workspace runs and matches, and so does each one rebuilt from its ID.
+// Without a GPU it skips.
+func TestGraphConvOnGPU(t *testing.T) {
+	g := openGPU(t)
+	d, err := OpenCUDNN(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Destroy(h)
+	t.Logf("cuDNN %d (%s)", d.Version(), d.Path())
+	base := ConvParams{N: 2, C: 16, H: 9, W: 9, M: 32, KH: 3, KW: 3, PadH: 1, PadW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
+		Group: 1, Half: true, NHWC: true}
+	with := func(f func(p *ConvParams)) ConvParams { p := base; f(&p); return p }
+	pointwise := func(p *ConvParams) { p.KH, p.KW, p.PadH, p.PadW = 1, 1, 0, 0 }
+	for _, tt := range []struct {
+		name string
+		p    ConvParams
+		o    GraphConvOptions
+	}{
+		{"3x3 plain", base, GraphConvOptions{}},
+		{"3x3 bias relu", base, GraphConvOptions{Bias: true, ReLU: true}},
+		{"3x3 bias residual relu", base, GraphConvOptions{Bias: true, Residual: true, ReLU: true}},
+		{"3x3/2 bias residual relu", with(func(p *ConvParams) { p.StrideH, p.StrideW = 2, 2 }), GraphConvOptions{Bias: true, Residual: true, ReLU: true}},
+		{"1x1 bias residual relu", with(func(p *ConvParams) { pointwise(p); p.C, p.M = 32, 64 }), GraphConvOptions{Bias: true, Residual: true, ReLU: true}},
+		{"1x1/2 bias", with(func(p *ConvParams) { pointwise(p); p.StrideH, p.StrideW = 2, 2; p.M = 64 }), GraphConvOptions{Bias: true}},
+		{"1x1 residual only", with(func(p *ConvParams) { pointwise(p); p.C, p.M = 24, 40 }), GraphConvOptions{Residual: true}},
+		{"3x3 float32 nchw plain", with(func(p *ConvParams) { p.Half, p.NHWC = false, false }), GraphConvOptions{}},
+		{"3x3 float32 nchw bias relu", with(func(p *ConvParams) { p.Half, p.NHWC = false, false }), GraphConvOptions{Bias: true, ReLU: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g.bind(t)
+			p := tt.p
+			oh := (p.H+2*p.PadH-p.KH)/p.StrideH + 1
+			ow := (p.W+2*p.PadW-p.KW)/p.StrideW + 1
+			o := tt.o
+			o.MaxWorkspace = 256 << 20
+			start := time.Now()
+			c, err := d.NewGraphConv(h, p, oh, ow, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Destroy()
+			t.Logf("%d candidates in %v (%s)", len(c.Candidates), time.Since(start).Round(time.Millisecond), c.Search)
+			r := rand.New(rand.NewPCG(3, uint64(len(tt.name))))
+			small := func(n int) []float32 {
+				v := make([]float32, n)
+				for i := range v {
+					v[i] = r.Float32()*2 - 1
+				}
+				if p.Half {
+					v = decode(f16bytes(v), true) // the values the GPU sees
+				}
+				return v
+			}
+			enc := func(v []float32) []byte {
+				if p.Half {
+					return f16bytes(v)
+				}
+				return f32bytes(v)
+			}
+			ny := p.N * p.M * oh * ow
+			x, w, bias, z := small(p.N*p.C*p.H*p.W), small(p.M*p.C*p.KH*p.KW), small(p.M), small(ny)
+			want := graphRef(p, oh, ow, x, w, bias, z, tt.o)
+			dx, dw, db, dz := g.upload(t, enc(x)), g.upload(t, enc(w)), g.upload(t, enc(bias)), g.upload(t, enc(z))
+			size := 4
+			if p.Half {
+				size = 2
+			}
+			dy := g.upload(t, make([]byte, size*ny))
+			maxWS := 1
+			for _, e := range c.Candidates {
+				maxWS = max(maxWS, e.Workspace)
+			}
+			ws := g.upload(t, make([]byte, maxWS))
+			zeros := make([]byte, size*ny)
+			check := func(label string, run func() error) {
+				t.Helper()
+				if err := g.d.MemcpyHtoD(dy, zeros); err != nil {
+					t.Fatal(err)
+				}
+				err := run()
+				if err == nil {
+					err = g.d.Synchronize()
+				}
+				if err != nil {
+					t.Errorf("%s: %v", label, err)
+					return
+				}
+				out := make([]byte, size*ny)
+				if err := g.d.MemcpyDtoH(out, dy); err != nil {
+					t.Fatal(err)
+				}
+				got := decode(out, p.Half)
+				bad, worst := 0, 0.0
+				for i, v := range want {
+					diff := math.Abs(float64(got[i]) - v)
+					tol := 0.02 + 0.01*math.Abs(v)
+					if !p.Half {
+						tol = 1e-4 + 1e-5*math.Abs(v)
+					}
+					if diff > tol {
+						if bad < 3 {
+							t.Errorf("%s: output %d = %g, want %g", label, i, got[i], v)
+						}
+						bad++
+					}
+					worst = max(worst, diff)
+				}
+				if bad > 0 {
+					t.Errorf("%s: %d of %d outputs differ (largest difference %.3g)", label, bad, ny, worst)
+				}
+			}
+			for _, e := range c.Candidates {
+				t.Logf("  %-24s heuristic %-8s workspace %9d tensor core %-5v runtime compiled %-5v plan built in %v",
+					e.ID, e.Heuristic, e.Workspace, e.TensorCore, e.RuntimeCompiled, e.Build.Round(time.Microsecond))
+				if err := c.Use(e.ID); err != nil {
+					t.Fatal(err)
+				}
+				check(e.ID, func() error { return c.Execute(h, dx, dw, db, dz, dy, ws) })
+				rc, err := d.NewGraphConvFromID(h, p, oh, ow, o, e.ID)
+				if err != nil {
+					t.Errorf("rebuilding %s from its ID: %v", e.ID, err)
+					continue
+				}
+				if got := rc.Engine(); got.ID != e.ID || got.Workspace != e.Workspace {
+					t.Errorf("rebuilt %s: ID %s, workspace %d (was %d)", e.ID, got.ID, got.Workspace, e.Workspace)
+				}
+				check(e.ID+" rebuilt", func() error { return rc.Execute(h, dx, dw, db, dz, dy, ws) })
+				rc.Destroy()
+			}
+		})
 	}
 }

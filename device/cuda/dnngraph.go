@@ -1010,17 +1010,28 @@ func (c *GraphConv) describe(cfg beDesc) (GraphEngine, error) {
 		return e, err
 	}
 	e.Engine = int(idx)
+	// the notes: room for more than cuDNN 9 defines, then (should a
+	// library refuse that) as many as 9.6 defines
 	notes, err := b.getEnums(engs[0], beAttrEngineNumNote, beTypeNumericalNote, 32)
+	if err != nil {
+		notes, err = b.getEnums(engs[0], beAttrEngineNumNote, beTypeNumericalNote, 10) // CUDNN_NUMERICAL_NOTE_TYPE_COUNT
+	}
 	if err != nil {
 		return e, err
 	}
 	e.TensorCore = slices.Contains(notes, cudnnNoteTensorCore)
 	beh, err := b.getEnums(engs[0], beAttrEngineBehNote, beTypeBehaviorNote, 32)
 	if err != nil {
+		beh, err = b.getEnums(engs[0], beAttrEngineBehNote, beTypeBehaviorNote, 4) // CUDNN_BEHAVIOR_NOTE_TYPE_COUNT
+	}
+	if err != nil {
 		return e, err
 	}
 	e.RuntimeCompiled = slices.Contains(beh, cudnnBehaviorRuntimeCompile)
 	choices, err := b.getDescs(cfg, beAttrCfgKnobChoices, beDescKnobChoice, maxKnobChoices)
+	if err != nil {
+		choices, err = b.getDescs(cfg, beAttrCfgKnobChoices, beDescKnobChoice, 0) // ask for the count
+	}
 	if err != nil {
 		return e, err
 	}

@@ -173,6 +173,24 @@ func TestGraphConvNotesFake(t *testing.T) {
 	if e := c.Candidates[3]; e.Heuristic != "fallback" {
 		t.Errorf("engine 1 came from %q, want the fallback list", e.Heuristic)
 	}
+	// a library that fills no more notes and knobs than it defines types
+	// of: the same candidates
+	t.Setenv("KILN_FAKE_CUDNN_STRICT_COUNTS", "1")
+	s, err := d.NewGraphConv(h, graphTestConv, 8, 8, GraphConvOptions{MaxWorkspace: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy()
+	if len(s.Candidates) != len(c.Candidates) {
+		t.Errorf("strict counts: %d candidates, want %d (%s)", len(s.Candidates), len(c.Candidates), s.Search)
+	}
+	for i := range min(len(s.Candidates), len(c.Candidates)) {
+		a, b := s.Candidates[i], c.Candidates[i]
+		a.plan, a.cfg, a.Build, b.plan, b.cfg, b.Build = beDesc{}, beDesc{}, 0, beDesc{}, beDesc{}, 0
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("strict counts: candidate %+v, want %+v", a, b)
+		}
+	}
 }
 
 // TestGraphConvTraceFake records every backend call of a fused
