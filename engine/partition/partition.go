@@ -11,6 +11,7 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -401,6 +402,9 @@ func SegmentPrefix(i int) string { return fmt.Sprintf("segment%d/", i) }
 // them in order, passing host tensors (float32 for float data, whatever
 // the device's precision) between them.
 func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (device.Program, *Report, error) {
+	if o.Fold == nil {
+		o.Fold = foldShapes
+	}
 	p := assign(g, x)
 	r := p.report
 	if po.Strict && len(r.Fallbacks) > 0 {
@@ -700,3 +704,8 @@ func (c cpuProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (
 }
 
 func (cpuProgram) Close() error { return nil }
+
+// foldShapes is the devices' ExecOptions.Fold: the optimizer's
+// eliminations and constant folding (level 1), which turn the shape
+// arithmetic of a graph given concrete input shapes into constants.
+func foldShapes(g *ir.Graph) error { return optimize.Run(g, 1, nil) }

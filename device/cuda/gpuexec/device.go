@@ -10,9 +10,7 @@ import (
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/ops"
-	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -71,18 +69,25 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		opt.Tactics = tactics
 	}
 	tune := o.Tune && tactics == nil
-	template := onnxBytes(g)
-	if template.err != nil {
-		return nil, template.err
-	}
+	// Engines are built from copies of the graph as it is now (the caller
+	// may change g afterwards), one per set of concrete input shapes.
+	template := g.Clone()
+	fold := o.Fold
 	graphs := func(shapes map[string][]int) (*ir.Graph, func(), error) {
-		m, err := onnx.DecodeModel(template.b)
-		if err != nil {
-			return nil, nil, err
+		c := template.Clone()
+		// Intermediate values are inferred again at these shapes (their
+		// symbolic types and partial shape values are dropped; the graph's
+		// outputs keep their declared types).
+		outs := map[*ir.Value]bool{}
+		for _, v := range c.Outputs {
+			outs[v] = true
 		}
-		c, err := onnx.ToGraph(m, nil)
-		if err != nil {
-			return nil, nil, err
+		for _, n := range c.Nodes {
+			for _, v := range n.Outputs {
+				if v != nil && !outs[v] && v.Const == nil {
+					v.Type, v.ShapeValue = ir.Type{}, nil
+				}
+			}
 		}
 		for _, v := range c.Inputs {
 			if s, ok := shapes[v.Name]; ok {
@@ -90,10 +95,11 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 			}
 		}
 		// With concrete shapes, the shape computations a symbolic plan
-		// keeps (Shape -> Gather -> Concat -> Reshape) fold into constants:
-		// run the folding passes again.
-		if err := optimize.Run(c, 1, nil); err != nil {
-			return nil, nil, err
+		// keeps (Shape -> Gather -> Concat -> Reshape) fold into constants.
+		if fold != nil {
+			if err := fold(c); err != nil {
+				return nil, nil, err
+			}
 		}
 		if _, err := ops.InferGraph(c); err != nil {
 			return nil, nil, err
@@ -188,19 +194,6 @@ func staticInputs(g *ir.Graph) bool {
 		}
 	}
 	return true
-}
-
-type graphBytes struct {
-	b   []byte
-	err error
-}
-
-func onnxBytes(g *ir.Graph) graphBytes {
-	m, err := onnx.FromGraph(g, "kiln")
-	if err != nil {
-		return graphBytes{err: err}
-	}
-	return graphBytes{b: m.Marshal()}
 }
 
 func parseCompute(s string) (int, int, error) {

@@ -9,9 +9,6 @@ import (
 	"sync"
 
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/onnx"
-	"github.com/kilnai/kiln/ops"
-	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -23,38 +20,6 @@ var ErrTooManyShapes = errors.New("gpuexec: too many distinct input shapes")
 // and with every shape inferred, as NewEngine takes it. done, when not nil,
 // is called once the engine is built (it may release the model file).
 type GraphFunc func(shapes map[string][]int) (g *ir.Graph, done func(), err error)
-
-// FileGraphs is the GraphFunc of an ONNX file: it loads the file, sets the
-// inputs' shapes, optimizes at the given level (2 for kiln's fusions) and
-// infers every shape.
-func FileGraphs(path string, level int) GraphFunc {
-	return func(shapes map[string][]int) (*ir.Graph, func(), error) {
-		f, err := onnx.Load(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		done := func() { f.Close() }
-		g, err := onnx.ToGraph(f.Model, f)
-		if err != nil {
-			done()
-			return nil, nil, err
-		}
-		for _, v := range g.Inputs {
-			if s, ok := shapes[v.Name]; ok {
-				v.Type.Shape = ir.KnownShape(s...)
-			}
-		}
-		err = optimize.Run(g, level, nil)
-		if err == nil {
-			_, err = ops.InferGraph(g)
-		}
-		if err != nil {
-			done()
-			return nil, nil, err
-		}
-		return g, done, nil
-	}
-}
 
 // Shapes runs a model whose input shapes vary between calls (a dynamic
 // batch): it builds one Engine per distinct set of input shapes on first
