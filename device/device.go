@@ -195,6 +195,12 @@ type ExecOptions struct {
 	// timing cache file to read and update ("" for none).
 	Tune        bool
 	TimingCache string
+	// Fold folds, in a copy of the graph whose inputs were given concrete
+	// shapes, the shape computations a symbolic graph keeps (Shape ->
+	// Gather -> Concat -> Reshape become constants): the builder's folding
+	// passes, handed to the device so that no device package depends on
+	// the optimizer. nil: nothing is folded.
+	Fold func(g *ir.Graph) error
 }
 
 // Program is a graph compiled for a device.
