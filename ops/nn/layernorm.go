@@ -43,8 +43,11 @@ func prepareSkipLayerNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
 
 func (k *skipLayerNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	const op = "SkipLayerNormalization"
-	if err := needValues(op, in, 3); err != nil {
+	if err := needValues(op, in, 1); err != nil {
 		return nil, err
+	}
+	if value(in, 2) == nil {
+		return nil, badInput("%s: input 2 (gamma) is missing", op)
 	}
 	for _, v := range in {
 		if v != nil && v.Type.DType != tensor.Undefined && v.Type.DType != tensor.Float32 {
@@ -72,10 +75,13 @@ func (k *skipLayerNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 
 func (k *skipLayerNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	const op = "SkipLayerNormalization"
-	if err := needInputs(op, in, 3); err != nil {
+	if err := needInputs(op, in, 1); err != nil {
 		return nil, err
 	}
-	x, skip, gamma, beta := in[0], input(in, 1), in[2], input(in, 3)
+	x, skip, gamma, beta := in[0], input(in, 1), input(in, 2), input(in, 3)
+	if gamma == nil {
+		return nil, badInput("%s: input 2 (gamma) is missing", op)
+	}
 	for _, t := range []*tensor.Tensor{x, skip, gamma, beta} {
 		if t != nil && t.DType != tensor.Float32 {
 			return nil, badInput("%s of %v, want float32", op, t.DType)
