@@ -128,6 +128,10 @@ func Conv2D(p Conv2DParams, x, w, bias, y []float32) {
 		need("bias", bias, p.M)
 	}
 	if cg == 1 {
+		if dwDirectOK(p) && dwDirectAsm() {
+			dwDirect(p, x, w, bias, y)
+			return
+		}
 		depthwise(p, x, w, bias, y)
 		return
 	}

@@ -20,6 +20,11 @@ const (
 	// ConvDepthwise is the direct kernel of convolutions with one input
 	// channel per group (C == Group).
 	ConvDepthwise ConvAlgo = "depthwise"
+	// ConvDepthwiseDirect is the AVX-512 depthwise kernel that reads the
+	// input planes in place, the pads being masked lanes: 3x3 taps, one
+	// output channel per input channel, stride 1 with an output of the
+	// input's size or stride 2 (ConvDepthwise where there is no AVX-512).
+	ConvDepthwiseDirect ConvAlgo = "depthwise-direct"
 	// ConvWinograd2 is Winograd's F(2x2, 3x3): 3x3 kernels, stride and
 	// dilation 1, at least two input channels per group.
 	ConvWinograd2 ConvAlgo = "winograd2x2"
@@ -30,12 +35,14 @@ const (
 
 // AllConvAlgos lists every algorithm, applicable or not.
 func AllConvAlgos() []ConvAlgo {
-	return []ConvAlgo{ConvIm2col, ConvImplicit, ConvDepthwise, ConvWinograd2, ConvWinograd4}
+	return []ConvAlgo{ConvIm2col, ConvImplicit, ConvDepthwise, ConvDepthwiseDirect, ConvWinograd2, ConvWinograd4}
 }
 
 // ConvAlgoFor returns the algorithm Conv2D uses for p.
 func ConvAlgoFor(p Conv2DParams) ConvAlgo {
 	switch {
+	case p.C/p.Group == 1 && dwDirectOK(p) && dwDirectAsm():
+		return ConvDepthwiseDirect
 	case p.C/p.Group == 1:
 		return ConvDepthwise
 	case implicitOK(p):
@@ -53,6 +60,8 @@ func ConvAlgoApplies(a ConvAlgo, p Conv2DParams) bool {
 		return true
 	case ConvDepthwise:
 		return cg == 1
+	case ConvDepthwiseDirect:
+		return dwDirectOK(p)
 	case ConvImplicit:
 		return cg >= 2 && p.StrideH == 1 && p.StrideW == 1 && p.KH*p.KW > 1
 	case ConvWinograd2, ConvWinograd4:
@@ -89,6 +98,8 @@ func Conv2DWith(a ConvAlgo, p Conv2DParams, x, w, bias, y []float32) {
 	switch a {
 	case ConvDepthwise:
 		depthwise(p, x, w, bias, y)
+	case ConvDepthwiseDirect:
+		dwDirect(p, x, w, bias, y)
 	case ConvImplicit:
 		convImplicit(p, x, w, bias, y)
 	case ConvWinograd2, ConvWinograd4:

@@ -263,6 +263,12 @@ func TestConv2DWith(t *testing.T) {
 }
 
 func TestConvAlgos(t *testing.T) {
+	// Where the direct depthwise kernel has its assembly, it is the
+	// default of the 3x3 depthwise convolutions it computes.
+	dw3x3Algos := []ConvAlgo{ConvDepthwise, ConvIm2col, ConvDepthwiseDirect}
+	if dwDirectAsm() {
+		dw3x3Algos = []ConvAlgo{ConvDepthwiseDirect, ConvIm2col, ConvDepthwise}
+	}
 	for _, tc := range []struct {
 		name string
 		p    Conv2DParams
@@ -273,7 +279,10 @@ func TestConvAlgos(t *testing.T) {
 		{"3x3 stride 2", conv(1, 64, 28, 28, 64, 3, 1, 2, 1, 1), []ConvAlgo{ConvIm2col}},
 		{"5x5", conv(1, 8, 10, 10, 8, 5, 1, 1, 1, 2), []ConvAlgo{ConvIm2col, ConvImplicit}},
 		{"pointwise", conv(1, 8, 10, 10, 8, 1, 1, 1, 1, 0), []ConvAlgo{ConvIm2col}},
-		{"depthwise", conv(1, 8, 10, 10, 8, 3, 8, 1, 1, 1), []ConvAlgo{ConvDepthwise, ConvIm2col}},
+		{"depthwise", conv(1, 8, 10, 10, 8, 3, 8, 1, 1, 1), dw3x3Algos},
+		{"depthwise multiplier 2", conv(1, 8, 10, 10, 16, 3, 8, 1, 1, 1), []ConvAlgo{ConvDepthwise, ConvIm2col}},
+		{"depthwise stride 2", conv(1, 8, 10, 10, 8, 3, 8, 2, 1, 1), dw3x3Algos},
+		{"depthwise unpadded", conv(1, 8, 10, 10, 8, 3, 8, 1, 1, 0), []ConvAlgo{ConvDepthwise, ConvIm2col}},
 		{"invalid", conv(1, 8, 10, 10, 8, 3, 3, 1, 1, 1), nil},
 	} {
 		got := ConvAlgos(tc.p)

@@ -94,6 +94,12 @@ func TestFusedConvTactics(t *testing.T) {
 		}
 		return append(algos, directTactic)
 	}
+	// The direct depthwise kernel is the default where its assembly runs.
+	dwTactics := []string{"depthwise", "im2col", "depthwise-direct"}
+	if cpu.ConvAlgoFor(cpu.Conv2DParams{N: 1, C: 4, H: 7, W: 7, M: 4, KH: 3, KW: 3, Group: 4, StrideH: 2, StrideW: 2,
+		DilH: 1, DilW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}) == cpu.ConvDepthwiseDirect {
+		dwTactics = []string{"depthwise-direct", "im2col", "depthwise"}
+	}
 	geoms := []struct {
 		name  string
 		x, w  []int
@@ -107,7 +113,7 @@ func TestFusedConvTactics(t *testing.T) {
 		{"3x3 groups", []int{1, 6, 8, 8}, []int{9, 2, 3, 3}, []*ir.Attr{ir.IntAttr("group", 3), ir.IntsAttr("pads", 1, 1, 1, 1)},
 			blocked("im2col", "implicit", "winograd2x2", "winograd4x4")},
 		{"depthwise stride2", []int{1, 4, 7, 7}, []int{4, 1, 3, 3}, []*ir.Attr{ir.IntAttr("group", 4), ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)},
-			[]string{"depthwise", "im2col"}},
+			dwTactics},
 		{"5x5 same", []int{1, 3, 9, 6}, []int{5, 3, 5, 5}, []*ir.Attr{ir.StringAttr("auto_pad", "SAME_UPPER")},
 			withDirect(blocked("im2col", "implicit"))},
 		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, withDirect(blocked("im2col"))},

@@ -1,0 +1,183 @@
+package cpu
+
+import (
+	"sync"
+)
+
+// dwDirectOK reports whether dwDirect computes p: a depthwise convolution
+// with one output channel per group (C == Group == M), 3x3 taps without
+// dilation, and either stride 1 with an output of the input's size (pads
+// adding up to 2 on each axis) or stride 2 on both axes.
+func dwDirectOK(p Conv2DParams) bool {
+	if p.Group != p.C || p.M != p.C || p.KH != 3 || p.KW != 3 || p.DilH != 1 || p.DilW != 1 {
+		return false
+	}
+	switch {
+	case p.StrideH == 1 && p.StrideW == 1:
+		return p.PadTop+p.PadBottom == 2 && p.PadLeft+p.PadRight == 2
+	case p.StrideH == 2 && p.StrideW == 2:
+		return p.PadLeft <= 2 && p.PadTop <= 2
+	}
+	return false
+}
+
+// dwGeom is what dwDirect precomputes for one geometry (size, stride and
+// pads), shared by every plane and every call: the masks of the AVX-512
+// kernels' loads and stores, and for stride 2 the input rows of each output
+// row.
+type dwGeom struct {
+	// tab holds 16 uint16 per vector (see gen_dwdirect_amd64.go).
+	tab  []uint16
+	nvec int
+	// rows (stride 2): per output row, the byte offsets of its three
+	// input rows, -1 for rows in the pads; zero is a row of zeros with
+	// room for PadLeft floats before it.
+	rows []int64
+	zero []float32
+}
+
+type dwGeomKey struct{ h, w, stride, pt, pl, pb, pr int }
+
+var dwGeoms sync.Map // dwGeomKey -> *dwGeom
+
+func dwGeometry(p Conv2DParams) *dwGeom {
+	key := dwGeomKey{p.H, p.W, p.StrideH, p.PadTop, p.PadLeft, p.PadBottom, p.PadRight}
+	if g, ok := dwGeoms.Load(key); ok {
+		return g.(*dwGeom)
+	}
+	var g *dwGeom
+	if p.StrideH == 1 {
+		g = flatGeom(p)
+	} else {
+		g = rowsGeom(p)
+	}
+	v, _ := dwGeoms.LoadOrStore(key, g)
+	return v.(*dwGeom)
+}
+
+// flatGeom makes the table of the stride-1 kernel: the plane is one run of
+// H*W outputs cut into vectors of 16; lane o's tap (kh, kw) reads input
+// row o/W + kh - PadTop, column o%W + kw - PadLeft, if both are inside.
+func flatGeom(p Conv2DParams) *dwGeom {
+	hw := p.H * p.W
+	nvec := (hw + 15) / 16
+	tab := make([]uint16, 16*nvec)
+	for v := range nvec {
+		e := tab[16*v : 16*v+16]
+		for l := range 16 {
+			o := 16*v + l
+			if o >= hw {
+				continue
+			}
+			e[9] |= 1 << l
+			y, x := o/p.W, o%p.W
+			for kh := range 3 {
+				iy := y + kh - p.PadTop
+				if iy < 0 || iy >= p.H {
+					continue
+				}
+				for kw := range 3 {
+					if ix := x + kw - p.PadLeft; ix >= 0 && ix < p.W {
+						e[3*kh+kw] |= 1 << l
+					}
+				}
+			}
+		}
+		full := uint16(1)
+		for _, m := range e[:10] {
+			if m != 0xFFFF {
+				full = 0
+			}
+		}
+		e[10] = full
+	}
+	return &dwGeom{tab: tab, nvec: nvec}
+}
+
+// rowsGeom makes the tables of the stride-2 kernel.
+func rowsGeom(p Conv2DParams) *dwGeom {
+	oh, ow := p.OutH(), p.OutW()
+	nvec := (ow + 15) / 16
+	tab := make([]uint16, 16*nvec)
+	// Lane j of the load at float offset base (from column -PadLeft).
+	mask := func(base int) uint16 {
+		var m uint16
+		for j := range 16 {
+			if c := base + j - p.PadLeft; c >= 0 && c < p.W {
+				m |= 1 << j
+			}
+		}
+		return m
+	}
+	for v := range nvec {
+		e := tab[16*v : 16*v+16]
+		e[0], e[1], e[2], e[3] = mask(32*v), mask(32*v+16), mask(32*v+2), mask(32*v+18)
+		for j := range 16 {
+			if 16*v+j < ow {
+				e[4] |= 1 << j
+			}
+		}
+	}
+	rows := make([]int64, 3*oh)
+	for y := range oh {
+		for kh := range 3 {
+			iy := 2*y + kh - p.PadTop
+			rows[3*y+kh] = -1
+			if iy >= 0 && iy < p.H {
+				rows[3*y+kh] = int64(iy * p.W * 4)
+			}
+		}
+	}
+	return &dwGeom{tab: tab, nvec: nvec, rows: rows, zero: make([]float32, p.PadLeft+p.W)}
+}
+
+// dwDirect computes the depthwise convolutions of dwDirectOK with the
+// AVX-512 kernels of dwdirect_amd64.s, reading the input planes in place:
+// the pads are masked lanes, not a zero-bordered copy. Bias and ReLU or
+// clip are applied in registers before the one store. Without AVX-512 it
+// runs depthwise.
+func dwDirect(p Conv2DParams, x, w, bias, y []float32) {
+	if !dwDirectAsm() {
+		depthwise(p, x, w, bias, y)
+		return
+	}
+	lo, hi := actBounds(p)
+	g := dwGeometry(p)
+	oh, ow := p.OutH(), p.OutW()
+	hw, ohw := p.H*p.W, oh*ow
+	planes := p.N * p.C
+	grain := max(1, (1<<14)/max(1, ohw*9))
+	ParallelFor(planes, grain, func(lo0, hi0 int) {
+		for pl := lo0; pl < hi0; pl++ {
+			c := pl % p.C
+			var b float32
+			if bias != nil {
+				b = bias[c]
+			}
+			in := x[pl*hw : pl*hw+hw]
+			dst := y[pl*ohw : pl*ohw+ohw]
+			wt := w[9*c : 9*c+9]
+			if p.StrideH == 1 {
+				dwFlatS1(in, p.W, -(p.PadTop*p.W + p.PadLeft), wt, dst, g, b, lo, hi)
+			} else {
+				dwRowsS2(in, p.PadLeft, wt, dst, oh, ow, g, b, lo, hi)
+			}
+			if p.Act != ActNone && p.Act != ActRelu && p.Act != ActClip {
+				epilogue(p, dst, ow, oh, ow, nil)
+			}
+		}
+	})
+}
+
+// actBounds returns the clamp of p.Act: ReLU's [0, +Inf), clip's
+// [ActMin, ActMax], or everything.
+func actBounds(p Conv2DParams) (lo, hi float32) {
+	lo, hi = NoClamp()
+	switch p.Act {
+	case ActRelu:
+		lo = 0
+	case ActClip:
+		lo, hi = p.ActMin, p.ActMax
+	}
+	return lo, hi
+}

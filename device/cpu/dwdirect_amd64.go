@@ -1,0 +1,43 @@
+//go:build amd64 && !purego
+
+package cpu
+
+//go:generate go run gen_dwdirect_amd64.go
+
+// dwDirectAsm reports whether dwDirect's AVX-512 kernels run: the active
+// kernel is the AVX-512 one (tests switch it to exercise the others).
+func dwDirectAsm() bool { return active == avx512Kernel }
+
+// dwFlatS1 runs dwFlatS1AVX512 on one plane after checking the slices: in
+// is the H x W input plane, dst the output plane of the same size, off the
+// float offset of tap (0, 0) from an output's own index.
+func dwFlatS1(in []float32, w, off int, wt, dst []float32, g *dwGeom, b, lo, hi float32) {
+	if len(wt) < 9 || len(dst) < len(in) || len(in) == 0 || len(g.tab) < 16*g.nvec || 16*g.nvec < len(in) || 16*(g.nvec-1) >= len(in) {
+		panic("cpu: depthwise kernel called with short buffers")
+	}
+	dwFlatS1AVX512(&in[0], w, 4*off, &wt[0], &dst[0], &g.tab[0], g.nvec, b, lo, hi)
+}
+
+// dwRowsS2 runs dwRowsS2AVX512 on one plane after checking the slices.
+// Its masks keep every load inside in's rows, or inside the zero row.
+func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
+	if len(wt) < 9 || len(dst) < oh*ow || oh <= 0 || len(g.rows) < 3*oh || len(g.tab) < 16*g.nvec || 16*g.nvec < ow || len(g.zero) <= padLeft {
+		panic("cpu: depthwise kernel called with short buffers")
+	}
+	for _, r := range g.rows[:3*oh] {
+		if r >= int64(4*len(in)) {
+			panic("cpu: depthwise kernel rows outside the plane")
+		}
+	}
+	// Column c of a row is c + padLeft floats from the row's pointer: the
+	// kernel moves in back by padLeft floats, and zero has padLeft floats
+	// before its row. It masks every lane outside the row, so nothing
+	// before in[0] is read.
+	dwRowsS2AVX512(&in[0], &g.zero[0], &g.rows[0], oh, &wt[0], &dst[0], ow, &g.tab[0], g.nvec, padLeft, b, lo, hi)
+}
+
+//go:noescape
+func dwFlatS1AVX512(in *float32, w, off int, wt *float32, out *float32, tab *uint16, nvec int, b, lo, hi float32)
+
+//go:noescape
+func dwRowsS2AVX512(in, zero *float32, rows *int64, oh int, wt *float32, out *float32, ow int, tab *uint16, nvec, padl int, b, lo, hi float32)

@@ -1,0 +1,15 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// dwDirectAsm reports false: there are no AVX-512 kernels here, and
+// dwDirect runs depthwise.
+func dwDirectAsm() bool { return false }
+
+func dwFlatS1(in []float32, w, off int, wt, dst []float32, g *dwGeom, b, lo, hi float32) {
+	panic("cpu: no depthwise assembly on this platform")
+}
+
+func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
+	panic("cpu: no depthwise assembly on this platform")
+}

@@ -1,0 +1,132 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// dwCase is a depthwise convolution C channels of H x W, stride s, pads
+// (top, left, bottom, right), activation act.
+func dwCase(n, c, h, w, s, pt, pl, pb, pr int, act Activation) Conv2DParams {
+	p := Conv2DParams{N: n, C: c, H: h, W: w, M: c, KH: 3, KW: 3, Group: c, StrideH: s, StrideW: s,
+		DilH: 1, DilW: 1, PadTop: pt, PadLeft: pl, PadBottom: pb, PadRight: pr, Act: act}
+	if act == ActClip {
+		p.ActMin, p.ActMax = 0, 0.6
+	}
+	return p
+}
+
+// TestDepthwiseDirect runs ConvDepthwiseDirect on edge shapes (planes
+// smaller than, equal to and just over a vector, odd sizes, one row, one
+// column, asymmetric pads, stride 2 with odd sizes, ReLU and ReLU6, batch
+// 2) against the reference, with every kernel of this CPU (those without
+// AVX-512 run ConvDepthwise), and checks that it writes nothing outside y.
+func TestDepthwiseDirect(t *testing.T) {
+	saved := active
+	defer func() { active = saved }()
+	cases := []Conv2DParams{
+		dwCase(1, 4, 7, 7, 1, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 4, 4, 1, 1, 1, 1, 1, ActClip),
+		dwCase(1, 5, 14, 14, 1, 1, 1, 1, 1, ActRelu),
+		dwCase(2, 3, 112, 112, 1, 1, 1, 1, 1, ActClip),
+		dwCase(1, 2, 1, 1, 1, 1, 1, 1, 1, ActNone),
+		dwCase(1, 2, 1, 37, 1, 1, 1, 1, 1, ActNone),
+		dwCase(1, 2, 19, 1, 1, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 9, 17, 1, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 5, 16, 1, 1, 1, 1, 1, ActRelu),
+		dwCase(1, 3, 8, 11, 1, 2, 0, 0, 2, ActNone),
+		dwCase(1, 3, 8, 11, 1, 0, 2, 2, 0, ActNone),
+		dwCase(1, 4, 112, 112, 2, 1, 1, 1, 1, ActClip),
+		dwCase(1, 4, 56, 56, 2, 0, 0, 1, 1, ActClip),
+		dwCase(1, 4, 14, 14, 2, 1, 1, 1, 1, ActNone),
+		dwCase(1, 4, 7, 7, 2, 1, 1, 1, 1, ActRelu),
+		dwCase(2, 3, 15, 33, 2, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 2, 2, 2, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 3, 3, 2, 0, 0, 0, 0, ActNone),
+		dwCase(1, 3, 9, 70, 2, 2, 2, 2, 2, ActNone),
+		dwCase(1, 3, 10, 65, 2, 0, 1, 2, 0, ActClip),
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for i, p := range cases {
+		if !ConvAlgoApplies(ConvDepthwiseDirect, p) {
+			t.Fatalf("case %d %+v: ConvDepthwiseDirect does not apply", i, p)
+		}
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		w := randSlice(r, p.C*9)
+		var bias []float32
+		if i%4 != 1 {
+			bias = randSlice(r, p.C)
+		}
+		want, scale := refConv2D(p, x, w, bias)
+		for _, k := range kernels() {
+			active = k
+			name := fmt.Sprintf("%s case %d %dx%dx%d s%d", k.name, i, p.C, p.H, p.W, p.StrideH)
+			// Guards of NaN after y: a kernel writing past the output
+			// shows as a non-NaN guard.
+			buf := nanSlice(len(want) + 64)
+			y := buf[:len(want)]
+			Conv2DWith(ConvDepthwiseDirect, p, x, w, bias, y)
+			checkConvOut(t, name, p, y, want, scale)
+			for j, v := range buf[len(want):] {
+				if v == v {
+					t.Fatalf("%s: wrote %v past the output at %d", name, v, j)
+				}
+			}
+		}
+	}
+}
+
+// TestDepthwiseDirectApplies lists what the direct depthwise kernel
+// leaves to the others.
+func TestDepthwiseDirectApplies(t *testing.T) {
+	mult := dwCase(1, 4, 8, 8, 1, 1, 1, 1, 1, ActNone)
+	mult.M = 8
+	k5 := dwCase(1, 4, 8, 8, 1, 2, 2, 2, 2, ActNone)
+	k5.KH, k5.KW = 5, 5
+	dil := dwCase(1, 4, 8, 8, 1, 1, 1, 1, 1, ActNone)
+	dil.DilH, dil.DilW = 2, 2
+	s21 := dwCase(1, 4, 8, 8, 2, 1, 1, 1, 1, ActNone)
+	s21.StrideW = 1
+	grouped := dwCase(1, 8, 8, 8, 1, 1, 1, 1, 1, ActNone)
+	grouped.Group = 4
+	for _, tc := range []struct {
+		name string
+		p    Conv2DParams
+		want bool
+	}{
+		{"3x3 same", dwCase(1, 4, 8, 8, 1, 1, 1, 1, 1, ActNone), true},
+		{"3x3 s2", dwCase(1, 4, 8, 8, 2, 1, 1, 1, 1, ActNone), true},
+		{"3x3 s1 unpadded", dwCase(1, 4, 8, 8, 1, 0, 0, 0, 0, ActNone), false},
+		{"3x3 s1 pads 3", dwCase(1, 4, 8, 8, 1, 1, 1, 2, 1, ActNone), false},
+		{"3x3 s2 pad 3", dwCase(1, 4, 8, 8, 2, 3, 1, 1, 1, ActNone), false},
+		{"multiplier 2", mult, false},
+		{"5x5", k5, false},
+		{"dilated", dil, false},
+		{"stride 2x1", s21, false},
+		{"two channels per group", grouped, false},
+	} {
+		if got := ConvAlgoApplies(ConvDepthwiseDirect, tc.p); got != tc.want {
+			t.Errorf("%s: applies = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkDepthwise times mobilenet_v2's 3x3 depthwise layers at 224x224
+// with the padded-copy kernel (depthwise) and the direct one.
+func BenchmarkDepthwise(b *testing.B) {
+	for _, l := range []struct{ c, hw, s int }{{32, 112, 1}, {96, 112, 2}, {144, 56, 1}, {144, 56, 2}, {192, 28, 1}, {192, 28, 2}, {384, 14, 1}, {576, 14, 1}, {576, 14, 2}, {960, 7, 1}} {
+		p := dwCase(1, l.c, l.hw, l.hw, l.s, 1, 1, 1, 1, ActClip)
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, bias := randSlice(r, l.c*l.hw*l.hw), randSlice(r, 9*l.c), randSlice(r, l.c)
+		y := make([]float32, p.M*p.OutH()*p.OutW())
+		for _, a := range []ConvAlgo{ConvDepthwise, ConvDepthwiseDirect} {
+			b.Run(fmt.Sprintf("c%d_%d_s%d/%s", l.c, l.hw, l.s, a), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					Conv2DWith(a, p, x, w, bias, y)
+				}
+			})
+		}
+	}
+}
