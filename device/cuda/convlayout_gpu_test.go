@@ -453,8 +453,9 @@ func graphRef(p ConvParams, oh, ow int, x, w, bias, z []float32, o GraphConvOpti
 // reference on small shapes (C and M multiples of 8; 1x1 and 3x3,
 // strided, with and without bias, residual and ReLU; half NHWC, and plain
 // float32 NCHW): every candidate the heuristics give within 256 MiB of
-// workspace runs and matches, and so does each one rebuilt from its ID.
-// Without a GPU it skips.
+// workspace (the first KILN_GRAPH_MAX_CANDIDATES, default 12) runs and
+// matches, and so does each one rebuilt from its ID. Without a GPU it
+// skips.
 func TestGraphConvOnGPU(t *testing.T) {
 	g := openGPU(t)
 	d, err := OpenCUDNN(Options{})
@@ -467,6 +468,10 @@ func TestGraphConvOnGPU(t *testing.T) {
 	}
 	defer d.Destroy(h)
 	t.Logf("cuDNN %d (%s)", d.Version(), d.Path())
+	maxCand := 12 // KILN_GRAPH_MAX_CANDIDATES (0: all)
+	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_MAX_CANDIDATES")); err == nil && v >= 0 {
+		maxCand = v
+	}
 	base := ConvParams{N: 2, C: 16, H: 9, W: 9, M: 32, KH: 3, KW: 3, PadH: 1, PadW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
 		Group: 1, Half: true, NHWC: true}
 	with := func(f func(p *ConvParams)) ConvParams { p := base; f(&p); return p }
@@ -492,7 +497,7 @@ func TestGraphConvOnGPU(t *testing.T) {
 			oh := (p.H+2*p.PadH-p.KH)/p.StrideH + 1
 			ow := (p.W+2*p.PadW-p.KW)/p.StrideW + 1
 			o := tt.o
-			o.MaxWorkspace = 256 << 20
+			o.MaxWorkspace, o.MaxCandidates = 256<<20, maxCand
 			start := time.Now()
 			c, err := d.NewGraphConv(h, p, oh, ow, o)
 			if err != nil {
@@ -555,7 +560,7 @@ func TestGraphConvOnGPU(t *testing.T) {
 					diff := math.Abs(float64(got[i]) - v)
 					tol := 0.02 + 0.01*math.Abs(v)
 					if !p.Half {
-						tol = 1e-4 + 1e-5*math.Abs(v)
+						tol = 1e-3 + 1e-4*math.Abs(v) // Winograd and FFT engines round more than a direct sum
 					}
 					if diff > tol {
 						if bad < 3 {
