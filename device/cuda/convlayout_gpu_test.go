@@ -33,7 +33,14 @@ var resnet50Convs = []struct{ c, h, m, k, s, p, count int }{
 // within a 1 GiB workspace is timed (CUDA events, 10 runs after 2) and the
 // fastest kept. It logs a table and the sum over the 53 layers, and first
 // checks on a small convolution that the three give the same result as a
-// float64 reference on the host. Without a GPU it skips.
+// float64 reference on the host. Then the same shapes in NHWC half as cuDNN
+// graphs (NewGraphConv): "graph plain", and "graph fused" with bias and
+// ReLU, and the residual add on the expanding 1x1 layers that end a
+// bottleneck block; every candidate engine configuration is timed the same
+// way and the fastest's ID logged, with a line per graph as it is done
+// (KILN_GRAPH_COLUMNS=0 leaves these out, KILN_LAYOUT_LEGACY=0 the legacy
+// ones; KILN_GRAPH_MAX_CANDIDATES and KILN_GRAPH_BUDGET_S bound the
+// search). Without a GPU it skips.
 func TestConvLayoutsOnGPU(t *testing.T) {
 	g := openGPU(t)
 	d, err := OpenCUDNN(Options{})
