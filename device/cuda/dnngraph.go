@@ -488,6 +488,16 @@ const (
 // [M,KH,KW,C/Group]); intermediate values are float32 and never leave the
 // kernel (virtual tensors). Execute runs the chosen candidate; it may be
 // called from one goroutine at a time (it serializes itself).
+//
+// As a tactic of an executor: tune with NewGraphConv (time each candidate
+// with Use and Execute, then Keep the fastest), store the chosen
+// GraphEngine.ID in the plan together with the layer's signature and the
+// cuDNN version (an ID means something only for the same graph, library
+// and GPU), and at load rebuild it with NewGraphConvFromID; an error
+// wrapping ErrStaleEngine means tune that layer again. The weights are
+// [M,KH,KW,C/Group] in NHWC, the bias M values of y's data type, z of y's
+// shape; every pointer 16-byte aligned; the workspace at least
+// Engine().Workspace bytes.
 type GraphConv struct {
 	b    backend
 	p    ConvParams
