@@ -184,6 +184,11 @@ type LoadOptions struct {
 	// run that would exceed it. 0 means engine.DefaultMemoryLimit(); a
 	// negative value means no limit.
 	MemoryLimit int64
+	// Device, for a plan, is the unit of the plan's device to run it on,
+	// such as "cuda:1" for a plan built on "cuda:0": that GPU's
+	// fingerprint must equal the plan's (identical GPUs share one plan).
+	// Empty: the device the plan was built for.
+	Device string
 }
 
 // LoadWith is Load with options.

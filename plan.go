@@ -48,7 +48,7 @@ func loadPlan(path string, o LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
 	}
-	if err := p.CheckDevice(); err != nil {
+	if err := p.CheckDeviceAt(o.Device); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
 	}
@@ -102,8 +102,12 @@ func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 	m := &Model{plan: p, profiles: h.Profiles}
 	var exec device.Executor
 	ordinal := 0
+	dev := h.Device
+	if lo.Device != "" {
+		dev = lo.Device // checked by CheckDeviceAt
+	}
 	if h.Device != "cpu" {
-		d, ord, err := device.Lookup(h.Device)
+		d, ord, err := device.Lookup(dev)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrPlan, err)
 		}

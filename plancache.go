@@ -55,7 +55,7 @@ type CacheResult struct {
 // there. A model file that is already a plan is loaded as it is.
 func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Model, CacheResult, error) {
 	if IsPlan(path) {
-		m, err := LoadWith(path, c.loadOptions())
+		m, err := LoadWith(path, c.loadOptions(o.Device))
 		return m, CacheResult{Path: path, Hit: true}, err
 	}
 	key, err := c.key(path, o)
@@ -75,7 +75,7 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 			}
 			res.Rebuilt = fmt.Sprintf("the cached plan %s was built from another model or other options (its build key %s, this model's %s)", filepath.Base(res.Path), got, key)
 		} else {
-			m, err := LoadWith(res.Path, c.loadOptions())
+			m, err := LoadWith(res.Path, c.loadOptions(o.Device))
 			switch {
 			case errors.Is(err, engine.ErrMemory):
 				// a rebuild would not make it fit: the model is too
@@ -113,12 +113,19 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	if err != nil {
 		return nil, res, fmt.Errorf("kiln: plan cache: %w", err)
 	}
-	m, err := LoadWith(res.Path, c.loadOptions())
+	m, err := LoadWith(res.Path, c.loadOptions(o.Device))
 	return m, res, err
 }
 
-func (c *PlanCache) loadOptions() LoadOptions {
-	return LoadOptions{MemoryLimit: c.MemoryLimit}
+// loadOptions are the options of loading a plan for device dev (of the
+// build options: "", "cpu", "cuda" or "cuda:N"): a plan of the cache may
+// have been built on another GPU of the same fingerprint, and runs on dev.
+func (c *PlanCache) loadOptions(dev string) LoadOptions {
+	o := LoadOptions{MemoryLimit: c.MemoryLimit}
+	if dev != "" && dev != "cpu" {
+		o.Device = dev // "cuda" is "cuda:0"
+	}
+	return o
 }
 
 // key hashes what a plan depends on: the model file, the external data
@@ -168,9 +175,15 @@ func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
 		return "", err
 	}
 	// The options that change the plan (not the log callbacks or where
-	// the timing cache lives).
+	// the timing cache lives, nor which of several identical GPUs builds
+	// it: the fingerprint says what the plan depends on, so that GPUs of
+	// one fingerprint share one plan file and a GPU that differs has its
+	// own).
 	// fmt prints maps sorted, so equal options hash equally.
 	o.Log, o.Progress, o.TimingCache = nil, nil, ""
+	if strings.Contains(o.Device, ":") {
+		o.Device = plan.DeviceBase(o.Device) // "cuda:1" hashes as "cuda" does
+	}
 	fmt.Fprintf(h, "\x00%+v\x00%s\x00%s", o, fp, version.Kiln)
 	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	if name == "model" {

@@ -101,6 +101,15 @@ type Ordinals interface {
 	FingerprintOf(ordinal int) (Fingerprint, error)
 }
 
+// Units is implemented by devices with several units (GPUs): the units
+// this process can use, in ordinal order ("cuda:N" is the N-th), each by
+// an identifier that stays the same however the units are numbered (a
+// GPU's UUID; CUDA_VISIBLE_DEVICES renumbers GPUs). Without the device
+// the error wraps ErrUnavailable.
+type Units interface {
+	Units() ([]string, error)
+}
+
 // FingerprintAt returns the fingerprint of unit ordinal of d.
 func FingerprintAt(d Device, ordinal int) (Fingerprint, error) {
 	if o, ok := d.(Ordinals); ok {

@@ -180,6 +180,9 @@ type Stats struct {
 	// that did not (refused for a full queue or a queue timeout included).
 	SLOTarget         time.Duration
 	SLOMet, SLOMissed uint64
+	// Instances are the version's instances: where each runs (which GPU)
+	// and its model runs; nil for an ensemble or a native model.
+	Instances []InstanceStats
 }
 
 // BatchStats are the model runs of one batch size: how many, and the time
@@ -210,6 +213,9 @@ type version struct {
 	stats Stats
 	// batches are the runs by batch size (Stats.Batches), guarded by mu.
 	batches map[int]*BatchStats
+	// instances are the instances' placement and runs (Stats.Instances),
+	// guarded by mu.
+	instances []InstanceStats
 	mu      sync.Mutex
 	// cacheGen tells this load of the version from others in cache keys.
 	cacheGen uint64
@@ -447,6 +453,10 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 				return fmt.Errorf("model %s version %d: %w", rm.Name, v.Number, err)
 			}
 			r = modelRunner{v.Model}
+			if len(v.Instances) > 0 {
+				r = placedRunner{modelRunner{v.Model}, v.Instances}
+			}
+			vs.instances = instanceStats(rm, v)
 			if rm.Config.Raw.GetSequenceBatching() != nil {
 				if vs.seq, opts, err = newSeqBatcher(rm); err != nil {
 					drain(context.Background(), m)
@@ -704,6 +714,9 @@ func (e execObserver) Executed(x scheduler.Execution) {
 	b.ComputeInputNs += uint64(x.Input)
 	b.ComputeInferNs += uint64(x.Compute)
 	b.ComputeOutputNs += uint64(x.Output)
+	if x.Instance >= 0 && x.Instance < len(e.v.instances) {
+		e.v.instances[x.Instance].ExecutionCount++
+	}
 	e.v.mu.Unlock()
 	if e.obs != nil {
 		e.obs.Executed(e.model, e.version, x.Requests, x.BatchSize, x.Compute)
@@ -823,6 +836,7 @@ func (s *Server) ModelStats(name, ver string) ([]Stats, error) {
 			for _, b := range v.batches {
 				st.Batches = append(st.Batches, *b)
 			}
+			st.Instances = slices.Clone(v.instances)
 			v.mu.Unlock()
 			slo := v.sched.SLOStats()
 			st.SLOTarget, st.SLOMet, st.SLOMissed = slo.Target, slo.Met, slo.Missed

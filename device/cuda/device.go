@@ -92,6 +92,40 @@ func (cudaDevice) FingerprintOf(ordinal int) (device.Fingerprint, error) {
 	return FingerprintOf(ordinal)
 }
 
+var _ device.Units = cudaDevice{}
+
+// Units lists the GPUs this process can use (device.Units), by ordinal:
+// those CUDA_VISIBLE_DEVICES leaves visible, as the driver numbers them,
+// each by its UUID ("GPU-...", as NVML and the nv_gpu_* metrics name it;
+// "cuda:N" when the driver cannot say).
+func (cudaDevice) Units() ([]string, error) { return VisibleGPUs(Options{}) }
+
+// VisibleGPUs opens the driver as o says and lists the UUIDs of the GPUs
+// it makes visible, in ordinal order (see cudaDevice.Units). Without a
+// driver the error wraps ErrUnavailable and device.ErrUnavailable.
+func VisibleGPUs(o Options) ([]string, error) {
+	d, err := OpenDriver(o)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", device.ErrUnavailable, err)
+	}
+	n, err := d.DeviceCount()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s:%d", DeviceName, i)
+		dev, err := d.Device(i)
+		if err != nil {
+			return nil, err
+		}
+		if id, err := d.DeviceUUID(dev); err == nil {
+			ids[i] = id
+		}
+	}
+	return ids, nil
+}
+
 // Compiler compiles graphs for the GPU; package gpuexec (the executor) sets
 // it in its init, so that the device can run plans wherever the executor is
 // linked in (kiln's command imports it).

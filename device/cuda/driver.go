@@ -85,6 +85,8 @@ type Driver struct {
 		eventCreate, eventRecord, eventSync, eventElapsed, eventDestroy             uintptr
 		moduleLoadData, moduleUnload, moduleGetFunction, launchKernel               uintptr
 		beginCapture, endCapture, graphInstantiate, graphLaunch, graphDestroy, gxDe uintptr
+		// deviceGetUUID is optional (0 when the driver lacks it)
+		deviceGetUUID uintptr
 	}
 }
 
@@ -142,6 +144,7 @@ func OpenDriver(o Options) (*Driver, error) {
 		lib.close()
 		return nil, err
 	}
+	f.deviceGetUUID, _ = lib.sym("cuDeviceGetUuid_v2", "cuDeviceGetUuid")
 	// From here on libcuda stays loaded, even on failure: unloading a
 	// driver that has started its threads is not safe.
 	if r := call(f.init, 0); r != 0 {
@@ -201,6 +204,27 @@ func (d *Driver) DeviceName(dev Device) (string, error) {
 		return "", d.err("cuDeviceGetName", r)
 	}
 	return cStringIn(buf[:]), nil
+}
+
+// DeviceUUID returns the device's UUID as NVML and nvidia-smi write it,
+// "GPU-" and 32 hexadecimal digits in groups of 8-4-4-4-12: the same GPU
+// under any CUDA_VISIBLE_DEVICES, which renumbers the ordinals. A driver
+// without cuDeviceGetUuid gives an error wrapping ErrUnavailable.
+func (d *Driver) DeviceUUID(dev Device) (string, error) {
+	if d.fn.deviceGetUUID == 0 {
+		return "", fmt.Errorf("%w: the driver has no cuDeviceGetUuid", ErrUnavailable)
+	}
+	var b [16]byte
+	if r := call(d.fn.deviceGetUUID, uintptr(unsafe.Pointer(&b[0])), uintptr(dev)); r != 0 {
+		return "", d.err("cuDeviceGetUuid", r)
+	}
+	return FormatUUID(b), nil
+}
+
+// FormatUUID writes a GPU's 16-byte UUID as NVML does:
+// GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx.
+func FormatUUID(b [16]byte) string {
+	return fmt.Sprintf("GPU-%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // Attribute returns a device attribute (one of the Attr constants).

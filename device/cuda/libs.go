@@ -146,6 +146,8 @@ type NVML struct {
 	lib *library
 	fn  struct {
 		init, shutdown, errorString, handle, util, mem, driverVersion uintptr
+		// uuid is optional (0 when the library lacks it)
+		uuid uintptr
 	}
 }
 
@@ -175,6 +177,7 @@ func OpenNVML(o Options) (*NVML, error) {
 		lib.close()
 		return nil, err
 	}
+	f.uuid, _ = lib.sym("nvmlDeviceGetUUID")
 	if r := call(f.init); r != 0 {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, m.err("nvmlInit_v2", r))
 	}
@@ -210,6 +213,20 @@ func (m *NVML) Device(i int) (NVMLDevice, error) {
 		return NVMLDevice{}, m.err("nvmlDeviceGetHandleByIndex_v2", r)
 	}
 	return NVMLDevice{p}, nil
+}
+
+// UUID returns the device's UUID, e.g. "GPU-5fa8c3f2-...", the gpu_uuid of
+// Triton's GPU metrics. A library without nvmlDeviceGetUUID gives an error
+// wrapping ErrUnavailable.
+func (m *NVML) UUID(d NVMLDevice) (string, error) {
+	if m.fn.uuid == 0 {
+		return "", fmt.Errorf("%w: libnvidia-ml has no nvmlDeviceGetUUID", ErrUnavailable)
+	}
+	var buf [96]byte // NVML_DEVICE_UUID_V2_BUFFER_SIZE is 96
+	if r := call(m.fn.uuid, uintptr(d.p), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf))); r != 0 {
+		return "", m.err("nvmlDeviceGetUUID", r)
+	}
+	return cStringIn(buf[:]), nil
 }
 
 // Utilization returns the percentages of time the GPU and its memory were busy.

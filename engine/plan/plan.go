@@ -481,19 +481,40 @@ func (p *Plan) Size() int64 { return int64(len(p.data)) }
 // CheckDevice verifies that the plan's device exists on this machine and
 // has the fingerprint the plan was built for, with an error (ErrDevice)
 // naming every property that differs.
-func (p *Plan) CheckDevice() error {
-	d, ord, err := device.Lookup(p.Header.Device)
+func (p *Plan) CheckDevice() error { return p.CheckDeviceAt("") }
+
+// CheckDeviceAt is CheckDevice for running the plan on another unit of its
+// device than the one it was built on (a plan built on "cuda:0" run on
+// "cuda:1"): name must be the plan's device with another ordinal, whose
+// fingerprint must equal the plan's. An empty name is the plan's device.
+func (p *Plan) CheckDeviceAt(name string) error {
+	if name == "" {
+		name = p.Header.Device
+	}
+	if DeviceBase(name) != DeviceBase(p.Header.Device) {
+		return fmt.Errorf("%w: the plan is for %s and cannot run on %s", ErrDevice, p.Header.Device, name)
+	}
+	d, ord, err := device.Lookup(name)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDevice, err)
 	}
 	fp, err := device.FingerprintAt(d, ord)
 	if err != nil {
-		return fmt.Errorf("%w: the plan is for %s, which is not usable here: %w", ErrDevice, p.Header.Device, err)
+		return fmt.Errorf("%w: the plan is for %s, which is not usable here: %w", ErrDevice, name, err)
 	}
 	if diff := device.Diff(p.Header.Fingerprint, fp); diff != "" {
-		return fmt.Errorf("%w: the plan was built for %s [%s]; this machine differs: %s. Rebuild the plan here with kiln build", ErrDevice, p.Header.Device, p.Header.Fingerprint, diff)
+		return fmt.Errorf("%w: the plan was built for %s [%s]; this machine's %s differs: %s. Rebuild the plan here with kiln build", ErrDevice, p.Header.Device, p.Header.Fingerprint, name, diff)
 	}
 	return nil
+}
+
+// DeviceBase returns a device name without its ordinal: "cuda" for
+// "cuda:1".
+func DeviceBase(name string) string {
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		return name[:i]
+	}
+	return name
 }
 
 // ProfileBlobPrefix prefixes the device sections of profile i (> 0) that

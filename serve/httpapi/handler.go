@@ -339,7 +339,7 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 			batches = append(batches, map[string]any{"batch_size": b.BatchSize,
 				"compute_input": cn(b.Count, b.ComputeInputNs), "compute_infer": cn(b.Count, b.ComputeInferNs), "compute_output": cn(b.Count, b.ComputeOutputNs)})
 		}
-		out = append(out, map[string]any{"batch_stats": batches, "memory_usage": memoryJSON(s), "response_stats": responseJSON(s),
+		out = append(out, map[string]any{"batch_stats": batches, "memory_usage": memoryJSON(s), "response_stats": responseJSON(s), "instances": instancesJSON(s),
 			"name": s.Model, "version": s.Version, "last_inference": last,
 			"inference_count": s.InferenceCount, "execution_count": s.ExecutionCount,
 			"inference_stats": map[string]any{

@@ -21,3 +21,20 @@ func responseJSON(st serve.Stats) map[string]any {
 	}
 	return out
 }
+
+// instancesJSON is a version's instances: where each runs and its model
+// runs (kiln's extension of Triton's statistics).
+func instancesJSON(st serve.Stats) []map[string]any {
+	out := []map[string]any{}
+	for _, in := range st.Instances {
+		m := map[string]any{"name": in.Name, "kind": in.Kind, "device": in.Device, "execution_count": in.ExecutionCount}
+		if in.Kind == "KIND_GPU" {
+			m["gpu"] = in.GPU
+			if in.UUID != "" {
+				m["gpu_uuid"] = in.UUID
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}

@@ -120,10 +120,15 @@ type Config struct {
 }
 
 // Instances returns the total number of instances the config asks for (at
-// least 1).
+// least 1): a KIND_GPU group's count on each GPU of its gpus list (a
+// loaded model's config lists the GPUs a group without one was placed on).
 func (c *Config) Instances() int {
 	n := 0
 	for _, g := range c.InstanceGroups {
+		if g.Kind == "KIND_GPU" && len(g.GPUs) > 1 {
+			n += g.Count * len(g.GPUs)
+			continue
+		}
 		n += g.Count
 	}
 	if n <= 0 {

@@ -33,7 +33,27 @@ type Version struct {
 	Number int64
 	// Model is the version's loaded model file; nil for a model of a
 	// native platform (NativePlatform), which the server runs itself.
+	// For a model placed on several devices it is the first instance's.
 	Model *kiln.Model
+	// Instances are the version's execution contexts as the config's
+	// instance groups place them, each with its device's model (Model
+	// among them); nil for a model made in memory or of a native
+	// platform, whose Config.Instances() instances all run Model.
+	Instances []Instance
+}
+
+// models returns the distinct models of v.
+func (v Version) models() []*kiln.Model {
+	var out []*kiln.Model
+	if v.Model != nil {
+		out = append(out, v.Model)
+	}
+	for _, in := range v.Instances {
+		if in.Model != nil && !slices.Contains(out, in.Model) {
+			out = append(out, in.Model)
+		}
+	}
+	return out
 }
 
 // Native platforms: models without a model file, run by the server.
@@ -101,8 +121,8 @@ type Model struct {
 func (m *Model) Close() error {
 	var errs []error
 	for _, v := range m.Versions {
-		if v.Model != nil {
-			errs = append(errs, v.Model.Close())
+		for _, km := range v.models() {
+			errs = append(errs, km.Close())
 		}
 	}
 	if m.TempDir != "" {
@@ -219,22 +239,31 @@ func LoadOverride(ctx context.Context, dir, name string, load ModelLoader, o Ove
 		}
 		return m, nil
 	}
+	var gpus []string
+	if cfg.needsGPUs() {
+		gpus, _ = VisibleGPUs() // nil without a driver: the build says what is missing
+	}
+	placed, err := Placement(name, cfg, gpus)
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range nums {
 		if err := ctx.Err(); err != nil {
 			m.Close()
 			return nil, fmt.Errorf("repository: model %s: loading canceled: %w", name, err)
 		}
-		km, err := load(filepath.Join(mdir, strconv.FormatInt(n, 10), file), cfg)
+		ins, err := loadPlaced(filepath.Join(mdir, strconv.FormatInt(n, 10), file), cfg, load, placed)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("%w: model %s version %d: %w", ErrModel, name, n, err)
 		}
-		m.Versions = append(m.Versions, Version{Number: n, Model: km})
+		m.Versions = append(m.Versions, Version{Number: n, Model: ins[0].Model, Instances: ins})
 	}
 	if m.Config, err = Complete(name, cfg, m.Versions[0].Model); err != nil {
 		m.Close()
 		return nil, err
 	}
+	m.Config.resolveGPUs(placed)
 	if m.Labels, err = readLabels(mdir, m.Config); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("model %s: %w", name, err)

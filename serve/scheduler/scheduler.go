@@ -46,6 +46,14 @@ type Instancer interface {
 	NewInstance() Runner
 }
 
+// IndexedInstancer is an optional capability of a Runner whose instances
+// differ (execution contexts on different GPUs): NewInstanceAt returns the
+// runner of instance i (0..Instances-1, the index Execution.Instance
+// reports). The scheduler prefers it to Instancer.
+type IndexedInstancer interface {
+	NewInstanceAt(i int) Runner
+}
+
 // TimeoutAction is what happens to a request whose queue timeout expired.
 type TimeoutAction int
 
@@ -219,7 +227,9 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 	runners := make([]Runner, opts.Instances)
 	for i := range runners {
 		runners[i] = r
-		if in, ok := r.(Instancer); ok {
+		if in, ok := r.(IndexedInstancer); ok {
+			runners[i] = in.NewInstanceAt(i)
+		} else if in, ok := r.(Instancer); ok {
 			runners[i] = in.NewInstance()
 		}
 	}

@@ -5,9 +5,62 @@
 // returns for the kernel named by $KILN_FAKE_BAD_KERNEL. Page-locked host
 // memory is malloc'd. Events measure 1.5 ms, or, with $KILN_FAKE_EVENT_SHRINK
 // set, 1 ms less at each measurement from 1000 ms. Built by the tests with cc.
+//
+// Several GPUs: $KILN_FAKE_GPUS devices (default 1), named by the
+// comma-separated $KILN_FAKE_GPU_NAMES ("Fake GPU" for those it does not
+// name); CUDA_VISIBLE_DEVICES is honoured as the real driver honours it (a
+// list of device indices, cut at the first one that is not a device), and
+// device ordinals count the visible devices only. cuDeviceGetUuid gives
+// device i the UUID fa4e0000-0000-0000-0000-0000000000ii (i hexadecimal).
+// With $KILN_FAKE_SYNC_US set, cuStreamSynchronize sleeps that many
+// microseconds (a run that takes time, so that concurrent runs overlap).
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define MAXGPUS 16
+static int visible[MAXGPUS], nvisible = -1;
+
+// gpus fills visible from the environment once and returns their count.
+static int gpus(void) {
+	if (nvisible >= 0) return nvisible;
+	int n = 1;
+	const char *e = getenv("KILN_FAKE_GPUS");
+	if (e && atoi(e) >= 0) n = atoi(e) > MAXGPUS ? MAXGPUS : atoi(e);
+	const char *v = getenv("CUDA_VISIBLE_DEVICES");
+	nvisible = 0;
+	if (!v) {
+		for (int i = 0; i < n; i++) visible[nvisible++] = i;
+		return nvisible;
+	}
+	while (*v && nvisible < MAXGPUS) {
+		char *end;
+		long i = strtol(v, &end, 10);
+		if (end == v || i < 0 || i >= n) break;
+		visible[nvisible++] = (int)i;
+		if (*end != ',') break;
+		v = end + 1;
+	}
+	return nvisible;
+}
+
+// gpuName copies the name of physical device d into s.
+static void gpuName(char *s, int n, int d) {
+	const char *names = getenv("KILN_FAKE_GPU_NAMES");
+	strncpy(s, "Fake GPU", n);
+	if (!names) return;
+	for (int i = 0; i < d && names; i++) {
+		names = strchr(names, ',');
+		if (names) names++;
+	}
+	if (!names || !*names || *names == ',') return;
+	size_t len = strcspn(names, ",");
+	if ((int)len >= n) len = n - 1;
+	memcpy(s, names, len);
+	s[len] = 0;
+}
 
 static const char *names[] = {[0] = "CUDA_SUCCESS", [2] = "CUDA_ERROR_OUT_OF_MEMORY", [100] = "CUDA_ERROR_NO_DEVICE", [400] = "CUDA_ERROR_INVALID_HANDLE"};
 static const char *descs[] = {[0] = "no error", [2] = "out of memory", [100] = "no CUDA-capable device is detected", [400] = "invalid resource handle"};
@@ -24,9 +77,14 @@ int cuGetErrorString(int code, const char **s) {
 	*s = descs[code];
 	return 0;
 }
-int cuDeviceGetCount(int *n) { *n = 1; return 0; }
-int cuDeviceGet(int *d, int i) { if (i != 0) return 101; *d = 0; return 0; }
-int cuDeviceGetName(char *s, int n, int d) { strncpy(s, "Fake GPU", n); return 0; }
+int cuDeviceGetCount(int *n) { *n = gpus(); return 0; }
+int cuDeviceGet(int *d, int i) { if (i < 0 || i >= gpus()) return 101; *d = visible[i]; return 0; }
+int cuDeviceGetName(char *s, int n, int d) { gpuName(s, n, d); return 0; }
+int cuDeviceGetUuid(unsigned char *u, int d) {
+	memset(u, 0, 16);
+	u[0] = 0xfa, u[1] = 0x4e, u[15] = (unsigned char)d;
+	return 0;
+}
 int cuDeviceGetAttribute(int *v, int attr, int d) { *v = attr == 75 ? 9 : attr == 76 ? 0 : 132; return 0; }
 int cuDeviceTotalMem_v2(size_t *n, int d) { *n = (size_t)1 << 30; return 0; }
 int cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)1; return 0; }
@@ -42,7 +100,11 @@ int cuMemcpyDtoHAsync_v2(void) { return 0; }
 int cuMemAllocHost_v2(void **p, size_t n) { *p = malloc(n); return *p ? 0 : 2; }
 int cuMemFreeHost(void *p) { free(p); return 0; }
 int cuStreamCreate(void) { return 0; }
-int cuStreamSynchronize(void) { return 0; }
+int cuStreamSynchronize(void) {
+	const char *us = getenv("KILN_FAKE_SYNC_US");
+	if (us) usleep((useconds_t)atoi(us));
+	return 0;
+}
 int cuStreamDestroy_v2(void) { return 0; }
 int cuEventCreate(void) { return 0; }
 int cuEventRecord(void) { return 0; }

@@ -1,0 +1,89 @@
+package repository
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestPlacement places the instances of instance groups on the visible
+// GPUs: count per GPU, every GPU for a KIND_GPU group without gpus, the
+// CPU for other kinds, and a clear error for a GPU out of range.
+func TestPlacement(t *testing.T) {
+	two := []string{"GPU-a", "GPU-b"}
+	tests := []struct {
+		name, config string
+		gpus         []string
+		want         string // name@device per instance
+		err          string
+	}{
+		{"no config groups", "max_batch_size: 4\n", two, "m_0_0@cpu", ""},
+		{"cpu count 2", "instance_group [ { count: 2 kind: KIND_CPU } ]\n", two, "m_0_0@cpu m_0_1@cpu", ""},
+		{"auto is the cpu", "instance_group [ { count: 1 } ]\n", nil, "m_0_0@cpu", ""},
+		{"gpus [0,1] count 2", "instance_group [ { count: 2 kind: KIND_GPU gpus: [0, 1] } ]\n", two,
+			"m_0_0@cuda:0/GPU-a m_0_1@cuda:0/GPU-a m_0_2@cuda:1/GPU-b m_0_3@cuda:1/GPU-b", ""},
+		{"gpus [0] count 2", "instance_group [ { name: \"g\" count: 2 kind: KIND_GPU gpus: [0] } ]\n", []string{"GPU-a"},
+			"g_0@cuda:0/GPU-a g_1@cuda:0/GPU-a", ""},
+		{"every visible gpu", "instance_group [ { count: 1 kind: KIND_GPU } ]\n", two, "m_0_0@cuda:0/GPU-a m_0_1@cuda:1/GPU-b", ""},
+		{"no driver: gpu 0, unchecked", "instance_group [ { count: 1 kind: KIND_GPU } ]\n", nil, "m_0_0@cuda:0", ""},
+		{"cpu and gpu groups", "instance_group [ { count: 1 kind: KIND_CPU }, { count: 1 kind: KIND_GPU gpus: [1] } ]\n", two,
+			"m_0_0@cpu m_1_0@cuda:1/GPU-b", ""},
+		{"gpu out of range", "instance_group [ { count: 1 kind: KIND_GPU gpus: [0, 2] } ]\n", two, "",
+			"instance_group[0] (m_0).gpus: GPU 2 is out of range: 2 GPU(s) visible (0..1; CUDA_VISIBLE_DEVICES"},
+		{"no gpu visible", "instance_group [ { count: 1 kind: KIND_GPU gpus: [0] } ]\n", []string{}, "",
+			"instance_group[0] (m_0).gpus: GPU 0 is out of range: 0 GPU(s) visible"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig(tt.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Placement("m", cfg, tt.gpus)
+			if tt.err != "" {
+				if !errors.Is(err, ErrPlacement) || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want ErrPlacement with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s []string
+			for _, in := range got {
+				d := in.Name + "@" + in.Device
+				if in.UUID != "" {
+					d += "/" + in.UUID
+				}
+				s = append(s, d)
+			}
+			if strings.Join(s, " ") != tt.want {
+				t.Errorf("placement %s, want %s", strings.Join(s, " "), tt.want)
+			}
+			// the completed config lists the GPUs, and counts the instances
+			cfg.Name = "m"
+			cfg.resolveGPUs(got)
+			if n := cfg.Instances(); n != len(got) {
+				t.Errorf("Instances() = %d after resolveGPUs, want %d", n, len(got))
+			}
+			for _, dev := range Devices(got) {
+				c := cfg.ForDevice(dev, got)
+				o, err := BuildOptions("", c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := dev
+				if dev == "cpu" {
+					want = ""
+				}
+				if o.Device != want {
+					t.Errorf("BuildOptions(ForDevice(%s)).Device = %q", dev, o.Device)
+				}
+			}
+		})
+	}
+	if got := fmt.Sprint(Devices([]Instance{{Device: "cuda:1"}, {Device: "cpu"}, {Device: "cuda:1"}})); got != "[cuda:1 cpu]" {
+		t.Errorf("Devices = %s", got)
+	}
+}
