@@ -24,7 +24,8 @@ const EnvNCHW = "KILN_CUDA_NCHW"
 //
 //   - the output of every convolution that runs NHWC: a 2-D Conv or
 //     kiln::FusedConv of one group with constant weights and M a multiple
-//     of 8, C a multiple of 8 or below 8 (the stem's 3 channels);
+//     of 8, C a multiple of 8 or, reading a graph input, below 8 (the
+//     stem's 3 channels);
 //   - the output of a layout-agnostic node all of whose full-size inputs
 //     are NHWC: same-shape elementwise ops (Add, Relu, Clip, ...; scalars
 //     broadcast alike in both layouts), MaxPool and AveragePool (the NHWC
@@ -153,6 +154,134 @@ func (c *compiler) planLayout() {
 			}
 		}
 	}
+	c.pruneLayout()
+	c.inputsNHWC()
+}
+
+// pruneLayout undoes NHWC where it costs more transposes than it has
+// convolutions: the NHWC values and the nodes that read them fall into
+// regions (connected through NHWC values); a region keeps NHWC when it has
+// more convolutions than transposes at its edges, the graph inputs' not
+// counted (inputsNHWC folds them into the input's conversion to half).
+// MobileNet's pointwise convolutions between depthwise ones (which stay
+// NCHW) go back to NCHW; ResNet's 53 convolutions stay NHWC.
+func (c *compiler) pruneLayout() {
+	parent := map[any]any{}
+	var find func(k any) any
+	find = func(k any) any {
+		p, ok := parent[k]
+		if !ok || p == k {
+			parent[k] = k
+			return k
+		}
+		r := find(p)
+		parent[k] = r
+		return r
+	}
+	union := func(a, b any) { parent[find(a)] = find(b) }
+	readers := map[*ir.Value][]use{}
+	for _, n := range c.g.Nodes {
+		for i, v := range n.Inputs {
+			if v != nil {
+				readers[v] = append(readers[v], use{n, i})
+			}
+		}
+	}
+	for n, r := range c.layout.reads {
+		for i, v := range n.Inputs {
+			if v != nil && i < len(r) && r[i] == readNHWC && c.layout.nhwc[v] {
+				union(n, v)
+			}
+		}
+		if y := n.Outputs[0]; c.layout.nhwc[y] {
+			union(n, y)
+		}
+	}
+	convs, edges := map[any]int{}, map[any]int{}
+	for n, r := range c.layout.reads {
+		root := find(n)
+		if c.layout.conv[n] {
+			convs[root]++
+		}
+		for i, v := range n.Inputs { // NCHW values read NHWC
+			if v == nil || v.Const != nil || i >= len(r) || r[i] != readNHWC || c.layout.nhwc[v] || c.graphInput(v) {
+				continue
+			}
+			if d, ok := v.Type.Shape.Ints(); ok && !sameBothWays(d) {
+				edges[root]++
+			}
+		}
+	}
+	outs := map[*ir.Value]bool{}
+	for _, v := range c.g.Outputs {
+		outs[v] = true
+	}
+	for v := range c.layout.nhwc { // NHWC values read NCHW
+		d, _ := v.Type.Shape.Ints()
+		if sameBothWays(d) {
+			continue
+		}
+		nchw := outs[v]
+		for _, u := range readers[v] {
+			nchw = nchw || !c.readsNHWC(u.node, u.idx)
+		}
+		if nchw {
+			edges[find(v)]++
+		}
+	}
+	for n := range c.layout.reads {
+		if root := find(n); convs[root] <= edges[root] {
+			delete(c.layout.reads, n)
+			delete(c.layout.conv, n)
+		}
+	}
+	for v := range c.layout.nhwc {
+		if root := find(v); convs[root] <= edges[root] {
+			delete(c.layout.nhwc, v)
+		}
+	}
+}
+
+// inputsNHWC stores NHWC each float32 graph input that is read NHWC only:
+// its conversion to half (the program's first steps) writes it transposed
+// (cast_f32_f16_nhwc), so the first convolution reads it without a
+// transpose of its own.
+func (c *compiler) inputsNHWC() {
+	readers := map[*ir.Value]int{}
+	for _, n := range c.g.Nodes {
+		for i, v := range n.Inputs {
+			if v == nil {
+				continue
+			}
+			if c.readsNHWC(n, i) {
+				readers[v]++
+			} else {
+				readers[v] = -len(c.g.Nodes) // a reader of NCHW
+			}
+		}
+	}
+	for _, v := range c.g.Outputs {
+		readers[v] = -len(c.g.Nodes)
+	}
+	for _, v := range c.g.Inputs {
+		d, ok := v.Type.Shape.Ints()
+		if readers[v] <= 0 || !ok || sameBothWays(d) || v.Type.DType != tensor.Float32 {
+			continue
+		}
+		for i := range c.p.steps {
+			s := &c.p.steps[i]
+			if s.node.Name != "input "+v.Name || len(s.launches) != 1 || s.launches[0].kernel != "cast_f32_f16" {
+				continue
+			}
+			l, err := transposeLaunch("cast_f32_f16_nhwc", s.launches[0].args[0].ref, s.launches[0].args[1].ref, d, true)
+			if err != nil {
+				break
+			}
+			s.launches[0] = l
+			c.p.kernels[l.kernel] = true
+			c.layout.nhwc[v] = true
+		}
+	}
 }
 
 // nhwcConv reports whether n is a convolution to run NHWC.
@@ -170,7 +299,11 @@ func (c *compiler) nhwcConv(n *ir.Node) bool {
 		return false
 	}
 	C, M := xd[1], wd[0]
-	if M%8 != 0 || (C%8 != 0 && C >= 8) {
+	// Tensor cores take channels in multiples of 8; the stem's few input
+	// channels (an image's 3) are the exception: cuDNN's NHWC kernels for
+	// them are faster than NCHW ones (NOTES.md: 0.59 against 1.34 ms for
+	// ResNet-50's stem at batch 256), and the input is transposed once.
+	if M%8 != 0 || (C%8 != 0 && (C >= 8 || !c.graphInput(x))) {
 		return false
 	}
 	if z := input(n, 3); z != nil && n.Domain == "kiln" {
@@ -418,4 +551,9 @@ func (cc *convCall) fusedEpilogue() string {
 		s += "+ReLU"
 	}
 	return s
+}
+
+// graphInput reports whether v is one of the graph's inputs.
+func (c *compiler) graphInput(v *ir.Value) bool {
+	return slices.Contains(c.g.Inputs, v)
 }

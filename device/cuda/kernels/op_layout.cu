@@ -28,7 +28,7 @@ extern "C" __global__ void transpose_tiles_b16(unsigned short *y, const unsigned
 
 // The same transpose reading float32 and writing half: a float32 graph
 // input converted and laid out NHWC in one pass.
-extern "C" __global__ void transpose_tiles_f32_f16(unsigned short *y, const float *x, int R, int S) {
+extern "C" __global__ void cast_f32_f16_nhwc(unsigned short *y, const float *x, int R, int S) {
     __shared__ float tile[32][33];
     long long b = blockIdx.z;
     const float *xb = x + b * (long long)R * S;
