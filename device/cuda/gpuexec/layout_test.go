@@ -236,7 +236,6 @@ func TestLayoutTransposes(t *testing.T) {
 	}
 }
 
-
 // TestLayoutModelsFP32Unchanged compiles the reference models in float32
 // with and without NCHW forced: the layout pass changes nothing.
 func TestLayoutModelsFP32Unchanged(t *testing.T) {
