@@ -25,6 +25,11 @@ const tacticsBlob = "cuda.tactics"
 const (
 	tuneWarmup = 3
 	tuneRuns   = 7
+	// A candidate whose one run without a CUDA graph takes more than
+	// screenFactor times the best time so far plus screenMargin (launch
+	// costs that a graph does not pay) is not timed further.
+	screenFactor = 4
+	screenMargin = 50 * time.Microsecond
 )
 
 // Tactic is the implementation chosen for one convolution or matrix
@@ -183,7 +188,9 @@ func (e *Engine) tune() error {
 	// measure times the calls of steps as contexts run them: replayed as a
 	// CUDA graph (unless graphs are off), so that the host's launch cost,
 	// which a graph does not pay, is not counted.
-	measure := func(steps ...int) (time.Duration, error) {
+	// timeSteps times the calls of steps, replayed as a CUDA graph when
+	// graph is set, warm runs then the median of runs.
+	timeSteps := func(graph bool, warm, runs int, steps ...int) (time.Duration, error) {
 		var calls []call
 		for _, i := range steps {
 			calls = append(calls, c.stepCalls(i)...)
@@ -210,7 +217,7 @@ func (e *Engine) tune() error {
 			return nil
 		}
 		launch := enqueue
-		if !e.opt.NoGraphs {
+		if graph {
 			if err := d.BeginCapture(c.stream, cuda.CaptureModeThreadLocal); err == nil {
 				qerr := enqueue()
 				g, err := d.EndCapture(c.stream)
@@ -230,8 +237,8 @@ func (e *Engine) tune() error {
 				}
 			}
 		}
-		ms := make([]float64, 0, tuneRuns)
-		for r := range tuneWarmup + tuneRuns {
+		ms := make([]float64, 0, runs)
+		for r := range warm + runs {
 			if err := d.EventRecord(start, c.stream); err != nil {
 				return 0, err
 			}
@@ -249,12 +256,15 @@ func (e *Engine) tune() error {
 			if err != nil {
 				return 0, err
 			}
-			if r >= tuneWarmup {
+			if r >= warm {
 				ms = append(ms, float64(t))
 			}
 		}
 		slices.Sort(ms)
 		return max(time.Duration(ms[len(ms)/2]*1e6), 1), nil
+	}
+	measure := func(steps ...int) (time.Duration, error) {
+		return timeSteps(!e.opt.NoGraphs, tuneWarmup, tuneRuns, steps...)
 	}
 	type tuned struct {
 		step  int
@@ -342,6 +352,25 @@ func (e *Engine) tune() error {
 			if t.NS == 0 {
 				if err := cands[j].apply(); err != nil {
 					continue
+				}
+				// A screen first: one run without a CUDA graph. A candidate
+				// far slower than the best so far (cuDNN's grouped
+				// convolutions can loop over the groups, thousands of
+				// launches) is not captured, instantiated and timed: that
+				// took mobilenet_v2's build from 1 s to 80 s.
+				if best >= 0 {
+					q, err := timeSteps(false, 1, 1, i)
+					if err != nil {
+						continue
+					}
+					if q > screenFactor*time.Duration(cands[best].t.NS)+screenMargin {
+						e.measured++
+						t.NS = int64(q)
+						if e.opt.TimingCache != nil {
+							e.opt.TimingCache.Store(e.opt.CacheDevice, sig, t.name(), q)
+						}
+						continue
+					}
 				}
 				dur, err := measure(i)
 				if err != nil {
