@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -183,5 +187,75 @@ func TestBertMiniCPU(t *testing.T) {
 		if c := compare(got[o], w, 1e-4, 1e-5); !c.OK {
 			t.Errorf("output %q against the unoptimized graph: %s", o, c.Reason)
 		}
+	}
+}
+
+// nodeSuite is where Debian's libonnx-testdata puts the ONNX node tests.
+const nodeSuite = "/usr/share/libonnx-testdata/data/node"
+
+// TestNodeSuiteCPUPasses runs the ONNX node tests of the ops the CPU's
+// transformer passes rewrite (LayerNormalization, its expanded form,
+// Softmax, MatMul, Gelu) through the CPU build's passes and checks their
+// reference outputs at the conformance tolerances (rtol 1e-3, atol 1e-5).
+// The LayerNormalization tests keep only their output Y, so that the
+// ones over the last axis run as kiln::SkipLayerNormalization.
+func TestNodeSuiteCPUPasses(t *testing.T) {
+	if _, err := os.Stat(nodeSuite); err != nil {
+		t.Skipf("needs the ONNX node tests at %s (apt-get install libonnx-testdata; scripts/test.sh does it): %v", nodeSuite, err)
+	}
+	dirs, err := filepath.Glob(filepath.Join(nodeSuite, "test_*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran, fused := 0, 0
+	for _, dir := range dirs {
+		base := filepath.Base(dir)
+		if !strings.Contains(base, "layer_normalization") && !strings.Contains(base, "softmax") &&
+			!strings.Contains(base, "matmul") && !strings.Contains(base, "gelu") {
+			continue
+		}
+		f, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := onnx.ToGraph(f.Model, f)
+		if err != nil {
+			f.Close()
+			t.Fatal(err)
+		}
+		if strings.Contains(base, "layer_normalization") {
+			// Only Y: the statistics outputs keep the ONNX op.
+			g.Outputs = g.Outputs[:1]
+		}
+		if err := RunFor(g, 2, "cpu", nil); err != nil {
+			t.Errorf("%s: %v", base, err)
+			f.Close()
+			continue
+		}
+		if opCounts(g)["kiln::SkipLayerNormalization"] > 0 {
+			fused++
+		}
+		e, err := engine.New(g)
+		if err != nil {
+			t.Errorf("%s: %v", base, err)
+			f.Close()
+			continue
+		}
+		in, want := loadDataSet(t, e, dir)
+		got, err := e.Run(context.Background(), in)
+		if err != nil {
+			t.Errorf("%s: %v", base, err)
+		}
+		for i, w := range want[:len(g.Outputs)] {
+			if c := compare(got[g.Outputs[i].Name], w, 1e-3, 1e-5); !c.OK {
+				t.Errorf("%s output %q: %s", base, g.Outputs[i].Name, c.Reason)
+			}
+		}
+		ran++
+		f.Close()
+	}
+	t.Logf("%d node tests, kiln::SkipLayerNormalization in %d", ran, fused)
+	if fused == 0 {
+		t.Errorf("no node test ran kiln::SkipLayerNormalization")
 	}
 }
