@@ -514,11 +514,10 @@ type GraphConv struct {
 	Search GraphSearch
 	cur    int
 
-	mu      sync.Mutex
+	mu      sync.Mutex     // guards cur, Candidates (Keep, Destroy) and the variant pack
 	vp      beDesc         // the variant pack of the last Execute
 	vpMem   unsafe.Pointer // C memory: uids [5]int64, pointers [5], workspace
 	vpN     int            // tensors in the variant pack
-	vpPlan  int            // the candidate vp was built for (-1: none)
 	vpValid bool
 }
 
@@ -764,7 +763,7 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 		return nil, err
 	}
 	mem := cMalloc(11 * 8)
-	c := &GraphConv{b: backend{d, f}, p: p, o: o, vpMem: mem, vpPlan: -1}
+	c := &GraphConv{b: backend{d, f}, p: p, o: o, vpMem: mem}
 	defer func() {
 		if err != nil {
 			c.Destroy()
@@ -1108,7 +1107,11 @@ func (c *GraphConv) plan(h CUDNNHandle, e *GraphEngine, cfg beDesc) error {
 }
 
 // Engine returns the candidate Execute runs.
-func (c *GraphConv) Engine() GraphEngine { return c.Candidates[c.cur] }
+func (c *GraphConv) Engine() GraphEngine {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Candidates[c.cur]
+}
 
 // Use makes Execute run the candidate whose ID is id.
 func (c *GraphConv) Use(id string) error {
@@ -1169,12 +1172,13 @@ func (c *GraphConv) Execute(h CUDNNHandle, x, w, bias, z, y, workspace DevicePtr
 	if c.o.Residual {
 		n++
 	}
-	if !c.vpValid || c.vpPlan != c.cur || c.vpN != n || [6]uint64(ptrs) != c.packed(want) {
+	// a variant pack names tensors and pointers, not a plan: it serves
+	// every candidate
+	if !c.vpValid || c.vpN != n || [6]uint64(ptrs) != c.packed(want) {
 		c.dropPack()
 		if err := c.pack(want, n, uids, ptrs); err != nil {
 			return err
 		}
-		c.vpPlan = c.cur
 	}
 	if r := callC(c.b.f.execute, uintptr(h.p), e.plan.p, c.vp.p); r != 0 {
 		return c.b.fail("cudnnBackendExecute", e.plan, -1, r)
