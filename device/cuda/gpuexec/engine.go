@@ -62,6 +62,9 @@ type Options struct {
 	// needs NCHW (layout.go). The environment variable KILN_CUDA_NCHW=1
 	// does the same. Float32 engines are always NCHW.
 	NCHW bool
+	// plainNHWC (tests) runs NHWC convolutions as cuDNN's plain call and
+	// the epilogue kernel unless a tactic says otherwise.
+	plainNHWC bool
 	// Tactics are choices made earlier (Engine.Tactics of a tuned engine,
 	// e.g. kept in a plan): a layer of the same name and signature runs as
 	// its tactic says, when the library still offers that algorithm.

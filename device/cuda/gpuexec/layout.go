@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 
@@ -424,12 +425,12 @@ func (c *compiler) otherLayout(v *ir.Value) (int, error) {
 // transposeLaunch lays out the NCHW dims d as NHWC (toNHWC) or back.
 func transposeLaunch(kernel string, y, x ref, d []int, toNHWC bool) (launch, error) {
 	N, C, HW := d[0], d[1], d[2]*d[3]
-	if N > 65535 || C > 65535*32 {
-		return launch{}, fmt.Errorf("%w: NHWC transpose of %v", ErrUnsupported, d)
-	}
 	R, S := C, HW
 	if !toNHWC {
 		R, S = HW, C
+	}
+	if N > 65535 || (R+31)/32 > 65535 || int64(R)*int64(S) > math.MaxInt32 {
+		return launch{}, fmt.Errorf("%w: NHWC transpose of %v", ErrUnsupported, d)
 	}
 	return launch{kernel: kernel,
 		grid:  cuda.Dim3{X: uint32((S + 31) / 32), Y: uint32((R + 31) / 32), Z: uint32(N)},
@@ -518,7 +519,7 @@ func (e *Engine) planNHWC(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, p cuda.ConvP
 		e.fused[i], fc, e.tactics[name] = fc, nil, t
 	case ok && t.Impl == ImplCUDNN && !t.Fused && plain != nil && useConvTactic(plain, t):
 		e.convs[i], plain, e.tactics[name] = plain, nil, t
-	case fc != nil:
+	case fc != nil && !e.opt.plainNHWC:
 		e.fused[i], fc = fc, nil
 	case plain != nil:
 		e.convs[i], plain = plain, nil

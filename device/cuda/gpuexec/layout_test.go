@@ -466,30 +466,11 @@ func TestLayoutOnGPU(t *testing.T) {
 			opt  Options
 		}{
 			{"kernels", Options{FP16: true, NoCUDNN: true, NoCUBLASLt: true, SyncEachLayer: true}},
-			{"plain-nhwc", Options{FP16: true, SyncEachLayer: true}},
+			{"plain-nhwc", Options{FP16: true, SyncEachLayer: true, plainNHWC: true}},
 		} {
 			t.Run(fmt.Sprintf("%s/batch%d/%s", m.name, m.batch, cfg.name), func(t *testing.T) {
 				g := optimizedGraph(t, m.path, m.in)
 				opt := cfg.opt
-				if cfg.name == "plain-nhwc" { // the plain NHWC call + epilogue for every convolution
-					tm, err := NewEngine(g, Options{FP16: true, Tune: true})
-					if err != nil {
-						t.Fatal(err)
-					}
-					opt.Tactics = Tactics{}
-					for n, tt := range tm.Tactics() {
-						for i, s := range tm.prog.steps {
-							if s.node.Name == n && s.conv != nil && s.conv.nhwc {
-								if sp := tm.convs[i]; sp != nil {
-									opt.Tactics[n] = Tactic{Sig: tt.Sig, Impl: ImplCUDNN, Algo: sp.Algo, Math: sp.Math}
-								} else if tm.fused[i] != nil {
-									opt.Tactics[n] = Tactic{Sig: tt.Sig, Impl: ImplCUDNN, Algo: algoImplicitPrecompGEMM, Math: 1}
-								}
-							}
-						}
-					}
-					tm.Close()
-				}
 				e, err := NewEngine(g, opt)
 				if err != nil {
 					t.Fatal(err)
