@@ -187,14 +187,24 @@ func TestBertGraphCompile(t *testing.T) {
 					t.Fatal(err)
 				}
 				var att []launch
-				epi, gelu, lnAdds, posts := 0, 0, 0, 0
+				epi, gelu, lnAdds, posts, resid, lnOne := 0, 0, 0, 0, 0, 0
 				for _, s := range p.steps {
 					switch {
 					case s.node.OpType == "Attention":
 						att = append(att, s.launches...)
+					case s.node.OpType == "LayerNormalization":
+						if l := s.launches[len(s.launches)-1]; l.kernel == "layernorm_vec_f16" && l.args[2].ref.buf == bufNil {
+							lnOne++
+						}
 					case s.gemm != nil:
 						if s.gemm.post.kernel != "" {
 							posts++
+						}
+						if s.gemm.resid != nil {
+							resid++
+							if s.gemm.post.kernel != "row_epilogue_res_vec_f16" || s.launches[len(s.launches)-1].kernel != "row_epilogue_res_vec_f16" {
+								t.Errorf("%s adds a residual with post %s, launches %v", s.node.Name, s.gemm.post.kernel, s.launches)
+							}
 						}
 						if relu, gl, ok := s.gemm.ltEpilogue(half); ok && !relu {
 							epi++
@@ -222,6 +232,11 @@ func TestBertGraphCompile(t *testing.T) {
 				}
 				if lnAdds != 2*cfg.layers+1 {
 					t.Errorf("%d residual Adds folded into LayerNormalization, want %d", lnAdds, 2*cfg.layers+1)
+				}
+				// the output projections add the residual; the embeddings'
+				// Add (of two Gathers) stays in its LayerNormalization
+				if resid != 2*cfg.layers || lnOne != 2*cfg.layers {
+					t.Errorf("%d products add a residual and %d LayerNormalizations read one matrix, want %d", resid, lnOne, 2*cfg.layers)
 				}
 				if len(att) != cfg.layers {
 					t.Fatalf("%d attention launches for %d layers", len(att), cfg.layers)
@@ -276,18 +291,19 @@ func TestBertGraphCPU(t *testing.T) {
 const bertCosine = 0.9999
 
 // bertVariant is a way to build the half engine: the defaults, or without
-// this work's changes (nn.cu's attention_mma, GELU after cuBLASLt).
+// this work's changes (nn.cu's attention_mma, GELU after cuBLASLt, the
+// residual read by the LayerNormalization).
 type bertVariant struct {
-	name           string
-	fa, erfGELUEpi bool
+	name                  string
+	fa, erfGELUEpi, resid bool
 }
 
-var bertVariants = []bertVariant{{"before", false, false}, {"after", true, true}}
+var bertVariants = []bertVariant{{"before", false, false, false}, {"after", true, true, true}}
 
 func (v bertVariant) set() func() {
-	fa, ge := attentionFA, erfGELUEpilogue
-	attentionFA, erfGELUEpilogue = v.fa, v.erfGELUEpi
-	return func() { attentionFA, erfGELUEpilogue = fa, ge }
+	fa, ge, re := attentionFA, erfGELUEpilogue, residualGEMM
+	attentionFA, erfGELUEpilogue, residualGEMM = v.fa, v.erfGELUEpi, v.resid
+	return func() { attentionFA, erfGELUEpilogue, residualGEMM = fa, ge, re }
 }
 
 // TestBertFP16OnGPU builds bert_mini (its test inputs) and a BERT-base

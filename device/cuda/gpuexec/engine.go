@@ -333,6 +333,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 						// the bias (and ReLU or GELU) in cuBLASLt's epilogue: no pass over Y after
 						epi := mo
 						epi.Bias, epi.ReLU, epi.GELU = e.weights+cuda.DevicePtr(gc.bias.off), relu, gelu
+						epi.Residual = gc.resid != nil // through C; else post adds it
 						if mm, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, epi, maxWorkspace); err == nil {
 							use(mm, true)
 							e.gemms[i], e.gemmEpi[i] = mm, true
@@ -612,9 +613,12 @@ func (c *Context) stepCalls(i int) []call {
 	} else if mm := e.gemms[i]; mm != nil {
 		gc := s.gemm
 		a, b, y := c.addr(gc.a), c.addr(gc.b), c.addr(gc.y)
-		calls = append(calls, call{step: i, lib: func() error {
-			return mm.Run(c.ltH, a, b, y, c.ws, e.ws, c.stream)
-		}})
+		run := func() error { return mm.Run(c.ltH, a, b, y, c.ws, e.ws, c.stream) }
+		if gc.resid != nil && e.gemmEpi[i] { // bias and residual in cuBLASLt
+			r := c.addr(*gc.resid)
+			run = func() error { return mm.RunC(c.ltH, a, b, r, y, c.ws, e.ws, c.stream) }
+		}
+		calls = append(calls, call{step: i, lib: run})
 		launches = nil
 		if gc.post.kernel != "" && !e.gemmEpi[i] {
 			launches = []launch{gc.post}

@@ -20,6 +20,10 @@ type gemmCall struct {
 	// when ltEpilogue says it can.
 	bias *ref
 	act  activation
+	// resid, when set, is a matrix of Y's shape added to the product
+	// (residualInto): through cuBLASLt's C (RunC) with its bias epilogue,
+	// else by post (and by the launches' last kernel).
+	resid *ref
 }
 
 // erfGELUEpilogue lets half-precision products apply the erf GELU (ONNX

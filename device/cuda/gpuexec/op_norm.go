@@ -63,7 +63,9 @@ func (c *compiler) layerNorm(s *step) error {
 	if c.half && vecRows(cols) {
 		// one warp per row, 16-byte accesses; a residual Add folded in
 		zr := nilArg()
-		if add := c.lnAdd[n]; add != nil {
+		if add := c.lnAdd[n]; add != nil && c.lnResid(add, &xr, &zr) {
+			// the product of one of the Add's inputs added the other
+		} else if add != nil {
 			r0, err := c.ref(add.Inputs[0])
 			if err != nil {
 				return err
@@ -82,6 +84,24 @@ func (c *compiler) layerNorm(s *step) error {
 	}
 	s.launches = append(s.launches, rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)))
 	return a.Err()
+}
+
+// lnResid plans add's residual into the product computing one of its
+// inputs (residualInto); then the normalization reads that input alone
+// (xr, and no z).
+func (c *compiler) lnResid(add *ir.Node, xr *ref, zr *arg) bool {
+	i := c.residualInto(add)
+	if i < 0 {
+		return false
+	}
+	r, err := c.ref(add.Inputs[i])
+	if err != nil {
+		return false
+	}
+	c.use(add.Inputs[0])
+	c.use(add.Inputs[1])
+	*xr, *zr = r, nilArg()
+	return true
 }
 
 // normKernels are the normalizations and the losses built on them.
