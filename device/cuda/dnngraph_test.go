@@ -3,11 +3,14 @@ package cuda
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ebitengine/purego"
 )
@@ -389,4 +392,53 @@ func TestGraphConvExecuteAllocsFake(t *testing.T) {
 	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("Execute allocates %v times per call, want 0", n)
 	}
+}
+
+// ExampleCUDNN_NewGraphConv tunes a fused convolution (bias, residual,
+// ReLU) by timing each candidate, keeps the fastest, and later rebuilds it
+// from the ID a plan stored, tuning again when the library no longer
+// builds it.
+func ExampleCUDNN_NewGraphConv() {
+	d, err := OpenCUDNN(Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h, err := d.Create() // needs a current CUDA context
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer d.Destroy(h)
+	p := ConvParams{N: 256, C: 64, H: 56, W: 56, M: 256, KH: 1, KW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1,
+		Half: true, NHWC: true}
+	o := GraphConvOptions{Bias: true, Residual: true, ReLU: true, MaxWorkspace: 64 << 20, MaxCandidates: 8}
+	var x, w, bias, z, y, ws DevicePtr                                                                          // device buffers of the layer
+	timeIt := func(run func() error) time.Duration { start := time.Now(); _ = run(); return time.Since(start) } // use CUDA events
+	c, err := d.NewGraphConv(h, p, 56, 56, o)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	best, bestTime := "", time.Duration(math.MaxInt64)
+	for _, e := range c.Candidates {
+		_ = c.Use(e.ID)
+		if t := timeIt(func() error { return c.Execute(h, x, w, bias, z, y, ws) }); t < bestTime {
+			best, bestTime = e.ID, t
+		}
+	}
+	_ = c.Keep(best) // the plan stores best
+	c.Destroy()
+
+	// loading the plan:
+	c, err = d.NewGraphConvFromID(h, p, 56, 56, o, best)
+	if errors.Is(err, ErrStaleEngine) {
+		c, err = d.NewGraphConv(h, p, 56, 56, o) // tune again
+	}
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Destroy()
+	_ = c.Execute(h, x, w, bias, z, y, ws)
 }
