@@ -243,3 +243,95 @@ func cpuTime(pid int) time.Duration {
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticks
 }
+
+// measureRate sends requests to t at a fixed rate (requests/s, evenly
+// spaced, open loop) with at most clients in flight: warm first, then dur
+// measured. Latency counts from each request's start (a request that waits
+// for a free client starts late); cpu is the server process's CPU time over
+// the window divided by the requests sent in it.
+func measureRate(ctx context.Context, t target, rate float64, clients int, warm, dur time.Duration) (result, error) {
+	free := make(chan caller, clients)
+	for range clients {
+		c, release, err := t.newCaller()
+		if err != nil {
+			return result{}, err
+		}
+		defer release()
+		free <- c
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		lat      []time.Duration
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	interval := time.Duration(float64(time.Second) / rate)
+	begin := time.Now()
+	measureFrom, measureTo := begin.Add(warm), begin.Add(warm+dur)
+	var cpu0 time.Duration = -1
+	sent := 0
+	for i := 0; ctx.Err() == nil; i++ {
+		at := begin.Add(time.Duration(i) * interval)
+		if !at.Before(measureTo) {
+			break
+		}
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		}
+		if cpu0 < 0 && !at.Before(measureFrom) {
+			cpu0 = cpuTime(t.pid)
+		}
+		var c caller
+		select {
+		case c = <-free:
+		case <-ctx.Done():
+		}
+		if c == nil {
+			break
+		}
+		counted := !at.Before(measureFrom)
+		if counted {
+			sent++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			err := c(ctx)
+			d := time.Since(start)
+			free <- c
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil && ctx.Err() == nil {
+					firstErr = err
+					cancel()
+				}
+				return
+			}
+			if counted {
+				lat = append(lat, d)
+			}
+		}()
+	}
+	wg.Wait()
+	cpu1 := cpuTime(t.pid)
+	if firstErr != nil {
+		return result{}, fmt.Errorf("%s at %.0f/s: %w", t.name, rate, firstErr)
+	}
+	if err := ctx.Err(); err != nil && context.Cause(ctx) != context.Canceled {
+		return result{}, err
+	}
+	if len(lat) == 0 {
+		return result{}, fmt.Errorf("%s: no request completed at %.0f/s in %v", t.name, rate, dur)
+	}
+	slices.Sort(lat)
+	r := result{clients: clients, requests: len(lat), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
+		rps: float64(len(lat)) / dur.Seconds()}
+	if cpu0 >= 0 && cpu1 >= 0 {
+		r.cpu = (cpu1 - cpu0) / time.Duration(sent)
+	}
+	return r, nil
+}

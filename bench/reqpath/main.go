@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -36,11 +37,22 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// allTargets are the targets in the order each round measures them.
-var allTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln-grpc", "bare-grpc-engine"}
+// allTargets are the targets in the order each round measures them. The
+// gw-* targets go through kiln gateway in front of the kiln serve of the
+// kiln-* targets (the gateway process's CPU time is theirs).
+var allTargets = []string{"engine", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine"}
 
 // defaultTargets are the targets measured unless -targets says otherwise.
-var defaultTargets = allTargets[:5]
+var defaultTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln-grpc"}
+
+// oldPrefix names the targets served by the -kiln-old binary.
+const oldPrefix = "old-"
+
+// usesKiln reports whether target t is served by a kiln binary (kiln serve,
+// or kiln gateway in front of it).
+func usesKiln(t string) bool {
+	return strings.HasPrefix(t, "kiln-") || strings.HasPrefix(t, "gw-")
+}
 
 func main() {
 	if isBare(os.Args) {
@@ -71,6 +83,13 @@ func isBare(args []string) bool {
 
 type config struct {
 	kiln     string
+	// kilnOld, when set, is a second kiln binary (say, before a change):
+	// each kiln-* and gw-* target is measured with it too, as old-TARGET,
+	// just before the target itself in every round
+	kilnOld  string
+	// rate, when positive, adds a window at a fixed rate (requests/s, open
+	// loop): latency and the server's CPU time per request at that rate
+	rate     float64
 	rounds   int
 	clients  int
 	warmup   time.Duration
@@ -90,12 +109,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var c config
 	fs.StringVar(&c.kiln, "kiln", "", "the kiln binary to serve with (kiln serve, the bundled tinycnn); needed for the kiln-* targets")
+	fs.StringVar(&c.kilnOld, "kiln-old", "", "a second kiln binary (say, built before a change): every kiln-* and gw-* target is measured with it too, as old-TARGET, alternating with the -kiln one")
+	fs.Float64Var(&c.rate, "rate", 0, "also measure each server target at this fixed rate (requests/s, open loop, constant spacing): p50, p99 and the server process's CPU time per request (0: off)")
 	fs.IntVar(&c.rounds, "rounds", 5, "rounds; each measures every target in turn, and the report gives medians over rounds")
 	fs.IntVar(&c.clients, "clients", 16, "clients of the throughput measurement")
 	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "load before each measured window, not counted")
 	fs.DurationVar(&c.duration, "duration", 2*time.Second, "each measured window")
 	targets := fs.String("targets", strings.Join(defaultTargets, ","), "comma-separated targets among "+strings.Join(allTargets, ", "))
-	fs.BoolVar(&c.pprof, "pprof", false, "start kiln serve with --pprof and print its profile address on stderr")
+	fs.BoolVar(&c.pprof, "pprof", false, "start kiln serve (and kiln gateway) with --pprof and print their profile addresses on stderr")
 	engineKind := fs.String("engine", "graph", "the engine target's tinycnn: graph (loaded as it is, as kiln serve runs its bundled model) or built (by kiln's builder with a batch of 1..8, as kiln serve builds a repository's model)")
 	serveArgs := fs.String("serve-args", "", "more arguments for kiln serve, separated by spaces (such as --model-repository DIR, whose model tinycnn is then served)")
 	if err := fs.Parse(args); err != nil {
@@ -122,15 +143,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "reqpath: unknown target %q (want some of %s)\n", t, strings.Join(allTargets, ", "))
 			return 2
 		}
+		if c.kilnOld != "" && usesKiln(t) {
+			c.targets = append(c.targets, oldPrefix+t)
+		}
 		c.targets = append(c.targets, t)
 	}
-	if c.rounds < 1 || c.clients < 1 || c.duration <= 0 || c.warmup < 0 {
-		fmt.Fprintln(stderr, "reqpath: -rounds and -clients must be at least 1, -duration positive")
+	if c.rounds < 1 || c.clients < 1 || c.duration <= 0 || c.warmup < 0 || c.rate < 0 {
+		fmt.Fprintln(stderr, "reqpath: -rounds and -clients must be at least 1, -duration positive, -rate not negative")
 		return 2
 	}
-	needKiln := slices.ContainsFunc(c.targets, func(t string) bool { return strings.HasPrefix(t, "kiln-") })
+	needKiln := slices.ContainsFunc(c.targets, usesKiln)
 	if needKiln && c.kiln == "" {
-		fmt.Fprintln(stderr, "reqpath: the kiln-* targets need -kiln PATH (go build -o PATH ./cmd/kiln)")
+		fmt.Fprintln(stderr, "reqpath: the kiln-* and gw-* targets need -kiln PATH (go build -o PATH ./cmd/kiln)")
 		return 2
 	}
 	rep, err := bench(ctx, c, stderr)
@@ -154,10 +178,14 @@ func freeAddr() (string, error) {
 
 // proc is a server process started by the benchmark.
 type proc struct {
-	cmd *exec.Cmd
+	cmd     *exec.Cmd
+	cleanup func() // after it stopped (nil: nothing)
 }
 
 func (p *proc) stop() {
+	if p.cleanup != nil {
+		defer p.cleanup()
+	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { p.cmd.Wait(); close(done) }()
@@ -298,38 +326,16 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			targets["bare-"+kind] = grpcTarget("bare-"+kind, addr, greq, p.cmd.Process.Pid)
 		}
 	}
-	if has("kiln-http") || has("kiln-grpc") {
-		var addrs [3]string
-		for i := range addrs {
-			if addrs[i], err = freeAddr(); err != nil {
-				return nil, err
-			}
+	for _, set := range []struct{ prefix, bin string }{{oldPrefix, c.kilnOld}, {"", c.kiln}} {
+		if set.bin == "" || !slices.ContainsFunc(c.targets, func(t string) bool { return usesKiln(strings.TrimPrefix(t, oldPrefix)) && strings.HasPrefix(t, set.prefix) }) {
+			continue
 		}
-		port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
-		cache, err := os.MkdirTemp("", "reqpath-plans-")
+		ps, ts, err := startKiln(ctx, c, set.bin, set.prefix, has(set.prefix+"gw-http") || has(set.prefix+"gw-grpc"), body, greq, log)
+		procs = append(procs, ps...)
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(cache)
-		args := []string{"serve", "--host", "127.0.0.1", "--http-port", port(addrs[0]), "--grpc-port", port(addrs[1]),
-			"--metrics-port", "-1", "--plan-cache", cache}
-		if c.pprof {
-			args[len(args)-3] = port(addrs[2])
-			args = append(args, "--pprof")
-			fmt.Fprintf(log, "reqpath: kiln serve's profiles: http://%s/debug/pprof/\n", addrs[2])
-		}
-		args = append(args, c.serveArgs...)
-		p, err := start(ctx, log, c.kiln, args...)
-		if err != nil {
-			return nil, err
-		}
-		procs = append(procs, p)
-		if err := waitReady(ctx, "kiln serve", httpReady("http://"+addrs[0]+"/v2/health/ready")); err != nil {
-			return nil, err
-		}
-		pid := p.cmd.Process.Pid
-		targets["kiln-http"] = httpTarget("kiln-http", "http://"+addrs[0]+"/v2/models/"+modelName+"/infer", body, pid)
-		targets["kiln-grpc"] = grpcTarget("kiln-grpc", addrs[1], greq, pid)
+		maps.Copy(targets, ts)
 	}
 	rep := &report{cfg: c, bodyBytes: len(body), rows: map[string][]row{}}
 	for r := range c.rounds {
@@ -339,14 +345,23 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			if err != nil {
 				return nil, err
 			}
-			var many result
+			var many, fixed result
 			if name != "engine" {
 				if many, err = measure(ctx, t, c.clients, c.warmup, c.duration); err != nil {
 					return nil, err
 				}
+				if c.rate > 0 {
+					if fixed, err = measureRate(ctx, t, c.rate, c.clients, c.warmup, c.duration); err != nil {
+						return nil, err
+					}
+				}
 			}
-			rep.rows[name] = append(rep.rows[name], row{one: one, many: many})
-			fmt.Fprintf(log, "round %d %-9s p50@1 %8v  req/s@%d %7.0f\n", r+1, name, one.p50.Round(time.Microsecond), c.clients, many.rps)
+			rep.rows[name] = append(rep.rows[name], row{one: one, many: many, fixed: fixed})
+			fmt.Fprintf(log, "round %d %-13s p50@1 %8v  req/s@%d %7.0f", r+1, name, one.p50.Round(time.Microsecond), c.clients, many.rps)
+			if c.rate > 0 && name != "engine" {
+				fmt.Fprintf(log, "  @%.0f/s: p50 %v, CPU/req %v", c.rate, fixed.p50.Round(time.Microsecond), fixed.cpu.Round(time.Microsecond))
+			}
+			fmt.Fprintln(log)
 		}
 	}
 	rep.load = loadAvg()
@@ -369,6 +384,7 @@ func loadAvg() string {
 // row is one round's measurements of one target.
 type row struct {
 	one, many result
+	fixed     result // at -rate
 }
 
 type report struct {
@@ -408,12 +424,22 @@ func fmtUs(v float64) string {
 	return strconv.FormatFloat(v, 'f', 0, 64) + " us"
 }
 
+// label is the report's name of target t.
+func label(t string) string {
+	if base, ok := strings.CutPrefix(t, oldPrefix); ok {
+		return labels[base] + " (-kiln-old)"
+	}
+	return labels[t]
+}
+
 var labels = map[string]string{
 	"engine":    "engine alone (kiln Go API, one context)",
 	"bare-http": "bare net/http + encoding/json",
 	"kiln-http": "kiln serve, HTTP JSON",
 	"bare-grpc": "bare grpc-go",
 	"kiln-grpc": "kiln serve, gRPC",
+	"gw-http":   "kiln gateway in front of kiln serve, HTTP JSON",
+	"gw-grpc":   "kiln gateway in front of kiln serve, gRPC",
 	// a reference, not one of the issue's: the least a gRPC server that
 	// runs the model does
 	"bare-grpc-engine": "bare grpc-go running the engine in its handler",
@@ -433,26 +459,53 @@ func (r *report) write(w io.Writer) {
 	if c.built {
 		engine = "tinycnn built by kiln's builder, batch 1..8 (kiln.BuildBytes)"
 	}
-	fmt.Fprintf(w, "kiln serve serves %s; the engine target runs %s.\n\n", served, engine)
-	fmt.Fprintf(w, "| target | p50, 1 client | p99, 1 client | req/s, %d clients | p50, %d clients | CPU/req, %d clients |\n", c.clients, c.clients, c.clients)
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(w, "kiln serve serves %s; the engine target runs %s.\n", served, engine)
+	if slices.ContainsFunc(c.targets, func(t string) bool { return strings.Contains(t, "gw-") }) {
+		fmt.Fprintln(w, "The gateway targets go through `kiln gateway` (policy least, slow start off) in front of that kiln serve; their CPU/req is the gateway process's alone.")
+	}
+	if c.kilnOld != "" {
+		fmt.Fprintln(w, "Targets marked (-kiln-old) are served by the -kiln-old binary, measured just before the same target of the -kiln binary in every round.")
+	}
+	rate := ""
+	if c.rate > 0 {
+		rate = fmt.Sprintf(" p50 at %.0f/s | p99 at %.0f/s | CPU/req at %.0f/s |", c.rate, c.rate, c.rate)
+		fmt.Fprintf(w, "\"at %.0f/s\": a window of %v at a fixed rate of %.0f requests/s (open loop, evenly spaced, at most %d in flight), after %v not counted.\n", c.rate, c.duration, c.rate, c.clients, c.warmup)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| target | p50, 1 client | p99, 1 client | req/s, %d clients | p50, %d clients | CPU/req, %d clients |%s\n", c.clients, c.clients, c.clients, rate)
+	fmt.Fprint(w, "| --- | --- | --- | --- | --- | --- |")
+	if c.rate > 0 {
+		fmt.Fprint(w, " --- | --- | --- |")
+	}
+	fmt.Fprintln(w)
 	for _, t := range c.targets {
 		p50 := median(r.col(t, func(x row) float64 { return us(x.one.p50) }))
 		p99 := median(r.col(t, func(x row) float64 { return us(x.one.p99) }))
 		if t == "engine" {
 			cpu := median(r.col(t, func(x row) float64 { return us(x.one.cpu) }))
-			fmt.Fprintf(w, "| %s | %s | %s | - | - | %s (1 client) |\n", labels[t], fmtUs(p50), fmtUs(p99), fmtUs(cpu))
+			fmt.Fprintf(w, "| %s | %s | %s | - | - | %s (1 client) |", label(t), fmtUs(p50), fmtUs(p99), fmtUs(cpu))
+			if c.rate > 0 {
+				fmt.Fprint(w, " - | - | - |")
+			}
+			fmt.Fprintln(w)
 			continue
 		}
 		rps := median(r.col(t, func(x row) float64 { return x.many.rps }))
 		p50m := median(r.col(t, func(x row) float64 { return us(x.many.p50) }))
 		cpu := median(r.col(t, func(x row) float64 { return us(x.many.cpu) }))
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %s |\n", labels[t], fmtUs(p50), fmtUs(p99), rps, fmtUs(p50m), fmtUs(cpu))
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %s |", label(t), fmtUs(p50), fmtUs(p99), rps, fmtUs(p50m), fmtUs(cpu))
+		if c.rate > 0 {
+			fp50 := median(r.col(t, func(x row) float64 { return us(x.fixed.p50) }))
+			fp99 := median(r.col(t, func(x row) float64 { return us(x.fixed.p99) }))
+			fcpu := median(r.col(t, func(x row) float64 { return us(x.fixed.cpu) }))
+			fmt.Fprintf(w, " %s | %s | %s |", fmtUs(fp50), fmtUs(fp99), fmtUs(fcpu))
+		}
+		fmt.Fprintln(w)
 	}
 	crit := r.criteria()
 	if len(crit) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Issue 14's criteria, each the median of the per-round ratios (a round's targets ran minutes apart at most):")
+		fmt.Fprintln(w, "The issues' criteria (14: kiln serve against the bare servers; 12: the gateway's added p50), each the median of the per-round values (a round's targets ran minutes apart at most):")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| criterion | measured | target | met |")
 		fmt.Fprintln(w, "| --- | --- | --- | --- |")
@@ -460,6 +513,10 @@ func (r *report) write(w io.Writer) {
 			met := "yes"
 			if !k.ok() {
 				met = "**no**"
+			}
+			if k.unit == "us" {
+				fmt.Fprintf(w, "| %s | %.0f us | %s %.0f us | %s |\n", k.name, k.value, k.op, k.bound, met)
+				continue
 			}
 			fmt.Fprintf(w, "| %s | %.2f | %s %.2f | %s |\n", k.name, k.value, k.op, k.bound, met)
 		}
@@ -498,6 +555,7 @@ type criterion struct {
 	value float64
 	op    string // "<=" or ">="
 	bound float64
+	unit  string // "" for a ratio, "us"
 }
 
 func (k criterion) ok() bool {
@@ -507,8 +565,9 @@ func (k criterion) ok() bool {
 	return k.value >= k.bound
 }
 
-// criteria returns issue 14's two criteria per protocol, for the targets
-// measured.
+// criteria returns issue 14's two criteria per protocol and issue 12's
+// gateway overhead per protocol, for the targets measured (the gateway's
+// for the -kiln-old binary too).
 func (r *report) criteria() []criterion {
 	var out []criterion
 	for _, proto := range []string{"http", "grpc"} {
@@ -529,6 +588,23 @@ func (r *report) criteria() []criterion {
 			ratios = append(ratios, k[i].many.rps/bare[i].many.rps)
 		}
 		out = append(out, criterion{name: fmt.Sprintf("%s: kiln req/s / bare req/s, %d clients", name, r.cfg.clients), value: median(ratios), op: ">=", bound: 0.8})
+	}
+	for _, prefix := range []string{oldPrefix, ""} {
+		for _, proto := range []string{"http", "grpc"} {
+			k, gw := r.rows[prefix+"kiln-"+proto], r.rows[prefix+"gw-"+proto]
+			if len(k) == 0 || len(gw) == 0 {
+				continue
+			}
+			name := map[string]string{"http": "HTTP JSON", "grpc": "gRPC"}[proto]
+			if prefix != "" {
+				name += " (-kiln-old)"
+			}
+			var added []float64
+			for i := range k {
+				added = append(added, us(gw[i].one.p50-k[i].one.p50))
+			}
+			out = append(out, criterion{name: name + ": gateway p50 - kiln serve p50, 1 client", value: median(added), op: "<=", bound: 100, unit: "us"})
+		}
 	}
 	return out
 }

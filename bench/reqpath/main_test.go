@@ -45,6 +45,8 @@ func TestReqpath(t *testing.T) {
 		"the bundled tinycnn (no dynamic batching; its graph as loaded)", "the engine target runs tinycnn's graph as loaded",
 		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
 		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",
+		"| kiln gateway in front of kiln serve, HTTP JSON |", "| kiln gateway in front of kiln serve, gRPC |",
+		"| HTTP JSON: gateway p50 - kiln serve p50, 1 client |", "| gRPC: gateway p50 - kiln serve p50, 1 client |",
 		"| HTTP JSON: kiln p50 / (bare p50 + engine p50), 1 client |", "| HTTP JSON: kiln req/s / bare req/s, 3 clients |",
 		"| gRPC: kiln p50 / (bare p50 + engine p50), 1 client |", "| gRPC: kiln req/s / bare req/s, 3 clients |",
 		"| 1 |", "| 2 |",
@@ -84,6 +86,45 @@ func TestReqpath(t *testing.T) {
 	}
 }
 
+// TestReqpathOldAndRate: with -kiln-old, each kiln-* and gw-* target is
+// measured with both binaries, the old one first; with -rate, the report
+// has the fixed-rate columns, with the gateway's CPU time per request.
+func TestReqpathOldAndRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two kiln serve and two kiln gateway processes")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go command to build kiln")
+	}
+	kiln := filepath.Join(t.TempDir(), "kiln")
+	if out, err := exec.Command("go", "build", "-o", kiln, "../../cmd/kiln").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/kiln: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, log bytes.Buffer
+	args := []string{"-kiln", kiln, "-kiln-old", kiln, "-rounds", "1", "-duration", "400ms", "-warmup", "100ms", "-clients", "2",
+		"-rate", "50", "-targets", "gw-http,gw-grpc"}
+	if code := run(ctx, args, &out, &log); code != 0 {
+		t.Fatalf("reqpath %v: exit status %d\n%s", args, code, log.String())
+	}
+	rep := out.String()
+	for _, want := range []string{
+		"| p50 at 50/s | p99 at 50/s | CPU/req at 50/s |",
+		"| kiln gateway in front of kiln serve, HTTP JSON (-kiln-old) |", "| kiln gateway in front of kiln serve, HTTP JSON |",
+		"| kiln gateway in front of kiln serve, gRPC (-kiln-old) |", "| kiln gateway in front of kiln serve, gRPC |",
+		"| round | old-gw-http | gw-http | old-gw-grpc | gw-grpc |",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("the report has no %q:\n%s", want, rep)
+		}
+	}
+	// no kiln-* target measured: no gateway criterion either
+	if strings.Contains(rep, "gateway p50 - kiln serve p50") {
+		t.Errorf("a gateway criterion without the kiln serve targets:\n%s", rep)
+	}
+}
+
 // TestReqpathUsage: bad flags are refused with exit status 2 and a message.
 func TestReqpathUsage(t *testing.T) {
 	for _, tt := range []struct {
@@ -91,6 +132,8 @@ func TestReqpathUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"-targets", "kiln-http"}, "need -kiln PATH"},
+		{[]string{"-targets", "gw-grpc"}, "need -kiln PATH"},
+		{[]string{"-rate", "-5", "-targets", "engine"}, "-rate not negative"},
 		{[]string{"-targets", "nginx"}, `unknown target "nginx"`},
 		{[]string{"-rounds", "0", "-targets", "engine"}, "-rounds and -clients must be at least 1"},
 		{[]string{"extra"}, "unexpected arguments"},
@@ -128,5 +171,13 @@ func TestCriteria(t *testing.T) {
 	r.rows["kiln-http"][2].one.p50 = 800 * us
 	if c := r.criteria()[0]; c.ok() {
 		t.Errorf("%q met at %v", c.name, c.value)
+	}
+
+	// the gateway's added p50: the median of gw - kiln per round
+	r.rows["gw-http"] = []row{{one: result{p50: 650 * us}}, {one: result{p50: 2200 * us}}, {one: result{p50: 1000 * us}}}
+	got = r.criteria()
+	c := got[len(got)-1]
+	if c.name != "HTTP JSON: gateway p50 - kiln serve p50, 1 client" || c.value != 200 || c.unit != "us" || c.ok() {
+		t.Errorf("gateway criterion %+v (met %v), want 200 us, not met", c, c.ok())
 	}
 }
