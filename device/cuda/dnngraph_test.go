@@ -413,8 +413,10 @@ func ExampleCUDNN_NewGraphConv() {
 	p := ConvParams{N: 256, C: 64, H: 56, W: 56, M: 256, KH: 1, KW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1,
 		Half: true, NHWC: true}
 	o := GraphConvOptions{Bias: true, Residual: true, ReLU: true, MaxWorkspace: 64 << 20, MaxCandidates: 8}
-	var x, w, bias, z, y, ws DevicePtr                                                                          // device buffers of the layer
-	timeIt := func(run func() error) time.Duration { start := time.Now(); _ = run(); return time.Since(start) } // use CUDA events
+	// the layer's device buffers
+	var x, w, bias, z, y, ws DevicePtr
+	// timeIt times run: use CUDA events, as TestConvLayoutsOnGPU does
+	timeIt := func(run func() error) time.Duration { start := time.Now(); _ = run(); return time.Since(start) }
 	c, err := d.NewGraphConv(h, p, 56, 56, o)
 	if err != nil {
 		fmt.Println(err)
