@@ -40,13 +40,12 @@ func (skipLayerNormPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 					outs = append(outs, x) // the sum, read elsewhere too
 				}
 				drop[add] = true
-				what = " with " + add.String()
+				what = " with the residual " + add.String()
 			}
 			eps := attrFloat(n, "epsilon", 1e-5)
 			if ins[3] == nil {
 				ins = ins[:3]
 			}
-			old := n.String()
 			toFused(g, n, "SkipLayerNormalization")
 			n.Inputs, n.Outputs = ins, outs
 			n.Attrs = map[string]*ir.Attr{"epsilon": ir.FloatAttr("epsilon", eps)}
@@ -54,7 +53,7 @@ func (skipLayerNormPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 				o.Producer = n
 			}
 			changed = true
-			logf(log, "%s%s as %s", old, what, n)
+			logf(log, "%s: LayerNormalization%s as kiln::SkipLayerNormalization", n.Name, what)
 		}
 		removeNodes(g, drop)
 		return changed, nil
