@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// The tests in this file need a CUDA GPU and skip without one.
+
+func needGPU(t testing.TB) []string {
+	t.Helper()
+	if os.Getenv(cuda.EnvLibPath) != "" {
+		t.Skipf("%s is set (the fake CUDA libraries): these tests need a real GPU", cuda.EnvLibPath)
+	}
+	gpus, err := cuda.VisibleGPUs(cuda.Options{})
+	if err != nil || len(gpus) == 0 {
+		t.Skipf("needs a CUDA GPU: %v", err)
+	}
+	return gpus
+}
+
+// sharedModel returns the path of a reference model of ../shared/models
+// (or $KILN_MODELS), skipping the test where it is missing.
+func sharedModel(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("KILN_MODELS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "models")
+	}
+	p := filepath.Join(dir, name, "model.onnx")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("needs the reference model %s (../shared/models or $KILN_MODELS): %v", name, err)
+	}
+	return p
+}
+
+// placedServer serves the models of configs (name -> config.pbtxt), each
+// with the ONNX model at onnxPath, in process, built through a plan cache
+// as kiln serve builds them, and waits until they are loaded.
+func placedServer(t testing.TB, onnxPath string, configs map[string]string) *serve.Server {
+	t.Helper()
+	data, err := os.ReadFile(onnxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	for name, cfg := range configs {
+		os.MkdirAll(filepath.Join(repo, name, "1"), 0o755)
+		if err := os.WriteFile(filepath.Join(repo, name, "1", "model.onnx"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(cfg), 0o644)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	s := serve.New(serve.Options{Repository: repo, Logger: log,
+		Loader: planLoader(context.Background(), &kiln.PlanCache{Dir: t.TempDir()}, log)})
+	if err := s.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s
+}
+
+// randomBatch is a batch of n images for the model's first input, of
+// shape [n, dims...], uniform in [-1, 1).
+func randomBatch(s *serve.Server, model string, n int, seed uint64) (string, *tensor.Tensor, error) {
+	cfg, _, err := s.ModelConfig(model, "")
+	if err != nil {
+		return "", nil, err
+	}
+	in := cfg.Inputs[0]
+	shape := []int{n}
+	for _, d := range in.Dims {
+		if d < 0 {
+			return "", nil, fmt.Errorf("input %s has a variable dimension %v", in.Name, in.Dims)
+		}
+		shape = append(shape, int(d))
+	}
+	x := tensor.New(tensor.Float32, shape...)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := range x.Float32s() {
+		x.Float32s()[i] = r.Float32()*2 - 1
+	}
+	return in.Name, x, nil
+}
+
+// cosine is the cosine similarity of two float32 tensors.
+func cosine(a, b *tensor.Tensor) float64 {
+	var ab, aa, bb float64
+	x, y := a.Float32s(), b.Float32s()
+	for i := range x {
+		ab += float64(x[i]) * float64(y[i])
+		aa += float64(x[i]) * float64(x[i])
+		bb += float64(y[i]) * float64(y[i])
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+// TestServeTwoInstancesOnGPU (issue 16, on one GPU): resnet_mini in FP16
+// served with instance_group gpus [0] count 2 (two execution contexts of
+// one engine on GPU 0), under concurrent requests, answers as the same
+// model served on the CPU does (cosine >= 0.999 per image, the FP16
+// tolerance of the GPU model tests), and both instances run batches.
+func TestServeTwoInstancesOnGPU(t *testing.T) {
+	needGPU(t)
+	path := sharedModel(t, "resnet_mini")
+	s := placedServer(t, path, map[string]string{
+		"gpu": "max_batch_size: 8\ninstance_group [ { count: 2 kind: KIND_GPU gpus: [0] } ]\n" +
+			"parameters { key: \"precision\" value: { string_value: \"fp16\" } }\n",
+		"cpu": "max_batch_size: 8\ninstance_group [ { count: 1 kind: KIND_CPU } ]\n",
+	})
+	const requests, workers = 48, 8
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	worst := 1.0
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= requests {
+					return
+				}
+				name, x, err := randomBatch(s, "gpu", 1+i%4, uint64(i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var out [2]*serve.InferResponse
+				for k, m := range []string{"gpu", "cpu"} {
+					if out[k], err = s.Infer(context.Background(), &serve.InferRequest{Model: m, Inputs: map[string]*tensor.Tensor{name: x}}); err != nil {
+						t.Errorf("request %d to %s: %v", i, m, err)
+						return
+					}
+				}
+				for j, o := range out[0].Outputs {
+					c := cosine(o.Tensor, out[1].Outputs[j].Tensor)
+					mu.Lock()
+					worst = min(worst, c)
+					mu.Unlock()
+					if !(c >= 0.999) {
+						t.Errorf("request %d (batch %d) output %s: cosine %.6f against the CPU", i, 1+i%4, o.Name, c)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d requests: lowest cosine of the GPU's FP16 outputs against the CPU's FP32 %.6f", requests, worst)
+	st, err := s.ModelStats("gpu", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || len(st[0].Instances) != 2 {
+		t.Fatalf("stats %+v: want 2 instances", st)
+	}
+	for _, in := range st[0].Instances {
+		t.Logf("instance %s on %s (%s): %d batches", in.Name, in.Device, in.UUID, in.ExecutionCount)
+		if in.Device != "cuda:0" || in.ExecutionCount == 0 {
+			t.Errorf("instance %s: device %s, %d batches; want cuda:0 and some", in.Name, in.Device, in.ExecutionCount)
+		}
+	}
+}
+
+// envInt reads an integer setting of the throughput test.
+func envInt(t testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// TestMultiGPUThroughputOnGPU (issue 16) measures a model served on 1, 2,
+// ... N GPUs (instance_group gpus [0..n-1], KILN_MULTIGPU_COUNT instances
+// per GPU, default 2) under a closed-loop load of requests that are whole
+// batches (KILN_MULTIGPU_BATCH, default 32) sent in process to the
+// server's core, 4 in flight per instance, for KILN_MULTIGPU_SECONDS
+// (default 10) after a warmup of 2 s; it prints images per second for each
+// GPU count and the ratio to one GPU. The model is KILN_MULTIGPU_MODEL
+// (default ../shared/models/resnet_mini/model.onnx; the issue asks for
+// ResNet-50, which bench/multigpu.sh exports), at KILN_MULTIGPU_PRECISION
+// (default fp16); KILN_MULTIGPU_MAX_GPUS caps N. It asserts no speed (the
+// script reads the ratios).
+func TestMultiGPUThroughputOnGPU(t *testing.T) {
+	gpus := needGPU(t)
+	path := os.Getenv("KILN_MULTIGPU_MODEL")
+	if path == "" {
+		path = sharedModel(t, "resnet_mini")
+	}
+	batch := envInt(t, "KILN_MULTIGPU_BATCH", 32)
+	count := envInt(t, "KILN_MULTIGPU_COUNT", 2)
+	secs := envInt(t, "KILN_MULTIGPU_SECONDS", 10)
+	maxN := min(envInt(t, "KILN_MULTIGPU_MAX_GPUS", len(gpus)), len(gpus))
+	prec := os.Getenv("KILN_MULTIGPU_PRECISION")
+	if prec == "" {
+		prec = "fp16"
+	}
+	var one float64
+	var lines []string
+	for n := 1; n <= maxN; n++ {
+		list := make([]string, n)
+		for i := range list {
+			list[i] = strconv.Itoa(i)
+		}
+		cfg := fmt.Sprintf("max_batch_size: %d\ninstance_group [ { count: %d kind: KIND_GPU gpus: [%s] } ]\n"+
+			"parameters { key: \"precision\" value: { string_value: %q } }\n", batch, count, strings.Join(list, ", "), prec)
+		s := placedServer(t, path, map[string]string{"m": cfg})
+		name, x, err := randomBatch(s, "m", batch, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := func() error {
+			_, err := s.Infer(context.Background(), &serve.InferRequest{Model: "m", Inputs: map[string]*tensor.Tensor{name: x}})
+			return err
+		}
+		var done atomic.Int64
+		var failed atomic.Value
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 * n * count {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := req(); err != nil {
+						failed.Store(err)
+						return
+					}
+					done.Add(1)
+				}
+			}()
+		}
+		time.Sleep(2 * time.Second) // warmup: CUDA graphs captured, clocks up
+		start, before := time.Now(), done.Load()
+		time.Sleep(time.Duration(secs) * time.Second)
+		took, got := time.Since(start), done.Load()-before
+		close(stop)
+		wg.Wait()
+		if err, ok := failed.Load().(error); ok {
+			t.Fatalf("%d GPU(s): %v", n, err)
+		}
+		ips := float64(got) * float64(batch) / took.Seconds()
+		if n == 1 {
+			one = ips
+		}
+		st, _ := s.ModelStats("m", "")
+		var per []string
+		if len(st) == 1 {
+			for _, in := range st[0].Instances {
+				per = append(per, fmt.Sprintf("%s=%d", in.Device, in.ExecutionCount))
+			}
+		}
+		line := fmt.Sprintf("gpus %d: %.0f images/s (%.2fx of 1 GPU), %d requests of batch %d in %.1fs, %d instances per GPU; batches per instance: %s",
+			n, ips, ips/one, got, batch, took.Seconds(), count, strings.Join(per, " "))
+		t.Log(line)
+		lines = append(lines, line)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		s.Shutdown(ctx)
+		cancel()
+	}
+	if out := os.Getenv("KILN_MULTIGPU_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
