@@ -216,7 +216,7 @@ type version struct {
 	// instances are the instances' placement and runs (Stats.Instances),
 	// guarded by mu.
 	instances []InstanceStats
-	mu      sync.Mutex
+	mu        sync.Mutex
 	// cacheGen tells this load of the version from others in cache keys.
 	cacheGen uint64
 }
