@@ -98,6 +98,17 @@ func opCases() []opCase {
 		{"ArgMin select_last_index", []*tensor.Tensor{rnd(6, 70)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "ArgMin", x[:1], ir.IntAttr("axis", -1), ir.IntAttr("keepdims", 0), ir.IntAttr("select_last_index", 1))
 		}, false},
+		// TopK on values that half represents exactly (multiples of 1/8,
+		// many ties), so that FP16 plans give the same indices.
+		{"TopK largest last axis", []*tensor.Tensor{eighths(rnd(6, 300))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("TopK", 2, []*ir.Value{x[0], b.Const("k", i64(10))})
+		}, false},
+		{"TopK smallest middle axis ties", []*tensor.Tensor{eighths(rnd(3, 64, 5))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("TopK", 2, []*ir.Value{x[0], b.Const("k", i64(7))}, ir.IntAttr("axis", 1), ir.IntAttr("largest", 0))
+		}, false},
+		{"TopK whole axis, values only", []*tensor.Tensor{eighths(rnd(2, 33))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("TopK", 2, []*ir.Value{x[0], b.Const("k", i64(33))})[:1]
+		}, false},
 		{"Softmax axis 0, LogSoftmax, Hardmax", []*tensor.Tensor{rnd(5, 6, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("Softmax", x[:1], ir.IntAttr("axis", 0)), b.Op("LogSoftmax", x[:1], ir.IntAttr("axis", 1)), b.Op("Hardmax", x[:1])}
 		}, false},
@@ -553,4 +564,12 @@ func TestNodeSuiteOnGPU(t *testing.T) {
 			fellBack++
 		}
 	}
+}
+
+// eighths rounds x's values to multiples of 1/8 (exact in half precision).
+func eighths(x *tensor.Tensor) *tensor.Tensor {
+	for i, v := range x.Float32s() {
+		x.Float32s()[i] = float32(math.Round(float64(v)*8) / 8)
+	}
+	return x
 }
