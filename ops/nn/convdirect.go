@@ -303,6 +303,8 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	}
 	var zero [directMR]float32
 	items := tiles * mb
+	// SiLU without a residual runs on each tile after the kernel.
+	tileSiLU := ep != nil && ep.act == ActSiLU && z == nil
 	dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
 		var bv [directMR]float32
 		for it := i0; it < i1; it++ {
@@ -321,8 +323,18 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 				j0, o0, n = r*wq+c0, r*ow+c0, min(directNR, ow-c0)
 			}
 			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+o0:], ldc, bp, lo, hi, clampOn, n, rows)
+			if tileSiLU {
+				// while the tile is in L1
+				for r := range rows {
+					row := out[(b*directMR+r)*ldc+o0:][:n]
+					convSiLU(row, row)
+				}
+			}
 		}
 	})
+	if tileSiLU {
+		ep = nil
+	}
 	// the residual with no activation, ReLU or clip: one vector pass
 	lo, hi, clampOn = float32(math.Inf(-1)), float32(math.Inf(1)), false
 	addClampOK := z != nil && ep != nil

@@ -260,9 +260,12 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	} else {
 		convGeneric(s, x.Float32s(), w.Float32s(), bias, yv)
 	}
-	if z != nil {
+	switch {
+	case z != nil:
 		k.ep.applyAdd(yv, z.Float32s())
-	} else {
+	case k.ep.act == ActSiLU:
+		convSiLUPar(yv)
+	default:
 		k.ep.apply(yv)
 	}
 	return []*tensor.Tensor{y}, nil
