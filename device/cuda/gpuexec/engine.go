@@ -62,6 +62,14 @@ type Options struct {
 	// needs NCHW (layout.go). The environment variable KILN_CUDA_NCHW=1
 	// does the same. Float32 engines are always NCHW.
 	NCHW bool
+	// GraphConv adds, for each NHWC convolution, the engines of cuDNN's
+	// graph (backend) API for conv + bias + residual + ReLU as one
+	// operation graph to the tactics that tuning times (heuristics modes
+	// A and B and the fallback list; building a runtime-compiled engine
+	// takes 0.1-1 s, so tuning takes longer). KILN_CUDA_GRAPH_CONV=1 does
+	// the same. A plan's tactic that names a graph engine is rebuilt from
+	// its ID whatever this says.
+	GraphConv bool
 	// plainNHWC (tests) runs NHWC convolutions as cuDNN's plain call and
 	// the epilogue kernel unless a tactic says otherwise.
 	plainNHWC bool
@@ -118,6 +126,7 @@ type Engine struct {
 	lt      *cuda.CUBLASLt
 	convs   map[int]*cuda.CUDNNConv      // by step
 	fused   map[int]*cuda.CUDNNFusedConv // NHWC convolutions run as cuDNN's fused call, by step
+	graphs  map[int]*cuda.GraphConv      // NHWC convolutions run as a cuDNN graph (backend API) engine, by step
 	// spare are the NHWC convolutions' other cuDNN plans (fused or plain)
 	// that tuning times against the one in use, by step.
 	spare    map[int]convPlans
@@ -162,7 +171,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
-		convs: map[int]*cuda.CUDNNConv{}, fused: map[int]*cuda.CUDNNFusedConv{}, spare: map[int]convPlans{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{},
+		convs: map[int]*cuda.CUDNNConv{}, fused: map[int]*cuda.CUDNNFusedConv{}, graphs: map[int]*cuda.GraphConv{}, spare: map[int]convPlans{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{},
 		cached: map[string]bool{}, stepNS: map[int]time.Duration{}}
 	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
 		return nil, err
@@ -302,7 +311,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					}
 				}
 				d.Destroy(h)
-				if len(e.convs) > 0 || len(e.fused) > 0 {
+				if len(e.convs) > 0 || len(e.fused) > 0 || len(e.graphs) > 0 {
 					e.dnn = d
 				}
 			}
@@ -385,6 +394,8 @@ func (e *Engine) Layers() []Layer {
 		l := Layer{Node: s.node.Name, Op: opName(s.node), Tactic: e.stepTactic(i), Precision: e.stepPrecision(s), Workspace: e.stepWorkspace(i)}
 		l.Time, l.Cached = e.stepTime(i)
 		switch {
+		case e.graphs[i] != nil:
+			l.Impl = "cudnn nhwc graph (" + e.graphs[i].Engine().ID + ")"
 		case e.fused[i] != nil:
 			l.Impl = fmt.Sprintf("cudnn nhwc fused (algo %d, math %d)", e.fused[i].Algo, e.fused[i].Math)
 		case e.convs[i] != nil && s.conv.nhwc:
@@ -439,6 +450,9 @@ func (e *Engine) release() error {
 		c.Destroy()
 	}
 	for _, c := range e.fused {
+		c.Destroy()
+	}
+	for _, c := range e.graphs {
 		c.Destroy()
 	}
 	for _, p := range e.spare {
@@ -589,7 +603,21 @@ func (c *Context) stepCalls(i int) []call {
 	s := e.prog.steps[i]
 	var calls []call
 	launches := s.launches
-	if fc := e.fused[i]; fc != nil {
+	if gc := e.graphs[i]; gc != nil {
+		cc := s.conv
+		x, w, y := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y)
+		var b, z cuda.DevicePtr
+		if cc.fusable {
+			b = c.addr(cc.bias)
+		}
+		if cc.z != nil {
+			z = c.addr(*cc.z)
+		}
+		calls = append(calls, call{step: i, lib: func() error {
+			return gc.Execute(c.dnnH, x, w, b, z, y, c.ws)
+		}})
+		launches = nil
+	} else if fc := e.fused[i]; fc != nil {
 		cc := s.conv
 		x, w, y, b := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y), c.addr(cc.bias)
 		var z cuda.DevicePtr

@@ -473,11 +473,15 @@ func nchwForced(opt Options) bool { return opt.NCHW || os.Getenv(EnvNCHW) == "1"
 type convPlans struct {
 	plain *cuda.CUDNNConv
 	fused *cuda.CUDNNFusedConv
+	graph *cuda.GraphConv
 }
 
 func (p convPlans) destroy() {
 	p.plain.Destroy()
 	p.fused.Destroy()
+	if p.graph != nil {
+		p.graph.Destroy()
+	}
 }
 
 // planNHWC plans step i's NHWC convolution with cuDNN: the plain call
@@ -514,21 +518,74 @@ func (e *Engine) planNHWC(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, p cuda.ConvP
 		}
 	}
 	name := s.node.Name
+	var gc *cuda.GraphConv
+	if go_, canGraph := cc.graphOptions(limit); canGraph {
+		switch {
+		case ok && t.Impl == ImplCUDNN && t.Graph != "":
+			// a plan's graph engine, rebuilt from its ID (a stale one: the
+			// default below)
+			if g, err := d.NewGraphConvFromID(h, p, cc.oh, cc.ow, go_, t.Graph); err == nil {
+				e.graphs[i], e.tactics[name] = g, t
+				e.ws = max(e.ws, g.Engine().Workspace)
+				convPlans{plain: plain, fused: fc}.destroy()
+				return
+			}
+		case e.opt.Tune && graphConvOn(e.opt):
+			if g, err := d.NewGraphConv(h, p, cc.oh, cc.ow, go_); err == nil {
+				gc = g
+			}
+		}
+	}
 	switch {
 	case ok && t.Impl == ImplCUDNN && t.Fused && fc != nil && useConvTactic(fc.CUDNNConv, t):
 		e.fused[i], fc, e.tactics[name] = fc, nil, t
-	case ok && t.Impl == ImplCUDNN && !t.Fused && plain != nil && useConvTactic(plain, t):
+	case ok && t.Impl == ImplCUDNN && !t.Fused && t.Graph == "" && plain != nil && useConvTactic(plain, t):
 		e.convs[i], plain, e.tactics[name] = plain, nil, t
 	case fc != nil && !e.opt.plainNHWC:
 		e.fused[i], fc = fc, nil
 	case plain != nil:
 		e.convs[i], plain = plain, nil
 	}
-	if e.opt.Tune && (plain != nil || fc != nil) {
-		e.spare[i] = convPlans{plain: plain, fused: fc}
+	if gc != nil && e.convs[i] == nil && e.fused[i] == nil { // only the graph runs it
+		e.graphs[i], gc = gc, nil
+	}
+	if e.opt.Tune && (plain != nil || fc != nil || gc != nil) {
+		e.spare[i] = convPlans{plain: plain, fused: fc, graph: gc}
 		return
 	}
-	convPlans{plain: plain, fused: fc}.destroy()
+	convPlans{plain: plain, fused: fc, graph: gc}.destroy()
+}
+
+// EnvGraphConv names the environment variable that, set to 1, adds cuDNN's
+// graph API engines to the tactics tuning times (Options.GraphConv).
+const EnvGraphConv = "KILN_CUDA_GRAPH_CONV"
+
+// graphConvCandidates bounds the graph engines built per layer while
+// tuning: building a runtime-compiled one takes 0.1-1 s.
+const graphConvCandidates = 8
+
+func graphConvOn(opt Options) bool { return opt.GraphConv || os.Getenv(EnvGraphConv) == "1" }
+
+// graphOptions is the operation graph that computes cc with its epilogue,
+// when cuDNN's graph API can (bias, residual, ReLU or none).
+func (cc *convCall) graphOptions(limit int) (cuda.GraphConvOptions, bool) {
+	o := cuda.GraphConvOptions{MaxWorkspace: limit, MaxCandidates: graphConvCandidates}
+	switch {
+	case cc.fusable:
+		o.Bias, o.Residual, o.ReLU = true, cc.z != nil, cc.relu
+	case cc.post.kernel != "":
+		return o, false // another activation: the epilogue kernel's
+	}
+	return o, true
+}
+
+// graphEpilogue names what the graph adds: "bias+residual+ReLU", or
+// "conv" for a convolution alone.
+func (cc *convCall) graphEpilogue() string {
+	if !cc.fusable {
+		return "conv"
+	}
+	return cc.fusedEpilogue()
 }
 
 // algoImplicitPrecompGEMM is CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM.

@@ -347,6 +347,9 @@ func TestLayoutFake(t *testing.T) {
 		{Tactic{Impl: ImplCUDNN, Algo: 6, Math: 1, Fused: true}, "cudnn nhwc fused"},
 		{Tactic{Impl: ImplCUDNN, Algo: 6, Math: 1}, "cudnn nhwc WINOGRAD (algo 6, tensor-op math) + chan_epilogue_f16"},
 		{Tactic{Impl: ImplKernel}, "conv2d_nhwc_f16"},
+		// a graph engine that does not build here (the fake has no
+		// backend API; a plan from another cuDNN): the default runs
+		{Tactic{Impl: ImplCUDNN, Graph: "eng0_k1=2"}, "cudnn nhwc fused"},
 	} {
 		forced := Tactics{}
 		for n, tt := range tuned.Tactics() {
@@ -364,6 +367,11 @@ func TestLayoutFake(t *testing.T) {
 		}
 		if _, err := fc.Run(context.Background(), in); err != nil {
 			t.Errorf("forced %s: %v", want.t.name(), err)
+		}
+		for n, tt := range fe.Tactics() {
+			if want.t.Graph != "" && tt.Graph != "" {
+				t.Errorf("%s keeps the stale graph tactic %q", n, tt.name())
+			}
 		}
 	}
 }
@@ -467,7 +475,11 @@ func TestLayoutOnGPU(t *testing.T) {
 		}{
 			{"kernels", Options{FP16: true, NoCUDNN: true, NoCUBLASLt: true, SyncEachLayer: true}},
 			{"plain-nhwc", Options{FP16: true, SyncEachLayer: true, plainNHWC: true}},
+			{"graph-tuned", Options{FP16: true, Tune: true, GraphConv: true}},
 		} {
+			if cfg.name == "graph-tuned" && m.name == "resnet_mini" {
+				continue // tens of seconds of runtime compilation: TestLayoutBenchOnGPU covers it
+			}
 			t.Run(fmt.Sprintf("%s/batch%d/%s", m.name, m.batch, cfg.name), func(t *testing.T) {
 				g := optimizedGraph(t, m.path, m.in)
 				opt := cfg.opt
@@ -531,6 +543,7 @@ func TestLayoutBenchOnGPU(t *testing.T) {
 		{"NCHW", Options{FP16: true, NCHW: true, Tune: true}},
 		{"NHWC", Options{FP16: true}},
 		{"NHWC", Options{FP16: true, Tune: true}},
+		{"NHWC + cuDNN graph engines", Options{FP16: true, Tune: true, GraphConv: true}},
 	} {
 		e, err := NewEngine(g, cfg.opt)
 		if err != nil {

@@ -73,6 +73,9 @@ func (e *Engine) stepTactic(i int) string {
 	var parts []string
 	launches := s.launches
 	switch {
+	case e.graphs[i] != nil:
+		parts = append(parts, "cudnn nhwc graph "+s.conv.graphEpilogue()+" "+e.graphs[i].Engine().ID)
+		launches = nil
 	case e.fused[i] != nil:
 		parts = append(parts, "cudnn nhwc fused "+s.conv.fusedEpilogue()+" "+strings.TrimPrefix(cudnnTactic(e.fused[i].Algo, e.fused[i].Math), "cudnn "))
 		launches = nil
@@ -132,6 +135,9 @@ func (e *Engine) stepWorkspace(i int) int64 {
 	}
 	if c := e.fused[i]; c != nil {
 		return int64(c.Workspace)
+	}
+	if c := e.graphs[i]; c != nil {
+		return int64(c.Engine().Workspace)
 	}
 	if m := e.gemms[i]; m != nil {
 		return int64(m.Workspace)

@@ -47,6 +47,10 @@ type Tactic struct {
 	// Fused: cuDNN's fused call (bias, residual and ReLU with the
 	// convolution, cudnnConvolutionBiasActivationForward) of an NHWC layer.
 	Fused bool `json:"fused,omitempty"`
+	// Graph is the ID of a cuDNN graph API engine configuration (an NHWC
+	// layer's conv + bias + residual + ReLU as one operation graph):
+	// cuda.GraphEngine.ID, meaningful for the same cuDNN and GPU only.
+	Graph string `json:"graph,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
 }
@@ -55,6 +59,9 @@ type Tactic struct {
 func (t Tactic) name() string {
 	switch t.Impl {
 	case ImplCUDNN:
+		if t.Graph != "" {
+			return "cudnn-graph:" + t.Graph
+		}
 		if t.Fused {
 			return fmt.Sprintf("cudnn-fused:algo=%d,math=%d", t.Algo, t.Math)
 		}
@@ -154,6 +161,11 @@ func (e *Engine) tune() error {
 	}
 	for _, p := range e.spare {
 		convs = append(convs, p.plain, fusedConv(p.fused))
+		if p.graph != nil {
+			for _, a := range p.graph.Candidates {
+				ws = max(ws, a.Workspace)
+			}
+		}
 	}
 	for _, c := range convs {
 		if c == nil {
@@ -272,6 +284,7 @@ func (e *Engine) tune() error {
 		best  int
 		conv  *cuda.CUDNNConv
 		fused *cuda.CUDNNFusedConv
+		graph *cuda.GraphConv
 		mm    *cuda.LtMatmul
 	}
 	var done []tuned
@@ -281,11 +294,12 @@ func (e *Engine) tune() error {
 		conv, mm := e.convs[i], e.gemms[i]
 		fc := e.fused[i]
 		firstFused := fc != nil
+		gc := e.graphs[i]
 		if sp, ok := e.spare[i]; ok {
-			conv, fc = cmp.Or(conv, sp.plain), cmp.Or(fc, sp.fused)
+			conv, fc, gc = cmp.Or(conv, sp.plain), cmp.Or(fc, sp.fused), cmp.Or(gc, sp.graph)
 			delete(e.spare, i)
 		}
-		if (conv != nil || fc != nil) && s.conv != nil {
+		if (conv != nil || fc != nil || gc != nil) && s.conv != nil {
 			sig = convSig(s, e.prog.half)
 			plainCands := func() {
 				if conv == nil {
@@ -295,6 +309,7 @@ func (e *Engine) tune() error {
 					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math}, apply: func() error {
 						e.convs[i] = conv
 						delete(e.fused, i)
+						delete(e.graphs, i)
 						return conv.Use(a)
 					}})
 				}
@@ -307,6 +322,7 @@ func (e *Engine) tune() error {
 					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Algo: a.Algo, Math: a.Math, Fused: true}, apply: func() error {
 						e.fused[i] = fc
 						delete(e.convs, i)
+						delete(e.graphs, i)
 						return fc.Use(a)
 					}})
 				}
@@ -318,9 +334,20 @@ func (e *Engine) tune() error {
 				plainCands()
 				fusedCands()
 			}
+			if gc != nil {
+				for _, a := range gc.Candidates {
+					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: a.ID}, apply: func() error {
+						e.graphs[i] = gc
+						delete(e.convs, i)
+						delete(e.fused, i)
+						return gc.Use(a.ID)
+					}})
+				}
+			}
 			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel}, apply: func() error {
 				delete(e.convs, i)
 				delete(e.fused, i)
+				delete(e.graphs, i)
 				return nil
 			}})
 		} else if mm != nil && s.gemm != nil {
@@ -394,7 +421,7 @@ func (e *Engine) tune() error {
 		}
 		e.tactics[s.node.Name] = cands[best].t
 		e.cached[s.node.Name] = cands[best].cached
-		done = append(done, tuned{i, cands, best, conv, fc, mm})
+		done = append(done, tuned{i, cands, best, conv, fc, gc, mm})
 	}
 	// Layers timed alone can mislead (a warm cache, overlap with the next
 	// layer): keep the choices only if the whole network, replayed, is not
@@ -436,6 +463,13 @@ func (e *Engine) tune() error {
 		if e.fused[t.step] != t.fused {
 			t.fused.Destroy()
 		}
+		if t.graph != nil {
+			if e.graphs[t.step] == t.graph {
+				t.graph.Keep(t.graph.Engine().ID) // frees the other candidates' plans
+			} else {
+				t.graph.Destroy()
+			}
+		}
 		if e.gemms[t.step] != t.mm {
 			t.mm.Destroy()
 		}
@@ -461,6 +495,9 @@ func (e *Engine) tune() error {
 	}
 	for _, c := range e.fused {
 		e.ws = max(e.ws, c.Workspace)
+	}
+	for _, c := range e.graphs {
+		e.ws = max(e.ws, c.Engine().Workspace)
 	}
 	for _, g := range e.gemms {
 		e.ws = max(e.ws, g.Workspace)
