@@ -254,12 +254,16 @@ func epilogue(p Conv2DParams, y []float32, ld, rows, cols int, bias []float32) {
 	if bias == nil && p.Act == ActNone {
 		return
 	}
+	lo, hi := actBounds(p)
 	for r := 0; r < rows; r++ {
 		var b float32
 		if bias != nil {
 			b = bias[r]
 		}
 		row := y[r*ld : r*ld+cols]
+		if biasClampRow(row, b, lo, hi) {
+			continue
+		}
 		switch p.Act {
 		case ActNone:
 			for i := range row {

@@ -41,3 +41,19 @@ func dwFlatS1AVX512(in *float32, w, off int, wt *float32, out *float32, tab *uin
 
 //go:noescape
 func dwRowsS2AVX512(in, zero *float32, rows *int64, oh int, wt *float32, out *float32, ow int, tab *uint16, nvec, padl int, b, lo, hi float32)
+
+// biasClampRow sets row[i] = clamp(row[i] + b, lo, hi) with
+// biasClampAVX512; it reports false, doing nothing, where the active
+// kernel is not the AVX-512 one.
+func biasClampRow(row []float32, b, lo, hi float32) bool {
+	if active != avx512Kernel {
+		return false
+	}
+	if len(row) > 0 {
+		biasClampAVX512(&row[0], len(row), b, lo, hi)
+	}
+	return true
+}
+
+//go:noescape
+func biasClampAVX512(y *float32, n int, b, lo, hi float32)

@@ -13,3 +13,6 @@ func dwFlatS1(in []float32, w, off int, wt, dst []float32, g *dwGeom, b, lo, hi 
 func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
 	panic("cpu: no depthwise assembly on this platform")
 }
+
+// biasClampRow reports false: there is no assembly for it here.
+func biasClampRow(row []float32, b, lo, hi float32) bool { return false }

@@ -24,6 +24,7 @@ func main() {
 	p(`#include "textflag.h"`)
 	flatS1()
 	rowsS2()
+	biasClamp()
 	// VPERMT2PS indexes: the even and the odd lanes of a 32-float pair.
 	for i := 0; i < 16; i++ {
 		p("DATA dwdEven<>+%d(SB)/4, $%d", 4*i, 2*i)
@@ -49,12 +50,67 @@ func weights(wt string, bOff int) {
 	p("\tVBROADCASTSS hi+%d(FP), Z27", bOff+8)
 }
 
-// finish adds the three partial sums and clamps them to [lo, hi].
+// finish adds the three partial sums and clamps them to [lo, hi] (NaN
+// stays NaN: the sum is the second source of VMAXPS and VMINPS).
 func finish() {
 	p("\tVADDPS Z1, Z0, Z0")
 	p("\tVADDPS Z2, Z0, Z0")
-	p("\tVMAXPS Z26, Z0, Z0")
-	p("\tVMINPS Z27, Z0, Z0")
+	p("\tVMAXPS Z0, Z26, Z0")
+	p("\tVMINPS Z0, Z27, Z0")
+}
+
+// biasClamp writes biasClampAVX512, the epilogue of the convolutions'
+// GEMM tiles: y[i] = clamp(y[i] + b, lo, hi) over n floats, NaN staying
+// NaN, the last n%16 under a mask.
+func biasClamp() {
+	name := "biasClampAVX512"
+	p("")
+	p("// func %s(y *float32, n int, b, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-28", name)
+	p("\tMOVQ y+0(FP), DI")
+	p("\tMOVQ n+8(FP), CX")
+	p("\tVBROADCASTSS b+16(FP), Z25")
+	p("\tVBROADCASTSS lo+20(FP), Z26")
+	p("\tVBROADCASTSS hi+24(FP), Z27")
+	p("%s_loop4:", name)
+	p("\tCMPQ CX, $64")
+	p("\tJLT %s_loop", name)
+	for i := 0; i < 4; i++ {
+		p("\tVADDPS %d(DI), Z25, Z%d", 64*i, i)
+	}
+	for i := 0; i < 4; i++ {
+		p("\tVMAXPS Z%d, Z26, Z%d", i, i)
+		p("\tVMINPS Z%d, Z27, Z%d", i, i)
+		p("\tVMOVUPS Z%d, %d(DI)", i, 64*i)
+	}
+	p("\tADDQ $256, DI")
+	p("\tSUBQ $64, CX")
+	p("\tJMP %s_loop4", name)
+	p("%s_loop:", name)
+	p("\tCMPQ CX, $16")
+	p("\tJLT %s_tail", name)
+	p("\tVADDPS (DI), Z25, Z0")
+	p("\tVMAXPS Z0, Z26, Z0")
+	p("\tVMINPS Z0, Z27, Z0")
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tADDQ $64, DI")
+	p("\tSUBQ $16, CX")
+	p("\tJMP %s_loop", name)
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+	p("\tVMOVUPS.Z (DI), K1, Z0")
+	p("\tVADDPS Z0, Z25, Z0")
+	p("\tVMAXPS Z0, Z26, Z0")
+	p("\tVMINPS Z0, Z27, Z0")
+	p("\tVMOVUPS Z0, K1, (DI)")
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
 
 // flatS1 writes the stride-1 kernel over one flattened plane whose output
