@@ -187,7 +187,7 @@ func TestBertGraphCompile(t *testing.T) {
 					t.Fatal(err)
 				}
 				var att []launch
-				epi, gelu, lnAdds, posts, resid, lnOne := 0, 0, 0, 0, 0, 0
+				epi, gelu, lnAdds, posts, resid, lnOne, resAdds := 0, 0, 0, 0, 0, 0, 0
 				for _, s := range p.steps {
 					switch {
 					case s.node.OpType == "Attention":
@@ -214,6 +214,9 @@ func TestBertGraphCompile(t *testing.T) {
 						}
 					case strings.HasPrefix(s.inPlace, "fused into LayerNormalization"):
 						lnAdds++
+						if strings.Contains(s.inPlace, "residual added by") {
+							resAdds++
+						}
 					}
 				}
 				// QKV, output, FFN in and out per layer, and the pooler
@@ -235,8 +238,8 @@ func TestBertGraphCompile(t *testing.T) {
 				}
 				// the output projections add the residual; the embeddings'
 				// Add (of two Gathers) stays in its LayerNormalization
-				if resid != 2*cfg.layers || lnOne != 2*cfg.layers {
-					t.Errorf("%d products add a residual and %d LayerNormalizations read one matrix, want %d", resid, lnOne, 2*cfg.layers)
+				if resid != 2*cfg.layers || lnOne != 2*cfg.layers || resAdds != resid {
+					t.Errorf("%d products add a residual (%d Adds say so) and %d LayerNormalizations read one matrix, want %d", resid, resAdds, lnOne, 2*cfg.layers)
 				}
 				if len(att) != cfg.layers {
 					t.Fatalf("%d attention launches for %d layers", len(att), cfg.layers)

@@ -101,6 +101,11 @@ func (c *compiler) lnResid(add *ir.Node, xr *ref, zr *arg) bool {
 	c.use(add.Inputs[0])
 	c.use(add.Inputs[1])
 	*xr, *zr = r, nilArg()
+	if a := c.producerStep(add.Outputs[0]); a >= 0 { // kiln inspect says how
+		if p := c.producerStep(add.Inputs[i]); p >= 0 {
+			c.p.steps[a].inPlace += ", the residual added by " + c.p.steps[p].node.Name
+		}
+	}
 	return true
 }
 
