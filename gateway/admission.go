@@ -85,6 +85,9 @@ func newAdmission(cs []Client) (*admission, error) {
 	return a, nil
 }
 
+// open reports whether every caller is admitted (no clients configured).
+func (a *admission) open() bool { return len(a.clients) == 0 }
+
 // admit checks an Authorization value ("Bearer TOKEN"); it returns the
 // client (the zero Client with no clients configured).
 func (a *admission) admit(authorization string, now time.Time) (Client, error) {

@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -19,34 +21,67 @@ import (
 )
 
 // rawMsg is a gRPC message kept as its wire bytes: the gateway forwards
-// messages without decoding their tensors.
-type rawMsg struct{ b []byte }
-
-// rawCodec passes rawMsg through as bytes and codes other messages (the
-// gateway's own answers, grpc.health.v1) as protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(*rawMsg); ok {
-		return m.b, nil
-	}
-	pm, ok := v.(proto.Message)
-	if !ok {
-		return nil, status.Errorf(codes.Internal, "gateway: cannot marshal %T", v)
-	}
-	return proto.Marshal(pm)
+// messages without decoding their tensors, and without copying them: a
+// message received holds a reference to grpc-go's receive buffers, which
+// it sends on as they are (see rawCodec), until free.
+type rawMsg struct {
+	data mem.BufferSlice // the received buffers (a reference of ours), nil once replaced by b
+	b    []byte          // the message's bytes in one slice, when made (see bytes)
 }
 
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	if m, ok := v.(*rawMsg); ok {
-		m.b = append(m.b[:0], data...)
-		return nil
+// bytes returns the message's wire bytes in one slice: the receive buffer
+// itself when the message came in one (the usual case for messages up to
+// a frame), else a copy.
+func (m *rawMsg) bytes() []byte {
+	if m.b == nil && len(m.data) > 0 {
+		if len(m.data) == 1 {
+			m.b = m.data[0].ReadOnlyData()
+		} else {
+			m.b = m.data.Materialize()
+		}
 	}
-	pm, ok := v.(proto.Message)
+	return m.b
+}
+
+// set replaces the message's bytes with b (owned by the message from now on).
+func (m *rawMsg) set(b []byte) {
+	m.free()
+	m.b = b
+}
+
+// free releases the receive buffers; the message is empty after.
+func (m *rawMsg) free() {
+	m.data.Free()
+	m.data, m.b = nil, nil
+}
+
+// rawCodec passes rawMsg through as its buffers and codes other messages
+// (the gateway's own answers, grpc.health.v1) as protobuf.
+type rawCodec struct{}
+
+var protoCodec = encoding.GetCodecV2("proto")
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(*rawMsg)
 	if !ok {
-		return status.Errorf(codes.Internal, "gateway: cannot unmarshal into %T", v)
+		return protoCodec.Marshal(v)
 	}
-	return proto.Unmarshal(data, pm)
+	if m.data != nil {
+		m.data.Ref() // grpc-go frees its reference once sent; the message keeps its own (for a retry)
+		return m.data, nil
+	}
+	return mem.BufferSlice{mem.SliceBuffer(m.b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*rawMsg)
+	if !ok {
+		return protoCodec.Unmarshal(data, v)
+	}
+	m.free()
+	data.Ref() // grpc-go frees data when Unmarshal returns; the message keeps it until free
+	m.data = data
+	return nil
 }
 
 func (rawCodec) Name() string { return "proto" }
@@ -58,7 +93,7 @@ const service = "/inference.GRPCInferenceService/"
 // gateway's view, the model RPCs and ModelStreamInfer proxied to a backend.
 // Other services (grpc.health.v1) may be registered on the same server.
 func (g *Gateway) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(g.grpcHandler)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(g.grpcHandler)}
 }
 
 func (g *Gateway) grpcHandler(_ any, ss grpc.ServerStream) error {
@@ -71,7 +106,7 @@ func (g *Gateway) grpcHandler(_ any, ss grpc.ServerStream) error {
 	var client Client
 	if rpc != "ServerLive" && rpc != "ServerReady" {
 		var err error
-		if client, err = g.admit.admit(firstMD(ctx, "authorization"), time.Now()); err != nil {
+		if client, err = g.admit.admit(firstMD(ctx, "authorization", g.admit.open()), time.Now()); err != nil {
 			return grpcError(g, err)
 		}
 	}
@@ -109,12 +144,17 @@ func answer(ss grpc.ServerStream, resp proto.Message) error {
 	if err := ss.RecvMsg(&in); err != nil {
 		return err
 	}
+	in.free()
 	return ss.SendMsg(resp)
 }
 
-func firstMD(ctx context.Context, key string) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(key); len(v) > 0 {
+// firstMD returns the first value of the incoming metadata key ("" with
+// skip, when it would not be used).
+func firstMD(ctx context.Context, key string, skip bool) string {
+	if skip {
+		return ""
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
@@ -211,8 +251,7 @@ func mapEntry(b []byte) (key string, val []byte) {
 // outgoing is the context of a call to a backend: the client's metadata,
 // with the backend token in place of its authorization when set.
 func (g *Gateway) outgoing(ctx context.Context) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
-	md = md.Copy()
+	md, _ := metadata.FromIncomingContext(ctx) // a copy of its own
 	for _, k := range []string{":authority", "content-type", "user-agent", "grpc-timeout", "te"} {
 		delete(md, k)
 	}
@@ -247,7 +286,8 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 	if err := ss.RecvMsg(&in); err != nil {
 		return err
 	}
-	rt, err := wireRoute(in.b, infer)
+	defer in.free()
+	rt, err := wireRoute(in.bytes(), infer)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "cannot read the request: %v", err)
 	}
@@ -255,7 +295,7 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 		return status.Error(codes.InvalidArgument, "the request names no model")
 	}
 	if infer && priority > 0 && !rt.prio {
-		in.b = appendPriority(in.b, priority)
+		in.set(appendPriority(in.bytes(), priority))
 	}
 	rt.grpc = true
 	ctx := ss.Context()
@@ -284,19 +324,21 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 		var header, trailer metadata.MD
 		start := time.Now()
 		b.outstanding.Add(1)
-		err = cc.Invoke(g.outgoing(ctx), method, &in, &out, grpc.ForceCodec(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+		err = cc.Invoke(g.outgoing(ctx), method, &in, &out, grpc.ForceCodecV2(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
 		b.outstanding.Add(-1)
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}
 		o, code := grpcOutcome(err)
-		g.metrics.requests.WithLabelValues(b.Name(), rt.model, code.String()).Inc()
+		g.metrics.request(b.Name(), rt.model, code.String())
 		if err == nil {
 			g.done(b, rt, answered)
-			g.metrics.latency.WithLabelValues(b.Name(), rt.model).Observe(time.Since(start).Seconds())
+			g.metrics.observe(b.Name(), rt.model, time.Since(start))
 			ss.SetHeader(header)
 			ss.SetTrailer(trailer)
-			return ss.SendMsg(&out)
+			err := ss.SendMsg(&out)
+			out.free()
+			return err
 		}
 		g.done(b, rt, o)
 		lastErr = err
@@ -322,15 +364,16 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 // picked for its first message's model (another one if the stream cannot
 // be opened there), and messages are copied both ways.
 func (g *Gateway) grpcStream(ss grpc.ServerStream, method string, priority int) error {
-	var first rawMsg
-	if err := ss.RecvMsg(&first); err != nil {
+	first := &rawMsg{}
+	if err := ss.RecvMsg(first); err != nil {
 		if err == io.EOF {
 			return nil
 		}
 		return err
 	}
-	rt, err := wireRoute(first.b, true)
+	rt, err := wireRoute(first.bytes(), true)
 	if err != nil {
+		first.free()
 		return status.Errorf(codes.InvalidArgument, "cannot read the request: %v", err)
 	}
 	rt.grpc = true
@@ -349,7 +392,7 @@ func (g *Gateway) grpcStream(ss grpc.ServerStream, method string, priority int) 
 			err = cerr
 			continue
 		}
-		cs, err = cc.NewStream(g.outgoing(ctx), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(rawCodec{}))
+		cs, err = cc.NewStream(g.outgoing(ctx), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodecV2(rawCodec{}))
 		if err != nil {
 			o, _ := grpcOutcome(err)
 			g.done(b, rt, o)
@@ -357,6 +400,7 @@ func (g *Gateway) grpcStream(ss grpc.ServerStream, method string, priority int) 
 		}
 	}
 	if cs == nil {
+		first.free()
 		return status.Errorf(codes.Unavailable, "no backend took the stream: %v", err)
 	}
 	b.outstanding.Add(1)
@@ -364,18 +408,19 @@ func (g *Gateway) grpcStream(ss grpc.ServerStream, method string, priority int) 
 	g.metrics.requests.WithLabelValues(b.Name(), rt.model, "stream").Inc()
 	sendErr := make(chan error, 1)
 	go func() {
-		msg := &first
+		msg := first
 		for {
 			if priority > 0 {
-				if r, err := wireRoute(msg.b, true); err == nil && !r.prio {
-					msg.b = appendPriority(msg.b, priority)
+				if r, err := wireRoute(msg.bytes(), true); err == nil && !r.prio {
+					msg.set(appendPriority(msg.bytes(), priority))
 				}
 			}
-			if err := cs.SendMsg(msg); err != nil {
+			err := cs.SendMsg(msg)
+			msg.free()
+			if err != nil {
 				sendErr <- err
 				return
 			}
-			msg = &rawMsg{}
 			if err := ss.RecvMsg(msg); err != nil {
 				cs.CloseSend()
 				if err == io.EOF {
@@ -398,7 +443,9 @@ func (g *Gateway) grpcStream(ss grpc.ServerStream, method string, priority int) 
 			}
 			return err
 		}
-		if err := ss.SendMsg(&out); err != nil {
+		err := ss.SendMsg(&out)
+		out.free()
+		if err != nil {
 			return err
 		}
 	}

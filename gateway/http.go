@@ -190,7 +190,7 @@ func httpSequence(body []byte, headerLen string) (string, bool) {
 		}
 		body = body[:n]
 	}
-	if !bytes.Contains(body, []byte(`"sequence_id"`)) {
+	if !mentionsSequenceID(body) {
 		return "", false
 	}
 	var req struct {
@@ -204,6 +204,26 @@ func httpSequence(body []byte, headerLen string) (string, bool) {
 		return "", false
 	}
 	return "s" + string(bytes.TrimSpace(id)), string(bytes.TrimSpace(req.Parameters["sequence_end"])) == "true"
+}
+
+// mentionsSequenceID reports whether b holds "sequence_id" (with its
+// quotes). It looks for the underscore, a byte that a request's numbers
+// never hold, with bytes.IndexByte: bytes.Contains, after the quotes of a
+// request's first bytes, compares at every byte of the tensor data that
+// follows, several times slower on a large JSON body.
+func mentionsSequenceID(b []byte) bool {
+	const key = `"sequence_id"`
+	const at = len(`"sequence`) // the underscore's index in key
+	for {
+		i := bytes.IndexByte(b, '_')
+		if i < 0 {
+			return false
+		}
+		if i >= at && bytes.HasPrefix(b[i-at:], []byte(key)) {
+			return true
+		}
+		b = b[i+1:]
+	}
 }
 
 // bodyPool holds request body buffers: a body is read whole (to be sent
@@ -236,11 +256,14 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 			break
 		}
 		tried = append(tried, b)
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+b.HTTP+r.URL.RequestURI(), bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, "", bytes.NewReader(body))
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		// the client's path and query as they came, on the backend's address
+		req.URL.Scheme, req.URL.Host, req.Host = "http", b.HTTP, b.HTTP
+		req.URL.Path, req.URL.RawPath, req.URL.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
 		req.ContentLength = int64(len(body))
 		copyHeader(req.Header, r.Header)
 		if g.opts.BackendToken != "" {
@@ -278,7 +301,7 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 			} else {
 				g.done(b, rt, answered)
 			}
-			g.metrics.requests.WithLabelValues(b.Name(), rt.model, strconv.Itoa(resp.StatusCode)).Inc()
+			g.metrics.request(b.Name(), rt.model, statusCode(resp.StatusCode))
 			last, lastErr = resp, nil
 			if rt.seq != "" && resp.StatusCode == http.StatusTooManyRequests {
 				break // a sequence stays on its backend
@@ -289,7 +312,9 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 		h := w.Header()
 		copyHeader(h, resp.Header)
 		w.WriteHeader(resp.StatusCode)
-		_, cerr := io.Copy(w, resp.Body)
+		buf := copyBufs.Get().(*[]byte)
+		_, cerr := io.CopyBuffer(w, resp.Body, *buf)
+		copyBufs.Put(buf)
 		resp.Body.Close()
 		b.outstanding.Add(-1)
 		if cerr != nil && r.Context().Err() == nil {
@@ -297,8 +322,8 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 		} else {
 			g.done(b, rt, answered)
 		}
-		g.metrics.requests.WithLabelValues(b.Name(), rt.model, strconv.Itoa(resp.StatusCode)).Inc()
-		g.metrics.latency.WithLabelValues(b.Name(), rt.model).Observe(time.Since(start).Seconds())
+		g.metrics.request(b.Name(), rt.model, statusCode(resp.StatusCode))
+		g.metrics.observe(b.Name(), rt.model, time.Since(start))
 		return
 	}
 	switch {
@@ -340,12 +365,18 @@ func isUnreached(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
+// copyBufs hold the buffers that answers are copied through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyHeader copies the end-to-end headers of src into dst. The values'
+// slices are shared: neither header is changed in place after (a value is
+// replaced with Set, never appended to).
 func copyHeader(dst, src http.Header) {
 	for k, vs := range src {
-		dst[k] = append([]string(nil), vs...)
+		dst[k] = vs
 	}
-	for _, k := range hopHeaders {
-		dst.Del(k)
+	for _, k := range hopHeaders { // in canonical form
+		delete(dst, k)
 	}
 }
 

@@ -4,6 +4,9 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +22,63 @@ type Metrics struct {
 	rejected    *prometheus.CounterVec   // reason
 	outstanding *prometheus.Desc
 	backends    *prometheus.Desc
+
+	// the children of requests and latency for the label values seen, so
+	// that a request finds its counter and histogram without hashing its
+	// labels into the vectors (label values come from backends and models
+	// that exist, and status codes: a bounded set)
+	childMu  sync.RWMutex
+	reqKids  map[[3]string]prometheus.Counter
+	histKids map[[2]string]prometheus.Observer
+}
+
+// request counts a request answered by backend for model with code.
+func (m *Metrics) request(backend, model, code string) {
+	k := [3]string{backend, model, code}
+	m.childMu.RLock()
+	c := m.reqKids[k]
+	m.childMu.RUnlock()
+	if c == nil {
+		c = m.requests.WithLabelValues(backend, model, code)
+		m.childMu.Lock()
+		m.reqKids[k] = c
+		m.childMu.Unlock()
+	}
+	c.Inc()
+}
+
+// observe records the duration of a request answered by backend for model.
+func (m *Metrics) observe(backend, model string, d time.Duration) {
+	k := [2]string{backend, model}
+	m.childMu.RLock()
+	o := m.histKids[k]
+	m.childMu.RUnlock()
+	if o == nil {
+		o = m.latency.WithLabelValues(backend, model)
+		m.childMu.Lock()
+		m.histKids[k] = o
+		m.childMu.Unlock()
+	}
+	o.Observe(d.Seconds())
+}
+
+// statusCode is an HTTP status as the label of a metric.
+func statusCode(code int) string {
+	switch code {
+	case http.StatusOK:
+		return "200"
+	case http.StatusBadRequest:
+		return "400"
+	case http.StatusNotFound:
+		return "404"
+	case http.StatusTooManyRequests:
+		return "429"
+	case http.StatusInternalServerError:
+		return "500"
+	case http.StatusServiceUnavailable:
+		return "503"
+	}
+	return strconv.Itoa(code)
 }
 
 func newMetrics() *Metrics {
@@ -39,6 +99,8 @@ func newMetrics() *Metrics {
 			Help: "Requests the gateway answered itself without a backend's answer, by reason"}, []string{"reason"}),
 		outstanding: prometheus.NewDesc("kiln_gateway_outstanding_requests", "Requests in flight, by backend", []string{"backend"}, nil),
 		backends:    prometheus.NewDesc("kiln_gateway_backend_ready", "1 when the backend is ready and not ejected", []string{"backend"}, nil),
+		reqKids:     map[[3]string]prometheus.Counter{},
+		histKids:    map[[2]string]prometheus.Observer{},
 	}
 	m.reg.MustRegister(m.requests, m.retries, m.ejections, m.latency, m.rejected)
 	return m
