@@ -259,7 +259,7 @@ func TestRawCodec(t *testing.T) {
 		if err := (rawCodec{}).Unmarshal(data, &m); err != nil {
 			t.Fatal(err)
 		}
-		data.Free() // as grpc-go does when Unmarshal returns
+		data.Free()   // as grpc-go does when Unmarshal returns
 		for range 2 { // a retry sends it again
 			out, err := (rawCodec{}).Marshal(&m)
 			if err != nil {

@@ -82,11 +82,11 @@ func isBare(args []string) bool {
 }
 
 type config struct {
-	kiln     string
+	kiln string
 	// kilnOld, when set, is a second kiln binary (say, before a change):
 	// each kiln-* and gw-* target is measured with it too, as old-TARGET,
 	// just before the target itself in every round
-	kilnOld  string
+	kilnOld string
 	// rate, when positive, adds a window at a fixed rate (requests/s, open
 	// loop): latency and the server's CPU time per request at that rate
 	rate     float64
@@ -327,7 +327,9 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 		}
 	}
 	for _, set := range []struct{ prefix, bin string }{{oldPrefix, c.kilnOld}, {"", c.kiln}} {
-		if set.bin == "" || !slices.ContainsFunc(c.targets, func(t string) bool { return usesKiln(strings.TrimPrefix(t, oldPrefix)) && strings.HasPrefix(t, set.prefix) }) {
+		if set.bin == "" || !slices.ContainsFunc(c.targets, func(t string) bool {
+			return usesKiln(strings.TrimPrefix(t, oldPrefix)) && strings.HasPrefix(t, set.prefix)
+		}) {
 			continue
 		}
 		ps, ts, err := startKiln(ctx, c, set.bin, set.prefix, has(set.prefix+"gw-http") || has(set.prefix+"gw-grpc"), body, greq, log)
