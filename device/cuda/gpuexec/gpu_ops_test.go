@@ -98,6 +98,17 @@ func opCases() []opCase {
 		{"ArgMin select_last_index", []*tensor.Tensor{rnd(6, 70)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "ArgMin", x[:1], ir.IntAttr("axis", -1), ir.IntAttr("keepdims", 0), ir.IntAttr("select_last_index", 1))
 		}, false},
+		{"Conv 3-D groups pads strides dilations bias", []*tensor.Tensor{rnd(2, 4, 6, 7, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "Conv", []*ir.Value{x[0], b.Const("w", rnd(6, 2, 3, 2, 3)), b.Const("b", rnd(6))}, ir.IntAttr("group", 2),
+				ir.IntsAttr("pads", 1, 0, 1, 1, 1, 0), ir.IntsAttr("strides", 1, 2, 1), ir.IntsAttr("dilations", 1, 1, 2))
+		}, false},
+		{"MaxPool 3-D, AveragePool 3-D count_include_pad, SAME_UPPER", []*tensor.Tensor{rnd(1, 3, 7, 6, 9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{
+				b.Op("MaxPool", x[:1], ir.IntsAttr("kernel_shape", 3, 2, 3), ir.IntsAttr("strides", 2, 1, 2), ir.IntsAttr("pads", 1, 0, 1, 1, 1, 1)),
+				b.Op("AveragePool", x[:1], ir.IntsAttr("kernel_shape", 2, 3, 3), ir.IntsAttr("pads", 1, 1, 1, 0, 1, 1), ir.IntAttr("count_include_pad", 1)),
+				b.Op("AveragePool", x[:1], ir.IntsAttr("kernel_shape", 3, 3, 2), ir.IntsAttr("strides", 2, 2, 2), ir.StringAttr("auto_pad", "SAME_UPPER")),
+			}
+		}, false},
 		// TopK on values that half represents exactly (multiples of 1/8,
 		// many ties), so that FP16 plans give the same indices.
 		{"TopK largest last axis", []*tensor.Tensor{eighths(rnd(6, 300))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {

@@ -113,8 +113,11 @@ func (c *compiler) conv(s *step) error {
 	if err != nil {
 		return err
 	}
+	if len(xd) == 5 {
+		return c.conv3d(s) // op_conv3d.go
+	}
 	if (len(xd) != 4 && len(xd) != 3) || len(wd) != len(xd) {
-		return fmt.Errorf("%w: %d-D convolution (only 1-D and 2-D have a CUDA implementation)", ErrUnsupported, len(xd)-2)
+		return fmt.Errorf("%w: %d-D convolution (only 1-D, 2-D and 3-D have a CUDA implementation)", ErrUnsupported, len(xd)-2)
 	}
 	rank := len(xd) - 2
 	xd, wd = as2D(xd), as2D(wd)

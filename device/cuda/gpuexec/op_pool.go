@@ -13,8 +13,11 @@ func (c *compiler) pool(s *step) error {
 	if err != nil {
 		return err
 	}
+	if len(xd) == 5 {
+		return c.pool3d(s) // op_conv3d.go
+	}
 	if len(xd) != 4 && len(xd) != 3 {
-		return fmt.Errorf("%w: %d-D pooling (only 1-D and 2-D have a CUDA implementation)", ErrUnsupported, len(xd)-2)
+		return fmt.Errorf("%w: %d-D pooling (only 1-D, 2-D and 3-D have a CUDA implementation)", ErrUnsupported, len(xd)-2)
 	}
 	rank := len(xd) - 2
 	xd = as2D(xd)
