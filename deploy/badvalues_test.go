@@ -17,6 +17,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"metric", "autoscaling:\n  metric: cpu\n", `autoscaling.metric "cpu": want kiln_inflight_requests or kiln_queue_seconds_per_request`},
 		{"exit timeout without unit", "server:\n  exitTimeout: 30\n", `"30" is not a duration of whole hours, minutes and seconds`},
 		{"exit timeout in ms", "server:\n  exitTimeout: 500ms\n", `"500ms" is not a duration of whole hours, minutes and seconds`},
+		{"gpus in words", "server:\n  gpus: two\n", `server.gpus "two": want a whole number of GPUs per pod (0: none)`},
+		{"negative gpus", "server:\n  gpus: -1\n", `server.gpus "-1": want a whole number of GPUs per pod (0: none)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "values.yaml")

@@ -54,6 +54,7 @@ var valuesCases = []struct {
 	{"fetch", []string{"examples/values-fetch.yaml"}, ""},
 	{"static", []string{"examples/values-static.yaml"}, ""},
 	{"gpu+keda", []string{"helm/kiln/values-gpu.yaml", "examples/values-keda.yaml"}, ""},
+	{"gpu+multigpu", []string{"helm/kiln/values-gpu.yaml", "examples/values-multigpu.yaml"}, "testdata/multigpu.yaml"},
 }
 
 // render is `helm template kiln deploy/helm/kiln --namespace kiln --kube-version 1.34.0 -f FILE...`
@@ -362,11 +363,17 @@ func checkChart(t *testing.T, name string, files []string, objs []object) {
 	gpus := srv.Resources.Limits["nvidia.com/gpu"]
 	gm, _ := flagValue(srv.Args, "allow-gpu-metrics")
 	if gpu {
-		if gpus.Value() != 1 || pod.NodeSelector["nvidia.com/gpu.present"] != "true" || len(pod.Tolerations) == 0 || gm != "true" {
-			t.Errorf("GPU pod: nvidia.com/gpu %s, nodeSelector %v, tolerations %v, --allow-gpu-metrics=%s", gpus.String(), pod.NodeSelector, pod.Tolerations, gm)
+		// the pod's GPUs: values-gpu.yaml's one, or values-multigpu.yaml's four
+		wantGPUs := int64(1)
+		if slices.Contains(files, "examples/values-multigpu.yaml") {
+			wantGPUs = 4
 		}
-		if b := container(t, pod.InitContainers, "build-plans"); b.Resources.Limits.Name("nvidia.com/gpu", "").Value() != 1 {
-			t.Errorf("build-plans has no GPU: %v", b.Resources.Limits)
+		if gpus.Value() != wantGPUs || pod.NodeSelector["nvidia.com/gpu.present"] != "true" || len(pod.Tolerations) == 0 || gm != "true" {
+			t.Errorf("GPU pod: nvidia.com/gpu %s (want %d), nodeSelector %v, tolerations %v, --allow-gpu-metrics=%s", gpus.String(), wantGPUs, pod.NodeSelector, pod.Tolerations, gm)
+		}
+		// the initContainer builds plans for the same GPUs the server places its instances on
+		if b := container(t, pod.InitContainers, "build-plans"); b.Resources.Limits.Name("nvidia.com/gpu", "").Value() != wantGPUs {
+			t.Errorf("build-plans GPUs %v, want %d", b.Resources.Limits, wantGPUs)
 		}
 		if !strings.HasSuffix(srv.Image, "-cuda") {
 			t.Errorf("GPU image %s", srv.Image)
