@@ -53,9 +53,11 @@ func BenchmarkBertMiniCPU(b *testing.B) {
 
 // BenchmarkBertBlocks compares, at bert_mini's sizes (sequence 128, 4 heads
 // of 32, width 128), one attention block and one residual LayerNorm before
-// ("old": the passes before this change) and after the CPU passes ("new").
+// ("old": the passes before this change) and after the CPU passes ("new");
+// attention-base is BERT-base's attention (12 heads of 64).
 func BenchmarkBertBlocks(b *testing.B) {
 	att := mhaSpec{batch: 1, seq: 128, heads: 4, size: 32, mask: "keys"}.build
+	attBase := mhaSpec{batch: 1, seq: 128, heads: 12, size: 64, mask: "keys"}.build
 	ln := lnSpec{shape: []int{1, 128, 128}, add: "same"}.build
 	for _, bc := range []struct {
 		name  string
@@ -64,6 +66,8 @@ func BenchmarkBertBlocks(b *testing.B) {
 	}{
 		{"attention/old", att, []string{"attention", "dce"}},
 		{"attention/new", att, []string{"attention", "mha", "dce"}},
+		{"attention-base/old", attBase, []string{"attention", "dce"}},
+		{"attention-base/new", attBase, []string{"attention", "mha", "dce"}},
 		{"addlayernorm/old", ln, []string{"dce"}},
 		{"addlayernorm/new", ln, []string{"skiplayernorm", "dce"}},
 	} {

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"sync/atomic"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/internal/fastmath"
@@ -157,12 +158,15 @@ func blockRows(sk int) int {
 	return max(r, attnRowAlign)
 }
 
-// run computes every head: the (batch, head) pairs, each split into chunks
-// of query blocks when there are fewer pairs than twice the goroutines,
-// spread over cpu.ParallelFor. Each chunk transposes its head's keys once
-// (unless kT), then per block of query rows computes the scores with one
-// GEMM, the masked softmax in place, and the output with a second GEMM,
-// scaling its rows by the softmax denominators at the end.
+// run computes every head: work items of one block of query rows of one
+// (batch, head), in that order, taken from a shared counter by up to
+// cpu.Threads() goroutines (a goroutine that another process delays takes
+// fewer). A goroutine transposes a head's keys (unless kT) when its item
+// is the first of that head it takes, then computes the block's scores with
+// one GEMM, the masked softmax in place, and the output with a second GEMM,
+// scaling its rows by the softmax denominators at the end. The
+// goroutine's scratch (the head's keys and values, one block's scores) is
+// about 2*S*D + 28*S floats: 80 KiB at sequence 128 and head size 64.
 func (a *attnJob) run() {
 	if a.b == 0 || a.h == 0 || a.sq == 0 || a.d == 0 {
 		return
@@ -173,43 +177,63 @@ func (a *attnJob) run() {
 	}
 	rows := blockRows(a.sk)
 	nblk := (a.sq + rows - 1) / rows
-	pairs := a.b * a.h
-	split := 1
-	if nt := cpu.Threads(); pairs < 2*nt {
-		split = min(nblk, (2*nt+pairs-1)/pairs)
-	}
-	cpu.ParallelFor(pairs*split, 1, func(lo, hi int) {
-		ktLen := 0
-		if !a.kT {
-			ktLen = a.d * a.sk
-		}
-		buf, hb := scratch[float32](ktLen + rows*a.sk + rows)
-		defer putScratch(hb)
-		kt, sc, inv := buf[:ktLen], buf[ktLen:ktLen+rows*a.sk], buf[ktLen+rows*a.sk:]
-		for it := lo; it < hi; it++ {
-			pair, chunk := it/split, it%split
-			bi, hh := pair/a.h, pair%a.h
-			ktm, ldk := kt, a.sk
-			if a.kT {
-				ktm, ldk = a.k.at(bi, hh), a.k.ld
-			} else {
-				transposeRows(kt, a.k.at(bi, hh), a.k.ld, a.sk, a.d)
-			}
-			for blk := chunk * nblk / split; blk < (chunk+1)*nblk/split; blk++ {
-				i0 := blk * rows
-				r := min(rows, a.sq-i0)
-				q := a.q.at(bi, hh)[i0*a.q.ld:]
-				cpu.SgemmSerial(cpu.Blocking{}, r, a.sk, a.d, q, a.q.ld, ktm, ldk, sc, a.sk)
-				a.softmax(sc[:r*a.sk], inv[:r], bi, hh, i0)
-				y := a.y.at(bi, hh)[i0*a.y.ld:]
-				cpu.SgemmSerial(cpu.Blocking{}, r, a.d, a.sk, sc, a.sk, a.v.at(bi, hh), a.v.ld, y, a.y.ld)
-				for i := range r {
-					row := y[i*a.y.ld : i*a.y.ld+a.d]
-					fastmath.ScaleAdd(row, row, inv[i], nil)
-				}
-			}
+	items := a.b * a.h * nblk
+	var next atomic.Int64
+	cpu.ParallelFor(min(items, cpu.Threads()), 1, func(lo, hi int) {
+		for range hi - lo {
+			a.worker(&next, items, nblk, rows)
 		}
 	})
+}
+
+// worker computes items from the counter next until none is left.
+func (a *attnJob) worker(next *atomic.Int64, items, nblk, rows int) {
+	ktLen := 0
+	if !a.kT {
+		ktLen = a.d * a.sk
+	}
+	hd := a.d * a.sk // the head's values, copied
+	buf, hb := scratch[float32](ktLen + hd + rows*a.sk + rows)
+	defer putScratch(hb)
+	kt, vc := buf[:ktLen], buf[ktLen:ktLen+hd]
+	sc, inv := buf[ktLen+hd:ktLen+hd+rows*a.sk], buf[ktLen+hd+rows*a.sk:]
+	have := -1 // the (batch, head) pair whose keys and values kt and vc hold
+	for {
+		it := int(next.Add(1)) - 1
+		if it >= items {
+			return
+		}
+		pair, blk := it/nblk, it%nblk
+		bi, hh := pair/a.h, pair%a.h
+		ktm, ldk := kt, a.sk
+		if a.kT {
+			ktm, ldk = a.k.at(bi, hh), a.k.ld
+		}
+		if pair != have {
+			// The keys transposed and the values contiguous: both are
+			// then read in place by the GEMM (a B matrix with rows far
+			// apart would be packed again for every block).
+			if !a.kT {
+				transposeRows(kt, a.k.at(bi, hh), a.k.ld, a.sk, a.d)
+			}
+			v := a.v.at(bi, hh)
+			for j := range a.sk {
+				copy(vc[j*a.d:(j+1)*a.d], v[j*a.v.ld:])
+			}
+			have = pair
+		}
+		i0 := blk * rows
+		r := min(rows, a.sq-i0)
+		q := a.q.at(bi, hh)[i0*a.q.ld:]
+		cpu.SgemmSerial(cpu.Blocking{}, r, a.sk, a.d, q, a.q.ld, ktm, ldk, sc, a.sk)
+		a.softmax(sc[:r*a.sk], inv[:r], bi, hh, i0)
+		y := a.y.at(bi, hh)[i0*a.y.ld:]
+		cpu.SgemmSerial(cpu.Blocking{}, r, a.d, a.sk, sc, a.sk, vc, a.d, y, a.y.ld)
+		for i := range r {
+			row := y[i*a.y.ld : i*a.y.ld+a.d]
+			fastmath.ScaleAdd(row, row, inv[i], nil)
+		}
+	}
 }
 
 // transposeRows writes the [rows, d] matrix src (row stride ld) into dst as
