@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,11 +106,17 @@ type nvmlUUID interface {
 type NVMLSource struct {
 	nvml *cuda.NVML
 	mu   sync.Mutex
-	n    int // devices found when opened
+	// idx are the NVML indices of the GPUs read: every GPU NVML finds, or
+	// those CUDA_VISIBLE_DEVICES leaves visible to kiln.
+	idx []int
 }
 
-// NewNVMLSource opens NVML and counts the GPUs. Without the NVIDIA driver's
-// libnvidia-ml, or with no GPU, it returns an error wrapping
+// NewNVMLSource opens NVML and lists the GPUs: every GPU NVML finds, as
+// Triton exports them; but when CUDA_VISIBLE_DEVICES is set (several
+// servers sharing a machine, one set of GPUs each), only the GPUs it leaves
+// visible to CUDA (matched by UUID through the CUDA driver), so that each
+// server exports the GPUs its instances run on. Without the NVIDIA
+// driver's libnvidia-ml, or with no GPU, it returns an error wrapping
 // cuda.ErrUnavailable.
 func NewNVMLSource(o cuda.Options) (*NVMLSource, error) {
 	nv, err := cuda.OpenNVML(o)
@@ -117,21 +124,36 @@ func NewNVMLSource(o cuda.Options) (*NVMLSource, error) {
 		return nil, err
 	}
 	s := &NVMLSource{nvml: nv}
-	for s.n < maxGPUs {
-		if _, err := nv.Device(s.n); err != nil {
+	var visible map[string]bool
+	if _, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
+		if ids, err := cuda.VisibleGPUs(o); err == nil {
+			visible = map[string]bool{}
+			for _, id := range ids {
+				visible[id] = true
+			}
+		}
+	}
+	for i := 0; i < maxGPUs; i++ {
+		d, err := nv.Device(i)
+		if err != nil {
 			break // NVML_ERROR_INVALID_ARGUMENT past the last device
 		}
-		s.n++
+		if visible != nil {
+			if id, err := nv.UUID(d); err == nil && !visible[id] {
+				continue
+			}
+		}
+		s.idx = append(s.idx, i)
 	}
-	if s.n == 0 {
+	if len(s.idx) == 0 {
 		nv.Shutdown()
 		return nil, fmt.Errorf("%w: NVML finds no GPU", cuda.ErrUnavailable)
 	}
 	return s, nil
 }
 
-// Count returns the number of GPUs found.
-func (s *NVMLSource) Count() int { return s.n }
+// Count returns the number of GPUs read.
+func (s *NVMLSource) Count() int { return len(s.idx) }
 
 // GPUs reads every GPU's utilization and memory. The gpu_uuid label is the
 // UUID NVML reports when the bindings provide nvmlDeviceGetUUID, else
@@ -142,7 +164,7 @@ func (s *NVMLSource) GPUs() ([]GPUStat, error) {
 	defer s.mu.Unlock()
 	var out []GPUStat
 	var first error
-	for i := range s.n {
+	for _, i := range s.idx {
 		st, err := s.read(i)
 		if err != nil {
 			if first == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -115,8 +116,8 @@ func TestNVMLSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []GPUStat{{UUID: "GPU-index-0", Utilization: 0.37, MemoryTotal: 16 << 30, MemoryUsed: 3 << 30},
-		{UUID: "GPU-index-1", Utilization: 1, MemoryTotal: 80 << 30, MemoryUsed: 80 << 30}}
+	want := []GPUStat{{UUID: "GPU-fa4e0000-0000-0000-0000-000000000000", Utilization: 0.37, MemoryTotal: 16 << 30, MemoryUsed: 3 << 30},
+		{UUID: "GPU-fa4e0000-0000-0000-0000-000000000001", Utilization: 1, MemoryTotal: 80 << 30, MemoryUsed: 80 << 30}}
 	if len(gpus) != 2 || gpus[0] != want[0] || gpus[1] != want[1] {
 		t.Errorf("GPUs() = %+v, want %+v", gpus, want)
 	}
@@ -126,12 +127,61 @@ func TestNVMLSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := scrape(t, m.Handler())
-	for _, w := range []string{`nv_gpu_utilization{gpu_uuid="GPU-index-0"} 0.37`, `nv_gpu_memory_used_bytes{gpu_uuid="GPU-index-1"} 8.589934592e+10`} {
+	for _, w := range []string{`nv_gpu_utilization{gpu_uuid="GPU-fa4e0000-0000-0000-0000-000000000000"} 0.37`, `nv_gpu_memory_used_bytes{gpu_uuid="GPU-fa4e0000-0000-0000-0000-000000000001"} 8.589934592e+10`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("metrics lack %s", w)
 		}
 	}
 	if err := src.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestNVMLSourceVisible: with CUDA_VISIBLE_DEVICES set, the GPU metrics
+// are those of the GPUs it leaves visible (matched by UUID through the
+// fake libcuda of device/cuda/testdata, two GPUs as the fake NVML has);
+// unset, every GPU NVML finds.
+func TestNVMLSourceVisible(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skipf("needs a C compiler (cc) to build the fake libnvidia-ml and libcuda: %v", err)
+	}
+	for _, tt := range []struct {
+		visible string // "-": unset
+		want    []string
+	}{
+		{"-", []string{"GPU-fa4e0000-0000-0000-0000-000000000000", "GPU-fa4e0000-0000-0000-0000-000000000001"}},
+		{"1", []string{"GPU-fa4e0000-0000-0000-0000-000000000001"}},
+		{"1,0", []string{"GPU-fa4e0000-0000-0000-0000-000000000000", "GPU-fa4e0000-0000-0000-0000-000000000001"}},
+	} {
+		t.Run("CUDA_VISIBLE_DEVICES="+tt.visible, func(t *testing.T) {
+			dir := t.TempDir() // a new libcuda: it reads CUDA_VISIBLE_DEVICES once
+			for src, lib := range map[string]string{"testdata/fakenvml.c": "libnvidia-ml.so.1", "../../device/cuda/testdata/fakecuda.c": "libcuda.so.1"} {
+				if out, err := exec.Command(cc, "-shared", "-fPIC", "-o", filepath.Join(dir, lib), src).CombinedOutput(); err != nil {
+					t.Fatalf("building %s: %v\n%s", lib, err, out)
+				}
+			}
+			t.Setenv("KILN_FAKE_GPUS", "2")
+			t.Setenv("CUDA_VISIBLE_DEVICES", tt.visible)
+			if tt.visible == "-" {
+				os.Unsetenv("CUDA_VISIBLE_DEVICES")
+			}
+			src, err := NewNVMLSource(cuda.Options{LibDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			gpus, err := src.GPUs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, g := range gpus {
+				got = append(got, g.UUID)
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("GPUs %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -1,5 +1,7 @@
 /* A fake libnvidia-ml with two GPUs, for testing the NVML GPU metrics
- * without a GPU. Built by the tests with cc -shared. */
+ * without a GPU. Built by the tests with cc -shared. Their UUIDs are those
+ * of device/cuda/testdata/fakecuda.c's devices 0 and 1. */
+#include <stdio.h>
 #include <string.h>
 
 typedef struct { unsigned gpu, memory; } util_t;
@@ -30,5 +32,9 @@ int nvmlDeviceGetMemoryInfo(void *dev, mem_t *m) {
 	m->total = d->total;
 	m->used = d->used;
 	m->free = d->total - d->used;
+	return 0;
+}
+int nvmlDeviceGetUUID(void *dev, char *out, unsigned len) {
+	snprintf(out, len, "GPU-fa4e0000-0000-0000-0000-0000000000%02x", (unsigned)((dev_t_ *)dev - devs));
 	return 0;
 }
