@@ -4,7 +4,8 @@
 // of two mma.sync where nn.cu's kernel issues 4 to 8 shared loads and
 // packs), the mask of the chunk staged in shared memory once per block when
 // it does not depend on the query row (BERT's [batch, 1, 1, keys]), and
-// the output stored two halves at a time when its columns are dense. The
+// the output stored two halves at a time when its columns are dense, and
+// dense K and V rows copied with cp.async (all of a chunk in flight). The
 // block has 1, 2 or 4 warps (blockDim.x / 32), each owning 16 query rows,
 // so that a small batch still fills the GPU. Arguments, strides and mask as
 // for attention_mma_t. grid: (ceil(S / (16 * warps)), batch*H), block
@@ -36,6 +37,23 @@ __device__ __forceinline__ void fa_ldsm4t(unsigned *r, const void *p) {
                  : "r"(fa_smem(p)));
 #else
     __trap();
+#endif
+}
+
+// fa_cp16 copies 16 bytes from global to shared memory asynchronously
+// (cp.async, sm_80): n = 0 fills the 16 bytes with zeros and reads nothing.
+__device__ __forceinline__ void fa_cp16(void *dst, const void *src, int n) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(fa_smem(dst)), "l"(src), "r"(n));
+#else
+    __trap();
+#endif
+}
+
+// fa_cp_wait waits for this thread's cp.async copies.
+__device__ __forceinline__ void fa_cp_wait() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
 #endif
 }
 
@@ -102,16 +120,15 @@ __device__ void attention_fa_t(kiln_half *y, const kiln_half *q, const kiln_half
     for (int c0 = 0; c0 < T; c0 += AM_KC) {
         __syncthreads();
         if (vec) {
+            // every copy of the chunk in flight at once, whatever the
+            // block's size (keys past T are zeros)
             for (int x = threadIdx.x; x < AM_KC * (D / 8); x += blockDim.x) {
                 int t = x / (D / 8), d = (x % (D / 8)) * 8;
-                uint4 kz = make_uint4(0, 0, 0, 0), vz = kz;
-                if (c0 + t < T) {
-                    kz = *(const uint4 *)(kb + (c0 + t) * kr + d);
-                    vz = *(const uint4 *)(vb + (c0 + t) * vr + d);
-                }
-                *(uint4 *)&ks[t][d] = kz;
-                *(uint4 *)&vs[t][d] = vz;
+                bool in = c0 + t < T;
+                fa_cp16(&ks[t][d], in ? kb + (c0 + t) * kr + d : kb, in ? 16 : 0);
+                fa_cp16(&vs[t][d], in ? vb + (c0 + t) * vr + d : vb, in ? 16 : 0);
             }
+            fa_cp_wait();
         } else {
             for (int x = threadIdx.x; x < AM_KC * D; x += blockDim.x) {
                 int t = x / D, d = x % D;
