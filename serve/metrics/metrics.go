@@ -23,6 +23,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,46 @@ type Metrics struct {
 	latency, queueTime, batchSize, load *prometheus.HistogramVec
 	pending                             PendingSource
 	pendingDesc                         *prometheus.Desc
+
+	// the children of a model version's labels, found once (see of)
+	kidsMu sync.RWMutex
+	kids   map[[2]string]*versionMetrics
+}
+
+// versionMetrics are the metrics of one model version that every request
+// or execution updates, taken from their vectors once: looking a child up
+// by its label values hashes and checks them each time.
+type versionMetrics struct {
+	success, count, exec                             prometheus.Counter
+	requestUs, queueUs, inputUs, computeUs, outputUs prometheus.Counter
+	latency, queueTime, batchSize                    prometheus.Observer
+}
+
+// of returns the metrics of a model version (label values never deleted:
+// the children stay valid).
+func (m *Metrics) of(model, version string) *versionMetrics {
+	k := [2]string{model, version}
+	m.kidsMu.RLock()
+	v := m.kids[k]
+	m.kidsMu.RUnlock()
+	if v != nil {
+		return v
+	}
+	v = &versionMetrics{
+		success: m.success.WithLabelValues(model, version), count: m.count.WithLabelValues(model, version),
+		exec: m.exec.WithLabelValues(model, version), requestUs: m.requestUs.WithLabelValues(model, version),
+		queueUs: m.queueUs.WithLabelValues(model, version), inputUs: m.inputUs.WithLabelValues(model, version),
+		computeUs: m.computeUs.WithLabelValues(model, version), outputUs: m.outputUs.WithLabelValues(model, version),
+		latency: m.latency.WithLabelValues(model, version), queueTime: m.queueTime.WithLabelValues(model, version),
+		batchSize: m.batchSize.WithLabelValues(model, version),
+	}
+	m.kidsMu.Lock()
+	if m.kids == nil {
+		m.kids = map[[2]string]*versionMetrics{}
+	}
+	m.kids[k] = v
+	m.kidsMu.Unlock()
+	return v
 }
 
 var labels = []string{"model", "version"}
@@ -118,21 +159,23 @@ func (m *Metrics) RequestDone(model, version string, batch int, reason string, t
 		return
 	}
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	m.success.WithLabelValues(model, version).Inc()
-	m.count.WithLabelValues(model, version).Add(float64(batch))
-	m.requestUs.WithLabelValues(model, version).Add(us(t.Total))
-	m.queueUs.WithLabelValues(model, version).Add(us(t.Queue))
-	m.inputUs.WithLabelValues(model, version).Add(us(t.ComputeInput))
-	m.computeUs.WithLabelValues(model, version).Add(us(t.ComputeInfer))
-	m.outputUs.WithLabelValues(model, version).Add(us(t.ComputeOutput))
-	m.latency.WithLabelValues(model, version).Observe(t.Total.Seconds())
-	m.queueTime.WithLabelValues(model, version).Observe(t.Queue.Seconds())
+	v := m.of(model, version)
+	v.success.Inc()
+	v.count.Add(float64(batch))
+	v.requestUs.Add(us(t.Total))
+	v.queueUs.Add(us(t.Queue))
+	v.inputUs.Add(us(t.ComputeInput))
+	v.computeUs.Add(us(t.ComputeInfer))
+	v.outputUs.Add(us(t.ComputeOutput))
+	v.latency.Observe(t.Total.Seconds())
+	v.queueTime.Observe(t.Queue.Seconds())
 }
 
 // Executed records one model execution.
 func (m *Metrics) Executed(model, version string, requests, batchSize int, compute time.Duration) {
-	m.exec.WithLabelValues(model, version).Inc()
-	m.batchSize.WithLabelValues(model, version).Observe(float64(batchSize))
+	v := m.of(model, version)
+	v.exec.Inc()
+	v.batchSize.Observe(float64(batchSize))
 }
 
 // ContextSwitched records an execution-context switch.
