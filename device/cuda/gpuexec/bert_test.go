@@ -403,7 +403,8 @@ func TestBertFP16OnGPU(t *testing.T) {
 // work's kernels, tuned as kiln build tunes: the layers' CUDA graph
 // replayed between CUDA events (Context.DeviceTimes, as TestGPUBench),
 // median of 200 after 20 warm-up replays; then where the time goes by op
-// (TestGPUProfile's eager profile).
+// (TestGPUProfile's eager profile). $KILN_BERT_OUT, when set, names a file
+// for the table.
 func TestBertTimingOnGPU(t *testing.T) {
 	needGPU(t)
 	batches := []int{1, 32}
@@ -484,5 +485,10 @@ func TestBertTimingOnGPU(t *testing.T) {
 	t.Log(b.String())
 	for _, r := range rows {
 		t.Logf("layers batch %d %s: %s", r.batch, r.v, r.layers)
+	}
+	if p := os.Getenv("KILN_BERT_OUT"); p != "" { // the table, for bench/results
+		if err := os.WriteFile(p, []byte(b.String()[1:]), 0o644); err != nil {
+			t.Error(err)
+		}
 	}
 }
