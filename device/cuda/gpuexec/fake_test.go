@@ -230,8 +230,8 @@ func fakeEngine(t *testing.T, dir string, g *ir.Graph, opt Options) (*Engine, *C
 }
 
 // TestShapesFake runs Shapes against the fake libraries: one engine per
-// distinct input shape, shared by concurrent calls, with build errors and
-// the engine limit reported.
+// distinct input shape, shared by concurrent calls, the least recently
+// used engine closed at the limit, and build errors reported.
 func TestShapesFake(t *testing.T) {
 	dir := fakeLibs(t)
 	path := modelPath(t, "resnet_mini")
@@ -264,8 +264,20 @@ func TestShapesFake(t *testing.T) {
 	if n := s.Engines(); n != 2 {
 		t.Errorf("%d engines for 2 shapes", n)
 	}
-	if _, err := s.Run(context.Background(), randomImages(t, "resnet_mini", 3, 1)); !errors.Is(err, ErrTooManyShapes) {
-		t.Errorf("third shape: error %v, want ErrTooManyShapes", err)
+	// At the limit, a new shape closes the least recently used engine and
+	// an evicted shape is built again when it comes back: batches 3, 1, 2,
+	// 3 evict at least three engines whatever order the calls above ended in.
+	for i, batch := range []int{3, 1, 2, 3} {
+		out, err := s.Run(context.Background(), randomImages(t, "resnet_mini", batch, 1))
+		if err != nil || out["output"] == nil || out["output"].Shape[0] != batch {
+			t.Fatalf("batch %d at the limit: %v, %v", batch, out, err)
+		}
+		if n := s.Engines(); n != 2 {
+			t.Errorf("after run %d: %d engines, limit 2", i, n)
+		}
+	}
+	if n := s.Evicted(); n < 3 {
+		t.Errorf("%d engines evicted, want at least 3", n)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,8 @@ import (
 )
 
 // ErrTooManyShapes is returned by Shapes.Run for a new set of input shapes
-// once the limit of engines is reached.
+// when the limit of engines is reached and every engine is in use (an idle
+// one is closed to make room: the least recently used).
 var ErrTooManyShapes = errors.New("gpuexec: too many distinct input shapes")
 
 // GraphFunc returns a model's graph for concrete input shapes, optimized
@@ -24,7 +25,10 @@ type GraphFunc func(shapes map[string][]int) (g *ir.Graph, done func(), err erro
 // Shapes runs a model whose input shapes vary between calls (a dynamic
 // batch): it builds one Engine per distinct set of input shapes on first
 // use, each replaying its own CUDA graphs, and keeps a pool of contexts per
-// engine. It is safe for concurrent use.
+// engine. At the limit of engines, a new shape closes the least recently
+// used engine that no call is using (shapes that depend on the data, such
+// as what follows a NonMaxSuppression, come and go). It is safe for
+// concurrent use.
 type Shapes struct {
 	build GraphFunc
 	opt   Options
@@ -32,6 +36,8 @@ type Shapes struct {
 
 	mu      sync.Mutex
 	engines map[string]*shapeEngine
+	tick    uint64 // use counter, for the least recently used engine
+	evicted int
 	closed  bool
 }
 
@@ -41,6 +47,10 @@ type shapeEngine struct {
 	err   error
 	mu    sync.Mutex
 	free  []*Context
+	// users counts the calls holding the engine, last the tick of the
+	// latest (both under Shapes.mu).
+	users int
+	last  uint64
 }
 
 // NewShapes makes a Shapes building engines with build and opt, at most
@@ -78,15 +88,25 @@ func (s *Shapes) engine(inputs map[string]*tensor.Tensor) (*shapeEngine, error) 
 		return nil, ErrClosed
 	}
 	se, ok := s.engines[key]
+	var old *shapeEngine
 	if !ok {
 		if s.max > 0 && len(s.engines) >= s.max {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: %d engines built, none for %s", ErrTooManyShapes, len(s.engines), key)
+			if old = s.idlest(); old == nil {
+				s.mu.Unlock()
+				return nil, fmt.Errorf("%w: %d engines built and in use, none for %s", ErrTooManyShapes, len(s.engines), key)
+			}
+			s.evicted++
 		}
 		se = &shapeEngine{ready: make(chan struct{})}
 		s.engines[key] = se
 	}
+	s.tick++
+	se.users++
+	se.last = s.tick
 	s.mu.Unlock()
+	if old != nil {
+		old.close() // not in use, out of the map: nobody can reach it
+	}
 	if !ok {
 		g, done, err := s.build(shapes)
 		if err == nil {
@@ -100,9 +120,51 @@ func (s *Shapes) engine(inputs map[string]*tensor.Tensor) (*shapeEngine, error) 
 	}
 	<-se.ready
 	if se.err != nil {
+		s.release(se)
 		return nil, fmt.Errorf("engine for %s: %w", key, se.err)
 	}
 	return se, nil
+}
+
+// idlest removes from the map and returns the least recently used engine
+// that is built and not in use, or nil. s.mu is held.
+func (s *Shapes) idlest() *shapeEngine {
+	var key string
+	var best *shapeEngine
+	for k, se := range s.engines {
+		select {
+		case <-se.ready:
+		default:
+			continue // being built
+		}
+		if se.users == 0 && (best == nil || se.last < best.last) {
+			key, best = k, se
+		}
+	}
+	if best != nil {
+		delete(s.engines, key)
+	}
+	return best
+}
+
+// release ends a call's hold on se.
+func (s *Shapes) release(se *shapeEngine) {
+	s.mu.Lock()
+	se.users--
+	s.mu.Unlock()
+}
+
+// close closes se's contexts and engine (built, not in use).
+func (se *shapeEngine) close() error {
+	if se.e == nil {
+		return nil
+	}
+	var errs []error
+	for _, c := range se.free {
+		errs = append(errs, c.Close())
+	}
+	se.free = nil
+	return errors.Join(append(errs, se.e.Close())...)
 }
 
 // Run runs the model on inputs with the engine of their shapes.
@@ -111,6 +173,7 @@ func (s *Shapes) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map
 	if err != nil {
 		return nil, err
 	}
+	defer s.release(se)
 	se.mu.Lock()
 	var c *Context
 	if n := len(se.free); n > 0 {
@@ -136,6 +199,13 @@ func (s *Shapes) Engines() int {
 	return len(s.engines)
 }
 
+// Evicted returns how many engines were closed to make room for others.
+func (s *Shapes) Evicted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evicted
+}
+
 // Close closes every engine and its contexts. No Run may be in progress.
 func (s *Shapes) Close() error {
 	s.mu.Lock()
@@ -150,13 +220,7 @@ func (s *Shapes) Close() error {
 	var errs []error
 	for _, se := range engines {
 		<-se.ready
-		if se.e == nil {
-			continue
-		}
-		for _, c := range se.free {
-			errs = append(errs, c.Close())
-		}
-		errs = append(errs, se.e.Close())
+		errs = append(errs, se.close())
 	}
 	return errors.Join(errs...)
 }
