@@ -126,7 +126,8 @@ type Gateway struct {
 	baseCtx  context.Context
 	stop     context.CancelFunc
 
-	transport *http.Transport
+	transport *http.Transport // for the WebSocket handshakes
+	h1        *h1Pool         // for every other HTTP request to a backend
 	poller    *http.Client
 }
 
@@ -155,6 +156,7 @@ func New(opts Options) (*Gateway, error) {
 			WriteBufferSize: 64 << 10, ReadBufferSize: 64 << 10,
 		},
 	}
+	g.h1 = newH1Pool(dialer.DialContext, 256)
 	g.poller = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4,
 		DisableCompression: true}, Timeout: max(2*opts.PollInterval, 2*time.Second)}
 	g.metrics.watch(g)
@@ -171,6 +173,7 @@ func (g *Gateway) Close() {
 		b.closeConn(0)
 	}
 	g.transport.CloseIdleConnections()
+	g.h1.closeIdle("")
 }
 
 // SetEndpoints makes eps the gateway's backends: new ones are added (and
@@ -190,6 +193,7 @@ func (g *Gateway) SetEndpoints(eps []Endpoint) {
 			delete(g.polls, name)
 			delete(g.backends, name)
 			b.closeConn(30 * time.Second) // streams in flight finish first
+			g.h1.closeIdle(b.HTTP)
 			g.log.Info("backend removed", "backend", name)
 		}
 	}

@@ -256,22 +256,17 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 			break
 		}
 		tried = append(tried, b)
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, "", bytes.NewReader(body))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		// the client's path and query as they came, on the backend's address
-		req.URL.Scheme, req.URL.Host, req.Host = "http", b.HTTP, b.HTTP
-		req.URL.Path, req.URL.RawPath, req.URL.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
-		req.ContentLength = int64(len(body))
-		copyHeader(req.Header, r.Header)
+		header := make(http.Header, len(r.Header)+1)
+		copyHeader(header, r.Header)
 		if g.opts.BackendToken != "" {
-			req.Header.Set("Authorization", "Bearer "+g.opts.BackendToken)
+			header.Set("Authorization", "Bearer "+g.opts.BackendToken)
 		}
 		start := time.Now()
 		b.outstanding.Add(1)
-		resp, err := g.transport.RoundTrip(req)
+		// a connection the backend closed while idle is replaced, where
+		// a lost request may be retried at all
+		retryStale := !g.opts.NoRetryLost && rt.seq == ""
+		resp, err := g.h1.roundTrip(r.Context(), b.HTTP, r.Method, r.URL.RequestURI(), header, body, retryStale)
 		if err != nil {
 			b.outstanding.Add(-1)
 			if r.Context().Err() != nil {
