@@ -2,7 +2,6 @@ package gpuexec
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"slices"
 
@@ -429,13 +428,16 @@ func transposeLaunch(kernel string, y, x ref, d []int, toNHWC bool) (launch, err
 	if !toNHWC {
 		R, S = HW, C
 	}
-	if N > 65535 || (R+31)/32 > 65535 || int64(R)*int64(S) > math.MaxInt32 {
+	if R < 32 || S < 32 { // the kernel's element-wise path
+		return elemLaunch(kernel, int64(N)*int64(R)*int64(S), pArg(y), pArg(x), iArg(N), iArg(R), iArg(S)), nil
+	}
+	if N > 65535 || (R+31)/32 > 65535 { // the grid's limits
 		return launch{}, fmt.Errorf("%w: NHWC transpose of %v", ErrUnsupported, d)
 	}
 	return launch{kernel: kernel,
 		grid:  cuda.Dim3{X: uint32((S + 31) / 32), Y: uint32((R + 31) / 32), Z: uint32(N)},
 		block: cuda.Dim3{X: 32, Y: 8, Z: 1},
-		args:  []arg{pArg(y), pArg(x), iArg(R), iArg(S)}}, nil
+		args:  []arg{pArg(y), pArg(x), iArg(N), iArg(R), iArg(S)}}, nil
 }
 
 // nhwcWeights uploads w ([M, C, KH, KW], float32) as half [M, KH, KW, C],

@@ -5,44 +5,49 @@
 // layout, plus the transposes at the boundaries. Half only (binary16 stored
 // as unsigned short, arithmetic in float32).
 
-// Batched transpose through a 32x32 tile of shared memory: y[b][s][r] =
-// x[b][r][s] for a batch of R x S matrices (NCHW -> NHWC: R = C, S = H*W;
-// NHWC -> NCHW: R = H*W, S = C). grid (ceil(S/32), ceil(R/32), batch),
-// block (32, 8): reads and writes are both coalesced.
-extern "C" __global__ void transpose_tiles_b16(unsigned short *y, const unsigned short *x, int R, int S) {
-    __shared__ unsigned short tile[32][33];
+// Batched transpose: y[b][s][r] = x[b][r][s] for B matrices of R x S
+// (NCHW -> NHWC: R = C, S = H*W; NHWC -> NCHW: R = H*W, S = C). When R and
+// S are both 32 or more, through a 32x32 tile of shared memory, grid
+// (ceil(S/32), ceil(R/32), B), block (32, 8): reads and writes both
+// coalesced. Otherwise (an image's 3 channels) one thread per output
+// element, grid-stride: the writes coalesced, the reads nearly so.
+template <typename TI, typename TO>
+__device__ void transpose_tiles_t(TO *y, const TI *x, int B, int R, int S) {
+    if (R < 32 || S < 32) {
+        long long total = (long long)B * R * S;
+        GRID_STRIDE(i, total) {
+            int r = (int)(i % R);
+            long long t = i / R;
+            int s = (int)(t % S);
+            long long b = t / S;
+            stf(y, i, ldf(x, (b * R + r) * S + s));
+        }
+        return;
+    }
+    __shared__ float tile[32][33];
     long long b = blockIdx.z;
-    const unsigned short *xb = x + b * (long long)R * S;
-    unsigned short *yb = y + b * (long long)R * S;
+    const TI *xb = x + b * (long long)R * S;
+    TO *yb = y + b * (long long)R * S;
     int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
     for (int j = threadIdx.y; j < 32; j += 8) {
         int r = r0 + j, s = s0 + threadIdx.x;
-        if (r < R && s < S) tile[j][threadIdx.x] = xb[(long long)r * S + s];
+        if (r < R && s < S) tile[j][threadIdx.x] = ldf(xb, (long long)r * S + s);
     }
     __syncthreads();
     for (int j = threadIdx.y; j < 32; j += 8) {
         int s = s0 + j, r = r0 + threadIdx.x;
-        if (s < S && r < R) yb[(long long)s * R + r] = tile[threadIdx.x][j];
+        if (s < S && r < R) stf(yb, (long long)s * R + r, tile[threadIdx.x][j]);
     }
+}
+
+extern "C" __global__ void transpose_tiles_b16(kiln_half *y, const kiln_half *x, int B, int R, int S) {
+    transpose_tiles_t(y, x, B, R, S);
 }
 
 // The same transpose reading float32 and writing half: a float32 graph
 // input converted and laid out NHWC in one pass.
-extern "C" __global__ void cast_f32_f16_nhwc(unsigned short *y, const float *x, int R, int S) {
-    __shared__ float tile[32][33];
-    long long b = blockIdx.z;
-    const float *xb = x + b * (long long)R * S;
-    unsigned short *yb = y + b * (long long)R * S;
-    int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
-    for (int j = threadIdx.y; j < 32; j += 8) {
-        int r = r0 + j, s = s0 + threadIdx.x;
-        if (r < R && s < S) tile[j][threadIdx.x] = xb[(long long)r * S + s];
-    }
-    __syncthreads();
-    for (int j = threadIdx.y; j < 32; j += 8) {
-        int s = s0 + j, r = r0 + threadIdx.x;
-        if (s < S && r < R) yb[(long long)s * R + r] = f2h(tile[threadIdx.x][j]);
-    }
+extern "C" __global__ void cast_f32_f16_nhwc(kiln_half *y, const float *x, int B, int R, int S) {
+    transpose_tiles_t(y, x, B, R, S);
 }
 
 // Direct 2-D convolution in NHWC (one group): x [N, H, W, C], w [M, KH, KW,
