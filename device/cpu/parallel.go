@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Threads returns the number of goroutines heavy kernels split their work
@@ -110,11 +111,47 @@ func ensureWorkers(n int) {
 	pool.mu.Unlock()
 }
 
+// spinFor is how long a worker that finished a job, and a caller waiting
+// for the last range of its job, poll before they block: a model's layers
+// follow each other within microseconds, and a goroutine blocked in the
+// runtime takes several to wake (a futex wake-up of its thread), which is
+// a tenth of a small layer; ONNX Runtime's threads spin the same way. It
+// is 0 (off): on the shared machine it was tried on, polling only took
+// time from the other processes (ops/nn/NOTES.md, section 6), and
+// BenchmarkParallelFor compares both for a quiet one.
+var spinFor time.Duration
+
 func worker() {
-	for j := range pool.wake {
+	for {
+		j := nextJob()
 		j.work(false)
 		j.release()
 	}
+}
+
+// nextJob returns the next job woken for a worker: polling for spinFor,
+// then blocking.
+func nextJob() *job {
+	select {
+	case j := <-pool.wake:
+		return j
+	default:
+	}
+	if d := spinFor; d > 0 {
+		start := time.Now()
+		for i := 1; ; i++ {
+			select {
+			case j := <-pool.wake:
+				return j
+			default:
+			}
+			if i%32 == 0 && time.Since(start) > d {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	return <-pool.wake
 }
 
 // run executes a job of n items in ranges of chunk with up to workers
@@ -136,6 +173,16 @@ func run(n, chunk, workers int, fn func(lo, hi int)) {
 		}
 	}
 	if !j.work(true) {
+		// A worker runs the last range: poll for spinFor, then block.
+		if d := spinFor; d > 0 && j.pending.Load() != 0 {
+			start := time.Now()
+			for i := 1; j.pending.Load() != 0; i++ {
+				if i%32 == 0 && time.Since(start) > d {
+					break
+				}
+				runtime.Gosched()
+			}
+		}
 		<-j.done
 	}
 	j.release()

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestParallelFor checks that ParallelFor and DynamicFor cover [0, n) with
@@ -161,6 +162,27 @@ func BenchmarkParallelFor(b *testing.B) {
 				}
 			})
 		}
+	}
+	// A layer's worth of work (about 20 us) with and without the
+	// polling of idle workers and waiting callers.
+	for _, spin := range []time.Duration{20 * time.Microsecond, 0} {
+		b.Run(fmt.Sprintf("work=256/spin=%v", spin), func(b *testing.B) {
+			defer func(d time.Duration) { spinFor = d }(spinFor)
+			spinFor = spin
+			b.ReportAllocs()
+			for b.Loop() {
+				ParallelFor(64, 1, func(lo, hi int) {
+					var acc float32
+					for _, v := range s[lo*256 : hi*256] {
+						acc += v * v
+					}
+					if acc != 0 {
+						sinkF32 = acc
+					}
+				})
+				time.Sleep(0)
+			}
+		})
 	}
 	b.Run("static-fn", func(b *testing.B) {
 		b.ReportAllocs()
