@@ -139,6 +139,8 @@ const (
 	cudnnPointwiseAdd           = 0    // CUDNN_POINTWISE_ADD
 	cudnnPointwiseReluFwd       = 100  // CUDNN_POINTWISE_RELU_FWD
 	cudnnNoteTensorCore         = 0    // CUDNN_NUMERICAL_NOTE_TENSOR_CORE
+	cudnnNoteDownConvert        = 1    // CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS
+	cudnnNoteReducedReduction   = 2    // CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION
 	cudnnBehaviorRuntimeCompile = 0    // CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION
 	cudnnStatusNotSupported     = 3000 // CUDNN_STATUS_NOT_SUPPORTED (cuDNN 9)
 	// maxKnobChoices is how many knob choice descriptors are offered when
@@ -401,6 +403,12 @@ type GraphConvOptions struct {
 	// AllowTF32 keeps, in float32, the engines that use tensor cores
 	// (TF32 inputs); by default float32 graphs get true float32 only.
 	AllowTF32 bool
+	// AllowReducedPrecision keeps the engines that convert the inputs
+	// down or accumulate in less than float32
+	// (CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS,
+	// CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION); by default they
+	// are left out.
+	AllowReducedPrecision bool
 }
 
 // Knob is one knob choice of an engine configuration: a
@@ -424,6 +432,10 @@ type GraphEngine struct {
 	// tensor cores (CUDNN_NUMERICAL_NOTE_TENSOR_CORE); its kernel was
 	// compiled when the plan was built (CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION).
 	TensorCore, RuntimeCompiled bool
+	// ReducedPrecision says that the engine converts its inputs down or
+	// accumulates in less than float32 (kept only with
+	// GraphConvOptions.AllowReducedPrecision).
+	ReducedPrecision bool
 	// Build is how long finalizing the execution plan took.
 	Build time.Duration
 
@@ -436,6 +448,7 @@ type GraphSearch struct {
 	Duplicates    int            // returned by an earlier list too
 	OverWorkspace int            // needing more than MaxWorkspace
 	TF32          int            // left out of a float32 graph (tensor cores)
+	Reduced       int            // left out for reduced precision (down-converted inputs, half accumulation)
 	Failed        int            // whose execution plan did not finalize
 	Errors        []string       // why the lists or plans failed (the first few)
 }
@@ -580,6 +593,8 @@ func (d *CUDNN) NewGraphConv(h CUDNNHandle, p ConvParams, oh, ow int, o GraphCon
 				c.Search.Duplicates++
 			case !p.Half && !o.AllowTF32 && e.TensorCore:
 				c.Search.TF32++
+			case !o.AllowReducedPrecision && e.ReducedPrecision:
+				c.Search.Reduced++
 			case e.Workspace > o.MaxWorkspace:
 				c.Search.OverWorkspace++
 			default:
@@ -613,7 +628,8 @@ func (s GraphSearch) String() string {
 			parts = append(parts, fmt.Sprintf("%s returned %d", m, n))
 		}
 	}
-	parts = append(parts, fmt.Sprintf("%d duplicates, %d over the workspace, %d TF32, %d failed", s.Duplicates, s.OverWorkspace, s.TF32, s.Failed))
+	parts = append(parts, fmt.Sprintf("%d duplicates, %d over the workspace, %d TF32, %d reduced precision, %d failed",
+		s.Duplicates, s.OverWorkspace, s.TF32, s.Reduced, s.Failed))
 	if len(s.Errors) > 0 {
 		parts = append(parts, "first error: "+s.Errors[0])
 	}
@@ -1029,6 +1045,7 @@ func (c *GraphConv) describe(cfg beDesc) (GraphEngine, error) {
 		return e, err
 	}
 	e.TensorCore = slices.Contains(notes, cudnnNoteTensorCore)
+	e.ReducedPrecision = slices.Contains(notes, cudnnNoteDownConvert) || slices.Contains(notes, cudnnNoteReducedReduction)
 	beh, err := b.getEnums(engs[0], beAttrEngineBehNote, beTypeBehaviorNote, 32)
 	if err != nil {
 		beh, err = b.getEnums(engs[0], beAttrEngineBehNote, beTypeBehaviorNote, 4) // CUDNN_BEHAVIOR_NOTE_TYPE_COUNT

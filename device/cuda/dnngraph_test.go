@@ -44,7 +44,8 @@ var graphTestConv = ConvParams{N: 2, C: 16, H: 8, W: 8, M: 32, KH: 3, KW: 3, Pad
 
 // TestGraphConvFake builds graph convolutions on the fake cuDNN, whose
 // heuristics return fixed lists (A: engine 0 with two knobs, 3, 5 needing
-// 1 GiB; B: 3 again, 6 whose plan fails, 2; fallback: 1, 0 again), and
+// 1 GiB; B: 3 again, 6 whose plan fails, 2, 4 which accumulates in half;
+// fallback: 1, 0 again), and
 // checks the candidates kept, the search's counts, that every candidate
 // executes (the fake checks the variant pack against the graph's
 // tensors), that each is rebuilt from its ID alone, and that Destroy frees
@@ -65,22 +66,25 @@ func TestGraphConvFake(t *testing.T) {
 	}{
 		{"plain half nhwc", graphTestConv, 8, GraphConvOptions{MaxWorkspace: 1 << 20},
 			[]string{"eng0_k2=1_k14=3", "eng3", "eng2", "eng1"},
-			GraphSearch{Returned: map[string]int{"A": 3, "B": 3, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Failed: 1}},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Reduced: 1, Failed: 1}},
 		{"bias relu", graphTestConv, 8, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: 1 << 20},
 			[]string{"eng0_k2=1_k14=3", "eng3", "eng2", "eng1"},
-			GraphSearch{Returned: map[string]int{"A": 3, "B": 3, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Failed: 1}},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Reduced: 1, Failed: 1}},
 		{"bias residual relu strided 1x1", strided, 4, GraphConvOptions{Bias: true, Residual: true, ReLU: true, MaxWorkspace: 1 << 20},
 			[]string{"eng0_k2=1_k14=3", "eng3", "eng2", "eng1"},
-			GraphSearch{Returned: map[string]int{"A": 3, "B": 3, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Failed: 1}},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Reduced: 1, Failed: 1}},
 		{"residual only, no workspace", graphTestConv, 8, GraphConvOptions{Residual: true},
 			[]string{"eng1"},
-			GraphSearch{Returned: map[string]int{"A": 3, "B": 3, "fallback": 2}, Duplicates: 2, OverWorkspace: 4, Failed: 1}},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, OverWorkspace: 4, Reduced: 1, Failed: 1}},
 		{"float32 nchw: no TF32", f32, 8, GraphConvOptions{Bias: true, MaxWorkspace: 1 << 30},
 			[]string{"eng5", "eng2", "eng1"},
-			GraphSearch{Returned: map[string]int{"A": 3, "B": 3, "fallback": 2}, Duplicates: 2, TF32: 2, Failed: 1}},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, TF32: 3, Failed: 1}},
 		{"float32 nchw with TF32", f32, 8, GraphConvOptions{MaxWorkspace: 1 << 30, AllowTF32: true},
 			[]string{"eng0_k2=1_k14=3", "eng3", "eng5", "eng2", "eng1"},
-			GraphSearch{Returned: map[string]int{"A": 3, "B": 3, "fallback": 2}, Duplicates: 2, Failed: 1}},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, Reduced: 1, Failed: 1}},
+		{"reduced precision allowed", graphTestConv, 8, GraphConvOptions{MaxWorkspace: 1 << 20, AllowReducedPrecision: true},
+			[]string{"eng0_k2=1_k14=3", "eng3", "eng2", "eng4", "eng1"},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Failed: 1}},
 		{"fallback then A, at most 2", graphTestConv, 8, GraphConvOptions{ReLU: true, MaxWorkspace: 1 << 20, MaxCandidates: 2,
 			Heuristics: []HeurMode{HeurFallback, HeurA}},
 			[]string{"eng1", "eng0_k2=1_k14=3"},

@@ -493,17 +493,18 @@ int cudnnBackendFinalize(desc_t *d) {
 }
 
 // heur_list is what the heuristics return: A: engine 0 (knobs 2=1, 14=3),
-// 3, 5 (1 GiB of workspace); B: 3 again, 6 (whose plan fails), 2;
+// 3, 5 (1 GiB of workspace); B: 3 again, 6 (whose plan fails), 2, 4
+// (which accumulates in half);
 // fallback: 1, and engine 0 with the same knobs again; instant: 1.
 typedef struct { int64_t engine; int nknob; int64_t kt[2], kv[2]; } cfg_t;
 static int heur_list(int64_t mode, const cfg_t **out) {
 	static const cfg_t a[] = {{0, 2, {2, 14}, {1, 3}}, {3, 0}, {5, 0}};
-	static const cfg_t b[] = {{3, 0}, {6, 0}, {2, 0}};
+	static const cfg_t b[] = {{3, 0}, {6, 0}, {2, 0}, {4, 0}};
 	static const cfg_t f[] = {{1, 0}, {0, 2, {2, 14}, {1, 3}}};
 	static const cfg_t i[] = {{1, 0}};
 	switch (mode) {
 	case 3: *out = a; return 3;
-	case 1: *out = b; return 3;
+	case 1: *out = b; return 4;
 	case 2: *out = f; return 2;
 	}
 	*out = i;
@@ -562,9 +563,9 @@ int cudnnBackendGetAttribute(desc_t *d, int name, int type, int64_t req, int64_t
 		if (req >= 1) *(int64_t *)arr = d->engine;
 		got = 1;
 		break;
-	case D_ENGINE * 10000 + 1303: { // engines 0 and 3 run on tensor cores
-		int32_t notes[2] = {0, 5};
-		got = d->engine == 0 || d->engine == 3 ? 1 : 0;
+	case D_ENGINE * 10000 + 1303: { // engines 0 and 3 run on tensor cores, 4 also in reduced precision
+		int32_t notes[2] = {0, 2};
+		got = d->engine == 0 || d->engine == 3 ? 1 : d->engine == 4 ? 2 : 0;
 		for (int64_t i = 0; i < req && i < got; i++) ((int32_t *)arr)[i] = notes[i];
 		break;
 	}
