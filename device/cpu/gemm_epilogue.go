@@ -9,17 +9,12 @@ func SgemmSerial(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ld
 	sgemmBlocked(bl, false, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, 1)
 }
 
-// epilogueRows is how many rows of C SgemmEpilogue computes before it runs
-// the epilogue on them: a multiple of every kernel's mr small enough that
-// the rows are still in L1/L2 and that B is read in place, not packed.
-const epilogueRows = 56
-
 // SgemmEpilogue computes C = A*B (row-major, not transposed, beta 0) like
 // Sgemm with the cache blocking bl (zero: the default), and calls epi on
 // every block C[i0:i1, j0:j1] once it is final, on the goroutine that
 // computed it, while the block is still in that core's caches: a bias, an
-// activation or a residual applied there costs no extra pass over C from
-// memory and no second wake-up of the other cores. The blocks cover C
+// activation or a residual applied there costs no second wake-up of the
+// other cores and no pass over C from memory. The blocks cover C
 // exactly once; epi may run on several goroutines at once (on disjoint
 // blocks). It panics as Sgemm does.
 func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
@@ -46,13 +41,13 @@ func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
 	}
 	nt = int(min(int64(nt), int64(m)*int64(n)*int64(k)>>16))
-	step := max(g.kern.mr, epilogueRows/g.kern.mr*g.kern.mr)
+	// Each goroutine computes its block as Sgemm would (B packed where
+	// Sgemm packs it: computing fewer rows at a time to keep them in L1
+	// made the GEMM read B in place, slower on deep products) and then
+	// runs the epilogue over it from its L2.
 	block := func(i0, i1, j0, j1 int) {
-		for i := i0; i < i1; i += step {
-			e := min(i+step, i1)
-			g.run(i, e, j0, j1)
-			epi(i, e, j0, j1)
-		}
+		g.run(i0, i1, j0, j1)
+		epi(i0, i1, j0, j1)
 	}
 	if nt <= 1 {
 		block(0, m, 0, n)
