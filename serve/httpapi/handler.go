@@ -473,6 +473,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		headerLen = n
 	}
 	model, ver := r.PathValue("model"), r.PathValue("version")
+	defer h.s.Served(model, time.Now()) // kiln_request_duration_us: arrival to response written
 	// Under overload, or for a model that cannot take it, a request is
 	// refused before its body is read: refusing must cost less than serving.
 	if err := h.s.Admit(model, ver); err != nil {

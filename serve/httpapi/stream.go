@@ -121,6 +121,8 @@ func splitStreamMessage(binaryMsg bool, msg []byte) ([]byte, int, error) {
 type streamReply struct {
 	typ websocket.MessageType
 	msg []byte
+	// arrived is when the request's message was read (Server.Served)
+	arrived time.Time
 }
 
 // stream serves /v2/models/{model}[/versions/{version}]/stream: each message
@@ -161,6 +163,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 				cancel()
 				return
 			}
+			h.s.Served(model, rep.arrived)
 		}
 	}()
 	go func() {
@@ -188,6 +191,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			break
 		}
+		arrived := time.Now()
 		res := make(chan streamReply, 1)
 		select {
 		case pending <- res:
@@ -201,7 +205,9 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 		// bounds their bytes as StreamInFlight bounds their number.
 		d, err := h.streamDecode(model, ver, typ == websocket.MessageBinary, msg)
 		if err != nil {
-			res <- streamFailure(err)
+			f := streamFailure(err)
+			f.arrived = arrived
+			res <- f
 			continue
 		}
 		size := inputBytes(d)
@@ -223,6 +229,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 				close(done)
 			}
 			budget.release(size)
+			rep.arrived = arrived
 			res <- rep
 		}()
 	}
@@ -248,7 +255,7 @@ func streamFailure(err error) streamReply {
 		id = re.id
 	}
 	b, _ := json.Marshal(map[string]any{"id": id, "error": err.Error(), "code": Status(err)})
-	return streamReply{websocket.MessageText, b}
+	return streamReply{typ: websocket.MessageText, msg: b}
 }
 
 // requestError is the error of a request whose id is known.
@@ -301,14 +308,14 @@ func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded
 		var bins [][]byte
 		if hdr, bins, err = encodeResponse(resp, d); err == nil {
 			if len(bins) == 0 {
-				return streamReply{websocket.MessageText, hdr}
+				return streamReply{typ: websocket.MessageText, msg: hdr}
 			}
 			out := binary.LittleEndian.AppendUint32(nil, uint32(len(hdr)))
 			out = append(out, hdr...)
 			for _, b := range bins {
 				out = append(out, b...)
 			}
-			return streamReply{websocket.MessageBinary, out}
+			return streamReply{typ: websocket.MessageBinary, msg: out}
 		}
 	}
 	return streamFailure(&requestError{id: d.ID, err: err})

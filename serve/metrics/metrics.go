@@ -51,6 +51,7 @@ type Metrics struct {
 	latency, queueTime, batchSize, load *prometheus.HistogramVec
 	pending                             PendingSource
 	pendingDesc                         *prometheus.Desc
+	served                              *servedMetric
 
 	// the children of a model version's labels, found once (see of)
 	kidsMu sync.RWMutex
@@ -128,7 +129,9 @@ func New(pending PendingSource) *Metrics {
 		pending: pending,
 		pendingDesc: prometheus.NewDesc("nv_inference_pending_request_count",
 			"Instantaneous number of pending requests awaiting execution", labels, nil),
+		served: newServedMetric(),
 	}
+	m.reg.MustRegister(m.served.vec)
 	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.switches, m.sloMet, m.sloMissed, m.requestUs, m.queueUs, m.computeUs, m.inputUs, m.outputUs,
 		m.latency, m.queueTime, m.batchSize, m.load, pendingCollector{m}, modelReadyCollector{m}, sequenceCollector{m}, cacheCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
