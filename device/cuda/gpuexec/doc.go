@@ -43,12 +43,18 @@
 // By default everything runs in float32: matrix products and convolutions
 // in true float32 (no TF32), so the results match the CPU engine's to
 // float32 rounding. With Options.FP16 (ExecOptions.Precision "fp16" for a
-// plan) float32 values and constants are stored in IEEE binary16 (NCHW
-// kept): cuDNN convolutions in half with float32 accumulation and tensor
-// cores, cuBLASLt in half with float32 compute, and the _f16 kernels,
-// which load and store half and compute in float32 (reductions included).
-// Context.Run still takes and returns float32 tensors, converted on the
-// GPU. Context.DeviceTimes times the layers alone, for benchmarks.
+// plan) float32 values and constants are stored in IEEE binary16: cuDNN
+// convolutions in half with float32 accumulation and tensor cores,
+// cuBLASLt in half with float32 compute, and the _f16 kernels, which load
+// and store half and compute in float32 (reductions included). In half, a
+// layout pass (layout.go) stores NHWC the values between convolutions
+// whose channels suit tensor cores, with NHWC pooling kernels and
+// transposes only where a layer needs NCHW; each such convolution is
+// cuDNN's fused call (bias, residual and ReLU in one), the plain NHWC call
+// with an epilogue kernel, or kiln's NHWC kernel, as tuning finds fastest
+// (Options.NCHW or KILN_CUDA_NCHW=1 keeps NCHW). Context.Run still takes
+// and returns float32 NCHW tensors, converted on the GPU.
+// Context.DeviceTimes times the layers alone, for benchmarks.
 //
 // With Options.Tune (ExecOptions.Tune, set by kiln build) the engine times,
 // for each convolution and matrix product, every algorithm cuDNN or
