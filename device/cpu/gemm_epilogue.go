@@ -15,22 +15,30 @@ func SgemmSerial(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ld
 // computed it, while the block is still in that core's caches: a bias, an
 // activation or a residual applied there costs no second wake-up of the
 // other cores and no pass over C from memory. The blocks cover C
-// exactly once; epi may run on several goroutines at once (on disjoint
-// blocks). It panics as Sgemm does.
+// exactly once (C empty: epi is not called); epi may run on several
+// goroutines at once (on disjoint blocks). It panics as Sgemm does, but
+// takes any strides when m, n or k is 0.
 func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
 	if bl != (Blocking{}) {
 		if err := bl.Validate(); err != nil {
 			panic(err)
 		}
 	}
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if k == 0 {
+		checkMatrix("c", c, m, n, ldc)
+		scaleMatrix(c, m, n, ldc, 0)
+		epi(0, m, 0, n)
+		return
+	}
 	nt := Threads()
-	if m <= 1 || n <= 1 || k == 0 || int64(m)*int64(n)*int64(k) < 1<<17 {
+	if m <= 1 || n <= 1 || int64(m)*int64(n)*int64(k) < 1<<17 {
 		// GEMV paths, empty products and small ones (single goroutine):
 		// the whole product, then the epilogue.
 		sgemmBlocked(bl, false, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, nt)
-		if m > 0 && n > 0 {
-			epi(0, m, 0, n)
-		}
+		epi(0, m, 0, n)
 		return
 	}
 	checkMatrix("a", a, m, k, lda)

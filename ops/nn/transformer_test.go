@@ -217,7 +217,7 @@ func TestSkipLayerNormalization(t *testing.T) {
 // the GEMM blocks (cpu.SgemmEpilogue) against MatMul then the epilogue, on
 // products that take each of its paths: one row (GEMV), small products on
 // one goroutine, and ones split by rows or by columns over the cores, a
-// folded batch, blocks of every tactic's blocking.
+// folded batch, blocks of every tactic's blocking, empty products.
 func TestFusedMatMulEpilogue(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range []struct{ a, b []int }{
@@ -228,6 +228,9 @@ func TestFusedMatMulEpilogue(t *testing.T) {
 		{[]int{1, 128, 512}, []int{512, 128}},
 		{[]int{2, 150, 64}, []int{64, 96}},
 		{[]int{300, 70}, []int{70, 40}},
+		{[]int{3, 0}, []int{0, 4}},
+		{[]int{0, 5}, []int{5, 3}},
+		{[]int{2, 5}, []int{5, 0}},
 	} {
 		for _, act := range []string{ActNone, ActGelu, ActRelu} {
 			for _, bias := range []bool{true, false} {
