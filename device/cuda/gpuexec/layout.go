@@ -127,6 +127,14 @@ func (c *compiler) planLayout() {
 			c.layout.nhwc[y], c.layout.reads[n] = true, []int{readNHWC}
 		case n.Domain == "" && (n.OpType == "GlobalAveragePool" || n.OpType == "GlobalMaxPool") && x != nil && c.layout.nhwc[x]:
 			c.layout.reads[n] = []int{readNHWC} // y is N x C x 1 x 1: the same either way
+		case n.Domain == "" && n.OpType == "Concat" && c.channelConcat(n):
+			reads := make([]int, len(n.Inputs))
+			for i, v := range n.Inputs {
+				if v != nil {
+					reads[i] = readNHWC
+				}
+			}
+			c.layout.nhwc[y], c.layout.reads[n] = true, reads
 		case (n.Domain == "" && layoutAgnostic[n.OpType]) || (n.Domain == "kiln" && n.OpType == "Gelu"):
 			reads := make([]int, len(n.Inputs))
 			ok, nh := true, 0
@@ -283,6 +291,27 @@ func (c *compiler) inputsNHWC() {
 		}
 	}
 }
+
+// channelConcat reports whether n concatenates NHWC values (all of them)
+// along the channels: then it runs NHWC, along the last axis.
+func (c *compiler) channelConcat(n *ir.Node) bool {
+	a := ops.AttrsOf(n).Int("axis", 0)
+	if a != 1 && a != -3 {
+		return false
+	}
+	for _, v := range n.Inputs {
+		if v == nil {
+			continue
+		}
+		if d, ok := v.Type.Shape.Ints(); !ok || len(d) != 4 || v.Const != nil || !c.layout.nhwc[v] {
+			return false
+		}
+	}
+	return true
+}
+
+// nhwcDims is the NCHW dims d in NHWC order.
+func nhwcDims(d []int) []int { return []int{d[0], d[2], d[3], d[1]} }
 
 // nhwcConv reports whether n is a convolution to run NHWC.
 func (c *compiler) nhwcConv(n *ir.Node) bool {

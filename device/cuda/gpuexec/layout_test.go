@@ -35,8 +35,11 @@ import (
 //     stride 2, Clip(0, 6), then GlobalAveragePool + GlobalMaxPool added,
 //     Flatten, Gemm -> "y";
 //   - narrow: Conv 3->6 (6 output channels: not tensor-core sized, NCHW),
-//     Relu, Conv 6->8 -> "y".
-var layoutNets = []string{"chain", "residual", "narrow"}
+//     Relu, Conv 6->8 -> "y";
+//   - fire: SqueezeNet's fire module: a stem Conv 3->16 + Relu, a 1x1
+//     squeeze to 8, 1x1 and 3x3 expansions to 16 each concatenated along
+//     the channels, a Conv 32->16, GlobalAveragePool, Flatten, Gemm -> "y".
+var layoutNets = []string{"chain", "residual", "narrow", "fire"}
 
 func layoutNet(t testing.TB, name string) []byte {
 	t.Helper()
@@ -74,6 +77,10 @@ func layoutNet(t testing.TB, name string) []byte {
 		pooled := b.Op("Add", []*ir.Value{b.Op("GlobalAveragePool", []*ir.Value{down}), b.Op("GlobalMaxPool", []*ir.Value{down})})
 		b.Output(gemm(pooled, 32), "y")
 		b.Output(feat, "feat")
+	case "fire":
+		sq := relu(conv(relu(conv(x, 3, 16, 3, 1)), 16, 8, 1, 1))
+		cat := b.Op("Concat", []*ir.Value{relu(conv(sq, 8, 16, 1, 1)), relu(conv(sq, 8, 16, 3, 1))}, ir.IntAttr("axis", 1))
+		b.Output(gemm(b.Op("GlobalAveragePool", []*ir.Value{conv(cat, 32, 16, 3, 1)}), 16), "y")
 	case "narrow":
 		b.Output(conv(relu(conv(x, 3, 6, 3, 1)), 6, 8, 3, 1), "y")
 	default:
@@ -172,6 +179,9 @@ func TestLayoutTransposes(t *testing.T) {
 		// input and the "feat" output are transposed
 		{"residual", false, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc_f16", "global_pool_nhwc_f16", "chan_epilogue_f16"}},
 		{"residual", true, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc_f16", "global_pool_nhwc_f16"}},
+		// Concat along the channels of NHWC values: no transpose at all
+		{"fire", false, nil, []string{"cast_f32_f16_nhwc", "copy_rows_b16", "global_pool_nhwc_f16"}},
+		{"fire", true, nil, []string{"cast_f32_f16_nhwc", "copy_rows_b16", "global_pool_nhwc_f16"}},
 		{"narrow", false, nil, []string{"conv2d_f16"}},
 		{"narrow", true, nil, []string{"conv2d_f16"}},
 	}
@@ -241,7 +251,7 @@ func TestLayoutTransposes(t *testing.T) {
 // TestLayoutModelsFP32Unchanged compiles the reference models in float32
 // with and without NCHW forced: the layout pass changes nothing.
 func TestLayoutModelsFP32Unchanged(t *testing.T) {
-	for _, name := range []string{"resnet_mini", "mobilenet_v2", "yolo_tiny"} {
+	for _, name := range []string{"resnet_mini", "mobilenet_v2", "squeezenet1_1", "yolo_tiny"} {
 		t.Run(name, func(t *testing.T) {
 			g := optimizedGraph(t, modelPath(t, name), testInputs(t, name))
 			a, err := compileLayout(g, false, false, true, false)

@@ -73,6 +73,10 @@ func (c *compiler) concat(s *step) error {
 	if err != nil {
 		return err
 	}
+	nhwc := c.readsNHWC(n, 0) // along the channels of NHWC values (layout.go)
+	if nhwc {
+		yd, axis = nhwcDims(yd), 3
+	}
 	outer, inner := prod(yd[:axis]), prod(yd[axis+1:])
 	ys := int64(yd[axis]) * inner
 	var off int64
@@ -90,6 +94,9 @@ func (c *compiler) concat(s *step) error {
 		}
 		if len(d) != len(yd) {
 			return fmt.Errorf("%w: Concat input %v for output %v", ErrGraph, d, yd)
+		}
+		if nhwc {
+			d = nhwcDims(d)
 		}
 		cols := int64(d[axis]) * inner
 		if cols > 0 {
