@@ -881,7 +881,9 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 // stored: with Options.FP16 a float32 value comes back as a float16
 // tensor. Unless the
 // engine was made with KeepValues, only graph inputs and outputs are sure
-// to hold what that run computed: other values' memory is reused.
+// to hold what that run computed: other values' memory is reused, and in
+// half a value between convolutions may lie NHWC (layout.go; KeepValues
+// keeps every value NCHW).
 func (c *Context) Value(name string) (*tensor.Tensor, error) {
 	if c.closed {
 		return nil, ErrClosed
