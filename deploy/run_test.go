@@ -236,6 +236,7 @@ func TestChartRunsKiln(t *testing.T) {
 		`kiln_model_ready{model="tinycnn",version="1"} 1`,
 		`nv_inference_request_success{model="tinycnn",version="1"} 1`,
 		`nv_inference_request_duration_us{model="tinycnn",version="1"}`,
+		`kiln_request_duration_us{model="tinycnn"}`,
 		`nv_inference_queue_duration_us{model="tinycnn",version="1"}`,
 		`kiln_request_duration_seconds_bucket{model="tinycnn",version="1"`,
 	} {

@@ -57,7 +57,7 @@ func TestChartConfig(t *testing.T) {
 		t.Errorf("values.yaml: target %g, replicas %d..%d, down window %s: want target 2, the rest as the chart's", lh.Target, lh.Min, lh.Max, lh.Down.Window)
 	}
 	q := adapterQuery(ch.MetricsQuery, "kiln", []string{"kiln-server-0", "kiln-server-1"})
-	if want := `sum(rate(nv_inference_request_duration_us{namespace="kiln",pod=~"kiln-server-0|kiln-server-1"}[1m])) by (pod) / 1e6`; q != want {
+	if want := `sum(rate(kiln_request_duration_us{namespace="kiln",pod=~"kiln-server-0|kiln-server-1"}[1m])) by (pod) / 1e6`; q != want {
 		t.Errorf("adapter query:\n got %s\nwant %s", q, want)
 	}
 	if got, want := scaleRangeWindows(q, 10), strings.Replace(q, "[1m]", "[6000ms]", 1); got != want {
