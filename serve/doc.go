@@ -40,6 +40,21 @@
 //	                         allow_timeout_override: true max_queue_size: 64 }
 //	}
 //
+// Instances on GPUs (Triton's instance_group): a KIND_GPU group runs count
+// instances (execution contexts) on each GPU of its gpus list, or on every
+// visible GPU without one (CUDA_VISIBLE_DEVICES decides which, numbered
+// from 0; the completed config lists them). Each GPU gets its own engine,
+// built or loaded through the plan cache keyed by that GPU's fingerprint:
+// identical GPUs share one plan file, a GPU that differs has its own. The
+// scheduler's batches go to whichever instance is free, on any GPU. Other
+// kinds run on the CPU. A gpus entry that is not a visible GPU fails the
+// load, naming the field. The statistics list each instance with its
+// device, GPU UUID and batches (HTTP "instances", kiln's extension):
+//
+//	max_batch_size: 32
+//	instance_group [ { count: 2 kind: KIND_GPU gpus: [ 0, 1 ] } ]   # 4 instances
+//	parameters { key: "precision" value: { string_value: "fp16" } }
+//
 // A latency objective instead of a fixed queue delay (the SLO batcher, see
 // package scheduler; requests within it and not are counted), and a sample
 // of the requests recorded under kiln serve --record-dir for INT8
@@ -113,7 +128,11 @@
 // them off). Without NVML the GPU metrics are absent and the log says why,
 // once. nv_inference_compute_input/infer/output_duration_us split a batch's
 // execution into preparing its inputs, running the model, and splitting its
-// outputs. gRPC health checking follows readiness.
+// outputs. kiln_request_duration_us{model} counts each inference request's
+// whole time in the server, from its arrival at the HTTP, gRPC or
+// WebSocket edge to its response written (Server.Served; its rate is the
+// mean number of requests in flight, which the Helm chart's autoscaler
+// tracks). gRPC health checking follows readiness.
 //
 // WebSocket streaming: /v2/models/{m}/stream takes one request per message
 // (JSON text, or binary: 4-byte little-endian header length, JSON header,
