@@ -15,7 +15,6 @@
 // With $KILN_FAKE_SYNC_US set, cuStreamSynchronize sleeps that many
 // microseconds (a run that takes time, so that concurrent runs overlap).
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
