@@ -40,6 +40,12 @@ type OutputAccuracy struct {
 	HasTop1 bool `json:"has_top1"`
 	// Rows is the number of rows Top1 was measured over.
 	Rows int `json:"rows,omitempty"`
+	// ShapesDiffer counts the batches whose test output had another shape
+	// than the reference's (same rank and kind of type): an output whose
+	// shape depends on the values, such as NonMaxSuppression's count of
+	// kept boxes, which reduced precision may move. Those batches are not
+	// compared for this output; with none compared, Cosine is NaN.
+	ShapesDiffer int `json:"shapes_differ,omitempty"`
 }
 
 // RelFloor is the fraction of an output's largest |ref| (in a batch) below
@@ -77,6 +83,9 @@ func (r *AccuracyReport) String() string {
 		if o.HasTop1 {
 			top = fmt.Sprintf("%.2f%% of %d", 100*o.Top1, o.Rows)
 		}
+		if o.ShapesDiffer > 0 {
+			top += fmt.Sprintf("  (shape differs in %d of %d batches: not compared there)", o.ShapesDiffer, r.Batches)
+		}
 		fmt.Fprintf(&b, "%-*s  %12.4g  %12.4g  %10.6f  %s\n", w, o.Name, o.MaxAbs, o.MaxRel, o.Cosine, top)
 	}
 	return b.String()
@@ -95,6 +104,7 @@ func (r *AccuracyReport) JSON() ([]byte, error) {
 		Top1     any    `json:"top1_agreement"`
 		HasTop1  bool   `json:"has_top1"`
 		Rows     int    `json:"rows,omitempty"`
+		Differ   int    `json:"shapes_differ,omitempty"`
 	}
 	num := func(x float64) any {
 		switch {
@@ -112,7 +122,7 @@ func (r *AccuracyReport) JSON() ([]byte, error) {
 		Outputs []out `json:"outputs"`
 	}{Batches: r.Batches}
 	for _, o := range r.Outputs {
-		doc.Outputs = append(doc.Outputs, out{o.Name, o.Elements, num(o.MaxAbs), num(o.MaxRel), num(o.Cosine), num(o.Top1), o.HasTop1, o.Rows})
+		doc.Outputs = append(doc.Outputs, out{o.Name, o.Elements, num(o.MaxAbs), num(o.MaxRel), num(o.Cosine), num(o.Top1), o.HasTop1, o.Rows, o.ShapesDiffer})
 	}
 	return json.MarshalIndent(doc, "", "  ")
 }
@@ -120,7 +130,9 @@ func (r *AccuracyReport) JSON() ([]byte, error) {
 // Compare runs ref (FP32) and test (reduced precision) on every batch and
 // compares their outputs: per output, max abs and max relative error,
 // cosine similarity and top-1 agreement. Both must produce the same outputs
-// with the same shapes and types (any two float types compare).
+// with the same ranks and types (any two float types compare); a batch where
+// an output's shape differs (the shape depends on the values) is counted in
+// ShapesDiffer and not compared for that output.
 func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor.Tensor) (*AccuracyReport, error) {
 	if len(batches) == 0 {
 		return nil, fmt.Errorf("%w: no batches", ErrCompare)
@@ -149,7 +161,7 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 				return nil, fmt.Errorf("%w: the test model has no output %q", ErrCompare, name)
 			}
 			sameType := r.DType == t.DType || r.DType.IsFloat() && t.DType.IsFloat()
-			if !sameType || dimsString(r.Shape) != dimsString(t.Shape) {
+			if !sameType || r.Rank() != t.Rank() {
 				return nil, fmt.Errorf("%w: output %q: reference %v%s, test %v%s", ErrCompare, name, r.DType, dimsString(r.Shape), t.DType, dimsString(t.Shape))
 			}
 			if r.DType == tensor.String {
@@ -159,6 +171,10 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 			if a == nil {
 				a = &acc{OutputAccuracy: OutputAccuracy{Name: name}}
 				accs[name] = a
+			}
+			if dimsString(r.Shape) != dimsString(t.Shape) {
+				a.ShapesDiffer++
+				continue
 			}
 			rv, tv := r.ToFloat32(), t.ToFloat32()
 			maxRef := 0.0
@@ -202,6 +218,9 @@ func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor
 	for _, name := range names {
 		a := accs[name]
 		a.Cosine = cosine(a.dot, a.rr, a.tt)
+		if a.Elements == 0 && a.ShapesDiffer > 0 {
+			a.Cosine = math.NaN()
+		}
 		if a.Rows > 0 {
 			a.Top1 = float64(a.agree) / float64(a.Rows)
 		}

@@ -121,6 +121,37 @@ func TestCompareEdgeCases(t *testing.T) {
 	}
 }
 
+// TestCompareValueShapes: an output whose shape depends on the values (a
+// count of kept boxes) may differ between FP32 and reduced precision; those
+// batches are counted, not compared, and the others still are.
+func TestCompareValueShapes(t *testing.T) {
+	boxes := func(n int) map[string]*tensor.Tensor {
+		return map[string]*tensor.Tensor{"boxes": tensor.FromFloat32(make([]float32, 4*n), n, 4)}
+	}
+	ref := &fixedRunner{outs: []map[string]*tensor.Tensor{boxes(9), boxes(3)}}
+	test := &fixedRunner{outs: []map[string]*tensor.Tensor{boxes(10), boxes(3)}}
+	rep, err := Compare(context.Background(), ref, test, make([]map[string]*tensor.Tensor, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := rep.Outputs[0]; o.ShapesDiffer != 1 || o.Elements != 12 || o.Cosine != 1 {
+		t.Errorf("boxes %+v, want 1 batch with another shape and 12 elements compared", o)
+	}
+	if s := rep.String(); !strings.Contains(s, "shape differs in 1 of 2 batches") {
+		t.Errorf("String() does not say the shape differed:\n%s", s)
+	}
+	// Never the same shape: nothing compared, no cosine to claim.
+	ref = &fixedRunner{outs: []map[string]*tensor.Tensor{boxes(9)}}
+	test = &fixedRunner{outs: []map[string]*tensor.Tensor{boxes(10)}}
+	rep, err = Compare(context.Background(), ref, test, make([]map[string]*tensor.Tensor, 1))
+	if err != nil || !math.IsNaN(rep.Outputs[0].Cosine) || !math.IsNaN(rep.MinCosine()) {
+		t.Errorf("no batch comparable: %+v %v, want cosine NaN", rep, err)
+	}
+	if js, err := rep.JSON(); err != nil || !strings.Contains(string(js), `"shapes_differ": 1`) {
+		t.Errorf("JSON %s %v", js, err)
+	}
+}
+
 func TestCompareFloatTypes(t *testing.T) {
 	half := tensor.New(tensor.Float16, 3)
 	for i, v := range []float64{1, 2.5, -3} {
