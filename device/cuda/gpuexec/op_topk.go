@@ -15,7 +15,7 @@ import (
 // built (the attribute, or a constant K input), so that the outputs have
 // static shapes.
 var topKKernels = []kernelDef{
-	{op: "TopK", outputs: 2, check: topKCheck, emit: (*compiler).topK, unchecked: true},
+	{op: "TopK", outputs: 2, check: topKCheck, emit: (*compiler).topK},
 }
 
 func topKCheck(n *ir.Node) error {
