@@ -197,6 +197,9 @@ type gemmJob struct {
 	// blk, when not zero, replaces the default cache blocking (blockMC,
 	// blockKC, blockNC).
 	blk Blocking
+	// pb, when not nil, is B packed once for the kernel (PackB): used
+	// instead of b, never packed again.
+	pb *PackedB
 }
 
 var (
@@ -241,6 +244,9 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	case packNever:
 		directA, directB = !g.transA, !g.transB
 	}
+	if g.pb != nil {
+		directB = true // no packing buffer: pb is read in place below
+	}
 	mc0 := min(mcMax, rows)
 	nc0 := min(ncMax, j1-j0)
 	kc0 := min(kcMax, g.k)
@@ -271,7 +277,7 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 				beta = 1
 			}
 			switch {
-			case directB:
+			case directB || g.pb != nil:
 			case g.transB:
 				packB(bbuf, g.b, g.ldb, true, pc, kc, jc, nc, nr)
 			default:
@@ -289,6 +295,8 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 					var bp *float32
 					bld := nr
 					switch {
+					case g.pb != nil:
+						bp, bld = &g.pb.data[(jc+jr)/nr*g.k*nr+pc*nr], nr
 					case !directB:
 						bp = &bbuf[jr*kc]
 					case nrr == nr || g.kern.edge != nil:

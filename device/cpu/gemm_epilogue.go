@@ -1,5 +1,7 @@
 package cpu
 
+import "fmt"
+
 // SgemmSerial is Sgemm (op(A) = A, op(B) = B, alpha 1, beta 0: C = A*B) on
 // the calling goroutine only: for kernels that already split their work
 // over the cores (attention over heads and query blocks) and would
@@ -19,6 +21,67 @@ func SgemmSerial(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ld
 // goroutines at once (on disjoint blocks). It panics as Sgemm does, but
 // takes any strides when m, n or k is 0.
 func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
+	sgemmEpilogue(bl, m, n, k, a, lda, b, ldb, c, ldc, nil, epi)
+}
+
+// PackedB is a constant k x n matrix B packed once for the GEMM kernel in
+// use: column panels of the kernel's nr columns, each k x nr row-major,
+// the last one zero-padded. SgemmPacked reads it in place instead of
+// packing B again on every call, as a layer's weights can be packed once
+// when it first runs.
+type PackedB struct {
+	k, n int
+	kern *kernel
+	data []float32
+	// b and ldb are the matrix as given, for the paths that read B
+	// unpacked (GEMV, small products, another kernel in use).
+	b   []float32
+	ldb int
+}
+
+// PackB packs the k x n matrix b (row stride ldb) for the kernel in use;
+// b must stay unchanged while the PackedB is used. It panics if b is too
+// short.
+func PackB(k, n int, b []float32, ldb int) *PackedB {
+	if k < 0 || n < 0 {
+		panic(fmt.Sprintf("cpu: PackB: negative size k=%d n=%d", k, n))
+	}
+	if k > 0 && n > 0 {
+		checkMatrix("b", b, k, n, ldb)
+	}
+	kern := active
+	nr := kern.nr
+	np := (n + nr - 1) / nr
+	data := alignedFloats(np * k * nr)
+	for p := range np {
+		w := min(nr, n-p*nr)
+		for r := range k {
+			d := data[(p*k+r)*nr:][:nr]
+			copy(d, b[r*ldb+p*nr:][:w])
+			clear(d[w:])
+		}
+	}
+	return &PackedB{k: k, n: n, kern: kern, data: data, b: b, ldb: ldb}
+}
+
+// Bytes returns the memory the packed copy holds.
+func (p *PackedB) Bytes() int64 { return int64(len(p.data)) * 4 }
+
+// SgemmPacked is SgemmEpilogue with B packed by PackB (n and k are its
+// sizes); epi may be nil.
+func SgemmPacked(bl Blocking, m int, a []float32, lda int, pb *PackedB, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
+	if epi == nil {
+		epi = func(i0, i1, j0, j1 int) {}
+	}
+	if pb.kern != active {
+		pb = &PackedB{k: pb.k, n: pb.n, b: pb.b, ldb: pb.ldb} // packed for another kernel: unpacked
+	}
+	sgemmEpilogue(bl, m, pb.n, pb.k, a, lda, pb.b, pb.ldb, c, ldc, pb, epi)
+}
+
+// sgemmEpilogue is SgemmEpilogue, reading B from pb when it holds packed
+// data.
+func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, pb *PackedB, epi func(i0, i1, j0, j1 int)) {
 	if bl != (Blocking{}) {
 		if err := bl.Validate(); err != nil {
 			panic(err)
@@ -47,6 +110,9 @@ func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	g := &gemmJob{
 		kern: active, m: m, n: n, k: k, alpha: 1,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
+	}
+	if pb != nil && pb.data != nil {
+		g.pb = pb
 	}
 	nt = int(min(int64(nt), int64(m)*int64(n)*int64(k)>>16))
 	// Each goroutine computes its block as Sgemm would (B packed where

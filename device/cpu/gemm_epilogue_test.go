@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// TestSgemmEpilogue checks SgemmEpilogue and SgemmSerial against the
+// TestSgemmEpilogue checks SgemmEpilogue, SgemmSerial and SgemmPacked
+// (B packed for the kernel in use, and for another one) against the
 // reference product with every kernel, on shapes that take each path (a
 // row, a column, small products on one goroutine, blocks split by rows and
 // by columns, padded strides, a non-default blocking), and that the
@@ -29,7 +30,17 @@ func TestSgemmEpilogue(t *testing.T) {
 			a := randSlice(r, max(1, tc.m*lda))
 			b := randSlice(r, max(1, tc.k*ldb))
 			want, scale := refGemm(false, false, tc.m, tc.n, tc.k, 1, a, lda, b, ldb, 0, nil, ldc)
-			for _, serial := range []bool{false, true} {
+			// B packed for another kernel than the one in use (where the
+			// CPU has two): SgemmPacked must read it unpacked.
+			cur, other := active, kernels()[0]
+			if other == cur {
+				other = kernels()[len(kernels())-1]
+			}
+			active = other
+			packedOther := PackB(tc.k, tc.n, b, ldb)
+			active = cur
+			for _, mode := range []string{"epilogue", "serial", "packed", "packed-other"} {
+				serial := mode == "serial"
 				c := make([]float32, tc.m*ldc)
 				for i := range c {
 					c[i] = float32(math.NaN()) // beta 0: never read
@@ -39,19 +50,25 @@ func TestSgemmEpilogue(t *testing.T) {
 				if serial && tc.k == 0 {
 					continue // Sgemm's own k = 0 path
 				}
-				if serial {
-					SgemmSerial(tc.bl, tc.m, tc.n, tc.k, a, lda, b, ldb, c, ldc)
-				} else {
-					SgemmEpilogue(tc.bl, tc.m, tc.n, tc.k, a, lda, b, ldb, c, ldc, func(i0, i1, j0, j1 int) {
-						mu.Lock()
-						defer mu.Unlock()
-						for i := i0; i < i1; i++ {
-							for j := j0; j < j1; j++ {
-								seen[i*tc.n+j]++
-								c[i*ldc+j] += 1 // the epilogue adds 1 to final values
-							}
+				epi := func(i0, i1, j0, j1 int) {
+					mu.Lock()
+					defer mu.Unlock()
+					for i := i0; i < i1; i++ {
+						for j := j0; j < j1; j++ {
+							seen[i*tc.n+j]++
+							c[i*ldc+j] += 1 // the epilogue adds 1 to final values
 						}
-					})
+					}
+				}
+				switch mode {
+				case "serial":
+					SgemmSerial(tc.bl, tc.m, tc.n, tc.k, a, lda, b, ldb, c, ldc)
+				case "packed":
+					SgemmPacked(tc.bl, tc.m, a, lda, PackB(tc.k, tc.n, b, ldb), c, ldc, epi)
+				case "packed-other":
+					SgemmPacked(tc.bl, tc.m, a, lda, packedOther, c, ldc, epi)
+				default:
+					SgemmEpilogue(tc.bl, tc.m, tc.n, tc.k, a, lda, b, ldb, c, ldc, epi)
 				}
 				for i := 0; i < tc.m; i++ {
 					for j := 0; j < tc.n; j++ {
@@ -64,7 +81,7 @@ func TestSgemmEpilogue(t *testing.T) {
 						}
 						got := float64(c[i*ldc+j])
 						if math.Abs(got-w) > 1e-5*(scale[i*tc.n+j]+1) {
-							t.Fatalf("%s serial=%v: C[%d,%d] = %g, want %g", name, serial, i, j, got, w)
+							t.Fatalf("%s %s: C[%d,%d] = %g, want %g", name, mode, i, j, got, w)
 						}
 					}
 				}

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/internal/fastmath"
@@ -25,6 +26,12 @@ type fusedMatMulOp struct {
 	ep epilogue
 	// blk is the blocking SetTactic chose; nil runs the default path.
 	blk *cpu.Blocking
+	// w is B when the graph holds it as a constant: packed for the GEMM
+	// kernel (pb) once, the first time the node runs on it, instead of
+	// on every call.
+	w    *tensor.Tensor
+	once sync.Once
+	pb   *cpu.PackedB
 }
 
 var _ ops.Tactical = (*fusedMatMulOp)(nil)
@@ -35,7 +42,25 @@ func prepareFusedMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
 	if err := a.Err(); err != nil {
 		return nil, err
 	}
+	if len(n.Inputs) > 1 && n.Inputs[1] != nil {
+		if w := n.Inputs[1].Const; w != nil && w.DType == tensor.Float32 && w.Rank() >= 2 && w.Len() > 0 {
+			k.w = w
+		}
+	}
 	return k, nil
+}
+
+// packed returns B packed for the GEMM when bm is the node's constant
+// weight and the plan is one product (else nil), packing it on first use.
+func (k *fusedMatMulOp) packed(p *mmPlan, bm *tensor.Tensor) *cpu.PackedB {
+	if k.w == nil || len(p.aOff) != 1 || p.k == 0 || p.n == 0 || bm.Len() != k.w.Len() || bm.Len() != p.k*p.n {
+		return nil
+	}
+	if &bm.Float32s()[0] != &k.w.Float32s()[0] {
+		return nil
+	}
+	k.once.Do(func() { k.pb = cpu.PackB(p.k, p.n, k.w.Float32s(), p.n) })
+	return k.pb
 }
 
 func (k *fusedMatMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -127,17 +152,21 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		}
 		bv = b.Float32s()
 	}
-	if len(p.aOff) == 1 && (bv != nil || k.ep.act != ActNone) {
+	pb := k.packed(p, bm)
+	if len(p.aOff) == 1 && (bv != nil || k.ep.act != ActNone || pb != nil) {
 		// One product: the bias and the activation inside the GEMM's
 		// blocks, on the goroutine that computed each, while it is in
-		// that core's caches.
+		// that core's caches; constant weights packed once.
 		var bl cpu.Blocking
 		if k.blk != nil {
 			bl = *k.blk
 		}
-		cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, func(i0, i1, j0, j1 int) {
-			k.ep.applyBlock(yv, bv, p.n, i0, i1, j0, j1)
-		})
+		epi := func(i0, i1, j0, j1 int) { k.ep.applyBlock(yv, bv, p.n, i0, i1, j0, j1) }
+		if pb != nil {
+			cpu.SgemmPacked(bl, p.m, a.Float32s(), p.k, pb, yv, p.n, epi)
+		} else {
+			cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, epi)
+		}
 		return []*tensor.Tensor{y}, nil
 	}
 	// Both paths overwrite all of y (beta 0), whatever it held.

@@ -217,7 +217,8 @@ func TestSkipLayerNormalization(t *testing.T) {
 // the GEMM blocks (cpu.SgemmEpilogue) against MatMul then the epilogue, on
 // products that take each of its paths: one row (GEMV), small products on
 // one goroutine, and ones split by rows or by columns over the cores, a
-// folded batch, blocks of every tactic's blocking, empty products.
+// folded batch, blocks of every tactic's blocking, empty products, and
+// constant weights packed once (the second run reads the packed copy).
 func TestFusedMatMulEpilogue(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range []struct{ a, b []int }{
@@ -234,7 +235,7 @@ func TestFusedMatMulEpilogue(t *testing.T) {
 	} {
 		for _, act := range []string{ActNone, ActGelu, ActRelu} {
 			for _, bias := range []bool{true, false} {
-				for _, tactic := range []string{"", "gemm-mc144-kc256-nc1024"} {
+				for _, tactic := range []string{"", "gemm-mc144-kc256-nc1024", "const"} {
 					name := fmt.Sprintf("%v x %v %q bias %v %s", s.a, s.b, act, bias, tactic)
 					x := randTensor(r, tensor.Float32, s.a...)
 					w := randTensor(r, tensor.Float32, s.b...)
@@ -257,11 +258,19 @@ func TestFusedMatMulEpilogue(t *testing.T) {
 						want[i] = refAct(act, nil, want[i])
 					}
 					n := fusedNode("FusedMatMul", len(in), act, nil)
+					if tactic == "const" {
+						// Weights the graph holds: packed on the first run.
+						n.Inputs[1].Const = w
+					}
 					k, err := prepareFusedMatMul(n, 1)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if tactic != "" {
+					if tactic == "const" {
+						if _, err := k.Run(nil, in); err != nil {
+							t.Fatal(err)
+						}
+					} else if tactic != "" {
 						if err := k.(*fusedMatMulOp).SetTactic(tactic); err != nil {
 							t.Fatal(err)
 						}
