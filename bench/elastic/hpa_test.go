@@ -37,7 +37,7 @@ func TestChartConfig(t *testing.T) {
 	got := fmt.Sprintf("metric %s target %g replicas %d..%d up %s %v %s down %s %v %s preStop %s grace %s scrape %s policy %s slo %s",
 		ch.Metric, h.Target, h.Min, h.Max, h.Up.Window, h.Up.Policies, h.Up.SelectPolicy, h.Down.Window, h.Down.Policies, h.Down.SelectPolicy,
 		ch.PreStop, ch.Grace, ch.ScrapeInterval, ch.GatewayPolicy, ch.SLO)
-	want := "metric kiln_inflight_requests target 8 replicas 2..10 up 0s [{Pods 4 15s}] Max down 5m0s [{Pods 1 40s}] Min preStop 5s grace 40s scrape 15s policy least slo 100ms"
+	want := "metric kiln_inflight_requests target 8 replicas 2..10 up 0s [{Pods 4 1m0s} {Percent 100 1m0s}] Max down 5m0s [{Pods 1 40s}] Min preStop 5s grace 40s scrape 15s policy least slo 100ms"
 	if got != want {
 		t.Errorf("from the chart:\n got %s\nwant %s", got, want)
 	}
@@ -67,7 +67,7 @@ func TestChartConfig(t *testing.T) {
 
 // TestHPA runs the HPA algorithm through sequences of syncs with the
 // chart's behavior (target 8, 2..10 replicas, scale up at once by at most
-// 4 pods per 15 s, scale down after a 300 s window by 1 pod per 40 s), as
+// 4 pods or 100% per 60 s, scale down after a 300 s window by 1 pod per 40 s), as
 // the Kubernetes documentation describes the controller.
 func TestHPA(t *testing.T) {
 	type sync struct {
@@ -85,10 +85,14 @@ func TestHPA(t *testing.T) {
 		{"within tolerance", []sync{{0, 2, []float64{8.6, 8.6}, 0, 2, "metric"}}},
 		{"just outside tolerance", []sync{{0, 2, []float64{8.9, 8.9}, 0, 3, "metric"}}},
 		{"up: ceil(current * metric / target)", []sync{{0, 2, []float64{16, 12}, 0, 4, "metric"}}},
-		{"up: at most 4 pods per 15 s", []sync{
+		{"up: at most 4 pods or 100% (the larger) per 60 s", []sync{
 			{0, 2, []float64{40, 40}, 0, 6, "scale-up policy"},
-			{5 * time.Second, 6, []float64{40, 40, 40, 40, 40, 40}, 0, 6, "scale-up policy"},
-			{16 * time.Second, 6, []float64{40, 40, 40, 40, 40, 40}, 0, 10, "maxReplicas"},
+			{16 * time.Second, 6, []float64{40, 40, 40, 40, 40, 40}, 0, 6, "scale-up policy"},
+			{59 * time.Second, 6, []float64{40, 40, 40, 40, 40, 40}, 0, 6, "scale-up policy"},
+			{61 * time.Second, 6, []float64{40, 40, 40, 40, 40, 40}, 0, 10, "maxReplicas"},
+		}},
+		{"up: 100% per 60 s above 4 pods", []sync{
+			{0, 6, []float64{40, 40, 40, 40, 40, 40}, 0, 10, "maxReplicas"},
 		}},
 		{"up: maxReplicas", []sync{{0, 8, []float64{16, 16, 16, 16, 16, 16, 16, 16}, 0, 10, "maxReplicas"}}},
 		{"up: pods without a value count as 0", []sync{
