@@ -95,6 +95,11 @@ type group struct {
 	start, end int // steps
 	excluded   bool
 	off        int
+	// parent, when set, is the group of a Concat's output this group lies
+	// in, rel bytes from its start (see nestConcats); off is then set from
+	// the parent's.
+	parent *group
+	rel    int
 }
 
 // planMemory sizes the intermediates of p at maxShapes and assigns them
@@ -188,8 +193,12 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 		}
 	}
 
-	m.arenaBytes = assignOffsets(groups)
-	m.peakLive = peakLive(groups, len(p.steps))
+	top := nestConcats(p, sized, owner, groups)
+	m.arenaBytes = assignOffsets(top)
+	m.peakLive = peakLive(top, len(p.steps))
+	for _, g := range groups {
+		g.off = nestedOff(g)
+	}
 	m.stats.ArenaBytes = m.arenaBytes
 	for i, s := range p.steps {
 		n := s.node
@@ -222,6 +231,85 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 		return nil, nil
 	}
 	return m, nil
+}
+
+// nestConcats places the inputs of Concats inside their outputs: for a
+// Concat whose inputs lie one after the other in its output (only 1s
+// before the axis) and each own memory of their own (not views, not graph
+// outputs, in no other Concat, at 64-byte aligned offsets), each input's
+// group goes into the output's group at its offset there, and the output's
+// lifetime grows to cover theirs. The producers then write where the Concat
+// would have copied them, and ops/shape's Concat skips inputs already in
+// place. It returns the groups that are not nested.
+func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner map[*ir.Value]*group, groups []*group) []*group {
+	for _, s := range p.steps {
+		n := s.node
+		if !isView(n, map[string]bool{"Concat": true}) || len(n.Outputs) != 1 {
+			continue
+		}
+		out := owner[n.Outputs[0]]
+		if out == nil || out.excluded || out.parent != nil {
+			continue
+		}
+		ov := sized[n.Outputs[0]]
+		if ov == nil {
+			continue
+		}
+		dims, ok := ov.Type.Shape.Ints()
+		if !ok {
+			continue
+		}
+		axis := int(ops.AttrsOf(n).Int("axis", 1)) // opset < 4 default
+		if axis < 0 {
+			axis += len(dims)
+		}
+		if axis < 0 || axis >= len(dims) || tensor.NumElements(dims[:axis]) != 1 {
+			continue
+		}
+		var ins []*group
+		rel := 0
+		for _, x := range n.Inputs {
+			g := owner[x]
+			if g == nil || g.excluded || g.parent != nil || g == out || g.dt != out.dt || slices.Contains(ins, g) ||
+				rel%arenaAlign != 0 {
+				ins = nil
+				break
+			}
+			ins = append(ins, g)
+			rel += g.size
+		}
+		if ins == nil || rel != out.size {
+			continue
+		}
+		rel = 0
+		for _, g := range ins {
+			g.parent, g.rel = out, rel
+			rel += g.size
+			out.start, out.end = min(out.start, g.start), max(out.end, g.end)
+		}
+	}
+	var top []*group
+	for _, g := range groups {
+		if g.parent == nil {
+			top = append(top, g)
+		}
+	}
+	// a nested group's parent may itself be nested: lifetimes cover
+	// every level
+	for _, g := range groups {
+		for q := g.parent; q != nil; q = q.parent {
+			q.start, q.end = min(q.start, g.start), max(q.end, g.end)
+		}
+	}
+	return top
+}
+
+// nestedOff returns g's arena offset: its own, or its parent's plus rel.
+func nestedOff(g *group) int {
+	if g.parent == nil {
+		return g.off
+	}
+	return nestedOff(g.parent) + g.rel
 }
 
 func isView(n *ir.Node, set map[string]bool) bool {

@@ -1,6 +1,8 @@
 package shape
 
 import (
+	"unsafe"
+
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -128,15 +130,44 @@ func (k *concatOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 	outer := prod(shape[:ax])
 	inner := prod(shape[ax+1:])
 	row := shape[ax] * inner
+	// The engine's memory planner may have put inputs inside y where
+	// they belong (their producers wrote into the Concat's buffer): those
+	// need no copy. An input that overlaps y anywhere else (planned at
+	// other sizes) is copied aside before y is written.
+	es := y.DType.Size()
+	inPlace := func(x *tensor.Tensor, off int) bool {
+		return outer == 1 && len(x.Data) > 0 && off*es < len(y.Data) && &x.Data[0] == &y.Data[off*es]
+	}
+	src := in
 	off := 0
-	for _, x := range in {
+	for i, x := range in {
 		w := x.Shape[ax] * inner
-		if w > 0 && outer > 0 {
+		if w > 0 && outer > 0 && overlaps(x.Data, y.Data) && !inPlace(x, off) {
+			if len(src) > 0 && &src[0] == &in[0] {
+				src = append([]*tensor.Tensor(nil), in...)
+			}
+			src[i] = x.Clone()
+		}
+		off += w
+	}
+	off = 0
+	for _, x := range src {
+		w := x.Shape[ax] * inner
+		if w > 0 && outer > 0 && !inPlace(x, off) {
 			copyND(y, off, []int{row, 1}, x, 0, []int{w, 1}, []int{outer, w})
 		}
 		off += w
 	}
 	return []*tensor.Tensor{y}, nil
+}
+
+// overlaps reports whether a and b share memory.
+func overlaps(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
 }
 
 // splitOp is ONNX Split into nOut outputs along axis: by the split sizes
