@@ -237,9 +237,22 @@ func (a *attnJob) worker(next *atomic.Int64, items, nblk, rows int) {
 }
 
 // transposeRows writes the [rows, d] matrix src (row stride ld) into dst as
-// [d, rows].
+// [d, rows], eight source rows at a time so that each write is a run of
+// eight floats.
 func transposeRows(dst, src []float32, ld, rows, d int) {
-	for j := range rows {
+	j := 0
+	for ; j+8 <= rows; j += 8 {
+		r0, r1 := src[j*ld:j*ld+d], src[(j+1)*ld:(j+1)*ld+d]
+		r2, r3 := src[(j+2)*ld:(j+2)*ld+d], src[(j+3)*ld:(j+3)*ld+d]
+		r4, r5 := src[(j+4)*ld:(j+4)*ld+d], src[(j+5)*ld:(j+5)*ld+d]
+		r6, r7 := src[(j+6)*ld:(j+6)*ld+d], src[(j+7)*ld:(j+7)*ld+d]
+		for c := range d {
+			o := dst[c*rows+j : c*rows+j+8 : c*rows+j+8]
+			o[0], o[1], o[2], o[3] = r0[c], r1[c], r2[c], r3[c]
+			o[4], o[5], o[6], o[7] = r4[c], r5[c], r6[c], r7[c]
+		}
+	}
+	for ; j < rows; j++ {
 		row := src[j*ld : j*ld+d]
 		for c, v := range row {
 			dst[c*rows+j] = v
