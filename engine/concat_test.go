@@ -13,7 +13,7 @@ import (
 // concatGraph builds y = Neg(Concat(Neg(x), Abs(x), x + 0.5, axis)) on x
 // [dim0, dim1]: a Concat of three producers whose output is an
 // intermediate.
-func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, o Options) *Engine {
+func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, view bool, o Options) *Engine {
 	t.Helper()
 	b := ir.NewBuilder("concat", 17)
 	x := b.Input("x", tensor.Float32, dim0, ir.D(width))
@@ -21,7 +21,14 @@ func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, o Options) 
 	a := b.Op("Neg", []*ir.Value{x})
 	bb := b.Op("Abs", []*ir.Value{x})
 	cc := b.Op("Add", []*ir.Value{x, c})
-	cat := b.Op("Concat", []*ir.Value{a, bb, cc}, ir.IntAttr("axis", axis))
+	ins := []*ir.Value{a, bb, cc}
+	if view {
+		// pure views of the producers' outputs, as yolo's Reshapes
+		for i, v := range ins {
+			ins[i] = b.Op("Flatten", []*ir.Value{v}, ir.IntAttr("axis", 1))
+		}
+	}
+	cat := b.Op("Concat", ins, ir.IntAttr("axis", axis))
 	b.Output(b.Op("Neg", []*ir.Value{cat}), "y")
 	e, err := NewWithOptions(b.Graph(), o)
 	if err != nil {
@@ -34,7 +41,8 @@ func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, o Options) 
 // inside its output when they lie one after the other there (their
 // producers write where the Concat would copy them), and that the results
 // match an engine without arena: for a fixed shape, for one whose inputs
-// would sit at unaligned offsets (not nested), for a Concat with a batch
+// would sit at unaligned offsets (not nested), for inputs that are views
+// (Flatten) of the producers' outputs, for a Concat with a batch
 // dimension before its axis (not nested), and for max shapes larger than
 // the run's (nested at the max sizes: the Concat copies its inputs aside).
 func TestConcatInPlace(t *testing.T) {
@@ -44,20 +52,22 @@ func TestConcatInPlace(t *testing.T) {
 		dim0    ir.Dim
 		width   int64
 		axis    int64
+		view    bool
 		max     map[string][]int
 		batches []int
 		nested  bool
 	}{
-		{"axis 1, aligned", ir.D(1), 16, 1, nil, []int{1}, true},
-		{"axis -1, aligned", ir.D(1), 32, -1, nil, []int{1}, true},
-		{"axis 1, unaligned", ir.D(1), 5, 1, nil, []int{1}, false},
-		{"axis 1, batch 3", ir.D(3), 16, 1, nil, []int{3}, false},
-		{"axis 0, batch 4", ir.D(4), 16, 0, nil, []int{4}, true},
-		{"axis 0, max batch 4", ir.S("batch"), 16, 0, map[string][]int{"x": {4, 16}}, []int{4, 1, 3, 2}, true},
+		{"axis 1, aligned", ir.D(1), 16, 1, false, nil, []int{1}, true},
+		{"axis -1, aligned", ir.D(1), 32, -1, false, nil, []int{1}, true},
+		{"axis 1, unaligned", ir.D(1), 5, 1, false, nil, []int{1}, false},
+		{"axis 1, views", ir.D(1), 16, 1, true, nil, []int{1}, true},
+		{"axis 1, batch 3", ir.D(3), 16, 1, false, nil, []int{3}, false},
+		{"axis 0, batch 4", ir.D(4), 16, 0, false, nil, []int{4}, true},
+		{"axis 0, max batch 4", ir.S("batch"), 16, 0, false, map[string][]int{"x": {4, 16}}, []int{4, 1, 3, 2}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := concatGraph(t, tc.dim0, tc.width, tc.axis, Options{MaxShapes: tc.max})
-			ref := concatGraph(t, tc.dim0, tc.width, tc.axis, Options{NoArena: true, MaxShapes: tc.max})
+			e := concatGraph(t, tc.dim0, tc.width, tc.axis, tc.view, Options{MaxShapes: tc.max})
+			ref := concatGraph(t, tc.dim0, tc.width, tc.axis, tc.view, Options{NoArena: true, MaxShapes: tc.max})
 			c := e.NewContext()
 			for _, batch := range tc.batches {
 				n := batch * int(tc.width)

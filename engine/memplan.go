@@ -193,7 +193,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 		}
 	}
 
-	top := nestConcats(p, sized, owner, groups)
+	top := nestConcats(p, sized, owner, shares, groups)
 	m.arenaBytes = assignOffsets(top)
 	m.peakLive = peakLive(top, len(p.steps))
 	for _, g := range groups {
@@ -235,13 +235,14 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 
 // nestConcats places the inputs of Concats inside their outputs: for a
 // Concat whose inputs lie one after the other in its output (only 1s
-// before the axis) and each own memory of their own (not views, not graph
-// outputs, in no other Concat, at 64-byte aligned offsets), each input's
+// before the axis) and each own memory of their own, or are pure views of
+// the whole of a value that does (not graph outputs, in no other Concat,
+// at 64-byte aligned offsets), each input's
 // group goes into the output's group at its offset there, and the output's
 // lifetime grows to cover theirs. The producers then write where the Concat
 // would have copied them, and ops/shape's Concat skips inputs already in
 // place. It returns the groups that are not nested.
-func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner map[*ir.Value]*group, groups []*group) []*group {
+func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner, shares map[*ir.Value]*group, groups []*group) []*group {
 	for _, s := range p.steps {
 		n := s.node
 		if !isView(n, map[string]bool{"Concat": true}) || len(n.Outputs) != 1 {
@@ -269,9 +270,11 @@ func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner map[*ir.Value]*gr
 		var ins []*group
 		rel := 0
 		for _, x := range n.Inputs {
-			g := owner[x]
-			if g == nil || g.excluded || g.parent != nil || g == out || g.dt != out.dt || slices.Contains(ins, g) ||
-				rel%arenaAlign != 0 {
+			// a Reshape (pure view) of a value of its size lies where
+			// that value does
+			g := rootOf(x, owner, shares)
+			if size, _, ok := sizeOf(sized[x]); !ok || g == nil || size != g.size || g.excluded || g.parent != nil ||
+				g == out || g.dt != out.dt || slices.Contains(ins, g) || rel%arenaAlign != 0 {
 				ins = nil
 				break
 			}
