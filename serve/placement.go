@@ -1,6 +1,9 @@
 package serve
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
 )
@@ -55,4 +58,25 @@ func instanceStats(rm *repository.Model, v repository.Version) []InstanceStats {
 		out[i] = InstanceStats{Name: in.Name, Kind: in.Kind, GPU: in.GPU, UUID: in.UUID, Device: in.Device}
 	}
 	return out
+}
+
+// placementSummary says where instances run, device by device: "2 on
+// cuda:0 (GPU-...), 2 on cuda:1 (GPU-...)".
+func placementSummary(instances []repository.Instance) string {
+	var parts []string
+	for _, dev := range repository.Devices(instances) {
+		n, uuid := 0, ""
+		for _, in := range instances {
+			if in.Device == dev {
+				n++
+				uuid = in.UUID
+			}
+		}
+		p := fmt.Sprintf("%d on %s", n, dev)
+		if uuid != "" {
+			p += " (" + uuid + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }

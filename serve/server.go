@@ -455,6 +455,7 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 			r = modelRunner{v.Model}
 			if len(v.Instances) > 0 {
 				r = placedRunner{modelRunner{v.Model}, v.Instances}
+				s.log.Info("model placed", "model", rm.Name, "version", v.Number, "instances", placementSummary(v.Instances))
 			}
 			vs.instances = instanceStats(rm, v)
 			if rm.Config.Raw.GetSequenceBatching() != nil {
