@@ -303,6 +303,14 @@ type bertVariant struct {
 
 var bertVariants = []bertVariant{{"before", false, false, false}, {"after", true, true, true}}
 
+// bertAblations time each change alone against "after" (TestBertTimingOnGPU
+// with KILN_BERT_ABLATE=1): which of the three gains what.
+var bertAblations = []bertVariant{
+	{"after, nn.cu's attention", false, true, true},
+	{"after, GELU as a pass", true, false, true},
+	{"after, LayerNorm reads the residual", true, true, false},
+}
+
 func (v bertVariant) set() func() {
 	fa, ge, re := attentionFA, erfGELUEpilogue, residualGEMM
 	attentionFA, erfGELUEpilogue, residualGEMM = v.fa, v.erfGELUEpi, v.resid
@@ -404,7 +412,7 @@ func TestBertFP16OnGPU(t *testing.T) {
 // replayed between CUDA events (Context.DeviceTimes, as TestGPUBench),
 // median of 200 after 20 warm-up replays; then where the time goes by op
 // (TestGPUProfile's eager profile). $KILN_BERT_OUT, when set, names a file
-// for the table.
+// for the table; KILN_BERT_ABLATE=1 adds the variants with one change off.
 func TestBertTimingOnGPU(t *testing.T) {
 	needGPU(t)
 	batches := []int{1, 32}
@@ -433,7 +441,11 @@ func TestBertTimingOnGPU(t *testing.T) {
 		}
 		g := optimizeBert(t, g0)
 		in := bertInputs(cfg, 4)
-		for _, v := range bertVariants {
+		variants := bertVariants
+		if os.Getenv("KILN_BERT_ABLATE") == "1" {
+			variants = append(append([]bertVariant{}, bertVariants...), bertAblations...)
+		}
+		for _, v := range variants {
 			restore := v.set()
 			e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})
 			restore()
