@@ -130,3 +130,47 @@ func BenchmarkDepthwise(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDepthwiseDirect runs ConvDepthwiseDirect on shapes drawn from the
+// fuzzer's bytes (planes of 1-40 x 1-40, stride 1 or 2, every pad the
+// kernel takes, 1-3 channels, batch 1-2, each activation) against the
+// reference, with NaN guards after the output:
+//
+//	go test ./device/cpu -run '^$' -fuzz FuzzDepthwiseDirect -fuzztime 30s
+func FuzzDepthwiseDirect(f *testing.F) {
+	f.Add(uint8(7), uint8(7), uint8(1), uint8(0x55), uint8(1), uint8(0), uint64(1))
+	f.Add(uint8(17), uint8(3), uint8(2), uint8(0xa0), uint8(3), uint8(2), uint64(2))
+	f.Add(uint8(1), uint8(40), uint8(1), uint8(0x12), uint8(2), uint8(1), uint64(3))
+	f.Fuzz(func(t *testing.T, h, w, stride, pads, c, act uint8, seed uint64) {
+		s := 1 + int(stride)%2
+		pt, pl := int(pads)&3, int(pads>>2)&3
+		pb, pr := int(pads>>4)&3, int(pads>>6)&3
+		if s == 1 {
+			// the kernel's stride-1 geometry: the output has the input's size
+			pt, pl = pt%3, pl%3
+			pb, pr = 2-pt, 2-pl
+		} else {
+			pt, pl = pt%3, pl%3
+		}
+		p := dwCase(1+int(seed%2), 1+int(c)%3, 1+int(h)%40, 1+int(w)%40, s, pt, pl, pb, pr, Activation(int(act)%3))
+		if p.Validate() != nil {
+			return
+		}
+		if !ConvAlgoApplies(ConvDepthwiseDirect, p) {
+			t.Fatalf("%+v: ConvDepthwiseDirect does not apply", p)
+		}
+		r := rand.New(rand.NewPCG(seed, 7))
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		wt := randSlice(r, 9*p.C)
+		bias := randSlice(r, p.C)
+		want, scale := refConv2D(p, x, wt, bias)
+		buf := nanSlice(len(want) + 32)
+		Conv2DWith(ConvDepthwiseDirect, p, x, wt, bias, buf[:len(want)])
+		checkConvOut(t, "depthwise-direct", p, buf[:len(want)], want, scale)
+		for j, v := range buf[len(want):] {
+			if v == v {
+				t.Fatalf("%+v: wrote %v past the output at %d", p, v, j)
+			}
+		}
+	})
+}
