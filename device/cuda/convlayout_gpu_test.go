@@ -39,8 +39,8 @@ var resnet50Convs = []struct{ c, h, m, k, s, p, count int }{
 // bottleneck block; every candidate engine configuration is timed the same
 // way and the fastest's ID logged, with a line per graph as it is done
 // (KILN_GRAPH_COLUMNS=0 leaves these out, KILN_LAYOUT_LEGACY=0 the legacy
-// ones; KILN_GRAPH_MAX_CANDIDATES and KILN_GRAPH_BUDGET_S bound the
-// search). Without a GPU it skips.
+// ones; KILN_GRAPH_MAX_CANDIDATES, KILN_GRAPH_MAX_COMPILED and
+// KILN_GRAPH_BUDGET_S bound the search). Without a GPU it skips.
 func TestConvLayoutsOnGPU(t *testing.T) {
 	g := openGPU(t)
 	d, err := OpenCUDNN(Options{})
@@ -129,13 +129,17 @@ func TestConvLayoutsOnGPU(t *testing.T) {
 		variants = nil
 	}
 	// the graph API's columns (KILN_GRAPH_COLUMNS=0 leaves them out): at
-	// most KILN_GRAPH_MAX_CANDIDATES (default 10) engine configurations
-	// per graph, and none once KILN_GRAPH_BUDGET_S (default 420) seconds
+	// most KILN_GRAPH_MAX_CANDIDATES (default 16) engine configurations
+	// per graph, of which KILN_GRAPH_MAX_COMPILED (default 6) compiled at
+	// run time, and none once KILN_GRAPH_BUDGET_S (default 420) seconds
 	// have gone to them
 	graphs := os.Getenv("KILN_GRAPH_COLUMNS") != "0"
-	maxCand, budget := 10, 420*time.Second
+	maxCand, maxCompiled, budget := 16, 6, 420*time.Second
 	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_MAX_CANDIDATES")); err == nil && v >= 0 {
 		maxCand = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_MAX_COMPILED")); err == nil && v >= 0 {
+		maxCompiled = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_BUDGET_S")); err == nil && v > 0 {
 		budget = time.Duration(v) * time.Second
@@ -169,7 +173,7 @@ func TestConvLayoutsOnGPU(t *testing.T) {
 			began := time.Now()
 			pg := p
 			pg.NHWC = true
-			o := GraphConvOptions{MaxWorkspace: maxWS, MaxCandidates: maxCand}
+			o := GraphConvOptions{MaxWorkspace: maxWS, MaxCandidates: maxCand, MaxRuntimeCompiled: maxCompiled}
 			if v == "graph fused" {
 				o.Bias, o.ReLU, o.Residual = true, true, residual
 			}

@@ -400,6 +400,12 @@ type GraphConvOptions struct {
 	// candidates have execution plans (finalizing one can compile a
 	// kernel at run time: tens to hundreds of milliseconds).
 	MaxCandidates int
+	// MaxRuntimeCompiled, when positive, bounds how many candidates whose
+	// kernel is compiled when their plan is built (runtime fusion engines:
+	// 0.25-0.65 s each on an H100 with cuDNN 9.14) are built; the others
+	// are skipped before they compile. Precompiled engines build in
+	// microseconds.
+	MaxRuntimeCompiled int
 	// AllowTF32 keeps, in float32, the engines that use tensor cores
 	// (TF32 inputs); by default float32 graphs get true float32 only.
 	AllowTF32 bool
@@ -449,6 +455,7 @@ type GraphSearch struct {
 	OverWorkspace int            // needing more than MaxWorkspace
 	TF32          int            // left out of a float32 graph (tensor cores)
 	Reduced       int            // left out for reduced precision (down-converted inputs, half accumulation)
+	Uncompiled    int            // runtime-compiled ones left out over MaxRuntimeCompiled
 	Failed        int            // whose execution plan did not finalize
 	Errors        []string       // why the lists or plans failed (the first few)
 }
@@ -558,6 +565,7 @@ func (d *CUDNN) NewGraphConv(h CUDNNHandle, p ConvParams, oh, ow int, o GraphCon
 	}
 	c.Search.Returned = map[string]int{}
 	seen := map[string]bool{}
+	compiled := 0
 	note := func(err error) {
 		if len(c.Search.Errors) < 8 {
 			c.Search.Errors = append(c.Search.Errors, err.Error())
@@ -595,6 +603,8 @@ func (d *CUDNN) NewGraphConv(h CUDNNHandle, p ConvParams, oh, ow int, o GraphCon
 				c.Search.TF32++
 			case !o.AllowReducedPrecision && e.ReducedPrecision:
 				c.Search.Reduced++
+			case e.RuntimeCompiled && o.MaxRuntimeCompiled > 0 && compiled >= o.MaxRuntimeCompiled:
+				c.Search.Uncompiled++
 			case e.Workspace > o.MaxWorkspace:
 				c.Search.OverWorkspace++
 			default:
@@ -608,6 +618,9 @@ func (d *CUDNN) NewGraphConv(h CUDNNHandle, p ConvParams, oh, ow int, o GraphCon
 					continue // plan destroyed cfg
 				}
 				c.Candidates = append(c.Candidates, e)
+				if e.RuntimeCompiled {
+					compiled++
+				}
 				continue
 			}
 			c.b.destroy(cfg)
@@ -628,8 +641,8 @@ func (s GraphSearch) String() string {
 			parts = append(parts, fmt.Sprintf("%s returned %d", m, n))
 		}
 	}
-	parts = append(parts, fmt.Sprintf("%d duplicates, %d over the workspace, %d TF32, %d reduced precision, %d failed",
-		s.Duplicates, s.OverWorkspace, s.TF32, s.Reduced, s.Failed))
+	parts = append(parts, fmt.Sprintf("%d duplicates, %d over the workspace, %d TF32, %d reduced precision, %d not compiled, %d failed",
+		s.Duplicates, s.OverWorkspace, s.TF32, s.Reduced, s.Uncompiled, s.Failed))
 	if len(s.Errors) > 0 {
 		parts = append(parts, "first error: "+s.Errors[0])
 	}

@@ -82,6 +82,10 @@ func TestGraphConvFake(t *testing.T) {
 		{"float32 nchw with TF32", f32, 8, GraphConvOptions{MaxWorkspace: 1 << 30, AllowTF32: true},
 			[]string{"eng0_k2=1_k14=3", "eng3", "eng5", "eng2", "eng1"},
 			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, Reduced: 1, Failed: 1}},
+		{"one runtime-compiled", graphTestConv, 8, GraphConvOptions{MaxWorkspace: 1 << 30, MaxRuntimeCompiled: 1, AllowReducedPrecision: true,
+			Heuristics: []HeurMode{HeurB, HeurA}},
+			[]string{"eng3", "eng2", "eng4", "eng0_k2=1_k14=3"},
+			GraphSearch{Returned: map[string]int{"A": 3, "B": 4}, Duplicates: 1, Uncompiled: 1, Failed: 1}},
 		{"reduced precision allowed", graphTestConv, 8, GraphConvOptions{MaxWorkspace: 1 << 20, AllowReducedPrecision: true},
 			[]string{"eng0_k2=1_k14=3", "eng3", "eng2", "eng4", "eng1"},
 			GraphSearch{Returned: map[string]int{"A": 3, "B": 4, "fallback": 2}, Duplicates: 2, OverWorkspace: 1, Failed: 1}},
@@ -158,7 +162,8 @@ func TestGraphConvFake(t *testing.T) {
 }
 
 // TestGraphConvNotesFake checks the engines' notes read from the fake
-// (engines 0 and 3 run on tensor cores, engine 3 compiles at run time).
+// (engines 0 and 3 run on tensor cores, engines 3 and 5 compile at run
+// time).
 func TestGraphConvNotesFake(t *testing.T) {
 	d, h, _ := openFakeCUDNN(t)
 	c, err := d.NewGraphConv(h, graphTestConv, 8, 8, GraphConvOptions{MaxWorkspace: 1 << 20})

@@ -569,8 +569,8 @@ int cudnnBackendGetAttribute(desc_t *d, int name, int type, int64_t req, int64_t
 		for (int64_t i = 0; i < req && i < got; i++) ((int32_t *)arr)[i] = notes[i];
 		break;
 	}
-	case D_ENGINE * 10000 + 1305: // engine 3 compiles its kernel at run time
-		got = d->engine == 3 ? 1 : 0;
+	case D_ENGINE * 10000 + 1305: // engines 3 and 5 compile their kernel at run time
+		got = d->engine == 3 || d->engine == 5 ? 1 : 0;
 		if (req >= 1 && got) ((int32_t *)arr)[0] = 0;
 		break;
 	case D_KNOB_CHOICE * 10000 + 600:
