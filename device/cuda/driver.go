@@ -1,7 +1,9 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"fmt"
+	"runtime"
 	"unsafe"
 )
 
@@ -87,6 +89,9 @@ type Driver struct {
 		beginCapture, endCapture, graphInstantiate, graphLaunch, graphDestroy, gxDe uintptr
 		// deviceGetUUID is optional (0 when the driver lacks it)
 		deviceGetUUID uintptr
+		// the IPC and address-range functions are optional too (0 when
+		// the driver lacks them): only CUDA shared memory uses them
+		ipcOpen, ipcClose, ipcGet, addressRange uintptr
 	}
 }
 
@@ -145,6 +150,10 @@ func OpenDriver(o Options) (*Driver, error) {
 		return nil, err
 	}
 	f.deviceGetUUID, _ = lib.sym("cuDeviceGetUuid_v2", "cuDeviceGetUuid")
+	f.ipcOpen, _ = lib.sym("cuIpcOpenMemHandle_v2", "cuIpcOpenMemHandle")
+	f.ipcClose, _ = lib.sym("cuIpcCloseMemHandle")
+	f.ipcGet, _ = lib.sym("cuIpcGetMemHandle")
+	f.addressRange, _ = lib.sym("cuMemGetAddressRange_v2")
 	// From here on libcuda stays loaded, even on failure: unloading a
 	// driver that has started its threads is not safe.
 	if r := call(f.init, 0); r != 0 {
@@ -580,4 +589,100 @@ func (a *KernelArgs) Free() {
 		cFree(a.ptrs)
 		a.slots, a.ptrs = nil, nil
 	}
+}
+
+// IpcMemHandle is an interprocess memory handle (CUipcMemHandle, the
+// runtime's cudaIpcMemHandle_t): 64 opaque bytes that name a device
+// allocation of another process.
+type IpcMemHandle [64]byte
+
+// IpcLazyEnablePeerAccess (CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS) is the flag
+// of IpcOpenMemHandle that lets a handle of one device be opened in the
+// context of another, peer access enabled when first used.
+const IpcLazyEnablePeerAccess = 1
+
+// optional returns an error wrapping ErrUnavailable when the driver lacks
+// the optional function fn (0).
+func (d *Driver) optional(fn uintptr, name string) error {
+	if fn == 0 {
+		return fmt.Errorf("%w: the driver (%s) has no %s", ErrUnavailable, d.lib.path, name)
+	}
+	return nil
+}
+
+// IpcOpenMemHandle maps the allocation that h names, exported by another
+// process with cuIpcGetMemHandle, into the current context and returns its
+// address. (A handle cannot be opened in the process that exported it.)
+// Close it with IpcCloseMemHandle.
+//
+// The C function takes the 64-byte handle by value. On linux/amd64 (System
+// V ABI) a struct larger than two eightbytes has class MEMORY: it is copied
+// onto the stack and takes no register, so the pointer and the flags go in
+// the first two integer registers, the other four are unused, and the
+// handle's eight eightbytes are the first stack arguments. On linux/arm64
+// (AAPCS64) a composite larger than 16 bytes is copied to memory by the
+// caller and replaced by a pointer to the copy, passed in the next
+// register.
+func (d *Driver) IpcOpenMemHandle(h IpcMemHandle, flags uint32) (DevicePtr, error) {
+	if err := d.optional(d.fn.ipcOpen, "cuIpcOpenMemHandle"); err != nil {
+		return 0, err
+	}
+	var p uint64 // CUdeviceptr
+	var r int32
+	switch runtime.GOARCH {
+	case "amd64":
+		var w [8]uintptr
+		for i := range w {
+			w[i] = uintptr(binary.LittleEndian.Uint64(h[8*i:]))
+		}
+		r = call(d.fn.ipcOpen, uintptr(unsafe.Pointer(&p)), uintptr(flags), 0, 0, 0, 0,
+			w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7])
+	case "arm64":
+		c := h // the callee's copy
+		r = call(d.fn.ipcOpen, uintptr(unsafe.Pointer(&p)), uintptr(unsafe.Pointer(&c)), uintptr(flags))
+	default:
+		return 0, fmt.Errorf("%w: cuIpcOpenMemHandle takes a struct by value, which kiln passes on amd64 and arm64 only, not %s", ErrUnavailable, runtime.GOARCH)
+	}
+	if r != 0 {
+		return 0, d.err("cuIpcOpenMemHandle", r)
+	}
+	return DevicePtr(p), nil
+}
+
+// IpcCloseMemHandle unmaps memory from IpcOpenMemHandle.
+func (d *Driver) IpcCloseMemHandle(p DevicePtr) error {
+	if err := d.optional(d.fn.ipcClose, "cuIpcCloseMemHandle"); err != nil {
+		return err
+	}
+	if r := call(d.fn.ipcClose, uintptr(p)); r != 0 {
+		return d.err("cuIpcCloseMemHandle", r)
+	}
+	return nil
+}
+
+// IpcGetMemHandle returns the interprocess handle of the allocation
+// (from MemAlloc) that holds p, for another process to open.
+func (d *Driver) IpcGetMemHandle(p DevicePtr) (IpcMemHandle, error) {
+	var h IpcMemHandle
+	if err := d.optional(d.fn.ipcGet, "cuIpcGetMemHandle"); err != nil {
+		return h, err
+	}
+	if r := call(d.fn.ipcGet, uintptr(unsafe.Pointer(&h[0])), uintptr(p)); r != 0 {
+		return h, d.err("cuIpcGetMemHandle", r)
+	}
+	return h, nil
+}
+
+// MemAddressRange returns the base and the size in bytes of the
+// allocation that holds p.
+func (d *Driver) MemAddressRange(p DevicePtr) (base DevicePtr, size uint64, err error) {
+	if err := d.optional(d.fn.addressRange, "cuMemGetAddressRange"); err != nil {
+		return 0, 0, err
+	}
+	var b uint64
+	var n uintptr // size_t
+	if r := call(d.fn.addressRange, uintptr(unsafe.Pointer(&b)), uintptr(unsafe.Pointer(&n)), uintptr(p)); r != 0 {
+		return 0, 0, d.err("cuMemGetAddressRange", r)
+	}
+	return DevicePtr(b), uint64(n), nil
 }

@@ -14,9 +14,25 @@
 // device i the UUID fa4e0000-0000-0000-0000-0000000000ii (i hexadecimal).
 // With $KILN_FAKE_SYNC_US set, cuStreamSynchronize sleeps that many
 // microseconds (a run that takes time, so that concurrent runs overlap).
+//
+// Interprocess memory: a fake CUipcMemHandle is the magic "kilnipc1", the
+// allocation's size (8 bytes, little-endian), the name of a POSIX shared
+// memory object (40 bytes, NUL-padded, under /dev/shm) and the check bytes
+// 0xc0..0xc7. cuIpcOpenMemHandle_v2 takes the handle by value, as the real
+// one: it checks the magic, the check bytes and the flags (1,
+// CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS), and returns CUDA_ERROR_INVALID_VALUE
+// for anything else, so an argument passed in the wrong place fails. It
+// maps the object (which must hold the size), and the synchronous copies
+// (cuMemcpyHtoD_v2, cuMemcpyDtoH_v2) then copy from and to the mapping;
+// copies to other addresses do nothing, as before. cuMemGetAddressRange_v2
+// and cuIpcGetMemHandle answer for the opened mappings only;
+// cuIpcCloseMemHandle unmaps.
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAXGPUS 16
@@ -61,8 +77,8 @@ static void gpuName(char *s, int n, int d) {
 	s[len] = 0;
 }
 
-static const char *names[] = {[0] = "CUDA_SUCCESS", [2] = "CUDA_ERROR_OUT_OF_MEMORY", [100] = "CUDA_ERROR_NO_DEVICE", [400] = "CUDA_ERROR_INVALID_HANDLE"};
-static const char *descs[] = {[0] = "no error", [2] = "out of memory", [100] = "no CUDA-capable device is detected", [400] = "invalid resource handle"};
+static const char *names[] = {[0] = "CUDA_SUCCESS", [1] = "CUDA_ERROR_INVALID_VALUE", [2] = "CUDA_ERROR_OUT_OF_MEMORY", [100] = "CUDA_ERROR_NO_DEVICE", [400] = "CUDA_ERROR_INVALID_HANDLE"};
+static const char *descs[] = {[0] = "no error", [1] = "invalid argument", [2] = "out of memory", [100] = "no CUDA-capable device is detected", [400] = "invalid resource handle"};
 
 int cuInit(unsigned flags) { return flags == 0 ? 0 : 1; }
 int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
@@ -92,8 +108,105 @@ int cuCtxSetCurrent(void *c) { return 0; }
 int cuCtxSynchronize(void) { return 0; }
 int cuMemAlloc_v2(unsigned long long *p, size_t n) { if (n > ((size_t)1 << 30)) return 2; *p = 0x10000; return 0; }
 int cuMemFree_v2(unsigned long long p) { return 0; }
-int cuMemcpyHtoD_v2(void) { return 0; }
-int cuMemcpyDtoH_v2(void) { return 0; }
+
+// The opened interprocess mappings, guarded by a spin lock.
+typedef struct { char reserved[64]; } CUipcMemHandle;
+#define MAXIPC 64
+static struct {
+	char *p;
+	size_t n;
+	CUipcMemHandle h;
+} ipc[MAXIPC];
+static int ipcLock;
+static void lock(void) { while (__atomic_exchange_n(&ipcLock, 1, __ATOMIC_ACQUIRE)) {} }
+static void unlock(void) { __atomic_store_n(&ipcLock, 0, __ATOMIC_RELEASE); }
+
+// ipcFind returns the mapping that holds [p, p+n), -1 if p lies in none,
+// -2 if p lies in one that does not hold n bytes from it. Call it locked.
+static int ipcFind(unsigned long long p, size_t n) {
+	for (int i = 0; i < MAXIPC; i++) {
+		unsigned long long b = (unsigned long long)(size_t)ipc[i].p;
+		if (ipc[i].p && p >= b && p < b + ipc[i].n) return n <= b + ipc[i].n - p ? i : -2;
+	}
+	return -1;
+}
+
+int cuIpcOpenMemHandle_v2(unsigned long long *p, CUipcMemHandle h, unsigned flags) {
+	const unsigned char *b = (const unsigned char *)h.reserved;
+	if (flags != 1 || memcmp(b, "kilnipc1", 8) != 0) return 1;
+	for (int i = 0; i < 8; i++)
+		if (b[56 + i] != 0xc0 + i) return 1;
+	unsigned long long n = 0;
+	for (int i = 0; i < 8; i++) n |= (unsigned long long)b[8 + i] << (8 * i);
+	char name[64] = "/dev/shm/";
+	memcpy(name + 9, b + 16, 40);
+	name[sizeof name - 1] = 0;
+	if (n == 0 || strchr(name + 9, '/')) return 1;
+	int fd = open(name, O_RDWR);
+	if (fd < 0) return 1;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || (unsigned long long)st.st_size < n) {
+		close(fd);
+		return 1;
+	}
+	void *m = mmap(0, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) return 2;
+	lock();
+	for (int i = 0; i < MAXIPC; i++)
+		if (!ipc[i].p) {
+			ipc[i].p = m, ipc[i].n = n, ipc[i].h = h;
+			unlock();
+			*p = (unsigned long long)(size_t)m;
+			return 0;
+		}
+	unlock();
+	munmap(m, n);
+	return 2;
+}
+int cuIpcCloseMemHandle(unsigned long long p) {
+	lock();
+	for (int i = 0; i < MAXIPC; i++)
+		if (ipc[i].p && (unsigned long long)(size_t)ipc[i].p == p) {
+			munmap(ipc[i].p, ipc[i].n);
+			ipc[i].p = 0;
+			unlock();
+			return 0;
+		}
+	unlock();
+	return 400;
+}
+int cuIpcGetMemHandle(CUipcMemHandle *h, unsigned long long p) {
+	lock();
+	int i = ipcFind(p, 1);
+	if (i >= 0) *h = ipc[i].h;
+	unlock();
+	return i >= 0 ? 0 : 1;
+}
+int cuMemGetAddressRange_v2(unsigned long long *base, size_t *n, unsigned long long p) {
+	lock();
+	int i = ipcFind(p, 1);
+	if (i >= 0) {
+		if (base) *base = (unsigned long long)(size_t)ipc[i].p;
+		if (n) *n = ipc[i].n;
+	}
+	unlock();
+	return i >= 0 ? 0 : 1;
+}
+int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t n) {
+	lock();
+	int i = ipcFind(dst, n);
+	if (i >= 0) memcpy((void *)(size_t)dst, src, n);
+	unlock();
+	return i == -2 ? 1 : 0;
+}
+int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t n) {
+	lock();
+	int i = ipcFind(src, n);
+	if (i >= 0) memcpy(dst, (const void *)(size_t)src, n);
+	unlock();
+	return i == -2 ? 1 : 0;
+}
 int cuMemcpyHtoDAsync_v2(void) { return 0; }
 int cuMemcpyDtoHAsync_v2(void) { return 0; }
 int cuMemAllocHost_v2(void **p, size_t n) { *p = malloc(n); return *p ? 0 : 2; }
