@@ -49,7 +49,7 @@ func TestConvSiLU(t *testing.T) {
 				case math.IsInf(xf, 1):
 					want = xf
 				}
-				if d := math.Abs(got - want); d > 1e-6*math.Abs(want)+1e-30 && !(got == want) {
+				if d := math.Abs(got - want); math.IsNaN(got) || d > 1e-6*math.Abs(want)+1e-30 && got != want {
 					t.Fatalf("n=%d inPlace=%v: SiLU(%v) = %v, want %v", n, inPlace, x, got, want)
 				}
 			}
