@@ -255,6 +255,28 @@ func TestBertGraphCompile(t *testing.T) {
 	}
 }
 
+// TestAttentionKeys128 checks which attention kernel attentionKeys128
+// selects: attention_mma_fa128 for head sizes up to 64, attention_mma_fa
+// above.
+func TestAttentionKeys128(t *testing.T) {
+	defer func(k bool) { attentionKeys128 = k }(attentionKeys128)
+	for _, tt := range []struct {
+		keys128 bool
+		d       int
+		want    string
+	}{
+		{false, 64, "attention_mma_fa_d64_f16"},
+		{true, 64, "attention_mma_fa128_d64_f16"},
+		{true, 32, "attention_mma_fa128_d32_f16"},
+		{true, 128, "attention_mma_fa_d128_f16"},
+	} {
+		attentionKeys128 = tt.keys128
+		if l := mmaLaunch(tt.d, 128, 24, nil); l.kernel != tt.want {
+			t.Errorf("keys128=%v, head %d: %s, want %s", tt.keys128, tt.d, l.kernel, tt.want)
+		}
+	}
+}
+
 // TestBertGraphCPU checks that the BERT graph as built runs on kiln's CPU
 // engine and that optimizing it keeps its outputs (so that the GPU tests
 // compare with a right reference).
@@ -299,22 +321,27 @@ const bertCosine = 0.9999
 type bertVariant struct {
 	name                  string
 	fa, erfGELUEpi, resid bool
+	keys128               bool // attention_mma_fa128 (attentionKeys128)
 }
 
-var bertVariants = []bertVariant{{"before", false, false, false}, {"after", true, true, true}}
+var bertVariants = []bertVariant{{"before", false, false, false, false}, {"after", true, true, true, false}}
+
+// bertKeys128 is "after" with attention_mma_fa128, not yet the default.
+var bertKeys128 = bertVariant{"after, 128 keys staged", true, true, true, true}
 
 // bertAblations time each change alone against "after" (TestBertTimingOnGPU
 // with KILN_BERT_ABLATE=1): which of the three gains what.
 var bertAblations = []bertVariant{
-	{"after, nn.cu's attention", false, true, true},
-	{"after, GELU as a pass", true, false, true},
-	{"after, LayerNorm reads the residual", true, true, false},
+	{"after, nn.cu's attention", false, true, true, false},
+	{"after, GELU as a pass", true, false, true, false},
+	{"after, LayerNorm reads the residual", true, true, false, false},
+	bertKeys128,
 }
 
 func (v bertVariant) set() func() {
-	fa, ge, re := attentionFA, erfGELUEpilogue, residualGEMM
-	attentionFA, erfGELUEpilogue, residualGEMM = v.fa, v.erfGELUEpi, v.resid
-	return func() { attentionFA, erfGELUEpilogue, residualGEMM = fa, ge, re }
+	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
+	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
+	return func() { attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = fa, ge, re, k1 }
 }
 
 // TestBertFP16OnGPU builds bert_mini (its test inputs) and a BERT-base
@@ -357,7 +384,7 @@ func TestBertFP16OnGPU(t *testing.T) {
 	for _, m := range models {
 		t.Run(m.name, func(t *testing.T) {
 			g, in, want := m.g(t)
-			for _, v := range bertVariants {
+			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys128) {
 				t.Run(v.name, func(t *testing.T) {
 					restore := v.set()
 					e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})

@@ -18,6 +18,12 @@ const attRows = 16
 // turn it off to compare the two.
 var attentionFA = true
 
+// attentionKeys128 makes attention_mma_fa stage 128 keys at once for head
+// sizes up to 64 (attention_mma_fa128: one wait for BERT's 128 keys where
+// attention_mma_fa waits twice). Off until a GPU run has checked and timed
+// it (TestBertFP16OnGPU, TestBertTimingOnGPU with KILN_BERT_ABLATE=1).
+var attentionKeys128 = false
+
 // faFill is the number of blocks below which attention_fa uses fewer warps
 // (query rows) per block, so that a small batch still spreads over the
 // GPU's multiprocessors (132 on an H100: two blocks each).
@@ -36,7 +42,11 @@ func mmaLaunch(D, S int, B int64, args []arg) launch {
 		warps /= 2
 	}
 	rows := 16 * warps
-	return launch{kernel: fmt.Sprintf("attention_mma_fa_d%d_f16", D), grid: cuda.Dim3{X: uint32((S + rows - 1) / rows), Y: uint32(B), Z: 1},
+	name := "attention_mma_fa_d%d_f16"
+	if attentionKeys128 && D <= 64 {
+		name = "attention_mma_fa128_d%d_f16"
+	}
+	return launch{kernel: fmt.Sprintf(name, D), grid: cuda.Dim3{X: uint32((S + rows - 1) / rows), Y: uint32(B), Z: 1},
 		block: cuda.Dim3{X: uint32(32 * warps), Y: 1, Z: 1}, args: args}
 }
 

@@ -57,13 +57,13 @@ __device__ __forceinline__ void fa_cp_wait() {
 #endif
 }
 
-template <int D>
+template <int D, int KS>
 __device__ void attention_fa_t(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                                const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
                                int H, float scale) {
-    __shared__ __align__(16) kiln_half ks[AM_KC][D + 8];
-    __shared__ __align__(16) kiln_half vs[AM_KC][D + 8];
-    __shared__ float msk[AM_KC];
+    __shared__ __align__(16) kiln_half ks[KS][D + 8];
+    __shared__ __align__(16) kiln_half vs[KS][D + 8];
+    __shared__ float msk[KS];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tg = lane & 3;
     int warps = blockDim.x >> 5;
     long long bi = blockIdx.y, bo = bi / H, hh = bi % H;
@@ -117,12 +117,12 @@ __device__ void attention_fa_t(kiln_half *y, const kiln_half *q, const kiln_half
     // transposed (keys j.., j+8.. at cols n*8, then (n+1)*8)
     int k_row = lane & 7, k_col = (lane >> 3) * 8;
     int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
-    for (int c0 = 0; c0 < T; c0 += AM_KC) {
+    for (int c0 = 0; c0 < T; c0 += KS) {
         __syncthreads();
         if (vec) {
             // every copy of the chunk in flight at once, whatever the
             // block's size (keys past T are zeros)
-            for (int x = threadIdx.x; x < AM_KC * (D / 8); x += blockDim.x) {
+            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
                 int t = x / (D / 8), d = (x % (D / 8)) * 8;
                 bool in = c0 + t < T;
                 fa_cp16(&ks[t][d], in ? kb + (c0 + t) * kr + d : kb, in ? 16 : 0);
@@ -130,7 +130,7 @@ __device__ void attention_fa_t(kiln_half *y, const kiln_half *q, const kiln_half
             }
             fa_cp_wait();
         } else {
-            for (int x = threadIdx.x; x < AM_KC * D; x += blockDim.x) {
+            for (int x = threadIdx.x; x < KS * D; x += blockDim.x) {
                 int t = x / D, d = x % D;
                 bool in = c0 + t < T;
                 ks[t][d] = in ? kb[(c0 + t) * kr + d * kc] : (kiln_half)0;
@@ -138,79 +138,83 @@ __device__ void attention_fa_t(kiln_half *y, const kiln_half *q, const kiln_half
             }
         }
         if (shared_mask) {
-            for (int x = threadIdx.x; x < AM_KC; x += blockDim.x) {
+            for (int x = threadIdx.x; x < KS; x += blockDim.x) {
                 msk[x] = c0 + x < T ? ldf(mb, (long long)(c0 + x) * mj) * AM_LOG2E : 0.0f;
             }
         }
         __syncthreads();
         if (r0 >= S) continue;
-        float s[AM_KC / 8][4];
+        // the staged keys in sub-chunks of AM_KC (the scores of one in
+        // registers at a time)
+        for (int sub = 0; sub < KS && c0 + sub < T; sub += AM_KC) {
+            float s[AM_KC / 8][4];
 #pragma unroll
-        for (int n = 0; n < AM_KC / 8; n++) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+            for (int n = 0; n < AM_KC / 8; n++) {
+                s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
-            for (int t = 0; t < D / 16; t += 2) {
-                unsigned b[4];
-                fa_ldsm4(b, &ks[n * 8 + k_row][t * 16 + k_col]);
-                am_mma(s[n], qf[t], b[0], b[1]);
-                am_mma(s[n], qf[t + 1], b[2], b[3]);
-            }
-        }
-        float x0 = -1e30f, x1 = -1e30f;
-#pragma unroll
-        for (int n = 0; n < AM_KC / 8; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int kk = n * 8 + 2 * tg + (e & 1), key = c0 + kk;
-                float val = s[n][e] * sc2;
-                if (key >= T) {
-                    val = -KILN_INF;
-                } else if (shared_mask) {
-                    val += msk[kk];
-                } else if (mb) {
-                    val += ldf(mb, (long long)(e < 2 ? ra_m : rb_m) * mi + (long long)key * mj) * AM_LOG2E;
+                for (int t = 0; t < D / 16; t += 2) {
+                    unsigned b[4];
+                    fa_ldsm4(b, &ks[sub + n * 8 + k_row][t * 16 + k_col]);
+                    am_mma(s[n], qf[t], b[0], b[1]);
+                    am_mma(s[n], qf[t + 1], b[2], b[3]);
                 }
-                s[n][e] = val;
             }
-            x0 = fmaxf(x0, fmaxf(s[n][0], s[n][1]));
-            x1 = fmaxf(x1, fmaxf(s[n][2], s[n][3]));
-        }
-        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 1));
-        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 2));
-        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 1));
-        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 2));
-        float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
-        float f0 = exp2f(m0 - n0), f1 = exp2f(m1 - n1);
-        m0 = n0;
-        m1 = n1;
-        l0 *= f0;
-        l1 *= f1;
+            float x0 = -1e30f, x1 = -1e30f;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            o[n][0] *= f0;
-            o[n][1] *= f0;
-            o[n][2] *= f1;
-            o[n][3] *= f1;
-        }
+            for (int n = 0; n < AM_KC / 8; n++) {
 #pragma unroll
-        for (int n = 0; n < AM_KC / 8; n++) {
-            s[n][0] = exp2f(s[n][0] - n0);
-            s[n][1] = exp2f(s[n][1] - n0);
-            s[n][2] = exp2f(s[n][2] - n1);
-            s[n][3] = exp2f(s[n][3] - n1);
-            l0 += s[n][0] + s[n][1];
-            l1 += s[n][2] + s[n][3];
-        }
+                for (int e = 0; e < 4; e++) {
+                    int kk = sub + n * 8 + 2 * tg + (e & 1), key = c0 + kk;
+                    float val = s[n][e] * sc2;
+                    if (key >= T) {
+                        val = -KILN_INF;
+                    } else if (shared_mask) {
+                        val += msk[kk];
+                    } else if (mb) {
+                        val += ldf(mb, (long long)(e < 2 ? ra_m : rb_m) * mi + (long long)key * mj) * AM_LOG2E;
+                    }
+                    s[n][e] = val;
+                }
+                x0 = fmaxf(x0, fmaxf(s[n][0], s[n][1]));
+                x1 = fmaxf(x1, fmaxf(s[n][2], s[n][3]));
+            }
+            x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 1));
+            x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 2));
+            x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 1));
+            x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 2));
+            float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
+            float f0 = exp2f(m0 - n0), f1 = exp2f(m1 - n1);
+            m0 = n0;
+            m1 = n1;
+            l0 *= f0;
+            l1 *= f1;
 #pragma unroll
-        for (int t = 0; t < AM_KC / 16; t++) {
-            unsigned a[4] = {am_pack(s[2 * t][0], s[2 * t][1]), am_pack(s[2 * t][2], s[2 * t][3]),
-                             am_pack(s[2 * t + 1][0], s[2 * t + 1][1]), am_pack(s[2 * t + 1][2], s[2 * t + 1][3])};
+            for (int n = 0; n < D / 8; n++) {
+                o[n][0] *= f0;
+                o[n][1] *= f0;
+                o[n][2] *= f1;
+                o[n][3] *= f1;
+            }
 #pragma unroll
-            for (int n = 0; n < D / 8; n += 2) {
-                unsigned b[4];
-                fa_ldsm4t(b, &vs[t * 16 + v_row][n * 8 + v_col]);
-                am_mma(o[n], a, b[0], b[1]);
-                am_mma(o[n + 1], a, b[2], b[3]);
+            for (int n = 0; n < AM_KC / 8; n++) {
+                s[n][0] = exp2f(s[n][0] - n0);
+                s[n][1] = exp2f(s[n][1] - n0);
+                s[n][2] = exp2f(s[n][2] - n1);
+                s[n][3] = exp2f(s[n][3] - n1);
+                l0 += s[n][0] + s[n][1];
+                l1 += s[n][2] + s[n][3];
+            }
+#pragma unroll
+            for (int t = 0; t < AM_KC / 16; t++) {
+                unsigned a[4] = {am_pack(s[2 * t][0], s[2 * t][1]), am_pack(s[2 * t][2], s[2 * t][3]),
+                                 am_pack(s[2 * t + 1][0], s[2 * t + 1][1]), am_pack(s[2 * t + 1][2], s[2 * t + 1][3])};
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    unsigned b[4];
+                    fa_ldsm4t(b, &vs[sub + t * 16 + v_row][n * 8 + v_col]);
+                    am_mma(o[n], a, b[0], b[1]);
+                    am_mma(o[n + 1], a, b[2], b[3]);
+                }
             }
         }
     }
@@ -244,17 +248,33 @@ extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                          const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                          float scale) {
-    attention_fa_t<32>(y, q, k, v, mask, meta, st, S, T, H, scale);
+    attention_fa_t<32, AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                          const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                          float scale) {
-    attention_fa_t<64>(y, q, k, v, mask, meta, st, S, T, H, scale);
+    attention_fa_t<64, AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa_d128_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                           const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                           float scale) {
-    attention_fa_t<128>(y, q, k, v, mask, meta, st, S, T, H, scale);
+    attention_fa_t<128, AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+
+// The same with 128 keys staged at once (two sub-chunks computed from one
+// wait): for head sizes up to 64, whose two K and V buffers then fit the
+// 48 KB of static shared memory.
+extern "C" __global__ void __launch_bounds__(128)
+    attention_mma_fa128_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                                const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                                int H, float scale) {
+    attention_fa_t<32, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+extern "C" __global__ void __launch_bounds__(128)
+    attention_mma_fa128_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                                const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                                int H, float scale) {
+    attention_fa_t<64, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
