@@ -148,7 +148,7 @@ func TestEngineFake(t *testing.T) {
 		}
 		// NHWC by default in half (layout.go): the convolutions as cuDNN's
 		// fused call, pooling with the NHWC kernels.
-		if impl["kiln::FusedConv"] != "cudnn nhwc fused (algo 6, math 1)" || impl["Gemm"] != "cublaslt (bias epilogue)" || impl["MaxPool"] != "pool2d_nhwc_f16" ||
+		if impl["kiln::FusedConv"] != "cudnn nhwc fused (algo 6, math 1)" || impl["Gemm"] != "cublaslt (bias epilogue)" || impl["MaxPool"] != "pool2d_nhwc8_f16" ||
 			ls[0].Impl != "cast_f32_f16_nhwc" || ls[len(ls)-1].Impl != "cast_f16_f32" {
 			t.Errorf("layers run as %v", ls)
 		}

@@ -173,12 +173,12 @@ func TestLayoutTransposes(t *testing.T) {
 	}{
 		// one transpose in (the input's conversion to half writes NHWC),
 		// one before Flatten
-		{"chain", false, []string{"NCHW before Flatten"}, []string{"cast_f32_f16_nhwc", "conv2d_nhwc_f16", "pool2d_nhwc_f16", "transpose_tiles_b16"}},
-		{"chain", true, []string{"NCHW before Flatten"}, []string{"cast_f32_f16_nhwc", "conv2d_nhwc_f16", "pool2d_nhwc_f16"}},
+		{"chain", false, []string{"NCHW before Flatten"}, []string{"cast_f32_f16_nhwc", "conv2d_nhwc_f16", "pool2d_nhwc8_f16", "transpose_tiles_b16"}},
+		{"chain", true, []string{"NCHW before Flatten"}, []string{"cast_f32_f16_nhwc", "conv2d_nhwc_f16", "pool2d_nhwc8_f16"}},
 		// global pooling reads NHWC and gives N x C x 1 x 1: only the
 		// input and the "feat" output are transposed
-		{"residual", false, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc_f16", "global_pool_nhwc_f16", "chan_epilogue_f16"}},
-		{"residual", true, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc_f16", "global_pool_nhwc_f16"}},
+		{"residual", false, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc8_f16", "global_pool_nhwc_f16", "chan_epilogue_f16"}},
+		{"residual", true, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc8_f16", "global_pool_nhwc_f16"}},
 		// Concat along the channels of NHWC values: no transpose at all
 		{"fire", false, nil, []string{"cast_f32_f16_nhwc", "copy_rows_b16", "global_pool_nhwc_f16"}},
 		{"fire", true, nil, []string{"cast_f32_f16_nhwc", "copy_rows_b16", "global_pool_nhwc_f16"}},

@@ -43,7 +43,11 @@ func (c *compiler) pool(s *step) error {
 	}
 	if c.readsNHWC(n, 0) { // x and y NHWC (layout.go)
 		total := int64(xd[0]) * int64(yd[2]) * int64(yd[3]) * int64(xd[1])
-		s.launches = []launch{elemLaunch("pool2d_nhwc_f16", total, pArg(yr), pArg(xr), iArg(xd[0]), iArg(xd[1]),
+		k := "pool2d_nhwc_f16"
+		if xd[1]%8 == 0 { // 8 channels a thread, 16-byte accesses
+			k, total = "pool2d_nhwc8_f16", total/8
+		}
+		s.launches = []launch{elemLaunch(k, total, pArg(yr), pArg(xr), iArg(xd[0]), iArg(xd[1]),
 			iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
 			iArg(win.ph), iArg(win.pw), iArg(win.dh), iArg(win.dw), iArg(win.peh), iArg(win.pew), iArg(mode))}
 		return nil

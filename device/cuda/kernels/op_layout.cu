@@ -15,6 +15,14 @@ template <typename TI, typename TO>
 __device__ void transpose_tiles_t(TO *y, const TI *x, int B, int R, int S) {
     if (R < 32 || S < 32) {
         long long total = (long long)B * R * S;
+        if (total < 0x7fffffffLL) { // 32-bit index arithmetic: several times cheaper
+            unsigned int n = (unsigned int)total, uR = R, uS = S;
+            for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+                unsigned int r = i % uR, t = i / uR, s = t % uS, b = t / uS;
+                stf(y, (long long)i, ldf(x, ((long long)b * R + r) * S + s));
+            }
+            return;
+        }
         GRID_STRIDE(i, total) {
             int r = (int)(i % R);
             long long t = i / R;
@@ -117,6 +125,67 @@ extern "C" __global__ void pool2d_nhwc_f16(kiln_half *y, const kiln_half *x, int
         if (mode == 1) acc = cnt ? acc / cnt : 0.0f;
         if (mode == 2) acc = cntPad ? acc / cntPad : 0.0f;
         stf(y, i, acc);
+    }
+}
+
+// pool2d_nhwc_f16 with C a multiple of 8: one thread per 8 channels of an
+// output pixel, loading and storing 16 bytes at a time (the rows of an
+// NHWC value are 16-byte aligned when C is a multiple of 8), so that the
+// index arithmetic is paid once per 8 values.
+__device__ __forceinline__ void pool8_one(kiln_half *y, const kiln_half *x, long long i, long long n, int oh, int ow,
+                                          int c8, int C, int H, int W, int KH, int KW, int SH, int SW, int PH,
+                                          int PW, int DH, int DW, int PEH, int PEW, int mode) {
+    const kiln_half *xn = x + n * H * W * C + c8 * 8;
+    float acc[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) acc[k] = mode == 0 ? -KILN_INF : 0.0f;
+    int cnt = 0, cntPad = 0;
+    for (int kh = 0; kh < KH; kh++) {
+        int ih = oh * SH - PH + kh * DH;
+        bool inH = ih >= -PH && ih < H + PEH;
+        for (int kw = 0; kw < KW; kw++) {
+            int iw = ow * SW - PW + kw * DW;
+            if (inH && iw >= -PW && iw < W + PEW) cntPad++;
+            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+            uint4 v = *reinterpret_cast<const uint4 *>(xn + ((long long)ih * W + iw) * C);
+            const kiln_half *h = reinterpret_cast<const kiln_half *>(&v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float e = h2f(h[k]);
+                acc[k] = mode == 0 ? fmaxf(acc[k], e) : acc[k] + e;
+            }
+            cnt++;
+        }
+    }
+    float div = mode == 1 ? (float)cnt : mode == 2 ? (float)cntPad : 1.0f;
+    uint4 out;
+    kiln_half *o = reinterpret_cast<kiln_half *>(&out);
+#pragma unroll
+    for (int k = 0; k < 8; k++) o[k] = f2h(mode == 0 ? acc[k] : (div > 0.0f ? acc[k] / div : 0.0f));
+    *reinterpret_cast<uint4 *>(y + i * 8) = out;
+}
+
+extern "C" __global__ void pool2d_nhwc8_f16(kiln_half *y, const kiln_half *x, int N, int C, int H, int W, int OH,
+                                            int OW, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                                            int PEH, int PEW, int mode) {
+    int C8 = C >> 3;
+    long long total = (long long)N * OH * OW * C8;
+    if (total < 0x7fffffffLL) { // 32-bit index arithmetic
+        unsigned int tot = (unsigned int)total, uC8 = C8, uOW = OW, uOH = OH;
+        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < tot; i += blockDim.x * gridDim.x) {
+            unsigned int c8 = i % uC8, t = i / uC8, ow = t % uOW;
+            t /= uOW;
+            pool8_one(y, x, i, t / uOH, (int)(t % uOH), (int)ow, (int)c8, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW,
+                      PEH, PEW, mode);
+        }
+        return;
+    }
+    GRID_STRIDE(i, total) {
+        int c8 = (int)(i % C8);
+        long long t = i / C8;
+        int ow = (int)(t % OW);
+        t /= OW;
+        pool8_one(y, x, i, t / OH, (int)(t % OH), ow, c8, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, PEH, PEW, mode);
     }
 }
 
