@@ -1,6 +1,7 @@
 package gpuexec
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -523,25 +525,47 @@ func TestLayoutOnGPU(t *testing.T) {
 // NHWC default, each untuned and tuned (the device time of the layers, a
 // CUDA graph replay, median of 30), and logs how the convolutions ran.
 // Set KILN_LAYOUT_BENCH=1 to run it (it takes a minute or two on an H100);
-// $KILN_LAYOUT_BENCH_OUT receives the table.
+// $KILN_LAYOUT_BENCH_BATCHES lists the batches ("256,1" by default) and
+// $KILN_LAYOUT_BENCH_OUT receives the tables.
 func TestLayoutBenchOnGPU(t *testing.T) {
 	if os.Getenv("KILN_LAYOUT_BENCH") == "" {
 		t.Skip("set KILN_LAYOUT_BENCH=1 to time NCHW against NHWC at batch 256")
 	}
 	needGPU(t)
-	batch := 256
 	name, path := "resnet_mini", ""
-	var in map[string]*tensor.Tensor
 	if dir := os.Getenv("KILN_GPU_BENCH"); dir != "" {
 		if p := filepath.Join(dir, "resnet50", "model.onnx"); fileExists(p) {
 			name, path = "resnet50", p
-			r := rand.New(rand.NewPCG(1, 2))
-			in = benchInputs("resnet50", batch, r)
 		}
 	}
 	if path == "" {
 		path = modelPath(t, "resnet_mini")
-		in = randomImages(t, "resnet_mini", batch, 3)
+	}
+	var tables []string
+	for _, bs := range strings.Split(cmp.Or(os.Getenv("KILN_LAYOUT_BENCH_BATCHES"), "256,1"), ",") {
+		batch, err := strconv.Atoi(strings.TrimSpace(bs))
+		if err != nil || batch < 1 {
+			t.Fatalf("KILN_LAYOUT_BENCH_BATCHES: %q is not a batch size", bs)
+		}
+		tables = append(tables, benchLayouts(t, name, path, batch))
+	}
+	table := strings.Join(tables, "\n")
+	t.Log("\n" + table)
+	if p := os.Getenv("KILN_LAYOUT_BENCH_OUT"); p != "" {
+		if err := os.WriteFile(p, []byte(table), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// benchLayouts times one model at one batch in the layouts and returns the
+// table.
+func benchLayouts(t *testing.T, name, path string, batch int) string {
+	var in map[string]*tensor.Tensor
+	if name == "resnet50" {
+		in = benchInputs("resnet50", batch, rand.New(rand.NewPCG(1, 2)))
+	} else {
+		in = randomImages(t, name, batch, 3)
 	}
 	g := optimizedGraph(t, path, in)
 	rows := []string{fmt.Sprintf("%s FP16 batch %d, device time of the layers (CUDA graph replay, median of 30)", name, batch), "",
@@ -632,13 +656,7 @@ func TestLayoutBenchOnGPU(t *testing.T) {
 		c.Close()
 		e.Close()
 	}
-	table := strings.Join(rows, "\n") + "\n"
-	t.Log("\n" + table)
-	if p := os.Getenv("KILN_LAYOUT_BENCH_OUT"); p != "" {
-		if err := os.WriteFile(p, []byte(table), 0o644); err != nil {
-			t.Error(err)
-		}
-	}
+	return strings.Join(rows, "\n") + "\n"
 }
 
 func fileExists(p string) bool {
