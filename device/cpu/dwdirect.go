@@ -147,27 +147,42 @@ func dwDirect(p Conv2DParams, x, w, bias, y []float32) {
 	hw, ohw := p.H*p.W, oh*ow
 	planes := p.N * p.C
 	grain := max(1, (1<<14)/max(1, ohw*9))
+	biasOf := func(c int) float32 {
+		if bias == nil {
+			return 0
+		}
+		return bias[c]
+	}
+	off := -(p.PadTop*p.W + p.PadLeft)
 	ParallelFor(planes, grain, func(lo0, hi0 int) {
 		for pl := lo0; pl < hi0; pl++ {
 			c := pl % p.C
-			var b float32
-			if bias != nil {
-				b = bias[c]
-			}
 			in := x[pl*hw : pl*hw+hw]
 			dst := y[pl*ohw : pl*ohw+ohw]
 			wt := w[9*c : 9*c+9]
-			if p.StrideH == 1 {
-				dwFlatS1(in, p.W, -(p.PadTop*p.W + p.PadLeft), wt, dst, g, b, lo, hi)
-			} else {
-				dwRowsS2(in, p.PadLeft, wt, dst, oh, ow, g, b, lo, hi)
+			switch {
+			case p.StrideH == 1 && dwPairs && pl+1 < hi0:
+				// two planes per pass: the tap masks load once for both
+				c1 := (pl + 1) % p.C
+				dwFlatS1x2(in, x[(pl+1)*hw:(pl+2)*hw], p.W, off, wt, w[9*c1:9*c1+9], dst, y[(pl+1)*ohw:(pl+2)*ohw], g,
+					biasOf(c), biasOf(c1), lo, hi)
+				pl++
+				dst = y[(pl-1)*ohw : (pl+1)*ohw]
+			case p.StrideH == 1:
+				dwFlatS1(in, p.W, off, wt, dst, g, biasOf(c), lo, hi)
+			default:
+				dwRowsS2(in, p.PadLeft, wt, dst, oh, ow, g, biasOf(c), lo, hi)
 			}
 			if p.Act != ActNone && p.Act != ActRelu && p.Act != ActClip {
-				epilogue(p, dst, ow, oh, ow, nil)
+				epilogue(p, dst, ow, len(dst)/ow, ow, nil)
 			}
 		}
 	})
 }
+
+// dwPairs makes dwDirect's stride-1 kernel run two planes per pass (tests
+// and benchmarks turn it off to compare).
+var dwPairs = true
 
 // actBounds returns the clamp of p.Act: ReLU's [0, +Inf), clip's
 // [ActMin, ActMax], or everything.

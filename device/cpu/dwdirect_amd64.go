@@ -18,6 +18,16 @@ func dwFlatS1(in []float32, w, off int, wt, dst []float32, g *dwGeom, b, lo, hi 
 	dwFlatS1AVX512(&in[0], w, 4*off, &wt[0], &dst[0], &g.tab[0], g.nvec, b, lo, hi)
 }
 
+// dwFlatS1x2 is dwFlatS1 on two planes of the same size at once.
+func dwFlatS1x2(in0, in1 []float32, w, off int, wt0, wt1, dst0, dst1 []float32, g *dwGeom, b0, b1, lo, hi float32) {
+	n := len(in0)
+	if len(in1) != n || len(wt0) < 9 || len(wt1) < 9 || len(dst0) < n || len(dst1) < n || n == 0 ||
+		len(g.tab) < 16*g.nvec || 16*g.nvec < n || 16*(g.nvec-1) >= n {
+		panic("cpu: depthwise kernel called with short buffers")
+	}
+	dwFlatS1x2AVX512(&in0[0], &in1[0], w, 4*off, &wt0[0], &wt1[0], &dst0[0], &dst1[0], &g.tab[0], g.nvec, b0, b1, lo, hi)
+}
+
 // dwRowsS2 runs dwRowsS2AVX512 on one plane after checking the slices.
 // Its masks keep every load inside in's rows, or inside the zero row.
 func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
@@ -38,6 +48,9 @@ func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeo
 
 //go:noescape
 func dwFlatS1AVX512(in *float32, w, off int, wt *float32, out *float32, tab *uint16, nvec int, b, lo, hi float32)
+
+//go:noescape
+func dwFlatS1x2AVX512(in0, in1 *float32, w, off int, wt0, wt1 *float32, out0, out1 *float32, tab *uint16, nvec int, b0, b1, lo, hi float32)
 
 //go:noescape
 func dwRowsS2AVX512(in, zero *float32, rows *int64, oh int, wt *float32, out *float32, ow int, tab *uint16, nvec, padl int, b, lo, hi float32)

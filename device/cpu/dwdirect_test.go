@@ -61,20 +61,24 @@ func TestDepthwiseDirect(t *testing.T) {
 		want, scale := refConv2D(p, x, w, bias)
 		for _, k := range kernels() {
 			active = k
-			name := fmt.Sprintf("%s case %d %dx%dx%d s%d", k.name, i, p.C, p.H, p.W, p.StrideH)
-			// Guards of NaN after y: a kernel writing past the output
-			// shows as a non-NaN guard.
-			buf := nanSlice(len(want) + 64)
-			y := buf[:len(want)]
-			Conv2DWith(ConvDepthwiseDirect, p, x, w, bias, y)
-			checkConvOut(t, name, p, y, want, scale)
-			for j, v := range buf[len(want):] {
-				if v == v {
-					t.Fatalf("%s: wrote %v past the output at %d", name, v, j)
+			for _, pairs := range []bool{true, false} {
+				dwPairs = pairs
+				name := fmt.Sprintf("%s pairs=%v case %d %dx%dx%d s%d", k.name, pairs, i, p.C, p.H, p.W, p.StrideH)
+				// Guards of NaN after y: a kernel writing past the output
+				// shows as a non-NaN guard.
+				buf := nanSlice(len(want) + 64)
+				y := buf[:len(want)]
+				Conv2DWith(ConvDepthwiseDirect, p, x, w, bias, y)
+				checkConvOut(t, name, p, y, want, scale)
+				for j, v := range buf[len(want):] {
+					if v == v {
+						t.Fatalf("%s: wrote %v past the output at %d", name, v, j)
+					}
 				}
 			}
 		}
 	}
+	dwPairs = true
 }
 
 // TestDepthwiseDirectApplies lists what the direct depthwise kernel
@@ -113,15 +117,23 @@ func TestDepthwiseDirectApplies(t *testing.T) {
 }
 
 // BenchmarkDepthwise times mobilenet_v2's 3x3 depthwise layers at 224x224
-// with the padded-copy kernel (depthwise) and the direct one.
+// with the padded-copy kernel (depthwise) and the direct one, two planes
+// per pass (the default) and one.
 func BenchmarkDepthwise(b *testing.B) {
 	for _, l := range []struct{ c, hw, s int }{{32, 112, 1}, {96, 112, 2}, {144, 56, 1}, {144, 56, 2}, {192, 28, 1}, {192, 28, 2}, {384, 14, 1}, {576, 14, 1}, {576, 14, 2}, {960, 7, 1}} {
 		p := dwCase(1, l.c, l.hw, l.hw, l.s, 1, 1, 1, 1, ActClip)
 		r := rand.New(rand.NewPCG(1, 2))
 		x, w, bias := randSlice(r, l.c*l.hw*l.hw), randSlice(r, 9*l.c), randSlice(r, l.c)
 		y := make([]float32, p.M*p.OutH()*p.OutW())
-		for _, a := range []ConvAlgo{ConvDepthwise, ConvDepthwiseDirect} {
+		for _, a := range []ConvAlgo{ConvDepthwise, ConvDepthwiseDirect, "depthwise-direct-single"} {
 			b.Run(fmt.Sprintf("c%d_%d_s%d/%s", l.c, l.hw, l.s, a), func(b *testing.B) {
+				// one plane per pass, as before dwFlatS1x2
+				single := a == "depthwise-direct-single"
+				if single {
+					a = ConvDepthwiseDirect
+					dwPairs = false
+					defer func() { dwPairs = true }()
+				}
 				b.ReportAllocs()
 				for b.Loop() {
 					Conv2DWith(a, p, x, w, bias, y)

@@ -23,6 +23,7 @@ func main() {
 	p("")
 	p(`#include "textflag.h"`)
 	flatS1()
+	flatS1x2()
 	rowsS2()
 	biasClamp()
 	// VPERMT2PS indexes: the even and the odd lanes of a 32-float pair.
@@ -175,6 +176,118 @@ func flatS1() {
 	finish()
 	p("\tKMOVW 18(R8), K7")
 	p("\tVMOVUPS Z0, K7, (DI)(BX*1)")
+	p("%s_next:", name)
+	p("\tADDQ $64, BX")
+	p("\tADDQ $32, R8")
+	p("\tDECQ CX")
+	p("\tJMP %s_loop", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// flatS1x2 writes flatS1 for two planes at once (two channels, any two
+// planes of the same size): each tap mask is loaded once for both, and
+// the loop runs once per pair of vectors. Plane 1 is in1 (out1), weights
+// wt1 and bias b1.
+func flatS1x2() {
+	name := "dwFlatS1x2AVX512"
+	p("")
+	p("// func %s(in0, in1 *float32, w, off int, wt0, wt1 *float32, out0, out1 *float32, tab *uint16, nvec int, b0, b1, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-96", name)
+	p("\tMOVQ w+16(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ off+24(FP), AX")
+	p("\tMOVQ in0+0(FP), R11")
+	p("\tADDQ AX, R11")
+	p("\tLEAQ (R11)(DX*1), R12")
+	p("\tLEAQ (R12)(DX*1), R13")
+	p("\tMOVQ in1+8(FP), R10")
+	p("\tADDQ AX, R10")
+	p("\tLEAQ (R10)(DX*1), R14")
+	p("\tLEAQ (R14)(DX*1), R15")
+	// weights of plane 0 in Z16..Z24, of plane 1 in Z7..Z15
+	p("\tMOVQ wt0+32(FP), AX")
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), Z%d", 4*i, 16+i)
+	}
+	p("\tMOVQ wt1+40(FP), AX")
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), Z%d", 4*i, 7+i)
+	}
+	p("\tVBROADCASTSS b0+80(FP), Z25")
+	p("\tVBROADCASTSS b1+84(FP), Z6")
+	p("\tVBROADCASTSS lo+88(FP), Z26")
+	p("\tVBROADCASTSS hi+92(FP), Z27")
+	p("\tMOVQ out0+48(FP), DI")
+	p("\tMOVQ out1+56(FP), SI")
+	p("\tMOVQ tab+64(FP), R8")
+	p("\tMOVQ nvec+72(FP), CX")
+	p("\tXORQ BX, BX")
+	rows := [2][3]string{{"R11", "R12", "R13"}, {"R10", "R14", "R15"}}
+	w := func(pl, t int) string {
+		if pl == 0 {
+			return fmt.Sprintf("Z%d", 16+t)
+		}
+		return fmt.Sprintf("Z%d", 7+t)
+	}
+	acc := func(pl, kw int) string { return fmt.Sprintf("Z%d", 3*pl+kw) }
+	bias := [2]string{"Z25", "Z6"}
+	fin := func(pl int) {
+		a0, a1, a2 := acc(pl, 0), acc(pl, 1), acc(pl, 2)
+		p("\tVADDPS %s, %s, %s", a1, a0, a0)
+		p("\tVADDPS %s, %s, %s", a2, a0, a0)
+		p("\tVMAXPS %s, Z26, %s", a0, a0)
+		p("\tVMINPS %s, Z27, %s", a0, a0)
+	}
+	p("%s_loop:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("\tCMPW 20(R8), $0")
+	p("\tJEQ %s_masked", name)
+	for kh := 0; kh < 3; kh++ {
+		for kw := 0; kw < 3; kw++ {
+			t := 3*kh + kw
+			for pl := 0; pl < 2; pl++ {
+				r := rows[pl][kh]
+				switch {
+				case kh == 0 && kw == 0:
+					p("\tVMOVAPS %s, %s", bias[pl], acc(pl, 0))
+					p("\tVFMADD231PS (%s)(BX*1), %s, %s", r, w(pl, t), acc(pl, 0))
+				case kh == 0:
+					p("\tVMULPS %d(%s)(BX*1), %s, %s", 4*kw, r, w(pl, t), acc(pl, kw))
+				default:
+					p("\tVFMADD231PS %d(%s)(BX*1), %s, %s", 4*kw, r, w(pl, t), acc(pl, kw))
+				}
+			}
+		}
+	}
+	fin(0)
+	fin(1)
+	p("\tVMOVUPS Z0, (DI)(BX*1)")
+	p("\tVMOVUPS Z3, (SI)(BX*1)")
+	p("\tJMP %s_next", name)
+	p("%s_masked:", name)
+	for pl := 0; pl < 2; pl++ {
+		p("\tVMOVAPS %s, %s", bias[pl], acc(pl, 0))
+		p("\tVXORPS %s, %s, %s", acc(pl, 1), acc(pl, 1), acc(pl, 1))
+		p("\tVXORPS %s, %s, %s", acc(pl, 2), acc(pl, 2), acc(pl, 2))
+	}
+	for kh := 0; kh < 3; kh++ {
+		for kw := 0; kw < 3; kw++ {
+			t := 3*kh + kw
+			k := fmt.Sprintf("K%d", 1+t%6)
+			p("\tKMOVW %d(R8), %s", 2*t, k)
+			for pl := 0; pl < 2; pl++ {
+				p("\tVFMADD231PS %d(%s)(BX*1), %s, %s, %s", 4*kw, rows[pl][kh], w(pl, t), k, acc(pl, kw))
+			}
+		}
+	}
+	fin(0)
+	fin(1)
+	p("\tKMOVW 18(R8), K7")
+	p("\tVMOVUPS Z0, K7, (DI)(BX*1)")
+	p("\tVMOVUPS Z3, K7, (SI)(BX*1)")
 	p("%s_next:", name)
 	p("\tADDQ $64, BX")
 	p("\tADDQ $32, R8")
