@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
@@ -318,5 +319,48 @@ func TestTransformerBadInput(t *testing.T) {
 		{"skipln negative epsilon", func() *ir.Node { n := sln(3); n.Attrs["epsilon"] = ir.FloatAttr("epsilon", -1); return n }(), []*tensor.Tensor{f(2, 4), nil, f(4)}},
 	} {
 		wantBadInput(t, tc.name, tc.n, 1, tc.in...)
+	}
+}
+
+// TestFusedMatMulPackedConcurrent runs one FusedMatMul kernel with constant
+// weights from several goroutines at once, as the contexts of one engine
+// do: the weights are packed once, by whichever run comes first, and every
+// run gets the same output (run it with -race).
+func TestFusedMatMulPackedConcurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	x := randTensor(r, tensor.Float32, 64, 96)
+	w := randTensor(r, tensor.Float32, 96, 80)
+	b := randTensor(r, tensor.Float32, 80)
+	ref, err := execSafe(fusedNode("FusedMatMul", 3, ActGelu, nil), 1, x, w, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := fusedNode("FusedMatMul", 3, ActGelu, nil)
+	n.Inputs[1].Const = w
+	k, err := prepareFusedMatMul(n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runs = 6
+	outs := make([]*tensor.Tensor, runs)
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, err := k.Run(nil, []*tensor.Tensor{x, w, b})
+			if err == nil {
+				outs[i] = o[0]
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i := range runs {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		closeTo(t, fmt.Sprintf("run %d", i), outs[i], ref[0].Shape, floats(ref[0]), 1e-6)
 	}
 }
