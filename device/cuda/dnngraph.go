@@ -448,6 +448,24 @@ type GraphEngine struct {
 	plan, cfg beDesc
 }
 
+// String describes e for reports: its ID, workspace and notes.
+func (e GraphEngine) String() string {
+	s := fmt.Sprintf("%s (%d B workspace", e.ID, e.Workspace)
+	if e.TensorCore {
+		s += ", tensor cores"
+	}
+	if e.RuntimeCompiled {
+		s += ", runtime compiled"
+	}
+	if e.ReducedPrecision {
+		s += ", reduced precision"
+	}
+	if e.Heuristic != "" {
+		s += ", heuristics " + e.Heuristic
+	}
+	return s + ")"
+}
+
 // GraphSearch counts what NewGraphConv did with the heuristics' answers.
 type GraphSearch struct {
 	Returned      map[string]int // engine configurations per heuristics list

@@ -185,6 +185,16 @@ func TestGraphConvNotesFake(t *testing.T) {
 	if e := c.Candidates[3]; e.Heuristic != "fallback" {
 		t.Errorf("engine 1 came from %q, want the fallback list", e.Heuristic)
 	}
+	for i, want := range []string{
+		"eng0_k2=1_k14=3 (4096 B workspace, tensor cores, heuristics A)",
+		"eng3 (1048576 B workspace, tensor cores, runtime compiled, heuristics A)",
+		"eng2 (256 B workspace, heuristics B)",
+		"eng1 (0 B workspace, heuristics fallback)",
+	} {
+		if got := c.Candidates[i].String(); got != want {
+			t.Errorf("candidate %d: %q, want %q", i, got, want)
+		}
+	}
 	// a library that fills no more notes and knobs than it defines types
 	// of: the same candidates
 	t.Setenv("KILN_FAKE_CUDNN_STRICT_COUNTS", "1")
