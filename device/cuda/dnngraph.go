@@ -402,7 +402,7 @@ type GraphConvOptions struct {
 	MaxCandidates int
 	// MaxRuntimeCompiled, when positive, bounds how many candidates whose
 	// kernel is compiled when their plan is built (runtime fusion engines:
-	// 0.25-0.65 s each on an H100 with cuDNN 9.14) are built; the others
+	// 0.24-0.65 s each on an H100 with cuDNN 9.14) are built; the others
 	// are skipped before they compile. Precompiled engines build in
 	// microseconds.
 	MaxRuntimeCompiled int
