@@ -20,7 +20,12 @@ type statsInstances struct {
 	ModelStats []struct {
 		Name           string `json:"name"`
 		ExecutionCount int    `json:"execution_count"`
-		Instances      []struct {
+		MemoryUsage    []struct {
+			Type     string `json:"type"`
+			ID       int    `json:"id"`
+			ByteSize int64  `json:"byte_size"`
+		} `json:"memory_usage"`
+		Instances []struct {
 			Name           string `json:"name"`
 			Kind           string `json:"kind"`
 			GPU            int    `json:"gpu"`
@@ -175,6 +180,21 @@ func TestServeMultiGPUFake(t *testing.T) {
 			}
 			if strings.Join(got, " ") != strings.Join(tt.wantInstances, " ") {
 				t.Errorf("instances %v, want %v", got, tt.wantInstances)
+			}
+			// memory_usage: one entry per GPU, its weights and its instances'
+			// arenas and workspaces
+			perGPU := map[int]int{}
+			for _, in := range stats.ModelStats[0].Instances {
+				perGPU[in.GPU]++
+			}
+			if mu := stats.ModelStats[0].MemoryUsage; len(mu) != len(perGPU) {
+				t.Errorf("memory_usage %+v, want one GPU entry for each of %v", mu, perGPU)
+			} else {
+				for _, m := range mu {
+					if m.Type != "GPU" || perGPU[m.ID] == 0 || m.ByteSize <= 0 {
+						t.Errorf("memory_usage entry %+v", m)
+					}
+				}
 			}
 			if runs != stats.ModelStats[0].ExecutionCount {
 				t.Errorf("the instances ran %d batches, the model %d", runs, stats.ModelStats[0].ExecutionCount)
