@@ -94,7 +94,7 @@ func (k *mhaOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	}
 	hd := c / 3
 	d := hd / h
-	a := &attnJob{b: b, h: h, sq: s, sk: s, d: d, scale: k.scale}
+	a := &attnJob{b: b, h: h, sq: s, sk: s, d: d, dv: d, scale: k.scale}
 	if !k.scaleSet {
 		a.scale = float32(1 / math.Sqrt(float64(d)))
 	}
@@ -132,10 +132,11 @@ func (v attnView) at(b, h int) []float32 { return v.data[b*v.bStride+h*v.hStride
 
 // attnJob is one scaled dot-product attention over b x h heads: queries q
 // [sq, d], keys k [sk, d] (or, when kT, already transposed: [d, sk]),
-// values v [sk, d], output y [sq, d] per head, and an optional mask read
+// values v [sk, dv], output y [sq, dv] per head, and an optional mask read
 // through broadcast strides mstr over [b, h, sq, sk].
 type attnJob struct {
 	b, h, sq, sk, d int
+	dv              int
 	scale           float32
 	q, k, v, y      attnView
 	kT              bool
@@ -168,7 +169,7 @@ func blockRows(sk int) int {
 // goroutine's scratch (the head's keys and values, one block's scores) is
 // about 2*S*D + 28*S floats: 80 KiB at sequence 128 and head size 64.
 func (a *attnJob) run() {
-	if a.b == 0 || a.h == 0 || a.sq == 0 || a.d == 0 {
+	if a.b == 0 || a.h == 0 || a.sq == 0 || a.dv == 0 {
 		return
 	}
 	if a.sk == 0 { // softmax over nothing: the unfused graph gives NaN
@@ -192,7 +193,7 @@ func (a *attnJob) worker(next *atomic.Int64, items, nblk, rows int) {
 	if !a.kT {
 		ktLen = a.d * a.sk
 	}
-	hd := a.d * a.sk // the head's values, copied
+	hd := a.dv * a.sk // the head's values, copied
 	buf, hb := scratch[float32](ktLen + hd + rows*a.sk + rows)
 	defer putScratch(hb)
 	kt, vc := buf[:ktLen], buf[ktLen:ktLen+hd]
@@ -218,7 +219,7 @@ func (a *attnJob) worker(next *atomic.Int64, items, nblk, rows int) {
 			}
 			v := a.v.at(bi, hh)
 			for j := range a.sk {
-				copy(vc[j*a.d:(j+1)*a.d], v[j*a.v.ld:])
+				copy(vc[j*a.dv:(j+1)*a.dv], v[j*a.v.ld:])
 			}
 			have = pair
 		}
@@ -228,9 +229,9 @@ func (a *attnJob) worker(next *atomic.Int64, items, nblk, rows int) {
 		cpu.SgemmSerial(cpu.Blocking{}, r, a.sk, a.d, q, a.q.ld, ktm, ldk, sc, a.sk)
 		a.softmax(sc[:r*a.sk], inv[:r], bi, hh, i0)
 		y := a.y.at(bi, hh)[i0*a.y.ld:]
-		cpu.SgemmSerial(cpu.Blocking{}, r, a.d, a.sk, sc, a.sk, vc, a.d, y, a.y.ld)
+		cpu.SgemmSerial(cpu.Blocking{}, r, a.dv, a.sk, sc, a.sk, vc, a.dv, y, a.y.ld)
 		for i := range r {
-			row := y[i*a.y.ld : i*a.y.ld+a.d]
+			row := y[i*a.y.ld : i*a.y.ld+a.dv]
 			fastmath.ScaleAdd(row, row, inv[i], nil)
 		}
 	}
@@ -296,7 +297,7 @@ func (a *attnJob) fill(v float32) {
 		for hi := range a.h {
 			y := a.y.at(bi, hi)
 			for i := range a.sq {
-				row := y[i*a.y.ld : i*a.y.ld+a.d]
+				row := y[i*a.y.ld : i*a.y.ld+a.dv]
 				for j := range row {
 					row[j] = v
 				}

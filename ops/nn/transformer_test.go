@@ -364,3 +364,67 @@ func TestFusedMatMulPackedConcurrent(t *testing.T) {
 		closeTo(t, fmt.Sprintf("run %d", i), outs[i], ref[0].Shape, floats(ref[0]), 1e-6)
 	}
 }
+
+// unfusedAttention computes MatMul(Softmax(MatMul(q, kt)*scale + mask), v)
+// with the ONNX ops one by one (the graph the attention pass replaces).
+func unfusedAttention(t *testing.T, q, kt, v, mask *tensor.Tensor, scale float32) *tensor.Tensor {
+	t.Helper()
+	step := func(op string, attrs []*ir.Attr, in ...*tensor.Tensor) *tensor.Tensor {
+		out, err := execSafe(opstest.Node(op, len(in), 1, attrs...), 13, in...)
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		return out[0]
+	}
+	s := step("MatMul", nil, q, kt)
+	s = step("Mul", nil, s, tensor.Scalar(tensor.Float32, float64(scale)))
+	if mask != nil {
+		s = step("Add", nil, s, mask)
+	}
+	s = step("Softmax", []*ir.Attr{ir.IntAttr("axis", -1)}, s)
+	return step("MatMul", nil, s, v)
+}
+
+// TestAttentionBlocks checks kiln::Attention's blocked path (attnJob with K
+// already transposed) against the unfused ONNX ops at sequence lengths 1,
+// 7 and 128, queries and keys of different lengths, value widths other
+// than the head size, and masks over keys, rows, heads or all four axes.
+func TestAttentionBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, tc := range []struct {
+		b, h, s, tk, d, e int
+		mask              []int
+	}{
+		{1, 1, 1, 1, 8, 8, nil},
+		{2, 3, 7, 7, 5, 4, []int{2, 1, 1, 7}},
+		{1, 2, 7, 30, 8, 16, []int{1, 2, 7, 30}},
+		{1, 4, 128, 128, 32, 32, []int{1, 1, 1, 128}},
+		{2, 2, 128, 64, 16, 8, []int{128, 64}},
+		{1, 3, 40, 128, 64, 64, nil},
+	} {
+		name := fmt.Sprintf("b%d h%d s%d t%d d%d e%d mask %v", tc.b, tc.h, tc.s, tc.tk, tc.d, tc.e, tc.mask)
+		q := randTensor(r, tensor.Float32, tc.b, tc.h, tc.s, tc.d)
+		kt := randTensor(r, tensor.Float32, tc.b, tc.h, tc.d, tc.tk)
+		v := randTensor(r, tensor.Float32, tc.b, tc.h, tc.tk, tc.e)
+		in := []*tensor.Tensor{q, kt, v}
+		var mask *tensor.Tensor
+		if tc.mask != nil {
+			mask = randTensor(r, tensor.Float32, tc.mask...)
+			for i := range mask.Float32s() {
+				if i%3 == 2 {
+					mask.Float32s()[i] = -10000
+				}
+			}
+			in = append(in, mask)
+		}
+		n := opstest.Node("Attention", len(in), 1, ir.FloatAttr("scale", 0.3))
+		n.Domain = FusedDomain
+		got, err := execSafe(n, 13, in...)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		want := unfusedAttention(t, q, kt, v, mask, 0.3)
+		closeTo(t, name, got[0], want.Shape, floats(want), 1e-5)
+	}
+}
