@@ -132,6 +132,7 @@ type Engine struct {
 	spare    map[int]convPlans
 	gemms    map[int]*cuda.LtMatmul // by step
 	gemmEpi  map[int]bool           // steps whose bias (and ReLU) cuBLASLt's epilogue adds
+	gemmAlt  map[int]*cuda.LtMatmul // tuning: plain plans of those steps, timed against them
 	ws       int                    // workspace bytes a context needs
 	tactics  Tactics                // tuned or applied choices, by node name
 	measured int                    // timings measured by tune
@@ -171,7 +172,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{prog: prog, opt: opt, drv: drv, dev: dev, contexts: map[*Context]bool{},
-		convs: map[int]*cuda.CUDNNConv{}, fused: map[int]*cuda.CUDNNFusedConv{}, graphs: map[int]*cuda.GraphConv{}, spare: map[int]convPlans{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, tactics: Tactics{},
+		convs: map[int]*cuda.CUDNNConv{}, fused: map[int]*cuda.CUDNNFusedConv{}, graphs: map[int]*cuda.GraphConv{}, spare: map[int]convPlans{}, gemms: map[int]*cuda.LtMatmul{}, gemmEpi: map[int]bool{}, gemmAlt: map[int]*cuda.LtMatmul{}, tactics: Tactics{},
 		cached: map[string]bool{}, stepNS: map[int]time.Duration{}}
 	if e.fp.GPUName, err = drv.DeviceName(dev); err != nil {
 		return nil, err
@@ -347,6 +348,11 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 							use(mm, true)
 							e.gemms[i], e.gemmEpi[i] = mm, true
 							e.ws = max(e.ws, mm.Workspace)
+							if e.opt.Tune && !ok { // the epilogue is a choice too
+								if alt, err := b.NewMatmulWith(h, gc.m, gc.n, gc.k, mo, maxWorkspace); err == nil {
+									e.gemmAlt[i] = alt
+								}
+							}
 							continue
 						}
 					}
@@ -459,6 +465,9 @@ func (e *Engine) release() error {
 		p.destroy()
 	}
 	for _, g := range e.gemms {
+		g.Destroy()
+	}
+	for _, g := range e.gemmAlt {
 		g.Destroy()
 	}
 	if e.weights != 0 {

@@ -175,9 +175,11 @@ func (e *Engine) tune() error {
 			ws = max(ws, a.Workspace)
 		}
 	}
-	for _, g := range e.gemms {
-		for _, a := range g.Candidates {
-			ws = max(ws, a.Workspace)
+	for _, gs := range []map[int]*cuda.LtMatmul{e.gemms, e.gemmAlt} {
+		for _, g := range gs {
+			for _, a := range g.Candidates {
+				ws = max(ws, a.Workspace)
+			}
 		}
 	}
 	e.ws = ws
@@ -359,6 +361,14 @@ func (e *Engine) tune() error {
 					return mm.UseCandidate(j)
 				}})
 			}
+			if alt := e.gemmAlt[i]; alt != nil { // without the epilogue: post after
+				for j := range alt.Candidates {
+					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j}, apply: func() error {
+						e.gemms[i], e.gemmEpi[i] = alt, false
+						return alt.UseCandidate(j)
+					}})
+				}
+			}
 			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel}, apply: func() error {
 				delete(e.gemms, i)
 				delete(e.gemmEpi, i)
@@ -473,6 +483,10 @@ func (e *Engine) tune() error {
 		if e.gemms[t.step] != t.mm {
 			t.mm.Destroy()
 		}
+		if alt := e.gemmAlt[t.step]; alt != nil && e.gemms[t.step] != alt {
+			alt.Destroy()
+		}
+		delete(e.gemmAlt, t.step)
 	}
 	// The device time of every other layer, for kiln inspect: timed as the
 	// candidates were, nothing to choose (and no signature to cache by).

@@ -77,6 +77,9 @@ func TestTuneFake(t *testing.T) {
 			if sig := gemmSig(s, false); !sigs[sig] {
 				sigs[sig] = true
 				cands += len(m.Candidates) + 1
+				if base.gemmEpi[i] { // and the plain plan's, as many with the fake
+					cands += len(m.Candidates)
+				}
 			}
 		}
 	}
