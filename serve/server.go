@@ -104,6 +104,10 @@ type Options struct {
 	// CacheBytes bounds the response cache (the models whose config has
 	// response_cache { enable: true }); 0: no cache.
 	CacheBytes int64
+	// CudaShm keeps the CUDA shared memory regions (package
+	// serve/cudashm); nil: registering one fails with ErrNoCudaShm.
+	// Shutdown closes it.
+	CudaShm CudaShm
 }
 
 // modelRunner runs a kiln model, with one execution context (arena) per
@@ -133,7 +137,7 @@ type InferRequest struct {
 	// "value:index[:label]" strings, labels from the output's
 	// label_filename.
 	Classes map[string]int
-	// OutputShm places outputs in system shared memory regions: each is
+	// OutputShm places outputs in shared memory regions: each is
 	// written there, and its NamedTensor's Shm says where.
 	OutputShm map[string]ShmRef
 }
@@ -247,8 +251,10 @@ type Server struct {
 	loadingAll atomic.Int32
 	// rebuilds are the reports of the background INT8 rebuilds.
 	rebuilds rebuilds
-	// shm are the registered system shared memory regions.
-	shm *shm.Registry
+	// shm are the registered system shared memory regions; shmMu
+	// serializes registrations of both kinds (one namespace of names).
+	shm   *shm.Registry
+	shmMu sync.Mutex
 	// cache is the response cache (nil: none).
 	cache *cache.LRU[cachedResponse]
 	// trace are the trace settings; logs the log settings, those of the
@@ -659,6 +665,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, drain(ctx, m))
 	}
 	errs = append(errs, s.shm.Close())
+	if s.opts.CudaShm != nil {
+		errs = append(errs, s.opts.CudaShm.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -212,21 +212,33 @@ func (v *Service) SystemSharedMemoryUnregister(_ context.Context, r *inference.S
 	return &inference.SystemSharedMemoryUnregisterResponse{}, nil
 }
 
-// CudaSharedMemoryStatus lists no region: kiln registers none.
+// CudaSharedMemoryStatus lists the registered CUDA regions, or one.
 func (v *Service) CudaSharedMemoryStatus(_ context.Context, r *inference.CudaSharedMemoryStatusRequest) (*inference.CudaSharedMemoryStatusResponse, error) {
-	if r.GetName() != "" {
-		return nil, toStatus(fmt.Errorf("%w: CUDA shared memory region %q", serve.ErrNotFound, r.GetName()))
+	rs, err := v.s.CudaShmStatus(r.GetName())
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	return &inference.CudaSharedMemoryStatusResponse{}, nil
+	out := &inference.CudaSharedMemoryStatusResponse{Regions: map[string]*inference.CudaSharedMemoryStatusResponse_RegionStatus{}}
+	for _, g := range rs {
+		out.Regions[g.Name] = &inference.CudaSharedMemoryStatusResponse_RegionStatus{Name: g.Name, DeviceId: uint64(g.DeviceID), ByteSize: g.ByteSize}
+	}
+	return out, nil
 }
 
-// CudaSharedMemoryRegister is UNIMPLEMENTED: kiln takes system shared
-// memory only.
-func (v *Service) CudaSharedMemoryRegister(context.Context, *inference.CudaSharedMemoryRegisterRequest) (*inference.CudaSharedMemoryRegisterResponse, error) {
-	return nil, toStatus(serve.ErrNoCudaShm)
+// CudaSharedMemoryRegister registers a client's device allocation, named
+// by its CUDA IPC handle, as a region; UNIMPLEMENTED on a server without
+// CUDA shared memory or a CUDA driver.
+func (v *Service) CudaSharedMemoryRegister(_ context.Context, r *inference.CudaSharedMemoryRegisterRequest) (*inference.CudaSharedMemoryRegisterResponse, error) {
+	if err := v.s.RegisterCudaShm(r.GetName(), r.GetRawHandle(), r.GetDeviceId(), r.GetByteSize()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &inference.CudaSharedMemoryRegisterResponse{}, nil
 }
 
-// CudaSharedMemoryUnregister does nothing: no CUDA region is registered.
-func (v *Service) CudaSharedMemoryUnregister(context.Context, *inference.CudaSharedMemoryUnregisterRequest) (*inference.CudaSharedMemoryUnregisterResponse, error) {
+// CudaSharedMemoryUnregister unregisters a CUDA region, or all of them.
+func (v *Service) CudaSharedMemoryUnregister(_ context.Context, r *inference.CudaSharedMemoryUnregisterRequest) (*inference.CudaSharedMemoryUnregisterResponse, error) {
+	if err := v.s.UnregisterCudaShm(r.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
 	return &inference.CudaSharedMemoryUnregisterResponse{}, nil
 }

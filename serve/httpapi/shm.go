@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +13,7 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// ShmInput is an input a request places in system shared memory: its
+// ShmInput is an input a request places in shared memory: its
 // declaration, and where its bytes are.
 type ShmInput struct {
 	Name  string
@@ -81,10 +82,9 @@ func (h *handler) shmRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v2/systemsharedmemory/region/{region}/register", h.shmRegister)
 	mux.HandleFunc("POST /v2/systemsharedmemory/unregister", h.shmUnregister)
 	mux.HandleFunc("POST /v2/systemsharedmemory/region/{region}/unregister", h.shmUnregister)
-	// CUDA shared memory: no region is ever registered
 	mux.HandleFunc("GET /v2/cudasharedmemory/status", h.cudaStatus)
 	mux.HandleFunc("GET /v2/cudasharedmemory/region/{region}/status", h.cudaStatus)
-	mux.HandleFunc("POST /v2/cudasharedmemory/region/{region}/register", func(w http.ResponseWriter, r *http.Request) { h.fail(w, serve.ErrNoCudaShm) })
+	mux.HandleFunc("POST /v2/cudasharedmemory/region/{region}/register", h.cudaRegister)
 	mux.HandleFunc("POST /v2/cudasharedmemory/unregister", h.cudaUnregister)
 	mux.HandleFunc("POST /v2/cudasharedmemory/region/{region}/unregister", h.cudaUnregister)
 }
@@ -162,14 +162,60 @@ func (h *handler) shmUnregister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
+type cudaStatus struct {
+	Name     string `json:"name"`
+	DeviceID int    `json:"device_id"`
+	ByteSize uint64 `json:"byte_size"`
+}
+
 func (h *handler) cudaStatus(w http.ResponseWriter, r *http.Request) {
-	if name := r.PathValue("region"); name != "" {
-		h.fail(w, fmt.Errorf("%w: CUDA shared memory region %q", serve.ErrNotFound, name))
+	rs, err := h.s.CudaShmStatus(r.PathValue("region"))
+	if err != nil {
+		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, []any{})
+	out := make([]cudaStatus, 0, len(rs))
+	for _, g := range rs {
+		out = append(out, cudaStatus{Name: g.Name, DeviceID: g.DeviceID, ByteSize: g.ByteSize})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// cudaRegister registers a CUDA shared memory region: the body is
+// {"raw_handle": {"b64": "<the cudaIpcMemHandle_t in base64>"},
+// "device_id": N, "byte_size": N}, as Triton's clients send it.
+func (h *handler) cudaRegister(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		RawHandle *struct {
+			B64 *string `json:"b64"`
+		} `json:"raw_handle"`
+		DeviceID *int64  `json:"device_id"`
+		ByteSize *uint64 `json:"byte_size"`
+	}
+	if err := decodeControl(w, r, &req); err != nil {
+		h.fail(w, err)
+		return
+	}
+	if req.RawHandle == nil || req.RawHandle.B64 == nil || req.DeviceID == nil || req.ByteSize == nil {
+		h.fail(w, fmt.Errorf("%w: a CUDA register request needs raw_handle {\"b64\": ...}, device_id and byte_size", serve.ErrInvalid))
+		return
+	}
+	raw, err := base64.StdEncoding.DecodeString(*req.RawHandle.B64)
+	if err != nil {
+		h.fail(w, fmt.Errorf("%w: raw_handle: bad base64: %w", serve.ErrInvalid, err))
+		return
+	}
+	if err := h.s.RegisterCudaShm(r.PathValue("region"), raw, *req.DeviceID, *req.ByteSize); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 func (h *handler) cudaUnregister(w http.ResponseWriter, r *http.Request) {
+	if err := h.s.UnregisterCudaShm(r.PathValue("region")); err != nil {
+		h.fail(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
