@@ -51,9 +51,10 @@ func sharedModel(t testing.TB, name string) string {
 }
 
 // placedServer serves the models of configs (name -> config.pbtxt), each
-// with the ONNX model at onnxPath, in process, built through a plan cache
-// as kiln serve builds them, and waits until they are loaded.
-func placedServer(t testing.TB, onnxPath string, configs map[string]string) *serve.Server {
+// with the ONNX model at onnxPath, in process, built through the plan cache
+// in folder cache as kiln serve builds them, and waits until they are
+// loaded.
+func placedServer(t testing.TB, onnxPath, cache string, configs map[string]string) *serve.Server {
 	t.Helper()
 	data, err := os.ReadFile(onnxPath)
 	if err != nil {
@@ -69,7 +70,7 @@ func placedServer(t testing.TB, onnxPath string, configs map[string]string) *ser
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := serve.New(serve.Options{Repository: repo, Logger: log,
-		Loader: planLoader(context.Background(), &kiln.PlanCache{Dir: t.TempDir()}, log)})
+		Loader: planLoader(context.Background(), &kiln.PlanCache{Dir: cache}, log)})
 	if err := s.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func cosine(a, b *tensor.Tensor) float64 {
 func TestServeTwoInstancesOnGPU(t *testing.T) {
 	needGPU(t)
 	path := sharedModel(t, "resnet_mini")
-	s := placedServer(t, path, map[string]string{
+	s := placedServer(t, path, t.TempDir(), map[string]string{
 		"gpu": "max_batch_size: 8\ninstance_group [ { count: 2 kind: KIND_GPU gpus: [0] } ]\n" +
 			"parameters { key: \"precision\" value: { string_value: \"fp16\" } }\n",
 		"cpu": "max_batch_size: 8\ninstance_group [ { count: 1 kind: KIND_CPU } ]\n",
@@ -224,6 +225,7 @@ func TestMultiGPUThroughputOnGPU(t *testing.T) {
 	}
 	var one float64
 	var lines []string
+	cache := t.TempDir() // built once: the GPUs of one fingerprint share the plan
 	for n := 1; n <= maxN; n++ {
 		list := make([]string, n)
 		for i := range list {
@@ -231,7 +233,7 @@ func TestMultiGPUThroughputOnGPU(t *testing.T) {
 		}
 		cfg := fmt.Sprintf("max_batch_size: %d\ninstance_group [ { count: %d kind: KIND_GPU gpus: [%s] } ]\n"+
 			"parameters { key: \"precision\" value: { string_value: %q } }\n", batch, count, strings.Join(list, ", "), prec)
-		s := placedServer(t, path, map[string]string{"m": cfg})
+		s := placedServer(t, path, cache, map[string]string{"m": cfg})
 		name, x, err := randomBatch(s, "m", batch, 7)
 		if err != nil {
 			t.Fatal(err)
