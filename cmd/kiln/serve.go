@@ -26,6 +26,7 @@ import (
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/cudashm"
 	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"
 	"github.com/kilnai/kiln/serve/logging"
@@ -160,7 +161,8 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	if err != nil {
 		return usageError(fs, "--cache-size %q: want a size such as 64M or 1G, or 0 for no cache", *cacheSize)
 	}
-	opts := serve.Options{Repository: *repo, Logger: log, Observer: m, RecordDir: *recordDir, CacheBytes: cacheBytes}
+	opts := serve.Options{Repository: *repo, Logger: log, Observer: m, RecordDir: *recordDir, CacheBytes: cacheBytes,
+		CudaShm: cudashm.New(cuda.Options{})} // the driver opened at the first CUDA region
 	if !*noBuild {
 		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache, MemoryLimit: memoryLimit}, log)
 	}
