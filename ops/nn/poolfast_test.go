@@ -142,11 +142,20 @@ func TestGatherEven(t *testing.T) {
 				for i := range src {
 					src[i] = float32(i)
 				}
-				dst := make([]float32, n)
+				buf := make([]float32, n+16)
+				for j := range buf {
+					buf[j] = -1
+				}
+				dst := buf[:n]
 				gatherEven(dst, src)
 				for j, v := range dst {
 					if v != float32(2*j) {
 						t.Fatalf("asm=%v n=%d len(src)=%d: dst[%d] = %g, want %d", asm, n, m, j, v, 2*j)
+					}
+				}
+				for j, v := range buf[n:] {
+					if v != -1 {
+						t.Fatalf("asm=%v n=%d len(src)=%d: wrote %g past dst at %d", asm, n, m, v, j)
 					}
 				}
 			}
