@@ -23,7 +23,7 @@ import (
 //
 // Attributes num_heads (H, required) and scale (default 1/sqrt(D)).
 // Float32 only; optimize's mha pass writes it for CPU builds. The kernel
-// (attendHeads) works per (batch, head) and block of query rows: the
+// (attnJob) works per (batch, head) and block of query rows: the
 // scores of a block stay in a cache-sized tile, never a whole [S, S]
 // matrix.
 type mhaOp struct {
@@ -148,9 +148,8 @@ type attnJob struct {
 // KiB, half of a small L1 data cache.
 const attnTile = 4096
 
-// attnRowAlign is the row count blocks are rounded to: a multiple of the
-// AVX-512 GEMM kernel's 14-row register block (and of the others' 4 and 6
-// up to a short edge).
+// attnRowAlign is the row count blocks are rounded to: the AVX-512 GEMM
+// kernel's 14-row register block, so that blocks have no ragged tile.
 const attnRowAlign = 14
 
 // blockRows returns the query rows of one block for sk keys.
