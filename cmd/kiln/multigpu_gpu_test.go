@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/tensor"
@@ -105,10 +108,13 @@ func randomBatch(s *serve.Server, model string, n int, seed uint64) (string, *te
 	return in.Name, x, nil
 }
 
-// cosine is the cosine similarity of two float32 tensors.
-func cosine(a, b *tensor.Tensor) float64 {
+// cosineOf is the cosine similarity of two float32 vectors of one length
+// (NaN when they differ).
+func cosineOf(x, y []float32) float64 {
+	if len(x) != len(y) {
+		return math.NaN()
+	}
 	var ab, aa, bb float64
-	x, y := a.Float32s(), b.Float32s()
 	for i := range x {
 		ab += float64(x[i]) * float64(y[i])
 		aa += float64(x[i]) * float64(x[i])
@@ -117,19 +123,49 @@ func cosine(a, b *tensor.Tensor) float64 {
 	return ab / math.Sqrt(aa*bb)
 }
 
-// TestServeTwoInstancesOnGPU (issue 16, on one GPU): resnet_mini in FP16
-// served with instance_group gpus [0] count 2 (two execution contexts of
-// one engine on GPU 0), under concurrent requests, answers as the same
-// model served on the CPU does (cosine >= 0.999 per image, the FP16
-// tolerance of the GPU model tests), and both instances run batches.
+// TestServeTwoInstancesOnGPU (issue 16, on one GPU): kiln serve (its
+// flags, its plan cache, gRPC on loopback) serves resnet_mini in FP16 with
+// instance_group gpus [0] count 2 (two execution contexts of one engine on
+// GPU 0) beside the same model on the CPU; under concurrent requests of
+// batch 1 to 4 the GPU answers as the CPU does (cosine >= 0.999 per
+// request, the FP16 tolerance of the GPU model tests), and the statistics
+// show both instances on cuda:0, each having run batches.
 func TestServeTwoInstancesOnGPU(t *testing.T) {
 	needGPU(t)
 	path := sharedModel(t, "resnet_mini")
-	s := placedServer(t, path, t.TempDir(), map[string]string{
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	for name, cfg := range map[string]string{
 		"gpu": "max_batch_size: 8\ninstance_group [ { count: 2 kind: KIND_GPU gpus: [0] } ]\n" +
 			"parameters { key: \"precision\" value: { string_value: \"fp16\" } }\n",
 		"cpu": "max_batch_size: 8\ninstance_group [ { count: 1 kind: KIND_CPU } ]\n",
-	})
+	} {
+		os.MkdirAll(filepath.Join(repo, name, "1"), 0o755)
+		os.WriteFile(filepath.Join(repo, name, "1", "model.onnx"), data, 0o644)
+		os.WriteFile(filepath.Join(repo, name, "config.pbtxt"), []byte(cfg), 0o644)
+	}
+	srv := startServed(t, "--model-repository", repo)
+	deadline := time.Now().Add(8 * time.Minute) // the FP16 build with tactic timing
+	for {
+		st := indexStates(t, "http://"+srv.http, "")
+		if st["gpu"] == "READY" && st["cpu"] == "READY" {
+			break
+		}
+		if st["gpu"] == "UNAVAILABLE" || st["cpu"] == "UNAVAILABLE" || time.Now().After(deadline) {
+			_, body := call(t, nil, "POST", "http://"+srv.http+"/v2/repository/index", "", nil)
+			t.Fatalf("not loaded: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c := inference.NewGRPCInferenceServiceClient(srv.grpcConn(t))
+	meta, err := c.ModelMetadata(context.Background(), &inference.ModelMetadataRequest{Name: "gpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := meta.GetInputs()[0]
 	const requests, workers = 48, 8
 	var next atomic.Int32
 	var wg sync.WaitGroup
@@ -144,45 +180,54 @@ func TestServeTwoInstancesOnGPU(t *testing.T) {
 				if i >= requests {
 					return
 				}
-				name, x, err := randomBatch(s, "gpu", 1+i%4, uint64(i))
-				if err != nil {
-					t.Error(err)
-					return
+				batch := 1 + i%4
+				shape := append([]int64{int64(batch)}, input.GetShape()[1:]...)
+				n := 1
+				for _, d := range shape {
+					n *= int(d)
 				}
-				var out [2]*serve.InferResponse
+				r := rand.New(rand.NewPCG(uint64(i), 1))
+				raw := make([]byte, 0, 4*n)
+				for range n {
+					raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(r.Float32()*2-1))
+				}
+				var out [2][]float32
 				for k, m := range []string{"gpu", "cpu"} {
-					if out[k], err = s.Infer(context.Background(), &serve.InferRequest{Model: m, Inputs: map[string]*tensor.Tensor{name: x}}); err != nil {
+					resp, err := c.ModelInfer(context.Background(), &inference.ModelInferRequest{ModelName: m,
+						Inputs: []*inference.ModelInferRequest_InferInputTensor{{Name: input.GetName(), Datatype: "FP32", Shape: shape}}, RawInputContents: [][]byte{raw}})
+					if err != nil {
 						t.Errorf("request %d to %s: %v", i, m, err)
 						return
 					}
-				}
-				for j, o := range out[0].Outputs {
-					c := cosine(o.Tensor, out[1].Outputs[j].Tensor)
-					mu.Lock()
-					worst = min(worst, c)
-					mu.Unlock()
-					if !(c >= 0.999) {
-						t.Errorf("request %d (batch %d) output %s: cosine %.6f against the CPU", i, 1+i%4, o.Name, c)
+					b := resp.GetRawOutputContents()[0]
+					for j := 0; j+4 <= len(b); j += 4 {
+						out[k] = append(out[k], math.Float32frombits(binary.LittleEndian.Uint32(b[j:])))
 					}
+				}
+				cos := cosineOf(out[0], out[1])
+				mu.Lock()
+				worst = min(worst, cos)
+				mu.Unlock()
+				if len(out[0]) != len(out[1]) || !(cos >= 0.999) {
+					t.Errorf("request %d (batch %d): %d outputs against %d, cosine %.6f against the CPU", i, batch, len(out[0]), len(out[1]), cos)
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	t.Logf("%d requests: lowest cosine of the GPU's FP16 outputs against the CPU's FP32 %.6f", requests, worst)
-	st, err := s.ModelStats("gpu", "")
-	if err != nil {
-		t.Fatal(err)
+	_, body := call(t, nil, "GET", "http://"+srv.http+"/v2/models/gpu/stats", "", nil)
+	var st statsInstances
+	if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.ModelStats) != 1 || len(st.ModelStats[0].Instances) != 2 {
+		t.Fatalf("stats %s (%v): want 2 instances", body, err)
 	}
-	if len(st) != 1 || len(st[0].Instances) != 2 {
-		t.Fatalf("stats %+v: want 2 instances", st)
-	}
-	for _, in := range st[0].Instances {
-		t.Logf("instance %s on %s (%s): %d batches", in.Name, in.Device, in.UUID, in.ExecutionCount)
+	for _, in := range st.ModelStats[0].Instances {
+		t.Logf("instance %s on %s (%s): %d batches", in.Name, in.Device, in.GPUUUID, in.ExecutionCount)
 		if in.Device != "cuda:0" || in.ExecutionCount == 0 {
 			t.Errorf("instance %s: device %s, %d batches; want cuda:0 and some", in.Name, in.Device, in.ExecutionCount)
 		}
 	}
+	t.Logf("memory_usage %+v", st.ModelStats[0].MemoryUsage)
 }
 
 // envInt reads an integer setting of the throughput test.
