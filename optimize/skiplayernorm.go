@@ -61,8 +61,9 @@ func (skipLayerNormPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 }
 
 // plainLayerNorm reports whether n is a float32 LayerNormalization (ONNX or
-// kiln::) over the last axis with a Scale (and Bias, if any) of the last
-// dimension's known length, whose Mean and InvStdDev outputs nothing reads.
+// kiln::) over the last axis with float32 statistics (stash_type 1, the
+// default), a Scale (and Bias, if any) of the last dimension's known
+// length, and Mean and InvStdDev outputs that nothing reads.
 func plainLayerNorm(u *usage, n *ir.Node) bool {
 	if n == nil || n.OpType != "LayerNormalization" || !(n.Domain == "" || n.Domain == "ai.onnx" || n.Domain == fusedDomain) {
 		return false
@@ -82,6 +83,9 @@ func plainLayerNorm(u *usage, n *ir.Node) bool {
 	r := int64(len(x.Type.Shape))
 	if ax := attrInt(n, "axis", -1); ax != -1 && ax != r-1 {
 		return false
+	}
+	if attrInt(n, "stash_type", 1) != int64(tensor.Float32) {
+		return false // statistics asked for in another precision
 	}
 	d := x.Type.Shape[r-1]
 	if !d.Known() {
