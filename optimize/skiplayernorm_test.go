@@ -26,6 +26,7 @@ type lnSpec struct {
 	sumRead, noBias, stats bool
 	axis                   int64
 	opset                  int64
+	stash                  int64 // stash_type, 0: none given
 }
 
 func (sp lnSpec) build() *ir.Graph {
@@ -60,6 +61,9 @@ func (sp lnSpec) build() *ir.Graph {
 		axis = -1
 	}
 	attrs := []*ir.Attr{ir.IntAttr("axis", axis), ir.FloatAttr("epsilon", 1e-5)}
+	if sp.stash != 0 {
+		attrs = append(attrs, ir.IntAttr("stash_type", sp.stash))
+	}
 	if sp.stats {
 		outs := b.OpN("LayerNormalization", 2, in, attrs...)
 		b.Output(outs[0], "y")
@@ -100,6 +104,10 @@ func TestSkipLayerNorm(t *testing.T) {
 		passCase{name: "broadcast add stays", build: lnSpec{shape: []int{2, 7, 64}, add: "broadcast"}.build,
 			passes: passes, want: map[string]int{"Add": 1, "kiln::SkipLayerNormalization": 1}, inits: -1},
 		passCase{name: "not the last axis", build: lnSpec{shape: []int{2, 7, 64}, add: "same", axis: 1}.build,
+			passes: passes, want: map[string]int{"Add": 1, "LayerNormalization": 1}, inits: -1},
+		passCase{name: "float statistics asked for", build: lnSpec{shape: []int{2, 7, 64}, add: "same", stash: 1}.build,
+			passes: passes, want: fused, inits: -1},
+		passCase{name: "double statistics", build: lnSpec{shape: []int{2, 7, 64}, add: "same", stash: 11}.build,
 			passes: passes, want: map[string]int{"Add": 1, "LayerNormalization": 1}, inits: -1},
 		passCase{name: "mean read", build: lnSpec{shape: []int{2, 7, 64}, add: "same", stats: true}.build,
 			passes: passes, want: map[string]int{"Add": 1, "LayerNormalization": 1}, inits: -1},
