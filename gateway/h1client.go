@@ -28,6 +28,7 @@ type h1Pool struct {
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn
+	gone   map[string]bool // addresses whose idle connections were closed: none kept until one is asked for again
 	closed bool
 }
 
@@ -49,12 +50,13 @@ var errStale = errors.New("gateway: the backend closed an idle connection")
 var errUpgrade = errors.New("gateway: the backend switched protocols on a plain request")
 
 func newH1Pool(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle int) *h1Pool {
-	return &h1Pool{dial: dial, maxIdle: maxIdle, idle: map[string][]*h1Conn{}}
+	return &h1Pool{dial: dial, maxIdle: maxIdle, idle: map[string][]*h1Conn{}, gone: map[string]bool{}}
 }
 
 // get returns an idle connection to addr, or a new one.
 func (p *h1Pool) get(ctx context.Context, addr string) (*h1Conn, error) {
 	p.mu.Lock()
+	delete(p.gone, addr)
 	if cs := p.idle[addr]; len(cs) > 0 {
 		c := cs[len(cs)-1]
 		cs[len(cs)-1] = nil
@@ -75,7 +77,7 @@ func (p *h1Pool) get(ctx context.Context, addr string) (*h1Conn, error) {
 func (p *h1Pool) put(c *h1Conn) {
 	c.reused = true
 	p.mu.Lock()
-	if !p.closed && len(p.idle[c.addr]) < p.maxIdle {
+	if !p.closed && !p.gone[c.addr] && len(p.idle[c.addr]) < p.maxIdle {
 		p.idle[c.addr] = append(p.idle[c.addr], c)
 		p.mu.Unlock()
 		return
@@ -84,8 +86,9 @@ func (p *h1Pool) put(c *h1Conn) {
 	c.nc.Close()
 }
 
-// closeIdle closes the idle connections to addr ("" for every address;
-// then the pool keeps none from now on).
+// closeIdle closes the idle connections to addr, and those of requests in
+// flight to it as they finish, until a request asks for addr again ("" for
+// every address, for good).
 func (p *h1Pool) closeIdle(addr string) {
 	p.mu.Lock()
 	var cs []*h1Conn
@@ -98,6 +101,7 @@ func (p *h1Pool) closeIdle(addr string) {
 	} else {
 		cs = p.idle[addr]
 		delete(p.idle, addr)
+		p.gone[addr] = true
 	}
 	p.mu.Unlock()
 	for _, c := range cs {

@@ -177,3 +177,45 @@ func TestH1Informational(t *testing.T) {
 		}
 	}
 }
+
+// TestH1PoolCloseIdle: a backend's connections are kept while it is in
+// use, closed (idle ones at once, busy ones as they finish) once it is
+// removed, and kept again if it comes back.
+func TestH1PoolCloseIdle(t *testing.T) {
+	addr, _ := oneShotBackend(t)
+	p := newH1Pool((&net.Dialer{}).DialContext, 4)
+	ctx := context.Background()
+	a, err := p.get(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.get(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(a)
+	idle := func() int { p.mu.Lock(); defer p.mu.Unlock(); return len(p.idle[addr]) }
+	if n := idle(); n != 1 {
+		t.Fatalf("%d idle, want 1", n)
+	}
+	p.closeIdle(addr) // the backend is removed
+	p.put(b)          // a request in flight to it finishes
+	if n := idle(); n != 0 {
+		t.Fatalf("%d idle after the backend was removed, want 0", n)
+	}
+	if _, err := b.nc.Write([]byte("x")); err == nil {
+		t.Error("the busy connection was not closed when it finished")
+	}
+	c, err := p.get(ctx, addr) // the backend is back
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(c)
+	if n := idle(); n != 1 {
+		t.Fatalf("%d idle once the backend is back, want 1", n)
+	}
+	p.closeIdle("")
+	if n := idle(); n != 0 {
+		t.Fatalf("%d idle after closing all", n)
+	}
+}
