@@ -102,7 +102,10 @@ int cuDeviceGetUuid(unsigned char *u, int d) {
 }
 int cuDeviceGetAttribute(int *v, int attr, int d) { *v = attr == 75 ? 9 : attr == 76 ? 0 : 132; return 0; }
 int cuDeviceTotalMem_v2(size_t *n, int d) { *n = (size_t)1 << 30; return 0; }
-int cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)1; return 0; }
+// The context is the address of a static, not a small integer: Go keeps it
+// in an unsafe.Pointer, which must not hold an address below 4096.
+static char primaryCtx[MAXGPUS];
+int cuDevicePrimaryCtxRetain(void **c, int d) { *c = &primaryCtx[d % MAXGPUS]; return 0; }
 int cuDevicePrimaryCtxRelease_v2(int d) { return 0; }
 int cuCtxSetCurrent(void *c) { return 0; }
 int cuCtxSynchronize(void) { return 0; }
