@@ -116,3 +116,52 @@ func TestMHA(t *testing.T) {
 	)
 	runCases(t, cases)
 }
+
+// hfAttention builds attention as Hugging Face's BERT exports write it:
+// separate query, key and value projections (MatMul + bias Add), K turned
+// into [B,H,D,S] by two Transposes, the scores divided by sqrt(D) and the
+// extended mask [B,1,1,S] added.
+func hfAttention(seq, heads, size int) func() *ir.Graph {
+	return func() *ir.Graph {
+		r := rand.New(rand.NewPCG(uint64(seq), 9))
+		hd := heads * size
+		b := ir.NewBuilder("g", 17)
+		x := b.Input("x", tensor.Float32, di(1), di(seq), di(hd))
+		proj := func() *ir.Value {
+			w := f32(r, hd, hd)
+			for i := range w.Float32s() {
+				w.Float32s()[i] /= float32(hd) // scores of a few units, as trained weights give
+			}
+			y := b.Op("MatMul", []*ir.Value{x, b.Const("", w)})
+			return b.Op("Add", []*ir.Value{y, b.Const("", f32(r, hd))})
+		}
+		q, k, v := proj(), proj(), proj()
+		heads4 := func(t *ir.Value) *ir.Value {
+			rs := b.Op("Reshape", []*ir.Value{t, ints64c(b, 0, 0, int64(heads), int64(size))})
+			return b.Op("Transpose", []*ir.Value{rs}, ir.IntsAttr("perm", 0, 2, 1, 3))
+		}
+		kt := b.Op("Transpose", []*ir.Value{heads4(k)}, ir.IntsAttr("perm", 0, 1, 3, 2))
+		s := b.Op("MatMul", []*ir.Value{heads4(q), kt})
+		s = b.Op("Div", []*ir.Value{s, b.Const("", tensor.Scalar(tensor.Float32, math.Sqrt(float64(size))))})
+		m := f32(r, 1, 1, 1, seq)
+		m.Float32s()[seq-1] = -10000
+		s = b.Op("Add", []*ir.Value{s, b.Const("mask", m)})
+		p := b.Op("Softmax", []*ir.Value{s}, ir.IntAttr("axis", -1))
+		o := b.Op("Transpose", []*ir.Value{b.Op("MatMul", []*ir.Value{p, heads4(v)})}, ir.IntsAttr("perm", 0, 2, 1, 3))
+		b.Output(b.Op("Reshape", []*ir.Value{o, ints64c(b, 0, 0, int64(hd))}), "y")
+		return b.Graph()
+	}
+}
+
+// TestMHASeparateProjections checks the whole CPU chain on Hugging Face's
+// form: the transpose pass merges K's two Transposes, matmuladd and
+// qkvmerge make one FusedMatMul and a Split of the three projections, and
+// mha then reads Q, K and V from that one GEMM's output.
+func TestMHASeparateProjections(t *testing.T) {
+	passes := []string{"transpose", "matmuladd", "qkvmerge", "attention", "mha", "dce"}
+	want := map[string]int{"kiln::FusedMatMul": 1, "kiln::MultiHeadAttention": 1}
+	runCases(t, []passCase{
+		{name: "seq 7, 2 heads of 8", build: hfAttention(7, 2, 8), passes: passes, want: want, inits: -1},
+		{name: "seq 128, 4 heads of 32", build: hfAttention(128, 4, 32), passes: passes, want: want, inits: -1},
+	})
+}
