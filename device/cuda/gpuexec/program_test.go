@@ -151,13 +151,13 @@ func TestCompileErrors(t *testing.T) {
 			b.Output(b.Op("MatMul", []*ir.Value{x, x}), "y")
 			return b.Graph()
 		}, ErrGraph, "at least 2", true},
-		{"3-D convolution", func() *ir.Graph {
+		{"4-D convolution", func() *ir.Graph {
 			b := ir.NewBuilder("g", 17)
-			x := b.Input("x", tensor.Float32, ir.D(1), ir.D(1), ir.D(4), ir.D(4), ir.D(4))
-			w := b.Const("w", tensor.New(tensor.Float32, 1, 1, 1, 1, 1))
+			x := b.Input("x", tensor.Float32, ir.D(1), ir.D(1), ir.D(4), ir.D(4), ir.D(4), ir.D(4))
+			w := b.Const("w", tensor.New(tensor.Float32, 1, 1, 1, 1, 1, 1))
 			b.Output(b.Op("Conv", []*ir.Value{x, w}), "y")
 			return b.Graph()
-		}, ErrUnsupported, "3-D convolution", true},
+		}, ErrUnsupported, "4-D convolution", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

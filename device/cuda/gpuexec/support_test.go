@@ -12,8 +12,9 @@ import (
 )
 
 // supportGraph is x -> Relu -> LpNormalization -> Cast(bfloat16) -> Cast(float32) ->
-// Split (both halves read) -> Add, with a Shape -> Reshape on the way, and
-// a TopK whose indices are read: the nodes TestSupports asks about.
+// Split (both halves read) -> Add -> TopK (values and indices read), with a
+// Shape -> Reshape on the way, and a MaxPool of another input whose indices
+// are read: the nodes TestSupports asks about.
 func supportGraph(t *testing.T) *ir.Graph {
 	t.Helper()
 	b := ir.NewBuilder("support", 17)
@@ -35,6 +36,10 @@ func supportGraph(t *testing.T) *ir.Graph {
 	b.Output(mask, "mask")
 	b.Output(top[0], "values")
 	b.Output(top[1], "indices")
+	img := b.Input("img", tensor.Float32, ir.D(1), ir.D(1), ir.D(4), ir.D(4))
+	pool := b.OpN("MaxPool", 2, []*ir.Value{img}, ir.IntsAttr("kernel_shape", 2, 2))
+	b.Output(pool[0], "pooled")
+	b.Output(pool[1], "argmax")
 	g := b.Graph()
 	if _, err := ops.InferGraph(g); err != nil {
 		t.Fatal(err)
@@ -43,10 +48,10 @@ func supportGraph(t *testing.T) *ir.Graph {
 }
 
 // TestSupports checks, node by node, the executor's answer: ops without a
-// CUDA implementation (LpNormalization, TopK), a cast it has no kernel for, and the
+// CUDA implementation (LpNormalization), a cast it has no kernel for, and the
 // ops it runs, including a Shape and a ConstantOfShape of it that fold
-// once shapes are bound; a
-// second output read where the op has none on the GPU (TopK).
+// once shapes are bound; a second output read where the op has none on the
+// GPU (MaxPool's indices).
 func TestSupports(t *testing.T) {
 	g := supportGraph(t)
 	want := map[string]string{ // op (first of its type) -> "" or a phrase of the reason
@@ -57,7 +62,8 @@ func TestSupports(t *testing.T) {
 		"Reshape":         "",
 		"Split":           "",
 		"Add":             "",
-		"TopK":            `output 1 ("indices") of TopK has no CUDA implementation`,
+		"TopK":            "",
+		"MaxPool":         `output 1 ("argmax") of MaxPool has no CUDA implementation`,
 		"ConstantOfShape": "",
 	}
 	seen := map[string]bool{}
@@ -180,7 +186,10 @@ func TestSupportsLimits(t *testing.T) {
 		}, ""},
 		{"3-D convolution", []ir.Dim{ir.D(1), ir.D(3), ir.D(8), ir.D(8), ir.D(8)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 3, 3, 3))}, ir.IntsAttr("kernel_shape", 3, 3, 3))
-		}, "3-D convolution"},
+		}, ""},
+		{"4-D convolution", []ir.Dim{ir.D(1), ir.D(3), ir.D(4), ir.D(4), ir.D(4), ir.D(4)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("Conv", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 4, 3, 3, 3, 3, 3))}, ir.IntsAttr("kernel_shape", 3, 3, 3, 3))
+		}, "4-D convolution"},
 		{"ConvTranspose 2-D", []ir.Dim{ir.S("n"), ir.D(3), ir.S("h"), ir.S("w")}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("ConvTranspose", []*ir.Value{x, b.Const("", tensor.New(tensor.Float32, 3, 4, 2, 2))}, ir.IntsAttr("strides", 2, 2))
 		}, ""},
@@ -195,7 +204,10 @@ func TestSupportsLimits(t *testing.T) {
 		}, ""},
 		{"3-D average pooling", []ir.Dim{ir.D(1), ir.D(3), ir.D(4), ir.D(4), ir.D(4)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("AveragePool", []*ir.Value{x}, ir.IntsAttr("kernel_shape", 2, 2, 2))
-		}, "3-D pooling"},
+		}, ""},
+		{"4-D average pooling", []ir.Dim{ir.D(1), ir.D(3), ir.D(4), ir.D(4), ir.D(4), ir.D(4)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.Op("AveragePool", []*ir.Value{x}, ir.IntsAttr("kernel_shape", 2, 2, 2, 2))
+		}, "4-D pooling"},
 		{"ReduceMean over constant axes", []ir.Dim{ir.S("n"), ir.D(10)}, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.Op("ReduceMean", []*ir.Value{x, b.Const("", tensor.FromInt64([]int64{1}, 1))})
 		}, ""},
