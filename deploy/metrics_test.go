@@ -46,7 +46,8 @@ var exported = sync.OnceValues(func() (map[string]bool, error) {
 		return nil, err
 	}
 	s.Infer(context.Background(), &serve.InferRequest{Model: "tinycnn", Inputs: map[string]*tensor.Tensor{"x": examples.TinyCNNInput(1)}})
-	s.Served("tinycnn", time.Now().Add(-time.Millisecond)) // as the HTTP, gRPC and WebSocket edges report
+	// as the HTTP, gRPC and WebSocket edges report a request's whole time
+	s.Served("tinycnn", time.Now().Add(-time.Millisecond))
 	m.ContextSwitched("tinycnn", "1") // one instance here: no switch happens by itself
 	m.ModelLoaded("tinycnn", time.Millisecond)
 	rec := httptest.NewRecorder()
