@@ -107,13 +107,9 @@ func (r *Registry) Register(name string, rawHandle []byte, deviceID int64, byteS
 			}
 			return fmt.Errorf("%w: region %q: raw_handle does not open on device %d: %w", shm.ErrInvalid, name, deviceID, err)
 		}
+		// the size is checked when the driver knows the allocation's
 		base, size, err := drv.MemAddressRange(p)
-		switch {
-		case errors.Is(err, cuda.ErrUnavailable): // no check without the function
-		case err != nil:
-			drv.IpcCloseMemHandle(p)
-			return fmt.Errorf("region %q: %w", name, err)
-		case p < base || byteSize > size-uint64(p-base):
+		if err == nil && (p < base || byteSize > size-uint64(p-base)) {
 			drv.IpcCloseMemHandle(p)
 			return fmt.Errorf("%w: region %q: byte_size %d is larger than the allocation the handle names (%d bytes)", shm.ErrInvalid, name, byteSize, size-min(size, uint64(p-base)))
 		}
@@ -241,7 +237,17 @@ func (r *Registry) Write(name string, offset uint64, data []byte) error {
 		return err
 	}
 	defer g.mu.RUnlock()
-	if err := r.onDevice(g.ctx, func() error { return r.drv.MemcpyHtoD(g.ptr+cuda.DevicePtr(offset), data) }); err != nil {
+	err = r.onDevice(g.ctx, func() error {
+		if err := r.drv.MemcpyHtoD(g.ptr+cuda.DevicePtr(offset), data); err != nil {
+			return err
+		}
+		// A copy from pageable memory may return before its DMA is done:
+		// wait for it on the legacy default stream, where it runs (the
+		// engines' streams are non-blocking, so this waits for no kernel),
+		// for the client to see the bytes once the response is sent.
+		return r.drv.StreamSynchronize(cuda.Stream{})
+	})
+	if err != nil {
 		return fmt.Errorf("CUDA region %q: %w", name, err)
 	}
 	return nil

@@ -26,7 +26,10 @@
 // (cuMemcpyHtoD_v2, cuMemcpyDtoH_v2) then copy from and to the mapping;
 // copies to other addresses do nothing, as before. cuMemGetAddressRange_v2
 // and cuIpcGetMemHandle answer for the opened mappings only;
-// cuIpcCloseMemHandle unmaps.
+// cuIpcCloseMemHandle unmaps. With $KILN_FAKE_IPC_ALLOC set, cuMemAlloc_v2
+// makes such an object (kiln-fake-alloc-<pid>-<n>) and maps it, so that
+// the handle cuIpcGetMemHandle gives opens in another process; cuMemFree_v2
+// removes it.
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -109,8 +112,16 @@ int cuDevicePrimaryCtxRetain(void **c, int d) { *c = &primaryCtx[d % MAXGPUS]; r
 int cuDevicePrimaryCtxRelease_v2(int d) { return 0; }
 int cuCtxSetCurrent(void *c) { return 0; }
 int cuCtxSynchronize(void) { return 0; }
-int cuMemAlloc_v2(unsigned long long *p, size_t n) { if (n > ((size_t)1 << 30)) return 2; *p = 0x10000; return 0; }
-int cuMemFree_v2(unsigned long long p) { return 0; }
+static int fakeAlloc(unsigned long long *p, size_t n);
+static int fakeFree(unsigned long long p);
+int cuIpcCloseMemHandle(unsigned long long p);
+int cuMemAlloc_v2(unsigned long long *p, size_t n) {
+	if (n > ((size_t)1 << 30)) return 2;
+	if (getenv("KILN_FAKE_IPC_ALLOC")) return fakeAlloc(p, n);
+	*p = 0x10000;
+	return 0;
+}
+int cuMemFree_v2(unsigned long long p) { return getenv("KILN_FAKE_IPC_ALLOC") ? fakeFree(p) : 0; }
 
 // The opened interprocess mappings, guarded by a spin lock.
 typedef struct { char reserved[64]; } CUipcMemHandle;
@@ -167,6 +178,53 @@ int cuIpcOpenMemHandle_v2(unsigned long long *p, CUipcMemHandle h, unsigned flag
 	munmap(m, n);
 	return 2;
 }
+// With $KILN_FAKE_IPC_ALLOC set, cuMemAlloc_v2 allocates a new shared
+// memory object, opened as by a handle, so that cuIpcGetMemHandle gives a
+// handle that another process opens; cuMemFree_v2 removes it.
+static int fakeAlloc(unsigned long long *p, size_t n) {
+	static int count;
+	CUipcMemHandle h;
+	unsigned char *b = (unsigned char *)h.reserved;
+	memset(b, 0, 64);
+	memcpy(b, "kilnipc1", 8);
+	for (int i = 0; i < 8; i++) b[8 + i] = (unsigned char)((unsigned long long)n >> (8 * i));
+	// the name: kiln-fake-alloc-<pid>-<count>, the numbers in hexadecimal
+	char name[40] = "kiln-fake-alloc-", path[64];
+	int j = 16;
+	unsigned long nums[2] = {(unsigned long)getpid(), (unsigned long)__atomic_fetch_add(&count, 1, __ATOMIC_RELAXED)};
+	for (int k = 0; k < 2; k++) {
+		if (k) name[j++] = '-';
+		int start = j;
+		do name[j++] = "0123456789abcdef"[nums[k] % 16]; while ((nums[k] /= 16) && j < 38);
+		for (int l = start, r = j - 1; l < r; l++, r--) {
+			char c = name[l];
+			name[l] = name[r], name[r] = c;
+		}
+	}
+	name[j] = 0;
+	memcpy(b + 16, name, j);
+	for (int i = 0; i < 8; i++) b[56 + i] = 0xc0 + i;
+	memcpy(path, "/dev/shm/", 9);
+	memcpy(path + 9, name, j + 1);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) return 2;
+	int bad = ftruncate(fd, (off_t)n);
+	close(fd);
+	if (bad) return 2;
+	return cuIpcOpenMemHandle_v2(p, h, 1);
+}
+static int fakeFree(unsigned long long p) {
+	char path[64] = "/dev/shm/";
+	lock();
+	int i = ipcFind(p, 1);
+	if (i >= 0) memcpy(path + 9, ipc[i].h.reserved + 16, 40);
+	unlock();
+	path[63] = 0;
+	if (i < 0) return 1;
+	unlink(path);
+	return cuIpcCloseMemHandle(p);
+}
+
 int cuIpcCloseMemHandle(unsigned long long p) {
 	lock();
 	for (int i = 0; i < MAXIPC; i++)
