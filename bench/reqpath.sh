@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 rounds=${1:-7}
 window=${2:-2s}
 out=${OUT:-bench/results/request-path.md}
+# the hand-written sections (from "## Before and after" on) are kept
+keep=""
+[ -f "$out" ] && keep=$(sed -n '/^## Before and after/,$p' "$out")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 kiln=${KILN:-$tmp/kiln}
@@ -55,5 +58,9 @@ echo "+ reqpath -kiln KILN ${repo[*]}" >&2
   echo "    reqpath -kiln KILN ${repo[*]}"
   echo
   cat "$tmp/repo.md"
+  if [ -n "$keep" ]; then
+    echo
+    printf '%s\n' "$keep"
+  fi
 } >"$out"
 cat "$out"
