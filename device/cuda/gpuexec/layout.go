@@ -113,7 +113,7 @@ func (c *compiler) planLayout() {
 		}
 		x := n.Inputs[0]
 		switch {
-		case c.nhwcConv(n):
+		case c.nhwcConv(n) && !blocked[x] && !blocked[input(n, 3)]:
 			reads := make([]int, len(n.Inputs))
 			for i := range reads {
 				reads[i] = readAny // weights and bias: constants
