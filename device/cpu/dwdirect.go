@@ -167,14 +167,10 @@ func dwDirect(p Conv2DParams, x, w, bias, y []float32) {
 				dwFlatS1x2(in, x[(pl+1)*hw:(pl+2)*hw], p.W, off, wt, w[9*c1:9*c1+9], dst, y[(pl+1)*ohw:(pl+2)*ohw], g,
 					biasOf(c), biasOf(c1), lo, hi)
 				pl++
-				dst = y[(pl-1)*ohw : (pl+1)*ohw]
 			case p.StrideH == 1:
 				dwFlatS1(in, p.W, off, wt, dst, g, biasOf(c), lo, hi)
 			default:
 				dwRowsS2(in, p.PadLeft, wt, dst, oh, ow, g, biasOf(c), lo, hi)
-			}
-			if p.Act != ActNone && p.Act != ActRelu && p.Act != ActClip {
-				epilogue(p, dst, ow, len(dst)/ow, ow, nil)
 			}
 		}
 	})
