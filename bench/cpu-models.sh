@@ -33,8 +33,18 @@ echo
 echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min). On a shared machine the minimum"
 echo "(\"kiln plan min ms\") moves far less than the median; ORT prints its median only."
 echo
-echo "| model | input | kiln plan p50 ms | kiln plan min ms | kiln unoptimized p50 ms | ONNX Runtime ms (this run) | ratio ORT/kiln plan | ORT ms in TARGETS.md |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+# kiln's CPU time per inference (both threads, not counting time spent waiting
+# for a core: steady under load where wall times are not), where perf is at hand.
+haveperf=$(command -v perf >/dev/null && perf stat -x, -e task-clock true >/dev/null 2>&1 && echo 1 || true)
+if [ -n "$haveperf" ]; then
+  echo "\"kiln CPU ms\" is \`perf stat -e task-clock\` of \`kiln run PLAN --iterations $((iters+1))\` minus \`--iterations 1\`,"
+  echo "divided by $iters: kiln's own CPU time per inference on both threads, which load moves little."
+else
+  echo "\"kiln CPU ms\" is empty: perf (linux-perf) is not installed."
+fi
+echo
+echo "| model | input | load (1 min) | kiln plan p50 ms | kiln plan min ms | kiln CPU ms | kiln unoptimized p50 ms | ONNX Runtime ms (this run) | ratio ORT/kiln plan | ORT ms in TARGETS.md |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 plandir=$(mktemp -d)
 trap 'rm -rf "$plandir"' EXIT
 for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
@@ -45,14 +55,21 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
     args+=(--shape "$s")
     prof+=(--profile "$s")
   done
+  load=$(cut -d' ' -f1 /proc/loadavg)
   /tmp/kiln-bench build "$f" -o "$plandir/$m.plan" "${prof[@]}" >/dev/null 2>&1
   kout=$(/tmp/kiln-bench run "$plandir/$m.plan" --iterations "$iters" --warmup 5)
   k=$(echo "$kout" | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   kmin=$(echo "$kout" | sed -n '/^latency/s/.*min \([0-9.]*\) .*/\1/p')
+  kcpu=
+  if [ -n "$haveperf" ]; then
+    tc() { perf stat -x, -e task-clock /tmp/kiln-bench run "$plandir/$m.plan" --warmup 0 --iterations "$1" 2>&1 >/dev/null | grep task-clock | cut -d, -f1; }
+    a=$(tc 1); b=$(tc $((iters+1)))
+    kcpu=$(awk -v a="$a" -v b="$b" -v n="$iters" 'BEGIN{printf "%.3f", (b-a)/n}')
+  fi
   u=$(/tmp/kiln-bench run "$f" --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   o=$(NODE_PATH=$ortdir/node_modules node bench/ort_time.js "$f" "$iters" ${shapes[$m]})
   r=$(awk -v k="$k" -v o="$o" 'BEGIN{printf "%.2f", o/k}')
-  echo "| $m | ${shapes[$m]} | $k | $kmin | $u | $o | $r | ${target[$m]} |"
+  echo "| $m | ${shapes[$m]} | $load | $k | $kmin | $kcpu | $u | $o | $r | ${target[$m]} |"
 done
 echo
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
