@@ -511,6 +511,16 @@ func TestBertTimingOnGPU(t *testing.T) {
 			}
 			t.Logf("BERT-base fp16 seq 128 batch %d %s: device %.3f ms (p10 %.3f, p90 %.3f); eager profile %.3f ms: %s",
 				batch, v.name, dev[len(dev)/2], dev[len(dev)/10], dev[len(dev)*9/10], total, strings.Join(parts, "; "))
+			epi, plain := 0, 0
+			for _, l := range e.Layers() {
+				switch l.Impl {
+				case "cublaslt (bias epilogue)":
+					epi++
+				case "cublaslt":
+					plain++
+				}
+			}
+			t.Logf("batch %d %s: tuning kept cuBLASLt's epilogue on %d products, the plain call (+ kiln's epilogue kernel) on %d", batch, v.name, epi, plain)
 			rows = append(rows, row{batch, v.name, dev[len(dev)/2], summarize(e.Layers())})
 			c.Close()
 			e.Close()
