@@ -35,7 +35,6 @@ type client struct {
 	in, out []byte        // the IPC handles of the input and output allocations
 	output  func() []byte // the output allocation's bytes, read by the owner
 	what    string        // what the allocations are, for the log
-	done    func()        // ends the client
 }
 
 // scenario serves tinycnn with a CUDA shared memory registry, registers
