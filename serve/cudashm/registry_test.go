@@ -168,3 +168,27 @@ func TestUnregisterWhileCopying(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// TestSecondDevice: a region on GPU 1 of two opens in that device's
+// primary context and shows its device_id.
+func TestSecondDevice(t *testing.T) {
+	t.Setenv("KILN_FAKE_GPUS", "2")
+	r := cudashm.New(cuda.Options{LibDir: fakeLib(t)})
+	defer r.Close()
+	h, path := fakeHandle(t, "dev1", 64)
+	if err := r.Register("a", h, 2, 64); !errors.Is(err, shm.ErrInvalid) || !strings.Contains(err.Error(), "the server has 2 CUDA device(s)") {
+		t.Fatalf("device 2 of 2: %v", err)
+	}
+	if err := r.Register("a", h, 1, 64); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Status("a"); err != nil || st[0] != (shm.CudaRegion{Name: "a", DeviceID: 1, ByteSize: 64}) {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if err := r.Write("a", 60, []byte("gpu1")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b[60:]) != "gpu1" {
+		t.Fatalf("allocation: %q", b)
+	}
+}
