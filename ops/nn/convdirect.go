@@ -198,6 +198,10 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 	}
 }
 
+// padPlaneOff makes directInput copy stride-1 planes row by row in Go
+// instead of with padPlane (tests and benchmarks compare the two).
+var padPlaneOff bool
+
 // directInput writes the zero-padded, phase-split copy of one image:
 // xin[c][a][b][i][j] = xpad[c][a+i*sh][b+j*sw] for phases a < ph, b < pw.
 func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
@@ -209,6 +213,9 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 			c, a, b := it/(ph*pw), it/pw%ph, it%pw
 			dst := xin[it*plane : (it+1)*plane]
 			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
+			if sh == 1 && sw == 1 && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft) {
+				continue
+			}
 			// input column of phase column j: b + j*sw - PadLeft
 			jlo := max(0, (p.PadLeft-b+sw-1)/sw)
 			jhi := min(wq, (p.W+p.PadLeft-b+sw-1)/sw)

@@ -1,0 +1,6 @@
+//go:build !amd64 || purego
+
+package nn
+
+// padPlane reports false: directInput copies the plane row by row.
+func padPlane(dst, src []float32, h, w, hq, wq, padTop, padLeft int) bool { return false }
