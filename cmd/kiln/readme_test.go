@@ -40,7 +40,7 @@ var readmeSkips = []struct{ key, reason string }{
 	{"od -A d -t f4", "prints an output written into shared memory; serve/httpapi's TestSystemSharedMemory checks those bytes"},
 	{"go run ./examples/rerank", "examples/rerank's own test (TestRetrieveThenRerank) writes the repository, serves it and searches over HTTP and gRPC"},
 	{"--model-repository /tmp/rerank-repo", "serves the repository of go run ./examples/rerank repo (examples/rerank's TestRetrieveThenRerank)"},
-	{"bash scripts/deps-kube.sh", "builds kube-apiserver from k8s.io/kubernetes (about 17 minutes on 2 cores); not part of scripts/test.sh"},
+	{"bash scripts/deps-kube.sh", "builds kube-apiserver from k8s.io/kubernetes (about 17 minutes on 2 cores); scripts/test.sh runs it before TestKubeDryRun"},
 	{"go test ./deploy -run TestKubeDryRun", "a test of the suite, which scripts/test.sh runs (it skips without kube-apiserver)"},
 	{"go test ./bench/elastic", "tests of the suite, which scripts/test.sh runs"},
 	{"bash bench/elastic-loop.sh", "the 17-minute recorded elastic loop (needs root); TestElasticLoopShort runs it 20 times faster"},
