@@ -164,12 +164,12 @@ func (s *Server) CudaShmStatus(name string) ([]CudaShmRegion, error) {
 
 // ErrNoCudaShm is the answer to a CUDA shared memory registration on a
 // server without CUDA shared memory (Options.CudaShm nil).
-var ErrNoCudaShm = fmt.Errorf("%w: CUDA shared memory is not supported by kiln; register a system shared memory region instead", ErrUnsupported)
+var ErrNoCudaShm = fmt.Errorf("%w: CUDA shared memory is not supported by this server (it has no CUDA shared memory registry); register a system shared memory region instead", ErrUnsupported)
 
 // ShmInput returns the tensor of an input (its datatype and shape as the
-// request declares them) read from system or CUDA shared memory. The bytes are copied:
-// the client may reuse the region once the response is sent, and a batch
-// copies its requests anyway.
+// request declares them) read from system or CUDA shared memory. The bytes
+// are copied: the client may reuse the region once the response is sent,
+// and a batch copies its requests anyway.
 func (s *Server) ShmInput(name string, dt tensor.DType, shape []int, ref ShmRef) (*tensor.Tensor, error) {
 	n := 1
 	for _, d := range shape {
