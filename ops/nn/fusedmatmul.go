@@ -26,12 +26,8 @@ type fusedMatMulOp struct {
 	ep epilogue
 	// blk is the blocking SetTactic chose; nil runs the default path.
 	blk *cpu.Blocking
-	// w is B when the graph holds it as a constant: packed for the GEMM
-	// kernel (pb) once, the first time the node runs on it, instead of
-	// on every call.
-	w    *tensor.Tensor
-	once sync.Once
-	pb   *cpu.PackedB
+	// cw is B when the graph holds it as a constant, packed once.
+	cw constWeights
 }
 
 var _ ops.Tactical = (*fusedMatMulOp)(nil)
@@ -42,28 +38,45 @@ func prepareFusedMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
 	if err := a.Err(); err != nil {
 		return nil, err
 	}
+	k.cw.w = constWeight(n)
+	return k, nil
+}
+
+// constWeights is the B of a MatMul-like node when the graph holds it as
+// a float32 constant: packed for the GEMM kernel once, the first time the
+// node runs on it, instead of on every call. It is safe for concurrent
+// runs.
+type constWeights struct {
+	w    *tensor.Tensor
+	once sync.Once
+	pb   *cpu.PackedB
+}
+
+// constWeight returns input 1 of n when it is a float32 constant of rank
+// 2 or more with elements (else nil).
+func constWeight(n *ir.Node) *tensor.Tensor {
 	if len(n.Inputs) > 1 && n.Inputs[1] != nil {
 		if w := n.Inputs[1].Const; w != nil && w.DType == tensor.Float32 && w.Rank() >= 2 && w.Len() > 0 {
-			k.w = w
+			return w
 		}
 	}
-	return k, nil
+	return nil
 }
 
 // packed returns B packed for the GEMM when bm is the node's constant
 // weight and the plan is one product (else nil), packing it on first use.
-func (k *fusedMatMulOp) packed(p *mmPlan, bm *tensor.Tensor) *cpu.PackedB {
-	if k.w == nil || len(p.aOff) != 1 || p.k == 0 || p.n == 0 || bm.Len() != k.w.Len() || bm.Len() != p.k*p.n {
+func (c *constWeights) packed(p *mmPlan, bm *tensor.Tensor) *cpu.PackedB {
+	if c.w == nil || bm.DType != tensor.Float32 || len(p.aOff) != 1 || p.k == 0 || p.n == 0 || bm.Len() != c.w.Len() || bm.Len() != p.k*p.n {
 		return nil
 	}
-	if &bm.Float32s()[0] != &k.w.Float32s()[0] {
+	if &bm.Float32s()[0] != &c.w.Float32s()[0] {
 		return nil
 	}
-	k.once.Do(func() { k.pb = cpu.PackB(p.k, p.n, k.w.Float32s(), p.n) })
+	c.once.Do(func() { c.pb = cpu.PackB(p.k, p.n, c.w.Float32s(), p.n) })
 	// held for as long as the plan: counted in every measurement, like the
 	// direct convolution's packed filters
-	scratchAdd(k.pb.Bytes())
-	return k.pb
+	scratchAdd(c.pb.Bytes())
+	return c.pb
 }
 
 func (k *fusedMatMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -155,7 +168,7 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		}
 		bv = b.Float32s()
 	}
-	pb := k.packed(p, bm)
+	pb := k.cw.packed(p, bm)
 	if len(p.aOff) == 1 && (bv != nil || k.ep.act != ActNone || pb != nil) {
 		// One product: the bias and the activation inside the GEMM's
 		// blocks, on the goroutine that computed each, while it is in

@@ -428,3 +428,39 @@ func TestAttentionBlocks(t *testing.T) {
 		closeTo(t, name, got[0], want.Shape, floats(want), 1e-5)
 	}
 }
+
+// TestMatMulConstWeights checks ONNX MatMul with a constant float32 B (packed
+// once, read packed from the second run on) against MatMul on the same
+// values as a runtime input, on shapes with a batch folded into rows, a
+// single row, a vector B and a B that broadcasts over a batch.
+func TestMatMulConstWeights(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, s := range []struct{ a, b []int }{
+		{[]int{128, 128}, []int{128, 512}},
+		{[]int{2, 64, 96}, []int{96, 80}},
+		{[]int{1, 70}, []int{70, 33}},
+		{[]int{5, 7}, []int{7}},
+		{[]int{3, 4, 6}, []int{3, 6, 5}},
+	} {
+		name := fmt.Sprintf("%v x %v", s.a, s.b)
+		x := randTensor(r, tensor.Float32, s.a...)
+		w := randTensor(r, tensor.Float32, s.b...)
+		ref, err := execSafe(opstest.Node("MatMul", 2, 1), 13, x, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := opstest.Node("MatMul", 2, 1)
+		n.Inputs[1].Const = w
+		k, err := prepareMatMul(n, 13)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for run := range 2 {
+			got, err := k.Run(nil, []*tensor.Tensor{x, w})
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			closeTo(t, fmt.Sprintf("%s run %d", name, run), got[0], ref[0].Shape, floats(ref[0]), 1e-5)
+		}
+	}
+}
