@@ -198,8 +198,8 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 	}
 }
 
-// padPlaneOff makes directInput copy stride-1 planes row by row in Go
-// instead of with padPlane (tests and benchmarks compare the two).
+// padPlaneOff makes directInput copy planes row by row in Go instead of
+// with padPlane and padPlaneS2 (tests and benchmarks compare the two).
 var padPlaneOff bool
 
 // directInput writes the zero-padded, phase-split copy of one image:
@@ -213,7 +213,8 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 			c, a, b := it/(ph*pw), it/pw%ph, it%pw
 			dst := xin[it*plane : (it+1)*plane]
 			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
-			if sh == 1 && sw == 1 && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft) {
+			if sh == 1 && sw == 1 && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft) ||
+				sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, hq, wq, a-p.PadTop, b-p.PadLeft) {
 				continue
 			}
 			// input column of phase column j: b + j*sw - PadLeft

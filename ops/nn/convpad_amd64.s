@@ -66,3 +66,93 @@ pp_next:
 pp_done:
 	VZEROUPPER
 	RET
+
+// func padPlaneS2AVX512(dst, src *float32, h, w, hq, wq, r0, c0 int, masks *uint16, nch int)
+// dst row i, column j (hq rows of wq floats) = src[r0+2i][c0+2j] (src h
+// rows of w floats) where that is inside src, else 0: one stride-2 phase
+// plane of the direct convolution's input. masks holds per 16-float chunk
+// of a dst row the masks of the two 16-float loads of the 32 source
+// floats it takes the even ones of (the lanes inside the source row: no
+// other lane is read) and the store mask (the lanes inside the dst row).
+TEXT ·padPlaneS2AVX512(SB), NOSPLIT, $0-80
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ h+16(FP), R8
+	MOVQ w+24(FP), R9
+	MOVQ hq+32(FP), R10
+	MOVQ wq+40(FP), R11
+	SHLQ $2, R11
+	MOVQ r0+48(FP), R12
+	MOVQ c0+56(FP), AX
+	SHLQ $2, AX
+	ADDQ AX, SI
+	MOVQ masks+64(FP), R15
+	MOVQ nch+72(FP), R13
+	VMOVDQU32 padEven<>(SB), Z31
+	VXORPS Z0, Z0, Z0
+	XORQ R14, R14
+s2_row:
+	CMPQ R14, R10
+	JGE s2_done
+	XORQ DX, DX
+	MOVQ DI, CX
+	MOVQ R15, BX
+	CMPQ R12, $0
+	JLT s2_zero
+	CMPQ R12, R8
+	JGE s2_zero
+	MOVQ R12, AX
+	IMULQ R9, AX
+	SHLQ $2, AX
+	ADDQ SI, AX
+s2_copy:
+	CMPQ DX, R13
+	JGE s2_next
+	KMOVW 0(BX), K1
+	KMOVW 2(BX), K2
+	KMOVW 4(BX), K3
+	VMOVUPS.Z (AX), K1, Z1
+	VMOVUPS.Z 64(AX), K2, Z2
+	VPERMT2PS Z2, Z31, Z1
+	VMOVUPS Z1, K3, (CX)
+	ADDQ $128, AX
+	ADDQ $64, CX
+	ADDQ $6, BX
+	INCQ DX
+	JMP s2_copy
+s2_zero:
+	CMPQ DX, R13
+	JGE s2_next
+	KMOVW 4(BX), K3
+	VMOVUPS Z0, K3, (CX)
+	ADDQ $64, CX
+	ADDQ $6, BX
+	INCQ DX
+	JMP s2_zero
+s2_next:
+	ADDQ R11, DI
+	ADDQ $2, R12
+	INCQ R14
+	JMP s2_row
+s2_done:
+	VZEROUPPER
+	RET
+
+// VPERMT2PS indexes of the even lanes of a 32-float pair.
+DATA padEven<>+0(SB)/4, $0
+DATA padEven<>+4(SB)/4, $2
+DATA padEven<>+8(SB)/4, $4
+DATA padEven<>+12(SB)/4, $6
+DATA padEven<>+16(SB)/4, $8
+DATA padEven<>+20(SB)/4, $10
+DATA padEven<>+24(SB)/4, $12
+DATA padEven<>+28(SB)/4, $14
+DATA padEven<>+32(SB)/4, $16
+DATA padEven<>+36(SB)/4, $18
+DATA padEven<>+40(SB)/4, $20
+DATA padEven<>+44(SB)/4, $22
+DATA padEven<>+48(SB)/4, $24
+DATA padEven<>+52(SB)/4, $26
+DATA padEven<>+56(SB)/4, $28
+DATA padEven<>+60(SB)/4, $30
+GLOBL padEven<>(SB), RODATA|NOPTR, $64
