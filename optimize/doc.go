@@ -13,6 +13,13 @@
 // nothing, level 1 the eliminations and folds, level 2 and above the
 // fusions too (levels 3 to 5 are accepted and currently equal to 2).
 //
+// Device passes (DevicePass) write operators only some devices run, and
+// run only through RunFor with such a device (the builder passes the one
+// it builds for): on the CPU, skiplayernorm fuses a residual Add and the
+// LayerNormalization after it (kiln::SkipLayerNormalization), and mha
+// turns the Split, Reshapes and Transposes around kiln::Attention over a
+// packed Q/K/V projection into kiln::MultiHeadAttention.
+//
 // Layout choice (the layout pass): kiln's kernels compute convolutions in
 // NCHW, so a graph exported in NHWC (TensorFlow, Keras), whose convolutions
 // each sit between Transposes, is kept in NCHW between them: the Transposes
