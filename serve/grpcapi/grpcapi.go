@@ -107,7 +107,7 @@ func (v *Service) ModelReady(_ context.Context, r *inference.ModelReadyRequest) 
 // ServerMetadata returns the server's name, version and extensions.
 func (v *Service) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
 	return &inference.ServerMetadataResponse{Name: "kiln", Version: kiln.Version,
-		Extensions: []string{"classification", "model_repository", "statistics", "schedule_policy", "system_shared_memory", "trace", "logging"}}, nil
+		Extensions: []string{"classification", "model_repository", "statistics", "schedule_policy", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}}, nil
 }
 
 // ModelMetadata returns a model's versions, inputs and outputs.

@@ -100,7 +100,7 @@ func TestSystemSharedMemoryGRPC(t *testing.T) {
 	if cs, err := c.CudaSharedMemoryStatus(ctx, &inference.CudaSharedMemoryStatusRequest{}); err != nil || len(cs.GetRegions()) != 0 {
 		t.Fatalf("CUDA status: %v %v", cs, err)
 	}
-	if md, err := c.ServerMetadata(ctx, &inference.ServerMetadataRequest{}); err != nil || !strings.Contains(fmt.Sprint(md.GetExtensions()), "system_shared_memory") {
+	if md, err := c.ServerMetadata(ctx, &inference.ServerMetadataRequest{}); err != nil || !strings.Contains(fmt.Sprint(md.GetExtensions()), "system_shared_memory") || !strings.Contains(fmt.Sprint(md.GetExtensions()), "cuda_shared_memory") {
 		t.Fatalf("server metadata: %v %v", md, err)
 	}
 

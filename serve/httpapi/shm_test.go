@@ -113,7 +113,7 @@ func TestSystemSharedMemory(t *testing.T) {
 	if code, body := get("/v2/cudasharedmemory/status"); code != 200 || body != "[]" {
 		t.Fatalf("CUDA status: %d %s", code, body)
 	}
-	if code, body := get("/v2"); !strings.Contains(body, `"system_shared_memory"`) {
+	if code, body := get("/v2"); !strings.Contains(body, `"system_shared_memory"`) || !strings.Contains(body, `"cuda_shared_memory"`) {
 		t.Fatalf("server metadata: %d %s", code, body)
 	}
 
