@@ -209,12 +209,13 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 	plane := hq * wq
 	items := p.C * ph * pw
 	dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), func(lo, hi int) {
+		var pms [2]padMasks // per phase column: b alternates between items
 		for it := lo; it < hi; it++ {
 			c, a, b := it/(ph*pw), it/pw%ph, it%pw
 			dst := xin[it*plane : (it+1)*plane]
 			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
-			if sh == 1 && sw == 1 && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft) ||
-				sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, hq, wq, a-p.PadTop, b-p.PadLeft) {
+			if sh == 1 && sw == 1 && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft, &pms[0]) ||
+				sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, hq, wq, a-p.PadTop, b-p.PadLeft, &pms[b]) {
 				continue
 			}
 			// input column of phase column j: b + j*sw - PadLeft

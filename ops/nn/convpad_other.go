@@ -3,7 +3,7 @@
 package nn
 
 // padPlane reports false: directInput copies the plane row by row.
-func padPlane(dst, src []float32, h, w, hq, wq, padTop, padLeft int) bool { return false }
+func padPlane(dst, src []float32, h, w, hq, wq, padTop, padLeft int, pm *padMasks) bool { return false }
 
 // padPlaneS2 reports false: directInput gathers the phase plane row by row.
-func padPlaneS2(dst, src []float32, h, w, hq, wq, r0, c0 int) bool { return false }
+func padPlaneS2(dst, src []float32, h, w, hq, wq, r0, c0 int, pm *padMasks) bool { return false }
