@@ -115,11 +115,11 @@ func ensureWorkers(n int) {
 // for the last range of its job, poll before they block: a model's layers
 // follow each other within microseconds, and a goroutine blocked in the
 // runtime takes several to wake (a futex wake-up of its thread), which is
-// a tenth of a small layer; ONNX Runtime's threads spin the same way. It
-// is 0 (off): on the shared machine it was tried on, polling only took
-// time from the other processes (ops/nn/NOTES.md, section 6), and
-// BenchmarkParallelFor compares both for a quiet one.
-var spinFor time.Duration
+// a tenth of a small layer; ONNX Runtime's threads spin the same way. On a
+// lightly loaded 2-core machine it took 10-30% off the CNNs' latency
+// (ops/nn/NOTES.md, section 6); the polling yields to the process's other
+// goroutines (runtime.Gosched), not to other processes.
+var spinFor = 50 * time.Microsecond
 
 func worker() {
 	for {

@@ -165,7 +165,7 @@ func BenchmarkParallelFor(b *testing.B) {
 	}
 	// A layer's worth of work (about 20 us) with and without the
 	// polling of idle workers and waiting callers.
-	for _, spin := range []time.Duration{20 * time.Microsecond, 0} {
+	for _, spin := range []time.Duration{spinFor, 0} {
 		b.Run(fmt.Sprintf("work=256/spin=%v", spin), func(b *testing.B) {
 			defer func(d time.Duration) { spinFor = d }(spinFor)
 			spinFor = spin
