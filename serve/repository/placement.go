@@ -1,7 +1,6 @@
 package repository
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -52,8 +51,9 @@ var VisibleGPUs = func() ([]string, error) {
 }
 
 // ErrPlacement is returned when an instance group names a GPU this
-// process cannot use.
-var ErrPlacement = errors.New("repository: instance placement")
+// process cannot use. It wraps ErrConfig (a load request asking for it is
+// a bad request).
+var ErrPlacement = fmt.Errorf("%w: instance placement", ErrConfig)
 
 // Placement returns the instances cfg's instance groups ask for, in order:
 // group by group, GPU by GPU, count instances each. A KIND_GPU group runs

@@ -42,8 +42,8 @@ func TestPlacement(t *testing.T) {
 			}
 			got, err := Placement("m", cfg, tt.gpus)
 			if tt.err != "" {
-				if !errors.Is(err, ErrPlacement) || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("err = %v, want ErrPlacement with %q", err, tt.err)
+				if !errors.Is(err, ErrPlacement) || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want ErrPlacement (an ErrConfig) with %q", err, tt.err)
 				}
 				return
 			}
