@@ -3,8 +3,13 @@ package repository
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/examples"
 )
 
 // TestPlacement places the instances of instance groups on the visible
@@ -85,5 +90,66 @@ func TestPlacement(t *testing.T) {
 	}
 	if got := fmt.Sprint(Devices([]Instance{{Device: "cuda:1"}, {Device: "cpu"}, {Device: "cuda:1"}})); got != "[cuda:1 cpu]" {
 		t.Errorf("Devices = %s", got)
+	}
+}
+
+// TestLoadPlaced loads a model whose instance groups span devices (two
+// stand-in GPUs and the CPU): the loader is called once per device, in
+// order, with the config narrowed to that device (so that BuildOptions
+// builds for it), each instance gets its device's model, the completed
+// config lists the GPUs of a group without gpus and counts every
+// instance, and a failing device's load closes the others and names it.
+func TestLoadPlaced(t *testing.T) {
+	saved := VisibleGPUs
+	t.Cleanup(func() { VisibleGPUs = saved })
+	VisibleGPUs = func() ([]string, error) { return []string{"GPU-a", "GPU-b"}, nil }
+	dir := t.TempDir()
+	p := filepath.Join(dir, "m", "1")
+	os.MkdirAll(p, 0o755)
+	os.WriteFile(filepath.Join(p, "model.onnx"), examples.TinyCNNModel, 0o644)
+	os.WriteFile(filepath.Join(dir, "m", "config.pbtxt"), []byte("max_batch_size: 4\n"+
+		"instance_group [ { count: 2 kind: KIND_GPU }, { count: 1 kind: KIND_CPU } ]\n"), 0o644)
+	var devices []string
+	fail := ""
+	load := func(path string, cfg *Config) (*kiln.Model, error) {
+		o, err := BuildOptions(filepath.Dir(filepath.Dir(path)), cfg)
+		if err != nil {
+			return nil, err
+		}
+		devices = append(devices, o.Device)
+		if fail != "" && o.Device == fail {
+			return nil, errors.New("no such GPU here")
+		}
+		return kiln.Load(path) // the graph on the CPU stands in for each device's engine
+	}
+	m, err := LoadWith(dir, "m", load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := strings.Join(devices, " "); got != "cuda:0 cuda:1 " {
+		t.Errorf("loads for devices %q, want cuda:0, cuda:1 and the CPU", got)
+	}
+	ins := m.Versions[0].Instances
+	var got []string
+	for _, in := range ins {
+		got = append(got, in.Name+"@"+in.Device)
+	}
+	if want := "m_0_0@cuda:0 m_0_1@cuda:0 m_0_2@cuda:1 m_0_3@cuda:1 m_1_0@cpu"; strings.Join(got, " ") != want {
+		t.Errorf("instances %s, want %s", strings.Join(got, " "), want)
+	}
+	if len(ins) == 5 && (ins[0].Model != ins[1].Model || ins[1].Model == ins[2].Model || ins[2].Model == ins[4].Model || m.Versions[0].Model != ins[0].Model) {
+		t.Errorf("instances of one device must share its model, and only they")
+	}
+	if g := m.Config.InstanceGroups[0].GPUs; fmt.Sprint(g) != "[0 1]" || m.Config.Instances() != 5 {
+		t.Errorf("completed config: gpus %v, %d instances; want [0 1] and 5", g, m.Config.Instances())
+	}
+	if mc := m.Config.ModelConfig(); fmt.Sprint(mc.GetInstanceGroup()[0].GetGpus()) != "[0 1]" {
+		t.Errorf("ModelConfig instance_group %v", mc.GetInstanceGroup())
+	}
+
+	devices, fail = nil, "cuda:1"
+	if _, err := LoadWith(dir, "m", load); err == nil || !strings.Contains(err.Error(), "on cuda:1: no such GPU here") {
+		t.Errorf("a failing GPU: %v", err)
 	}
 }
