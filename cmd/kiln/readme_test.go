@@ -43,6 +43,7 @@ var readmeSkips = []struct{ key, reason string }{
 	{"bash scripts/deps-kube.sh", "builds kube-apiserver from k8s.io/kubernetes (about 17 minutes on 2 cores); scripts/test.sh runs it before TestKubeDryRun"},
 	{"go test ./deploy -run TestKubeDryRun", "a test of the suite, which scripts/test.sh runs (it skips without kube-apiserver)"},
 	{"go test ./bench/elastic", "tests of the suite, which scripts/test.sh runs"},
+	{"go test ./cmd/kiln -run TestServeMultiGPUFake", "a test of this package, which scripts/test.sh runs"},
 	{"go build -o /tmp/kiln ./cmd/kiln", "builds the binary bench/reqpath measures; this test runs the command lines in process"},
 	{"go run ./bench/reqpath", "a benchmark of several seconds per target; bench/reqpath's TestReqpath runs it on short settings"},
 	{"bash bench/elastic-loop.sh", "the 17-minute recorded elastic loop (needs root); TestElasticLoopShort runs it 20 times faster"},
