@@ -45,6 +45,7 @@ var readmeSkips = []struct{ key, reason string }{
 	{"go test ./bench/elastic", "tests of the suite, which scripts/test.sh runs"},
 	{"go test ./cmd/kiln -run TestServeMultiGPUFake", "a test of this package, which scripts/test.sh runs"},
 	{"go build -o /tmp/kiln ./cmd/kiln", "builds the binary bench/reqpath measures; this test runs the command lines in process"},
+	{"go test ./device/cuda/gpuexec -run TestLayoutBenchOnGPU", "a GPU benchmark (it skips without a GPU); bench/gpu.sh runs the GPU measurements"},
 	{"go run ./bench/reqpath", "a benchmark of several seconds per target; bench/reqpath's TestReqpath runs it on short settings"},
 	{"bash bench/elastic-loop.sh", "the 17-minute recorded elastic loop (needs root); TestElasticLoopShort runs it 20 times faster"},
 }
