@@ -210,6 +210,10 @@ type ExecOptions struct {
 	// passes, handed to the device so that no device package depends on
 	// the optimizer. nil: nothing is folded.
 	Fold func(g *ir.Graph) error
+	// OptLevel is the build's optimization level (kiln build --opt-level):
+	// devices may search more implementations above 2 (the CUDA executor
+	// times cuDNN's graph-API engines at 3 and above).
+	OptLevel int
 }
 
 // Program is a graph compiled for a device.

@@ -61,7 +61,7 @@ func (b *builder) compile(ctx context.Context) error {
 			return err
 		}
 		o := device.ExecOptions{Ordinal: b.ordinal, Precision: b.o.Precision, MemoryLimit: b.o.Workspace,
-			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache}
+			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache, OptLevel: b.o.OptLevel}
 		if len(p.Inputs) > 0 {
 			o.MaxShapes, o.OptShapes = p.Shapes(2), p.Shapes(1)
 		}

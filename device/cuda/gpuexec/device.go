@@ -47,7 +47,10 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16"}
+	// --opt-level 3 and above search wider: cuDNN's graph-API engines are
+	// timed beside the legacy calls (longer builds; a few percent faster
+	// convolutions on ResNet-50).
+	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16", GraphConv: o.OptLevel >= 3}
 	arch := fmt.Sprintf("sm_%d%d", major, minor)
 	blobs := map[string][]byte{}
 	if img, ok := o.Blobs[kernelBlob(arch)]; ok && len(img) > 0 {
