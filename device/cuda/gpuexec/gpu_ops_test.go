@@ -57,6 +57,17 @@ func opCases() []opCase {
 		}
 		return x
 	}
+	// Cases added later draw from their own generator, so that the inputs
+	// of the cases before them stay the ones a GPU run has checked (FP16
+	// cases near a singularity, such as Tan's poles, depend on them).
+	rOwn := rand.New(rand.NewPCG(9, 10))
+	rndOwn := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(rOwn.NormFloat64())
+		}
+		return x
+	}
 	i64 := func(v ...int64) *tensor.Tensor { return tensor.FromInt64(v, len(v)) }
 	f32 := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32(v, len(v)) }
 	op := func(b *ir.Builder, name string, in []*ir.Value, attrs ...*ir.Attr) []*ir.Value {
@@ -98,11 +109,11 @@ func opCases() []opCase {
 		{"ArgMin select_last_index", []*tensor.Tensor{rnd(6, 70)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "ArgMin", x[:1], ir.IntAttr("axis", -1), ir.IntAttr("keepdims", 0), ir.IntAttr("select_last_index", 1))
 		}, false},
-		{"Conv 3-D groups pads strides dilations bias", []*tensor.Tensor{rnd(2, 4, 6, 7, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
-			return op(b, "Conv", []*ir.Value{x[0], b.Const("w", rnd(6, 2, 3, 2, 3)), b.Const("b", rnd(6))}, ir.IntAttr("group", 2),
+		{"Conv 3-D groups pads strides dilations bias", []*tensor.Tensor{rndOwn(2, 4, 6, 7, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "Conv", []*ir.Value{x[0], b.Const("w", rndOwn(6, 2, 3, 2, 3)), b.Const("b", rndOwn(6))}, ir.IntAttr("group", 2),
 				ir.IntsAttr("pads", 1, 0, 1, 1, 1, 0), ir.IntsAttr("strides", 1, 2, 1), ir.IntsAttr("dilations", 1, 1, 2))
 		}, false},
-		{"MaxPool 3-D, AveragePool 3-D count_include_pad, SAME_UPPER", []*tensor.Tensor{rnd(1, 3, 7, 6, 9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+		{"MaxPool 3-D, AveragePool 3-D count_include_pad, SAME_UPPER", []*tensor.Tensor{rndOwn(1, 3, 7, 6, 9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{
 				b.Op("MaxPool", x[:1], ir.IntsAttr("kernel_shape", 3, 2, 3), ir.IntsAttr("strides", 2, 1, 2), ir.IntsAttr("pads", 1, 0, 1, 1, 1, 1)),
 				b.Op("AveragePool", x[:1], ir.IntsAttr("kernel_shape", 2, 3, 3), ir.IntsAttr("pads", 1, 1, 1, 0, 1, 1), ir.IntAttr("count_include_pad", 1)),
@@ -111,13 +122,13 @@ func opCases() []opCase {
 		}, false},
 		// TopK on values that half represents exactly (multiples of 1/8,
 		// many ties), so that FP16 plans give the same indices.
-		{"TopK largest last axis", []*tensor.Tensor{eighths(rnd(6, 300))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+		{"TopK largest last axis", []*tensor.Tensor{eighths(rndOwn(6, 300))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return b.OpN("TopK", 2, []*ir.Value{x[0], b.Const("k", i64(10))})
 		}, false},
-		{"TopK smallest middle axis ties", []*tensor.Tensor{eighths(rnd(3, 64, 5))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+		{"TopK smallest middle axis ties", []*tensor.Tensor{eighths(rndOwn(3, 64, 5))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return b.OpN("TopK", 2, []*ir.Value{x[0], b.Const("k", i64(7))}, ir.IntAttr("axis", 1), ir.IntAttr("largest", 0))
 		}, false},
-		{"TopK whole axis, values only", []*tensor.Tensor{eighths(rnd(2, 33))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+		{"TopK whole axis, values only", []*tensor.Tensor{eighths(rndOwn(2, 33))}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return b.OpN("TopK", 2, []*ir.Value{x[0], b.Const("k", i64(33))})[:1]
 		}, false},
 		{"Softmax axis 0, LogSoftmax, Hardmax", []*tensor.Tensor{rnd(5, 6, 7)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
