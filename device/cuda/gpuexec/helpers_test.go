@@ -77,6 +77,13 @@ func randomImages(t testing.TB, name string, batch int, seed uint64) map[string]
 // given tensors, optimizes it (level 2) and infers every shape.
 func optimizedGraph(t testing.TB, path string, inputs map[string]*tensor.Tensor) *ir.Graph {
 	t.Helper()
+	return graphAt(t, path, inputs, 2)
+}
+
+// graphAt loads a model with the inputs' shapes, optimized at level (0:
+// not at all) with every shape inferred.
+func graphAt(t testing.TB, path string, inputs map[string]*tensor.Tensor, level int) *ir.Graph {
+	t.Helper()
 	f, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +98,7 @@ func optimizedGraph(t testing.TB, path string, inputs map[string]*tensor.Tensor)
 			v.Type.Shape = ir.KnownShape(x.Shape...)
 		}
 	}
-	if err := optimize.Run(g, 2, nil); err != nil {
+	if err := optimize.Run(g, level, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ops.InferGraph(g); err != nil {

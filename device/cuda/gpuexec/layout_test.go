@@ -21,8 +21,6 @@ import (
 	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
-	"github.com/kilnai/kiln/ops"
-	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -115,27 +113,7 @@ func layoutModel(t testing.TB, name string, batch int) (string, map[string]*tens
 // optimized.
 func rawGraph(t testing.TB, path string, in map[string]*tensor.Tensor) *ir.Graph {
 	t.Helper()
-	f, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	g, err := onnx.ToGraph(f.Model, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range g.Inputs {
-		if x, ok := in[v.Name]; ok {
-			v.Type.Shape = ir.KnownShape(x.Shape...)
-		}
-	}
-	if err := optimize.Run(g, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ops.InferGraph(g); err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return graphAt(t, path, in, 0)
 }
 
 // transposes lists the program's layout transposes in order: "value to
