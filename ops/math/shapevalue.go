@@ -16,7 +16,7 @@ import (
 // valueDims returns the elements of a 0-D or 1-D integer value as dims,
 // from its constant contents or its ShapeValue; sym says the latter.
 func valueDims(v *ir.Value) (dims []ir.Dim, sym, ok bool) {
-	if v == nil || (v.Type.Shape != nil && len(v.Type.Shape) > 1) {
+	if v == nil || len(v.Type.Shape) > 1 {
 		return nil, false, false
 	}
 	if v.Const != nil {

@@ -359,16 +359,6 @@ func reduceFloat[T ops.Float](kind reduceKind, x, y []T, l layout) {
 	}
 }
 
-// sumKind reports whether kind is computed from a plain sum of a
-// per-element term (x, |x| or x*x) and a final transform.
-func sumKind(kind reduceKind) bool {
-	switch kind {
-	case rSum, rMean, rL1, rL2, rLogSum, rSumSquare:
-		return true
-	}
-	return false
-}
-
 // term returns the per-element term a sum kind adds up.
 func term[T ops.Float](kind reduceKind, v T) float64 {
 	switch kind {

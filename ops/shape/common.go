@@ -262,14 +262,6 @@ func view[T any](b []byte) []T {
 	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), len(b)/int(unsafe.Sizeof(z)))
 }
 
-// elemSize returns the byte size of one element of dt, or 0 for strings.
-func elemSize(dt tensor.DType) int {
-	if dt == tensor.String {
-		return 0
-	}
-	return dt.Size()
-}
-
 // copyElems copies n elements of src starting at element si into dst at
 // element di; both tensors have the same type.
 func copyElems(dst *tensor.Tensor, di int, src *tensor.Tensor, si, n int) {
@@ -338,29 +330,6 @@ func fillValue(t *tensor.Tensor, lo, hi int, v *tensor.Tensor) {
 	}
 }
 
-// scalarOf returns a one-element tensor of type dt holding the value of the
-// first element of v converted to dt (zero when v is nil).
-func scalarOf(dt tensor.DType, v *tensor.Tensor) (*tensor.Tensor, error) {
-	s, err := tensor.Make(dt, []int{})
-	if err != nil {
-		return nil, err
-	}
-	if v == nil || v.Len() == 0 {
-		return s, nil
-	}
-	switch {
-	case v.DType == dt:
-		copyElems(s, 0, v, 0, 1)
-	case dt == tensor.String || v.DType == tensor.String:
-		return nil, badInput("cannot convert %v to %v", v.DType, dt)
-	case dt.IsInt() && v.DType.IsInt():
-		setInt(s, 0, v.Int(0))
-	default:
-		s.SetFloat(0, v.Float(0))
-	}
-	return s, nil
-}
-
 // setInt stores v at element i of an integer tensor with wrap-around.
 func setInt(t *tensor.Tensor, i int, v int64) {
 	switch t.DType {
@@ -384,9 +353,6 @@ func setInt(t *tensor.Tensor, i int, v int64) {
 		t.SetFloat(i, float64(v))
 	}
 }
-
-// shapeDims converts a concrete shape into ir dims.
-func shapeDims(s []int) ir.Shape { return ir.KnownShape(s...) }
 
 // toInts converts int64 dims into ints, checking them with CheckShape.
 func toInts(op string, v []int64) ([]int, error) {
