@@ -18,6 +18,7 @@
 # NAMES default to all; "shared" and "exported" name the two groups, "conformance"
 # the node-test run. OUTDIR gets table.md, conformance.txt and logs.tgz.
 # NO_TIMING=1 builds without tactic timing (kiln build --no-timing).
+# KEEP_PLANS=1 keeps the plans (WORK/NAME.fp32.plan, .fp16.plan) for later runs.
 # KILN_CUDA_UNVERIFIED defaults to 1 here: the run checks every CUDA kernel,
 # including those not yet run on a GPU, which kiln otherwise leaves to the
 # CPU (device/cuda/gpuexec/verified.go); KILN_CUDA_UNVERIFIED=0 measures
@@ -178,7 +179,7 @@ run)
         esac
       done
       echo "| $m | $p | $nofb | ${layers:--} | ${cells[0]} | ${cells[1]} | ${cells[2]} | $secs |" >>"$out/table.md"
-      rm -f "$plan"
+      [ -n "${KEEP_PLANS:-}" ] || rm -f "$plan"
     done
   done
   if [ $conf = yes ] && [ -f $dir/node.tgz ]; then
