@@ -22,6 +22,14 @@ const (
 	cublasOpT             = 1  // CUBLAS_OP_T
 	ltHeuristicResultSize = 96 // sizeof(cublasLtMatmulHeuristicResult_t)
 	ltAlgoConfigID        = 0  // CUBLASLT_ALGO_CONFIG_ID (int32)
+	ltAlgoConfigSplitK    = 2  // CUBLASLT_ALGO_CONFIG_SPLITK_NUM (uint32)
+	ltAlgoConfigReduction = 3  // CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME (uint32)
+	// LtReductionInPlace and LtReductionCompute are cuBLASLt's split-K
+	// reduction schemes (cublasLtReductionScheme_t): the parts added in
+	// the output itself, in its type (INPLACE), or in float32 in the
+	// workspace, then one pass to the output (COMPUTE_TYPE).
+	LtReductionInPlace = 1
+	LtReductionCompute = 2
 	// ltHeuristicRequests is how many algorithms NewMatmulWith asks the
 	// heuristics for: the candidates a tuned build times.
 	ltHeuristicRequests = 16
@@ -33,6 +41,8 @@ type matmulFn struct {
 	layoutCreate, layoutDestroy                     uintptr
 	prefCreate, prefDestroy, prefSet, heuristic, mm uintptr
 	algoConfigGet                                   uintptr // optional: 0 when missing
+	// optional too: without them MatmulOptions.SplitK adds nothing
+	algoConfigSet, algoCheck uintptr
 }
 
 func (b *CUBLASLt) matmul() (*matmulFn, error) {
@@ -53,6 +63,8 @@ func (b *CUBLASLt) matmul() (*matmulFn, error) {
 		if b.mmErr == nil {
 			// only to name the algorithms (kiln inspect): optional
 			f.algoConfigGet, _ = b.lib.sym("cublasLtMatmulAlgoConfigGetAttribute")
+			f.algoConfigSet, _ = b.lib.sym("cublasLtMatmulAlgoConfigSetAttribute")
+			f.algoCheck, _ = b.lib.sym("cublasLtMatmulAlgoCheck")
 			b.mmFn = f
 		}
 	})
@@ -74,8 +86,12 @@ type LtMatmul struct {
 	// need at most the workspace limit given, in their rank order (the
 	// first is in use after planning); UseCandidate switches to another.
 	Candidates []LtAlgo
-	algos      [][64]byte
-	residual   bool // planned with beta = 1: RunC adds C
+	// Splits says, for each candidate, how it splits K: the heuristic's
+	// own results as they come ({0, 0}), the variants MatmulOptions.SplitK
+	// added (after them) with more than one part.
+	Splits   []LtSplit
+	algos    [][64]byte
+	residual bool // planned with beta = 1: RunC adds C
 }
 
 // LtAlgo is one cuBLASLt heuristic result for a planned product.
@@ -86,6 +102,39 @@ type LtAlgo struct {
 	// does not say.
 	ID int
 }
+
+// LtSplit is how a candidate splits the product's K dimension: in Parts
+// parts (0 or 1: not split), summed by the reduction scheme Reduction
+// (LtReductionInPlace, LtReductionCompute).
+type LtSplit struct{ Parts, Reduction int }
+
+// CandidateString names candidate i as kiln inspect shows it.
+func (p *LtMatmul) CandidateString(i int) string {
+	if i < 0 || i >= len(p.Candidates) {
+		return fmt.Sprintf("no candidate %d", i)
+	}
+	a := p.Candidates[i]
+	s := fmt.Sprintf("heuristic #%d", a.Index)
+	if a.ID >= 0 {
+		s = fmt.Sprintf("algo %d (%s)", a.ID, s)
+	}
+	if sp := p.Splits[i]; sp.Parts > 1 {
+		red := "in place"
+		if sp.Reduction == LtReductionCompute {
+			red = "float32 workspace"
+		}
+		s += fmt.Sprintf(", split-K %d (%s)", sp.Parts, red)
+	}
+	return s
+}
+
+// Split-K variants that MatmulOptions.SplitK adds: of the first
+// ltSplitKBases heuristic results not already split, each of ltSplitKParts
+// whose parts keep at least ltSplitKMinDepth of K, with each reduction
+// scheme that cublasLtMatmulAlgoCheck accepts.
+const ltSplitKBases, ltSplitKMinDepth = 4, 128
+
+var ltSplitKParts = []int{2, 3, 4, 6, 8}
 
 // UseCandidate makes p run with p.Candidates[i].
 func (p *LtMatmul) UseCandidate(i int) error {
@@ -124,6 +173,12 @@ type MatmulOptions struct {
 	// Y's shape and layout (beta = 1): run it with RunC. cuBLASLt adds C
 	// before the epilogue's bias and activation.
 	Residual bool
+	// SplitK adds to the Candidates, after the heuristic's own results,
+	// variants of the first few with K split in 2 to 8 parts (where
+	// cublasLtMatmulAlgoCheck accepts them within the workspace limit):
+	// small-M products (a BERT layer at batch 1 is 128 rows) otherwise run
+	// on a few of the GPU's SMs. The heuristic's first result stays in use.
+	SplitK bool
 }
 
 // NewMatmulWith plans the product Y = A B as o says (see NewMatmul).
@@ -239,6 +294,10 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 		}
 		p.algos = append(p.algos, a)
 		p.Candidates = append(p.Candidates, LtAlgo{Index: i, Workspace: int(wsSize), ID: int(id)})
+		p.Splits = append(p.Splits, LtSplit{})
+	}
+	if o.SplitK && len(p.Candidates) > 0 {
+		p.addSplitK(h, maxWorkspace)
 	}
 	if len(p.Candidates) > 0 {
 		p.algo = cMalloc(64)
@@ -249,6 +308,62 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 	}
 	return nil, &Error{Call: "cublasLtMatmulAlgoGetHeuristic", Code: 15, Name: "CUBLAS_STATUS_NOT_SUPPORTED",
 		Msg: fmt.Sprintf("no algorithm for %dx%dx%d within %d bytes of workspace", m, n, k, maxWorkspace)}
+}
+
+// addSplitK appends the split-K variants of the first heuristic results
+// (MatmulOptions.SplitK) that cublasLtMatmulAlgoCheck accepts within
+// maxWorkspace bytes.
+func (p *LtMatmul) addSplitK(h CUBLASLtHandle, maxWorkspace int) {
+	f := p.f
+	if f.algoConfigSet == 0 || f.algoCheck == 0 {
+		return
+	}
+	// The algorithm is copied into C memory for each call: cuBLASLt may
+	// keep no pointer into it, but Go memory that moves is not passed.
+	buf := cMalloc(64 + ltHeuristicResultSize)
+	defer cFree(buf)
+	algo := unsafe.Slice((*byte)(buf), 64)
+	res := unsafe.Slice((*byte)(unsafe.Add(buf, 64)), ltHeuristicResultSize)
+	setU32 := func(attr int, v uint32) bool {
+		return call(f.algoConfigSet, uintptr(buf), uintptr(attr), uintptr(unsafe.Pointer(&v)), 4) == 0
+	}
+	n := len(p.Candidates)
+	for i := 0; i < n && i < ltSplitKBases; i++ {
+		base := p.Candidates[i]
+		copy(algo, p.algos[i][:])
+		if f.algoConfigGet != 0 {
+			var splits uint32
+			var written uint64
+			if call(f.algoConfigGet, uintptr(buf), ltAlgoConfigSplitK, uintptr(unsafe.Pointer(&splits)), 4, uintptr(unsafe.Pointer(&written))) == 0 && splits > 1 {
+				continue // the heuristic split it already
+			}
+		}
+		for _, parts := range ltSplitKParts {
+			if p.K/parts < ltSplitKMinDepth {
+				break
+			}
+			for _, red := range []int{LtReductionInPlace, LtReductionCompute} {
+				copy(algo, p.algos[i][:])
+				if !setU32(ltAlgoConfigSplitK, uint32(parts)) || !setU32(ltAlgoConfigReduction, uint32(red)) {
+					continue
+				}
+				clear(res)
+				if call(f.algoCheck, uintptr(h.p), uintptr(p.desc), uintptr(p.la), uintptr(p.lb), uintptr(p.ly), uintptr(p.ly),
+					uintptr(buf), uintptr(unsafe.Pointer(&res[0]))) != 0 {
+					continue
+				}
+				ws := binary.LittleEndian.Uint64(res[64:72])
+				if ws > uint64(maxWorkspace) {
+					continue
+				}
+				var a [64]byte
+				copy(a[:], algo)
+				p.algos = append(p.algos, a)
+				p.Candidates = append(p.Candidates, LtAlgo{Index: base.Index, Workspace: int(ws), ID: base.ID})
+				p.Splits = append(p.Splits, LtSplit{Parts: parts, Reduction: red})
+			}
+		}
+	}
 }
 
 // Run queues y = a b on s (a product planned without Residual).

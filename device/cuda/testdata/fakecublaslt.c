@@ -4,7 +4,11 @@
 // CUBLASLT_ALGO_CONFIG_ID is its number. A matmul descriptor keeps its
 // epilogue and bias pointer; fakeLtLast reports what the last cublasLtMatmul
 // was given (its descriptor's epilogue and bias, beta, C and D), and the
-// heuristic refuses a bias epilogue without a bias pointer.
+// heuristic refuses a bias epilogue without a bias pointer. An algorithm's
+// byte 1 holds its CUBLASLT_ALGO_CONFIG_SPLITK_NUM (0 read as 1) and byte 2
+// its reduction scheme; cublasLtMatmulAlgoCheck accepts splits of
+// algorithm 43 only, up to K/2 parts, needing 1 KiB of workspace per part
+// with the float32 (COMPUTE_TYPE) scheme and none in place.
 // Built by the tests with cc.
 #include <stddef.h>
 #include <stdint.h>
@@ -44,7 +48,12 @@ int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n)
 	}
 	return 7;
 }
-int cublasLtMatrixLayoutCreate(void **l, int t, uint64_t rows, uint64_t cols, int64_t ld) { *l = malloc(8); return ld >= (int64_t)rows ? 0 : 7; }
+int cublasLtMatrixLayoutCreate(void **l, int t, uint64_t rows, uint64_t cols, int64_t ld) {
+	*l = malloc(8);
+	*(uint64_t *)*l = rows;
+	return ld >= (int64_t)rows ? 0 : 7;
+}
+static uint64_t layoutRows(void *l) { return *(uint64_t *)l; }
 int cublasLtMatrixLayoutDestroy(void *l) { free(l); return 0; }
 int cublasLtMatmulPreferenceCreate(void **p) { *p = malloc(8); return 0; }
 int cublasLtMatmulPreferenceDestroy(void *p) { free(p); return 0; }
@@ -66,11 +75,29 @@ int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *
 	return 0;
 }
 int cublasLtMatmulAlgoConfigGetAttribute(const unsigned char *algo, int attr, void *buf, size_t n, size_t *written) {
-	if (attr != 0 || n != 4) /* CUBLASLT_ALGO_CONFIG_ID, an int32 */
+	if (attr < 0 || attr > 3 || attr == 1 || n != 4) /* ID, SPLITK_NUM, REDUCTION_SCHEME: 4 bytes */
 		return 7;
-	*(int32_t *)buf = algo[0];
+	*(int32_t *)buf = attr == 0 ? algo[0] : attr == 2 ? (algo[1] ? algo[1] : 1) : algo[2];
 	if (written)
 		*written = 4;
+	return 0;
+}
+int cublasLtMatmulAlgoConfigSetAttribute(unsigned char *algo, int attr, const void *buf, size_t n) {
+	uint32_t v = *(const uint32_t *)buf;
+	if ((attr != 2 && attr != 3) || n != 4 || v > 255)
+		return 7;
+	algo[attr == 2 ? 1 : 2] = (unsigned char)v;
+	return 0;
+}
+static uint64_t layoutRows(void *l);
+int cublasLtMatmulAlgoCheck(void *h, void *desc, void *a, void *b, void *c, void *d, const unsigned char *algo, unsigned char *res) {
+	int parts = algo[1] ? algo[1] : 1;
+	uint64_t k = layoutRows(b); /* cuBLASLt's B is kiln's A: K x M column-major */
+	if (parts > 1 && (algo[0] != 43 || (algo[2] != 1 && algo[2] != 2) || (uint64_t)parts > k / 2))
+		return 15; /* CUBLAS_STATUS_NOT_SUPPORTED */
+	memset(res, 0, 96);
+	memcpy(res, algo, 64);
+	*(uint64_t *)(res + 64) = parts > 1 && algo[2] == 2 ? 1024 * (uint64_t)parts : algo[0] == 42 ? 8192 : 0;
 	return 0;
 }
 static struct {
@@ -79,7 +106,10 @@ static struct {
 	float beta;
 	const void *c, *d;
 	const void *cd, *dd;
+	unsigned char algo[64];
 } last;
+/* fakeLtLastAlgo copies the algorithm the last cublasLtMatmul ran. */
+void fakeLtLastAlgo(unsigned char *out) { memcpy(out, last.algo, 64); }
 /* fakeLtLast reports the last cublasLtMatmul's epilogue, bias, beta, C and
    D, and whether C and D had the same layout descriptor. */
 void fakeLtLast(int32_t *epi, uint64_t *bias, float *beta, uint64_t *c, uint64_t *d, int32_t *sameLayout) {
@@ -101,5 +131,7 @@ int cublasLtMatmul(void *h, void *desc, const float *alpha, const void *a, void 
 	last.d = d;
 	last.cd = cd;
 	last.dd = dd;
+	if (algo)
+		memcpy(last.algo, algo, 64);
 	return *alpha == 1 && (*beta == 0 || *beta == 1) && algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
 }
