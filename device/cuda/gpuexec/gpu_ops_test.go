@@ -304,6 +304,7 @@ func opCases() []opCase {
 			return op(b, name, x[:1], u.attrs...)
 		}, false})
 	}
+	cases = append(cases, longTailCases()...)
 	return cases
 }
 
@@ -594,4 +595,56 @@ func eighths(x *tensor.Tensor) *tensor.Tensor {
 		x.Float32s()[i] = float32(math.Round(float64(v)*8) / 8)
 	}
 	return x
+}
+
+// longTailCases are the ops of the long tail (op_groupnorm.go,
+// op_upsample.go, op_lppool.go, ...), drawn from their own generator so
+// that the inputs of the cases before them do not change.
+func longTailCases() []opCase {
+	r := rand.New(rand.NewPCG(13, 14))
+	rnd := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	f32 := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32(v, len(v)) }
+	op := func(b *ir.Builder, name string, in []*ir.Value, attrs ...*ir.Attr) []*ir.Value {
+		return []*ir.Value{b.Op(name, in, attrs...)}
+	}
+	return []opCase{
+		{"GroupNormalization per channel, long rows", []*tensor.Tensor{rnd(2, 6, 20, 30)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "GroupNormalization", []*ir.Value{x[0], b.Const("s", rnd(6)), b.Const("b", rnd(6))}, ir.IntAttr("num_groups", 3))
+		}, false},
+		{"GroupNormalization per group (opset 18) epsilon", []*tensor.Tensor{rnd(3, 8, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "GroupNormalization", []*ir.Value{x[0], b.Const("s", rnd(4)), b.Const("b", rnd(4))},
+				ir.IntAttr("num_groups", 4), ir.FloatAttr("epsilon", 0.01))
+		}, false},
+		{"MeanVarianceNormalization default axes", []*tensor.Tensor{rnd(3, 4, 5, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "MeanVarianceNormalization", x[:1])
+		}, false},
+		{"MeanVarianceNormalization axes 1 and -1", []*tensor.Tensor{rnd(4, 7, 3, 9)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "MeanVarianceNormalization", x[:1], ir.IntsAttr("axes", 1, -1))
+		}, false},
+		{"LpNormalization p 2 last axis, p 1 middle axis", []*tensor.Tensor{rnd(4, 33, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("LpNormalization", x[:1]), b.Op("LpNormalization", x[:1], ir.IntAttr("axis", 1), ir.IntAttr("p", 1))}
+		}, false},
+		{"Upsample nearest 2x3", []*tensor.Tensor{rnd(2, 3, 4, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "Upsample", []*ir.Value{x[0], b.Const("sc", f32(1, 1, 2, 3))})
+		}, false},
+		{"Upsample linear 2x2.5", []*tensor.Tensor{rnd(1, 2, 6, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "Upsample", []*ir.Value{x[0], b.Const("sc", f32(1, 1, 2, 2.5))}, ir.StringAttr("mode", "linear"))
+		}, false},
+		{"LpPool 2-D p 3 pads strides dilations", []*tensor.Tensor{rnd(2, 3, 9, 8)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "LpPool", x[:1], ir.IntsAttr("kernel_shape", 3, 2), ir.IntsAttr("strides", 2, 1), ir.IntsAttr("pads", 1, 0, 1, 1),
+				ir.IntsAttr("dilations", 1, 2), ir.IntAttr("p", 3))
+		}, false},
+		{"LpPool 1-D p 2 SAME_UPPER", []*tensor.Tensor{rnd(2, 4, 17)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "LpPool", x[:1], ir.IntsAttr("kernel_shape", 4), ir.IntsAttr("strides", 3), ir.StringAttr("auto_pad", "SAME_UPPER"))
+		}, false},
+		{"GlobalLpPool p 2, p 1", []*tensor.Tensor{rnd(2, 5, 7, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("GlobalLpPool", x[:1]), b.Op("GlobalLpPool", x[:1], ir.IntAttr("p", 1))}
+		}, false},
+	}
 }

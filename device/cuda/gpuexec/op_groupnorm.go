@@ -1,0 +1,171 @@
+package gpuexec
+
+import (
+	"fmt"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// groupNormKernels are the normalizations over groups of elements that
+// op_norm.go's do not cover: GroupNormalization (per-channel scale and
+// bias, and the per-group ones of opset 18), MeanVarianceNormalization
+// over any axes and LpNormalization (p 1 or 2) along one axis;
+// kernels/op_groupnorm.cu, one block per normalized group, float32
+// statistics in both precisions. Float32 only (float64 stays on the CPU).
+var groupNormKernels = []kernelDef{
+	{op: "GroupNormalization", inputs: 3, f32: []int{0, 1, 2}, check: groupNormCheck, emit: (*compiler).groupNorm, unchecked: true},
+	{op: "MeanVarianceNormalization", f32: []int{0}, emit: (*compiler).meanVarianceNorm, unchecked: true},
+	{op: "LpNormalization", f32: []int{0}, check: lpNormCheck, emit: (*compiler).lpNorm, unchecked: true},
+}
+
+func groupNormCheck(n *ir.Node) error {
+	a := ops.AttrsOf(n)
+	if !a.Has("num_groups") {
+		return fmt.Errorf("%w: GroupNormalization without num_groups", ErrGraph)
+	}
+	if g := a.Int("num_groups", 1); g < 1 {
+		return fmt.Errorf("%w: GroupNormalization num_groups %d", ErrGraph, g)
+	}
+	return a.Err()
+}
+
+func lpNormCheck(n *ir.Node) error {
+	a := ops.AttrsOf(n)
+	if p := a.Int("p", 2); p != 1 && p != 2 {
+		return fmt.Errorf("%w: LpNormalization p %d (want 1 or 2)", ErrGraph, p)
+	}
+	return a.Err()
+}
+
+func (c *compiler) groupNorm(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	eps := a.Float("epsilon", 1e-5)
+	G := a.Int("num_groups", 1)
+	if err := a.Err(); err != nil {
+		return err
+	}
+	xd, xr, yr, _, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	if len(xd) < 2 {
+		return fmt.Errorf("%w: GroupNormalization of %v", ErrGraph, xd)
+	}
+	C := int64(xd[1])
+	if G < 1 || C%G != 0 {
+		return fmt.Errorf("%w: GroupNormalization: %d channels do not split into %d groups", ErrGraph, C, G)
+	}
+	cpg, S := C/G, prod(xd[2:])
+	// scale and bias: one per channel, or (opset 18) one per group
+	perGroup := 0
+	sc, bi := n.Inputs[1], n.Inputs[2]
+	es := c.esize(tensor.Float32)
+	switch {
+	case c.size(sc) == C*es && c.size(bi) == C*es:
+	case c.g.Opset() < 21 && c.size(sc) == G*es && c.size(bi) == G*es:
+		perGroup = 1
+	default:
+		return fmt.Errorf("%w: GroupNormalization scale and bias of %d and %d elements for %d channels in %d groups",
+			ErrGraph, c.size(sc)/es, c.size(bi)/es, C, G)
+	}
+	sr, err := c.ref(sc)
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(bi)
+	if err != nil {
+		return err
+	}
+	rows, cols := int64(xd[0])*G, cpg*S
+	if rows*cols > 0 {
+		s.launches = []launch{rowsLaunch(c.fk("groupnorm"), rows, rowThreads(int(min(cols, 1024))), 0, pArg(yr), pArg(xr), pArg(sr), pArg(br),
+			lArg(rows), lArg(cols), iArg(int(G)), iArg(int(cpg)), lArg(S), iArg(perGroup), fArg(eps))}
+	}
+	return nil
+}
+
+// mvnAxes is MeanVarianceNormalization's axes (default [0, 2, 3]; opset 1's
+// across_channels adds the channels).
+func mvnAxes(n *ir.Node, opset int64) ([]int64, error) {
+	a := ops.AttrsOf(n)
+	axes := a.Ints("axes", []int64{0, 2, 3})
+	if opset < 9 && a.Int("across_channels", 0) == 1 {
+		axes = []int64{0, 1, 2, 3}
+	}
+	return axes, a.Err()
+}
+
+func (c *compiler) meanVarianceNorm(s *step) error {
+	n := s.node
+	axes, err := mvnAxes(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	xd, xr, yr, _, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	red := make([]bool, len(xd))
+	for _, ax := range axes {
+		i, err := ops.NormAxis("MeanVarianceNormalization", ax, len(xd))
+		if err != nil {
+			return err
+		}
+		red[i] = true
+	}
+	// kept and reduced dims with their strides in x
+	var kd, ks, rd, rs []int64
+	stride := int64(1)
+	strides := make([]int64, len(xd))
+	for i := len(xd) - 1; i >= 0; i-- {
+		strides[i] = stride
+		stride *= int64(xd[i])
+	}
+	for i, d := range xd {
+		if red[i] {
+			rd, rs = append(rd, int64(d)), append(rs, strides[i])
+		} else {
+			kd, ks = append(kd, int64(d)), append(ks, strides[i])
+		}
+	}
+	K, R := int64(1), int64(1)
+	for _, d := range kd {
+		K *= d
+	}
+	for _, d := range rd {
+		R *= d
+	}
+	if K*R == 0 {
+		return nil
+	}
+	kept, rdm := c.meta(append(kd, ks...)), c.meta(append(rd, rs...))
+	s.launches = []launch{rowsLaunch(c.fk("mvn"), K, rowThreads(int(min(R, 1024))), 0, pArg(yr), pArg(xr), pArg(kept), iArg(len(kd)),
+		pArg(rdm), iArg(len(rd)), lArg(K), lArg(R))}
+	return nil
+}
+
+func (c *compiler) lpNorm(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	axis, p := a.Int("axis", -1), a.Int("p", 2)
+	if err := a.Err(); err != nil {
+		return err
+	}
+	xd, xr, yr, _, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	ax, err := ops.NormAxis("LpNormalization", axis, len(xd))
+	if err != nil {
+		return err
+	}
+	outer, ln, inner := axisSplit(xd, ax)
+	if outer*ln*inner > 0 {
+		s.launches = []launch{rowsLaunch(c.fk("lpnorm"), outer*inner, rowThreads(int(min(ln, 1024))), 0, pArg(yr), pArg(xr),
+			lArg(outer), lArg(ln), lArg(inner), iArg(int(p)))}
+	}
+	return nil
+}
