@@ -92,6 +92,7 @@ type Driver struct {
 		// the IPC and address-range functions are optional too (0 when
 		// the driver lacks them): only CUDA shared memory uses them
 		ipcOpen, ipcClose, ipcGet, addressRange uintptr
+		launchKernelEx                          uintptr // optional: LaunchPDL (launchex.go)
 	}
 }
 
@@ -154,6 +155,7 @@ func OpenDriver(o Options) (*Driver, error) {
 	f.ipcClose, _ = lib.sym("cuIpcCloseMemHandle")
 	f.ipcGet, _ = lib.sym("cuIpcGetMemHandle")
 	f.addressRange, _ = lib.sym("cuMemGetAddressRange_v2")
+	f.launchKernelEx, _ = lib.sym("cuLaunchKernelEx")
 	// From here on libcuda stays loaded, even on failure: unloading a
 	// driver that has started its threads is not safe.
 	if r := call(f.init, 0); r != 0 {

@@ -299,6 +299,31 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
                    unsigned bz, unsigned sh, void *s, void **params, void **extra) {
 	return f == 0 ? 400 : 0;
 }
+/* cuLaunchKernelEx accepts the one attribute LaunchPDL gives
+   (PROGRAMMATIC_STREAM_SERIALIZATION = 1) and counts the launches;
+   fakeLastLaunchEx reports the count and the last grid, block, shared
+   memory and stream. */
+struct fakeLaunchConfig {
+	unsigned gx, gy, gz, bx, by, bz, sh;
+	void *s;
+	struct { int id, pad; int value[16]; } *attrs;
+	unsigned nattrs;
+};
+static struct fakeLaunchConfig lastEx;
+static int launchesEx;
+int cuLaunchKernelEx(const struct fakeLaunchConfig *c, void *f, void **params, void **extra) {
+	if (f == 0) return 400;
+	if (c->nattrs != 1 || c->attrs[0].id != 6 || c->attrs[0].value[0] != 1) return 1;
+	lastEx = *c;
+	launchesEx++;
+	return 0;
+}
+void fakeLastLaunchEx(int *n, unsigned *dims, void **s) {
+	*n = launchesEx;
+	unsigned v[7] = {lastEx.gx, lastEx.gy, lastEx.gz, lastEx.bx, lastEx.by, lastEx.bz, lastEx.sh};
+	memcpy(dims, v, sizeof v);
+	*s = lastEx.s;
+}
 int cuStreamBeginCapture_v2(void) { return 0; }
 int cuStreamEndCapture(void) { return 0; }
 int cuGraphInstantiateWithFlags(void) { return 0; }
