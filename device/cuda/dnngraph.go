@@ -137,6 +137,7 @@ var beAttrNames = map[int32]string{
 // Other enumerators of the graph API.
 const (
 	cudnnPointwiseAdd           = 0    // CUDNN_POINTWISE_ADD
+	cudnnPointwiseMul           = 1    // CUDNN_POINTWISE_MUL
 	cudnnPointwiseReluFwd       = 100  // CUDNN_POINTWISE_RELU_FWD
 	cudnnNoteTensorCore         = 0    // CUDNN_NUMERICAL_NOTE_TENSOR_CORE
 	cudnnNoteDownConvert        = 1    // CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS
@@ -415,6 +416,10 @@ type GraphConvOptions struct {
 	// CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION); by default they
 	// are left out.
 	AllowReducedPrecision bool
+	// Quant makes the graph quantized (8-bit x and w, per-channel scales;
+	// see GraphQuant and dnnquant.go); its zero value leaves the data
+	// types to ConvParams.Half.
+	Quant GraphQuant
 }
 
 // Knob is one knob choice of an engine configuration: a
@@ -517,7 +522,11 @@ func ParseEngineID(id string) (engine int, knobs []Knob, err error) {
 // Tensor unique IDs of a GraphConv's graph (the variant pack's keys).
 const (
 	uidX, uidW, uidY, uidBias, uidZ = 1, 2, 3, 4, 5
+	uidScale, uidPost               = 6, 7 // quantized graphs' per-channel scales
 	uidConv, uidBiased, uidSum      = 101, 102, 103 // virtual
+	uidScaled, uidAct               = 104, 105      // virtual, quantized graphs
+	// graphTensors is how many data pointers a variant pack can hold.
+	graphTensors = 7
 )
 
 // GraphConv is a convolution with its epilogue as one cuDNN operation
@@ -554,7 +563,7 @@ type GraphConv struct {
 
 	mu      sync.Mutex     // guards cur, Candidates (Keep, Destroy) and the variant pack
 	vp      beDesc         // the variant pack of the last Execute
-	vpMem   unsafe.Pointer // C memory: uids [5]int64, pointers [5], workspace
+	vpMem   unsafe.Pointer // C memory: uids [graphTensors]int64, pointers [graphTensors], workspace
 	vpN     int            // tensors in the variant pack
 	vpValid bool
 }
@@ -617,9 +626,9 @@ func (d *CUDNN) NewGraphConv(h CUDNNHandle, p ConvParams, oh, ow int, o GraphCon
 			switch {
 			case dup:
 				c.Search.Duplicates++
-			case !p.Half && !o.AllowTF32 && e.TensorCore:
+			case !p.Half && !o.Quant.on() && !o.AllowTF32 && e.TensorCore:
 				c.Search.TF32++
-			case !o.AllowReducedPrecision && e.ReducedPrecision:
+			case !o.AllowReducedPrecision && !o.Quant.on() && e.ReducedPrecision:
 				c.Search.Reduced++
 			case e.RuntimeCompiled && o.MaxRuntimeCompiled > 0 && compiled >= o.MaxRuntimeCompiled:
 				c.Search.Uncompiled++
@@ -773,7 +782,13 @@ func (c *GraphConv) describeGraph() string {
 	if p.Half {
 		dt = "half"
 	}
+	if q := c.o.Quant; q.on() {
+		dt = q.In.String() + " -> " + q.out().String()
+	}
 	s := fmt.Sprintf("conv %dx%dx%dx%d -> %d, %dx%d/%d pad %d %s %s", p.N, p.C, p.H, p.W, p.M, p.KH, p.KW, p.StrideH, p.PadH, layout, dt)
+	if c.o.Quant.Scale {
+		s += " * scale"
+	}
 	if c.o.Bias {
 		s += " + bias"
 	}
@@ -782,6 +797,9 @@ func (c *GraphConv) describeGraph() string {
 	}
 	if c.o.ReLU {
 		s += ", ReLU"
+	}
+	if c.o.Quant.PostScale {
+		s += " * post-scale"
 	}
 	return s
 }
@@ -809,7 +827,10 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 	if err != nil {
 		return nil, err
 	}
-	mem := cMalloc(11 * 8)
+	if err := o.Quant.check(p); err != nil {
+		return nil, err
+	}
+	mem := cMalloc((2*graphTensors + 1) * 8)
 	c := &GraphConv{b: backend{d, f}, p: p, o: o, vpMem: mem}
 	defer func() {
 		if err != nil {
@@ -820,6 +841,13 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 	dt := int32(cudnnDataFloat)
 	if p.Half {
 		dt = cudnnDataHalf
+	}
+	// quantized graphs: x and w 8-bit, y and z o.Quant.Out, the bias and
+	// the scales float32, the accumulation INT32 (INT8) or float32 (FP8)
+	xdt, ydt, edt, comp := dt, dt, dt, int32(cudnnDataFloat)
+	q := o.Quant
+	if q.on() {
+		xdt, ydt, edt, comp = q.In.cudnn(), q.out().cudnn(), cudnnDataFloat, q.compute()
 	}
 	// dims and strides of an [A,B,H,W] tensor in p's layout
 	strides := func(a, bb, hh, ww int64) []int64 {
@@ -856,22 +884,23 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 		}
 		return t, nil
 	}
-	x, err := tensor(uidX, dt, false, p.N, p.C, p.H, p.W)
+	x, err := tensor(uidX, xdt, false, p.N, p.C, p.H, p.W)
 	if err != nil {
 		return nil, err
 	}
-	w, err := tensor(uidW, dt, false, p.M, p.C/g, p.KH, p.KW)
+	w, err := tensor(uidW, xdt, false, p.M, p.C/g, p.KH, p.KW)
 	if err != nil {
 		return nil, err
 	}
-	y, err := tensor(uidY, dt, false, p.N, p.M, oh, ow)
+	y, err := tensor(uidY, ydt, false, p.N, p.M, oh, ow)
 	if err != nil {
 		return nil, err
 	}
-	// the chain conv -> (+bias) -> (+z) -> (ReLU): each operation's
-	// output is a virtual float32 tensor, except the last one's, which is y
+	// the chain conv -> (*scale) -> (+bias) -> (+z) -> (ReLU) -> (*post):
+	// each operation's output is a virtual float32 tensor, except the last
+	// one's, which is y
 	remaining := 0
-	for _, on := range []bool{o.Bias, o.Residual, o.ReLU} {
+	for _, on := range []bool{q.Scale, o.Bias, o.Residual, o.ReLU, q.PostScale} {
 		if on {
 			remaining++
 		}
@@ -895,7 +924,7 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 	c.keep = append(c.keep, cd)
 	for _, set := range []func() error{
 		func() error { return b.setInt64(cd, beAttrConvSpatialDims, 2) },
-		func() error { return b.setEnum(cd, beAttrConvCompType, beTypeDataType, cudnnDataFloat) },
+		func() error { return b.setEnum(cd, beAttrConvCompType, beTypeDataType, comp) },
 		func() error { return b.setEnum(cd, beAttrConvMode, beTypeConvMode, cudnnCrossCorrelation) },
 		func() error { return b.setInt64(cd, beAttrConvPrePad, int64(p.PadH), int64(p.PadW)) },
 		func() error { return b.setInt64(cd, beAttrConvPostPad, int64(p.PadH), int64(p.PadW)) },
@@ -968,8 +997,29 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 		return nil
 	}
 	cur := convOut
+	// scale multiplies cur by the [1,M,1,1] float32 tensor uid
+	scale := func(uid, outUID int64, what string) error {
+		s, err := tensor(uid, cudnnDataFloat, false, 1, p.M, 1, 1)
+		if err != nil {
+			return err
+		}
+		out, err := next(outUID)
+		if err != nil {
+			return err
+		}
+		if err := pointwise(cudnnPointwiseMul, cur, s, out); err != nil {
+			return fmt.Errorf("%s, %s: %w", c.describeGraph(), what, err)
+		}
+		cur = out
+		return nil
+	}
+	if q.Scale {
+		if err := scale(uidScale, uidScaled, "scale"); err != nil {
+			return nil, err
+		}
+	}
 	if o.Bias {
-		bias, err := c.biasTensor(tensor, dt)
+		bias, err := c.biasTensor(tensor, edt)
 		if err != nil {
 			return nil, err
 		}
@@ -983,7 +1033,7 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 		cur = out
 	}
 	if o.Residual {
-		z, err := tensor(uidZ, dt, false, p.N, p.M, oh, ow)
+		z, err := tensor(uidZ, ydt, false, p.N, p.M, oh, ow)
 		if err != nil {
 			return nil, err
 		}
@@ -997,8 +1047,18 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 		cur = out
 	}
 	if o.ReLU {
-		if err := pointwise(cudnnPointwiseReluFwd, cur, beDesc{}, y); err != nil {
+		out, err := next(uidAct)
+		if err != nil {
+			return nil, err
+		}
+		if err := pointwise(cudnnPointwiseReluFwd, cur, beDesc{}, out); err != nil {
 			return nil, fmt.Errorf("%s, ReLU: %w", c.describeGraph(), err)
+		}
+		cur = out
+	}
+	if q.PostScale {
+		if err := scale(uidPost, 0, "post-scale"); err != nil {
+			return nil, err
 		}
 	}
 	c.op, err = b.create(beDescOpGraph)
@@ -1199,30 +1259,54 @@ func (c *GraphConv) Keep(id string) error {
 // when the graph has them (0 otherwise), workspace must hold
 // Engine().Workspace bytes. Every pointer must be 16-byte aligned. Called
 // again with the same pointers and candidate it reuses its variant pack
-// and does not allocate.
+// and does not allocate. A quantized graph with scales runs with
+// ExecuteQuant.
 func (c *GraphConv) Execute(h CUDNNHandle, x, w, bias, z, y, workspace DevicePtr) error {
+	return c.execute(h, graphPtrs{x, w, y, bias, z, 0, 0}, workspace)
+}
+
+// graphPtrs are the device pointers of a graph's tensors, in uid order
+// (x, w, y, bias, z, scale, post); 0 for the tensors it does not have.
+type graphPtrs [graphTensors]DevicePtr
+
+// graphUIDs are the uids of graphPtrs' entries.
+var graphUIDs = [graphTensors]int64{uidX, uidW, uidY, uidBias, uidZ, uidScale, uidPost}
+
+// has says which of graphPtrs' tensors the graph has.
+func (c *GraphConv) has() [graphTensors]bool {
+	return [graphTensors]bool{true, true, true, c.o.Bias, c.o.Residual, c.o.Quant.Scale, c.o.Quant.PostScale}
+}
+
+func (c *GraphConv) execute(h CUDNNHandle, ps graphPtrs, workspace DevicePtr) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.op.p == 0 {
 		return fmt.Errorf("cuda: Execute of a destroyed graph convolution")
 	}
 	e := &c.Candidates[c.cur]
-	if x == 0 || w == 0 || y == 0 || c.o.Bias && bias == 0 || c.o.Residual && z == 0 || e.Workspace > 0 && workspace == 0 {
-		return c.missing(x, w, bias, z, y, workspace)
+	has := c.has()
+	for i, p := range ps {
+		if has[i] && p == 0 {
+			return c.missing(ps, workspace)
+		}
 	}
-	uids := unsafe.Slice((*int64)(c.vpMem), 5)
-	ptrs := unsafe.Slice((*uint64)(unsafe.Add(c.vpMem, 5*8)), 6) // the 5 data pointers, then the workspace
-	want := [6]uint64{uint64(x), uint64(w), uint64(y), uint64(bias), uint64(z), uint64(workspace)}
-	n := 3
-	if c.o.Bias {
-		n++
+	if e.Workspace > 0 && workspace == 0 {
+		return c.missing(ps, workspace)
 	}
-	if c.o.Residual {
-		n++
+	uids := unsafe.Slice((*int64)(c.vpMem), graphTensors)
+	ptrs := unsafe.Slice((*uint64)(unsafe.Add(c.vpMem, graphTensors*8)), graphTensors+1) // the data pointers, then the workspace
+	var want [graphTensors + 1]uint64
+	n := 0
+	for i, p := range ps {
+		if has[i] {
+			want[n] = uint64(p)
+			n++
+		}
 	}
+	want[graphTensors] = uint64(workspace)
 	// a variant pack names tensors and pointers, not a plan: it serves
 	// every candidate
-	if !c.vpValid || c.vpN != n || [6]uint64(ptrs) != c.packed(want) {
+	if !c.vpValid || c.vpN != n || [graphTensors + 1]uint64(ptrs) != want {
 		c.dropPack()
 		if err := c.pack(want, n, uids, ptrs); err != nil {
 			return err
@@ -1234,43 +1318,27 @@ func (c *GraphConv) Execute(h CUDNNHandle, x, w, bias, z, y, workspace DevicePtr
 	return nil
 }
 
-// packed is the pointer layout the variant pack holds for want: the
-// tensors it has, in uid order, then the workspace.
-func (c *GraphConv) packed(want [6]uint64) [6]uint64 {
-	out := [6]uint64{want[0], want[1], want[2]}
-	i := 3
-	if c.o.Bias {
-		out[i] = want[3]
-		i++
-	}
-	if c.o.Residual {
-		out[i] = want[4]
-	}
-	out[5] = want[5]
-	return out
-}
-
-// pack builds the variant pack for the pointers want, in C memory.
-func (c *GraphConv) pack(want [6]uint64, n int, uids []int64, ptrs []uint64) error {
+// pack builds the variant pack for the pointers want (the n tensors the
+// graph has, in uid order, then at graphTensors the workspace), in C
+// memory.
+func (c *GraphConv) pack(want [graphTensors + 1]uint64, n int, uids []int64, ptrs []uint64) error {
 	b := c.b
-	p := c.packed(want)
-	copy(ptrs, p[:])
-	copy(uids, []int64{uidX, uidW, uidY})
-	i := 3
-	if c.o.Bias {
-		uids[i] = uidBias
-		i++
-	}
-	if c.o.Residual {
-		uids[i] = uidZ
+	copy(ptrs, want[:])
+	has := c.has()
+	i := 0
+	for j, u := range graphUIDs {
+		if has[j] {
+			uids[i] = u
+			i++
+		}
 	}
 	vp, err := b.create(beDescVariantPack)
 	if err != nil {
 		return err
 	}
 	if err := b.setRaw(vp, beAttrVPUIDs, beTypeInt64, n, c.vpMem); err == nil {
-		if err = b.setRaw(vp, beAttrVPPointers, beTypeVoidPtr, n, unsafe.Add(c.vpMem, 5*8)); err == nil {
-			if err = b.setRaw(vp, beAttrVPWorkspace, beTypeVoidPtr, 1, unsafe.Add(c.vpMem, 10*8)); err == nil {
+		if err = b.setRaw(vp, beAttrVPPointers, beTypeVoidPtr, n, unsafe.Add(c.vpMem, graphTensors*8)); err == nil {
+			if err = b.setRaw(vp, beAttrVPWorkspace, beTypeVoidPtr, 1, unsafe.Add(c.vpMem, 2*graphTensors*8)); err == nil {
 				err = b.finalize(vp)
 			}
 		}
@@ -1294,17 +1362,16 @@ func (c *GraphConv) dropPack() {
 	}
 }
 
-func (c *GraphConv) missing(x, w, bias, z, y, workspace DevicePtr) error {
+func (c *GraphConv) missing(ps graphPtrs, workspace DevicePtr) error {
 	var miss []string
-	for _, m := range []struct {
-		name string
-		p    DevicePtr
-		need bool
-	}{{"x", x, true}, {"w", w, true}, {"y", y, true}, {"bias", bias, c.o.Bias}, {"z", z, c.o.Residual},
-		{fmt.Sprintf("workspace (%d bytes)", c.Candidates[c.cur].Workspace), workspace, true}} {
-		if m.need && m.p == 0 {
-			miss = append(miss, m.name)
+	has := c.has()
+	for i, name := range []string{"x", "w", "y", "bias", "z", "scale", "post-scale"} {
+		if has[i] && ps[i] == 0 {
+			miss = append(miss, name)
 		}
+	}
+	if workspace == 0 {
+		miss = append(miss, fmt.Sprintf("workspace (%d bytes)", c.Candidates[c.cur].Workspace))
 	}
 	return fmt.Errorf("cuda: Execute of %s: no device pointer for %s", c.describeGraph(), strings.Join(miss, ", "))
 }

@@ -376,11 +376,12 @@ static int finalize(desc_t *d) {
 		if (val(d, 106, 0) != 2) return fail(3000, "convolution: %lld spatial dimensions", (long long)val(d, 106, 0));
 		for (int a = 102; a <= 105; a++)
 			if (find(d, a)->n != 2) return fail(2000, "convolution: attribute %d has %lld values", a, (long long)find(d, a)->n);
-		if (val(d, 101, 0) != 1 || val(d, 100, 0) != 0) return fail(3000, "convolution: mode %lld, compute type %lld", (long long)val(d, 101, 0), (long long)val(d, 100, 0));
+		// compute types: FLOAT, or INT32 for INT8 inputs (checked by the operation)
+		if (val(d, 101, 0) != 1 || (val(d, 100, 0) != 0 && val(d, 100, 0) != 4)) return fail(3000, "convolution: mode %lld, compute type %lld", (long long)val(d, 101, 0), (long long)val(d, 100, 0));
 		return 0;
 	case D_POINTWISE:
 		NEED(d, 0, 1);
-		if (val(d, 0, 0) != 0 && val(d, 0, 0) != 100) return fail(3000, "pointwise mode %lld not in the fake", (long long)val(d, 0, 0));
+		if (val(d, 0, 0) != 0 && val(d, 0, 0) != 1 && val(d, 0, 0) != 100) return fail(3000, "pointwise mode %lld not in the fake", (long long)val(d, 0, 0));
 		return 0;
 	case D_OP_CONV_FWD: {
 		NEED(d, 704, 703, 705, 702, 700, 701);
@@ -396,13 +397,17 @@ static int finalize(desc_t *d) {
 			if (val(y, 902, 2 + i) != out) return fail(2008, "convolution: output dimension %d is %lld, want %lld", 2 + i, (long long)val(y, 902, 2 + i), (long long)out);
 		}
 		if (val(x, 901, 0) != val(w, 901, 0)) return fail(3003, "convolution: x and w differ in type");
+		// INT8 (3) accumulates in INT32 (4), the others in FLOAT; FP8 E4M3 is 12
+		int64_t xt = val(x, 901, 0), ct = val(c, 100, 0);
+		if ((xt == 3) != (ct == 4)) return fail(3000, "convolution: inputs of type %lld with compute type %lld", (long long)xt, (long long)ct);
+		if (xt != 0 && xt != 2 && xt != 3 && xt != 12) return fail(3000, "convolution: input type %lld not in the fake", (long long)xt);
 		if (virt(x) || virt(w)) return fail(2000, "convolution: virtual input");
 		return 0;
 	}
 	case D_OP_POINTWISE: {
 		NEED(d, 750, 751, 753);
 		desc_t *pw = dval(d, 750), *x = dval(d, 751), *y = dval(d, 753), *b = dval(d, 752);
-		int binary = val(pw, 0, 0) == 0;
+		int binary = val(pw, 0, 0) == 0 || val(pw, 0, 0) == 1; // ADD, MUL
 		if (binary != (b != NULL)) return fail(2000, "pointwise mode %lld with%s a B tensor", (long long)val(pw, 0, 0), b ? "" : "out");
 		for (int i = 0; i < 4; i++) {
 			if (val(y, 902, i) != val(x, 902, i)) return fail(2008, "pointwise: y and x differ in dimension %d", i);
