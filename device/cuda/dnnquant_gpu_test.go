@@ -338,7 +338,7 @@ func TestQuantConvOnGPU(t *testing.T) {
 // time) is timed (CUDA events, 10 runs after 2); the fastest one whose
 // output matches the float64 reference of the quantized math on 256
 // sampled elements is kept. It logs a line per graph, a table, and the sums
-// over the 53 layers with the ratios. KILN_GRAPH_BUDGET_S (default 480)
+// over the 53 layers with the ratios. KILN_GRAPH_BUDGET_S (default 360)
 // bounds the time spent on graphs. Without a GPU it skips.
 func TestQuantConvBenchOnGPU(t *testing.T) {
 	g := openGPU(t)
@@ -364,7 +364,7 @@ func TestQuantConvBenchOnGPU(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("KILN_LAYOUT_BATCH")); err == nil && v > 0 {
 		batch = v
 	}
-	maxCand, maxCompiled, budget := 16, 6, 480*time.Second
+	maxCand, maxCompiled, budget := 16, 6, 360*time.Second
 	if v, err := strconv.Atoi(os.Getenv("KILN_GRAPH_MAX_CANDIDATES")); err == nil && v >= 0 {
 		maxCand = v
 	}
