@@ -1,4 +1,4 @@
-package gpuexec
+package gpuexec_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/device/cuda/gpuexec"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/ir"
@@ -15,9 +16,10 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// cumsumNet is image[batch,3,8,8] -> Conv -> Relu -> LpNormalization(axis 3) ->
-// Conv(1x1) -> "y": LpNormalization has no CUDA implementation.
-func cumsumNet(t *testing.T) []byte {
+// fallbackNet is image[batch,3,8,8] -> Conv -> Relu -> Einsum
+// ("nchw,w->nchw", a scale along the width) -> Conv(1x1) -> "y": Einsum
+// has no CUDA implementation.
+func fallbackNet(t *testing.T) []byte {
 	t.Helper()
 	w := func(shape ...int) *tensor.Tensor {
 		x := tensor.New(tensor.Float32, shape...)
@@ -31,7 +33,7 @@ func cumsumNet(t *testing.T) []byte {
 	h := b.Op("Conv", []*ir.Value{x, b.Const("w1", w(4, 3, 3, 3)), b.Const("b1", w(4))},
 		ir.IntsAttr("kernel_shape", 3, 3), ir.IntsAttr("pads", 1, 1, 1, 1))
 	h = b.Op("Relu", []*ir.Value{h})
-	h = b.Op("LpNormalization", []*ir.Value{h}, ir.IntAttr("axis", 3))
+	h = b.Op("Einsum", []*ir.Value{h, b.Const("scale", w(8))}, ir.StringAttr("equation", "nchw,w->nchw"))
 	h = b.Op("Conv", []*ir.Value{h, b.Const("w2", w(2, 4, 1, 1))}, ir.IntsAttr("kernel_shape", 1, 1))
 	b.Output(h, "y")
 	m, err := onnx.FromGraph(b.Graph(), "kiln")
@@ -41,25 +43,26 @@ func cumsumNet(t *testing.T) []byte {
 	return m.Marshal()
 }
 
-// TestFallbackFake builds a network with LpNormalization for cuda through the
-// builder with its defaults (tactic timing on, timed with the fakes' events),
-// against the fake libraries: LpNormalization falls back to the CPU (the
-// log says so), the plan keeps each GPU segment's kernels under its
-// prefix, and the plan loads and runs (the fakes compute nothing, so only
-// the output's shape is checked; the GPU script checks the values).
+// TestFallbackFake builds a network with Einsum for cuda through
+// the builder with its defaults (tactic timing on, timed with the fakes'
+// events), against the fake libraries: Einsum falls back to the
+// CPU (the log says so), the plan keeps each GPU segment's kernels under
+// its prefix, and the plan loads and runs (the fakes compute nothing, so
+// only the output's shape is checked; the GPU script checks the values).
 // StrictDevice refuses the build. It skips without NVRTC, as every fake
-// library test does.
+// library test does. It is in package gpuexec_test: the builder and package
+// kiln import this package.
 func TestFallbackFake(t *testing.T) {
-	dir := fakeLibs(t)
+	dir := gpuexec.FakeLibs(t)
 	t.Setenv(cuda.EnvLibPath, dir)
-	model := cumsumNet(t)
+	model := fallbackNet(t)
 	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	notes := strings.Join(res.Header.Notes, "\n")
-	for _, want := range []string{"(LpNormalization) runs on the CPU: gpuexec: unsupported: op LpNormalization has no CUDA implementation",
-		"2 of 3 layers on cuda, 1 on the CPU (LpNormalization x1) in 3 segments"} {
+	for _, want := range []string{"(Einsum) runs on the CPU: gpuexec: unsupported: op Einsum has no CUDA implementation",
+		"2 of 3 layers on cuda, 1 on the CPU (Einsum x1) in 3 segments"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("build notes do not say %q:\n%s", want, notes)
 		}
@@ -90,7 +93,7 @@ func TestFallbackFake(t *testing.T) {
 	if y := out["y"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x2x8x8" {
 		t.Fatalf("outputs %v", out)
 	}
-	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "LpNormalization") {
-		t.Errorf("StrictDevice: %v, want an error naming LpNormalization", err)
+	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "Einsum") {
+		t.Errorf("StrictDevice: %v, want an error naming Einsum", err)
 	}
 }
