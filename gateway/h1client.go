@@ -177,8 +177,19 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 	w.WriteString("\r\n")
 	w.Write(body)
 	if err := w.Flush(); err != nil {
-		stop()
 		w.Reset(c.nc)
+		if ctx.Err() == nil && isClosedByPeer(err) {
+			// The backend may have answered before reading the whole body
+			// (413 for a body over its limit) and closed the connection:
+			// its answer, read from what came before the close, is the
+			// answer (the connection is not kept).
+			c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+			if resp, rerr := c.readAnswer(method, stop); rerr == nil {
+				resp.Body.(*h1Body).keep = false
+				return resp, nil
+			}
+		}
+		stop()
 		if c.reused && isClosedByPeer(err) {
 			return nil, fmt.Errorf("%w: %v", errStale, err)
 		}
@@ -191,6 +202,21 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 		}
 		return nil, err
 	}
+	resp, err := c.readAnswer(method, stop)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// earlyAnswerWait bounds the wait for an answer that a backend sent
+// before it closed the connection on a request still being written.
+const earlyAnswerWait = time.Second
+
+// readAnswer reads the answer's head (after any 1xx); its body, closed,
+// gives the connection back to the pool or closes it, and calls stop.
+func (c *h1Conn) readAnswer(method string, stop func() bool) (*http.Response, error) {
 	req := methodReqs[method]
 	if req == nil {
 		req = &http.Request{Method: method}
@@ -203,7 +229,6 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 		err = errUpgrade
 	}
 	if err != nil {
-		stop()
 		return nil, err
 	}
 	resp.Body = &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -41,10 +42,17 @@ func oneShotBackend(t *testing.T) (addr string, conns *atomic.Int64) {
 				}
 				io.Copy(io.Discard, req.Body)
 				body := fmt.Sprintf(`{"path":%q}`, req.URL.Path)
-				if req.URL.Path == "/v2/repository/index" {
+				// the polls are told: the test is about the gateway's own
+				// pool, not net/http's Transport that polls
+				conn := ""
+				switch req.URL.Path {
+				case "/v2/repository/index":
 					body = `[{"name":"m","version":"1","state":"READY"}]`
+					conn = "Connection: close\r\n"
+				case "/v2/health/ready":
+					conn = "Connection: close\r\n"
 				}
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s", conn, len(body), body)
 			}()
 		}
 	}()
@@ -217,5 +225,61 @@ func TestH1PoolCloseIdle(t *testing.T) {
 	p.closeIdle("")
 	if n := idle(); n != 0 {
 		t.Fatalf("%d idle after closing all", n)
+	}
+}
+
+// TestH1EarlyAnswer: a backend that answers before it has read the whole
+// body (413 for a body over its limit, then closing the connection) is
+// answered to the client as it was sent, on a new connection and on a
+// connection reused from an earlier request, not as a failed backend
+// (502), and the backend is not counted as failing.
+func TestH1EarlyAnswer(t *testing.T) {
+	const limit = 1 << 10
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /v2/repository/index", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `[{"name":"m","version":"1","state":"READY"}]`)
+	})
+	mux.HandleFunc("POST /v2/models/m/infer", func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			http.Error(w, `{"error":"request body too large"}`, http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"ok":true}`)
+	})
+	f := &fake{name: "a", srv: httptest.NewServer(mux)}
+	t.Cleanup(f.srv.Close)
+	g, url := newTestGateway(t, Options{FailureThreshold: 1}, f)
+	small := []byte(inferBody)
+	for _, tc := range []struct {
+		name     string
+		warm     bool // a small request first, so the large one goes on a reused connection
+		bodySize int
+	}{
+		{"fresh-64KiB", false, 64 << 10},
+		{"reused-64KiB", true, 64 << 10},
+		{"fresh-8MiB", false, 8 << 20},
+		{"reused-8MiB", true, 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g.h1.closeIdle(f.addr())
+			if tc.warm {
+				if r := post(t, url+"/v2/models/m/infer", "", nil, small); r.code != 200 {
+					t.Fatalf("small request: %d %s", r.code, r.body)
+				}
+			}
+			r := post(t, url+"/v2/models/m/infer", "", nil, bytes.Repeat([]byte{' '}, tc.bodySize))
+			if r.code != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "too large") {
+				t.Fatalf("large request: %d %s, want 413 from the backend", r.code, r.body)
+			}
+			if s := g.Backends()[0]; !s.Ready || s.Ejected {
+				t.Fatalf("the backend was taken out: %+v", s)
+			}
+			if r := post(t, url+"/v2/models/m/infer", "", nil, small); r.code != 200 {
+				t.Fatalf("small request after: %d %s", r.code, r.body)
+			}
+		})
 	}
 }
