@@ -646,5 +646,18 @@ func longTailCases() []opCase {
 		{"GlobalLpPool p 2, p 1", []*tensor.Tensor{rnd(2, 5, 7, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("GlobalLpPool", x[:1]), b.Op("GlobalLpPool", x[:1], ir.IntAttr("p", 1))}
 		}, false},
+		{"Einsum batched matmul, transpose, implicit", []*tensor.Tensor{rnd(3, 5, 7), rnd(3, 7, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			eq := func(e string) *ir.Attr { return ir.StringAttr("equation", e) }
+			return []*ir.Value{b.Op("Einsum", x[:2], eq("bij,bjk->bik")), b.Op("Einsum", x[:1], eq("bij->jib")), b.Op("Einsum", x[:2], eq("bij,bjk"))}
+		}, false},
+		{"Einsum ellipsis broadcast, diagonal, three operands", []*tensor.Tensor{rnd(2, 1, 6, 6), rnd(4, 6, 3)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			eq := func(e string) *ir.Attr { return ir.StringAttr("equation", e) }
+			return []*ir.Value{b.Op("Einsum", x[:2], eq("...ij,...jk->...ik")), b.Op("Einsum", x[:1], eq("abii->abi")),
+				b.Op("Einsum", []*ir.Value{x[0], x[1], b.Const("w", rnd(3, 5))}, eq("abij,cjk,kl->abcil"))}
+		}, false},
+		{"Einsum sums: all, rows, long contraction", []*tensor.Tensor{rnd(40, 300)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			eq := func(e string) *ir.Attr { return ir.StringAttr("equation", e) }
+			return []*ir.Value{b.Op("Einsum", x[:1], eq("ij->")), b.Op("Einsum", x[:1], eq("ij->i")), b.Op("Einsum", []*ir.Value{x[0], x[0]}, eq("ij,kj->ik"))}
+		}, false},
 	}
 }
