@@ -159,6 +159,16 @@ func TestInspectCUDAFake(t *testing.T) {
 		t.Errorf("kiln inspect of a fake-built cuda plan differs from %s (run with -update to accept):\n%s", golden, text)
 	}
 
+	// kiln run --dump-profile of the partitioned plan times its segments
+	// (a device runs a segment as one graph): the CPU one names its op.
+	var code int
+	profiled := captureStdout(t, func() { code = runCmd([]string{fp32, "--iterations", "2", "--dump-profile"}) })
+	if code != exitOK || !strings.Contains(profiled, "per-segment times (mean over 2 runs") ||
+		!regexp.MustCompile(`(?m)^  \d+ +cpu +\S+ x\d`).MatchString(profiled) ||
+		!regexp.MustCompile(`(?m)^  \d+ +cuda +\S`).MatchString(profiled) {
+		t.Errorf("kiln run --dump-profile of a partitioned cuda plan exited %d:\n%s", code, profiled)
+	}
+
 	// --json: the same facts, for tools.
 	var h plan.Header
 	if err := json.Unmarshal([]byte(inspect("--json", fp32)), &h); err != nil {

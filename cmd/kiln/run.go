@@ -178,7 +178,12 @@ func runCmd(args []string) int {
 		}
 	}
 	prof := newLayerProfile()
+	segProf := &segmentProfile{}
+	onDevice := m.Plan() != nil && m.Plan().Device != "" && m.Plan().Device != "cpu"
 	run := func() (map[string]*tensor.Tensor, error) {
+		if *dumpProfile && onDevice {
+			return segProf.run(ctx, m, inputs)
+		}
 		if *dumpProfile {
 			return prof.run(ctx, m, inputs)
 		}
@@ -236,7 +241,9 @@ func runCmd(args []string) int {
 	} else {
 		fmt.Printf("latency %.3f ms\n", ms(lat[0]))
 	}
-	if *dumpProfile {
+	if *dumpProfile && onDevice {
+		report.Segments = segProf.print(os.Stdout, m.Plan().Device, len(lat))
+	} else if *dumpProfile {
 		report.Layers = prof.print(os.Stdout, len(lat))
 	}
 	if *exportJSON != "" {

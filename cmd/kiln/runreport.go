@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
@@ -48,6 +49,62 @@ type runReport struct {
 	Latency    latency        `json:"latency"`
 	Outputs    []outputReport `json:"outputs,omitempty"`
 	Layers     []layerTime    `json:"layers,omitempty"`
+	Segments   []segmentTime  `json:"segments,omitempty"`
+}
+
+// segmentTime is one segment of a plan partitioned between a device and
+// the CPU, as --dump-profile reports it for device plans.
+type segmentTime struct {
+	Index   int     `json:"index"`
+	Device  string  `json:"device"`
+	Ops     string  `json:"ops"`
+	MeanMS  float64 `json:"mean_ms"`
+	Percent float64 `json:"percent"`
+}
+
+// segmentProfile accumulates the segment times of a device plan over runs
+// (engine/partition's WithSegmentTimer): a device runs its segment as one
+// captured graph, so the segment, not the layer, is what a run can time;
+// the layers' tuned times are in kiln inspect.
+type segmentProfile struct {
+	total []time.Duration
+	segs  []partition.SegmentTime
+}
+
+func (p *segmentProfile) run(ctx context.Context, m *kiln.Model, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	ctx = partition.WithSegmentTimer(ctx, func(st partition.SegmentTime) {
+		for len(p.total) <= st.Index {
+			p.total = append(p.total, 0)
+			p.segs = append(p.segs, partition.SegmentTime{})
+		}
+		p.total[st.Index] += st.Took
+		p.segs[st.Index] = st
+	})
+	return m.Run(ctx, inputs)
+}
+
+func (p *segmentProfile) print(w io.Writer, device string, runs int) []segmentTime {
+	if len(p.total) == 0 {
+		fmt.Fprintf(w, "\nthe plan runs entirely on %s as one segment: per-layer times of a device plan are the\n"+
+			"builder's tuned times, shown by kiln inspect\n", device)
+		return nil
+	}
+	var sum time.Duration
+	for _, d := range p.total {
+		sum += d
+	}
+	out := make([]segmentTime, len(p.total))
+	fmt.Fprintf(w, "\nper-segment times (mean over %d runs; host copies between segments included):\n", runs)
+	fmt.Fprintf(w, "  %-8s %-6s %-40s %10s %7s\n", "segment", "device", "layers", "ms", "%")
+	for i, d := range p.total {
+		st := segmentTime{Index: i, Device: p.segs[i].Device, Ops: p.segs[i].Ops, MeanMS: ms(d) / float64(runs)}
+		if sum > 0 {
+			st.Percent = 100 * float64(d) / float64(sum)
+		}
+		out[i] = st
+		fmt.Fprintf(w, "  %-8d %-6s %-40s %10.3f %6.1f%%\n", i, st.Device, clip(st.Ops, 40), st.MeanMS, st.Percent)
+	}
+	return out
 }
 
 type outputReport struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
@@ -434,7 +435,8 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 	}()
 	for i, s := range p.segs {
 		sub := p.subgraph(s)
-		rs := &runSegment{device: r.Segments[i].Device, inputs: r.Segments[i].Inputs, outputs: r.Segments[i].Outputs}
+		rs := &runSegment{device: r.Segments[i].Device, inputs: r.Segments[i].Inputs, outputs: r.Segments[i].Outputs,
+			ops: segmentOps(g, r.Segments[i].Nodes)}
 		if s.onDevice {
 			so := o
 			so.MaxShapes, so.OptShapes = segmentShapes(maxShapes, s.inputs), segmentShapes(optShapes, s.inputs)
@@ -615,6 +617,56 @@ type runSegment struct {
 	device          string
 	prog            device.Program
 	inputs, outputs []string
+	ops             string // what the segment runs: "NonMaxSuppression x1" or "45 layers"
+}
+
+// SegmentTime is one segment's run, as WithSegmentTimer reports it.
+type SegmentTime struct {
+	Index  int           // the segment's position, from 0
+	Device string        // the device that ran it, or CPU
+	Ops    string        // what it runs: "NonMaxSuppression x1", or "91 layers"
+	Took   time.Duration // wall time of the segment's Run, host copies included
+}
+
+type timerKey struct{}
+
+// WithSegmentTimer returns a context under which a partitioned program's
+// Run reports each segment's wall time to f (in order, on the calling
+// goroutine). Programs that are not partitioned ignore it.
+func WithSegmentTimer(ctx context.Context, f func(SegmentTime)) context.Context {
+	return context.WithValue(ctx, timerKey{}, f)
+}
+
+// segmentOps describes a segment's layers for SegmentTime: the op types of
+// a short CPU segment, else the count.
+func segmentOps(g *ir.Graph, names []string) string {
+	if len(names) > 3 {
+		return fmt.Sprintf("%d layers", len(names))
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	count := map[string]int{}
+	var order []string
+	for _, n := range g.Nodes {
+		if !want[n.Name] {
+			continue
+		}
+		op := opName(n)
+		if count[op] == 0 {
+			order = append(order, op)
+		}
+		count[op]++
+	}
+	if len(order) == 0 {
+		return fmt.Sprintf("%d layers", len(names))
+	}
+	parts := make([]string, len(order))
+	for i, op := range order {
+		parts[i] = fmt.Sprintf("%s x%d", op, count[op])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // graphOutput is an output of the graph: a value of a segment, a graph
@@ -641,6 +693,7 @@ func (p *program) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 		}
 		vals[name] = t
 	}
+	timer, _ := ctx.Value(timerKey{}).(func(SegmentTime))
 	for i, s := range p.segs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -651,9 +704,13 @@ func (p *program) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 				in[name] = t
 			}
 		}
+		t0 := time.Now()
 		out, err := s.prog.Run(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("segment %d (%s): %w", i, s.device, err)
+		}
+		if timer != nil {
+			timer(SegmentTime{Index: i, Device: s.device, Ops: s.ops, Took: time.Since(t0)})
 		}
 		for _, name := range s.outputs {
 			t, ok := out[name]

@@ -546,3 +546,49 @@ func TestIdleSegmentDropped(t *testing.T) {
 	}
 	sameOutputs(t, out, reference(t, g, in))
 }
+
+// TestSegmentTimer checks that WithSegmentTimer reports every segment of a
+// partitioned program in order, with its device and what it runs (the
+// op of a short CPU segment), and that a program of one device segment,
+// which is the device's own, reports nothing.
+func TestSegmentTimer(t *testing.T) {
+	tests := []struct {
+		mid  string
+		want []string // "device: ops" per segment
+	}{
+		{"CumSum", []string{"gpu: 4 layers", "cpu: CumSum x1", "gpu: 5 layers"}},
+		{"Relu", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mid, func(t *testing.T) {
+			prog, _, err := Compile(chain(t, tt.mid), &fakeExec{name: "gpu", ops: gpuOps}, device.ExecOptions{}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer prog.Close()
+			var got []string
+			next := 0
+			ctx := WithSegmentTimer(context.Background(), func(st SegmentTime) {
+				if st.Index != next || st.Took <= 0 {
+					t.Errorf("segment %d reported as %d, took %v", next, st.Index, st.Took)
+				}
+				next++
+				got = append(got, st.Device+": "+st.Ops)
+			})
+			if _, err := prog.Run(ctx, randomInput(2, 7)); err != nil {
+				t.Fatal(err)
+			}
+			if len(tt.want) > 0 {
+				// the device segments' layer counts depend on the shape
+				// computations they repeat: check the devices and the
+				// CPU segment's op exactly, the rest by prefix
+				if len(got) != len(tt.want) || got[1] != tt.want[1] ||
+					!strings.HasPrefix(got[0], "gpu: ") || !strings.HasPrefix(got[2], "gpu: ") {
+					t.Fatalf("segments %q, want %q", got, tt.want)
+				}
+			} else if len(got) != 0 {
+				t.Fatalf("one device segment reported %q", got)
+			}
+		})
+	}
+}
