@@ -133,6 +133,7 @@ type Engine struct {
 	gemms    map[int]*cuda.LtMatmul // by step
 	gemmEpi  map[int]bool           // steps whose bias (and ReLU) cuBLASLt's epilogue adds
 	gemmAlt  map[int]*cuda.LtMatmul // tuning: plain plans of those steps, timed against them
+	pdl      bool                   // pdlKernels launch with programmatic dependent launch (pdl.go)
 	ws       int                    // workspace bytes a context needs
 	tactics  Tactics                // tuned or applied choices, by node name
 	measured int                    // timings measured by tune
@@ -217,6 +218,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 			return nil, err
 		}
 	}
+	e.pdl = e.probePDL()
 	if err := e.reserve(int64(len(prog.weights))); err != nil {
 		return nil, err
 	}
@@ -326,7 +328,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					if gc == nil {
 						continue
 					}
-					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB}
+					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB, SplitK: ltSplitK}
 					t, ok := e.opt.Tactics[s.node.Name]
 					ok = ok && t.Sig == gemmSig(s, e.prog.half)
 					if ok && t.Impl == ImplKernel {
@@ -491,6 +493,7 @@ type call struct {
 	shmem uint32
 	args  *cuda.KernelArgs
 	lib   func() error // a library call instead of a launch
+	pdl   bool         // launched with programmatic dependent launch (pdl.go)
 }
 
 // Context runs the engine on its own stream with its own activation
@@ -675,7 +678,8 @@ func (c *Context) stepCalls(i int) []call {
 				args.SetFloat32(j, a.f)
 			}
 		}
-		calls = append(calls, call{step: i, fn: e.funcs[l.kernel], grid: l.grid, block: l.block, shmem: l.shmem, args: args})
+		calls = append(calls, call{step: i, fn: e.funcs[l.kernel], grid: l.grid, block: l.block, shmem: l.shmem, args: args,
+			pdl: e.pdl && pdlKernels[l.kernel]})
 	}
 	return calls
 }
@@ -710,7 +714,7 @@ func (c *Context) enqueueLayers(sync bool) error {
 		if k.lib != nil {
 			err = k.lib()
 		} else {
-			err = e.drv.Launch(k.fn, k.grid, k.block, k.shmem, c.stream, k.args)
+			err = k.launch(e.drv, c.stream)
 		}
 		if err == nil && sync {
 			err = e.drv.StreamSynchronize(c.stream)

@@ -34,6 +34,13 @@ type gemmCall struct {
 // keep the exact erf kernel. Tests turn it off to time the engine without.
 var erfGELUEpilogue = true
 
+// ltSplitK makes the products' cuBLASLt plans carry, besides the
+// heuristic's results, their split-K variants (cuda.MatmulOptions.SplitK)
+// for tuning to time: at BERT's batch 1 a product has 128 rows, which the
+// heuristic's tiles spread over a few of the GPU's SMs. Untuned engines
+// keep the heuristic's first result. Tests turn it off to time without.
+var ltSplitK = true
+
 // ltEpilogue reports whether cuBLASLt's epilogue can add the step's bias
 // and apply its activation, and which activation (relu, gelu) it uses:
 // the bias must be a constant (its address is fixed when the product is

@@ -222,7 +222,7 @@ func (e *Engine) tune() error {
 				if k.lib != nil {
 					err = k.lib()
 				} else {
-					err = d.Launch(k.fn, k.grid, k.block, k.shmem, c.stream, k.args)
+					err = k.launch(d, c.stream)
 				}
 				if err != nil {
 					return err

@@ -803,6 +803,30 @@ __device__ __forceinline__ uint4 vh_pack(const float *f) {
     return make_uint4(am_pack(f[0], f[1]), am_pack(f[2], f[3]), am_pack(f[4], f[5]), am_pack(f[6], f[7]));
 }
 
+// KILN_PDL_WAIT: a kernel that gpuexec may launch with programmatic
+// dependent launch (pdl.go's pdlKernels) can start while the kernel before
+// it still runs; it waits here, before it touches memory, until that work
+// is complete and visible. Launched without the attribute (or below sm_90)
+// it costs nothing.
+#ifndef KILN_PDL_WAIT
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define KILN_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else
+#define KILN_PDL_WAIT()
+#endif
+#endif
+
+// kiln_pdl_probe writes 1 to out where this image's KILN_PDL_WAIT waits
+// (compiled for sm_90 and later), else 0: gpuexec launches kernels with
+// programmatic dependent launch only where it does.
+extern "C" __global__ void kiln_pdl_probe(int *out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
 // Layer normalization of rows of cols elements (cols % 8 == 0, at most
 // 32 * 8 * LNV_MAX), one warp per row, the row held in registers:
 // y = LN(x + z) * gamma + beta, with z (a residual added first) and beta
@@ -811,6 +835,7 @@ __device__ __forceinline__ uint4 vh_pack(const float *f) {
 extern "C" __global__ void __launch_bounds__(128)
     layernorm_vec_f16(kiln_half *y, const kiln_half *x, const kiln_half *z, const kiln_half *gamma,
                       const kiln_half *beta, long long rows, int cols, float eps) {
+    KILN_PDL_WAIT();
     long long r = (long long)blockIdx.x * 4 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -871,6 +896,7 @@ extern "C" __global__ void __launch_bounds__(128)
 // over total elements in rows of cols (cols % 8 == 0; bias optional).
 extern "C" __global__ void row_epilogue_vec_f16(kiln_half *y, const kiln_half *bias, long long total, int cols,
                                                 int act, float p0, float p1) {
+    KILN_PDL_WAIT();
     GRID_STRIDE(i, total / 8) {
         float v[8];
         uint4 *p = (uint4 *)y + i;

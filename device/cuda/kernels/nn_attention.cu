@@ -11,6 +11,19 @@
 // for attention_mma_t. grid: (ceil(S / (16 * warps)), batch*H), block
 // 32 * warps.
 
+// KILN_PDL_WAIT: a kernel that gpuexec may launch with programmatic
+// dependent launch (pdl.go's pdlKernels) can start while the kernel before
+// it still runs; it waits here, before it touches memory, until that work
+// is complete and visible. Launched without the attribute (or below sm_90)
+// it costs nothing.
+#ifndef KILN_PDL_WAIT
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define KILN_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else
+#define KILN_PDL_WAIT()
+#endif
+#endif
+
 __device__ __forceinline__ unsigned fa_smem(const void *p) {
     unsigned a;
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
@@ -248,18 +261,21 @@ extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                          const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                          float scale) {
+    KILN_PDL_WAIT();
     attention_fa_t<32, AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                          const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                          float scale) {
+    KILN_PDL_WAIT();
     attention_fa_t<64, AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa_d128_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                           const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                           float scale) {
+    KILN_PDL_WAIT();
     attention_fa_t<128, AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 
@@ -270,11 +286,13 @@ extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa128_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                                 const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
                                 int H, float scale) {
+    KILN_PDL_WAIT();
     attention_fa_t<32, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 extern "C" __global__ void __launch_bounds__(128)
     attention_mma_fa128_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                                 const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
                                 int H, float scale) {
+    KILN_PDL_WAIT();
     attention_fa_t<64, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }

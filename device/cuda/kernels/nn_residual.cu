@@ -5,6 +5,7 @@
 // does not add the residual through its C matrix.
 extern "C" __global__ void row_epilogue_res_vec_f16(kiln_half *y, const kiln_half *bias, const kiln_half *z,
                                                     long long total, int cols, int act, float p0, float p1) {
+    KILN_PDL_WAIT();
     GRID_STRIDE(i, total / 8) {
         float v[8], r[8];
         uint4 *p = (uint4 *)y + i;
