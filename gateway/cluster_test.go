@@ -85,8 +85,14 @@ var listening = regexp.MustCompile(`msg=listening http=(\S+) grpc=(\S*) metrics=
 // start runs kiln with args and waits until it listens.
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
+	return startBin(t, kiln(t), name, args...)
+}
+
+// startBin runs the kiln binary bin with args and waits until it listens.
+func startBin(t testing.TB, bin, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, args: args, exited: make(chan struct{})}
-	p.cmd = exec.Command(kiln(t), args...)
+	p.cmd = exec.Command(bin, args...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

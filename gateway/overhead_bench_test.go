@@ -27,12 +27,23 @@ import (
 // so that only the gateway's work differs), and the benchmark reports the
 // p50 and p99 of both and their differences, in microseconds.
 // bench/gateway-overhead.sh runs it.
+//
+// With KILN_OLD_BIN (another kiln binary, say of an earlier commit), a
+// second gateway of that binary runs in front of the same server, and
+// each iteration sends a third request through it (the two gateways in
+// turn first): old and new measured in the same run, on the same machine
+// at the same time; the old one's numbers are reported as old-*.
 func BenchmarkGatewayOverhead(b *testing.B) {
 	s := serve(b, "serve", repo(b, "tinycnn"), b.TempDir())
 	file := filepath.Join(b.TempDir(), "backends")
 	os.WriteFile(file, []byte(backendLine(s.http, s)), 0o644)
-	gw := start(b, "gateway", "gateway", "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-		"--backends-file", file, "--slow-start", "0")
+	gwArgs := []string{"gateway", "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+		"--backends-file", file, "--slow-start", "0"}
+	gw := start(b, "gateway", gwArgs...)
+	var gwOld *proc
+	if old := os.Getenv("KILN_OLD_BIN"); old != "" {
+		gwOld = startBin(b, old, "gateway-old", gwArgs...)
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	body := tinyRequest()
 	httpInfer := func(addr string) func() error {
@@ -62,58 +73,90 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 			return err
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for httpInfer(gw.http)() != nil {
-		if time.Now().After(deadline) {
-			b.Fatal("the gateway did not become ready")
+	for _, p := range []*proc{gw, gwOld} {
+		if p == nil {
+			continue
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for _, bc := range []struct {
-		name        string
-		direct, via func() error
-	}{
-		{"http", httpInfer(s.http), httpInfer(gw.http)},
-		{"grpc", grpcInfer(s.grpc), grpcInfer(gw.grpc)},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			for range 200 { // warm up connections and caches
-				bc.direct()
-				bc.via()
+		deadline := time.Now().Add(30 * time.Second)
+		for httpInfer(p.http)() != nil {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s did not become ready", p.name)
 			}
-			direct := make([]time.Duration, 0, b.N)
-			via := make([]time.Duration, 0, b.N)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	type target struct {
+		name string
+		http string // the HTTP address of the target, for its gRPC one see grpc
+		grpc string
+		pid  int // the gateway's process, 0 for the server
+	}
+	targets := []target{{"direct", s.http, s.grpc, 0}, {"gateway", gw.http, gw.grpc, gw.cmd.Process.Pid}}
+	if gwOld != nil {
+		targets = append(targets, target{"old-gateway", gwOld.http, gwOld.grpc, gwOld.cmd.Process.Pid})
+	}
+	for _, proto := range []string{"http", "grpc"} {
+		b.Run(proto, func(b *testing.B) {
+			calls := make([]func() error, len(targets))
+			for i, tg := range targets {
+				if proto == "http" {
+					calls[i] = httpInfer(tg.http)
+				} else {
+					calls[i] = grpcInfer(tg.grpc)
+				}
+			}
+			for range 200 { // warm up connections and caches
+				for _, c := range calls {
+					c()
+				}
+			}
+			lat := make([][]time.Duration, len(targets))
+			for i := range lat {
+				lat[i] = make([]time.Duration, 0, b.N)
+			}
 			b.ReportAllocs()
-			cpu0 := cpuTime(gw.cmd.Process.Pid)
+			cpu0 := make([]time.Duration, len(targets))
+			for i, tg := range targets {
+				if tg.pid != 0 {
+					cpu0[i] = cpuTime(tg.pid)
+				}
+			}
 			b.ResetTimer()
-			for range b.N {
-				t0 := time.Now()
-				if err := bc.direct(); err != nil {
-					b.Fatal(err)
+			for n := range b.N {
+				// the server first, then the gateways, in turn
+				for k := range targets {
+					i := k
+					if k > 0 && len(targets) > 2 {
+						i = 1 + (k-1+n)%(len(targets)-1)
+					}
+					t0 := time.Now()
+					if err := calls[i](); err != nil {
+						b.Fatalf("%s: %v", targets[i].name, err)
+					}
+					lat[i] = append(lat[i], time.Since(t0))
 				}
-				t1 := time.Now()
-				if err := bc.via(); err != nil {
-					b.Fatal(err)
-				}
-				direct = append(direct, t1.Sub(t0))
-				via = append(via, time.Since(t1))
 			}
 			b.StopTimer()
-			if cpu0 >= 0 {
-				// the gateway process's CPU time (user and system) per request it proxied
-				b.ReportMetric(float64((cpuTime(gw.cmd.Process.Pid)-cpu0).Microseconds())/float64(b.N), "gateway-cpu-us/req")
-			}
-			slices.Sort(direct)
-			slices.Sort(via)
 			q := func(d []time.Duration, p float64) float64 {
 				return float64(d[min(len(d)-1, int(p*float64(len(d))))].Nanoseconds()) / 1e3
 			}
-			b.ReportMetric(q(direct, 0.5), "direct-p50-us")
-			b.ReportMetric(q(via, 0.5), "gateway-p50-us")
-			b.ReportMetric(q(via, 0.5)-q(direct, 0.5), "added-p50-us")
-			b.ReportMetric(q(direct, 0.99), "direct-p99-us")
-			b.ReportMetric(q(via, 0.99), "gateway-p99-us")
-			b.ReportMetric(q(via, 0.99)-q(direct, 0.99), "added-p99-us")
+			for i := range lat {
+				slices.Sort(lat[i])
+			}
+			b.ReportMetric(q(lat[0], 0.5), "direct-p50-us")
+			b.ReportMetric(q(lat[0], 0.99), "direct-p99-us")
+			for i, tg := range targets[1:] {
+				d := lat[i+1]
+				prefix := strings.TrimSuffix(tg.name, "gateway")
+				if cpu0[i+1] >= 0 {
+					// the gateway process's CPU time (user and system) per request it proxied
+					b.ReportMetric(float64((cpuTime(tg.pid)-cpu0[i+1]).Microseconds())/float64(b.N), prefix+"gateway-cpu-us/req")
+				}
+				b.ReportMetric(q(d, 0.5), prefix+"gateway-p50-us")
+				b.ReportMetric(q(d, 0.5)-q(lat[0], 0.5), prefix+"added-p50-us")
+				b.ReportMetric(q(d, 0.99), prefix+"gateway-p99-us")
+				b.ReportMetric(q(d, 0.99)-q(lat[0], 0.99), prefix+"added-p99-us")
+			}
 		})
 	}
 }
