@@ -613,6 +613,13 @@ func longTailCases() []opCase {
 	op := func(b *ir.Builder, name string, in []*ir.Value, attrs ...*ir.Attr) []*ir.Value {
 		return []*ir.Value{b.Op(name, in, attrs...)}
 	}
+	// small scales weights down, so that recurrences do not saturate
+	small := func(x *tensor.Tensor) *tensor.Tensor {
+		for i, v := range x.Float32s() {
+			x.Float32s()[i] = v * 0.4
+		}
+		return x
+	}
 	return []opCase{
 		{"GroupNormalization per channel, long rows", []*tensor.Tensor{rnd(2, 6, 20, 30)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "GroupNormalization", []*ir.Value{x[0], b.Const("s", rnd(6)), b.Const("b", rnd(6))}, ir.IntAttr("num_groups", 3))
@@ -658,6 +665,34 @@ func longTailCases() []opCase {
 		{"Einsum sums: all, rows, long contraction", []*tensor.Tensor{rnd(40, 300)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			eq := func(e string) *ir.Attr { return ir.StringAttr("equation", e) }
 			return []*ir.Value{b.Op("Einsum", x[:1], eq("ij->")), b.Op("Einsum", x[:1], eq("ij->i")), b.Op("Einsum", []*ir.Value{x[0], x[0]}, eq("ij,kj->ik"))}
+		}, false},
+		{"RNN forward defaults", []*tensor.Tensor{rnd(5, 3, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("RNN", 2, []*ir.Value{x[0], b.Const("w", small(rnd(1, 6, 4))), b.Const("r", small(rnd(1, 6, 6)))}, ir.IntAttr("hidden_size", 6))
+		}, false},
+		{"RNN bidirectional bias initial_h sequence_lens", []*tensor.Tensor{rnd(6, 3, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			lens := tensor.New(tensor.Int32, 3)
+			copy(lens.Int32s(), []int32{6, 2, 4})
+			return b.OpN("RNN", 2, []*ir.Value{x[0], b.Const("w", small(rnd(2, 7, 5))), b.Const("r", small(rnd(2, 7, 7))), b.Const("b", small(rnd(2, 14))),
+				b.Const("lens", lens), b.Const("h0", rnd(2, 3, 7))}, ir.IntAttr("hidden_size", 7), ir.StringAttr("direction", "bidirectional"),
+				&ir.Attr{Name: "activations", Type: ir.AttrStrings, Strings: []string{"Relu", "Tanh"}})
+		}, false},
+		{"GRU bidirectional bias", []*tensor.Tensor{rnd(4, 2, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("GRU", 2, []*ir.Value{x[0], b.Const("w", small(rnd(2, 18, 5))), b.Const("r", small(rnd(2, 18, 6))), b.Const("b", small(rnd(2, 36)))},
+				ir.IntAttr("hidden_size", 6), ir.StringAttr("direction", "bidirectional"))
+		}, false},
+		{"GRU reverse linear_before_reset initial_h clip", []*tensor.Tensor{rnd(5, 3, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("GRU", 2, []*ir.Value{x[0], b.Const("w", small(rnd(1, 15, 4))), b.Const("r", small(rnd(1, 15, 5))), b.Const("b", small(rnd(1, 30))),
+				nil, b.Const("h0", rnd(1, 3, 5))}, ir.IntAttr("hidden_size", 5), ir.StringAttr("direction", "reverse"),
+				ir.IntAttr("linear_before_reset", 1), ir.FloatAttr("clip", 1.5))
+		}, false},
+		{"LSTM forward peepholes initial states", []*tensor.Tensor{rnd(6, 2, 5)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("LSTM", 3, []*ir.Value{x[0], b.Const("w", small(rnd(1, 24, 5))), b.Const("r", small(rnd(1, 24, 6))), b.Const("b", small(rnd(1, 48))),
+				nil, b.Const("h0", rnd(1, 2, 6)), b.Const("c0", rnd(1, 2, 6)), b.Const("p", small(rnd(1, 18)))}, ir.IntAttr("hidden_size", 6))
+		}, false},
+		{"LSTM bidirectional batch first sequence_lens, Y_h and Y_c", []*tensor.Tensor{rnd(3, 5, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return b.OpN("LSTM", 3, []*ir.Value{x[0], b.Const("w", small(rnd(2, 20, 4))), b.Const("r", small(rnd(2, 20, 5))), nil,
+				b.Const("lens", tensor.FromInt64([]int64{5, 3, 1}, 3))}, ir.IntAttr("hidden_size", 5), ir.StringAttr("direction", "bidirectional"),
+				ir.IntAttr("layout", 1), ir.IntAttr("input_forget", 1))[1:]
 		}, false},
 	}
 }

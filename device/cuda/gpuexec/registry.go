@@ -78,7 +78,7 @@ func unbounded(v int64) int64 {
 // registry is every CUDA kernel of the executor, one table per op family.
 var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKernels, movementKernels,
 	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels, topKKernels,
-	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels)
+	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
 // graph's default-domain opset), or says why there is none.
@@ -113,7 +113,9 @@ func (r kernelRegistry) lookup(n *ir.Node, opset int64) (kernelDef, error) {
 func support(n *ir.Node, opset int64, used func(*ir.Value) bool) (kernelDef, error) {
 	d, lerr := registry.lookup(n, opset)
 	need := max(1, d.inputs)
-	if len(n.Inputs) < need || len(n.Outputs) == 0 || n.Outputs[0] == nil {
+	// a kernel that computes all its outputs (outputs -1) may go without
+	// the first (RNN's Y when only Y_h is read)
+	if len(n.Inputs) < need || len(n.Outputs) == 0 || (n.Outputs[0] == nil && d.outputs >= 0) {
 		return kernelDef{}, fmt.Errorf("%w: %d inputs and %d outputs (at least %d and 1)", ErrGraph, len(n.Inputs), len(n.Outputs), need)
 	}
 	for i := range need {

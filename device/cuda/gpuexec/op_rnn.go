@@ -1,0 +1,242 @@
+package gpuexec
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// rnnKernels are RNN, GRU and LSTM: forward, reverse and bidirectional,
+// both layouts, sequence_lens, initial states, LSTM's peepholes and
+// input_forget, GRU's linear_before_reset, clip, and the activations
+// Sigmoid, Tanh, Relu, Softsign and Softplus (the defaults among them).
+// kernels/op_rnn.cu: the input projections of all time steps in one
+// launch, then one launch per step (GRU: two) over every direction, batch
+// item and hidden unit, the states in float32 in both precisions.
+// Activations with parameters (Affine, LeakyRelu, HardSigmoid, ...) stay on
+// the CPU.
+var rnnKernels = []kernelDef{
+	{op: "RNN", inputs: 3, outputs: -1, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn, unchecked: true},
+	{op: "GRU", inputs: 3, outputs: -1, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn, unchecked: true},
+	{op: "LSTM", inputs: 3, outputs: -1, f32: []int{0, 1, 2, 3, 5, 6, 7}, check: rnnCheck, emit: (*compiler).rnn, unchecked: true},
+}
+
+// rnnActIDs are the activations the kernels compute (kiln_rnn_act).
+var rnnActIDs = map[string]int64{"sigmoid": 0, "tanh": 1, "relu": 2, "softsign": 3, "softplus": 4}
+
+// rnnAttrs are a recurrent node's attributes, parsed once.
+type rnnAttrs struct {
+	gates, dirs, layout int
+	hidden              int64
+	reverse             bool
+	clip                float32
+	acts                []int64 // three per direction
+	lbr, inputForget    bool
+}
+
+func parseRNN(n *ir.Node, opset int64) (rnnAttrs, error) {
+	a := ops.AttrsOf(n)
+	r := rnnAttrs{dirs: 1}
+	var def []string
+	switch n.OpType {
+	case "RNN":
+		r.gates, def = 1, []string{"Tanh"}
+	case "GRU":
+		r.gates, def = 3, []string{"Sigmoid", "Tanh"}
+		r.lbr = a.Int("linear_before_reset", 0) != 0
+	default:
+		r.gates, def = 4, []string{"Sigmoid", "Tanh", "Tanh"}
+		r.inputForget = a.Int("input_forget", 0) != 0
+	}
+	r.hidden = a.Int("hidden_size", 0)
+	switch d := a.String("direction", "forward"); d {
+	case "forward":
+	case "reverse":
+		r.reverse = true
+	case "bidirectional":
+		r.dirs = 2
+	default:
+		return r, fmt.Errorf("%w: %s direction %q", ErrGraph, n.OpType, d)
+	}
+	if opset >= 14 {
+		r.layout = int(a.Int("layout", 0))
+	}
+	if a.Has("clip") {
+		r.clip = a.Float("clip", 0)
+	}
+	names := a.Strings("activations", nil)
+	switch {
+	case names == nil:
+		for range r.dirs {
+			names = append(names, def...)
+		}
+	case len(names) == len(def) && r.dirs == 2:
+		names = append(names, names...)
+	case len(names) != len(def)*r.dirs:
+		return r, fmt.Errorf("%w: %s activations %v for %d direction(s)", ErrGraph, n.OpType, names, r.dirs)
+	}
+	if a.Has("activation_alpha") || a.Has("activation_beta") {
+		return r, fmt.Errorf("%w: %s with activation_alpha or activation_beta", ErrUnsupported, n.OpType)
+	}
+	for d := range r.dirs {
+		for k := range 3 {
+			id := int64(1)
+			if k < len(def) {
+				nm := strings.ToLower(names[d*len(def)+k])
+				v, ok := rnnActIDs[nm]
+				if !ok {
+					return r, fmt.Errorf("%w: %s activation %s (CUDA kernels: Sigmoid, Tanh, Relu, Softsign, Softplus)", ErrUnsupported, n.OpType, names[d*len(def)+k])
+				}
+				id = v
+			}
+			r.acts = append(r.acts, id)
+		}
+	}
+	if r.layout != 0 && r.layout != 1 {
+		return r, fmt.Errorf("%w: %s layout %d", ErrGraph, n.OpType, r.layout)
+	}
+	return r, a.Err()
+}
+
+func rnnCheck(n *ir.Node) error {
+	// the opset decides only layout, which emit reads again
+	if _, err := parseRNN(n, 14); err != nil {
+		return err
+	}
+	if err := typeIn(n, 4, tensor.Int32, tensor.Int64); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *compiler) rnn(s *step) error {
+	n := s.node
+	r, err := parseRNN(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	xd, err := c.dims(n.Inputs[0])
+	if err != nil {
+		return err
+	}
+	rd, err := c.dims(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	if len(xd) != 3 || len(rd) != 3 {
+		return fmt.Errorf("%w: %s of X %v and R %v", ErrGraph, n.OpType, xd, rd)
+	}
+	S, B, I := int64(xd[0]), int64(xd[1]), xd[2]
+	if r.layout == 1 {
+		S, B = B, S
+	}
+	H := rd[2]
+	GH := r.gates * H
+	if rd[0] != r.dirs || rd[1] != GH || (r.hidden > 0 && int64(H) != r.hidden) {
+		return fmt.Errorf("%w: %s R %v for %d direction(s), hidden size %d", ErrGraph, n.OpType, rd, r.dirs, H)
+	}
+	if wd, err := c.dims(n.Inputs[1]); err != nil || len(wd) != 3 || wd[0] != r.dirs || wd[1] != GH || wd[2] != I {
+		return fmt.Errorf("%w: %s W %v, want [%d %d %d]", ErrGraph, n.OpType, wd, r.dirs, GH, I)
+	}
+	if S == 0 {
+		return fmt.Errorf("%w: %s of an empty sequence", ErrUnsupported, n.OpType)
+	}
+	refOf := func(i int) (*ref, error) {
+		v := input(n, i)
+		if v == nil {
+			return nil, nil
+		}
+		rf, err := c.ref(v)
+		return &rf, err
+	}
+	var in [8]*ref
+	for i := range in {
+		if i >= 7 && n.OpType != "LSTM" || i == 6 && n.OpType != "LSTM" {
+			continue
+		}
+		if in[i], err = refOf(i); err != nil {
+			return err
+		}
+	}
+	lens64 := 0
+	if v := input(n, 4); v != nil && dtypeOf(v) == tensor.Int64 {
+		lens64 = 1
+	}
+	var outs [3]*ref
+	for i := range outs {
+		if o := output(n, i); o != nil && c.used(o) && (i < 2 || n.OpType == "LSTM") {
+			rf, _, err := c.out(n, i)
+			if err != nil {
+				return err
+			}
+			outs[i] = &rf
+		}
+	}
+	lstm, gru := n.OpType == "LSTM", n.OpType == "GRU"
+	sfx := "f32"
+	if c.half {
+		sfx = "f16"
+	}
+	state := int64(r.dirs) * B * int64(H)
+	xw := c.scratch(4 * int64(r.dirs) * S * B * int64(GH))
+	h := [2]ref{c.scratch(4 * state), c.scratch(4 * state)}
+	var cs [2]*ref
+	if lstm {
+		c0, c1 := c.scratch(4*state), c.scratch(4*state)
+		cs = [2]*ref{&c0, &c1}
+	}
+	acts := c.meta(r.acts)
+	rev, lbr, layout := b2i(r.reverse), b2i(r.lbr), r.layout
+	ny := int64(0)
+	if outs[0] != nil {
+		ny = S * int64(r.dirs) * B * int64(H)
+	}
+	s.launches = append(s.launches,
+		elemLaunch("rnn_proj_"+sfx, int64(r.dirs)*S*B*int64(GH), pArg(xw), pArg(*in[0]), pArg(*in[1]), optArg(in[3]),
+			lArg(S), lArg(B), iArg(I), iArg(GH), iArg(r.dirs), iArg(H), iArg(lbr), iArg(layout)),
+		elemLaunch("rnn_init_"+sfx, max(state, ny), pArg(h[0]), optArg(cs[0]), optArg(in[5]), optArg(in[6]), optArg(outs[0]), lArg(ny),
+			iArg(r.dirs), lArg(B), iArg(H), iArg(layout)))
+	var zb, rh ref
+	if gru {
+		zb, rh = c.scratch(4*state), c.scratch(4*state)
+	}
+	for st := range S {
+		hp, hn := h[st%2], h[(st+1)%2]
+		switch {
+		case gru:
+			s.launches = append(s.launches,
+				elemLaunch("gru_gates_"+sfx, state, pArg(zb), pArg(rh), pArg(hp), pArg(xw), pArg(*in[2]), lArg(st), lArg(S), lArg(B), iArg(H),
+					iArg(r.dirs), iArg(rev), pArg(acts), fArg(r.clip), iArg(lbr)),
+				elemLaunch("gru_step_"+sfx, state, optArg(outs[0]), pArg(hn), pArg(hp), pArg(zb), pArg(rh), pArg(xw), pArg(*in[2]), optArg(in[3]),
+					optArg(in[4]), iArg(lens64), lArg(st), lArg(S), lArg(B), iArg(H), iArg(r.dirs), iArg(rev), pArg(acts), fArg(r.clip), iArg(lbr), iArg(layout)))
+		default:
+			kind, cp, cn := 0, (*ref)(nil), (*ref)(nil)
+			if lstm {
+				kind, cp, cn = 2, cs[st%2], cs[(st+1)%2]
+			}
+			s.launches = append(s.launches,
+				elemLaunch("rnn_step_"+sfx, state, optArg(outs[0]), pArg(hn), optArg(cn), pArg(hp), optArg(cp), pArg(xw), pArg(*in[2]), optArg(in[7]),
+					optArg(in[4]), iArg(lens64), lArg(st), lArg(S), lArg(B), iArg(H), iArg(r.dirs), iArg(rev), iArg(kind), pArg(acts), fArg(r.clip),
+					iArg(b2i(r.inputForget)), iArg(layout)))
+		}
+	}
+	if outs[1] != nil || outs[2] != nil {
+		var cl *ref
+		if lstm {
+			cl = cs[S%2]
+		}
+		s.launches = append(s.launches, elemLaunch("rnn_final_"+sfx, state, optArg(outs[1]), optArg(outs[2]), pArg(h[S%2]), optArg(cl),
+			iArg(r.dirs), lArg(B), iArg(H), iArg(layout)))
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

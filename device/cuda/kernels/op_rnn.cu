@@ -1,0 +1,250 @@
+// RNN, GRU and LSTM (package gpuexec, op_rnn.go), float32 and binary16
+// storage, computed in float32: the input projections of every step at
+// once (rnn_proj), then one launch per step (two for GRU) over every
+// direction, batch item and hidden unit, the state in float32 ping-pong
+// buffers [dirs, B, H]. layout 0: X [S, B, I], Y [S, dirs, B, H], states
+// [dirs, B, H]; layout 1: X [B, S, I], Y [B, S, dirs, H], states [B, dirs,
+// H]. Gate order as ONNX: RNN i; GRU z, r, h; LSTM i, o, f, c. Uses op.cu's
+// helpers.
+
+// kiln_rnn_act: 0 sigmoid, 1 tanh, 2 relu, 3 softsign, 4 softplus; clip > 0
+// clips the argument first.
+__device__ __forceinline__ float kiln_rnn_act(int id, float v, float clip) {
+    if (clip > 0.0f) v = fmaxf(-clip, fminf(clip, v));
+    switch (id) {
+    case 0: return v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+    case 1: return tanhf(v);
+    case 2: return fmaxf(v, 0.0f);
+    case 3: return v / (1.0f + fabsf(v));
+    case 4: return log1pf(expf(v));
+    }
+    return v;
+}
+
+__device__ __forceinline__ long long kiln_rnn_state(int layout, int d, long long b, int j, int dirs, long long B, int H) {
+    return layout ? (b * dirs + d) * H + j : ((long long)d * B + b) * H + j;
+}
+
+__device__ __forceinline__ long long kiln_rnn_y(int layout, long long t, int d, long long b, int j, long long S, int dirs,
+                                                long long B, int H) {
+    return layout ? ((b * S + t) * dirs + d) * H + j : ((t * dirs + d) * B + b) * H + j;
+}
+
+// rnn_proj: xw[d, s, b, g] = X[s, b, :] . W[d, g, :] + Wb[d, g] + Rb[d, g]
+// (GRU with linear_before_reset: no Rb for the h gate, g >= 2H).
+template <typename T>
+__device__ void rnn_proj_t(float *xw, const T *x, const T *w, const T *bias, long long S, long long B, int I, int GH,
+                           int dirs, int H, int lbr, int layout) {
+    long long total = (long long)dirs * S * B * GH;
+    GRID_STRIDE(i, total) {
+        int g = (int)(i % GH);
+        long long r = i / GH;
+        long long b = r % B;
+        r /= B;
+        long long s = r % S;
+        int d = (int)(r / S);
+        const long long xo = (layout ? b * S + s : s * B + b) * I, wo = ((long long)d * GH + g) * I;
+        float acc = 0.0f;
+        for (int k = 0; k < I; k++) acc += (float)kld(x, xo + k) * (float)kld(w, wo + k);
+        if (bias) {
+            acc += (float)kld(bias, (long long)d * 2 * GH + g);
+            if (!(lbr && g >= 2 * H)) acc += (float)kld(bias, (long long)d * 2 * GH + GH + g);
+        }
+        xw[i] = acc;
+    }
+}
+
+// rnn_init: the states from initial_h and initial_c (zero when absent), Y
+// zeroed (steps past a sequence's length stay zero).
+template <typename T>
+__device__ void rnn_init_t(float *h, float *c, const T *h0, const T *c0, T *y, long long ny, int dirs, long long B, int H,
+                           int layout) {
+    GRID_STRIDE(i, ny) kst(y, i, 0.0f);
+    long long n = (long long)dirs * B * H;
+    GRID_STRIDE(i, n) {
+        int j = (int)(i % H);
+        long long b = (i / H) % B;
+        int d = (int)(i / ((long long)H * B));
+        long long at = kiln_rnn_state(layout, d, b, j, dirs, B, H);
+        h[i] = h0 ? (float)kld(h0, at) : 0.0f;
+        if (c) c[i] = c0 ? (float)kld(c0, at) : 0.0f;
+    }
+}
+
+// kiln_rnn_dot is v[b, :] . R[d, row, :] over H.
+template <typename T>
+__device__ __forceinline__ float kiln_rnn_dot(const float *v, const T *R, long long vo, long long ro, int H) {
+    float acc = 0.0f;
+    for (int k = 0; k < H; k++) acc += v[vo + k] * (float)kld(R, ro + k);
+    return acc;
+}
+
+// kiln_rnn_time is the time index of a step of direction d, and whether
+// batch item b is still within its sequence at it.
+__device__ __forceinline__ long long kiln_rnn_time(long long step, long long S, int d, int reverse, const void *lens,
+                                                   int lens64, long long b, bool *active) {
+    long long t = (reverse || d == 1) ? S - 1 - step : step;
+    long long len = S;
+    if (lens) len = lens64 ? ((const long long *)lens)[b] : ((const int *)lens)[b];
+    *active = t < len;
+    return t;
+}
+
+// rnn_step: one step of RNN (kind 0) or LSTM (kind 2) for every direction,
+// batch item and hidden unit: hp, cp the previous states, hn, cn the new
+// ones. acts holds the cell's activation ids, three per direction.
+template <typename T>
+__device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const float *cp, const float *xw, const T *R,
+                           const T *P, const void *lens, int lens64, long long step, long long S, long long B, int H,
+                           int dirs, int reverse, int kind, const long long *acts, float clip, int input_forget,
+                           int layout) {
+    int G = kind == 2 ? 4 : 1;
+    long long n = (long long)dirs * B * H;
+    GRID_STRIDE(i, n) {
+        int j = (int)(i % H);
+        long long b = (i / H) % B;
+        int d = (int)(i / ((long long)H * B));
+        bool active;
+        long long t = kiln_rnn_time(step, S, d, reverse, lens, lens64, b, &active);
+        if (!active) {
+            hn[i] = hp[i];
+            if (cn) cn[i] = cp[i];
+            continue;
+        }
+        const float *x = xw + (((long long)d * S + t) * B + b) * G * H;
+        const long long vo = ((long long)d * B + b) * H, ro = (long long)d * G * H * H;
+        const long long *a = acts + 3 * d;
+        float h;
+        if (kind == 0) {
+            h = kiln_rnn_act((int)a[0], x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H), clip);
+        } else {
+            float c = cp[i];
+            float gi = x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H);
+            float go = x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H);
+            float gf = x[2 * H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(2 * H + j) * H, H);
+            float gc = x[3 * H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(3 * H + j) * H, H);
+            if (P) {
+                gi += (float)kld(P, (long long)d * 3 * H + j) * c;
+                gf += (float)kld(P, (long long)d * 3 * H + 2 * H + j) * c;
+            }
+            float it = kiln_rnn_act((int)a[0], gi, clip);
+            float ft = input_forget ? 1.0f - it : kiln_rnn_act((int)a[0], gf, clip);
+            float ct = kiln_rnn_act((int)a[1], gc, clip);
+            c = ft * c + it * ct;
+            if (P) go += (float)kld(P, (long long)d * 3 * H + H + j) * c;
+            float ot = kiln_rnn_act((int)a[0], go, clip);
+            h = ot * kiln_rnn_act((int)a[2], c, 0.0f);
+            cn[i] = c;
+        }
+        hn[i] = h;
+        if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+    }
+}
+
+// gru_gates: GRU's update gate z into zb and, into rh, r * h (r alone with
+// linear_before_reset), for every direction, batch item and hidden unit.
+template <typename T>
+__device__ void gru_gates_t(float *zb, float *rh, const float *hp, const float *xw, const T *R, long long step,
+                            long long S, long long B, int H, int dirs, int reverse, const long long *acts, float clip,
+                            int lbr) {
+    long long n = (long long)dirs * B * H;
+    GRID_STRIDE(i, n) {
+        int j = (int)(i % H);
+        long long b = (i / H) % B;
+        int d = (int)(i / ((long long)H * B));
+        bool active;
+        long long t = kiln_rnn_time(step, S, d, reverse, (const void *)0, 0, b, &active);
+        const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
+        const long long vo = ((long long)d * B + b) * H, ro = (long long)d * 3 * H * H;
+        int f = (int)acts[3 * d];
+        zb[i] = kiln_rnn_act(f, x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H), clip);
+        float r = kiln_rnn_act(f, x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H), clip);
+        rh[i] = lbr ? r : r * hp[i];
+    }
+}
+
+// gru_step: GRU's new state from gru_gates' z and rh: h~ = g(x_h + Rh .
+// (r * h)) (linear_before_reset: g(x_h + r * (Rh . h + Rbh))), h = (1 - z)
+// * h~ + z * h.
+template <typename T>
+__device__ void gru_step_t(T *y, float *hn, const float *hp, const float *zb, const float *rh, const float *xw,
+                           const T *R, const T *bias, const void *lens, int lens64, long long step, long long S,
+                           long long B, int H, int dirs, int reverse, const long long *acts, float clip, int lbr,
+                           int layout) {
+    long long n = (long long)dirs * B * H;
+    GRID_STRIDE(i, n) {
+        int j = (int)(i % H);
+        long long b = (i / H) % B;
+        int d = (int)(i / ((long long)H * B));
+        bool active;
+        long long t = kiln_rnn_time(step, S, d, reverse, lens, lens64, b, &active);
+        if (!active) {
+            hn[i] = hp[i];
+            continue;
+        }
+        const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
+        const long long vo = ((long long)d * B + b) * H, ro = (long long)d * 3 * H * H + (long long)(2 * H + j) * H;
+        float v;
+        if (lbr) {
+            float rbh = bias ? (float)kld(bias, (long long)d * 6 * H + 3 * H + 2 * H + j) : 0.0f;
+            v = x[2 * H + j] + rh[i] * (kiln_rnn_dot(hp, R, vo, ro, H) + rbh);
+        } else {
+            v = x[2 * H + j] + kiln_rnn_dot(rh, R, vo, ro, H);
+        }
+        float ht = kiln_rnn_act((int)acts[3 * d + 1], v, clip), z = zb[i];
+        float h = (1.0f - z) * ht + z * hp[i];
+        hn[i] = h;
+        if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+    }
+}
+
+// rnn_final: the last states to Y_h and Y_c (either may be absent).
+template <typename T>
+__device__ void rnn_final_t(T *yh, T *yc, const float *h, const float *c, int dirs, long long B, int H, int layout) {
+    long long n = (long long)dirs * B * H;
+    GRID_STRIDE(i, n) {
+        int j = (int)(i % H);
+        long long b = (i / H) % B;
+        int d = (int)(i / ((long long)H * B));
+        long long at = kiln_rnn_state(layout, d, b, j, dirs, B, H);
+        if (yh) kst(yh, at, h[i]);
+        if (yc) kst(yc, at, c[i]);
+    }
+}
+
+#define KILN_RNN(sfx, T)                                                                                      \
+    extern "C" __global__ void rnn_proj_##sfx(float *xw, const T *x, const T *w, const T *bias, long long S,    \
+                                              long long B, int I, int GH, int dirs, int H, int lbr, int layout) { \
+        rnn_proj_t(xw, x, w, bias, S, B, I, GH, dirs, H, lbr, layout);                                         \
+    }                                                                                                         \
+    extern "C" __global__ void rnn_init_##sfx(float *h, float *c, const T *h0, const T *c0, T *y, long long ny, \
+                                              int dirs, long long B, int H, int layout) {                      \
+        rnn_init_t(h, c, h0, c0, y, ny, dirs, B, H, layout);                                                   \
+    }                                                                                                         \
+    extern "C" __global__ void rnn_step_##sfx(T *y, float *hn, float *cn, const float *hp, const float *cp,     \
+                                              const float *xw, const T *R, const T *P, const void *lens,       \
+                                              int lens64, long long step, long long S, long long B, int H,     \
+                                              int dirs, int reverse, int kind, const long long *acts, float clip, \
+                                              int input_forget, int layout) {                                  \
+        rnn_step_t(y, hn, cn, hp, cp, xw, R, P, lens, lens64, step, S, B, H, dirs, reverse, kind, acts, clip,  \
+                   input_forget, layout);                                                                      \
+    }                                                                                                         \
+    extern "C" __global__ void gru_gates_##sfx(float *zb, float *rh, const float *hp, const float *xw,         \
+                                               const T *R, long long step, long long S, long long B, int H,    \
+                                               int dirs, int reverse, const long long *acts, float clip, int lbr) { \
+        gru_gates_t(zb, rh, hp, xw, R, step, S, B, H, dirs, reverse, acts, clip, lbr);                         \
+    }                                                                                                         \
+    extern "C" __global__ void gru_step_##sfx(T *y, float *hn, const float *hp, const float *zb, const float *rh, \
+                                              const float *xw, const T *R, const T *bias, const void *lens,    \
+                                              int lens64, long long step, long long S, long long B, int H,     \
+                                              int dirs, int reverse, const long long *acts, float clip, int lbr, \
+                                              int layout) {                                                    \
+        gru_step_t(y, hn, hp, zb, rh, xw, R, bias, lens, lens64, step, S, B, H, dirs, reverse, acts, clip, lbr, \
+                   layout);                                                                                    \
+    }                                                                                                         \
+    extern "C" __global__ void rnn_final_##sfx(T *yh, T *yc, const float *h, const float *c, int dirs,         \
+                                               long long B, int H, int layout) {                               \
+        rnn_final_t(yh, yc, h, c, dirs, B, H, layout);                                                         \
+    }
+KILN_RNN(f32, float)
+KILN_RNN(f16, kh)
