@@ -316,32 +316,96 @@ func TestBertGraphCPU(t *testing.T) {
 const bertCosine = 0.9999
 
 // bertVariant is a way to build the half engine: the defaults, or without
-// this work's changes (nn.cu's attention_mma, GELU after cuBLASLt, the
-// residual read by the LayerNormalization).
+// some of the BERT work's changes (nn.cu's attention_mma, GELU after
+// cuBLASLt, the residual read by the LayerNormalization; programmatic
+// dependent launch, cuBLASLt's split-K variants among the candidates).
 type bertVariant struct {
 	name                  string
 	fa, erfGELUEpi, resid bool
 	keys128               bool // attention_mma_fa128 (attentionKeys128)
+	noPDL, noSplitK       bool // programmaticLaunch, ltSplitK off
 }
 
-var bertVariants = []bertVariant{{"before", false, false, false, false}, {"after", true, true, true, false}}
+var bertVariants = []bertVariant{
+	{name: "before", noPDL: true, noSplitK: true},
+	{name: "after", fa: true, erfGELUEpi: true, resid: true},
+}
 
 // bertKeys128 is "after" with attention_mma_fa128, not yet the default.
-var bertKeys128 = bertVariant{"after, 128 keys staged", true, true, true, true}
+var bertKeys128 = bertVariant{name: "after, 128 keys staged", fa: true, erfGELUEpi: true, resid: true, keys128: true}
+
+// bertLaunchVariants time the batch-1 changes (programmatic dependent
+// launch, split-K candidates) each turned off, and both.
+var bertLaunchVariants = []bertVariant{
+	{name: "after, no PDL", fa: true, erfGELUEpi: true, resid: true, noPDL: true},
+	{name: "after, no split-K", fa: true, erfGELUEpi: true, resid: true, noSplitK: true},
+	{name: "after, neither (2026-12-06 defaults)", fa: true, erfGELUEpi: true, resid: true, noPDL: true, noSplitK: true},
+}
 
 // bertAblations time each change alone against "after" (TestBertTimingOnGPU
 // with KILN_BERT_ABLATE=1): which of the three gains what.
 var bertAblations = []bertVariant{
-	{"after, nn.cu's attention", false, true, true, false},
-	{"after, GELU as a pass", true, false, true, false},
-	{"after, LayerNorm reads the residual", true, true, false, false},
+	{name: "after, nn.cu's attention", erfGELUEpi: true, resid: true},
+	{name: "after, GELU as a pass", fa: true, resid: true},
+	{name: "after, LayerNorm reads the residual", fa: true, erfGELUEpi: true},
 	bertKeys128,
 }
 
 func (v bertVariant) set() func() {
-	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
+	fa, ge, re, k1, pd, sk := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
-	return func() { attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = fa, ge, re, k1 }
+	programmaticLaunch, ltSplitK = !v.noPDL, !v.noSplitK
+	return func() {
+		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK = fa, ge, re, k1, pd, sk
+	}
+}
+
+// launchCounts counts what one run of c queues: kernel launches, library
+// calls (cuBLASLt's products; each may run more than one kernel) and the
+// launches with programmatic dependent launch.
+func launchCounts(c *Context) (kernels, lib, pdl int) {
+	for _, k := range c.calls {
+		switch {
+		case k.lib != nil:
+			lib++
+		case k.pdl:
+			pdl++
+			kernels++
+		default:
+			kernels++
+		}
+	}
+	return kernels, lib, pdl
+}
+
+// gemmChoices says, for each distinct product signature of e, which
+// cuBLASLt candidate tuning kept (split-K or not) and its time.
+func gemmChoices(e *Engine) string {
+	seen := map[string]bool{}
+	var parts []string
+	for i, s := range e.prog.steps {
+		mm := e.gemms[i]
+		if s.gemm == nil || mm == nil {
+			continue
+		}
+		t, ok := e.tactics[s.node.Name]
+		if !ok {
+			continue
+		}
+		key := fmt.Sprintf("%dx%dx%d epi=%v resid=%v", s.gemm.m, s.gemm.n, s.gemm.k, e.gemmEpi[i], s.gemm.resid != nil)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		splits := 0
+		for _, sp := range mm.Splits {
+			if sp.Parts > 1 {
+				splits++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s, %.1f us (of %d candidates, %d split-K)", key, mm.CandidateString(t.Algo), float64(t.NS)/1e3, len(mm.Candidates), splits))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // TestBertFP16OnGPU builds bert_mini (its test inputs) and a BERT-base
@@ -454,10 +518,11 @@ func TestBertTimingOnGPU(t *testing.T) {
 		}
 	}
 	type row struct {
-		batch  int
-		v      string
-		ms     float64
-		layers string
+		batch             int
+		v                 string
+		ms                float64
+		layers            string
+		kernels, lib, pdl int
 	}
 	var rows []row
 	for _, batch := range batches {
@@ -468,9 +533,9 @@ func TestBertTimingOnGPU(t *testing.T) {
 		}
 		g := optimizeBert(t, g0)
 		in := bertInputs(cfg, 4)
-		variants := bertVariants
+		variants := append(append([]bertVariant{}, bertVariants...), bertLaunchVariants...)
 		if os.Getenv("KILN_BERT_ABLATE") == "1" {
-			variants = append(append([]bertVariant{}, bertVariants...), bertAblations...)
+			variants = append(variants, bertAblations...)
 		}
 		for _, v := range variants {
 			restore := v.set()
@@ -521,15 +586,18 @@ func TestBertTimingOnGPU(t *testing.T) {
 				}
 			}
 			t.Logf("batch %d %s: tuning kept cuBLASLt's epilogue on %d products, the plain call (+ kiln's epilogue kernel) on %d", batch, v.name, epi, plain)
-			rows = append(rows, row{batch, v.name, dev[len(dev)/2], summarize(e.Layers())})
+			kernels, lib, pdl := launchCounts(c)
+			t.Logf("batch %d %s: a run queues %d kernel launches (%d with programmatic dependent launch; engine pdl=%v) and %d cuBLASLt calls; products: %s",
+				batch, v.name, kernels, pdl, e.pdl, lib, gemmChoices(e))
+			rows = append(rows, row{batch, v.name, dev[len(dev)/2], summarize(e.Layers()), kernels, lib, pdl})
 			c.Close()
 			e.Close()
 		}
 	}
 	var b strings.Builder
-	b.WriteString("\n| batch | variant | device ms (median of 200) |\n| --- | --- | --- |\n")
+	b.WriteString("\n| batch | variant | device ms (median of 200) | kernel launches (PDL) + cuBLASLt calls |\n| --- | --- | --- | --- |\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %d | %s | %.3f |\n", r.batch, r.v, r.ms)
+		fmt.Fprintf(&b, "| %d | %s | %.3f | %d (%d) + %d |\n", r.batch, r.v, r.ms, r.kernels, r.pdl, r.lib)
 	}
 	t.Log(b.String())
 	for _, r := range rows {
