@@ -134,6 +134,7 @@ type Engine struct {
 	gemmEpi  map[int]bool           // steps whose bias (and ReLU) cuBLASLt's epilogue adds
 	gemmAlt  map[int]*cuda.LtMatmul // tuning: plain plans of those steps, timed against them
 	pdl      bool                   // pdlKernels launch with programmatic dependent launch (pdl.go)
+	conv1x1  conv1x1State           // NHWC 1x1 convolutions as cuBLASLt products (op_conv1x1.go)
 	ws       int                    // workspace bytes a context needs
 	tactics  Tactics                // tuned or applied choices, by node name
 	measured int                    // timings measured by tune
@@ -371,6 +372,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 			}
 		}
 	}
+	e.plan1x1(o)
 	return nil
 }
 
@@ -402,6 +404,8 @@ func (e *Engine) Layers() []Layer {
 		l := Layer{Node: s.node.Name, Op: opName(s.node), Tactic: e.stepTactic(i), Precision: e.stepPrecision(s), Workspace: e.stepWorkspace(i)}
 		l.Time, l.Cached = e.stepTime(i)
 		switch {
+		case e.conv1x1.use[i] != nil:
+			l.Impl = e.conv1x1Impl(i)
 		case e.graphs[i] != nil:
 			l.Impl = "cudnn nhwc graph (" + e.graphs[i].Engine().ID + ")"
 		case e.fused[i] != nil:
@@ -472,6 +476,7 @@ func (e *Engine) release() error {
 	for _, g := range e.gemmAlt {
 		g.Destroy()
 	}
+	e.conv1x1.destroy()
 	if e.weights != 0 {
 		errs = append(errs, e.drv.MemFree(e.weights))
 		e.weights = 0
@@ -615,7 +620,9 @@ func (c *Context) stepCalls(i int) []call {
 	s := e.prog.steps[i]
 	var calls []call
 	launches := s.launches
-	if gc := e.graphs[i]; gc != nil {
+	if mm := e.conv1x1.use[i]; mm != nil {
+		calls, launches = c.conv1x1Calls(i, mm)
+	} else if gc := e.graphs[i]; gc != nil {
 		cc := s.conv
 		x, w, y := c.addr(cc.x), c.addr(cc.w), c.addr(cc.y)
 		var b, z cuda.DevicePtr

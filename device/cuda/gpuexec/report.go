@@ -73,6 +73,10 @@ func (e *Engine) stepTactic(i int) string {
 	var parts []string
 	launches := s.launches
 	switch {
+	case e.conv1x1.use[i] != nil:
+		var how string
+		how, launches = e.conv1x1Tactic(i)
+		parts = append(parts, how)
 	case e.graphs[i] != nil:
 		parts = append(parts, "cudnn nhwc graph "+s.conv.graphEpilogue()+" "+e.graphs[i].Engine().ID)
 		launches = nil
@@ -130,6 +134,9 @@ func (e *Engine) stepTactic(i int) string {
 
 // stepWorkspace is the library workspace step i needs, in bytes.
 func (e *Engine) stepWorkspace(i int) int64 {
+	if m := e.conv1x1.use[i]; m != nil {
+		return int64(m.Workspace)
+	}
 	if c := e.convs[i]; c != nil {
 		return int64(c.Workspace)
 	}

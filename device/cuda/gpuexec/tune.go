@@ -301,7 +301,7 @@ func (e *Engine) tune() error {
 			conv, fc, gc = cmp.Or(conv, sp.plain), cmp.Or(fc, sp.fused), cmp.Or(gc, sp.graph)
 			delete(e.spare, i)
 		}
-		if (conv != nil || fc != nil || gc != nil) && s.conv != nil {
+		if (conv != nil || fc != nil || gc != nil || e.has1x1(i)) && s.conv != nil {
 			sig = convSig(s, e.prog.half)
 			plainCands := func() {
 				if conv == nil {
@@ -352,6 +352,7 @@ func (e *Engine) tune() error {
 				delete(e.graphs, i)
 				return nil
 			}})
+			cands = e.with1x1(i, sig, cands) // op_conv1x1.go: cuBLASLt products of 1x1 convolutions
 		} else if mm != nil && s.gemm != nil {
 			sig = gemmSig(s, e.prog.half)
 			epi := e.gemmEpi[i]
@@ -516,6 +517,7 @@ func (e *Engine) tune() error {
 	for _, g := range e.gemms {
 		e.ws = max(e.ws, g.Workspace)
 	}
+	e.finish1x1()
 	return nil
 }
 
