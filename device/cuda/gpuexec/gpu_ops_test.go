@@ -694,5 +694,33 @@ func longTailCases() []opCase {
 				b.Const("lens", tensor.FromInt64([]int64{5, 3, 1}, 3))}, ir.IntAttr("hidden_size", 5), ir.StringAttr("direction", "bidirectional"),
 				ir.IntAttr("layout", 1), ir.IntAttr("input_forget", 1))[1:]
 		}, false},
+		{"RoiAlign avg half_pixel sampling 2, max output_half_pixel adaptive", []*tensor.Tensor{rnd(2, 3, 10, 12)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			rois := f32(1, 1.5, 6.25, 7, 0, 0, 11.5, 9.5, 3.125, 2, 4, 3, 8, 6.5, 10, 9.75)
+			rois.Shape = []int{4, 4}
+			bi := tensor.FromInt64([]int64{0, 1, 1, 0}, 4)
+			in := []*ir.Value{x[0], b.Const("rois", rois), b.Const("bi", bi)}
+			return []*ir.Value{b.Op("RoiAlign", in, ir.IntAttr("output_height", 3), ir.IntAttr("output_width", 4), ir.IntAttr("sampling_ratio", 2)),
+				b.Op("RoiAlign", in, ir.StringAttr("mode", "max"), ir.StringAttr("coordinate_transformation_mode", "output_half_pixel"),
+					ir.IntAttr("output_height", 2), ir.IntAttr("output_width", 2), ir.FloatAttr("spatial_scale", 0.5))}
+		}, false},
+		{"MaxRoiPool spatial_scale", []*tensor.Tensor{rnd(2, 3, 9, 11)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			rois := f32(0, 0, 0, 10, 8, 1, 2, 1, 7, 5, 1, 4, 4, 4, 4, 0, 12, 6, 30, 20)
+			rois.Shape = []int{4, 5}
+			return op(b, "MaxRoiPool", []*ir.Value{x[0], b.Const("rois", rois)}, ir.IntsAttr("pooled_shape", 2, 3), ir.FloatAttr("spatial_scale", 0.75))
+		}, false},
+		{"MaxUnpool 2-D, and into a larger output_shape", []*tensor.Tensor{rnd(1, 2, 3, 3)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			// each element at a position of its own 2x2 window of the 6x6 output
+			idx := tensor.New(tensor.Int64, 1, 2, 3, 3)
+			for c := range 2 {
+				for i := range 3 {
+					for j := range 3 {
+						idx.Int64s()[(c*3+i)*3+j] = int64(c*36 + (2*i+r.IntN(2))*6 + 2*j + r.IntN(2))
+					}
+				}
+			}
+			in := []*ir.Value{x[0], b.Const("i", idx)}
+			at := []*ir.Attr{ir.IntsAttr("kernel_shape", 2, 2), ir.IntsAttr("strides", 2, 2)}
+			return []*ir.Value{b.Op("MaxUnpool", in, at...), b.Op("MaxUnpool", append(in, b.Const("shape", tensor.FromInt64([]int64{1, 2, 7, 8}, 4))), at...)}
+		}, false},
 	}
 }

@@ -78,7 +78,8 @@ func unbounded(v int64) int64 {
 // registry is every CUDA kernel of the executor, one table per op family.
 var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKernels, movementKernels,
 	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels, topKKernels,
-	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels)
+	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels,
+	roiKernels, unpoolKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
 // graph's default-domain opset), or says why there is none.

@@ -1,0 +1,133 @@
+package gpuexec
+
+import (
+	"fmt"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// roiKernels are the region-of-interest poolings: RoiAlign (avg and max,
+// both coordinate transformation modes, any sampling_ratio) and
+// MaxRoiPool; kernels/op_roi.cu, one thread per output element. Float32
+// (in half precision the boxes are stored in binary16 too, so
+// coordinates beyond 2048 lose their fractions).
+var roiKernels = []kernelDef{
+	{op: "RoiAlign", inputs: 3, f32: []int{0, 1}, check: roiAlignCheck, emit: (*compiler).roiAlign, unchecked: true},
+	{op: "MaxRoiPool", inputs: 2, f32: []int{0, 1}, check: maxRoiPoolCheck, emit: (*compiler).maxRoiPool, unchecked: true},
+}
+
+// roiAlignAttrs are RoiAlign's attributes.
+type roiAlignAttrs struct {
+	max           bool
+	oh, ow, ratio int
+	scale, offset float32
+}
+
+func parseRoiAlign(n *ir.Node, opset int64) (roiAlignAttrs, error) {
+	a := ops.AttrsOf(n)
+	r := roiAlignAttrs{oh: int(a.Int("output_height", 1)), ow: int(a.Int("output_width", 1)), ratio: int(a.Int("sampling_ratio", 0)),
+		scale: a.Float("spatial_scale", 1)}
+	switch m := a.String("mode", "avg"); m {
+	case "avg":
+	case "max":
+		r.max = true
+	default:
+		return r, fmt.Errorf("%w: RoiAlign mode %q", ErrGraph, m)
+	}
+	def := "half_pixel"
+	if opset < 16 {
+		def = "output_half_pixel"
+	}
+	switch ctm := a.String("coordinate_transformation_mode", def); ctm {
+	case "half_pixel":
+		r.offset = 0.5
+	case "output_half_pixel":
+	default:
+		return r, fmt.Errorf("%w: RoiAlign coordinate_transformation_mode %q", ErrGraph, ctm)
+	}
+	if r.oh < 1 || r.ow < 1 || r.ratio < 0 {
+		return r, fmt.Errorf("%w: RoiAlign output %dx%d, sampling_ratio %d", ErrGraph, r.oh, r.ow, r.ratio)
+	}
+	return r, a.Err()
+}
+
+func roiAlignCheck(n *ir.Node) error {
+	if _, err := parseRoiAlign(n, 16); err != nil {
+		return err
+	}
+	return typeIn(n, 2, tensor.Int64)
+}
+
+func maxRoiPoolCheck(n *ir.Node) error {
+	a := ops.AttrsOf(n)
+	if ps := a.Ints("pooled_shape", nil); len(ps) != 2 || ps[0] < 1 || ps[1] < 1 {
+		return fmt.Errorf("%w: MaxRoiPool pooled_shape %v", ErrGraph, ps)
+	}
+	return a.Err()
+}
+
+func (c *compiler) roiAlign(s *step) error {
+	n := s.node
+	at, err := parseRoiAlign(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	rd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(xd) != 4 || len(rd) != 2 || rd[1] != 4 || len(yd) != 4 || yd[0] != rd[0] {
+		return fmt.Errorf("%w: RoiAlign of X %v, rois %v", ErrGraph, xd, rd)
+	}
+	rr, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	br, err := c.ref(n.Inputs[2])
+	if err != nil {
+		return err
+	}
+	if total := prod(yd); total > 0 {
+		if xd[2] == 0 || xd[3] == 0 {
+			return fmt.Errorf("%w: RoiAlign of an empty feature map %v", ErrGraph, xd)
+		}
+		s.launches = []launch{elemLaunch(c.fk("roialign"), total, pArg(yr), pArg(xr), pArg(rr), pArg(br), lArg(int64(rd[0])),
+			iArg(xd[1]), iArg(xd[2]), iArg(xd[3]), iArg(at.oh), iArg(at.ow), iArg(at.ratio), fArg(at.scale), fArg(at.offset), iArg(b2i(at.max)))}
+	}
+	return nil
+}
+
+func (c *compiler) maxRoiPool(s *step) error {
+	n := s.node
+	a := ops.AttrsOf(n)
+	ps, scale := a.Ints("pooled_shape", nil), a.Float("spatial_scale", 1)
+	if err := a.Err(); err != nil {
+		return err
+	}
+	xd, xr, yr, yd, err := c.inOut(n)
+	if err != nil {
+		return err
+	}
+	rd, err := c.dims(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if len(ps) != 2 || len(xd) != 4 || len(rd) != 2 || rd[1] != 5 {
+		return fmt.Errorf("%w: MaxRoiPool of X %v, rois %v", ErrGraph, xd, rd)
+	}
+	rr, err := c.ref(n.Inputs[1])
+	if err != nil {
+		return err
+	}
+	if total := prod(yd); total > 0 {
+		s.launches = []launch{elemLaunch(c.fk("maxroipool"), total, pArg(yr), pArg(xr), pArg(rr), lArg(int64(rd[0])),
+			iArg(xd[1]), iArg(xd[2]), iArg(xd[3]), iArg(int(ps[0])), iArg(int(ps[1])), fArg(scale))}
+	}
+	return nil
+}
