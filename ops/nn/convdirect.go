@@ -344,8 +344,21 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	if tileSiLU {
 		ep = nil
 	}
+	directFinish(p, y, z, ep, out, outBuf != nil, wide, wq)
+	if outBuf != nil {
+		directOutPool.put(outBuf)
+	}
+}
+
+// directFinish applies what the kernel did not to the output y: with
+// copyOut, out holds it in wide rows (planes of plane floats, rows of wq,
+// the first OutW of each used) and is copied into y, adding the residual z
+// and the epilogue ep on the way; else y holds it already and ep (with z)
+// runs over it in place. ep nil (and z nil): only the copy.
+func directFinish(p cpu.Conv2DParams, y, z []float32, ep *epilogue, out []float32, copyOut bool, plane, wq int) {
+	oh, ow := p.OutH(), p.OutW()
 	// the residual with no activation, ReLU or clip: one vector pass
-	lo, hi, clampOn = float32(math.Inf(-1)), float32(math.Inf(1)), false
+	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
 	addClampOK := z != nil && ep != nil
 	if addClampOK {
 		switch ep.act {
@@ -359,36 +372,35 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		}
 	}
 	switch {
-	case outBuf == nil && addClampOK:
+	case !copyOut && addClampOK:
 		dynamicFor(len(y), max(1<<13, len(y)/(4*cpu.Threads())), func(i0, i1 int) {
 			addClamp(y[i0:i1], y[i0:i1], z[i0:i1], lo, hi, clampOn)
 		})
-	case outBuf == nil && ep != nil && z != nil:
+	case !copyOut && ep != nil && z != nil:
 		ep.applyAdd(y, z)
-	case outBuf == nil && ep != nil:
+	case !copyOut && ep != nil:
 		ep.apply(y)
-	case outBuf != nil:
+	case copyOut:
 		cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), func(m0, m1 int) {
 			for m := m0; m < m1; m++ {
 				for r := 0; r < oh; r++ {
 					yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
 					switch {
 					case ep == nil:
-						copy(yr, out[m*wide+r*wq:])
+						copy(yr, out[m*plane+r*wq:])
 						continue
 					case addClampOK:
-						addClamp(yr, out[m*wide+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], lo, hi, clampOn)
+						addClamp(yr, out[m*plane+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], lo, hi, clampOn)
 						continue
 					case z != nil:
-						fastmath.ScaleAdd(yr, out[m*wide+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
+						fastmath.ScaleAdd(yr, out[m*plane+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
 					default:
-						copy(yr, out[m*wide+r*wq:])
+						copy(yr, out[m*plane+r*wq:])
 					}
 					ep.applySerial(yr)
 				}
 			}
 		})
-		directOutPool.put(outBuf)
 	}
 }
 

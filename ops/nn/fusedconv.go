@@ -42,6 +42,13 @@ type fusedConvOp struct {
 		sync.Mutex
 		f *cpu.WinogradFilter
 	}
+	// winoD is set by the "winograd4x4-direct" tactic (convWino); the
+	// transformed weights of wConst are made when it is set.
+	winoD bool
+	wfilt struct {
+		sync.Mutex
+		f *winoFilter
+	}
 }
 
 var _ ops.Tactical = (*fusedConvOp)(nil)
@@ -113,6 +120,9 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 	if directApplies(p) {
 		names = append(names, directTactic)
 	}
+	if winoApplies(p) {
+		names = append(names, winoTactic)
+	}
 	if len(names) < 2 {
 		return nil
 	}
@@ -125,6 +135,17 @@ func im2colTactic(b cpu.Blocking) string { return string(cpu.ConvIm2col) + "-" +
 // SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
 // cannot compute at run time (another rank, say) still runs the default.
 func (k *fusedConvOp) SetTactic(name string) error {
+	k.winoD = false
+	if name == winoTactic {
+		k.tactic, k.blk, k.direct, k.winoD = "", nil, false, true
+		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 &&
+			w.Shape[2] == 3 && w.Shape[3] == 3 {
+			k.wfilt.Lock()
+			k.wfilt.f = newWinoFilter(w.Float32s(), w.Shape[0], w.Shape[1])
+			k.wfilt.Unlock()
+		}
+		return nil
+	}
 	if name == directTactic {
 		k.tactic, k.blk, k.direct = "", nil, true
 		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 {
@@ -145,8 +166,8 @@ func (k *fusedConvOp) SetTactic(name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, and %s-<blocking> such as %s)",
-		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
+	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, and %s-<blocking> such as %s)",
+		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
 }
 
 // concrete returns the sizes of a shape whose dims are all known.
@@ -211,6 +232,30 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	// memory with stale contents).
 	yv := y.Float32s()
 	p, is2D := conv2DParams(s)
+	if is2D && k.winoD && winoApplies(p) {
+		if f := k.winoFilter(p, w); f != nil {
+			// as the direct convolution below
+			var ep *epilogue
+			switch {
+			case z == nil && k.ep.act == ActNone:
+			case z == nil && k.ep.act == ActRelu:
+				p.Act = cpu.ActRelu
+			case z == nil && k.ep.act == ActClip:
+				p.Act, p.ActMin, p.ActMax = cpu.ActClip, k.ep.p0, k.ep.p1
+			default:
+				ep = &k.ep
+			}
+			if p.Validate() == nil {
+				var zs []float32
+				if z != nil {
+					zs = z.Float32s()
+				}
+				convWino(p, x.Float32s(), f, bias, yv, zs, ep)
+				return []*tensor.Tensor{y}, nil
+			}
+			p.Act = cpu.ActNone
+		}
+	}
 	if is2D && k.direct && directApplies(p) {
 		if f := k.directFilter(p, w); f != nil {
 			// ReLU and clip run in the kernel's registers; other
@@ -310,6 +355,24 @@ func (k *fusedConvOp) directFilter(p cpu.Conv2DParams, w *tensor.Tensor) *direct
 		return nil
 	}
 	return newDirectFilter(w.Float32s(), p.M, p.C, p.KH, p.KW)
+}
+
+// winoFilter returns the transformed weights of convWino: those made from
+// the node's constant weights when the tactic was set, or, for weights
+// computed at run time, transformed for this call.
+func (k *fusedConvOp) winoFilter(p cpu.Conv2DParams, w *tensor.Tensor) *winoFilter {
+	if w == k.wConst && w != nil {
+		k.wfilt.Lock()
+		f := k.wfilt.f
+		k.wfilt.Unlock()
+		if f.fits(p) {
+			return f
+		}
+	}
+	if w.Len() != p.M*p.C*9 {
+		return nil
+	}
+	return newWinoFilter(w.Float32s(), p.M, p.C)
 }
 
 // winogradFilter returns the transformed filter of the node's constant

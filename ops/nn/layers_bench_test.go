@@ -118,6 +118,10 @@ func BenchmarkConvLayers(b *testing.B) {
 						}
 					}
 				}
+				if d := nn.WinoConv(p, w); d != nil {
+					names = append(names, "wino4-direct")
+					run["wino4-direct"] = func() { d(x, bias, y) }
+				}
 				for _, a := range names {
 					name := fmt.Sprintf("%02d_c%d_m%d_%dx%d_k%d_s%d_g%d/%s", i, p.C, p.M, p.H, p.W, p.KH, p.StrideH, p.Group, a)
 					f := run[a]

@@ -1,0 +1,346 @@
+package nn
+
+import (
+	"math"
+
+	"github.com/kilnai/kiln/device/cpu"
+)
+
+// The Winograd convolution F(4x4, 3x3) ("winograd4x4-direct" tactic of
+// FusedConv) for 3x3 stride-1 float32 convolutions (Lavin and Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2015): every 6x6 input
+// window d, 4 apart, becomes V = Bt d B, every filter U = G g Gt (once, when
+// the plan sets the tactic); for each of the 36 transform positions xi the
+// products over the input channels are one matrix product M[xi] = U[xi]
+// V[xi]; each output tile is At M A. That is 36 multiplications for 16
+// outputs where the direct convolution does 144.
+//
+// The tiles are the vector lanes throughout, as in device/cpu's Winograd;
+// what differs is where the time goes:
+//
+//   - the input is copied once per channel into a zero-padded plane
+//     (padPlane), whose rows are split into their four column phases
+//     (winoDeint4), so that element (i, j) of every tile of a tile row is a
+//     contiguous run; Bt is then applied down the rows and across the
+//     phases (winoBt) with whole vectors, straight into V[xi][c][tile];
+//   - the 36 products run on the direct convolution's register-tiled
+//     kernel (convDirectTile: 8 output channels x 48 tiles, the input
+//     channels as its taps at offsets c*ld), with U packed for it once;
+//   - At runs across and down the products (winoAt) and the four columns
+//     of each output tile are interleaved into the output rows with the
+//     bias and ReLU/clip (winoInt4); the residual and other activations are
+//     applied as the direct convolution does (directFinish).
+
+// winoTactic names the Winograd convolution (convWino).
+const winoTactic = "winograd4x4-direct"
+
+// winoFilter is the weights of a 3x3 convolution transformed and packed
+// for convWino: for each transform position xi and block of 8 output
+// channels, c rows of 8 values (output channel minor), rows past m zero.
+type winoFilter struct {
+	m, c, mb int
+	u        []float32
+}
+
+// newWinoFilter transforms w [m, c, 3, 3] (U = G g Gt, in float64).
+func newWinoFilter(w []float32, m, c int) *winoFilter {
+	mb := (m + directMR - 1) / directMR
+	f := &winoFilter{m: m, c: c, mb: mb, u: make([]float32, 36*mb*c*directMR)}
+	g1 := func(a, b, c float64) [6]float64 {
+		return [6]float64{a / 4, -(a + b + c) / 6, -(a - b + c) / 6, a/24 + b/12 + c/6, a/24 - b/12 + c/6, c}
+	}
+	for o := 0; o < m; o++ {
+		for ci := 0; ci < c; ci++ {
+			g := w[(o*c+ci)*9 : (o*c+ci)*9+9]
+			var t [3][6]float64 // t[j] = G (column j of g)
+			for j := 0; j < 3; j++ {
+				t[j] = g1(float64(g[j]), float64(g[3+j]), float64(g[6+j]))
+			}
+			for i := 0; i < 6; i++ {
+				u := g1(t[0][i], t[1][i], t[2][i]) // row i of (G g) Gt
+				for j := 0; j < 6; j++ {
+					xi := i*6 + j
+					f.u[((xi*mb+o/directMR)*c+ci)*directMR+o%directMR] = float32(u[j])
+				}
+			}
+		}
+	}
+	return f
+}
+
+// fits reports whether f holds the weights of p.
+func (f *winoFilter) fits(p cpu.Conv2DParams) bool {
+	return f != nil && f.m == p.M && f.c == p.C && p.KH == 3 && p.KW == 3
+}
+
+// winoApplies reports whether convWino computes p: a 3x3 kernel, stride
+// and dilation 1, one group, on a CPU with AVX-512, and sizes whose
+// offsets fit the kernel's int32 offsets.
+func winoApplies(p cpu.Conv2DParams) bool {
+	if !directAsm || p.Validate() != nil || p.Group != 1 || p.KH != 3 || p.KW != 3 ||
+		p.StrideH != 1 || p.StrideW != 1 || p.DilH != 1 || p.DilW != 1 || p.C < 2 {
+		return false
+	}
+	g := winoGeom(p)
+	return int64(36)*int64(max(g.vp, g.mp)) < math.MaxInt32
+}
+
+// winoGeometry is the tiling of one convolution.
+type winoGeometry struct {
+	th, tw, tiles int
+	// ld: floats per row of V and M (all tiles, padded, plus the spill of
+	// the whole-vector transforms); lt: per row of a tile row's
+	// intermediates; lp: per phase row of the padded input (wp = 4 lp
+	// floats per padded row, hp rows).
+	ld, lt, lp, wp, hp int
+	// vp, mp: floats per transform position of V (C rows of ld) and of M
+	// (Mpad rows), padded by 3 cache lines so that the 36 rows of one
+	// channel or tile fall on different cache sets (unpadded, C*ld*4 bytes
+	// is often a multiple of 4 KiB).
+	vp, mp int
+}
+
+func winoGeom(p cpu.Conv2DParams) winoGeometry {
+	var g winoGeometry
+	g.th, g.tw = (p.OutH()+3)/4, (p.OutW()+3)/4
+	g.tiles = g.th * g.tw
+	g.ld = (g.tiles+15)/16*16 + 16
+	g.lt = (g.tw + 15) / 16 * 16
+	g.lp = g.lt + 16
+	g.wp = 4 * g.lp
+	g.hp = 4*g.th + 2
+	g.vp = p.C*g.ld + 48
+	g.mp = g.mpad(p.M)*g.ld + 48
+	return g
+}
+
+func (g winoGeometry) mpad(m int) int { return (m + directMR - 1) / directMR * directMR }
+
+var (
+	winoVPool    directPool[float32] // V: 36 x C x ld
+	winoMPool    directPool[float32] // M: 36 x Mpad x ld
+	winoInPool   directPool[float32] // per goroutine: padded plane, phases, Bt rows
+	winoOutPool  directPool[float32] // per goroutine: At rows
+	winoWidePool directPool[float32] // output tiles when they overhang the output
+	winoOffPool  directPool[int32]
+)
+
+// convWino computes y = act(conv(x, w) + bias) with the transformed filter
+// f, or with ep, y = ep(conv(x, w) + bias + z) (see convDirect).
+func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float32, ep *epilogue) {
+	scratchAdd(int64(len(f.u)) * 4) // the packed filter, held for as long as the plan
+	if ep != nil {
+		p.Act = cpu.ActNone
+	} else {
+		z = nil
+	}
+	g := winoGeom(p)
+	oh, ow := p.OutH(), p.OutW()
+	wq := 4 * g.tw
+	plane := 4 * g.th * wq
+	// Output tiles that exactly cover the output are written in place.
+	inPlace := wq == ow && 4*g.th == oh
+	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
+	switch p.Act {
+	case cpu.ActRelu:
+		lo, clampOn = 0, true
+	case cpu.ActClip:
+		lo, hi, clampOn = p.ActMin, p.ActMax, true
+	}
+	vBuf := winoVPool.get(36 * g.vp)
+	mBuf := winoMPool.get(36 * g.mp)
+	offBuf := winoOffPool.get(p.C)
+	v, mm, offs := *vBuf, *mBuf, *offBuf
+	for c := range offs {
+		offs[c] = int32(c * g.ld)
+	}
+	var wideBuf *[]float32
+	if !inPlace {
+		wideBuf = winoWidePool.get(p.M * plane)
+	}
+	for n := 0; n < p.N; n++ {
+		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		winoInput(p, g, xn, v)
+		// M[xi] = U[xi] V[xi]: per item one product position, one block
+		// of 8 output channels and up to 48 tiles.
+		jc := (g.tiles + directNR - 1) / directNR
+		items := 36 * jc * f.mb
+		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
+			var zero [directMR]float32
+			for it := i0; it < i1; it++ {
+				b := it % f.mb
+				j := it / f.mb % jc
+				xi := it / (f.mb * jc)
+				j0 := j * directNR
+				nt := min(directNR, g.tiles-j0)
+				rows := min(directMR, p.M-b*directMR)
+				k := p.C * directMR
+				convDirectTile(p.C, f.u[(xi*f.mb+b)*k:][:k], v[xi*g.vp:][:p.C*g.ld], offs, j0,
+					mm[xi*g.mp+b*directMR*g.ld+j0:], g.ld, &zero[0], 0, 0, false, nt, rows)
+			}
+		})
+		out := yn
+		if !inPlace {
+			out = *wideBuf
+		}
+		winoOutput(p, g, mm, bias, out, plane, wq, lo, hi, clampOn)
+		var zn []float32
+		if z != nil {
+			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		}
+		if ep != nil || !inPlace {
+			directFinish(p, yn, zn, ep, out, !inPlace, plane, wq)
+		}
+	}
+	if wideBuf != nil {
+		winoWidePool.put(wideBuf)
+	}
+	winoVPool.put(vBuf)
+	winoMPool.put(mBuf)
+	winoOffPool.put(offBuf)
+}
+
+// winoInput writes V[xi][c][tile] = (Bt d B)[xi] for every input channel c
+// and tile of one image x.
+func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
+	per := 2*g.hp*g.wp + 24*g.lp
+	dynamicFor(p.C, max(1, p.C/(4*cpu.Threads())), func(c0, c1 int) {
+		buf := winoInPool.get(per)
+		defer winoInPool.put(buf)
+		pad := (*buf)[:g.hp*g.wp]
+		ph := (*buf)[g.hp*g.wp : 2*g.hp*g.wp]
+		t := (*buf)[2*g.hp*g.wp:]
+		var pm padMasks
+		var src [6][]float32
+		for c := c0; c < c1; c++ {
+			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
+			if !padPlane(pad, xc, p.H, p.W, g.hp, g.wp, p.PadTop, p.PadLeft, &pm) {
+				winoPadGo(pad, xc, p.H, p.W, g.hp, g.wp, p.PadTop, p.PadLeft)
+			}
+			// row y's column 4u+q goes to ph[y*wp + q*lp + u]
+			for r := 0; r < g.hp; r++ {
+				winoDeint4(pad[r*g.wp:(r+1)*g.wp], g.wp/64, ph[r*g.wp:(r+1)*g.wp], g.lp)
+			}
+			for ty := 0; ty < g.th; ty++ {
+				// down: t[r][q] = sum over i of Bt[r][i] ph[4ty+i][q]
+				for q := 0; q < 4; q++ {
+					for i := range src {
+						src[i] = ph[(4*ty+i)*g.wp+q*g.lp:][:g.lp]
+					}
+					winoBt(g.lp, &src, t[q*g.lp:], 4*g.lp)
+				}
+				// across: element j of the tile at u is phase j%4 at u+j/4
+				for r := 0; r < 6; r++ {
+					tr := t[r*4*g.lp:]
+					// (one element at a time: a composite literal is built
+					// aside and copied, which stalled on its stores)
+					src[0], src[1], src[2] = tr[:g.lt], tr[g.lp:][:g.lt], tr[2*g.lp:][:g.lt]
+					src[3], src[4], src[5] = tr[3*g.lp:][:g.lt], tr[1:][:g.lt], tr[g.lp+1:][:g.lt]
+					winoBt(g.lt, &src, v[r*6*g.vp+c*g.ld+ty*g.tw:], g.vp)
+				}
+			}
+		}
+	})
+}
+
+// winoOutput writes, for every output channel, its tiles At M A + bias
+// (clamped to [lo, hi] with clampOn) into out: planes of plane floats,
+// rows of wq.
+func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, plane, wq int, lo, hi float32, clampOn bool) {
+	nb := (g.tw + 15) / 16
+	dynamicFor(p.M, max(1, p.M/(4*cpu.Threads())), func(m0, m1 int) {
+		buf := winoOutPool.get(40 * g.lt)
+		defer winoOutPool.put(buf)
+		s := (*buf)[:24*g.lt] // s[r][q]: across, per row r of M
+		o := (*buf)[24*g.lt:] // o[i][q]: down, output row i, column q
+		var src [6][]float32
+		for m := m0; m < m1; m++ {
+			var b float32
+			if bias != nil {
+				b = bias[m]
+			}
+			for ty := 0; ty < g.th; ty++ {
+				for r := 0; r < 6; r++ {
+					for j := range src {
+						src[j] = mm[(r*6+j)*g.mp+m*g.ld+ty*g.tw:][:g.lt]
+					}
+					winoAt(g.lt, &src, s[r*4*g.lt:], g.lt)
+				}
+				for q := 0; q < 4; q++ {
+					for r := range src {
+						src[r] = s[(r*4+q)*g.lt:][:g.lt]
+					}
+					winoAt(g.lt, &src, o[q*g.lt:], 4*g.lt)
+				}
+				for i := 0; i < 4; i++ {
+					row := out[m*plane+(4*ty+i)*wq:][:wq]
+					winoInt4(o[i*4*g.lt:], g.lt, nb, row, b, lo, hi, clampOn, wq)
+				}
+			}
+		}
+	})
+}
+
+// winoPadGo is padPlane in Go: dst (hq rows of wq) = src (h x w) at row
+// padTop, column padLeft, zeros around it.
+func winoPadGo(dst, src []float32, h, w, hq, wq, padTop, padLeft int) {
+	clear(dst[:hq*wq])
+	for r := 0; r < h; r++ {
+		if y := r + padTop; y >= 0 && y < hq {
+			lo := max(0, -padLeft)
+			hi := min(w, wq-padLeft)
+			if lo < hi {
+				copy(dst[y*wq+padLeft+lo:], src[r*w+lo:r*w+hi])
+			}
+		}
+	}
+}
+
+// The transforms in Go: what the AVX-512 kernels compute.
+
+// winoDeint4Go sets dst[q*ld+i] = src[4i+q] for i < 16n, q < 4.
+func winoDeint4Go(src []float32, n int, dst []float32, ld int) {
+	for i := 0; i < 16*n; i++ {
+		for q := 0; q < 4; q++ {
+			dst[q*ld+i] = src[4*i+q]
+		}
+	}
+}
+
+// winoBtGo sets dst[r*ds+i] = (Bt x)[r], x the column i of the six rows.
+func winoBtGo(n int, src *[6][]float32, dst []float32, ds int) {
+	for i := 0; i < n; i++ {
+		x0, x1, x2, x3, x4, x5 := src[0][i], src[1][i], src[2][i], src[3][i], src[4][i], src[5][i]
+		dst[i] = 4*x0 - 5*x2 + x4
+		dst[ds+i] = (x3 + x4) - 4*(x1+x2)
+		dst[2*ds+i] = (x4 - x3) + 4*(x1-x2)
+		dst[3*ds+i] = (x4 - x2) + 2*(x3-x1)
+		dst[4*ds+i] = (x4 - x2) - 2*(x3-x1)
+		dst[5*ds+i] = 4*x1 - 5*x3 + x5
+	}
+}
+
+// winoAtGo sets dst[r*ds+i] = (At x)[r] for r < 4.
+func winoAtGo(n int, src *[6][]float32, dst []float32, ds int) {
+	for i := 0; i < n; i++ {
+		x0, x1, x2, x3, x4, x5 := src[0][i], src[1][i], src[2][i], src[3][i], src[4][i], src[5][i]
+		a, b, c, d := x1+x2, x1-x2, x3+x4, x3-x4
+		dst[i] = x0 + a + c
+		dst[ds+i] = b + 2*d
+		dst[2*ds+i] = a + 4*c
+		dst[3*ds+i] = b + 8*d + x5
+	}
+}
+
+// winoInt4Go sets dst[4i+q] = clamp(src[q*ls+i] + bias) for the first
+// valid outputs (i < 16n).
+func winoInt4Go(src []float32, ls, n int, dst []float32, bias, lo, hi float32, clamp bool, valid int) {
+	for k := 0; k < min(valid, 64*n); k++ {
+		v := src[(k%4)*ls+k/4] + bias
+		if clamp {
+			v = min(max(v, lo), hi)
+		}
+		dst[k] = v
+	}
+}

@@ -1,0 +1,173 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kilnai/kiln/device/cpu"
+)
+
+// TestConvWino compares the Winograd F(4x4, 3x3) convolution with
+// cpu.Conv2D on the 3x3 stride-1 layer shapes of the shared CNNs and on
+// edge cases: outputs that are not a multiple of 4 (overhanging tiles
+// copied out), outputs that are (written in place), output channels that
+// are not a multiple of 8, more than 48 tiles, pads on one side or none,
+// a 1x1 and a 2x3 output, ReLU and clip in the transform, the residual with
+// every epilogue, no bias, batches; with the AVX-512 transforms and with
+// the Go ones.
+func TestConvWino(t *testing.T) {
+	if !directAsm {
+		t.Skip("the Winograd convolution needs AVX-512 (amd64 without purego); this CPU or build has none")
+	}
+	pad1 := func(p cpu.Conv2DParams) cpu.Conv2DParams {
+		p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 1, 1, 1, 1
+		return p
+	}
+	cases := []struct {
+		name string
+		p    cpu.Conv2DParams
+	}{
+		{"resnet c16 56", pad1(cpu.Conv2DParams{N: 1, C: 16, H: 56, W: 56, M: 16, Act: cpu.ActRelu})},
+		{"resnet c128 7", pad1(cpu.Conv2DParams{N: 1, C: 128, H: 7, W: 7, M: 128})},
+		{"squeezenet c16 55 to 64", pad1(cpu.Conv2DParams{N: 1, C: 16, H: 55, W: 55, M: 64, Act: cpu.ActRelu})},
+		{"yolo c64 40", pad1(cpu.Conv2DParams{N: 1, C: 64, H: 40, W: 40, M: 64})},
+		{"yolo c32 80 to 16, clip", pad1(cpu.Conv2DParams{N: 1, C: 32, H: 80, W: 80, M: 16, Act: cpu.ActClip, ActMin: -0.5, ActMax: 6})},
+		{"m 13, batch 2, 9x10", pad1(cpu.Conv2DParams{N: 2, C: 5, H: 9, W: 10, M: 13})},
+		{"no pads 9x10", cpu.Conv2DParams{N: 2, C: 4, H: 9, W: 10, M: 8}},
+		{"asymmetric pads", cpu.Conv2DParams{N: 1, C: 7, H: 15, W: 13, M: 9, PadTop: 0, PadLeft: 2, PadBottom: 2, PadRight: 0}},
+		{"1x1 output", cpu.Conv2DParams{N: 1, C: 3, H: 3, W: 3, M: 17}},
+		{"2x3 output, pads 1", pad1(cpu.Conv2DParams{N: 1, C: 2, H: 2, W: 3, M: 3})},
+		{"one wide row", pad1(cpu.Conv2DParams{N: 1, C: 3, H: 1, W: 150, M: 5})},
+		{"many tiles", pad1(cpu.Conv2DParams{N: 1, C: 3, H: 100, W: 67, M: 9})},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := c.p
+			p.KH, p.KW, p.StrideH, p.StrideW, p.DilH, p.DilW, p.Group = 3, 3, 1, 1, 1, 1, 1
+			if !winoApplies(p) {
+				t.Fatalf("winoApplies(%+v) = false", p)
+			}
+			r := rand.New(rand.NewPCG(5, uint64(p.C*p.M+p.H)))
+			x := make([]float32, p.N*p.C*p.H*p.W)
+			w := make([]float32, p.M*p.C*9)
+			bias := make([]float32, p.M)
+			for _, s := range [][]float32{x, w, bias} {
+				for i := range s {
+					s[i] = r.Float32()*2 - 1
+				}
+			}
+			n := p.N * p.M * p.OutH() * p.OutW()
+			z := make([]float32, n)
+			for i := range z {
+				z[i] = r.Float32()*2 - 1
+			}
+			// The transforms round differently from the direct sum: the
+			// tolerance scales with the sum of the products' magnitudes.
+			absX := make([]float32, len(x))
+			absW := make([]float32, len(w))
+			for i, v := range x {
+				absX[i] = float32(math.Abs(float64(v)))
+			}
+			for i, v := range w {
+				absW[i] = float32(math.Abs(float64(v)))
+			}
+			pa := p
+			pa.Act = cpu.ActNone
+			scale := make([]float32, n)
+			cpu.Conv2D(pa, absX, absW, nil, scale)
+			f := newWinoFilter(w, p.M, p.C)
+			defer func(old bool) { winoKernelsGo = old }(winoKernelsGo)
+			for _, goKernels := range []bool{false, true} {
+				winoKernelsGo = goKernels
+				for _, b := range [][]float32{bias, nil} {
+					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone} {
+						residual := act != ""
+						want := make([]float32, n)
+						cpu.Conv2D(p, x, w, b, want)
+						var ep *epilogue
+						var zz []float32
+						if residual {
+							ep, zz = &epilogue{act: act, p0: -0.5, p1: 0.7}, z
+							cpu.Conv2D(pa, x, w, b, want)
+							ep.applyAdd(want, z)
+						}
+						got := make([]float32, n)
+						for i := range got {
+							got[i] = float32(math.NaN())
+						}
+						convWino(p, x, f, b, got, zz, ep)
+						for i := range want {
+							tol := 2e-5 * (2 + float64(scale[i]))
+							if d := math.Abs(float64(got[i] - want[i])); !(d <= tol) {
+								t.Fatalf("go kernels %v, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g (tolerance %g)",
+									goKernels, b != nil, act, i, got[i], want[i], tol)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestWinoKernels compares each AVX-512 transform with its Go version on
+// random rows (whole vectors, and the interleave's masked last block).
+func TestWinoKernels(t *testing.T) {
+	if !directAsm {
+		t.Skip("the Winograd transforms need AVX-512 (amd64 without purego); this CPU or build has none")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	rnd := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = r.Float32()*4 - 2
+		}
+		return s
+	}
+	run := func(goKernels bool, f func()) {
+		defer func(old bool) { winoKernelsGo = old }(winoKernelsGo)
+		winoKernelsGo = goKernels
+		f()
+	}
+	eq := func(name string, a, b []float32) {
+		t.Helper()
+		for i := range a {
+			if a[i] != b[i] && math.Abs(float64(a[i]-b[i])) > 1e-5*(1+math.Abs(float64(b[i]))) {
+				t.Fatalf("%s: element %d = %g, Go %g", name, i, a[i], b[i])
+			}
+		}
+	}
+	for _, nb := range []int{1, 2, 5} {
+		src := rnd(64 * nb)
+		a, b := make([]float32, 4*16*nb+7), make([]float32, 4*16*nb+7)
+		run(false, func() { winoDeint4(src, nb, a, 16*nb+1) })
+		run(true, func() { winoDeint4(src, nb, b, 16*nb+1) })
+		eq("deint4", a, b)
+
+		var rows [6][]float32
+		for i := range rows {
+			rows[i] = rnd(16 * nb)
+		}
+		a, b = make([]float32, 6*(16*nb+3)), make([]float32, 6*(16*nb+3))
+		run(false, func() { winoBt(16*nb, &rows, a, 16*nb+3) })
+		run(true, func() { winoBt(16*nb, &rows, b, 16*nb+3) })
+		eq("Bt", a, b)
+		run(false, func() { winoAt(16*nb, &rows, a, 16*nb+3) })
+		run(true, func() { winoAt(16*nb, &rows, b, 16*nb+3) })
+		eq("At", a, b)
+
+		o := rnd(4 * 16 * nb)
+		for _, valid := range []int{64*nb - 60, 64*nb - 1, 64 * nb} {
+			for _, clamp := range []bool{false, true} {
+				a, b = make([]float32, 64*nb+16), make([]float32, 64*nb+16)
+				for i := range a {
+					a[i], b[i] = -7, -7
+				}
+				run(false, func() { winoInt4(o, 16*nb, nb, a, 0.25, -0.5, 0.75, clamp, valid) })
+				run(true, func() { winoInt4(o, 16*nb, nb, b, 0.25, -0.5, 0.75, clamp, valid) })
+				eq("interleave", a, b)
+			}
+		}
+	}
+}
