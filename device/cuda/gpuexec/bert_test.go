@@ -323,23 +323,27 @@ type bertVariant struct {
 	name                  string
 	fa, erfGELUEpi, resid bool
 	keys128               bool // attention_mma_fa128 (attentionKeys128)
-	noPDL, noSplitK       bool // programmaticLaunch, ltSplitK off
+	pdl, noSplitK         bool // programmaticLaunch on, ltSplitK off
 }
 
 var bertVariants = []bertVariant{
-	{name: "before", noPDL: true, noSplitK: true},
+	{name: "before", noSplitK: true},
 	{name: "after", fa: true, erfGELUEpi: true, resid: true},
+	bertPDL,
 }
+
+// bertPDL is "after" with programmatic dependent launch, not yet the
+// default.
+var bertPDL = bertVariant{name: "after + PDL", fa: true, erfGELUEpi: true, resid: true, pdl: true}
 
 // bertKeys128 is "after" with attention_mma_fa128, not yet the default.
 var bertKeys128 = bertVariant{name: "after, 128 keys staged", fa: true, erfGELUEpi: true, resid: true, keys128: true}
 
-// bertLaunchVariants time the batch-1 changes (programmatic dependent
-// launch, split-K candidates) each turned off, and both.
+// bertLaunchVariants time the batch-1 changes apart: "after" is split-K
+// candidates without PDL, "after + PDL" both.
 var bertLaunchVariants = []bertVariant{
-	{name: "after, no PDL", fa: true, erfGELUEpi: true, resid: true, noPDL: true},
-	{name: "after, no split-K", fa: true, erfGELUEpi: true, resid: true, noSplitK: true},
-	{name: "after, neither (2026-12-06 defaults)", fa: true, erfGELUEpi: true, resid: true, noPDL: true, noSplitK: true},
+	{name: "after + PDL, no split-K", fa: true, erfGELUEpi: true, resid: true, pdl: true, noSplitK: true},
+	{name: "after, no split-K (2026-12-06 defaults)", fa: true, erfGELUEpi: true, resid: true, noSplitK: true},
 }
 
 // bertAblations time each change alone against "after" (TestBertTimingOnGPU
@@ -354,7 +358,7 @@ var bertAblations = []bertVariant{
 func (v bertVariant) set() func() {
 	fa, ge, re, k1, pd, sk := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
-	programmaticLaunch, ltSplitK = !v.noPDL, !v.noSplitK
+	programmaticLaunch, ltSplitK = v.pdl, !v.noSplitK
 	return func() {
 		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK = fa, ge, re, k1, pd, sk
 	}
@@ -537,61 +541,73 @@ func TestBertTimingOnGPU(t *testing.T) {
 		if os.Getenv("KILN_BERT_ABLATE") == "1" {
 			variants = append(variants, bertAblations...)
 		}
+		var first map[string]*tensor.Tensor // the first variant's outputs
 		for _, v := range variants {
-			restore := v.set()
-			e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})
-			restore()
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := e.NewContext()
-			if err != nil {
-				e.Close()
-				t.Fatal(err)
-			}
-			for range 2 {
-				if _, err := c.Run(context.Background(), in); err != nil {
+			t.Run(fmt.Sprintf("batch %d %s", batch, v.name), func(t *testing.T) {
+				restore := v.set()
+				e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})
+				restore()
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			if _, err := c.DeviceTimes(20); err != nil {
-				t.Fatal(err)
-			}
-			dev, err := c.DeviceTimes(200)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sort.Float64s(dev)
-			prof := profileLayers(t, c)
-			var keys []string
-			total := 0.0
-			for k, ms := range prof {
-				keys = append(keys, k)
-				total += ms
-			}
-			sort.Slice(keys, func(i, j int) bool { return prof[keys[i]] > prof[keys[j]] })
-			var parts []string
-			for _, k := range keys {
-				parts = append(parts, fmt.Sprintf("%s %.3f", k, prof[k]))
-			}
-			t.Logf("BERT-base fp16 seq 128 batch %d %s: device %.3f ms (p10 %.3f, p90 %.3f); eager profile %.3f ms: %s",
-				batch, v.name, dev[len(dev)/2], dev[len(dev)/10], dev[len(dev)*9/10], total, strings.Join(parts, "; "))
-			epi, plain := 0, 0
-			for _, l := range e.Layers() {
-				switch l.Impl {
-				case "cublaslt (bias epilogue)":
-					epi++
-				case "cublaslt":
-					plain++
+				defer e.Close()
+				c, err := e.NewContext()
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			t.Logf("batch %d %s: tuning kept cuBLASLt's epilogue on %d products, the plain call (+ kiln's epilogue kernel) on %d", batch, v.name, epi, plain)
-			kernels, lib, pdl := launchCounts(c)
-			t.Logf("batch %d %s: a run queues %d kernel launches (%d with programmatic dependent launch; engine pdl=%v) and %d cuBLASLt calls; products: %s",
-				batch, v.name, kernels, pdl, e.pdl, lib, gemmChoices(e))
-			rows = append(rows, row{batch, v.name, dev[len(dev)/2], summarize(e.Layers()), kernels, lib, pdl})
-			c.Close()
-			e.Close()
+				defer c.Close()
+				var out map[string]*tensor.Tensor
+				for range 2 {
+					if out, err = c.Run(context.Background(), in); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if first == nil {
+					first = out
+				} else {
+					for name, w := range first {
+						if cos, rel := cosine(out[name], w); !(cos >= bertCosine) {
+							t.Errorf("%s: cosine %.6f with the %s engine's (relative L2 %.3g)", name, cos, variants[0].name, rel)
+						}
+					}
+				}
+				if _, err := c.DeviceTimes(20); err != nil {
+					t.Fatal(err)
+				}
+				dev, err := c.DeviceTimes(200)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sort.Float64s(dev)
+				prof := profileLayers(t, c)
+				var keys []string
+				total := 0.0
+				for k, ms := range prof {
+					keys = append(keys, k)
+					total += ms
+				}
+				sort.Slice(keys, func(i, j int) bool { return prof[keys[i]] > prof[keys[j]] })
+				var parts []string
+				for _, k := range keys {
+					parts = append(parts, fmt.Sprintf("%s %.3f", k, prof[k]))
+				}
+				t.Logf("BERT-base fp16 seq 128 batch %d %s: device %.3f ms (p10 %.3f, p90 %.3f; CUDA graph %v); eager profile %.3f ms: %s",
+					batch, v.name, dev[len(dev)/2], dev[len(dev)/10], dev[len(dev)*9/10], c.hasLayer, total, strings.Join(parts, "; "))
+				epi, plain := 0, 0
+				for _, l := range e.Layers() {
+					switch l.Impl {
+					case "cublaslt (bias epilogue)":
+						epi++
+					case "cublaslt":
+						plain++
+					}
+				}
+				t.Logf("batch %d %s: tuning kept cuBLASLt's epilogue on %d products, the plain call (+ kiln's epilogue kernel) on %d", batch, v.name, epi, plain)
+				kernels, lib, pdl := launchCounts(c)
+				t.Logf("batch %d %s: a run queues %d kernel launches (%d with programmatic dependent launch; engine pdl=%v) and %d cuBLASLt calls; products: %s",
+					batch, v.name, kernels, pdl, e.pdl, lib, gemmChoices(e))
+				rows = append(rows, row{batch, v.name, dev[len(dev)/2], summarize(e.Layers()), kernels, lib, pdl})
+			})
 		}
 	}
 	var b strings.Builder
