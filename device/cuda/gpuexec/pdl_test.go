@@ -83,3 +83,20 @@ func TestPDLProbeInPTX(t *testing.T) {
 		}
 	}
 }
+
+// withPDL runs test with programmaticLaunch on.
+func withPDL(t *testing.T, test func(*testing.T)) {
+	defer func(p bool) { programmaticLaunch = p }(programmaticLaunch)
+	programmaticLaunch = true
+	test(t)
+}
+
+// TestOpsPDLOnGPU is TestOpsOnGPU (every op case, float32 and half, each
+// run eagerly, captured and replayed) with programmatic dependent launch
+// on: the pdlKernels among them start before the kernel or library call
+// before them ends. Needs a GPU.
+func TestOpsPDLOnGPU(t *testing.T) { withPDL(t, TestOpsOnGPU) }
+
+// TestModelsFP16PDLOnGPU is TestModelsFP16OnGPU with programmatic
+// dependent launch on. Needs a GPU and the shared models.
+func TestModelsFP16PDLOnGPU(t *testing.T) { withPDL(t, TestModelsFP16OnGPU) }
