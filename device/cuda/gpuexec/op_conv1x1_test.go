@@ -321,6 +321,32 @@ func TestConv1x1Fake(t *testing.T) {
 	if _, err := prog.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
+
+	// TestConv1x1BenchOnGPU's one-layer networks: a graph input as the
+	// residual, and a downsample without activation, are products with
+	// the epilogue; the strided one is not a product.
+	for _, tc := range []struct {
+		stride           int
+		residual, linear bool
+		products         int
+	}{{1, true, false, 1}, {1, false, true, 1}, {2, false, true, 0}} {
+		p := filepath.Join(t.TempDir(), "oneconv.onnx")
+		if err := os.WriteFile(p, oneConvNet(t, 16, 8, 32, tc.stride, tc.residual, tc.linear), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		x := map[string]*tensor.Tensor{"x": fastRandom(1, 2, 16, 8, 8)}
+		if tc.residual {
+			x["z"] = fastRandom(2, 2, 32, 8, 8)
+		}
+		e, c := fakeEngine(t, dir, optimizedGraph(t, p, x), Options{LibDir: dir, FP16: true, Tune: true})
+		pw, _ := pointwiseLayers(e)
+		if len(pw) != tc.products || (len(pw) == 1 && (!pw[0].epi || pw[0].residual != tc.residual)) {
+			t.Errorf("one convolution %+v: products %+v", tc, pw)
+		}
+		if _, err := c.Run(context.Background(), x); err != nil {
+			t.Errorf("one convolution %+v: %v", tc, err)
+		}
+	}
 }
 
 // TestConv1x1OnGPU runs pointwiseNet in half with its 1x1 convolutions as
@@ -433,7 +459,10 @@ var resnet50Pointwise = []struct {
 }
 
 // oneConvNet is x [batch, c, hw, hw] -> Conv 1x1 c->m of the stride, with
-// bias, then + z [batch, m, oh, oh] (residual) and Relu unless linear.
+// bias, then + z [batch, m, oh, oh] (residual) and Relu unless linear,
+// then GlobalAveragePool -> "y" [batch, m, 1, 1]: the pooled output is the
+// same in either layout, so the convolution's region has no transpose at
+// its edges and runs NHWC (an NCHW output would cost one: layout.go).
 func oneConvNet(t testing.TB, c, hw, m, stride int, residual, linear bool) []byte {
 	t.Helper()
 	r := rand.New(rand.NewPCG(uint64(c), uint64(m)))
@@ -456,7 +485,7 @@ func oneConvNet(t testing.TB, c, hw, m, stride int, residual, linear bool) []byt
 	if !linear {
 		y = b.Op("Relu", []*ir.Value{y})
 	}
-	b.Output(y, "y")
+	b.Output(b.Op("GlobalAveragePool", []*ir.Value{y}), "y")
 	mod, err := onnx.FromGraph(b.Graph(), "kiln")
 	if err != nil {
 		t.Fatal(err)
@@ -483,8 +512,8 @@ func fastRandom(seed uint64, shape ...int) *tensor.Tensor {
 // tuned twice with one timing cache: without cuBLASLt (cuDNN's fused and
 // plain NHWC calls and kiln's kernel: the best of them), then with the
 // products (cuBLASLt's best, with the epilogue and plain + the epilogue
-// kernel), and checks on the GPU that the best product's output matches
-// cuDNN's (cosine >= minCosine). It logs a table (also written to
+// kernel), and checks on the GPU that the best product's output (pooled:
+// oneConvNet) matches cuDNN's (cosine >= minCosine). It logs a table (also written to
 // $KILN_CONV1X1_BENCH_OUT). Set KILN_CONV1X1_BENCH=1 to run it (about a
 // minute on an H100); KILN_CONV1X1_BENCH_GRAPH=1 adds cuDNN's graph-API
 // engines to cuDNN's side.
@@ -546,6 +575,9 @@ func TestConv1x1BenchOnGPU(t *testing.T) {
 			return nil, Tactic{}, ""
 		}
 		dnn, dt, dtac := build(Options{NoCUBLASLt: true, GraphConv: graphs})
+		if !strings.HasPrefix(dtac, "cudnn nhwc") && !strings.HasPrefix(dtac, "conv2d_nhwc") {
+			t.Errorf("%s: not NHWC: %q", name, dtac)
+		}
 		lt, ltT, ltTac := build(Options{GraphConv: graphs})
 		// the products' times, from the cache the second build filled
 		bestLt := func(epi bool) (int64, int) {
