@@ -151,8 +151,8 @@ func opCount(g *ir.Graph) map[string]int {
 // TestBertGraphCompile checks, without a GPU, what the BERT tests need:
 // the optimizer turns the exported form into one merged QKV product, one
 // kiln::Attention, and products with their bias (and GELU) fused per
-// layer; the half program runs attention on attention_mma_fa with 1 to 4
-// warps a block, reads Q, K, V in place, folds the residual Adds into the
+// layer; the half program runs attention on attention_mma_fa128 (128
+// keys staged, sequence 128) with 1 to 4 warps a block, reads Q, K, V in place, folds the residual Adds into the
 // LayerNormalizations, and gives cuBLASLt's epilogue the bias (and GELU)
 // of every projection, the erf GELU only in half precision.
 func TestBertGraphCompile(t *testing.T) {
@@ -245,7 +245,7 @@ func TestBertGraphCompile(t *testing.T) {
 					t.Fatalf("%d attention launches for %d layers", len(att), cfg.layers)
 				}
 				l := att[0]
-				wantK := fmt.Sprintf("attention_mma_fa_d%d_f16", cfg.hidden/cfg.heads)
+				wantK := fmt.Sprintf("attention_mma_fa128_d%d_f16", cfg.hidden/cfg.heads) // attentionKeys128, head 64
 				if l.kernel != wantK || l.block.X != 32*tt.warps || l.grid.X != tt.attBlocks || l.grid.Y != uint32(cfg.batch*cfg.heads) {
 					t.Errorf("attention launch %s grid %v block %v; want %s with %d warps, %d blocks a head", l.kernel, l.grid, l.block, wantK, tt.warps, tt.attBlocks)
 				}
@@ -256,8 +256,8 @@ func TestBertGraphCompile(t *testing.T) {
 }
 
 // TestAttentionKeys128 checks which attention kernel attentionKeys128
-// selects: attention_mma_fa128 for head sizes up to 64, attention_mma_fa
-// above.
+// selects: attention_mma_fa128 for head sizes up to 64 from 128 query rows
+// on, attention_mma_fa otherwise.
 func TestAttentionKeys128(t *testing.T) {
 	defer func(k bool) { attentionKeys128 = k }(attentionKeys128)
 	for _, tt := range []struct {
@@ -273,6 +273,10 @@ func TestAttentionKeys128(t *testing.T) {
 		attentionKeys128 = tt.keys128
 		if l := mmaLaunch(tt.d, 128, 24, nil); l.kernel != tt.want {
 			t.Errorf("keys128=%v, head %d: %s, want %s", tt.keys128, tt.d, l.kernel, tt.want)
+		}
+		// below 128 query rows: the 64-key kernel
+		if l := mmaLaunch(tt.d, 127, 24, nil); l.kernel != fmt.Sprintf("attention_mma_fa_d%d_f16", tt.d) {
+			t.Errorf("keys128=%v, head %d, 127 rows: %s", tt.keys128, tt.d, l.kernel)
 		}
 	}
 }
@@ -328,31 +332,32 @@ type bertVariant struct {
 
 var bertVariants = []bertVariant{
 	{name: "before", noSplitK: true},
-	{name: "after", fa: true, erfGELUEpi: true, resid: true},
+	{name: "after", fa: true, erfGELUEpi: true, resid: true, keys128: true},
 	bertPDL,
 }
 
 // bertPDL is "after" with programmatic dependent launch, not yet the
 // default.
-var bertPDL = bertVariant{name: "after + PDL", fa: true, erfGELUEpi: true, resid: true, pdl: true}
+var bertPDL = bertVariant{name: "after + PDL", fa: true, erfGELUEpi: true, resid: true, keys128: true, pdl: true}
 
-// bertKeys128 is "after" with attention_mma_fa128, not yet the default.
-var bertKeys128 = bertVariant{name: "after, 128 keys staged", fa: true, erfGELUEpi: true, resid: true, keys128: true}
+// bertKeys64 is "after" with attention_mma_fa staging 64 keys at a time
+// (the default until attention_mma_fa128 was measured).
+var bertKeys64 = bertVariant{name: "after, 64 keys staged", fa: true, erfGELUEpi: true, resid: true}
 
 // bertLaunchVariants time the batch-1 changes apart: "after" is split-K
-// candidates without PDL, "after + PDL" both.
+// candidates and 128 keys staged without PDL, "after + PDL" all three.
 var bertLaunchVariants = []bertVariant{
-	{name: "after + PDL, no split-K", fa: true, erfGELUEpi: true, resid: true, pdl: true, noSplitK: true},
-	{name: "after, no split-K (2026-12-06 defaults)", fa: true, erfGELUEpi: true, resid: true, noSplitK: true},
+	{name: "after + PDL, no split-K", fa: true, erfGELUEpi: true, resid: true, keys128: true, pdl: true, noSplitK: true},
+	{name: "after, no split-K, 64 keys staged (2026-12-06 defaults)", fa: true, erfGELUEpi: true, resid: true, noSplitK: true},
 }
 
 // bertAblations time each change alone against "after" (TestBertTimingOnGPU
 // with KILN_BERT_ABLATE=1): which of the three gains what.
 var bertAblations = []bertVariant{
 	{name: "after, nn.cu's attention", erfGELUEpi: true, resid: true},
-	{name: "after, GELU as a pass", fa: true, resid: true},
-	{name: "after, LayerNorm reads the residual", fa: true, erfGELUEpi: true},
-	bertKeys128,
+	{name: "after, GELU as a pass", fa: true, resid: true, keys128: true},
+	{name: "after, LayerNorm reads the residual", fa: true, erfGELUEpi: true, keys128: true},
+	bertKeys64,
 }
 
 func (v bertVariant) set() func() {
@@ -452,7 +457,7 @@ func TestBertFP16OnGPU(t *testing.T) {
 	for _, m := range models {
 		t.Run(m.name, func(t *testing.T) {
 			g, in, want := m.g(t)
-			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys128) {
+			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys64) {
 				t.Run(v.name, func(t *testing.T) {
 					restore := v.set()
 					e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})

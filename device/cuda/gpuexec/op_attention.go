@@ -20,9 +20,12 @@ var attentionFA = true
 
 // attentionKeys128 makes attention_mma_fa stage 128 keys at once for head
 // sizes up to 64 (attention_mma_fa128: one wait for BERT's 128 keys where
-// attention_mma_fa waits twice). Off until a GPU run has checked and timed
-// it (TestBertFP16OnGPU, TestBertTimingOnGPU with KILN_BERT_ABLATE=1).
-var attentionKeys128 = false
+// attention_mma_fa waits twice). Measured at c8c50c6 (NOTES.md, BERT-base
+// FP16, seq 128): 0.545 against 0.556 ms at batch 1, 1.706 against 1.710
+// at batch 32, outputs within the FP16 rule; tests turn it off to compare.
+// Used from 128 query rows on (self-attention: as many keys), where the
+// wait it saves is for a full chunk of 64 keys.
+var attentionKeys128 = true
 
 // faFill is the number of blocks below which attention_fa uses fewer warps
 // (query rows) per block, so that a small batch still spreads over the
@@ -43,7 +46,7 @@ func mmaLaunch(D, S int, B int64, args []arg) launch {
 	}
 	rows := 16 * warps
 	name := "attention_mma_fa_d%d_f16"
-	if attentionKeys128 && D <= 64 {
+	if attentionKeys128 && D <= 64 && S >= 2*64 {
 		name = "attention_mma_fa128_d%d_f16"
 	}
 	return launch{kernel: fmt.Sprintf(name, D), grid: cuda.Dim3{X: uint32((S + rows - 1) / rows), Y: uint32(B), Z: 1},
