@@ -131,8 +131,11 @@ func (p *LtMatmul) CandidateString(i int) string {
 // Split-K variants that MatmulOptions.SplitK adds: of the first
 // ltSplitKBases heuristic results not already split, each of ltSplitKParts
 // whose parts keep at least ltSplitKMinDepth of K, with each reduction
-// scheme that cublasLtMatmulAlgoCheck accepts.
-const ltSplitKBases, ltSplitKMinDepth = 4, 128
+// scheme that cublasLtMatmulAlgoCheck accepts; only for products of at
+// most ltSplitKMaxOutputs elements (64 tiles of 128 x 128, half an H100's
+// SMs: larger ones fill the GPU without splitting, and tuning would only
+// time more candidates).
+const ltSplitKBases, ltSplitKMinDepth, ltSplitKMaxOutputs = 4, 128, 1 << 20
 
 var ltSplitKParts = []int{2, 3, 4, 6, 8}
 
@@ -175,9 +178,10 @@ type MatmulOptions struct {
 	Residual bool
 	// SplitK adds to the Candidates, after the heuristic's own results,
 	// variants of the first few with K split in 2 to 8 parts (where
-	// cublasLtMatmulAlgoCheck accepts them within the workspace limit):
-	// small-M products (a BERT layer at batch 1 is 128 rows) otherwise run
-	// on a few of the GPU's SMs. The heuristic's first result stays in use.
+	// cublasLtMatmulAlgoCheck accepts them within the workspace limit), for
+	// products of at most 1M outputs: small-M products (a BERT layer at
+	// batch 1 is 128 rows) otherwise run on a few of the GPU's SMs. The
+	// heuristic's first result stays in use.
 	SplitK bool
 }
 
@@ -315,7 +319,7 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 // maxWorkspace bytes.
 func (p *LtMatmul) addSplitK(h CUBLASLtHandle, maxWorkspace int) {
 	f := p.f
-	if f.algoConfigSet == 0 || f.algoCheck == 0 {
+	if f.algoConfigSet == 0 || f.algoCheck == 0 || p.M*p.N > ltSplitKMaxOutputs {
 		return
 	}
 	// The algorithm is copied into C memory for each call: cuBLASLt may

@@ -10,8 +10,9 @@ import (
 // variants MatmulOptions.SplitK adds: after the heuristic's own results,
 // only those cublasLtMatmulAlgoCheck accepts (the fake: algorithm 43, up
 // to K/2 parts) within the workspace limit, parts that keep at least 128
-// of K, each reduction scheme; that the heuristic's first result stays in
-// use; and that UseCandidate hands cublasLtMatmul the configured algorithm.
+// of K, each reduction scheme, none for a product of over 1M outputs;
+// that the heuristic's first result stays in use; and that UseCandidate
+// hands cublasLtMatmul the configured algorithm.
 func TestLtSplitKFake(t *testing.T) {
 	b, err := OpenCUBLASLt(Options{LibDir: fakeLibraries(t)})
 	if err != nil {
@@ -30,30 +31,31 @@ func TestLtSplitKFake(t *testing.T) {
 	split := func(parts, red, ws int) cand { return cand{LtAlgo{1, ws, 43}, LtSplit{parts, red}} }
 	tests := []struct {
 		name  string
-		k     int
+		m, k  int
 		limit int
 		off   bool
 		want  []cand
 	}{
-		{"off", 768, 1 << 20, true, heur},
-		{"k 768", 768, 1 << 20, false, append(append([]cand{}, heur...),
+		{"off", 128, 768, 1 << 20, true, heur},
+		{"k 768", 128, 768, 1 << 20, false, append(append([]cand{}, heur...),
 			split(2, LtReductionInPlace, 0), split(2, LtReductionCompute, 2048),
 			split(3, LtReductionInPlace, 0), split(3, LtReductionCompute, 3072),
 			split(4, LtReductionInPlace, 0), split(4, LtReductionCompute, 4096),
 			split(6, LtReductionInPlace, 0), split(6, LtReductionCompute, 6144))},
-		{"k 3072, 4 KiB of workspace", 3072, 4096, false, append(append([]cand{}, heur[1:]...),
+		{"k 3072, 4 KiB of workspace", 128, 3072, 4096, false, append(append([]cand{}, heur[1:]...),
 			split(2, LtReductionInPlace, 0), split(2, LtReductionCompute, 2048),
 			split(3, LtReductionInPlace, 0), split(3, LtReductionCompute, 3072),
 			split(4, LtReductionInPlace, 0), split(4, LtReductionCompute, 4096),
 			split(6, LtReductionInPlace, 0), split(8, LtReductionInPlace, 0))},
-		{"k 200: no part of 128", 200, 1 << 20, false, heur},
+		{"k 200: no part of 128", 128, 200, 1 << 20, false, heur},
+		{"m 4096: over 1M outputs", 4096, 768, 1 << 20, false, heur},
 	}
 	if tests[2].want[0].Index != 1 { // the 4 KiB limit drops algorithm 42 (8 KiB)
 		t.Fatal("table")
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mm, err := b.NewMatmulWith(h, 128, 768, tt.k, MatmulOptions{Half: true, Bias: 0xb1a5, GELU: true, SplitK: !tt.off}, tt.limit)
+			mm, err := b.NewMatmulWith(h, tt.m, 768, tt.k, MatmulOptions{Half: true, Bias: 0xb1a5, GELU: true, SplitK: !tt.off}, tt.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
