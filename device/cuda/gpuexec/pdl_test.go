@@ -78,7 +78,7 @@ func TestPDLProbeInPTX(t *testing.T) {
 			want = "1"
 		}
 		// the constant is stored directly or through a register
-		if !regexp.MustCompile(`(st\.global\.u32\s+\[%rd\d+\]|mov\.u32\s+%r\d+), ` + want + `;`).MatchString(probe) || !strings.Contains(probe, "st.global.u32") {
+		if !regexp.MustCompile(`(st\.global\.u32\s+\[%rd\d+\]|mov\.u32\s+%r\d+), `+want+`;`).MatchString(probe) || !strings.Contains(probe, "st.global.u32") {
 			t.Errorf("%s: %s does not store %s:\n%s", tt.arch, pdlProbe, want, probe)
 		}
 	}
