@@ -53,6 +53,7 @@ func fallbackNet(t *testing.T) []byte {
 // library test does. It is in package gpuexec_test: the builder and package
 // kiln import this package.
 func TestFallbackFake(t *testing.T) {
+	gpuexec.WithoutKernel(t, "Einsum") // an op the GPU lacks
 	dir := gpuexec.FakeLibs(t)
 	t.Setenv(cuda.EnvLibPath, dir)
 	model := fallbackNet(t)

@@ -118,6 +118,7 @@ func checkProgram(t *testing.T, p *program) {
 
 // TestCompileErrors checks the errors for graphs the executor cannot run.
 func TestCompileErrors(t *testing.T) {
+	WithoutKernel(t, "LpNormalization") // an op the GPU lacks
 	tests := []struct {
 		name  string
 		graph func() *ir.Graph

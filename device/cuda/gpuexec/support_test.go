@@ -53,6 +53,7 @@ func supportGraph(t *testing.T) *ir.Graph {
 // once shapes are bound; a second output read where the op has none on the
 // GPU (MaxPool's indices).
 func TestSupports(t *testing.T) {
+	WithoutKernel(t, "LpNormalization") // an op the GPU lacks
 	g := supportGraph(t)
 	want := map[string]string{ // op (first of its type) -> "" or a phrase of the reason
 		"Relu":            "",
@@ -95,6 +96,7 @@ func TestSupports(t *testing.T) {
 // one decision: for graphs of one node each, compile fails exactly when
 // Supports refuses, with the same reason.
 func TestSupportsMatchesCompile(t *testing.T) {
+	WithoutKernel(t, "LpNormalization") // an op the GPU lacks
 	tests := []struct {
 		name  string
 		build func(b *ir.Builder, x *ir.Value) *ir.Value
