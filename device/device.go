@@ -186,7 +186,8 @@ type Supporter interface {
 type ExecOptions struct {
 	// Ordinal is the device number ("cuda:1" is 1).
 	Ordinal int
-	// Precision is "fp32" or "fp16": the precision the device computes in.
+	// Precision is "fp32", "fp16" or "int8": the precision the device
+	// computes in.
 	Precision string
 	// MaxShapes gives per input the largest shape the program will run
 	// with (the profile's max), for memory planning; nil when unknown.
@@ -214,6 +215,11 @@ type ExecOptions struct {
 	// devices may search more implementations above 2 (the CUDA executor
 	// times cuDNN's graph-API engines at 3 and above).
 	OptLevel int
+	// Int8Scales, with Precision "int8", are the convolutions the INT8
+	// rule quantizes (node name) and the scale of each one's input
+	// (calibrated amax/127); the device runs them in INT8 where it can and
+	// the rest in FP16. A plan keeps them in the device's sections.
+	Int8Scales map[string]float32
 }
 
 // Program is a graph compiled for a device.

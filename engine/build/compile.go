@@ -12,8 +12,10 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/quant"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // compile builds for a device that runs graphs itself (package device's
@@ -24,13 +26,12 @@ import (
 // first program is checked against the CPU's FP32 engine on the
 // calibration or random batches (the accuracy report), and the device's
 // compiled sections go into the plan (each segment's under its prefix when
-// there are several).
+// there are several). INT8 (deviceInt8) calibrates as the CPU path does and
+// hands the device the input scale of each convolution the INT8 rule
+// quantizes; the device keeps the rest in FP16.
 func (b *builder) compile(ctx context.Context) error {
-	if b.o.Precision == INT8 {
-		return fmt.Errorf("%w: INT8 is not available on %s yet (use --fp16)", ErrOptions, b.o.Device)
-	}
-	if len(b.o.LayerPrecision) > 0 {
-		return fmt.Errorf("%w: --layer-precision is not available on %s yet", ErrOptions, b.o.Device)
+	if len(b.o.LayerPrecision) > 0 && b.o.Precision != INT8 {
+		return fmt.Errorf("%w: --layer-precision is not available on %s yet (except with --int8)", ErrOptions, b.o.Device)
 	}
 	h := &b.res.Header
 	ref, err := cloneGraph(b.g)
@@ -40,6 +41,12 @@ func (b *builder) compile(ctx context.Context) error {
 	refEngine, err := engine.New(ref)
 	if err != nil {
 		return err
+	}
+	var int8Scales map[string]float32
+	if b.o.Precision == INT8 {
+		if int8Scales, err = b.deviceInt8(ctx, refEngine); err != nil {
+			return err
+		}
 	}
 	profiles := h.Profiles
 	if len(profiles) == 0 {
@@ -61,7 +68,7 @@ func (b *builder) compile(ctx context.Context) error {
 			return err
 		}
 		o := device.ExecOptions{Ordinal: b.ordinal, Precision: b.o.Precision, MemoryLimit: b.o.Workspace,
-			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache, OptLevel: b.o.OptLevel}
+			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache, OptLevel: b.o.OptLevel, Int8Scales: int8Scales}
 		if len(p.Inputs) > 0 {
 			o.MaxShapes, o.OptShapes = p.Shapes(2), p.Shapes(1)
 		}
@@ -133,6 +140,81 @@ func (b *builder) compile(ctx context.Context) error {
 	}
 	h.Accuracy = js
 	return nil
+}
+
+// deviceInt8 calibrates the FP32 graph (the calibration cache, or
+// --calib-data / random batches with --calib-method, as the CPU path does)
+// and applies the INT8 rule (quant.Rule, with --layer-precision) to a copy
+// of the graph: it returns, for each convolution the rule puts in INT8,
+// the scale of its input (amax/127), by node name. Matrix products stay in
+// float on a device (its INT8 layers are convolutions). The rule's
+// decisions are logged as on the CPU.
+func (b *builder) deviceInt8(ctx context.Context, ref *engine.Engine) (map[string]float32, error) {
+	var batches []map[string]*tensor.Tensor
+	if b.o.CalibData != "" || b.o.CalibBatches > 0 || b.o.CalibCache == "" {
+		var err error
+		if batches, err = b.batches(modelInputs(b.g)); err != nil {
+			return nil, err
+		}
+	}
+	table, err := b.calibrate(ctx, ref, batches)
+	if err != nil {
+		return nil, err
+	}
+	layers := map[string]quant.Precision{}
+	for _, n := range b.g.Nodes {
+		if isProduct(n) {
+			layers[n.Name] = quant.PrecisionFP32
+		}
+	}
+	for layer, p := range b.o.LayerPrecision {
+		switch p {
+		case FP32, FP16:
+			layers[layer] = quant.PrecisionFP32
+		case INT8:
+			layers[layer] = quant.PrecisionINT8
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(quant.Rule), "\n") {
+		b.logf("INT8 rule: %s", strings.TrimSpace(line))
+	}
+	g, err := cloneGraph(b.g)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := quant.QuantizeINT8(g, table, quant.INT8Options{Layers: layers})
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(rep.String()), "\n") {
+		b.logf("%s", line)
+	}
+	byName := map[string]*ir.Node{}
+	for _, n := range b.g.Nodes {
+		byName[n.Name] = n
+	}
+	scales := map[string]float32{}
+	for _, d := range rep.Layers {
+		n := byName[d.Name]
+		if d.Precision != quant.PrecisionINT8 || n == nil || isProduct(n) || n.Input(0) == nil {
+			continue
+		}
+		if s, ok := table.Scale(n.Input(0).Name); ok {
+			scales[d.Name] = s
+		}
+	}
+	b.logf("INT8 on %s: %d convolutions get input scales; the device runs the rest in fp16", b.o.Device, len(scales))
+	return scales, nil
+}
+
+// isProduct reports whether n is a matrix product (MatMul, Gemm,
+// kiln::FusedMatMul): on a device these stay in float.
+func isProduct(n *ir.Node) bool {
+	switch n.OpType {
+	case "MatMul", "Gemm", "FusedMatMul":
+		return true
+	}
+	return false
 }
 
 // reportFallbacks is the fallback list of a partition report (nil: none).

@@ -111,7 +111,9 @@ func TestExecutorDevice(t *testing.T) {
 	if _, err := m.RunObserved(context.Background(), map[string]*tensor.Tensor{"image": in}, nil); err == nil {
 		t.Error("RunObserved on a device program should fail clearly")
 	}
-	if _, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Precision: build.INT8, CalibBatches: 2}); err == nil {
-		t.Error("INT8 on an executor device should be refused")
+	if res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Precision: build.INT8, CalibBatches: 2}); err != nil {
+		t.Errorf("INT8 on an executor device: %v", err) // compile_int8_test.go tests what it does
+	} else {
+		res.Close()
 	}
 }

@@ -36,8 +36,12 @@ func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 // device.LayersBlob says how each layer runs (tactic, precision, the time
 // measured while tuning) and the device memory at the largest shapes.
 func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
-	if o.Precision != "" && o.Precision != "fp32" && o.Precision != "fp16" {
-		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor runs fp32 and fp16)", ErrUnsupported, o.Precision)
+	if o.Precision != "" && o.Precision != "fp32" && o.Precision != "fp16" && o.Precision != "int8" {
+		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor runs fp32, fp16 and int8)", ErrUnsupported, o.Precision)
+	}
+	int8Scales, int8Section, err := int8Options(o) // int8.go: FP16 with INT8 convolutions
+	if err != nil {
+		return nil, err
 	}
 	fp, err := cuda.FingerprintOf(o.Ordinal)
 	if err != nil {
@@ -50,7 +54,8 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	// --opt-level 3 and above search wider: cuDNN's graph-API engines are
 	// timed beside the legacy calls (longer builds; a few percent faster
 	// convolutions on ResNet-50).
-	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16", GraphConv: o.OptLevel >= 3}
+	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16" || o.Precision == "int8", GraphConv: o.OptLevel >= 3,
+		Int8: int8Scales}
 	arch := fmt.Sprintf("sm_%d%d", major, minor)
 	blobs := map[string][]byte{}
 	if img, ok := o.Blobs[kernelBlob(arch)]; ok && len(img) > 0 {
@@ -63,6 +68,9 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		opt.Kernels, arch = img, a
 	}
 	blobs[kernelBlob(arch)] = opt.Kernels
+	if int8Section != nil {
+		blobs[int8Blob] = int8Section
+	}
 	// Tactics: those kept in the plan, else (o.Tune) timed below.
 	var tactics Tactics
 	if b, ok := o.Blobs[tacticsBlob]; ok {

@@ -70,6 +70,9 @@ type Options struct {
 	// the same. A plan's tactic that names a graph engine is rebuilt from
 	// its ID whatever this says.
 	GraphConv bool
+	// Int8 (with FP16) gives the convolutions to run in INT8, by node
+	// name, with the scale of each one's input (int8.go).
+	Int8 map[string]float32
 	// plainNHWC (tests) runs NHWC convolutions as cuDNN's plain call and
 	// the epilogue kernel unless a tactic says otherwise.
 	plainNHWC bool
@@ -135,6 +138,7 @@ type Engine struct {
 	gemmAlt  map[int]*cuda.LtMatmul // tuning: plain plans of those steps, timed against them
 	pdl      bool                   // pdlKernels launch with programmatic dependent launch (pdl.go)
 	conv1x1  conv1x1State           // NHWC 1x1 convolutions as cuBLASLt products (op_conv1x1.go)
+	int8     int8State              // convolutions run in INT8 (int8.go)
 	ws       int                    // workspace bytes a context needs
 	tactics  Tactics                // tuned or applied choices, by node name
 	measured int                    // timings measured by tune
@@ -373,6 +377,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 		}
 	}
 	e.plan1x1(o)
+	e.planInt8(o)
 	return nil
 }
 
@@ -404,6 +409,8 @@ func (e *Engine) Layers() []Layer {
 		l := Layer{Node: s.node.Name, Op: opName(s.node), Tactic: e.stepTactic(i), Precision: e.stepPrecision(s), Workspace: e.stepWorkspace(i)}
 		l.Time, l.Cached = e.stepTime(i)
 		switch {
+		case e.int8.use[i] != nil:
+			l.Impl, l.Precision = "cudnn nhwc int8 graph ("+e.int8.use[i].g.Engine().ID+")", "int8"
 		case e.conv1x1.use[i] != nil:
 			l.Impl = e.conv1x1Impl(i)
 		case e.graphs[i] != nil:
@@ -477,6 +484,7 @@ func (e *Engine) release() error {
 		g.Destroy()
 	}
 	e.conv1x1.destroy()
+	e.destroyInt8()
 	if e.weights != 0 {
 		errs = append(errs, e.drv.MemFree(e.weights))
 		e.weights = 0
@@ -620,7 +628,9 @@ func (c *Context) stepCalls(i int) []call {
 	s := e.prog.steps[i]
 	var calls []call
 	launches := s.launches
-	if mm := e.conv1x1.use[i]; mm != nil {
+	if q := e.int8.use[i]; q != nil {
+		calls, launches = c.int8Calls(i, q), nil
+	} else if mm := e.conv1x1.use[i]; mm != nil {
 		calls, launches = c.conv1x1Calls(i, mm)
 	} else if gc := e.graphs[i]; gc != nil {
 		cc := s.conv

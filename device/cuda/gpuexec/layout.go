@@ -552,7 +552,7 @@ func (e *Engine) planNHWC(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, p cuda.ConvP
 	var gc *cuda.GraphConv
 	if go_, canGraph := cc.graphOptions(limit); canGraph {
 		switch {
-		case ok && t.Impl == ImplCUDNN && t.Graph != "":
+		case ok && t.Impl == ImplCUDNN && t.Graph != "" && t.Quant == "":
 			// a plan's graph engine, rebuilt from its ID (a stale one: the
 			// default below)
 			if g, err := d.NewGraphConvFromID(h, p, cc.oh, cc.ow, go_, t.Graph); err == nil {

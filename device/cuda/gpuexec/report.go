@@ -48,6 +48,9 @@ func (c *compiler) inPlace(n *ir.Node) string {
 // stepPrecision is the precision step s computes in: that of its first
 // float input (else output) as the engine stores it; "" without float data.
 func (e *Engine) stepPrecision(s step) string {
+	if e.int8Step(s.node.Name) {
+		return "int8"
+	}
 	for _, vs := range [][]*ir.Value{s.node.Inputs, s.node.Outputs} {
 		for _, v := range vs {
 			if v == nil {
@@ -73,6 +76,9 @@ func (e *Engine) stepTactic(i int) string {
 	var parts []string
 	launches := s.launches
 	switch {
+	case e.int8.use[i] != nil:
+		parts = append(parts, e.int8Tactic(i))
+		launches = nil
 	case e.conv1x1.use[i] != nil:
 		var how string
 		how, launches = e.conv1x1Tactic(i)
@@ -134,6 +140,9 @@ func (e *Engine) stepTactic(i int) string {
 
 // stepWorkspace is the library workspace step i needs, in bytes.
 func (e *Engine) stepWorkspace(i int) int64 {
+	if q := e.int8.use[i]; q != nil {
+		return int64(q.workspace(false))
+	}
 	if m := e.conv1x1.use[i]; m != nil {
 		return int64(m.Workspace)
 	}

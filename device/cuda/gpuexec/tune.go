@@ -51,6 +51,8 @@ type Tactic struct {
 	// layer's conv + bias + residual + ReLU as one operation graph):
 	// cuda.GraphEngine.ID, meaningful for the same cuDNN and GPU only.
 	Graph string `json:"graph,omitempty"`
+	// Quant is "int8" for a graph engine of the layer quantized (int8.go).
+	Quant string `json:"quant,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
 }
@@ -59,6 +61,9 @@ type Tactic struct {
 func (t Tactic) name() string {
 	switch t.Impl {
 	case ImplCUDNN:
+		if t.Quant != "" {
+			return "cudnn-" + t.Quant + "-graph:" + t.Graph
+		}
 		if t.Graph != "" {
 			return "cudnn-graph:" + t.Graph
 		}
@@ -182,7 +187,7 @@ func (e *Engine) tune() error {
 			}
 		}
 	}
-	e.ws = ws
+	e.ws = max(ws, e.int8Workspace(true))
 	c, err := e.NewContext()
 	if err != nil {
 		return fmt.Errorf("tuning: %w", err)
@@ -301,7 +306,7 @@ func (e *Engine) tune() error {
 			conv, fc, gc = cmp.Or(conv, sp.plain), cmp.Or(fc, sp.fused), cmp.Or(gc, sp.graph)
 			delete(e.spare, i)
 		}
-		if (conv != nil || fc != nil || gc != nil || e.has1x1(i)) && s.conv != nil {
+		if (conv != nil || fc != nil || gc != nil || e.has1x1(i) || e.hasInt8(i)) && s.conv != nil {
 			sig = convSig(s, e.prog.half)
 			plainCands := func() {
 				if conv == nil {
@@ -353,6 +358,7 @@ func (e *Engine) tune() error {
 				return nil
 			}})
 			cands = e.with1x1(i, sig, cands) // op_conv1x1.go: cuBLASLt products of 1x1 convolutions
+			cands = e.withInt8(i, sig, cands) // int8.go: the layer in INT8
 		} else if mm != nil && s.gemm != nil {
 			sig = gemmSig(s, e.prog.half)
 			epi := e.gemmEpi[i]
@@ -518,6 +524,7 @@ func (e *Engine) tune() error {
 		e.ws = max(e.ws, g.Workspace)
 	}
 	e.finish1x1()
+	e.finishInt8()
 	return nil
 }
 
