@@ -54,8 +54,9 @@ func fakeCUDA(t *testing.T) {
 }
 
 // inspectNet is image[batch,3,8,8] -> Conv+bias -> Relu -> MaxPool ->
-// LpNormalization -> Flatten -> Gemm+bias -> Softmax: cuDNN, kiln's
-// kernels, a layer the GPU lacks (LpNormalization), an alias and cuBLASLt.
+// Einsum (four operands) -> Flatten -> Gemm+bias -> Softmax: cuDNN, kiln's
+// kernels, a layer the GPU does not run (Einsum of more than three
+// operands), an alias and cuBLASLt.
 func inspectNet(t *testing.T) []byte {
 	t.Helper()
 	w := func(shape ...int) *tensor.Tensor {
@@ -71,7 +72,8 @@ func inspectNet(t *testing.T) []byte {
 		ir.IntsAttr("kernel_shape", 3, 3), ir.IntsAttr("pads", 1, 1, 1, 1))
 	h = b.Op("Relu", []*ir.Value{h})
 	h = b.Op("MaxPool", []*ir.Value{h}, ir.IntsAttr("kernel_shape", 2, 2), ir.IntsAttr("strides", 2, 2))
-	h = b.Op("LpNormalization", []*ir.Value{h}, ir.IntAttr("axis", 1))
+	// an Einsum of four operands: more than the GPU's kernel takes
+	h = b.Op("Einsum", []*ir.Value{h, b.Const("sc", w(4)), b.Const("sh", w(4)), b.Const("sw", w(4))}, ir.StringAttr("equation", "nchw,c,h,w->nchw"))
 	h = b.Op("Flatten", []*ir.Value{h})
 	h = b.Op("Gemm", []*ir.Value{h, b.Const("w2", w(10, 64)), b.Const("b2", w(10))}, ir.IntAttr("transB", 1))
 	h = b.Op("Softmax", []*ir.Value{h})
