@@ -1,0 +1,287 @@
+package gpuexec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/tactic"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/quant"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// variedImages returns batch images [batch, 3, h, w] of varied kinds, so
+// that a classifier's top-1 is not decided by one repeated pattern: per
+// image one of Gaussian noise of a random scale and offset, smooth
+// patterns (a few random sinusoids per channel), gradients with noise, and
+// blocks of constant color with noise.
+func variedImages(r *rand.Rand, batch, h, w int) *tensor.Tensor {
+	x := tensor.New(tensor.Float32, batch, 3, h, w)
+	v := x.Float32s()
+	for b := range batch {
+		kind := r.IntN(4)
+		scale, offset := 0.5+r.Float64()*1.5, r.Float64()-0.5
+		for c := range 3 {
+			fx, fy, ph := r.Float64()*0.3, r.Float64()*0.3, r.Float64()*6.28
+			gx, gy := r.Float64()*2-1, r.Float64()*2-1
+			bs := 8 + r.IntN(48)
+			colors := make([]float64, 64)
+			for i := range colors {
+				colors[i] = r.NormFloat64()
+			}
+			for y := range h {
+				for xx := range w {
+					var val float64
+					switch kind {
+					case 0:
+						val = r.NormFloat64()*scale + offset
+					case 1:
+						val = scale*math.Sin(fx*float64(xx)+fy*float64(y)+ph) + 0.2*r.NormFloat64()
+					case 2:
+						val = scale*(gx*float64(xx)/float64(w)+gy*float64(y)/float64(h)) + 0.3*r.NormFloat64()
+					default:
+						val = colors[(y/bs*7+xx/bs)%64]*scale + 0.2*r.NormFloat64()
+					}
+					v[((b*3+c)*h+y)*w+xx] = float32(val)
+				}
+			}
+		}
+	}
+	return x
+}
+
+// int8Rule calibrates g (the optimized graph an engine runs) on kiln's CPU
+// engine with the entropy calibrator, applies the INT8 rule to a copy as
+// kiln build --device cuda --int8 does, and returns the input scale of
+// each convolution the rule quantizes.
+func int8Rule(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) map[string]float32 {
+	t.Helper()
+	ref, err := engine.New(g.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := quant.Calibrate(context.Background(), ref, batches, quant.Entropy, quant.CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := map[string]quant.Precision{}
+	for _, n := range g.Nodes {
+		switch n.OpType {
+		case "MatMul", "Gemm", "FusedMatMul":
+			layers[n.Name] = quant.PrecisionFP32
+		}
+	}
+	rep, err := quant.QuantizeINT8(g.Clone(), table, quant.INT8Options{Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*ir.Node{}
+	for _, n := range g.Nodes {
+		byName[n.Name] = n
+	}
+	scales := map[string]float32{}
+	for _, d := range rep.Layers {
+		if n := byName[d.Name]; d.Precision == quant.PrecisionINT8 && n != nil && strings.Contains(n.OpType, "Conv") {
+			if s, ok := table.Scale(n.Input(0).Name); ok {
+				scales[d.Name] = s
+			}
+		}
+	}
+	q, f := rep.Count()
+	t.Logf("INT8 rule: %d layers in int8, %d in float; %d convolutions get input scales", q, f, len(scales))
+	return scales
+}
+
+// TestInt8OnGPU is stage 2 of the INT8 work of issue 11 on the GPU: a
+// ResNet ($KILN_GPU_BENCH/resnet50 when set, else resnet_mini) calibrated
+// with kiln's entropy calibrator on varied generated images, built as an
+// INT8 engine (tuned: each quantized convolution's INT8 engines timed
+// against its FP16 tactics, one timing cache for the FP16 and INT8
+// engines), and compared with the float32 engine on
+// $KILN_INT8_IMAGES (default 1024) other varied images, batch
+// $KILN_INT8_BATCH (default 256): top-1 agreement (the issue asks 99%),
+// also the FP16 engine's. Then the device time of the FP16 and the INT8
+// engine at that batch (CUDA graph replay, median of 30) and their ratio,
+// how the convolutions ran, and the build times. Without a GPU it skips.
+func TestInt8OnGPU(t *testing.T) {
+	needGPU(t)
+	name, path := "resnet_mini", ""
+	if dir := os.Getenv("KILN_GPU_BENCH"); dir != "" {
+		if p := filepath.Join(dir, "resnet50", "model.onnx"); fileExists(p) {
+			name, path = "resnet50", p
+		}
+	}
+	if path == "" {
+		path = modelPath(t, "resnet_mini")
+	}
+	batch, images := 256, 1024
+	if v, err := strconv.Atoi(os.Getenv("KILN_INT8_BATCH")); err == nil && v > 0 {
+		batch = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("KILN_INT8_IMAGES")); err == nil && v > 0 {
+		images = v
+	}
+	var inName string
+	var hw []int
+	if name == "resnet50" {
+		inName, hw = "input", []int{224, 224}
+	} else {
+		for n, x := range testInputs(t, name) {
+			inName, hw = n, x.Shape[2:]
+		}
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	in := map[string]*tensor.Tensor{inName: variedImages(r, batch, hw[0], hw[1])}
+	g := optimizedGraph(t, path, in)
+	// calibration: 4 batches of 16 other images, on the CPU
+	calibIn := map[string]*tensor.Tensor{inName: variedImages(r, 16, hw[0], hw[1])}
+	cg := optimizedGraph(t, path, calibIn)
+	var batches []map[string]*tensor.Tensor
+	for range 4 {
+		batches = append(batches, map[string]*tensor.Tensor{inName: variedImages(r, 16, hw[0], hw[1])})
+	}
+	start := time.Now()
+	scales := int8Rule(t, cg, batches)
+	t.Logf("calibration on the CPU: %v", time.Since(start).Round(time.Millisecond))
+	if len(scales) == 0 {
+		t.Fatal("the INT8 rule quantized no convolution")
+	}
+	fp, _ := cuda.Probe(cuda.Options{})
+	cache, cfp := tactic.New(), device.Fingerprint{"gpu": fp.String()}
+	type built struct {
+		e *Engine
+		c *Context
+	}
+	make_ := func(label string, o Options) built {
+		start := time.Now()
+		e, err := NewEngine(g, o)
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		c, err := e.NewContext()
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		t.Logf("%s engine built in %.1f s (%d timings measured)", label, time.Since(start).Seconds(), e.Measured())
+		return built{e, c}
+	}
+	f32 := make_("fp32", Options{})
+	fp16 := make_("fp16", Options{FP16: true, Tune: true, TimingCache: cache, CacheDevice: cfp})
+	i8 := make_("int8", Options{FP16: true, Int8: scales, Tune: true, TimingCache: cache, CacheDevice: cfp})
+	defer func() {
+		for _, b := range []built{f32, fp16, i8} {
+			b.c.Close()
+			b.e.Close()
+		}
+	}()
+	// top-1 agreement with float32
+	agree := map[string]int{}
+	total := 0
+	var outName string
+	for b := 0; b < images; b += batch {
+		x := map[string]*tensor.Tensor{inName: variedImages(r, batch, hw[0], hw[1])}
+		outs := map[string]map[string]*tensor.Tensor{}
+		for label, e := range map[string]built{"fp32": f32, "fp16": fp16, "int8": i8} {
+			out, err := e.c.Run(context.Background(), x)
+			if err != nil {
+				t.Fatalf("%s: %v", label, err)
+			}
+			outs[label] = out
+		}
+		if outName == "" {
+			for n := range outs["fp32"] {
+				outName = n
+			}
+		}
+		ref := outs["fp32"][outName]
+		classes := ref.Len() / batch
+		for _, label := range []string{"fp16", "int8"} {
+			got := outs[label][outName]
+			for i := range batch {
+				if argmax(got, i*classes, classes) == argmax(ref, i*classes, classes) {
+					agree[label]++
+				}
+			}
+			if cos, rel := cosine(got, ref); b == 0 {
+				t.Logf("%s against fp32, first batch: cosine %.6f, relative L2 %.4f", label, cos, rel)
+			}
+		}
+		total += batch
+	}
+	for _, label := range []string{"fp16", "int8"} {
+		t.Logf("%s: top-1 agreement with fp32 on %d varied images: %.2f%%", label, total, 100*float64(agree[label])/float64(total))
+	}
+	if pct := 100 * float64(agree["int8"]) / float64(total); pct < 99 {
+		t.Errorf("int8 top-1 agreement with fp32 %.2f%%, the issue asks at least 99%%", pct)
+	}
+	// device times at this batch, and how the convolutions ran
+	times := map[string]float64{}
+	for label, b := range map[string]built{"fp16": fp16, "int8": i8} {
+		if _, err := b.c.DeviceTimes(5); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := b.c.DeviceTimes(30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Float64s(ms)
+		times[label] = ms[len(ms)/2]
+		count := map[string]int{}
+		for _, l := range b.e.Layers() {
+			if strings.Contains(l.Op, "Conv") {
+				tac := l.Tactic
+				if i := strings.Index(tac, " eng"); i > 0 {
+					tac = tac[:i]
+				}
+				if i := strings.Index(tac, " ("); i > 0 {
+					tac = tac[:i]
+				}
+				count[l.Precision+" "+tac]++
+			}
+		}
+		var how []string
+		for k, v := range count {
+			how = append(how, fmt.Sprintf("%dx %s", v, k))
+		}
+		sort.Strings(how)
+		t.Logf("%s: %.3f ms at batch %d (%.0f img/s); convolutions: %s", label, times[label], batch, float64(batch)/times[label]*1e3, strings.Join(how, ", "))
+	}
+	t.Logf("%s batch %d on %s: int8 %.3f ms, fp16 %.3f ms: int8 is %.2fx fp16 (issue 11 asks 1.6x)", name, batch, fp.GPUName,
+		times["int8"], times["fp16"], times["fp16"]/times["int8"])
+	// the slowest INT8 layers
+	var ls []Layer
+	for _, l := range i8.e.Layers() {
+		if l.Time > 0 {
+			ls = append(ls, l)
+		}
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Time > ls[j].Time })
+	var s []string
+	for _, l := range ls[:min(10, len(ls))] {
+		s = append(s, fmt.Sprintf("%s %.1f us %s (%s)", l.Node, float64(l.Time)/1e3, l.Precision, l.Tactic))
+	}
+	t.Logf("int8 engine, slowest layers: %s", strings.Join(s, "; "))
+}
+
+// argmax is the index of the largest of n values of x from off.
+func argmax(x *tensor.Tensor, off, n int) int {
+	best := 0
+	for i := 1; i < n; i++ {
+		if x.Float(off+i) > x.Float(off+best) {
+			best = i
+		}
+	}
+	return best
+}
