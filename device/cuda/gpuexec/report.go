@@ -108,8 +108,15 @@ func (e *Engine) stepTactic(i int) string {
 			rank = t.Algo
 		}
 		lt := fmt.Sprintf("cublaslt heuristic #%d of %d", rank, len(mm.Candidates))
-		if rank < len(mm.Candidates) && mm.Candidates[rank].ID >= 0 {
-			lt = fmt.Sprintf("cublaslt algo %d (heuristic #%d of %d)", mm.Candidates[rank].ID, rank, len(mm.Candidates))
+		if rank < len(mm.Candidates) {
+			a := mm.Candidates[rank] // a split-K variant names the heuristic result it splits
+			lt = fmt.Sprintf("cublaslt heuristic #%d of %d", a.Index, len(mm.Candidates))
+			if a.ID >= 0 {
+				lt = fmt.Sprintf("cublaslt algo %d (heuristic #%d of %d)", a.ID, a.Index, len(mm.Candidates))
+			}
+			if sp := mm.Splits[rank]; sp.Parts > 1 {
+				lt += fmt.Sprintf(", split-K %d", sp.Parts)
+			}
 		}
 		launches = nil
 		switch {
