@@ -265,7 +265,9 @@ type route struct {
 func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 	now := time.Now()
 	g.mu.RLock()
-	var all, cands []*Backend
+	sc := pickPool.Get().(*pickScratch)
+	defer sc.release()
+	all, cands := sc.all[:0], sc.cands[:0]
 	for _, b := range g.backends {
 		if rt.grpc && b.GRPC == "" || containsBackend(tried, b) {
 			continue
@@ -279,6 +281,7 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 			cands = append(cands, b)
 		}
 	}
+	sc.all, sc.cands = all, cands // kept (grown) for the next request
 	var sticky *Backend
 	if rt.seq != "" {
 		if v, ok := g.seqs.Load(rt.seq); ok {
@@ -303,7 +306,7 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 		cands = all // every one in slow start and none drawn
 	}
 	if g.opts.MaxQueue > 0 {
-		open := cands[:0:0]
+		open := sc.open[:0]
 		for _, b := range cands {
 			if b.Load() < g.opts.MaxQueue {
 				open = append(open, b)
@@ -312,7 +315,7 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 		if len(open) == 0 {
 			return nil, fmt.Errorf("%w: model %q", ErrOverloaded, rt.model)
 		}
-		cands = open
+		cands, sc.open = open, open // kept for the next request
 	}
 	b := g.policy.Pick(cands)
 	if rt.seq != "" && !rt.end {
@@ -321,6 +324,20 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 		g.seqs.Store(rt.seq, st)
 	}
 	return b, nil
+}
+
+// pickScratch holds pick's lists of backends between requests.
+type pickScratch struct{ all, cands, open []*Backend }
+
+var pickPool = sync.Pool{New: func() any { return new(pickScratch) }}
+
+// release forgets the backends and puts the lists back in the pool.
+func (sc *pickScratch) release() {
+	for _, l := range []*[]*Backend{&sc.all, &sc.cands, &sc.open} {
+		clear((*l)[:cap(*l)])
+		*l = (*l)[:0]
+	}
+	pickPool.Put(sc)
 }
 
 // stickTo is the backend of a sequence and when the sequence was last seen.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -132,9 +133,21 @@ func newTestGateway(t testing.TB, opts Options, fakes ...*fake) (*Gateway, strin
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(srv.Close)
-	return g, srv.URL
+	return g, serveTest(t, g)
+}
+
+// serveTest serves g's HTTP API on loopback with HTTPServer, as kiln
+// gateway does, and returns its URL.
+func serveTest(t testing.TB, g *Gateway) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := NewHTTPServer(g, &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+	return "http://" + l.Addr().String()
 }
 
 type reply struct {

@@ -2,13 +2,14 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
+	"net/http/httputil"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,7 +33,9 @@ type h1Pool struct {
 	closed bool
 }
 
-// h1Conn is one connection to a backend.
+// h1Conn is one connection to a backend. It serves one request at a
+// time, and keeps what reading an answer needs (the Response, its header
+// map and body, the cache of header lines) for the next one.
 type h1Conn struct {
 	pool   *h1Pool
 	addr   string
@@ -40,6 +43,13 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	reused bool // it answered a request before
+
+	resp   http.Response
+	hdr    http.Header
+	cache  lineCache
+	status internCache
+	body   h1Body
+	lr     io.LimitedReader
 }
 
 // errStale: a connection taken from the idle ones was closed by the
@@ -70,7 +80,8 @@ func (p *h1Pool) get(ctx context.Context, addr string) (*h1Conn, error) {
 		return nil, err
 	}
 	// a tensor body goes in a few large writes rather than many 4 KiB ones
-	return &h1Conn{pool: p, addr: addr, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10)}, nil
+	return &h1Conn{pool: p, addr: addr, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
+		hdr: http.Header{}, cache: lineCache{}}, nil
 }
 
 // put keeps c idle for the next request to its address.
@@ -110,18 +121,21 @@ func (p *h1Pool) closeIdle(addr string) {
 }
 
 // roundTrip sends a request (method, the request URI, end-to-end headers,
-// the body) to addr and returns the answer, whose body must be closed; it
-// reads only the answer's head. A connection from the idle ones that
-// turns out closed by the backend before answering is replaced by a new
-// one, once, when retryStale (the request may have reached the backend:
-// a crash looks the same as an idle timeout from here).
-func (p *h1Pool) roundTrip(ctx context.Context, addr, method, uri string, h http.Header, body []byte, retryStale bool) (*http.Response, error) {
+// with auth, when set, in place of the Authorization header, the body) to
+// addr and returns the answer, whose body must be closed; it reads only
+// the answer's head. The answer (its header map and body) belongs to the
+// connection: it is valid until its body is closed. A connection from the
+// idle ones that turns out closed by the backend before answering is
+// replaced by a new one, once, when retryStale (the request may have
+// reached the backend: a crash looks the same as an idle timeout from
+// here).
+func (p *h1Pool) roundTrip(ctx context.Context, addr, method, uri string, h http.Header, auth string, body []byte, retryStale bool) (*http.Response, error) {
 	for try := 0; ; try++ {
 		c, err := p.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.do(ctx, method, uri, h, body)
+		resp, err := c.do(ctx, method, uri, h, auth, body)
 		if err == nil {
 			return resp, nil
 		}
@@ -136,16 +150,22 @@ func (p *h1Pool) roundTrip(ctx context.Context, addr, method, uri string, h http
 // aLongTimeAgo is a deadline that makes blocked reads and writes return.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// methodReqs are the requests http.ReadResponse is told an answer is to
-// (it reads only their method).
-var methodReqs = map[string]*http.Request{http.MethodGet: {Method: http.MethodGet}, http.MethodPost: {Method: http.MethodPost}}
+// hopHeader reports whether k (canonical) is a hop-by-hop header, not forwarded.
+func hopHeader(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
 
-func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body []byte) (*http.Response, error) {
-	if strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(method, " \r\n") {
+func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, auth string, body []byte) (*http.Response, error) {
+	if strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(method, " \r\n") || uri == "" {
 		return nil, fmt.Errorf("gateway: bad request line %q %q", method, uri)
 	}
 	// the client leaving ends the exchange: blocked reads and writes return
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	stop := c.watch(ctx)
 	w := c.bw
 	w.WriteString(method)
 	w.WriteByte(' ')
@@ -157,6 +177,13 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 		switch k {
 		case "Host", "Content-Length", "Expect":
 			continue // the gateway's own, or answered by the gateway
+		case "Authorization":
+			if auth != "" {
+				continue
+			}
+		}
+		if hopHeader(k) {
+			continue
 		}
 		for _, v := range vs {
 			if strings.ContainsAny(v, "\r\n") || strings.ContainsAny(k, " :\r\n") {
@@ -168,10 +195,14 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 			w.WriteString("\r\n")
 		}
 	}
+	if auth != "" && !strings.ContainsAny(auth, "\r\n") {
+		w.WriteString("Authorization: ")
+		w.WriteString(auth)
+		w.WriteString("\r\n")
+	}
 	if len(body) > 0 || method == http.MethodPost {
-		var n [20]byte
 		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(n[:0], int64(len(body)), 10))
+		writeInt(w, int64(len(body)))
 		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
@@ -185,18 +216,18 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 			// answer (the connection is not kept).
 			c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait))
 			if resp, rerr := c.readAnswer(method, stop); rerr == nil {
-				resp.Body.(*h1Body).keep = false
+				c.body.keep = false
 				return resp, nil
 			}
 		}
-		stop()
+		stop.release()
 		if c.reused && isClosedByPeer(err) {
 			return nil, fmt.Errorf("%w: %v", errStale, err)
 		}
 		return nil, err
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		stop()
+		stop.release()
 		if c.reused && ctx.Err() == nil && (err == io.EOF || isClosedByPeer(err)) {
 			return nil, fmt.Errorf("%w: %v", errStale, err)
 		}
@@ -204,35 +235,128 @@ func (c *h1Conn) do(ctx context.Context, method, uri string, h http.Header, body
 	}
 	resp, err := c.readAnswer(method, stop)
 	if err != nil {
-		stop()
+		stop.release()
 		return nil, err
 	}
 	return resp, nil
+}
+
+// writeInt writes n (not negative) in decimal, byte by byte (a slice
+// given to bufio.Writer.Write escapes: it may go to the connection).
+func writeInt(w *bufio.Writer, n int64) {
+	var d [20]byte
+	i := len(d)
+	for {
+		i--
+		d[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	for _, c := range d[i:] {
+		w.WriteByte(c)
+	}
 }
 
 // earlyAnswerWait bounds the wait for an answer that a backend sent
 // before it closed the connection on a request still being written.
 const earlyAnswerWait = time.Second
 
-// readAnswer reads the answer's head (after any 1xx); its body, closed,
-// gives the connection back to the pool or closes it, and calls stop.
-func (c *h1Conn) readAnswer(method string, stop func() bool) (*http.Response, error) {
-	req := methodReqs[method]
-	if req == nil {
-		req = &http.Request{Method: method}
+// readAnswer reads the answer's head (after any 1xx) into the
+// connection's Response; its body, closed, gives the connection back to
+// the pool or closes it, and releases stop.
+func (c *h1Conn) readAnswer(method string, stop watch) (*http.Response, error) {
+	var code, minor int
+	var f headerFlags
+	for {
+		head, err := peekHead(c.br)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		i := bytes.Index(head, crlf)
+		line := head[:i]
+		// HTTP/1.x SSS[ reason]
+		if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] < '0' || line[7] > '1' || line[8] != ' ' ||
+			len(line) > 12 && line[12] != ' ' {
+			return nil, fmt.Errorf("%w: status line %q", errBadHead, line)
+		}
+		minor = int(line[7] - '0')
+		code = 0
+		for _, d := range line[9:12] {
+			if d < '0' || d > '9' {
+				return nil, fmt.Errorf("%w: status line %q", errBadHead, line)
+			}
+			code = code*10 + int(d-'0')
+		}
+		if code < 100 {
+			return nil, fmt.Errorf("%w: status line %q", errBadHead, line)
+		}
+		if f, err = readHeaderLines(head[i+2:], c.hdr, c.cache); err != nil {
+			return nil, err
+		}
+		if f.badLength || f.otherEncoding {
+			return nil, fmt.Errorf("%w: answer's body length", errBadHead)
+		}
+		c.br.Discard(len(head))
+		c.resp = http.Response{Status: c.status.get(line[9:]), StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: minor,
+			Header: c.hdr, ContentLength: f.contentLength}
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			break
+		}
+		// 1xx informational: the answer follows
 	}
-	resp, err := http.ReadResponse(c.br, req)
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp, err = http.ReadResponse(c.br, req) // 1xx informational: the answer follows
+	if code == http.StatusSwitchingProtocols {
+		return nil, errUpgrade
 	}
-	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
-		err = errUpgrade
+	b := &c.body
+	*b = h1Body{c: c, stop: stop, keep: minor == 1 && !f.connClose}
+	switch {
+	case method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified:
+		c.resp.ContentLength = 0
+		b.body = http.NoBody
+	case f.chunked:
+		b.body = httputil.NewChunkedReader(c.br)
+		c.resp.TransferEncoding = []string{"chunked"}
+		b.keep = false // what follows the last chunk (trailers) is not read
+	case f.contentLength >= 0:
+		c.lr = io.LimitedReader{R: c.br, N: f.contentLength}
+		b.body = &c.lr
+	default: // to the end of the connection
+		b.body = c.br
+		b.keep = false
 	}
-	if err != nil {
-		return nil, err
+	c.resp.Close = !b.keep
+	c.resp.Body = b
+	return &c.resp, nil
+}
+
+// watch ends a request's exchange with a backend when its client leaves
+// (its context ends): the connection's deadline is set in the past, so
+// that blocked reads and writes return. release says whether the client
+// was still there.
+type watch struct {
+	stop func() bool // context.AfterFunc's
+	sc   *srvConn    // a client connection of the gateway's HTTP/1.1 server, which sets the deadline itself
+}
+
+func (c *h1Conn) watch(ctx context.Context) watch {
+	if sc, ok := ctx.(*srvConn); ok {
+		sc.attach(c.nc)
+		return watch{sc: sc}
 	}
-	resp.Body = &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close}
-	return resp, nil
+	nc := c.nc
+	return watch{stop: context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })}
+}
+
+func (w watch) release() bool {
+	if w.sc != nil {
+		return w.sc.detach()
+	}
+	return w.stop()
 }
 
 // isClosedByPeer reports whether err says the other end closed or reset
@@ -245,18 +369,30 @@ func isClosedByPeer(err error) bool {
 // idle ones when the body was read to its end, the backend keeps the
 // connection open and the client did not leave, and closes it otherwise.
 type h1Body struct {
-	body io.ReadCloser
+	body io.Reader
 	c    *h1Conn
-	stop func() bool
+	stop watch
 	keep bool
 	eof  bool
 	done bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errors.New("gateway: read of a closed answer")
+	}
 	n, err := b.body.Read(p)
 	if err == io.EOF {
 		b.eof = true
+	} else if err == nil && n == 0 && len(p) > 0 {
+		if lr, ok := b.body.(*io.LimitedReader); ok && lr.N <= 0 {
+			b.eof = true
+			err = io.EOF
+		}
+	}
+	if err == io.EOF && b.c.lr.N > 0 && b.body == &b.c.lr {
+		err = io.ErrUnexpectedEOF // the connection ended inside the body
+		b.eof = false
 	}
 	return n, err
 }
@@ -266,17 +402,19 @@ func (b *h1Body) Close() error {
 		return nil
 	}
 	b.done = true
+	c := b.c
+	if lr, ok := b.body.(*io.LimitedReader); ok && lr.N == 0 {
+		b.eof = true // read to its end, whether or not the reader said EOF
+	}
 	if !b.eof {
-		b.c.nc.Close() // net/http would read the rest of the body first
-		b.body.Close()
-		b.stop()
+		c.nc.Close() // net/http would read the rest of the body first
+		b.stop.release()
 		return nil
 	}
-	b.body.Close()
-	if b.stop() && b.keep { // stop: the client had not left
-		b.c.pool.put(b.c)
+	if b.stop.release() && b.keep { // the client had not left
+		c.pool.put(c)
 		return nil
 	}
-	b.c.nc.Close()
+	c.nc.Close()
 	return nil
 }

@@ -92,20 +92,21 @@ func parseModelPath(p string) (model, version, action string, ok bool) {
 	if !ok || rest == "" {
 		return "", "", "", false
 	}
-	parts := strings.Split(rest, "/")
-	model, parts = parts[0], parts[1:]
-	if len(parts) >= 2 && parts[0] == "versions" {
-		version, parts = parts[1], parts[2:]
-		if version == "" {
-			return "", "", "", false
+	// model[/versions/version][/action], without allocating
+	model, rest, more := strings.Cut(rest, "/")
+	if more {
+		if v, after, ok := strings.Cut(rest, "/"); ok && v == "versions" {
+			version, rest, more = strings.Cut(after, "/")
+			if version == "" {
+				return "", "", "", false
+			}
 		}
 	}
-	switch len(parts) {
-	case 0:
-	case 1:
-		action = parts[0]
-	default:
-		return "", "", "", false
+	if more {
+		if strings.Contains(rest, "/") {
+			return "", "", "", false
+		}
+		action = rest
 	}
 	return model, version, action, model != ""
 }
@@ -151,11 +152,21 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 				bodyPool.Put(buf)
 			}
 		}()
-		if n := r.ContentLength; n > 0 && n <= g.opts.MaxRequestBytes {
-			buf.Grow(int(n) + 1)
+		var err error
+		switch n := r.ContentLength; {
+		case n > g.opts.MaxRequestBytes:
+			err = &http.MaxBytesError{Limit: g.opts.MaxRequestBytes}
+		case n >= 0 && r.Body != nil:
+			// the length is known (net/http's server says -1 otherwise)
+			buf.Grow(int(n))
+			body = buf.AvailableBuffer()[:n]
+			if _, err = io.ReadFull(r.Body, body); err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+		default:
+			_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
+			body = buf.Bytes()
 		}
-		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
-		body = buf.Bytes()
 		if err != nil {
 			var mb *http.MaxBytesError
 			if errors.As(err, &mb) {
@@ -238,10 +249,19 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // it to another, then copies the answer back.
 func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, body []byte) {
 	g.budget.request()
-	var tried []*Backend
-	var last *http.Response // the last 503 or 429, answered if no backend takes the request
+	var triedArr [4]*Backend
+	tried := triedArr[:0]
+	var last *http.Response // the last 503 or 429 (its status and header), answered if no backend takes the request
 	var lastBody []byte
 	var lastErr error
+	auth := ""
+	if g.opts.BackendToken != "" {
+		auth = "Bearer " + g.opts.BackendToken
+	}
+	uri := r.RequestURI
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
 	for attempt := 0; attempt < g.opts.MaxAttempts; attempt++ {
 		b, err := g.pick(rt, tried)
 		if err != nil {
@@ -256,17 +276,12 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 			break
 		}
 		tried = append(tried, b)
-		header := make(http.Header, len(r.Header)+1)
-		copyHeader(header, r.Header)
-		if g.opts.BackendToken != "" {
-			header.Set("Authorization", "Bearer "+g.opts.BackendToken)
-		}
 		start := time.Now()
 		b.outstanding.Add(1)
 		// a connection the backend closed while idle is replaced, where
 		// a lost request may be retried at all
 		retryStale := !g.opts.NoRetryLost && rt.seq == ""
-		resp, err := g.h1.roundTrip(r.Context(), b.HTTP, r.Method, r.URL.RequestURI(), header, body, retryStale)
+		resp, err := g.h1.roundTrip(r.Context(), b.HTTP, r.Method, uri, r.Header, auth, body, retryStale)
 		if err != nil {
 			b.outstanding.Add(-1)
 			if r.Context().Err() != nil {
@@ -287,6 +302,10 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
 			// refused before running: not ready (draining, loading), or its queue is full
 			lastBody, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			// the answer is the connection's, and the connection another
+			// request's once its body is closed: what is answered later is copied
+			last = &http.Response{StatusCode: resp.StatusCode, Header: make(http.Header, len(resp.Header))}
+			copyHeader(last.Header, resp.Header)
 			resp.Body.Close()
 			b.outstanding.Add(-1)
 			reason := "full"
@@ -297,7 +316,7 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 				g.done(b, rt, answered)
 			}
 			g.metrics.request(b.Name(), rt.model, statusCode(resp.StatusCode))
-			last, lastErr = resp, nil
+			lastErr = nil
 			if rt.seq != "" && resp.StatusCode == http.StatusTooManyRequests {
 				break // a sequence stays on its backend
 			}

@@ -157,7 +157,9 @@ func runGateway(ctx context.Context, args []string, started chan<- [3]string) in
 
 	var draining atomic.Bool
 	timeouts := httpTimeouts{read: 30 * time.Second, idle: 2 * time.Minute, closing: &draining}
-	hsrv := timeouts.server(g.Handler(), log)
+	// the gateway's own HTTP/1.1 loop, with net/http's server for the
+	// connections it hands over (WebSocket upgrades and the unusual)
+	hsrv := gateway.NewHTTPServer(g, timeouts.server(g.Handler(), log))
 	errc := make(chan error, 3)
 	go func() { errc <- hsrv.Serve(hl) }()
 	var gsrv *grpc.Server
