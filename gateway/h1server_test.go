@@ -365,7 +365,7 @@ func TestHTTPServerWatch(t *testing.T) {
 	})
 	mux.HandleFunc("POST /v2/models/m/infer", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		time.Sleep(time.Duration(rand.IntN(int(2 * watchAfter / time.Microsecond))) * time.Microsecond)
+		time.Sleep(time.Duration(rand.IntN(int(2*watchAfter/time.Microsecond))) * time.Microsecond)
 		io.WriteString(w, "ok")
 	})
 	f := &fake{name: "a", srv: httptest.NewServer(mux)}
