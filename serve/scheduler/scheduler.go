@@ -202,12 +202,18 @@ type Scheduler struct {
 	closed   bool
 	last     int    // the instance that ran the latest batch, -1 before the first
 	switches uint64 // execution-context switches so far
-	ctl      []chan func(instance int)
-	wake     chan struct{} // closed and replaced on every change
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
-	stopped  chan struct{} // closed once every instance goroutine has returned
+	// held marks the instances whose runner is in use: running a batch
+	// (on its own goroutine or, see Infer, on a caller's) or a warmup job
+	held []bool
+	// jobsWaiting counts warmup jobs waiting for their instance to be
+	// released by a caller
+	jobsWaiting int
+	ctl         []chan func(instance int)
+	wake        chan struct{} // closed and replaced on every change a waiter needs to see
+	stop        chan struct{}
+	stopOnce    sync.Once
+	wg          sync.WaitGroup
+	stopped     chan struct{} // closed once every instance goroutine has returned
 }
 
 // New starts a scheduler with opts.Instances instance goroutines, each with
@@ -234,6 +240,7 @@ func New(r Runner, opts Options, obs Observer) *Scheduler {
 		}
 	}
 	s := &Scheduler{run: runners, opts: opts, obs: obs, queues: make([][]*item, opts.PriorityLevels),
+		held: make([]bool, opts.Instances),
 		wake: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}), last: -1}
 	if opts.SLO > 0 {
 		s.slo = newSLOPolicy(opts.SLO, opts.MaxBatchSize, opts.Instances)
@@ -374,6 +381,11 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	}
 	s.queues[level-1] = append(s.queues[level-1], it)
 	s.queued++
+	if i := s.idle(); i >= 0 {
+		if batch, _ := s.pick(it.enqueued); slices.Contains(batch, it) {
+			return s.runHere(batch, it, i)
+		}
+	}
 	s.broadcast()
 	s.mu.Unlock()
 
@@ -410,6 +422,51 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 			// an instance took it just now: wait for the result
 		}
 	}
+}
+
+// idle returns an instance whose runner is free, the one that ran the
+// latest batch first (its caches are warm, and no context switch), or -1;
+// s.mu must be held.
+func (s *Scheduler) idle() int {
+	if s.last >= 0 && !s.held[s.last] {
+		return s.last
+	}
+	for i, h := range s.held {
+		if !h {
+			return i
+		}
+	}
+	return -1
+}
+
+// runHere runs batch, which holds it, on instance i in the caller's
+// goroutine and returns its result: a request that finds an instance idle
+// and is sent at once (as the instance's goroutine would have sent it)
+// runs without being handed to that goroutine and back, two goroutine
+// wake-ups fewer. The instance's goroutine leaves i alone meanwhile
+// (held). s.mu must be held; runHere unlocks it.
+func (s *Scheduler) runHere(batch []*item, it *item, i int) (*Result, error) {
+	switched := s.takeQuiet(batch, i)
+	// counted as an instance's run is, so that Stopped waits for it (the
+	// instance goroutines are all running: s.closed is false)
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.mu.Unlock()
+	size, took, ok := s.execute(batch, i, switched)
+	s.mu.Lock()
+	if s.slo != nil && ok {
+		s.slo.cost.observe(size, took)
+	}
+	s.inflight--
+	s.held[i] = false
+	// the instance goroutines have nothing to do unless requests queued
+	// meanwhile, a warmup job waits for i, or Shutdown waits for the end
+	if s.queued > 0 || s.jobsWaiting > 0 || s.closed {
+		s.broadcast()
+	}
+	s.mu.Unlock()
+	o := <-it.done
+	return o.res, o.err
 }
 
 // remove takes it out of the queue; it reports whether it was still queued.
@@ -543,9 +600,17 @@ func (s *Scheduler) warm(ctx context.Context, instance int, samples []Sample) er
 	return nil
 }
 
-// take removes batch from the queue for instance i; s.mu must be held. It
-// reports whether running it there is a context switch.
+// take removes batch from the queue for instance i and wakes the waiting
+// instances; s.mu must be held. It reports whether running it there is a
+// context switch.
 func (s *Scheduler) take(batch []*item, i int) bool {
+	switched := s.takeQuiet(batch, i)
+	s.broadcast()
+	return switched
+}
+
+// takeQuiet is take without waking anyone.
+func (s *Scheduler) takeQuiet(batch []*item, i int) bool {
 	for _, it := range batch {
 		it.taken = true
 		q := s.queues[it.level-1]
@@ -555,7 +620,7 @@ func (s *Scheduler) take(batch []*item, i int) bool {
 	}
 	s.queued -= len(batch)
 	s.inflight++
-	s.broadcast()
+	s.held[i] = true
 	switched := s.last >= 0 && s.last != i
 	if switched {
 		s.switches++
@@ -570,7 +635,11 @@ func (s *Scheduler) instance(i int) {
 	var timer *time.Timer
 	for {
 		s.mu.Lock()
-		batch, wait := s.pick(s.opts.Now())
+		var batch []*item
+		var wait time.Duration
+		if !s.held[i] { // else a caller runs a batch on it (runHere)
+			batch, wait = s.pick(s.opts.Now())
+		}
 		if batch != nil {
 			switched := s.take(batch, i)
 			s.mu.Unlock()
@@ -580,6 +649,7 @@ func (s *Scheduler) instance(i int) {
 				s.slo.cost.observe(size, took)
 			}
 			s.inflight--
+			s.held[i] = false
 			s.broadcast()
 			s.mu.Unlock()
 			continue
@@ -599,7 +669,12 @@ func (s *Scheduler) instance(i int) {
 		case <-wake:
 		case <-tc:
 		case job := <-s.ctl[i]:
+			s.hold(i)
 			job(i)
+			s.mu.Lock()
+			s.held[i] = false
+			s.broadcast()
+			s.mu.Unlock()
 		case <-s.stop:
 			return
 		}
@@ -607,6 +682,22 @@ func (s *Scheduler) instance(i int) {
 			timer.Stop()
 		}
 	}
+}
+
+// hold waits until no caller runs a batch on instance i and marks it
+// held, for a warmup job.
+func (s *Scheduler) hold(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.held[i] {
+		s.jobsWaiting++
+		wake := s.wake
+		s.mu.Unlock()
+		<-wake
+		s.mu.Lock()
+		s.jobsWaiting--
+	}
+	s.held[i] = true
 }
 
 // execute runs a batch and delivers each request's result. When a batch of

@@ -36,7 +36,7 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 	opts.Instances = max(opts.Instances, 1)
 	opts.PriorityLevels = 1
 	opts.DefaultPriority = 1
-	s := &Scheduler{opts: opts, queues: make([][]*item, 1), wake: make(chan struct{}), last: -1}
+	s := &Scheduler{opts: opts, queues: make([][]*item, 1), wake: make(chan struct{}), held: make([]bool, opts.Instances), last: -1}
 	if opts.SLO > 0 {
 		s.slo = newSLOPolicy(opts.SLO, opts.MaxBatchSize, opts.Instances)
 	}

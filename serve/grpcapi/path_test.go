@@ -1,0 +1,156 @@
+package grpcapi
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kilnai/kiln/api"
+	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/serve"
+	"github.com/kilnai/kiln/serve/metrics"
+	"github.com/kilnai/kiln/serve/scheduler"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// The request path's own cost (issue 14, item 6): kiln's gRPC ModelInfer
+// against a bare grpc-go service answering the same message, with the
+// model's run replaced by a stub that answers a fixed output at once, so
+// that what is left is what kiln adds to grpc-go (decoding the tensors,
+// the server's checks, the scheduler, statistics, metrics, the response).
+//
+//	go test ./serve/grpcapi -run '^$' -bench BenchmarkRequestPath -benchmem
+
+// stubRunner answers every run with tinycnn's output shape, computing
+// nothing.
+type stubRunner struct{ out *tensor.Tensor }
+
+func (r stubRunner) Run(_ context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return map[string]*tensor.Tensor{"probabilities": r.out}, nil
+}
+
+// stubOutput is a [1 10] FP32 tensor.
+func stubOutput(tb testing.TB) *tensor.Tensor {
+	tb.Helper()
+	t, err := tensor.Make(tensor.Float32, []int{1, 10})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
+// pathServer serves tinycnn, its runs stubbed, as kiln serve does: the
+// decode-error options, the served-time stats handler and the metrics
+// observer; config is the model's config.pbtxt ("" for none).
+func pathServer(tb testing.TB, config string) (inference.GRPCInferenceServiceClient, *serve.Server) {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tinycnn", "1"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tinycnn", "1", "model.onnx"), examples.TinyCNNModel, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(dir, "tinycnn", "config.pbtxt"), []byte(config), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	out := stubOutput(tb)
+	s := serve.New(serve.Options{Repository: dir, Observer: metrics.New(nil),
+		WrapRunner: func(string, scheduler.Runner) scheduler.Runner { return stubRunner{out} }})
+	if err := s.LoadAll(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	opts := append(DecodeErrorOptions(), ServedStats(s))
+	g := grpc.NewServer(opts...)
+	Register(g, s, false)
+	return dial(tb, g), s
+}
+
+// bareService answers ModelInfer with a response of the stub's size and
+// does nothing else.
+type bareService struct {
+	inference.UnimplementedGRPCInferenceServiceServer
+}
+
+func (bareService) ModelInfer(_ context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	return &inference.ModelInferResponse{ModelName: r.GetModelName(), ModelVersion: "1", Id: r.GetId(),
+		Outputs:           []*inference.ModelInferResponse_InferOutputTensor{{Name: "probabilities", Datatype: "FP32", Shape: []int64{1, 10}}},
+		RawOutputContents: [][]byte{make([]byte, 40)}}, nil
+}
+
+// dial serves g on loopback and returns a client of it.
+func dial(tb testing.TB, g *grpc.Server) inference.GRPCInferenceServiceClient {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go g.Serve(lis)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close(); g.Stop() })
+	return inference.NewGRPCInferenceServiceClient(cc)
+}
+
+func tinyRequest(tb testing.TB) *inference.ModelInferRequest {
+	tb.Helper()
+	req, err := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": examples.TinyCNNInput(1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return req
+}
+
+// BenchmarkRequestPath: one client's ModelInfer calls, one at a time, to
+// a bare grpc-go service and to kiln's (bundled model: no batching;
+// dynamic batching without delay, as a repository's tinycnn in
+// bench/reqpath.sh).
+func BenchmarkRequestPath(b *testing.B) {
+	req := tinyRequest(b)
+	servers := []struct {
+		name, config string
+	}{
+		{"bare", ""},
+		{"kiln", ""},
+		{"kiln-batching", "max_batch_size: 8\ndynamic_batching { }\n"},
+	}
+	for _, sv := range servers {
+		b.Run(sv.name, func(b *testing.B) {
+			var c inference.GRPCInferenceServiceClient
+			if sv.name == "bare" {
+				g := grpc.NewServer()
+				inference.RegisterGRPCInferenceServiceServer(g, bareService{})
+				c = dial(b, g)
+			} else {
+				var s *serve.Server
+				c, s = pathServer(b, sv.config)
+				b.Cleanup(func() { s.Shutdown(context.Background()) })
+			}
+			ctx := context.Background()
+			r := req
+			if _, err := c.ModelInfer(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			c0 := cpuTime()
+			for b.Loop() {
+				if _, err := c.ModelInfer(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// the process's CPU time, client and server, steadier than
+			// the wall time on a shared machine
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
