@@ -11,9 +11,30 @@
 #   the objective, MAXB (default 32) max_batch_size of both, PROTO (default
 #   http) kiln perf's protocol.
 #   output: bench/results/slo-batching.{md,fixed.csv,slo.csv} (OUT=DIR/NAME changes the prefix)
-#   KILN=path uses a built kiln instead of building one; PORT=N serves on N, N+1, N+2 (default 18200).
+#   KILN=path uses a built kiln instead of building one (then neither Go nor
+#   curl is needed: bench/quiet-cpu.sh runs it so); PORT=N serves on N, N+1,
+#   N+2 (default 18200). MACHINE=TEXT describes the machine in the report
+#   instead of "the machine is shared with other work while this runs";
+#   SIM=0 leaves out the simulated sweep (it needs Go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# get URL prints the body of a successful HTTP GET: with curl, or with
+# bash's /dev/tcp where there is no curl (a bare GPU image)
+get() {
+  if command -v curl >/dev/null; then
+    curl -sf "$1"
+    return
+  fi
+  local hostport=${1#http://} path resp
+  path=/${hostport#*/}
+  hostport=${hostport%%/*}
+  { exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
+  resp=$(cat <&3)
+  exec 3<&-
+  [[ ${resp%%$'\r'*} == *" 200 "* ]] || return 1
+  printf '%s\n' "${resp#*$'\r\n\r\n'}"
+}
 rates=${1:-250:2250:500}
 interval=${2:-2s}
 delay=${DELAY_US:-2000}
@@ -22,6 +43,7 @@ maxb=${MAXB:-32}
 proto=${PROTO:-http}
 out=${OUT:-bench/results/slo-batching}
 port=${PORT:-18200}
+machine=${MACHINE:-the machine is shared with other work while this runs, so single rows are noisy}
 tmp=$(mktemp -d)
 kiln=${KILN:-$tmp/kiln}
 [ -n "${KILN:-}" ] || go build -o "$kiln" ./cmd/kiln
@@ -43,10 +65,10 @@ CFG
 serve=$!
 trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 600); do
-  curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
+  get "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
   sleep 0.1
 done
-curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$tmp/serve.log"; echo "kiln serve did not get ready" >&2; exit 1; }
+get "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$tmp/serve.log"; echo "kiln serve did not get ready" >&2; exit 1; }
 url=127.0.0.1:$port
 [ "$proto" = grpc ] && url=127.0.0.1:$((port + 1))
 # the two models take turns at each rate, so that a change in the machine's
@@ -63,10 +85,10 @@ for ((r = r0; r <= r1; r += rstep)); do
     tail -n +2 "$tmp/$m.$r.csv" >>"$out.$m.csv"
   done
 done
-met=$(curl -sf "http://127.0.0.1:$((port + 2))/metrics" | grep '^kiln_inference_slo_' || true)
+met=$(get "http://127.0.0.1:$((port + 2))/metrics" | grep '^kiln_inference_slo_' || true)
 batches=""
 for m in fixed slo; do
-  st=$(curl -sf "http://127.0.0.1:$port/v2/models/$m/stats")
+  st=$(get "http://127.0.0.1:$port/v2/models/$m/stats")
   inf=$(grep -o '"inference_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)
   exe=$(grep -o '"execution_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)
   batches+="$m: $inf inferences in $exe executions, $(awk -v a="$inf" -v b="$exe" 'BEGIN { printf "%.2f", b ? a / b : 0 }') a batch on average"$'\n'
@@ -75,8 +97,8 @@ done
   echo "# SLO-aware batching against a fixed queue delay: tinycnn, $proto, request rates $rates"
   echo
   echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
-  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end: the machine is shared with other work while this runs,"
-  echo "so single rows are noisy. kiln serve and kiln perf on the same machine, over loopback."
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end: $machine."
+  echo "kiln serve and kiln perf on the same machine, over loopback."
   echo
   echo "One \`kiln serve\` with the bundled tinycnn twice, both \`max_batch_size: $maxb\`:"
   echo
@@ -119,7 +141,7 @@ done
   echo '```'
   echo
   echo "CSV: [\`$(basename "$out").fixed.csv\`]($(basename "$out").fixed.csv), [\`$(basename "$out").slo.csv\`]($(basename "$out").slo.csv)."
-  if command -v go >/dev/null; then
+  if [ "${SIM:-1}" != 0 ] && command -v go >/dev/null; then
     echo
     echo "## The same policies on simulated engines (virtual time)"
     echo

@@ -98,9 +98,9 @@ type config struct {
 	pprof    bool
 	// serveArgs are more arguments for kiln serve
 	serveArgs []string
-	// built runs the engine target on tinycnn built as kiln serve builds a
-	// repository's model (else the graph as loaded, as kiln serve runs its
-	// bundled model)
+	// built runs the engine target on tinycnn built as kiln serve builds
+	// its bundled model and a repository's (else the graph as loaded, as
+	// kiln serve --no-build runs it)
 	built bool
 }
 
@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.duration, "duration", 2*time.Second, "each measured window")
 	targets := fs.String("targets", strings.Join(defaultTargets, ","), "comma-separated targets among "+strings.Join(allTargets, ", "))
 	fs.BoolVar(&c.pprof, "pprof", false, "start kiln serve (and kiln gateway) with --pprof and print their profile addresses on stderr")
-	engineKind := fs.String("engine", "graph", "the engine target's tinycnn: graph (loaded as it is, as kiln serve runs its bundled model) or built (by kiln's builder with a batch of 1..8, as kiln serve builds a repository's model)")
+	engineKind := fs.String("engine", "built", "the engine target's tinycnn: built (by kiln's builder with a batch of 1..8, as kiln serve builds its bundled model and a repository's) or graph (loaded as it is, as kiln serve --no-build runs it)")
 	serveArgs := fs.String("serve-args", "", "more arguments for kiln serve, separated by spaces (such as --model-repository DIR, whose model tinycnn is then served)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -453,7 +453,7 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "then %v of %d clients (throughput), closed loop over loopback, after %v of load not counted.\n", c.duration, c.clients, c.warmup)
 	fmt.Fprintf(w, "HTTP body: %d bytes of JSON (3,072 FP32 numbers); gRPC: raw_input_contents (12,288 bytes).\n", r.bodyBytes)
 	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n", c.clients)
-	served := "the bundled tinycnn (no dynamic batching; its graph as loaded)"
+	served := "the bundled tinycnn (built into a plan with a batch of 1..8, no dynamic batching)"
 	if len(c.serveArgs) > 0 {
 		served = "tinycnn, started as `kiln serve " + strings.Join(c.serveArgs, " ") + "`"
 	}

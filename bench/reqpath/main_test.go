@@ -42,7 +42,7 @@ func TestReqpath(t *testing.T) {
 	}
 	rep := out.String()
 	for _, want := range []string{
-		"the bundled tinycnn (no dynamic batching; its graph as loaded)", "the engine target runs tinycnn's graph as loaded",
+		"the bundled tinycnn (built into a plan with a batch of 1..8, no dynamic batching)", "the engine target runs tinycnn built by kiln's builder",
 		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
 		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",
 		"| kiln gateway in front of kiln serve, HTTP JSON |", "| kiln gateway in front of kiln serve, gRPC |",
