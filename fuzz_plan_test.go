@@ -19,6 +19,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/plan"
@@ -295,7 +296,7 @@ func FuzzPlanRun(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	cpu, ord, err := device.Lookup("cpu")
+	cpu, ord, err := devices.Lookup("cpu")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/internal/version"
@@ -189,6 +190,11 @@ type LoadOptions struct {
 	// fingerprint must equal the plan's (identical GPUs share one plan).
 	// Empty: the device the plan was built for.
 	Device string
+	// Devices are where a plan's device is looked up; empty: kiln's
+	// (devices.All, the GPU executor included: a CUDA plan needs no
+	// import besides this package). A program with a device of its own
+	// lists it here, as it does in BuildOptions.Devices.
+	Devices device.Set
 }
 
 // LoadWith is Load with options.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/partition"
@@ -48,7 +49,7 @@ func loadPlan(path string, o LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
 	}
-	if err := p.CheckDeviceAt(o.Device); err != nil {
+	if err := p.CheckDeviceIn(o.Devices, o.Device); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("%w %s: %w", ErrPlan, filepath.Base(path), err)
 	}
@@ -66,16 +67,16 @@ func loadPlan(path string, o LoadOptions) (*Model, error) {
 // the model's Plan method.
 func Build(ctx context.Context, path string, o BuildOptions) (*Model, error) {
 	res, err := build.Build(ctx, path, o)
-	return fromBuild(res, err)
+	return fromBuild(res, o.Devices, err)
 }
 
 // BuildBytes is Build for a model in memory.
 func BuildBytes(ctx context.Context, name string, model []byte, o BuildOptions) (*Model, error) {
 	res, err := build.BuildBytes(ctx, name, model, o)
-	return fromBuild(res, err)
+	return fromBuild(res, o.Devices, err)
 }
 
-func fromBuild(res *build.Result, err error) (*Model, error) {
+func fromBuild(res *build.Result, set device.Set, err error) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kiln: %w", err)
 	}
@@ -88,7 +89,7 @@ func fromBuild(res *build.Result, err error) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kiln: %w", err)
 	}
-	m, err := fromPlan(p, LoadOptions{})
+	m, err := fromPlan(p, LoadOptions{Devices: set})
 	if err != nil {
 		return nil, fmt.Errorf("kiln: %w", err)
 	}
@@ -107,7 +108,7 @@ func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 		dev = lo.Device // checked by CheckDeviceAt
 	}
 	if h.Device != "cpu" {
-		d, ord, err := device.Lookup(dev)
+		d, ord, err := devices.Or(lo.Devices).Lookup(dev)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrPlan, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/plan"
@@ -55,7 +56,7 @@ type CacheResult struct {
 // there. A model file that is already a plan is loaded as it is.
 func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Model, CacheResult, error) {
 	if IsPlan(path) {
-		m, err := LoadWith(path, c.loadOptions(o.Device))
+		m, err := LoadWith(path, c.loadOptions(o))
 		return m, CacheResult{Path: path, Hit: true}, err
 	}
 	key, err := c.key(path, o)
@@ -75,7 +76,7 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 			}
 			res.Rebuilt = fmt.Sprintf("the cached plan %s was built from another model or other options (its build key %s, this model's %s)", filepath.Base(res.Path), got, key)
 		} else {
-			m, err := LoadWith(res.Path, c.loadOptions(o.Device))
+			m, err := LoadWith(res.Path, c.loadOptions(o))
 			switch {
 			case errors.Is(err, engine.ErrMemory):
 				// a rebuild would not make it fit: the model is too
@@ -113,16 +114,17 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	if err != nil {
 		return nil, res, fmt.Errorf("kiln: plan cache: %w", err)
 	}
-	m, err := LoadWith(res.Path, c.loadOptions(o.Device))
+	m, err := LoadWith(res.Path, c.loadOptions(o))
 	return m, res, err
 }
 
-// loadOptions are the options of loading a plan for device dev (of the
-// build options: "", "cpu", "cuda" or "cuda:N"): a plan of the cache may
-// have been built on another GPU of the same fingerprint, and runs on dev.
-func (c *PlanCache) loadOptions(dev string) LoadOptions {
-	o := LoadOptions{MemoryLimit: c.MemoryLimit}
-	if dev != "" && dev != "cpu" {
+// loadOptions are the options of loading a plan built with bo, for its
+// device (bo.Device: "", "cpu", "cuda" or "cuda:N", of bo.Devices): a plan
+// of the cache may have been built on another GPU of the same
+// fingerprint, and runs on bo.Device.
+func (c *PlanCache) loadOptions(bo BuildOptions) LoadOptions {
+	o := LoadOptions{MemoryLimit: c.MemoryLimit, Devices: bo.Devices}
+	if dev := bo.Device; dev != "" && dev != "cpu" {
 		o.Device = dev // "cuda" is "cuda:0"
 	}
 	return o
@@ -166,7 +168,7 @@ func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
 	if dev == "" {
 		dev = "cpu"
 	}
-	d, ord, err := device.Lookup(dev)
+	d, ord, err := devices.Or(o.Devices).Lookup(dev)
 	if err != nil {
 		return "", err
 	}
@@ -180,7 +182,7 @@ func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
 	// one fingerprint share one plan file and a GPU that differs has its
 	// own).
 	// fmt prints maps sorted, so equal options hash equally.
-	o.Log, o.Progress, o.TimingCache = nil, nil, ""
+	o.Log, o.Progress, o.TimingCache, o.Devices = nil, nil, "", nil
 	if strings.Contains(o.Device, ":") {
 		o.Device = plan.DeviceBase(o.Device) // "cuda:1" hashes as "cuda" does
 	}

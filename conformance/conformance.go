@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -59,6 +60,9 @@ type Options struct {
 	// as kiln build --device builds it (layers the device lacks run on
 	// the CPU), instead of the model being loaded on the CPU.
 	Device string
+	// Devices are where Device is looked up (kiln.BuildOptions.Devices);
+	// empty: kiln's.
+	Devices device.Set
 }
 
 func (o Options) onDevice() bool { return o.Device != "" && o.Device != "cpu" }
@@ -145,7 +149,7 @@ func runTest(ctx context.Context, dir string, o Options, r *Result) error {
 	var m *kiln.Model
 	var err error
 	if o.onDevice() {
-		m, err = kiln.Build(ctx, filepath.Join(dir, "model.onnx"), kiln.BuildOptions{Device: o.Device})
+		m, err = kiln.Build(ctx, filepath.Join(dir, "model.onnx"), kiln.BuildOptions{Device: o.Device, Devices: o.Devices})
 	} else {
 		m, err = kiln.Load(filepath.Join(dir, "model.onnx"))
 	}

@@ -1,6 +1,10 @@
 // Package device is the seam between kiln's builder and the hardware it
-// builds for. A device (cpu, cuda) registers itself in init; the builder and
-// the plan reader find it by name and never import a device package.
+// builds for. A device (cpu, cuda) is a value of a device package; a Set
+// lists the devices a build may use, in the order the partitioner prefers
+// them, and finds one by name. Package devices holds kiln's set (the GPU
+// first, the CPU last), so that the builder and the plan reader find a
+// device by name without importing a device package themselves, and no
+// device registers itself anywhere.
 //
 // A device's Fingerprint says what an engine built on it depends on (CPU ISA
 // features; GPU name, compute capability, driver and library versions). A
@@ -13,14 +17,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
 )
 
-// ErrUnknown is returned by Lookup for a device name nobody registered.
+// ErrUnknown is returned by Set.Lookup for a device name the set does not
+// have.
 var ErrUnknown = errors.New("device: unknown device")
 
 // ErrUnsupported is wrapped by a Supporter's answer for a node the device
@@ -88,7 +93,7 @@ func Diff(plan, here Fingerprint) string {
 
 // Device is one kind of hardware kiln builds engines for.
 type Device interface {
-	// Name is the device's registered name, e.g. "cpu" or "cuda".
+	// Name is the device's name, e.g. "cpu" or "cuda", unique in a Set.
 	Name() string
 	// Fingerprint describes the device as found on this machine, or says
 	// why it is not usable here (an error wrapping ErrUnavailable).
@@ -118,49 +123,52 @@ func FingerprintAt(d Device, ordinal int) (Fingerprint, error) {
 	return d.Fingerprint()
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Device{}
-)
+// Set is an ordered list of devices, each under its own name: the devices
+// a build may use and a plan may run on, in the order the partitioner
+// prefers them (the CPU last). Package devices has kiln's (devices.All);
+// a program or a test may give the builder and the loader its own.
+type Set []Device
 
-// Register adds a device. It panics if one of the same name exists.
-func Register(d Device) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := registry[d.Name()]; dup {
-		panic("device: duplicate registration of " + d.Name())
+// ParseName splits a device name into the device's name and the unit's
+// ordinal: "cuda:1" is "cuda" and 1, "cpu" is "cpu" and 0. The ordinal
+// after ':' must be a number >= 0 without leading zeros; the error wraps
+// ErrUnknown.
+func ParseName(name string) (base string, ordinal int, err error) {
+	i := strings.IndexByte(name, ':')
+	if i < 0 {
+		return name, 0, nil
 	}
-	registry[d.Name()] = d
+	base, num := name[:i], name[i+1:]
+	ord, err := strconv.Atoi(num)
+	if err != nil || ord < 0 || strconv.Itoa(ord) != num {
+		return "", 0, fmt.Errorf("%w: %q: the device ordinal after ':' must be a number >= 0", ErrUnknown, name)
+	}
+	return base, ord, nil
 }
 
-// Lookup returns the device registered under name. A suffix ":N" (a device
-// ordinal, as in "cuda:1") is accepted and returned separately.
-func Lookup(name string) (Device, int, error) {
-	base, ord := name, 0
-	if i := strings.IndexByte(name, ':'); i >= 0 {
-		base = name[:i]
-		if _, err := fmt.Sscanf(name[i+1:], "%d", &ord); err != nil || ord < 0 || fmt.Sprint(ord) != name[i+1:] {
-			return nil, 0, fmt.Errorf("%w: %q: the device ordinal after ':' must be a number >= 0", ErrUnknown, name)
+// Lookup returns the device of s named name. A suffix ":N" (a device
+// ordinal, as in "cuda:1") is accepted and returned separately (see
+// ParseName). A name s does not have is an error wrapping ErrUnknown that
+// lists the names it has.
+func (s Set) Lookup(name string) (Device, int, error) {
+	base, ord, err := ParseName(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, d := range s {
+		if d.Name() == base {
+			return d, ord, nil
 		}
 	}
-	mu.RLock()
-	d, ok := registry[base]
-	mu.RUnlock()
-	if !ok {
-		return nil, 0, fmt.Errorf("%w: %q (known: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
-	}
-	return d, ord, nil
+	return nil, 0, fmt.Errorf("%w: %q (known: %s)", ErrUnknown, name, strings.Join(s.Names(), ", "))
 }
 
-// Names returns the registered device names, sorted.
-func Names() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	var out []string
-	for n := range registry {
-		out = append(out, n)
+// Names returns the names of the devices of s, in order.
+func (s Set) Names() []string {
+	out := make([]string, len(s))
+	for i, d := range s {
+		out[i] = d.Name()
 	}
-	sort.Strings(out)
 	return out
 }
 

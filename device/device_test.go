@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln/device"
-	_ "github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/device/cpu"
 )
 
 func TestDiff(t *testing.T) {
@@ -26,21 +26,42 @@ func TestDiff(t *testing.T) {
 	}
 }
 
-func TestLookup(t *testing.T) {
-	d, ord, err := device.Lookup("cpu")
-	if err != nil || d.Name() != "cpu" || ord != 0 {
-		t.Fatalf("Lookup(cpu) = %v, %d, %v", d, ord, err)
+// unit is a device of several units, for Set.Lookup's ordinals.
+type unit struct{}
+
+func (unit) Name() string { return "unit" }
+func (unit) Fingerprint() (device.Fingerprint, error) {
+	return device.Fingerprint{"device": "unit"}, nil
+}
+
+func TestSetLookup(t *testing.T) {
+	set := device.Set{unit{}, cpu.Device{}}
+	if got := strings.Join(set.Names(), ","); got != "unit,cpu" {
+		t.Errorf("Names() = %s, want the set's order unit,cpu", got)
 	}
+	for _, tt := range []struct {
+		name, want string
+		ord        int
+	}{{"cpu", "cpu", 0}, {"unit", "unit", 0}, {"unit:1", "unit", 1}, {"unit:12", "unit", 12}} {
+		d, ord, err := set.Lookup(tt.name)
+		if err != nil || d.Name() != tt.want || ord != tt.ord {
+			t.Errorf("Lookup(%q) = %v, %d, %v; want %s, %d", tt.name, d, ord, err, tt.want, tt.ord)
+		}
+	}
+	d, _, _ := set.Lookup("cpu")
 	fp, err := d.Fingerprint()
 	if err != nil || fp["isa"] == "" || fp["arch"] == "" {
 		t.Fatalf("cpu fingerprint %v, %v", fp, err)
 	}
-	for _, bad := range []string{"tpu", "cpu:x", "cpu:-1", "cpu:01"} {
-		if _, _, err := device.Lookup(bad); !errors.Is(err, device.ErrUnknown) {
+	for _, bad := range []string{"tpu", "cpu:x", "cpu:-1", "cpu:01", "cpu:", "cpu:+1", "unit:1:2", ""} {
+		if _, _, err := set.Lookup(bad); !errors.Is(err, device.ErrUnknown) {
 			t.Errorf("Lookup(%q) error %v, want ErrUnknown", bad, err)
 		}
 	}
-	if _, _, err := device.Lookup("tpu"); err == nil || !strings.Contains(err.Error(), "cpu") {
-		t.Errorf("unknown device error should list known devices: %v", err)
+	if _, _, err := set.Lookup("tpu"); err == nil || !strings.Contains(err.Error(), "unit, cpu") {
+		t.Errorf("unknown device error should list the set's devices: %v", err)
+	}
+	if _, _, err := (device.Set{}).Lookup("cpu"); !errors.Is(err, device.ErrUnknown) {
+		t.Errorf("empty set: %v, want ErrUnknown", err)
 	}
 }

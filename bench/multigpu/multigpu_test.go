@@ -33,7 +33,6 @@ import (
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/device/cuda"
-	_ "github.com/kilnai/kiln/device/cuda/gpuexec" // the GPU executor
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/grpcapi"
 	"github.com/kilnai/kiln/serve/httpapi"

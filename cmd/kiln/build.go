@@ -142,7 +142,7 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 
 func (b *buildFlags) options() (build.Options, error) {
 	o := build.Options{
-		Device: b.device, OptLevel: b.optLevel, NoOptimization: b.optLevel == 0, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
+		Device: b.device, Devices: deviceSet, OptLevel: b.optLevel, NoOptimization: b.optLevel == 0, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
 		CalibData: b.calibData, CalibBatches: b.calibRandom, CalibMethod: b.calibMethod, CalibCache: b.calibCache,
 		LayerPrecision: b.layers, TimingCache: b.timingCache, NoTiming: b.noTiming, StrictDevice: b.strictDevice,
 	}

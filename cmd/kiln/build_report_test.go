@@ -22,6 +22,7 @@ import (
 // indices the report is made; with --calib-data of invalid ones the build
 // fails, naming the reference run.
 func TestBuildReportRandomInputs(t *testing.T) {
+	withDevice(t, poollessGPU{})
 	dir := t.TempDir()
 	b := ir.NewBuilder("lookup", 17)
 	idx := b.Input("idx", tensor.Int64, ir.D(3))

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/ir"
@@ -52,13 +53,21 @@ func (p poollessProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) 
 }
 func (p poollessProgram) Close() error { return nil }
 
-func init() { device.Register(poollessGPU{}) }
+// withDevice makes the commands see d beside kiln's devices until t ends
+// (the set --device and a plan's device are looked up in).
+func withDevice(t *testing.T, d device.Device) {
+	t.Helper()
+	old := deviceSet
+	deviceSet = append(devices.All(), d)
+	t.Cleanup(func() { deviceSet = old })
+}
 
 // TestBuildStrictDevice (issue 10, item 2, through the CLI): kiln build for a
 // device that lacks some layers builds a plan whose pooling runs on the
 // CPU, and the plan matches the reference outputs; --strict-device refuses
 // the same build, naming the layers.
 func TestBuildStrictDevice(t *testing.T) {
+	withDevice(t, poollessGPU{})
 	dir := t.TempDir()
 	model := filepath.Join(dir, "tiny.onnx")
 	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
@@ -116,6 +125,7 @@ func TestBuildStrictDevice(t *testing.T) {
 // does, and counts the passed tests that ran entirely on it apart from
 // those with layers on the CPU (here the pooling tests on poollessgpu).
 func TestConformanceDevice(t *testing.T) {
+	withDevice(t, poollessGPU{})
 	const suite = "/usr/share/libonnx-testdata/data/node"
 	var dirs []string
 	for _, name := range []string{"test_relu", "test_maxpool_2d_default", "test_averagepool_2d_default", "test_add"} {

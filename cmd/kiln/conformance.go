@@ -25,7 +25,7 @@ func conformanceCmd(args []string) int {
 		return fail("%v", err)
 	}
 	if *dev != "cpu" {
-		d, ord, err := device.Lookup(*dev)
+		d, ord, err := deviceSet.Lookup(*dev)
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -35,7 +35,7 @@ func conformanceCmd(args []string) int {
 	}
 	skips := conformance.Skips()
 	sum := conformance.Summary{Device: *dev}
-	o := conformance.Options{Device: *dev}
+	o := conformance.Options{Device: *dev, Devices: deviceSet}
 	for _, d := range dirs {
 		r := conformance.RunWith(context.Background(), d, skips, o)
 		sum.Add(r)

@@ -36,7 +36,7 @@ func inspectCmd(args []string) int {
 		return exitOK
 	}
 	printPlan(os.Stdout, p)
-	if err := p.CheckDevice(); err != nil {
+	if err := p.CheckDeviceIn(deviceSet, ""); err != nil {
 		fmt.Printf("\nnote: this plan cannot run here: %v\n", err)
 	}
 	return exitOK

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln"
-	_ "github.com/kilnai/kiln/device/cuda/gpuexec" // --device cuda: the GPU executor
 )
 
 // exit codes shared by the subcommands

@@ -24,7 +24,7 @@ import (
 // run will feed it.
 func loadForRun(path string, bf *buildFlags, runAt *runShapes) (*kiln.Model, error) {
 	if path != "example" && kiln.IsPlan(path) {
-		return kiln.Load(path)
+		return kiln.LoadWith(path, kiln.LoadOptions{Devices: deviceSet})
 	}
 	o, err := bf.options()
 	if err != nil {

@@ -6,18 +6,20 @@ import (
 	"github.com/kilnai/kiln/device"
 )
 
-// cpuDevice is the "cpu" device of the builder: kernels in this package.
-type cpuDevice struct{}
+// Device is the "cpu" device of the builder: kernels in this package. Package
+// devices lists it, last (the partitioner's fallback for every node).
+type Device struct{}
 
-var _ device.Device = cpuDevice{}
+var _ device.Device = Device{}
 
-func (cpuDevice) Name() string { return "cpu" }
+// Name returns "cpu".
+func (Device) Name() string { return "cpu" }
 
 // Fingerprint names what a CPU engine depends on: the architecture and the
 // instruction set of the kernels in use (and, through extraFeatures, the
 // optional features other kernels were chosen for). A plan tuned for AVX-512
 // does not load where only AVX2 runs.
-func (cpuDevice) Fingerprint() (device.Fingerprint, error) {
+func (Device) Fingerprint() (device.Fingerprint, error) {
 	f := device.Fingerprint{"device": "cpu", "arch": runtime.GOARCH, "isa": ISA()}
 	for k, v := range extraFeatures() {
 		f[k] = v
@@ -37,5 +39,3 @@ func extraFeatures() map[string]string {
 	}
 	return m
 }
-
-func init() { device.Register(cpuDevice{}) }

@@ -6,23 +6,28 @@ import (
 	"strconv"
 
 	"github.com/kilnai/kiln/device"
-	"github.com/kilnai/kiln/ir"
 )
 
-// DeviceName is the name under which the CUDA device is registered with
-// package device ("cuda", or "cuda:N" for GPU N).
+// DeviceName is the name of the CUDA device ("cuda", or "cuda:N" for GPU
+// N).
 const DeviceName = "cuda"
 
-// cudaDevice is the "cuda" device of the builder.
-type cudaDevice struct{}
+// GPU is the "cuda" device as far as this package knows it: its name, the
+// fingerprint of each GPU and the GPUs this process can use. It runs no
+// graph (it is not a device.Executor): package gpuexec's Device adds the
+// executor, and package devices lists that one.
+type GPU struct{}
 
-var _ device.Device = cudaDevice{}
+var (
+	_ device.Device   = GPU{}
+	_ device.Ordinals = GPU{}
+)
 
 // Name returns "cuda".
-func (cudaDevice) Name() string { return DeviceName }
+func (GPU) Name() string { return DeviceName }
 
 // Fingerprint describes GPU 0; see FingerprintOf.
-func (cudaDevice) Fingerprint() (device.Fingerprint, error) { return FingerprintOf(0) }
+func (GPU) Fingerprint() (device.Fingerprint, error) { return FingerprintOf(0) }
 
 // FingerprintOf probes GPU ordinal (libraries found as Options{} finds them)
 // and returns its fingerprint as a device.Fingerprint: "device" = "cuda",
@@ -88,20 +93,20 @@ func deviceFingerprint(fp Fingerprint, err error) (device.Fingerprint, error) {
 }
 
 // FingerprintOf describes GPU ordinal (device.Ordinals).
-func (cudaDevice) FingerprintOf(ordinal int) (device.Fingerprint, error) {
+func (GPU) FingerprintOf(ordinal int) (device.Fingerprint, error) {
 	return FingerprintOf(ordinal)
 }
 
-var _ device.Units = cudaDevice{}
+var _ device.Units = GPU{}
 
 // Units lists the GPUs this process can use (device.Units), by ordinal:
 // those CUDA_VISIBLE_DEVICES leaves visible, as the driver numbers them,
 // each by its UUID ("GPU-...", as NVML and the nv_gpu_* metrics name it;
 // "cuda:N" when the driver cannot say).
-func (cudaDevice) Units() ([]string, error) { return VisibleGPUs(Options{}) }
+func (GPU) Units() ([]string, error) { return VisibleGPUs(Options{}) }
 
 // VisibleGPUs opens the driver as o says and lists the UUIDs of the GPUs
-// it makes visible, in ordinal order (see cudaDevice.Units). Without a
+// it makes visible, in ordinal order (see GPU.Units). Without a
 // driver the error wraps ErrUnavailable and device.ErrUnavailable.
 func VisibleGPUs(o Options) ([]string, error) {
 	d, err := OpenDriver(o)
@@ -125,37 +130,3 @@ func VisibleGPUs(o Options) ([]string, error) {
 	}
 	return ids, nil
 }
-
-// Compiler compiles graphs for the GPU; package gpuexec (the executor) sets
-// it in its init, so that the device can run plans wherever the executor is
-// linked in (kiln's command imports it).
-var Compiler func(g *ir.Graph, o device.ExecOptions) (device.Program, error)
-
-// Support says whether the GPU executor runs a node (device.Supporter);
-// package gpuexec sets it in its init, with Compiler.
-var Support func(n *ir.Node, g *ir.Graph) error
-
-var (
-	_ device.Executor  = cudaDevice{}
-	_ device.Supporter = cudaDevice{}
-)
-
-// Supports asks the GPU executor whether it runs n (device.Supporter).
-// Without the executor linked in it answers nil: Compile then says what is
-// missing.
-func (cudaDevice) Supports(n *ir.Node, g *ir.Graph) error {
-	if Support == nil {
-		return nil
-	}
-	return Support(n, g)
-}
-
-// Compile prepares g to run on the GPU through Compiler.
-func (cudaDevice) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
-	if Compiler == nil {
-		return nil, fmt.Errorf("%w: cuda: the GPU executor is not linked into this program (import github.com/kilnai/kiln/device/cuda/gpuexec)", device.ErrUnavailable)
-	}
-	return Compiler(g, o)
-}
-
-func init() { device.Register(cudaDevice{}) }

@@ -9,10 +9,13 @@ import (
 	"github.com/kilnai/kiln/device"
 )
 
-func TestRegistered(t *testing.T) {
-	d, ord, err := device.Lookup("cuda:1")
+func TestGPUInSet(t *testing.T) {
+	d, ord, err := device.Set{GPU{}}.Lookup("cuda:1")
 	if err != nil || d.Name() != "cuda" || ord != 1 {
 		t.Fatalf("Lookup(cuda:1) = %v, %d, %v", d, ord, err)
+	}
+	if _, ok := d.(device.Executor); ok {
+		t.Error("cuda.GPU runs graphs: the executor is package gpuexec's Device")
 	}
 }
 
@@ -20,11 +23,7 @@ func TestRegistered(t *testing.T) {
 // the device is unavailable and the error names libcuda.
 func TestFingerprintNoLibrary(t *testing.T) {
 	t.Setenv(EnvLibPath, t.TempDir())
-	d, _, err := device.Lookup("cuda")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = d.Fingerprint()
+	_, err := GPU{}.Fingerprint()
 	if !errors.Is(err, device.ErrUnavailable) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("error %v, want device.ErrUnavailable and cuda.ErrUnavailable", err)
 	}

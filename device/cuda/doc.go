@@ -37,6 +37,7 @@
 // NewMatmulWith with a bias epilogue) are bound, in true float32 (no TF32)
 // or in half with float32 accumulation on tensor cores (ConvParams.Half,
 // MatmulOptions.Half). Package gpuexec builds on these to run
-// optimized graphs; importing this package registers the "cuda" device with
-// package device (FingerprintOf).
+// optimized graphs. GPU is the "cuda" device without an executor (name,
+// FingerprintOf, the GPUs this process can use); gpuexec.Device adds the
+// executor, and package devices lists that one: nothing registers itself.
 package cuda

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/ir"
@@ -35,8 +36,12 @@ const (
 // Options configure a build. The zero value builds an FP32 CPU plan at
 // optimization level 2 with default profiles.
 type Options struct {
-	// Device is "cpu" (default) or "cuda[:N]".
+	// Device is "cpu" (default) or "cuda[:N]": a device of Devices.
 	Device string
+	// Devices are the devices the build may use, where Device is looked
+	// up; empty: kiln's (devices.All, the GPU executor included). A
+	// program or a test with a device of its own lists it here.
+	Devices device.Set
 	// Precision is FP32 (default), FP16 or INT8.
 	Precision string
 	// OptLevel is the optimizer level 1..5 (see optimize.Passes); 0 means
@@ -191,7 +196,7 @@ func build(ctx context.Context, name string, load func() (*onnx.File, error), o 
 	if err := o.normalize(); err != nil {
 		return nil, err
 	}
-	d, ord, err := device.Lookup(o.Device)
+	d, ord, err := devices.Or(o.Devices).Lookup(o.Device)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
@@ -201,7 +206,7 @@ func build(ctx context.Context, name string, load func() (*onnx.File, error), o 
 	}
 	b := &builder{o: o, res: &Result{}, fp: fp, fused: map[string][]string{}, started: time.Now()}
 	b.exec, _ = d.(device.Executor)
-	_, b.ordinal, _ = device.Lookup(o.Device)
+	b.ordinal = ord
 	ok := false
 	defer func() {
 		if !ok {

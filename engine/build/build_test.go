@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/examples"

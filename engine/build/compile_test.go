@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/examples"
@@ -60,7 +62,9 @@ func (p fakeProgram) Blobs() map[string][]byte {
 	return map[string][]byte{"kernels.sm_90": []byte("cubin for " + p.name)}
 }
 
-func init() { device.Register(fakeGPU{}) }
+// fakeDevices are kiln's devices and fakeGPU: the set the tests give the
+// builder and the loader (no device registers itself).
+var fakeDevices = append(devices.All(), fakeGPU{})
 
 // TestExecutorDevice builds for a device that compiles graphs itself,
 // writes the plan with the device's sections, and runs it from the plan.
@@ -70,7 +74,7 @@ func TestExecutorDevice(t *testing.T) {
 	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu:1", Precision: build.FP16})
+	res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu:1", Devices: fakeDevices, Precision: build.FP16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +87,11 @@ func TestExecutorDevice(t *testing.T) {
 	if len(res.Header.Accuracy) == 0 || len(res.Blobs) != 1 || res.Header.Layers[0].Precision != build.FP16 {
 		t.Fatalf("plan for an executor device: accuracy %s, blobs %v, layer %+v", res.Header.Accuracy, res.Blobs, res.Header.Layers[0])
 	}
-	m, err := kiln.Load(path)
+	// Without the device in its set the loader says which it lacks.
+	if _, err := kiln.Load(path); !errors.Is(err, device.ErrUnknown) || !strings.Contains(err.Error(), `"fakegpu:1"`) {
+		t.Errorf("kiln.Load of a fakegpu plan without fakegpu: %v, want device.ErrUnknown naming it", err)
+	}
+	m, err := kiln.LoadWith(path, kiln.LoadOptions{Devices: fakeDevices})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +119,7 @@ func TestExecutorDevice(t *testing.T) {
 	if _, err := m.RunObserved(context.Background(), map[string]*tensor.Tensor{"image": in}, nil); err == nil {
 		t.Error("RunObserved on a device program should fail clearly")
 	}
-	if res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Precision: build.INT8, CalibBatches: 2}); err != nil {
+	if res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Devices: fakeDevices, Precision: build.INT8, CalibBatches: 2}); err != nil {
 		t.Errorf("INT8 on an executor device: %v", err) // compile_int8_test.go tests what it does
 	} else {
 		res.Close()

@@ -18,6 +18,7 @@
 //     shape, with a persistent timing cache (package engine/tactic)
 //  6. memory: the activation arena planned at every profile's max shape
 //
-// The builder finds devices through the device registry and never imports
-// a device package.
+// The builder finds its device by name in Options.Devices, by default
+// kiln's set (package devices: the GPU executor, then the CPU); it imports
+// no device package itself.
 package build

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/partition"
@@ -77,7 +78,9 @@ func (p partialProgram) Blobs() map[string][]byte {
 	return map[string][]byte{"kernels": []byte(p.section), "tuned": []byte(p.tuned)}
 }
 
-func init() { device.Register(partialGPU{}) }
+// partialDevices are kiln's devices and partialGPU: the set the tests give
+// the builder and the loader.
+var partialDevices = append(devices.All(), partialGPU{})
 
 // cumsumModel is image[batch,3,8,8] -> Conv -> Relu -> CumSum(axis 3) ->
 // Conv -> "y": a network with an op in the middle the partial device lacks.
@@ -112,7 +115,7 @@ func cumsumModel(t *testing.T) []byte {
 // partition and matches the CPU; StrictDevice refuses the build.
 func TestBuildFallback(t *testing.T) {
 	model := cumsumModel(t)
-	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu"})
+	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", Devices: partialDevices})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,9 +127,9 @@ func TestBuildFallback(t *testing.T) {
 			t.Errorf("build notes do not say %q:\n%s", want, notes)
 		}
 	}
-	devices := map[string]int{}
+	byDevice := map[string]int{}
 	for _, l := range res.Header.Layers {
-		devices[l.Device]++
+		byDevice[l.Device]++
 		if (l.Device == "cpu") != (l.Op == "CumSum") {
 			t.Errorf("layer %s (%s) on %q", l.Name, l.Op, l.Device)
 		}
@@ -134,8 +137,8 @@ func TestBuildFallback(t *testing.T) {
 			t.Errorf("fallback layer %s: precision %s, reason %q", l.Name, l.Precision, l.Fallback)
 		}
 	}
-	if devices["cpu"] != 1 || devices["partialgpu"] != 2 {
-		t.Errorf("layers by device %v, want 2 on partialgpu and 1 on the CPU", devices)
+	if byDevice["cpu"] != 1 || byDevice["partialgpu"] != 2 {
+		t.Errorf("layers by device %v, want 2 on partialgpu and 1 on the CPU", byDevice)
 	}
 	var names []string
 	for _, b := range res.Blobs {
@@ -151,7 +154,7 @@ func TestBuildFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kiln.Load(path)
+	m, err := kiln.LoadWith(path, kiln.LoadOptions{Devices: partialDevices})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +189,7 @@ func TestBuildFallback(t *testing.T) {
 		}
 	}
 
-	_, err = build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", StrictDevice: true})
+	_, err = build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", Devices: partialDevices, StrictDevice: true})
 	if !errors.Is(err, partition.ErrFallback) || !strings.Contains(err.Error(), "(CumSum): device: unsupported") {
 		t.Errorf("StrictDevice: %v, want partition.ErrFallback naming the CumSum layer", err)
 	}
@@ -206,7 +209,7 @@ func TestBuildProfileBlobs(t *testing.T) {
 		}
 		profiles = append(profiles, engine.Profile{Name: fmt.Sprint("p", len(profiles)), Inputs: []engine.Range{r}})
 	}
-	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", Profiles: profiles})
+	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "partialgpu", Devices: partialDevices, Profiles: profiles})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +229,7 @@ func TestBuildProfileBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kiln.Load(path)
+	m, err := kiln.LoadWith(path, kiln.LoadOptions{Devices: partialDevices})
 	if err != nil {
 		t.Fatal(err)
 	}

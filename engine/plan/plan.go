@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/internal/tempfile"
 	"github.com/kilnai/kiln/internal/version"
@@ -487,14 +488,18 @@ func (p *Plan) CheckDevice() error { return p.CheckDeviceAt("") }
 // device than the one it was built on (a plan built on "cuda:0" run on
 // "cuda:1"): name must be the plan's device with another ordinal, whose
 // fingerprint must equal the plan's. An empty name is the plan's device.
-func (p *Plan) CheckDeviceAt(name string) error {
+func (p *Plan) CheckDeviceAt(name string) error { return p.CheckDeviceIn(nil, name) }
+
+// CheckDeviceIn is CheckDeviceAt with the plan's device looked up in s
+// (empty: kiln's devices, devices.All).
+func (p *Plan) CheckDeviceIn(s device.Set, name string) error {
 	if name == "" {
 		name = p.Header.Device
 	}
 	if DeviceBase(name) != DeviceBase(p.Header.Device) {
 		return fmt.Errorf("%w: the plan is for %s and cannot run on %s", ErrDevice, p.Header.Device, name)
 	}
-	d, ord, err := device.Lookup(name)
+	d, ord, err := devices.Or(s).Lookup(name)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDevice, err)
 	}

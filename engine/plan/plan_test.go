@@ -12,7 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/kilnai/kiln/device"
-	_ "github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	_ "github.com/kilnai/kiln/ops/all"
@@ -34,7 +34,7 @@ func testGraph() *ir.Graph {
 }
 
 func cpuHeader(t *testing.T) Header {
-	d, _, err := device.Lookup("cpu")
+	d, _, err := devices.Lookup("cpu")
 	if err != nil {
 		t.Fatal(err)
 	}

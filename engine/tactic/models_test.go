@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/engine"
 	. "github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
@@ -56,14 +57,10 @@ func loadOptimized(tb testing.TB, name string) (*ir.Graph, string) {
 	return g, dir
 }
 
-// cpuFingerprint is the fingerprint of the registered cpu device.
+// cpuFingerprint is the fingerprint of the cpu device.
 func cpuFingerprint(tb testing.TB) device.Fingerprint {
 	tb.Helper()
-	d, _, err := device.Lookup("cpu")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	fp, err := d.Fingerprint()
+	fp, err := cpu.Device{}.Fingerprint()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 )
 
 // Instance is one execution context of a model version, as its config's
@@ -34,12 +35,12 @@ type Instance struct {
 }
 
 // VisibleGPUs lists the GPUs this process can use, by CUDA ordinal, each
-// by its UUID (package device's "cuda" device, which honours
+// by its UUID (the "cuda" device of package devices, which honours
 // CUDA_VISIBLE_DEVICES). Placement asks it for instance groups of kind
-// KIND_GPU; tests replace it. Without a CUDA driver (or without the cuda
-// device linked in) it returns an error.
+// KIND_GPU; tests replace it. Without a CUDA driver (or in a binary built
+// without the cuda device) it returns an error.
 var VisibleGPUs = func() ([]string, error) {
-	d, _, err := device.Lookup("cuda")
+	d, _, err := devices.Lookup("cuda")
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,8 @@ const maxPlanEngines = 64
 // kernelBlob is the plan section name of the compiled kernels for arch.
 func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 
-// compilePlan is the cuda device's Compiler: the graph of a plan (optimized,
-// dims possibly symbolic) becomes a program that builds one engine per
+// compilePlan is Device.Compile: the graph of a plan (optimized, dims
+// possibly symbolic) becomes a program that builds one engine per
 // distinct input shape (each replaying its CUDA graphs). When the plan has
 // kernels compiled for this GPU they are loaded instead of running NVRTC.
 // The program is checked at compile time by building the engine for the
@@ -234,7 +234,25 @@ func (p *planProgram) Close() error { return p.s.Close() }
 // when tuned), stored in the plan by the builder.
 func (p *planProgram) Blobs() map[string][]byte { return p.blobs }
 
-func init() {
-	cuda.Compiler = compilePlan
-	cuda.Support = Supports
+// Device is the "cuda" device with this executor: cuda.GPU (name,
+// fingerprints, units) that compiles graphs into programs (compilePlan) and
+// says which nodes it runs (Supports). Package devices lists it before the
+// CPU.
+type Device struct{ cuda.GPU }
+
+var (
+	_ device.Executor  = Device{}
+	_ device.Supporter = Device{}
+	_ device.Ordinals  = Device{}
+	_ device.Units     = Device{}
+)
+
+// Compile prepares g (optimized, types inferred) to run on the GPU
+// o.Ordinal (device.Executor); see compilePlan.
+func (Device) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	return compilePlan(g, o)
 }
+
+// Supports says whether the executor runs node n of g (device.Supporter):
+// nil, or an error wrapping device.ErrUnsupported that says why not.
+func (Device) Supports(n *ir.Node, g *ir.Graph) error { return Supports(n, g) }
