@@ -17,3 +17,14 @@ func WithoutKernel(t testing.TB, op string) {
 		}
 	})
 }
+
+// Unchecked reports whether a kernel of the default-domain op is marked
+// unchecked (not yet run on a GPU against the CPU engine).
+func Unchecked(op string) bool {
+	for _, d := range registry[opKey{"", op}] {
+		if d.unchecked {
+			return true
+		}
+	}
+	return false
+}
