@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -281,12 +282,38 @@ func grpcOutcome(err error) (outcome, codes.Code) {
 	return answered, st.Code()
 }
 
+// grpcCall is what grpcUnary needs of the heap: the request and answer
+// messages, the backend's header and trailer and the call options that
+// fill them in, kept between calls.
+type grpcCall struct {
+	in, out         rawMsg
+	header, trailer metadata.MD
+	opts            [3]grpc.CallOption
+}
+
+// rawCodecOption makes a call to a backend pass rawMsg through.
+var rawCodecOption = grpc.ForceCodecV2(rawCodec{})
+
+var grpcCalls = sync.Pool{New: func() any {
+	c := &grpcCall{}
+	c.opts = [3]grpc.CallOption{rawCodecOption, grpc.Header(&c.header), grpc.Trailer(&c.trailer)}
+	return c
+}}
+
+func (c *grpcCall) release() {
+	c.in.free()
+	c.out.free()
+	c.header, c.trailer = nil, nil
+	grpcCalls.Put(c)
+}
+
 func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, priority int) error {
-	var in rawMsg
-	if err := ss.RecvMsg(&in); err != nil {
+	call := grpcCalls.Get().(*grpcCall)
+	defer call.release()
+	in := &call.in
+	if err := ss.RecvMsg(in); err != nil {
 		return err
 	}
-	defer in.free()
 	rt, err := wireRoute(in.bytes(), infer)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "cannot read the request: %v", err)
@@ -300,7 +327,8 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 	rt.grpc = true
 	ctx := ss.Context()
 	g.budget.request()
-	var tried []*Backend
+	var triedArr [4]*Backend
+	tried := triedArr[:0]
 	var lastErr error
 	for attempt := 0; attempt < g.opts.MaxAttempts; attempt++ {
 		b, err := g.pick(rt, tried)
@@ -320,12 +348,14 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 			lastErr = status.Error(codes.Unavailable, err.Error())
 			continue
 		}
-		var out rawMsg
-		var header, trailer metadata.MD
+		out := &call.out
+		out.free()
+		call.header, call.trailer = nil, nil
 		start := time.Now()
 		b.outstanding.Add(1)
-		err = cc.Invoke(g.outgoing(ctx), method, &in, &out, grpc.ForceCodecV2(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+		err = cc.Invoke(g.outgoing(ctx), method, in, out, call.opts[:]...)
 		b.outstanding.Add(-1)
+		header, trailer := call.header, call.trailer
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}
@@ -336,9 +366,7 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 			g.metrics.observe(b.Name(), rt.model, time.Since(start))
 			ss.SetHeader(header)
 			ss.SetTrailer(trailer)
-			err := ss.SendMsg(&out)
-			out.free()
-			return err
+			return ss.SendMsg(out)
 		}
 		g.done(b, rt, o)
 		lastErr = err
