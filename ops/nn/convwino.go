@@ -106,7 +106,10 @@ func winoGeom(p cpu.Conv2DParams) winoGeometry {
 	g.tiles = g.th * g.tw
 	g.ld = (g.tiles+15)/16*16 + 16
 	g.lt = (g.tw + 15) / 16 * 16
-	g.lp = g.lt + 16
+	// Tile u reads phases at u and u+1 < lp; the whole vectors of the pass
+	// across read up to lt floats from u = 1, into the next phase row or
+	// (the last) the next row: those lanes are past tw, never used.
+	g.lp = (g.tw + 16) / 16 * 16
 	g.wp = 4 * g.lp
 	g.hp = 4*g.th + 2
 	g.vp = p.C*g.ld + 48
@@ -204,42 +207,21 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 // winoInput writes V[xi][c][tile] = (Bt d B)[xi] for every input channel c
 // and tile of one image x.
 func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
-	per := 2*g.hp*g.wp + 24*g.lp
+	per := g.hp*g.wp + 6*g.wp + 16
 	dynamicFor(p.C, max(1, p.C/(4*cpu.Threads())), func(c0, c1 int) {
 		buf := winoInPool.get(per)
 		defer winoInPool.put(buf)
-		pad := (*buf)[:g.hp*g.wp]
-		ph := (*buf)[g.hp*g.wp : 2*g.hp*g.wp]
-		t := (*buf)[2*g.hp*g.wp:]
-		var pm padMasks
-		var src [6][]float32
+		ph := (*buf)[:g.hp*g.wp]
+		t := (*buf)[g.hp*g.wp:] // t[r][q][u]: r*wp + q*lp + u, one tile row
+		var masks [128]uint16
 		for c := c0; c < c1; c++ {
-			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
-			if !padPlane(pad, xc, p.H, p.W, g.hp, g.wp, p.PadTop, p.PadLeft, &pm) {
-				winoPadGo(pad, xc, p.H, p.W, g.hp, g.wp, p.PadTop, p.PadLeft)
-			}
-			// row y's column 4u+q goes to ph[y*wp + q*lp + u]
-			for r := 0; r < g.hp; r++ {
-				winoDeint4(pad[r*g.wp:(r+1)*g.wp], g.wp/64, ph[r*g.wp:(r+1)*g.wp], g.lp)
-			}
-			for ty := 0; ty < g.th; ty++ {
-				// down: t[r][q] = sum over i of Bt[r][i] ph[4ty+i][q]
-				for q := 0; q < 4; q++ {
-					for i := range src {
-						src[i] = ph[(4*ty+i)*g.wp+q*g.lp:][:g.lp]
-					}
-					winoBt(g.lp, &src, t[q*g.lp:], 4*g.lp)
-				}
-				// across: element j of the tile at u is phase j%4 at u+j/4
-				for r := 0; r < 6; r++ {
-					tr := t[r*4*g.lp:]
-					// (one element at a time: a composite literal is built
-					// aside and copied, which stalled on its stores)
-					src[0], src[1], src[2] = tr[:g.lt], tr[g.lp:][:g.lt], tr[2*g.lp:][:g.lt]
-					src[3], src[4], src[5] = tr[3*g.lp:][:g.lt], tr[1:][:g.lt], tr[g.lp+1:][:g.lt]
-					winoBt(g.lt, &src, v[r*6*g.vp+c*g.ld+ty*g.tw:], g.vp)
-				}
-			}
+			// column 4u+q of padded row y goes to ph[y*wp + q*lp + u]
+			winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, masks[:])
+			// per tile row: down, all four phases at once (t[r] = sum over
+			// i of Bt[r][i] ph[4ty+i]), then across each t[r]: element j of
+			// the tile at u is phase j%4 at u+j/4; tile row ty goes to
+			// tiles ty*tw...
+			winoInRows(ph, g.wp, g.th, t, v[c*g.ld:], g.vp, g.tw, g.lp, g.lt)
 		}
 	})
 }
@@ -248,99 +230,127 @@ func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
 // (clamped to [lo, hi] with clampOn) into out: planes of plane floats,
 // rows of wq.
 func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, plane, wq int, lo, hi float32, clampOn bool) {
-	nb := (g.tw + 15) / 16
 	dynamicFor(p.M, max(1, p.M/(4*cpu.Threads())), func(m0, m1 int) {
 		buf := winoOutPool.get(40 * g.lt)
 		defer winoOutPool.put(buf)
-		s := (*buf)[:24*g.lt] // s[r][q]: across, per row r of M
+		s := (*buf)[:24*g.lt] // s[r][q]: across row r of M, one tile row
 		o := (*buf)[24*g.lt:] // o[i][q]: down, output row i, column q
-		var src [6][]float32
 		for m := m0; m < m1; m++ {
 			var b float32
 			if bias != nil {
 				b = bias[m]
 			}
-			for ty := 0; ty < g.th; ty++ {
-				for r := 0; r < 6; r++ {
-					for j := range src {
-						src[j] = mm[(r*6+j)*g.mp+m*g.ld+ty*g.tw:][:g.lt]
-					}
-					winoAt(g.lt, &src, s[r*4*g.lt:], g.lt)
-				}
-				for q := 0; q < 4; q++ {
-					for r := range src {
-						src[r] = s[(r*4+q)*g.lt:][:g.lt]
-					}
-					winoAt(g.lt, &src, o[q*g.lt:], 4*g.lt)
-				}
-				for i := 0; i < 4; i++ {
-					row := out[m*plane+(4*ty+i)*wq:][:wq]
-					winoInt4(o[i*4*g.lt:], g.lt, nb, row, b, lo, hi, clampOn, wq)
-				}
-			}
+			winoOutRows(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, out[m*plane:], wq, g.tw, b, lo, hi, clampOn)
 		}
 	})
 }
 
-// winoPadGo is padPlane in Go: dst (hq rows of wq) = src (h x w) at row
-// padTop, column padLeft, zeros around it.
-func winoPadGo(dst, src []float32, h, w, hq, wq, padTop, padLeft int) {
-	clear(dst[:hq*wq])
-	for r := 0; r < h; r++ {
-		if y := r + padTop; y >= 0 && y < hq {
-			lo := max(0, -padLeft)
-			hi := min(w, wq-padLeft)
-			if lo < hi {
-				copy(dst[y*wq+padLeft+lo:], src[r*w+lo:r*w+hi])
+// winoPadDeintGo is winoPadDeint in Go.
+func winoPadDeintGo(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32) {
+	wp := 4 * lp
+	for y := 0; y < hp; y++ {
+		r := y - padTop
+		for j := 0; j < wp; j++ {
+			var v float32
+			if c := j - padLeft; r >= 0 && r < h && c >= 0 && c < w {
+				v = x[r*w+c]
+			}
+			dst[y*wp+(j%4)*lp+j/4] = v
+		}
+	}
+}
+
+// The transforms in Go: what the AVX-512 kernels compute (strides and
+// offsets in floats).
+
+// winoOutRowsGo is winoOutRows in Go.
+func winoOutRowsGo(mm []float32, mp, lt, th int, s, o, out []float32, wq, tw int, bias, lo, hi float32, clamp bool) {
+	nb := (tw + 15) / 16
+	for ty := 0; ty < th; ty++ {
+		for r := 0; r < 6; r++ {
+			var across [6]int
+			for j := range across {
+				across[j] = (r*6+j)*mp + ty*tw
+			}
+			winoAtGo(lt, 1, mm, &across, 0, s[r*4*lt:], lt, 0)
+		}
+		for q := 0; q < 4; q++ {
+			var down [6]int
+			for r := range down {
+				down[r] = (r*4 + q) * lt
+			}
+			winoAtGo(lt, 1, s, &down, 0, o[q*lt:], 4*lt, 0)
+		}
+		winoInt4Go(o, lt, nb, out[4*ty*wq:], bias, lo, hi, clamp, wq, 4, 4*lt, wq)
+	}
+}
+
+// winoInRowsGo is winoInRows in Go.
+func winoInRowsGo(ph []float32, wp, th int, t, v []float32, vp, tw, lp, lt int) {
+	down := [6]int{0, wp, 2 * wp, 3 * wp, 4 * wp, 5 * wp}
+	for ty := 0; ty < th; ty++ {
+		winoBtGo(wp, 1, ph[4*ty*wp:], &down, 0, t, wp, 0)
+		for r := 0; r < 6; r++ {
+			o := r * wp
+			across := [6]int{o, o + lp, o + 2*lp, o + 3*lp, o + 1, o + lp + 1}
+			winoBtGo(lt, 1, t, &across, 0, v[r*6*vp+ty*tw:], vp, 0)
+		}
+	}
+}
+
+// winoDeint4Go sets dst[o*do+q*ld+i] = src[o*so+4i+q] for o < count, i <
+// 16n, q < 4.
+func winoDeint4Go(src []float32, n int, dst []float32, ld, count, so, do int) {
+	for o := 0; o < count; o++ {
+		for i := 0; i < 16*n; i++ {
+			for q := 0; q < 4; q++ {
+				dst[o*do+q*ld+i] = src[o*so+4*i+q]
 			}
 		}
 	}
 }
 
-// The transforms in Go: what the AVX-512 kernels compute.
-
-// winoDeint4Go sets dst[q*ld+i] = src[4i+q] for i < 16n, q < 4.
-func winoDeint4Go(src []float32, n int, dst []float32, ld int) {
-	for i := 0; i < 16*n; i++ {
-		for q := 0; q < 4; q++ {
-			dst[q*ld+i] = src[4*i+q]
+// winoBtGo sets dst[o*do+r*ds+i] = (Bt x)[r], x[k] = src[o*so+offs[k]+i].
+func winoBtGo(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
+	for o := 0; o < count; o++ {
+		s, d := src[o*so:], dst[o*do:]
+		for i := 0; i < n; i++ {
+			x0, x1, x2, x3, x4, x5 := s[offs[0]+i], s[offs[1]+i], s[offs[2]+i], s[offs[3]+i], s[offs[4]+i], s[offs[5]+i]
+			d[i] = 4*x0 - 5*x2 + x4
+			d[ds+i] = (x3 + x4) - 4*(x1+x2)
+			d[2*ds+i] = (x4 - x3) + 4*(x1-x2)
+			d[3*ds+i] = (x4 - x2) + 2*(x3-x1)
+			d[4*ds+i] = (x4 - x2) - 2*(x3-x1)
+			d[5*ds+i] = 4*x1 - 5*x3 + x5
 		}
 	}
 }
 
-// winoBtGo sets dst[r*ds+i] = (Bt x)[r], x the column i of the six rows.
-func winoBtGo(n int, src *[6][]float32, dst []float32, ds int) {
-	for i := 0; i < n; i++ {
-		x0, x1, x2, x3, x4, x5 := src[0][i], src[1][i], src[2][i], src[3][i], src[4][i], src[5][i]
-		dst[i] = 4*x0 - 5*x2 + x4
-		dst[ds+i] = (x3 + x4) - 4*(x1+x2)
-		dst[2*ds+i] = (x4 - x3) + 4*(x1-x2)
-		dst[3*ds+i] = (x4 - x2) + 2*(x3-x1)
-		dst[4*ds+i] = (x4 - x2) - 2*(x3-x1)
-		dst[5*ds+i] = 4*x1 - 5*x3 + x5
-	}
-}
-
-// winoAtGo sets dst[r*ds+i] = (At x)[r] for r < 4.
-func winoAtGo(n int, src *[6][]float32, dst []float32, ds int) {
-	for i := 0; i < n; i++ {
-		x0, x1, x2, x3, x4, x5 := src[0][i], src[1][i], src[2][i], src[3][i], src[4][i], src[5][i]
-		a, b, c, d := x1+x2, x1-x2, x3+x4, x3-x4
-		dst[i] = x0 + a + c
-		dst[ds+i] = b + 2*d
-		dst[2*ds+i] = a + 4*c
-		dst[3*ds+i] = b + 8*d + x5
-	}
-}
-
-// winoInt4Go sets dst[4i+q] = clamp(src[q*ls+i] + bias) for the first
-// valid outputs (i < 16n).
-func winoInt4Go(src []float32, ls, n int, dst []float32, bias, lo, hi float32, clamp bool, valid int) {
-	for k := 0; k < min(valid, 64*n); k++ {
-		v := src[(k%4)*ls+k/4] + bias
-		if clamp {
-			v = min(max(v, lo), hi)
+// winoAtGo sets dst[o*do+r*ds+i] = (At x)[r] for r < 4.
+func winoAtGo(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
+	for o := 0; o < count; o++ {
+		s, d := src[o*so:], dst[o*do:]
+		for i := 0; i < n; i++ {
+			x0, x1, x2, x3, x4, x5 := s[offs[0]+i], s[offs[1]+i], s[offs[2]+i], s[offs[3]+i], s[offs[4]+i], s[offs[5]+i]
+			a, b, c, e := x1+x2, x1-x2, x3+x4, x3-x4
+			d[i] = x0 + a + c
+			d[ds+i] = b + 2*e
+			d[2*ds+i] = a + 4*c
+			d[3*ds+i] = b + 8*e + x5
 		}
-		dst[k] = v
+	}
+}
+
+// winoInt4Go sets dst[o*do+k] = clamp(src[o*so+(k%4)*ls+k/4] + bias) for
+// the first valid outputs k of each o (k < 64n).
+func winoInt4Go(src []float32, ls, n int, dst []float32, bias, lo, hi float32, clamp bool, valid, count, so, do int) {
+	for o := 0; o < count; o++ {
+		for k := 0; k < min(valid, 64*n); k++ {
+			v := src[o*so+(k%4)*ls+k/4] + bias
+			if clamp {
+				v = min(max(v, lo), hi)
+			}
+			dst[o*do+k] = v
+		}
 	}
 }

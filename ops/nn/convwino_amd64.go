@@ -8,68 +8,165 @@ package nn
 // versions (winoDeint4Go, ...) say what they compute.
 //
 //go:noescape
-func winoDeint4AVX512(src *float32, n int, dst *float32, ld int)
+func winoDeint4AVX512(src *float32, n int, dst *float32, ld, count, so, do int)
 
 //go:noescape
-func winoBtAVX512(n int, src *[6]*float32, dst *float32, ds int)
+func winoBtAVX512(n, count int, src *float32, offs *[6]int, so int, dst *float32, ds, do int)
 
 //go:noescape
-func winoAtAVX512(n int, src *[6]*float32, dst *float32, ds int)
+func winoAtAVX512(n, count int, src *float32, offs *[6]int, so int, dst *float32, ds, do int)
 
 //go:noescape
-func winoInt4AVX512(src *float32, ls, n int, dst *float32, bias, lo, hi float32, clamp bool, tail uint64)
+func winoInt4AVX512(src *float32, ls, n int, dst *float32, bias, lo, hi float32, clamp bool, tail uint64, count, so, do int)
+
+//go:noescape
+func winoInRowsAVX512(ph *float32, wp, nd, th int, t, v *float32, vp, tw, lp, na int)
+
+//go:noescape
+func winoPadDeintAVX512(x *float32, h, xs, padTop, hp int, masks *uint16, nb int, dst *float32, ld, ds, padLeft int)
+
+//go:noescape
+func winoOutRowsAVX512(mm *float32, mp, lt, th int, s, o, out *float32, wq, tw int, bias, lo, hi float32, clamp bool, tail uint64, nb int)
 
 // winoKernelsGo makes convWino use the Go transforms (tests compare them).
 var winoKernelsGo bool
 
-func winoDeint4(src []float32, n int, dst []float32, ld int) {
-	_ = src[64*n-1]
-	_ = dst[3*ld+16*n-1]
-	if winoKernelsGo {
-		winoDeint4Go(src, n, dst, ld)
+// The wrappers check every index the kernels touch, then pass strides and
+// offsets in bytes.
+
+func winoDeint4(src []float32, n int, dst []float32, ld, count, so, do int) {
+	if n <= 0 || count <= 0 {
 		return
 	}
-	winoDeint4AVX512(&src[0], n, &dst[0], ld)
-}
-
-func winoBt(n int, src *[6][]float32, dst []float32, ds int) {
+	_ = src[(count-1)*so+64*n-1]
+	_ = dst[(count-1)*do+3*ld+16*n-1]
 	if winoKernelsGo {
-		winoBtGo(n, src, dst, ds)
+		winoDeint4Go(src, n, dst, ld, count, so, do)
 		return
 	}
-	var sp [6]*float32
-	for i := range sp {
-		_ = src[i][n-1]
-		sp[i] = &src[i][0]
-	}
-	_ = dst[5*ds+n-1]
-	winoBtAVX512(n, &sp, &dst[0], ds)
+	winoDeint4AVX512(&src[0], n, &dst[0], ld, count, 4*so, 4*do)
 }
 
-func winoAt(n int, src *[6][]float32, dst []float32, ds int) {
-	if winoKernelsGo {
-		winoAtGo(n, src, dst, ds)
+func winoRowsCheck(n, count int, src []float32, offs *[6]int, so int, dst []float32, nd, ds, do int) (bo [6]int) {
+	hi := 0
+	for i, o := range offs {
+		if o < 0 {
+			panic("nn: negative Winograd row offset")
+		}
+		hi = max(hi, o)
+		bo[i] = 4 * o
+	}
+	_ = src[(count-1)*so+hi+n-1]
+	_ = dst[(count-1)*do+(nd-1)*ds+n-1]
+	return bo
+}
+
+func winoBt(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
+	if n <= 0 || count <= 0 {
 		return
 	}
-	var sp [6]*float32
-	for i := range sp {
-		_ = src[i][n-1]
-		sp[i] = &src[i][0]
+	bo := winoRowsCheck(n, count, src, offs, so, dst, 6, ds, do)
+	if winoKernelsGo {
+		winoBtGo(n, count, src, offs, so, dst, ds, do)
+		return
 	}
-	_ = dst[3*ds+n-1]
-	winoAtAVX512(n, &sp, &dst[0], ds)
+	winoBtAVX512(n, count, &src[0], &bo, 4*so, &dst[0], 4*ds, 4*do)
 }
 
-func winoInt4(src []float32, ls, n int, dst []float32, bias, lo, hi float32, clamp bool, valid int) {
-	_ = src[3*ls+16*n-1]
-	_ = dst[valid-1]
+func winoAt(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
+	if n <= 0 || count <= 0 {
+		return
+	}
+	bo := winoRowsCheck(n, count, src, offs, so, dst, 4, ds, do)
 	if winoKernelsGo {
-		winoInt4Go(src, ls, n, dst, bias, lo, hi, clamp, valid)
+		winoAtGo(n, count, src, offs, so, dst, ds, do)
+		return
+	}
+	winoAtAVX512(n, count, &src[0], &bo, 4*so, &dst[0], 4*ds, 4*do)
+}
+
+func winoInt4(src []float32, ls, n int, dst []float32, bias, lo, hi float32, clamp bool, valid, count, so, do int) {
+	if n <= 0 || count <= 0 || valid <= 0 {
+		return
+	}
+	_ = src[(count-1)*so+3*ls+16*n-1]
+	_ = dst[(count-1)*do+valid-1]
+	if winoKernelsGo {
+		winoInt4Go(src, ls, n, dst, bias, lo, hi, clamp, valid, count, so, do)
 		return
 	}
 	tail := ^uint64(0)
 	if r := valid - 64*(n-1); r < 64 {
 		tail = 1<<uint(r) - 1
 	}
-	winoInt4AVX512(&src[0], ls, n, &dst[0], bias, lo, hi, clamp, tail)
+	winoInt4AVX512(&src[0], ls, n, &dst[0], bias, lo, hi, clamp, tail, count, 4*so, 4*do)
+}
+
+// winoInRows runs, for each tile row ty < th, Bt down the six padded phase
+// rows ph[(4ty+i)*wp:] (wp floats each) into t (6 rows of wp, reused for
+// every ty), then across each row r of t into the rows (6r+s)*vp of v at
+// column ty*tw (lt floats: whole vectors).
+func winoInRows(ph []float32, wp, th int, t, v []float32, vp, tw, lp, lt int) {
+	if th <= 0 {
+		return
+	}
+	_ = ph[(4*th+1)*wp+wp-1]
+	_ = t[5*wp+lp+1+lt-1]
+	_ = v[35*vp+(th-1)*tw+lt-1]
+	if winoKernelsGo || wp%16 != 0 || lt%16 != 0 {
+		winoInRowsGo(ph, wp, th, t, v, vp, tw, lp, lt)
+		return
+	}
+	winoInRowsAVX512(&ph[0], 4*wp, wp/16, th, &t[0], &v[0], 4*vp, 4*tw, 4*lp, lt/16)
+}
+
+// winoPadDeint sets dst (hp rows of 4 phase rows of lp floats, wp = 4 lp
+// floats a row) to the column phases of the h x w plane x placed at row
+// padTop, column padLeft of a zero plane: dst[y*wp + q*lp + u] = xpad[y][4u+q]
+// (what padPlane and winoDeint4 do in two passes). masks is scratch of at
+// least wp/16 values.
+func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32, masks []uint16) {
+	wp := 4 * lp
+	_ = dst[hp*wp-1]
+	_ = x[h*w-1]
+	nb := wp / 64
+	if winoKernelsGo || wp%64 != 0 || padLeft < 0 || len(masks) < 4*nb {
+		winoPadDeintGo(x, h, w, padTop, padLeft, hp, lp, dst)
+		return
+	}
+	for i := range masks[:4*nb] {
+		var m uint16
+		for l := 0; l < 16; l++ {
+			if c := 16*i + l - padLeft; c >= 0 && c < w {
+				m |= 1 << l
+			}
+		}
+		masks[i] = m
+	}
+	winoPadDeintAVX512(&x[0], h, 4*w, padTop, hp, &masks[0], nb, &dst[0], 4*lp, 4*wp, 4*padLeft)
+}
+
+// winoOutRows writes the output tiles of one output channel: per tile row
+// ty < th, At across the 36 product rows mm[(6r+j)*mp + ty*tw:] into s (24
+// rows of lt), At down s into o (16 rows of lt), and the columns of o
+// interleaved into the four output rows out[(4ty+i)*wq:] (wq = 4 tw
+// floats each) with bias and, with clamp, the clamp to [lo, hi].
+func winoOutRows(mm []float32, mp, lt, th int, s, o, out []float32, wq, tw int, bias, lo, hi float32, clamp bool) {
+	if th <= 0 || wq <= 0 {
+		return
+	}
+	nb := (tw + 15) / 16
+	_ = mm[35*mp+(th-1)*tw+lt-1]
+	_ = s[24*lt-1]
+	_ = o[16*lt-1]
+	_ = out[4*th*wq-1]
+	if winoKernelsGo || lt%16 != 0 || lt < 16*nb || wq != 4*tw {
+		winoOutRowsGo(mm, mp, lt, th, s, o, out, wq, tw, bias, lo, hi, clamp)
+		return
+	}
+	tail := ^uint64(0)
+	if r := wq - 64*(nb-1); r < 64 {
+		tail = 1<<uint(r) - 1
+	}
+	winoOutRowsAVX512(&mm[0], 4*mp, lt, th, &s[0], &o[0], &out[0], 4*wq, 4*tw, bias, lo, hi, clamp, tail, nb)
 }

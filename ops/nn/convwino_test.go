@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -40,6 +41,8 @@ func TestConvWino(t *testing.T) {
 		{"2x3 output, pads 1", pad1(cpu.Conv2DParams{N: 1, C: 2, H: 2, W: 3, M: 3})},
 		{"one wide row", pad1(cpu.Conv2DParams{N: 1, C: 3, H: 1, W: 150, M: 5})},
 		{"many tiles", pad1(cpu.Conv2DParams{N: 1, C: 3, H: 100, W: 67, M: 9})},
+		{"15 tiles a row", pad1(cpu.Conv2DParams{N: 1, C: 3, H: 8, W: 60, M: 8})},
+		{"16 tiles a row, no pads", cpu.Conv2DParams{N: 1, C: 4, H: 10, W: 66, M: 8}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -139,35 +142,95 @@ func TestWinoKernels(t *testing.T) {
 		}
 	}
 	for _, nb := range []int{1, 2, 5} {
-		src := rnd(64 * nb)
-		a, b := make([]float32, 4*16*nb+7), make([]float32, 4*16*nb+7)
-		run(false, func() { winoDeint4(src, nb, a, 16*nb+1) })
-		run(true, func() { winoDeint4(src, nb, b, 16*nb+1) })
-		eq("deint4", a, b)
+		for _, count := range []int{1, 3} {
+			// deinterleave: rows of 64nb+5 floats into rows of 4 phases
+			src := rnd(count*(64*nb+5) + 64*nb)
+			ld := 16*nb + 1
+			a, b := make([]float32, count*(4*ld+3)+4*ld), make([]float32, count*(4*ld+3)+4*ld)
+			run(false, func() { winoDeint4(src, nb, a, ld, count, 64*nb+5, 4*ld+3) })
+			run(true, func() { winoDeint4(src, nb, b, ld, count, 64*nb+5, 4*ld+3) })
+			eq("deint4", a, b)
 
-		var rows [6][]float32
-		for i := range rows {
-			rows[i] = rnd(16 * nb)
-		}
-		a, b = make([]float32, 6*(16*nb+3)), make([]float32, 6*(16*nb+3))
-		run(false, func() { winoBt(16*nb, &rows, a, 16*nb+3) })
-		run(true, func() { winoBt(16*nb, &rows, b, 16*nb+3) })
-		eq("Bt", a, b)
-		run(false, func() { winoAt(16*nb, &rows, a, 16*nb+3) })
-		run(true, func() { winoAt(16*nb, &rows, b, 16*nb+3) })
-		eq("At", a, b)
+			// Bt and At: six rows at uneven offsets, outputs interleaved
+			rows := rnd(count*(16*nb+7) + 6*(16*nb+1) + 16)
+			offs := [6]int{0, 3 * (16*nb + 1), 16*nb + 1, 1, 2 * (16*nb + 1), 5*(16*nb+1) + 2}
+			ds := 16*nb + 3
+			a, b = make([]float32, count*(6*ds+5)+6*ds), make([]float32, count*(6*ds+5)+6*ds)
+			run(false, func() { winoBt(16*nb, count, rows, &offs, 16*nb+7, a, ds, 6*ds+5) })
+			run(true, func() { winoBt(16*nb, count, rows, &offs, 16*nb+7, b, ds, 6*ds+5) })
+			eq("Bt", a, b)
+			run(false, func() { winoAt(16*nb, count, rows, &offs, 16*nb+7, a, ds, 6*ds+5) })
+			run(true, func() { winoAt(16*nb, count, rows, &offs, 16*nb+7, b, ds, 6*ds+5) })
+			eq("At", a, b)
 
-		o := rnd(4 * 16 * nb)
-		for _, valid := range []int{64*nb - 60, 64*nb - 1, 64 * nb} {
-			for _, clamp := range []bool{false, true} {
-				a, b = make([]float32, 64*nb+16), make([]float32, 64*nb+16)
-				for i := range a {
-					a[i], b[i] = -7, -7
+			// interleave, whole and masked last blocks
+			o := rnd(count*(4*16*nb+9) + 4*16*nb)
+			for _, valid := range []int{64*nb - 60, 64*nb - 1, 64 * nb} {
+				for _, clamp := range []bool{false, true} {
+					a, b = make([]float32, count*(64*nb+16)), make([]float32, count*(64*nb+16))
+					for i := range a {
+						a[i], b[i] = -7, -7
+					}
+					run(false, func() { winoInt4(o, 16*nb, nb, a, 0.25, -0.5, 0.75, clamp, valid, count, 4*16*nb+9, 64*nb+16) })
+					run(true, func() { winoInt4(o, 16*nb, nb, b, 0.25, -0.5, 0.75, clamp, valid, count, 4*16*nb+9, 64*nb+16) })
+					eq("interleave", a, b)
 				}
-				run(false, func() { winoInt4(o, 16*nb, nb, a, 0.25, -0.5, 0.75, clamp, valid) })
-				run(true, func() { winoInt4(o, 16*nb, nb, b, 0.25, -0.5, 0.75, clamp, valid) })
-				eq("interleave", a, b)
 			}
 		}
 	}
 }
+
+// BenchmarkWinoPhases times the three phases of convWino on one layer
+// shape (input transform, products, output transform) apart:
+//
+//	go test ./ops/nn -run '^$' -bench WinoPhases -cpu 1
+func BenchmarkWinoPhases(b *testing.B) {
+	if !directAsm {
+		b.Skip("needs AVX-512")
+	}
+	for _, s := range []struct{ c, m, h int }{{16, 16, 80}, {16, 16, 56}, {64, 64, 40}, {32, 32, 28}} {
+		p := cpu.Conv2DParams{N: 1, C: s.c, H: s.h, W: s.h, M: s.m, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1,
+			PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+		g := winoGeom(p)
+		x := make([]float32, p.C*p.H*p.W)
+		for i := range x {
+			x[i] = float32(i%7) - 3
+		}
+		f := newWinoFilter(make([]float32, p.M*p.C*9), p.M, p.C)
+		v := make([]float32, 36*g.vp)
+		mm := make([]float32, 36*g.mp)
+		out := make([]float32, p.M*4*g.th*4*g.tw)
+		offs := make([]int32, p.C)
+		for c := range offs {
+			offs[c] = int32(c * g.ld)
+		}
+		name := func(ph string) string {
+			return ph + "/" + "c" + itoa(s.c) + "_m" + itoa(s.m) + "_" + itoa(s.h)
+		}
+		b.Run(name("input"), func(b *testing.B) {
+			for b.Loop() {
+				winoInput(p, g, x, v)
+			}
+		})
+		b.Run(name("products"), func(b *testing.B) {
+			var zero [directMR]float32
+			jc := (g.tiles + directNR - 1) / directNR
+			for b.Loop() {
+				for it := 0; it < 36*jc*f.mb; it++ {
+					bb, j, xi := it%f.mb, it/f.mb%jc, it/(f.mb*jc)
+					j0 := j * directNR
+					k := p.C * directMR
+					convDirectTile(p.C, f.u[(xi*f.mb+bb)*k:][:k], v[xi*g.vp:][:p.C*g.ld], offs, j0,
+						mm[xi*g.mp+bb*directMR*g.ld+j0:], g.ld, &zero[0], 0, 0, false, min(directNR, g.tiles-j0), min(directMR, p.M-bb*directMR))
+				}
+			}
+		})
+		b.Run(name("output"), func(b *testing.B) {
+			for b.Loop() {
+				winoOutput(p, g, mm, nil, out, 4*g.th*4*g.tw, 4*g.tw, 0, 0, false)
+			}
+		})
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

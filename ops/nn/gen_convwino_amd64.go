@@ -23,8 +23,11 @@ func main() {
 	p("")
 	p(`#include "textflag.h"`)
 	deint()
+	padDeint()
 	rowsKernel("winoBtAVX512", 6, bt)
 	rowsKernel("winoAtAVX512", 4, at)
+	inputRows()
+	outputRows()
 	interleave()
 	consts()
 	if err := os.WriteFile("convwino_amd64.s", out.Bytes(), 0o644); err != nil {
@@ -32,24 +35,31 @@ func main() {
 	}
 }
 
-// deint writes winoDeint4AVX512(src *float32, n int, dst *float32, ld int):
-// for i < 16n and phase q < 4, dst[q*ld+i] = src[4i+q].
+// deint writes winoDeint4AVX512(src *float32, n int, dst *float32, ld,
+// count, so, do int): for o < count, i < 16n and phase q < 4,
+// dst[o*do+q*ld+i] = src[o*so+4i+q] (so and do in bytes).
 func deint() {
 	p("")
-	p("// func winoDeint4AVX512(src *float32, n int, dst *float32, ld int)")
-	p("TEXT ·winoDeint4AVX512(SB), NOSPLIT, $0-32")
-	p("\tMOVQ src+0(FP), SI")
-	p("\tMOVQ n+8(FP), CX")
-	p("\tMOVQ dst+16(FP), DI")
+	p("// func winoDeint4AVX512(src *float32, n int, dst *float32, ld, count, so, do int)")
+	p("TEXT ·winoDeint4AVX512(SB), NOSPLIT, $0-56")
+	p("\tMOVQ src+0(FP), R10")
+	p("\tMOVQ dst+16(FP), R11")
 	p("\tMOVQ ld+24(FP), DX")
 	p("\tSHLQ $2, DX")
-	p("\tLEAQ (DI)(DX*2), R8") // phase 2 row
+	p("\tMOVQ count+32(FP), R9")
 	p("\tVMOVUPS winoIdxA<>(SB), Z12")
 	p("\tVMOVUPS winoIdxB<>(SB), Z13")
 	p("\tVMOVUPS winoIdxLo<>(SB), Z14")
 	p("\tVMOVUPS winoIdxHi<>(SB), Z15")
-	p("\tTESTQ CX, CX")
+	p("\tTESTQ R9, R9")
 	p("\tJZ deint_done")
+	p("deint_outer:")
+	p("\tMOVQ R10, SI")
+	p("\tMOVQ R11, DI")
+	p("\tLEAQ (DI)(DX*2), R8") // phase 2 row
+	p("\tMOVQ n+8(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ deint_next")
 	p("deint_loop:")
 	for k := 0; k < 4; k++ {
 		p("\tVMOVUPS %d(SI), Z%d", 64*k, k)
@@ -80,43 +90,145 @@ func deint() {
 	p("\tADDQ $64, R8")
 	p("\tDECQ CX")
 	p("\tJNZ deint_loop")
+	p("deint_next:")
+	p("\tADDQ so+40(FP), R10")
+	p("\tADDQ do+48(FP), R11")
+	p("\tDECQ R9")
+	p("\tJNZ deint_outer")
 	p("deint_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
 
-// rowsKernel writes name(n int, src *[6]*float32, dst *float32, ds int):
-// nd output rows dst[r*ds+i] of the transform body over the six source
-// rows, for i < n (a multiple of 16).
+// padDeint writes winoPadDeintAVX512(x *float32, h, xs, padTop, hp int,
+// masks *uint16, nb int, dst *float32, ld, ds, padLeft int): the zero-padded
+// plane of x (h rows, xs bytes apart) split into column phases in one pass:
+// for each padded row y < hp, source row y-padTop (zeros outside [0, h)),
+// whose 64 floats of block b < nb start padLeft bytes before column 64b and
+// are loaded under masks[4b..4b+3] (lanes outside the row are zero, never
+// read), phase q of block b to dst[y*ds + q*ld + 64b] (bytes).
+func padDeint() {
+	const name = "winoPadDeintAVX512"
+	p("")
+	p("// func %s(x *float32, h, xs, padTop, hp int, masks *uint16, nb int, dst *float32, ld, ds, padLeft int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-88", name)
+	p("\tMOVQ ld+64(FP), DX")
+	p("\tVMOVUPS winoIdxA<>(SB), Z12")
+	p("\tVMOVUPS winoIdxB<>(SB), Z13")
+	p("\tVMOVUPS winoIdxLo<>(SB), Z14")
+	p("\tVMOVUPS winoIdxHi<>(SB), Z15")
+	p("\tMOVQ padTop+24(FP), R9")
+	p("\tNEGQ R9") // source row of padded row 0
+	p("\tMOVQ dst+56(FP), R11")
+	p("\tMOVQ hp+32(FP), R13")
+	p("\tTESTQ R13, R13")
+	p("\tJZ %s_done", name)
+	p("%s_row:", name)
+	p("\tMOVQ R11, DI")
+	p("\tLEAQ (DI)(DX*2), R8") // phase 2
+	p("\tMOVQ nb+48(FP), CX")
+	p("\tTESTQ R9, R9")
+	p("\tJLT %s_zero", name)
+	p("\tCMPQ R9, h+8(FP)")
+	p("\tJGE %s_zero", name)
+	p("\tMOVQ R9, SI")
+	p("\tIMULQ xs+16(FP), SI")
+	p("\tADDQ x+0(FP), SI")
+	p("\tSUBQ padLeft+80(FP), SI")
+	p("\tMOVQ masks+40(FP), BX")
+	p("%s_block:", name)
+	for k := 0; k < 4; k++ {
+		p("\tKMOVW %d(BX), K%d", 2*k, k+1)
+		p("\tVMOVUPS.Z %d(SI), K%d, Z%d", 64*k, k+1, k)
+	}
+	p("\tVMOVAPS Z0, Z4")
+	p("\tVPERMT2PS Z1, Z12, Z4")
+	p("\tVMOVAPS Z2, Z5")
+	p("\tVPERMT2PS Z3, Z12, Z5")
+	p("\tVMOVAPS Z0, Z6")
+	p("\tVPERMT2PS Z1, Z13, Z6")
+	p("\tVMOVAPS Z2, Z7")
+	p("\tVPERMT2PS Z3, Z13, Z7")
+	p("\tVMOVAPS Z4, Z8")
+	p("\tVPERMT2PS Z5, Z14, Z8") // phase 0
+	p("\tVMOVAPS Z4, Z9")
+	p("\tVPERMT2PS Z5, Z15, Z9") // phase 2
+	p("\tVMOVAPS Z6, Z10")
+	p("\tVPERMT2PS Z7, Z14, Z10") // phase 1
+	p("\tVMOVAPS Z6, Z11")
+	p("\tVPERMT2PS Z7, Z15, Z11") // phase 3
+	p("\tVMOVUPS Z8, (DI)")
+	p("\tVMOVUPS Z10, (DI)(DX*1)")
+	p("\tVMOVUPS Z9, (R8)")
+	p("\tVMOVUPS Z11, (R8)(DX*1)")
+	p("\tADDQ $256, SI")
+	p("\tADDQ $8, BX")
+	p("\tADDQ $64, DI")
+	p("\tADDQ $64, R8")
+	p("\tDECQ CX")
+	p("\tJNZ %s_block", name)
+	p("\tJMP %s_next", name)
+	p("%s_zero:", name)
+	p("\tVPXORD Z0, Z0, Z0")
+	p("%s_zloop:", name)
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tVMOVUPS Z0, (DI)(DX*1)")
+	p("\tVMOVUPS Z0, (R8)")
+	p("\tVMOVUPS Z0, (R8)(DX*1)")
+	p("\tADDQ $64, DI")
+	p("\tADDQ $64, R8")
+	p("\tDECQ CX")
+	p("\tJNZ %s_zloop", name)
+	p("%s_next:", name)
+	p("\tINCQ R9")
+	p("\tADDQ ds+72(FP), R11")
+	p("\tDECQ R13")
+	p("\tJNZ %s_row", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// rowsKernel writes name(n, count int, src *float32, offs *[6]int, so int,
+// dst *float32, ds, do int): for o < count, the nd output rows
+// dst[o*do+r*ds+i] of the transform body over the six source rows
+// src[o*so+offs[k]+i], for i < n (a multiple of 16); offs, so, ds and do in
+// bytes.
 func rowsKernel(name string, nd int, body func()) {
 	p("")
-	p("// func %s(n int, src *[6]*float32, dst *float32, ds int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
-	p("\tMOVQ n+0(FP), CX")
-	p("\tSHRQ $4, CX")
-	p("\tMOVQ src+8(FP), AX")
-	for i := 0; i < 6; i++ {
-		p("\tMOVQ %d(AX), R%d", 8*i, 8+i)
-	}
-	p("\tMOVQ dst+16(FP), DI")
-	p("\tMOVQ ds+24(FP), SI")
-	p("\tSHLQ $2, SI")
-	p("\tLEAQ (DI)(SI*2), DX")
-	p("\tADDQ SI, DX") // row 3
+	p("// func %s(n, count int, src *float32, offs *[6]int, so int, dst *float32, ds, do int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
 	// constants in Z13-Z15: Z16-Z31 are left alone, as VZEROUPPER does
 	// not clear them
-	p("\tMOVL $0x40800000, AX") // 4
-	p("\tVPBROADCASTD AX, Z13")
-	p("\tMOVL $0x40000000, AX") // 2
-	p("\tVPBROADCASTD AX, Z15")
+	p("\tMOVL $0x40800000, CX") // 4
+	p("\tVPBROADCASTD CX, Z13")
+	p("\tMOVL $0x40000000, CX") // 2
+	p("\tVPBROADCASTD CX, Z15")
 	if nd == 6 {
-		p("\tMOVL $0x40a00000, AX") // 5
+		p("\tMOVL $0x40a00000, CX") // 5
 	} else {
-		p("\tMOVL $0x41000000, AX") // 8
+		p("\tMOVL $0x41000000, CX") // 8
 	}
-	p("\tVPBROADCASTD AX, Z14")
-	p("\tTESTQ CX, CX")
+	p("\tVPBROADCASTD CX, Z14")
+	p("\tMOVQ count+8(FP), R15")
+	p("\tMOVQ src+16(FP), BX")
+	p("\tMOVQ offs+24(FP), R14")
+	p("\tMOVQ dst+40(FP), AX")
+	p("\tMOVQ ds+48(FP), SI")
+	p("\tTESTQ R15, R15")
 	p("\tJZ %s_done", name)
+	p("%s_outer:", name)
+	for i := 0; i < 6; i++ {
+		p("\tMOVQ %d(R14), R%d", 8*i, 8+i)
+		p("\tADDQ BX, R%d", 8+i)
+	}
+	p("\tMOVQ AX, DI")
+	p("\tLEAQ (DI)(SI*2), DX")
+	p("\tADDQ SI, DX") // row 3
+	p("\tMOVQ n+0(FP), CX")
+	p("\tSHRQ $4, CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_next", name)
 	p("%s_loop:", name)
 	for i := 0; i < 6; i++ {
 		p("\tVMOVUPS (R%d), Z%d", 8+i, i)
@@ -129,10 +241,272 @@ func rowsKernel(name string, nd int, body func()) {
 	p("\tADDQ $64, DX")
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
+	p("%s_next:", name)
+	p("\tADDQ so+32(FP), BX")
+	p("\tADDQ do+56(FP), AX")
+	p("\tDECQ R15")
+	p("\tJNZ %s_outer", name)
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
+
+// inputRows writes winoInRowsAVX512(ph *float32, wp, nd, th int, t, v
+// *float32, vp, tw, lp, na int): per tile row ty < th, the pass down over
+// the six padded phase rows ph[4ty+i] (nd vectors each) into t[r] (rows
+// wp apart, reused for every ty, so that it stays in L1), then for each r
+// the pass across t[r] (na vectors) into the six rows of V at
+// v[(6r+s)*vp + ty*tw]. wp, vp, tw and lp are in bytes.
+func inputRows() {
+	const name = "winoInRowsAVX512"
+	p("")
+	p("// func %s(ph *float32, wp, nd, th int, t, v *float32, vp, tw, lp, na int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-80", name)
+	p("\tMOVL $0x40800000, CX") // 4
+	p("\tVPBROADCASTD CX, Z13")
+	p("\tMOVL $0x40a00000, CX") // 5
+	p("\tVPBROADCASTD CX, Z14")
+	p("\tMOVL $0x40000000, CX") // 2
+	p("\tVPBROADCASTD CX, Z15")
+	p("\tMOVQ ph+0(FP), BX")
+	p("\tMOVQ wp+8(FP), SI")
+	p("\tMOVQ th+24(FP), R15")
+	p("\tMOVQ v+40(FP), AX")
+	p("\tTESTQ R15, R15")
+	p("\tJZ %s_done", name)
+	p("%s_outer:", name)
+	// down
+	p("\tMOVQ BX, R8")
+	for i := 1; i < 6; i++ {
+		p("\tLEAQ (R%d)(SI*1), R%d", 7+i, 8+i)
+	}
+	p("\tMOVQ t+32(FP), DI")
+	p("\tLEAQ (DI)(SI*2), DX")
+	p("\tADDQ SI, DX")
+	p("\tMOVQ nd+16(FP), CX")
+	p("%s_down:", name)
+	for i := 0; i < 6; i++ {
+		p("\tVMOVUPS (R%d), Z%d", 8+i, i)
+	}
+	strideReg = "SI"
+	bt()
+	for i := 0; i < 6; i++ {
+		p("\tADDQ $64, R%d", 8+i)
+	}
+	p("\tADDQ $64, DI")
+	p("\tADDQ $64, DX")
+	p("\tDECQ CX")
+	p("\tJNZ %s_down", name)
+	// across, row r of t: phases 0-3 at u, phases 0-1 at u+1
+	for r := 0; r < 6; r++ {
+		p("\tMOVQ t+32(FP), R8")
+		for k := 0; k < r; k++ {
+			p("\tADDQ SI, R8")
+		}
+		p("\tMOVQ lp+64(FP), R14")
+		p("\tLEAQ (R8)(R14*1), R9")
+		p("\tLEAQ (R9)(R14*1), R10")
+		p("\tLEAQ (R10)(R14*1), R11")
+		p("\tLEAQ 4(R8), R12")
+		p("\tLEAQ 4(R9), R13")
+		p("\tMOVQ vp+48(FP), R14")
+		p("\tMOVQ R14, DI")
+		p("\tIMULQ $%d, DI", 6*r)
+		p("\tADDQ AX, DI")
+		p("\tLEAQ (DI)(R14*2), DX")
+		p("\tADDQ R14, DX")
+		p("\tMOVQ na+72(FP), CX")
+		p("%s_across%d:", name, r)
+		for i := 0; i < 6; i++ {
+			p("\tVMOVUPS (R%d), Z%d", 8+i, i)
+		}
+		strideReg = "R14"
+		bt()
+		strideReg = "SI"
+		for i := 0; i < 6; i++ {
+			p("\tADDQ $64, R%d", 8+i)
+		}
+		p("\tADDQ $64, DI")
+		p("\tADDQ $64, DX")
+		p("\tDECQ CX")
+		p("\tJNZ %s_across%d", name, r)
+	}
+	p("\tLEAQ (BX)(SI*4), BX")
+	p("\tADDQ tw+56(FP), AX")
+	p("\tDECQ R15")
+	p("\tJNZ %s_outer", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// outputRows writes winoOutRowsAVX512(mm *float32, mp, lt, th int, s, o,
+// out *float32, wq, tw int, bias, lo, hi float32, clamp bool, tail uint64,
+// nb int): per tile row ty < th of one output channel, At across the 36
+// product rows mm[(6r+j)*mp + ty*tw] (lt floats) into s[r][q] (rows lt
+// apart), At down s into o[i][q], and the four columns of o[i] interleaved
+// into output row 4ty+i at out[(4ty+i)*wq] with the bias and the clamp, its
+// last 64 floats under tail; s and o are reused for every ty, so that they
+// stay in L1. mp, wq and tw are in bytes.
+func outputRows() {
+	const name = "winoOutRowsAVX512"
+	p("")
+	p("// func %s(mm *float32, mp, lt, th int, s, o, out *float32, wq, tw int, bias, lo, hi float32, clamp bool, tail uint64, nb int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-104", name)
+	p("\tMOVQ mm+0(FP), AX")
+	p("\tMOVQ out+48(FP), BX")
+	p("\tMOVQ lt+16(FP), SI")
+	p("\tSHLQ $2, SI") // lt in bytes
+	p("\tMOVQ tail+88(FP), R10")
+	for k := 0; k < 4; k++ {
+		p("\tKMOVW R10, K%d", k+1)
+		if k < 3 {
+			p("\tSHRQ $16, R10")
+		}
+	}
+	p("\tMOVQ th+24(FP), R15")
+	p("\tTESTQ R15, R15")
+	p("\tJZ %s_done", name)
+	p("%s_outer:", name)
+	atConsts := func() {
+		p("\tMOVL $0x40800000, CX") // 4
+		p("\tVPBROADCASTD CX, Z13")
+		p("\tMOVL $0x41000000, CX") // 8
+		p("\tVPBROADCASTD CX, Z14")
+		p("\tMOVL $0x40000000, CX") // 2
+		p("\tVPBROADCASTD CX, Z15")
+	}
+	atConsts()
+	loop := func(label string) {
+		p("\tMOVQ lt+16(FP), CX")
+		p("\tSHRQ $4, CX")
+		p("%s_%s:", name, label)
+		for i := 0; i < 6; i++ {
+			p("\tVMOVUPS (R%d), Z%d", 8+i, i)
+		}
+		at()
+		for i := 0; i < 6; i++ {
+			p("\tADDQ $64, R%d", 8+i)
+		}
+		p("\tADDQ $64, DI")
+		p("\tADDQ $64, DX")
+		p("\tDECQ CX")
+		p("\tJNZ %s_%s", name, label)
+	}
+	// across: s[r][q] = sum over j of At[q][j] mm[6r+j]
+	p("\tMOVQ mp+8(FP), R14")
+	for r := 0; r < 6; r++ {
+		p("\tMOVQ R14, R8")
+		p("\tIMULQ $%d, R8", 6*r)
+		p("\tADDQ AX, R8")
+		for j := 1; j < 6; j++ {
+			p("\tLEAQ (R%d)(R14*1), R%d", 7+j, 8+j)
+		}
+		p("\tMOVQ SI, DI")
+		p("\tIMULQ $%d, DI", 4*r)
+		p("\tADDQ s+32(FP), DI")
+		p("\tLEAQ (DI)(SI*2), DX")
+		p("\tADDQ SI, DX")
+		strideReg = "SI"
+		loop(fmt.Sprintf("across%d", r))
+	}
+	// down: o[i][q] = sum over r of At[i][r] s[r][q]
+	p("\tMOVQ SI, R14")
+	p("\tSHLQ $2, R14") // 4 lt bytes: between s[r] and s[r+1], o[i] and o[i+1]
+	for q := 0; q < 4; q++ {
+		p("\tMOVQ SI, R8")
+		p("\tIMULQ $%d, R8", q)
+		p("\tADDQ s+32(FP), R8")
+		for j := 1; j < 6; j++ {
+			p("\tLEAQ (R%d)(R14*1), R%d", 7+j, 8+j)
+		}
+		p("\tMOVQ SI, DI")
+		p("\tIMULQ $%d, DI", q)
+		p("\tADDQ o+40(FP), DI")
+		p("\tLEAQ (DI)(R14*2), DX")
+		p("\tADDQ R14, DX")
+		strideReg = "R14"
+		loop(fmt.Sprintf("down%d", q))
+		strideReg = "SI"
+	}
+	// interleave the four columns of each output row
+	p("\tVMOVUPS winoIdxIL<>(SB), Z12")
+	p("\tVMOVUPS winoIdxIH<>(SB), Z13")
+	p("\tVMOVUPS winoIdxQL<>(SB), Z14")
+	p("\tVMOVUPS winoIdxQH<>(SB), Z15")
+	p("\tVBROADCASTSS bias+72(FP), Z8")
+	p("\tVBROADCASTSS lo+76(FP), Z9")
+	p("\tVBROADCASTSS hi+80(FP), Z10")
+	p("\tMOVBLZX clamp+84(FP), R11")
+	for i := 0; i < 4; i++ {
+		p("\tMOVQ R14, R8")
+		p("\tIMULQ $%d, R8", i)
+		p("\tADDQ o+40(FP), R8")
+		p("\tLEAQ (R8)(SI*2), R9") // columns 2, 3
+		p("\tMOVQ wq+56(FP), DI")
+		p("\tIMULQ $%d, DI", i)
+		p("\tADDQ BX, DI")
+		p("\tMOVQ nb+96(FP), CX")
+		l := fmt.Sprintf("%s_int%d", name, i)
+		p("%s:", l)
+		p("\tVMOVUPS (R8), Z0")
+		p("\tVMOVUPS (R8)(SI*1), Z1")
+		p("\tVMOVUPS (R9), Z2")
+		p("\tVMOVUPS (R9)(SI*1), Z3")
+		p("\tVMOVAPS Z0, Z4")
+		p("\tVPERMT2PS Z1, Z12, Z4")
+		p("\tVMOVAPS Z0, Z5")
+		p("\tVPERMT2PS Z1, Z13, Z5")
+		p("\tVMOVAPS Z2, Z6")
+		p("\tVPERMT2PS Z3, Z12, Z6")
+		p("\tVMOVAPS Z2, Z7")
+		p("\tVPERMT2PS Z3, Z13, Z7")
+		p("\tVMOVAPD Z4, Z0")
+		p("\tVPERMT2PD Z6, Z14, Z0")
+		p("\tVMOVAPD Z4, Z1")
+		p("\tVPERMT2PD Z6, Z15, Z1")
+		p("\tVMOVAPD Z5, Z2")
+		p("\tVPERMT2PD Z7, Z14, Z2")
+		p("\tVMOVAPD Z5, Z3")
+		p("\tVPERMT2PD Z7, Z15, Z3")
+		for k := 0; k < 4; k++ {
+			p("\tVADDPS Z8, Z%d, Z%d", k, k)
+		}
+		p("\tTESTQ R11, R11")
+		p("\tJZ %s_store", l)
+		for k := 0; k < 4; k++ {
+			p("\tVMAXPS Z9, Z%d, Z%d", k, k)
+			p("\tVMINPS Z10, Z%d, Z%d", k, k)
+		}
+		p("%s_store:", l)
+		p("\tCMPQ CX, $1")
+		p("\tJEQ %s_last", l)
+		for k := 0; k < 4; k++ {
+			p("\tVMOVUPS Z%d, %d(DI)", k, 64*k)
+		}
+		p("\tADDQ $64, R8")
+		p("\tADDQ $64, R9")
+		p("\tADDQ $256, DI")
+		p("\tDECQ CX")
+		p("\tJMP %s", l)
+		p("%s_last:", l)
+		for k := 0; k < 4; k++ {
+			p("\tVMOVUPS Z%d, K%d, %d(DI)", k, k+1, 64*k)
+		}
+	}
+	p("\tADDQ tw+64(FP), AX")
+	p("\tMOVQ wq+56(FP), CX")
+	p("\tLEAQ (BX)(CX*4), BX")
+	p("\tDECQ R15")
+	p("\tJNZ %s_outer", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// strideReg is the register that holds the byte stride between output
+// rows (DI: rows 0-2, DX: rows 3-5).
+var strideReg = "SI"
 
 // store writes output row r (< 6) from register z.
 func store(r, z int) {
@@ -140,15 +514,15 @@ func store(r, z int) {
 	case 0:
 		p("\tVMOVUPS Z%d, (DI)", z)
 	case 1:
-		p("\tVMOVUPS Z%d, (DI)(SI*1)", z)
+		p("\tVMOVUPS Z%d, (DI)(%s*1)", z, strideReg)
 	case 2:
-		p("\tVMOVUPS Z%d, (DI)(SI*2)", z)
+		p("\tVMOVUPS Z%d, (DI)(%s*2)", z, strideReg)
 	case 3:
 		p("\tVMOVUPS Z%d, (DX)", z)
 	case 4:
-		p("\tVMOVUPS Z%d, (DX)(SI*1)", z)
+		p("\tVMOVUPS Z%d, (DX)(%s*1)", z, strideReg)
 	case 5:
-		p("\tVMOVUPS Z%d, (DX)(SI*2)", z)
+		p("\tVMOVUPS Z%d, (DX)(%s*2)", z, strideReg)
 	}
 }
 
@@ -210,20 +584,20 @@ func at() {
 }
 
 // interleave writes winoInt4AVX512(src *float32, ls, n int, dst *float32,
-// bias, lo, hi float32, clamp bool, tail uint64): for i < 16n and q < 4,
-// dst[4i+q] = clamp(src[q*ls+i] + bias), the last 64 outputs stored under
-// the bits of tail.
+// bias, lo, hi float32, clamp bool, tail uint64, count, so, do int): for
+// o < count, i < 16n and q < 4, dst[o*do+4i+q] = clamp(src[o*so+q*ls+i] +
+// bias), the last 64 outputs of each o stored under the bits of tail (so
+// and do in bytes).
 func interleave() {
 	const name = "winoInt4AVX512"
 	p("")
-	p("// func %s(src *float32, ls, n int, dst *float32, bias, lo, hi float32, clamp bool, tail uint64)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
-	p("\tMOVQ src+0(FP), SI")
+	p("// func %s(src *float32, ls, n int, dst *float32, bias, lo, hi float32, clamp bool, tail uint64, count, so, do int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-80", name)
+	p("\tMOVQ src+0(FP), R11")
 	p("\tMOVQ ls+8(FP), DX")
 	p("\tSHLQ $2, DX")
-	p("\tLEAQ (SI)(DX*2), R8") // row 2
-	p("\tMOVQ n+16(FP), CX")
-	p("\tMOVQ dst+24(FP), DI")
+	p("\tMOVQ dst+24(FP), R12")
+	p("\tMOVQ count+56(FP), R13")
 	p("\tVBROADCASTSS bias+32(FP), Z8")
 	p("\tVBROADCASTSS lo+36(FP), Z9")
 	p("\tVBROADCASTSS hi+40(FP), Z10")
@@ -239,8 +613,15 @@ func interleave() {
 			p("\tSHRQ $16, R10")
 		}
 	}
-	p("\tTESTQ CX, CX")
+	p("\tTESTQ R13, R13")
 	p("\tJZ %s_done", name)
+	p("%s_outer:", name)
+	p("\tMOVQ R11, SI")
+	p("\tLEAQ (SI)(DX*2), R8") // row 2
+	p("\tMOVQ R12, DI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_next", name)
 	p("%s_loop:", name)
 	p("\tVMOVUPS (SI), Z0")
 	p("\tVMOVUPS (SI)(DX*1), Z1")
@@ -288,6 +669,11 @@ func interleave() {
 	for k := 0; k < 4; k++ {
 		p("\tVMOVUPS Z%d, K%d, %d(DI)", k, k+1, 64*k)
 	}
+	p("%s_next:", name)
+	p("\tADDQ so+64(FP), R11")
+	p("\tADDQ do+72(FP), R12")
+	p("\tDECQ R13")
+	p("\tJNZ %s_outer", name)
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
