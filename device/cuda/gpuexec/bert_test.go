@@ -328,6 +328,7 @@ type bertVariant struct {
 	fa, erfGELUEpi, resid bool
 	keys128               bool // attention_mma_fa128 (attentionKeys128)
 	pdl, noSplitK         bool // programmaticLaunch on, ltSplitK off
+	lnPF                  bool // lnPrefetch on
 }
 
 var bertVariants = []bertVariant{
@@ -340,6 +341,10 @@ var bertVariants = []bertVariant{
 // default.
 var bertPDL = bertVariant{name: "after + PDL", fa: true, erfGELUEpi: true, resid: true, keys128: true, pdl: true}
 
+// bertLNPF is "after + PDL" with layernorm_pf_f16 (lnPrefetch), not yet
+// the default.
+var bertLNPF = bertVariant{name: "after + PDL + LN prefetch", fa: true, erfGELUEpi: true, resid: true, keys128: true, pdl: true, lnPF: true}
+
 // bertKeys64 is "after" with attention_mma_fa staging 64 keys at a time
 // (the default until attention_mma_fa128 was measured).
 var bertKeys64 = bertVariant{name: "after, 64 keys staged", fa: true, erfGELUEpi: true, resid: true}
@@ -347,6 +352,7 @@ var bertKeys64 = bertVariant{name: "after, 64 keys staged", fa: true, erfGELUEpi
 // bertLaunchVariants time the batch-1 changes apart: "after" is split-K
 // candidates and 128 keys staged without PDL, "after + PDL" all three.
 var bertLaunchVariants = []bertVariant{
+	bertLNPF,
 	{name: "after + PDL, no split-K", fa: true, erfGELUEpi: true, resid: true, keys128: true, pdl: true, noSplitK: true},
 	{name: "after, no split-K, 64 keys staged (2026-12-06 defaults)", fa: true, erfGELUEpi: true, resid: true, noSplitK: true},
 }
@@ -361,11 +367,11 @@ var bertAblations = []bertVariant{
 }
 
 func (v bertVariant) set() func() {
-	fa, ge, re, k1, pd, sk := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK
+	fa, ge, re, k1, pd, sk, lp := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK, lnPrefetch
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
-	programmaticLaunch, ltSplitK = v.pdl, !v.noSplitK
+	programmaticLaunch, ltSplitK, lnPrefetch = v.pdl, !v.noSplitK, v.lnPF
 	return func() {
-		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK = fa, ge, re, k1, pd, sk
+		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK, lnPrefetch = fa, ge, re, k1, pd, sk, lp
 	}
 }
 
@@ -457,7 +463,7 @@ func TestBertFP16OnGPU(t *testing.T) {
 	for _, m := range models {
 		t.Run(m.name, func(t *testing.T) {
 			g, in, want := m.g(t)
-			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys64) {
+			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys64, bertLNPF) {
 				t.Run(v.name, func(t *testing.T) {
 					restore := v.set()
 					e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})

@@ -78,12 +78,27 @@ func (c *compiler) layerNorm(s *step) error {
 			c.use(add.Inputs[1])
 			xr, zr = r0, pArg(r1)
 		}
-		s.launches = append(s.launches, launch{kernel: "layernorm_vec_f16", grid: cuda.Dim3{X: uint32((rows + 3) / 4), Y: 1, Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
+		s.launches = append(s.launches, launch{kernel: lnVecKernel(cols), grid: cuda.Dim3{X: uint32((rows + 3) / 4), Y: 1, Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
 			args: []arg{pArg(yr), pArg(xr), zr, pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)}})
 		return a.Err()
 	}
 	s.launches = append(s.launches, rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)))
 	return a.Err()
+}
+
+// lnPrefetch makes half LayerNormalizations of rows up to 1024 elements
+// run layernorm_pf_f16 (kernels/op_layernorm.cu: gamma and beta loaded with
+// the row, before the reductions) instead of layernorm_vec_f16. Off until
+// a GPU run has timed it (TestBertTimingOnGPU's "+ LN prefetch" variant).
+var lnPrefetch = false
+
+// lnVecKernel is the one-warp-per-row LayerNorm kernel for rows of cols
+// halves (vecRows).
+func lnVecKernel(cols int64) string {
+	if lnPrefetch && cols <= 32*8*4 {
+		return "layernorm_pf_f16"
+	}
+	return "layernorm_vec_f16"
 }
 
 // lnResid plans add's residual into the product computing one of its

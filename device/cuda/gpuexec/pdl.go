@@ -16,6 +16,7 @@ import (
 // FFN-out, the epilogue kernels after a plain product.
 var pdlKernels = map[string]bool{
 	"layernorm_vec_f16":           true,
+	"layernorm_pf_f16":            true,
 	"row_epilogue_vec_f16":        true,
 	"row_epilogue_res_vec_f16":    true,
 	"attention_mma_fa_d32_f16":    true,

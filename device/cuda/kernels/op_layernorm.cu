@@ -1,0 +1,84 @@
+// layernorm_pf_f16 is layernorm_vec_f16 (nn.cu) for rows of at most 1024
+// halves (cols % 8 == 0): at most 4 vectors of 8 a lane, and the row, the
+// residual, gamma and beta all loaded before the first reduction, so that
+// their memory latencies overlap (layernorm_vec_f16 loads gamma and beta
+// after the two reductions: a second round trip, which at BERT's batch 1,
+// 128 rows on 32 blocks, is a good part of the kernel's few
+// microseconds). Same arithmetic, so the same results. block 128 (4 rows),
+// grid ceil(rows / 4).
+#ifndef KILN_PDL_WAIT
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define KILN_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else
+#define KILN_PDL_WAIT()
+#endif
+#endif
+#define LNP_MAX 4
+extern "C" __global__ void layernorm_pf_f16(kiln_half *y, const kiln_half *x, const kiln_half *z, const kiln_half *gamma,
+                                            const kiln_half *beta, long long rows, int cols, float eps) {
+    KILN_PDL_WAIT();
+    long long r = (long long)blockIdx.x * 4 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    int nv = cols / 8;
+    const uint4 *xr = (const uint4 *)(x + r * cols);
+    const uint4 *zr = z ? (const uint4 *)(z + r * cols) : 0;
+    uint4 xv[LNP_MAX], zv[LNP_MAX], gv[LNP_MAX], bv[LNP_MAX];
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        int c = lane + 32 * i;
+        if (c < nv) {
+            xv[i] = xr[c];
+            if (zr) zv[i] = zr[c];
+            gv[i] = ((const uint4 *)gamma)[c];
+            if (beta) bv[i] = ((const uint4 *)beta)[c];
+        }
+    }
+    float v[LNP_MAX][8];
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        if (lane + 32 * i < nv) {
+            vh_unpack(xv[i], v[i]);
+            if (zr) {
+                float t[8];
+                vh_unpack(zv[i], t);
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[i][e] += t[e];
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) s += v[i][e];
+        }
+    }
+    float mean = warp_sum(s) / cols;
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        if (lane + 32 * i < nv) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float d = v[i][e] - mean;
+                q += d * d;
+            }
+        }
+    }
+    float inv = rsqrtf(warp_sum(q) / cols + eps);
+    uint4 *yr = (uint4 *)(y + r * cols);
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        int c = lane + 32 * i;
+        if (c < nv) {
+            float g[8], b[8];
+            vh_unpack(gv[i], g);
+            if (beta) {
+                vh_unpack(bv[i], b);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) b[e] = 0.0f;
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[i][e] = (v[i][e] - mean) * inv * g[e] + b[e];
+            yr[c] = vh_pack(v[i]);
+        }
+    }
+}
