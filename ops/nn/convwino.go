@@ -298,18 +298,6 @@ func winoInRowsGo(ph []float32, wp, th int, t, v []float32, vp, tw, lp, lt int) 
 	}
 }
 
-// winoDeint4Go sets dst[o*do+q*ld+i] = src[o*so+4i+q] for o < count, i <
-// 16n, q < 4.
-func winoDeint4Go(src []float32, n int, dst []float32, ld, count, so, do int) {
-	for o := 0; o < count; o++ {
-		for i := 0; i < 16*n; i++ {
-			for q := 0; q < 4; q++ {
-				dst[o*do+q*ld+i] = src[o*so+4*i+q]
-			}
-		}
-	}
-}
-
 // winoBtGo sets dst[o*do+r*ds+i] = (Bt x)[r], x[k] = src[o*so+offs[k]+i].
 func winoBtGo(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
 	for o := 0; o < count; o++ {

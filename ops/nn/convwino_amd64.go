@@ -5,20 +5,9 @@ package nn
 //go:generate go run gen_convwino_amd64.go
 
 // The AVX-512 transforms of the Winograd convolution (convwino.go); the Go
-// versions (winoDeint4Go, ...) say what they compute.
+// versions (winoPadDeintGo, ...) say what they compute. The wrappers check
+// every index the kernels touch, then pass strides in bytes.
 //
-//go:noescape
-func winoDeint4AVX512(src *float32, n int, dst *float32, ld, count, so, do int)
-
-//go:noescape
-func winoBtAVX512(n, count int, src *float32, offs *[6]int, so int, dst *float32, ds, do int)
-
-//go:noescape
-func winoAtAVX512(n, count int, src *float32, offs *[6]int, so int, dst *float32, ds, do int)
-
-//go:noescape
-func winoInt4AVX512(src *float32, ls, n int, dst *float32, bias, lo, hi float32, clamp bool, tail uint64, count, so, do int)
-
 //go:noescape
 func winoInRowsAVX512(ph *float32, wp, nd, th int, t, v *float32, vp, tw, lp, na int)
 
@@ -30,77 +19,6 @@ func winoOutRowsAVX512(mm *float32, mp, lt, th int, s, o, out *float32, wq, tw i
 
 // winoKernelsGo makes convWino use the Go transforms (tests compare them).
 var winoKernelsGo bool
-
-// The wrappers check every index the kernels touch, then pass strides and
-// offsets in bytes.
-
-func winoDeint4(src []float32, n int, dst []float32, ld, count, so, do int) {
-	if n <= 0 || count <= 0 {
-		return
-	}
-	_ = src[(count-1)*so+64*n-1]
-	_ = dst[(count-1)*do+3*ld+16*n-1]
-	if winoKernelsGo {
-		winoDeint4Go(src, n, dst, ld, count, so, do)
-		return
-	}
-	winoDeint4AVX512(&src[0], n, &dst[0], ld, count, 4*so, 4*do)
-}
-
-func winoRowsCheck(n, count int, src []float32, offs *[6]int, so int, dst []float32, nd, ds, do int) (bo [6]int) {
-	hi := 0
-	for i, o := range offs {
-		if o < 0 {
-			panic("nn: negative Winograd row offset")
-		}
-		hi = max(hi, o)
-		bo[i] = 4 * o
-	}
-	_ = src[(count-1)*so+hi+n-1]
-	_ = dst[(count-1)*do+(nd-1)*ds+n-1]
-	return bo
-}
-
-func winoBt(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
-	if n <= 0 || count <= 0 {
-		return
-	}
-	bo := winoRowsCheck(n, count, src, offs, so, dst, 6, ds, do)
-	if winoKernelsGo {
-		winoBtGo(n, count, src, offs, so, dst, ds, do)
-		return
-	}
-	winoBtAVX512(n, count, &src[0], &bo, 4*so, &dst[0], 4*ds, 4*do)
-}
-
-func winoAt(n, count int, src []float32, offs *[6]int, so int, dst []float32, ds, do int) {
-	if n <= 0 || count <= 0 {
-		return
-	}
-	bo := winoRowsCheck(n, count, src, offs, so, dst, 4, ds, do)
-	if winoKernelsGo {
-		winoAtGo(n, count, src, offs, so, dst, ds, do)
-		return
-	}
-	winoAtAVX512(n, count, &src[0], &bo, 4*so, &dst[0], 4*ds, 4*do)
-}
-
-func winoInt4(src []float32, ls, n int, dst []float32, bias, lo, hi float32, clamp bool, valid, count, so, do int) {
-	if n <= 0 || count <= 0 || valid <= 0 {
-		return
-	}
-	_ = src[(count-1)*so+3*ls+16*n-1]
-	_ = dst[(count-1)*do+valid-1]
-	if winoKernelsGo {
-		winoInt4Go(src, ls, n, dst, bias, lo, hi, clamp, valid, count, so, do)
-		return
-	}
-	tail := ^uint64(0)
-	if r := valid - 64*(n-1); r < 64 {
-		tail = 1<<uint(r) - 1
-	}
-	winoInt4AVX512(&src[0], ls, n, &dst[0], bias, lo, hi, clamp, tail, count, 4*so, 4*do)
-}
 
 // winoInRows runs, for each tile row ty < th, Bt down the six padded phase
 // rows ph[(4ty+i)*wp:] (wp floats each) into t (6 rows of wp, reused for

@@ -115,7 +115,8 @@ func TestConvWino(t *testing.T) {
 }
 
 // TestWinoKernels compares each AVX-512 transform with its Go version on
-// random rows (whole vectors, and the interleave's masked last block).
+// random data, for the geometries of several layers (tile rows of 1 to 38
+// tiles, pads on either side, masked last blocks).
 func TestWinoKernels(t *testing.T) {
 	if !directAsm {
 		t.Skip("the Winograd transforms need AVX-512 (amd64 without purego); this CPU or build has none")
@@ -128,54 +129,56 @@ func TestWinoKernels(t *testing.T) {
 		}
 		return s
 	}
-	run := func(goKernels bool, f func()) {
+	both := func(f func()) {
 		defer func(old bool) { winoKernelsGo = old }(winoKernelsGo)
-		winoKernelsGo = goKernels
+		winoKernelsGo = false
+		f()
+		winoKernelsGo = true
 		f()
 	}
 	eq := func(name string, a, b []float32) {
 		t.Helper()
 		for i := range a {
-			if a[i] != b[i] && math.Abs(float64(a[i]-b[i])) > 1e-5*(1+math.Abs(float64(b[i]))) {
+			if a[i] != b[i] && !(math.Abs(float64(a[i]-b[i])) <= 1e-5*(1+math.Abs(float64(b[i])))) {
 				t.Fatalf("%s: element %d = %g, Go %g", name, i, a[i], b[i])
 			}
 		}
 	}
-	for _, nb := range []int{1, 2, 5} {
-		for _, count := range []int{1, 3} {
-			// deinterleave: rows of 64nb+5 floats into rows of 4 phases
-			src := rnd(count*(64*nb+5) + 64*nb)
-			ld := 16*nb + 1
-			a, b := make([]float32, count*(4*ld+3)+4*ld), make([]float32, count*(4*ld+3)+4*ld)
-			run(false, func() { winoDeint4(src, nb, a, ld, count, 64*nb+5, 4*ld+3) })
-			run(true, func() { winoDeint4(src, nb, b, ld, count, 64*nb+5, 4*ld+3) })
-			eq("deint4", a, b)
+	for _, c := range []struct{ h, w, top, left, c, m int }{
+		{80, 80, 1, 1, 3, 2}, {7, 7, 1, 1, 2, 3}, {13, 60, 0, 2, 2, 2}, {3, 150, 2, 0, 1, 1}, {1, 1, 1, 1, 2, 9},
+	} {
+		p := cpu.Conv2DParams{N: 1, C: c.c, H: c.h, W: c.w, M: c.m, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
+			Group: 1, PadTop: c.top, PadLeft: c.left, PadBottom: c.top, PadRight: c.left}
+		g := winoGeom(p)
+		x := rnd(c.h * c.w)
+		var got, want []float32
+		var masks [128]uint16
+		both(func() {
+			ph := make([]float32, g.hp*g.wp)
+			winoPadDeint(x, p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, masks[:])
+			got, want = want, ph
+		})
+		eq("pad and phase split", got, want)
 
-			// Bt and At: six rows at uneven offsets, outputs interleaved
-			rows := rnd(count*(16*nb+7) + 6*(16*nb+1) + 16)
-			offs := [6]int{0, 3 * (16*nb + 1), 16*nb + 1, 1, 2 * (16*nb + 1), 5*(16*nb+1) + 2}
-			ds := 16*nb + 3
-			a, b = make([]float32, count*(6*ds+5)+6*ds), make([]float32, count*(6*ds+5)+6*ds)
-			run(false, func() { winoBt(16*nb, count, rows, &offs, 16*nb+7, a, ds, 6*ds+5) })
-			run(true, func() { winoBt(16*nb, count, rows, &offs, 16*nb+7, b, ds, 6*ds+5) })
-			eq("Bt", a, b)
-			run(false, func() { winoAt(16*nb, count, rows, &offs, 16*nb+7, a, ds, 6*ds+5) })
-			run(true, func() { winoAt(16*nb, count, rows, &offs, 16*nb+7, b, ds, 6*ds+5) })
-			eq("At", a, b)
+		ph := rnd(g.hp * g.wp)
+		both(func() {
+			tb, v := make([]float32, 6*g.wp+16), make([]float32, 36*g.vp)
+			winoInRows(ph, g.wp, g.th, tb, v, g.vp, g.tw, g.lp, g.lt)
+			got, want = want, v
+		})
+		eq("Bt", got, want)
 
-			// interleave, whole and masked last blocks
-			o := rnd(count*(4*16*nb+9) + 4*16*nb)
-			for _, valid := range []int{64*nb - 60, 64*nb - 1, 64 * nb} {
-				for _, clamp := range []bool{false, true} {
-					a, b = make([]float32, count*(64*nb+16)), make([]float32, count*(64*nb+16))
-					for i := range a {
-						a[i], b[i] = -7, -7
-					}
-					run(false, func() { winoInt4(o, 16*nb, nb, a, 0.25, -0.5, 0.75, clamp, valid, count, 4*16*nb+9, 64*nb+16) })
-					run(true, func() { winoInt4(o, 16*nb, nb, b, 0.25, -0.5, 0.75, clamp, valid, count, 4*16*nb+9, 64*nb+16) })
-					eq("interleave", a, b)
+		mm := rnd(36 * g.mp)
+		for _, clamp := range []bool{false, true} {
+			both(func() {
+				s, o, out := make([]float32, 24*g.lt), make([]float32, 16*g.lt), make([]float32, 4*g.th*4*g.tw+5)
+				for i := range out {
+					out[i] = -7
 				}
-			}
+				winoOutRows(mm, g.mp, g.lt, g.th, s, o, out, 4*g.tw, g.tw, 0.25, -0.5, 0.75, clamp)
+				got, want = want, out
+			})
+			eq("At and interleave", got, want)
 		}
 	}
 }

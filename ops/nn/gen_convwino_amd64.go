@@ -22,82 +22,13 @@ func main() {
 	p("//go:build amd64 && !purego")
 	p("")
 	p(`#include "textflag.h"`)
-	deint()
 	padDeint()
-	rowsKernel("winoBtAVX512", 6, bt)
-	rowsKernel("winoAtAVX512", 4, at)
 	inputRows()
 	outputRows()
-	interleave()
 	consts()
 	if err := os.WriteFile("convwino_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-}
-
-// deint writes winoDeint4AVX512(src *float32, n int, dst *float32, ld,
-// count, so, do int): for o < count, i < 16n and phase q < 4,
-// dst[o*do+q*ld+i] = src[o*so+4i+q] (so and do in bytes).
-func deint() {
-	p("")
-	p("// func winoDeint4AVX512(src *float32, n int, dst *float32, ld, count, so, do int)")
-	p("TEXT ·winoDeint4AVX512(SB), NOSPLIT, $0-56")
-	p("\tMOVQ src+0(FP), R10")
-	p("\tMOVQ dst+16(FP), R11")
-	p("\tMOVQ ld+24(FP), DX")
-	p("\tSHLQ $2, DX")
-	p("\tMOVQ count+32(FP), R9")
-	p("\tVMOVUPS winoIdxA<>(SB), Z12")
-	p("\tVMOVUPS winoIdxB<>(SB), Z13")
-	p("\tVMOVUPS winoIdxLo<>(SB), Z14")
-	p("\tVMOVUPS winoIdxHi<>(SB), Z15")
-	p("\tTESTQ R9, R9")
-	p("\tJZ deint_done")
-	p("deint_outer:")
-	p("\tMOVQ R10, SI")
-	p("\tMOVQ R11, DI")
-	p("\tLEAQ (DI)(DX*2), R8") // phase 2 row
-	p("\tMOVQ n+8(FP), CX")
-	p("\tTESTQ CX, CX")
-	p("\tJZ deint_next")
-	p("deint_loop:")
-	for k := 0; k < 4; k++ {
-		p("\tVMOVUPS %d(SI), Z%d", 64*k, k)
-	}
-	// Z4: phases 0|2 of floats 0-31, Z5: of 32-63; Z6, Z7: phases 1|3
-	p("\tVMOVAPS Z0, Z4")
-	p("\tVPERMT2PS Z1, Z12, Z4")
-	p("\tVMOVAPS Z2, Z5")
-	p("\tVPERMT2PS Z3, Z12, Z5")
-	p("\tVMOVAPS Z0, Z6")
-	p("\tVPERMT2PS Z1, Z13, Z6")
-	p("\tVMOVAPS Z2, Z7")
-	p("\tVPERMT2PS Z3, Z13, Z7")
-	p("\tVMOVAPS Z4, Z8")
-	p("\tVPERMT2PS Z5, Z14, Z8") // phase 0
-	p("\tVMOVAPS Z4, Z9")
-	p("\tVPERMT2PS Z5, Z15, Z9") // phase 2
-	p("\tVMOVAPS Z6, Z10")
-	p("\tVPERMT2PS Z7, Z14, Z10") // phase 1
-	p("\tVMOVAPS Z6, Z11")
-	p("\tVPERMT2PS Z7, Z15, Z11") // phase 3
-	p("\tVMOVUPS Z8, (DI)")
-	p("\tVMOVUPS Z10, (DI)(DX*1)")
-	p("\tVMOVUPS Z9, (R8)")
-	p("\tVMOVUPS Z11, (R8)(DX*1)")
-	p("\tADDQ $256, SI")
-	p("\tADDQ $64, DI")
-	p("\tADDQ $64, R8")
-	p("\tDECQ CX")
-	p("\tJNZ deint_loop")
-	p("deint_next:")
-	p("\tADDQ so+40(FP), R10")
-	p("\tADDQ do+48(FP), R11")
-	p("\tDECQ R9")
-	p("\tJNZ deint_outer")
-	p("deint_done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
 }
 
 // padDeint writes winoPadDeintAVX512(x *float32, h, xs, padTop, hp int,
@@ -184,68 +115,6 @@ func padDeint() {
 	p("\tADDQ ds+72(FP), R11")
 	p("\tDECQ R13")
 	p("\tJNZ %s_row", name)
-	p("%s_done:", name)
-	p("\tVZEROUPPER")
-	p("\tRET")
-}
-
-// rowsKernel writes name(n, count int, src *float32, offs *[6]int, so int,
-// dst *float32, ds, do int): for o < count, the nd output rows
-// dst[o*do+r*ds+i] of the transform body over the six source rows
-// src[o*so+offs[k]+i], for i < n (a multiple of 16); offs, so, ds and do in
-// bytes.
-func rowsKernel(name string, nd int, body func()) {
-	p("")
-	p("// func %s(n, count int, src *float32, offs *[6]int, so int, dst *float32, ds, do int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
-	// constants in Z13-Z15: Z16-Z31 are left alone, as VZEROUPPER does
-	// not clear them
-	p("\tMOVL $0x40800000, CX") // 4
-	p("\tVPBROADCASTD CX, Z13")
-	p("\tMOVL $0x40000000, CX") // 2
-	p("\tVPBROADCASTD CX, Z15")
-	if nd == 6 {
-		p("\tMOVL $0x40a00000, CX") // 5
-	} else {
-		p("\tMOVL $0x41000000, CX") // 8
-	}
-	p("\tVPBROADCASTD CX, Z14")
-	p("\tMOVQ count+8(FP), R15")
-	p("\tMOVQ src+16(FP), BX")
-	p("\tMOVQ offs+24(FP), R14")
-	p("\tMOVQ dst+40(FP), AX")
-	p("\tMOVQ ds+48(FP), SI")
-	p("\tTESTQ R15, R15")
-	p("\tJZ %s_done", name)
-	p("%s_outer:", name)
-	for i := 0; i < 6; i++ {
-		p("\tMOVQ %d(R14), R%d", 8*i, 8+i)
-		p("\tADDQ BX, R%d", 8+i)
-	}
-	p("\tMOVQ AX, DI")
-	p("\tLEAQ (DI)(SI*2), DX")
-	p("\tADDQ SI, DX") // row 3
-	p("\tMOVQ n+0(FP), CX")
-	p("\tSHRQ $4, CX")
-	p("\tTESTQ CX, CX")
-	p("\tJZ %s_next", name)
-	p("%s_loop:", name)
-	for i := 0; i < 6; i++ {
-		p("\tVMOVUPS (R%d), Z%d", 8+i, i)
-	}
-	body()
-	for i := 0; i < 6; i++ {
-		p("\tADDQ $64, R%d", 8+i)
-	}
-	p("\tADDQ $64, DI")
-	p("\tADDQ $64, DX")
-	p("\tDECQ CX")
-	p("\tJNZ %s_loop", name)
-	p("%s_next:", name)
-	p("\tADDQ so+32(FP), BX")
-	p("\tADDQ do+56(FP), AX")
-	p("\tDECQ R15")
-	p("\tJNZ %s_outer", name)
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -581,102 +450,6 @@ func at() {
 	p("\tVADDPS Z5, Z7, Z7")
 	p("\tVFMADD231PS Z9, Z14, Z7")
 	store(3, 7)
-}
-
-// interleave writes winoInt4AVX512(src *float32, ls, n int, dst *float32,
-// bias, lo, hi float32, clamp bool, tail uint64, count, so, do int): for
-// o < count, i < 16n and q < 4, dst[o*do+4i+q] = clamp(src[o*so+q*ls+i] +
-// bias), the last 64 outputs of each o stored under the bits of tail (so
-// and do in bytes).
-func interleave() {
-	const name = "winoInt4AVX512"
-	p("")
-	p("// func %s(src *float32, ls, n int, dst *float32, bias, lo, hi float32, clamp bool, tail uint64, count, so, do int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-80", name)
-	p("\tMOVQ src+0(FP), R11")
-	p("\tMOVQ ls+8(FP), DX")
-	p("\tSHLQ $2, DX")
-	p("\tMOVQ dst+24(FP), R12")
-	p("\tMOVQ count+56(FP), R13")
-	p("\tVBROADCASTSS bias+32(FP), Z8")
-	p("\tVBROADCASTSS lo+36(FP), Z9")
-	p("\tVBROADCASTSS hi+40(FP), Z10")
-	p("\tMOVBLZX clamp+44(FP), R9")
-	p("\tVMOVUPS winoIdxIL<>(SB), Z12")
-	p("\tVMOVUPS winoIdxIH<>(SB), Z13")
-	p("\tVMOVUPS winoIdxQL<>(SB), Z14")
-	p("\tVMOVUPS winoIdxQH<>(SB), Z15")
-	p("\tMOVQ tail+48(FP), R10")
-	for k := 0; k < 4; k++ {
-		p("\tKMOVW R10, K%d", k+1)
-		if k < 3 {
-			p("\tSHRQ $16, R10")
-		}
-	}
-	p("\tTESTQ R13, R13")
-	p("\tJZ %s_done", name)
-	p("%s_outer:", name)
-	p("\tMOVQ R11, SI")
-	p("\tLEAQ (SI)(DX*2), R8") // row 2
-	p("\tMOVQ R12, DI")
-	p("\tMOVQ n+16(FP), CX")
-	p("\tTESTQ CX, CX")
-	p("\tJZ %s_next", name)
-	p("%s_loop:", name)
-	p("\tVMOVUPS (SI), Z0")
-	p("\tVMOVUPS (SI)(DX*1), Z1")
-	p("\tVMOVUPS (R8), Z2")
-	p("\tVMOVUPS (R8)(DX*1), Z3")
-	// pairs: Z4 = q0 q1 of lanes 0-7, Z5 of 8-15; Z6, Z7 for q2 q3
-	p("\tVMOVAPS Z0, Z4")
-	p("\tVPERMT2PS Z1, Z12, Z4")
-	p("\tVMOVAPS Z0, Z5")
-	p("\tVPERMT2PS Z1, Z13, Z5")
-	p("\tVMOVAPS Z2, Z6")
-	p("\tVPERMT2PS Z3, Z12, Z6")
-	p("\tVMOVAPS Z2, Z7")
-	p("\tVPERMT2PS Z3, Z13, Z7")
-	// quads: Z0 = lanes 0-3, Z1 4-7, Z2 8-11, Z3 12-15
-	p("\tVMOVAPD Z4, Z0")
-	p("\tVPERMT2PD Z6, Z14, Z0")
-	p("\tVMOVAPD Z4, Z1")
-	p("\tVPERMT2PD Z6, Z15, Z1")
-	p("\tVMOVAPD Z5, Z2")
-	p("\tVPERMT2PD Z7, Z14, Z2")
-	p("\tVMOVAPD Z5, Z3")
-	p("\tVPERMT2PD Z7, Z15, Z3")
-	for k := 0; k < 4; k++ {
-		p("\tVADDPS Z8, Z%d, Z%d", k, k)
-	}
-	p("\tTESTQ R9, R9")
-	p("\tJZ %s_store", name)
-	for k := 0; k < 4; k++ {
-		p("\tVMAXPS Z9, Z%d, Z%d", k, k)
-		p("\tVMINPS Z10, Z%d, Z%d", k, k)
-	}
-	p("%s_store:", name)
-	p("\tCMPQ CX, $1")
-	p("\tJEQ %s_last", name)
-	for k := 0; k < 4; k++ {
-		p("\tVMOVUPS Z%d, %d(DI)", k, 64*k)
-	}
-	p("\tADDQ $64, SI")
-	p("\tADDQ $64, R8")
-	p("\tADDQ $256, DI")
-	p("\tDECQ CX")
-	p("\tJMP %s_loop", name)
-	p("%s_last:", name)
-	for k := 0; k < 4; k++ {
-		p("\tVMOVUPS Z%d, K%d, %d(DI)", k, k+1, 64*k)
-	}
-	p("%s_next:", name)
-	p("\tADDQ so+64(FP), R11")
-	p("\tADDQ do+72(FP), R12")
-	p("\tDECQ R13")
-	p("\tJNZ %s_outer", name)
-	p("%s_done:", name)
-	p("\tVZEROUPPER")
-	p("\tRET")
 }
 
 func table(name string, size int, vals []int) {
