@@ -15,7 +15,8 @@ import (
 // Sigmoid, Tanh, Relu, Softsign and Softplus (the defaults among them).
 // kernels/op_rnn.cu: the input projections of all time steps in one
 // launch, then one launch per step (GRU: two) over every direction, batch
-// item and hidden unit, the states in float32 in both precisions.
+// item and hidden unit (a warp each, reading the rows of R coalesced), the
+// states in float32 in both precisions.
 // Activations with parameters (Affine, LeakyRelu, HardSigmoid, ...) stay on
 // the CPU.
 var rnnKernels = []kernelDef{
@@ -195,7 +196,7 @@ func (c *compiler) rnn(s *step) error {
 		ny = S * int64(r.dirs) * B * int64(H)
 	}
 	s.launches = append(s.launches,
-		elemLaunch("rnn_proj_"+sfx, int64(r.dirs)*S*B*int64(GH), pArg(xw), pArg(*in[0]), pArg(*in[1]), optArg(in[3]),
+		elemLaunch("rnn_proj_"+sfx, 32*int64(r.dirs)*S*B*int64(GH), pArg(xw), pArg(*in[0]), pArg(*in[1]), optArg(in[3]),
 			lArg(S), lArg(B), iArg(I), iArg(GH), iArg(r.dirs), iArg(H), iArg(lbr), iArg(layout)),
 		elemLaunch("rnn_init_"+sfx, max(state, ny), pArg(h[0]), optArg(cs[0]), optArg(in[5]), optArg(in[6]), optArg(outs[0]), lArg(ny),
 			iArg(r.dirs), lArg(B), iArg(H), iArg(layout)))
@@ -208,9 +209,9 @@ func (c *compiler) rnn(s *step) error {
 		switch {
 		case gru:
 			s.launches = append(s.launches,
-				elemLaunch("gru_gates_"+sfx, state, pArg(zb), pArg(rh), pArg(hp), pArg(xw), pArg(*in[2]), lArg(st), lArg(S), lArg(B), iArg(H),
+				elemLaunch("gru_gates_"+sfx, 32*state, pArg(zb), pArg(rh), pArg(hp), pArg(xw), pArg(*in[2]), lArg(st), lArg(S), lArg(B), iArg(H),
 					iArg(r.dirs), iArg(rev), pArg(acts), fArg(r.clip), iArg(lbr)),
-				elemLaunch("gru_step_"+sfx, state, optArg(outs[0]), pArg(hn), pArg(hp), pArg(zb), pArg(rh), pArg(xw), pArg(*in[2]), optArg(in[3]),
+				elemLaunch("gru_step_"+sfx, 32*state, optArg(outs[0]), pArg(hn), pArg(hp), pArg(zb), pArg(rh), pArg(xw), pArg(*in[2]), optArg(in[3]),
 					optArg(in[4]), iArg(lens64), lArg(st), lArg(S), lArg(B), iArg(H), iArg(r.dirs), iArg(rev), pArg(acts), fArg(r.clip), iArg(lbr), iArg(layout)))
 		default:
 			kind, cp, cn := 0, (*ref)(nil), (*ref)(nil)
@@ -218,7 +219,7 @@ func (c *compiler) rnn(s *step) error {
 				kind, cp, cn = 2, cs[st%2], cs[(st+1)%2]
 			}
 			s.launches = append(s.launches,
-				elemLaunch("rnn_step_"+sfx, state, optArg(outs[0]), pArg(hn), optArg(cn), pArg(hp), optArg(cp), pArg(xw), pArg(*in[2]), optArg(in[7]),
+				elemLaunch("rnn_step_"+sfx, 32*state, optArg(outs[0]), pArg(hn), optArg(cn), pArg(hp), optArg(cp), pArg(xw), pArg(*in[2]), optArg(in[7]),
 					optArg(in[4]), iArg(lens64), lArg(st), lArg(S), lArg(B), iArg(H), iArg(r.dirs), iArg(rev), iArg(kind), pArg(acts), fArg(r.clip),
 					iArg(b2i(r.inputForget)), iArg(layout)))
 		}

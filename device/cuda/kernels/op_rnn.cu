@@ -31,12 +31,15 @@ __device__ __forceinline__ long long kiln_rnn_y(int layout, long long t, int d, 
 }
 
 // rnn_proj: xw[d, s, b, g] = X[s, b, :] . W[d, g, :] + Wb[d, g] + Rb[d, g]
-// (GRU with linear_before_reset: no Rb for the h gate, g >= 2H).
+// (GRU with linear_before_reset: no Rb for the h gate, g >= 2H), a warp
+// per element (the launch covers 32 threads an element).
 template <typename T>
 __device__ void rnn_proj_t(float *xw, const T *x, const T *w, const T *bias, long long S, long long B, int I, int GH,
                            int dirs, int H, int lbr, int layout) {
     long long total = (long long)dirs * S * B * GH;
-    GRID_STRIDE(i, total) {
+    GRID_STRIDE(wt, total * 32) { // a warp per element, its lanes along I
+        long long i = wt / 32;
+        int lane = (int)(wt % 32);
         int g = (int)(i % GH);
         long long r = i / GH;
         long long b = r % B;
@@ -45,7 +48,9 @@ __device__ void rnn_proj_t(float *xw, const T *x, const T *w, const T *bias, lon
         int d = (int)(r / S);
         const long long xo = (layout ? b * S + s : s * B + b) * I, wo = ((long long)d * GH + g) * I;
         float acc = 0.0f;
-        for (int k = 0; k < I; k++) acc += (float)kld(x, xo + k) * (float)kld(w, wo + k);
+        for (int k = lane; k < I; k += 32) acc += (float)kld(x, xo + k) * (float)kld(w, wo + k);
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, o);
+        if (lane != 0) continue;
         if (bias) {
             acc += (float)kld(bias, (long long)d * 2 * GH + g);
             if (!(lbr && g >= 2 * H)) acc += (float)kld(bias, (long long)d * 2 * GH + GH + g);
@@ -71,11 +76,14 @@ __device__ void rnn_init_t(float *h, float *c, const T *h0, const T *c0, T *y, l
     }
 }
 
-// kiln_rnn_dot is v[b, :] . R[d, row, :] over H.
+// kiln_rnn_dot is v[vo : vo + H] . R[ro : ro + H], summed by the 32 lanes
+// of a warp (each lane a stride of the row, so that reads coalesce) and
+// returned to every lane.
 template <typename T>
-__device__ __forceinline__ float kiln_rnn_dot(const float *v, const T *R, long long vo, long long ro, int H) {
+__device__ __forceinline__ float kiln_rnn_dot(const float *v, const T *R, long long vo, long long ro, int H, int lane) {
     float acc = 0.0f;
-    for (int k = 0; k < H; k++) acc += v[vo + k] * (float)kld(R, ro + k);
+    for (int k = lane; k < H; k += 32) acc += v[vo + k] * (float)kld(R, ro + k);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, o);
     return acc;
 }
 
@@ -92,7 +100,8 @@ __device__ __forceinline__ long long kiln_rnn_time(long long step, long long S, 
 
 // rnn_step: one step of RNN (kind 0) or LSTM (kind 2) for every direction,
 // batch item and hidden unit: hp, cp the previous states, hn, cn the new
-// ones. acts holds the cell's activation ids, three per direction.
+// ones, a warp per unit (the launch covers 32 threads a unit). acts holds
+// the cell's activation ids, three per direction.
 template <typename T>
 __device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const float *cp, const float *xw, const T *R,
                            const T *P, const void *lens, int lens64, long long step, long long S, long long B, int H,
@@ -100,15 +109,19 @@ __device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const fl
                            int layout) {
     int G = kind == 2 ? 4 : 1;
     long long n = (long long)dirs * B * H;
-    GRID_STRIDE(i, n) {
+    GRID_STRIDE(wt, n * 32) { // a warp per unit
+        long long i = wt / 32;
+        int lane = (int)(wt % 32);
         int j = (int)(i % H);
         long long b = (i / H) % B;
         int d = (int)(i / ((long long)H * B));
         bool active;
         long long t = kiln_rnn_time(step, S, d, reverse, lens, lens64, b, &active);
         if (!active) {
-            hn[i] = hp[i];
-            if (cn) cn[i] = cp[i];
+            if (lane == 0) {
+                hn[i] = hp[i];
+                if (cn) cn[i] = cp[i];
+            }
             continue;
         }
         const float *x = xw + (((long long)d * S + t) * B + b) * G * H;
@@ -116,13 +129,13 @@ __device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const fl
         const long long *a = acts + 3 * d;
         float h;
         if (kind == 0) {
-            h = kiln_rnn_act((int)a[0], x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H), clip);
+            h = kiln_rnn_act((int)a[0], x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane), clip);
         } else {
             float c = cp[i];
-            float gi = x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H);
-            float go = x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H);
-            float gf = x[2 * H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(2 * H + j) * H, H);
-            float gc = x[3 * H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(3 * H + j) * H, H);
+            float gi = x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane);
+            float go = x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H, lane);
+            float gf = x[2 * H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(2 * H + j) * H, H, lane);
+            float gc = x[3 * H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(3 * H + j) * H, H, lane);
             if (P) {
                 gi += (float)kld(P, (long long)d * 3 * H + j) * c;
                 gf += (float)kld(P, (long long)d * 3 * H + 2 * H + j) * c;
@@ -134,21 +147,26 @@ __device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const fl
             if (P) go += (float)kld(P, (long long)d * 3 * H + H + j) * c;
             float ot = kiln_rnn_act((int)a[0], go, clip);
             h = ot * kiln_rnn_act((int)a[2], c, 0.0f);
-            cn[i] = c;
+            if (lane == 0) cn[i] = c;
         }
-        hn[i] = h;
-        if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+        if (lane == 0) {
+            hn[i] = h;
+            if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+        }
     }
 }
 
 // gru_gates: GRU's update gate z into zb and, into rh, r * h (r alone with
-// linear_before_reset), for every direction, batch item and hidden unit.
+// linear_before_reset), for every direction, batch item and hidden unit, a
+// warp each.
 template <typename T>
 __device__ void gru_gates_t(float *zb, float *rh, const float *hp, const float *xw, const T *R, long long step,
                             long long S, long long B, int H, int dirs, int reverse, const long long *acts, float clip,
                             int lbr) {
     long long n = (long long)dirs * B * H;
-    GRID_STRIDE(i, n) {
+    GRID_STRIDE(wt, n * 32) { // a warp per unit
+        long long i = wt / 32;
+        int lane = (int)(wt % 32);
         int j = (int)(i % H);
         long long b = (i / H) % B;
         int d = (int)(i / ((long long)H * B));
@@ -157,9 +175,12 @@ __device__ void gru_gates_t(float *zb, float *rh, const float *hp, const float *
         const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
         const long long vo = ((long long)d * B + b) * H, ro = (long long)d * 3 * H * H;
         int f = (int)acts[3 * d];
-        zb[i] = kiln_rnn_act(f, x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H), clip);
-        float r = kiln_rnn_act(f, x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H), clip);
-        rh[i] = lbr ? r : r * hp[i];
+        float z = kiln_rnn_act(f, x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane), clip);
+        float r = kiln_rnn_act(f, x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H, lane), clip);
+        if (lane == 0) {
+            zb[i] = z;
+            rh[i] = lbr ? r : r * hp[i];
+        }
     }
 }
 
@@ -172,14 +193,16 @@ __device__ void gru_step_t(T *y, float *hn, const float *hp, const float *zb, co
                            long long B, int H, int dirs, int reverse, const long long *acts, float clip, int lbr,
                            int layout) {
     long long n = (long long)dirs * B * H;
-    GRID_STRIDE(i, n) {
+    GRID_STRIDE(wt, n * 32) { // a warp per unit
+        long long i = wt / 32;
+        int lane = (int)(wt % 32);
         int j = (int)(i % H);
         long long b = (i / H) % B;
         int d = (int)(i / ((long long)H * B));
         bool active;
         long long t = kiln_rnn_time(step, S, d, reverse, lens, lens64, b, &active);
         if (!active) {
-            hn[i] = hp[i];
+            if (lane == 0) hn[i] = hp[i];
             continue;
         }
         const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
@@ -187,14 +210,16 @@ __device__ void gru_step_t(T *y, float *hn, const float *hp, const float *zb, co
         float v;
         if (lbr) {
             float rbh = bias ? (float)kld(bias, (long long)d * 6 * H + 3 * H + 2 * H + j) : 0.0f;
-            v = x[2 * H + j] + rh[i] * (kiln_rnn_dot(hp, R, vo, ro, H) + rbh);
+            v = x[2 * H + j] + rh[i] * (kiln_rnn_dot(hp, R, vo, ro, H, lane) + rbh);
         } else {
-            v = x[2 * H + j] + kiln_rnn_dot(rh, R, vo, ro, H);
+            v = x[2 * H + j] + kiln_rnn_dot(rh, R, vo, ro, H, lane);
         }
         float ht = kiln_rnn_act((int)acts[3 * d + 1], v, clip), z = zb[i];
         float h = (1.0f - z) * ht + z * hp[i];
-        hn[i] = h;
-        if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+        if (lane == 0) {
+            hn[i] = h;
+            if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+        }
     }
 }
 
