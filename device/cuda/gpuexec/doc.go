@@ -12,8 +12,10 @@
 // type, with the opsets each implementation covers: one table per op
 // family, each in its own file (op_conv.go, op_gemm.go, op_pool.go,
 // op_elementwise.go, op_reduce.go, op_softmax.go, op_movement.go,
-// op_resize.go, op_norm.go, op_attention.go), whose kernels live in the
-// matching kernels/op_*.cu (kernels/nn.cu for the first ones). An entry
+// op_resize.go, op_norm.go, op_attention.go, and the long tail:
+// op_groupnorm.go, op_upsample.go, op_lppool.go, op_einsum.go, op_rnn.go,
+// op_roi.go, op_unpool.go), whose kernels live in the matching
+// kernels/op_*.cu (kernels/nn.cu for the first ones). An entry
 // says what it needs of a node before shapes are bound (input count,
 // float32 inputs, a check on types, constant inputs and attributes that
 // says why not) and how to emit its launches; emit refuses, with
