@@ -722,5 +722,11 @@ func longTailCases() []opCase {
 			at := []*ir.Attr{ir.IntsAttr("kernel_shape", 2, 2), ir.IntsAttr("strides", 2, 2)}
 			return []*ir.Value{b.Op("MaxUnpool", in, at...), b.Op("MaxUnpool", append(in, b.Const("shape", tensor.FromInt64([]int64{1, 2, 7, 8}, 4))), at...)}
 		}, false},
+		{"DFT real onesided, complex inverse", []*tensor.Tensor{rnd(2, 16, 1), rnd(3, 10, 2)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("DFT", x[:1], ir.IntAttr("onesided", 1)), b.Op("DFT", x[1:2], ir.IntAttr("inverse", 1))}
+		}, false},
+		{"DFT zero-padded dft_length, inner axis", []*tensor.Tensor{rnd(2, 8, 3, 1)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return op(b, "DFT", []*ir.Value{x[0], b.Const("n", tensor.FromInt64([]int64{12}))})
+		}, false},
 	}
 }
