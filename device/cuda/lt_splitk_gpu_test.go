@@ -13,9 +13,10 @@ import (
 // every candidate, the split-K variants included, against a float64
 // reference on the same half inputs (FFN-in with bias + GELU, FFN-out and
 // the output projection with bias + residual through C, the QKV product
-// with bias); it logs each candidate's time (events around 50 eager runs,
-// after 5) so that the split-K variants can be compared with the
-// heuristic's own. Needs a GPU.
+// with bias; FFN-out also with C = D, as when the residual's buffer is
+// reused for the output); it logs each candidate's time (events around 50
+// eager runs, after 5) so that the split-K variants can be compared with
+// the heuristic's own. Needs a GPU.
 func TestLtSplitKOnGPU(t *testing.T) {
 	g := openGPU(t)
 	lt, err := OpenCUBLASLt(Options{})
@@ -44,14 +45,15 @@ func TestLtSplitKOnGPU(t *testing.T) {
 	}
 	defer g.d.EventDestroy(end)
 	tests := []struct {
-		name        string
-		M, N, K     int
-		gelu, resid bool
+		name                 string
+		M, N, K              int
+		gelu, resid, inPlace bool // inPlace: the residual C is D itself
 	}{
-		{"qkv 128x2304x768 bias", 128, 2304, 768, false, false},
-		{"out 128x768x768 bias residual", 128, 768, 768, false, true},
-		{"ffn-in 128x3072x768 bias gelu", 128, 3072, 768, true, false},
-		{"ffn-out 128x768x3072 bias residual", 128, 768, 3072, false, true},
+		{"qkv 128x2304x768 bias", 128, 2304, 768, false, false, false},
+		{"out 128x768x768 bias residual", 128, 768, 768, false, true, false},
+		{"ffn-in 128x3072x768 bias gelu", 128, 3072, 768, true, false, false},
+		{"ffn-out 128x768x3072 bias residual", 128, 768, 3072, false, true, false},
+		{"ffn-out 128x768x3072 bias residual, C = D", 128, 768, 3072, false, true, true},
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, tt := range tests {
@@ -92,6 +94,9 @@ func TestLtSplitKOnGPU(t *testing.T) {
 					want[i*N+j] = acc
 				}
 			}
+			if tt.inPlace {
+				dC = dY
+			}
 			run := func() error {
 				if tt.resid {
 					return mm.RunC(h, dA, dB, dC, dY, ws, wsLimit, Stream{})
@@ -111,7 +116,11 @@ func TestLtSplitKOnGPU(t *testing.T) {
 				if err := mm.UseCandidate(i); err != nil {
 					t.Fatal(err)
 				}
-				if err := g.d.MemcpyHtoD(dY, make([]byte, 2*M*N)); err != nil {
+				y0 := make([]byte, 2*M*N) // D starts as zeros, or as the residual when it is C
+				if tt.inPlace {
+					y0 = f16bytes(res)
+				}
+				if err := g.d.MemcpyHtoD(dY, y0); err != nil {
 					t.Fatal(err)
 				}
 				if err := run(); err != nil {
