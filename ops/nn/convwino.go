@@ -187,13 +187,20 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 		if !inPlace {
 			out = *wideBuf
 		}
-		winoOutput(p, g, mm, bias, out, plane, wq, lo, hi, clampOn)
+		// SiLU without a residual runs on each output plane while it is in
+		// cache (as the direct convolution's tiles do).
+		silu := ep != nil && ep.act == ActSiLU && z == nil
+		winoOutput(p, g, mm, bias, out, plane, wq, lo, hi, clampOn, silu)
+		epn := ep
+		if silu {
+			epn = nil
+		}
 		var zn []float32
 		if z != nil {
 			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		}
-		if ep != nil || !inPlace {
-			directFinish(p, yn, zn, ep, out, !inPlace, plane, wq)
+		if epn != nil || !inPlace {
+			directFinish(p, yn, zn, epn, out, !inPlace, plane, wq)
 		}
 	}
 	if wideBuf != nil {
@@ -227,9 +234,9 @@ func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
 }
 
 // winoOutput writes, for every output channel, its tiles At M A + bias
-// (clamped to [lo, hi] with clampOn) into out: planes of plane floats,
-// rows of wq.
-func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, plane, wq int, lo, hi float32, clampOn bool) {
+// (clamped to [lo, hi] with clampOn, then SiLU with silu) into out: planes
+// of plane floats, rows of wq.
+func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, plane, wq int, lo, hi float32, clampOn, silu bool) {
 	dynamicFor(p.M, max(1, p.M/(4*cpu.Threads())), func(m0, m1 int) {
 		buf := winoOutPool.get(40 * g.lt)
 		defer winoOutPool.put(buf)
@@ -241,6 +248,10 @@ func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, pla
 				b = bias[m]
 			}
 			winoOutRows(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, out[m*plane:], wq, g.tw, b, lo, hi, clampOn)
+			if silu {
+				pl := out[m*plane : m*plane+4*g.th*wq]
+				convSiLU(pl, pl)
+			}
 		}
 	})
 }

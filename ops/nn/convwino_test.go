@@ -84,13 +84,19 @@ func TestConvWino(t *testing.T) {
 			for _, goKernels := range []bool{false, true} {
 				winoKernelsGo = goKernels
 				for _, b := range [][]float32{bias, nil} {
-					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone} {
+					// "silu alone": the epilogue without a residual (per plane)
+					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone, "silu alone"} {
 						residual := act != ""
 						want := make([]float32, n)
 						cpu.Conv2D(p, x, w, b, want)
 						var ep *epilogue
 						var zz []float32
-						if residual {
+						switch {
+						case act == "silu alone":
+							ep = &epilogue{act: ActSiLU}
+							cpu.Conv2D(pa, x, w, b, want)
+							ep.apply(want)
+						case residual:
 							ep, zz = &epilogue{act: act, p0: -0.5, p1: 0.7}, z
 							cpu.Conv2D(pa, x, w, b, want)
 							ep.applyAdd(want, z)
@@ -230,7 +236,7 @@ func BenchmarkWinoPhases(b *testing.B) {
 		})
 		b.Run(name("output"), func(b *testing.B) {
 			for b.Loop() {
-				winoOutput(p, g, mm, nil, out, 4*g.th*4*g.tw, 4*g.tw, 0, 0, false)
+				winoOutput(p, g, mm, nil, out, 4*g.th*4*g.tw, 4*g.tw, 0, 0, false, false)
 			}
 		})
 	}
