@@ -522,7 +522,7 @@ func ParseEngineID(id string) (engine int, knobs []Knob, err error) {
 // Tensor unique IDs of a GraphConv's graph (the variant pack's keys).
 const (
 	uidX, uidW, uidY, uidBias, uidZ = 1, 2, 3, 4, 5
-	uidScale, uidPost               = 6, 7 // quantized graphs' per-channel scales
+	uidScale, uidPost               = 6, 7          // quantized graphs' per-channel scales
 	uidConv, uidBiased, uidSum      = 101, 102, 103 // virtual
 	uidScaled, uidAct               = 104, 105      // virtual, quantized graphs
 	// graphTensors is how many data pointers a variant pack can hold.

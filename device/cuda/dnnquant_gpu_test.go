@@ -239,6 +239,8 @@ func TestQuantConvOnGPU(t *testing.T) {
 			o    GraphConvOptions
 		}{
 			{"3x3 scale", base, GraphConvOptions{Quant: GraphQuant{Scale: true}}},
+			{"3x3 scale -> half", base, GraphConvOptions{Quant: GraphQuant{Scale: true, Out: DataHalf}}},
+			{"1x1 scale -> half", pw, GraphConvOptions{Quant: GraphQuant{Scale: true, Out: DataHalf}}},
 			{"3x3 scale bias relu", base, GraphConvOptions{Bias: true, ReLU: true, Quant: GraphQuant{Scale: true}}},
 			{"3x3 scale bias relu -> half", base, GraphConvOptions{Bias: true, ReLU: true, Quant: GraphQuant{Scale: true, Out: DataHalf}}},
 			{"1x1 scale bias z relu post", pw, GraphConvOptions{Bias: true, Residual: true, ReLU: true, Quant: GraphQuant{Scale: true, PostScale: true}}},

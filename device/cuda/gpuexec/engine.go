@@ -410,7 +410,7 @@ func (e *Engine) Layers() []Layer {
 		l.Time, l.Cached = e.stepTime(i)
 		switch {
 		case e.int8.use[i] != nil:
-			l.Impl, l.Precision = "cudnn nhwc int8 graph ("+e.int8.use[i].g.Engine().ID+")", "int8"
+			l.Impl, l.Precision = e.int8Impl(i)
 		case e.conv1x1.use[i] != nil:
 			l.Impl = e.conv1x1Impl(i)
 		case e.graphs[i] != nil:
@@ -629,7 +629,7 @@ func (c *Context) stepCalls(i int) []call {
 	var calls []call
 	launches := s.launches
 	if q := e.int8.use[i]; q != nil {
-		calls, launches = c.int8Calls(i, q), nil
+		calls, launches = c.int8Calls(i, q)
 	} else if mm := e.conv1x1.use[i]; mm != nil {
 		calls, launches = c.conv1x1Calls(i, mm)
 	} else if gc := e.graphs[i]; gc != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
@@ -23,19 +24,40 @@ import (
 // written as half. The weights are quantized per output channel when the
 // engine is made (symmetric, max|w|/127), from the graph's float32 weights.
 //
-// Tuned (kiln build), the INT8 candidates are timed against the FP16 ones
-// (cuDNN's legacy and graph calls, cuBLASLt's 1x1 products, kiln's
-// kernels) and the fastest runs: "cudnn-int8-graph:ID" in the timing cache,
-// Tactic.Quant "int8" in the plan. Untuned, a quantized layer runs the INT8
-// graph's first engine. A layer cuDNN cannot run in INT8 stays in FP16, as
-// do the layers the rule left in float. Between layers the values stay
-// half: each INT8 layer pays one quantizing pass over its input.
+// The same layer in FP8 E4M3 (Hopper; float32 accumulation) is a second
+// quantized variant: input scale amax/448 (the INT8 one times 127/448),
+// weights per output channel with max|w|/448, quantize_nhwc_f8. Where
+// cuDNN cannot fuse the epilogue into a quantized graph, the graph
+// computes the scaled convolution alone, written as half, and the layer's
+// epilogue kernel (chan_epilogue_f16) runs after it ("-scaled" variants).
+//
+// Tuned (kiln build), the quantized candidates are timed against the FP16
+// ones (cuDNN's legacy and graph calls, cuBLASLt's 1x1 products, kiln's
+// kernels) and the fastest runs: "cudnn-int8-graph:ID" (or fp8,
+// int8-scaled, fp8-scaled) in the timing cache, Tactic.Quant in the plan.
+// Untuned, a quantized layer runs the INT8 graph's first engine. A layer
+// cuDNN cannot run quantized stays in FP16, as do the layers the rule left
+// in float. Between layers the values stay half: each quantized layer pays
+// one quantizing pass over its input.
 
 // int8Blob is the plan section holding an INT8 engine's input scales.
 const int8Blob = "cuda.int8"
 
-// int8Kernel quantizes a half NHWC tensor to padded INT8 NHWC.
-const int8Kernel = "quantize_nhwc_i8"
+// quantKernels quantize a half NHWC tensor to padded 8-bit NHWC, by
+// kind.
+var quantKernels = map[string]string{"int8": "quantize_nhwc_i8", "fp8": "quantize_nhwc_f8"}
+
+// quantKinds are the quantized variants tuning times, in order.
+var quantKinds = []string{"int8", "fp8"}
+
+// quantVariant splits a Tactic.Quant ("int8", "fp8", "int8-scaled",
+// "fp8-scaled") into the kind and whether the epilogue kernel runs after
+// the graph; ok is false for anything else.
+func quantVariant(q string) (kind string, scaled, ok bool) {
+	kind, scaled = strings.CutSuffix(q, "-scaled")
+	_, ok = quantKernels[kind]
+	return kind, scaled, ok
+}
 
 // int8Candidates bounds the INT8 graph engines built per layer while
 // tuning, and int8Compiled the runtime-compiled ones among them.
@@ -47,22 +69,33 @@ const (
 	int8MaxWorkspace = 256 << 20
 )
 
-// int8Conv is one convolution planned in INT8.
+// int8Conv is one convolution planned in INT8 or FP8.
 type int8Conv struct {
 	name           string
+	kind           string // "int8" or "fp8"
+	scaled         bool   // the graph is the scaled convolution alone: the epilogue kernel follows
+	fn             cuda.Function
 	g              *cuda.GraphConv
-	w, scale, bias cuda.DevicePtr // INT8 [M, KH, KW, CP] weights; float32 [M] scale and bias
+	w, scale, bias cuda.DevicePtr // 8-bit [M, KH, KW, CP] weights; float32 [M] scale and bias
 	inv            float32        // 1 / the input's scale
 	c, cp          int            // input channels, padded
 	xq             int            // workspace bytes of the quantized input (256-byte aligned)
 	mem            int64          // device bytes reserved for w, scale and bias
 }
 
-// int8State holds an engine's INT8 convolutions.
+// quant is how q's tactic names it: "int8", "fp8", "int8-scaled", ...
+func (q *int8Conv) quant() string {
+	if q.scaled {
+		return q.kind + "-scaled"
+	}
+	return q.kind
+}
+
+// int8State holds an engine's quantized convolutions.
 type int8State struct {
-	fn    cuda.Function
-	use   map[int]*int8Conv // by step: run in INT8
-	spare map[int]*int8Conv // tuning: timed by tune
+	fns   map[string]cuda.Function // the quantizing kernels, by kind
+	use   map[int]*int8Conv        // by step: run quantized
+	spare map[int][]*int8Conv      // tuning: timed by tune
 }
 
 // free destroys q's graph and frees its memory; the context is current.
@@ -83,12 +116,10 @@ func (e *Engine) freeInt8(q *int8Conv) {
 // destroyInt8 frees every INT8 plan.
 func (e *Engine) destroyInt8() {
 	seen := map[*int8Conv]bool{}
-	for _, m := range []map[int]*int8Conv{e.int8.use, e.int8.spare} {
-		for _, q := range m {
-			if !seen[q] {
-				seen[q] = true
-				e.freeInt8(q)
-			}
+	for _, q := range e.int8.all() {
+		if !seen[q] {
+			seen[q] = true
+			e.freeInt8(q)
 		}
 	}
 	e.int8.use, e.int8.spare = nil, nil
@@ -106,14 +137,24 @@ func (q *int8Conv) workspace(all bool) int {
 	return q.xq + ws
 }
 
-// int8Workspace is the workspace the INT8 plans need: all candidates'
+// all lists the plans in use and spare.
+func (st *int8State) all() []*int8Conv {
+	var out []*int8Conv
+	for _, q := range st.use {
+		out = append(out, q)
+	}
+	for _, qs := range st.spare {
+		out = append(out, qs...)
+	}
+	return out
+}
+
+// int8Workspace is the workspace the quantized plans need: all candidates'
 // while tuning (all), else the engines in use.
 func (e *Engine) int8Workspace(all bool) int {
 	ws := 0
-	for _, m := range []map[int]*int8Conv{e.int8.use, e.int8.spare} {
-		for _, q := range m {
-			ws = max(ws, q.workspace(all))
-		}
+	for _, q := range e.int8.all() {
+		ws = max(ws, q.workspace(all))
 	}
 	return ws
 }
@@ -148,6 +189,33 @@ func quantizeWeights(w []float32, m, c, kh, kw, cp int) ([]byte, []float32) {
 	return q, scales
 }
 
+// quantizeWeightsFP8 is quantizeWeights in FP8 E4M3: scale max|w|/448.
+func quantizeWeightsFP8(w []float32, m, c, kh, kw, cp int) ([]byte, []float32) {
+	q := make([]byte, m*kh*kw*cp)
+	scales := make([]float32, m)
+	per := c * kh * kw
+	for o := range m {
+		row := w[o*per : (o+1)*per]
+		var amax float64
+		for _, v := range row {
+			amax = max(amax, math.Abs(float64(v)))
+		}
+		s := float32(1)
+		if amax > 0 && !math.IsInf(amax, 0) {
+			s = float32(amax / 448)
+		}
+		scales[o] = s
+		for ci := range c {
+			for y := range kh {
+				for x := range kw {
+					q[((o*kh+y)*kw+x)*cp+ci] = cuda.EncodeFP8(row[(ci*kh+y)*kw+x] / s)
+				}
+			}
+		}
+	}
+	return q, scales
+}
+
 // planInt8 plans the quantized convolutions (Options.Int8) as INT8 cuDNN
 // graphs: a step whose recorded tactic is INT8 runs so (its FP16 plans
 // freed); with Options.Tune the INT8 candidates are kept for tune to time
@@ -166,10 +234,15 @@ func (e *Engine) planInt8(o cuda.Options) {
 	if len(steps) == 0 {
 		return
 	}
-	fn, err := e.drv.ModuleFunction(e.mod, int8Kernel)
-	if err != nil {
-		return
+	fns := map[string]cuda.Function{}
+	for kind, k := range quantKernels {
+		fn, err := e.drv.ModuleFunction(e.mod, k)
+		if err != nil {
+			return
+		}
+		fns[kind] = fn
 	}
+	var err error
 	d := e.dnn
 	if d == nil {
 		if d, err = cuda.OpenCUDNN(o); err != nil {
@@ -181,14 +254,14 @@ func (e *Engine) planInt8(o cuda.Options) {
 		return
 	}
 	defer d.Destroy(h)
-	e.int8 = int8State{fn: fn, use: map[int]*int8Conv{}, spare: map[int]*int8Conv{}}
+	e.int8 = int8State{fns: fns, use: map[int]*int8Conv{}, spare: map[int][]*int8Conv{}}
 	for _, i := range steps {
 		s := e.prog.steps[i]
 		t, ok := e.opt.Tactics[s.node.Name]
 		ok = ok && t.Sig == convSig(s, e.prog.half)
 		switch {
-		case ok && t.Quant == "int8":
-			q, err := e.newInt8Conv(d, h, i, t.Graph)
+		case ok && t.Quant != "":
+			q, err := e.newInt8Conv(d, h, i, t.Quant, t.Graph)
 			if err != nil {
 				continue // stale: the step runs as planned in FP16
 			}
@@ -197,11 +270,13 @@ func (e *Engine) planInt8(o cuda.Options) {
 		case ok:
 			// another recorded choice: FP16 runs it
 		case e.opt.Tune:
-			if q, err := e.newInt8Conv(d, h, i, ""); err == nil {
-				e.int8.spare[i] = q
+			for _, kind := range quantKinds {
+				if q, err := e.newQuantConv(d, h, i, kind); err == nil {
+					e.int8.spare[i] = append(e.int8.spare[i], q)
+				}
 			}
 		default:
-			if q, err := e.newInt8Conv(d, h, i, ""); err == nil {
+			if q, err := e.newQuantConv(d, h, i, "int8"); err == nil {
 				if q.g.Keep(q.g.Candidates[0].ID) == nil {
 					e.useInt8(i, q)
 				} else {
@@ -231,15 +306,32 @@ func (e *Engine) useInt8(i int, q *int8Conv) {
 	e.int8.use[i] = q
 }
 
-// newInt8Conv quantizes step i's weights and builds its INT8 graph: the
-// engine id names (a plan's tactic), or the heuristics' candidates.
-func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, id string) (_ *int8Conv, err error) {
+// newQuantConv plans step i quantized as kind ("int8", "fp8") from the
+// heuristics: the whole layer as one graph, else (when the layer has an
+// epilogue kernel) the scaled convolution followed by it.
+func (e *Engine) newQuantConv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, kind string) (*int8Conv, error) {
+	q, err := e.newInt8Conv(d, h, i, kind, "")
+	if err != nil && e.prog.steps[i].conv.post.kernel != "" {
+		return e.newInt8Conv(d, h, i, kind+"-scaled", "")
+	}
+	return q, err
+}
+
+// newInt8Conv quantizes step i's weights and builds its graph in the
+// variant quant (Tactic.Quant): the engine id names (a plan's tactic), or
+// the heuristics' candidates.
+func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, quant, id string) (_ *int8Conv, err error) {
 	s := e.prog.steps[i]
 	cc := s.conv
 	n := s.node
 	sx := e.opt.Int8[n.Name]
 	wv := input(n, 1)
+	kind, scaled, ok := quantVariant(quant)
 	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: quantized variant %q", ErrUnsupported, quant)
+	case scaled && cc.post.kernel == "":
+		return nil, fmt.Errorf("%w: %s: the layer has no epilogue kernel", ErrUnsupported, quant)
 	case !cc.nhwc || !cc.fusable || cc.group != 1:
 		return nil, fmt.Errorf("%w: INT8 needs an NHWC convolution of one group with bias, residual and ReLU or none", ErrUnsupported)
 	case cc.m%4 != 0:
@@ -259,7 +351,13 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, id string
 		bias = make([]float32, cc.m)
 	}
 	cp := cuda.QuantChannels(cc.c)
-	wq, sw := quantizeWeights(wv.Const.Float32s(), cc.m, cc.c, cc.kh, cc.kw, cp)
+	in, wq, sw := cuda.DataInt8, []byte(nil), []float32(nil)
+	if kind == "fp8" {
+		in, sx = cuda.DataFP8, sx*127/448
+		wq, sw = quantizeWeightsFP8(wv.Const.Float32s(), cc.m, cc.c, cc.kh, cc.kw, cp)
+	} else {
+		wq, sw = quantizeWeights(wv.Const.Float32s(), cc.m, cc.c, cc.kh, cc.kw, cp)
+	}
 	scale := make([]float32, cc.m)
 	for m := range scale {
 		scale[m] = sx * sw[m]
@@ -268,7 +366,10 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, id string
 		StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: 1, NHWC: true}
 	go_ := cuda.GraphConvOptions{Bias: true, Residual: cc.z != nil, ReLU: cc.relu, MaxWorkspace: int8MaxWorkspace,
 		MaxCandidates: int8Candidates, MaxRuntimeCompiled: int8Compiled,
-		Quant: cuda.GraphQuant{In: cuda.DataInt8, Out: cuda.DataHalf, Scale: true}}
+		Quant: cuda.GraphQuant{In: in, Out: cuda.DataHalf, Scale: true}}
+	if scaled {
+		go_.Bias, go_.Residual, go_.ReLU = false, false, false
+	}
 	var g *cuda.GraphConv
 	if id != "" {
 		g, err = d.NewGraphConvFromID(h, p, cc.oh, cc.ow, go_, id)
@@ -281,7 +382,7 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, id string
 	if err != nil {
 		return nil, err
 	}
-	q := &int8Conv{name: n.Name, g: g, inv: 1 / sx, c: cc.c, cp: cp}
+	q := &int8Conv{name: n.Name, kind: kind, scaled: scaled, fn: e.int8.fns[kind], g: g, inv: 1 / sx, c: cc.c, cp: cp}
 	defer func() {
 		if err != nil {
 			e.freeInt8(q)
@@ -321,18 +422,17 @@ func float32Bytes(v []float32) []byte {
 	return b
 }
 
-// hasInt8 reports whether tune has INT8 candidates to time for step i.
+// hasInt8 reports whether tune has quantized candidates to time for step i.
 func (e *Engine) hasInt8(i int) bool {
-	_, ok := e.int8.spare[i]
-	return ok
+	return len(e.int8.spare[i]) > 0
 }
 
 // withInt8 adds step i's INT8 candidates to its tuning candidates (after
 // the others: a tie keeps FP16) and makes the others' apply stop running
 // INT8.
 func (e *Engine) withInt8(i int, sig string, cands []candidate) []candidate {
-	q, ok := e.int8.spare[i]
-	if !ok {
+	qs := e.int8.spare[i]
+	if len(qs) == 0 {
 		return cands
 	}
 	for j := range cands {
@@ -342,16 +442,18 @@ func (e *Engine) withInt8(i int, sig string, cands []candidate) []candidate {
 			return apply()
 		}
 	}
-	for _, a := range q.g.Candidates {
-		cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: a.ID, Quant: "int8"}, apply: func() error {
-			delete(e.convs, i)
-			delete(e.fused, i)
-			delete(e.graphs, i)
-			delete(e.conv1x1.use, i)
-			delete(e.conv1x1.epi, i)
-			e.int8.use[i] = q
-			return q.g.Use(a.ID)
-		}})
+	for _, q := range qs {
+		for _, a := range q.g.Candidates {
+			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: a.ID, Quant: q.quant()}, apply: func() error {
+				delete(e.convs, i)
+				delete(e.fused, i)
+				delete(e.graphs, i)
+				delete(e.conv1x1.use, i)
+				delete(e.conv1x1.epi, i)
+				e.int8.use[i] = q
+				return q.g.Use(a.ID)
+			}})
+		}
 	}
 	return cands
 }
@@ -359,25 +461,28 @@ func (e *Engine) withInt8(i int, sig string, cands []candidate) []candidate {
 // finishInt8 frees, after tuning, the INT8 plans no step runs, keeps only
 // the chosen engine of the others, and counts their workspace.
 func (e *Engine) finishInt8() {
-	for i, q := range e.int8.spare {
-		if e.int8.use[i] == q {
-			q.g.Keep(q.g.Engine().ID)
-		} else {
-			e.freeInt8(q)
+	for i, qs := range e.int8.spare {
+		for _, q := range qs {
+			if e.int8.use[i] == q {
+				q.g.Keep(q.g.Engine().ID)
+			} else {
+				e.freeInt8(q)
+			}
 		}
 		delete(e.int8.spare, i)
 	}
 	e.ws = max(e.ws, e.int8Workspace(false))
 }
 
-// int8Calls are the calls of step i run in INT8: quantize the input into
-// the workspace, then the graph (its workspace after the quantized input).
-func (c *Context) int8Calls(i int, q *int8Conv) []call {
+// int8Calls are the calls of step i run quantized: quantize the input into
+// the workspace, then the graph (its workspace after the quantized input),
+// and the launches after them (the epilogue kernel of a scaled variant).
+func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 	e := c.e
 	cc := e.prog.steps[i].conv
 	x, y := c.addr(cc.x), c.addr(cc.y)
 	var z cuda.DevicePtr
-	if cc.z != nil {
+	if cc.z != nil && !q.scaled {
 		z = c.addr(*cc.z)
 	}
 	xq, gws := c.ws, c.ws+cuda.DevicePtr(q.xq)
@@ -390,27 +495,43 @@ func (c *Context) int8Calls(i int, q *int8Conv) []call {
 	args.SetInt64(3, rows)
 	args.SetInt32(4, int32(q.c))
 	args.SetInt32(5, int32(q.cp))
-	return []call{
-		{step: i, fn: e.int8.fn, grid: grid, block: block, args: args},
+	calls := []call{
+		{step: i, fn: q.fn, grid: grid, block: block, args: args},
 		{step: i, lib: func() error { return q.g.ExecuteQuant(c.dnnH, xq, q.w, q.scale, q.bias, z, 0, y, gws) }},
 	}
+	if q.scaled {
+		return calls, []launch{cc.post}
+	}
+	return calls, nil
 }
 
-// int8Tactic describes step i run in INT8, as kiln inspect shows it.
+// int8Tactic describes step i run quantized, as kiln inspect shows it.
 func (e *Engine) int8Tactic(i int) string {
 	q := e.int8.use[i]
-	return fmt.Sprintf("%s + cudnn nhwc int8 graph %s %s (input %d channels padded to %d)", int8Kernel,
-		e.prog.steps[i].conv.graphEpilogue(), q.g.Engine().ID, q.c, q.cp)
+	cc := e.prog.steps[i].conv
+	if q.scaled {
+		return fmt.Sprintf("%s + cudnn nhwc %s graph scale %s (input %d channels padded to %d) + %s", quantKernels[q.kind], q.kind,
+			q.g.Engine().ID, q.c, q.cp, cc.post.kernel)
+	}
+	return fmt.Sprintf("%s + cudnn nhwc %s graph scale+%s %s (input %d channels padded to %d)", quantKernels[q.kind], q.kind,
+		cc.graphEpilogue(), q.g.Engine().ID, q.c, q.cp)
 }
 
-// int8Step reports whether the node of step s runs in INT8.
-func (e *Engine) int8Step(name string) bool {
+// int8Impl is Layer.Impl and Layer.Precision of step i run quantized.
+func (e *Engine) int8Impl(i int) (string, string) {
+	q := e.int8.use[i]
+	return "cudnn nhwc " + q.kind + " graph (" + q.g.Engine().ID + ")", q.kind
+}
+
+// quantPrecision is "int8" or "fp8" for the node of a step run quantized,
+// else "".
+func (e *Engine) quantPrecision(name string) string {
 	for _, q := range e.int8.use {
 		if q.name == name {
-			return true
+			return q.kind
 		}
 	}
-	return false
+	return ""
 }
 
 // int8File is the JSON form of the INT8 input scales in a plan.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 )
@@ -69,29 +71,47 @@ func TestInt8Fake(t *testing.T) {
 	}
 
 	// Tuned: the timing cache makes the first convolution's INT8 engine
-	// fastest; the others tie with FP16, which a tie keeps.
+	// and the second one's FP8 engine fastest; the others tie with FP16,
+	// which a tie keeps.
 	fp := device.Fingerprint{"gpu": "fake"}
 	cache := tactic.New()
-	var first string
+	bySig := map[string]string{} // signature -> Quant (layers of one signature share their times)
 	for i, s := range e.prog.steps {
-		if q := e.int8.use[i]; q != nil {
-			first = s.node.Name
-			cache.Store(fp, convSig(s, true), Tactic{Impl: ImplCUDNN, Graph: q.g.Engine().ID, Quant: "int8"}.name(), time.Microsecond)
-			break
+		q := e.int8.use[i]
+		if q == nil {
+			continue
+		}
+		if sig := convSig(s, true); len(bySig) < 2 && bySig[sig] == "" {
+			kind := []string{"int8", "fp8"}[len(bySig)]
+			bySig[sig] = kind
+			cache.Store(fp, sig, Tactic{Impl: ImplCUDNN, Graph: q.g.Engine().ID, Quant: kind}.name(), time.Microsecond)
+		}
+	}
+	want := map[string]string{} // node -> Quant
+	n8 = 0
+	for i, s := range e.prog.steps {
+		if e.int8.use[i] != nil && bySig[convSig(s, true)] != "" {
+			want[s.node.Name] = bySig[convSig(s, true)]
+			n8++
 		}
 	}
 	et, ct := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tune: true, TimingCache: cache, CacheDevice: fp})
 	picked := et.Tactics()
 	for name, tt := range picked {
-		if (name == first) != (tt.Quant == "int8") {
-			t.Errorf("%s: tactic %+v", name, tt)
+		if tt.Quant != want[name] {
+			t.Errorf("%s: tactic %+v, want quantized %q", name, tt, want[name])
+		}
+		if tt.Quant != "" && (tt.Graph != "eng0_k2=1_k14=3" || tt.NS != 1000) {
+			t.Errorf("%s: tactic %+v, want the engine eng0_k2=1_k14=3 at 1 us", name, tt)
 		}
 	}
-	if tt := picked[first]; tt.Graph != "eng0_k2=1_k14=3" || tt.NS != 1000 {
-		t.Errorf("%s: tactic %+v, want the INT8 engine eng0_k2=1_k14=3 at 1 us", first, tt)
+	if len(et.int8.use) != n8 || len(et.int8.spare) != 0 {
+		t.Errorf("after tuning %d steps quantized, %d spare plans", len(et.int8.use), len(et.int8.spare))
 	}
-	if len(et.int8.use) != 1 || len(et.int8.spare) != 0 {
-		t.Errorf("after tuning %d steps in INT8, %d spare plans", len(et.int8.use), len(et.int8.spare))
+	for _, l := range et.Layers() {
+		if k := want[l.Node]; k != "" && (l.Precision != k || !strings.HasPrefix(l.Tactic, quantKernels[k]+" + cudnn nhwc "+k+" graph scale+")) {
+			t.Errorf("%s: precision %q, tactic %q", l.Node, l.Precision, l.Tactic)
+		}
 	}
 	if _, err := ct.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
@@ -99,7 +119,7 @@ func TestInt8Fake(t *testing.T) {
 
 	// The tactics applied without timing: the INT8 layer rebuilt from its ID.
 	ea, ca := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
-	if ea.Measured() != 0 || !reflect.DeepEqual(ea.Tactics(), picked) || len(ea.int8.use) != 1 {
+	if ea.Measured() != 0 || !reflect.DeepEqual(ea.Tactics(), picked) || len(ea.int8.use) != n8 {
 		t.Fatalf("applied: measured %d, %d steps in INT8, tactics equal %v", ea.Measured(), len(ea.int8.use), reflect.DeepEqual(ea.Tactics(), picked))
 	}
 	if _, err := ca.Run(context.Background(), in); err != nil {
@@ -135,6 +155,59 @@ func TestQuantizeWeights(t *testing.T) {
 	for i, v := range want {
 		if int8(q[i]) != v {
 			t.Fatalf("quantized %v, want %v", bytesInt8(q), want)
+		}
+	}
+}
+
+// TestQuantizeWeightsFP8 checks the FP8 weights: scale max|w|/448, the
+// largest weight 448 (0x7e), the others the nearest E4M3 values.
+func TestQuantizeWeightsFP8(t *testing.T) {
+	w := []float32{4.48, -2.24, 0.01, 0} // M 1, C 4, 1x1: scale 0.01
+	q, s := quantizeWeightsFP8(w, 1, 4, 1, 1, 4)
+	if len(s) != 1 || math.Abs(float64(s[0])-0.01) > 1e-9 {
+		t.Fatalf("scales %v", s)
+	}
+	want := []byte{0x7e, 0xf6, 0x38, 0} // 448, -224, 1, 0
+	if !reflect.DeepEqual(q, want) {
+		t.Errorf("quantized % x, want % x", q, want)
+	}
+}
+
+// f2e4m3 is kernels/op_quant.cu's FP8 conversion, line for line: it must
+// agree with cuda.EncodeFP8 (which searches the 127 values).
+func f2e4m3(f float32) byte {
+	sign := byte(math.Float32bits(f)>>24) & 0x80
+	a := float32(math.Abs(float64(f)))
+	if a != a {
+		return 0x7f
+	}
+	if a >= 448 {
+		return sign | 0x7e
+	}
+	if a < 0.015625 {
+		return sign | byte(math.RoundToEven(float64(a*512)))
+	}
+	u := math.Float32bits(a)
+	e := (u>>23)&0xff - 120
+	m, rest := (u>>20)&7, u&0xfffff
+	if rest > 0x80000 || rest == 0x80000 && m&1 == 1 {
+		if m++; m == 8 {
+			m = 0
+			e++
+		}
+	}
+	return sign | byte(min(e<<3|m, 0x7e))
+}
+
+func TestFP8KernelConversion(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	vals := []float32{0, 1, -1, 448, 449, 480, 1e9, 0.015625, 0.0152, 0.001953125, 0.0009765625, 1.0625, 1.1875, 240, 232}
+	for range 200000 {
+		vals = append(vals, float32(r.NormFloat64()*math.Pow(2, r.Float64()*24-14)))
+	}
+	for _, v := range vals {
+		if got, want := f2e4m3(v), cuda.EncodeFP8(v); got != want {
+			t.Fatalf("f2e4m3(%g) = %#x, EncodeFP8 = %#x", v, got, want)
 		}
 	}
 }

@@ -48,8 +48,8 @@ func (c *compiler) inPlace(n *ir.Node) string {
 // stepPrecision is the precision step s computes in: that of its first
 // float input (else output) as the engine stores it; "" without float data.
 func (e *Engine) stepPrecision(s step) string {
-	if e.int8Step(s.node.Name) {
-		return "int8"
+	if p := e.quantPrecision(s.node.Name); p != "" {
+		return p
 	}
 	for _, vs := range [][]*ir.Value{s.node.Inputs, s.node.Outputs} {
 		for _, v := range vs {

@@ -51,7 +51,8 @@ type Tactic struct {
 	// layer's conv + bias + residual + ReLU as one operation graph):
 	// cuda.GraphEngine.ID, meaningful for the same cuDNN and GPU only.
 	Graph string `json:"graph,omitempty"`
-	// Quant is "int8" for a graph engine of the layer quantized (int8.go).
+	// Quant is "int8" or "fp8" (or "int8-scaled", "fp8-scaled") for a
+	// graph engine of the layer quantized (int8.go).
 	Quant string `json:"quant,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
@@ -358,7 +359,8 @@ func (e *Engine) tune() error {
 				return nil
 			}})
 			cands = e.with1x1(i, sig, cands) // op_conv1x1.go: cuBLASLt products of 1x1 convolutions
-			cands = e.withInt8(i, sig, cands) // int8.go: the layer in INT8
+			// int8.go: the layer in INT8 or FP8
+			cands = e.withInt8(i, sig, cands)
 		} else if mm != nil && s.gemm != nil {
 			sig = gemmSig(s, e.prog.half)
 			epi := e.gemmEpi[i]
