@@ -1,11 +1,13 @@
 package kiln_test
 
-// This file imports no device package: a program that imports package
+// This file imports no device package (package device, the interface
+// every device implements, is not one): a program that imports package
 // kiln alone gets the GPU executor (issue 10, item 1).
 
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/examples"
@@ -102,4 +105,50 @@ func TestLoadCUDAPlanNoImport(t *testing.T) {
 	if err != nil && (strings.Contains(err.Error(), "unknown device") || strings.Contains(err.Error(), "not linked")) {
 		t.Errorf("kiln.Load without CUDA: %v; the device is kiln's, only the libraries are missing", err)
 	}
+}
+
+// TestLoadCUDAPlanOnGPU is TestLoadCUDAPlanNoImport on a real GPU: the
+// example network built for cuda, written, loaded with kiln.Load and run
+// matches the CPU. It skips without a usable GPU (or with the fake
+// libraries selected).
+func TestLoadCUDAPlanOnGPU(t *testing.T) {
+	if os.Getenv(envCUDALibPath) != "" {
+		t.Skipf("%s is set (the fake CUDA libraries): this test needs a real GPU", envCUDALibPath)
+	}
+	res, err := build.BuildBytes(context.Background(), "tinycnn", examples.TinyCNNModel, build.Options{Device: "cuda"})
+	if errors.Is(err, device.ErrUnavailable) {
+		t.Skipf("needs a CUDA GPU: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tinycnn.plan")
+	err = res.WriteFile(path)
+	res.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kiln.Load(path)
+	if err != nil {
+		t.Fatalf("kiln.Load of a CUDA plan: %v", err)
+	}
+	defer m.Close()
+	in, want, err := examples.TinyCNNTestData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out["probabilities"]
+	if got == nil || tensor.ShapeString(got.Shape) != tensor.ShapeString(want.Shape) {
+		t.Fatalf("outputs %v, want probabilities of shape %v", out, want.Shape)
+	}
+	for i, w := range want.Float32s() {
+		if d := math.Abs(float64(got.Float32s()[i] - w)); d > 1e-4+1e-3*math.Abs(float64(w)) {
+			t.Fatalf("probabilities[%d] = %v on the GPU, want %v", i, got.Float32s()[i], w)
+		}
+	}
+	t.Logf("plan for %s (%s) ran through kiln.Load with no device import", m.Plan().Fingerprint["gpu"], m.Plan().Fingerprint["compute"])
 }
