@@ -63,7 +63,8 @@ func variedImages(r *rand.Rand, batch, h, w int) *tensor.Tensor {
 }
 
 // int8Rule calibrates g (the optimized graph an engine runs) on kiln's CPU
-// engine with the entropy calibrator, applies the INT8 rule to a copy as
+// engine with the calibrator $KILN_INT8_CALIB (entropy by default, minmax,
+// percentile), applies the INT8 rule to a copy as
 // kiln build --device cuda --int8 does, and returns the input scale of
 // each convolution the rule quantizes.
 func int8Rule(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) map[string]float32 {
@@ -72,7 +73,13 @@ func int8Rule(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := quant.Calibrate(context.Background(), ref, batches, quant.Entropy, quant.CalibOptions{})
+	method := quant.Entropy
+	if v := os.Getenv("KILN_INT8_CALIB"); v != "" {
+		if method, err = quant.ParseMethod(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table, err := quant.Calibrate(context.Background(), ref, batches, method, quant.CalibOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +107,7 @@ func int8Rule(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) ma
 		}
 	}
 	q, f := rep.Count()
-	t.Logf("INT8 rule: %d layers in int8, %d in float; %d convolutions get input scales", q, f, len(scales))
+	t.Logf("calibration %s; INT8 rule: %d layers in int8, %d in float; %d convolutions get input scales", method, q, f, len(scales))
 	return scales
 }
 
