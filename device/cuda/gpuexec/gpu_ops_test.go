@@ -613,6 +613,13 @@ func longTailCases() []opCase {
 	op := func(b *ir.Builder, name string, in []*ir.Value, attrs ...*ir.Attr) []*ir.Value {
 		return []*ir.Value{b.Op(name, in, attrs...)}
 	}
+	rndInts := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Int64, shape...)
+		for i := range x.Int64s() {
+			x.Int64s()[i] = r.Int64N(100) - 50
+		}
+		return x
+	}
 	// small scales weights down, so that recurrences do not saturate
 	small := func(x *tensor.Tensor) *tensor.Tensor {
 		for i, v := range x.Float32s() {
@@ -727,6 +734,15 @@ func longTailCases() []opCase {
 		}, false},
 		{"DFT zero-padded dft_length, inner axis", []*tensor.Tensor{rnd(2, 8, 3, 1)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "DFT", []*ir.Value{x[0], b.Const("n", tensor.FromInt64([]int64{12}))})
+		}, false},
+		{"ReverseSequence time-major int64 lengths, batch-major int32 lengths of int64", []*tensor.Tensor{rnd(5, 3, 2), rndInts(4, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			lens := tensor.New(tensor.Int32, 4)
+			copy(lens.Int32s(), []int32{6, 1, 0, 4})
+			return []*ir.Value{b.Op("ReverseSequence", []*ir.Value{x[0], b.Const("l", tensor.FromInt64([]int64{5, 2, 3}, 3))}),
+				b.Op("ReverseSequence", []*ir.Value{x[1], b.Const("l32", lens)}, ir.IntAttr("batch_axis", 0), ir.IntAttr("time_axis", 1))}
+		}, false},
+		{"Det batched 4x4, 1x1", []*tensor.Tensor{rnd(3, 4, 4), rnd(2, 1, 1)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			return []*ir.Value{b.Op("Det", x[:1]), b.Op("Det", x[1:2])}
 		}, false},
 	}
 }

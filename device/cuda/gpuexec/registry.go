@@ -79,7 +79,7 @@ func unbounded(v int64) int64 {
 var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKernels, movementKernels,
 	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels, topKKernels,
 	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels,
-	roiKernels, unpoolKernels, dftKernels)
+	roiKernels, unpoolKernels, dftKernels, revSeqKernels, detKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
 // graph's default-domain opset), or says why there is none.
