@@ -100,9 +100,12 @@ type winoGeometry struct {
 	vp, mp int
 }
 
-func winoGeom(p cpu.Conv2DParams) winoGeometry {
+func winoGeom(p cpu.Conv2DParams) winoGeometry { return winoGeomRows(p, (p.OutH()+3)/4) }
+
+// winoGeomRows is the geometry of a band of rows tile rows of p.
+func winoGeomRows(p cpu.Conv2DParams, rows int) winoGeometry {
 	var g winoGeometry
-	g.th, g.tw = (p.OutH()+3)/4, (p.OutW()+3)/4
+	g.th, g.tw = rows, (p.OutW()+3)/4
 	g.tiles = g.th * g.tw
 	g.ld = (g.tiles+15)/16*16 + 16
 	g.lt = (g.tw + 15) / 16 * 16
@@ -161,9 +164,31 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 	if !inPlace {
 		wideBuf = winoWidePool.get(p.M * plane)
 	}
+	// SiLU without a residual runs on each output plane while it is in
+	// cache (as the direct convolution's tiles do).
+	silu := ep != nil && ep.act == ActSiLU && z == nil
+	epn := ep
+	if silu {
+		epn = nil
+	}
 	for n := 0; n < p.N; n++ {
 		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		out := yn
+		if !inPlace {
+			out = *wideBuf
+		}
+		var zn []float32
+		if z != nil {
+			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		}
+		if rows := winoBandRows(p, g); rows > 0 {
+			winoBands(p, g, rows, xn, f, bias, out, plane, wq, lo, hi, clampOn, silu)
+			if epn != nil || !inPlace {
+				directFinish(p, yn, zn, epn, out, !inPlace, plane, wq)
+			}
+			continue
+		}
 		winoInput(p, g, xn, v)
 		// M[xi] = U[xi] V[xi]: per item one product position, one block
 		// of 8 output channels and up to 48 tiles.
@@ -183,22 +208,7 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 					mm[xi*g.mp+b*directMR*g.ld+j0:], g.ld, &zero[0], 0, 0, false, nt, rows)
 			}
 		})
-		out := yn
-		if !inPlace {
-			out = *wideBuf
-		}
-		// SiLU without a residual runs on each output plane while it is in
-		// cache (as the direct convolution's tiles do).
-		silu := ep != nil && ep.act == ActSiLU && z == nil
 		winoOutput(p, g, mm, bias, out, plane, wq, lo, hi, clampOn, silu)
-		epn := ep
-		if silu {
-			epn = nil
-		}
-		var zn []float32
-		if z != nil {
-			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
-		}
 		if epn != nil || !inPlace {
 			directFinish(p, yn, zn, epn, out, !inPlace, plane, wq)
 		}
@@ -209,6 +219,97 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 	winoVPool.put(vBuf)
 	winoMPool.put(mBuf)
 	winoOffPool.put(offBuf)
+}
+
+// winoBandRows returns how many tile rows a band of convWino's band mode
+// gets, or 0 for the image-wide phases: bands of at least 40 tiles (the
+// products' kernel is 48 tiles wide), at least two per goroutine, V and M
+// of a band within 512 KiB each (they stay in L2).
+func winoBandRows(p cpu.Conv2DParams, g winoGeometry) int {
+	switch winoMode {
+	case winoImage:
+		return 0
+	case winoBandsOf2:
+		return min(2, g.th)
+	}
+	rows := min((48+g.tw-1)/g.tw, g.th/(2*cpu.Threads()))
+	for rows > 1 && 36*4*max(p.C, g.mpad(p.M))*(rows*g.tw+32) > 512<<10 {
+		rows--
+	}
+	if rows < 1 || rows*g.tw < 40 {
+		return 0
+	}
+	return rows
+}
+
+// winoMode overrides, for tests, how convWino splits its work: winoAuto by
+// winoBandRows, winoImage (the image-wide phases), winoBandsOf2 (bands of
+// two tile rows).
+var winoMode = winoAuto
+
+const (
+	winoAuto = iota
+	winoImage
+	winoBandsOf2
+)
+
+// winoBands computes one image in bands of rows tile rows, each band's
+// input transform, products and output transform on one goroutine with
+// its V and M in cache, the bands spread over the goroutines.
+func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *winoFilter, bias, out []float32, plane, wq int,
+	lo, hi float32, clampOn, silu bool) {
+	gb := winoGeomRows(p, rows)
+	bands := (g.th + rows - 1) / rows
+	dynamicFor(bands, 1, func(b0, b1 int) {
+		vBuf := winoVPool.get(36 * gb.vp)
+		mBuf := winoMPool.get(36 * gb.mp)
+		inBuf := winoInPool.get(gb.hp*gb.wp + 6*gb.wp + 16)
+		outBuf := winoOutPool.get(40 * gb.lt)
+		offBuf := winoOffPool.get(p.C)
+		defer func() {
+			winoVPool.put(vBuf)
+			winoMPool.put(mBuf)
+			winoInPool.put(inBuf)
+			winoOutPool.put(outBuf)
+			winoOffPool.put(offBuf)
+		}()
+		v, mm, offs := *vBuf, *mBuf, *offBuf
+		ph, t := (*inBuf)[:gb.hp*gb.wp], (*inBuf)[gb.hp*gb.wp:]
+		s, o := (*outBuf)[:24*gb.lt], (*outBuf)[24*gb.lt:]
+		var masks [128]uint16
+		var zero [directMR]float32
+		for band := b0; band < b1; band++ {
+			ty0 := band * rows
+			gr := winoGeomRows(p, min(rows, g.th-ty0))
+			for c := 0; c < p.C; c++ {
+				// padded rows 4ty0... of the image
+				winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop-4*ty0, p.PadLeft, gr.hp, gr.lp, ph, masks[:])
+				winoInRows(ph, gr.wp, gr.th, t, v[c*gr.ld:], gr.vp, gr.tw, gr.lp, gr.lt)
+				offs[c] = int32(c * gr.ld)
+			}
+			k := p.C * directMR
+			for xi := 0; xi < 36; xi++ {
+				for j0 := 0; j0 < gr.tiles; j0 += directNR {
+					for b := 0; b < f.mb; b++ {
+						convDirectTile(p.C, f.u[(xi*f.mb+b)*k:][:k], v[xi*gr.vp:][:p.C*gr.ld], offs, j0,
+							mm[xi*gr.mp+b*directMR*gr.ld+j0:], gr.ld, &zero[0], 0, 0, false,
+							min(directNR, gr.tiles-j0), min(directMR, p.M-b*directMR))
+					}
+				}
+			}
+			for m := 0; m < p.M; m++ {
+				var b float32
+				if bias != nil {
+					b = bias[m]
+				}
+				om := out[m*plane+4*ty0*wq : m*plane+4*(ty0+gr.th)*wq]
+				winoOutRows(mm[m*gr.ld:], gr.mp, gr.lt, gr.th, s, o, om, wq, gr.tw, b, lo, hi, clampOn)
+				if silu {
+					convSiLU(om, om)
+				}
+			}
+		}
+	})
 }
 
 // winoInput writes V[xi][c][tile] = (Bt d B)[xi] for every input channel c

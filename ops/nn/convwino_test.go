@@ -81,8 +81,13 @@ func TestConvWino(t *testing.T) {
 			cpu.Conv2D(pa, absX, absW, nil, scale)
 			f := newWinoFilter(w, p.M, p.C)
 			defer func(old bool) { winoKernelsGo = old }(winoKernelsGo)
-			for _, goKernels := range []bool{false, true} {
-				winoKernelsGo = goKernels
+			defer func(old int) { winoMode = old }(winoMode)
+			for _, mode := range []struct {
+				goKernels bool
+				mode      int
+			}{{false, winoAuto}, {false, winoImage}, {false, winoBandsOf2}, {true, winoAuto}} {
+				goKernels := mode.goKernels
+				winoKernelsGo, winoMode = goKernels, mode.mode
 				for _, b := range [][]float32{bias, nil} {
 					// "silu alone": the epilogue without a residual (per plane)
 					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone, "silu alone"} {
@@ -109,8 +114,8 @@ func TestConvWino(t *testing.T) {
 						for i := range want {
 							tol := 2e-5 * (2 + float64(scale[i]))
 							if d := math.Abs(float64(got[i] - want[i])); !(d <= tol) {
-								t.Fatalf("go kernels %v, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g (tolerance %g)",
-									goKernels, b != nil, act, i, got[i], want[i], tol)
+								t.Fatalf("go kernels %v, mode %d, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g (tolerance %g)",
+									goKernels, mode.mode, b != nil, act, i, got[i], want[i], tol)
 							}
 						}
 					}
