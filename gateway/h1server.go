@@ -34,6 +34,10 @@ import (
 // a malformed head) is handed, with what was read of it, to the fallback
 // net/http server, which serves it from then on.
 //
+// The header values of a request are shared with the connection's cache
+// of header lines: a handler replaces a value (Header.Set), it does not
+// change one in place.
+//
 // The client leaving is noticed as net/http does, but only for requests
 // that take long enough to matter (watchAfter): their connection is read
 // while the request runs, and the end of the connection cancels the
