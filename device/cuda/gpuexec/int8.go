@@ -74,6 +74,7 @@ type int8Conv struct {
 	name           string
 	kind           string // "int8" or "fp8"
 	scaled         bool   // the graph is the scaled convolution alone: the epilogue kernel follows
+	in8, out8      bool   // reads its input already in 8 bits; writes its output in 8 bits (int8chain.go)
 	fn             cuda.Function
 	g              *cuda.GraphConv
 	w, scale, bias cuda.DevicePtr // 8-bit [M, KH, KW, CP] weights; float32 [M] scale and bias
@@ -133,6 +134,9 @@ func (q *int8Conv) workspace(all bool) int {
 		for _, a := range q.g.Candidates {
 			ws = max(ws, a.Workspace)
 		}
+	}
+	if q.in8 {
+		return ws
 	}
 	return q.xq + ws
 }
@@ -285,6 +289,7 @@ func (e *Engine) planInt8(o cuda.Options) {
 			}
 		}
 	}
+	e.chainInt8(d, h)
 	e.ws = max(e.ws, e.int8Workspace(true))
 	if e.dnn == nil && (len(e.int8.use) > 0 || len(e.int8.spare) > 0) {
 		e.dnn = d // contexts make a cuDNN handle
@@ -471,6 +476,12 @@ func (e *Engine) finishInt8() {
 		}
 		delete(e.int8.spare, i)
 	}
+	if e.dnn != nil && len(e.int8.use) > 1 {
+		if h, err := e.dnn.Create(); err == nil {
+			e.chainInt8(e.dnn, h)
+			e.dnn.Destroy(h)
+		}
+	}
 	e.ws = max(e.ws, e.int8Workspace(false))
 }
 
@@ -486,6 +497,9 @@ func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 		z = c.addr(*cc.z)
 	}
 	xq, gws := c.ws, c.ws+cuda.DevicePtr(q.xq)
+	if q.in8 { // the producer wrote it in 8 bits (int8chain.go)
+		xq, gws = x, c.ws
+	}
 	rows := int64(cc.n) * int64(cc.h) * int64(cc.wd)
 	grid, block := grid1D(rows * int64(q.cp/4))
 	args := cuda.NewKernelArgs(6)
@@ -498,6 +512,10 @@ func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 	calls := []call{
 		{step: i, fn: q.fn, grid: grid, block: block, args: args},
 		{step: i, lib: func() error { return q.g.ExecuteQuant(c.dnnH, xq, q.w, q.scale, q.bias, z, 0, y, gws) }},
+	}
+	if q.in8 {
+		args.Free()
+		calls = calls[1:]
 	}
 	if q.scaled {
 		return calls, []launch{cc.post}
@@ -513,8 +531,15 @@ func (e *Engine) int8Tactic(i int) string {
 		return fmt.Sprintf("%s + cudnn nhwc %s graph scale %s (input %d channels padded to %d) + %s", quantKernels[q.kind], q.kind,
 			q.g.Engine().ID, q.c, q.cp, cc.post.kernel)
 	}
-	return fmt.Sprintf("%s + cudnn nhwc %s graph scale+%s %s (input %d channels padded to %d)", quantKernels[q.kind], q.kind,
+	s := fmt.Sprintf("%s + cudnn nhwc %s graph scale+%s %s (input %d channels padded to %d)", quantKernels[q.kind], q.kind,
 		cc.graphEpilogue(), q.g.Engine().ID, q.c, q.cp)
+	if q.in8 {
+		s = strings.TrimPrefix(s, quantKernels[q.kind]+" + ") + ", input in 8 bits"
+	}
+	if q.out8 {
+		s += ", output in 8 bits"
+	}
+	return s
 }
 
 // int8Impl is Layer.Impl and Layer.Precision of step i run quantized.

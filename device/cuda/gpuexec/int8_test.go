@@ -126,6 +126,45 @@ func TestInt8Fake(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// KILN_CUDA_INT8_CHAIN=1: a quantized layer read only by another one
+	// writes 8 bits, which that one reads without quantizing.
+	t.Run("chain", func(t *testing.T) {
+		t.Setenv(EnvInt8Chain, "1")
+		ec, cc := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+		outs, ins := 0, 0
+		for i, l := range ec.Layers() {
+			q := ec.int8.use[i]
+			if q == nil {
+				continue
+			}
+			if q.out8 {
+				outs++
+				if !strings.HasSuffix(l.Tactic, ", output in 8 bits") {
+					t.Errorf("%s: tactic %q", l.Node, l.Tactic)
+				}
+				j, ok := ec.soleReader(i, ec.prog.steps[i].conv.y)
+				if !ok || ec.int8.use[j] == nil || !ec.int8.use[j].in8 {
+					t.Errorf("%s writes 8 bits, its reader (step %d, %v) does not read them", l.Node, j, ok)
+				}
+			}
+			if q.in8 {
+				ins++
+				if strings.HasPrefix(l.Tactic, "quantize_nhwc") || l.Workspace != int64(q.g.Engine().Workspace) {
+					t.Errorf("%s reads 8 bits: tactic %q, workspace %d", l.Node, l.Tactic, l.Workspace)
+				}
+			}
+		}
+		if outs == 0 || outs != ins {
+			t.Errorf("%d layers write 8 bits, %d read them", outs, ins)
+		}
+		t.Logf("%d of %d quantized layers chained", outs, len(ec.int8.use))
+		for range 3 {
+			if _, err := cc.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	// Without scales, or in float32, nothing runs in INT8.
 	for _, o := range []Options{{LibDir: dir, FP16: true}, {LibDir: dir, Int8: scales}} {
 		e, _ := fakeEngine(t, dir, g, o)
