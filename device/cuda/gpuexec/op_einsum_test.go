@@ -59,22 +59,36 @@ func TestEinsumMeta(t *testing.T) {
 		return x
 	}
 	tests := []struct {
-		eq string
-		in []*tensor.Tensor
+		eq   string
+		in   []*tensor.Tensor
+		gemm bool // a strided batched product (asGEMM)
 	}{
-		{"bij,bjk->bik", []*tensor.Tensor{rnd(2, 3, 4), rnd(2, 4, 5)}},
-		{"ij,jk", []*tensor.Tensor{rnd(3, 4), rnd(4, 2)}},
-		{"ij->ji", []*tensor.Tensor{rnd(3, 5)}},
-		{"ij->", []*tensor.Tensor{rnd(3, 5)}},
-		{"ii->i", []*tensor.Tensor{rnd(4, 4)}},
-		{"ii", []*tensor.Tensor{rnd(4, 4)}},
-		{"...ij,...jk->...ik", []*tensor.Tensor{rnd(2, 1, 3, 4), rnd(5, 4, 2)}},
-		{"b...,b->...", []*tensor.Tensor{rnd(3, 2, 2), rnd(3)}},
-		{"i,j->ij", []*tensor.Tensor{rnd(3), rnd(4)}},
-		{"nchw,w->nchw", []*tensor.Tensor{rnd(1, 2, 3, 4), rnd(4)}},
-		{"ab,bc,cd->ad", []*tensor.Tensor{rnd(2, 3), rnd(3, 4), rnd(4, 2)}},
-		{"Ab,bA", []*tensor.Tensor{rnd(2, 3), rnd(3, 2)}},
-		{"ba,ab->", []*tensor.Tensor{rnd(2, 3), rnd(3, 2)}},
+		{"bij,bjk->bik", []*tensor.Tensor{rnd(2, 3, 4), rnd(2, 4, 5)}, true},
+		{"ij,jk", []*tensor.Tensor{rnd(3, 4), rnd(4, 2)}, true},
+		{"ij->ji", []*tensor.Tensor{rnd(3, 5)}, false},
+		{"ij->", []*tensor.Tensor{rnd(3, 5)}, false},
+		{"ii->i", []*tensor.Tensor{rnd(4, 4)}, false},
+		{"ii", []*tensor.Tensor{rnd(4, 4)}, false},
+		{"...ij,...jk->...ik", []*tensor.Tensor{rnd(2, 1, 3, 4), rnd(5, 4, 2)}, false},
+		{"...ij,...jk->...ik", []*tensor.Tensor{rnd(2, 5, 3, 4), rnd(2, 5, 4, 2)}, true},
+		{"b...,b->...", []*tensor.Tensor{rnd(3, 2, 2), rnd(3)}, true},
+		{"i,j->ij", []*tensor.Tensor{rnd(3), rnd(4)}, true},
+		{"nchw,w->nchw", []*tensor.Tensor{rnd(1, 2, 3, 4), rnd(4)}, false},
+		{"ab,bc,cd->ad", []*tensor.Tensor{rnd(2, 3), rnd(3, 4), rnd(4, 2)}, false},
+		{"Ab,bA", []*tensor.Tensor{rnd(2, 3), rnd(3, 2)}, false},
+		{"ba,ab->", []*tensor.Tensor{rnd(2, 3), rnd(3, 2)}, false}, // K's labels in two orders
+		{"ab,ab->", []*tensor.Tensor{rnd(2, 3), rnd(2, 3)}, true},
+		{"bhid,bhjd->bhij", []*tensor.Tensor{rnd(2, 3, 5, 4), rnd(2, 3, 6, 4)}, true},
+		{"bhij,bhjd->bhid", []*tensor.Tensor{rnd(2, 3, 5, 6), rnd(2, 3, 6, 4)}, true},
+		{"bij,bjk->bki", []*tensor.Tensor{rnd(2, 3, 4), rnd(2, 4, 5)}, true},
+		{"ij,kj->ik", []*tensor.Tensor{rnd(3, 4), rnd(5, 4)}, true},
+		{"bid,bjd->bij", []*tensor.Tensor{rnd(1, 3, 4), rnd(1, 5, 4)}, true},
+		{"ibd,jbd->bij", []*tensor.Tensor{rnd(3, 2, 4), rnd(5, 2, 4)}, true},
+		{"abc,cd->abd", []*tensor.Tensor{rnd(2, 3, 4), rnd(4, 5)}, true},
+		{"ij,j->i", []*tensor.Tensor{rnd(3, 4), rnd(4)}, true},
+		{"ij,i->j", []*tensor.Tensor{rnd(3, 4), rnd(3)}, true},
+		{"ij,ij->i", []*tensor.Tensor{rnd(3, 4), rnd(3, 4)}, true},
+		{"ij,jk->", []*tensor.Tensor{rnd(3, 4), rnd(4, 2)}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.eq, func(t *testing.T) {
@@ -128,6 +142,37 @@ func TestEinsumMeta(t *testing.T) {
 			for i, g := range got {
 				if w := want.Float(i); math.Abs(g-w) > 1e-4+1e-4*math.Abs(w) {
 					t.Errorf("y[%d] = %g, want %g", i, g, w)
+				}
+			}
+			p, err := e.bind(dims, yd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gm, ok := p.asGEMM()
+			if ok != tt.gemm {
+				t.Fatalf("asGEMM: %v, want %v", ok, tt.gemm)
+			}
+			if !ok {
+				return
+			}
+			// gemm_t's sums: Y[b, row, col] = sum_k A[b, row, k] B[b, k, col]
+			a, bb := tt.in[0], tt.in[1]
+			if gm.swap {
+				a, bb = bb, a
+			}
+			for b := range gm.batch {
+				for row := range gm.m {
+					for col := range gm.n {
+						acc := 0.0
+						for k := range gm.k {
+							acc += a.Float(int(int64(b)*gm.sAb+int64(row)*gm.sAm+int64(k)*gm.sAk)) *
+								bb.Float(int(int64(b)*gm.sBb+int64(k)*gm.sBk+int64(col)*gm.sBn))
+						}
+						i := (b*gm.m+row)*gm.n + col
+						if w := want.Float(i); math.Abs(acc-w) > 1e-4+1e-4*math.Abs(w) {
+							t.Errorf("as a product: y[%d] = %g, want %g", i, acc, w)
+						}
+					}
 				}
 			}
 		})
