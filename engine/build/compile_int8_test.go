@@ -43,7 +43,7 @@ func TestInt8ExecutorDevice(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := tt.o
-			o.Device, o.Precision = "fakegpu", build.INT8
+			o.Device, o.Devices, o.Precision = "fakegpu", fakeDevices, build.INT8
 			var log []string
 			o.Log = func(m string) { log = append(log, m) }
 			res, err := build.Build(context.Background(), model, o)
@@ -79,7 +79,7 @@ func TestInt8ExecutorDevice(t *testing.T) {
 	}
 	// --layer-precision keeps the quantized convolution in float
 	quantized := slices.Collect(maps.Keys(lastCompiled().Int8Scales))[0]
-	res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Precision: build.INT8, CalibBatches: 2,
+	res, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Devices: fakeDevices, Precision: build.INT8, CalibBatches: 2,
 		LayerPrecision: map[string]string{quantized: build.FP16}})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestInt8ExecutorDevice(t *testing.T) {
 		t.Errorf("with %s:fp16 the device got scales %v, want none", quantized, s)
 	}
 	// --layer-precision is still refused with --fp16 on such a device
-	if _, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Precision: build.FP16,
+	if _, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Devices: fakeDevices, Precision: build.FP16,
 		LayerPrecision: map[string]string{quantized: build.FP32}}); err == nil || !strings.Contains(err.Error(), "--layer-precision") {
 		t.Errorf("--layer-precision with --fp16 on an executor device: %v", err)
 	}
