@@ -32,3 +32,14 @@ func WinoConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
 	f := newWinoFilter(w, p.M, p.C)
 	return func(x, bias, y []float32) { convWino(p, x, f, bias, y, nil, nil) }
 }
+
+// CLConv returns the channels-as-lanes direct convolution of p with the
+// weights w packed once, as the "direct-cl" tactic runs it, or nil when it
+// does not apply (for the benchmarks of package nn_test).
+func CLConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
+	if !clApplies(p) {
+		return nil
+	}
+	f := newCLFilter(w, p.M, p.C, p.KH, p.KW)
+	return func(x, bias, y []float32) { convCL(p, x, f, bias, y, nil, nil) }
+}

@@ -49,6 +49,13 @@ type fusedConvOp struct {
 		sync.Mutex
 		f *winoFilter
 	}
+	// cl is set by the "direct-cl" tactic (convCL); the packed weights of
+	// wConst are made when it is set.
+	cl    bool
+	cfilt struct {
+		sync.Mutex
+		f *clFilter
+	}
 }
 
 var _ ops.Tactical = (*fusedConvOp)(nil)
@@ -123,6 +130,9 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 	if winoApplies(p) {
 		names = append(names, winoTactic)
 	}
+	if clApplies(p) {
+		names = append(names, clTactic)
+	}
 	if len(names) < 2 {
 		return nil
 	}
@@ -135,7 +145,16 @@ func im2colTactic(b cpu.Blocking) string { return string(cpu.ConvIm2col) + "-" +
 // SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
 // cannot compute at run time (another rank, say) still runs the default.
 func (k *fusedConvOp) SetTactic(name string) error {
-	k.winoD = false
+	k.winoD, k.cl = false, false
+	if name == clTactic {
+		k.tactic, k.blk, k.direct, k.cl = "", nil, false, true
+		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 {
+			k.cfilt.Lock()
+			k.cfilt.f = newCLFilter(w.Float32s(), w.Shape[0], w.Shape[1], w.Shape[2], w.Shape[3])
+			k.cfilt.Unlock()
+		}
+		return nil
+	}
 	if name == winoTactic {
 		k.tactic, k.blk, k.direct, k.winoD = "", nil, false, true
 		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 &&
@@ -166,8 +185,8 @@ func (k *fusedConvOp) SetTactic(name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, and %s-<blocking> such as %s)",
-		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
+	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, %s, and %s-<blocking> such as %s)",
+		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, clTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
 }
 
 // concrete returns the sizes of a shape whose dims are all known.
@@ -232,28 +251,40 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	// memory with stale contents).
 	yv := y.Float32s()
 	p, is2D := conv2DParams(s)
+	// the epilogue of the direct convolutions below: ReLU and clip in the
+	// kernel's registers, the rest after
+	directEp := func() (cpu.Conv2DParams, *epilogue, []float32) {
+		q := p
+		var ep *epilogue
+		switch {
+		case z == nil && k.ep.act == ActNone:
+		case z == nil && k.ep.act == ActRelu:
+			q.Act = cpu.ActRelu
+		case z == nil && k.ep.act == ActClip:
+			q.Act, q.ActMin, q.ActMax = cpu.ActClip, k.ep.p0, k.ep.p1
+		default:
+			ep = &k.ep
+		}
+		var zs []float32
+		if z != nil {
+			zs = z.Float32s()
+		}
+		return q, ep, zs
+	}
 	if is2D && k.winoD && winoApplies(p) {
 		if f := k.winoFilter(p, w); f != nil {
-			// as the direct convolution below
-			var ep *epilogue
-			switch {
-			case z == nil && k.ep.act == ActNone:
-			case z == nil && k.ep.act == ActRelu:
-				p.Act = cpu.ActRelu
-			case z == nil && k.ep.act == ActClip:
-				p.Act, p.ActMin, p.ActMax = cpu.ActClip, k.ep.p0, k.ep.p1
-			default:
-				ep = &k.ep
-			}
-			if p.Validate() == nil {
-				var zs []float32
-				if z != nil {
-					zs = z.Float32s()
-				}
-				convWino(p, x.Float32s(), f, bias, yv, zs, ep)
+			if q, ep, zs := directEp(); q.Validate() == nil {
+				convWino(q, x.Float32s(), f, bias, yv, zs, ep)
 				return []*tensor.Tensor{y}, nil
 			}
-			p.Act = cpu.ActNone
+		}
+	}
+	if is2D && k.cl && clApplies(p) {
+		if f := k.clFilter(p, w); f != nil {
+			if q, ep, zs := directEp(); q.Validate() == nil {
+				convCL(q, x.Float32s(), f, bias, yv, zs, ep)
+				return []*tensor.Tensor{y}, nil
+			}
 		}
 	}
 	if is2D && k.direct && directApplies(p) {
@@ -355,6 +386,24 @@ func (k *fusedConvOp) directFilter(p cpu.Conv2DParams, w *tensor.Tensor) *direct
 		return nil
 	}
 	return newDirectFilter(w.Float32s(), p.M, p.C, p.KH, p.KW)
+}
+
+// clFilter returns the packed weights of convCL: those made from the
+// node's constant weights when the tactic was set, or, for weights
+// computed at run time, packed for this call.
+func (k *fusedConvOp) clFilter(p cpu.Conv2DParams, w *tensor.Tensor) *clFilter {
+	if w == k.wConst && w != nil {
+		k.cfilt.Lock()
+		f := k.cfilt.f
+		k.cfilt.Unlock()
+		if f.fits(p) {
+			return f
+		}
+	}
+	if w.Len() != p.M*p.C*p.KH*p.KW {
+		return nil
+	}
+	return newCLFilter(w.Float32s(), p.M, p.C, p.KH, p.KW)
 }
 
 // winoFilter returns the transformed weights of convWino: those made from

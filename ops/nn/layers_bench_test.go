@@ -118,6 +118,10 @@ func BenchmarkConvLayers(b *testing.B) {
 						}
 					}
 				}
+				if d := nn.CLConv(p, w); d != nil {
+					names = append(names, "direct-cl")
+					run["direct-cl"] = func() { d(x, bias, y) }
+				}
 				if d := nn.WinoConv(p, w); d != nil {
 					names = append(names, "wino4-direct")
 					run["wino4-direct"] = func() { d(x, bias, y) }

@@ -1,0 +1,173 @@
+package nn
+
+import (
+	"math"
+
+	"github.com/kilnai/kiln/device/cpu"
+)
+
+// The direct convolution with the output channels as the vector lanes
+// ("direct-cl" tactic of FusedConv), for the layers where the direct
+// convolution's tiles of 48 positions fit badly: small planes (7x7 to
+// 20x20) with many channels. A tile is 64 output channels (4 vectors) x 6
+// output positions in 24 accumulators; per tap (c, kh, kw) it loads 4
+// vectors of weights and broadcasts the input of each position, 24 FMAs
+// (the layout of ONNX Runtime's NCHWc kernels, with the input kept NCHW).
+// Positions are any 6 output positions, each read through its own base
+// offset, so no column is computed for nothing; the input is the direct
+// convolution's padded phase planes (directInput), the outputs are
+// scattered into the NCHW output. Weights are packed once per plan:
+// [M/64][K][64].
+
+// clNV is the tile's output channels.
+const clNV = 64
+
+// clTactic names the channels-as-lanes direct convolution.
+const clTactic = "direct-cl"
+
+// clFilter is the weights packed for convCL: per block of 64 output
+// channels, K = C*KH*KW rows of 64 (zero past M).
+type clFilter struct {
+	m, c, kh, kw int
+	packed       []float32
+	// masks[b][v]: the lanes of vector v of block b that are output
+	// channels (< m)
+	masks [][4]uint16
+}
+
+func newCLFilter(w []float32, m, c, kh, kw int) *clFilter {
+	k := c * kh * kw
+	mb := (m + clNV - 1) / clNV
+	f := &clFilter{m: m, c: c, kh: kh, kw: kw, packed: make([]float32, mb*k*clNV), masks: make([][4]uint16, mb)}
+	for o := 0; o < m; o++ {
+		blk := f.packed[(o/clNV)*k*clNV:]
+		for q, v := range w[o*k : (o+1)*k] {
+			blk[q*clNV+o%clNV] = v
+		}
+		f.masks[o/clNV][o%clNV/16] |= 1 << (o % 16)
+	}
+	return f
+}
+
+func (f *clFilter) fits(p cpu.Conv2DParams) bool {
+	return f != nil && f.m == p.M && f.c == p.C && f.kh == p.KH && f.kw == p.KW
+}
+
+var clBiasPool directPool[float32] // the bias padded to whole blocks
+
+// clApplies reports whether convCL computes p: what the direct
+// convolution computes, with at least 32 output channels.
+func clApplies(p cpu.Conv2DParams) bool {
+	return directApplies(p) && p.M >= 32 && int64(p.M)*int64(p.OutH()*p.OutW())*4 < math.MaxInt32
+}
+
+// convCL computes y = act(conv(x, w) + bias) with the packed filter f, or
+// with ep, y = ep(conv(x, w) + bias + z) (see convDirect).
+func convCL(p cpu.Conv2DParams, x []float32, f *clFilter, bias, y, z []float32, ep *epilogue) {
+	scratchAdd(int64(len(f.packed)) * 4)
+	if ep != nil {
+		p.Act = cpu.ActNone
+	} else {
+		z = nil
+	}
+	sh, sw := p.StrideH, p.StrideW
+	hp, wp := p.H+p.PadTop+p.PadBottom, p.W+p.PadLeft+p.PadRight
+	hq, wq := (hp+sh-1)/sh, (wp+sw-1)/sw
+	ph, pw := min(sh, p.KH), min(sw, p.KW)
+	oh, ow := p.OutH(), p.OutW()
+	plane := hq * wq
+	chStride := ph * pw * plane
+	k := p.C * p.KH * p.KW
+	inPlace := p.KH == 1 && p.KW == 1 && sh == 1 && sw == 1 &&
+		p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
+	offBuf := directOffPool.get(k)
+	defer directOffPool.put(offBuf)
+	offs := *offBuf
+	maxOff := 0
+	for c := 0; c < p.C; c++ {
+		for kh := 0; kh < p.KH; kh++ {
+			for kw := 0; kw < p.KW; kw++ {
+				o := c*chStride + ((kh%sh)*pw+kw%sw)*plane + (kh/sh)*wq + kw/sw
+				offs[(c*p.KH+kh)*p.KW+kw] = int32(o)
+				maxOff = max(maxOff, o)
+			}
+		}
+	}
+	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
+	switch p.Act {
+	case cpu.ActRelu:
+		lo, clampOn = 0, true
+	case cpu.ActClip:
+		lo, hi, clampOn = p.ActMin, p.ActMax, true
+	}
+	mb := (p.M + clNV - 1) / clNV
+	bBuf := clBiasPool.get(mb * clNV)
+	defer clBiasPool.put(bBuf)
+	bpad := *bBuf
+	clear(bpad)
+	if bias != nil {
+		copy(bpad, bias[:p.M])
+	}
+	npos := oh * ow
+	groups := (npos + 5) / 6
+	items := groups * mb
+	for n := 0; n < p.N; n++ {
+		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		src := xn
+		var inBuf *[]float32
+		if !inPlace {
+			inBuf = directInPool.get(p.C*chStride + directSlack + p.KW)
+			directInput(p, xn, *inBuf, hq, wq, ph, pw)
+			src = *inBuf
+		}
+		if last := maxOff + (oh-1)*wq + ow; last > len(src) {
+			panic("nn: direct-cl convolution reads past its input")
+		}
+		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
+			var pos, ypos [6]int32
+			for it := i0; it < i1; it++ {
+				g, b := it/mb, it%mb
+				cnt := min(6, npos-6*g)
+				for j := range 6 {
+					o := 6*g + min(j, cnt-1) // missing positions repeat the last
+					pos[j] = int32(o/ow*wq + o%ow)
+					ypos[j] = int32(o)
+				}
+				convCLTile(k, f.packed[b*k*clNV:(b+1)*k*clNV], src, offs, &pos, yn[b*clNV*oh*ow:], &ypos, oh*ow,
+					bpad[b*clNV:], lo, hi, clampOn, &f.masks[b], cnt)
+			}
+		})
+		if inBuf != nil {
+			directInPool.put(inBuf)
+		}
+		var zn []float32
+		if z != nil {
+			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
+		}
+		if ep != nil {
+			directFinish(p, yn, zn, ep, nil, false, 0, 0)
+		}
+	}
+}
+
+// convCLTileGo is the tile of convCL in Go: for j < npos and output
+// channel o < 64 with its bit set in masks, y[ypos[j] + o*ys] = clamp(
+// bias[o] + sum over q < k of w[q*64+o] * src[offs[q]+pos[j]]).
+func convCLTileGo(k int, w, src []float32, offs []int32, pos *[6]int32, y []float32, ypos *[6]int32, ys int, bias []float32, lo, hi float32, clamp bool, masks *[4]uint16, npos int) {
+	for j := 0; j < npos; j++ {
+		for o := 0; o < clNV; o++ {
+			if masks[o/16]&(1<<(o%16)) == 0 {
+				continue
+			}
+			s := bias[o]
+			for q := 0; q < k; q++ {
+				s += w[q*clNV+o] * src[int(offs[q])+int(pos[j])]
+			}
+			if clamp {
+				s = min(max(s, lo), hi)
+			}
+			y[int(ypos[j])+o*ys] = s
+		}
+	}
+}
