@@ -501,7 +501,11 @@ func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 		xq, gws = x, c.ws
 	}
 	rows := int64(cc.n) * int64(cc.h) * int64(cc.wd)
-	grid, block := grid1D(rows * int64(q.cp/4))
+	per := int64(4) // channels a thread of the quantizing kernel takes
+	if q.c == q.cp && q.c%8 == 0 {
+		per = 8
+	}
+	grid, block := grid1D(rows * int64(q.cp) / per)
 	args := cuda.NewKernelArgs(6)
 	args.SetPtr(0, xq)
 	args.SetPtr(1, x)

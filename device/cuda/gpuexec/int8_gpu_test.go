@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -308,4 +309,122 @@ func argmax(x *tensor.Tensor, off, n int) int {
 		}
 	}
 	return best
+}
+
+// TestQuantizeKernelsOnGPU runs quantize_nhwc_i8 and quantize_nhwc_f8 on
+// random halves (C 3, 16, 24 and 64; the input at an aligned and a
+// misaligned address, so both of the kernel's paths run) and compares every
+// byte with the host's quantization of the same values (INT8: round to
+// nearest even, ±127; FP8: cuda.EncodeFP8). Without a GPU it skips.
+func TestQuantizeKernelsOnGPU(t *testing.T) {
+	needGPU(t)
+	drv, err := cuda.OpenDriver(cuda.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := drv.Device(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ctx, err := drv.RetainPrimaryContext(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.ReleasePrimaryContext(dev)
+	if err := drv.SetCurrent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	major, minor, err := drv.ComputeCapability(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img, err := KernelImage(cuda.Options{}, major, minor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := drv.ModuleLoadData(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.ModuleUnload(mod)
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows = 1000
+	for _, kind := range quantKinds {
+		fn, err := drv.ModuleFunction(mod, quantKernels[kind])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []int{3, 16, 24, 64} {
+			for _, shift := range []int{0, 2} { // bytes past an aligned address
+				cp := cuda.QuantChannels(c)
+				vals := make([]float32, rows*c)
+				host := make([]byte, shift+2*len(vals))
+				for i := range vals {
+					vals[i] = float32(r.NormFloat64() * 3)
+					h := tensor.Float32ToHalf(vals[i])
+					host[shift+2*i], host[shift+2*i+1] = byte(h), byte(h>>8)
+					vals[i] = tensor.HalfToFloat32(h)
+				}
+				x, err := drv.MemAlloc(len(host))
+				if err != nil {
+					t.Fatal(err)
+				}
+				y, err := drv.MemAlloc(rows * cp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := drv.MemcpyHtoD(x, host); err != nil {
+					t.Fatal(err)
+				}
+				const inv = 20
+				args := cuda.NewKernelArgs(6)
+				args.SetPtr(0, y)
+				args.SetPtr(1, x+cuda.DevicePtr(shift))
+				args.SetFloat32(2, inv)
+				args.SetInt64(3, rows)
+				args.SetInt32(4, int32(c))
+				args.SetInt32(5, int32(cp))
+				grid, block := grid1D(int64(rows * cp / 8))
+				err = drv.Launch(fn, grid, block, 0, cuda.Stream{}, args)
+				if err == nil {
+					err = drv.Synchronize()
+				}
+				args.Free()
+				got := make([]byte, rows*cp)
+				if err == nil {
+					err = drv.MemcpyDtoH(got, y)
+				}
+				drv.MemFree(x)
+				drv.MemFree(y)
+				if err != nil {
+					t.Fatalf("%s C %d shift %d: %v", kind, c, shift, err)
+				}
+				bad := 0
+				for row := range rows {
+					for ch := range cp {
+						var want byte
+						if ch < c {
+							v := vals[row*c+ch] * inv
+							if kind == "int8" {
+								want = byte(int8(max(-127, min(127, math.RoundToEven(float64(v))))))
+							} else {
+								want = cuda.EncodeFP8(v)
+							}
+						}
+						if g := got[row*cp+ch]; g != want {
+							if bad < 3 {
+								t.Errorf("%s C %d shift %d: row %d channel %d: %#x, want %#x (x %g)", kind, c, shift, row, ch, g, want, vals[row*c+min(ch, c-1)])
+							}
+							bad++
+						}
+					}
+				}
+				if bad == 0 {
+					t.Logf("%s C %d (padded to %d), input shift %d: all %d bytes match", kind, c, cp, shift, rows*cp)
+				}
+			}
+		}
+	}
 }
