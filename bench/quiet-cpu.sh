@@ -20,10 +20,13 @@
 #
 #    builds DIR/kiln, DIR/reqpath, DIR/gateway.test and DIR/COMMIT (the
 #    checkout's commit) and, with OLD_REF (a git commit, say the one before
-#    a change), DIR/kiln-old from that commit.
+#    a change), DIR/kiln-old from that commit; stripped and compressed with
+#    xz (about 45 MB in all with kiln-old; PACK=gzip compresses with gzip,
+#    PACK=none not at all). A folder named .gpubin-* is git-ignored.
 #
 # 2. On the quiet machine, in a plain checkout of the same commit (it needs
-#    bash, coreutils and taskset; no Go, no curl):
+#    bash, coreutils, taskset and xz or gzip for packed binaries; no Go, no
+#    curl):
 #
 #      OUT=RESULTS CORES=4 bench/quiet-cpu.sh DIR
 #
@@ -46,11 +49,15 @@ if [ "${1:-}" = build ]; then
   [ $# -ge 2 ] || { echo "usage: bench/quiet-cpu.sh build DIR [OLD_REF]" >&2; exit 2; }
   dir=$2
   mkdir -p "$dir"
+  pack=${PACK:-xz}
+  case $pack in xz | gzip | none) ;; *) echo "quiet-cpu: PACK=$pack: want xz, gzip or none" >&2; exit 2 ;; esac
   export CGO_ENABLED=0
+  flags=(-trimpath "-ldflags=-s -w")
+  rm -f "$dir"/kiln* "$dir"/reqpath* "$dir"/gateway.test*
   set -x
-  go build -o "$dir/kiln" ./cmd/kiln
-  go build -o "$dir/reqpath" ./bench/reqpath
-  go test -c -o "$dir/gateway.test" ./gateway
+  go build "${flags[@]}" -o "$dir/kiln" ./cmd/kiln
+  go build "${flags[@]}" -o "$dir/reqpath" ./bench/reqpath
+  go test -c "${flags[@]}" -o "$dir/gateway.test" ./gateway
   set +x
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ "$commit" != unknown ] && ! git diff --quiet HEAD -- 2>/dev/null; then
@@ -63,10 +70,20 @@ if [ "${1:-}" = build ]; then
     src=$(mktemp -d)
     trap 'rm -rf "$src"' EXIT
     git archive "$old" | tar -x -C "$src"
-    (cd "$src" && set -x && go build -o "$adir/kiln-old" ./cmd/kiln)
+    (cd "$src" && set -x && go build "${flags[@]}" -o "$adir/kiln-old" ./cmd/kiln)
     echo "$old" >"$dir/COMMIT-OLD"
   fi
+  if [ "$pack" != none ]; then
+    for f in kiln reqpath gateway.test kiln-old; do
+      [ -f "$dir/$f" ] || continue
+      case $pack in
+      xz) xz -T0 -6 -f "$dir/$f" ;;
+      gzip) gzip -9 -f "$dir/$f" ;;
+      esac
+    done
+  fi
   ls -l "$dir"
+  du -sh "$dir"
   exit 0
 fi
 
@@ -74,10 +91,29 @@ dir=${1:-}
 if [ -n "$dir" ]; then
   [ -d "$dir" ] || { echo "quiet-cpu: $dir is not a folder (bench/quiet-cpu.sh build $dir makes it)" >&2; exit 2; }
   dir=$(cd "$dir" && pwd)
-  KILN=${KILN:-$dir/kiln}
-  REQPATH=${REQPATH:-$dir/reqpath}
-  GATEWAY_TEST=${GATEWAY_TEST:-$dir/gateway.test}
-  [ -x "$dir/kiln-old" ] && KILN_OLD=${KILN_OLD:-$dir/kiln-old}
+  # packed binaries are unpacked into a temporary folder (DIR may be
+  # read-only)
+  for f in kiln reqpath gateway.test kiln-old; do
+    [ -e "$dir/$f" ] && continue
+    for z in xz gz; do
+      [ -f "$dir/$f.$z" ] || continue
+      if [ -z "${unpacked:-}" ]; then
+        unpacked=$(mktemp -d)
+        trap 'rm -rf "$unpacked"' EXIT
+      fi
+      tool=xz
+      [ $z = gz ] && tool=gzip
+      command -v $tool >/dev/null || { echo "quiet-cpu: $dir/$f.$z needs $tool to unpack" >&2; exit 2; }
+      $tool -dc "$dir/$f.$z" >"$unpacked/$f"
+      chmod +x "$unpacked/$f"
+      break
+    done
+  done
+  bin() { if [ -e "$dir/$1" ]; then echo "$dir/$1"; elif [ -e "${unpacked:-/nonexistent}/$1" ]; then echo "$unpacked/$1"; fi; }
+  KILN=${KILN:-$(bin kiln)}
+  REQPATH=${REQPATH:-$(bin reqpath)}
+  GATEWAY_TEST=${GATEWAY_TEST:-$(bin gateway.test)}
+  [ -n "$(bin kiln-old)" ] && KILN_OLD=${KILN_OLD:-$(bin kiln-old)}
   [ -f "$dir/COMMIT" ] && COMMIT=${COMMIT:-$(cat "$dir/COMMIT")}
   [ -f "$dir/COMMIT-OLD" ] && COMMIT_OLD=$(cat "$dir/COMMIT-OLD")
 fi
