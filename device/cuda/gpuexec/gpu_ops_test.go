@@ -620,6 +620,13 @@ func longTailCases() []opCase {
 		}
 		return x
 	}
+	bytes8 := func(dt tensor.DType, shape ...int) *tensor.Tensor {
+		x := tensor.New(dt, shape...)
+		for i := range x.Data {
+			x.Data[i] = byte(r.IntN(256))
+		}
+		return x
+	}
 	// small scales weights down, so that recurrences do not saturate
 	small := func(x *tensor.Tensor) *tensor.Tensor {
 		for i, v := range x.Float32s() {
@@ -743,6 +750,22 @@ func longTailCases() []opCase {
 		}, false},
 		{"Det batched 4x4, 1x1", []*tensor.Tensor{rnd(3, 4, 4), rnd(2, 1, 1)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return []*ir.Value{b.Op("Det", x[:1]), b.Op("Det", x[1:2])}
+		}, false},
+		{"MatMulInteger uint8 x int8 zero points per row and column, batched", []*tensor.Tensor{bytes8(tensor.Uint8, 2, 3, 7), bytes8(tensor.Int8, 2, 7, 4)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			az := bytes8(tensor.Uint8, 3)
+			return op(b, "MatMulInteger", []*ir.Value{x[0], x[1], b.Const("az", az), b.Const("bz", bytes8(tensor.Int8, 4))})
+		}, false},
+		{"MatMulInteger int8 one B, QLinearMatMul uint8 per-column scales", []*tensor.Tensor{bytes8(tensor.Int8, 2, 3, 5), bytes8(tensor.Uint8, 4, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			y0 := b.Op("MatMulInteger", []*ir.Value{x[0], b.Const("w", bytes8(tensor.Int8, 5, 2))})
+			sc := func(v ...float32) *ir.Value { return b.Const("", tensor.FromFloat32(v, len(v))) }
+			one := func(dt tensor.DType, v int) *ir.Value {
+				t := tensor.New(dt, 1)
+				t.Data[0] = byte(v)
+				return b.Const("", t)
+			}
+			y1 := b.Op("QLinearMatMul", []*ir.Value{x[1], sc(0.05), one(tensor.Uint8, 120), b.Const("w2", bytes8(tensor.Uint8, 6, 3)),
+				sc(0.02, 0.03, 0.01), one(tensor.Uint8, 128), sc(0.25), one(tensor.Uint8, 100)})
+			return []*ir.Value{y0, y1}
 		}, false},
 	}
 }

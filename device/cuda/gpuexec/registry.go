@@ -79,7 +79,8 @@ func unbounded(v int64) int64 {
 var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKernels, movementKernels,
 	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels, topKKernels,
 	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels,
-	roiKernels, unpoolKernels, dftKernels, revSeqKernels, detKernels)
+	roiKernels, unpoolKernels, dftKernels, revSeqKernels, detKernels,
+	qmatmulKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
 // graph's default-domain opset), or says why there is none.
