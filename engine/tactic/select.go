@@ -36,8 +36,11 @@ var (
 )
 
 // DefaultRuns is the number of timed runs of each tactic when Options.Runs
-// is zero.
-const DefaultRuns = 5
+// is zero. With 5, two CPU builds a few minutes apart on a loaded machine
+// (load average 8-13) chose different tactics for a third of resnet_mini's
+// convolutions (ops/nn/NOTES.md, section 16): the fastest of 10 runs is
+// more often one in which no other process held a core.
+const DefaultRuns = 10
 
 // Options tune Select.
 type Options struct {
