@@ -767,5 +767,26 @@ func longTailCases() []opCase {
 				sc(0.02, 0.03, 0.01), one(tensor.Uint8, 128), sc(0.25), one(tensor.Uint8, 100)})
 			return []*ir.Value{y0, y1}
 		}, false},
+		{"ConvInteger pads strides zero points, 1-D dilations", []*tensor.Tensor{bytes8(tensor.Uint8, 2, 3, 7, 6), bytes8(tensor.Int8, 1, 4, 11)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			xz := tensor.New(tensor.Uint8, 1)
+			xz.Data[0] = 128
+			y0 := b.Op("ConvInteger", []*ir.Value{x[0], b.Const("w", bytes8(tensor.Uint8, 4, 3, 3, 2)), b.Const("xz", xz), b.Const("wz", bytes8(tensor.Uint8, 4))},
+				ir.IntsAttr("pads", 1, 0, 1, 1), ir.IntsAttr("strides", 2, 1))
+			y1 := b.Op("ConvInteger", []*ir.Value{x[1], b.Const("w1", bytes8(tensor.Int8, 2, 4, 3))}, ir.IntsAttr("dilations", 2))
+			return []*ir.Value{y0, y1}
+		}, false},
+		{"QLinearConv groups per-channel scales bias", []*tensor.Tensor{bytes8(tensor.Uint8, 1, 4, 6, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			sc := func(v ...float32) *ir.Value { return b.Const("", tensor.FromFloat32(v, len(v))) }
+			one := func(dt tensor.DType, v int) *ir.Value {
+				t := tensor.New(dt, 1)
+				t.Data[0] = byte(v)
+				return b.Const("", t)
+			}
+			bias := tensor.New(tensor.Int32, 6)
+			copy(bias.Int32s(), []int32{-300, 0, 250, 1000, -20, 7})
+			return op(b, "QLinearConv", []*ir.Value{x[0], sc(0.03), one(tensor.Uint8, 120), b.Const("w", bytes8(tensor.Int8, 6, 2, 3, 3)),
+				sc(0.002, 0.003, 0.001, 0.004, 0.0025, 0.0015), b.Const("wz", tensor.New(tensor.Int8, 6)), sc(0.05), one(tensor.Uint8, 110), b.Const("b", bias)},
+				ir.IntAttr("group", 2), ir.IntsAttr("pads", 1, 1, 1, 1))
+		}, false},
 	}
 }

@@ -80,7 +80,7 @@ var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKer
 	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels, topKKernels,
 	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels,
 	roiKernels, unpoolKernels, dftKernels, revSeqKernels, detKernels,
-	qmatmulKernels)
+	qmatmulKernels, qconvKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
 // graph's default-domain opset), or says why there is none.
