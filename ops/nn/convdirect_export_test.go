@@ -25,11 +25,11 @@ func SetDirectWide(on bool) {
 // WinoConv returns the Winograd F(4x4, 3x3) convolution of p with the
 // weights w transformed once, as the "winograd4x4-direct" tactic runs it,
 // or nil when it does not apply (for the benchmarks of package nn_test).
-func WinoConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
-	if !winoApplies(p) {
+func WinoConv(p cpu.Conv2DParams, w []float32, cl bool) func(x, bias, y []float32) {
+	if !winoApplies(p) || cl && p.M < 32 {
 		return nil
 	}
-	f := newWinoFilter(w, p.M, p.C)
+	f := newWinoFilter(w, p.M, p.C, cl)
 	return func(x, bias, y []float32) { convWino(p, x, f, bias, y, nil, nil) }
 }
 

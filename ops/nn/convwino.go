@@ -36,16 +36,36 @@ const winoTactic = "winograd4x4-direct"
 
 // winoFilter is the weights of a 3x3 convolution transformed and packed
 // for convWino: for each transform position xi and block of 8 output
-// channels, c rows of 8 values (output channel minor), rows past m zero.
+// channels, c rows of 8 values (output channel minor), rows past m zero;
+// with cl (tactic "winograd4x4-cl"), blocks of 64 output channels for
+// convCLTile, the output channels as the lanes of the products.
 type winoFilter struct {
 	m, c, mb int
 	u        []float32
+	cl       bool
+	masks    [][4]uint16 // cl: the lanes of each block that are channels
 }
 
-// newWinoFilter transforms w [m, c, 3, 3] (U = G g Gt, in float64).
-func newWinoFilter(w []float32, m, c int) *winoFilter {
-	mb := (m + directMR - 1) / directMR
-	f := &winoFilter{m: m, c: c, mb: mb, u: make([]float32, 36*mb*c*directMR)}
+// winoClTactic names the Winograd convolution whose products run on the
+// channels-as-lanes kernel (convCLTile): for small planes, where the tiles
+// do not fill 16 lanes.
+const winoClTactic = "winograd4x4-cl"
+
+// newWinoFilter transforms w [m, c, 3, 3] (U = G g Gt, in float64) and
+// packs it for the products' kernel (cl: convCLTile, else convDirectTile).
+func newWinoFilter(w []float32, m, c int, cl bool) *winoFilter {
+	nr := directMR
+	if cl {
+		nr = clNV
+	}
+	mb := (m + nr - 1) / nr
+	f := &winoFilter{m: m, c: c, mb: mb, u: make([]float32, 36*mb*c*nr), cl: cl}
+	if cl {
+		f.masks = make([][4]uint16, mb)
+		for o := 0; o < m; o++ {
+			f.masks[o/clNV][o%clNV/16] |= 1 << (o % 16)
+		}
+	}
 	g1 := func(a, b, c float64) [6]float64 {
 		return [6]float64{a / 4, -(a + b + c) / 6, -(a - b + c) / 6, a/24 + b/12 + c/6, a/24 - b/12 + c/6, c}
 	}
@@ -60,12 +80,54 @@ func newWinoFilter(w []float32, m, c int) *winoFilter {
 				u := g1(t[0][i], t[1][i], t[2][i]) // row i of (G g) Gt
 				for j := 0; j < 6; j++ {
 					xi := i*6 + j
-					f.u[((xi*mb+o/directMR)*c+ci)*directMR+o%directMR] = float32(u[j])
+					f.u[((xi*mb+o/nr)*c+ci)*nr+o%nr] = float32(u[j])
 				}
 			}
 		}
 	}
 	return f
+}
+
+// productItems is how many calls of its kernel the products of tiles
+// tiles take (see products).
+func (f *winoFilter) productItems(tiles int) int {
+	if f.cl {
+		return 36 * ((tiles + 5) / 6) * f.mb
+	}
+	return 36 * ((tiles + directNR - 1) / directNR) * f.mb
+}
+
+// products computes items [i0, i1) of M[xi] = U[xi] V[xi] for tiles tiles
+// (V: 36 planes of vp floats, rows of ld a channel; M: planes of mp, rows
+// of ld an output channel; offs[c] = c*ld): per item one product position,
+// one block of output channels, and up to 48 tiles (convDirectTile) or 6
+// (convCLTile, with cl).
+func (f *winoFilter) products(c, tiles, ld, vp, mp int, v, mm []float32, offs []int32, i0, i1 int) {
+	if f.cl {
+		var zero [clNV]float32
+		var pos [6]int32
+		groups := (tiles + 5) / 6
+		k := c * clNV
+		for it := i0; it < i1; it++ {
+			b, gi, xi := it%f.mb, it/f.mb%groups, it/(f.mb*groups)
+			cnt := min(6, tiles-6*gi)
+			for j := range pos {
+				pos[j] = int32(6*gi + min(j, cnt-1))
+			}
+			convCLTile(c, f.u[(xi*f.mb+b)*k:][:k], v[xi*vp:][:c*ld], offs, &pos, mm[xi*mp+b*clNV*ld:], &pos, ld,
+				zero[:], 0, 0, false, &f.masks[b], cnt)
+		}
+		return
+	}
+	var zero [directMR]float32
+	jc := (tiles + directNR - 1) / directNR
+	k := c * directMR
+	for it := i0; it < i1; it++ {
+		b, j, xi := it%f.mb, it/f.mb%jc, it/(f.mb*jc)
+		j0 := j * directNR
+		convDirectTile(c, f.u[(xi*f.mb+b)*k:][:k], v[xi*vp:][:c*ld], offs, j0,
+			mm[xi*mp+b*directMR*ld+j0:], ld, &zero[0], 0, 0, false, min(directNR, tiles-j0), min(directMR, f.m-b*directMR))
+	}
 }
 
 // fits reports whether f holds the weights of p.
@@ -190,23 +252,9 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 			continue
 		}
 		winoInput(p, g, xn, v)
-		// M[xi] = U[xi] V[xi]: per item one product position, one block
-		// of 8 output channels and up to 48 tiles.
-		jc := (g.tiles + directNR - 1) / directNR
-		items := 36 * jc * f.mb
+		items := f.productItems(g.tiles)
 		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
-			var zero [directMR]float32
-			for it := i0; it < i1; it++ {
-				b := it % f.mb
-				j := it / f.mb % jc
-				xi := it / (f.mb * jc)
-				j0 := j * directNR
-				nt := min(directNR, g.tiles-j0)
-				rows := min(directMR, p.M-b*directMR)
-				k := p.C * directMR
-				convDirectTile(p.C, f.u[(xi*f.mb+b)*k:][:k], v[xi*g.vp:][:p.C*g.ld], offs, j0,
-					mm[xi*g.mp+b*directMR*g.ld+j0:], g.ld, &zero[0], 0, 0, false, nt, rows)
-			}
+			f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, i0, i1)
 		})
 		winoOutput(p, g, mm, bias, out, plane, wq, lo, hi, clampOn, silu)
 		if epn != nil || !inPlace {
@@ -277,7 +325,6 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 		ph, t := (*inBuf)[:gb.hp*gb.wp], (*inBuf)[gb.hp*gb.wp:]
 		s, o := (*outBuf)[:24*gb.lt], (*outBuf)[24*gb.lt:]
 		var masks [128]uint16
-		var zero [directMR]float32
 		for band := b0; band < b1; band++ {
 			ty0 := band * rows
 			gr := winoGeomRows(p, min(rows, g.th-ty0))
@@ -287,16 +334,7 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 				winoInRows(ph, gr.wp, gr.th, t, v[c*gr.ld:], gr.vp, gr.tw, gr.lp, gr.lt)
 				offs[c] = int32(c * gr.ld)
 			}
-			k := p.C * directMR
-			for xi := 0; xi < 36; xi++ {
-				for j0 := 0; j0 < gr.tiles; j0 += directNR {
-					for b := 0; b < f.mb; b++ {
-						convDirectTile(p.C, f.u[(xi*f.mb+b)*k:][:k], v[xi*gr.vp:][:p.C*gr.ld], offs, j0,
-							mm[xi*gr.mp+b*directMR*gr.ld+j0:], gr.ld, &zero[0], 0, 0, false,
-							min(directNR, gr.tiles-j0), min(directMR, p.M-b*directMR))
-					}
-				}
-			}
+			f.products(p.C, gr.tiles, gr.ld, gr.vp, gr.mp, v, mm, offs, 0, f.productItems(gr.tiles))
 			for m := 0; m < p.M; m++ {
 				var b float32
 				if bias != nil {

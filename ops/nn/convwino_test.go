@@ -79,15 +79,22 @@ func TestConvWino(t *testing.T) {
 			pa.Act = cpu.ActNone
 			scale := make([]float32, n)
 			cpu.Conv2D(pa, absX, absW, nil, scale)
-			f := newWinoFilter(w, p.M, p.C)
+			fd := newWinoFilter(w, p.M, p.C, false)
+			fc := newWinoFilter(w, p.M, p.C, true)
 			defer func(old bool) { winoKernelsGo = old }(winoKernelsGo)
 			defer func(old int) { winoMode = old }(winoMode)
 			for _, mode := range []struct {
 				goKernels bool
 				mode      int
-			}{{false, winoAuto}, {false, winoImage}, {false, winoBandsOf2}, {true, winoAuto}} {
+				cl        bool
+			}{{false, winoAuto, false}, {false, winoImage, false}, {false, winoBandsOf2, false}, {true, winoAuto, false},
+				{false, winoImage, true}, {false, winoBandsOf2, true}} {
 				goKernels := mode.goKernels
 				winoKernelsGo, winoMode = goKernels, mode.mode
+				f := fd
+				if mode.cl {
+					f = fc
+				}
 				for _, b := range [][]float32{bias, nil} {
 					// "silu alone": the epilogue without a residual (per plane)
 					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone, "silu alone"} {
@@ -114,8 +121,8 @@ func TestConvWino(t *testing.T) {
 						for i := range want {
 							tol := 2e-5 * (2 + float64(scale[i]))
 							if d := math.Abs(float64(got[i] - want[i])); !(d <= tol) {
-								t.Fatalf("go kernels %v, mode %d, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g (tolerance %g)",
-									goKernels, mode.mode, b != nil, act, i, got[i], want[i], tol)
+								t.Fatalf("go kernels %v, mode %d, cl %v, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g (tolerance %g)",
+									goKernels, mode.mode, mode.cl, b != nil, act, i, got[i], want[i], tol)
 							}
 						}
 					}
@@ -210,7 +217,7 @@ func BenchmarkWinoPhases(b *testing.B) {
 		for i := range x {
 			x[i] = float32(i%7) - 3
 		}
-		f := newWinoFilter(make([]float32, p.M*p.C*9), p.M, p.C)
+		f := newWinoFilter(make([]float32, p.M*p.C*9), p.M, p.C, false)
 		v := make([]float32, 36*g.vp)
 		mm := make([]float32, 36*g.mp)
 		out := make([]float32, p.M*4*g.th*4*g.tw)
@@ -227,16 +234,8 @@ func BenchmarkWinoPhases(b *testing.B) {
 			}
 		})
 		b.Run(name("products"), func(b *testing.B) {
-			var zero [directMR]float32
-			jc := (g.tiles + directNR - 1) / directNR
 			for b.Loop() {
-				for it := 0; it < 36*jc*f.mb; it++ {
-					bb, j, xi := it%f.mb, it/f.mb%jc, it/(f.mb*jc)
-					j0 := j * directNR
-					k := p.C * directMR
-					convDirectTile(p.C, f.u[(xi*f.mb+bb)*k:][:k], v[xi*g.vp:][:p.C*g.ld], offs, j0,
-						mm[xi*g.mp+bb*directMR*g.ld+j0:], g.ld, &zero[0], 0, 0, false, min(directNR, g.tiles-j0), min(directMR, p.M-bb*directMR))
-				}
+				f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, 0, f.productItems(g.tiles))
 			}
 		})
 		b.Run(name("output"), func(b *testing.B) {

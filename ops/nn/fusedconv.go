@@ -42,9 +42,10 @@ type fusedConvOp struct {
 		sync.Mutex
 		f *cpu.WinogradFilter
 	}
-	// winoD is set by the "winograd4x4-direct" tactic (convWino); the
-	// transformed weights of wConst are made when it is set.
-	winoD bool
+	// winoD is set by the "winograd4x4-direct" and "winograd4x4-cl"
+	// tactics (convWino; winoCl: the latter); the transformed weights of
+	// wConst are made when it is set.
+	winoD, winoCl bool
 	wfilt struct {
 		sync.Mutex
 		f *winoFilter
@@ -129,6 +130,9 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 	}
 	if winoApplies(p) {
 		names = append(names, winoTactic)
+		if p.M >= 32 {
+			names = append(names, winoClTactic)
+		}
 	}
 	if clApplies(p) {
 		names = append(names, clTactic)
@@ -145,7 +149,7 @@ func im2colTactic(b cpu.Blocking) string { return string(cpu.ConvIm2col) + "-" +
 // SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
 // cannot compute at run time (another rank, say) still runs the default.
 func (k *fusedConvOp) SetTactic(name string) error {
-	k.winoD, k.cl = false, false
+	k.winoD, k.winoCl, k.cl = false, false, false
 	if name == clTactic {
 		k.tactic, k.blk, k.direct, k.cl = "", nil, false, true
 		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 {
@@ -155,12 +159,12 @@ func (k *fusedConvOp) SetTactic(name string) error {
 		}
 		return nil
 	}
-	if name == winoTactic {
-		k.tactic, k.blk, k.direct, k.winoD = "", nil, false, true
+	if name == winoTactic || name == winoClTactic {
+		k.tactic, k.blk, k.direct, k.winoD, k.winoCl = "", nil, false, true, name == winoClTactic
 		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 &&
 			w.Shape[2] == 3 && w.Shape[3] == 3 {
 			k.wfilt.Lock()
-			k.wfilt.f = newWinoFilter(w.Float32s(), w.Shape[0], w.Shape[1])
+			k.wfilt.f = newWinoFilter(w.Float32s(), w.Shape[0], w.Shape[1], k.winoCl)
 			k.wfilt.Unlock()
 		}
 		return nil
@@ -185,8 +189,8 @@ func (k *fusedConvOp) SetTactic(name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, %s, and %s-<blocking> such as %s)",
-		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, clTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
+	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, %s, %s, and %s-<blocking> such as %s)",
+		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, winoClTactic, clTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
 }
 
 // concrete returns the sizes of a shape whose dims are all known.
@@ -414,14 +418,14 @@ func (k *fusedConvOp) winoFilter(p cpu.Conv2DParams, w *tensor.Tensor) *winoFilt
 		k.wfilt.Lock()
 		f := k.wfilt.f
 		k.wfilt.Unlock()
-		if f.fits(p) {
+		if f.fits(p) && f.cl == k.winoCl {
 			return f
 		}
 	}
 	if w.Len() != p.M*p.C*9 {
 		return nil
 	}
-	return newWinoFilter(w.Float32s(), p.M, p.C)
+	return newWinoFilter(w.Float32s(), p.M, p.C, k.winoCl)
 }
 
 // winogradFilter returns the transformed filter of the node's constant

@@ -103,6 +103,14 @@ func TestFusedConvTactics(t *testing.T) {
 		}
 		return append(withDirect(algos), winoTactic)
 	}
+	// withWinoCL adds the Winograd convolution on the channels-as-lanes
+	// kernel too (32 or more output channels).
+	withWinoCL := func(algos []string) []string {
+		if !directAsm {
+			return withDirect(algos)
+		}
+		return append(withWino(algos), winoClTactic)
+	}
 	// withCL adds the channels-as-lanes direct convolution (32 or more
 	// output channels) after algos.
 	withCL := func(algos []string) []string {
@@ -141,7 +149,7 @@ func TestFusedConvTactics(t *testing.T) {
 		{"3x3 no pads", []int{1, 6, 7, 9}, []int{10, 6, 3, 3}, nil, withWino(blocked("im2col", "implicit", "winograd2x2", "winograd4x4"))},
 		{"3x3 stride 2 pad 1, 20 channels", []int{2, 5, 12, 11}, []int{20, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withDirect(blocked("im2col"))},
 		{"3x3 stride 2 pad 1, 40 channels", []int{1, 5, 12, 11}, []int{40, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withCL(withDirect(blocked("im2col")))},
-		{"3x3 pad 1, 33 channels", []int{1, 4, 6, 7}, []int{33, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)}, withCL(withWino(blocked("im2col", "implicit", "winograd2x2", "winograd4x4")))},
+		{"3x3 pad 1, 33 channels", []int{1, 4, 6, 7}, []int{33, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)}, withCL(withWinoCL(blocked("im2col", "implicit", "winograd2x2", "winograd4x4")))},
 		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, withDirect(blocked("im2col"))},
 		{"1x1 one output channel", []int{1, 8, 4, 4}, []int{1, 8, 1, 1}, nil, withDirect([]string{"im2col"})},
 		{"1-D", []int{2, 3, 9}, []int{5, 3, 3}, nil, nil},

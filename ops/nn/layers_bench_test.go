@@ -122,9 +122,13 @@ func BenchmarkConvLayers(b *testing.B) {
 					names = append(names, "direct-cl")
 					run["direct-cl"] = func() { d(x, bias, y) }
 				}
-				if d := nn.WinoConv(p, w); d != nil {
+				if d := nn.WinoConv(p, w, false); d != nil {
 					names = append(names, "wino4-direct")
 					run["wino4-direct"] = func() { d(x, bias, y) }
+				}
+				if d := nn.WinoConv(p, w, true); d != nil {
+					names = append(names, "wino4-cl")
+					run["wino4-cl"] = func() { d(x, bias, y) }
 				}
 				for _, a := range names {
 					name := fmt.Sprintf("%02d_c%d_m%d_%dx%d_k%d_s%d_g%d/%s", i, p.C, p.M, p.H, p.W, p.KH, p.StrideH, p.Group, a)
