@@ -46,7 +46,7 @@ type fusedConvOp struct {
 	// tactics (convWino; winoCl: the latter); the transformed weights of
 	// wConst are made when it is set.
 	winoD, winoCl bool
-	wfilt struct {
+	wfilt         struct {
 		sync.Mutex
 		f *winoFilter
 	}
