@@ -45,10 +45,22 @@ func stubOutput(tb testing.TB) *tensor.Tensor {
 	return t
 }
 
-// pathServer serves tinycnn, its runs stubbed, as kiln serve does: the
-// decode-error options, the served-time stats handler and the metrics
-// observer; config is the model's config.pbtxt ("" for none).
-func pathServer(tb testing.TB, config string) (inference.GRPCInferenceServiceClient, *serve.Server) {
+// pathOptions says how pathServer serves tinycnn.
+type pathOptions struct {
+	// config is the model's config.pbtxt ("" for none)
+	config string
+	// engine runs the model (else a stub answers at once)
+	engine bool
+	// server returns the grpc.ServerOptions (nil: kiln serve's own, the
+	// decode-error options, the served-time stats handler and the stream
+	// workers)
+	server func(*serve.Server) []grpc.ServerOption
+}
+
+// pathServer serves tinycnn as kiln serve does (the metrics observer, and
+// unless o.server says otherwise the decode-error options, the served-time
+// stats handler and the stream workers), its runs stubbed unless o.engine.
+func pathServer(tb testing.TB, o pathOptions) (inference.GRPCInferenceServiceClient, *serve.Server) {
 	tb.Helper()
 	dir := tb.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "tinycnn", "1"), 0o755); err != nil {
@@ -57,19 +69,26 @@ func pathServer(tb testing.TB, config string) (inference.GRPCInferenceServiceCli
 	if err := os.WriteFile(filepath.Join(dir, "tinycnn", "1", "model.onnx"), examples.TinyCNNModel, 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	if config != "" {
-		if err := os.WriteFile(filepath.Join(dir, "tinycnn", "config.pbtxt"), []byte(config), 0o644); err != nil {
+	if o.config != "" {
+		if err := os.WriteFile(filepath.Join(dir, "tinycnn", "config.pbtxt"), []byte(o.config), 0o644); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	out := stubOutput(tb)
-	s := serve.New(serve.Options{Repository: dir, Observer: metrics.New(nil),
-		WrapRunner: func(string, scheduler.Runner) scheduler.Runner { return stubRunner{out} }})
+	opts := serve.Options{Repository: dir, Observer: metrics.New(nil)}
+	if !o.engine {
+		out := stubOutput(tb)
+		opts.WrapRunner = func(string, scheduler.Runner) scheduler.Runner { return stubRunner{out} }
+	}
+	s := serve.New(opts)
 	if err := s.LoadAll(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	opts := append(DecodeErrorOptions(), ServedStats(s))
-	g := grpc.NewServer(opts...)
+	tb.Cleanup(func() { s.Shutdown(context.Background()) })
+	gopts := append(DecodeErrorOptions(), ServedStats(s), StreamWorkers())
+	if o.server != nil {
+		gopts = o.server(s)
+	}
+	g := grpc.NewServer(gopts...)
 	Register(g, s, false)
 	return dial(tb, g), s
 }
@@ -112,17 +131,30 @@ func tinyRequest(tb testing.TB) *inference.ModelInferRequest {
 }
 
 // BenchmarkRequestPath: one client's ModelInfer calls, one at a time, to
-// a bare grpc-go service and to kiln's (bundled model: no batching;
-// dynamic batching without delay, as a repository's tinycnn in
-// bench/reqpath.sh).
+// a bare grpc-go service and to kiln's: the model stubbed (bundled: no
+// batching; with dynamic batching without delay, as a repository's tinycnn
+// in bench/reqpath.sh; without the stats handler or the decode-error
+// options, to see what each costs) and with tinycnn's engine (as kiln
+// serve, and without grpc-go's stream workers).
 func BenchmarkRequestPath(b *testing.B) {
 	req := tinyRequest(b)
 	servers := []struct {
-		name, config string
+		name string
+		opts pathOptions
 	}{
-		{"bare", ""},
-		{"kiln", ""},
-		{"kiln-batching", "max_batch_size: 8\ndynamic_batching { }\n"},
+		{"bare", pathOptions{}},
+		{"kiln", pathOptions{}},
+		{"kiln-batching", pathOptions{config: "max_batch_size: 8\ndynamic_batching { }\n"}},
+		{"kiln-no-stats", pathOptions{server: func(*serve.Server) []grpc.ServerOption {
+			return append(DecodeErrorOptions(), StreamWorkers())
+		}}},
+		{"kiln-no-decode-options", pathOptions{server: func(s *serve.Server) []grpc.ServerOption {
+			return []grpc.ServerOption{ServedStats(s), StreamWorkers()}
+		}}},
+		{"kiln-engine", pathOptions{engine: true}},
+		{"kiln-engine-no-stream-workers", pathOptions{engine: true, server: func(s *serve.Server) []grpc.ServerOption {
+			return append(DecodeErrorOptions(), ServedStats(s))
+		}}},
 	}
 	for _, sv := range servers {
 		b.Run(sv.name, func(b *testing.B) {
@@ -132,19 +164,18 @@ func BenchmarkRequestPath(b *testing.B) {
 				inference.RegisterGRPCInferenceServiceServer(g, bareService{})
 				c = dial(b, g)
 			} else {
-				var s *serve.Server
-				c, s = pathServer(b, sv.config)
-				b.Cleanup(func() { s.Shutdown(context.Background()) })
+				c, _ = pathServer(b, sv.opts)
 			}
 			ctx := context.Background()
-			r := req
-			if _, err := c.ModelInfer(ctx, r); err != nil {
-				b.Fatal(err)
+			for range 10 {
+				if _, err := c.ModelInfer(ctx, req); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportAllocs()
 			c0 := cpuTime()
 			for b.Loop() {
-				if _, err := c.ModelInfer(ctx, r); err != nil {
+				if _, err := c.ModelInfer(ctx, req); err != nil {
 					b.Fatal(err)
 				}
 			}
