@@ -98,7 +98,7 @@ func (c *compiler) roiAlign(s *step) error {
 			return fmt.Errorf("%w: RoiAlign of an empty feature map %v", ErrGraph, xd)
 		}
 		s.launches = []launch{elemLaunch(c.fk("roialign"), total, pArg(yr), pArg(xr), pArg(rr), pArg(br), lArg(int64(rd[0])),
-			iArg(xd[1]), iArg(xd[2]), iArg(xd[3]), iArg(at.oh), iArg(at.ow), iArg(at.ratio), fArg(at.scale), fArg(at.offset), iArg(b2i(at.max)))}
+			iArg(xd[0]), iArg(xd[1]), iArg(xd[2]), iArg(xd[3]), iArg(at.oh), iArg(at.ow), iArg(at.ratio), fArg(at.scale), fArg(at.offset), iArg(b2i(at.max)))}
 	}
 	return nil
 }
@@ -127,7 +127,7 @@ func (c *compiler) maxRoiPool(s *step) error {
 	}
 	if total := prod(yd); total > 0 {
 		s.launches = []launch{elemLaunch(c.fk("maxroipool"), total, pArg(yr), pArg(xr), pArg(rr), lArg(int64(rd[0])),
-			iArg(xd[1]), iArg(xd[2]), iArg(xd[3]), iArg(int(ps[0])), iArg(int(ps[1])), fArg(scale))}
+			iArg(xd[0]), iArg(xd[1]), iArg(xd[2]), iArg(xd[3]), iArg(int(ps[0])), iArg(int(ps[1])), fArg(scale))}
 	}
 	return nil
 }

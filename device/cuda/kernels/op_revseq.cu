@@ -11,6 +11,8 @@ __device__ void revseq_t(T *y, const T *x, const void *lens, int lens64, long lo
         long long q = i % inner, a1 = (i / inner) % D1, a0 = i / (inner * D1);
         long long b = batch_axis == 0 ? a0 : a1, t = batch_axis == 0 ? a1 : a0;
         long long len = lens64 ? ((const long long *)lens)[b] : ((const int *)lens)[b];
+        long long T = batch_axis == 0 ? D1 : D0;
+        len = len < 0 ? 0 : (len > T ? T : len); // the CPU refuses lengths out of range; never read outside x
         if (t < len) t = len - 1 - t;
         long long s0 = batch_axis == 0 ? a0 : t, s1 = batch_axis == 0 ? t : a1;
         y[i] = x[(s0 * D1 + s1) * inner + q];

@@ -34,8 +34,8 @@ __device__ __forceinline__ float kiln_roi_bilinear(const T *p, int h, int w, flo
 // for half_pixel (then regions may be smaller than a pixel), 0 for
 // output_half_pixel; sampling 0 takes ceil(bin size) samples a bin.
 template <typename T>
-__device__ void roialign_t(T *y, const T *x, const T *rois, const long long *batch, long long R, int C, int H, int W,
-                           int OH, int OW, int sampling, float scale, float offset, int maxmode) {
+__device__ void roialign_t(T *y, const T *x, const T *rois, const long long *batch, long long R, int N, int C, int H,
+                           int W, int OH, int OW, int sampling, float scale, float offset, int maxmode) {
     long long total = R * C * OH * OW;
     GRID_STRIDE(i, total) {
         int ow = (int)(i % OW), oh = (int)((i / OW) % OH), c = (int)((i / ((long long)OW * OH)) % C);
@@ -54,6 +54,10 @@ __device__ void roialign_t(T *y, const T *x, const T *rois, const long long *bat
             gw = (int)fminf(fmaxf(ceilf(bw), 0.0f), 4096.0f);
         }
         long long b = batch[r];
+        if (b < 0 || b >= N) { // the CPU refuses such an index; never read outside x
+            kst(y, i, 0.0f);
+            continue;
+        }
         const T *p = x + (b * C + c) * (long long)H * W;
         float acc = 0.0f;
         for (int iy = 0; iy < gh; iy++) {
@@ -73,7 +77,7 @@ __device__ void roialign_t(T *y, const T *x, const T *rois, const long long *bat
 // maxroipool: rois [R, 5] (batch index, x1, y1, x2, y2), corners rounded
 // after scaling; an empty bin is 0.
 template <typename T>
-__device__ void maxroipool_t(T *y, const T *x, const T *rois, long long R, int C, int H, int W, int PH, int PW,
+__device__ void maxroipool_t(T *y, const T *x, const T *rois, long long R, int N, int C, int H, int W, int PH, int PW,
                              float scale) {
     long long total = R * C * PH * PW;
     GRID_STRIDE(i, total) {
@@ -87,7 +91,7 @@ __device__ void maxroipool_t(T *y, const T *x, const T *rois, long long R, int C
         int hs = min(max((int)floorf(k * bh) + y1, 0), H), he = min(max((int)ceilf((k + 1) * bh) + y1, 0), H);
         int ws = min(max((int)floorf(j * bw) + x1, 0), W), we = min(max((int)ceilf((j + 1) * bw) + x1, 0), W);
         float m = 0.0f;
-        if (he > hs && we > ws) {
+        if (he > hs && we > ws && b >= 0 && b < N) { // (the CPU refuses a batch index out of range)
             const T *p = x + (b * C + c) * (long long)H * W;
             m = -KILN_INF;
             for (int yy = hs; yy < he; yy++)
@@ -99,13 +103,13 @@ __device__ void maxroipool_t(T *y, const T *x, const T *rois, long long R, int C
 
 #define KILN_ROI(sfx, T)                                                                                      \
     extern "C" __global__ void roialign_##sfx(T *y, const T *x, const T *rois, const long long *batch, long long R, \
-                                              int C, int H, int W, int OH, int OW, int sampling, float scale,   \
-                                              float offset, int maxmode) {                                     \
-        roialign_t(y, x, rois, batch, R, C, H, W, OH, OW, sampling, scale, offset, maxmode);                   \
+                                              int N, int C, int H, int W, int OH, int OW, int sampling,        \
+                                              float scale, float offset, int maxmode) {                        \
+        roialign_t(y, x, rois, batch, R, N, C, H, W, OH, OW, sampling, scale, offset, maxmode);                \
     }                                                                                                         \
-    extern "C" __global__ void maxroipool_##sfx(T *y, const T *x, const T *rois, long long R, int C, int H, int W, \
-                                                int PH, int PW, float scale) {                                 \
-        maxroipool_t(y, x, rois, R, C, H, W, PH, PW, scale);                                                   \
+    extern "C" __global__ void maxroipool_##sfx(T *y, const T *x, const T *rois, long long R, int N, int C, int H, \
+                                                int W, int PH, int PW, float scale) {                          \
+        maxroipool_t(y, x, rois, R, N, C, H, W, PH, PW, scale);                                                \
     }
 KILN_ROI(f32, float)
 KILN_ROI(f16, kh)
