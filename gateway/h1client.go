@@ -281,7 +281,7 @@ func (c *h1Conn) readAnswer(method string, stop watch) (*http.Response, error) {
 		line := head[:i]
 		// HTTP/1.x SSS[ reason]
 		if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] < '0' || line[7] > '1' || line[8] != ' ' ||
-			len(line) > 12 && line[12] != ' ' {
+			len(line) > 12 && line[12] != ' ' || bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
 			return nil, fmt.Errorf("%w: status line %q", errBadHead, line)
 		}
 		minor = int(line[7] - '0')
@@ -297,6 +297,9 @@ func (c *h1Conn) readAnswer(method string, stop watch) (*http.Response, error) {
 		}
 		if f, err = readHeaderLines(head[i+2:], c.hdr, c.cache); err != nil {
 			return nil, err
+		}
+		if minor == 0 {
+			f.chunked, f.otherEncoding = false, false // Transfer-Encoding is HTTP/1.1's (net/http ignores it too)
 		}
 		if f.badLength || f.otherEncoding {
 			return nil, fmt.Errorf("%w: answer's body length", errBadHead)

@@ -117,6 +117,9 @@ func readHeaderLines(lines []byte, h http.Header, cache lineCache) (headerFlags,
 		if line[0] == ' ' || line[0] == '\t' {
 			return f, errBadHead // obsolete line folding
 		}
+		if bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+			return f, errBadHead // a bare CR or LF
+		}
 		e, ok := cache[string(line)]
 		if !ok {
 			colon := bytes.IndexByte(line, ':')
