@@ -24,6 +24,9 @@ type kernelDef struct {
 	// outputs is how many outputs emit computes: a used output beyond them
 	// is refused (0 means 1; -1 means all).
 	outputs int
+	// noFirst says that emit computes the other outputs without the first
+	// (RNN's Y absent when only Y_h is read).
+	noFirst bool
 	// f32 lists the inputs that must be float32 (absent ones skipped).
 	f32 []int
 	// check, when set, decides the other constraints known before shapes
@@ -115,9 +118,7 @@ func (r kernelRegistry) lookup(n *ir.Node, opset int64) (kernelDef, error) {
 func support(n *ir.Node, opset int64, used func(*ir.Value) bool) (kernelDef, error) {
 	d, lerr := registry.lookup(n, opset)
 	need := max(1, d.inputs)
-	// a kernel that computes all its outputs (outputs -1) may go without
-	// the first (RNN's Y when only Y_h is read)
-	if len(n.Inputs) < need || len(n.Outputs) == 0 || (n.Outputs[0] == nil && d.outputs >= 0) {
+	if len(n.Inputs) < need || len(n.Outputs) == 0 || (n.Outputs[0] == nil && !d.noFirst) {
 		return kernelDef{}, fmt.Errorf("%w: %d inputs and %d outputs (at least %d and 1)", ErrGraph, len(n.Inputs), len(n.Outputs), need)
 	}
 	for i := range need {
