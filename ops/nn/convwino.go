@@ -324,13 +324,13 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 		v, mm, offs := *vBuf, *mBuf, *offBuf
 		ph, t := (*inBuf)[:gb.hp*gb.wp], (*inBuf)[gb.hp*gb.wp:]
 		s, o := (*outBuf)[:24*gb.lt], (*outBuf)[24*gb.lt:]
-		var masks [128]uint16
+		var pm winoPadMasks
 		for band := b0; band < b1; band++ {
 			ty0 := band * rows
 			gr := winoGeomRows(p, min(rows, g.th-ty0))
 			for c := 0; c < p.C; c++ {
 				// padded rows 4ty0... of the image
-				winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop-4*ty0, p.PadLeft, gr.hp, gr.lp, ph, masks[:])
+				winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop-4*ty0, p.PadLeft, gr.hp, gr.lp, ph, &pm)
 				winoInRows(ph, gr.wp, gr.th, t, v[c*gr.ld:], gr.vp, gr.tw, gr.lp, gr.lt)
 				offs[c] = int32(c * gr.ld)
 			}
@@ -359,10 +359,10 @@ func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
 		defer winoInPool.put(buf)
 		ph := (*buf)[:g.hp*g.wp]
 		t := (*buf)[g.hp*g.wp:] // t[r][q][u]: r*wp + q*lp + u, one tile row
-		var masks [128]uint16
+		var pm winoPadMasks
 		for c := c0; c < c1; c++ {
 			// column 4u+q of padded row y goes to ph[y*wp + q*lp + u]
-			winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, masks[:])
+			winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, &pm)
 			// per tile row: down, all four phases at once (t[r] = sum over
 			// i of Bt[r][i] ph[4ty+i]), then across each t[r]: element j of
 			// the tile at u is phase j%4 at u+j/4; tile row ty goes to
@@ -393,6 +393,36 @@ func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, pla
 			}
 		}
 	})
+}
+
+// winoPadMasks are the load masks of winoPadDeint for one row geometry:
+// lane l of vector i (16 floats) reads column 16i + l - left of a row of w
+// floats when that is inside the row.
+type winoPadMasks struct {
+	w, left, nb int
+	m           [128]uint16
+}
+
+// set makes the masks of rows of w floats at column left, nb blocks of 64,
+// unless they are made already; false when there are more than 32 blocks.
+func (pm *winoPadMasks) set(w, left, nb int) bool {
+	if nb > len(pm.m)/4 || nb <= 0 {
+		return false
+	}
+	if pm.nb == nb && pm.w == w && pm.left == left {
+		return true
+	}
+	pm.w, pm.left, pm.nb = w, left, nb
+	for i := range pm.m[:4*nb] {
+		var m uint16
+		for l := 0; l < 16; l++ {
+			if c := 16*i + l - left; c >= 0 && c < w {
+				m |= 1 << l
+			}
+		}
+		pm.m[i] = m
+	}
+	return true
 }
 
 // winoPadDeintGo is winoPadDeint in Go.

@@ -41,27 +41,18 @@ func winoInRows(ph []float32, wp, th int, t, v []float32, vp, tw, lp, lt int) {
 // winoPadDeint sets dst (hp rows of 4 phase rows of lp floats, wp = 4 lp
 // floats a row) to the column phases of the h x w plane x placed at row
 // padTop, column padLeft of a zero plane: dst[y*wp + q*lp + u] = xpad[y][4u+q]
-// (what padPlane and winoDeint4 do in two passes). masks is scratch of at
-// least wp/16 values.
-func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32, masks []uint16) {
+// (what padPlane and a phase split would do in two passes), with the load
+// masks of pm (made on first use for this geometry).
+func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32, pm *winoPadMasks) {
 	wp := 4 * lp
 	_ = dst[hp*wp-1]
 	_ = x[h*w-1]
 	nb := wp / 64
-	if winoKernelsGo || wp%64 != 0 || padLeft < 0 || len(masks) < 4*nb {
+	if winoKernelsGo || wp%64 != 0 || padLeft < 0 || !pm.set(w, padLeft, nb) {
 		winoPadDeintGo(x, h, w, padTop, padLeft, hp, lp, dst)
 		return
 	}
-	for i := range masks[:4*nb] {
-		var m uint16
-		for l := 0; l < 16; l++ {
-			if c := 16*i + l - padLeft; c >= 0 && c < w {
-				m |= 1 << l
-			}
-		}
-		masks[i] = m
-	}
-	winoPadDeintAVX512(&x[0], h, 4*w, padTop, hp, &masks[0], nb, &dst[0], 4*lp, 4*wp, 4*padLeft)
+	winoPadDeintAVX512(&x[0], h, 4*w, padTop, hp, &pm.m[0], nb, &dst[0], 4*lp, 4*wp, 4*padLeft)
 }
 
 // winoOutRows writes the output tiles of one output channel: per tile row

@@ -11,7 +11,7 @@ func winoInRows(ph []float32, wp, th int, t, v []float32, vp, tw, lp, lt int) {
 	winoInRowsGo(ph, wp, th, t, v, vp, tw, lp, lt)
 }
 
-func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32, masks []uint16) {
+func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32, pm *winoPadMasks) {
 	winoPadDeintGo(x, h, w, padTop, padLeft, hp, lp, dst)
 }
 

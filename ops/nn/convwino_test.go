@@ -170,10 +170,10 @@ func TestWinoKernels(t *testing.T) {
 		g := winoGeom(p)
 		x := rnd(c.h * c.w)
 		var got, want []float32
-		var masks [128]uint16
+		var pm winoPadMasks
 		both(func() {
 			ph := make([]float32, g.hp*g.wp)
-			winoPadDeint(x, p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, masks[:])
+			winoPadDeint(x, p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, &pm)
 			got, want = want, ph
 		})
 		eq("pad and phase split", got, want)
