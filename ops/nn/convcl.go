@@ -145,7 +145,10 @@ func convCL(p cpu.Conv2DParams, x []float32, f *clFilter, bias, y, z []float32, 
 		if z != nil {
 			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		}
-		if ep != nil {
+		switch {
+		case ep != nil && ep.act == ActSiLU && zn == nil:
+			convSiLUPar(yn) // the AVX-512 SiLU (directFinish's is fastmath's)
+		case ep != nil:
 			directFinish(p, yn, zn, ep, nil, false, 0, 0)
 		}
 	}

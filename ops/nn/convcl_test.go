@@ -60,16 +60,22 @@ func TestConvCL(t *testing.T) {
 			for _, goKernel := range []bool{false, true} {
 				clKernelGo = goKernel
 				for _, b := range [][]float32{bias, nil} {
-					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone} {
+					// "silu alone": the epilogue without a residual
+					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone, "silu alone"} {
 						residual := act != ""
 						want := make([]float32, n)
 						cpu.Conv2D(p, x, w, b, want)
 						var ep *epilogue
 						var zz []float32
-						if residual {
+						pn := p
+						pn.Act = cpu.ActNone
+						switch {
+						case act == "silu alone":
+							ep = &epilogue{act: ActSiLU}
+							cpu.Conv2D(pn, x, w, b, want)
+							ep.apply(want)
+						case residual:
 							ep, zz = &epilogue{act: act, p0: -0.5, p1: 0.7}, z
-							pn := p
-							pn.Act = cpu.ActNone
 							cpu.Conv2D(pn, x, w, b, want)
 							ep.applyAdd(want, z)
 						}
