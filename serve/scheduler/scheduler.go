@@ -205,6 +205,8 @@ type Scheduler struct {
 	// held marks the instances whose runner is in use: running a batch
 	// (on its own goroutine or, see Infer, on a caller's) or a warmup job
 	held []bool
+	// orderBuf is order's buffer, reused by each pick
+	orderBuf []*item
 	// jobsWaiting counts warmup jobs waiting for their instance to be
 	// released by a caller
 	jobsWaiting int
@@ -289,12 +291,14 @@ func (s *Scheduler) broadcast() {
 // batchKey describes what must match for requests to be batched together:
 // every input's name, type and shape past the batch dimension.
 func batchKey(inputs map[string]*tensor.Tensor, batched bool) (key string, size int, err error) {
-	names := make([]string, 0, len(inputs))
+	var nameBuf [4]string
+	names := nameBuf[:0]
 	for n := range inputs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b []byte
+	var keyBuf [128]byte
+	b := keyBuf[:0]
 	size = -1
 	for _, n := range names {
 		t := inputs[n]
@@ -490,7 +494,7 @@ func (s *Scheduler) remove(it *item) bool {
 // order returns the queued items in the order they are served: by level,
 // requests whose timeout expired under DELAY after all others.
 func (s *Scheduler) order() []*item {
-	out := make([]*item, 0, s.queued)
+	out := s.orderBuf[:0]
 	for _, q := range s.queues {
 		for _, it := range q {
 			if !it.delayed {
@@ -512,6 +516,11 @@ func (s *Scheduler) order() []*item {
 // to wait (0: until woken) when a batch should not be sent yet.
 func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 	order := s.order()
+	defer func() {
+		// the buffer is reused: it must not keep requests alive
+		clear(order)
+		s.orderBuf = order[:0]
+	}()
 	if len(order) == 0 {
 		return nil, 0
 	}
