@@ -15,21 +15,28 @@ import (
 // V[xi]; each output tile is At M A. That is 36 multiplications for 16
 // outputs where the direct convolution does 144.
 //
-// The tiles are the vector lanes throughout, as in device/cpu's Winograd;
-// what differs is where the time goes:
+// The tiles are the vector lanes of the transforms, as in device/cpu's
+// Winograd; what differs is where the time goes:
 //
-//   - the input is copied once per channel into a zero-padded plane
-//     (padPlane), whose rows are split into their four column phases
-//     (winoDeint4), so that element (i, j) of every tile of a tile row is a
-//     contiguous run; Bt is then applied down the rows and across the
-//     phases (winoBt) with whole vectors, straight into V[xi][c][tile];
-//   - the 36 products run on the direct convolution's register-tiled
-//     kernel (convDirectTile: 8 output channels x 48 tiles, the input
-//     channels as its taps at offsets c*ld), with U packed for it once;
-//   - At runs across and down the products (winoAt) and the four columns
-//     of each output tile are interleaved into the output rows with the
-//     bias and ReLU/clip (winoInt4); the residual and other activations are
-//     applied as the direct convolution does (directFinish).
+//   - per input channel one pass writes the zero-padded plane split into its
+//     four column phases (winoPadDeint), so that element j of every tile of
+//     a tile row is a contiguous run; then per tile row Bt runs down the six
+//     phase rows into a scratch row that stays in L1 and across it, with
+//     whole vectors, straight into V[xi][c][tile] (winoInRows);
+//   - the 36 products run on the direct convolution's register-tiled kernel
+//     (convDirectTile: 8 output channels x 48 tiles, the input channels as
+//     its taps at offsets c*ld) or, for planes of few tiles, on the
+//     channels-as-lanes one (convCLTile, tactic "winograd4x4-cl"), with U
+//     packed for it once;
+//   - per output channel and tile row At runs across and down the products
+//     and the four columns of each tile are interleaved into the output rows
+//     with the bias and ReLU/clip (winoOutRows); SiLU alone runs per output
+//     plane, the residual and other activations as the direct convolution
+//     applies them (directFinish).
+//
+// Large planes run in bands of tile rows, one goroutine per band with its
+// V and M in L2 (winoBands); the others in three image-wide phases, each
+// split over the goroutines.
 
 // winoTactic names the Winograd convolution (convWino).
 const winoTactic = "winograd4x4-direct"
@@ -215,12 +222,22 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 	case cpu.ActClip:
 		lo, hi, clampOn = p.ActMin, p.ActMax, true
 	}
-	vBuf := winoVPool.get(36 * g.vp)
-	mBuf := winoMPool.get(36 * g.mp)
-	offBuf := winoOffPool.get(p.C)
-	v, mm, offs := *vBuf, *mBuf, *offBuf
-	for c := range offs {
-		offs[c] = int32(c * g.ld)
+	bandRows := winoBandRows(p, g)
+	var v, mm []float32
+	var offs []int32
+	if bandRows == 0 {
+		vBuf := winoVPool.get(36 * g.vp)
+		mBuf := winoMPool.get(36 * g.mp)
+		offBuf := winoOffPool.get(p.C)
+		defer func() {
+			winoVPool.put(vBuf)
+			winoMPool.put(mBuf)
+			winoOffPool.put(offBuf)
+		}()
+		v, mm, offs = *vBuf, *mBuf, *offBuf
+		for c := range offs {
+			offs[c] = int32(c * g.ld)
+		}
 	}
 	var wideBuf *[]float32
 	if !inPlace {
@@ -244,8 +261,8 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 		if z != nil {
 			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		}
-		if rows := winoBandRows(p, g); rows > 0 {
-			winoBands(p, g, rows, xn, f, bias, out, plane, wq, lo, hi, clampOn, silu)
+		if bandRows > 0 {
+			winoBands(p, g, bandRows, xn, f, bias, out, plane, wq, lo, hi, clampOn, silu)
 			if epn != nil || !inPlace {
 				directFinish(p, yn, zn, epn, out, !inPlace, plane, wq)
 			}
@@ -264,9 +281,6 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 	if wideBuf != nil {
 		winoWidePool.put(wideBuf)
 	}
-	winoVPool.put(vBuf)
-	winoMPool.put(mBuf)
-	winoOffPool.put(offBuf)
 }
 
 // winoBandRows returns how many tile rows a band of convWino's band mode
