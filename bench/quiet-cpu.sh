@@ -104,7 +104,7 @@ if [ -n "$dir" ]; then
       tool=xz
       [ $z = gz ] && tool=gzip
       command -v $tool >/dev/null || { echo "quiet-cpu: $dir/$f.$z needs $tool to unpack" >&2; exit 2; }
-      $tool -dc "$dir/$f.$z" >"$unpacked/$f"
+      $tool -dc "$dir/$f.$z" >"$unpacked/$f" || { echo "quiet-cpu: cannot unpack $dir/$f.$z" >&2; exit 2; }
       chmod +x "$unpacked/$f"
       break
     done
@@ -144,7 +144,8 @@ cores=${CORES:-2}
 all=$(nproc --all)
 if [[ $cores =~ ^[0-9]+$ ]]; then
   [ "$cores" -ge 1 ] && [ "$cores" -le "$all" ] || { echo "quiet-cpu: CORES=$cores: this machine has $all" >&2; exit 2; }
-  cpus=0-$((cores - 1))
+  cpus=0
+  [ "$cores" = 1 ] || cpus=0-$((cores - 1))
 else
   cpus=$cores
 fi
