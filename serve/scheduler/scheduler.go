@@ -448,7 +448,9 @@ func (s *Scheduler) idle() int {
 // and is sent at once (as the instance's goroutine would have sent it)
 // runs without being handed to that goroutine and back, two goroutine
 // wake-ups fewer. The instance's goroutine leaves i alone meanwhile
-// (held). s.mu must be held; runHere unlocks it.
+// (held). The caller returns when the run does: a lone request's run ends
+// with its context, as on the instance's goroutine; a batch with other
+// requests runs to its end. s.mu must be held; runHere unlocks it.
 func (s *Scheduler) runHere(batch []*item, it *item, i int) (*Result, error) {
 	switched := s.takeQuiet(batch, i)
 	// counted as an instance's run is, so that Stopped waits for it (the
