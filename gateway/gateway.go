@@ -481,6 +481,7 @@ func (g *Gateway) conn(b *Backend) (*grpc.ClientConn, error) {
 		return b.cc, nil
 	}
 	cc, err := grpc.NewClient(b.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(grpcStreamWindow), grpc.WithInitialConnWindowSize(grpcConnWindow),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(int(min(g.opts.MaxRequestBytes*4, 1<<31-1)))))
 	if err != nil {
 		return nil, err
