@@ -17,8 +17,8 @@ import (
 // rebuilt with y of the 8-bit type, its per-channel scale and bias divided
 // by B's input scale (ReLU commutes with the positive factor), and B reads
 // it without its quantizing pass. A must have no residual (its z would have
-// to be 8-bit too). The rebuilt graph runs the heuristics' first engine
-// (not timed); a plan records nothing more: loading it with the variable
+// to be 8-bit too). The rebuilt graph runs A's engine when that one builds
+// it, else the heuristics' first (not timed); a plan records nothing more: loading it with the variable
 // set chains the same layers again. The value's storage is the half one,
 // of which 8-bit data use half. KeepValues (whose values are read back as
 // half) turns it off.
@@ -125,9 +125,13 @@ func (e *Engine) chainPair(d *cuda.CUDNN, h cuda.CUDNNHandle, i, j int) {
 		StrideH: ca.sh, StrideW: ca.sw, DilH: ca.dh, DilW: ca.dw, Group: 1, NHWC: true}
 	o := cuda.GraphConvOptions{Bias: true, ReLU: ca.relu, MaxWorkspace: int8MaxWorkspace, MaxCandidates: 1, MaxRuntimeCompiled: 1,
 		Quant: cuda.GraphQuant{In: in, Out: in, Scale: true}}
-	g, err := d.NewGraphConv(h, p, ca.oh, ca.ow, o)
+	// the engine A runs now, if it writes 8 bits too; else the heuristics'
+	// first
+	g, err := d.NewGraphConvFromID(h, p, ca.oh, ca.ow, o, a.g.Engine().ID)
 	if err != nil {
-		return
+		if g, err = d.NewGraphConv(h, p, ca.oh, ca.ow, o); err != nil {
+			return
+		}
 	}
 	scale, bias := make([]byte, 4*ca.m), make([]byte, 4*ca.m)
 	if err := e.drv.MemcpyDtoH(scale, a.scale); err != nil {
