@@ -21,4 +21,12 @@
 // Bodies are proxied as bytes: the gateway reads only the model from the
 // path (or the gRPC message's first fields) and, for stickiness, the
 // sequence_id parameter; tensors are never decoded.
+//
+// Serving: HTTPServer serves Handler over HTTP/1.1 with the gateway's own
+// request loop (h1server.go) and hands WebSocket upgrades and unusual
+// requests to net/http's server; requests to backends go through the
+// gateway's own keep-alive HTTP/1.1 client (h1client.go). In the steady
+// state an HTTP request through the gateway allocates nothing and wakes no
+// goroutine but its own. GRPCServerOptions serve the gRPC API with grpc-go,
+// messages passed through as grpc-go's buffers (rawCodec).
 package gateway
