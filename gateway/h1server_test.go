@@ -393,3 +393,46 @@ func TestHTTPServerWatch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestHTTPServerTimeouts: the fallback server's ReadHeaderTimeout and
+// IdleTimeout apply to the loop's connections: a head that does not come
+// whole, and a kept connection left idle, are closed.
+func TestHTTPServerTimeouts(t *testing.T) {
+	f := newFake(t, "a", "m")
+	g, _ := newTestGateway(t, Options{}, f)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := NewHTTPServer(g, &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 100 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+	for _, tc := range []struct {
+		name, send string
+		answers    int
+	}{
+		{"partial head", "GET /v2/health/live HTTP/1.1\r\nHo", 0},
+		{"idle after an answer", "GET /v2/health/live HTTP/1.1\r\nHost: gw\r\n\r\n", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.send)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a bound for the test, far above the timeouts
+			br := bufio.NewReader(c)
+			for range tc.answers {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("answer: %v %v", resp, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("the connection was not closed by the server: %v", err)
+			}
+		})
+	}
+}
