@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -167,7 +168,12 @@ func TestInt8OnGPU(t *testing.T) {
 		t.Fatal("the INT8 rule quantized no convolution")
 	}
 	fp, _ := cuda.Probe(cuda.Options{})
-	cache, cfp := tactic.New(), device.Fingerprint{"gpu": fp.String()}
+	cachePath := filepath.Join(t.TempDir(), "timing.json")
+	cache, err := tactic.Open(cachePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfp := device.Fingerprint{"gpu": fp.String()}
 	type built struct {
 		e *Engine
 		c *Context
@@ -298,6 +304,84 @@ func TestInt8OnGPU(t *testing.T) {
 		s = append(s, fmt.Sprintf("%s %.1f us %s (%s)", l.Node, float64(l.Time)/1e3, l.Precision, l.Tactic))
 	}
 	t.Logf("int8 engine, slowest layers: %s", strings.Join(s, "; "))
+	// what tuning measured, per convolution signature: the best FP16, INT8
+	// and FP8 implementation (the timing cache's entries)
+	if err := cache.Save(); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + tuningTable(t, cachePath, i8.e))
+}
+
+// tuningTable reads the timing cache at path and tabulates, for each
+// convolution signature of e (with how many layers have it), the best
+// time of its FP16 implementations, its INT8 and its FP8 graphs, and the
+// sums over the layers: FP16 only, each layer's best, INT8 where measured.
+func tuningTable(t *testing.T, path string, e *Engine) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Entries []struct {
+			Layer, Tactic string
+			NS            int64
+		}
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	best := map[string]map[string]int64{} // sig -> family -> ns
+	for _, x := range f.Entries {
+		fam := "fp16"
+		switch {
+		case strings.HasPrefix(x.Tactic, "cudnn-int8"):
+			fam = "int8"
+		case strings.HasPrefix(x.Tactic, "cudnn-fp8"):
+			fam = "fp8"
+		}
+		if best[x.Layer] == nil {
+			best[x.Layer] = map[string]int64{}
+		}
+		if v, ok := best[x.Layer][fam]; !ok || x.NS < v {
+			best[x.Layer][fam] = x.NS
+		}
+	}
+	count := map[string]int{}
+	var sigs []string
+	for _, s := range e.prog.steps {
+		if s.conv == nil {
+			continue
+		}
+		sig := convSig(s, true)
+		if count[sig] == 0 {
+			sigs = append(sigs, sig)
+		}
+		count[sig]++
+	}
+	us := func(ns int64) string {
+		if ns == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(ns)/1e3)
+	}
+	rows := []string{"| convolution (signature) | layers | fp16 best us | int8 us | fp8 us |", "| --- | --- | --- | --- | --- |"}
+	var fp16, mixed int64
+	for _, sig := range sigs {
+		m := best[sig]
+		rows = append(rows, fmt.Sprintf("| %s | %d | %s | %s | %s |", strings.TrimPrefix(sig, "cuda conv "), count[sig], us(m["fp16"]), us(m["int8"]), us(m["fp8"])))
+		n := int64(count[sig])
+		fp16 += n * m["fp16"]
+		b := m["fp16"]
+		for _, k := range []string{"int8", "fp8"} {
+			if v, ok := m[k]; ok && v < b {
+				b = v
+			}
+		}
+		mixed += n * b
+	}
+	rows = append(rows, fmt.Sprintf("\nsum over the convolutions as timed alone: fp16 %.3f ms, each layer's best of fp16/int8/fp8 %.3f ms (%.2fx)",
+		float64(fp16)/1e6, float64(mixed)/1e6, float64(fp16)/float64(max(mixed, 1))))
+	return strings.Join(rows, "\n")
 }
 
 // argmax is the index of the largest of n values of x from off.

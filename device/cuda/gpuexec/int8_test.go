@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -74,7 +75,11 @@ func TestInt8Fake(t *testing.T) {
 	// and the second one's FP8 engine fastest; the others tie with FP16,
 	// which a tie keeps.
 	fp := device.Fingerprint{"gpu": "fake"}
-	cache := tactic.New()
+	cachePath := filepath.Join(t.TempDir(), "timing.json")
+	cache, err := tactic.Open(cachePath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bySig := map[string]string{} // signature -> Quant (layers of one signature share their times)
 	for i, s := range e.prog.steps {
 		q := e.int8.use[i]
@@ -115,6 +120,16 @@ func TestInt8Fake(t *testing.T) {
 	}
 	if _, err := ct.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
+	}
+	// the GPU test's table of what tuning measured: 1 us for the layers
+	// made quantized, 1.5 ms (the fake's every timing) for the rest
+	if err := cache.Save(); err != nil {
+		t.Fatal(err)
+	}
+	table := tuningTable(t, cachePath, et)
+	if !strings.Contains(table, "| 1500.0 | 1.0 | 1500.0 |") || !strings.Contains(table, "| 1500.0 | 1500.0 | 1.0 |") ||
+		!strings.Contains(table, "sum over the convolutions as timed alone: fp16 ") {
+		t.Errorf("tuning table:\n%s", table)
 	}
 
 	// The tactics applied without timing: the INT8 layer rebuilt from its ID.
