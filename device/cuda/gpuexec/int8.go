@@ -59,8 +59,11 @@ func quantVariant(q string) (kind string, scaled, ok bool) {
 	return kind, scaled, ok
 }
 
-// int8Candidates bounds the INT8 graph engines built per layer while
-// tuning, and int8Compiled the runtime-compiled ones among them.
+// int8Candidates bounds the quantized graph engines built per layer and
+// kind while tuning, and int8Compiled the runtime-compiled ones among them
+// (on an H100 with cuDNN 9.14 every INT8 and FP8 engine is: 0.3-0.7 s to
+// build each); --opt-level 3 and above (Options.GraphConv) build up to
+// int8Candidates.
 const (
 	int8Candidates = 8
 	int8Compiled   = 3
@@ -374,6 +377,9 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, quant, id
 		Quant: cuda.GraphQuant{In: in, Out: cuda.DataHalf, Scale: true}}
 	if scaled {
 		go_.Bias, go_.Residual, go_.ReLU = false, false, false
+	}
+	if graphConvOn(e.opt) {
+		go_.MaxRuntimeCompiled = int8Candidates
 	}
 	var g *cuda.GraphConv
 	if id != "" {
