@@ -607,7 +607,13 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.n {
 		p = p[:b.n]
 	}
-	n, err := b.c.br.Read(p)
+	var n int
+	var err error
+	if b.c.br.Buffered() == 0 && len(p) >= 4<<10 {
+		n, err = connReader{b.c}.Read(p) // straight into p, not through the buffer
+	} else {
+		n, err = b.c.br.Read(p)
+	}
 	b.n -= int64(n)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
