@@ -349,16 +349,14 @@ func (c *srvConn) serve() {
 			c.nc.SetReadDeadline(time.Time{})
 		}
 		c.dirty = false
-		if !first {
-			c.state.Store(connIdle)
-			if s.shutdown.Load() {
-				return
-			}
+		c.state.Store(connIdle) // Shutdown closes the connection while it waits
+		if s.shutdown.Load() {
+			return
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
-		if !c.state.CompareAndSwap(connIdle, connActive) && c.state.Load() != connActive {
+		if !c.state.CompareAndSwap(connIdle, connActive) {
 			return // closed by Shutdown
 		}
 		if header > 0 && !first {
