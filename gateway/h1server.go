@@ -453,6 +453,8 @@ func (c *srvConn) readRequest(head []byte) (*http.Request, bool) {
 	r.ContentLength = max(f.contentLength, 0)
 	c.body.n = r.ContentLength
 	c.body.armed = false
+	// Expect: 100-continue is answered when the handler reads the body
+	c.body.expect = f.expectContinue && r.ContentLength > 0
 	if r.ContentLength > 0 {
 		r.Body = &c.body
 	} else {
@@ -493,8 +495,9 @@ func (c *srvConn) run(r *http.Request, remote string) (keep bool) {
 	w.finish()
 	if n := c.body.n; n > 0 {
 		// the handler did not read the whole body: the rest is skipped,
-		// up to net/http's limit, or the connection closed
-		if n > 256<<10 {
+		// up to net/http's limit, or the connection closed (also when the
+		// client waits to be told to send it)
+		if n > 256<<10 || c.body.expect {
 			w.closeAfter = true
 		} else if _, err := c.br.Discard(int(n)); err != nil {
 			w.closeAfter = true
@@ -592,15 +595,26 @@ func (c *srvConn) detach() bool {
 
 // reqBody is a request's body: Content-Length bytes of the connection.
 type reqBody struct {
-	c     *srvConn
-	n     int64 // bytes left
-	armed bool
+	c      *srvConn
+	n      int64 // bytes left
+	armed  bool
+	expect bool // the client waits for "100 Continue" before it sends the body
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
 	if b.n <= 0 {
 		b.done()
 		return 0, io.EOF
+	}
+	if b.expect {
+		b.expect = false
+		if b.c.w.wrote {
+			return 0, errors.New("gateway: the body of an answered request")
+		}
+		b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := b.c.bw.Flush(); err != nil {
+			return 0, err
+		}
 	}
 	if int64(len(p)) > b.n {
 		p = p[:b.n]

@@ -35,9 +35,11 @@ func exchange(t *testing.T, addr, raw string, n int) (answers []string, codes []
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
+	continues := 0
 	for range n {
 		resp, err := http.ReadResponse(br, nil)
 		for err == nil && resp.StatusCode == http.StatusContinue {
+			continues++
 			resp, err = http.ReadResponse(br, nil)
 		}
 		if err != nil {
@@ -48,6 +50,10 @@ func exchange(t *testing.T, addr, raw string, n int) (answers []string, codes []
 			t.Fatalf("answer %d's body: %v", len(answers), err)
 		}
 		answers = append(answers, string(b))
+		if continues > 0 {
+			resp.Header.Set("X-Test-Continues", strconv.Itoa(continues)) // 100 Continue answers before it
+			continues = 0
+		}
 		codes = append(codes, resp.StatusCode)
 		resps = append(resps, resp)
 	}
@@ -89,7 +95,10 @@ func TestHTTPServer(t *testing.T) {
 		{"pipelined with a GET", post("") + "GET /v2/health/live HTTP/1.1\r\nHost: gw\r\n\r\n" + post(""), []int{200, 200, 200}, []string{okAnswer, "", okAnswer}, false},
 		{"client closes", post("Connection: close\r\n"), []int{200}, []string{okAnswer}, true},
 		{"chunked body (net/http)", chunked + post(""), []int{200, 200}, []string{okAnswer, okAnswer}, false},
-		{"Expect: 100-continue (net/http)", post("Expect: 100-continue\r\n"), []int{200}, []string{okAnswer}, false},
+		{"Expect: 100-continue", post("Expect: 100-continue\r\n"), []int{200}, []string{okAnswer}, false},
+		{"Expect: 100-continue, body over the limit", "POST /v2/models/m/infer HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+			[]int{413}, nil, true},
+		{"Expect: other (net/http)", post("Expect: other\r\n"), []int{417}, nil, true},
 		{"HTTP/1.0 (net/http)", strings.Replace(post(""), "HTTP/1.1", "HTTP/1.0", 1), []int{200}, []string{okAnswer}, true},
 		{"lower-case header keys", "POST /v2/models/m/infer HTTP/1.1\r\nhost: gw\r\ncontent-length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body,
 			[]int{200}, []string{okAnswer}, false},
@@ -103,7 +112,7 @@ func TestHTTPServer(t *testing.T) {
 			[]string{fmt.Sprintf(`{"backend":"a","path":"/v2/models/m/versions/1/infer","sha":%q}`, shaOf(body))}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, codes, _, eof := exchange(t, addr, tc.raw, len(tc.codes))
+			got, codes, resps, eof := exchange(t, addr, tc.raw, len(tc.codes))
 			for i := range tc.codes {
 				if codes[i] != tc.codes[i] {
 					t.Fatalf("answer %d: %d %s, want %d", i, codes[i], got[i], tc.codes[i])
@@ -114,6 +123,9 @@ func TestHTTPServer(t *testing.T) {
 			}
 			if eof != tc.eof {
 				t.Errorf("connection closed after: %v, want %v", eof, tc.eof)
+			}
+			if want := strings.Contains(tc.name, "100-continue") && tc.codes[0] == 200; (resps[0].Header.Get("X-Test-Continues") == "1") != want {
+				t.Errorf("100 Continue before the answer: %q, want %v", resps[0].Header.Get("X-Test-Continues"), want)
 			}
 		})
 	}

@@ -92,7 +92,8 @@ type headerFlags struct {
 	connClose      bool  // Connection: close
 	connOther      bool  // a Connection value other than close or keep-alive (upgrade)
 	upgrade        bool  // an Upgrade header
-	expect         bool  // an Expect header
+	expect         bool  // an Expect header other than 100-continue
+	expectContinue bool  // Expect: 100-continue
 	badLength      bool  // a Content-Length that is no number, or two that differ
 	hasHost        bool
 	hasTransferEnc bool
@@ -178,7 +179,11 @@ func readHeaderLines(lines []byte, h http.Header, cache lineCache) (headerFlags,
 		case "Upgrade":
 			f.upgrade = true
 		case "Expect":
-			f.expect = true
+			if asciiEqualFold(v, "100-continue") && !f.expectContinue {
+				f.expectContinue = true
+			} else {
+				f.expect = true
+			}
 		case "Host":
 			f.hasHost = true
 		}
