@@ -11,7 +11,7 @@ import (
 // thread a matrix, pivoting as the CPU kernel does; larger matrices stay
 // on the CPU.
 var detKernels = []kernelDef{
-	{op: "Det", check: func(n *ir.Node) error { return typeIn(n, 0, tensor.Float32, tensor.Float64) }, emit: (*compiler).det, unchecked: true},
+	{op: "Det", check: func(n *ir.Node) error { return typeIn(n, 0, tensor.Float32, tensor.Float64) }, emit: (*compiler).det},
 }
 
 // detMax is the largest matrix the kernel takes (DET_MAX).

@@ -14,7 +14,7 @@ import (
 // (kernels/op_dft.cu): O(n) a bin, fine for the short transforms of
 // audio front ends, not an FFT. STFT stays on the CPU.
 var dftKernels = []kernelDef{
-	{op: "DFT", check: dftCheck, emit: (*compiler).dft, unchecked: true},
+	{op: "DFT", check: dftCheck, emit: (*compiler).dft},
 }
 
 func dftCheck(n *ir.Node) error {

@@ -22,7 +22,7 @@ import (
 // outputs over long contractions. More than three operands stay on the
 // CPU.
 var einsumKernels = []kernelDef{
-	{op: "Einsum", check: einsumCheck, emit: (*compiler).einsum, unchecked: true},
+	{op: "Einsum", check: einsumCheck, emit: (*compiler).einsum},
 }
 
 // einsumTerm is one term of an equation: its letter labels (0..51) and

@@ -12,8 +12,8 @@ import (
 // kernels/op_lppool.cu, (sum of |x|^p)^(1/p) in float32 in both
 // precisions, padding adding nothing. Float32 only.
 var lpPoolKernels = []kernelDef{
-	{op: "LpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).lpPool, unchecked: true},
-	{op: "GlobalLpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).globalLpPool, unchecked: true},
+	{op: "LpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).lpPool},
+	{op: "GlobalLpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).globalLpPool},
 }
 
 // lpPoolP reads p: a float at opset 1, an int since (default 2).

@@ -20,9 +20,9 @@ import (
 // Activations with parameters (Affine, LeakyRelu, HardSigmoid, ...) stay on
 // the CPU.
 var rnnKernels = []kernelDef{
-	{op: "RNN", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn, unchecked: true},
-	{op: "GRU", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn, unchecked: true},
-	{op: "LSTM", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5, 6, 7}, check: rnnCheck, emit: (*compiler).rnn, unchecked: true},
+	{op: "RNN", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
+	{op: "GRU", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
+	{op: "LSTM", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5, 6, 7}, check: rnnCheck, emit: (*compiler).rnn},
 }
 
 // rnnActIDs are the activations the kernels compute (kiln_rnn_act).

@@ -16,7 +16,7 @@ import (
 // be known when the engine is built (it is the output's shape). Indices
 // that repeat land in an unspecified order; MaxPool's do not repeat.
 var unpoolKernels = []kernelDef{
-	{op: "MaxUnpool", inputs: 2, check: unpoolCheck, emit: (*compiler).maxUnpool, unchecked: true},
+	{op: "MaxUnpool", inputs: 2, check: unpoolCheck, emit: (*compiler).maxUnpool},
 }
 
 func unpoolCheck(n *ir.Node) error {

@@ -14,7 +14,7 @@ import (
 // run by Resize's kernels (op_resize.go: resize_nearest and, for linear,
 // resize_taps) over the last two dims.
 var upsampleKernels = []kernelDef{
-	{op: "Upsample", check: upsampleCheck, emit: (*compiler).upsample, unchecked: true},
+	{op: "Upsample", check: upsampleCheck, emit: (*compiler).upsample},
 }
 
 func upsampleCheck(n *ir.Node) error {

@@ -16,9 +16,13 @@ const EnvUnverified = "KILN_CUDA_UNVERIFIED"
 // (2026-12-06, device/cuda/NOTES.md): bench/gpu-ops.sh passed the ONNX node
 // suite with every kernel (885 of 885 node tests, 702 of them entirely on
 // the GPU) and the op-family cases of TestNewOpsOnGPU in float32 and
-// float16. A kernel added since is marked unchecked in its family table
-// until such a run has checked it; partitioning leaves its nodes to the
-// CPU, which computes them correctly, and says why.
+// float16. The long tail's GroupNormalization, MeanVarianceNormalization,
+// LpNormalization, Upsample, LpPool, GlobalLpPool, Einsum, RNN, GRU, LSTM,
+// MaxUnpool, DFT and Det passed their TestNewOpsOnGPU cases in float32 and
+// float16 on an H100 the same day (commit eeada3c). A kernel added since
+// is marked unchecked in its family table until such a run has checked
+// it; partitioning leaves its nodes to the CPU, which computes them
+// correctly, and says why.
 
 // verifiedOnGPU returns nil when d has been checked on a GPU (or
 // KILN_CUDA_UNVERIFIED=1), else an error wrapping ErrUnsupported that
