@@ -27,6 +27,13 @@ import (
 // Untuned engines keep cuDNN's fused call. Strided 1x1 convolutions
 // (ResNet's downsamples) stay with cuDNN: see device/cuda/NOTES.md.
 
+// conv1x1PlainToo makes tuning time the plain product (then the epilogue
+// kernel) also where cuBLASLt's epilogue fits. It never won on ResNet-50's
+// layers at batch 256 on an H100 (2-4x slower than the product with the
+// epilogue: the epilogue kernel's pass over the output, NOTES.md), so it is
+// off: half the products' timings. Tests turn it on to measure it.
+var conv1x1PlainToo = false
+
 // conv1x1State holds the NHWC 1x1 convolutions planned as cuBLASLt
 // products.
 type conv1x1State struct {
@@ -85,9 +92,9 @@ func (e *Engine) newMatmul1x1(b *cuda.CUBLASLt, h cuda.CUBLASLtHandle, cc *convC
 // plan1x1 plans the NHWC 1x1 convolutions as cuBLASLt products: a step
 // whose recorded tactic (Options.Tactics) names cuBLASLt runs so, its
 // cuDNN plans freed; with Options.Tune the other steps' products are kept
-// for tune to time (both forms, with and without the epilogue). Untuned,
-// nothing else changes. A product that cannot be planned leaves the step
-// as it was.
+// for tune to time: with the epilogue where it fits, else plain (both with
+// conv1x1PlainToo). Untuned, nothing else changes. A product that cannot
+// be planned leaves the step as it was.
 func (e *Engine) plan1x1(o cuda.Options) {
 	if e.opt.NoCUBLASLt || !e.prog.half {
 		return
@@ -140,7 +147,9 @@ func (e *Engine) plan1x1(o cuda.Options) {
 			if cc.ltEpilogue1x1() {
 				p.epi, _ = e.newMatmul1x1(b, h, cc, true)
 			}
-			p.plain, _ = e.newMatmul1x1(b, h, cc, false)
+			if p.epi == nil || conv1x1PlainToo {
+				p.plain, _ = e.newMatmul1x1(b, h, cc, false)
+			}
 			for _, mm := range []*cuda.LtMatmul{p.epi, p.plain} {
 				if mm == nil {
 					continue

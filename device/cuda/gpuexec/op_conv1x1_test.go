@@ -120,9 +120,10 @@ func layerTactics(e *Engine) map[string]string {
 
 // TestConv1x1Fake builds pointwiseNet in half against the fake libraries,
 // as kiln build --device cuda --fp16 does: untuned, every convolution stays
-// cuDNN's; tuning times cuBLASLt's products (with and without the
-// epilogue, each heuristic result) beside cuDNN's candidates for the four
-// stride-1 1x1 layers only and stores them in the timing cache; times in
+// cuDNN's; tuning times cuBLASLt's products (each heuristic result, with
+// the epilogue where it fits, else plain; both with conv1x1PlainToo)
+// beside cuDNN's candidates for the four stride-1 1x1 layers only and
+// stores them in the timing cache; times in
 // the cache that favour the products make the layers run as products
 // (epilogue bias+ReLU, bias+residual+ReLU, or the epilogue kernel after),
 // which the tactics record; the tactics applied to a new engine and
@@ -171,8 +172,8 @@ func TestConv1x1Fake(t *testing.T) {
 			t.Errorf("%s: tactic %+v on ties, want cuDNN's", l.name, tt)
 		}
 		for r := range 3 { // the fake's heuristic gives 3 results
-			if _, ok := cache.Lookup(fp, l.sig, Tactic{Impl: ImplCUBLASLt, Algo: r}.name()); !ok {
-				t.Errorf("%s: product %d not timed", l.name, r)
+			if _, ok := cache.Lookup(fp, l.sig, Tactic{Impl: ImplCUBLASLt, Algo: r}.name()); ok == l.epi {
+				t.Errorf("%s: plain product %d timed %v, want %v", l.name, r, ok, !l.epi)
 			}
 			if _, ok := cache.Lookup(fp, l.sig, Tactic{Impl: ImplCUBLASLt, Algo: r, Epi: true}.name()); ok != l.epi {
 				t.Errorf("%s: product %d with the epilogue timed %v, want %v", l.name, r, ok, l.epi)
@@ -191,6 +192,19 @@ func TestConv1x1Fake(t *testing.T) {
 	}
 	if len(e1.conv1x1.spare) != 0 {
 		t.Errorf("%d steps keep spare products after tuning", len(e1.conv1x1.spare))
+	}
+	// With conv1x1PlainToo, the plain products are timed where the
+	// epilogue fits too.
+	conv1x1PlainToo = true
+	both := tactic.New()
+	fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Tune: true, TimingCache: both, CacheDevice: fp})
+	conv1x1PlainToo = false
+	for _, l := range pw {
+		for _, epi := range []bool{false, true} {
+			if _, ok := both.Lookup(fp, l.sig, Tactic{Impl: ImplCUBLASLt, Algo: 2, Epi: epi}.name()); ok != (!epi || l.epi) {
+				t.Errorf("%s with conv1x1PlainToo: product 2 (epilogue %v) timed %v", l.name, epi, ok)
+			}
+		}
 	}
 
 	// The cache says the products are faster: the epilogue's second
@@ -512,7 +526,7 @@ func fastRandom(seed uint64, shape ...int) *tensor.Tensor {
 // tuned twice with one timing cache: without cuBLASLt (cuDNN's fused and
 // plain NHWC calls and kiln's kernel: the best of them), then with the
 // products (cuBLASLt's best, with the epilogue and plain + the epilogue
-// kernel), and checks on the GPU that the best product's output (pooled:
+// kernel: conv1x1PlainToo), and checks on the GPU that the best product's output (pooled:
 // oneConvNet) matches cuDNN's (cosine >= minCosine). It logs a table (also written to
 // $KILN_CONV1X1_BENCH_OUT). Set KILN_CONV1X1_BENCH=1 to run it (about a
 // minute on an H100); KILN_CONV1X1_BENCH_GRAPH=1 adds cuDNN's graph-API
@@ -527,6 +541,8 @@ func TestConv1x1BenchOnGPU(t *testing.T) {
 		t.Fatalf("KILN_CONV1X1_BENCH_BATCH: %v", err)
 	}
 	graphs := os.Getenv("KILN_CONV1X1_BENCH_GRAPH") == "1"
+	conv1x1PlainToo = true // the table's plain column
+	t.Cleanup(func() { conv1x1PlainToo = false })
 	gfp, _ := cuda.Probe(cuda.Options{})
 	fp := device.Fingerprint{"gpu": gfp.String()}
 	us := func(ns int64) string {
