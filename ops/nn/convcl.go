@@ -125,9 +125,16 @@ func convCL(p cpu.Conv2DParams, x []float32, f *clFilter, bias, y, z []float32, 
 			panic("nn: direct-cl convolution reads past its input")
 		}
 		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
+			// With more than 1 MiB of weights, the groups of one block in
+			// turn instead, so that the block stays in L2 (a 512 -> 1000
+			// 1x1 layer at 13x13: 1.84 -> 1.40 ms of CPU).
+			blockOuter := len(f.packed)*4 > 1<<20
 			var pos, ypos [6]int32
 			for it := i0; it < i1; it++ {
-				g, b := it/mb, it%mb
+				g, b := it/mb, it%mb // a group's input stays in L1 for every block
+				if blockOuter {
+					g, b = it%groups, it/groups
+				}
 				cnt := min(6, npos-6*g)
 				for j := range 6 {
 					o := 6*g + min(j, cnt-1) // missing positions repeat the last
