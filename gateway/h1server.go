@@ -269,7 +269,7 @@ type srvConn struct {
 	watching bool
 	pending  [1]byte // a byte the watch read (the next request's first)
 	npending int
-	dirty    bool     // the read deadline was moved by the watch
+	deadline bool     // a read deadline is set
 	left     bool     // the client left
 	backend  net.Conn // the backend connection of the request in flight
 }
@@ -340,15 +340,17 @@ func (c *srvConn) serve() {
 	remote := c.nc.RemoteAddr().String()
 	for first := true; ; first = false {
 		// wait for the next request
+		var dl time.Time
 		switch {
 		case idle > 0 && !first:
-			c.nc.SetReadDeadline(time.Now().Add(idle))
+			dl = time.Now().Add(idle)
 		case header > 0 && first:
-			c.nc.SetReadDeadline(time.Now().Add(header))
-		case c.dirty:
-			c.nc.SetReadDeadline(time.Time{})
+			dl = time.Now().Add(header)
 		}
-		c.dirty = false
+		if !dl.IsZero() || c.deadline {
+			c.nc.SetReadDeadline(dl)
+			c.deadline = !dl.IsZero()
+		}
 		c.state.Store(connIdle) // Shutdown closes the connection while it waits
 		if s.shutdown.Load() {
 			return
@@ -361,6 +363,7 @@ func (c *srvConn) serve() {
 		}
 		if header > 0 && !first {
 			c.nc.SetReadDeadline(time.Now().Add(header))
+			c.deadline = true
 		}
 		head, err := peekHead(c.br)
 		if err != nil {
@@ -377,6 +380,7 @@ func (c *srvConn) serve() {
 		c.br.Discard(len(head))
 		if read > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(read)) // the body
+			c.deadline = true
 		}
 		if !c.run(r, remote) {
 			return
@@ -537,7 +541,7 @@ func (c *srvConn) disarm() {
 	c.mu.Lock()
 	for c.watching {
 		c.nc.SetReadDeadline(aLongTimeAgo)
-		c.dirty = true
+		c.deadline = true
 		c.cond.Wait()
 	}
 	c.mu.Unlock()
