@@ -314,10 +314,17 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	items := tiles * mb
 	// SiLU without a residual runs on each tile after the kernel.
 	tileSiLU := ep != nil && ep.act == ActSiLU && z == nil
+	// With more than 1 MiB of weights, the tiles of one block of weights
+	// in turn, so that the block stays in L1 (else every tile cycles
+	// through all the weights from L3).
+	blockOuter := len(f.packed)*4 > 1<<20
 	dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
 		var bv [directMR]float32
 		for it := i0; it < i1; it++ {
 			t, b := it/mb, it%mb
+			if blockOuter {
+				t, b = it%tiles, it/tiles
+			}
 			rows := min(directMR, p.M-b*directMR)
 			bp := &zero[0]
 			if bias != nil {
