@@ -36,10 +36,11 @@ var erfGELUEpilogue = true
 
 // ltSplitK makes the products' cuBLASLt plans carry, besides the
 // heuristic's results, their split-K variants (cuda.MatmulOptions.SplitK)
-// for tuning to time: at BERT's batch 1 a product has 128 rows, which the
-// heuristic's tiles spread over a few of the GPU's SMs. Untuned engines
-// keep the heuristic's first result. Tests turn it off to time without.
-var ltSplitK = true
+// for tuning to time. Off: on an H100 with cuBLASLt 13 tuning never kept
+// one for BERT-base's batch-1 products (128 rows; the heuristic's own
+// algorithm 66 was faster every time, device/cuda/NOTES.md), and they made
+// tuning time five times as many candidates. Tests turn it on.
+var ltSplitK = false
 
 // ltEpilogue reports whether cuBLASLt's epilogue can add the step's bias
 // and apply its activation, and which activation (relu, gelu) it uses:

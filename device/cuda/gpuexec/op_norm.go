@@ -86,19 +86,14 @@ func (c *compiler) layerNorm(s *step) error {
 	return a.Err()
 }
 
-// lnPrefetch makes half LayerNormalizations of rows up to 1024 elements
-// run layernorm_pf_f16 (kernels/op_layernorm.cu: gamma and beta loaded with
-// the row, before the reductions) instead of layernorm_vec_f16. Off until
-// a GPU run has timed it (TestBertTimingOnGPU's "+ LN prefetch" variant).
-var lnPrefetch = false
-
 // lnVecKernel is the one-warp-per-row LayerNorm kernel for rows of cols
-// halves (vecRows).
+// halves (vecRows): layernorm_vec_f16 (gamma and beta loaded with the row)
+// up to 1024, layernorm_vec8_f16 (kernels/op_layernorm.cu) up to 2048.
 func lnVecKernel(cols int64) string {
-	if lnPrefetch && cols <= 32*8*4 {
-		return "layernorm_pf_f16"
+	if cols <= 32*8*4 {
+		return "layernorm_vec_f16"
 	}
-	return "layernorm_vec_f16"
+	return "layernorm_vec8_f16"
 }
 
 // lnResid plans add's residual into the product computing one of its

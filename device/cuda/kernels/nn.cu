@@ -827,70 +827,8 @@ extern "C" __global__ void kiln_pdl_probe(int *out) {
 #endif
 }
 
-// Layer normalization of rows of cols elements (cols % 8 == 0, at most
-// 32 * 8 * LNV_MAX), one warp per row, the row held in registers:
-// y = LN(x + z) * gamma + beta, with z (a residual added first) and beta
-// optional. block 128 (4 rows), grid ceil(rows / 4).
-#define LNV_MAX 8
-extern "C" __global__ void __launch_bounds__(128)
-    layernorm_vec_f16(kiln_half *y, const kiln_half *x, const kiln_half *z, const kiln_half *gamma,
-                      const kiln_half *beta, long long rows, int cols, float eps) {
-    KILN_PDL_WAIT();
-    long long r = (long long)blockIdx.x * 4 + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (r >= rows) return;
-    int nv = cols / 8;
-    const uint4 *xr = (const uint4 *)(x + r * cols);
-    const uint4 *zr = z ? (const uint4 *)(z + r * cols) : 0;
-    float v[LNV_MAX][8];
-    float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < LNV_MAX; i++) {
-        int c = lane + 32 * i;
-        if (c < nv) {
-            vh_unpack(xr[c], v[i]);
-            if (zr) {
-                float t[8];
-                vh_unpack(zr[c], t);
-#pragma unroll
-                for (int e = 0; e < 8; e++) v[i][e] += t[e];
-            }
-#pragma unroll
-            for (int e = 0; e < 8; e++) s += v[i][e];
-        }
-    }
-    float mean = warp_sum(s) / cols;
-    float q = 0.0f;
-#pragma unroll
-    for (int i = 0; i < LNV_MAX; i++) {
-        if (lane + 32 * i < nv) {
-#pragma unroll
-            for (int e = 0; e < 8; e++) {
-                float d = v[i][e] - mean;
-                q += d * d;
-            }
-        }
-    }
-    float inv = rsqrtf(warp_sum(q) / cols + eps);
-    uint4 *yr = (uint4 *)(y + r * cols);
-#pragma unroll
-    for (int i = 0; i < LNV_MAX; i++) {
-        int c = lane + 32 * i;
-        if (c < nv) {
-            float g[8], b[8];
-            vh_unpack(((const uint4 *)gamma)[c], g);
-            if (beta) {
-                vh_unpack(((const uint4 *)beta)[c], b);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; e++) b[e] = 0.0f;
-            }
-#pragma unroll
-            for (int e = 0; e < 8; e++) v[i][e] = (v[i][e] - mean) * inv * g[e] + b[e];
-            yr[c] = vh_pack(v[i]);
-        }
-    }
-}
+// The one-warp-per-row LayerNorms of half rows (layernorm_vec_f16,
+// layernorm_vec8_f16) are in op_layernorm.cu.
 
 // row_epilogue in half, 8 elements per thread: y = act(y + bias[col])
 // over total elements in rows of cols (cols % 8 == 0; bias optional).
