@@ -661,7 +661,8 @@ type h1Writer struct {
 	noBody     bool
 	cl, n      int64
 	closeAfter bool
-	broken     bool // a panic: the answer is cut off
+	broken     bool  // a panic: the answer is cut off
+	writeErr   error // writing to the client failed
 }
 
 func (w *h1Writer) reset() {
@@ -669,7 +670,7 @@ func (w *h1Writer) reset() {
 		w.h = http.Header{}
 	}
 	clear(w.h)
-	w.wrote, w.status, w.chunked, w.noBody, w.cl, w.n, w.closeAfter, w.broken = false, 0, false, false, -1, 0, false, false
+	w.wrote, w.status, w.chunked, w.noBody, w.cl, w.n, w.closeAfter, w.broken, w.writeErr = false, 0, false, false, -1, 0, false, false, nil
 }
 
 func (w *h1Writer) Header() http.Header { return w.h }
@@ -754,6 +755,9 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 		n, err := bw.Write(p)
 		bw.WriteString("\r\n")
 		w.n += int64(n)
+		if err != nil {
+			w.writeErr = err
+		}
 		return n, err
 	}
 	if w.n+int64(len(p)) > w.cl {
@@ -763,6 +767,9 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 	}
 	n, err := bw.Write(p)
 	w.n += int64(n)
+	if err != nil {
+		w.writeErr = err
+	}
 	return n, err
 }
 

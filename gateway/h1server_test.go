@@ -448,3 +448,51 @@ func TestHTTPServerTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPServerClientLeavesAnswer: a client that leaves while a large
+// answer is copied to it is not the backend's failure: the backend stays
+// in rotation (one failure would eject it here), and the next request is
+// answered.
+func TestHTTPServerClientLeavesAnswer(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 32<<20)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /v2/repository/index", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `[{"name":"m","version":"1","state":"READY"}]`)
+	})
+	mux.HandleFunc("POST /v2/models/m/infer", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Query().Get("big") == "" {
+			io.WriteString(w, "small")
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		w.Write(big)
+	})
+	f := &fake{name: "a", srv: httptest.NewServer(mux)}
+	t.Cleanup(f.srv.Close)
+	g, url := newTestGateway(t, Options{FailureThreshold: 1}, f)
+	for i := range 3 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "POST /v2/models/m/infer?big=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{}")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("round %d: %v %v", i, resp, err)
+		}
+		c.Close() // without reading the answer
+		for deadline := time.Now().Add(10 * time.Second); g.Outstanding() != 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d requests outstanding", i, g.Outstanding())
+			}
+		}
+		if s := g.Backends()[0]; !s.Ready || s.Ejected {
+			t.Fatalf("round %d: the backend was taken out: %+v", i, s)
+		}
+		if r := post(t, url+"/v2/models/m/infer", "", nil, []byte("{}")); r.code != 200 || r.body != "small" {
+			t.Fatalf("round %d: the next request: %d %s", i, r.code, r.body)
+		}
+	}
+}

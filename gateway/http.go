@@ -331,7 +331,7 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 		copyBufs.Put(buf)
 		resp.Body.Close()
 		b.outstanding.Add(-1)
-		if cerr != nil && r.Context().Err() == nil {
+		if cerr != nil && r.Context().Err() == nil && !clientWriteFailed(w) {
 			g.done(b, rt, lost) // the backend broke off its answer
 		} else {
 			g.done(b, rt, answered)
@@ -357,6 +357,14 @@ func (g *Gateway) proxyHTTP(w http.ResponseWriter, r *http.Request, rt route, bo
 	default:
 		g.reject(w, ErrNoBackend)
 	}
+}
+
+// clientWriteFailed reports whether writing the answer to the client
+// failed (the client left), as HTTPServer's writer tells: the backend is
+// not to blame for it.
+func clientWriteFailed(w http.ResponseWriter) bool {
+	hw, ok := w.(*h1Writer)
+	return ok && hw.writeErr != nil
 }
 
 func reasonOf(o outcome) string {
