@@ -37,9 +37,10 @@ import (
 // int8-scaled, fp8-scaled) in the timing cache, Tactic.Quant in the plan.
 // Untuned, a quantized layer with a kernel larger than 1x1 runs the INT8
 // graph's first engine (1x1 ones stay FP16, measured faster on an H100).
-// A layer cuDNN cannot run quantized stays in FP16, as do the layers the rule left
-// in float. Between layers the values stay half: each quantized layer pays
-// one quantizing pass over its input.
+// A layer cuDNN cannot run quantized stays in FP16, as do the layers the
+// rule left in float. Between layers the values stay half: each quantized
+// layer pays one quantizing pass over its input (int8chain.go keeps them
+// in 8 bits between two quantized layers, opt-in).
 
 // int8Blob is the plan section holding an INT8 engine's input scales.
 const int8Blob = "cuda.int8"
