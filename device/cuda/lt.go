@@ -79,6 +79,7 @@ type LtMatmul struct {
 	b                *CUBLASLt
 	f                *matmulFn
 	desc, la, lb, ly unsafe.Pointer
+	lc               unsafe.Pointer // C's layout where it differs from D's (lt_fp8.go), else nil
 	algo             unsafe.Pointer // 64 bytes of C memory: cublasLtMatmulAlgo_t
 	M, N, K          int
 	Workspace        int // bytes of workspace Run needs
@@ -391,9 +392,13 @@ func (p *LtMatmul) run(h CUBLASLtHandle, a, b, c, y DevicePtr, beta *float32, wo
 	// cublasLtMatmul(handle, desc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc,
 	// D, Ddesc, algo, workspace, workspaceSize, stream); the scales are
 	// float32 read through pointers, so every argument is an integer. C
-	// has D's layout.
+	// has D's layout, unless lc says otherwise (an FP8 D).
+	lc := p.ly
+	if p.lc != nil {
+		lc = p.lc
+	}
 	if r := callC(p.f.mm, uintptr(h.p), uintptr(p.desc), uintptr(unsafe.Pointer(&scaleOne)), uintptr(b), uintptr(p.la),
-		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(beta)), uintptr(c), uintptr(p.ly), uintptr(y), uintptr(p.ly),
+		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(beta)), uintptr(c), uintptr(lc), uintptr(y), uintptr(p.ly),
 		uintptr(p.algo), uintptr(workspace), uintptr(wsSize), uintptr(s.p)); r != 0 {
 		return p.b.err("cublasLtMatmul", r)
 	}
@@ -409,7 +414,7 @@ func (p *LtMatmul) Destroy() {
 		call(p.f.descDestroy, uintptr(p.desc))
 		p.desc = nil
 	}
-	for _, l := range []*unsafe.Pointer{&p.la, &p.lb, &p.ly} {
+	for _, l := range []*unsafe.Pointer{&p.la, &p.lb, &p.lc, &p.ly} {
 		if *l != nil {
 			call(p.f.layoutDestroy, uintptr(*l))
 			*l = nil

@@ -8,7 +8,12 @@
 // byte 1 holds its CUBLASLT_ALGO_CONFIG_SPLITK_NUM (0 read as 1) and byte 2
 // its reduction scheme; cublasLtMatmulAlgoCheck accepts splits of
 // algorithm 43 only, up to K/2 parts, needing 1 KiB of workspace per part
-// with the float32 (COMPUTE_TYPE) scheme and none in place.
+// with the float32 (COMPUTE_TYPE) scheme and none in place. For FP8
+// products the descriptor also keeps TRANSA, the A/B/D scale and AMAX_D
+// pointers, FAST_ACCUM and BIAS_DATA_TYPE, a layout its data type; the
+// heuristic refuses FP8 A without TRANSA (the "TN" rule) and a D scale on a
+// D that is not FP8, and fakeLtLastFP8 reports what the last
+// cublasLtMatmul's descriptor and layouts held.
 // Built by the tests with cc.
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +28,8 @@ int cublasLtDestroy(void *h) { free(h); return 0; }
 struct desc {
 	int32_t epilogue;
 	uint64_t bias;
+	int32_t transa, biasType, fast;
+	uint64_t scale[4]; /* A, B, D scale pointers, AMAX_D pointer */
 };
 int cublasLtMatmulDescCreate(void **d, int compute, int scale) {
 	struct desc *x = calloc(1, sizeof *x);
@@ -33,6 +40,8 @@ int cublasLtMatmulDescCreate(void **d, int compute, int scale) {
 int cublasLtMatmulDescDestroy(void *d) { free(d); return 0; }
 int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n) {
 	struct desc *x = d;
+	if (attr == 3 && n == 4)
+		x->transa = *(const int32_t *)buf;
 	if ((attr == 3 || attr == 4) && n == 4)
 		return 0;
 	if (attr == 7 && n == 4) { /* EPILOGUE: DEFAULT, RELU, BIAS, RELU_BIAS, GELU, GELU_BIAS */
@@ -46,14 +55,30 @@ int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n)
 		x->bias = *(const uint64_t *)buf;
 		return 0;
 	}
+	if (attr == 3 && n == 4)
+		x->transa = *(const int32_t *)buf;
+	if ((attr == 17 || attr == 18 || attr == 20 || attr == 21) && n == 8) { /* A/B/D_SCALE_POINTER, AMAX_D_POINTER */
+		x->scale[attr == 21 ? 3 : attr == 20 ? 2 : attr - 17] = *(const uint64_t *)buf;
+		return 0;
+	}
+	if (attr == 25 && n == 1) { /* FAST_ACCUM: int8_t */
+		x->fast = *(const int8_t *)buf;
+		return 0;
+	}
+	if (attr == 26 && n == 4) { /* BIAS_DATA_TYPE */
+		x->biasType = *(const int32_t *)buf;
+		return 0;
+	}
 	return 7;
 }
 int cublasLtMatrixLayoutCreate(void **l, int t, uint64_t rows, uint64_t cols, int64_t ld) {
-	*l = malloc(8);
-	*(uint64_t *)*l = rows;
+	*l = malloc(16);
+	((uint64_t *)*l)[0] = rows;
+	((uint64_t *)*l)[1] = (uint64_t)t; /* data type */
 	return ld >= (int64_t)rows ? 0 : 7;
 }
 static uint64_t layoutRows(void *l) { return *(uint64_t *)l; }
+static int32_t layoutType(void *l) { return (int32_t)((uint64_t *)l)[1]; }
 int cublasLtMatrixLayoutDestroy(void *l) { free(l); return 0; }
 int cublasLtMatmulPreferenceCreate(void **p) { *p = malloc(8); return 0; }
 int cublasLtMatmulPreferenceDestroy(void *p) { free(p); return 0; }
@@ -62,6 +87,10 @@ int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *
                                    unsigned char *res, int *ret) {
 	struct desc *x = desc;
 	if ((x->epilogue & 4) && x->bias == 0) /* a bias epilogue needs the bias */
+		return 7;
+	if (layoutType(a) == 28 && x->transa != 1) /* FP8: only "TN" */
+		return 15;
+	if (x->scale[2] && layoutType(d) != 28) /* a D scale for an FP8 D only */
 		return 7;
 	memset(res, 0, 96 * (size_t)req);
 	/* up to 3 results: algos 42 (8 KiB of workspace), 43 and 44 (none) */
@@ -101,6 +130,9 @@ int cublasLtMatmulAlgoCheck(void *h, void *desc, void *a, void *b, void *c, void
 	return 0;
 }
 static struct {
+	int32_t types[4]; /* A, B, C, D layouts' data types */
+	uint64_t scale[4];
+	int32_t biasType, fast, transa;
 	int32_t epilogue;
 	uint64_t bias;
 	float beta;
@@ -120,10 +152,28 @@ void fakeLtLast(int32_t *epi, uint64_t *bias, float *beta, uint64_t *c, uint64_t
 	*d = (uint64_t)(uintptr_t)last.d;
 	*sameLayout = last.cd == last.dd;
 }
+/* fakeLtLastFP8 reports the last cublasLtMatmul's layouts' data types (A,
+   B, C, D), its descriptor's scale pointers (A, B, D, AMAX_D), bias data
+   type, FAST_ACCUM and TRANSA. */
+void fakeLtLastFP8(int32_t *types, uint64_t *scale, int32_t *biasType, int32_t *fast, int32_t *transa) {
+	memcpy(types, last.types, sizeof last.types);
+	memcpy(scale, last.scale, sizeof last.scale);
+	*biasType = last.biasType;
+	*fast = last.fast;
+	*transa = last.transa;
+}
 int cublasLtMatmul(void *h, void *desc, const float *alpha, const void *a, void *ad, const void *b, void *bd,
                    const float *beta, const void *c, void *cd, void *d, void *dd, const unsigned char *algo,
                    void *ws, size_t wsSize, void *stream) {
 	struct desc *x = desc;
+	last.types[0] = layoutType(ad);
+	last.types[1] = layoutType(bd);
+	last.types[2] = layoutType(cd);
+	last.types[3] = layoutType(dd);
+	memcpy(last.scale, x->scale, sizeof last.scale);
+	last.biasType = x->biasType;
+	last.fast = x->fast;
+	last.transa = x->transa;
 	last.epilogue = x->epilogue;
 	last.bias = x->bias;
 	last.beta = *beta;
