@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 
 	"github.com/kilnai/kiln/device"
@@ -41,6 +42,11 @@ import (
 // rule left in float. Between layers the values stay half: each quantized
 // layer pays one quantizing pass over its input (int8chain.go keeps them
 // in 8 bits between two quantized layers, opt-in).
+
+// EnvInt8All names the environment variable that, set to 1, makes an
+// untuned INT8 engine run its 1x1 quantized convolutions in INT8 too (for
+// measurements: with 8-bit chains, int8chain.go, the whole network).
+const EnvInt8All = "KILN_CUDA_INT8_ALL"
 
 // int8Blob is the plan section holding an INT8 engine's input scales.
 const int8Blob = "cuda.int8"
@@ -285,7 +291,7 @@ func (e *Engine) planInt8(o cuda.Options) {
 					e.int8.spare[i] = append(e.int8.spare[i], q)
 				}
 			}
-		case s.conv.kh*s.conv.kw == 1:
+		case s.conv.kh*s.conv.kw == 1 && os.Getenv(EnvInt8All) != "1":
 			// untuned, a 1x1 convolution stays FP16: on an H100 cuDNN's
 			// INT8 graphs with the quantizing pass lost every 1x1 layer of
 			// ResNet-50 to FP16 (device/cuda/NOTES.md)
