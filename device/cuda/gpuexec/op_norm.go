@@ -60,6 +60,12 @@ func (c *compiler) layerNorm(s *step) error {
 			return err
 		}
 	}
+	if p := c.embedLN[n]; p != nil { // an embedding lookup and sum (embed.go)
+		if err := c.embedLayerNorm(s, p, yr, gr, br, rows, cols, eps); err != nil {
+			return err
+		}
+		return a.Err()
+	}
 	if c.half && vecRows(cols) {
 		// one warp per row, 16-byte accesses; a residual Add folded in
 		zr := nilArg()

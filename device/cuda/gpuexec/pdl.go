@@ -17,6 +17,7 @@ import (
 var pdlKernels = map[string]bool{
 	"layernorm_vec_f16":           true,
 	"layernorm_vec8_f16":          true,
+	"layernorm_embed_f16":         true,
 	"row_epilogue_vec_f16":        true,
 	"row_epilogue_res_vec_f16":    true,
 	"attention_mma_fa_d32_f16":    true,

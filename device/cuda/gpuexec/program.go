@@ -160,6 +160,9 @@ type compiler struct {
 	outs   map[*ir.Value]bool
 	// lnAdd maps a LayerNormalization to the residual Add it computes.
 	lnAdd map[*ir.Node]*ir.Node
+	// embedLN maps a LayerNormalization to the embedding lookup and sum
+	// it computes (embed.go).
+	embedLN map[*ir.Node]*embedPlan
 	// layout is the layout pass's plan (layout.go); nchw turns it off.
 	layout layoutPlan
 	nchw   bool

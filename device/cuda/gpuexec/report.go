@@ -32,6 +32,11 @@ func cudnnTactic(algo, math int) string {
 
 // inPlace says how a node that launches nothing (c.skip) is computed.
 func (c *compiler) inPlace(n *ir.Node) string {
+	for ln, p := range c.embedLN {
+		if p.gather == n || p.add1 == n {
+			return "embedding, computed by LayerNormalization " + ln.Name
+		}
+	}
 	for ln, add := range c.lnAdd {
 		if add == n {
 			return "fused into LayerNormalization " + ln.Name

@@ -100,6 +100,7 @@ func (c *compiler) planViews() {
 		}
 	}
 	c.planAddLayerNorm()
+	c.planEmbedLN()
 }
 
 // planAddLayerNorm fuses a residual Add into the LayerNormalization that

@@ -152,3 +152,89 @@ extern "C" __global__ void layernorm_vec8_f16(kiln_half *y, const kiln_half *x, 
         }
     }
 }
+
+// layernorm_embed_f16 is layernorm_vec_f16 whose row is an embedding
+// lookup and sum, as BERT's embeddings compute it: x = table[idx[r]] +
+// a[r % aRows] + z[r % zRows] (z optional), then y = LN(x) * gamma + beta;
+// the Gather and the Adds launch nothing. idx is int64 (negative counts
+// from the end of the table's len rows; out of range clamps, as the
+// gather kernels do). Rows of at most 1024 halves (cols % 8 == 0).
+// block 128 (4 rows), grid ceil(rows / 4).
+extern "C" __global__ void layernorm_embed_f16(kiln_half *y, const kiln_half *table, const long long *idx, long long len,
+                                               const kiln_half *a, long long aRows, const kiln_half *z, long long zRows,
+                                               const kiln_half *gamma, const kiln_half *beta, long long rows, int cols,
+                                               float eps) {
+    KILN_PDL_WAIT();
+    long long r = (long long)blockIdx.x * 4 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    int nv = cols / 8;
+    long long s = idx[r];
+    if (s < 0) s += len;
+    s = s < 0 ? 0 : (s >= len ? len - 1 : s);
+    const uint4 *tr = (const uint4 *)(table + s * cols);
+    const uint4 *ar = (const uint4 *)(a + (r % aRows) * cols);
+    const uint4 *zr = z ? (const uint4 *)(z + (r % zRows) * cols) : 0;
+    uint4 tv[LNP_MAX], av[LNP_MAX], zv[LNP_MAX], gv[LNP_MAX], bv[LNP_MAX];
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        int c = lane + 32 * i;
+        if (c < nv) {
+            tv[i] = tr[c];
+            av[i] = ar[c];
+            if (zr) zv[i] = zr[c];
+            gv[i] = ((const uint4 *)gamma)[c];
+            if (beta) bv[i] = ((const uint4 *)beta)[c];
+        }
+    }
+    float v[LNP_MAX][8];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        if (lane + 32 * i < nv) {
+            float t[8];
+            vh_unpack(tv[i], v[i]);
+            vh_unpack(av[i], t);
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[i][e] += t[e];
+            if (zr) {
+                vh_unpack(zv[i], t);
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[i][e] += t[e];
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) sum += v[i][e];
+        }
+    }
+    float mean = warp_sum(sum) / cols;
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        if (lane + 32 * i < nv) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float d = v[i][e] - mean;
+                q += d * d;
+            }
+        }
+    }
+    float inv = rsqrtf(warp_sum(q) / cols + eps);
+    uint4 *yr = (uint4 *)(y + r * cols);
+#pragma unroll
+    for (int i = 0; i < LNP_MAX; i++) {
+        int c = lane + 32 * i;
+        if (c < nv) {
+            float g[8], b[8];
+            vh_unpack(gv[i], g);
+            if (beta) {
+                vh_unpack(bv[i], b);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) b[e] = 0.0f;
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[i][e] = (v[i][e] - mean) * inv * g[e] + b[e];
+            yr[c] = vh_pack(v[i]);
+        }
+    }
+}
