@@ -3,29 +3,54 @@
 # Runtime 1.30 (npm onnxruntime-node, CPU, 2 intra-op threads) in the same run,
 # on the same machine, model file and input shapes, and writes a markdown table.
 # usage: bench/cpu-models.sh [ITERATIONS] > bench/results/cpu-models.md
+# Environment, for running elsewhere (the quiet GPU machine: Python's
+# onnxruntime, no Go, no Node):
+#   KILN=path      a built kiln instead of building one (needs no Go)
+#   ORT_PY=1       ONNX Runtime through Python's onnxruntime (bench/ort_time.py,
+#                  the same session options) instead of onnxruntime-node
+#   CPUS=list      pin kiln and ONNX Runtime to these cores (taskset -c, e.g. 2-3)
+#   MODELS=dir     where the models are (default ../shared/models)
+#   EXTRA=dir      also the models exported by ../shared/tools/export_models.py
+#                  into dir (resnet50, bert_base), where present
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-30}
-models=../shared/models
+models=${MODELS:-../shared/models}
 ortdir=${ORT_DIR:-/tmp/kiln-ort}
-if [ ! -d "$ortdir/node_modules/onnxruntime-node" ]; then
-  mkdir -p "$ortdir"
-  (cd "$ortdir" && npm install --silent --ignore-scripts onnxruntime-node@1.30.0 >&2)
+pin=()
+[ -n "${CPUS:-}" ] && pin=(taskset -c "$CPUS")
+if [ -n "${ORT_PY:-}" ]; then
+  ortver="$(python3 -c 'import onnxruntime; print(onnxruntime.__version__)') (Python onnxruntime, bench/ort_time.py"
+  ort_time() { "${pin[@]}" python3 bench/ort_time.py "$@"; }
+else
+  if [ ! -d "$ortdir/node_modules/onnxruntime-node" ]; then
+    mkdir -p "$ortdir"
+    (cd "$ortdir" && npm install --silent --ignore-scripts onnxruntime-node@1.30.0 >&2)
+  fi
+  ortver="1.30.0 (npm onnxruntime-node"
+  ort_time() { NODE_PATH=$ortdir/node_modules "${pin[@]}" node bench/ort_time.js "$@"; }
 fi
-go build -o /tmp/kiln-bench ./cmd/kiln
+if [ -n "${KILN:-}" ]; then
+  cp "$KILN" /tmp/kiln-bench
+else
+  go build -o /tmp/kiln-bench ./cmd/kiln
+fi
+kiln() { "${pin[@]}" /tmp/kiln-bench "$@"; }
 declare -A shapes=(
   [resnet_mini]="input:1x3x224x224"
   [mobilenet_v2]="input:1x3x224x224"
   [squeezenet1_1]="input:1x3x224x224"
   [bert_mini]="input_ids:1x128 attention_mask:1x128"
   [yolo_tiny]="images:1x3x320x320"
+  [resnet50]="input:1x3x224x224"
+  [bert_base]="input_ids:1x128 attention_mask:1x128"
 )
 declare -A target=([resnet_mini]=1.29 [mobilenet_v2]=3.85 [squeezenet1_1]=3.58 [bert_mini]=1.90 [yolo_tiny]=7.09)
 echo "# CPU: kiln vs ONNX Runtime, batch 1"
 echo
-echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), GOMAXPROCS=$(nproc)."
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), GOMAXPROCS=$("${pin[@]}" nproc)${CPUS:+, every process pinned to cores $CPUS (taskset)}."
 echo "Command: \`bench/cpu-models.sh $iters\`; median latency of $iters runs after warm-up, random inputs, same shapes for both."
-echo "ONNX Runtime 1.30.0 (npm onnxruntime-node, CPU EP, 2 intra-op threads, all graph optimizations) ran in the same script."
+echo "ONNX Runtime $ortver, CPU EP, 2 intra-op threads, all graph optimizations) ran in the same script."
 echo
 echo "kiln: \`kiln build\` (optimizer level 2, tactics timed, profile fixed at the input shape) then \`kiln run PLAN\`;"
 echo "\"unoptimized\" is the ONNX graph as it is (\`kiln run --opt-level 0\`)."
@@ -47,8 +72,9 @@ echo "| model | input | load (1 min) | kiln plan p50 ms | kiln plan min ms | kil
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 plandir=$(mktemp -d)
 trap 'rm -rf "$plandir"' EXIT
-for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
+for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny resnet50 bert_base; do
   f=$models/$m/model.onnx
+  [ -f "$f" ] || f=${EXTRA:-/nonexistent}/$m/model.onnx
   [ -f "$f" ] || continue
   args=(); prof=()
   for s in ${shapes[$m]}; do
@@ -56,8 +82,8 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
     prof+=(--profile "$s")
   done
   load=$(cut -d' ' -f1 /proc/loadavg)
-  /tmp/kiln-bench build "$f" -o "$plandir/$m.plan" "${prof[@]}" >/dev/null 2>&1
-  kout=$(/tmp/kiln-bench run "$plandir/$m.plan" --iterations "$iters" --warmup 5)
+  kiln build "$f" -o "$plandir/$m.plan" "${prof[@]}" >/dev/null 2>&1
+  kout=$(kiln run "$plandir/$m.plan" --iterations "$iters" --warmup 5)
   k=$(echo "$kout" | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   kmin=$(echo "$kout" | sed -n '/^latency/s/.*min \([0-9.]*\) .*/\1/p')
   kcpu=
@@ -66,10 +92,10 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny; do
     a=$(tc 1); b=$(tc $((iters+1)))
     kcpu=$(awk -v a="$a" -v b="$b" -v n="$iters" 'BEGIN{printf "%.3f", (b-a)/n}')
   fi
-  u=$(/tmp/kiln-bench run "$f" --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
-  o=$(NODE_PATH=$ortdir/node_modules node bench/ort_time.js "$f" "$iters" ${shapes[$m]})
+  u=$(kiln run "$f" --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
+  o=$(ort_time "$f" "$iters" ${shapes[$m]})
   r=$(awk -v k="$k" -v o="$o" 'BEGIN{printf "%.2f", o/k}')
-  echo "| $m | ${shapes[$m]} | $load | $k | $kmin | $kcpu | $u | $o | $r | ${target[$m]} |"
+  echo "| $m | ${shapes[$m]} | $load | $k | $kmin | $kcpu | $u | $o | $r | ${target[$m]:--} |"
 done
 echo
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
