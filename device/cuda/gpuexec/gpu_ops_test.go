@@ -742,6 +742,15 @@ func longTailCases() []opCase {
 		{"DFT zero-padded dft_length, inner axis", []*tensor.Tensor{rnd(2, 8, 3, 1)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			return op(b, "DFT", []*ir.Value{x[0], b.Const("n", tensor.FromInt64([]int64{12}))})
 		}, false},
+		{"STFT onesided with a window, complex without", []*tensor.Tensor{rnd(2, 40, 1), rnd(1, 30, 2)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
+			step := func(v int64) *ir.Value { return b.Const("", tensor.FromInt64([]int64{v})) }
+			win := tensor.New(tensor.Float32, 16)
+			for i := range win.Float32s() {
+				win.Float32s()[i] = float32(0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/16))
+			}
+			return []*ir.Value{b.Op("STFT", []*ir.Value{x[0], step(6), b.Const("win", win)}),
+				b.Op("STFT", []*ir.Value{x[1], step(4), nil, step(8)}, ir.IntAttr("onesided", 0))}
+		}, false},
 		{"ReverseSequence time-major int64 lengths, batch-major int32 lengths of int64", []*tensor.Tensor{rnd(5, 3, 2), rndInts(4, 6)}, func(b *ir.Builder, x []*ir.Value) []*ir.Value {
 			lens := tensor.New(tensor.Int32, 4)
 			copy(lens.Int32s(), []int32{6, 1, 0, 4})

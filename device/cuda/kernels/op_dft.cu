@@ -36,10 +36,42 @@ __device__ void dft_t(T *y, const T *x, long long outer, long long L, long long 
     }
 }
 
+// stft: frames of x [batch, length, c] (frame f starts at f * step, fl
+// samples, multiplied by window w when given) transformed as dft's lines:
+// y [batch, frames, bins, 2].
+template <typename T, typename CT>
+__device__ void stft_t(T *y, const T *x, const T *w, long long batch, long long length, int c, long long frames,
+                       long long step, long long fl, long long bins) {
+    long long total = batch * frames * bins;
+    GRID_STRIDE(i, total) {
+        long long k = i % bins, f = (i / bins) % frames, b = i / (bins * frames);
+        CT re = 0, im = 0;
+        for (long long j = 0; j < fl; j++) {
+            long long e = (b * length + f * step + j) * c;
+            CT a = (CT)kld(x, e), bi = c == 2 ? (CT)kld(x, e + 1) : (CT)0;
+            if (w) {
+                CT wj = (CT)kld(w, j);
+                a *= wj;
+                bi *= wj;
+            }
+            CT sn, cs;
+            kiln_sincospi<CT>((CT)2 * (CT)((j * k) % fl) / (CT)fl, &sn, &cs);
+            re += a * cs + bi * sn;
+            im += bi * cs - a * sn;
+        }
+        kst(y, 2 * i, re);
+        kst(y, 2 * i + 1, im);
+    }
+}
+
 #define KILN_DFT(sfx, T, CT)                                                                                  \
     extern "C" __global__ void dft_##sfx(T *y, const T *x, long long outer, long long L, long long inner, int c, \
                                          long long n, long long keep, int inverse) {                          \
         dft_t<T, CT>(y, x, outer, L, inner, c, n, keep, inverse);                                             \
+    }                                                                                                         \
+    extern "C" __global__ void stft_##sfx(T *y, const T *x, const T *w, long long batch, long long length, int c, \
+                                          long long frames, long long step, long long fl, long long bins) {   \
+        stft_t<T, CT>(y, x, w, batch, length, c, frames, step, fl, bins);                                     \
     }
 KILN_DFT(f32, float, float)
 KILN_DFT(f16, kh, float)
