@@ -329,10 +329,11 @@ type bertVariant struct {
 	fa, erfGELUEpi, resid bool
 	keys128               bool // attention_mma_fa128 (attentionKeys128)
 	noPDL, splitK         bool // programmaticLaunch off, ltSplitK on
+	noEmbed               bool // embedFusion off
 }
 
 var bertVariants = []bertVariant{
-	{name: "before", noPDL: true},
+	{name: "before", noPDL: true, noEmbed: true},
 	{name: "after", fa: true, erfGELUEpi: true, resid: true, keys128: true},
 }
 
@@ -340,10 +341,11 @@ var bertVariants = []bertVariant{
 // (the default until attention_mma_fa128 was measured).
 var bertKeys64 = bertVariant{name: "after, 64 keys staged", fa: true, erfGELUEpi: true, resid: true}
 
-// bertLaunchVariants time the batch-1 changes apart: without programmatic
-// dependent launch, and with the split-K candidates (which tuning never
-// kept in the first measurement).
+// bertLaunchVariants time the batch-1 changes apart: without the
+// embeddings' fusion, without programmatic dependent launch, and with the
+// split-K candidates (which tuning never kept in the first measurement).
 var bertLaunchVariants = []bertVariant{
+	{name: "after, embeddings unfused", fa: true, erfGELUEpi: true, resid: true, keys128: true, noEmbed: true},
 	{name: "after, no PDL", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true},
 	{name: "after + split-K candidates", fa: true, erfGELUEpi: true, resid: true, keys128: true, splitK: true},
 }
@@ -358,11 +360,11 @@ var bertAblations = []bertVariant{
 }
 
 func (v bertVariant) set() func() {
-	fa, ge, re, k1, pd, sk := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK
+	fa, ge, re, k1, pd, sk, em := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK, embedFusion
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
-	programmaticLaunch, ltSplitK = !v.noPDL, v.splitK
+	programmaticLaunch, ltSplitK, embedFusion = !v.noPDL, v.splitK, !v.noEmbed
 	return func() {
-		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK = fa, ge, re, k1, pd, sk
+		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK, embedFusion = fa, ge, re, k1, pd, sk, em
 	}
 }
 
@@ -454,7 +456,7 @@ func TestBertFP16OnGPU(t *testing.T) {
 	for _, m := range models {
 		t.Run(m.name, func(t *testing.T) {
 			g, in, want := m.g(t)
-			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys64, bertLaunchVariants[0]) {
+			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys64, bertLaunchVariants[0], bertLaunchVariants[1]) {
 				t.Run(v.name, func(t *testing.T) {
 					restore := v.set()
 					e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})
