@@ -380,22 +380,19 @@ type h1Body struct {
 	done bool
 }
 
+var errClosedAnswer = errors.New("gateway: read of a closed answer")
+
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
-		return 0, errors.New("gateway: read of a closed answer")
+		return 0, errClosedAnswer
 	}
 	n, err := b.body.Read(p)
 	if err == io.EOF {
 		b.eof = true
-	} else if err == nil && n == 0 && len(p) > 0 {
-		if lr, ok := b.body.(*io.LimitedReader); ok && lr.N <= 0 {
-			b.eof = true
-			err = io.EOF
+		if lr, ok := b.body.(*io.LimitedReader); ok && lr.N > 0 {
+			err = io.ErrUnexpectedEOF // the connection ended inside the body
+			b.eof = false
 		}
-	}
-	if err == io.EOF && b.c.lr.N > 0 && b.body == &b.c.lr {
-		err = io.ErrUnexpectedEOF // the connection ended inside the body
-		b.eof = false
 	}
 	return n, err
 }
