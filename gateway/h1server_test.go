@@ -496,3 +496,47 @@ func TestHTTPServerClientLeavesAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPServerTruncatedAnswer: a backend that closes its connection in
+// the middle of an answer's body: the client gets the head and what came,
+// then the end of its connection (not a complete-looking answer), and the
+// next request is answered on a new backend connection.
+func TestHTTPServerTruncatedAnswer(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /v2/repository/index", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `[{"name":"m","version":"1","state":"READY"}]`)
+	})
+	mux.HandleFunc("POST /v2/models/m/infer", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Query().Get("cut") == "" {
+			io.WriteString(w, "whole")
+			return
+		}
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "only ten b")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection closes here
+	})
+	f := &fake{name: "a", srv: httptest.NewServer(mux)}
+	t.Cleanup(f.srv.Close)
+	_, url := newTestGateway(t, Options{}, f)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST /v2/models/m/infer?cut=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{}")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != io.ErrUnexpectedEOF || string(b) != "only ten b" {
+		t.Errorf("the cut answer: %q, %v; want its 10 bytes and io.ErrUnexpectedEOF", b, err)
+	}
+	if r := post(t, url+"/v2/models/m/infer", "", nil, []byte("{}")); r.code != 200 || r.body != "whole" {
+		t.Fatalf("the next request: %d %s", r.code, r.body)
+	}
+}
