@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"strings"
@@ -270,6 +271,7 @@ type srvConn struct {
 	pending  [1]byte // a byte the watch read (the next request's first)
 	npending int
 	deadline bool     // a read deadline is set
+	linger   bool     // close after reading what the client still sends
 	left     bool     // the client left
 	backend  net.Conn // the backend connection of the request in flight
 }
@@ -315,8 +317,21 @@ func (c *srvConn) close() {
 	c.s.mu.Unlock()
 	c.timer.Stop()
 	c.cancel()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.linger {
+		// The client may still be sending the body it was answered
+		// without: closing now would reset the connection and could lose
+		// the answer on its way. The end of the answer is sent, and what
+		// comes is read for a while, as net/http does.
+		cw.CloseWrite()
+		c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, c.nc)
+	}
 	c.nc.Close()
 }
+
+// lingerTime is how long a connection closed with a body unread is read
+// before it is closed.
+const lingerTime = 500 * time.Millisecond
 
 // serve runs the connection's request loop.
 func (c *srvConn) serve() {
@@ -437,8 +452,10 @@ func (c *srvConn) readRequest(head []byte) (*http.Request, bool) {
 		}
 	}
 	f, err := readHeaderLines(head[i+2:], c.hdr, c.cache)
-	if err != nil || f.upgrade || f.connOther || f.expect || f.hasTransferEnc || f.badLength || !f.hasHost ||
-		len(c.hdr["Host"]) != 1 || method == http.MethodPost && f.contentLength < 0 ||
+	// a chunked body: a POST's, with Transfer-Encoding: chunked alone and no Content-Length
+	chunked := err == nil && f.chunked && f.contentLength < 0 && method == http.MethodPost
+	if err != nil || f.upgrade || f.connOther || f.expect || f.hasTransferEnc && !chunked || f.badLength || !f.hasHost ||
+		len(c.hdr["Host"]) != 1 || method == http.MethodPost && f.contentLength < 0 && !chunked ||
 		method == http.MethodGet && f.contentLength > 0 {
 		return nil, false
 	}
@@ -455,17 +472,23 @@ func (c *srvConn) readRequest(head []byte) (*http.Request, bool) {
 	r.RequestURI = u
 	r.Close = f.connClose
 	r.ContentLength = max(f.contentLength, 0)
+	r.TransferEncoding = nil
 	c.body.n = r.ContentLength
-	c.body.armed = false
+	c.body.armed, c.body.cr, c.body.end = false, nil, false
+	if chunked {
+		r.ContentLength = -1
+		r.TransferEncoding = chunkedEncoding
+		delete(c.hdr, "Transfer-Encoding")
+		c.body.cr = httputil.NewChunkedReader(c.br)
+	}
 	// Expect: 100-continue is answered when the handler reads the body
-	c.body.expect = f.expectContinue && r.ContentLength > 0
-	if r.ContentLength > 0 {
+	c.body.expect = f.expectContinue && (r.ContentLength > 0 || chunked)
+	if r.ContentLength > 0 || chunked {
 		r.Body = &c.body
 	} else {
 		r.Body = http.NoBody
 	}
 	r.Form, r.PostForm, r.MultipartForm, r.Trailer, r.TLS, r.Response, r.Pattern = nil, nil, nil, nil, nil, nil, ""
-	r.TransferEncoding = nil
 	return r, true
 }
 
@@ -497,12 +520,16 @@ func (c *srvConn) run(r *http.Request, remote string) (keep bool) {
 		return false
 	}
 	w.finish()
-	if n := c.body.n; n > 0 {
+	if c.body.cr != nil && !c.body.end {
+		w.closeAfter = true // a chunked body not read to its end
+		c.linger = !c.body.expect
+	} else if n := c.body.n; n > 0 {
 		// the handler did not read the whole body: the rest is skipped,
 		// up to net/http's limit, or the connection closed (also when the
 		// client waits to be told to send it)
 		if n > 256<<10 || c.body.expect {
 			w.closeAfter = true
+			c.linger = !c.body.expect
 		} else if _, err := c.br.Discard(int(n)); err != nil {
 			w.closeAfter = true
 		}
@@ -600,25 +627,44 @@ func (c *srvConn) detach() bool {
 // reqBody is a request's body: Content-Length bytes of the connection.
 type reqBody struct {
 	c      *srvConn
-	n      int64 // bytes left
+	n      int64 // bytes left (without cr)
+	cr     io.Reader
+	end    bool // cr's body and trailer were read
 	armed  bool
 	expect bool // the client waits for "100 Continue" before it sends the body
 }
 
+// chunkedEncoding is the TransferEncoding of a request with a chunked body.
+var chunkedEncoding = []string{"chunked"}
+
+var errAnsweredBody = errors.New("gateway: the body of an answered request")
+
 func (b *reqBody) Read(p []byte) (int, error) {
-	if b.n <= 0 {
+	if b.cr == nil && b.n <= 0 || b.cr != nil && b.end {
 		b.done()
 		return 0, io.EOF
 	}
 	if b.expect {
 		b.expect = false
 		if b.c.w.wrote {
-			return 0, errors.New("gateway: the body of an answered request")
+			return 0, errAnsweredBody
 		}
 		b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if err := b.c.bw.Flush(); err != nil {
 			return 0, err
 		}
+	}
+	if b.cr != nil {
+		n, err := b.cr.Read(p)
+		if err == io.EOF {
+			if err = b.trailer(); err != nil {
+				return n, err
+			}
+			b.end = true
+			b.done()
+			err = io.EOF
+		}
+		return n, err
 	}
 	if int64(len(p)) > b.n {
 		p = p[:b.n]
@@ -638,6 +684,24 @@ func (b *reqBody) Read(p []byte) (int, error) {
 		b.done()
 	}
 	return n, err
+}
+
+// trailer reads (and drops) the trailer of a chunked body, up to its
+// empty line.
+func (b *reqBody) trailer() error {
+	for range 100 {
+		line, err := b.c.br.ReadSlice('\n')
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(line) <= 2 && (string(line) == "\r\n" || string(line) == "\n") {
+			return nil
+		}
+	}
+	return errors.New("gateway: a chunked body's trailer is too long")
 }
 
 func (b *reqBody) done() {
