@@ -30,9 +30,10 @@ import (
 // and stopped on each request), which is most of what a proxy costs on a
 // small machine once its own work is done.
 //
-// A connection whose next request is not plain HTTP/1.1 as the loop reads
-// it (a WebSocket upgrade, Expect: 100-continue, a chunked body, HTTP/1.0,
-// a malformed head) is handed, with what was read of it, to the fallback
+// The loop serves GET and POST over HTTP/1.1, with a Content-Length or a
+// chunked body, and Expect: 100-continue. A connection whose next request
+// is anything else (a WebSocket upgrade, another method, HTTP/1.0, a
+// malformed head) is handed, with what was read of it, to the fallback
 // net/http server, which serves it from then on.
 //
 // The header values of a request are shared with the connection's cache
