@@ -329,11 +329,11 @@ type bertVariant struct {
 	fa, erfGELUEpi, resid bool
 	keys128               bool // attention_mma_fa128 (attentionKeys128)
 	noPDL, splitK         bool // programmaticLaunch off, ltSplitK on
-	noEmbed               bool // embedFusion off
+	noEmbed, noMask       bool // embedFusion, maskFusion off
 }
 
 var bertVariants = []bertVariant{
-	{name: "before", noPDL: true, noEmbed: true},
+	{name: "before", noPDL: true, noEmbed: true, noMask: true},
 	{name: "after", fa: true, erfGELUEpi: true, resid: true, keys128: true},
 }
 
@@ -342,10 +342,10 @@ var bertVariants = []bertVariant{
 var bertKeys64 = bertVariant{name: "after, 64 keys staged", fa: true, erfGELUEpi: true, resid: true}
 
 // bertLaunchVariants time the batch-1 changes apart: without the
-// embeddings' fusion, without programmatic dependent launch, and with the
+// embeddings' and the mask's fusions, without programmatic dependent launch, and with the
 // split-K candidates (which tuning never kept in the first measurement).
 var bertLaunchVariants = []bertVariant{
-	{name: "after, embeddings unfused", fa: true, erfGELUEpi: true, resid: true, keys128: true, noEmbed: true},
+	{name: "after, embeddings and mask unfused", fa: true, erfGELUEpi: true, resid: true, keys128: true, noEmbed: true, noMask: true},
 	{name: "after, no PDL", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true},
 	{name: "after + split-K candidates", fa: true, erfGELUEpi: true, resid: true, keys128: true, splitK: true},
 }
@@ -360,11 +360,13 @@ var bertAblations = []bertVariant{
 }
 
 func (v bertVariant) set() func() {
-	fa, ge, re, k1, pd, sk, em := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK, embedFusion
+	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
+	pd, sk, em, mf := programmaticLaunch, ltSplitK, embedFusion, maskFusion
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
-	programmaticLaunch, ltSplitK, embedFusion = !v.noPDL, v.splitK, !v.noEmbed
+	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
 	return func() {
-		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, programmaticLaunch, ltSplitK, embedFusion = fa, ge, re, k1, pd, sk, em
+		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = fa, ge, re, k1
+		programmaticLaunch, ltSplitK, embedFusion, maskFusion = pd, sk, em, mf
 	}
 }
 

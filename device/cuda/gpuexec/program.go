@@ -163,6 +163,8 @@ type compiler struct {
 	// embedLN maps a LayerNormalization to the embedding lookup and sum
 	// it computes (embed.go).
 	embedLN map[*ir.Node]*embedPlan
+	// maskAffine maps a Cast to the mask arithmetic it computes (mask.go).
+	maskAffine map[*ir.Node]*maskPlan
 	// layout is the layout pass's plan (layout.go); nchw turns it off.
 	layout layoutPlan
 	nchw   bool

@@ -148,6 +148,9 @@ func support(n *ir.Node, opset int64, used func(*ir.Value) bool) (kernelDef, err
 
 // emit builds the launches of one node.
 func (c *compiler) emit(s *step) error {
+	if p := c.maskAffine[s.node]; p != nil { // mask.go
+		return c.emitMaskAffine(s, p)
+	}
 	d, err := support(s.node, c.g.Opset(), c.used)
 	if err != nil {
 		return err

@@ -37,6 +37,11 @@ func (c *compiler) inPlace(n *ir.Node) string {
 			return "embedding, computed by LayerNormalization " + ln.Name
 		}
 	}
+	for cast, p := range c.maskAffine {
+		if p.sub == n || p.mul == n {
+			return "mask arithmetic, computed by Cast " + cast.Name
+		}
+	}
 	for ln, add := range c.lnAdd {
 		if add == n {
 			return "fused into LayerNormalization " + ln.Name

@@ -101,6 +101,7 @@ func (c *compiler) planViews() {
 	}
 	c.planAddLayerNorm()
 	c.planEmbedLN()
+	c.planMaskAffine()
 }
 
 // planAddLayerNorm fuses a residual Add into the LayerNormalization that
