@@ -33,6 +33,9 @@ var KernelNames = []string{
 	"attention_mma_fa128_d32_f16", "attention_mma_fa128_d64_f16",
 	// half only, 16-byte accesses
 	"layernorm_vec_f16", "row_epilogue_vec_f16", "row_epilogue_res_vec_f16",
+	// nn_epilogue.cu: 16-byte vectors (8 halves, 4 floats) a thread
+	"chan_epilogue_vec_f32", "chan_epilogue_vec_f16", "chan_epilogue_plane_f32", "chan_epilogue_plane_f16",
+	"unary_vec_f32", "unary_vec_f16", "binary_flat_vec_f32", "binary_flat_vec_f16",
 }
 
 // Activation codes of the bias_act kernels.

@@ -184,8 +184,7 @@ func (c *compiler) conv(s *step) error {
 		s.conv = &convCall{x: xr, w: wr, y: yr, n: N, c: C, h: H, wd: W, m: M, oh: OH, ow: OW,
 			kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, ph: win.ph, pw: win.pw, dh: win.dh, dw: win.dw, group: group}
 		if br != nil || zr != nil || act.code != actNone {
-			s.conv.post = elemLaunch(c.fk("chan_epilogue"), total, pArg(yr), optArg(br), optArg(zr), lArg(total),
-				lArg(int64(OH)*int64(OW)), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
+			s.conv.post = c.chanEpilogue(yr, br, zr, act, N, M, int64(OH)*int64(OW)) // epilogue.go
 		}
 	}
 	return nil
@@ -208,8 +207,7 @@ func (c *compiler) convNHWC(s *step, xr, wr, yr ref, br, zr *ref, act activation
 	cc := &convCall{x: xr, w: wr, y: yr, n: N, c: C, h: H, wd: W, m: M, oh: OH, ow: OW,
 		kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, ph: win.ph, pw: win.pw, dh: win.dh, dw: win.dw, group: 1, nhwc: true}
 	if br != nil || zr != nil || act.code != actNone {
-		cc.post = elemLaunch("chan_epilogue_f16", total, pArg(yr), optArg(br), optArg(zr), lArg(total),
-			lArg(1), iArg(M), iArg(act.code), fArg(act.p0), fArg(act.p1))
+		cc.post = c.chanEpilogue(yr, br, zr, act, N*OH*OW, M, 1) // channels-last: epilogue.go
 		if act.code == actNone || act.code == actRelu {
 			cc.fusable, cc.relu, cc.z = true, act.code == actRelu, zr
 			if br != nil {
