@@ -93,6 +93,7 @@ type int8Conv struct {
 	c, cp          int            // input channels, padded
 	xq             int            // workspace bytes of the quantized input (256-byte aligned)
 	mem            int64          // device bytes reserved for w, scale and bias
+	lt             *ltQuant       // an FP8 cuBLASLt product instead of g (op_conv1x1_q.go)
 }
 
 // quant is how q's tactic names it: "int8", "fp8", "int8-scaled", ...
@@ -116,6 +117,7 @@ func (e *Engine) freeInt8(q *int8Conv) {
 		return
 	}
 	q.g.Destroy()
+	q.lt.destroy()
 	for _, p := range []cuda.DevicePtr{q.w, q.scale, q.bias} {
 		if p != 0 {
 			e.drv.MemFree(p)
@@ -140,6 +142,9 @@ func (e *Engine) destroyInt8() {
 // workspace is what q needs of a context's workspace: the quantized input,
 // then the graph's workspace (the largest candidate's while tuning).
 func (q *int8Conv) workspace(all bool) int {
+	if q.lt != nil {
+		return q.ltWorkspace(all)
+	}
 	ws := q.g.Engine().Workspace
 	if all {
 		for _, a := range q.g.Candidates {
@@ -277,7 +282,7 @@ func (e *Engine) planInt8(o cuda.Options) {
 		ok = ok && t.Sig == convSig(s, e.prog.half)
 		switch {
 		case ok && t.Quant != "":
-			q, err := e.newInt8Conv(d, h, i, t.Quant, t.Graph)
+			q, err := e.newQuantTactic(o, d, h, i, t) // op_conv1x1_q.go: FP8 products too
 			if err != nil {
 				continue // stale: the step runs as planned in FP16
 			}
@@ -291,6 +296,7 @@ func (e *Engine) planInt8(o cuda.Options) {
 					e.int8.spare[i] = append(e.int8.spare[i], q)
 				}
 			}
+			e.int8.spare[i] = append(e.int8.spare[i], e.ltQuantSpares(o, i)...) // op_conv1x1_q.go
 		case s.conv.kh*s.conv.kw == 1 && os.Getenv(EnvInt8All) != "1":
 			// untuned, a 1x1 convolution stays FP16: on an H100 cuDNN's
 			// INT8 graphs with the quantizing pass lost every 1x1 layer of
@@ -467,6 +473,10 @@ func (e *Engine) withInt8(i int, sig string, cands []candidate) []candidate {
 		}
 	}
 	for _, q := range qs {
+		if q.lt != nil { // op_conv1x1_q.go
+			cands = e.withLtQuant(i, sig, q, cands)
+			continue
+		}
 		for _, a := range q.g.Candidates {
 			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: a.ID, Quant: q.quant()}, apply: func() error {
 				delete(e.convs, i)
@@ -488,7 +498,7 @@ func (e *Engine) finishInt8() {
 	for i, qs := range e.int8.spare {
 		for _, q := range qs {
 			if e.int8.use[i] == q {
-				q.g.Keep(q.g.Engine().ID)
+				q.keep()
 			} else {
 				e.freeInt8(q)
 			}
@@ -508,6 +518,9 @@ func (e *Engine) finishInt8() {
 // the workspace, then the graph (its workspace after the quantized input),
 // and the launches after them (the epilogue kernel of a scaled variant).
 func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
+	if q.lt != nil {
+		return c.ltQuantCalls(i, q)
+	}
 	e := c.e
 	cc := e.prog.steps[i].conv
 	x, y := c.addr(cc.x), c.addr(cc.y)
@@ -549,6 +562,9 @@ func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 // int8Tactic describes step i run quantized, as kiln inspect shows it.
 func (e *Engine) int8Tactic(i int) string {
 	q := e.int8.use[i]
+	if q.lt != nil {
+		return e.ltQuantTactic(i, q)
+	}
 	cc := e.prog.steps[i].conv
 	if q.scaled {
 		return fmt.Sprintf("%s + cudnn nhwc %s graph scale %s (input %d channels padded to %d) + %s", quantKernels[q.kind], q.kind,
@@ -568,6 +584,9 @@ func (e *Engine) int8Tactic(i int) string {
 // int8Impl is Layer.Impl and Layer.Precision of step i run quantized.
 func (e *Engine) int8Impl(i int) (string, string) {
 	q := e.int8.use[i]
+	if q.lt != nil {
+		return e.ltQuantImpl(i, q), q.kind
+	}
 	return "cudnn nhwc " + q.kind + " graph (" + q.g.Engine().ID + ")", q.kind
 }
 

@@ -53,7 +53,11 @@ func (e *Engine) chainInt8(d *cuda.CUDNN, h cuda.CUDNNHandle) {
 		if b == nil || b.kind != a.kind || b.in8 || b.cp != b.c || cb.x != ca.y {
 			continue
 		}
-		e.chainPair(d, h, i, j)
+		if a.lt != nil { // an FP8 product (op_conv1x1_q.go)
+			e.chainLt(i, j)
+		} else {
+			e.chainPair(d, h, i, j)
+		}
 	}
 }
 

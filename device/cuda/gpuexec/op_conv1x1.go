@@ -127,7 +127,7 @@ func (e *Engine) plan1x1(o cuda.Options) {
 		t, ok := e.opt.Tactics[s.node.Name]
 		ok = ok && t.Sig == convSig(s, e.prog.half)
 		switch {
-		case ok && t.Impl == ImplCUBLASLt:
+		case ok && t.Impl == ImplCUBLASLt && t.Quant == "": // (an FP8 product: planInt8)
 			mm, err := e.newMatmul1x1(b, h, cc, t.Epi)
 			if err != nil {
 				continue // the step runs as planned without the tactic

@@ -73,6 +73,9 @@ func (t Tactic) name() string {
 		}
 		return fmt.Sprintf("cudnn:algo=%d,math=%d", t.Algo, t.Math)
 	case ImplCUBLASLt:
+		if t.Quant != "" { // an FP8 product of a quantized 1x1 convolution (op_conv1x1_q.go)
+			return fmt.Sprintf("cublaslt-%s:%d", t.Quant, t.Algo)
+		}
 		if t.Epi {
 			return fmt.Sprintf("cublaslt-epilogue:%d", t.Algo)
 		}

@@ -1,0 +1,177 @@
+package gpuexec
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/tactic"
+)
+
+// TestConv1x1FP8Fake builds INT8 engines of pointwiseNet (op_conv1x1_test.go:
+// 1x1 convolutions with bias+ReLU, bias+residual+ReLU, Clip, no bias, and
+// a strided one) against the fake libraries (a GPU of compute capability
+// 9.0), every convolution quantized: tuned with a timing cache in
+// which the FP8 product (candidate 0, without FAST_ACCUM) of every
+// quantized 1x1 convolution and the FP8 graph of every other quantized
+// convolution are fastest, those 1x1 layers run as FP8 products (precision
+// fp8, their tactic "quantize_nhwc_f8 + cublaslt nhwc 1x1 fp8 gemm ...",
+// Tactic Impl cublaslt, Quant fp8-lt) and the engine runs; the tactics
+// applied to a new engine rebuild the same layers without timing; with
+// KILN_CUDA_INT8_CHAIN=1 an FP8 product whose only reader is an FP8 layer
+// writes FP8 and that reader skips its quantizing pass. Untuned, no 1x1
+// layer is an FP8 product.
+func TestConv1x1FP8Fake(t *testing.T) {
+	dir := fakeLibs(t)
+	path, in := pointwiseModel(t, 16, 8, 2)
+	g := optimizedGraph(t, path, in)
+	scales := int8Scales(g)
+	e, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+	fp := device.Fingerprint{"gpu": "fake"}
+	cache, err := tactic.Open(filepath.Join(t.TempDir(), "timing.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{} // 1x1 layers that should become FP8 products
+	for i, s := range e.prog.steps {
+		if _, ok := scales[s.node.Name]; !ok || s.conv == nil {
+			continue
+		}
+		if e.int8.use[i] != nil && e.int8.use[i].lt != nil {
+			t.Errorf("untuned: %s is an FP8 product", s.node.Name)
+		}
+		sig := convSig(s, true)
+		if e.ltQuantOK(i) == nil {
+			want[s.node.Name] = true
+			cache.Store(fp, sig, Tactic{Impl: ImplCUBLASLt, Quant: quantLtFP8}.name(), time.Microsecond)
+		} else if q := e.int8.use[i]; q != nil {
+			cache.Store(fp, sig, Tactic{Impl: ImplCUDNN, Graph: q.g.Engine().ID, Quant: "fp8"}.name(), time.Microsecond)
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("pointwiseNet has no 1x1 convolution an FP8 product can run")
+	}
+	if n := Tactic(Tactic{Impl: ImplCUBLASLt, Algo: 2, Quant: quantLtFP8Fast}).name(); n != "cublaslt-fp8-lt-fast:2" {
+		t.Errorf("timing cache name %q", n)
+	}
+	et, ct := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tune: true, TimingCache: cache, CacheDevice: fp})
+	picked := et.Tactics()
+	n := 0
+	for _, l := range et.Layers() {
+		tt := picked[l.Node]
+		if !want[l.Node] {
+			if tt.Quant == quantLtFP8 || strings.Contains(l.Tactic, "fp8 gemm") {
+				t.Errorf("%s: tactic %+v (%q), not an FP8 product", l.Node, tt, l.Tactic)
+			}
+			continue
+		}
+		n++
+		if tt.Impl != ImplCUBLASLt || tt.Quant != quantLtFP8 || tt.Algo != 0 || !tt.Epi || tt.NS != 1000 {
+			t.Errorf("%s: tactic %+v, want the FP8 product's candidate 0 at 1 us", l.Node, tt)
+		}
+		if l.Precision != "fp8" || !strings.HasPrefix(l.Impl, "cublaslt nhwc 1x1 fp8 (") ||
+			!strings.HasPrefix(l.Tactic, "quantize_nhwc_f8 + cublaslt nhwc 1x1 fp8 gemm ") || !strings.Contains(l.Tactic, "per-tensor scales") ||
+			l.Workspace < 8192 {
+			t.Errorf("%s: precision %q, impl %q, tactic %q, workspace %d", l.Node, l.Precision, l.Impl, l.Tactic, l.Workspace)
+		}
+	}
+	if n != len(want) {
+		t.Errorf("%d of %d 1x1 layers are FP8 products", n, len(want))
+	}
+	if len(et.int8.spare) != 0 {
+		t.Errorf("%d spare quantized plans after tuning", len(et.int8.spare))
+	}
+	for range 2 { // eager, then captured
+		if _, err := ct.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// applied without timing
+	ea, ca := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
+	if ea.Measured() != 0 || !reflect.DeepEqual(ea.Tactics(), picked) {
+		t.Errorf("applied: measured %d, tactics equal %v", ea.Measured(), reflect.DeepEqual(ea.Tactics(), picked))
+	}
+	lts := 0
+	for _, q := range ea.int8.use {
+		if q.lt != nil {
+			lts++
+		}
+	}
+	if lts != len(want) {
+		t.Errorf("applied: %d FP8 products, want %d", lts, len(want))
+	}
+	if _, err := ca.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("chain", func(t *testing.T) {
+		t.Setenv(EnvInt8Chain, "1")
+		ec, cc := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
+		outs := 0
+		for i, l := range ec.Layers() {
+			q := ec.int8.use[i]
+			if q == nil || q.lt == nil || !q.out8 {
+				continue
+			}
+			outs++
+			if !strings.HasSuffix(l.Tactic, ", output in 8 bits") {
+				t.Errorf("%s: tactic %q", l.Node, l.Tactic)
+			}
+			j, ok := ec.soleReader(i, ec.prog.steps[i].conv.y)
+			if !ok || ec.int8.use[j] == nil || !ec.int8.use[j].in8 || ec.int8.use[j].kind != "fp8" {
+				t.Errorf("%s writes FP8, its reader (step %d, %v) does not read it", l.Node, j, ok)
+			}
+			if !q.lt.o.OutFP8 || q.lt.o.YScale != q.scale+8 {
+				t.Errorf("%s: product options %+v", l.Node, q.lt.o)
+			}
+		}
+		if outs == 0 {
+			t.Error("no FP8 product writes FP8")
+		}
+		for range 2 {
+			if _, err := cc.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestQuantizeWeightsFP8Tensor checks the per-tensor FP8 weight
+// quantization: one scale max|w|/448 (1 for all zeros), each code the E4M3
+// byte nearest w/scale, the largest weight at 448.
+func TestQuantizeWeightsFP8Tensor(t *testing.T) {
+	tests := []struct {
+		name  string
+		w     []float32
+		scale float32
+	}{
+		{"mixed", []float32{0.5, -2.24, 0.001, 0, 1e-6, 2.24}, 2.24 / 448},
+		{"zeros", []float32{0, 0, 0}, 1},
+		{"small channel next to a large one", []float32{100, -0.01, 0.0123, 3}, 100.0 / 448},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, s := quantizeWeightsFP8Tensor(tt.w)
+			if math.Abs(float64(s-tt.scale)) > 1e-7*float64(tt.scale) {
+				t.Errorf("scale %g, want %g", s, tt.scale)
+			}
+			for i, v := range tt.w {
+				if q[i] != cuda.EncodeFP8(v/s) {
+					t.Errorf("w[%d] = %g: code %#x, want %#x", i, v, q[i], cuda.EncodeFP8(v/s))
+				}
+				// E4M3 keeps 3 mantissa bits down to 2^-6 of the scale's
+				// unit: within 1/16 relative (or the subnormal step)
+				if got := float64(cuda.DecodeFP8(q[i]) * s); math.Abs(got-float64(v)) > math.Abs(float64(v))/16+float64(s)/512 {
+					t.Errorf("w[%d] = %g decodes to %g", i, v, got)
+				}
+			}
+		})
+	}
+}
