@@ -281,6 +281,26 @@ func TestAttentionKeys128(t *testing.T) {
 	}
 }
 
+// TestAttentionFill checks how many warps a block of attention_mma_fa gets
+// for BERT-base at batch 1 (12 heads of 128 rows): one (96 blocks) by
+// default, two (48 blocks) with faFill 48; four at batch 32 either way.
+func TestAttentionFill(t *testing.T) {
+	defer func(f int64) { faFill = f }(faFill)
+	for _, tt := range []struct {
+		fill        int64
+		b           int64
+		warps, grid uint32
+	}{
+		{264, 12, 1, 8}, {48, 12, 2, 4}, {264, 384, 4, 2}, {48, 384, 4, 2},
+	} {
+		faFill = tt.fill
+		l := mmaLaunch(64, 128, tt.b, nil)
+		if l.block.X != 32*tt.warps || l.grid.X != tt.grid || l.grid.Y != uint32(tt.b) {
+			t.Errorf("faFill %d, %d heads: block %v grid %v; want %d warps, %d blocks a head", tt.fill, tt.b, l.block, l.grid, tt.warps, tt.grid)
+		}
+	}
+}
+
 // TestBertGraphCPU checks that the BERT graph as built runs on kiln's CPU
 // engine and that optimizing it keeps its outputs (so that the GPU tests
 // compare with a right reference).
@@ -327,9 +347,10 @@ const bertCosine = 0.9999
 type bertVariant struct {
 	name                  string
 	fa, erfGELUEpi, resid bool
-	keys128               bool // attention_mma_fa128 (attentionKeys128)
-	noPDL, splitK         bool // programmaticLaunch off, ltSplitK on
-	noEmbed, noMask       bool // embedFusion, maskFusion off
+	keys128               bool  // attention_mma_fa128 (attentionKeys128)
+	noPDL, splitK         bool  // programmaticLaunch off, ltSplitK on
+	noEmbed, noMask       bool  // embedFusion, maskFusion off
+	faFill                int64 // attention's faFill, when not 0
 }
 
 var bertVariants = []bertVariant{
@@ -342,11 +363,14 @@ var bertVariants = []bertVariant{
 var bertKeys64 = bertVariant{name: "after, 64 keys staged", fa: true, erfGELUEpi: true, resid: true}
 
 // bertLaunchVariants time the batch-1 changes apart: without the
-// embeddings' and the mask's fusions, without programmatic dependent launch, and with the
-// split-K candidates (which tuning never kept in the first measurement).
+// embeddings' and the mask's fusions, without programmatic dependent
+// launch, attention on 48 blocks of two warps at batch 1 (96 of one by
+// default), and with the split-K candidates (which tuning never kept in
+// the first measurement).
 var bertLaunchVariants = []bertVariant{
 	{name: "after, embeddings and mask unfused", fa: true, erfGELUEpi: true, resid: true, keys128: true, noEmbed: true, noMask: true},
 	{name: "after, no PDL", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true},
+	{name: "after, attention 2 warps a block at batch 1", fa: true, erfGELUEpi: true, resid: true, keys128: true, faFill: 48},
 	{name: "after + split-K candidates", fa: true, erfGELUEpi: true, resid: true, keys128: true, splitK: true},
 }
 
@@ -361,12 +385,15 @@ var bertAblations = []bertVariant{
 
 func (v bertVariant) set() func() {
 	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
-	pd, sk, em, mf := programmaticLaunch, ltSplitK, embedFusion, maskFusion
+	pd, sk, em, mf, ff := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
 	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
+	if v.faFill != 0 {
+		faFill = v.faFill
+	}
 	return func() {
 		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = fa, ge, re, k1
-		programmaticLaunch, ltSplitK, embedFusion, maskFusion = pd, sk, em, mf
+		programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill = pd, sk, em, mf, ff
 	}
 }
 
