@@ -317,6 +317,8 @@ func TestInt8OnGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("\n" + tuningTable(t, cachePath, i8.e))
+	// the 1x1 layers tuning gave to cuBLASLt's FP8 products (op_conv1x1_q.go)
+	logFP8Products(t, fp16.e, i8.e)
 }
 
 // tuningTable reads the timing cache at path and tabulates, for each
@@ -343,7 +345,7 @@ func tuningTable(t *testing.T, path string, e *Engine) string {
 		switch {
 		case strings.HasPrefix(x.Tactic, "cudnn-int8"):
 			fam = "int8"
-		case strings.HasPrefix(x.Tactic, "cudnn-fp8"):
+		case strings.HasPrefix(x.Tactic, "cudnn-fp8"), strings.HasPrefix(x.Tactic, "cublaslt-fp8"): // FP8 graphs and products
 			fam = "fp8"
 		}
 		if best[x.Layer] == nil {

@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/tactic"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // TestConv1x1FP8Fake builds INT8 engines of pointwiseNet (op_conv1x1_test.go:
@@ -174,4 +176,134 @@ func TestQuantizeWeightsFP8Tensor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConv1x1FP8OnGPU builds pointwiseNet (64 channels, 28x28, batch 32)
+// as INT8 engines whose quantized 1x1 convolutions are forced onto the FP8
+// products (tactics naming candidate 0 of the product, without or with
+// FAST_ACCUM, applied without timing; the input scales from kiln's entropy
+// calibration on the CPU), with and without KILN_CUDA_INT8_CHAIN=1 (the
+// bias+ReLU product writing FP8 for the residual product), and compares
+// their outputs with the float32 engine's: cosine at least 0.999 on each
+// output. It logs the layers' tactics. Without a GPU it skips.
+func TestConv1x1FP8OnGPU(t *testing.T) {
+	needGPU(t)
+	fp, _ := cuda.Probe(cuda.Options{})
+	if !cuda.FP8Capable(fp.ComputeMajor, fp.ComputeMinor) {
+		t.Skipf("FP8 products need compute capability 8.9 or later, not %d.%d", fp.ComputeMajor, fp.ComputeMinor)
+	}
+	path, in := pointwiseModel(t, 64, 28, 32)
+	g := optimizedGraph(t, path, in)
+	calib := []map[string]*tensor.Tensor{}
+	for seed := range 3 {
+		_, x := pointwiseModel(t, 64, 28, 8+seed)
+		calib = append(calib, x)
+	}
+	scales := int8Rule(t, g, calib)
+	build := func(label string, o Options) (*Engine, map[string]*tensor.Tensor) {
+		t.Helper()
+		e, err := NewEngine(g, o)
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		c, err := e.NewContext()
+		if err != nil {
+			e.Close()
+			t.Fatalf("%s: %v", label, err)
+		}
+		t.Cleanup(func() {
+			c.Close()
+			e.Close()
+		})
+		out, err := c.Run(context.Background(), in)
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		return e, out
+	}
+	_, ref := build("fp32", Options{})
+	e16, out16 := build("fp16", Options{FP16: true, Tune: true})
+	for name, r := range ref {
+		cos, rel := cosine(out16[name], r)
+		t.Logf("fp16 %s against fp32: cosine %.6f, relative L2 %.4f", name, cos, rel)
+	}
+	for _, tc := range []struct {
+		label string
+		quant string
+		chain bool
+	}{
+		{"fp8 products", quantLtFP8, false},
+		{"fp8 products, fast accumulation", quantLtFP8Fast, false},
+		{"fp8 products, chained", quantLtFP8, true},
+	} {
+		t.Run(tc.label, func(t *testing.T) {
+			if tc.chain {
+				t.Setenv(EnvInt8Chain, "1")
+			}
+			tactics := Tactics{}
+			for _, s := range e16.prog.steps {
+				if _, ok := scales[s.node.Name]; ok && s.conv != nil && s.conv.gemm1x1() && s.conv.ltEpilogue1x1() {
+					tactics[s.node.Name] = Tactic{Sig: convSig(s, true), Impl: ImplCUBLASLt, Epi: true, Quant: tc.quant}
+				}
+			}
+			e, out := build(tc.label, Options{FP16: true, Int8: scales, Tactics: tactics})
+			n, chained := 0, 0
+			for i, l := range e.Layers() {
+				q := e.int8.use[i]
+				if q == nil || q.lt == nil {
+					continue
+				}
+				n++
+				if q.out8 {
+					chained++
+				}
+				t.Logf("%s: %s", l.Node, l.Tactic)
+			}
+			if n == 0 {
+				t.Fatal("no layer runs as an FP8 product")
+			}
+			if tc.chain && chained == 0 {
+				t.Error("no FP8 product writes FP8")
+			}
+			for name, r := range ref {
+				cos, rel := cosine(out[name], r)
+				t.Logf("%s against fp32: cosine %.6f, relative L2 %.4f", name, cos, rel)
+				if !(cos >= 0.999) {
+					t.Errorf("%s: cosine %.6f with fp32, want at least 0.999", name, cos)
+				}
+			}
+			t.Logf("%d FP8 products (%d writing FP8)", n, chained)
+		})
+	}
+}
+
+// logFP8Products logs, for TestInt8OnGPU, the layers of the quantized
+// engine q that tuning gave to cuBLASLt's FP8 products (op_conv1x1_q.go)
+// with their tuned time against the same layer's in the FP16 engine f16,
+// and the sums.
+func logFP8Products(t *testing.T, f16, q *Engine) {
+	t.Helper()
+	half := map[string]Layer{}
+	for _, l := range f16.Layers() {
+		half[l.Node] = l
+	}
+	var rows []string
+	var sum16, sum8 time.Duration
+	n, ones := 0, 0
+	for i, l := range q.Layers() {
+		if cc := q.prog.steps[i].conv; cc != nil && cc.gemm1x1() {
+			ones++
+		}
+		p := q.int8.use[i]
+		if p == nil || p.lt == nil {
+			continue
+		}
+		n++
+		h := half[l.Node]
+		sum16 += h.Time
+		sum8 += l.Time
+		rows = append(rows, fmt.Sprintf("%s: fp16 %.1f us -> fp8 %.1f us (%s)", l.Node, float64(h.Time)/1e3, float64(l.Time)/1e3, l.Tactic))
+	}
+	t.Logf("FP8 products run %d of the %d stride-1 1x1 convolutions: those layers fp16 %.3f ms -> %.3f ms as tuned\n  %s",
+		n, ones, sum16.Seconds()*1e3, sum8.Seconds()*1e3, strings.Join(rows, "\n  "))
 }
