@@ -85,6 +85,16 @@ func (s *graphState) restore(g *ir.Graph) {
 	}
 }
 
+// SensitivityOptions tune SensitivityWith.
+type SensitivityOptions struct {
+	// Ref is the FP32 reference engine of g, when the caller has one
+	// (nil: one is built). Its outputs on the batches are computed once
+	// and compared with every layer's run.
+	Ref Runner
+	// Progress, when set, is called after each layer is measured.
+	Progress func(done, total int)
+}
+
 // Sensitivity measures, for every layer QuantizeINT8 would run in INT8
 // with opt, the accuracy of g with that layer alone in INT8 against FP32
 // on the batches: the layers INT8 hurts most, to keep in FP32 with
@@ -92,9 +102,23 @@ func (s *graphState) restore(g *ir.Graph) {
 // about as many runs of the batches as there are INT8 layers. g is left as
 // it was.
 func Sensitivity(ctx context.Context, g *ir.Graph, t *Table, batches []map[string]*tensor.Tensor, opt INT8Options) (*SensitivityReport, error) {
-	ref, err := engine.New(g)
-	if err != nil {
-		return nil, err
+	return SensitivityWith(ctx, g, t, batches, opt, SensitivityOptions{})
+}
+
+// SensitivityWith is Sensitivity with a reference engine to reuse and
+// progress reports. The reference runs each batch once, whatever the
+// number of layers.
+func SensitivityWith(ctx context.Context, g *ir.Graph, t *Table, batches []map[string]*tensor.Tensor, opt INT8Options, so SensitivityOptions) (*SensitivityReport, error) {
+	if len(batches) == 0 {
+		return nil, fmt.Errorf("%w: no batches", ErrCompare)
+	}
+	var ref Runner = so.Ref
+	if ref == nil {
+		e, err := engine.New(g)
+		if err != nil {
+			return nil, err
+		}
+		ref = e
 	}
 	saved := saveGraph(g)
 	defer saved.restore(g)
@@ -110,7 +134,14 @@ func Sensitivity(ctx context.Context, g *ir.Graph, t *Table, batches []map[strin
 		}
 	}
 	rep := &SensitivityReport{}
-	for _, d := range int8Layers {
+	if len(int8Layers) == 0 {
+		return rep, nil
+	}
+	cached := &replayRunner{ref: ref, batches: batches}
+	if err := cached.record(ctx); err != nil {
+		return nil, err
+	}
+	for i, d := range int8Layers {
 		layers := maps.Clone(opt.Layers)
 		if layers == nil {
 			layers = map[string]Precision{}
@@ -128,13 +159,59 @@ func Sensitivity(ctx context.Context, g *ir.Graph, t *Table, batches []map[strin
 		if err != nil {
 			return nil, fmt.Errorf("layer %q: %w", d.Name, err)
 		}
-		acc, err := Compare(ctx, ref, qe, batches)
+		acc, err := Compare(ctx, cached, qe, batches)
+		saved.restore(g) // after the run: the engine reads g's nodes
 		if err != nil {
 			return nil, fmt.Errorf("layer %q: %w", d.Name, err)
 		}
-		saved.restore(g)
 		rep.Layers = append(rep.Layers, LayerSensitivity{Name: d.Name, Op: d.Op, Cosine: acc.MinCosine()})
+		if so.Progress != nil {
+			so.Progress(i+1, len(int8Layers))
+		}
 	}
 	sort.SliceStable(rep.Layers, func(i, j int) bool { return rep.Layers[i].Cosine < rep.Layers[j].Cosine })
 	return rep, nil
+}
+
+// replayRunner answers the runs of its batches with the outputs ref gave
+// for them once (outputs of kiln's engines never point into an arena, so
+// they stay valid), and runs ref for any other input.
+type replayRunner struct {
+	ref     Runner
+	batches []map[string]*tensor.Tensor
+	outs    []map[string]*tensor.Tensor
+}
+
+func (r *replayRunner) record(ctx context.Context) error {
+	r.outs = make([]map[string]*tensor.Tensor, len(r.batches))
+	for i, b := range r.batches {
+		o, err := r.ref.Run(ctx, b)
+		if err != nil {
+			return fmt.Errorf("%w: %w: reference run, batch %d: %w", ErrCompare, ErrNotMeasurable, i, err)
+		}
+		r.outs[i] = o
+	}
+	return nil
+}
+
+// Run returns the recorded outputs of a batch given by the same tensors.
+func (r *replayRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	for i, b := range r.batches {
+		if sameBatch(b, in) {
+			return r.outs[i], nil
+		}
+	}
+	return r.ref.Run(ctx, in)
+}
+
+func sameBatch(a, b map[string]*tensor.Tensor) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, t := range a {
+		if b[k] != t {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	iofs "io/fs"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -87,6 +88,25 @@ func (l layerPrecFlags) Set(v string) error {
 	return nil
 }
 
+// minCosineFlag is --int8-min-cosine: a cosine similarity in (0, 1].
+type minCosineFlag struct{ v float64 }
+
+func (m *minCosineFlag) String() string {
+	if m == nil || m.v == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(m.v, 'g', -1, 64)
+}
+
+func (m *minCosineFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(v) || v <= 0 || v > 1 {
+		return fmt.Errorf("want a cosine similarity above 0 and at most 1, such as 0.999, got %q", s)
+	}
+	m.v = v
+	return nil
+}
+
 // parseSize parses a byte size such as 512M, 2G, 1024 or 64K.
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
@@ -111,7 +131,8 @@ func parseSize(s string) (int64, error) {
 type buildFlags struct {
 	device, calibData, calibMethod, calibCache, timingCache, workspace string
 	fp16, int8, noTiming, strictDevice                                 bool
-	optLevel, maxBatch, calibRandom                                    int
+	optLevel, maxBatch, calibRandom, sensitivityBatches                int
+	minCosine                                                          minCosineFlag
 	profiles                                                           profileFlags
 	dims                                                               dimFlags
 	layers                                                             layerPrecFlags
@@ -138,13 +159,15 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 	fs.StringVar(&b.workspace, "workspace", "0", "memory `limit`, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory")
 	b.layers = layerPrecFlags{}
 	fs.Var(b.layers, "layer-precision", "precision of one layer, `NAME:fp32|fp16|int8` (repeatable)")
+	fs.Var(&b.minCosine, "int8-min-cosine", "with --int8: measure each INT8 layer alone against FP32 (sensitivity analysis) and keep\nin float (fp32 on the CPU, fp16 on cuda) every layer whose output cosine falls below `COSINE`,\nsuch as 0.999; --layer-precision wins")
+	fs.IntVar(&b.sensitivityBatches, "int8-sensitivity-batches", 0, fmt.Sprintf("run the sensitivity analysis on at most `N` calibration batches (each runs once per INT8 layer; default %d)", build.DefaultSensitivityBatches))
 }
 
 func (b *buildFlags) options() (build.Options, error) {
 	o := build.Options{
 		Device: b.device, Devices: deviceSet, OptLevel: b.optLevel, NoOptimization: b.optLevel == 0, MaxBatch: b.maxBatch, Dims: b.dims, Profiles: b.profiles.ps,
 		CalibData: b.calibData, CalibBatches: b.calibRandom, CalibMethod: b.calibMethod, CalibCache: b.calibCache,
-		LayerPrecision: b.layers, TimingCache: b.timingCache, NoTiming: b.noTiming, StrictDevice: b.strictDevice,
+		LayerPrecision: b.layers, Int8MinCosine: b.minCosine.v, SensitivityBatches: b.sensitivityBatches, TimingCache: b.timingCache, NoTiming: b.noTiming, StrictDevice: b.strictDevice,
 	}
 	if b.fp16 && b.int8 {
 		return o, errors.New("--fp16 and --int8 exclude each other")

@@ -176,11 +176,14 @@ func printDeviceLayers(w io.Writer, h *plan.Header, tactics map[string]plan.Tact
 	}
 }
 
-// printLayerDetail prints a layer's fallback reason, inputs, outputs and
-// fusions.
+// printLayerDetail prints a layer's fallback reason, why it computes in
+// its precision (INT8 builds), inputs, outputs and fusions.
 func printLayerDetail(w io.Writer, l plan.Layer) {
 	if l.Fallback != "" {
 		fmt.Fprintf(w, "       on the CPU: %s\n", l.Fallback)
+	}
+	if l.Reason != "" {
+		fmt.Fprintf(w, "       precision: %s\n", l.Reason)
 	}
 	fmt.Fprintf(w, "       in: %s  out: %s\n", strings.Join(l.Inputs, ", "), strings.Join(l.Outputs, ", "))
 	for _, f := range l.Fused {

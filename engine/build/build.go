@@ -82,6 +82,19 @@ type Options struct {
 	// LayerPrecision overrides the precision of named layers ("fp32",
 	// "fp16", "int8").
 	LayerPrecision map[string]string
+	// Int8MinCosine, when above 0 (INT8 only; at most 1), runs the
+	// sensitivity analysis after calibration (quant.SensitivityWith):
+	// every layer the INT8 rule quantizes is measured alone in INT8
+	// against FP32 on the calibration batches, and each whose cosine
+	// similarity falls below Int8MinCosine stays in float: FP32 on the
+	// CPU, FP16 on a device that runs graphs itself. LayerPrecision wins
+	// over it. The build log shows the most sensitive layers and the
+	// decisions; the plan's layers keep them (plan.Layer.Reason).
+	Int8MinCosine float64
+	// SensitivityBatches caps the calibration batches the sensitivity
+	// analysis runs (0: DefaultSensitivityBatches): it runs them once per
+	// INT8 layer.
+	SensitivityBatches int
 
 	// TimingCache is the tactic timing cache file ("" = none). NoTiming
 	// skips tactic timing (default tactics).
@@ -153,6 +166,9 @@ type builder struct {
 	fp      device.Fingerprint
 	notes   []string
 	fused   map[string][]string // node name -> what it absorbed
+	// reasons gives, in INT8 builds, why each layer the INT8 rule
+	// considered computes in its precision (node name -> reason)
+	reasons map[string]string
 	// fallback gives, in builds for a device that runs graphs itself, the
 	// layers partitioning left to the CPU and why (node name -> reason)
 	fallback map[string]string
@@ -312,6 +328,9 @@ func (o *Options) normalize() error {
 	case "", "entropy", "minmax", "percentile":
 	default:
 		return fmt.Errorf("%w: calibration method %q (want entropy, minmax or percentile)", ErrOptions, o.CalibMethod)
+	}
+	if err := o.checkSensitivity(); err != nil {
+		return err
 	}
 	for layer, p := range o.LayerPrecision {
 		switch p {
@@ -516,7 +535,7 @@ func (b *builder) layers() {
 	}
 	h.Stats.WeightBytes = wbytes
 	for _, n := range b.g.Nodes {
-		l := plan.Layer{Name: n.Name, Op: n.OpType, Precision: layerPrecision(n), Fused: b.fused[n.Name]}
+		l := plan.Layer{Name: n.Name, Op: n.OpType, Precision: layerPrecision(n), Fused: b.fused[n.Name], Reason: b.reasons[n.Name]}
 		if b.exec != nil {
 			l.Device = b.exec.Name()
 			if why, ok := b.fallback[n.Name]; ok {

@@ -162,9 +162,11 @@ func (b *builder) deviceInt8(ctx context.Context, ref *engine.Engine) (map[strin
 		return nil, err
 	}
 	layers := map[string]quant.Precision{}
+	products := map[string]bool{}
 	for _, n := range b.g.Nodes {
 		if isProduct(n) {
 			layers[n.Name] = quant.PrecisionFP32
+			products[n.Name] = true
 		}
 	}
 	for layer, p := range b.o.LayerPrecision {
@@ -178,6 +180,10 @@ func (b *builder) deviceInt8(ctx context.Context, ref *engine.Engine) (map[strin
 	for _, line := range strings.Split(strings.TrimSpace(quant.Rule), "\n") {
 		b.logf("INT8 rule: %s", strings.TrimSpace(line))
 	}
+	sensitive, err := b.int8Decisions(ctx, ref, table, batches, layers, FP16)
+	if err != nil {
+		return nil, err
+	}
 	g, err := cloneGraph(b.g)
 	if err != nil {
 		return nil, err
@@ -186,6 +192,7 @@ func (b *builder) deviceInt8(ctx context.Context, ref *engine.Engine) (map[strin
 	if err != nil {
 		return nil, err
 	}
+	b.recordInt8(rep, sensitive, b.o.Device, products)
 	for _, line := range strings.Split(strings.TrimSpace(rep.String()), "\n") {
 		b.logf("%s", line)
 	}

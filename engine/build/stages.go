@@ -85,10 +85,15 @@ func (b *builder) precision(ctx context.Context) error {
 		for _, line := range strings.Split(strings.TrimSpace(quant.Rule), "\n") {
 			b.logf("INT8 rule: %s", strings.TrimSpace(line))
 		}
+		sensitive, err := b.int8Decisions(ctx, refEngine, table, batches, layers, FP32)
+		if err != nil {
+			return err
+		}
 		rep, err := quant.QuantizeINT8(b.g, table, quant.INT8Options{Layers: layers})
 		if err != nil {
 			return err
 		}
+		b.recordInt8(rep, sensitive, "", nil)
 		for _, line := range strings.Split(strings.TrimSpace(rep.String()), "\n") {
 			b.logf("%s", line)
 		}

@@ -132,6 +132,10 @@ type Layer struct {
 	// plans and in plans written before kiln recorded it.
 	Device   string `json:"device,omitempty"`
 	Fallback string `json:"fallback,omitempty"`
+	// Reason says why the layer computes in Precision where the builder
+	// decided it per layer: in INT8 builds, the INT8 rule's decision, a
+	// --layer-precision override or the sensitivity analysis.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Stats are a plan's sizes.
