@@ -27,6 +27,7 @@ type poolOp struct {
 	storageOrder int
 	p            float64
 	indices      bool
+	planes       maxPlaneCache // maxPoolPlanes' plan of the last shape
 }
 
 // readP reads LpPool's p: a float at opset 1, an int after.
@@ -121,7 +122,7 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	planes := x.Shape[0] * x.Shape[1]
 	switch x.DType {
 	case tensor.Float32:
-		if idx != nil || !poolFast2D(k, g, planes, x.Float32s(), y.Float32s()) {
+		if idx != nil || !(maxPoolPlanes(k, g, planes, x.Float32s(), y.Float32s()) || poolFast2D(k, g, planes, x.Float32s(), y.Float32s())) {
 			pool(k, g, planes, x.Float32s(), y.Float32s(), idx)
 		}
 	case tensor.Float64:

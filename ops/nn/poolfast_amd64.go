@@ -79,3 +79,21 @@ func addClamp(dst, a, z []float32, lo, hi float32, clamp bool) {
 	}
 	addClampAVX512(&dst[0], &a[0], &z[0], len(dst), lo, hi, clamp)
 }
+
+//go:noescape
+func maxPoolPlaneAVX512(y, x, buf *float32, tab *int, rows, w, ow, k, stride, padL int)
+
+// maxPoolPlane computes one plane of a 2-D MaxPool (see maxPoolPlaneGo).
+func maxPoolPlane(y, x, buf []float32, tab []int, w, k, stride, padL int) {
+	if !poolAsm {
+		maxPoolPlaneGo(y, x, buf, tab, w, k, stride, padL)
+		return
+	}
+	rows := len(tab) / 2
+	if rows == 0 || len(y) == 0 {
+		return
+	}
+	ow := len(y) / rows
+	maxPoolPlaneCheck(y, x, buf, tab, w, ow, k, stride, padL)
+	maxPoolPlaneAVX512(&y[0], &x[0], &buf[0], &tab[0], rows, w, ow, k, stride, padL)
+}

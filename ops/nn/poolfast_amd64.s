@@ -219,3 +219,141 @@ atstore:
 adone:
 	VZEROUPPER
 	RET
+
+// func maxPoolPlaneAVX512(y, x, buf *float32, tab *int, rows, w, ow, k, stride, padL int)
+// One plane of a 2-D MaxPool, every output row in one call: for output row
+// i, tab[2i] is the element offset in x of the first input row of its
+// window and tab[2i+1] how many rows of the window lie inside the input (0:
+// the row is -Inf). The window's rows are reduced with VMAXPS into
+// buf[padL : padL+w] (masked loads and stores, nothing read past the row),
+// then each of the ow outputs is the max of k elements of buf from
+// j*stride (stride 1 or 2), as poolHAVX512. buf's other elements must hold
+// -Inf (the pads and ceil_mode's overhang) and it must be
+// poolHSrcLen(ow, k, stride) long.
+TEXT ·maxPoolPlaneAVX512(SB), NOSPLIT, $0-80
+	MOVQ y+0(FP), DI
+	MOVQ tab+24(FP), R12
+	MOVQ rows+32(FP), R13
+	VMOVDQU32 poolEvenIdx<>(SB), Z31
+	MOVL $0xff800000, AX
+	VPBROADCASTD AX, Z30
+prow:
+	TESTQ R13, R13
+	JZ pdone
+	MOVQ 0(R12), SI
+	MOVQ 8(R12), DX
+	ADDQ $16, R12
+	MOVQ DI, R9 // the output row
+	TESTQ DX, DX
+	JNZ pvert
+	MOVQ ow+48(FP), CX
+	MOVQ $0xffff, AX
+	KMOVW AX, K1
+pfill:
+	TESTQ CX, CX
+	JLE pnext
+	CMPQ CX, $16
+	JGE pfillst
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+pfillst:
+	VMOVUPS Z30, K1, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP pfill
+pvert:
+	// SI: input chunk; R8: buf chunk; R14: row bytes; CX: elements left
+	MOVQ x+8(FP), AX
+	LEAQ (AX)(SI*4), SI
+	MOVQ buf+16(FP), R8
+	MOVQ padL+72(FP), AX
+	LEAQ (R8)(AX*4), R8
+	MOVQ w+40(FP), CX
+	MOVQ CX, R14
+	SHLQ $2, R14
+	MOVQ $0xffff, AX
+	KMOVW AX, K1
+pv:
+	TESTQ CX, CX
+	JLE ph
+	CMPQ CX, $16
+	JGE pvfull
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+pvfull:
+	VMOVUPS.Z (SI), K1, Z0
+	MOVQ SI, R11
+	MOVQ DX, BX
+pvt:
+	DECQ BX
+	JZ pvst
+	ADDQ R14, R11
+	VMOVUPS.Z (R11), K1, Z1
+	VMAXPS Z1, Z0, Z0
+	JMP pvt
+pvst:
+	VMOVUPS Z0, K1, (R8)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	SUBQ $16, CX
+	JMP pv
+ph:
+	// horizontal: SI: buf block; R8: k; R10: tap src; R11: taps left; BX: stride
+	MOVQ ow+48(FP), CX
+	MOVQ buf+16(FP), SI
+	MOVQ k+56(FP), R8
+	MOVQ stride+64(FP), BX
+	MOVQ $0xffff, AX
+	KMOVW AX, K1
+hb:
+	TESTQ CX, CX
+	JLE pnext
+	CMPQ CX, $16
+	JGE hf
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+hf:
+	MOVQ SI, R10
+	MOVQ R8, R11
+	CMPQ BX, $2
+	JEQ h2
+	VMOVUPS (R10), Z0
+h1n:
+	ADDQ $4, R10
+	DECQ R11
+	JZ hst
+	VMAXPS (R10), Z0, Z0
+	JMP h1n
+h2:
+	VMOVUPS (R10), Z0
+	VPERMT2PS 64(R10), Z31, Z0
+h2n:
+	ADDQ $4, R10
+	DECQ R11
+	JZ hst
+	VMOVUPS (R10), Z1
+	VPERMT2PS 64(R10), Z31, Z1
+	VMAXPS Z1, Z0, Z0
+	JMP h2n
+hst:
+	VMOVUPS Z0, K1, (DI)
+	ADDQ $64, DI
+	MOVQ BX, AX
+	SHLQ $6, AX
+	ADDQ AX, SI
+	SUBQ $16, CX
+	JMP hb
+pnext:
+	MOVQ ow+48(FP), AX
+	LEAQ (R9)(AX*4), DI
+	DECQ R13
+	JMP prow
+pdone:
+	VZEROUPPER
+	RET

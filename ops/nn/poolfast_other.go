@@ -17,3 +17,7 @@ func gatherEven(dst, src []float32) {
 }
 
 func addClamp(dst, a, z []float32, lo, hi float32, clamp bool) { addClampGo(dst, a, z, lo, hi, clamp) }
+
+func maxPoolPlane(y, x, buf []float32, tab []int, w, k, stride, padL int) {
+	maxPoolPlaneGo(y, x, buf, tab, w, k, stride, padL)
+}

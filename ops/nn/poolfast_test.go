@@ -83,7 +83,7 @@ func TestPoolFast2D(t *testing.T) {
 
 // BenchmarkPool2D times the generic separable path (poolSep) against the
 // fast one on the pools of the shared models (run with -count 6 and compare
-// the two paths of the same run):
+// the paths of the same run):
 //
 //	go test ./ops/nn -run '^$' -bench Pool2D -count 6
 func BenchmarkPool2D(b *testing.B) {
@@ -97,6 +97,9 @@ func BenchmarkPool2D(b *testing.B) {
 		{"resnet_mini_stem_16x112x112_k3s2p1", 16, 112, 112, 3, 2, 1, false},
 		{"squeezenet_64x111x111_k3s2_ceil", 64, 111, 111, 3, 2, 0, true},
 		{"yolo_2x2s2_32x160x160", 32, 160, 160, 2, 2, 0, false},
+		{"squeezenet_128x55x55_k3s2_ceil", 128, 55, 55, 3, 2, 0, true},
+		{"squeezenet_256x27x27_k3s2_ceil", 256, 27, 27, 3, 2, 0, true},
+		{"yolo_sppf_128x10x10_k5s1p2", 128, 10, 10, 5, 1, 2, false},
 	}
 	for _, c := range cases {
 		k := &poolOp{kind: poolMax, win: window{kernel: []int{c.kernel, c.kernel}, strides: []int{c.stride, c.stride},
@@ -110,14 +113,17 @@ func BenchmarkPool2D(b *testing.B) {
 			x[i] = float32(i%97) - 40
 		}
 		y := make([]float32, c.c*g.out[0]*g.out[1])
-		for _, path := range []string{"generic", "fast"} {
+		for _, path := range []string{"generic", "fast", "planes"} {
 			b.Run(c.name+"/"+path, func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(4 * (len(x) + len(y))))
 				for b.Loop() {
-					if path == "generic" {
+					switch path {
+					case "generic":
 						poolSep(k, g, c.c, x, y)
-					} else {
+					case "planes":
+						maxPoolPlanes(k, g, c.c, x, y)
+					default:
 						poolFast2D(k, g, c.c, x, y)
 					}
 				}
