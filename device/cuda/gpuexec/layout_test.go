@@ -157,7 +157,7 @@ func TestLayoutTransposes(t *testing.T) {
 		{"chain", true, []string{"NCHW before Flatten"}, []string{"cast_f32_f16_nhwc", "conv2d_nhwc_f16", "pool2d_nhwc8_f16"}},
 		// global pooling reads NHWC and gives N x C x 1 x 1: only the
 		// input and the "feat" output are transposed
-		{"residual", false, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc8_f16", "global_pool_nhwc_f16", "chan_epilogue_f16"}},
+		{"residual", false, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc8_f16", "global_pool_nhwc_f16", "chan_epilogue_vec_f16"}},
 		{"residual", true, []string{"NCHW before output cast"}, []string{"cast_f32_f16_nhwc", "pool2d_nhwc8_f16", "global_pool_nhwc_f16"}},
 		// Concat along the channels of NHWC values: no transpose at all
 		{"fire", false, nil, []string{"cast_f32_f16_nhwc", "copy_rows_b16", "global_pool_nhwc_f16"}},
@@ -285,7 +285,7 @@ func TestLayoutFake(t *testing.T) {
 	}
 	nchw, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, NCHW: true})
 	for n, tac := range tactics(nchw) {
-		if !strings.HasPrefix(tac, "cudnn WINOGRAD (algo 6") || !strings.HasSuffix(tac, "chan_epilogue_f16") {
+		if !strings.HasPrefix(tac, "cudnn WINOGRAD (algo 6") || !strings.HasSuffix(tac, "chan_epilogue_plane_f16") {
 			t.Errorf("NCHW: %s runs as %q", n, tac)
 		}
 	}
@@ -337,7 +337,7 @@ func TestLayoutFake(t *testing.T) {
 		prefix string
 	}{
 		{Tactic{Impl: ImplCUDNN, Algo: 6, Math: 1, Fused: true}, "cudnn nhwc fused"},
-		{Tactic{Impl: ImplCUDNN, Algo: 6, Math: 1}, "cudnn nhwc WINOGRAD (algo 6, tensor-op math) + chan_epilogue_f16"},
+		{Tactic{Impl: ImplCUDNN, Algo: 6, Math: 1}, "cudnn nhwc WINOGRAD (algo 6, tensor-op math) + chan_epilogue_vec_f16"},
 		{Tactic{Impl: ImplKernel}, "conv2d_nhwc_f16"},
 		// a graph engine that does not build here (the fake has no
 		// backend API; a plan from another cuDNN): the default runs

@@ -192,8 +192,8 @@ func (c *compiler) conv(s *step) error {
 
 // convNHWC emits a convolution planned NHWC (layout.go): kiln's direct
 // NHWC kernel, and for cuDNN the NHWC convolution with the epilogue as
-// chan_epilogue over channels-last data (its channel index is i % M with
-// hw = 1), or the fused call.
+// a channels-last chan_epilogue (hw = 1: chanEpilogue picks the vector
+// kernel), or the fused call.
 func (c *compiler) convNHWC(s *step, xr, wr, yr ref, br, zr *ref, act activation, win window2D, N, C, H, W, M, OH, OW int) error {
 	total := int64(N) * int64(M) * int64(OH) * int64(OW)
 	s.launches = []launch{elemLaunch("conv2d_nhwc_f16", total,

@@ -240,7 +240,7 @@ func TestConv1x1Fake(t *testing.T) {
 		case strings.Contains(l.sig, "post= "): // no bias, no activation
 			wantTac = "cublaslt nhwc 1x1 gemm 128x16x64 algo 44 (heuristic #2 of 3)"
 		default:
-			wantTac = "cublaslt nhwc 1x1 gemm 128x64x16 algo 44 (heuristic #2 of 3) + chan_epilogue_f16"
+			wantTac = "cublaslt nhwc 1x1 gemm 128x64x16 algo 44 (heuristic #2 of 3) + chan_epilogue_vec_f16"
 		}
 		if tac != wantTac {
 			t.Errorf("%s runs as %q, want %q", l.name, tac, wantTac)

@@ -162,6 +162,15 @@ func (c *compiler) binary(s *step, op int) error {
 	}
 	total := prod(yd)
 	if bn, ok := flatRepeat(ad, bd, yd); ok {
+		if w := int64(c.vecWidth()); total%w == 0 && (bn == 1 || bn%w == 0) && aligned16(&yr, &ar, &br) {
+			// 16-byte vectors, b's column tracked without division (epilogue.go)
+			period := 0
+			if bn > 1 && bn/w <= 1024 {
+				period = int(bn / w)
+			}
+			s.launches = []launch{vecLaunch(c.fk("binary_flat_vec"), total/w, period, pArg(yr), pArg(ar), pArg(br), lArg(total), lArg(bn), iArg(op))}
+			return nil
+		}
 		s.launches = []launch{elemLaunch(c.fk("binary_flat"), total, pArg(yr), pArg(ar), pArg(br), lArg(total), lArg(bn), iArg(op))}
 		return nil
 	}
@@ -222,6 +231,10 @@ func (c *compiler) unary(s *step) error {
 		return err
 	}
 	total := prod(yd)
+	if w := int64(c.vecWidth()); total%w == 0 && aligned16(&yr, &xr) {
+		s.launches = []launch{vecLaunch(c.fk("unary_vec"), total/w, 0, pArg(yr), pArg(xr), lArg(total), iArg(act.code), fArg(act.p0), fArg(act.p1))}
+		return nil
+	}
 	s.launches = []launch{elemLaunch(c.fk("unary"), total, pArg(yr), pArg(xr), lArg(total), iArg(act.code), fArg(act.p0), fArg(act.p1))}
 	return nil
 }

@@ -50,13 +50,15 @@ __device__ void chan_epilogue_vec_t(T *y, const T *__restrict__ bias, const T *z
         }
         float v[8], r[8];
         VecIO<T>::ld(y + i * W, v);
+#pragma unroll
+        for (int e = 0; e < W; e++) v[e] += b[e]; // (y + bias) + z, as chan_epilogue
         if (z) {
             VecIO<T>::ld(z + i * W, r);
 #pragma unroll
             for (int e = 0; e < W; e++) v[e] += r[e];
         }
 #pragma unroll
-        for (int e = 0; e < W; e++) v[e] = act_apply(v[e] + b[e], act, p0, p1);
+        for (int e = 0; e < W; e++) v[e] = act_apply(v[e], act, p0, p1);
         VecIO<T>::st(y + i * W, v);
         col += step;
         if (col >= V) col -= V;
@@ -85,13 +87,15 @@ __device__ void chan_epilogue_plane_t(T *y, const T *__restrict__ bias, const T 
             for (long long j = (long long)threadIdx.x * W; j < hw; j += (long long)blockDim.x * W) {
                 float v[8], r[8];
                 VecIO<T>::ld(yp + j, v);
+#pragma unroll
+                for (int e = 0; e < W; e++) v[e] += bv;
                 if (zp) {
                     VecIO<T>::ld(zp + j, r);
 #pragma unroll
                     for (int e = 0; e < W; e++) v[e] += r[e];
                 }
 #pragma unroll
-                for (int e = 0; e < W; e++) v[e] = act_apply(v[e] + bv, act, p0, p1);
+                for (int e = 0; e < W; e++) v[e] = act_apply(v[e], act, p0, p1);
                 VecIO<T>::st(yp + j, v);
             }
         } else {
