@@ -1,6 +1,7 @@
 package image
 
 import (
+	"fmt"
 	"math"
 	"strings"
 
@@ -416,7 +417,7 @@ func (k *resizeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{out}, nil
 }
 
-func (k *resizeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *resizeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs(k.op, in, 1); err != nil {
 		return nil, err
 	}
@@ -425,17 +426,25 @@ func (k *resizeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	if err != nil {
 		return nil, err
 	}
-	out, err := makeOut(x.DType, p.out)
+	for d, o := range p.out {
+		if o > 0 && p.in[d] == 0 {
+			return nil, badInput("%s: cannot resize empty dimension %d to %d", k.op, d, o)
+		}
+	}
+	// Every path below writes every output element, so the output may come
+	// from the execution context's arena (contents undefined) instead of
+	// the heap; strings stay on the heap.
+	var out *tensor.Tensor
+	if x.DType == tensor.String {
+		out, err = makeOut(x.DType, p.out)
+	} else if out, err = ops.NewOutput(env, x.DType, p.out); err != nil {
+		err = fmt.Errorf("%w: %v", ops.ErrBadInput, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if out.Len() == 0 {
 		return []*tensor.Tensor{out}, nil
-	}
-	for d, o := range p.out {
-		if o > 0 && p.in[d] == 0 {
-			return nil, badInput("%s: cannot resize empty dimension %d to %d", k.op, d, o)
-		}
 	}
 	if k.mode == modeNearest {
 		return []*tensor.Tensor{out}, k.runNearest(x, out, p)

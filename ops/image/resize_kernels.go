@@ -451,22 +451,16 @@ func blockUpsample[T any](src, dst []T, in, out []int, maps [][]int) bool {
 	}
 	inW, outW := in[r-1], out[r-1]
 	rows := len(src) / inW
-	s32, is32 := any(src).([]uint32)
+	if s32, ok := any(src).([]uint32); ok && f == 2 && g == 2 {
+		// both output rows in one sweep, vector stores (AVX-512)
+		upsample2x2(any(dst).([]uint32), s32, inW)
+		return true
+	}
 	grain := max(1, gatherGrain/(g*outW))
 	cpu.ParallelFor(rows, grain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			first := dst[i*g*outW : (i*g+1)*outW]
 			switch {
-			case is32 && f == 2 && g == 2:
-				// both output rows in one sweep, a 64-bit store per pair
-				d := any(dst).([]uint32)
-				d64 := unsafe.Slice((*uint64)(unsafe.Pointer(&d[2*i*outW])), 2*inW)
-				a, b := d64[:inW], d64[inW:2*inW]
-				for j, v := range s32[i*inW : (i+1)*inW] {
-					p := uint64(v) | uint64(v)<<32
-					a[j], b[j] = p, p
-				}
-				continue
 			case f == 1:
 				copy(first, src[i*inW:(i+1)*inW])
 			case f == 2:
