@@ -302,8 +302,12 @@ func (c *Context) ltQuantCalls(i int, q *int8Conv) ([]call, []launch) {
 func (e *Engine) ltQuantTactic(i int, q *int8Conv) string {
 	cc := e.prog.steps[i].conv
 	mm := q.lt.mm
-	s := fmt.Sprintf("%s + cublaslt nhwc 1x1 fp8 gemm %dx%dx%d %s of %d, per-tensor scales, %s epilogue", quantKernels["fp8"],
-		mm.M, mm.N, mm.K, mm.CandidateString(q.lt.rank), len(mm.Candidates), cc.fusedEpilogue())
+	how := fmt.Sprintf("heuristic #%d of %d", q.lt.rank, len(mm.Candidates))
+	if r := q.lt.rank; r < len(mm.Candidates) && mm.Candidates[r].ID >= 0 {
+		how = fmt.Sprintf("algo %d (heuristic #%d of %d)", mm.Candidates[r].ID, mm.Candidates[r].Index, len(mm.Candidates))
+	}
+	s := fmt.Sprintf("%s + cublaslt nhwc 1x1 fp8 gemm %dx%dx%d %s, per-tensor scales, %s epilogue", quantKernels["fp8"],
+		mm.M, mm.N, mm.K, how, cc.fusedEpilogue())
 	if q.lt.fast {
 		s += ", fast accumulation"
 	}
