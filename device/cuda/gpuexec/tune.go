@@ -52,7 +52,9 @@ type Tactic struct {
 	// cuda.GraphEngine.ID, meaningful for the same cuDNN and GPU only.
 	Graph string `json:"graph,omitempty"`
 	// Quant is "int8" or "fp8" (or "int8-scaled", "fp8-scaled") for a
-	// graph engine of the layer quantized (int8.go).
+	// graph engine of the layer quantized (int8.go), "fp8-lt" or
+	// "fp8-lt-fast" for an FP8 cuBLASLt product (Impl cublaslt, Algo its
+	// candidate; op_conv1x1_q.go).
 	Quant string `json:"quant,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
