@@ -292,8 +292,12 @@ func buildCmd(args []string) int {
 	}
 	h := res.Header
 	fmt.Printf("built %s in %.2f s: %s, %s, %d -> %d nodes\n", dst, time.Since(start).Seconds(), h.Device, h.Precision, h.Stats.NodesBefore, h.Stats.NodesAfter)
+	nw := 10
 	for _, s := range res.Timings {
-		fmt.Printf("  %-10s %8.1f ms\n", s.Name, float64(s.Time.Microseconds())/1e3)
+		nw = max(nw, len(s.Name))
+	}
+	for _, s := range res.Timings {
+		fmt.Printf("  %-*s %8.1f ms\n", nw, s.Name, float64(s.Time.Microseconds())/1e3)
 	}
 	for _, p := range h.Profiles {
 		fmt.Printf("  profile %s: %s\n", p.Name, p.String())

@@ -131,6 +131,9 @@ func TestBuildInt8Sensitivity(t *testing.T) {
 					t.Errorf("the build log lacks %q:\n%s", want, log)
 				}
 			}
+			if testing.Verbose() && tt.name == "analysis" {
+				t.Logf("kiln build %s:\n%s", strings.Join(tt.args, " "), log)
+			}
 			if tt.args == nil && strings.Contains(log, "sensitivity") {
 				t.Errorf("without --int8-min-cosine the build ran the analysis:\n%s", log)
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -125,7 +126,9 @@ type Result struct {
 	Header plan.Header
 	Graph  *ir.Graph
 	Blobs  []plan.Blob
-	// Timings are the builder's stages and how long each took.
+	// Timings are the builder's stages and how long each took, each
+	// followed by the steps within it that are timed on their own
+	// (named "STAGE: STEP", such as "precision: sensitivity").
 	Timings []Stage
 	file    *onnx.File
 }
@@ -173,6 +176,8 @@ type builder struct {
 	// layers partitioning left to the CPU and why (node name -> reason)
 	fallback map[string]string
 	started  time.Time
+	// stageName is the stage running (for steps timed within it)
+	stageName string
 }
 
 func (b *builder) logf(format string, args ...any) {
@@ -185,8 +190,12 @@ func (b *builder) logf(format string, args ...any) {
 
 func (b *builder) stage(name string, f func() error) error {
 	t := time.Now()
+	at := len(b.res.Timings)
+	b.stageName = name
 	err := f()
-	b.res.Timings = append(b.res.Timings, Stage{name, time.Since(t)})
+	b.stageName = ""
+	// the stage before the steps f timed within it
+	b.res.Timings = slices.Insert(b.res.Timings, at, Stage{name, time.Since(t)})
 	if err != nil {
 		return fmt.Errorf("build: %s: %w", name, err)
 	}

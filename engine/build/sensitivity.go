@@ -78,7 +78,7 @@ func (b *builder) int8Decisions(ctx context.Context, ref *engine.Engine, table *
 		return nil, fmt.Errorf("sensitivity analysis: %w", err)
 	}
 	took := time.Since(start)
-	b.res.Timings = append(b.res.Timings, Stage{"sensitivity", took})
+	b.res.Timings = append(b.res.Timings, Stage{b.stageName + ": sensitivity", took})
 	b.logf("INT8 sensitivity analysis: %d layers, each alone in int8 against fp32 on %d of %d calibration batches, in %.2f s; a layer below cosine %g stays in %s",
 		len(rep.Layers), len(batches), total, took.Seconds(), minCos, float)
 	reasons := map[string]string{}
