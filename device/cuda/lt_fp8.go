@@ -22,7 +22,9 @@ import (
 //     16 here;
 //   - with C in CUDA_R_16F, D is CUDA_R_16F or CUDA_R_8F_E4M3 and the bias
 //     CUDA_R_16F (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE): the combinations kiln
-//     uses; C is always half (the residual of a convolution);
+//     uses; C is always half (the residual of a convolution), which is also
+//     what an FP8 D asks (C of the bias type), in a layout of its own since
+//     D's type differs; C cannot be FP8, so a residual stays half;
 //   - per-tensor scales through device pointers (float32):
 //     CUBLASLT_MATMUL_DESC_A_SCALE_POINTER and B_SCALE_POINTER dequantize the
 //     operands, D_SCALE_POINTER multiplies the result before its conversion
