@@ -81,9 +81,11 @@ func addClamp(dst, a, z []float32, lo, hi float32, clamp bool) {
 }
 
 //go:noescape
-func maxPoolPlaneAVX512(y, x, buf *float32, tab *int, rows, w, ow, k, stride, padL int)
+func maxPoolPlaneAVX512(y, x, buf *float32, tab *int, rows, w, ow, k, stride, padL, bufLen int)
 
-// maxPoolPlane computes one plane of a 2-D MaxPool (see maxPoolPlaneGo).
+// maxPoolPlane computes one plane of a 2-D MaxPool: output rows of
+// len(y)/(len(tab)/2) elements from x as tab says (see maxPoolPlaneAVX512);
+// buf holds two row buffers, -Inf outside the rows.
 func maxPoolPlane(y, x, buf []float32, tab []int, w, k, stride, padL int) {
 	if !poolAsm {
 		maxPoolPlaneGo(y, x, buf, tab, w, k, stride, padL)
@@ -95,5 +97,5 @@ func maxPoolPlane(y, x, buf []float32, tab []int, w, k, stride, padL int) {
 	}
 	ow := len(y) / rows
 	maxPoolPlaneCheck(y, x, buf, tab, w, ow, k, stride, padL)
-	maxPoolPlaneAVX512(&y[0], &x[0], &buf[0], &tab[0], rows, w, ow, k, stride, padL)
+	maxPoolPlaneAVX512(&y[0], &x[0], &buf[0], &tab[0], rows, w, ow, k, stride, padL, len(buf)/2)
 }

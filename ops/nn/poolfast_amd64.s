@@ -220,64 +220,51 @@ adone:
 	VZEROUPPER
 	RET
 
-// func maxPoolPlaneAVX512(y, x, buf *float32, tab *int, rows, w, ow, k, stride, padL int)
+// func maxPoolPlaneAVX512(y, x, buf *float32, tab *int, rows, w, ow, k, stride, padL, bufLen int)
 // One plane of a 2-D MaxPool, every output row in one call: for output row
 // i, tab[2i] is the element offset in x of the first input row of its
 // window and tab[2i+1] how many rows of the window lie inside the input (0:
-// the row is -Inf). The window's rows are reduced with VMAXPS into
-// buf[padL : padL+w] (masked loads and stores, nothing read past the row),
-// then each of the ow outputs is the max of k elements of buf from
-// j*stride (stride 1 or 2), as poolHAVX512. buf's other elements must hold
-// -Inf (the pads and ceil_mode's overhang) and it must be
-// poolHSrcLen(ow, k, stride) long.
-TEXT ·maxPoolPlaneAVX512(SB), NOSPLIT, $0-80
-	MOVQ y+0(FP), DI
+// the row is -Inf). The window's rows are reduced with VMAXPS into a row
+// buffer at padL (masked loads and stores, nothing read past the row), then
+// each of the ow outputs is the max of k elements of that buffer from
+// j*stride (stride 1 or 2), as poolHAVX512. buf holds two row buffers of
+// bufLen (at least poolHSrcLen(ow, k, stride)) used in turn: the vertical
+// pass of row i runs before the horizontal pass of row i-1, so the
+// horizontal loads, which straddle the vertical pass's stores, do not wait
+// for them. Elements of buf outside [padL, padL+w) of each half must hold
+// -Inf (the pads and ceil_mode's overhang).
+TEXT ·maxPoolPlaneAVX512(SB), NOSPLIT, $0-88
 	MOVQ tab+24(FP), R12
-	MOVQ rows+32(FP), R13
 	VMOVDQU32 poolEvenIdx<>(SB), Z31
 	MOVL $0xff800000, AX
 	VPBROADCASTD AX, Z30
+	MOVQ buf+16(FP), R14
+	MOVQ bufLen+80(FP), AX
+	LEAQ (R14)(AX*4), R9
+	XORQ R13, R13
 prow:
-	TESTQ R13, R13
-	JZ pdone
+	// vertical pass of row R13 into R14 (none past the last row or for a
+	// row outside the input)
+	MOVQ rows+32(FP), AX
+	CMPQ R13, AX
+	JGE phstart
 	MOVQ 0(R12), SI
 	MOVQ 8(R12), DX
-	ADDQ $16, R12
-	MOVQ DI, R9 // the output row
 	TESTQ DX, DX
-	JNZ pvert
-	MOVQ ow+48(FP), CX
-	MOVQ $0xffff, AX
-	KMOVW AX, K1
-pfill:
-	TESTQ CX, CX
-	JLE pnext
-	CMPQ CX, $16
-	JGE pfillst
-	MOVQ $1, AX
-	SHLQ CX, AX
-	DECQ AX
-	KMOVW AX, K1
-pfillst:
-	VMOVUPS Z30, K1, (DI)
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JMP pfill
-pvert:
-	// SI: input chunk; R8: buf chunk; R14: row bytes; CX: elements left
+	JZ phstart
+	// SI: input chunk; R8: buffer chunk; R10: row bytes; CX: elements left
 	MOVQ x+8(FP), AX
 	LEAQ (AX)(SI*4), SI
-	MOVQ buf+16(FP), R8
 	MOVQ padL+72(FP), AX
-	LEAQ (R8)(AX*4), R8
+	LEAQ (R14)(AX*4), R8
 	MOVQ w+40(FP), CX
-	MOVQ CX, R14
-	SHLQ $2, R14
+	MOVQ CX, R10
+	SHLQ $2, R10
 	MOVQ $0xffff, AX
 	KMOVW AX, K1
 pv:
 	TESTQ CX, CX
-	JLE ph
+	JLE phstart
 	CMPQ CX, $16
 	JGE pvfull
 	MOVQ $1, AX
@@ -291,7 +278,7 @@ pvfull:
 pvt:
 	DECQ BX
 	JZ pvst
-	ADDQ R14, R11
+	ADDQ R10, R11
 	VMOVUPS.Z (R11), K1, Z1
 	VMAXPS Z1, Z0, Z0
 	JMP pvt
@@ -301,17 +288,43 @@ pvst:
 	ADDQ $64, R8
 	SUBQ $16, CX
 	JMP pv
-ph:
-	// horizontal: SI: buf block; R8: k; R10: tap src; R11: taps left; BX: stride
+phstart:
+	// horizontal pass of row R13-1 from R9 into its output row DI
+	TESTQ R13, R13
+	JZ pswap
+	MOVQ R13, AX
+	DECQ AX
 	MOVQ ow+48(FP), CX
-	MOVQ buf+16(FP), SI
-	MOVQ k+56(FP), R8
-	MOVQ stride+64(FP), BX
+	IMULQ CX, AX
+	MOVQ y+0(FP), DI
+	LEAQ (DI)(AX*4), DI
 	MOVQ $0xffff, AX
 	KMOVW AX, K1
+	MOVQ -8(R12), AX
+	TESTQ AX, AX
+	JNZ ph
+pfill:
+	TESTQ CX, CX
+	JLE pswap
+	CMPQ CX, $16
+	JGE pfillst
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+pfillst:
+	VMOVUPS Z30, K1, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP pfill
+ph:
+	// SI: buffer block; R8: k; R10: tap src; R11: taps left; BX: stride
+	MOVQ R9, SI
+	MOVQ k+56(FP), R8
+	MOVQ stride+64(FP), BX
 hb:
 	TESTQ CX, CX
-	JLE pnext
+	JLE pswap
 	CMPQ CX, $16
 	JGE hf
 	MOVQ $1, AX
@@ -349,11 +362,12 @@ hst:
 	ADDQ AX, SI
 	SUBQ $16, CX
 	JMP hb
-pnext:
-	MOVQ ow+48(FP), AX
-	LEAQ (R9)(AX*4), DI
-	DECQ R13
-	JMP prow
-pdone:
+pswap:
+	XCHGQ R9, R14
+	ADDQ $16, R12
+	INCQ R13
+	MOVQ rows+32(FP), AX
+	CMPQ R13, AX
+	JLE prow
 	VZEROUPPER
 	RET

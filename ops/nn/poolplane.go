@@ -67,7 +67,7 @@ func maxPoolPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
 	}
 	chunk := max(1, (1<<15)/max(1, H*W), planes/(4*cpu.Threads()))
 	dynamicFor(planes, chunk, func(lo, hi int) {
-		bufp := poolRowPool.get(p.bufLen)
+		bufp := poolRowPool.get(2 * p.bufLen) // two row buffers, used in turn
 		defer poolRowPool.put(bufp)
 		buf := *bufp
 		ninf := float32(math.Inf(-1))
@@ -85,7 +85,7 @@ func maxPoolPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
 // its slices (the assembly does not check).
 func maxPoolPlaneCheck(y, x, buf []float32, tab []int, w, ow, k, stride, padL int) {
 	rows := len(tab) / 2
-	if len(y) != rows*ow || len(buf) < max(padL+w, poolHSrcLen(ow, k, stride)) || k < 1 || (stride != 1 && stride != 2) {
+	if len(y) != rows*ow || len(buf)/2 < max(padL+w, poolHSrcLen(ow, k, stride)) || k < 1 || (stride != 1 && stride != 2) {
 		panic(fmt.Sprintf("nn: maxPoolPlane: %d outputs, %d rows of %d, buffer %d, k %d stride %d", len(y), rows, ow, len(buf), k, stride))
 	}
 	for i := 0; i < rows; i++ {
@@ -96,7 +96,8 @@ func maxPoolPlaneCheck(y, x, buf []float32, tab []int, w, ow, k, stride, padL in
 	}
 }
 
-// maxPoolPlaneGo is maxPoolPlaneAVX512 in Go.
+// maxPoolPlaneGo is maxPoolPlaneAVX512 in Go (one row buffer: the first
+// half of buf).
 func maxPoolPlaneGo(y, x, buf []float32, tab []int, w, k, stride, padL int) {
 	rows := len(tab) / 2
 	if rows == 0 {

@@ -78,7 +78,7 @@ func TestMaxPoolPlanes(t *testing.T) {
 							continue
 						}
 						p := k.planes.maxPlaneFor(g)
-						buf := make([]float32, p.bufLen)
+						buf := make([]float32, 2*p.bufLen)
 						for i := range buf {
 							buf[i] = float32(math.Inf(-1))
 						}
@@ -113,6 +113,6 @@ func TestMaxPoolPlaneChecks(t *testing.T) {
 			t.Fatal("no panic for a row past the input")
 		}
 	}()
-	buf := make([]float32, poolHSrcLen(4, 3, 1))
+	buf := make([]float32, 2*poolHSrcLen(4, 3, 1))
 	maxPoolPlane(make([]float32, 4), make([]float32, 16), buf, []int{12, 2}, 4, 3, 1, 1)
 }
