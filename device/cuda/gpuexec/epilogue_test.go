@@ -1,6 +1,7 @@
 package gpuexec
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -336,6 +337,51 @@ func TestElementwiseVecChoice(t *testing.T) {
 				}
 			} else if l.args[2].i != total {
 				t.Errorf("n %d, want %d", l.args[2].i, total)
+			}
+		})
+	}
+}
+
+// epilogueTactics counts the layers of e that run a library's plain
+// convolution followed by the vector or the plane epilogue kernel.
+func epilogueTactics(e *Engine) (vec, plane int) {
+	for _, l := range e.Layers() {
+		switch {
+		case strings.HasSuffix(l.Tactic, "+ chan_epilogue_vec_f16"), strings.HasSuffix(l.Tactic, "+ chan_epilogue_vec_f32"):
+			vec++
+		case strings.HasSuffix(l.Tactic, "+ chan_epilogue_plane_f16"), strings.HasSuffix(l.Tactic, "+ chan_epilogue_plane_f32"):
+			plane++
+		}
+	}
+	return vec, plane
+}
+
+// TestEpilogueModelsFake builds the reference models whose activations
+// cuDNN's fused call lacks (yolo_tiny: LeakyRelu; mobilenet_v2: Clip) in
+// half with the builder's defaults against the fake libraries, and checks
+// that their convolutions run as cuDNN's plain call followed by the new
+// epilogue kernels (NHWC ones by the vector kernel, NCHW ones by the
+// plane kernel), and that the engine runs.
+func TestEpilogueModelsFake(t *testing.T) {
+	dir := fakeLibs(t)
+	for _, tc := range []struct {
+		model      string
+		vec, plane bool // at least one layer of each
+	}{
+		{"yolo_tiny", true, true},
+		{"mobilenet_v2", true, true},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			path := modelPath(t, tc.model)
+			in := randomImages(t, tc.model, 2, 1)
+			e, c := fakeEngine(t, dir, optimizedGraph(t, path, in), Options{LibDir: dir, FP16: true})
+			vec, plane := epilogueTactics(e)
+			t.Logf("%d layers with the vector epilogue, %d with the plane one", vec, plane)
+			if (vec > 0) != tc.vec || (plane > 0) != tc.plane {
+				t.Errorf("%d vector and %d plane epilogues; layers: %s", vec, plane, summarize(e.Layers()))
+			}
+			if _, err := c.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
