@@ -224,7 +224,8 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		if tlsConf != nil {
 			gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsConf.Clone())))
 		}
-		gopts = append(gopts, grpc.MaxRecvMsgSize(int(min(*maxBytes, 1<<31-1))), grpcapi.ServedStats(s), grpcapi.StreamWorkers())
+		gopts = append(gopts, grpc.MaxRecvMsgSize(int(min(*maxBytes, 1<<31-1))), grpcapi.ServedStats(s))
+		gopts = append(gopts, grpcapi.PathOptions()...)
 		gsrv = grpc.NewServer(gopts...)
 		grpcapi.Register(gsrv, s, *control == "explicit").Ready = ready
 		hs = health.NewServer()

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -52,14 +54,13 @@ type pathOptions struct {
 	// engine runs the model (else a stub answers at once)
 	engine bool
 	// server returns the grpc.ServerOptions (nil: kiln serve's own, the
-	// decode-error options, the served-time stats handler and the stream
-	// workers)
+	// decode-error options, the served-time stats handler and PathOptions)
 	server func(*serve.Server) []grpc.ServerOption
 }
 
 // pathServer serves tinycnn as kiln serve does (the metrics observer, and
 // unless o.server says otherwise the decode-error options, the served-time
-// stats handler and the stream workers), its runs stubbed unless o.engine.
+// stats handler and PathOptions), its runs stubbed unless o.engine.
 func pathServer(tb testing.TB, o pathOptions) (inference.GRPCInferenceServiceClient, *serve.Server) {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -84,7 +85,7 @@ func pathServer(tb testing.TB, o pathOptions) (inference.GRPCInferenceServiceCli
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Shutdown(context.Background()) })
-	gopts := append(DecodeErrorOptions(), ServedStats(s), StreamWorkers())
+	gopts := append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)
 	if o.server != nil {
 		gopts = o.server(s)
 	}
@@ -135,7 +136,7 @@ func tinyRequest(tb testing.TB) *inference.ModelInferRequest {
 // batching; with dynamic batching without delay, as a repository's tinycnn
 // in bench/reqpath.sh; without the stats handler or the decode-error
 // options, to see what each costs) and with tinycnn's engine (as kiln
-// serve, and without grpc-go's stream workers).
+// serve; without PathOptions; with only their stream workers).
 func BenchmarkRequestPath(b *testing.B) {
 	req := tinyRequest(b)
 	servers := []struct {
@@ -146,14 +147,17 @@ func BenchmarkRequestPath(b *testing.B) {
 		{"kiln", pathOptions{}},
 		{"kiln-batching", pathOptions{config: "max_batch_size: 8\ndynamic_batching { }\n"}},
 		{"kiln-no-stats", pathOptions{server: func(*serve.Server) []grpc.ServerOption {
-			return append(DecodeErrorOptions(), StreamWorkers())
+			return append(DecodeErrorOptions(), PathOptions()...)
 		}}},
 		{"kiln-no-decode-options", pathOptions{server: func(s *serve.Server) []grpc.ServerOption {
-			return []grpc.ServerOption{ServedStats(s), StreamWorkers()}
+			return append(PathOptions(), ServedStats(s))
 		}}},
 		{"kiln-engine", pathOptions{engine: true}},
-		{"kiln-engine-no-stream-workers", pathOptions{engine: true, server: func(s *serve.Server) []grpc.ServerOption {
+		{"kiln-engine-no-path-options", pathOptions{engine: true, server: func(s *serve.Server) []grpc.ServerOption {
 			return append(DecodeErrorOptions(), ServedStats(s))
+		}}},
+		{"kiln-engine-stream-workers-only", pathOptions{engine: true, server: func(s *serve.Server) []grpc.ServerOption {
+			return append(DecodeErrorOptions(), ServedStats(s), PathOptions()[0])
 		}}},
 	}
 	for _, sv := range servers {
@@ -173,6 +177,7 @@ func BenchmarkRequestPath(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
+			io0 := ioCalls()
 			c0 := cpuTime()
 			for b.Loop() {
 				if _, err := c.ModelInfer(ctx, req); err != nil {
@@ -182,6 +187,31 @@ func BenchmarkRequestPath(b *testing.B) {
 			// the process's CPU time, client and server, steadier than
 			// the wall time on a shared machine
 			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+			// read and write system calls, client and server (Linux)
+			if io0 >= 0 {
+				b.ReportMetric(float64(ioCalls()-io0)/float64(b.N), "rw-syscalls/op")
+			}
 		})
 	}
+}
+
+// ioCalls returns the process's read and write system calls so far
+// (syscr + syscw of /proc/self/io), or -1 where there is no such file.
+func ioCalls() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			x, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			n += x
+		}
+	}
+	return n
 }
