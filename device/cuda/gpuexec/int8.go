@@ -297,6 +297,8 @@ func (e *Engine) planInt8(o cuda.Options) {
 				}
 			}
 			e.int8.spare[i] = append(e.int8.spare[i], e.ltQuantSpares(o, i)...) // op_conv1x1_q.go
+		case os.Getenv(EnvFP8All) == "1":
+			e.useFP8All(o, d, h, i) // op_conv1x1_q.go
 		case s.conv.kh*s.conv.kw == 1 && os.Getenv(EnvInt8All) != "1":
 			// untuned, a 1x1 convolution stays FP16: on an H100 cuDNN's
 			// INT8 graphs with the quantizing pass lost every 1x1 layer of

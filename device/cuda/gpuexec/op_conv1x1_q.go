@@ -367,3 +367,37 @@ func (e *Engine) chainLt(i, j int) {
 	a.out8, b.in8 = true, true
 	e.ws = max(e.ws, a.workspace(false), b.workspace(false))
 }
+
+// EnvFP8All names the environment variable that, set to 1, makes an
+// untuned INT8 engine run every quantized convolution in FP8 (for
+// measurements): the 1x1 ones an FP8 product can run as the product's
+// first candidate, the others as cuDNN's FP8 graph (its first engine); with
+// KILN_CUDA_INT8_CHAIN=1 (int8chain.go) the values between them stay FP8
+// where one layer reads them.
+const EnvFP8All = "KILN_CUDA_FP8_ALL"
+
+// useFP8All makes step i run in FP8 (EnvFP8All), or leaves it as planned
+// where neither FP8 form builds. The context is current.
+func (e *Engine) useFP8All(o cuda.Options, d *cuda.CUDNN, h cuda.CUDNNHandle, i int) {
+	if e.ltQuantOK(i) == nil {
+		if b, err := e.ltQuantLib(o); err == nil {
+			if lh, err := b.Create(); err == nil {
+				q, err := e.newLtQuant(b, lh, i, false)
+				b.Destroy(lh)
+				if err == nil {
+					e.useInt8(i, q)
+					return
+				}
+			}
+		}
+	}
+	q, err := e.newQuantConv(d, h, i, "fp8")
+	if err != nil {
+		return
+	}
+	if q.g.Keep(q.g.Candidates[0].ID) != nil {
+		e.freeInt8(q)
+		return
+	}
+	e.useInt8(i, q)
+}
