@@ -260,8 +260,10 @@ func TestLtFP8OnGPU(t *testing.T) {
 				{XScale: dSX, WScale: dSW, Bias: dBias, ReLU: relu, Residual: tt.resid, FastAccum: true},
 				{XScale: dSX, WScale: dSW, Bias: dBias, ReLU: relu, Residual: tt.resid, OutFP8: true, YScale: dSY}} {
 				mm, err := lt.NewMatmulFP8(h, M, N, K, o, wsLimit)
-				if err != nil {
-					t.Fatalf("%+v: %v", o, err)
+				if err != nil { // the other forms are still measured
+					t.Errorf("fast accumulation %v, FP8 out %v: %v", o.FastAccum, o.OutFP8, err)
+					t8[v] = math.NaN()
+					continue
 				}
 				label, tol := "fp8", 2.0
 				switch {
