@@ -172,6 +172,9 @@ type builder struct {
 	// reasons gives, in INT8 builds, why each layer the INT8 rule
 	// considered computes in its precision (node name -> reason)
 	reasons map[string]string
+	// ruleInt8 names the layers an INT8 build quantizes (on a device that
+	// runs graphs itself, those given an input scale)
+	ruleInt8 map[string]bool
 	// fallback gives, in builds for a device that runs graphs itself, the
 	// layers partitioning left to the CPU and why (node name -> reason)
 	fallback map[string]string
@@ -575,6 +578,11 @@ func (b *builder) layers() {
 		// what the device reported of its layers: tactics, times, memory
 		if err := h.ApplyLayerReports(b.res.Blobs); err != nil {
 			b.logf("layer report: %v", err)
+		}
+		for i, l := range h.Layers {
+			if b.ruleInt8[l.Name] && l.Precision != INT8 && l.Precision != "" {
+				h.Layers[i].Reason += "; the device chose " + l.Precision + " for it"
+			}
 		}
 	}
 }

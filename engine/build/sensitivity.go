@@ -121,9 +121,10 @@ func (b *builder) int8Decisions(ctx context.Context, ref *engine.Engine, table *
 // otherwise.
 func (b *builder) recordInt8(rep *quant.INT8Report, sensitive map[string]string, device string, products map[string]bool) {
 	if b.reasons == nil {
-		b.reasons = map[string]string{}
+		b.reasons, b.ruleInt8 = map[string]string{}, map[string]bool{}
 	}
 	for i, d := range rep.Layers {
+		b.ruleInt8[d.Name] = d.Precision == quant.PrecisionINT8
 		_, user := b.o.LayerPrecision[d.Name]
 		switch why, ok := sensitive[d.Name]; {
 		case ok:
