@@ -13,6 +13,17 @@ DATA poolEvenIdx<>+48(SB)/8, $0x0000001a00000018
 DATA poolEvenIdx<>+56(SB)/8, $0x0000001e0000001c
 GLOBL poolEvenIdx<>(SB), RODATA|NOPTR, $64
 
+// Index vector of VPERMT2PS that picks the odd elements of two vectors.
+DATA poolOddIdx<>+0(SB)/8, $0x0000000300000001
+DATA poolOddIdx<>+8(SB)/8, $0x0000000700000005
+DATA poolOddIdx<>+16(SB)/8, $0x0000000b00000009
+DATA poolOddIdx<>+24(SB)/8, $0x0000000f0000000d
+DATA poolOddIdx<>+32(SB)/8, $0x0000001300000011
+DATA poolOddIdx<>+40(SB)/8, $0x0000001700000015
+DATA poolOddIdx<>+48(SB)/8, $0x0000001b00000019
+DATA poolOddIdx<>+56(SB)/8, $0x0000001f0000001d
+GLOBL poolOddIdx<>(SB), RODATA|NOPTR, $64
+
 // func poolVAVX512(dst, src *float32, n int, avg bool)
 // dst[i] = max(dst[i], src[i]) (or dst[i] + src[i] when avg) for i < n.
 TEXT ·poolVAVX512(SB), NOSPLIT, $0-25
@@ -236,6 +247,7 @@ adone:
 TEXT ·maxPoolPlaneAVX512(SB), NOSPLIT, $0-88
 	MOVQ tab+24(FP), R12
 	VMOVDQU32 poolEvenIdx<>(SB), Z31
+	VMOVDQU32 poolOddIdx<>(SB), Z29
 	MOVL $0xff800000, AX
 	VPBROADCASTD AX, Z30
 	MOVQ buf+16(FP), R14
@@ -335,7 +347,23 @@ hf:
 	MOVQ SI, R10
 	MOVQ R8, R11
 	CMPQ BX, $2
-	JEQ h2
+	JNE h1
+	CMPQ R8, $3
+	JNE h2
+	// 3 taps, stride 2 (the CNN stems): the evens and odds of 32
+	// elements, and the evens one further on (the evens shifted by one
+	// lane, the last lane element 32)
+	VMOVUPS (R10), Z0
+	VMOVUPS 64(R10), Z1
+	VMOVUPS Z0, Z2
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z2
+	VMOVUPS 128(R10), Z3
+	VALIGND $1, Z0, Z3, Z3
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z0, Z0
+	JMP hst
+h1:
 	VMOVUPS (R10), Z0
 h1n:
 	ADDQ $4, R10
