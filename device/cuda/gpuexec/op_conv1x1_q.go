@@ -23,13 +23,14 @@ import (
 // times 127/448, as for the FP8 graphs. The weights are quantized once, when
 // the engine is made, per tensor: sw = max|w|/448 over the whole layer.
 // cuBLASLt's FP8 product takes one scale per operand (A_SCALE_POINTER,
-// B_SCALE_POINTER); a per-channel scale would have to be an alpha vector,
-// which cuBLASLt does not offer for FP8, or be folded into the output (a
-// per-column scale after the product, before the bias: not an epilogue it
-// has). Per tensor costs little in E4M3: a float format keeps 3 mantissa
-// bits at any magnitude, so a channel of weights 100x smaller than the
-// largest loses no relative precision (the normal range covers 2^-6 to 448,
-// 2^15); INT8's per-channel scales matter because an integer code's
+// B_SCALE_POINTER, a float32 each); a per-output-channel scale would have
+// to be a per-row alpha vector (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_*,
+// not tried with FP8 here) or a per-column scale between the product and
+// the bias, which no epilogue offers. Per tensor costs little in E4M3: a
+// float format keeps 3 mantissa bits at any magnitude, so a channel of
+// weights 100x smaller than the largest loses no relative precision (the
+// normal range spans 2^-6 to 448, about 2^15; below it subnormal steps of
+// 2^-9); INT8's per-channel scales matter because an integer code's
 // precision is relative to the largest value.
 //
 // Tactics. Tuning times each heuristic candidate of two products, with and
