@@ -327,8 +327,9 @@ func TestKernelsOption(t *testing.T) {
 // TestCompilePlanFake compiles a plan graph through the cuda device's
 // Compiler (found with KILN_CUDA_LIB_PATH, the fake libraries) in each
 // precision: fp32 and fp16 give programs that take and return float32
-// tensors, with the kernel image and the layer report as blobs; int8 is
-// refused.
+// tensors, with the kernel image and the layer report as blobs; int8
+// without the calibration's input scales (ExecOptions.Int8Scales) is
+// refused with an error that says so.
 func TestCompilePlanFake(t *testing.T) {
 	dir := fakeLibs(t)
 	t.Setenv(cuda.EnvLibPath, dir)
@@ -343,8 +344,8 @@ func TestCompilePlanFake(t *testing.T) {
 		t.Run("precision "+tt.precision, func(t *testing.T) {
 			prog, err := compilePlan(g, device.ExecOptions{Precision: tt.precision})
 			if !tt.ok {
-				if !errors.Is(err, ErrUnsupported) {
-					t.Fatalf("error %v, want ErrUnsupported", err)
+				if err == nil || !strings.Contains(err.Error(), "Int8Scales") {
+					t.Fatalf("error %v, want one naming the missing Int8Scales", err)
 				}
 				return
 			}
