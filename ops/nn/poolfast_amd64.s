@@ -285,6 +285,15 @@ pv:
 	KMOVW AX, K1
 pvfull:
 	VMOVUPS.Z (SI), K1, Z0
+	CMPQ DX, $3
+	JNE pvloop
+	// three rows (3x3 windows inside the input): no loop
+	VMOVUPS.Z (SI)(R10*1), K1, Z1
+	VMOVUPS.Z (SI)(R10*2), K1, Z2
+	VMAXPS Z1, Z0, Z0
+	VMAXPS Z2, Z0, Z0
+	JMP pvst
+pvloop:
 	MOVQ SI, R11
 	MOVQ DX, BX
 pvt:
