@@ -113,9 +113,10 @@ func TestLtFP8OnGPU(t *testing.T) {
 					amax = max(amax, math.Abs(float64(f)))
 				}
 				s := float32(amax / 448)
+				inv := 1 / s // times the reciprocal, as quantize_nhwc_f8 does
 				q, deq := make([]byte, len(v)), make([]float64, len(v))
 				for i, f := range v {
-					q[i] = EncodeFP8(f / s)
+					q[i] = EncodeFP8(f * inv)
 					deq[i] = float64(DecodeFP8(q[i])) * float64(s)
 				}
 				return q, s, deq
