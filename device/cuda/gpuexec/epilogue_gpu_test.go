@@ -241,9 +241,11 @@ func randomsIn(r *rand.Rand, n int, lo, hi float64) []float32 {
 // (the vector kernel with M/8 = 2, 3 and 257 channel vectors, the plane
 // kernel on planes of 64 and 49 elements and on a misaligned y, the scalar
 // kernel for odd M) with and without bias and residual, for every
-// activation, in float32 and half, and the vector unary and binary_flat
-// kernels, and compares every element with the host's float64 reference
-// of the same (half-rounded) inputs. Without a GPU it skips.
+// activation, in float32 and half, each as launched and with a small grid
+// (many grid-stride steps), then the scalar row_epilogue and binary_flat
+// and the vector unary and binary_flat kernels, and compares every element
+// with the host's float64 reference of the same (half-rounded) inputs.
+// Without a GPU it skips.
 func TestEpilogueKernelsOnGPU(t *testing.T) {
 	g := openEpiGPU(t)
 	r := rand.New(rand.NewPCG(7, 8))
@@ -290,6 +292,11 @@ func TestEpilogueKernelsOnGPU(t *testing.T) {
 				if want := c.fk(sh.want); l.kernel != want {
 					t.Fatalf("n %d m %d hw %d: chanEpilogue picks %s, want %s", sh.n, sh.m, sh.hw, l.kernel, want)
 				}
+				if ai%2 == 1 {
+					// a grid of 80 threads: many grid-stride steps,
+					// the channel vector moving by 80 modulo M/width
+					l.grid.X, l.block.X = 2, 40
+				}
 				g.run(t, l, 1)
 				g.sync(t)
 				got := decodeEpi(g.get(t, yr, total*int(es)), half)
@@ -333,6 +340,50 @@ func TestEpilogueKernelsOnGPU(t *testing.T) {
 				}
 			}
 		}
+		// the scalar row_epilogue and binary_flat, their column tracked
+		// across grid-stride steps (a grid of 3 x 64 threads)
+		small := func(l launch) launch {
+			l.grid.X, l.block.X = 3, 64
+			return l
+		}
+		for _, act := range everyActivation {
+			const rows, cols = 37, 13
+			g.free()
+			y0, bias := randomsIn(r, rows*cols, -4, 4), randomsIn(r, cols, -1, 1)
+			yr, br := ref{buf: bufArena, id: 1}, ref{buf: bufWeights}
+			g.put(t, yr, encodeEpi(y0, half))
+			g.put(t, br, encodeEpi(bias, half))
+			g.run(t, small(elemLaunch(c.fk("row_epilogue"), rows*cols, pArg(yr), pArg(br), lArg(rows*cols), iArg(cols), iArg(act.code), fArg(act.p0), fArg(act.p1))), 1)
+			g.sync(t)
+			got := decodeEpi(g.get(t, yr, rows*cols*int(es)), half)
+			for i := range got {
+				if want := actHost(float64(y0[i])+float64(bias[i%cols]), act); !epiClose(got[i], want, half) {
+					t.Errorf("row_epilogue act %d: y[%d] = %g, want %g", act.code, i, got[i], want)
+					break
+				}
+			}
+		}
+		for _, bn := range []int64{1, 12, 13, n} {
+			for op := range 6 {
+				g.free()
+				a, b := randomsIn(r, n, -4, 4), randomsIn(r, int(bn), 0.5, 2.5)
+				ar, br, yr := ref{buf: bufArena, id: 1}, ref{buf: bufArena, id: 2}, ref{buf: bufArena, id: 3}
+				g.put(t, ar, encodeEpi(a, half))
+				g.put(t, br, encodeEpi(b, half))
+				g.put(t, yr, make([]byte, n*es))
+				g.run(t, small(elemLaunch(c.fk("binary_flat"), n, pArg(yr), pArg(ar), pArg(br), lArg(n), lArg(bn), iArg(op))), 1)
+				g.sync(t)
+				got := decodeEpi(g.get(t, yr, n*int(es)), half)
+				for i := range got {
+					va, vb := float64(a[i]), float64(b[int64(i)%bn])
+					want := [...]float64{va + vb, va - vb, va * vb, va / vb, max(va, vb), min(va, vb)}[op]
+					if !epiClose(got[i], want, half) {
+						t.Errorf("binary_flat op %d bn %d: y[%d] = %g, want %g", op, bn, i, got[i], want)
+						break
+					}
+				}
+			}
+		}
 		for _, bn := range []int64{1, 16, n} {
 			for op := range 6 {
 				g.free()
@@ -345,7 +396,11 @@ func TestEpilogueKernelsOnGPU(t *testing.T) {
 				if bn > 1 {
 					period = int(bn / w)
 				}
-				g.run(t, vecLaunch(c.fk("binary_flat_vec"), n/w, period, pArg(yr), pArg(ar), pArg(br), lArg(n), lArg(bn), iArg(op)), 1)
+				l := vecLaunch(c.fk("binary_flat_vec"), n/w, period, pArg(yr), pArg(ar), pArg(br), lArg(n), lArg(bn), iArg(op))
+				if op%2 == 1 {
+					l.grid.X, l.block.X = 1, 3 // 3 threads: b's vector moves by 3 modulo bn/width
+				}
+				g.run(t, l, 1)
 				g.sync(t)
 				got := decodeEpi(g.get(t, yr, n*int(es)), half)
 				for i := range got {

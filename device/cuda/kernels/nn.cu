@@ -98,13 +98,22 @@ __device__ void chan_epilogue_t(T *y, const T *bias, const T *z, long long total
     (T * y, const T *bias, const T *z, long long total, long long hw, int M, int act, float p0, float p1)
 KILN_BOTH(chan_epilogue, CHAN_EPILOGUE_P, (y, bias, z, total, hw, M, act, p0, p1))
 
-// In-place epilogue of a row-major matrix: y = act(y + bias[col]).
+// In-place epilogue of a row-major matrix: y = act(y + bias[col]). The
+// column advances by the grid's stride modulo cols each step (one modulo
+// per thread, none per element).
 template <typename T>
 __device__ void row_epilogue_t(T *y, const T *bias, long long total, int cols, int act, float p0, float p1) {
-    GRID_STRIDE(i, total) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long G = (long long)blockDim.x * gridDim.x;
+    if (i >= total) return;
+    int col = (int)(i % cols);
+    const int step = (int)(G % cols);
+    for (; i < total; i += G) {
         float v = ldf(y, i);
-        if (bias) v += ldf(bias, i % cols);
+        if (bias) v += ldf(bias, col);
         stf(y, i, act_apply(v, act, p0, p1));
+        col += step;
+        if (col >= cols) col -= cols;
     }
 }
 #define ROW_EPILOGUE_P(T) (T * y, const T *bias, long long total, int cols, int act, float p0, float p1)
@@ -452,8 +461,14 @@ KILN_BOTH(binary, BINARY_P, (y, a, b, meta, n, op))
 // trailing-dims vector such as a bias; a scalar: bn = 1).
 template <typename T>
 __device__ void binary_flat_t(T *y, const T *a, const T *b, long long n, long long bn, int op) {
-    GRID_STRIDE(i, n) {
-        float va = ldf(a, i), vb = ldf(b, bn == n ? i : i % bn), o;
+    // b's index advances by the grid's stride modulo bn: no division per element
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long G = (long long)blockDim.x * gridDim.x;
+    if (i >= n) return;
+    long long j = i % bn;
+    const long long step = G % bn;
+    for (; i < n; i += G, j = j + step >= bn ? j + step - bn : j + step) {
+        float va = ldf(a, i), vb = ldf(b, j), o;
         switch (op) {
         case 0: o = va + vb; break;
         case 1: o = va - vb; break;
