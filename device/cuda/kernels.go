@@ -36,6 +36,7 @@ var KernelNames = []string{
 	// nn_epilogue.cu: 16-byte vectors (8 halves, 4 floats) a thread
 	"chan_epilogue_vec_f32", "chan_epilogue_vec_f16", "chan_epilogue_plane_f32", "chan_epilogue_plane_f16",
 	"unary_vec_f32", "unary_vec_f16", "binary_flat_vec_f32", "binary_flat_vec_f16",
+	"binary_plane_f32", "binary_plane_f16",
 }
 
 // Activation codes of the bias_act kernels.

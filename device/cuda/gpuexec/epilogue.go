@@ -54,14 +54,8 @@ func (c *compiler) chanEpilogue(yr ref, br, zr *ref, act activation, n, m int, h
 			pArg(yr), optArg(br), optArg(zr), lArg(total), iArg(m), iArg(act.code), fArg(act.p0), fArg(act.p1))
 	case hw > 1:
 		planes := int64(n) * int64(m)
-		per := hw
-		if hw%int64(w) == 0 {
-			per = hw / int64(w)
-		}
-		threads := uint32(min(256, max(32, (per+31)/32*32)))
-		g := uint32(max(1, min(planes, 1<<30)))
-		return launch{kernel: c.fk("chan_epilogue_plane"), grid: cuda.Dim3{X: g, Y: 1, Z: 1}, block: cuda.Dim3{X: threads, Y: 1, Z: 1},
-			args: []arg{pArg(yr), optArg(br), optArg(zr), lArg(planes), lArg(hw), iArg(m), iArg(act.code), fArg(act.p0), fArg(act.p1)}}
+		return planeLaunch(c.fk("chan_epilogue_plane"), planes, hw, w,
+			pArg(yr), optArg(br), optArg(zr), lArg(planes), lArg(hw), iArg(m), iArg(act.code), fArg(act.p0), fArg(act.p1))
 	}
 	return elemLaunch(c.fk("chan_epilogue"), total, pArg(yr), optArg(br), optArg(zr), lArg(total),
 		lArg(hw), iArg(m), iArg(act.code), fArg(act.p0), fArg(act.p1))
@@ -84,4 +78,53 @@ func vecLaunch(kernel string, nv int64, period int, args ...arg) launch {
 	}
 	g := max(1, min((nv+block-1)/block, max(1, epiResidentThreads/block)))
 	return launch{kernel: kernel, grid: cuda.Dim3{X: uint32(g), Y: 1, Z: 1}, block: cuda.Dim3{X: uint32(block), Y: 1, Z: 1}, args: args}
+}
+
+// planeLaunch is a launch of a kernel that gives each of planes planes of
+// hw elements one block (grid-stride beyond 2^30 planes): threads about
+// the plane's vectors of w (its elements where hw is not a multiple of w),
+// a whole number of warps from 32 to 256.
+func planeLaunch(kernel string, planes, hw int64, w int, args ...arg) launch {
+	per := hw
+	if hw%int64(w) == 0 {
+		per = hw / int64(w)
+	}
+	threads := uint32(min(256, max(32, (per+31)/32*32)))
+	g := uint32(max(1, min(planes, 1<<30)))
+	return launch{kernel: kernel, grid: cuda.Dim3{X: g, Y: 1, Z: 1}, block: cuda.Dim3{X: threads, Y: 1, Z: 1}, args: args}
+}
+
+// planeRepeat reports whether a has y's shape and b, its dims aligned
+// with y's trailing ones, is constant over y's trailing dims from some
+// axis k on (b's dims there are 1; hw, their product, above 1) and before
+// k equals y's dims on a run [j, k) and is 1 before j: y's element i then
+// reads b[(i / hw) % bm], bm the run's product, in planes = prod(y[:k])
+// planes. An NCHW tensor times [N, C, 1, 1] or plus [C, 1, 1] is one.
+func planeRepeat(a, b, y []int) (planes, hw, bm int64, ok bool) {
+	if !sameDims(a, y) || len(b) > len(y) {
+		return 0, 0, 0, false
+	}
+	pb := make([]int, len(y))
+	for i := range pb {
+		pb[i] = 1
+	}
+	copy(pb[len(y)-len(b):], b)
+	k := len(y)
+	for k > 0 && pb[k-1] == 1 {
+		k--
+	}
+	j := k
+	for j > 0 && pb[j-1] == y[j-1] {
+		j--
+	}
+	for _, d := range pb[:j] {
+		if d != 1 {
+			return 0, 0, 0, false
+		}
+	}
+	hw, bm, planes = prod(y[k:]), prod(y[j:k]), prod(y[:k])
+	if k == 0 || hw <= 1 {
+		return 0, 0, 0, false // a scalar or a trailing-dims b: flatRepeat's
+	}
+	return planes, hw, max(bm, 1), true
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -384,6 +385,33 @@ func TestEpilogueKernelsOnGPU(t *testing.T) {
 				}
 			}
 		}
+		// binary_plane: 6 planes of 64 (vectors) and 49 elements, b[p % 3]
+		for _, hw := range []int64{64, 49} {
+			const planes, bm = 6, 3
+			for op := range 6 {
+				g.free()
+				a, b := randomsIn(r, int(planes*hw), -4, 4), randomsIn(r, bm, 0.5, 2.5)
+				ar, br, yr := ref{buf: bufArena, id: 1}, ref{buf: bufArena, id: 2}, ref{buf: bufArena, id: 3}
+				g.put(t, ar, encodeEpi(a, half))
+				g.put(t, br, encodeEpi(b, half))
+				g.put(t, yr, make([]byte, planes*hw*es))
+				l := planeLaunch(c.fk("binary_plane"), planes, hw, int(w), pArg(yr), pArg(ar), pArg(br), lArg(planes), lArg(hw), lArg(bm), iArg(op))
+				if op%2 == 1 {
+					l.grid.X = 4 // grid-stride over the planes
+				}
+				g.run(t, l, 1)
+				g.sync(t)
+				got := decodeEpi(g.get(t, yr, int(planes*hw*es)), half)
+				for i := range got {
+					va, vb := float64(a[i]), float64(b[(int64(i)/hw)%bm])
+					want := [...]float64{va + vb, va - vb, va * vb, va / vb, max(va, vb), min(va, vb)}[op]
+					if !epiClose(got[i], want, half) {
+						t.Errorf("binary_plane op %d hw %d: y[%d] = %g, want %g", op, hw, i, got[i], want)
+						break
+					}
+				}
+			}
+		}
 		for _, bn := range []int64{1, 16, n} {
 			for op := range 6 {
 				g.free()
@@ -456,7 +484,8 @@ func epiBenchRows(batch int) []epiBenchRow {
 // events around 20 launches after 3 warm-ups, us per call), after
 // checking that both give the same output (equal halves) from the same
 // input. It also times unary and binary_flat against their vector forms
-// on the largest tensor. It logs a table (also written to
+// on the largest tensor, and squeeze-and-excitation's channel scale (the
+// general broadcasting binary kernel against binary_plane). It logs a table (also written to
 // $KILN_EPILOGUE_BENCH_OUT). Set KILN_EPILOGUE_BENCH=1 to run it (under a
 // minute on an H100).
 func TestEpilogueBenchOnGPU(t *testing.T) {
@@ -586,6 +615,9 @@ func TestEpilogueBenchOnGPU(t *testing.T) {
 		g.run(t, k.old, 1)
 		g.sync(t)
 		want := g.get(t, yr, int(2*total))
+		if err := g.d.MemcpyHtoD(g.addr(yr), make([]byte, 2*total)); err != nil {
+			t.Fatal(err)
+		}
 		g.run(t, k.new, 1)
 		g.sync(t)
 		if got := g.get(t, yr, int(2*total)); string(got) != string(want) {
@@ -593,6 +625,47 @@ func TestEpilogueBenchOnGPU(t *testing.T) {
 		}
 		o, n := timeUS(k.old), timeUS(k.new)
 		lines = append(lines, fmt.Sprintf("| %s | %s | %.1f | %s | %.1f | %.2fx |", k.name, k.old.kernel, o, k.new.kernel, n, o/n))
+	}
+	// squeeze-and-excitation's scale: an NCHW tensor times [N, C, 1, 1],
+	// before through the general broadcasting kernel
+	se := []int{batch, 32, 112, 112}
+	if prod(se) <= int64(most) {
+		total := prod(se)
+		g.free()
+		ar, br, yr, mr := ref{buf: bufArena, id: 1}, ref{buf: bufArena, id: 2}, ref{buf: bufArena, id: 3}, ref{buf: bufWeights, id: 9}
+		g.put(t, ar, src[:2*total])
+		g.put(t, br, src[8192:8192+2*batch*32])
+		g.put(t, yr, make([]byte, 2*total))
+		meta := []int64{4}
+		for _, d := range se {
+			meta = append(meta, int64(d))
+		}
+		for _, st := range [][]int{ops.BroadcastStrides(se, se), ops.BroadcastStrides([]int{batch, 32, 1, 1}, se)} {
+			for _, v := range st {
+				meta = append(meta, int64(v))
+			}
+		}
+		mb := make([]byte, 8*len(meta))
+		for i, v := range meta {
+			binary.LittleEndian.PutUint64(mb[8*i:], uint64(v))
+		}
+		g.put(t, mr, mb)
+		old := elemLaunch("binary_f16", total, pArg(yr), pArg(ar), pArg(br), pArg(mr), lArg(total), iArg(ewMul))
+		planes := int64(batch * 32)
+		nu := planeLaunch("binary_plane_f16", planes, 112*112, 8, pArg(yr), pArg(ar), pArg(br), lArg(planes), lArg(112*112), lArg(planes), iArg(ewMul))
+		g.run(t, old, 1)
+		g.sync(t)
+		want := g.get(t, yr, int(2*total))
+		if err := g.d.MemcpyHtoD(g.addr(yr), make([]byte, 2*total)); err != nil {
+			t.Fatal(err)
+		}
+		g.run(t, nu, 1)
+		g.sync(t)
+		if got := g.get(t, yr, int(2*total)); string(got) != string(want) {
+			t.Errorf("SE scale: binary_f16 and binary_plane_f16 differ")
+		}
+		o, n := timeUS(old), timeUS(nu)
+		lines = append(lines, fmt.Sprintf("| Mul %v by [%d, 32, 1, 1] (SE scale) | binary_f16 | %.1f | binary_plane_f16 | %.1f | %.2fx |", se, batch, o, n, o/n))
 	}
 	table := strings.Join(lines, "\n")
 	t.Log("\n" + table)

@@ -290,6 +290,14 @@ func TestElementwiseVecChoice(t *testing.T) {
 		{"tanh", "Tanh", []int{2, 3, 16}, nil, true, "unary_vec_f16", 0},
 		{"sigmoid odd", "Sigmoid", []int{3, 5}, nil, true, "unary_f16", 0},
 		{"fp32 relu", "Relu", []int{2, 6}, nil, false, "unary_vec_f32", 0},
+		// b constant over planes: binary_plane (planes, hw, bm in the want below)
+		{"mul se scale", "Mul", []int{2, 16, 7, 7}, []int{2, 16, 1, 1}, true, "binary_plane_f16", 0},
+		{"mul se scale, b first", "Mul", []int{2, 16, 1, 1}, []int{2, 16, 7, 7}, true, "binary_plane_f16", 0},
+		{"add channel bias", "Add", []int{2, 16, 8, 8}, []int{16, 1, 1}, false, "binary_plane_f32", 0},
+		{"sub per batch", "Sub", []int{2, 16, 8, 8}, []int{2, 1, 1, 1}, true, "binary_plane_f16", 0},
+		// not commutative with b first, and b varying inside the plane: the general kernel
+		{"sub b first", "Sub", []int{2, 16, 1, 1}, []int{2, 16, 7, 7}, true, "binary_f16", 0},
+		{"mul mixed", "Mul", []int{2, 16, 7, 7}, []int{1, 16, 1, 7}, true, "binary_f16", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,12 +339,33 @@ func TestElementwiseVecChoice(t *testing.T) {
 			for _, d := range tc.a {
 				total *= int64(d)
 			}
-			if tc.b != nil {
+			switch {
+			case strings.HasPrefix(tc.kernel, "binary_plane"):
+				np, hw, bm := l.args[3].i, l.args[4].i, l.args[5].i
+				want := map[string][3]int64{"mul se scale": {32, 49, 32}, "mul se scale, b first": {32, 49, 32},
+					"add channel bias": {32, 64, 16}, "sub per batch": {2, 1024, 2}}[tc.name]
+				if [3]int64{np, hw, bm} != want {
+					t.Errorf("planes %d hw %d bm %d, want %v", np, hw, bm, want)
+				}
+				if l.grid.X != uint32(np) {
+					t.Errorf("grid %d for %d planes", l.grid.X, np)
+				}
+				big, small := "a", "b" // the kernel's a is the full-size input
+				if prod(tc.b) > prod(tc.a) {
+					big, small = "b", "a"
+				}
+				if l.args[1].ref != inputRef(t, p, big) || l.args[2].ref != inputRef(t, p, small) {
+					t.Errorf("a %+v b %+v, want input %s's storage then %s's", l.args[1].ref, l.args[2].ref, big, small)
+				}
+			case strings.HasPrefix(tc.kernel, "binary_f"):
+			case tc.b != nil:
 				if l.args[3].i != total || l.args[4].i != tc.bn {
 					t.Errorf("n %d bn %d, want %d %d", l.args[3].i, l.args[4].i, total, tc.bn)
 				}
-			} else if l.args[2].i != total {
-				t.Errorf("n %d, want %d", l.args[2].i, total)
+			default:
+				if l.args[2].i != total {
+					t.Errorf("n %d, want %d", l.args[2].i, total)
+				}
 			}
 		})
 	}
@@ -385,4 +414,22 @@ func TestEpilogueModelsFake(t *testing.T) {
 			}
 		})
 	}
+}
+
+// inputRef is where p keeps graph input name's value on the device (in
+// half, the output of its conversion from float32).
+func inputRef(t *testing.T, p *program, name string) ref {
+	t.Helper()
+	for _, s := range p.steps {
+		if s.node.Name == "input "+name && len(s.launches) == 1 {
+			return s.launches[0].args[0].ref
+		}
+	}
+	for _, io := range p.inputs {
+		if io.name == name {
+			return io.ref
+		}
+	}
+	t.Fatalf("no input %q", name)
+	return ref{}
 }

@@ -174,6 +174,16 @@ func (c *compiler) binary(s *step, op int) error {
 		s.launches = []launch{elemLaunch(c.fk("binary_flat"), total, pArg(yr), pArg(ar), pArg(br), lArg(total), lArg(bn), iArg(op))}
 		return nil
 	}
+	// b constant over planes (x * [N, C, 1, 1]), either side for the
+	// commutative ops: one block a plane (epilogue.go)
+	if planes, hw, bm, ok := planeRepeat(ad, bd, yd); ok {
+		s.launches = []launch{planeLaunch(c.fk("binary_plane"), planes, hw, c.vecWidth(), pArg(yr), pArg(ar), pArg(br), lArg(planes), lArg(hw), lArg(bm), iArg(op))}
+		return nil
+	}
+	if planes, hw, bm, ok := planeRepeat(bd, ad, yd); ok && (op == ewAdd || op == ewMul || op == ewMax || op == ewMin) {
+		s.launches = []launch{planeLaunch(c.fk("binary_plane"), planes, hw, c.vecWidth(), pArg(yr), pArg(br), pArg(ar), lArg(planes), lArg(hw), lArg(bm), iArg(op))}
+		return nil
+	}
 	s.launches = []launch{elemLaunch(c.fk("binary"), total, pArg(yr), pArg(ar), pArg(br), pArg(c.meta(meta)), lArg(total), iArg(op))}
 	return nil
 }

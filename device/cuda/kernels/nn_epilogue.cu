@@ -180,3 +180,32 @@ __device__ void binary_flat_vec_t(T *y, const T *a, const T *b, long long n, lon
 }
 #define BINARY_FLAT_VEC_P(T) (T * y, const T *a, const T *b, long long n, long long bn, int op)
 KILN_BOTH(binary_flat_vec, BINARY_FLAT_VEC_P, (y, a, b, n, bn, op))
+
+// binary_flat's per-plane form: y = a op b, a of y's shape, b constant over
+// each plane of hw elements of y, plane p reading b[p % bm] (an NCHW tensor
+// times [N, C, 1, 1], as squeeze-and-excitation scales its channels, or
+// plus [C, 1, 1]). One block per plane, as chan_epilogue_plane: vectors of W
+// where hw is a multiple of W and y and a are 16-byte aligned.
+template <typename T>
+__device__ void binary_plane_t(T *y, const T *a, const T *b, long long planes, long long hw, long long bm, int op) {
+    const int W = VecIO<T>::W;
+    const bool vec = hw % W == 0 && (((unsigned long long)y | (unsigned long long)a) & 15) == 0;
+    for (long long p = blockIdx.x; p < planes; p += gridDim.x) {
+        const float vb = ldf(b, p % bm);
+        T *yp = y + p * hw;
+        const T *ap = a + p * hw;
+        if (vec) {
+            for (long long j = (long long)threadIdx.x * W; j < hw; j += (long long)blockDim.x * W) {
+                float v[8];
+                VecIO<T>::ld(ap + j, v);
+#pragma unroll
+                for (int e = 0; e < W; e++) v[e] = binop_apply(v[e], vb, op);
+                VecIO<T>::st(yp + j, v);
+            }
+        } else {
+            for (long long j = threadIdx.x; j < hw; j += blockDim.x) stf(yp, j, binop_apply(ldf(ap, j), vb, op));
+        }
+    }
+}
+#define BINARY_PLANE_P(T) (T * y, const T *a, const T *b, long long planes, long long hw, long long bm, int op)
+KILN_BOTH(binary_plane, BINARY_PLANE_P, (y, a, b, planes, hw, bm, op))
