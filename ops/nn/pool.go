@@ -364,6 +364,10 @@ func (k *globalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 	}
 	switch x.DType {
 	case tensor.Float32:
+		if k.kind == poolAvg && size > 0 {
+			globalAvgF32(planes, size, x.Float32s(), y.Float32s())
+			break
+		}
 		globalPool(k, planes, size, x.Float32s(), y.Float32s())
 	case tensor.Float64:
 		globalPool(k, planes, size, x.Float64s(), y.Float64s())

@@ -1,0 +1,5 @@
+//go:build !amd64 || purego
+
+package nn
+
+func planeSums(y, x []float32, size int) { planeSumsGo(y, x, size) }

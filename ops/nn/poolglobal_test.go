@@ -1,0 +1,86 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/ops/opstest"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// TestGlobalAveragePoolF32 runs GlobalAveragePool through the op on the
+// plane sizes of the shared CNNs and sizes around the vector width, with
+// the assembly and the Go sums, against a float64 reference.
+func TestGlobalAveragePoolF32(t *testing.T) {
+	for _, c := range []struct{ n, ch, h, w int }{
+		{1, 1000, 13, 13}, {1, 1280, 7, 7}, {1, 128, 7, 7}, {2, 3, 1, 1}, {1, 5, 4, 4}, {1, 7, 1, 15},
+		{1, 7, 1, 17}, {1, 3, 1, 31}, {1, 3, 1, 32}, {1, 3, 1, 33}, {1, 3, 1, 48}, {1, 2, 20, 20}, {1, 3, 0, 5},
+	} {
+		r := rand.New(rand.NewPCG(3, uint64(c.ch*c.h*c.w)))
+		x := tensor.New(tensor.Float32, c.n, c.ch, c.h, c.w)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = r.Float32()*4 - 1
+		}
+		size := c.h * c.w
+		for _, asm := range asmModes() {
+			setPoolAsm(t, asm)
+			k, err := ops.Prepare(opstest.Node("GlobalAveragePool", 1, 1), 12)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := k.Run(&ops.Env{}, []*tensor.Tensor{x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out[0].Float32s()
+			for p := 0; p < c.n*c.ch; p++ {
+				var s float64
+				for _, v := range x.Float32s()[p*size : (p+1)*size] {
+					s += float64(v)
+				}
+				want := s / float64(size)
+				if size == 0 {
+					if !math.IsNaN(float64(got[p])) {
+						t.Fatalf("%v asm=%v: empty plane %d = %g, want NaN (0/0 as before)", c, asm, p, got[p])
+					}
+					continue
+				}
+				if d := math.Abs(float64(got[p]) - want); d > 1e-5*(1+math.Abs(want)) {
+					t.Fatalf("%v asm=%v: plane %d = %g, want %g", c, asm, p, got[p], want)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkGlobalAvg times GlobalAveragePool's float32 path (vector sums)
+// against the generic one on the shared CNNs' classifier pools:
+//
+//	go test ./ops/nn -run '^$' -bench GlobalAvg -count 6
+func BenchmarkGlobalAvg(b *testing.B) {
+	for _, c := range []struct {
+		name         string
+		planes, size int
+	}{{"squeezenet_1000x13x13", 1000, 169}, {"mobilenet_1280x7x7", 1280, 49}} {
+		x := make([]float32, c.planes*c.size)
+		for i := range x {
+			x[i] = float32(i%13) - 6
+		}
+		y := make([]float32, c.planes)
+		k := &globalPoolOp{name: "GlobalAveragePool", kind: poolAvg}
+		for _, path := range []string{"generic", "vector"} {
+			b.Run(c.name+"/"+path, func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					if path == "generic" {
+						globalPool(k, c.planes, c.size, x, y)
+					} else {
+						globalAvgF32(c.planes, c.size, x, y)
+					}
+				}
+			})
+		}
+	}
+}
