@@ -109,14 +109,23 @@ func Sensitivity(ctx context.Context, g *ir.Graph, t *Table, batches []map[strin
 // progress reports. The reference runs each batch once, whatever the
 // number of layers.
 func SensitivityWith(ctx context.Context, g *ir.Graph, t *Table, batches []map[string]*tensor.Tensor, opt INT8Options, so SensitivityOptions) (*SensitivityReport, error) {
+	rep, _, err := sensitivity(ctx, g, t, batches, opt, so, true)
+	return rep, err
+}
+
+// sensitivity is SensitivityWith; with tails, each layer's measurement
+// runs only the part of the graph the layer changes, on the values the
+// reference computed before it (where it can), and it returns how many
+// layers were measured so.
+func sensitivity(ctx context.Context, g *ir.Graph, t *Table, batches []map[string]*tensor.Tensor, opt INT8Options, so SensitivityOptions, tails bool) (*SensitivityReport, int, error) {
 	if len(batches) == 0 {
-		return nil, fmt.Errorf("%w: no batches", ErrCompare)
+		return nil, 0, fmt.Errorf("%w: no batches", ErrCompare)
 	}
 	var ref Runner = so.Ref
 	if ref == nil {
 		e, err := engine.New(g)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		ref = e
 	}
@@ -125,7 +134,7 @@ func SensitivityWith(ctx context.Context, g *ir.Graph, t *Table, batches []map[s
 	all, err := QuantizeINT8(g, t, opt)
 	saved.restore(g)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var int8Layers []LayerDecision
 	for _, d := range all.Layers {
@@ -135,16 +144,17 @@ func SensitivityWith(ctx context.Context, g *ir.Graph, t *Table, batches []map[s
 	}
 	rep := &SensitivityReport{}
 	if len(int8Layers) == 0 {
-		return rep, nil
+		return rep, 0, nil
 	}
 	// the graph was checked against the table above: the rewrites of one
 	// layer each need not hash it again
 	checked := *t
 	checked.Graph = ""
-	cached := &replayRunner{ref: ref, batches: batches}
+	cached := &replayRunner{ref: ref, batches: batches, keep: tails && flat(g)}
 	if err := cached.record(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	tailed := 0
 	for i, d := range int8Layers {
 		layers := maps.Clone(opt.Layers)
 		if layers == nil {
@@ -157,16 +167,23 @@ func SensitivityWith(ctx context.Context, g *ir.Graph, t *Table, batches []map[s
 		one := opt
 		one.Layers = layers
 		if _, err := QuantizeINT8(g, &checked, one); err != nil {
-			return nil, fmt.Errorf("layer %q: %w", d.Name, err)
+			return nil, 0, fmt.Errorf("layer %q: %w", d.Name, err)
 		}
-		qe, err := engine.New(g)
-		if err != nil {
-			return nil, fmt.Errorf("layer %q: %w", d.Name, err)
+		var test Runner
+		if tr := cached.tail(g, d.Name); tr != nil {
+			test = tr // the layers before d computed once, by the reference
+			tailed++
+		} else {
+			qe, err := engine.New(g)
+			if err != nil {
+				return nil, 0, fmt.Errorf("layer %q: %w", d.Name, err)
+			}
+			test = qe
 		}
-		acc, err := Compare(ctx, cached, qe, batches)
+		acc, err := Compare(ctx, cached, test, batches)
 		saved.restore(g) // after the run: the engine reads g's nodes
 		if err != nil {
-			return nil, fmt.Errorf("layer %q: %w", d.Name, err)
+			return nil, 0, fmt.Errorf("layer %q: %w", d.Name, err)
 		}
 		rep.Layers = append(rep.Layers, LayerSensitivity{Name: d.Name, Op: d.Op, Cosine: acc.MinCosine()})
 		if so.Progress != nil {
@@ -174,22 +191,46 @@ func SensitivityWith(ctx context.Context, g *ir.Graph, t *Table, batches []map[s
 		}
 	}
 	sort.SliceStable(rep.Layers, func(i, j int) bool { return rep.Layers[i].Cosine < rep.Layers[j].Cosine })
-	return rep, nil
+	return rep, tailed, nil
 }
 
 // replayRunner answers the runs of its batches with the outputs ref gave
 // for them once (outputs of kiln's engines never point into an arena, so
-// they stay valid), and runs ref for any other input.
+// they stay valid), and runs ref for any other input. When keep is set and
+// ref is an engine, it also keeps every value the reference computed, so
+// that tail can run a layer's part of the graph alone.
 type replayRunner struct {
 	ref     Runner
 	batches []map[string]*tensor.Tensor
 	outs    []map[string]*tensor.Tensor
+	keep    bool
+	vals    []map[string]*tensor.Tensor // by batch, value name
+}
+
+// observer is an engine that shows the values it computes.
+type observer interface {
+	RunObserved(ctx context.Context, inputs map[string]*tensor.Tensor, observe engine.Observer) (map[string]*tensor.Tensor, error)
 }
 
 func (r *replayRunner) record(ctx context.Context) error {
 	r.outs = make([]map[string]*tensor.Tensor, len(r.batches))
+	obs, ok := r.ref.(observer)
+	if r.keep && ok {
+		r.vals = make([]map[string]*tensor.Tensor, len(r.batches))
+	}
 	for i, b := range r.batches {
-		o, err := r.ref.Run(ctx, b)
+		var o map[string]*tensor.Tensor
+		var err error
+		if r.vals != nil {
+			vals := map[string]*tensor.Tensor{}
+			for name, t := range b {
+				vals[name] = t
+			}
+			o, err = obs.RunObserved(ctx, b, func(v *ir.Value, t *tensor.Tensor) { vals[v.Name] = t.Clone() })
+			r.vals[i] = vals
+		} else {
+			o, err = r.ref.Run(ctx, b)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %w: reference run, batch %d: %w", ErrCompare, ErrNotMeasurable, i, err)
 		}
@@ -200,12 +241,20 @@ func (r *replayRunner) record(ctx context.Context) error {
 
 // Run returns the recorded outputs of a batch given by the same tensors.
 func (r *replayRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
-	for i, b := range r.batches {
-		if sameBatch(b, in) {
-			return r.outs[i], nil
-		}
+	if i := r.batch(in); i >= 0 {
+		return r.outs[i], nil
 	}
 	return r.ref.Run(ctx, in)
+}
+
+// batch returns the index of the batch given by in's tensors, or -1.
+func (r *replayRunner) batch(in map[string]*tensor.Tensor) int {
+	for i, b := range r.batches {
+		if sameBatch(b, in) {
+			return i
+		}
+	}
+	return -1
 }
 
 func sameBatch(a, b map[string]*tensor.Tensor) bool {
@@ -218,4 +267,103 @@ func sameBatch(a, b map[string]*tensor.Tensor) bool {
 		}
 	}
 	return true
+}
+
+// flat reports whether g has no subgraphs (whose captures tail would not
+// see).
+func flat(g *ir.Graph) bool {
+	n := 0
+	g.Walk(func(*ir.Graph, *ir.Node) { n++ })
+	return n == len(g.Nodes)
+}
+
+// tail returns a runner of the part of g (one layer rewritten) that the
+// layer named changes: that node and every node after it that reads what
+// it changed, fed the values the reference computed before it; outputs
+// the layer cannot change are the reference's. It returns nil when the
+// reference's values were not kept or the part cannot be built alone (the
+// caller runs the whole graph).
+func (r *replayRunner) tail(g *ir.Graph, layer string) Runner {
+	if r.vals == nil {
+		return nil
+	}
+	c := g.Clone()
+	if err := c.Sort(); err != nil {
+		return nil
+	}
+	changed := map[*ir.Value]bool{}
+	var keep []*ir.Node
+	for _, n := range c.Nodes {
+		down := n.Name == layer
+		for _, in := range n.Inputs {
+			down = down || in != nil && changed[in]
+		}
+		if down {
+			keep = append(keep, n)
+			for _, o := range n.Outputs {
+				if o != nil {
+					changed[o] = true
+				}
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	seen := map[*ir.Value]bool{}
+	var inputs []*ir.Value
+	for _, n := range keep {
+		for _, in := range n.Inputs {
+			if in == nil || changed[in] || in.Const != nil || seen[in] {
+				continue
+			}
+			if _, ok := r.vals[0][in.Name]; !ok {
+				return nil
+			}
+			seen[in] = true
+			in.Producer = nil
+			inputs = append(inputs, in)
+		}
+	}
+	var outputs []*ir.Value
+	for _, v := range c.Outputs {
+		if changed[v] {
+			outputs = append(outputs, v)
+		}
+	}
+	c.Nodes, c.Inputs, c.Outputs = keep, inputs, outputs
+	e, err := engine.New(c)
+	if err != nil {
+		return nil
+	}
+	return &tailRunner{r: r, e: e, inputs: inputs}
+}
+
+// tailRunner runs the part of a graph tail built on a batch's recorded
+// values, the other outputs being the reference's.
+type tailRunner struct {
+	r      *replayRunner
+	e      *engine.Engine
+	inputs []*ir.Value
+}
+
+func (t *tailRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	i := t.r.batch(in)
+	if i < 0 {
+		return nil, fmt.Errorf("%w: not one of the analysis's batches", ErrCompare)
+	}
+	feed := make(map[string]*tensor.Tensor, len(t.inputs))
+	for _, v := range t.inputs {
+		feed[v.Name] = t.r.vals[i][v.Name]
+	}
+	out, err := t.e.Run(ctx, feed)
+	if err != nil {
+		return nil, err
+	}
+	for name, o := range t.r.outs[i] {
+		if _, ok := out[name]; !ok {
+			out[name] = o
+		}
+	}
+	return out, nil
 }

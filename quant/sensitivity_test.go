@@ -3,6 +3,7 @@ package quant
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/kilnai/kiln/engine"
@@ -85,5 +86,47 @@ func TestSensitivityWith(t *testing.T) {
 	}
 	if _, err := SensitivityWith(ctx, g, tab, nil, INT8Options{}, SensitivityOptions{Ref: ref}); !errors.Is(err, ErrCompare) {
 		t.Errorf("no batches: %v", err)
+	}
+}
+
+// TestSensitivityTails: measuring each layer on only the part of the graph
+// it changes (fed the reference's values before it) gives the cosines of
+// whole-graph runs, and is what SensitivityWith does on a graph without
+// subgraphs.
+func TestSensitivityTails(t *testing.T) {
+	needINT8Ops(t)
+	ctx := context.Background()
+	g := convNet(t)
+	ref, err := engine.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := RandomBatches(ref.Inputs(), map[string][]int{"x": {2, 3, 8, 8}}, 3, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := Calibrate(ctx, ref, batches, Entropy, CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, n, err := sensitivity(ctx, g, tab, batches, INT8Options{}, SensitivityOptions{Ref: ref}, false)
+	if err != nil || n != 0 {
+		t.Fatalf("whole-graph runs: %v, %d layers by tails", err, n)
+	}
+	tails, n, err := sensitivity(ctx, g, tab, batches, INT8Options{}, SensitivityOptions{Ref: ref}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(tails.Layers) || n == 0 {
+		t.Errorf("%d of %d layers measured on their tails", n, len(tails.Layers))
+	}
+	if len(tails.Layers) != len(whole.Layers) {
+		t.Fatalf("%d layers, want %d", len(tails.Layers), len(whole.Layers))
+	}
+	for i, l := range tails.Layers {
+		w := whole.Layers[i]
+		if l.Name != w.Name || math.Abs(l.Cosine-w.Cosine) > 1e-9 {
+			t.Errorf("layer %d: %s %.9f on its tail, %s %.9f on the whole graph", i, l.Name, l.Cosine, w.Name, w.Cosine)
+		}
 	}
 }
