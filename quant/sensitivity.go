@@ -207,6 +207,10 @@ type replayRunner struct {
 	vals    []map[string]*tensor.Tensor // by batch, value name
 }
 
+// tailMemory bounds the bytes of reference values the sensitivity analysis
+// keeps for its per-layer runs; beyond it, each layer runs the whole graph.
+const tailMemory = 1 << 30
+
 // observer is an engine that shows the values it computes.
 type observer interface {
 	RunObserved(ctx context.Context, inputs map[string]*tensor.Tensor, observe engine.Observer) (map[string]*tensor.Tensor, error)
@@ -218,6 +222,7 @@ func (r *replayRunner) record(ctx context.Context) error {
 	if r.keep && ok {
 		r.vals = make([]map[string]*tensor.Tensor, len(r.batches))
 	}
+	var kept int64
 	for i, b := range r.batches {
 		var o map[string]*tensor.Tensor
 		var err error
@@ -226,8 +231,18 @@ func (r *replayRunner) record(ctx context.Context) error {
 			for name, t := range b {
 				vals[name] = t
 			}
-			o, err = obs.RunObserved(ctx, b, func(v *ir.Value, t *tensor.Tensor) { vals[v.Name] = t.Clone() })
-			r.vals[i] = vals
+			o, err = obs.RunObserved(ctx, b, func(v *ir.Value, t *tensor.Tensor) {
+				if r.vals != nil {
+					vals[v.Name] = t.Clone()
+					kept += int64(len(t.Data))
+				}
+			})
+			if r.vals != nil {
+				r.vals[i] = vals
+			}
+			if kept > tailMemory {
+				r.vals = nil // too much to keep: whole-graph runs
+			}
 		} else {
 			o, err = r.ref.Run(ctx, b)
 		}
