@@ -70,7 +70,10 @@
 // error of an INT8 engine comes from (every value against FP32), and
 // Sensitivity measures the model with each INT8 layer alone quantized
 // (one engine per layer); its Below gives the FP32 overrides for the layers
-// that cost more than a chosen cosine.
+// that cost more than a chosen cosine. SensitivityWith, which kiln build
+// --int8-min-cosine runs, reuses the caller's FP32 engine, runs the
+// reference once per batch and each layer's measurement on only the part
+// of the graph the layer changes.
 //
 // # Explicitly quantized models
 //

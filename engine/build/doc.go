@@ -13,7 +13,10 @@
 //     with an accuracy report against FP32 (package quant), on the
 //     calibration data or on random batches at each profile's opt shape
 //     (without a profile, at Options.OptShapes or the derived profile's
-//     opt shape: DefaultShapes)
+//     opt shape: DefaultShapes); with Options.Int8MinCosine, the INT8
+//     sensitivity analysis between calibration and quantization keeps in
+//     float the layers INT8 alone hurts most (timed as the step
+//     "precision: sensitivity", or "compile: sensitivity" on a device)
 //  5. tactics: each layer's implementations timed at every profile's opt
 //     shape, with a persistent timing cache (package engine/tactic)
 //  6. memory: the activation arena planned at every profile's max shape
