@@ -79,8 +79,12 @@ func (b *builder) int8Decisions(ctx context.Context, ref *engine.Engine, table *
 	}
 	took := time.Since(start)
 	b.res.Timings = append(b.res.Timings, Stage{b.stageName + ": sensitivity", took})
-	b.logf("INT8 sensitivity analysis: %d layers, each alone in int8 against fp32 on %d of %d calibration batches, in %.2f s; a layer below cosine %g stays in %s",
-		len(rep.Layers), len(batches), total, took.Seconds(), minCos, float)
+	on := ""
+	if b.exec != nil {
+		on = " (measured with the CPU's int8 layers, which take the scales the device gets)"
+	}
+	b.logf("INT8 sensitivity analysis: %d layers, each alone in int8 against fp32 on %d of %d calibration batches%s, in %.2f s; a layer below cosine %g stays in %s",
+		len(rep.Layers), len(batches), total, on, took.Seconds(), minCos, float)
 	reasons := map[string]string{}
 	kept := 0
 	w := 5
