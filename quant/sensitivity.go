@@ -329,10 +329,13 @@ func (r *replayRunner) tail(g *ir.Graph, layer string) Runner {
 	var inputs []*ir.Value
 	for _, n := range keep {
 		for _, in := range n.Inputs {
-			if in == nil || changed[in] || in.Const != nil || seen[in] {
+			if in == nil || changed[in] || seen[in] {
 				continue
 			}
 			if _, ok := r.vals[0][in.Name]; !ok {
+				if in.Const != nil {
+					continue // a weight (or an input the batches leave at its default)
+				}
 				return nil
 			}
 			seen[in] = true
