@@ -154,9 +154,13 @@ func TestCUDAInt8SensitivityOnGPU(t *testing.T) {
 		}
 	})
 	t.Run("resnet_mini", func(t *testing.T) {
-		model, err := os.ReadFile(filepath.Join("..", "shared", "models", "resnet_mini", "model.onnx"))
+		dir := filepath.Join("..", "shared", "models")
+		if d := os.Getenv("KILN_MODELS"); d != "" {
+			dir = d
+		}
+		model, err := os.ReadFile(filepath.Join(dir, "resnet_mini", "model.onnx"))
 		if err != nil {
-			t.Skipf("needs ../shared/models/resnet_mini: %v", err)
+			t.Skipf("needs the reference model resnet_mini (../shared/models or $KILN_MODELS): %v", err)
 		}
 		o := build.Options{CalibBatches: 8}
 		before := buildOne(t, model, "resnet_mini", o)
