@@ -30,9 +30,10 @@ var attentionKeys128 = true
 // faFill is the number of blocks below which attention_fa uses fewer warps
 // (query rows) per block, so that a small batch still spreads over the
 // GPU's multiprocessors (132 on an H100: two blocks each). Tests change it
-// to time other splits (BERT-base at batch 1: 96 blocks of one warp by
-// default, 48 of two with faFill = 48).
-var faFill int64 = 264
+// to time other splits (BERT-base at batch 1: 48 blocks of two warps by
+// default, 0.488 against 0.503 ms for 96 blocks of one warp with
+// faFill = 264 on an H100, device/cuda/NOTES.md).
+var faFill int64 = 48
 
 // mmaLaunch is the launch of the tensor-core attention for head size D, S
 // query rows and B (batch x heads) matrices; args as attention_mma_t takes
