@@ -80,6 +80,7 @@ type LtMatmul struct {
 	f                *matmulFn
 	desc, la, lb, ly unsafe.Pointer
 	lc               unsafe.Pointer // C's layout where it differs from D's (lt_fp8.go), else nil
+	cNull            bool           // Run passes no C (an FP8 D must not alias a half C)
 	algo             unsafe.Pointer // 64 bytes of C memory: cublasLtMatmulAlgo_t
 	M, N, K          int
 	Workspace        int // bytes of workspace Run needs
@@ -396,6 +397,9 @@ func (p *LtMatmul) run(h CUBLASLtHandle, a, b, c, y DevicePtr, beta *float32, wo
 	lc := p.ly
 	if p.lc != nil {
 		lc = p.lc
+	}
+	if p.cNull && !p.residual {
+		c = 0
 	}
 	if r := callC(p.f.mm, uintptr(h.p), uintptr(p.desc), uintptr(unsafe.Pointer(&scaleOne)), uintptr(b), uintptr(p.la),
 		uintptr(a), uintptr(p.lb), uintptr(unsafe.Pointer(beta)), uintptr(c), uintptr(lc), uintptr(y), uintptr(p.ly),

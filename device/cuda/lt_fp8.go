@@ -123,7 +123,10 @@ func (b *CUBLASLt) NewMatmulFP8(h CUBLASLtHandle, m, n, k int, o FP8MatmulOption
 	if err != nil {
 		return nil, err
 	}
-	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k, residual: o.Residual}
+	// Without the residual, an FP8 D gets no C (beta 0): cuBLASLt refuses
+	// (CUBLAS_STATUS_INVALID_VALUE, measured on an H100) a C aliasing D
+	// in another type.
+	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k, residual: o.Residual, cNull: o.OutFP8 && !o.Residual}
 	defer func() {
 		if err != nil {
 			p.Destroy()

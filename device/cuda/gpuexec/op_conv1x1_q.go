@@ -47,13 +47,18 @@ const (
 	quantLtFP8Fast = "fp8-lt-fast"
 )
 
+// Offsets in int8Conv.scale of an FP8 product's weight scale and output
+// scale (the input's at 0): 16 bytes apart.
+const ltWScale, ltYScale = 16, 32
+
 // ltQuant is a quantized convolution's FP8 cuBLASLt product (int8Conv.lt).
 type ltQuant struct {
 	mm   *cuda.LtMatmul
 	fast bool // FAST_ACCUM
 	rank int  // the candidate in use
 	// the product's options (its scale pointers point into int8Conv.scale:
-	// [x scale, w scale, 1/output scale])
+	// x scale, w scale, 1/output scale at 0, ltWScale, ltYScale; its bias is
+	// int8Conv.bias, half)
 	o cuda.FP8MatmulOptions
 }
 
@@ -149,10 +154,23 @@ func (e *Engine) newLtQuant(b *cuda.CUBLASLt, h cuda.CUBLASLtHandle, i int, fast
 	if q.w, err = upload(wq); err != nil {
 		return nil, err
 	}
-	if q.scale, err = upload(float32Bytes([]float32{sx, sw, 1, 0})); err != nil {
+	// the scales 16 bytes apart and the bias in an allocation of its own:
+	// the engine's weights blob gave CUBLAS_STATUS_NOT_SUPPORTED at run time
+	// on an H100 (FP8 kernels want 16-byte aligned pointers)
+	if q.scale, err = upload(float32Bytes([]float32{sx, 0, 0, 0, sw, 0, 0, 0, 1, 0, 0, 0})); err != nil {
 		return nil, err
 	}
-	q.lt.o = cuda.FP8MatmulOptions{XScale: q.scale, WScale: q.scale + 4, Bias: e.weights + cuda.DevicePtr(cc.bias.off),
+	bias := make([]byte, 2*cc.m)
+	if bv := input(s.node, 2); bv != nil && bv.Const != nil && bv.Const.DType == tensor.Float32 && len(bv.Const.Float32s()) == cc.m {
+		for k, v := range bv.Const.Float32s() {
+			h := tensor.Float32ToHalf(v)
+			bias[2*k], bias[2*k+1] = byte(h), byte(h>>8)
+		}
+	}
+	if q.bias, err = upload(bias); err != nil {
+		return nil, err
+	}
+	q.lt.o = cuda.FP8MatmulOptions{XScale: q.scale, WScale: q.scale + ltWScale, Bias: q.bias,
 		ReLU: cc.relu, Residual: cc.z != nil, FastAccum: fast}
 	if q.lt.mm, err = b.NewMatmulFP8(h, cc.n*cc.h*cc.wd, cc.m, cc.c, q.lt.o, maxWorkspace); err != nil {
 		return nil, err
@@ -340,11 +358,11 @@ func (e *Engine) chainLt(i, j int) {
 		return
 	}
 	defer e.lt.Destroy(h)
-	if err := e.drv.MemcpyHtoD(a.scale+8, float32Bytes([]float32{b.inv})); err != nil {
+	if err := e.drv.MemcpyHtoD(a.scale+ltYScale, float32Bytes([]float32{b.inv})); err != nil {
 		return
 	}
 	o := a.lt.o
-	o.OutFP8, o.YScale = true, a.scale+8
+	o.OutFP8, o.YScale = true, a.scale+ltYScale
 	old := a.lt.mm
 	mm, err := e.lt.NewMatmulFP8(h, old.M, old.N, old.K, o, maxWorkspace)
 	if err != nil {

@@ -162,7 +162,7 @@ func TestConv1x1FP8Fake(t *testing.T) {
 			if !ok || ec.int8.use[j] == nil || !ec.int8.use[j].in8 || ec.int8.use[j].kind != "fp8" {
 				t.Errorf("%s writes FP8, its reader (step %d, %v) does not read it", l.Node, j, ok)
 			}
-			if !q.lt.o.OutFP8 || q.lt.o.YScale != q.scale+8 {
+			if !q.lt.o.OutFP8 || q.lt.o.YScale != q.scale+ltYScale {
 				t.Errorf("%s: product options %+v", l.Node, q.lt.o)
 			}
 		}
