@@ -183,14 +183,20 @@ func TestLtFP8OnGPU(t *testing.T) {
 					}
 					for k, want := range ref {
 						var got, scale float64
+						abs := 1e-2
 						if fp8Out {
 							got, want, scale = float64(DecodeFP8(out[k])), min(want/float64(sy), 448), 1/16.0
+							// in E4M3 units (448 the largest): the FP8-output
+							// kernels add C and the bias with about half
+							// precision (measured on an H100: 0.024 off at
+							// 0.039 after cancellation), 1/1800 of the range
+							abs = 0.25
 						} else {
 							got, scale = float64(half[k]), 1/1024.0
 						}
 						d := math.Abs(got - want)
 						worst = max(worst, d/(math.Abs(want)+1e-3))
-						if !(d <= tol*scale*math.Abs(want)+1e-2) {
+						if !(d <= tol*scale*math.Abs(want)+abs) {
 							t.Errorf("%s: y[%d][%d] = %g, want %g", label, row0+k/N, k%N, got, want)
 							return worst
 						}
@@ -236,8 +242,9 @@ func TestLtFP8OnGPU(t *testing.T) {
 					worst := check(label+" "+mm.CandidateString(i), ref, fp8Out, tol)
 					times = append(times, timing{i, timeIt(run), worst})
 				}
-				if len(times) == 0 {
-					t.Fatalf("%s: no candidate ran", label)
+				if len(times) == 0 { // the other forms are still measured
+					t.Errorf("%s: no candidate ran", label)
+					return math.NaN()
 				}
 				sort.Slice(times, func(a, b int) bool { return times[a].us < times[b].us })
 				var b []byte
