@@ -16,7 +16,7 @@ import (
 // optional window, onesided or not), each bin of each frame a direct sum.
 var dftKernels = []kernelDef{
 	{op: "DFT", check: dftCheck, emit: (*compiler).dft},
-	{op: "STFT", inputs: 2, check: stftCheck, emit: (*compiler).stft, unchecked: true},
+	{op: "STFT", inputs: 2, check: stftCheck, emit: (*compiler).stft},
 }
 
 func stftCheck(n *ir.Node) error {

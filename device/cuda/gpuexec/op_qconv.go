@@ -16,8 +16,8 @@ import (
 // accumulation). kiln's own INT8 path (kiln build --int8) goes through
 // cuDNN instead; these run models exported already quantized.
 var qconvKernels = []kernelDef{
-	{op: "ConvInteger", inputs: 2, check: qconvCheck, emit: (*compiler).qconv, unchecked: true},
-	{op: "QLinearConv", inputs: 7, check: qconvCheck, emit: (*compiler).qconv, unchecked: true},
+	{op: "ConvInteger", inputs: 2, check: qconvCheck, emit: (*compiler).qconv},
+	{op: "QLinearConv", inputs: 7, check: qconvCheck, emit: (*compiler).qconv},
 }
 
 // qconvIn are the positions of x, w, their zero points and (QLinear) the

@@ -14,8 +14,8 @@ import (
 // int32 accumulation). Batches as MatMul's: one B for all, equal batch
 // dims, or one A for all.
 var qmatmulKernels = []kernelDef{
-	{op: "MatMulInteger", inputs: 2, check: qmatmulCheck, emit: (*compiler).qmatmul, unchecked: true},
-	{op: "QLinearMatMul", inputs: 7, check: qmatmulCheck, emit: (*compiler).qmatmul, unchecked: true},
+	{op: "MatMulInteger", inputs: 2, check: qmatmulCheck, emit: (*compiler).qmatmul},
+	{op: "QLinearMatMul", inputs: 7, check: qmatmulCheck, emit: (*compiler).qmatmul},
 }
 
 var eightBit = []tensor.DType{tensor.Int8, tensor.Uint8}

@@ -12,7 +12,7 @@ import (
 // movable type, batch and time axes 0 and 1 in either order, int32 or
 // int64 sequence lengths read on the device.
 var revSeqKernels = []kernelDef{
-	{op: "ReverseSequence", inputs: 2, check: revSeqCheck, emit: (*compiler).reverseSequence, unchecked: true},
+	{op: "ReverseSequence", inputs: 2, check: revSeqCheck, emit: (*compiler).reverseSequence},
 }
 
 func revSeqCheck(n *ir.Node) error {

@@ -19,7 +19,9 @@ const EnvUnverified = "KILN_CUDA_UNVERIFIED"
 // float16. The long tail's GroupNormalization, MeanVarianceNormalization,
 // LpNormalization, Upsample, LpPool, GlobalLpPool, Einsum, RNN, GRU, LSTM,
 // MaxUnpool, DFT and Det passed their TestNewOpsOnGPU cases in float32 and
-// float16 on an H100 the same day (commit eeada3c). A kernel added since
+// float16 on an H100 the same day (commit eeada3c), and STFT, RoiAlign,
+// MaxRoiPool, ReverseSequence, MatMulInteger, QLinearMatMul, ConvInteger
+// and QLinearConv in a later run (commit 19cb49e). A kernel added since
 // is marked unchecked in its family table until such a run has checked
 // it; partitioning leaves its nodes to the CPU, which computes them
 // correctly, and says why.
