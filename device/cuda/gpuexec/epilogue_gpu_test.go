@@ -240,8 +240,8 @@ func randomsIn(r *rand.Rand, n int, lo, hi float64) []float32 {
 
 // TestEpilogueKernelsOnGPU runs the epilogue launches chanEpilogue picks
 // (the vector kernel with M/8 = 2, 3 and 257 channel vectors, the plane
-// kernel on planes of 64 and 49 elements and on a misaligned y, the scalar
-// kernel for odd M) with and without bias and residual, for every
+// kernel on planes of 2048 elements, aligned and not, the scalar kernel
+// for odd M and small planes) with and without bias and residual, for every
 // activation, in float32 and half, each as launched and with a small grid
 // (many grid-stride steps), then the scalar row_epilogue and binary_flat
 // and the vector unary and binary_flat kernels, and compares every element
@@ -260,9 +260,10 @@ func TestEpilogueKernelsOnGPU(t *testing.T) {
 		{37, 24, 1, 0, "chan_epilogue_vec"},
 		{5, 2056, 1, 0, "chan_epilogue_vec"},
 		{37, 6, 1, 0, "chan_epilogue"},
-		{3, 5, 64, 0, "chan_epilogue_plane"},
-		{3, 5, 49, 0, "chan_epilogue_plane"},
-		{3, 5, 64, 1, "chan_epilogue_plane"}, // the kernel's element-wise path
+		{3, 5, 2048, 0, "chan_epilogue_plane"},
+		{3, 5, 49, 0, "chan_epilogue"},
+		{3, 5, 64, 0, "chan_epilogue"},
+		{3, 5, 2048, 1, "chan_epilogue_plane"}, // misaligned: the kernel's element-wise path
 	}
 	for _, half := range []bool{false, true} {
 		c := &compiler{half: half}

@@ -138,7 +138,8 @@ func checkArgs(t *testing.T, sigs map[string][]argKind, l launch) {
 // or one pixel) and M a multiple of the vector width, with a block that
 // is a multiple of M/width (or of 256 that M/width divides) and a grid of
 // at most epiResidentThreads; the plane kernel, one block a plane, for
-// NCHW; the scalar kernel for the rest (odd M at one pixel); each with
+// NCHW planes of planeMinVectors vectors or more; the scalar kernel for
+// the rest (small planes, odd M at one pixel); each with
 // the arguments its kernel declares, in order.
 func TestEpilogueKernelChoice(t *testing.T) {
 	sigs := epilogueParams(t)
@@ -162,14 +163,16 @@ func TestEpilogueKernelChoice(t *testing.T) {
 		// M/8 = 5 with the residual: blocks of 255; 2*8*8*40/8 = 640 vectors
 		{"nhwc M40 residual SiLU", 8, 8, 40, 1, "SiLU", true, true, false, "chan_epilogue_vec_f16", 255, 3, 5120, 0, actSiLU},
 		{"nhwc M16 Clip", 8, 8, 16, 3, "Clip", false, true, false, "chan_epilogue_vec_f16", 256, 1, 2048, 0, actClip},
-		// NCHW half, 64-pixel planes: 8 vectors a plane, one warp; 2*16 planes
-		{"nchw half 8x8", 8, 8, 16, 3, "SiLU", false, true, true, "chan_epilogue_plane_f16", 32, 32, 32, 64, actSiLU},
-		// 7x7 planes, not a multiple of 8: 49 elements a plane, two warps
-		{"nchw half 7x7 residual", 8, 7, 16, 3, "HardSwish", true, true, true, "chan_epilogue_plane_f16", 64, 32, 32, 49, actHardSwish},
+		// NCHW half, 48x48 planes: 288 vectors a plane (>= planeMinVectors), 2*16 planes
+		{"nchw half 48x48", 8, 48, 16, 3, "SiLU", false, true, true, "chan_epilogue_plane_f16", 256, 32, 32, 2304, actSiLU},
+		// small planes (8 vectors; 49 halves): the scalar kernel, 2048 and 1568 elements
+		{"nchw half 8x8", 8, 8, 16, 3, "SiLU", false, true, true, "chan_epilogue_f16", 256, 8, 2048, 64, actSiLU},
+		{"nchw half 7x7 residual", 8, 7, 16, 3, "HardSwish", true, true, true, "chan_epilogue_f16", 256, 7, 1568, 49, actHardSwish},
 		// a depthwise-like width, M not a multiple of 8: NCHW even in the NHWC plan
-		{"half M6 planes", 8, 8, 6, 3, "SiLU", false, true, false, "chan_epilogue_plane_f16", 32, 12, 12, 64, actSiLU},
-		// float32: NCHW; 64-pixel planes of 16 float4
-		{"fp32 8x8", 8, 8, 16, 3, "SiLU", false, false, false, "chan_epilogue_plane_f32", 32, 32, 32, 64, actSiLU},
+		{"half M6 planes", 8, 48, 6, 3, "SiLU", false, true, false, "chan_epilogue_plane_f16", 256, 12, 12, 2304, actSiLU},
+		// float32: NCHW; 32x32 planes of 256 float4
+		{"fp32 32x32", 8, 32, 16, 3, "SiLU", false, false, false, "chan_epilogue_plane_f32", 256, 32, 32, 1024, actSiLU},
+		{"fp32 8x8", 8, 8, 16, 3, "SiLU", false, false, false, "chan_epilogue_f32", 256, 8, 2048, 64, actSiLU},
 		// one pixel: channels-last in either layout
 		{"fp32 1x1 M16", 8, 1, 16, 1, "SiLU", true, false, false, "chan_epilogue_vec_f32", 256, 1, 32, 0, actSiLU},
 		{"fp32 1x1 M6", 8, 1, 6, 1, "SiLU", false, false, false, "chan_epilogue_f32", 256, 1, 12, 1, actSiLU},
@@ -291,10 +294,12 @@ func TestElementwiseVecChoice(t *testing.T) {
 		{"sigmoid odd", "Sigmoid", []int{3, 5}, nil, true, "unary_f16", 0},
 		{"fp32 relu", "Relu", []int{2, 6}, nil, false, "unary_vec_f32", 0},
 		// b constant over planes: binary_plane (planes, hw, bm in the want below)
-		{"mul se scale", "Mul", []int{2, 16, 7, 7}, []int{2, 16, 1, 1}, true, "binary_plane_f16", 0},
-		{"mul se scale, b first", "Mul", []int{2, 16, 1, 1}, []int{2, 16, 7, 7}, true, "binary_plane_f16", 0},
-		{"add channel bias", "Add", []int{2, 16, 8, 8}, []int{16, 1, 1}, false, "binary_plane_f32", 0},
-		{"sub per batch", "Sub", []int{2, 16, 8, 8}, []int{2, 1, 1, 1}, true, "binary_plane_f16", 0},
+		{"mul se scale", "Mul", []int{2, 16, 48, 48}, []int{2, 16, 1, 1}, true, "binary_plane_f16", 0},
+		{"mul se scale, b first", "Mul", []int{2, 16, 1, 1}, []int{2, 16, 48, 48}, true, "binary_plane_f16", 0},
+		{"add channel bias", "Add", []int{2, 16, 32, 32}, []int{16, 1, 1}, false, "binary_plane_f32", 0},
+		{"sub per batch", "Sub", []int{2, 16, 16, 16}, []int{2, 1, 1, 1}, true, "binary_plane_f16", 0},
+		// planes under planeMinVectors: the general kernel
+		{"mul se scale 7x7", "Mul", []int{2, 16, 7, 7}, []int{2, 16, 1, 1}, true, "binary_f16", 0},
 		// not commutative with b first, and b varying inside the plane: the general kernel
 		{"sub b first", "Sub", []int{2, 16, 1, 1}, []int{2, 16, 7, 7}, true, "binary_f16", 0},
 		{"mul mixed", "Mul", []int{2, 16, 7, 7}, []int{1, 16, 1, 7}, true, "binary_f16", 0},
@@ -342,8 +347,8 @@ func TestElementwiseVecChoice(t *testing.T) {
 			switch {
 			case strings.HasPrefix(tc.kernel, "binary_plane"):
 				np, hw, bm := l.args[3].i, l.args[4].i, l.args[5].i
-				want := map[string][3]int64{"mul se scale": {32, 49, 32}, "mul se scale, b first": {32, 49, 32},
-					"add channel bias": {32, 64, 16}, "sub per batch": {2, 1024, 2}}[tc.name]
+				want := map[string][3]int64{"mul se scale": {32, 2304, 32}, "mul se scale, b first": {32, 2304, 32},
+					"add channel bias": {32, 1024, 16}, "sub per batch": {2, 4096, 2}}[tc.name]
 				if [3]int64{np, hw, bm} != want {
 					t.Errorf("planes %d hw %d bm %d, want %v", np, hw, bm, want)
 				}

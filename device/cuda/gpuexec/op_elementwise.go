@@ -176,11 +176,11 @@ func (c *compiler) binary(s *step, op int) error {
 	}
 	// b constant over planes (x * [N, C, 1, 1]), either side for the
 	// commutative ops: one block a plane (epilogue.go)
-	if planes, hw, bm, ok := planeRepeat(ad, bd, yd); ok {
+	if planes, hw, bm, ok := planeRepeat(ad, bd, yd); ok && c.planeOK(hw) {
 		s.launches = []launch{planeLaunch(c.fk("binary_plane"), planes, hw, c.vecWidth(), pArg(yr), pArg(ar), pArg(br), lArg(planes), lArg(hw), lArg(bm), iArg(op))}
 		return nil
 	}
-	if planes, hw, bm, ok := planeRepeat(bd, ad, yd); ok && (op == ewAdd || op == ewMul || op == ewMax || op == ewMin) {
+	if planes, hw, bm, ok := planeRepeat(bd, ad, yd); ok && c.planeOK(hw) && (op == ewAdd || op == ewMul || op == ewMax || op == ewMin) {
 		s.launches = []launch{planeLaunch(c.fk("binary_plane"), planes, hw, c.vecWidth(), pArg(yr), pArg(br), pArg(ar), lArg(planes), lArg(hw), lArg(bm), iArg(op))}
 		return nil
 	}
