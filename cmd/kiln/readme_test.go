@@ -47,6 +47,7 @@ var readmeSkips = []struct{ key, reason string }{
 	{"go build -o /tmp/kiln ./cmd/kiln", "builds the binary bench/reqpath measures; this test runs the command lines in process"},
 	{"go test ./device/cuda/gpuexec -run TestLayoutBenchOnGPU", "a GPU benchmark (it skips without a GPU); bench/gpu.sh runs the GPU measurements"},
 	{"go run ./bench/reqpath", "a benchmark of several seconds per target; bench/reqpath's TestReqpath runs it on short settings"},
+	{"go test ./device/cuda/gpuexec -run '^TestNodeSuitePartitioned$'", "a test of the suite, which scripts/test.sh runs (the partitioned ONNX node suite on the fake CUDA libraries)"},
 	{"bash bench/elastic-loop.sh", "the 17-minute recorded elastic loop (needs root); TestElasticLoopShort runs it 20 times faster"},
 }
 
