@@ -103,7 +103,7 @@ func TestBuildInt8Sensitivity(t *testing.T) {
 		log       string
 		plan      string
 	}
-	calib := []string{"--int8", "--calib-random", "4", "--no-timing"}
+	calib := []string{"--int8", "--calib-random", "4"}
 	results := map[string]result{}
 	for _, tt := range []struct {
 		name string
