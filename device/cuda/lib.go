@@ -109,6 +109,7 @@ type library struct {
 // openLibrary tries names in the standard search path and then in the
 // directories of o (or only in the override directories).
 func openLibrary(lib string, names []string, o Options) (*library, error) {
+	defer KeepSignals()() // a library's initializers may install handlers
 	dirs, standard := o.searchDirs()
 	var tried []string
 	if standard {

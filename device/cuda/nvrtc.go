@@ -101,7 +101,9 @@ func (n *NVRTC) Compile(name, src string, opts ...string) (*Compiled, error) {
 		}
 		cFree(copts)
 	}()
+	restore := KeepSignals() // NVRTC re-installs Go's SIGTERM handler without SA_ONSTACK
 	rc := call(n.fn.compile, uintptr(prog), uintptr(len(opts)), uintptr(copts))
+	restore()
 	log, err := n.get(prog, n.fn.logSize, n.fn.log, "nvrtcGetProgramLog")
 	if err != nil {
 		return nil, err

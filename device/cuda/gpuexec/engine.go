@@ -157,6 +157,9 @@ var compiledKernels sync.Map // arch -> *cuda.Compiled
 
 // NewEngine prepares g (optimized, every shape known) on GPU opt.Ordinal.
 func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
+	// cuDNN's run-time fusion compiles with NVRTC, which breaks Go's
+	// handler of SIGTERM: the dispositions are restored at the end
+	defer cuda.KeepSignals()()
 	prog, err := compileLayout(g, opt.KeepValues, opt.FP16, true, nchwForced(opt))
 	if err != nil {
 		return nil, err
@@ -532,6 +535,7 @@ type Context struct {
 
 // NewContext makes an execution context with its own stream and memory.
 func (e *Engine) NewContext() (_ *Context, err error) {
+	defer cuda.KeepSignals()() // as NewEngine
 	e.mu.Lock()
 	closed := e.closed
 	e.mu.Unlock()
