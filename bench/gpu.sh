@@ -19,7 +19,8 @@
 #   for ResNet-50) and max-autotune-no-cudagraphs as far as its time allows)
 #   on the same GPU at
 #   batch 1, 8, 64, 256 (ResNet-50) and 1, 8, 32 (BERT-base, sequence 128),
-#   and writes OUTDIR/result.md (the table with the ratios) and the raw rows.
+#   and writes OUTDIR/result.md (the table with the ratios) and the raw rows;
+#   BENCH_BATCHES="resnet50=1,256;bert_base=1,32" narrows the batches.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,11 @@ torch_py() {
 #   gpu_torch.py table KILN.jsonl TORCH.jsonl               print the markdown table with the ratios
 import importlib.util, json, os, sys, time
 
+# BENCH_BATCHES ("resnet50=1,256;bert_base=1,32") narrows the batches, for kiln and PyTorch alike.
 BATCHES = {"resnet50": [1, 8, 64, 256], "bert_base": [1, 8, 32]}
+if os.environ.get("BENCH_BATCHES"):
+    BATCHES = {m: [int(b) for b in bs.split(",")] for m, _, bs in
+               (part.partition("=") for part in os.environ["BENCH_BATCHES"].split(";"))}
 
 
 def load(path):
@@ -264,7 +269,8 @@ PY
   echo "export: $(( $(date +%s) - t0 )) s"
   # 2. kiln: correctness at the test inputs, then FP32 and FP16 timings.
   (cd device/cuda/gpuexec && KILN_GPU_BENCH="$work/models" KILN_GPU_BENCH_OUT="$out/kiln.jsonl" \
-    KILN_GPU_BENCH_ITERS=${ITERS:-20} "$root/.gpubin/gpuexec.test" -test.v -test.timeout 400s -test.run 'TestGPUBench') >"$out/kiln_bench.log" 2>&1
+    KILN_GPU_BENCH_BATCHES=${BENCH_BATCHES:-} KILN_GPU_BENCH_ITERS=${ITERS:-20} \
+    "$root/.gpubin/gpuexec.test" -test.v -test.timeout 400s -test.run 'TestGPUBench') >"$out/kiln_bench.log" 2>&1
   echo "kiln bench: exit $? at $(( $(date +%s) - t0 )) s"
   if [ -n "${PROFILE:-}" ]; then # e.g. PROFILE='resnet50=64;bert_base=32': device time by op (FP16)
     (cd device/cuda/gpuexec && KILN_GPU_BENCH="$work/models" KILN_GPU_PROFILE="$PROFILE" \
