@@ -254,7 +254,10 @@ bench)
   t0=$(date +%s)
   export PYTHONUNBUFFERED=1
   # 1. Export with this machine's PyTorch (CPU, float32 reference outputs).
-  if ! python3 .gpubin/export_models.py "$work/models" resnet50 bert_base >"$out/export.log" 2>&1; then
+  # (SKIP_EXPORT=1: the models are in $BENCH_WORK/models already)
+  if [ -n "${SKIP_EXPORT:-}" ]; then
+    echo "export skipped" >"$out/export.log"
+  elif ! python3 .gpubin/export_models.py "$work/models" resnet50 bert_base >"$out/export.log" 2>&1; then
     echo "export failed (see export.log); retrying with the TorchScript exporter (dynamo=False)"
     python3 - "$work/models" >>"$out/export.log" 2>&1 <<'PY'
 import functools, importlib.util, sys, torch
