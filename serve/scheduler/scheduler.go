@@ -523,6 +523,9 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 		clear(order)
 		s.orderBuf = order[:0]
 	}()
+	if s.slo != nil {
+		s.slo.picked = ""
+	}
 	if len(order) == 0 {
 		return nil, 0
 	}
@@ -539,11 +542,30 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 		}
 	}
 	if s.slo != nil {
-		send, wait, reason := s.slo.decide(now, head.enqueued, total, s.opts.MaxBatchSize)
+		arrival := func(k int) time.Time {
+			for _, it := range batch {
+				if k < it.size {
+					return it.enqueued
+				}
+				k -= it.size
+			}
+			return batch[len(batch)-1].enqueued
+		}
+		send, take, wait, reason := s.slo.decide(now, arrival, total, s.opts.MaxBatchSize)
 		if !send {
 			return nil, wait
 		}
-		s.slo.decisions[reason]++
+		// the first take items of the batch (FIFO: the oldest first)
+		n, items := 0, 0
+		for _, it := range batch {
+			if items > 0 && n+it.size > take {
+				break
+			}
+			n += it.size
+			items++
+		}
+		batch = batch[:items]
+		s.slo.picked = reason
 		return batch, 0
 	}
 	if total >= s.opts.MaxBatchSize || slices.Contains(s.opts.PreferredBatchSizes, total) {
@@ -630,6 +652,13 @@ func (s *Scheduler) takeQuiet(batch []*item, i int) bool {
 		}
 	}
 	s.queued -= len(batch)
+	if s.slo != nil && s.slo.picked != "" {
+		// the reason of the pick that chose this batch, counted once it is
+		// taken (a caller's pick may choose a batch it leaves to an
+		// instance goroutine, which picks again)
+		s.slo.decisions[s.slo.picked]++
+		s.slo.picked = ""
+	}
 	s.inflight++
 	s.held[i] = true
 	switched := s.last >= 0 && s.last != i

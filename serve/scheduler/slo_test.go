@@ -128,6 +128,11 @@ func TestSLODecide(t *testing.T) {
 		send     bool
 		reason   string
 		wait     time.Duration
+		// take is how many are sent (0: all n)
+		take int
+		// flat makes every batch cost 2ms (the cost per request falls
+		// with the batch) instead of 1ms + b*0.5ms
+		flat bool
 	}{
 		{name: "nothing measured: send at once", n: 1, send: true, reason: DecisionLearning},
 		{name: "max batch: send", measure: true, n: 32, gap: 100 * time.Microsecond, send: true, reason: DecisionFull},
@@ -148,12 +153,42 @@ func TestSLODecide(t *testing.T) {
 		// on one, batch 2 is needed (2 per 2ms); wait at most two gaps
 		{name: "one instance waits for a batch of 2", instances: 1, measure: true, n: 1, gap: 500 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 1 * ms},
 		{name: "one instance, a batch of 2 queued: send", instances: 1, measure: true, n: 2, gap: 500 * time.Microsecond, age: 1 * ms, send: true, reason: DecisionKeepsUp},
+		// a backlog of 20, the oldest 4ms old: a batch of 20 takes 11ms,
+		// past its deadline; 6ms left fit a batch of 10 (6ms), and 1 request
+		// a 10ms needs no more
+		{name: "backlog: as many as fit the budget", measure: true, n: 20, gap: 10 * ms, age: 4 * ms, send: true, reason: DecisionBudget, take: 10},
+		// the same backlog arriving 1 per 0.3ms (3.3/ms): batches of 10 run
+		// 10 per 6ms (1.7/ms), too few; 3.3/ms needs m/(1+0.5m) >= 3.3: none,
+		// so the whole queue goes
+		{name: "backlog above capacity: all of it", measure: true, n: 20, gap: 300 * time.Microsecond, age: 4 * ms, send: true, reason: DecisionDeadline},
+		// 1 per 1ms: batches of 10 keep up, but 1/1ms needs m/(1+0.5m) >= 1:
+		// m >= 2; the budget's 10 are more
+		{name: "backlog, moderate rate: the budget's", measure: true, n: 20, gap: 1 * ms, age: 4 * ms, send: true, reason: DecisionBudget, take: 10},
+		// the oldest past its deadline already: nothing fits, all of it goes
+		{name: "backlog past the deadline: all of it", measure: true, n: 20, gap: 10 * ms, age: 12 * ms, send: true, reason: DecisionDeadline},
+		// a flat 2ms engine on four instances: batch 1 keeps up with 1 per
+		// 0.4ms (4 per 2ms), but the next is due in 0.4ms < 2ms/2 - 0: wait
+		// for it, at most two gaps
+		{name: "flat cost: the next request is due soon, wait", flat: true, instances: 4, measure: true, n: 1, gap: 400 * time.Microsecond, send: false, reason: DecisionWait, wait: 800 * time.Microsecond},
+		// 1 per 1.2ms: 2 x 1.2ms > 2ms: send
+		{name: "flat cost: the next request is not due soon, send", flat: true, instances: 4, measure: true, n: 1, gap: 1200 * time.Microsecond, send: true, reason: DecisionKeepsUp},
+		// with 3 at hand the next must come within 2ms/4 = 0.5ms
+		{name: "flat cost, 3 at hand: due in 0.4ms, wait", flat: true, instances: 4, measure: true, n: 3, gap: 400 * time.Microsecond, send: false, reason: DecisionWait, wait: 800 * time.Microsecond},
+		{name: "flat cost, 3 at hand: due in 0.6ms, send", flat: true, instances: 4, measure: true, n: 3, gap: 600 * time.Microsecond, send: true, reason: DecisionKeepsUp},
+		// linear cost (1ms + b*0.5ms): waiting never pays by latency (the
+		// next is due in 0.4ms, under c(1)), and four instances keep up with
+		// half of 2.5/ms at batch 1 (2.7/ms)
+		{name: "linear cost: no wait however close the next", instances: 4, measure: true, n: 1, gap: 400 * time.Microsecond, send: true, reason: DecisionKeepsUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newSLOPolicy(10*ms, 32, max(tc.instances, 1))
 			if tc.measure {
 				for b := 1; b <= 32; b++ {
-					p.cost.observe(b, ms+time.Duration(b)*ms/2)
+					c := ms + time.Duration(b)*ms/2
+					if tc.flat {
+						c = 2 * ms
+					}
+					p.cost.observe(b, c)
 				}
 			}
 			// arrivals up to now, tc.gap apart
@@ -162,9 +197,13 @@ func TestSLODecide(t *testing.T) {
 			if tc.gap > 0 {
 				p.arrived(now, 1)
 			}
-			send, wait, reason := p.decide(now, now.Add(-tc.age), tc.n, 32)
-			if send != tc.send || reason != tc.reason || (!send && absDur(wait-tc.wait) > time.Microsecond) {
-				t.Fatalf("decide = send %v wait %v reason %q, want %v %v %q", send, wait, reason, tc.send, tc.wait, tc.reason)
+			send, take, wait, reason := p.decide(now, func(int) time.Time { return now.Add(-tc.age) }, tc.n, 32)
+			wantTake := tc.take
+			if tc.send && wantTake == 0 {
+				wantTake = tc.n
+			}
+			if send != tc.send || reason != tc.reason || (!send && absDur(wait-tc.wait) > time.Microsecond) || (send && take != wantTake) {
+				t.Fatalf("decide = send %v take %d wait %v reason %q, want %v %d %v %q", send, take, wait, reason, tc.send, wantTake, tc.wait, tc.reason)
 			}
 		})
 	}
@@ -179,10 +218,11 @@ func absDur(d time.Duration) time.Duration {
 
 // TestSLOBatcherLearns runs the SLO batcher on an engine of known cost on
 // a fake clock: it learns the cost of a batch of one from light traffic
-// (each request sent at once, no delay); under a burst it sends what is
-// queued when waiting for more would break the oldest request's deadline,
-// learns that size's cost, and under a larger burst sends full batches;
-// it counts the requests within the objective.
+// (each request sent at once, no delay); under a burst it sends as much
+// of the queue as fits the oldest request's remaining budget, then the
+// rest, and learns those sizes' costs; under a larger burst, whose queue
+// cannot all meet the objective, it cuts the batches so that the most
+// requests do; it counts the requests within the objective.
 func TestSLOBatcherLearns(t *testing.T) {
 	clock := newFakeClock()
 	// a batch of b costs 1ms + b*0.5ms
@@ -256,26 +296,34 @@ func TestSLOBatcherLearns(t *testing.T) {
 		clock.Advance(time.Second)
 	}
 
-	// 20 queued behind one: a batch of 21 would take 31.5ms by the cost
-	// of one, past the oldest's deadline: the 20 go at once, and take 11ms
+	// 20 queued behind one, 1.5ms old when it ends: by the only cost
+	// measured (1.5ms a request, an upper bound above it) a batch of 20
+	// takes 30ms, past their deadline (18.5ms left): the batcher sends as
+	// many as fit, 12 (18ms by the estimate; 7ms in fact), then the 8 left
+	// (5ms), all within the objective; it learns both sizes' costs
 	burst(20)
-	if mean, _, _ := s.Cost(20); mean != 11*ms {
-		t.Fatalf("cost of a batch of 20: %v, want 11ms", mean)
+	if mean, _, _ := s.Cost(12); mean != 7*ms {
+		t.Fatalf("cost of a batch of 12: %v, want 7ms (ran %v)", mean, eng.ran())
 	}
-	// 40 queued behind one: 32 fill a batch (17ms, ending 18.5ms after
-	// they came: met); the 8 left are then past waiting (a batch of 9 takes
-	// 5.5ms by the estimates) and end at 23.5ms: missed
+	if mean, _, _ := s.Cost(20); absDur(mean-7*ms*20/12) > time.Microsecond {
+		t.Fatalf("cost of a batch of 20: %v, want 11.67ms (12's in proportion)", mean)
+	}
+	// 40 queued behind one: a full batch of 32 takes 18.67ms by the
+	// estimate, past the deadline, 31 do not (18.08ms; 16.5ms in fact,
+	// ending 18ms after they came: met); the 9 left have 2ms left: a batch
+	// of 2 fits (2ms by the estimate, interpolated between 1 and 8), and
+	// the 7 left after it miss (end 24.5ms after they came)
 	burst(40)
-	want := []int{1, 1, 1, 1, 20, 1, 32, 8}
+	want := []int{1, 1, 1, 1, 12, 8, 1, 31, 2, 7}
 	if got := eng.ran(); !equalInts(got, want) {
 		t.Fatalf("batch sizes %v, want %v", got, want)
 	}
 	d := s.Decisions()
-	if d[DecisionFull] != 1 || d[DecisionDeadline] != 2 || d[DecisionKeepsUp] != 4 {
-		t.Fatalf("decisions %v, want one full, two deadline, four keeps_up", d)
+	if d[DecisionLearning] != 1 || d[DecisionBudget] != 3 || d[DecisionDeadline] != 1 || d[DecisionKeepsUp] != 5 {
+		t.Fatalf("decisions %v, want one learning, three budget, one deadline, five keeps_up", d)
 	}
-	if st := s.SLOStats(); st.Met != 3+21+33 || st.Missed != 8 || st.Target != 20*ms || met != 21+33 {
-		t.Fatalf("SLO stats %+v, met in the bursts' results %d; want 57 met, 8 missed", st, met)
+	if st := s.SLOStats(); st.Met != 3+21+34 || st.Missed != 7 || st.Target != 20*ms || met != 21+34 {
+		t.Fatalf("SLO stats %+v, met in the bursts' results %d; want 58 met, 7 missed", st, met)
 	}
 }
 
