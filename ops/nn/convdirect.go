@@ -314,10 +314,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	items := tiles * mb
 	// SiLU without a residual runs on each tile after the kernel.
 	tileSiLU := ep != nil && ep.act == ActSiLU && z == nil
-	// With more than 1 MiB of weights, the tiles of one block of weights
-	// in turn, so that the block stays in L1 (else every tile cycles
-	// through all the weights from L3).
-	blockOuter := len(f.packed)*4 > 1<<20
+	blockOuter := directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb)
 	dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
 		var bv [directMR]float32
 		for it := i0; it < i1; it++ {
@@ -355,6 +352,43 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	if outBuf != nil {
 		directOutPool.put(outBuf)
 	}
+}
+
+// directOrder overrides, for tests and benchmarks, the order in which
+// directRun visits its (tile, weight block) items: orderAuto by
+// directBlockOuter, orderTile (every block of a tile in turn) or orderBlock
+// (every tile of a block in turn).
+var directOrder = orderAuto
+
+const (
+	orderAuto = iota
+	orderTile
+	orderBlock
+)
+
+// directBlockOuter reports whether directRun runs every tile of one block
+// of 8 output channels before the next block (else every block of one
+// tile before the next tile), from the bytes of packed weights, of input
+// (the phase planes or the input itself) and of output, and the number of
+// blocks mb:
+//
+//   - with more than 1 MiB of weights, so that the block stays in L1 (else
+//     every tile cycles through all the weights from L3);
+//   - with an input that stays in L2 (at most 1 MiB) and an output that
+//     does not (1 MiB or more) over 4 or more blocks: the tile order writes
+//     8*mb output planes at once, a few hundred bytes each before moving
+//     on, and its stores then miss the TLB and the write-combining buffers
+//     (squeezenet1_1's 3 -> 64 stem: 555-630 -> 408-422 us of CPU; NOTES.md
+//     section 18), while the block order writes 8 planes at a time and
+//     reads the input from L2 once per block.
+func directBlockOuter(wBytes, inBytes, outBytes, mb int) bool {
+	switch directOrder {
+	case orderTile:
+		return false
+	case orderBlock:
+		return true
+	}
+	return wBytes > 1<<20 || inBytes <= 1<<20 && outBytes >= 1<<20 && mb >= 4
 }
 
 // directFinish applies what the kernel did not to the output y: with

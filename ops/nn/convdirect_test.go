@@ -58,9 +58,15 @@ func TestConvDirect(t *testing.T) {
 				z[i] = r.Float32()*2 - 1
 			}
 			f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
-			for _, layout := range []int{layoutAuto, layoutRows, layoutWide} {
-				old := directLayout
+			for i, layout := range []int{layoutAuto, layoutRows, layoutWide} {
+				old, oldOrder := directLayout, directOrder
 				directLayout = layout
+				// both visiting orders of the tiles and weight blocks
+				// (directBlockOuter), alternating over the layouts
+				directOrder = []int{orderTile, orderBlock, orderTile}[i]
+				if c.name == "resnet stem 7x7/2" || c.name == "squeezenet expand 3x3" {
+					directOrder = orderBlock + orderTile - directOrder
+				}
 				for _, b := range [][]float32{bias, nil} {
 					// no epilogue, then the residual with SiLU (in Go after
 					// the kernel), ReLU and clip (addClamp) and none
@@ -84,13 +90,13 @@ func TestConvDirect(t *testing.T) {
 						convDirect(p, x, f, b, got, zz, ep)
 						for i := range want {
 							if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
-								t.Fatalf("layout %d, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g",
-									layout, b != nil, act, i, got[i], want[i])
+								t.Fatalf("layout %d, order %d, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g",
+									layout, directOrder, b != nil, act, i, got[i], want[i])
 							}
 						}
 					}
 				}
-				directLayout = old
+				directLayout, directOrder = old, oldOrder
 			}
 		})
 	}
@@ -140,6 +146,30 @@ func TestDirectByRow(t *testing.T) {
 	} {
 		if got := directByRow(c.ow, c.wq, c.epilogue); got != c.want {
 			t.Errorf("directByRow(%d, %d, %v) = %v, want %v", c.ow, c.wq, c.epilogue, got, c.want)
+		}
+	}
+}
+
+// TestDirectBlockOuter pins the order of directRun's items on layers of
+// the shared models (see directBlockOuter): the weight blocks outermost
+// for large weights, and for outputs past 1 MiB over 4+ blocks whose input
+// stays in L2.
+func TestDirectBlockOuter(t *testing.T) {
+	for _, c := range []struct {
+		name                          string
+		wBytes, inBytes, outBytes, mb int
+		want                          bool
+	}{
+		{"squeezenet classifier 512 -> 1000 1x1", 4 * 1000 * 512, 4 * 512 * 169, 4 * 1000 * 169, 125, true},
+		{"squeezenet stem 3 -> 64 3x3/2", 4 * 64 * 27, 4 * 3 * 4 * 112 * 112, 4 * 64 * 111 * 111, 8, true},
+		{"mobilenet_v2 16 -> 96 1x1 at 112", 4 * 96 * 16, 4 * 16 * 112 * 112, 4 * 96 * 112 * 112, 12, true},
+		{"mobilenet_v2 24 -> 144 1x1 at 56", 4 * 144 * 24, 4 * 24 * 56 * 56, 4 * 144 * 56 * 56, 18, true},
+		{"yolo_tiny 16 -> 32 3x3/2 at 160: input past L2", 4 * 32 * 144, 4 * 16 * 4 * 81 * 81, 4 * 32 * 80 * 80, 4, false},
+		{"yolo_tiny 3 -> 16 stem: 2 blocks", 4 * 16 * 27, 4 * 3 * 4 * 161 * 161, 4 * 16 * 160 * 160, 2, false},
+		{"squeezenet 16 -> 64 3x3 at 55: output in L2", 4 * 64 * 144, 4 * 16 * 57 * 57, 4 * 64 * 55 * 55, 8, false},
+	} {
+		if got := directBlockOuter(c.wBytes, c.inBytes, c.outBytes, c.mb); got != c.want {
+			t.Errorf("%s: directBlockOuter = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
