@@ -551,7 +551,13 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 			}
 			return batch[len(batch)-1].enqueued
 		}
-		send, take, wait, reason := s.slo.decide(now, arrival, total, s.opts.MaxBatchSize)
+		idle := 0
+		for _, h := range s.held {
+			if !h {
+				idle++
+			}
+		}
+		send, take, wait, reason := s.slo.decide(now, arrival, total, s.opts.MaxBatchSize, idle)
 		if !send {
 			return nil, wait
 		}

@@ -26,6 +26,9 @@ type simResult struct {
 	p50, p99      time.Duration
 	meanBatch     float64
 	met, requests int
+	// held counts the requests that found an instance free and the queue
+	// empty, and still did not start at once (the batcher held them)
+	held int
 }
 
 // simulate runs the scheduler's own batching decisions (pick) on virtual
@@ -58,6 +61,8 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 	busy := make([]*running, opts.Instances)
 	wake := make([]time.Time, opts.Instances) // zero: no timer
 	var lat []time.Duration
+	idleAtArrival := map[*item]bool{}
+	held := 0
 	batches, items := 0, 0
 	met := 0
 	now := t0
@@ -67,6 +72,9 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 		// arrivals up to now
 		for next < n && !arrivals[next].After(now) {
 			it := &item{key: "k", size: 1, level: 1, enqueued: arrivals[next]}
+			if s.queued == 0 && slices.Contains(busy, nil) {
+				idleAtArrival[it] = true
+			}
 			s.queues[0] = append(s.queues[0], it)
 			s.queued++
 			if s.slo != nil {
@@ -91,6 +99,7 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 					last = r.end
 				}
 				busy[i] = nil
+				s.held[i] = false
 			}
 		}
 		// free instances decide
@@ -111,6 +120,10 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 			size := 0
 			for _, it := range batch {
 				size += it.size
+				if idleAtArrival[it] && now.After(it.enqueued) {
+					held++
+				}
+				delete(idleAtArrival, it)
 			}
 			c := float64(eng.fixed+time.Duration(size)*eng.per) * (1 + eng.noise*(2*noise.Float64()-1))
 			if noise.Float64() < eng.stallP {
@@ -146,7 +159,7 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 	}
 	slices.Sort(lat)
 	res := simResult{throughput: float64(n) / last.Sub(t0).Seconds(), p50: lat[n/2], p99: lat[n*99/100],
-		meanBatch: float64(items) / float64(batches), met: met, requests: n}
+		meanBatch: float64(items) / float64(batches), met: met, requests: n, held: held}
 	return res
 }
 
@@ -209,4 +222,78 @@ func TestSLOBatcherSimulatedSweep(t *testing.T) {
 		}
 	}
 	t.Logf("simulated, %d Poisson arrivals per row, max_batch_size 32, one instance:\n%s", n, table.String())
+}
+
+// TestSLOBatcherLoadSweep drives the SLO batcher (objective 10ms,
+// max_batch_size 32) and the fixed delays over a load sweep, from 2% of
+// the engine's capacity at batch 32 to 105% (past saturation), on
+// simulated engines: one whose cost per request falls with the batch (an
+// accelerator), one whose cost is nearly proportional to the batch (a CPU
+// engine like tinycnn's, measured with kiln run: 0.044ms at batch 1,
+// 1.34ms at 32), and the accelerator on two instances. It asserts what the
+// batcher is for:
+//   - at low load (up to 5% of capacity) no request that finds an instance
+//     idle waits: no added delay, batches of one;
+//   - batches grow with the load (the mean batch never falls by more than
+//     5% from one load to the next), so that the capacity of batches of
+//     the mean size covers the arrival rate (within 2%);
+//   - where a fixed delay meets the objective (its P99 within 10ms), the
+//     SLO batcher does too, and at every load its throughput is within 1%
+//     of the better fixed delay's (past saturation: the same capacity).
+func TestSLOBatcherLoadSweep(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the simulation runs on one goroutine: nothing for the race detector, which slows it tenfold")
+	}
+	engines := []simEngine{
+		{name: "2ms + 0.1ms/request", fixed: 2 * time.Millisecond, per: 100 * time.Microsecond, noise: 0.1},
+		{name: "0.004ms + 0.04ms/request", fixed: 4 * time.Microsecond, per: 40 * time.Microsecond, noise: 0.1},
+		{name: "2ms + 0.1ms/request, 2 instances", fixed: 2 * time.Millisecond, per: 100 * time.Microsecond, noise: 0.1, instances: 2},
+	}
+	loads := []float64{0.02, 0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 1.05}
+	const n = 10000
+	const target = 10 * time.Millisecond
+	var table strings.Builder
+	fmt.Fprintln(&table, "| engine | load | slo batch | slo held | slo p99 ms | fixed 500us p99 | fixed 2ms p99 | slo infer/s | best fixed infer/s |")
+	fmt.Fprintln(&table, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, eng := range engines {
+		capacity := float64(max(eng.instances, 1)) * 32 / (eng.fixed + 32*eng.per).Seconds()
+		prevBatch := 0.0
+		for _, load := range loads {
+			rate := load * capacity
+			seed := uint64(load*1000) + 7
+			opts := func(o Options) Options {
+				o.MaxBatchSize, o.Batching, o.Instances = 32, true, eng.instances
+				return o
+			}
+			slo := simulate(opts(Options{SLO: target}), eng, rate, n, seed)
+			f1 := simulate(opts(Options{MaxQueueDelay: 500 * time.Microsecond}), eng, rate, n, seed)
+			f2 := simulate(opts(Options{MaxQueueDelay: 2 * time.Millisecond}), eng, rate, n, seed)
+			best := f1
+			if f2.p99 < best.p99 {
+				best = f2
+			}
+			fmt.Fprintf(&table, "| %s | %.0f%% | %.2f | %d | %.2f | %.2f | %.2f | %.0f | %.0f |\n", eng.name, 100*load, slo.meanBatch, slo.held,
+				slo.p99.Seconds()*1e3, f1.p99.Seconds()*1e3, f2.p99.Seconds()*1e3, slo.throughput, best.throughput)
+			where := fmt.Sprintf("%s at %.0f%% of capacity (%.0f/s)", eng.name, 100*load, rate)
+			if load <= 0.05 && slo.held > 0 {
+				t.Errorf("%s: %d requests held although an instance was idle; want none", where, slo.held)
+			}
+			if slo.meanBatch < 0.95*prevBatch {
+				t.Errorf("%s: mean batch %.2f, below %.2f at the lower load before", where, slo.meanBatch, prevBatch)
+			}
+			prevBatch = slo.meanBatch
+			// the capacity of batches of the mean size covers the arrivals
+			b := slo.meanBatch
+			if c := float64(max(eng.instances, 1)) * b / (eng.fixed.Seconds() + b*eng.per.Seconds()); load < 1 && c < 0.98*slo.throughput {
+				t.Errorf("%s: mean batch %.2f, whose capacity %.0f/s is below the %.0f/s served", where, b, c, slo.throughput)
+			}
+			if best.p99 <= target && slo.p99 > target {
+				t.Errorf("%s: slo p99 %v past the objective %v that the fixed delay meets (p99 %v)", where, slo.p99, target, best.p99)
+			}
+			if slo.throughput < 0.99*best.throughput {
+				t.Errorf("%s: slo %.0f/s, below the better fixed delay's %.0f/s", where, slo.throughput, best.throughput)
+			}
+		}
+	}
+	t.Logf("simulated, %d Poisson arrivals per row, max_batch_size 32, objective %v:\n%s", n, target, table.String())
 }

@@ -30,7 +30,8 @@ import (
 //     arrivals (instances·n/c(n) below keepUpFactor·λ: the requests that
 //     arrive while a batch runs make the next batch larger anyway, so
 //     half the rate is enough), or
-//     (latency) the next request is due soon enough that waiting for it
+//     (latency) no other instance is free, and the next request is due
+//     soon enough that waiting for it
 //     lowers the requests' total latency: with n queued and the next due
 //     in δ = 1/λ, running n now and the newcomer after them costs the
 //     newcomer c(n) - δ + c(1), while waiting and running n+1 costs each of
@@ -77,8 +78,11 @@ const (
 	costBeta  = 1.0 / 4 // mean deviation
 	// costDevs deviations above the mean estimate a batch's P99 time.
 	costDevs = 3
-	// gapAlpha weighs each arrival's gap in the arrival rate estimate.
-	gapAlpha = 1.0 / 8
+	// gapAlpha weighs each arrival's gap in the arrival rate estimate: over
+	// about 32 arrivals, since with 8 (tried on sim_test.go's sweep) a few
+	// close Poisson arrivals at light load made the estimate jump enough
+	// to hold requests that found an instance idle.
+	gapAlpha = 1.0 / 32
 )
 
 // costModel estimates the time of a batch of each size, learned from runs.
@@ -236,12 +240,13 @@ func (p *sloPolicy) needed(rate float64, limit int) int {
 }
 
 // decide says whether to send a batch of the first n queued items now,
-// limit being the largest batch (MaxBatchSize), and how many of them: take
-// (1..n) when send. arrival(k) is the arrival time of the request that
+// limit being the largest batch (MaxBatchSize), idle the instances free
+// (the deciding one among them), and how many of them: take (1..n) when
+// send. arrival(k) is the arrival time of the request that
 // holds item k (0..n-1) of the batch, in queue order: arrival(0) is the
 // oldest. When not sending, wait is how long to wait at most before
 // deciding again (an arrival also wakes the batcher).
-func (p *sloPolicy) decide(now time.Time, arrival func(k int) time.Time, n, limit int) (send bool, take int, wait time.Duration, reason string) {
+func (p *sloPolicy) decide(now time.Time, arrival func(k int) time.Time, n, limit, idle int) (send bool, take int, wait time.Duration, reason string) {
 	if !p.cost.measured() {
 		return true, n, 0, DecisionLearning
 	}
@@ -259,7 +264,7 @@ func (p *sloPolicy) decide(now time.Time, arrival func(k int) time.Time, n, limi
 		return true, n, 0, DecisionDeadline
 	}
 	wait = time.Duration(slack * float64(time.Second))
-	if n >= p.needed(keepUpFactor*rate, limit) && !p.worthWaiting(rate, n, slack) {
+	if n >= p.needed(keepUpFactor*rate, limit) && (idle > 1 || !p.worthWaiting(rate, n, slack)) {
 		return true, n, 0, DecisionKeepsUp
 	}
 	// decide again by the deadline, or once two arrivals' time has passed

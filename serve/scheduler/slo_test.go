@@ -130,6 +130,8 @@ func TestSLODecide(t *testing.T) {
 		wait     time.Duration
 		// take is how many are sent (0: all n)
 		take int
+		// idle is the instances free (0: 1)
+		idle int
 		// flat makes every batch cost 2ms (the cost per request falls
 		// with the batch) instead of 1ms + b*0.5ms
 		flat bool
@@ -172,6 +174,8 @@ func TestSLODecide(t *testing.T) {
 		{name: "flat cost: the next request is due soon, wait", flat: true, instances: 4, measure: true, n: 1, gap: 400 * time.Microsecond, send: false, reason: DecisionWait, wait: 800 * time.Microsecond},
 		// 1 per 1.2ms: 2 x 1.2ms > 2ms: send
 		{name: "flat cost: the next request is not due soon, send", flat: true, instances: 4, measure: true, n: 1, gap: 1200 * time.Microsecond, send: true, reason: DecisionKeepsUp},
+		// the same with another instance free: the next will run there
+		{name: "flat cost, next due soon, another instance free: send", flat: true, instances: 4, idle: 2, measure: true, n: 1, gap: 400 * time.Microsecond, send: true, reason: DecisionKeepsUp},
 		// with 3 at hand the next must come within 2ms/4 = 0.5ms
 		{name: "flat cost, 3 at hand: due in 0.4ms, wait", flat: true, instances: 4, measure: true, n: 3, gap: 400 * time.Microsecond, send: false, reason: DecisionWait, wait: 800 * time.Microsecond},
 		{name: "flat cost, 3 at hand: due in 0.6ms, send", flat: true, instances: 4, measure: true, n: 3, gap: 600 * time.Microsecond, send: true, reason: DecisionKeepsUp},
@@ -197,7 +201,7 @@ func TestSLODecide(t *testing.T) {
 			if tc.gap > 0 {
 				p.arrived(now, 1)
 			}
-			send, take, wait, reason := p.decide(now, func(int) time.Time { return now.Add(-tc.age) }, tc.n, 32)
+			send, take, wait, reason := p.decide(now, func(int) time.Time { return now.Add(-tc.age) }, tc.n, 32, max(tc.idle, 1))
 			wantTake := tc.take
 			if tc.send && wantTake == 0 {
 				wantTake = tc.n
