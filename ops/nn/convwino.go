@@ -192,12 +192,11 @@ func winoGeomRows(p cpu.Conv2DParams, rows int) winoGeometry {
 func (g winoGeometry) mpad(m int) int { return (m + directMR - 1) / directMR * directMR }
 
 var (
-	winoVPool    directPool[float32] // V: 36 x C x ld
-	winoMPool    directPool[float32] // M: 36 x Mpad x ld
-	winoInPool   directPool[float32] // per goroutine: padded plane, phases, Bt rows
-	winoOutPool  directPool[float32] // per goroutine: At rows
-	winoWidePool directPool[float32] // output tiles when they overhang the output
-	winoOffPool  directPool[int32]
+	winoVPool   directPool[float32] // V: 36 x C x ld
+	winoMPool   directPool[float32] // M: 36 x Mpad x ld
+	winoInPool  directPool[float32] // per goroutine: padded plane, phases, Bt rows
+	winoOutPool directPool[float32] // per goroutine: At rows, a last tile row
+	winoOffPool directPool[int32]
 )
 
 // convWino computes y = act(conv(x, w) + bias) with the transformed filter
@@ -211,10 +210,10 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 	}
 	g := winoGeom(p)
 	oh, ow := p.OutH(), p.OutW()
-	wq := 4 * g.tw
-	plane := 4 * g.th * wq
-	// Output tiles that exactly cover the output are written in place.
-	inPlace := wq == ow && 4*g.th == oh
+	// Every output tile is written in place: rows of ow floats, the last
+	// tile column under a mask, a last tile row past the output through a
+	// scratch (winoOutChannel).
+	plane := oh * ow
 	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
 	switch p.Act {
 	case cpu.ActRelu:
@@ -239,10 +238,6 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 			offs[c] = int32(c * g.ld)
 		}
 	}
-	var wideBuf *[]float32
-	if !inPlace {
-		wideBuf = winoWidePool.get(p.M * plane)
-	}
 	// SiLU without a residual runs on each output plane while it is in
 	// cache (as the direct convolution's tiles do).
 	silu := ep != nil && ep.act == ActSiLU && z == nil
@@ -254,17 +249,14 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		out := yn
-		if !inPlace {
-			out = *wideBuf
-		}
 		var zn []float32
 		if z != nil {
 			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		}
 		if bandRows > 0 {
-			winoBands(p, g, bandRows, xn, f, bias, out, plane, wq, lo, hi, clampOn, silu)
-			if epn != nil || !inPlace {
-				directFinish(p, yn, zn, epn, out, !inPlace, plane, wq)
+			winoBands(p, g, bandRows, xn, f, bias, out, lo, hi, clampOn, silu)
+			if epn != nil {
+				directFinish(p, yn, zn, epn, out, false, plane, ow)
 			}
 			continue
 		}
@@ -273,13 +265,27 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
 			f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, i0, i1)
 		})
-		winoOutput(p, g, mm, bias, out, plane, wq, lo, hi, clampOn, silu)
-		if epn != nil || !inPlace {
-			directFinish(p, yn, zn, epn, out, !inPlace, plane, wq)
+		winoOutput(p, g, mm, bias, out, lo, hi, clampOn, silu)
+		if epn != nil {
+			directFinish(p, yn, zn, epn, out, false, plane, ow)
 		}
 	}
-	if wideBuf != nil {
-		winoWidePool.put(wideBuf)
+}
+
+// winoOutChannel writes th tile rows of one output channel (see
+// winoOutRows) into out, rows of ow floats (ow > 4*tw - 4: the last tile
+// column under the kernel's mask), rows of them (<= 4*th): when the last
+// tile row has fewer than 4 rows, that tile row goes through last (4*ow
+// floats) and its rows are copied.
+func winoOutChannel(mm []float32, mp, lt, th int, s, o, out []float32, ow, tw, rows int, last []float32, bias, lo, hi float32, clampOn bool) {
+	full := th
+	if rows < 4*th {
+		full--
+	}
+	winoOutRows(mm, mp, lt, full, s, o, out, ow, tw, bias, lo, hi, clampOn)
+	if full < th {
+		winoOutRows(mm[full*tw:], mp, lt, 1, s, o, last, ow, tw, bias, lo, hi, clampOn)
+		copy(out[4*full*ow:rows*ow], last)
 	}
 }
 
@@ -318,15 +324,16 @@ const (
 // winoBands computes one image in bands of rows tile rows, each band's
 // input transform, products and output transform on one goroutine with
 // its V and M in cache, the bands spread over the goroutines.
-func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *winoFilter, bias, out []float32, plane, wq int,
+func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *winoFilter, bias, out []float32,
 	lo, hi float32, clampOn, silu bool) {
+	oh, ow := p.OutH(), p.OutW()
 	gb := winoGeomRows(p, rows)
 	bands := (g.th + rows - 1) / rows
 	dynamicFor(bands, 1, func(b0, b1 int) {
 		vBuf := winoVPool.get(36 * gb.vp)
 		mBuf := winoMPool.get(36 * gb.mp)
 		inBuf := winoInPool.get(gb.hp*gb.wp + 6*gb.wp + 16)
-		outBuf := winoOutPool.get(40 * gb.lt)
+		outBuf := winoOutPool.get(40*gb.lt + 4*ow)
 		offBuf := winoOffPool.get(p.C)
 		defer func() {
 			winoVPool.put(vBuf)
@@ -337,7 +344,7 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 		}()
 		v, mm, offs := *vBuf, *mBuf, *offBuf
 		ph, t := (*inBuf)[:gb.hp*gb.wp], (*inBuf)[gb.hp*gb.wp:]
-		s, o := (*outBuf)[:24*gb.lt], (*outBuf)[24*gb.lt:]
+		s, o, last := (*outBuf)[:24*gb.lt], (*outBuf)[24*gb.lt:40*gb.lt], (*outBuf)[40*gb.lt:]
 		var pm winoPadMasks
 		for band := b0; band < b1; band++ {
 			ty0 := band * rows
@@ -354,8 +361,9 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 				if bias != nil {
 					b = bias[m]
 				}
-				om := out[m*plane+4*ty0*wq : m*plane+4*(ty0+gr.th)*wq]
-				winoOutRows(mm[m*gr.ld:], gr.mp, gr.lt, gr.th, s, o, om, wq, gr.tw, b, lo, hi, clampOn)
+				n := min(4*gr.th, oh-4*ty0) // output rows of the band
+				om := out[(m*oh+4*ty0)*ow : (m*oh+4*ty0+n)*ow]
+				winoOutChannel(mm[m*gr.ld:], gr.mp, gr.lt, gr.th, s, o, om, ow, gr.tw, n, last, b, lo, hi, clampOn)
 				if silu {
 					convSiLU(om, om)
 				}
@@ -387,22 +395,25 @@ func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
 }
 
 // winoOutput writes, for every output channel, its tiles At M A + bias
-// (clamped to [lo, hi] with clampOn, then SiLU with silu) into out: planes
-// of plane floats, rows of wq.
-func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, plane, wq int, lo, hi float32, clampOn, silu bool) {
+// (clamped to [lo, hi] with clampOn, then SiLU with silu) into out, the
+// NCHW output of one image.
+func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, lo, hi float32, clampOn, silu bool) {
+	oh, ow := p.OutH(), p.OutW()
+	plane := oh * ow
 	dynamicFor(p.M, max(1, p.M/(4*cpu.Threads())), func(m0, m1 int) {
-		buf := winoOutPool.get(40 * g.lt)
+		buf := winoOutPool.get(40*g.lt + 4*ow)
 		defer winoOutPool.put(buf)
-		s := (*buf)[:24*g.lt] // s[r][q]: across row r of M, one tile row
-		o := (*buf)[24*g.lt:] // o[i][q]: down, output row i, column q
+		s := (*buf)[:24*g.lt]          // s[r][q]: across row r of M, one tile row
+		o := (*buf)[24*g.lt : 40*g.lt] // o[i][q]: down, output row i, column q
+		last := (*buf)[40*g.lt:]       // a last tile row past the output
 		for m := m0; m < m1; m++ {
 			var b float32
 			if bias != nil {
 				b = bias[m]
 			}
-			winoOutRows(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, out[m*plane:], wq, g.tw, b, lo, hi, clampOn)
+			pl := out[m*plane : (m+1)*plane]
+			winoOutChannel(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, pl, ow, g.tw, oh, last, b, lo, hi, clampOn)
 			if silu {
-				pl := out[m*plane : m*plane+4*g.th*wq]
 				convSiLU(pl, pl)
 			}
 		}

@@ -58,8 +58,9 @@ func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32,
 // winoOutRows writes the output tiles of one output channel: per tile row
 // ty < th, At across the 36 product rows mm[(6r+j)*mp + ty*tw:] into s (24
 // rows of lt), At down s into o (16 rows of lt), and the columns of o
-// interleaved into the four output rows out[(4ty+i)*wq:] (wq = 4 tw
-// floats each) with bias and, with clamp, the clamp to [lo, hi].
+// interleaved into the four output rows out[(4ty+i)*wq:] (the first wq
+// floats of the 4 tw of a tile row, 4 tw - 4 < wq <= 4 tw) with bias and,
+// with clamp, the clamp to [lo, hi].
 func winoOutRows(mm []float32, mp, lt, th int, s, o, out []float32, wq, tw int, bias, lo, hi float32, clamp bool) {
 	if th <= 0 || wq <= 0 {
 		return
@@ -69,7 +70,7 @@ func winoOutRows(mm []float32, mp, lt, th int, s, o, out []float32, wq, tw int, 
 	_ = s[24*lt-1]
 	_ = o[16*lt-1]
 	_ = out[4*th*wq-1]
-	if winoKernelsGo || lt%16 != 0 || lt < 16*nb || wq != 4*tw {
+	if winoKernelsGo || lt%16 != 0 || lt < 16*nb || wq > 4*tw || wq <= 4*tw-4 {
 		winoOutRowsGo(mm, mp, lt, th, s, o, out, wq, tw, bias, lo, hi, clamp)
 		return
 	}

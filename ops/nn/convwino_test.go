@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -187,16 +188,28 @@ func TestWinoKernels(t *testing.T) {
 		eq("Bt", got, want)
 
 		mm := rnd(36 * g.mp)
-		for _, clamp := range []bool{false, true} {
-			both(func() {
-				s, o, out := make([]float32, 24*g.lt), make([]float32, 16*g.lt), make([]float32, 4*g.th*4*g.tw+5)
-				for i := range out {
-					out[i] = -7
+		// output rows of the 4 tw columns of the tiles, and of 1 and 3
+		// fewer (an output width that is not a multiple of 4, in place)
+		for _, wq := range []int{4 * g.tw, 4*g.tw - 1, 4*g.tw - 3} {
+			if wq < 1 {
+				continue
+			}
+			for _, clamp := range []bool{false, true} {
+				both(func() {
+					s, o, out := make([]float32, 24*g.lt), make([]float32, 16*g.lt), make([]float32, 4*g.th*wq+5)
+					for i := range out {
+						out[i] = -7
+					}
+					winoOutRows(mm, g.mp, g.lt, g.th, s, o, out, wq, g.tw, 0.25, -0.5, 0.75, clamp)
+					got, want = want, out
+				})
+				eq(fmt.Sprintf("At and interleave, rows of %d", wq), got, want)
+				for i := 4 * g.th * wq; i < len(got); i++ {
+					if got[i] != -7 {
+						t.Fatalf("rows of %d: element %d past the output written: %g", wq, i, got[i])
+					}
 				}
-				winoOutRows(mm, g.mp, g.lt, g.th, s, o, out, 4*g.tw, g.tw, 0.25, -0.5, 0.75, clamp)
-				got, want = want, out
-			})
-			eq("At and interleave", got, want)
+			}
 		}
 	}
 }
@@ -240,7 +253,7 @@ func BenchmarkWinoPhases(b *testing.B) {
 		})
 		b.Run(name("output"), func(b *testing.B) {
 			for b.Loop() {
-				winoOutput(p, g, mm, nil, out, 4*g.th*4*g.tw, 4*g.tw, 0, 0, false, false)
+				winoOutput(p, g, mm, nil, out, 0, 0, false, false)
 			}
 		})
 	}
