@@ -30,6 +30,16 @@ type Options struct {
 	Strict bool
 }
 
+// DataDependent is implemented by executors that run nodes whose outputs'
+// shapes depend on the data (NonMaxSuppression's selected boxes), which a
+// program compiled for fixed shapes cannot hand to the nodes after them:
+// the nodes that read such an output on the device start a new device
+// segment, compiled for the shapes each run gives (as after a CPU
+// segment), and the output reaches them as a host tensor.
+type DataDependent interface {
+	DataDependent(n *ir.Node, g *ir.Graph) bool
+}
+
 // Fallback is one node the device does not run, and why.
 type Fallback struct {
 	Node   string // the node's name
@@ -111,6 +121,7 @@ func Assign(g *ir.Graph, x device.Executor) *Report {
 
 func assign(g *ir.Graph, x device.Executor) *partition {
 	sup, _ := x.(device.Supporter)
+	dd, _ := x.(DataDependent)
 	r := &Report{Device: x.Name()}
 	p := &partition{g: g, report: r}
 	producer := map[*ir.Value]int{}
@@ -124,8 +135,11 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 	// Segments alternate: even ones on the device, odd ones on the CPU. A
 	// node goes to the first segment of its kind that comes no earlier
 	// than its producers' (and after those of the other kind).
+	// A device node whose outputs depend on the data (dynamic) sends the
+	// device nodes that read them to the next device segment.
 	segOf := make([]int, len(g.Nodes))
 	onDev := make([]bool, len(g.Nodes))
+	dynamic := make([]bool, len(g.Nodes))
 	last := -1
 	for i, n := range g.Nodes {
 		segOf[i] = -1
@@ -142,6 +156,7 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 		}
 		if onDev[i] {
 			r.OnDevice++
+			dynamic[i] = dd != nil && dd.DataDependent(n, g)
 		}
 		kind := 0
 		if !onDev[i] {
@@ -153,9 +168,12 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 			if !ok || segOf[j] < 0 {
 				continue
 			}
-			if onDev[j] == onDev[i] {
+			switch {
+			case onDev[j] == onDev[i] && dynamic[j]:
+				s = max(s, segOf[j]+2)
+			case onDev[j] == onDev[i]:
 				s = max(s, segOf[j])
-			} else {
+			default:
 				s = max(s, segOf[j]+1)
 			}
 		}
@@ -411,7 +429,7 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 	if po.Strict && len(r.Fallbacks) > 0 {
 		return nil, r, strictError(r)
 	}
-	if len(r.Fallbacks) == 0 {
+	if len(r.Fallbacks) == 0 && len(p.segs) <= 1 {
 		prog, err := x.Compile(g, o)
 		return prog, r, err
 	}

@@ -256,3 +256,7 @@ func (Device) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error)
 // Supports says whether the executor runs node n of g (device.Supporter):
 // nil, or an error wrapping device.ErrUnsupported that says why not.
 func (Device) Supports(n *ir.Node, g *ir.Graph) error { return Supports(n, g) }
+
+// DataDependent says whether the number of rows of n's output depends on
+// the data (partition.DataDependent); see DataDependent.
+func (Device) DataDependent(n *ir.Node, g *ir.Graph) bool { return DataDependent(n, g) }

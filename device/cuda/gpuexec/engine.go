@@ -579,7 +579,11 @@ func (e *Engine) NewContext() (_ *Context, err error) {
 		c.in = append(c.in, b)
 	}
 	for _, io := range e.prog.outputs {
-		b, err := e.drv.MemAllocHost(int(max(io.bytes, 1)))
+		size := max(io.bytes, 1)
+		if io.rows != nil {
+			size = 8 // the row count; the rows are copied once it is known
+		}
+		b, err := e.drv.MemAllocHost(int(size))
 		if err != nil {
 			return nil, fmt.Errorf("output %q: %w", io.name, err)
 		}
@@ -718,6 +722,12 @@ func (c *Context) enqueue(sync bool) error {
 	}
 	for i, io := range e.prog.outputs {
 		if io.konst != nil {
+			continue
+		}
+		if io.rows != nil {
+			if err := e.drv.MemcpyDtoHAsync(c.out[i], c.addr(*io.rows), 8, c.stream); err != nil {
+				return fmt.Errorf("output %q: %w", io.name, err)
+			}
 			continue
 		}
 		if err := e.drv.MemcpyDtoHAsync(c.out[i], c.addr(io.ref), int(io.bytes), c.stream); err != nil {
@@ -873,6 +883,11 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 	if err := e.drv.SetCurrent(e.cctx); err != nil {
 		return nil, err
 	}
+	for i, io := range e.prog.outputs {
+		if io.rows != nil {
+			clear(c.out[i].Bytes()) // a run that writes no count returns no rows
+		}
+	}
 	var err error
 	switch {
 	case c.hasGraph:
@@ -899,6 +914,14 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 	for i, io := range e.prog.outputs {
 		if io.konst != nil {
 			out[io.name] = io.konst.Clone()
+			continue
+		}
+		if io.rows != nil {
+			t, err := c.rowsOutput(io, c.out[i])
+			if err != nil {
+				return nil, err
+			}
+			out[io.name] = t
 			continue
 		}
 		t, err := tensor.Make(io.dtype, io.shape)

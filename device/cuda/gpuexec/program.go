@@ -115,6 +115,10 @@ type ioSpec struct {
 	bytes int64
 	ref   ref
 	konst *tensor.Tensor // an output known before run time
+	// rows, for an output whose number of rows depends on the data
+	// (dynOut), is where a run leaves that number (an int64): shape and
+	// bytes are then the most it can hold.
+	rows *ref
 }
 
 // program is a graph compiled into steps over planned buffers.
@@ -168,6 +172,9 @@ type compiler struct {
 	// layout is the layout pass's plan (layout.go); nchw turns it off.
 	layout layoutPlan
 	nchw   bool
+	// dynamic are the outputs whose number of rows depends on the data
+	// (op_nms.go).
+	dynamic map[*ir.Value]dynOut
 }
 
 // esize is the size on the device of an element of type dt.
@@ -316,6 +323,14 @@ func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 		if v.Const != nil {
 			o.konst = v.Const.Clone() // the graph's may live in a mapped file
 			o.shape = o.konst.Shape
+			c.p.outputs = append(c.p.outputs, o)
+			continue
+		}
+		if d, ok := c.dynamic[v]; ok {
+			id := c.storeOf[v]
+			live = append(live, id)
+			count := d.count
+			o.shape, o.bytes, o.ref, o.rows = d.shape, prod(d.shape)*int64(v.Type.DType.Size()), ref{buf: bufArena, id: id}, &count
 			c.p.outputs = append(c.p.outputs, o)
 			continue
 		}

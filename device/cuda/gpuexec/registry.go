@@ -33,6 +33,10 @@ type kernelDef struct {
 	// are bound (element types, constant inputs, attributes), saying why not.
 	check func(n *ir.Node) error
 	emit  func(c *compiler, s *step) error
+	// dataDependent says that the number of rows of the node's output
+	// depends on the data (NonMaxSuppression): the partitioner gives the
+	// nodes that read it a later segment (DataDependent).
+	dataDependent bool
 	// unchecked marks a kernel not yet run on a GPU against the CPU engine
 	// (bench/gpu-ops.sh): partitioning leaves its nodes to the CPU unless
 	// KILN_CUDA_UNVERIFIED=1 (verified.go). Set it on a new kernel until
@@ -83,7 +87,7 @@ var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKer
 	resizeKernels, normKernels, softmaxKernels, attentionKernels, reduceKernels, topKKernels,
 	groupNormKernels, upsampleKernels, lpPoolKernels, einsumKernels, rnnKernels,
 	roiKernels, unpoolKernels, dftKernels, revSeqKernels, detKernels,
-	qmatmulKernels, qconvKernels)
+	qmatmulKernels, qconvKernels, nmsKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
 // graph's default-domain opset), or says why there is none.

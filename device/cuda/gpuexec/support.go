@@ -229,3 +229,13 @@ type unsupportedError struct{ err error }
 func (e unsupportedError) Error() string { return e.err.Error() }
 
 func (e unsupportedError) Unwrap() []error { return []error{e.err, device.ErrUnsupported} }
+
+// DataDependent reports whether the number of rows of n's output depends
+// on the data (NonMaxSuppression): a compiled program returns that output
+// with the rows a run gives, and no node of the same program may read it
+// (the partitioner's DataDependent, engine/partition, gives its readers a
+// later segment).
+func DataDependent(n *ir.Node, g *ir.Graph) bool {
+	d, err := registry.lookup(n, g.Opset())
+	return err == nil && d.dataDependent
+}
