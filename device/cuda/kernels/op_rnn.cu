@@ -7,9 +7,11 @@
 // H]. Gate order as ONNX: RNN i; GRU z, r, h; LSTM i, o, f, c. Uses op.cu's
 // helpers.
 
-// kiln_rnn_act: 0 sigmoid, 1 tanh, 2 relu, 3 softsign, 4 softplus; clip > 0
-// clips the argument first.
-__device__ __forceinline__ float kiln_rnn_act(int id, float v, float clip) {
+// kiln_rnn_act: 0 sigmoid, 1 tanh, 2 relu, 3 softsign, 4 softplus, 5
+// affine, 6 leakyrelu, 7 thresholdedrelu, 8 scaledtanh, 9 hardsigmoid, 10
+// elu, with their alpha al and beta be (op_rnn.go fills in ONNX's
+// defaults); clip > 0 clips the argument first.
+__device__ __forceinline__ float kiln_rnn_act(int id, float v, float clip, float al, float be) {
     if (clip > 0.0f) v = fmaxf(-clip, fminf(clip, v));
     switch (id) {
     case 0: return v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
@@ -17,8 +19,20 @@ __device__ __forceinline__ float kiln_rnn_act(int id, float v, float clip) {
     case 2: return fmaxf(v, 0.0f);
     case 3: return v / (1.0f + fabsf(v));
     case 4: return log1pf(expf(v));
+    case 5: return al * v + be;
+    case 6: return v < 0.0f ? al * v : v;
+    case 7: return v > al ? v : 0.0f;
+    case 8: return al * tanhf(be * v);
+    case 9: return fmaxf(0.0f, fminf(1.0f, al * v + be));
+    case 10: return v < 0.0f ? al * expm1f(v) : v;
     }
     return v;
+}
+
+// kiln_rnn_actk applies activation k (0, 1 or 2) of a direction's nine
+// meta values: ids[3], then the bits of alpha[3] and beta[3] (float32).
+__device__ __forceinline__ float kiln_rnn_actk(const long long *a, int k, float v, float clip) {
+    return kiln_rnn_act((int)a[k], v, clip, __int_as_float((int)a[3 + k]), __int_as_float((int)a[6 + k]));
 }
 
 __device__ __forceinline__ long long kiln_rnn_state(int layout, int d, long long b, int j, int dirs, long long B, int H) {
@@ -56,6 +70,54 @@ __device__ void rnn_proj_t(float *xw, const T *x, const T *w, const T *bias, lon
             if (!(lbr && g >= 2 * H)) acc += (float)kld(bias, (long long)d * 2 * GH + GH + g);
         }
         xw[i] = acc;
+    }
+}
+
+// rnn_proj_tiled is rnn_proj as a tiled product, the same xw: block
+// (32, 8) computes a 32 x 32 tile of rows (s, b) by gates g of direction
+// blockIdx.z, four rows a thread, X's and W's 32-wide slices of I staged
+// in shared memory (each element of X and W read once a tile instead of
+// once an output). The grid is (ceil(GH / 32), ceil(S * B / 32), dirs).
+template <typename T>
+__device__ void rnn_proj_tiled_t(float *xw, const T *x, const T *w, const T *bias, long long S, long long B, int I,
+                                 int GH, int dirs, int H, int lbr, int layout) {
+    __shared__ float xs[32][33], ws[32][33];
+    const long long M = S * B, r0 = (long long)blockIdx.y * 32;
+    const int d = (int)blockIdx.z, g0 = (int)blockIdx.x * 32, tx = (int)threadIdx.x, ty = (int)threadIdx.y;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k0 = 0; k0 < I; k0 += 32) {
+        const int k = k0 + tx;
+        for (int i = ty; i < 32; i += 8) {
+            const long long r = r0 + i;
+            float v = 0.0f;
+            if (r < M && k < I) {
+                const long long s = r / B, b = r % B;
+                v = (float)kld(x, (layout ? b * S + s : s * B + b) * I + k);
+            }
+            xs[i][tx] = v;
+            const int g = g0 + i;
+            ws[i][tx] = (g < GH && k < I) ? (float)kld(w, ((long long)d * GH + g) * I + k) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < 32; kk++) {
+            const float wv = ws[tx][kk];
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[q] += xs[ty + 8 * q][kk] * wv;
+        }
+        __syncthreads();
+    }
+    const int g = g0 + tx;
+    if (g >= GH) return;
+    float bs = 0.0f;
+    if (bias) {
+        bs = (float)kld(bias, (long long)d * 2 * GH + g);
+        if (!(lbr && g >= 2 * H)) bs += (float)kld(bias, (long long)d * 2 * GH + GH + g);
+    }
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const long long r = r0 + ty + 8 * q;
+        if (r < M) xw[((long long)d * M + r) * GH + g] = acc[q] + bs;
     }
 }
 
@@ -126,10 +188,10 @@ __device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const fl
         }
         const float *x = xw + (((long long)d * S + t) * B + b) * G * H;
         const long long vo = ((long long)d * B + b) * H, ro = (long long)d * G * H * H;
-        const long long *a = acts + 3 * d;
+        const long long *a = acts + 9 * d;
         float h;
         if (kind == 0) {
-            h = kiln_rnn_act((int)a[0], x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane), clip);
+            h = kiln_rnn_actk(a, 0, x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane), clip);
         } else {
             float c = cp[i];
             float gi = x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane);
@@ -140,13 +202,13 @@ __device__ void rnn_step_t(T *y, float *hn, float *cn, const float *hp, const fl
                 gi += (float)kld(P, (long long)d * 3 * H + j) * c;
                 gf += (float)kld(P, (long long)d * 3 * H + 2 * H + j) * c;
             }
-            float it = kiln_rnn_act((int)a[0], gi, clip);
-            float ft = input_forget ? 1.0f - it : kiln_rnn_act((int)a[0], gf, clip);
-            float ct = kiln_rnn_act((int)a[1], gc, clip);
+            float it = kiln_rnn_actk(a, 0, gi, clip);
+            float ft = input_forget ? 1.0f - it : kiln_rnn_actk(a, 0, gf, clip);
+            float ct = kiln_rnn_actk(a, 1, gc, clip);
             c = ft * c + it * ct;
             if (P) go += (float)kld(P, (long long)d * 3 * H + H + j) * c;
-            float ot = kiln_rnn_act((int)a[0], go, clip);
-            h = ot * kiln_rnn_act((int)a[2], c, 0.0f);
+            float ot = kiln_rnn_actk(a, 0, go, clip);
+            h = ot * kiln_rnn_actk(a, 2, c, 0.0f);
             if (lane == 0) cn[i] = c;
         }
         if (lane == 0) {
@@ -174,9 +236,9 @@ __device__ void gru_gates_t(float *zb, float *rh, const float *hp, const float *
         long long t = kiln_rnn_time(step, S, d, reverse, (const void *)0, 0, b, &active);
         const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
         const long long vo = ((long long)d * B + b) * H, ro = (long long)d * 3 * H * H;
-        int f = (int)acts[3 * d];
-        float z = kiln_rnn_act(f, x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane), clip);
-        float r = kiln_rnn_act(f, x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H, lane), clip);
+        const long long *a = acts + 9 * d;
+        float z = kiln_rnn_actk(a, 0, x[j] + kiln_rnn_dot(hp, R, vo, ro + (long long)j * H, H, lane), clip);
+        float r = kiln_rnn_actk(a, 0, x[H + j] + kiln_rnn_dot(hp, R, vo, ro + (long long)(H + j) * H, H, lane), clip);
         if (lane == 0) {
             zb[i] = z;
             rh[i] = lbr ? r : r * hp[i];
@@ -214,7 +276,7 @@ __device__ void gru_step_t(T *y, float *hn, const float *hp, const float *zb, co
         } else {
             v = x[2 * H + j] + kiln_rnn_dot(rh, R, vo, ro, H, lane);
         }
-        float ht = kiln_rnn_act((int)acts[3 * d + 1], v, clip), z = zb[i];
+        float ht = kiln_rnn_actk(acts + 9 * d, 1, v, clip), z = zb[i];
         float h = (1.0f - z) * ht + z * hp[i];
         if (lane == 0) {
             hn[i] = h;
@@ -241,6 +303,11 @@ __device__ void rnn_final_t(T *yh, T *yc, const float *h, const float *c, int di
     extern "C" __global__ void rnn_proj_##sfx(float *xw, const T *x, const T *w, const T *bias, long long S,    \
                                               long long B, int I, int GH, int dirs, int H, int lbr, int layout) { \
         rnn_proj_t(xw, x, w, bias, S, B, I, GH, dirs, H, lbr, layout);                                         \
+    }                                                                                                         \
+    extern "C" __global__ void rnn_proj_tiled_##sfx(float *xw, const T *x, const T *w, const T *bias, long long S, \
+                                                    long long B, int I, int GH, int dirs, int H, int lbr,         \
+                                                    int layout) {                                                 \
+        rnn_proj_tiled_t(xw, x, w, bias, S, B, I, GH, dirs, H, lbr, layout);                                      \
     }                                                                                                         \
     extern "C" __global__ void rnn_init_##sfx(float *h, float *c, const T *h0, const T *c0, T *y, long long ny, \
                                               int dirs, long long B, int H, int layout) {                      \
