@@ -292,7 +292,10 @@ func winoOutChannel(mm []float32, mp, lt, th int, s, o, out []float32, ow, tw, r
 // winoBandRows returns how many tile rows a band of convWino's band mode
 // gets, or 0 for the image-wide phases: bands of at least 40 tiles (the
 // products' kernel is 48 tiles wide), at least two per goroutine, V and M
-// of a band within 512 KiB each (they stay in L2).
+// of a band within 1 MiB together (they stay in L2; the earlier limit of
+// 512 KiB for the larger of the two left squeezenet1_1's 16 -> 64 layer at
+// 55x55, 2 MB of M, image-wide: 249-281 -> 216-234 us of CPU with bands of
+// 4 tile rows, NOTES.md section 18).
 func winoBandRows(p cpu.Conv2DParams, g winoGeometry) int {
 	switch winoMode {
 	case winoImage:
@@ -301,7 +304,7 @@ func winoBandRows(p cpu.Conv2DParams, g winoGeometry) int {
 		return min(2, g.th)
 	}
 	rows := min((48+g.tw-1)/g.tw, g.th/(2*cpu.Threads()))
-	for rows > 1 && 36*4*max(p.C, g.mpad(p.M))*(rows*g.tw+32) > 512<<10 {
+	for rows > 1 && 36*4*(p.C+g.mpad(p.M))*(rows*g.tw+32) > 1<<20 {
 		rows--
 	}
 	if rows < 1 || rows*g.tw < 40 {
