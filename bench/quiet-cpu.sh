@@ -7,7 +7,8 @@
 #   - with a kiln-old binary: kiln serve's HTTP and gRPC paths, old and new
 #     alternating in each round -> OUT/request-path-old-new.md
 #   - bench/slo-batching.sh: the SLO batcher against a fixed queue delay
-#     (issue 14, item 7) -> OUT/slo-batching.{md,fixed.csv,slo.csv}
+#     (issue 14, item 7), with kiln-old its SLO batcher too ->
+#     OUT/slo-batching.{md,fixed.csv,slo.csv[,slo-old.csv]}
 #   - bench/gateway-overhead.sh: what kiln gateway adds to a request's
 #     latency (issue 12) -> OUT/gateway-overhead.txt
 # and OUT/machine.txt (the cores, the CPU, the load before and after) and
@@ -198,7 +199,7 @@ if want slo; then
   rates=${RATES:-250:2250:500}
   interval=${INTERVAL:-2s}
   step "bench/slo-batching.sh $rates $interval"
-  KILN=$KILN OUT=$out/slo-batching MACHINE="$machine" SIM=0 \
+  KILN=$KILN KILN_OLD=${KILN_OLD:-} OLD_NAME="commit ${COMMIT_OLD:-unknown}" OUT=$out/slo-batching MACHINE="$machine" SIM=0 \
     "${pin[@]}" bash bench/slo-batching.sh "$rates" "$interval" >>"$log" 2>&1
 fi
 if want gateway; then

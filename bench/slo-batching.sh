@@ -16,6 +16,11 @@
 #   N+2 (default 18200). MACHINE=TEXT describes the machine in the report
 #   instead of "the machine is shared with other work while this runs";
 #   SIM=0 leaves out the simulated sweep (it needs Go).
+#   KILN_OLD=path (or OLD_REF=git-commit, built here with Go) adds the SLO
+#   batcher of an older kiln: a second kiln serve of that binary (ports
+#   PORT+3..PORT+5) with the same "slo" model as "slo-old", measured at each
+#   rate after the other two, for old against new in the same run;
+#   OLD_NAME=TEXT names it in the report (default: its path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # get URL prints the body of a successful HTTP GET: with curl, or with
@@ -44,9 +49,21 @@ proto=${PROTO:-http}
 out=${OUT:-bench/results/slo-batching}
 port=${PORT:-18200}
 machine=${MACHINE:-the machine is shared with other work while this runs, so single rows are noisy}
+mkdir -p "$(dirname "$out")"
 tmp=$(mktemp -d)
 kiln=${KILN:-$tmp/kiln}
 [ -n "${KILN:-}" ] || go build -o "$kiln" ./cmd/kiln
+old=${KILN_OLD:-}
+if [ -z "$old" ] && [ -n "${OLD_REF:-}" ]; then
+  mkdir -p "$tmp/src-old"
+  git archive "$OLD_REF" | tar -x -C "$tmp/src-old"
+  (cd "$tmp/src-old" && go build -o "$tmp/kiln-old" ./cmd/kiln)
+  old=$tmp/kiln-old
+fi
+oldname=${OLD_NAME:-$old}
+[ -n "${OLD_REF:-}" ] && oldname="commit $(git rev-parse --short "$OLD_REF")"
+models=(fixed slo)
+[ -n "$old" ] && models+=(slo-old)
 repo=$tmp/repo
 for m in fixed slo; do
   mkdir -p "$repo/$m/1"
@@ -60,35 +77,67 @@ cat >"$repo/slo/config.pbtxt" <<CFG
 max_batch_size: $maxb
 parameters { key: "slo_p99_ms" value: { string_value: "$slo" } }
 CFG
+if [ -n "$old" ]; then
+  mkdir -p "$tmp/repo-old/slo-old/1"
+  cp examples/tinycnn/model.onnx "$tmp/repo-old/slo-old/1/model.onnx"
+  cp "$repo/slo/config.pbtxt" "$tmp/repo-old/slo-old/config.pbtxt"
+fi
 "$kiln" serve --host 127.0.0.1 --http-port "$port" --grpc-port $((port + 1)) --metrics-port $((port + 2)) \
   --model-repository "$repo" --plan-cache "$tmp/plans" >"$tmp/serve.log" 2>&1 &
 serve=$!
-trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$tmp"' EXIT
-for _ in $(seq 600); do
-  get "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
-  sleep 0.1
-done
-get "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$tmp/serve.log"; echo "kiln serve did not get ready" >&2; exit 1; }
-url=127.0.0.1:$port
-[ "$proto" = grpc ] && url=127.0.0.1:$((port + 1))
+serveold=""
+if [ -n "$old" ]; then
+  "$old" serve --host 127.0.0.1 --http-port $((port + 3)) --grpc-port $((port + 4)) --metrics-port $((port + 5)) \
+    --model-repository "$tmp/repo-old" --plan-cache "$tmp/plans-old" >"$tmp/serve-old.log" 2>&1 &
+  serveold=$!
+fi
+trap 'kill $serve $serveold 2>/dev/null; wait $serve $serveold 2>/dev/null; rm -rf "$tmp"' EXIT
+ready() { # ready PORT LOG
+  for _ in $(seq 600); do
+    get "http://127.0.0.1:$1/v2/health/ready" >/dev/null && return
+    sleep 0.1
+  done
+  get "http://127.0.0.1:$1/v2/health/ready" >/dev/null || { cat "$2"; echo "kiln serve did not get ready" >&2; exit 1; }
+}
+ready "$port" "$tmp/serve.log"
+[ -z "$old" ] || ready $((port + 3)) "$tmp/serve-old.log"
+# hport M, url M: the HTTP port of model M's server, the address kiln perf uses
+hport() { if [ "$1" = slo-old ]; then echo $((port + 3)); else echo "$port"; fi; }
+url() {
+  local p
+  p=$(hport "$1")
+  [ "$proto" = grpc ] && p=$((p + 1))
+  echo "127.0.0.1:$p"
+}
+url=$(url fixed)
 # the two models take turns at each rate, so that a change in the machine's
 # load weighs on both alike
 IFS=: read -r r0 r1 rstep <<<"$rates"
-for m in fixed slo; do : >"$tmp/$m.txt"; done
+# counts M prints model M's inference and execution counts so far
+counts() {
+  local st
+  st=$(get "http://127.0.0.1:$(hport "$1")/v2/models/$1/stats")
+  echo "$(grep -o '"inference_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2) $(grep -o '"execution_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)"
+}
+for m in "${models[@]}"; do : >"$tmp/$m.txt"; : >"$tmp/$m.batch"; done
 for ((r = r0; r <= r1; r += rstep)); do
-  for m in fixed slo; do
-    cmd=(perf -m "$m" -u "$url" -i "$proto" --request-rate-range "$r:$r:1" --request-distribution poisson --max-threads 64
+  for m in "${models[@]}"; do
+    read -r inf0 exe0 <<<"$(counts "$m")"
+    cmd=(perf -m "$m" -u "$(url "$m")" -i "$proto" --request-rate-range "$r:$r:1" --request-distribution poisson --max-threads 64
       --measurement-interval "$interval" --max-trials 5 -f "$tmp/$m.$r.csv")
     echo "+ kiln ${cmd[*]}" >&2
     "$kiln" "${cmd[@]}" | tee -a "$tmp/$m.txt"
+    read -r inf1 exe1 <<<"$(counts "$m")"
+    awk -v a=$((inf1 - inf0)) -v b=$((exe1 - exe0)) 'BEGIN { printf "%.2f\n", b ? a / b : 0 }' >>"$tmp/$m.batch"
     if [ ! -f "$out.$m.csv" ] || [ "$r" = "$r0" ]; then head -1 "$tmp/$m.$r.csv" >"$out.$m.csv"; fi
     tail -n +2 "$tmp/$m.$r.csv" >>"$out.$m.csv"
   done
 done
 met=$(get "http://127.0.0.1:$((port + 2))/metrics" | grep '^kiln_inference_slo_' || true)
+[ -z "$old" ] || met+=$'\n'$(get "http://127.0.0.1:$((port + 5))/metrics" | grep '^kiln_inference_slo_' || true)
 batches=""
-for m in fixed slo; do
-  st=$(get "http://127.0.0.1:$port/v2/models/$m/stats")
+for m in "${models[@]}"; do
+  st=$(get "http://127.0.0.1:$(hport "$m")/v2/models/$m/stats")
   inf=$(grep -o '"inference_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)
   exe=$(grep -o '"execution_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)
   batches+="$m: $inf inferences in $exe executions, $(awk -v a="$inf" -v b="$exe" 'BEGIN { printf "%.2f", b ? a / b : 0 }') a batch on average"$'\n'
@@ -104,21 +153,43 @@ done
   echo
   echo "- \`fixed\`: \`dynamic_batching { max_queue_delay_microseconds: $delay }\`"
   echo "- \`slo\`: \`parameters { key: \"slo_p99_ms\" value: { string_value: \"$slo\" } }\` (the SLO batcher)"
+  [ -z "$old" ] || echo "- \`slo-old\`: the same \`slo\` model served by a second \`kiln serve\`, the older kiln ($oldname)"
   echo
   echo "Command (builds kiln, writes the repository, starts \`kiln serve\`, runs kiln perf against each model in turn):"
   echo
-  echo "    DELAY_US=$delay SLO_MS=$slo MAXB=$maxb PROTO=$proto bench/slo-batching.sh $rates $interval"
+  oldenv=""
+  [ -z "$old" ] || oldenv="${OLD_REF:+OLD_REF=$OLD_REF }${KILN_OLD:+KILN_OLD=kiln-old }"
+  echo "    ${oldenv}DELAY_US=$delay SLO_MS=$slo MAXB=$maxb PROTO=$proto bench/slo-batching.sh $rates $interval"
   echo
-  echo "which runs, for each rate R of the range, the fixed model then the slo model:"
+  echo "which runs, for each rate R of the range, the models in turn (${models[*]}):"
   echo
   echo "    kiln perf -m MODEL -u $url -i $proto --request-rate-range R:R:1 --request-distribution poisson --max-threads 64 --measurement-interval $interval --max-trials 5"
   echo
   echo "Side by side (latencies in ms, from kiln perf):"
   echo
-  echo "| rate req/s | fixed infer/s | fixed p50 | fixed p99 | slo infer/s | slo p50 | slo p99 |"
-  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-  paste -d, <(tail -n +2 "$out.fixed.csv") <(tail -n +2 "$out.slo.csv") |
-    awk -F, '{ printf "| %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f |\n", $1, $2, $8/1000, $11/1000, $17, $23/1000, $26/1000 }'
+  if [ -z "$old" ]; then
+    echo "| rate req/s | fixed infer/s | fixed p50 | fixed p99 | slo infer/s | slo p50 | slo p99 |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    paste -d, <(tail -n +2 "$out.fixed.csv") <(tail -n +2 "$out.slo.csv") |
+      awk -F, '{ printf "| %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f |\n", $1, $2, $8/1000, $11/1000, $17, $23/1000, $26/1000 }'
+  else
+    echo "| rate req/s | fixed infer/s | fixed p50 | fixed p99 | slo infer/s | slo p50 | slo p99 | slo-old infer/s | slo-old p50 | slo-old p99 |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    paste -d, <(tail -n +2 "$out.fixed.csv") <(tail -n +2 "$out.slo.csv") <(tail -n +2 "$out.slo-old.csv") |
+      awk -F, '{ printf "| %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f |\n", $1, $2, $8/1000, $11/1000, $17, $23/1000, $26/1000, $32, $38/1000, $41/1000 }'
+  fi
+  echo
+  echo "Mean batch at each rate (inferences per execution in the server's statistics, over kiln perf's windows at that rate):"
+  echo
+  hdr="| rate req/s |"
+  sep="| ---: |"
+  for m in "${models[@]}"; do hdr+=" $m |"; sep+=" ---: |"; done
+  echo "$hdr"
+  echo "$sep"
+  bfiles=()
+  for m in "${models[@]}"; do bfiles+=("$tmp/$m.batch"); done
+  paste -d' ' <(for ((r = r0; r <= r1; r += rstep)); do echo "$r"; done) "${bfiles[@]}" |
+    awk '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
   echo
   echo "Batch sizes over the whole run (the server's statistics):"
   echo
@@ -126,7 +197,7 @@ done
   printf '%s' "$batches"
   echo '```'
   echo
-  echo "The SLO model's counters at the end (all rates together):"
+  echo "The SLO models' counters at the end (all rates together):"
   echo
   echo '```'
   echo "$met"
@@ -135,12 +206,15 @@ done
   echo "Raw kiln perf tables:"
   echo
   echo '```'
-  cat "$tmp/fixed.txt"
-  echo
-  cat "$tmp/slo.txt"
+  for m in "${models[@]}"; do
+    [ "$m" = fixed ] || echo
+    cat "$tmp/$m.txt"
+  done
   echo '```'
   echo
-  echo "CSV: [\`$(basename "$out").fixed.csv\`]($(basename "$out").fixed.csv), [\`$(basename "$out").slo.csv\`]($(basename "$out").slo.csv)."
+  csvs=""
+  for m in "${models[@]}"; do csvs+="${csvs:+, }[\`$(basename "$out").$m.csv\`]($(basename "$out").$m.csv)"; done
+  echo "CSV: $csvs."
   if [ "${SIM:-1}" != 0 ] && command -v go >/dev/null; then
     echo
     echo "## The same policies on simulated engines (virtual time)"
