@@ -36,7 +36,14 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 		workers = max
 	}
 	if workers <= 1 {
+		var t0, c0 int64
+		if tracing {
+			t0, c0 = traceNow(), threadCPU()
+		}
 		fn(0, n)
+		if tracing {
+			traceInline(fn, t0, c0)
+		}
 		return
 	}
 	chunk := (n + workers - 1) / workers
@@ -59,7 +66,14 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 	ranges := (n + chunk - 1) / chunk
 	workers := min(Threads(), ranges)
 	if workers <= 1 {
+		var t0, c0 int64
+		if tracing {
+			t0, c0 = traceNow(), threadCPU()
+		}
 		fn(0, n)
+		if tracing {
+			traceInline(fn, t0, c0)
+		}
 		return
 	}
 	run(n, chunk, workers, fn)
@@ -68,18 +82,59 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 // job is one ParallelFor or DynamicFor call. Jobs are recycled through
 // jobFree once the caller and every worker woken for it are done with it
 // (refs).
+//
+// Its ranges are dealt out in parts, one contiguous run of ranges per
+// goroutine that takes part (the caller's is the first): each goroutine
+// takes its own part's ranges from the front, in order, then takes what is
+// left of the others' from their back. A goroutine thus works on
+// neighbouring ranges (the same input rows, weight blocks and output
+// lines, in its own core's caches) instead of every other range, and a
+// part whose goroutine is late or descheduled is finished by the others.
 type job struct {
 	fn     func(lo, hi int)
 	n      int
 	chunk  int
 	ranges int32
-	// next is the index of the next range to take; pending the number of
-	// ranges not yet finished; refs the goroutines that may still read
-	// the job (the caller and the workers sent it).
-	next, pending, refs atomic.Int32
+	nparts int32
+	// parts[p] is part p's ranges not yet taken: the front index in the
+	// low 32 bits, the end in the high 32, each part on its own cache
+	// line (its owner takes from it for every range).
+	parts []part
+	_     [64]byte
+	// slot hands the parts after the caller's to workers in the order
+	// they arrive; pending counts the ranges not yet finished; refs the
+	// goroutines that may still read the job (the caller and the workers
+	// sent it).
+	slot, pending, refs atomic.Int32
 	// done receives one value when a worker finishes the last range
 	// while the caller is still running or waiting.
-	done chan struct{}
+	done  chan struct{}
+	trace jobTrace
+}
+
+type part struct {
+	r atomic.Uint64
+	_ [56]byte
+}
+
+// take returns the next range of part p from its front (own) or back
+// (stolen), or -1 when the part has none left.
+func (j *job) take(p int32, front bool) int32 {
+	r := &j.parts[p].r
+	for {
+		w := r.Load()
+		lo, hi := uint32(w), uint32(w>>32)
+		if lo >= hi {
+			return -1
+		}
+		if front {
+			if r.CompareAndSwap(w, uint64(hi)<<32|uint64(lo+1)) {
+				return int32(lo)
+			}
+		} else if r.CompareAndSwap(w, uint64(hi-1)<<32|uint64(lo)) {
+			return int32(hi - 1)
+		}
+	}
 }
 
 var jobFree = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
@@ -124,6 +179,9 @@ var spinFor = 50 * time.Microsecond
 func worker() {
 	for {
 		j := nextJob()
+		if tracing {
+			j.traceDequeued()
+		}
 		j.work(false)
 		j.release()
 	}
@@ -161,10 +219,22 @@ func run(n, chunk, workers int, fn func(lo, hi int)) {
 	j := jobFree.Get().(*job)
 	ranges := (n + chunk - 1) / chunk
 	j.fn, j.n, j.chunk, j.ranges = fn, n, chunk, int32(ranges)
-	j.next.Store(0)
+	if cap(j.parts) < workers {
+		j.parts = make([]part, workers)
+	}
+	j.parts = j.parts[:workers]
+	j.nparts = int32(workers)
+	for p := range workers {
+		lo, hi := p*ranges/workers, (p+1)*ranges/workers
+		j.parts[p].r.Store(uint64(hi)<<32 | uint64(lo))
+	}
+	j.slot.Store(1)
 	j.pending.Store(int32(ranges))
 	j.refs.Store(1)
-	for w := 1; w < workers; w++ {
+	if tracing {
+		j.traceBegin(traceNow())
+	}
+	for w := 1; w < workers && !(tracing && traceSolo()); w++ {
 		j.refs.Add(1)
 		select {
 		case pool.wake <- j:
@@ -185,21 +255,47 @@ func run(n, chunk, workers int, fn func(lo, hi int)) {
 		}
 		<-j.done
 	}
+	if tracing {
+		j.traceEnd()
+	}
 	j.release()
 }
 
-// work runs ranges of j until none is left to take. It reports whether
-// this goroutine finished the job's last range; a worker that does sends
-// on j.done for the caller (isCaller false).
+// work runs ranges of j until none is left to take: those of its own part
+// (the caller's is part 0, a worker's the next not yet handed out), then
+// those left in the others. It reports whether this goroutine finished the
+// job's last range; a worker that does sends on j.done for the caller
+// (isCaller false).
 func (j *job) work(isCaller bool) bool {
 	last := false
+	own := int32(0)
+	if !isCaller {
+		own = j.slot.Add(1) - 1
+	}
+	p, front := own%j.nparts, own < j.nparts
 	for {
-		i := j.next.Add(1) - 1
-		if i >= j.ranges {
-			return last
+		i := j.take(p, front)
+		if i < 0 {
+			// This part is done: steal from the back of the next one,
+			// until every part is.
+			p, front = (p+1)%j.nparts, false
+			if p == own%j.nparts {
+				if tracing && isCaller {
+					j.traceCallerDone()
+				}
+				return last
+			}
+			continue
 		}
 		lo := int(i) * j.chunk
+		var t0, c0 int64
+		if tracing {
+			t0, c0 = traceNow(), threadCPU()
+		}
 		j.fn(lo, min(lo+j.chunk, j.n))
+		if tracing {
+			j.traceRange(isCaller, t0, c0)
+		}
 		if j.pending.Add(-1) == 0 {
 			last = true
 			if !isCaller {
