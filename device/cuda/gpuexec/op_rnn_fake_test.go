@@ -1,0 +1,110 @@
+package gpuexec_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/device/cuda/gpuexec"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// crnnNet is a CRNN-style text recognizer: image[batch,1,8,width] -> Conv
+// 3x3 + Relu -> MaxPool 8x2 (collapsing H) -> Squeeze -> Transpose to
+// [width/2, batch, 8] -> bidirectional LSTM (hidden 16) -> Transpose and
+// Reshape to [width/2, batch, 32] -> MatMul (10 classes) -> Softmax ->
+// "probs"; and a GRU and an RNN on the same sequence whose last states are
+// "gru_h" and "rnn_h" (their Y unused).
+func crnnNet(t *testing.T) []byte {
+	t.Helper()
+	w := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(i%7)/14 - 0.2
+		}
+		return x
+	}
+	b := ir.NewBuilder("crnn", 18)
+	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(1), ir.D(8), ir.S("width"))
+	h := b.Op("Conv", []*ir.Value{x, b.Const("cw", w(8, 1, 3, 3)), b.Const("cb", w(8))}, ir.IntsAttr("pads", 1, 1, 1, 1))
+	h = b.Op("Relu", []*ir.Value{h})
+	h = b.Op("MaxPool", []*ir.Value{h}, ir.IntsAttr("kernel_shape", 8, 2), ir.IntsAttr("strides", 8, 2))
+	h = b.Op("Squeeze", []*ir.Value{h, b.Const("ax", tensor.FromInt64([]int64{2}, 1))})
+	seq := b.Op("Transpose", []*ir.Value{h}, ir.IntsAttr("perm", 2, 0, 1))
+	ys := b.OpN("LSTM", 3, []*ir.Value{seq, b.Const("lw", w(2, 64, 8)), b.Const("lr", w(2, 64, 16)), b.Const("lb", w(2, 128))},
+		ir.IntAttr("hidden_size", 16), ir.StringAttr("direction", "bidirectional"))
+	y := b.Op("Transpose", []*ir.Value{ys[0]}, ir.IntsAttr("perm", 0, 2, 1, 3))
+	y = b.Op("Reshape", []*ir.Value{y, b.Const("shape", tensor.FromInt64([]int64{0, 0, 32}, 3))})
+	y = b.Op("MatMul", []*ir.Value{y, b.Const("fc", w(32, 10))})
+	b.Output(b.Op("Softmax", []*ir.Value{y}, ir.IntAttr("axis", -1)), "probs")
+	gru := b.OpN("GRU", 2, []*ir.Value{seq, b.Const("gw", w(1, 24, 8)), b.Const("gr", w(1, 24, 8))},
+		ir.IntAttr("hidden_size", 8), ir.IntAttr("linear_before_reset", 1), ir.StringAttr("direction", "reverse"))
+	b.Output(gru[1], "gru_h")
+	rnn := b.OpN("RNN", 2, []*ir.Value{seq, b.Const("rw", w(1, 4, 8)), b.Const("rr", w(1, 4, 4))}, ir.IntAttr("hidden_size", 4))
+	b.Output(rnn[1], "rnn_h")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// TestRNNFake builds crnnNet for cuda as kiln build does, against the
+// fake libraries, in FP32 and FP16 with StrictDevice: every layer, the
+// LSTM, GRU and RNN included, is on the GPU (with the default
+// KILN_CUDA_UNVERIFIED, as a user builds), and the plan loads and runs at
+// two widths (the fakes compute nothing: the outputs' shapes are checked;
+// TestRNNOnGPU checks the values on a GPU).
+func TestRNNFake(t *testing.T) {
+	dir := gpuexec.FakeLibs(t)
+	t.Setenv(cuda.EnvLibPath, dir)
+	t.Setenv(gpuexec.EnvUnverified, "")
+	model := crnnNet(t)
+	for _, prec := range []string{build.FP32, build.FP16} {
+		t.Run(prec, func(t *testing.T) {
+			res, err := build.BuildBytes(context.Background(), "crnn", model, build.Options{Device: "cuda", Precision: prec, StrictDevice: true,
+				MaxBatch: 4, Dims: map[string][3]int{"width": {8, 32, 64}}})
+			if err != nil {
+				t.Fatalf("StrictDevice: %v", err)
+			}
+			notes := strings.Join(res.Header.Notes, "\n")
+			if strings.Contains(notes, "runs on the CPU") {
+				t.Errorf("build notes report a fallback:\n%s", notes)
+			}
+			path := filepath.Join(t.TempDir(), "crnn.plan")
+			err = res.WriteFile(path)
+			res.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := kiln.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			for _, sz := range []struct{ batch, width int }{{2, 32}, {3, 12}} {
+				out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, sz.batch, 1, 8, sz.width)})
+				if err != nil {
+					t.Fatalf("batch %d width %d: %v", sz.batch, sz.width, err)
+				}
+				want := map[string]string{
+					"probs": fmt.Sprintf("%dx%dx10", sz.width/2, sz.batch),
+					"gru_h": fmt.Sprintf("1x%dx8", sz.batch),
+					"rnn_h": fmt.Sprintf("1x%dx4", sz.batch),
+				}
+				for name, shape := range want {
+					if y := out[name]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != shape {
+						t.Errorf("batch %d width %d: %s is %v, want float32 %s", sz.batch, sz.width, name, y, shape)
+					}
+				}
+			}
+		})
+	}
+}
