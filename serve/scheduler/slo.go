@@ -16,12 +16,13 @@ import (
 //   - how many: everything queued (up to MaxBatchSize), unless that batch's
 //     estimated P99 time (mean + 3 deviations) would end past the oldest
 //     request's deadline (its arrival + the objective): then as many as fit
-//     the oldest request's remaining budget, but never fewer than the
-//     arrivals need (the smallest batch b whose capacity, instances·b/c(b),
-//     is at least λ: below that the queue only grows, and every request
-//     misses; with a margin, see maxUtilization). A queue that no size fits in time, or that arrives faster
-//     than any size keeps up with, is sent whole: the largest batches drain
-//     a backlog fastest.
+//     the oldest request's remaining budget, when that lets more of the
+//     queue meet their deadlines (the rest, with the requests due
+//     meanwhile, running next) and the smaller batch still keeps up with
+//     the arrivals (instances·b/c(b) at least λ/maxUtilization: below that
+//     the queue only grows, and every request misses). A queue that no
+//     size fits in time, or that arrives faster than any size keeps up
+//     with, is sent whole: the largest batches drain a backlog fastest.
 //   - when: a batch of MaxBatchSize is sent at once, and so is one that
 //     cannot wait for one more request without breaking the oldest
 //     request's deadline. Otherwise the batcher waits for the next request
@@ -31,11 +32,11 @@ import (
 //     arrive while a batch runs make the next batch larger anyway, so
 //     half the rate is enough), or
 //     (latency) no other instance is free, and the next request is due
-//     soon enough that waiting for it
-//     lowers the requests' total latency: with n queued and the next due
-//     in δ = 1/λ, running n now and the newcomer after them costs the
-//     newcomer c(n) - δ + c(1), while waiting and running n+1 costs each of
-//     the n δ + c(n+1) - c(n) more and the newcomer c(n+1); waiting wins
+//     soon enough that waiting for it lowers the requests' total
+//     latency: with n queued and the next due in δ = 1/λ, running n now
+//     and the newcomer after them costs the newcomer c(n) - δ + c(1),
+//     while waiting and running n+1 costs each of the n δ + c(n+1) - c(n)
+//     more and the newcomer c(n+1); waiting wins
 //     when (n+1)·(δ + c(n+1) - c(n)) < c(1), that is when the next request
 //     is due within a fraction of c(1), which only an engine whose cost
 //     per request falls with the batch (c(b)/b falling) ever gives.
@@ -65,7 +66,8 @@ const (
 	// and the next request is not due soon enough to wait for it.
 	DecisionKeepsUp = "keeps_up"
 	// DecisionBudget: part of the queue, as many requests as fit the oldest
-	// request's remaining budget (and keep up with the arrivals).
+	// request's remaining budget, so that more of the queue meets the
+	// objective than with all of it.
 	DecisionBudget = "budget"
 	// DecisionWait: the batcher holds the queue to fill a larger batch (a
 	// decision to wait, not counted in Decisions).
