@@ -14,6 +14,8 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -182,22 +184,23 @@ func runTest(ctx context.Context, dir string, o Options, r *Result) error {
 // order. Inputs are matched to the model's inputs by position (or by the
 // tensor's own name when it has one that the model knows).
 func LoadDataSet(m *kiln.Model, set string) (inputs map[string]*tensor.Tensor, outputs []*tensor.Tensor, err error) {
-	ins, err := readNumbered(set, "input")
-	if err != nil {
-		return nil, nil, err
-	}
-	outs, err := readNumbered(set, "output")
-	if err != nil {
-		return nil, nil, err
-	}
 	info := m.Inputs()
+	inTypes, outTypes := valueTypes(m)
+	ins, err := readNumbered(set, "input", inTypes)
+	if err != nil {
+		return nil, nil, err
+	}
+	outs, err := readNumbered(set, "output", outTypes)
+	if err != nil {
+		return nil, nil, err
+	}
 	known := map[string]bool{}
 	for _, in := range info {
 		known[in.Name] = true
 	}
 	inputs = map[string]*tensor.Tensor{}
 	for i, nt := range ins {
-		if i < len(info) && info[i].DType == tensor.BFloat16 {
+		if i < len(info) && info[i].DType == tensor.BFloat16 && !nt.t.IsSequence() && !nt.t.IsNone() {
 			nt.t = bf16FromUint16(nt.t)
 		}
 		switch {
@@ -220,14 +223,43 @@ type namedTensor struct {
 	t    *tensor.Tensor
 }
 
-func readNumbered(set, prefix string) ([]namedTensor, error) {
+// valueTypes returns the types of m's inputs (those without a default)
+// and outputs: the graph's own where m has an engine, else the element
+// types alone.
+func valueTypes(m *kiln.Model) (ins, outs []ir.Type) {
+	if e := m.Engine(); e != nil {
+		for _, v := range e.Inputs() {
+			ins = append(ins, v.Type)
+		}
+		for _, v := range e.Outputs() {
+			outs = append(outs, v.Type)
+		}
+		return ins, outs
+	}
+	for _, in := range m.Inputs() {
+		ins = append(ins, ir.Type{DType: in.DType})
+	}
+	for _, o := range m.Outputs() {
+		outs = append(outs, ir.Type{DType: o.DType})
+	}
+	return ins, outs
+}
+
+// readNumbered reads prefix_0.pb, prefix_1.pb... of set; file i holds a
+// value of type types[i] (a TensorProto, or a SequenceProto or an
+// OptionalProto for a sequence or an optional).
+func readNumbered(set, prefix string, types []ir.Type) ([]namedTensor, error) {
 	var out []namedTensor
 	for i := 0; ; i++ {
 		p := filepath.Join(set, fmt.Sprintf("%s_%d.pb", prefix, i))
 		if _, err := os.Stat(p); err != nil {
 			break
 		}
-		t, name, err := kiln.ReadTensorFile(p)
+		var typ ir.Type
+		if i < len(types) {
+			typ = types[i]
+		}
+		t, name, err := onnx.ReadValueFile(p, typ)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +287,7 @@ func RunDataSet(ctx context.Context, m *kiln.Model, set string, rtol, atol float
 		if g == nil {
 			return fmt.Errorf("output %q missing", outs[i].Name)
 		}
-		if g.DType == tensor.BFloat16 {
+		if g.DType == tensor.BFloat16 && w.DType == tensor.Uint16 {
 			w = bf16FromUint16(w)
 		}
 		if c := Compare(g, w, rtol, atol); !c.OK {
@@ -278,7 +310,12 @@ type Comparison struct {
 
 // Compare checks got against want: same type and shape, and every element
 // within atol + rtol*|want|; NaN must meet NaN and infinities their equal.
+// Sequences match when they have the same length and their elements
+// match; empty optionals match only each other.
 func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
+	if got.IsSequence() || want.IsSequence() || got.IsNone() || want.IsNone() {
+		return compareValues(got, want, rtol, atol)
+	}
 	c := Comparison{OK: true, Cosine: 1}
 	if got.DType != want.DType {
 		return Comparison{Reason: fmt.Sprintf("type %v, want %v", got.DType, want.DType)}
@@ -333,6 +370,38 @@ func Compare(got, want *tensor.Tensor, rtol, atol float64) Comparison {
 	if bad >= 0 {
 		c.OK = false
 		c.Reason = fmt.Sprintf("element %d is %g, want %g (max abs err %.3g, max rel err %.3g)", bad, got.Float(bad), want.Float(bad), c.MaxAbs, c.MaxRel)
+	}
+	return c
+}
+
+// compareValues compares sequence and optional values (see Compare).
+func compareValues(got, want *tensor.Tensor, rtol, atol float64) Comparison {
+	kind := func(t *tensor.Tensor) string {
+		switch {
+		case t.IsSequence():
+			return fmt.Sprintf("a sequence of %d", len(t.Elems))
+		case t.IsNone():
+			return "an empty optional"
+		}
+		return "a tensor"
+	}
+	if got.IsSequence() != want.IsSequence() || got.IsNone() != want.IsNone() {
+		return Comparison{Reason: fmt.Sprintf("%s, want %s", kind(got), kind(want))}
+	}
+	c := Comparison{OK: true, Cosine: 1}
+	if want.IsNone() {
+		return c
+	}
+	if len(got.Elems) != len(want.Elems) {
+		return Comparison{Reason: fmt.Sprintf("%s, want %s", kind(got), kind(want))}
+	}
+	for i := range want.Elems {
+		e := Compare(got.Elems[i], want.Elems[i], rtol, atol)
+		c.MaxAbs, c.MaxRel = math.Max(c.MaxAbs, e.MaxAbs), math.Max(c.MaxRel, e.MaxRel)
+		c.Cosine = math.Min(c.Cosine, e.Cosine)
+		if !e.OK {
+			return Comparison{MaxAbs: c.MaxAbs, MaxRel: c.MaxRel, Cosine: c.Cosine, Reason: fmt.Sprintf("sequence element %d: %s", i, e.Reason)}
+		}
 	}
 	return c
 }

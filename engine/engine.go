@@ -235,6 +235,9 @@ type symBinding struct {
 }
 
 func checkInput(v *ir.Value, t *tensor.Tensor, syms map[string]symBinding) error {
+	if !v.Type.IsTensor() || t.IsSequence() || t.IsNone() {
+		return checkValue(v.Name, v.Type, t, syms)
+	}
 	if v.Type.DType != tensor.Undefined && t.DType != v.Type.DType {
 		return fmt.Errorf("%w: input %q has type %v, want %v", ErrInput, v.Name, t.DType, v.Type.DType)
 	}
@@ -265,6 +268,51 @@ func checkInput(v *ir.Value, t *tensor.Tensor, syms map[string]symBinding) error
 		}
 	}
 	return nil
+}
+
+// checkValue checks a sequence or optional input t against its declared
+// type want (a tensor inside is checked for its element type only).
+func checkValue(name string, want ir.Type, t *tensor.Tensor, syms map[string]symBinding) error {
+	switch {
+	case want.DType == tensor.Undefined:
+		return nil
+	case want.IsTensor() && !t.IsSequence() && !t.IsNone():
+		return checkInput(&ir.Value{Name: name, Type: want}, t, syms)
+	case want.DType == tensor.Optional:
+		if t.IsNone() || want.Elem == nil {
+			return nil
+		}
+		return checkValue(name, *want.Elem, t, syms)
+	case t.IsNone():
+		return fmt.Errorf("%w: input %q is an empty optional, want %v", ErrInput, name, want)
+	case want.DType == tensor.Sequence:
+		if !t.IsSequence() {
+			return fmt.Errorf("%w: input %q is %s, want %v", ErrInput, name, valueKind(t), want)
+		}
+		for i, e := range t.Elems {
+			if e == nil || e.IsSequence() || e.IsNone() {
+				return fmt.Errorf("%w: input %q element %d is not a tensor", ErrInput, name, i)
+			}
+			if want.Elem != nil && want.Elem.DType != tensor.Undefined && e.DType != want.Elem.DType {
+				return fmt.Errorf("%w: input %q element %d has type %v, want %v", ErrInput, name, i, e.DType, want)
+			}
+			if err := tensor.CheckShape(e.Shape); err != nil || (e.DType != tensor.String && len(e.Data) != e.Len()*e.DType.Size()) || (e.DType == tensor.String && len(e.Strings) != e.Len()) {
+				return fmt.Errorf("%w: input %q element %d: its data does not fit shape %v", ErrInput, name, i, e.Shape)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: input %q is %s, want %v", ErrInput, name, valueKind(t), want)
+}
+
+func valueKind(t *tensor.Tensor) string {
+	switch {
+	case t.IsSequence():
+		return "a sequence"
+	case t.IsNone():
+		return "an empty optional"
+	}
+	return "a " + t.DType.String() + " tensor"
 }
 
 // exec runs plan p in frame f (inputs already bound) and returns the graph

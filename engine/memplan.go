@@ -433,7 +433,11 @@ func placeBestFit(order []*group) int {
 func inferAt(p *plan, maxShapes map[string][]int, strict bool) (map[*ir.Value]*ir.Value, bool, error) {
 	cp := map[*ir.Value]*ir.Value{}
 	for _, v := range p.g.Inputs {
-		c := &ir.Value{Name: v.Name, Type: ir.Type{DType: v.Type.DType, Shape: v.Type.Shape.Clone()}}
+		c := &ir.Value{Name: v.Name, Type: v.Type.Clone()}
+		if !v.Type.IsTensor() {
+			cp[v] = c // a sequence or optional: nothing to plan
+			continue
+		}
 		if s, ok := maxShapes[v.Name]; ok {
 			c.Type.Shape = ir.KnownShape(s...)
 		} else if !v.Type.Shape.FullyKnown() && v.Const == nil && len(maxShapes) == 0 {

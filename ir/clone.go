@@ -24,10 +24,7 @@ func (g *Graph) clone(parent *Graph, vals map[*Value]*Value) *Graph {
 		if cv, ok := vals[v]; ok {
 			return cv
 		}
-		cv := &Value{Name: v.Name, Type: Type{DType: v.Type.DType}, Const: v.Const}
-		if v.Type.Shape != nil {
-			cv.Type.Shape = append(Shape{}, v.Type.Shape...)
-		}
+		cv := &Value{Name: v.Name, Type: v.Type.Clone(), Const: v.Const}
 		if v.ShapeValue != nil {
 			cv.ShapeValue = append([]Dim{}, v.ShapeValue...)
 		}

@@ -7,14 +7,55 @@ import (
 )
 
 // Type is the type of a value: element type and shape. A zero Type means
-// nothing is known yet.
+// nothing is known yet. A sequence or optional value has DType
+// tensor.Sequence or tensor.Optional, no Shape, and the type of its
+// elements (of what it holds) in Elem (nil: unknown).
 type Type struct {
 	DType tensor.DType
 	Shape Shape
+	Elem  *Type
 }
 
-// String formats t as float32[batch,3,224,224].
-func (t Type) String() string { return t.DType.String() + t.Shape.String() }
+// SequenceOf returns the type of a sequence of elem values.
+func SequenceOf(elem Type) Type { return Type{DType: tensor.Sequence, Elem: &elem} }
+
+// OptionalOf returns the type of an optional elem value.
+func OptionalOf(elem Type) Type { return Type{DType: tensor.Optional, Elem: &elem} }
+
+// IsTensor reports whether t is a tensor type (or not known): not a
+// sequence or an optional.
+func (t Type) IsTensor() bool { return t.DType != tensor.Sequence && t.DType != tensor.Optional }
+
+// ElemType returns the type of t's elements, the zero Type when unknown.
+func (t Type) ElemType() Type {
+	if t.Elem == nil {
+		return Type{}
+	}
+	return *t.Elem
+}
+
+// Clone returns a deep copy of t.
+func (t Type) Clone() Type {
+	c := Type{DType: t.DType, Shape: t.Shape.Clone()}
+	if t.Elem != nil {
+		e := t.Elem.Clone()
+		c.Elem = &e
+	}
+	return c
+}
+
+// String formats t as float32[batch,3,224,224], sequence(float32[?]) or
+// optional(sequence(int64[3])).
+func (t Type) String() string {
+	if !t.IsTensor() {
+		e := "?"
+		if t.Elem != nil {
+			e = t.Elem.String()
+		}
+		return t.DType.String() + "(" + e + ")"
+	}
+	return t.DType.String() + t.Shape.String()
+}
 
 // Value is a named edge of the graph: a graph input, an initializer, a
 // constant or a node output.
@@ -54,6 +95,10 @@ const (
 	AttrStrings AttrType = 8
 	AttrTensors AttrType = 9
 	AttrGraphs  AttrType = 10
+	// AttrType1 and AttrTypes hold types (ONNX's TYPE_PROTO and
+	// TYPE_PROTOS), in Types.
+	AttrType1 AttrType = 13
+	AttrTypes AttrType = 14
 )
 
 // Attr is a node attribute; Type says which field holds its value.
@@ -70,6 +115,9 @@ type Attr struct {
 	Strings []string
 	Tensors []*tensor.Tensor
 	Graphs  []*Graph
+	// Types holds an AttrType1 attribute's type (one entry) or an
+	// AttrTypes attribute's types.
+	Types []Type
 }
 
 // Node is one operator application.

@@ -68,14 +68,31 @@ func valueName(v *ir.Value) string {
 }
 
 func valueInfo(v *ir.Value) *ValueInfoProto {
-	vi := &ValueInfoProto{Name: v.Name}
-	if v.Type.DType == tensor.Undefined {
-		return vi
+	return &ValueInfoProto{Name: v.Name, Type: typeProto(v.Type)}
+}
+
+// typeProto returns the TypeProto of t, nil when nothing is known.
+func typeProto(t ir.Type) *TypeProto {
+	switch t.DType {
+	case tensor.Undefined:
+		return nil
+	case tensor.Sequence:
+		st := &TypeProtoSequence{}
+		if t.Elem != nil {
+			st.ElemType = typeProto(*t.Elem)
+		}
+		return &TypeProto{SequenceType: st}
+	case tensor.Optional:
+		ot := &TypeProtoOptional{}
+		if t.Elem != nil {
+			ot.ElemType = typeProto(*t.Elem)
+		}
+		return &TypeProto{OptionalType: ot}
 	}
-	tt := &TypeProtoTensor{ElemType: v.Type.DType}
-	if v.Type.Shape != nil {
+	tt := &TypeProtoTensor{ElemType: t.DType}
+	if t.Shape != nil {
 		tt.Shape = &TensorShapeProto{}
-		for _, d := range v.Type.Shape {
+		for _, d := range t.Shape {
 			dim := &TensorShapeDimension{}
 			switch {
 			case d.Known():
@@ -86,8 +103,7 @@ func valueInfo(v *ir.Value) *ValueInfoProto {
 			tt.Shape.Dim = append(tt.Shape.Dim, dim)
 		}
 	}
-	vi.Type = &TypeProto{TensorType: tt}
-	return vi
+	return &TypeProto{TensorType: tt}
 }
 
 func sortedAttrNames(n *ir.Node) []string {
@@ -135,6 +151,15 @@ func attrProto(a *ir.Attr) (*AttributeProto, error) {
 				return nil, err
 			}
 			ap.Graphs = append(ap.Graphs, g)
+		}
+	case ir.AttrType1:
+		if len(a.Types) != 1 {
+			return nil, fmt.Errorf("%w: type attribute %q holds %d types", ErrUnsupported, a.Name, len(a.Types))
+		}
+		ap.TP = typeProto(a.Types[0])
+	case ir.AttrTypes:
+		for _, t := range a.Types {
+			ap.TypeProtos = append(ap.TypeProtos, typeProto(t))
 		}
 	default:
 		return nil, fmt.Errorf("%w: attribute %q of type %d", ErrUnsupported, a.Name, a.Type)

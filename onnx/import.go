@@ -238,7 +238,8 @@ func isInput(g *ir.Graph, v *ir.Value) bool {
 	return false
 }
 
-// convType converts a declared ONNX type; only tensor types are supported.
+// convType converts a declared ONNX type: tensors, and sequences and
+// optionals of tensors (or an optional sequence of tensors).
 func convType(tp *TypeProto, name string) (ir.Type, error) {
 	if tp == nil {
 		return ir.Type{}, nil
@@ -267,9 +268,31 @@ func convType(tp *TypeProto, name string) (ir.Type, error) {
 		}
 		return t, nil
 	case tp.SequenceType != nil:
-		return ir.Type{}, fmt.Errorf("%w: value %q is a sequence (sequence types are not supported)", ErrUnsupported, name)
+		et := tp.SequenceType.ElemType
+		if et == nil {
+			return ir.Type{DType: tensor.Sequence}, nil
+		}
+		if et.TensorType == nil {
+			return ir.Type{}, fmt.Errorf("%w: value %q is a sequence of non-tensors (only sequences of tensors are supported)", ErrUnsupported, name)
+		}
+		e, err := convType(et, name)
+		if err != nil {
+			return ir.Type{}, err
+		}
+		return ir.SequenceOf(e), nil
 	case tp.OptionalType != nil:
-		return ir.Type{}, fmt.Errorf("%w: value %q is optional (optional types are not supported)", ErrUnsupported, name)
+		et := tp.OptionalType.ElemType
+		if et == nil {
+			return ir.Type{DType: tensor.Optional}, nil
+		}
+		if et.TensorType == nil && et.SequenceType == nil {
+			return ir.Type{}, fmt.Errorf("%w: value %q is an optional of neither a tensor nor a sequence", ErrUnsupported, name)
+		}
+		e, err := convType(et, name)
+		if err != nil {
+			return ir.Type{}, err
+		}
+		return ir.OptionalOf(e), nil
 	case tp.MapType != nil:
 		return ir.Type{}, fmt.Errorf("%w: value %q is a map (map types are not supported)", ErrUnsupported, name)
 	case tp.SparseTensorType != nil:
@@ -338,6 +361,21 @@ func (c *converter) attr(ap *AttributeProto, s *scope, g *ir.Graph) (*ir.Attr, e
 			}
 			a.Graphs = append(a.Graphs, sg)
 		}
+	case AttributeTypeProto, AttributeTypeProtos:
+		tps := ap.TypeProtos
+		if typ == AttributeTypeProto {
+			if ap.TP == nil {
+				return nil, fmt.Errorf("%w: type attribute %q without a type", ErrMalformed, ap.Name)
+			}
+			tps = []*TypeProto{ap.TP}
+		}
+		for _, tp := range tps {
+			t, err := convType(tp, "of attribute "+ap.Name)
+			if err != nil {
+				return nil, err
+			}
+			a.Types = append(a.Types, t)
+		}
 	default:
 		return nil, fmt.Errorf("%w: attribute type %v", ErrUnsupported, ap.Type)
 	}
@@ -372,6 +410,25 @@ func DomainName(d string) string {
 		return "ai.onnx"
 	}
 	return strings.TrimSpace(d)
+}
+
+// ReadValueFile reads a file holding one serialized value of type t (such
+// as test_data_set_0/input_0.pb): a TensorProto for a tensor type, a
+// SequenceProto for a sequence and an OptionalProto for an optional (see
+// ValueFromProto). It returns the value and its name.
+func ReadValueFile(path string, t ir.Type) (*tensor.Tensor, string, error) {
+	if t.IsTensor() {
+		return ReadTensorFile(path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	v, name, err := DecodeValue(b, t)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	return v, name, nil
 }
 
 // ReadTensorFile reads a file holding one serialized TensorProto (such as

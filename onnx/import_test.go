@@ -137,9 +137,12 @@ func TestToGraphErrors(t *testing.T) {
 			m.Graph.Node = append(m.Graph.Node, &NodeProto{OpType: "Relu", Input: []string{"x"}, Output: []string{"y"}})
 		}, "defines \"y\" twice", ir.ErrInvalidGraph},
 		{"undefined graph output", func(m *ModelProto) { m.Graph.Output[0].Name = "nope" }, "never computed", ir.ErrInvalidGraph},
-		{"sequence input", func(m *ModelProto) {
-			m.Graph.Input[0].Type = &TypeProto{SequenceType: &TypeProtoSequence{}}
-		}, "sequence", ErrUnsupported},
+		{"sequence of maps input", func(m *ModelProto) {
+			m.Graph.Input[0].Type = &TypeProto{SequenceType: &TypeProtoSequence{ElemType: &TypeProto{MapType: &TypeProtoMap{}}}}
+		}, "sequence of non-tensors", ErrUnsupported},
+		{"optional map input", func(m *ModelProto) {
+			m.Graph.Input[0].Type = &TypeProto{OptionalType: &TypeProtoOptional{ElemType: &TypeProto{MapType: &TypeProtoMap{}}}}
+		}, "optional of neither", ErrUnsupported},
 		{"bad initializer", func(m *ModelProto) {
 			m.Graph.Initializer = []*TensorProto{{Name: "w", DataType: tensor.Float32, Dims: []int64{4}, RawData: []byte{1, 2}}}
 		}, "initializer \"w\"", nil},

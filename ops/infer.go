@@ -127,8 +127,19 @@ func foldNode(n *ir.Node, k Kernel, in []*ir.Value) {
 	}
 }
 
-// TypeOf returns the ir type of a concrete tensor.
+// TypeOf returns the ir type of a concrete tensor; of a sequence value, a
+// sequence of its first element's type (unknown when empty); of an empty
+// optional, an optional of an unknown type.
 func TypeOf(t *tensor.Tensor) ir.Type {
+	switch t.DType {
+	case tensor.Sequence:
+		if len(t.Elems) == 0 || t.Elems[0] == nil {
+			return ir.Type{DType: tensor.Sequence}
+		}
+		return ir.SequenceOf(TypeOf(t.Elems[0]))
+	case tensor.Optional:
+		return ir.Type{DType: tensor.Optional}
+	}
 	return ir.Type{DType: t.DType, Shape: ir.KnownShape(t.Shape...)}
 }
 
@@ -138,6 +149,14 @@ func mergeType(declared, inferred ir.Type) ir.Type {
 	out := inferred
 	if out.DType == tensor.Undefined {
 		out.DType = declared.DType
+	}
+	if !out.IsTensor() {
+		// a sequence or optional: merge what it holds
+		if declared.DType == out.DType && declared.Elem != nil {
+			e := mergeType(*declared.Elem, inferred.ElemType())
+			out.Elem = &e
+		}
+		return out
 	}
 	if inferred.Shape == nil {
 		out.Shape = declared.Shape.Clone()

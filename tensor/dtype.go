@@ -27,11 +27,23 @@ const (
 	BFloat16   DType = 16
 )
 
+// Sequence and Optional are not element types but the kinds of the
+// non-tensor values ONNX has: a Tensor of DType Sequence is a sequence value
+// (its elements, tensors of one element type, in Elems); a Tensor of DType
+// Optional is an empty optional value (an optional holding a value is that
+// value itself). Neither has Data or a Shape. Their numbers lie outside
+// onnx.proto's range.
+const (
+	Sequence DType = 1 << 20
+	Optional DType = 1<<20 + 1
+)
+
 var dtypeNames = map[DType]string{
 	Undefined: "undefined", Float32: "float32", Uint8: "uint8", Int8: "int8", Uint16: "uint16",
 	Int16: "int16", Int32: "int32", Int64: "int64", String: "string", Bool: "bool",
 	Float16: "float16", Float64: "float64", Uint32: "uint32", Uint64: "uint64",
 	Complex64: "complex64", Complex128: "complex128", BFloat16: "bfloat16",
+	Sequence: "sequence", Optional: "optional",
 }
 
 // String returns the lower-case name of the type, e.g. "float32".

@@ -16,13 +16,33 @@ const MaxElements = 1 << 40
 
 // Tensor is a dense, row-major n-dimensional array. Data holds the elements'
 // bytes (little endian); string tensors keep their elements in Strings
-// instead. A tensor with an empty shape is a scalar with one element.
+// instead. A tensor with an empty shape is a scalar with one element. A
+// Tensor of DType Sequence is a sequence value whose elements are in Elems,
+// and one of DType Optional an empty optional value (see Sequence).
 type Tensor struct {
 	DType   DType
 	Shape   []int
 	Data    []byte
 	Strings []string
+	Elems   []*Tensor
 }
+
+// NewSequence returns a sequence value holding elems (not copied).
+func NewSequence(elems []*Tensor) *Tensor {
+	if elems == nil {
+		elems = []*Tensor{}
+	}
+	return &Tensor{DType: Sequence, Elems: elems}
+}
+
+// NoneOptional returns an empty optional value.
+func NoneOptional() *Tensor { return &Tensor{DType: Optional} }
+
+// IsSequence reports whether t is a sequence value.
+func (t *Tensor) IsSequence() bool { return t != nil && t.DType == Sequence }
+
+// IsNone reports whether t is an empty optional value.
+func (t *Tensor) IsNone() bool { return t != nil && t.DType == Optional }
 
 // NumElements returns the product of the dimensions of shape (1 for a scalar).
 func NumElements(shape []int) int {
@@ -124,6 +144,16 @@ func (t *Tensor) Rank() int { return len(t.Shape) }
 // Clone returns a deep copy of t.
 func (t *Tensor) Clone() *Tensor {
 	c := &Tensor{DType: t.DType, Shape: append([]int{}, t.Shape...)}
+	switch t.DType {
+	case Sequence:
+		c.Elems = make([]*Tensor, len(t.Elems))
+		for i, e := range t.Elems {
+			c.Elems[i] = e.Clone()
+		}
+		return c
+	case Optional:
+		return c
+	}
 	if t.DType == String {
 		c.Strings = append([]string{}, t.Strings...)
 	} else {
@@ -325,6 +355,20 @@ func (t *Tensor) ToFloat32() []float32 {
 // String returns a short description: type, shape and the first elements.
 func (t *Tensor) String() string {
 	var b strings.Builder
+	switch t.DType {
+	case Sequence:
+		b.WriteString("sequence(")
+		for i, e := range t.Elems {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(e.String())
+		}
+		b.WriteByte(')')
+		return b.String()
+	case Optional:
+		return "optional(none)"
+	}
 	fmt.Fprintf(&b, "%v%v[", t.DType, t.Shape)
 	n := t.Len()
 	for i := 0; i < n && i < 8; i++ {

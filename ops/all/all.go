@@ -9,5 +9,6 @@ import (
 	_ "github.com/kilnai/kiln/ops/math"
 	_ "github.com/kilnai/kiln/ops/nn"
 	_ "github.com/kilnai/kiln/ops/norm"
+	_ "github.com/kilnai/kiln/ops/sequence"
 	_ "github.com/kilnai/kiln/ops/shape"
 )

@@ -27,6 +27,9 @@ func errNotTensor(op, what string) error {
 // kept where both agree and unknown elsewhere; different ranks give an
 // unknown rank. An undefined dtype on one side takes the other's.
 func joinType(a, b ir.Type) (ir.Type, error) {
+	if !a.IsTensor() || !b.IsTensor() {
+		return joinHolder(a, b)
+	}
 	out := ir.Type{DType: a.DType}
 	switch {
 	case a.DType == tensor.Undefined:
@@ -36,6 +39,31 @@ func joinType(a, b ir.Type) (ir.Type, error) {
 	}
 	out.Shape = joinShape(a.Shape, b.Shape)
 	return out, nil
+}
+
+// joinHolder is joinType for sequence and optional types: their element
+// types are joined. A sequence and an optional of it join to the optional.
+func joinHolder(a, b ir.Type) (ir.Type, error) {
+	switch {
+	case a.DType == tensor.Undefined:
+		return b, nil
+	case b.DType == tensor.Undefined:
+		return a, nil
+	case a.DType == b.DType:
+		if a.Elem == nil || b.Elem == nil {
+			return ir.Type{DType: a.DType}, nil
+		}
+		e, err := joinType(*a.Elem, *b.Elem)
+		if err != nil {
+			return ir.Type{}, err
+		}
+		return ir.Type{DType: a.DType, Elem: &e}, nil
+	case a.DType == tensor.Optional:
+		return joinHolder(a, ir.OptionalOf(b))
+	case b.DType == tensor.Optional:
+		return joinHolder(ir.OptionalOf(a), b)
+	}
+	return ir.Type{}, fmt.Errorf("%w: types %v and %v differ", ops.ErrBadInput, a, b)
 }
 
 func joinShape(a, b ir.Shape) ir.Shape {
@@ -61,6 +89,20 @@ func joinShape(a, b ir.Shape) ir.Shape {
 // the initial value alone (a shape that grows each iteration must not be
 // folded into constants).
 func carriedType(declared, initial ir.Type) ir.Type {
+	if !declared.IsTensor() || !initial.IsTensor() {
+		// a sequence (or optional) may change length and element shapes
+		// from one iteration to the next: keep its kind and element type
+		t := declared.Clone()
+		if t.DType == tensor.Undefined || (t.DType == tensor.Sequence && initial.DType == tensor.Optional) {
+			t = initial.Clone()
+		}
+		if e := t.Elem; e != nil && e.IsTensor() && e.Shape != nil {
+			for i := range e.Shape {
+				e.Shape[i] = ir.U()
+			}
+		}
+		return t
+	}
 	t := ir.Type{DType: initial.DType}
 	if t.DType == tensor.Undefined {
 		t.DType = declared.DType
