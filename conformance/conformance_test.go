@@ -20,10 +20,10 @@ func TestSuites(t *testing.T) {
 		dir       string
 		minPassed int
 	}{
-		{"node", 887},
+		{"node", 911},
 		{"pytorch-converted", 82},
 		{"pytorch-operator", 35},
-		{"simple", 13},
+		{"simple", 21},
 	}
 	skips := Skips()
 	for _, tt := range tests {
@@ -63,7 +63,7 @@ func TestSkipListNamesRealTests(t *testing.T) {
 	if _, err := os.Stat(suite); err != nil {
 		t.Skipf("needs %s: %v", suite, err)
 	}
-	categories := map[string]bool{"training": true, "random": true, "sequence": true, "optional": true}
+	categories := map[string]bool{"training": true, "random": true}
 	for name, s := range Skips() {
 		if !categories[s.Category] || s.Reason == "" {
 			t.Errorf("%s: category %q reason %q", name, s.Category, s.Reason)

@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
@@ -136,4 +137,17 @@ func sequenceProto(name string, v *tensor.Tensor) (*SequenceProto, error) {
 		sp.TensorValues = append(sp.TensorValues, TensorToProto("", e))
 	}
 	return sp, nil
+}
+
+// SaveValue writes v, a value of type t, to path as DecodeValue reads it: a
+// TensorProto, a SequenceProto, or an OptionalProto for an optional type.
+func SaveValue(path, name string, v *tensor.Tensor, t ir.Type) error {
+	if t.IsTensor() && !v.IsSequence() && !v.IsNone() {
+		return SaveTensor(path, name, v)
+	}
+	m, err := ValueToProto(name, v, t.DType == tensor.Optional)
+	if err != nil {
+		return fmt.Errorf("onnx: save value %q: %w", name, err)
+	}
+	return os.WriteFile(path, m.Marshal(), 0o644)
 }

@@ -152,7 +152,7 @@ func runCmd(args []string) int {
 	}
 	for _, in := range m.Inputs() {
 		if t := inputs[in.Name]; t != nil {
-			line := fmt.Sprintf("input  %-20s %-8v %s", in.Name, t.DType, tensor.ShapeString(t.Shape))
+			line := fmt.Sprintf("input  %-20s %-8v %s", in.Name, t.DType, valueShape(t))
 			if _, given := shapes[in.Name]; random && !given {
 				if note := symbolicNote(in, t.Shape); note != "" {
 					from := "the default profile's opt sizes"
@@ -211,7 +211,7 @@ func runCmd(args []string) int {
 	code := exitOK
 	for i, o := range m.Outputs() {
 		got := outs[o.Name]
-		line := fmt.Sprintf("output %-20s %-8v %-16s", o.Name, got.DType, tensor.ShapeString(got.Shape))
+		line := fmt.Sprintf("output %-20s %-8v %-16s", o.Name, got.DType, valueShape(got))
 		if i < len(want) {
 			c := conformance.Compare(got, want[i], *rtol, *atol)
 			if c.OK && c.Cosine < *minCosine && got.DType.IsFloat() {
@@ -406,14 +406,20 @@ func shapesForRun(path string, flags shapeFlags, data string, profile *engine.Pr
 			if _, err := os.Stat(p); err != nil {
 				break
 			}
-			t, name, err := kiln.ReadTensorFile(p)
+			var typ ir.Type
+			if i < len(inputs) {
+				typ = inputs[i].Type
+			}
+			t, name, err := onnx.ReadValueFile(p, typ)
 			if err != nil {
 				return nil, fmt.Errorf("--data: %w", err)
 			}
 			if name == "" && i < len(inputs) {
 				name = inputs[i].Name
 			}
-			fromData[name] = t.Shape
+			if !t.IsSequence() && !t.IsNone() {
+				fromData[name] = t.Shape
+			}
 		}
 	}
 	// The given shapes first: the sizes they give symbolic dimensions
@@ -447,6 +453,12 @@ func shapesForRun(path string, flags shapeFlags, data string, profile *engine.Pr
 	}
 	for _, v := range inputs {
 		if _, ok := rs.shapes[v.Name]; ok {
+			continue
+		}
+		if !v.Type.IsTensor() {
+			if data == "" {
+				return nil, fmt.Errorf("input %s is a %v: give its value with --data (random values are made only for tensors)", v.Name, v.Type)
+			}
 			continue
 		}
 		if v.Type.Shape == nil {
@@ -483,6 +495,18 @@ func shapesForRun(path string, flags shapeFlags, data string, profile *engine.Pr
 	return rs, nil
 }
 
+// valueShape formats a tensor's shape, a sequence's length ("3 elements")
+// or an empty optional ("none").
+func valueShape(t *tensor.Tensor) string {
+	switch {
+	case t.IsSequence():
+		return fmt.Sprintf("%d elements", len(t.Elems))
+	case t.IsNone():
+		return "none"
+	}
+	return tensor.ShapeString(t.Shape)
+}
+
 // saveDataSet writes a test data folder: the model's inputs as input_N.pb
 // and its outputs as output_N.pb, in the model's order, each named.
 func saveDataSet(dir string, m *kiln.Model, inputs, outputs map[string]*tensor.Tensor) error {
@@ -495,7 +519,7 @@ func saveDataSet(dir string, m *kiln.Model, inputs, outputs map[string]*tensor.T
 		if t == nil {
 			continue // an optional input not given
 		}
-		if err := onnx.SaveTensor(filepath.Join(dir, fmt.Sprintf("input_%d.pb", n)), in.Name, t); err != nil {
+		if err := onnx.SaveValue(filepath.Join(dir, fmt.Sprintf("input_%d.pb", n)), in.Name, t, ir.Type{DType: in.DType}); err != nil {
 			return err
 		}
 		n++
@@ -505,7 +529,7 @@ func saveDataSet(dir string, m *kiln.Model, inputs, outputs map[string]*tensor.T
 		if t == nil {
 			return fmt.Errorf("output %q was not computed", o.Name)
 		}
-		if err := onnx.SaveTensor(filepath.Join(dir, fmt.Sprintf("output_%d.pb", i)), o.Name, t); err != nil {
+		if err := onnx.SaveValue(filepath.Join(dir, fmt.Sprintf("output_%d.pb", i)), o.Name, t, ir.Type{DType: o.DType}); err != nil {
 			return err
 		}
 	}

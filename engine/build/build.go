@@ -449,6 +449,9 @@ func defaultProfile(inputs []*ir.Value, maxBatch int, dims map[string][3]int) (e
 	p := engine.Profile{Name: "default"}
 	any := false
 	for _, v := range inputs {
+		if !v.Type.IsTensor() {
+			continue // a sequence or optional value: no shapes to profile
+		}
 		if v.Type.Shape == nil {
 			return p, false, fmt.Errorf("%w: input %q has unknown rank: give its shapes with --profile", ErrOptions, v.Name)
 		}
