@@ -224,11 +224,19 @@ func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	return inferResponse(resp)
+	out, err := inferResponse(resp)
+	if err == nil && seq == (serve.Sequence{}) {
+		// (a sequence's state may outlive the request: its buffers stay)
+		release(r, resp.Outputs)
+	}
+	return out, err
 }
 
 // ModelInfer runs one inference request.
 func (v *Service) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	if at, ok := arrival(ctx); ok {
+		defer v.s.Served(r.GetModelName(), at)
+	}
 	resp, err := v.infer(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)
@@ -239,6 +247,7 @@ func (v *Service) ModelInfer(ctx context.Context, r *inference.ModelInferRequest
 // ModelStreamInfer answers each request of the stream in turn; a failed
 // request is answered with its error message and the stream goes on.
 func (v *Service) ModelStreamInfer(st grpc.BidiStreamingServer[inference.ModelInferRequest, inference.ModelStreamInferResponse]) error {
+	_, served := arrival(st.Context())
 	for {
 		r, err := st.Recv()
 		if err == io.EOF {
@@ -247,12 +256,17 @@ func (v *Service) ModelStreamInfer(st grpc.BidiStreamingServer[inference.ModelIn
 		if err != nil {
 			return err
 		}
+		at := time.Now()
 		resp, err := v.infer(st.Context(), r)
 		out := &inference.ModelStreamInferResponse{InferResponse: resp}
 		if err != nil {
 			out = &inference.ModelStreamInferResponse{ErrorMessage: err.Error()}
 		}
-		if err := st.Send(out); err != nil {
+		err = st.Send(out)
+		if served {
+			v.s.Served(r.GetModelName(), at)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -54,14 +54,29 @@ type pathOptions struct {
 	// engine runs the model (else a stub answers at once)
 	engine bool
 	// server returns the grpc.ServerOptions (nil: kiln serve's own, the
-	// decode-error options, the served-time stats handler and PathOptions)
+	// decode-error options, the served-time tap and PathOptions)
 	server func(*serve.Server) []grpc.ServerOption
+	// wrap, when set, replaces the model's runner (engine and stub alike)
+	wrap func(string, scheduler.Runner) scheduler.Runner
 }
 
 // pathServer serves tinycnn as kiln serve does (the metrics observer, and
 // unless o.server says otherwise the decode-error options, the served-time
 // stats handler and PathOptions), its runs stubbed unless o.engine.
 func pathServer(tb testing.TB, o pathOptions) (inference.GRPCInferenceServiceClient, *serve.Server) {
+	tb.Helper()
+	s := pathServe(tb, o)
+	gopts := append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)
+	if o.server != nil {
+		gopts = o.server(s)
+	}
+	g := grpc.NewServer(gopts...)
+	Register(g, s, false)
+	return dial(tb, g), s
+}
+
+// pathServe returns the serve.Server of pathServer.
+func pathServe(tb testing.TB, o pathOptions) *serve.Server {
 	tb.Helper()
 	dir := tb.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "tinycnn", "1"), 0o755); err != nil {
@@ -80,18 +95,15 @@ func pathServer(tb testing.TB, o pathOptions) (inference.GRPCInferenceServiceCli
 		out := stubOutput(tb)
 		opts.WrapRunner = func(string, scheduler.Runner) scheduler.Runner { return stubRunner{out} }
 	}
+	if o.wrap != nil {
+		opts.WrapRunner = o.wrap
+	}
 	s := serve.New(opts)
 	if err := s.LoadAll(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Shutdown(context.Background()) })
-	gopts := append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)
-	if o.server != nil {
-		gopts = o.server(s)
-	}
-	g := grpc.NewServer(gopts...)
-	Register(g, s, false)
-	return dial(tb, g), s
+	return s
 }
 
 // bareService answers ModelInfer with a response of the stub's size and
