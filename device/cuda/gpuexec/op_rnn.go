@@ -20,9 +20,11 @@ import (
 // unchecked until a GPU run checks them: rnnParamActsUnchecked).
 // kernels/op_rnn.cu: the input projections of all time steps in one
 // launch (a tiled product: X [S*B, I] by each direction's W^T, the biases
-// added), then one launch per step (GRU: two) over every direction, batch
-// item and hidden unit (a warp each, reading the rows of R coalesced), the
-// states and the gates in float32 in both precisions.
+// added), then one launch per step (GRU: two), the recurrent product of
+// the states by R fused with the gates: a warp per direction, hidden unit
+// and tile of 8 batch items, each row of R read once a tile (lane q
+// computing item q's gates); the states and the gates in float32 in both
+// precisions.
 var rnnKernels = []kernelDef{
 	{op: "RNN", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
 	{op: "GRU", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
@@ -151,6 +153,13 @@ var rnnParamActsUnchecked = true
 // it off to time and check the two against each other.
 var rnnTiledProj = true
 
+// rnnBatchTile makes the steps the batch-tiled kernels (rnn_step_bt,
+// gru_gates_bt, gru_step_bt: a warp per direction, hidden unit and 8
+// batch items, each row of R read once for the 8) rather than a warp per
+// direction, batch item and unit; tests turn it off to time and check the
+// two against each other.
+var rnnBatchTile = true
+
 func rnnCheck(n *ir.Node) error {
 	// the opset decides only layout, which emit reads again
 	r, err := parseRNN(n, 14)
@@ -265,14 +274,20 @@ func (c *compiler) rnn(s *step) error {
 	if gru {
 		zb, rh = c.scratch(4*state), c.scratch(4*state)
 	}
+	// the step kernels: a warp per unit and batch item, or per unit and
+	// tile of 8 batch items (rnnBatchTile)
+	bt, warps := "", state
+	if rnnBatchTile {
+		bt, warps = "bt_", int64(r.dirs)*int64(H)*((B+7)/8)
+	}
 	for st := range S {
 		hp, hn := h[st%2], h[(st+1)%2]
 		switch {
 		case gru:
 			s.launches = append(s.launches,
-				elemLaunch("gru_gates_"+sfx, 32*state, pArg(zb), pArg(rh), pArg(hp), pArg(xw), pArg(*in[2]), lArg(st), lArg(S), lArg(B), iArg(H),
+				elemLaunch("gru_gates_"+bt+sfx, 32*warps, pArg(zb), pArg(rh), pArg(hp), pArg(xw), pArg(*in[2]), lArg(st), lArg(S), lArg(B), iArg(H),
 					iArg(r.dirs), iArg(rev), pArg(acts), fArg(r.clip), iArg(lbr)),
-				elemLaunch("gru_step_"+sfx, 32*state, optArg(outs[0]), pArg(hn), pArg(hp), pArg(zb), pArg(rh), pArg(xw), pArg(*in[2]), optArg(in[3]),
+				elemLaunch("gru_step_"+bt+sfx, 32*warps, optArg(outs[0]), pArg(hn), pArg(hp), pArg(zb), pArg(rh), pArg(xw), pArg(*in[2]), optArg(in[3]),
 					optArg(in[4]), iArg(lens64), lArg(st), lArg(S), lArg(B), iArg(H), iArg(r.dirs), iArg(rev), pArg(acts), fArg(r.clip), iArg(lbr), iArg(layout)))
 		default:
 			kind, cp, cn := 0, (*ref)(nil), (*ref)(nil)
@@ -280,7 +295,7 @@ func (c *compiler) rnn(s *step) error {
 				kind, cp, cn = 2, cs[st%2], cs[(st+1)%2]
 			}
 			s.launches = append(s.launches,
-				elemLaunch("rnn_step_"+sfx, 32*state, optArg(outs[0]), pArg(hn), optArg(cn), pArg(hp), optArg(cp), pArg(xw), pArg(*in[2]), optArg(in[7]),
+				elemLaunch("rnn_step_"+bt+sfx, 32*warps, optArg(outs[0]), pArg(hn), optArg(cn), pArg(hp), optArg(cp), pArg(xw), pArg(*in[2]), optArg(in[7]),
 					optArg(in[4]), iArg(lens64), lArg(st), lArg(S), lArg(B), iArg(H), iArg(r.dirs), iArg(rev), iArg(kind), pArg(acts), fArg(r.clip),
 					iArg(b2i(r.inputForget)), iArg(layout)))
 		}

@@ -15,23 +15,29 @@ import (
 // at least minCosine), eager and captured as a CUDA graph; then the
 // recurrent ONNX node tests partitioned for the GPU (each entirely on it,
 // matching the expected outputs); then a CRNN-sized bidirectional LSTM
-// (40 steps, batch 8, 512 inputs, 256 hidden units) with the tiled and the
-// warp-per-element input projections, each checked against the CPU, whose
-// run times it logs ("rnn timing: ..."; nothing is asserted of them).
+// (40 steps, batch 8, 512 inputs, 256 hidden units) with each variant of
+// the kernels, checked against the CPU, whose run times it logs ("rnn
+// timing: ..."; nothing is asserted of them). The table runs with each of
+// rnnVariants (subtests tiled/... and warp/...).
 func TestRNNOnGPU(t *testing.T) {
 	needGPU(t)
-	for _, tc := range rnnOpCases() {
-		for _, half := range []bool{false, true} {
-			prec := map[bool]string{false: "fp32", true: "fp16"}[half]
-			var sticky error
-			t.Run(tc.name+"/"+prec, func(t *testing.T) {
-				sticky = runOpCase(t, tc, half)
-			})
-			if sticky != nil {
-				t.Fatalf("STICKY CUDA ERROR in %s: %v", tc.name, sticky)
+	defer func() { rnnTiledProj, rnnBatchTile = true, true }()
+	for _, v := range rnnVariants {
+		rnnTiledProj, rnnBatchTile = v.tiled, v.bt
+		for _, tc := range rnnOpCases() {
+			for _, half := range []bool{false, true} {
+				prec := map[bool]string{false: "fp32", true: "fp16"}[half]
+				var sticky error
+				t.Run(v.name+"/"+tc.name+"/"+prec, func(t *testing.T) {
+					sticky = runOpCase(t, tc, half)
+				})
+				if sticky != nil {
+					t.Fatalf("STICKY CUDA ERROR in %s %s: %v", v.name, tc.name, sticky)
+				}
 			}
 		}
 	}
+	rnnTiledProj, rnnBatchTile = true, true
 	t.Run("node suite", func(t *testing.T) {
 		cases := rnnNodeSuite(t)
 		onGPU := 0
@@ -59,8 +65,8 @@ func TestRNNOnGPU(t *testing.T) {
 		}
 		t.Logf("recurrent node tests on the GPU: %d of %d pass entirely on it", onGPU, len(cases))
 	})
-	t.Run("CRNN-sized LSTM, tiled and warp projections", func(t *testing.T) {
-		defer func() { rnnTiledProj = true }()
+	t.Run("CRNN-sized LSTM, each variant", func(t *testing.T) {
+		defer func() { rnnTiledProj, rnnBatchTile = true, true }()
 		rc := rnnCase{op: "LSTM", dir: "bidirectional", S: 40, B: 8, I: 512, H: 256, bias: true}
 		tc := rc.opCase(7)
 		g0, in := opGraph(t, tc)
@@ -79,21 +85,35 @@ func TestRNNOnGPU(t *testing.T) {
 			}
 		}
 		t.Logf("rnn timing: %s on the CPU engine: %.3f ms a run", rc.name(), float64(time.Since(start).Microseconds())/5e3)
-		for _, tiled := range []bool{true, false} {
-			rnnTiledProj = tiled
+		for _, v := range append(rnnVariants, struct {
+			name      string
+			tiled, bt bool
+		}{"tiled projection, a warp per item", true, false}) {
+			rnnTiledProj, rnnBatchTile = v.tiled, v.bt
 			for _, half := range []bool{false, true} {
 				ms, err := timeRNN(t, g0, in, want, half)
 				if err != nil {
 					if stickyCUDA.MatchString(err.Error()) {
-						t.Fatalf("STICKY CUDA ERROR (tiled %v, fp16 %v): %v", tiled, half, err)
+						t.Fatalf("STICKY CUDA ERROR (%s, fp16 %v): %v", v.name, half, err)
 					}
-					t.Errorf("tiled %v, fp16 %v: %v", tiled, half, err)
+					t.Errorf("%s, fp16 %v: %v", v.name, half, err)
 					continue
 				}
-				t.Logf("rnn timing: tiled projection %v, fp16 %v: %.3f ms a run (CUDA graph, with the copies)", tiled, half, ms)
+				t.Logf("rnn timing: %s, fp16 %v: %.3f ms a run (CUDA graph, with the copies)", v.name, half, ms)
 			}
 		}
 	})
+}
+
+// rnnVariants are the kernels TestRNNOnGPU checks: the default (tiled
+// projection, batch-tiled steps) and the first kernels (a warp per
+// projected element, a warp per batch item and unit).
+var rnnVariants = []struct {
+	name      string
+	tiled, bt bool
+}{
+	{"tiled", true, true},
+	{"warp", false, false},
 }
 
 // timeRNN builds g0 for the GPU, checks its outputs against want (eager

@@ -71,7 +71,10 @@ var rnnTable = []rnnCase{
 	{op: "LSTM", dir: "forward", S: 6, B: 7, I: 20, H: 64, bias: true, acts: []string{"Sigmoid", "Softsign", "Softplus"}},
 	{op: "LSTM", dir: "bidirectional", S: 5, B: 1, I: 20, H: 64, bias: true, acts: []string{"HardSigmoid", "ScaledTanh", "Elu"},
 		alpha: []float32{0.25, 0.9, 0.8, 0.3}, beta: []float32{0.45, 1.1}},
+	{op: "LSTM", dir: "bidirectional", layout: 1, S: 7, B: 19, I: 48, H: 64, bias: true, p: true, h0: true,
+		lens: []int64{7, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 7, 7, 5, 3}},
 	{op: "GRU", dir: "forward", S: 5, B: 1, I: 3, H: 1},
+	{op: "GRU", dir: "bidirectional", S: 6, B: 9, I: 24, H: 64, bias: true, lbr: true, h0: true, lens: []int64{6, 5, 4, 3, 2, 1, 6, 6, 3}},
 	{op: "GRU", dir: "bidirectional", S: 10, B: 7, I: 70, H: 256, bias: true, lens: []int64{10, 4, 1, 10, 7, 2, 9}},
 	{op: "GRU", dir: "reverse", layout: 1, S: 6, B: 7, I: 30, H: 64, bias: true, h0: true, clip: 0.8, lbr: true},
 	{op: "GRU", dir: "bidirectional", S: 6, B: 1, I: 16, H: 64, bias: true, lbr: true, lens: []int64{4}, outs: []int{1}},
@@ -83,6 +86,7 @@ var rnnTable = []rnnCase{
 	{op: "RNN", dir: "bidirectional", S: 6, B: 7, I: 12, H: 64, bias: true, acts: []string{"LeakyRelu", "ThresholdedRelu"},
 		alpha: []float32{0.2, 0.05}},
 	{op: "RNN", dir: "forward", S: 6, B: 1, I: 12, H: 64, acts: []string{"Softsign"}, h0: true},
+	{op: "RNN", dir: "reverse", S: 6, B: 17, I: 12, H: 256, bias: true, lens: []int64{6, 1, 2, 3, 4, 5, 6, 6, 6, 5, 4, 3, 2, 1, 6, 6, 3}},
 }
 
 // opCase makes the graph of rc: X (and sequence_lens when lensInput) as
@@ -204,7 +208,8 @@ func rnnOpCases() []opCase {
 // TestRNNCompile checks, without a GPU, what TestRNNOnGPU needs of each
 // case of rnnTable: the CPU engine runs it, Supports accepts the node, and
 // the compiler makes a program of known kernels within their buffers in
-// float32 and float16, the input projections by the tiled kernel.
+// float32 and float16, the input projections by the tiled kernel and the
+// steps by the batch-tiled ones.
 func TestRNNCompile(t *testing.T) {
 	for _, tc := range rnnOpCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,6 +235,11 @@ func TestRNNCompile(t *testing.T) {
 				sfx := map[bool]string{false: "f32", true: "f16"}[half]
 				if !p.kernels["rnn_proj_tiled_"+sfx] || p.kernels["rnn_proj_"+sfx] {
 					t.Errorf("half %v: kernels %v, want rnn_proj_tiled_%s for the projections", half, p.kernels, sfx)
+				}
+				for k := range p.kernels {
+					if strings.Contains(k, "_step_") && !strings.Contains(k, "_bt_") || strings.HasPrefix(k, "gru_gates_") && !strings.Contains(k, "_bt_") {
+						t.Errorf("half %v: kernel %s, want the batch-tiled steps", half, k)
+					}
 				}
 			}
 		})

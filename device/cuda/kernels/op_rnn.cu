@@ -285,6 +285,176 @@ __device__ void gru_step_t(T *y, float *hn, const float *hp, const float *zb, co
     }
 }
 
+// Batch-tiled steps (the _bt kernels): a warp per direction, hidden unit
+// and tile of up to 8 batch items, so that each row of R is read once a
+// tile rather than once an item (the recurrent product of the tile's
+// states by R, fused with the gates); lane q computes the gates of item
+// q of the tile. Same arguments and results as the kernels above.
+
+// kiln_rnn_dots_bt gives lane q (< nb) s[g] = v[vo + q*H : +H] . R[ro +
+// g*gs : +H] for g < G (at most 4) and the tile's nb (at most 8) items,
+// the warp's lanes striding the rows (coalesced).
+template <typename T>
+__device__ __forceinline__ void kiln_rnn_dots_bt(float *s, int G, const float *v, long long vo, int nb, const T *R,
+                                                 long long ro, long long gs, int H, int lane) {
+    float acc[4][8];
+#pragma unroll
+    for (int g = 0; g < 4; g++)
+#pragma unroll
+        for (int q = 0; q < 8; q++) acc[g][q] = 0.0f;
+    for (int k = lane; k < H; k += 32) {
+        float hv[8];
+#pragma unroll
+        for (int q = 0; q < 8; q++) hv[q] = q < nb ? v[vo + (long long)q * H + k] : 0.0f;
+#pragma unroll
+        for (int g = 0; g < 4; g++) {
+            if (g < G) {
+                const float r = (float)kld(R, ro + g * gs + k);
+#pragma unroll
+                for (int q = 0; q < 8; q++) acc[g][q] += hv[q] * r;
+            }
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < 4; g++) {
+        s[g] = 0.0f;
+        if (g >= G) continue;
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            if (q >= nb) continue; // nb is the same in every lane of the warp
+            float a = acc[g][q];
+            for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffff, a, o);
+            if (lane == q) s[g] = a;
+        }
+    }
+}
+
+// rnn_step_bt is rnn_step (RNN kind 0, LSTM kind 2) batch-tiled.
+template <typename T>
+__device__ void rnn_step_bt_t(T *y, float *hn, float *cn, const float *hp, const float *cp, const float *xw, const T *R,
+                              const T *P, const void *lens, int lens64, long long step, long long S, long long B, int H,
+                              int dirs, int reverse, int kind, const long long *acts, float clip, int input_forget,
+                              int layout) {
+    const int G = kind == 2 ? 4 : 1;
+    const long long nt = (B + 7) / 8, n = (long long)dirs * H * nt;
+    GRID_STRIDE(wt, n * 32) { // a warp per (direction, unit, tile)
+        const long long w = wt / 32;
+        const int lane = (int)(wt % 32);
+        const long long b0 = (w % nt) * 8;
+        const int j = (int)((w / nt) % H);
+        const int d = (int)(w / (nt * H));
+        const int nb = (int)min(8LL, B - b0);
+        float sum[4];
+        kiln_rnn_dots_bt(sum, G, hp, ((long long)d * B + b0) * H, nb, R, (long long)d * G * H * H + (long long)j * H,
+                         (long long)H * H, H, lane);
+        if (lane < nb) {
+            const long long b = b0 + lane, i = ((long long)d * B + b) * H + j;
+            bool active;
+            const long long t = kiln_rnn_time(step, S, d, reverse, lens, lens64, b, &active);
+            if (!active) {
+                hn[i] = hp[i];
+                if (cn) cn[i] = cp[i];
+            } else {
+                const float *x = xw + (((long long)d * S + t) * B + b) * G * H;
+                const long long *a = acts + 9 * d;
+                float h;
+                if (kind == 0) {
+                    h = kiln_rnn_actk(a, 0, x[j] + sum[0], clip);
+                } else {
+                    float c = cp[i];
+                    float gi = x[j] + sum[0], go = x[H + j] + sum[1], gf = x[2 * H + j] + sum[2];
+                    const float gc = x[3 * H + j] + sum[3];
+                    if (P) {
+                        gi += (float)kld(P, (long long)d * 3 * H + j) * c;
+                        gf += (float)kld(P, (long long)d * 3 * H + 2 * H + j) * c;
+                    }
+                    const float it = kiln_rnn_actk(a, 0, gi, clip);
+                    const float ft = input_forget ? 1.0f - it : kiln_rnn_actk(a, 0, gf, clip);
+                    const float ct = kiln_rnn_actk(a, 1, gc, clip);
+                    c = ft * c + it * ct;
+                    if (P) go += (float)kld(P, (long long)d * 3 * H + H + j) * c;
+                    const float ot = kiln_rnn_actk(a, 0, go, clip);
+                    h = ot * kiln_rnn_actk(a, 2, c, 0.0f);
+                    cn[i] = c;
+                }
+                hn[i] = h;
+                if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+            }
+        }
+    }
+}
+
+// gru_gates_bt is gru_gates batch-tiled.
+template <typename T>
+__device__ void gru_gates_bt_t(float *zb, float *rh, const float *hp, const float *xw, const T *R, long long step,
+                               long long S, long long B, int H, int dirs, int reverse, const long long *acts, float clip,
+                               int lbr) {
+    const long long nt = (B + 7) / 8, n = (long long)dirs * H * nt;
+    GRID_STRIDE(wt, n * 32) {
+        const long long w = wt / 32;
+        const int lane = (int)(wt % 32);
+        const long long b0 = (w % nt) * 8;
+        const int j = (int)((w / nt) % H);
+        const int d = (int)(w / (nt * H));
+        const int nb = (int)min(8LL, B - b0);
+        float sum[4];
+        kiln_rnn_dots_bt(sum, 2, hp, ((long long)d * B + b0) * H, nb, R, (long long)d * 3 * H * H + (long long)j * H,
+                         (long long)H * H, H, lane);
+        if (lane < nb) {
+            const long long b = b0 + lane, i = ((long long)d * B + b) * H + j;
+            bool active;
+            const long long t = kiln_rnn_time(step, S, d, reverse, (const void *)0, 0, b, &active);
+            const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
+            const long long *a = acts + 9 * d;
+            const float z = kiln_rnn_actk(a, 0, x[j] + sum[0], clip);
+            const float r = kiln_rnn_actk(a, 0, x[H + j] + sum[1], clip);
+            zb[i] = z;
+            rh[i] = lbr ? r : r * hp[i];
+        }
+    }
+}
+
+// gru_step_bt is gru_step batch-tiled.
+template <typename T>
+__device__ void gru_step_bt_t(T *y, float *hn, const float *hp, const float *zb, const float *rh, const float *xw,
+                              const T *R, const T *bias, const void *lens, int lens64, long long step, long long S,
+                              long long B, int H, int dirs, int reverse, const long long *acts, float clip, int lbr,
+                              int layout) {
+    const long long nt = (B + 7) / 8, n = (long long)dirs * H * nt;
+    GRID_STRIDE(wt, n * 32) {
+        const long long w = wt / 32;
+        const int lane = (int)(wt % 32);
+        const long long b0 = (w % nt) * 8;
+        const int j = (int)((w / nt) % H);
+        const int d = (int)(w / (nt * H));
+        const int nb = (int)min(8LL, B - b0);
+        float sum[4];
+        kiln_rnn_dots_bt(sum, 1, lbr ? hp : rh, ((long long)d * B + b0) * H, nb, R,
+                         (long long)d * 3 * H * H + (long long)(2 * H + j) * H, 0, H, lane);
+        if (lane < nb) {
+            const long long b = b0 + lane, i = ((long long)d * B + b) * H + j;
+            bool active;
+            const long long t = kiln_rnn_time(step, S, d, reverse, lens, lens64, b, &active);
+            if (!active) {
+                hn[i] = hp[i];
+            } else {
+                const float *x = xw + (((long long)d * S + t) * B + b) * 3 * H;
+                float v;
+                if (lbr) {
+                    const float rbh = bias ? (float)kld(bias, (long long)d * 6 * H + 3 * H + 2 * H + j) : 0.0f;
+                    v = x[2 * H + j] + rh[i] * (sum[0] + rbh);
+                } else {
+                    v = x[2 * H + j] + sum[0];
+                }
+                const float ht = kiln_rnn_actk(acts + 9 * d, 1, v, clip), z = zb[i];
+                const float h = (1.0f - z) * ht + z * hp[i];
+                hn[i] = h;
+                if (y) kst(y, kiln_rnn_y(layout, t, d, b, j, S, dirs, B, H), h);
+            }
+        }
+    }
+}
+
 // rnn_final: the last states to Y_h and Y_c (either may be absent).
 template <typename T>
 __device__ void rnn_final_t(T *yh, T *yc, const float *h, const float *c, int dirs, long long B, int H, int layout) {
@@ -333,6 +503,28 @@ __device__ void rnn_final_t(T *yh, T *yc, const float *h, const float *c, int di
                                               int layout) {                                                    \
         gru_step_t(y, hn, hp, zb, rh, xw, R, bias, lens, lens64, step, S, B, H, dirs, reverse, acts, clip, lbr, \
                    layout);                                                                                    \
+    }                                                                                                         \
+    extern "C" __global__ void rnn_step_bt_##sfx(T *y, float *hn, float *cn, const float *hp, const float *cp,  \
+                                                 const float *xw, const T *R, const T *P, const void *lens,    \
+                                                 int lens64, long long step, long long S, long long B, int H,  \
+                                                 int dirs, int reverse, int kind, const long long *acts,       \
+                                                 float clip, int input_forget, int layout) {                   \
+        rnn_step_bt_t(y, hn, cn, hp, cp, xw, R, P, lens, lens64, step, S, B, H, dirs, reverse, kind, acts, clip, \
+                      input_forget, layout);                                                                   \
+    }                                                                                                         \
+    extern "C" __global__ void gru_gates_bt_##sfx(float *zb, float *rh, const float *hp, const float *xw,      \
+                                                  const T *R, long long step, long long S, long long B, int H, \
+                                                  int dirs, int reverse, const long long *acts, float clip,    \
+                                                  int lbr) {                                                   \
+        gru_gates_bt_t(zb, rh, hp, xw, R, step, S, B, H, dirs, reverse, acts, clip, lbr);                      \
+    }                                                                                                         \
+    extern "C" __global__ void gru_step_bt_##sfx(T *y, float *hn, const float *hp, const float *zb,            \
+                                                 const float *rh, const float *xw, const T *R, const T *bias,  \
+                                                 const void *lens, int lens64, long long step, long long S,    \
+                                                 long long B, int H, int dirs, int reverse,                    \
+                                                 const long long *acts, float clip, int lbr, int layout) {     \
+        gru_step_bt_t(y, hn, hp, zb, rh, xw, R, bias, lens, lens64, step, S, B, H, dirs, reverse, acts, clip,  \
+                      lbr, layout);                                                                            \
     }                                                                                                         \
     extern "C" __global__ void rnn_final_##sfx(T *yh, T *yc, const float *h, const float *c, int dirs,         \
                                                long long B, int H, int layout) {                               \
