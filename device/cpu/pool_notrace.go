@@ -4,7 +4,7 @@ package cpu
 
 // tracing is true in builds with the kilnpooltrace tag (pool_trace.go),
 // which record every ParallelFor and DynamicFor call for the pool's
-// measurements (ops/nn/NOTES.md, section 18); in others the hooks are
+// measurements (ops/nn/NOTES.md, section 19); in others the hooks are
 // empty and compiled out.
 const tracing = false
 

@@ -16,7 +16,7 @@ import (
 // on (TraceStart to TraceStop), for the pool's measurements: how much of an
 // inference runs on one thread, how late a worker takes its first range,
 // how long the caller waits for the last. Build with -tags kilnpooltrace;
-// ops/nn/NOTES.md (section 18) has what it showed.
+// ops/nn/NOTES.md (section 19) has what it showed.
 const tracing = true
 
 // TraceCall is one ParallelFor or DynamicFor call. Times are nanoseconds
@@ -76,12 +76,21 @@ func traceSolo() bool { return TraceSolo.Load() }
 func TraceThreadCPU() int64 { return threadCPU() }
 
 func threadCPU() int64 {
+	if !TraceCPU.Load() {
+		return 0
+	}
 	var ts unix.Timespec
 	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
 		return 0
 	}
 	return ts.Nano()
 }
+
+// TraceCPU, while true, has the trace read each range's thread CPU time
+// too: a system call per range (about a microsecond in a VM, which the
+// ranges' times then include), and wrong where the goroutine moves to
+// another thread mid-range.
+var TraceCPU atomic.Bool
 
 // TraceStart starts recording calls (dropping any recorded before).
 func TraceStart() {

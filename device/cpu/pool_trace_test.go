@@ -63,6 +63,7 @@ func TestPoolTrace(t *testing.T) {
 		}
 		var runs [3][]inference
 		solo := os.Getenv("KILN_POOL_TRACE_SOLO") != ""
+		cpu.TraceCPU.Store(os.Getenv("KILN_POOL_TRACE_CPU") != "")
 		for i := range 2*iters + 4 {
 			procs := 1 + i%2
 			runtime.GOMAXPROCS(procs)
@@ -120,10 +121,10 @@ func report(t *testing.T, name string, one, two []inference) {
 	us := func(ns int64) float64 { return float64(ns) / 1e3 }
 	type stats struct {
 		wall, serial, inline, inlineCPU, split, work, workCPU, callerWork, pickup, wait, splitCalls, inlineCalls, noWorker []float64
-		perFunc                                                                                                            map[uintptr][]float64
+		perFunc, perFuncWork                                                                                               map[uintptr][]float64
 	}
 	gather := func(runs []inference) stats {
-		s := stats{perFunc: map[uintptr][]float64{}}
+		s := stats{perFunc: map[uintptr][]float64{}, perFuncWork: map[uintptr][]float64{}}
 		for k, r := range runs {
 			s.wall = append(s.wall, us(r.end-r.start))
 			s.serial = append(s.serial, us(r.end-r.start-r.covered()))
@@ -133,6 +134,10 @@ func report(t *testing.T, name string, one, two []inference) {
 					s.perFunc[c.Func] = append(s.perFunc[c.Func], make([]float64, k+1-len(s.perFunc[c.Func]))...)
 				}
 				s.perFunc[c.Func][k] += us(c.End - c.Start)
+				if len(s.perFuncWork[c.Func]) < k+1 {
+					s.perFuncWork[c.Func] = append(s.perFuncWork[c.Func], make([]float64, k+1-len(s.perFuncWork[c.Func]))...)
+				}
+				s.perFuncWork[c.Func][k] += us(c.CallerWork + c.WorkerWork)
 				if c.Inline {
 					inl += c.End - c.Start
 					inlc += c.CallerCPU
@@ -191,20 +196,20 @@ func report(t *testing.T, name string, one, two []inference) {
 	row("  calls no worker joined (count)", a.noWorker, b.noWorker)
 	row("  caller's wait for the last range", a.wait, b.wait)
 	type fr struct {
-		name   string
-		t1, t2 float64
+		name       string
+		t1, t2, w2 float64
 	}
 	var fs []fr
 	for f, v := range a.perFunc {
-		fs = append(fs, fr{cpu.FuncName(f), med(v), med(b.perFunc[f])})
+		fs = append(fs, fr{cpu.FuncName(f), med(v), med(b.perFunc[f]), med(b.perFuncWork[f])})
 	}
 	sort.Slice(fs, func(i, j int) bool { return fs[i].t1 > fs[j].t1 })
-	fmt.Fprintf(&sb, "  per range function, median us per inference: 1 thread, 2 threads, speedup\n")
+	fmt.Fprintf(&sb, "  per range function, median us per inference: 1 thread, 2 threads, speedup, work on 2 threads / 1 thread\n")
 	for i, f := range fs {
 		if i == 20 {
 			break
 		}
-		fmt.Fprintf(&sb, "    %-70s %8.0f %8.0f %5.2f\n", strings.TrimPrefix(f.name, "github.com/kilnai/kiln/"), f.t1, f.t2, f.t1/max(f.t2, 1e-9))
+		fmt.Fprintf(&sb, "    %-50s %8.0f %8.0f %5.2f %5.2f\n", strings.TrimPrefix(f.name, "github.com/kilnai/kiln/"), f.t1, f.t2, f.t1/max(f.t2, 1e-9), f.w2/max(f.t1, 1e-9))
 	}
 	// Per split call of the median-wall inference at GOMAXPROCS=2: when
 	// the worker took the job and started a range, after the call began.
