@@ -113,22 +113,27 @@ url=$(url fixed)
 # the two models take turns at each rate, so that a change in the machine's
 # load weighs on both alike
 IFS=: read -r r0 r1 rstep <<<"$rates"
-# counts M prints model M's inference and execution counts so far
+# counts M prints model M's inference and execution counts so far, and the
+# CPU time (clock ticks, user and system) of the kiln serve that serves it
 counts() {
-  local st
+  local st pid=$serve
+  [ "$1" = slo-old ] && pid=$serveold
   st=$(get "http://127.0.0.1:$(hport "$1")/v2/models/$1/stats")
-  echo "$(grep -o '"inference_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2) $(grep -o '"execution_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)"
+  echo "$(grep -o '"inference_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2) $(grep -o '"execution_count":[0-9]*' <<<"$st" | head -1 | cut -d: -f2)" \
+    "$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
 }
-for m in "${models[@]}"; do : >"$tmp/$m.txt"; : >"$tmp/$m.batch"; done
+tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+for m in "${models[@]}"; do : >"$tmp/$m.txt"; : >"$tmp/$m.batch"; : >"$tmp/$m.cpu"; done
 for ((r = r0; r <= r1; r += rstep)); do
   for m in "${models[@]}"; do
-    read -r inf0 exe0 <<<"$(counts "$m")"
+    read -r inf0 exe0 cpu0 <<<"$(counts "$m")"
     cmd=(perf -m "$m" -u "$(url "$m")" -i "$proto" --request-rate-range "$r:$r:1" --request-distribution poisson --max-threads 64
       --measurement-interval "$interval" --max-trials 5 -f "$tmp/$m.$r.csv")
     echo "+ kiln ${cmd[*]}" >&2
     "$kiln" "${cmd[@]}" | tee -a "$tmp/$m.txt"
-    read -r inf1 exe1 <<<"$(counts "$m")"
+    read -r inf1 exe1 cpu1 <<<"$(counts "$m")"
     awk -v a=$((inf1 - inf0)) -v b=$((exe1 - exe0)) 'BEGIN { printf "%.2f\n", b ? a / b : 0 }' >>"$tmp/$m.batch"
+    awk -v a=$((inf1 - inf0)) -v c=$((cpu1 - cpu0)) -v h="$tck" 'BEGIN { printf "%.0f\n", a ? c / h / a * 1e6 : 0 }' >>"$tmp/$m.cpu"
     if [ ! -f "$out.$m.csv" ] || [ "$r" = "$r0" ]; then head -1 "$tmp/$m.$r.csv" >"$out.$m.csv"; fi
     tail -n +2 "$tmp/$m.$r.csv" >>"$out.$m.csv"
   done
@@ -189,6 +194,17 @@ done
   bfiles=()
   for m in "${models[@]}"; do bfiles+=("$tmp/$m.batch"); done
   paste -d' ' <(for ((r = r0; r <= r1; r += rstep)); do echo "$r"; done) "${bfiles[@]}" |
+    awk '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
+  echo
+  echo "kiln serve's CPU time (user and system, from /proc) per request at each rate, in microseconds: what"
+  echo "batching saves of the server's work (the two models of one server take turns, so each model's run has the"
+  echo "process to itself):"
+  echo
+  echo "$hdr"
+  echo "$sep"
+  cfiles=()
+  for m in "${models[@]}"; do cfiles+=("$tmp/$m.cpu"); done
+  paste -d' ' <(for ((r = r0; r <= r1; r += rstep)); do echo "$r"; done) "${cfiles[@]}" |
     awk '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
   echo
   echo "Batch sizes over the whole run (the server's statistics):"
