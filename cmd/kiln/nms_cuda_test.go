@@ -80,7 +80,9 @@ func TestNMSCUDAFake(t *testing.T) {
 			!regexp.MustCompile(`(?m)^.*NonMaxSuppression.*cuda.*nms_`).MatchString(shown) {
 			t.Errorf("kiln inspect %v exited %d, want NonMaxSuppression on cuda:\n%s", flags, code, shown)
 		}
-		profiled := captureStdout(t, func() { code = runCmd([]string{out, "--shape", "images:1x3x64x96", "--iterations", "2", "--dump-profile"}) })
+		profiled := captureStdout(t, func() {
+			code = runCmd([]string{out, "--shape", "images:1x3x64x96", "--iterations", "2", "--dump-profile"})
+		})
 		if code != exitOK || len(regexp.MustCompile(`(?m)^  \d+ +cuda +\S`).FindAllString(profiled, -1)) != 2 || regexp.MustCompile(`(?m)^  \d+ +cpu `).MatchString(profiled) {
 			t.Errorf("kiln run --dump-profile %v exited %d, want two cuda segments and none on the CPU:\n%s", flags, code, profiled)
 		}
