@@ -329,6 +329,46 @@ func (g *Graph) Validate() error {
 	return nil
 }
 
+// NonTensorValue returns the first value n (or a node of its subgraphs)
+// reads or writes that is a sequence or an optional, nil when every one is
+// a tensor (or not known). Devices other than the CPU run only tensors:
+// their Supports refuses such a node, and the partitioner leaves it to the
+// CPU.
+func (n *Node) NonTensorValue() *Value {
+	check := func(vs []*Value) *Value {
+		for _, v := range vs {
+			if v != nil && !v.Type.IsTensor() {
+				return v
+			}
+		}
+		return nil
+	}
+	if v := check(n.Inputs); v != nil {
+		return v
+	}
+	if v := check(n.Outputs); v != nil {
+		return v
+	}
+	for _, sg := range n.Subgraphs() {
+		var found *Value
+		sg.Walk(func(_ *Graph, m *Node) {
+			if found == nil {
+				found = check(m.Inputs)
+				if found == nil {
+					found = check(m.Outputs)
+				}
+			}
+		})
+		if found == nil {
+			found = check(sg.Inputs)
+		}
+		if found != nil {
+			return found
+		}
+	}
+	return nil
+}
+
 // Walk calls fn for every node of g and of its subgraphs, depth first.
 func (g *Graph) Walk(fn func(g *Graph, n *Node)) {
 	for _, n := range g.Nodes {

@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/ir"
@@ -20,6 +21,9 @@ import (
 // outputs are constants or shape values, and nodes that read only
 // constants and such values (Range, ConstantOfShape of a shape).
 func Supports(n *ir.Node, g *ir.Graph) error {
+	if v := n.NonTensorValue(); v != nil {
+		return unsupportedError{fmt.Errorf("%w: %q has type %v: sequence and optional values run on the CPU", ErrUnsupported, v.Name, v.Type)}
+	}
 	if foldsWhenBound(n, g) {
 		return nil
 	}
