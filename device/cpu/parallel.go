@@ -217,19 +217,7 @@ func nextJob() *job {
 func run(n, chunk, workers int, fn func(lo, hi int)) {
 	ensureWorkers(workers - 1)
 	j := jobFree.Get().(*job)
-	ranges := (n + chunk - 1) / chunk
-	j.fn, j.n, j.chunk, j.ranges = fn, n, chunk, int32(ranges)
-	if cap(j.parts) < workers {
-		j.parts = make([]part, workers)
-	}
-	j.parts = j.parts[:workers]
-	j.nparts = int32(workers)
-	for p := range workers {
-		lo, hi := p*ranges/workers, (p+1)*ranges/workers
-		j.parts[p].r.Store(uint64(hi)<<32 | uint64(lo))
-	}
-	j.slot.Store(1)
-	j.pending.Store(int32(ranges))
+	j.setup(n, chunk, workers, fn)
 	j.refs.Store(1)
 	if tracing {
 		j.traceBegin(traceNow())
@@ -261,17 +249,42 @@ func run(n, chunk, workers int, fn func(lo, hi int)) {
 	j.release()
 }
 
+// setup makes j the job of n items in ranges of chunk, dealt in nparts
+// parts of consecutive ranges (the first ones one range shorter where
+// they do not divide evenly).
+func (j *job) setup(n, chunk, nparts int, fn func(lo, hi int)) {
+	ranges := (n + chunk - 1) / chunk
+	j.fn, j.n, j.chunk, j.ranges = fn, n, chunk, int32(ranges)
+	if cap(j.parts) < nparts {
+		j.parts = make([]part, nparts)
+	}
+	j.parts = j.parts[:nparts]
+	j.nparts = int32(nparts)
+	for p := range nparts {
+		lo, hi := p*ranges/nparts, (p+1)*ranges/nparts
+		j.parts[p].r.Store(uint64(hi)<<32 | uint64(lo))
+	}
+	j.slot.Store(1)
+	j.pending.Store(int32(ranges))
+}
+
 // work runs ranges of j until none is left to take: those of its own part
 // (the caller's is part 0, a worker's the next not yet handed out), then
 // those left in the others. It reports whether this goroutine finished the
 // job's last range; a worker that does sends on j.done for the caller
 // (isCaller false).
 func (j *job) work(isCaller bool) bool {
-	last := false
 	own := int32(0)
 	if !isCaller {
 		own = j.slot.Add(1) - 1
 	}
+	return j.workFrom(own, isCaller)
+}
+
+// workFrom is work for the goroutine handed slot own: part own first (when
+// there is one), then what is left of the others.
+func (j *job) workFrom(own int32, isCaller bool) bool {
+	last := false
 	p, front := own%j.nparts, own < j.nparts
 	for {
 		i := j.take(p, front)

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,6 +111,162 @@ func TestParallelForGrows(t *testing.T) {
 	if seen != 6 || int(pool.started.Load()) < 5 {
 		t.Fatalf("covered %d of 6 with %d workers started", seen, pool.started.Load())
 	}
+}
+
+// TestParallelForShrinks checks that lowering GOMAXPROCS after the pool
+// grew splits later calls into fewer parts (the extra workers stay parked)
+// and still covers every item once, at each size on the way down.
+func TestParallelForShrinks(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	ParallelFor(8, 1, func(lo, hi int) {})
+	for _, procs := range []int{8, 5, 3, 2, 1} {
+		runtime.GOMAXPROCS(procs)
+		for _, dynamic := range []bool{false, true} {
+			hits := make([]atomic.Int32, 101)
+			var calls atomic.Int32
+			fn := func(lo, hi int) {
+				calls.Add(1)
+				for i := lo; i < hi; i++ {
+					hits[i].Add(1)
+				}
+			}
+			if dynamic {
+				DynamicFor(len(hits), 3, fn)
+			} else {
+				ParallelFor(len(hits), 1, fn)
+			}
+			for i := range hits {
+				if h := hits[i].Load(); h != 1 {
+					t.Fatalf("GOMAXPROCS %d, dynamic %v: item %d run %d times", procs, dynamic, i, h)
+				}
+			}
+			if !dynamic && int(calls.Load()) != procs {
+				t.Fatalf("GOMAXPROCS %d: %d ranges, want one per thread", procs, calls.Load())
+			}
+		}
+	}
+}
+
+// TestJobParts runs one job's ranges on the caller alone and with workers
+// that arrive at once, late or never (played by the test's goroutines, not
+// the pool's), and checks that every range runs exactly once, that exactly
+// one goroutine reports the last, and that each goroutine first runs its
+// own part in order (the caller part 0 from range 0, the i-th worker to
+// arrive part i) and after that only ranges of other parts, each taken from
+// the back of a part left unfinished.
+func TestJobParts(t *testing.T) {
+	cases := []struct {
+		name                  string
+		ranges, parts, joined int
+		late                  bool
+	}{
+		{"caller-alone", 10, 2, 0, false},
+		{"two", 16, 2, 1, false},
+		{"two-odd", 17, 2, 1, false},
+		{"late-worker", 16, 2, 1, true},
+		{"four-one-comes", 40, 4, 1, false},
+		{"four", 40, 4, 3, false},
+		{"more-workers-than-parts", 9, 2, 3, false},
+		{"short-parts", 5, 4, 3, false},
+		{"one-range-each", 3, 3, 2, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for range 200 {
+				var mu sync.Mutex
+				ran := map[int64][]int{} // per goroutine id: the ranges it ran
+				hits := make([]atomic.Int32, c.ranges)
+				j := &job{done: make(chan struct{}, 1)}
+				j.setup(c.ranges, 1, c.parts, func(lo, hi int) {
+					if hi != lo+1 {
+						t.Errorf("range [%d, %d): want one item", lo, hi)
+					}
+					hits[lo].Add(1)
+					id := goid()
+					mu.Lock()
+					ran[id] = append(ran[id], lo)
+					mu.Unlock()
+				})
+				slots := map[int64]int32{}
+				var lasts atomic.Int32
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				play := func(caller bool) {
+					defer wg.Done()
+					<-start
+					if c.late && !caller {
+						for j.pending.Load() == int32(c.ranges) {
+							runtime.Gosched()
+						}
+					}
+					own := int32(0)
+					if !caller {
+						own = j.slot.Add(1) - 1
+					}
+					mu.Lock()
+					slots[goid()] = own
+					mu.Unlock()
+					if j.workFrom(own, caller) {
+						lasts.Add(1)
+					}
+				}
+				wg.Add(c.joined + 1)
+				go play(true)
+				for range c.joined {
+					go play(false)
+				}
+				close(start)
+				wg.Wait()
+				for i := range hits {
+					if h := hits[i].Load(); h != 1 {
+						t.Fatalf("range %d run %d times", i, h)
+					}
+				}
+				if n := lasts.Load(); n != 1 {
+					t.Fatalf("%d goroutines report finishing the last range", n)
+				}
+				for id, seq := range ran {
+					own := slots[id]
+					plo, phi := c.ranges, c.ranges // no part of its own
+					if own < int32(c.parts) {
+						plo, phi = int(own)*c.ranges/c.parts, int(own+1)*c.ranges/c.parts
+					}
+					k := 0
+					for k < len(seq) && seq[k] >= plo && seq[k] < phi {
+						if seq[k] != plo+k {
+							t.Fatalf("slot %d ran %v: its part [%d, %d) out of order", own, seq, plo, phi)
+						}
+						k++
+					}
+					partOf := func(r int) int { return sort.Search(c.parts, func(q int) bool { return r < (q+1)*c.ranges/c.parts }) }
+					for ; k < len(seq); k++ {
+						if seq[k] >= plo && seq[k] < phi {
+							t.Fatalf("slot %d ran %v: back in its own part after stealing", own, seq)
+						}
+						// stolen from the back: descending within a part
+						if k > 0 && partOf(seq[k-1]) == partOf(seq[k]) && seq[k-1] <= seq[k] && !(seq[k-1] >= plo && seq[k-1] < phi) {
+							t.Fatalf("slot %d ran %v: ranges of part %d stolen in ascending order", own, seq, partOf(seq[k]))
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// goid returns the running goroutine's id (from its stack header).
+func goid() int64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = b[len("goroutine "):]
+	var id int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		id = id*10 + int64(c-'0')
+	}
+	return id
 }
 
 // parallelForGo is ParallelFor as it was before the pool: a goroutine per
