@@ -7,7 +7,11 @@
 // and the resulting Program passes host tensors between them.
 //
 // A graph the device supports entirely is one segment, compiled exactly as
-// without the partitioner (same program, same plan sections). The
+// without the partitioner (same program, same plan sections), unless the
+// device runs a node whose outputs' shapes depend on the data
+// (DataDependent: NonMaxSuppression on cuda): the device nodes that read
+// them then start another device segment, compiled for the shapes each run
+// gives. The
 // partition of a graph is deterministic, so a plan built through it loads
 // through it with its sections lining up.
 package partition

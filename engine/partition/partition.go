@@ -413,8 +413,9 @@ func SegmentPrefix(i int) string { return fmt.Sprintf("segment%d/", i) }
 
 // Compile prepares g (optimized, types inferred) to run on x, giving the
 // nodes x does not support to the CPU (see Assign), and returns the
-// program and where each node runs. When x runs every node the program is
-// x's own, compiled from g and o as without partitioning. Otherwise each
+// program and where each node runs. When x runs every node in one segment
+// (see DataDependent) the program is x's own, compiled from g and o as
+// without partitioning. Otherwise each
 // device segment is compiled by x as a subgraph (with o, its max and opt
 // shapes those the segment's inputs take at o's, its blobs those under
 // SegmentPrefix), each CPU segment becomes an engine, and the program runs
