@@ -221,3 +221,32 @@ func TestInputsInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestInferResponseOneOutput: a response of one output, built without
+// api.NewInferResponse's map, is the message (or the error) it builds.
+func TestInferResponseOneOutput(t *testing.T) {
+	probs := tensor.New(tensor.Float32, 1, 10)
+	probs.Float32s()[3] = 0.5
+	words := &tensor.Tensor{DType: tensor.String, Shape: []int{2}, Strings: []string{"a", "bc"}}
+	short := &tensor.Tensor{DType: tensor.Float32, Shape: []int{1, 10}, Data: make([]byte, 8)}
+	for _, tt := range []struct {
+		name string
+		out  *tensor.Tensor
+	}{
+		{"FP32", probs},
+		{"BYTES", words},
+		{"data short of its shape", short},
+		{"nil tensor", nil},
+	} {
+		resp := &serve.InferResponse{Model: "m", Version: "2", ID: "x", Outputs: []serve.NamedTensor{{Name: "out", Tensor: tt.out}}}
+		got, err := inferResponse(resp)
+		want, werr := api.NewInferResponse("m", "2", "x", map[string]*tensor.Tensor{"out": tt.out})
+		if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+			t.Errorf("%s: error %v, api.NewInferResponse's %v", tt.name, err, werr)
+			continue
+		}
+		if err == nil && !proto.Equal(got, want) {
+			t.Errorf("%s: %v, api.NewInferResponse's %v", tt.name, got, want)
+		}
+	}
+}

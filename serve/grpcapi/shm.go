@@ -150,6 +150,19 @@ func outputShm(r *inference.ModelInferRequest) (map[string]serve.ShmRef, error) 
 // into shared memory come last, with their region and size as parameters
 // and empty raw contents (Triton's clients index raw contents by output).
 func inferResponse(resp *serve.InferResponse) (*inference.ModelInferResponse, error) {
+	if len(resp.Outputs) == 1 && resp.Outputs[0].Shm == nil {
+		// one output, the usual answer: what api.NewInferResponse builds,
+		// without its map and sorting
+		o := resp.Outputs[0]
+		raw, err := api.EncodeRaw(o.Tensor)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", o.Name, err)
+		}
+		dt, _ := api.Datatype(o.Tensor.DType) // checked by EncodeRaw
+		return &inference.ModelInferResponse{ModelName: resp.Model, ModelVersion: resp.Version, Id: resp.ID,
+			Outputs:           []*inference.ModelInferResponse_InferOutputTensor{{Name: o.Name, Datatype: dt, Shape: api.WireShape(o.Tensor.Shape)}},
+			RawOutputContents: [][]byte{raw}}, nil
+	}
 	m := map[string]*tensor.Tensor{}
 	var inShm []serve.NamedTensor
 	for _, o := range resp.Outputs {
