@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -164,5 +165,98 @@ func TestRunHereBusy(t *testing.T) {
 	<-warm
 	if m.overlap {
 		t.Error("two runs overlapped on the only instance")
+	}
+}
+
+// flatEngine costs 10ms a batch, whatever its size, on a fake clock, and
+// records each run's batch size and goroutine (a caller's, in runHere, or
+// an instance's).
+type flatEngine struct {
+	clock *fakeClock
+	mu    sync.Mutex
+	runs  []string
+}
+
+func (e *flatEngine) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	buf := make([]byte, 16<<10)
+	where := "instance"
+	if strings.Contains(string(buf[:runtime.Stack(buf, false)]), "(*Scheduler).runHere") {
+		where = "caller"
+	}
+	e.mu.Lock()
+	e.runs = append(e.runs, fmt.Sprintf("%d on %s", in["x"].Shape[0], where))
+	e.mu.Unlock()
+	e.clock.Advance(10 * ms)
+	return map[string]*tensor.Tensor{"y": in["x"]}, nil
+}
+
+// TestSLORunHereBatch: with the SLO batcher, a request that finds the
+// instance idle runs at once on its caller's goroutine when the next
+// request is not due soon; when it is (arrivals every 3ms against a flat
+// 10ms a batch: waiting pays), the first requests wait, and the arrival
+// that completes the batch worth sending (the third: 4 x 2.7ms > 10ms)
+// runs the whole batch on its own goroutine, no instance goroutine
+// involved.
+func TestSLORunHereBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gap  time.Duration // the mean gap between arrivals the batcher has seen
+		want []string
+	}{
+		{"next not due soon: each at once", 100 * ms, []string{"1 on caller", "1 on caller", "1 on caller"}},
+		{"next due soon: the third arrival runs the three", 3 * ms, []string{"3 on caller"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			eng := &flatEngine{clock: clock}
+			s := New(eng, Options{Instances: 1, MaxBatchSize: 8, Batching: true, SLO: 50 * ms, Now: clock.Now}, nil)
+			defer s.Shutdown(context.Background())
+			// what the batcher would have learnt: a batch costs 10ms, and
+			// requests come tc.gap apart
+			s.mu.Lock()
+			for b := 1; b <= 8; b++ {
+				s.slo.cost.observe(b, 10*ms)
+			}
+			s.slo.gap, s.slo.last = tc.gap.Seconds(), clock.Now()
+			s.mu.Unlock()
+			results := make(chan *Result, 3)
+			var wg sync.WaitGroup
+			for i := range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res, err := s.Infer(context.Background(), req(float32(i), 1, 2))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					results <- res
+				}()
+				// each request either ran or is queued before the next comes
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					eng.mu.Lock()
+					ran := len(eng.runs)
+					eng.mu.Unlock()
+					if s.Pending() == i+1 && ran == 0 || len(results) == i+1 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("request %d: neither queued nor answered (%d pending, %d runs)", i, s.Pending(), ran)
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+				if tc.gap > 10*ms {
+					clock.Advance(tc.gap)
+				}
+			}
+			wg.Wait()
+			eng.mu.Lock()
+			got := strings.Join(eng.runs, ", ")
+			eng.mu.Unlock()
+			if got != strings.Join(tc.want, ", ") {
+				t.Fatalf("runs %s, want %s", got, strings.Join(tc.want, ", "))
+			}
+		})
 	}
 }

@@ -447,7 +447,12 @@ func (s *Scheduler) idle() int {
 // goroutine and returns its result: a request that finds an instance idle
 // and is sent at once (as the instance's goroutine would have sent it)
 // runs without being handed to that goroutine and back, two goroutine
-// wake-ups fewer. The instance's goroutine leaves i alone meanwhile
+// wake-ups fewer. With the SLO batcher this is the low-load path (a
+// request that finds an instance idle is sent at once unless the batcher
+// judges the next request worth waiting for), and the arrival that
+// completes a batch the batcher waited for runs that batch here too; a
+// batch sent when a run ends or a wait times out runs on the instance's
+// goroutine. The instance's goroutine leaves i alone meanwhile
 // (held). The caller returns when the run does: a lone request's run ends
 // with its context, as on the instance's goroutine; a batch with other
 // requests runs to its end. s.mu must be held; runHere unlocks it.
