@@ -343,6 +343,17 @@ func selectVersions(desc []int64, p VersionPolicy) []int64 {
 // with the model's types.
 func Complete(name string, cfg *Config, km *kiln.Model) (*Config, error) {
 	ins, outs := km.Inputs(), km.Outputs()
+	// the protocols carry tensors only: a sequence or optional value may
+	// flow inside the graph, never in or out of it
+	for i, io := range append(append([]kiln.IOInfo{}, ins...), outs...) {
+		if io.DType == tensor.Sequence || io.DType == tensor.Optional {
+			what := "input"
+			if i >= len(ins) {
+				what = "output"
+			}
+			return nil, fmt.Errorf("%w: model %s: %s %q is a %v value; the KServe protocols carry only tensors, so a served model's inputs and outputs must be tensors (sequence and optional values may flow inside its graph)", ErrModel, name, what, io.Name, io.DType)
+		}
+	}
 	if cfg == nil {
 		cfg = &Config{Name: name, Platform: "onnxruntime_onnx", Parameters: map[string]string{},
 			VersionPolicy: VersionPolicy{Kind: "latest", NumVersions: 1}}
