@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,9 +16,9 @@ import (
 // at least minCosine), eager and captured as a CUDA graph; then the
 // recurrent ONNX node tests partitioned for the GPU (each entirely on it,
 // matching the expected outputs); then a CRNN-sized bidirectional LSTM
-// (40 steps, batch 8, 512 inputs, 256 hidden units) with each variant of
-// the kernels, checked against the CPU, whose run times it logs ("rnn
-// timing: ..."; nothing is asserted of them). The table runs with each of
+// (40 steps, batch 1, 8 and 32, 512 inputs, 256 hidden units) with each
+// variant of the kernels, checked against the CPU, whose run times it logs
+// ("rnn timing: ..."; nothing is asserted of them). The table runs with each of
 // rnnVariants (subtests tiled/... and warp/...).
 func TestRNNOnGPU(t *testing.T) {
 	needGPU(t)
@@ -65,44 +66,46 @@ func TestRNNOnGPU(t *testing.T) {
 		}
 		t.Logf("recurrent node tests on the GPU: %d of %d pass entirely on it", onGPU, len(cases))
 	})
-	t.Run("CRNN-sized LSTM, each variant", func(t *testing.T) {
-		defer func() { rnnTiledProj, rnnBatchTile = true, true }()
-		rc := rnnCase{op: "LSTM", dir: "bidirectional", S: 40, B: 8, I: 512, H: 256, bias: true}
-		tc := rc.opCase(7)
-		g0, in := opGraph(t, tc)
-		ce, err := engine.New(g0.Clone())
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ce.Run(context.Background(), in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		for range 5 {
-			if _, err := ce.Run(context.Background(), in); err != nil {
+	for _, B := range []int{1, 8, 32} {
+		t.Run(fmt.Sprintf("CRNN-sized LSTM batch %d, each variant", B), func(t *testing.T) {
+			defer func() { rnnTiledProj, rnnBatchTile = true, true }()
+			rc := rnnCase{op: "LSTM", dir: "bidirectional", S: 40, B: B, I: 512, H: 256, bias: true}
+			tc := rc.opCase(7)
+			g0, in := opGraph(t, tc)
+			ce, err := engine.New(g0.Clone())
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		t.Logf("rnn timing: %s on the CPU engine: %.3f ms a run", rc.name(), float64(time.Since(start).Microseconds())/5e3)
-		for _, v := range append(rnnVariants, struct {
-			name      string
-			tiled, bt bool
-		}{"tiled projection, a warp per item", true, false}) {
-			rnnTiledProj, rnnBatchTile = v.tiled, v.bt
-			for _, half := range []bool{false, true} {
-				ms, err := timeRNN(t, g0, in, want, half)
-				if err != nil {
-					if stickyCUDA.MatchString(err.Error()) {
-						t.Fatalf("STICKY CUDA ERROR (%s, fp16 %v): %v", v.name, half, err)
-					}
-					t.Errorf("%s, fp16 %v: %v", v.name, half, err)
-					continue
-				}
-				t.Logf("rnn timing: %s, fp16 %v: %.3f ms a run (CUDA graph, with the copies)", v.name, half, ms)
+			want, err := ce.Run(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	})
+			start := time.Now()
+			for range 2 {
+				if _, err := ce.Run(context.Background(), in); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("rnn timing: %s on the CPU engine: %.3f ms a run", rc.name(), float64(time.Since(start).Microseconds())/2e3)
+			for _, v := range append(rnnVariants, struct {
+				name      string
+				tiled, bt bool
+			}{"tiled projection, a warp per item", true, false}) {
+				rnnTiledProj, rnnBatchTile = v.tiled, v.bt
+				for _, half := range []bool{false, true} {
+					ms, err := timeRNN(t, g0, in, want, half)
+					if err != nil {
+						if stickyCUDA.MatchString(err.Error()) {
+							t.Fatalf("STICKY CUDA ERROR (%s, fp16 %v): %v", v.name, half, err)
+						}
+						t.Errorf("%s, fp16 %v: %v", v.name, half, err)
+						continue
+					}
+					t.Logf("rnn timing: batch %d, %s, fp16 %v: %.3f ms a run (CUDA graph, with the copies)", B, v.name, half, ms)
+				}
+			}
+		})
+	}
 }
 
 // rnnVariants are the kernels TestRNNOnGPU checks: the default (tiled
