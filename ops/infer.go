@@ -136,7 +136,20 @@ func TypeOf(t *tensor.Tensor) ir.Type {
 		if len(t.Elems) == 0 || t.Elems[0] == nil {
 			return ir.Type{DType: tensor.Sequence}
 		}
-		return ir.SequenceOf(TypeOf(t.Elems[0]))
+		// the elements' type: dims where they all agree, unknown elsewhere
+		e := TypeOf(t.Elems[0])
+		for _, x := range t.Elems[1:] {
+			if x == nil || x.DType != e.DType || len(x.Shape) != len(e.Shape) {
+				e.Shape = nil
+				break
+			}
+			for i, d := range x.Shape {
+				if e.Shape[i].Known() && int(e.Shape[i].Val) != d {
+					e.Shape[i] = ir.U()
+				}
+			}
+		}
+		return ir.SequenceOf(e)
 	case tensor.Optional:
 		return ir.Type{DType: tensor.Optional}
 	}
