@@ -568,16 +568,20 @@ func (k criterion) ok() bool {
 }
 
 // criteria returns issue 14's two criteria per protocol and issue 12's
-// gateway overhead per protocol, for the targets measured (the gateway's
-// for the -kiln-old binary too).
+// gateway overhead per protocol, for the targets measured (for the
+// -kiln-old binary too).
 func (r *report) criteria() []criterion {
 	var out []criterion
-	for _, proto := range []string{"http", "grpc"} {
-		bare, k := r.rows["bare-"+proto], r.rows["kiln-"+proto]
+	for _, tp := range []struct{ prefix, proto string }{{"", "http"}, {oldPrefix, "http"}, {"", "grpc"}, {oldPrefix, "grpc"}} {
+		proto := tp.proto
+		bare, k := r.rows["bare-"+proto], r.rows[tp.prefix+"kiln-"+proto]
 		if len(bare) == 0 || len(k) == 0 {
 			continue
 		}
 		name := map[string]string{"http": "HTTP JSON", "grpc": "gRPC"}[proto]
+		if tp.prefix != "" {
+			name += " (-kiln-old)"
+		}
 		if eng := r.rows["engine"]; len(eng) > 0 {
 			var ratios []float64
 			for i := range k {

@@ -173,6 +173,16 @@ func TestCriteria(t *testing.T) {
 		t.Errorf("%q met at %v", c.name, c.value)
 	}
 
+	// the -kiln-old binary's, against the same bare server
+	r.rows[oldPrefix+"kiln-http"] = []row{{one: result{p50: 600 * us}, many: result{rps: 700}}, {one: result{p50: 600 * us}, many: result{rps: 600}},
+		{one: result{p50: 600 * us}, many: result{rps: 750}}}
+	got = r.criteria()
+	if len(got) != 4 || got[2].name != "HTTP JSON (-kiln-old): kiln p50 / (bare p50 + engine p50), 1 client" ||
+		got[3].name != "HTTP JSON (-kiln-old): kiln req/s / bare req/s, 16 clients" || got[3].value != 0.7 || got[3].ok() {
+		t.Errorf("with -kiln-old: %+v, want its two criteria after the new binary's, req/s 0.70, not met", got)
+	}
+	delete(r.rows, oldPrefix+"kiln-http")
+
 	// the gateway's added p50: the median of gw - kiln per round
 	r.rows["gw-http"] = []row{{one: result{p50: 650 * us}}, {one: result{p50: 2200 * us}}, {one: result{p50: 1000 * us}}}
 	got = r.criteria()

@@ -5,8 +5,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -118,6 +120,21 @@ func (bareService) ModelInfer(_ context.Context, r *inference.ModelInferRequest)
 		RawOutputContents: [][]byte{make([]byte, 40)}}, nil
 }
 
+// redial returns a client of c's server on a connection of its own.
+func redial(tb testing.TB, c inference.GRPCInferenceServiceClient) inference.GRPCInferenceServiceClient {
+	tb.Helper()
+	addr := addrs[c]
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return inference.NewGRPCInferenceServiceClient(cc)
+}
+
+// addrs are the addresses of the servers dial served.
+var addrs = map[inference.GRPCInferenceServiceClient]string{}
+
 // dial serves g on loopback and returns a client of it.
 func dial(tb testing.TB, g *grpc.Server) inference.GRPCInferenceServiceClient {
 	tb.Helper()
@@ -131,7 +148,9 @@ func dial(tb testing.TB, g *grpc.Server) inference.GRPCInferenceServiceClient {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cc.Close(); g.Stop() })
-	return inference.NewGRPCInferenceServiceClient(cc)
+	c := inference.NewGRPCInferenceServiceClient(cc)
+	addrs[c] = lis.Addr().String()
+	return c
 }
 
 func tinyRequest(tb testing.TB) *inference.ModelInferRequest {
@@ -146,7 +165,7 @@ func tinyRequest(tb testing.TB) *inference.ModelInferRequest {
 // BenchmarkRequestPath: one client's ModelInfer calls, one at a time, to
 // a bare grpc-go service and to kiln's: the model stubbed (bundled: no
 // batching; with dynamic batching without delay, as a repository's tinycnn
-// in bench/reqpath.sh; without the stats handler or the decode-error
+// in bench/reqpath.sh; without the served-time tap or the decode-error
 // options, to see what each costs) and with tinycnn's engine (as kiln
 // serve; without PathOptions; with only their stream workers).
 func BenchmarkRequestPath(b *testing.B) {
@@ -226,4 +245,66 @@ func ioCalls() int64 {
 		}
 	}
 	return n
+}
+
+// BenchmarkRequestPathClients: 16 clients, each on its own connection as
+// bench/reqpath's, calling ModelInfer back to back; the model stubbed, so
+// that what is measured is the request path (the process's CPU time per
+// request, clients included: compare the variants with each other): a
+// bare grpc-go service, kiln's with kiln serve's options, and kiln's with
+// other grpc-go server options.
+func BenchmarkRequestPathClients(b *testing.B) {
+	const clients = 16
+	req := tinyRequest(b)
+	kilnOpts := func(more ...grpc.ServerOption) func(s *serve.Server) []grpc.ServerOption {
+		return func(s *serve.Server) []grpc.ServerOption {
+			return append(append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...), more...)
+		}
+	}
+	for _, sv := range []struct {
+		name string
+		opts pathOptions
+	}{
+		{"bare", pathOptions{}},
+		{"kiln", pathOptions{}},
+		{"kiln-shared-write-buffer", pathOptions{server: kilnOpts(grpc.SharedWriteBuffer(true))}},
+		{"kiln-16-workers-per-core", pathOptions{server: kilnOpts(grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))))}},
+		{"kiln-64k-buffers", pathOptions{server: kilnOpts(grpc.ReadBufferSize(64<<10), grpc.WriteBufferSize(64<<10))}},
+	} {
+		b.Run(sv.name, func(b *testing.B) {
+			var g *grpc.Server
+			if sv.name == "bare" {
+				g = grpc.NewServer()
+				inference.RegisterGRPCInferenceServiceServer(g, bareService{})
+			} else {
+				s := pathServe(b, sv.opts)
+				gopts := append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)
+				if sv.opts.server != nil {
+					gopts = sv.opts.server(s)
+				}
+				g = grpc.NewServer(gopts...)
+				Register(g, s, false)
+			}
+			cs := make([]inference.GRPCInferenceServiceClient, clients)
+			cs[0] = dial(b, g)
+			for i := 1; i < clients; i++ {
+				cs[i] = redial(b, cs[0])
+			}
+			ctx := context.Background()
+			var next atomic.Int64
+			b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			c0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c := cs[int(next.Add(1)-1)%clients]
+				for pb.Next() {
+					if _, err := c.ModelInfer(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
