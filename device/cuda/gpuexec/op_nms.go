@@ -87,7 +87,7 @@ func (c *compiler) nmsInput(n *ir.Node, i int) (nmsScalar, error) {
 		return nmsScalar{}, fmt.Errorf("%w: NonMaxSuppression input %d has shape %v, not a scalar", ErrUnsupported, i, dims)
 	}
 	s := nmsScalar{present: true}
-	if v.Const != nil && v.Const.DType == tensor.Float32 {
+	if c.constant(v) && v.Const.DType == tensor.Float32 {
 		s.val = v.Const.Float32s()[0] // exactly: half engines store float32 constants in binary16
 		return s, nil
 	}
@@ -157,13 +157,16 @@ func (c *compiler) nms(s *step) error {
 			kcap = 0
 		case size != 1 || len(dims) > 1:
 			return fmt.Errorf("%w: max_output_boxes_per_class has shape %v, not a scalar", ErrUnsupported, dims)
-		case v.Const != nil:
+		case c.constant(v):
 			if !v.Const.DType.IsInt() {
 				return fmt.Errorf("%w: max_output_boxes_per_class is %v", ErrUnsupported, v.Const.DType)
 			}
 			maxc = v.Const.Int(0)
 			kcap = min(max(maxc, 0), nbox)
 		default:
+			if dtypeOf(v) != tensor.Int64 {
+				return fmt.Errorf("%w: max_output_boxes_per_class is %v at run time (int64 only)", ErrUnsupported, dtypeOf(v))
+			}
 			r, err := c.ref(v)
 			if err != nil {
 				return err
@@ -239,6 +242,13 @@ func (c *compiler) nms(s *step) error {
 	s.launches = append(s.launches, rowsLaunch("nms_compact", bc, 256, 0, pArg(y), pArg(count), pArg(sel), pArg(kcnt),
 		lArg(ncls), lArg(bc), lArg(kcap)))
 	return nil
+}
+
+// constant reports whether v is a constant, not a graph input with a
+// default value (which a run may override).
+func (c *compiler) constant(v *ir.Value) bool {
+	_, input := c.storeOf[v]
+	return v.Const != nil && !input
 }
 
 // dynOut is a graph output whose number of rows depends on the data
