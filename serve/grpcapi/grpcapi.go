@@ -181,6 +181,15 @@ func paramSequence(p map[string]*inference.InferParameter) (serve.Sequence, erro
 }
 
 func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	// r's pooled raw inputs (see unmarshalInferRequest) go back to the pool
+	// once the request has succeeded; a failed one keeps them (a cancelled
+	// request may still be queued), for the garbage collector to take
+	released := false
+	defer func() {
+		if !released {
+			takeLease(r)
+		}
+	}()
 	inputs, err := v.requestTensors(r)
 	if err != nil {
 		return nil, err
@@ -228,6 +237,7 @@ func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*i
 	if err == nil && seq == (serve.Sequence{}) {
 		// (a sequence's state may outlive the request: its buffers stay)
 		release(r, resp.Outputs)
+		released = true
 	}
 	return out, err
 }

@@ -10,8 +10,12 @@ import (
 	"time"
 	"unsafe"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -324,5 +328,66 @@ func TestModelInferAllocs(t *testing.T) {
 	}
 	if bytesPer > maxBytes {
 		t.Errorf("%.0f bytes allocated a request, want at most %d (tinycnn's image is 12,288: is it copied again?)", bytesPer, maxBytes)
+	}
+}
+
+// TestPooledInputsFailed: requests that fail (an unknown model, a shape the
+// model does not take, a client without the token) keep their pooled
+// buffers for the garbage collector, which a later request cannot reuse,
+// and leave no lease behind: at once when the Service saw them, after a
+// collection when the authentication turned them away first.
+func TestPooledInputsFailed(t *testing.T) {
+	s := pathServe(t, pathOptions{engine: true})
+	g := grpc.NewServer(append(append(Auth{InferToken: "secret"}.ServerOptions(), DecodeErrorOptions()...), append([]grpc.ServerOption{ServedStats(s)}, PathOptions()...)...)...)
+	Register(g, s, false)
+	c := dial(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer secret")
+	good := tinyRequest(t)
+	unknown := proto.Clone(good).(*inference.ModelInferRequest)
+	unknown.ModelName = "nope"
+	badShape := proto.Clone(good).(*inference.ModelInferRequest)
+	badShape.Inputs[0].Shape = []int64{1, 3, 64, 16}
+	released := rawReleased.Load()
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		req  *inference.ModelInferRequest
+		want codes.Code
+		gc   bool // the lease goes only with a collection
+	}{
+		{"unknown model", authed, unknown, codes.NotFound, false},
+		{"shape the model does not take", authed, badShape, codes.InvalidArgument, false},
+		{"no token", ctx, good, codes.Unauthenticated, true},
+	} {
+		_, err := c.ModelInfer(tt.ctx, tt.req)
+		if status.Code(err) != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+		if tt.gc && leaseCount() == 0 {
+			t.Errorf("%s: no lease before the collection", tt.name)
+		}
+		if tt.gc {
+			for range 100 {
+				runtime.GC()
+				if leaseCount() == 0 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if n := leaseCount(); n != 0 {
+			t.Errorf("%s: %d leases left", tt.name, n)
+		}
+	}
+	if n := rawReleased.Load() - released; n != 0 {
+		t.Errorf("failed requests gave %d buffers back", n)
+	}
+	if _, err := c.ModelInfer(authed, good); err != nil {
+		t.Fatal(err)
+	}
+	if rawReleased.Load() == released {
+		t.Error("a request that succeeded gave no buffer back")
 	}
 }
