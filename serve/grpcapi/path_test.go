@@ -252,7 +252,8 @@ func ioCalls() int64 {
 // that what is measured is the request path (the process's CPU time per
 // request, clients included: compare the variants with each other): a
 // bare grpc-go service, kiln's with kiln serve's options, and kiln's with
-// other grpc-go server options.
+// other grpc-go server options (grpc-go 1.85 shares write buffers by
+// default: grpc.SharedWriteBuffer is deprecated).
 func BenchmarkRequestPathClients(b *testing.B) {
 	const clients = 16
 	req := tinyRequest(b)
@@ -267,7 +268,6 @@ func BenchmarkRequestPathClients(b *testing.B) {
 	}{
 		{"bare", pathOptions{}},
 		{"kiln", pathOptions{}},
-		{"kiln-shared-write-buffer", pathOptions{server: kilnOpts(grpc.SharedWriteBuffer(true))}},
 		{"kiln-16-workers-per-core", pathOptions{server: kilnOpts(grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))))}},
 		{"kiln-64k-buffers", pathOptions{server: kilnOpts(grpc.ReadBufferSize(64<<10), grpc.WriteBufferSize(64<<10))}},
 	} {
