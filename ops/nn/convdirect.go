@@ -310,6 +310,20 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	case cpu.ActClip:
 		clampOn, lo, hi = true, p.ActMin, p.ActMax
 	}
+	// The residual with no activation, ReLU or clip is added in the
+	// kernel, before its clamp, when the tiles are written in place (not
+	// in another pass over the output: directFinish).
+	var zt []float32
+	if z != nil && ep != nil && outBuf == nil && !directZPass {
+		switch ep.act {
+		case ActNone:
+			zt, ep, clampOn = z, nil, false
+		case ActRelu:
+			zt, ep, clampOn, lo, hi = z, nil, true, 0, float32(math.Inf(1))
+		case ActClip:
+			zt, ep, clampOn, lo, hi = z, nil, true, ep.p0, ep.p1
+		}
+	}
 	var zero [directMR]float32
 	items := tiles * mb
 	// SiLU without a residual runs on each tile after the kernel.
@@ -335,7 +349,11 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 				r, c0 := t/segs, t%segs*directNR
 				j0, o0, n = r*wq+c0, r*ow+c0, min(directNR, ow-c0)
 			}
-			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+o0:], ldc, bp, lo, hi, clampOn, n, rows)
+			var zs []float32
+			if zt != nil {
+				zs = zt[b*directMR*ldc+o0:]
+			}
+			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+o0:], ldc, bp, lo, hi, clampOn, n, rows, zs)
 			if tileSiLU {
 				// while the tile is in L1
 				for r := range rows {
@@ -353,6 +371,10 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		directOutPool.put(outBuf)
 	}
 }
+
+// directZPass makes directRun add the residual in a pass after the
+// kernels, as it did before the kernels took it (benchmarks compare).
+var directZPass bool
 
 // directOrder overrides, for tests and benchmarks, the order in which
 // directRun visits its (tile, weight block) items: orderAuto by

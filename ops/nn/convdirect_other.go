@@ -9,13 +9,16 @@ import "unsafe"
 const directAsm = false
 
 // convDirectTile is the direct kernel in Go (see the amd64 version).
-func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int) {
+func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
 	bs := unsafe.Slice(bias, directMR)
 	for r := 0; r < rows; r++ {
 		for j := 0; j < n; j++ {
 			s := bs[r]
 			for q := 0; q < k; q++ {
 				s += a[q*directMR+r] * src[int(offs[q])+j0+j]
+			}
+			if z != nil {
+				s += z[r*ldc+j]
 			}
 			if clampOn {
 				s = min(max(s, lo), hi)

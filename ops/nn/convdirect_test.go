@@ -94,6 +94,18 @@ func TestConvDirect(t *testing.T) {
 									layout, directOrder, b != nil, act, i, got[i], want[i])
 							}
 						}
+						if act == ActRelu || act == ActNone {
+							// the residual in the output's own memory (each
+							// element read by the tile that writes it)
+							copy(got, z)
+							convDirect(p, x, f, b, got, got, ep)
+							for i := range want {
+								if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
+									t.Fatalf("layout %d, order %d, bias %v, residual in place and %q: output %d = %g, cpu.Conv2D %g",
+										layout, directOrder, b != nil, act, i, got[i], want[i])
+								}
+							}
+						}
 					}
 				}
 				directLayout, directOrder = old, oldOrder

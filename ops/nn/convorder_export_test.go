@@ -1,5 +1,7 @@
 package nn
 
+import "github.com/kilnai/kiln/device/cpu"
+
 // SetDirectOrder makes the direct convolution visit its (tile, weight
 // block) items tile by tile ("tile"), block by block ("block") or as
 // directBlockOuter chooses (anything else), for the benchmarks.
@@ -11,5 +13,23 @@ func SetDirectOrder(order string) {
 		directOrder = orderBlock
 	default:
 		directOrder = orderAuto
+	}
+}
+
+// DirectConvResidual returns the direct convolution of p with the weights
+// w packed once and the residual z added before a ReLU, as the "direct"
+// tactic runs a FusedConv with a residual input; with pass, the residual
+// and the ReLU in a pass after the kernels instead of in them (for the
+// benchmarks).
+func DirectConvResidual(p cpu.Conv2DParams, w []float32, pass bool) func(x, bias, z, y []float32) {
+	if !directApplies(p) {
+		return nil
+	}
+	f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
+	ep := &epilogue{act: ActRelu}
+	return func(x, bias, z, y []float32) {
+		directZPass = pass
+		convDirect(p, x, f, bias, y, z, ep)
+		directZPass = false
 	}
 }

@@ -133,7 +133,7 @@ func (f *winoFilter) products(c, tiles, ld, vp, mp int, v, mm []float32, offs []
 		b, j, xi := it%f.mb, it/f.mb%jc, it/(f.mb*jc)
 		j0 := j * directNR
 		convDirectTile(c, f.u[(xi*f.mb+b)*k:][:k], v[xi*vp:][:c*ld], offs, j0,
-			mm[xi*mp+b*directMR*ld+j0:], ld, &zero[0], 0, 0, false, min(directNR, tiles-j0), min(directMR, f.m-b*directMR))
+			mm[xi*mp+b*directMR*ld+j0:], ld, &zero[0], 0, 0, false, min(directNR, tiles-j0), min(directMR, f.m-b*directMR), nil)
 	}
 }
 

@@ -34,7 +34,8 @@ func main() {
 // positions in 8*nv accumulators, the first n of them loaded and stored
 // under masks; with full, convDirectAVX512x<nv>full, which ignores n and
 // loads and stores whole vectors (a zero-masking load costs an ALU uop on
-// the ports the FMAs use).
+// the ports the FMAs use). With z not nil, each output row adds the
+// residual z (rows ldc apart, as c's) before the clamp.
 func kernel(nv int, full bool) {
 	const mr = 8
 	name := fmt.Sprintf("convDirectAVX512x%d", nv)
@@ -49,8 +50,8 @@ func kernel(nv int, full bool) {
 	}
 	acc := func(r, v int) string { return fmt.Sprintf("Z%d", r*nv+v) }
 	p("")
-	p("// func %s(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-88", name)
+	p("// func %s(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-96", name)
 	// masks of the n valid columns, 16 per vector
 	if !full {
 		p("\tMOVQ n+72(FP), CX")
@@ -112,23 +113,35 @@ func kernel(nv int, full bool) {
 	p("\tJZ %s_clamp", name)
 	step(0)
 	p("%s_clamp:", name)
+	// per output row: the residual, the clamp, the store
 	p("\tMOVBLZX clamp+64(FP), R9")
-	p("\tTESTQ R9, R9")
-	p("\tJZ %s_store", name)
 	p("\tVBROADCASTSS lo+56(FP), Z27")
 	p("\tVBROADCASTSS hi+60(FP), Z28")
-	for r := 0; r < mr; r++ {
-		for v := 0; v < nv; v++ {
-			p("\tVMAXPS Z27, %s, %s", acc(r, v), acc(r, v))
-			p("\tVMINPS Z28, %s, %s", acc(r, v), acc(r, v))
-		}
-	}
-	p("%s_store:", name)
+	p("\tMOVQ z+88(FP), R11")
 	p("\tMOVQ c+32(FP), DI")
 	p("\tMOVQ ldc+40(FP), SI")
 	p("\tSHLQ $2, SI")
 	p("\tMOVQ rows+80(FP), CX")
 	for r := 0; r < mr; r++ {
+		p("\tTESTQ R11, R11")
+		p("\tJZ %s_noz%d", name, r)
+		for v := 0; v < nv; v++ {
+			if full {
+				p("\tVADDPS %d(R11), %s, %s", 64*v, acc(r, v), acc(r, v))
+			} else {
+				p("\tVMOVUPS.Z %d(R11), K%d, Z29", 64*v, v+1)
+				p("\tVADDPS Z29, %s, %s", acc(r, v), acc(r, v))
+			}
+		}
+		p("\tADDQ SI, R11")
+		p("%s_noz%d:", name, r)
+		p("\tTESTQ R9, R9")
+		p("\tJZ %s_st%d", name, r)
+		for v := 0; v < nv; v++ {
+			p("\tVMAXPS Z27, %s, %s", acc(r, v), acc(r, v))
+			p("\tVMINPS Z28, %s, %s", acc(r, v), acc(r, v))
+		}
+		p("%s_st%d:", name, r)
 		for v := 0; v < nv; v++ {
 			p("\tVMOVUPS %s%s, %d(DI)", acc(r, v), mask(v), 64*v)
 		}
