@@ -156,16 +156,19 @@ func TestSLODecide(t *testing.T) {
 		{name: "one instance waits for a batch of 2", instances: 1, measure: true, n: 1, gap: 500 * time.Microsecond, age: 1 * ms, send: false, reason: DecisionWait, wait: 1 * ms},
 		{name: "one instance, a batch of 2 queued: send", instances: 1, measure: true, n: 2, gap: 500 * time.Microsecond, age: 1 * ms, send: true, reason: DecisionKeepsUp},
 		// a backlog of 20, the oldest 4ms old: a batch of 20 takes 11ms,
-		// past its deadline; 6ms left fit a batch of 10 (6ms), and 1 request
-		// a 10ms needs no more
+		// past their deadlines; 6ms left fit a batch of 10 (6ms): 10 meet
+		// the objective instead of none (the 10 left miss either way), and
+		// 1 request a 10ms needs no more
 		{name: "backlog: as many as fit the budget", measure: true, n: 20, gap: 10 * ms, age: 4 * ms, send: true, reason: DecisionBudget, take: 10},
-		// the same backlog arriving 1 per 0.3ms (3.3/ms): batches of 10 run
-		// 10 per 6ms (1.7/ms), too few; 3.3/ms needs m/(1+0.5m) >= 3.3: none,
-		// so the whole queue goes
+		// the same backlog arriving 1 per 0.3ms (3.3/ms): no batch keeps up
+		// (m/(1+0.5m) stays below 2/ms), so the whole queue goes
 		{name: "backlog above capacity: all of it", measure: true, n: 20, gap: 300 * time.Microsecond, age: 4 * ms, send: true, reason: DecisionDeadline},
-		// 1 per 1ms: batches of 10 keep up, but 1/1ms needs m/(1+0.5m) >= 1:
-		// m >= 2; the budget's 10 are more
+		// 1 per 1ms: a cut must keep up with 1/ms at 60% of its capacity,
+		// m/(1+0.5m) >= 1.67/ms: m >= 10, which the budget's 10 do
 		{name: "backlog, moderate rate: the budget's", measure: true, n: 20, gap: 1 * ms, age: 4 * ms, send: true, reason: DecisionBudget, take: 10},
+		// 1 per 0.9ms: m/(1+0.5m) >= 1.85/ms needs m >= 25: a cut to 10
+		// would let the queue grow, so all of it goes
+		{name: "backlog, a cut would not keep up: all of it", measure: true, n: 20, gap: 900 * time.Microsecond, age: 4 * ms, send: true, reason: DecisionDeadline},
 		// the oldest past its deadline already: nothing fits, all of it goes
 		{name: "backlog past the deadline: all of it", measure: true, n: 20, gap: 10 * ms, age: 12 * ms, send: true, reason: DecisionDeadline},
 		// a flat 2ms engine on four instances: batch 1 keeps up with 1 per
