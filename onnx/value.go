@@ -29,9 +29,10 @@ func DecodeValue(b []byte, t ir.Type) (*tensor.Tensor, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		if op.ElemType == ElemTensor && t.Elem != nil && t.Elem.DType == tensor.Sequence {
-			// an optional sequence written as the sequence itself (as some
-			// ONNX test data holds it): field 3 is then tensor_values
+		if op.TensorValue != nil && t.Elem != nil && t.Elem.DType == tensor.Sequence {
+			// an optional sequence cannot hold a tensor: this is the
+			// sequence itself, as some ONNX test data holds it (field 3 is
+			// then tensor_values)
 			return DecodeValue(b, *t.Elem)
 		}
 		v, err := OptionalFromProto(op)
