@@ -282,6 +282,8 @@ func (c *fp16Converter) plan(keep map[string]bool) {
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "kept in fp32 (layer precision)"
 		case len(n.Subgraphs()) > 0:
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "has subgraphs"
+		case n.NonTensorValue() != nil:
+			c.prec[n], c.reason[n] = FP16PrecisionSingle, "reads or writes sequence or optional values"
 		case dom != "" && dom != "ai.onnx" && dom != "kiln":
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "op of domain "+dom
 		case fp16Float32Ops[n.OpType] && dom == "":

@@ -105,6 +105,8 @@ func TestRunSequencePlanRoundTrip(t *testing.T) {
 		{"plan mismatch", []string{plan, "--data", bad}, exitMismatch, "sequence element 0: element 0 is 25, want 25.5"},
 		{"no random sequence", []string{model, "--data", good, "--save-data", filepath.Join(dir, "saved")}, exitOK, "wrote the inputs and outputs"},
 		{"saved data", []string{plan, "--data", filepath.Join(dir, "saved")}, exitOK, "has                  bool"},
+		{"fp16 keeps sequence layers in fp32", []string{model, "--fp16", "--data", good}, exitOK, "built (cpu, fp16"},
+		{"int8", []string{model, "--int8", "--calib-random", "2", "--data", good}, exitOK, "built (cpu, int8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
