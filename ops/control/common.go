@@ -16,11 +16,11 @@ func badAttr(name, format string, args ...any) error {
 	return fmt.Errorf("%w %q: %s", ops.ErrBadAttr, name, fmt.Sprintf(format, args...))
 }
 
-// errNotTensor explains a missing value where control flow needs a tensor:
-// kiln represents only tensors, so sequence and optional values (and an
-// empty optional) cannot flow through If, Loop or Scan.
+// errNotTensor explains a missing value where control flow needs one (a
+// condition, a loop-carried value). Sequence and optional values flow
+// through If and Loop as tensors do (see ops/sequence).
 func errNotTensor(op, what string) error {
-	return badInput("%s: %s is missing or not a tensor (sequence and optional values are not supported)", op, what)
+	return badInput("%s: %s is missing", op, what)
 }
 
 // joinType returns the most precise type that covers both a and b: a dim is

@@ -59,7 +59,7 @@ func mapModel(t *testing.T, extraSeq bool) *engine.Engine {
 	a, c := body.Input("a", tensor.Float32), body.Input("c", tensor.Float32)
 	body.Output(body.Op("Add", []*ir.Value{a, c}), "sum")
 	bg := body.Graph()
-	bg.Opsets = nil
+	bg.Opsets, bg.Parent = nil, b.Graph()
 	out := b.Op("SequenceMap", []*ir.Value{seq, extra}, ir.GraphAttr("body", bg))
 	b.Output(out, "sums")
 	eng, err := engine.New(b.Graph())
@@ -111,5 +111,67 @@ func TestSequenceMapInEngine(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestControlFlowCarriesSequences: a Loop builds a sequence one element
+// per iteration (its elements of growing shapes), and an If returns either
+// an empty optional or an optional sequence; the values come out of both.
+func TestControlFlowCarriesSequences(t *testing.T) {
+	b := ir.NewBuilder("loop", 17)
+	m := b.Input("m", tensor.Int64)
+	pick := b.Input("pick", tensor.Bool)
+	empty := b.Op("SequenceEmpty", nil)
+
+	body := ir.NewBuilder("body", 17)
+	i := body.Input("i", tensor.Int64)
+	c := body.Input("c", tensor.Bool)
+	s := body.Input("s", tensor.Float32)
+	s.Type = ir.SequenceOf(ir.Type{DType: tensor.Float32})
+	one := body.Const("one", tensor.FromInt64([]int64{1}))
+	n := body.Op("Add", []*ir.Value{i, one}) // i+1 elements of value i
+	shape := body.Op("Reshape", []*ir.Value{n, body.Const("r1", tensor.FromInt64([]int64{1}, 1))})
+	fill := body.Op("ConstantOfShape", []*ir.Value{shape})
+	val := body.Op("Add", []*ir.Value{body.Op("Cast", []*ir.Value{fill}, ir.IntAttr("to", int64(tensor.Float32))),
+		body.Op("Cast", []*ir.Value{i}, ir.IntAttr("to", int64(tensor.Float32)))})
+	body.Output(body.Op("Identity", []*ir.Value{c}), "c_out")
+	body.Output(body.Op("SequenceInsert", []*ir.Value{s, val}), "s_out")
+	bg := body.Graph()
+	bg.Opsets, bg.Parent = nil, b.Graph()
+	built := b.OpN("Loop", 1, []*ir.Value{m, nil, empty}, ir.GraphAttr("body", bg))[0]
+	b.Output(b.Op("ConcatFromSequence", []*ir.Value{built}, ir.IntAttr("axis", 0)), "flat")
+
+	then := ir.NewBuilder("then", 17)
+	then.Output(then.Op("Optional", nil, &ir.Attr{Name: "type", Type: ir.AttrType1, Types: []ir.Type{ir.SequenceOf(ir.Type{DType: tensor.Float32})}}), "none")
+	els := ir.NewBuilder("else", 17)
+	els.Output(els.Op("Optional", []*ir.Value{els.Graph().Capture(built)}), "some")
+	tg, eg := then.Graph(), els.Graph()
+	tg.Opsets, eg.Opsets = nil, nil
+	tg.Parent, eg.Parent = b.Graph(), b.Graph()
+	opt := b.Op("If", []*ir.Value{pick}, ir.GraphAttr("then_branch", tg), ir.GraphAttr("else_branch", eg))
+	b.Output(b.Op("OptionalHasElement", []*ir.Value{opt}), "has")
+	b.Output(opt, "maybe")
+	eng, err := engine.New(b.Graph())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		m    int64
+		pick bool
+		flat []float32
+	}{{3, false, []float32{0, 1, 1, 2, 2, 2}}, {1, true, []float32{0}}} {
+		out, err := eng.Run(context.Background(), map[string]*tensor.Tensor{"m": tensor.FromInt64([]int64{tt.m}), "pick": tensor.Scalar(tensor.Bool, map[bool]float64{true: 1}[tt.pick])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := same(out["flat"], tensor.FromFloat32(tt.flat, len(tt.flat))); err != nil {
+			t.Errorf("m=%d: flat: %v", tt.m, err)
+		}
+		if got := out["has"].Bools()[0]; got == tt.pick {
+			t.Errorf("pick=%v: has = %v", tt.pick, got)
+		}
+		if maybe := out["maybe"]; tt.pick != maybe.IsNone() || (!tt.pick && len(maybe.Elems) != int(tt.m)) {
+			t.Errorf("pick=%v: maybe = %v", tt.pick, maybe)
+		}
 	}
 }
