@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,9 @@ type TraceCall struct {
 	// the caller found no range left to take; Pickup when a worker started
 	// its first range (0: none did).
 	Start, End, CallerDone, Pickup int64
+	// CallerOn and WorkerOn are the CPUs the caller began on and the
+	// first worker ran its first range on (-1: none).
+	CallerOn, WorkerOn int
 	// Dequeued is when a worker first took the job from the pool's
 	// queue (0: none did before the call returned).
 	Dequeued int64
@@ -47,6 +51,8 @@ type jobTrace struct {
 	fn                     uintptr
 	start, callerDone      int64
 	pickup, dequeued       atomic.Int64
+	callerOn               int
+	workerOn               atomic.Int32
 	callerWork, workerWork atomic.Int64
 	callerCPU, workerCPU   atomic.Int64
 	workerRanges           atomic.Int32
@@ -64,6 +70,15 @@ var traceBase = time.Now()
 func TraceNow() int64 { return traceNow() }
 
 func traceNow() int64 { return int64(time.Since(traceBase)) }
+
+// getcpu returns the CPU the calling thread runs on.
+func getcpu() int {
+	var c, node uint32
+	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&c)), uintptr(unsafe.Pointer(&node)), 0); e != 0 {
+		return -1
+	}
+	return int(c)
+}
 
 // TraceSolo, while true, has split calls wake no worker: the caller runs
 // every range of the split alone (the split's own cost, without a second
@@ -135,6 +150,8 @@ func traceInline(fn func(lo, hi int), start, cpu0 int64) {
 func (j *job) traceBegin(start int64) {
 	j.trace.fn = reflect.ValueOf(j.fn).Pointer()
 	j.trace.start = start
+	j.trace.callerOn = getcpu()
+	j.trace.workerOn.Store(-1)
 	j.trace.callerDone = 0
 	j.trace.pickup.Store(0)
 	j.trace.dequeued.Store(0)
@@ -156,7 +173,9 @@ func (j *job) traceRange(caller bool, start, cpu0 int64) {
 	j.trace.workerWork.Add(d)
 	j.trace.workerCPU.Add(c)
 	j.trace.workerRanges.Add(1)
-	j.trace.pickup.CompareAndSwap(0, start)
+	if j.trace.pickup.CompareAndSwap(0, start) {
+		j.trace.workerOn.Store(int32(getcpu()))
+	}
 }
 
 func (j *job) traceDequeued() { j.trace.dequeued.CompareAndSwap(0, traceNow()) }
@@ -168,7 +187,8 @@ func (j *job) traceEnd() {
 		return
 	}
 	record(TraceCall{Func: j.trace.fn, Start: j.trace.start, End: traceNow(), CallerDone: j.trace.callerDone,
-		Pickup: j.trace.pickup.Load(), Dequeued: j.trace.dequeued.Load(), Ranges: int(j.ranges), WorkerRanges: int(j.trace.workerRanges.Load()),
+		Pickup: j.trace.pickup.Load(), Dequeued: j.trace.dequeued.Load(),
+		CallerOn: j.trace.callerOn, WorkerOn: int(j.trace.workerOn.Load()), Ranges: int(j.ranges), WorkerRanges: int(j.trace.workerRanges.Load()),
 		CallerWork: j.trace.callerWork.Load(), WorkerWork: j.trace.workerWork.Load(),
 		CallerCPU: j.trace.callerCPU.Load(), WorkerCPU: j.trace.workerCPU.Load()})
 }

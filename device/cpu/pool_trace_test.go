@@ -117,17 +117,34 @@ func med(v []float64) float64 {
 
 func minOf(v []float64) float64 { return slices.Min(v) }
 
+func nil2(v []float64) []float64 { return make([]float64, len(v)) }
+
 func report(t *testing.T, name string, one, two []inference) {
 	us := func(ns int64) float64 { return float64(ns) / 1e3 }
 	type stats struct {
 		wall, serial, inline, inlineCPU, split, work, workCPU, callerWork, pickup, wait, splitCalls, inlineCalls, noWorker []float64
-		perFunc, perFuncWork                                                                                               map[uintptr][]float64
+		perFunc, perFuncWork, gapBefore                                                                                    map[uintptr][]float64
 	}
 	gather := func(runs []inference) stats {
-		s := stats{perFunc: map[uintptr][]float64{}, perFuncWork: map[uintptr][]float64{}}
+		s := stats{perFunc: map[uintptr][]float64{}, perFuncWork: map[uintptr][]float64{}, gapBefore: map[uintptr][]float64{}}
 		for k, r := range runs {
 			s.wall = append(s.wall, us(r.end-r.start))
 			s.serial = append(s.serial, us(r.end-r.start-r.covered()))
+			// time outside any call before each top-level call (the
+			// calls in start order; nested ones lie inside their parent)
+			byStart := slices.Clone(r.calls)
+			sort.Slice(byStart, func(a, b int) bool { return byStart[a].Start < byStart[b].Start })
+			prevEnd := r.start
+			for _, c := range byStart {
+				if c.Start < prevEnd {
+					continue
+				}
+				if len(s.gapBefore[c.Func]) < k+1 {
+					s.gapBefore[c.Func] = append(s.gapBefore[c.Func], make([]float64, k+1-len(s.gapBefore[c.Func]))...)
+				}
+				s.gapBefore[c.Func][k] += us(c.Start - prevEnd)
+				prevEnd = c.End
+			}
 			var inl, inlc, spl, work, wcpu, cw, pick, wait, nspl, ninl, now int64
 			for _, c := range r.calls {
 				if len(s.perFunc[c.Func]) < k+1 {
@@ -195,6 +212,29 @@ func report(t *testing.T, name string, one, two []inference) {
 	row("  first worker's start, summed", a.pickup, b.pickup)
 	row("  calls no worker joined (count)", a.noWorker, b.noWorker)
 	row("  caller's wait for the last range", a.wait, b.wait)
+	// how often the caller's CPU changed from one split call to the next,
+	// and how often the worker ran on the caller's previous CPU
+	var moved, swapped []float64
+	for _, r := range two {
+		var m, sw float64
+		prev := -1
+		for _, c := range r.calls {
+			if c.Inline {
+				continue
+			}
+			if prev >= 0 && c.CallerOn != prev {
+				m++
+			}
+			if prev >= 0 && c.WorkerOn == prev {
+				sw++
+			}
+			prev = c.CallerOn
+		}
+		moved = append(moved, m)
+		swapped = append(swapped, sw)
+	}
+	row("  calls the caller changed CPU", nil2(a.wait), moved)
+	row("  calls the worker took its CPU", nil2(a.wait), swapped)
 	type fr struct {
 		name       string
 		t1, t2, w2 float64
@@ -210,6 +250,22 @@ func report(t *testing.T, name string, one, two []inference) {
 			break
 		}
 		fmt.Fprintf(&sb, "    %-50s %8.0f %8.0f %5.2f %5.2f\n", strings.TrimPrefix(f.name, "github.com/kilnai/kiln/"), f.t1, f.t2, f.t1/max(f.t2, 1e-9), f.w2/max(f.t1, 1e-9))
+	}
+	fmt.Fprintf(&sb, "  time outside calls, by the call that follows it, median us per inference: 1 thread, 2 threads\n")
+	type gr struct {
+		name   string
+		g1, g2 float64
+	}
+	var gs []gr
+	for f, v := range a.gapBefore {
+		gs = append(gs, gr{cpu.FuncName(f), med(v), med(b.gapBefore[f])})
+	}
+	sort.Slice(gs, func(i, j int) bool { return gs[i].g2 > gs[j].g2 })
+	for i, g := range gs {
+		if i == 12 {
+			break
+		}
+		fmt.Fprintf(&sb, "    %-50s %8.0f %8.0f\n", strings.TrimPrefix(g.name, "github.com/kilnai/kiln/"), g.g1, g.g2)
 	}
 	// Per split call of the median-wall inference at GOMAXPROCS=2: when
 	// the worker took the job and started a range, after the call began.
