@@ -302,6 +302,7 @@ __device__ __forceinline__ void kiln_rnn_dots_bt(float *s, int G, const float *v
     for (int g = 0; g < 4; g++)
 #pragma unroll
         for (int q = 0; q < 8; q++) acc[g][q] = 0.0f;
+#pragma unroll 2 // two strides of the row in flight
     for (int k = lane; k < H; k += 32) {
         float hv[8];
 #pragma unroll
