@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
@@ -15,7 +19,8 @@ import (
 // edges: x (float32[4,3]) is split into a sequence of rows, each squared by
 // SequenceMap's body, and the result is stacked back (y), counted (n) and
 // returned as it is (squares, a sequence output); an Optional of y is
-// asked whether it holds a value (has).
+// asked whether it holds a value (has); relu, Relu(x), is a tensor layer
+// beside them (a GPU runs it).
 func sequenceModel(t *testing.T) []byte {
 	t.Helper()
 	b := ir.NewBuilder("seqmodel", 17)
@@ -36,6 +41,7 @@ func sequenceModel(t *testing.T) []byte {
 	b.Output(n, "n")
 	b.Output(squares, "squares")
 	b.Output(has, "has")
+	b.Output(b.Op("Relu", []*ir.Value{x}), "relu")
 	squares.Type = ir.SequenceOf(ir.Type{DType: tensor.Float32, Shape: ir.KnownShape(3)})
 	mp, err := onnx.FromGraph(b.Graph(), "test")
 	if err != nil {
@@ -72,6 +78,11 @@ func writeSequenceData(t *testing.T, dir string, off float32) {
 	save("output_1.pb", "n", tensor.FromInt64([]int64{4}), ir.Type{})
 	save("output_2.pb", "squares", tensor.NewSequence(rows), ir.Type{DType: tensor.Sequence})
 	save("output_3.pb", "has", tensor.Scalar(tensor.Bool, 1), ir.Type{})
+	relu := make([]float32, 12)
+	for i, v := range xs {
+		relu[i] = max(v, 0)
+	}
+	save("output_4.pb", "relu", tensor.FromFloat32(relu, 4, 3), ir.Type{})
 }
 
 // TestRunSequencePlanRoundTrip: a model with sequences inside and a
@@ -116,5 +127,43 @@ func TestRunSequencePlanRoundTrip(t *testing.T) {
 				t.Fatalf("kiln run %v exited %d (want %d), output:\n%s\n%s\nwant it to say %q", tt.args, code, tt.want, out, errOut, tt.says)
 			}
 		})
+	}
+}
+
+// TestRunSequenceModelOnGPU: built for cuda, the layers with sequence or
+// optional values stay on the CPU (the GPU's Supports says why) while the
+// tensor layer runs on the GPU, and kiln run --device cuda --data matches.
+// It skips without a CUDA GPU.
+func TestRunSequenceModelOnGPU(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "seq.onnx")
+	if err := os.WriteFile(model, sequenceModel(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good")
+	writeSequenceData(t, good, 0)
+	m, err := kiln.Build(context.Background(), model, kiln.BuildOptions{Device: "cuda"})
+	if errors.Is(err, device.ErrUnavailable) {
+		t.Skipf("needs a CUDA GPU: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	onGPU := map[string]bool{}
+	for _, l := range m.Plan().Layers {
+		onGPU[l.Op] = l.Device != "cpu"
+		t.Logf("layer %s (%s) on %s", l.Name, l.Op, l.Device)
+	}
+	for op, want := range map[string]bool{"Relu": true, "SplitToSequence": false, "SequenceMap": false, "ConcatFromSequence": false, "SequenceLength": false, "Optional": false} {
+		if got, ok := onGPU[op]; !ok || got != want {
+			t.Errorf("layer %s on the GPU: %v (present %v), want %v", op, got, ok, want)
+		}
+	}
+	var code int
+	out, errOut := runOutput(t, func() { code = runCmd([]string{model, "--device", "cuda", "--data", good}) })
+	t.Logf("kiln run --device cuda:\n%s%s", out, errOut)
+	if code != exitOK || !strings.Contains(out, "squares              sequence 4 elements") {
+		t.Fatalf("kiln run --device cuda --data exited %d, want %d with the sequence output compared", code, exitOK)
 	}
 }
