@@ -306,34 +306,39 @@ func TestRNNActivationParams(t *testing.T) {
 
 // TestRNNRefuses checks what Supports leaves to the CPU, with the reason:
 // types without kernels, and the activations with alpha and beta while
-// they are unchecked (rnnParamActsUnchecked) and KILN_CUDA_UNVERIFIED is
-// not 1.
+// they are marked unchecked (rnnParamActsUnchecked, set by each case) and
+// KILN_CUDA_UNVERIFIED is not 1.
 func TestRNNRefuses(t *testing.T) {
 	f := func(dt tensor.DType, shape ...int) *tensor.Tensor { return tensor.New(dt, shape...) }
 	tests := []struct {
 		name       string
 		dt         tensor.DType
 		unverified string
+		unchecked  bool // rnnParamActsUnchecked
 		build      func(b *ir.Builder, x *ir.Value) *ir.Value
 		want       string // "" accepted
 	}{
-		{"LSTM of float64", tensor.Float64, "1", func(b *ir.Builder, x *ir.Value) *ir.Value {
+		{"LSTM of float64", tensor.Float64, "1", false, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.OpN("LSTM", 3, []*ir.Value{x, b.Const("w", f(tensor.Float64, 1, 16, 2)), b.Const("r", f(tensor.Float64, 1, 16, 4))},
 				ir.IntAttr("hidden_size", 4))[0]
 		}, "only float32 has a CUDA implementation"},
-		{"GRU of float16", tensor.Float16, "1", func(b *ir.Builder, x *ir.Value) *ir.Value {
+		{"GRU of float16", tensor.Float16, "1", false, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.OpN("GRU", 2, []*ir.Value{x, b.Const("w", f(tensor.Float16, 1, 12, 2)), b.Const("r", f(tensor.Float16, 1, 12, 4))},
 				ir.IntAttr("hidden_size", 4))[0]
 		}, "only float32 has a CUDA implementation"},
-		{"RNN Affine unchecked", tensor.Float32, "", func(b *ir.Builder, x *ir.Value) *ir.Value {
+		{"RNN Affine unchecked", tensor.Float32, "", true, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.OpN("RNN", 2, []*ir.Value{x, b.Const("w", f(tensor.Float32, 1, 4, 2)), b.Const("r", f(tensor.Float32, 1, 4, 4))}, ir.IntAttr("hidden_size", 4),
 				&ir.Attr{Name: "activations", Type: ir.AttrStrings, Strings: []string{"Affine"}}, &ir.Attr{Name: "activation_alpha", Type: ir.AttrFloats, Floats: []float32{0.5}})[0]
 		}, "has not been checked on a GPU yet"},
-		{"RNN Affine with KILN_CUDA_UNVERIFIED=1", tensor.Float32, "1", func(b *ir.Builder, x *ir.Value) *ir.Value {
+		{"RNN Affine checked", tensor.Float32, "", false, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.OpN("RNN", 2, []*ir.Value{x, b.Const("w", f(tensor.Float32, 1, 4, 2)), b.Const("r", f(tensor.Float32, 1, 4, 4))}, ir.IntAttr("hidden_size", 4),
 				&ir.Attr{Name: "activations", Type: ir.AttrStrings, Strings: []string{"Affine"}}, &ir.Attr{Name: "activation_alpha", Type: ir.AttrFloats, Floats: []float32{0.5}})[0]
 		}, ""},
-		{"LSTM defaults unverified unset", tensor.Float32, "", func(b *ir.Builder, x *ir.Value) *ir.Value {
+		{"RNN Affine unchecked with KILN_CUDA_UNVERIFIED=1", tensor.Float32, "1", true, func(b *ir.Builder, x *ir.Value) *ir.Value {
+			return b.OpN("RNN", 2, []*ir.Value{x, b.Const("w", f(tensor.Float32, 1, 4, 2)), b.Const("r", f(tensor.Float32, 1, 4, 4))}, ir.IntAttr("hidden_size", 4),
+				&ir.Attr{Name: "activations", Type: ir.AttrStrings, Strings: []string{"Affine"}}, &ir.Attr{Name: "activation_alpha", Type: ir.AttrFloats, Floats: []float32{0.5}})[0]
+		}, ""},
+		{"LSTM defaults unverified unset", tensor.Float32, "", true, func(b *ir.Builder, x *ir.Value) *ir.Value {
 			return b.OpN("LSTM", 3, []*ir.Value{x, b.Const("w", f(tensor.Float32, 1, 16, 2)), b.Const("r", f(tensor.Float32, 1, 16, 4))},
 				ir.IntAttr("hidden_size", 4))[0]
 		}, ""},
@@ -341,6 +346,8 @@ func TestRNNRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(EnvUnverified, tt.unverified)
+			defer func(u bool) { rnnParamActsUnchecked = u }(rnnParamActsUnchecked)
+			rnnParamActsUnchecked = tt.unchecked
 			b := ir.NewBuilder("refuse", 17)
 			y := tt.build(b, b.Input("x", tt.dt, ir.D(3), ir.D(1), ir.D(2)))
 			b.Output(y, "y")
