@@ -130,6 +130,47 @@ func TestRunSequencePlanRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRunSequenceInput: a model whose input is a sequence runs on the
+// values of --data; without them kiln run says it cannot make one up.
+func TestRunSequenceInput(t *testing.T) {
+	b := ir.NewBuilder("seqin", 17)
+	s := b.Input("s", tensor.Int64)
+	s.Type = ir.SequenceOf(ir.Type{DType: tensor.Int64})
+	b.Output(b.Op("SequenceLength", []*ir.Value{s}), "n")
+	mp, err := onnx.FromGraph(b.Graph(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "seqin.onnx")
+	if err := os.WriteFile(model, mp.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := filepath.Join(dir, "set")
+	os.MkdirAll(set, 0o755)
+	in := tensor.NewSequence([]*tensor.Tensor{tensor.FromInt64([]int64{1, 2}, 2), tensor.FromInt64([]int64{3}, 1)})
+	if err := onnx.SaveValue(filepath.Join(set, "input_0.pb"), "s", in, s.Type); err != nil {
+		t.Fatal(err)
+	}
+	if err := onnx.SaveTensor(filepath.Join(set, "output_0.pb"), "n", tensor.FromInt64([]int64{2})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want int
+		says string
+	}{
+		{[]string{model, "--data", set}, exitOK, "input  s                    sequence 2 elements"},
+		{[]string{model}, exitError, "input s is a sequence(int64[*]): give its value with --data"},
+	} {
+		var code int
+		out, errOut := runOutput(t, func() { code = runCmd(tt.args) })
+		if code != tt.want || !strings.Contains(out+errOut, tt.says) {
+			t.Errorf("kiln run %v exited %d (want %d), output:\n%s\n%s\nwant it to say %q", tt.args, code, tt.want, out, errOut, tt.says)
+		}
+	}
+}
+
 // TestRunSequenceModelOnGPU: built for cuda, the layers with sequence or
 // optional values stay on the CPU (the GPU's Supports says why) while the
 // tensor layer runs on the GPU, and kiln run --device cuda --data matches.
