@@ -17,13 +17,15 @@ func Threads() int { return runtime.GOMAXPROCS(0) }
 // returned. Small n runs inline on the caller's goroutine.
 //
 // The ranges are run by the caller and by the workers of a pool that lives
-// as long as the process (Threads()-1 goroutines, parked between calls):
-// each call wakes at most one worker per range beyond the caller's, and
-// whoever is running takes the next range not yet taken, so the caller
-// never waits for a worker that has not started (on a loaded machine it
-// runs every range itself). ParallelFor allocates nothing itself; fn, if
-// it is a closure that escapes, is the caller's allocation. It may be
-// called from many goroutines at once and from within fn.
+// as long as the process (Threads()-1 goroutines, polling for a while and
+// then parked between calls): each call wakes at most one worker per range
+// beyond the caller's. The caller runs the first range, the first worker
+// to arrive the second, and so on; whoever has finished takes a range no
+// one has started, so the caller never waits for a worker that has not
+// started (on a loaded machine it runs every range itself). ParallelFor
+// allocates nothing itself; fn, if it is a closure that escapes, is the
+// caller's allocation. It may be called from many goroutines at once and
+// from within fn.
 func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -51,11 +53,17 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 }
 
 // DynamicFor calls fn on the ranges [lo, lo+chunk) (the last one shorter)
-// that cover [0, n), taken in order from a shared counter by the caller and
-// up to Threads()-1 pool workers, so that a worker that is descheduled or
-// late holds up at most the range it is running. It returns when every call
-// has returned. Use it where ranges cost unevenly or are many; ParallelFor
-// where each call has a setup cost worth paying once per goroutine.
+// that cover [0, n), run by the caller and up to Threads()-1 pool workers.
+// The ranges are dealt in contiguous parts, one per goroutine (with two
+// threads the caller's is the first half, the worker's the second), each
+// run in order from its front; a goroutine that finishes its part takes the
+// ranges left in the others from their back, so that a worker that is
+// descheduled or late holds up at most the range it is running, and each
+// goroutine works on neighbouring ranges (their inputs and outputs in its
+// own core's caches). It returns when every call has returned. Use it where
+// ranges cost unevenly or are many; ParallelFor where each call has a setup
+// cost worth paying once per goroutine. Item order matters: items that
+// share data should be neighbours.
 func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -284,7 +292,7 @@ func (j *job) work(isCaller bool) bool {
 // workFrom is work for the goroutine handed slot own: part own first (when
 // there is one), then what is left of the others.
 func (j *job) workFrom(own int32, isCaller bool) bool {
-	last := false
+	ran := int32(0)
 	p, front := own%j.nparts, own < j.nparts
 	for {
 		i := j.take(p, front)
@@ -292,13 +300,22 @@ func (j *job) workFrom(own int32, isCaller bool) bool {
 			// This part is done: steal from the back of the next one,
 			// until every part is.
 			p, front = (p+1)%j.nparts, false
-			if p == own%j.nparts {
-				if tracing && isCaller {
-					j.traceCallerDone()
-				}
-				return last
+			if p != own%j.nparts {
+				continue
 			}
-			continue
+			if tracing && isCaller {
+				j.traceCallerDone()
+			}
+			// The ranges run count down once per goroutine, not per range:
+			// pending's cache line then moves between the cores once per
+			// goroutine and call.
+			if ran == 0 || j.pending.Add(-ran) != 0 {
+				return false
+			}
+			if !isCaller {
+				j.done <- struct{}{}
+			}
+			return true
 		}
 		lo := int(i) * j.chunk
 		var t0, c0 int64
@@ -309,12 +326,7 @@ func (j *job) workFrom(own int32, isCaller bool) bool {
 		if tracing {
 			j.traceRange(isCaller, t0, c0)
 		}
-		if j.pending.Add(-1) == 0 {
-			last = true
-			if !isCaller {
-				j.done <- struct{}{}
-			}
-		}
+		ran++
 	}
 }
 

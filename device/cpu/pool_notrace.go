@@ -18,4 +18,4 @@ func (j *job) traceBegin(start int64)                    {}
 func (j *job) traceRange(caller bool, start, cpu0 int64) {}
 func (j *job) traceDequeued()                            {}
 func (j *job) traceCallerDone()                          {}
-func (j *job) traceEnd()                                 {}
+func (j *job) traceEnd()                                 { _ = j.trace }
