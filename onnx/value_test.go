@@ -158,3 +158,38 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 	})
 }
+
+// TestSequenceTypesRoundTrip: sequence and optional value types and
+// TYPE_PROTO attributes survive FromGraph and ToGraph (a plan holds its
+// graph so).
+func TestSequenceTypesRoundTrip(t *testing.T) {
+	b := ir.NewBuilder("types", 18)
+	s := b.Input("s", tensor.Float32)
+	s.Type = ir.SequenceOf(ir.Type{DType: tensor.Float32, Shape: ir.Shape{ir.S("n"), ir.D(3)}})
+	none := b.Op("Optional", nil, &ir.Attr{Name: "type", Type: ir.AttrType1, Types: []ir.Type{optSeqType.ElemType()}})
+	none.Type = optSeqType
+	b.Output(s, "")
+	b.Output(none, "none")
+	mp, err := FromGraph(b.Graph(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DecodeModel(mp.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ToGraph(m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := g.Inputs[0].Type.String(); got != "sequence(float32[n,3])" {
+		t.Errorf("input type %s, want sequence(float32[n,3])", got)
+	}
+	if got := g.Outputs[1].Type.String(); got != optSeqType.String() {
+		t.Errorf("output type %s, want %s", got, optSeqType)
+	}
+	a := g.Nodes[0].Attrs["type"]
+	if a == nil || a.Type != ir.AttrType1 || len(a.Types) != 1 || a.Types[0].String() != seqType.String() {
+		t.Errorf("type attribute %+v, want %v", a, seqType)
+	}
+}
