@@ -254,6 +254,54 @@ func TestJobParts(t *testing.T) {
 	}
 }
 
+// TestDynamicForParts checks, through the pool, that the caller of
+// DynamicFor runs the first part's ranges in order from range 0 before it
+// runs any other, and that every range runs once.
+func TestDynamicForParts(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	for _, threads := range []int{2, 3} {
+		runtime.GOMAXPROCS(threads)
+		for range 300 {
+			const n = 48
+			var mu sync.Mutex
+			ran := map[int64][]int{}
+			DynamicFor(n, 1, func(lo, hi int) {
+				id := goid()
+				mu.Lock()
+				ran[id] = append(ran[id], lo)
+				mu.Unlock()
+				var acc float32
+				for i := 0; i < 200; i++ { // a little work per range
+					acc += float32(i) * acc
+				}
+				if acc != 0 {
+					t.Error("sum of zeros is not zero")
+				}
+			})
+			// The caller takes part 0 from its front, unless the workers
+			// took all of it from the back before it started (a caller
+			// descheduled after waking them: seen under -race).
+			caller := ran[goid()]
+			partEnd := n / threads
+			if len(caller) > 0 && caller[0] != 0 && caller[0] < partEnd {
+				t.Fatalf("%d threads: the caller ran %v, want range 0 first", threads, caller)
+			}
+			for k := 1; k < len(caller) && caller[k] < partEnd; k++ {
+				if caller[k] != caller[k-1]+1 {
+					t.Fatalf("%d threads: the caller ran %v: its part out of order", threads, caller)
+				}
+			}
+			total := 0
+			for _, seq := range ran {
+				total += len(seq)
+			}
+			if total != n {
+				t.Fatalf("%d threads: %d ranges run, want %d", threads, total, n)
+			}
+		}
+	}
+}
+
 // goid returns the running goroutine's id (from its stack header).
 func goid() int64 {
 	var buf [64]byte
