@@ -8,12 +8,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
@@ -120,6 +122,29 @@ func (bareService) ModelInfer(_ context.Context, r *inference.ModelInferRequest)
 		RawOutputContents: [][]byte{make([]byte, 40)}}, nil
 }
 
+// engineService is bench/reqpath's "bare grpc-go running the engine in its
+// handler": the raw input decoded with kiln's api package, tinycnn run on
+// one execution context in the handler's goroutine.
+type engineService struct {
+	bareService
+	mu  sync.Mutex
+	ctx *kiln.Context
+}
+
+func (e *engineService) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	in, err := api.RequestTensors(r)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	out, err := e.ctx.Run(ctx, in)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return api.NewInferResponse(r.GetModelName(), "1", r.GetId(), out)
+}
+
 // redial returns a client of c's server on a connection of its own.
 func redial(tb testing.TB, c inference.GRPCInferenceServiceClient) inference.GRPCInferenceServiceClient {
 	tb.Helper()
@@ -167,7 +192,9 @@ func tinyRequest(tb testing.TB) *inference.ModelInferRequest {
 // batching; with dynamic batching without delay, as a repository's tinycnn
 // in bench/reqpath.sh; without the served-time tap or the decode-error
 // options, to see what each costs) and with tinycnn's engine (as kiln
-// serve; without PathOptions; with only their stream workers).
+// serve; without PathOptions; with only their stream workers) against
+// bare grpc-go running the engine in its handler (bench/reqpath's
+// bare-grpc-engine; the model's graph as loaded, as in pathServer).
 func BenchmarkRequestPath(b *testing.B) {
 	req := tinyRequest(b)
 	servers := []struct {
@@ -183,6 +210,7 @@ func BenchmarkRequestPath(b *testing.B) {
 		{"kiln-no-decode-options", pathOptions{server: func(s *serve.Server) []grpc.ServerOption {
 			return append(PathOptions(), ServedStats(s))
 		}}},
+		{"bare-engine", pathOptions{}},
 		{"kiln-engine", pathOptions{engine: true}},
 		{"kiln-engine-no-path-options", pathOptions{engine: true, server: func(s *serve.Server) []grpc.ServerOption {
 			return append(DecodeErrorOptions(), ServedStats(s))
@@ -194,11 +222,21 @@ func BenchmarkRequestPath(b *testing.B) {
 	for _, sv := range servers {
 		b.Run(sv.name, func(b *testing.B) {
 			var c inference.GRPCInferenceServiceClient
-			if sv.name == "bare" {
+			switch sv.name {
+			case "bare":
 				g := grpc.NewServer()
 				inference.RegisterGRPCInferenceServiceServer(g, bareService{})
 				c = dial(b, g)
-			} else {
+			case "bare-engine":
+				g := grpc.NewServer()
+				// the graph as loaded, as pathServer's serve.Server runs it
+				m, err := kiln.LoadBytes(examples.TinyCNNModel)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inference.RegisterGRPCInferenceServiceServer(g, &engineService{ctx: m.NewContext()})
+				c = dial(b, g)
+			default:
 				c, _ = pathServer(b, sv.opts)
 			}
 			ctx := context.Background()
