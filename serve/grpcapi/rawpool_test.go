@@ -144,7 +144,8 @@ func (echoRunner) Run(_ context.Context, in map[string]*tensor.Tensor) (map[stri
 }
 
 // TestPooledInputsConcurrent: clients sending different images at once
-// over kiln serve's gRPC options each get the answer of their own image,
+// over kiln serve's gRPC options (unary calls, and a stream) each get the
+// answer of their own image,
 // from tinycnn's engine (the pooled input buffers are given back only once
 // a request is done) and from a model whose output shares its input's
 // storage (those buffers are never given back); no lease is left behind.
@@ -225,6 +226,44 @@ func TestPooledInputsConcurrent(t *testing.T) {
 			}
 		})
 	}
+
+	// a stream (Triton's streaming client): requests sent ahead, each
+	// answered with its own image's output, in order
+	t.Run("stream", func(t *testing.T) {
+		c, _ := pathServer(t, pathOptions{engine: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		st, err := c.ModelStreamInfer(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		released := rawReleased.Load()
+		const n = 3 * clients
+		go func() {
+			for k := range n {
+				if err := st.Send(reqs[k%clients]); err != nil {
+					return
+				}
+			}
+			st.CloseSend()
+		}()
+		for k := range n {
+			r, err := st.Recv()
+			if err != nil || r.GetErrorMessage() != "" {
+				t.Fatalf("stream answer %d: %v %s", k, err, r.GetErrorMessage())
+			}
+			out, err := api.ResponseTensors(r.GetInferResponse())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out["probabilities"].Data, wantOut[k%clients]) {
+				t.Fatalf("stream answer %d: %v, not its image's answer", k, out["probabilities"].Float32s())
+			}
+		}
+		if rawReleased.Load() == released {
+			t.Error("the stream's requests gave no buffer back")
+		}
+	})
 
 	// every request succeeded: no lease is left
 	if n := leaseCount(); n != 0 {
