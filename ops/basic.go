@@ -69,6 +69,10 @@ func (identityOp) Run(_ *Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 
 func (identityOp) ShapeValue(in []*ir.Value) []ir.Dim { return in[0].ShapeValue }
 
+// NonTensorInputs marks Identity as passing sequence and optional values
+// through as well.
+func (identityOp) NonTensorInputs() {}
+
 func init() {
 	Register(Def{Type: "Constant", Prepare: prepareConstant})
 	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }})

@@ -46,6 +46,9 @@ func InferGraph(g *ir.Graph) (map[*ir.Node]Kernel, error) {
 			return nil, err
 		}
 		kernels[n] = k
+		if err := checkTensorInputs(n, k); err != nil {
+			return nil, err
+		}
 		in := make([]*ir.Value, len(n.Inputs))
 		for i, v := range n.Inputs {
 			in[i] = constView(g, v)
@@ -67,6 +70,24 @@ func InferGraph(g *ir.Graph) (map[*ir.Node]Kernel, error) {
 		foldNode(n, k, in)
 	}
 	return kernels, nil
+}
+
+// NonTensorInputs is implemented by the kernels that take sequence or
+// optional values (ops/sequence, Identity, Loop); InferGraph refuses such a
+// value as the input of any other node, so that a kernel made for tensors
+// never sees one.
+type NonTensorInputs interface{ NonTensorInputs() }
+
+func checkTensorInputs(n *ir.Node, k Kernel) error {
+	if _, ok := k.(NonTensorInputs); ok {
+		return nil
+	}
+	for i, v := range n.Inputs {
+		if v != nil && !v.Type.IsTensor() {
+			return fmt.Errorf("%w: node %q (%s): input %d (%q) is a %v value; %s takes tensors only", ErrBadInput, n.Name, n.OpType, i, v.Name, v.Type, n.OpType)
+		}
+	}
+	return nil
 }
 
 // constView hides the Const of a graph input that has a default value: the

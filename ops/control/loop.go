@@ -98,6 +98,9 @@ func (k *loopOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return out, nil
 }
 
+// NonTensorInputs marks Loop as carrying sequence and optional values.
+func (k *loopOp) NonTensorInputs() {}
+
 func (k *loopOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	for len(in) < 2 {
 		in = append(in, nil)

@@ -15,6 +15,9 @@ type native struct{}
 
 func (native) Float16Native() {}
 
+// NonTensorInputs marks the kernels as taking sequence and optional values.
+func (native) NonTensorInputs() {}
+
 // seqArg returns input i of op as a sequence, with a clear error when it is
 // missing or not a sequence.
 func seqArg(op string, in []*tensor.Tensor, i int) (*tensor.Tensor, error) {

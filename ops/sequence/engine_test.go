@@ -175,3 +175,17 @@ func TestControlFlowCarriesSequences(t *testing.T) {
 		}
 	}
 }
+
+// TestTensorOpRefusesSequence: a sequence fed to an operator made for
+// tensors is refused when the model loads, with the node and the value
+// named.
+func TestTensorOpRefusesSequence(t *testing.T) {
+	b := ir.NewBuilder("bad", 17)
+	s := b.Input("s", tensor.Float32)
+	s.Type = ir.SequenceOf(ir.Type{DType: tensor.Float32})
+	b.Output(b.Op("Relu", []*ir.Value{s}), "y")
+	_, err := engine.New(b.Graph())
+	if err == nil || !errors.Is(err, ops.ErrBadInput) || !strings.Contains(err.Error(), `input 0 ("s") is a sequence(float32[*]) value; Relu takes tensors only`) {
+		t.Fatalf("engine.New: %v, want an ops.ErrBadInput naming Relu's input s", err)
+	}
+}
