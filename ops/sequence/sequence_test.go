@@ -15,8 +15,8 @@ import (
 )
 
 func f32(v []float32, shape ...int) *tensor.Tensor { return tensor.FromFloat32(v, shape...) }
-func i64(v ...int64) *tensor.Tensor             { return tensor.FromInt64(v) } // a scalar for one value
-func vec64(v ...int64) *tensor.Tensor           { return tensor.FromInt64(v, len(v)) }
+func i64(v ...int64) *tensor.Tensor                { return tensor.FromInt64(v) } // a scalar for one value
+func vec64(v ...int64) *tensor.Tensor              { return tensor.FromInt64(v, len(v)) }
 func seq(elems ...*tensor.Tensor) *tensor.Tensor {
 	return tensor.NewSequence(elems)
 }
