@@ -430,3 +430,60 @@ func TestPooledInputsFailed(t *testing.T) {
 		t.Error("a request that succeeded gave no buffer back")
 	}
 }
+
+// FuzzUnmarshalInferRequest: for any bytes, the codec's decoding of a
+// ModelInferRequest is proto.Unmarshal's (the same message or an error
+// with the same words), whole or in pieces, and leaves at most a lease
+// whose buffers hold the raw contents.
+//
+//	go test ./serve/grpcapi -run '^$' -fuzz FuzzUnmarshalInferRequest -fuzztime 1m
+func FuzzUnmarshalInferRequest(f *testing.F) {
+	img := examples.TinyCNNInput(1)
+	req, err := api.NewInferRequest("tinycnn", map[string]*tensor.Tensor{"image": img})
+	if err != nil {
+		f.Fatal(err)
+	}
+	req.Parameters = map[string]*inference.InferParameter{"sequence_id": {ParameterChoice: &inference.InferParameter_Uint64Param{Uint64Param: 3}}}
+	for _, m := range []proto.Message{req,
+		&inference.ModelInferRequest{ModelName: "m", RawInputContents: [][]byte{{}, {1, 2, 3}}},
+		&inference.ModelInferRequest{Id: "x", Outputs: []*inference.ModelInferRequest_InferRequestedOutputTensor{{Name: "o"}}}} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint16(0))
+		f.Add(b, uint16(7))
+	}
+	f.Add([]byte{0x3a, 0x02, 0x01}, uint16(1))
+	f.Fuzz(func(t *testing.T, wire []byte, piece uint16) {
+		want := &inference.ModelInferRequest{}
+		werr := proto.Unmarshal(wire, want)
+		data := mem.BufferSlice{mem.SliceBuffer(wire)}
+		if piece > 0 {
+			data = split(wire, int(piece))
+		}
+		got := &inference.ModelInferRequest{}
+		err := unmarshalInferRequest(data, got)
+		l := takeLease(got)
+		if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+			t.Fatalf("error %v, proto.Unmarshal's %v", err, werr)
+		}
+		if err == nil && !proto.Equal(got, want) {
+			t.Fatalf("decoded %v, proto.Unmarshal %v", got, want)
+		}
+		if l == nil {
+			return
+		}
+		for _, p := range l.bufs {
+			owned := false
+			for _, b := range got.RawInputContents {
+				if len(b) > 0 && unsafe.SliceData(b) == unsafe.SliceData(*p) {
+					owned = true
+				}
+			}
+			if !owned {
+				t.Fatalf("a leased buffer holds none of the raw contents")
+			}
+		}
+	})
+}
