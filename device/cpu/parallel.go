@@ -110,9 +110,10 @@ type job struct {
 	parts []part
 	_     [64]byte
 	// slot hands the parts after the caller's to workers in the order
-	// they arrive; pending counts the ranges not yet finished; refs the
-	// goroutines that may still read the job (the caller and the workers
-	// sent it).
+	// they arrive; pending counts the ranges not yet finished (each
+	// goroutine subtracts the ranges it ran when it finds none left); refs
+	// the goroutines that may still read the job (the caller and the
+	// workers sent it).
 	slot, pending, refs atomic.Int32
 	// done receives one value when a worker finishes the last range
 	// while the caller is still running or waiting.
