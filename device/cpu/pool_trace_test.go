@@ -68,7 +68,12 @@ func TestPoolTrace(t *testing.T) {
 			procs := 1 + i%2
 			runtime.GOMAXPROCS(procs)
 			cpu.TraceSolo.Store(solo)
-			runtime.GC()
+			if os.Getenv("KILN_POOL_TRACE_NOGC") == "" {
+				runtime.GC() // (empties sync.Pools: scratch buffers are made again)
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			mallocs, bytes := ms.Mallocs, ms.TotalAlloc
 			cpu.TraceStart()
 			start := cpu.TraceNow()
 			if _, err := m.Run(context.Background(), in); err != nil {
@@ -76,8 +81,9 @@ func TestPoolTrace(t *testing.T) {
 			}
 			end := cpu.TraceNow()
 			calls := cpu.TraceStop()
+			runtime.ReadMemStats(&ms)
 			if i >= 4 {
-				runs[procs] = append(runs[procs], inference{start, end, calls})
+				runs[procs] = append(runs[procs], inference{start, end, calls, float64(ms.Mallocs - mallocs), float64(ms.TotalAlloc - bytes)})
 			}
 		}
 		m.Close()
@@ -87,8 +93,9 @@ func TestPoolTrace(t *testing.T) {
 }
 
 type inference struct {
-	start, end int64
-	calls      []cpu.TraceCall
+	start, end      int64
+	calls           []cpu.TraceCall
+	mallocs, allocB float64 // allocations during the inference (the trace's own included)
 }
 
 // covered returns the time inside any call (the union of their spans).
@@ -200,6 +207,19 @@ func report(t *testing.T, name string, one, two []inference) {
 	}
 	fmt.Fprintf(&sb, "  %-34s %18s %18s\n", "", "GOMAXPROCS=1", "GOMAXPROCS=2")
 	row("wall", a.wall, b.wall)
+	allocs := func(r []inference, bytes bool) []float64 {
+		var v []float64
+		for _, x := range r {
+			if bytes {
+				v = append(v, x.allocB)
+			} else {
+				v = append(v, x.mallocs)
+			}
+		}
+		return v
+	}
+	row("allocations (count, trace's included)", allocs(one, false), allocs(two, false))
+	row("allocated bytes", allocs(one, true), allocs(two, true))
 	row("outside calls (one thread)", a.serial, b.serial)
 	row("calls run inline", a.inline, b.inline)
 	row("  their thread's CPU time", a.inlineCPU, b.inlineCPU)
