@@ -365,6 +365,9 @@ func TestModelInferAllocs(t *testing.T) {
 	if allocs > maxAllocs {
 		t.Errorf("%.0f allocations a request, want at most %d", allocs, maxAllocs)
 	}
+	if raceEnabled {
+		return // the race detector's sync.Pool drops buffers at random
+	}
 	if bytesPer > maxBytes {
 		t.Errorf("%.0f bytes allocated a request, want at most %d (tinycnn's image is 12,288: is it copied again?)", bytesPer, maxBytes)
 	}
