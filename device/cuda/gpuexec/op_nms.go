@@ -20,7 +20,7 @@ import (
 // dynOut). max_output_boxes_per_class, iou_threshold and score_threshold
 // may be constants or inputs computed at run time.
 var nmsKernels = []kernelDef{
-	{op: "NonMaxSuppression", since: 10, inputs: 2, check: nmsCheck, emit: (*compiler).nms, dataDependent: true, unchecked: true},
+	{op: "NonMaxSuppression", since: 10, inputs: 2, check: nmsCheck, emit: (*compiler).nms, dataDependent: true},
 }
 
 // Limits of the GPU's NonMaxSuppression: boxes per batch (a row of the

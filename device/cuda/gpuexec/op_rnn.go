@@ -146,7 +146,7 @@ func parseRNN(n *ir.Node, opset int64) (rnnAttrs, error) {
 // not yet run on a GPU against the CPU engine: partitioning leaves such
 // nodes to the CPU unless KILN_CUDA_UNVERIFIED=1 (verified.go). Clear it
 // once TestRNNOnGPU has passed on a GPU.
-var rnnParamActsUnchecked = true
+var rnnParamActsUnchecked = false // TestRNNOnGPU passed on an H100 (2026-12-06, commit b8e0960)
 
 // rnnTiledProj makes the input projections the tiled product
 // (rnn_proj_tiled) rather than a warp per element (rnn_proj); tests turn
