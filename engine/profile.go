@@ -181,6 +181,9 @@ func (p *Profile) Validate(inputs []*ir.Value) error {
 }
 
 func dynamic(v *ir.Value) bool {
+	if !v.Type.IsTensor() {
+		return false // a sequence or optional: no shapes to profile
+	}
 	if v.Type.Shape == nil {
 		return true
 	}
