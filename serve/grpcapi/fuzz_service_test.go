@@ -498,7 +498,10 @@ func FuzzGRPCService(f *testing.F) {
 		} else if rpc%fuzzRPCs <= 1 && !answered {
 			t.Fatalf("%s: neither an answer nor an error", what)
 		}
-		if c.alloc > limit {
+		// Under the race detector sync.Pool drops a quarter of what is put
+		// back (grpc-go's buffers, the raw-input pool), so allocation is no
+		// measure of a call's cost there: the bound holds in the plain run.
+		if c.alloc > limit && !raceEnabled {
 			t.Fatalf("%s (%d bytes): allocated %d bytes, above the bound %d (%d per byte + %d)",
 				what, size, c.alloc, limit, fuzzAllocPerByte, fuzzAllocFixed)
 		}
