@@ -34,8 +34,8 @@ func TestServeDrainKeepAlive(t *testing.T) {
 			defer func() { results <- n }()
 			for {
 				resp, err := client.Post(base+"/v2/models/tinycnn/infer", "application/json", bytes.NewReader(body))
-				if errors.Is(err, syscall.ECONNREFUSED) {
-					return // the listener closed: a request never accepted
+				if errors.Is(err, syscall.ECONNREFUSED) || writeRefused(err) {
+					return // the listener closed (or reset a connection it never accepted): a request never accepted
 				}
 				if err != nil {
 					t.Errorf("request failed in flight: %v", err)
