@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// Threads returns the number of goroutines heavy kernels split their work
-// into: GOMAXPROCS.
-func Threads() int { return runtime.GOMAXPROCS(0) }
-
 // ParallelFor calls fn on disjoint ranges [lo, hi) covering [0, n): as many
 // equal ranges as Threads(), but no more than n/grain rounded up (so a
 // range is about grain long or longer). It returns when every call has
@@ -37,19 +33,24 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if max := (n + grain - 1) / grain; workers > max {
 		workers = max
 	}
-	if workers <= 1 {
-		var t0, c0 int64
-		if tracing {
-			t0, c0 = traceNow(), threadCPU()
-		}
-		fn(0, n)
-		if tracing {
-			traceInline(fn, t0, c0)
-		}
+	if workers <= 1 || !split() {
+		inline(n, fn)
 		return
 	}
 	chunk := (n + workers - 1) / workers
 	run(n, chunk, workers, fn)
+}
+
+// inline runs fn(0, n) on the caller.
+func inline(n int, fn func(lo, hi int)) {
+	var t0, c0 int64
+	if tracing {
+		t0, c0 = traceNow(), threadCPU()
+	}
+	fn(0, n)
+	if tracing {
+		traceInline(fn, t0, c0)
+	}
 }
 
 // DynamicFor calls fn on the ranges [lo, lo+chunk) (the last one shorter)
@@ -63,7 +64,8 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 // own core's caches). It returns when every call has returned. Use it where
 // ranges cost unevenly or are many; ParallelFor where each call has a setup
 // cost worth paying once per goroutine. Item order matters: items that
-// share data should be neighbours.
+// share data should be neighbours. Like ParallelFor, it runs fn(0, n) on
+// the caller while every core is busy.
 func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -73,15 +75,8 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 	}
 	ranges := (n + chunk - 1) / chunk
 	workers := min(Threads(), ranges)
-	if workers <= 1 {
-		var t0, c0 int64
-		if tracing {
-			t0, c0 = traceNow(), threadCPU()
-		}
-		fn(0, n)
-		if tracing {
-			traceInline(fn, t0, c0)
-		}
+	if workers <= 1 || !split() {
+		inline(n, fn)
 		return
 	}
 	run(n, chunk, workers, fn)
@@ -182,7 +177,9 @@ func ensureWorkers(n int) {
 // a tenth of a small layer; ONNX Runtime's threads spin the same way. On a
 // lightly loaded 2-core machine it took 10-30% off the CNNs' latency
 // (ops/nn/NOTES.md, section 6); the polling yields to the process's other
-// goroutines (runtime.Gosched), not to other processes.
+// goroutines (runtime.Gosched), not to other processes. A worker whose
+// polling finds its core taken by other goroutines stops at once and marks
+// the pool busy (pool_load.go).
 var spinFor = 50 * time.Microsecond
 
 func worker() {
@@ -197,24 +194,34 @@ func worker() {
 }
 
 // nextJob returns the next job woken for a worker: polling for spinFor,
-// then blocking.
+// then blocking. The polling stops early, and marks the pool busy, when a
+// turn of it finds that the core ran something else meanwhile (with a
+// thread count fixed by SetThreads it polls for spinFor regardless).
 func nextJob() *job {
 	select {
 	case j := <-pool.wake:
 		return j
 	default:
 	}
-	if d := spinFor; d > 0 {
-		start := time.Now()
-		for i := 1; ; i++ {
+	if d := int64(spinFor); d > 0 {
+		start := clock()
+		last := start
+		for {
 			select {
 			case j := <-pool.wake:
 				return j
 			default:
 			}
-			if i%32 == 0 && time.Since(start) > d {
+			t := clock()
+			if t-last > int64(descheduledAfter) && threadsSet.Load() == 0 {
+				markBusy(t)
 				break
 			}
+			if t-start > d {
+				break
+			}
+			load.polled.Store(t)
+			last = t
 			runtime.Gosched()
 		}
 	}

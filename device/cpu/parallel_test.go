@@ -99,6 +99,7 @@ func TestParallelForConcurrent(t *testing.T) {
 // started gives later calls more workers.
 func TestParallelForGrows(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	fixThreads(t, 64)
 	ParallelFor(2, 1, func(lo, hi int) {})
 	runtime.GOMAXPROCS(6)
 	var mu sync.Mutex
@@ -118,6 +119,7 @@ func TestParallelForGrows(t *testing.T) {
 // and still covers every item once, at each size on the way down.
 func TestParallelForShrinks(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	fixThreads(t, 64)
 	ParallelFor(8, 1, func(lo, hi int) {})
 	for _, procs := range []int{8, 5, 3, 2, 1} {
 		runtime.GOMAXPROCS(procs)
@@ -259,6 +261,7 @@ func TestJobParts(t *testing.T) {
 // runs any other, and that every range runs once.
 func TestDynamicForParts(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	fixThreads(t, 64)
 	for _, threads := range []int{2, 3} {
 		runtime.GOMAXPROCS(threads)
 		for range 300 {

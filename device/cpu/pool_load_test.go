@@ -1,0 +1,218 @@
+package cpu
+
+import (
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fixThreads fixes the thread count at n for the test (SetThreads), so
+// that calls split whatever the machine's load, and restores automatic
+// after it.
+func fixThreads(t *testing.T, n int) {
+	t.Helper()
+	if err := SetThreads(n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = SetThreads(0) })
+}
+
+// markBusyFor marks the pool busy for d from now (as a worker whose polling
+// was descheduled does) and clears the mark after the test. It first waits
+// until no worker polls (they park spinFor after their last job), so that
+// the mark alone decides.
+func markBusyFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	time.Sleep(10 * spinFor)
+	for clock()-load.polled.Load() < int64(freshPoll) {
+		time.Sleep(spinFor)
+	}
+	load.busyUntil.Store(clock() + int64(d))
+	t.Cleanup(func() { load.busyUntil.Store(0) })
+}
+
+// calls runs ParallelFor or DynamicFor over n items and returns the
+// ranges fn was called with, checking that they cover [0, n) once.
+func calls(t *testing.T, dynamic bool, n, grain int) [][2]int {
+	t.Helper()
+	var mu sync.Mutex
+	var got [][2]int
+	hits := make([]atomic.Int32, n)
+	fn := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			hits[i].Add(1)
+		}
+		mu.Lock()
+		got = append(got, [2]int{lo, hi})
+		mu.Unlock()
+	}
+	if dynamic {
+		DynamicFor(n, grain, fn)
+	} else {
+		ParallelFor(n, grain, fn)
+	}
+	for i := range hits {
+		if h := hits[i].Load(); h != 1 {
+			t.Fatalf("item %d run %d times", i, h)
+		}
+	}
+	return got
+}
+
+// TestSetThreads checks the ranges a call is split into with each thread
+// count SetThreads accepts, whether or not the pool is marked busy (a
+// fixed count splits regardless), and that it refuses negative counts.
+func TestSetThreads(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	markBusyFor(t, time.Minute)
+	cases := []struct {
+		set     int
+		dynamic bool
+		threads int // Threads() after SetThreads
+		ranges  int // ranges of a call over 100 items, grain or chunk 10
+		err     string
+	}{
+		{set: 1, threads: 1, ranges: 1},
+		{set: 1, dynamic: true, threads: 1, ranges: 1},
+		{set: 2, threads: 2, ranges: 2},
+		{set: 3, threads: 3, ranges: 3},
+		{set: 3, dynamic: true, threads: 3, ranges: 10},
+		{set: 8, threads: 4, ranges: 4}, // at most GOMAXPROCS
+		{set: 0, threads: 4, ranges: 1}, // automatic: busy, so inline
+		{set: 0, dynamic: true, threads: 4, ranges: 1},
+		{set: -1, threads: 4, ranges: 1, err: "-1 threads"},
+		{set: 1 << 20, threads: 4, ranges: 1, err: "want 0 (automatic) or a positive count"},
+	}
+	for _, c := range cases {
+		err := SetThreads(c.set)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Fatalf("SetThreads(%d): error %v, want one saying %q", c.set, err, c.err)
+			}
+		} else if err != nil {
+			t.Fatalf("SetThreads(%d): %v", c.set, err)
+		}
+		if got := Threads(); got != c.threads {
+			t.Errorf("SetThreads(%d): Threads() = %d, want %d", c.set, got, c.threads)
+		}
+		for range 20 {
+			if got := calls(t, c.dynamic, 100, 10); len(got) != c.ranges {
+				t.Fatalf("SetThreads(%d), dynamic %v: ranges %v, want %d", c.set, c.dynamic, got, c.ranges)
+			}
+		}
+		_ = SetThreads(0)
+	}
+}
+
+// TestParallelForBusy checks that while the pool is marked busy every call
+// runs on its caller as one range, from many goroutines at once and nested
+// in each other, without waking a worker; and that the first call after
+// the mark ends splits again.
+func TestParallelForBusy(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	markBusyFor(t, time.Minute)
+	var wg sync.WaitGroup
+	var total, split atomic.Int64
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				n := 8 + (g*31+i)%40
+				id := goid()
+				ParallelFor(n, 1, func(lo, hi int) {
+					if lo != 0 || hi != n || goid() != id {
+						split.Add(1)
+					}
+					DynamicFor(hi-lo, 2, func(a, b int) {
+						if a != 0 || b != hi-lo || goid() != id {
+							split.Add(1)
+						}
+						total.Add(int64(b - a))
+					})
+				})
+				total.Add(-int64(n))
+			}
+		}()
+	}
+	wg.Wait()
+	if v := total.Load(); v != 0 {
+		t.Fatalf("items run minus items asked = %d", v)
+	}
+	if v := split.Load(); v != 0 {
+		t.Fatalf("%d calls split or ran off their caller while the pool was busy", v)
+	}
+	load.busyUntil.Store(0)
+	for _, dynamic := range []bool{false, true} {
+		if got := calls(t, dynamic, 100, 10); len(got) != map[bool]int{false: 4, true: 10}[dynamic] {
+			t.Fatalf("dynamic %v, after the busy mark: ranges %v, want a split", dynamic, got)
+		}
+	}
+}
+
+// TestPoolFindsCoresBusy runs ParallelFor from one goroutine while other
+// goroutines keep every core busy, as a server's requests do: the pool's
+// worker finds its core taken and marks the pool busy, so that calls run
+// inline; once the load stops and the mark has expired, calls split
+// again, and a worker polling on a free core keeps them split.
+func TestPoolFindsCoresBusy(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	_ = SetThreads(0)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				spinWork(50 * time.Microsecond)
+				runtime.Gosched()
+			}
+		}()
+	}
+	s := make([]float32, 1<<14)
+	work := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			s[i] += 1
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	inline := 0
+	for time.Now().Before(deadline) && inline < 100 {
+		if len(calls(t, false, 64, 1)) == 1 {
+			inline++
+		}
+		ParallelFor(len(s), 1024, work)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if inline < 100 {
+		t.Fatalf("under load only %d calls ran inline in 10s", inline)
+	}
+	// Idle again: within busyHold plus a margin a call splits, and then
+	// back-to-back calls split (the worker polls between them).
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && len(calls(t, false, 64, 1)) == 1 {
+		time.Sleep(busyHold / 4)
+	}
+	if time.Now().After(deadline) {
+		t.Fatal("calls still run inline 10s after the load stopped")
+	}
+}
+
+// spinWork keeps the goroutine's core busy for about d.
+func spinWork(d time.Duration) {
+	start := time.Now()
+	x := 1.0
+	for time.Since(start) < d {
+		for i := 0; i < 100; i++ {
+			x = x*1.0000001 + 1e-9
+		}
+	}
+	if x == 0 {
+		sinkF32 = float32(x)
+	}
+}
