@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Load sweep of the SLO batcher against the fixed-delay batcher (issue 14,
-# item 7): one kiln serve with the bundled tinycnn twice, "fixed" batched
-# with a fixed max_queue_delay_microseconds and "slo" with the latency
-# objective slo_p99_ms, the same max_batch_size; kiln perf in request-rate
-# mode over the same rates against each, one after the other; a markdown
-# page with the commands and both tables side by side.
+# item 7): one kiln serve with one model twice, "fixed" batched with a
+# fixed max_queue_delay_microseconds and "slo" with the latency objective
+# slo_p99_ms, the same max_batch_size; kiln perf in request-rate mode over
+# the same rates against each, one after the other; a markdown page with
+# the commands and both tables side by side.
 # usage: bench/slo-batching.sh [RATES] [MEASUREMENT-INTERVAL]
 #   defaults: RATES 250:2250:500 (START:END:STEP requests/s), interval 2s
+#   MODEL (default tinycnn) is the model: tinycnn, the bundled example (its
+#   engine cost per request is flat in the batch on a CPU), or mlp, an MLP
+#   of LAYERS (default 4) Gemm+Relu layers of WIDTH x WIDTH (default 1024)
+#   float32 weights written at run time by bench/slobatch (go run, or
+#   GEN=path of a built one), whose cost per request falls with the batch.
+#   Before the sweep, kiln run measures the engine's cost per batch size
+#   c(b) (COST=0 leaves it out).
 #   DELAY_US (default 2000) is the fixed batcher's delay, SLO_MS (default 10)
 #   the objective, MAXB (default 32) max_batch_size of both, PROTO (default
 #   http) kiln perf's protocol.
-#   output: bench/results/slo-batching.{md,fixed.csv,slo.csv} (OUT=DIR/NAME changes the prefix)
+#   output: bench/results/slo-batching.{md,fixed.csv,slo.csv} for tinycnn,
+#   bench/results/slo-batching-mlp.{...} for mlp (OUT=DIR/NAME changes the prefix)
 #   KILN=path uses a built kiln instead of building one (then neither Go nor
 #   curl is needed: bench/quiet-cpu.sh runs it so); PORT=N serves on N, N+1,
 #   N+2 (default 18200). MACHINE=TEXT describes the machine in the report
@@ -46,7 +54,12 @@ delay=${DELAY_US:-2000}
 slo=${SLO_MS:-10}
 maxb=${MAXB:-32}
 proto=${PROTO:-http}
-out=${OUT:-bench/results/slo-batching}
+model=${MODEL:-tinycnn}
+case $model in
+tinycnn) out=${OUT:-bench/results/slo-batching} ;;
+mlp) out=${OUT:-bench/results/slo-batching-mlp} ;;
+*) echo "MODEL=$model: want tinycnn or mlp" >&2; exit 2 ;;
+esac
 port=${PORT:-18200}
 machine=${MACHINE:-the machine is shared with other work while this runs, so single rows are noisy}
 mkdir -p "$(dirname "$out")"
@@ -64,10 +77,38 @@ oldname=${OLD_NAME:-$old}
 [ -n "${OLD_REF:-}" ] && oldname="commit $(git rev-parse --short "$OLD_REF")"
 models=(fixed slo)
 [ -n "$old" ] && models+=(slo-old)
+# the model file, its input and the shape of one request's input
+if [ "$model" = mlp ]; then
+  width=${WIDTH:-1024}
+  layers=${LAYERS:-4}
+  if [ -n "${GEN:-}" ]; then
+    "$GEN" -o "$tmp/mlp" -width "$width" -layers "$layers"
+  else
+    go run ./bench/slobatch -o "$tmp/mlp" -width "$width" -layers "$layers"
+  fi
+  src=$tmp/mlp/model.onnx input=x inshape=$width
+  desc="an MLP of $layers Gemm+Relu layers of ${width}x$width float32 weights (bench/slobatch)"
+  gencmd="go run ./bench/slobatch -o DIR -width $width -layers $layers"
+else
+  src=examples/tinycnn/model.onnx input=image inshape=3x32x32
+  desc="the bundled tinycnn"
+  gencmd=""
+fi
+# c(b): the engine alone, kiln run at each batch size, twice over
+cost=""
+if [ "${COST:-1}" != 0 ]; then
+  for pass in 1 2; do
+    for b in 1 2 4 8 16 32; do
+      [ "$b" -le "$maxb" ] || continue
+      p50=$("$kiln" run --shape "$input:${b}x$inshape" --iterations "${COST_ITER:-300}" "$src" 2>&1 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
+      cost+="$pass $b $p50"$'\n'
+    done
+  done
+fi
 repo=$tmp/repo
 for m in fixed slo; do
   mkdir -p "$repo/$m/1"
-  cp examples/tinycnn/model.onnx "$repo/$m/1/model.onnx"
+  cp "$src" "$repo/$m/1/model.onnx"
 done
 cat >"$repo/fixed/config.pbtxt" <<CFG
 max_batch_size: $maxb
@@ -79,7 +120,7 @@ parameters { key: "slo_p99_ms" value: { string_value: "$slo" } }
 CFG
 if [ -n "$old" ]; then
   mkdir -p "$tmp/repo-old/slo-old/1"
-  cp examples/tinycnn/model.onnx "$tmp/repo-old/slo-old/1/model.onnx"
+  cp "$src" "$tmp/repo-old/slo-old/1/model.onnx"
   cp "$repo/slo/config.pbtxt" "$tmp/repo-old/slo-old/config.pbtxt"
 fi
 "$kiln" serve --host 127.0.0.1 --http-port "$port" --grpc-port $((port + 1)) --metrics-port $((port + 2)) \
@@ -148,13 +189,13 @@ for m in "${models[@]}"; do
   batches+="$m: $inf inferences in $exe executions, $(awk -v a="$inf" -v b="$exe" 'BEGIN { printf "%.2f", b ? a / b : 0 }') a batch on average"$'\n'
 done
 {
-  echo "# SLO-aware batching against a fixed queue delay: tinycnn, $proto, request rates $rates"
+  echo "# SLO-aware batching against a fixed queue delay: $model, $proto, request rates $rates"
   echo
   echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end: $machine."
   echo "kiln serve and kiln perf on the same machine, over loopback."
   echo
-  echo "One \`kiln serve\` with the bundled tinycnn twice, both \`max_batch_size: $maxb\`:"
+  echo "One \`kiln serve\` with $desc twice, both \`max_batch_size: $maxb\`:"
   echo
   echo "- \`fixed\`: \`dynamic_batching { max_queue_delay_microseconds: $delay }\`"
   echo "- \`slo\`: \`parameters { key: \"slo_p99_ms\" value: { string_value: \"$slo\" } }\` (the SLO batcher)"
@@ -164,8 +205,21 @@ done
   echo
   oldenv=""
   [ -z "$old" ] || oldenv="${OLD_REF:+OLD_REF=$OLD_REF }${KILN_OLD:+KILN_OLD=kiln-old }"
-  echo "    ${oldenv}DELAY_US=$delay SLO_MS=$slo MAXB=$maxb PROTO=$proto bench/slo-batching.sh $rates $interval"
+  modelenv=""
+  [ "$model" = tinycnn ] || modelenv="MODEL=$model WIDTH=$width LAYERS=$layers "
+  echo "    ${modelenv}${oldenv}DELAY_US=$delay SLO_MS=$slo MAXB=$maxb PROTO=$proto bench/slo-batching.sh $rates $interval"
   echo
+  [ -z "$gencmd" ] || { echo "The model is written by \`$gencmd\` at the start."; echo; }
+  if [ -n "$cost" ]; then
+    echo "The engine's cost per batch size c(b) before the sweep (\`kiln run --shape $input:Bx$inshape --iterations ${COST_ITER:-300} MODEL.onnx\`, p50, two passes):"
+    echo
+    echo "| batch b | c(b) ms, pass 1 | c(b) ms, pass 2 | c(b)/b us (the lower pass) |"
+    echo "| ---: | ---: | ---: | ---: |"
+    awk '$1 == 1 { p1[$2] = $3; order[++n] = $2 } $1 == 2 { p2[$2] = $3 }
+      END { for (i = 1; i <= n; i++) { b = order[i]; lo = p1[b]; if (p2[b] != "" && p2[b] < lo) lo = p2[b]
+        printf "| %d | %s | %s | %.0f |\n", b, p1[b], p2[b], lo * 1000 / b } }' <<<"$cost"
+    echo
+  fi
   echo "which runs, for each rate R of the range, the models in turn (${models[*]}):"
   echo
   echo "    kiln perf -m MODEL -u $url -i $proto --request-rate-range R:R:1 --request-distribution poisson --max-threads 64 --measurement-interval $interval --max-trials 5"
