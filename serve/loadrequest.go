@@ -32,17 +32,17 @@ func (lr LoadRequest) prepare(name string) (repository.Override, error) {
 		return ov, nil
 	}
 	if len(lr.Files) > 0 && len(lr.Config) == 0 {
-		return ov, fmt.Errorf("%w: load of %q: file parameters need the config parameter too", ErrInvalid, name)
+		return ov, fmt.Errorf("%w: file parameters need the config parameter too", ErrInvalid)
 	}
 	if name == "" || filepath.Base(name) != name || !filepath.IsLocal(name) {
 		return ov, fmt.Errorf("%w: bad model name %q", ErrInvalid, name)
 	}
 	cfg, err := repository.ParseConfigJSON(lr.Config)
 	if err != nil {
-		return ov, fmt.Errorf("load of %q: config parameter: %w", name, err)
+		return ov, fmt.Errorf("config parameter: %w", err)
 	}
 	if cfg.Name != "" && cfg.Name != name {
-		return ov, fmt.Errorf("%w: load of %q: config parameter: the config names the model %q", repository.ErrConfig, name, cfg.Name)
+		return ov, fmt.Errorf("%w: config parameter: the config names the model %q", repository.ErrConfig, cfg.Name)
 	}
 	ov.Config = cfg
 	if len(lr.Files) == 0 {
@@ -50,7 +50,7 @@ func (lr LoadRequest) prepare(name string) (repository.Override, error) {
 	}
 	for p := range lr.Files {
 		if p == "" || !filepath.IsLocal(p) || strings.ContainsAny(p, "\\:\x00") {
-			return ov, fmt.Errorf("%w: load of %q: file:%s must name a file inside the model folder", ErrInvalid, name, p)
+			return ov, fmt.Errorf("%w: file:%s must name a file inside the model folder", ErrInvalid, p)
 		}
 	}
 	tmp, err := os.MkdirTemp("", "kiln-load-")
@@ -67,7 +67,7 @@ func (lr LoadRequest) prepare(name string) (repository.Override, error) {
 		if err != nil {
 			os.RemoveAll(tmp)
 			// a path that is both a file and a folder ("1" and "1/model.onnx")
-			return ov, fmt.Errorf("%w: load of %q: file:%s: %w", ErrInvalid, name, p, err)
+			return ov, fmt.Errorf("%w: file:%s: %w", ErrInvalid, p, err)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

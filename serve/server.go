@@ -350,12 +350,14 @@ func (s *Server) StartLoadAll(ctx context.Context) <-chan error {
 }
 
 // Load loads (or reloads) a model from the repository.
-func (s *Server) Load(name string) error { return s.load(context.Background(), name, LoadRequest{}) }
+func (s *Server) Load(name string) error {
+	return loadFailed(name, s.load(context.Background(), name, LoadRequest{}))
+}
 
 // LoadContext is Load, given up (between versions and during warmup) when
 // ctx ends.
 func (s *Server) LoadContext(ctx context.Context, name string) error {
-	return s.load(ctx, name, LoadRequest{})
+	return loadFailed(name, s.load(ctx, name, LoadRequest{}))
 }
 
 // LoadWith is LoadContext with a load request's overrides (Triton's
@@ -363,7 +365,25 @@ func (s *Server) LoadContext(ctx context.Context, name string) error {
 // repository.ErrConfig or ErrInvalid, returned before the model served now
 // is touched.
 func (s *Server) LoadWith(ctx context.Context, name string, lr LoadRequest) error {
-	return s.load(ctx, name, lr)
+	return loadFailed(name, s.load(ctx, name, lr))
+}
+
+// loadError is a failed load's error, worded as Triton words it ("failed
+// to load 'NAME': ..."; Triton's clients look for "failed to load").
+type loadError struct {
+	name string
+	err  error
+}
+
+func (e *loadError) Error() string { return "failed to load '" + e.name + "': " + e.err.Error() }
+func (e *loadError) Unwrap() error { return e.err }
+
+// loadFailed wraps a load's error, if any, in a loadError.
+func loadFailed(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &loadError{name, err}
 }
 
 // load is Load, given up (between versions and during warmup) when ctx ends.
@@ -765,7 +785,7 @@ func (s *Server) lookup(name, ver string) (*model, *version, error) {
 	m, ok := s.models[name]
 	s.mu.RUnlock()
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: model %q", ErrNotFound, name)
+		return nil, nil, &unknownModel{name: name}
 	}
 	if m.state != "READY" {
 		return m, nil, fmt.Errorf("%w: model %q: %s", ErrNotReady, name, m.reason)
@@ -792,8 +812,22 @@ func (s *Server) lookup(name, ver string) (*model, *version, error) {
 			return m, v, nil
 		}
 	}
-	return nil, nil, fmt.Errorf("%w: model %q version %q", ErrNotFound, name, ver)
+	return nil, nil, &unknownModel{name: name, version: ver}
 }
+
+// unknownModel is ErrNotFound for a model or version the server does not
+// have, worded as Triton words it (its clients look for "Request for
+// unknown model").
+type unknownModel struct{ name, version string }
+
+func (e *unknownModel) Error() string {
+	if e.version == "" {
+		return "Request for unknown model: '" + e.name + "' is not found"
+	}
+	return "Request for unknown model: '" + e.name + "' version " + e.version + " is not found"
+}
+
+func (e *unknownModel) Is(target error) bool { return target == ErrNotFound }
 
 // ModelReady reports whether a model (and version) is ready.
 func (s *Server) ModelReady(name, ver string) (bool, error) {

@@ -51,7 +51,10 @@ func shmRef(p map[string]any) (ref serve.ShmRef, ok bool, err error) {
 	if _, bin := p["binary_data_size"]; bin {
 		return ref, false, fmt.Errorf("binary_data_size and %s go separately", serve.ShmParams[0])
 	}
-	if _, bin := p["binary_data"]; bin {
+	if bin, set := p["binary_data"]; set && bin != false {
+		// Triton's Python client sends "binary_data": false beside the
+		// region (set_shared_memory turns binary output off); only asking
+		// for both contradicts itself
 		return ref, false, fmt.Errorf("binary_data and %s go separately", serve.ShmParams[0])
 	}
 	ref.Offset, ref.ByteSize = uint64(off), uint64(size)

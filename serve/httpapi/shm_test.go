@@ -141,12 +141,15 @@ func TestSystemSharedMemory(t *testing.T) {
 
 	// input and output in shared memory: the output's bytes are in the
 	// object, the response says where and how many
-	code, body = post("/v2/models/tinycnn/infer", input(inParams)+outputs(`"shared_memory_region":"out","shared_memory_offset":8,"shared_memory_byte_size":64`))
-	resp.Outputs = nil
-	if err := json.Unmarshal([]byte(body), &resp); code != 200 || err != nil || len(resp.Outputs) != 1 || resp.Outputs[0].Data != nil ||
-		resp.Outputs[0].Parameters["shared_memory_region"] != "out" || resp.Outputs[0].Parameters["shared_memory_byte_size"] != float64(outBytes) ||
-		fmt.Sprint(resp.Outputs[0].Shape) != "[1 10]" {
-		t.Fatalf("infer into shared memory: %d %s", code, body)
+	// (Triton's Python client sends "binary_data": false beside the region)
+	for _, extra := range []string{"", `,"binary_data":false`} {
+		code, body = post("/v2/models/tinycnn/infer", input(inParams)+outputs(`"shared_memory_region":"out","shared_memory_offset":8,"shared_memory_byte_size":64`+extra))
+		resp.Outputs = nil
+		if err := json.Unmarshal([]byte(body), &resp); code != 200 || err != nil || len(resp.Outputs) != 1 || resp.Outputs[0].Data != nil ||
+			resp.Outputs[0].Parameters["shared_memory_region"] != "out" || resp.Outputs[0].Parameters["shared_memory_byte_size"] != float64(outBytes) ||
+			fmt.Sprint(resp.Outputs[0].Shape) != "[1 10]" {
+			t.Fatalf("infer into shared memory (%q): %d %s", extra, code, body)
+		}
 	}
 	got := make([]byte, outBytes)
 	if _, err := f.ReadAt(got, 65536+8); err != nil {
