@@ -108,6 +108,16 @@ type Options struct {
 	// serve/cudashm); nil: registering one fails with ErrNoCudaShm.
 	// Shutdown closes it.
 	CudaShm CudaShm
+	// Name is the server's name in its metadata ("": kiln).
+	Name string
+}
+
+// Name is the server's name, as its metadata gives it.
+func (s *Server) Name() string {
+	if s.opts.Name == "" {
+		return "kiln"
+	}
+	return s.opts.Name
 }
 
 // modelRunner runs a kiln model, with one execution context (arena) per

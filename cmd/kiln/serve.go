@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
@@ -54,6 +55,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	grpcPort := fs.Int("grpc-port", 8001, "KServe v2 gRPC port (0: any free port, -1: off)")
 	metricsPort := fs.Int("metrics-port", 8002, "Prometheus metrics port (0: any free port, -1: off); HTTPS with --tls-cert, behind --metrics-token")
 	exitTimeout := fs.Duration("exit-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	serverName := fs.String("server-name", "kiln", "the server's name in its metadata (GET /v2, gRPC ServerMetadata); Triton's example clients check for \"triton\"")
 	grace := fs.Duration("shutdown-grace", 0, "after SIGTERM and the drain of in-flight requests, how long the ports stay open answering \"not ready\" (503 to new inference requests) before they close, so that clients and load balancers see 503 rather than a closed port (within --exit-timeout)")
 	control := fs.String("model-control-mode", "none", "none: load the repository once; poll: reload changed models; explicit: load only the --load-model models at start, then the repository API loads and unloads")
 	var loadModels []string
@@ -82,6 +84,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	cacheSize := fs.String("cache-size", "64M", "bound of the response cache, shared by the models whose config.pbtxt has response_cache { enable: true } (0: no cache)")
 	recordDir := recordDirFlag(fs)
 	noBuild := fs.Bool("no-build", false, "serve ONNX graphs as they are, without building engines (no optimization, no plan cache)")
+	intraOp := fs.Int("intra-op-threads", 0, "threads each layer of a CPU model is split into, for every model (0: automatic: up to GOMAXPROCS while a core is free, on the request's own thread while every core is busy with other requests; N: always at most N, as ONNX Runtime's intra_op_num_threads)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return exitError
@@ -116,6 +119,9 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	}
 	if len(loadModels) > 0 && (*control != "explicit" || *repo == "") {
 		return usageError(fs, "--load-model needs --model-control-mode explicit and --model-repository")
+	}
+	if err := cpu.SetThreads(*intraOp); err != nil {
+		return usageError(fs, "--intra-op-threads %d: want 0 (automatic) or a positive count", *intraOp)
 	}
 	if *pprofOn && *metricsPort < 0 {
 		return usageError(fs, "--pprof is served on the metrics port: it needs --metrics-port")
@@ -161,7 +167,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	if err != nil {
 		return usageError(fs, "--cache-size %q: want a size such as 64M or 1G, or 0 for no cache", *cacheSize)
 	}
-	opts := serve.Options{Repository: *repo, Logger: log, Observer: m, RecordDir: *recordDir, CacheBytes: cacheBytes,
+	opts := serve.Options{Repository: *repo, Logger: log, Observer: m, RecordDir: *recordDir, CacheBytes: cacheBytes, Name: *serverName,
 		CudaShm: cudashm.New(cuda.Options{})} // the driver opened at the first CUDA region
 	if !*noBuild {
 		opts.Loader = planLoader(ctx, &kiln.PlanCache{Dir: *planCache, MemoryLimit: memoryLimit}, log)

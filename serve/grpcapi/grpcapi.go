@@ -106,7 +106,7 @@ func (v *Service) ModelReady(_ context.Context, r *inference.ModelReadyRequest) 
 
 // ServerMetadata returns the server's name, version and extensions.
 func (v *Service) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
-	return &inference.ServerMetadataResponse{Name: "kiln", Version: kiln.Version,
+	return &inference.ServerMetadataResponse{Name: v.s.Name(), Version: kiln.Version,
 		Extensions: []string{"classification", "model_repository", "statistics", "schedule_policy", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}}, nil
 }
 

@@ -272,7 +272,7 @@ func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) metadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
-		"name": "kiln", "version": kiln.Version,
+		"name": h.s.Name(), "version": kiln.Version,
 		"extensions": []string{"classification", "binary_tensor_data", "model_repository", "statistics", "model_configuration", "schedule_policy", "system_shared_memory", "cuda_shared_memory", "trace", "logging"},
 	})
 }
