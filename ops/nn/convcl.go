@@ -128,7 +128,7 @@ func convCL(p cpu.Conv2DParams, x []float32, f *clFilter, bias, y, z []float32, 
 			// With more than 1 MiB of weights, the groups of one block in
 			// turn instead, so that the block stays in L2 (a 512 -> 1000
 			// 1x1 layer at 13x13: 1.84 -> 1.40 ms of CPU).
-			blockOuter := len(f.packed)*4 > 1<<20
+			blockOuter := clBlockOuter(len(f.packed)*4, 4*len(src), mb, cpu.Threads())
 			var pos, ypos [6]int32
 			for it := i0; it < i1; it++ {
 				g, b := it/mb, it%mb // a group's input stays in L1 for every block
@@ -159,6 +159,33 @@ func convCL(p cpu.Conv2DParams, x []float32, f *clFilter, bias, y, z []float32, 
 			directFinish(p, yn, zn, ep, nil, false, 0, 0)
 		}
 	}
+}
+
+// clOrder overrides, for tests and benchmarks, the order in which convCL
+// visits its (group, block) items: orderAuto by clBlockOuter, orderTile or
+// orderBlock (the values of directOrder).
+var clOrder = orderAuto
+
+// clBlockOuter reports whether convCL visits its items block by block (every
+// group of positions of one block of 64 output channels, then the next
+// block) rather than group by group, given the packed weights' bytes, the
+// (padded) input's bytes, the number of blocks and of threads. Block by
+// block when the weights are large (over 1 MiB: one block at a time stays
+// in L2), and with more than one thread when there are two blocks or more
+// and the weights outweigh the input: DynamicFor deals the items in
+// contiguous parts, so each thread then computes its own output channels
+// and reads only their weights (at most mb/threads+1 blocks instead of
+// every block; each core keeps its share of a model's weights in its L2
+// between inferences) while every thread reads the whole input, the way
+// ONNX Runtime's NCHWc convolution splits its work (output rows innermost).
+func clBlockOuter(wbytes, inBytes, mb, threads int) bool {
+	switch clOrder {
+	case orderTile:
+		return false
+	case orderBlock:
+		return true
+	}
+	return wbytes > 1<<20 || threads > 1 && mb > 1 && wbytes >= inBytes
 }
 
 // convCLTileGo is the tile of convCL in Go: for j < npos and output

@@ -13,7 +13,8 @@ import (
 // cases: output channels that are not a multiple of 64 (masked lanes),
 // positions that are not a multiple of 6, strides 2, 1x1 read in place,
 // pads on one side, ReLU and clip in the kernel, the residual with every
-// epilogue, no bias, batches; with the assembly and with the Go tile.
+// epilogue, no bias, batches; with the assembly and with the Go tile, the
+// items visited group by group and block by block.
 func TestConvCL(t *testing.T) {
 	if !directAsm {
 		t.Skip("the direct convolutions need AVX-512 (amd64 without purego); this CPU or build has none")
@@ -56,9 +57,11 @@ func TestConvCL(t *testing.T) {
 				z[i] = r.Float32()*2 - 1
 			}
 			f := newCLFilter(w, p.M, p.C, p.KH, p.KW)
-			defer func(old bool) { clKernelGo = old }(clKernelGo)
-			for _, goKernel := range []bool{false, true} {
+			defer func(old bool, order int) { clKernelGo, clOrder = old, order }(clKernelGo, clOrder)
+			for i, goKernel := range []bool{false, true, false} {
 				clKernelGo = goKernel
+				// the items group by group, block by block, and by the rule
+				clOrder = []int{orderTile, orderBlock, orderAuto}[i]
 				for _, b := range [][]float32{bias, nil} {
 					// "silu alone": the epilogue without a residual
 					for _, act := range []string{"", ActSiLU, ActRelu, ActClip, ActNone, "silu alone"} {
@@ -86,13 +89,37 @@ func TestConvCL(t *testing.T) {
 						convCL(p, x, f, b, got, zz, ep)
 						for i := range want {
 							if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
-								t.Fatalf("go %v, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g",
-									goKernel, b != nil, act, i, got[i], want[i])
+								t.Fatalf("go %v, order %d, bias %v, residual and %q: output %d = %g, cpu.Conv2D %g",
+									goKernel, clOrder, b != nil, act, i, got[i], want[i])
 							}
 						}
 					}
 				}
 			}
 		})
+	}
+}
+
+// TestCLBlockOuter pins the order of convCL's items (see clBlockOuter) on
+// layers of the shared models: block by block for weights past 1 MiB at any
+// thread count, and with two threads or more where there are two blocks or
+// more and the weights outweigh the padded input.
+func TestCLBlockOuter(t *testing.T) {
+	for _, c := range []struct {
+		name                     string
+		wBytes, inBytes, mb, thr int
+		want                     bool
+	}{
+		{"squeezenet classifier 512 -> 1000, 1 thread", 4 * 1000 * 512, 4 * 512 * 169, 16, 1, true},
+		{"resnet_mini 128 -> 128 3x3 at 7x7, 1 thread", 4 * 128 * 1152, 4 * 128 * 81, 2, 1, false},
+		{"resnet_mini 128 -> 128 3x3 at 7x7, 2 threads", 4 * 128 * 1152, 4 * 128 * 81, 2, 2, true},
+		{"resnet_mini 64 -> 64 3x3 at 14x14, 2 threads: one block", 4 * 64 * 576, 4 * 64 * 256, 1, 2, false},
+		{"mobilenet_v2 960 -> 160 1x1 at 7x7, 2 threads: 3 blocks", 4 * 192 * 960, 4 * 960 * 49, 3, 2, true},
+		{"mobilenet_v2 24 -> 144 1x1 at 56x56, 2 threads: input past the weights", 4 * 192 * 24, 4 * 24 * 56 * 56, 3, 2, false},
+		{"2 blocks over 4 threads", 4 * 128 * 1152, 4 * 128 * 81, 2, 4, true},
+	} {
+		if got := clBlockOuter(c.wBytes, c.inBytes, c.mb, c.thr); got != c.want {
+			t.Errorf("%s: clBlockOuter = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

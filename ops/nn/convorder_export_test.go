@@ -33,3 +33,17 @@ func DirectConvResidual(p cpu.Conv2DParams, w []float32, pass bool) func(x, bias
 		directZPass = false
 	}
 }
+
+// SetCLOrder makes the channels-as-lanes convolution visit its (group,
+// block) items group by group ("tile"), block by block ("block") or as
+// clBlockOuter chooses (anything else), for the benchmarks.
+func SetCLOrder(order string) {
+	switch order {
+	case "tile":
+		clOrder = orderTile
+	case "block":
+		clOrder = orderBlock
+	default:
+		clOrder = orderAuto
+	}
+}
