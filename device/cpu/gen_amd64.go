@@ -34,6 +34,7 @@ func main() {
 	dw3x3("dw3x3s1AVX2", "Y", 8, 1)
 	gatherStride2()
 	fmaPeak()
+	prefetchL2()
 	if err := os.WriteFile("kernel_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -807,5 +808,28 @@ func fmaPeak() {
 	p("\tJNZ peak_loop")
 	p("peak_done:")
 	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// prefetchL2 writes
+//
+//	func prefetchL2(p *float32, lines int)
+//
+// PREFETCHT1 of lines consecutive 64-byte lines from p: the next panel of a
+// packed B on its way into L2 while the kernel works on the current one.
+func prefetchL2() {
+	p("")
+	p("// func prefetchL2(p *float32, lines int)")
+	p("TEXT ·prefetchL2(SB), NOSPLIT, $0-16")
+	p("\tMOVQ p+0(FP), SI")
+	p("\tMOVQ lines+8(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJLE pf_done")
+	p("pf_loop:")
+	p("\tPREFETCHT1 (SI)")
+	p("\tADDQ $64, SI")
+	p("\tDECQ CX")
+	p("\tJNZ pf_loop")
+	p("pf_done:")
 	p("\tRET")
 }

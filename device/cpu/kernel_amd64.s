@@ -5509,3 +5509,17 @@ peak_loop:
 peak_done:
 	VZEROUPPER
 	RET
+
+// func prefetchL2(p *float32, lines int)
+TEXT ·prefetchL2(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ lines+8(FP), CX
+	TESTQ CX, CX
+	JLE pf_done
+pf_loop:
+	PREFETCHT1 (SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ pf_loop
+pf_done:
+	RET

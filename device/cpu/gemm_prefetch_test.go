@@ -1,0 +1,55 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestSgemmPackedPrefetch checks SgemmPacked with the prefetch of the next
+// packed panel on and off against the reference, with every kernel, on
+// blockings that put the next panel in the same K block, in the next K
+// block (the last panel of the last row block), past the end of B (the
+// last panel of all), and on ragged last panels and row blocks: the
+// prefetch is a hint, so both runs give the same bits.
+func TestSgemmPackedPrefetch(t *testing.T) {
+	defer func() { gemmPrefetch = true }()
+	forEachKernel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(21, 22))
+		for _, tc := range []struct {
+			m, n, k int
+			bl      Blocking
+		}{
+			{128, 768, 768, Blocking{}},
+			{128, 2304, 768, Blocking{MC: 144, KC: 256, NC: 1024}},
+			{30, 100, 70, Blocking{MC: 14, KC: 16, NC: 64}},
+			{45, 33, 129, Blocking{MC: 28, KC: 32, NC: 32}},
+			{200, 65, 40, Blocking{MC: 56, KC: 384, NC: 2048}},
+			{16, 40, 1000, Blocking{}},
+		} {
+			name := fmt.Sprintf("%dx%dx%d %v", tc.m, tc.n, tc.k, tc.bl)
+			a := randSlice(r, tc.m*tc.k)
+			b := randSlice(r, tc.k*tc.n)
+			pb := PackB(tc.k, tc.n, b, tc.n)
+			want, scale := refGemm(false, false, tc.m, tc.n, tc.k, 1, a, tc.k, b, tc.n, 0, nil, tc.n)
+			var got [2][]float32
+			for i, pf := range []bool{true, false} {
+				gemmPrefetch = pf
+				c := make([]float32, tc.m*tc.n)
+				SgemmPacked(tc.bl, tc.m, a, tc.k, pb, c, tc.n, nil)
+				for j, v := range c {
+					if math.Abs(float64(v)-want[j]) > 1e-5*(scale[j]+1) {
+						t.Fatalf("%s prefetch %v: C[%d,%d] = %g, want %g", name, pf, j/tc.n, j%tc.n, v, want[j])
+					}
+				}
+				got[i] = c
+			}
+			for j := range got[0] {
+				if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
+					t.Fatalf("%s: C[%d,%d] = %g with the prefetch, %g without", name, j/tc.n, j%tc.n, got[0][j], got[1][j])
+				}
+			}
+		}
+	})
+}
