@@ -66,8 +66,10 @@ func (lr LoadRequest) prepare(name string) (repository.Override, error) {
 		}
 		if err != nil {
 			os.RemoveAll(tmp)
-			// a path that is both a file and a folder ("1" and "1/model.onnx")
-			return ov, fmt.Errorf("%w: file:%s: %w", ErrInvalid, p, err)
+			// a path that is both a file and a folder ("1" and "1/model.onnx"),
+			// a name too long for the file system: the model's folder cannot
+			// be written, which Triton reports (INTERNAL) as here
+			return ov, fmt.Errorf("failed to poll from model repository: file:%s: %w", p, err)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -75,6 +76,19 @@ func TestServeTritonWording(t *testing.T) {
 		_, err = client.RepositoryModelLoad(ctx, &inference.RepositoryModelLoadRequest{ModelName: "wrong_model_name"})
 		if st, _ := status.FromError(err); !strings.Contains(st.Message(), "failed to load") {
 			t.Errorf("gRPC load of an unknown model: %v", err)
+		}
+		// a file name the file system refuses: Triton answers INTERNAL
+		// "failed to poll from model repository" (its example checks
+		// both), and the server lives on
+		long := &inference.ModelRepositoryParameter{ParameterChoice: &inference.ModelRepositoryParameter_BytesParam{BytesParam: []byte("a")}}
+		conf := &inference.ModelRepositoryParameter{ParameterChoice: &inference.ModelRepositoryParameter_StringParam{StringParam: "{}"}}
+		_, err = client.RepositoryModelLoad(ctx, &inference.RepositoryModelLoadRequest{ModelName: "classifier",
+			Parameters: map[string]*inference.ModelRepositoryParameter{"config": conf, "file:" + strings.Repeat("A", 256): long}})
+		if st, _ := status.FromError(err); st.Code() != codes.Internal || !strings.Contains(st.Message(), "failed to poll from model repository") {
+			t.Errorf("gRPC load with a file name too long: %v", err)
+		}
+		if live, err := client.ServerLive(ctx, &inference.ServerLiveRequest{}); err != nil || !live.GetLive() {
+			t.Errorf("not live after the failed load: %v %v", live, err)
 		}
 		cc.Close()
 	}
