@@ -156,9 +156,15 @@ var rnnTiledProj = true
 // rnnBatchTile makes the steps the batch-tiled kernels (rnn_step_bt,
 // gru_gates_bt, gru_step_bt: a warp per direction, hidden unit and 8
 // batch items, each row of R read once for the 8) rather than a warp per
-// direction, batch item and unit; tests turn it off to time and check the
-// two against each other.
+// direction, batch item and unit, from rnnBatchTileFrom batch items; tests
+// turn it off to time and check the two against each other.
 var rnnBatchTile = true
+
+// rnnBatchTileFrom is the smallest batch that takes the batch-tiled step
+// kernels: on an H100 (one run, CRNN-sized BiLSTM) they were slower than
+// the plain ones at batch 1 and 8 (0.44 vs 0.30-0.34 ms at 1) and faster at
+// 32 (1.8-2.2 vs 2.9 ms).
+const rnnBatchTileFrom = 16
 
 func rnnCheck(n *ir.Node) error {
 	// the opset decides only layout, which emit reads again
@@ -275,9 +281,9 @@ func (c *compiler) rnn(s *step) error {
 		zb, rh = c.scratch(4*state), c.scratch(4*state)
 	}
 	// the step kernels: a warp per unit and batch item, or per unit and
-	// tile of 8 batch items (rnnBatchTile)
+	// tile of 8 batch items (rnnBatchTile, from rnnBatchTileFrom items)
 	bt, warps := "", state
-	if rnnBatchTile {
+	if rnnBatchTile && B >= rnnBatchTileFrom {
 		bt, warps = "bt_", int64(r.dirs)*int64(H)*((B+7)/8)
 	}
 	for st := range S {

@@ -108,3 +108,74 @@ func TestRNNFake(t *testing.T) {
 		})
 	}
 }
+
+// lstmNet is x[4, batch, 8] -> LSTM (hidden 8) -> "y".
+func lstmNet(t *testing.T) []byte {
+	t.Helper()
+	w := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, shape...)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(i%5)/10 - 0.2
+		}
+		return x
+	}
+	b := ir.NewBuilder("lstm", 17)
+	x := b.Input("x", tensor.Float32, ir.D(4), ir.S("batch"), ir.D(8))
+	ys := b.OpN("LSTM", 1, []*ir.Value{x, b.Const("w", w(1, 32, 8)), b.Const("r", w(1, 32, 8))}, ir.IntAttr("hidden_size", 8))
+	b.Output(ys[0], "y")
+	m, err := onnx.FromGraph(b.Graph(), "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
+
+// TestRNNStepKernelByBatch: a plan kiln build makes of an LSTM (FP32 and
+// FP16, batch 1 to 32) runs its steps with the plain kernel (rnn_step_*)
+// below batch 16 and the batch-tiled one (rnn_step_bt_*) from 16, the
+// engine of each batch choosing. The fake driver refuses to launch the
+// kernel $KILN_FAKE_BAD_KERNEL names, so a run fails exactly when it
+// launches that one.
+func TestRNNStepKernelByBatch(t *testing.T) {
+	dir := gpuexec.FakeLibs(t)
+	t.Setenv(cuda.EnvLibPath, dir)
+	model := lstmNet(t)
+	for _, prec := range []string{build.FP32, build.FP16} {
+		t.Run(prec, func(t *testing.T) {
+			res, err := build.BuildBytes(context.Background(), "lstm", model, build.Options{Device: "cuda", Precision: prec, StrictDevice: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "lstm.plan")
+			err = res.WriteFile(path)
+			res.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sfx := map[string]string{build.FP32: "f32", build.FP16: "f16"}[prec]
+			for _, tt := range []struct {
+				batch int
+				step  string // the step kernel the run must launch
+			}{
+				{1, "rnn_step_"}, {8, "rnn_step_"}, {15, "rnn_step_"}, {16, "rnn_step_bt_"}, {32, "rnn_step_bt_"},
+			} {
+				for _, bad := range []string{"rnn_step_", "rnn_step_bt_"} {
+					t.Setenv("KILN_FAKE_BAD_KERNEL", bad+sfx)
+					m, err := kiln.Load(path) // engines look their kernels up as they are made
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, err = m.Run(context.Background(), map[string]*tensor.Tensor{"x": tensor.New(tensor.Float32, 4, tt.batch, 8)})
+					m.Close()
+					launched := err != nil && strings.Contains(err.Error(), "CUDA_ERROR_INVALID_HANDLE")
+					if err != nil && !launched {
+						t.Fatalf("batch %d with %s refused: %v", tt.batch, bad+sfx, err)
+					}
+					if want := bad == tt.step; launched != want {
+						t.Errorf("batch %d: launched %s%s: %v (error %v), want %v", tt.batch, bad, sfx, launched, err, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -209,9 +209,11 @@ func rnnOpCases() []opCase {
 // case of rnnTable: the CPU engine runs it, Supports accepts the node, and
 // the compiler makes a program of known kernels within their buffers in
 // float32 and float16, the input projections by the tiled kernel and the
-// steps by the batch-tiled ones.
+// steps by the batch-tiled ones from batch rnnBatchTileFrom, the plain ones
+// below it.
 func TestRNNCompile(t *testing.T) {
-	for _, tc := range rnnOpCases() {
+	for i, tc := range rnnOpCases() {
+		rc := rnnTable[i]
 		t.Run(tc.name, func(t *testing.T) {
 			g, in := opGraph(t, tc)
 			ce, err := engine.New(g.Clone())
@@ -236,9 +238,10 @@ func TestRNNCompile(t *testing.T) {
 				if !p.kernels["rnn_proj_tiled_"+sfx] || p.kernels["rnn_proj_"+sfx] {
 					t.Errorf("half %v: kernels %v, want rnn_proj_tiled_%s for the projections", half, p.kernels, sfx)
 				}
+				tiled := rc.B >= rnnBatchTileFrom
 				for k := range p.kernels {
-					if strings.Contains(k, "_step_") && !strings.Contains(k, "_bt_") || strings.HasPrefix(k, "gru_gates_") && !strings.Contains(k, "_bt_") {
-						t.Errorf("half %v: kernel %s, want the batch-tiled steps", half, k)
+					if step := strings.Contains(k, "_step_") || strings.HasPrefix(k, "gru_gates_"); step && strings.Contains(k, "_bt_") != tiled {
+						t.Errorf("half %v: kernel %s at batch %d, want the batch-tiled steps %v (from batch %d)", half, k, rc.B, tiled, rnnBatchTileFrom)
 					}
 				}
 			}
