@@ -172,30 +172,44 @@ func checkTensor(v *ir.Value, t *tensor.Tensor, syms map[string]int) error {
 // RandomBatches returns n batches of random inputs for the given model
 // inputs, reproducible from seed. A dimension the model leaves symbolic or
 // unknown takes its size from shapes[input name] when given (a full shape),
-// else from another input's given shape with the same symbol, else 1. Floats are standard normal; integers uniform in [0, 100); bools
-// fair coins. Random data exercises every layer but its ranges are not
-// those of real data: calibrate on real samples where you can.
+// else from another input's given shape with the same symbol, else 1.
+// Floats are standard normal; integers uniform in [0, 100); bools fair
+// coins. A sequence input is a sequence of RandomSequenceLen tensors of its
+// element type, an optional input holds a value of its element type
+// (shapes[name], when given, is then the shape of those tensors); one whose
+// element type or rank is not known is an error wrapping ErrNotMeasurable. Random data exercises every layer but its ranges are
+// not those of real data: calibrate on real samples where you can.
 func RandomBatches(inputs []*ir.Value, shapes map[string][]int, n int, seed int64) ([]map[string]*tensor.Tensor, error) {
 	r := rand.New(rand.NewSource(seed))
 	if n < 0 {
 		return nil, fmt.Errorf("%w: %d random batches", ErrData, n)
 	}
+	// what each input's tensors (a sequence's elements) are
+	types := make([]ir.Type, len(inputs))
+	for i, v := range inputs {
+		t, err := randomTensorType(v)
+		if err != nil {
+			return nil, err
+		}
+		types[i] = t
+	}
 	dims := make([][]int, len(inputs))
 	syms := map[string]int{}
 	for i, v := range inputs {
 		if s, ok := shapes[v.Name]; ok {
-			if err := checkTensor(v, &tensor.Tensor{DType: v.Type.DType, Shape: s}, syms); err != nil {
+			tv := &ir.Value{Name: v.Name, Type: types[i]}
+			if err := checkTensor(tv, &tensor.Tensor{DType: types[i].DType, Shape: s}, syms); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrData, err)
 			}
 			dims[i] = append([]int(nil), s...)
 		}
 	}
-	for i, v := range inputs {
+	for i := range inputs {
 		if dims[i] != nil {
 			continue
 		}
 		dims[i] = []int{}
-		for _, d := range v.Type.Shape {
+		for _, d := range types[i].Shape {
 			switch {
 			case d.Known():
 				dims[i] = append(dims[i], int(d.Val))
@@ -210,41 +224,101 @@ func RandomBatches(inputs []*ir.Value, shapes map[string][]int, n int, seed int6
 	for b := range batches {
 		m := map[string]*tensor.Tensor{}
 		for i, v := range inputs {
-			t, err := tensor.Make(v.Type.DType, dims[i])
-			if err != nil {
-				return nil, fmt.Errorf("%w: input %q: %w", ErrData, v.Name, err)
+			if v.Type.IsTensor() {
+				t, err := randomTensor(r, v.Name, types[i].DType, dims[i])
+				if err != nil {
+					return nil, err
+				}
+				m[v.Name] = t
+				continue
 			}
-			switch {
-			case t.DType == tensor.Float32:
-				for j, x := 0, t.Float32s(); j < len(x); j++ {
-					x[j] = float32(r.NormFloat64())
-				}
-			case t.DType.IsFloat():
-				for j := range t.Len() {
-					t.SetFloat(j, r.NormFloat64())
-				}
-			case t.DType == tensor.Bool:
-				for j := range t.Len() {
-					t.SetFloat(j, float64(r.Intn(2)))
-				}
-			case t.DType.IsInt():
-				// Masks (attention_mask, ...) are 0/1; other integers (token
-				// ids, indices) small, so that lookups stay in range.
-				hi := 100
-				if strings.Contains(strings.ToLower(v.Name), "mask") {
-					hi = 2
-				}
-				for j := range t.Len() {
-					t.SetFloat(j, float64(r.Intn(hi)))
-				}
-			default:
-				return nil, fmt.Errorf("%w: %w: input %q: cannot make random %v data", ErrData, ErrNotMeasurable, v.Name, t.DType)
+			t, err := randomNonTensor(r, v.Name, v.Type, dims[i])
+			if err != nil {
+				return nil, err
 			}
 			m[v.Name] = t
 		}
 		batches[b] = m
 	}
 	return batches, nil
+}
+
+// RandomSequenceLen is the number of elements of a random sequence input.
+const RandomSequenceLen = 2
+
+// randomTensorType returns the type of the tensors of input v's random
+// values: v's own, a sequence's or an optional's element type (through
+// nested ones), or an error wrapping ErrNotMeasurable when that is not
+// known well enough to make one (no element type, no rank).
+func randomTensorType(v *ir.Value) (ir.Type, error) {
+	t := v.Type
+	for !t.IsTensor() {
+		if t.Elem == nil || t.Elem.DType == tensor.Undefined || t.Elem.IsTensor() && t.Elem.Shape == nil {
+			return ir.Type{}, fmt.Errorf("%w: %w: input %q is a %v: its elements' type or rank is not known, so random values cannot be made (give real ones)", ErrData, ErrNotMeasurable, v.Name, v.Type)
+		}
+		t = *t.Elem
+	}
+	return t, nil
+}
+
+// randomNonTensor returns a random value of the sequence or optional type
+// t (elements of shape dims): a sequence of RandomSequenceLen elements, an
+// optional holding a value (itself a sequence for an optional sequence).
+func randomNonTensor(r *rand.Rand, name string, t ir.Type, dims []int) (*tensor.Tensor, error) {
+	e := t.ElemType()
+	one := func() (*tensor.Tensor, error) {
+		if e.IsTensor() {
+			return randomTensor(r, name, e.DType, dims)
+		}
+		return randomNonTensor(r, name, e, dims)
+	}
+	if t.DType == tensor.Optional {
+		return one() // an optional with a value is the value
+	}
+	elems := make([]*tensor.Tensor, RandomSequenceLen)
+	for i := range elems {
+		x, err := one()
+		if err != nil {
+			return nil, err
+		}
+		elems[i] = x
+	}
+	return tensor.NewSequence(elems), nil
+}
+
+// randomTensor returns a random tensor for input name (see RandomBatches).
+func randomTensor(r *rand.Rand, name string, dt tensor.DType, dims []int) (*tensor.Tensor, error) {
+	t, err := tensor.Make(dt, dims)
+	if err != nil {
+		return nil, fmt.Errorf("%w: input %q: %w", ErrData, name, err)
+	}
+	switch {
+	case t.DType == tensor.Float32:
+		for j, x := 0, t.Float32s(); j < len(x); j++ {
+			x[j] = float32(r.NormFloat64())
+		}
+	case t.DType.IsFloat():
+		for j := range t.Len() {
+			t.SetFloat(j, r.NormFloat64())
+		}
+	case t.DType == tensor.Bool:
+		for j := range t.Len() {
+			t.SetFloat(j, float64(r.Intn(2)))
+		}
+	case t.DType.IsInt():
+		// Masks (attention_mask, ...) are 0/1; other integers (token
+		// ids, indices) small, so that lookups stay in range.
+		hi := 100
+		if strings.Contains(strings.ToLower(name), "mask") {
+			hi = 2
+		}
+		for j := range t.Len() {
+			t.SetFloat(j, float64(r.Intn(hi)))
+		}
+	default:
+		return nil, fmt.Errorf("%w: %w: input %q: cannot make random %v data", ErrData, ErrNotMeasurable, name, t.DType)
+	}
+	return t, nil
 }
 
 // dimsString formats a shape as [1,3,224,224], as ir.Shape prints.

@@ -123,7 +123,7 @@ func (b *builder) compile(ctx context.Context) error {
 		}
 		return err
 	}
-	acc, err := quant.Compare(ctx, refEngine, first, batches)
+	acc, err := quant.Compare(ctx, tensorOutputs{refEngine}, tensorOutputs{first}, batches)
 	if err != nil {
 		if b.reportSkipped(err) {
 			return nil

@@ -112,7 +112,7 @@ func (b *builder) precision(ctx context.Context) error {
 	if batches == nil {
 		return nil // the report was skipped, and reportSkipped said why
 	}
-	acc, err := quant.Compare(ctx, refEngine, testEngine, batches)
+	acc, err := quant.Compare(ctx, tensorOutputs{refEngine}, tensorOutputs{testEngine}, batches)
 	if err != nil {
 		if b.reportSkipped(err) {
 			return nil
@@ -144,6 +144,39 @@ func (b *builder) reportSkipped(err error) bool {
 	}
 	b.logf("accuracy report skipped: %v (it runs random inputs, which do not fit this model; --calib-data DIR gives real ones)", err)
 	return true
+}
+
+// tensorOutputs runs a model for the accuracy report (quant.Compare, which
+// compares tensors) and hands back its outputs as tensors: a sequence
+// output "s" becomes one output per element, "s[0]", "s[1]", ... (an
+// element of a nested sequence "s[0][1]"), an optional output the value it
+// holds, or nothing when it is empty. A sequence of another length, or an
+// optional empty on one side only, then shows as outputs one model lacks,
+// which Compare reports.
+type tensorOutputs struct{ quant.Runner }
+
+func (r tensorOutputs) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	out, err := r.Runner.Run(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	flat := make(map[string]*tensor.Tensor, len(out))
+	var put func(name string, t *tensor.Tensor)
+	put = func(name string, t *tensor.Tensor) {
+		switch {
+		case t.IsNone():
+		case t.IsSequence():
+			for i, e := range t.Elems {
+				put(fmt.Sprintf("%s[%d]", name, i), e)
+			}
+		default:
+			flat[name] = t
+		}
+	}
+	for name, t := range out {
+		put(name, t)
+	}
+	return flat, nil
 }
 
 // tacticFingerprint keys timings by the device and the kiln version (whose
@@ -208,6 +241,15 @@ func (b *builder) batches(inputs []*ir.Value) ([]map[string]*tensor.Tensor, erro
 		}
 		sets = append(sets, shapes)
 	}
+	for _, shapes := range sets {
+		for _, v := range inputs {
+			if !v.Type.IsTensor() {
+				// a profile's (or DefaultShapes') entry for a sequence or
+				// optional input is no shape of its elements
+				delete(shapes, v.Name)
+			}
+		}
+	}
 	var bs []map[string]*tensor.Tensor
 	for i, shapes := range sets {
 		more, err := quant.RandomBatches(inputs, shapes, n, int64(1+i))
@@ -218,7 +260,7 @@ func (b *builder) batches(inputs []*ir.Value) ([]map[string]*tensor.Tensor, erro
 	}
 	var at []string
 	for _, v := range inputs {
-		if s := bs[0][v.Name]; s != nil && !v.Type.Shape.FullyKnown() {
+		if s := bs[0][v.Name]; s != nil && v.Type.IsTensor() && !v.Type.Shape.FullyKnown() {
 			at = append(at, v.Name+" "+tensor.ShapeString(s.Shape))
 		}
 	}

@@ -148,7 +148,10 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 		}
 		r.Layers++
 		onDev[i] = true
-		if sup != nil {
+		if err := nonTensor(n); err != nil {
+			onDev[i] = false
+			r.Fallbacks = append(r.Fallbacks, Fallback{Node: n.Name, Op: opName(n), Reason: err})
+		} else if sup != nil {
 			if err := sup.Supports(n, g); err != nil {
 				onDev[i] = false
 				r.Fallbacks = append(r.Fallbacks, Fallback{Node: n.Name, Op: opName(n), Reason: err})
@@ -271,6 +274,17 @@ func assign(g *ir.Graph, x device.Executor) *partition {
 	return p
 }
 
+// nonTensor refuses a node that reads or writes a sequence or an optional
+// value (or holds a subgraph that does), whatever the device says: such a
+// value lives on the host only, so the node runs on the CPU, and no
+// sequence or optional ever crosses into a device segment.
+func nonTensor(n *ir.Node) error {
+	if v := n.NonTensorValue(); v != nil {
+		return fmt.Errorf("%w: %q is a %v: sequence and optional values run on the CPU", device.ErrUnsupported, v.Name, v.Type)
+	}
+	return nil
+}
+
 // repeatShapes adds to device segment s the computations on shapes that
 // produce its inputs in other segments (nodes whose outputs are constants
 // or shape values, or that read only constants, shape values and such
@@ -292,7 +306,7 @@ func (p *partition) repeatShapes(s *segment, producer map[*ir.Value]int, sup dev
 					continue
 				}
 				n := p.g.Nodes[j]
-				if !p.shapeOnly(n, memo) || (sup != nil && sup.Supports(n, p.g) != nil) {
+				if !p.shapeOnly(n, memo) || nonTensor(n) != nil || (sup != nil && sup.Supports(n, p.g) != nil) {
 					continue
 				}
 				in[j] = true
