@@ -24,7 +24,10 @@ func (s Static) Run(ctx context.Context, update func([]Endpoint)) error {
 // File is a backend list in a file, one backend spec (see ParseEndpoint) a
 // line, '#' starting a comment, re-read every Interval (default 1 s) so that
 // backends are added and removed by editing it. A file that cannot be read
-// or parsed leaves the list as it was (logged).
+// or parsed leaves the list as it was (logged). A changed list takes effect
+// once two reads in a row agree (the second a moment after the first), so
+// that a file caught while it is being rewritten (truncated, half written)
+// never empties or cuts the list.
 type File struct {
 	Path     string
 	Interval time.Duration
@@ -75,16 +78,48 @@ func (f File) Run(ctx context.Context, update func([]Endpoint)) error {
 	if iv <= 0 {
 		iv = time.Second
 	}
+	st := settle{cur: cur}
+	again := min(iv/4, 100*time.Millisecond) // the second read of a change
 	every(ctx, iv, func() {
-		eps, err := read()
-		if err != nil {
-			log.Warn("backends file", "err", err)
-			return
-		}
-		if !sameEndpoints(eps, cur) {
-			cur = eps
-			update(eps)
+		for i := 0; i < 2; i++ {
+			eps, err := read()
+			if err != nil {
+				log.Warn("backends file", "err", err)
+				return
+			}
+			if st.next(eps) {
+				update(eps)
+				return
+			}
+			if !st.waiting {
+				return // unchanged
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(again):
+			}
 		}
 	})
 	return nil
+}
+
+// settle publishes a changed backend list once two reads in a row agree.
+type settle struct {
+	cur, pending []Endpoint
+	waiting      bool
+}
+
+// next takes a read list and reports whether it is now the list.
+func (s *settle) next(eps []Endpoint) bool {
+	if sameEndpoints(eps, s.cur) {
+		s.pending, s.waiting = nil, false
+		return false
+	}
+	if s.waiting && sameEndpoints(eps, s.pending) {
+		s.cur, s.pending, s.waiting = eps, nil, false
+		return true
+	}
+	s.pending, s.waiting = eps, true
+	return false
 }

@@ -64,6 +64,31 @@ func TestFileDiscovery(t *testing.T) {
 	}
 }
 
+// TestFileSettle: a changed list takes effect at its second read in a row,
+// so a file read while being rewritten (empty, cut) is never published.
+func TestFileSettle(t *testing.T) {
+	a := []Endpoint{{HTTP: "127.0.0.1:1"}}
+	ab := []Endpoint{{HTTP: "127.0.0.1:1"}, {HTTP: "127.0.0.1:2"}}
+	for _, tt := range []struct {
+		name  string
+		reads [][]Endpoint
+		want  []bool
+	}{
+		{"unchanged", [][]Endpoint{a, a}, []bool{false, false}},
+		{"changed, then settled", [][]Endpoint{ab, ab, ab}, []bool{false, true, false}},
+		{"truncated mid-write", [][]Endpoint{nil, ab, ab}, []bool{false, false, true}},
+		{"cut, then back", [][]Endpoint{nil, a, nil, a}, []bool{false, false, false, false}},
+		{"emptied for real", [][]Endpoint{nil, nil}, []bool{false, true}},
+	} {
+		s := settle{cur: a}
+		for i, eps := range tt.reads {
+			if got := s.next(eps); got != tt.want[i] {
+				t.Errorf("%s: read %d (%v): %v, want %v", tt.name, i, eps, got, tt.want[i])
+			}
+		}
+	}
+}
+
 func TestDNSDiscovery(t *testing.T) {
 	var mu sync.Mutex
 	answers := [][]string{{"10.0.0.2", "10.0.0.1"}, {"10.0.0.1", "10.0.0.2"}, nil, {"10.0.0.3"}}
