@@ -524,7 +524,7 @@ func (r *report) write(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every round (p50 at 1 client / req/s at", c.clients, "clients):")
+	fmt.Fprintln(w, "Every round (p50 at 1 client / req/s at", c.clients, "clients / the server's CPU per request at", c.clients, "clients, where known):")
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "| round |")
 	for _, t := range c.targets {
@@ -541,6 +541,8 @@ func (r *report) write(w io.Writer) {
 			x := r.rows[t][i]
 			if t == "engine" {
 				fmt.Fprintf(w, " %s |", fmtUs(us(x.one.p50)))
+			} else if x.many.cpu > 0 {
+				fmt.Fprintf(w, " %s / %.0f / %s |", fmtUs(us(x.one.p50)), x.many.rps, fmtUs(us(x.many.cpu)))
 			} else {
 				fmt.Fprintf(w, " %s / %.0f |", fmtUs(us(x.one.p50)), x.many.rps)
 			}

@@ -29,11 +29,12 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if grain < 1 {
 		grain = 1
 	}
-	workers := Threads()
+	threads := Threads()
+	workers := threads
 	if max := (n + grain - 1) / grain; workers > max {
 		workers = max
 	}
-	if workers <= 1 || !split() {
+	if workers <= 1 || !split(threads) {
 		inline(n, fn)
 		return
 	}
@@ -74,8 +75,9 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 		chunk = 1
 	}
 	ranges := (n + chunk - 1) / chunk
-	workers := min(Threads(), ranges)
-	if workers <= 1 || !split() {
+	threads := Threads()
+	workers := min(threads, ranges)
+	if workers <= 1 || !split(threads) {
 		inline(n, fn)
 		return
 	}

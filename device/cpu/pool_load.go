@@ -46,6 +46,11 @@ const (
 	busyHold = 500 * time.Microsecond
 )
 
+// A server can also say how many requests it is working on
+// (RequestStarted, RequestDone): while there are at least as many as
+// threads, every thread has a request of its own to work on, and calls run
+// on their callers without waiting for a worker to find its core taken.
+
 // threadsSet is SetThreads's value: 0 for automatic.
 var threadsSet atomic.Int32
 
@@ -56,6 +61,25 @@ var load struct {
 	busyUntil atomic.Int64
 	_         [48]byte
 }
+
+// requests counts the requests a server said it is working on.
+var requests struct {
+	_ [64]byte
+	n atomic.Int32
+	_ [60]byte
+}
+
+// RequestStarted tells the pool that a server started working on a request
+// (from reading it to answering it); RequestDone that it finished. While
+// at least Threads() requests are in flight, ParallelFor and DynamicFor
+// run each call on its caller alone (unless SetThreads fixed the thread
+// count): every core has a request of its own to work on, and splitting
+// one request's layers would only move work between cores.
+func RequestStarted() { requests.n.Add(1) }
+
+// RequestDone tells the pool that a request RequestStarted counted is
+// answered.
+func RequestDone() { requests.n.Add(-1) }
 
 var clockBase = time.Now()
 
@@ -88,13 +112,17 @@ func SetThreads(n int) error {
 	return nil
 }
 
-// split reports whether a call that could use several threads should wake
-// workers for them (else the caller runs it alone): always with a thread
-// count fixed by SetThreads; else while a worker is polling on a core, or
-// the pool is not marked busy.
-func split() bool {
+// split reports whether a call that could use several threads (threads,
+// Threads()) should wake workers for them (else the caller runs it
+// alone): always with a thread count fixed by SetThreads; else not while
+// a server has at least threads requests in flight, and otherwise while a
+// worker is polling on a core or the pool is not marked busy.
+func split(threads int) bool {
 	if threadsSet.Load() > 0 {
 		return true
+	}
+	if int(requests.n.Load()) >= threads {
+		return false
 	}
 	t := clock()
 	if t-load.polled.Load() < int64(freshPoll) {

@@ -63,11 +63,15 @@ func calls(t *testing.T, dynamic bool, n, grain int) [][2]int {
 }
 
 // TestSetThreads checks the ranges a call is split into with each thread
-// count SetThreads accepts, whether or not the pool is marked busy (a
-// fixed count splits regardless), and that it refuses negative counts.
+// count SetThreads accepts while a server has more requests in flight than
+// threads (a fixed count splits regardless, automatic runs inline), and
+// that it refuses negative counts.
 func TestSetThreads(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
-	markBusyFor(t, time.Minute)
+	for range 8 {
+		RequestStarted()
+		defer RequestDone()
+	}
 	cases := []struct {
 		set     int
 		dynamic bool
@@ -81,7 +85,7 @@ func TestSetThreads(t *testing.T) {
 		{set: 3, threads: 3, ranges: 3},
 		{set: 3, dynamic: true, threads: 3, ranges: 10},
 		{set: 8, threads: 4, ranges: 4}, // at most GOMAXPROCS
-		{set: 0, threads: 4, ranges: 1}, // automatic: busy, so inline
+		{set: 0, threads: 4, ranges: 1}, // automatic: 8 requests in flight, so inline
 		{set: 0, dynamic: true, threads: 4, ranges: 1},
 		{set: -1, threads: 4, ranges: 1, err: "-1 threads"},
 		{set: 1 << 20, threads: 4, ranges: 1, err: "want 0 (automatic) or a positive count"},
@@ -214,5 +218,58 @@ func spinWork(d time.Duration) {
 	}
 	if x == 0 {
 		sinkF32 = float32(x)
+	}
+}
+
+// TestParallelForRequests checks that calls run on their callers while a
+// server has at least as many requests in flight as threads
+// (RequestStarted), split again when they are answered (RequestDone), and
+// split regardless with a thread count fixed by SetThreads.
+func TestParallelForRequests(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	load.busyUntil.Store(0)
+	cases := []struct {
+		requests, fixed int
+		ranges          int // of a call over 100 items, grain 10
+	}{
+		{0, 0, 4},
+		{3, 0, 4},
+		{4, 0, 1},
+		{9, 0, 1},
+		{9, 2, 2},
+		{9, 1, 1},
+	}
+	for _, c := range cases {
+		for range c.requests {
+			RequestStarted()
+		}
+		if err := SetThreads(c.fixed); err != nil {
+			t.Fatal(err)
+		}
+		// Inline calls are decided by the count alone; a split in
+		// automatic mode also needs the pool not marked busy, which a
+		// worker descheduled on the test machine may do at any time: one
+		// split call in ten is asked for.
+		splits := 0
+		for range 10 {
+			load.busyUntil.Store(0)
+			got := calls(t, false, 100, 10)
+			switch {
+			case len(got) == c.ranges && c.ranges > 1:
+				splits++
+			case len(got) != c.ranges && (c.ranges == 1 || c.fixed > 0 || len(got) != 1):
+				t.Errorf("%d requests, threads %d: ranges %v, want %d", c.requests, c.fixed, got, c.ranges)
+			}
+		}
+		if c.ranges > 1 && splits == 0 {
+			t.Errorf("%d requests, threads %d: no call of 10 split", c.requests, c.fixed)
+		}
+		_ = SetThreads(0)
+		for range c.requests {
+			RequestDone()
+		}
+	}
+	if n := requests.n.Load(); n != 0 {
+		t.Fatalf("%d requests left counted", n)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/repository"
 )
@@ -181,6 +182,10 @@ func paramSequence(p map[string]*inference.InferParameter) (serve.Sequence, erro
 }
 
 func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	// the CPU engine splits a layer over the cores only while they are
+	// not all busy with requests (device/cpu's RequestStarted)
+	cpu.RequestStarted()
+	defer cpu.RequestDone()
 	// r's pooled raw inputs (see unmarshalInferRequest) go back to the pool
 	// once the request has succeeded; a failed one keeps them (a cancelled
 	// request may still be queued), for the garbage collector to take

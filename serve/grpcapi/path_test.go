@@ -18,6 +18,7 @@ import (
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/api/inference"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/metrics"
@@ -308,8 +309,22 @@ func BenchmarkRequestPathClients(b *testing.B) {
 		{"kiln", pathOptions{}},
 		{"kiln-16-workers-per-core", pathOptions{server: kilnOpts(grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))))}},
 		{"kiln-64k-buffers", pathOptions{server: kilnOpts(grpc.ReadBufferSize(64<<10), grpc.WriteBufferSize(64<<10))}},
+		// tinycnn's engine, its layers split as device/cpu decides
+		// (automatic: on the caller alone while the cores are busy), on
+		// one thread, and always over GOMAXPROCS threads (as before the
+		// automatic mode)
+		{"kiln-engine", pathOptions{engine: true}},
+		{"kiln-engine-threads=1", pathOptions{engine: true}},
+		{"kiln-engine-threads=2", pathOptions{engine: true}},
 	} {
 		b.Run(sv.name, func(b *testing.B) {
+			if _, n, ok := strings.Cut(sv.name, "threads="); ok {
+				k, _ := strconv.Atoi(n)
+				if err := cpu.SetThreads(k); err != nil {
+					b.Fatal(err)
+				}
+				defer cpu.SetThreads(0)
+			}
 			var g *grpc.Server
 			if sv.name == "bare" {
 				g = grpc.NewServer()
