@@ -328,7 +328,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	items := tiles * mb
 	// SiLU without a residual runs on each tile after the kernel.
 	tileSiLU := ep != nil && ep.act == ActSiLU && z == nil
-	blockOuter := directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb)
+	blockOuter := directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads())
 	dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
 		var bv [directMR]float32
 		for it := i0; it < i1; it++ {
@@ -402,15 +402,20 @@ const (
 //     on, and its stores then miss the TLB and the write-combining buffers
 //     (squeezenet1_1's 3 -> 64 stem: 555-630 -> 408-422 us of CPU; NOTES.md
 //     section 18), while the block order writes 8 planes at a time and
-//     reads the input from L2 once per block.
-func directBlockOuter(wBytes, inBytes, outBytes, mb int) bool {
+//     reads the input from L2 once per block;
+//   - with more than one thread, two blocks or more and more bytes of
+//     weights than of input: DynamicFor deals the items in contiguous
+//     parts, so each thread computes its own output channels and reads
+//     only their weights (as convCL's clBlockOuter; NOTES.md section 20).
+func directBlockOuter(wBytes, inBytes, outBytes, mb, threads int) bool {
 	switch directOrder {
 	case orderTile:
 		return false
 	case orderBlock:
 		return true
 	}
-	return wBytes > 1<<20 || inBytes <= 1<<20 && outBytes >= 1<<20 && mb >= 4
+	return wBytes > 1<<20 || inBytes <= 1<<20 && outBytes >= 1<<20 && mb >= 4 ||
+		threads > 1 && mb > 1 && wBytes >= inBytes
 }
 
 // directFinish applies what the kernel did not to the output y: with

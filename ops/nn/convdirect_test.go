@@ -165,22 +165,27 @@ func TestDirectByRow(t *testing.T) {
 // TestDirectBlockOuter pins the order of directRun's items on layers of
 // the shared models (see directBlockOuter): the weight blocks outermost
 // for large weights, and for outputs past 1 MiB over 4+ blocks whose input
-// stays in L2.
+// stays in L2, and with two threads where the weights outweigh the input.
 func TestDirectBlockOuter(t *testing.T) {
 	for _, c := range []struct {
 		name                          string
 		wBytes, inBytes, outBytes, mb int
+		threads                       int
 		want                          bool
 	}{
-		{"squeezenet classifier 512 -> 1000 1x1", 4 * 1000 * 512, 4 * 512 * 169, 4 * 1000 * 169, 125, true},
-		{"squeezenet stem 3 -> 64 3x3/2", 4 * 64 * 27, 4 * 3 * 4 * 112 * 112, 4 * 64 * 111 * 111, 8, true},
-		{"mobilenet_v2 16 -> 96 1x1 at 112", 4 * 96 * 16, 4 * 16 * 112 * 112, 4 * 96 * 112 * 112, 12, true},
-		{"mobilenet_v2 24 -> 144 1x1 at 56", 4 * 144 * 24, 4 * 24 * 56 * 56, 4 * 144 * 56 * 56, 18, true},
-		{"yolo_tiny 16 -> 32 3x3/2 at 160: input past L2", 4 * 32 * 144, 4 * 16 * 4 * 81 * 81, 4 * 32 * 80 * 80, 4, false},
-		{"yolo_tiny 3 -> 16 stem: 2 blocks", 4 * 16 * 27, 4 * 3 * 4 * 161 * 161, 4 * 16 * 160 * 160, 2, false},
-		{"squeezenet 16 -> 64 3x3 at 55: output in L2", 4 * 64 * 144, 4 * 16 * 57 * 57, 4 * 64 * 55 * 55, 8, false},
+		{"squeezenet classifier 512 -> 1000 1x1", 4 * 1000 * 512, 4 * 512 * 169, 4 * 1000 * 169, 125, 1, true},
+		{"squeezenet stem 3 -> 64 3x3/2", 4 * 64 * 27, 4 * 3 * 4 * 112 * 112, 4 * 64 * 111 * 111, 8, 1, true},
+		{"mobilenet_v2 16 -> 96 1x1 at 112", 4 * 96 * 16, 4 * 16 * 112 * 112, 4 * 96 * 112 * 112, 12, 1, true},
+		{"mobilenet_v2 24 -> 144 1x1 at 56", 4 * 144 * 24, 4 * 24 * 56 * 56, 4 * 144 * 56 * 56, 18, 1, true},
+		{"yolo_tiny 16 -> 32 3x3/2 at 160: input past L2", 4 * 32 * 144, 4 * 16 * 4 * 81 * 81, 4 * 32 * 80 * 80, 4, 1, false},
+		{"yolo_tiny 3 -> 16 stem: 2 blocks", 4 * 16 * 27, 4 * 3 * 4 * 161 * 161, 4 * 16 * 160 * 160, 2, 1, false},
+		{"squeezenet 16 -> 64 3x3 at 55: output in L2", 4 * 64 * 144, 4 * 16 * 57 * 57, 4 * 64 * 55 * 55, 8, 1, false},
+		{"squeezenet 16 -> 64 3x3 at 55, 2 threads: input past the weights", 4 * 64 * 144, 4 * 16 * 57 * 57, 4 * 64 * 55 * 55, 8, 2, false},
+		{"squeezenet 64 -> 256 3x3 at 13, 1 thread", 4 * 256 * 576, 4 * 64 * 15 * 15, 4 * 256 * 13 * 13, 32, 1, false},
+		{"squeezenet 64 -> 256 3x3 at 13, 2 threads: weights past the input", 4 * 256 * 576, 4 * 64 * 15 * 15, 4 * 256 * 13 * 13, 32, 2, true},
+		{"one block, 2 threads", 4 * 8 * 576, 4 * 64 * 3 * 3, 4 * 8 * 1, 1, 2, false},
 	} {
-		if got := directBlockOuter(c.wBytes, c.inBytes, c.outBytes, c.mb); got != c.want {
+		if got := directBlockOuter(c.wBytes, c.inBytes, c.outBytes, c.mb, c.threads); got != c.want {
 			t.Errorf("%s: directBlockOuter = %v, want %v", c.name, got, c.want)
 		}
 	}
