@@ -26,11 +26,20 @@ fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 exporter=$here/../shared/tools/export_models.py
 [ -f "$exporter" ] || { echo "$exporter is missing (../shared of the repository)" >&2; exit 1; }
-mkdir -p "$1"
-out=$(cd "$1" && pwd)
+dir=$1
 shift
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(resnet50 bert_base)
+# the exporter's MODELS table, one name per `    "name": lambda` line
+known=" $(sed -n 's/^    "\([a-z0-9_]*\)": lambda.*/\1/p' "$exporter" | tr '\n' ' ')"
+for n in "${names[@]}"; do
+  if [[ "$known" != *" $n "* ]]; then
+    echo "unknown model \"$n\"; export_models.py knows:$known" >&2
+    exit 2
+  fi
+done
+mkdir -p "$dir"
+out=$(cd "$dir" && pwd)
 py=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
