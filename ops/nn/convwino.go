@@ -108,19 +108,15 @@ func (f *winoFilter) productItems(tiles int) int {
 // (V: 36 planes of vp floats, rows of ld a channel; M: planes of mp, rows
 // of ld an output channel; offs[c] = c*ld): per item one product position,
 // one block of output channels, and up to 48 tiles (convDirectTile) or 6
-// (convCLTile, with cl). The items run over parts of the output channel
-// blocks (parts divides mb; see winoParts), then the product positions,
-// the tiles and the blocks of the part.
-func (f *winoFilter) products(c, tiles, ld, vp, mp int, v, mm []float32, offs []int32, parts, i0, i1 int) {
-	pb := f.mb / parts // blocks per part
+// (convCLTile, with cl).
+func (f *winoFilter) products(c, tiles, ld, vp, mp int, v, mm []float32, offs []int32, i0, i1 int) {
 	if f.cl {
 		var zero [clNV]float32
 		var pos [6]int32
 		groups := (tiles + 5) / 6
 		k := c * clNV
 		for it := i0; it < i1; it++ {
-			part, r := it/(36*groups*pb), it%(36*groups*pb)
-			b, gi, xi := part*pb+r%pb, r/pb%groups, r/(pb*groups)
+			b, gi, xi := it%f.mb, it/f.mb%groups, it/(f.mb*groups)
 			cnt := min(6, tiles-6*gi)
 			for j := range pos {
 				pos[j] = int32(6*gi + min(j, cnt-1))
@@ -134,38 +130,12 @@ func (f *winoFilter) products(c, tiles, ld, vp, mp int, v, mm []float32, offs []
 	jc := (tiles + directNR - 1) / directNR
 	k := c * directMR
 	for it := i0; it < i1; it++ {
-		part, r := it/(36*jc*pb), it%(36*jc*pb)
-		b, j, xi := part*pb+r%pb, r/pb%jc, r/(pb*jc)
+		b, j, xi := it%f.mb, it/f.mb%jc, it/(f.mb*jc)
 		j0 := j * directNR
 		convDirectTile(c, f.u[(xi*f.mb+b)*k:][:k], v[xi*vp:][:c*ld], offs, j0,
 			mm[xi*mp+b*directMR*ld+j0:], ld, &zero[0], 0, 0, false, min(directNR, tiles-j0), min(directMR, f.m-b*directMR), nil)
 	}
 }
-
-// winoParts is how many parts of its output channel blocks convWino's
-// image-wide products split over threads goroutines: with two or more, one
-// part per goroutine where the mb blocks divide evenly, so that each
-// goroutine computes the products of the output channels whose output
-// transform it runs next (winoOutput splits the channels in the same
-// contiguous parts), and M stays in its core's cache, instead of each
-// goroutine computing every channel of half of the 36 product positions,
-// which sent half of M (and, on the way in, half of V) to the other core.
-func winoParts(mb, threads int) int {
-	if winoSplit == winoSplitPositions || threads < 2 || mb < threads || mb%threads != 0 {
-		return 1
-	}
-	return threads
-}
-
-// winoSplit overrides, for tests and benchmarks, how winoParts splits the
-// products: winoSplitAuto by winoParts, winoSplitPositions (one part: the
-// goroutines split the product positions).
-var winoSplit = winoSplitAuto
-
-const (
-	winoSplitAuto = iota
-	winoSplitPositions
-)
 
 // fits reports whether f holds the weights of p.
 func (f *winoFilter) fits(p cpu.Conv2DParams) bool {
@@ -292,9 +262,8 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 		}
 		winoInput(p, g, xn, v)
 		items := f.productItems(g.tiles)
-		parts := winoParts(f.mb, cpu.Threads())
 		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
-			f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, parts, i0, i1)
+			f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, i0, i1)
 		})
 		winoOutput(p, g, mm, bias, out, lo, hi, clampOn, silu)
 		if epn != nil {
@@ -389,7 +358,7 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 				winoInRows(ph, gr.wp, gr.th, t, v[c*gr.ld:], gr.vp, gr.tw, gr.lp, gr.lt)
 				offs[c] = int32(c * gr.ld)
 			}
-			f.products(p.C, gr.tiles, gr.ld, gr.vp, gr.mp, v, mm, offs, 1, 0, f.productItems(gr.tiles))
+			f.products(p.C, gr.tiles, gr.ld, gr.vp, gr.mp, v, mm, offs, 0, f.productItems(gr.tiles))
 			for m := 0; m < p.M; m++ {
 				var b float32
 				if bias != nil {

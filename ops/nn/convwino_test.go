@@ -83,17 +83,15 @@ func TestConvWino(t *testing.T) {
 			fd := newWinoFilter(w, p.M, p.C, false)
 			fc := newWinoFilter(w, p.M, p.C, true)
 			defer func(old bool) { winoKernelsGo = old }(winoKernelsGo)
-			defer func(old, split int) { winoMode, winoSplit = old, split }(winoMode, winoSplit)
+			defer func(old int) { winoMode = old }(winoMode)
 			for _, mode := range []struct {
 				goKernels bool
 				mode      int
 				cl        bool
-				split     int
-			}{{false, winoAuto, false, winoSplitAuto}, {false, winoImage, false, winoSplitAuto}, {false, winoBandsOf2, false, winoSplitAuto},
-				{true, winoAuto, false, winoSplitAuto}, {false, winoImage, true, winoSplitAuto}, {false, winoBandsOf2, true, winoSplitAuto},
-				{false, winoImage, false, winoSplitPositions}, {false, winoImage, true, winoSplitPositions}} {
+			}{{false, winoAuto, false}, {false, winoImage, false}, {false, winoBandsOf2, false}, {true, winoAuto, false},
+				{false, winoImage, true}, {false, winoBandsOf2, true}} {
 				goKernels := mode.goKernels
-				winoKernelsGo, winoMode, winoSplit = goKernels, mode.mode, mode.split
+				winoKernelsGo, winoMode = goKernels, mode.mode
 				f := fd
 				if mode.cl {
 					f = fc
@@ -250,7 +248,7 @@ func BenchmarkWinoPhases(b *testing.B) {
 		})
 		b.Run(name("products"), func(b *testing.B) {
 			for b.Loop() {
-				f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, 1, 0, f.productItems(g.tiles))
+				f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, 0, f.productItems(g.tiles))
 			}
 		})
 		b.Run(name("output"), func(b *testing.B) {
@@ -258,69 +256,6 @@ func BenchmarkWinoPhases(b *testing.B) {
 				winoOutput(p, g, mm, nil, out, 0, 0, false, false)
 			}
 		})
-	}
-}
-
-// TestWinoProductParts checks that the products computed in parts of the
-// output channel blocks (winoParts), in any ranges of items, write the same
-// M as in one part, bit for bit, with the direct and the channels-as-lanes
-// kernels, and pins winoParts on the shared models' Winograd layers.
-func TestWinoProductParts(t *testing.T) {
-	if !directAsm {
-		t.Skip("the Winograd convolution needs AVX-512 (amd64 without purego); this CPU or build has none")
-	}
-	for _, c := range []struct{ c, m, h int }{{64, 64, 28}, {32, 48, 13}, {16, 256, 9}, {5, 200, 20}} {
-		p := cpu.Conv2DParams{N: 1, C: c.c, H: c.h, W: c.h, M: c.m, KH: 3, KW: 3, StrideH: 1, StrideW: 1,
-			DilH: 1, DilW: 1, Group: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
-		g := winoGeom(p)
-		r := rand.New(rand.NewPCG(3, uint64(c.c*c.m)))
-		w := make([]float32, p.M*p.C*9)
-		v := make([]float32, 36*g.vp)
-		for _, s := range [][]float32{w, v} {
-			for i := range s {
-				s[i] = r.Float32()*2 - 1
-			}
-		}
-		offs := make([]int32, p.C)
-		for i := range offs {
-			offs[i] = int32(i * g.ld)
-		}
-		for _, cl := range []bool{false, true} {
-			f := newWinoFilter(w, p.M, p.C, cl)
-			items := f.productItems(g.tiles)
-			want := make([]float32, 36*g.mp)
-			f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, want, offs, 1, 0, items)
-			for parts := 1; parts <= f.mb; parts++ {
-				if f.mb%parts != 0 {
-					continue
-				}
-				got := make([]float32, 36*g.mp)
-				// three uneven ranges
-				cuts := []int{0, items / 3, items/3 + 1, items}
-				for i := 0; i+1 < len(cuts); i++ {
-					f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, got, offs, parts, cuts[i], cuts[i+1])
-				}
-				for i := range want {
-					if got[i] != want[i] && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {
-						t.Fatalf("c %d m %d %dx%d cl %v parts %d: M[%d] = %g, one part %g", c.c, c.m, c.h, c.h, cl, parts, i, got[i], want[i])
-					}
-				}
-			}
-		}
-	}
-	for _, c := range []struct {
-		name              string
-		mb, threads, want int
-	}{
-		{"resnet_mini 64 -> 64 at 28x28, 8 blocks of 8, 2 threads", 8, 2, 2},
-		{"the same, 1 thread", 8, 1, 1},
-		{"3 blocks, 2 threads: uneven", 3, 2, 1},
-		{"1 block (cl, 64 channels), 2 threads", 1, 2, 1},
-		{"16 blocks, 4 threads", 16, 4, 4},
-	} {
-		if got := winoParts(c.mb, c.threads); got != c.want {
-			t.Errorf("%s: winoParts = %d, want %d", c.name, got, c.want)
-		}
 	}
 }
 
