@@ -265,6 +265,21 @@ func (m *Model) Outputs() []IOInfo {
 	return out
 }
 
+// ValueTypes returns the types of the inputs Inputs describes and of the
+// outputs, in their order, whole: a sequence's or an optional's element
+// type included (IOInfo gives only its DType), on every device.
+func (m *Model) ValueTypes() (inputs, outputs []ir.Type) {
+	for _, v := range m.graph.Inputs {
+		if v.Const == nil {
+			inputs = append(inputs, v.Type.Clone())
+		}
+	}
+	for _, v := range m.graph.Outputs {
+		outputs = append(outputs, v.Type.Clone())
+	}
+	return inputs, outputs
+}
+
 // InputType returns the element type of the named input (Undefined if the
 // model has no such input).
 func (m *Model) InputType(name string) DType {

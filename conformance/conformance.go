@@ -224,25 +224,9 @@ type namedTensor struct {
 }
 
 // valueTypes returns the types of m's inputs (those without a default)
-// and outputs: the graph's own where m has an engine, else the element
-// types alone.
+// and outputs, whole on every device (a GPU plan has no CPU engine).
 func valueTypes(m *kiln.Model) (ins, outs []ir.Type) {
-	if e := m.Engine(); e != nil {
-		for _, v := range e.Inputs() {
-			ins = append(ins, v.Type)
-		}
-		for _, v := range e.Outputs() {
-			outs = append(outs, v.Type)
-		}
-		return ins, outs
-	}
-	for _, in := range m.Inputs() {
-		ins = append(ins, ir.Type{DType: in.DType})
-	}
-	for _, o := range m.Outputs() {
-		outs = append(outs, ir.Type{DType: o.DType})
-	}
-	return ins, outs
+	return m.ValueTypes()
 }
 
 // readNumbered reads prefix_0.pb, prefix_1.pb... of set; file i holds a
