@@ -202,10 +202,6 @@ type gemmJob struct {
 	pb *PackedB
 }
 
-// gemmPrefetch turns the prefetch of a packed B's next panel on (tests and
-// benchmarks turn it off to compare).
-var gemmPrefetch = true
-
 var (
 	packAPool floatPool
 	packBPool floatPool
@@ -294,7 +290,6 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 				} else if edge := mc % mr; edge != 0 && g.kern.edge == nil {
 					packA(abuf, g.a, g.lda, false, ic+mc-edge, edge, pc, kc, mr)
 				}
-				lastIC := ic+mcMax >= i1
 				for jr := 0; jr < nc; jr += nr {
 					nrr := min(nr, nc-jr)
 					var bp *float32
@@ -311,28 +306,7 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 						packB(bbuf, g.b[boff:], g.ldb, false, 0, kc, jc+jr, nrr, nr)
 						bp = &bbuf[0]
 					}
-					// A B packed once is read from memory (a model's
-					// weights, used once per inference): the kernel reads
-					// its kc x nr panel in one sequential run, but the
-					// hardware prefetchers stop at each 4 KiB page. The
-					// next panel goes to L2 in slices, one per tile, while
-					// this one is computed.
-					var next []float32
-					if g.pb != nil && prefetchPanel != nil && gemmPrefetch {
-						switch {
-						case jr+nr < nc:
-							next = g.pb.data[(jc+jr+nr)/nr*g.k*nr+pc*nr:][:kc*nr]
-						case lastIC && pc+kc < g.k:
-							next = g.pb.data[jc/nr*g.k*nr+(pc+kc)*nr:][:min(kcMax, g.k-pc-kc)*nr]
-						}
-					}
-					slice := ((len(next)+(mc+mr-1)/mr-1)/((mc+mr-1)/mr) + 15) &^ 15 // whole lines per tile
 					for ir := 0; ir < mc; ir += mr {
-						if len(next) > 0 {
-							n := min(slice, len(next))
-							prefetchPanel(&next[0], (n+15)/16)
-							next = next[n:]
-						}
 						mrr := min(mr, mc-ir)
 						var ap *float32
 						ald := kc

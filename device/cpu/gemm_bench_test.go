@@ -132,8 +132,8 @@ func BenchmarkGemmTile(b *testing.B) {
 // BenchmarkGemmCold runs bigGemmShapes with the constant operand (BERT's
 // packed B, a convolution's weights in A) cycled through copies that
 // together exceed the last-level cache, as a model's layers read their
-// weights once per inference ("cold"; "cold-nopf" without the prefetches
-// of gemmJob.run), against one copy read again and again ("warm"); on
+// weights once per inference ("cold"), against one copy read again and
+// again ("warm"); on
 // Threads() goroutines and, in GFLOP/cpu-s, on one.
 func BenchmarkGemmCold(b *testing.B) {
 	r := rand.New(rand.NewPCG(7, 7))
@@ -156,7 +156,7 @@ func BenchmarkGemmCold(b *testing.B) {
 			}
 		}
 		flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
-		for _, mode := range []string{"warm", "cold", "cold-nopf"} {
+		for _, mode := range []string{"warm", "cold"} {
 			i := 0
 			// run computes the product on nt goroutines with the next
 			// copy of the constant operand.
@@ -177,13 +177,9 @@ func BenchmarkGemmCold(b *testing.B) {
 				}
 			}
 			b.Run(fmt.Sprintf("%s/%s/threads=1", s.name, mode), func(b *testing.B) {
-				gemmPrefetch = mode != "cold-nopf"
-				defer func() { gemmPrefetch = true }()
 				cpuLoop(b, flops, func() { run(1) })
 			})
 			b.Run(fmt.Sprintf("%s/%s/threads=%d", s.name, mode, Threads()), func(b *testing.B) {
-				gemmPrefetch = mode != "cold-nopf"
-				defer func() { gemmPrefetch = true }()
 				for b.Loop() {
 					run(Threads())
 				}

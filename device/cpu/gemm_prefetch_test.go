@@ -7,14 +7,13 @@ import (
 	"testing"
 )
 
-// TestSgemmPackedPrefetch checks SgemmPacked with the prefetch of the next
-// packed panel on and off against the reference, with every kernel, on
-// blockings that put the next panel in the same K block, in the next K
-// block (the last panel of the last row block), past the end of B (the
-// last panel of all), and on ragged last panels and row blocks: the
-// prefetch is a hint, so both runs give the same bits.
+// TestSgemmPackedPrefetch checks SgemmPacked against the reference, with
+// every kernel, on blockings with several K blocks, row blocks and column
+// panels, ragged last panels and row blocks, and B's last rows at the end
+// of its memory: the kernels prefetch B eight rows ahead, past the end of
+// each K block and of B itself, which must change nothing (and fault on
+// nothing). Two runs give the same bits.
 func TestSgemmPackedPrefetch(t *testing.T) {
-	defer func() { gemmPrefetch = true }()
 	forEachKernel(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(21, 22))
 		for _, tc := range []struct {
@@ -34,20 +33,19 @@ func TestSgemmPackedPrefetch(t *testing.T) {
 			pb := PackB(tc.k, tc.n, b, tc.n)
 			want, scale := refGemm(false, false, tc.m, tc.n, tc.k, 1, a, tc.k, b, tc.n, 0, nil, tc.n)
 			var got [2][]float32
-			for i, pf := range []bool{true, false} {
-				gemmPrefetch = pf
+			for i := range 2 {
 				c := make([]float32, tc.m*tc.n)
 				SgemmPacked(tc.bl, tc.m, a, tc.k, pb, c, tc.n, nil)
 				for j, v := range c {
 					if math.Abs(float64(v)-want[j]) > 1e-5*(scale[j]+1) {
-						t.Fatalf("%s prefetch %v: C[%d,%d] = %g, want %g", name, pf, j/tc.n, j%tc.n, v, want[j])
+						t.Fatalf("%s run %d: C[%d,%d] = %g, want %g", name, i, j/tc.n, j%tc.n, v, want[j])
 					}
 				}
 				got[i] = c
 			}
 			for j := range got[0] {
 				if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
-					t.Fatalf("%s: C[%d,%d] = %g with the prefetch, %g without", name, j/tc.n, j%tc.n, got[0][j], got[1][j])
+					t.Fatalf("%s: C[%d,%d] = %g, then %g", name, j/tc.n, j%tc.n, got[0][j], got[1][j])
 				}
 			}
 		}

@@ -34,7 +34,6 @@ func main() {
 	dw3x3("dw3x3s1AVX2", "Y", 8, 1)
 	gatherStride2()
 	fmaPeak()
-	prefetchL2()
 	if err := os.WriteFile("kernel_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -689,6 +688,14 @@ func gemmKernel512(name string, mr int) {
 		for v := 0; v < nv; v++ {
 			p("\tVMOVUPS.Z %d(BX), %s, %s", v*64, mask(v), breg(v))
 		}
+		// B eight rows ahead into L1: a B packed once (a model's weights,
+		// read from memory once per inference) is one sequential run per
+		// panel, which the hardware prefetchers restart at every 4 KiB
+		// page (ops/nn/NOTES.md, section 20). A hint: past the end of B
+		// it touches nothing.
+		for v := 0; v < nv; v++ {
+			p("\tPREFETCHT0 %d(BX)(DX*8)", v*64)
+		}
 		for i := 0; i < mr; i++ {
 			p("\tVBROADCASTSS %s, %s", arow(i, aoff), areg(i))
 			for v := 0; v < nv; v++ {
@@ -808,28 +815,5 @@ func fmaPeak() {
 	p("\tJNZ peak_loop")
 	p("peak_done:")
 	p("\tVZEROUPPER")
-	p("\tRET")
-}
-
-// prefetchL2 writes
-//
-//	func prefetchL2(p *float32, lines int)
-//
-// PREFETCHT1 of lines consecutive 64-byte lines from p: the next panel of a
-// packed B on its way into L2 while the kernel works on the current one.
-func prefetchL2() {
-	p("")
-	p("// func prefetchL2(p *float32, lines int)")
-	p("TEXT ·prefetchL2(SB), NOSPLIT, $0-16")
-	p("\tMOVQ p+0(FP), SI")
-	p("\tMOVQ lines+8(FP), CX")
-	p("\tTESTQ CX, CX")
-	p("\tJLE pf_done")
-	p("pf_loop:")
-	p("\tPREFETCHT1 (SI)")
-	p("\tADDQ $64, SI")
-	p("\tDECQ CX")
-	p("\tJNZ pf_loop")
-	p("pf_done:")
 	p("\tRET")
 }
