@@ -403,10 +403,13 @@ const (
 //     (squeezenet1_1's 3 -> 64 stem: 555-630 -> 408-422 us of CPU; NOTES.md
 //     section 18), while the block order writes 8 planes at a time and
 //     reads the input from L2 once per block;
-//   - with more than one thread, two blocks or more and more bytes of
-//     weights than of input: DynamicFor deals the items in contiguous
-//     parts, so each thread computes its own output channels and reads
-//     only their weights (as convCL's clBlockOuter; NOTES.md section 20).
+//   - with more than one thread, two blocks or more and at least 1.25x
+//     the input's bytes in weights: DynamicFor deals the items in
+//     contiguous parts, so each thread computes its own output channels
+//     and reads only their weights (as convCL's clBlockOuter; NOTES.md
+//     section 20: squeezenet1_1's 64 -> 256 1x1 at 13x13, 1.5x, 27 -> 21
+//     us at 2 threads; yolo_tiny's 64 -> 64 3x3 at 20x20, 1.19x, lost 10%
+//     and keeps the tile order).
 func directBlockOuter(wBytes, inBytes, outBytes, mb, threads int) bool {
 	switch directOrder {
 	case orderTile:
@@ -415,7 +418,7 @@ func directBlockOuter(wBytes, inBytes, outBytes, mb, threads int) bool {
 		return true
 	}
 	return wBytes > 1<<20 || inBytes <= 1<<20 && outBytes >= 1<<20 && mb >= 4 ||
-		threads > 1 && mb > 1 && wBytes >= inBytes
+		threads > 1 && mb > 1 && 4*wBytes >= 5*inBytes
 }
 
 // directFinish applies what the kernel did not to the output y: with

@@ -184,6 +184,8 @@ func TestDirectBlockOuter(t *testing.T) {
 		{"squeezenet 64 -> 256 3x3 at 13, 1 thread", 4 * 256 * 576, 4 * 64 * 15 * 15, 4 * 256 * 13 * 13, 32, 1, false},
 		{"squeezenet 64 -> 256 3x3 at 13, 2 threads: weights past the input", 4 * 256 * 576, 4 * 64 * 15 * 15, 4 * 256 * 13 * 13, 32, 2, true},
 		{"one block, 2 threads", 4 * 8 * 576, 4 * 64 * 3 * 3, 4 * 8 * 1, 1, 2, false},
+		{"squeezenet 64 -> 256 1x1 at 13, 2 threads: weights 1.5x the input", 4 * 256 * 64, 4 * 64 * 169, 4 * 256 * 169, 32, 2, true},
+		{"yolo_tiny 64 -> 64 3x3 at 20, 2 threads: weights 1.19x the input", 4 * 64 * 576, 4 * 64 * 22 * 22, 4 * 64 * 400, 8, 2, false},
 	} {
 		if got := directBlockOuter(c.wBytes, c.inBytes, c.outBytes, c.mb, c.threads); got != c.want {
 			t.Errorf("%s: directBlockOuter = %v, want %v", c.name, got, c.want)

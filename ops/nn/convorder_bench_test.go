@@ -35,6 +35,7 @@ func BenchmarkDirectOrder(b *testing.B) {
 					b.Run(name, func(b *testing.B) {
 						nn.SetDirectOrder(order)
 						defer nn.SetDirectOrder("")
+						fixThreads(b)
 						b.ReportAllocs()
 						for b.Loop() {
 							d(x, bias, y)

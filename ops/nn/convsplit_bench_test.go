@@ -3,12 +3,24 @@ package nn_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ops/nn"
 )
+
+// fixThreads has every call split over GOMAXPROCS threads for the rest of
+// the benchmark (cpu.SetThreads), as ONNX Runtime's intra-op threads do,
+// instead of running inline while the pool finds a core busy.
+func fixThreads(b *testing.B) {
+	if err := cpu.SetThreads(runtime.GOMAXPROCS(0)); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cpu.SetThreads(0) })
+}
 
 // cpuTime is the process's user and system CPU time so far.
 func cpuTime() time.Duration {
@@ -63,6 +75,7 @@ func BenchmarkCLOrder(b *testing.B) {
 					b.Run(name, func(b *testing.B) {
 						nn.SetCLOrder(order)
 						defer nn.SetCLOrder("")
+						fixThreads(b)
 						b.ReportAllocs()
 						c0 := cpuTime()
 						j := 0
@@ -111,6 +124,7 @@ func BenchmarkCLSequence(b *testing.B) {
 				b.Run(fmt.Sprintf("%d_layers/%s", len(seq), order), func(b *testing.B) {
 					nn.SetCLOrder(order)
 					defer nn.SetCLOrder("")
+					fixThreads(b)
 					c0 := cpuTime()
 					for b.Loop() {
 						for _, l := range seq {
