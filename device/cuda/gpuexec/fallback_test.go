@@ -2,17 +2,13 @@ package gpuexec_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kilnai/kiln"
-	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/device/cuda/gpuexec"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -23,13 +19,7 @@ import (
 // often).
 func fallbackNet(t *testing.T) []byte {
 	t.Helper()
-	w := func(shape ...int) *tensor.Tensor {
-		x := tensor.New(tensor.Float32, shape...)
-		for i := range x.Float32s() {
-			x.Float32s()[i] = float32(i%7)/7 - 0.5
-		}
-		return x
-	}
+	w := func(shape ...int) *tensor.Tensor { return ramp(7, 7, -0.5, shape...) }
 	b := ir.NewBuilder("cumsum", 17)
 	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(3), ir.D(8), ir.D(8))
 	h := b.Op("Conv", []*ir.Value{x, b.Const("w1", w(4, 3, 3, 3)), b.Const("b1", w(4))},
@@ -38,11 +28,7 @@ func fallbackNet(t *testing.T) []byte {
 	h = b.Op("Einsum", []*ir.Value{h, b.Const("s1", w(8)), b.Const("s2", w(8)), b.Const("s3", w(8))}, ir.StringAttr("equation", "nchw,w,w,w->nchw"))
 	h = b.Op("Conv", []*ir.Value{h, b.Const("w2", w(2, 4, 1, 1))}, ir.IntsAttr("kernel_shape", 1, 1))
 	b.Output(h, "y")
-	m, err := onnx.FromGraph(b.Graph(), "kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Marshal()
+	return marshal(t, b)
 }
 
 // TestFallbackFake builds a network with Einsum for cuda through
@@ -56,20 +42,10 @@ func fallbackNet(t *testing.T) []byte {
 // kiln import this package.
 func TestFallbackFake(t *testing.T) {
 	gpuexec.WithoutKernel(t, "Einsum") // an op the GPU lacks
-	dir := gpuexec.FakeLibs(t)
-	t.Setenv(cuda.EnvLibPath, dir)
+	fakeCUDA(t)
 	model := fallbackNet(t)
-	res, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	notes := strings.Join(res.Header.Notes, "\n")
-	for _, want := range []string{"(Einsum) runs on the CPU: gpuexec: unsupported: ",
-		"2 of 3 layers on cuda, 1 on the CPU (Einsum x1) in 3 segments"} {
-		if !strings.Contains(notes, want) {
-			t.Errorf("build notes do not say %q:\n%s", want, notes)
-		}
-	}
+	res, _ := buildCUDA(t, "cumsum", model, build.Options{}, "(Einsum) runs on the CPU: gpuexec: unsupported: ",
+		"2 of 3 layers on cuda, 1 on the CPU (Einsum x1) in 3 segments")
 	var seg0, seg2 bool
 	for _, b := range res.Blobs {
 		seg0 = seg0 || strings.HasPrefix(b.Name, partition.SegmentPrefix(0)+"cuda.kernels.")
@@ -78,24 +54,8 @@ func TestFallbackFake(t *testing.T) {
 	if !seg0 || !seg2 {
 		t.Errorf("plan sections %v: want the kernels of segments 0 and 2", res.Header.Blobs)
 	}
-	path := filepath.Join(t.TempDir(), "cumsum.plan")
-	err = res.WriteFile(path)
-	res.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := kiln.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, 2, 3, 8, 8)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if y := out["y"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x2x8x8" {
-		t.Fatalf("outputs %v", out)
-	}
+	m := loadPlan(t, res)
+	runShapes(t, m, map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, 2, 3, 8, 8)}, map[string]string{"y": "2x2x8x8"})
 	if _, err := build.BuildBytes(context.Background(), "cumsum", model, build.Options{Device: "cuda", StrictDevice: true}); err == nil || !strings.Contains(err.Error(), "Einsum") {
 		t.Errorf("StrictDevice: %v, want an error naming Einsum", err)
 	}

@@ -2,16 +2,12 @@ package gpuexec_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kilnai/kiln"
-	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/device/cuda/gpuexec"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -21,13 +17,7 @@ import (
 // CUDA kernels (op_groupnorm.go, op_lppool.go, op_einsum.go).
 func longTailNet(t *testing.T) []byte {
 	t.Helper()
-	w := func(shape ...int) *tensor.Tensor {
-		x := tensor.New(tensor.Float32, shape...)
-		for i := range x.Float32s() {
-			x.Float32s()[i] = float32(i%5)/5 + 0.25
-		}
-		return x
-	}
+	w := func(shape ...int) *tensor.Tensor { return ramp(5, 5, 0.25, shape...) }
 	b := ir.NewBuilder("longtail", 18)
 	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(4), ir.D(8), ir.D(8))
 	h := b.Op("GroupNormalization", []*ir.Value{x, b.Const("gs", w(4)), b.Const("gb", w(4))}, ir.IntAttr("num_groups", 2))
@@ -37,11 +27,7 @@ func longTailNet(t *testing.T) []byte {
 	h = b.Op("LpNormalization", []*ir.Value{h}, ir.IntAttr("axis", 1))
 	h = b.Op("GlobalLpPool", []*ir.Value{h})
 	b.Output(h, "y")
-	m, err := onnx.FromGraph(b.Graph(), "kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Marshal()
+	return marshal(t, b)
 }
 
 // TestLongTailFake builds longTailNet for cuda as kiln build does, against
@@ -53,41 +39,15 @@ func longTailNet(t *testing.T) []byte {
 // whose kernels are still marked unchecked fall back to the CPU, the build
 // notes saying why, and StrictDevice refuses the build.
 func TestLongTailFake(t *testing.T) {
-	dir := gpuexec.FakeLibs(t)
-	t.Setenv(cuda.EnvLibPath, dir)
+	fakeCUDA(t)
 	model := longTailNet(t)
 
 	t.Setenv(gpuexec.EnvUnverified, "1")
-	res, err := build.BuildBytes(context.Background(), "longtail", model, build.Options{Device: "cuda", StrictDevice: true})
-	if err != nil {
-		t.Fatalf("StrictDevice with %s=1: %v", gpuexec.EnvUnverified, err)
-	}
-	path := filepath.Join(t.TempDir(), "longtail.plan")
-	err = res.WriteFile(path)
-	res.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := kiln.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, 2, 4, 8, 8)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if y := out["y"]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != "2x4x1x1" {
-		t.Fatalf("outputs %v", out)
-	}
+	res, _ := buildCUDA(t, "longtail", model, build.Options{StrictDevice: true})
+	runShapes(t, loadPlan(t, res), map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, 2, 4, 8, 8)}, map[string]string{"y": "2x4x1x1"})
 
 	t.Setenv(gpuexec.EnvUnverified, "")
-	res, err = build.BuildBytes(context.Background(), "longtail", model, build.Options{Device: "cuda"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	notes := strings.Join(res.Header.Notes, "\n")
-	res.Close()
+	_, notes := buildCUDA(t, "longtail", model, build.Options{})
 	anyUnchecked := false
 	for _, op := range []string{"GroupNormalization", "LpPool", "MeanVarianceNormalization", "Einsum", "LpNormalization", "GlobalLpPool"} {
 		un := gpuexec.Unchecked(op)
@@ -96,7 +56,7 @@ func TestLongTailFake(t *testing.T) {
 			t.Errorf("%s's kernel unchecked %v, but the build notes say it falls back: %v\n%s", op, un, said, notes)
 		}
 	}
-	_, err = build.BuildBytes(context.Background(), "longtail", model, build.Options{Device: "cuda", StrictDevice: true})
+	_, err := build.BuildBytes(context.Background(), "longtail", model, build.Options{Device: "cuda", StrictDevice: true})
 	if anyUnchecked && (err == nil || !strings.Contains(err.Error(), "not been checked on a GPU")) {
 		t.Errorf("StrictDevice with unchecked kernels: %v, want a refusal saying they have not been checked", err)
 	}

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/device/cuda/gpuexec"
 	"github.com/kilnai/kiln/engine"
@@ -73,9 +71,6 @@ func yoloNMSNet(t *testing.T) []byte {
 	return m.Marshal()
 }
 
-// buildNotes returns the build's notes, one string.
-func buildNotes(res *build.Result) string { return strings.Join(res.Header.Notes, "\n") }
-
 // TestNMSBuildFake builds the YOLO-style detector for cuda (FP32 and FP16)
 // through the builder with its defaults, against the fake libraries:
 // every layer is on cuda (no fallback; StrictDevice builds too), the
@@ -83,19 +78,14 @@ func buildNotes(res *build.Result) string { return strings.Join(res.Header.Notes
 // kernels in the plan, and the plan loads and runs (the fakes compute
 // nothing: a run selects no box, and the outputs have 0 rows).
 func TestNMSBuildFake(t *testing.T) {
-	dir := gpuexec.FakeLibs(t)
-	t.Setenv(cuda.EnvLibPath, dir)
+	fakeCUDA(t)
 	model := yoloNMSNet(t)
 	for _, prec := range []string{"fp32", "fp16"} {
 		t.Run(prec, func(t *testing.T) {
-			o := build.Options{Device: "cuda", Precision: prec, StrictDevice: true, Dims: map[string][3]int{"h": {32, 64, 96}, "w": {32, 64, 96}}}
-			res, err := build.BuildBytes(context.Background(), "yolo_nms_mini", model, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			notes := buildNotes(res)
-			if !strings.Contains(notes, " layers on cuda, 0 on the CPU") || strings.Contains(notes, "runs on the CPU") {
-				t.Errorf("build notes do not say every layer is on cuda:\n%s", notes)
+			o := build.Options{Precision: prec, StrictDevice: true, Dims: map[string][3]int{"h": {32, 64, 96}, "w": {32, 64, 96}}}
+			res, notes := buildCUDA(t, "yolo_nms_mini", model, o, " layers on cuda, 0 on the CPU")
+			if strings.Contains(notes, "runs on the CPU") {
+				t.Errorf("build notes report a fallback:\n%s", notes)
 			}
 			var seg1 bool
 			for _, b := range res.Blobs {
@@ -104,26 +94,8 @@ func TestNMSBuildFake(t *testing.T) {
 			if !seg1 {
 				t.Errorf("plan sections %v: want the kernels of GPU segment 1 (after NonMaxSuppression)", res.Header.Blobs)
 			}
-			path := filepath.Join(t.TempDir(), "yolo.plan")
-			err = res.WriteFile(path)
-			res.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := kiln.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"images": tensor.New(tensor.Float32, 1, 3, 64, 96)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for name, shape := range map[string]string{"selected": "0x3", "kept": "0x4", "classes": "0"} {
-				if y := out[name]; y == nil || tensor.ShapeString(y.Shape) != shape {
-					t.Errorf("output %s: %v, want %s", name, y, shape)
-				}
-			}
+			runShapes(t, loadPlan(t, res), map[string]*tensor.Tensor{"images": tensor.New(tensor.Float32, 1, 3, 64, 96)},
+				map[string]string{"selected": "int64 0x3", "kept": "float32 0x4", "classes": "int64 0"})
 		})
 	}
 }
@@ -301,15 +273,8 @@ func common(t *testing.T, at string, got, want *tensor.Tensor, pct int) {
 // runResult runs a build's plan, written and loaded as a user would.
 func runResult(t *testing.T, res *build.Result, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "m.plan")
-	if err := res.WriteFile(path); err != nil {
-		return nil, err
-	}
-	m, err := kiln.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
+	m := loadPlan(t, res)
+	defer m.Close() // now, not at the test's end (Close is idempotent)
 	for range 2 {
 		if _, err := m.Run(context.Background(), in); err != nil {
 			return nil, err

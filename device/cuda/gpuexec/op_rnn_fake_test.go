@@ -8,11 +8,9 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln"
-	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/device/cuda/gpuexec"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -24,13 +22,7 @@ import (
 // "gru_h" and "rnn_h" (their Y unused).
 func crnnNet(t *testing.T) []byte {
 	t.Helper()
-	w := func(shape ...int) *tensor.Tensor {
-		x := tensor.New(tensor.Float32, shape...)
-		for i := range x.Float32s() {
-			x.Float32s()[i] = float32(i%7)/14 - 0.2
-		}
-		return x
-	}
+	w := func(shape ...int) *tensor.Tensor { return ramp(7, 14, -0.2, shape...) }
 	b := ir.NewBuilder("crnn", 18)
 	x := b.Input("image", tensor.Float32, ir.S("batch"), ir.D(1), ir.D(8), ir.S("width"))
 	h := b.Op("Conv", []*ir.Value{x, b.Const("cw", w(8, 1, 3, 3)), b.Const("cb", w(8))}, ir.IntsAttr("pads", 1, 1, 1, 1))
@@ -49,11 +41,7 @@ func crnnNet(t *testing.T) []byte {
 	b.Output(gru[1], "gru_h")
 	rnn := b.OpN("RNN", 2, []*ir.Value{seq, b.Const("rw", w(1, 4, 8)), b.Const("rr", w(1, 4, 4))}, ir.IntAttr("hidden_size", 4))
 	b.Output(rnn[1], "rnn_h")
-	m, err := onnx.FromGraph(b.Graph(), "kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Marshal()
+	return marshal(t, b)
 }
 
 // TestRNNFake builds crnnNet for cuda as kiln build does, against the
@@ -63,47 +51,23 @@ func crnnNet(t *testing.T) []byte {
 // two widths (the fakes compute nothing: the outputs' shapes are checked;
 // TestRNNOnGPU checks the values on a GPU).
 func TestRNNFake(t *testing.T) {
-	dir := gpuexec.FakeLibs(t)
-	t.Setenv(cuda.EnvLibPath, dir)
+	fakeCUDA(t)
 	t.Setenv(gpuexec.EnvUnverified, "")
 	model := crnnNet(t)
 	for _, prec := range []string{build.FP32, build.FP16} {
 		t.Run(prec, func(t *testing.T) {
-			res, err := build.BuildBytes(context.Background(), "crnn", model, build.Options{Device: "cuda", Precision: prec, StrictDevice: true,
+			res, notes := buildCUDA(t, "crnn", model, build.Options{Precision: prec, StrictDevice: true,
 				MaxBatch: 4, Dims: map[string][3]int{"width": {8, 32, 64}}})
-			if err != nil {
-				t.Fatalf("StrictDevice: %v", err)
-			}
-			notes := strings.Join(res.Header.Notes, "\n")
 			if strings.Contains(notes, "runs on the CPU") {
 				t.Errorf("build notes report a fallback:\n%s", notes)
 			}
-			path := filepath.Join(t.TempDir(), "crnn.plan")
-			err = res.WriteFile(path)
-			res.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := kiln.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := loadPlan(t, res)
 			for _, sz := range []struct{ batch, width int }{{2, 32}, {3, 12}} {
-				out, err := m.Run(context.Background(), map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, sz.batch, 1, 8, sz.width)})
-				if err != nil {
-					t.Fatalf("batch %d width %d: %v", sz.batch, sz.width, err)
-				}
-				want := map[string]string{
+				runShapes(t, m, map[string]*tensor.Tensor{"image": tensor.New(tensor.Float32, sz.batch, 1, 8, sz.width)}, map[string]string{
 					"probs": fmt.Sprintf("%dx%dx10", sz.width/2, sz.batch),
 					"gru_h": fmt.Sprintf("1x%dx8", sz.batch),
 					"rnn_h": fmt.Sprintf("1x%dx4", sz.batch),
-				}
-				for name, shape := range want {
-					if y := out[name]; y == nil || y.DType != tensor.Float32 || tensor.ShapeString(y.Shape) != shape {
-						t.Errorf("batch %d width %d: %s is %v, want float32 %s", sz.batch, sz.width, name, y, shape)
-					}
-				}
+				})
 			}
 		})
 	}
@@ -112,22 +76,12 @@ func TestRNNFake(t *testing.T) {
 // lstmNet is x[4, batch, 8] -> LSTM (hidden 8) -> "y".
 func lstmNet(t *testing.T) []byte {
 	t.Helper()
-	w := func(shape ...int) *tensor.Tensor {
-		x := tensor.New(tensor.Float32, shape...)
-		for i := range x.Float32s() {
-			x.Float32s()[i] = float32(i%5)/10 - 0.2
-		}
-		return x
-	}
+	w := func(shape ...int) *tensor.Tensor { return ramp(5, 10, -0.2, shape...) }
 	b := ir.NewBuilder("lstm", 17)
 	x := b.Input("x", tensor.Float32, ir.D(4), ir.S("batch"), ir.D(8))
 	ys := b.OpN("LSTM", 1, []*ir.Value{x, b.Const("w", w(1, 32, 8)), b.Const("r", w(1, 32, 8))}, ir.IntAttr("hidden_size", 8))
 	b.Output(ys[0], "y")
-	m, err := onnx.FromGraph(b.Graph(), "kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Marshal()
+	return marshal(t, b)
 }
 
 // TestRNNStepKernelByBatch: a plan kiln build makes of an LSTM (FP32 and
@@ -137,19 +91,13 @@ func lstmNet(t *testing.T) []byte {
 // kernel $KILN_FAKE_BAD_KERNEL names, so a run fails exactly when it
 // launches that one.
 func TestRNNStepKernelByBatch(t *testing.T) {
-	dir := gpuexec.FakeLibs(t)
-	t.Setenv(cuda.EnvLibPath, dir)
+	fakeCUDA(t)
 	model := lstmNet(t)
 	for _, prec := range []string{build.FP32, build.FP16} {
 		t.Run(prec, func(t *testing.T) {
-			res, err := build.BuildBytes(context.Background(), "lstm", model, build.Options{Device: "cuda", Precision: prec, StrictDevice: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res, _ := buildCUDA(t, "lstm", model, build.Options{Precision: prec, StrictDevice: true})
 			path := filepath.Join(t.TempDir(), "lstm.plan")
-			err = res.WriteFile(path)
-			res.Close()
-			if err != nil {
+			if err := res.WriteFile(path); err != nil {
 				t.Fatal(err)
 			}
 			sfx := map[string]string{build.FP32: "f32", build.FP16: "f16"}[prec]
