@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/repository"
 )
@@ -496,7 +497,11 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
+	// the engine splits layers over the cores only while they are not all
+	// busy with requests (device/cpu's RequestStarted), as over gRPC
+	cpu.RequestStarted()
 	resp, err := h.s.Infer(r.Context(), req)
+	cpu.RequestDone()
 	if err != nil {
 		h.fail(w, err)
 		return

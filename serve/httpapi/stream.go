@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/serve"
 )
 
@@ -301,7 +302,9 @@ func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded
 	req, err := h.inferRequest(model, ver, d)
 	var resp *serve.InferResponse
 	if err == nil {
+		cpu.RequestStarted()
 		resp, err = h.s.Infer(ctx, req)
+		cpu.RequestDone()
 	}
 	if err == nil {
 		var hdr []byte
