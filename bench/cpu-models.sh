@@ -83,16 +83,16 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny resnet50 ber
   done
   load=$(cut -d' ' -f1 /proc/loadavg)
   kiln build "$f" -o "$plandir/$m.plan" "${prof[@]}" >/dev/null 2>&1
-  kout=$(kiln run "$plandir/$m.plan" --iterations "$iters" --warmup 5)
+  kout=$(kiln run "$plandir/$m.plan" --intra-op-threads 2 --iterations "$iters" --warmup 5)
   k=$(echo "$kout" | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   kmin=$(echo "$kout" | sed -n '/^latency/s/.*min \([0-9.]*\) .*/\1/p')
   kcpu=
   if [ -n "$haveperf" ]; then
-    tc() { perf stat -x, -e task-clock /tmp/kiln-bench run "$plandir/$m.plan" --warmup 0 --iterations "$1" 2>&1 >/dev/null | grep task-clock | cut -d, -f1; }
+    tc() { perf stat -x, -e task-clock /tmp/kiln-bench run "$plandir/$m.plan" --intra-op-threads 2 --warmup 0 --iterations "$1" 2>&1 >/dev/null | grep task-clock | cut -d, -f1; }
     a=$(tc 1); b=$(tc $((iters+1)))
     kcpu=$(awk -v a="$a" -v b="$b" -v n="$iters" 'BEGIN{printf "%.3f", (b-a)/n}')
   fi
-  u=$(kiln run "$f" --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
+  u=$(kiln run "$f" --intra-op-threads 2 --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   o=$(ort_time "$f" "$iters" ${shapes[$m]})
   r=$(awk -v k="$k" -v o="$o" 'BEGIN{printf "%.2f", o/k}')
   echo "| $m | ${shapes[$m]} | $load | $k | $kmin | $kcpu | $u | $o | $r | ${target[$m]:--} |"

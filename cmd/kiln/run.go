@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/conformance"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
 	"github.com/kilnai/kiln/examples"
@@ -71,6 +72,7 @@ func runCmd(args []string) int {
 	exportJSON := fs.String("export-json", "", "write the results (latencies, per-layer times, comparison) to this JSON file")
 	minCosine := fs.Float64("cosine", 0, "also require each float output's cosine similarity with --data's to be at least this (e.g. 0.9999 for fp16 plans)")
 	saveData := fs.String("save-data", "", "write the inputs run and the outputs computed to this folder as a test data set (input_N.pb, output_N.pb): a reference for --data")
+	intraOp := fs.Int("intra-op-threads", 0, "threads each CPU layer is split into (0: automatic: up to GOMAXPROCS while a core is free, on the caller's thread while the cores are busy; N: always at most N, as ONNX Runtime's intra_op_num_threads)")
 	var bf buildFlags
 	bf.register(fs, false)
 	shapes := shapeFlags{}
@@ -84,6 +86,9 @@ func runCmd(args []string) int {
 	}
 	if *iters < 1 || *warmup < 0 || *rtol < 0 || *atol < 0 || *duration < 0 || *minCosine < 0 || *minCosine > 1 {
 		return fail("--iterations must be >= 1, --warmup, --rtol, --atol and --duration >= 0, --cosine between 0 and 1")
+	}
+	if err := cpu.SetThreads(*intraOp); err != nil {
+		return usageError(fs, "--intra-op-threads %d: want 0 (automatic) or a positive count", *intraOp)
 	}
 	path := pos[0]
 	if *data != "" && len(shapes) > 0 {

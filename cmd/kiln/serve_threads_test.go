@@ -67,3 +67,32 @@ func TestServeIntraOpThreads(t *testing.T) {
 		})
 	}
 }
+
+// TestRunIntraOpThreads: kiln run takes --intra-op-threads as kiln serve
+// does (fixing the count for benchmarks against another runtime's fixed
+// threads); a bad count is refused naming the flag.
+func TestRunIntraOpThreads(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	t.Cleanup(func() { _ = cpu.SetThreads(0) })
+	for _, tt := range []struct {
+		args    []string
+		code    int
+		threads int
+		has     string
+	}{
+		{[]string{"example", "--intra-op-threads", "1", "--iterations", "3"}, exitOK, 1, "p50"},
+		{[]string{"example", "--intra-op-threads", "2"}, exitOK, 2, ""},
+		{[]string{"example"}, exitOK, 2, ""},
+		{[]string{"example", "--intra-op-threads", "-1"}, exitError, 2, "--intra-op-threads -1"},
+	} {
+		var code int
+		out, errOut := runOutput(t, func() { code = runCmd(tt.args) })
+		if code != tt.code || !strings.Contains(out+errOut, tt.has) {
+			t.Errorf("%q: exit %d, output %q %q; want %d with %q", tt.args, code, out, errOut, tt.code, tt.has)
+		}
+		if got := cpu.Threads(); got != tt.threads {
+			t.Errorf("%q: cpu.Threads() = %d after, want %d", tt.args, got, tt.threads)
+		}
+		_ = cpu.SetThreads(0)
+	}
+}
