@@ -52,7 +52,7 @@ echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /
 echo "Command: \`bench/cpu-models.sh $iters\`; median latency of $iters runs after warm-up, random inputs, same shapes for both."
 echo "ONNX Runtime $ortver, CPU EP, 2 intra-op threads, all graph optimizations) ran in the same script."
 echo
-echo "kiln: \`kiln build\` (optimizer level 2, tactics timed, profile fixed at the input shape) then \`kiln run PLAN\`;"
+echo "kiln: \`kiln build\` (optimizer level 2, tactics timed, profile fixed at the input shape) then \`kiln run PLAN --intra-op-threads 2\` (two threads always, as ONNX Runtime's);"
 echo "\"unoptimized\" is the ONNX graph as it is (\`kiln run --opt-level 0\`)."
 echo
 echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min). On a shared machine the minimum"
