@@ -168,6 +168,9 @@ func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*te
 	for _, v := range eng.Graph().Inputs {
 		inputs[v.Name] = v
 	}
+	// the graph as built: a run may bind its sequence types (SequenceMap's
+	// body), which would make the table another graph's
+	graph := GraphHash(eng.Graph())
 
 	amax := map[string]float64{}
 	for i, b := range batches {
@@ -188,7 +191,7 @@ func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*te
 	if len(amax) == 0 {
 		return nil, fmt.Errorf("%w: the graph computes no float32 value", ErrCalibration)
 	}
-	t := &Table{Method: method, Graph: GraphHash(eng.Graph()), Entries: make(map[string]float32, len(amax))}
+	t := &Table{Method: method, Graph: graph, Entries: make(map[string]float32, len(amax))}
 	if method == Percentile {
 		t.Percentile = pct
 	}
