@@ -20,6 +20,14 @@ type simEngine struct {
 	stall         float64
 	name          string
 	instances     int
+	// window, when above 0, bounds the requests outstanding as a load
+	// generator with that many threads does (kiln perf --max-threads): an
+	// arrival that finds window requests outstanding is sent when one
+	// ends. path is the time a request takes from being sent to reaching
+	// the queue (the request path: network, decoding), counted in its
+	// latency.
+	window int
+	path   time.Duration
 }
 
 // costPoint is a measured engine cost: a batch of size took d.
@@ -72,6 +80,8 @@ type simResult struct {
 	held int
 	// lat are the requests' latencies, sorted
 	lat []time.Duration
+	// decisions are the SLO batcher's dispatch decisions by reason
+	decisions map[string]uint64
 }
 
 // within returns the share of the requests that finished within target.
@@ -107,6 +117,8 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 		cost  time.Duration
 		items []*item
 	}
+	var outstanding int
+	var inPath []*item // sent, reaching the queue at enqueued
 	busy := make([]*running, opts.Instances)
 	wake := make([]time.Time, opts.Instances) // zero: no timer
 	var lat []time.Duration
@@ -117,25 +129,14 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 	now := t0
 	next := 0
 	last := t0
+	open := func() bool { return eng.window <= 0 || outstanding < eng.window }
 	for len(lat) < n {
-		// arrivals up to now
-		for next < n && !arrivals[next].After(now) {
-			it := &item{key: "k", size: 1, level: 1, enqueued: arrivals[next]}
-			if s.queued == 0 && slices.Contains(busy, nil) {
-				idleAtArrival[it] = true
-			}
-			s.queues[0] = append(s.queues[0], it)
-			s.queued++
-			if s.slo != nil {
-				s.slo.arrived(it.enqueued, 1)
-			}
-			next++
-		}
 		// batches that ended
 		for i, r := range busy {
 			if r != nil && !r.end.After(now) {
+				outstanding -= len(r.items)
 				for _, it := range r.items {
-					d := r.end.Sub(it.enqueued)
+					d := r.end.Sub(it.enqueued) + eng.path
 					lat = append(lat, d)
 					if opts.SLO > 0 && d <= opts.SLO {
 						met++
@@ -149,6 +150,29 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 				}
 				busy[i] = nil
 				s.held[i] = false
+			}
+		}
+		// arrivals up to now, sent while the window has room
+		for next < n && !arrivals[next].After(now) && open() {
+			sent := arrivals[next]
+			if eng.window > 0 && now.After(sent) {
+				sent = now // held by the full window
+			}
+			inPath = append(inPath, &item{key: "k", size: 1, level: 1, enqueued: sent.Add(eng.path)})
+			outstanding++
+			next++
+		}
+		// requests reaching the queue
+		for len(inPath) > 0 && !inPath[0].enqueued.After(now) {
+			it := inPath[0]
+			inPath = inPath[1:]
+			if s.queued == 0 && slices.Contains(busy, nil) {
+				idleAtArrival[it] = true
+			}
+			s.queues[0] = append(s.queues[0], it)
+			s.queued++
+			if s.slo != nil {
+				s.slo.arrived(it.enqueued, 1)
 			}
 		}
 		// free instances decide
@@ -191,8 +215,11 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 				ev = t
 			}
 		}
-		if next < n {
+		if next < n && open() {
 			consider(arrivals[next])
+		}
+		if len(inPath) > 0 {
+			consider(inPath[0].enqueued)
 		}
 		for i, r := range busy {
 			if r != nil {
@@ -209,6 +236,9 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 	slices.Sort(lat)
 	res := simResult{throughput: float64(n) / last.Sub(t0).Seconds(), p50: lat[n/2], p99: lat[n*99/100],
 		meanBatch: float64(items) / float64(batches), met: met, requests: n, held: held, lat: lat}
+	if s.slo != nil {
+		res.decisions = s.slo.decisions
+	}
 	return res
 }
 
@@ -355,35 +385,68 @@ func TestSLOBatcherLoadSweep(t *testing.T) {
 var mlpCurve = []costPoint{{1, 313 * time.Microsecond}, {2, 349 * time.Microsecond}, {4, 423 * time.Microsecond},
 	{8, 651 * time.Microsecond}, {16, 2028 * time.Microsecond}, {32, 2598 * time.Microsecond}}
 
-// TestSLOBatcherMLPSweep drives the SLO batcher (objective 5ms, the P99
-// the fixed 2ms delay reaches at 80% load here) and the fixed delays of
-// 500us and 2ms over a load sweep on the measured cost curve of
-// bench/slobatch's MLP (mlpCurve), from 2% of its capacity at batch 32 to
-// past saturation: the simulated counterpart of
-// bench/results/slo-batching-mlp.md. It asserts what the issue asks:
+// mlpCurveSlow16 is the same MLP's cost curve in the lead's real sweep of
+// bench/results/slo-batching-mlp.md ("Real sweep on a quieter machine",
+// the lower of two passes): there batch 16 is slower per request (170us)
+// than 8 (84us) and 32 (125us), and on it the SLO batcher stopped short of
+// full batches near and past saturation.
+var mlpCurveSlow16 = []costPoint{{1, 292 * time.Microsecond}, {2, 363 * time.Microsecond}, {4, 433 * time.Microsecond},
+	{8, 675 * time.Microsecond}, {16, 2715 * time.Microsecond}, {32, 4008 * time.Microsecond}}
+
+// TestSLOBatcherMLPSweep drives the SLO batcher and the fixed delays of
+// 500us and 2ms over a load sweep on the measured cost curves of
+// bench/slobatch's MLP, from 2% of the capacity at batch 32 to past
+// saturation: the simulated counterpart of
+// bench/results/slo-batching-mlp.md. Two curves: mlpCurve, and
+// mlpCurveSlow16 of the real sweep, where batch 16 is slower per request
+// than 8 and 32 (the objective, 5 and 7ms, about the P99 the fixed 2ms
+// delay reaches at 80% load on each). Each open loop (Poisson arrivals)
+// and closed as kiln perf's request-rate mode is (at most 64 requests
+// outstanding, 4ms of request path to the queue, counted in the latency: on
+// the slow-16 curve the SLO batcher before split served 4.6% less than
+// the fixed 2ms delay at 100% load, in batches of 15 against 31). It
+// asserts what the issue asks:
 //   - at low load (up to 5%) no request that finds the instance idle waits,
 //     and batches are of one;
-//   - batches grow with the load (the mean never falls by more than 5%
-//     from one load to the next), enough to serve the arrivals below
-//     saturation (the curve is not linear, c(16) being slow, so the
-//     capacity of the mean batch says little);
-//   - the objective is met (P99 within 5ms) wherever capacity allows it
-//     (up to 80% load, and wherever a fixed delay meets it);
+//   - where a batch costs no more than two smaller ones (mlpCurve, open
+//     loop), batches grow with the load (the mean never falls by more than
+//     5% from one load to the next);
+//   - below saturation it serves the offered rate (closed loop: as much
+//     as the better fixed delay, the window bounding both), and the objective is
+//     met (the P99 less the request path within it) wherever capacity
+//     allows (up to 80% load, and wherever a fixed delay meets it);
 //   - at the same throughput (each offered rate below saturation) the SLO
 //     batcher's P99 is at most the better fixed delay's (up to 80% load;
 //     within 10% at 90%, where every policy runs nearly full batches);
-//   - at every load, past saturation too, its throughput is within 1% of
-//     the better fixed delay's.
+//   - at every load, past saturation too, its throughput is at least 99%
+//     of the better fixed delay's.
 func TestSLOBatcherMLPSweep(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the simulation runs on one goroutine: nothing for the race detector, which slows it tenfold")
 	}
-	eng := simEngine{name: "mlp", curve: mlpCurve, noise: 0.1}
-	loads := []float64{0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.05}
+	const window, path = 64, 4 * time.Millisecond
+	cases := []struct {
+		eng    simEngine
+		target time.Duration
+		growth bool
+	}{
+		{simEngine{name: "mlp", curve: mlpCurve, noise: 0.1}, 5 * time.Millisecond, true},
+		{simEngine{name: "mlp, slow batch 16", curve: mlpCurveSlow16, noise: 0.1}, 7 * time.Millisecond, false},
+		{simEngine{name: "mlp, closed loop", curve: mlpCurve, noise: 0.1, window: window, path: path}, 5 * time.Millisecond, false},
+		{simEngine{name: "mlp, slow batch 16, closed loop", curve: mlpCurveSlow16, noise: 0.1, window: window, path: path}, 7 * time.Millisecond, false},
+	}
+	for _, c := range cases {
+		t.Run(c.eng.name, func(t *testing.T) { mlpSweep(t, c.eng, c.target, c.growth) })
+	}
+}
+
+// mlpSweep is TestSLOBatcherMLPSweep on one engine; growth asserts that
+// the mean batch grows with the load.
+func mlpSweep(t *testing.T, eng simEngine, target time.Duration, growth bool) {
+	loads := []float64{0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.05, 1.2}
 	const n = 10000
-	const target = 5 * time.Millisecond
 	var table strings.Builder
-	fmt.Fprintln(&table, "| load | rate req/s | batcher | infer/s | p50 ms | p99 ms | mean batch | held | within 5ms |")
+	fmt.Fprintf(&table, "| load | rate req/s | batcher | infer/s | p50 ms | p99 ms | mean batch | held | within %v |\n", target)
 	fmt.Fprintln(&table, "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	capacity := eng.capacity(32)
 	prevBatch := 0.0
@@ -396,7 +459,7 @@ func TestSLOBatcherMLPSweep(t *testing.T) {
 		}{
 			{"fixed 500us", Options{MaxQueueDelay: 500 * time.Microsecond}},
 			{"fixed 2ms", Options{MaxQueueDelay: 2 * time.Millisecond}},
-			{"slo 5ms", Options{SLO: target}},
+			{fmt.Sprintf("slo %v", target), Options{SLO: target}},
 		}
 		res := make([]simResult, len(pols))
 		for i, p := range pols {
@@ -404,7 +467,7 @@ func TestSLOBatcherMLPSweep(t *testing.T) {
 			r := simulate(p.opts, eng, rate, n, seed)
 			res[i] = r
 			fmt.Fprintf(&table, "| %.0f%% | %.0f | %s | %.0f | %.2f | %.2f | %.2f | %d | %.1f%% |\n", 100*load, rate, p.name,
-				r.throughput, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.meanBatch, r.held, 100*r.within(target))
+				r.throughput, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.meanBatch, r.held, 100*r.within(target+eng.path))
 		}
 		slo, best := res[2], res[0]
 		if res[1].p99 < best.p99 {
@@ -414,15 +477,16 @@ func TestSLOBatcherMLPSweep(t *testing.T) {
 		if load <= 0.05 && (slo.held > 0 || slo.meanBatch > 1.05) {
 			t.Errorf("%s: %d requests held although the instance was idle, mean batch %.2f; want none, 1", where, slo.held, slo.meanBatch)
 		}
-		if slo.meanBatch < 0.95*prevBatch {
+		if growth && slo.meanBatch < 0.95*prevBatch {
 			t.Errorf("%s: mean batch %.2f, below %.2f at the lower load before", where, slo.meanBatch, prevBatch)
 		}
 		prevBatch = slo.meanBatch
-		if load < 1 && slo.throughput < 0.98*rate {
+		// (closed loop, the window bounds what any policy serves)
+		if load < 1 && slo.throughput < 0.98*min(rate, best.throughput) {
 			t.Errorf("%s: slo %.0f/s, below the offered rate", where, slo.throughput)
 		}
-		if (load <= 0.8 || best.p99 <= target) && slo.p99 > target {
-			t.Errorf("%s: slo p99 %v past the objective %v (the better fixed delay's p99 %v)", where, slo.p99, target, best.p99)
+		if (load <= 0.8 || best.p99 <= target+eng.path) && slo.p99 > target+eng.path {
+			t.Errorf("%s: slo p99 %v past the objective %v and the request path %v (the better fixed delay's p99 %v)", where, slo.p99, target, eng.path, best.p99)
 		}
 		if tol := map[bool]float64{true: 1, false: 1.1}[load <= 0.8]; load < 1 && float64(slo.p99) > tol*float64(best.p99) {
 			t.Errorf("%s: slo p99 %v above the better fixed delay's %v", where, slo.p99, best.p99)
@@ -431,5 +495,5 @@ func TestSLOBatcherMLPSweep(t *testing.T) {
 			t.Errorf("%s: slo %.0f/s, below the better fixed delay's %.0f/s", where, slo.throughput, best.throughput)
 		}
 	}
-	t.Logf("simulated MLP, %d Poisson arrivals per row, max_batch_size 32, capacity %.0f/s at batch 32:\n%s", n, capacity, table.String())
+	t.Logf("simulated %s, %d Poisson arrivals per row, max_batch_size 32, capacity %.0f/s at batch 32:\n%s", eng.name, n, capacity, table.String())
 }

@@ -23,6 +23,16 @@ import (
 //     the queue only grows, and every request misses). A queue that no
 //     size fits in time, or that arrives faster than any size keeps up
 //     with, is sent whole: the largest batches drain a backlog fastest.
+//   - split: of the batch at hand, only the first part when the cost model
+//     says two batches cost the engine less than one by 10% (c(b) +
+//     c(n-b) < 0.9·c(n)): an engine whose cost is not subadditive, such as
+//     the MLP of bench/results/slo-batching-mlp.md on a CPU, whose batch of
+//     16 took longer than two of 8, would otherwise run its slowest sizes
+//     near saturation, where the queue holds what arrived during the last
+//     batch (a load generator with a bounded number of requests
+//     outstanding keeps it there), and serve less than a fixed delay that
+//     fills batches of MaxBatchSize. One split in 16 is not made, so that
+//     the whole batch's cost is measured again.
 //   - when: a batch of MaxBatchSize is sent at once, and so is one that
 //     cannot wait for one more request without breaking the oldest
 //     request's deadline. Otherwise the batcher waits for the next request
@@ -69,6 +79,9 @@ const (
 	// request's remaining budget, so that more of the queue meets the
 	// objective than with all of it.
 	DecisionBudget = "budget"
+	// DecisionSplit: part of the batch at hand, as two batches cost the
+	// engine less than one (see sloPolicy.split).
+	DecisionSplit = "split"
 	// DecisionWait: the batcher holds the queue to fill a larger batch (a
 	// decision to wait, not counted in Decisions).
 	DecisionWait = "wait"
@@ -193,6 +206,7 @@ type sloPolicy struct {
 	// picked is the reason of the latest pick's batch, not yet taken.
 	decisions map[string]uint64
 	picked    string
+	splits    uint64 // splits decided (see split)
 	met, miss atomic.Uint64
 }
 
@@ -256,6 +270,9 @@ func (p *sloPolicy) decide(now time.Time, arrival func(k int) time.Time, n, limi
 	rate := p.rate(now)
 	if b := p.cut(now, arrival, n, limit, budget, rate); b < n {
 		return true, b, 0, DecisionBudget
+	}
+	if b := p.split(n); b < n {
+		return true, b, 0, DecisionSplit
 	}
 	if n >= limit {
 		return true, n, 0, DecisionFull
@@ -321,6 +338,47 @@ func (p *sloPolicy) cut(now time.Time, arrival func(k int) time.Time, n, limit i
 	}
 	return best
 }
+
+// split returns how many of the n items at hand to send so that the
+// instance's time goes furthest: n, unless running them as two batches, b
+// now and the n-b after (with whatever arrives meanwhile), costs less than
+// one batch of n by splitGain: an engine's cost need not be subadditive,
+// as the MLP of bench/results/slo-batching-mlp.md on a CPU, whose batch
+// of 16 took longer than two of 8, so that a batcher that sends whatever
+// the queue holds runs its slowest sizes near saturation. b is the larger
+// part (the oldest requests first) of the cheapest split. Every
+// splitExplore-th split is not made, and the batch of n runs whole: sizes
+// no longer run keep their estimates, and an estimate raised by a stall
+// would otherwise split that size for good.
+func (p *sloPolicy) split(n int) int {
+	if n < 2 {
+		return n
+	}
+	cn, _, _ := p.cost.estimate(n)
+	best, bestCost := n, cn*(1-splitGain)
+	for b := n - 1; 2*b >= n; b-- {
+		cb, _, _ := p.cost.estimate(b)
+		cr, _, _ := p.cost.estimate(n - b)
+		if cb+cr < bestCost {
+			best, bestCost = b, cb+cr
+		}
+	}
+	if best < n {
+		p.splits++
+		if p.splits%splitExplore == 0 {
+			return n
+		}
+	}
+	return best
+}
+
+// splitGain is the share of a batch's time that splitting it in two must
+// save for the SLO batcher to split it; splitExplore, how often (one in)
+// a split is not made, so that the whole batch's cost is measured again.
+const (
+	splitGain    = 0.1
+	splitExplore = 16
+)
 
 // worthWaiting reports whether, with n requests at hand and an idle
 // instance, waiting for the next request (due in 1/rate) and running n+1

@@ -135,6 +135,9 @@ func TestSLODecide(t *testing.T) {
 		// flat makes every batch cost 2ms (the cost per request falls
 		// with the batch) instead of 1ms + b*0.5ms
 		flat bool
+		// slow16 gives the batches the cost of the MLP in the real sweep
+		// (mlpCurveSlow16: a batch of 16 costs 2.7ms, two of 8 1.35ms)
+		slow16 bool
 	}{
 		{name: "nothing measured: send at once", n: 1, send: true, reason: DecisionLearning},
 		{name: "max batch: send", measure: true, n: 32, gap: 100 * time.Microsecond, send: true, reason: DecisionFull},
@@ -186,6 +189,18 @@ func TestSLODecide(t *testing.T) {
 		// next is due in 0.4ms, under c(1)), and four instances keep up with
 		// half of 2.5/ms at batch 1 (2.7/ms)
 		{name: "linear cost: no wait however close the next", instances: 4, measure: true, n: 1, gap: 400 * time.Microsecond, send: true, reason: DecisionKeepsUp},
+		// c(16) = 2.715ms, two batches of 8 1.35ms: send 8, then the rest
+		{name: "slow 16: split into 8 and 8", slow16: true, measure: true, n: 16, gap: 1 * ms, send: true, reason: DecisionSplit, take: 8},
+		// c(12) = 1.695ms by the curve, c(8)+c(4) = 1.108ms (as 6+6): the
+		// larger part first
+		{name: "slow 16, 12 at hand: split into 8 and 4", slow16: true, measure: true, n: 12, gap: 1 * ms, send: true, reason: DecisionSplit, take: 8},
+		// c(8) = 0.675ms against c(4)+c(4) = 0.866ms: whole
+		{name: "slow 16, 8 at hand: no split", slow16: true, measure: true, n: 8, gap: 1 * ms, send: true, reason: DecisionKeepsUp},
+		// c(32) = 4.0ms: no two batches cost 10% less (c(24)+c(8) = 4.04ms)
+		{name: "slow 16, 32 at hand: whole", slow16: true, measure: true, n: 32, gap: 100 * time.Microsecond, send: true, reason: DecisionFull},
+		// 1ms + b*0.5ms: two batches cost 1ms more than one, never split (16
+		// take 9ms, within the objective: no cut either)
+		{name: "linear cost, 16 at hand: no split", measure: true, n: 16, gap: 10 * ms, send: true, reason: DecisionKeepsUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newSLOPolicy(10*ms, 32, max(tc.instances, 1))
@@ -194,6 +209,9 @@ func TestSLODecide(t *testing.T) {
 					c := ms + time.Duration(b)*ms/2
 					if tc.flat {
 						c = 2 * ms
+					}
+					if tc.slow16 {
+						c = simEngine{curve: mlpCurveSlow16}.cost(b)
 					}
 					p.cost.observe(b, c)
 				}
@@ -213,6 +231,32 @@ func TestSLODecide(t *testing.T) {
 				t.Fatalf("decide = send %v take %d wait %v reason %q, want %v %d %v %q", send, take, wait, reason, tc.send, wantTake, tc.wait, tc.reason)
 			}
 		})
+	}
+}
+
+// TestSLOSplitExplores: where the cost model says two batches cost less
+// than one, the SLO batcher splits, except every splitExplore-th time,
+// when it runs the whole batch so that its cost is measured again.
+func TestSLOSplitExplores(t *testing.T) {
+	p := newSLOPolicy(10*ms, 32, 1)
+	for b := 1; b <= 32; b++ {
+		p.cost.observe(b, simEngine{curve: mlpCurveSlow16}.cost(b))
+	}
+	var got []int
+	for range 2 * splitExplore {
+		got = append(got, p.split(16))
+	}
+	for i, b := range got {
+		want := 8
+		if (i+1)%splitExplore == 0 {
+			want = 16
+		}
+		if b != want {
+			t.Fatalf("split(16) calls: %v; want 8, and 16 every %dth", got, splitExplore)
+		}
+	}
+	if b := p.split(1); b != 1 {
+		t.Fatalf("split(1) = %d, want 1", b)
 	}
 }
 
