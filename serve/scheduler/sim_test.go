@@ -403,8 +403,8 @@ var mlpCurveSlow16 = []costPoint{{1, 292 * time.Microsecond}, {2, 363 * time.Mic
 // delay reaches at 80% load on each). Each open loop (Poisson arrivals)
 // and closed as kiln perf's request-rate mode is (at most 64 requests
 // outstanding, 4ms of request path to the queue, counted in the latency: on
-// the slow-16 curve the SLO batcher before split served 4.6% less than
-// the fixed 2ms delay at 100% load, in batches of 15 against 31). It
+// the slow-16 curve the SLO batcher before split served 13% less than
+// the fixed 2ms delay at 105% load, in batches of 21 against 31). It
 // asserts what the issue asks:
 //   - at low load (up to 5%) no request that finds the instance idle waits,
 //     and batches are of one;
