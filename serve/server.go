@@ -291,6 +291,36 @@ func New(opts Options) *Server {
 	return s
 }
 
+// waitingReason is the reason of a model announced, or waiting its turn
+// in LoadAll.
+const waitingReason = "waiting to load"
+
+// Announce shows the named models (nil: every model of the repository) as
+// LOADING, "waiting to load", until a load of each starts, so that a
+// server that listens before it loads (kiln serve) never shows a model it
+// is about to load as UNAVAILABLE. Models already served are left as they
+// are.
+func (s *Server) Announce(names []string) error {
+	if s.opts.Repository == "" {
+		return nil
+	}
+	all, err := repository.Names(s.opts.Repository)
+	if err != nil {
+		return err
+	}
+	if names == nil {
+		names = all
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		if _, ok := s.models[n]; !ok && slices.Contains(all, n) { // a name not in the repository fails its load at once
+			s.models[n] = &model{name: n, state: "LOADING", reason: waitingReason}
+		}
+	}
+	return nil
+}
+
 // LoadAll loads every model of the repository, one after the other. Models
 // that fail to load are reported by RepositoryIndex with their error; the
 // first error is returned. While LoadAll runs the server is live but not
@@ -311,9 +341,11 @@ func (s *Server) LoadAll(ctx context.Context) error {
 	waiting := map[string]*model{}
 	s.mu.Lock()
 	for _, n := range names {
-		if _, ok := s.models[n]; !ok {
-			m := &model{name: n, state: "LOADING", reason: "waiting to load"}
+		if m, ok := s.models[n]; !ok {
+			m := &model{name: n, state: "LOADING", reason: waitingReason}
 			s.models[n], waiting[n] = m, m
+		} else if m.state == "LOADING" && m.reason == waitingReason {
+			waiting[n] = m // announced (Announce)
 		}
 	}
 	s.mu.Unlock()

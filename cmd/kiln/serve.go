@@ -192,6 +192,17 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	var loading atomic.Bool
 	loading.Store(*repo != "")
 	ready := func() bool { return !loading.Load() && s.Ready() }
+	// the models about to load show as LOADING from the first request on,
+	// not UNAVAILABLE until their turn starts
+	if *repo != "" {
+		var names []string // nil: all of them
+		if *control == "explicit" && !slices.Contains(loadModels, "*") {
+			names = append([]string{}, loadModels...)
+		}
+		if err := s.Announce(names); err != nil {
+			log.Warn("repository", "err", err)
+		}
+	}
 
 	var tlsConf *tls.Config
 	if *tlsCert != "" {
