@@ -463,6 +463,15 @@ type responseTensor struct {
 	Data       any            `json:"data,omitempty"`
 }
 
+// infer1 runs one inference request, counted for device/cpu (the engine
+// splits layers over the cores only while they are not all busy with
+// requests, as over gRPC); the count is given back even if Infer panics.
+func (h *handler) infer1(ctx context.Context, req *serve.InferRequest) (*serve.InferResponse, error) {
+	cpu.RequestStarted()
+	defer cpu.RequestDone()
+	return h.s.Infer(ctx, req)
+}
+
 func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 	headerLen := -1
 	if v := r.Header.Get(HeaderLength); v != "" {
@@ -497,11 +506,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	// the engine splits layers over the cores only while they are not all
-	// busy with requests (device/cpu's RequestStarted), as over gRPC
-	cpu.RequestStarted()
-	resp, err := h.s.Infer(r.Context(), req)
-	cpu.RequestDone()
+	resp, err := h.infer1(r.Context(), req)
 	if err != nil {
 		h.fail(w, err)
 		return

@@ -13,7 +13,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/serve"
 )
 
@@ -302,9 +301,7 @@ func (h *handler) streamInfer(ctx context.Context, model, ver string, d *Decoded
 	req, err := h.inferRequest(model, ver, d)
 	var resp *serve.InferResponse
 	if err == nil {
-		cpu.RequestStarted()
-		resp, err = h.s.Infer(ctx, req)
-		cpu.RequestDone()
+		resp, err = h.infer1(ctx, req)
 	}
 	if err == nil {
 		var hdr []byte
