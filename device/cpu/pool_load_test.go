@@ -149,10 +149,24 @@ func TestParallelForBusy(t *testing.T) {
 	if v := split.Load(); v != 0 {
 		t.Fatalf("%d calls split or ran off their caller while the pool was busy", v)
 	}
-	load.busyUntil.Store(0)
+	// Once the mark is cleared a call splits; a worker woken by an
+	// earlier call and descheduled on a slow machine (qemu in CI) may mark
+	// the pool busy again at any moment, so each kind of call gets ten
+	// tries, the mark cleared before each, and must split at least once.
 	for _, dynamic := range []bool{false, true} {
-		if got := calls(t, dynamic, 100, 10); len(got) != map[bool]int{false: 4, true: 10}[dynamic] {
-			t.Fatalf("dynamic %v, after the busy mark: ranges %v, want a split", dynamic, got)
+		want := map[bool]int{false: 4, true: 10}[dynamic]
+		var got [][2]int
+		for range 10 {
+			load.busyUntil.Store(0)
+			if got = calls(t, dynamic, 100, 10); len(got) == want {
+				break
+			}
+			if len(got) != 1 {
+				t.Fatalf("dynamic %v, after the busy mark: ranges %v, want %d or one inline", dynamic, got, want)
+			}
+		}
+		if len(got) != want {
+			t.Fatalf("dynamic %v, after the busy mark: ranges %v in ten tries, want a split", dynamic, got)
 		}
 	}
 }
