@@ -40,9 +40,10 @@ func (c *shapeCheck) check(inputs map[string]*tensor.Tensor) error {
 	if c == nil {
 		return nil
 	}
-	key := shapeKey(inputs)
+	var buf [128]byte
+	key := appendShapeKey(buf[:0], inputs)
 	c.mu.Lock()
-	err, ok := c.seen[key]
+	err, ok := c.seen[string(key)] // (the lookup does not allocate)
 	c.mu.Unlock()
 	if ok {
 		return err
@@ -52,7 +53,7 @@ func (c *shapeCheck) check(inputs map[string]*tensor.Tensor) error {
 	if len(c.seen) >= shapeCheckCache {
 		clear(c.seen)
 	}
-	c.seen[key] = err
+	c.seen[string(key)] = err
 	c.mu.Unlock()
 	return err
 }
@@ -83,14 +84,15 @@ func (c *shapeCheck) infer(inputs map[string]*tensor.Tensor) error {
 	return nil
 }
 
-// shapeKey spells the inputs' names, types and shapes.
-func shapeKey(inputs map[string]*tensor.Tensor) string {
-	names := make([]string, 0, len(inputs))
+// appendShapeKey appends to b the inputs' names, types and shapes, and
+// allocates nothing for up to 8 inputs whose key fits b's capacity.
+func appendShapeKey(b []byte, inputs map[string]*tensor.Tensor) []byte {
+	var few [8]string
+	names := few[:0]
 	for n := range inputs {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var b []byte
 	for _, n := range names {
 		if t := inputs[n]; t != nil {
 			// as fmt's "%s:%v:%v;" writes it, without its boxing
@@ -105,5 +107,5 @@ func shapeKey(inputs map[string]*tensor.Tensor) string {
 			b = append(b, "];"...)
 		}
 	}
-	return string(b)
+	return b
 }

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -8,6 +9,33 @@ import (
 	"testing"
 	"time"
 )
+
+// TestMain reads GOMAXPROCS on every call: the package's tests change it
+// and call ParallelFor at once (TestThreadsSeesGOMAXPROCS checks the cache).
+func TestMain(m *testing.M) {
+	procsTTL = 0
+	os.Exit(m.Run())
+}
+
+// TestThreadsSeesGOMAXPROCS: Threads caches GOMAXPROCS (reading it takes
+// the Go scheduler's lock) and sees a change within procsTTL.
+func TestThreadsSeesGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
+	defer func(ttl int64) { procsTTL = ttl }(procsTTL)
+	procsTTL = int64(20 * time.Millisecond)
+	procs.n.Store(0) // read afresh
+	if got := Threads(); got != 3 {
+		t.Fatalf("Threads() = %d with GOMAXPROCS 3", got)
+	}
+	runtime.GOMAXPROCS(2)
+	deadline := time.Now().Add(time.Second)
+	for Threads() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Threads() = %d a second after GOMAXPROCS became 2", Threads())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // fixThreads fixes the thread count at n for the test (SetThreads), so
 // that calls split whatever the machine's load, and restores automatic
