@@ -57,6 +57,13 @@ type fusedConvOp struct {
 		sync.Mutex
 		f *clFilter
 	}
+	// gemmT is set by the "gemm-t" tactic (convGemmT); the packed
+	// weights of wConst are made when it is set.
+	gemmT bool
+	gfilt struct {
+		sync.Mutex
+		f *gemmTFilter
+	}
 }
 
 var _ ops.Tactical = (*fusedConvOp)(nil)
@@ -137,6 +144,9 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 	if clApplies(p) {
 		names = append(names, clTactic)
 	}
+	if gemmTOffered(p) {
+		names = append(names, gemmTTactic)
+	}
 	if len(names) < 2 {
 		return nil
 	}
@@ -149,7 +159,16 @@ func im2colTactic(b cpu.Blocking) string { return string(cpu.ConvIm2col) + "-" +
 // SetTactic selects a cpu.ConvAlgo by name. A convolution the algorithm
 // cannot compute at run time (another rank, say) still runs the default.
 func (k *fusedConvOp) SetTactic(name string) error {
-	k.winoD, k.winoCl, k.cl = false, false, false
+	k.winoD, k.winoCl, k.cl, k.gemmT = false, false, false, false
+	if name == gemmTTactic {
+		k.tactic, k.blk, k.direct, k.gemmT = "", nil, false, true
+		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 {
+			k.gfilt.Lock()
+			k.gfilt.f = newGemmTFilter(w.Float32s(), w.Shape[0], w.Shape[1], w.Shape[2], w.Shape[3])
+			k.gfilt.Unlock()
+		}
+		return nil
+	}
 	if name == clTactic {
 		k.tactic, k.blk, k.direct, k.cl = "", nil, false, true
 		if w := k.wConst; w != nil && w.DType == tensor.Float32 && w.Rank() == 4 && k.group == 1 {
@@ -189,8 +208,8 @@ func (k *fusedConvOp) SetTactic(name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, %s, %s, and %s-<blocking> such as %s)",
-		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, winoClTactic, clTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
+	return fmt.Errorf("%w: FusedConv has no tactic %q (known: %v, %s, %s, %s, %s, %s, and %s-<blocking> such as %s)",
+		ops.ErrBadAttr, name, cpu.AllConvAlgos(), directTactic, winoTactic, winoClTactic, clTactic, gemmTTactic, cpu.ConvIm2col, im2colTactic(cpu.Blockings()[1]))
 }
 
 // concrete returns the sizes of a shape whose dims are all known.
@@ -279,6 +298,14 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		if f := k.winoFilter(p, w); f != nil {
 			if q, ep, zs := directEp(); q.Validate() == nil {
 				convWino(q, x.Float32s(), f, bias, yv, zs, ep)
+				return []*tensor.Tensor{y}, nil
+			}
+		}
+	}
+	if is2D && k.gemmT && gemmTApplies(p) {
+		if f := k.gemmTFilter(p, w); f != nil {
+			if q, ep, zs := directEp(); q.Validate() == nil {
+				convGemmT(q, x.Float32s(), f, bias, yv, zs, ep)
 				return []*tensor.Tensor{y}, nil
 			}
 		}
@@ -408,6 +435,24 @@ func (k *fusedConvOp) clFilter(p cpu.Conv2DParams, w *tensor.Tensor) *clFilter {
 		return nil
 	}
 	return newCLFilter(w.Float32s(), p.M, p.C, p.KH, p.KW)
+}
+
+// gemmTFilter returns the packed weights of convGemmT: those made from the
+// node's constant weights when the tactic was set, or, for weights
+// computed at run time, packed for this call.
+func (k *fusedConvOp) gemmTFilter(p cpu.Conv2DParams, w *tensor.Tensor) *gemmTFilter {
+	if w == k.wConst && w != nil {
+		k.gfilt.Lock()
+		f := k.gfilt.f
+		k.gfilt.Unlock()
+		if f.fits(p) {
+			return f
+		}
+	}
+	if w.Len() != p.M*p.C*p.KH*p.KW {
+		return nil
+	}
+	return newGemmTFilter(w.Float32s(), p.M, p.C, p.KH, p.KW)
 }
 
 // winoFilter returns the transformed weights of convWino: those made from

@@ -119,6 +119,9 @@ func TestFusedConvTactics(t *testing.T) {
 		}
 		return append(algos, clTactic)
 	}
+	// withGemmT adds the transposed-GEMM convolution (one group, no
+	// dilation, 16 or more taps and 32 or more output channels) after algos.
+	withGemmT := func(algos []string) []string { return append(algos, gemmTTactic) }
 	// The direct depthwise kernel is the default where its assembly runs.
 	dwTactics := []string{"depthwise", "im2col", "depthwise-direct"}
 	if cpu.ConvAlgoFor(cpu.Conv2DParams{N: 1, C: 4, H: 7, W: 7, M: 4, KH: 3, KW: 3, Group: 4, StrideH: 2, StrideW: 2,
@@ -148,9 +151,11 @@ func TestFusedConvTactics(t *testing.T) {
 		{"3x3 stride 2", []int{1, 3, 9, 9}, []int{4, 3, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, withDirect(blocked("im2col"))},
 		{"3x3 no pads", []int{1, 6, 7, 9}, []int{10, 6, 3, 3}, nil, withWino(blocked("im2col", "implicit", "winograd2x2", "winograd4x4"))},
 		{"3x3 stride 2 pad 1, 20 channels", []int{2, 5, 12, 11}, []int{20, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withDirect(blocked("im2col"))},
-		{"3x3 stride 2 pad 1, 40 channels", []int{1, 5, 12, 11}, []int{40, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withCL(withDirect(blocked("im2col")))},
-		{"3x3 pad 1, 33 channels", []int{1, 4, 6, 7}, []int{33, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)}, withCL(withWinoCL(blocked("im2col", "implicit", "winograd2x2", "winograd4x4")))},
+		{"3x3 stride 2 pad 1, 40 channels", []int{1, 5, 12, 11}, []int{40, 5, 3, 3}, []*ir.Attr{ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1)}, withGemmT(withCL(withDirect(blocked("im2col"))))},
+		{"3x3 pad 1, 33 channels", []int{1, 4, 6, 7}, []int{33, 4, 3, 3}, []*ir.Attr{ir.IntsAttr("pads", 1, 1, 1, 1)}, withGemmT(withCL(withWinoCL(blocked("im2col", "implicit", "winograd2x2", "winograd4x4"))))},
 		{"1x1", []int{1, 8, 4, 4}, []int{4, 8, 1, 1}, nil, withDirect(blocked("im2col"))},
+		{"1x1 32 channels", []int{2, 16, 5, 6}, []int{32, 16, 1, 1}, nil, withGemmT(withCL(withDirect(blocked("im2col"))))},
+		{"1x1 stride 2, 40 channels", []int{1, 20, 9, 7}, []int{40, 20, 1, 1}, []*ir.Attr{ir.IntsAttr("strides", 2, 2)}, withGemmT(withCL(withDirect(blocked("im2col"))))},
 		{"1x1 one output channel", []int{1, 8, 4, 4}, []int{1, 8, 1, 1}, nil, withDirect([]string{"im2col"})},
 		{"1-D", []int{2, 3, 9}, []int{5, 3, 3}, nil, nil},
 	}
