@@ -352,12 +352,19 @@ type bertVariant struct {
 	noPDL, splitK         bool  // programmaticLaunch off, ltSplitK on
 	noEmbed, noMask       bool  // embedFusion, maskFusion off
 	faFill                int64 // attention's faFill, when not 0
+	fq                    bool  // attention_mma_fq (attentionQStaged)
 }
 
 var bertVariants = []bertVariant{
 	{name: "before", noPDL: true, noEmbed: true, noMask: true},
 	{name: "after", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true},
+	bertFQ,
 }
+
+// bertFQ is "after" with attention on attention_mma_fq (Q staged in shared
+// memory by cp.async, V waited for after the first scores, the output
+// stored 16 bytes at a time; attentionQStaged).
+var bertFQ = bertVariant{name: "after + Q staged (attention_mma_fq)", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, fq: true}
 
 // bertKeys64 is "after" with attention_mma_fa staging 64 keys at a time
 // (the default until attention_mma_fa128 was measured).
@@ -386,14 +393,14 @@ var bertAblations = []bertVariant{
 
 func (v bertVariant) set() func() {
 	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
-	pd, sk, em, mf, ff := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill
-	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = v.fa, v.erfGELUEpi, v.resid, v.keys128
+	pd, sk, em, mf, ff, fq := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged
+	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged = v.fa, v.erfGELUEpi, v.resid, v.keys128, v.fq
 	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
 	if v.faFill != 0 {
 		faFill = v.faFill
 	}
 	return func() {
-		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128 = fa, ge, re, k1
+		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged = fa, ge, re, k1, fq
 		programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill = pd, sk, em, mf, ff
 	}
 }
@@ -535,13 +542,35 @@ func TestBertFP16OnGPU(t *testing.T) {
 	}
 }
 
+// pickBertVariants keeps the variants whose name is one of the
+// comma-separated names in only (all when only is empty); the first
+// variant is always kept (the others' outputs are compared with its).
+func pickBertVariants(vs []bertVariant, only string) []bertVariant {
+	if only == "" {
+		return vs
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	out := vs[:1:1]
+	for _, v := range vs[1:] {
+		if want[v.name] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // TestBertTimingOnGPU prints BERT-base FP16 device latencies at sequence
 // 128, batches 1 and 32 ($KILN_BERT_BATCHES, "1,32"), before and after this
 // work's kernels, tuned as kiln build tunes: the layers' CUDA graph
 // replayed between CUDA events (Context.DeviceTimes, as TestGPUBench),
 // median of 200 after 20 warm-up replays; then where the time goes by op
 // (TestGPUProfile's eager profile). $KILN_BERT_OUT, when set, names a file
-// for the table; KILN_BERT_ABLATE=1 adds the variants with one change off.
+// for the table; KILN_BERT_ABLATE=1 adds the variants with one change off;
+// $KILN_BERT_VARIANTS (comma-separated names) times only those besides the
+// first ("before").
 func TestBertTimingOnGPU(t *testing.T) {
 	needGPU(t)
 	batches := []int{1, 32}
@@ -575,6 +604,7 @@ func TestBertTimingOnGPU(t *testing.T) {
 		if os.Getenv("KILN_BERT_ABLATE") == "1" {
 			variants = append(variants, bertAblations...)
 		}
+		variants = pickBertVariants(variants, os.Getenv("KILN_BERT_VARIANTS"))
 		var first map[string]*tensor.Tensor // the first variant's outputs
 		for _, v := range variants {
 			t.Run(fmt.Sprintf("batch %d %s", batch, v.name), func(t *testing.T) {

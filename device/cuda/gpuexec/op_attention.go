@@ -3,6 +3,7 @@ package gpuexec
 import (
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/ops"
@@ -27,6 +28,28 @@ var attentionFA = true
 // wait it saves is for a full chunk of 64 keys.
 var attentionKeys128 = true
 
+// attentionQStaged makes half attention with heads of 32 or 64 from 128
+// query rows on run attention_mma_fq (kernels/nn_attention.cu) instead of
+// attention_mma_fa128: Q copied into shared memory with 16-byte cp.async
+// together with K and read by ldmatrix (attention_mma_fa loads it as 32
+// scalar 2-byte loads a thread for heads of 64), V waited for only before
+// the first P*V product, the output stored 16 bytes at a time through
+// shared memory, at most 128 registers (four blocks an SM). Off until a
+// GPU run checks its outputs and its time; $KILN_ATTENTION_FQ=1 or =0
+// sets it for a process (the BERT tests time both in one run).
+var attentionQStaged = envSwitch("KILN_ATTENTION_FQ", false)
+
+// envSwitch is def unless the variable name is "1" (true) or "0" (false).
+func envSwitch(name string, def bool) bool {
+	switch os.Getenv(name) {
+	case "1":
+		return true
+	case "0":
+		return false
+	}
+	return def
+}
+
 // faFill is the number of blocks below which attention_fa uses fewer warps
 // (query rows) per block, so that a small batch still spreads over the
 // GPU's multiprocessors (132 on an H100: two blocks each). Tests change it
@@ -49,7 +72,10 @@ func mmaLaunch(D, S int, B int64, args []arg) launch {
 	}
 	rows := 16 * warps
 	name := "attention_mma_fa_d%d_f16"
-	if attentionKeys128 && D <= 64 && S >= 2*64 {
+	switch {
+	case attentionQStaged && (D == 32 || D == 64) && S >= 2*64:
+		name = "attention_mma_fq_d%d_f16"
+	case attentionKeys128 && D <= 64 && S >= 2*64:
 		name = "attention_mma_fa128_d%d_f16"
 	}
 	return launch{kernel: fmt.Sprintf(name, D), grid: cuda.Dim3{X: uint32((S + rows - 1) / rows), Y: uint32(B), Z: 1},

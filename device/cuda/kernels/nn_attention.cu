@@ -296,3 +296,260 @@ extern "C" __global__ void __launch_bounds__(128)
     KILN_PDL_WAIT();
     attention_fa_t<64, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
+
+// Third form, for BERT-sized heads at batch 32 (attention_mma_fq, head
+// sizes 32 and 64, 128 keys staged): attention_fa_t's arithmetic with the
+// memory traffic of the block reorganized. The scalar 2-byte loads of Q
+// (32 a thread for D = 64, each touching 8 rows of global memory) become
+// 16-byte cp.async copies into shared memory issued together with the
+// first chunk's K (one commit group), then one ldmatrix per 16 columns;
+// V is a second commit group, waited for only before the first P*V
+// product, so the copies of V overlap the first scores and softmax; the
+// output is written through the warp's own rows of that shared buffer
+// and stored 16 bytes at a time (where its rows are dense). Grid and
+// block as attention_mma_fa (1, 2 or 4 warps, 16 query rows each).
+template <int D, int KS>
+__device__ void attention_fq_t(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                               const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                               int H, float scale) {
+    __shared__ __align__(16) kiln_half ks[KS][D + 8];
+    __shared__ __align__(16) kiln_half vs[KS][D + 8];
+    __shared__ __align__(16) kiln_half qs[64][D + 8];
+    __shared__ float msk[KS];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tg = lane & 3;
+    int warps = blockDim.x >> 5;
+    long long bi = blockIdx.y, bo = bi / H, hh = bi % H;
+    const kiln_half *qb = q + bo * st[0] + hh * st[1];
+    const kiln_half *kb = k + bo * st[4] + hh * st[5];
+    const kiln_half *vb = v + bo * st[8] + hh * st[9];
+    kiln_half *yb = y + bo * st[12] + hh * st[13];
+    long long qr = st[2], qc = st[3], kr = st[6], kc = st[7], vr = st[10], vc = st[11];
+    int rb0 = blockIdx.x * warps * 16;  // the block's first query row
+    int r0 = rb0 + warp * 16;           // the warp's
+    int ra = r0 + g, rb = r0 + g + 8;
+    bool active = r0 < S;
+    const kiln_half *mb = 0;
+    long long mi = 0, mj = 0;
+    if (mask) {
+        int r = (int)meta[0];
+        long long off = 0, rem = bi;
+        for (int d = r - 1; d >= 0; d--) {
+            long long dim = meta[3 + d];
+            off += (rem % dim) * meta[3 + r + d];
+            rem /= dim;
+        }
+        mb = mask + off;
+        mi = meta[1];
+        mj = meta[2];
+    }
+    bool shared_mask = mb && mi == 0;
+    bool vec = kc == 1 && vc == 1 && ((((unsigned long long)kb | (unsigned long long)vb) & 15) == 0) &&
+               ((kr | vr) & 7) == 0;
+    // Q's rows of the block into qs (rows past S are zeros): in flight
+    // with the first chunk's K
+    int qrows = warps * 16;
+    if (qc == 1 && (((unsigned long long)qb & 15) == 0) && (qr & 7) == 0) {
+        for (int x = threadIdx.x; x < qrows * (D / 8); x += blockDim.x) {
+            int t = x / (D / 8), d = (x % (D / 8)) * 8;
+            bool in = rb0 + t < S;
+            fa_cp16(&qs[t][d], in ? qb + (long long)(rb0 + t) * qr + d : qb, in ? 16 : 0);
+        }
+    } else {
+        for (int x = threadIdx.x; x < qrows * D; x += blockDim.x) {
+            int t = x / D, d = x % D;
+            qs[t][d] = rb0 + t < S ? qb[(long long)(rb0 + t) * qr + d * qc] : (kiln_half)0;
+        }
+    }
+    unsigned qf[D / 16][4];
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m0 = -1e30f, m1 = -1e30f, l0 = 0.0f, l1 = 0.0f;
+    float sc2 = scale * AM_LOG2E;
+    int ra_m = min(ra, S - 1), rb_m = min(rb, S - 1);
+    int k_row = lane & 7, k_col = (lane >> 3) * 8;
+    int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
+    for (int c0 = 0; c0 < T; c0 += KS) {
+        __syncthreads();
+        if (vec) {
+            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
+                int t = x / (D / 8), d = (x % (D / 8)) * 8;
+                bool in = c0 + t < T;
+                fa_cp16(&ks[t][d], in ? kb + (long long)(c0 + t) * kr + d : kb, in ? 16 : 0);
+            }
+#if __CUDA_ARCH__ >= 800
+            asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
+                int t = x / (D / 8), d = (x % (D / 8)) * 8;
+                bool in = c0 + t < T;
+                fa_cp16(&vs[t][d], in ? vb + (long long)(c0 + t) * vr + d : vb, in ? 16 : 0);
+            }
+#if __CUDA_ARCH__ >= 800
+            asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+        } else {
+            for (int x = threadIdx.x; x < KS * D; x += blockDim.x) {
+                int t = x / D, d = x % D;
+                bool in = c0 + t < T;
+                ks[t][d] = in ? kb[(long long)(c0 + t) * kr + d * kc] : (kiln_half)0;
+                vs[t][d] = in ? vb[(long long)(c0 + t) * vr + d * vc] : (kiln_half)0;
+            }
+#if __CUDA_ARCH__ >= 800
+            asm volatile("cp.async.commit_group;" ::: "memory");  // Q's copies, if any
+#endif
+        }
+        if (shared_mask) {
+            for (int x = threadIdx.x; x < KS; x += blockDim.x) {
+                msk[x] = c0 + x < T ? ldf(mb, (long long)(c0 + x) * mj) * AM_LOG2E : 0.0f;
+            }
+        }
+        // Q (first chunk) and K are here; V may still be in flight
+#if __CUDA_ARCH__ >= 800
+        if (vec) {
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+#endif
+        __syncthreads();
+        if (c0 == 0 && active) {
+#pragma unroll
+            for (int t = 0; t < D / 16; t++) fa_ldsm4(qf[t], &qs[warp * 16 + v_row][t * 16 + v_col]);
+        }
+        for (int sub = 0; sub < KS && c0 + sub < T; sub += AM_KC) {
+            float s[AM_KC / 8][4];
+            float f0 = 1.0f, f1 = 1.0f;
+            if (active) {
+#pragma unroll
+                for (int n = 0; n < AM_KC / 8; n++) {
+                    s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+                    for (int t = 0; t < D / 16; t += 2) {
+                        unsigned b[4];
+                        fa_ldsm4(b, &ks[sub + n * 8 + k_row][t * 16 + k_col]);
+                        am_mma(s[n], qf[t], b[0], b[1]);
+                        am_mma(s[n], qf[t + 1], b[2], b[3]);
+                    }
+                }
+                float x0 = -1e30f, x1 = -1e30f;
+#pragma unroll
+                for (int n = 0; n < AM_KC / 8; n++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int kk = sub + n * 8 + 2 * tg + (e & 1), key = c0 + kk;
+                        float val = s[n][e] * sc2;
+                        if (key >= T) {
+                            val = -KILN_INF;
+                        } else if (shared_mask) {
+                            val += msk[kk];
+                        } else if (mb) {
+                            val += ldf(mb, (long long)(e < 2 ? ra_m : rb_m) * mi + (long long)key * mj) * AM_LOG2E;
+                        }
+                        s[n][e] = val;
+                    }
+                    x0 = fmaxf(x0, fmaxf(s[n][0], s[n][1]));
+                    x1 = fmaxf(x1, fmaxf(s[n][2], s[n][3]));
+                }
+                x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 1));
+                x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 2));
+                x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 1));
+                x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 2));
+                float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
+                f0 = exp2f(m0 - n0);
+                f1 = exp2f(m1 - n1);
+                m0 = n0;
+                m1 = n1;
+                l0 *= f0;
+                l1 *= f1;
+#pragma unroll
+                for (int n = 0; n < AM_KC / 8; n++) {
+                    s[n][0] = exp2f(s[n][0] - n0);
+                    s[n][1] = exp2f(s[n][1] - n0);
+                    s[n][2] = exp2f(s[n][2] - n1);
+                    s[n][3] = exp2f(s[n][3] - n1);
+                    l0 += s[n][0] + s[n][1];
+                    l1 += s[n][2] + s[n][3];
+                }
+            }
+            if (sub == 0) {
+                // V of this chunk
+#if __CUDA_ARCH__ >= 800
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
+#endif
+                __syncthreads();
+            }
+            if (!active) continue;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                o[n][0] *= f0;
+                o[n][1] *= f0;
+                o[n][2] *= f1;
+                o[n][3] *= f1;
+            }
+#pragma unroll
+            for (int t = 0; t < AM_KC / 16; t++) {
+                unsigned a[4] = {am_pack(s[2 * t][0], s[2 * t][1]), am_pack(s[2 * t][2], s[2 * t][3]),
+                                 am_pack(s[2 * t + 1][0], s[2 * t + 1][1]), am_pack(s[2 * t + 1][2], s[2 * t + 1][3])};
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    unsigned b[4];
+                    fa_ldsm4t(b, &vs[sub + t * 16 + v_row][n * 8 + v_col]);
+                    am_mma(o[n], a, b[0], b[1]);
+                    am_mma(o[n + 1], a, b[2], b[3]);
+                }
+            }
+        }
+    }
+    if (!active) return;
+    l0 += __shfl_xor_sync(0xffffffff, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffff, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+    float i0 = 1.0f / l0, i1 = 1.0f / l1;
+    long long yr = st[14], yc = st[15];
+    if (yc == 1 && (yr & 7) == 0 && (((unsigned long long)yb & 15) == 0)) {
+        // through the warp's own rows of qs (its Q is in registers since
+        // its ldmatrix), then 16 bytes a lane
+        kiln_half(*ow)[D + 8] = qs + warp * 16;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            int c = n * 8 + 2 * tg;
+            *(unsigned *)&ow[g][c] = am_pack(o[n][0] * i0, o[n][1] * i0);
+            *(unsigned *)&ow[g + 8][c] = am_pack(o[n][2] * i1, o[n][3] * i1);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int x = lane; x < 16 * (D / 8); x += 32) {
+            int t = x / (D / 8), d = (x % (D / 8)) * 8;
+            if (r0 + t < S) *(uint4 *)&yb[(long long)(r0 + t) * yr + d] = *(const uint4 *)&ow[t][d];
+        }
+        return;
+    }
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        int c = n * 8 + 2 * tg;
+        if (ra < S) {
+            yb[ra * yr + c * yc] = f2h(o[n][0] * i0);
+            yb[ra * yr + (c + 1) * yc] = f2h(o[n][1] * i0);
+        }
+        if (rb < S) {
+            yb[rb * yr + c * yc] = f2h(o[n][2] * i1);
+            yb[rb * yr + (c + 1) * yc] = f2h(o[n][3] * i1);
+        }
+    }
+}
+extern "C" __global__ void __launch_bounds__(128, 4)
+    attention_mma_fq_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                             const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                             float scale) {
+    KILN_PDL_WAIT();
+    attention_fq_t<32, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+extern "C" __global__ void __launch_bounds__(128, 4)
+    attention_mma_fq_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                             const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                             float scale) {
+    KILN_PDL_WAIT();
+    attention_fq_t<64, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
