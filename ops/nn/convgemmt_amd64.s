@@ -8,7 +8,9 @@
 // columns one float apart, bias one float apart): for the positions i <
 // 16*nfull, and then the lanes of the mask tail of the next 16,
 // y[j*hw+i] = clamp(yt[i*ldy+j] + bias[j] + z[j*hw+i]) (z nil: no
-// residual; clamp false: no clamp to [lo, hi]).
+// residual; clamp false: no clamp to [lo, hi]). Chunks of 16 positions
+// outside, channels inside: the chunk's 16 rows of yt stay in L1 while
+// every channel gathers its column of them.
 TEXT ·gemmTOutAVX512(SB), NOSPLIT, $0-81
 	MOVQ         y+0(FP), DI
 	MOVQ         yt+8(FP), SI
@@ -30,71 +32,60 @@ TEXT ·gemmTOutAVX512(SB), NOSPLIT, $0-81
 	VBROADCASTSS hi+76(FP), Z7
 	MOVBQZX      clamp+80(FP), R12
 
+out_chunk:
+	KMOVW    K4, K5
+	TESTQ    R10, R10
+	JNZ      out_go
+	KORTESTW K3, K3
+	JZ       out_done
+	KMOVW    K3, K5
+	KXORW    K3, K3, K3
+
+out_go:
+	MOVQ SI, R13
+	MOVQ DI, R14
+	MOVQ DX, AX
+	XORQ R9, R9
+
 out_chan:
-	TESTQ        CX, CX
-	JZ           out_done
-	VBROADCASTSS (BX), Z5
-	MOVQ         SI, R13
-	XORQ         R14, R14
-	MOVQ         R10, R9
+	CMPQ         R9, CX
+	JGE          out_chunk_end
+	KMOVW        K5, K1
+	VXORPS       Z2, Z2, Z2
+	VGATHERDPS   (R13)(Z1*4), K1, Z2
+	VBROADCASTSS (BX)(R9*4), Z5
+	VADDPS       Z5, Z2, Z2
+	TESTQ        AX, AX
+	JZ           out_noz
+	VMOVUPS.Z    (AX), K5, Z3
+	VADDPS       Z3, Z2, Z2
+	ADDQ         R11, AX
 
-out_full:
-	TESTQ      R9, R9
-	JZ         out_tail
-	KMOVW      K4, K1
-	VXORPS     Z2, Z2, Z2
-	VGATHERDPS (R13)(Z1*4), K1, Z2
-	VADDPS     Z5, Z2, Z2
-	TESTQ      DX, DX
-	JZ         out_fnoz
-	VADDPS     (DX)(R14*1), Z2, Z2
+out_noz:
+	TESTQ  R12, R12
+	JZ     out_store
+	VMAXPS Z6, Z2, Z2
+	VMINPS Z7, Z2, Z2
 
-out_fnoz:
-	TESTQ   R12, R12
-	JZ      out_fstore
-	VMAXPS  Z6, Z2, Z2
-	VMINPS  Z7, Z2, Z2
+out_store:
+	VMOVUPS Z2, K5, (R14)
+	ADDQ    $4, R13
+	ADDQ    R11, R14
+	INCQ    R9
+	JMP     out_chan
 
-out_fstore:
-	VMOVUPS Z2, (DI)(R14*1)
-	ADDQ    R8, R13
-	ADDQ    $64, R14
-	DECQ    R9
-	JMP     out_full
-
-out_tail:
-	KORTESTW   K3, K3
-	JZ         out_next
-	KMOVW      K3, K1
-	VXORPS     Z2, Z2, Z2
-	VGATHERDPS (R13)(Z1*4), K1, Z2
-	VADDPS     Z5, Z2, Z2
-	TESTQ      DX, DX
-	JZ         out_tnoz
-	VXORPS     Z3, Z3, Z3
-	VMOVUPS    (DX)(R14*1), K3, Z3
-	VADDPS     Z3, Z2, Z2
-
-out_tnoz:
-	TESTQ   R12, R12
-	JZ      out_tstore
-	VMAXPS  Z6, Z2, Z2
-	VMINPS  Z7, Z2, Z2
-
-out_tstore:
-	VMOVUPS Z2, K3, (DI)(R14*1)
-
-out_next:
-	ADDQ  $4, SI
-	ADDQ  $4, BX
-	ADDQ  R11, DI
+out_chunk_end:
+	ADDQ  R8, SI
+	ADDQ  $64, DI
 	TESTQ DX, DX
-	JZ    out_nextz
-	ADDQ  R11, DX
+	JZ    out_chunk_nz
+	ADDQ  $64, DX
 
-out_nextz:
-	DECQ CX
-	JMP  out_chan
+out_chunk_nz:
+	TESTQ R10, R10
+	JZ    out_chunk
+	DECQ  R10
+	JMP   out_chunk
 
 out_done:
 	VZEROUPPER

@@ -11,7 +11,7 @@ import (
 
 // resnet50Small are the convolutions of resnet50 at batch 1 with outputs
 // of 28x28 and less: the 1x1 ones (the stride-2 ones are the downsamples)
-// and the 3x3 ones.
+// and the 3x3 ones; and its stem.
 var resnet50Small = []cpu.Conv2DParams{
 	{N: 1, C: 256, H: 56, W: 56, M: 512, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2},   // layer2.0 downsample
 	{N: 1, C: 512, H: 28, W: 28, M: 128, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},   // layer2 conv1
@@ -22,6 +22,8 @@ var resnet50Small = []cpu.Conv2DParams{
 	{N: 1, C: 1024, H: 14, W: 14, M: 2048, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2}, // layer4.0 downsample
 	{N: 1, C: 2048, H: 7, W: 7, M: 512, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},    // layer4 conv1
 	{N: 1, C: 512, H: 7, W: 7, M: 2048, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},    // layer4 conv3
+	// the stem, 7x7/2 pad 3
+	{N: 1, C: 3, H: 224, W: 224, M: 64, KH: 7, KW: 7, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3},
 	// the 3x3 ones, pad 1
 	{N: 1, C: 128, H: 56, W: 56, M: 128, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}, // layer2.0 conv2
 	{N: 1, C: 128, H: 28, W: 28, M: 128, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}, // layer2 conv2

@@ -33,6 +33,8 @@ func TestConvGemmT(t *testing.T) {
 		{"resnet50 layer3.0 conv2 3x3/2 256 at 28x28, batch 2", cpu.Conv2DParams{N: 2, C: 256, H: 28, W: 28, M: 256, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}},
 		{"3x3 asymmetric pads, 5 -> 33 at 9x11 (k 45)", cpu.Conv2DParams{N: 1, C: 5, H: 9, W: 11, M: 33, KH: 3, KW: 3, PadTop: 0, PadLeft: 2, PadBottom: 2, PadRight: 0}},
 		{"5x5/2 same, 3 -> 40 at 17x13 (k 75)", cpu.Conv2DParams{N: 1, C: 3, H: 17, W: 13, M: 40, KH: 5, KW: 5, StrideH: 2, StrideW: 2, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2, Act: cpu.ActClip, ActMin: -0.2, ActMax: 0.4}},
+		{"stem 7x7/2 3 -> 64 at 96x96: two bands of positions, batch 2", cpu.Conv2DParams{N: 2, C: 3, H: 96, W: 96, M: 64, KH: 7, KW: 7, StrideH: 2, StrideW: 2, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3, Act: cpu.ActRelu}},
+		{"1x1 64 -> 48 at 64x64: bands of positions", cpu.Conv2DParams{N: 1, C: 64, H: 64, W: 64, M: 48}},
 		{"3x1 no pads, 16 -> 64 at 6x6 (k 48)", cpu.Conv2DParams{N: 1, C: 16, H: 6, W: 6, M: 64, KH: 3, KW: 1}},
 	}
 	for _, c := range cases {
@@ -128,6 +130,9 @@ func TestGemmTApplies(t *testing.T) {
 		{"dilated 3x3", func(p *cpu.Conv2DParams) { p.KH, p.KW, p.DilH, p.DilW = 3, 3, 2, 2 }, false, false},
 		{"1x1 of 15 input channels", func(p *cpu.Conv2DParams) { p.C = 15 }, false, false},
 		{"3x3 of 2 input channels", func(p *cpu.Conv2DParams) { p.C, p.KH, p.KW = 2, 3, 3 }, true, true},
+		{"resnet50 stem 7x7/2 3 -> 64 at 224x224", func(p *cpu.Conv2DParams) {
+			p.C, p.M, p.H, p.W, p.KH, p.KW, p.StrideH, p.StrideW, p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 3, 64, 224, 224, 7, 7, 2, 2, 3, 3, 3, 3
+		}, true, false},
 		{"3x3 at 28x28 of 512 channels: X^T past 4 MiB", func(p *cpu.Conv2DParams) {
 			p.H, p.W, p.KH, p.KW, p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 28, 28, 3, 3, 1, 1, 1, 1
 		}, true, false},
@@ -144,6 +149,30 @@ func TestGemmTApplies(t *testing.T) {
 		}
 		if got := gemmTOffered(p); got != c.offered {
 			t.Errorf("%s: gemmTOffered = %v, want %v", c.name, got, c.offered)
+		}
+	}
+}
+
+// TestGemmTBand pins the bands of positions convGemmT computes at a time on
+// the shapes TestConvGemmT runs and resnet50's.
+func TestGemmTBand(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		hw, ldx, ldy int
+		band, nbands int
+	}{
+		{"resnet50 layer4 3x3: one band", 49, gemmTLd(4608), gemmTLd(512), 49, 1},
+		{"resnet50 layer3 1x1 1024 -> 256: one band", 196, gemmTLd(1024), gemmTLd(256), 196, 1},
+		{"stem 7x7/2 3 -> 64 at 96x96", 48 * 48, gemmTLd(147), gemmTLd(64), 1162, 2},
+		{"1x1 64 -> 48 at 64x64", 64 * 64, gemmTLd(64), gemmTLd(48), 2338, 2},
+		{"resnet50 stem", 112 * 112, gemmTLd(147), gemmTLd(64), 1162, 11},
+	} {
+		b := gemmTBand(c.hw, c.ldx, c.ldy)
+		if n := (c.hw + b - 1) / b; b != c.band || n != c.nbands {
+			t.Errorf("%s: band %d (%d bands), want %d (%d)", c.name, b, n, c.band, c.nbands)
+		}
+		if b < c.hw && (b%14 != 0 || 4*b*(c.ldx+c.ldy) > 1<<20) {
+			t.Errorf("%s: band %d is not a multiple of 14 that fits 1 MiB", c.name, b)
 		}
 	}
 }
