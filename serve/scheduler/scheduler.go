@@ -466,7 +466,7 @@ func (s *Scheduler) runHere(batch []*item, it *item, i int) (*Result, error) {
 	size, took, ok := s.execute(batch, i, switched)
 	s.mu.Lock()
 	if s.slo != nil && ok {
-		s.slo.cost.observe(size, took)
+		s.slo.observe(s.opts.Now(), size, took)
 	}
 	s.inflight--
 	s.held[i] = false
@@ -697,7 +697,7 @@ func (s *Scheduler) instance(i int) {
 			size, took, ok := s.execute(batch, i, switched)
 			s.mu.Lock()
 			if s.slo != nil && ok {
-				s.slo.cost.observe(size, took)
+				s.slo.observe(s.opts.Now(), size, took)
 			}
 			s.inflight--
 			s.held[i] = false

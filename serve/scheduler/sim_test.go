@@ -143,7 +143,7 @@ func simulate(opts Options, eng simEngine, rate float64, n int, seed uint64) sim
 					}
 				}
 				if s.slo != nil {
-					s.slo.cost.observe(r.size, r.cost)
+					s.slo.observe(r.end, r.size, r.cost)
 				}
 				if r.end.After(last) {
 					last = r.end

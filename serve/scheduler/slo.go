@@ -82,6 +82,10 @@ const (
 	// DecisionSplit: part of the batch at hand, as two batches cost the
 	// engine less than one (see sloPolicy.split).
 	DecisionSplit = "split"
+	// DecisionSaturated: the arrivals came near the instances' best
+	// capacity and the batcher waited to fill a larger batch (see
+	// sloPolicy.fill); sent when the wait ran out.
+	DecisionSaturated = "saturated"
 	// DecisionWait: the batcher holds the queue to fill a larger batch (a
 	// decision to wait, not counted in Decisions).
 	DecisionWait = "wait"
@@ -169,6 +173,13 @@ func (c *costModel) refresh() {
 		}
 		c.estMean[i], c.estP99[i] = m, m+costDevs*d
 	}
+	// a batch costs at most what a larger one does: a size whose estimate
+	// a stall raised, and that is not run again (the batcher avoids it for
+	// that very estimate), would otherwise keep it for good
+	for i := k - 2; i >= 1; i-- {
+		c.estMean[i] = min(c.estMean[i], c.estMean[i+1])
+		c.estP99[i] = min(c.estP99[i], c.estP99[i+1])
+	}
 	c.any = hi > 0
 }
 
@@ -202,6 +213,12 @@ type sloPolicy struct {
 	// (negative before two arrivals).
 	gap  float64
 	last time.Time // latest arrival
+	// slowGap is gap over about 256 arrivals (satAlpha), steadier: the
+	// saturation rule (fill) decides on it; freed is when the latest
+	// batch ended.
+	slowGap  float64
+	arrivals uint64 // items arrived
+	freed    time.Time
 	// decisions counts dispatch decisions by reason, of the batches taken;
 	// picked is the reason of the latest pick's batch, not yet taken.
 	decisions map[string]uint64
@@ -212,7 +229,15 @@ type sloPolicy struct {
 
 func newSLOPolicy(target time.Duration, maxBatch, instances int) *sloPolicy {
 	return &sloPolicy{target: target, maxBatch: max(maxBatch, 1), instances: max(instances, 1),
-		cost: newCostModel(maxBatch), gap: -1, decisions: map[string]uint64{}}
+		cost: newCostModel(maxBatch), gap: -1, slowGap: -1, decisions: map[string]uint64{}}
+}
+
+// observe records a batch of size that ended at end and took d.
+func (p *sloPolicy) observe(end time.Time, size int, d time.Duration) {
+	p.cost.observe(size, d)
+	if end.After(p.freed) {
+		p.freed = end
+	}
 }
 
 // arrived records the arrival of a request of size items at now.
@@ -220,12 +245,14 @@ func (p *sloPolicy) arrived(now time.Time, size int) {
 	if !p.last.IsZero() {
 		g := max(now.Sub(p.last).Seconds(), 0) / float64(max(size, 1))
 		if p.gap < 0 {
-			p.gap = g
+			p.gap, p.slowGap = g, g
 		} else {
 			p.gap += gapAlpha * (g - p.gap)
+			p.slowGap += satAlpha * (g - p.slowGap)
 		}
 	}
 	p.last = now
+	p.arrivals += uint64(max(size, 1))
 }
 
 // rate estimates the arrivals per second at now (batch items): the mean
@@ -273,6 +300,12 @@ func (p *sloPolicy) decide(now time.Time, arrival func(k int) time.Time, n, limi
 	}
 	if b := p.split(n); b < n {
 		return true, b, 0, DecisionSplit
+	}
+	if f, wait := p.fill(now, n, limit); f > n {
+		if wait > 0 {
+			return false, 0, wait, DecisionWait
+		}
+		return true, n, 0, DecisionSaturated
 	}
 	if n >= limit {
 		return true, n, 0, DecisionFull
@@ -371,6 +404,71 @@ func (p *sloPolicy) split(n int) int {
 	}
 	return best
 }
+
+// fill is the saturation rule: when the arrival rate (slowGap, over about
+// 256 arrivals) reaches satFactor of the instances' capacity in batches of
+// the size that serves the most requests per second (bBest: the largest
+// size within 2% of the best n/c(n), MaxBatchSize on an engine whose cost
+// per request falls with the batch), and batches of the n items at hand
+// serve satGain less than that (so less than the rate: the queue grows
+// faster than batches of n drain it), the batcher waits to fill a batch of
+// bBest, as a fixed delay does, for at most satWait times the time the
+// missing items take to arrive at that rate, counted from the end of the
+// latest batch (the requests at hand arrived while it ran, so their own
+// age says nothing). It returns the size to fill (n when the rule does
+// not apply) and how long to wait before deciding again (0: the time is
+// up, send the n at hand).
+//
+// This is for a server whose engine shares the CPU with its request path
+// (kiln serve on a CPU, bench/results/slo-batching-mlp.md): there a batch
+// sent as soon as an instance is free holds what arrived during the last
+// one, a closed-loop load generator keeps it there, and smaller batches
+// cost more CPU per request, leaving the request path less; waiting while
+// the queue fills gives the cores to the request path.
+func (p *sloPolicy) fill(now time.Time, n, limit int) (int, time.Duration) {
+	if n >= limit || p.slowGap <= 0 || p.arrivals < satArrivals {
+		return n, 0
+	}
+	rate := 1 / p.slowGap
+	capacity := func(b int) float64 {
+		mean, _, ok := p.cost.estimate(b)
+		if !ok || mean <= 0 {
+			return math.Inf(1)
+		}
+		return float64(p.instances*b) / mean
+	}
+	bestCap := 0.0
+	for b := 1; b <= limit; b++ {
+		bestCap = max(bestCap, capacity(b))
+	}
+	best := limit
+	for ; best > 1 && capacity(best) < 0.98*bestCap; best-- {
+	}
+	if n >= best || rate < satFactor*capacity(best) || capacity(n) >= (1-satGain)*capacity(best) {
+		return n, 0
+	}
+	end := p.freed.Add(time.Duration(satWait * float64(best-n) / rate * float64(time.Second)))
+	if !now.Before(end) {
+		return best, 0
+	}
+	return best, max(end.Sub(now), minWait)
+}
+
+// satAlpha weighs each arrival's gap in slowGap; satFactor is the share
+// of the best capacity at which the arrival rate counts as saturating;
+// satGain, how much more than the batch at hand the best size must serve
+// for the wait to be worth it (an engine whose cost per request is about
+// flat in the batch never waits); satWait scales the time the saturation
+// rule waits for the missing items.
+// The rule waits for satArrivals arrivals first (slowGap starts from the
+// first gap).
+const (
+	satAlpha    = 1.0 / 256
+	satArrivals = 512
+	satFactor   = 0.9
+	satGain     = 0.1
+	satWait     = 1.5
+)
 
 // splitGain is the share of a batch's time that splitting it in two must
 // save for the SLO batcher to split it; splitExplore, how often (one in)

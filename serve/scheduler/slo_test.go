@@ -94,6 +94,10 @@ func TestCostModelEstimate(t *testing.T) {
 		{name: "noisy: mean and deviation", obs: []obs{{1, 10 * ms}, {1, 20 * ms}}, size: 1, mean: 11250 * time.Microsecond, p99: 18750 * time.Microsecond, measured: true},
 		{name: "beyond max batch", obs: []obs{{8, 8 * ms}}, size: 16, mean: 16 * ms, p99: 16 * ms, measured: true},
 		{name: "bad sizes ignored", obs: []obs{{0, 8 * ms}, {9, 8 * ms}}, size: 1},
+		// a stall raised batch 4's estimate above batch 8's: capped at it
+		{name: "a stalled size costs at most a larger one", obs: []obs{{4, 20 * ms}, {8, 6 * ms}}, size: 4, mean: 6 * ms, p99: 6 * ms, measured: true},
+		// between 4 (20ms) and 8 (6ms) the interpolation gives 13ms: capped too
+		{name: "interpolated sizes capped as well", obs: []obs{{4, 20 * ms}, {8, 6 * ms}}, size: 6, mean: 6 * ms, p99: 6 * ms, measured: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCostModel(8)
@@ -482,5 +486,63 @@ func TestSLOWaitEnds(t *testing.T) {
 	m.mu.Unlock()
 	if sent != uint64(runs) {
 		t.Fatalf("decisions %v for %d runs of 42 requests: want one decision a run", d, runs)
+	}
+}
+
+// TestSLOFill checks the saturation rule (sloPolicy.fill): a server whose
+// batches cost 2ms + b*0.1ms (a CPU engine sharing its cores with the
+// request path, as kiln serve's MLP measured in the server: its cost per
+// request falls with the batch), MaxBatchSize 32, one instance: batches of
+// 32 serve 6.15 requests/ms, of 22 5.24/ms.
+func TestSLOFill(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		// arrivals, gap apart, ending now; the latest batch ended freed ago
+		arrivals int
+		gap      time.Duration
+		freed    time.Duration
+		n        int
+		// linear: batches cost 0.05ms + b*0.12ms (tinycnn's engine: batching
+		// saves little) instead
+		linear bool
+		fill   int
+		wait   time.Duration
+	}{
+		// 5.7/ms >= 0.9 x 6.15/ms, and 22 serve 15% less than 32: wait for
+		// the 10 missing, 1.5 x 10 / 5.7/ms = 2.63ms after the batch ended
+		{name: "saturated: wait to fill 32", arrivals: 600, gap: 175438 * time.Nanosecond, freed: 500 * time.Microsecond, n: 22, fill: 32, wait: 2132 * time.Microsecond},
+		{name: "saturated, the wait is up: send", arrivals: 600, gap: 175438 * time.Nanosecond, freed: 3 * ms, n: 22, fill: 32},
+		{name: "4/ms, below saturation: no wait", arrivals: 600, gap: 250 * time.Microsecond, freed: 500 * time.Microsecond, n: 22, fill: 22},
+		{name: "too few arrivals to know the rate: no wait", arrivals: 100, gap: 175438 * time.Nanosecond, freed: 500 * time.Microsecond, n: 22, fill: 22},
+		// 27 serve 5.74/ms, within 10% of 32's
+		{name: "the batch at hand nearly as good: no wait", arrivals: 600, gap: 175438 * time.Nanosecond, freed: 500 * time.Microsecond, n: 27, fill: 27},
+		// 20 serve 5/ms: 1.5 x 12 / 5.6/ms = 3.21ms after the batch ended
+		{name: "saturated, 20 at hand", arrivals: 600, gap: 178571 * time.Nanosecond, freed: 500 * time.Microsecond, n: 20, fill: 32, wait: 2714 * time.Microsecond},
+		{name: "linear cost: never", linear: true, arrivals: 600, gap: 125 * time.Microsecond, freed: 200 * time.Microsecond, n: 5, fill: 5},
+		{name: "max batch at hand", arrivals: 600, gap: 175438 * time.Nanosecond, freed: 500 * time.Microsecond, n: 32, fill: 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newSLOPolicy(10*ms, 32, 1)
+			for b := 1; b <= 32; b++ {
+				c := 2*ms + time.Duration(b)*ms/10
+				if tc.linear {
+					c = 50*time.Microsecond + time.Duration(b)*120*time.Microsecond
+				}
+				p.cost.observe(b, c)
+			}
+			now := t0.Add(time.Minute)
+			for i := tc.arrivals - 1; i >= 0; i-- {
+				p.arrived(now.Add(-time.Duration(i)*tc.gap), 1)
+			}
+			p.observe(now.Add(-tc.freed), 1, 2100*time.Microsecond)
+			if tc.linear {
+				p.observe(now.Add(-tc.freed), 1, 170*time.Microsecond)
+			}
+			fill, wait := p.fill(now, tc.n, 32)
+			if fill != tc.fill || absDur(wait-tc.wait) > 2*time.Microsecond {
+				t.Fatalf("fill(%d) = %d, wait %v; want %d, %v", tc.n, fill, wait, tc.fill, tc.wait)
+			}
+		})
 	}
 }
