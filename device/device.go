@@ -239,6 +239,30 @@ type Program interface {
 	Close() error
 }
 
+// Contexts is implemented by programs that give out execution contexts:
+// per-request state of their own (device memory, a stream), so that a
+// caller running one request at a time per context (a server's instance)
+// holds that state for its whole life instead of taking it from the
+// program's shared pool on every call. Program.Run stays available
+// beside it.
+type Contexts interface {
+	NewContext() (ProgramContext, error)
+}
+
+// ProgramContext is one execution context of a Program (see Contexts).
+type ProgramContext interface {
+	// Run is Program.Run in this context. It must not be called by two
+	// goroutines at once.
+	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+	// ArenaBytes is the device memory the context holds for
+	// intermediates (activations and workspaces), 0 before its first
+	// run.
+	ArenaBytes() int64
+	// Close releases the context's memory; closing the program releases
+	// the memory of the contexts left open. Close is idempotent.
+	Close() error
+}
+
 // BlobProgram is implemented by programs with sections to store in a plan
 // (compiled kernels), so that loading the plan skips compilation.
 type BlobProgram interface {

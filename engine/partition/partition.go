@@ -19,6 +19,9 @@ import (
 // CPU is the name of the device that runs what the requested one cannot.
 const CPU = "cpu"
 
+// ErrClosed is returned by the Run of a program's context after its Close.
+var ErrClosed = errors.New("partition: context closed")
+
 // ErrFallback is returned by Compile with Options.Strict when some nodes
 // would run on the CPU; the message names them and says why.
 var ErrFallback = errors.New("partition: layers would fall back to the CPU")
@@ -719,6 +722,16 @@ var (
 // earlier segments' outputs it reads. It is safe for concurrent use (the
 // segments' programs are).
 func (p *program) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return p.run(ctx, inputs, func(i int) segmentRunner { return p.segs[i].prog })
+}
+
+// segmentRunner runs one segment: its program, or a context of it.
+type segmentRunner interface {
+	Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+}
+
+// run is Run with segment i run by runner(i).
+func (p *program) run(ctx context.Context, inputs map[string]*tensor.Tensor, runner func(i int) segmentRunner) (map[string]*tensor.Tensor, error) {
 	vals := make(map[string]*tensor.Tensor, len(inputs))
 	for name, t := range inputs {
 		if !p.inputs[name] {
@@ -738,7 +751,7 @@ func (p *program) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 			}
 		}
 		t0 := time.Now()
-		out, err := s.prog.Run(ctx, in)
+		out, err := runner(i).Run(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("segment %d (%s): %w", i, s.device, err)
 		}
@@ -794,6 +807,96 @@ func (c cpuProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (
 }
 
 func (cpuProgram) Close() error { return nil }
+
+// NewContext returns a context of the CPU segment's engine, with its own
+// arena.
+func (c cpuProgram) NewContext() (device.ProgramContext, error) {
+	return cpuContext{c.e.NewContext()}, nil
+}
+
+// cpuContext is an engine.Context as a device.ProgramContext.
+type cpuContext struct{ c *engine.Context }
+
+func (c cpuContext) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return c.c.Run(ctx, inputs)
+}
+
+func (c cpuContext) ArenaBytes() int64 { return int64(c.c.ArenaBytes()) }
+func (cpuContext) Close() error        { return nil }
+
+// sharedContext runs a segment whose program gives out no contexts: every
+// context shares the program.
+type sharedContext struct{ p device.Program }
+
+func (c sharedContext) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return c.p.Run(ctx, inputs)
+}
+
+func (sharedContext) ArenaBytes() int64 { return 0 }
+func (sharedContext) Close() error      { return nil }
+
+var (
+	_ device.Contexts       = (*program)(nil)
+	_ device.ProgramContext = (*programContext)(nil)
+)
+
+// NewContext returns an execution context of the partitioned program
+// (device.Contexts): a context of each segment's program where it gives
+// them out (a device segment's own GPU memory and stream, a CPU segment's
+// arena), the program itself where it does not.
+func (p *program) NewContext() (device.ProgramContext, error) {
+	pc := &programContext{p: p, segs: make([]device.ProgramContext, len(p.segs))}
+	for i, s := range p.segs {
+		var c device.ProgramContext = sharedContext{s.prog}
+		if cs, ok := s.prog.(device.Contexts); ok {
+			var err error
+			if c, err = cs.NewContext(); err != nil {
+				pc.Close()
+				return nil, fmt.Errorf("segment %d (%s): %w", i, s.device, err)
+			}
+		}
+		pc.segs[i] = c
+	}
+	return pc, nil
+}
+
+// programContext is a context of a partitioned program: one per segment.
+type programContext struct {
+	p      *program
+	segs   []device.ProgramContext
+	closed bool
+}
+
+// Run is program.Run with each segment run in its context.
+func (c *programContext) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	return c.p.run(ctx, inputs, func(i int) segmentRunner { return c.segs[i] })
+}
+
+// ArenaBytes sums the segments' contexts' memory.
+func (c *programContext) ArenaBytes() int64 {
+	var n int64
+	for _, s := range c.segs {
+		if s != nil {
+			n += s.ArenaBytes()
+		}
+	}
+	return n
+}
+
+// Close closes the segments' contexts.
+func (c *programContext) Close() error {
+	var errs []error
+	for _, s := range c.segs {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	c.segs, c.closed = nil, true
+	return errors.Join(errs...)
+}
 
 // foldShapes is the devices' ExecOptions.Fold: the optimizer's
 // eliminations and constant folding (level 1), which turn the shape

@@ -230,6 +230,15 @@ func (p *planProgram) Run(ctx context.Context, inputs map[string]*tensor.Tensor)
 
 func (p *planProgram) Close() error { return p.s.Close() }
 
+// NewContext returns an execution context of the program (device.Contexts):
+// a ShapesContext, which keeps a Context of its own per input shape.
+func (p *planProgram) NewContext() (device.ProgramContext, error) { return p.s.NewContext(), nil }
+
+var (
+	_ device.Contexts       = (*planProgram)(nil)
+	_ device.ProgramContext = (*ShapesContext)(nil)
+)
+
 // Blobs returns the compiled kernels and the tuned tactics ("cuda.tactics",
 // when tuned), stored in the plan by the builder.
 func (p *planProgram) Blobs() map[string][]byte { return p.blobs }

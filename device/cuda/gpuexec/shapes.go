@@ -42,11 +42,16 @@ type Shapes struct {
 }
 
 type shapeEngine struct {
+	key   string        // the shapes' key in Shapes.engines
 	ready chan struct{} // closed once e or err is set
 	e     *Engine
 	err   error
 	mu    sync.Mutex
 	free  []*Context
+	// owned are the contexts of e that ShapesContexts hold (not in free);
+	// closed is set once close has taken them. Both under mu.
+	owned  map[*Context]bool
+	closed bool
 	// users counts the calls holding the engine, last the tick of the
 	// latest (both under Shapes.mu).
 	users int
@@ -97,7 +102,7 @@ func (s *Shapes) engine(inputs map[string]*tensor.Tensor) (*shapeEngine, error) 
 			}
 			s.evicted++
 		}
-		se = &shapeEngine{ready: make(chan struct{})}
+		se = &shapeEngine{key: key, ready: make(chan struct{}), owned: map[*Context]bool{}}
 		s.engines[key] = se
 	}
 	s.tick++
@@ -154,16 +159,23 @@ func (s *Shapes) release(se *shapeEngine) {
 	s.mu.Unlock()
 }
 
-// close closes se's contexts and engine (built, not in use).
+// close closes se's contexts (the pool's and those ShapesContexts hold)
+// and its engine (built, not in use).
 func (se *shapeEngine) close() error {
+	se.mu.Lock()
+	free, owned := se.free, se.owned
+	se.free, se.owned, se.closed = nil, nil, true
+	se.mu.Unlock()
 	if se.e == nil {
 		return nil
 	}
 	var errs []error
-	for _, c := range se.free {
+	for _, c := range free {
 		errs = append(errs, c.Close())
 	}
-	se.free = nil
+	for c := range owned {
+		errs = append(errs, c.Close())
+	}
 	return errors.Join(append(errs, se.e.Close())...)
 }
 
@@ -222,5 +234,114 @@ func (s *Shapes) Close() error {
 		<-se.ready
 		errs = append(errs, se.close())
 	}
+	return errors.Join(errs...)
+}
+
+// ShapesContext is an execution context of a Shapes: for each input shape
+// it runs, a Context of that shape's engine that it keeps (its own stream
+// and device memory), instead of taking one from the engine's pool on
+// every call as Shapes.Run does. It is what a server's instance holds. A
+// ShapesContext is used by one goroutine at a time. When Shapes closes an
+// engine to make room for another shape (see Shapes), the context's
+// Context of that engine goes with it, and a later run of that shape makes
+// a new one.
+type ShapesContext struct {
+	s      *Shapes
+	ctxs   map[*shapeEngine]*Context
+	closed bool
+}
+
+// NewContext returns a new execution context of s. It takes no device
+// memory before its first run.
+func (s *Shapes) NewContext() *ShapesContext {
+	return &ShapesContext{s: s, ctxs: map[*shapeEngine]*Context{}}
+}
+
+// Run runs the model on inputs in sc's Context for their shapes, made on
+// the first run of those shapes.
+func (sc *ShapesContext) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if sc.closed {
+		return nil, ErrClosed
+	}
+	se, err := sc.s.engine(inputs)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.s.release(se)
+	c := sc.ctxs[se]
+	if c == nil {
+		sc.prune()
+		if c, err = se.e.NewContext(); err != nil {
+			return nil, err
+		}
+		// se is in use (engine counted this call), so it is not closed
+		// before the context is recorded for close to find.
+		se.mu.Lock()
+		se.owned[c] = true
+		se.mu.Unlock()
+		sc.ctxs[se] = c
+	}
+	return c.Run(ctx, inputs)
+}
+
+// prune forgets the Contexts of engines Shapes has closed.
+func (sc *ShapesContext) prune() {
+	for se := range sc.ctxs {
+		se.mu.Lock()
+		gone := se.closed
+		se.mu.Unlock()
+		if gone {
+			delete(sc.ctxs, se)
+		}
+	}
+}
+
+// ArenaBytes returns the device memory sc's Contexts hold: each one's
+// activation arena and library workspace.
+func (sc *ShapesContext) ArenaBytes() int64 {
+	var n int64
+	for se, c := range sc.ctxs {
+		se.mu.Lock()
+		if se.owned[c] {
+			n += se.e.prog.arena + int64(se.e.ws)
+		}
+		se.mu.Unlock()
+	}
+	return n
+}
+
+// Close closes sc's Contexts (those of engines Shapes has not closed
+// already). Later runs return ErrClosed. It is idempotent.
+func (sc *ShapesContext) Close() error {
+	if sc.closed {
+		return nil
+	}
+	sc.closed = true
+	s := sc.s
+	// Engines still in s are held while their contexts close, so that no
+	// eviction closes the engine meanwhile; an engine already out of s is
+	// being (or was) closed with every context it owns.
+	var held []*shapeEngine
+	s.mu.Lock()
+	for se := range sc.ctxs {
+		if s.engines != nil && s.engines[se.key] == se {
+			se.users++
+			held = append(held, se)
+		}
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, se := range held {
+		c := sc.ctxs[se]
+		se.mu.Lock()
+		mine := se.owned[c]
+		delete(se.owned, c)
+		se.mu.Unlock()
+		if mine {
+			errs = append(errs, c.Close())
+		}
+		s.release(se)
+	}
+	sc.ctxs = nil
 	return errors.Join(errs...)
 }
