@@ -1,6 +1,9 @@
 package cpu
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // SgemmSerial is Sgemm (op(A) = A, op(B) = B, alpha 1, beta 0: C = A*B) on
 // the calling goroutine only: for kernels that already split their work
@@ -107,24 +110,25 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	checkMatrix("a", a, m, k, lda)
 	checkMatrix("b", b, k, n, ldb)
 	checkMatrix("c", c, m, n, ldc)
-	g := &gemmJob{
+	e := epiJobs.Get().(*epiJob)
+	defer epiJobs.Put(e)
+	e.g = gemmJob{
 		kern: active, m: m, n: n, k: k, alpha: 1,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
 	}
+	g := &e.g
 	if pb != nil && pb.data != nil {
 		g.pb = pb
 	}
+	e.epi = epi
+	defer func() { e.g, e.epi = gemmJob{}, nil }() // drop the caller's memory
 	nt = int(min(int64(nt), int64(m)*int64(n)*int64(k)>>16))
 	// Each goroutine computes its block as Sgemm would (B packed where
 	// Sgemm packs it: computing fewer rows at a time to keep them in L1
 	// made the GEMM read B in place, slower on deep products) and then
 	// runs the epilogue over it from its L2.
-	block := func(i0, i1, j0, j1 int) {
-		g.run(i0, i1, j0, j1)
-		epi(i0, i1, j0, j1)
-	}
 	if nt <= 1 {
-		block(0, m, 0, n)
+		e.block(0, m, 0, n)
 		return
 	}
 	mr, nr := g.kern.mr, g.kern.nr
@@ -132,9 +136,42 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	bm, bn := balance(mp, nt), balance(np, nt)
 	if m <= mr || bn > bm || (bn == bm && n*mr >= m*nr) {
 		per := (np + nt - 1) / nt
-		ParallelFor(np, per, func(lo, hi int) { block(0, m, lo*nr, min(hi*nr, n)) })
+		ParallelFor(np, per, e.colsFn)
 		return
 	}
 	per := (mp + nt - 1) / nt
-	ParallelFor(mp, per, func(lo, hi int) { block(lo*mr, min(hi*mr, m), 0, n) })
+	ParallelFor(mp, per, e.rowsFn)
+}
+
+// epiJob is one sgemmEpilogue call's product and epilogue, pooled with the
+// functions it hands to the worker pool (made once per epiJob, so that a
+// call allocates nothing).
+type epiJob struct {
+	g              gemmJob
+	epi            func(i0, i1, j0, j1 int)
+	colsFn, rowsFn func(lo, hi int)
+}
+
+var epiJobs = sync.Pool{New: func() any {
+	e := &epiJob{}
+	e.colsFn, e.rowsFn = e.cols, e.rows
+	return e
+}}
+
+// block computes C[i0:i1, j0:j1] and runs the epilogue over it.
+func (e *epiJob) block(i0, i1, j0, j1 int) {
+	e.g.run(i0, i1, j0, j1)
+	e.epi(i0, i1, j0, j1)
+}
+
+// cols computes the column panels [lo, hi) of C, every row.
+func (e *epiJob) cols(lo, hi int) {
+	nr := e.g.kern.nr
+	e.block(0, e.g.m, lo*nr, min(hi*nr, e.g.n))
+}
+
+// rows computes the row panels [lo, hi) of C, every column.
+func (e *epiJob) rows(lo, hi int) {
+	mr := e.g.kern.mr
+	e.block(lo*mr, min(hi*mr, e.g.m), 0, e.g.n)
 }

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"sync"
 
 	"github.com/kilnai/kiln/device/cpu"
 )
@@ -81,11 +82,57 @@ func gemmTLd(n int) int {
 	return ld
 }
 
+// gemmTCall is one convGemmT call's state, pooled with the functions it
+// hands to the worker pool and the GEMM (made once per gemmTCall, so that
+// a call allocates nothing).
+type gemmTCall struct {
+	p                     cpu.Conv2DParams
+	xt, yt, xn, yb, zb    []float32
+	padded, bias          []float32
+	bpos, tapOffs         []int32
+	ldx, ldy, plane, hw   int
+	lo, hi                float32
+	clamp                 bool
+	padFn, inFn, im2colFn func(lo, hi int)
+	epiFn                 func(i0, i1, j0, j1 int)
+}
+
+var gemmTCalls = sync.Pool{New: func() any {
+	c := &gemmTCall{}
+	c.padFn, c.inFn, c.im2colFn, c.epiFn = c.pad, c.in, c.im2col, c.epi
+	return c
+}}
+
+// pad writes the zero-padded planes of channels [c0, c1).
+func (c *gemmTCall) pad(c0, c1 int) {
+	in := c.p.H * c.p.W
+	for ch := c0; ch < c1; ch++ {
+		gemmTPad(c.padded[ch*c.plane:(ch+1)*c.plane], c.xn[ch*in:(ch+1)*in], c.p)
+	}
+}
+
+// in writes X^T of a 1x1 convolution for the channels [16*b0, 16*b1).
+func (c *gemmTCall) in(b0, b1 int) {
+	gemmTIn(c.xt, c.ldx, c.xn, c.plane, c.bpos, b0*16, min(b1*16, c.p.C))
+}
+
+// im2col writes X^T's rows [i0, i1) from the padded input.
+func (c *gemmTCall) im2col(i0, i1 int) {
+	gemmTIm2col(c.xt[i0*c.ldx:], c.ldx, c.padded, c.tapOffs, c.bpos[i0:i1])
+}
+
+// epi writes a block of Y^T to the output.
+func (c *gemmTCall) epi(i0, i1, j0, j1 int) {
+	gemmTOut(c.yb, c.hw, c.yt, c.ldy, i0, i1, j0, j1, c.bias, c.zb, c.lo, c.hi, c.clamp)
+}
+
 // convGemmT computes y = act(conv(x, w) + bias) with the packed filter f,
 // or with ep, y = ep(conv(x, w) + bias + z) (see convDirect).
 func convGemmT(p cpu.Conv2DParams, x []float32, f *gemmTFilter, bias, y, z []float32, ep *epilogue) {
 	scratchAdd(f.pb.Bytes())
-	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
+	c := gemmTCalls.Get().(*gemmTCall)
+	defer gemmTCalls.Put(c)
+	c.lo, c.hi, c.clamp = float32(math.Inf(-1)), float32(math.Inf(1)), false
 	act := p.Act
 	zIn := false // the residual added in the transposed write
 	if ep != nil {
@@ -107,20 +154,22 @@ func convGemmT(p cpu.Conv2DParams, x []float32, f *gemmTFilter, bias, y, z []flo
 	}
 	switch act {
 	case cpu.ActRelu:
-		lo, clampOn = 0, true
+		c.lo, c.clamp = 0, true
 	case cpu.ActClip:
-		lo, hi, clampOn = p.ActMin, p.ActMax, true
+		c.lo, c.hi, c.clamp = p.ActMin, p.ActMax, true
 	}
+	c.p = p
 	oh, ow := p.OutH(), p.OutW()
 	hw := oh * ow
+	c.hw = hw
 	k := p.C * p.KH * p.KW
-	ldx, ldy := gemmTLd(k), gemmTLd(p.M)
-	band := gemmTBand(hw, ldx, ldy)
-	xtBuf := gemmTInPool.get(band * ldx)
-	ytBuf := gemmTOutPool.get(band * ldy)
+	c.ldx, c.ldy = gemmTLd(k), gemmTLd(p.M)
+	band := gemmTBand(hw, c.ldx, c.ldy)
+	xtBuf := gemmTInPool.get(band * c.ldx)
+	ytBuf := gemmTOutPool.get(band * c.ldy)
 	defer gemmTInPool.put(xtBuf)
 	defer gemmTOutPool.put(ytBuf)
-	xt, yt := *xtBuf, *ytBuf
+	c.xt, c.yt = *xtBuf, *ytBuf
 	pointwise := p.KH == 1 && p.KW == 1 && p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
 	// the input as the gathers read it: x itself for a 1x1 without
 	// padding, else a zero-padded copy
@@ -128,75 +177,66 @@ func convGemmT(p cpu.Conv2DParams, x []float32, f *gemmTFilter, bias, y, z []flo
 	if !pointwise {
 		hp, wp = p.H+p.PadTop+p.PadBottom, p.W+p.PadLeft+p.PadRight
 	}
-	plane := hp * wp
+	c.plane = hp * wp
 	posBuf := directOffPool.get(hw)
 	defer directOffPool.put(posBuf)
 	pos := *posBuf
 	for r := 0; r < oh; r++ {
-		for c := 0; c < ow; c++ {
-			pos[r*ow+c] = int32(r*p.StrideH*wp + c*p.StrideW)
+		for col := 0; col < ow; col++ {
+			pos[r*ow+col] = int32(r*p.StrideH*wp + col*p.StrideW)
 		}
 	}
-	var padded []float32
-	var tapOffs []int32
+	c.padded, c.tapOffs = nil, nil
 	if !pointwise {
 		offBuf := directOffPool.get(k)
 		defer directOffPool.put(offBuf)
-		tapOffs = *offBuf
-		for c := 0; c < p.C; c++ {
+		c.tapOffs = *offBuf
+		for ch := 0; ch < p.C; ch++ {
 			for kh := 0; kh < p.KH; kh++ {
 				for kw := 0; kw < p.KW; kw++ {
-					tapOffs[(c*p.KH+kh)*p.KW+kw] = int32(c*plane + kh*wp + kw)
+					c.tapOffs[(ch*p.KH+kh)*p.KW+kw] = int32(ch*c.plane + kh*wp + kw)
 				}
 			}
 		}
-		padBuf := gemmTPadPool.get(p.C * plane)
+		padBuf := gemmTPadPool.get(p.C * c.plane)
 		defer gemmTPadPool.put(padBuf)
-		padded = *padBuf
+		c.padded = *padBuf
 	}
+	c.bias = bias
 	if bias == nil {
 		bBuf := clBiasPool.get(p.M)
 		defer clBiasPool.put(bBuf)
-		bias = *bBuf
-		clear(bias)
+		c.bias = *bBuf
+		clear(c.bias)
 	}
+	nt := cpu.Threads()
 	for n := 0; n < p.N; n++ {
-		xn := x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
+		c.xn = x[n*p.C*p.H*p.W : (n+1)*p.C*p.H*p.W]
 		yn := y[n*p.M*hw : (n+1)*p.M*hw]
 		var zn []float32
 		if z != nil {
 			zn = z[n*p.M*hw : (n+1)*p.M*hw]
 		}
 		if !pointwise {
-			cpu.ParallelFor(p.C, max(1, p.C/(2*cpu.Threads())), func(c0, c1 int) {
-				for c := c0; c < c1; c++ {
-					gemmTPad(padded[c*plane:(c+1)*plane], xn[c*p.H*p.W:(c+1)*p.H*p.W], p)
-				}
-			})
+			cpu.ParallelFor(p.C, max(1, p.C/(2*nt)), c.padFn)
 		}
 		for b0 := 0; b0 < hw; b0 += band {
 			b1 := min(hw, b0+band)
-			bpos := pos[b0:b1]
+			c.bpos = pos[b0:b1]
 			if pointwise {
 				// X^T: channels split over the threads, 16 at a time
 				cb := (p.C + 15) / 16
-				cpu.ParallelFor(cb, max(1, cb/(2*cpu.Threads())), func(c0, c1 int) {
-					gemmTIn(xt, ldx, xn, plane, bpos, c0*16, min(c1*16, p.C))
-				})
+				cpu.ParallelFor(cb, max(1, cb/(2*nt)), c.inFn)
 			} else {
 				// X^T: the im2col rows of the positions, split over the threads
-				cpu.ParallelFor(b1-b0, max(1, (b1-b0)/(2*cpu.Threads())), func(i0, i1 int) {
-					gemmTIm2col(xt[i0*ldx:], ldx, padded, tapOffs, bpos[i0:i1])
-				})
+				cpu.ParallelFor(b1-b0, max(1, (b1-b0)/(2*nt)), c.im2colFn)
 			}
-			var zin []float32
-			if zIn {
-				zin = zn[b0:]
+			c.zb = nil
+			if zIn && zn != nil {
+				c.zb = zn[b0:]
 			}
-			yb := yn[b0:]
-			cpu.SgemmPacked(cpu.Blocking{}, b1-b0, xt, ldx, f.pb, yt, ldy, func(i0, i1, j0, j1 int) {
-				gemmTOut(yb, hw, yt, ldy, i0, i1, j0, j1, bias, zin, lo, hi, clampOn)
-			})
+			c.yb = yn[b0:]
+			cpu.SgemmPacked(cpu.Blocking{}, b1-b0, c.xt, c.ldx, f.pb, c.yt, c.ldy, c.epiFn)
 		}
 		switch {
 		case ep != nil && ep.act == ActSiLU && zn == nil:
@@ -206,6 +246,8 @@ func convGemmT(p cpu.Conv2DParams, x []float32, f *gemmTFilter, bias, y, z []flo
 			directFinish(p, yn, zn, ep, nil, false, 0, 0)
 		}
 	}
+	// drop the references to the caller's memory
+	c.xn, c.yb, c.zb, c.bias, c.xt, c.yt, c.padded, c.bpos, c.tapOffs = nil, nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // gemmTBand returns how many output positions convGemmT computes at a time:

@@ -12,3 +12,6 @@ func GemmTConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
 	f := newGemmTFilter(w, p.M, p.C, p.KH, p.KW)
 	return func(x, bias, y []float32) { convGemmT(p, x, f, bias, y, nil, nil) }
 }
+
+// GemmTOffered reports whether FusedConv offers the "gemm-t" tactic for p.
+func GemmTOffered(p cpu.Conv2DParams) bool { return gemmTOffered(p) }

@@ -122,6 +122,10 @@ func BenchmarkConvLayers(b *testing.B) {
 					names = append(names, "direct-cl")
 					run["direct-cl"] = func() { d(x, bias, y) }
 				}
+				if d := nn.GemmTConv(p, w); d != nil && nn.GemmTOffered(p) {
+					names = append(names, "gemm-t")
+					run["gemm-t"] = func() { d(x, bias, y) }
+				}
 				if d := nn.WinoConv(p, w, false); d != nil {
 					names = append(names, "wino4-direct")
 					run["wino4-direct"] = func() { d(x, bias, y) }
