@@ -7,11 +7,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/engine/tactic"
-	"github.com/kilnai/kiln/internal/version"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/quant"
@@ -177,16 +175,6 @@ func (r tensorOutputs) Run(ctx context.Context, inputs map[string]*tensor.Tensor
 		put(name, t)
 	}
 	return flat, nil
-}
-
-// tacticFingerprint keys timings by the device and the kiln version (whose
-// kernels were timed).
-func tacticFingerprint(fp device.Fingerprint) device.Fingerprint {
-	out := device.Fingerprint{"kiln": version.Kiln}
-	for k, v := range fp {
-		out[k] = v
-	}
-	return out
 }
 
 func hasQDQ(g *ir.Graph) bool {
@@ -356,7 +344,7 @@ func (b *builder) tactics(ctx context.Context) error {
 			}
 			v.Type.Shape = shape
 		}
-		choices, err := tactic.Select(ctx, g, tacticFingerprint(b.fp), cache, tactic.Options{Workspace: b.o.Workspace, Progress: func(pr tactic.Progress) {
+		choices, err := tactic.Select(ctx, g, b.fp, cache, tactic.Options{Workspace: b.o.Workspace, Progress: func(pr tactic.Progress) {
 			if b.o.Progress != nil {
 				b.o.Progress("tactics " + pr.String())
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/internal/tempfile"
+	"github.com/kilnai/kiln/internal/version"
 )
 
 var (
@@ -127,12 +128,30 @@ func (c *Cache) Len() int {
 	return len(c.entries)
 }
 
+// Key is what a measurement on the device with fingerprint fp is filed
+// under: fp with the kiln version ("kiln"), whose kernels were timed, so
+// that another kiln measures again. Every device's timings are filed so,
+// the CPU's (tactic.Select) and a GPU's alike: Lookup, Store and their
+// scratch forms apply it to the fingerprint they are given.
+func Key(fp device.Fingerprint) device.Fingerprint {
+	out := make(device.Fingerprint, len(fp)+1)
+	for k, v := range fp {
+		out[k] = v
+	}
+	out["kiln"] = version.Kiln
+	return out
+}
+
+func entryKey(fp device.Fingerprint, layer, tactic string) key {
+	return key{Key(fp).String(), layer, tactic}
+}
+
 // Lookup returns the time recorded for a tactic of a layer (a Signature)
-// on the device with fingerprint fp.
+// on the device with fingerprint fp (filed under Key(fp)).
 func (c *Cache) Lookup(fp device.Fingerprint, layer, tactic string) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, ok := c.entries[key{fp.String(), layer, tactic}]
+	d, ok := c.entries[entryKey(fp, layer, tactic)]
 	return d, ok
 }
 
@@ -142,7 +161,7 @@ func (c *Cache) Lookup(fp device.Fingerprint, layer, tactic string) (time.Durati
 func (c *Cache) Store(fp device.Fingerprint, layer, tactic string, d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[key{fp.String(), layer, tactic}] = max(d, 1)
+	c.entries[entryKey(fp, layer, tactic)] = max(d, 1)
 }
 
 // LookupScratch returns the peak scratch memory recorded for a tactic of a
@@ -150,7 +169,7 @@ func (c *Cache) Store(fp device.Fingerprint, layer, tactic string, d time.Durati
 func (c *Cache) LookupScratch(fp device.Fingerprint, layer, tactic string) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.scratch[key{fp.String(), layer, tactic}]
+	b, ok := c.scratch[entryKey(fp, layer, tactic)]
 	return b, ok
 }
 
@@ -158,7 +177,7 @@ func (c *Cache) LookupScratch(fp device.Fingerprint, layer, tactic string) (int6
 func (c *Cache) StoreScratch(fp device.Fingerprint, layer, tactic string, bytes int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.scratch[key{fp.String(), layer, tactic}] = bytes
+	c.scratch[entryKey(fp, layer, tactic)] = bytes
 }
 
 // Save writes the cache to its file atomically (a temporary file in the
