@@ -353,18 +353,25 @@ type bertVariant struct {
 	noEmbed, noMask       bool  // embedFusion, maskFusion off
 	faFill                int64 // attention's faFill, when not 0
 	fq                    bool  // attention_mma_fq (attentionQStaged)
+	fw                    bool  // attention_mma_fw (attentionWide)
 }
 
 var bertVariants = []bertVariant{
 	{name: "before", noPDL: true, noEmbed: true, noMask: true},
 	{name: "after", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true},
 	bertFQ,
+	bertFW,
 }
 
 // bertFQ is "after" with attention on attention_mma_fq (Q staged in shared
 // memory by cp.async, V waited for after the first scores, the output
 // stored 16 bytes at a time; attentionQStaged).
 var bertFQ = bertVariant{name: "after + Q staged (attention_mma_fq)", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, fq: true}
+
+// bertFW is bertFQ with attention_mma_fw where there are enough heads (32
+// query rows a warp, one block per head at sequence 128; attentionWide):
+// batch 32, not batch 1.
+var bertFW = bertVariant{name: "after + wide attention (attention_mma_fw)", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, fq: true, fw: true}
 
 // bertKeys64 is "after" with attention_mma_fa staging 64 keys at a time
 // (the default until attention_mma_fa128 was measured).
@@ -393,14 +400,14 @@ var bertAblations = []bertVariant{
 
 func (v bertVariant) set() func() {
 	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
-	pd, sk, em, mf, ff, fq := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged
-	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged = v.fa, v.erfGELUEpi, v.resid, v.keys128, v.fq
+	pd, sk, em, mf, ff, fq, fw := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged, attentionWide
+	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = v.fa, v.erfGELUEpi, v.resid, v.keys128, v.fq, v.fw
 	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
 	if v.faFill != 0 {
 		faFill = v.faFill
 	}
 	return func() {
-		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged = fa, ge, re, k1, fq
+		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = fa, ge, re, k1, fq, fw
 		programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill = pd, sk, em, mf, ff
 	}
 }

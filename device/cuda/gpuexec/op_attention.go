@@ -39,6 +39,23 @@ var attentionKeys128 = true
 // sets it for a process (the BERT tests time both in one run).
 var attentionQStaged = envSwitch("KILN_ATTENTION_FQ", false)
 
+// attentionWide makes half attention with heads of 32 or 64, from 128
+// query rows on and where there are at least fwMinBlocks blocks of 128
+// rows, run attention_mma_fw: 32 query rows a warp (two m16 tiles sharing
+// each K and V fragment), 128 a block (at sequence 128 one block a head:
+// K and V staged once a head, not once per 64 rows), keys in pieces of 32,
+// 3 blocks an SM (BERT-base's 384 heads at batch 32 in one wave of 132
+// SMs). Off until a GPU run checks it; $KILN_ATTENTION_FW=1 or =0 sets it
+// for a process. Where it applies it takes precedence over
+// attentionQStaged.
+var attentionWide = envSwitch("KILN_ATTENTION_FW", false)
+
+// fwMinBlocks is the fewest blocks of 128 query rows (batch x heads x
+// ceil(S/128)) for attention_mma_fw: below, attention_mma_fq or _fa,
+// whose smaller blocks spread a small batch over more multiprocessors
+// (two per SM of an H100 here).
+var fwMinBlocks int64 = 264
+
 // envSwitch is def unless the variable name is "1" (true) or "0" (false).
 func envSwitch(name string, def bool) bool {
 	switch os.Getenv(name) {
@@ -64,6 +81,10 @@ var faFill int64 = 48
 func mmaLaunch(D, S int, B int64, args []arg) launch {
 	if !attentionFA {
 		return launch{kernel: fmt.Sprintf("attention_mma_d%d_f16", D), grid: cuda.Dim3{X: uint32((S + 63) / 64), Y: uint32(B), Z: 1},
+			block: cuda.Dim3{X: 128, Y: 1, Z: 1}, args: args}
+	}
+	if rows := int64((S + 127) / 128); attentionWide && (D == 32 || D == 64) && S >= 128 && B*rows >= fwMinBlocks {
+		return launch{kernel: fmt.Sprintf("attention_mma_fw_d%d_f16", D), grid: cuda.Dim3{X: uint32(rows), Y: uint32(B), Z: 1},
 			block: cuda.Dim3{X: 128, Y: 1, Z: 1}, args: args}
 	}
 	warps := 4

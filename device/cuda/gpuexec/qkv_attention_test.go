@@ -21,28 +21,38 @@ import (
 // attention_mma_fq for heads of 32 and 64 from 128 query rows on (with
 // attention_mma_fa's warps and grid), the earlier kernels otherwise.
 func TestAttentionFQChoice(t *testing.T) {
-	defer func(q, k bool) { attentionQStaged, attentionKeys128 = q, k }(attentionQStaged, attentionKeys128)
+	defer func(q, w, k bool, m int64) {
+		attentionQStaged, attentionWide, attentionKeys128, fwMinBlocks = q, w, k, m
+	}(attentionQStaged, attentionWide, attentionKeys128, fwMinBlocks)
 	attentionKeys128 = true
 	for _, tt := range []struct {
-		fq      bool
+		fq, fw  bool
 		d, s    int
 		b       int64
 		want    string
 		warps   uint32
 		perHead uint32
 	}{
-		{false, 64, 128, 384, "attention_mma_fa128_d64_f16", 4, 2},
-		{true, 64, 128, 384, "attention_mma_fq_d64_f16", 4, 2},
-		{true, 64, 128, 12, "attention_mma_fq_d64_f16", 2, 4},
-		{true, 32, 200, 24, "attention_mma_fq_d32_f16", 4, 4},
-		{true, 64, 127, 384, "attention_mma_fa_d64_f16", 4, 2},
-		{true, 128, 128, 384, "attention_mma_fa_d128_f16", 4, 2},
+		{false, false, 64, 128, 384, "attention_mma_fa128_d64_f16", 4, 2},
+		{true, false, 64, 128, 384, "attention_mma_fq_d64_f16", 4, 2},
+		{true, false, 64, 128, 12, "attention_mma_fq_d64_f16", 2, 4},
+		{true, false, 32, 200, 24, "attention_mma_fq_d32_f16", 4, 4},
+		{true, false, 64, 127, 384, "attention_mma_fa_d64_f16", 4, 2},
+		{true, false, 128, 128, 384, "attention_mma_fa_d128_f16", 4, 2},
+		// attention_mma_fw: 4 warps of 32 rows, from 264 blocks of 128 rows
+		{true, true, 64, 128, 384, "attention_mma_fw_d64_f16", 4, 1},
+		{false, true, 64, 128, 384, "attention_mma_fw_d64_f16", 4, 1},
+		{true, true, 32, 300, 132, "attention_mma_fw_d32_f16", 4, 3},
+		{true, true, 64, 128, 263, "attention_mma_fq_d64_f16", 4, 2},
+		{false, true, 64, 128, 12, "attention_mma_fa128_d64_f16", 2, 4},
+		{true, true, 128, 128, 384, "attention_mma_fa_d128_f16", 4, 2},
+		{true, true, 64, 127, 384, "attention_mma_fa_d64_f16", 4, 2},
 	} {
-		attentionQStaged = tt.fq
+		attentionQStaged, attentionWide = tt.fq, tt.fw
 		l := mmaLaunch(tt.d, tt.s, tt.b, nil)
 		if l.kernel != tt.want || l.block.X != 32*tt.warps || l.grid.X != tt.perHead || l.grid.Y != uint32(tt.b) {
-			t.Errorf("fq=%v head %d, %d rows, %d heads: %s grid %v block %v; want %s, %d warps, %d blocks a head",
-				tt.fq, tt.d, tt.s, tt.b, l.kernel, l.grid, l.block, tt.want, tt.warps, tt.perHead)
+			t.Errorf("fq=%v fw=%v head %d, %d rows, %d heads: %s grid %v block %v; want %s, %d warps, %d blocks a head",
+				tt.fq, tt.fw, tt.d, tt.s, tt.b, l.kernel, l.grid, l.block, tt.want, tt.warps, tt.perHead)
 		}
 	}
 }
@@ -54,7 +64,7 @@ func TestAttentionFQChoice(t *testing.T) {
 // (the same launches and products as with it off, the attention kernel's
 // name aside).
 func TestAttentionFQBertProgram(t *testing.T) {
-	defer func(q bool) { attentionQStaged = q }(attentionQStaged)
+	defer func(q, w bool) { attentionQStaged, attentionWide = q, w }(attentionQStaged, attentionWide)
 	for _, batch := range []int{32, 1} {
 		cfg := bertConfig{layers: 2, hidden: 768, heads: 12, ffn: 3072, vocab: 100, batch: batch, seq: 128}
 		g0 := bertGraph(cfg, 1)
@@ -62,9 +72,18 @@ func TestAttentionFQBertProgram(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := optimizeBert(t, g0)
-		kernels := map[bool][]string{}
-		for _, fq := range []bool{false, true} {
-			attentionQStaged = fq
+		kernels := map[string][]string{}
+		for _, v := range []struct {
+			name   string
+			fq, fw bool
+			want   string
+		}{
+			{"fa128", false, false, "attention_mma_fa128_d64_f16"},
+			{"fq", true, false, "attention_mma_fq_d64_f16"},
+			// attention_mma_fw at batch 32 (384 heads), fq at batch 1
+			{"fw", true, true, map[bool]string{true: "attention_mma_fw_d64_f16", false: "attention_mma_fq_d64_f16"}[batch == 32]},
+		} {
+			attentionQStaged, attentionWide = v.fq, v.fw
 			p, err := compileWith(g, false, true, true)
 			if err != nil {
 				t.Fatal(err)
@@ -76,33 +95,48 @@ func TestAttentionFQBertProgram(t *testing.T) {
 					name := l.kernel
 					if s.node.OpType == "Attention" {
 						att++
-						want := map[bool]string{false: "attention_mma_fa128_d64_f16", true: "attention_mma_fq_d64_f16"}[fq]
-						if name != want {
-							t.Errorf("batch %d fq=%v: attention runs %s, want %s", batch, fq, name, want)
+						if name != v.want {
+							t.Errorf("batch %d %s: attention runs %s, want %s", batch, v.name, name, v.want)
+						}
+						// blocks a head and warps a block: fw 1 of 4; fa and fq
+						// 2 of 4 at batch 32, 4 of 2 at batch 1
+						perHead, warps := uint32(2), uint32(4)
+						switch {
+						case name == "attention_mma_fw_d64_f16":
+							perHead = 1
+						case batch == 1:
+							perHead, warps = 4, 2
+						}
+						if l.grid.X != perHead || l.grid.Y != uint32(batch*cfg.heads) || l.block.X != 32*warps {
+							t.Errorf("batch %d %s: %s grid %v block %v, want %d blocks a head of %d warps", batch, v.name, name, l.grid, l.block, perHead, warps)
 						}
 						name = "attention"
 					}
-					kernels[fq] = append(kernels[fq], name)
+					kernels[v.name] = append(kernels[v.name], name)
 				}
 				if s.gemm != nil {
-					kernels[fq] = append(kernels[fq], fmt.Sprintf("gemm %dx%dx%d", s.gemm.m, s.gemm.n, s.gemm.k))
+					kernels[v.name] = append(kernels[v.name], fmt.Sprintf("gemm %dx%dx%d", s.gemm.m, s.gemm.n, s.gemm.k))
 				}
 			}
 			if att != cfg.layers {
-				t.Errorf("batch %d fq=%v: %d attention launches for %d layers", batch, fq, att, cfg.layers)
+				t.Errorf("batch %d %s: %d attention launches for %d layers", batch, v.name, att, cfg.layers)
 			}
 		}
-		if a, b := strings.Join(kernels[false], ","), strings.Join(kernels[true], ","); a != b {
-			t.Errorf("batch %d: the programs differ beyond the attention kernel:\n%s\n%s", batch, a, b)
+		for _, n := range []string{"fq", "fw"} {
+			if a, b := strings.Join(kernels["fa128"], ","), strings.Join(kernels[n], ","); a != b {
+				t.Errorf("batch %d %s: the programs differ beyond the attention kernel:\n%s\n%s", batch, n, a, b)
+			}
 		}
 	}
 }
 
 // TestAttentionFQCompile compiles the kernel sources with NVRTC for sm_90
-// (no GPU needed) and checks attention_mma_fq's resources as ptxas reports
-// them: at most 128 registers (four blocks of 128 threads an SM, as
-// __launch_bounds__ asks), no spills, its static shared memory within 48
-// KB; and that its PTX waits for K before V (cp.async.wait_group 1).
+// (no GPU needed) and checks attention_mma_fq's and _fw's resources as
+// ptxas reports them: fq at most 128 registers (four blocks of 128
+// threads an SM, as __launch_bounds__ asks) and no spills, fw at most 170
+// (three blocks) and at most 32 bytes spilled, static shared memory
+// within 48 KB; and that their PTX waits for K before V
+// (cp.async.wait_group 1) and stores 16 bytes at a time.
 func TestAttentionFQCompile(t *testing.T) {
 	nv, err := cuda.OpenNVRTC(cuda.Options{})
 	if err != nil {
@@ -115,7 +149,13 @@ func TestAttentionFQCompile(t *testing.T) {
 	lines := strings.Split(c.Log, "\n")
 	regs := regexp.MustCompile(`Used (\d+) registers, (\d+) bytes smem`)
 	spill := regexp.MustCompile(`(\d+) bytes spill stores, (\d+) bytes spill loads`)
-	for _, k := range []string{"attention_mma_fq_d32_f16", "attention_mma_fq_d64_f16"} {
+	for _, k := range []string{"attention_mma_fq_d32_f16", "attention_mma_fq_d64_f16", "attention_mma_fw_d32_f16", "attention_mma_fw_d64_f16"} {
+		// fq: 4 blocks of 128 threads an SM, no spills; fw: 3 blocks,
+		// at most a few bytes spilled outside its loops
+		maxRegs, maxSpill := 128, 0
+		if strings.Contains(k, "_fw_") {
+			maxRegs, maxSpill = 170, 32
+		}
 		found := false
 		for i, l := range lines {
 			if !strings.Contains(l, "Compiling entry function '"+k+"'") {
@@ -134,8 +174,8 @@ func TestAttentionFQCompile(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d registers, %d bytes of shared memory, spills %d/%d bytes", k, r, sm, ss, sl)
-			if r == 0 || r > 128 || ss != 0 || sl != 0 || sm == 0 || sm > 48*1024 {
-				t.Errorf("%s: %d registers (want 1-128), %d bytes smem (want <= 48 KB), spills %d/%d (want none)", k, r, sm, ss, sl)
+			if r == 0 || r > maxRegs || ss > maxSpill || sl > maxSpill || sm == 0 || sm > 48*1024 {
+				t.Errorf("%s: %d registers (want 1-%d), %d bytes smem (want <= 48 KB), spills %d/%d (want at most %d)", k, r, maxRegs, sm, ss, sl, maxSpill)
 			}
 		}
 		if !found {
@@ -148,10 +188,11 @@ func TestAttentionFQCompile(t *testing.T) {
 	}
 	for _, part := range strings.Split(string(p.PTX), ".entry ")[1:] {
 		name := part[:strings.IndexAny(part, "( \n")]
-		if !strings.HasPrefix(name, "attention_mma_fq_") {
+		minBlocks := map[bool]string{true: "4", false: "3"}[strings.HasPrefix(name, "attention_mma_fq_")]
+		if !strings.HasPrefix(name, "attention_mma_fq_") && !strings.HasPrefix(name, "attention_mma_fw_") {
 			continue
 		}
-		for _, want := range []string{"cp.async.wait_group 1", "cp.async.wait_group 0", "ldmatrix.sync.aligned.m8n8.x4.shared.b16", ".minnctapersm 4", "st.global.v4"} {
+		for _, want := range []string{"cp.async.wait_group 1", "cp.async.wait_group 0", "ldmatrix.sync.aligned.m8n8.x4.shared.b16", ".minnctapersm " + minBlocks, "st.global.v4"} {
 			if !strings.Contains(part, want) {
 				t.Errorf("%s: PTX has no %q", name, want)
 			}
@@ -246,14 +287,16 @@ func attentionFQCases() []attentionFQCase {
 }
 
 // TestAttentionFQOnGPU runs each attention case in half precision with
-// attention_mma_fq and with attention_mma_fa(128) and compares both with
-// kiln's CPU engine in float32 (cosine at least 0.999, as every FP16 op
-// test), and the two with each other (the same arithmetic: at most a few
-// half-precision roundings apart). Three runs each (eager, capture,
-// replay). Needs a GPU.
+// attention_mma_fa(128), attention_mma_fq and attention_mma_fw (its
+// fwMinBlocks lowered to 1 so that it runs for every case) and compares
+// each with kiln's CPU engine in float32 (cosine at least 0.999, as every
+// FP16 op test), and fq and fw with fa (the same arithmetic up to the
+// order of the softmax's rescaling: a few half-precision roundings apart).
+// Three runs each (eager, capture, replay). Needs a GPU.
 func TestAttentionFQOnGPU(t *testing.T) {
 	needGPU(t)
-	defer func(q bool) { attentionQStaged = q }(attentionQStaged)
+	fwMin := fwMinBlocks
+	defer func(q, w bool) { attentionQStaged, attentionWide, fwMinBlocks = q, w, fwMin }(attentionQStaged, attentionWide)
 	for _, tc := range attentionFQCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			mk := func() *ir.Graph {
@@ -279,11 +322,14 @@ func TestAttentionFQOnGPU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := map[bool]*tensor.Tensor{}
-			for _, fq := range []bool{false, true} {
-				attentionQStaged = fq
+			got := map[string]*tensor.Tensor{}
+			for _, v := range []struct {
+				name   string
+				fq, fw bool
+			}{{"fa", false, false}, {"fq", true, false}, {"fw", false, true}} {
+				attentionQStaged, attentionWide, fwMinBlocks = v.fq, v.fw, 1
 				e, err := NewEngine(mk(), Options{FP16: true})
-				attentionQStaged = false
+				attentionQStaged, attentionWide, fwMinBlocks = false, false, fwMin
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -301,27 +347,29 @@ func TestAttentionFQOnGPU(t *testing.T) {
 				for run := range 3 {
 					out, err := c.Run(context.Background(), in)
 					if err != nil {
-						t.Fatalf("fq=%v run %d: %v", fq, run, err)
+						t.Fatalf("%s run %d: %v", v.name, run, err)
 					}
 					cos, rel := cosine(out["out"], want["out"])
 					if !(cos >= minCosine) {
-						t.Errorf("fq=%v run %d: cosine %.6f < %g (relative L2 %.3g)", fq, run, cos, minCosine, rel)
+						t.Errorf("%s run %d: cosine %.6f < %g (relative L2 %.3g)", v.name, run, cos, minCosine, rel)
 					}
 					if run == 2 {
-						t.Logf("fq=%v (%s): cosine %.7f, relative L2 %.3g (graph %v)", fq, kernel, cos, rel, c.Graphed())
-						got[fq] = out["out"]
+						t.Logf("%s (%s): cosine %.7f, relative L2 %.3g (graph %v)", v.name, kernel, cos, rel, c.Graphed())
+						got[v.name] = out["out"]
 					}
 				}
 				c.Close()
 				e.Close()
 			}
-			worst := 0.0
-			for i := range got[true].Len() {
-				worst = max(worst, math.Abs(got[true].Float(i)-got[false].Float(i)))
-			}
-			t.Logf("largest difference between attention_mma_fq and attention_mma_fa: %.3g", worst)
-			if worst > 0.02 {
-				t.Errorf("attention_mma_fq and attention_mma_fa differ by up to %.3g", worst)
+			for _, n := range []string{"fq", "fw"} {
+				worst := 0.0
+				for i := range got[n].Len() {
+					worst = max(worst, math.Abs(got[n].Float(i)-got["fa"].Float(i)))
+				}
+				t.Logf("largest difference between %s and fa: %.3g", n, worst)
+				if worst > 0.02 {
+					t.Errorf("%s and fa differ by up to %.3g", n, worst)
+				}
 			}
 		})
 	}

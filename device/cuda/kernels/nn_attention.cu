@@ -553,3 +553,298 @@ extern "C" __global__ void __launch_bounds__(128, 4)
     KILN_PDL_WAIT();
     attention_fq_t<64, 2 * AM_KC>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
+
+// Fourth form, for many heads (BERT at batch 32): attention_mma_fw, each
+// warp 32 query rows (two m16 tiles sharing every K and V fragment it
+// loads, where attention_mma_fa's warps have one), 4 warps a block, so a
+// block covers 128 query rows: at sequence 128 one block a head, whose K
+// and V are staged once (attention_mma_fa stages them for each block of
+// 64 rows). Keys in chunks of 128 (K in ks, V in vs) and in pieces of KP
+// for the scores (their registers then fit 3 blocks an SM: BERT-base's
+// 384 heads at batch 32 in one wave on 132 SMs). Q's 128 rows are copied
+// into vs before the first chunk's V (cp.async with the first K), taken
+// into registers by ldmatrix, and V's copy starts once every warp has its
+// fragments; the output leaves through ks, 16 bytes a lane. Pieces of KP
+// keys: 32 for heads of 32, 16 for 64 (ptxas, NVRTC 11.8: 161 registers,
+// no spills, where 32 keys spilled 88 bytes inside the loop). Arguments,
+// strides and mask as attention_mma_fa. grid: (ceil(S / 128), batch*H),
+// block 128.
+template <int D, int KP>
+__device__ void attention_fw_t(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                               const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                               int H, float scale) {
+    const int KS = 128, R = 128;
+    __shared__ __align__(16) kiln_half ks[KS][D + 8];
+    __shared__ __align__(16) kiln_half vs[KS][D + 8];
+    __shared__ float msk[KS];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tg = lane & 3;
+    long long bi = blockIdx.y, bo = bi / H, hh = bi % H;
+    const kiln_half *qb = q + bo * st[0] + hh * st[1];
+    const kiln_half *kb = k + bo * st[4] + hh * st[5];
+    const kiln_half *vb = v + bo * st[8] + hh * st[9];
+    kiln_half *yb = y + bo * st[12] + hh * st[13];
+    long long qr = st[2], qc = st[3], kr = st[6], kc = st[7], vr = st[10], vc = st[11];
+    int rb0 = blockIdx.x * R, r0 = rb0 + warp * 32;
+    bool active = r0 < S;
+    const kiln_half *mb = 0;
+    long long mi = 0, mj = 0;
+    if (mask) {
+        int r = (int)meta[0];
+        long long off = 0, rem = bi;
+        for (int d = r - 1; d >= 0; d--) {
+            long long dim = meta[3 + d];
+            off += (rem % dim) * meta[3 + r + d];
+            rem /= dim;
+        }
+        mb = mask + off;
+        mi = meta[1];
+        mj = meta[2];
+    }
+    bool shared_mask = mb && mi == 0;
+    bool vec = kc == 1 && vc == 1 && ((((unsigned long long)kb | (unsigned long long)vb) & 15) == 0) &&
+               ((kr | vr) & 7) == 0;
+    // Q's rows into vs, the first chunk's K into ks
+    if (qc == 1 && (((unsigned long long)qb & 15) == 0) && (qr & 7) == 0) {
+        for (int x = threadIdx.x; x < R * (D / 8); x += blockDim.x) {
+            int t = x / (D / 8), d = (x % (D / 8)) * 8;
+            bool in = rb0 + t < S;
+            fa_cp16(&vs[t][d], in ? qb + (long long)(rb0 + t) * qr + d : qb, in ? 16 : 0);
+        }
+    } else {
+        for (int x = threadIdx.x; x < R * D; x += blockDim.x) {
+            int t = x / D, d = x % D;
+            vs[t][d] = rb0 + t < S ? qb[(long long)(rb0 + t) * qr + d * qc] : (kiln_half)0;
+        }
+    }
+    unsigned qf[2][D / 16][4];
+    float o[2][D / 8][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) o[i][n][0] = o[i][n][1] = o[i][n][2] = o[i][n][3] = 0.0f;
+    float m[2][2] = {{-1e30f, -1e30f}, {-1e30f, -1e30f}}, l[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+    float sc2 = scale * AM_LOG2E;
+    int k_row = lane & 7, k_col = (lane >> 3) * 8;
+    int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
+    for (int c0 = 0; c0 < T; c0 += KS) {
+        if (c0 > 0) __syncthreads();  // every warp is done with the last chunk
+        if (vec) {
+            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
+                int t = x / (D / 8), d = (x % (D / 8)) * 8;
+                bool in = c0 + t < T;
+                fa_cp16(&ks[t][d], in ? kb + (long long)(c0 + t) * kr + d : kb, in ? 16 : 0);
+            }
+        } else {
+            for (int x = threadIdx.x; x < KS * D; x += blockDim.x) {
+                int t = x / D, d = x % D;
+                ks[t][d] = c0 + t < T ? kb[(long long)(c0 + t) * kr + d * kc] : (kiln_half)0;
+            }
+        }
+#if __CUDA_ARCH__ >= 800
+        asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+        if (shared_mask) {
+            for (int x = threadIdx.x; x < KS; x += blockDim.x) {
+                msk[x] = c0 + x < T ? ldf(mb, (long long)(c0 + x) * mj) * AM_LOG2E : 0.0f;
+            }
+        }
+        if (c0 == 0) {
+            // Q (in vs) and K are here: Q's fragments, then vs is free for V
+#if __CUDA_ARCH__ >= 800
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+#endif
+            __syncthreads();
+            if (active) {
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int t = 0; t < D / 16; t++) fa_ldsm4(qf[i][t], &vs[warp * 32 + 16 * i + v_row][t * 16 + v_col]);
+            }
+            __syncthreads();
+        }
+        if (vec) {
+            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
+                int t = x / (D / 8), d = (x % (D / 8)) * 8;
+                bool in = c0 + t < T;
+                fa_cp16(&vs[t][d], in ? vb + (long long)(c0 + t) * vr + d : vb, in ? 16 : 0);
+            }
+        } else {
+            for (int x = threadIdx.x; x < KS * D; x += blockDim.x) {
+                int t = x / D, d = x % D;
+                vs[t][d] = c0 + t < T ? vb[(long long)(c0 + t) * vr + d * vc] : (kiln_half)0;
+            }
+        }
+#if __CUDA_ARCH__ >= 800
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        asm volatile("cp.async.wait_group 1;" ::: "memory");  // K (and the mask's stores)
+#endif
+        __syncthreads();
+        for (int p = 0; p < KS && c0 + p < T; p += KP) {
+            float s[2][KP / 8][4];
+            float f[2][2] = {{1.0f, 1.0f}, {1.0f, 1.0f}};
+            if (active) {
+#pragma unroll
+                for (int n = 0; n < KP / 8; n++) {
+#pragma unroll
+                    for (int i = 0; i < 2; i++) s[i][n][0] = s[i][n][1] = s[i][n][2] = s[i][n][3] = 0.0f;
+#pragma unroll
+                    for (int t = 0; t < D / 16; t += 2) {
+                        unsigned b[4];
+                        fa_ldsm4(b, &ks[p + n * 8 + k_row][t * 16 + k_col]);
+#pragma unroll
+                        for (int i = 0; i < 2; i++) {
+                            am_mma(s[i][n], qf[i][t], b[0], b[1]);
+                            am_mma(s[i][n], qf[i][t + 1], b[2], b[3]);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    float x0 = -1e30f, x1 = -1e30f;
+#pragma unroll
+                    for (int n = 0; n < KP / 8; n++) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            int kk = p + n * 8 + 2 * tg + (e & 1), key = c0 + kk;
+                            float val = s[i][n][e] * sc2;
+                            if (key >= T) {
+                                val = -KILN_INF;
+                            } else if (shared_mask) {
+                                val += msk[kk];
+                            } else if (mb) {
+                                // the thread's row of (m-tile i, half e >> 1)
+                                int row = min(r0 + 16 * i + 8 * (e >> 1) + g, S - 1);
+                                val += ldf(mb, (long long)row * mi + (long long)key * mj) * AM_LOG2E;
+                            }
+                            s[i][n][e] = val;
+                        }
+                        x0 = fmaxf(x0, fmaxf(s[i][n][0], s[i][n][1]));
+                        x1 = fmaxf(x1, fmaxf(s[i][n][2], s[i][n][3]));
+                    }
+                    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 1));
+                    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, 2));
+                    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 1));
+                    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, 2));
+                    float n0 = fmaxf(m[i][0], x0), n1 = fmaxf(m[i][1], x1);
+                    f[i][0] = exp2f(m[i][0] - n0);
+                    f[i][1] = exp2f(m[i][1] - n1);
+                    m[i][0] = n0;
+                    m[i][1] = n1;
+                    l[i][0] *= f[i][0];
+                    l[i][1] *= f[i][1];
+#pragma unroll
+                    for (int n = 0; n < KP / 8; n++) {
+                        s[i][n][0] = exp2f(s[i][n][0] - n0);
+                        s[i][n][1] = exp2f(s[i][n][1] - n0);
+                        s[i][n][2] = exp2f(s[i][n][2] - n1);
+                        s[i][n][3] = exp2f(s[i][n][3] - n1);
+                        l[i][0] += s[i][n][0] + s[i][n][1];
+                        l[i][1] += s[i][n][2] + s[i][n][3];
+                    }
+                }
+            }
+            if (p == 0) {
+                // V of this chunk
+#if __CUDA_ARCH__ >= 800
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
+#endif
+                __syncthreads();
+            }
+            if (!active) continue;
+            // rescaled only when a row's maximum grew (pieces of 16 keys:
+            // after the first few it rarely does)
+            if (__any_sync(0xffffffff, f[0][0] != 1.0f || f[0][1] != 1.0f || f[1][0] != 1.0f || f[1][1] != 1.0f)) {
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int n = 0; n < D / 8; n++) {
+                        o[i][n][0] *= f[i][0];
+                        o[i][n][1] *= f[i][0];
+                        o[i][n][2] *= f[i][1];
+                        o[i][n][3] *= f[i][1];
+                    }
+            }
+#pragma unroll
+            for (int t = 0; t < KP / 16; t++) {
+                unsigned a[2][4];
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    a[i][0] = am_pack(s[i][2 * t][0], s[i][2 * t][1]);
+                    a[i][1] = am_pack(s[i][2 * t][2], s[i][2 * t][3]);
+                    a[i][2] = am_pack(s[i][2 * t + 1][0], s[i][2 * t + 1][1]);
+                    a[i][3] = am_pack(s[i][2 * t + 1][2], s[i][2 * t + 1][3]);
+                }
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    unsigned b[4];
+                    fa_ldsm4t(b, &vs[p + t * 16 + v_row][n * 8 + v_col]);
+#pragma unroll
+                    for (int i = 0; i < 2; i++) {
+                        am_mma(o[i][n], a[i], b[0], b[1]);
+                        am_mma(o[i][n + 1], a[i], b[2], b[3]);
+                    }
+                }
+            }
+        }
+    }
+    long long yr = st[14], yc = st[15];
+    bool dense = yc == 1 && (yr & 7) == 0 && (((unsigned long long)yb & 15) == 0);
+    if (dense) __syncthreads();  // every warp is done with ks
+    if (!active) return;
+    float inv[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float x = l[i][h];
+            x += __shfl_xor_sync(0xffffffff, x, 1);
+            x += __shfl_xor_sync(0xffffffff, x, 2);
+            inv[i][h] = 1.0f / x;
+        }
+    if (dense) {
+        // through the warp's 32 rows of ks, then 16 bytes a lane
+        kiln_half(*ow)[D + 8] = ks + warp * 32;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                int c = n * 8 + 2 * tg;
+                *(unsigned *)&ow[16 * i + g][c] = am_pack(o[i][n][0] * inv[i][0], o[i][n][1] * inv[i][0]);
+                *(unsigned *)&ow[16 * i + 8 + g][c] = am_pack(o[i][n][2] * inv[i][1], o[i][n][3] * inv[i][1]);
+            }
+        __syncwarp();
+#pragma unroll
+        for (int x = lane; x < 32 * (D / 8); x += 32) {
+            int t = x / (D / 8), d = (x % (D / 8)) * 8;
+            if (r0 + t < S) *(uint4 *)&yb[(long long)(r0 + t) * yr + d] = *(const uint4 *)&ow[t][d];
+        }
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int row = r0 + 16 * i + 8 * h + g;
+            if (row >= S) continue;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                int c = n * 8 + 2 * tg;
+                yb[row * yr + c * yc] = f2h(o[i][n][2 * h] * inv[i][h]);
+                yb[row * yr + (c + 1) * yc] = f2h(o[i][n][2 * h + 1] * inv[i][h]);
+            }
+        }
+}
+extern "C" __global__ void __launch_bounds__(128, 3)
+    attention_mma_fw_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                             const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                             float scale) {
+    KILN_PDL_WAIT();
+    attention_fw_t<32, 32>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+extern "C" __global__ void __launch_bounds__(128, 3)
+    attention_mma_fw_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                             const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
+                             float scale) {
+    KILN_PDL_WAIT();
+    attention_fw_t<64, 16>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
