@@ -354,6 +354,7 @@ type bertVariant struct {
 	faFill                int64 // attention's faFill, when not 0
 	fq                    bool  // attention_mma_fq (attentionQStaged)
 	fw                    bool  // attention_mma_fw (attentionWide)
+	fwMin                 int64 // fwMinBlocks, when not 0
 }
 
 var bertVariants = []bertVariant{
@@ -400,14 +401,18 @@ var bertAblations = []bertVariant{
 
 func (v bertVariant) set() func() {
 	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
-	pd, sk, em, mf, ff, fq, fw := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged, attentionWide
+	pd, sk, em, mf, ff, fq, fw, fm := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged, attentionWide, fwMinBlocks
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = v.fa, v.erfGELUEpi, v.resid, v.keys128, v.fq, v.fw
 	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
 	if v.faFill != 0 {
 		faFill = v.faFill
 	}
+	if v.fwMin != 0 {
+		fwMinBlocks = v.fwMin
+	}
 	return func() {
 		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = fa, ge, re, k1, fq, fw
+		fwMinBlocks = fm
 		programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill = pd, sk, em, mf, ff
 	}
 }
@@ -500,7 +505,10 @@ func TestBertFP16OnGPU(t *testing.T) {
 	for _, m := range models {
 		t.Run(m.name, func(t *testing.T) {
 			g, in, want := m.g(t)
-			for _, v := range append(append([]bertVariant{}, bertVariants...), bertKeys64, bertLaunchVariants[0], bertLaunchVariants[1]) {
+			// attention_mma_fw at batch 2 too (24 heads: below fwMinBlocks)
+			fwAll := bertFW
+			fwAll.name, fwAll.fwMin = "after + wide attention at any batch", 1
+			for _, v := range append(append([]bertVariant{}, bertVariants...), fwAll, bertKeys64, bertLaunchVariants[0], bertLaunchVariants[1]) {
 				t.Run(v.name, func(t *testing.T) {
 					restore := v.set()
 					e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})
