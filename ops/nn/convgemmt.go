@@ -56,13 +56,16 @@ func gemmTApplies(p cpu.Conv2DParams) bool {
 }
 
 // gemmTOffered reports whether FusedConv offers the tactic for p: planes of
-// at most 28x28 output positions (larger ones fill the usual orientation's
-// columns) whose X^T stays under 4 MiB. (Larger planes run in bands of
-// positions; on resnet50's stem, 3 -> 64 7x7/2 at 224x224, that took
-// 2.8-3.6 ms of CPU against the direct convolution's 1.75: not offered.)
+// at most 196 output positions (14x14) whose X^T stays under 4 MiB. At
+// 20x20 to 28x28 it lost to the direct convolutions on every layer of the
+// shared models and resnet50 (NOTES.md section 22), so offering it there
+// only gave a timer under load one more way to choose wrong. (Larger
+// planes run in bands of positions; on resnet50's stem, 3 -> 64 7x7/2 at
+// 224x224, that took 2.8-3.6 ms of CPU against the direct convolution's
+// 1.75.)
 func gemmTOffered(p cpu.Conv2DParams) bool {
 	hw, k := p.OutH()*p.OutW(), p.C*p.KH*p.KW
-	return gemmTApplies(p) && hw <= 784 && hw*k <= 1<<20
+	return gemmTApplies(p) && hw <= 196 && hw*k <= 1<<20
 }
 
 var (

@@ -138,9 +138,11 @@ func TestGemmTApplies(t *testing.T) {
 		}, true, false},
 		{"two groups", func(p *cpu.Conv2DParams) { p.Group, p.M = 2, 2048 }, false, false},
 		{"16 output channels", func(p *cpu.Conv2DParams) { p.M = 16 }, false, false},
-		{"28x28", func(p *cpu.Conv2DParams) { p.H, p.W = 28, 28 }, true, true},
-		{"56x56", func(p *cpu.Conv2DParams) { p.H, p.W = 56, 56 }, true, false},
-		{"56x56 stride 2", func(p *cpu.Conv2DParams) { p.H, p.W, p.StrideH, p.StrideW = 56, 56, 2, 2 }, true, true},
+		{"14x14", func(p *cpu.Conv2DParams) { p.H, p.W = 14, 14 }, true, true},
+		{"20x20", func(p *cpu.Conv2DParams) { p.H, p.W = 20, 20 }, true, false},
+		{"28x28", func(p *cpu.Conv2DParams) { p.H, p.W = 28, 28 }, true, false},
+		{"28x28 stride 2", func(p *cpu.Conv2DParams) { p.H, p.W, p.StrideH, p.StrideW = 28, 28, 2, 2 }, true, true},
+		{"56x56 stride 2", func(p *cpu.Conv2DParams) { p.H, p.W, p.StrideH, p.StrideW = 56, 56, 2, 2 }, true, false},
 	} {
 		p := base
 		c.edit(&p)

@@ -139,10 +139,12 @@ func BenchmarkConvLayers(b *testing.B) {
 					f := run[a]
 					b.Run(name, func(b *testing.B) {
 						b.ReportAllocs()
+						c0 := cpuTime()
 						for b.Loop() {
 							f()
 						}
 						b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+						b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-us/op")
 					})
 				}
 			}
