@@ -22,6 +22,10 @@ var resnet50Small = []cpu.Conv2DParams{
 	{N: 1, C: 1024, H: 14, W: 14, M: 2048, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2}, // layer4.0 downsample
 	{N: 1, C: 2048, H: 7, W: 7, M: 512, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},    // layer4 conv1
 	{N: 1, C: 512, H: 7, W: 7, M: 2048, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},    // layer4 conv3
+	// layer1 and layer2.0's first, at 56x56
+	{N: 1, C: 256, H: 56, W: 56, M: 64, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},  // layer1 conv1
+	{N: 1, C: 64, H: 56, W: 56, M: 256, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},  // layer1 conv3, downsample
+	{N: 1, C: 256, H: 56, W: 56, M: 128, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1}, // layer2.0 conv1
 	// the stem, 7x7/2 pad 3
 	{N: 1, C: 3, H: 224, W: 224, M: 64, KH: 7, KW: 7, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3},
 	// the 3x3 ones, pad 1
