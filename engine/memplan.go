@@ -1,11 +1,11 @@
 package engine
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
 
+	"github.com/kilnai/kiln/engine/arena"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -195,7 +195,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 
 	top := nestConcats(p, sized, owner, shares, groups)
 	m.arenaBytes = assignOffsets(top)
-	m.peakLive = peakLive(top, len(p.steps))
+	m.peakLive = peakLive(top)
 	for _, g := range groups {
 		g.off = nestedOff(g)
 	}
@@ -341,89 +341,37 @@ func sizeOf(v *ir.Value) (int, tensor.DType, bool) {
 
 func alignUp(n int) int { return (n + arenaAlign - 1) / arenaAlign * arenaAlign }
 
-// peakLive returns the largest sum of the aligned sizes of the groups
-// (not excluded) live at one step.
-func peakLive(groups []*group, steps int) int {
-	delta := make([]int, steps+1)
-	for _, g := range groups {
-		if !g.excluded {
-			delta[g.start] += alignUp(g.size)
-			delta[g.end+1] -= alignUp(g.size)
-		}
-	}
-	peak, cur := 0, 0
-	for _, d := range delta {
-		cur += d
-		peak = max(peak, cur)
-	}
-	return peak
-}
-
-// assignOffsets places the groups not excluded in one arena and returns
-// its size. It places them one at a time, each in the smallest gap left by
-// the groups already placed whose lifetimes overlap its own (best fit),
-// in a few orders (largest first, longest-lived first, earliest first), and
-// keeps the smallest arena.
-func assignOffsets(groups []*group) int {
+// arenaBuffers returns the groups not excluded and their buffers for
+// package arena, in the same order.
+func arenaBuffers(groups []*group) ([]*group, []arena.Buffer) {
 	var live []*group
+	var bufs []arena.Buffer
 	for _, g := range groups {
 		if !g.excluded {
 			live = append(live, g)
+			bufs = append(bufs, arena.Buffer{Size: int64(g.size), First: g.start, Last: g.end})
 		}
 	}
-	bySize := func(a, b *group) int { return cmp.Or(cmp.Compare(b.size, a.size), cmp.Compare(a.start, b.start)) }
-	orders := []func(a, b *group) int{
-		bySize,
-		func(a, b *group) int { return cmp.Or(cmp.Compare(b.end-b.start, a.end-a.start), bySize(a, b)) },
-		func(a, b *group) int { return cmp.Or(cmp.Compare(a.start, b.start), bySize(a, b)) },
-	}
-	best, offs := -1, make([]int, len(live))
-	for _, order := range orders {
-		ord := slices.Clone(live)
-		slices.SortStableFunc(ord, order)
-		if total := placeBestFit(ord); best < 0 || total < best {
-			best = total
-			for i, g := range live {
-				offs[i] = g.off
-			}
-		}
-	}
-	for i, g := range live {
-		g.off = offs[i]
-	}
-	return max(best, 0)
+	return live, bufs
 }
 
-// placeBestFit sets the offset of each group in order, in the smallest gap
-// that fits among those placed before it whose lifetimes overlap its own,
-// or above them all, and returns the arena size.
-func placeBestFit(order []*group) int {
-	total := 0
-	var placed []*group
-	for _, g := range order {
-		size := alignUp(g.size)
-		var busy []*group
-		for _, q := range placed {
-			if q.start <= g.end && g.start <= q.end {
-				busy = append(busy, q)
-			}
-		}
-		slices.SortFunc(busy, func(a, b *group) int { return cmp.Compare(a.off, b.off) })
-		best, bestGap, prev := -1, 0, 0
-		for _, q := range busy {
-			if gap := q.off - prev; gap >= size && (best < 0 || gap < bestGap) {
-				best, bestGap = prev, gap
-			}
-			prev = max(prev, q.off+alignUp(q.size))
-		}
-		if best < 0 {
-			best = prev
-		}
-		g.off = best
-		placed = append(placed, g)
-		total = max(total, best+size)
+// peakLive returns the largest sum of the aligned sizes of the groups
+// (not excluded) live at one step.
+func peakLive(groups []*group) int {
+	_, bufs := arenaBuffers(groups)
+	return int(arena.PeakLive(bufs, arenaAlign))
+}
+
+// assignOffsets places the groups not excluded in one arena with kiln's
+// one memory planner (package arena, which the CUDA executor's device
+// arenas use too) and returns its size.
+func assignOffsets(groups []*group) int {
+	live, bufs := arenaBuffers(groups)
+	offs, total := arena.Place(bufs, arenaAlign)
+	for i, g := range live {
+		g.off = int(offs[i])
 	}
-	return total
+	return int(total)
 }
 
 // inferAt infers the types of p's values with the graph inputs at the given
