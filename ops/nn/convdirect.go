@@ -324,51 +324,87 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 			zt, ep, clampOn, lo, hi = z, nil, true, ep.p0, ep.p1
 		}
 	}
-	var zero [directMR]float32
 	items := tiles * mb
 	// SiLU without a residual runs on each tile after the kernel.
 	tileSiLU := ep != nil && ep.act == ActSiLU && z == nil
-	blockOuter := directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads())
-	dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
-		var bv [directMR]float32
-		for it := i0; it < i1; it++ {
-			t, b := it/mb, it%mb
-			if blockOuter {
-				t, b = it%tiles, it/tiles
-			}
-			rows := min(directMR, p.M-b*directMR)
-			bp := &zero[0]
-			if bias != nil {
-				copy(bv[:], bias[b*directMR:b*directMR+rows])
-				bp = &bv[0]
-			}
-			j0 := t * directNR // first position in src (wide) and out
-			n := min(directNR, wide-j0)
-			o0 := j0
-			if byRow {
-				r, c0 := t/segs, t%segs*directNR
-				j0, o0, n = r*wq+c0, r*ow+c0, min(directNR, ow-c0)
-			}
-			var zs []float32
-			if zt != nil {
-				zs = zt[b*directMR*ldc+o0:]
-			}
-			convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], src, offs, j0, out[b*directMR*ldc+o0:], ldc, bp, lo, hi, clampOn, n, rows, zs)
-			if tileSiLU {
-				// while the tile is in L1
-				for r := range rows {
-					row := out[(b*directMR+r)*ldc+o0:][:n]
-					convSiLU(row, row)
-				}
-			}
-		}
-	})
+	dc := directCalls.Get().(*directCall)
+	*dc = directCall{
+		p: p, k: k, f: f, src: src, offs: offs, out: out, bias: bias, zt: zt,
+		ldc: ldc, wide: wide, wq: wq, ow: ow, segs: segs, tiles: tiles, mb: mb,
+		byRow: byRow, tileSiLU: tileSiLU, lo: lo, hi: hi, clampOn: clampOn,
+		blockOuter: directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads()),
+		fn:         dc.fn,
+	}
+	dynamicFor(items, max(1, items/(8*cpu.Threads())), dc.fn)
+	*dc = directCall{fn: dc.fn} // drop the references to the caller's memory
+	directCalls.Put(dc)
 	if tileSiLU {
 		ep = nil
 	}
 	directFinish(p, y, z, ep, out, outBuf != nil, wide, wq)
 	if outBuf != nil {
 		directOutPool.put(outBuf)
+	}
+}
+
+// directCall is one directRun's state, pooled with the function it hands
+// to the worker pool (made once per directCall, so that a call allocates
+// nothing).
+type directCall struct {
+	p                        cpu.Conv2DParams
+	k                        int
+	f                        *directFilter
+	src, out, bias, zt       []float32
+	offs                     []int32
+	ldc, wide, wq, ow        int
+	segs, tiles, mb          int
+	byRow, tileSiLU, clampOn bool
+	blockOuter               bool
+	lo, hi                   float32
+	zero                     [directMR]float32
+	fn                       func(i0, i1 int)
+}
+
+var directCalls = sync.Pool{New: func() any {
+	dc := &directCall{}
+	dc.fn = dc.items
+	return dc
+}}
+
+// items computes the (tile, weight block) items [i0, i1).
+func (dc *directCall) items(i0, i1 int) {
+	p, k, f, mb, tiles := &dc.p, dc.k, dc.f, dc.mb, dc.tiles
+	var bv [directMR]float32
+	for it := i0; it < i1; it++ {
+		t, b := it/mb, it%mb
+		if dc.blockOuter {
+			t, b = it%tiles, it/tiles
+		}
+		rows := min(directMR, p.M-b*directMR)
+		bp := &dc.zero[0]
+		if dc.bias != nil {
+			copy(bv[:], dc.bias[b*directMR:b*directMR+rows])
+			bp = &bv[0]
+		}
+		j0 := t * directNR // first position in src (wide) and out
+		n := min(directNR, dc.wide-j0)
+		o0 := j0
+		if dc.byRow {
+			r, c0 := t/dc.segs, t%dc.segs*directNR
+			j0, o0, n = r*dc.wq+c0, r*dc.ow+c0, min(directNR, dc.ow-c0)
+		}
+		var zs []float32
+		if dc.zt != nil {
+			zs = dc.zt[b*directMR*dc.ldc+o0:]
+		}
+		convDirectTile(k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
+		if dc.tileSiLU {
+			// while the tile is in L1
+			for r := range rows {
+				row := dc.out[(b*directMR+r)*dc.ldc+o0:][:n]
+				convSiLU(row, row)
+			}
+		}
 	}
 }
 
