@@ -142,38 +142,64 @@ func dwDirect(p Conv2DParams, x, w, bias, y []float32) {
 		return
 	}
 	lo, hi := actBounds(p)
-	g := dwGeometry(p)
+	oh, ow := p.OutH(), p.OutW()
+	planes := p.N * p.C
+	grain := max(1, (1<<14)/max(1, oh*ow*9))
+	dc := dwCalls.Get().(*dwCall)
+	*dc = dwCall{p: p, x: x, w: w, bias: bias, y: y, lo: lo, hi: hi, g: dwGeometry(p), fn: dc.fn}
+	ParallelFor(planes, grain, dc.fn)
+	*dc = dwCall{fn: dc.fn} // drop the references to the caller's memory
+	dwCalls.Put(dc)
+}
+
+// dwCall is one dwDirect call, pooled with the function it hands to the
+// worker pool (made once per dwCall, so that a call allocates nothing).
+type dwCall struct {
+	p             Conv2DParams
+	x, w, bias, y []float32
+	lo, hi        float32
+	g             *dwGeom
+	fn            func(lo, hi int)
+}
+
+var dwCalls = sync.Pool{New: func() any {
+	dc := &dwCall{}
+	dc.fn = dc.planes
+	return dc
+}}
+
+// biasOf returns channel c's bias (0 without one).
+func (dc *dwCall) biasOf(c int) float32 {
+	if dc.bias == nil {
+		return 0
+	}
+	return dc.bias[c]
+}
+
+// planes computes the output planes [lo0, hi0).
+func (dc *dwCall) planes(lo0, hi0 int) {
+	p, x, w, y, g, lo, hi := &dc.p, dc.x, dc.w, dc.y, dc.g, dc.lo, dc.hi
 	oh, ow := p.OutH(), p.OutW()
 	hw, ohw := p.H*p.W, oh*ow
-	planes := p.N * p.C
-	grain := max(1, (1<<14)/max(1, ohw*9))
-	biasOf := func(c int) float32 {
-		if bias == nil {
-			return 0
-		}
-		return bias[c]
-	}
 	off := -(p.PadTop*p.W + p.PadLeft)
-	ParallelFor(planes, grain, func(lo0, hi0 int) {
-		for pl := lo0; pl < hi0; pl++ {
-			c := pl % p.C
-			in := x[pl*hw : pl*hw+hw]
-			dst := y[pl*ohw : pl*ohw+ohw]
-			wt := w[9*c : 9*c+9]
-			switch {
-			case p.StrideH == 1 && dwPairs && pl+1 < hi0:
-				// two planes per pass: the tap masks load once for both
-				c1 := (pl + 1) % p.C
-				dwFlatS1x2(in, x[(pl+1)*hw:(pl+2)*hw], p.W, off, wt, w[9*c1:9*c1+9], dst, y[(pl+1)*ohw:(pl+2)*ohw], g,
-					biasOf(c), biasOf(c1), lo, hi)
-				pl++
-			case p.StrideH == 1:
-				dwFlatS1(in, p.W, off, wt, dst, g, biasOf(c), lo, hi)
-			default:
-				dwRowsS2(in, p.PadLeft, wt, dst, oh, ow, g, biasOf(c), lo, hi)
-			}
+	for pl := lo0; pl < hi0; pl++ {
+		c := pl % p.C
+		in := x[pl*hw : pl*hw+hw]
+		dst := y[pl*ohw : pl*ohw+ohw]
+		wt := w[9*c : 9*c+9]
+		switch {
+		case p.StrideH == 1 && dwPairs && pl+1 < hi0:
+			// two planes per pass: the tap masks load once for both
+			c1 := (pl + 1) % p.C
+			dwFlatS1x2(in, x[(pl+1)*hw:(pl+2)*hw], p.W, off, wt, w[9*c1:9*c1+9], dst, y[(pl+1)*ohw:(pl+2)*ohw], g,
+				dc.biasOf(c), dc.biasOf(c1), lo, hi)
+			pl++
+		case p.StrideH == 1:
+			dwFlatS1(in, p.W, off, wt, dst, g, dc.biasOf(c), lo, hi)
+		default:
+			dwRowsS2(in, p.PadLeft, wt, dst, oh, ow, g, dc.biasOf(c), lo, hi)
 		}
-	})
+	}
 }
 
 // dwPairs makes dwDirect's stride-1 kernel run two planes per pass (tests
