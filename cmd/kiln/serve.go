@@ -84,6 +84,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	cacheSize := fs.String("cache-size", "64M", "bound of the response cache, shared by the models whose config.pbtxt has response_cache { enable: true } (0: no cache)")
 	recordDir := recordDirFlag(fs)
 	noBuild := fs.Bool("no-build", false, "serve ONNX graphs as they are, without building engines (no optimization, no plan cache)")
+	gcFloor := fs.Int64("gc-heap-floor", serve.DefaultGCHeapFloor, "bytes the Go heap may grow between garbage collections at least (0: Go's default, a cycle each time the heap doubles; ignored when GOGC is set): a small model's server collects less often, for less CPU a request")
 	intraOp := fs.Int("intra-op-threads", 0, "threads each layer of a CPU model is split into, for every model (0: automatic: up to GOMAXPROCS while a core is free, on the request's own thread while every core is busy with other requests; N: always at most N, as ONNX Runtime's intra_op_num_threads)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -123,6 +124,10 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 	if err := cpu.SetThreads(*intraOp); err != nil {
 		return usageError(fs, "--intra-op-threads %d: want 0 (automatic) or a positive count", *intraOp)
 	}
+	if *gcFloor < 0 {
+		return usageError(fs, "--gc-heap-floor %d: want 0 (Go's default) or a positive byte count", *gcFloor)
+	}
+	defer serve.SetGCHeapFloor(*gcFloor)()
 	if *pprofOn && *metricsPort < 0 {
 		return usageError(fs, "--pprof is served on the metrics port: it needs --metrics-port")
 	}

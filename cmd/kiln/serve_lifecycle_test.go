@@ -304,6 +304,7 @@ func TestServeRepositoryMissing(t *testing.T) {
 		{"--load-model without repository", []string{"--model-control-mode", "explicit", "--load-model", "a"}, "--load-model needs"},
 		{"--pprof without metrics", []string{"--pprof", "--metrics-port", "-1"}, "--pprof"},
 		{"negative timeout", []string{"--http-read-timeout", "-1s"}, "negative HTTP timeout"},
+		{"negative heap floor", []string{"--gc-heap-floor", "-1"}, "--gc-heap-floor -1"},
 		{"unreadable certificate", []string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", filepath.Join(dir, "nope.key")}, "--tls-cert"},
 		{"certificate not PEM", []string{"--tls-cert", file, "--tls-key", file}, "--tls-cert"},
 	} {

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -86,29 +87,48 @@ var clockBase = time.Now()
 // clock returns monotonic nanoseconds since the process started.
 func clock() int64 { return int64(time.Since(clockBase)) }
 
-// procs caches runtime.GOMAXPROCS(0) for procsTTL: reading it takes the
-// Go scheduler's global lock, and Threads is called by every kernel of
-// every request (on two cores serving tinycnn to 16 gRPC clients, the lock
-// was about 1.5% of kiln serve's CPU, contended between the cores). A
-// change of GOMAXPROCS is seen within procsTTL.
-var procs struct {
-	n  atomic.Int32
-	at atomic.Int64
-}
+// procs caches runtime.GOMAXPROCS(0): reading it takes the Go scheduler's
+// global lock, and Threads is called by every kernel of every request (on
+// two cores serving tinycnn to 16 gRPC clients, the lock was about 1.5% of
+// kiln serve's CPU, contended between the cores). A goroutine started with
+// the first read refreshes it every procsEvery, and SetThreads refreshes
+// it at once: a change of GOMAXPROCS is seen within procsEvery, without
+// reading a clock on the hot path.
+var procs atomic.Int32
 
-// procsTTL is how long procs is trusted, in nanoseconds of clock (the
-// package's tests, which change GOMAXPROCS and call at once, set 0).
-var procsTTL = int64(10 * time.Millisecond)
+var procsOnce sync.Once
 
-// gomaxprocs returns runtime.GOMAXPROCS(0), as read within procsTTL.
+// procsEvery is how often procs is refreshed.
+const procsEvery = 100 * time.Millisecond
+
+// procsDirect makes every read call runtime.GOMAXPROCS (the package's
+// tests, which change it and call at once, set it before they start).
+var procsDirect bool
+
+// gomaxprocs returns runtime.GOMAXPROCS(0), as procs last read it.
 func gomaxprocs() int {
-	t := clock()
-	if n := procs.n.Load(); n > 0 && t-procs.at.Load() < procsTTL {
+	if procsDirect {
+		return runtime.GOMAXPROCS(0)
+	}
+	if n := procs.Load(); n > 0 {
 		return int(n)
 	}
+	return refreshProcs()
+}
+
+// refreshProcs reads GOMAXPROCS into procs, starting the refresher on the
+// first call.
+func refreshProcs() int {
 	n := runtime.GOMAXPROCS(0)
-	procs.n.Store(int32(n))
-	procs.at.Store(t)
+	procs.Store(int32(n))
+	procsOnce.Do(func() {
+		go func() {
+			for {
+				time.Sleep(procsEvery)
+				procs.Store(int32(runtime.GOMAXPROCS(0)))
+			}
+		}()
+	})
 	return n
 }
 
@@ -135,6 +155,7 @@ func SetThreads(n int) error {
 		return fmt.Errorf("cpu: %d threads: want 0 (automatic) or a positive count", n)
 	}
 	threadsSet.Store(int32(n))
+	refreshProcs()
 	return nil
 }
 

@@ -13,27 +13,37 @@ import (
 // TestMain reads GOMAXPROCS on every call: the package's tests change it
 // and call ParallelFor at once (TestThreadsSeesGOMAXPROCS checks the cache).
 func TestMain(m *testing.M) {
-	procsTTL = 0
+	procsDirect = true
 	os.Exit(m.Run())
 }
 
 // TestThreadsSeesGOMAXPROCS: Threads caches GOMAXPROCS (reading it takes
-// the Go scheduler's lock) and sees a change within procsTTL.
+// the Go scheduler's lock) and sees a change within procsEvery, or at once
+// after SetThreads.
 func TestThreadsSeesGOMAXPROCS(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
-	defer func(ttl int64) { procsTTL = ttl }(procsTTL)
-	procsTTL = int64(20 * time.Millisecond)
-	procs.n.Store(0) // read afresh
+	procsDirect = false
+	defer func() { procsDirect = true }()
+	if err := SetThreads(0); err != nil {
+		t.Fatal(err)
+	}
 	if got := Threads(); got != 3 {
 		t.Fatalf("Threads() = %d with GOMAXPROCS 3", got)
 	}
 	runtime.GOMAXPROCS(2)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * procsEvery)
 	for Threads() != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("Threads() = %d a second after GOMAXPROCS became 2", Threads())
+			t.Fatalf("Threads() = %d %v after GOMAXPROCS became 2", Threads(), 10*procsEvery)
 		}
 		time.Sleep(time.Millisecond)
+	}
+	runtime.GOMAXPROCS(4)
+	if err := SetThreads(0); err != nil {
+		t.Fatal(err)
+	}
+	if got := Threads(); got != 4 {
+		t.Fatalf("Threads() = %d right after SetThreads with GOMAXPROCS 4", got)
 	}
 }
 
