@@ -125,3 +125,27 @@ func (a *Attrs) OneOf(name, v string, allowed ...string) string {
 	a.Fail(name, "unsupported value %q (want one of %v)", v, allowed)
 	return v
 }
+
+// SoftmaxAttrs are the attributes of Softmax, LogSoftmax and Hardmax, as
+// every device reads them. Before opset 13 the input is taken as 2-D,
+// split at Axis (the op works on the flattened trailing dimensions,
+// Legacy); from opset 13 it works along the one dimension Axis.
+type SoftmaxAttrs struct {
+	// Axis is the attribute "axis", possibly negative (counted from the
+	// end): by default 1 before opset 13, -1 from it.
+	Axis int64
+	// Legacy is set before opset 13: the op covers dimensions Axis..end.
+	Legacy bool
+}
+
+// ParseSoftmaxAttrs reads the attributes of a Softmax, LogSoftmax or
+// Hardmax node for opset (its Def.Attrs).
+func ParseSoftmaxAttrs(n *ir.Node, opset int64) (SoftmaxAttrs, error) {
+	a := AttrsOf(n)
+	s := SoftmaxAttrs{Legacy: opset < 13, Axis: -1}
+	if s.Legacy {
+		s.Axis = 1
+	}
+	s.Axis = a.Int("axis", s.Axis)
+	return s, a.Err()
+}

@@ -58,6 +58,32 @@ type Def struct {
 	// Prepare parses and validates n's attributes for the given opset of its
 	// domain and returns the node's kernel.
 	Prepare func(n *ir.Node, opset int64) (Kernel, error)
+	// Attrs, when set, parses n's attributes for the given opset into the
+	// op's exported, typed attribute struct (defaults applied, values
+	// checked): what an op is, read by every device's kernel of it so that
+	// a default or a rule is decided once (see ParseAttrs). Prepare of such
+	// an op takes its attributes from the same parse.
+	Attrs func(n *ir.Node, opset int64) (any, error)
+}
+
+// ParseAttrs returns the typed attributes of node n of a graph importing
+// the given default-domain opset (its op's Def.Attrs, e.g. a
+// SoftmaxAttrs), with an error naming the node. It returns nil and no
+// error for an op whose attributes are not typed yet, and an error
+// wrapping ErrUnsupportedOp for an op kiln does not know.
+func ParseAttrs(n *ir.Node, opset int64) (any, error) {
+	d, ok := Lookup(n.Domain, n.OpType)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s in node %q", ErrUnsupportedOp, n.OpType, n.Name)
+	}
+	if d.Attrs == nil {
+		return nil, nil
+	}
+	a, err := d.Attrs(n, opset)
+	if err != nil {
+		return nil, fmt.Errorf("node %q (%s, opset %d): %w", n.Name, n.OpType, opset, err)
+	}
+	return a, nil
 }
 
 var registry = map[string]Def{}

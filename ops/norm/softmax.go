@@ -30,16 +30,13 @@ type softmaxOp struct {
 	legacy bool
 }
 
+// softmaxAttrs is the Softmax family's Def.Attrs.
+func softmaxAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseSoftmaxAttrs(n, opset) }
+
 func prepareSoftmax(kind softmaxKind) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &softmaxOp{kind: kind, legacy: opset < 13}
-		def := int64(-1)
-		if k.legacy {
-			def = 1
-		}
-		k.axis = a.Int("axis", def)
-		return k, a.Err()
+		a, err := ops.ParseSoftmaxAttrs(n, opset)
+		return &softmaxOp{kind: kind, axis: a.Axis, legacy: a.Legacy}, err
 	}
 }
 
@@ -241,7 +238,7 @@ func softmaxGeneric[T ops.Float](kind softmaxKind, x, y []T, outer, n, inner int
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Softmax", Prepare: prepareSoftmax(kindSoftmax)})
-	ops.Register(ops.Def{Type: "LogSoftmax", Prepare: prepareSoftmax(kindLogSoftmax)})
-	ops.Register(ops.Def{Type: "Hardmax", Prepare: prepareSoftmax(kindHardmax)})
+	ops.Register(ops.Def{Type: "Softmax", Prepare: prepareSoftmax(kindSoftmax), Attrs: softmaxAttrs})
+	ops.Register(ops.Def{Type: "LogSoftmax", Prepare: prepareSoftmax(kindLogSoftmax), Attrs: softmaxAttrs})
+	ops.Register(ops.Def{Type: "Hardmax", Prepare: prepareSoftmax(kindHardmax), Attrs: softmaxAttrs})
 }

@@ -10,16 +10,15 @@ func (c *compiler) softmax(s *step) error {
 	if err != nil {
 		return err
 	}
-	opset := c.g.Opset()
-	def := int64(-1)
-	if opset < 13 {
-		def = 1
-	}
-	axis, err := ops.NormAxis("Softmax", ops.AttrsOf(n).Int("axis", def), len(xd))
+	a, err := ops.ParseSoftmaxAttrs(n, c.g.Opset()) // the CPU's rules (ops/norm)
 	if err != nil {
 		return err
 	}
-	if opset >= 13 && axis != len(xd)-1 {
+	axis, err := ops.NormAxis("Softmax", a.Axis, len(xd))
+	if err != nil {
+		return err
+	}
+	if !a.Legacy && axis != len(xd)-1 {
 		return c.softmaxAxis(s, 0)
 	}
 	rows, cols := prod(xd[:axis]), prod(xd[axis:])
@@ -54,17 +53,16 @@ func (c *compiler) softmaxAxis(s *step, mode int) error {
 	if err != nil {
 		return err
 	}
-	opset := c.g.Opset()
-	def := int64(-1)
-	if opset < 13 {
-		def = 1
+	a, err := ops.ParseSoftmaxAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
 	}
-	axis, err := ops.NormAxis(n.OpType, ops.AttrsOf(n).Int("axis", def), len(xd))
+	axis, err := ops.NormAxis(n.OpType, a.Axis, len(xd))
 	if err != nil {
 		return err
 	}
 	outer, ln, inner := axisSplit(xd, axis)
-	if opset < 13 {
+	if a.Legacy {
 		ln, inner = prod(xd[axis:]), 1
 	}
 	xr, err := c.ref(x)
