@@ -26,12 +26,26 @@ func convDirectAVX512x3(k int, a, b *float32, offs *int32, c *float32, ldc int, 
 //go:noescape
 func convDirectAVX512x3full(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
 
+//go:noescape
+func convDirectAVX512x3fullpf(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
+
 // convDirectTile computes one tile of rows (<= 8) output channels and n
 // (<= 48) wide positions starting at j0: out[r*ldc+j] = clamp(bias[r] +
 // sum over q of a[q*8+r]*src[offs[q]+j0+j] + z[r*ldc+j]), z's term only
 // when z is not nil, clamped to [lo, hi] when clampOn. The caller checks
 // that src holds every offset it reads.
 func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
+	convDirectTileK(false, k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
+}
+
+// convDirectTilePF is convDirectTile for the tiles of a pointwise
+// convolution read in place: whole tiles prefetch the next tile's input
+// (see gen_convdirect_amd64.go).
+func convDirectTilePF(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
+	convDirectTileK(true, k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
+}
+
+func convDirectTileK(pf bool, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
 	_ = a[k*directMR-1]
 	_ = offs[k-1]
 	_ = out[(rows-1)*ldc+n-1]
@@ -47,6 +61,8 @@ func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32
 		convDirectAVX512x2(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	case n < directNR || !directFull:
 		convDirectAVX512x3(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
+	case pf:
+		convDirectAVX512x3fullpf(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	default:
 		convDirectAVX512x3full(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	}

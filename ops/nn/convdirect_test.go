@@ -34,6 +34,7 @@ func TestConvDirect(t *testing.T) {
 		{"1x90 kernel, stride 2", cpu.Conv2DParams{N: 1, C: 2, H: 3, W: 100, M: 3, KH: 1, KW: 90, StrideH: 1, StrideW: 2, PadLeft: 1}},
 		{"1x130 kernel", cpu.Conv2DParams{N: 1, C: 2, H: 2, W: 140, M: 3, KH: 1, KW: 130, StrideH: 1, StrideW: 1}},
 		{"1x1 input", cpu.Conv2DParams{N: 1, C: 7, H: 1, W: 1, M: 17, KH: 1, KW: 1, StrideH: 1, StrideW: 1}},
+		{"1x1 in place, input past 2 MiB (the prefetching kernel), batch 2", cpu.Conv2DParams{N: 2, C: 192, H: 56, W: 56, M: 20, KH: 1, KW: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
 		{"squeezenet expand 3x3", cpu.Conv2DParams{N: 1, C: 16, H: 55, W: 55, M: 64, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
 	}
 	for _, c := range cases {
@@ -252,6 +253,30 @@ func TestDirectAppliesLimits(t *testing.T) {
 		c.edit(&p)
 		if got := directApplies(p); got != c.want {
 			t.Errorf("%s: directApplies = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestDirectPrefetch pins which convolutions run the direct kernel that
+// prefetches the next tile's input (directPrefetch): pointwise ones read in
+// place with more than 2 MiB of input.
+func TestDirectPrefetch(t *testing.T) {
+	pw := func(c, h int) cpu.Conv2DParams {
+		return cpu.Conv2DParams{N: 1, C: c, H: h, W: h, M: 64, KH: 1, KW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1}
+	}
+	for _, c := range []struct {
+		name string
+		p    cpu.Conv2DParams
+		want bool
+	}{
+		{"resnet50 256 -> 64 1x1 at 56x56 (3.2 MB)", pw(256, 56), true},
+		{"resnet50 512 -> 128 1x1 at 28x28 (1.6 MB)", pw(512, 28), false},
+		{"resnet50 64 -> 256 1x1 at 56x56 (0.8 MB)", pw(64, 56), false},
+		{"3x3 at 56x56 of 256 channels", func() cpu.Conv2DParams { p := pw(256, 56); p.KH, p.KW = 3, 3; return p }(), false},
+		{"1x1/2 at 56x56 of 256 channels", func() cpu.Conv2DParams { p := pw(256, 56); p.StrideH, p.StrideW = 2, 2; return p }(), false},
+	} {
+		if got := directPrefetch(c.p); got != c.want {
+			t.Errorf("%s: directPrefetch = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -68,6 +68,17 @@ func BenchmarkSmallPlaneCold(b *testing.B) {
 				return func(x, bias, y []float32) { cpu.Conv2DWith(cpu.ConvIm2col, p, x, w, bias, y) }
 			}},
 			{"direct", func(w []float32) func(x, bias, y []float32) { return nn.DirectConv(p, w) }},
+			{"direct-nopf", func(w []float32) func(x, bias, y []float32) {
+				d := nn.DirectConv(p, w)
+				if d == nil || p.KH != 1 || p.StrideH != 1 {
+					return nil
+				}
+				return func(x, bias, y []float32) {
+					nn.SetDirectPrefetch(false)
+					d(x, bias, y)
+					nn.SetDirectPrefetch(true)
+				}
+			}},
 			{"direct-cl", func(w []float32) func(x, bias, y []float32) { return nn.CLConv(p, w) }},
 			{"wino4-direct", func(w []float32) func(x, bias, y []float32) { return nn.WinoConv(p, w, false) }},
 			{"wino4-cl", func(w []float32) func(x, bias, y []float32) { return nn.WinoConv(p, w, true) }},

@@ -15,3 +15,7 @@ func GemmTConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
 
 // GemmTOffered reports whether FusedConv offers the "gemm-t" tactic for p.
 func GemmTOffered(p cpu.Conv2DParams) bool { return gemmTOffered(p) }
+
+// SetDirectPrefetch turns the pointwise direct kernel's prefetch of the next
+// tile on or off (benchmarks compare).
+func SetDirectPrefetch(on bool) { directNoPF = !on }

@@ -22,9 +22,10 @@ func main() {
 	p("")
 	p(`#include "textflag.h"`)
 	for nv := 1; nv <= 3; nv++ {
-		kernel(nv, false)
+		kernel(nv, false, false)
 	}
-	kernel(3, true)
+	kernel(3, true, false)
+	kernel(3, true, true)
 	if err := os.WriteFile("convdirect_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -35,12 +36,23 @@ func main() {
 // under masks; with full, convDirectAVX512x<nv>full, which ignores n and
 // loads and stores whole vectors (a zero-masking load costs an ALU uop on
 // the ports the FMAs use). With z not nil, each output row adds the
-// residual z (rows ldc apart, as c's) before the clamp.
-func kernel(nv int, full bool) {
+// residual z (rows ldc apart, as c's) before the clamp. With pf (full
+// only), convDirectAVX512x<nv>fullpf, which also prefetches into L2 the
+// next tile's positions of each tap: a 1x1 convolution read in place takes
+// each tap from another input plane (256 planes 12 KiB apart at 56x56), more
+// streams than the hardware prefetchers follow, and its first weight block
+// waited for them (resnet50's 256 -> 64 1x1 at 56x56: 719-799 -> 676-754 us
+// of CPU; on 3x3 and stride-2 layers, whose taps share planes, and on inputs
+// that fit in L2 it cost 2-10%, so only large pointwise inputs use it:
+// directPrefetch; ops/nn/NOTES.md section 22).
+func kernel(nv int, full, pf bool) {
 	const mr = 8
 	name := fmt.Sprintf("convDirectAVX512x%d", nv)
 	if full {
 		name += "full"
+	}
+	if pf {
+		name += "pf"
 	}
 	mask := func(v int) string {
 		if full {
@@ -83,6 +95,11 @@ func kernel(nv int, full bool) {
 	step := func(u int) {
 		p("\tMOVLQSX %d(DX), R9", 4*u)
 		p("\tLEAQ (BX)(R9*4), R10")
+		if pf {
+			for v := 0; v < nv; v++ {
+				p("\tPREFETCHT1 %d(R10)", 64*(nv+v))
+			}
+		}
 		for v := 0; v < nv; v++ {
 			if full {
 				p("\tVMOVUPS %d(R10), Z%d", 64*v, 24+v)
