@@ -3,12 +3,14 @@ package build
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/engine/plan"
@@ -59,6 +61,14 @@ func (b *builder) compile(ctx context.Context) error {
 		}
 	}()
 	blobs := map[string][]byte{}
+	// The CPU segments of a partitioned graph are timed as a CPU build's
+	// layers are (partition.Options.CPU), under the CPU's fingerprint.
+	po := partition.Options{Strict: b.o.StrictDevice}
+	if d, ord, err := devices.Or(b.o.Devices).Lookup(partition.CPU); err == nil {
+		if fp, err := device.FingerprintAt(d, ord); err == nil {
+			po.CPU = fp
+		}
+	}
 	for i, p := range profiles {
 		g, err := cloneGraph(b.g)
 		if err != nil {
@@ -72,7 +82,7 @@ func (b *builder) compile(ctx context.Context) error {
 		if len(p.Inputs) > 0 {
 			o.MaxShapes, o.OptShapes = p.Shapes(2), p.Shapes(1)
 		}
-		prog, rep, err := partition.Compile(g, b.exec, o, partition.Options{Strict: b.o.StrictDevice})
+		prog, rep, err := partition.Compile(g, b.exec, o, po)
 		if i == 0 && rep != nil && (err == nil || !errors.Is(err, partition.ErrFallback)) {
 			for _, line := range rep.Lines() {
 				b.logf("%s", line)
@@ -95,6 +105,12 @@ func (b *builder) compile(ctx context.Context) error {
 				// profile 0's sections, and a later profile's own where
 				// they differ (tactics tuned at its shapes)
 				if i == 0 {
+					if strings.HasSuffix(name, partition.CPUTacticsBlob) {
+						var t map[string]string
+						if json.Unmarshal(data, &t) == nil {
+							b.logf("tactics of the CPU layers in %s: %d timed", strings.TrimSuffix(name, "/"+partition.CPUTacticsBlob), len(t))
+						}
+					}
 					blobs[name] = data
 				} else if !bytes.Equal(blobs[name], data) {
 					blobs[plan.ProfileBlobPrefix(i)+name] = data

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/optimize"
@@ -31,7 +33,21 @@ type Options struct {
 	// Strict refuses any fallback (as TensorRT does): Compile fails with
 	// ErrFallback before compiling anything.
 	Strict bool
+	// CPU is the fingerprint of the CPU that runs the CPU segments. With
+	// it and ExecOptions.Tune, each CPU segment's layers that have several
+	// implementations are timed at the segment's opt shapes (package
+	// tactic, through ExecOptions.TimingCache), as a CPU build times them,
+	// and the choices go into the program's section
+	// SegmentPrefix(i)+CPUTacticsBlob, which a plan's load applies. nil:
+	// CPU segments run their default tactics unless ExecOptions.Blobs
+	// has their section.
+	CPU device.Fingerprint
 }
+
+// CPUTacticsBlob names a CPU segment's section (under its SegmentPrefix):
+// the tactic chosen for each timed layer, a JSON object of node name to
+// tactic name.
+const CPUTacticsBlob = "cpu.tactics"
 
 // DataDependent is implemented by executors that run nodes whose outputs'
 // shapes depend on the data (NonMaxSuppression's selected boxes), which a
@@ -495,7 +511,26 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 				}
 			}
 		} else {
-			e, err := engine.NewWithOptions(sub, engine.Options{MaxShapes: segmentShapes(maxShapes, s.inputs)})
+			eo := engine.Options{MaxShapes: segmentShapes(maxShapes, s.inputs)}
+			name := SegmentPrefix(i) + CPUTacticsBlob
+			if b, ok := o.Blobs[name]; ok {
+				if err := json.Unmarshal(b, &eo.Tactics); err != nil {
+					return nil, r, fmt.Errorf("segment %d (CPU): section %s: %w", i, name, err)
+				}
+			} else if o.Blobs == nil && o.Tune && po.CPU != nil {
+				tactics, err := cpuTactics(sub, segmentShapes(optShapes, s.inputs), po.CPU, o.TimingCache)
+				if err != nil {
+					return nil, r, fmt.Errorf("segment %d (CPU, %d layers): tactics: %w", i, len(s.home), err)
+				}
+				if len(tactics) > 0 {
+					b, err := json.Marshal(tactics)
+					if err != nil {
+						return nil, r, err
+					}
+					prog.blobs[name], eo.Tactics = b, tactics
+				}
+			}
+			e, err := engine.NewWithOptions(sub, eo)
 			if err != nil {
 				return nil, r, fmt.Errorf("segment %d (CPU, %d layers): %w", i, len(s.home), err)
 			}
@@ -512,6 +547,44 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 	}
 	ok = true
 	return prog, r, nil
+}
+
+// cpuTactics times the layers of CPU segment sub that have several
+// implementations at the segment's opt shapes (the graph's own static
+// shapes when there are none; nothing is timed when those are symbolic),
+// under the CPU's fingerprint fp through the timing cache file cachePath
+// ("" for none), and returns the choices by node name.
+func cpuTactics(sub *ir.Graph, opt map[string][]int, fp device.Fingerprint, cachePath string) (map[string]string, error) {
+	g := sub.Clone()
+	for _, v := range g.Inputs {
+		if s, ok := opt[v.Name]; ok {
+			v.Type.Shape = ir.KnownShape(s...)
+		} else if v.Const == nil && v.Type.IsTensor() && !v.Type.Shape.FullyKnown() {
+			return nil, nil // no shape to time at
+		}
+	}
+	var cache *tactic.Cache
+	if cachePath != "" {
+		c, err := tactic.Open(cachePath)
+		if err != nil {
+			return nil, err
+		}
+		cache = c
+	}
+	choices, err := tactic.Select(context.Background(), g, fp, cache, tactic.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if cache != nil && len(choices) > 0 {
+		if err := cache.Save(); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string]string, len(choices))
+	for name, c := range choices {
+		out[name] = c.Tactic
+	}
+	return out, nil
 }
 
 func strictError(r *Report) error {

@@ -1,0 +1,153 @@
+package partition
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// matmulChain is x[batch,64] -> Relu -> kiln::FusedMatMul(w 64x64) ->
+// Sigmoid -> y: the product, which the fake device lacks, is a CPU
+// segment with several implementations (GEMM blockings).
+func matmulChain(t *testing.T) *ir.Graph {
+	t.Helper()
+	b := ir.NewBuilder("mm", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(64))
+	r := b.Op("Relu", []*ir.Value{x})
+	w := make([]float32, 64*64)
+	for i := range w {
+		w[i] = float32(i%13-6) / 32
+	}
+	mm := b.Op("FusedMatMul", []*ir.Value{r, b.Const("w", tensor.FromFloat32(w, 64, 64))})
+	mm.Producer.Domain = "kiln"
+	b.Output(b.Op("Sigmoid", []*ir.Value{mm}), "y")
+	g := b.Graph()
+	g.Opsets["kiln"] = 1
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestCPUSegmentTactics: with the CPU's fingerprint and Tune, a CPU
+// segment's layers with several implementations are timed at the
+// segment's opt shapes through the timing cache, under the CPU's
+// fingerprint, and the choices are a section of the program; a load with
+// that section applies it (an unknown tactic in it is an error naming
+// it), one without it runs the defaults; without Tune or the fingerprint
+// nothing is timed.
+func TestCPUSegmentTactics(t *testing.T) {
+	g := matmulChain(t)
+	dir := t.TempDir()
+	cachePath := filepath.Join(dir, "kiln.timing")
+	fp := device.Fingerprint{"device": "cpu", "isa": "segment-test"}
+	o := device.ExecOptions{Tune: true, TimingCache: cachePath,
+		MaxShapes: map[string][]int{"x": {64, 64}}, OptShapes: map[string][]int{"x": {32, 64}}}
+	check := func(t *testing.T, prog device.Program) {
+		t.Helper()
+		in := randomMatrix(32, 64, 5)
+		got, err := prog.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := reference(t, g, in)
+		for i, w := range want["y"].Float32s() {
+			if d := math.Abs(float64(got["y"].Float32s()[i] - w)); d > 1e-5 {
+				t.Fatalf("y[%d] = %v, want %v", i, got["y"].Float32s()[i], w)
+			}
+		}
+	}
+	prog, r, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, o, Options{CPU: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	if len(r.Segments) != 3 || r.Segments[1].Device != CPU {
+		t.Fatalf("segments %+v, want gpu, cpu, gpu", r.Segments)
+	}
+	check(t, prog)
+	blobs := prog.(device.BlobProgram).Blobs()
+	name := SegmentPrefix(1) + CPUTacticsBlob
+	var chosen map[string]string
+	if err := json.Unmarshal(blobs[name], &chosen); err != nil {
+		t.Fatalf("section %s: %v (sections %v)", name, err, blobNames(blobs))
+	}
+	mm := r.Segments[1].Nodes[0]
+	if len(chosen) != 1 || !strings.HasPrefix(chosen[mm], "gemm") {
+		t.Fatalf("section %s = %v, want a gemm tactic for %s", name, chosen, mm)
+	}
+	b, err := os.ReadFile(cachePath)
+	if err != nil || !strings.Contains(string(b), "isa=segment-test") || !strings.Contains(string(b), "float32[32,64]") {
+		t.Fatalf("timing cache (%v):\n%s\nwant entries of the CPU's fingerprint at the opt shape", err, b)
+	}
+
+	// A load: the section is applied, never timed again.
+	load := func(blobs map[string][]byte) (device.Program, error) {
+		lo := device.ExecOptions{MaxShapes: o.MaxShapes, Blobs: blobs}
+		p, _, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, lo, Options{})
+		return p, err
+	}
+	loaded, err := load(blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, loaded)
+	loaded.Close()
+	if p, err := load(map[string][]byte{}); err != nil {
+		t.Fatalf("a load without the section: %v", err)
+	} else {
+		check(t, p)
+		p.Close()
+	}
+	bad := map[string][]byte{name: []byte(`{"` + mm + `": "no-such-tactic"}`)}
+	if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "no-such-tactic") {
+		t.Errorf("a section naming an unknown tactic: %v", err)
+	}
+	if _, err := load(map[string][]byte{name: []byte("{")}); err == nil || !strings.Contains(err.Error(), name) {
+		t.Errorf("a corrupt section: %v, want an error naming it", err)
+	}
+
+	// Without Tune, or without the CPU's fingerprint, nothing is timed.
+	for _, tt := range []struct {
+		name string
+		o    device.ExecOptions
+		po   Options
+	}{
+		{"no tune", device.ExecOptions{MaxShapes: o.MaxShapes, OptShapes: o.OptShapes}, Options{CPU: fp}},
+		{"no fingerprint", o, Options{}},
+	} {
+		p, _, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, tt.o, tt.po)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := p.(device.BlobProgram).Blobs()[name]; b != nil {
+			t.Errorf("%s: section %s = %s", tt.name, name, b)
+		}
+		p.Close()
+	}
+}
+
+func randomMatrix(rows, cols int, seed uint64) map[string]*tensor.Tensor {
+	x := tensor.New(tensor.Float32, rows, cols)
+	for i := range x.Float32s() {
+		x.Float32s()[i] = float32((uint64(i)*2654435761+seed)%1000)/500 - 1
+	}
+	return map[string]*tensor.Tensor{"x": x}
+}
+
+func blobNames(b map[string][]byte) []string {
+	var out []string
+	for k := range b {
+		out = append(out, k)
+	}
+	return out
+}
