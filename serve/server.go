@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kilnai/kiln/device/cpu"
 	"io"
 	"log/slog"
 	"math"
@@ -559,6 +560,10 @@ func (s *Server) add(ctx context.Context, rm *repository.Model) error {
 			drain(context.Background(), m)
 			return fmt.Errorf("model %s: %w", rm.Name, err)
 		}
+		// the requests the edges are working on (gRPC and HTTP count them
+		// for device/cpu): the SLO batcher waits for those still in the
+		// request path when the engine would otherwise take their CPU
+		opts.InFlight = cpu.RequestsInFlight
 		if v.Model != nil {
 			if vs.rec, err = s.newRecorder(rm, v.Number, v.Model); err != nil {
 				drain(context.Background(), m)

@@ -82,6 +82,10 @@ func RequestStarted() { requests.n.Add(1) }
 // answered.
 func RequestDone() { requests.n.Add(-1) }
 
+// RequestsInFlight returns the requests RequestStarted counted that are
+// not done yet.
+func RequestsInFlight() int { return int(requests.n.Load()) }
+
 var clockBase = time.Now()
 
 // clock returns monotonic nanoseconds since the process started.

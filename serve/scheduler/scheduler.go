@@ -107,6 +107,13 @@ type Options struct {
 	// Now is the scheduler's clock (nil: time.Now), for arrival times,
 	// measured costs and deadlines; tests replace it.
 	Now func() time.Time
+	// InFlight, when set, returns the requests the whole server is working
+	// on, from reading them to answering them (kiln serve: device/cpu's
+	// RequestsInFlight). Those beyond this scheduler's queued and running
+	// ones are on their way through the request path: the SLO batcher
+	// waits for them to fill a batch when the engine shares the CPU with
+	// that path (see sloPolicy.fill).
+	InFlight func() int
 }
 
 // Request is one inference request.
@@ -199,6 +206,8 @@ type Scheduler struct {
 	queues   [][]*item // per level, FIFO
 	queued   int
 	inflight int
+	// running counts the requests of the batches running
+	running  int
 	closed   bool
 	last     int    // the instance that ran the latest batch, -1 before the first
 	switches uint64 // execution-context switches so far
@@ -469,6 +478,7 @@ func (s *Scheduler) runHere(batch []*item, it *item, i int) (*Result, error) {
 		s.slo.observe(s.opts.Now(), size, took)
 	}
 	s.inflight--
+	s.running -= len(batch)
 	s.held[i] = false
 	// the instance goroutines have nothing to do unless requests queued
 	// meanwhile, a warmup job waits for i, or Shutdown waits for the end
@@ -561,6 +571,10 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 			if !h {
 				idle++
 			}
+		}
+		s.slo.arriving = 0
+		if s.opts.InFlight != nil {
+			s.slo.arriving = max(s.opts.InFlight()-s.queued-s.running, 0)
 		}
 		send, take, wait, reason := s.slo.decide(now, arrival, total, s.opts.MaxBatchSize, idle)
 		if !send {
@@ -671,6 +685,7 @@ func (s *Scheduler) takeQuiet(batch []*item, i int) bool {
 		s.slo.picked = ""
 	}
 	s.inflight++
+	s.running += len(batch)
 	s.held[i] = true
 	switched := s.last >= 0 && s.last != i
 	if switched {
@@ -700,6 +715,7 @@ func (s *Scheduler) instance(i int) {
 				s.slo.observe(s.opts.Now(), size, took)
 			}
 			s.inflight--
+			s.running -= len(batch)
 			s.held[i] = false
 			s.broadcast()
 			s.mu.Unlock()

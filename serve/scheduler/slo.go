@@ -219,6 +219,10 @@ type sloPolicy struct {
 	slowGap  float64
 	arrivals uint64 // items arrived
 	freed    time.Time
+	// arriving is how many requests the server is working on that have
+	// not reached this scheduler's queue yet (0: unknown), set before
+	// each decide
+	arriving int
 	// decisions counts dispatch decisions by reason, of the batches taken;
 	// picked is the reason of the latest pick's batch, not yet taken.
 	decisions map[string]uint64
@@ -419,6 +423,14 @@ func (p *sloPolicy) split(n int) int {
 // not apply) and how long to wait before deciding again (0: the time is
 // up, send the n at hand).
 //
+// A second case waits the same way below saturation too: when the server
+// is working on requests that have not reached the queue yet
+// (Options.InFlight, less the queued and running ones), the batcher waits
+// for them, up to a batch of bBest, at most c(bBest) after the latest
+// batch ended. For sizes above the largest measured one this rule takes
+// that one's cost (an optimistic guess, so that a queue held to small
+// batches tries a larger one and measures it).
+//
 // This is for a server whose engine shares the CPU with its request path
 // (kiln serve on a CPU, bench/results/slo-batching-mlp.md): there a batch
 // sent as soon as an instance is free holds what arrived during the last
@@ -430,8 +442,18 @@ func (p *sloPolicy) fill(now time.Time, n, limit int) (int, time.Duration) {
 		return n, 0
 	}
 	rate := 1 / p.slowGap
+	// sizes above the largest measured one cost, for this rule, what that
+	// one does (not in proportion, as estimate has it): an optimistic
+	// guess, so that a queue held to small batches tries a larger one,
+	// whose cost is then measured
+	top := 0
+	for b := 1; b < len(p.cost.n); b++ {
+		if p.cost.n[b] > 0 {
+			top = b
+		}
+	}
 	capacity := func(b int) float64 {
-		mean, _, ok := p.cost.estimate(b)
+		mean, _, ok := p.cost.estimate(min(b, max(top, 1)))
 		if !ok || mean <= 0 {
 			return math.Inf(1)
 		}
@@ -444,10 +466,23 @@ func (p *sloPolicy) fill(now time.Time, n, limit int) (int, time.Duration) {
 	best := limit
 	for ; best > 1 && capacity(best) < 0.98*bestCap; best-- {
 	}
-	if n >= best || rate < satFactor*capacity(best) || capacity(n) >= (1-satGain)*capacity(best) {
+	if n >= best || capacity(n) >= (1-satGain)*capacity(best) {
 		return n, 0
 	}
-	end := p.freed.Add(time.Duration(satWait * float64(best-n) / rate * float64(time.Second)))
+	var end time.Time
+	switch {
+	case rate >= satFactor*capacity(best):
+		end = p.freed.Add(time.Duration(satWait * float64(best-n) / rate * float64(time.Second)))
+	case p.arriving > 0:
+		// requests are in the server already, held up in the request path
+		// (whose CPU the engine takes while it runs): wait for them, up to
+		// a batch of best, at most what the batch of best itself costs
+		mean, _, _ := p.cost.estimate(best)
+		end = p.freed.Add(time.Duration(mean * float64(time.Second)))
+		best = min(best, n+p.arriving)
+	default:
+		return n, 0
+	}
 	if !now.Before(end) {
 		return best, 0
 	}
