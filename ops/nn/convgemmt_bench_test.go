@@ -39,8 +39,8 @@ var resnet50Small = []cpu.Conv2DParams{
 
 // BenchmarkSmallPlaneCold times resnet50's small-plane convolutions with
 // each tactic that applies (im2col, direct, direct-cl, the Winograd ones,
-// gemm-t), the weights
-// cold as in a model (copies cycled, 32 MiB or more), on cpu.SetThreads
+// gemm-t), the weights cold as in a model (copies cycled, 32 MiB or more)
+// and warm (one copy, as the tactic timer runs a layer), on cpu.SetThreads
 // fixed to GOMAXPROCS, reporting GFLOP/s and the process's CPU time per
 // call (ops/nn/NOTES.md section 22):
 //
@@ -88,22 +88,28 @@ func BenchmarkSmallPlaneCold(b *testing.B) {
 			if mk.mk(w) == nil {
 				continue
 			}
-			name := fmt.Sprintf("c%d_m%d_%dx%d_k%d_s%d/%s", p.C, p.M, p.H, p.W, p.KH, p.StrideH, mk.name)
-			b.Run(name, func(b *testing.B) {
-				var fs []func(x, bias, y []float32)
-				for _, w := range ws {
-					fs = append(fs, mk.mk(w))
-				}
-				fixThreads(b)
-				c0 := cpuTime()
-				j := 0
-				for b.Loop() {
-					fs[j](x, bias, y)
-					j = (j + 1) % len(fs)
-				}
-				b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-us/op")
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+			for _, temp := range []string{"cold", "warm"} {
+				name := fmt.Sprintf("c%d_m%d_%dx%d_k%d_s%d/%s/%s", p.C, p.M, p.H, p.W, p.KH, p.StrideH, mk.name, temp)
+				b.Run(name, func(b *testing.B) {
+					ws := ws
+					if temp == "warm" {
+						ws = ws[:1] // one copy: its weights stay in the caches, as the tactic timer runs them
+					}
+					var fs []func(x, bias, y []float32)
+					for _, w := range ws {
+						fs = append(fs, mk.mk(w))
+					}
+					fixThreads(b)
+					c0 := cpuTime()
+					j := 0
+					for b.Loop() {
+						fs[j](x, bias, y)
+						j = (j + 1) % len(fs)
+					}
+					b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-us/op")
+					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 	}
 }
