@@ -154,6 +154,20 @@ func winoApplies(p cpu.Conv2DParams) bool {
 	return int64(36)*int64(max(g.vp, g.mp)) < math.MaxInt32
 }
 
+// winoClOffered reports whether FusedConv offers winograd4x4-cl for p (which
+// winoApplies to): 32 output channels or more, and transformed weights (36
+// x C x M floats) of at most 1 MiB. Larger ones are read from L2 or L3 once
+// per group of 6 tiles: measured with the same weights run after run (as
+// the tactic timer runs them) they lost already (resnet_mini's 128 ch at 7x7,
+// 2.4 MB: 205 us against direct-cl's 114; squeezenet1_1's 48 -> 192 at
+// 13x13, 1.3 MB: 308 against 219; section 15b), and with the weights cold
+// as in a model the timer's ranking turns (resnet50's 256 ch at 14x14, 9.4
+// MB: 1566-1638 us warm, the fastest but one; 2716-2740 cold, 35% behind
+// direct-cl; section 24).
+func winoClOffered(p cpu.Conv2DParams) bool {
+	return p.M >= 32 && int64(36)*int64(p.C)*int64(p.M)*4 <= 1<<20
+}
+
 // winoGeometry is the tiling of one convolution.
 type winoGeometry struct {
 	th, tw, tiles int

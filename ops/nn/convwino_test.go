@@ -260,3 +260,24 @@ func BenchmarkWinoPhases(b *testing.B) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestWinoClOffered pins where FusedConv offers winograd4x4-cl: 32 output
+// channels or more and at most 1 MiB of transformed weights.
+func TestWinoClOffered(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		c, m int
+		want bool
+	}{
+		{"resnet_mini / resnet50 64 ch (590 KB)", 64, 64, true},
+		{"16 output channels", 64, 16, false},
+		{"squeezenet1_1 48 -> 192 (1.3 MB)", 48, 192, false},
+		{"resnet_mini 128 ch (2.4 MB)", 128, 128, false},
+		{"resnet50 layer3 256 ch (9.4 MB)", 256, 256, false},
+	} {
+		p := cpu.Conv2DParams{N: 1, C: c.c, H: 14, W: 14, M: c.m, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+		if got := winoClOffered(p); got != c.want {
+			t.Errorf("%s: winoClOffered = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

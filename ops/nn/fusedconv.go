@@ -137,7 +137,7 @@ func (k *fusedConvOp) Tactics(in []*ir.Value) []string {
 	}
 	if winoApplies(p) {
 		names = append(names, winoTactic)
-		if p.M >= 32 {
+		if winoClOffered(p) {
 			names = append(names, winoClTactic)
 		}
 	}
