@@ -67,6 +67,31 @@ func PackB(k, n int, b []float32, ldb int) *PackedB {
 	return &PackedB{k: k, n: n, kern: kern, data: data, b: b, ldb: ldb}
 }
 
+// PackBOnly is PackB keeping no reference to b, which the caller may then
+// drop (a transposed copy made only to be packed): the products that read B
+// unpacked (too small for the packed kernel, or with another kernel than
+// the one packed for) run the packed kernel, or read an unpacked copy made
+// from the packed one.
+func PackBOnly(k, n int, b []float32, ldb int) *PackedB {
+	pb := PackB(k, n, b, ldb)
+	pb.b, pb.ldb = nil, 0
+	return pb
+}
+
+// unpacked returns the k x n matrix B (row stride n) from the packed panels.
+func (p *PackedB) unpacked() []float32 {
+	nr := p.kern.nr
+	b := make([]float32, p.k*p.n)
+	for j0 := 0; j0 < p.n; j0 += nr {
+		w := min(nr, p.n-j0)
+		panel := p.data[j0/nr*p.k*nr:]
+		for r := range p.k {
+			copy(b[r*p.n+j0:r*p.n+j0+w], panel[r*nr:r*nr+w])
+		}
+	}
+	return b
+}
+
 // Bytes returns the memory the packed copy holds.
 func (p *PackedB) Bytes() int64 { return int64(len(p.data)) * 4 }
 
@@ -77,7 +102,12 @@ func SgemmPacked(bl Blocking, m int, a []float32, lda int, pb *PackedB, c []floa
 		epi = func(i0, i1, j0, j1 int) {}
 	}
 	if pb.kern != active {
-		pb = &PackedB{k: pb.k, n: pb.n, b: pb.b, ldb: pb.ldb} // packed for another kernel: unpacked
+		// packed for another kernel: unpacked
+		b, ldb := pb.b, pb.ldb
+		if b == nil && pb.data != nil {
+			b, ldb = pb.unpacked(), pb.n
+		}
+		pb = &PackedB{k: pb.k, n: pb.n, b: b, ldb: ldb}
 	}
 	sgemmEpilogue(bl, m, pb.n, pb.k, a, lda, pb.b, pb.ldb, c, ldc, pb, epi)
 }
@@ -100,7 +130,8 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 		return
 	}
 	nt := Threads()
-	if m <= 1 || n <= 1 || int64(m)*int64(n)*int64(k) < 1<<17 {
+	packedOnly := pb != nil && pb.data != nil && pb.b == nil // PackBOnly: no unpacked B to read
+	if !packedOnly && (m <= 1 || n <= 1 || int64(m)*int64(n)*int64(k) < 1<<17) {
 		// GEMV paths, empty products and small ones (single goroutine):
 		// the whole product, then the epilogue.
 		sgemmBlocked(bl, false, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, nt)
@@ -108,7 +139,9 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 		return
 	}
 	checkMatrix("a", a, m, k, lda)
-	checkMatrix("b", b, k, n, ldb)
+	if !packedOnly {
+		checkMatrix("b", b, k, n, ldb)
+	}
 	checkMatrix("c", c, m, n, ldc)
 	e := epiJobs.Get().(*epiJob)
 	defer epiJobs.Put(e)

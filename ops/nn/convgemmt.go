@@ -25,7 +25,9 @@ import (
 // gemmTTactic names the transposed-GEMM convolution.
 const gemmTTactic = "gemm-t"
 
-// gemmTFilter is W^T (K x M, K = C*KH*KW) packed for cpu.SgemmPacked.
+// gemmTFilter is W^T (K x M, K = C*KH*KW) packed for cpu.SgemmPacked, the
+// only copy of W^T kept (cpu.PackBOnly: a plan holds the weights twice, as
+// the other tactics' packed filters do, not three times).
 type gemmTFilter struct {
 	m, c, kh, kw int
 	pb           *cpu.PackedB
@@ -35,7 +37,7 @@ func newGemmTFilter(w []float32, m, c, kh, kw int) *gemmTFilter {
 	k := c * kh * kw
 	wt := make([]float32, k*m)
 	transposeF32(wt, m, w, k, m, k)
-	return &gemmTFilter{m: m, c: c, kh: kh, kw: kw, pb: cpu.PackB(k, m, wt, m)}
+	return &gemmTFilter{m: m, c: c, kh: kh, kw: kw, pb: cpu.PackBOnly(k, m, wt, m)} // wt is dropped: the packed copy is the only one
 }
 
 func (f *gemmTFilter) fits(p cpu.Conv2DParams) bool {
