@@ -299,15 +299,27 @@ func (p *sloPolicy) decide(now time.Time, arrival func(k int) time.Time, n, limi
 	}
 	budget := arrival(0).Add(p.target).Sub(now).Seconds()
 	rate := p.rate(now)
+	f, fwait, saturated := p.fill(now, n, limit)
+	if saturated {
+		// throughput first: no cut to the budget, no split, the batch
+		// filled towards the best size
+		switch {
+		case fwait > 0:
+			return false, 0, fwait, DecisionWait
+		case n >= limit:
+			return true, n, 0, DecisionFull
+		}
+		return true, n, 0, DecisionSaturated
+	}
 	if b := p.cut(now, arrival, n, limit, budget, rate); b < n {
 		return true, b, 0, DecisionBudget
 	}
 	if b := p.split(n); b < n {
 		return true, b, 0, DecisionSplit
 	}
-	if f, wait := p.fill(now, n, limit); f > n {
-		if wait > 0 {
-			return false, 0, wait, DecisionWait
+	if f > n {
+		if fwait > 0 {
+			return false, 0, fwait, DecisionWait
 		}
 		return true, n, 0, DecisionSaturated
 	}
@@ -431,15 +443,22 @@ func (p *sloPolicy) split(n int) int {
 // that one's cost (an optimistic guess, so that a queue held to small
 // batches tries a larger one and measures it).
 //
+// fill also reports whether the instance is saturated: the arrival rate
+// as above, or enough requests in the server (InFlight) to fill a batch of
+// bBest. decide then puts throughput first: no cut to the oldest request's
+// budget, no split, a batch filled towards bBest (in the real sweep of
+// bench/results/slo-batching-mlp.md those two rules had kept the batches
+// near saturation at 21-23 on average, a mix of 32s and 8s).
+//
 // This is for a server whose engine shares the CPU with its request path
 // (kiln serve on a CPU, bench/results/slo-batching-mlp.md): there a batch
 // sent as soon as an instance is free holds what arrived during the last
 // one, a closed-loop load generator keeps it there, and smaller batches
 // cost more CPU per request, leaving the request path less; waiting while
 // the queue fills gives the cores to the request path.
-func (p *sloPolicy) fill(now time.Time, n, limit int) (int, time.Duration) {
-	if n >= limit || p.slowGap <= 0 || p.arrivals < satArrivals {
-		return n, 0
+func (p *sloPolicy) fill(now time.Time, n, limit int) (fill int, wait time.Duration, saturated bool) {
+	if p.slowGap <= 0 || p.arrivals < satArrivals {
+		return n, 0, false
 	}
 	rate := 1 / p.slowGap
 	// sizes above the largest measured one cost, for this rule, what that
@@ -466,8 +485,11 @@ func (p *sloPolicy) fill(now time.Time, n, limit int) (int, time.Duration) {
 	best := limit
 	for ; best > 1 && capacity(best) < 0.98*bestCap; best-- {
 	}
+	// saturated: the arrivals near the best capacity, or enough requests
+	// in the server to fill a batch of best
+	saturated = rate >= satFactor*capacity(best) || (p.arriving > 0 && p.arriving >= best-n)
 	if n >= best || capacity(n) >= (1-satGain)*capacity(best) {
-		return n, 0
+		return n, 0, saturated
 	}
 	var end time.Time
 	switch {
@@ -481,12 +503,12 @@ func (p *sloPolicy) fill(now time.Time, n, limit int) (int, time.Duration) {
 		end = p.freed.Add(time.Duration(mean * float64(time.Second)))
 		best = min(best, n+p.arriving)
 	default:
-		return n, 0
+		return n, 0, saturated
 	}
 	if !now.Before(end) {
-		return best, 0
+		return best, 0, saturated
 	}
-	return best, max(end.Sub(now), minWait)
+	return best, max(end.Sub(now), minWait), saturated
 }
 
 // satAlpha weighs each arrival's gap in slowGap; satFactor is the share

@@ -539,7 +539,7 @@ func TestSLOFill(t *testing.T) {
 			if tc.linear {
 				p.observe(now.Add(-tc.freed), 1, 170*time.Microsecond)
 			}
-			fill, wait := p.fill(now, tc.n, 32)
+			fill, wait, _ := p.fill(now, tc.n, 32)
 			if fill != tc.fill || absDur(wait-tc.wait) > 2*time.Microsecond {
 				t.Fatalf("fill(%d) = %d, wait %v; want %d, %v", tc.n, fill, wait, tc.fill, tc.wait)
 			}
