@@ -178,7 +178,10 @@ type builder struct {
 	// fallback gives, in builds for a device that runs graphs itself, the
 	// layers partitioning left to the CPU and why (node name -> reason)
 	fallback map[string]string
-	started  time.Time
+	// cpuTactics are, per profile, the tactics timed for the layers of
+	// the CPU segments of a device build (see noteCPUTactics)
+	cpuTactics [][]plan.Tactic
+	started    time.Time
 	// stageName is the stage running (for steps timed within it)
 	stageName string
 }
@@ -581,6 +584,17 @@ func (b *builder) layers() {
 		// what the device reported of its layers: tactics, times, memory
 		if err := h.ApplyLayerReports(b.res.Blobs); err != nil {
 			b.logf("layer report: %v", err)
+		}
+		// the fallback layers' tactics, timed on the CPU
+		if b.cpuTactics != nil && len(h.Tactics) < len(b.cpuTactics) {
+			h.Tactics = append(h.Tactics, make([][]plan.Tactic, len(b.cpuTactics)-len(h.Tactics))...)
+		}
+		for i, set := range b.cpuTactics {
+			for _, t := range set {
+				if _, fell := b.fallback[t.Layer]; fell {
+					h.Tactics[i] = append(h.Tactics[i], t)
+				}
+			}
 		}
 		for i, l := range h.Layers {
 			if b.ruleInt8[l.Name] && l.Precision != INT8 && l.Precision != "" {

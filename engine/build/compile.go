@@ -3,11 +3,11 @@ package build
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/devices"
@@ -104,13 +104,17 @@ func (b *builder) compile(ctx context.Context) error {
 			for name, data := range bp.Blobs() {
 				// profile 0's sections, and a later profile's own where
 				// they differ (tactics tuned at its shapes)
-				if i == 0 {
-					if strings.HasSuffix(name, partition.CPUTacticsBlob) {
-						var t map[string]string
-						if json.Unmarshal(data, &t) == nil {
-							b.logf("tactics of the CPU layers in %s: %d timed", strings.TrimSuffix(name, "/"+partition.CPUTacticsBlob), len(t))
-						}
+				if strings.HasSuffix(name, partition.CPUTacticsBlob) {
+					t, err := partition.ParseCPUTactics(data)
+					if err != nil {
+						return fmt.Errorf("profile %d: section %s: %w", i, name, err)
 					}
+					if i == 0 {
+						b.logf("tactics of the CPU layers in %s: %d timed", strings.TrimSuffix(name, "/"+partition.CPUTacticsBlob), len(t))
+					}
+					b.noteCPUTactics(i, len(profiles), t)
+				}
+				if i == 0 {
 					blobs[name] = data
 				} else if !bytes.Equal(blobs[name], data) {
 					blobs[plan.ProfileBlobPrefix(i)+name] = data
@@ -238,6 +242,24 @@ func isProduct(n *ir.Node) bool {
 		return true
 	}
 	return false
+}
+
+// noteCPUTactics keeps the tactics of profile i's CPU segment layers (of
+// n profiles) for the plan's tactic table (layers adds them there, beside
+// the device's), so that kiln inspect shows how a fallback layer runs.
+func (b *builder) noteCPUTactics(i, n int, t map[string]partition.CPUTactic) {
+	if b.cpuTactics == nil {
+		b.cpuTactics = make([][]plan.Tactic, n)
+	}
+	layers := make([]string, 0, len(t))
+	for layer := range t {
+		layers = append(layers, layer)
+	}
+	sort.Strings(layers)
+	for _, layer := range layers {
+		c := t[layer]
+		b.cpuTactics[i] = append(b.cpuTactics[i], plan.Tactic{Layer: layer, Tactic: c.Tactic, Time: time.Duration(c.NS), Cached: c.Cached})
+	}
 }
 
 // reportFallbacks is the fallback list of a partition report (nil: none).

@@ -76,6 +76,30 @@ func TestBuildTimesCPUSegments(t *testing.T) {
 	if len(sections) == 0 {
 		t.Fatalf("no CPU tactics section in the plan (%d sections)", len(res.Blobs))
 	}
+	// The plan's tactic table shows how each timed fallback layer runs
+	// (what kiln inspect prints).
+	if len(res.Header.Tactics) != 1 {
+		t.Fatalf("%d tactic sets, want 1", len(res.Header.Tactics))
+	}
+	shown := map[string]bool{}
+	for _, tt := range res.Header.Tactics[0] {
+		if tt.Tactic == "" || tt.Time <= 0 {
+			t.Errorf("tactic entry %+v", tt)
+		}
+		shown[tt.Layer] = true
+	}
+	convs := 0
+	for _, l := range res.Header.Layers {
+		if strings.Contains(l.Op, "Conv") {
+			convs++
+			if l.Device != "cpu" || !shown[l.Name] {
+				t.Errorf("layer %s (%s) on %q, tactic shown %v", l.Name, l.Op, l.Device, shown[l.Name])
+			}
+		}
+	}
+	if convs == 0 {
+		t.Fatal("no convolution layer in the plan")
+	}
 	cpuFP, err := devices.All()[len(devices.All())-1].Fingerprint()
 	if err != nil {
 		t.Fatal(err)

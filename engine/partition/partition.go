@@ -46,8 +46,31 @@ type Options struct {
 
 // CPUTacticsBlob names a CPU segment's section (under its SegmentPrefix):
 // the tactic chosen for each timed layer, a JSON object of node name to
-// tactic name.
+// CPUTactic.
 const CPUTacticsBlob = "cpu.tactics"
+
+// CPUTactic is the choice for one layer of a CPU segment, as its section
+// keeps it: the tactic, and its time at the segment's opt shapes (Cached:
+// read from the timing cache, not measured in this build).
+type CPUTactic struct {
+	Tactic string `json:"tactic"`
+	NS     int64  `json:"ns,omitempty"`
+	Cached bool   `json:"cached,omitempty"`
+}
+
+// ParseCPUTactics reads a CPU segment's section (CPUTacticsBlob).
+func ParseCPUTactics(b []byte) (map[string]CPUTactic, error) {
+	var t map[string]CPUTactic
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, err
+	}
+	for layer, c := range t {
+		if c.Tactic == "" {
+			return nil, fmt.Errorf("layer %q has no tactic", layer)
+		}
+	}
+	return t, nil
+}
 
 // DataDependent is implemented by executors that run nodes whose outputs'
 // shapes depend on the data (NonMaxSuppression's selected boxes), which a
@@ -514,8 +537,13 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 			eo := engine.Options{MaxShapes: segmentShapes(maxShapes, s.inputs)}
 			name := SegmentPrefix(i) + CPUTacticsBlob
 			if b, ok := o.Blobs[name]; ok {
-				if err := json.Unmarshal(b, &eo.Tactics); err != nil {
+				t, err := ParseCPUTactics(b)
+				if err != nil {
 					return nil, r, fmt.Errorf("segment %d (CPU): section %s: %w", i, name, err)
+				}
+				eo.Tactics = map[string]string{}
+				for layer, c := range t {
+					eo.Tactics[layer] = c.Tactic
 				}
 			} else if o.Blobs == nil && o.Tune && po.CPU != nil {
 				tactics, err := cpuTactics(sub, segmentShapes(optShapes, s.inputs), po.CPU, o.TimingCache)
@@ -527,7 +555,11 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 					if err != nil {
 						return nil, r, err
 					}
-					prog.blobs[name], eo.Tactics = b, tactics
+					prog.blobs[name] = b
+					eo.Tactics = map[string]string{}
+					for layer, c := range tactics {
+						eo.Tactics[layer] = c.Tactic
+					}
 				}
 			}
 			e, err := engine.NewWithOptions(sub, eo)
@@ -554,7 +586,7 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 // shapes when there are none; nothing is timed when those are symbolic),
 // under the CPU's fingerprint fp through the timing cache file cachePath
 // ("" for none), and returns the choices by node name.
-func cpuTactics(sub *ir.Graph, opt map[string][]int, fp device.Fingerprint, cachePath string) (map[string]string, error) {
+func cpuTactics(sub *ir.Graph, opt map[string][]int, fp device.Fingerprint, cachePath string) (map[string]CPUTactic, error) {
 	g := sub.Clone()
 	for _, v := range g.Inputs {
 		if s, ok := opt[v.Name]; ok {
@@ -580,9 +612,9 @@ func cpuTactics(sub *ir.Graph, opt map[string][]int, fp device.Fingerprint, cach
 			return nil, err
 		}
 	}
-	out := make(map[string]string, len(choices))
+	out := make(map[string]CPUTactic, len(choices))
 	for name, c := range choices {
-		out[name] = c.Tactic
+		out[name] = CPUTactic{Tactic: c.Tactic, NS: int64(c.Time), Cached: c.Cached}
 	}
 	return out, nil
 }

@@ -2,7 +2,6 @@ package partition
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -77,12 +76,12 @@ func TestCPUSegmentTactics(t *testing.T) {
 	check(t, prog)
 	blobs := prog.(device.BlobProgram).Blobs()
 	name := SegmentPrefix(1) + CPUTacticsBlob
-	var chosen map[string]string
-	if err := json.Unmarshal(blobs[name], &chosen); err != nil {
+	chosen, err := ParseCPUTactics(blobs[name])
+	if err != nil {
 		t.Fatalf("section %s: %v (sections %v)", name, err, blobNames(blobs))
 	}
 	mm := r.Segments[1].Nodes[0]
-	if len(chosen) != 1 || !strings.HasPrefix(chosen[mm], "gemm") {
+	if len(chosen) != 1 || !strings.HasPrefix(chosen[mm].Tactic, "gemm") || chosen[mm].NS <= 0 || chosen[mm].Cached {
 		t.Fatalf("section %s = %v, want a gemm tactic for %s", name, chosen, mm)
 	}
 	b, err := os.ReadFile(cachePath)
@@ -108,13 +107,24 @@ func TestCPUSegmentTactics(t *testing.T) {
 		check(t, p)
 		p.Close()
 	}
-	bad := map[string][]byte{name: []byte(`{"` + mm + `": "no-such-tactic"}`)}
+	bad := map[string][]byte{name: []byte(`{"` + mm + `": {"tactic": "no-such-tactic"}}`)}
 	if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "no-such-tactic") {
 		t.Errorf("a section naming an unknown tactic: %v", err)
 	}
-	if _, err := load(map[string][]byte{name: []byte("{")}); err == nil || !strings.Contains(err.Error(), name) {
-		t.Errorf("a corrupt section: %v, want an error naming it", err)
+	for _, corrupt := range []string{"{", `{"` + mm + `": {}}`, `{"` + mm + `": "gemm"}`} {
+		if _, err := load(map[string][]byte{name: []byte(corrupt)}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("a corrupt section %s: %v, want an error naming it", corrupt, err)
+		}
 	}
+	// A second build takes the times from the cache.
+	again, _, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, o, Options{CPU: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ParseCPUTactics(again.(device.BlobProgram).Blobs()[name]); err != nil || !c[mm].Cached || c[mm].Tactic != chosen[mm].Tactic {
+		t.Errorf("second build: section %v (%v), want the first's choice from the cache", c, err)
+	}
+	again.Close()
 
 	// Without Tune, or without the CPU's fingerprint, nothing is timed.
 	for _, tt := range []struct {
