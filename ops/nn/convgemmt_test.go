@@ -1,8 +1,10 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -176,5 +178,52 @@ func TestGemmTBand(t *testing.T) {
 		if b < c.hw && (b%14 != 0 || 4*b*(c.ldx+c.ldy) > 1<<20) {
 			t.Errorf("%s: band %d is not a multiple of 14 that fits 1 MiB", c.name, b)
 		}
+	}
+}
+
+// TestConvGemmTConcurrent runs one packed filter from several goroutines at
+// once, as concurrent requests of a served plan do (each call takes its own
+// pooled state and scratch), and checks every result.
+func TestConvGemmTConcurrent(t *testing.T) {
+	p := cpu.Conv2DParams{N: 1, C: 64, H: 7, W: 7, M: 96, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1,
+		PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: cpu.ActRelu}
+	r := rand.New(rand.NewPCG(13, 14))
+	w := make([]float32, p.M*p.C*9)
+	for i := range w {
+		w[i] = r.Float32()*2 - 1
+	}
+	f := newGemmTFilter(w, p.M, p.C, p.KH, p.KW)
+	const workers = 4
+	xs, wants := make([][]float32, workers), make([][]float32, workers)
+	for g := range workers {
+		xs[g] = make([]float32, p.C*p.H*p.W)
+		for i := range xs[g] {
+			xs[g][i] = r.Float32()*2 - 1
+		}
+		wants[g] = make([]float32, p.M*p.OutH()*p.OutW())
+		cpu.Conv2D(p, xs[g], w, nil, wants[g])
+	}
+	errs := make(chan string, workers)
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := make([]float32, len(wants[g]))
+			for range 20 {
+				convGemmT(p, xs[g], f, nil, got, nil, nil)
+				for i, v := range got {
+					if d := math.Abs(float64(v - wants[g][i])); !(d <= 1e-4*(1+math.Abs(float64(wants[g][i])))) {
+						errs <- fmt.Sprintf("goroutine %d: output %d = %g, want %g", g, i, v, wants[g][i])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
