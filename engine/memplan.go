@@ -63,23 +63,6 @@ type slot struct {
 
 type span struct{ lo, hi int }
 
-// pureViews are the ops whose output 0 always shares input 0's memory.
-var pureViews = map[string]bool{
-	"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true,
-}
-
-// maybeViews are the ops whose output 0 may, depending on run-time shapes
-// or types, be input 0 itself or a view of it (a Transpose that only moves
-// dimensions of size 1, a Cast to the same type, a Sum of one input...).
-// Their output gets its own slot and input 0's memory is kept alive as
-// long as the output.
-var maybeViews = map[string]bool{
-	"Transpose": true, "Cast": true, "CastLike": true, "Dropout": true, "DepthToSpace": true,
-	"SpaceToDepth": true,
-	// variadic ops return their input when given only one
-	"Sum": true, "Max": true, "Min": true, "Mean": true,
-}
-
 // arenaAlign is the alignment of every slot.
 const arenaAlign = tensor.Alignment
 
@@ -139,7 +122,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 		n := s.node
 		for j, o := range n.Outputs {
 			if !isIntermediate(o) {
-				if o != nil && p.keep[o] && j == 0 && isView(n, pureViews) {
+				if o != nil && p.keep[o] && j == 0 && isView(n, ops.ViewOfInput0) {
 					if g := rootOf(n.Inputs[0], owner, shares); g != nil {
 						g.excluded = true // a graph output must not live in the arena
 					}
@@ -147,7 +130,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 				continue
 			}
 			m.stats.Values++
-			if j == 0 && isView(n, pureViews) {
+			if j == 0 && isView(n, ops.ViewOfInput0) {
 				if g := rootOf(n.Inputs[0], owner, shares); g != nil {
 					shares[o] = g
 				}
@@ -179,7 +162,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 			if g := owner[o]; g != nil {
 				acc = append(acc, g)
 			}
-			if j == 0 && (isView(n, pureViews) || isView(n, maybeViews)) {
+			if j == 0 && (isView(n, ops.ViewOfInput0) || isView(n, ops.MayViewInput0)) {
 				acc = append(acc, accept[n.Inputs[0]]...)
 			}
 			var kept []*group
@@ -214,7 +197,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 			// may be a view (of a value that may itself view the arena),
 			// and the outputs of control flow, which may be values of the
 			// enclosing graph (an If branch returning one)
-			view := j == 0 && (isView(n, pureViews) || isView(n, maybeViews))
+			view := j == 0 && (isView(n, ops.ViewOfInput0) || isView(n, ops.MayViewInput0))
 			m.copyOut[i][j] = (view && p.keep[o]) || len(n.Subgraphs()) > 0
 			if g := owner[o]; g != nil && !g.excluded {
 				m.slots[i][j] = slot{off: g.off, size: g.size, dt: g.dt}
@@ -245,7 +228,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner, shares map[*ir.Value]*group, groups []*group) []*group {
 	for _, s := range p.steps {
 		n := s.node
-		if !isView(n, map[string]bool{"Concat": true}) || len(n.Outputs) != 1 {
+		if !isConcat(n) || len(n.Outputs) != 1 {
 			continue
 		}
 		out := owner[n.Outputs[0]]
@@ -315,9 +298,21 @@ func nestedOff(g *group) int {
 	return nestedOff(g.parent) + g.rel
 }
 
-func isView(n *ir.Node, set map[string]bool) bool {
-	return (n.Domain == "" || n.Domain == "ai.onnx") && set[n.OpType] && len(n.Inputs) > 0 && n.Inputs[0] != nil
+// isView reports whether n's output 0 is (ops.ViewOfInput0) or may be
+// (ops.MayViewInput0) a view of its input 0, as its op's traits say:
+// Reshape, Flatten, Squeeze, Unsqueeze and Identity always are; output 0
+// of Transpose, Cast, CastLike, Dropout, DepthToSpace, SpaceToDepth and
+// the variadic Sum, Max, Min and Mean may be (their output gets its own
+// slot and input 0's memory is kept alive as long as the output).
+func isView(n *ir.Node, trait ops.Traits) bool {
+	return defaultDomain(n) && ops.TraitsOf(n.Domain, n.OpType).Has(trait) && len(n.Inputs) > 0 && n.Inputs[0] != nil
 }
+
+func isConcat(n *ir.Node) bool {
+	return defaultDomain(n) && n.OpType == "Concat" && len(n.Inputs) > 0 && n.Inputs[0] != nil
+}
+
+func defaultDomain(n *ir.Node) bool { return n.Domain == "" || n.Domain == "ai.onnx" }
 
 // rootOf returns the group whose memory v uses (its own or the one it views).
 func rootOf(v *ir.Value, owner, shares map[*ir.Value]*group) *group {

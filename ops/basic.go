@@ -75,5 +75,5 @@ func (identityOp) NonTensorInputs() {}
 
 func init() {
 	Register(Def{Type: "Constant", Prepare: prepareConstant})
-	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }})
+	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }, Traits: ViewOfInput0})
 }

@@ -64,6 +64,36 @@ type Def struct {
 	// a default or a rule is decided once (see ParseAttrs). Prepare of such
 	// an op takes its attributes from the same parse.
 	Attrs func(n *ir.Node, opset int64) (any, error)
+	// Traits are what planners, passes and devices need to know of the op
+	// without running it, declared here rather than in lists where they
+	// are used (see TraitsOf).
+	Traits Traits
+}
+
+// Traits are properties of an op type (a set of flags).
+type Traits uint32
+
+const (
+	// ViewOfInput0: output 0 always shares input 0's memory (Reshape,
+	// Flatten, Squeeze, Unsqueeze, Identity).
+	ViewOfInput0 Traits = 1 << iota
+	// MayViewInput0: output 0 may, depending on run-time shapes or types,
+	// be input 0 itself or a view of it (a Transpose that only moves
+	// dimensions of size 1, a Cast to the same type, a Sum of one input).
+	MayViewInput0
+)
+
+// Has reports whether t has every trait of x.
+func (t Traits) Has(x Traits) bool { return t&x == x }
+
+// TraitsOf returns the traits of an op type (none for an op kiln does not
+// know).
+func TraitsOf(domain, typ string) Traits {
+	d, ok := Lookup(domain, typ)
+	if !ok {
+		return 0
+	}
+	return d.Traits
 }
 
 // ParseAttrs returns the typed attributes of node n of a graph importing

@@ -137,5 +137,5 @@ func init() {
 			return randomDropout{k}, nil
 		}
 		return k, nil
-	}})
+	}, Traits: ops.MayViewInput0})
 }

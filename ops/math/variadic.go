@@ -100,6 +100,7 @@ func init() {
 		{name: "Sum", op: opAdd},
 		{name: "Mean", op: opAdd, mean: true, float: true},
 	} {
-		ops.Register(ops.Def{Type: k.name, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return k, nil }})
+		// one input is returned as it is: the output may be it
+		ops.Register(ops.Def{Type: k.name, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return k, nil }, Traits: ops.MayViewInput0})
 	}
 }
