@@ -122,7 +122,9 @@ func fuzzRepository(tb testing.TB) string {
 func newFuzzService(tb testing.TB) *fuzzService {
 	s := serve.New(serve.Options{Repository: fuzzRepository(tb)})
 	lis := bufconn.Listen(4 << 20)
-	opts := append(Auth{InferToken: fuzzInferToken, AdminToken: fuzzAdminToken}.ServerOptions(), grpc.MaxRecvMsgSize(fuzzMaxRecv))
+	// kiln serve's options: its codec decodes the request messages
+	opts := append(Auth{InferToken: fuzzInferToken, AdminToken: fuzzAdminToken}.ServerOptions(), DecodeErrorOptions()...)
+	opts = append(opts, grpc.MaxRecvMsgSize(fuzzMaxRecv))
 	g := grpc.NewServer(opts...)
 	Register(g, s, true)
 	go g.Serve(lis)

@@ -7,8 +7,6 @@ import (
 	"unsafe"
 
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/serve"
@@ -134,10 +132,10 @@ func release(r *inference.ModelInferRequest, outputs []serve.NamedTensor) {
 var rawReleased atomic.Int64
 
 // unmarshalInferRequest decodes a ModelInferRequest as proto.Unmarshal
-// does, its raw_input_contents (field 7) into pooled buffers leased to r.
-// It takes that path only for the usual layout, the raw contents last as
-// protobuf's serializers write fields in number order; any other message,
-// malformed ones included, goes to proto.Unmarshal whole.
+// does (see decodeRequest: without the allocations a repeated field of
+// many small entries costs proto.Unmarshal), its raw_input_contents
+// (field 7) from 1 KiB to maxPooledRaw into pooled buffers leased to r,
+// the smaller ones into one aligned buffer of their own.
 func unmarshalInferRequest(data mem.BufferSlice, r *inference.ModelInferRequest) error {
 	var b []byte
 	if len(data) == 1 {
@@ -147,56 +145,12 @@ func unmarshalInferRequest(data mem.BufferSlice, r *inference.ModelInferRequest)
 		defer buf.Free()
 		b = buf.ReadOnlyData()
 	}
-	const rawField = 7
-	first := -1 // offset of the first raw_input_contents
-	var rawsArr [4][]byte
-	raws := rawsArr[:0]
-	for i := 0; i < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[i:])
-		if n < 0 {
-			return proto.Unmarshal(b, r)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
-		if m < 0 {
-			return proto.Unmarshal(b, r)
-		}
-		switch {
-		case num == rawField && typ == protowire.BytesType:
-			v, _ := protowire.ConsumeBytes(b[i+n:])
-			if first < 0 {
-				first = i
-			}
-			raws = append(raws, v)
-		case first >= 0:
-			return proto.Unmarshal(b, r) // a field after the raw contents
-		}
-		i += n + m
-	}
-	pooled := 0
-	for _, v := range raws {
-		if len(v) > 0 && len(v) <= maxPooledRaw {
-			pooled++
-		}
-	}
-	if pooled == 0 {
-		return proto.Unmarshal(b, r)
-	}
-	if err := proto.Unmarshal(b[:first], r); err != nil {
-		return proto.Unmarshal(b, r) // its own words for the error
+	pooled, err := decodeRequest(b, r)
+	if err != nil || len(pooled) == 0 {
+		return err
 	}
 	l := &lease{key: uintptr(unsafe.Pointer(r))}
-	l.bufs = l.few[:0]
-	r.RawInputContents = make([][]byte, len(raws))
-	for i, v := range raws {
-		if len(v) == 0 || len(v) > maxPooledRaw {
-			r.RawInputContents[i] = append([]byte{}, v...)
-			continue
-		}
-		p, dst := getRaw(len(v))
-		copy(dst, v)
-		r.RawInputContents[i] = dst
-		l.bufs = append(l.bufs, p)
-	}
+	l.bufs = append(l.few[:0], pooled...)
 	l.cleanup = runtime.AddCleanup(r, dropLease, l)
 	leases.Lock()
 	if leases.m == nil {
