@@ -40,6 +40,10 @@ const (
 	maxParameters = 4096
 )
 
+// maxRank is the most dimensions an input's shape may have (kiln's HTTP
+// API takes as many).
+const maxRank = 64
+
 // minPooledRaw is the smallest raw input kept in the pool (whose buffers
 // are rounded to rawGrain): smaller ones share one aligned buffer.
 const minPooledRaw = 1 << 10
@@ -47,13 +51,14 @@ const minPooledRaw = 1 << 10
 // LimitError is a request with more entries of a repeated field than
 // kiln takes.
 type LimitError struct {
-	What  string // "inputs", "outputs", "raw_input_contents", "parameters"
+	Of    string // "a request", "an input"
+	What  string // "inputs", "requested outputs", "dimensions", ...
 	Limit int
 	Count int
 }
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("a request has at most %d %s, this one has %d", e.Limit, e.What, e.Count)
+	return fmt.Sprintf("%s has at most %d %s, this one has %d", e.Of, e.Limit, e.What, e.Count)
 }
 
 // errWire is proto.Unmarshal's error for malformed wire data, in its own
@@ -135,13 +140,13 @@ func countBytesFields(b []byte, num protowire.Number) int {
 func (c requestCounts) checkLimits() error {
 	switch {
 	case c.inputs > maxInputs:
-		return &LimitError{"inputs", maxInputs, c.inputs}
+		return &LimitError{"a request", "inputs", maxInputs, c.inputs}
 	case c.raws > maxInputs:
-		return &LimitError{"raw_input_contents (one an input)", maxInputs, c.raws}
+		return &LimitError{"a request", "raw_input_contents (one an input)", maxInputs, c.raws}
 	case c.outputs > maxOutputs:
-		return &LimitError{"requested outputs", maxOutputs, c.outputs}
+		return &LimitError{"a request", "requested outputs", maxOutputs, c.outputs}
 	case c.allParams > maxParameters:
-		return &LimitError{"parameters (its inputs' and outputs' included)", maxParameters, c.allParams}
+		return &LimitError{"a request", "parameters (its inputs' and outputs' included)", maxParameters, c.allParams}
 	}
 	return nil
 }
@@ -390,6 +395,9 @@ func packed(typ protowire.Type, v []byte, size int, fn func(uint64)) error {
 // its shape and contents into slices of their final sizes.
 func decodeInput(b []byte, in *inference.ModelInferRequest_InferInputTensor) error {
 	c := scanInput(b)
+	if c.shape > maxRank {
+		return &LimitError{"an input", "dimensions", maxRank, c.shape}
+	}
 	if c.shape > 0 {
 		in.Shape = make([]int64, 0, c.shape)
 	}
