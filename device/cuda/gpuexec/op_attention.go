@@ -34,9 +34,11 @@ var attentionKeys128 = true
 // together with K and read by ldmatrix (attention_mma_fa loads it as 32
 // scalar 2-byte loads a thread for heads of 64), V waited for only before
 // the first P*V product, the output stored 16 bytes at a time through
-// shared memory, at most 128 registers (four blocks an SM). Off until a
-// GPU run checks its outputs and its time; $KILN_ATTENTION_FQ=1 or =0
-// sets it for a process (the BERT tests time both in one run).
+// shared memory, at most 128 registers (four blocks an SM). Off: on an H100
+// (device/cuda/NOTES.md, 2026-12-06) its outputs equal attention_mma_fa's
+// bit for bit, but BERT-base took 1.643 against 1.642 ms at batch 32 and
+// 0.493 against 0.477 at batch 1. $KILN_ATTENTION_FQ=1 or =0 sets it for
+// a process.
 var attentionQStaged = envSwitch("KILN_ATTENTION_FQ", false)
 
 // attentionWide makes half attention with heads of 32 or 64, from 128
@@ -45,10 +47,13 @@ var attentionQStaged = envSwitch("KILN_ATTENTION_FQ", false)
 // each K and V fragment), 128 a block (at sequence 128 one block a head:
 // K and V staged once a head, not once per 64 rows), keys in pieces of 32,
 // 3 blocks an SM (BERT-base's 384 heads at batch 32 in one wave of 132
-// SMs). Off until a GPU run checks it; $KILN_ATTENTION_FW=1 or =0 sets it
-// for a process. Where it applies it takes precedence over
+// SMs). On an H100 (device/cuda/NOTES.md, 2026-12-06) BERT-base FP16 at
+// batch 32 took 1.558 ms with it, 1.642 without (attention 0.315 -> 0.249
+// ms in the eager profile), its outputs within 0.001 of attention_mma_fa's
+// and at cosine 0.9999986 with the CPU's. $KILN_ATTENTION_FW=0 (or =1)
+// sets it for a process. Where it applies it takes precedence over
 // attentionQStaged.
-var attentionWide = envSwitch("KILN_ATTENTION_FW", false)
+var attentionWide = envSwitch("KILN_ATTENTION_FW", true)
 
 // fwMinBlocks is the fewest blocks of 128 query rows (batch x heads x
 // ceil(S/128)) for attention_mma_fw: below, attention_mma_fq or _fa,
