@@ -191,8 +191,9 @@ func TestRepeatedFieldAllocs(t *testing.T) {
 // TestDecodeRequestEqualsProto: for messages of many entries, of every
 // repeated field, packed and not, in several contents fields, with
 // unknown fields and wire types proto does not expect between them, the
-// codec's decoding is proto.Unmarshal's; a message cut anywhere fails
-// with proto.Unmarshal's words.
+// codec's decoding is proto.Unmarshal's; a message cut anywhere, or with
+// a malformed packed field or string inside well-formed fields, fails
+// with proto.Unmarshal's words (its first error).
 func TestDecodeRequestEqualsProto(t *testing.T) {
 	var in []byte
 	for f := protowire.Number(1); f <= 5; f++ {
@@ -211,6 +212,31 @@ func TestDecodeRequestEqualsProto(t *testing.T) {
 		wscalar(7, protowire.VarintType, []byte{1}), wfield(3, []byte("id")), wfield(4, wfield(1, []byte("p"))), wfield(50, []byte("?"))}, nil)
 	wire := wrequest("FP32", in, top)
 	wire = append(wire, wfield(5, wfield(1, []byte("second")))...)
+
+	// malformed inside well-formed fields, and the error that comes first
+	for _, b := range [][]byte{
+		wrequest("FP32", wfield(5, wfield(6, []byte{1, 2, 3})), nil),
+		wrequest("FP64", wfield(5, wfield(7, make([]byte, 9))), nil),
+		wrequest("INT64", wfield(5, wfield(3, []byte{1, 0x80})), nil),
+		wrequest("INT64", wfield(5, wfield(3, bytes.Repeat([]byte{0xff}, 11))), nil),
+		wrequest("FP32", wfield(3, []byte{0x80}), nil),
+		wrequest("FP32", wfield(5, []byte{0x80}), nil),
+		wrequest("FP32", wfield(5, []byte{0x0c}), nil),
+		wrequest("FP32", append(wfield(1, []byte{0xff}), wfield(3, []byte{0x80})...), nil),
+		wrequest("FP32", append(wfield(3, []byte{0x80}), wfield(1, []byte{0xff})...), nil),
+		wrequest("FP32", wfield(5, append(wfield(8, []byte("a")), wfield(6, []byte{1})...)), wfield(1, []byte{0xff})),
+		wrequest("BYTES", wfield(4, wfield(1, []byte{0xff})), nil),
+		append(wfield(7, []byte{1}), wfield(3, []byte{0xc0})...),
+	} {
+		want := &inference.ModelInferRequest{}
+		werr := proto.Unmarshal(b, want)
+		got := &inference.ModelInferRequest{}
+		err := unmarshalInferRequest(split(b, 7), got)
+		takeLease(got)
+		if werr == nil || fmt.Sprint(err) != fmt.Sprint(werr) {
+			t.Errorf("% x: %v, proto.Unmarshal's %v", b, err, werr)
+		}
+	}
 	for cut := 0; cut <= len(wire); cut++ {
 		if cut > 400 && cut < len(wire)-400 && cut%97 != 0 {
 			continue // the long raw input: a few cuts
