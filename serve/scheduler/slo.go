@@ -219,6 +219,8 @@ type sloPolicy struct {
 	slowGap  float64
 	arrivals uint64 // items arrived
 	freed    time.Time
+	// freedSize is the size of the batch that ended at freed
+	freedSize int
 	// arriving is how many requests the server is working on that have
 	// not reached this scheduler's queue yet (0: unknown), set before
 	// each decide
@@ -241,6 +243,7 @@ func (p *sloPolicy) observe(end time.Time, size int, d time.Duration) {
 	p.cost.observe(size, d)
 	if end.After(p.freed) {
 		p.freed = end
+		p.freedSize = size
 	}
 }
 
@@ -495,7 +498,9 @@ func (p *sloPolicy) fill(now time.Time, n, limit int) (fill int, wait time.Durat
 	switch {
 	case rate >= satFactor*capacity(best):
 		end = p.freed.Add(time.Duration(satWait * float64(best-n) / rate * float64(time.Second)))
-	case p.arriving > 0:
+	case p.arriving > p.freedSize:
+		// (InFlight may still count the latest batch's requests, answered
+		// but not yet written back: only more than those count here)
 		// requests are in the server already, held up in the request path
 		// (whose CPU the engine takes while it runs): wait for them, up to
 		// a batch of best, at most what the batch of best itself costs
