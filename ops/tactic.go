@@ -16,5 +16,9 @@ type Tactical interface {
 	// SetTactic selects the implementation by name; it fails for a name not
 	// in Tactics. Kernels are not shared between engines, so SetTactic is
 	// called before the kernel first runs and never concurrently with Run.
+	// The builder's timer may prepare several kernels of one node, each
+	// from a copy of the node whose constants are copies (to time the
+	// weights cold, engine/tactic's CPUTimer), and runs each on its own
+	// copy: a kernel packs the constants of the node it was prepared from.
 	SetTactic(name string) error
 }

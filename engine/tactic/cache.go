@@ -31,14 +31,16 @@ var (
 
 // Format and Version identify the timing cache file format: a JSON object
 // {"format": Format, "version": Version, "entries": [...]}, each entry
-// {"device", "layer", "tactic", "ns"}.
+// {"device", "layer", "tactic", "ns"}, and "timer" for a time measured by
+// Select (CPUTimer: how it was measured).
 const (
 	Format  = "kiln-timing-cache"
 	Version = 1
 )
 
-// key identifies one measurement.
-type key struct{ device, layer, tactic string }
+// key identifies one measurement; timer is how it was measured ("" for
+// Lookup and Store, CPUTimer for Select's).
+type key struct{ device, layer, tactic, timer string }
 
 // Cache is a timing cache: the measured time of a tactic of a layer on a
 // device. It is safe for concurrent use.
@@ -58,6 +60,10 @@ type fileEntry struct {
 	// Scratch is the peak scratch memory the tactic used, in bytes, when
 	// it was measured (absent: not measured).
 	Scratch *int64 `json:"scratch_bytes,omitempty"`
+	// Timer names how the time was measured: CPUTimer for Select's, absent
+	// for Store's (and for CPU times of a kiln before CPUTimer, which Select
+	// does not use).
+	Timer string `json:"timer,omitempty"`
 }
 
 type file struct {
@@ -107,12 +113,13 @@ func (c *Cache) decode(b []byte) error {
 		if e.Layer == "" || e.Tactic == "" || e.NS <= 0 {
 			return fmt.Errorf("%w: entry %d has an empty layer or tactic or a time <= 0", ErrCorrupt, i)
 		}
-		c.entries[key{e.Device, e.Layer, e.Tactic}] = time.Duration(e.NS)
+		k := key{e.Device, e.Layer, e.Tactic, e.Timer}
+		c.entries[k] = time.Duration(e.NS)
 		if e.Scratch != nil {
 			if *e.Scratch < 0 {
 				return fmt.Errorf("%w: entry %d has negative scratch bytes", ErrCorrupt, i)
 			}
-			c.scratch[key{e.Device, e.Layer, e.Tactic}] = *e.Scratch
+			c.scratch[k] = *e.Scratch
 		}
 	}
 	return nil
@@ -142,16 +149,23 @@ func Key(fp device.Fingerprint) device.Fingerprint {
 	return out
 }
 
-func entryKey(fp device.Fingerprint, layer, tactic string) key {
-	return key{Key(fp).String(), layer, tactic}
+func entryKey(fp device.Fingerprint, layer, tactic, timer string) key {
+	return key{Key(fp).String(), layer, tactic, timer}
 }
 
 // Lookup returns the time recorded for a tactic of a layer (a Signature)
-// on the device with fingerprint fp (filed under Key(fp)).
+// on the device with fingerprint fp (filed under Key(fp)) by Store. Select's
+// times, measured otherwise (CPUTimer), are LookupTimer's.
 func (c *Cache) Lookup(fp device.Fingerprint, layer, tactic string) (time.Duration, bool) {
+	return c.LookupTimer(fp, layer, tactic, "")
+}
+
+// LookupTimer is Lookup of a time measured by the named timer (CPUTimer
+// for Select's).
+func (c *Cache) LookupTimer(fp device.Fingerprint, layer, tactic, timer string) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, ok := c.entries[entryKey(fp, layer, tactic)]
+	d, ok := c.entries[entryKey(fp, layer, tactic, timer)]
 	return d, ok
 }
 
@@ -159,25 +173,40 @@ func (c *Cache) Lookup(fp device.Fingerprint, layer, tactic string) (time.Durati
 // fingerprint fp, replacing an earlier one. Times below a nanosecond are
 // stored as one.
 func (c *Cache) Store(fp device.Fingerprint, layer, tactic string, d time.Duration) {
+	c.StoreTimer(fp, layer, tactic, "", d)
+}
+
+// StoreTimer is Store of a time measured by the named timer.
+func (c *Cache) StoreTimer(fp device.Fingerprint, layer, tactic, timer string, d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[entryKey(fp, layer, tactic)] = max(d, 1)
+	c.entries[entryKey(fp, layer, tactic, timer)] = max(d, 1)
 }
 
 // LookupScratch returns the peak scratch memory recorded for a tactic of a
 // layer on the device with fingerprint fp.
 func (c *Cache) LookupScratch(fp device.Fingerprint, layer, tactic string) (int64, bool) {
+	return c.LookupScratchTimer(fp, layer, tactic, "")
+}
+
+// LookupScratchTimer is LookupScratch of the entry of the named timer.
+func (c *Cache) LookupScratchTimer(fp device.Fingerprint, layer, tactic, timer string) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.scratch[entryKey(fp, layer, tactic)]
+	b, ok := c.scratch[entryKey(fp, layer, tactic, timer)]
 	return b, ok
 }
 
 // StoreScratch records the peak scratch memory of a tactic of a layer.
 func (c *Cache) StoreScratch(fp device.Fingerprint, layer, tactic string, bytes int64) {
+	c.StoreScratchTimer(fp, layer, tactic, "", bytes)
+}
+
+// StoreScratchTimer is StoreScratch of the entry of the named timer.
+func (c *Cache) StoreScratchTimer(fp device.Fingerprint, layer, tactic, timer string, bytes int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.scratch[entryKey(fp, layer, tactic)] = bytes
+	c.scratch[entryKey(fp, layer, tactic, timer)] = bytes
 }
 
 // Save writes the cache to its file atomically (a temporary file in the
@@ -204,7 +233,7 @@ func (c *Cache) Save() error {
 	}
 	f := file{Format: Format, Version: Version, Entries: make([]fileEntry, 0, len(c.entries))}
 	for k, d := range c.entries {
-		e := fileEntry{Device: k.device, Layer: k.layer, Tactic: k.tactic, NS: int64(d)}
+		e := fileEntry{Device: k.device, Layer: k.layer, Tactic: k.tactic, NS: int64(d), Timer: k.timer}
 		if b, ok := c.scratch[k]; ok {
 			e.Scratch = &b
 		}
@@ -218,7 +247,10 @@ func (c *Cache) Save() error {
 		if a.Layer != b.Layer {
 			return a.Layer < b.Layer
 		}
-		return a.Tactic < b.Tactic
+		if a.Tactic != b.Tactic {
+			return a.Tactic < b.Tactic
+		}
+		return a.Timer < b.Timer
 	})
 	b, err := json.MarshalIndent(f, "", " ")
 	if err != nil {

@@ -74,14 +74,22 @@ type Progress struct {
 	Tactic string
 	Time   time.Duration
 	Cached bool
+	// Cold is set when the layer was timed with its weights cold
+	// (CPUTimer), on Copies copies of them.
+	Cold   bool
+	Copies int
 }
 
 // String formats p as a progress line:
-// "[3/20] conv1 (kiln::FusedConv) winograd4x4 1.234ms".
+// "[3/20] conv1 (kiln::FusedConv) winograd4x4 1.234ms", with " (cached)"
+// or " (weights cold, 3 copies)" after it.
 func (p Progress) String() string {
 	s := fmt.Sprintf("[%d/%d] %s (%s) %s %v", p.I, p.N, p.Layer, p.Op, p.Tactic, p.Time)
 	if p.Cached {
 		s += " (cached)"
+	}
+	if p.Cold {
+		s += fmt.Sprintf(" (weights cold, %d copies)", p.Copies)
 	}
 	return s
 }
@@ -103,6 +111,13 @@ type Choice struct {
 	// Scratch has the peak scratch bytes of the candidates whose scratch
 	// was measured (with Options.Workspace).
 	Scratch map[string]int64
+	// Cold is set when the layer's weights are heavy enough to be timed
+	// cold, as a model reads them (CPUTimer), and Copies is the number of
+	// copies of each tactic's weights the runs took in turn (1: the
+	// tactics' own together were enough). Both are zero when nothing was
+	// measured (Cached).
+	Cold   bool
+	Copies int
 }
 
 // Speedup is how many times faster the chosen tactic is than the default.
@@ -130,7 +145,10 @@ type layer struct {
 // its output against the default tactic's, then opt.Runs times, the runs of
 // the candidates interleaved; its fastest run counts (other processes on
 // the machine only ever add time, so on a shared machine the minimum is a
-// steadier measure of a kernel's own cost than the median). Times found in cache (for fingerprint fp) are not measured
+// steadier measure of a kernel's own cost than the median). A layer with
+// heavy weights runs them cold, as a model does: its runs take copies of
+// the weights in turn (CPUTimer, Choice.Cold). Times found in cache (for
+// fingerprint fp, filed with CPUTimer) are not measured
 // again and new ones are stored in it, so that a layer with the signature of
 // an earlier one is not measured either (cache may be nil; the caller saves
 // it). The result maps node names to choices.
@@ -204,9 +222,9 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 		c.Scratch = map[string]int64{}
 	}
 	for _, t := range l.tactics {
-		if d, ok := cache.Lookup(fp, l.sig, t); ok {
+		if d, ok := cache.LookupTimer(fp, l.sig, t, CPUTimer); ok {
 			if limit {
-				b, ok := cache.LookupScratch(fp, l.sig, t)
+				b, ok := cache.LookupScratchTimer(fp, l.sig, t, CPUTimer)
 				if !ok {
 					todo = append(todo, t)
 					continue
@@ -228,20 +246,21 @@ func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n in
 			return Choice{}, err
 		}
 		runtime.GC() // so that garbage of earlier layers is not collected while timing this one
-		times, scratch, err := m.measure(ctx, todo, opt.Runs, limit)
+		tm, err := m.measure(ctx, todo, opt.Runs, limit)
 		if err != nil {
 			return Choice{}, err
 		}
+		c.Cold, c.Copies = tm.cold, tm.copies
 		for _, t := range todo {
-			d := times[t]
+			d := tm.best[t]
 			c.Times[t] = d
-			cache.Store(fp, l.sig, t, d)
-			if b, ok := scratch[t]; ok {
+			cache.StoreTimer(fp, l.sig, t, CPUTimer, d)
+			if b, ok := tm.scratch[t]; ok {
 				c.Scratch[t] = b
-				cache.StoreScratch(fp, l.sig, t, b)
+				cache.StoreScratchTimer(fp, l.sig, t, CPUTimer, b)
 			}
 			if opt.Progress != nil {
-				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d})
+				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d, Cold: tm.cold, Copies: tm.copies})
 			}
 		}
 	}
@@ -308,7 +327,7 @@ func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
 	if err != nil {
 		return nil, err
 	}
-	outs, err := m.run(context.Background(), k, &arena{})
+	outs, err := m.run(context.Background(), k, m.in, &arena{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: node %q (%s), default tactic: %w", ErrRun, n.Name, n.OpType, err)
 	}
@@ -318,62 +337,117 @@ func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
 	return m, nil
 }
 
-// run runs k once on m's inputs, its outputs in a, a kernel panic turned
+// run runs k once on inputs in (m's, or copies of its constants), its outputs in a, a kernel panic turned
 // into an error.
-func (m *measurer) run(ctx context.Context, k ops.Kernel, a *arena) (outs []*tensor.Tensor, err error) {
+func (m *measurer) run(ctx context.Context, k ops.Kernel, in []*tensor.Tensor, a *arena) (outs []*tensor.Tensor, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 		}
 	}()
 	a.next = 0
-	return k.Run(&ops.Env{Ctx: ctx, Alloc: a.alloc}, m.in)
+	return k.Run(&ops.Env{Ctx: ctx, Alloc: a.alloc}, in)
+}
+
+// timing is what measure found.
+type timing struct {
+	best    map[string]time.Duration
+	scratch map[string]int64
+	// cold is set when the layer was timed with its weights cold, on
+	// copies copies of each tactic's weights (see CPUTimer).
+	cold   bool
+	copies int
 }
 
 // measure returns the fastest time of each tactic over runs runs, after a
 // warm-up run whose outputs must match the default tactic's. The runs are
 // interleaved (one of each tactic per round), so that a change of load on
-// the machine affects every tactic alike.
-func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scratch bool) (map[string]time.Duration, map[string]int64, error) {
+// the machine affects every tactic alike. A layer with heavy weights
+// (coldPlan, from what each tactic's preparation and first run allocated)
+// is timed with them cold: round r runs every tactic on copy r%copies of
+// the constants, each tactic prepared from it with its own packed weights
+// (CPUTimer).
+func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scratch bool) (timing, error) {
 	n := m.node
 	peak := map[string]int64{}
-	kernels := make([]ops.Kernel, len(tactics))
+	// kernels[i][j] runs tactic i on copy j of the weights, ins[i][j]
+	kernels := make([][]ops.Kernel, len(tactics))
+	ins := make([][][]*tensor.Tensor, len(tactics))
 	arenas := make([]*arena, len(tactics))
-	for i, t := range tactics {
-		k, err := ops.Prepare(n, m.opset)
+	weights := make([]int64, len(tactics))
+	consts := constBytes(n, m.in)
+	unique := consts
+	prepare := func(node *ir.Node, t string) (ops.Kernel, error) {
+		k, err := ops.Prepare(node, m.opset)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		tk, ok := k.(ops.Tactical)
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
+			return nil, fmt.Errorf("%w: node %q (%s) has no tactics", ErrRun, n.Name, n.OpType)
 		}
 		if err := tk.SetTactic(t); err != nil {
-			return nil, nil, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
+			return nil, fmt.Errorf("%w: node %q (%s): %w", ErrRun, n.Name, n.OpType, err)
 		}
-		kernels[i], arenas[i] = k, &arena{}
+		return k, nil
+	}
+	for i, t := range tactics {
+		before := allocated()
+		k, err := prepare(n, t)
+		if err != nil {
+			return timing{}, err
+		}
+		kernels[i], ins[i], arenas[i] = []ops.Kernel{k}, [][]*tensor.Tensor{m.in}, &arena{}
 		var outs []*tensor.Tensor
 		if scratch {
-			peak[t] = ops.ScratchMeter(func() { outs, err = m.run(ctx, k, arenas[i]) })
+			peak[t] = ops.ScratchMeter(func() { outs, err = m.run(ctx, k, m.in, arenas[i]) })
 		} else {
-			outs, err = m.run(ctx, k, arenas[i])
+			outs, err = m.run(ctx, k, m.in, arenas[i])
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+			return timing{}, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+		}
+		// What preparing and first running it allocated, its outputs
+		// aside: the tactic's packed weights (and first-use scratch).
+		alloc := int64(allocated() - before)
+		for _, o := range outs {
+			if o != nil {
+				alloc -= int64(len(o.Data))
+			}
+		}
+		weights[i] = max(consts, alloc)
+		if alloc >= consts/2 {
+			unique += alloc // its own packed form; the others read the constants
 		}
 		if err := sameOutputs(outs, m.ref); err != nil {
-			return nil, nil, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
+			return timing{}, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
+		}
+	}
+	cold, copies := coldPlan(weights, unique, l2Bytes())
+	for j := 1; j < copies; j++ {
+		node, in := withCopiedConsts(n, m.in) // copy j of the constants, its tactics' packed forms their own
+		for i, t := range tactics {
+			k, err := prepare(node, t)
+			if err != nil {
+				return timing{}, err
+			}
+			// the warm-up run: lazily packed weights made, pages touched
+			if _, err := m.run(ctx, k, in, arenas[i]); err != nil {
+				return timing{}, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+			}
+			kernels[i], ins[i] = append(kernels[i], k), append(ins[i], in)
 		}
 	}
 	times := make([][]time.Duration, len(tactics))
 	for r := 0; r < runs; r++ {
+		j := r % copies
 		for i, t := range tactics {
 			if err := ctx.Err(); err != nil {
-				return nil, nil, err
+				return timing{}, err
 			}
 			start := time.Now()
-			if _, err := m.run(ctx, kernels[i], arenas[i]); err != nil {
-				return nil, nil, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
+			if _, err := m.run(ctx, kernels[i][j], ins[i][j], arenas[i]); err != nil {
+				return timing{}, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
 			}
 			times[i] = append(times[i], time.Since(start))
 		}
@@ -383,7 +457,7 @@ func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scra
 		slices.Sort(times[i])
 		best[t] = max(times[i][0], 1)
 	}
-	return best, peak, nil
+	return timing{best: best, scratch: peak, cold: cold, copies: copies}, nil
 }
 
 // sameOutputs checks a tactic's outputs against the default's: same types

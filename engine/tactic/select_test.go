@@ -256,8 +256,8 @@ func TestSelectCache(t *testing.T) {
 		t.Errorf("cache of two devices has %d entries, want %d", both.Len(), 2*entries)
 	}
 	sig := Signature(testGraph(t), testGraph(t).Nodes[0])
-	da, okA := both.Lookup(fpA, sig, "fast")
-	db, okB := both.Lookup(fpB, sig, "fast")
+	da, okA := both.LookupTimer(fpA, sig, "fast", CPUTimer)
+	db, okB := both.LookupTimer(fpB, sig, "fast", CPUTimer)
 	if !okA || !okB || da <= 0 || db <= 0 {
 		t.Errorf("Lookup fast: %v %v, %v %v", da, okA, db, okB)
 	}
@@ -439,7 +439,7 @@ func TestSelectWorkspace(t *testing.T) {
 			least = tac
 		}
 	}
-	if b, ok := cache.LookupScratch(fpA, Signature(g, g.Nodes[1]), least); !ok || b != conv.Scratch[least] {
+	if b, ok := cache.LookupScratchTimer(fpA, Signature(g, g.Nodes[1]), least, CPUTimer); !ok || b != conv.Scratch[least] {
 		t.Errorf("cache scratch for %s: %d, %v; want %d", least, b, ok, conv.Scratch[least])
 	}
 	// From the cache (times and scratch), limited to the smallest.
@@ -556,7 +556,7 @@ func TestSelectFloat16(t *testing.T) {
 		if err := k.(ops.Tactical).SetTactic(tac); err != nil {
 			t.Fatal(err)
 		}
-		outs, err := m.run(context.Background(), k, &arena{})
+		outs, err := m.run(context.Background(), k, m.in, &arena{})
 		if err != nil {
 			t.Fatal(err)
 		}
