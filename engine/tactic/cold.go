@@ -43,6 +43,10 @@ const (
 	// maxCopies bounds the copies of one tactic (their preparation and
 	// warm-up runs are build time).
 	maxCopies = 8
+	// maxPacked bounds a tactic's packed weights, as a multiple of the
+	// layer's constants: Winograd F(4x4, 3x3) holds 36 taps for 9; more
+	// than that allocated by a tactic's first run is scratch.
+	maxPacked = 4
 	// defaultL2 is the L2 size taken when the system does not say.
 	defaultL2 = 2 << 20
 )

@@ -408,16 +408,20 @@ func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scra
 			return timing{}, fmt.Errorf("%w: node %q (%s), tactic %q: %w", ErrRun, n.Name, n.OpType, t, err)
 		}
 		// What preparing and first running it allocated, its outputs
-		// aside: the tactic's packed weights (and first-use scratch).
+		// aside: the tactic's packed weights, and the scratch buffers of
+		// its first run, which are not weights (an im2col of a light
+		// filter takes megabytes): counted up to maxPacked times the
+		// constants.
 		alloc := int64(allocated() - before)
 		for _, o := range outs {
 			if o != nil {
 				alloc -= int64(len(o.Data))
 			}
 		}
-		weights[i] = max(consts, alloc)
-		if alloc >= consts/2 {
-			unique += alloc // its own packed form; the others read the constants
+		packed := min(alloc, maxPacked*consts)
+		weights[i] = max(consts, packed)
+		if packed >= consts/2 {
+			unique += packed // its own packed form; the others read the constants
 		}
 		if err := sameOutputs(outs, m.ref); err != nil {
 			return timing{}, fmt.Errorf("%w: node %q (%s), tactic %q differs from the default: %v", ErrRun, n.Name, n.OpType, t, err)
