@@ -32,6 +32,7 @@ var KernelNames = []string{
 	"attention_mma_fa_d32_f16", "attention_mma_fa_d64_f16", "attention_mma_fa_d128_f16",
 	"attention_mma_fa128_d32_f16", "attention_mma_fa128_d64_f16",
 	"attention_mma_fq_d32_f16", "attention_mma_fq_d64_f16", "attention_mma_fw_d32_f16", "attention_mma_fw_d64_f16",
+	"attention_mma_fw2_d32_f16", "attention_mma_fw2_d64_f16",
 	// half only, 16-byte accesses
 	"layernorm_vec_f16", "row_epilogue_vec_f16", "row_epilogue_res_vec_f16",
 	// nn_epilogue.cu: 16-byte vectors (8 halves, 4 floats) a thread

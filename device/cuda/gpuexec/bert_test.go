@@ -360,6 +360,7 @@ type bertVariant struct {
 	fq                    bool  // attention_mma_fq (attentionQStaged)
 	fw                    bool  // attention_mma_fw (attentionWide)
 	fwMin                 int64 // fwMinBlocks, when not 0
+	fw2                   bool  // attention_mma_fw2 (fwPipelined)
 }
 
 var bertVariants = []bertVariant{
@@ -367,6 +368,7 @@ var bertVariants = []bertVariant{
 	{name: "after", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, fw: true},
 	bertNoFW,
 	bertFQ,
+	{name: "after + attention_mma_fw2 (K and V in two halves)", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, fw: true, fw2: true},
 }
 
 // bertNoFW is "after" without attention_mma_fw (the defaults until it was
@@ -412,7 +414,8 @@ var bertAblations = []bertVariant{
 
 func (v bertVariant) set() func() {
 	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
-	pd, sk, em, mf, ff, fq, fw, fm := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged, attentionWide, fwMinBlocks
+	pd, sk, em, mf, ff, fq, fw, fm, f2 := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged, attentionWide, fwMinBlocks, fwPipelined
+	fwPipelined = v.fw2
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = v.fa, v.erfGELUEpi, v.resid, v.keys128, v.fq, v.fw
 	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
 	if v.faFill != 0 {
@@ -423,7 +426,7 @@ func (v bertVariant) set() func() {
 	}
 	return func() {
 		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = fa, ge, re, k1, fq, fw
-		fwMinBlocks = fm
+		fwMinBlocks, fwPipelined = fm, f2
 		programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill = pd, sk, em, mf, ff
 	}
 }
@@ -519,7 +522,9 @@ func TestBertFP16OnGPU(t *testing.T) {
 			// attention_mma_fw at batch 2 too (24 heads: below fwMinBlocks)
 			fwAll := bertFW
 			fwAll.name, fwAll.fwMin = "after + wide attention at any batch", 1
-			for _, v := range append(append([]bertVariant{}, bertVariants...), fwAll, bertKeys64, bertLaunchVariants[0], bertLaunchVariants[1]) {
+			fw2All := fwAll
+			fw2All.name, fw2All.fw2 = "after + attention_mma_fw2 at any batch", true
+			for _, v := range append(append([]bertVariant{}, bertVariants...), fwAll, fw2All, bertKeys64, bertLaunchVariants[0], bertLaunchVariants[1]) {
 				t.Run(v.name, func(t *testing.T) {
 					restore := v.set()
 					e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})

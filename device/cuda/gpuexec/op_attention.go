@@ -55,6 +55,12 @@ var attentionQStaged = envSwitch("KILN_ATTENTION_FQ", false)
 // attentionQStaged.
 var attentionWide = envSwitch("KILN_ATTENTION_FW", true)
 
+// fwPipelined makes attention_mma_fw's launches run attention_mma_fw2, the
+// same kernel with K and V each copied in two commit groups of 64 keys (a
+// block computes on the first half while the second arrives). Opt-in
+// until a GPU run times it ($KILN_ATTENTION_FW2=1).
+var fwPipelined = envSwitch("KILN_ATTENTION_FW2", false)
+
 // fwMinBlocks is the fewest blocks of 128 query rows (batch x heads x
 // ceil(S/128)) for attention_mma_fw: below, attention_mma_fq or _fa,
 // whose smaller blocks spread a small batch over more multiprocessors
@@ -89,7 +95,11 @@ func mmaLaunch(D, S int, B int64, args []arg) launch {
 			block: cuda.Dim3{X: 128, Y: 1, Z: 1}, args: args}
 	}
 	if rows := int64((S + 127) / 128); attentionWide && (D == 32 || D == 64) && S >= 128 && B*rows >= fwMinBlocks {
-		return launch{kernel: fmt.Sprintf("attention_mma_fw_d%d_f16", D), grid: cuda.Dim3{X: uint32(rows), Y: uint32(B), Z: 1},
+		name := "attention_mma_fw_d%d_f16"
+		if fwPipelined {
+			name = "attention_mma_fw2_d%d_f16"
+		}
+		return launch{kernel: fmt.Sprintf(name, D), grid: cuda.Dim3{X: uint32(rows), Y: uint32(B), Z: 1},
 			block: cuda.Dim3{X: 128, Y: 1, Z: 1}, args: args}
 	}
 	warps := 4

@@ -21,9 +21,9 @@ import (
 // attention_mma_fq for heads of 32 and 64 from 128 query rows on (with
 // attention_mma_fa's warps and grid), the earlier kernels otherwise.
 func TestAttentionFQChoice(t *testing.T) {
-	defer func(q, w, k bool, m int64) {
-		attentionQStaged, attentionWide, attentionKeys128, fwMinBlocks = q, w, k, m
-	}(attentionQStaged, attentionWide, attentionKeys128, fwMinBlocks)
+	defer func(q, w, k, p bool, m int64) {
+		attentionQStaged, attentionWide, attentionKeys128, fwPipelined, fwMinBlocks = q, w, k, p, m
+	}(attentionQStaged, attentionWide, attentionKeys128, fwPipelined, fwMinBlocks)
 	attentionKeys128 = true
 	for _, tt := range []struct {
 		fq, fw  bool
@@ -50,6 +50,12 @@ func TestAttentionFQChoice(t *testing.T) {
 	} {
 		attentionQStaged, attentionWide = tt.fq, tt.fw
 		l := mmaLaunch(tt.d, tt.s, tt.b, nil)
+		fwPipelined = true // attention_mma_fw2 wherever fw runs
+		l2 := mmaLaunch(tt.d, tt.s, tt.b, nil)
+		fwPipelined = false
+		if want2 := strings.Replace(tt.want, "_fw_", "_fw2_", 1); l2.kernel != want2 || l2.grid != l.grid || l2.block != l.block {
+			t.Errorf("fw2: %s grid %v block %v; want %s grid %v block %v", l2.kernel, l2.grid, l2.block, want2, l.grid, l.block)
+		}
 		if l.kernel != tt.want || l.block.X != 32*tt.warps || l.grid.X != tt.perHead || l.grid.Y != uint32(tt.b) {
 			t.Errorf("fq=%v fw=%v head %d, %d rows, %d heads: %s grid %v block %v; want %s, %d warps, %d blocks a head",
 				tt.fq, tt.fw, tt.d, tt.s, tt.b, l.kernel, l.grid, l.block, tt.want, tt.warps, tt.perHead)
@@ -149,11 +155,12 @@ func TestAttentionFQCompile(t *testing.T) {
 	lines := strings.Split(c.Log, "\n")
 	regs := regexp.MustCompile(`Used (\d+) registers, (\d+) bytes smem`)
 	spill := regexp.MustCompile(`(\d+) bytes spill stores, (\d+) bytes spill loads`)
-	for _, k := range []string{"attention_mma_fq_d32_f16", "attention_mma_fq_d64_f16", "attention_mma_fw_d32_f16", "attention_mma_fw_d64_f16"} {
+	for _, k := range []string{"attention_mma_fq_d32_f16", "attention_mma_fq_d64_f16", "attention_mma_fw_d32_f16", "attention_mma_fw_d64_f16",
+		"attention_mma_fw2_d32_f16", "attention_mma_fw2_d64_f16"} {
 		// fq: 4 blocks of 128 threads an SM, no spills; fw: 3 blocks,
 		// at most a few bytes spilled outside its loops
 		maxRegs, maxSpill := 128, 0
-		if strings.Contains(k, "_fw_") {
+		if strings.HasPrefix(k, "attention_mma_fw") {
 			maxRegs, maxSpill = 170, 32
 		}
 		found := false
@@ -189,7 +196,7 @@ func TestAttentionFQCompile(t *testing.T) {
 	for _, part := range strings.Split(string(p.PTX), ".entry ")[1:] {
 		name := part[:strings.IndexAny(part, "( \n")]
 		minBlocks := map[bool]string{true: "4", false: "3"}[strings.HasPrefix(name, "attention_mma_fq_")]
-		if !strings.HasPrefix(name, "attention_mma_fq_") && !strings.HasPrefix(name, "attention_mma_fw_") {
+		if !strings.HasPrefix(name, "attention_mma_fq_") && !strings.HasPrefix(name, "attention_mma_fw") {
 			continue
 		}
 		for _, want := range []string{"cp.async.wait_group 1", "cp.async.wait_group 0", "ldmatrix.sync.aligned.m8n8.x4.shared.b16", ".minnctapersm " + minBlocks, "st.global.v4"} {
@@ -287,16 +294,16 @@ func attentionFQCases() []attentionFQCase {
 }
 
 // TestAttentionFQOnGPU runs each attention case in half precision with
-// attention_mma_fa(128), attention_mma_fq and attention_mma_fw (its
-// fwMinBlocks lowered to 1 so that it runs for every case) and compares
+// attention_mma_fa(128), attention_mma_fq, attention_mma_fw and _fw2 (its
+// fwMinBlocks lowered to 1 so that they run for every case) and compares
 // each with kiln's CPU engine in float32 (cosine at least 0.999, as every
-// FP16 op test), and fq and fw with fa (the same arithmetic up to the
+// FP16 op test), and fq, fw and fw2 with fa (the same arithmetic up to the
 // order of the softmax's rescaling: a few half-precision roundings apart).
 // Three runs each (eager, capture, replay). Needs a GPU.
 func TestAttentionFQOnGPU(t *testing.T) {
 	needGPU(t)
 	fwMin := fwMinBlocks
-	defer func(q, w bool) { attentionQStaged, attentionWide, fwMinBlocks = q, w, fwMin }(attentionQStaged, attentionWide)
+	defer func(q, w, p bool) { attentionQStaged, attentionWide, fwPipelined, fwMinBlocks = q, w, p, fwMin }(attentionQStaged, attentionWide, fwPipelined)
 	for _, tc := range attentionFQCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			mk := func() *ir.Graph {
@@ -326,10 +333,10 @@ func TestAttentionFQOnGPU(t *testing.T) {
 			for _, v := range []struct {
 				name   string
 				fq, fw bool
-			}{{"fa", false, false}, {"fq", true, false}, {"fw", false, true}} {
-				attentionQStaged, attentionWide, fwMinBlocks = v.fq, v.fw, 1
+			}{{"fa", false, false}, {"fq", true, false}, {"fw", false, true}, {"fw2", false, true}} {
+				attentionQStaged, attentionWide, fwMinBlocks, fwPipelined = v.fq, v.fw, 1, v.name == "fw2"
 				e, err := NewEngine(mk(), Options{FP16: true})
-				attentionQStaged, attentionWide, fwMinBlocks = false, false, fwMin
+				attentionQStaged, attentionWide, fwMinBlocks, fwPipelined = false, false, fwMin, false
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -361,7 +368,7 @@ func TestAttentionFQOnGPU(t *testing.T) {
 				c.Close()
 				e.Close()
 			}
-			for _, n := range []string{"fq", "fw"} {
+			for _, n := range []string{"fq", "fw", "fw2"} {
 				worst := 0.0
 				for i := range got[n].Len() {
 					worst = max(worst, math.Abs(got[n].Float(i)-got["fa"].Float(i)))

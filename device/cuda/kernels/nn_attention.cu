@@ -569,11 +569,12 @@ extern "C" __global__ void __launch_bounds__(128, 4)
 // no spills, where 32 keys spilled 88 bytes inside the loop). Arguments,
 // strides and mask as attention_mma_fa. grid: (ceil(S / 128), batch*H),
 // block 128.
-template <int D, int KP>
+template <int D, int KP, bool PIPE>
 __device__ void attention_fw_t(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                                const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
                                int H, float scale) {
     const int KS = 128, R = 128;
+    const int KH = PIPE ? KS / 2 : KS;  // keys a commit group of K or V
     __shared__ __align__(16) kiln_half ks[KS][D + 8];
     __shared__ __align__(16) kiln_half vs[KS][D + 8];
     __shared__ float msk[KS];
@@ -628,30 +629,37 @@ __device__ void attention_fw_t(kiln_half *y, const kiln_half *q, const kiln_half
     int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
     for (int c0 = 0; c0 < T; c0 += KS) {
         if (c0 > 0) __syncthreads();  // every warp is done with the last chunk
-        if (vec) {
-            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
-                int t = x / (D / 8), d = (x % (D / 8)) * 8;
-                bool in = c0 + t < T;
-                fa_cp16(&ks[t][d], in ? kb + (long long)(c0 + t) * kr + d : kb, in ? 16 : 0);
+        for (int h0 = 0; h0 < KS; h0 += KH) {
+            if (vec) {
+                for (int x = threadIdx.x; x < KH * (D / 8); x += blockDim.x) {
+                    int t = h0 + x / (D / 8), d = (x % (D / 8)) * 8;
+                    bool in = c0 + t < T;
+                    fa_cp16(&ks[t][d], in ? kb + (long long)(c0 + t) * kr + d : kb, in ? 16 : 0);
+                }
+            } else {
+                for (int x = threadIdx.x; x < KH * D; x += blockDim.x) {
+                    int t = h0 + x / D, d = x % D;
+                    ks[t][d] = c0 + t < T ? kb[(long long)(c0 + t) * kr + d * kc] : (kiln_half)0;
+                }
             }
-        } else {
-            for (int x = threadIdx.x; x < KS * D; x += blockDim.x) {
-                int t = x / D, d = x % D;
-                ks[t][d] = c0 + t < T ? kb[(long long)(c0 + t) * kr + d * kc] : (kiln_half)0;
-            }
-        }
 #if __CUDA_ARCH__ >= 800
-        asm volatile("cp.async.commit_group;" ::: "memory");
+            asm volatile("cp.async.commit_group;" ::: "memory");
 #endif
+        }
         if (shared_mask) {
             for (int x = threadIdx.x; x < KS; x += blockDim.x) {
                 msk[x] = c0 + x < T ? ldf(mb, (long long)(c0 + x) * mj) * AM_LOG2E : 0.0f;
             }
         }
         if (c0 == 0) {
-            // Q (in vs) and K are here: Q's fragments, then vs is free for V
+            // Q (in vs) and K (its first half, PIPE) are here: Q's
+            // fragments, then vs is free for V
 #if __CUDA_ARCH__ >= 800
-            asm volatile("cp.async.wait_group 0;" ::: "memory");
+            if (PIPE) {
+                asm volatile("cp.async.wait_group 1;" ::: "memory");
+            } else {
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
+            }
 #endif
             __syncthreads();
             if (active) {
@@ -662,21 +670,30 @@ __device__ void attention_fw_t(kiln_half *y, const kiln_half *q, const kiln_half
             }
             __syncthreads();
         }
-        if (vec) {
-            for (int x = threadIdx.x; x < KS * (D / 8); x += blockDim.x) {
-                int t = x / (D / 8), d = (x % (D / 8)) * 8;
-                bool in = c0 + t < T;
-                fa_cp16(&vs[t][d], in ? vb + (long long)(c0 + t) * vr + d : vb, in ? 16 : 0);
+        for (int h0 = 0; h0 < KS; h0 += KH) {
+            if (vec) {
+                for (int x = threadIdx.x; x < KH * (D / 8); x += blockDim.x) {
+                    int t = h0 + x / (D / 8), d = (x % (D / 8)) * 8;
+                    bool in = c0 + t < T;
+                    fa_cp16(&vs[t][d], in ? vb + (long long)(c0 + t) * vr + d : vb, in ? 16 : 0);
+                }
+            } else {
+                for (int x = threadIdx.x; x < KH * D; x += blockDim.x) {
+                    int t = h0 + x / D, d = x % D;
+                    vs[t][d] = c0 + t < T ? vb[(long long)(c0 + t) * vr + d * vc] : (kiln_half)0;
+                }
             }
-        } else {
-            for (int x = threadIdx.x; x < KS * D; x += blockDim.x) {
-                int t = x / D, d = x % D;
-                vs[t][d] = c0 + t < T ? vb[(long long)(c0 + t) * vr + d * vc] : (kiln_half)0;
-            }
-        }
 #if __CUDA_ARCH__ >= 800
-        asm volatile("cp.async.commit_group;" ::: "memory");
-        asm volatile("cp.async.wait_group 1;" ::: "memory");  // K (and the mask's stores)
+            asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+        }
+        // K (its first half, PIPE; and the mask's stores)
+#if __CUDA_ARCH__ >= 800
+        if (PIPE) {
+            asm volatile("cp.async.wait_group 3;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        }
 #endif
         __syncthreads();
         for (int p = 0; p < KS && c0 + p < T; p += KP) {
@@ -743,10 +760,15 @@ __device__ void attention_fw_t(kiln_half *y, const kiln_half *q, const kiln_half
                     }
                 }
             }
-            if (p == 0) {
-                // V of this chunk
+            if (p == 0 || (PIPE && p == KS / 2)) {
+                // V of this chunk (PIPE: its first half and all of K, then
+                // the second half)
 #if __CUDA_ARCH__ >= 800
-                asm volatile("cp.async.wait_group 0;" ::: "memory");
+                if (PIPE && p == 0) {
+                    asm volatile("cp.async.wait_group 1;" ::: "memory");
+                } else {
+                    asm volatile("cp.async.wait_group 0;" ::: "memory");
+                }
 #endif
                 __syncthreads();
             }
@@ -789,6 +811,10 @@ __device__ void attention_fw_t(kiln_half *y, const kiln_half *q, const kiln_half
     }
     long long yr = st[14], yc = st[15];
     bool dense = yc == 1 && (yr & 7) == 0 && (((unsigned long long)yb & 15) == 0);
+#if __CUDA_ARCH__ >= 800
+    // copies of keys past T (zeros) the loop did not wait for (PIPE)
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+#endif
     if (dense) __syncthreads();  // every warp is done with ks
     if (!active) return;
     float inv[2][2];
@@ -839,12 +865,31 @@ extern "C" __global__ void __launch_bounds__(128, 3)
                              const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                              float scale) {
     KILN_PDL_WAIT();
-    attention_fw_t<32, 32>(y, q, k, v, mask, meta, st, S, T, H, scale);
+    attention_fw_t<32, 32, false>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
 extern "C" __global__ void __launch_bounds__(128, 3)
     attention_mma_fw_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
                              const kiln_half *mask, const long long *meta, const long long *st, int S, int T, int H,
                              float scale) {
     KILN_PDL_WAIT();
-    attention_fw_t<64, 16>(y, q, k, v, mask, meta, st, S, T, H, scale);
+    attention_fw_t<64, 16, false>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+
+// attention_mma_fw with K and V each copied in two commit groups of 64
+// keys (PIPE): a block waits for Q and the first 64 keys of K before its
+// first product, for the first half of V before its first P*V, and for
+// the second half only at key 64.
+extern "C" __global__ void __launch_bounds__(128, 3)
+    attention_mma_fw2_d32_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                              const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                              int H, float scale) {
+    KILN_PDL_WAIT();
+    attention_fw_t<32, 32, true>(y, q, k, v, mask, meta, st, S, T, H, scale);
+}
+extern "C" __global__ void __launch_bounds__(128, 3)
+    attention_mma_fw2_d64_f16(kiln_half *y, const kiln_half *q, const kiln_half *k, const kiln_half *v,
+                              const kiln_half *mask, const long long *meta, const long long *st, int S, int T,
+                              int H, float scale) {
+    KILN_PDL_WAIT();
+    attention_fw_t<64, 16, true>(y, q, k, v, mask, meta, st, S, T, H, scale);
 }
