@@ -353,7 +353,7 @@ func (b *builder) tactics(ctx context.Context) error {
 			return err
 		}
 		var set []plan.Tactic
-		measured, cached := 0, 0
+		measured, cached, cold := 0, 0, 0
 		won := map[string]int{}
 		for _, n := range b.g.Nodes {
 			c, ok := choices[n.Name]
@@ -366,6 +366,9 @@ func (b *builder) tactics(ctx context.Context) error {
 			} else {
 				measured++
 			}
+			if c.Cold {
+				cold++
+			}
 			won[n.OpType+" "+c.Tactic]++
 		}
 		h.Tactics = append(h.Tactics, set)
@@ -374,7 +377,7 @@ func (b *builder) tactics(ctx context.Context) error {
 			parts = append(parts, fmt.Sprintf("%s x%d", k, n))
 		}
 		sort.Strings(parts)
-		b.logf("tactics (profile %s, at its opt shapes): %d layers timed, %d from the timing cache; chosen: %s", p.Name, measured, cached, strings.Join(parts, ", "))
+		b.logf("tactics (profile %s, at its opt shapes): %d layers timed (%d with their weights cold), %d from the timing cache; chosen: %s", p.Name, measured, cold, cached, strings.Join(parts, ", "))
 		if b.o.Workspace > 0 {
 			var most int64
 			for _, c := range choices {
