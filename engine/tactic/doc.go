@@ -21,7 +21,12 @@
 //	err = cache.Save()
 //	// choices["conv1"].Tactic == "winograd4x4"
 //
+// A layer whose weights (packed forms included) take a good part of the L2
+// is timed with them cold, as a whole-model run reads them: its runs take
+// copies of the weights in turn (CPUTimer; Choice.Cold).
+//
 // The cache file is JSON with a format name and version; entries measured
 // on another device are kept (a cache can be shared between machines) but
-// never used.
+// never used, and so are entries of another timer (Select files its own
+// with "timer": CPUTimer).
 package tactic
