@@ -74,6 +74,6 @@ func (identityOp) ShapeValue(in []*ir.Value) []ir.Dim { return in[0].ShapeValue 
 func (identityOp) NonTensorInputs() {}
 
 func init() {
-	Register(Def{Type: "Constant", Prepare: prepareConstant})
-	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }, Traits: ViewOfInput0})
+	Register(Def{Type: "Constant", Traits: HasFloat16, Prepare: prepareConstant})
+	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }, Traits: ViewOfInput0 | HasFloat16})
 }

@@ -29,37 +29,12 @@ import (
 // them); Prepare does not wrap them in the float16 adapter.
 type Float16Native interface{ Float16Native() }
 
-// float16Native lists the op types (registry keys) whose kernels handle
-// float16 tensors as well as float32 ones without converting: data
-// movement, shape queries, ops whose output type comes from an attribute or
-// another input (Cast, CastLike, EyeLike, random generators), ops that run
-// subgraphs, and random kernels (ops.NonDeterministic kernels are never
-// wrapped either). ops/fp16_test.go checks the data movement ones against
-// float32 runs.
-var float16Native = map[string]bool{}
-
-func init() {
-	for _, t := range []string{
-		// data movement: elements are copied as 16-bit words
-		"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
-		"Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND",
-		"Expand", "Tile", "DepthToSpace", "SpaceToDepth", "Pad", "Where",
-		"Compress", "ReverseSequence", "Trilu", "ScatterElements", "ScatterND",
-		"Scatter",
-		// shape queries
-		"Shape", "Size",
-		// output type given by an attribute or another input
-		"Cast", "CastLike", "EyeLike", "MelWeightMatrix", "Constant", "ConstantOfShape",
-		"RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial",
-		// subgraphs see the tensors as they are
-		"If", "Loop", "Scan",
-	} {
-		float16Native[key("", t)] = true
-	}
-}
-
 // isFloat16Native reports whether the kernel k of node n handles float16
-// tensors itself.
+// tensors itself: the kernel says so, or its op has the trait HasFloat16
+// (declared where it registers: data movement, shape queries, ops whose
+// output type comes from an attribute or another input, ops that run
+// subgraphs; ops/fp16_test.go checks the data movement ones against
+// float32 runs). ops.NonDeterministic kernels are never wrapped either.
 func isFloat16Native(n *ir.Node, k Kernel) bool {
 	if _, ok := k.(Float16Native); ok {
 		return true
@@ -67,7 +42,7 @@ func isFloat16Native(n *ir.Node, k Kernel) bool {
 	if _, ok := k.(NonDeterministic); ok {
 		return true
 	}
-	return float16Native[key(n.Domain, n.OpType)]
+	return TraitsOf(n.Domain, n.OpType).Has(HasFloat16)
 }
 
 // prepareFloat16 prepares node n with d. When n reads a float16 value
@@ -84,7 +59,7 @@ func prepareFloat16(d Def, n *ir.Node, opset int64) (Kernel, error) {
 			break
 		}
 	}
-	if !half || float16Native[key(n.Domain, n.OpType)] {
+	if !half || d.Traits.Has(HasFloat16) {
 		return d.Prepare(n, opset)
 	}
 	a := &fp16Kernel{consts: make([]*fp16Const, len(n.Inputs))}

@@ -81,6 +81,27 @@ const (
 	// be input 0 itself or a view of it (a Transpose that only moves
 	// dimensions of size 1, a Cast to the same type, a Sum of one input).
 	MayViewInput0
+	// HasFloat16: the op's CPU kernel computes float16 tensors itself
+	// (moving 16-bit elements without converting them, reading only
+	// shapes, taking its output type from an attribute or another input,
+	// or running subgraphs), so Prepare does not wrap it in the float16
+	// adapter (fp16.go).
+	HasFloat16
+	// KeepFloat32: an FP16 build (quant.FP16Convert) leaves the op in
+	// float32: its float32 output type comes from an attribute (random
+	// generators, windows, EyeLike), or it is a quantization op, whose
+	// scales the INT8 path owns.
+	KeepFloat32
+	// ElementwiseUnary: each element of output 0 is computed from the
+	// element at the same position of input 0; attributes and other inputs
+	// do not depend on the position (Relu, Clip, Cast, ...). Such an op is
+	// layout-agnostic: the optimizer's layout pass moves a Transpose of its
+	// input below it.
+	ElementwiseUnary
+	// ElementwiseBinary: an elementwise op of two inputs with
+	// multidirectional broadcasting (Add, Mul, Equal, ...); layout-agnostic
+	// as ElementwiseUnary is, with a constant operand permuted.
+	ElementwiseBinary
 )
 
 // Has reports whether t has every trait of x.

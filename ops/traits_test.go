@@ -8,15 +8,29 @@ import (
 	_ "github.com/kilnai/kiln/ops/all"
 )
 
-// TestTraits: the ops that declare each trait are exactly those the memory
-// planner (engine/memplan.go) treated as views when it kept its own lists.
+// TestTraits: the ops that declare each trait are exactly those of the
+// list its user kept before the trait existed: the memory planner's views
+// (engine/memplan.go), the float16 adapter's float16-native ops
+// (ops/fp16.go), FP16Convert's keep-in-float32 ops (quant/fp16.go) and the
+// layout pass's unary and binary layout-agnostic ops (optimize/layout.go).
 func TestTraits(t *testing.T) {
 	for _, tt := range []struct {
+		name  string
 		trait ops.Traits
 		want  []string
 	}{
-		{ops.ViewOfInput0, []string{"Flatten", "Identity", "Reshape", "Squeeze", "Unsqueeze"}},
-		{ops.MayViewInput0, []string{"Cast", "CastLike", "DepthToSpace", "Dropout", "Max", "Mean", "Min", "SpaceToDepth", "Sum", "Transpose"}},
+		{"ViewOfInput0", ops.ViewOfInput0, []string{"Flatten", "Identity", "Reshape", "Squeeze", "Unsqueeze"}},
+		{"MayViewInput0", ops.MayViewInput0, []string{"Cast", "CastLike", "DepthToSpace", "Dropout", "Max", "Mean", "Min", "SpaceToDepth", "Sum", "Transpose"}},
+		{"HasFloat16", ops.HasFloat16, []string{
+			"Bernoulli", "Cast", "CastLike", "Compress", "Concat", "Constant", "ConstantOfShape", "DepthToSpace",
+			"Expand", "EyeLike", "Flatten", "Gather", "GatherElements", "GatherND", "Identity", "If", "Loop",
+			"MelWeightMatrix", "Multinomial", "Pad", "RandomNormalLike", "RandomUniformLike", "Reshape",
+			"ReverseSequence", "Scan", "Scatter", "ScatterElements", "ScatterND", "Shape", "Size", "Slice",
+			"SpaceToDepth", "Split", "Squeeze", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where"}},
+		{"KeepFloat32", ops.KeepFloat32, []string{
+			"Bernoulli", "BlackmanWindow", "ConvInteger", "DequantizeLinear", "DynamicQuantizeLinear", "EyeLike",
+			"HammingWindow", "HannWindow", "MatMulInteger", "MelWeightMatrix", "Multinomial", "QLinearConv",
+			"QLinearMatMul", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"}},
 	} {
 		var got []string
 		for _, op := range ops.Types() {
@@ -25,10 +39,10 @@ func TestTraits(t *testing.T) {
 			}
 		}
 		if !slices.Equal(got, tt.want) {
-			t.Errorf("ops with traits %b: %v, want %v", tt.trait, got, tt.want)
+			t.Errorf("ops with trait %s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if ops.TraitsOf("", "NoSuchOp") != 0 || ops.TraitsOf("ai.onnx", "Reshape") != ops.ViewOfInput0 {
+	if ops.TraitsOf("", "NoSuchOp") != 0 || ops.TraitsOf("ai.onnx", "Reshape") != ops.ViewOfInput0|ops.HasFloat16 {
 		t.Errorf("TraitsOf: unknown op %b, ai.onnx::Reshape %b", ops.TraitsOf("", "NoSuchOp"), ops.TraitsOf("ai.onnx", "Reshape"))
 	}
 	if (ops.ViewOfInput0|ops.MayViewInput0).Has(ops.ViewOfInput0) != true || ops.ViewOfInput0.Has(ops.MayViewInput0) {

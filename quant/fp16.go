@@ -101,19 +101,6 @@ func FP16KeepFP32(layers map[string]Precision) ([]string, error) {
 	return keep, nil
 }
 
-// fp16Float32Ops are the op types that FP16Convert leaves in float32: ops
-// whose float32 output type comes from an attribute (random generators,
-// windows, EyeLike), and the quantization ops, whose scales the INT8 path
-// owns. Nodes with subgraphs and nodes of other domains than the default
-// one and kiln's stay float32 too.
-var fp16Float32Ops = map[string]bool{
-	"RandomNormal": true, "RandomUniform": true, "RandomNormalLike": true, "RandomUniformLike": true,
-	"Bernoulli": true, "Multinomial": true, "EyeLike": true, "MelWeightMatrix": true,
-	"HannWindow": true, "HammingWindow": true, "BlackmanWindow": true,
-	"QuantizeLinear": true, "DequantizeLinear": true, "DynamicQuantizeLinear": true,
-	"QLinearConv": true, "QLinearMatMul": true, "ConvInteger": true, "MatMulInteger": true,
-}
-
 // fp16Float32Inputs lists, per op type, the inputs that stay float32 in a
 // float16 layer: the ones ONNX types as float32 whatever the data's type
 // (Resize and Upsample scales) and Resize's roi, kept exact.
@@ -132,9 +119,12 @@ var fp16ShapeOnly = map[string]bool{"Shape": true, "Size": true}
 // float32), float32 values become float16, and Cast nodes convert at the
 // boundaries: after the graph inputs and before the graph outputs, which
 // keep their float32 types and names, and around the layers that stay
-// float32 (those named in opt.KeepFP32, nodes with subgraphs, and the ops
-// of fp16Float32Ops). Kernels compute float16 layers in float32 (see
-// ops.Float16Native and the adapter ops.Prepare puts around the others).
+// float32 (those named in opt.KeepFP32, nodes with subgraphs, nodes of
+// other domains than the default one and kiln's, and the ops with the
+// trait ops.KeepFloat32: random generators, windows, EyeLike and the
+// quantization ops, whose scales the INT8 path owns). Kernels compute
+// float16 layers in float32 (see ops.Float16Native and the adapter
+// ops.Prepare puts around the others).
 // Existing Casts to float32 write float16 where float16 layers read them,
 // so converting a converted graph changes nothing. Run optimize.Run first:
 // FP16Convert works on graphs before and after it, but the fusion passes
@@ -286,7 +276,7 @@ func (c *fp16Converter) plan(keep map[string]bool) {
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "reads or writes sequence or optional values"
 		case dom != "" && dom != "ai.onnx" && dom != "kiln":
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "op of domain "+dom
-		case fp16Float32Ops[n.OpType] && dom == "":
+		case dom == "" && ops.TraitsOf("", n.OpType).Has(ops.KeepFloat32):
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, n.OpType+" stays fp32"
 		case n.OpType == "Constant" && dom == "" && n.Attrs["value"] == nil:
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "Constant without a tensor value"

@@ -98,5 +98,5 @@ func (k *ifOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "If", Prepare: prepareIf})
+	ops.Register(ops.Def{Type: "If", Traits: ops.HasFloat16, Prepare: prepareIf})
 }

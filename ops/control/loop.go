@@ -181,5 +181,5 @@ func (k *loopOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Loop", Prepare: prepareLoop})
+	ops.Register(ops.Def{Type: "Loop", Traits: ops.HasFloat16, Prepare: prepareLoop})
 }

@@ -335,10 +335,10 @@ func (k *multinomialOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "RandomNormal", Prepare: prepareDistribution("RandomNormal", true, false)})
-	ops.Register(ops.Def{Type: "RandomUniform", Prepare: prepareDistribution("RandomUniform", false, false)})
-	ops.Register(ops.Def{Type: "RandomNormalLike", Prepare: prepareDistribution("RandomNormalLike", true, true)})
-	ops.Register(ops.Def{Type: "RandomUniformLike", Prepare: prepareDistribution("RandomUniformLike", false, true)})
-	ops.Register(ops.Def{Type: "Bernoulli", Prepare: prepareBernoulli})
-	ops.Register(ops.Def{Type: "Multinomial", Prepare: prepareMultinomial})
+	ops.Register(ops.Def{Type: "RandomNormal", Traits: ops.KeepFloat32, Prepare: prepareDistribution("RandomNormal", true, false)})
+	ops.Register(ops.Def{Type: "RandomUniform", Traits: ops.KeepFloat32, Prepare: prepareDistribution("RandomUniform", false, false)})
+	ops.Register(ops.Def{Type: "RandomNormalLike", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareDistribution("RandomNormalLike", true, true)})
+	ops.Register(ops.Def{Type: "RandomUniformLike", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareDistribution("RandomUniformLike", false, true)})
+	ops.Register(ops.Def{Type: "Bernoulli", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareBernoulli})
+	ops.Register(ops.Def{Type: "Multinomial", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareMultinomial})
 }

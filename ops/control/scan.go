@@ -495,5 +495,5 @@ func padStack(items [][]*tensor.Tensor, seq int, elem ir.Type, j int) (*tensor.T
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Scan", Prepare: prepareScan})
+	ops.Register(ops.Def{Type: "Scan", Traits: ops.HasFloat16, Prepare: prepareScan})
 }

@@ -19,7 +19,7 @@ type windowOp struct {
 }
 
 func registerWindow(name string, a0, a1, a2 float64) {
-	ops.Register(ops.Def{Type: name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: name, Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		a := ops.AttrsOf(n)
 		k := &windowOp{op: name, a0: a0, a1: a1, a2: a2}
 		k.periodic = a.Int("periodic", 1) != 0
@@ -167,5 +167,5 @@ func init() {
 	registerWindow("HannWindow", 0.5, 0.5, 0)
 	registerWindow("HammingWindow", 25.0/46, 21.0/46, 0)
 	registerWindow("BlackmanWindow", 0.42, 0.5, 0.08)
-	ops.Register(ops.Def{Type: "MelWeightMatrix", Prepare: prepareMel})
+	ops.Register(ops.Def{Type: "MelWeightMatrix", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareMel})
 }

@@ -111,5 +111,5 @@ func expandLoop[T any](p *plan, src, dst []T) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Where", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return where{}, nil }})
+	ops.Register(ops.Def{Type: "Where", Traits: ops.HasFloat16, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return where{}, nil }})
 }

@@ -367,6 +367,6 @@ func (qlinearMatMulOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 
 func init() {
 	ops.Register(ops.Def{Type: "MatMul", Prepare: prepareMatMul})
-	ops.Register(ops.Def{Type: "MatMulInteger", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return matMulIntegerOp{}, nil }})
-	ops.Register(ops.Def{Type: "QLinearMatMul", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return qlinearMatMulOp{}, nil }})
+	ops.Register(ops.Def{Type: "MatMulInteger", Traits: ops.KeepFloat32, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return matMulIntegerOp{}, nil }})
+	ops.Register(ops.Def{Type: "QLinearMatMul", Traits: ops.KeepFloat32, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return qlinearMatMulOp{}, nil }})
 }

@@ -298,8 +298,8 @@ func (dynamicQuantizeLinearOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.T
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "QuantizeLinear", Prepare: prepareQuantizeLinear})
-	ops.Register(ops.Def{Type: "DequantizeLinear", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "QuantizeLinear", Traits: ops.KeepFloat32, Prepare: prepareQuantizeLinear})
+	ops.Register(ops.Def{Type: "DequantizeLinear", Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		a := ops.AttrsOf(n)
 		k := &dequantizeLinearOp{q: parseQuantAxis(a, opset)}
 		if err := a.Err(); err != nil {
@@ -307,7 +307,7 @@ func init() {
 		}
 		return k, nil
 	}})
-	ops.Register(ops.Def{Type: "DynamicQuantizeLinear", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "DynamicQuantizeLinear", Traits: ops.KeepFloat32, Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return dynamicQuantizeLinearOp{}, nil
 	}})
 }

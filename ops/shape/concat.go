@@ -344,6 +344,6 @@ func (k *splitOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Concat", Prepare: prepareConcat})
-	ops.Register(ops.Def{Type: "Split", Prepare: prepareSplit})
+	ops.Register(ops.Def{Type: "Concat", Traits: ops.HasFloat16, Prepare: prepareConcat})
+	ops.Register(ops.Def{Type: "Split", Traits: ops.HasFloat16, Prepare: prepareSplit})
 }

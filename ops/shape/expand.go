@@ -160,8 +160,8 @@ func (k tileOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Expand", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return expandOp{}, nil }})
-	ops.Register(ops.Def{Type: "Tile", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "Expand", Traits: ops.HasFloat16, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return expandOp{}, nil }})
+	ops.Register(ops.Def{Type: "Tile", Traits: ops.HasFloat16, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		return tileOp{v1: opset < 6}, nil
 	}})
 }

@@ -361,7 +361,7 @@ func (k *gatherNDOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Gather", Prepare: prepareGather})
-	ops.Register(ops.Def{Type: "GatherElements", Prepare: prepareGatherElements})
-	ops.Register(ops.Def{Type: "GatherND", Prepare: prepareGatherND})
+	ops.Register(ops.Def{Type: "Gather", Traits: ops.HasFloat16, Prepare: prepareGather})
+	ops.Register(ops.Def{Type: "GatherElements", Traits: ops.HasFloat16, Prepare: prepareGatherElements})
+	ops.Register(ops.Def{Type: "GatherND", Traits: ops.HasFloat16, Prepare: prepareGatherND})
 }

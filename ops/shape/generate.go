@@ -311,8 +311,8 @@ func (k *oneHotOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ConstantOfShape", Prepare: prepareConstantOfShape})
+	ops.Register(ops.Def{Type: "ConstantOfShape", Traits: ops.HasFloat16, Prepare: prepareConstantOfShape})
 	ops.Register(ops.Def{Type: "Range", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return rangeOp{}, nil }})
-	ops.Register(ops.Def{Type: "EyeLike", Prepare: prepareEyeLike})
+	ops.Register(ops.Def{Type: "EyeLike", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareEyeLike})
 	ops.Register(ops.Def{Type: "OneHot", Prepare: prepareOneHot})
 }

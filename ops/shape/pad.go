@@ -283,5 +283,5 @@ func (k *padOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Pad", Prepare: preparePad})
+	ops.Register(ops.Def{Type: "Pad", Traits: ops.HasFloat16, Prepare: preparePad})
 }

@@ -420,8 +420,8 @@ func (k *squeezeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 func (k *squeezeOp) ShapeValue(in []*ir.Value) []ir.Dim { return passShapeValue(in) }
 
 func init() {
-	ops.Register(ops.Def{Type: "Reshape", Prepare: prepareReshape, Traits: ops.ViewOfInput0})
-	ops.Register(ops.Def{Type: "Flatten", Prepare: prepareFlatten, Traits: ops.ViewOfInput0})
-	ops.Register(ops.Def{Type: "Squeeze", Prepare: prepareSqueeze(false), Traits: ops.ViewOfInput0})
-	ops.Register(ops.Def{Type: "Unsqueeze", Prepare: prepareSqueeze(true), Traits: ops.ViewOfInput0})
+	ops.Register(ops.Def{Type: "Reshape", Prepare: prepareReshape, Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Flatten", Prepare: prepareFlatten, Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Squeeze", Prepare: prepareSqueeze(false), Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Unsqueeze", Prepare: prepareSqueeze(true), Traits: ops.ViewOfInput0 | ops.HasFloat16})
 }

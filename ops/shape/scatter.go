@@ -231,7 +231,7 @@ func (k *scatterElementsOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ScatterND", Prepare: prepareScatterND})
-	ops.Register(ops.Def{Type: "ScatterElements", Prepare: prepareScatterElements("ScatterElements")})
-	ops.Register(ops.Def{Type: "Scatter", Prepare: prepareScatterElements("Scatter")})
+	ops.Register(ops.Def{Type: "ScatterND", Traits: ops.HasFloat16, Prepare: prepareScatterND})
+	ops.Register(ops.Def{Type: "ScatterElements", Traits: ops.HasFloat16, Prepare: prepareScatterElements("ScatterElements")})
+	ops.Register(ops.Def{Type: "Scatter", Traits: ops.HasFloat16, Prepare: prepareScatterElements("Scatter")})
 }

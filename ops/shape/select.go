@@ -312,6 +312,6 @@ func (k *uniqueOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 
 func init() {
 	ops.Register(ops.Def{Type: "NonZero", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return nonZeroOp{}, nil }})
-	ops.Register(ops.Def{Type: "Compress", Prepare: prepareCompress})
+	ops.Register(ops.Def{Type: "Compress", Traits: ops.HasFloat16, Prepare: prepareCompress})
 	ops.Register(ops.Def{Type: "Unique", Prepare: prepareUnique})
 }

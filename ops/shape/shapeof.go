@@ -101,6 +101,6 @@ func (sizeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Shape", Prepare: prepareShape})
-	ops.Register(ops.Def{Type: "Size", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return sizeOp{}, nil }})
+	ops.Register(ops.Def{Type: "Shape", Traits: ops.HasFloat16, Prepare: prepareShape})
+	ops.Register(ops.Def{Type: "Size", Traits: ops.HasFloat16, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return sizeOp{}, nil }})
 }

@@ -256,5 +256,5 @@ func (k *sliceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Slice", Prepare: prepareSlice})
+	ops.Register(ops.Def{Type: "Slice", Traits: ops.HasFloat16, Prepare: prepareSlice})
 }

@@ -218,7 +218,7 @@ func (k *depthSpaceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Transpose", Prepare: prepareTranspose, Traits: ops.MayViewInput0})
-	ops.Register(ops.Def{Type: "SpaceToDepth", Prepare: prepareDepthSpace(true), Traits: ops.MayViewInput0})
-	ops.Register(ops.Def{Type: "DepthToSpace", Prepare: prepareDepthSpace(false), Traits: ops.MayViewInput0})
+	ops.Register(ops.Def{Type: "Transpose", Prepare: prepareTranspose, Traits: ops.MayViewInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "SpaceToDepth", Prepare: prepareDepthSpace(true), Traits: ops.MayViewInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "DepthToSpace", Prepare: prepareDepthSpace(false), Traits: ops.MayViewInput0 | ops.HasFloat16})
 }

@@ -136,6 +136,6 @@ func (k *reverseSequenceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Trilu", Prepare: prepareTrilu})
-	ops.Register(ops.Def{Type: "ReverseSequence", Prepare: prepareReverseSequence})
+	ops.Register(ops.Def{Type: "Trilu", Traits: ops.HasFloat16, Prepare: prepareTrilu})
+	ops.Register(ops.Def{Type: "ReverseSequence", Traits: ops.HasFloat16, Prepare: prepareReverseSequence})
 }
