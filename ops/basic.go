@@ -75,5 +75,5 @@ func (identityOp) NonTensorInputs() {}
 
 func init() {
 	Register(Def{Type: "Constant", Traits: HasFloat16, Prepare: prepareConstant})
-	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }, Traits: ViewOfInput0 | HasFloat16})
+	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }, Traits: ViewOfInput0 | HasFloat16 | ElementwiseUnary})
 }

@@ -12,7 +12,8 @@ import (
 // list its user kept before the trait existed: the memory planner's views
 // (engine/memplan.go), the float16 adapter's float16-native ops
 // (ops/fp16.go), FP16Convert's keep-in-float32 ops (quant/fp16.go) and the
-// layout pass's unary and binary layout-agnostic ops (optimize/layout.go).
+// layout pass's unary and binary layout-agnostic ops (optimize/layout.go:
+// layoutUnary and layoutBinary).
 func TestTraits(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -31,6 +32,12 @@ func TestTraits(t *testing.T) {
 			"Bernoulli", "BlackmanWindow", "ConvInteger", "DequantizeLinear", "DynamicQuantizeLinear", "EyeLike",
 			"HammingWindow", "HannWindow", "MatMulInteger", "MelWeightMatrix", "Multinomial", "QLinearConv",
 			"QLinearMatMul", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"}},
+		{"ElementwiseUnary", ops.ElementwiseUnary, []string{
+			"Abs", "Cast", "Ceil", "Celu", "Clip", "Cos", "Elu", "Erf", "Exp", "Floor", "Gelu", "HardSigmoid",
+			"HardSwish", "Identity", "LeakyRelu", "Log", "Mish", "Neg", "Not", "Reciprocal", "Relu", "Round",
+			"Selu", "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu"}},
+		{"ElementwiseBinary", ops.ElementwiseBinary, []string{
+			"Add", "And", "Div", "Equal", "Greater", "Less", "Max", "Min", "Mul", "Or", "Pow", "Sub", "Xor"}},
 	} {
 		var got []string
 		for _, op := range ops.Types() {
@@ -42,7 +49,7 @@ func TestTraits(t *testing.T) {
 			t.Errorf("ops with trait %s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if ops.TraitsOf("", "NoSuchOp") != 0 || ops.TraitsOf("ai.onnx", "Reshape") != ops.ViewOfInput0|ops.HasFloat16 {
+	if ops.TraitsOf("", "NoSuchOp") != 0 || ops.TraitsOf("ai.onnx", "Reshape") != ops.ViewOfInput0|ops.HasFloat16 || ops.TraitsOf("", "Max") != ops.MayViewInput0|ops.ElementwiseBinary {
 		t.Errorf("TraitsOf: unknown op %b, ai.onnx::Reshape %b", ops.TraitsOf("", "NoSuchOp"), ops.TraitsOf("ai.onnx", "Reshape"))
 	}
 	if (ops.ViewOfInput0|ops.MayViewInput0).Has(ops.ViewOfInput0) != true || ops.ViewOfInput0.Has(ops.MayViewInput0) {

@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -20,27 +21,15 @@ import (
 // Transpose, which the transpose pass then cancels; what remains is one
 // Transpose at each end of the NCHW region. It works in g and in its
 // subgraphs, and moves a Transpose only when the op is its sole reader.
+// The layout-agnostic ops are those with the traits ops.ElementwiseUnary
+// (each element from the element at the same position; the Transpose of
+// input 0 moves) and ops.ElementwiseBinary (multidirectional
+// broadcasting), declared where the ops register.
 type layoutPass struct{}
 
 func (layoutPass) Name() string { return "layout" }
 
 func (p layoutPass) Apply(g *ir.Graph) (bool, error) { return p.ApplyLog(g, nil) }
-
-// layoutUnary are ops that compute each element from the element at the
-// same position (attributes and extra inputs do not depend on the axis).
-var layoutUnary = map[string]bool{
-	"Relu": true, "Sigmoid": true, "Tanh": true, "Clip": true, "LeakyRelu": true, "HardSigmoid": true,
-	"HardSwish": true, "Elu": true, "Selu": true, "Celu": true, "Softplus": true, "Softsign": true,
-	"Abs": true, "Neg": true, "Exp": true, "Log": true, "Sqrt": true, "Reciprocal": true, "Erf": true,
-	"Gelu": true, "Floor": true, "Ceil": true, "Round": true, "Sign": true, "Not": true, "Cast": true,
-	"Identity": true, "Mish": true, "ThresholdedRelu": true, "Sin": true, "Cos": true,
-}
-
-// layoutBinary are elementwise ops with multidirectional broadcasting.
-var layoutBinary = map[string]bool{
-	"Add": true, "Sub": true, "Mul": true, "Div": true, "Max": true, "Min": true, "Pow": true,
-	"And": true, "Or": true, "Xor": true, "Equal": true, "Less": true, "Greater": true,
-}
 
 func (layoutPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 	return eachGraph(g, func(g *ir.Graph) (bool, error) {
@@ -53,14 +42,15 @@ func (layoutPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 			}
 			u := usesOf(g)
 			var t *ir.Node
+			tr := ops.TraitsOf("", n.OpType)
 			switch {
-			case layoutUnary[n.OpType] && len(n.Inputs) >= 1:
+			case tr.Has(ops.ElementwiseUnary) && len(n.Inputs) >= 1:
 				t = soleTranspose(g, u, n, n.Inputs[0])
 				if t == nil {
 					continue
 				}
 				n.Inputs[0] = t.Inputs[0]
-			case layoutBinary[n.OpType] && len(n.Inputs) == 2:
+			case tr.Has(ops.ElementwiseBinary) && len(n.Inputs) == 2:
 				t = sinkBinary(g, u, nm, n)
 				if t == nil {
 					continue

@@ -10,8 +10,8 @@ import (
 // Activations with attributes: each Prepare reads them once and builds a
 // unary kernel closing over their values.
 
-func registerActivation(name string, prep func(a *ops.Attrs) *unary) {
-	ops.Register(ops.Def{Type: name, Prepare: func(n *ir.Node, _ int64) (ops.Kernel, error) {
+func registerActivation(name string, t ops.Traits, prep func(a *ops.Attrs) *unary) {
+	ops.Register(ops.Def{Type: name, Traits: t, Prepare: func(n *ir.Node, _ int64) (ops.Kernel, error) {
 		a := ops.AttrsOf(n)
 		u := prep(a)
 		if err := a.Err(); err != nil {
@@ -23,7 +23,7 @@ func registerActivation(name string, prep func(a *ops.Attrs) *unary) {
 }
 
 func init() {
-	registerActivation("LeakyRelu", func(a *ops.Attrs) *unary {
+	registerActivation("LeakyRelu", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		alpha := a.Float("alpha", 0.01)
 		al := float64(alpha)
 		return newUnary("", func(x float64) float64 {
@@ -38,7 +38,7 @@ func init() {
 			return x
 		}), intNone)
 	})
-	registerActivation("Elu", func(a *ops.Attrs) *unary {
+	registerActivation("Elu", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		alpha := float64(a.Float("alpha", 1))
 		return newUnary("", func(x float64) float64 {
 			if x < 0 {
@@ -47,7 +47,7 @@ func init() {
 			return x
 		}, nil, intNone)
 	})
-	registerActivation("Selu", func(a *ops.Attrs) *unary {
+	registerActivation("Selu", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		alpha := float64(a.Float("alpha", 1.67326319217681884765625))
 		gamma := float64(a.Float("gamma", 1.05070102214813232421875))
 		return newUnary("", func(x float64) float64 {
@@ -57,7 +57,7 @@ func init() {
 			return gamma * x
 		}, nil, intNone)
 	})
-	registerActivation("Celu", func(a *ops.Attrs) *unary {
+	registerActivation("Celu", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		alpha := float64(a.Float("alpha", 1))
 		if alpha == 0 {
 			a.Fail("alpha", "must not be 0")
@@ -66,7 +66,7 @@ func init() {
 			return math.Max(0, x) + math.Min(0, alpha*(math.Exp(x/alpha)-1))
 		}, nil, intNone)
 	})
-	registerActivation("ThresholdedRelu", func(a *ops.Attrs) *unary {
+	registerActivation("ThresholdedRelu", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		alpha := float64(a.Float("alpha", 1))
 		return newUnary("", func(x float64) float64 {
 			if x > alpha {
@@ -75,19 +75,19 @@ func init() {
 			return 0
 		}, nil, intNone)
 	})
-	registerActivation("HardSigmoid", func(a *ops.Attrs) *unary {
+	registerActivation("HardSigmoid", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		alpha := a.Float("alpha", 0.2)
 		beta := a.Float("beta", 0.5)
 		return newUnary("", func(x float64) float64 {
 			return math.Max(0, math.Min(1, float64(alpha)*x+float64(beta)))
 		}, mapF32(func(x float32) float32 { return max(0, min(1, alpha*x+beta)) }), intNone)
 	})
-	registerActivation("HardSwish", func(*ops.Attrs) *unary {
+	registerActivation("HardSwish", ops.ElementwiseUnary, func(*ops.Attrs) *unary {
 		return newUnary("", func(x float64) float64 {
 			return x * math.Max(0, math.Min(1, x/6+0.5))
 		}, mapF32(func(x float32) float32 { return x * max(0, min(1, x/6+0.5)) }), intNone)
 	})
-	registerActivation("Gelu", func(a *ops.Attrs) *unary {
+	registerActivation("Gelu", ops.ElementwiseUnary, func(a *ops.Attrs) *unary {
 		const c = 0.7978845608028654 // sqrt(2/pi)
 		if a.OneOf("approximate", a.String("approximate", "none"), "none", "tanh") == "tanh" {
 			return newUnary("", func(x float64) float64 {
@@ -116,7 +116,7 @@ func init() {
 			}
 		}, intNone)
 	})
-	registerActivation("Shrink", func(a *ops.Attrs) *unary {
+	registerActivation("Shrink", 0, func(a *ops.Attrs) *unary {
 		bias := float64(a.Float("bias", 0))
 		lambd := float64(a.Float("lambd", 0.5))
 		return newUnary("", func(x float64) float64 {

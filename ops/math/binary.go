@@ -357,8 +357,8 @@ func (k *arith) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	return []*tensor.Tensor{out}, nil
 }
 
-func registerArith(name string, prep func(a *ops.Attrs, opset int64) (arithOp, typeSet)) {
-	ops.Register(ops.Def{Type: name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+func registerArith(name string, t ops.Traits, prep func(a *ops.Attrs, opset int64) (arithOp, typeSet)) {
+	ops.Register(ops.Def{Type: name, Traits: t, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		a := ops.AttrsOf(n)
 		op, types := prep(a, opset)
 		legacy := readLegacy(a, opset)
@@ -374,14 +374,14 @@ func fixed(op arithOp, types typeSet) func(*ops.Attrs, int64) (arithOp, typeSet)
 }
 
 func init() {
-	registerArith("Add", fixed(opAdd, numericTypes))
-	registerArith("Sub", fixed(opSub, numericTypes))
-	registerArith("Mul", fixed(opMul, numericTypes))
-	registerArith("Div", fixed(opDiv, numericTypes))
-	registerArith("BitwiseAnd", fixed(opBitAnd, integerTypes))
-	registerArith("BitwiseOr", fixed(opBitOr, integerTypes))
-	registerArith("BitwiseXor", fixed(opBitXor, integerTypes))
-	registerArith("Mod", func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
+	registerArith("Add", ops.ElementwiseBinary, fixed(opAdd, numericTypes))
+	registerArith("Sub", ops.ElementwiseBinary, fixed(opSub, numericTypes))
+	registerArith("Mul", ops.ElementwiseBinary, fixed(opMul, numericTypes))
+	registerArith("Div", ops.ElementwiseBinary, fixed(opDiv, numericTypes))
+	registerArith("BitwiseAnd", 0, fixed(opBitAnd, integerTypes))
+	registerArith("BitwiseOr", 0, fixed(opBitOr, integerTypes))
+	registerArith("BitwiseXor", 0, fixed(opBitXor, integerTypes))
+	registerArith("Mod", 0, func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
 		switch f := a.Int("fmod", 0); f {
 		case 0:
 			return opMod, numericTypes
@@ -392,7 +392,7 @@ func init() {
 		}
 		return opMod, numericTypes
 	})
-	registerArith("BitShift", func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
+	registerArith("BitShift", 0, func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
 		dir := a.OneOf("direction", a.String("direction", ""), "LEFT", "RIGHT")
 		if dir == "LEFT" {
 			return opShl, unsignedTypes

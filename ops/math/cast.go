@@ -328,7 +328,7 @@ func init() {
 			return nil, fmt.Errorf("%w %q: unsupported target type %v", ops.ErrBadAttr, "to", to)
 		}
 		return &cast{name: "Cast", to: to}, nil
-	}, Traits: ops.MayViewInput0 | ops.HasFloat16})
+	}, Traits: ops.MayViewInput0 | ops.HasFloat16 | ops.ElementwiseUnary})
 	ops.Register(ops.Def{Type: "CastLike", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return &cast{name: "CastLike"}, nil
 	}, Traits: ops.MayViewInput0 | ops.HasFloat16})

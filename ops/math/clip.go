@@ -160,7 +160,7 @@ func clipSlice[T ops.Number](dst, src []T, lo, hi T, noLo, noHi bool) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Clip", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "Clip", Traits: ops.ElementwiseUnary, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		if opset >= 11 {
 			return &clip{}, nil
 		}

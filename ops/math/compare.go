@@ -147,8 +147,8 @@ func (k *compare) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	return []*tensor.Tensor{out}, nil
 }
 
-func registerCompare(k compare) {
-	ops.Register(ops.Def{Type: k.name, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+func registerCompare(t ops.Traits, k compare) {
+	ops.Register(ops.Def{Type: k.name, Traits: t, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		a := ops.AttrsOf(n)
 		kk := k
 		kk.legacy = readLegacy(a, opset)
@@ -212,16 +212,16 @@ func (k *boolUnary) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 }
 
 func init() {
-	registerCompare(compare{name: "Equal", op: cmpEq, bools: true, numbers: true, strings: true})
-	registerCompare(compare{name: "Less", op: cmpLt, numbers: true})
-	registerCompare(compare{name: "LessOrEqual", op: cmpLe, numbers: true})
-	registerCompare(compare{name: "Greater", op: cmpGt, numbers: true})
-	registerCompare(compare{name: "GreaterOrEqual", op: cmpGe, numbers: true})
-	registerCompare(compare{name: "And", op: logAnd, bools: true})
-	registerCompare(compare{name: "Or", op: logOr, bools: true})
-	registerCompare(compare{name: "Xor", op: logXor, bools: true})
+	registerCompare(ops.ElementwiseBinary, compare{name: "Equal", op: cmpEq, bools: true, numbers: true, strings: true})
+	registerCompare(ops.ElementwiseBinary, compare{name: "Less", op: cmpLt, numbers: true})
+	registerCompare(0, compare{name: "LessOrEqual", op: cmpLe, numbers: true})
+	registerCompare(ops.ElementwiseBinary, compare{name: "Greater", op: cmpGt, numbers: true})
+	registerCompare(0, compare{name: "GreaterOrEqual", op: cmpGe, numbers: true})
+	registerCompare(ops.ElementwiseBinary, compare{name: "And", op: logAnd, bools: true})
+	registerCompare(ops.ElementwiseBinary, compare{name: "Or", op: logOr, bools: true})
+	registerCompare(ops.ElementwiseBinary, compare{name: "Xor", op: logXor, bools: true})
 
-	ops.Register(ops.Def{Type: "Not", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "Not", Traits: ops.ElementwiseUnary, Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return &boolUnary{name: "Not", not: true}, nil
 	}})
 	ops.Register(ops.Def{Type: "IsNaN", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {

@@ -128,7 +128,7 @@ func truncInt(v float64) int64 {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Pow", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "Pow", Traits: ops.ElementwiseBinary, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		a := ops.AttrsOf(n)
 		k := &pow{legacy: readLegacy(a, opset)}
 		if err := a.Err(); err != nil {

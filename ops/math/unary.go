@@ -154,9 +154,10 @@ func newUnary(name string, f64 func(float64) float64, f32 func(dst, src []float3
 	return &unary{name: name, f32: f32, f64: f64, ints: ints, floats: true}
 }
 
-// registerUnary registers an op whose Prepare reads no attributes.
-func registerUnary(u *unary) {
-	ops.Register(ops.Def{Type: u.name, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return u, nil }})
+// registerUnary registers an op whose Prepare reads no attributes, with
+// traits t.
+func registerUnary(t ops.Traits, u *unary) {
+	ops.Register(ops.Def{Type: u.name, Traits: t, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return u, nil }})
 }
 
 func sign(x float64) float64 {
@@ -180,39 +181,42 @@ func reluF32(dst, src []float32) {
 }
 
 func init() {
-	f := func(name string, f64 func(float64) float64) { registerUnary(newUnary(name, f64, nil, intNone)) }
-	registerUnary(newUnary("Abs", math.Abs, mapF32(func(x float32) float32 { return float32(math.Abs(float64(x))) }), intAbs))
-	registerUnary(newUnary("Neg", func(x float64) float64 { return -x }, mapF32(func(x float32) float32 { return -x }), intNeg))
-	registerUnary(newUnary("Sign", sign, nil, intSign))
-	registerUnary(newUnary("Relu", func(x float64) float64 {
+	ew := ops.ElementwiseUnary
+	f := func(t ops.Traits, name string, f64 func(float64) float64) {
+		registerUnary(t, newUnary(name, f64, nil, intNone))
+	}
+	registerUnary(ew, newUnary("Abs", math.Abs, mapF32(func(x float32) float32 { return float32(math.Abs(float64(x))) }), intAbs))
+	registerUnary(ew, newUnary("Neg", func(x float64) float64 { return -x }, mapF32(func(x float32) float32 { return -x }), intNeg))
+	registerUnary(ew, newUnary("Sign", sign, nil, intSign))
+	registerUnary(ew, newUnary("Relu", func(x float64) float64 {
 		if x < 0 {
 			return 0
 		}
 		return x
 	}, reluF32, intRelu))
-	registerUnary(newUnary("Sigmoid", func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, sigmoidF32, intNone))
-	registerUnary(newUnary("Tanh", math.Tanh, tanhF32, intNone))
-	registerUnary(newUnary("Erf", math.Erf, erfF32, intNone))
-	registerUnary(&unary{name: "BitwiseNot", ints: intNot})
-	f("Exp", math.Exp)
-	f("Log", math.Log)
-	f("Sqrt", math.Sqrt)
-	f("Reciprocal", func(x float64) float64 { return 1 / x })
-	f("Floor", math.Floor)
-	f("Ceil", math.Ceil)
-	f("Round", math.RoundToEven)
-	f("Sin", math.Sin)
-	f("Cos", math.Cos)
-	f("Tan", math.Tan)
-	f("Asin", math.Asin)
-	f("Acos", math.Acos)
-	f("Atan", math.Atan)
-	f("Sinh", math.Sinh)
-	f("Cosh", math.Cosh)
-	f("Asinh", math.Asinh)
-	f("Acosh", math.Acosh)
-	f("Atanh", math.Atanh)
-	f("Softplus", softplus)
-	f("Softsign", func(x float64) float64 { return x / (1 + math.Abs(x)) })
-	f("Mish", func(x float64) float64 { return x * math.Tanh(softplus(x)) })
+	registerUnary(ew, newUnary("Sigmoid", func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, sigmoidF32, intNone))
+	registerUnary(ew, newUnary("Tanh", math.Tanh, tanhF32, intNone))
+	registerUnary(ew, newUnary("Erf", math.Erf, erfF32, intNone))
+	registerUnary(0, &unary{name: "BitwiseNot", ints: intNot})
+	f(ew, "Exp", math.Exp)
+	f(ew, "Log", math.Log)
+	f(ew, "Sqrt", math.Sqrt)
+	f(ew, "Reciprocal", func(x float64) float64 { return 1 / x })
+	f(ew, "Floor", math.Floor)
+	f(ew, "Ceil", math.Ceil)
+	f(ew, "Round", math.RoundToEven)
+	f(ew, "Sin", math.Sin)
+	f(ew, "Cos", math.Cos)
+	f(0, "Tan", math.Tan)
+	f(0, "Asin", math.Asin)
+	f(0, "Acos", math.Acos)
+	f(0, "Atan", math.Atan)
+	f(0, "Sinh", math.Sinh)
+	f(0, "Cosh", math.Cosh)
+	f(0, "Asinh", math.Asinh)
+	f(0, "Acosh", math.Acosh)
+	f(0, "Atanh", math.Atanh)
+	f(ew, "Softplus", softplus)
+	f(ew, "Softsign", func(x float64) float64 { return x / (1 + math.Abs(x)) })
+	f(ew, "Mish", func(x float64) float64 { return x * math.Tanh(softplus(x)) })
 }

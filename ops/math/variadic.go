@@ -94,13 +94,17 @@ func (k *variadic) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 }
 
 func init() {
-	for _, k := range []*variadic{
-		{name: "Min", op: opMin},
-		{name: "Max", op: opMax},
-		{name: "Sum", op: opAdd},
-		{name: "Mean", op: opAdd, mean: true, float: true},
+	for _, r := range []struct {
+		k *variadic
+		t ops.Traits
+	}{
+		{&variadic{name: "Min", op: opMin}, ops.ElementwiseBinary},
+		{&variadic{name: "Max", op: opMax}, ops.ElementwiseBinary},
+		{&variadic{name: "Sum", op: opAdd}, 0},
+		{&variadic{name: "Mean", op: opAdd, mean: true, float: true}, 0},
 	} {
+		k := r.k
 		// one input is returned as it is: the output may be it
-		ops.Register(ops.Def{Type: k.name, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return k, nil }, Traits: ops.MayViewInput0})
+		ops.Register(ops.Def{Type: k.name, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return k, nil }, Traits: ops.MayViewInput0 | r.t})
 	}
 }
