@@ -57,13 +57,13 @@ type layoutPlan struct {
 	transposes int
 }
 
-// layoutAgnostic are the elementwise ops that compute each element from
-// the same element of their inputs (scalars broadcast): with inputs all of
-// the output's shape they run unchanged on NHWC data.
-var layoutAgnostic = map[string]bool{
-	"Add": true, "Sub": true, "Mul": true, "Div": true, "Max": true, "Min": true, "Sum": true, "Mean": true,
-	"Relu": true, "Sigmoid": true, "Tanh": true, "Clip": true, "LeakyRelu": true, "HardSigmoid": true,
-	"HardSwish": true, "Gelu": true,
+// layoutAgnostic reports whether n's CUDA kernel computes each element
+// from the same element of its inputs (scalars broadcast), so that with
+// inputs all of the output's shape it runs unchanged on NHWC data: the
+// kernelDef says so (its layoutAgnostic field).
+func (c *compiler) layoutAgnostic(n *ir.Node) bool {
+	d, err := registry.lookup(n, c.g.Opset())
+	return err == nil && d.layoutAgnostic
 }
 
 // sameBothWays reports whether dims lie identically in NCHW and NHWC (one
@@ -135,7 +135,7 @@ func (c *compiler) planLayout() {
 				}
 			}
 			c.layout.nhwc[y], c.layout.reads[n] = true, reads
-		case (n.Domain == "" && layoutAgnostic[n.OpType]) || (n.Domain == "kiln" && n.OpType == "Gelu"):
+		case c.layoutAgnostic(n):
 			reads := make([]int, len(n.Inputs))
 			ok, nh := true, 0
 			for i, v := range n.Inputs {

@@ -37,6 +37,13 @@ type kernelDef struct {
 	// depends on the data (NonMaxSuppression): the partitioner gives the
 	// nodes that read it a later segment (DataDependent).
 	dataDependent bool
+	// layoutAgnostic says that the kernel computes each element from the
+	// same element of its inputs (scalars broadcast): with inputs all of
+	// the output's shape it runs unchanged on NHWC data, so the layout pass
+	// (layout.go) keeps NHWC through it. It is this kernel's property, not
+	// the op's: the optimizer's layout-agnostic ops (ops.ElementwiseUnary,
+	// ops.ElementwiseBinary) are more than the CUDA kernels that read NHWC.
+	layoutAgnostic bool
 	// unchecked marks a kernel not yet run on a GPU against the CPU engine
 	// (bench/gpu-ops.sh): partitioning leaves its nodes to the CPU unless
 	// KILN_CUDA_UNVERIFIED=1 (verified.go). Set it on a new kernel until
