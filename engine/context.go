@@ -140,11 +140,29 @@ func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 		s := c.cur[j]
 		if s.size > 0 && s.dt == dt && tensor.CheckShape(shape) == nil {
 			if n := tensor.NumElements(shape) * dt.Size(); n <= s.size {
-				return &tensor.Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: c.arena[s.off : s.off+n : s.off+n]}, nil
+				return arenaTensor(dt, shape, c.arena[s.off:s.off+n:s.off+n]), nil
 			}
 		}
 	}
 	return c.e.allocate(dt, shape)
+}
+
+// shapedTensor is a tensor with room for its shape, so that a tensor in
+// the arena costs one allocation, not two (a run of a small model makes a
+// few per layer).
+type shapedTensor struct {
+	t    tensor.Tensor
+	dims [4]int
+}
+
+// arenaTensor returns a tensor of dt and a copy of shape over data.
+func arenaTensor(dt tensor.DType, shape []int, data []byte) *tensor.Tensor {
+	if len(shape) == 0 || len(shape) > 4 {
+		return &tensor.Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: data}
+	}
+	st := &shapedTensor{}
+	st.t = tensor.Tensor{DType: dt, Shape: append(st.dims[:0:len(shape)], shape...), Data: data}
+	return &st.t
 }
 
 // arenaSpan returns the byte range of t's data relative to the arena, and

@@ -114,15 +114,21 @@ func convSetup(op string, win *window, group int, x, w, b *tensor.Tensor) (*conv
 			}
 		}
 	}
-	g, err := win.resolve(x.Shape[2:], w.Shape[2:])
-	if err != nil {
+	if err := win.resolveInto(&s.geom, x.Shape[2:], w.Shape[2:]); err != nil {
 		return nil, nil, err
 	}
+	g := &s.geom
 	s.g = g
 	if b != nil && (b.Rank() != 1 || b.Shape[0] != s.m) {
 		return nil, nil, badInput("%s bias has shape %v, want [%d]", op, b.Shape, s.m)
 	}
-	out := append([]int{s.n, s.m}, g.out...)
+	var out []int
+	if r := len(g.out); r <= geomRank {
+		out = s.out[: 0 : 2+r]
+	} else {
+		out = make([]int, 0, 2+r)
+	}
+	out = append(append(out, s.n, s.m), g.out...)
 	if _, err := checkedNumel(out); err != nil {
 		return nil, nil, err
 	}

@@ -48,6 +48,10 @@ func putScratch(bp *[]uint64) { scratchPool.Put(bp) }
 type convShape struct {
 	n, c, m, group int
 	g              *geom
+	// geom and out back g and convSetup's output shape (up to geomRank
+	// spatial dims): one allocation for the three
+	geom geom
+	out  [2 + geomRank]int
 }
 
 // sizes returns the spatial element counts of input and output and the

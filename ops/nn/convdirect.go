@@ -336,6 +336,9 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		blockOuter: directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads()),
 		fn:         dc.fn,
 	}
+	if r := p.M % directMR; bias != nil && r != 0 {
+		copy(dc.biasTail[:], bias[p.M-r:p.M])
+	}
 	dynamicFor(items, max(1, items/(8*cpu.Threads())), dc.fn)
 	*dc = directCall{fn: dc.fn} // drop the references to the caller's memory
 	directCalls.Put(dc)
@@ -364,7 +367,11 @@ type directCall struct {
 	blockOuter               bool
 	lo, hi                   float32
 	zero                     [directMR]float32
-	fn                       func(i0, i1 int)
+	// biasTail is the last weight block's bias padded to directMR (when
+	// p.M is not a multiple of it); the full blocks' bias is read in
+	// place (a copy on items' stack escaped: an allocation per call)
+	biasTail [directMR]float32
+	fn       func(i0, i1 int)
 }
 
 var directCalls = sync.Pool{New: func() any {
@@ -376,7 +383,6 @@ var directCalls = sync.Pool{New: func() any {
 // items computes the (tile, weight block) items [i0, i1).
 func (dc *directCall) items(i0, i1 int) {
 	p, k, f, mb, tiles := &dc.p, dc.k, dc.f, dc.mb, dc.tiles
-	var bv [directMR]float32
 	for it := i0; it < i1; it++ {
 		t, b := it/mb, it%mb
 		if dc.blockOuter {
@@ -385,8 +391,10 @@ func (dc *directCall) items(i0, i1 int) {
 		rows := min(directMR, p.M-b*directMR)
 		bp := &dc.zero[0]
 		if dc.bias != nil {
-			copy(bv[:], dc.bias[b*directMR:b*directMR+rows])
-			bp = &bv[0]
+			bp = &dc.biasTail[0]
+			if rows == directMR {
+				bp = &dc.bias[b*directMR]
+			}
 		}
 		j0 := t * directNR // first position in src (wide) and out
 		n := min(directNR, dc.wide-j0)

@@ -103,7 +103,13 @@ func parseWindow(a *ops.Attrs) window {
 // geom is a resolved window over concrete spatial dims.
 type geom struct {
 	in, out, kernel, stride, dil, padB, padE []int
+	// dims backs out, stride, dil, padB and padE up to geomRank spatial
+	// dims: one allocation for the geometry of a 1-3D window
+	dims [5 * geomRank]int
 }
+
+// geomRank is the rank up to which geom's slices share its dims.
+const geomRank = 3
 
 // rank is the number of spatial dims.
 func (g *geom) rank() int { return len(g.in) }
@@ -178,31 +184,46 @@ func (w *window) outDim(i, in, k int) (out, pb, pe int) {
 // resolve computes the geometry of the window over the spatial dims in with
 // kernel k (the kernel_shape attribute wins when set).
 func (w *window) resolve(in, k []int) (*geom, error) {
+	g := &geom{}
+	if err := w.resolveInto(g, in, k); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// resolveInto is resolve into a geom of the caller's.
+func (w *window) resolveInto(g *geom, in, k []int) error {
 	r := len(in)
 	if err := w.check(r); err != nil {
-		return nil, err
+		return err
 	}
 	if w.kernel != nil {
 		k = w.kernel
 	}
 	if len(k) != r {
-		return nil, badInput("kernel %v for %d spatial dims", k, r)
+		return badInput("kernel %v for %d spatial dims", k, r)
 	}
-	g := &geom{in: in, kernel: k, out: make([]int, r), stride: make([]int, r), dil: make([]int, r),
-		padB: make([]int, r), padE: make([]int, r)}
+	*g = geom{in: in, kernel: k}
+	var d []int
+	if r <= geomRank {
+		d = g.dims[:5*r]
+	} else {
+		d = make([]int, 5*r)
+	}
+	g.out, g.stride, g.dil, g.padB, g.padE = d[:r:r], d[r:2*r:2*r], d[2*r:3*r:3*r], d[3*r:4*r:4*r], d[4*r:5*r:5*r]
 	for i := range in {
 		if k[i] <= 0 {
-			return nil, badInput("kernel %v has a non-positive size", k)
+			return badInput("kernel %v has a non-positive size", k)
 		}
 		g.stride[i] = at(w.strides, i, 1)
 		g.dil[i] = at(w.dilations, i, 1)
 		o, pb, pe := w.outDim(i, in[i], k[i])
 		if o < 1 {
-			return nil, badInput("window %v (dilations %v) does not fit input %v with pads %v", k, w.dilations, in, w.pads)
+			return badInput("window %v (dilations %v) does not fit input %v with pads %v", k, w.dilations, in, w.pads)
 		}
 		g.out[i], g.padB[i], g.padE[i] = o, pb, pe
 	}
-	return g, nil
+	return nil
 }
 
 // inferDims returns the output spatial dims for symbolic input dims: known
