@@ -182,6 +182,24 @@ func (dc *dwCall) planes(lo0, hi0 int) {
 	oh, ow := p.OutH(), p.OutW()
 	hw, ohw := p.H*p.W, oh*ow
 	off := -(p.PadTop*p.W + p.PadLeft)
+	if p.StrideH == 1 && dwPairs && dwRuns {
+		// runs of plane pairs within one image, one kernel call each
+		for pl := lo0; pl+1 < hi0; {
+			c := pl % p.C
+			n := min(hi0-pl, p.C-c) / 2
+			if n == 0 {
+				// the image's last channel: the loop below takes it
+				break
+			}
+			var b []float32
+			if dc.bias != nil {
+				b = dc.bias[c : c+2*n]
+			}
+			dwFlatS1Run(x[pl*hw:(pl+2*n)*hw], hw, p.W, off, w[9*c:9*(c+2*n)], b, y[pl*ohw:(pl+2*n)*ohw], g, n, lo, hi)
+			pl += 2 * n
+			lo0 = pl
+		}
+	}
 	for pl := lo0; pl < hi0; pl++ {
 		c := pl % p.C
 		in := x[pl*hw : pl*hw+hw]
@@ -205,6 +223,11 @@ func (dc *dwCall) planes(lo0, hi0 int) {
 // dwPairs makes dwDirect's stride-1 kernel run two planes per pass (tests
 // and benchmarks turn it off to compare).
 var dwPairs = true
+
+// dwRuns makes dwDirect's stride-1 pairs run many per kernel call
+// (dwFlatS1Run): tests and benchmarks turn it off to compare with a call
+// per pair.
+var dwRuns = true
 
 // actBounds returns the clamp of p.Act: ReLU's [0, +Inf), clip's
 // [ActMin, ActMax], or everything.

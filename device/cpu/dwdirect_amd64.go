@@ -28,6 +28,27 @@ func dwFlatS1x2(in0, in1 []float32, w, off int, wt0, wt1, dst0, dst1 []float32, 
 	dwFlatS1x2AVX512(&in0[0], &in1[0], w, 4*off, &wt0[0], &wt1[0], &dst0[0], &dst1[0], &g.tab[0], g.nvec, b0, b1, lo, hi)
 }
 
+// dwFlatS1Run runs dwFlatS1RunAVX512 on npairs pairs of consecutive
+// planes of one image: in holds the 2*npairs input planes of hw floats,
+// dst their outputs, wt their channels' weights (9 each) and bias their
+// biases (nil: none). It checks the slices first.
+func dwFlatS1Run(in []float32, hw, w, off int, wt, bias, dst []float32, g *dwGeom, npairs int, lo, hi float32) {
+	n := 2 * npairs
+	if npairs <= 0 || hw <= 0 || len(in) < n*hw || len(dst) < n*hw || len(wt) < 9*n || (bias != nil && len(bias) < n) ||
+		len(g.tab) < 16*g.nvec || 16*g.nvec < hw || 16*(g.nvec-1) >= hw {
+		panic("cpu: depthwise kernel called with short buffers")
+	}
+	b, bstride := &dwNoBias, 0
+	if bias != nil {
+		b, bstride = &bias[0], 4
+	}
+	dwFlatS1RunAVX512(&in[0], 4*hw, w, 4*off, &wt[0], b, bstride, &dst[0], &g.tab[0], g.nvec, npairs, lo, hi)
+}
+
+// dwNoBias is the bias dwFlatS1Run reads for every plane of a convolution
+// without one.
+var dwNoBias float32
+
 // dwRowsS2 runs dwRowsS2AVX512 on one plane after checking the slices.
 // Its masks keep every load inside in's rows, or inside the zero row.
 func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
@@ -51,6 +72,9 @@ func dwFlatS1AVX512(in *float32, w, off int, wt *float32, out *float32, tab *uin
 
 //go:noescape
 func dwFlatS1x2AVX512(in0, in1 *float32, w, off int, wt0, wt1 *float32, out0, out1 *float32, tab *uint16, nvec int, b0, b1, lo, hi float32)
+
+//go:noescape
+func dwFlatS1RunAVX512(in *float32, hw4, w, off int, wt, bias *float32, bstride int, out *float32, tab *uint16, nvec, npairs int, lo, hi float32)
 
 //go:noescape
 func dwRowsS2AVX512(in, zero *float32, rows *int64, oh int, wt *float32, out *float32, ow int, tab *uint16, nvec, padl int, b, lo, hi float32)

@@ -14,6 +14,10 @@ func dwFlatS1x2(in0, in1 []float32, w, off int, wt0, wt1, dst0, dst1 []float32, 
 	panic("cpu: no depthwise assembly on this platform")
 }
 
+func dwFlatS1Run(in []float32, hw, w, off int, wt, bias, dst []float32, g *dwGeom, npairs int, lo, hi float32) {
+	panic("cpu: no depthwise assembly on this platform")
+}
+
 func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
 	panic("cpu: no depthwise assembly on this platform")
 }

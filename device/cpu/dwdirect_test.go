@@ -46,6 +46,14 @@ func TestDepthwiseDirect(t *testing.T) {
 		dwCase(1, 3, 3, 3, 2, 0, 0, 0, 0, ActNone),
 		dwCase(1, 3, 9, 70, 2, 2, 2, 2, 2, ActNone),
 		dwCase(1, 3, 10, 65, 2, 0, 1, 2, 0, ActClip),
+		// runs of plane pairs (dwFlatS1Run): odd channel counts, batches
+		// whose images end inside a pair, many channels, no bias
+		dwCase(2, 5, 7, 7, 1, 1, 1, 1, 1, ActClip),
+		dwCase(1, 33, 14, 14, 1, 1, 1, 1, 1, ActRelu),
+		dwCase(3, 7, 9, 9, 1, 1, 1, 1, 1, ActNone),
+		dwCase(1, 64, 7, 7, 1, 1, 1, 1, 1, ActClip),
+		dwCase(2, 6, 3, 20, 1, 0, 2, 2, 0, ActNone),
+		dwCase(1, 1, 5, 5, 1, 1, 1, 1, 1, ActNone),
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for i, p := range cases {
@@ -61,9 +69,9 @@ func TestDepthwiseDirect(t *testing.T) {
 		want, scale := refConv2D(p, x, w, bias)
 		for _, k := range kernels() {
 			active = k
-			for _, pairs := range []bool{true, false} {
-				dwPairs = pairs
-				name := fmt.Sprintf("%s pairs=%v case %d %dx%dx%d s%d", k.name, pairs, i, p.C, p.H, p.W, p.StrideH)
+			for _, mode := range []struct{ pairs, runs bool }{{true, true}, {true, false}, {false, false}} {
+				dwPairs, dwRuns = mode.pairs, mode.runs
+				name := fmt.Sprintf("%s pairs=%v runs=%v case %d %dx%dx%dx%d s%d", k.name, mode.pairs, mode.runs, i, p.N, p.C, p.H, p.W, p.StrideH)
 				// Guards of NaN after y: a kernel writing past the output
 				// shows as a non-NaN guard.
 				buf := nanSlice(len(want) + 64)
@@ -78,7 +86,7 @@ func TestDepthwiseDirect(t *testing.T) {
 			}
 		}
 	}
-	dwPairs = true
+	dwPairs, dwRuns = true, true
 }
 
 // TestDepthwiseDirectApplies lists what the direct depthwise kernel
@@ -125,14 +133,19 @@ func BenchmarkDepthwise(b *testing.B) {
 		r := rand.New(rand.NewPCG(1, 2))
 		x, w, bias := randSlice(r, l.c*l.hw*l.hw), randSlice(r, 9*l.c), randSlice(r, l.c)
 		y := make([]float32, p.M*p.OutH()*p.OutW())
-		for _, a := range []ConvAlgo{ConvDepthwise, ConvDepthwiseDirect, "depthwise-direct-single"} {
+		for _, a := range []ConvAlgo{ConvDepthwise, ConvDepthwiseDirect, "depthwise-direct-single", "depthwise-direct-pair"} {
 			b.Run(fmt.Sprintf("c%d_%d_s%d/%s", l.c, l.hw, l.s, a), func(b *testing.B) {
-				// one plane per pass, as before dwFlatS1x2
-				single := a == "depthwise-direct-single"
-				if single {
+				// one plane per pass, as before dwFlatS1x2; one call
+				// per pair of planes, as before dwFlatS1Run
+				switch a {
+				case "depthwise-direct-single":
 					a = ConvDepthwiseDirect
 					dwPairs = false
 					defer func() { dwPairs = true }()
+				case "depthwise-direct-pair":
+					a = ConvDepthwiseDirect
+					dwRuns = false
+					defer func() { dwRuns = true }()
 				}
 				b.ReportAllocs()
 				for b.Loop() {

@@ -24,6 +24,7 @@ func main() {
 	p(`#include "textflag.h"`)
 	flatS1()
 	flatS1x2()
+	flatS1Run()
 	rowsS2()
 	biasClamp()
 	// VPERMT2PS indexes: the even and the odd lanes of a 32-float pair.
@@ -224,75 +225,7 @@ func flatS1x2() {
 	p("\tMOVQ tab+64(FP), R8")
 	p("\tMOVQ nvec+72(FP), CX")
 	p("\tXORQ BX, BX")
-	rows := [2][3]string{{"R11", "R12", "R13"}, {"R10", "R14", "R15"}}
-	w := func(pl, t int) string {
-		if pl == 0 {
-			return fmt.Sprintf("Z%d", 16+t)
-		}
-		return fmt.Sprintf("Z%d", 7+t)
-	}
-	acc := func(pl, kw int) string { return fmt.Sprintf("Z%d", 3*pl+kw) }
-	bias := [2]string{"Z25", "Z6"}
-	fin := func(pl int) {
-		a0, a1, a2 := acc(pl, 0), acc(pl, 1), acc(pl, 2)
-		p("\tVADDPS %s, %s, %s", a1, a0, a0)
-		p("\tVADDPS %s, %s, %s", a2, a0, a0)
-		p("\tVMAXPS %s, Z26, %s", a0, a0)
-		p("\tVMINPS %s, Z27, %s", a0, a0)
-	}
-	p("%s_loop:", name)
-	p("\tTESTQ CX, CX")
-	p("\tJZ %s_done", name)
-	p("\tCMPW 20(R8), $0")
-	p("\tJEQ %s_masked", name)
-	for kh := 0; kh < 3; kh++ {
-		for kw := 0; kw < 3; kw++ {
-			t := 3*kh + kw
-			for pl := 0; pl < 2; pl++ {
-				r := rows[pl][kh]
-				switch {
-				case kh == 0 && kw == 0:
-					p("\tVMOVAPS %s, %s", bias[pl], acc(pl, 0))
-					p("\tVFMADD231PS (%s)(BX*1), %s, %s", r, w(pl, t), acc(pl, 0))
-				case kh == 0:
-					p("\tVMULPS %d(%s)(BX*1), %s, %s", 4*kw, r, w(pl, t), acc(pl, kw))
-				default:
-					p("\tVFMADD231PS %d(%s)(BX*1), %s, %s", 4*kw, r, w(pl, t), acc(pl, kw))
-				}
-			}
-		}
-	}
-	fin(0)
-	fin(1)
-	p("\tVMOVUPS Z0, (DI)(BX*1)")
-	p("\tVMOVUPS Z3, (SI)(BX*1)")
-	p("\tJMP %s_next", name)
-	p("%s_masked:", name)
-	for pl := 0; pl < 2; pl++ {
-		p("\tVMOVAPS %s, %s", bias[pl], acc(pl, 0))
-		p("\tVXORPS %s, %s, %s", acc(pl, 1), acc(pl, 1), acc(pl, 1))
-		p("\tVXORPS %s, %s, %s", acc(pl, 2), acc(pl, 2), acc(pl, 2))
-	}
-	for kh := 0; kh < 3; kh++ {
-		for kw := 0; kw < 3; kw++ {
-			t := 3*kh + kw
-			k := fmt.Sprintf("K%d", 1+t%6)
-			p("\tKMOVW %d(R8), %s", 2*t, k)
-			for pl := 0; pl < 2; pl++ {
-				p("\tVFMADD231PS %d(%s)(BX*1), %s, %s, %s", 4*kw, rows[pl][kh], w(pl, t), k, acc(pl, kw))
-			}
-		}
-	}
-	fin(0)
-	fin(1)
-	p("\tKMOVW 18(R8), K7")
-	p("\tVMOVUPS Z0, K7, (DI)(BX*1)")
-	p("\tVMOVUPS Z3, K7, (SI)(BX*1)")
-	p("%s_next:", name)
-	p("\tADDQ $64, BX")
-	p("\tADDQ $32, R8")
-	p("\tDECQ CX")
-	p("\tJMP %s_loop", name)
+	flatS1x2Body(name)
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -377,6 +310,154 @@ func rowsS2() {
 	p("\tADDQ R14, DI")
 	p("\tDECQ R9")
 	p("\tJMP %s_row", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// flatS1x2Body writes flatS1x2's loop over the vectors of one pair of
+// planes (registers as flatS1x2 sets them up); it ends at label
+// name_vdone.
+func flatS1x2Body(name string) {
+	rows := [2][3]string{{"R11", "R12", "R13"}, {"R10", "R14", "R15"}}
+	w := func(pl, t int) string {
+		if pl == 0 {
+			return fmt.Sprintf("Z%d", 16+t)
+		}
+		return fmt.Sprintf("Z%d", 7+t)
+	}
+	acc := func(pl, kw int) string { return fmt.Sprintf("Z%d", 3*pl+kw) }
+	bias := [2]string{"Z25", "Z6"}
+	fin := func(pl int) {
+		a0, a1, a2 := acc(pl, 0), acc(pl, 1), acc(pl, 2)
+		p("\tVADDPS %s, %s, %s", a1, a0, a0)
+		p("\tVADDPS %s, %s, %s", a2, a0, a0)
+		p("\tVMAXPS %s, Z26, %s", a0, a0)
+		p("\tVMINPS %s, Z27, %s", a0, a0)
+	}
+	p("%s_loop:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_vdone", name)
+	p("\tCMPW 20(R8), $0")
+	p("\tJEQ %s_masked", name)
+	for kh := 0; kh < 3; kh++ {
+		for kw := 0; kw < 3; kw++ {
+			t := 3*kh + kw
+			for pl := 0; pl < 2; pl++ {
+				r := rows[pl][kh]
+				switch {
+				case kh == 0 && kw == 0:
+					p("\tVMOVAPS %s, %s", bias[pl], acc(pl, 0))
+					p("\tVFMADD231PS (%s)(BX*1), %s, %s", r, w(pl, t), acc(pl, 0))
+				case kh == 0:
+					p("\tVMULPS %d(%s)(BX*1), %s, %s", 4*kw, r, w(pl, t), acc(pl, kw))
+				default:
+					p("\tVFMADD231PS %d(%s)(BX*1), %s, %s", 4*kw, r, w(pl, t), acc(pl, kw))
+				}
+			}
+		}
+	}
+	fin(0)
+	fin(1)
+	p("\tVMOVUPS Z0, (DI)(BX*1)")
+	p("\tVMOVUPS Z3, (SI)(BX*1)")
+	p("\tJMP %s_next", name)
+	p("%s_masked:", name)
+	for pl := 0; pl < 2; pl++ {
+		p("\tVMOVAPS %s, %s", bias[pl], acc(pl, 0))
+		p("\tVXORPS %s, %s, %s", acc(pl, 1), acc(pl, 1), acc(pl, 1))
+		p("\tVXORPS %s, %s, %s", acc(pl, 2), acc(pl, 2), acc(pl, 2))
+	}
+	for kh := 0; kh < 3; kh++ {
+		for kw := 0; kw < 3; kw++ {
+			t := 3*kh + kw
+			k := fmt.Sprintf("K%d", 1+t%6)
+			p("\tKMOVW %d(R8), %s", 2*t, k)
+			for pl := 0; pl < 2; pl++ {
+				p("\tVFMADD231PS %d(%s)(BX*1), %s, %s, %s", 4*kw, rows[pl][kh], w(pl, t), k, acc(pl, kw))
+			}
+		}
+	}
+	fin(0)
+	fin(1)
+	p("\tKMOVW 18(R8), K7")
+	p("\tVMOVUPS Z0, K7, (DI)(BX*1)")
+	p("\tVMOVUPS Z3, K7, (SI)(BX*1)")
+	p("%s_next:", name)
+	p("\tADDQ $64, BX")
+	p("\tADDQ $32, R8")
+	p("\tDECQ CX")
+	p("\tJMP %s_loop", name)
+	p("%s_vdone:", name)
+}
+
+// flatS1Run writes flatS1x2 over npairs pairs of consecutive planes of one
+// image in one call: planes 2i and 2i+1 start at in + 2i*hw4 and in +
+// (2i+1)*hw4 bytes (their outputs likewise from out), their weights at wt
+// + 72i and wt + 72i + 36, their biases at bias + 2i*bstride and bias +
+// (2i+1)*bstride (bstride 0 reads the same float for every plane). The
+// state carried from pair to pair (input, output, weight and bias
+// pointers, the pairs left) lives in the frame; the loop over a pair's
+// vectors is flatS1x2's.
+func flatS1Run() {
+	name := "dwFlatS1RunAVX512"
+	p("")
+	p("// func %s(in *float32, hw4, w, off int, wt, bias *float32, bstride int, out *float32, tab *uint16, nvec, npairs int, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $40-96", name)
+	p("\tMOVQ in+0(FP), AX")
+	p("\tMOVQ AX, pin-8(SP)")
+	p("\tMOVQ out+56(FP), AX")
+	p("\tMOVQ AX, pout-16(SP)")
+	p("\tMOVQ wt+32(FP), AX")
+	p("\tMOVQ AX, pwt-24(SP)")
+	p("\tMOVQ bias+40(FP), AX")
+	p("\tMOVQ AX, pb-32(SP)")
+	p("\tMOVQ npairs+80(FP), AX")
+	p("\tMOVQ AX, pn-40(SP)")
+	p("\tVBROADCASTSS lo+88(FP), Z26")
+	p("\tVBROADCASTSS hi+92(FP), Z27")
+	p("%s_pair:", name)
+	p("\tMOVQ pn-40(SP), AX")
+	p("\tTESTQ AX, AX")
+	p("\tJZ %s_done", name)
+	p("\tMOVQ w+16(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tMOVQ hw4+8(FP), R9")
+	p("\tMOVQ pin-8(SP), R11")
+	p("\tADDQ off+24(FP), R11")
+	p("\tLEAQ (R11)(DX*1), R12")
+	p("\tLEAQ (R12)(DX*1), R13")
+	p("\tLEAQ (R11)(R9*1), R10")
+	p("\tLEAQ (R10)(DX*1), R14")
+	p("\tLEAQ (R14)(DX*1), R15")
+	p("\tMOVQ pwt-24(SP), AX")
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), Z%d", 4*i, 16+i)
+	}
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), Z%d", 36+4*i, 7+i)
+	}
+	p("\tMOVQ pb-32(SP), AX")
+	p("\tMOVQ bstride+48(FP), CX")
+	p("\tVBROADCASTSS (AX), Z25")
+	p("\tVBROADCASTSS (AX)(CX*1), Z6")
+	p("\tMOVQ pout-16(SP), DI")
+	p("\tLEAQ (DI)(R9*1), SI")
+	p("\tMOVQ tab+64(FP), R8")
+	p("\tMOVQ nvec+72(FP), CX")
+	p("\tXORQ BX, BX")
+	flatS1x2Body(name)
+	// the next pair: two planes and two channels on
+	p("\tMOVQ hw4+8(FP), R9")
+	p("\tSHLQ $1, R9")
+	p("\tADDQ R9, pin-8(SP)")
+	p("\tADDQ R9, pout-16(SP)")
+	p("\tADDQ $72, pwt-24(SP)")
+	p("\tMOVQ bstride+48(FP), AX")
+	p("\tSHLQ $1, AX")
+	p("\tADDQ AX, pb-32(SP)")
+	p("\tDECQ pn-40(SP)")
+	p("\tJMP %s_pair", name)
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
