@@ -1033,7 +1033,7 @@ func (d *CUDNN) newGraph(h CUDNNHandle, p ConvParams, oh, ow int, o GraphConvOpt
 		cur = out
 	}
 	if o.Residual {
-		z, err := tensor(uidZ, ydt, false, p.N, p.M, oh, ow)
+		z, err := tensor(uidZ, c.zType(ydt), false, p.N, p.M, oh, ow)
 		if err != nil {
 			return nil, err
 		}

@@ -83,8 +83,8 @@ func (t GraphDataType) cudnn() int32 {
 //
 // x and w of type In (INT8: INT32 accumulation; FP8 E4M3: float32
 // accumulation), NHWC, one group; scale, bias and post [1,M,1,1] float32
-// tensors (each optional), z of y's type and shape (its values added as
-// they are: fold its scale into scale, bias and post). The conversion to
+// tensors (each optional), z of y's shape and of y's type or Z (its
+// values added as they are: fold its scale into scale, bias and post). The conversion to
 // Out is cuDNN's (round to nearest, saturating). C and M must be
 // multiples of 4 (pad them: QuantChannels).
 type GraphQuant struct {
@@ -96,6 +96,11 @@ type GraphQuant struct {
 	// PostScale multiplies the activation's output by a per-channel
 	// float32 tensor.
 	PostScale bool
+	// Z is the residual z's data type (DataInt8, DataFP8, DataHalf,
+	// DataFloat); DataDefault: y's. A block whose residual stays in 8 bits
+	// while y is half (or the reverse) reads it as it is, converted to
+	// float32 by the pointwise add.
+	Z GraphDataType
 }
 
 // on says whether q asks for a quantized graph.
@@ -109,6 +114,14 @@ func (q GraphQuant) out() GraphDataType {
 	return q.Out
 }
 
+// zType returns z's data type.
+func (q GraphQuant) zType() GraphDataType {
+	if q.Z == DataDefault {
+		return q.out()
+	}
+	return q.Z
+}
+
 // compute is the convolution's accumulator type.
 func (q GraphQuant) compute() int32 {
 	if q.In == DataInt8 {
@@ -120,8 +133,8 @@ func (q GraphQuant) compute() int32 {
 // check says why q does not fit p.
 func (q GraphQuant) check(p ConvParams) error {
 	if !q.on() {
-		if q.Scale || q.PostScale || q.Out != DataDefault {
-			return fmt.Errorf("cuda: graph convolution: scales and an output type need a quantized input type (GraphQuant.In)")
+		if q.Scale || q.PostScale || q.Out != DataDefault || q.Z != DataDefault {
+			return fmt.Errorf("cuda: graph convolution: scales and output or residual types need a quantized input type (GraphQuant.In)")
 		}
 		return nil
 	}
@@ -130,6 +143,8 @@ func (q GraphQuant) check(p ConvParams) error {
 		return fmt.Errorf("cuda: quantized graph convolution: input type %s, want int8 or fp8", q.In)
 	case q.out() < DataFloat || q.out() > DataFP8:
 		return fmt.Errorf("cuda: quantized graph convolution: output type %s", q.out())
+	case q.zType() < DataFloat || q.zType() > DataFP8:
+		return fmt.Errorf("cuda: quantized graph convolution: residual type %s", q.zType())
 	case !p.NHWC:
 		return fmt.Errorf("cuda: quantized graph convolution: NHWC only")
 	case max(p.Group, 1) != 1:
@@ -209,4 +224,13 @@ func EncodeFP8(v float32) byte {
 func QuantizeInt8(v, scale float32) int8 {
 	q := math.Round(float64(v) / float64(scale))
 	return int8(max(-127, min(127, q)))
+}
+
+// zType returns the cuDNN data type of the residual z: y's (ydt) unless
+// a quantized graph names another (GraphQuant.Z).
+func (c *GraphConv) zType(ydt int32) int32 {
+	if q := c.o.Quant; q.on() && q.Z != DataDefault {
+		return q.Z.cudnn()
+	}
+	return ydt
 }

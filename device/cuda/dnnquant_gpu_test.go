@@ -77,7 +77,7 @@ func newQuantData(r *rand.Rand, p ConvParams, oh, ow int, o GraphConvOptions) *q
 	d := &quantData{p: p, oh: oh, ow: ow, o: o}
 	d.x = quantBytes(r, q.In, p.N*p.H*p.W*p.C)
 	d.w = quantBytes(r, q.In, p.M*p.KH*p.KW*p.C)
-	d.z = quantBytes(r, q.out(), p.N*oh*ow*p.M)
+	d.z = quantBytes(r, q.zType(), p.N*oh*ow*p.M)
 	terms := float64(p.C * p.KH * p.KW)
 	sd := 37.0 * 37.0 // INT8 uniform in [-64, 64]
 	if q.In == DataFP8 {
@@ -126,7 +126,7 @@ func (d *quantData) ref(i int) float64 {
 		v += float64(d.bias[m])
 	}
 	if d.o.Residual {
-		v += quantVal(d.z, q.out(), i)
+		v += quantVal(d.z, q.zType(), i)
 	}
 	if d.o.ReLU {
 		v = max(v, 0)
@@ -246,6 +246,10 @@ func TestQuantConvOnGPU(t *testing.T) {
 			{"1x1 scale bias z relu post", pw, GraphConvOptions{Bias: true, Residual: true, ReLU: true, Quant: GraphQuant{Scale: true, PostScale: true}}},
 			{"1x1/2 scale bias", pw2, GraphConvOptions{Bias: true, Quant: GraphQuant{Scale: true}}},
 			{"1x1 scale bias z relu -> half", pw, GraphConvOptions{Bias: true, Residual: true, ReLU: true, Quant: GraphQuant{Scale: true, Out: DataHalf}}},
+			// the residual in another type than y (GraphQuant.Z): logged NOT BUILT where cuDNN refuses
+			{"1x1 scale bias z(int8) relu -> half", pw, GraphConvOptions{Bias: true, Residual: true, ReLU: true, Quant: GraphQuant{Scale: true, Out: DataHalf, Z: DataInt8}}},
+			{"1x1 scale bias z(half) relu post", pw, GraphConvOptions{Bias: true, Residual: true, ReLU: true, Quant: GraphQuant{Scale: true, PostScale: true, Z: DataHalf}}},
+			{"1x1 scale bias z(fp8) relu post -> int8", pw, GraphConvOptions{Bias: true, Residual: true, ReLU: true, Quant: GraphQuant{Scale: true, PostScale: true, Out: DataInt8, Z: DataFP8}}},
 		} {
 			t.Run(in.String()+" "+tt.name, func(t *testing.T) {
 				g.bind(t)

@@ -13,7 +13,14 @@
 // pointers, FAST_ACCUM and BIAS_DATA_TYPE, a layout its data type; the
 // heuristic refuses FP8 A without TRANSA (the "TN" rule) and a D scale on a
 // D that is not FP8, and fakeLtLastFP8 reports what the last
-// cublasLtMatmul's descriptor and layouts held.
+// cublasLtMatmul's descriptor and layouts held. INT8 products
+// (CUBLAS_COMPUTE_32I with a float32 scale type): the descriptor keeps its
+// compute type and POINTER_MODE, the heuristic refuses INT8 A without
+// TRANSA, C or D not INT8, a bias data type set, and pointer modes other
+// than HOST, ALPHA_DEVICE_VECTOR_BETA_ZERO and _BETA_HOST; cublasLtMatmul
+// does not read a device alpha vector (it records its address) and
+// fakeLtLastInt8 reports the compute type, pointer mode, alpha address and
+// beta of the last call.
 // Built by the tests with cc.
 #include <stddef.h>
 #include <stdint.h>
@@ -30,12 +37,14 @@ struct desc {
 	uint64_t bias;
 	int32_t transa, biasType, fast;
 	uint64_t scale[4]; /* A, B, D scale pointers, AMAX_D pointer */
+	int32_t compute, pointerMode, biasTypeSet;
 };
 int cublasLtMatmulDescCreate(void **d, int compute, int scale) {
 	struct desc *x = calloc(1, sizeof *x);
 	x->epilogue = 1; /* CUBLASLT_EPILOGUE_DEFAULT */
+	x->compute = compute;
 	*d = x;
-	return compute == 68 && scale == 0 ? 0 : 7;
+	return (compute == 68 || compute == 72) && scale == 0 ? 0 : 7; /* COMPUTE_32F, COMPUTE_32I; CUDA_R_32F */
 }
 int cublasLtMatmulDescDestroy(void *d) { free(d); return 0; }
 int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n) {
@@ -67,7 +76,12 @@ int cublasLtMatmulDescSetAttribute(void *d, int attr, const void *buf, size_t n)
 	}
 	if (attr == 26 && n == 4) { /* BIAS_DATA_TYPE */
 		x->biasType = *(const int32_t *)buf;
+		x->biasTypeSet = 1;
 		return 0;
+	}
+	if (attr == 2 && n == 4) { /* POINTER_MODE */
+		x->pointerMode = *(const int32_t *)buf;
+		return x->pointerMode >= 0 && x->pointerMode <= 4 ? 0 : 7;
 	}
 	return 7;
 }
@@ -92,6 +106,16 @@ int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *
 		return 15;
 	if (x->scale[2] && layoutType(d) != 28) /* a D scale for an FP8 D only */
 		return 7;
+	if (layoutType(a) == 3) { /* INT8 (CUDA_R_8I): IMMA's rules */
+		if (x->compute != 72 || x->transa != 1 || layoutType(b) != 3 || layoutType(c) != 3 || layoutType(d) != 3)
+			return 15;
+		if (x->biasTypeSet) /* the bias is float32 (the scale type) */
+			return 15;
+		if (x->pointerMode != 0 && x->pointerMode != 3 && x->pointerMode != 4)
+			return 15;
+	} else if (x->compute == 72 || x->pointerMode != 0) {
+		return 15;
+	}
 	memset(res, 0, 96 * (size_t)req);
 	/* up to 3 results: algos 42 (8 KiB of workspace), 43 and 44 (none) */
 	int n = req < 3 ? req : 3;
@@ -139,7 +163,18 @@ static struct {
 	const void *c, *d;
 	const void *cd, *dd;
 	unsigned char algo[64];
+	int32_t compute, pointerMode;
+	uint64_t alpha;
 } last;
+/* fakeLtLastInt8 reports the last cublasLtMatmul's compute type, pointer
+   mode, alpha (the address with a device vector, else the host value's
+   bits) and beta. */
+void fakeLtLastInt8(int32_t *compute, int32_t *pointerMode, uint64_t *alpha, float *beta) {
+	*compute = last.compute;
+	*pointerMode = last.pointerMode;
+	*alpha = last.alpha;
+	*beta = last.beta;
+}
 /* fakeLtLastAlgo copies the algorithm the last cublasLtMatmul ran. */
 void fakeLtLastAlgo(unsigned char *out) { memcpy(out, last.algo, 64); }
 /* fakeLtLast reports the last cublasLtMatmul's epilogue, bias, beta, C and
@@ -176,12 +211,24 @@ int cublasLtMatmul(void *h, void *desc, const float *alpha, const void *a, void 
 	last.transa = x->transa;
 	last.epilogue = x->epilogue;
 	last.bias = x->bias;
-	last.beta = *beta;
+	last.compute = x->compute;
+	last.pointerMode = x->pointerMode;
+	if (x->pointerMode == 3 || x->pointerMode == 4) { /* alpha a device vector: not read here */
+		last.alpha = (uint64_t)(uintptr_t)alpha;
+		last.beta = x->pointerMode == 3 ? 0 : *beta;
+	} else {
+		uint32_t bits;
+		memcpy(&bits, alpha, 4);
+		last.alpha = bits;
+		last.beta = *beta;
+	}
 	last.c = c;
 	last.d = d;
 	last.cd = cd;
 	last.dd = dd;
 	if (algo)
 		memcpy(last.algo, algo, 64);
+	if (x->compute == 72)
+		return algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
 	return *alpha == 1 && (*beta == 0 || *beta == 1) && algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
 }
