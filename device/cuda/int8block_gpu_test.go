@@ -32,6 +32,8 @@ import (
 //     D int8, per-channel alpha vector, the float32 bias with RELU_BIAS, the
 //     residual as C with beta its scale over y's) and the cuDNN INT8 graph
 //     for the 3x3;
+//   - (b') the same with per-tensor weight scales and one host alpha (the
+//     pointer mode cuBLASLt surely takes, should it refuse the vector);
 //   - fp8, cuDNN graphs: (a) in FP8 E4M3;
 //   - (c) fp8, cuBLASLt FP8 for the first 1x1 (per-tensor scales, E4M3 D
 //     with its D scale; with and without fast accumulation), cuDNN FP8
@@ -67,6 +69,7 @@ func TestInt8BlockBenchOnGPU(t *testing.T) {
 		{"fp16 (cuDNN fused or cuBLASLt, fastest per layer)", DataHalf, [3]string{}},
 		{"(a) int8 cuDNN graphs", DataInt8, [3]string{implGraph, implGraph, implGraph}},
 		{"(b) int8 cuBLASLt 1x1 + cuDNN graph 3x3", DataInt8, [3]string{implLtInt8, implGraph, implLtInt8}},
+		{"(b') int8 cuBLASLt 1x1 per-tensor host alpha + cuDNN graph 3x3", DataInt8, [3]string{implLtInt8Host, implGraph, implLtInt8Host}},
 		{"fp8 cuDNN graphs", DataFP8, [3]string{implGraph, implGraph, implGraph}},
 		{"(c) fp8 cuBLASLt first 1x1 + cuDNN graphs", DataFP8, [3]string{implLtFP8, implGraph, implGraph}},
 	}
@@ -517,6 +520,24 @@ func (bb *blockBench) variant(hb *blockHost, v blockVariant) (string, float64) {
 				cands = append(cands, blockCand{"cublaslt int8 " + mm.CandidateString(k), func() error { return mm.UseCandidate(k) },
 					func() error { return mm.Run(bb.lh, in, w, alpha, zz, out, bb.ws, bb.maxWS, bb.s) }})
 			}
+		case impl == implLtInt8Host:
+			wbytes = q.w
+			w, bias := bb.put(q.w), bb.put(f32bytes(q.ltBias))
+			mm, err := bb.lt.NewMatmulInt8(bb.lh, pixels, l.m, l.c, Int8MatmulOptions{Alpha: AlphaHost, HostAlpha: q.alpha[0], Bias: bias, ReLU: true,
+				Residual: l.residual, Beta: q.beta}, bb.maxWS)
+			if err != nil {
+				t.Logf("%s %s layer %d: cuBLASLt INT8 (host alpha, bias, ReLU, residual %v): %v", s, v.name, i+1, l.residual, err)
+				break
+			}
+			defer mm.Destroy()
+			zz := DevicePtr(0)
+			if l.residual {
+				zz = z
+			}
+			for k := range mm.Candidates {
+				cands = append(cands, blockCand{"cublaslt int8 host alpha " + mm.CandidateString(k), func() error { return mm.UseCandidate(k) },
+					func() error { return mm.Run(bb.lh, in, w, 0, zz, out, bb.ws, bb.maxWS, bb.s) }})
+			}
 		case impl == implLtFP8:
 			if l.residual {
 				t.Fatalf("%s: cuBLASLt FP8 with a residual needs a half C: not an 8-bit block", v.name)
@@ -742,7 +763,7 @@ func (hb *blockHost) quant(i int, v blockVariant, sc [4]float64) layerQuant {
 	if l.residual {
 		sZ = sc[0]
 	}
-	return quantizeLayer(l, v.t, sc[i], sc[i+1], sZ, v.impl[i] == implLtFP8)
+	return quantizeLayer(l, v.t, sc[i], sc[i+1], sZ, v.impl[i] == implLtFP8 || v.impl[i] == implLtInt8Host)
 }
 
 // cosine returns the cosine between the block's output y (type t, scale

@@ -161,11 +161,14 @@ func quantizeLayer(l blockLayer, t GraphDataType, sIn, sOut, sZ float64, perTens
 
 // Implementations of a quantized layer, for the references.
 const (
-	implGraph   = "cudnn graph"
-	implLtInt8  = "cublaslt int8"
-	implLtFP8   = "cublaslt fp8"
-	implFused16 = "cudnn fused"
-	implLt16    = "cublaslt fp16"
+	implGraph  = "cudnn graph"
+	implLtInt8 = "cublaslt int8"
+	// implLtInt8Host: per-tensor weight scales, one host alpha (where
+	// cuBLASLt refuses the alpha vector)
+	implLtInt8Host = "cublaslt int8 host alpha"
+	implLtFP8      = "cublaslt fp8"
+	implFused16    = "cudnn fused"
+	implLt16       = "cublaslt fp16"
 )
 
 // refOut returns the float64 value (in y's units: its code before
@@ -174,7 +177,7 @@ const (
 // residual's code z, as layerQuant says.
 func (q layerQuant) refOut(impl string, m int, acc, z float64, residual bool) float64 {
 	switch impl {
-	case implLtInt8:
+	case implLtInt8, implLtInt8Host:
 		v := float64(q.alpha[m])*acc + float64(q.ltBias[m])
 		if residual {
 			v += float64(q.beta) * z
@@ -384,6 +387,7 @@ func TestInt8BlockHostSimulation(t *testing.T) {
 		{"fp16", DataHalf, [3]string{}},
 		{"int8 graphs", DataInt8, [3]string{implGraph, implGraph, implGraph}},
 		{"int8 cublaslt", DataInt8, [3]string{implLtInt8, implGraph, implLtInt8}},
+		{"int8 cublaslt host alpha", DataInt8, [3]string{implLtInt8Host, implGraph, implLtInt8Host}},
 		{"fp8 graphs", DataFP8, [3]string{implGraph, implGraph, implGraph}},
 		{"fp8 cublaslt", DataFP8, [3]string{implLtFP8, implGraph, implGraph}},
 	} {
