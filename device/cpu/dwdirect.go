@@ -200,6 +200,20 @@ func (dc *dwCall) planes(lo0, hi0 int) {
 			lo0 = pl
 		}
 	}
+	if p.StrideH != 1 && dwRuns {
+		// runs of planes within one image, one kernel call each
+		for pl := lo0; pl < hi0; {
+			c := pl % p.C
+			n := min(hi0-pl, p.C-c)
+			var b []float32
+			if dc.bias != nil {
+				b = dc.bias[c : c+n]
+			}
+			dwRowsS2Run(x[pl*hw:(pl+n)*hw], hw, p.PadLeft, w[9*c:9*(c+n)], b, y[pl*ohw:(pl+n)*ohw], oh, ow, g, n, lo, hi)
+			pl += n
+		}
+		return
+	}
 	for pl := lo0; pl < hi0; pl++ {
 		c := pl % p.C
 		in := x[pl*hw : pl*hw+hw]
@@ -224,9 +238,9 @@ func (dc *dwCall) planes(lo0, hi0 int) {
 // and benchmarks turn it off to compare).
 var dwPairs = true
 
-// dwRuns makes dwDirect's stride-1 pairs run many per kernel call
-// (dwFlatS1Run): tests and benchmarks turn it off to compare with a call
-// per pair.
+// dwRuns makes dwDirect run many planes per kernel call: the stride-1
+// pairs (dwFlatS1Run) and the stride-2 planes (dwRowsS2Run); tests and
+// benchmarks turn it off to compare with a call per pair or plane.
 var dwRuns = true
 
 // actBounds returns the clamp of p.Act: ReLU's [0, +Inf), clip's

@@ -67,6 +67,27 @@ func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeo
 	dwRowsS2AVX512(&in[0], &g.zero[0], &g.rows[0], oh, &wt[0], &dst[0], ow, &g.tab[0], g.nvec, padLeft, b, lo, hi)
 }
 
+// dwRowsS2Run runs dwRowsS2RunAVX512 on nplanes consecutive planes of one
+// image: in holds their input planes of hw floats, dst their outputs of
+// oh x ow, wt their channels' weights (9 each) and bias their biases (nil:
+// none). It checks the slices, and the row table once, first.
+func dwRowsS2Run(in []float32, hw, padLeft int, wt, bias, dst []float32, oh, ow int, g *dwGeom, nplanes int, lo, hi float32) {
+	if nplanes <= 0 || hw <= 0 || len(in) < nplanes*hw || len(wt) < 9*nplanes || (bias != nil && len(bias) < nplanes) ||
+		len(dst) < nplanes*oh*ow || oh <= 0 || len(g.rows) < 3*oh || len(g.tab) < 16*g.nvec || 16*g.nvec < ow || len(g.zero) <= padLeft {
+		panic("cpu: depthwise kernel called with short buffers")
+	}
+	for _, r := range g.rows[:3*oh] {
+		if r >= int64(4*hw) {
+			panic("cpu: depthwise kernel rows outside the plane")
+		}
+	}
+	b, bstride := &dwNoBias, 0
+	if bias != nil {
+		b, bstride = &bias[0], 4
+	}
+	dwRowsS2RunAVX512(&in[0], &g.zero[0], &g.rows[0], oh, &wt[0], b, bstride, &dst[0], ow, &g.tab[0], g.nvec, padLeft, 4*hw, nplanes, lo, hi)
+}
+
 //go:noescape
 func dwFlatS1AVX512(in *float32, w, off int, wt *float32, out *float32, tab *uint16, nvec int, b, lo, hi float32)
 
@@ -75,6 +96,9 @@ func dwFlatS1x2AVX512(in0, in1 *float32, w, off int, wt0, wt1 *float32, out0, ou
 
 //go:noescape
 func dwFlatS1RunAVX512(in *float32, hw4, w, off int, wt, bias *float32, bstride int, out *float32, tab *uint16, nvec, npairs int, lo, hi float32)
+
+//go:noescape
+func dwRowsS2RunAVX512(in, zero *float32, rows *int64, oh int, wt, bias *float32, bstride int, out *float32, ow int, tab *uint16, nvec, padl, hw4, nplanes int, lo, hi float32)
 
 //go:noescape
 func dwRowsS2AVX512(in, zero *float32, rows *int64, oh int, wt *float32, out *float32, ow int, tab *uint16, nvec, padl int, b, lo, hi float32)

@@ -18,6 +18,10 @@ func dwFlatS1Run(in []float32, hw, w, off int, wt, bias, dst []float32, g *dwGeo
 	panic("cpu: no depthwise assembly on this platform")
 }
 
+func dwRowsS2Run(in []float32, hw, padLeft int, wt, bias, dst []float32, oh, ow int, g *dwGeom, nplanes int, lo, hi float32) {
+	panic("cpu: no depthwise assembly on this platform")
+}
+
 func dwRowsS2(in []float32, padLeft int, wt, dst []float32, oh, ow int, g *dwGeom, b, lo, hi float32) {
 	panic("cpu: no depthwise assembly on this platform")
 }

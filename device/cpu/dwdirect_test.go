@@ -54,6 +54,10 @@ func TestDepthwiseDirect(t *testing.T) {
 		dwCase(1, 64, 7, 7, 1, 1, 1, 1, 1, ActClip),
 		dwCase(2, 6, 3, 20, 1, 0, 2, 2, 0, ActNone),
 		dwCase(1, 1, 5, 5, 1, 1, 1, 1, 1, ActNone),
+		// runs of planes at stride 2 (dwRowsS2Run)
+		dwCase(2, 5, 14, 14, 2, 1, 1, 1, 1, ActClip),
+		dwCase(1, 40, 9, 9, 2, 0, 0, 1, 1, ActRelu),
+		dwCase(3, 3, 28, 17, 2, 1, 1, 1, 1, ActNone),
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for i, p := range cases {

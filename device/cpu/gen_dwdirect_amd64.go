@@ -26,6 +26,7 @@ func main() {
 	flatS1x2()
 	flatS1Run()
 	rowsS2()
+	rowsS2Run()
 	biasClamp()
 	// VPERMT2PS indexes: the even and the odd lanes of a 32-float pair.
 	for i := 0; i < 16; i++ {
@@ -267,45 +268,7 @@ func rowsS2() {
 		p("\tTESTQ AX, AX")
 		p("\tCMOVQLT R15, %s", r)
 	}
-	p("\tMOVQ tab+56(FP), R8")
-	p("\tMOVQ nvec+64(FP), CX")
-	p("\tXORQ BX, BX")
-	p("%s_vec:", name)
-	p("\tKMOVW 0(R8), K1")
-	p("\tKMOVW 2(R8), K2")
-	p("\tKMOVW 4(R8), K3")
-	p("\tKMOVW 6(R8), K4")
-	for kh, r := range rows {
-		p("\tVMOVUPS.Z (%s)(BX*2), K1, Z3", r)
-		p("\tVMOVUPS.Z 64(%s)(BX*2), K2, Z4", r)
-		p("\tVMOVUPS.Z 8(%s)(BX*2), K3, Z6", r)
-		p("\tVMOVUPS.Z 72(%s)(BX*2), K4, Z7", r)
-		p("\tVMOVAPS Z3, Z5")
-		p("\tVPERMT2PS Z4, Z28, Z5")
-		p("\tVPERMT2PS Z4, Z29, Z3")
-		p("\tVPERMT2PS Z7, Z28, Z6")
-		srcs := []string{"Z5", "Z3", "Z6"}
-		for kw := 0; kw < 3; kw++ {
-			w := fmt.Sprintf("Z%d", 16+3*kh+kw)
-			acc := fmt.Sprintf("Z%d", kw)
-			switch {
-			case kh == 0 && kw == 0:
-				p("\tVMOVAPS Z25, Z0")
-				p("\tVFMADD231PS %s, %s, Z0", srcs[kw], w)
-			case kh == 0:
-				p("\tVMULPS %s, %s, %s", srcs[kw], w, acc)
-			default:
-				p("\tVFMADD231PS %s, %s, %s", srcs[kw], w, acc)
-			}
-		}
-	}
-	finish()
-	p("\tKMOVW 8(R8), K5")
-	p("\tVMOVUPS Z0, K5, (DI)(BX*1)")
-	p("\tADDQ $64, BX")
-	p("\tADDQ $32, R8")
-	p("\tDECQ CX")
-	p("\tJNZ %s_vec", name)
+	rowsS2Vec(name, "tab+56(FP)", "nvec+64(FP)")
 	p("\tADDQ $24, R10")
 	p("\tADDQ R14, DI")
 	p("\tDECQ R9")
@@ -458,6 +421,123 @@ func flatS1Run() {
 	p("\tADDQ AX, pb-32(SP)")
 	p("\tDECQ pn-40(SP)")
 	p("\tJMP %s_pair", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// rowsS2Vec writes rowsS2's loop over the vectors of one output row
+// (row pointers in R11..R13, output row at DI, registers as rowsS2 sets
+// them up).
+func rowsS2Vec(name, tab, nvec string) {
+	rows := []string{"R11", "R12", "R13"}
+	p("\tMOVQ %s, R8", tab)
+	p("\tMOVQ %s, CX", nvec)
+	p("\tXORQ BX, BX")
+	p("%s_vec:", name)
+	p("\tKMOVW 0(R8), K1")
+	p("\tKMOVW 2(R8), K2")
+	p("\tKMOVW 4(R8), K3")
+	p("\tKMOVW 6(R8), K4")
+	for kh, r := range rows {
+		p("\tVMOVUPS.Z (%s)(BX*2), K1, Z3", r)
+		p("\tVMOVUPS.Z 64(%s)(BX*2), K2, Z4", r)
+		p("\tVMOVUPS.Z 8(%s)(BX*2), K3, Z6", r)
+		p("\tVMOVUPS.Z 72(%s)(BX*2), K4, Z7", r)
+		p("\tVMOVAPS Z3, Z5")
+		p("\tVPERMT2PS Z4, Z28, Z5")
+		p("\tVPERMT2PS Z4, Z29, Z3")
+		p("\tVPERMT2PS Z7, Z28, Z6")
+		srcs := []string{"Z5", "Z3", "Z6"}
+		for kw := 0; kw < 3; kw++ {
+			w := fmt.Sprintf("Z%d", 16+3*kh+kw)
+			acc := fmt.Sprintf("Z%d", kw)
+			switch {
+			case kh == 0 && kw == 0:
+				p("\tVMOVAPS Z25, Z0")
+				p("\tVFMADD231PS %s, %s, Z0", srcs[kw], w)
+			case kh == 0:
+				p("\tVMULPS %s, %s, %s", srcs[kw], w, acc)
+			default:
+				p("\tVFMADD231PS %s, %s, %s", srcs[kw], w, acc)
+			}
+		}
+	}
+	finish()
+	p("\tKMOVW 8(R8), K5")
+	p("\tVMOVUPS Z0, K5, (DI)(BX*1)")
+	p("\tADDQ $64, BX")
+	p("\tADDQ $32, R8")
+	p("\tDECQ CX")
+	p("\tJNZ %s_vec", name)
+}
+
+// rowsS2Run writes rowsS2 over nplanes consecutive planes of one image in
+// one call: plane i's input starts at in + i*hw4 bytes, its weights at wt
+// + 36i, its bias at bias + i*bstride (bstride 0 reads the same float for
+// every plane); the outputs follow each other from out (the output row
+// pointer runs on from one plane to the next). Input, weight and bias
+// pointers and the planes left live in the frame.
+func rowsS2Run() {
+	name := "dwRowsS2RunAVX512"
+	p("")
+	p("// func %s(in, zero *float32, rows *int64, oh int, wt, bias *float32, bstride int, out *float32, ow int, tab *uint16, nvec, padl, hw4, nplanes int, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $32-120", name)
+	p("\tMOVQ in+0(FP), AX")
+	p("\tMOVQ padl+88(FP), DX")
+	p("\tSHLQ $2, DX")
+	p("\tSUBQ DX, AX")
+	p("\tMOVQ AX, pin-8(SP)")
+	p("\tMOVQ wt+32(FP), AX")
+	p("\tMOVQ AX, pwt-16(SP)")
+	p("\tMOVQ bias+40(FP), AX")
+	p("\tMOVQ AX, pb-24(SP)")
+	p("\tMOVQ nplanes+104(FP), AX")
+	p("\tMOVQ AX, pn-32(SP)")
+	p("\tMOVQ zero+8(FP), R15")
+	p("\tMOVQ out+56(FP), DI")
+	p("\tMOVQ ow+64(FP), R14")
+	p("\tSHLQ $2, R14")
+	p("\tVBROADCASTSS lo+112(FP), Z26")
+	p("\tVBROADCASTSS hi+116(FP), Z27")
+	p("\tVMOVDQU32 dwdEven<>(SB), Z28")
+	p("\tVMOVDQU32 dwdOdd<>(SB), Z29")
+	p("%s_plane:", name)
+	p("\tMOVQ pn-32(SP), AX")
+	p("\tTESTQ AX, AX")
+	p("\tJZ %s_done", name)
+	p("\tMOVQ pwt-16(SP), AX")
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), Z%d", 4*i, 16+i)
+	}
+	p("\tMOVQ pb-24(SP), AX")
+	p("\tVBROADCASTSS (AX), Z25")
+	p("\tMOVQ pin-8(SP), SI")
+	p("\tMOVQ rows+16(FP), R10")
+	p("\tMOVQ oh+24(FP), R9")
+	rows := []string{"R11", "R12", "R13"}
+	p("%s_row:", name)
+	p("\tTESTQ R9, R9")
+	p("\tJZ %s_next", name)
+	for kh, r := range rows {
+		p("\tMOVQ %d(R10), AX", 8*kh)
+		p("\tLEAQ (SI)(AX*1), %s", r)
+		p("\tTESTQ AX, AX")
+		p("\tCMOVQLT R15, %s", r)
+	}
+	rowsS2Vec(name, "tab+72(FP)", "nvec+80(FP)")
+	p("\tADDQ $24, R10")
+	p("\tADDQ R14, DI")
+	p("\tDECQ R9")
+	p("\tJMP %s_row", name)
+	p("%s_next:", name)
+	p("\tMOVQ hw4+96(FP), AX")
+	p("\tADDQ AX, pin-8(SP)")
+	p("\tADDQ $36, pwt-16(SP)")
+	p("\tMOVQ bstride+48(FP), AX")
+	p("\tADDQ AX, pb-24(SP)")
+	p("\tDECQ pn-32(SP)")
+	p("\tJMP %s_plane", name)
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
