@@ -84,16 +84,7 @@ func convCL(p cpu.Conv2DParams, x []float32, f *clFilter, bias, y, z []float32, 
 	offBuf := directOffPool.get(k)
 	defer directOffPool.put(offBuf)
 	offs := *offBuf
-	maxOff := 0
-	for c := 0; c < p.C; c++ {
-		for kh := 0; kh < p.KH; kh++ {
-			for kw := 0; kw < p.KW; kw++ {
-				o := c*chStride + ((kh%sh)*pw+kw%sw)*plane + (kh/sh)*wq + kw/sw
-				offs[(c*p.KH+kh)*p.KW+kw] = int32(o)
-				maxOff = max(maxOff, o)
-			}
-		}
-	}
+	maxOff := directTapOffsets(offs, p, chStride, plane, wq, pw)
 	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
 	switch p.Act {
 	case cpu.ActRelu:

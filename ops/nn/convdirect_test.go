@@ -280,3 +280,44 @@ func TestDirectPrefetch(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectTapOffsets checks directTapOffsets against the offset of each
+// tap computed on its own (the phase plane of its row and column phase,
+// its row and column in that plane), for strides 1 and 2 in either axis.
+func TestDirectTapOffsets(t *testing.T) {
+	cases := []cpu.Conv2DParams{
+		{N: 1, C: 3, H: 224, W: 224, M: 64, KH: 7, KW: 7, StrideH: 2, StrideW: 2, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3},
+		{N: 1, C: 128, H: 7, W: 7, M: 128, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+		{N: 1, C: 5, H: 15, W: 13, M: 9, KH: 3, KW: 3, StrideH: 2, StrideW: 1, PadTop: 0, PadLeft: 1, PadBottom: 2, PadRight: 0},
+		{N: 1, C: 4, H: 10, W: 20, M: 8, KH: 2, KW: 5, StrideH: 1, StrideW: 2, PadLeft: 2, PadRight: 2},
+		{N: 1, C: 64, H: 56, W: 56, M: 32, KH: 1, KW: 1, StrideH: 2, StrideW: 2},
+		{N: 1, C: 1, H: 3, W: 3, M: 1, KH: 1, KW: 1, StrideH: 1, StrideW: 1},
+	}
+	for _, p := range cases {
+		p.Group, p.DilH, p.DilW = 1, 1, 1
+		sh, sw := p.StrideH, p.StrideW
+		hq := (p.H + p.PadTop + p.PadBottom + sh - 1) / sh
+		wq := (p.W + p.PadLeft + p.PadRight + sw - 1) / sw
+		ph, pw := min(sh, p.KH), min(sw, p.KW)
+		plane := hq * wq
+		chStride := ph * pw * plane
+		k := p.C * p.KH * p.KW
+		offs := make([]int32, k)
+		maxOff := directTapOffsets(offs, p, chStride, plane, wq, pw)
+		want := 0
+		for c := 0; c < p.C; c++ {
+			for kh := 0; kh < p.KH; kh++ {
+				for kw := 0; kw < p.KW; kw++ {
+					o := c*chStride + ((kh%sh)*pw+kw%sw)*plane + (kh/sh)*wq + kw/sw
+					if got := offs[(c*p.KH+kh)*p.KW+kw]; int(got) != o {
+						t.Fatalf("%+v: tap (%d, %d, %d) at %d, want %d", p, c, kh, kw, got, o)
+					}
+					want = max(want, o)
+				}
+			}
+		}
+		if maxOff != want {
+			t.Errorf("%+v: largest offset %d, want %d", p, maxOff, want)
+		}
+	}
+}
