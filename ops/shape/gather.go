@@ -46,9 +46,13 @@ func gatherRowsT[T any](dst, src []T, rows []int, inner int) {
 type gatherOp struct{ axis int64 }
 
 func prepareGather(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &gatherOp{axis: a.Int("axis", 0)}, a.Err()
+	a, err := ops.ParseGatherAttrs(n, opset)
+	return &gatherOp{axis: a.Axis}, err
 }
+
+// Def.Attrs of the ops of this file.
+func gatherAttrs(n *ir.Node, opset int64) (any, error)   { return ops.ParseGatherAttrs(n, opset) }
+func gatherNDAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseGatherNDAttrs(n, opset) }
 
 func (k *gatherOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := need("Gather", in, 2); err != nil {
@@ -163,8 +167,8 @@ func (k *gatherOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 type gatherElementsOp struct{ axis int64 }
 
 func prepareGatherElements(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &gatherElementsOp{axis: a.Int("axis", 0)}, a.Err()
+	a, err := ops.ParseGatherAttrs(n, opset)
+	return &gatherElementsOp{axis: a.Axis}, err
 }
 
 func (k *gatherElementsOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -251,12 +255,8 @@ func (k *gatherElementsOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tenso
 type gatherNDOp struct{ batch int }
 
 func prepareGatherND(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	b := a.Int("batch_dims", 0)
-	if b < 0 || b > 64 {
-		a.Fail("batch_dims", "must be in [0, 64], got %d", b)
-	}
-	return &gatherNDOp{batch: int(b)}, a.Err()
+	a, err := ops.ParseGatherNDAttrs(n, opset)
+	return &gatherNDOp{batch: a.BatchDims}, err
 }
 
 func (k *gatherNDOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -361,7 +361,7 @@ func (k *gatherNDOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Gather", Traits: ops.HasFloat16, Prepare: prepareGather})
-	ops.Register(ops.Def{Type: "GatherElements", Traits: ops.HasFloat16, Prepare: prepareGatherElements})
-	ops.Register(ops.Def{Type: "GatherND", Traits: ops.HasFloat16, Prepare: prepareGatherND})
+	ops.Register(ops.Def{Type: "Gather", Attrs: gatherAttrs, Traits: ops.HasFloat16, Prepare: prepareGather})
+	ops.Register(ops.Def{Type: "GatherElements", Attrs: gatherAttrs, Traits: ops.HasFloat16, Prepare: prepareGatherElements})
+	ops.Register(ops.Def{Type: "GatherND", Attrs: gatherNDAttrs, Traits: ops.HasFloat16, Prepare: prepareGatherND})
 }

@@ -170,16 +170,13 @@ type eyeLikeOp struct {
 }
 
 func prepareEyeLike(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &eyeLikeOp{k: a.Int("k", 0)}
-	if a.Has("dtype") {
-		k.dtype = tensor.DType(a.Int("dtype", 0))
-		if !k.dtype.Valid() || k.dtype == tensor.String {
-			a.Fail("dtype", "unsupported type %v", k.dtype)
-		}
-	}
-	return k, a.Err()
+	a, err := ops.ParseEyeLikeAttrs(n, opset)
+	return &eyeLikeOp{k: a.K, dtype: a.DType}, err
 }
+
+// Def.Attrs of the ops of this file.
+func eyeLikeAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseEyeLikeAttrs(n, opset) }
+func oneHotAttrs(n *ir.Node, opset int64) (any, error)  { return ops.ParseOneHotAttrs(n, opset) }
 
 func (k *eyeLikeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := need("EyeLike", in, 1); err != nil {
@@ -226,8 +223,8 @@ func (k *eyeLikeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 type oneHotOp struct{ axis int64 }
 
 func prepareOneHot(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &oneHotOp{axis: a.Int("axis", -1)}, a.Err()
+	a, err := ops.ParseOneHotAttrs(n, opset)
+	return &oneHotOp{axis: a.Axis}, err
 }
 
 func (k *oneHotOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -313,6 +310,6 @@ func (k *oneHotOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 func init() {
 	ops.Register(ops.Def{Type: "ConstantOfShape", Traits: ops.HasFloat16, Prepare: prepareConstantOfShape})
 	ops.Register(ops.Def{Type: "Range", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return rangeOp{}, nil }})
-	ops.Register(ops.Def{Type: "EyeLike", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareEyeLike})
-	ops.Register(ops.Def{Type: "OneHot", Prepare: prepareOneHot})
+	ops.Register(ops.Def{Type: "EyeLike", Attrs: eyeLikeAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareEyeLike})
+	ops.Register(ops.Def{Type: "OneHot", Attrs: oneHotAttrs, Prepare: prepareOneHot})
 }

@@ -28,13 +28,12 @@ type padOp struct {
 }
 
 func preparePad(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	modes := []string{"constant", "reflect", "edge"}
-	if opset >= 19 {
-		modes = append(modes, "wrap")
+	a, err := ops.ParsePadAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	k := &padOp{}
-	switch a.OneOf("mode", a.String("mode", "constant"), modes...) {
+	k := &padOp{attr: a.FromAttrs, pads: a.Pads, value: a.Value}
+	switch a.Mode {
 	case "reflect":
 		k.mode = padReflect
 	case "edge":
@@ -42,20 +41,11 @@ func preparePad(n *ir.Node, opset int64) (ops.Kernel, error) {
 	case "wrap":
 		k.mode = padWrap
 	}
-	if opset < 11 {
-		k.attr = true
-		name := "pads"
-		if opset < 2 && a.Has("paddings") {
-			name = "paddings"
-		}
-		k.pads = a.Ints(name, nil)
-		if k.pads == nil {
-			a.Fail(name, "required attribute is missing")
-		}
-		k.value = a.Float("value", 0)
-	}
-	return k, a.Err()
+	return k, nil
 }
+
+// padAttrs is Pad's Def.Attrs.
+func padAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParsePadAttrs(n, opset) }
 
 // fullPads expands pads given for axes (nil: all axes) to 2*rank entries.
 func fullPads(pads, axes []int64, rank int) ([]int64, error) {
@@ -283,5 +273,5 @@ func (k *padOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Pad", Traits: ops.HasFloat16, Prepare: preparePad})
+	ops.Register(ops.Def{Type: "Pad", Attrs: padAttrs, Traits: ops.HasFloat16, Prepare: preparePad})
 }

@@ -17,18 +17,10 @@ const (
 	reduceMin
 )
 
-// parseReduction reads the reduction attribute (opset 16 adds add and mul,
-// 18 adds max and min).
-func parseReduction(a *ops.Attrs, opset int64) reduction {
-	r := a.String("reduction", "none")
-	allowed := []string{"none"}
-	if opset >= 16 {
-		allowed = append(allowed, "add", "mul")
-	}
-	if opset >= 18 {
-		allowed = append(allowed, "max", "min")
-	}
-	switch a.OneOf("reduction", r, allowed...) {
+// reductionOf maps the attribute "reduction" (ops.ScatterElementsAttrs,
+// ops.ScatterNDAttrs) to its kernel's reduction.
+func reductionOf(r string) reduction {
+	switch r {
 	case "add":
 		return reduceAdd
 	case "mul":
@@ -114,8 +106,14 @@ func scatterRows(dst, src *tensor.Tensor, rows []int, inner int, r reduction) er
 type scatterNDOp struct{ red reduction }
 
 func prepareScatterND(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &scatterNDOp{red: parseReduction(a, opset)}, a.Err()
+	a, err := ops.ParseScatterNDAttrs(n, opset)
+	return &scatterNDOp{red: reductionOf(a.Reduction)}, err
+}
+
+// Def.Attrs of the ops of this file.
+func scatterNDAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseScatterNDAttrs(n, opset) }
+func scatterElementsAttrs(n *ir.Node, opset int64) (any, error) {
+	return ops.ParseScatterElementsAttrs(n, opset)
 }
 
 func (k *scatterNDOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -176,12 +174,8 @@ type scatterElementsOp struct {
 
 func prepareScatterElements(name string) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &scatterElementsOp{name: name, axis: a.Int("axis", 0)}
-		if name == "ScatterElements" {
-			k.red = parseReduction(a, opset)
-		}
-		return k, a.Err()
+		a, err := ops.ParseScatterElementsAttrs(n, opset)
+		return &scatterElementsOp{name: name, axis: a.Axis, red: reductionOf(a.Reduction)}, err
 	}
 }
 
@@ -231,7 +225,7 @@ func (k *scatterElementsOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ScatterND", Traits: ops.HasFloat16, Prepare: prepareScatterND})
-	ops.Register(ops.Def{Type: "ScatterElements", Traits: ops.HasFloat16, Prepare: prepareScatterElements("ScatterElements")})
-	ops.Register(ops.Def{Type: "Scatter", Traits: ops.HasFloat16, Prepare: prepareScatterElements("Scatter")})
+	ops.Register(ops.Def{Type: "ScatterND", Attrs: scatterNDAttrs, Traits: ops.HasFloat16, Prepare: prepareScatterND})
+	ops.Register(ops.Def{Type: "ScatterElements", Attrs: scatterElementsAttrs, Traits: ops.HasFloat16, Prepare: prepareScatterElements("ScatterElements")})
+	ops.Register(ops.Def{Type: "Scatter", Attrs: scatterElementsAttrs, Traits: ops.HasFloat16, Prepare: prepareScatterElements("Scatter")})
 }

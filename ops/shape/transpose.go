@@ -10,15 +10,16 @@ import (
 type transposeOp struct{ perm []int64 }
 
 func prepareTranspose(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &transposeOp{perm: a.Ints("perm", nil)}
-	if k.perm != nil {
-		if _, err := checkPerm(k.perm, len(k.perm)); err != nil {
-			return nil, badAttr("perm", "%v is not a permutation", k.perm)
-		}
+	a, err := ops.ParseTransposeAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	return k, a.Err()
+	return &transposeOp{perm: a.Perm}, nil
 }
+
+// Def.Attrs of the ops of this file.
+func transposeAttrs(n *ir.Node, opset int64) (any, error)  { return ops.ParseTransposeAttrs(n, opset) }
+func depthSpaceAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseDepthSpaceAttrs(n, opset) }
 
 // checkPerm validates perm for rank and returns it as ints.
 func checkPerm(perm []int64, rank int) ([]int, error) {
@@ -131,18 +132,11 @@ type depthSpaceOp struct {
 
 func prepareDepthSpace(toDepth bool) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		b := a.Int("blocksize", 0)
-		if !a.Has("blocksize") {
-			a.Fail("blocksize", "required attribute is missing")
-		} else if b <= 0 || b > 1<<20 {
-			a.Fail("blocksize", "must be positive, got %d", b)
+		a, err := ops.ParseDepthSpaceAttrs(n, opset)
+		if err != nil {
+			return nil, err
 		}
-		k := &depthSpaceOp{toDepth: toDepth, block: int(b)}
-		if !toDepth {
-			k.crd = a.OneOf("mode", a.String("mode", "DCR"), "DCR", "CRD") == "CRD"
-		}
-		return k, a.Err()
+		return &depthSpaceOp{toDepth: toDepth, block: a.BlockSize, crd: a.CRD}, nil
 	}
 }
 
@@ -218,7 +212,7 @@ func (k *depthSpaceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Transpose", Prepare: prepareTranspose, Traits: ops.MayViewInput0 | ops.HasFloat16})
-	ops.Register(ops.Def{Type: "SpaceToDepth", Prepare: prepareDepthSpace(true), Traits: ops.MayViewInput0 | ops.HasFloat16})
-	ops.Register(ops.Def{Type: "DepthToSpace", Prepare: prepareDepthSpace(false), Traits: ops.MayViewInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Transpose", Prepare: prepareTranspose, Attrs: transposeAttrs, Traits: ops.MayViewInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "SpaceToDepth", Prepare: prepareDepthSpace(true), Attrs: depthSpaceAttrs, Traits: ops.MayViewInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "DepthToSpace", Prepare: prepareDepthSpace(false), Attrs: depthSpaceAttrs, Traits: ops.MayViewInput0 | ops.HasFloat16})
 }

@@ -12,9 +12,12 @@ import (
 type triluOp struct{ upper bool }
 
 func prepareTrilu(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &triluOp{upper: a.Int("upper", 1) != 0}, a.Err()
+	a, err := ops.ParseTriluAttrs(n, opset)
+	return &triluOp{upper: a.Upper}, err
 }
+
+// triluAttrs is Trilu's Def.Attrs.
+func triluAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseTriluAttrs(n, opset) }
 
 func (k *triluOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := need("Trilu", in, 1); err != nil {
@@ -136,6 +139,6 @@ func (k *reverseSequenceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Trilu", Traits: ops.HasFloat16, Prepare: prepareTrilu})
+	ops.Register(ops.Def{Type: "Trilu", Attrs: triluAttrs, Traits: ops.HasFloat16, Prepare: prepareTrilu})
 	ops.Register(ops.Def{Type: "ReverseSequence", Traits: ops.HasFloat16, Prepare: prepareReverseSequence})
 }

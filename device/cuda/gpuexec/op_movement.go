@@ -160,14 +160,13 @@ func (c *compiler) transpose(s *step) error {
 	if err != nil {
 		return err
 	}
-	perm := ops.AttrsOf(n).Ints("perm", nil)
-	if perm == nil {
-		for i := len(xd) - 1; i >= 0; i-- {
-			perm = append(perm, int64(i))
-		}
+	a, err := ops.ParseTransposeAttrs(n, c.g.Opset()) // the CPU's rules (ops/shape)
+	if err != nil {
+		return err
 	}
-	if len(perm) != len(xd) {
-		return fmt.Errorf("%w: perm %v for rank %d", ErrGraph, perm, len(xd))
+	perm, err := a.PermFor(len(xd))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
 	}
 	xr, err := c.ref(x)
 	if err != nil {
@@ -183,9 +182,6 @@ func (c *compiler) transpose(s *step) error {
 		meta = append(meta, int64(d))
 	}
 	for _, p := range perm {
-		if p < 0 || int(p) >= len(xd) {
-			return fmt.Errorf("%w: perm %v", ErrGraph, perm)
-		}
 		meta = append(meta, int64(st[p]))
 	}
 	total := prod(yd)
@@ -208,7 +204,11 @@ func (c *compiler) gather(s *step) error {
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("Gather", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	ga, err := ops.ParseGatherAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("Gather", ga.Axis, len(xd))
 	if err != nil {
 		return err
 	}
@@ -289,7 +289,17 @@ func scatterArgs(n *ir.Node) error {
 	if err := sameTypeIn(n, 2); err != nil {
 		return err
 	}
-	if r := ops.AttrsOf(n).String("reduction", "none"); r != "none" {
+	// The opset is not known here: read with the latest one's rules (the
+	// CPU's Prepare checks the value against the node's opset).
+	r := "none"
+	if n.OpType == "ScatterND" {
+		a, _ := ops.ParseScatterNDAttrs(n, ops.MaxOpset)
+		r = a.Reduction
+	} else {
+		a, _ := ops.ParseScatterElementsAttrs(n, ops.MaxOpset)
+		r = a.Reduction
+	}
+	if r != "none" {
 		return fmt.Errorf("%w: %s reduction %q (only none)", ErrUnsupported, n.OpType, r)
 	}
 	return nil
@@ -398,12 +408,11 @@ func (c *compiler) depthSpace(s *step) error {
 	if err != nil {
 		return err
 	}
-	a := ops.AttrsOf(n)
-	b := int(a.Int("blocksize", 0))
-	crd := a.String("mode", "DCR") == "CRD"
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseDepthSpaceAttrs(n, c.g.Opset())
+	if err != nil {
 		return err
 	}
+	b, crd := a.BlockSize, a.CRD
 	if len(xd) != 4 || b < 1 {
 		return fmt.Errorf("%w: %s of %v with blocksize %d", ErrGraph, n.OpType, xd, b)
 	}
@@ -435,10 +444,13 @@ var padModes = map[string]int{"constant": 0, "edge": 1, "reflect": 2, "wrap": 3}
 
 func (c *compiler) pad(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	mode, ok := padModes[a.String("mode", "constant")]
+	a, err := ops.ParsePadAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	mode, ok := padModes[a.Mode]
 	if !ok {
-		return fmt.Errorf("%w: Pad mode %q", ErrUnsupported, a.String("mode", ""))
+		return fmt.Errorf("%w: Pad mode %q", ErrUnsupported, a.Mode)
 	}
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
@@ -447,9 +459,9 @@ func (c *compiler) pad(s *step) error {
 	r := len(xd)
 	var pads []int64
 	value := 0.0
-	if c.g.Opset() < 11 {
-		pads = a.Ints("pads", a.Ints("paddings", nil))
-		value = float64(a.Float("value", 0))
+	if a.FromAttrs {
+		pads = a.Pads
+		value = float64(a.Value)
 	} else {
 		if v := input(n, 1); v != nil {
 			if pads, ok = constInts(v); !ok && v.ShapeValue != nil {
@@ -484,9 +496,6 @@ func (c *compiler) pad(s *step) error {
 			}
 			pads = full
 		}
-	}
-	if err := a.Err(); err != nil {
-		return err
 	}
 	if len(pads) != 2*r || len(yd) != r {
 		return fmt.Errorf("%w: Pad: %d pads for rank %d", ErrGraph, len(pads), r)
@@ -537,7 +546,11 @@ func (c *compiler) gatherElements(s *step) error {
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("GatherElements", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	ga, err := ops.ParseGatherAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("GatherElements", ga.Axis, len(xd))
 	if err != nil {
 		return err
 	}
@@ -577,7 +590,11 @@ func (c *compiler) scatterElements(s *step) error {
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("ScatterElements", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	sa, err := ops.ParseScatterElementsAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis(n.OpType, sa.Axis, len(xd))
 	if err != nil {
 		return err
 	}
@@ -682,7 +699,14 @@ func (c *compiler) trilu(s *step) error {
 			kp = pArg(r)
 		}
 	}
-	upper := int(ops.AttrsOf(n).Int("upper", 1))
+	ta, err := ops.ParseTriluAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	upper := 0
+	if ta.Upper {
+		upper = 1
+	}
 	bs, err := c.byteSuffix(dtypeOf(n.Inputs[0]))
 	if err != nil {
 		return err
@@ -700,8 +724,10 @@ func gatherNDArgs(n *ir.Node) error {
 	if err := indexedMove(n); err != nil {
 		return err
 	}
-	if b := ops.AttrsOf(n).Int("batch_dims", 0); b != 0 {
-		return fmt.Errorf("%w: GatherND with batch_dims %d", ErrUnsupported, b)
+	// The opset is not known here; batch_dims is the same in every one
+	// that has it.
+	if a, _ := ops.ParseGatherNDAttrs(n, ops.MaxOpset); a.BatchDims != 0 {
+		return fmt.Errorf("%w: GatherND with batch_dims %d", ErrUnsupported, a.BatchDims)
 	}
 	return nil
 }
@@ -818,7 +844,11 @@ func (c *compiler) oneHot(s *step) error {
 		return err
 	}
 	depth := int64(n.Inputs[1].Const.Float(0))
-	axis, err := ops.NormAxis("OneHot", ops.AttrsOf(n).Int("axis", -1), len(id)+1)
+	oa, err := ops.ParseOneHotAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("OneHot", oa.Axis, len(id)+1)
 	if err != nil {
 		return err
 	}
@@ -857,7 +887,11 @@ func (c *compiler) eyeLike(s *step) error {
 	if len(yd) != 2 {
 		return fmt.Errorf("%w: EyeLike of rank %d", ErrGraph, len(yd))
 	}
-	k := ops.AttrsOf(n).Int("k", 0)
+	ea, err := ops.ParseEyeLikeAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	k := ea.K
 	dt := n.Outputs[0].Type.DType
 	bs, err := c.byteSuffix(dt)
 	if err != nil {

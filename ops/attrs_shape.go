@@ -1,0 +1,240 @@
+package ops
+
+import (
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// Typed attributes of the data movement ops (ops/shape), read by the CPU
+// kernels and the CUDA kernels alike (see Def.Attrs).
+
+// TransposeAttrs are Transpose's attributes.
+type TransposeAttrs struct {
+	// Perm is "perm", a permutation of 0..len(Perm)-1; nil when absent:
+	// the dimensions reversed (see PermFor).
+	Perm []int64
+}
+
+// ParseTransposeAttrs reads a Transpose node's attributes.
+func ParseTransposeAttrs(n *ir.Node, opset int64) (TransposeAttrs, error) {
+	a := AttrsOf(n)
+	t := TransposeAttrs{Perm: a.Ints("perm", nil)}
+	if t.Perm != nil && !isPerm(t.Perm) {
+		a.Fail("perm", "%v is not a permutation", t.Perm)
+	}
+	return t, a.Err()
+}
+
+func isPerm(p []int64) bool {
+	seen := make([]bool, len(p))
+	for _, v := range p {
+		if v < 0 || v >= int64(len(p)) || seen[v] {
+			return false
+		}
+		seen[v] = true
+	}
+	return true
+}
+
+// PermFor returns the permutation for an input of the given rank: Perm, or
+// the dimensions reversed when Perm is nil. A Perm of another length is an
+// error wrapping ErrBadInput.
+func (t TransposeAttrs) PermFor(rank int) ([]int, error) {
+	p := make([]int, rank)
+	if t.Perm == nil {
+		for i := range p {
+			p[i] = rank - 1 - i
+		}
+		return p, nil
+	}
+	if len(t.Perm) != rank {
+		return nil, BadInput("Transpose: perm %v for rank %d", t.Perm, rank)
+	}
+	for i, v := range t.Perm {
+		p[i] = int(v)
+	}
+	return p, nil
+}
+
+// AxisAttrs are the attributes of an op whose one attribute is "axis":
+// Gather and GatherElements (default 0), OneHot (default -1).
+type AxisAttrs struct {
+	// Axis is "axis", possibly negative (counted from the end); the op
+	// checks it against the rank (NormAxis).
+	Axis int64
+}
+
+// ParseGatherAttrs reads a Gather or GatherElements node's attributes.
+func ParseGatherAttrs(n *ir.Node, opset int64) (AxisAttrs, error) {
+	a := AttrsOf(n)
+	return AxisAttrs{Axis: a.Int("axis", 0)}, a.Err()
+}
+
+// ParseOneHotAttrs reads a OneHot node's attributes.
+func ParseOneHotAttrs(n *ir.Node, opset int64) (AxisAttrs, error) {
+	a := AttrsOf(n)
+	return AxisAttrs{Axis: a.Int("axis", -1)}, a.Err()
+}
+
+// GatherNDAttrs are GatherND's attributes.
+type GatherNDAttrs struct {
+	// BatchDims is "batch_dims" (from opset 12; 0 by default), in [0, 64].
+	BatchDims int
+}
+
+// ParseGatherNDAttrs reads a GatherND node's attributes.
+func ParseGatherNDAttrs(n *ir.Node, opset int64) (GatherNDAttrs, error) {
+	a := AttrsOf(n)
+	b := a.Int("batch_dims", 0)
+	if b < 0 || b > 64 {
+		a.Fail("batch_dims", "must be in [0, 64], got %d", b)
+	}
+	return GatherNDAttrs{BatchDims: int(b)}, a.Err()
+}
+
+// ScatterElementsAttrs are the attributes of ScatterElements and of the
+// deprecated Scatter.
+type ScatterElementsAttrs struct {
+	// Axis is "axis" (0 by default), possibly negative.
+	Axis int64
+	// Reduction is "reduction" of ScatterElements: "none" (the default;
+	// always for Scatter and before opset 16), "add" or "mul" (from
+	// opset 16), "max" or "min" (from opset 18). A value the opset does
+	// not allow is an error; it is still set here.
+	Reduction string
+}
+
+// ParseScatterElementsAttrs reads a ScatterElements or Scatter node's
+// attributes.
+func ParseScatterElementsAttrs(n *ir.Node, opset int64) (ScatterElementsAttrs, error) {
+	a := AttrsOf(n)
+	s := ScatterElementsAttrs{Axis: a.Int("axis", 0), Reduction: "none"}
+	if n.OpType == "ScatterElements" {
+		s.Reduction = scatterReduction(a, opset)
+	}
+	return s, a.Err()
+}
+
+// scatterReduction reads "reduction" of ScatterElements and ScatterND:
+// "none" by default; opset 16 adds "add" and "mul", 18 "max" and "min".
+func scatterReduction(a *Attrs, opset int64) string {
+	allowed := []string{"none"}
+	if opset >= 16 {
+		allowed = append(allowed, "add", "mul")
+	}
+	if opset >= 18 {
+		allowed = append(allowed, "max", "min")
+	}
+	return a.OneOf("reduction", a.String("reduction", "none"), allowed...)
+}
+
+// ScatterNDAttrs are ScatterND's attributes.
+type ScatterNDAttrs struct {
+	// Reduction is "reduction", as ScatterElementsAttrs.Reduction.
+	Reduction string
+}
+
+// ParseScatterNDAttrs reads a ScatterND node's attributes.
+func ParseScatterNDAttrs(n *ir.Node, opset int64) (ScatterNDAttrs, error) {
+	a := AttrsOf(n)
+	s := ScatterNDAttrs{Reduction: scatterReduction(a, opset)}
+	return s, a.Err()
+}
+
+// DepthSpaceAttrs are the attributes of DepthToSpace and SpaceToDepth.
+type DepthSpaceAttrs struct {
+	// BlockSize is "blocksize" (required), in [1, 2^20].
+	BlockSize int
+	// CRD is DepthToSpace's "mode" "CRD" (column, row, depth); the default
+	// "DCR" (depth, column, row) leaves it false. SpaceToDepth has no mode.
+	CRD bool
+}
+
+// ParseDepthSpaceAttrs reads a DepthToSpace or SpaceToDepth node's
+// attributes.
+func ParseDepthSpaceAttrs(n *ir.Node, opset int64) (DepthSpaceAttrs, error) {
+	a := AttrsOf(n)
+	b := a.Int("blocksize", 0)
+	if !a.Has("blocksize") {
+		a.Fail("blocksize", "required attribute is missing")
+	} else if b <= 0 || b > 1<<20 {
+		a.Fail("blocksize", "must be positive, got %d", b)
+	}
+	d := DepthSpaceAttrs{BlockSize: int(b)}
+	if n.OpType == "DepthToSpace" {
+		d.CRD = a.OneOf("mode", a.String("mode", "DCR"), "DCR", "CRD") == "CRD"
+	}
+	return d, a.Err()
+}
+
+// PadAttrs are Pad's attributes.
+type PadAttrs struct {
+	// Mode is "mode": "constant" (the default), "reflect", "edge", or
+	// "wrap" (from opset 19).
+	Mode string
+	// FromAttrs is set before opset 11, where the pads and the value are
+	// attributes (Pads, Value); from opset 11 they are inputs.
+	FromAttrs bool
+	// Pads is "pads" ("paddings" in opset 1), required before opset 11:
+	// the start of every axis, then the end of every axis.
+	Pads []int64
+	// Value is "value" before opset 11 (0 by default).
+	Value float32
+}
+
+// ParsePadAttrs reads a Pad node's attributes.
+func ParsePadAttrs(n *ir.Node, opset int64) (PadAttrs, error) {
+	a := AttrsOf(n)
+	modes := []string{"constant", "reflect", "edge"}
+	if opset >= 19 {
+		modes = append(modes, "wrap")
+	}
+	p := PadAttrs{Mode: a.OneOf("mode", a.String("mode", "constant"), modes...)}
+	if opset < 11 {
+		p.FromAttrs = true
+		name := "pads"
+		if opset < 2 && a.Has("paddings") {
+			name = "paddings"
+		}
+		p.Pads = a.Ints(name, nil)
+		if p.Pads == nil {
+			a.Fail(name, "required attribute is missing")
+		}
+		p.Value = a.Float("value", 0)
+	}
+	return p, a.Err()
+}
+
+// TriluAttrs are Trilu's attributes.
+type TriluAttrs struct {
+	// Upper is "upper" (1 by default) not 0: keep the upper triangle.
+	Upper bool
+}
+
+// ParseTriluAttrs reads a Trilu node's attributes.
+func ParseTriluAttrs(n *ir.Node, opset int64) (TriluAttrs, error) {
+	a := AttrsOf(n)
+	return TriluAttrs{Upper: a.Int("upper", 1) != 0}, a.Err()
+}
+
+// EyeLikeAttrs are EyeLike's attributes.
+type EyeLikeAttrs struct {
+	// K is "k", the diagonal (0 by default, the main one).
+	K int64
+	// DType is "dtype", the output's element type; tensor.Undefined when
+	// absent (the input's). A string or unknown type is an error.
+	DType tensor.DType
+}
+
+// ParseEyeLikeAttrs reads an EyeLike node's attributes.
+func ParseEyeLikeAttrs(n *ir.Node, opset int64) (EyeLikeAttrs, error) {
+	a := AttrsOf(n)
+	e := EyeLikeAttrs{K: a.Int("k", 0)}
+	if a.Has("dtype") {
+		e.DType = tensor.DType(a.Int("dtype", 0))
+		if !e.DType.Valid() || e.DType == tensor.String {
+			a.Fail("dtype", "unsupported type %v", e.DType)
+		}
+	}
+	return e, a.Err()
+}

@@ -1,0 +1,106 @@
+package ops_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	_ "github.com/kilnai/kiln/ops/all"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// attrCase is one node given to ops.ParseAttrs (as every device's kernel
+// reads it): the typed attributes it must give, or the attribute its
+// error must name.
+type attrCase struct {
+	name  string
+	op    string
+	attrs []*ir.Attr
+	opset int64
+	want  any
+	bad   string // the attribute the error names; "" for no error
+}
+
+func runAttrCases(t *testing.T, cases []attrCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &ir.Node{Name: "n", OpType: tt.op, Attrs: map[string]*ir.Attr{}}
+			for _, a := range tt.attrs {
+				n.Attrs[a.Name] = a
+			}
+			got, err := ops.ParseAttrs(n, tt.opset)
+			if tt.bad != "" {
+				if !errors.Is(err, ops.ErrBadAttr) || !strings.Contains(err.Error(), `"`+tt.bad+`"`) {
+					t.Fatalf("ParseAttrs: %v, want a bad attribute %q", err, tt.bad)
+				}
+				// the CPU kernel's Prepare refuses the node with the same error
+				if _, perr := ops.Prepare(n, tt.opset); perr == nil || !strings.Contains(perr.Error(), err.Error()[strings.Index(err.Error(), "bad attribute"):]) {
+					t.Errorf("Prepare: %v, want %v", perr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseAttrs: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ParseAttrs = %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func intsA(name string, v ...int64) *ir.Attr { return ir.IntsAttr(name, v...) }
+func intA(name string, v int64) *ir.Attr     { return &ir.Attr{Name: name, Type: ir.AttrInt, I: v} }
+func floatA(name string, v float32) *ir.Attr {
+	return &ir.Attr{Name: name, Type: ir.AttrFloat, F: v}
+}
+func strA(name, v string) *ir.Attr { return &ir.Attr{Name: name, Type: ir.AttrString, S: v} }
+
+// TestShapeAttrs: the data movement ops' typed attributes, with the ONNX
+// defaults and rules of each opset.
+func TestShapeAttrs(t *testing.T) {
+	runAttrCases(t, []attrCase{
+		{"transpose default", "Transpose", nil, 13, ops.TransposeAttrs{}, ""},
+		{"transpose perm", "Transpose", []*ir.Attr{intsA("perm", 0, 2, 1)}, 13, ops.TransposeAttrs{Perm: []int64{0, 2, 1}}, ""},
+		{"transpose not a permutation", "Transpose", []*ir.Attr{intsA("perm", 0, 0, 1)}, 13, nil, "perm"},
+		{"transpose perm out of range", "Transpose", []*ir.Attr{intsA("perm", 0, 3)}, 13, nil, "perm"},
+		{"transpose mistyped perm", "Transpose", []*ir.Attr{intA("perm", 1)}, 13, nil, "perm"},
+		{"gather default", "Gather", nil, 13, ops.AxisAttrs{}, ""},
+		{"gather axis -1", "Gather", []*ir.Attr{intA("axis", -1)}, 13, ops.AxisAttrs{Axis: -1}, ""},
+		{"gatherelements axis 1", "GatherElements", []*ir.Attr{intA("axis", 1)}, 13, ops.AxisAttrs{Axis: 1}, ""},
+		{"gather mistyped axis", "Gather", []*ir.Attr{floatA("axis", 1)}, 13, nil, "axis"},
+		{"onehot default", "OneHot", nil, 11, ops.AxisAttrs{Axis: -1}, ""},
+		{"gathernd default", "GatherND", nil, 13, ops.GatherNDAttrs{}, ""},
+		{"gathernd batch_dims", "GatherND", []*ir.Attr{intA("batch_dims", 1)}, 13, ops.GatherNDAttrs{BatchDims: 1}, ""},
+		{"gathernd negative batch_dims", "GatherND", []*ir.Attr{intA("batch_dims", -1)}, 13, nil, "batch_dims"},
+		{"scatterelements default", "ScatterElements", nil, 18, ops.ScatterElementsAttrs{Reduction: "none"}, ""},
+		{"scatterelements add opset 16", "ScatterElements", []*ir.Attr{strA("reduction", "add"), intA("axis", 1)}, 16, ops.ScatterElementsAttrs{Axis: 1, Reduction: "add"}, ""},
+		{"scatterelements add opset 13", "ScatterElements", []*ir.Attr{strA("reduction", "add")}, 13, nil, "reduction"},
+		{"scatterelements max opset 16", "ScatterElements", []*ir.Attr{strA("reduction", "max")}, 16, nil, "reduction"},
+		{"scatterelements max opset 18", "ScatterElements", []*ir.Attr{strA("reduction", "max")}, 18, ops.ScatterElementsAttrs{Reduction: "max"}, ""},
+		{"scatter ignores reduction", "Scatter", []*ir.Attr{intA("axis", 1)}, 9, ops.ScatterElementsAttrs{Axis: 1, Reduction: "none"}, ""},
+		{"scatternd mul opset 16", "ScatterND", []*ir.Attr{strA("reduction", "mul")}, 16, ops.ScatterNDAttrs{Reduction: "mul"}, ""},
+		{"scatternd bogus", "ScatterND", []*ir.Attr{strA("reduction", "sum")}, 18, nil, "reduction"},
+		{"depthtospace default", "DepthToSpace", []*ir.Attr{intA("blocksize", 2)}, 13, ops.DepthSpaceAttrs{BlockSize: 2}, ""},
+		{"depthtospace CRD", "DepthToSpace", []*ir.Attr{intA("blocksize", 3), strA("mode", "CRD")}, 13, ops.DepthSpaceAttrs{BlockSize: 3, CRD: true}, ""},
+		{"depthtospace bad mode", "DepthToSpace", []*ir.Attr{intA("blocksize", 2), strA("mode", "XYZ")}, 13, nil, "mode"},
+		{"spacetodepth ignores mode", "SpaceToDepth", []*ir.Attr{intA("blocksize", 2), strA("mode", "CRD")}, 13, ops.DepthSpaceAttrs{BlockSize: 2}, ""},
+		{"spacetodepth no blocksize", "SpaceToDepth", nil, 13, nil, "blocksize"},
+		{"depthtospace blocksize 0", "DepthToSpace", []*ir.Attr{intA("blocksize", 0)}, 13, nil, "blocksize"},
+		{"pad opset 11", "Pad", nil, 11, ops.PadAttrs{Mode: "constant"}, ""},
+		{"pad opset 2", "Pad", []*ir.Attr{intsA("pads", 0, 1, 0, 1), floatA("value", 2), strA("mode", "edge")}, 2, ops.PadAttrs{Mode: "edge", FromAttrs: true, Pads: []int64{0, 1, 0, 1}, Value: 2}, ""},
+		{"pad opset 1 paddings", "Pad", []*ir.Attr{intsA("paddings", 1, 1)}, 1, ops.PadAttrs{Mode: "constant", FromAttrs: true, Pads: []int64{1, 1}}, ""},
+		{"pad opset 2 no pads", "Pad", []*ir.Attr{intsA("paddings", 1, 1)}, 2, nil, "pads"},
+		{"pad wrap opset 19", "Pad", []*ir.Attr{strA("mode", "wrap")}, 19, ops.PadAttrs{Mode: "wrap"}, ""},
+		{"pad wrap opset 18", "Pad", []*ir.Attr{strA("mode", "wrap")}, 18, nil, "mode"},
+		{"trilu default", "Trilu", nil, 14, ops.TriluAttrs{Upper: true}, ""},
+		{"trilu lower", "Trilu", []*ir.Attr{intA("upper", 0)}, 14, ops.TriluAttrs{}, ""},
+		{"eyelike default", "EyeLike", nil, 9, ops.EyeLikeAttrs{}, ""},
+		{"eyelike k dtype", "EyeLike", []*ir.Attr{intA("k", -1), intA("dtype", int64(tensor.Int32))}, 9, ops.EyeLikeAttrs{K: -1, DType: tensor.Int32}, ""},
+		{"eyelike string", "EyeLike", []*ir.Attr{intA("dtype", int64(tensor.String))}, 9, nil, "dtype"},
+	})
+}
