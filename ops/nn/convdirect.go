@@ -205,10 +205,37 @@ var padPlaneOff bool
 // directInput writes the zero-padded, phase-split copy of one image:
 // xin[c][a][b][i][j] = xpad[c][a+i*sh][b+j*sw] for phases a < ph, b < pw.
 func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
-	sh, sw := p.StrideH, p.StrideW
 	plane := hq * wq
 	items := p.C * ph * pw
-	dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), func(lo, hi int) {
+	ic := directInCalls.Get().(*directInCall)
+	*ic = directInCall{p: p, x: x, xin: xin, hq: hq, wq: wq, ph: ph, pw: pw, fn: ic.fn}
+	dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), ic.fn)
+	*ic = directInCall{fn: ic.fn} // drop the references to the caller's memory
+	directInCalls.Put(ic)
+}
+
+// directInCall is one directInput call's state, pooled with the function
+// it hands to the worker pool (made once per directInCall, so that a call
+// allocates nothing).
+type directInCall struct {
+	p              cpu.Conv2DParams
+	x, xin         []float32
+	hq, wq, ph, pw int
+	fn             func(lo, hi int)
+}
+
+var directInCalls = sync.Pool{New: func() any {
+	ic := &directInCall{}
+	ic.fn = ic.items
+	return ic
+}}
+
+// items writes the phase planes [lo, hi) (channel, row phase, column phase).
+func (ic *directInCall) items(lo, hi int) {
+	p, x, xin, hq, wq, ph, pw := &ic.p, ic.x, ic.xin, ic.hq, ic.wq, ic.ph, ic.pw
+	sh, sw := p.StrideH, p.StrideW
+	plane := hq * wq
+	{
 		var pms [2]padMasks // per phase column: b alternates between items
 		for it := lo; it < hi; it++ {
 			c, a, b := it/(ph*pw), it/pw%ph, it%pw
@@ -252,7 +279,7 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 				}
 			}
 		}
-	})
+	}
 }
 
 // directTapOffsets writes into offs[:C*KH*KW] where each tap (c, kh, kw)
@@ -420,11 +447,9 @@ func (dc *directCall) items(i0, i1 int) {
 		if dc.zt != nil {
 			zs = dc.zt[b*directMR*dc.ldc+o0:]
 		}
-		tile := convDirectTile
-		if dc.pf {
-			tile = convDirectTilePF
-		}
-		tile(k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
+		// called directly, not through a func value, so that bv stays on
+		// the stack
+		convDirectTileK(dc.pf, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
 		if dc.tileSiLU {
 			// while the tile is in L1
 			for r := range rows {
@@ -522,35 +547,67 @@ func directFinish(p cpu.Conv2DParams, y, z []float32, ep *epilogue, out []float3
 		}
 	}
 	switch {
-	case !copyOut && addClampOK:
-		dynamicFor(len(y), max(1<<13, len(y)/(4*cpu.Threads())), func(i0, i1 int) {
-			addClamp(y[i0:i1], y[i0:i1], z[i0:i1], lo, hi, clampOn)
-		})
-	case !copyOut && ep != nil && z != nil:
+	case !copyOut && ep != nil && z != nil && !addClampOK:
 		ep.applyAdd(y, z)
-	case !copyOut && ep != nil:
+	case !copyOut && ep != nil && z == nil:
 		ep.apply(y)
-	case copyOut:
-		cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), func(m0, m1 int) {
-			for m := m0; m < m1; m++ {
-				for r := 0; r < oh; r++ {
-					yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
-					switch {
-					case ep == nil:
-						copy(yr, out[m*plane+r*wq:])
-						continue
-					case addClampOK:
-						addClamp(yr, out[m*plane+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], lo, hi, clampOn)
-						continue
-					case z != nil:
-						fastmath.ScaleAdd(yr, out[m*plane+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
-					default:
-						copy(yr, out[m*plane+r*wq:])
-					}
-					ep.applySerial(yr)
-				}
+	case copyOut || addClampOK:
+		fc := directFinCalls.Get().(*directFinCall)
+		*fc = directFinCall{y: y, z: z, ep: ep, out: out, plane: plane, wq: wq, oh: oh, ow: ow,
+			lo: lo, hi: hi, clampOn: clampOn, addClampOK: addClampOK, addFn: fc.addFn, copyFn: fc.copyFn}
+		if copyOut {
+			cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), fc.copyFn)
+		} else {
+			dynamicFor(len(y), max(1<<13, len(y)/(4*cpu.Threads())), fc.addFn)
+		}
+		*fc = directFinCall{addFn: fc.addFn, copyFn: fc.copyFn} // drop the references to the caller's memory
+		directFinCalls.Put(fc)
+	}
+}
+
+// directFinCall is one directFinish call's state, pooled with the
+// functions it hands to the worker pool (made once per directFinCall, so
+// that a call allocates nothing).
+type directFinCall struct {
+	y, z, out           []float32
+	ep                  *epilogue
+	plane, wq, oh, ow   int
+	lo, hi              float32
+	clampOn, addClampOK bool
+	addFn, copyFn       func(lo, hi int)
+}
+
+var directFinCalls = sync.Pool{New: func() any {
+	fc := &directFinCall{}
+	fc.addFn, fc.copyFn = fc.add, fc.copyOut
+	return fc
+}}
+
+// add adds the residual to y[i0:i1] in place, with the clamp.
+func (fc *directFinCall) add(i0, i1 int) {
+	addClamp(fc.y[i0:i1], fc.y[i0:i1], fc.z[i0:i1], fc.lo, fc.hi, fc.clampOn)
+}
+
+// copyOut copies the output channels [m0, m1) out of the wide rows.
+func (fc *directFinCall) copyOut(m0, m1 int) {
+	y, z, ep, out, plane, wq, oh, ow := fc.y, fc.z, fc.ep, fc.out, fc.plane, fc.wq, fc.oh, fc.ow
+	for m := m0; m < m1; m++ {
+		for r := 0; r < oh; r++ {
+			yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
+			switch {
+			case ep == nil:
+				copy(yr, out[m*plane+r*wq:])
+				continue
+			case fc.addClampOK:
+				addClamp(yr, out[m*plane+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], fc.lo, fc.hi, fc.clampOn)
+				continue
+			case z != nil:
+				fastmath.ScaleAdd(yr, out[m*plane+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
+			default:
+				copy(yr, out[m*plane+r*wq:])
 			}
-		})
+			ep.applySerial(yr)
+		}
 	}
 }
 

@@ -321,3 +321,55 @@ func TestDirectTapOffsets(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectNoAllocs checks that the direct convolutions allocate nothing
+// per call once their pools are warm, in both tile layouts, with and
+// without a residual (issue 15: no allocation on the steady-state path):
+// the padded input copy, the tiles and the copy out hand the worker pool
+// functions made once per pooled call state. One thread, so that the
+// worker pool runs the calls inline: with two, device/cpu's own job
+// state (its sync.Pool of jobs) still allocates now and then, and
+// epilogue.applyAdd (SiLU and the other activations after a residual)
+// allocates once per call; neither is tested here.
+func TestDirectNoAllocs(t *testing.T) {
+	if !directAsm {
+		t.Skip("the direct convolution needs AVX-512 (amd64 without purego); this CPU or build has none")
+	}
+	cases := []cpu.Conv2DParams{
+		{N: 1, C: 16, H: 56, W: 56, M: 16, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1},
+		{N: 1, C: 16, H: 56, W: 56, M: 32, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2},
+		{N: 1, C: 64, H: 14, W: 14, M: 64, KH: 1, KW: 1, StrideH: 1, StrideW: 1},
+	}
+	if err := cpu.SetThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cpu.SetThreads(0) }()
+	for _, p := range cases {
+		p.Group, p.DilH, p.DilW, p.Act = 1, 1, 1, cpu.ActRelu
+		x := make([]float32, p.C*p.H*p.W)
+		w := make([]float32, p.M*p.C*p.KH*p.KW)
+		y := make([]float32, p.M*p.OutH()*p.OutW())
+		z := make([]float32, len(y))
+		f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
+		cf := newCLFilter(w, p.M, p.C, p.KH, p.KW)
+		relu, clip := &epilogue{act: ActRelu}, &epilogue{act: ActClip, p0: -1, p1: 1}
+		for _, layout := range []int{layoutRows, layoutWide} {
+			directLayout = layout
+			for _, c := range []struct {
+				name string
+				fn   func()
+			}{
+				{"direct", func() { convDirect(p, x, f, nil, y, nil, nil) }},
+				{"direct, residual and ReLU", func() { convDirect(p, x, f, nil, y, z, relu) }},
+				{"direct, residual and clip", func() { convDirect(p, x, f, nil, y, z, clip) }},
+				{"direct-cl, residual and ReLU", func() { convCL(p, x, cf, nil, y, z, relu) }},
+			} {
+				if n := testing.AllocsPerRun(20, c.fn); n != 0 {
+					t.Errorf("%dx%d/%d %d -> %d, layout %d, %s: %v allocations per call, want 0",
+						p.KH, p.KW, p.StrideH, p.C, p.M, layout, c.name, n)
+				}
+			}
+		}
+		directLayout = layoutAuto
+	}
+}
