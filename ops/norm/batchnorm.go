@@ -22,37 +22,15 @@ type batchNormOp struct {
 }
 
 func prepareBatchNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &batchNormOp{
-		epsilon:       float64(a.Float("epsilon", 1e-5)),
-		momentum:      float64(a.Float("momentum", 0.9)),
-		legacyOutputs: opset < 14,
+	a, err := ops.ParseBatchNormAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	if k.epsilon < 0 || math.IsNaN(k.epsilon) {
-		a.Fail("epsilon", "value %g is negative", k.epsilon)
-	}
-	nout := 0
-	for i, o := range n.Outputs {
-		if o != nil && o.Name != "" {
-			nout = i + 1
-		}
-	}
-	if opset >= 14 {
-		tm := a.Int("training_mode", 0)
-		if tm != 0 && tm != 1 {
-			a.Fail("training_mode", "value %d, want 0 or 1", tm)
-		}
-		k.training = tm == 1
-	} else {
-		k.training = nout > 1 && a.Int("is_test", 0) == 0
-	}
-	if opset < 9 {
-		// spatial=0 (per-activation statistics) is recognized from the
-		// parameter shapes at run time.
-		a.Int("spatial", 1)
-	}
-	return k, a.Err()
+	return &batchNormOp{epsilon: float64(a.Epsilon), momentum: float64(a.Momentum), training: a.Training, legacyOutputs: a.LegacyOutputs}, nil
 }
+
+// batchNormAttrs is BatchNormalization's Def.Attrs.
+func batchNormAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseBatchNormAttrs(n, opset) }
 
 func (k *batchNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("BatchNormalization", in, 5); err != nil {
@@ -205,5 +183,5 @@ func affineChannels[T ops.Float](x, y []T, n, c, s int, sub, mul, add []float64)
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "BatchNormalization", Prepare: prepareBatchNorm})
+	ops.Register(ops.Def{Type: "BatchNormalization", Attrs: batchNormAttrs, Prepare: prepareBatchNorm})
 }

@@ -23,12 +23,16 @@ type groupNormOp struct {
 }
 
 func prepareInstanceNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &groupNormOp{name: "InstanceNormalization", epsilon: float64(a.Float("epsilon", 1e-5))}
-	if k.epsilon < 0 {
-		a.Fail("epsilon", "value %g is negative", k.epsilon)
+	a, err := ops.ParseInstanceNormAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	return k, a.Err()
+	return &groupNormOp{name: "InstanceNormalization", epsilon: float64(a.Epsilon)}, nil
+}
+
+// instanceNormAttrs is InstanceNormalization's Def.Attrs.
+func instanceNormAttrs(n *ir.Node, opset int64) (any, error) {
+	return ops.ParseInstanceNormAttrs(n, opset)
 }
 
 func prepareGroupNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -152,6 +156,6 @@ func groupNorm[T ops.Float](x, y []T, geo groupGeom, scale, bias []float64) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "InstanceNormalization", Prepare: prepareInstanceNorm})
+	ops.Register(ops.Def{Type: "InstanceNormalization", Attrs: instanceNormAttrs, Prepare: prepareInstanceNorm})
 	ops.Register(ops.Def{Type: "GroupNormalization", Prepare: prepareGroupNorm})
 }

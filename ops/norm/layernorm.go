@@ -22,18 +22,15 @@ type layerNormOp struct {
 }
 
 func prepareLayerNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &layerNormOp{axis: a.Int("axis", -1), epsilon: float64(a.Float("epsilon", 1e-5))}
-	if k.epsilon < 0 {
-		a.Fail("epsilon", "value %g is negative", k.epsilon)
+	a, err := ops.ParseLayerNormAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	st := a.Int("stash_type", 1)
-	if !isFloatType(tensor.DType(st)) {
-		a.Fail("stash_type", "value %d is not a float type", st)
-	}
-	k.stash = tensor.DType(st)
-	return k, a.Err()
+	return &layerNormOp{axis: a.Axis, epsilon: float64(a.Epsilon), stash: a.StashType}, nil
 }
+
+// layerNormAttrs is LayerNormalization's Def.Attrs.
+func layerNormAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseLayerNormAttrs(n, opset) }
 
 func (k *layerNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("LayerNormalization", in, 2); err != nil {
@@ -215,5 +212,5 @@ func layerNormRun[T ops.Float](x, y []T, shape []int, ax int, sc, b *tensor.Tens
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "LayerNormalization", Prepare: prepareLayerNorm})
+	ops.Register(ops.Def{Type: "LayerNormalization", Attrs: layerNormAttrs, Prepare: prepareLayerNorm})
 }

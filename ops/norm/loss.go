@@ -27,17 +27,17 @@ type lossOp struct {
 
 func prepareLoss(softmax bool) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &lossOp{name: "NegativeLogLikelihoodLoss", softmax: softmax}
+		a, err := ops.ParseLossAttrs(n, opset)
+		k := &lossOp{name: "NegativeLogLikelihoodLoss", softmax: softmax, reduction: a.Reduction, hasIgnore: a.HasIgnore, ignore: a.IgnoreIndex}
 		if softmax {
 			k.name = "SoftmaxCrossEntropyLoss"
 		}
-		k.reduction = a.OneOf("reduction", a.String("reduction", "mean"), "none", "sum", "mean")
-		k.hasIgnore = a.Has("ignore_index")
-		k.ignore = a.Int("ignore_index", 0)
-		return k, a.Err()
+		return k, err
 	}
 }
+
+// lossAttrs is the Def.Attrs of the losses.
+func lossAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseLossAttrs(n, opset) }
 
 func (k *lossOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues(k.name, in, 2); err != nil {
@@ -172,6 +172,6 @@ func (o *floatOut) set(i int, v float64) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "NegativeLogLikelihoodLoss", Prepare: prepareLoss(false)})
-	ops.Register(ops.Def{Type: "SoftmaxCrossEntropyLoss", Prepare: prepareLoss(true)})
+	ops.Register(ops.Def{Type: "NegativeLogLikelihoodLoss", Attrs: lossAttrs, Prepare: prepareLoss(false)})
+	ops.Register(ops.Def{Type: "SoftmaxCrossEntropyLoss", Attrs: lossAttrs, Prepare: prepareLoss(true)})
 }

@@ -197,17 +197,15 @@ type lrnOp struct {
 }
 
 func prepareLRN(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	if !a.Has("size") {
-		a.Fail("size", "required attribute is missing")
+	a, err := ops.ParseLRNAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	size := a.Int("size", 1)
-	if size < 1 || size > 1<<20 {
-		a.Fail("size", "value %d, want >= 1", size)
-	}
-	k := &lrnOp{size: int(size), alpha: float64(a.Float("alpha", 1e-4)), beta: float64(a.Float("beta", 0.75)), bias: float64(a.Float("bias", 1))}
-	return k, a.Err()
+	return &lrnOp{size: a.Size, alpha: float64(a.Alpha), beta: float64(a.Beta), bias: float64(a.Bias)}, nil
 }
+
+// lrnAttrs is LRN's Def.Attrs.
+func lrnAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseLRNAttrs(n, opset) }
 
 func (k *lrnOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("LRN", in, 1); err != nil {
@@ -275,5 +273,5 @@ func lrn[T ops.Float](k *lrnOp, x, y []T, n, c, s int) {
 func init() {
 	ops.Register(ops.Def{Type: "LpNormalization", Prepare: prepareLpNorm})
 	ops.Register(ops.Def{Type: "MeanVarianceNormalization", Prepare: prepareMVN})
-	ops.Register(ops.Def{Type: "LRN", Prepare: prepareLRN})
+	ops.Register(ops.Def{Type: "LRN", Attrs: lrnAttrs, Prepare: prepareLRN})
 }

@@ -12,16 +12,21 @@ import (
 
 func (c *compiler) layerNorm(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
+	// the CPU's rules (ops/norm); kiln's fused LayerNormalization is the
+	// opset 17 one
+	a, err := ops.ParseLayerNormAttrs(n, max(c.g.Opset(), 17))
+	if err != nil {
+		return err
+	}
 	xd, err := c.dims(n.Inputs[0])
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("LayerNormalization", a.Int("axis", -1), len(xd))
+	axis, err := ops.NormAxis("LayerNormalization", a.Axis, len(xd))
 	if err != nil {
 		return err
 	}
-	eps := a.Float("epsilon", 1e-5)
+	eps := a.Epsilon
 	rows, cols := prod(xd[:axis]), prod(xd[axis:])
 	if cols > math.MaxInt32 {
 		return fmt.Errorf("%w: LayerNormalization over %d elements", ErrUnsupported, cols)
@@ -64,7 +69,7 @@ func (c *compiler) layerNorm(s *step) error {
 		if err := c.embedLayerNorm(s, p, yr, gr, br, rows, cols, eps); err != nil {
 			return err
 		}
-		return a.Err()
+		return nil
 	}
 	if c.half && vecRows(cols) {
 		// one warp per row, 16-byte accesses; a residual Add folded in
@@ -86,10 +91,10 @@ func (c *compiler) layerNorm(s *step) error {
 		}
 		s.launches = append(s.launches, launch{kernel: lnVecKernel(cols), grid: cuda.Dim3{X: uint32((rows + 3) / 4), Y: 1, Z: 1}, block: cuda.Dim3{X: 128, Y: 1, Z: 1},
 			args: []arg{pArg(yr), pArg(xr), zr, pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)}})
-		return a.Err()
+		return nil
 	}
 	s.launches = append(s.launches, rowsLaunch(c.fk("layernorm"), rows, rowThreads(int(cols)), 0, pArg(yr), pArg(xr), pArg(gr), optArg(br), lArg(rows), iArg(int(cols)), fArg(eps)))
-	return a.Err()
+	return nil
 }
 
 // lnVecKernel is the one-warp-per-row LayerNorm kernel for rows of cols
@@ -137,7 +142,9 @@ var normKernels = []kernelDef{
 }
 
 func batchNormInference(n *ir.Node) error {
-	if ops.AttrsOf(n).Int("training_mode", 0) != 0 {
+	// The opset is not known here: training_mode is read as from opset
+	// 14 (batchNorm checks the node's own opset's rule).
+	if a, _ := ops.ParseBatchNormAttrs(n, ops.MaxOpset); a.Training {
 		return fmt.Errorf("%w: BatchNormalization in training mode", ErrUnsupported)
 	}
 	return nil
@@ -201,7 +208,11 @@ func (c *compiler) instanceNorm(s *step) error {
 	if len(xd) < 2 {
 		return fmt.Errorf("%w: InstanceNormalization of %v", ErrGraph, xd)
 	}
-	eps := ops.AttrsOf(n).Float("epsilon", 1e-5)
+	a, err := ops.ParseInstanceNormAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	eps := a.Epsilon
 	sr, err := c.ref(n.Inputs[1])
 	if err != nil {
 		return err
@@ -229,7 +240,11 @@ func (c *compiler) batchNorm(s *step) error {
 	if len(xd) < 2 {
 		return fmt.Errorf("%w: BatchNormalization of %v", ErrGraph, xd)
 	}
-	eps := ops.AttrsOf(n).Float("epsilon", 1e-5)
+	a, err := ops.ParseBatchNormAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	eps := a.Epsilon
 	var r [4]ref
 	for i := range r {
 		if r[i], err = c.ref(n.Inputs[i+1]); err != nil {
@@ -249,15 +264,15 @@ func (c *compiler) batchNorm(s *step) error {
 // followed by it.
 func (c *compiler) nllLoss(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	reduction := map[string]int{"none": 0, "sum": 1, "mean": 2}[a.String("reduction", "mean")]
+	a, err := ops.ParseLossAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	reduction := map[string]int{"none": 0, "sum": 1, "mean": 2}[a.Reduction]
 	hasIgnore := 0
 	var ignore int64
-	if a.Has("ignore_index") {
-		hasIgnore, ignore = 1, a.Int("ignore_index", 0)
-	}
-	if err := a.Err(); err != nil {
-		return err
+	if a.HasIgnore {
+		hasIgnore, ignore = 1, a.IgnoreIndex
 	}
 	x := n.Inputs[0]
 	xd, err := c.dims(x)
@@ -320,12 +335,11 @@ func (c *compiler) nllLoss(s *step) error {
 // lrn runs LRN across the channels of x [N, C, ...].
 func (c *compiler) lrn(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	size := int(a.Int("size", 1))
-	alpha, beta, bias := a.Float("alpha", 1e-4), a.Float("beta", 0.75), a.Float("bias", 1)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseLRNAttrs(n, c.g.Opset())
+	if err != nil {
 		return err
 	}
+	size, alpha, beta, bias := a.Size, a.Alpha, a.Beta, a.Bias
 	if size < 1 {
 		return fmt.Errorf("%w: LRN size %d", ErrGraph, size)
 	}
