@@ -22,25 +22,17 @@ type argOp struct {
 
 func prepareArg(isMax bool) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &argOp{name: "ArgMin", isMax: isMax}
+		a, err := ops.ParseArgReduceAttrs(n, opset)
+		k := &argOp{name: "ArgMin", isMax: isMax, axis: a.Axis, keepdims: a.KeepDims, last: a.SelectLastIndex}
 		if isMax {
 			k.name = "ArgMax"
 		}
-		k.axis = a.Int("axis", 0)
-		keep := a.Int("keepdims", 1)
-		if keep != 0 && keep != 1 {
-			a.Fail("keepdims", "value %d, want 0 or 1", keep)
-		}
-		k.keepdims = keep == 1
-		last := a.Int("select_last_index", 0)
-		if last != 0 && last != 1 {
-			a.Fail("select_last_index", "value %d, want 0 or 1", last)
-		}
-		k.last = last == 1
-		return k, a.Err()
+		return k, err
 	}
 }
+
+// argAttrs is the Def.Attrs of ArgMax and ArgMin.
+func argAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseArgReduceAttrs(n, opset) }
 
 func numericType(dt tensor.DType) bool { return isFloatType(dt) || dt.IsInt() }
 
@@ -173,6 +165,6 @@ func argExtreme[T ops.Number](x []T, y []int64, outer, n, inner int, isMax, last
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ArgMax", Prepare: prepareArg(true)})
-	ops.Register(ops.Def{Type: "ArgMin", Prepare: prepareArg(false)})
+	ops.Register(ops.Def{Type: "ArgMax", Attrs: argAttrs, Prepare: prepareArg(true)})
+	ops.Register(ops.Def{Type: "ArgMin", Attrs: argAttrs, Prepare: prepareArg(false)})
 }

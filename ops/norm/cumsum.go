@@ -17,16 +17,12 @@ type cumSumOp struct {
 }
 
 func prepareCumSum(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	ex, rev := a.Int("exclusive", 0), a.Int("reverse", 0)
-	if ex != 0 && ex != 1 {
-		a.Fail("exclusive", "value %d, want 0 or 1", ex)
-	}
-	if rev != 0 && rev != 1 {
-		a.Fail("reverse", "value %d, want 0 or 1", rev)
-	}
-	return &cumSumOp{exclusive: ex == 1, reverse: rev == 1}, a.Err()
+	a, err := ops.ParseCumSumAttrs(n, opset)
+	return &cumSumOp{exclusive: a.Exclusive, reverse: a.Reverse}, err
 }
+
+// cumSumAttrs is CumSum's Def.Attrs.
+func cumSumAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseCumSumAttrs(n, opset) }
 
 func (k *cumSumOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("CumSum", in, 2); err != nil {
@@ -141,5 +137,5 @@ func cumSum[T ops.Number](x, y []T, g cumGeom) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "CumSum", Prepare: prepareCumSum})
+	ops.Register(ops.Def{Type: "CumSum", Attrs: cumSumAttrs, Prepare: prepareCumSum})
 }

@@ -3,7 +3,6 @@ package norm
 import (
 	"fmt"
 	"math"
-	"slices"
 	"unsafe"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -48,28 +47,16 @@ type reduceOp struct {
 
 func prepareReduce(kind reduceKind) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &reduceOp{kind: kind, name: reduceNames[kind]}
-		k.axesInput = opset >= 18 || (kind == rSum && opset >= 13)
-		// From the opset where axes became an input, an axes attribute
-		// (not allowed by the spec) is still honoured when the input is
-		// absent.
-		if ax := a.Ints("axes", nil); len(ax) > 0 {
-			k.axes = slices.Clone(ax)
+		a, err := ops.ParseReduceAttrs(n, opset)
+		if err != nil {
+			return nil, err
 		}
-		keep := a.Int("keepdims", 1)
-		if keep != 0 && keep != 1 {
-			a.Fail("keepdims", "value %d, want 0 or 1", keep)
-		}
-		k.keepdims = keep == 1
-		noop := a.Int("noop_with_empty_axes", 0)
-		if noop != 0 && noop != 1 {
-			a.Fail("noop_with_empty_axes", "value %d, want 0 or 1", noop)
-		}
-		k.noop = noop == 1
-		return k, a.Err()
+		return &reduceOp{kind: kind, name: reduceNames[kind], axes: a.Axes, axesInput: a.AxesInput, keepdims: a.KeepDims, noop: a.NoopWithEmptyAxes}, nil
 	}
 }
+
+// reduceAttrs is the Def.Attrs of the reductions.
+func reduceAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseReduceAttrs(n, opset) }
 
 // reduceTypeOK reports whether the op accepts element type dt.
 func (k *reduceOp) typeOK(dt tensor.DType) bool {
@@ -678,6 +665,6 @@ func intRange[T integer]() (lo, hi T) {
 
 func init() {
 	for kind, name := range reduceNames {
-		ops.Register(ops.Def{Type: name, Prepare: prepareReduce(kind)})
+		ops.Register(ops.Def{Type: name, Prepare: prepareReduce(kind), Attrs: reduceAttrs})
 	}
 }

@@ -21,28 +21,13 @@ type topKOp struct {
 }
 
 func prepareTopK(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &topKOp{axis: a.Int("axis", -1), largest: true, k: -1}
-	if opset < 10 {
-		if !a.Has("k") {
-			a.Fail("k", "required attribute is missing")
-		}
-		k.k = a.Int("k", 0)
-		if k.k < 0 {
-			a.Fail("k", "value %d is negative", k.k)
-		}
-	}
-	l := a.Int("largest", 1)
-	if l != 0 && l != 1 {
-		a.Fail("largest", "value %d, want 0 or 1", l)
-	}
-	k.largest = l == 1
+	a, err := ops.ParseTopKAttrs(n, opset)
 	// sorted=0 leaves the order unspecified: the sorted order is one.
-	if s := a.Int("sorted", 1); s != 0 && s != 1 {
-		a.Fail("sorted", "value %d, want 0 or 1", s)
-	}
-	return k, a.Err()
+	return &topKOp{axis: a.Axis, largest: a.Largest, k: a.K}, err
 }
+
+// topKAttrs is TopK's Def.Attrs.
+func topKAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseTopKAttrs(n, opset) }
 
 // kOf returns k from the attribute or the K input tensor.
 func (k *topKOp) kOf(kt *tensor.Tensor) (int, error) {
@@ -245,5 +230,5 @@ func partialSort(s []int32, k int, c func(a, b int32) int) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "TopK", Prepare: prepareTopK})
+	ops.Register(ops.Def{Type: "TopK", Attrs: topKAttrs, Prepare: prepareTopK})
 }

@@ -64,12 +64,11 @@ func cumSumTypes(n *ir.Node) error {
 // constant), all axes when there are none (unless noop_with_empty_axes).
 func (c *compiler) reduce(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	axes := a.Ints("axes", nil)
-	noop := a.Int("noop_with_empty_axes", 0) != 0
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseReduceAttrs(n, c.g.Opset()) // the CPU's rules (ops/norm)
+	if err != nil {
 		return err
 	}
+	axes, noop := a.Axes, a.NoopWithEmptyAxes
 	if v := input(n, 1); v != nil {
 		vals, ok := constInts(v)
 		if !ok {
@@ -141,19 +140,22 @@ func (c *compiler) reduce(s *step) error {
 
 func (c *compiler) argReduce(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
+	a, err := ops.ParseArgReduceAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
 	x := n.Inputs[0]
 	xd, err := c.dims(x)
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis(n.OpType, a.Int("axis", 0), len(xd))
+	axis, err := ops.NormAxis(n.OpType, a.Axis, len(xd))
 	if err != nil {
 		return err
 	}
-	last := int(a.Int("select_last_index", 0))
-	if err := a.Err(); err != nil {
-		return err
+	last := 0
+	if a.SelectLastIndex {
+		last = 1
 	}
 	mode := 0
 	if n.OpType == "ArgMin" {
@@ -183,10 +185,16 @@ func (c *compiler) argReduce(s *step) error {
 
 func (c *compiler) cumSum(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	exclusive, reverse := int(a.Int("exclusive", 0)), int(a.Int("reverse", 0))
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseCumSumAttrs(n, c.g.Opset())
+	if err != nil {
 		return err
+	}
+	exclusive, reverse := 0, 0
+	if a.Exclusive {
+		exclusive = 1
+	}
+	if a.Reverse {
+		reverse = 1
 	}
 	x := n.Inputs[0]
 	xd, err := c.dims(x)

@@ -32,19 +32,22 @@ func topKCheck(n *ir.Node) error {
 
 func (c *compiler) topK(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
+	a, err := ops.ParseTopKAttrs(n, c.g.Opset()) // the CPU's rules (ops/norm)
+	if err != nil {
+		return err
+	}
 	x := n.Inputs[0]
 	xd, err := c.dims(x)
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("TopK", a.Int("axis", -1), len(xd))
+	axis, err := ops.NormAxis("TopK", a.Axis, len(xd))
 	if err != nil {
 		return err
 	}
-	largest := int(a.Int("largest", 1))
-	if err := a.Err(); err != nil {
-		return err
+	largest := 0
+	if a.Largest {
+		largest = 1
 	}
 	yr, yd, err := c.out(n, 0)
 	if err != nil {
