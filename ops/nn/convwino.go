@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"sync"
 
 	"github.com/kilnai/kiln/device/cpu"
 )
@@ -276,9 +277,10 @@ func convWino(p cpu.Conv2DParams, x []float32, f *winoFilter, bias, y, z []float
 		}
 		winoInput(p, g, xn, v)
 		items := f.productItems(g.tiles)
-		dynamicFor(items, max(1, items/(8*cpu.Threads())), func(i0, i1 int) {
-			f.products(p.C, g.tiles, g.ld, g.vp, g.mp, v, mm, offs, i0, i1)
-		})
+		wc := winoCalls.Get().(*winoCall)
+		wc.set(winoCall{p: p, g: g, f: f, v: v, mm: mm, offs: offs})
+		dynamicFor(items, max(1, items/(8*cpu.Threads())), wc.prodFn)
+		wc.done()
 		winoOutput(p, g, mm, bias, out, lo, hi, clampOn, silu)
 		if epn != nil {
 			directFinish(p, yn, zn, epn, out, false, plane, ow)
@@ -343,10 +345,60 @@ const (
 // its V and M in cache, the bands spread over the goroutines.
 func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *winoFilter, bias, out []float32,
 	lo, hi float32, clampOn, silu bool) {
-	oh, ow := p.OutH(), p.OutW()
-	gb := winoGeomRows(p, rows)
 	bands := (g.th + rows - 1) / rows
-	dynamicFor(bands, 1, func(b0, b1 int) {
+	wc := winoCalls.Get().(*winoCall)
+	wc.set(winoCall{p: p, g: g, rows: rows, x: x, f: f, bias: bias, out: out, lo: lo, hi: hi, clampOn: clampOn, silu: silu})
+	dynamicFor(bands, 1, wc.bandFn)
+	wc.done()
+}
+
+// winoCall is the state of one of convWino's parallel phases, pooled with
+// the functions it hands to the worker pool (made once per winoCall, so
+// that a call allocates nothing).
+type winoCall struct {
+	p                   cpu.Conv2DParams
+	g                   winoGeometry
+	rows                int
+	f                   *winoFilter
+	x, v, mm, bias, out []float32
+	offs                []int32
+	lo, hi              float32
+	clampOn, silu       bool
+	inFn, prodFn, outFn func(lo, hi int)
+	bandFn              func(lo, hi int)
+}
+
+var winoCalls = sync.Pool{New: func() any {
+	wc := &winoCall{}
+	wc.inFn, wc.prodFn, wc.outFn, wc.bandFn = wc.input, wc.products, wc.output, wc.bands
+	return wc
+}}
+
+// set makes wc's state c, keeping wc's functions.
+func (wc *winoCall) set(c winoCall) {
+	c.inFn, c.prodFn, c.outFn, c.bandFn = wc.inFn, wc.prodFn, wc.outFn, wc.bandFn
+	*wc = c
+}
+
+// done drops the references to the caller's memory and puts wc back.
+func (wc *winoCall) done() {
+	wc.set(winoCall{})
+	winoCalls.Put(wc)
+}
+
+// products computes the product items [i0, i1).
+func (wc *winoCall) products(i0, i1 int) {
+	g := &wc.g
+	wc.f.products(wc.p.C, g.tiles, g.ld, g.vp, g.mp, wc.v, wc.mm, wc.offs, i0, i1)
+}
+
+// bands computes the bands [b0, b1) of winoBands.
+func (wc *winoCall) bands(b0, b1 int) {
+	p, g, rows, x, f, bias, out := &wc.p, &wc.g, wc.rows, wc.x, wc.f, wc.bias, wc.out
+	lo, hi, clampOn, silu := wc.lo, wc.hi, wc.clampOn, wc.silu
+	oh, ow := p.OutH(), p.OutW()
+	gb := winoGeomRows(*p, rows)
+	{
 		vBuf := winoVPool.get(36 * gb.vp)
 		mBuf := winoMPool.get(36 * gb.mp)
 		inBuf := winoInPool.get(gb.hp*gb.wp + 6*gb.wp + 16)
@@ -365,7 +417,7 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 		var pm winoPadMasks
 		for band := b0; band < b1; band++ {
 			ty0 := band * rows
-			gr := winoGeomRows(p, min(rows, g.th-ty0))
+			gr := winoGeomRows(*p, min(rows, g.th-ty0))
 			for c := 0; c < p.C; c++ {
 				// padded rows 4ty0... of the image
 				winoPadDeint(x[c*p.H*p.W:(c+1)*p.H*p.W], p.H, p.W, p.PadTop-4*ty0, p.PadLeft, gr.hp, gr.lp, ph, &pm)
@@ -386,14 +438,23 @@ func winoBands(p cpu.Conv2DParams, g winoGeometry, rows int, x []float32, f *win
 				}
 			}
 		}
-	})
+	}
 }
 
 // winoInput writes V[xi][c][tile] = (Bt d B)[xi] for every input channel c
 // and tile of one image x.
 func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
+	wc := winoCalls.Get().(*winoCall)
+	wc.set(winoCall{p: p, g: g, x: x, v: v})
+	dynamicFor(p.C, max(1, p.C/(4*cpu.Threads())), wc.inFn)
+	wc.done()
+}
+
+// input transforms the input channels [c0, c1) of winoInput.
+func (wc *winoCall) input(c0, c1 int) {
+	p, g, x, v := &wc.p, &wc.g, wc.x, wc.v
 	per := g.hp*g.wp + 6*g.wp + 16
-	dynamicFor(p.C, max(1, p.C/(4*cpu.Threads())), func(c0, c1 int) {
+	{
 		buf := winoInPool.get(per)
 		defer winoInPool.put(buf)
 		ph := (*buf)[:g.hp*g.wp]
@@ -408,16 +469,26 @@ func winoInput(p cpu.Conv2DParams, g winoGeometry, x, v []float32) {
 			// tiles ty*tw...
 			winoInRows(ph, g.wp, g.th, t, v[c*g.ld:], g.vp, g.tw, g.lp, g.lt)
 		}
-	})
+	}
 }
 
 // winoOutput writes, for every output channel, its tiles At M A + bias
 // (clamped to [lo, hi] with clampOn, then SiLU with silu) into out, the
 // NCHW output of one image.
 func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, lo, hi float32, clampOn, silu bool) {
+	wc := winoCalls.Get().(*winoCall)
+	wc.set(winoCall{p: p, g: g, mm: mm, bias: bias, out: out, lo: lo, hi: hi, clampOn: clampOn, silu: silu})
+	dynamicFor(p.M, max(1, p.M/(4*cpu.Threads())), wc.outFn)
+	wc.done()
+}
+
+// output transforms the output channels [m0, m1) of winoOutput.
+func (wc *winoCall) output(m0, m1 int) {
+	p, g, mm, bias, out := &wc.p, &wc.g, wc.mm, wc.bias, wc.out
+	lo, hi, clampOn, silu := wc.lo, wc.hi, wc.clampOn, wc.silu
 	oh, ow := p.OutH(), p.OutW()
 	plane := oh * ow
-	dynamicFor(p.M, max(1, p.M/(4*cpu.Threads())), func(m0, m1 int) {
+	{
 		buf := winoOutPool.get(40*g.lt + 4*ow)
 		defer winoOutPool.put(buf)
 		s := (*buf)[:24*g.lt]          // s[r][q]: across row r of M, one tile row
@@ -434,7 +505,7 @@ func winoOutput(p cpu.Conv2DParams, g winoGeometry, mm, bias, out []float32, lo,
 				convSiLU(pl, pl)
 			}
 		}
-	})
+	}
 }
 
 // winoPadMasks are the load masks of winoPadDeint for one row geometry:

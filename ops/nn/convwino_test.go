@@ -281,3 +281,38 @@ func TestWinoClOffered(t *testing.T) {
 		}
 	}
 }
+
+// TestWinoNoAllocs checks that the Winograd convolutions (both filter
+// layouts, image-wide and in bands) allocate nothing per call once their
+// pools are warm, on one thread (see TestDirectNoAllocs for why one).
+func TestWinoNoAllocs(t *testing.T) {
+	if err := cpu.SetThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cpu.SetThreads(0) }()
+	p := cpu.Conv2DParams{N: 1, C: 64, H: 28, W: 28, M: 64, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1,
+		PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: cpu.ActRelu}
+	x := make([]float32, p.C*p.H*p.W)
+	w := make([]float32, p.M*p.C*9)
+	y := make([]float32, p.M*p.OutH()*p.OutW())
+	z := make([]float32, len(y))
+	relu := &epilogue{act: ActRelu}
+	for _, cl := range []bool{false, true} {
+		f := newWinoFilter(w, p.M, p.C, cl)
+		for _, mode := range []int{winoImage, winoBandsOf2} {
+			winoMode = mode
+			for _, c := range []struct {
+				name string
+				fn   func()
+			}{
+				{"ReLU", func() { convWino(p, x, f, nil, y, nil, nil) }},
+				{"residual and ReLU", func() { convWino(p, x, f, nil, y, z, relu) }},
+			} {
+				if n := testing.AllocsPerRun(20, c.fn); n != 0 {
+					t.Errorf("cl %v, mode %d, %s: %v allocations per call, want 0", cl, mode, c.name, n)
+				}
+			}
+			winoMode = winoAuto
+		}
+	}
+}
