@@ -12,6 +12,11 @@
 #   MODELS=dir     where the models are (default ../shared/models)
 #   EXTRA=dir      also the models exported by ../shared/tools/export_models.py
 #                  into dir (resnet50, bert_base), where present
+#   PROFILE=dir    also write, per model, kiln's per-layer times of the plan
+#                  (`kiln run --dump-profile`, dir/MODEL.kiln.txt) and ONNX
+#                  Runtime's per-node ones (bench/ort_profile.js, or
+#                  bench/ort_profile.py with ORT_PY; dir/MODEL.ort.txt), each
+#                  over the same ITERATIONS runs, for comparing layer by layer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-30}
@@ -22,6 +27,7 @@ pin=()
 if [ -n "${ORT_PY:-}" ]; then
   ortver="$(python3 -c 'import onnxruntime; print(onnxruntime.__version__)') (Python onnxruntime, bench/ort_time.py"
   ort_time() { "${pin[@]}" python3 bench/ort_time.py "$@"; }
+  ort_profile() { "${pin[@]}" python3 bench/ort_profile.py "$@"; }
 else
   if [ ! -d "$ortdir/node_modules/onnxruntime-node" ]; then
     mkdir -p "$ortdir"
@@ -29,6 +35,7 @@ else
   fi
   ortver="1.30.0 (npm onnxruntime-node"
   ort_time() { NODE_PATH=$ortdir/node_modules "${pin[@]}" node bench/ort_time.js "$@"; }
+  ort_profile() { NODE_PATH=$ortdir/node_modules "${pin[@]}" node bench/ort_profile.js "$@"; }
 fi
 if [ -n "${KILN:-}" ]; then
   cp "$KILN" /tmp/kiln-bench
@@ -94,6 +101,13 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny resnet50 ber
   fi
   u=$(kiln run "$f" --intra-op-threads 2 --opt-level 0 "${args[@]}" --iterations "$iters" --warmup 5 | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p')
   o=$(ort_time "$f" "$iters" ${shapes[$m]})
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    kiln run "$plandir/$m.plan" --intra-op-threads 2 --iterations "$iters" --warmup 5 --dump-profile \
+      > "$PROFILE/$m.kiln.txt" 2>&1 || echo "kiln --dump-profile failed" >> "$PROFILE/$m.kiln.txt"
+    ort_profile "$f" "$iters" ${shapes[$m]} > "$PROFILE/$m.ort.txt" 2>&1 ||
+      echo "ONNX Runtime's profile failed" >> "$PROFILE/$m.ort.txt"
+  fi
   r=$(awk -v k="$k" -v o="$o" 'BEGIN{printf "%.2f", o/k}')
   echo "| $m | ${shapes[$m]} | $load | $k | $kmin | $kcpu | $u | $o | $r | ${target[$m]:--} |"
 done
