@@ -357,10 +357,16 @@ func (k *arith) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	return []*tensor.Tensor{out}, nil
 }
 
-func registerArith(name string, t ops.Traits, prep func(a *ops.Attrs, opset int64) (arithOp, typeSet)) {
-	ops.Register(ops.Def{Type: name, Traits: t, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+// registerArith registers a binary arithmetic op: prep gives its operation
+// and types from the node (its typed attributes, for Mod and BitShift, whose
+// Def.Attrs is attrs).
+func registerArith(name string, t ops.Traits, attrs func(*ir.Node, int64) (any, error), prep func(n *ir.Node, opset int64) (arithOp, typeSet, error)) {
+	ops.Register(ops.Def{Type: name, Traits: t, Attrs: attrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		op, types, err := prep(n, opset)
+		if err != nil {
+			return nil, err
+		}
 		a := ops.AttrsOf(n)
-		op, types := prep(a, opset)
 		legacy := readLegacy(a, opset)
 		if err := a.Err(); err != nil {
 			return nil, err
@@ -369,34 +375,30 @@ func registerArith(name string, t ops.Traits, prep func(a *ops.Attrs, opset int6
 	}})
 }
 
-func fixed(op arithOp, types typeSet) func(*ops.Attrs, int64) (arithOp, typeSet) {
-	return func(*ops.Attrs, int64) (arithOp, typeSet) { return op, types }
+func fixed(op arithOp, types typeSet) func(*ir.Node, int64) (arithOp, typeSet, error) {
+	return func(*ir.Node, int64) (arithOp, typeSet, error) { return op, types, nil }
 }
 
 func init() {
-	registerArith("Add", ops.ElementwiseBinary, fixed(opAdd, numericTypes))
-	registerArith("Sub", ops.ElementwiseBinary, fixed(opSub, numericTypes))
-	registerArith("Mul", ops.ElementwiseBinary, fixed(opMul, numericTypes))
-	registerArith("Div", ops.ElementwiseBinary, fixed(opDiv, numericTypes))
-	registerArith("BitwiseAnd", 0, fixed(opBitAnd, integerTypes))
-	registerArith("BitwiseOr", 0, fixed(opBitOr, integerTypes))
-	registerArith("BitwiseXor", 0, fixed(opBitXor, integerTypes))
-	registerArith("Mod", 0, func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
-		switch f := a.Int("fmod", 0); f {
-		case 0:
-			return opMod, numericTypes
-		case 1:
-			return opFmod, numericTypes
-		default:
-			a.Fail("fmod", "must be 0 or 1, got %d", f)
+	registerArith("Add", ops.ElementwiseBinary, nil, fixed(opAdd, numericTypes))
+	registerArith("Sub", ops.ElementwiseBinary, nil, fixed(opSub, numericTypes))
+	registerArith("Mul", ops.ElementwiseBinary, nil, fixed(opMul, numericTypes))
+	registerArith("Div", ops.ElementwiseBinary, nil, fixed(opDiv, numericTypes))
+	registerArith("BitwiseAnd", 0, nil, fixed(opBitAnd, integerTypes))
+	registerArith("BitwiseOr", 0, nil, fixed(opBitOr, integerTypes))
+	registerArith("BitwiseXor", 0, nil, fixed(opBitXor, integerTypes))
+	registerArith("Mod", 0, func(n *ir.Node, opset int64) (any, error) { return ops.ParseModAttrs(n, opset) }, func(n *ir.Node, opset int64) (arithOp, typeSet, error) {
+		a, err := ops.ParseModAttrs(n, opset)
+		if a.Fmod {
+			return opFmod, numericTypes, err
 		}
-		return opMod, numericTypes
+		return opMod, numericTypes, err
 	})
-	registerArith("BitShift", 0, func(a *ops.Attrs, _ int64) (arithOp, typeSet) {
-		dir := a.OneOf("direction", a.String("direction", ""), "LEFT", "RIGHT")
-		if dir == "LEFT" {
-			return opShl, unsignedTypes
+	registerArith("BitShift", 0, func(n *ir.Node, opset int64) (any, error) { return ops.ParseBitShiftAttrs(n, opset) }, func(n *ir.Node, opset int64) (arithOp, typeSet, error) {
+		a, err := ops.ParseBitShiftAttrs(n, opset)
+		if a.Right {
+			return opShr, unsignedTypes, err
 		}
-		return opShr, unsignedTypes
+		return opShl, unsignedTypes, err
 	})
 }

@@ -161,16 +161,13 @@ func clipSlice[T ops.Number](dst, src []T, lo, hi T, noLo, noHi bool) {
 
 func init() {
 	ops.Register(ops.Def{Type: "Clip", Traits: ops.ElementwiseUnary, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		if opset >= 11 {
-			return &clip{}, nil
-		}
-		a := ops.AttrsOf(n)
-		k := &clip{attrs: true,
-			lo: float64(a.Float("min", float32(math.Inf(-1)))),
-			hi: float64(a.Float("max", float32(math.Inf(1))))}
-		if err := a.Err(); err != nil {
+		a, err := ops.ParseClipAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
-		return k, nil
-	}})
+		if !a.FromAttrs {
+			return &clip{}, nil
+		}
+		return &clip{attrs: true, lo: float64(a.Min), hi: float64(a.Max)}, nil
+	}, Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseClipAttrs(n, opset) }})
 }

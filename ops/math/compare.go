@@ -227,13 +227,13 @@ func init() {
 	ops.Register(ops.Def{Type: "IsNaN", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return &boolUnary{name: "IsNaN", f: math.IsNaN, f32: func(x float32) bool { return x != x }}, nil
 	}})
-	ops.Register(ops.Def{Type: "IsInf", Prepare: func(n *ir.Node, _ int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		pos, neg := a.Int("detect_positive", 1) != 0, a.Int("detect_negative", 1) != 0
-		if err := a.Err(); err != nil {
+	ops.Register(ops.Def{Type: "IsInf", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseIsInfAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
+		pos, neg := a.DetectPositive, a.DetectNegative
 		f := func(x float64) bool { return pos && math.IsInf(x, 1) || neg && math.IsInf(x, -1) }
 		return &boolUnary{name: "IsInf", f: f, f32: func(x float32) bool { return f(float64(x)) }}, nil
-	}})
+	}, Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseIsInfAttrs(n, opset) }})
 }

@@ -205,19 +205,23 @@ func flatRepeat(a, b, y []int) (bn int64, ok bool) {
 
 func (c *compiler) unary(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
 	act := activation{code: unaryOps[n.OpType]}
 	switch n.OpType {
-	case "LeakyRelu":
-		act.p0 = a.Float("alpha", 0.01)
-	case "HardSigmoid":
-		act.p0, act.p1 = a.Float("alpha", 0.2), a.Float("beta", 0.5)
-	case "Gelu":
-		if a.String("approximate", "none") == "tanh" {
+	case "LeakyRelu", "HardSigmoid", "Gelu": // the CPU's rules (ops/math)
+		a, err := ops.ParseActivationAttrs(n, c.g.Opset())
+		if err != nil {
+			return err
+		}
+		act.p0, act.p1 = a.Alpha, a.Beta
+		if a.Tanh {
 			act.code = actGeluTanh
 		}
 	case "Clip":
-		act.p0, act.p1 = a.Float("min", -inf), a.Float("max", inf)
+		a, err := ops.ParseClipAttrs(n, c.g.Opset())
+		if err != nil {
+			return err
+		}
+		act.p0, act.p1 = a.Min, a.Max
 		for i, p := range []*float32{&act.p0, &act.p1} {
 			v := input(n, i+1)
 			if v == nil {
@@ -228,9 +232,6 @@ func (c *compiler) unary(s *step) error {
 			}
 			*p = v.Const.Float32s()[0]
 		}
-	}
-	if err := a.Err(); err != nil {
-		return err
 	}
 	xr, err := c.ref(n.Inputs[0])
 	if err != nil {
@@ -434,20 +435,18 @@ var mathOps = map[string]struct {
 	code   int
 	ints   bool // also every signed integer type and uint8
 	onlyIn []tensor.DType
-	params func(a *ops.Attrs) (float32, float32)
+	params func(a ops.ActivationAttrs) (float32, float32)
 }{
 	"Neg": {code: 0, ints: true}, "Abs": {code: 1, ints: true}, "Sqrt": {code: 2}, "Exp": {code: 3}, "Log": {code: 4},
 	"Reciprocal": {code: 5}, "Floor": {code: 6}, "Ceil": {code: 7}, "Round": {code: 8}, "Sin": {code: 9},
 	"Cos": {code: 10}, "Tan": {code: 11}, "Asin": {code: 12}, "Acos": {code: 13}, "Atan": {code: 14},
 	"Sinh": {code: 15}, "Cosh": {code: 16}, "Asinh": {code: 17}, "Acosh": {code: 18}, "Atanh": {code: 19},
 	"Erf": {code: 20}, "Sign": {code: 21, ints: true}, "Softplus": {code: 22}, "Softsign": {code: 23},
-	"Elu": {code: 24, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
-	"Selu": {code: 25, params: func(a *ops.Attrs) (float32, float32) {
-		return a.Float("alpha", 1.67326319217681884765625), a.Float("gamma", 1.05070102214813232421875)
-	}},
-	"Celu":            {code: 26, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
-	"ThresholdedRelu": {code: 27, params: func(a *ops.Attrs) (float32, float32) { return a.Float("alpha", 1), 0 }},
-	"Shrink":          {code: 28, params: func(a *ops.Attrs) (float32, float32) { return a.Float("bias", 0), a.Float("lambd", 0.5) }},
+	"Elu":             {code: 24, params: func(a ops.ActivationAttrs) (float32, float32) { return a.Alpha, 0 }},
+	"Selu":            {code: 25, params: func(a ops.ActivationAttrs) (float32, float32) { return a.Alpha, a.Gamma }},
+	"Celu":            {code: 26, params: func(a ops.ActivationAttrs) (float32, float32) { return a.Alpha, 0 }},
+	"ThresholdedRelu": {code: 27, params: func(a ops.ActivationAttrs) (float32, float32) { return a.Alpha, 0 }},
+	"Shrink":          {code: 28, params: func(a ops.ActivationAttrs) (float32, float32) { return a.Bias, a.Lambd }},
 	"Mish":            {code: 29},
 	"BitwiseNot":      {code: 40, onlyIn: unaryIntTypes},
 	"Not":             {code: 41, onlyIn: []tensor.DType{tensor.Bool}},
@@ -643,13 +642,13 @@ func (c *compiler) pow(s *step) error {
 }
 
 func (c *compiler) mod(s *step) error {
-	a := ops.AttrsOf(s.node)
-	op := ewMod
-	if a.Int("fmod", 0) != 0 {
-		op = ewFmod
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseModAttrs(s.node, c.g.Opset())
+	if err != nil {
 		return err
+	}
+	op := ewMod
+	if a.Fmod {
+		op = ewFmod
 	}
 	if dt := dtypeOf(s.node.Inputs[0]); op == ewMod && dt.IsFloat() {
 		return fmt.Errorf("%w: Mod of %v needs fmod=1", ErrGraph, dt)
@@ -658,14 +657,13 @@ func (c *compiler) mod(s *step) error {
 }
 
 func (c *compiler) bitShift(s *step) error {
-	a := ops.AttrsOf(s.node)
+	a, err := ops.ParseBitShiftAttrs(s.node, c.g.Opset())
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
+	}
 	op := ewShl
-	switch d := a.String("direction", ""); d {
-	case "LEFT":
-	case "RIGHT":
+	if a.Right {
 		op = ewShr
-	default:
-		return fmt.Errorf("%w: BitShift direction %q", ErrGraph, d)
 	}
 	return c.ewBinary(s, op, 0, 1)
 }
@@ -721,11 +719,11 @@ func (c *compiler) math(s *step) error {
 	m := mathOps[n.OpType]
 	var p0, p1 float32
 	if m.params != nil {
-		a := ops.AttrsOf(n)
-		p0, p1 = m.params(a)
-		if err := a.Err(); err != nil {
+		a, err := ops.ParseActivationAttrs(n, c.g.Opset()) // the CPU's rules (ops/math)
+		if err != nil {
 			return err
 		}
+		p0, p1 = m.params(a)
 	}
 	sfx, err := c.suffix(dtypeOf(n.Inputs[0]))
 	if err != nil {
@@ -750,8 +748,11 @@ func (c *compiler) isClass(s *step) error {
 	n := s.node
 	mode := 0
 	if n.OpType == "IsInf" {
-		a := ops.AttrsOf(n)
-		pos, neg := a.Int("detect_positive", 1) != 0, a.Int("detect_negative", 1) != 0
+		a, err := ops.ParseIsInfAttrs(n, c.g.Opset())
+		if err != nil {
+			return err
+		}
+		pos, neg := a.DetectPositive, a.DetectNegative
 		switch {
 		case pos && neg:
 			mode = 1
