@@ -408,7 +408,7 @@ type directCall struct {
 	ldc, wide, wq, ow        int
 	segs, tiles, mb          int
 	byRow, tileSiLU, clampOn bool
-	pf                       bool // pointwise, read in place: convDirectTilePF
+	pf                       bool // pointwise, read in place: convDirectTileK's prefetching kernel
 	blockOuter               bool
 	lo, hi                   float32
 	zero                     [directMR]float32
@@ -460,11 +460,11 @@ func (dc *directCall) items(i0, i1 int) {
 	}
 }
 
-// directNoPF turns convDirectTilePF off (benchmarks compare).
+// directNoPF turns the prefetching kernel off (benchmarks compare).
 var directNoPF bool
 
 // directPrefetch reports whether directRun's tiles prefetch the next tile's
-// input (convDirectTilePF): for a pointwise convolution read in place whose
+// input (convDirectTileK with pf): for a pointwise convolution read in place whose
 // input does not fit in L2 (over 2 MiB). Measured on resnet50's 1x1 layers
 // (CPU us per call, one thread, prefetch / none): 256 -> 64 and 256 -> 128 at
 // 56x56 (3.2 MB of input) 676-754 / 719-799 and 1313-1388 / 1416-1518; 512 ->

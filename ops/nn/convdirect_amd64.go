@@ -38,13 +38,9 @@ func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32
 	convDirectTileK(false, k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
 }
 
-// convDirectTilePF is convDirectTile for the tiles of a pointwise
-// convolution read in place: whole tiles prefetch the next tile's input
-// (see gen_convdirect_amd64.go).
-func convDirectTilePF(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
-	convDirectTileK(true, k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
-}
-
+// convDirectTileK is convDirectTile, or with pf, for the tiles of a
+// pointwise convolution read in place, the kernel whose whole tiles
+// prefetch the next tile's input (see gen_convdirect_amd64.go).
 func convDirectTileK(pf bool, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
 	_ = a[k*directMR-1]
 	_ = offs[k-1]
