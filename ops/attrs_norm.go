@@ -2,6 +2,7 @@ package ops
 
 import (
 	"math"
+	"slices"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
@@ -146,4 +147,71 @@ func ParseLossAttrs(n *ir.Node, opset int64) (LossAttrs, error) {
 	l.HasIgnore = a.Has("ignore_index")
 	l.IgnoreIndex = a.Int("ignore_index", 0)
 	return l, a.Err()
+}
+
+// GroupNormAttrs are GroupNormalization's attributes.
+type GroupNormAttrs struct {
+	// Epsilon is "epsilon" (1e-5 by default), not negative.
+	Epsilon float32
+	// NumGroups is "num_groups" (required), in [1, 2^30].
+	NumGroups int
+	// PerGroup is set before opset 21, whose scale and bias have one
+	// element per group (from 21, one per channel).
+	PerGroup bool
+}
+
+// ParseGroupNormAttrs reads a GroupNormalization node's attributes.
+func ParseGroupNormAttrs(n *ir.Node, opset int64) (GroupNormAttrs, error) {
+	a := AttrsOf(n)
+	g := GroupNormAttrs{Epsilon: a.Float("epsilon", 1e-5), PerGroup: opset < 21}
+	if g.Epsilon < 0 {
+		a.Fail("epsilon", "value %g is negative", float64(g.Epsilon))
+	}
+	if !a.Has("num_groups") {
+		a.Fail("num_groups", "required attribute is missing")
+	}
+	ng := a.Int("num_groups", 1)
+	if ng < 1 || ng > 1<<30 {
+		a.Fail("num_groups", "value %d, want >= 1", ng)
+	}
+	g.NumGroups = int(ng)
+	if st := a.Int("stash_type", 1); !isFloat(tensor.DType(st)) {
+		a.Fail("stash_type", "value %d is not a float type", st)
+	}
+	return g, a.Err()
+}
+
+// LpNormAttrs are LpNormalization's attributes.
+type LpNormAttrs struct {
+	// Axis is "axis" (-1 by default), possibly negative.
+	Axis int64
+	// P is "p", the norm's order: 1 or 2 (the default).
+	P int64
+}
+
+// ParseLpNormAttrs reads an LpNormalization node's attributes.
+func ParseLpNormAttrs(n *ir.Node, opset int64) (LpNormAttrs, error) {
+	a := AttrsOf(n)
+	l := LpNormAttrs{Axis: a.Int("axis", -1), P: a.Int("p", 2)}
+	if l.P != 1 && l.P != 2 {
+		a.Fail("p", "value %d, want 1 or 2", l.P)
+	}
+	return l, a.Err()
+}
+
+// MVNAttrs are MeanVarianceNormalization's attributes.
+type MVNAttrs struct {
+	// Axes is "axes" ([0, 2, 3] by default); opset 1's
+	// "across_channels" 1 makes it [0, 1, 2, 3].
+	Axes []int64
+}
+
+// ParseMVNAttrs reads a MeanVarianceNormalization node's attributes.
+func ParseMVNAttrs(n *ir.Node, opset int64) (MVNAttrs, error) {
+	a := AttrsOf(n)
+	m := MVNAttrs{Axes: slices.Clone(a.Ints("axes", []int64{0, 2, 3}))}
+	if opset < 9 && a.Int("across_channels", 0) == 1 {
+		m.Axes = []int64{0, 1, 2, 3}
+	}
+	return m, a.Err()
 }

@@ -35,6 +35,15 @@ func TestNormAttrs(t *testing.T) {
 		{"nll default", "NegativeLogLikelihoodLoss", nil, 13, ops.LossAttrs{Reduction: "mean"}, ""},
 		{"sce ignore", "SoftmaxCrossEntropyLoss", []*ir.Attr{strA("reduction", "sum"), intA("ignore_index", -1)}, 13, ops.LossAttrs{Reduction: "sum", HasIgnore: true, IgnoreIndex: -1}, ""},
 		{"nll bad reduction", "NegativeLogLikelihoodLoss", []*ir.Attr{strA("reduction", "max")}, 13, nil, "reduction"},
+		{"groupnorm opset 18", "GroupNormalization", []*ir.Attr{intA("num_groups", 4)}, 18, ops.GroupNormAttrs{Epsilon: 1e-5, NumGroups: 4, PerGroup: true}, ""},
+		{"groupnorm opset 21", "GroupNormalization", []*ir.Attr{intA("num_groups", 2), floatA("epsilon", 1e-3)}, 21, ops.GroupNormAttrs{Epsilon: 1e-3, NumGroups: 2}, ""},
+		{"groupnorm no num_groups", "GroupNormalization", nil, 21, nil, "num_groups"},
+		{"groupnorm num_groups 0", "GroupNormalization", []*ir.Attr{intA("num_groups", 0)}, 21, nil, "num_groups"},
+		{"lpnorm default", "LpNormalization", nil, 1, ops.LpNormAttrs{Axis: -1, P: 2}, ""},
+		{"lpnorm p 3", "LpNormalization", []*ir.Attr{intA("p", 3)}, 1, nil, "p"},
+		{"mvn default", "MeanVarianceNormalization", nil, 13, ops.MVNAttrs{Axes: []int64{0, 2, 3}}, ""},
+		{"mvn opset 1 across channels", "MeanVarianceNormalization", []*ir.Attr{intA("across_channels", 1)}, 1, ops.MVNAttrs{Axes: []int64{0, 1, 2, 3}}, ""},
+		{"mvn opset 13 ignores across channels", "MeanVarianceNormalization", []*ir.Attr{intA("across_channels", 1), intsA("axes", 1)}, 13, ops.MVNAttrs{Axes: []int64{1}}, ""},
 	})
 	// before opset 14, training mode is more than one output named and is_test 0
 	for _, tt := range []struct {

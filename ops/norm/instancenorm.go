@@ -36,23 +36,11 @@ func instanceNormAttrs(n *ir.Node, opset int64) (any, error) {
 }
 
 func prepareGroupNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &groupNormOp{name: "GroupNormalization", epsilon: float64(a.Float("epsilon", 1e-5)), perGroup: opset < 21}
-	if k.epsilon < 0 {
-		a.Fail("epsilon", "value %g is negative", k.epsilon)
+	a, err := ops.ParseGroupNormAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	if !a.Has("num_groups") {
-		a.Fail("num_groups", "required attribute is missing")
-	}
-	g := a.Int("num_groups", 1)
-	if g < 1 || g > 1<<30 {
-		a.Fail("num_groups", "value %d, want >= 1", g)
-	}
-	k.groups = int(g)
-	if st := a.Int("stash_type", 1); !isFloatType(tensor.DType(st)) {
-		a.Fail("stash_type", "value %d is not a float type", st)
-	}
-	return k, a.Err()
+	return &groupNormOp{name: "GroupNormalization", epsilon: float64(a.Epsilon), groups: a.NumGroups, perGroup: a.PerGroup}, nil
 }
 
 func (k *groupNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -157,5 +145,5 @@ func groupNorm[T ops.Float](x, y []T, geo groupGeom, scale, bias []float64) {
 
 func init() {
 	ops.Register(ops.Def{Type: "InstanceNormalization", Attrs: instanceNormAttrs, Prepare: prepareInstanceNorm})
-	ops.Register(ops.Def{Type: "GroupNormalization", Prepare: prepareGroupNorm})
+	ops.Register(ops.Def{Type: "GroupNormalization", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseGroupNormAttrs(n, opset) }, Prepare: prepareGroupNorm})
 }

@@ -3,7 +3,6 @@ package norm
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
@@ -19,12 +18,8 @@ type lpNormOp struct {
 }
 
 func prepareLpNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &lpNormOp{axis: a.Int("axis", -1), p: a.Int("p", 2)}
-	if k.p != 1 && k.p != 2 {
-		a.Fail("p", "value %d, want 1 or 2", k.p)
-	}
-	return k, a.Err()
+	a, err := ops.ParseLpNormAttrs(n, opset)
+	return &lpNormOp{axis: a.Axis, p: a.P}, err
 }
 
 func (k *lpNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -97,13 +92,8 @@ type mvnOp struct {
 }
 
 func prepareMVN(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &mvnOp{axes: slices.Clone(a.Ints("axes", []int64{0, 2, 3}))}
-	if opset < 9 && a.Has("across_channels") && a.Int("across_channels", 0) == 1 {
-		// opset 1: across_channels=1 also reduces over the channel axis.
-		k.axes = []int64{0, 1, 2, 3}
-	}
-	return k, a.Err()
+	a, err := ops.ParseMVNAttrs(n, opset)
+	return &mvnOp{axes: a.Axes}, err
 }
 
 func (k *mvnOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -271,7 +261,7 @@ func lrn[T ops.Float](k *lrnOp, x, y []T, n, c, s int) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "LpNormalization", Prepare: prepareLpNorm})
-	ops.Register(ops.Def{Type: "MeanVarianceNormalization", Prepare: prepareMVN})
+	ops.Register(ops.Def{Type: "LpNormalization", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseLpNormAttrs(n, opset) }, Prepare: prepareLpNorm})
+	ops.Register(ops.Def{Type: "MeanVarianceNormalization", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseMVNAttrs(n, opset) }, Prepare: prepareMVN})
 	ops.Register(ops.Def{Type: "LRN", Attrs: lrnAttrs, Prepare: prepareLRN})
 }

@@ -21,32 +21,28 @@ var groupNormKernels = []kernelDef{
 }
 
 func groupNormCheck(n *ir.Node) error {
-	a := ops.AttrsOf(n)
-	if !a.Has("num_groups") {
-		return fmt.Errorf("%w: GroupNormalization without num_groups", ErrGraph)
+	// The opset is not known here; num_groups is read as in every opset
+	// (the CPU's rules, ops/norm).
+	if _, err := ops.ParseGroupNormAttrs(n, ops.MaxOpset); err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
 	}
-	if g := a.Int("num_groups", 1); g < 1 {
-		return fmt.Errorf("%w: GroupNormalization num_groups %d", ErrGraph, g)
-	}
-	return a.Err()
+	return nil
 }
 
 func lpNormCheck(n *ir.Node) error {
-	a := ops.AttrsOf(n)
-	if p := a.Int("p", 2); p != 1 && p != 2 {
-		return fmt.Errorf("%w: LpNormalization p %d (want 1 or 2)", ErrGraph, p)
+	if _, err := ops.ParseLpNormAttrs(n, ops.MaxOpset); err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
 	}
-	return a.Err()
+	return nil
 }
 
 func (c *compiler) groupNorm(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	eps := a.Float("epsilon", 1e-5)
-	G := a.Int("num_groups", 1)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseGroupNormAttrs(n, c.g.Opset())
+	if err != nil {
 		return err
 	}
+	eps, G := a.Epsilon, int64(a.NumGroups)
 	xd, xr, yr, _, err := c.inOut(n)
 	if err != nil {
 		return err
@@ -90,12 +86,8 @@ func (c *compiler) groupNorm(s *step) error {
 // mvnAxes is MeanVarianceNormalization's axes (default [0, 2, 3]; opset 1's
 // across_channels adds the channels).
 func mvnAxes(n *ir.Node, opset int64) ([]int64, error) {
-	a := ops.AttrsOf(n)
-	axes := a.Ints("axes", []int64{0, 2, 3})
-	if opset < 9 && a.Int("across_channels", 0) == 1 {
-		axes = []int64{0, 1, 2, 3}
-	}
-	return axes, a.Err()
+	a, err := ops.ParseMVNAttrs(n, opset) // the CPU's rules (ops/norm)
+	return a.Axes, err
 }
 
 func (c *compiler) meanVarianceNorm(s *step) error {
@@ -149,11 +141,11 @@ func (c *compiler) meanVarianceNorm(s *step) error {
 
 func (c *compiler) lpNorm(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	axis, p := a.Int("axis", -1), a.Int("p", 2)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseLpNormAttrs(n, c.g.Opset())
+	if err != nil {
 		return err
 	}
+	axis, p := a.Axis, a.P
 	xd, xr, yr, _, err := c.inOut(n)
 	if err != nil {
 		return err
