@@ -238,3 +238,46 @@ func ParseEyeLikeAttrs(n *ir.Node, opset int64) (EyeLikeAttrs, error) {
 	}
 	return e, a.Err()
 }
+
+// ReverseSequenceAttrs are ReverseSequence's attributes.
+type ReverseSequenceAttrs struct {
+	// BatchAxis and TimeAxis are "batch_axis" (1 by default) and
+	// "time_axis" (0): 0 and 1 in some order.
+	BatchAxis, TimeAxis int
+}
+
+// ParseReverseSequenceAttrs reads a ReverseSequence node's attributes.
+func ParseReverseSequenceAttrs(n *ir.Node, opset int64) (ReverseSequenceAttrs, error) {
+	a := AttrsOf(n)
+	b, t := a.Int("batch_axis", 1), a.Int("time_axis", 0)
+	if (b != 0 && b != 1) || (t != 0 && t != 1) || b == t {
+		a.Fail("batch_axis", "batch_axis %d and time_axis %d must be 0 and 1 in some order", b, t)
+	}
+	return ReverseSequenceAttrs{BatchAxis: int(b), TimeAxis: int(t)}, a.Err()
+}
+
+// SliceAttrs are Slice's attributes (before opset 10; from opset 10 the
+// starts, ends, axes and steps are inputs).
+type SliceAttrs struct {
+	// FromAttrs is set before opset 10.
+	FromAttrs bool
+	// Starts and Ends are "starts" and "ends" (required before opset 10,
+	// of one length); Axes is "axes" (nil: the first len(Starts) axes), of
+	// their length when given.
+	Starts, Ends, Axes []int64
+}
+
+// ParseSliceAttrs reads a Slice node's attributes.
+func ParseSliceAttrs(n *ir.Node, opset int64) (SliceAttrs, error) {
+	if opset >= 10 {
+		return SliceAttrs{}, nil
+	}
+	a := AttrsOf(n)
+	s := SliceAttrs{FromAttrs: true, Starts: a.Ints("starts", nil), Ends: a.Ints("ends", nil), Axes: a.Ints("axes", nil)}
+	if s.Starts == nil || s.Ends == nil {
+		a.Fail("starts", "starts and ends are required")
+	} else if len(s.Starts) != len(s.Ends) || (s.Axes != nil && len(s.Axes) != len(s.Starts)) {
+		a.Fail("ends", "starts %v, ends %v and axes %v differ in length", s.Starts, s.Ends, s.Axes)
+	}
+	return s, a.Err()
+}

@@ -3,6 +3,7 @@ package ops_test
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,5 +103,35 @@ func TestShapeAttrs(t *testing.T) {
 		{"eyelike default", "EyeLike", nil, 9, ops.EyeLikeAttrs{}, ""},
 		{"eyelike k dtype", "EyeLike", []*ir.Attr{intA("k", -1), intA("dtype", int64(tensor.Int32))}, 9, ops.EyeLikeAttrs{K: -1, DType: tensor.Int32}, ""},
 		{"eyelike string", "EyeLike", []*ir.Attr{intA("dtype", int64(tensor.String))}, 9, nil, "dtype"},
+		{"reversesequence default", "ReverseSequence", nil, 10, ops.ReverseSequenceAttrs{BatchAxis: 1}, ""},
+		{"reversesequence swapped", "ReverseSequence", []*ir.Attr{intA("batch_axis", 0), intA("time_axis", 1)}, 10, ops.ReverseSequenceAttrs{TimeAxis: 1}, ""},
+		{"reversesequence same axes", "ReverseSequence", []*ir.Attr{intA("batch_axis", 0)}, 10, nil, "batch_axis"},
+		{"slice opset 13", "Slice", []*ir.Attr{intsA("starts", 1)}, 13, ops.SliceAttrs{}, ""},
+		{"slice opset 1", "Slice", []*ir.Attr{intsA("starts", 1, 0), intsA("ends", 3, -1), intsA("axes", 0, 2)}, 1, ops.SliceAttrs{FromAttrs: true, Starts: []int64{1, 0}, Ends: []int64{3, -1}, Axes: []int64{0, 2}}, ""},
+		{"slice opset 1 no ends", "Slice", []*ir.Attr{intsA("starts", 1)}, 1, nil, "starts"},
+		{"slice opset 1 lengths", "Slice", []*ir.Attr{intsA("starts", 1), intsA("ends", 2, 3)}, 1, nil, "ends"},
 	})
+}
+
+// TestTypedOps: the ops whose attributes are typed (Def.Attrs), for
+// engine/ONE-ENGINE.md's count; an op typed later joins the list.
+func TestTypedOps(t *testing.T) {
+	var typed []string
+	for _, op := range ops.Types() {
+		if d, _ := ops.Lookup("", op); d.Attrs != nil {
+			typed = append(typed, op)
+		}
+	}
+	want := []string{"ArgMax", "ArgMin", "BatchNormalization", "BitShift", "Celu", "Clip", "CumSum", "DepthToSpace",
+		"Elu", "EyeLike", "Gather", "GatherElements", "GatherND", "Gelu", "GroupNormalization",
+		"HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization", "IsInf", "LRN", "LayerNormalization", "LeakyRelu",
+		"LogSoftmax", "LpNormalization", "MeanVarianceNormalization", "Mod", "NegativeLogLikelihoodLoss", "OneHot",
+		"Pad", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+		"ReduceProd", "ReduceSum", "ReduceSumSquare", "ReverseSequence", "Scatter", "ScatterElements", "ScatterND",
+		"Selu", "Shrink", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "ThresholdedRelu", "TopK",
+		"Transpose", "Trilu"}
+	if !slices.Equal(typed, want) {
+		t.Errorf("typed ops (%d of %d): %v\nwant %v", len(typed), len(ops.Types()), typed, want)
+	}
+	t.Logf("%d of %d default-domain ops have typed attributes", len(typed), len(ops.Types()))
 }

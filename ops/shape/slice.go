@@ -16,18 +16,8 @@ type sliceOp struct {
 }
 
 func prepareSlice(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &sliceOp{}
-	if opset < 10 {
-		k.attr = true
-		k.starts, k.ends, k.axes_ = a.Ints("starts", nil), a.Ints("ends", nil), a.Ints("axes", nil)
-		if k.starts == nil || k.ends == nil {
-			a.Fail("starts", "starts and ends are required")
-		} else if len(k.starts) != len(k.ends) || (k.axes_ != nil && len(k.axes_) != len(k.starts)) {
-			a.Fail("ends", "starts %v, ends %v and axes %v differ in length", k.starts, k.ends, k.axes_)
-		}
-	}
-	return k, a.Err()
+	a, err := ops.ParseSliceAttrs(n, opset)
+	return &sliceOp{attr: a.FromAttrs, starts: a.Starts, ends: a.Ends, axes_: a.Axes}, err
 }
 
 // sliceArgs are the parameters of one slice, before normalization.
@@ -256,5 +246,5 @@ func (k *sliceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Slice", Traits: ops.HasFloat16, Prepare: prepareSlice})
+	ops.Register(ops.Def{Type: "Slice", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseSliceAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareSlice})
 }

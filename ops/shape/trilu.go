@@ -81,12 +81,8 @@ func (k *triluOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 type reverseSequenceOp struct{ batchAxis, timeAxis int }
 
 func prepareReverseSequence(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	b, t := a.Int("batch_axis", 1), a.Int("time_axis", 0)
-	if (b != 0 && b != 1) || (t != 0 && t != 1) || b == t {
-		a.Fail("batch_axis", "batch_axis %d and time_axis %d must be 0 and 1 in some order", b, t)
-	}
-	return &reverseSequenceOp{batchAxis: int(b), timeAxis: int(t)}, a.Err()
+	a, err := ops.ParseReverseSequenceAttrs(n, opset)
+	return &reverseSequenceOp{batchAxis: a.BatchAxis, timeAxis: a.TimeAxis}, err
 }
 
 func (k *reverseSequenceOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -140,5 +136,5 @@ func (k *reverseSequenceOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 
 func init() {
 	ops.Register(ops.Def{Type: "Trilu", Attrs: triluAttrs, Traits: ops.HasFloat16, Prepare: prepareTrilu})
-	ops.Register(ops.Def{Type: "ReverseSequence", Traits: ops.HasFloat16, Prepare: prepareReverseSequence})
+	ops.Register(ops.Def{Type: "ReverseSequence", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseReverseSequenceAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareReverseSequence})
 }

@@ -27,12 +27,13 @@ func revSeqCheck(n *ir.Node) error {
 }
 
 func revSeqAxes(n *ir.Node) (int, error) {
-	a := ops.AttrsOf(n)
-	b, t := a.Int("batch_axis", 1), a.Int("time_axis", 0)
-	if (b != 0 && b != 1) || (t != 0 && t != 1) || b == t {
-		return 0, fmt.Errorf("%w: ReverseSequence batch_axis %d and time_axis %d", ErrGraph, b, t)
+	// The opset is not known here; the attributes are the same in every
+	// opset that has the op (the CPU's rules, ops/shape).
+	a, err := ops.ParseReverseSequenceAttrs(n, ops.MaxOpset)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrGraph, err)
 	}
-	return int(b), a.Err()
+	return a.BatchAxis, nil
 }
 
 func (c *compiler) reverseSequence(s *step) error {

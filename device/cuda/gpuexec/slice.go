@@ -37,9 +37,12 @@ func (c *compiler) slice(s *step) error {
 		return err
 	}
 	var starts, ends, axes, steps []int64
-	if c.g.Opset() < 10 {
-		a := ops.AttrsOf(n)
-		starts, ends, axes = a.Ints("starts", nil), a.Ints("ends", nil), a.Ints("axes", nil)
+	a, err := ops.ParseSliceAttrs(n, c.g.Opset()) // the CPU's rules (ops/shape)
+	if err != nil {
+		return err
+	}
+	if a.FromAttrs {
+		starts, ends, axes = a.Starts, a.Ends, a.Axes
 	} else {
 		var ok [4]bool
 		starts, ok[0] = constInts(input(n, 1))
