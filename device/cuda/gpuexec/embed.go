@@ -53,7 +53,7 @@ func (c *compiler) planEmbedLN() {
 		if err != nil || len(xd) < 2 {
 			continue
 		}
-		axis, err := ops.NormAxis("LayerNormalization", ops.AttrsOf(ln).Int("axis", -1), len(xd))
+		axis, err := c.layerNormAxis(ln, len(xd))
 		cols := xd[len(xd)-1]
 		if err != nil || axis != len(xd)-1 || cols%8 != 0 || cols > 32*8*4 {
 			continue
@@ -85,7 +85,7 @@ func (c *compiler) embedGather(producer map[*ir.Value]*ir.Node, add1 *ir.Node, x
 		if g == nil || g.Domain != "" || g.OpType != "Gather" || len(g.Inputs) != 2 || !single(gv) || c.skip[g] {
 			continue
 		}
-		if ops.AttrsOf(g).Int("axis", 0) != 0 {
+		if a, err := ops.ParseGatherAttrs(g, c.g.Opset()); err != nil || a.Axis != 0 {
 			continue
 		}
 		table, idx := g.Inputs[0], g.Inputs[1]

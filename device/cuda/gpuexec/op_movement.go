@@ -149,6 +149,16 @@ func (c *compiler) split(s *step) error {
 	return nil
 }
 
+// transposePerm is Transpose node n's "perm" as the CPU reads it (nil when
+// absent, for the dimensions reversed, or when it is not a permutation).
+func (c *compiler) transposePerm(n *ir.Node) []int64 {
+	a, err := ops.ParseTransposeAttrs(n, c.g.Opset())
+	if err != nil {
+		return nil
+	}
+	return a.Perm
+}
+
 func (c *compiler) transpose(s *step) error {
 	n := s.node
 	x := n.Inputs[0]

@@ -10,6 +10,17 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
+// layerNormAxis is LayerNormalization node n's first normalized axis for
+// an input of the given rank, as the CPU reads it (kiln's fused
+// LayerNormalization is the opset 17 one).
+func (c *compiler) layerNormAxis(n *ir.Node, rank int) (int, error) {
+	a, err := ops.ParseLayerNormAttrs(n, max(c.g.Opset(), 17))
+	if err != nil {
+		return 0, err
+	}
+	return ops.NormAxis("LayerNormalization", a.Axis, rank)
+}
+
 func (c *compiler) layerNorm(s *step) error {
 	n := s.node
 	// the CPU's rules (ops/norm); kiln's fused LayerNormalization is the

@@ -92,7 +92,7 @@ func (c *compiler) planViews() {
 				continue
 			}
 			t := u[0].node
-			if t.Domain != "" || t.OpType != "Transpose" || len(t.Outputs) == 0 || t.Outputs[0] == nil || !samePerm(ops.AttrsOf(t).Ints("perm", nil), 0, 2, 1, 3) {
+			if t.Domain != "" || t.OpType != "Transpose" || len(t.Outputs) == 0 || t.Outputs[0] == nil || !samePerm(c.transposePerm(t), 0, 2, 1, 3) {
 				continue
 			}
 			c.attOut[n] = t
@@ -139,7 +139,7 @@ func (c *compiler) planAddLayerNorm() {
 		if !ok {
 			continue
 		}
-		axis, err := ops.NormAxis("LayerNormalization", ops.AttrsOf(n).Int("axis", -1), len(xd))
+		axis, err := c.layerNormAxis(n, len(xd))
 		if err != nil || !vecRows(prod(xd[axis:])) {
 			continue
 		}
@@ -235,7 +235,7 @@ func (c *compiler) through(n *ir.Node, in view) (view, bool) {
 		tail := contiguous(nil, od[r-1:])
 		return view{base: in.base, off: in.off, dims: od, strides: append(append([]int64{}, in.strides[:r-1]...), tail.strides...)}, true
 	case "Transpose":
-		perm := ops.AttrsOf(n).Ints("perm", nil)
+		perm := c.transposePerm(n)
 		if len(perm) != r {
 			return view{}, false
 		}
