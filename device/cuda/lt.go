@@ -91,9 +91,15 @@ type LtMatmul struct {
 	// Splits says, for each candidate, how it splits K: the heuristic's
 	// own results as they come ({0, 0}), the variants MatmulOptions.SplitK
 	// added (after them) with more than one part.
-	Splits   []LtSplit
+	Splits []LtSplit
+	// Configs describes each candidate's configuration (LtConfig.String)
+	// when the product was planned with MatmulOptions.Enumerate (else it is
+	// empty): for the enumerated candidates (Index -1) it is their
+	// identity, which AddConfig plans again. Read it with Config(i).
+	Configs  []string
 	algos    [][64]byte
-	residual bool // planned with beta = 1: RunC adds C
+	residual bool  // planned with beta = 1: RunC adds C
+	dt       int32 // A, B, C and D's cudaDataType (lt_algo.go initializes algorithms with it)
 }
 
 // LtAlgo is one cuBLASLt heuristic result for a planned product.
@@ -116,9 +122,15 @@ func (p *LtMatmul) CandidateString(i int) string {
 		return fmt.Sprintf("no candidate %d", i)
 	}
 	a := p.Candidates[i]
+	if a.Index < 0 { // enumerated (lt_algo.go)
+		return "enumerated " + p.Config(i)
+	}
 	s := fmt.Sprintf("heuristic #%d", a.Index)
 	if a.ID >= 0 {
 		s = fmt.Sprintf("algo %d (%s)", a.ID, s)
+	}
+	if c := p.Config(i); c != "" {
+		s += " " + c
 	}
 	if sp := p.Splits[i]; sp.Parts > 1 {
 		red := "in place"
@@ -185,6 +197,15 @@ type MatmulOptions struct {
 	// batch 1 is 128 rows) otherwise run on a few of the GPU's SMs. The
 	// heuristic's first result stays in use.
 	SplitK bool
+	// Enumerate adds to the Candidates, after those, up to 24
+	// configurations of the algorithms cublasLtMatmulAlgoGetIds lists for
+	// the product's types, ranked by how whole the waves of their tiles
+	// are on SMs multiprocessors (lt_algo.go). The heuristic's first
+	// result stays in use.
+	Enumerate bool
+	// SMs is the GPU's multiprocessor count for Enumerate's waves
+	// arithmetic (0: 132, an H100 SXM).
+	SMs int
 }
 
 // NewMatmulWith plans the product Y = A B as o says (see NewMatmul).
@@ -208,7 +229,7 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 	if err != nil {
 		return nil, err
 	}
-	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k, residual: o.Residual}
+	p := &LtMatmul{b: b, f: f, M: m, N: n, K: k, residual: o.Residual, dt: dt}
 	defer func() {
 		if err != nil {
 			p.Destroy()
@@ -304,6 +325,9 @@ func (b *CUBLASLt) newMatmul(h CUBLASLtHandle, dt int32, m, n, k int, o MatmulOp
 	}
 	if o.SplitK && len(p.Candidates) > 0 {
 		p.addSplitK(h, maxWorkspace)
+	}
+	if o.Enumerate && len(p.Candidates) > 0 {
+		p.addEnumerated(h, maxWorkspace, o.SMs)
 	}
 	if len(p.Candidates) > 0 {
 		p.algo = cMalloc(64)

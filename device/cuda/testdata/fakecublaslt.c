@@ -21,6 +21,16 @@
 // does not read a device alpha vector (it records its address) and
 // fakeLtLastInt8 reports the compute type, pointer mode, alpha address and
 // beta of the last call.
+// Enumeration (fakeLtEnum* below): cublasLtMatmulAlgoGetIds lists
+// algorithms 66, 42 and 7 for half and float32 products; an algorithm's
+// bytes 3 to 6 hold its TILE_ID, STAGES_ID, CTA_SWIZZLING and
+// CLUSTER_SHAPE_ID, which cublasLtMatmulAlgoConfigSetAttribute accepts only
+// within the capabilities cublasLtMatmulAlgoCapGetAttribute reports (66:
+// tiles 128x64, 128x128, 256x128, 128x256, 128x192, stages 64xAUTO, 128x4,
+// 128x3, swizzling, clusters AUTO, 1x1x1, 2x1x1, 1x2x1; 42: tiles 128x128,
+// 256x64, stages 128x1; 7: tile and stages UNDEFINED); AlgoCheck refuses
+// algorithm 42 with tile 256x64 and 66 with tile 256x128 in clusters 2x1x1,
+// and 66's 128x256 tile needs 64 MiB of workspace.
 // Built by the tests with cc.
 #include <stddef.h>
 #include <stdint.h>
@@ -127,7 +137,12 @@ int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *
 	*ret = n;
 	return 0;
 }
+static int fakeLtEnumConfigGet(const unsigned char *algo, int attr, void *buf, size_t n, size_t *written);
+static int fakeLtEnumConfigSet(unsigned char *algo, int attr, const void *buf, size_t n);
+static int fakeLtEnumCheck(const unsigned char *algo, uint64_t *ws);
 int cublasLtMatmulAlgoConfigGetAttribute(const unsigned char *algo, int attr, void *buf, size_t n, size_t *written) {
+	if (attr == 1 || attr == 4 || attr == 6 || attr == 8)
+		return fakeLtEnumConfigGet(algo, attr, buf, n, written);
 	if (attr < 0 || attr > 3 || attr == 1 || n != 4) /* ID, SPLITK_NUM, REDUCTION_SCHEME: 4 bytes */
 		return 7;
 	*(int32_t *)buf = attr == 0 ? algo[0] : attr == 2 ? (algo[1] ? algo[1] : 1) : algo[2];
@@ -136,6 +151,8 @@ int cublasLtMatmulAlgoConfigGetAttribute(const unsigned char *algo, int attr, vo
 	return 0;
 }
 int cublasLtMatmulAlgoConfigSetAttribute(unsigned char *algo, int attr, const void *buf, size_t n) {
+	if (attr == 1 || attr == 4 || attr == 6 || attr == 8)
+		return fakeLtEnumConfigSet(algo, attr, buf, n);
 	uint32_t v = *(const uint32_t *)buf;
 	if ((attr != 2 && attr != 3) || n != 4 || v > 255)
 		return 7;
@@ -148,9 +165,13 @@ int cublasLtMatmulAlgoCheck(void *h, void *desc, void *a, void *b, void *c, void
 	uint64_t k = layoutRows(b); /* cuBLASLt's B is kiln's A: K x M column-major */
 	if (parts > 1 && (algo[0] != 43 || (algo[2] != 1 && algo[2] != 2) || (uint64_t)parts > k / 2))
 		return 15; /* CUBLAS_STATUS_NOT_SUPPORTED */
+	uint64_t ews = 0;
+	int r = fakeLtEnumCheck(algo, &ews);
+	if (r)
+		return r;
 	memset(res, 0, 96);
 	memcpy(res, algo, 64);
-	*(uint64_t *)(res + 64) = parts > 1 && algo[2] == 2 ? 1024 * (uint64_t)parts : algo[0] == 42 ? 8192 : 0;
+	*(uint64_t *)(res + 64) = parts > 1 && algo[2] == 2 ? 1024 * (uint64_t)parts : algo[0] == 42 ? 8192 : ews;
 	return 0;
 }
 static struct {
@@ -230,5 +251,131 @@ int cublasLtMatmul(void *h, void *desc, const float *alpha, const void *a, void 
 		memcpy(last.algo, algo, 64);
 	if (x->compute == 72)
 		return algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
+	if (algo && (algo[0] == 66 || algo[0] == 7)) { /* enumerated: as checked */
+		uint64_t need = 0;
+		return *alpha == 1 && (*beta == 0 || *beta == 1) && fakeLtEnumCheck(algo, &need) == 0 && wsSize >= need ? 0 : 7;
+	}
 	return *alpha == 1 && (*beta == 0 || *beta == 1) && algo && ((algo[0] == 42 && wsSize >= 8192) || algo[0] == 43 || algo[0] == 44) ? 0 : 7;
+}
+
+/* Enumeration: algorithms 66, 42, 7 and their capabilities. */
+struct fakeLtEnumAlgo {
+	int id;
+	uint32_t tiles[8], ntiles, stages[4], nstages;
+	uint32_t swizzle, splitk;
+	uint16_t clusters[4];
+	int nclusters;
+};
+static const struct fakeLtEnumAlgo fakeLtEnumAlgos[] = {
+	{66, {18, 20, 24, 23, 32}, 5, {35, 22, 21}, 3, 1, 1, {0, 2, 3, 5}, 4},
+	{42, {20, 21}, 2, {19}, 1, 0, 0, {0}, 1},
+	{7, {0}, 1, {0}, 1, 0, 0, {0}, 1},
+};
+static const struct fakeLtEnumAlgo *fakeLtEnumFind(int id) {
+	for (size_t i = 0; i < sizeof fakeLtEnumAlgos / sizeof fakeLtEnumAlgos[0]; i++)
+		if (fakeLtEnumAlgos[i].id == id)
+			return &fakeLtEnumAlgos[i];
+	return NULL;
+}
+int cublasLtMatmulAlgoGetIds(void *h, int compute, int scale, int at, int bt, int ct, int dt, int req, int *ids, int *ret) {
+	if (compute != 68 || scale != 0 || req < 0 || !ids || !ret)
+		return 7;
+	*ret = 0;
+	if ((at != 2 && at != 0) || bt != at || ct != at || dt != at) /* half or float32 */
+		return 0;
+	int n = 0;
+	for (size_t i = 0; i < sizeof fakeLtEnumAlgos / sizeof fakeLtEnumAlgos[0] && n < req; i++)
+		ids[n++] = fakeLtEnumAlgos[i].id;
+	*ret = n;
+	return 0;
+}
+int cublasLtMatmulAlgoInit(void *h, int compute, int scale, int at, int bt, int ct, int dt, int id, unsigned char *algo) {
+	if (compute != 68 || scale != 0 || !fakeLtEnumFind(id) || (at != 2 && at != 0) || bt != at || ct != at || dt != at)
+		return 7;
+	memset(algo, 0, 64);
+	algo[0] = (unsigned char)id;
+	return 0;
+}
+int cublasLtMatmulAlgoCapGetAttribute(const unsigned char *algo, int attr, void *buf, size_t n, size_t *written) {
+	const struct fakeLtEnumAlgo *a = fakeLtEnumFind(algo[0]);
+	if (!a || !written)
+		return 7;
+	const uint32_t *arr = NULL;
+	uint32_t one;
+	size_t need = 4;
+	switch (attr) {
+	case 0: /* SPLITK_SUPPORT */
+		one = a->splitk;
+		arr = &one;
+		break;
+	case 2: /* CTA_SWIZZLING_SUPPORT */
+		one = a->swizzle;
+		arr = &one;
+		break;
+	case 6: /* TILE_IDS */
+		arr = a->tiles;
+		need = 4 * a->ntiles;
+		break;
+	case 13: /* STAGES_IDS */
+		arr = a->stages;
+		need = 4 * a->nstages;
+		break;
+	default:
+		return 7;
+	}
+	*written = need;
+	if (n == 0) /* the size asked */
+		return 0;
+	if (n < need || !buf)
+		return 7;
+	memcpy(buf, arr, need);
+	return 0;
+}
+static int fakeLtEnumConfigGet(const unsigned char *algo, int attr, void *buf, size_t n, size_t *written) {
+	size_t want = attr == 8 ? 2 : 4;
+	if (n != want)
+		return 7;
+	uint32_t v = algo[attr == 1 ? 3 : attr == 6 ? 4 : attr == 4 ? 5 : 6];
+	if (want == 2)
+		*(uint16_t *)buf = (uint16_t)v;
+	else
+		*(uint32_t *)buf = v;
+	if (written)
+		*written = want;
+	return 0;
+}
+static int fakeLtEnumConfigSet(unsigned char *algo, int attr, const void *buf, size_t n) {
+	const struct fakeLtEnumAlgo *a = fakeLtEnumFind(algo[0]);
+	size_t want = attr == 8 ? 2 : 4;
+	if (n != want)
+		return 7;
+	uint32_t v = want == 2 ? *(const uint16_t *)buf : *(const uint32_t *)buf;
+	int ok = 0;
+	if (!a) /* the heuristic's 43 and 44: nothing to configure */
+		ok = v == 0;
+	else if (attr == 1)
+		for (uint32_t i = 0; i < a->ntiles; i++)
+			ok |= a->tiles[i] == v;
+	else if (attr == 6)
+		for (uint32_t i = 0; i < a->nstages; i++)
+			ok |= a->stages[i] == v;
+	else if (attr == 4)
+		ok = v == 0 || (v == 1 && a->swizzle);
+	else
+		for (int i = 0; i < a->nclusters; i++)
+			ok |= a->clusters[i] == v;
+	if (!ok)
+		return 15;
+	algo[attr == 1 ? 3 : attr == 6 ? 4 : attr == 4 ? 5 : 6] = (unsigned char)v;
+	return 0;
+}
+static int fakeLtEnumCheck(const unsigned char *algo, uint64_t *ws) {
+	*ws = 0;
+	if (algo[0] == 42 && algo[3] == 21)
+		return 15;
+	if (algo[0] == 66 && algo[3] == 24 && algo[6] == 3)
+		return 15;
+	if (algo[0] == 66 && algo[3] == 23)
+		*ws = 64u << 20;
+	return 0;
 }
