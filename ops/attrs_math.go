@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // Typed attributes of the elementwise math ops (ops/math), read by the CPU
@@ -119,4 +120,40 @@ func ParseIsInfAttrs(n *ir.Node, opset int64) (IsInfAttrs, error) {
 	a := AttrsOf(n)
 	r := IsInfAttrs{DetectPositive: a.Int("detect_positive", 1) != 0, DetectNegative: a.Int("detect_negative", 1) != 0}
 	return r, a.Err()
+}
+
+// CastAttrs are Cast's attributes.
+type CastAttrs struct {
+	// To is "to" (required), the element type of the output.
+	To tensor.DType
+}
+
+// ParseCastAttrs reads a Cast node's attributes. Which types a device
+// converts to is the device's to say.
+func ParseCastAttrs(n *ir.Node, opset int64) (CastAttrs, error) {
+	a := AttrsOf(n)
+	if !a.Has("to") {
+		a.Fail("to", "Cast needs it")
+	}
+	return CastAttrs{To: tensor.DType(a.Int("to", 0))}, a.Err()
+}
+
+// DropoutAttrs are Dropout's attributes.
+type DropoutAttrs struct {
+	// Ratio is "ratio" before opset 12 (0.5 by default; ignored there:
+	// inference is the identity); from 12 the ratio is input 1.
+	Ratio float32
+	// Seed is "seed" (from opset 12) when given, else nil.
+	Seed *int64
+}
+
+// ParseDropoutAttrs reads a Dropout node's attributes.
+func ParseDropoutAttrs(n *ir.Node, opset int64) (DropoutAttrs, error) {
+	a := AttrsOf(n)
+	d := DropoutAttrs{Ratio: a.Float("ratio", 0.5)}
+	if a.Has("seed") {
+		s := a.Int("seed", 0)
+		d.Seed = &s
+	}
+	return d, a.Err()
 }

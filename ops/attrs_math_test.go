@@ -6,12 +6,14 @@ import (
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // TestMathAttrs: the activations', Clip's, Mod's, BitShift's and IsInf's
 // typed attributes, with the ONNX defaults.
 func TestMathAttrs(t *testing.T) {
 	inf := float32(math.Inf(1))
+	seed := int64(3)
 	runAttrCases(t, []attrCase{
 		{"leakyrelu default", "LeakyRelu", nil, 16, ops.ActivationAttrs{Alpha: 0.01}, ""},
 		{"leakyrelu alpha", "LeakyRelu", []*ir.Attr{floatA("alpha", 0.2)}, 16, ops.ActivationAttrs{Alpha: 0.2}, ""},
@@ -37,5 +39,9 @@ func TestMathAttrs(t *testing.T) {
 		{"bitshift no direction", "BitShift", nil, 11, nil, "direction"},
 		{"isinf default", "IsInf", nil, 10, ops.IsInfAttrs{DetectPositive: true, DetectNegative: true}, ""},
 		{"isinf negative only", "IsInf", []*ir.Attr{intA("detect_positive", 0)}, 10, ops.IsInfAttrs{DetectNegative: true}, ""},
+		{"cast", "Cast", []*ir.Attr{intA("to", int64(tensor.Float16))}, 13, ops.CastAttrs{To: tensor.Float16}, ""},
+		{"cast no to", "Cast", nil, 13, nil, "to"},
+		{"dropout opset 7", "Dropout", []*ir.Attr{floatA("ratio", 0.2)}, 7, ops.DropoutAttrs{Ratio: 0.2}, ""},
+		{"dropout seed", "Dropout", []*ir.Attr{intA("seed", 3)}, 13, ops.DropoutAttrs{Ratio: 0.5, Seed: &seed}, ""},
 	})
 }

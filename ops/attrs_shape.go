@@ -281,3 +281,81 @@ func ParseSliceAttrs(n *ir.Node, opset int64) (SliceAttrs, error) {
 	}
 	return s, a.Err()
 }
+
+// FlattenAttrs are Flatten's attributes.
+type FlattenAttrs struct {
+	// Axis is "axis" (1 by default), in [-rank, rank]: the dimensions
+	// before it make the first output dimension.
+	Axis int64
+}
+
+// ParseFlattenAttrs reads a Flatten node's attributes.
+func ParseFlattenAttrs(n *ir.Node, opset int64) (FlattenAttrs, error) {
+	a := AttrsOf(n)
+	return FlattenAttrs{Axis: a.Int("axis", 1)}, a.Err()
+}
+
+// SqueezeAttrs are the attributes of Squeeze and Unsqueeze.
+type SqueezeAttrs struct {
+	// FromAttrs is set before opset 13, where the axes are the attribute
+	// Axes; from 13 they are input 1.
+	FromAttrs bool
+	// Axes is "axes" before opset 13: required by Unsqueeze; nil for
+	// Squeeze means every dimension of size 1.
+	Axes []int64
+}
+
+// ParseSqueezeAttrs reads a Squeeze or Unsqueeze node's attributes.
+func ParseSqueezeAttrs(n *ir.Node, opset int64) (SqueezeAttrs, error) {
+	if opset >= 13 {
+		return SqueezeAttrs{}, nil
+	}
+	a := AttrsOf(n)
+	s := SqueezeAttrs{FromAttrs: true, Axes: a.Ints("axes", nil)}
+	if n.OpType == "Unsqueeze" && s.Axes == nil {
+		a.Fail("axes", "required attribute is missing")
+	}
+	return s, a.Err()
+}
+
+// ShapeAttrs are Shape's attributes.
+type ShapeAttrs struct {
+	// Start and End are "start" (0) and "end" (all) from opset 15, the
+	// dimensions returned, possibly negative; before 15, 0 and 1<<62.
+	Start, End int64
+}
+
+// ParseShapeAttrs reads a Shape node's attributes.
+func ParseShapeAttrs(n *ir.Node, opset int64) (ShapeAttrs, error) {
+	s := ShapeAttrs{End: 1 << 62}
+	if opset < 15 {
+		return s, nil
+	}
+	a := AttrsOf(n)
+	s.Start, s.End = a.Int("start", 0), a.Int("end", 1<<62)
+	return s, a.Err()
+}
+
+// OptionalAxisAttrs are the attributes of an op whose "axis" may be absent
+// (Compress: the input flattened; Unique: the elements of the flattened
+// input), and Unique's "sorted".
+type OptionalAxisAttrs struct {
+	// HasAxis says that "axis" is given; Axis is it (possibly negative).
+	HasAxis bool
+	Axis    int64
+	// Sorted is Unique's "sorted" (1 by default) not 0.
+	Sorted bool
+}
+
+// ParseCompressAttrs reads a Compress node's attributes.
+func ParseCompressAttrs(n *ir.Node, opset int64) (OptionalAxisAttrs, error) {
+	a := AttrsOf(n)
+	return OptionalAxisAttrs{HasAxis: a.Has("axis"), Axis: a.Int("axis", 0)}, a.Err()
+}
+
+// ParseUniqueAttrs reads a Unique node's attributes.
+func ParseUniqueAttrs(n *ir.Node, opset int64) (OptionalAxisAttrs, error) {
+	a := AttrsOf(n)
+	u := OptionalAxisAttrs{Sorted: a.Int("sorted", 1) != 0, Axis: a.Int("axis", 0), HasAxis: a.Has("axis")}
+	return u, a.Err()
+}

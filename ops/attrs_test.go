@@ -110,6 +110,18 @@ func TestShapeAttrs(t *testing.T) {
 		{"slice opset 1", "Slice", []*ir.Attr{intsA("starts", 1, 0), intsA("ends", 3, -1), intsA("axes", 0, 2)}, 1, ops.SliceAttrs{FromAttrs: true, Starts: []int64{1, 0}, Ends: []int64{3, -1}, Axes: []int64{0, 2}}, ""},
 		{"slice opset 1 no ends", "Slice", []*ir.Attr{intsA("starts", 1)}, 1, nil, "starts"},
 		{"slice opset 1 lengths", "Slice", []*ir.Attr{intsA("starts", 1), intsA("ends", 2, 3)}, 1, nil, "ends"},
+		{"flatten default", "Flatten", nil, 13, ops.FlattenAttrs{Axis: 1}, ""},
+		{"flatten axis 0", "Flatten", []*ir.Attr{intA("axis", 0)}, 13, ops.FlattenAttrs{}, ""},
+		{"squeeze opset 11 all", "Squeeze", nil, 11, ops.SqueezeAttrs{FromAttrs: true}, ""},
+		{"unsqueeze opset 11", "Unsqueeze", []*ir.Attr{intsA("axes", 0, -1)}, 11, ops.SqueezeAttrs{FromAttrs: true, Axes: []int64{0, -1}}, ""},
+		{"unsqueeze opset 11 no axes", "Unsqueeze", nil, 11, nil, "axes"},
+		{"unsqueeze opset 13", "Unsqueeze", nil, 13, ops.SqueezeAttrs{}, ""},
+		{"shape opset 13 ignores start", "Shape", []*ir.Attr{intA("start", 1)}, 13, ops.ShapeAttrs{End: 1 << 62}, ""},
+		{"shape opset 15", "Shape", []*ir.Attr{intA("start", 1), intA("end", -1)}, 15, ops.ShapeAttrs{Start: 1, End: -1}, ""},
+		{"compress no axis", "Compress", nil, 11, ops.OptionalAxisAttrs{}, ""},
+		{"compress axis", "Compress", []*ir.Attr{intA("axis", -1)}, 11, ops.OptionalAxisAttrs{HasAxis: true, Axis: -1}, ""},
+		{"unique default", "Unique", nil, 11, ops.OptionalAxisAttrs{Sorted: true}, ""},
+		{"unique unsorted axis", "Unique", []*ir.Attr{intA("sorted", 0), intA("axis", 1)}, 11, ops.OptionalAxisAttrs{HasAxis: true, Axis: 1}, ""},
 	})
 }
 
@@ -122,14 +134,15 @@ func TestTypedOps(t *testing.T) {
 			typed = append(typed, op)
 		}
 	}
-	want := []string{"ArgMax", "ArgMin", "BatchNormalization", "BitShift", "Celu", "Clip", "CumSum", "DepthToSpace",
-		"Elu", "EyeLike", "Gather", "GatherElements", "GatherND", "Gelu", "GroupNormalization",
-		"HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization", "IsInf", "LRN", "LayerNormalization", "LeakyRelu",
-		"LogSoftmax", "LpNormalization", "MeanVarianceNormalization", "Mod", "NegativeLogLikelihoodLoss", "OneHot",
-		"Pad", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-		"ReduceProd", "ReduceSum", "ReduceSumSquare", "ReverseSequence", "Scatter", "ScatterElements", "ScatterND",
-		"Selu", "Shrink", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "ThresholdedRelu", "TopK",
-		"Transpose", "Trilu"}
+	want := []string{"ArgMax", "ArgMin", "BatchNormalization", "BitShift", "Cast", "Celu", "Clip", "Compress",
+		"CumSum", "DepthToSpace", "Dropout", "Elu", "EyeLike", "Flatten", "Gather", "GatherElements", "GatherND",
+		"Gelu", "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization", "IsInf",
+		"LRN", "LayerNormalization", "LeakyRelu", "LogSoftmax", "LpNormalization", "MeanVarianceNormalization",
+		"Mod", "NegativeLogLikelihoodLoss", "OneHot", "Pad", "ReduceL1", "ReduceL2", "ReduceLogSum",
+		"ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare",
+		"ReverseSequence", "Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Shrink", "Slice",
+		"Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "Squeeze", "ThresholdedRelu", "TopK", "Transpose",
+		"Trilu", "Unique", "Unsqueeze"}
 	if !slices.Equal(typed, want) {
 		t.Errorf("typed ops (%d of %d): %v\nwant %v", len(typed), len(ops.Types()), typed, want)
 	}

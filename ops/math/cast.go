@@ -315,15 +315,12 @@ func shortestHalf(v float64, dt tensor.DType) string {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Cast", Prepare: func(n *ir.Node, _ int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		if !a.Has("to") {
-			return nil, fmt.Errorf("%w %q: Cast needs it", ops.ErrBadAttr, "to")
-		}
-		to := tensor.DType(a.Int("to", 0))
-		if err := a.Err(); err != nil {
+	ops.Register(ops.Def{Type: "Cast", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseCastAttrs(n, opset) }, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseCastAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
+		to := a.To
 		if !castable(to) {
 			return nil, fmt.Errorf("%w %q: unsupported target type %v", ops.ErrBadAttr, "to", to)
 		}

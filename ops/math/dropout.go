@@ -120,15 +120,15 @@ func ones(n int) []float32 {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Dropout", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &dropout{opset: opset, ratio: float64(a.Float("ratio", 0.5))}
-		if a.Has("seed") {
-			s := uint64(a.Int("seed", 0))
-			k.seed = &s
-		}
-		if err := a.Err(); err != nil {
+	ops.Register(ops.Def{Type: "Dropout", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseDropoutAttrs(n, opset) }, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseDropoutAttrs(n, opset)
+		if err != nil {
 			return nil, err
+		}
+		k := &dropout{opset: opset, ratio: float64(a.Ratio)}
+		if a.Seed != nil {
+			s := uint64(*a.Seed)
+			k.seed = &s
 		}
 		if opset < 12 {
 			k.ratio = 0 // inference: identity

@@ -166,8 +166,8 @@ func resolveReshape(in []int, target []int64, allowZero bool) ([]int, error) {
 type flattenOp struct{ axis int64 }
 
 func prepareFlatten(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &flattenOp{axis: a.Int("axis", 1)}, a.Err()
+	a, err := ops.ParseFlattenAttrs(n, opset)
+	return &flattenOp{axis: a.Axis}, err
 }
 
 func (k *flattenOp) norm(rank int) (int, error) {
@@ -224,18 +224,13 @@ type squeezeOp struct {
 	attr      bool // axes is the attribute's value (or absent: nil)
 }
 
+// squeezeAttrs is the Def.Attrs of Squeeze and Unsqueeze.
+func squeezeAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseSqueezeAttrs(n, opset) }
+
 func prepareSqueeze(unsqueeze bool) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &squeezeOp{unsqueeze: unsqueeze}
-		if opset < 13 {
-			k.attr = true
-			k.axes = a.Ints("axes", nil)
-			if unsqueeze && k.axes == nil {
-				a.Fail("axes", "required attribute is missing")
-			}
-		}
-		return k, a.Err()
+		a, err := ops.ParseSqueezeAttrs(n, opset)
+		return &squeezeOp{unsqueeze: unsqueeze, attr: a.FromAttrs, axes: a.Axes}, err
 	}
 }
 
@@ -421,7 +416,7 @@ func (k *squeezeOp) ShapeValue(in []*ir.Value) []ir.Dim { return passShapeValue(
 
 func init() {
 	ops.Register(ops.Def{Type: "Reshape", Prepare: prepareReshape, Traits: ops.ViewOfInput0 | ops.HasFloat16})
-	ops.Register(ops.Def{Type: "Flatten", Prepare: prepareFlatten, Traits: ops.ViewOfInput0 | ops.HasFloat16})
-	ops.Register(ops.Def{Type: "Squeeze", Prepare: prepareSqueeze(false), Traits: ops.ViewOfInput0 | ops.HasFloat16})
-	ops.Register(ops.Def{Type: "Unsqueeze", Prepare: prepareSqueeze(true), Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Flatten", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseFlattenAttrs(n, opset) }, Prepare: prepareFlatten, Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Squeeze", Attrs: squeezeAttrs, Prepare: prepareSqueeze(false), Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Unsqueeze", Attrs: squeezeAttrs, Prepare: prepareSqueeze(true), Traits: ops.ViewOfInput0 | ops.HasFloat16})
 }

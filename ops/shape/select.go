@@ -81,8 +81,8 @@ type compressOp struct {
 }
 
 func prepareCompress(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &compressOp{axis: a.Int("axis", 0), hasAxis: a.Has("axis")}, a.Err()
+	a, err := ops.ParseCompressAttrs(n, opset)
+	return &compressOp{axis: a.Axis, hasAxis: a.HasAxis}, err
 }
 
 func (k *compressOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -173,8 +173,8 @@ type uniqueOp struct {
 }
 
 func prepareUnique(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &uniqueOp{sorted: a.Int("sorted", 1) != 0, axis: a.Int("axis", 0), hasAxis: a.Has("axis")}, a.Err()
+	a, err := ops.ParseUniqueAttrs(n, opset)
+	return &uniqueOp{sorted: a.Sorted, axis: a.Axis, hasAxis: a.HasAxis}, err
 }
 
 func (k *uniqueOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -312,6 +312,6 @@ func (k *uniqueOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 
 func init() {
 	ops.Register(ops.Def{Type: "NonZero", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return nonZeroOp{}, nil }})
-	ops.Register(ops.Def{Type: "Compress", Traits: ops.HasFloat16, Prepare: prepareCompress})
-	ops.Register(ops.Def{Type: "Unique", Prepare: prepareUnique})
+	ops.Register(ops.Def{Type: "Compress", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseCompressAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareCompress})
+	ops.Register(ops.Def{Type: "Unique", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseUniqueAttrs(n, opset) }, Prepare: prepareUnique})
 }

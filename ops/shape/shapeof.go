@@ -12,13 +12,8 @@ import (
 type shapeOp struct{ start, end int64 }
 
 func prepareShape(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &shapeOp{start: 0, end: 1 << 62}
-	if opset >= 15 {
-		k.start = a.Int("start", 0)
-		k.end = a.Int("end", 1<<62)
-	}
-	return k, a.Err()
+	a, err := ops.ParseShapeAttrs(n, opset)
+	return &shapeOp{start: a.Start, end: a.End}, err
 }
 
 // bounds returns the clamped [start, end) for rank.
@@ -101,6 +96,6 @@ func (sizeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Shape", Traits: ops.HasFloat16, Prepare: prepareShape})
+	ops.Register(ops.Def{Type: "Shape", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseShapeAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareShape})
 	ops.Register(ops.Def{Type: "Size", Traits: ops.HasFloat16, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return sizeOp{}, nil }})
 }
