@@ -37,8 +37,8 @@ func isPerm(p []int64) bool {
 }
 
 // PermFor returns the permutation for an input of the given rank: Perm, or
-// the dimensions reversed when Perm is nil. A Perm of another length is an
-// error wrapping ErrBadInput.
+// the dimensions reversed when Perm is nil. A Perm of another length (or
+// not a permutation) is an error wrapping ErrBadInput.
 func (t TransposeAttrs) PermFor(rank int) ([]int, error) {
 	p := make([]int, rank)
 	if t.Perm == nil {
@@ -47,7 +47,7 @@ func (t TransposeAttrs) PermFor(rank int) ([]int, error) {
 		}
 		return p, nil
 	}
-	if len(t.Perm) != rank {
+	if len(t.Perm) != rank || !isPerm(t.Perm) {
 		return nil, BadInput("Transpose: perm %v for rank %d", t.Perm, rank)
 	}
 	for i, v := range t.Perm {

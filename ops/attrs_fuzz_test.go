@@ -1,0 +1,66 @@
+package ops_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	_ "github.com/kilnai/kiln/ops/all"
+)
+
+// fuzzAttrNames are the attribute names the typed parsers read.
+var fuzzAttrNames = []string{"axis", "axes", "perm", "batch_dims", "reduction", "blocksize", "mode", "pads",
+	"paddings", "value", "upper", "k", "dtype", "epsilon", "stash_type", "momentum", "training_mode", "is_test",
+	"spatial", "num_groups", "p", "across_channels", "size", "alpha", "beta", "bias", "ignore_index",
+	"keepdims", "noop_with_empty_axes", "select_last_index", "largest", "sorted", "exclusive", "reverse",
+	"gamma", "approximate", "lambd", "min", "max", "fmod", "direction", "detect_positive", "detect_negative",
+	"to", "ratio", "seed", "start", "end", "starts", "ends", "batch_axis", "time_axis"}
+
+// FuzzParseAttrs: every typed op's parser, given any attributes of any
+// type at any opset, returns its struct or an error wrapping
+// ops.ErrBadAttr, and never panics; the CPU's Prepare agrees on whether
+// the attributes are bad.
+func FuzzParseAttrs(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 2, 5}, int64(13))
+	f.Add([]byte{2, 3, 1, 0, 0, 1, 255}, int64(9))
+	f.Add([]byte{7, 12, 4, 128, 3, 250, 9, 1}, int64(18))
+	var typed []string
+	for _, op := range ops.Types() {
+		if d, _ := ops.Lookup("", op); d.Attrs != nil {
+			typed = append(typed, op)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte, opset int64) {
+		if len(b) < 1 {
+			return
+		}
+		opset = ops.MinOpset + (opset%ops.MaxOpset+ops.MaxOpset)%ops.MaxOpset
+		n := &ir.Node{Name: "n", OpType: typed[int(b[0])%len(typed)], Attrs: map[string]*ir.Attr{}}
+		for b = b[1:]; len(b) >= 3; b = b[3:] {
+			name := fuzzAttrNames[int(b[0])%len(fuzzAttrNames)]
+			v := int64(int8(b[2]))
+			a := &ir.Attr{Name: name}
+			switch b[1] % 5 {
+			case 0:
+				a.Type, a.I = ir.AttrInt, v
+			case 1:
+				a.Type, a.F = ir.AttrFloat, float32(v)/4
+			case 2:
+				a.Type, a.S = ir.AttrString, []string{"none", "add", "max", "CRD", "DCR", "wrap", "edge", "tanh", "LEFT", "RIGHT", "sum", ""}[int(b[2])%12]
+			case 3:
+				a.Type, a.Ints = ir.AttrInts, []int64{v % 4, (v / 4) % 4, 1}[:1+int(b[2])%3]
+			case 4:
+				a.Type, a.Floats = ir.AttrFloats, []float32{float32(v)}
+			}
+			n.Attrs[name] = a
+		}
+		_, err := ops.ParseAttrs(n, opset)
+		if err != nil && !errors.Is(err, ops.ErrBadAttr) {
+			t.Fatalf("%s opset %d: %v, want an error wrapping ErrBadAttr", n.OpType, opset, err)
+		}
+		if _, perr := ops.Prepare(n, opset); err != nil && perr == nil {
+			t.Fatalf("%s opset %d: ParseAttrs fails (%v), Prepare does not", n.OpType, opset, err)
+		}
+	})
+}
