@@ -336,7 +336,10 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					if gc == nil {
 						continue
 					}
-					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB, SplitK: ltSplitK}
+					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB, SplitK: ltSplitK, Enumerate: e.ltEnumerate()}
+					if mo.Enumerate {
+						mo.SMs, _ = e.drv.Attribute(e.dev, cuda.AttrMultiprocessorCount)
+					}
 					t, ok := e.opt.Tactics[s.node.Name]
 					ok = ok && t.Sig == gemmSig(s, e.prog.half)
 					if ok && t.Impl == ImplKernel {
@@ -345,7 +348,17 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					}
 					// use applies the recorded choice, when it is one of mm's.
 					use := func(mm *cuda.LtMatmul, epi bool) {
-						if ok && t.Impl == ImplCUBLASLt && t.Epi == epi && t.Algo < len(mm.Candidates) && mm.UseCandidate(t.Algo) == nil {
+						if !ok || t.Impl != ImplCUBLASLt || t.Epi != epi {
+							return
+						}
+						j := t.Algo
+						if t.Cfg != "" { // an enumerated configuration (tune.go): planned from its description
+							var err error
+							if j, err = mm.AddConfig(h, t.Cfg, maxWorkspace); err != nil {
+								return
+							}
+						}
+						if j < len(mm.Candidates) && mm.UseCandidate(j) == nil {
 							e.tactics[s.node.Name] = t
 						}
 					}

@@ -115,7 +115,7 @@ func (e *Engine) stepTactic(i int) string {
 		mm := e.gemms[i]
 		rank := 0
 		if t, ok := e.tactics[s.node.Name]; ok && t.Impl == ImplCUBLASLt {
-			rank = t.Algo
+			rank = ltRank(mm, t)
 		}
 		lt := fmt.Sprintf("cublaslt heuristic #%d of %d", rank, len(mm.Candidates))
 		if rank < len(mm.Candidates) {
@@ -123,6 +123,9 @@ func (e *Engine) stepTactic(i int) string {
 			lt = fmt.Sprintf("cublaslt heuristic #%d of %d", a.Index, len(mm.Candidates))
 			if a.ID >= 0 {
 				lt = fmt.Sprintf("cublaslt algo %d (heuristic #%d of %d)", a.ID, a.Index, len(mm.Candidates))
+			}
+			if a.Index < 0 { // enumerated (tune.go)
+				lt = "cublaslt " + mm.CandidateString(rank)
 			}
 			if sp := mm.Splits[rank]; sp.Parts > 1 {
 				lt += fmt.Sprintf(", split-K %d", sp.Parts)

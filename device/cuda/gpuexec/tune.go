@@ -56,6 +56,11 @@ type Tactic struct {
 	// "fp8-lt-fast" for an FP8 cuBLASLt product (Impl cublaslt, Algo its
 	// candidate; op_conv1x1_q.go).
 	Quant string `json:"quant,omitempty"`
+	// Cfg, for a cuBLASLt configuration that tuning enumerated (not one of
+	// the heuristic's results), is its description (cuda.LtConfig.String):
+	// its identity, planned again from it (LtMatmul.AddConfig); Algo is
+	// then only its index when it was chosen.
+	Cfg string `json:"cfg,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
 }
@@ -77,6 +82,12 @@ func (t Tactic) name() string {
 	case ImplCUBLASLt:
 		if t.Quant != "" { // an FP8 product of a quantized 1x1 convolution (op_conv1x1_q.go)
 			return fmt.Sprintf("cublaslt-%s:%d", t.Quant, t.Algo)
+		}
+		if t.Cfg != "" { // an enumerated configuration: by its description
+			if t.Epi {
+				return "cublaslt-epilogue:cfg=" + t.Cfg
+			}
+			return "cublaslt:cfg=" + t.Cfg
 		}
 		if t.Epi {
 			return fmt.Sprintf("cublaslt-epilogue:%d", t.Algo)
@@ -150,6 +161,41 @@ func gemmSig(s step, half bool) string {
 	gc := s.gemm
 	return fmt.Sprintf("cuda gemm m=%d n=%d k=%d transB=%v post=%s bias=%v act=%d %s",
 		gc.m, gc.n, gc.k, gc.transB, gc.post.kernel, gc.bias != nil, gc.act.code, precisionName(half))
+}
+
+// ltEnumerateAll makes tuning time, for every matrix product, the cuBLASLt
+// configurations that cuda.MatmulOptions.Enumerate adds to the
+// heuristic's results; without it only builds at --opt-level 3 and above
+// (Options.GraphConv: the wider search) do. KILN_LT_ENUMERATE=1 turns it
+// on, tests too.
+var ltEnumerateAll = envSwitch("KILN_LT_ENUMERATE", false)
+
+// ltEnumerate reports whether the products' cuBLASLt plans enumerate
+// configurations: only while tuning (a plan's enumerated choice is
+// planned again from its Tactic.Cfg).
+func (e *Engine) ltEnumerate() bool {
+	return e.opt.Tune && (e.opt.GraphConv || ltEnumerateAll)
+}
+
+// enumeratedCfg is Tactic.Cfg for mm's candidate j: its description when
+// enumerated, "" for the heuristic's results (named by their rank).
+func enumeratedCfg(mm *cuda.LtMatmul, j int) string {
+	if mm.Candidates[j].Index >= 0 {
+		return ""
+	}
+	return mm.Config(j)
+}
+
+// ltRank is the index in mm's candidates of the one t names: by its
+// description for an enumerated configuration, else its rank.
+func ltRank(mm *cuda.LtMatmul, t Tactic) int {
+	if t.Cfg != "" {
+		if j := slices.Index(mm.Configs, t.Cfg); j >= 0 {
+			return j
+		}
+		return len(mm.Candidates)
+	}
+	return t.Algo
 }
 
 // candidate is one way to run a step while tuning.
@@ -370,14 +416,14 @@ func (e *Engine) tune() error {
 			sig = gemmSig(s, e.prog.half)
 			epi := e.gemmEpi[i]
 			for j := range mm.Candidates {
-				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi}, apply: func() error {
+				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi, Cfg: enumeratedCfg(mm, j)}, apply: func() error {
 					e.gemms[i], e.gemmEpi[i] = mm, epi
 					return mm.UseCandidate(j)
 				}})
 			}
 			if alt := e.gemmAlt[i]; alt != nil { // without the epilogue: post after
 				for j := range alt.Candidates {
-					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j}, apply: func() error {
+					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Cfg: enumeratedCfg(alt, j)}, apply: func() error {
 						e.gemms[i], e.gemmEpi[i] = alt, false
 						return alt.UseCandidate(j)
 					}})
