@@ -255,6 +255,9 @@ func (c *compiler) batchNorm(s *step) error {
 	if err != nil {
 		return err
 	}
+	if a.Training { // before opset 14: more than one output named, is_test 0
+		return fmt.Errorf("%w: BatchNormalization in training mode", ErrUnsupported)
+	}
 	eps := a.Epsilon
 	var r [4]ref
 	for i := range r {

@@ -1,0 +1,55 @@
+package gpuexec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// TestTypedAttrsSupport: the CUDA executor decides from the op's typed
+// attributes (ops.Parse*Attrs) with the node's opset, as the CPU kernel
+// does: BatchNormalization before opset 14 with its statistics outputs
+// named and is_test 0 is training mode on the CPU, so the GPU refuses it
+// (it runs inference only); with is_test 1, or from opset 14 without
+// training_mode, it runs it.
+func TestTypedAttrsSupport(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		opset  int64
+		attrs  []*ir.Attr
+		outs   int
+		refuse string
+	}{
+		{"opset 9 training", 9, nil, 3, "training mode"},
+		{"opset 9 is_test", 9, []*ir.Attr{ir.IntAttr("is_test", 1)}, 3, ""},
+		{"opset 9 one output", 9, nil, 1, ""},
+		{"opset 15 inference", 15, nil, 1, ""},
+		{"opset 15 training_mode", 15, []*ir.Attr{ir.IntAttr("training_mode", 1)}, 1, "training mode"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := ir.NewBuilder("bn", tt.opset)
+			x := b.Input("x", tensor.Float32, ir.D(2), ir.D(3), ir.D(4), ir.D(4))
+			ins := []*ir.Value{x}
+			for _, p := range []string{"scale", "bias", "mean", "var"} {
+				ins = append(ins, b.Const(p, tensor.FromFloat32([]float32{1, 1, 1}, 3)))
+			}
+			ys := b.OpN("BatchNormalization", tt.outs, ins, tt.attrs...)
+			b.Output(ys[0], "y")
+			g := b.Graph()
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			err := Supports(g.Nodes[len(g.Nodes)-1], g)
+			switch {
+			case tt.refuse == "" && err != nil:
+				t.Fatalf("Supports: %v, want nil", err)
+			case tt.refuse != "" && (!errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.refuse)):
+				t.Fatalf("Supports: %v, want an ErrUnsupported saying %q", err, tt.refuse)
+			}
+		})
+	}
+}
