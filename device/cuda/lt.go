@@ -199,8 +199,8 @@ type MatmulOptions struct {
 	SplitK bool
 	// Enumerate adds to the Candidates, after those, up to 24
 	// configurations of the algorithms cublasLtMatmulAlgoGetIds lists for
-	// the product's types, ranked by how whole the waves of their tiles
-	// are on SMs multiprocessors (lt_algo.go). The heuristic's first
+	// the product's types, ranked by the waves their tiles make on SMs
+	// multiprocessors (lt_algo.go's tileCost). The heuristic's first
 	// result stays in use.
 	Enumerate bool
 	// SMs is the GPU's multiprocessor count for Enumerate's waves

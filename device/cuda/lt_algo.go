@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,9 +14,10 @@ import (
 // Enumerated cuBLASLt candidates (MatmulOptions.Enumerate): besides the
 // heuristic's results, the algorithms cublasLtMatmulAlgoGetIds lists for
 // the product's types, each in configurations its capability attributes
-// allow (tiles, stages, CTA swizzling, cluster shapes), ranked by how
-// well their tile grids fill whole waves of the GPU's SMs, each checked by
-// cublasLtMatmulAlgoCheck within the workspace limit.
+// allow (tiles, stages, CTA swizzling, cluster shapes), ranked by an
+// estimate of their time from the waves their tile grids make on the
+// GPU's SMs (tileCost), the heuristic's algorithms and the others in turn,
+// each checked by cublasLtMatmulAlgoCheck within the workspace limit.
 //
 // Enumerator values, from cublasLt.h (CUDA 12.x/13; the values have not
 // changed since they were added):
@@ -67,10 +69,10 @@ var ltClusterShapes = []int{2, 3, 5}
 
 // Bounds of the enumeration: at most ltEnumMax candidates a product, at
 // most ltEnumStages stage counts of one algorithm and tile (then that
-// tile's first with CTA swizzling, and with a cluster shape: at most 4 a
+// tile's first with CTA swizzling, and with a cluster shape: at most 3 a
 // tile), at most ltEnumChecks
 // calls of cublasLtMatmulAlgoCheck, at most ltEnumIDs algorithms.
-const ltEnumMax, ltEnumStages, ltEnumChecks, ltEnumIDs = 24, 2, 400, 64
+const ltEnumMax, ltEnumStages, ltEnumChecks, ltEnumIDs = 24, 1, 400, 64
 
 // ltDefaultSMs is the SM count the waves arithmetic assumes when
 // MatmulOptions.SMs is 0 (an H100 SXM).
@@ -150,17 +152,22 @@ func (b *CUBLASLt) algoFns() *ltAlgoFn {
 	return f
 }
 
-// wavesFill is the fraction of the GPU's tile slots doing useful work
-// when D (rows x cols) is cut in tiles of tr x tc on sms SMs, one tile an
-// SM at a time: rows*cols / (waves * sms * tr * tc). 0 when the tile's
-// shape is unknown.
-func wavesFill(rows, cols, tr, tc, sms int) float64 {
+// tileCost estimates, in arbitrary units, the time of a product whose D
+// (rows x cols) is cut in tiles of tr x tc on sms SMs, one tile an SM at
+// a time: waves x the time of one tile, a tile's time per step of K being
+// its math (tr*tc) or, for small tiles, its loads (tr+tc, weighted so that
+// 128 x 128 is where the two meet: 64 (tr+tc)). Whole waves of large
+// tiles cost least: BERT-base's output projection (D 768 x 4096, 132
+// SMs) in 128 x 128 tiles is 192 tiles, 2 waves: 32768; in 128 x 192, 132
+// tiles, 1 wave: 24576; in 64 x 64, 6 waves: 49152. +Inf for a tile of
+// unknown shape.
+func tileCost(rows, cols, tr, tc, sms int) float64 {
 	if tr <= 0 || tc <= 0 || sms <= 0 {
-		return 0
+		return math.Inf(1)
 	}
 	tiles := ((rows + tr - 1) / tr) * ((cols + tc - 1) / tc)
 	waves := (tiles + sms - 1) / sms
-	return float64(rows) * float64(cols) / (float64(waves) * float64(sms) * float64(tr) * float64(tc))
+	return float64(waves) * float64(max(tr*tc, 64*(tr+tc)))
 }
 
 // config reads the configuration of the algorithm in C memory at buf.
@@ -327,12 +334,16 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 	// cuBLASLt's D is N x M (column-major): tiles are cut over N rows and M columns.
 	type tileOf struct {
 		algo, tile   int
-		fill         float64
+		cost         float64
 		area         int
 		stages       []int
 		swz, cluster bool
 	}
-	var tiles []tileOf
+	heurAlgo := map[int]bool{}
+	for _, a := range p.Candidates {
+		heurAlgo[a.ID] = true
+	}
+	var family, others []tileOf // the heuristic's algorithms' tiles, the others'
 	for _, id := range ids {
 		if call(af.init, uintptr(h.p), cublasCompute32F, cudaR32F, dt, dt, dt, dt, uintptr(id), uintptr(buf)) != 0 {
 			continue
@@ -350,13 +361,19 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		cluster := call(f.algoConfigSet, uintptr(buf), ltAlgoConfigClust, uintptr(unsafe.Pointer(&cl)), 2) == 0
 		for _, t := range capU32s(af.capGet, buf, ltCapTileIDs) {
 			sh := ltTileShapes[int(t)]
-			tiles = append(tiles, tileOf{algo: int(id), tile: int(t), fill: wavesFill(p.N, p.M, sh[0], sh[1], sms),
-				area: sh[0] * sh[1], stages: stages, swz: swz, cluster: cluster})
+			to := tileOf{algo: int(id), tile: int(t), cost: tileCost(p.N, p.M, sh[0], sh[1], sms),
+				area: sh[0] * sh[1], stages: stages, swz: swz, cluster: cluster}
+			if heurAlgo[int(id)] {
+				family = append(family, to)
+			} else {
+				others = append(others, to)
+			}
 		}
 	}
-	// whole waves first, then larger tiles (more reuse), then the ids
-	slices.SortStableFunc(tiles, func(a, b tileOf) int {
-		if c := cmp.Compare(b.fill, a.fill); c != 0 {
+	// least estimated cost (whole waves of large tiles) first, then larger
+	// tiles, then the ids; the heuristic's algorithms and the others in turn
+	byCost := func(a, b tileOf) int {
+		if c := cmp.Compare(a.cost, b.cost); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(b.area, a.area); c != 0 {
@@ -366,7 +383,18 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 			return c
 		}
 		return cmp.Compare(a.tile, b.tile)
-	})
+	}
+	slices.SortStableFunc(family, byCost)
+	slices.SortStableFunc(others, byCost)
+	var tiles []tileOf
+	for i := range max(len(family), len(others)) {
+		if i < len(family) {
+			tiles = append(tiles, family[i])
+		}
+		if i < len(others) {
+			tiles = append(tiles, others[i])
+		}
+	}
 	added, checks := 0, 0
 	try := func(c LtConfig) bool {
 		if have[c.String()] || checks >= ltEnumChecks || added >= ltEnumMax {

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -9,10 +10,10 @@ import (
 
 // TestLtEnumerateFake checks, against the fake libcublasLt, the
 // configurations MatmulOptions.Enumerate adds after the heuristic's
-// results: the algorithms AlgoGetIds lists, their tiles ranked by how
-// whole their waves are on 132 SMs (then larger tiles first), two stage
-// counts a tile, then CTA swizzling and a cluster shape where the
-// capabilities allow them, only what AlgoCheck accepts within the
+// results: the algorithms AlgoGetIds lists, their tiles ranked by
+// tileCost on 132 SMs (whole waves of large tiles first; the heuristic's
+// algorithms and the others in turn), one stage count a tile, then CTA
+// swizzling and a cluster shape where the capabilities allow them, only what AlgoCheck accepts within the
 // workspace limit, none the heuristic already gave; the same list when
 // planned twice; and that each runs as described.
 func TestLtEnumerateFake(t *testing.T) {
@@ -25,21 +26,21 @@ func TestLtEnumerateFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Destroy(h)
-	// BERT-base's output projection at batch 32: D is 768 x 4096.
-	// 128x192 and 128x64 tiles fill 97% of one and three waves of 132 SMs,
-	// the others 73% (256x128: 96 tiles; 128x128: 192, two waves).
+	// BERT-base's output projection at batch 32: D is 768 x 4096. The
+	// heuristic's algorithm (42) and the others (66, 7) in turn, each by
+	// tileCost on 132 SMs: 42's 128x128 (2 waves), 256x64 (refused); 66's
+	// 128x192 (132 tiles: one wave), 128x256 (64 MiB of workspace: not
+	// within 32), 256x128 (one wave of 96), 128x128 (two), 128x64 (three
+	// of 384, small tiles), then 7 (tile unknown). One stage count a tile,
+	// then CTA swizzling and a cluster shape where the algorithm has them
+	// (66 in 256x128 refuses 2x1x1 clusters: 1x2x1).
 	full := []string{
-		"algo=66 tile=32 stages=35 swizzle=0 cluster=0", "algo=66 tile=32 stages=22 swizzle=0 cluster=0",
-		"algo=66 tile=32 stages=35 swizzle=1 cluster=0", "algo=66 tile=32 stages=35 swizzle=0 cluster=3",
-		"algo=66 tile=18 stages=35 swizzle=0 cluster=0", "algo=66 tile=18 stages=22 swizzle=0 cluster=0",
-		"algo=66 tile=18 stages=35 swizzle=1 cluster=0", "algo=66 tile=18 stages=35 swizzle=0 cluster=3",
-		// 128x256 (tile 23) needs 64 MiB of workspace: not within 32
-		"algo=66 tile=24 stages=35 swizzle=0 cluster=0", "algo=66 tile=24 stages=22 swizzle=0 cluster=0",
-		"algo=66 tile=24 stages=35 swizzle=1 cluster=0", "algo=66 tile=24 stages=35 swizzle=0 cluster=5", // 2x1x1 refused
-		"algo=42 tile=20 stages=19 swizzle=0 cluster=0", // 42: no swizzling, no clusters; 256x64 refused
-		"algo=66 tile=20 stages=35 swizzle=0 cluster=0", "algo=66 tile=20 stages=22 swizzle=0 cluster=0",
-		"algo=66 tile=20 stages=35 swizzle=1 cluster=0", "algo=66 tile=20 stages=35 swizzle=0 cluster=3",
-		"algo=7 tile=0 stages=0 swizzle=0 cluster=0", // tile unknown: last
+		"algo=42 tile=20 stages=19 swizzle=0 cluster=0",
+		"algo=66 tile=32 stages=35 swizzle=0 cluster=0", "algo=66 tile=32 stages=35 swizzle=1 cluster=0", "algo=66 tile=32 stages=35 swizzle=0 cluster=3",
+		"algo=66 tile=24 stages=35 swizzle=0 cluster=0", "algo=66 tile=24 stages=35 swizzle=1 cluster=0", "algo=66 tile=24 stages=35 swizzle=0 cluster=5",
+		"algo=66 tile=20 stages=35 swizzle=0 cluster=0", "algo=66 tile=20 stages=35 swizzle=1 cluster=0", "algo=66 tile=20 stages=35 swizzle=0 cluster=3",
+		"algo=66 tile=18 stages=35 swizzle=0 cluster=0", "algo=66 tile=18 stages=35 swizzle=1 cluster=0", "algo=66 tile=18 stages=35 swizzle=0 cluster=3",
+		"algo=7 tile=0 stages=0 swizzle=0 cluster=0",
 	}
 	heur := []string{"algo=42 tile=0 stages=0 swizzle=0 cluster=0", "algo=43 tile=0 stages=0 swizzle=0 cluster=0",
 		"algo=44 tile=0 stages=0 swizzle=0 cluster=0"}
@@ -212,20 +213,21 @@ func TestLtAddConfigFake(t *testing.T) {
 	}
 }
 
-// TestWavesFill checks the waves arithmetic on BERT-base's products
-// (device/cuda/NOTES.md): the fraction of 132 SMs' tile slots doing work.
-func TestWavesFill(t *testing.T) {
+// TestTileCost checks the waves arithmetic on BERT-base's products
+// (device/cuda/NOTES.md) on 132 SMs.
+func TestTileCost(t *testing.T) {
 	for _, tt := range []struct {
 		rows, cols, tr, tc int
 		want               float64
 	}{
-		{768, 4096, 128, 128, 768.0 * 4096 / (2 * 132 * 128 * 128)}, // 192 tiles: 1.45 waves
-		{768, 4096, 128, 192, 768.0 * 4096 / (132 * 128 * 192)},     // 6 x 22 = 132 tiles: one wave
-		{2304, 4096, 256, 128, 2304.0 * 4096 / (3 * 132 * 256 * 128)},
-		{768, 128, 64, 64, 768.0 * 128 / (132 * 64 * 64)},
-		{768, 128, 0, 64, 0},
+		{768, 4096, 128, 128, 2 * 128 * 128}, // 192 tiles: 1.45 waves
+		{768, 4096, 128, 192, 128 * 192},     // 6 x 22 = 132 tiles: one wave
+		{768, 4096, 256, 128, 256 * 128},     // 96 tiles
+		{768, 4096, 64, 64, 6 * 64 * 128},    // 768 tiles, bound by their loads
+		{2304, 4096, 128, 192, 3 * 128 * 192},
+		{768, 128, 0, 64, math.Inf(1)},
 	} {
-		if got := wavesFill(tt.rows, tt.cols, tt.tr, tt.tc, 132); got != tt.want {
+		if got := tileCost(tt.rows, tt.cols, tt.tr, tt.tc, 132); got != tt.want {
 			t.Errorf("%dx%d in %dx%d tiles: %v, want %v", tt.rows, tt.cols, tt.tr, tt.tc, got, tt.want)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
@@ -361,6 +362,7 @@ type bertVariant struct {
 	fw                    bool  // attention_mma_fw (attentionWide)
 	fwMin                 int64 // fwMinBlocks, when not 0
 	fw2                   bool  // attention_mma_fw2 (fwPipelined)
+	enum                  bool  // cuBLASLt's enumerated configurations timed too (ltEnumerateAll: --opt-level 3's search)
 }
 
 var bertVariants = []bertVariant{
@@ -401,7 +403,13 @@ var bertLaunchVariants = []bertVariant{
 	{name: "after + PDL", fa: true, erfGELUEpi: true, resid: true, keys128: true, fw: true},
 	{name: "after, attention 1 warp a block at batch 1", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, faFill: 264, fw: true},
 	{name: "after + split-K candidates", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, splitK: true, fw: true},
+	bertEnum,
 }
+
+// bertEnum is "after" tuned at the wider search of --opt-level 3: up to 24
+// enumerated cuBLASLt configurations a product (tile shapes that fill
+// whole waves first, lt_algo.go) timed beside the heuristic's results.
+var bertEnum = bertVariant{name: "after + enumerated cuBLASLt candidates", fa: true, erfGELUEpi: true, resid: true, keys128: true, noPDL: true, fw: true, enum: true}
 
 // bertAblations time each change alone against "after" (TestBertTimingOnGPU
 // with KILN_BERT_ABLATE=1): which of the three gains what.
@@ -415,7 +423,8 @@ var bertAblations = []bertVariant{
 func (v bertVariant) set() func() {
 	fa, ge, re, k1 := attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128
 	pd, sk, em, mf, ff, fq, fw, fm, f2 := programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill, attentionQStaged, attentionWide, fwMinBlocks, fwPipelined
-	fwPipelined = v.fw2
+	en := ltEnumerateAll
+	fwPipelined, ltEnumerateAll = v.fw2, v.enum
 	attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = v.fa, v.erfGELUEpi, v.resid, v.keys128, v.fq, v.fw
 	programmaticLaunch, ltSplitK, embedFusion, maskFusion = !v.noPDL, v.splitK, !v.noEmbed, !v.noMask
 	if v.faFill != 0 {
@@ -426,7 +435,7 @@ func (v bertVariant) set() func() {
 	}
 	return func() {
 		attentionFA, erfGELUEpilogue, residualGEMM, attentionKeys128, attentionQStaged, attentionWide = fa, ge, re, k1, fq, fw
-		fwMinBlocks, fwPipelined = fm, f2
+		fwMinBlocks, fwPipelined, ltEnumerateAll = fm, f2, en
 		programmaticLaunch, ltSplitK, embedFusion, maskFusion, faFill = pd, sk, em, mf, ff
 	}
 }
@@ -474,7 +483,7 @@ func gemmChoices(e *Engine) string {
 				splits++
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s: %s, %.1f us (of %d candidates, %d split-K)", key, mm.CandidateString(t.Algo), float64(t.NS)/1e3, len(mm.Candidates), splits))
+		parts = append(parts, fmt.Sprintf("%s: %s, %.1f us (of %d candidates, %d split-K)", key, mm.CandidateString(ltRank(mm, t)), float64(t.NS)/1e3, len(mm.Candidates), splits))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -640,12 +649,14 @@ func TestBertTimingOnGPU(t *testing.T) {
 		for _, v := range variants {
 			t.Run(fmt.Sprintf("batch %d %s", batch, v.name), func(t *testing.T) {
 				restore := v.set()
+				built := time.Now()
 				e, err := NewEngine(g.Clone(), Options{FP16: true, Tune: true})
 				restore()
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer e.Close()
+				t.Logf("batch %d %s: engine built and tuned in %.1f s (%d timings)", batch, v.name, time.Since(built).Seconds(), e.Measured())
 				c, err := e.NewContext()
 				if err != nil {
 					t.Fatal(err)
