@@ -197,8 +197,14 @@ func TestLtEnumerateOnGPU(t *testing.T) {
 						bestE = tm.i
 					}
 				}
-				t.Logf("%d SMs, %d candidates (%d enumerated, %d failed), fastest first (eager, events around 200 runs):%s",
-					sms, len(mm.Candidates), mm.enumerated(), bad, b.String())
+				tilesOf := map[string]int{} // enumerated candidates by algorithm and tile
+				for i, c := range mm.Candidates {
+					if lc, err := ParseLtConfig(mm.Config(i)); err == nil && c.Index < 0 {
+						tilesOf[fmt.Sprintf("algo %d %s", lc.Algo, lc.TileString())]++
+					}
+				}
+				t.Logf("%d SMs, %d candidates (%d enumerated: %v; %d failed), fastest first (eager, events around 200 runs):%s",
+					sms, len(mm.Candidates), mm.enumerated(), tilesOf, bad, b.String())
 				us := func(i int) float64 {
 					for _, tm := range times {
 						if tm.i == i {
