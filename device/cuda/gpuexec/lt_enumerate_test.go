@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/tactic"
 )
 
@@ -16,8 +17,10 @@ import (
 // configurations beside the heuristic's results (the default search does
 // not); one chosen is kept in the tactics by its description (Tactic.Cfg,
 // also its timing-cache key), survives the plan's tactics blob, and an
-// engine built from the tactics alone, without enumerating or timing,
-// runs that configuration (against the fake libraries).
+// engine built from the tactics alone (and a plan loaded from its blobs),
+// without enumerating or timing, runs that configuration; one that
+// cuBLASLt refuses leaves the layer on the plan's default (against the
+// fake libraries).
 func TestLtEnumerateTuneFake(t *testing.T) {
 	dir := fakeLibs(t)
 	path := modelPath(t, "resnet_mini")
@@ -101,6 +104,21 @@ func TestLtEnumerateTuneFake(t *testing.T) {
 	}
 	if _, err := c4.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
+	}
+	// the same through a plan's blobs, as kiln run loads a plan built
+	// with --opt-level 3 (compilePlan at the default level, no tuning)
+	t.Setenv(cuda.EnvLibPath, dir)
+	prog, err := compilePlan(g, device.ExecOptions{Blobs: map[string][]byte{tacticsBlob: picked.Marshal()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	if _, err := prog.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	pp := prog.(*planProgram)
+	if back, err := ParseTactics(pp.Blobs()[tacticsBlob]); err != nil || pp.measured != 0 || back[gemmName].Cfg != cfg {
+		t.Errorf("plan loaded: measured %d, %s: %+v (%v), want %q", pp.measured, gemmName, back[gemmName], err, cfg)
 	}
 	// a configuration this cuBLASLt refuses: the plan's default instead
 	bad := Tactics{}
