@@ -43,7 +43,6 @@ import (
 // *algo); cublasLtMatmulAlgoCapGetAttribute(const cublasLtMatmulAlgo_t
 // *algo, attr, void *buf, size_t sizeInBytes, size_t *sizeWritten).
 const (
-	ltCapSplitK        = 0
 	ltCapSwizzle       = 2
 	ltCapTileIDs       = 6
 	ltCapStagesIDs     = 13
