@@ -102,6 +102,10 @@ const (
 	// multidirectional broadcasting (Add, Mul, Equal, ...); layout-agnostic
 	// as ElementwiseUnary is, with a constant operand permuted.
 	ElementwiseBinary
+	// ShapeOnly: the op reads only the shape of its input, never its
+	// values (Shape, Size), so any version of the input does (an FP16
+	// build gives it whichever exists, without a Cast).
+	ShapeOnly
 )
 
 // Has reports whether t has every trait of x.

@@ -13,7 +13,8 @@ import (
 // (engine/memplan.go), the float16 adapter's float16-native ops
 // (ops/fp16.go), FP16Convert's keep-in-float32 ops (quant/fp16.go) and the
 // layout pass's unary and binary layout-agnostic ops (optimize/layout.go:
-// layoutUnary and layoutBinary).
+// layoutUnary and layoutBinary) and FP16Convert's shape-only ops
+// (quant/fp16.go: fp16ShapeOnly).
 func TestTraits(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -38,6 +39,7 @@ func TestTraits(t *testing.T) {
 			"Selu", "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu"}},
 		{"ElementwiseBinary", ops.ElementwiseBinary, []string{
 			"Add", "And", "Div", "Equal", "Greater", "Less", "Max", "Min", "Mul", "Or", "Pow", "Sub", "Xor"}},
+		{"ShapeOnly", ops.ShapeOnly, []string{"Shape", "Size"}},
 	} {
 		var got []string
 		for _, op := range ops.Types() {

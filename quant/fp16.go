@@ -109,9 +109,10 @@ var fp16Float32Inputs = map[string][]int{
 	"Upsample": {1},
 }
 
-// fp16ShapeOnly are op types that read only the shape of their input: they
-// take whichever version of a value exists, without a Cast.
-var fp16ShapeOnly = map[string]bool{"Shape": true, "Size": true}
+// shapeOnlyOp reports whether op type typ reads only the shape of its
+// input (the trait ops.ShapeOnly: Shape, Size): it takes whichever version
+// of a value exists, without a Cast.
+func shapeOnlyOp(typ string) bool { return ops.TraitsOf("", typ).Has(ops.ShapeOnly) }
 
 // FP16Convert rewrites g (its top-level graph) to run in float16: float32
 // initializers become float16 (finite values beyond float16's range are
@@ -266,7 +267,7 @@ func (c *fp16Converter) plan(keep map[string]bool) {
 		}
 		dom := n.Domain
 		switch {
-		case !floats || fp16ShapeOnly[n.OpType] && dom == "":
+		case !floats || shapeOnlyOp(n.OpType) && dom == "":
 			c.prec[n] = FP16PrecisionNone
 		case keep[n.Name]:
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "kept in fp32 (layer precision)"
@@ -296,7 +297,7 @@ func (c *fp16Converter) plan(keep map[string]bool) {
 			switch {
 			case c.prec[n] == FP16PrecisionHalf && !c.float32Input(n, i):
 				need16[v] = true
-			case c.prec[n] != FP16PrecisionNone || !fp16ShapeOnly[n.OpType]:
+			case c.prec[n] != FP16PrecisionNone || !shapeOnlyOp(n.OpType):
 				need32[v] = true
 			}
 		}

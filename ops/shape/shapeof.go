@@ -96,6 +96,6 @@ func (sizeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Shape", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseShapeAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareShape})
-	ops.Register(ops.Def{Type: "Size", Traits: ops.HasFloat16, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return sizeOp{}, nil }})
+	ops.Register(ops.Def{Type: "Shape", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseShapeAttrs(n, opset) }, Traits: ops.HasFloat16 | ops.ShapeOnly, Prepare: prepareShape})
+	ops.Register(ops.Def{Type: "Size", Traits: ops.HasFloat16 | ops.ShapeOnly, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return sizeOp{}, nil }})
 }
