@@ -316,11 +316,15 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 	algo := unsafe.Slice((*byte)(buf), 64)
 	// the heuristic's configurations: not added twice
 	have := map[string]bool{}
+	heurStages := map[int][]int{} // the stage counts the heuristic chose, by algorithm
 	for i, a := range p.algos {
 		copy(algo, a[:])
 		c := p.config(buf)
 		have[c.String()] = true
 		p.setConfigName(i, c.String())
+		if !slices.Contains(heurStages[c.Algo], c.Stages) {
+			heurStages[c.Algo] = append(heurStages[c.Algo], c.Stages)
+		}
 	}
 	ids := make([]int32, ltEnumIDs)
 	var got int32
@@ -347,11 +351,17 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		if call(af.init, uintptr(h.p), cublasCompute32F, cudaR32F, dt, dt, dt, dt, uintptr(id), uintptr(buf)) != 0 {
 			continue
 		}
-		stages := []int{}
+		// the stage counts the heuristic chose for this algorithm first,
+		// then the capability's order
+		var stages, rest []int
 		for _, s := range capU32s(af.capGet, buf, ltCapStagesIDs) {
-			stages = append(stages, int(s))
+			if slices.Contains(heurStages[int(id)], int(s)) {
+				stages = append(stages, int(s))
+			} else {
+				rest = append(rest, int(s))
+			}
 		}
-		if len(stages) == 0 {
+		if stages = append(stages, rest...); len(stages) == 0 {
 			stages = []int{0}
 		}
 		swz := capU32(af.capGet, buf, ltCapSwizzle) == 1

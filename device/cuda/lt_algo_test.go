@@ -31,9 +31,10 @@ func TestLtEnumerateFake(t *testing.T) {
 	// tileCost on 132 SMs: 42's 128x128 (2 waves), 256x64 (refused); 66's
 	// 128x192 (132 tiles: one wave), 128x256 (64 MiB of workspace: not
 	// within 32), 256x128 (one wave of 96), 128x128 (two), 128x64 (three
-	// of 384, small tiles), then 7 (tile unknown). One stage count a tile,
-	// then CTA swizzling and a cluster shape where the algorithm has them
-	// (66 in 256x128 refuses 2x1x1 clusters: 1x2x1).
+	// of 384, small tiles), then 7 (tile unknown). One stage count a tile
+	// (the heuristic's for its algorithm first: 42's 128x1 (19) before 8x4
+	// (26)), then CTA swizzling and a cluster shape where the algorithm has
+	// them (66 in 256x128 refuses 2x1x1 clusters: 1x2x1).
 	full := []string{
 		"algo=42 tile=20 stages=19 swizzle=0 cluster=0",
 		"algo=66 tile=32 stages=35 swizzle=0 cluster=0", "algo=66 tile=32 stages=35 swizzle=1 cluster=0", "algo=66 tile=32 stages=35 swizzle=0 cluster=3",
@@ -42,7 +43,7 @@ func TestLtEnumerateFake(t *testing.T) {
 		"algo=66 tile=18 stages=35 swizzle=0 cluster=0", "algo=66 tile=18 stages=35 swizzle=1 cluster=0", "algo=66 tile=18 stages=35 swizzle=0 cluster=3",
 		"algo=7 tile=0 stages=0 swizzle=0 cluster=0",
 	}
-	heur := []string{"algo=42 tile=0 stages=0 swizzle=0 cluster=0", "algo=43 tile=0 stages=0 swizzle=0 cluster=0",
+	heur := []string{"algo=42 tile=0 stages=19 swizzle=0 cluster=0", "algo=43 tile=0 stages=0 swizzle=0 cluster=0",
 		"algo=44 tile=0 stages=0 swizzle=0 cluster=0"}
 	without42 := slices.DeleteFunc(slices.Clone(full), func(s string) bool { return strings.HasPrefix(s, "algo=42 ") })
 	tests := []struct {

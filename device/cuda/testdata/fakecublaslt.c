@@ -28,7 +28,8 @@
 // within the capabilities cublasLtMatmulAlgoCapGetAttribute reports (66:
 // tiles 128x64, 128x128, 256x128, 128x256, 128x192, stages 64xAUTO, 128x4,
 // 128x3, swizzling, clusters AUTO, 1x1x1, 2x1x1, 1x2x1; 42: tiles 128x128,
-// 256x64, stages 128x1; 7: tile and stages UNDEFINED); AlgoCheck refuses
+// 256x64, stages 8x4, 128x1, the heuristic's 42 having 128x1; 7: tile and
+// stages UNDEFINED); AlgoCheck refuses
 // algorithm 42 with tile 256x64 and 66 with tile 256x128 in clusters 2x1x1,
 // and 66's 128x256 tile needs 64 MiB of workspace.
 // Built by the tests with cc.
@@ -131,6 +132,7 @@ int cublasLtMatmulAlgoGetHeuristic(void *h, void *desc, void *a, void *b, void *
 	int n = req < 3 ? req : 3;
 	for (int i = 0; i < n; i++) {
 		res[96 * i] = 42 + i;                                 /* algo */
+		res[96 * i + 4] = i == 0 ? 19 : 0;                    /* 42: STAGES_ID 128x1 */
 		*(uint64_t *)(res + 96 * i + 64) = i == 0 ? 8192 : 0; /* workspaceSize */
 		*(int32_t *)(res + 96 * i + 72) = 0;                  /* state */
 	}
@@ -268,7 +270,7 @@ struct fakeLtEnumAlgo {
 };
 static const struct fakeLtEnumAlgo fakeLtEnumAlgos[] = {
 	{66, {18, 20, 24, 23, 32}, 5, {35, 22, 21}, 3, 1, 1, {0, 2, 3, 5}, 4},
-	{42, {20, 21}, 2, {19}, 1, 0, 0, {0}, 1},
+	{42, {20, 21}, 2, {26, 19}, 2, 0, 0, {0}, 1},
 	{7, {0}, 1, {0}, 1, 0, 0, {0}, 1},
 };
 static const struct fakeLtEnumAlgo *fakeLtEnumFind(int id) {
