@@ -157,3 +157,30 @@ func ParseDropoutAttrs(n *ir.Node, opset int64) (DropoutAttrs, error) {
 	}
 	return d, a.Err()
 }
+
+// BroadcastAttrs are the broadcasting attributes of the binary
+// elementwise ops before opset 7 (Add, Sub, Mul, Div, Pow, And, Or, Xor,
+// Equal, Less, Greater): "broadcast" 1 with "axis" lines the second input
+// up with the first from that axis. From opset 7 broadcasting is
+// multidirectional and they are not read.
+type BroadcastAttrs struct {
+	// Legacy is set before opset 7 when "broadcast" is 1 and "axis" is
+	// given; without an axis the second input lines up with the first's
+	// trailing dimensions, as multidirectional broadcasting does.
+	Legacy bool
+	// Axis is "axis" (possibly negative) when Legacy.
+	Axis int64
+}
+
+// ParseBroadcastAttrs reads the broadcasting attributes of a binary
+// elementwise node.
+func ParseBroadcastAttrs(n *ir.Node, opset int64) (BroadcastAttrs, error) {
+	if opset >= 7 {
+		return BroadcastAttrs{}, nil
+	}
+	a := AttrsOf(n)
+	if a.Int("broadcast", 0) != 1 || !a.Has("axis") {
+		return BroadcastAttrs{}, a.Err()
+	}
+	return BroadcastAttrs{Legacy: true, Axis: a.Int("axis", 0)}, a.Err()
+}

@@ -41,6 +41,12 @@ func TestMathAttrs(t *testing.T) {
 		{"isinf negative only", "IsInf", []*ir.Attr{intA("detect_positive", 0)}, 10, ops.IsInfAttrs{DetectNegative: true}, ""},
 		{"cast", "Cast", []*ir.Attr{intA("to", int64(tensor.Float16))}, 13, ops.CastAttrs{To: tensor.Float16}, ""},
 		{"cast no to", "Cast", nil, 13, nil, "to"},
+		{"add opset 6 axis", "Add", []*ir.Attr{intA("broadcast", 1), intA("axis", 1)}, 6, ops.BroadcastAttrs{Legacy: true, Axis: 1}, ""},
+		{"add opset 6 no axis", "Add", []*ir.Attr{intA("broadcast", 1)}, 6, ops.BroadcastAttrs{}, ""},
+		{"mul opset 6 no broadcast", "Mul", []*ir.Attr{intA("axis", 1)}, 6, ops.BroadcastAttrs{}, ""},
+		{"equal opset 13 ignores", "Equal", []*ir.Attr{intA("broadcast", 1), intA("axis", 0)}, 13, ops.BroadcastAttrs{}, ""},
+		{"pow opset 1 axis", "Pow", []*ir.Attr{intA("broadcast", 1), intA("axis", -1)}, 1, ops.BroadcastAttrs{Legacy: true, Axis: -1}, ""},
+		{"sub opset 6 mistyped broadcast", "Sub", []*ir.Attr{floatA("broadcast", 1)}, 6, nil, "broadcast"},
 		{"dropout opset 7", "Dropout", []*ir.Attr{floatA("ratio", 0.2)}, 7, ops.DropoutAttrs{Ratio: 0.2}, ""},
 		{"dropout seed", "Dropout", []*ir.Attr{intA("seed", 3)}, 13, ops.DropoutAttrs{Ratio: 0.5, Seed: &seed}, ""},
 	})

@@ -134,15 +134,16 @@ func TestTypedOps(t *testing.T) {
 			typed = append(typed, op)
 		}
 	}
-	want := []string{"ArgMax", "ArgMin", "BatchNormalization", "BitShift", "Cast", "Celu", "Clip", "Compress",
-		"CumSum", "DepthToSpace", "Dropout", "Elu", "EyeLike", "Flatten", "Gather", "GatherElements", "GatherND",
-		"Gelu", "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization", "IsInf",
-		"LRN", "LayerNormalization", "LeakyRelu", "LogSoftmax", "LpNormalization", "MeanVarianceNormalization",
-		"Mod", "NegativeLogLikelihoodLoss", "OneHot", "Pad", "ReduceL1", "ReduceL2", "ReduceLogSum",
-		"ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare",
-		"ReverseSequence", "Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Shrink", "Slice",
-		"Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "Squeeze", "ThresholdedRelu", "TopK", "Transpose",
-		"Trilu", "Unique", "Unsqueeze"}
+	want := []string{"Add", "And", "ArgMax", "ArgMin", "BatchNormalization", "BitShift", "BitwiseAnd",
+		"BitwiseOr", "BitwiseXor", "Cast", "Celu", "Clip", "Compress", "CumSum", "DepthToSpace", "Div", "Dropout",
+		"Elu", "Equal", "EyeLike", "Flatten", "Gather", "GatherElements", "GatherND", "Gelu", "Greater",
+		"GreaterOrEqual", "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization",
+		"IsInf", "LRN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "LogSoftmax", "LpNormalization",
+		"MeanVarianceNormalization", "Mod", "Mul", "NegativeLogLikelihoodLoss", "OneHot", "Or", "Pad", "Pow",
+		"ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+		"ReduceProd", "ReduceSum", "ReduceSumSquare", "ReverseSequence", "Scatter", "ScatterElements", "ScatterND",
+		"Selu", "Shape", "Shrink", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "Squeeze", "Sub",
+		"ThresholdedRelu", "TopK", "Transpose", "Trilu", "Unique", "Unsqueeze", "Xor"}
 	if !slices.Equal(typed, want) {
 		t.Errorf("typed ops (%d of %d): %v\nwant %v", len(typed), len(ops.Types()), typed, want)
 	}

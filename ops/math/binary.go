@@ -359,16 +359,15 @@ func (k *arith) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 
 // registerArith registers a binary arithmetic op: prep gives its operation
 // and types from the node (its typed attributes, for Mod and BitShift, whose
-// Def.Attrs is attrs).
+// Def.Attrs is attrs; the others' are the broadcasting ones).
 func registerArith(name string, t ops.Traits, attrs func(*ir.Node, int64) (any, error), prep func(n *ir.Node, opset int64) (arithOp, typeSet, error)) {
 	ops.Register(ops.Def{Type: name, Traits: t, Attrs: attrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		op, types, err := prep(n, opset)
 		if err != nil {
 			return nil, err
 		}
-		a := ops.AttrsOf(n)
-		legacy := readLegacy(a, opset)
-		if err := a.Err(); err != nil {
+		legacy, err := readLegacy(n, opset)
+		if err != nil {
 			return nil, err
 		}
 		return &arith{name: name, op: op, types: types, legacy: legacy}, nil
@@ -380,13 +379,13 @@ func fixed(op arithOp, types typeSet) func(*ir.Node, int64) (arithOp, typeSet, e
 }
 
 func init() {
-	registerArith("Add", ops.ElementwiseBinary, nil, fixed(opAdd, numericTypes))
-	registerArith("Sub", ops.ElementwiseBinary, nil, fixed(opSub, numericTypes))
-	registerArith("Mul", ops.ElementwiseBinary, nil, fixed(opMul, numericTypes))
-	registerArith("Div", ops.ElementwiseBinary, nil, fixed(opDiv, numericTypes))
-	registerArith("BitwiseAnd", 0, nil, fixed(opBitAnd, integerTypes))
-	registerArith("BitwiseOr", 0, nil, fixed(opBitOr, integerTypes))
-	registerArith("BitwiseXor", 0, nil, fixed(opBitXor, integerTypes))
+	registerArith("Add", ops.ElementwiseBinary, broadcastAttrs, fixed(opAdd, numericTypes))
+	registerArith("Sub", ops.ElementwiseBinary, broadcastAttrs, fixed(opSub, numericTypes))
+	registerArith("Mul", ops.ElementwiseBinary, broadcastAttrs, fixed(opMul, numericTypes))
+	registerArith("Div", ops.ElementwiseBinary, broadcastAttrs, fixed(opDiv, numericTypes))
+	registerArith("BitwiseAnd", 0, broadcastAttrs, fixed(opBitAnd, integerTypes))
+	registerArith("BitwiseOr", 0, broadcastAttrs, fixed(opBitOr, integerTypes))
+	registerArith("BitwiseXor", 0, broadcastAttrs, fixed(opBitXor, integerTypes))
 	registerArith("Mod", 0, func(n *ir.Node, opset int64) (any, error) { return ops.ParseModAttrs(n, opset) }, func(n *ir.Node, opset int64) (arithOp, typeSet, error) {
 		a, err := ops.ParseModAttrs(n, opset)
 		if a.Fmod {

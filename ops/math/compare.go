@@ -148,11 +148,10 @@ func (k *compare) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 }
 
 func registerCompare(t ops.Traits, k compare) {
-	ops.Register(ops.Def{Type: k.name, Traits: t, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
+	ops.Register(ops.Def{Type: k.name, Traits: t, Attrs: broadcastAttrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		kk := k
-		kk.legacy = readLegacy(a, opset)
-		if err := a.Err(); err != nil {
+		var err error
+		if kk.legacy, err = readLegacy(n, opset); err != nil {
 			return nil, err
 		}
 		return &kk, nil

@@ -406,12 +406,15 @@ type legacyBcast struct {
 	axis int64
 }
 
-func readLegacy(a *ops.Attrs, opset int64) legacyBcast {
-	if opset >= 7 || a.Int("broadcast", 0) != 1 || !a.Has("axis") {
-		return legacyBcast{}
-	}
-	return legacyBcast{on: true, axis: a.Int("axis", 0)}
+// readLegacy reads n's broadcasting attributes (ops.BroadcastAttrs).
+func readLegacy(n *ir.Node, opset int64) (legacyBcast, error) {
+	a, err := ops.ParseBroadcastAttrs(n, opset)
+	return legacyBcast{on: a.Legacy, axis: a.Axis}, err
 }
+
+// broadcastAttrs is the Def.Attrs of the binary ops whose only attributes
+// are the broadcasting ones.
+func broadcastAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseBroadcastAttrs(n, opset) }
 
 // shape returns B's shape lined up with a rank-ra A.
 func (l legacyBcast) shape(ra, rb int) (pad int, err error) {

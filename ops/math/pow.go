@@ -128,12 +128,11 @@ func truncInt(v float64) int64 {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Pow", Traits: ops.ElementwiseBinary, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &pow{legacy: readLegacy(a, opset)}
-		if err := a.Err(); err != nil {
+	ops.Register(ops.Def{Type: "Pow", Traits: ops.ElementwiseBinary, Attrs: broadcastAttrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		legacy, err := readLegacy(n, opset)
+		if err != nil {
 			return nil, fmt.Errorf("Pow: %w", err)
 		}
-		return k, nil
+		return &pow{legacy: legacy}, nil
 	}})
 }

@@ -15,8 +15,49 @@ import (
 // does: BatchNormalization before opset 14 with its statistics outputs
 // named and is_test 0 is training mode on the CPU, so the GPU refuses it
 // (it runs inference only); with is_test 1, or from opset 14 without
-// training_mode, it runs it.
+// training_mode, it runs it. An Add before opset 7 broadcasting from an
+// axis (ops.BroadcastAttrs) is refused too; without the axis it lines up
+// trailing dimensions, as the kernels do.
 func TestTypedAttrsSupport(t *testing.T) {
+	t.Run("batchnorm", testBatchNormSupport)
+	for _, tt := range []struct {
+		name   string
+		opset  int64
+		attrs  []*ir.Attr
+		refuse string
+	}{
+		{"add opset 6 axis", 6, []*ir.Attr{ir.IntAttr("broadcast", 1), ir.IntAttr("axis", 1)}, "broadcasting from axis 1"},
+		{"add opset 6 trailing", 6, []*ir.Attr{ir.IntAttr("broadcast", 1)}, ""},
+		{"add opset 13", 13, nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := ir.NewBuilder("add", tt.opset)
+			x := b.Input("x", tensor.Float32, ir.D(2), ir.D(3), ir.D(4), ir.D(3))
+			c := b.Const("c", tensor.FromFloat32([]float32{1, 2, 3}, 3))
+			b.Output(b.Op("Add", []*ir.Value{x, c}, tt.attrs...), "y")
+			g := b.Graph()
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			checkSupport(t, g, tt.refuse)
+		})
+	}
+}
+
+// checkSupport checks the executor's answer for g's last node: nil when
+// refuse is "", else an ErrUnsupported saying refuse.
+func checkSupport(t *testing.T, g *ir.Graph, refuse string) {
+	t.Helper()
+	err := Supports(g.Nodes[len(g.Nodes)-1], g)
+	switch {
+	case refuse == "" && err != nil:
+		t.Fatalf("Supports: %v, want nil", err)
+	case refuse != "" && (!errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), refuse)):
+		t.Fatalf("Supports: %v, want an ErrUnsupported saying %q", err, refuse)
+	}
+}
+
+func testBatchNormSupport(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		opset  int64
@@ -43,13 +84,7 @@ func TestTypedAttrsSupport(t *testing.T) {
 			if _, err := ops.InferGraph(g); err != nil {
 				t.Fatal(err)
 			}
-			err := Supports(g.Nodes[len(g.Nodes)-1], g)
-			switch {
-			case tt.refuse == "" && err != nil:
-				t.Fatalf("Supports: %v, want nil", err)
-			case tt.refuse != "" && (!errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.refuse)):
-				t.Fatalf("Supports: %v, want an ErrUnsupported saying %q", err, tt.refuse)
-			}
+			checkSupport(t, g, tt.refuse)
 		})
 	}
 }

@@ -316,11 +316,11 @@ const (
 // kernels of nn.cu (fused into convolutions and products by the
 // optimizer), other types through the typed kernels of op_elementwise.cu.
 var elementwiseKernels = append([]kernelDef{
-	{op: "Add", inputs: 2, check: arithTypes, emit: binaryEmit(ewAdd), layoutAgnostic: true},
-	{op: "Sub", inputs: 2, check: arithTypes, emit: binaryEmit(ewSub), layoutAgnostic: true},
-	{op: "Mul", inputs: 2, check: arithTypes, emit: binaryEmit(ewMul), layoutAgnostic: true},
-	{op: "Div", inputs: 2, check: arithTypes, emit: binaryEmit(ewDiv), layoutAgnostic: true},
-	{op: "Pow", inputs: 2, check: powTypes, emit: (*compiler).pow},
+	{op: "Add", inputs: 2, check: arithTypes, emit: binaryEmit(ewAdd), layoutAgnostic: true, checkOpset: noLegacyBroadcast},
+	{op: "Sub", inputs: 2, check: arithTypes, emit: binaryEmit(ewSub), layoutAgnostic: true, checkOpset: noLegacyBroadcast},
+	{op: "Mul", inputs: 2, check: arithTypes, emit: binaryEmit(ewMul), layoutAgnostic: true, checkOpset: noLegacyBroadcast},
+	{op: "Div", inputs: 2, check: arithTypes, emit: binaryEmit(ewDiv), layoutAgnostic: true, checkOpset: noLegacyBroadcast},
+	{op: "Pow", inputs: 2, check: powTypes, emit: (*compiler).pow, checkOpset: noLegacyBroadcast},
 	{op: "Max", check: arithTypes, emit: variadicEmit(ewMax), layoutAgnostic: true},
 	{op: "Min", check: arithTypes, emit: variadicEmit(ewMin), layoutAgnostic: true},
 	{op: "Sum", check: arithTypes, emit: variadicEmit(ewAdd), layoutAgnostic: true},
@@ -330,12 +330,12 @@ var elementwiseKernels = append([]kernelDef{
 	{op: "BitwiseAnd", inputs: 2, check: intArgs, emit: typedEmit(ewAnd)},
 	{op: "BitwiseOr", inputs: 2, check: intArgs, emit: typedEmit(ewOr)},
 	{op: "BitwiseXor", inputs: 2, check: intArgs, emit: typedEmit(ewXor)},
-	{op: "And", inputs: 2, check: boolArgs, emit: typedEmit(ewAnd)},
-	{op: "Or", inputs: 2, check: boolArgs, emit: typedEmit(ewOr)},
-	{op: "Xor", inputs: 2, check: boolArgs, emit: typedEmit(ewXor)},
-	{op: "Equal", inputs: 2, check: compareTypes, emit: compareEmit(cmpEqual)},
-	{op: "Less", inputs: 2, check: compareTypes, emit: compareEmit(cmpLess)},
-	{op: "Greater", inputs: 2, check: compareTypes, emit: compareEmit(cmpGreater)},
+	{op: "And", inputs: 2, check: boolArgs, emit: typedEmit(ewAnd), checkOpset: noLegacyBroadcast},
+	{op: "Or", inputs: 2, check: boolArgs, emit: typedEmit(ewOr), checkOpset: noLegacyBroadcast},
+	{op: "Xor", inputs: 2, check: boolArgs, emit: typedEmit(ewXor), checkOpset: noLegacyBroadcast},
+	{op: "Equal", inputs: 2, check: compareTypes, emit: compareEmit(cmpEqual), checkOpset: noLegacyBroadcast},
+	{op: "Less", inputs: 2, check: compareTypes, emit: compareEmit(cmpLess), checkOpset: noLegacyBroadcast},
+	{op: "Greater", inputs: 2, check: compareTypes, emit: compareEmit(cmpGreater), checkOpset: noLegacyBroadcast},
 	{op: "LessOrEqual", inputs: 2, check: compareTypes, emit: compareEmit(cmpLessOrEqual)},
 	{op: "GreaterOrEqual", inputs: 2, check: compareTypes, emit: compareEmit(cmpGreaterOrEqual)},
 	{op: "Where", inputs: 3, check: whereTypes, emit: (*compiler).where},
@@ -356,6 +356,21 @@ var elementwiseKernels = append([]kernelDef{
 	{op: "IsNaN", check: floatArgs, emit: (*compiler).isClass},
 	{op: "IsInf", check: floatArgs, emit: (*compiler).isClass},
 }, mathKernels()...)
+
+// noLegacyBroadcast refuses the broadcasting of binary ops before opset 7
+// with an axis (ops.BroadcastAttrs.Legacy: the second input lined up with
+// the first from that axis), which the kernels' multidirectional
+// broadcasting would read differently.
+func noLegacyBroadcast(n *ir.Node, opset int64) error {
+	a, err := ops.ParseBroadcastAttrs(n, opset)
+	if err != nil {
+		return err
+	}
+	if a.Legacy {
+		return fmt.Errorf("%w: %s-%d broadcasting from axis %d", ErrUnsupported, n.OpType, opset, a.Axis)
+	}
+	return nil
+}
 
 // clipTypes: Clip of any numeric type, bounds of its type.
 func clipTypes(n *ir.Node) error {

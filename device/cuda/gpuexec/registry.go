@@ -32,7 +32,11 @@ type kernelDef struct {
 	// check, when set, decides the other constraints known before shapes
 	// are bound (element types, constant inputs, attributes), saying why not.
 	check func(n *ir.Node) error
-	emit  func(c *compiler, s *step) error
+	// checkOpset is check for constraints that depend on the graph's
+	// default-domain opset (attributes read by the op's typed parser with
+	// the node's opset rules).
+	checkOpset func(n *ir.Node, opset int64) error
+	emit       func(c *compiler, s *step) error
 	// dataDependent says that the number of rows of the node's output
 	// depends on the data (NonMaxSuppression): the partitioner gives the
 	// nodes that read it a later segment (DataDependent).
@@ -151,6 +155,11 @@ func support(n *ir.Node, opset int64, used func(*ir.Value) bool) (kernelDef, err
 	}
 	if d.check != nil {
 		if err := d.check(n); err != nil {
+			return kernelDef{}, err
+		}
+	}
+	if d.checkOpset != nil {
+		if err := d.checkOpset(n, opset); err != nil {
 			return kernelDef{}, err
 		}
 	}
