@@ -70,12 +70,17 @@ func testBatchNormSupport(t *testing.T) {
 		{"opset 9 one output", 9, nil, 1, ""},
 		{"opset 15 inference", 15, nil, 1, ""},
 		{"opset 15 training_mode", 15, []*ir.Attr{ir.IntAttr("training_mode", 1)}, 1, "training mode"},
+		{"opset 7 per activation", 7, []*ir.Attr{ir.IntAttr("spatial", 0)}, 1, "per activation"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := ir.NewBuilder("bn", tt.opset)
 			x := b.Input("x", tensor.Float32, ir.D(2), ir.D(3), ir.D(4), ir.D(4))
 			ins := []*ir.Value{x}
 			for _, p := range []string{"scale", "bias", "mean", "var"} {
+				if tt.name == "opset 7 per activation" { // one value per channel and pixel
+					ins = append(ins, b.Const(p, tensor.FromFloat32(make([]float32, 3*4*4), 3, 4, 4)))
+					continue
+				}
 				ins = append(ins, b.Const(p, tensor.FromFloat32([]float32{1, 1, 1}, 3)))
 			}
 			ys := b.OpN("BatchNormalization", tt.outs, ins, tt.attrs...)

@@ -258,6 +258,15 @@ func (c *compiler) batchNorm(s *step) error {
 	if a.Training { // before opset 14: more than one output named, is_test 0
 		return fmt.Errorf("%w: BatchNormalization in training mode", ErrUnsupported)
 	}
+	for i := 1; i <= 4; i++ { // the kernel reads one value per channel
+		pd, err := c.dims(n.Inputs[i])
+		if err != nil {
+			return err
+		}
+		if prod(pd) != int64(xd[1]) {
+			return fmt.Errorf("%w: BatchNormalization input %d has %d elements for %d channels (statistics per activation, spatial=0)", ErrUnsupported, i, prod(pd), xd[1])
+		}
+	}
 	eps := a.Epsilon
 	var r [4]ref
 	for i := range r {
