@@ -61,7 +61,7 @@ func (c *compiler) groupNorm(s *step) error {
 	es := c.esize(tensor.Float32)
 	switch {
 	case c.size(sc) == C*es && c.size(bi) == C*es:
-	case c.g.Opset() < 21 && c.size(sc) == G*es && c.size(bi) == G*es:
+	case a.PerGroup && c.size(sc) == G*es && c.size(bi) == G*es:
 		perGroup = 1
 	default:
 		return fmt.Errorf("%w: GroupNormalization scale and bias of %d and %d elements for %d channels in %d groups",
