@@ -391,7 +391,7 @@ func (bb *blockBench) block(s blockShape, variants []blockVariant) []string {
 	t.Logf("%s: %.0f MB per block in half, %.0f MB in 8 bits (%.3f / %.3f ms at 3 TB/s); %.1f GFLOP (%.3f ms at 800 TFLOP/s half, %.3f at 1600 TOPS 8-bit)",
 		s, float64(2*act)/1e6, float64(act)/1e6, float64(2*act)/3e9, float64(act)/3e9,
 		float64(2*elems*int64(s.c*s.cm+9*s.cm*s.cm+s.cm*s.c))/1e9,
-		float64(2*elems*int64(s.c*s.cm+9*s.cm*s.cm+s.cm*s.c))/800e9*1e3, float64(2*elems*int64(s.c*s.cm+9*s.cm*s.cm+s.cm*s.c))/1600e9*1e3)
+		float64(2*elems*int64(s.c*s.cm+9*s.cm*s.cm+s.cm*s.c))/800e12*1e3, float64(2*elems*int64(s.c*s.cm+9*s.cm*s.cm+s.cm*s.c))/1600e12*1e3)
 	var rows []string
 	fp16 := 0.0
 	for _, v := range variants {
