@@ -182,10 +182,6 @@ func paramSequence(p map[string]*inference.InferParameter) (serve.Sequence, erro
 }
 
 func (v *Service) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
-	// the CPU engine splits a layer over the cores only while they are
-	// not all busy with requests (device/cpu's RequestStarted)
-	cpu.RequestStarted()
-	defer cpu.RequestDone()
 	// r's pooled raw inputs (see unmarshalInferRequest) go back to the pool
 	// once the request has succeeded; a failed one keeps them (a cancelled
 	// request may still be queued), for the garbage collector to take
@@ -252,6 +248,13 @@ func (v *Service) ModelInfer(ctx context.Context, r *inference.ModelInferRequest
 	if at, ok := arrival(ctx); ok {
 		defer v.s.Served(r.GetModelName(), at)
 	}
+	// the CPU engine splits a layer over the cores only while they are
+	// not all busy with requests (device/cpu's RequestStarted): counted
+	// from the RPC's start where InFlightOption is installed, else here
+	if !counted(ctx) {
+		cpu.RequestStarted()
+		defer cpu.RequestDone()
+	}
 	resp, err := v.infer(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)
@@ -272,7 +275,9 @@ func (v *Service) ModelStreamInfer(st grpc.BidiStreamingServer[inference.ModelIn
 			return err
 		}
 		at := time.Now()
+		cpu.RequestStarted()
 		resp, err := v.infer(st.Context(), r)
+		cpu.RequestDone()
 		out := &inference.ModelStreamInferResponse{InferResponse: resp}
 		if err != nil {
 			out = &inference.ModelStreamInferResponse{ErrorMessage: err.Error()}
