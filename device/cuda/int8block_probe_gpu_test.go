@@ -19,8 +19,10 @@ import (
 // 50, CUDA events) with and without the residual, with 8-bit or half
 // outputs, and the residual in 8 bits or half (GraphQuant.Z), so that the
 // table says which of the product, the residual read and the 8-bit write
-// costs the time. Timing only (random codes; TestInt8BlockBenchOnGPU checks
-// these kernels' outputs). Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it
+// costs the time; and kiln's own expand_i8 (int8block_kernel_test.go),
+// whose output is checked against the host on 512 sampled outputs. Timing
+// only for the libraries' kernels (random codes; TestInt8BlockBenchOnGPU
+// checks their outputs). Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it
 // skips.
 func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	if os.Getenv("KILN_INT8_BLOCK_BENCH") != "1" {
@@ -33,15 +35,30 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		batch = v
 	}
 	r := rand.New(rand.NewPCG(5, 6))
+	n := openNVRTC(t)
+	comp, err := n.Compile("expand_i8.cu", expandI8Source, "--gpu-architecture="+g.fp.Arch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := g.d.ModuleLoadData(comp.CUBIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.d.ModuleUnload(mod)
+	expandFn, err := g.d.ModuleFunction(mod, "expand_i8")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var rows []string
 	for _, s := range []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}} {
 		pixels := s.n * s.h * s.h
 		p := blockLayer{c: s.cm, m: s.c, kh: 1}.params(s)
 		fill := func(t GraphDataType, n int) DevicePtr { return bb.put(quantBytes(r, t, n)) }
-		x8, xh := fill(DataInt8, pixels*s.cm), fill(DataHalf, pixels*s.cm)
-		z8, zh := fill(DataInt8, pixels*s.c), fill(DataHalf, pixels*s.c)
+		hx8, hz8, hw8 := quantBytes(r, DataInt8, pixels*s.cm), quantBytes(r, DataInt8, pixels*s.c), quantBytes(r, DataInt8, s.c*s.cm)
+		x8, xh := bb.put(hx8), fill(DataHalf, pixels*s.cm)
+		z8, zh := bb.put(hz8), fill(DataHalf, pixels*s.c)
 		y := bb.alloc(pixels * s.c * 2)
-		w8, wh := fill(DataInt8, s.c*s.cm), fill(DataHalf, s.c*s.cm)
+		w8, wh := bb.put(hw8), fill(DataHalf, s.c*s.cm)
 		f32 := func(v float32) DevicePtr {
 			vs := make([]float32, s.c)
 			for i := range vs {
@@ -112,8 +129,57 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				return cs, mm.Destroy
 			}
 		}
+		// kiln's own kernel (int8block_kernel_test.go), checked against the
+		// host on 512 sampled outputs before it is timed
+		expand := func(residual bool) func() ([]blockCand, func()) {
+			return func() ([]blockCand, func()) {
+				zz, beta := DevicePtr(0), float32(0)
+				if residual {
+					zz, beta = z8, 0.5
+				}
+				args := NewKernelArgs(9)
+				for i, ptr := range []DevicePtr{y, x8, w8, zz, scale, bias} {
+					args.SetPtr(i, ptr)
+				}
+				args.SetFloat32(6, beta)
+				args.SetInt32(7, int32(s.cm))
+				args.SetInt32(8, int32(s.c))
+				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
+				run := func() error { return g.d.Launch(expandFn, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, bb.s, args) }
+				if err := run(); err != nil {
+					t.Errorf("%s expand_i8: %v", s, err)
+					args.Free()
+					return nil, func() {}
+				}
+				if err := g.d.StreamSynchronize(bb.s); err != nil {
+					t.Fatal(err)
+				}
+				got := bb.download(y, pixels*s.c)
+				bad := 0
+				for range 512 {
+					p, n := r.IntN(pixels), r.IntN(s.c)
+					acc := 0.0
+					for k := range s.cm {
+						acc += float64(int8(hx8[p*s.cm+k])) * float64(int8(hw8[n*s.cm+k]))
+					}
+					want := max(0.001*acc+0.1+float64(beta)*float64(int8(hz8[p*s.c+n])), 0)
+					if !close8(DataInt8, float64(int8(got[p*s.c+n])), want, 0) {
+						if bad < 3 {
+							t.Errorf("%s expand_i8 (residual %v): y[%d, %d] = %d, want %.2f", s, residual, p, n, int8(got[p*s.c+n]), want)
+						}
+						bad++
+					}
+				}
+				if bad > 0 {
+					t.Errorf("%s expand_i8 (residual %v): %d of 512 outputs differ from the host", s, residual, bad)
+				}
+				return []blockCand{{"kiln expand_i8 (mma.sync m16n8k32)", func() error { return nil }, run}}, args.Free
+			}
+		}
 		in, out := pixels*s.cm, pixels*s.c
 		for _, c := range []config{
+			{"kiln expand_i8, int8 z, int8 y", in + 2*out, expand(true)},
+			{"kiln expand_i8, no residual, int8 y", in + out, expand(false)},
 			{"fp16 cuBLASLt, half z, half y", 2 * (in + 2*out), lt16(true)},
 			{"fp16 cuBLASLt, no residual, half y", 2 * (in + out), lt16(false)},
 			{"int8 cuBLASLt (host alpha), int8 z, int8 y", in + 2*out, ltInt8(true)},
