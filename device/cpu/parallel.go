@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,10 @@ import (
 // allocates nothing itself; fn, if it is a closure that escapes, is the
 // caller's allocation. It may be called from many goroutines at once and
 // from within fn.
+//
+// A call the caller alone ran in under minSplitWork the last time the same
+// fn's code was called with the same n and grain (a model's layer, run
+// after run) runs inline: a wake-up would cost about what it saves.
 func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -39,7 +44,7 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 		return
 	}
 	chunk := (n + workers - 1) / workers
-	run(n, chunk, workers, fn)
+	splitOrInline(n, grain, chunk, workers, fn)
 }
 
 // inline runs fn(0, n) on the caller.
@@ -81,7 +86,68 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 		inline(n, fn)
 		return
 	}
-	run(n, chunk, workers, fn)
+	splitOrInline(n, chunk, chunk, workers, fn)
+}
+
+// minSplitWork: a call that a single thread runs in less than this is not
+// split (unless SetThreads fixed the thread count): waking a worker takes
+// 1-3 us of the caller's and the worker's time, and a parked worker's
+// thread more, so splitting such a call saves at most half of it and
+// costs about as much in CPU time (a server's tiny models: every core is
+// as busy as the requests make it). The package's tests set it to 0.
+var minSplitWork = 4 * time.Microsecond
+
+// site is what the pool learned of one kind of call: fn's code, n and
+// grain (a layer of a model, the same every run) and the time one item
+// took on the caller the last time it was measured, in 1/256 ns.
+type site struct {
+	key  atomic.Uint64
+	cost atomic.Uint64
+	_    [48]byte
+}
+
+// sites is a small table of calls, indexed by a hash of their key: two
+// calls that share an entry take turns in it (each then splits as if
+// unknown, as every call did before the table).
+var sites [512]site
+
+// siteKey identifies a call by its function's code and its size.
+func siteKey(fn func(lo, hi int), n, grain int) uint64 {
+	k := uint64(reflect.ValueOf(fn).Pointer())
+	k ^= uint64(n)*0x9e3779b97f4a7c15 ^ uint64(grain)*0xc2b2ae3d27d4eb4f
+	return k | 1 // 0 is an empty entry
+}
+
+func siteOf(key uint64) *site { return &sites[(key^key>>29)%uint64(len(sites))] }
+
+// splitOrInline runs a call the pool may split into workers ranges of
+// chunk: inline where its site's last measured time is under
+// minSplitWork, else split; either way the caller's time per item is
+// noted for the next call of the site. With a thread count fixed by
+// SetThreads it always splits.
+func splitOrInline(n, grain, chunk, workers int, fn func(lo, hi int)) {
+	if threadsSet.Load() > 0 || minSplitWork <= 0 {
+		run(n, chunk, workers, fn)
+		return
+	}
+	// (the clock is read only here, where a wake-up may be saved: a call
+	// that cannot split, or runs inline because every core is busy, is
+	// not timed)
+	key := siteKey(fn, n, grain)
+	st := siteOf(key)
+	known := st.key.Load() == key
+	if known && st.cost.Load()*uint64(n) < uint64(minSplitWork)<<8 {
+		t0 := clock()
+		inline(n, fn)
+		st.cost.Store(uint64(clock()-t0) << 8 / uint64(n))
+		return
+	}
+	if items, ns := run(n, chunk, workers, fn); items > 0 {
+		st.cost.Store(uint64(ns) << 8 / uint64(items))
+		if !known {
+			st.key.Store(key)
+		}
+	}
 }
 
 // job is one ParallelFor or DynamicFor call. Jobs are recycled through
@@ -114,8 +180,10 @@ type job struct {
 	slot, pending, refs atomic.Int32
 	// done receives one value when a worker finishes the last range
 	// while the caller is still running or waiting.
-	done  chan struct{}
-	trace jobTrace
+	done chan struct{}
+	// callerRan is the ranges the caller ran (set by its workFrom).
+	callerRan int32
+	trace     jobTrace
 }
 
 type part struct {
@@ -195,9 +263,16 @@ func worker() {
 	}
 }
 
+// clockEvery: a polling worker reads the clock every clockEvery turns
+// (a turn, a runtime.Gosched with nothing else to run, takes a few hundred
+// nanoseconds; reading the clock every turn was about 3% of a 2-core
+// server's CPU samples). clockEvery turns still take far less than
+// descheduledAfter and freshPoll on a core of their own.
+const clockEvery = 8
+
 // nextJob returns the next job woken for a worker: polling for spinFor,
-// then blocking. The polling stops early, and marks the pool busy, when a
-// turn of it finds that the core ran something else meanwhile (with a
+// then blocking. The polling stops early, and marks the pool busy, when
+// clockEvery turns of it find that the core ran something else meanwhile (with a
 // thread count fixed by SetThreads it polls for spinFor regardless).
 func nextJob() *job {
 	select {
@@ -208,11 +283,15 @@ func nextJob() *job {
 	if d := int64(spinFor); d > 0 {
 		start := clock()
 		last := start
-		for {
+		for i := 1; ; i++ {
 			select {
 			case j := <-pool.wake:
 				return j
 			default:
+			}
+			if i%clockEvery != 0 {
+				runtime.Gosched()
+				continue
 			}
 			t := clock()
 			if t-last > int64(descheduledAfter) && threadsSet.Load() == 0 {
@@ -231,8 +310,11 @@ func nextJob() *job {
 }
 
 // run executes a job of n items in ranges of chunk with up to workers
-// goroutines, the caller among them.
-func run(n, chunk, workers int, fn func(lo, hi int)) {
+// goroutines, the caller among them. It returns the items the caller ran
+// itself and the nanoseconds from the call's start until it found no
+// range left to run (before it waits for a worker's last range).
+func run(n, chunk, workers int, fn func(lo, hi int)) (items int, ns int64) {
+	t0 := clock()
 	ensureWorkers(workers - 1)
 	j := jobFree.Get().(*job)
 	j.setup(n, chunk, workers, fn)
@@ -248,7 +330,9 @@ func run(n, chunk, workers int, fn func(lo, hi int)) {
 			j.refs.Add(-1)
 		}
 	}
-	if !j.work(true) {
+	last := j.work(true)
+	items, ns = min(int(j.callerRan)*chunk, n), clock()-t0
+	if !last {
 		// A worker runs the last range: poll for spinFor, then block.
 		if d := spinFor; d > 0 && j.pending.Load() != 0 {
 			start := time.Now()
@@ -265,6 +349,7 @@ func run(n, chunk, workers int, fn func(lo, hi int)) {
 		j.traceEnd()
 	}
 	j.release()
+	return items, ns
 }
 
 // setup makes j the job of n items in ranges of chunk, dealt in nparts
@@ -313,8 +398,11 @@ func (j *job) workFrom(own int32, isCaller bool) bool {
 			if p != own%j.nparts {
 				continue
 			}
-			if tracing && isCaller {
-				j.traceCallerDone()
+			if isCaller {
+				j.callerRan = ran
+				if tracing {
+					j.traceCallerDone()
+				}
 			}
 			// The ranges run count down once per goroutine, not per range:
 			// pending's cache line then moves between the cores once per

@@ -405,3 +405,63 @@ func staticRange(lo, hi int) {
 		sinkF32 = 1
 	}
 }
+
+// The package's tests split calls of any size (minSplitWork 0), except
+// TestParallelForSmallWork, which sets it.
+func init() { minSplitWork = 0 }
+
+// TestParallelForSmallWork checks the rule for small calls: a call whose
+// site (function, n and grain) was last measured under minSplitWork runs
+// inline, one over it splits, a site not measured yet splits, and a thread
+// count fixed by SetThreads splits regardless. The thresholds are set so
+// that no measured time decides the outcome (an hour: every call is
+// small; a nanosecond: none is).
+func TestParallelForSmallWork(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	defer func() { minSplitWork = 0 }()
+	_ = SetThreads(0)
+	// tries a call up to ten times (a worker descheduled on a slow machine
+	// may mark the pool busy, and then a call runs inline whatever its
+	// size) and reports whether one split
+	splits := func(dynamic bool, n int) bool {
+		for range 10 {
+			load.busyUntil.Store(0)
+			if len(calls(t, dynamic, n, 10)) > 1 {
+				return true
+			}
+		}
+		return false
+	}
+	for _, dynamic := range []bool{false, true} {
+		minSplitWork = time.Hour
+		n := 100 + map[bool]int{false: 0, true: 7}[dynamic]
+		if !splits(dynamic, n) {
+			t.Fatalf("dynamic %v: a call of a site not measured yet never split", dynamic)
+		}
+		for i := range 20 {
+			load.busyUntil.Store(0)
+			if got := calls(t, dynamic, n, 10); len(got) != 1 {
+				t.Fatalf("dynamic %v, call %d: ranges %v of a call measured under minSplitWork, want one inline", dynamic, i, got)
+			}
+		}
+		// another n is another site: not measured yet
+		if !splits(dynamic, n+1) {
+			t.Fatalf("dynamic %v: a call of another size never split", dynamic)
+		}
+		minSplitWork = time.Nanosecond
+		if !splits(dynamic, n) {
+			t.Fatalf("dynamic %v: a call measured over minSplitWork never split", dynamic)
+		}
+		// a fixed thread count splits even the smallest calls
+		minSplitWork = time.Hour
+		if err := SetThreads(2); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if got := calls(t, dynamic, n, 10); len(got) < 2 {
+				t.Fatalf("dynamic %v, 2 threads: ranges %v, want a split", dynamic, got)
+			}
+		}
+		_ = SetThreads(0)
+	}
+}
