@@ -463,9 +463,10 @@ type responseTensor struct {
 	Data       any            `json:"data,omitempty"`
 }
 
-// infer1 runs one inference request, counted for device/cpu (the engine
-// splits layers over the cores only while they are not all busy with
-// requests, as over gRPC); the count is given back even if Infer panics.
+// infer1 runs one inference request of a WebSocket stream, counted for
+// device/cpu while it runs (the engine splits layers over the cores only
+// while they are not all busy with requests, as over gRPC); the count is
+// given back even if Infer panics.
 func (h *handler) infer1(ctx context.Context, req *serve.InferRequest) (*serve.InferResponse, error) {
 	cpu.RequestStarted()
 	defer cpu.RequestDone()
@@ -473,6 +474,12 @@ func (h *handler) infer1(ctx context.Context, req *serve.InferRequest) (*serve.I
 }
 
 func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
+	// counted for device/cpu from here to the response written, as the
+	// gRPC server counts a ModelInfer call (grpcapi.InFlightOption): while
+	// its body is read and decoded and its response encoded, its core is
+	// busy with it too
+	cpu.RequestStarted()
+	defer cpu.RequestDone()
 	headerLen := -1
 	if v := r.Header.Get(HeaderLength); v != "" {
 		n, err := strconv.Atoi(v)
@@ -506,7 +513,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	resp, err := h.infer1(r.Context(), req)
+	resp, err := h.s.Infer(r.Context(), req)
 	if err != nil {
 		h.fail(w, err)
 		return
