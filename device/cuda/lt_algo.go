@@ -71,7 +71,7 @@ var ltClusterShapes = []int{2, 3, 5}
 // tile's first with CTA swizzling, and with a cluster shape: at most 3 a
 // tile), at most ltEnumChecks
 // calls of cublasLtMatmulAlgoCheck, at most ltEnumIDs algorithms.
-const ltEnumMax, ltEnumStages, ltEnumChecks, ltEnumIDs = 24, 1, 400, 64
+const ltEnumMax, ltEnumStages, ltEnumChecks, ltEnumIDs = 24, 1, 600, 256
 
 // ltDefaultSMs is the SM count the waves arithmetic assumes when
 // MatmulOptions.SMs is 0 (an H100 SXM).
@@ -316,7 +316,8 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 	algo := unsafe.Slice((*byte)(buf), 64)
 	// the heuristic's configurations: not added twice
 	have := map[string]bool{}
-	heurStages := map[int][]int{} // the stage counts the heuristic chose, by algorithm
+	heurStages := map[int][]int{}   // the stage counts the heuristic chose, by algorithm
+	heurClusters := map[int][]int{} // and the cluster shapes
 	for i, a := range p.algos {
 		copy(algo, a[:])
 		c := p.config(buf)
@@ -324,6 +325,9 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		p.setConfigName(i, c.String())
 		if !slices.Contains(heurStages[c.Algo], c.Stages) {
 			heurStages[c.Algo] = append(heurStages[c.Algo], c.Stages)
+		}
+		if !slices.Contains(heurClusters[c.Algo], c.Cluster) {
+			heurClusters[c.Algo] = append(heurClusters[c.Algo], c.Cluster)
 		}
 	}
 	ids := make([]int32, ltEnumIDs)
@@ -334,6 +338,13 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		return
 	}
 	ids = ids[:min(int(got), ltEnumIDs)]
+	// the heuristic's algorithms even where the list leaves them out (on an
+	// H100 with cuBLASLt 13, 64 ids asked did not reach its algorithm 66)
+	for _, a := range p.Candidates {
+		if a.ID >= 0 && !slices.Contains(ids, int32(a.ID)) {
+			ids = append(ids, int32(a.ID))
+		}
+	}
 	// cuBLASLt's D is N x M (column-major): tiles are cut over N rows and M columns.
 	type tileOf struct {
 		algo, tile   int
@@ -341,6 +352,7 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		area         int
 		stages       []int
 		swz, cluster bool
+		bases        []int // cluster shapes for the first configuration: AUTO, the heuristic's, ltClusterShapes
 	}
 	heurAlgo := map[int]bool{}
 	for _, a := range p.Candidates {
@@ -371,7 +383,14 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		for _, t := range capU32s(af.capGet, buf, ltCapTileIDs) {
 			sh := ltTileShapes[int(t)]
 			to := tileOf{algo: int(id), tile: int(t), cost: tileCost(p.N, p.M, sh[0], sh[1], sms),
-				area: sh[0] * sh[1], stages: stages, swz: swz, cluster: cluster}
+				area: sh[0] * sh[1], stages: stages, swz: swz, cluster: cluster, bases: []int{0}}
+			if cluster {
+				for _, cl := range append(slices.Clone(heurClusters[int(id)]), ltClusterShapes...) {
+					if !slices.Contains(to.bases, cl) {
+						to.bases = append(to.bases, cl)
+					}
+				}
+			}
 			if heurAlgo[int(id)] {
 				family = append(family, to)
 			} else {
@@ -426,20 +445,24 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		if added >= ltEnumMax || checks >= ltEnumChecks {
 			break
 		}
-		// per tile: the first ltEnumStages stage counts that check, then the
-		// first of them with CTA swizzling, and with a cluster shape (2x1x1,
-		// else 1x2x1)
+		// per tile: the first ltEnumStages stage counts that check (with the
+		// cluster shape AUTO, else the first of t.bases that checks: Hopper's
+		// algorithm 66 may refuse AUTO), then the first of them with CTA
+		// swizzling, and with another cluster shape (2x1x1, else 1x2x1)
 		n := 0
 		var first *LtConfig
 		for _, s := range t.stages {
-			if n >= ltEnumStages {
+			if n >= ltEnumStages || checks >= ltEnumChecks {
 				break
 			}
-			c := LtConfig{Algo: t.algo, Tile: t.tile, Stages: s}
-			if try(c) {
-				n++
-				if first == nil {
-					first = &c
+			for _, cl := range t.bases {
+				c := LtConfig{Algo: t.algo, Tile: t.tile, Stages: s, Cluster: cl}
+				if try(c) {
+					n++
+					if first == nil {
+						first = &c
+					}
+					break
 				}
 			}
 		}
@@ -454,6 +477,9 @@ func (p *LtMatmul) addEnumerated(h CUBLASLtHandle, maxWorkspace, sms int) {
 		if t.cluster {
 			for _, cl := range ltClusterShapes[1:] {
 				c := *first
+				if cl == c.Cluster {
+					continue
+				}
 				c.Cluster = cl
 				if try(c) {
 					break

@@ -34,13 +34,14 @@ func TestLtEnumerateFake(t *testing.T) {
 	// of 384, small tiles), then 7 (tile unknown). One stage count a tile
 	// (the heuristic's for its algorithm first: 42's 128x1 (19) before 8x4
 	// (26)), then CTA swizzling and a cluster shape where the algorithm has
-	// them (66 in 256x128 refuses 2x1x1 clusters: 1x2x1).
+	// them (66 in 256x128 refuses 2x1x1 clusters: 1x2x1; in 128x64 it
+	// refuses AUTO: its first configuration is in 1x1x1 clusters).
 	full := []string{
 		"algo=42 tile=20 stages=19 swizzle=0 cluster=0",
 		"algo=66 tile=32 stages=35 swizzle=0 cluster=0", "algo=66 tile=32 stages=35 swizzle=1 cluster=0", "algo=66 tile=32 stages=35 swizzle=0 cluster=3",
 		"algo=66 tile=24 stages=35 swizzle=0 cluster=0", "algo=66 tile=24 stages=35 swizzle=1 cluster=0", "algo=66 tile=24 stages=35 swizzle=0 cluster=5",
 		"algo=66 tile=20 stages=35 swizzle=0 cluster=0", "algo=66 tile=20 stages=35 swizzle=1 cluster=0", "algo=66 tile=20 stages=35 swizzle=0 cluster=3",
-		"algo=66 tile=18 stages=35 swizzle=0 cluster=0", "algo=66 tile=18 stages=35 swizzle=1 cluster=0", "algo=66 tile=18 stages=35 swizzle=0 cluster=3",
+		"algo=66 tile=18 stages=35 swizzle=0 cluster=2", "algo=66 tile=18 stages=35 swizzle=1 cluster=2", "algo=66 tile=18 stages=35 swizzle=0 cluster=3",
 		"algo=7 tile=0 stages=0 swizzle=0 cluster=0",
 	}
 	heur := []string{"algo=42 tile=0 stages=19 swizzle=0 cluster=0", "algo=43 tile=0 stages=0 swizzle=0 cluster=0",

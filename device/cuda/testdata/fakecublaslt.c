@@ -30,7 +30,8 @@
 // 128x3, swizzling, clusters AUTO, 1x1x1, 2x1x1, 1x2x1; 42: tiles 128x128,
 // 256x64, stages 8x4, 128x1, the heuristic's 42 having 128x1; 7: tile and
 // stages UNDEFINED); AlgoCheck refuses
-// algorithm 42 with tile 256x64 and 66 with tile 256x128 in clusters 2x1x1,
+// algorithm 42 with tile 256x64, 66 with tile 256x128 in clusters 2x1x1 and
+// 66 with tile 128x64 in cluster AUTO,
 // and 66's 128x256 tile needs 64 MiB of workspace.
 // Built by the tests with cc.
 #include <stddef.h>
@@ -376,6 +377,8 @@ static int fakeLtEnumCheck(const unsigned char *algo, uint64_t *ws) {
 	if (algo[0] == 42 && algo[3] == 21)
 		return 15;
 	if (algo[0] == 66 && algo[3] == 24 && algo[6] == 3)
+		return 15;
+	if (algo[0] == 66 && algo[3] == 18 && algo[6] == 0) /* 128x64 only in explicit clusters */
 		return 15;
 	if (algo[0] == 66 && algo[3] == 23)
 		*ws = 64u << 20;
