@@ -50,6 +50,8 @@ var readmeSkips = []struct{ key, reason string }{
 	{"go test ./device/cuda/gpuexec -run '^TestNodeSuitePartitioned$'", "a test of the suite, which scripts/test.sh runs (the partitioned ONNX node suite on the fake CUDA libraries)"},
 	{"go test ./serve/scheduler -run", "tests of the suite, which scripts/test.sh runs"},
 	{"go test ./ops/nn -run '^$' -bench", "CPU benchmarks (the measurements of ops/nn/NOTES.md), not checks"},
+	{"go test ./ops -run 'Attrs|Traits|TypedOps'", "tests of the suite, which scripts/test.sh runs"},
+	{"go test ./device/cuda/gpuexec -run 'TestLayoutAgnosticKernels|TestTypedAttrsSupport'", "tests of the suite, which scripts/test.sh runs"},
 	{"go test ./device/cpu -run '^$' -bench", "CPU benchmarks (the measurements of ops/nn/NOTES.md), not checks"},
 	{"go test -tags kilnpooltrace ./device/cpu", "the pool trace, a measurement tool (skips without KILN_POOL_TRACE_PLANS)"},
 	{"bash bench/elastic-loop.sh", "the 17-minute recorded elastic loop (needs root); TestElasticLoopShort runs it 20 times faster"},
