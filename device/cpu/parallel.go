@@ -121,8 +121,8 @@ func siteKey(fn func(lo, hi int), n, grain int) uint64 {
 func siteOf(key uint64) *site { return &sites[(key^key>>29)%uint64(len(sites))] }
 
 // splitOrInline runs a call the pool may split into workers ranges of
-// chunk: inline where its site's last measured time is under
-// minSplitWork, else split; either way the caller's time per item is
+// chunk: inline where its site's last measured time is under minSplitWork
+// and no worker is polling (one would have to be woken), else split; either way the caller's time per item is
 // noted for the next call of the site. With a thread count fixed by
 // SetThreads it always splits.
 func splitOrInline(n, grain, chunk, workers int, fn func(lo, hi int)) {
@@ -133,11 +133,13 @@ func splitOrInline(n, grain, chunk, workers int, fn func(lo, hi int)) {
 	// (the clock is read only here, where a wake-up may be saved: a call
 	// that cannot split, or runs inline because every core is busy, is
 	// not timed)
+	t0 := clock()
 	key := siteKey(fn, n, grain)
 	st := siteOf(key)
 	known := st.key.Load() == key
-	if known && st.cost.Load()*uint64(n) < uint64(minSplitWork)<<8 {
-		t0 := clock()
+	if known && st.cost.Load()*uint64(n) < uint64(minSplitWork)<<8 && t0-load.polled.Load() >= int64(freshPoll) {
+		// (a worker still polling on a core takes its part at once, without
+		// a wake-up: a lone request's small layers split as before)
 		inline(n, fn)
 		st.cost.Store(uint64(clock()-t0) << 8 / uint64(n))
 		return

@@ -412,7 +412,7 @@ func init() { minSplitWork = 0 }
 
 // TestParallelForSmallWork checks the rule for small calls: a call whose
 // site (function, n and grain) was last measured under minSplitWork runs
-// inline, one over it splits, a site not measured yet splits, and a thread
+// inline while no worker polls, one over it splits, a site not measured yet splits, and a thread
 // count fixed by SetThreads splits regardless. The thresholds are set so
 // that no measured time decides the outcome (an hour: every call is
 // small; a nanosecond: none is).
@@ -437,6 +437,12 @@ func TestParallelForSmallWork(t *testing.T) {
 		n := 100 + map[bool]int{false: 0, true: 7}[dynamic]
 		if !splits(dynamic, n) {
 			t.Fatalf("dynamic %v: a call of a site not measured yet never split", dynamic)
+		}
+		// (while a worker still polls after the split, a small call splits:
+		// no wake-up is needed; the workers park spinFor after their job)
+		time.Sleep(10 * spinFor)
+		for clock()-load.polled.Load() < int64(freshPoll) {
+			time.Sleep(spinFor)
 		}
 		for i := range 20 {
 			load.busyUntil.Store(0)
