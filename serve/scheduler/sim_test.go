@@ -602,3 +602,63 @@ func TestSLOBatcherSharedCPU(t *testing.T) {
 	}
 	t.Logf("simulated, the request path sharing the machine with the engine, 10,000 Poisson arrivals per row, at most 64 outstanding:\n%s", table.String())
 }
+
+// mlpCurveQuiet is the MLP's engine cost per batch size measured on quiet
+// pinned cores (bench/results/slo-batching-mlp.md, "Moderate load",
+// 2026-12-06): a batch of 2 costs 256us per request, one of 8 141us, so
+// that at 2,000 req/s batches of 1-2 keep the instance about twice as
+// busy as batches of 8.
+var mlpCurveQuiet = []costPoint{{1, 453 * time.Microsecond}, {2, 513 * time.Microsecond}, {4, 722 * time.Microsecond},
+	{8, 1127 * time.Microsecond}, {16, 4139 * time.Microsecond}, {32, 4391 * time.Microsecond}}
+
+// TestSLOBatcherModerateLoad is the real sweep of
+// bench/results/slo-batching-mlp.md ("Moderate load") in the simulation:
+// the quiet-core MLP curve, the request path sharing the machine with
+// the engine (simEngine.pathCPU), Poisson arrivals with at most 64
+// outstanding, the fixed 2ms delay against the SLO batcher (objective
+// 10ms), from 1,000 to 8,000 req/s. Asserted, the criterion:
+// where the two serve the same throughput (within 2%) the SLO batcher's
+// P99 is at most the fixed delay's, and where the fixed delay saturates
+// (below 97% of the offered rate) the SLO batcher serves at least as
+// much (within 1%); at 1,000 req/s its P50 stays under 2ms (no delay at
+// light load). Run with -v for the table.
+func TestSLOBatcherModerateLoad(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the simulation runs on one goroutine: nothing for the race detector, which slows it tenfold")
+	}
+	var table strings.Builder
+	fmt.Fprintln(&table, "| path CPU | path share | rate req/s | fixed 2ms infer/s, p50, p99 ms, batch | slo 10ms infer/s, p50, p99 ms, batch |")
+	fmt.Fprintln(&table, "| ---: | ---: | ---: | ---: | ---: |")
+	for _, c := range []struct {
+		pathCPU time.Duration
+		share   float64
+		assert  bool
+	}{{150 * time.Microsecond, 0.3, true}, {180 * time.Microsecond, 0.2, true}, {200 * time.Microsecond, 0.3, false}, {200 * time.Microsecond, 0.5, false}} {
+		eng := simEngine{name: "shared", curve: mlpCurveQuiet, noise: 0.1, window: 64, pathCPU: c.pathCPU, pathShare: c.share}
+		for _, rate := range []float64{1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000} {
+			var res [2]simResult
+			for i, o := range []Options{{MaxQueueDelay: 2 * time.Millisecond}, {SLO: 10 * time.Millisecond}} {
+				o.MaxBatchSize, o.Batching = 32, true
+				res[i] = simulate(o, eng, rate, 20000, 13)
+			}
+			fixed, slo := res[0], res[1]
+			ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 }
+			fmt.Fprintf(&table, "| %v | %.1f | %.0f | %.0f, %.2f, %.2f, %.1f | %.0f, %.2f, %.2f, %.1f |\n", c.pathCPU, c.share, rate,
+				fixed.throughput, ms(fixed.p50), ms(fixed.p99), fixed.meanBatch, slo.throughput, ms(slo.p50), ms(slo.p99), slo.meanBatch)
+			where := fmt.Sprintf("path CPU %v, share %.1f, %.0f/s offered", c.pathCPU, c.share, rate)
+			if !c.assert {
+				continue
+			}
+			if fixed.throughput >= 0.97*rate && math.Abs(slo.throughput-fixed.throughput) <= 0.02*fixed.throughput && slo.p99 > fixed.p99 {
+				t.Errorf("%s: slo p99 %v above the fixed delay's %v at the same throughput (%.0f/s, %.0f/s)", where, slo.p99, fixed.p99, slo.throughput, fixed.throughput)
+			}
+			if fixed.throughput < 0.97*rate && slo.throughput < 0.99*fixed.throughput {
+				t.Errorf("%s: slo %.0f/s, below the fixed delay's %.0f/s", where, slo.throughput, fixed.throughput)
+			}
+			if rate == 1000 && slo.p50 > 2*time.Millisecond {
+				t.Errorf("%s: slo p50 %v at light load; want under 2ms", where, slo.p50)
+			}
+		}
+	}
+	t.Logf("simulated, the quiet-core MLP curve, the request path sharing the machine, 20,000 Poisson arrivals per row, at most 64 outstanding:\n%s", table.String())
+}
