@@ -546,3 +546,51 @@ func TestSLOFill(t *testing.T) {
 		})
 	}
 }
+
+// TestSLOSteady: the steady rule (sloPolicy.steady) on the quiet-core MLP
+// curve (mlpCurveQuiet): with requests in the server's request path
+// (InFlight known) at 2,000 req/s a lone request, or two, that find the
+// instance idle wait for the batch of 4 whose cost per request keeps the
+// instance under steadyUtilization busy; at 1,000 req/s (a lone request
+// keeps it 45% busy) and without a request path (InFlight unknown) they
+// are sent at once; a batch of 4 is sent; and the wait ends by the time 4
+// arrive.
+func TestSLOSteady(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		rate     float64
+		arriving int
+		n        int
+		wait     bool
+	}{
+		{"2000/s, 1 queued: waits", 2000, 1, 1, true},
+		{"2000/s, 2 queued: waits", 2000, 1, 2, true},
+		{"2000/s, 4 queued: sent", 2000, 1, 4, false},
+		{"1000/s, 1 queued: sent", 1000, 1, 1, false},
+		{"2000/s, no request path: sent", 2000, 0, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newSLOPolicy(10*ms, 32, 1)
+			for _, c := range mlpCurveQuiet {
+				p.cost.observe(c.size, c.d)
+			}
+			gap := time.Duration(float64(time.Second) / tc.rate)
+			now := t0
+			for range 64 {
+				now = now.Add(gap)
+				p.arrived(now, 1)
+			}
+			p.freed = now.Add(-gap)
+			p.arriving = tc.arriving
+			arrival := func(k int) time.Time { return now }
+			send, take, wait, reason := p.decide(now, arrival, tc.n, 32, 1)
+			if send == tc.wait {
+				t.Fatalf("decide(%d queued) = send %v (take %d, reason %s, wait %v); want send %v", tc.n, send, take, reason, wait, !tc.wait)
+			}
+			if tc.wait && (wait <= 0 || wait > time.Duration(satWait*4*float64(gap))) {
+				t.Errorf("wait %v; want above 0, at most the time 4 take to arrive with satWait's margin (%v)", wait, time.Duration(satWait*4*float64(gap)))
+			}
+		})
+	}
+}
