@@ -35,8 +35,12 @@ import (
 //     the whole batch's cost is measured again.
 //   - when: a batch of MaxBatchSize is sent at once, and so is one that
 //     cannot wait for one more request without breaking the oldest
-//     request's deadline. Otherwise the batcher waits for the next request
-//     when either
+//     request's deadline. Otherwise the batcher waits for more requests
+//     when
+//     (steady) the server's request path shares the cores (Options.InFlight)
+//     and the arrival rate times the cost per request of the batch at hand
+//     would keep the instances busy beyond a safe share: it waits for the
+//     batch whose cost per request keeps them under it (see steady), or
 //     (capacity) batches of the size at hand cannot keep up with the
 //     arrivals (instances·n/c(n) below keepUpFactor·λ: the requests that
 //     arrive while a batch runs make the next batch larger anyway, so
