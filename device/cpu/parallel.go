@@ -24,9 +24,9 @@ import (
 // caller's allocation. It may be called from many goroutines at once and
 // from within fn.
 //
-// A call the caller alone ran in under minSplitWork the last time the same
-// fn's code was called with the same n and grain (a model's layer, run
-// after run) runs inline: a wake-up would cost about what it saves.
+// With minSplitWork set (it is off), a call the caller alone ran in under
+// it the last time the same fn's code was called with the same n and grain
+// (a model's layer, run after run) runs inline while no worker polls.
 func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -90,12 +90,15 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 }
 
 // minSplitWork: a call that a single thread runs in less than this is not
-// split (unless SetThreads fixed the thread count): waking a worker takes
-// 1-3 us of the caller's and the worker's time, and a parked worker's
-// thread more, so splitting such a call saves at most half of it and
-// costs about as much in CPU time (a server's tiny models: every core is
-// as busy as the requests make it). The package's tests set it to 0.
-var minSplitWork = 4 * time.Microsecond
+// split while no worker polls (unless SetThreads fixed the thread count):
+// waking a worker takes 1-3 us of the caller's and the worker's time, so
+// splitting such a call saves at most half of it. 0 turns the rule off,
+// and off it is: at 4 us it cost kiln serve CPU per request serving
+// tinycnn to 16 gRPC clients on 2 busy cores (82 against 77.5 us, medians
+// of 10 alternating rounds) and raised the one-client p50
+// (bench/results/grpc-throughput.md, 2026-12-06 22:00). TestParallelForSmallWork
+// sets it.
+var minSplitWork time.Duration
 
 // site is what the pool learned of one kind of call: fn's code, n and
 // grain (a layer of a model, the same every run) and the time one item
@@ -127,7 +130,7 @@ func siteOf(key uint64) *site { return &sites[(key^key>>29)%uint64(len(sites))] 
 // SetThreads it always splits.
 func splitOrInline(n, grain, chunk, workers int, fn func(lo, hi int)) {
 	if threadsSet.Load() > 0 || minSplitWork <= 0 {
-		run(n, chunk, workers, fn)
+		run(n, chunk, workers, fn, false)
 		return
 	}
 	// (the clock is read only here, where a wake-up may be saved: a call
@@ -144,7 +147,7 @@ func splitOrInline(n, grain, chunk, workers int, fn func(lo, hi int)) {
 		st.cost.Store(uint64(clock()-t0) << 8 / uint64(n))
 		return
 	}
-	if items, ns := run(n, chunk, workers, fn); items > 0 {
+	if items, ns := run(n, chunk, workers, fn, true); items > 0 {
 		st.cost.Store(uint64(ns) << 8 / uint64(items))
 		if !known {
 			st.key.Store(key)
@@ -312,11 +315,14 @@ func nextJob() *job {
 }
 
 // run executes a job of n items in ranges of chunk with up to workers
-// goroutines, the caller among them. It returns the items the caller ran
-// itself and the nanoseconds from the call's start until it found no
-// range left to run (before it waits for a worker's last range).
-func run(n, chunk, workers int, fn func(lo, hi int)) (items int, ns int64) {
-	t0 := clock()
+// goroutines, the caller among them. When timed, it returns the items the
+// caller ran itself and the nanoseconds from the call's start until it
+// found no range left to run (before it waits for a worker's last range).
+func run(n, chunk, workers int, fn func(lo, hi int), timed bool) (items int, ns int64) {
+	var t0 int64
+	if timed {
+		t0 = clock()
+	}
 	ensureWorkers(workers - 1)
 	j := jobFree.Get().(*job)
 	j.setup(n, chunk, workers, fn)
@@ -333,7 +339,9 @@ func run(n, chunk, workers int, fn func(lo, hi int)) (items int, ns int64) {
 		}
 	}
 	last := j.work(true)
-	items, ns = min(int(j.callerRan)*chunk, n), clock()-t0
+	if timed {
+		items, ns = min(int(j.callerRan)*chunk, n), clock()-t0
+	}
 	if !last {
 		// A worker runs the last range: poll for spinFor, then block.
 		if d := spinFor; d > 0 && j.pending.Load() != 0 {

@@ -406,11 +406,8 @@ func staticRange(lo, hi int) {
 	}
 }
 
-// The package's tests split calls of any size (minSplitWork 0), except
-// TestParallelForSmallWork, which sets it.
-func init() { minSplitWork = 0 }
-
-// TestParallelForSmallWork checks the rule for small calls: a call whose
+// TestParallelForSmallWork checks the rule for small calls (minSplitWork,
+// off by default and in the package's other tests): a call whose
 // site (function, n and grain) was last measured under minSplitWork runs
 // inline while no worker polls, one over it splits, a site not measured yet splits, and a thread
 // count fixed by SetThreads splits regardless. The thresholds are set so
