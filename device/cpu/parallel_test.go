@@ -435,11 +435,24 @@ func TestParallelForSmallWork(t *testing.T) {
 		if !splits(dynamic, n) {
 			t.Fatalf("dynamic %v: a call of a site not measured yet never split", dynamic)
 		}
-		// (while a worker still polls after the split, a small call splits:
-		// no wake-up is needed; the workers park spinFor after their job)
-		time.Sleep(10 * spinFor)
-		for clock()-load.polled.Load() < int64(freshPoll) {
-			time.Sleep(spinFor)
+		// (while a worker still polls after a split, a small call splits:
+		// no wake-up is needed; the workers park spinFor after their job.
+		// A split whose caller ran no range itself, possible on a slow
+		// machine, measures nothing: up to ten tries.)
+		inlined := false
+		for range 10 {
+			time.Sleep(10 * spinFor)
+			for clock()-load.polled.Load() < int64(freshPoll) {
+				time.Sleep(spinFor)
+			}
+			load.busyUntil.Store(0)
+			if len(calls(t, dynamic, n, 10)) == 1 {
+				inlined = true
+				break
+			}
+		}
+		if !inlined {
+			t.Fatalf("dynamic %v: a call measured under minSplitWork never ran inline", dynamic)
 		}
 		for i := range 20 {
 			load.busyUntil.Store(0)
