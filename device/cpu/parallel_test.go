@@ -417,6 +417,10 @@ func TestParallelForSmallWork(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	defer func() { minSplitWork = 0 }()
 	_ = SetThreads(0)
+	// forget what an earlier run (go test -count) measured
+	for i := range sites {
+		sites[i].key.Store(0)
+	}
 	// tries a call up to ten times (a worker descheduled on a slow machine
 	// may mark the pool busy, and then a call runs inline whatever its
 	// size) and reports whether one split
