@@ -19,6 +19,11 @@ import (
 // and the pool split the layers of tiny models that every core was busy
 // with (bench/results/grpc-throughput.md).
 //
+// Not in PathOptions: grpc-go builds its stats events for every RPC once a
+// handler is installed (about 20 allocations and 1.2 KB a ModelInfer
+// call), which on 2 busy cores cost more CPU per request than the
+// earlier count saved (bench/results/grpc-throughput.md, 2026-12-06).
+//
 // It is a stats.Handler: grpc-go sends it a *stats.Begin and a *stats.End
 // for every RPC that reaches its method, in pairs, also when the request
 // fails to decode or the client cancels it. Only ModelInfer is counted;

@@ -34,15 +34,28 @@ func (h *heldRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map
 	return h.r.Run(ctx, in)
 }
 
-// TestInFlightCount: with kiln serve's gRPC options, a ModelInfer call
+// TestInFlightCount: with kiln serve's gRPC options, with InFlightOption
+// and without (the Service then counts in ModelInfer), a ModelInfer call
 // counts as a request in flight for the CPU pool while the model runs
 // (device/cpu's RequestsInFlight), and the count falls back to where it
 // was after a success, a message that fails to decode, a client's cancel,
 // and a health or metadata call, which are not counted at all.
 func TestInFlightCount(t *testing.T) {
+	for _, withOption := range []bool{true, false} {
+		t.Run(map[bool]string{true: "InFlightOption", false: "counted by the handler"}[withOption], func(t *testing.T) {
+			inFlightCount(t, withOption)
+		})
+	}
+}
+
+func inFlightCount(t *testing.T, withOption bool) {
 	h := &heldRunner{started: make(chan struct{}, 4), release: make(chan struct{}, 4)}
 	s := pathServe(t, pathOptions{wrap: func(_ string, r scheduler.Runner) scheduler.Runner { h.r = r; return h }})
-	g := grpc.NewServer(append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)...)
+	opts := append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)
+	if withOption {
+		opts = append(opts, InFlightOption())
+	}
+	g := grpc.NewServer(opts...)
 	Register(g, s, false)
 	c := dial(t, g)
 	cc, err := grpc.NewClient(addrs[c], grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -20,13 +20,15 @@ import (
 //     as request data comes in and updates the windows in small steps,
 //     system calls and goroutine wake-ups on every RPC (kiln gateway
 //     measured a third fewer system calls per unary RPC with fixed ones).
-//   - Each ModelInfer call counts as a request in flight for the CPU
-//     engine's thread pool from its headers to its end (InFlightOption).
+//
+// InFlightOption is not among them: its stats handler cost about 2 us of
+// CPU a request at 16 clients and gained nothing measurable
+// (bench/results/grpc-throughput.md, 2026-12-06 22:07).
 //
 // BenchmarkRequestPath measures them.
 func PathOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
-		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow), InFlightOption()}
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow)}
 }
 
 // streamWindow and connWindow are the HTTP/2 flow control windows of kiln
