@@ -22,9 +22,8 @@ import (
 // It is a tap handle that notes the arrival time of the two inference
 // methods in the RPC's context, which the Service reads: not a stats
 // handler, whose events grpc-go would build for every RPC (about 20
-// allocations and 1.3 KB a ModelInfer call; PathOptions' InFlightOption is
-// one, for the CPU pool's count). The server must have only this tap
-// handle.
+// allocations and 1.3 KB a ModelInfer call; InFlightOption is one, not
+// installed by kiln serve). The server must have only this tap handle.
 //
 // The Service reports to its own server: s is not used (callers pass the
 // server they register the Service for).
