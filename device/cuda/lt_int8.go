@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"unsafe"
@@ -235,25 +234,7 @@ func (b *CUBLASLt) NewMatmulInt8(h CUBLASLtHandle, m, n, k int, o Int8MatmulOpti
 		uintptr(pref), req, uintptr(unsafe.Pointer(&all[0])), uintptr(unsafe.Pointer(&got))); r != 0 {
 		return nil, b.err(fmt.Sprintf("cublasLtMatmulAlgoGetHeuristic(INT8 %dx%dx%d, %s)", m, n, k, o.Alpha), r)
 	}
-	for i := 0; i < int(got) && i < req; i++ {
-		r := all[i*ltHeuristicResultSize : (i+1)*ltHeuristicResultSize]
-		wsSize := binary.LittleEndian.Uint64(r[64:72])
-		if int32(binary.LittleEndian.Uint32(r[72:76])) != 0 || wsSize > uint64(maxWorkspace) {
-			continue
-		}
-		var a [64]byte
-		copy(a[:], r[:64])
-		id := int32(-1)
-		if f.algoConfigGet != 0 {
-			var written uint64
-			if call(f.algoConfigGet, uintptr(unsafe.Pointer(&a[0])), ltAlgoConfigID, uintptr(unsafe.Pointer(&id)), 4, uintptr(unsafe.Pointer(&written))) != 0 {
-				id = -1
-			}
-		}
-		p.algos = append(p.algos, a)
-		p.Candidates = append(p.Candidates, LtAlgo{Index: i, Workspace: int(wsSize), ID: int(id)})
-		p.Splits = append(p.Splits, LtSplit{})
-	}
+	p.keepHeuristic(f, all, int(got), maxWorkspace)
 	if len(p.Candidates) == 0 {
 		return nil, &Error{Call: "cublasLtMatmulAlgoGetHeuristic", Code: 15, Name: "CUBLAS_STATUS_NOT_SUPPORTED",
 			Msg: fmt.Sprintf("no INT8 algorithm for %dx%dx%d (%s) within %d bytes of workspace", m, n, k, o.Alpha, maxWorkspace)}
