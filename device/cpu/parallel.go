@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -23,10 +22,6 @@ import (
 // allocates nothing itself; fn, if it is a closure that escapes, is the
 // caller's allocation. It may be called from many goroutines at once and
 // from within fn.
-//
-// With minSplitWork set (it is off), a call the caller alone ran in under
-// it the last time the same fn's code was called with the same n and grain
-// (a model's layer, run after run) runs inline while no worker polls.
 func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -44,7 +39,7 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 		return
 	}
 	chunk := (n + workers - 1) / workers
-	splitOrInline(n, grain, chunk, workers, fn)
+	run(n, chunk, workers, fn)
 }
 
 // inline runs fn(0, n) on the caller.
@@ -86,73 +81,7 @@ func DynamicFor(n, chunk int, fn func(lo, hi int)) {
 		inline(n, fn)
 		return
 	}
-	splitOrInline(n, chunk, chunk, workers, fn)
-}
-
-// minSplitWork: a call that a single thread runs in less than this is not
-// split while no worker polls (unless SetThreads fixed the thread count):
-// waking a worker takes 1-3 us of the caller's and the worker's time, so
-// splitting such a call saves at most half of it. 0 turns the rule off,
-// and off it is: at 4 us it cost kiln serve CPU per request serving
-// tinycnn to 16 gRPC clients on 2 busy cores (82 against 77.5 us, medians
-// of 10 alternating rounds) and raised the one-client p50
-// (bench/results/grpc-throughput.md, 2026-12-06 22:00). TestParallelForSmallWork
-// sets it.
-var minSplitWork time.Duration
-
-// site is what the pool learned of one kind of call: fn's code, n and
-// grain (a layer of a model, the same every run) and the time one item
-// took on the caller the last time it was measured, in 1/256 ns.
-type site struct {
-	key  atomic.Uint64
-	cost atomic.Uint64
-	_    [48]byte
-}
-
-// sites is a small table of calls, indexed by a hash of their key: two
-// calls that share an entry take turns in it (each then splits as if
-// unknown, as every call did before the table).
-var sites [512]site
-
-// siteKey identifies a call by its function's code and its size.
-func siteKey(fn func(lo, hi int), n, grain int) uint64 {
-	k := uint64(reflect.ValueOf(fn).Pointer())
-	k ^= uint64(n)*0x9e3779b97f4a7c15 ^ uint64(grain)*0xc2b2ae3d27d4eb4f
-	return k | 1 // 0 is an empty entry
-}
-
-func siteOf(key uint64) *site { return &sites[(key^key>>29)%uint64(len(sites))] }
-
-// splitOrInline runs a call the pool may split into workers ranges of
-// chunk: inline where its site's last measured time is under minSplitWork
-// and no worker is polling (one would have to be woken), else split; either way the caller's time per item is
-// noted for the next call of the site. With a thread count fixed by
-// SetThreads it always splits.
-func splitOrInline(n, grain, chunk, workers int, fn func(lo, hi int)) {
-	if threadsSet.Load() > 0 || minSplitWork <= 0 {
-		run(n, chunk, workers, fn, false)
-		return
-	}
-	// (the clock is read only here, where a wake-up may be saved: a call
-	// that cannot split, or runs inline because every core is busy, is
-	// not timed)
-	t0 := clock()
-	key := siteKey(fn, n, grain)
-	st := siteOf(key)
-	known := st.key.Load() == key
-	if known && st.cost.Load()*uint64(n) < uint64(minSplitWork)<<8 && t0-load.polled.Load() >= int64(freshPoll) {
-		// (a worker still polling on a core takes its part at once, without
-		// a wake-up: a lone request's small layers split as before)
-		inline(n, fn)
-		st.cost.Store(uint64(clock()-t0) << 8 / uint64(n))
-		return
-	}
-	if items, ns := run(n, chunk, workers, fn, true); items > 0 {
-		st.cost.Store(uint64(ns) << 8 / uint64(items))
-		if !known {
-			st.key.Store(key)
-		}
-	}
+	run(n, chunk, workers, fn)
 }
 
 // job is one ParallelFor or DynamicFor call. Jobs are recycled through
@@ -185,10 +114,8 @@ type job struct {
 	slot, pending, refs atomic.Int32
 	// done receives one value when a worker finishes the last range
 	// while the caller is still running or waiting.
-	done chan struct{}
-	// callerRan is the ranges the caller ran (set by its workFrom).
-	callerRan int32
-	trace     jobTrace
+	done  chan struct{}
+	trace jobTrace
 }
 
 type part struct {
@@ -272,12 +199,6 @@ func worker() {
 // then blocking. The polling stops early, and marks the pool busy, when a
 // turn of it finds that the core ran something else meanwhile (with a
 // thread count fixed by SetThreads it polls for spinFor regardless).
-//
-// The polling reads the clock every turn (about 3% of a 2-core server's
-// CPU samples at 16 gRPC clients): it is bounded by time (spinFor), not by
-// turns, so reading the clock less often does not shorten it, and every
-// 8 turns it noticed a core taken by other goroutines up to 7 turns later
-// (tried on 2026-12-06: kiln serve's CPU per request did not fall).
 func nextJob() *job {
 	select {
 	case j := <-pool.wake:
@@ -310,14 +231,8 @@ func nextJob() *job {
 }
 
 // run executes a job of n items in ranges of chunk with up to workers
-// goroutines, the caller among them. When timed, it returns the items the
-// caller ran itself and the nanoseconds from the call's start until it
-// found no range left to run (before it waits for a worker's last range).
-func run(n, chunk, workers int, fn func(lo, hi int), timed bool) (items int, ns int64) {
-	var t0 int64
-	if timed {
-		t0 = clock()
-	}
+// goroutines, the caller among them.
+func run(n, chunk, workers int, fn func(lo, hi int)) {
 	ensureWorkers(workers - 1)
 	j := jobFree.Get().(*job)
 	j.setup(n, chunk, workers, fn)
@@ -333,11 +248,7 @@ func run(n, chunk, workers int, fn func(lo, hi int), timed bool) (items int, ns 
 			j.refs.Add(-1)
 		}
 	}
-	last := j.work(true)
-	if timed {
-		items, ns = min(int(j.callerRan)*chunk, n), clock()-t0
-	}
-	if !last {
+	if !j.work(true) {
 		// A worker runs the last range: poll for spinFor, then block.
 		if d := spinFor; d > 0 && j.pending.Load() != 0 {
 			start := time.Now()
@@ -354,7 +265,6 @@ func run(n, chunk, workers int, fn func(lo, hi int), timed bool) (items int, ns 
 		j.traceEnd()
 	}
 	j.release()
-	return items, ns
 }
 
 // setup makes j the job of n items in ranges of chunk, dealt in nparts
@@ -403,11 +313,8 @@ func (j *job) workFrom(own int32, isCaller bool) bool {
 			if p != own%j.nparts {
 				continue
 			}
-			if isCaller {
-				j.callerRan = ran
-				if tracing {
-					j.traceCallerDone()
-				}
+			if tracing && isCaller {
+				j.traceCallerDone()
 			}
 			// The ranges run count down once per goroutine, not per range:
 			// pending's cache line then moves between the cores once per
