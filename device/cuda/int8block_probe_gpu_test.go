@@ -19,8 +19,10 @@ import (
 // 50, CUDA events) with and without the residual, with 8-bit or half
 // outputs, and the residual in 8 bits or half (GraphQuant.Z), so that the
 // table says which of the product, the residual read and the 8-bit write
-// costs the time; and kiln's own expand_i8 (int8block_kernel_test.go),
-// whose output is checked against the host on 512 sampled outputs. Timing
+// costs the time; and kiln's own expand_i8 (int8block_kernel_test.go) and
+// expand_i8s (int8expand_kernel_test.go), whose outputs are checked against
+// the host on 512 sampled outputs and on all outputs of the first and the
+// last 128 rows. Timing
 // only for the libraries' kernels (random codes; TestInt8BlockBenchOnGPU
 // checks their outputs). Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it
 // skips.
@@ -36,19 +38,23 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	n := openNVRTC(t)
-	comp, err := n.Compile("expand_i8.cu", expandI8Source, "--gpu-architecture="+g.fp.Arch())
-	if err != nil {
-		t.Fatal(err)
+	load := func(name, src string) Function {
+		comp, err := n.Compile(name+".cu", src, "--gpu-architecture="+g.fp.Arch())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mod, err := g.d.ModuleLoadData(comp.CUBIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.d.ModuleUnload(mod) })
+		fn, err := g.d.ModuleFunction(mod, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fn
 	}
-	mod, err := g.d.ModuleLoadData(comp.CUBIN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.d.ModuleUnload(mod)
-	expandFn, err := g.d.ModuleFunction(mod, "expand_i8")
-	if err != nil {
-		t.Fatal(err)
-	}
+	expandFn, expandSFn := load("expand_i8", expandI8Source), load("expand_i8s", expandI8sSource)
 	var rows []string
 	for _, s := range []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}} {
 		pixels := s.n * s.h * s.h
@@ -129,10 +135,21 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				return cs, mm.Destroy
 			}
 		}
-		// kiln's own kernel (int8block_kernel_test.go), checked against the
-		// host on 512 sampled outputs before it is timed
-		expand := func(residual bool) func() ([]blockCand, func()) {
+		// kiln's own kernels (int8block_kernel_test.go, int8expand_kernel_test.go),
+		// checked against the host on 512 sampled outputs and on every output
+		// of the first and the last 128 rows before they are timed
+		expand := func(staged, residual bool) func() ([]blockCand, func()) {
 			return func() ([]blockCand, func()) {
+				name, fn := "expand_i8", expandFn
+				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
+				if staged {
+					if !expandI8sFits(pixels, s.cm, s.c) {
+						t.Logf("%s: expand_i8s needs P %% 128, N %% 128, K %% 32 == 0", s)
+						return nil, func() {}
+					}
+					name, fn = "expand_i8s", expandSFn
+					grid = Dim3{X: uint32(pixels / 128 * (s.c / 128)), Y: 1, Z: 1}
+				}
 				zz, beta := DevicePtr(0), float32(0)
 				if residual {
 					zz, beta = z8, 0.5
@@ -144,10 +161,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				args.SetFloat32(6, beta)
 				args.SetInt32(7, int32(s.cm))
 				args.SetInt32(8, int32(s.c))
-				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
-				run := func() error { return g.d.Launch(expandFn, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, bb.s, args) }
+				run := func() error { return g.d.Launch(fn, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, bb.s, args) }
 				if err := run(); err != nil {
-					t.Errorf("%s expand_i8: %v", s, err)
+					t.Errorf("%s %s: %v", s, name, err)
 					args.Free()
 					return nil, func() {}
 				}
@@ -155,9 +171,8 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					t.Fatal(err)
 				}
 				got := bb.download(y, pixels*s.c)
-				bad := 0
-				for range 512 {
-					p, n := r.IntN(pixels), r.IntN(s.c)
+				bad, checked := 0, 0
+				check := func(p, n int) {
 					acc := 0.0
 					for k := range s.cm {
 						acc += float64(int8(hx8[p*s.cm+k])) * float64(int8(hw8[n*s.cm+k]))
@@ -165,21 +180,38 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					want := max(0.001*acc+0.1+float64(beta)*float64(int8(hz8[p*s.c+n])), 0)
 					if !close8(DataInt8, float64(int8(got[p*s.c+n])), want, 0) {
 						if bad < 3 {
-							t.Errorf("%s expand_i8 (residual %v): y[%d, %d] = %d, want %.2f", s, residual, p, n, int8(got[p*s.c+n]), want)
+							t.Errorf("%s %s (residual %v): y[%d, %d] = %d, want %.2f", s, name, residual, p, n, int8(got[p*s.c+n]), want)
 						}
 						bad++
 					}
+					checked++
+				}
+				for range 512 {
+					check(r.IntN(pixels), r.IntN(s.c))
+				}
+				for _, p0 := range []int{0, pixels - 128} {
+					for p := p0; p < p0+128; p++ {
+						for n := range s.c {
+							check(p, n)
+						}
+					}
 				}
 				if bad > 0 {
-					t.Errorf("%s expand_i8 (residual %v): %d of 512 outputs differ from the host", s, residual, bad)
+					t.Errorf("%s %s (residual %v): %d of %d outputs differ from the host", s, name, residual, bad, checked)
 				}
-				return []blockCand{{"kiln expand_i8 (mma.sync m16n8k32)", func() error { return nil }, run}}, args.Free
+				desc := "kiln expand_i8 (mma.sync m16n8k32)"
+				if staged {
+					desc = "kiln expand_i8s (cp.async 3 stages, ldmatrix, mma.sync m16n8k32)"
+				}
+				return []blockCand{{desc, func() error { return nil }, run}}, args.Free
 			}
 		}
 		in, out := pixels*s.cm, pixels*s.c
 		for _, c := range []config{
-			{"kiln expand_i8, int8 z, int8 y", in + 2*out, expand(true)},
-			{"kiln expand_i8, no residual, int8 y", in + out, expand(false)},
+			{"kiln expand_i8s, int8 z, int8 y", in + 2*out, expand(true, true)},
+			{"kiln expand_i8s, no residual, int8 y", in + out, expand(true, false)},
+			{"kiln expand_i8, int8 z, int8 y", in + 2*out, expand(false, true)},
+			{"kiln expand_i8, no residual, int8 y", in + out, expand(false, false)},
 			{"fp16 cuBLASLt, half z, half y", 2 * (in + 2*out), lt16(true)},
 			{"fp16 cuBLASLt, no residual, half y", 2 * (in + out), lt16(false)},
 			{"int8 cuBLASLt (host alpha), int8 z, int8 y", in + 2*out, ltInt8(true)},

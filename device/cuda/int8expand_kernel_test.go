@@ -1,0 +1,248 @@
+package cuda
+
+import (
+	"strings"
+	"testing"
+)
+
+// expandI8sSource is the staged successor of expand_i8 for the block's
+// expanding 1x1 convolution in 8 bits (NOTES, "expand_i8s"):
+//
+//	y[p, n] = sat(round(relu(alpha[n] * sum_k x[p, k] w[n, k] + bias[n] + beta z[p, n])))
+//
+// x [P, K], w [N, K], z and y [P, N], all int8 (NHWC rows), alpha and bias
+// float32 [N]; z may be null (no residual). Requires P % 128 == 0,
+// N % 128 == 0, K % 32 == 0 and 16-byte aligned pointers (expandI8sFits).
+//
+// One block of 8 warps computes a tile of 128 rows x 128 channels; the
+// grid is one-dimensional, (P/128)*(N/128) blocks, the channel block
+// fastest so that the blocks sharing a row tile of x run together (x from
+// L2 after the first). Warp w computes rows (w&3)*32 + [0, 32) and
+// channels (w>>2)*64 + [0, 64): 2 x 8 mma.sync m16n8k32 (s8, s32
+// accumulators) per 32-wide K step, fragments by ldmatrix.x4 from shared
+// memory. x and w go through a 3-stage cp.async pipeline of 32-wide K
+// slices (4 KB each, rows of 32 bytes, the two 16-byte halves swapped on
+// rows 4-7 of every 8 so that ldmatrix is conflict-free). The residual tile
+// (128 x 128 bytes, 16 KB, its 16-byte chunks XOR-swizzled by row & 7) is
+// fetched by cp.async right after the first two K slices, so its read
+// overlaps the product; the epilogue reads z from shared memory in the
+// accumulators' layout, does the float math, writes the int8 result over z
+// in place, and the tile leaves in coalesced 16-byte streaming stores
+// (st.global.cs). z is read with an L2 evict-first hint (read once). 40 KB
+// of static shared memory, __launch_bounds__(256, 2): two blocks per SM.
+const expandI8sSource = `
+#define BM 128
+#define BN 128
+#define BK 32
+#define STAGES 3
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp16(unsigned dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp16_first(unsigned dst, const void* src, unsigned long long pol) {
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "l"(pol));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
+
+__device__ __forceinline__ void ldsm4(unsigned addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+}
+
+// byte offset of (row, 16-byte chunk c in 0..1) in a K slice: rows of 32 bytes,
+// the halves swapped on rows 4-7 of every 8 (ldmatrix reads 8 rows of one chunk)
+__device__ __forceinline__ int kslice_off(int row, int c) {
+    return row * BK + ((c ^ ((row >> 2) & 1)) << 4);
+}
+// byte offset of (row, 16-byte chunk c in 0..7) in the 128 x 128 residual/output tile
+__device__ __forceinline__ int tile_off(int row, int c) {
+    return row * BN + ((c ^ (row & 7)) << 4);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
+    signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ w,
+    const signed char* __restrict__ z, const float* __restrict__ alpha, const float* __restrict__ bias,
+    float beta, int K, int N)
+{
+    __shared__ __align__(128) signed char xs[STAGES][BM * BK];
+    __shared__ __align__(128) signed char ws[STAGES][BN * BK];
+    __shared__ __align__(128) signed char zs[BM * BN];
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int nblk = N / BN;
+    const int nb = blockIdx.x % nblk;
+    const long long p0 = (long long)(blockIdx.x / nblk) * BM;
+    const int n0 = nb * BN;
+    const int KT = K / BK;
+
+    // this thread's 16-byte chunk of each K slice: row tid >> 1, chunk tid & 1
+    const int lrow = tid >> 1, lc = tid & 1;
+    const signed char* xg = x + (p0 + lrow) * K + lc * 16;
+    const signed char* wg = w + (long long)(n0 + lrow) * K + lc * 16;
+    const unsigned xs0 = smem_u32(&xs[0][0]) + kslice_off(lrow, lc);
+    const unsigned ws0 = smem_u32(&ws[0][0]) + kslice_off(lrow, lc);
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < KT) {
+            cp16(xs0 + s * (BM * BK), xg + s * BK);
+            cp16(ws0 + s * (BN * BK), wg + s * BK);
+        }
+        cp_commit();
+    }
+    // the residual tile, independent of the product: its own group, after the first slices
+    if (z) {
+        unsigned long long pol;
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+            cp16_first(smem_u32(zs) + tile_off(row, c), z + (p0 + row) * N + n0 + c * 16, pol);
+        }
+    }
+    cp_commit();
+
+    const int wm = (warp & 3) * 32, wn = (warp >> 2) * 64;
+    int acc[2][8][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
+
+    // ldmatrix row addresses: A (x), matrices (rows 0-7 | 8-15) x (k 0-15 | 16-31);
+    // B (w), matrices (n 0-7, k 0-15), (n 0-7, k 16-31), (n 8-15, k 0-15), (n 8-15, k 16-31)
+    const int arow = (lane & 7) + ((lane >> 3) & 1) * 8, ac = lane >> 4;
+    const int brow = (lane & 7) + (lane >> 4) * 8, bc = (lane >> 3) & 1;
+    unsigned aoff[2], boff[4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+        aoff[i] = smem_u32(&xs[0][0]) + kslice_off(wm + i * 16 + arow, ac);
+#pragma unroll
+    for (int jj = 0; jj < 4; jj++)
+        boff[jj] = smem_u32(&ws[0][0]) + kslice_off(wn + jj * 16 + brow, bc);
+
+    for (int kt = 0; kt < KT; kt++) {
+        // groups committed so far: STAGES-1 slices, z, then one per earlier iteration
+        if (kt < STAGES - 1)
+            cp_wait<STAGES - 1>();
+        else
+            cp_wait<STAGES - 2>();
+        __syncthreads();
+        const int ld = kt + STAGES - 1;
+        if (ld < KT) {
+            const int s = ld % STAGES;
+            cp16(xs0 + s * (BM * BK), xg + ld * BK);
+            cp16(ws0 + s * (BN * BK), wg + ld * BK);
+        }
+        cp_commit();
+
+        const int s = kt % STAGES;
+        unsigned a[2][4], b[8][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+            ldsm4(aoff[i] + s * (BM * BK), a[i][0], a[i][1], a[i][2], a[i][3]);
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++)
+            ldsm4(boff[jj] + s * (BN * BK), b[2 * jj][0], b[2 * jj][1], b[2 * jj + 1][0], b[2 * jj + 1][1]);
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                             : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
+                             : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+    }
+    cp_wait<0>();
+    __syncthreads();
+
+    // epilogue in the accumulators' layout: (row g, channels 2t, 2t+1) and row g + 8
+    const int g = lane >> 2, t = lane & 3;
+    const bool hasz = z != 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int col = wn + j * 8 + t * 2;
+        const float2 al = __ldg((const float2*)(alpha + n0 + col));
+        const float2 bi = __ldg((const float2*)(bias + n0 + col));
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int row = wm + i * 16 + g + h * 8;
+                short* zp = (short*)(zs + tile_off(row, col >> 4) + (col & 15));
+                float z0 = 0.f, z1 = 0.f;
+                if (hasz) {
+                    const short zz = *zp;
+                    z0 = (float)(signed char)(zz & 0xff);
+                    z1 = (float)(signed char)(zz >> 8);
+                }
+                float v0 = fmaxf((float)acc[i][j][2 * h] * al.x + bi.x + beta * z0, 0.f);
+                float v1 = fmaxf((float)acc[i][j][2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
+                const int q0 = (int)fminf(rintf(v0), 127.f), q1 = (int)fminf(rintf(v1), 127.f);
+                *zp = (short)((q0 & 0xff) | (q1 << 8));
+            }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int i = tid + q * 256, row = i >> 3, c = i & 7;
+        const int4 v = *(const int4*)(zs + tile_off(row, c));
+        __stcs((int4*)(y + (p0 + row) * N + n0 + c * 16), v);
+    }
+}
+`
+
+// expandI8sFits reports whether expand_i8s computes a [P, K] x [N, K]
+// product: P and N multiples of its 128 x 128 tile, K of its 32-wide slice.
+func expandI8sFits(p, k, n int) bool {
+	return p > 0 && k > 0 && n > 0 && p%128 == 0 && n%128 == 0 && k%32 == 0
+}
+
+// TestExpandI8sFits pins the shapes expand_i8s takes: the block's two
+// expanding layers at batch 256 and not the shapes whose tiles would run
+// past the tensors.
+func TestExpandI8sFits(t *testing.T) {
+	for _, c := range []struct {
+		p, k, n int
+		want    bool
+	}{
+		{256 * 56 * 56, 64, 256, true},
+		{256 * 14 * 14, 256, 1024, true},
+		{1 * 14 * 14, 256, 1024, false}, // 196 rows
+		{256 * 56 * 56, 48, 256, false},
+		{256 * 56 * 56, 64, 192, false},
+		{0, 64, 256, false},
+	} {
+		if got := expandI8sFits(c.p, c.k, c.n); got != c.want {
+			t.Errorf("expandI8sFits(%d, %d, %d) = %v, want %v", c.p, c.k, c.n, got, c.want)
+		}
+	}
+}
+
+// TestExpandI8sCompiles compiles expandI8sSource with NVRTC for Ampere and
+// Hopper (cp.async, ldmatrix and the mma.sync INT8 form run on both).
+// Without NVRTC it skips.
+func TestExpandI8sCompiles(t *testing.T) {
+	n := openNVRTC(t)
+	for _, arch := range []string{"sm_80", "sm_90"} {
+		c, err := n.Compile("expand_i8s.cu", expandI8sSource, "--gpu-architecture="+arch, "--ptxas-options=-v")
+		if err != nil {
+			if strings.Contains(err.Error(), "invalid value for --gpu-architecture") {
+				t.Logf("%s: %v", arch, err)
+				continue
+			}
+			t.Fatalf("%s: %v", arch, err)
+		}
+		if len(c.CUBIN) == 0 {
+			t.Errorf("%s: no cubin", arch)
+		}
+		t.Logf("%s: %s", arch, c.Log)
+		if strings.Contains(c.Log, "bytes spill") && !strings.Contains(c.Log, " 0 bytes spill") {
+			t.Errorf("%s: expand_i8s spills registers:\n%s", arch, c.Log)
+		}
+	}
+}
