@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"math/rand/v2"
@@ -38,8 +39,8 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	n := openNVRTC(t)
-	load := func(name, src string) Function {
-		comp, err := n.Compile(name+".cu", src, "--gpu-architecture="+g.fp.Arch())
+	load := func(file, src string, names ...string) []Function {
+		comp, err := n.Compile(file, src, "--gpu-architecture="+g.fp.Arch())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,13 +49,18 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { g.d.ModuleUnload(mod) })
-		fn, err := g.d.ModuleFunction(mod, name)
-		if err != nil {
-			t.Fatal(err)
+		var fns []Function
+		for _, name := range names {
+			fn, err := g.d.ModuleFunction(mod, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fns = append(fns, fn)
 		}
-		return fn
+		return fns
 	}
-	expandFn, expandSFn := load("expand_i8", expandI8Source), load("expand_i8s", expandI8sSource)
+	expandFn := load("expand_i8.cu", expandI8Source, "expand_i8")[0]
+	staged := load("expand_i8s.cu", expandI8sSource, "expand_i8s", "expand_i8p")
 	var rows []string
 	for _, s := range []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}} {
 		pixels := s.n * s.h * s.h
@@ -64,6 +70,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		x8, xh := bb.put(hx8), fill(DataHalf, pixels*s.cm)
 		z8, zh := bb.put(hz8), fill(DataHalf, pixels*s.c)
 		y := bb.alloc(pixels * s.c * 2)
+		poison := bytes.Repeat([]byte{0x80}, pixels*s.c)
 		w8, wh := bb.put(hw8), fill(DataHalf, s.c*s.cm)
 		f32 := func(v float32) DevicePtr {
 			vs := make([]float32, s.c)
@@ -73,6 +80,13 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			return bb.put(f32bytes(vs))
 		}
 		scale, bias, post, bh := f32(0.001), f32(0.1), f32(0.5), fill(DataHalf, s.c)
+		// per-channel alpha and bias for kiln's kernels, so that the check
+		// sees a channel offset gone wrong
+		ha, hb := make([]float32, s.c), make([]float32, s.c)
+		for i := range ha {
+			ha[i], hb[i] = 0.001*float32(8+i%7)/8, 0.1+0.25*float32(i%5)
+		}
+		kalpha, kbias := bb.put(f32bytes(ha)), bb.put(f32bytes(hb))
 		type config struct {
 			name  string
 			bytes int // moved: input, residual, output
@@ -138,30 +152,47 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		// kiln's own kernels (int8block_kernel_test.go, int8expand_kernel_test.go),
 		// checked against the host on 512 sampled outputs and on every output
 		// of the first and the last 128 rows before they are timed
-		expand := func(staged, residual bool) func() ([]blockCand, func()) {
+		// name: expand_i8, expand_i8s (a block per tile) or expand_i8p
+		// (persistent, two blocks per SM of an H100's 132)
+		expand := func(name string, residual bool) func() ([]blockCand, func()) {
 			return func() ([]blockCand, func()) {
-				name, fn := "expand_i8", expandFn
+				fn, nargs := expandFn, 9
 				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
-				if staged {
+				tiles := pixels / 128 * (s.c / 128)
+				desc := "kiln expand_i8 (mma.sync m16n8k32)"
+				switch name {
+				case "expand_i8s", "expand_i8p":
 					if !expandI8sFits(pixels, s.cm, s.c) {
-						t.Logf("%s: expand_i8s needs P %% 128, N %% 128, K %% 32 == 0", s)
+						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
 						return nil, func() {}
 					}
-					name, fn = "expand_i8s", expandSFn
-					grid = Dim3{X: uint32(pixels / 128 * (s.c / 128)), Y: 1, Z: 1}
+					fn, grid = staged[0], Dim3{X: uint32(tiles), Y: 1, Z: 1}
+					desc = "kiln expand_i8s (cp.async 3 stages, ldmatrix, mma.sync m16n8k32)"
+					if name == "expand_i8p" {
+						fn, nargs, grid.X = staged[1], 10, uint32(min(tiles, 2*ltDefaultSMs))
+						desc = fmt.Sprintf("kiln expand_i8p (persistent, %d blocks; cp.async 3 stages, ldmatrix, mma.sync m16n8k32)", grid.X)
+					}
 				}
 				zz, beta := DevicePtr(0), float32(0)
 				if residual {
 					zz, beta = z8, 0.5
 				}
-				args := NewKernelArgs(9)
-				for i, ptr := range []DevicePtr{y, x8, w8, zz, scale, bias} {
+				args := NewKernelArgs(nargs)
+				for i, ptr := range []DevicePtr{y, x8, w8, zz, kalpha, kbias} {
 					args.SetPtr(i, ptr)
 				}
 				args.SetFloat32(6, beta)
 				args.SetInt32(7, int32(s.cm))
 				args.SetInt32(8, int32(s.c))
+				if nargs == 10 {
+					args.SetInt32(9, int32(tiles))
+				}
 				run := func() error { return g.d.Launch(fn, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, bb.s, args) }
+				// -128 everywhere first, which no output takes (ReLU), so that
+				// the check cannot pass on an earlier kernel's outputs
+				if err := g.d.MemcpyHtoD(y, poison); err != nil {
+					t.Fatal(err)
+				}
 				if err := run(); err != nil {
 					t.Errorf("%s %s: %v", s, name, err)
 					args.Free()
@@ -177,7 +208,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					for k := range s.cm {
 						acc += float64(int8(hx8[p*s.cm+k])) * float64(int8(hw8[n*s.cm+k]))
 					}
-					want := max(0.001*acc+0.1+float64(beta)*float64(int8(hz8[p*s.c+n])), 0)
+					want := max(float64(ha[n])*acc+float64(hb[n])+float64(beta)*float64(int8(hz8[p*s.c+n])), 0)
 					if !close8(DataInt8, float64(int8(got[p*s.c+n])), want, 0) {
 						if bad < 3 {
 							t.Errorf("%s %s (residual %v): y[%d, %d] = %d, want %.2f", s, name, residual, p, n, int8(got[p*s.c+n]), want)
@@ -199,19 +230,17 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				if bad > 0 {
 					t.Errorf("%s %s (residual %v): %d of %d outputs differ from the host", s, name, residual, bad, checked)
 				}
-				desc := "kiln expand_i8 (mma.sync m16n8k32)"
-				if staged {
-					desc = "kiln expand_i8s (cp.async 3 stages, ldmatrix, mma.sync m16n8k32)"
-				}
 				return []blockCand{{desc, func() error { return nil }, run}}, args.Free
 			}
 		}
 		in, out := pixels*s.cm, pixels*s.c
 		for _, c := range []config{
-			{"kiln expand_i8s, int8 z, int8 y", in + 2*out, expand(true, true)},
-			{"kiln expand_i8s, no residual, int8 y", in + out, expand(true, false)},
-			{"kiln expand_i8, int8 z, int8 y", in + 2*out, expand(false, true)},
-			{"kiln expand_i8, no residual, int8 y", in + out, expand(false, false)},
+			{"kiln expand_i8s, int8 z, int8 y", in + 2*out, expand("expand_i8s", true)},
+			{"kiln expand_i8s, no residual, int8 y", in + out, expand("expand_i8s", false)},
+			{"kiln expand_i8p, int8 z, int8 y", in + 2*out, expand("expand_i8p", true)},
+			{"kiln expand_i8p, no residual, int8 y", in + out, expand("expand_i8p", false)},
+			{"kiln expand_i8, int8 z, int8 y", in + 2*out, expand("expand_i8", true)},
+			{"kiln expand_i8, no residual, int8 y", in + out, expand("expand_i8", false)},
 			{"fp16 cuBLASLt, half z, half y", 2 * (in + 2*out), lt16(true)},
 			{"fp16 cuBLASLt, no residual, half y", 2 * (in + out), lt16(false)},
 			{"int8 cuBLASLt (host alpha), int8 z, int8 y", in + 2*out, ltInt8(true)},

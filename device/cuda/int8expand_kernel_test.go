@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -63,106 +64,61 @@ __device__ __forceinline__ int tile_off(int row, int c) {
     return row * BN + ((c ^ (row & 7)) << 4);
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
-    signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ w,
-    const signed char* __restrict__ z, const float* __restrict__ alpha, const float* __restrict__ bias,
-    float beta, int K, int N)
-{
-    __shared__ __align__(128) signed char xs[STAGES][BM * BK];
-    __shared__ __align__(128) signed char ws[STAGES][BN * BK];
-    __shared__ __align__(128) signed char zs[BM * BN];
+// the product's per-thread state: smem addresses of this thread's 16-byte
+// chunk of each K slice (cp.async) and of its warp's ldmatrix rows
+struct Operands {
+    unsigned xs0, ws0, aoff[2], boff[4];
+};
 
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int nblk = N / BN;
-    const int nb = blockIdx.x % nblk;
-    const long long p0 = (long long)(blockIdx.x / nblk) * BM;
-    const int n0 = nb * BN;
-    const int KT = K / BK;
-
-    // this thread's 16-byte chunk of each K slice: row tid >> 1, chunk tid & 1
+__device__ __forceinline__ Operands operands(const signed char* xs, const signed char* ws, int tid, int warp, int lane) {
+    Operands o;
     const int lrow = tid >> 1, lc = tid & 1;
-    const signed char* xg = x + (p0 + lrow) * K + lc * 16;
-    const signed char* wg = w + (long long)(n0 + lrow) * K + lc * 16;
-    const unsigned xs0 = smem_u32(&xs[0][0]) + kslice_off(lrow, lc);
-    const unsigned ws0 = smem_u32(&ws[0][0]) + kslice_off(lrow, lc);
-
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; s++) {
-        if (s < KT) {
-            cp16(xs0 + s * (BM * BK), xg + s * BK);
-            cp16(ws0 + s * (BN * BK), wg + s * BK);
-        }
-        cp_commit();
-    }
-    // the residual tile, independent of the product: its own group, after the first slices
-    if (z) {
-        unsigned long long pol;
-        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int i = tid + q * 256, row = i >> 3, c = i & 7;
-            cp16_first(smem_u32(zs) + tile_off(row, c), z + (p0 + row) * N + n0 + c * 16, pol);
-        }
-    }
-    cp_commit();
-
+    o.xs0 = smem_u32(xs) + kslice_off(lrow, lc);
+    o.ws0 = smem_u32(ws) + kslice_off(lrow, lc);
+    // A (x): matrices (rows 0-7 | 8-15) x (k 0-15 | 16-31);
+    // B (w): (n 0-7, k 0-15), (n 0-7, k 16-31), (n 8-15, k 0-15), (n 8-15, k 16-31)
     const int wm = (warp & 3) * 32, wn = (warp >> 2) * 64;
-    int acc[2][8][4];
+    const int arow = (lane & 7) + ((lane >> 3) & 1) * 8, ac = lane >> 4;
+    const int brow = (lane & 7) + (lane >> 4) * 8, bc = (lane >> 3) & 1;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+        o.aoff[i] = smem_u32(xs) + kslice_off(wm + i * 16 + arow, ac);
+#pragma unroll
+    for (int jj = 0; jj < 4; jj++)
+        o.boff[jj] = smem_u32(ws) + kslice_off(wn + jj * 16 + brow, bc);
+    return o;
+}
+
+// issue K slice ks of the tile's x rows and w rows into stage buffer s
+__device__ __forceinline__ void load_slice(const Operands& o, const signed char* xg, const signed char* wg, int s, int ks) {
+    cp16(o.xs0 + s * (BM * BK), xg + ks * BK);
+    cp16(o.ws0 + s * (BN * BK), wg + ks * BK);
+}
+
+// 2 x 8 mma.sync m16n8k32 over the K slice in stage buffer s
+__device__ __forceinline__ void mma_slice(int (&acc)[2][8][4], const Operands& o, int s) {
+    unsigned a[2][4], b[8][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+        ldsm4(o.aoff[i] + s * (BM * BK), a[i][0], a[i][1], a[i][2], a[i][3]);
+#pragma unroll
+    for (int jj = 0; jj < 4; jj++)
+        ldsm4(o.boff[jj] + s * (BN * BK), b[2 * jj][0], b[2 * jj][1], b[2 * jj + 1][0], b[2 * jj + 1][1]);
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int j = 0; j < 8; j++)
-            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
+            asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                         : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
+                         : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+}
 
-    // ldmatrix row addresses: A (x), matrices (rows 0-7 | 8-15) x (k 0-15 | 16-31);
-    // B (w), matrices (n 0-7, k 0-15), (n 0-7, k 16-31), (n 8-15, k 0-15), (n 8-15, k 16-31)
-    const int arow = (lane & 7) + ((lane >> 3) & 1) * 8, ac = lane >> 4;
-    const int brow = (lane & 7) + (lane >> 4) * 8, bc = (lane >> 3) & 1;
-    unsigned aoff[2], boff[4];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-        aoff[i] = smem_u32(&xs[0][0]) + kslice_off(wm + i * 16 + arow, ac);
-#pragma unroll
-    for (int jj = 0; jj < 4; jj++)
-        boff[jj] = smem_u32(&ws[0][0]) + kslice_off(wn + jj * 16 + brow, bc);
-
-    for (int kt = 0; kt < KT; kt++) {
-        // groups committed so far: STAGES-1 slices, z, then one per earlier iteration
-        if (kt < STAGES - 1)
-            cp_wait<STAGES - 1>();
-        else
-            cp_wait<STAGES - 2>();
-        __syncthreads();
-        const int ld = kt + STAGES - 1;
-        if (ld < KT) {
-            const int s = ld % STAGES;
-            cp16(xs0 + s * (BM * BK), xg + ld * BK);
-            cp16(ws0 + s * (BN * BK), wg + ld * BK);
-        }
-        cp_commit();
-
-        const int s = kt % STAGES;
-        unsigned a[2][4], b[8][2];
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-            ldsm4(aoff[i] + s * (BM * BK), a[i][0], a[i][1], a[i][2], a[i][3]);
-#pragma unroll
-        for (int jj = 0; jj < 4; jj++)
-            ldsm4(boff[jj] + s * (BN * BK), b[2 * jj][0], b[2 * jj][1], b[2 * jj + 1][0], b[2 * jj + 1][1]);
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                             : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
-                             : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
-    }
-    cp_wait<0>();
-    __syncthreads();
-
-    // epilogue in the accumulators' layout: (row g, channels 2t, 2t+1) and row g + 8
+// the epilogue in the accumulators' layout, (row g, channels 2t, 2t+1) and
+// row g + 8: reads z from the tile in shared memory, writes y over it
+__device__ __forceinline__ void epilogue(int (&acc)[2][8][4], signed char* zs, const float* alpha, const float* bias,
+                                         float beta, bool hasz, int n0, int warp, int lane) {
+    const int wm = (warp & 3) * 32, wn = (warp >> 2) * 64;
     const int g = lane >> 2, t = lane & 3;
-    const bool hasz = z != 0;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         const int col = wn + j * 8 + t * 2;
@@ -180,18 +136,188 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
                     z0 = (float)(signed char)(zz & 0xff);
                     z1 = (float)(signed char)(zz >> 8);
                 }
-                float v0 = fmaxf((float)acc[i][j][2 * h] * al.x + bi.x + beta * z0, 0.f);
-                float v1 = fmaxf((float)acc[i][j][2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
+                const float v0 = fmaxf((float)acc[i][j][2 * h] * al.x + bi.x + beta * z0, 0.f);
+                const float v1 = fmaxf((float)acc[i][j][2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
                 const int q0 = (int)fminf(rintf(v0), 127.f), q1 = (int)fminf(rintf(v1), 127.f);
                 *zp = (short)((q0 & 0xff) | (q1 << 8));
             }
     }
-    __syncthreads();
+}
+
+// the output tile from shared memory to y in coalesced 16-byte streaming stores
+__device__ __forceinline__ void store_tile(signed char* y, const signed char* zs, long long p0, int n0, int N, int tid) {
 #pragma unroll
     for (int q = 0; q < 4; q++) {
         const int i = tid + q * 256, row = i >> 3, c = i & 7;
         const int4 v = *(const int4*)(zs + tile_off(row, c));
         __stcs((int4*)(y + (p0 + row) * N + n0 + c * 16), v);
+    }
+}
+
+__device__ __forceinline__ void zero(int (&acc)[2][8][4]) {
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
+}
+
+// One tile per block; the grid (P/128)*(N/128), the channel block fastest.
+extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
+    signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ w,
+    const signed char* __restrict__ z, const float* __restrict__ alpha, const float* __restrict__ bias,
+    float beta, int K, int N)
+{
+    __shared__ __align__(128) signed char xs[STAGES][BM * BK];
+    __shared__ __align__(128) signed char ws[STAGES][BN * BK];
+    __shared__ __align__(128) signed char zs[BM * BN];
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int nblk = N / BN;
+    const int n0 = (blockIdx.x % nblk) * BN;
+    const long long p0 = (long long)(blockIdx.x / nblk) * BM;
+    const int KT = K / BK;
+    const Operands o = operands(&xs[0][0], &ws[0][0], tid, warp, lane);
+    const signed char* xg = x + (p0 + (tid >> 1)) * K + (tid & 1) * 16;
+    const signed char* wg = w + (long long)(n0 + (tid >> 1)) * K + (tid & 1) * 16;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < KT)
+            load_slice(o, xg, wg, s, s);
+        cp_commit();
+    }
+    // the residual tile, independent of the product: its own group, after the first slices
+    if (z) {
+        unsigned long long pol;
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+            cp16_first(smem_u32(zs) + tile_off(row, c), z + (p0 + row) * N + n0 + c * 16, pol);
+        }
+    }
+    cp_commit();
+
+    int acc[2][8][4];
+    zero(acc);
+    for (int kt = 0; kt < KT; kt++) {
+        // groups committed so far: STAGES-1 slices, z, then one per earlier iteration
+        if (kt < STAGES - 1)
+            cp_wait<STAGES - 1>();
+        else
+            cp_wait<STAGES - 2>();
+        __syncthreads();
+        const int ld = kt + STAGES - 1;
+        if (ld < KT)
+            load_slice(o, xg, wg, ld % STAGES, ld);
+        cp_commit();
+        mma_slice(acc, o, kt % STAGES);
+    }
+    cp_wait<0>();
+    __syncthreads();
+    epilogue(acc, zs, alpha, bias, beta, z != 0, n0, warp, lane);
+    __syncthreads();
+    store_tile(y, zs, p0, n0, N, tid);
+}
+
+// Persistent: block b computes tiles b, b + gridDim.x, ... of the
+// (P/128)*(N/128) (the channel block fastest). The next tile's residual is
+// read into registers (16 per thread, streaming loads) at the start of the
+// current tile's product, so that its read overlaps the product, the
+// epilogue and the output's stores, and is written to shared memory once
+// the output tile has left; the next tile's first K slices are issued
+// before that.
+extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
+    signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ w,
+    const signed char* __restrict__ z, const float* __restrict__ alpha, const float* __restrict__ bias,
+    float beta, int K, int N, int tiles)
+{
+    __shared__ __align__(128) signed char xs[STAGES][BM * BK];
+    __shared__ __align__(128) signed char ws[STAGES][BN * BK];
+    __shared__ __align__(128) signed char zs[BM * BN];
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int tile = blockIdx.x;
+    if (tile >= tiles)
+        return;
+    const int nblk = N / BN;
+    const int KT = K / BK;
+    const bool hasz = z != 0;
+    const Operands o = operands(&xs[0][0], &ws[0][0], tid, warp, lane);
+
+    int n0 = (tile % nblk) * BN;
+    long long p0 = (long long)(tile / nblk) * BM;
+    const signed char* xg = x + (p0 + (tid >> 1)) * K + (tid & 1) * 16;
+    const signed char* wg = w + (long long)(n0 + (tid >> 1)) * K + (tid & 1) * 16;
+    int4 zr[4];
+    if (hasz) {
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+            zr[q] = __ldcs((const int4*)(z + (p0 + row) * N + n0 + c * 16));
+        }
+    }
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < KT)
+            load_slice(o, xg, wg, s, s);
+        cp_commit();
+    }
+    if (hasz) {
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+            *(int4*)(zs + tile_off(row, c)) = zr[q];
+        }
+    }
+    for (;;) {
+        const int next = tile + gridDim.x;
+        const int nn0 = (next % nblk) * BN;
+        const long long np0 = (long long)(next / nblk) * BM;
+        if (hasz && next < tiles) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int i = tid + q * 256, row = i >> 3, c = i & 7;
+                zr[q] = __ldcs((const int4*)(z + (np0 + row) * N + nn0 + c * 16));
+            }
+        }
+        int acc[2][8][4];
+        zero(acc);
+        for (int kt = 0; kt < KT; kt++) {
+            // groups committed for this tile: STAGES-1 slices, then one per earlier iteration
+            cp_wait<STAGES - 2>();
+            __syncthreads();
+            const int ld = kt + STAGES - 1;
+            if (ld < KT)
+                load_slice(o, xg, wg, ld % STAGES, ld);
+            cp_commit();
+            mma_slice(acc, o, kt % STAGES);
+        }
+        cp_wait<0>();
+        __syncthreads();
+        epilogue(acc, zs, alpha, bias, beta, hasz, n0, warp, lane);
+        __syncthreads();
+        store_tile(y, zs, p0, n0, N, tid);
+        if (next >= tiles)
+            break;
+        tile = next, n0 = nn0, p0 = np0;
+        xg = x + (p0 + (tid >> 1)) * K + (tid & 1) * 16;
+        wg = w + (long long)(n0 + (tid >> 1)) * K + (tid & 1) * 16;
+#pragma unroll
+        for (int s = 0; s < STAGES - 1; s++) {
+            if (s < KT)
+                load_slice(o, xg, wg, s, s);
+            cp_commit();
+        }
+        __syncthreads(); // every thread's y stores have read the tile
+        if (hasz) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int i = tid + q * 256, row = i >> 3, c = i & 7;
+                *(int4*)(zs + tile_off(row, c)) = zr[q];
+            }
+        }
     }
 }
 `
@@ -223,8 +349,9 @@ func TestExpandI8sFits(t *testing.T) {
 	}
 }
 
-// TestExpandI8sCompiles compiles expandI8sSource with NVRTC for Ampere and
-// Hopper (cp.async, ldmatrix and the mma.sync INT8 form run on both).
+// TestExpandI8sCompiles compiles expandI8sSource (expand_i8s and
+// expand_i8p) with NVRTC for Ampere and Hopper (cp.async, ldmatrix and the
+// mma.sync INT8 form run on both) and fails if ptxas spills registers.
 // Without NVRTC it skips.
 func TestExpandI8sCompiles(t *testing.T) {
 	n := openNVRTC(t)
@@ -241,8 +368,8 @@ func TestExpandI8sCompiles(t *testing.T) {
 			t.Errorf("%s: no cubin", arch)
 		}
 		t.Logf("%s: %s", arch, c.Log)
-		if strings.Contains(c.Log, "bytes spill") && !strings.Contains(c.Log, " 0 bytes spill") {
-			t.Errorf("%s: expand_i8s spills registers:\n%s", arch, c.Log)
+		if spill := regexp.MustCompile(`[1-9][0-9]* bytes spill`).FindString(c.Log); spill != "" {
+			t.Errorf("%s: %s (expand_i8s, expand_i8p):\n%s", arch, spill, c.Log)
 		}
 	}
 }
