@@ -616,26 +616,41 @@ var mlpCurveQuiet = []costPoint{{1, 453 * time.Microsecond}, {2, 513 * time.Micr
 // the quiet-core MLP curve, the request path sharing the machine with
 // the engine (simEngine.pathCPU), Poisson arrivals with at most 64
 // outstanding, the fixed 2ms delay against the SLO batcher (objective
-// 10ms), from 1,000 to 8,000 req/s. Asserted, the criterion:
-// where the two serve the same throughput (within 2%) the SLO batcher's
-// P99 is at most the fixed delay's, and where the fixed delay saturates
-// (below 97% of the offered rate) the SLO batcher serves at least as
-// much (within 1%); at 1,000 req/s its P50 stays under 2ms (no delay at
-// light load). Run with -v for the table.
+// 10ms), from 1,000 to 8,000 req/s, with the hand-over from the steady
+// rule to the saturation rule (3,500-4,500 req/s in the real sweep) in
+// steps of 500. Asserted, the criterion row by row, each row the
+// same seeded arrivals for both: no row where the SLO batcher's P99 is
+// above the fixed delay's while it serves no more (within 0.5%, the
+// share of a run's time the last requests' latencies make: both serve
+// the same 20,000 arrivals); where the fixed delay saturates (below 97%
+// of the offered rate) the SLO batcher serves at least as much (within
+// 1%); at 1,000 req/s its P50 stays under 2ms (no delay at light load).
+// The settings marked not asserted are logged only: the first two of
+// them as before the hand-over rule (bench/results/slo-batching-mlp.md),
+// the last ("x1.3", the engine's cost 30% above kiln run's, as the
+// request path on the same cores makes it) the one whose fixed-delay
+// batches follow the real quiet-core sweep's near saturation (19-28 at
+// 4,000-5,000 req/s there, 21-28 at 4,500-5,000 here). Run with -v for
+// the table.
 func TestSLOBatcherModerateLoad(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the simulation runs on one goroutine: nothing for the race detector, which slows it tenfold")
 	}
 	var table strings.Builder
-	fmt.Fprintln(&table, "| path CPU | path share | rate req/s | fixed 2ms infer/s, p50, p99 ms, batch | slo 10ms infer/s, p50, p99 ms, batch |")
-	fmt.Fprintln(&table, "| ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(&table, "| path CPU | path share | cost | rate req/s | fixed 2ms infer/s, p50, p99 ms, batch | slo 10ms infer/s, p50, p99 ms, batch | criterion |")
+	fmt.Fprintln(&table, "| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, c := range []struct {
 		pathCPU time.Duration
 		share   float64
+		scale   float64
 		assert  bool
-	}{{150 * time.Microsecond, 0.3, true}, {180 * time.Microsecond, 0.2, true}, {200 * time.Microsecond, 0.3, false}, {200 * time.Microsecond, 0.5, false}} {
-		eng := simEngine{name: "shared", curve: mlpCurveQuiet, noise: 0.1, window: 64, pathCPU: c.pathCPU, pathShare: c.share}
-		for _, rate := range []float64{1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000} {
+	}{
+		{150 * time.Microsecond, 0.3, 1, true}, {180 * time.Microsecond, 0.2, 1, true},
+		{200 * time.Microsecond, 0.3, 1, false}, {200 * time.Microsecond, 0.5, 1, false},
+		{50 * time.Microsecond, 0.4, 1.3, false},
+	} {
+		eng := simEngine{name: "shared", curve: scaleCurve(mlpCurveQuiet, c.scale), noise: 0.1, window: 64, pathCPU: c.pathCPU, pathShare: c.share}
+		for _, rate := range []float64{1000, 2000, 3000, 3500, 4000, 4500, 5000, 6000, 7000, 8000} {
 			var res [2]simResult
 			for i, o := range []Options{{MaxQueueDelay: 2 * time.Millisecond}, {SLO: 10 * time.Millisecond}} {
 				o.MaxBatchSize, o.Batching = 32, true
@@ -643,14 +658,21 @@ func TestSLOBatcherModerateLoad(t *testing.T) {
 			}
 			fixed, slo := res[0], res[1]
 			ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 }
-			fmt.Fprintf(&table, "| %v | %.1f | %.0f | %.0f, %.2f, %.2f, %.1f | %.0f, %.2f, %.2f, %.1f |\n", c.pathCPU, c.share, rate,
-				fixed.throughput, ms(fixed.p50), ms(fixed.p99), fixed.meanBatch, slo.throughput, ms(slo.p50), ms(slo.p99), slo.meanBatch)
-			where := fmt.Sprintf("path CPU %v, share %.1f, %.0f/s offered", c.pathCPU, c.share, rate)
+			verdict := "met"
+			switch {
+			case slo.p99 > fixed.p99 && slo.throughput <= 1.005*fixed.throughput:
+				verdict = "**not met**: higher p99, no more served"
+			case slo.p99 > fixed.p99:
+				verdict = "met (more served, higher p99)"
+			}
+			fmt.Fprintf(&table, "| %v | %.1f | x%.1f | %.0f | %.0f, %.2f, %.2f, %.1f | %.0f, %.2f, %.2f, %.1f | %s |\n", c.pathCPU, c.share, c.scale, rate,
+				fixed.throughput, ms(fixed.p50), ms(fixed.p99), fixed.meanBatch, slo.throughput, ms(slo.p50), ms(slo.p99), slo.meanBatch, verdict)
+			where := fmt.Sprintf("path CPU %v, share %.1f, cost x%.1f, %.0f/s offered", c.pathCPU, c.share, c.scale, rate)
 			if !c.assert {
 				continue
 			}
-			if fixed.throughput >= 0.97*rate && math.Abs(slo.throughput-fixed.throughput) <= 0.02*fixed.throughput && slo.p99 > fixed.p99 {
-				t.Errorf("%s: slo p99 %v above the fixed delay's %v at the same throughput (%.0f/s, %.0f/s)", where, slo.p99, fixed.p99, slo.throughput, fixed.throughput)
+			if slo.p99 > fixed.p99 && slo.throughput <= 1.005*fixed.throughput {
+				t.Errorf("%s: slo p99 %v above the fixed delay's %v, serving %.0f/s against %.0f/s", where, slo.p99, fixed.p99, slo.throughput, fixed.throughput)
 			}
 			if fixed.throughput < 0.97*rate && slo.throughput < 0.99*fixed.throughput {
 				t.Errorf("%s: slo %.0f/s, below the fixed delay's %.0f/s", where, slo.throughput, fixed.throughput)
@@ -661,4 +683,13 @@ func TestSLOBatcherModerateLoad(t *testing.T) {
 		}
 	}
 	t.Logf("simulated, the quiet-core MLP curve, the request path sharing the machine, 20,000 Poisson arrivals per row, at most 64 outstanding:\n%s", table.String())
+}
+
+// scaleCurve returns curve with every cost times f.
+func scaleCurve(curve []costPoint, f float64) []costPoint {
+	out := make([]costPoint, len(curve))
+	for i, p := range curve {
+		out[i] = costPoint{p.size, time.Duration(float64(p.d) * f)}
+	}
+	return out
 }

@@ -652,7 +652,10 @@ func (p *sloPolicy) steady(now, oldest time.Time, n, limit int, budget, rate flo
 			}
 		}
 	}
-	if b == 0 || util(b) > (1-satGain)*util(n) {
+	if g := p.grow(util, limit); g > b {
+		b = g
+	}
+	if b <= n || util(b) > (1-satGain)*util(n) {
 		return 0, false // no larger size saves enough: the other rules
 	}
 	_, q, _ := p.cost.estimate(min(b, max(top, 1)))
@@ -670,6 +673,35 @@ func (p *sloPolicy) steady(now, oldest time.Time, n, limit int, budget, rate flo
 	return max(end.Sub(now), minWait), true
 }
 
+// grow returns the steady rule's target near the hand-over to the
+// saturation rule (0 below it): where the least utilization of any size
+// (util, at the arrival rate) lies between growFrom and satFactor, a size
+// that grows, with that utilization, from the smallest within 10% of the
+// least to the largest within 2% of it (best, the size fill waits for
+// from satFactor on), so that the two rules hand over without a fall in
+// the batch size.
+func (p *sloPolicy) grow(util func(b int) float64, limit int) int {
+	least := math.Inf(1)
+	for m := 1; m <= limit; m++ {
+		least = min(least, util(m))
+	}
+	g := (least - growFrom) / (satFactor - growFrom)
+	if g <= 0 {
+		return 0
+	}
+	best := limit
+	for ; best > 1 && util(best) > least/0.98; best-- {
+	}
+	low := best
+	for m := 1; m < best; m++ {
+		if util(m) <= 1.1*least {
+			low = m
+			break
+		}
+	}
+	return low + int(math.Ceil(min(g, 1)*float64(best-low)))
+}
+
 // busyUtilization is the share of the instances' time (at the arrival
 // rate, in batches of the size at hand) above which the SLO batcher waits
 // to form a larger batch (see steady): below 1 by a margin, since the
@@ -683,6 +715,11 @@ const busyUtilization = 0.5
 // for keeps the instances at: lower than busyUtilization, so that the
 // arrival bursts of Poisson traffic find room.
 const steadyUtilization = 0.35
+
+// growFrom is the least utilization (at the arrival rate, in batches of
+// the most efficient size) from which the steady rule's target grows
+// towards that size, reaching it at satFactor (see grow).
+const growFrom = 0.5
 
 // steadyArrivals is how many arrivals the steady rule waits for before it
 // applies (the gap estimates weigh about the latest 32), so that it
