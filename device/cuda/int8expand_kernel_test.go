@@ -47,6 +47,13 @@ __device__ __forceinline__ void cp16_first(unsigned dst, const void* src, unsign
     asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "l"(pol));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// a streaming 16-byte load (evict-first), volatile so that the compiler keeps
+// it where it is issued (ahead of the product it overlaps)
+__device__ __forceinline__ int4 ld_stream(const void* p) {
+    int4 v;
+    asm volatile("ld.global.cs.v4.s32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
 
 __device__ __forceinline__ void ldsm4(unsigned addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
@@ -255,7 +262,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
 #pragma unroll
         for (int q = 0; q < 4; q++) {
             const int i = tid + q * 256, row = i >> 3, c = i & 7;
-            zr[q] = __ldcs((const int4*)(z + (p0 + row) * N + n0 + c * 16));
+            zr[q] = ld_stream(z + (p0 + row) * N + n0 + c * 16);
         }
     }
 #pragma unroll
@@ -279,7 +286,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int i = tid + q * 256, row = i >> 3, c = i & 7;
-                zr[q] = __ldcs((const int4*)(z + (np0 + row) * N + nn0 + c * 16));
+                zr[q] = ld_stream(z + (np0 + row) * N + nn0 + c * 16);
             }
         }
         int acc[2][8][4];
