@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestInt8ExpandProbeOnGPU isolates what TestInt8BlockBenchOnGPU found
@@ -60,7 +61,33 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		return fns
 	}
 	expandFn := load("expand_i8.cu", expandI8Source, "expand_i8")[0]
-	staged := load("expand_i8s.cu", expandI8sSource, "expand_i8s", "expand_i8p")
+	// expand_i8s and expand_i8p with 128- and 256-channel tiles, in
+	// dynamic shared memory (over 48 KB for 256: the attribute first);
+	// the registers and local memory the device's compiler gave them
+	type stagedKernel struct {
+		fn   Function
+		smem int
+	}
+	staged := map[string]stagedKernel{}
+	for _, bn := range []int{128, 256} {
+		src, smem := expandI8sVariant(bn)
+		suffix := ""
+		if bn != 128 {
+			suffix = strconv.Itoa(bn)
+		}
+		fns := load("expand_i8s.cu", src, "expand_i8s"+suffix, "expand_i8p"+suffix)
+		for i, name := range []string{"expand_i8s" + suffix, "expand_i8p" + suffix} {
+			if smem > 48<<10 {
+				if err := funcSetMaxDynamicShared(g.d, fns[i], smem); err != nil {
+					t.Fatal(err)
+				}
+			}
+			regs, _ := funcAttribute(g.d, fns[i], 4)  // CU_FUNC_ATTRIBUTE_NUM_REGS
+			local, _ := funcAttribute(g.d, fns[i], 3) // CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES
+			t.Logf("%s: %d registers, %d bytes of local memory, %d bytes of shared memory", name, regs, local, smem)
+			staged[name] = stagedKernel{fns[i], smem}
+		}
+	}
 	var rows []string
 	for _, s := range []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}} {
 		pixels := s.n * s.h * s.h
@@ -153,24 +180,29 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		// checked against the host on 512 sampled outputs and on every output
 		// of the first and the last 128 rows before they are timed
 		// name: expand_i8, expand_i8s (a block per tile) or expand_i8p
-		// (persistent, two blocks per SM of an H100's 132)
+		// (persistent: two blocks per SM of an H100's 132 with 128-channel
+		// tiles, one with 256 (the names ending in 256)
 		expand := func(name string, residual bool) func() ([]blockCand, func()) {
 			return func() ([]blockCand, func()) {
-				fn, nargs := expandFn, 9
+				fn, nargs, smem, threads := expandFn, 9, 0, 256
 				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
-				tiles := pixels / 128 * (s.c / 128)
 				desc := "kiln expand_i8 (mma.sync m16n8k32)"
-				switch name {
-				case "expand_i8s", "expand_i8p":
-					if !expandI8sFits(pixels, s.cm, s.c) {
-						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
+				tiles := 0
+				if k, ok := staged[name]; ok {
+					bn, perSM := 128, 2
+					if strings.HasSuffix(name, "256") {
+						bn, perSM = 256, 1
+					}
+					if !expandI8sFits(pixels, s.cm, s.c, bn) {
+						t.Logf("%s: %s needs P %% 128, N %% %d, K %% 32 == 0", s, name, bn)
 						return nil, func() {}
 					}
-					fn, grid = staged[0], Dim3{X: uint32(tiles), Y: 1, Z: 1}
-					desc = "kiln expand_i8s (cp.async 3 stages, ldmatrix, mma.sync m16n8k32)"
-					if name == "expand_i8p" {
-						fn, nargs, grid.X = staged[1], 10, uint32(min(tiles, 2*ltDefaultSMs))
-						desc = fmt.Sprintf("kiln expand_i8p (persistent, %d blocks; cp.async 3 stages, ldmatrix, mma.sync m16n8k32)", grid.X)
+					tiles = pixels / 128 * (s.c / bn)
+					fn, smem, threads, grid = k.fn, k.smem, bn*2, Dim3{X: uint32(tiles), Y: 1, Z: 1}
+					desc = fmt.Sprintf("kiln %s (128x%d tiles, cp.async 3 stages, ldmatrix, mma.sync m16n8k32)", name, bn)
+					if strings.HasPrefix(name, "expand_i8p") {
+						nargs, grid.X = 10, uint32(min(tiles, perSM*ltDefaultSMs))
+						desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x%d tiles, cp.async 3 stages, ldmatrix, mma.sync m16n8k32)", name, grid.X, bn)
 					}
 				}
 				zz, beta := DevicePtr(0), float32(0)
@@ -187,7 +219,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				if nargs == 10 {
 					args.SetInt32(9, int32(tiles))
 				}
-				run := func() error { return g.d.Launch(fn, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, bb.s, args) }
+				run := func() error {
+					return g.d.Launch(fn, grid, Dim3{X: uint32(threads), Y: 1, Z: 1}, uint32(smem), bb.s, args)
+				}
 				// -128 everywhere first, which no output takes (ReLU), so that
 				// the check cannot pass on an earlier kernel's outputs
 				if err := g.d.MemcpyHtoD(y, poison); err != nil {
@@ -239,6 +273,10 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			{"kiln expand_i8s, no residual, int8 y", in + out, expand("expand_i8s", false)},
 			{"kiln expand_i8p, int8 z, int8 y", in + 2*out, expand("expand_i8p", true)},
 			{"kiln expand_i8p, no residual, int8 y", in + out, expand("expand_i8p", false)},
+			{"kiln expand_i8s256, int8 z, int8 y", in + 2*out, expand("expand_i8s256", true)},
+			{"kiln expand_i8s256, no residual, int8 y", in + out, expand("expand_i8s256", false)},
+			{"kiln expand_i8p256, int8 z, int8 y", in + 2*out, expand("expand_i8p256", true)},
+			{"kiln expand_i8p256, no residual, int8 y", in + out, expand("expand_i8p256", false)},
 			{"kiln expand_i8, int8 z, int8 y", in + 2*out, expand("expand_i8", true)},
 			{"kiln expand_i8, no residual, int8 y", in + out, expand("expand_i8", false)},
 			{"fp16 cuBLASLt, half z, half y", 2 * (in + 2*out), lt16(true)},
@@ -292,4 +330,31 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	t.Logf("the expanding 1x1 of the block alone, batch %d, %s; ms the median of 50 of the fastest candidate:\n| block | configuration | ms | fastest candidate | MB moved | TB/s |\n| --- | --- | --- | --- | --- | --- |\n%s",
 		batch, g.fp.GPUName, strings.Join(rows, "\n"))
+}
+
+// funcSetMaxDynamicShared lets f's blocks take bytes of dynamic shared
+// memory (over the 48 KB a launch gets without it): cuFuncSetAttribute,
+// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+func funcSetMaxDynamicShared(d *Driver, f Function, bytes int) error {
+	p, err := d.lib.sym("cuFuncSetAttribute")
+	if err != nil {
+		return err
+	}
+	if r := call(p, uintptr(f.p), 8, uintptr(bytes)); r != 0 {
+		return d.err("cuFuncSetAttribute", r)
+	}
+	return nil
+}
+
+// funcAttribute reads one of f's attributes (cuFuncGetAttribute).
+func funcAttribute(d *Driver, f Function, attr int) (int, error) {
+	p, err := d.lib.sym("cuFuncGetAttribute")
+	if err != nil {
+		return 0, err
+	}
+	var v int32
+	if r := call(p, uintptr(unsafe.Pointer(&v)), uintptr(attr), uintptr(f.p)); r != 0 {
+		return 0, d.err("cuFuncGetAttribute", r)
+	}
+	return int(v), nil
 }

@@ -1,7 +1,9 @@
 package cuda
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -13,7 +15,8 @@ import (
 //
 // x [P, K], w [N, K], z and y [P, N], all int8 (NHWC rows), alpha and bias
 // float32 [N]; z may be null (no residual). Requires P % 128 == 0,
-// N % 128 == 0, K % 32 == 0 and 16-byte aligned pointers (expandI8sFits).
+// N % 128 == 0 (% 256 for the wide variant), K % 32 == 0 and 16-byte
+// aligned pointers (expandI8sFits).
 //
 // One block of 8 warps computes a tile of 128 rows x 128 channels; the
 // grid is one-dimensional, (P/128)*(N/128) blocks, the channel block
@@ -34,8 +37,12 @@ import (
 const expandI8sSource = `
 #define BM 128
 #define BN 128
+#define NT 256
+#define MINB 2
 #define BK 32
 #define STAGES 3
+#define ZQ (BM * BN / 16 / NT)
+#define ZSH (BN == 256 ? 4 : 3) // log2(BN / 16)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
     return (unsigned)__cvta_generic_to_shared(p);
@@ -66,40 +73,45 @@ __device__ __forceinline__ void ldsm4(unsigned addr, unsigned& r0, unsigned& r1,
 __device__ __forceinline__ int kslice_off(int row, int c) {
     return row * BK + ((c ^ ((row >> 2) & 1)) << 4);
 }
-// byte offset of (row, 16-byte chunk c in 0..7) in the 128 x 128 residual/output tile
+// byte offset of (row, 16-byte chunk c) in the BM x BN residual/output tile
 __device__ __forceinline__ int tile_off(int row, int c) {
     return row * BN + ((c ^ (row & 7)) << 4);
 }
 
-// the product's per-thread state: smem addresses of this thread's 16-byte
-// chunk of each K slice (cp.async) and of its warp's ldmatrix rows
+// dynamic shared memory: STAGES K slices of x, then of w, then the tile
+extern __shared__ __align__(128) signed char smem[];
+#define SM_X (smem)
+#define SM_W (smem + STAGES * BM * BK)
+#define SM_Z (smem + STAGES * (BM + BN) * BK)
+
+// the product's per-thread state: the smem address of this thread's 16-byte
+// chunk of a K slice of x (cp.async; of w: + STAGES * BM * BK) and of its
+// warp's first ldmatrix rows of x and w (the others 16 rows, 512 bytes, on:
+// the swizzle repeats every 8 rows)
 struct Operands {
-    unsigned xs0, ws0, aoff[2], boff[4];
+    unsigned ld, a, b;
 };
 
-__device__ __forceinline__ Operands operands(const signed char* xs, const signed char* ws, int tid, int warp, int lane) {
+__device__ __forceinline__ Operands operands(int tid, int warp, int lane) {
     Operands o;
-    const int lrow = tid >> 1, lc = tid & 1;
-    o.xs0 = smem_u32(xs) + kslice_off(lrow, lc);
-    o.ws0 = smem_u32(ws) + kslice_off(lrow, lc);
+    o.ld = smem_u32(SM_X) + kslice_off(tid >> 1, tid & 1);
     // A (x): matrices (rows 0-7 | 8-15) x (k 0-15 | 16-31);
     // B (w): (n 0-7, k 0-15), (n 0-7, k 16-31), (n 8-15, k 0-15), (n 8-15, k 16-31)
     const int wm = (warp & 3) * 32, wn = (warp >> 2) * 64;
     const int arow = (lane & 7) + ((lane >> 3) & 1) * 8, ac = lane >> 4;
     const int brow = (lane & 7) + (lane >> 4) * 8, bc = (lane >> 3) & 1;
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-        o.aoff[i] = smem_u32(xs) + kslice_off(wm + i * 16 + arow, ac);
-#pragma unroll
-    for (int jj = 0; jj < 4; jj++)
-        o.boff[jj] = smem_u32(ws) + kslice_off(wn + jj * 16 + brow, bc);
+    o.a = smem_u32(SM_X) + kslice_off(wm + arow, ac);
+    o.b = smem_u32(SM_W) + kslice_off(wn + brow, bc);
     return o;
 }
 
 // issue K slice ks of the tile's x rows and w rows into stage buffer s
-__device__ __forceinline__ void load_slice(const Operands& o, const signed char* xg, const signed char* wg, int s, int ks) {
-    cp16(o.xs0 + s * (BM * BK), xg + ks * BK);
-    cp16(o.ws0 + s * (BN * BK), wg + ks * BK);
+// (thread tid copies chunk tid of each, BM * 2 and BN * 2 chunks)
+__device__ __forceinline__ void load_slice(const Operands& o, const signed char* xg, const signed char* wg, int s, int ks, int tid) {
+    if (NT <= BM * 2 || tid < BM * 2)
+        cp16(o.ld + s * (BM * BK), xg + ks * BK);
+    if (NT <= BN * 2 || tid < BN * 2)
+        cp16(o.ld + STAGES * BM * BK + s * (BN * BK), wg + ks * BK);
 }
 
 // 2 x 8 mma.sync m16n8k32 over the K slice in stage buffer s
@@ -107,10 +119,10 @@ __device__ __forceinline__ void mma_slice(int (&acc)[2][8][4], const Operands& o
     unsigned a[2][4], b[8][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
-        ldsm4(o.aoff[i] + s * (BM * BK), a[i][0], a[i][1], a[i][2], a[i][3]);
+        ldsm4(o.a + i * (16 * BK) + s * (BM * BK), a[i][0], a[i][1], a[i][2], a[i][3]);
 #pragma unroll
     for (int jj = 0; jj < 4; jj++)
-        ldsm4(o.boff[jj] + s * (BN * BK), b[2 * jj][0], b[2 * jj][1], b[2 * jj + 1][0], b[2 * jj + 1][1]);
+        ldsm4(o.b + jj * (16 * BK) + s * (BN * BK), b[2 * jj][0], b[2 * jj][1], b[2 * jj + 1][0], b[2 * jj + 1][1]);
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -154,8 +166,8 @@ __device__ __forceinline__ void epilogue(int (&acc)[2][8][4], signed char* zs, c
 // the output tile from shared memory to y in coalesced 16-byte streaming stores
 __device__ __forceinline__ void store_tile(signed char* y, const signed char* zs, long long p0, int n0, int N, int tid) {
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int i = tid + q * 256, row = i >> 3, c = i & 7;
+    for (int q = 0; q < ZQ; q++) {
+        const int i = tid + q * NT, row = i >> ZSH, c = i & (BN / 16 - 1);
         const int4 v = *(const int4*)(zs + tile_off(row, c));
         __stcs((int4*)(y + (p0 + row) * N + n0 + c * 16), v);
     }
@@ -170,28 +182,26 @@ __device__ __forceinline__ void zero(int (&acc)[2][8][4]) {
 }
 
 // One tile per block; the grid (P/128)*(N/128), the channel block fastest.
-extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
+extern "C" __global__ void __launch_bounds__(NT, MINB) expand_i8s(
     signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ w,
     const signed char* __restrict__ z, const float* __restrict__ alpha, const float* __restrict__ bias,
     float beta, int K, int N)
 {
-    __shared__ __align__(128) signed char xs[STAGES][BM * BK];
-    __shared__ __align__(128) signed char ws[STAGES][BN * BK];
-    __shared__ __align__(128) signed char zs[BM * BN];
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int nblk = N / BN;
     const int n0 = (blockIdx.x % nblk) * BN;
     const long long p0 = (long long)(blockIdx.x / nblk) * BM;
     const int KT = K / BK;
-    const Operands o = operands(&xs[0][0], &ws[0][0], tid, warp, lane);
+    const Operands o = operands(tid, warp, lane);
+    signed char* const zs = SM_Z;
     const signed char* xg = x + (p0 + (tid >> 1)) * K + (tid & 1) * 16;
     const signed char* wg = w + (long long)(n0 + (tid >> 1)) * K + (tid & 1) * 16;
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < KT)
-            load_slice(o, xg, wg, s, s);
+            load_slice(o, xg, wg, s, s, tid);
         cp_commit();
     }
     // the residual tile, independent of the product: its own group, after the first slices
@@ -199,8 +209,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
         unsigned long long pol;
         asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+        for (int q = 0; q < ZQ; q++) {
+            const int i = tid + q * NT, row = i >> ZSH, c = i & (BN / 16 - 1);
             cp16_first(smem_u32(zs) + tile_off(row, c), z + (p0 + row) * N + n0 + c * 16, pol);
         }
     }
@@ -217,7 +227,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
         __syncthreads();
         const int ld = kt + STAGES - 1;
         if (ld < KT)
-            load_slice(o, xg, wg, ld % STAGES, ld);
+            load_slice(o, xg, wg, ld % STAGES, ld, tid);
         cp_commit();
         mma_slice(acc, o, kt % STAGES);
     }
@@ -235,14 +245,11 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8s(
 // epilogue and the output's stores, and is written to shared memory once
 // the output tile has left; the next tile's first K slices are issued
 // before that.
-extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
+extern "C" __global__ void __launch_bounds__(NT, MINB) expand_i8p(
     signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ w,
     const signed char* __restrict__ z, const float* __restrict__ alpha, const float* __restrict__ bias,
     float beta, int K, int N, int tiles)
 {
-    __shared__ __align__(128) signed char xs[STAGES][BM * BK];
-    __shared__ __align__(128) signed char ws[STAGES][BN * BK];
-    __shared__ __align__(128) signed char zs[BM * BN];
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     int tile = blockIdx.x;
@@ -251,7 +258,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
     const int nblk = N / BN;
     const int KT = K / BK;
     const bool hasz = z != 0;
-    const Operands o = operands(&xs[0][0], &ws[0][0], tid, warp, lane);
+    const Operands o = operands(tid, warp, lane);
+    signed char* const zs = SM_Z;
 
     int n0 = (tile % nblk) * BN;
     long long p0 = (long long)(tile / nblk) * BM;
@@ -260,21 +268,21 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
     int4 zr[4];
     if (hasz) {
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+        for (int q = 0; q < ZQ; q++) {
+            const int i = tid + q * NT, row = i >> ZSH, c = i & (BN / 16 - 1);
             zr[q] = ld_stream(z + (p0 + row) * N + n0 + c * 16);
         }
     }
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < KT)
-            load_slice(o, xg, wg, s, s);
+            load_slice(o, xg, wg, s, s, tid);
         cp_commit();
     }
     if (hasz) {
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int i = tid + q * 256, row = i >> 3, c = i & 7;
+        for (int q = 0; q < ZQ; q++) {
+            const int i = tid + q * NT, row = i >> ZSH, c = i & (BN / 16 - 1);
             *(int4*)(zs + tile_off(row, c)) = zr[q];
         }
     }
@@ -284,8 +292,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
         const long long np0 = (long long)(next / nblk) * BM;
         if (hasz && next < tiles) {
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int i = tid + q * 256, row = i >> 3, c = i & 7;
+            for (int q = 0; q < ZQ; q++) {
+                const int i = tid + q * NT, row = i >> ZSH, c = i & (BN / 16 - 1);
                 zr[q] = ld_stream(z + (np0 + row) * N + nn0 + c * 16);
             }
         }
@@ -297,7 +305,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
             __syncthreads();
             const int ld = kt + STAGES - 1;
             if (ld < KT)
-                load_slice(o, xg, wg, ld % STAGES, ld);
+                load_slice(o, xg, wg, ld % STAGES, ld, tid);
             cp_commit();
             mma_slice(acc, o, kt % STAGES);
         }
@@ -314,14 +322,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
 #pragma unroll
         for (int s = 0; s < STAGES - 1; s++) {
             if (s < KT)
-                load_slice(o, xg, wg, s, s);
+                load_slice(o, xg, wg, s, s, tid);
             cp_commit();
         }
         __syncthreads(); // every thread's y stores have read the tile
         if (hasz) {
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int i = tid + q * 256, row = i >> 3, c = i & 7;
+            for (int q = 0; q < ZQ; q++) {
+                const int i = tid + q * NT, row = i >> ZSH, c = i & (BN / 16 - 1);
                 *(int4*)(zs + tile_off(row, c)) = zr[q];
             }
         }
@@ -329,10 +337,29 @@ extern "C" __global__ void __launch_bounds__(256, 2) expand_i8p(
 }
 `
 
-// expandI8sFits reports whether expand_i8s computes a [P, K] x [N, K]
-// product: P and N multiples of its 128 x 128 tile, K of its 32-wide slice.
-func expandI8sFits(p, k, n int) bool {
-	return p > 0 && k > 0 && n > 0 && p%128 == 0 && n%128 == 0 && k%32 == 0
+// expandI8sVariant returns the source of expand_i8s and expand_i8p with
+// bn-channel tiles (128: expandI8sSource itself, 8 warps, two blocks per
+// SM; 256: kernels expand_i8s256 and expand_i8p256, 16 warps of the same
+// 32 x 64 warp tiles, one block per SM, x's row tile read half as often) and
+// the bytes of dynamic shared memory its blocks take.
+func expandI8sVariant(bn int) (src string, smem int) {
+	smem = 3*(128+bn)*32 + 128*bn // STAGES K slices of x and w, then the tile
+	if bn == 128 {
+		return expandI8sSource, smem
+	}
+	src = strings.Replace(expandI8sSource, "#define BN 128\n#define NT 256\n#define MINB 2\n",
+		fmt.Sprintf("#define BN %d\n#define NT %d\n#define MINB 1\n", bn, bn*2), 1)
+	for _, k := range []string{"expand_i8s", "expand_i8p"} {
+		src = strings.Replace(src, k+"(", fmt.Sprintf("%s%d(", k, bn), 1)
+	}
+	return src, smem
+}
+
+// expandI8sFits reports whether expand_i8s and expand_i8p with bn-channel
+// tiles compute a [P, K] x [N, K] product: P and N multiples of the
+// 128 x bn tile, K of the 32-wide slice.
+func expandI8sFits(p, k, n, bn int) bool {
+	return p > 0 && k > 0 && n > 0 && p%128 == 0 && n%bn == 0 && k%32 == 0
 }
 
 // TestExpandI8sFits pins the shapes expand_i8s takes: the block's two
@@ -340,18 +367,21 @@ func expandI8sFits(p, k, n int) bool {
 // past the tensors.
 func TestExpandI8sFits(t *testing.T) {
 	for _, c := range []struct {
-		p, k, n int
-		want    bool
+		p, k, n, bn int
+		want        bool
 	}{
-		{256 * 56 * 56, 64, 256, true},
-		{256 * 14 * 14, 256, 1024, true},
-		{1 * 14 * 14, 256, 1024, false}, // 196 rows
-		{256 * 56 * 56, 48, 256, false},
-		{256 * 56 * 56, 64, 192, false},
-		{0, 64, 256, false},
+		{256 * 56 * 56, 64, 256, 128, true},
+		{256 * 14 * 14, 256, 1024, 128, true},
+		{256 * 56 * 56, 64, 256, 256, true},
+		{256 * 14 * 14, 256, 1024, 256, true},
+		{1 * 14 * 14, 256, 1024, 128, false}, // 196 rows
+		{256 * 56 * 56, 48, 256, 128, false},
+		{256 * 56 * 56, 64, 192, 128, false},
+		{256 * 56 * 56, 64, 384, 256, false},
+		{0, 64, 256, 128, false},
 	} {
-		if got := expandI8sFits(c.p, c.k, c.n); got != c.want {
-			t.Errorf("expandI8sFits(%d, %d, %d) = %v, want %v", c.p, c.k, c.n, got, c.want)
+		if got := expandI8sFits(c.p, c.k, c.n, c.bn); got != c.want {
+			t.Errorf("expandI8sFits(%d, %d, %d, %d) = %v, want %v", c.p, c.k, c.n, c.bn, got, c.want)
 		}
 	}
 }
@@ -362,21 +392,35 @@ func TestExpandI8sFits(t *testing.T) {
 // Without NVRTC it skips.
 func TestExpandI8sCompiles(t *testing.T) {
 	n := openNVRTC(t)
-	for _, arch := range []string{"sm_80", "sm_90"} {
-		c, err := n.Compile("expand_i8s.cu", expandI8sSource, "--gpu-architecture="+arch, "--ptxas-options=-v")
-		if err != nil {
-			if strings.Contains(err.Error(), "invalid value for --gpu-architecture") {
-				t.Logf("%s: %v", arch, err)
-				continue
+	for _, bn := range []int{128, 256} {
+		src, smem := expandI8sVariant(bn)
+		if want := map[int]int{128: 40960, 256: 69632}[bn]; smem != want {
+			t.Errorf("bn %d: %d bytes of shared memory, want %d", bn, smem, want)
+		}
+		for _, name := range []string{"expand_i8s", "expand_i8p"} {
+			if bn != 128 {
+				name += strconv.Itoa(bn)
 			}
-			t.Fatalf("%s: %v", arch, err)
+			if !strings.Contains(src, " "+name+"(") {
+				t.Errorf("bn %d: no kernel %s", bn, name)
+			}
 		}
-		if len(c.CUBIN) == 0 {
-			t.Errorf("%s: no cubin", arch)
-		}
-		t.Logf("%s: %s", arch, c.Log)
-		if spill := regexp.MustCompile(`[1-9][0-9]* bytes spill`).FindString(c.Log); spill != "" {
-			t.Errorf("%s: %s (expand_i8s, expand_i8p):\n%s", arch, spill, c.Log)
+		for _, arch := range []string{"sm_80", "sm_90"} {
+			c, err := n.Compile("expand_i8s.cu", src, "--gpu-architecture="+arch, "--ptxas-options=-v")
+			if err != nil {
+				if strings.Contains(err.Error(), "invalid value for --gpu-architecture") {
+					t.Logf("%s: %v", arch, err)
+					continue
+				}
+				t.Fatalf("bn %d, %s: %v", bn, arch, err)
+			}
+			if len(c.CUBIN) == 0 {
+				t.Errorf("bn %d, %s: no cubin", bn, arch)
+			}
+			t.Logf("bn %d, %s: %s", bn, arch, c.Log)
+			if spill := regexp.MustCompile(`[1-9][0-9]* bytes spill`).FindString(c.Log); spill != "" {
+				t.Errorf("bn %d, %s: %s:\n%s", bn, arch, spill, c.Log)
+			}
 		}
 	}
 }
