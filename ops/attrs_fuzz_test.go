@@ -15,7 +15,11 @@ var fuzzAttrNames = []string{"axis", "axes", "perm", "batch_dims", "reduction", 
 	"spatial", "num_groups", "p", "across_channels", "size", "alpha", "beta", "bias", "ignore_index",
 	"keepdims", "noop_with_empty_axes", "select_last_index", "largest", "sorted", "exclusive", "reverse",
 	"gamma", "approximate", "lambd", "min", "max", "fmod", "direction", "detect_positive", "detect_negative",
-	"to", "ratio", "seed", "start", "end", "starts", "ends", "batch_axis", "time_axis"}
+	"to", "ratio", "seed", "start", "end", "starts", "ends", "batch_axis", "time_axis",
+	"auto_pad", "kernel_shape", "strides", "dilations", "group", "ceil_mode", "count_include_pad", "storage_order",
+	"output_padding", "output_shape", "transA", "transB", "broadcast", "coordinate_transformation_mode", "nearest_mode",
+	"cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias", "keep_aspect_ratio_policy", "scales",
+	"split", "num_outputs"}
 
 // FuzzParseAttrs: every typed op's parser, given any attributes of any
 // type at any opset, returns its struct or an error wrapping
@@ -47,7 +51,8 @@ func FuzzParseAttrs(f *testing.F) {
 			case 1:
 				a.Type, a.F = ir.AttrFloat, float32(v)/4
 			case 2:
-				a.Type, a.S = ir.AttrString, []string{"none", "add", "max", "CRD", "DCR", "wrap", "edge", "tanh", "LEFT", "RIGHT", "sum", ""}[int(b[2])%12]
+				a.Type, a.S = ir.AttrString, []string{"none", "add", "max", "CRD", "DCR", "wrap", "edge", "tanh", "LEFT", "RIGHT", "sum", "",
+					"SAME_UPPER", "VALID", "linear", "cubic", "align_corners", "tf_crop_and_resize", "floor", "not_larger"}[int(b[2])%20]
 			case 3:
 				a.Type, a.Ints = ir.AttrInts, []int64{v % 4, (v / 4) % 4, 1}[:1+int(b[2])%3]
 			case 4:

@@ -2,6 +2,7 @@ package ops_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -28,30 +29,39 @@ type attrCase struct {
 func runAttrCases(t *testing.T, cases []attrCase) {
 	t.Helper()
 	for _, tt := range cases {
-		t.Run(tt.name, func(t *testing.T) {
-			n := &ir.Node{Name: "n", OpType: tt.op, Attrs: map[string]*ir.Attr{}}
-			for _, a := range tt.attrs {
-				n.Attrs[a.Name] = a
-			}
-			got, err := ops.ParseAttrs(n, tt.opset)
-			if tt.bad != "" {
-				if !errors.Is(err, ops.ErrBadAttr) || !strings.Contains(err.Error(), `"`+tt.bad+`"`) {
-					t.Fatalf("ParseAttrs: %v, want a bad attribute %q", err, tt.bad)
-				}
-				// the CPU kernel's Prepare refuses the node with the same error
-				if _, perr := ops.Prepare(n, tt.opset); perr == nil || !strings.Contains(perr.Error(), err.Error()[strings.Index(err.Error(), "bad attribute"):]) {
-					t.Errorf("Prepare: %v, want %v", perr, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("ParseAttrs: %v", err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("ParseAttrs = %#v, want %#v", got, tt.want)
-			}
-		})
+		runAttrCase(t, tt, 0)
 	}
+}
+
+// runAttrCase runs one case on a node with outs outputs.
+func runAttrCase(t *testing.T, tt attrCase, outs int) {
+	t.Helper()
+	t.Run(tt.name, func(t *testing.T) {
+		n := &ir.Node{Name: "n", OpType: tt.op, Attrs: map[string]*ir.Attr{}}
+		for i := range outs {
+			n.Outputs = append(n.Outputs, &ir.Value{Name: fmt.Sprint("y", i)})
+		}
+		for _, a := range tt.attrs {
+			n.Attrs[a.Name] = a
+		}
+		got, err := ops.ParseAttrs(n, tt.opset)
+		if tt.bad != "" {
+			if !errors.Is(err, ops.ErrBadAttr) || !strings.Contains(err.Error(), `"`+tt.bad+`"`) {
+				t.Fatalf("ParseAttrs: %v, want a bad attribute %q", err, tt.bad)
+			}
+			// the CPU kernel's Prepare refuses the node with the same error
+			if _, perr := ops.Prepare(n, tt.opset); perr == nil || !strings.Contains(perr.Error(), err.Error()[strings.Index(err.Error(), "bad attribute"):]) {
+				t.Errorf("Prepare: %v, want %v", perr, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ParseAttrs: %v", err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseAttrs = %#v, want %#v", got, tt.want)
+		}
+	})
 }
 
 func intsA(name string, v ...int64) *ir.Attr { return ir.IntsAttr(name, v...) }
@@ -134,16 +144,18 @@ func TestTypedOps(t *testing.T) {
 			typed = append(typed, op)
 		}
 	}
-	want := []string{"Add", "And", "ArgMax", "ArgMin", "BatchNormalization", "BitShift", "BitwiseAnd",
-		"BitwiseOr", "BitwiseXor", "Cast", "Celu", "Clip", "Compress", "CumSum", "DepthToSpace", "Div", "Dropout",
-		"Elu", "Equal", "EyeLike", "Flatten", "Gather", "GatherElements", "GatherND", "Gelu", "Greater",
+	want := []string{"Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift",
+		"BitwiseAnd", "BitwiseOr", "BitwiseXor", "Cast", "Celu", "Clip", "Compress", "Concat", "Conv",
+		"ConvInteger", "ConvTranspose", "CumSum", "DepthToSpace", "Div", "Dropout", "Elu", "Equal", "EyeLike",
+		"Flatten", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GlobalLpPool", "Greater",
 		"GreaterOrEqual", "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization",
 		"IsInf", "LRN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "LogSoftmax", "LpNormalization",
-		"MeanVarianceNormalization", "Mod", "Mul", "NegativeLogLikelihoodLoss", "OneHot", "Or", "Pad", "Pow",
-		"ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-		"ReduceProd", "ReduceSum", "ReduceSumSquare", "ReverseSequence", "Scatter", "ScatterElements", "ScatterND",
-		"Selu", "Shape", "Shrink", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "Squeeze", "Sub",
-		"ThresholdedRelu", "TopK", "Transpose", "Trilu", "Unique", "Unsqueeze", "Xor"}
+		"LpPool", "MaxPool", "MeanVarianceNormalization", "Mod", "Mul", "NegativeLogLikelihoodLoss", "OneHot",
+		"Or", "Pad", "Pow", "QLinearConv", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+		"ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Resize", "ReverseSequence",
+		"Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Shrink", "Slice", "Softmax",
+		"SoftmaxCrossEntropyLoss", "SpaceToDepth", "Split", "Squeeze", "Sub", "ThresholdedRelu", "TopK",
+		"Transpose", "Trilu", "Unique", "Unsqueeze", "Upsample", "Xor"}
 	if !slices.Equal(typed, want) {
 		t.Errorf("typed ops (%d of %d): %v\nwant %v", len(typed), len(ops.Types()), typed, want)
 	}

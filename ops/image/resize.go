@@ -3,7 +3,6 @@ package image
 import (
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -88,95 +87,54 @@ type resizeOp struct {
 	roiIn, scalesIn, sizesIn int
 }
 
-func parseMode(a *ops.Attrs, allowCubic bool) interpMode {
-	switch m := strings.ToLower(a.String("mode", "nearest")); m {
-	case "nearest":
-		return modeNearest
-	case "linear", "bilinear", "trilinear":
-		return modeLinear
-	case "cubic", "bicubic":
-		if allowCubic {
-			return modeCubic
-		}
-		a.Fail("mode", "unsupported value %q in this opset", m)
-	default:
-		a.Fail("mode", "unsupported value %q (want nearest, linear or cubic)", m)
-	}
-	return modeNearest
-}
+var interpModes = map[string]interpMode{"nearest": modeNearest, "linear": modeLinear, "cubic": modeCubic}
 
 func prepareResize(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &resizeOp{op: "Resize", cubicA: -0.75, roiIn: -1, scalesIn: 1, sizesIn: -1}
-	if opset < 11 {
+	a, err := ops.ParseResizeAttrs(n, opset)
+	if err != nil {
+		return nil, err
+	}
+	k := &resizeOp{op: "Resize", mode: interpModes[a.Mode], cubicA: float64(a.CubicCoeffA), roiIn: -1, scalesIn: 1, sizesIn: -1}
+	if a.Legacy {
 		// Resize-10: scales input, asymmetric coordinates, Upsample's nearest rule.
-		k.mode = parseMode(a, false)
 		k.ctm, k.nearest = ctmAsymmetric, nearestSimple
-		return k, a.Err()
+		return k, nil
 	}
 	k.roiIn, k.scalesIn, k.sizesIn = 1, 2, 3
-	k.mode = parseMode(a, true)
-	ctm := a.String("coordinate_transformation_mode", "half_pixel")
-	if c, ok := coordModes[ctm]; ok {
-		k.ctm = c
-	} else {
-		a.Fail("coordinate_transformation_mode", "unsupported value %q", ctm)
-	}
-	nm := a.String("nearest_mode", "round_prefer_floor")
-	if m, ok := nearestModes[nm]; ok {
-		k.nearest = m
-	} else {
-		a.Fail("nearest_mode", "unsupported value %q", nm)
-	}
-	k.cubicA = float64(a.Float("cubic_coeff_a", -0.75))
-	k.excludeOutside = a.Int("exclude_outside", 0) != 0
-	k.extrapolation = float64(a.Float("extrapolation_value", 0))
-	k.antialias = a.Int("antialias", 0) != 0
-	if k.antialias && k.mode == modeNearest {
-		a.Fail("antialias", "is not supported with mode nearest")
-	}
-	if a.Has("axes") {
-		k.axes = a.Ints("axes", nil)
-		seen := map[int64]bool{}
-		for _, ax := range k.axes {
-			if seen[ax] {
-				a.Fail("axes", "repeated axis %d in %v", ax, k.axes)
-			}
-			seen[ax] = true
-		}
-	}
-	switch p := a.String("keep_aspect_ratio_policy", "stretch"); p {
-	case "stretch":
+	k.ctm = coordModes[a.CoordinateTransformationMode]
+	k.nearest = nearestModes[a.NearestMode]
+	k.excludeOutside = a.ExcludeOutside
+	k.extrapolation = float64(a.ExtrapolationValue)
+	k.antialias = a.Antialias
+	k.axes = a.Axes
+	switch a.KeepAspectRatioPolicy {
 	case "not_larger":
 		k.policy = policyNotLarger
 	case "not_smaller":
 		k.policy = policyNotSmaller
-	default:
-		a.Fail("keep_aspect_ratio_policy", "unsupported value %q", p)
 	}
-	return k, a.Err()
+	return k, nil
 }
 
+func resizeAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseResizeAttrs(n, opset) }
+
 func prepareUpsample(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &resizeOp{op: "Upsample", cubicA: -0.75, roiIn: -1, scalesIn: 1, sizesIn: -1,
+	a, err := ops.ParseUpsampleAttrs(n, opset)
+	if err != nil {
+		return nil, err
+	}
+	k := &resizeOp{op: "Upsample", mode: interpModes[a.Mode], cubicA: -0.75, roiIn: -1, scalesIn: 1, sizesIn: -1,
 		ctm: ctmAsymmetric, nearest: nearestSimple}
-	k.mode = parseMode(a, false)
-	if opset < 9 {
+	if a.Scales != nil {
 		k.scalesIn = -1
-		s := a.Floats("scales", nil)
-		if len(s) == 0 {
-			a.Fail("scales", "required attribute is missing")
-		}
-		for _, v := range s {
-			if !(v > 0) || math.IsInf(float64(v), 0) {
-				a.Fail("scales", "invalid scale %g", v)
-			}
+		for _, v := range a.Scales {
 			k.attrScales = append(k.attrScales, float64(v))
 		}
 	}
-	return k, a.Err()
+	return k, nil
 }
+
+func upsampleAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseUpsampleAttrs(n, opset) }
 
 // resizePlan is what one Resize call computes: output shape, per-axis
 // scales and the region of interest (starts then ends, one per axis).
@@ -456,6 +414,6 @@ func (k *resizeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Resize", Prepare: prepareResize})
-	ops.Register(ops.Def{Type: "Upsample", Prepare: prepareUpsample})
+	ops.Register(ops.Def{Type: "Resize", Attrs: resizeAttrs, Prepare: prepareResize})
+	ops.Register(ops.Def{Type: "Upsample", Attrs: upsampleAttrs, Prepare: prepareUpsample})
 }

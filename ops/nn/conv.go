@@ -15,15 +15,34 @@ type convOp struct {
 }
 
 func prepareConv(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &convOp{win: parseWindow(a), group: int(a.Int("group", 1))}
-	if k.group < 1 {
-		a.Fail("group", "must be positive, got %d", k.group)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseConvAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &convOp{win: windowOf(&a.WindowAttrs), group: int(a.Group)}, nil
+}
+
+func convAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseConvAttrs(n, opset) }
+
+// windowOf is the CPU kernels' form of the typed window attributes.
+func windowOf(a *ops.WindowAttrs) window {
+	w := window{autoPad: padNotSet, ceil: a.CeilMode}
+	switch a.AutoPad {
+	case ops.AutoPadSameUpper:
+		w.autoPad = padSameUpper
+	case ops.AutoPadSameLower:
+		w.autoPad = padSameLower
+	case ops.AutoPadValid:
+		w.autoPad = padValid
+	}
+	list := func(v []int64) []int {
+		if v == nil {
+			return nil
+		}
+		return ints64(v)
+	}
+	w.kernel, w.strides, w.dilations, w.pads = list(a.KernelShape), list(a.Strides), list(a.Dilations), list(a.Pads)
+	return w
 }
 
 // inferConv infers the output shape [N, M, out...] of a convolution from
@@ -199,5 +218,5 @@ func convF32(s *convShape, x, w, bias, y []float32) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Conv", Prepare: prepareConv})
+	ops.Register(ops.Def{Type: "Conv", Attrs: convAttrs, Prepare: prepareConv})
 }

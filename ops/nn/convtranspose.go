@@ -18,31 +18,22 @@ type convTransposeOp struct {
 }
 
 func prepareConvTranspose(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &convTransposeOp{win: parseWindow(a), group: int(a.Int("group", 1))}
-	if k.group < 1 {
-		a.Fail("group", "must be positive, got %d", k.group)
-	}
-	if a.Has("output_padding") {
-		k.outPadding = ints64(a.Ints("output_padding", nil))
-		for _, p := range k.outPadding {
-			if p < 0 {
-				a.Fail("output_padding", "%v has a negative value", k.outPadding)
-			}
-		}
-	}
-	if a.Has("output_shape") {
-		k.outputShape = ints64(a.Ints("output_shape", nil))
-		for _, p := range k.outputShape {
-			if p < 0 {
-				a.Fail("output_shape", "%v has a negative value", k.outputShape)
-			}
-		}
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseConvTransposeAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	k := &convTransposeOp{win: windowOf(&a.WindowAttrs), group: int(a.Group)}
+	if a.OutputPadding != nil {
+		k.outPadding = ints64(a.OutputPadding)
+	}
+	if a.OutputShape != nil {
+		k.outputShape = ints64(a.OutputShape)
+	}
 	return k, nil
+}
+
+func convTransposeAttrs(n *ir.Node, opset int64) (any, error) {
+	return ops.ParseConvTransposeAttrs(n, opset)
 }
 
 // tgeom is the geometry of a transposed convolution: per spatial dim the
@@ -350,5 +341,5 @@ func col2im[T ops.Number](g *tgeom, col []T, kSize, r0, r1 int, plane []T) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ConvTranspose", Prepare: prepareConvTranspose})
+	ops.Register(ops.Def{Type: "ConvTranspose", Attrs: convTransposeAttrs, Prepare: prepareConvTranspose})
 }

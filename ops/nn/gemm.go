@@ -14,19 +14,15 @@ type gemmOp struct {
 }
 
 func prepareGemm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &gemmOp{
-		transA: a.Int("transA", 0) != 0,
-		transB: a.Int("transB", 0) != 0,
-		alpha:  a.Float("alpha", 1),
-		beta:   a.Float("beta", 1),
-	}
-	_ = a.Int("broadcast", 0) // opsets < 7: C is broadcast either way
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseGemmAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	// before opset 7, C is broadcast whatever a.Broadcast says
+	return &gemmOp{transA: a.TransA, transB: a.TransB, alpha: a.Alpha, beta: a.Beta}, nil
 }
+
+func gemmAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseGemmAttrs(n, opset) }
 
 func (k *gemmOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("Gemm", in, 2); err != nil {
@@ -184,5 +180,5 @@ func convertScalar[T ops.Number](v float32) T {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Gemm", Prepare: prepareGemm})
+	ops.Register(ops.Def{Type: "Gemm", Attrs: gemmAttrs, Prepare: prepareGemm})
 }

@@ -30,43 +30,29 @@ type poolOp struct {
 	planes       maxPlaneCache // maxPoolPlanes' plan of the last shape
 }
 
-// readP reads LpPool's p: a float at opset 1, an int after.
-func readP(n *ir.Node, a *ops.Attrs) float64 {
-	if at, ok := n.Attrs["p"]; ok && at.Type == ir.AttrFloat {
-		return float64(at.F)
-	}
-	return float64(a.Int("p", 2))
-}
-
 func preparePool(kind poolKind, name string) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &poolOp{name: name, kind: kind, win: parseWindow(a)}
-		k.win.ceil = a.Int("ceil_mode", 0) != 0
-		if k.win.kernel == nil {
-			a.Fail("kernel_shape", "%s requires kernel_shape", name)
+		a, err := ops.ParsePoolAttrs(n, opset)
+		if err != nil {
+			return nil, err
 		}
+		k := &poolOp{name: name, kind: kind, win: windowOf(&a.WindowAttrs)}
 		switch kind {
 		case poolMax:
-			k.storageOrder = int(a.Int("storage_order", 0))
-			if k.storageOrder != 0 && k.storageOrder != 1 {
-				a.Fail("storage_order", "must be 0 or 1, got %d", k.storageOrder)
-			}
+			k.storageOrder = int(a.StorageOrder)
 			k.indices = len(n.Outputs) > 1 && n.Outputs[1] != nil
 		case poolAvg:
-			k.includePad = a.Int("count_include_pad", 0) != 0
+			k.includePad = a.CountIncludePad
 		case poolLp:
-			k.p = readP(n, a)
-			if k.p <= 0 {
-				a.Fail("p", "must be positive, got %g", k.p)
-			}
-		}
-		if err := a.Err(); err != nil {
-			return nil, err
+			k.p = a.P
 		}
 		return k, nil
 	}
 }
+
+func poolAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParsePoolAttrs(n, opset) }
+
+func lpPoolAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseLpPoolAttrs(n, opset) }
 
 func (k *poolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues(k.name, in, 1); err != nil {
@@ -422,24 +408,20 @@ func globalPool[T ops.Float](k *globalPoolOp, planes, size int, x, y []T) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "MaxPool", Prepare: preparePool(poolMax, "MaxPool")})
-	ops.Register(ops.Def{Type: "AveragePool", Prepare: preparePool(poolAvg, "AveragePool")})
-	ops.Register(ops.Def{Type: "LpPool", Prepare: preparePool(poolLp, "LpPool")})
+	ops.Register(ops.Def{Type: "MaxPool", Attrs: poolAttrs, Prepare: preparePool(poolMax, "MaxPool")})
+	ops.Register(ops.Def{Type: "AveragePool", Attrs: poolAttrs, Prepare: preparePool(poolAvg, "AveragePool")})
+	ops.Register(ops.Def{Type: "LpPool", Attrs: poolAttrs, Prepare: preparePool(poolLp, "LpPool")})
 	ops.Register(ops.Def{Type: "GlobalAveragePool", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return &globalPoolOp{name: "GlobalAveragePool", kind: poolAvg}, nil
 	}})
 	ops.Register(ops.Def{Type: "GlobalMaxPool", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return &globalPoolOp{name: "GlobalMaxPool", kind: poolMax}, nil
 	}})
-	ops.Register(ops.Def{Type: "GlobalLpPool", Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &globalPoolOp{name: "GlobalLpPool", kind: poolLp, p: readP(n, a)}
-		if k.p <= 0 {
-			a.Fail("p", "must be positive, got %g", k.p)
-		}
-		if err := a.Err(); err != nil {
+	ops.Register(ops.Def{Type: "GlobalLpPool", Attrs: lpPoolAttrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseLpPoolAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
-		return k, nil
+		return &globalPoolOp{name: "GlobalLpPool", kind: poolLp, p: a.P}, nil
 	}})
 }

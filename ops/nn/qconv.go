@@ -238,14 +238,14 @@ func storeQuant(t *tensor.Tensor, i int, v float64) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ConvInteger", Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "ConvInteger", Traits: ops.KeepFloat32, Attrs: convAttrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		k, err := prepareConv(n, opset)
 		if err != nil {
 			return nil, err
 		}
 		return &convIntegerOp{*k.(*convOp)}, nil
 	}})
-	ops.Register(ops.Def{Type: "QLinearConv", Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "QLinearConv", Traits: ops.KeepFloat32, Attrs: convAttrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 		k, err := prepareConv(n, opset)
 		if err != nil {
 			return nil, err

@@ -17,23 +17,6 @@ const (
 	padValid
 )
 
-// parseAutoPad reads the auto_pad attribute.
-func parseAutoPad(a *ops.Attrs) autoPad {
-	switch s := a.String("auto_pad", "NOTSET"); s {
-	case "NOTSET", "":
-		return padNotSet
-	case "SAME_UPPER":
-		return padSameUpper
-	case "SAME_LOWER":
-		return padSameLower
-	case "VALID":
-		return padValid
-	default:
-		a.Fail("auto_pad", "unsupported value %q (want NOTSET, SAME_UPPER, SAME_LOWER or VALID)", s)
-		return padNotSet
-	}
-}
-
 // window holds the sliding-window attributes shared by Conv and the pools:
 // the kernel (nil when it comes from the weights), strides, dilations and
 // explicit pads (nil meaning the defaults), auto_pad and ceil_mode.
@@ -46,58 +29,13 @@ type window struct {
 	ceil      bool
 }
 
-// parseWindow reads kernel_shape, strides, dilations, pads and auto_pad,
-// checking that they are positive (pads non-negative).
+// parseWindow reads kernel_shape, strides, dilations, pads and auto_pad
+// (ops.ReadWindowAttrs, the typed attributes' rules) for the ops that read
+// the rest of their attributes with a: kiln's fused convolutions and
+// MaxUnpool.
 func parseWindow(a *ops.Attrs) window {
-	w := window{autoPad: parseAutoPad(a)}
-	if a.Has("kernel_shape") {
-		w.kernel = ints64(a.Ints("kernel_shape", nil))
-		for _, k := range w.kernel {
-			if k <= 0 {
-				a.Fail("kernel_shape", "%v has a non-positive size", w.kernel)
-			}
-		}
-	}
-	if a.Has("strides") {
-		w.strides = ints64(a.Ints("strides", nil))
-		for _, s := range w.strides {
-			if s <= 0 {
-				a.Fail("strides", "%v has a non-positive stride", w.strides)
-			}
-		}
-	}
-	if a.Has("dilations") {
-		w.dilations = ints64(a.Ints("dilations", nil))
-		for _, d := range w.dilations {
-			if d <= 0 {
-				a.Fail("dilations", "%v has a non-positive dilation", w.dilations)
-			}
-		}
-	}
-	if a.Has("pads") {
-		w.pads = ints64(a.Ints("pads", nil))
-		for _, p := range w.pads {
-			if p < 0 {
-				a.Fail("pads", "%v has a negative pad", w.pads)
-			}
-		}
-		if len(w.pads)%2 != 0 {
-			a.Fail("pads", "%v has an odd length", w.pads)
-		}
-	}
-	if w.kernel != nil {
-		r := len(w.kernel)
-		if w.strides != nil && len(w.strides) != r {
-			a.Fail("strides", "%v does not match kernel_shape %v", w.strides, w.kernel)
-		}
-		if w.dilations != nil && len(w.dilations) != r {
-			a.Fail("dilations", "%v does not match kernel_shape %v", w.dilations, w.kernel)
-		}
-		if w.pads != nil && len(w.pads) != 2*r {
-			a.Fail("pads", "%v does not match kernel_shape %v", w.pads, w.kernel)
-		}
-	}
-	return w
+	w := ops.ReadWindowAttrs(a)
+	return windowOf(&w)
 }
 
 // geom is a resolved window over concrete spatial dims.

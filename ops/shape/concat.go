@@ -12,12 +12,14 @@ import (
 type concatOp struct{ axis int64 }
 
 func prepareConcat(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	if opset >= 4 && !a.Has("axis") {
-		a.Fail("axis", "required attribute is missing")
+	a, err := ops.ParseConcatAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	return &concatOp{axis: a.Int("axis", 1)}, a.Err()
+	return &concatOp{axis: a.Axis}, nil
 }
+
+func concatAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseConcatAttrs(n, opset) }
 
 func (k *concatOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if len(in) == 0 {
@@ -182,39 +184,18 @@ type splitOp struct {
 }
 
 func prepareSplit(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &splitOp{axis: a.Int("axis", 0), nOut: len(n.Outputs), input: -1}
-	switch {
-	case opset >= 13:
-		k.input = 1
-	case opset >= 2:
-		k.split, k.attr = a.Ints("split", nil), a.Has("split")
-	default:
-		k.split, k.attr = a.Ints("split", nil), a.Has("split")
-		if !k.attr {
-			k.input = 1
-		}
+	a, err := ops.ParseSplitAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	if opset >= 18 && a.Has("num_outputs") {
-		if no := a.Int("num_outputs", 0); no != int64(k.nOut) || no < 1 {
-			a.Fail("num_outputs", "%d for a node with %d outputs", no, k.nOut)
-		}
-	}
+	k := &splitOp{axis: a.Axis, nOut: len(n.Outputs), input: a.SplitInput, split: a.Split, attr: a.Split != nil}
 	if k.nOut < 1 {
 		return nil, badInput("Split: the node has no outputs")
 	}
-	if k.attr {
-		if len(k.split) != k.nOut {
-			a.Fail("split", "%v for %d outputs", k.split, k.nOut)
-		}
-		for _, s := range k.split {
-			if s < 0 {
-				a.Fail("split", "negative size in %v", k.split)
-			}
-		}
-	}
-	return k, a.Err()
+	return k, nil
 }
+
+func splitAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseSplitAttrs(n, opset) }
 
 // sizes returns the chunk sizes for a dimension of size dim; split is nil
 // for equal chunks.
@@ -344,6 +325,6 @@ func (k *splitOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Concat", Traits: ops.HasFloat16, Prepare: prepareConcat})
-	ops.Register(ops.Def{Type: "Split", Traits: ops.HasFloat16, Prepare: prepareSplit})
+	ops.Register(ops.Def{Type: "Concat", Traits: ops.HasFloat16, Attrs: concatAttrs, Prepare: prepareConcat})
+	ops.Register(ops.Def{Type: "Split", Traits: ops.HasFloat16, Attrs: splitAttrs, Prepare: prepareSplit})
 }
