@@ -88,6 +88,36 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			staged[name] = stagedKernel{fns[i], smem}
 		}
 	}
+	// expand_i8g (wgmma, int8expand_wgmma_test.go), both descriptor
+	// assignments, only with KILN_INT8X_WGMMA=1 (a wrong descriptor may
+	// leave the context unusable, so a run without them comes first);
+	// KILN_INT8X_KILN_ONLY=1 leaves the libraries' rows out
+	wgmmaFns := map[string]Function{}
+	if os.Getenv("KILN_INT8X_WGMMA") == "1" && g.fp.ComputeMajor == 9 {
+		for _, swapped := range []bool{false, true} {
+			name := "expand_i8g"
+			if swapped {
+				name += "_swapped"
+			}
+			comp, err := n.Compile("expand_i8g.cu", expandI8gSource(swapped), "--gpu-architecture=sm_90a", "--ptxas-options=-v")
+			if err != nil {
+				t.Logf("%s not built: %v", name, err)
+				continue
+			}
+			t.Logf("%s: %s", name, comp.Log)
+			mod, err := g.d.ModuleLoadData(comp.CUBIN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { g.d.ModuleUnload(mod) })
+			fn, err := g.d.ModuleFunction(mod, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wgmmaFns[name] = fn
+		}
+	}
+	kilnOnly := os.Getenv("KILN_INT8X_KILN_ONLY") == "1"
 	var rows []string
 	for _, s := range []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}} {
 		pixels := s.n * s.h * s.h
@@ -188,7 +218,14 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
 				desc := "kiln expand_i8 (mma.sync m16n8k32)"
 				tiles := 0
-				if k, ok := staged[name]; ok {
+				if fn1, ok := wgmmaFns[name]; ok {
+					if !expandI8sFits(pixels, s.cm, s.c, 128) {
+						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
+						return nil, func() {}
+					}
+					fn, smem, grid = fn1, expandI8gSmem, Dim3{X: uint32(pixels / 128 * (s.c / 128)), Y: 1, Z: 1}
+					desc = fmt.Sprintf("kiln %s (128x128 tiles, cp.async 3 stages, wgmma m64n128k32)", name)
+				} else if k, ok := staged[name]; ok {
 					bn, perSM := 128, 2
 					if strings.HasSuffix(name, "256") {
 						bn, perSM = 256, 1
@@ -268,7 +305,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			}
 		}
 		in, out := pixels*s.cm, pixels*s.c
-		for _, c := range []config{
+		configs := []config{
 			{"kiln expand_i8s, int8 z, int8 y", in + 2*out, expand("expand_i8s", true)},
 			{"kiln expand_i8s, no residual, int8 y", in + out, expand("expand_i8s", false)},
 			{"kiln expand_i8p, int8 z, int8 y", in + 2*out, expand("expand_i8p", true)},
@@ -289,7 +326,18 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			{"int8 graph, int8 z, half y", in + 3*out, graph(DataInt8, true, DataHalf, DataInt8, x8, z8)},
 			{"int8 graph, half z, int8 y", in + 3*out, graph(DataInt8, true, DataInt8, DataHalf, x8, zh)},
 			{"int8 graph, half z, half y", in + 4*out, graph(DataInt8, true, DataHalf, DataHalf, x8, zh)},
-		} {
+		}
+		if kilnOnly {
+			configs = slices.DeleteFunc(configs, func(c config) bool { return !strings.HasPrefix(c.name, "kiln") })
+		}
+		for _, name := range []string{"expand_i8g", "expand_i8g_swapped"} { // last: a wrong descriptor may end the run
+			if _, ok := wgmmaFns[name]; !ok {
+				continue
+			}
+			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},
+				config{"kiln " + name + ", no residual, int8 y", in + out, expand(name, false)})
+		}
+		for _, c := range configs {
 			cs, free := c.cands()
 			type timed struct {
 				c  blockCand
