@@ -22,12 +22,13 @@ import (
 // outputs, and the residual in 8 bits or half (GraphQuant.Z), so that the
 // table says which of the product, the residual read and the 8-bit write
 // costs the time; and kiln's own expand_i8 (int8block_kernel_test.go) and
-// expand_i8s (int8expand_kernel_test.go), whose outputs are checked against
-// the host on 512 sampled outputs and on all outputs of the first and the
-// last 128 rows. Timing
-// only for the libraries' kernels (random codes; TestInt8BlockBenchOnGPU
-// checks their outputs). Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it
-// skips.
+// expand_i8s, expand_i8p and their 128x256-tile variants
+// (int8expand_kernel_test.go), whose outputs are checked against the host
+// on 512 sampled outputs and on all outputs of the first and the last 128
+// rows; expand_i8g (wgmma) only with KILN_INT8X_WGMMA=1, and
+// KILN_INT8X_KILN_ONLY=1 times kiln's kernels alone. Timing only for the
+// libraries' kernels (random codes; TestInt8BlockBenchOnGPU checks their
+// outputs). Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it skips.
 func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	if os.Getenv("KILN_INT8_BLOCK_BENCH") != "1" {
 		t.Skip("set KILN_INT8_BLOCK_BENCH=1 to probe the 8-bit expanding 1x1 layers")
