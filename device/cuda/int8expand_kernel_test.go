@@ -265,7 +265,7 @@ extern "C" __global__ void __launch_bounds__(NT, MINB) expand_i8p(
     long long p0 = (long long)(tile / nblk) * BM;
     const signed char* xg = x + (p0 + (tid >> 1)) * K + (tid & 1) * 16;
     const signed char* wg = w + (long long)(n0 + (tid >> 1)) * K + (tid & 1) * 16;
-    int4 zr[4];
+    int4 zr[ZQ];
     if (hasz) {
 #pragma unroll
         for (int q = 0; q < ZQ; q++) {
