@@ -679,7 +679,7 @@ func (p *sloPolicy) steady(now, oldest time.Time, n, limit int, budget, rate flo
 // that grows, with that utilization, from the smallest within 10% of the
 // least to the largest within 2% of it (best, the size fill waits for
 // from satFactor on), so that the two rules hand over without a fall in
-// the batch size.
+// the batch size; of the sizes within 10% of the least, the nearest.
 func (p *sloPolicy) grow(util func(b int) float64, limit int) int {
 	least := math.Inf(1)
 	for m := 1; m <= limit; m++ {
@@ -699,8 +699,20 @@ func (p *sloPolicy) grow(util func(b int) float64, limit int) int {
 			break
 		}
 	}
-	return low + int(math.Ceil(min(g, 1)*float64(best-low)))
+	t := low + int(math.Ceil(min(g, 1)*float64(best-low)))
+	// the size within 10% of the least utilization nearest to t (the
+	// larger of two as near): sizes in between may cost more per request
+	// than either end (the quiet-core MLP's 9-28)
+	b := best
+	for m := low; m <= best; m++ {
+		if util(m) <= 1.1*least && abs(m-t) <= abs(b-t) {
+			b = m
+		}
+	}
+	return b
 }
+
+func abs(x int) int { return max(x, -x) }
 
 // busyUtilization is the share of the instances' time (at the arrival
 // rate, in batches of the size at hand) above which the SLO batcher waits
