@@ -652,10 +652,7 @@ func (p *sloPolicy) steady(now, oldest time.Time, n, limit int, budget, rate flo
 			}
 		}
 	}
-	if g := p.grow(util, limit); g > b {
-		b = g
-	}
-	if b <= n || util(b) > (1-satGain)*util(n) {
+	if b == 0 || util(b) > (1-satGain)*util(n) {
 		return 0, false // no larger size saves enough: the other rules
 	}
 	_, q, _ := p.cost.estimate(min(b, max(top, 1)))
@@ -673,47 +670,6 @@ func (p *sloPolicy) steady(now, oldest time.Time, n, limit int, budget, rate flo
 	return max(end.Sub(now), minWait), true
 }
 
-// grow returns the steady rule's target near the hand-over to the
-// saturation rule (0 below it): where the least utilization of any size
-// (util, at the arrival rate) lies between growFrom and satFactor, a size
-// that grows, with that utilization, from the smallest within 10% of the
-// least to the largest within 2% of it (best, the size fill waits for
-// from satFactor on), so that the two rules hand over without a fall in
-// the batch size; of the sizes within 10% of the least, the nearest.
-func (p *sloPolicy) grow(util func(b int) float64, limit int) int {
-	least := math.Inf(1)
-	for m := 1; m <= limit; m++ {
-		least = min(least, util(m))
-	}
-	g := (least - growFrom) / (satFactor - growFrom)
-	if g <= 0 {
-		return 0
-	}
-	best := limit
-	for ; best > 1 && util(best) > least/0.98; best-- {
-	}
-	low := best
-	for m := 1; m < best; m++ {
-		if util(m) <= 1.1*least {
-			low = m
-			break
-		}
-	}
-	t := low + int(math.Ceil(min(g, 1)*float64(best-low)))
-	// the size within 10% of the least utilization nearest to t (the
-	// larger of two as near): sizes in between may cost more per request
-	// than either end (the quiet-core MLP's 9-28)
-	b := best
-	for m := low; m <= best; m++ {
-		if util(m) <= 1.1*least && abs(m-t) <= abs(b-t) {
-			b = m
-		}
-	}
-	return b
-}
-
-func abs(x int) int { return max(x, -x) }
-
 // busyUtilization is the share of the instances' time (at the arrival
 // rate, in batches of the size at hand) above which the SLO batcher waits
 // to form a larger batch (see steady): below 1 by a margin, since the
@@ -727,11 +683,6 @@ const busyUtilization = 0.5
 // for keeps the instances at: lower than busyUtilization, so that the
 // arrival bursts of Poisson traffic find room.
 const steadyUtilization = 0.35
-
-// growFrom is the least utilization (at the arrival rate, in batches of
-// the most efficient size) from which the steady rule's target grows
-// towards that size, reaching it at satFactor (see grow).
-const growFrom = 0.5
 
 // steadyArrivals is how many arrivals the steady rule waits for before it
 // applies (the gap estimates weigh about the latest 32), so that it

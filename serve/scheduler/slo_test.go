@@ -594,38 +594,3 @@ func TestSLOSteady(t *testing.T) {
 		})
 	}
 }
-
-// TestSLOGrow: the steady rule's target near the hand-over to the
-// saturation rule (sloPolicy.grow) on the quiet-core MLP curve, whose
-// best size is 32 (137us a request; 29-31 within 10%) and whose sizes
-// 9-28 cost more per request than 7, 8 or 29-32: none below growFrom of
-// the best capacity (7,288/s: 3,644/s), the smallest efficient size
-// just above it, the nearest efficient size to the share of the way to
-// 32 that the load has come from growFrom to satFactor, and 32 from
-// satFactor (6,559/s) on.
-func TestSLOGrow(t *testing.T) {
-	p := newSLOPolicy(10*ms, 32, 1)
-	for _, c := range mlpCurveQuiet {
-		p.cost.observe(c.size, c.d)
-	}
-	for _, tc := range []struct {
-		rate float64
-		want int
-	}{
-		{1000, 0}, {3000, 0}, {3600, 0},
-		{3700, 8}, // least 0.508: 7 + 1 of 25, 8 the nearest efficient size
-		{4400, 8}, // least 0.604: 7 + 7, 8 nearer than 29
-		{5000, 29},
-		{6000, 29},
-		{6600, 32},
-		{9000, 32},
-	} {
-		util := func(b int) float64 {
-			m, _, _ := p.cost.estimate(b)
-			return tc.rate * m / float64(b)
-		}
-		if got := p.grow(util, 32); got != tc.want {
-			t.Errorf("grow at %.0f/s = %d; want %d", tc.rate, got, tc.want)
-		}
-	}
-}
