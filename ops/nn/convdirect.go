@@ -318,9 +318,10 @@ func directTapOffsets(offs []int32, p cpu.Conv2DParams, chStride, plane, wq, pw 
 func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []float32, ep *epilogue, plane, chStride, wq, ph, pw int) {
 	oh, ow := p.OutH(), p.OutW()
 	k := p.C * p.KH * p.KW
-	offBuf := directOffPool.get(k)
+	offBuf := directOffPool.get(k + pcTaps)
 	defer directOffPool.put(offBuf)
 	offs := *offBuf
+	clear(offs[k:]) // read (not used) by the kernel that prefetches pcTaps on
 	maxOff := directTapOffsets(offs, p, chStride, plane, wq, pw)
 	// wide positions: oh rows of wq columns, the last wq-ow of each unused
 	wide := oh * wq
@@ -380,7 +381,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		p: p, k: k, f: f, src: src, offs: offs, out: out, bias: bias, zt: zt,
 		ldc: ldc, wide: wide, wq: wq, ow: ow, segs: segs, tiles: tiles, mb: mb,
 		byRow: byRow, tileSiLU: tileSiLU, lo: lo, hi: hi, clampOn: clampOn,
-		pf:         directPrefetch(p),
+		pf:         directPF(p),
 		blockOuter: directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads()),
 		fn:         dc.fn,
 	}
@@ -408,7 +409,7 @@ type directCall struct {
 	ldc, wide, wq, ow        int
 	segs, tiles, mb          int
 	byRow, tileSiLU, clampOn bool
-	pf                       bool // pointwise, read in place: convDirectTileK's prefetching kernel
+	pf                       int // convDirectTileK's prefetching kernels: pfNone, pfNext, pfChannel
 	blockOuter               bool
 	lo, hi                   float32
 	zero                     [directMR]float32
@@ -423,6 +424,84 @@ var directCalls = sync.Pool{New: func() any {
 
 // items computes the (tile, weight block) items [i0, i1).
 func (dc *directCall) items(i0, i1 int) {
+	if directItemsDiv {
+		dc.itemsDiv(i0, i1)
+		return
+	}
+	p, k, f, mb, tiles := &dc.p, dc.k, dc.f, dc.mb, dc.tiles
+	var bv [directMR]float32
+	// The item's tile t and block b, and for byRow the tile's row r and
+	// segment s, follow from i0 once and are then stepped: a division per
+	// item (four with byRow) cost ~10% of a K = 27 layer's time (a 3 -> 64
+	// 3x3 stem; NOTES.md section 30).
+	t, b := i0/mb, i0%mb
+	if dc.blockOuter {
+		t, b = i0%tiles, i0/tiles
+	}
+	segs := max(1, dc.segs)
+	r, s := t/segs, t%segs
+	lastB := -1
+	bp := &dc.zero[0]
+	rows := 0
+	for it := i0; it < i1; it++ {
+		if b != lastB {
+			lastB = b
+			rows = min(directMR, p.M-b*directMR)
+			if dc.bias != nil {
+				copy(bv[:], dc.bias[b*directMR:b*directMR+rows])
+				bp = &bv[0]
+			}
+		}
+		j0 := t * directNR // first position in src (wide) and out
+		n := min(directNR, dc.wide-j0)
+		o0 := j0
+		if dc.byRow {
+			c0 := s * directNR
+			j0, o0, n = r*dc.wq+c0, r*dc.ow+c0, min(directNR, dc.ow-c0)
+		}
+		var zs []float32
+		if dc.zt != nil {
+			zs = dc.zt[b*directMR*dc.ldc+o0:]
+		}
+		// called directly, not through a func value, so that bv stays on
+		// the stack
+		convDirectTileK(dc.pf, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
+		if dc.tileSiLU {
+			// while the tile is in L1
+			for r := range rows {
+				row := dc.out[(b*directMR+r)*dc.ldc+o0:][:n]
+				convSiLU(row, row)
+			}
+		}
+		// the next item
+		nextT := false
+		if dc.blockOuter {
+			if t++; t == tiles {
+				t, r, s = 0, 0, 0
+				b++
+			} else {
+				nextT = true
+			}
+		} else if b++; b == mb {
+			b = 0
+			t++
+			nextT = true
+		}
+		if nextT {
+			if s++; s == segs {
+				s = 0
+				r++
+			}
+		}
+	}
+}
+
+// directItemsDiv makes directCall.items find each item's tile and block by
+// division, as before section 30 (benchmarks compare).
+var directItemsDiv bool
+
+// itemsDiv is items with a division per item.
+func (dc *directCall) itemsDiv(i0, i1 int) {
 	p, k, f, mb, tiles := &dc.p, dc.k, dc.f, dc.mb, dc.tiles
 	var bv [directMR]float32
 	for it := i0; it < i1; it++ {
@@ -447,11 +526,8 @@ func (dc *directCall) items(i0, i1 int) {
 		if dc.zt != nil {
 			zs = dc.zt[b*directMR*dc.ldc+o0:]
 		}
-		// called directly, not through a func value, so that bv stays on
-		// the stack
 		convDirectTileK(dc.pf, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
 		if dc.tileSiLU {
-			// while the tile is in L1
 			for r := range rows {
 				row := dc.out[(b*directMR+r)*dc.ldc+o0:][:n]
 				convSiLU(row, row)
@@ -462,6 +538,48 @@ func (dc *directCall) items(i0, i1 int) {
 
 // directNoPF turns the prefetching kernel off (benchmarks compare).
 var directNoPF bool
+
+// The prefetches of convDirectTileK's kernels.
+const (
+	pfNone    = iota
+	pfNext    // the next tile's positions, into L2 (directPrefetch)
+	pfChannel // the taps pcTaps on, into L1 (directPrefetchChannel)
+)
+
+// pcTaps is how many taps ahead the pfChannel kernel prefetches (as
+// gen_convdirect_amd64.go's).
+const pcTaps = 9
+
+// directPC turns the pfChannel kernel on and off (benchmarks compare).
+var directPC = true
+
+// directPCAny turns the pfChannel kernel on for every convolution (benchmarks).
+var directPCAny bool
+
+// directPrefetchChannel reports whether directRun's whole tiles prefetch,
+// with each tap, the same tap of the next input channel (the pfChannel
+// kernel): stride-2 3x3 convolutions of 16 input channels or more, whose
+// tiles read four phase planes per channel, ~19 cache lines where stride 1
+// reads ~8, from L2 for every block of output channels. Measured (NOTES.md
+// section 30, CPU us per call, one thread, with / without): resnet50's 128
+// 3x3/2 at 56x56 1434-1786 / 1647-1937, 256 3x3/2 at 28x28 1515-1939 /
+// 1890-2065 (5 of 5 rounds each; two threads 4-5 of 5); yolo_tiny's 16 and 32
+// channel ones 1-2% (4 of 5); the 3-channel stems, the stride-1 3x3 and
+// the 1x1 layers within the rounds' spread.
+func directPrefetchChannel(p cpu.Conv2DParams) bool {
+	return directPC && (directPCAny || p.KH == 3 && p.KW == 3 && p.StrideH == 2 && p.StrideW == 2 && p.C >= 16)
+}
+
+// directPF is the prefetch of directRun's whole tiles for p.
+func directPF(p cpu.Conv2DParams) int {
+	switch {
+	case directPrefetch(p):
+		return pfNext
+	case directPrefetchChannel(p):
+		return pfChannel
+	}
+	return pfNone
+}
 
 // directPrefetch reports whether directRun's tiles prefetch the next tile's
 // input (convDirectTileK with pf): for a pointwise convolution read in place whose

@@ -27,6 +27,9 @@ func convDirectAVX512x3(k int, a, b *float32, offs *int32, c *float32, ldc int, 
 func convDirectAVX512x3full(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
 
 //go:noescape
+func convDirectAVX512x3fullpc(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
+
+//go:noescape
 func convDirectAVX512x3fullpf(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
 
 // convDirectTile computes one tile of rows (<= 8) output channels and n
@@ -35,13 +38,15 @@ func convDirectAVX512x3fullpf(k int, a, b *float32, offs *int32, c *float32, ldc
 // when z is not nil, clamped to [lo, hi] when clampOn. The caller checks
 // that src holds every offset it reads.
 func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
-	convDirectTileK(false, k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
+	convDirectTileK(pfNone, k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
 }
 
-// convDirectTileK is convDirectTile, or with pf, for the tiles of a
+// convDirectTileK is convDirectTile, or with pf pfNext, for the tiles of a
 // pointwise convolution read in place, the kernel whose whole tiles
-// prefetch the next tile's input (see gen_convdirect_amd64.go).
-func convDirectTileK(pf bool, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
+// prefetch the next tile's input, or with pfChannel the kernel whose whole
+// tiles prefetch the taps pcTaps on (see gen_convdirect_amd64.go; offs
+// must then hold pcTaps readable entries past k).
+func convDirectTileK(pf int, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
 	_ = a[k*directMR-1]
 	_ = offs[k-1]
 	_ = out[(rows-1)*ldc+n-1]
@@ -57,7 +62,10 @@ func convDirectTileK(pf bool, k int, a, src []float32, offs []int32, j0 int, out
 		convDirectAVX512x2(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	case n < directNR || !directFull:
 		convDirectAVX512x3(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
-	case pf:
+	case pf == pfChannel:
+		_ = offs[k+pcTaps-1]
+		convDirectAVX512x3fullpc(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
+	case pf == pfNext:
 		convDirectAVX512x3fullpf(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	default:
 		convDirectAVX512x3full(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)

@@ -30,6 +30,6 @@ func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32
 
 // convDirectTileK is convDirectTile (the prefetch pf asks for is the
 // assembly's).
-func convDirectTileK(pf bool, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
+func convDirectTileK(pf int, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
 	convDirectTile(k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
 }

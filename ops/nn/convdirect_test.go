@@ -35,6 +35,8 @@ func TestConvDirect(t *testing.T) {
 		{"1x130 kernel", cpu.Conv2DParams{N: 1, C: 2, H: 2, W: 140, M: 3, KH: 1, KW: 130, StrideH: 1, StrideW: 1}},
 		{"1x1 input", cpu.Conv2DParams{N: 1, C: 7, H: 1, W: 1, M: 17, KH: 1, KW: 1, StrideH: 1, StrideW: 1}},
 		{"1x1 in place, input past 2 MiB (the prefetching kernel), batch 2", cpu.Conv2DParams{N: 2, C: 192, H: 56, W: 56, M: 20, KH: 1, KW: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"3x3/2 c32 112 to 56, m 24 (two tiles a row, channel prefetch)", cpu.Conv2DParams{N: 2, C: 32, H: 112, W: 112, M: 24, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2, Act: cpu.ActRelu}},
+		{"3x3/2 stem no pads, 111 wide", cpu.Conv2DParams{N: 1, C: 3, H: 224, W: 224, M: 20, KH: 3, KW: 3, StrideH: 2, StrideW: 2}},
 		{"squeezenet expand 3x3", cpu.Conv2DParams{N: 1, C: 16, H: 55, W: 55, M: 64, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
 	}
 	for _, c := range cases {
@@ -277,6 +279,36 @@ func TestDirectPrefetch(t *testing.T) {
 	} {
 		if got := directPrefetch(c.p); got != c.want {
 			t.Errorf("%s: directPrefetch = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestDirectPF pins which prefetching kernel directRun's whole tiles run
+// (directPF): the next tile's input for large pointwise inputs, the next
+// channel's taps for stride-2 3x3 layers of 16 channels or more, else none.
+func TestDirectPF(t *testing.T) {
+	conv := func(c, h, k, s int) cpu.Conv2DParams {
+		pad := k / 2
+		return cpu.Conv2DParams{N: 1, C: c, H: h, W: h, M: 64, KH: k, KW: k, StrideH: s, StrideW: s, DilH: 1, DilW: 1, Group: 1,
+			PadTop: pad, PadLeft: pad, PadBottom: pad, PadRight: pad}
+	}
+	for _, c := range []struct {
+		name string
+		p    cpu.Conv2DParams
+		want int
+	}{
+		{"resnet50 256 -> 64 1x1 at 56x56", conv(256, 56, 1, 1), pfNext},
+		{"resnet50 128 3x3/2 at 56x56", conv(128, 56, 3, 2), pfChannel},
+		{"resnet50 256 3x3/2 at 28x28", conv(256, 28, 3, 2), pfChannel},
+		{"yolo_tiny 16 -> 32 3x3/2 at 160x160", conv(16, 160, 3, 2), pfChannel},
+		{"stem 3 -> 64 3x3/2", conv(3, 224, 3, 2), pfNone},
+		{"stem 3 -> 64 7x7/2", conv(3, 224, 7, 2), pfNone},
+		{"128 3x3 at 28x28, stride 1", conv(128, 28, 3, 1), pfNone},
+		{"1x1/2 at 56x56", conv(256, 56, 1, 2), pfNone},
+		{"5x5/2 of 64 channels", conv(64, 56, 5, 2), pfNone},
+	} {
+		if got := directPF(c.p); got != c.want {
+			t.Errorf("%s: directPF = %d, want %d", c.name, got, c.want)
 		}
 	}
 }

@@ -1,0 +1,137 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device/cpu"
+)
+
+// cpuUsed is the CPU time so far of the calling thread (self false) or of
+// the process (self true).
+func cpuUsed(self bool) time.Duration {
+	who := 1 // RUSAGE_THREAD
+	if self {
+		who = syscall.RUSAGE_SELF
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// partsShapes are resnet50's stride-2 3x3 convolutions, a stride-1 one of
+// the same work, a 56x56 pointwise one and two stems.
+var partsShapes = []cpu.Conv2DParams{
+	{N: 1, C: 128, H: 56, W: 56, M: 128, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{N: 1, C: 256, H: 28, W: 28, M: 256, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{N: 1, C: 128, H: 28, W: 28, M: 128, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{N: 1, C: 256, H: 56, W: 56, M: 64, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	{N: 1, C: 3, H: 224, W: 224, M: 64, KH: 7, KW: 7, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3},
+	{N: 1, C: 3, H: 224, W: 224, M: 64, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2},
+	// small K: mobilenet_v2's stem and first expand, yolo_tiny's stem
+	{N: 1, C: 3, H: 224, W: 224, M: 32, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{N: 1, C: 16, H: 112, W: 112, M: 96, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	{N: 1, C: 3, H: 320, W: 320, M: 16, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	// yolo_tiny's second and third stride-2 3x3 layers
+	{N: 1, C: 16, H: 160, W: 160, M: 32, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{N: 1, C: 32, H: 80, W: 80, M: 64, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+}
+
+// BenchmarkDirectParts times the direct convolution of partsShapes whole
+// (and with its variants: without the pfChannel kernel, with it on every
+// layer, in tile and block order), direct-cl, and the direct input copy
+// alone, with the weights cold (copies cycled through 32 MiB), at one
+// thread (t1: the calling thread's CPU time per call) and two (t2: the
+// process's), ops/nn/NOTES.md section 30:
+//
+//	go test ./ops/nn -run '^$' -bench 'DirectParts/.*/t1' -benchtime 300x
+func BenchmarkDirectParts(b *testing.B) {
+	for i, p := range partsShapes {
+		r := rand.New(rand.NewPCG(9, uint64(i)))
+		x := make([]float32, p.N*p.C*p.H*p.W)
+		for j := range x {
+			x[j] = r.Float32()*2 - 1
+		}
+		w := make([]float32, p.M*p.C*p.KH*p.KW)
+		for j := range w {
+			w[j] = r.Float32()*2 - 1
+		}
+		bias := make([]float32, p.M)
+		y := make([]float32, p.N*p.M*p.OutH()*p.OutW())
+		copies := max(2, (32<<20)/(4*len(w)))
+		p := p
+		p.Act = cpu.ActRelu
+		flops := 2 * float64(p.M*p.OutH()*p.OutW()) * float64(p.C*p.KH*p.KW)
+		name := fmt.Sprintf("c%d_m%d_%dx%d_k%d_s%d", p.C, p.M, p.H, p.W, p.KH, p.StrideH)
+		run := func(b *testing.B, threads int, f func(j int)) {
+			if err := cpu.SetThreads(threads); err != nil {
+				b.Fatal(err)
+			}
+			defer cpu.SetThreads(0)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			c0 := cpuUsed(threads > 1)
+			j := 0
+			for b.Loop() {
+				f(j)
+				j++
+			}
+			us := float64((cpuUsed(threads > 1) - c0).Microseconds()) / float64(b.N)
+			b.ReportMetric(us, "cpu-us/op")
+			b.ReportMetric(flops/us/1e3, "GFLOP/cpu-s")
+		}
+		var fs []*directFilter
+		var cls []*clFilter
+		for _, o := range []struct {
+			name    string
+			order   int
+			pc, any bool
+			cl, div bool
+		}{
+			{"direct", orderAuto, true, false, false, false},
+			{"nopc", orderAuto, false, false, false, false},
+			{"div", orderAuto, true, false, false, true},
+			{"pcany", orderAuto, true, true, false, false},
+			{"tileorder", orderTile, true, false, false, false},
+			{"blockorder", orderBlock, true, false, false, false},
+			{"cl", orderAuto, true, false, true, false},
+		} {
+			if o.cl && !clApplies(p) {
+				continue
+			}
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%s/t%d", name, o.name, threads), func(b *testing.B) {
+					if o.cl {
+						for len(cls) < copies {
+							cls = append(cls, newCLFilter(w, p.M, p.C, p.KH, p.KW))
+						}
+						run(b, threads, func(j int) { convCL(p, x, cls[j%copies], bias, y, nil, nil) })
+						return
+					}
+					for len(fs) < copies {
+						fs = append(fs, newDirectFilter(w, p.M, p.C, p.KH, p.KW))
+					}
+					directOrder, directPC, directPCAny, directItemsDiv = o.order, o.pc, o.any, o.div
+					defer func() { directOrder, directPC, directPCAny, directItemsDiv = orderAuto, true, false, false }()
+					run(b, threads, func(j int) { convDirect(p, x, fs[j%copies], bias, y, nil, nil) })
+				})
+			}
+		}
+		sh, sw := p.StrideH, p.StrideW
+		hq := (p.H + p.PadTop + p.PadBottom + sh - 1) / sh
+		wq := (p.W + p.PadLeft + p.PadRight + sw - 1) / sw
+		ph, pw := min(sh, p.KH), min(sw, p.KW)
+		if p.KH > 1 {
+			buf := make([]float32, p.C*ph*pw*hq*wq+directSlack+p.KW)
+			b.Run(name+"/input/t1", func(b *testing.B) {
+				run(b, 1, func(int) { directInput(p, x, buf, hq, wq, ph, pw) })
+			})
+		}
+	}
+}
