@@ -334,3 +334,20 @@ func readLpP(n *ir.Node, a *Attrs) float64 {
 	}
 	return p
 }
+
+// MaxUnpoolAttrs are MaxUnpool's attributes: kernel_shape (required),
+// strides and pads as WindowAttrs reads them (auto_pad and dilations are
+// not MaxUnpool's, and are read as the CPU always did).
+type MaxUnpoolAttrs struct {
+	WindowAttrs
+}
+
+// ParseMaxUnpoolAttrs reads a MaxUnpool node's attributes.
+func ParseMaxUnpoolAttrs(n *ir.Node, opset int64) (MaxUnpoolAttrs, error) {
+	a := AttrsOf(n)
+	u := MaxUnpoolAttrs{ReadWindowAttrs(a)}
+	if u.KernelShape == nil {
+		a.Fail("kernel_shape", "MaxUnpool requires kernel_shape")
+	}
+	return u, a.Err()
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
 )
 
 func floatsA(name string, v ...float32) *ir.Attr {
@@ -139,4 +140,61 @@ func TestResizeConcatAttrs(t *testing.T) {
 	} {
 		runAttrCase(t, attrCase{tt.name, "Split", tt.attrs, tt.opset, tt.want, tt.bad}, tt.outs)
 	}
+}
+
+// TestQuantRoiAttrs: QuantizeLinear's, DequantizeLinear's, MaxUnpool's,
+// RoiAlign's and MaxRoiPool's typed attributes.
+func TestQuantRoiAttrs(t *testing.T) {
+	runAttrCases(t, []attrCase{
+		{"quantize default", "QuantizeLinear", nil, 13, ops.QuantAxisAttrs{Axis: 1, Saturate: true}, ""},
+		{"quantize opset 10 axis", "QuantizeLinear", []*ir.Attr{intA("axis", 0)}, 10, ops.QuantAxisAttrs{Saturate: true}, ""},
+		{"quantize opset 19 ignores block_size", "QuantizeLinear", []*ir.Attr{intA("block_size", 4), intA("saturate", 0)}, 19, ops.QuantAxisAttrs{Axis: 1}, ""},
+		{"quantize opset 21", "QuantizeLinear", []*ir.Attr{intA("block_size", 4), intA("output_dtype", int64(tensor.Int8))}, 21,
+			ops.QuantAxisAttrs{Axis: 1, BlockSize: 4, OutputDType: tensor.Int8, Saturate: true}, ""},
+		{"quantize output_dtype int32", "QuantizeLinear", []*ir.Attr{intA("output_dtype", int64(tensor.Int32))}, 21, nil, "output_dtype"},
+		{"quantize mistyped saturate", "QuantizeLinear", []*ir.Attr{floatA("saturate", 1)}, 13, nil, "saturate"},
+		{"dequantize block_size -1", "DequantizeLinear", []*ir.Attr{intA("block_size", -1)}, 21, nil, "block_size"},
+		{"dequantize axis", "DequantizeLinear", []*ir.Attr{intA("axis", -1), intA("output_dtype", 99)}, 21, ops.QuantAxisAttrs{Axis: -1}, ""},
+		{"maxunpool", "MaxUnpool", []*ir.Attr{intsA("kernel_shape", 2, 2), intsA("strides", 2, 2)}, 11,
+			ops.MaxUnpoolAttrs{ops.WindowAttrs{KernelShape: []int64{2, 2}, Strides: []int64{2, 2}}}, ""},
+		{"maxunpool no kernel", "MaxUnpool", []*ir.Attr{intsA("strides", 2, 2)}, 11, nil, "kernel_shape"},
+		{"maxunpool negative pad", "MaxUnpool", []*ir.Attr{intsA("kernel_shape", 2), intsA("pads", -1, 0)}, 11, nil, "pads"},
+		{"roialign opset 10", "RoiAlign", nil, 10, ops.RoiAlignAttrs{OutputHeight: 1, OutputWidth: 1, SpatialScale: 1}, ""},
+		{"roialign opset 16", "RoiAlign", []*ir.Attr{strA("mode", "max"), intA("output_height", 7), intA("output_width", 5), intA("sampling_ratio", 2), floatA("spatial_scale", 0.25)}, 16,
+			ops.RoiAlignAttrs{Max: true, OutputHeight: 7, OutputWidth: 5, SamplingRatio: 2, SpatialScale: 0.25, HalfPixel: true}, ""},
+		{"roialign opset 16 output_half_pixel", "RoiAlign", []*ir.Attr{strA("coordinate_transformation_mode", "output_half_pixel")}, 16,
+			ops.RoiAlignAttrs{OutputHeight: 1, OutputWidth: 1, SpatialScale: 1}, ""},
+		{"roialign bad mode", "RoiAlign", []*ir.Attr{strA("mode", "sum")}, 16, nil, "mode"},
+		{"roialign output_height 0", "RoiAlign", []*ir.Attr{intA("output_height", 0)}, 16, nil, "output_height"},
+		{"roialign sampling_ratio 2000", "RoiAlign", []*ir.Attr{intA("sampling_ratio", 2000)}, 16, nil, "sampling_ratio"},
+		{"roialign bad ctm", "RoiAlign", []*ir.Attr{strA("coordinate_transformation_mode", "asymmetric")}, 16, nil, "coordinate_transformation_mode"},
+		{"maxroipool", "MaxRoiPool", []*ir.Attr{intsA("pooled_shape", 6, 6), floatA("spatial_scale", 0.5)}, 1, ops.MaxRoiPoolAttrs{PooledShape: [2]int64{6, 6}, SpatialScale: 0.5}, ""},
+		{"maxroipool no pooled_shape", "MaxRoiPool", nil, 1, nil, "pooled_shape"},
+		{"maxroipool pooled_shape 0", "MaxRoiPool", []*ir.Attr{intsA("pooled_shape", 6, 0)}, 1, nil, "pooled_shape"},
+	})
+}
+
+// TestImageAttrs: NonMaxSuppression's, DFT's, STFT's, GridSample's and
+// Einsum's typed attributes.
+func TestImageAttrs(t *testing.T) {
+	runAttrCases(t, []attrCase{
+		{"nms default", "NonMaxSuppression", nil, 11, ops.NMSAttrs{}, ""},
+		{"nms center", "NonMaxSuppression", []*ir.Attr{intA("center_point_box", 1)}, 11, ops.NMSAttrs{CenterPointBox: true}, ""},
+		{"nms center 2", "NonMaxSuppression", []*ir.Attr{intA("center_point_box", 2)}, 11, nil, "center_point_box"},
+		{"dft opset 17", "DFT", nil, 17, ops.DFTAttrs{Axis: 1}, ""},
+		{"dft opset 17 axis", "DFT", []*ir.Attr{intA("axis", 2), intA("inverse", 1), intA("onesided", 1)}, 17, ops.DFTAttrs{Axis: 2, Inverse: true, Onesided: true}, ""},
+		{"dft opset 20 ignores axis", "DFT", []*ir.Attr{intA("axis", 2)}, 20, ops.DFTAttrs{Axis: -2, AxisInput: true}, ""},
+		{"dft mistyped inverse", "DFT", []*ir.Attr{floatA("inverse", 1)}, 17, nil, "inverse"},
+		{"stft default", "STFT", nil, 17, ops.STFTAttrs{Onesided: true}, ""},
+		{"stft two-sided", "STFT", []*ir.Attr{intA("onesided", 0)}, 17, ops.STFTAttrs{}, ""},
+		{"gridsample opset 16", "GridSample", nil, 16, ops.GridSampleAttrs{Mode: "linear", PaddingMode: "zeros"}, ""},
+		{"gridsample opset 20", "GridSample", []*ir.Attr{strA("mode", "cubic"), strA("padding_mode", "reflection"), intA("align_corners", 1)}, 20,
+			ops.GridSampleAttrs{Mode: "cubic", PaddingMode: "reflection", AlignCorners: true}, ""},
+		{"gridsample bicubic", "GridSample", []*ir.Attr{strA("mode", "bicubic"), strA("padding_mode", "border")}, 16, ops.GridSampleAttrs{Mode: "cubic", PaddingMode: "border"}, ""},
+		{"gridsample nearest", "GridSample", []*ir.Attr{strA("mode", "nearest")}, 20, ops.GridSampleAttrs{Mode: "nearest", PaddingMode: "zeros"}, ""},
+		{"gridsample bad mode", "GridSample", []*ir.Attr{strA("mode", "area")}, 20, nil, "mode"},
+		{"gridsample bad padding", "GridSample", []*ir.Attr{strA("padding_mode", "wrap")}, 20, nil, "padding_mode"},
+		{"einsum", "Einsum", []*ir.Attr{strA("equation", "ij, jk -> ik")}, 12, ops.EinsumAttrs{Equation: "ij, jk -> ik"}, ""},
+		{"einsum mistyped", "Einsum", []*ir.Attr{intA("equation", 1)}, 12, nil, "equation"},
+	})
 }

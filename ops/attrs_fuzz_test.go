@@ -19,7 +19,9 @@ var fuzzAttrNames = []string{"axis", "axes", "perm", "batch_dims", "reduction", 
 	"auto_pad", "kernel_shape", "strides", "dilations", "group", "ceil_mode", "count_include_pad", "storage_order",
 	"output_padding", "output_shape", "transA", "transB", "broadcast", "coordinate_transformation_mode", "nearest_mode",
 	"cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias", "keep_aspect_ratio_policy", "scales",
-	"split", "num_outputs"}
+	"split", "num_outputs", "block_size", "output_dtype", "saturate", "pooled_shape", "spatial_scale", "output_height",
+	"output_width", "sampling_ratio", "center_point_box", "inverse", "onesided", "padding_mode", "align_corners",
+	"equation"}
 
 // FuzzParseAttrs: every typed op's parser, given any attributes of any
 // type at any opset, returns its struct or an error wrapping

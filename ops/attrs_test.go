@@ -146,16 +146,17 @@ func TestTypedOps(t *testing.T) {
 	}
 	want := []string{"Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift",
 		"BitwiseAnd", "BitwiseOr", "BitwiseXor", "Cast", "Celu", "Clip", "Compress", "Concat", "Conv",
-		"ConvInteger", "ConvTranspose", "CumSum", "DepthToSpace", "Div", "Dropout", "Elu", "Equal", "EyeLike",
-		"Flatten", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GlobalLpPool", "Greater",
-		"GreaterOrEqual", "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax", "InstanceNormalization",
-		"IsInf", "LRN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "LogSoftmax", "LpNormalization",
-		"LpPool", "MaxPool", "MeanVarianceNormalization", "Mod", "Mul", "NegativeLogLikelihoodLoss", "OneHot",
-		"Or", "Pad", "Pow", "QLinearConv", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
-		"ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Resize", "ReverseSequence",
-		"Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Shrink", "Slice", "Softmax",
-		"SoftmaxCrossEntropyLoss", "SpaceToDepth", "Split", "Squeeze", "Sub", "ThresholdedRelu", "TopK",
-		"Transpose", "Trilu", "Unique", "Unsqueeze", "Upsample", "Xor"}
+		"ConvInteger", "ConvTranspose", "CumSum", "DFT", "DepthToSpace", "DequantizeLinear", "Div", "Dropout",
+		"Einsum", "Elu", "Equal", "EyeLike", "Flatten", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
+		"GlobalLpPool", "Greater", "GreaterOrEqual", "GridSample", "GroupNormalization", "HardSigmoid",
+		"HardSwish", "Hardmax", "InstanceNormalization", "IsInf", "LRN", "LayerNormalization", "LeakyRelu", "Less",
+		"LessOrEqual", "LogSoftmax", "LpNormalization", "LpPool", "MaxPool", "MaxRoiPool", "MaxUnpool",
+		"MeanVarianceNormalization", "Mod", "Mul", "NegativeLogLikelihoodLoss", "NonMaxSuppression", "OneHot",
+		"Or", "Pad", "Pow", "QLinearConv", "QuantizeLinear", "ReduceL1", "ReduceL2", "ReduceLogSum",
+		"ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare",
+		"Resize", "ReverseSequence", "RoiAlign", "STFT", "Scatter", "ScatterElements", "ScatterND", "Selu",
+		"Shape", "Shrink", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "SpaceToDepth", "Split", "Squeeze",
+		"Sub", "ThresholdedRelu", "TopK", "Transpose", "Trilu", "Unique", "Unsqueeze", "Upsample", "Xor"}
 	if !slices.Equal(typed, want) {
 		t.Errorf("typed ops (%d of %d): %v\nwant %v", len(typed), len(ops.Types()), typed, want)
 	}

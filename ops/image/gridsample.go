@@ -26,34 +26,21 @@ const (
 )
 
 func prepareGridSample(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &gridSampleOp{}
-	def := "bilinear"
-	if opset >= 20 {
-		def = "linear"
+	a, err := ops.ParseGridSampleAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	switch m := a.String("mode", def); m {
-	case "bilinear", "linear":
-		k.mode = modeLinear
-	case "nearest":
-		k.mode = modeNearest
-	case "bicubic", "cubic":
-		k.mode = modeCubic
-	default:
-		a.Fail("mode", "unsupported value %q", m)
-	}
-	switch p := a.String("padding_mode", "zeros"); p {
-	case "zeros":
+	k := &gridSampleOp{mode: interpModes[a.Mode], alignCorners: a.AlignCorners}
+	switch a.PaddingMode {
 	case "border":
 		k.padding = padBorder
 	case "reflection":
 		k.padding = padReflection
-	default:
-		a.Fail("padding_mode", "unsupported value %q", p)
 	}
-	k.alignCorners = a.Int("align_corners", 0) != 0
-	return k, a.Err()
+	return k, nil
 }
+
+func gridSampleAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseGridSampleAttrs(n, opset) }
 
 func (k *gridSampleOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("GridSample", in, 2); err != nil {
@@ -258,5 +245,5 @@ func reflect(x, lo, hi float64) float64 {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "GridSample", Prepare: prepareGridSample})
+	ops.Register(ops.Def{Type: "GridSample", Attrs: gridSampleAttrs, Prepare: prepareGridSample})
 }

@@ -17,13 +17,14 @@ type nmsOp struct {
 }
 
 func prepareNMS(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	c := a.Int("center_point_box", 0)
-	if c != 0 && c != 1 {
-		a.Fail("center_point_box", "must be 0 or 1, got %d", c)
+	a, err := ops.ParseNMSAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	return &nmsOp{centerPointBox: c == 1}, a.Err()
+	return &nmsOp{centerPointBox: a.CenterPointBox}, nil
 }
+
+func nmsAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseNMSAttrs(n, opset) }
 
 func (k *nmsOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("NonMaxSuppression", in, 2); err != nil {
@@ -149,5 +150,5 @@ func (k *nmsOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "NonMaxSuppression", Prepare: prepareNMS})
+	ops.Register(ops.Def{Type: "NonMaxSuppression", Attrs: nmsAttrs, Prepare: prepareNMS})
 }

@@ -21,31 +21,15 @@ type roiAlignOp struct {
 }
 
 func prepareRoiAlign(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &roiAlignOp{}
-	k.max = a.OneOf("mode", a.String("mode", "avg"), "avg", "max") == "max"
-	oh, ow := a.Int("output_height", 1), a.Int("output_width", 1)
-	if oh < 1 || oh > maxDim {
-		a.Fail("output_height", "must be positive, got %d", oh)
+	a, err := ops.ParseRoiAlignAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	if ow < 1 || ow > maxDim {
-		a.Fail("output_width", "must be positive, got %d", ow)
-	}
-	k.outH, k.outW = int(oh), int(ow)
-	sr := a.Int("sampling_ratio", 0)
-	if sr < 0 || sr > 1<<10 {
-		a.Fail("sampling_ratio", "must be in [0, 1024], got %d", sr)
-	}
-	k.samplingRatio = int(sr)
-	k.spatialScale = float64(a.Float("spatial_scale", 1))
-	def := "half_pixel"
-	if opset < 16 {
-		def = "output_half_pixel"
-	}
-	ctm := a.String("coordinate_transformation_mode", def)
-	k.halfPixel = a.OneOf("coordinate_transformation_mode", ctm, "half_pixel", "output_half_pixel") == "half_pixel"
-	return k, a.Err()
+	return &roiAlignOp{max: a.Max, outH: int(a.OutputHeight), outW: int(a.OutputWidth), samplingRatio: int(a.SamplingRatio),
+		spatialScale: float64(a.SpatialScale), halfPixel: a.HalfPixel}, nil
 }
+
+func roiAlignAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseRoiAlignAttrs(n, opset) }
 
 func (k *roiAlignOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("RoiAlign", in, 3); err != nil {
@@ -218,5 +202,5 @@ func bilinearSample(y, x float64, h, w int) roiSample {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "RoiAlign", Prepare: prepareRoiAlign})
+	ops.Register(ops.Def{Type: "RoiAlign", Attrs: roiAlignAttrs, Prepare: prepareRoiAlign})
 }

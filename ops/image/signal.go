@@ -18,17 +18,16 @@ type dftOp struct {
 }
 
 func prepareDFT(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &dftOp{axis: -2}
-	if opset >= 20 {
-		k.axisInput = true
-	} else {
-		k.axis = a.Int("axis", 1)
+	a, err := ops.ParseDFTAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	k.inverse = a.Int("inverse", 0) != 0
-	k.onesided = a.Int("onesided", 0) != 0
-	return k, a.Err()
+	return &dftOp{axis: a.Axis, axisInput: a.AxisInput, inverse: a.Inverse, onesided: a.Onesided}, nil
 }
+
+func dftAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseDFTAttrs(n, opset) }
+
+func stftAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseSTFTAttrs(n, opset) }
 
 // normAxis checks a DFT axis against rank r (which counts the complex
 // axis) and makes it non-negative.
@@ -212,8 +211,11 @@ func dftLines(src, dst []float64, shape []int, ax, n, keep int, inverse bool, wi
 type stftOp struct{ onesided bool }
 
 func prepareSTFT(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &stftOp{onesided: a.Int("onesided", 1) != 0}, a.Err()
+	a, err := ops.ParseSTFTAttrs(n, opset)
+	if err != nil {
+		return nil, err
+	}
+	return &stftOp{onesided: a.Onesided}, nil
 }
 
 func (k *stftOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -320,6 +322,6 @@ func (k *stftOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "DFT", Prepare: prepareDFT})
-	ops.Register(ops.Def{Type: "STFT", Prepare: prepareSTFT})
+	ops.Register(ops.Def{Type: "DFT", Attrs: dftAttrs, Prepare: prepareDFT})
+	ops.Register(ops.Def{Type: "STFT", Attrs: stftAttrs, Prepare: prepareSTFT})
 }

@@ -61,11 +61,18 @@ func parseTerm(s string) (einTerm, bool) {
 	return t, true
 }
 
+func einsumAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseEinsumAttrs(n, opset) }
+
 func prepareEinsum(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	eq := a.String("equation", "")
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseEinsumAttrs(n, opset)
+	if err != nil {
 		return nil, err
+	}
+	eq := a.Equation
+	bad := func(format string, args ...any) error { // the equation's syntax, checked here
+		f := ops.AttrsOf(n)
+		f.Fail("equation", format, args...)
+		return f.Err()
 	}
 	k := &einsumOp{eq: eq}
 	s := strings.Map(func(r rune) rune {
@@ -79,22 +86,19 @@ func prepareEinsum(n *ir.Node, opset int64) (ops.Kernel, error) {
 	for _, ts := range strings.Split(lhs, ",") {
 		t, ok := parseTerm(ts)
 		if !ok {
-			a.Fail("equation", "cannot parse term %q of %q", ts, eq)
-			return nil, a.Err()
+			return nil, bad("cannot parse term %q of %q", ts, eq)
 		}
 		k.inputs = append(k.inputs, t)
 	}
 	if explicit {
 		t, ok := parseTerm(rhs)
 		if !ok {
-			a.Fail("equation", "cannot parse output %q of %q", rhs, eq)
-			return nil, a.Err()
+			return nil, bad("cannot parse output %q of %q", rhs, eq)
 		}
 		seen := map[int]bool{}
 		for _, l := range t.letters {
 			if seen[l] {
-				a.Fail("equation", "output label repeated in %q", eq)
-				return nil, a.Err()
+				return nil, bad("output label repeated in %q", eq)
 			}
 			seen[l] = true
 		}
@@ -619,5 +623,5 @@ func contract[T ops.Number](a, b einOperand[T], keep []int) einOperand[T] {
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Einsum", Prepare: prepareEinsum})
+	ops.Register(ops.Def{Type: "Einsum", Attrs: einsumAttrs, Prepare: prepareEinsum})
 }

@@ -69,18 +69,6 @@ func (q *quantAxis) scaleIndex(op string, xs, ss []int) ([]int32, error) {
 	return idx, nil
 }
 
-// parseQuantAxis reads axis and block_size.
-func parseQuantAxis(a *ops.Attrs, opset int64) quantAxis {
-	q := quantAxis{axis: int(a.Int("axis", 1)), opset: opset}
-	if opset >= 21 {
-		q.blockSize = int(a.Int("block_size", 0))
-		if q.blockSize < 0 {
-			a.Fail("block_size", "must not be negative, got %d", q.blockSize)
-		}
-	}
-	return q
-}
-
 // quantizeLinearOp is ONNX QuantizeLinear: y = saturate(round(x / scale) +
 // zero_point), rounding half to even.
 type quantizeLinearOp struct {
@@ -89,21 +77,19 @@ type quantizeLinearOp struct {
 }
 
 func prepareQuantizeLinear(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &quantizeLinearOp{q: parseQuantAxis(a, opset)}
-	if opset >= 21 {
-		if dt := tensor.DType(a.Int("output_dtype", 0)); dt != tensor.Undefined {
-			if _, hi := quantRange(dt); math.IsInf(hi, 1) || dt == tensor.Int32 {
-				a.Fail("output_dtype", "unsupported type %v", dt)
-			}
-			k.outDType = dt
-		}
-	}
-	_ = a.Int("saturate", 1) // only meaningful for float8 outputs
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseQuantAxisAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	// saturate only matters for float8 outputs
+	return &quantizeLinearOp{q: quantAxisOf(&a, opset), outDType: a.OutputDType}, nil
+}
+
+func quantAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseQuantAxisAttrs(n, opset) }
+
+// quantAxisOf is the kernels' form of the typed axis and block size.
+func quantAxisOf(a *ops.QuantAxisAttrs, opset int64) quantAxis {
+	return quantAxis{axis: int(a.Axis), blockSize: int(a.BlockSize), opset: opset}
 }
 
 func (k *quantizeLinearOp) outType(zp tensor.DType) tensor.DType {
@@ -298,14 +284,13 @@ func (dynamicQuantizeLinearOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.T
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "QuantizeLinear", Traits: ops.KeepFloat32, Prepare: prepareQuantizeLinear})
-	ops.Register(ops.Def{Type: "DequantizeLinear", Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &dequantizeLinearOp{q: parseQuantAxis(a, opset)}
-		if err := a.Err(); err != nil {
+	ops.Register(ops.Def{Type: "QuantizeLinear", Traits: ops.KeepFloat32, Attrs: quantAttrs, Prepare: prepareQuantizeLinear})
+	ops.Register(ops.Def{Type: "DequantizeLinear", Traits: ops.KeepFloat32, Attrs: quantAttrs, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseQuantAxisAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
-		return k, nil
+		return &dequantizeLinearOp{q: quantAxisOf(&a, opset)}, nil
 	}})
 	ops.Register(ops.Def{Type: "DynamicQuantizeLinear", Traits: ops.KeepFloat32, Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
 		return dynamicQuantizeLinearOp{}, nil

@@ -13,16 +13,14 @@ import (
 type maxUnpoolOp struct{ win window }
 
 func prepareMaxUnpool(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &maxUnpoolOp{win: parseWindow(a)}
-	if k.win.kernel == nil {
-		a.Fail("kernel_shape", "MaxUnpool requires kernel_shape")
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseMaxUnpoolAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &maxUnpoolOp{win: windowOf(&a.WindowAttrs)}, nil
 }
+
+func maxUnpoolAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseMaxUnpoolAttrs(n, opset) }
 
 // outDims returns the default output spatial size of one dim.
 func (k *maxUnpoolOp) outDim(i, in int) int {
@@ -178,19 +176,14 @@ type maxRoiPoolOp struct {
 }
 
 func prepareMaxRoiPool(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	ps := a.Ints("pooled_shape", nil)
-	k := &maxRoiPoolOp{scale: a.Float("spatial_scale", 1)}
-	if len(ps) != 2 || ps[0] <= 0 || ps[1] <= 0 {
-		a.Fail("pooled_shape", "want two positive sizes, got %v", ps)
-	} else {
-		k.ph, k.pw = int(ps[0]), int(ps[1])
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseMaxRoiPoolAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &maxRoiPoolOp{ph: int(a.PooledShape[0]), pw: int(a.PooledShape[1]), scale: a.SpatialScale}, nil
 }
+
+func maxRoiPoolAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseMaxRoiPoolAttrs(n, opset) }
 
 func (k *maxRoiPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err := needValues("MaxRoiPool", in, 2); err != nil {
@@ -269,6 +262,6 @@ func (k *maxRoiPoolOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "MaxUnpool", Prepare: prepareMaxUnpool})
-	ops.Register(ops.Def{Type: "MaxRoiPool", Prepare: prepareMaxRoiPool})
+	ops.Register(ops.Def{Type: "MaxUnpool", Attrs: maxUnpoolAttrs, Prepare: prepareMaxUnpool})
+	ops.Register(ops.Def{Type: "MaxRoiPool", Attrs: maxRoiPoolAttrs, Prepare: prepareMaxRoiPool})
 }
