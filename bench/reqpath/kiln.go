@@ -54,6 +54,17 @@ func startKiln(ctx context.Context, c config, bin, prefix string, gateway bool, 
 		prefix + "kiln-http": httpTarget(prefix+"kiln-http", "http://"+addrs[0]+"/v2/models/"+modelName+"/infer", body, pid),
 		prefix + "kiln-grpc": grpcTarget(prefix+"kiln-grpc", addrs[1], greq, pid),
 	}
+	// the batches kiln serve's scheduler formed, from its statistics
+	runs, closeRuns, err := statsRuns(addrs[1])
+	if err != nil {
+		return procs, nil, err
+	}
+	p.cleanup = func() { closeRuns(); os.RemoveAll(cache) }
+	for _, name := range []string{prefix + "kiln-http", prefix + "kiln-grpc"} {
+		t := targets[name]
+		t.runs = runs
+		targets[name] = t
+	}
 	if !gateway {
 		return procs, targets, nil
 	}

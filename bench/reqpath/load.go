@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -68,6 +69,10 @@ type target struct {
 	newCaller func() (caller, func(), error)
 	// pid is the server process whose CPU time is read (0: none).
 	pid int
+	// runs, when set, returns the model's inferences and model runs so far
+	// (kiln serve's statistics): their ratio over a window is the mean
+	// number of requests a run served, the batches the scheduler formed.
+	runs func(ctx context.Context) (inferences, executions uint64, err error)
 }
 
 // httpTarget posts body to url; a reply other than 200 is an error.
@@ -136,6 +141,13 @@ type result struct {
 	rps      float64
 	// cpu is the server process's CPU time per request (0: unknown).
 	cpu time.Duration
+	// perRun is the mean number of requests (batch-1 inferences) a model
+	// run served (0: unknown).
+	perRun float64
+	// driver is the load driver's (this process's) CPU time per request
+	// (0: unknown): with the server on the same cores, req/s is at most
+	// cores / (cpu + driver), and below it by the time the cores idled.
+	driver time.Duration
 }
 
 // measure runs clients closed-loop clients on t: warm first, then dur
@@ -187,13 +199,26 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 		}
 	}
 	sleep(warm)
-	cpu0 := cpuTime(t.pid)
+	// the statistics are read outside the CPU window (the calls cost the
+	// server a little)
+	var inf0, exec0 uint64
+	runsErr := errors.New("unknown")
+	if t.runs != nil {
+		inf0, exec0, runsErr = t.runs(ctx)
+	}
+	cpu0, self0 := cpuTime(t.pid), cpuTime(os.Getpid())
 	measuring.Store(true)
 	start := time.Now()
 	sleep(dur)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	cpu1 := cpuTime(t.pid)
+	cpu1, self1 := cpuTime(t.pid), cpuTime(os.Getpid())
+	var perRun float64
+	if runsErr == nil {
+		if inf1, exec1, err := t.runs(ctx); err == nil && exec1 > exec0 {
+			perRun = float64(inf1-inf0) / float64(exec1-exec0)
+		}
+	}
 	cancel()
 	wg.Wait()
 	if firstErr != nil {
@@ -208,9 +233,12 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 	}
 	slices.Sort(all)
 	r := result{clients: clients, requests: len(all), p50: all[len(all)/2], p99: all[len(all)*99/100],
-		rps: float64(len(all)) / elapsed.Seconds()}
+		rps: float64(len(all)) / elapsed.Seconds(), perRun: perRun}
 	if cpu0 >= 0 && cpu1 >= 0 {
 		r.cpu = (cpu1 - cpu0) / time.Duration(len(all))
+	}
+	if self0 >= 0 && self1 >= 0 && t.pid != os.Getpid() {
+		r.driver = (self1 - self0) / time.Duration(len(all))
 	}
 	return r, nil
 }
@@ -334,4 +362,27 @@ func measureRate(ctx context.Context, t target, rate float64, clients int, warm,
 		r.cpu = (cpu1 - cpu0) / time.Duration(sent)
 	}
 	return r, nil
+}
+
+// statsRuns returns a target's runs function: the inference and execution
+// counts of modelName's statistics (every version) from the gRPC server at
+// addr, on one connection of its own.
+func statsRuns(addr string) (func(ctx context.Context) (uint64, uint64, error), func(), error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	c := inference.NewGRPCInferenceServiceClient(conn)
+	return func(ctx context.Context) (uint64, uint64, error) {
+		resp, err := c.ModelStatistics(ctx, &inference.ModelStatisticsRequest{Name: modelName})
+		if err != nil {
+			return 0, 0, err
+		}
+		var inf, exec uint64
+		for _, m := range resp.GetModelStats() {
+			inf += m.GetInferenceCount()
+			exec += m.GetExecutionCount()
+		}
+		return inf, exec, nil
+	}, func() { conn.Close() }, nil
 }

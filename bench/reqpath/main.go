@@ -360,6 +360,15 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			}
 			rep.rows[name] = append(rep.rows[name], row{one: one, many: many, fixed: fixed})
 			fmt.Fprintf(log, "round %d %-13s p50@1 %8v  req/s@%d %7.0f", r+1, name, one.p50.Round(time.Microsecond), c.clients, many.rps)
+			if many.cpu > 0 {
+				fmt.Fprintf(log, "  CPU/req %v", many.cpu.Round(time.Microsecond))
+			}
+			if many.driver > 0 {
+				fmt.Fprintf(log, "  driver CPU/req %v", many.driver.Round(time.Microsecond))
+			}
+			if many.perRun > 0 {
+				fmt.Fprintf(log, "  requests/run %.2f", many.perRun)
+			}
 			if c.rate > 0 && name != "engine" {
 				fmt.Fprintf(log, "  @%.0f/s: p50 %v, CPU/req %v", c.rate, fixed.p50.Round(time.Microsecond), fixed.cpu.Round(time.Microsecond))
 			}
@@ -453,7 +462,7 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "then %v of %d clients (throughput), closed loop over loopback, after %v of load not counted.\n", c.duration, c.clients, c.warmup)
 	fmt.Fprintf(w, "HTTP body: %d bytes of JSON (3,072 FP32 numbers); gRPC: raw_input_contents (12,288 bytes).\n", r.bodyBytes)
 	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n", c.clients)
-	served := "the bundled tinycnn (built into a plan with a batch of 1..8, no dynamic batching)"
+	served := "the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay)"
 	if len(c.serveArgs) > 0 {
 		served = "tinycnn, started as `kiln serve " + strings.Join(c.serveArgs, " ") + "`"
 	}
@@ -503,6 +512,26 @@ func (r *report) write(w io.Writer) {
 			fmt.Fprintf(w, " %s | %s | %s |", fmtUs(fp50), fmtUs(fp99), fmtUs(fcpu))
 		}
 		fmt.Fprintln(w)
+	}
+	var driver []string
+	for _, t := range c.targets {
+		if v := median(r.col(t, func(x row) float64 { return us(x.many.driver) })); v > 0 {
+			driver = append(driver, fmt.Sprintf("%s %s", label(t), fmtUs(v)))
+		}
+	}
+	if len(driver) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "The load driver's own CPU time per request at %d clients (medians): %s.\n", c.clients, strings.Join(driver, "; "))
+	}
+	var perRun []string
+	for _, t := range c.targets {
+		if v := median(r.col(t, func(x row) float64 { return x.many.perRun })); v > 0 {
+			perRun = append(perRun, fmt.Sprintf("%s %.2f", label(t), v))
+		}
+	}
+	if len(perRun) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "Requests a model run served at %d clients (kiln serve's statistics: inferences / executions, the batches its scheduler formed; medians): %s.\n", c.clients, strings.Join(perRun, "; "))
 	}
 	crit := r.criteria()
 	if len(crit) > 0 {

@@ -316,6 +316,15 @@ func BenchmarkRequestPathClients(b *testing.B) {
 		{"kiln-engine", pathOptions{engine: true}},
 		{"kiln-engine-threads=1", pathOptions{engine: true}},
 		{"kiln-engine-threads=2", pathOptions{engine: true}},
+		// the config as the repository's in bench/reqpath.sh (dynamic
+		// batching, as kiln serve also completes a config-less model's),
+		// and one that lists its inputs and outputs, which kiln takes as
+		// written: no dynamic batching (one request a run)
+		{"kiln-engine-batching", pathOptions{engine: true, config: "max_batch_size: 8\ndynamic_batching { }\n"}},
+		{"kiln-engine-no-batching", pathOptions{engine: true, config: noBatchingConfig}},
+		// the SLO batcher (a P99 objective of 20 ms), which waits for
+		// requests still in the request path
+		{"kiln-engine-slo", pathOptions{engine: true, config: "max_batch_size: 8\ndynamic_batching { }\nparameters { key: \"slo_p99_ms\" value { string_value: \"20\" } }\n"}},
 	} {
 		b.Run(sv.name, func(b *testing.B) {
 			if _, n, ok := strings.Cut(sv.name, "threads="); ok {
@@ -326,11 +335,12 @@ func BenchmarkRequestPathClients(b *testing.B) {
 				defer cpu.SetThreads(0)
 			}
 			var g *grpc.Server
+			var s *serve.Server
 			if sv.name == "bare" {
 				g = grpc.NewServer()
 				inference.RegisterGRPCInferenceServiceServer(g, bareService{})
 			} else {
-				s := pathServe(b, sv.opts)
+				s = pathServe(b, sv.opts)
 				gopts := append(append(DecodeErrorOptions(), ServedStats(s)), PathOptions()...)
 				if sv.opts.server != nil {
 					gopts = sv.opts.server(s)
@@ -358,6 +368,21 @@ func BenchmarkRequestPathClients(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+			if s != nil {
+				// the mean requests a model run (warm-up runs included)
+				if st, err := s.ModelStats("tinycnn", ""); err == nil && len(st) == 1 && st[0].ExecutionCount > 0 {
+					b.ReportMetric(float64(st[0].InferenceCount)/float64(st[0].ExecutionCount), "requests/run")
+				}
+			}
 		})
 	}
 }
+
+// noBatchingConfig is tinycnn's config with its inputs and outputs listed,
+// which kiln (as Triton) takes as written: max_batch_size 8, no dynamic
+// batching, as kiln serve served its bundled tinycnn before it completed
+// configs with dynamic batching.
+const noBatchingConfig = `max_batch_size: 8
+input { name: "image" data_type: TYPE_FP32 dims: [3, 32, 32] }
+output { name: "probabilities" data_type: TYPE_FP32 dims: [10] }
+`

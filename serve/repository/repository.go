@@ -341,8 +341,18 @@ func selectVersions(desc []int64, p VersionPolicy) []int64 {
 // Complete returns cfg (or a new config when cfg is nil) with the inputs and
 // outputs the model defines filled in, and checks that declared ones exist
 // with the model's types.
+//
+// As Triton's ONNX Runtime backend auto-completes a config (Triton's model
+// configuration guide, "Default Max Batch Size and Dynamic Batcher"): when
+// the config is completed from the model (no config, or one that does not
+// list both its inputs and its outputs), every input and output has a
+// variable first dimension, max_batch_size is above 1 and the config sets
+// no scheduler (dynamic_batching, sequence_batching), dynamic batching is
+// turned on with its defaults (dynamic_batching { }). A config that lists
+// its inputs and outputs is taken as written.
 func Complete(name string, cfg *Config, km *kiln.Model) (*Config, error) {
 	ins, outs := km.Inputs(), km.Outputs()
+	autoComplete := cfg == nil || len(cfg.Inputs) == 0 || len(cfg.Outputs) == 0
 	// the protocols carry tensors only: a sequence or optional value may
 	// flow inside the graph, never in or out of it
 	for i, io := range append(append([]kiln.IOInfo{}, ins...), outs...) {
@@ -378,6 +388,10 @@ func Complete(name string, cfg *Config, km *kiln.Model) (*Config, error) {
 			}
 		}
 	}
+	if autoComplete && cfg.MaxBatchSize > 1 && cfg.DynamicBatching == nil && cfg.Raw.GetSequenceBatching() == nil &&
+		variableFirstDim(ins) && variableFirstDim(outs) {
+		cfg.DynamicBatching = &DynamicBatching{}
+	}
 	var err error
 	if cfg.Inputs, err = completeIO(name, "input", cfg.Inputs, ins, cfg.MaxBatchSize); err != nil {
 		return nil, err
@@ -386,6 +400,17 @@ func Complete(name string, cfg *Config, km *kiln.Model) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// variableFirstDim reports whether every one of ios has a variable (-1)
+// first dimension, as a model that can be batched has.
+func variableFirstDim(ios []kiln.IOInfo) bool {
+	for _, io := range ios {
+		if len(io.Shape) == 0 || io.Shape[0] != -1 {
+			return false
+		}
+	}
+	return true
 }
 
 func completeIO(model, kind string, declared []IO, actual []kiln.IOInfo, maxBatch int) ([]IO, error) {
