@@ -198,3 +198,28 @@ func TestImageAttrs(t *testing.T) {
 		{"einsum mistyped", "Einsum", []*ir.Attr{intA("equation", 1)}, 12, nil, "equation"},
 	})
 }
+
+func stringsA(name string, v ...string) *ir.Attr {
+	return &ir.Attr{Name: name, Type: ir.AttrStrings, Strings: v}
+}
+
+// TestRNNAttrs: RNN's, GRU's and LSTM's typed attributes: the default
+// activations per op and direction, one direction's list repeated for
+// two, layout from opset 14.
+func TestRNNAttrs(t *testing.T) {
+	runAttrCases(t, []attrCase{
+		{"rnn default", "RNN", nil, 14, ops.RNNAttrs{Directions: 1, Activations: []string{"Tanh"}}, ""},
+		{"gru bidirectional", "GRU", []*ir.Attr{strA("direction", "bidirectional"), intA("hidden_size", 4), intA("linear_before_reset", 1)}, 14,
+			ops.RNNAttrs{HiddenSize: 4, Directions: 2, Activations: []string{"Sigmoid", "Tanh", "Sigmoid", "Tanh"}, LinearBeforeReset: true}, ""},
+		{"lstm reverse", "LSTM", []*ir.Attr{strA("direction", "reverse"), intA("input_forget", 1), floatA("clip", 3), intA("layout", 1)}, 14,
+			ops.RNNAttrs{Directions: 1, Reverse: true, Layout: 1, Clip: 3, Activations: []string{"Sigmoid", "Tanh", "Tanh"}, InputForget: true}, ""},
+		{"lstm opset 7 ignores layout", "LSTM", []*ir.Attr{intA("layout", 1)}, 7, ops.RNNAttrs{Directions: 1, Activations: []string{"Sigmoid", "Tanh", "Tanh"}}, ""},
+		{"rnn one list for two directions", "RNN", []*ir.Attr{strA("direction", "bidirectional"), stringsA("activations", "Relu"), floatsA("activation_alpha", 0.5)}, 14,
+			ops.RNNAttrs{Directions: 2, Activations: []string{"Relu", "Relu"}, ActivationAlpha: []float32{0.5}}, ""},
+		{"gru activations for directions", "GRU", []*ir.Attr{stringsA("activations", "Sigmoid")}, 14, nil, "activations"},
+		{"rnn bad direction", "RNN", []*ir.Attr{strA("direction", "both")}, 14, nil, "direction"},
+		{"rnn layout 2", "RNN", []*ir.Attr{intA("layout", 2)}, 14, nil, "layout"},
+		{"rnn clip 0", "RNN", []*ir.Attr{floatA("clip", 0)}, 14, nil, "clip"},
+		{"rnn hidden_size -1", "RNN", []*ir.Attr{intA("hidden_size", -1)}, 14, nil, "hidden_size"},
+	})
+}

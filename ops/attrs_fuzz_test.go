@@ -21,7 +21,8 @@ var fuzzAttrNames = []string{"axis", "axes", "perm", "batch_dims", "reduction", 
 	"cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias", "keep_aspect_ratio_policy", "scales",
 	"split", "num_outputs", "block_size", "output_dtype", "saturate", "pooled_shape", "spatial_scale", "output_height",
 	"output_width", "sampling_ratio", "center_point_box", "inverse", "onesided", "padding_mode", "align_corners",
-	"equation"}
+	"equation", "hidden_size", "direction", "layout", "clip", "activations", "activation_alpha", "activation_beta",
+	"linear_before_reset", "input_forget"}
 
 // FuzzParseAttrs: every typed op's parser, given any attributes of any
 // type at any opset, returns its struct or an error wrapping
@@ -54,7 +55,8 @@ func FuzzParseAttrs(f *testing.F) {
 				a.Type, a.F = ir.AttrFloat, float32(v)/4
 			case 2:
 				a.Type, a.S = ir.AttrString, []string{"none", "add", "max", "CRD", "DCR", "wrap", "edge", "tanh", "LEFT", "RIGHT", "sum", "",
-					"SAME_UPPER", "VALID", "linear", "cubic", "align_corners", "tf_crop_and_resize", "floor", "not_larger"}[int(b[2])%20]
+					"SAME_UPPER", "VALID", "linear", "cubic", "align_corners", "tf_crop_and_resize", "floor", "not_larger",
+					"bidirectional", "reverse", "Relu", "forward"}[int(b[2])%24]
 			case 3:
 				a.Type, a.Ints = ir.AttrInts, []int64{v % 4, (v / 4) % 4, 1}[:1+int(b[2])%3]
 			case 4:

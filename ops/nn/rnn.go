@@ -113,63 +113,26 @@ type rnnOp struct {
 	inputForget       bool
 }
 
+func rnnAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseRNNAttrs(n, opset) }
+
 func prepareRNN(kind rnnKind, name string) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &rnnOp{name: name, kind: kind, dirs: 1}
-		var defActs []string
-		switch kind {
-		case cellRNN:
-			k.gates, defActs = 1, []string{"Tanh"}
-		case cellGRU:
-			k.gates, defActs = 3, []string{"Sigmoid", "Tanh"}
-			k.linearBeforeReset = a.Int("linear_before_reset", 0) != 0
-		case cellLSTM:
-			k.gates, defActs = 4, []string{"Sigmoid", "Tanh", "Tanh"}
-			k.inputForget = a.Int("input_forget", 0) != 0
-		}
-		k.nActs = len(defActs)
-		k.hidden = int(a.Int("hidden_size", 0))
-		if k.hidden < 0 {
-			a.Fail("hidden_size", "must be positive, got %d", k.hidden)
-		}
-		switch d := a.String("direction", "forward"); d {
-		case "forward":
-		case "reverse":
-			k.reverse = true
-		case "bidirectional":
-			k.dirs = 2
-		default:
-			a.Fail("direction", "unsupported value %q", d)
-		}
-		if opset >= 14 {
-			k.layout = int(a.Int("layout", 0))
-			if k.layout != 0 && k.layout != 1 {
-				a.Fail("layout", "must be 0 or 1, got %d", k.layout)
-			}
-		}
-		if a.Has("clip") {
-			k.clip = float64(a.Float("clip", 0))
-			if k.clip <= 0 {
-				a.Fail("clip", "must be positive, got %g", k.clip)
-			}
-		}
-		names := a.Strings("activations", nil)
-		switch {
-		case names == nil:
-			for d := 0; d < k.dirs; d++ {
-				names = append(names, defActs...)
-			}
-		case len(names) == k.nActs && k.dirs == 2:
-			names = append(names, names...)
-		case len(names) != k.nActs*k.dirs:
-			a.Fail("activations", "%v: want %d for %d direction(s)", names, k.nActs*k.dirs, k.dirs)
-		}
-		alphas := a.Floats("activation_alpha", nil)
-		betas := a.Floats("activation_beta", nil)
-		if err := a.Err(); err != nil {
+		a, err := ops.ParseRNNAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
+		k := &rnnOp{name: name, kind: kind, dirs: a.Directions, hidden: int(a.HiddenSize), reverse: a.Reverse,
+			layout: int(a.Layout), clip: float64(a.Clip), linearBeforeReset: a.LinearBeforeReset, inputForget: a.InputForget}
+		switch kind {
+		case cellRNN:
+			k.gates = 1
+		case cellGRU:
+			k.gates = 3
+		case cellLSTM:
+			k.gates = 4
+		}
+		k.nActs = len(ops.RNNActivations(n.OpType))
+		names, alphas, betas := a.Activations, a.ActivationAlpha, a.ActivationBeta
 		for _, nm := range names {
 			al, be := math.NaN(), math.NaN()
 			ta, tb := actTakes(nm)
@@ -181,8 +144,9 @@ func prepareRNN(kind rnnKind, name string) func(n *ir.Node, opset int64) (ops.Ke
 			}
 			f, ok := makeAct(nm, al, be)
 			if !ok {
-				a.Fail("activations", "unsupported activation %q", nm)
-				return nil, a.Err()
+				f := ops.AttrsOf(n)
+				f.Fail("activations", "unsupported activation %q", nm)
+				return nil, f.Err()
 			}
 			k.acts = append(k.acts, f)
 		}
@@ -590,7 +554,7 @@ func rnnDirection[T ops.Float](k *rnnOp, a *rnnArgs[T], d int, rev bool, y, hOut
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "RNN", Prepare: prepareRNN(cellRNN, "RNN")})
-	ops.Register(ops.Def{Type: "GRU", Prepare: prepareRNN(cellGRU, "GRU")})
-	ops.Register(ops.Def{Type: "LSTM", Prepare: prepareRNN(cellLSTM, "LSTM")})
+	ops.Register(ops.Def{Type: "RNN", Attrs: rnnAttrs, Prepare: prepareRNN(cellRNN, "RNN")})
+	ops.Register(ops.Def{Type: "GRU", Attrs: rnnAttrs, Prepare: prepareRNN(cellGRU, "GRU")})
+	ops.Register(ops.Def{Type: "LSTM", Attrs: rnnAttrs, Prepare: prepareRNN(cellLSTM, "LSTM")})
 }
