@@ -295,8 +295,8 @@ func (c *compiler) inputsNHWC() {
 // channelConcat reports whether n concatenates NHWC values (all of them)
 // along the channels: then it runs NHWC, along the last axis.
 func (c *compiler) channelConcat(n *ir.Node) bool {
-	a := ops.AttrsOf(n).Int("axis", 0)
-	if a != 1 && a != -3 {
+	ca, err := ops.ParseConcatAttrs(n, c.g.Opset())
+	if a := ca.Axis; err != nil || (a != 1 && a != -3) {
 		return false
 	}
 	for _, v := range n.Inputs {
@@ -308,6 +308,15 @@ func (c *compiler) channelConcat(n *ir.Node) bool {
 		}
 	}
 	return true
+}
+
+// convGroup is a convolution's group (0 when its attributes are bad).
+func (c *compiler) convGroup(n *ir.Node) int64 {
+	a, err := ops.ParseConvAttrs(n, c.g.Opset())
+	if err != nil {
+		return 0
+	}
+	return a.Group
 }
 
 // nhwcDims is the NCHW dims d in NHWC order.
@@ -324,7 +333,7 @@ func (c *compiler) nhwcConv(n *ir.Node) bool {
 	}
 	xd, ok := x.Type.Shape.Ints()
 	wd := w.Const.Shape
-	if !ok || len(xd) != 4 || len(wd) != 4 || ops.AttrsOf(n).Int("group", 1) != 1 || wd[1] != xd[1] {
+	if !ok || len(xd) != 4 || len(wd) != 4 || c.convGroup(n) != 1 || wd[1] != xd[1] {
 		return false
 	}
 	C, M := xd[1], wd[0]

@@ -3,7 +3,6 @@ package gpuexec
 import (
 	"fmt"
 
-	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 )
 
@@ -30,67 +29,60 @@ type convCall struct {
 // and end pads (peh, pew).
 type window2D struct{ kh, kw, sh, sw, dh, dw, ph, pw, peh, pew int }
 
-// readWindow reads kernel_shape, strides, dilations, pads and auto_pad of
-// a window op of rank r (1 or 2; a 1-D window's attributes apply to the
-// width, the height being 1), given the input and output sizes and the
-// kernel size when kernel_shape is absent.
-func readWindow(n *ir.Node, r, h, w, oh, ow, kh, kw int) (window2D, error) {
-	a := ops.AttrsOf(n)
+// readWindow resolves the typed window attributes (ops.WindowAttrs, the
+// CPU's parse) of a window op of rank r (1 or 2; a 1-D window's
+// attributes apply to the width, the height being 1), given the input and
+// output sizes and the kernel size when kernel_shape is absent.
+func readWindow(a *ops.WindowAttrs, r, h, w, oh, ow, kh, kw int) (window2D, error) {
 	win := window2D{kh: kh, kw: kw, sh: 1, sw: 1, dh: 1, dw: 1}
 	if r == 1 {
 		win.kh = 1
 	}
+	if name := a.Fits(r); name != "" {
+		return win, fmt.Errorf("%w: %s of a window op for a %d-D window", ErrUnsupported, name, r)
+	}
 	// pair maps an attribute of r values onto (height, width).
-	pair := func(name string, v []int64, hp, wp *int) error {
+	pair := func(v []int64, hp, wp *int) {
 		switch {
 		case v == nil:
-		case len(v) != r:
-			return fmt.Errorf("%w: %s %v for a %d-D window", ErrUnsupported, name, v, r)
 		case r == 1:
 			*wp = int(v[0])
 		default:
 			*hp, *wp = int(v[0]), int(v[1])
 		}
-		return nil
 	}
-	if err := pair("kernel_shape", a.Ints("kernel_shape", nil), &win.kh, &win.kw); err != nil {
-		return win, err
-	}
-	if err := pair("strides", a.Ints("strides", nil), &win.sh, &win.sw); err != nil {
-		return win, err
-	}
-	if err := pair("dilations", a.Ints("dilations", nil), &win.dh, &win.dw); err != nil {
-		return win, err
-	}
-	switch ap := a.String("auto_pad", "NOTSET"); ap {
-	case "NOTSET", "":
-		if p := a.Ints("pads", nil); p != nil {
-			if len(p) != 2*r {
-				return win, fmt.Errorf("%w: pads %v", ErrUnsupported, p)
-			}
-			if r == 1 {
-				win.pw, win.pew = int(p[0]), int(p[1])
-			} else {
-				win.ph, win.pw, win.peh, win.pew = int(p[0]), int(p[1]), int(p[2]), int(p[3])
-			}
-		}
-	case "VALID":
-	case "SAME_UPPER", "SAME_LOWER":
-		th := max(0, (oh-1)*win.sh+(win.kh-1)*win.dh+1-h)
-		tw := max(0, (ow-1)*win.sw+(win.kw-1)*win.dw+1-w)
-		if ap == "SAME_UPPER" {
-			win.ph, win.pw = th/2, tw/2
+	pair(a.KernelShape, &win.kh, &win.kw)
+	pair(a.Strides, &win.sh, &win.sw)
+	pair(a.Dilations, &win.dh, &win.dw)
+	switch {
+	case a.AutoPad == ops.AutoPadNotSet && a.Pads != nil:
+		if r == 1 {
+			win.pw, win.pew = int(a.Pads[0]), int(a.Pads[1])
 		} else {
-			win.ph, win.pw = th-th/2, tw-tw/2
+			win.ph, win.pw, win.peh, win.pew = int(a.Pads[0]), int(a.Pads[1]), int(a.Pads[2]), int(a.Pads[3])
 		}
-		win.peh, win.pew = th-win.ph, tw-win.pw
-	default:
-		return win, fmt.Errorf("%w: auto_pad %q", ErrUnsupported, ap)
+	case a.AutoPad.Same():
+		win.ph, win.peh = a.AutoPad.Split((oh-1)*win.sh + (win.kh-1)*win.dh + 1 - h)
+		win.pw, win.pew = a.AutoPad.Split((ow-1)*win.sw + (win.kw-1)*win.dw + 1 - w)
 	}
 	if win.kh <= 0 || win.kw <= 0 || win.sh <= 0 || win.sw <= 0 || win.dh <= 0 || win.dw <= 0 {
 		return win, fmt.Errorf("%w: window %+v", ErrGraph, win)
 	}
-	return win, a.Err()
+	return win, nil
+}
+
+// kernelFits checks kernel_shape, when given, against the weights'
+// spatial dims wd (the CPU kernel refuses a mismatch).
+func kernelFits(a *ops.WindowAttrs, wd []int) error {
+	if a.KernelShape == nil {
+		return nil
+	}
+	for i, k := range a.KernelShape {
+		if i >= len(wd) || int64(wd[i]) != k {
+			return fmt.Errorf("%w: kernel_shape %v for weights of spatial dims %v", ErrGraph, a.KernelShape, wd)
+		}
+	}
+	return nil
 }
 
 // as2D views the dims of a 1-D window op's tensor ([N, C, L]) as 2-D ([N,
@@ -127,7 +119,14 @@ func (c *compiler) conv(s *step) error {
 			return err
 		}
 	}
-	group := int(ops.AttrsOf(n).Int("group", 1))
+	ca, err := ops.ParseConvAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	if err := kernelFits(&ca.WindowAttrs, wd[len(wd)-rank:]); err != nil {
+		return err
+	}
+	group := int(ca.Group)
 	xr, err := c.ref(x)
 	if err != nil {
 		return err
@@ -167,7 +166,7 @@ func (c *compiler) conv(s *step) error {
 	if group < 1 || C%group != 0 || M%group != 0 || wd[1]*group != C || wd[0] != M {
 		return fmt.Errorf("%w: weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
 	}
-	win, err := readWindow(n, rank, H, W, OH, OW, wd[2], wd[3])
+	win, err := readWindow(&ca.WindowAttrs, rank, H, W, OH, OW, wd[2], wd[3])
 	if err != nil {
 		return err
 	}
@@ -253,17 +252,20 @@ func (c *compiler) convTranspose(s *step) error {
 	if err != nil {
 		return err
 	}
-	a := ops.AttrsOf(n)
-	group := int(a.Int("group", 1))
-	strides := a.Ints("strides", nil)
-	dil := a.Ints("dilations", nil)
-	pads := a.Ints("pads", nil)
-	outPad := a.Ints("output_padding", nil)
-	outShape := a.Ints("output_shape", nil)
-	autoPad := a.String("auto_pad", "NOTSET")
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseConvTransposeAttrs(n, c.g.Opset())
+	if err != nil {
 		return err
 	}
+	if name := a.Fits(r); name != "" {
+		return fmt.Errorf("%w: ConvTranspose %s for a %d-D window", ErrUnsupported, name, r)
+	}
+	if a.OutputPadding != nil && len(a.OutputPadding) != r {
+		return fmt.Errorf("%w: ConvTranspose output_padding %v for a %d-D window", ErrGraph, a.OutputPadding, r)
+	}
+	if err := kernelFits(&a.WindowAttrs, wd[2:]); err != nil {
+		return err
+	}
+	group, outPad := int(a.Group), a.OutputPadding
 	at := func(v []int64, i int, def int) int {
 		if i < len(v) {
 			return int(v[i])
@@ -282,26 +284,14 @@ func (c *compiler) convTranspose(s *step) error {
 	for i := range r {
 		j := i + 2 - r
 		in[j], out[j], k[j] = xd[2+i], yd[2+i], wd[2+i]
-		st[j], dl[j] = at(strides, i, 1), at(dil, i, 1)
-		if st[j] < 1 || dl[j] < 1 {
-			return fmt.Errorf("%w: ConvTranspose strides %v dilations %v", ErrGraph, strides, dil)
-		}
+		st[j], dl[j] = int(a.Stride(i)), int(a.Dilation(i))
 		full := st[j]*(in[j]-1) + at(outPad, i, 0) + (k[j]-1)*dl[j] + 1
-		split := func(total int) int {
-			total = max(total, 0)
-			if autoPad == "SAME_UPPER" {
-				return total / 2
-			}
-			return total - total/2
-		}
 		switch {
-		case outShape != nil:
-			pb[j] = split(full - out[j])
-		case autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER":
-			pb[j] = split(full - out[j])
-		case autoPad == "VALID":
+		case a.OutputShape != nil || a.AutoPad.Same():
+			pb[j], _ = a.AutoPad.Split(full - out[j]) // as the CPU kernel splits it
+		case a.AutoPad == ops.AutoPadValid:
 		default:
-			pb[j] = at(pads, i, 0)
+			pb[j] = at(a.Pads, i, 0)
 		}
 	}
 	xr, err := c.ref(x)

@@ -3,7 +3,6 @@ package gpuexec
 import (
 	"fmt"
 
-	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 )
 
@@ -11,62 +10,35 @@ import (
 // per spatial axis (D, H, W).
 type window3D struct{ k, s, d, pb, pe [3]int }
 
-// readWindow3D reads a 3-D window op's attributes (kernel_shape, strides,
-// dilations, pads, auto_pad) given the input and output spatial sizes and
-// the kernel's size when kernel_shape is absent (convolutions).
-func readWindow3D(n *ir.Node, in, out, kdef [3]int) (window3D, error) {
-	a := ops.AttrsOf(n)
+// readWindow3D resolves a 3-D window op's typed attributes
+// (ops.WindowAttrs) given the input and output spatial sizes and the
+// kernel's size when kernel_shape is absent (convolutions).
+func readWindow3D(a *ops.WindowAttrs, in, out, kdef [3]int) (window3D, error) {
 	w := window3D{k: kdef, s: [3]int{1, 1, 1}, d: [3]int{1, 1, 1}}
-	three := func(name string, dst *[3]int) error {
-		v := a.Ints(name, nil)
-		if v == nil {
-			return nil
-		}
-		if len(v) != 3 {
-			return fmt.Errorf("%w: %s %v for a 3-D window", ErrUnsupported, name, v)
-		}
-		for i := range 3 {
-			dst[i] = int(v[i])
-		}
-		return nil
+	if name := a.Fits(3); name != "" {
+		return w, fmt.Errorf("%w: %s of a window op for a 3-D window", ErrUnsupported, name)
 	}
-	for _, f := range []struct {
-		name string
-		dst  *[3]int
-	}{{"kernel_shape", &w.k}, {"strides", &w.s}, {"dilations", &w.d}} {
-		if err := three(f.name, f.dst); err != nil {
-			return w, err
+	for i := range 3 {
+		if a.KernelShape != nil {
+			w.k[i] = int(a.KernelShape[i])
 		}
+		w.s[i], w.d[i] = int(a.Stride(i)), int(a.Dilation(i))
 	}
-	switch ap := a.String("auto_pad", "NOTSET"); ap {
-	case "NOTSET", "":
-		if p := a.Ints("pads", nil); p != nil {
-			if len(p) != 6 {
-				return w, fmt.Errorf("%w: pads %v", ErrUnsupported, p)
-			}
-			for i := range 3 {
-				w.pb[i], w.pe[i] = int(p[i]), int(p[i+3])
-			}
+	for i := range 3 {
+		switch {
+		case a.AutoPad == ops.AutoPadNotSet:
+			pb, pe := a.Pad(i, 3)
+			w.pb[i], w.pe[i] = int(pb), int(pe)
+		case a.AutoPad.Same():
+			w.pb[i], w.pe[i] = a.AutoPad.Split((out[i]-1)*w.s[i] + (w.k[i]-1)*w.d[i] + 1 - in[i])
 		}
-	case "VALID":
-	case "SAME_UPPER", "SAME_LOWER":
-		for i := range 3 {
-			t := max(0, (out[i]-1)*w.s[i]+(w.k[i]-1)*w.d[i]+1-in[i])
-			w.pb[i] = t / 2
-			if ap == "SAME_LOWER" {
-				w.pb[i] = t - t/2
-			}
-			w.pe[i] = t - w.pb[i]
-		}
-	default:
-		return w, fmt.Errorf("%w: auto_pad %q", ErrUnsupported, ap)
 	}
 	for i := range 3 {
 		if w.k[i] <= 0 || w.s[i] <= 0 || w.d[i] <= 0 || w.pb[i] < 0 || w.pe[i] < 0 {
 			return w, fmt.Errorf("%w: 3-D window %+v", ErrGraph, w)
 		}
 	}
-	return w, a.Err()
+	return w, nil
 }
 
 // geometry3D is the int64 array the 3-D kernels read (kernels/op_conv3d.cu).
@@ -102,12 +74,19 @@ func (c *compiler) conv3d(s *step) error {
 	if len(wd) != 5 || len(yd) != 5 {
 		return fmt.Errorf("%w: 3-D convolution weights %v, output %v", ErrGraph, wd, yd)
 	}
-	group := int(ops.AttrsOf(n).Int("group", 1))
+	ca, err := ops.ParseConvAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
+	if err != nil {
+		return err
+	}
+	if err := kernelFits(&ca.WindowAttrs, wd[2:]); err != nil {
+		return err
+	}
+	group := int(ca.Group)
 	C, M := xd[1], yd[1]
 	if group < 1 || C%group != 0 || M%group != 0 || wd[1]*group != C || wd[0] != M {
 		return fmt.Errorf("%w: weights %v for input %v with %d groups", ErrGraph, wd, xd, group)
 	}
-	win, err := readWindow3D(n, [3]int{xd[2], xd[3], xd[4]}, [3]int{yd[2], yd[3], yd[4]}, [3]int{wd[2], wd[3], wd[4]})
+	win, err := readWindow3D(&ca.WindowAttrs, [3]int{xd[2], xd[3], xd[4]}, [3]int{yd[2], yd[3], yd[4]}, [3]int{wd[2], wd[3], wd[4]})
 	if err != nil {
 		return err
 	}
@@ -158,17 +137,15 @@ func (c *compiler) pool3d(s *step) error {
 	if len(yd) != 5 {
 		return fmt.Errorf("%w: 3-D pooling output %v", ErrGraph, yd)
 	}
-	win, err := readWindow3D(n, [3]int{xd[2], xd[3], xd[4]}, [3]int{yd[2], yd[3], yd[4]}, [3]int{})
+	pa, err := ops.ParsePoolAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
 	if err != nil {
 		return err
 	}
-	mode := 0
-	if n.OpType == "AveragePool" {
-		mode = 1
-		if ops.AttrsOf(n).Int("count_include_pad", 0) != 0 {
-			mode = 2
-		}
+	win, err := readWindow3D(&pa.WindowAttrs, [3]int{xd[2], xd[3], xd[4]}, [3]int{yd[2], yd[3], yd[4]}, [3]int{})
+	if err != nil {
+		return err
 	}
+	mode := poolMode(n.OpType, &pa)
 	xr, err := c.ref(x)
 	if err != nil {
 		return err

@@ -103,21 +103,19 @@ func dftCheck(n *ir.Node) error {
 
 func (c *compiler) dft(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	axis := int64(-2)
-	if c.g.Opset() < 20 {
-		axis = a.Int("axis", 1)
-	} else if v := input(n, 2); v != nil {
+	a, err := ops.ParseDFTAttrs(n, c.g.Opset()) // the CPU's rules (ops/image)
+	if err != nil {
+		return err
+	}
+	axis := a.Axis
+	if v := input(n, 2); a.AxisInput && v != nil {
 		vals, ok := constInts(v)
 		if !ok || len(vals) != 1 {
 			return fmt.Errorf("%w: DFT axis computed at run time", ErrUnsupported)
 		}
 		axis = vals[0]
 	}
-	inverse := b2i(a.Int("inverse", 0) != 0)
-	if err := a.Err(); err != nil {
-		return err
-	}
+	inverse := b2i(a.Inverse)
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
 		return err

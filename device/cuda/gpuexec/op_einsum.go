@@ -63,16 +63,16 @@ func parseEinsumTerm(s string) (einsumTerm, error) {
 }
 
 func parseEinsum(n *ir.Node) (einsumEq, error) {
-	a := ops.AttrsOf(n)
+	a, err := ops.ParseEinsumAttrs(n, ops.MaxOpset) // Einsum's attributes do not change with the opset
+	if err != nil {
+		return einsumEq{}, err
+	}
 	eq := strings.Map(func(r rune) rune {
 		if r == ' ' || r == '\t' || r == '\n' {
 			return -1
 		}
 		return r
-	}, a.String("equation", ""))
-	if err := a.Err(); err != nil {
-		return einsumEq{}, err
-	}
+	}, a.Equation)
 	lhs, rhs, explicit := strings.Cut(eq, "->")
 	var e einsumEq
 	for _, s := range strings.Split(lhs, ",") {

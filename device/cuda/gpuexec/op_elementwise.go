@@ -870,8 +870,11 @@ var quantCodes = map[tensor.DType]int{tensor.Int8: 3, tensor.Int16: 4, tensor.Ui
 // quantizeTypes: float32 or float16 values and scale, a quantized type of
 // quantCodes, per-tensor or per-axis scales (no blocks).
 func quantizeTypes(n *ir.Node) error {
-	a := ops.AttrsOf(n)
-	if a.Int("block_size", 0) != 0 {
+	// block_size is read as from opset 21 (a check sees no opset); the
+	// emit reads the node's opset
+	if a, err := ops.ParseQuantAxisAttrs(n, ops.MaxOpset); err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
+	} else if a.BlockSize != 0 {
 		return fmt.Errorf("%w: %s with block_size", ErrUnsupported, n.OpType)
 	}
 	fl, q := 0, n.Outputs[0].Type.DType
@@ -901,7 +904,10 @@ func quantizeTypes(n *ir.Node) error {
 // slice along axis.
 func (c *compiler) quantize(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
+	a, err := ops.ParseQuantAxisAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
+	if err != nil {
+		return err
+	}
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
 		return err
@@ -912,7 +918,7 @@ func (c *compiler) quantize(s *step) error {
 	}
 	axlen, inner := int64(1), int64(1)
 	if prod(sd) > 1 {
-		axis, err := ops.NormAxis(n.OpType, a.Int("axis", 1), len(xd))
+		axis, err := ops.NormAxis(n.OpType, a.Axis, len(xd))
 		if err != nil {
 			return err
 		}
@@ -920,9 +926,6 @@ func (c *compiler) quantize(s *step) error {
 			return fmt.Errorf("%w: %s scale %v for %v", ErrGraph, n.OpType, sd, xd)
 		}
 		axlen, inner = int64(xd[axis]), prod(xd[axis+1:])
-	}
-	if err := a.Err(); err != nil {
-		return err
 	}
 	sr, err := c.ref(n.Inputs[1])
 	if err != nil {

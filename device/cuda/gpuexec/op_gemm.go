@@ -86,12 +86,11 @@ func gemmLaunch(kernel string, y, a, b ref, cb *ref, batch, M, N, K int, sAb, sA
 
 func (c *compiler) gemm(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	alpha, beta := a.Float("alpha", 1), a.Float("beta", 1)
-	transA, transB := a.Int("transA", 0) != 0, a.Int("transB", 0) != 0
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseGemmAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn); C broadcast at every opset
+	if err != nil {
 		return err
 	}
+	alpha, beta, transA, transB := a.Alpha, a.Beta, a.TransA, a.TransB
 	ad, err := c.dims(n.Inputs[0])
 	if err != nil {
 		return err

@@ -16,32 +16,32 @@ var lpPoolKernels = []kernelDef{
 	{op: "GlobalLpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).globalLpPool},
 }
 
-// lpPoolP reads p: a float at opset 1, an int since (default 2).
-func lpPoolP(n *ir.Node) (float32, error) {
-	if at, ok := n.Attrs["p"]; ok && at.Type == ir.AttrFloat {
-		return at.F, nil
+// lpPoolP reads p (ops.PoolAttrs.P, ops.LpPoolAttrs.P: a float at opset
+// 1, an int since, 2 by default, positive).
+func lpPoolP(n *ir.Node, opset int64) (float32, error) {
+	if n.OpType == "GlobalLpPool" {
+		a, err := ops.ParseLpPoolAttrs(n, opset)
+		return float32(a.P), err
 	}
-	a := ops.AttrsOf(n)
-	return float32(a.Int("p", 2)), a.Err()
+	a, err := ops.ParsePoolAttrs(n, opset)
+	return float32(a.P), err
 }
 
 func lpPoolCheck(n *ir.Node) error {
-	p, err := lpPoolP(n)
-	if err != nil {
-		return err
-	}
-	if !(p > 0) {
-		return fmt.Errorf("%w: %s p %g", ErrUnsupported, n.OpType, p)
+	// p is read alike at every opset (ops.ParsePoolAttrs)
+	if _, err := lpPoolP(n, ops.MaxOpset); err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
 	}
 	return nil
 }
 
 func (c *compiler) lpPool(s *step) error {
 	n := s.node
-	p, err := lpPoolP(n)
+	a, err := ops.ParsePoolAttrs(n, c.g.Opset())
 	if err != nil {
 		return err
 	}
+	p := float32(a.P)
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
 		return err
@@ -51,7 +51,7 @@ func (c *compiler) lpPool(s *step) error {
 	}
 	rank := len(xd) - 2
 	xd, yd = as2D(xd), as2D(yd)
-	win, err := readWindow(n, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	win, err := readWindow(&a.WindowAttrs, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (c *compiler) lpPool(s *step) error {
 
 func (c *compiler) globalLpPool(s *step) error {
 	n := s.node
-	p, err := lpPoolP(n)
+	p, err := lpPoolP(n, c.g.Opset())
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,11 @@ func (c *compiler) concat(s *step) error {
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("Concat", ops.AttrsOf(n).Int("axis", 0), len(yd))
+	ca, err := ops.ParseConcatAttrs(n, c.g.Opset()) // the CPU's rules (ops/shape): axis 1 by default before opset 4
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("Concat", ca.Axis, len(yd))
 	if err != nil {
 		return err
 	}
@@ -122,7 +126,11 @@ func (c *compiler) split(s *step) error {
 	if err != nil {
 		return err
 	}
-	axis, err := ops.NormAxis("Split", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	sa, err := ops.ParseSplitAttrs(n, c.g.Opset()) // the CPU's rules (ops/shape)
+	if err != nil {
+		return err
+	}
+	axis, err := ops.NormAxis("Split", sa.Axis, len(xd))
 	if err != nil {
 		return err
 	}

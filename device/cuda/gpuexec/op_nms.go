@@ -111,14 +111,11 @@ func (c *compiler) nmsInput(n *ir.Node, i int) (nmsScalar, error) {
 
 func (c *compiler) nms(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	center := a.Int("center_point_box", 0)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseNMSAttrs(n, c.g.Opset()) // the CPU's rules (ops/image)
+	if err != nil {
 		return err
 	}
-	if center != 0 && center != 1 {
-		return fmt.Errorf("%w: center_point_box %d (0 or 1)", ErrGraph, center)
-	}
+	center := int64(b2i(a.CenterPointBox))
 	boxes, scores := n.Inputs[0], n.Inputs[1]
 	bd, err := c.dims(boxes)
 	if err != nil {

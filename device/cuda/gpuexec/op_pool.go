@@ -30,17 +30,15 @@ func (c *compiler) pool(s *step) error {
 		return err
 	}
 	yd = as2D(yd)
-	win, err := readWindow(n, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	pa, err := ops.ParsePoolAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
 	if err != nil {
 		return err
 	}
-	mode := 0
-	if n.OpType == "AveragePool" {
-		mode = 1
-		if ops.AttrsOf(n).Int("count_include_pad", 0) != 0 {
-			mode = 2
-		}
+	win, err := readWindow(&pa.WindowAttrs, rank, xd[2], xd[3], yd[2], yd[3], 0, 0)
+	if err != nil {
+		return err
 	}
+	mode := poolMode(n.OpType, &pa)
 	if c.readsNHWC(n, 0) { // x and y NHWC (layout.go)
 		total := int64(xd[0]) * int64(yd[2]) * int64(yd[3]) * int64(xd[1])
 		k := "pool2d_nhwc_f16"
@@ -57,6 +55,18 @@ func (c *compiler) pool(s *step) error {
 		iArg(xd[2]), iArg(xd[3]), iArg(yd[2]), iArg(yd[3]), iArg(win.kh), iArg(win.kw), iArg(win.sh), iArg(win.sw),
 		iArg(win.ph), iArg(win.pw), iArg(win.dh), iArg(win.dw), iArg(win.peh), iArg(win.pew), iArg(mode))}
 	return nil
+}
+
+// poolMode is the pool kernels' mode: 0 max, 1 average over the input
+// elements, 2 average counting the pads.
+func poolMode(op string, a *ops.PoolAttrs) int {
+	switch {
+	case op != "AveragePool":
+		return 0
+	case a.CountIncludePad:
+		return 2
+	}
+	return 1
 }
 
 func (c *compiler) globalPool(s *step) error {

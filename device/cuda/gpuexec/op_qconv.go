@@ -61,7 +61,11 @@ func qconvCheck(n *ir.Node) error {
 func (c *compiler) qconv(s *step) error {
 	n := s.node
 	p := qconvInputs(n)
-	group := int(ops.AttrsOf(n).Int("group", 1))
+	ca, err := ops.ParseConvAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
+	if err != nil {
+		return err
+	}
+	group := int(ca.Group)
 	xd, err := c.dims(n.Inputs[p.x])
 	if err != nil {
 		return err
@@ -82,7 +86,10 @@ func (c *compiler) qconv(s *step) error {
 	}
 	rank := len(xd) - 2
 	x4, w4, y4 := as2D(xd), as2D(wd), as2D(yd)
-	win, err := readWindow(n, rank, x4[2], x4[3], y4[2], y4[3], w4[2], w4[3])
+	if err := kernelFits(&ca.WindowAttrs, w4[4-rank:]); err != nil {
+		return err
+	}
+	win, err := readWindow(&ca.WindowAttrs, rank, x4[2], x4[3], y4[2], y4[3], w4[2], w4[3])
 	if err != nil {
 		return err
 	}

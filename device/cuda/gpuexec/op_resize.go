@@ -18,25 +18,16 @@ import (
 // sizes must be constants (they are once the graph's shapes are known).
 func (c *compiler) resize(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	opset := c.g.Opset()
-	mode := a.String("mode", "nearest")
-	if mode != "nearest" && mode != "linear" && mode != "cubic" {
-		return fmt.Errorf("%w: Resize mode %q", ErrUnsupported, mode)
-	}
-	ctm, nearest := "asymmetric", "simple" // Resize-10
-	scalesIn := 1
-	if opset >= 11 {
-		ctm = a.String("coordinate_transformation_mode", "half_pixel")
-		nearest = a.String("nearest_mode", "round_prefer_floor")
-		scalesIn = 2
-		if (mode == "nearest" && a.Int("exclude_outside", 0) != 0) || a.Ints("axes", nil) != nil ||
-			a.String("keep_aspect_ratio_policy", "stretch") != "stretch" || ctm == "tf_crop_and_resize" {
-			return fmt.Errorf("%w: Resize with axes, keep_aspect_ratio_policy or tf_crop_and_resize (or nearest with exclude_outside)", ErrUnsupported)
-		}
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseResizeAttrs(n, c.g.Opset()) // the CPU's rules (ops/image)
+	if err != nil {
 		return err
+	}
+	mode, ctm, nearest := a.Mode, a.CoordinateTransformationMode, a.NearestMode
+	scalesIn := 2
+	if a.Legacy { // Resize-10: scales are input 1, asymmetric, Upsample's nearest rule
+		nearest, scalesIn = "simple", 1
+	} else if (mode == "nearest" && a.ExcludeOutside) || a.Axes != nil || a.KeepAspectRatioPolicy != "stretch" || ctm == "tf_crop_and_resize" {
+		return fmt.Errorf("%w: Resize with axes, keep_aspect_ratio_policy or tf_crop_and_resize (or nearest with exclude_outside)", ErrUnsupported)
 	}
 	x := n.Inputs[0]
 	xd, err := c.dims(x)
@@ -89,7 +80,7 @@ func (c *compiler) resize(s *step) error {
 		}
 	}
 	if mode != "nearest" {
-		return c.resizeTaps(s, a, mode, ctm, xr, yr, xd, yd, scales)
+		return c.resizeTaps(s, mode, ctm, float64(a.CubicCoeffA), a.ExcludeOutside, a.Antialias, xr, yr, xd, yd, scales)
 	}
 	var meta []int64
 	for _, d := range []int{r - 2, r - 1} {
@@ -200,19 +191,13 @@ var resizeKernels = []kernelDef{
 // align_corners).
 func (c *compiler) gridSample(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	mode, ok := map[string]int{"nearest": 0, "bilinear": 1, "linear": 1, "bicubic": 2, "cubic": 2}[a.String("mode", "bilinear")]
-	if !ok {
-		return fmt.Errorf("%w: GridSample mode %q", ErrUnsupported, a.String("mode", ""))
-	}
-	pad, ok := map[string]int{"zeros": 0, "border": 1, "reflection": 2}[a.String("padding_mode", "zeros")]
-	if !ok {
-		return fmt.Errorf("%w: GridSample padding_mode %q", ErrUnsupported, a.String("padding_mode", ""))
-	}
-	align := int(a.Int("align_corners", 0))
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseGridSampleAttrs(n, c.g.Opset()) // the CPU's rules (ops/image)
+	if err != nil {
 		return err
 	}
+	mode := map[string]int{"nearest": 0, "linear": 1, "cubic": 2}[a.Mode]
+	pad := map[string]int{"zeros": 0, "border": 1, "reflection": 2}[a.PaddingMode]
+	align := b2i(a.AlignCorners)
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
 		return err
@@ -242,13 +227,7 @@ func (c *compiler) gridSample(s *step) error {
 // resize_taps: per output row and column, the taps' input indices and
 // weights (the CPU's per-axis tables: the ONNX coordinate transforms,
 // Keys cubic with cubic_coeff_a, exclude_outside and antialias).
-func (c *compiler) resizeTaps(s *step, a *ops.Attrs, mode, ctm string, xr, yr ref, xd, yd []int, scales []float64) error {
-	cubicA := float64(a.Float("cubic_coeff_a", -0.75))
-	exclude := a.Int("exclude_outside", 0) != 0
-	antialias := a.Int("antialias", 0) != 0
-	if err := a.Err(); err != nil {
-		return err
-	}
+func (c *compiler) resizeTaps(s *step, mode, ctm string, cubicA float64, exclude, antialias bool, xr, yr ref, xd, yd []int, scales []float64) error {
 	r := len(xd)
 	var idx []int64
 	var wts []float32

@@ -65,50 +65,19 @@ type rnnAttrs struct {
 }
 
 func parseRNN(n *ir.Node, opset int64) (rnnAttrs, error) {
-	a := ops.AttrsOf(n)
-	r := rnnAttrs{dirs: 1}
-	var def []string
-	switch n.OpType {
-	case "RNN":
-		r.gates, def = 1, []string{"Tanh"}
-	case "GRU":
-		r.gates, def = 3, []string{"Sigmoid", "Tanh"}
-		r.lbr = a.Int("linear_before_reset", 0) != 0
-	default:
-		r.gates, def = 4, []string{"Sigmoid", "Tanh", "Tanh"}
-		r.inputForget = a.Int("input_forget", 0) != 0
+	a, err := ops.ParseRNNAttrs(n, opset) // the CPU's rules (ops/nn)
+	if err != nil {
+		return rnnAttrs{}, fmt.Errorf("%w: %v", ErrGraph, err)
 	}
-	r.hidden = a.Int("hidden_size", 0)
-	switch d := a.String("direction", "forward"); d {
-	case "forward":
-	case "reverse":
-		r.reverse = true
-	case "bidirectional":
-		r.dirs = 2
-	default:
-		return r, fmt.Errorf("%w: %s direction %q", ErrGraph, n.OpType, d)
-	}
-	if opset >= 14 {
-		r.layout = int(a.Int("layout", 0))
-	}
-	if a.Has("clip") {
-		r.clip = a.Float("clip", 0)
-	}
-	names := a.Strings("activations", nil)
-	switch {
-	case names == nil:
-		for range r.dirs {
-			names = append(names, def...)
-		}
-	case len(names) == len(def) && r.dirs == 2:
-		names = append(names, names...)
-	case len(names) != len(def)*r.dirs:
-		return r, fmt.Errorf("%w: %s activations %v for %d direction(s)", ErrGraph, n.OpType, names, r.dirs)
-	}
+	r := rnnAttrs{dirs: a.Directions, hidden: a.HiddenSize, reverse: a.Reverse, layout: int(a.Layout), clip: a.Clip,
+		lbr: a.LinearBeforeReset, inputForget: a.InputForget}
+	def := ops.RNNActivations(n.OpType)
+	r.gates = map[int]int{1: 1, 2: 3, 3: 4}[len(def)]
+	names := a.Activations
 	// alphas and betas go, in order, to the activations that take them
 	// (the second direction's after the first's), ONNX's default when
 	// they run out
-	alphas, betas := a.Floats("activation_alpha", nil), a.Floats("activation_beta", nil)
+	alphas, betas := a.ActivationAlpha, a.ActivationBeta
 	for d := range r.dirs {
 		var ids, al, be [3]int64
 		for k := range 3 {
@@ -135,10 +104,7 @@ func parseRNN(n *ir.Node, opset int64) (rnnAttrs, error) {
 		}
 		r.acts = append(append(append(r.acts, ids[:]...), al[:]...), be[:]...)
 	}
-	if r.layout != 0 && r.layout != 1 {
-		return r, fmt.Errorf("%w: %s layout %d", ErrGraph, n.OpType, r.layout)
-	}
-	return r, a.Err()
+	return r, nil
 }
 
 // rnnParamActsUnchecked marks the activations with alpha and beta

@@ -25,32 +25,18 @@ type roiAlignAttrs struct {
 	scale, offset float32
 }
 
+// parseRoiAlign reads RoiAlign's typed attributes (ops.RoiAlignAttrs, the
+// CPU's rules) in the kernel's form.
 func parseRoiAlign(n *ir.Node, opset int64) (roiAlignAttrs, error) {
-	a := ops.AttrsOf(n)
-	r := roiAlignAttrs{oh: int(a.Int("output_height", 1)), ow: int(a.Int("output_width", 1)), ratio: int(a.Int("sampling_ratio", 0)),
-		scale: a.Float("spatial_scale", 1)}
-	switch m := a.String("mode", "avg"); m {
-	case "avg":
-	case "max":
-		r.max = true
-	default:
-		return r, fmt.Errorf("%w: RoiAlign mode %q", ErrGraph, m)
+	a, err := ops.ParseRoiAlignAttrs(n, opset)
+	if err != nil {
+		return roiAlignAttrs{}, fmt.Errorf("%w: %v", ErrGraph, err)
 	}
-	def := "half_pixel"
-	if opset < 16 {
-		def = "output_half_pixel"
-	}
-	switch ctm := a.String("coordinate_transformation_mode", def); ctm {
-	case "half_pixel":
+	r := roiAlignAttrs{max: a.Max, oh: int(a.OutputHeight), ow: int(a.OutputWidth), ratio: int(a.SamplingRatio), scale: a.SpatialScale}
+	if a.HalfPixel {
 		r.offset = 0.5
-	case "output_half_pixel":
-	default:
-		return r, fmt.Errorf("%w: RoiAlign coordinate_transformation_mode %q", ErrGraph, ctm)
 	}
-	if r.oh < 1 || r.ow < 1 || r.ratio < 0 {
-		return r, fmt.Errorf("%w: RoiAlign output %dx%d, sampling_ratio %d", ErrGraph, r.oh, r.ow, r.ratio)
-	}
-	return r, a.Err()
+	return r, nil
 }
 
 func roiAlignCheck(n *ir.Node) error {
@@ -61,11 +47,10 @@ func roiAlignCheck(n *ir.Node) error {
 }
 
 func maxRoiPoolCheck(n *ir.Node) error {
-	a := ops.AttrsOf(n)
-	if ps := a.Ints("pooled_shape", nil); len(ps) != 2 || ps[0] < 1 || ps[1] < 1 {
-		return fmt.Errorf("%w: MaxRoiPool pooled_shape %v", ErrGraph, ps)
+	if _, err := ops.ParseMaxRoiPoolAttrs(n, ops.MaxOpset); err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
 	}
-	return a.Err()
+	return nil
 }
 
 func (c *compiler) roiAlign(s *step) error {
@@ -105,11 +90,11 @@ func (c *compiler) roiAlign(s *step) error {
 
 func (c *compiler) maxRoiPool(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	ps, scale := a.Ints("pooled_shape", nil), a.Float("spatial_scale", 1)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseMaxRoiPoolAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
+	if err != nil {
 		return err
 	}
+	ps, scale := a.PooledShape, a.SpatialScale
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
 		return err
@@ -118,7 +103,7 @@ func (c *compiler) maxRoiPool(s *step) error {
 	if err != nil {
 		return err
 	}
-	if len(ps) != 2 || len(xd) != 4 || len(rd) != 2 || rd[1] != 5 {
+	if len(xd) != 4 || len(rd) != 2 || rd[1] != 5 {
 		return fmt.Errorf("%w: MaxRoiPool of X %v, rois %v", ErrGraph, xd, rd)
 	}
 	rr, err := c.ref(n.Inputs[1])

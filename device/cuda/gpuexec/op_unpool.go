@@ -26,19 +26,19 @@ func unpoolCheck(n *ir.Node) error {
 	if dt := dtypeOf(n.Inputs[0]); dt.Size() != 2 && dt.Size() != 4 && dt.Size() != 8 {
 		return fmt.Errorf("%w: MaxUnpool of %v", ErrUnsupported, dt)
 	}
-	if len(ops.AttrsOf(n).Ints("kernel_shape", nil)) == 0 {
-		return fmt.Errorf("%w: MaxUnpool without kernel_shape", ErrGraph)
+	if a, err := ops.ParseMaxUnpoolAttrs(n, ops.MaxOpset); err != nil || len(a.KernelShape) == 0 {
+		return fmt.Errorf("%w: MaxUnpool without kernel_shape, or bad attributes (%v)", ErrGraph, err)
 	}
 	return nil
 }
 
 func (c *compiler) maxUnpool(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	ks, strides, pads := a.Ints("kernel_shape", nil), a.Ints("strides", nil), a.Ints("pads", nil)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseMaxUnpoolAttrs(n, c.g.Opset()) // the CPU's rules (ops/nn)
+	if err != nil {
 		return err
 	}
+	ks, strides, pads := a.KernelShape, a.Strides, a.Pads
 	xd, xr, yr, yd, err := c.inOut(n)
 	if err != nil {
 		return err

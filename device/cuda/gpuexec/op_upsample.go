@@ -2,7 +2,6 @@ package gpuexec
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -21,25 +20,27 @@ func upsampleCheck(n *ir.Node) error {
 	if err := resizedInput(n); err != nil {
 		return err
 	}
-	a := ops.AttrsOf(n)
-	switch m := strings.ToLower(a.String("mode", "nearest")); m {
-	case "nearest":
-	case "linear", "bilinear":
+	// the mode is read alike at every opset (ops.ParseUpsampleAttrs); the
+	// scales attribute of opsets 7 and 8 is checked by the emit
+	a, err := ops.ParseUpsampleAttrs(n, 9)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrGraph, err)
+	}
+	if a.Mode == "linear" {
 		if err := float32In(n, 0); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("%w: Upsample mode %q", ErrUnsupported, m)
 	}
 	if v := input(n, 1); v != nil && v.Const == nil {
 		return fmt.Errorf("%w: Upsample scales computed at run time", ErrUnsupported)
 	}
-	return a.Err()
+	return nil
 }
 
-// upsampleScales reads the scales: the attribute, or the constant input.
-func upsampleScales(n *ir.Node) ([]float64, error) {
-	if v := input(n, 1); v != nil {
+// upsampleScales reads the scales: the attribute (a.Scales, before opset
+// 9), or the constant input.
+func upsampleScales(n *ir.Node, a *ops.UpsampleAttrs) ([]float64, error) {
+	if v := input(n, 1); v != nil && a.Scales == nil {
 		if v.Const == nil {
 			return nil, fmt.Errorf("%w: Upsample scales computed at run time", ErrUnsupported)
 		}
@@ -52,25 +53,24 @@ func upsampleScales(n *ir.Node) ([]float64, error) {
 		}
 		return s, nil
 	}
-	a := ops.AttrsOf(n)
 	var s []float64
-	for _, f := range a.Floats("scales", nil) {
+	for _, f := range a.Scales {
 		s = append(s, float64(f))
 	}
 	if len(s) == 0 {
 		return nil, fmt.Errorf("%w: Upsample without scales", ErrGraph)
 	}
-	return s, a.Err()
+	return s, nil
 }
 
 func (c *compiler) upsample(s *step) error {
 	n := s.node
-	a := ops.AttrsOf(n)
-	mode := strings.ToLower(a.String("mode", "nearest"))
-	if mode == "bilinear" {
-		mode = "linear"
+	a, err := ops.ParseUpsampleAttrs(n, c.g.Opset()) // the CPU's rules (ops/image)
+	if err != nil {
+		return err
 	}
-	scales, err := upsampleScales(n)
+	mode := a.Mode
+	scales, err := upsampleScales(n, &a)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func (c *compiler) upsample(s *step) error {
 		}
 	}
 	if mode == "linear" {
-		return c.resizeTaps(s, a, mode, "asymmetric", xr, yr, xd, yd, scales)
+		return c.resizeTaps(s, mode, "asymmetric", -0.75, false, false, xr, yr, xd, yd, scales)
 	}
 	k := "resize_nearest"
 	switch c.esize(dtypeOf(n.Inputs[0])) {

@@ -171,7 +171,11 @@ func (c *compiler) splitViews(n *ir.Node) {
 	if err != nil || len(xd) == 0 {
 		return
 	}
-	axis, err := ops.NormAxis("Split", ops.AttrsOf(n).Int("axis", 0), len(xd))
+	sa, err := ops.ParseSplitAttrs(n, c.g.Opset())
+	if err != nil {
+		return
+	}
+	axis, err := ops.NormAxis("Split", sa.Axis, len(xd))
 	if err != nil || axis != len(xd)-1 {
 		return
 	}
