@@ -2,7 +2,6 @@ package nn
 
 import (
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -49,31 +48,8 @@ type epilogue struct {
 }
 
 func parseEpilogue(a *ops.Attrs) epilogue {
-	e := epilogue{act: a.OneOf("activation", a.String("activation", ActNone),
-		ActNone, ActRelu, ActClip, ActSigmoid, ActSiLU, ActHardSwish, ActLeakyRelu, ActHardSigmoid, ActGelu, ActGeluTanh)}
-	var def []float32
-	switch e.act {
-	case ActClip:
-		def = []float32{float32(math.Inf(-1)), float32(math.Inf(1))}
-	case ActLeakyRelu:
-		def = []float32{0.01, 0}
-	case ActHardSigmoid:
-		def = []float32{0.2, 0.5}
-	}
-	p := a.Floats("activation_params", nil)
-	if p == nil {
-		p = def
-	}
-	if len(p) > 0 {
-		e.p0 = p[0]
-	}
-	if len(p) > 1 {
-		e.p1 = p[1]
-	}
-	if e.act == ActClip && !(e.p0 <= e.p1) {
-		a.Fail("activation_params", "clip range [%g, %g] is empty", e.p0, e.p1)
-	}
-	return e
+	e := ops.ReadEpilogueAttrs(a) // the typed attributes, as the CUDA kernels read them
+	return epilogue{act: e.Activation, p0: e.P0, p1: e.P1}
 }
 
 // Grains of the epilogue's parallel loops: the number of elements one
@@ -226,13 +202,16 @@ func (k *geluOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 // internal/fastmath, then the product with V.
 type attentionOp struct{ scale float32 }
 
+func attentionAttrs(n *ir.Node, opset int64) (any, error) {
+	return ops.ParseFusedAttentionAttrs(n, opset)
+}
+
 func prepareAttention(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &attentionOp{scale: a.Float("scale", 1)}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseFusedAttentionAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &attentionOp{scale: a.Scale}, nil
 }
 
 func (k *attentionOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -435,5 +414,5 @@ func prepareLayerNormAlias(n *ir.Node, opset int64) (ops.Kernel, error) {
 func init() {
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Prepare: prepareGelu})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "LayerNormalization", Prepare: prepareLayerNormAlias})
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "Attention", Prepare: prepareAttention})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "Attention", Attrs: attentionAttrs, Prepare: prepareAttention})
 }
