@@ -130,7 +130,11 @@ func (c *compiler) attention(s *step) error {
 	if err := float32In(n, 0, 1, 2, 3); err != nil {
 		return err
 	}
-	scale := ops.AttrsOf(n).Float("scale", 1)
+	a, err := ops.ParseFusedAttentionAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	scale := a.Scale
 	var d [3][]int
 	var r [3]ref
 	for i := range d {

@@ -32,17 +32,17 @@ type activation struct {
 // fusedActivation reads the "activation" and "activation_params"
 // attributes of kiln's fused ops (see ops/nn/fused.go).
 func fusedActivation(n *ir.Node) (activation, error) {
-	a := ops.AttrsOf(n)
-	name := a.String("activation", "")
-	p := a.Floats("activation_params", nil)
-	var act activation
-	var def []float32
-	switch name {
+	a, err := ops.ParseEpilogueAttrs(n) // the CPU's rules (ops/nn), defaults of the parameters included
+	if err != nil {
+		return activation{}, err
+	}
+	act := activation{p0: a.P0, p1: a.P1}
+	switch a.Activation {
 	case "":
 	case "Relu":
 		act.code = actRelu
 	case "Clip":
-		act.code, def = actClip, []float32{-inf, inf}
+		act.code = actClip
 	case "Sigmoid":
 		act.code = actSigmoid
 	case "SiLU":
@@ -50,26 +50,17 @@ func fusedActivation(n *ir.Node) (activation, error) {
 	case "HardSwish":
 		act.code = actHardSwish
 	case "LeakyRelu":
-		act.code, def = actLeakyRelu, []float32{0.01, 0}
+		act.code = actLeakyRelu
 	case "HardSigmoid":
-		act.code, def = actHardSigmoid, []float32{0.2, 0.5}
+		act.code = actHardSigmoid
 	case "Gelu":
 		act.code = actGelu
 	case "GeluTanh":
 		act.code = actGeluTanh
 	default:
-		return act, fmt.Errorf("%w: activation %q", ErrUnsupported, name)
+		return act, fmt.Errorf("%w: activation %q", ErrUnsupported, a.Activation)
 	}
-	if p == nil {
-		p = def
-	}
-	if len(p) > 0 {
-		act.p0 = p[0]
-	}
-	if len(p) > 1 {
-		act.p1 = p[1]
-	}
-	return act, a.Err()
+	return act, nil
 }
 
 // clipBounds: Clip's min and max inputs must be float32 constants.

@@ -360,7 +360,11 @@ func strides4(pv view) []int64 {
 // attentionMMA emits the tensor-core attention kernel for n (mmaOK).
 func (c *compiler) attentionMMA(s *step) error {
 	n := s.node
-	scale := ops.AttrsOf(n).Float("scale", 1)
+	a, err := ops.ParseFusedAttentionAttrs(n, c.g.Opset())
+	if err != nil {
+		return err
+	}
+	scale := a.Scale
 	var r [3]ref
 	var st []int64
 	var vw [3]view
