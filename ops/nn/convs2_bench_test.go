@@ -38,6 +38,14 @@ var partsShapes = []cpu.Conv2DParams{
 	{N: 1, C: 3, H: 224, W: 224, M: 32, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	{N: 1, C: 16, H: 112, W: 112, M: 96, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
 	{N: 1, C: 3, H: 320, W: 320, M: 16, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	// mobilenet_v2's first project (32 -> 16 at 112x112) and a 14x14 one
+	{N: 1, C: 32, H: 112, W: 112, M: 16, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	{N: 1, C: 384, H: 14, W: 14, M: 64, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	// mobilenet_v2's 14x14 and 7x7 pointwise layers (im2col in its plans)
+	{N: 1, C: 96, H: 14, W: 14, M: 576, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	{N: 1, C: 576, H: 14, W: 14, M: 96, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	{N: 1, C: 960, H: 7, W: 7, M: 160, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
+	{N: 1, C: 320, H: 7, W: 7, M: 1280, KH: 1, KW: 1, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1},
 	// yolo_tiny's second and third stride-2 3x3 layers
 	{N: 1, C: 16, H: 160, W: 160, M: 32, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	{N: 1, C: 32, H: 80, W: 80, M: 64, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
@@ -123,6 +131,23 @@ func BenchmarkDirectParts(b *testing.B) {
 				})
 			}
 		}
+		// the other tactics, on the same copies of the weights
+		wcs := make([][]float32, copies)
+		for j := range wcs {
+			wcs[j] = append([]float32(nil), w...)
+		}
+		b.Run(name+"/im2col/t1", func(b *testing.B) {
+			run(b, 1, func(j int) { cpu.Conv2DWith(cpu.ConvIm2col, p, x, wcs[j%copies], bias, y) })
+		})
+		if gemmTApplies(p) {
+			var gs []*gemmTFilter
+			b.Run(name+"/gemm-t/t1", func(b *testing.B) {
+				for len(gs) < copies {
+					gs = append(gs, newGemmTFilter(wcs[len(gs)], p.M, p.C, p.KH, p.KW))
+				}
+				run(b, 1, func(j int) { convGemmT(p, x, gs[j%copies], bias, y, nil, nil) })
+			})
+		}
 		sh, sw := p.StrideH, p.StrideW
 		hq := (p.H + p.PadTop + p.PadBottom + sh - 1) / sh
 		wq := (p.W + p.PadLeft + p.PadRight + sw - 1) / sw
@@ -131,6 +156,52 @@ func BenchmarkDirectParts(b *testing.B) {
 			buf := make([]float32, p.C*ph*pw*hq*wq+directSlack+p.KW)
 			b.Run(name+"/input/t1", func(b *testing.B) {
 				run(b, 1, func(int) { directInput(p, x, buf, hq, wq, ph, pw) })
+			})
+		}
+	}
+}
+
+// BenchmarkDirectTileL1 runs the direct kernel's tiles (8 output channels x
+// 48, 32 and 16 positions, and the prefetching variants) on operands that
+// stay in L1 (K taps of one input plane, the weights of one block), one
+// thread, reporting GFLOP per CPU second: the register tile's ceiling, to
+// set against device/cpu's BenchmarkPeak on the same machine (NOTES.md
+// section 30):
+//
+//	go test ./ops/nn -run '^$' -bench DirectTileL1 -benchtime 200000x
+func BenchmarkDirectTileL1(b *testing.B) {
+	for _, k := range []int{27, 64, 256} {
+		r := rand.New(rand.NewPCG(1, uint64(k)))
+		// k taps reading one plane of 64 floats at shifts of 0-15 floats:
+		// k x 192 bytes of loads from 4 lines, all in L1
+		src := make([]float32, 256)
+		for i := range src {
+			src[i] = r.Float32()
+		}
+		offs := make([]int32, k+pcTaps)
+		for q := range k {
+			offs[q] = int32(q % 16)
+		}
+		a := make([]float32, k*directMR)
+		for i := range a {
+			a[i] = r.Float32()
+		}
+		out := make([]float32, directMR*64)
+		var bias [directMR]float32
+		for _, c := range []struct {
+			name string
+			n    int
+			pf   int
+		}{{"x3", 48, pfNone}, {"x3pc", 48, pfChannel}, {"x3pf", 48, pfNext}, {"x2", 32, pfNone}, {"x1", 16, pfNone}} {
+			b.Run(fmt.Sprintf("k%d/%s", k, c.name), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				c0 := cpuUsed(false)
+				for b.Loop() {
+					convDirectTileK(c.pf, k, a, src, offs, 0, out, 64, &bias[0], 0, 1, true, c.n, directMR, nil)
+				}
+				s := (cpuUsed(false) - c0).Seconds()
+				b.ReportMetric(2*float64(k*directMR*c.n)*float64(b.N)/s/1e9, "GFLOP/cpu-s")
 			})
 		}
 	}
