@@ -3,7 +3,6 @@ package gpuexec
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/kilnai/kiln/device/cuda"
@@ -570,5 +569,3 @@ func prod(d []int) int64 {
 	}
 	return p
 }
-
-var inf = float32(math.Inf(1))
