@@ -1,6 +1,7 @@
 package gpuexec
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -25,6 +26,7 @@ func TestTypedAttrsSupport(t *testing.T) {
 	t.Run("resize", testResizeSupport)
 	t.Run("concat", testConcatAxis)
 	t.Run("window", testWindowAttrs)
+	t.Run("upsample", testUpsampleTaps)
 	for _, tt := range []struct {
 		name   string
 		opset  int64
@@ -223,5 +225,31 @@ func testWindowAttrs(t *testing.T) {
 				t.Fatalf("compile: %v, want an ErrGraph", err)
 			}
 		})
+	}
+}
+
+// testUpsampleTaps: Upsample's linear taps are Resize-10's, whatever
+// Resize attributes the node carries (the CPU reads none of them; the
+// CUDA executor read cubic_coeff_a, exclude_outside and antialias from
+// the node).
+func testUpsampleTaps(t *testing.T) {
+	weights := func(attrs ...*ir.Attr) []byte {
+		b := ir.NewBuilder("upsample", 9)
+		x := b.Input("x", tensor.Float32, ir.D(1), ir.D(2), ir.D(4), ir.D(4))
+		sc := b.Const("scales", tensor.FromFloat32([]float32{1, 1, 0.5, 0.5}, 4))
+		b.Output(b.Op("Upsample", []*ir.Value{x, sc}, append([]*ir.Attr{ir.StringAttr("mode", "linear")}, attrs...)...), "y")
+		g := b.Graph()
+		if _, err := ops.InferGraph(g); err != nil {
+			t.Fatal(err)
+		}
+		p, err := compile(g, false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.weights
+	}
+	plain := weights()
+	if got := weights(ir.IntAttr("antialias", 1), ir.FloatAttr("cubic_coeff_a", -0.5)); !bytes.Equal(got, plain) {
+		t.Errorf("taps with Resize's attributes %v, want %v", got, plain)
 	}
 }
