@@ -182,20 +182,112 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 		yn := y[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		src := xn
 		var inBuf *[]float32
+		srcLen := len(xn)
 		if !inPlace {
-			inBuf = directInPool.get(p.C*chStride + directSlack + p.KW)
-			directInput(p, xn, *inBuf, hq, wq, ph, pw)
+			srcLen = p.C*chStride + directSlack + p.KW
+		}
+		bd := directSplit(p, len(f.packed), srcLen, wq, ep != nil)
+		if !inPlace {
+			inBuf = directInPool.get(srcLen)
+			directInputBands(p, xn, *inBuf, hq, wq, ph, pw, bd)
 			src = *inBuf
 		}
 		var zn []float32
 		if z != nil {
 			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		}
-		directRun(p, src, f, bias, yn, zn, ep, plane, chStride, wq, ph, pw)
+		directRun(p, src, f, bias, yn, zn, ep, plane, chStride, wq, ph, pw, bd)
 		if inBuf != nil {
 			directInPool.put(inBuf)
 		}
 	}
+}
+
+// directBand makes convDirect split its input copy and its copy out by
+// bands of rows that line up with the rows each thread's tiles compute,
+// instead of by channel (NOTES.md section 32; benchmarks compare).
+var directBand = false
+
+// directCopyOne is the most floats of phase planes (or of output copied
+// out of the wide rows) that convDirect copies on the calling thread alone
+// (NOTES.md section 32; benchmarks set it).
+var directCopyOne = 0
+
+// maxBands bounds the threads whose bands directSplit lays out.
+const maxBands = 8
+
+// bands is how directRun's tiles fall to the threads: with n > 0, thread
+// (part) q of DynamicFor computes the tiles that start in the phase-plane
+// rows [row[q], row[q+1]) (row[0] = 0, row[n] = the rows in all); n = 0:
+// no banding.
+type bands struct {
+	n   int
+	row [maxBands + 1]int
+}
+
+// directSplit returns the bands of directRun's tiles of p at cpu.Threads()
+// (n = 0 when the tiles are in block order, with one thread, or with
+// directBand off): where DynamicFor's parts of directRun's items begin, in
+// rows of the wide output (each phase-plane row is one wide row).
+func directSplit(p cpu.Conv2DParams, packed, srcLen, wq int, epilogue bool) bands {
+	var bd bands
+	threads := cpu.Threads()
+	if !directBand || threads < 2 || threads > maxBands {
+		return bd
+	}
+	oh, ow := p.OutH(), p.OutW()
+	wide := oh * wq
+	byRow := wq != ow && directByRow(ow, wq, epilogue)
+	segs := (ow + directNR - 1) / directNR
+	tiles := (wide + directNR - 1) / directNR
+	if byRow {
+		tiles = oh * segs
+	}
+	mb := (p.M + directMR - 1) / directMR
+	if directBlockOuter(packed*4, srcLen*4, p.M*oh*ow*4, mb, threads) {
+		return bd
+	}
+	items := tiles * mb
+	chunk := max(1, items/(8*threads))
+	ranges := (items + chunk - 1) / chunk
+	workers := min(threads, ranges)
+	if workers < 2 {
+		return bd
+	}
+	bd.n = workers
+	for q := 1; q < workers; q++ {
+		t := q * ranges / workers * chunk / mb
+		if byRow {
+			bd.row[q] = t / segs
+		} else {
+			bd.row[q] = t * directNR / wq
+		}
+	}
+	bd.row[workers] = oh
+	return bd
+}
+
+// directInputBands is directInput with the planes' rows dealt by the bands
+// bd (n > 0): thread q writes rows [row[q], row[q+1]) of every phase plane
+// (the last band to the planes' end), the rows its tiles read but for the
+// last (KH-1)/sh.
+func directInputBands(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int, bd bands) {
+	if bd.n == 0 {
+		directInput(p, x, xin, hq, wq, ph, pw)
+		return
+	}
+	planes := p.C * ph * pw
+	items := bd.n * planes
+	// a chunk divides planes, so that no range straddles two bands
+	chunk := max(1, min(planes, 4096/max(1, hq*wq/bd.n)))
+	for planes%chunk != 0 {
+		chunk--
+	}
+	ic := directInCalls.Get().(*directInCall)
+	*ic = directInCall{p: p, x: x, xin: xin, hq: hq, wq: wq, ph: ph, pw: pw, bd: bd, fn: ic.fn}
+	dynamicFor(items, chunk, ic.fn)
+	*ic = directInCall{fn: ic.fn} // drop the references to the caller's memory
+	directInCalls.Put(ic)
 }
 
 // padPlaneOff makes directInput copy planes row by row in Go instead of
@@ -209,7 +301,11 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 	items := p.C * ph * pw
 	ic := directInCalls.Get().(*directInCall)
 	*ic = directInCall{p: p, x: x, xin: xin, hq: hq, wq: wq, ph: ph, pw: pw, fn: ic.fn}
-	dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), ic.fn)
+	if items*plane <= directCopyOne {
+		ic.fn(0, items)
+	} else {
+		dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), ic.fn)
+	}
 	*ic = directInCall{fn: ic.fn} // drop the references to the caller's memory
 	directInCalls.Put(ic)
 }
@@ -221,6 +317,7 @@ type directInCall struct {
 	p              cpu.Conv2DParams
 	x, xin         []float32
 	hq, wq, ph, pw int
+	bd             bands
 	fn             func(lo, hi int)
 }
 
@@ -235,6 +332,10 @@ func (ic *directInCall) items(lo, hi int) {
 	p, x, xin, hq, wq, ph, pw := &ic.p, ic.x, ic.xin, ic.hq, ic.wq, ic.ph, ic.pw
 	sh, sw := p.StrideH, p.StrideW
 	plane := hq * wq
+	if ic.bd.n > 0 {
+		ic.bandItems(lo, hi)
+		return
+	}
 	{
 		var pms [2]padMasks // per phase column: b alternates between items
 		for it := lo; it < hi; it++ {
@@ -282,6 +383,63 @@ func (ic *directInCall) items(lo, hi int) {
 	}
 }
 
+// bandItems writes the (band, plane) items [lo, hi) of directInputBands:
+// item it is rows [row[q], row[q+1]) of plane it%planes, q = it/planes.
+func (ic *directInCall) bandItems(lo, hi int) {
+	p, x, xin, hq, wq, ph, pw := &ic.p, ic.x, ic.xin, ic.hq, ic.wq, ic.ph, ic.pw
+	sh, sw := p.StrideH, p.StrideW
+	plane := hq * wq
+	planes := p.C * ph * pw
+	var pms [2]padMasks // per phase column: b alternates between items
+	for it := lo; it < hi; it++ {
+		q, pl := it/planes, it%planes
+		i0, i1 := ic.bd.row[q], ic.bd.row[q+1]
+		if q == ic.bd.n-1 {
+			i1 = hq
+		}
+		if i0 >= i1 {
+			continue
+		}
+		c, a, b := pl/(ph*pw), pl/pw%ph, pl%pw
+		dst := xin[pl*plane+i0*wq : pl*plane+i1*wq]
+		xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
+		if sh == 1 && sw == 1 && padPlaneRows(dst, xc, p.H, p.W, i1-i0, wq, p.PadTop-i0, p.PadLeft, &pms[0]) ||
+			sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, i1-i0, wq, a-p.PadTop+2*i0, b-p.PadLeft, &pms[b]) {
+			continue
+		}
+		jlo := max(0, (p.PadLeft-b+sw-1)/sw)
+		jhi := min(wq, (p.W+p.PadLeft-b+sw-1)/sw)
+		for i := i0; i < i1; i++ {
+			row := dst[(i-i0)*wq : (i-i0+1)*wq]
+			r := a + i*sh - p.PadTop
+			if r < 0 || r >= p.H || jlo >= jhi {
+				clear(row)
+				continue
+			}
+			for j := range row[:jlo] {
+				row[j] = 0
+			}
+			for j := range row[jhi:] {
+				row[jhi+j] = 0
+			}
+			srow := xc[r*p.W : (r+1)*p.W]
+			c0 := b + jlo*sw - p.PadLeft
+			d := row[jlo:jhi]
+			s := srow[c0:]
+			switch sw {
+			case 1:
+				copy(d, s)
+			case 2:
+				gatherEven(d, s)
+			default:
+				for j := range d {
+					d[j] = s[j*sw]
+				}
+			}
+		}
+	}
+}
+
 // directTapOffsets writes into offs[:C*KH*KW] where each tap (c, kh, kw)
 // of p reads in the phase planes (channels chStride floats apart, phase
 // planes plane floats apart, pw phase columns, rows of wq floats): output
@@ -315,7 +473,7 @@ func directTapOffsets(offs []int32, p cpu.Conv2DParams, chStride, plane, wq, pw 
 
 // directRun computes all output tiles of one image from src, the phase
 // planes (or the input itself for a pointwise convolution).
-func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []float32, ep *epilogue, plane, chStride, wq, ph, pw int) {
+func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []float32, ep *epilogue, plane, chStride, wq, ph, pw int, bd bands) {
 	oh, ow := p.OutH(), p.OutW()
 	k := p.C * p.KH * p.KW
 	offBuf := directOffPool.get(k + pcTaps)
@@ -391,7 +549,11 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	if tileSiLU {
 		ep = nil
 	}
-	directFinish(p, y, z, ep, out, outBuf != nil, wide, wq)
+	if outBuf != nil && bd.n > 0 {
+		directCopyBands(p, y, z, ep, out, wide, wq, bd)
+	} else {
+		directFinish(p, y, z, ep, out, outBuf != nil, wide, wq)
+	}
 	if outBuf != nil {
 		directOutPool.put(outBuf)
 	}
@@ -672,13 +834,15 @@ func directFinish(p cpu.Conv2DParams, y, z []float32, ep *epilogue, out []float3
 	case copyOut || addClampOK:
 		fc := directFinCalls.Get().(*directFinCall)
 		*fc = directFinCall{y: y, z: z, ep: ep, out: out, plane: plane, wq: wq, oh: oh, ow: ow,
-			lo: lo, hi: hi, clampOn: clampOn, addClampOK: addClampOK, addFn: fc.addFn, copyFn: fc.copyFn}
-		if copyOut {
+			lo: lo, hi: hi, clampOn: clampOn, addClampOK: addClampOK, addFn: fc.addFn, copyFn: fc.copyFn, bandFn: fc.bandFn}
+		if copyOut && p.M*oh*ow <= directCopyOne {
+			fc.copyFn(0, p.M)
+		} else if copyOut {
 			cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), fc.copyFn)
 		} else {
 			dynamicFor(len(y), max(1<<13, len(y)/(4*cpu.Threads())), fc.addFn)
 		}
-		*fc = directFinCall{addFn: fc.addFn, copyFn: fc.copyFn} // drop the references to the caller's memory
+		*fc = directFinCall{addFn: fc.addFn, copyFn: fc.copyFn, bandFn: fc.bandFn} // drop the references to the caller's memory
 		directFinCalls.Put(fc)
 	}
 }
@@ -692,14 +856,60 @@ type directFinCall struct {
 	plane, wq, oh, ow   int
 	lo, hi              float32
 	clampOn, addClampOK bool
+	bd                  bands
 	addFn, copyFn       func(lo, hi int)
+	bandFn              func(lo, hi int)
 }
 
 var directFinCalls = sync.Pool{New: func() any {
 	fc := &directFinCall{}
-	fc.addFn, fc.copyFn = fc.add, fc.copyOut
+	fc.addFn, fc.copyFn, fc.bandFn = fc.add, fc.copyOut, fc.copyBand
 	return fc
 }}
+
+// directCopyBands is directFinish's copy out of the wide rows dealt by the
+// bands bd (n > 0): thread q copies output rows [row[q], row[q+1]) (the
+// last band to the last row) of every channel, the rows its tiles wrote
+// (but for a tile that straddles two rows), in place of whole channels.
+func directCopyBands(p cpu.Conv2DParams, y, z []float32, ep *epilogue, out []float32, plane, wq int, bd bands) {
+	oh, ow := p.OutH(), p.OutW()
+	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
+	addClampOK := z != nil && ep != nil
+	if addClampOK {
+		switch ep.act {
+		case ActNone:
+		case ActRelu:
+			lo, clampOn = 0, true
+		case ActClip:
+			lo, hi, clampOn = ep.p0, ep.p1, true
+		default:
+			addClampOK = false
+		}
+	}
+	fc := directFinCalls.Get().(*directFinCall)
+	*fc = directFinCall{y: y, z: z, ep: ep, out: out, plane: plane, wq: wq, oh: oh, ow: ow,
+		lo: lo, hi: hi, clampOn: clampOn, addClampOK: addClampOK, bd: bd, addFn: fc.addFn, copyFn: fc.copyFn, bandFn: fc.bandFn}
+	chunk := max(1, min(p.M, 8192/max(1, oh*ow/bd.n)))
+	for p.M%chunk != 0 {
+		chunk--
+	}
+	dynamicFor(bd.n*p.M, chunk, fc.bandFn)
+	*fc = directFinCall{addFn: fc.addFn, copyFn: fc.copyFn, bandFn: fc.bandFn} // drop the references to the caller's memory
+	directFinCalls.Put(fc)
+}
+
+// copyBand copies the (band, channel) items [i0, i1) of directCopyBands.
+func (fc *directFinCall) copyBand(i0, i1 int) {
+	nm := len(fc.y) / (fc.oh * fc.ow)
+	for it := i0; it < i1; it++ {
+		q, c := it/nm, it%nm
+		r0, r1 := fc.bd.row[q], fc.bd.row[q+1]
+		if q == fc.bd.n-1 {
+			r1 = fc.oh
+		}
+		fc.copyRows(c, r0, r1)
+	}
+}
 
 // add adds the residual to y[i0:i1] in place, with the clamp.
 func (fc *directFinCall) add(i0, i1 int) {
@@ -708,24 +918,29 @@ func (fc *directFinCall) add(i0, i1 int) {
 
 // copyOut copies the output channels [m0, m1) out of the wide rows.
 func (fc *directFinCall) copyOut(m0, m1 int) {
-	y, z, ep, out, plane, wq, oh, ow := fc.y, fc.z, fc.ep, fc.out, fc.plane, fc.wq, fc.oh, fc.ow
 	for m := m0; m < m1; m++ {
-		for r := 0; r < oh; r++ {
-			yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
-			switch {
-			case ep == nil:
-				copy(yr, out[m*plane+r*wq:])
-				continue
-			case fc.addClampOK:
-				addClamp(yr, out[m*plane+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], fc.lo, fc.hi, fc.clampOn)
-				continue
-			case z != nil:
-				fastmath.ScaleAdd(yr, out[m*plane+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
-			default:
-				copy(yr, out[m*plane+r*wq:])
-			}
-			ep.applySerial(yr)
+		fc.copyRows(m, 0, fc.oh)
+	}
+}
+
+// copyRows copies rows [r0, r1) of output channel m out of the wide rows.
+func (fc *directFinCall) copyRows(m, r0, r1 int) {
+	y, z, ep, out, plane, wq, oh, ow := fc.y, fc.z, fc.ep, fc.out, fc.plane, fc.wq, fc.oh, fc.ow
+	for r := r0; r < r1; r++ {
+		yr := y[(m*oh+r)*ow : (m*oh+r+1)*ow]
+		switch {
+		case ep == nil:
+			copy(yr, out[m*plane+r*wq:])
+			continue
+		case fc.addClampOK:
+			addClamp(yr, out[m*plane+r*wq:][:ow], z[(m*oh+r)*ow:][:ow], fc.lo, fc.hi, fc.clampOn)
+			continue
+		case z != nil:
+			fastmath.ScaleAdd(yr, out[m*plane+r*wq:][:ow], 1, z[(m*oh+r)*ow:][:ow])
+		default:
+			copy(yr, out[m*plane+r*wq:])
 		}
+		ep.applySerial(yr)
 	}
 }
 

@@ -28,6 +28,17 @@ func padPlaneS2(dst, src []float32, h, w, hq, wq, r0, c0 int, pm *padMasks) bool
 	return true
 }
 
+// padPlaneRows is padPlane for a band of rows of a plane: padTop may be
+// negative (the band starts -padTop rows into src) or past hq (all zeros).
+func padPlaneRows(dst, src []float32, h, w, hq, wq, padTop, padLeft int, pm *padMasks) bool {
+	if !directAsm || padPlaneOff || h <= 0 || w <= 0 || hq <= 0 || len(dst) < hq*wq || len(src) < h*w ||
+		padLeft < 0 || padLeft+w > wq || !pm.set(wq, -padLeft, w, 1) {
+		return false
+	}
+	padPlaneAVX512(&dst[0], &src[0], h, w, hq, wq, padTop, padLeft, &pm.m[0], pm.nch)
+	return true
+}
+
 //go:noescape
 func padPlaneS2AVX512(dst, src *float32, h, w, hq, wq, r0, c0 int, masks *uint16, nch int)
 
