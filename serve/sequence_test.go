@@ -113,6 +113,7 @@ func accConfig(name string, maxBatch int, extra string) string {
 max_batch_size: %d
 input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
 sequence_batching {
   %s
   state [ { input_name: "state_in" output_name: "state_out" data_type: TYPE_FP32 dims: [ 1 ] } ]

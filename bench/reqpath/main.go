@@ -462,7 +462,7 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "then %v of %d clients (throughput), closed loop over loopback, after %v of load not counted.\n", c.duration, c.clients, c.warmup)
 	fmt.Fprintf(w, "HTTP body: %d bytes of JSON (3,072 FP32 numbers); gRPC: raw_input_contents (12,288 bytes).\n", r.bodyBytes)
 	fmt.Fprintf(w, "\"CPU/req\" is the server process's user+system time per request at %d clients.\n", c.clients)
-	served := "the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay)"
+	served := "the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay, two CPU instances)"
 	if len(c.serveArgs) > 0 {
 		served = "tinycnn, started as `kiln serve " + strings.Join(c.serveArgs, " ") + "`"
 	}

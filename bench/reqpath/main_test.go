@@ -42,7 +42,7 @@ func TestReqpath(t *testing.T) {
 	}
 	rep := out.String()
 	for _, want := range []string{
-		"the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay)", "the engine target runs tinycnn built by kiln's builder",
+		"the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay, two CPU instances)", "the engine target runs tinycnn built by kiln's builder",
 		"Requests a model run served at 3 clients (kiln serve's statistics", "The load driver's own CPU time per request at 3 clients",
 		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
 		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",

@@ -322,6 +322,9 @@ func BenchmarkRequestPathClients(b *testing.B) {
 		// written: no dynamic batching (one request a run)
 		{"kiln-engine-batching", pathOptions{engine: true, config: "max_batch_size: 8\ndynamic_batching { }\n"}},
 		{"kiln-engine-no-batching", pathOptions{engine: true, config: noBatchingConfig}},
+		// two instances (Triton's default count for an ONNX Runtime model
+		// on the CPU; kiln's default is one)
+		{"kiln-engine-2-instances", pathOptions{engine: true, config: "max_batch_size: 8\ndynamic_batching { }\ninstance_group { count: 2 kind: KIND_CPU }\n"}},
 		// the SLO batcher (a P99 objective of 20 ms), which waits for
 		// requests still in the request path
 		{"kiln-engine-slo", pathOptions{engine: true, config: "max_batch_size: 8\ndynamic_batching { }\nparameters { key: \"slo_p99_ms\" value { string_value: \"20\" } }\n"}},

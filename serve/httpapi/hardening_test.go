@@ -39,6 +39,9 @@ func tinyServer(t testing.TB, opts Options, edit func(*repository.Config), wrap 
 		t.Fatal(err)
 	}
 	rm.Config.MaxBatchSize = 8
+	// one instance (kiln's default for an ONNX model is Triton's, 2 on the
+	// CPU): the tests hold it to queue requests behind it
+	rm.Config.InstanceGroups = []repository.InstanceGroup{{Count: 1, Kind: "KIND_CPU"}}
 	if edit != nil {
 		edit(rm.Config)
 	}

@@ -39,6 +39,7 @@ func TestQueueFullAndDisconnect(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "tiny", "1"), 0o755)
 	os.WriteFile(filepath.Join(dir, "tiny", "1", "model.onnx"), examples.TinyCNNModel, 0o644)
 	os.WriteFile(filepath.Join(dir, "tiny", "config.pbtxt"), []byte(`max_batch_size: 1
+instance_group [ { count: 1 kind: KIND_CPU } ]
 dynamic_batching { default_queue_policy { max_queue_size: 1 } }`), 0o644)
 	g := &gated{gate: make(chan struct{}), started: make(chan struct{}, 10)}
 	s := serve.New(serve.Options{Repository: dir, WrapRunner: func(_ string, r scheduler.Runner) scheduler.Runner { g.r = r; return g }})

@@ -119,8 +119,8 @@ type Config struct {
 	Raw *inference.ModelConfig
 }
 
-// Instances returns the total number of instances the config asks for (at
-// least 1): a KIND_GPU group's count on each GPU of its gpus list (a
+// Instances returns the total number of instances the config asks for
+// (DefaultCPUInstances when it asks for none): a KIND_GPU group's count on each GPU of its gpus list (a
 // loaded model's config lists the GPUs a group without one was placed on).
 func (c *Config) Instances() int {
 	n := 0
@@ -132,7 +132,7 @@ func (c *Config) Instances() int {
 		n += g.Count
 	}
 	if n <= 0 {
-		return 1
+		return DefaultCPUInstances(c)
 	}
 	return n
 }

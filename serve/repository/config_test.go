@@ -67,7 +67,7 @@ func TestParseConfigForms(t *testing.T) {
 		{"hex", `max_batch_size: 0x10`, func(c *Config) bool { return c.MaxBatchSize == 16 }},
 		{"latest", `version_policy { latest { num_versions: 2 } }`, func(c *Config) bool { return c.VersionPolicy.NumVersions == 2 }},
 		{"all", `version_policy { all {} }`, func(c *Config) bool { return c.VersionPolicy.Kind == "all" }},
-		{"empty", ``, func(c *Config) bool { return c.VersionPolicy.Kind == "latest" && c.Instances() == 1 }},
+		{"empty", ``, func(c *Config) bool { return c.VersionPolicy.Kind == "latest" && c.Instances() == 2 }},
 		{"empty list", `input []`, func(c *Config) bool { return len(c.Inputs) == 0 }},
 		{"bool forms", `input { name: "x" optional: true }`, func(c *Config) bool { return c.Inputs[0].Optional }},
 	}

@@ -65,11 +65,11 @@ var ErrPlacement = fmt.Errorf("%w: instance placement", ErrConfig)
 // numbers are then not checked and a group without a list is placed on
 // GPU 0, so that the engine's build says what is missing. A GPU number out
 // of range is an error naming the field. Without groups (or with only
-// empty ones) there is one CPU instance.
+// empty ones) there are DefaultCPUInstances(cfg) CPU instances.
 func Placement(model string, cfg *Config, gpus []string) ([]Instance, error) {
 	var out []Instance
 	if cfg == nil {
-		return []Instance{{Name: model + "_0_0", Group: model + "_0", Kind: "KIND_CPU", GPU: -1, Device: "cpu"}}, nil
+		return defaultInstances(model, cfg), nil
 	}
 	for gi, g := range cfg.InstanceGroups {
 		group := g.Name
@@ -113,9 +113,42 @@ func Placement(model string, cfg *Config, gpus []string) ([]Instance, error) {
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, Instance{Name: model + "_0_0", Group: model + "_0", Kind: "KIND_CPU", GPU: -1, Device: "cpu"})
+		out = defaultInstances(model, cfg)
 	}
 	return out, nil
+}
+
+// defaultInstances are the CPU instances of a config without instance
+// groups (or with only empty ones): DefaultCPUInstances of them, in one
+// group named as the first group is (MODEL_0).
+func defaultInstances(model string, cfg *Config) []Instance {
+	out := make([]Instance, DefaultCPUInstances(cfg))
+	for k := range out {
+		out[k] = Instance{Name: fmt.Sprintf("%s_0_%d", model, k), Group: model + "_0", Kind: "KIND_CPU", GPU: -1, Device: "cpu"}
+	}
+	return out
+}
+
+// DefaultCPUInstances is how many CPU instances a model gets when its
+// config asks for none (no instance_group, or only groups of count 0): as
+// Triton's core sets a group's count by default (SetDefaultInstanceCount;
+// the model configuration guide's "CPU Model Instance": "the default
+// instance count will be 2 for selected backends (Onnxruntime)"), 2 for a
+// model of the ONNX Runtime backend (kiln's default platform,
+// onnxruntime_onnx, or backend onnxruntime), 1 for any other. (Triton
+// places such a model on the GPUs when there are any; kiln runs a model
+// on the CPU unless its config asks for KIND_GPU.)
+func DefaultCPUInstances(cfg *Config) int {
+	if cfg == nil {
+		return 2
+	}
+	switch {
+	case cfg.Backend == "onnxruntime":
+		return 2
+	case cfg.Backend == "" && (cfg.Platform == "" || cfg.Platform == "onnxruntime_onnx"):
+		return 2
+	}
+	return 1
 }
 
 // Devices returns the distinct devices of instances, in order of first

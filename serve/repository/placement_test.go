@@ -23,7 +23,12 @@ func TestPlacement(t *testing.T) {
 		want         string // name@device per instance
 		err          string
 	}{
-		{"no config groups", "max_batch_size: 4\n", two, "m_0_0@cpu", ""},
+		// Triton's default count: 2 CPU instances for the ONNX Runtime
+		// backend, 1 for others
+		{"no config groups", "max_batch_size: 4\n", two, "m_0_0@cpu m_0_1@cpu", ""},
+		{"no groups, backend onnxruntime", "backend: \"onnxruntime\"\n", nil, "m_0_0@cpu m_0_1@cpu", ""},
+		{"no groups, another platform", "platform: \"pytorch_libtorch\"\n", nil, "m_0_0@cpu", ""},
+		{"only an empty group", "instance_group [ { count: 0 kind: KIND_CPU } ]\n", nil, "m_0_0@cpu m_0_1@cpu", ""},
 		{"cpu count 2", "instance_group [ { count: 2 kind: KIND_CPU } ]\n", two, "m_0_0@cpu m_0_1@cpu", ""},
 		{"auto is the cpu", "instance_group [ { count: 1 } ]\n", nil, "m_0_0@cpu", ""},
 		{"gpus [0,1] count 2", "instance_group [ { count: 2 kind: KIND_GPU gpus: [0, 1] } ]\n", two,
