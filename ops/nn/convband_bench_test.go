@@ -13,7 +13,8 @@ import (
 // (C = M, ReLU), one alone and 2 or 4 back to back (each layer's output the
 // next one's input, as in a model), with the input copy and the copy out
 // dealt by channel ("chan", before section 32), by the bands of rows each
-// thread's tiles compute ("band") or run on the calling thread alone ("one"), at one and two threads; wall time per
+// thread's tiles compute ("band") or run on the calling thread alone ("one"),
+// or by channel with the tiles in tile order whatever directBlockOuter says ("tile"), at one and two threads; wall time per
 // call (ns/op) and the process's CPU time (NOTES.md section 32):
 //
 //	go test ./ops/nn -run '^$' -bench DirectBands -benchtime 2000x -count 5
@@ -43,7 +44,7 @@ func BenchmarkDirectBands(b *testing.B) {
 		}
 		for _, chain := range []int{1, 2, 4} {
 			for _, threads := range []int{1, 2} {
-				for _, mode := range []string{"chan", "band", "one"} {
+				for _, mode := range []string{"chan", "band", "one", "tile"} {
 					if threads == 1 && mode != "chan" {
 						continue
 					}
@@ -54,10 +55,13 @@ func BenchmarkDirectBands(b *testing.B) {
 						}
 						defer cpu.SetThreads(0)
 						directBand = band
-						if mode == "one" {
+						switch mode {
+						case "one":
 							directCopyOne = 1 << 30
+						case "tile":
+							directOrder = orderTile
 						}
-						defer func() { directBand, directCopyOne = false, 0 }()
+						defer func() { directBand, directCopyOne, directOrder = false, 0, orderAuto }()
 						runtime.LockOSThread()
 						defer runtime.UnlockOSThread()
 						c0 := cpuUsed(true)
