@@ -14,6 +14,7 @@
 #   GEN=path of a built one), whose cost per request falls with the batch.
 #   Before the sweep, kiln run measures the engine's cost per batch size
 #   c(b) (COST=0 leaves it out).
+#   INSTANCES (default 1) is each model's CPU instance count.
 #   DELAY_US (default 2000) is the fixed batcher's delay, SLO_MS (default 10)
 #   the objective, MAXB (default 32) max_batch_size of both, PROTO (default
 #   http) kiln perf's protocol.
@@ -118,12 +119,18 @@ for m in fixed slo; do
   mkdir -p "$repo/$m/1"
   cp "$src" "$repo/$m/1/model.onnx"
 done
+# INSTANCES (default 1) CPU instances of each model: kiln serve's default
+# for a config without instance_group became Triton's (2 on the CPU) in
+# 7a15f10; the sweeps of issue 14 ran one
+inst=${INSTANCES:-1}
 cat >"$repo/fixed/config.pbtxt" <<CFG
 max_batch_size: $maxb
+instance_group [ { count: $inst kind: KIND_CPU } ]
 dynamic_batching { max_queue_delay_microseconds: $delay }
 CFG
 cat >"$repo/slo/config.pbtxt" <<CFG
 max_batch_size: $maxb
+instance_group [ { count: $inst kind: KIND_CPU } ]
 parameters { key: "slo_p99_ms" value: { string_value: "$slo" } }
 CFG
 if [ -n "$old" ]; then
