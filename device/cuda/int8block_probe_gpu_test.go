@@ -89,13 +89,13 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			staged[name] = stagedKernel{fns[i], smem}
 		}
 	}
-	// expand_i8g (wgmma, int8expand_wgmma_test.go), both descriptor
-	// assignments, only with KILN_INT8X_WGMMA=1 (a wrong descriptor may
-	// leave the context unusable, so a run without them comes first);
+	// expand_i8g (wgmma, int8expand_wgmma_test.go), only with
+	// KILN_INT8X_WGMMA=1; its swapped descriptor offsets failed the check on
+	// the H100 (NOTES), so only the right assignment is built;
 	// KILN_INT8X_KILN_ONLY=1 leaves the libraries' rows out
 	wgmmaFns := map[string]Function{}
 	if os.Getenv("KILN_INT8X_WGMMA") == "1" && g.fp.ComputeMajor == 9 {
-		for _, swapped := range []bool{false, true} {
+		for _, swapped := range []bool{false} {
 			name := "expand_i8g"
 			if swapped {
 				name += "_swapped"
