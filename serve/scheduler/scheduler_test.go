@@ -199,13 +199,17 @@ func TestQueueTimeoutWhileBusy(t *testing.T) {
 
 func TestDelayPolicy(t *testing.T) {
 	s, m, release := blocked(t, Options{PriorityLevels: 2, Policies: map[int]QueuePolicy{
-		2: {Action: Delay, DefaultTimeout: 5 * time.Millisecond},
+		2: {Action: Delay, DefaultTimeout: 5 * time.Millisecond, AllowOverride: true},
 	}})
 	var wg sync.WaitGroup
 	infer := func(v float32, prio int) {
 		defer wg.Done()
 		r := req(v, 1, 2)
 		r.Priority = prio
+		if v == 1 {
+			// the second request must not expire too on a loaded machine
+			r.Timeout = time.Hour
+		}
 		res, err := s.Infer(context.Background(), r)
 		if err != nil {
 			t.Error(err)
@@ -218,7 +222,7 @@ func TestDelayPolicy(t *testing.T) {
 	for s.Pending() < 1 {
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(30 * time.Millisecond) // level 2's request is now delayed
+	time.Sleep(50 * time.Millisecond) // level 2's first request is now delayed
 	wg.Add(1)
 	go infer(1, 2)
 	for s.Pending() < 2 {
