@@ -3,6 +3,7 @@ package repository
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
@@ -71,6 +72,53 @@ func TestAutoCompleteDynamicBatching(t *testing.T) {
 			// the model config the protocols show says the same
 			if got := m.Config.ModelConfig().GetDynamicBatching() != nil; got != tt.want {
 				t.Errorf("ModelConfig's dynamic_batching set: %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCompletedInstanceGroups: the loaded config lists the instances kiln
+// placed, as Triton's completed config does: the default group (MODEL_0,
+// KIND_CPU, 2 for the ONNX Runtime platform, 1 for another), unnamed groups
+// named MODEL_N, KIND_AUTO on the CPU listed as KIND_CPU; and the config the
+// protocols show says the same.
+func TestCompletedInstanceGroups(t *testing.T) {
+	dir := t.TempDir()
+	type group struct {
+		name, kind string
+		count      int32
+	}
+	tests := []struct {
+		name, cfg string
+		want      []group
+	}{
+		{"noconfig", "", []group{{"noconfig_0", "KIND_CPU", 2}}},
+		{"nogroups", "max_batch_size: 8", []group{{"nogroups_0", "KIND_CPU", 2}}},
+		{"emptygroup", "instance_group { count: 0 }", []group{{"emptygroup_0", "KIND_CPU", 2}}},
+		{"backend", "backend: \"kiln\"", []group{{"backend_0", "KIND_CPU", 1}}},
+		{"auto", "instance_group { count: 3 }", []group{{"auto_0", "KIND_CPU", 3}}},
+		{"named", "instance_group { name: \"a\" count: 1 kind: KIND_CPU }\ninstance_group { count: 2 kind: KIND_CPU }",
+			[]group{{"a", "KIND_CPU", 1}, {"named_1", "KIND_CPU", 2}}},
+	}
+	for _, tt := range tests {
+		writeModel(t, dir, tt.name, tt.cfg, "1")
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Load(dir, tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var got []group
+			for _, g := range m.Config.ModelConfig().GetInstanceGroup() {
+				got = append(got, group{g.GetName(), g.GetKind().String(), g.GetCount()})
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("instance_group = %v, want %v", got, tt.want)
+			}
+			if n := len(m.Versions[0].Instances); n != m.Config.Instances() {
+				t.Errorf("%d instances placed, the config lists %d", n, m.Config.Instances())
 			}
 		})
 	}

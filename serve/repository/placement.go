@@ -196,6 +196,29 @@ func (c *Config) needsGPUs() bool {
 	return false
 }
 
+// completeGroups makes cfg's instance groups say what Placement placed, as
+// Triton's completed config does: a config asking for no instances gets
+// the default group (MODEL_0, KIND_CPU, DefaultCPUInstances), an unnamed
+// group its name (MODEL_N), and a group of another kind than KIND_GPU runs
+// on the CPU, so it is listed as KIND_CPU.
+func (c *Config) completeGroups(instances []Instance) {
+	if !slices.ContainsFunc(c.InstanceGroups, func(g InstanceGroup) bool { return g.Count > 0 }) {
+		c.InstanceGroups = []InstanceGroup{{Name: c.Name + "_0", Kind: "KIND_CPU", Count: len(instances)}}
+		return
+	}
+	groups := make([]InstanceGroup, len(c.InstanceGroups))
+	for gi, g := range c.InstanceGroups {
+		if g.Name == "" {
+			g.Name = c.Name + "_" + strconv.Itoa(gi)
+		}
+		if g.Kind != "KIND_GPU" {
+			g.Kind = "KIND_CPU"
+		}
+		groups[gi] = g
+	}
+	c.InstanceGroups = groups
+}
+
 // resolveGPUs fills the gpus list of each KIND_GPU group that has none
 // with the GPUs instances placed it on, as Triton's completed config does.
 func (c *Config) resolveGPUs(instances []Instance) {

@@ -264,6 +264,7 @@ func LoadOverride(ctx context.Context, dir, name string, load ModelLoader, o Ove
 		return nil, err
 	}
 	m.Config.resolveGPUs(placed)
+	m.Config.completeGroups(placed)
 	if m.Labels, err = readLabels(mdir, m.Config); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("model %s: %w", name, err)
