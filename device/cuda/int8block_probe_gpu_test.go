@@ -25,7 +25,11 @@ import (
 // expand_i8s, expand_i8p and their 128x256-tile variants
 // (int8expand_kernel_test.go), whose outputs are checked against the host
 // on 512 sampled outputs and on all outputs of the first and the last 128
-// rows; expand_i8g (wgmma) only with KILN_INT8X_WGMMA=1, and
+// rows; expand_i8t and expand_i8t_ns (int8expand_tma_test.go:
+// persistent, TMA on mbarriers, wgmma) on compute 9.0 unless
+// KILN_INT8X_TMA=0, after the others (each row is also logged as soon as
+// it is timed, so that a kernel that ends the run leaves the rows before
+// it); expand_i8g (wgmma) only with KILN_INT8X_WGMMA=1, and
 // KILN_INT8X_KILN_ONLY=1 times kiln's kernels alone. Timing only for the
 // libraries' kernels (random codes; TestInt8BlockBenchOnGPU checks their
 // outputs). Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it skips.
@@ -116,6 +120,43 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			wgmmaFns[name] = fn
+		}
+	}
+	// expand_i8t and expand_i8t_ns (int8expand_tma_test.go: persistent,
+	// TMA on mbarriers, wgmma), on compute 9.0 unless KILN_INT8X_TMA=0;
+	// one block per SM, over 48 KB of dynamic shared memory
+	tmaFns := map[string]Function{}
+	sms := ltDefaultSMs
+	if v, err := g.d.Attribute(g.dev, 16); err == nil && v > 0 { // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+		sms = v
+	}
+	if os.Getenv("KILN_INT8X_TMA") != "0" && g.fp.ComputeMajor == 9 {
+		for _, swizzled := range []bool{true, false} {
+			name := map[bool]string{true: "expand_i8t", false: "expand_i8t_ns"}[swizzled]
+			comp, err := n.Compile(name+".cu", expandI8tSource(swizzled), "--gpu-architecture=sm_90a", "--ptxas-options=-v")
+			if err != nil {
+				t.Logf("%s not built: %v", name, err)
+				continue
+			}
+			t.Logf("%s: %s", name, comp.Log)
+			mod, err := g.d.ModuleLoadData(comp.CUBIN)
+			if err != nil {
+				t.Logf("%s not loaded: %v", name, err)
+				continue
+			}
+			t.Cleanup(func() { g.d.ModuleUnload(mod) })
+			fn, err := g.d.ModuleFunction(mod, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := funcSetMaxDynamicShared(g.d, fn, expandI8tSmem); err != nil {
+				t.Logf("%s: %v", name, err)
+				continue
+			}
+			regs, _ := funcAttribute(g.d, fn, 4)
+			local, _ := funcAttribute(g.d, fn, 3)
+			t.Logf("%s: %d registers, %d bytes of local memory, %d bytes of shared memory, %d SMs", name, regs, local, expandI8tSmem, sms)
+			tmaFns[name] = fn
 		}
 	}
 	kilnOnly := os.Getenv("KILN_INT8X_KILN_ONLY") == "1"
@@ -219,7 +260,31 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
 				desc := "kiln expand_i8 (mma.sync m16n8k32)"
 				tiles := 0
-				if fn1, ok := wgmmaFns[name]; ok {
+				var maps DevicePtr
+				if fn1, ok := tmaFns[name]; ok {
+					if !expandI8tFits(pixels, s.cm, s.c) {
+						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 64 == 0", s, name)
+						return nil, func() {}
+					}
+					zz := DevicePtr(0)
+					if residual {
+						zz = z8
+					}
+					ms, err := expandI8tMaps(g.d, x8, w8, zz, y, pixels, s.cm, s.c, name == "expand_i8t")
+					if err != nil {
+						t.Errorf("%s %s: %v", s, name, err)
+						return nil, func() {}
+					}
+					var b []byte
+					for _, m := range ms {
+						b = append(b, m[:]...)
+					}
+					maps = bb.put(b)
+					tiles = pixels / 128 * (s.c / 128)
+					fn, nargs, smem, threads = fn1, 8, expandI8tSmem, 288
+					grid = Dim3{X: uint32(min(tiles, sms)), Y: 1, Z: 1}
+					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, 6+4 stages, wgmma m64n128k32)", name, grid.X)
+				} else if fn1, ok := wgmmaFns[name]; ok {
 					if !expandI8sFits(pixels, s.cm, s.c, 128) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
 						return nil, func() {}
@@ -248,14 +313,30 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					zz, beta = z8, 0.5
 				}
 				args := NewKernelArgs(nargs)
-				for i, ptr := range []DevicePtr{y, x8, w8, zz, kalpha, kbias} {
-					args.SetPtr(i, ptr)
-				}
-				args.SetFloat32(6, beta)
-				args.SetInt32(7, int32(s.cm))
-				args.SetInt32(8, int32(s.c))
-				if nargs == 10 {
-					args.SetInt32(9, int32(tiles))
+				if maps != 0 {
+					// expand_i8t: maps, alpha, bias, beta, hasz, K, N, tiles
+					hasz := int32(0)
+					if residual {
+						hasz = 1
+					}
+					args.SetPtr(0, maps)
+					args.SetPtr(1, kalpha)
+					args.SetPtr(2, kbias)
+					args.SetFloat32(3, beta)
+					args.SetInt32(4, hasz)
+					args.SetInt32(5, int32(s.cm))
+					args.SetInt32(6, int32(s.c))
+					args.SetInt32(7, int32(tiles))
+				} else {
+					for i, ptr := range []DevicePtr{y, x8, w8, zz, kalpha, kbias} {
+						args.SetPtr(i, ptr)
+					}
+					args.SetFloat32(6, beta)
+					args.SetInt32(7, int32(s.cm))
+					args.SetInt32(8, int32(s.c))
+					if nargs == 10 {
+						args.SetInt32(9, int32(tiles))
+					}
 				}
 				run := func() error {
 					return g.d.Launch(fn, grid, Dim3{X: uint32(threads), Y: 1, Z: 1}, uint32(smem), bb.s, args)
@@ -271,7 +352,8 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					return nil, func() {}
 				}
 				if err := g.d.StreamSynchronize(bb.s); err != nil {
-					t.Fatal(err)
+					t.Logf("the rows so far:\n%s", strings.Join(rows, "\n"))
+					t.Fatalf("%s %s (residual %v): %v", s, name, residual, err)
 				}
 				got := bb.download(y, pixels*s.c)
 				bad, checked := 0, 0
@@ -331,6 +413,13 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		if kilnOnly {
 			configs = slices.DeleteFunc(configs, func(c config) bool { return !strings.HasPrefix(c.name, "kiln") })
 		}
+		for _, name := range []string{"expand_i8t", "expand_i8t_ns"} { // after the others: a wrong map may end the run
+			if _, ok := tmaFns[name]; !ok {
+				continue
+			}
+			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},
+				config{"kiln " + name + ", no residual, int8 y", in + out, expand(name, false)})
+		}
 		for _, name := range []string{"expand_i8g", "expand_i8g_swapped"} { // last: a wrong descriptor may end the run
 			if _, ok := wgmmaFns[name]; !ok {
 				continue
@@ -353,6 +442,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				if err != nil {
 					t.Logf("%s %s %s: %v", s, c.name, cand.name, err)
 					if e := g.d.Synchronize(); e != nil {
+						t.Logf("the rows so far:\n%s", strings.Join(rows, "\n"))
 						t.Fatalf("the context is unusable after %v: %v", err, e)
 					}
 					continue
@@ -370,10 +460,12 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			}
 			ms, err := bb.median50(best.c.run)
 			if err != nil {
+				t.Logf("the rows so far:\n%s", strings.Join(rows, "\n"))
 				t.Fatal(err)
 			}
 			free()
 			rows = append(rows, fmt.Sprintf("| %s | %s | %.3f | %s | %.0f | %.2f |", s, c.name, ms, best.c.name, float64(c.bytes)/1e6, float64(c.bytes)/ms/1e9))
+			t.Logf("row: %s", rows[len(rows)-1]) // at once: a later kernel may end the run
 		}
 		bb.freeAll()
 	}

@@ -1,0 +1,474 @@
+package cuda
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// expandI8tSource returns expand_i8t, the persistent, warp-specialised
+// successor of expand_i8s / expand_i8g for the block's expanding 1x1
+// convolution in 8 bits (NOTES, "expand_i8t"):
+//
+//	y[p, n] = sat(round(relu(alpha[n] * sum_k x[p, k] w[n, k] + bias[n] + beta z[p, n])))
+//
+// x [P, K], w [N, K], z and y [P, N] int8 NHWC rows, alpha and bias float32
+// [N]. Requires P % 128 == 0, N % 128 == 0, K % 64 == 0 (expandI8tFits),
+// sm_90a.
+//
+// A grid of one block per SM walks the (P/128)*(N/128) tiles of 128 rows x
+// 128 channels (tiles b, b + grid, ..., the channel block fastest). Each
+// block is 9 warps: warps 0-7 are two consumer warpgroups, warp 8 the
+// producer. The producer's one thread issues every load by the bulk tensor
+// copy engine (cp.async.bulk.tensor) onto mbarriers, running ahead of the
+// consumers by as much as the rings allow: x and w in 64-byte K slices
+// (8 KB each, a 6-stage ring; K = 64 is one slice) and the residual tile
+// (16 KB, 128-byte rows in the 128-byte swizzle, a 4-buffer ring), so that
+// the next tiles' loads overlap this tile's product, epilogue and store.
+// Each consumer warpgroup computes 64 rows x 128 channels with two
+// wgmma.mma_async m64n128k32 s8 per slice, reading x and w from shared
+// memory through descriptors, then releases the slice; the epilogue reads
+// z in the accumulators' layout from its buffer, writes y over it in place,
+// and one thread stores the tile by the copy engine (the 128-byte swizzle
+// again), releasing the buffer to the producer once the store has read it
+// (a tile later, cp.async.bulk.wait_group.read 1). Waits on a barrier give
+// up after about 2^32 clocks (~2 s) with a trap, so that a wrong byte count
+// or map ends the launch with an error rather than hanging the device.
+//
+// The slices' layout is the variant's: swizzled, x and w 2-D maps of
+// 64-byte rows in the 64-byte swizzle (descriptor layout type 2, 512 bytes
+// between 8-row groups, the k32 step +32 bytes inside the swizzle atom); or
+// not (name expand_i8t_ns), four copies a slice of boxes 16 bytes wide, so
+// that each 16-byte column of a slice is 128 rows x 16 bytes (the core matrices of
+// wgmma's K-major layout without swizzle: leading byte offset 2048, the
+// step along K; stride byte offset 128, the step between 8-row groups, the
+// assignment the H100 confirmed for expand_i8g).
+//
+// Parameters: the four tensor maps (x, w, z, y) in device memory, alpha,
+// bias, beta, hasz (0: no residual), K, N, the tile count.
+func expandI8tSource(swizzled bool) string {
+	name, swz := "expand_i8t", "1"
+	if !swizzled {
+		name, swz = "expand_i8t_ns", "0"
+	}
+	var outs, regs []string
+	for i := range 64 {
+		outs = append(outs, fmt.Sprintf("\"+r\"(d[%d])", i))
+		regs = append(regs, fmt.Sprintf("%%%d", i))
+	}
+	wgmma := fmt.Sprintf(`asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %%66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%s}, %%64, %%65, p;\n}\n"
+        : %s
+        : "l"(da), "l"(db), "r"(1));`, strings.Join(regs, ","), strings.Join(outs, ", "))
+	return strings.NewReplacer("$NAME", name, "$SWZ", swz, "$WGMMA", wgmma).Replace(expandI8tTemplate)
+}
+
+const expandI8tTemplate = `
+#define SWZ $SWZ
+#define BM 128
+#define BN 128
+#define BK 64
+#define STAGES 6
+#define ZS 4
+#define NCONS 256
+#define SLICE (BM * BK)     // bytes of one K slice of x (and of w: BN == BM)
+#define ZTILE (BM * BN)
+
+struct __align__(64) TMap { unsigned long long v[16]; };
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" :: "r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" :: "r"(bar) : "memory");
+}
+__device__ __forceinline__ unsigned mbar_try(unsigned bar, unsigned parity) {
+    unsigned ok;
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+    return ok;
+}
+// waits for the phase of the given parity to complete; traps after ~2^32
+// clocks, so that a wrong map or byte count cannot hang the device
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    if (mbar_try(bar, parity))
+        return;
+    const long long t0 = clock64();
+    while (!mbar_try(bar, parity))
+        if (clock64() - t0 > (1ll << 32))
+            __trap();
+}
+__device__ __forceinline__ void tma_load2(unsigned dst, const TMap* m, unsigned bar, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n"
+                 :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1) : "memory");
+}
+__device__ __forceinline__ void tma_store2(const TMap* m, unsigned src, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n"
+                 :: "l"(m), "r"(src), "r"(c0), "r"(c1) : "memory");
+}
+// a K slice of x (rows row0..) or w at K offset k0 into dst, on bar
+__device__ __forceinline__ void load_slice(unsigned dst, const TMap* m, unsigned bar, int k0, int row0) {
+#if SWZ
+    tma_load2(dst, m, bar, k0, row0);
+#else
+    // four boxes of 16 bytes x 128 rows, one per 16-byte column
+#pragma unroll
+    for (int c = 0; c < BK / 16; c++)
+        tma_load2(dst + c * (BM * 16), m, bar, k0 + c * 16, row0);
+#endif
+}
+
+// shared-memory matrix descriptors of the 64 (A) or 128 (B) rows at addr,
+// the k32 step kk of a slice
+__device__ __forceinline__ unsigned long long desc(unsigned addr, int kk) {
+#if SWZ
+    // 64-byte swizzle, K-major: 8-row groups 512 bytes apart, k32 steps 32
+    // bytes into the atom; the leading byte offset is unused (1)
+    addr += kk * 32;
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((unsigned long long)(512 >> 4) << 32) | (2ull << 62);
+#else
+    // no swizzle: 16-byte columns of 128 rows; core matrices 2048 bytes
+    // apart along K (leading), 128 between 8-row groups (stride)
+    addr += kk * 2 * (BM * 16);
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | ((unsigned long long)((BM * 16) >> 4) << 16) |
+           ((unsigned long long)(128 >> 4) << 32);
+#endif
+}
+// the rows of warpgroup wgp's A operand within a slice
+#if SWZ
+#define A_WG (64 * BK)
+#else
+#define A_WG (64 * 16)
+#endif
+
+// byte offset of (row, 16-byte chunk c) in a 128 x 128 tile in the 128-byte swizzle
+__device__ __forceinline__ int tile_off(int row, int c) {
+    return row * BN + ((c ^ (row & 7)) << 4);
+}
+
+extern __shared__ __align__(1024) unsigned char smem_raw[];
+
+extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
+    const TMap* __restrict__ maps, const float* __restrict__ alpha, const float* __restrict__ bias,
+    float beta, int hasz, int K, int N, int tiles)
+{
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    // 1024-aligned base (the 128-byte swizzle repeats every 1024 bytes)
+    const unsigned raw = smem_u32(smem_raw);
+    const unsigned pad = ((raw + 1023) & ~1023u) - raw;
+    unsigned char* const sm = smem_raw + pad;
+    const unsigned sbase = raw + pad;
+    // STAGES x slices, STAGES w slices, ZS residual/output tiles, then the barriers
+    const unsigned sx = sbase, sw = sbase + STAGES * SLICE, sz = sbase + 2 * STAGES * SLICE;
+    unsigned char* const zgen = sm + 2 * STAGES * SLICE;
+    const unsigned bars = sz + ZS * ZTILE;
+#define FULL(s) (bars + 8 * (s))
+#define EMPTY(s) (bars + 8 * (STAGES + (s)))
+#define ZFULL(b) (bars + 8 * (2 * STAGES + (b)))
+#define ZEMPTY(b) (bars + 8 * (2 * STAGES + ZS + (b)))
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(FULL(s), 1);
+            mbar_init(EMPTY(s), NCONS / 32);
+        }
+        for (int b = 0; b < ZS; b++) {
+            mbar_init(ZFULL(b), 1);
+            mbar_init(ZEMPTY(b), 1);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    const int nblk = N / BN, KT = K / BK;
+
+    if (warp == NCONS / 32) {
+        // the producer: one thread issues every load
+        if (lane == 0) {
+            const TMap *mx = maps, *mw = maps + 1, *mz = maps + 2;
+            int s = 0, b = 0;
+            unsigned ph = 0, zph = 0;
+            for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+                const int n0 = (tile % nblk) * BN, p0 = (tile / nblk) * BM;
+                mbar_wait(ZEMPTY(b), zph ^ 1);
+                if (hasz) {
+                    mbar_expect_tx(ZFULL(b), ZTILE);
+                    tma_load2(sz + b * ZTILE, mz, ZFULL(b), n0, p0);
+                } else {
+                    mbar_arrive(ZFULL(b));
+                }
+                if (++b == ZS)
+                    b = 0, zph ^= 1;
+                for (int kt = 0; kt < KT; kt++) {
+                    mbar_wait(EMPTY(s), ph ^ 1);
+                    mbar_expect_tx(FULL(s), 2 * SLICE);
+                    load_slice(sx + s * SLICE, mx, FULL(s), kt * BK, p0);
+                    load_slice(sw + s * SLICE, mw, FULL(s), kt * BK, n0);
+                    if (++s == STAGES)
+                        s = 0, ph ^= 1;
+                }
+            }
+        }
+        return;
+    }
+
+    // the consumers: warpgroup wgp computes rows wgp*64 + [0, 64) of each tile
+    const int wgp = warp >> 2;
+    const int g = lane >> 2, t = lane & 3;
+    int s = 0, b = 0, prev = -1;
+    unsigned ph = 0, zph = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int n0 = (tile % nblk) * BN, p0 = (tile / nblk) * BM;
+        int d[64];
+#pragma unroll
+        for (int i = 0; i < 64; i++)
+            d[i] = 0;
+        for (int kt = 0; kt < KT; kt++) {
+            mbar_wait(FULL(s), ph);
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int kk = 0; kk < BK / 32; kk++) {
+                const unsigned long long da = desc(sx + s * SLICE + wgp * A_WG, kk), db = desc(sw + s * SLICE, kk);
+                $WGMMA
+            }
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+            __syncwarp();
+            if (lane == 0)
+                mbar_arrive(EMPTY(s));
+            if (++s == STAGES)
+                s = 0, ph ^= 1;
+        }
+        // the epilogue, in the accumulators' layout: warp (warp & 3) of the
+        // warpgroup holds rows wgp*64 + (warp&3)*16 + g (+8), channels
+        // 8j + 2t, +1 in d[4j], d[4j+1] (row g) and d[4j+2], d[4j+3] (row g + 8)
+        mbar_wait(ZFULL(b), zph);
+        unsigned char* const zs = zgen + b * ZTILE;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int col = j * 8 + t * 2;
+            const float2 al = __ldg((const float2*)(alpha + n0 + col));
+            const float2 bi = __ldg((const float2*)(bias + n0 + col));
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int row = wgp * 64 + (warp & 3) * 16 + g + h * 8;
+                short* zp = (short*)(zs + tile_off(row, col >> 4) + (col & 15));
+                float z0 = 0.f, z1 = 0.f;
+                if (hasz) {
+                    const short zz = *zp;
+                    z0 = (float)(signed char)(zz & 0xff);
+                    z1 = (float)(signed char)(zz >> 8);
+                }
+                const float v0 = fmaxf((float)d[4 * j + 2 * h] * al.x + bi.x + beta * z0, 0.f);
+                const float v1 = fmaxf((float)d[4 * j + 2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
+                const int q0 = (int)fminf(rintf(v0), 127.f), q1 = (int)fminf(rintf(v1), 127.f);
+                *zp = (short)((q0 & 0xff) | (q1 << 8));
+            }
+        }
+        // y was written through the generic proxy; the copy engine reads it through the async one
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" :: "n"(NCONS) : "memory");
+        if (tid == 0) {
+            tma_store2(maps + 3, sz + b * ZTILE, n0, p0);
+            asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+            // the store before this one has read its tile: its buffer goes back to the producer
+            asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
+            if (prev >= 0)
+                mbar_arrive(ZEMPTY(prev));
+        }
+        prev = b;
+        if (++b == ZS)
+            b = 0, zph ^= 1;
+    }
+    if (tid == 0)
+        asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+`
+
+// expandI8tSmem is expand_i8t's dynamic shared memory: 6 K slices of x and
+// of w (8 KB each), 4 residual/output tiles (16 KB each), 24 barriers, and
+// 1 KB to align the base to 1,024 bytes.
+const expandI8tSmem = 2*6*128*64 + 4*128*128 + 8*(2*6+2*4) + 1024
+
+// expandI8tFits reports whether expand_i8t computes a [P, K] x [N, K]
+// product: P and N multiples of the 128 x 128 tile, K of the 64-byte slice,
+// and the tile count and row coordinates within int32.
+func expandI8tFits(p, k, n int) bool {
+	return p > 0 && k > 0 && n > 0 && p%128 == 0 && n%128 == 0 && k%64 == 0 && p < 1<<31 && (p/128)*(n/128) < 1<<31
+}
+
+// expandI8tMaps returns expand_i8t's four tensor maps (x, w, z, y, in
+// that order, as the kernel reads them from device memory) for x [p, k],
+// w [n, k], z and y [p, n] int8: x and w in 64-byte K slices of 128 rows
+// (boxes of 64 bytes x 128 rows in the 64-byte swizzle, or of 16 bytes x
+// 128 rows without, four a slice), z
+// and y in 128 x 128 tiles with the 128-byte swizzle. z may be 0 (no
+// residual): its map then points at y, which the kernel does not read
+// through it.
+func expandI8tMaps(d *Driver, x, w, z, y DevicePtr, p, k, n int, swizzled bool) ([]TensorMap, error) {
+	var maps []TensorMap
+	for _, t := range expandI8tMapSpecs(x, w, z, y, p, k, n, swizzled) {
+		m, err := d.EncodeTensorMapTiled(t)
+		if err != nil {
+			return nil, err
+		}
+		maps = append(maps, m)
+	}
+	return maps, nil
+}
+
+// expandI8tMapSpecs describes expandI8tMaps' four maps.
+func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, swizzled bool) []TensorMapTiled {
+	slice := func(a DevicePtr, rows int) TensorMapTiled {
+		if swizzled {
+			return TensorMapTiled{Addr: a, Dims: []uint64{uint64(k), uint64(rows)}, Strides: []uint64{uint64(k)},
+				Box: []uint32{64, 128}, Swizzle: Swizzle64B, L2Promotion: 2}
+		}
+		return TensorMapTiled{Addr: a, Dims: []uint64{uint64(k), uint64(rows)}, Strides: []uint64{uint64(k)},
+			Box: []uint32{16, 128}, Swizzle: SwizzleNone, L2Promotion: 2}
+	}
+	tile := func(a DevicePtr) TensorMapTiled {
+		return TensorMapTiled{Addr: a, Dims: []uint64{uint64(n), uint64(p)}, Strides: []uint64{uint64(n)},
+			Box: []uint32{128, 128}, Swizzle: Swizzle128B, L2Promotion: 3}
+	}
+	if z == 0 {
+		z = y
+	}
+	return []TensorMapTiled{slice(x, p), slice(w, n), tile(z), tile(y)}
+}
+
+// TestExpandI8tMapSpecs checks expand_i8t's tensor maps against the
+// driver's limits (TensorMapTiled.check) for both layers and both slice
+// layouts, and that each box moves the bytes the kernel expects on its
+// barriers (8 KB a slice of x or w, 16 KB a tile).
+func TestExpandI8tMapSpecs(t *testing.T) {
+	const x, w, z, y = 0x7f0000000000, 0x7f0010000000, 0x7f0020000000, 0x7f0030000000
+	for _, c := range []struct{ p, k, n int }{{256 * 56 * 56, 64, 256}, {256 * 14 * 14, 256, 1024}} {
+		for _, swizzled := range []bool{true, false} {
+			for _, zz := range []DevicePtr{z, 0} {
+				specs := expandI8tMapSpecs(x, w, zz, y, c.p, c.k, c.n, swizzled)
+				copies := map[bool]int{true: 1, false: 4}[swizzled] // boxes a slice
+				for i, sp := range specs {
+					if err := sp.check(); err != nil {
+						t.Errorf("%+v swizzled %v map %d: %v", c, swizzled, i, err)
+					}
+					box := 1
+					for _, b := range sp.Box {
+						box *= int(b)
+					}
+					if want := []int{128 * 64, 128 * 64, 128 * 128, 128 * 128}[i]; i < 2 && box*copies != want || i >= 2 && box != want {
+						t.Errorf("%+v swizzled %v map %d: %d bytes a box (x%d), want %d", c, swizzled, i, box, copies, want)
+					}
+				}
+				if zz == 0 && specs[2].Addr != y {
+					t.Errorf("no residual: z's map at %#x, want y's %#x", uint64(specs[2].Addr), uint64(y))
+				}
+			}
+		}
+	}
+}
+
+// TestTensorMapTiledCheck pins the limits EncodeTensorMapTiled enforces
+// before it calls the driver.
+func TestTensorMapTiledCheck(t *testing.T) {
+	ok := TensorMapTiled{Addr: 0x1000, Dims: []uint64{64, 1024}, Strides: []uint64{64}, Box: []uint32{64, 128}, Swizzle: Swizzle64B}
+	for _, c := range []struct {
+		name string
+		edit func(*TensorMapTiled)
+		want string // "" valid, else a part of the error
+	}{
+		{"valid", func(*TensorMapTiled) {}, ""},
+		{"128-byte rows in the 128-byte swizzle", func(m *TensorMapTiled) { m.Dims[0], m.Strides[0], m.Box[0], m.Swizzle = 256, 256, 128, Swizzle128B }, ""},
+		{"rank 0", func(m *TensorMapTiled) { m.Dims, m.Strides, m.Box = nil, nil, nil }, "rank 0"},
+		{"box rank", func(m *TensorMapTiled) { m.Box = m.Box[:1] }, "box dimensions"},
+		{"strides", func(m *TensorMapTiled) { m.Strides = nil }, "strides"},
+		{"misaligned address", func(m *TensorMapTiled) { m.Addr = 0x1008 }, "aligned"},
+		{"stride not of 16", func(m *TensorMapTiled) { m.Strides[0] = 72 }, "multiple of 16"},
+		{"box over 256", func(m *TensorMapTiled) { m.Box[1] = 512 }, "box dimension 1"},
+		{"inner box of 8 bytes", func(m *TensorMapTiled) { m.Box[0] = 8 }, "inner dimension"},
+		{"box wider than the swizzle", func(m *TensorMapTiled) { m.Swizzle = Swizzle32B }, "wider than"},
+		{"L2 promotion", func(m *TensorMapTiled) { m.L2Promotion = 4 }, "L2 promotion"},
+		{"empty dimension", func(m *TensorMapTiled) { m.Dims[1] = 0 }, "dimension 1"},
+	} {
+		m := ok
+		m.Dims, m.Strides, m.Box = append([]uint64(nil), ok.Dims...), append([]uint64(nil), ok.Strides...), append([]uint32(nil), ok.Box...)
+		c.edit(&m)
+		err := m.check()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: check() = %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestExpandI8tFits pins the shapes expand_i8t takes.
+func TestExpandI8tFits(t *testing.T) {
+	for _, c := range []struct {
+		p, k, n int
+		want    bool
+	}{
+		{256 * 56 * 56, 64, 256, true},
+		{256 * 14 * 14, 256, 1024, true},
+		{256 * 28 * 28, 128, 512, true},
+		{256 * 56 * 56, 32, 256, false}, // half a slice
+		{256 * 56 * 56, 96, 256, false},
+		{1 * 14 * 14, 256, 1024, false}, // 196 rows
+		{256 * 56 * 56, 64, 192, false},
+		{0, 64, 256, false},
+	} {
+		if got := expandI8tFits(c.p, c.k, c.n); got != c.want {
+			t.Errorf("expandI8tFits(%d, %d, %d) = %v, want %v", c.p, c.k, c.n, got, c.want)
+		}
+	}
+}
+
+// TestExpandI8tSource checks what the two variants of expand_i8t are built
+// from without a compiler: every placeholder replaced, the kernel named,
+// the slice layout chosen, the shared memory within an H100's 227 KB; and
+// compiles both for sm_90a where NVRTC has it (12 or later; 11.8 stops at
+// sm_90, which has no wgmma: there it compiles the C++ to PTX for
+// compute_90 only, which checks the source but not the inline PTX).
+func TestExpandI8tSource(t *testing.T) {
+	if expandI8tSmem > 227<<10 {
+		t.Fatalf("expand_i8t takes %d bytes of shared memory, over 227 KB", expandI8tSmem)
+	}
+	for _, swizzled := range []bool{true, false} {
+		src := expandI8tSource(swizzled)
+		name := map[bool]string{true: "expand_i8t", false: "expand_i8t_ns"}[swizzled]
+		if strings.Contains(src, "$") {
+			t.Errorf("%s: unreplaced placeholder", name)
+		}
+		if !strings.Contains(src, " "+name+"(") {
+			t.Errorf("%s: no kernel of that name", name)
+		}
+		if want := map[bool]string{true: "#define SWZ 1\n", false: "#define SWZ 0\n"}[swizzled]; !strings.Contains(src, want) {
+			t.Errorf("%s: no %q", name, want)
+		}
+	}
+	n := openNVRTC(t)
+	for _, swizzled := range []bool{true, false} {
+		src := expandI8tSource(swizzled)
+		c, err := n.Compile("expand_i8t.cu", src, "--gpu-architecture=sm_90a", "--ptxas-options=-v")
+		if err != nil && strings.Contains(err.Error(), "invalid value for --gpu-architecture") {
+			c, err = n.Compile("expand_i8t.cu", src, "--gpu-architecture=compute_90")
+			if err != nil {
+				t.Fatalf("swizzled %v, compute_90: %v", swizzled, err)
+			}
+			if !strings.Contains(string(c.PTX), "cp.async.bulk.tensor") || !strings.Contains(string(c.PTX), "wgmma.mma_async") {
+				t.Errorf("swizzled %v: the PTX has no bulk tensor copy or no wgmma", swizzled)
+			}
+			t.Logf("swizzled %v: NVRTC without sm_90a, PTX only (%d bytes)", swizzled, len(c.PTX))
+			continue
+		}
+		if err != nil {
+			t.Fatalf("swizzled %v: %v", swizzled, err)
+		}
+		t.Logf("swizzled %v: %s", swizzled, c.Log)
+		if len(c.CUBIN) == 0 {
+			t.Errorf("swizzled %v: no cubin", swizzled)
+		}
+	}
+}
