@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -47,7 +48,8 @@ type Config struct {
 	Window time.Duration
 	// StabilityPercentage is how far (percent of their average) the
 	// throughput and p95 latency of StableWindows consecutive windows may
-	// be apart for the measurement to be stable.
+	// be apart for the measurement to be stable. 0 asks for no stability:
+	// every step runs MaxTrials windows (a run of a fixed length).
 	StabilityPercentage float64
 	// MaxTrials bounds the number of windows per step: a step that is not
 	// stable by then reports its last StableWindows windows, marked
@@ -66,6 +68,15 @@ type Config struct {
 	ProgressInPlace bool
 	// Seed makes Poisson schedules and random inputs repeatable.
 	Seed uint64
+
+	// NoServerStats measures from the client's side only: the server's
+	// statistics endpoint is not read (a gateway in front of several
+	// servers answers it for one of them).
+	NoServerStats bool
+	// Stop, when closed, ends the run early: the load stops, the requests
+	// in flight finish, and the report covers the windows measured so far
+	// (Report.Interrupted).
+	Stop <-chan struct{}
 }
 
 // Window is one measurement window of a step.
@@ -147,9 +158,15 @@ type Report struct {
 	Requests       int64  `json:"requests"`
 	Errors         int64  `json:"errors"`
 	ServerRequests uint64 `json:"server_requests"`
+	// ErrorKinds counts every failed request of the run by kind.
+	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
 	// ServerStatsError says why the server's statistics could not be read
 	// (the Server figures are then zero).
 	ServerStatsError string `json:"server_stats_error,omitempty"`
+	// Interrupted: Config.Stop ended the run; its last step holds the
+	// windows measured until then, unstable, and the steps after it are
+	// missing.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 func (c *Config) check() error {
@@ -173,8 +190,8 @@ func (c *Config) check() error {
 	if c.Window <= 0 {
 		return fmt.Errorf("%w: measurement window %v: want a positive duration", ErrConfig, c.Window)
 	}
-	if c.StabilityPercentage <= 0 {
-		return fmt.Errorf("%w: stability percentage %g: want a positive number", ErrConfig, c.StabilityPercentage)
+	if c.StabilityPercentage < 0 {
+		return fmt.Errorf("%w: stability percentage %g: want a positive number, or 0 for none", ErrConfig, c.StabilityPercentage)
 	}
 	if c.MaxTrials < StableWindows {
 		return fmt.Errorf("%w: max trials %d: want at least %d", ErrConfig, c.MaxTrials, StableWindows)
@@ -222,38 +239,49 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		BatchSize: cfg.Inputs.BatchSize, Window: cfg.Window, Stability: cfg.StabilityPercentage}
 	// A server without the statistics endpoint (a gateway in front of
 	// several, say) is measured from the client's side only.
-	first, err := tg.stats(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
+	var first serverStats
+	if !cfg.NoServerStats {
+		first, err = tg.stats(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			rep.ServerStatsError = err.Error()
 		}
-		rep.ServerStatsError = err.Error()
 	}
-	r := &runner{cfg: cfg, tg: tg, noStats: err != nil, sets: sets, batches: batchSizes(md, sets), rec: newRecorder()}
+	r := &runner{cfg: cfg, tg: tg, noStats: cfg.NoServerStats || err != nil, sets: sets, batches: batchSizes(md, sets), rec: newRecorder()}
+	var steps []Step
 	if cfg.Concurrency != nil {
 		rep.Mode = "concurrency"
 		for _, v := range cfg.Concurrency.Values() {
-			st := Step{Concurrency: int(v)}
-			if err := r.step(ctx, &st); err != nil {
-				return nil, err
-			}
-			rep.Steps = append(rep.Steps, st)
+			steps = append(steps, Step{Concurrency: int(v)})
 		}
 	} else {
 		rep.Mode, rep.Distribution = "request_rate", cfg.Distribution
 		for _, v := range cfg.RequestRate.Values() {
-			st := Step{RequestRate: v}
-			if err := r.step(ctx, &st); err != nil {
-				return nil, err
-			}
-			rep.Steps = append(rep.Steps, st)
+			steps = append(steps, Step{RequestRate: v})
 		}
+	}
+	for _, st := range steps {
+		err := r.step(ctx, &st)
+		if err == errStopped {
+			rep.Interrupted = true
+			if len(st.Windows) > 0 {
+				rep.Steps = append(rep.Steps, st)
+			}
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		rep.Steps = append(rep.Steps, st)
 	}
 	last, err := r.stats(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rep.Requests, rep.Errors = r.rec.ok.Load(), r.rec.failed.Load()
+	rep.ErrorKinds = r.rec.kinds()
 	rep.ServerRequests = last.sub(first).Success
 	if cfg.Progress != nil && cfg.ProgressInPlace {
 		fmt.Fprintln(cfg.Progress)
@@ -273,11 +301,26 @@ type record struct {
 type recorder struct {
 	mu         sync.Mutex
 	recs       []record
+	errKinds   map[string]int64 // every failed request of the run, by kind
 	ok, failed atomic.Int64
 	delayed    atomic.Int64
 }
 
-func newRecorder() *recorder { return &recorder{} }
+func newRecorder() *recorder { return &recorder{errKinds: map[string]int64{}} }
+
+// kinds returns a copy of the run's failures by kind (nil for none).
+func (r *recorder) kinds() map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errKinds) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(r.errKinds))
+	for k, v := range r.errKinds {
+		out[k] = v
+	}
+	return out
+}
 
 func (r *recorder) add(end time.Time, d time.Duration, batch int, err error) {
 	rec := record{end: end, lat: d, batch: batch}
@@ -289,6 +332,9 @@ func (r *recorder) add(end time.Time, d time.Duration, batch int, err error) {
 	}
 	r.mu.Lock()
 	r.recs = append(r.recs, rec)
+	if rec.kind != "" {
+		r.errKinds[rec.kind]++
+	}
 	r.mu.Unlock()
 }
 
@@ -343,6 +389,7 @@ func (r *runner) stats(ctx context.Context) (serverStats, error) {
 // sent.
 func (r *runner) step(ctx context.Context, st *Step) error {
 	var stop atomic.Bool
+	done := make(chan struct{}) // closed with stop set: the schedule's waits end
 	var wg sync.WaitGroup
 	n := st.Concurrency
 	if st.RequestRate > 0 {
@@ -351,6 +398,7 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 	conns := make([]conn, 0, n)
 	defer func() {
 		stop.Store(true)
+		close(done)
 		wg.Wait()
 		for _, c := range conns {
 			c.close()
@@ -415,11 +463,15 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 					case <-tm.C:
 					case <-ctx.Done():
 						return
+					case <-done:
+						return
 					}
 				}
 				select {
 				case due <- next:
 				case <-ctx.Done():
+					return
+				case <-done:
 					return
 				}
 			}
@@ -428,7 +480,11 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 	return r.measure(ctx, st)
 }
 
-// measure runs windows until stable and fills st.
+// errStopped: Config.Stop was closed during a step.
+var errStopped = errors.New("perf: stopped")
+
+// measure runs windows until stable and fills st; when Config.Stop is
+// closed it fills st with the windows so far and returns errStopped.
 func (r *runner) measure(ctx context.Context, st *Step) error {
 	// A window's edge is the middle of the statistics call that closes it:
 	// requests that finished before it count in the window on both sides.
@@ -447,11 +503,17 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 	var wins []win
 	tm := time.NewTimer(r.cfg.Window)
 	defer tm.Stop()
+	stopped := false
 	for trial := 1; ; trial++ {
 		select {
 		case <-tm.C:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.cfg.Stop: // nil without Stop: never
+			stopped = true
+		}
+		if stopped {
+			break // the window in progress is not counted
 		}
 		s1, t1, err := r.statsAt(ctx)
 		if err != nil {
@@ -481,26 +543,31 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 			ServerThroughput: float64(srv.InferenceCount) / d.Seconds()}
 		st.Windows = append(st.Windows, w)
 		wins = append(wins, win{lat, inf, errs, srv})
-		st.Stable = Stable(st.Windows, r.cfg.StabilityPercentage)
+		st.Stable = r.cfg.StabilityPercentage > 0 && Stable(st.Windows, r.cfg.StabilityPercentage)
 		r.progress(st, trial, w)
 		if st.Stable || trial >= r.cfg.MaxTrials {
 			break
 		}
 		s0, t0 = s1, t1
 	}
-	// the result: the last StableWindows windows together
+	if len(wins) == 0 {
+		return errStopped
+	}
+	// the result: the last StableWindows windows together (fewer when
+	// stopped before)
 	var all []time.Duration
 	var inf int64
 	var srv serverStats
 	st.Errors = map[string]int64{}
-	for i, w := range wins[len(wins)-StableWindows:] {
+	n := min(len(wins), StableWindows)
+	for i, w := range wins[len(wins)-n:] {
 		all = append(all, w.lat...)
 		inf += w.inf
 		for k, v := range w.errs {
 			st.Errors[k] += v
 		}
 		srv = addStats(srv, w.srv)
-		st.Duration += st.Windows[len(st.Windows)-StableWindows+i].Duration
+		st.Duration += st.Windows[len(st.Windows)-n+i].Duration
 	}
 	st.Latency = Summarize(all)
 	st.Requests = int64(len(all))
@@ -514,6 +581,9 @@ func (r *runner) measure(ctx context.Context, st *Step) error {
 		per := func(ns uint64) time.Duration { return time.Duration(ns / srv.Success) }
 		st.Server.Total, st.Server.Queue = per(srv.SuccessNs), per(srv.QueueNs)
 		st.Server.ComputeInput, st.Server.ComputeInfer, st.Server.ComputeOutput = per(srv.InputNs), per(srv.InferNs), per(srv.OutputNs)
+	}
+	if stopped {
+		return errStopped
 	}
 	return nil
 }

@@ -15,14 +15,28 @@ import (
 	"github.com/kilnai/kiln/perf"
 )
 
-// perfCmd is "kiln perf": the load generator (package perf).
+// perfCmd is "kiln perf": the load generator (package perf). The first
+// SIGINT or SIGTERM ends the run early with a report of what was measured;
+// a second one kills it.
 func perfCmd(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return runPerf(ctx, args)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	stop, ended := make(chan struct{}), make(chan struct{})
+	defer close(ended)
+	go func() {
+		select {
+		case <-sig:
+			signal.Stop(sig) // the next one: the default action
+			close(stop)
+		case <-ended:
+		}
+	}()
+	return runPerf(context.Background(), args, stop)
 }
 
-func runPerf(ctx context.Context, args []string) int {
+// runPerf runs kiln perf; closing stop ends the run early, with a report.
+func runPerf(ctx context.Context, args []string, stop <-chan struct{}) int {
 	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
 	model := fs.String("m", "", "the `model` to measure (required)")
 	version := fs.String("model-version", "", "the model's `version` (default: the server's choice)")
@@ -36,8 +50,9 @@ func runPerf(ctx context.Context, args []string) int {
 	dist := fs.String("request-distribution", "constant", "request-rate mode: the `spacing` of the requests, constant or poisson")
 	maxThreads := fs.Int("max-threads", 16, "request-rate mode: most requests in flight at once")
 	window := fs.Duration("measurement-interval", 5*time.Second, "length of a measurement window (a Go `duration`)")
-	stability := fs.Float64("stability-percentage", 10, "throughput and p95 of 3 consecutive windows must be within this `percent` of their average")
+	stability := fs.Float64("stability-percentage", 10, "throughput and p95 of 3 consecutive windows must be within this `percent` of their average (0: no stability asked, every step runs --max-trials windows)")
 	trials := fs.Int("max-trials", 10, "most windows per step: a step not stable by then reports its last 3 windows, marked unstable")
+	noStats := fs.Bool("no-server-stats", false, "do not read the server's statistics endpoint: measure from the client's side only (for a gateway in front of several servers, which answers it for one of them)")
 	batch := fs.Int("b", 1, "batch `size`: the variable first dimension of random inputs and of JSON inputs without a shape")
 	shapes := shapeFlags{}
 	fs.Var(shapes, "shape", "shape of an input with variable dimensions, `name:1x3x224x224` (repeatable)")
@@ -64,7 +79,7 @@ func runPerf(ctx context.Context, args []string) int {
 		Token: *token, MaxThreads: *maxThreads, Window: *window, StabilityPercentage: *stability,
 		MaxTrials: *trials, Timeout: *timeout,
 		Inputs: perf.InputOptions{BatchSize: *batch, Shapes: shapes, Data: *data, Seed: 1},
-		Seed:   1,
+		Seed:   1, NoServerStats: *noStats, Stop: stop,
 	}
 	switch cfg.Protocol {
 	case perf.HTTP, perf.WebSocket:
@@ -147,7 +162,13 @@ func runPerf(ctx context.Context, args []string) int {
 	if rep.ServerStatsError != "" {
 		fmt.Fprintf(errOut, "kiln perf: warning: no server-side figures: the server's statistics could not be read: %s\n", rep.ServerStatsError)
 	}
-	for _, s := range rep.Steps {
+	if rep.Interrupted {
+		fmt.Fprintf(errOut, "kiln perf: interrupted: %d requests, %d failed; the report covers the windows measured before the signal\n", rep.Requests, rep.Errors)
+	}
+	for i, s := range rep.Steps {
+		if rep.Interrupted && i == len(rep.Steps)-1 || cfg.StabilityPercentage == 0 {
+			continue // not asked to be stable, or cut short
+		}
 		if !s.Stable {
 			fmt.Fprintf(errOut, "kiln perf: warning: not stable within %d windows of %v at %s (the last 3 reported); try a longer --measurement-interval or --max-trials\n", cfg.MaxTrials, cfg.Window, stepName(rep, s))
 		}

@@ -57,11 +57,26 @@ func TestPerf(t *testing.T) {
 	defer srv.stop(t)
 	httpAddr, grpcAddr := srv.addrs[0], srv.addrs[2]
 	concurrency := []string{"--concurrency-range", "1:2"}
+	// perf_analyzer's JSON input layout: two sets, batch 1 and batch 3
+	jsonData := filepath.Join(t.TempDir(), "inputs.json")
+	{
+		one, three := make([]float64, 3*32*32), make([]float64, 3*3*32*32)
+		for i := range three {
+			three[i] = float64(i%7) / 7
+		}
+		b, _ := json.Marshal(map[string]any{"data": []any{
+			map[string]any{"image": one},
+			map[string]any{"image": map[string]any{"content": three, "shape": []int{3, 3, 32, 32}}},
+		}})
+		if err := os.WriteFile(jsonData, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name  string
 		args  []string
 		mode  string
-		batch int64 // inferences per request
+		batch int64 // inferences per request (0: 1 and 3 in turn)
 	}{
 		{"http JSON", append([]string{"-u", httpAddr}, concurrency...), "concurrency", 1},
 		{"http binary", append([]string{"-u", httpAddr, "--binary"}, concurrency...), "concurrency", 1},
@@ -72,6 +87,7 @@ func TestPerf(t *testing.T) {
 		{"grpc constant rate", []string{"-i", "grpc", "-u", grpcAddr, "--request-rate-range", "250"}, "request_rate", 1},
 		{"websocket, data files of batch 2", []string{"-i", "ws", "-u", httpAddr, "--input-data", "../../examples/tinycnn/test_data_set_0"}, "concurrency", 2},
 		{"grpc stream, batch 4", []string{"-i", "grpc", "--streaming", "-u", grpcAddr, "-b", "4"}, "concurrency", 4},
+		{"http binary, a JSON data file of batches 1 and 3", []string{"-u", httpAddr, "--binary", "--input-data", jsonData}, "concurrency", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +127,12 @@ func TestPerf(t *testing.T) {
 				if s.Requests == 0 || s.Server.Throughput == 0 {
 					t.Fatalf("step %+v measured nothing", s)
 				}
-				if s.Inferences != tt.batch*s.Requests {
+				if tt.batch == 0 {
+					// one worker alternates the two sets: requests of 1 and 3
+					if lo, hi := 2*s.Requests-1, 2*s.Requests+1; s.Concurrency == 1 && (s.Inferences < lo || s.Inferences > hi) {
+						t.Errorf("step %d: %d inferences in %d requests of 1 and 3 in turn", s.Concurrency, s.Inferences, s.Requests)
+					}
+				} else if s.Inferences != tt.batch*s.Requests {
 					t.Errorf("step %d/%g: %d inferences in %d requests, want %d each", s.Concurrency, s.RequestRate, s.Inferences, s.Requests, tt.batch)
 				}
 				d := math.Abs(s.Throughput-s.Server.Throughput) / s.Server.Throughput
@@ -180,6 +201,73 @@ func TestPerf(t *testing.T) {
 		}
 	})
 
+	// --stability-percentage 0: every step runs --max-trials windows; the
+	// first signal (the stop channel) ends the run with a report of the
+	// windows measured, the requests in flight finished, none lost
+	t.Run("fixed length and stopped early", func(t *testing.T) {
+		for _, c := range []struct {
+			name    string
+			args    []string
+			stopAt  time.Duration // 0: not stopped
+			steps   int
+			windows int // windows of the last step, at least
+		}{
+			{"fixed length", []string{"-u", httpAddr, "--concurrency-range", "1:2", "--max-trials", "4"}, 0, 2, 4},
+			{"stopped, concurrency", []string{"-u", httpAddr, "--concurrency-range", "4", "--max-trials", "1000"}, 1500 * time.Millisecond, 1, 2},
+			{"stopped, poisson rate", []string{"-i", "grpc", "-u", grpcAddr, "--request-rate-range", "200", "--request-distribution", "poisson",
+				"--max-trials", "1000"}, 1500 * time.Millisecond, 1, 2},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				jsonFile := filepath.Join(t.TempDir(), "r.json")
+				args := append([]string{"-m", "tinycnn", "--measurement-interval", "250ms", "--stability-percentage", "0", "--json", jsonFile}, c.args...)
+				stop := make(chan struct{})
+				if c.stopAt > 0 {
+					tm := time.AfterFunc(c.stopAt, func() { close(stop) })
+					defer tm.Stop()
+				}
+				before := serverSuccess(t, httpAddr)
+				var code int
+				old := stdOut
+				stdOut = io.Discard
+				errs := captureErr(t, func() { code = runPerf(context.Background(), args, stop) })
+				stdOut = old
+				after := serverSuccess(t, httpAddr)
+				if code != exitOK {
+					t.Fatalf("kiln perf %q exited %d: %s", args, code, errs)
+				}
+				var rep perf.Report
+				b, _ := os.ReadFile(jsonFile)
+				if err := json.Unmarshal(b, &rep); err != nil {
+					t.Fatal(err)
+				}
+				if rep.Interrupted != (c.stopAt > 0) || len(rep.Steps) != c.steps {
+					t.Fatalf("interrupted %v with %d steps, want %v and %d", rep.Interrupted, len(rep.Steps), c.stopAt > 0, c.steps)
+				}
+				for i, s := range rep.Steps {
+					if s.Stable {
+						t.Errorf("step %d stable without a stability percentage", i)
+					}
+					if i < len(rep.Steps)-1 && len(s.Windows) != 4 || len(s.Windows) < c.windows {
+						t.Errorf("step %d: %d windows", i, len(s.Windows))
+					}
+				}
+				if c.stopAt == 0 && len(rep.Steps[len(rep.Steps)-1].Windows) != 4 {
+					t.Errorf("the last step ran %d windows, want --max-trials 4", len(rep.Steps[len(rep.Steps)-1].Windows))
+				}
+				// every request sent was answered and counted: none cut by the stop
+				if rep.Errors != 0 || rep.ErrorKinds != nil || uint64(rep.Requests) != after-before || rep.ServerRequests != after-before {
+					t.Errorf("%d requests (%d failed: %v), the server answered %d (%d in the report)", rep.Requests, rep.Errors, rep.ErrorKinds, after-before, rep.ServerRequests)
+				}
+				if c.stopAt > 0 && !strings.Contains(errs, "interrupted:") {
+					t.Errorf("no word of the interruption: %s", errs)
+				}
+				if strings.Contains(errs, "not stable") {
+					t.Errorf("a warning about stability when none was asked: %s", errs)
+				}
+			})
+		}
+	})
+
 	// errors by kind: a batch over the model's max_batch_size (8) fails
 	// every request
 	t.Run("errors by kind", func(t *testing.T) {
@@ -209,6 +297,9 @@ func TestPerf(t *testing.T) {
 			}
 			if n := rep.Steps[0].Errors[c.kind]; n == 0 || rep.Steps[0].Requests != 0 {
 				t.Errorf("%q: errors %v, %d successes; want only %q", args, rep.Steps[0].Errors, rep.Steps[0].Requests, c.kind)
+			}
+			if rep.ErrorKinds[c.kind] != rep.Errors || rep.Errors < rep.Steps[0].Errors[c.kind] {
+				t.Errorf("%q: the run's errors %d by kind %v, the step's %v", args, rep.Errors, rep.ErrorKinds, rep.Steps[0].Errors)
 			}
 		}
 	})
