@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -227,8 +228,12 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
 #pragma unroll
         for (int i = 0; i < 64; i++)
             d[i] = 0;
+        // one slice's wgmma group in flight while the next is issued: a
+        // slice goes back to the producer once the group after it is issued
+        int held = -1;
         for (int kt = 0; kt < KT; kt++) {
             mbar_wait(FULL(s), ph);
+            __syncwarp(); // wgmma is .sync.aligned: the warp converged after the wait
             asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
             for (int kk = 0; kk < BK / 32; kk++) {
@@ -236,13 +241,18 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
                 $WGMMA
             }
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-            __syncwarp();
-            if (lane == 0)
-                mbar_arrive(EMPTY(s));
+            if (held >= 0) {
+                asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+                if (lane == 0)
+                    mbar_arrive(EMPTY(held));
+            }
+            held = s;
             if (++s == STAGES)
                 s = 0, ph ^= 1;
         }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        if (lane == 0)
+            mbar_arrive(EMPTY(held));
         // the epilogue, in the accumulators' layout: warp (warp & 3) of the
         // warpgroup holds rows wgp*64 + (warp&3)*16 + g (+8), channels
         // 8j + 2t, +1 in d[4j], d[4j+1] (row g) and d[4j+2], d[4j+3] (row g + 8)
@@ -470,5 +480,39 @@ func TestExpandI8tSource(t *testing.T) {
 		if len(c.CUBIN) == 0 {
 			t.Errorf("swizzled %v: no cubin", swizzled)
 		}
+	}
+}
+
+// TestEncodeTensorMapTiledFake checks EncodeTensorMapTiled's call against
+// the fake libcuda, which writes its arguments into the map: rank, address,
+// dimensions, strides, box, swizzle and L2 promotion where the driver reads
+// them, element strides 1, UINT8, no interleave, zero fill; and that a map
+// check rejects reaches no driver.
+func TestEncodeTensorMapTiledFake(t *testing.T) {
+	d, err := OpenDriver(Options{LibDir: fakeDriver(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range expandI8tMapSpecs(0x7f0000000000, 0x7f0010000000, 0x7f0020000000, 0x7f0030000000, 256*14*14, 256, 1024, true) {
+		m, err := d.EncodeTensorMapTiled(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		word := func(i int) uint64 { return binary.LittleEndian.Uint64(m[8*i:]) }
+		r := len(c.Dims)
+		if want := uint64(r) | uint64(c.Swizzle)<<8 | uint64(c.L2Promotion)<<16; word(0) != want {
+			t.Errorf("%+v: word 0 %#x, want %#x", c, word(0), want)
+		}
+		if word(1) != uint64(c.Addr) {
+			t.Errorf("%+v: address %#x", c, word(1))
+		}
+		for i := range r {
+			if word(2+i) != c.Dims[i] || i > 0 && word(6+i) != c.Strides[i-1] || word(11+i) != uint64(c.Box[i])|1<<32 {
+				t.Errorf("%+v: dimension %d: %d, stride %d, box/element stride %#x", c, i, word(2+i), word(6+i), word(11+i))
+			}
+		}
+	}
+	if _, err := d.EncodeTensorMapTiled(TensorMapTiled{Addr: 8, Dims: []uint64{64}, Box: []uint32{64}}); err == nil || !strings.Contains(err.Error(), "aligned") {
+		t.Errorf("a misaligned address: %v", err)
 	}
 }

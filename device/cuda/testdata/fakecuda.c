@@ -324,6 +324,27 @@ void fakeLastLaunchEx(int *n, unsigned *dims, void **s) {
 	memcpy(dims, v, sizeof v);
 	*s = lastEx.s;
 }
+/* cuTensorMapEncodeTiled writes what it was given into the map's 16 words
+   (word 0: rank | swizzle << 8 | L2 promotion << 16 | interleave << 24 |
+   oob fill << 32; 1: the address; 2-6: the dimensions; 7-10: the strides;
+   11-15: box | element stride << 32), so that a test can read it back;
+   a map not 64-byte aligned or a type other than UINT8 (0) is invalid (1). */
+int cuTensorMapEncodeTiled(unsigned long long *m, int type, unsigned rank, void *addr,
+                           const unsigned long long *dims, const unsigned long long *strides,
+                           const unsigned *box, const unsigned *elem, int interleave, int swizzle,
+                           int l2, int oob) {
+	if (((size_t)m & 63) != 0 || type != 0 || rank < 1 || rank > 5) return 1;
+	memset(m, 0, 128);
+	m[0] = rank | (unsigned long long)swizzle << 8 | (unsigned long long)l2 << 16 |
+	       (unsigned long long)interleave << 24 | (unsigned long long)oob << 32;
+	m[1] = (unsigned long long)(size_t)addr;
+	for (unsigned i = 0; i < rank; i++) {
+		m[2 + i] = dims[i];
+		if (i > 0) m[6 + i] = strides[i - 1];
+		m[11 + i] = box[i] | (unsigned long long)elem[i] << 32;
+	}
+	return 0;
+}
 int cuStreamBeginCapture_v2(void) { return 0; }
 int cuStreamEndCapture(void) { return 0; }
 int cuGraphInstantiateWithFlags(void) { return 0; }
