@@ -46,22 +46,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	n := openNVRTC(t)
 	load := func(file, src string, names ...string) []Function {
-		comp, err := n.Compile(file, src, "--gpu-architecture="+g.fp.Arch())
+		fns, _, err := loadProbeKernels(t, g, n, file, src, g.fp.Arch(), names...)
 		if err != nil {
 			t.Fatal(err)
-		}
-		mod, err := g.d.ModuleLoadData(comp.CUBIN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { g.d.ModuleUnload(mod) })
-		var fns []Function
-		for _, name := range names {
-			fn, err := g.d.ModuleFunction(mod, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fns = append(fns, fn)
 		}
 		return fns
 	}
@@ -104,22 +91,13 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			if swapped {
 				name += "_swapped"
 			}
-			comp, err := n.Compile("expand_i8g.cu", expandI8gSource(swapped), "--gpu-architecture=sm_90a", "--ptxas-options=-v")
+			fns, log, err := loadProbeKernels(t, g, n, "expand_i8g.cu", expandI8gSource(swapped), "sm_90a", name)
 			if err != nil {
 				t.Logf("%s not built: %v", name, err)
 				continue
 			}
-			t.Logf("%s: %s", name, comp.Log)
-			mod, err := g.d.ModuleLoadData(comp.CUBIN)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { g.d.ModuleUnload(mod) })
-			fn, err := g.d.ModuleFunction(mod, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wgmmaFns[name] = fn
+			t.Logf("%s: %s", name, log)
+			wgmmaFns[name] = fns[0]
 		}
 	}
 	// expand_i8t and expand_i8t_ns (int8expand_tma_test.go: persistent,
@@ -133,22 +111,13 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	if os.Getenv("KILN_INT8X_TMA") != "0" && g.fp.ComputeMajor == 9 {
 		for _, swizzled := range []bool{true, false} {
 			name := map[bool]string{true: "expand_i8t", false: "expand_i8t_ns"}[swizzled]
-			comp, err := n.Compile(name+".cu", expandI8tSource(swizzled), "--gpu-architecture=sm_90a", "--ptxas-options=-v")
+			fns, log, err := loadProbeKernels(t, g, n, name+".cu", expandI8tSource(swizzled), "sm_90a", name)
 			if err != nil {
 				t.Logf("%s not built: %v", name, err)
 				continue
 			}
-			t.Logf("%s: %s", name, comp.Log)
-			mod, err := g.d.ModuleLoadData(comp.CUBIN)
-			if err != nil {
-				t.Logf("%s not loaded: %v", name, err)
-				continue
-			}
-			t.Cleanup(func() { g.d.ModuleUnload(mod) })
-			fn, err := g.d.ModuleFunction(mod, name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			t.Logf("%s: %s", name, log)
+			fn := fns[0]
 			if err := funcSetMaxDynamicShared(g.d, fn, expandI8tSmem); err != nil {
 				t.Logf("%s: %v", name, err)
 				continue
@@ -471,6 +440,30 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	t.Logf("the expanding 1x1 of the block alone, batch %d, %s; ms the median of 50 of the fastest candidate:\n| block | configuration | ms | fastest candidate | MB moved | TB/s |\n| --- | --- | --- | --- | --- | --- |\n%s",
 		batch, g.fp.GPUName, strings.Join(rows, "\n"))
+}
+
+// loadProbeKernels compiles src for arch (with ptxas's report, returned
+// as the log), loads the module, unloaded when the test ends, and returns
+// the kernels names.
+func loadProbeKernels(t *testing.T, g *gpu, n *NVRTC, file, src, arch string, names ...string) ([]Function, string, error) {
+	comp, err := n.Compile(file, src, "--gpu-architecture="+arch, "--ptxas-options=-v")
+	if err != nil {
+		return nil, "", err
+	}
+	mod, err := g.d.ModuleLoadData(comp.CUBIN)
+	if err != nil {
+		return nil, comp.Log, err
+	}
+	t.Cleanup(func() { g.d.ModuleUnload(mod) })
+	var fns []Function
+	for _, name := range names {
+		fn, err := g.d.ModuleFunction(mod, name)
+		if err != nil {
+			return nil, comp.Log, err
+		}
+		fns = append(fns, fn)
+	}
+	return fns, comp.Log, nil
 }
 
 // funcSetMaxDynamicShared lets f's blocks take bytes of dynamic shared

@@ -461,25 +461,18 @@ func TestExpandI8tSource(t *testing.T) {
 	n := openNVRTC(t)
 	for _, swizzled := range []bool{true, false} {
 		src := expandI8tSource(swizzled)
-		c, err := n.Compile("expand_i8t.cu", src, "--gpu-architecture=sm_90a", "--ptxas-options=-v")
-		if err != nil && strings.Contains(err.Error(), "invalid value for --gpu-architecture") {
-			c, err = n.Compile("expand_i8t.cu", src, "--gpu-architecture=compute_90")
-			if err != nil {
-				t.Fatalf("swizzled %v, compute_90: %v", swizzled, err)
-			}
-			if !strings.Contains(string(c.PTX), "cp.async.bulk.tensor") || !strings.Contains(string(c.PTX), "wgmma.mma_async") {
-				t.Errorf("swizzled %v: the PTX has no bulk tensor copy or no wgmma", swizzled)
-			}
-			t.Logf("swizzled %v: NVRTC without sm_90a, PTX only (%d bytes)", swizzled, len(c.PTX))
+		if compileExpand(t, n, fmt.Sprintf("expand_i8t_swizzled_%v.cu", swizzled), src, "sm_90a") != nil {
 			continue
 		}
+		// NVRTC 11.8: the C++ to PTX only (ptxas would not know the instructions)
+		c, err := n.Compile("expand_i8t.cu", src, "--gpu-architecture=compute_90")
 		if err != nil {
-			t.Fatalf("swizzled %v: %v", swizzled, err)
+			t.Fatalf("swizzled %v, compute_90: %v", swizzled, err)
 		}
-		t.Logf("swizzled %v: %s", swizzled, c.Log)
-		if len(c.CUBIN) == 0 {
-			t.Errorf("swizzled %v: no cubin", swizzled)
+		if !strings.Contains(string(c.PTX), "cp.async.bulk.tensor") || !strings.Contains(string(c.PTX), "wgmma.mma_async") {
+			t.Errorf("swizzled %v: the PTX has no bulk tensor copy or no wgmma", swizzled)
 		}
+		t.Logf("swizzled %v: PTX only (%d bytes)", swizzled, len(c.PTX))
 	}
 }
 

@@ -183,8 +183,8 @@ extern "C" __global__ void __launch_bounds__(NT, 2) $NAME(
 const expandI8gSmem = 3*(128+128)*32 + 128*128
 
 // TestExpandI8gCompiles compiles both descriptor assignments of expand_i8g
-// for sm_90a. It skips where NVRTC is missing or too old for sm_90a
-// (NVRTC 11.8 stops at sm_90).
+// for sm_90a. It skips where NVRTC is missing; NVRTC 11.8 stops at sm_90,
+// where it checks only that the placeholders are replaced.
 func TestExpandI8gCompiles(t *testing.T) {
 	n := openNVRTC(t)
 	for _, swapped := range []bool{false, true} {
@@ -192,16 +192,6 @@ func TestExpandI8gCompiles(t *testing.T) {
 		if strings.Contains(src, "$") {
 			t.Fatalf("unreplaced placeholder in expand_i8g (swapped %v)", swapped)
 		}
-		c, err := n.Compile("expand_i8g.cu", src, "--gpu-architecture=sm_90a", "--ptxas-options=-v")
-		if err != nil {
-			if strings.Contains(err.Error(), "invalid value for --gpu-architecture") {
-				t.Skipf("NVRTC without sm_90a: %v", err)
-			}
-			t.Fatalf("swapped %v: %v", swapped, err)
-		}
-		t.Logf("swapped %v: %s", swapped, c.Log)
-		if len(c.CUBIN) == 0 {
-			t.Errorf("swapped %v: no cubin", swapped)
-		}
+		compileExpand(t, n, fmt.Sprintf("expand_i8g_swapped_%v.cu", swapped), src, "sm_90a")
 	}
 }
