@@ -14,6 +14,7 @@ import (
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/engine/plan"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/quant"
@@ -63,7 +64,11 @@ func (b *builder) compile(ctx context.Context) error {
 	blobs := map[string][]byte{}
 	// The CPU segments of a partitioned graph are timed as a CPU build's
 	// layers are (partition.Options.CPU), under the CPU's fingerprint.
-	po := partition.Options{Strict: b.o.StrictDevice}
+	// --workspace bounds their tactics' scratch memory as on the CPU.
+	po := partition.Options{Strict: b.o.StrictDevice, Workspace: b.o.Workspace}
+	if b.o.Progress != nil {
+		po.Progress = func(pr tactic.Progress) { b.o.Progress("tactics of the CPU layers " + pr.String()) }
+	}
 	if d, ord, err := devices.Or(b.o.Devices).Lookup(partition.CPU); err == nil {
 		if fp, err := device.FingerprintAt(d, ord); err == nil {
 			po.CPU = fp
@@ -109,9 +114,7 @@ func (b *builder) compile(ctx context.Context) error {
 					if err != nil {
 						return fmt.Errorf("profile %d: section %s: %w", i, name, err)
 					}
-					if i == 0 {
-						b.logf("tactics of the CPU layers in %s: %d timed", strings.TrimSuffix(name, "/"+partition.CPUTacticsBlob), len(t))
-					}
+					b.logf("%s", cpuTacticsLine(b.g, strings.TrimSuffix(name, "/"+partition.CPUTacticsBlob), profileName(p, i, len(profiles)), t))
 					b.noteCPUTactics(i, len(profiles), t)
 				}
 				if i == 0 {
@@ -260,6 +263,53 @@ func (b *builder) noteCPUTactics(i, n int, t map[string]partition.CPUTactic) {
 		c := t[layer]
 		b.cpuTactics[i] = append(b.cpuTactics[i], plan.Tactic{Layer: layer, Tactic: c.Tactic, Time: time.Duration(c.NS), Cached: c.Cached})
 	}
+}
+
+// cpuTacticsLine is the build log's line for the tactics of a CPU
+// segment's layers (segment: "segment1") in one profile: "tactics of the
+// CPU layers in segment1 (profile p): 1 timed, 0 from the timing cache;
+// chosen: kiln::FusedConv winograd x1", the counts as a CPU build's
+// tactic stage gives them (a second build with the timing cache times 0).
+func cpuTacticsLine(g *ir.Graph, segment, profile string, t map[string]partition.CPUTactic) string {
+	ops := map[string]string{}
+	for _, n := range g.Nodes {
+		op := n.OpType
+		if n.Domain != "" {
+			op = n.Domain + "::" + op
+		}
+		ops[n.Name] = op
+	}
+	timed, cached := 0, 0
+	won := map[string]int{}
+	for layer, c := range t {
+		if c.Cached {
+			cached++
+		} else {
+			timed++
+		}
+		won[ops[layer]+" "+c.Tactic]++
+	}
+	parts := make([]string, 0, len(won))
+	for k, n := range won {
+		parts = append(parts, fmt.Sprintf("%s x%d", k, n))
+	}
+	sort.Strings(parts)
+	if profile != "" {
+		segment += " (profile " + profile + ")"
+	}
+	return fmt.Sprintf("tactics of the CPU layers in %s: %d timed, %d from the timing cache; chosen: %s", segment, timed, cached, strings.Join(parts, ", "))
+}
+
+// profileName names profile p (the i-th of n) in the build log: "" when
+// there is one profile, else its name or its number.
+func profileName(p engine.Profile, i, n int) string {
+	switch {
+	case n <= 1:
+		return ""
+	case p.Name != "":
+		return p.Name
+	}
+	return fmt.Sprint(i)
 }
 
 // reportFallbacks is the fallback list of a partition report (nil: none).

@@ -42,6 +42,14 @@ type Options struct {
 	// CPU segments run their default tactics unless ExecOptions.Blobs
 	// has their section.
 	CPU device.Fingerprint
+	// Workspace, when positive, bounds the scratch memory (bytes) of the
+	// tactic chosen for each timed CPU layer, as a CPU build's
+	// --workspace does (tactic.Options.Workspace). ExecOptions.MemoryLimit
+	// is the device's memory and does not apply to the CPU segments.
+	Workspace int64
+	// Progress, when set, is called as each CPU layer's tactics are timed
+	// or found in the timing cache (tactic.Options.Progress).
+	Progress func(tactic.Progress)
 }
 
 // CPUTacticsBlob names a CPU segment's section (under its SegmentPrefix):
@@ -546,7 +554,7 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 					eo.Tactics[layer] = c.Tactic
 				}
 			} else if o.Blobs == nil && o.Tune && po.CPU != nil {
-				tactics, err := cpuTactics(sub, segmentShapes(optShapes, s.inputs), po.CPU, o.TimingCache)
+				tactics, err := cpuTactics(sub, segmentShapes(optShapes, s.inputs), po, o.TimingCache)
 				if err != nil {
 					return nil, r, fmt.Errorf("segment %d (CPU, %d layers): tactics: %w", i, len(s.home), err)
 				}
@@ -584,9 +592,10 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 // cpuTactics times the layers of CPU segment sub that have several
 // implementations at the segment's opt shapes (the graph's own static
 // shapes when there are none; nothing is timed when those are symbolic),
-// under the CPU's fingerprint fp through the timing cache file cachePath
-// ("" for none), and returns the choices by node name.
-func cpuTactics(sub *ir.Graph, opt map[string][]int, fp device.Fingerprint, cachePath string) (map[string]CPUTactic, error) {
+// under the CPU's fingerprint (po.CPU, with po's workspace and progress)
+// through the timing cache file cachePath ("" for none), and returns the
+// choices by node name.
+func cpuTactics(sub *ir.Graph, opt map[string][]int, po Options, cachePath string) (map[string]CPUTactic, error) {
 	g := sub.Clone()
 	for _, v := range g.Inputs {
 		if s, ok := opt[v.Name]; ok {
@@ -603,7 +612,7 @@ func cpuTactics(sub *ir.Graph, opt map[string][]int, fp device.Fingerprint, cach
 		}
 		cache = c
 	}
-	choices, err := tactic.Select(context.Background(), g, fp, cache, tactic.Options{})
+	choices, err := tactic.Select(context.Background(), g, po.CPU, cache, tactic.Options{Workspace: po.Workspace, Progress: po.Progress})
 	if err != nil {
 		return nil, err
 	}
