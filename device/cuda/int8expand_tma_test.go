@@ -32,7 +32,8 @@ import (
 // z in the accumulators' layout from its buffer, writes y over it in place,
 // and one thread stores the tile by the copy engine (the 128-byte swizzle
 // again), releasing the buffer to the producer once the store has read it
-// (a tile later, cp.async.bulk.wait_group.read 1). Waits on a barrier give
+// (a tile later, cp.async.bulk.wait_group.read 1). z is read with an L2
+// evict-first policy (read once). Waits on a barrier give
 // up after about 2^32 clocks (~2 s) with a trap, so that a wrong byte count
 // or map ends the launch with an error rather than hanging the device.
 //
@@ -108,6 +109,11 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
 __device__ __forceinline__ void tma_load2(unsigned dst, const TMap* m, unsigned bar, int c0, int c1) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n"
                  :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1) : "memory");
+}
+// the same with an L2 cache policy (the residual: evict-first, read once)
+__device__ __forceinline__ void tma_load2_hint(unsigned dst, const TMap* m, unsigned bar, int c0, int c1, unsigned long long pol) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%3, %4}], [%2], %5;\n"
+                 :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1), "l"(pol) : "memory");
 }
 __device__ __forceinline__ void tma_store2(const TMap* m, unsigned src, int c0, int c1) {
     asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n"
@@ -191,6 +197,8 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
         // the producer: one thread issues every load
         if (lane == 0) {
             const TMap *mx = maps, *mw = maps + 1, *mz = maps + 2;
+            unsigned long long pol;
+            asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
             int s = 0, b = 0;
             unsigned ph = 0, zph = 0;
             for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -198,7 +206,7 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
                 mbar_wait(ZEMPTY(b), zph ^ 1);
                 if (hasz) {
                     mbar_expect_tx(ZFULL(b), ZTILE);
-                    tma_load2(sz + b * ZTILE, mz, ZFULL(b), n0, p0);
+                    tma_load2_hint(sz + b * ZTILE, mz, ZFULL(b), n0, p0, pol);
                 } else {
                     mbar_arrive(ZFULL(b));
                 }
