@@ -7,6 +7,7 @@ import (
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	_ "github.com/kilnai/kiln/ops/all"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // fuzzAttrNames are the attribute names the typed parsers read.
@@ -22,7 +23,12 @@ var fuzzAttrNames = []string{"axis", "axes", "perm", "batch_dims", "reduction", 
 	"split", "num_outputs", "block_size", "output_dtype", "saturate", "pooled_shape", "spatial_scale", "output_height",
 	"output_width", "sampling_ratio", "center_point_box", "inverse", "onesided", "padding_mode", "align_corners",
 	"equation", "hidden_size", "direction", "layout", "clip", "activations", "activation_alpha", "activation_beta",
-	"linear_before_reset", "input_forget"}
+	"linear_before_reset", "input_forget", "value_float", "value_floats", "value_int", "value_ints", "value_string",
+	"value_strings", "sparse_value", "allowzero", "shape", "saturate", "mean", "scale", "low", "high", "sample_size",
+	"periodic", "output_datatype", "then_branch", "else_branch", "body", "num_scan_inputs", "scan_input_axes",
+	"scan_input_directions", "scan_output_axes", "scan_output_directions", "directions", "new_axis", "type",
+	"case_change_action", "is_case_sensitive", "stopwords", "locale", "min_gram_length", "max_gram_length",
+	"max_skip_count", "ngram_counts", "ngram_indexes", "pool_int64s", "pool_strings", "weights"}
 
 // FuzzParseAttrs: every typed op's parser, given any attributes of any
 // type at any opset, returns its struct or an error wrapping
@@ -48,7 +54,7 @@ func FuzzParseAttrs(f *testing.F) {
 			name := fuzzAttrNames[int(b[0])%len(fuzzAttrNames)]
 			v := int64(int8(b[2]))
 			a := &ir.Attr{Name: name}
-			switch b[1] % 5 {
+			switch b[1] % 9 {
 			case 0:
 				a.Type, a.I = ir.AttrInt, v
 			case 1:
@@ -61,6 +67,14 @@ func FuzzParseAttrs(f *testing.F) {
 				a.Type, a.Ints = ir.AttrInts, []int64{v % 4, (v / 4) % 4, 1}[:1+int(b[2])%3]
 			case 4:
 				a.Type, a.Floats = ir.AttrFloats, []float32{float32(v)}
+			case 5:
+				a.Type, a.Strings = ir.AttrStrings, []string{"a", "LOWER", "", "b"}[:int(b[2])%5]
+			case 6: // a tensor whose storage may not match its shape
+				a.Type, a.T = ir.AttrTensor, &tensor.Tensor{DType: tensor.DType(b[2] % 20), Shape: []int{int(b[2]) % 3}, Data: make([]byte, int(b[2]/20)%9)}
+			case 7:
+				a.Type, a.G = ir.AttrGraph, &ir.Graph{Name: "g"}
+			case 8:
+				a.Type, a.Types = ir.AttrType1, []ir.Type{{DType: tensor.DType(b[2] % 20)}}
 			}
 			n.Attrs[name] = a
 		}

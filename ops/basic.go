@@ -17,40 +17,11 @@ func (k *constantOp) Run(*Env, []*tensor.Tensor) ([]*tensor.Tensor, error) {
 }
 
 func prepareConstant(n *ir.Node, opset int64) (Kernel, error) {
-	a := AttrsOf(n)
-	var v *tensor.Tensor
-	switch {
-	case a.Has("value"):
-		v = a.Tensor("value")
-	case a.Has("value_float"):
-		v = tensor.FromFloat32([]float32{a.Float("value_float", 0)})
-		v.Shape = []int{}
-	case a.Has("value_floats"):
-		f := a.Floats("value_floats", nil)
-		v = tensor.FromFloat32(f, len(f))
-	case a.Has("value_int"):
-		v = tensor.FromInt64([]int64{a.Int("value_int", 0)})
-		v.Shape = []int{}
-	case a.Has("value_ints"):
-		f := a.Ints("value_ints", nil)
-		v = tensor.FromInt64(f, len(f))
-	case a.Has("value_string"):
-		v = &tensor.Tensor{DType: tensor.String, Shape: []int{}, Strings: []string{a.String("value_string", "")}}
-	case a.Has("value_strings"):
-		s := a.Strings("value_strings", nil)
-		v = &tensor.Tensor{DType: tensor.String, Shape: []int{len(s)}, Strings: s}
-	case a.Has("sparse_value"):
-		return nil, fmt.Errorf("%w: sparse_value is not supported", ErrBadAttr)
-	default:
-		return nil, fmt.Errorf("%w: Constant has no value attribute", ErrBadAttr)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ParseConstantAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	if v == nil {
-		return nil, fmt.Errorf("%w: Constant value is empty", ErrBadAttr)
-	}
-	return &constantOp{value: v}, nil
+	return &constantOp{value: a.Value}, nil
 }
 
 // identityOp passes its input through (sharing storage).
@@ -74,6 +45,6 @@ func (identityOp) ShapeValue(in []*ir.Value) []ir.Dim { return in[0].ShapeValue 
 func (identityOp) NonTensorInputs() {}
 
 func init() {
-	Register(Def{Type: "Constant", Traits: HasFloat16, Prepare: prepareConstant})
+	Register(Def{Type: "Constant", Attrs: func(n *ir.Node, opset int64) (any, error) { return ParseConstantAttrs(n, opset) }, Traits: HasFloat16, Prepare: prepareConstant})
 	Register(Def{Type: "Identity", Prepare: func(*ir.Node, int64) (Kernel, error) { return identityOp{}, nil }, Traits: ViewOfInput0 | HasFloat16 | ElementwiseUnary})
 }

@@ -16,11 +16,11 @@ type ifOp struct {
 }
 
 func prepareIf(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &ifOp{then: a.RequireGraph("then_branch"), els: a.RequireGraph("else_branch"), nOut: len(n.Outputs)}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseIfAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	k := &ifOp{then: a.Then, els: a.Else, nOut: len(n.Outputs)}
 	for _, b := range []struct {
 		name string
 		g    *ir.Graph
@@ -98,5 +98,5 @@ func (k *ifOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "If", Traits: ops.HasFloat16, Prepare: prepareIf})
+	ops.Register(ops.Def{Type: "If", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseIfAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareIf})
 }

@@ -24,11 +24,11 @@ type loopOp struct {
 }
 
 func prepareLoop(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	body := a.RequireGraph("body")
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseBodyAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	body := a.Body
 	if len(body.Inputs) < 2 {
 		return nil, badAttr("body", "takes %d inputs, want at least 2 (iteration_num, cond)", len(body.Inputs))
 	}
@@ -181,5 +181,5 @@ func (k *loopOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Loop", Traits: ops.HasFloat16, Prepare: prepareLoop})
+	ops.Register(ops.Def{Type: "Loop", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseBodyAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareLoop})
 }

@@ -25,23 +25,7 @@ func rng(seeded bool, seed float32) *rand.Rand {
 	return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 }
 
-// seedAttr reads the optional seed attribute.
-func seedAttr(a *ops.Attrs) (seeded bool, seed float32) {
-	return a.Has("seed"), a.Float("seed", 0)
-}
-
-// floatDType reads attribute name as an output dtype that must be a float
-// type; def is returned when it is absent.
-func floatDType(a *ops.Attrs, name string, def tensor.DType) tensor.DType {
-	if !a.Has(name) {
-		return def
-	}
-	dt := tensor.DType(a.Int(name, 0))
-	if !isFloat(dt) {
-		a.Fail(name, "%d (%v) is not float16, float32, float64 or bfloat16", int64(dt), dt)
-	}
-	return dt
-}
+func randomAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseRandomAttrs(n, opset) }
 
 func isFloat(dt tensor.DType) bool {
 	switch dt {
@@ -68,38 +52,17 @@ func (*distribution) NonDeterministic() {}
 
 func prepareDistribution(op string, normal, like bool) func(n *ir.Node, opset int64) (ops.Kernel, error) {
 	return func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &distribution{normal: normal, like: like, opName: op}
-		if normal {
-			k.a, k.b = float64(a.Float("mean", 0)), float64(a.Float("scale", 1))
-		} else {
-			k.a, k.b = float64(a.Float("low", 0)), float64(a.Float("high", 1))
-		}
-		k.seeded, k.seed = seedAttr(a)
-		if like {
-			k.dtype = floatDType(a, "dtype", tensor.Undefined)
-		} else {
-			k.dtype = floatDType(a, "dtype", tensor.Float32)
-			if !a.Has("shape") {
-				a.Fail("shape", "required attribute is missing")
-			}
-			for _, d := range a.Ints("shape", nil) {
-				if d < 0 {
-					a.Fail("shape", "has a negative dimension %d", d)
-				}
-				k.shape = append(k.shape, int(d))
-			}
-		}
-		if err := a.Err(); err != nil {
+		a, err := ops.ParseRandomAttrs(n, opset)
+		if err != nil {
 			return nil, err
 		}
-		if !normal && k.b < k.a {
-			return nil, badAttr("high", "%g is below low %g", k.b, k.a)
+		k := &distribution{normal: normal, like: like, opName: op, seeded: a.Seeded, seed: a.Seed, dtype: a.DType}
+		k.a, k.b = float64(a.Low), float64(a.High)
+		if normal {
+			k.a, k.b = float64(a.Mean), float64(a.Scale)
 		}
-		if !like {
-			if err := tensor.CheckShape(k.shape); err != nil {
-				return nil, badAttr("shape", "%v", err)
-			}
+		for _, d := range a.Shape {
+			k.shape = append(k.shape, int(d))
 		}
 		return k, nil
 	}
@@ -173,19 +136,11 @@ type bernoulliOp struct {
 func (*bernoulliOp) NonDeterministic() {}
 
 func prepareBernoulli(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &bernoulliOp{}
-	if a.Has("dtype") {
-		k.dtype = tensor.DType(a.Int("dtype", 0))
-		if !k.dtype.Valid() || k.dtype == tensor.String || k.dtype == tensor.Complex64 || k.dtype == tensor.Complex128 {
-			a.Fail("dtype", "%d is not a numeric or bool type", int64(k.dtype))
-		}
-	}
-	k.seeded, k.seed = seedAttr(a)
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseRandomAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &bernoulliOp{dtype: a.DType, seeded: a.Seeded, seed: a.Seed}, nil
 }
 
 func (k *bernoulliOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -247,21 +202,11 @@ type multinomialOp struct {
 func (*multinomialOp) NonDeterministic() {}
 
 func prepareMultinomial(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &multinomialOp{dtype: tensor.DType(a.Int("dtype", int64(tensor.Int32)))}
-	s := a.Int("sample_size", 1)
-	k.seeded, k.seed = seedAttr(a)
-	if k.dtype != tensor.Int32 && k.dtype != tensor.Int64 {
-		a.Fail("dtype", "%d (%v) is not int32 or int64", int64(k.dtype), k.dtype)
-	}
-	if s < 1 || s > tensor.MaxElements {
-		a.Fail("sample_size", "%d must be positive", s)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseRandomAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	k.samples = int(s)
-	return k, nil
+	return &multinomialOp{dtype: a.DType, samples: int(a.SampleSize), seeded: a.Seeded, seed: a.Seed}, nil
 }
 
 func (k *multinomialOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -335,10 +280,10 @@ func (k *multinomialOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "RandomNormal", Traits: ops.KeepFloat32, Prepare: prepareDistribution("RandomNormal", true, false)})
-	ops.Register(ops.Def{Type: "RandomUniform", Traits: ops.KeepFloat32, Prepare: prepareDistribution("RandomUniform", false, false)})
-	ops.Register(ops.Def{Type: "RandomNormalLike", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareDistribution("RandomNormalLike", true, true)})
-	ops.Register(ops.Def{Type: "RandomUniformLike", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareDistribution("RandomUniformLike", false, true)})
-	ops.Register(ops.Def{Type: "Bernoulli", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareBernoulli})
-	ops.Register(ops.Def{Type: "Multinomial", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareMultinomial})
+	ops.Register(ops.Def{Type: "RandomNormal", Attrs: randomAttrs, Traits: ops.KeepFloat32, Prepare: prepareDistribution("RandomNormal", true, false)})
+	ops.Register(ops.Def{Type: "RandomUniform", Attrs: randomAttrs, Traits: ops.KeepFloat32, Prepare: prepareDistribution("RandomUniform", false, false)})
+	ops.Register(ops.Def{Type: "RandomNormalLike", Attrs: randomAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareDistribution("RandomNormalLike", true, true)})
+	ops.Register(ops.Def{Type: "RandomUniformLike", Attrs: randomAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareDistribution("RandomUniformLike", false, true)})
+	ops.Register(ops.Def{Type: "Bernoulli", Attrs: randomAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareBernoulli})
+	ops.Register(ops.Def{Type: "Multinomial", Attrs: randomAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareMultinomial})
 }

@@ -25,26 +25,14 @@ type scanOp struct {
 }
 
 func prepareScan(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	body := a.RequireGraph("body")
-	m := a.Int("num_scan_inputs", -1)
-	k := &scanOp{body: body, opset8: opset < 9}
-	var inDirs, outDirs []int64
-	if k.opset8 {
-		inDirs = a.Ints("directions", nil)
-	} else {
-		k.inAxes = a.Ints("scan_input_axes", nil)
-		inDirs = a.Ints("scan_input_directions", nil)
-		k.outAxes = a.Ints("scan_output_axes", nil)
-		outDirs = a.Ints("scan_output_directions", nil)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseScanAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	if m < 1 {
-		return nil, badAttr("num_scan_inputs", "must be at least 1, got %d", m)
-	}
-	k.m = int(m)
+	body := a.Body
+	k := &scanOp{body: body, opset8: a.Opset8, inAxes: a.InputAxes, outAxes: a.OutputAxes}
+	inDirs, outDirs := a.InputDirections, a.OutputDirections
+	k.m = int(a.NumScanInputs)
 	nIn := len(n.Inputs)
 	if k.opset8 {
 		nIn-- // sequence_lens
@@ -79,7 +67,6 @@ func prepareScan(n *ir.Node, opset int64) (ops.Kernel, error) {
 		}
 		return out, nil
 	}
-	var err error
 	dirName := "scan_input_directions"
 	if k.opset8 {
 		dirName = "directions"
@@ -495,5 +482,5 @@ func padStack(items [][]*tensor.Tensor, seq int, elem ir.Type, j int) (*tensor.T
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Scan", Traits: ops.HasFloat16, Prepare: prepareScan})
+	ops.Register(ops.Def{Type: "Scan", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseScanAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareScan})
 }

@@ -173,15 +173,3 @@ func intRange(dt tensor.DType) (lo, hi float64) {
 	}
 	return math.Inf(-1), math.Inf(1)
 }
-
-// outputDType reads an output_datatype attribute (an ONNX TensorProto
-// data type number) and checks that it is a numeric type.
-func outputDType(a *ops.Attrs, def int64) tensor.DType {
-	v := a.Int("output_datatype", def)
-	dt := tensor.DType(v)
-	if !isNumeric(dt) {
-		a.Fail("output_datatype", "unsupported value %d", v)
-		return tensor.Float32
-	}
-	return dt
-}

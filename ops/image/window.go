@@ -18,13 +18,15 @@ type windowOp struct {
 	dtype      tensor.DType
 }
 
+func windowFnAttrs(n *ir.Node, opset int64) (any, error) { return ops.ParseWindowFnAttrs(n, opset) }
+
 func registerWindow(name string, a0, a1, a2 float64) {
-	ops.Register(ops.Def{Type: name, Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &windowOp{op: name, a0: a0, a1: a1, a2: a2}
-		k.periodic = a.Int("periodic", 1) != 0
-		k.dtype = outputDType(a, int64(tensor.Float32))
-		return k, a.Err()
+	ops.Register(ops.Def{Type: name, Attrs: windowFnAttrs, Traits: ops.KeepFloat32, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseWindowFnAttrs(n, opset)
+		if err != nil {
+			return nil, err
+		}
+		return &windowOp{op: name, a0: a0, a1: a1, a2: a2, periodic: a.Periodic, dtype: a.DType}, nil
 	}})
 }
 
@@ -77,8 +79,11 @@ func (k *windowOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 type melOp struct{ dtype tensor.DType }
 
 func prepareMel(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	return &melOp{dtype: outputDType(a, int64(tensor.Float32))}, a.Err()
+	a, err := ops.ParseWindowFnAttrs(n, opset)
+	if err != nil {
+		return nil, err
+	}
+	return &melOp{dtype: a.DType}, nil
 }
 
 func (k *melOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -167,5 +172,5 @@ func init() {
 	registerWindow("HannWindow", 0.5, 0.5, 0)
 	registerWindow("HammingWindow", 25.0/46, 21.0/46, 0)
 	registerWindow("BlackmanWindow", 0.42, 0.5, 0.08)
-	ops.Register(ops.Def{Type: "MelWeightMatrix", Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareMel})
+	ops.Register(ops.Def{Type: "MelWeightMatrix", Attrs: windowFnAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareMel})
 }

@@ -326,7 +326,10 @@ func init() {
 		}
 		return &cast{name: "Cast", to: to}, nil
 	}, Traits: ops.MayViewInput0 | ops.HasFloat16 | ops.ElementwiseUnary})
-	ops.Register(ops.Def{Type: "CastLike", Prepare: func(*ir.Node, int64) (ops.Kernel, error) {
+	ops.Register(ops.Def{Type: "CastLike", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseCastLikeAttrs(n, opset) }, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		if _, err := ops.ParseCastLikeAttrs(n, opset); err != nil {
+			return nil, err
+		}
 		return &cast{name: "CastLike"}, nil
 	}, Traits: ops.MayViewInput0 | ops.HasFloat16})
 }

@@ -79,21 +79,17 @@ func (k *stringNormalizer) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tenso
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "StringNormalizer", Prepare: func(n *ir.Node, _ int64) (ops.Kernel, error) {
-		a := ops.AttrsOf(n)
-		k := &stringNormalizer{
-			caseChange:    a.OneOf("case_change_action", a.String("case_change_action", "NONE"), "LOWER", "UPPER", "NONE"),
-			caseSensitive: a.Int("is_case_sensitive", 0) != 0,
-			stop:          map[string]bool{},
+	ops.Register(ops.Def{Type: "StringNormalizer", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseStringNormalizerAttrs(n, opset) }, Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		a, err := ops.ParseStringNormalizerAttrs(n, opset)
+		if err != nil {
+			return nil, err
 		}
-		for _, w := range a.Strings("stopwords", nil) {
+		k := &stringNormalizer{caseChange: a.CaseChange, caseSensitive: a.CaseSensitive, stop: map[string]bool{}}
+		for _, w := range a.Stopwords {
 			if !k.caseSensitive {
 				w = strings.ToLower(w)
 			}
 			k.stop[w] = true
-		}
-		if err := a.Err(); err != nil {
-			return nil, err
 		}
 		return k, nil
 	}})

@@ -144,54 +144,38 @@ func (k *tfidf) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	return []*tensor.Tensor{out}, nil
 }
 
-func prepareTfIdf(n *ir.Node, _ int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &tfidf{
-		mode:    a.OneOf("mode", a.String("mode", ""), "TF", "IDF", "TFIDF"),
-		minN:    int(a.Int("min_gram_length", 0)),
-		maxN:    int(a.Int("max_gram_length", 0)),
-		maxSkip: int(a.Int("max_skip_count", 0)),
-		indexes: a.Ints("ngram_indexes", nil),
-		weights: a.Floats("weights", nil),
-		pool:    map[string]int{},
-	}
-	counts := a.Ints("ngram_counts", nil)
-	ints := a.Ints("pool_int64s", nil)
-	strs := a.Strings("pool_strings", nil)
-	if err := a.Err(); err != nil {
+func prepareTfIdf(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a, err := ops.ParseTfIdfVectorizerAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	bad := func(name, format string, args ...any) error {
-		return fmt.Errorf("%w %q: %s", ops.ErrBadAttr, name, fmt.Sprintf(format, args...))
+	k := &tfidf{
+		mode:    a.Mode,
+		minN:    int(a.MinGramLength),
+		maxN:    int(a.MaxGramLength),
+		maxSkip: int(a.MaxSkipCount),
+		indexes: a.NgramIndexes,
+		weights: a.Weights,
+		pool:    map[string]int{},
+		strings: a.PoolStrings != nil,
 	}
-	if k.minN < 1 || k.maxN < k.minN || k.maxN > 1024 {
-		return nil, bad("max_gram_length", "gram lengths %d..%d", k.minN, k.maxN)
-	}
-	if k.maxSkip < 0 || k.maxSkip > 1<<20 {
-		return nil, bad("max_skip_count", "%d", k.maxSkip)
-	}
-	if (ints == nil) == (strs == nil) {
-		return nil, bad("pool_int64s", "exactly one of pool_int64s and pool_strings must be set")
-	}
-	k.strings = strs != nil
-	pool := strs
+	pool := a.PoolStrings
 	if !k.strings {
-		pool = make([]string, len(ints))
-		for i, v := range ints {
+		pool = make([]string, len(a.PoolInt64s))
+		for i, v := range a.PoolInt64s {
 			pool[i] = intItem(v)
 		}
 	}
+	// ParseTfIdfVectorizerAttrs has checked that ngram_counts splits the
+	// pool and that ngram_indexes and weights have an entry per n-gram.
 	k.hasGramsOfSize = make([]bool, k.maxN+1)
 	idx := 0
-	for g, start := range counts {
+	for g, start := range a.NgramCounts {
 		end := int64(len(pool))
-		if g+1 < len(counts) {
-			end = counts[g+1]
+		if g+1 < len(a.NgramCounts) {
+			end = a.NgramCounts[g+1]
 		}
 		size := g + 1
-		if start < 0 || end < start || end > int64(len(pool)) || (end-start)%int64(size) != 0 {
-			return nil, bad("ngram_counts", "%v does not split a pool of %d items into %d-grams", counts, len(pool), size)
-		}
 		for i := int(start); i < int(end); i += size {
 			var key []byte
 			for _, s := range pool[i : i+size] {
@@ -206,21 +190,12 @@ func prepareTfIdf(n *ir.Node, _ int64) (ops.Kernel, error) {
 			k.hasGramsOfSize[size] = true
 		}
 	}
-	if len(k.indexes) != idx {
-		return nil, bad("ngram_indexes", "%d entries for %d n-grams", len(k.indexes), idx)
-	}
-	if k.weights != nil && len(k.weights) != idx {
-		return nil, bad("weights", "%d entries for %d n-grams", len(k.weights), idx)
-	}
 	for _, i := range k.indexes {
-		if i < 0 || i >= 1<<24 {
-			return nil, bad("ngram_indexes", "index %d out of range", i)
-		}
 		k.width = max(k.width, int(i)+1)
 	}
 	return k, nil
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "TfIdfVectorizer", Prepare: prepareTfIdf})
+	ops.Register(ops.Def{Type: "TfIdfVectorizer", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseTfIdfVectorizerAttrs(n, opset) }, Prepare: prepareTfIdf})
 }

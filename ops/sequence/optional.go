@@ -1,8 +1,6 @@
 package sequence
 
 import (
-	"fmt"
-
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -15,19 +13,12 @@ type optionalOp struct {
 	typ *ir.Type // the type attribute; nil when absent
 }
 
-func prepareOptional(n *ir.Node, _ int64) (ops.Kernel, error) {
-	k := &optionalOp{}
-	if a, ok := n.Attrs["type"]; ok {
-		if a.Type != ir.AttrType1 || len(a.Types) != 1 {
-			return nil, fmt.Errorf("%w %q: want one type (TYPE_PROTO)", ops.ErrBadAttr, "type")
-		}
-		t := a.Types[0]
-		k.typ = &t
+func prepareOptional(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a, err := ops.ParseOptionalAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	if ops.Arg(n.Inputs, 0) == nil && k.typ == nil {
-		return nil, fmt.Errorf("%w %q: Optional without an input needs the type attribute", ops.ErrBadAttr, "type")
-	}
-	return k, nil
+	return &optionalOp{typ: a.Type}, nil
 }
 
 func (k *optionalOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -103,7 +94,7 @@ func (getElementOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "Optional", Prepare: prepareOptional})
+	ops.Register(ops.Def{Type: "Optional", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseOptionalAttrs(n, opset) }, Prepare: prepareOptional})
 	ops.Register(ops.Def{Type: "OptionalHasElement", Prepare: stateless(hasElementOp{})})
 	ops.Register(ops.Def{Type: "OptionalGetElement", Prepare: stateless(getElementOp{})})
 }

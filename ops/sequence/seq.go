@@ -58,16 +58,12 @@ type emptyOp struct {
 	dt tensor.DType
 }
 
-func prepareEmpty(n *ir.Node, _ int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	dt := tensor.DType(a.Int("dtype", int64(tensor.Float32)))
-	if err := a.Err(); err != nil {
+func prepareEmpty(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a, err := ops.ParseSequenceEmptyAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	if !dt.Valid() {
-		return nil, fmt.Errorf("%w %q: %v is not a tensor element type kiln supports", ops.ErrBadAttr, "dtype", dt)
-	}
-	return emptyOp{dt: dt}, nil
+	return emptyOp{dt: a.DType}, nil
 }
 
 func (k emptyOp) Infer([]*ir.Value) ([]ir.Type, error) {
@@ -225,7 +221,7 @@ func stateless(k ops.Kernel) func(*ir.Node, int64) (ops.Kernel, error) {
 
 func init() {
 	ops.Register(ops.Def{Type: "SequenceConstruct", Prepare: stateless(constructOp{})})
-	ops.Register(ops.Def{Type: "SequenceEmpty", Prepare: prepareEmpty})
+	ops.Register(ops.Def{Type: "SequenceEmpty", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseSequenceEmptyAttrs(n, opset) }, Prepare: prepareEmpty})
 	ops.Register(ops.Def{Type: "SequenceAt", Prepare: stateless(atOp{})})
 	ops.Register(ops.Def{Type: "SequenceInsert", Prepare: stateless(insertOp{})})
 	ops.Register(ops.Def{Type: "SequenceErase", Prepare: stateless(eraseOp{})})

@@ -17,12 +17,12 @@ type mapOp struct {
 	body *ir.Graph
 }
 
-func prepareMap(n *ir.Node, _ int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	body := a.RequireGraph("body")
-	if err := a.Err(); err != nil {
+func prepareMap(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a, err := ops.ParseBodyAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	body := a.Body
 	if len(n.Inputs) == 0 || n.Inputs[0] == nil {
 		return nil, ops.BadInput("SequenceMap: input 0 (a sequence) is missing")
 	}
@@ -138,5 +138,5 @@ func (k *mapOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "SequenceMap", Prepare: prepareMap})
+	ops.Register(ops.Def{Type: "SequenceMap", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseBodyAttrs(n, opset) }, Prepare: prepareMap})
 }

@@ -35,10 +35,12 @@ type splitOp struct {
 	keepdims bool
 }
 
-func prepareSplit(n *ir.Node, _ int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &splitOp{axis: a.Int("axis", 0), keepdims: a.Int("keepdims", 1) != 0}
-	return k, a.Err()
+func prepareSplit(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a, err := ops.ParseSplitToSequenceAttrs(n, opset)
+	if err != nil {
+		return nil, err
+	}
+	return &splitOp{axis: a.Axis, keepdims: a.KeepDims}, nil
 }
 
 func (k *splitOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -169,19 +171,12 @@ type concatOp struct {
 	newAxis bool
 }
 
-func prepareConcat(n *ir.Node, _ int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	if !a.Has("axis") {
-		a.Fail("axis", "required attribute is missing")
+func prepareConcat(n *ir.Node, opset int64) (ops.Kernel, error) {
+	a, err := ops.ParseConcatFromSequenceAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	k := &concatOp{axis: a.Int("axis", 0)}
-	switch v := a.Int("new_axis", 0); v {
-	case 0, 1:
-		k.newAxis = v == 1
-	default:
-		a.Fail("new_axis", "is %d, want 0 or 1", v)
-	}
-	return k, a.Err()
+	return &concatOp{axis: a.Axis, newAxis: a.NewAxis}, nil
 }
 
 func (k *concatOp) rank(elemRank int) int {
@@ -287,6 +282,6 @@ func (k *concatOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "SplitToSequence", Prepare: prepareSplit})
-	ops.Register(ops.Def{Type: "ConcatFromSequence", Prepare: prepareConcat})
+	ops.Register(ops.Def{Type: "SplitToSequence", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseSplitToSequenceAttrs(n, opset) }, Prepare: prepareSplit})
+	ops.Register(ops.Def{Type: "ConcatFromSequence", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseConcatFromSequenceAttrs(n, opset) }, Prepare: prepareConcat})
 }

@@ -13,17 +13,11 @@ import (
 type constantOfShapeOp struct{ value *tensor.Tensor }
 
 func prepareConstantOfShape(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	v := a.Tensor("value")
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseConstantOfShapeAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	if v == nil {
-		v = tensor.New(tensor.Float32)
-	} else if v.Len() != 1 || checkData("ConstantOfShape", v) != nil {
-		return nil, badAttr("value", "must hold one element, has shape %v", v.Shape)
-	}
-	return &constantOfShapeOp{value: v}, nil
+	return &constantOfShapeOp{value: a.Value}, nil
 }
 
 func (k *constantOfShapeOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -308,7 +302,7 @@ func (k *oneHotOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "ConstantOfShape", Traits: ops.HasFloat16, Prepare: prepareConstantOfShape})
+	ops.Register(ops.Def{Type: "ConstantOfShape", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseConstantOfShapeAttrs(n, opset) }, Traits: ops.HasFloat16, Prepare: prepareConstantOfShape})
 	ops.Register(ops.Def{Type: "Range", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return rangeOp{}, nil }})
 	ops.Register(ops.Def{Type: "EyeLike", Attrs: eyeLikeAttrs, Traits: ops.HasFloat16 | ops.KeepFloat32, Prepare: prepareEyeLike})
 	ops.Register(ops.Def{Type: "OneHot", Attrs: oneHotAttrs, Prepare: prepareOneHot})

@@ -15,15 +15,11 @@ type reshapeOp struct {
 }
 
 func prepareReshape(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &reshapeOp{allowZero: a.Int("allowzero", 0) != 0}
-	if opset < 5 {
-		k.shape, k.attr = a.Ints("shape", nil), true
-		if k.shape == nil {
-			a.Fail("shape", "required attribute is missing")
-		}
+	a, err := ops.ParseReshapeAttrs(n, opset)
+	if err != nil {
+		return nil, err
 	}
-	return k, a.Err()
+	return &reshapeOp{allowZero: a.AllowZero, shape: a.Shape, attr: a.FromAttrs}, nil
 }
 
 func (k *reshapeOp) target(in []*ir.Value) ([]ir.Dim, bool) {
@@ -415,7 +411,7 @@ func (k *squeezeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 func (k *squeezeOp) ShapeValue(in []*ir.Value) []ir.Dim { return passShapeValue(in) }
 
 func init() {
-	ops.Register(ops.Def{Type: "Reshape", Prepare: prepareReshape, Traits: ops.ViewOfInput0 | ops.HasFloat16})
+	ops.Register(ops.Def{Type: "Reshape", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseReshapeAttrs(n, opset) }, Prepare: prepareReshape, Traits: ops.ViewOfInput0 | ops.HasFloat16})
 	ops.Register(ops.Def{Type: "Flatten", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseFlattenAttrs(n, opset) }, Prepare: prepareFlatten, Traits: ops.ViewOfInput0 | ops.HasFloat16})
 	ops.Register(ops.Def{Type: "Squeeze", Attrs: squeezeAttrs, Prepare: prepareSqueeze(false), Traits: ops.ViewOfInput0 | ops.HasFloat16})
 	ops.Register(ops.Def{Type: "Unsqueeze", Attrs: squeezeAttrs, Prepare: prepareSqueeze(true), Traits: ops.ViewOfInput0 | ops.HasFloat16})
