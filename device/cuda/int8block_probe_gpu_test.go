@@ -25,7 +25,7 @@ import (
 // expand_i8s, expand_i8p and their 128x256-tile variants
 // (int8expand_kernel_test.go), whose outputs are checked against the host
 // on 512 sampled outputs and on all outputs of the first and the last 128
-// rows; expand_i8t and expand_i8t_ns (int8expand_tma_test.go:
+// rows; expand_i8t, expand_i8t2 and expand_i8t_ns (int8expand_tma_test.go:
 // persistent, TMA on mbarriers, wgmma) on compute 9.0 unless
 // KILN_INT8X_TMA=0, after the others (each row is also logged as soon as
 // it is timed, so that a kernel that ends the run leaves the rows before
@@ -100,32 +100,35 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			wgmmaFns[name] = fns[0]
 		}
 	}
-	// expand_i8t and expand_i8t_ns (int8expand_tma_test.go: persistent,
-	// TMA on mbarriers, wgmma), on compute 9.0 unless KILN_INT8X_TMA=0;
-	// one block per SM, over 48 KB of dynamic shared memory
-	tmaFns := map[string]Function{}
+	// expand_i8t, expand_i8t2 and expand_i8t_ns (int8expand_tma_test.go:
+	// persistent, TMA on mbarriers, wgmma), on compute 9.0 unless
+	// KILN_INT8X_TMA=0; one or two blocks per SM, over 48 KB of dynamic
+	// shared memory
+	type tmaKernel struct {
+		fn Function
+		v  expandI8tVariant
+	}
+	tmaFns := map[string]tmaKernel{}
 	sms := ltDefaultSMs
 	if v, err := g.d.Attribute(g.dev, 16); err == nil && v > 0 { // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 		sms = v
 	}
 	if os.Getenv("KILN_INT8X_TMA") != "0" && g.fp.ComputeMajor == 9 {
-		for _, swizzled := range []bool{true, false} {
-			name := map[bool]string{true: "expand_i8t", false: "expand_i8t_ns"}[swizzled]
-			fns, log, err := loadProbeKernels(t, g, n, name+".cu", expandI8tSource(swizzled), "sm_90a", name)
+		for _, v := range expandI8tVariants {
+			fns, log, err := loadProbeKernels(t, g, n, v.name+".cu", expandI8tSource(v), "sm_90a", v.name)
 			if err != nil {
-				t.Logf("%s not built: %v", name, err)
+				t.Logf("%s not built: %v", v.name, err)
 				continue
 			}
-			t.Logf("%s: %s", name, log)
-			fn := fns[0]
-			if err := funcSetMaxDynamicShared(g.d, fn, expandI8tSmem); err != nil {
-				t.Logf("%s: %v", name, err)
+			t.Logf("%s: %s", v.name, log)
+			if err := funcSetMaxDynamicShared(g.d, fns[0], v.smem()); err != nil {
+				t.Logf("%s: %v", v.name, err)
 				continue
 			}
-			regs, _ := funcAttribute(g.d, fn, 4)
-			local, _ := funcAttribute(g.d, fn, 3)
-			t.Logf("%s: %d registers, %d bytes of local memory, %d bytes of shared memory, %d SMs", name, regs, local, expandI8tSmem, sms)
-			tmaFns[name] = fn
+			regs, _ := funcAttribute(g.d, fns[0], 4)
+			local, _ := funcAttribute(g.d, fns[0], 3)
+			t.Logf("%s: %d registers, %d bytes of local memory, %d bytes of shared memory, %d SMs", v.name, regs, local, v.smem(), sms)
+			tmaFns[v.name] = tmaKernel{fns[0], v}
 		}
 	}
 	kilnOnly := os.Getenv("KILN_INT8X_KILN_ONLY") == "1"
@@ -230,7 +233,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				desc := "kiln expand_i8 (mma.sync m16n8k32)"
 				tiles := 0
 				var maps DevicePtr
-				if fn1, ok := tmaFns[name]; ok {
+				if k, ok := tmaFns[name]; ok {
 					if !expandI8tFits(pixels, s.cm, s.c) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 64 == 0", s, name)
 						return nil, func() {}
@@ -239,7 +242,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					if residual {
 						zz = z8
 					}
-					ms, err := expandI8tMaps(g.d, x8, w8, zz, y, pixels, s.cm, s.c, name == "expand_i8t")
+					ms, err := expandI8tMaps(g.d, x8, w8, zz, y, pixels, s.cm, s.c, k.v.swizzled)
 					if err != nil {
 						t.Errorf("%s %s: %v", s, name, err)
 						return nil, func() {}
@@ -250,9 +253,11 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					}
 					maps = bb.put(b)
 					tiles = pixels / 128 * (s.c / 128)
-					fn, nargs, smem, threads = fn1, 8, expandI8tSmem, 288
-					grid = Dim3{X: uint32(min(tiles, sms)), Y: 1, Z: 1}
-					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, 6+4 stages, wgmma m64n128k32)", name, grid.X)
+					fn, nargs, smem, threads = k.fn, 8, k.v.smem(), 288
+					grid = Dim3{X: uint32(min(tiles, k.v.perSM*sms)), Y: 1, Z: 1}
+					slices, zs := k.v.stages()
+					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32)",
+						name, grid.X, slices, zs, k.v.swizzled)
 				} else if fn1, ok := wgmmaFns[name]; ok {
 					if !expandI8sFits(pixels, s.cm, s.c, 128) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
@@ -382,7 +387,8 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		if kilnOnly {
 			configs = slices.DeleteFunc(configs, func(c config) bool { return !strings.HasPrefix(c.name, "kiln") })
 		}
-		for _, name := range []string{"expand_i8t", "expand_i8t_ns"} { // after the others: a wrong map may end the run
+		for _, v := range expandI8tVariants { // after the others: a wrong map may end the run
+			name := v.name
 			if _, ok := tmaFns[name]; !ok {
 				continue
 			}

@@ -17,7 +17,8 @@ import (
 // [N]. Requires P % 128 == 0, N % 128 == 0, K % 64 == 0 (expandI8tFits),
 // sm_90a.
 //
-// A grid of one block per SM walks the (P/128)*(N/128) tiles of 128 rows x
+// A grid of one block per SM (two for expand_i8t2, with shallower rings:
+// expandI8tVariant) walks the (P/128)*(N/128) tiles of 128 rows x
 // 128 channels (tiles b, b + grid, ..., the channel block fastest). Each
 // block is 9 warps: warps 0-7 are two consumer warpgroups, warp 8 the
 // producer. The producer's one thread issues every load by the bulk tensor
@@ -48,11 +49,7 @@ import (
 //
 // Parameters: the four tensor maps (x, w, z, y) in device memory, alpha,
 // bias, beta, hasz (0: no residual), K, N, the tile count.
-func expandI8tSource(swizzled bool) string {
-	name, swz := "expand_i8t", "1"
-	if !swizzled {
-		name, swz = "expand_i8t_ns", "0"
-	}
+func expandI8tSource(v expandI8tVariant) string {
 	var outs, regs []string
 	for i := range 64 {
 		outs = append(outs, fmt.Sprintf("\"+r\"(d[%d])", i))
@@ -62,7 +59,43 @@ func expandI8tSource(swizzled bool) string {
         "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%s}, %%64, %%65, p;\n}\n"
         : %s
         : "l"(da), "l"(db), "r"(1));`, strings.Join(regs, ","), strings.Join(outs, ", "))
-	return strings.NewReplacer("$NAME", name, "$SWZ", swz, "$WGMMA", wgmma).Replace(expandI8tTemplate)
+	swz := "0"
+	if v.swizzled {
+		swz = "1"
+	}
+	slices, tiles := v.stages()
+	return strings.NewReplacer("$NAME", v.name, "$SWZ", swz, "$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles),
+		"$MINB", fmt.Sprint(v.perSM), "$WGMMA", wgmma).Replace(expandI8tTemplate)
+}
+
+// expandI8tVariant is one build of expand_i8t: its kernel's name, the
+// slices' layout (swizzled or not) and the blocks an SM runs (1: rings of
+// 6 slices and 4 tiles, 165 KB of shared memory; 2: 3 and 3, 97 KB each,
+// so that one block's epilogue overlaps the other's product).
+type expandI8tVariant struct {
+	name     string
+	swizzled bool
+	perSM    int
+}
+
+// expandI8tVariants are the builds the probe times, the one it trusts most
+// first: a wrong one that ends the run leaves the rows before it.
+var expandI8tVariants = []expandI8tVariant{{"expand_i8t", true, 1}, {"expand_i8t2", true, 2}, {"expand_i8t_ns", false, 1}}
+
+// stages returns the depth of the K-slice ring and of the tile ring.
+func (v expandI8tVariant) stages() (slices, tiles int) {
+	if v.perSM == 2 {
+		return 3, 3
+	}
+	return 6, 4
+}
+
+// smem is the variant's dynamic shared memory: the K slices of x and of w
+// (8 KB each), the residual/output tiles (16 KB each), the barriers, and 1
+// KB to align the base to 1,024 bytes.
+func (v expandI8tVariant) smem() int {
+	slices, tiles := v.stages()
+	return 2*slices*128*64 + tiles*128*128 + 8*(2*slices+2*tiles) + 1024
 }
 
 const expandI8tTemplate = `
@@ -70,8 +103,8 @@ const expandI8tTemplate = `
 #define BM 128
 #define BN 128
 #define BK 64
-#define STAGES 6
-#define ZS 4
+#define STAGES $STAGES
+#define ZS $ZS
 #define NCONS 256
 #define SLICE (BM * BK)     // bytes of one K slice of x (and of w: BN == BM)
 #define ZTILE (BM * BN)
@@ -161,7 +194,7 @@ __device__ __forceinline__ int tile_off(int row, int c) {
 
 extern __shared__ __align__(1024) unsigned char smem_raw[];
 
-extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
+extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
     const TMap* __restrict__ maps, const float* __restrict__ alpha, const float* __restrict__ bias,
     float beta, int hasz, int K, int N, int tiles)
 {
@@ -307,11 +340,6 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, 1) $NAME(
 }
 `
 
-// expandI8tSmem is expand_i8t's dynamic shared memory: 6 K slices of x and
-// of w (8 KB each), 4 residual/output tiles (16 KB each), 24 barriers, and
-// 1 KB to align the base to 1,024 bytes.
-const expandI8tSmem = 2*6*128*64 + 4*128*128 + 8*(2*6+2*4) + 1024
-
 // expandI8tFits reports whether expand_i8t computes a [P, K] x [N, K]
 // product: P and N multiples of the 128 x 128 tile, K of the 64-byte slice,
 // and the tile count and row coordinates within int32.
@@ -443,44 +471,68 @@ func TestExpandI8tFits(t *testing.T) {
 	}
 }
 
-// TestExpandI8tSource checks what the two variants of expand_i8t are built
+// TestExpandI8tSource checks what the variants of expand_i8t are built
 // from without a compiler: every placeholder replaced, the kernel named,
-// the slice layout chosen, the shared memory within an H100's 227 KB; and
-// compiles both for sm_90a where NVRTC has it (12 or later; 11.8 stops at
-// sm_90, which has no wgmma: there it compiles the C++ to PTX for
+// the slice layout and ring depths chosen, the blocks of an SM within an
+// H100's 228 KB of shared memory (227 KB a block, 1 KB of each reserved);
+// and compiles them for sm_90a where NVRTC has it (12 or later; 11.8 stops
+// at sm_90, which has no wgmma: there it compiles the C++ to PTX for
 // compute_90 only, which checks the source but not the inline PTX).
 func TestExpandI8tSource(t *testing.T) {
-	if expandI8tSmem > 227<<10 {
-		t.Fatalf("expand_i8t takes %d bytes of shared memory, over 227 KB", expandI8tSmem)
+	want := map[string]struct {
+		smem                  int
+		swz, stages, zs, minb string
+	}{
+		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "6", "4", "1"},
+		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "3", "3", "2"},
+		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "6", "4", "1"},
 	}
-	for _, swizzled := range []bool{true, false} {
-		src := expandI8tSource(swizzled)
-		name := map[bool]string{true: "expand_i8t", false: "expand_i8t_ns"}[swizzled]
+	if len(expandI8tVariants) != len(want) {
+		t.Errorf("%d variants, want %d", len(expandI8tVariants), len(want))
+	}
+	for _, v := range expandI8tVariants {
+		w, ok := want[v.name]
+		if !ok {
+			t.Errorf("unexpected variant %s", v.name)
+			continue
+		}
+		if v.smem() != w.smem {
+			t.Errorf("%s: %d bytes of shared memory, want %d", v.name, v.smem(), w.smem)
+		}
+		if v.perSM*(v.smem()+1024) > 228<<10 || v.smem() > 227<<10 {
+			t.Errorf("%s: %d blocks of %d bytes do not fit an SM", v.name, v.perSM, v.smem())
+		}
+		src := expandI8tSource(v)
 		if strings.Contains(src, "$") {
-			t.Errorf("%s: unreplaced placeholder", name)
+			t.Errorf("%s: unreplaced placeholder", v.name)
 		}
-		if !strings.Contains(src, " "+name+"(") {
-			t.Errorf("%s: no kernel of that name", name)
+		if !strings.Contains(src, " "+v.name+"(") {
+			t.Errorf("%s: no kernel of that name", v.name)
 		}
-		if want := map[bool]string{true: "#define SWZ 1\n", false: "#define SWZ 0\n"}[swizzled]; !strings.Contains(src, want) {
-			t.Errorf("%s: no %q", name, want)
+		for _, def := range []string{"SWZ " + w.swz, "STAGES " + w.stages, "ZS " + w.zs} {
+			if !strings.Contains(src, "#define "+def+"\n") {
+				t.Errorf("%s: no #define %s", v.name, def)
+			}
+		}
+		if !strings.Contains(src, "__launch_bounds__(NCONS + 32, "+w.minb+")") {
+			t.Errorf("%s: not launch-bounded to %s blocks an SM", v.name, w.minb)
 		}
 	}
 	n := openNVRTC(t)
-	for _, swizzled := range []bool{true, false} {
-		src := expandI8tSource(swizzled)
-		if compileExpand(t, n, fmt.Sprintf("expand_i8t_swizzled_%v.cu", swizzled), src, "sm_90a") != nil {
+	for _, v := range expandI8tVariants {
+		src := expandI8tSource(v)
+		if compileExpand(t, n, v.name+".cu", src, "sm_90a") != nil {
 			continue
 		}
 		// NVRTC 11.8: the C++ to PTX only (ptxas would not know the instructions)
-		c, err := n.Compile("expand_i8t.cu", src, "--gpu-architecture=compute_90")
+		c, err := n.Compile(v.name+".cu", src, "--gpu-architecture=compute_90")
 		if err != nil {
-			t.Fatalf("swizzled %v, compute_90: %v", swizzled, err)
+			t.Fatalf("%s, compute_90: %v", v.name, err)
 		}
 		if !strings.Contains(string(c.PTX), "cp.async.bulk.tensor") || !strings.Contains(string(c.PTX), "wgmma.mma_async") {
-			t.Errorf("swizzled %v: the PTX has no bulk tensor copy or no wgmma", swizzled)
+			t.Errorf("%s: the PTX has no bulk tensor copy or no wgmma", v.name)
 		}
-		t.Logf("swizzled %v: PTX only (%d bytes)", swizzled, len(c.PTX))
+		t.Logf("%s: PTX only (%d bytes)", v.name, len(c.PTX))
 	}
 }
 
