@@ -28,7 +28,7 @@ type poolOp struct {
 	p            float64
 	indices      bool
 	planes       maxPlaneCache // maxPoolPlanes' plan of the last shape
-	s2           poolS2Cache   // poolS2Planes' plan of the last shape
+	regs         poolRegCache  // poolRegPlanes' plan of the last shape
 }
 
 func preparePool(kind poolKind, name string) func(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -109,7 +109,7 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	planes := x.Shape[0] * x.Shape[1]
 	switch x.DType {
 	case tensor.Float32:
-		if idx != nil || !(poolS2Planes(k, g, planes, x.Float32s(), y.Float32s()) || maxPoolPlanes(k, g, planes, x.Float32s(), y.Float32s()) || poolFast2D(k, g, planes, x.Float32s(), y.Float32s())) {
+		if idx != nil || !(poolRegPlanes(k, g, planes, x.Float32s(), y.Float32s()) || maxPoolPlanes(k, g, planes, x.Float32s(), y.Float32s()) || poolFast2D(k, g, planes, x.Float32s(), y.Float32s())) {
 			pool(k, g, planes, x.Float32s(), y.Float32s(), idx)
 		}
 	case tensor.Float64:

@@ -63,7 +63,7 @@ var poolBenchVariants = []struct {
 	{"dispatch", func(k *poolOp, g *geom, planes int, x, y []float32) bool {
 		return maxPoolPlanes(k, g, planes, x, y) || poolFast2D(k, g, planes, x, y)
 	}},
-	{"s2", poolS2Planes},
+	{"regs", poolRegPlanes},
 }
 
 // TestPoolCPUTime times the pooling layers of the shared models with each

@@ -9,42 +9,49 @@ import (
 	"github.com/kilnai/kiln/device/cpu"
 )
 
-// poolS2Plan is what poolS2Planes needs of one input geometry: the rows,
+// poolRegPlan is what poolRegPlanes needs of one input geometry: the rows,
 // column blocks and AveragePool divisors of poolS2AVX512, computed once per
 // shape and kept by the op.
-type poolS2Plan struct {
-	key  [11]int // in, out, kernel, stride, padB, padE of g... see poolS2Key
+type poolRegPlan struct {
+	key  [12]int // poolRegKey
 	avg  bool
 	incl bool
 	h, w int
 	oh   int
 	ow   int
 	kw   int
+	sw   int // horizontal stride, 1 or 2
 	nblk int
-	tab  []int     // per output row: block 0's offset, rows inside, divisors' offset, output offset
-	blk  []uint16  // per block of 16 outputs: masks of A, B, C, the outputs, border flag, 3 unused
+	b0   int       // the first block of the interior loop
+	nint int       // how many blocks from b0 on the interior loop runs
+	tab  []int     // per output row: block 0's offset, rows inside, divisors' offset, output offset, interior loop
+	blk  []uint16  // stride 2, per block of 16 outputs: masks of A, B, C, the outputs, border flag, 3 unused; stride 1: per chunk, its mask and its block's outputs
 	inv  []float32 // AveragePool: 1/count per output column, one row of nblk*16 per distinct row count
 }
 
-// poolS2Cache holds the last plan of a poolOp.
-type poolS2Cache struct{ p atomic.Pointer[poolS2Plan] }
+// poolRegCache holds the last plan of a poolOp.
+type poolRegCache struct{ p atomic.Pointer[poolRegPlan] }
 
-// poolS2Key is the geometry a plan depends on.
-func poolS2Key(g *geom) [11]int {
-	return [11]int{g.in[0], g.in[1], g.out[0], g.out[1], g.kernel[0], g.kernel[1], g.stride[0], g.padB[0], g.padB[1], g.padE[0], g.padE[1]}
+// poolRegKey is the geometry a plan depends on.
+func poolRegKey(g *geom) [12]int {
+	return [12]int{g.in[0], g.in[1], g.out[0], g.out[1], g.kernel[0], g.kernel[1], g.stride[0], g.padB[0], g.padB[1], g.padE[0], g.padE[1], g.stride[1]}
 }
 
-// poolS2Applies reports whether poolS2Planes runs g: 2-D, no dilation, a
-// horizontal stride of 2 and a window 2 or 3 columns wide (any rows).
-func poolS2Applies(k *poolOp, g *geom) bool {
-	return g.rank() == 2 && (k.kind == poolMax || k.kind == poolAvg) && g.dil[0] == 1 && g.dil[1] == 1 &&
-		g.stride[1] == 2 && (g.kernel[1] == 2 || g.kernel[1] == 3) && g.in[0]*g.in[1] > 0 && g.out[0]*g.out[1] > 0
+// poolRegApplies reports whether poolRegPlanes runs g: 2-D, no dilation,
+// and a horizontal stride of 2 with a window 2 or 3 columns wide or a
+// stride of 1 with a window up to 17 wide (any rows, any vertical stride).
+func poolRegApplies(k *poolOp, g *geom) bool {
+	if g.rank() != 2 || (k.kind != poolMax && k.kind != poolAvg) || g.dil[0] != 1 || g.dil[1] != 1 || g.in[0]*g.in[1] == 0 || g.out[0]*g.out[1] == 0 {
+		return false
+	}
+	kw := g.kernel[1]
+	return (g.stride[1] == 2 && (kw == 2 || kw == 3)) || (g.stride[1] == 1 && kw <= 17)
 }
 
 // planFor returns the plan of g, from the cache when the geometry is the
 // one of the last call.
-func (c *poolS2Cache) planFor(k *poolOp, g *geom) *poolS2Plan {
-	key := poolS2Key(g)
+func (c *poolRegCache) planFor(k *poolOp, g *geom) *poolRegPlan {
+	key := poolRegKey(g)
 	avg := k.kind == poolAvg
 	if p := c.p.Load(); p != nil && p.key == key && p.avg == avg && p.incl == k.includePad {
 		return p
@@ -54,10 +61,10 @@ func (c *poolS2Cache) planFor(k *poolOp, g *geom) *poolS2Plan {
 	return p
 }
 
-func newPoolS2Plan(g *geom, avg, incl bool) *poolS2Plan {
+func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
 	sp, in, _ := spans(g)
 	rows, cols := sp[1], sp[2]
-	p := &poolS2Plan{key: poolS2Key(g), avg: avg, incl: incl, h: in[1], w: in[2], oh: len(rows), ow: len(cols), kw: g.kernel[1]}
+	p := &poolRegPlan{key: poolRegKey(g), avg: avg, incl: incl, h: in[1], w: in[2], oh: len(rows), ow: len(cols), kw: g.kernel[1], sw: g.stride[1]}
 	padL := g.padB[1]
 	p.nblk = (p.ow + 15) / 16
 	lanes := func(cb, n int) uint16 { // lanes l < n of a vector at column cb inside the row
@@ -69,8 +76,18 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolS2Plan {
 		}
 		return m
 	}
-	p.blk = make([]uint16, 8*p.nblk)
-	for b := 0; b < p.nblk; b++ {
+	if p.sw == 1 {
+		p.blk = make([]uint16, 2*(p.nblk+1))
+		for c := 0; c <= p.nblk; c++ {
+			p.blk[2*c] = lanes(16*c-padL, 16)
+			if c < p.nblk {
+				p.blk[2*c+1] = uint16(1<<min(16, p.ow-16*c) - 1)
+			}
+		}
+	} else {
+		p.blk = make([]uint16, 8*p.nblk)
+	}
+	for b := 0; b < p.nblk && p.sw == 2; b++ {
 		cb := 32*b - padL
 		e := p.blk[8*b : 8*b+8]
 		e[0], e[1] = lanes(cb, 16), lanes(cb+16, 16)
@@ -82,16 +99,28 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolS2Plan {
 			e[4] = 1
 		}
 	}
-	p.tab = make([]int, 4*p.oh)
+	// interior blocks: every column read and every output inside
+	p.b0 = (padL + 31) / 32
+	b1 := p.b0
+	for ; b1 < p.nblk && p.sw == 2; b1++ {
+		if cb := 32*b1 - padL; cb+32+p.kw-2 > p.w || 16*b1+16 > p.ow {
+			break
+		}
+	}
+	p.nint = b1 - p.b0
+	p.tab = make([]int, 5*p.oh)
 	invOff := map[int]int{}
 	for i, r := range rows {
-		t := p.tab[4*i : 4*i+4]
+		t := p.tab[5*i : 5*i+5]
 		t[3] = i * p.ow
 		n := r.hi - r.lo
 		if n <= 0 {
 			continue
 		}
 		t[0], t[1] = (r.start+r.lo)*p.w-padL, n
+		if n == p.kw && p.nint > 0 {
+			t[4] = 1
+		}
 		if !avg {
 			continue
 		}
@@ -121,57 +150,74 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolS2Plan {
 
 // check panics unless the kernel's reads stay inside x and its writes
 // inside y (the assembly does not check).
-func (p *poolS2Plan) check(y, x []float32, planes int) {
-	if len(x) < planes*p.h*p.w || len(y) < planes*p.oh*p.ow || len(p.tab) != 4*p.oh || len(p.blk) != 8*p.nblk {
-		panic(fmt.Sprintf("nn: poolS2: %d planes of %dx%d -> %dx%d, x %d, y %d", planes, p.h, p.w, p.oh, p.ow, len(x), len(y)))
+func (p *poolRegPlan) check(y, x []float32, planes int) {
+	blk := 8 * p.nblk
+	if p.sw == 1 {
+		blk = 2 * (p.nblk + 1)
+	}
+	if len(x) < planes*p.h*p.w || len(y) < planes*p.oh*p.ow || len(p.tab) != 5*p.oh || len(p.blk) != blk || p.b0+p.nint > p.nblk || p.kw > 17 {
+		panic(fmt.Sprintf("nn: poolRegRun: %d planes of %dx%d -> %dx%d, x %d, y %d", planes, p.h, p.w, p.oh, p.ow, len(x), len(y)))
 	}
 	for i := 0; i < p.oh; i++ {
-		t := p.tab[4*i : 4*i+4]
+		t := p.tab[5*i : 5*i+5]
 		if t[1] > 0 && (t[0]+p.key[8] < 0 || t[0]+p.key[8]+t[1]*p.w > p.h*p.w || (p.avg && t[2]+16*p.nblk > len(p.inv))) {
-			panic(fmt.Sprintf("nn: poolS2: row %d reads %d rows from %d of %d", i, t[1], t[0], p.h*p.w))
+			panic(fmt.Sprintf("nn: poolRegRun: row %d reads %d rows from %d of %d", i, t[1], t[0], p.h*p.w))
 		}
 	}
 }
 
-// poolS2Job is one poolS2Planes call spread over the cores; pooled with its
+// poolRegJob is one poolRegPlanes call spread over the cores; pooled with its
 // method value so that a call allocates nothing.
-type poolS2Job struct {
-	p    *poolS2Plan
+type poolRegJob struct {
+	p    *poolRegPlan
 	x, y []float32
 	fn   func(lo, hi int)
 }
 
-var poolS2Jobs = sync.Pool{New: func() any {
-	j := &poolS2Job{}
+// poolS1Idx holds the VPERMI2PS indices of poolS1AVX512's taps: for t = 1
+// .. 16, t, t+1, ... t+15.
+var poolS1Idx = func() []int32 {
+	v := make([]int32, 16*16)
+	for t := 1; t <= 16; t++ {
+		for l := 0; l < 16; l++ {
+			v[16*(t-1)+l] = int32(t + l)
+		}
+	}
+	return v
+}()
+
+var poolRegJobs = sync.Pool{New: func() any {
+	j := &poolRegJob{}
 	j.fn = j.run
 	return j
 }}
 
-func (j *poolS2Job) run(lo, hi int) {
+func (j *poolRegJob) run(lo, hi int) {
 	hw, ohw := j.p.h*j.p.w, j.p.oh*j.p.ow
-	poolS2(j.y[lo*ohw:hi*ohw], j.x[lo*hw:hi*hw], j.p, hi-lo)
+	poolRegRun(j.y[lo*ohw:hi*ohw], j.x[lo*hw:hi*hw], j.p, hi-lo)
 }
 
-// poolS2Planes computes a 2-D float32 MaxPool or AveragePool with a
+// poolRegPlanes computes a 2-D float32 MaxPool or AveragePool with a
 // horizontal stride of 2 and a window 2 or 3 wide (the CNN pools: 3x3/2,
-// 2x2/2, with any pads, ceil_mode and count_include_pad) with poolS2AVX512,
-// the window reduced in registers, and reports whether it did (false: the
-// caller takes another path).
-func poolS2Planes(k *poolOp, g *geom, planes int, x, y []float32) bool {
-	if !poolAsm || !poolS2Applies(k, g) {
+// 2x2/2) or a stride of 1 and a window up to 17 wide (3x3/1, SPPF's 5x5/1),
+// with any pads, ceil_mode and count_include_pad, with poolS2AVX512 or
+// poolS1AVX512, the window reduced in registers, and reports whether it did
+// (false: the caller takes another path).
+func poolRegPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
+	if !poolAsm || !poolRegApplies(k, g) {
 		return false
 	}
-	p := k.s2.planFor(k, g)
+	p := k.regs.planFor(k, g)
 	hw := p.h * p.w
 	chunk := max(1, (1<<15)/hw, planes/(4*cpu.Threads()))
 	if chunk >= planes || cpu.Threads() == 1 {
-		poolS2(y, x, p, planes)
+		poolRegRun(y, x, p, planes)
 		return true
 	}
-	j := poolS2Jobs.Get().(*poolS2Job)
+	j := poolRegJobs.Get().(*poolRegJob)
 	j.p, j.x, j.y = p, x, y
 	dynamicFor(planes, chunk, j.fn)
 	j.p, j.x, j.y = nil, nil, nil
-	poolS2Jobs.Put(j)
+	poolRegJobs.Put(j)
 	return true
 }

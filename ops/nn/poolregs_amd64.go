@@ -3,10 +3,14 @@
 package nn
 
 //go:noescape
-func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w int, avg bool)
+func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint int, avg bool)
 
-// poolS2 runs poolS2AVX512 on planes planes of x into y as p says.
-func poolS2(y, x []float32, p *poolS2Plan, planes int) {
+//go:noescape
+func poolS1AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, idx *int32, planes, rows, nblk, xPlane, yPlane, k, w int, avg bool)
+
+// poolRegRun runs poolS2AVX512 or poolS1AVX512 on planes planes of x into y
+// as p says.
+func poolRegRun(y, x []float32, p *poolRegPlan, planes int) {
 	if planes <= 0 {
 		return
 	}
@@ -15,5 +19,9 @@ func poolS2(y, x []float32, p *poolS2Plan, planes int) {
 	if len(p.inv) > 0 {
 		inv = &p.inv[0]
 	}
-	poolS2AVX512(&y[0], &x[0], &p.tab[0], &p.blk[0], inv, planes, p.oh, p.nblk, p.h*p.w, p.oh*p.ow, p.kw, p.w, p.avg)
+	if p.sw == 1 {
+		poolS1AVX512(&y[0], &x[0], &p.tab[0], &p.blk[0], inv, &poolS1Idx[0], planes, p.oh, p.nblk, p.h*p.w, p.oh*p.ow, p.kw, p.w, p.avg)
+		return
+	}
+	poolS2AVX512(&y[0], &x[0], &p.tab[0], &p.blk[0], inv, planes, p.oh, p.nblk, p.h*p.w, p.oh*p.ow, p.kw, p.w, p.b0, p.nint, p.avg)
 }

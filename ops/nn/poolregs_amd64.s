@@ -30,28 +30,30 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 	op 64(base), Z1, K2, Z1; \
 	op 128(base), Z2, K3, Z2
 
-// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k int, avg bool)
+// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint int, avg bool)
 //
 // planes planes of a 2-D MaxPool (AveragePool when avg) with a horizontal
 // stride of 2 and a window k (2 or 3) columns wide, the window's rows and
 // columns reduced in registers. Plane p reads x[p*xPlane:] and writes
-// y[p*yPlane:]. Output row i (of rows) is tab[4i:4i+4]: the element offset
-// of its block 0 (the first window row's column -padL), the number of window
-// rows inside the input (0: the row is the fill value), the offset in inv of
-// its divisors (avg) and the offset of the output row in y. Each row is nblk
-// blocks of 16 outputs; block b reads the columns from 32b-padL on, three
-// vectors A, B, C (C only for lane 0, the third tap of output 15) whose
-// valid lanes (the columns inside the input) are blk[8b], blk[8b+1] and
-// blk[8b+2]; blk[8b+3] masks the outputs stored and blk[8b+4] is nonzero
-// where some lane is not valid (MaxPool then sets those lanes to -Inf
-// before the horizontal pass; AveragePool's zeros are already right). Each
-// output is the max (or the sum times inv) of the evens, the odds and, for
-// k = 3, the evens one further on of the vertical result.
-TEXT ·poolS2AVX512(SB), NOSPLIT, $0-97
+// y[p*yPlane:]. Output row i (of rows) is tab[5i:5i+5]: the element offset
+// of its block 0 (the first window row's column -padL), the number n of
+// window rows inside the input (0: the row is the fill value), the offset
+// in inv of its divisors (avg), the offset of the output row in y, and
+// whether blocks b0 .. b0+nint run the interior loop (n = k, and those
+// blocks' columns and outputs all inside). Each row is nblk blocks of 16
+// outputs; block b reads the columns from 32b-padL on, three vectors A, B,
+// C (C only for lane 0, the third tap of output 15) whose valid lanes (the
+// columns inside the input) are blk[8b], blk[8b+1] and blk[8b+2];
+// blk[8b+3] masks the outputs stored and blk[8b+4] is nonzero where some
+// lane is not valid (MaxPool then sets those lanes to -Inf before the
+// horizontal pass; AveragePool's zeros are already right). Each output is
+// the max (or the sum times inv) of the evens, the odds and, for k = 3, the
+// evens one further on of the vertical result. The interior loop is the
+// same without masks, with the n rows unrolled.
+TEXT ·poolS2AVX512(SB), NOSPLIT, $0-113
 	VMOVDQU32 poolRegEven<>(SB), Z31
 	VMOVDQU32 poolRegOdd<>(SB), Z29
-	MOVBLZX avg+96(FP), CX
-	MOVQ k+80(FP), DX
+	MOVBLZX avg+112(FP), CX
 	VPXORD Z30, Z30, Z30
 	TESTQ CX, CX
 	JNZ s2plane
@@ -63,6 +65,9 @@ s2plane:
 	JZ s2done
 	MOVQ tab+16(FP), R12
 	MOVQ rows+48(FP), R13
+	// R10: bytes per input row
+	MOVQ w+88(FP), R10
+	SHLQ $2, R10
 s2row:
 	TESTQ R13, R13
 	JZ s2nextplane
@@ -72,17 +77,24 @@ s2row:
 	MOVQ 24(R12), DI
 	MOVQ y+0(FP), AX
 	LEAQ (AX)(DI*4), DI
-	MOVQ nblk+56(FP), R8
 	MOVQ blk+24(FP), R14
+	MOVQ nblk+56(FP), R8
 	TESTQ BX, BX
 	JZ s2fill
 	MOVQ x+8(FP), AX
 	LEAQ (AX)(SI*4), SI
 	MOVQ inv+32(FP), AX
 	LEAQ (AX)(R9*4), R9
-	// R10: bytes per input row
-	MOVQ w+88(FP), R10
-	SHLQ $2, R10
+	// DX: the phase (0: the whole row masked; 1: blocks before the
+	// interior ones, then the interior, then phase 2: the blocks after)
+	XORQ DX, DX
+	CMPQ 32(R12), $0
+	JEQ s2gen
+	MOVQ $1, DX
+	MOVQ b0+96(FP), R8
+s2gen:
+	TESTQ R8, R8
+	JZ s2phase
 s2blk:
 	KMOVW 0(R14), K1
 	KMOVW 2(R14), K2
@@ -97,14 +109,6 @@ s2blk:
 	JZ s2h
 	TESTQ CX, CX
 	JNZ s2vadd
-	CMPQ R11, $2
-	JNE s2vmax
-	// three rows: unrolled
-	ADDQ R10, AX
-	S2ROW(VMAXPS.Z, AX)
-	ADDQ R10, AX
-	S2ROW(VMAXPS.Z, AX)
-	JMP s2h
 s2vmax:
 	ADDQ R10, AX
 	S2ROW(VMAXPS.Z, AX)
@@ -130,7 +134,7 @@ s2hperm:
 	VPERMT2PS Z1, Z29, Z3
 	TESTQ CX, CX
 	JNZ s2hadd
-	CMPQ DX, $2
+	CMPQ k+80(FP), $2
 	JEQ s2hmax2
 	VALIGND $1, Z0, Z2, Z2
 	VMAXPS Z2, Z0, Z0
@@ -138,7 +142,7 @@ s2hmax2:
 	VMAXPS Z3, Z0, Z0
 	JMP s2st
 s2hadd:
-	CMPQ DX, $2
+	CMPQ k+80(FP), $2
 	JEQ s2hadd2
 	VALIGND $1, Z0, Z2, Z2
 	VADDPS Z2, Z0, Z0
@@ -153,7 +157,104 @@ s2st:
 	ADDQ $16, R14
 	DECQ R8
 	JNZ s2blk
-	JMP s2rowdone
+s2phase:
+	CMPQ DX, $1
+	JNE s2rowdone
+	// the interior blocks, then the rest masked
+	MOVQ nint+104(FP), R8
+	MOVQ R8, AX
+	SHLQ $4, AX
+	ADDQ AX, R14
+	CMPQ k+80(FP), $2
+	JEQ s2i2
+	TESTQ CX, CX
+	JNZ s2iadd3
+s2imax3:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVSS 128(SI), X2
+	VMAXPS (SI)(R10*1), Z0, Z0
+	VMAXPS 64(SI)(R10*1), Z1, Z1
+	VMAXSS 128(SI)(R10*1), X2, X2
+	VMAXPS (SI)(R10*2), Z0, Z0
+	VMAXPS 64(SI)(R10*2), Z1, Z1
+	VMAXSS 128(SI)(R10*2), X2, X2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ R8
+	JNZ s2imax3
+	JMP s2rest
+s2iadd3:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVSS 128(SI), X2
+	VADDPS (SI)(R10*1), Z0, Z0
+	VADDPS 64(SI)(R10*1), Z1, Z1
+	VADDSS 128(SI)(R10*1), X2, X2
+	VADDPS (SI)(R10*2), Z0, Z0
+	VADDPS 64(SI)(R10*2), Z1, Z1
+	VADDSS 128(SI)(R10*2), X2, X2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, R9
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ R8
+	JNZ s2iadd3
+	JMP s2rest
+s2i2:
+	TESTQ CX, CX
+	JNZ s2iadd2
+s2imax2:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMAXPS (SI)(R10*1), Z0, Z0
+	VMAXPS 64(SI)(R10*1), Z1, Z1
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ R8
+	JNZ s2imax2
+	JMP s2rest
+s2iadd2:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VADDPS (SI)(R10*1), Z0, Z0
+	VADDPS 64(SI)(R10*1), Z1, Z1
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, R9
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ R8
+	JNZ s2iadd2
+s2rest:
+	MOVQ $2, DX
+	MOVQ nblk+56(FP), R8
+	SUBQ b0+96(FP), R8
+	SUBQ nint+104(FP), R8
+	JMP s2gen
 s2fill:
 	KMOVW 6(R14), K4
 	VMOVUPS Z30, K4, (DI)
@@ -162,7 +263,7 @@ s2fill:
 	DECQ R8
 	JNZ s2fill
 s2rowdone:
-	ADDQ $32, R12
+	ADDQ $40, R12
 	DECQ R13
 	JMP s2row
 s2nextplane:
@@ -175,5 +276,160 @@ s2nextplane:
 	DECQ planes+40(FP)
 	JMP s2plane
 s2done:
+	VZEROUPPER
+	RET
+
+// func poolS1AVX512(y, x *float32, tab *int, blk *uint16, inv, idx *float32, planes, rows, nblk, xPlane, yPlane, k, w int, avg bool)
+//
+// planes planes of a 2-D MaxPool (AveragePool when avg) with a horizontal
+// stride of 1 and a window k (1 to 17) columns wide, reduced in registers.
+// Planes and tab are as in poolS2AVX512 (the fifth entry unused). The
+// input row is read in chunks of 16 columns from -padL on: chunk c's valid
+// lanes are blk[2c], and blk[2b+1] masks the outputs of block b (nblk+1
+// chunks, nblk blocks). Each chunk is reduced over the window's rows once
+// (MaxPool: lanes outside the input set to -Inf); the 16 outputs of block b
+// are the max (or sum times inv) over the taps t < k of chunks b and b+1
+// shifted by t, VPERMI2PS with idx[16(t-1):] (t, t+1, ... t+15).
+TEXT ·poolS1AVX512(SB), NOSPLIT, $0-105
+	MOVBLZX avg+104(FP), CX
+	VPXORD Z30, Z30, Z30
+	TESTQ CX, CX
+	JNZ s1plane
+	MOVL $0xff800000, AX
+	VPBROADCASTD AX, Z30
+s1plane:
+	MOVQ planes+48(FP), AX
+	TESTQ AX, AX
+	JZ s1done
+	MOVQ tab+16(FP), R12
+	MOVQ rows+56(FP), R13
+	MOVQ w+96(FP), R10
+	SHLQ $2, R10
+s1row:
+	TESTQ R13, R13
+	JZ s1nextplane
+	MOVQ 0(R12), SI
+	MOVQ 8(R12), BX
+	MOVQ 16(R12), R9
+	MOVQ 24(R12), DI
+	MOVQ y+0(FP), AX
+	LEAQ (AX)(DI*4), DI
+	MOVQ blk+24(FP), R14
+	MOVQ nblk+64(FP), R8
+	TESTQ BX, BX
+	JZ s1fill
+	MOVQ x+8(FP), AX
+	LEAQ (AX)(SI*4), SI
+	MOVQ inv+32(FP), AX
+	LEAQ (AX)(R9*4), R9
+	// chunk 0 into Z0
+	KMOVW 0(R14), K1
+	VMOVUPS.Z (SI), K1, Z0
+	MOVQ BX, R11
+	MOVQ SI, AX
+	DECQ R11
+	JZ s1v0b
+	TESTQ CX, CX
+	JNZ s1v0add
+s1v0max:
+	ADDQ R10, AX
+	VMAXPS.Z (AX), Z0, K1, Z0
+	DECQ R11
+	JNZ s1v0max
+	JMP s1v0b
+s1v0add:
+	ADDQ R10, AX
+	VADDPS.Z (AX), Z0, K1, Z0
+	DECQ R11
+	JNZ s1v0add
+s1v0b:
+	TESTQ CX, CX
+	JNZ s1blk
+	VBLENDMPS Z0, Z30, K1, Z0
+s1blk:
+	// chunk b+1 into Z1
+	ADDQ $64, SI
+	KMOVW 4(R14), K1
+	KMOVW 2(R14), K4
+	VMOVUPS.Z (SI), K1, Z1
+	MOVQ BX, R11
+	MOVQ SI, AX
+	DECQ R11
+	JZ s1v1b
+	TESTQ CX, CX
+	JNZ s1v1add
+s1v1max:
+	ADDQ R10, AX
+	VMAXPS.Z (AX), Z1, K1, Z1
+	DECQ R11
+	JNZ s1v1max
+	JMP s1v1b
+s1v1add:
+	ADDQ R10, AX
+	VADDPS.Z (AX), Z1, K1, Z1
+	DECQ R11
+	JNZ s1v1add
+s1v1b:
+	TESTQ CX, CX
+	JNZ s1taps
+	VBLENDMPS Z1, Z30, K1, Z1
+s1taps:
+	// Z2: the outputs, the taps t = 1 .. k-1 from idx
+	VMOVAPS Z0, Z2
+	MOVQ k+88(FP), R11
+	MOVQ idx+40(FP), AX
+	DECQ R11
+	JZ s1tdone
+	TESTQ CX, CX
+	JNZ s1tadd
+s1tmax:
+	VMOVDQU32 (AX), Z3
+	VPERMI2PS Z1, Z0, Z3
+	VMAXPS Z3, Z2, Z2
+	ADDQ $64, AX
+	DECQ R11
+	JNZ s1tmax
+	JMP s1tdone
+s1tadd:
+	VMOVDQU32 (AX), Z3
+	VPERMI2PS Z1, Z0, Z3
+	VADDPS Z3, Z2, Z2
+	ADDQ $64, AX
+	DECQ R11
+	JNZ s1tadd
+s1tdone:
+	TESTQ CX, CX
+	JZ s1st
+	VMULPS (R9), Z2, Z2
+	ADDQ $64, R9
+s1st:
+	VMOVUPS Z2, K4, (DI)
+	VMOVAPS Z1, Z0
+	ADDQ $64, DI
+	ADDQ $4, R14
+	DECQ R8
+	JNZ s1blk
+	JMP s1rowdone
+s1fill:
+	KMOVW 2(R14), K4
+	VMOVUPS Z30, K4, (DI)
+	ADDQ $64, DI
+	ADDQ $4, R14
+	DECQ R8
+	JNZ s1fill
+s1rowdone:
+	ADDQ $40, R12
+	DECQ R13
+	JMP s1row
+s1nextplane:
+	MOVQ xPlane+72(FP), AX
+	SHLQ $2, AX
+	ADDQ AX, x+8(FP)
+	MOVQ yPlane+80(FP), AX
+	SHLQ $2, AX
+	ADDQ AX, y+0(FP)
+	DECQ planes+48(FP)
+	JMP s1plane
+s1done:
 	VZEROUPPER
 	RET

@@ -2,5 +2,6 @@
 
 package nn
 
-// poolS2 is not reached without the assembly (poolS2Planes needs poolAsm).
-func poolS2(y, x []float32, p *poolS2Plan, planes int) { panic("nn: poolS2 without AVX-512") }
+// poolRegRun is not reached without the assembly (poolRegPlanes needs
+// poolAsm).
+func poolRegRun(y, x []float32, p *poolRegPlan, planes int) { panic("nn: poolRegRun without AVX-512") }

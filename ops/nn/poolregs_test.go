@@ -93,10 +93,10 @@ func TestPoolGrid(t *testing.T) {
 	}
 }
 
-// TestPoolS2 runs poolS2Planes directly on the windows of poolGridWindows
+// TestPoolRegs runs poolRegPlanes directly on the windows of poolGridWindows
 // it takes, into outputs poisoned with NaN (every output must be written),
 // against refPool, and checks that it declines the others.
-func TestPoolS2(t *testing.T) {
+func TestPoolRegs(t *testing.T) {
 	if !asmModes()[0] {
 		t.Skip("no AVX-512")
 	}
@@ -126,8 +126,8 @@ func TestPoolS2(t *testing.T) {
 					for i := range y {
 						y[i] = float32(math.NaN())
 					}
-					handled := poolS2Planes(k, g, planes, x, y)
-					wantHandled := w.s[1] == 2 && (w.k[1] == 2 || w.k[1] == 3) && w.d == [2]int{1, 1}
+					handled := poolRegPlanes(k, g, planes, x, y)
+					wantHandled := ((w.s[1] == 2 && (w.k[1] == 2 || w.k[1] == 3)) || (w.s[1] == 1 && w.k[1] <= 17)) && w.d == [2]int{1, 1}
 					if handled != wantHandled {
 						t.Fatalf("window %d %v: handled %v, want %v", wi, hw, handled, wantHandled)
 					}
