@@ -255,9 +255,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					tiles = pixels / 128 * (s.c / 128)
 					fn, nargs, smem, threads = k.fn, 8, k.v.smem(), 288
 					grid = Dim3{X: uint32(min(tiles, k.v.perSM*sms)), Y: 1, Z: 1}
-					slices, zs := k.v.stages()
+					nslices, zs := k.v.stages()
 					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32)",
-						name, grid.X, slices, zs, k.v.swizzled)
+						name, grid.X, nslices, zs, k.v.swizzled)
 				} else if fn1, ok := wgmmaFns[name]; ok {
 					if !expandI8sFits(pixels, s.cm, s.c, 128) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
