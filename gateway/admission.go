@@ -128,8 +128,12 @@ func (b *bucket) take(now time.Time) bool {
 
 // withPriority returns a KServe v2 JSON request (its JSON header, for the
 // binary extension, whose new length it returns too) with the request
-// parameter "priority" set to p, when the request has no parameters of its
-// own; otherwise it returns the request unchanged.
+// parameter "priority" set to p, when the request sets no priority of its
+// own: added to the request's parameters, or as its parameters when it has
+// none (the parameters of its inputs and outputs, such as the binary
+// extension's binary_data_size, are not the request's). A request that sets
+// its priority, or whose header is not a well-formed JSON object, is
+// returned unchanged.
 func withPriority(body []byte, headerLen string, p int) ([]byte, string) {
 	header := body
 	n := -1
@@ -140,23 +144,147 @@ func withPriority(body []byte, headerLen string, p int) ([]byte, string) {
 		}
 		header = body[:n]
 	}
-	if bytes.Contains(header, []byte(`"parameters"`)) {
+	open := skipSpace(header, 0)
+	params := -1 // where the value of the request's "parameters" starts
+	end, ok := objectKeys(header, open, func(key []byte, val int) {
+		if params < 0 && string(key) == "parameters" {
+			params = val
+		}
+	})
+	if !ok || len(bytes.TrimSpace(header[end:])) != 0 {
 		return body, headerLen
 	}
-	i := bytes.IndexByte(header, '{')
-	if i < 0 || len(bytes.TrimSpace(header[:i])) != 0 {
-		return body, headerLen
+	var at int
+	var ins []byte
+	if params < 0 {
+		at = open + 1
+		ins = fmt.Appendf(nil, `"parameters":{"priority":%d}`, p)
+	} else {
+		own := false
+		if _, ok := objectKeys(header, params, func(key []byte, _ int) { own = own || string(key) == "priority" }); !ok || own {
+			return body, headerLen // not an object, or the request's own priority
+		}
+		at = params + 1
+		ins = fmt.Appendf(nil, `"priority":%d`, p)
 	}
-	ins := fmt.Appendf(nil, `"parameters":{"priority":%d}`, p)
-	if rest := bytes.TrimSpace(header[i+1:]); len(rest) > 0 && rest[0] != '}' {
+	if rest := skipSpace(header, at); rest < len(header) && header[rest] != '}' {
 		ins = append(ins, ',')
 	}
 	out := make([]byte, 0, len(body)+len(ins))
-	out = append(append(append(out, body[:i+1]...), ins...), body[i+1:]...)
+	out = append(append(append(out, body[:at]...), ins...), body[at:]...)
 	if n >= 0 {
 		headerLen = strconv.Itoa(n + len(ins))
 	}
 	return out, headerLen
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the end of the JSON string starting at b[i] ('"').
+func skipString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// skipValue returns the end of the JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				e, ok := skipString(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = e - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	case ',', ':', '}', ']':
+		return 0, false
+	case 't', 'f', 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if bytes.HasPrefix(b[i:], []byte(lit)) {
+				return i + len(lit), true
+			}
+		}
+		return 0, false
+	}
+	j := i
+	for j < len(b) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(b[j])) {
+		j++
+	}
+	return j, true
+}
+
+// objectKeys calls f with each key of the JSON object starting at b[i]
+// (its raw bytes, escapes not decoded) and where its value starts; it
+// returns the object's end, and false when b[i:] does not start with a
+// well-formed object (values are checked for their bounds only).
+func objectKeys(b []byte, i int, f func(key []byte, val int)) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return 0, false
+	}
+	j := skipSpace(b, i+1)
+	if j < len(b) && b[j] == '}' {
+		return j + 1, true
+	}
+	for {
+		if j >= len(b) || b[j] != '"' {
+			return 0, false
+		}
+		e, ok := skipString(b, j)
+		if !ok {
+			return 0, false
+		}
+		key := b[j+1 : e-1]
+		j = skipSpace(b, e)
+		if j >= len(b) || b[j] != ':' {
+			return 0, false
+		}
+		val := skipSpace(b, j+1)
+		if j, ok = skipValue(b, val); !ok {
+			return 0, false
+		}
+		f(key, val)
+		j = skipSpace(b, j)
+		if j >= len(b) {
+			return 0, false
+		}
+		switch b[j] {
+		case ',':
+			j = skipSpace(b, j+1)
+		case '}':
+			return j + 1, true
+		default:
+			return 0, false
+		}
+	}
 }
 
 // appendPriority appends the parameter "priority" = p to a ModelInferRequest's

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,8 @@ type fake struct {
 	mu     sync.Mutex
 	infers map[string]int // model -> requests
 	auth   []string
+	last   []byte // the last inference request's body
+	lastHL string // and its Inference-Header-Content-Length
 }
 
 func newFake(t testing.TB, name string, models ...string) *fake {
@@ -70,6 +73,7 @@ func newFake(t testing.TB, name string, models ...string) *fake {
 		f.mu.Lock()
 		f.infers[r.PathValue("model")]++
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
+		f.last, f.lastHL = body, r.Header.Get("Inference-Header-Content-Length")
 		f.mu.Unlock()
 		switch f.mode.Load() {
 		case "503":
@@ -335,6 +339,39 @@ func TestGatewayAdmission(t *testing.T) {
 	g.mu.RUnlock()
 	if got := post(t, url+"/v2/models/m/infer", "", nil, []byte(inferBody)); got.code != 429 || b.count("m") != 0 {
 		t.Errorf("full: %+v, backend got %d", got, b.count("m"))
+	}
+
+	// priority mapping: a client's level goes into requests that set no
+	// parameters of their own, JSON and binary alike
+	c := newFake(t, "c", "m")
+	_, url = newTestGateway(t, Options{Clients: []Client{{Name: "batch", Token: "low", Priority: 2}, {Name: "online", Token: "hi"}}}, c)
+	bin := append([]byte(`{"inputs":[{"name":"image","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}`), 0, 0, 0x80, 0x3f)
+	prio := []struct {
+		name, token string
+		header      map[string]string
+		body        []byte
+		want        string // the JSON part the backend gets
+	}{
+		{"json, client with a level", "low", nil, []byte(inferBody), `{"parameters":{"priority":2},"inputs":`},
+		{"json, client without", "hi", nil, []byte(inferBody), inferBody},
+		{"json, own parameters kept", "low", nil, []byte(`{"parameters":{"priority":1},"inputs":[]}`), `{"parameters":{"priority":1},"inputs":[]}`},
+		{"binary, client with a level", "low", map[string]string{"Inference-Header-Content-Length": strconv.Itoa(len(bin) - 4)}, bin,
+			`{"parameters":{"priority":2},"inputs":[{"name":"image"`},
+	}
+	for _, p := range prio {
+		got := post(t, url+"/v2/models/m/infer", p.token, p.header, p.body)
+		c.mu.Lock()
+		last, hl := string(c.last), c.lastHL
+		c.mu.Unlock()
+		if got.code != 200 || !strings.HasPrefix(last, p.want) {
+			t.Errorf("%s: %d, the backend got %q, want it to start %q", p.name, got.code, last, p.want)
+		}
+		if p.header != nil {
+			n, err := strconv.Atoi(hl)
+			if err != nil || n != len(last)-4 || !json.Valid([]byte(last[:n])) || !strings.HasSuffix(last, "\x00\x00\x80\x3f") {
+				t.Errorf("%s: the backend got header length %q for %q", p.name, hl, last)
+			}
+		}
 	}
 }
 
