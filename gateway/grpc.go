@@ -408,6 +408,10 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 	if lastErr == nil {
 		lastErr = status.Error(codes.Unavailable, ErrNoBackend.Error())
 	}
+	if status.Code(lastErr) == codes.ResourceExhausted {
+		// every backend tried had its queue full: shed, as over HTTP
+		g.metrics.rejected.WithLabelValues("overloaded").Inc()
+	}
 	return lastErr
 }
 

@@ -210,3 +210,51 @@ func TestGatewayGRPCAdmission(t *testing.T) {
 		t.Errorf("ServerLive needs no token: %v %v", r, err)
 	}
 }
+
+// TestGatewayGRPCShedding: over gRPC, a client over its rate, every
+// eligible backend at the gateway's queue capacity, and every backend
+// answering RESOURCE_EXHAUSTED (its own queue full) are RESOURCE_EXHAUSTED;
+// the first two without sending anything.
+func TestGatewayGRPCShedding(t *testing.T) {
+	req := &inference.ModelInferRequest{ModelName: "m"}
+	bearer := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	}
+
+	_, fs, c := startGRPCBackends(t, Options{Clients: []Client{{Name: "slow", Token: "s", Rate: 0.001, Burst: 1}}}, "a")
+	if _, err := c.ModelInfer(bearer("s"), req); err != nil {
+		t.Fatalf("within the rate: %v", err)
+	}
+	if _, err := c.ModelInfer(bearer("s"), req); status.Code(err) != codes.ResourceExhausted || fs[0].infers.Load() != 1 {
+		t.Errorf("over the rate: %v, the backend got %d requests, want RESOURCE_EXHAUSTED and 1", err, fs[0].infers.Load())
+	}
+
+	g, fs, c := startGRPCBackends(t, Options{MaxQueue: 2}, "a", "b")
+	g.mu.RLock()
+	for _, be := range g.backends {
+		be.outstanding.Store(2)
+	}
+	g.mu.RUnlock()
+	if _, err := c.ModelInfer(context.Background(), req); status.Code(err) != codes.ResourceExhausted || fs[0].infers.Load()+fs[1].infers.Load() != 0 {
+		t.Errorf("every backend at capacity: %v, backends got %d and %d, want RESOURCE_EXHAUSTED and none", err, fs[0].infers.Load(), fs[1].infers.Load())
+	}
+	g.mu.RLock()
+	for _, be := range g.backends {
+		be.outstanding.Store(0)
+	}
+	g.mu.RUnlock()
+	fs[0].code.Store(int32(codes.ResourceExhausted))
+	fs[1].code.Store(int32(codes.ResourceExhausted))
+	if _, err := c.ModelInfer(context.Background(), req); status.Code(err) != codes.ResourceExhausted || fs[0].infers.Load() != 1 || fs[1].infers.Load() != 1 {
+		t.Errorf("every backend's queue full: %v, backends got %d and %d, want RESOURCE_EXHAUSTED after one try each", err, fs[0].infers.Load(), fs[1].infers.Load())
+	}
+	fs[1].code.Store(0)
+	if _, err := c.ModelInfer(context.Background(), req); err != nil {
+		t.Errorf("one backend with room: %v", err)
+	}
+	m := scrape(t, g)
+	// shed by the gateway's count, and after every backend's own refusal
+	if m[`kiln_gateway_rejected_total{reason="overloaded"}`] != 2 {
+		t.Errorf("rejected overloaded: %v, want 2", m[`kiln_gateway_rejected_total{reason="overloaded"}`])
+	}
+}

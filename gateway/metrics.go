@@ -88,7 +88,7 @@ func newMetrics() *Metrics {
 			Help: "Requests answered through a backend, by backend, model and status (HTTP status or gRPC code)"},
 			[]string{"backend", "model", "code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_retries_total",
-			Help: "Attempts retried on another backend, by the backend that failed, model and reason (unreached, refused, lost, full)"},
+			Help: "Attempts that failed in a way that allows a retry (unreached, refused, lost, full), by the backend that failed, model and reason: the request is tried on another backend while one is left and the retry budget allows"},
 			[]string{"backend", "model", "reason"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kiln_gateway_ejections_total",
 			Help: "Backends ejected after failures"}, []string{"backend"}),
