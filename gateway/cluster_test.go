@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,9 +21,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
@@ -200,84 +196,103 @@ func tinyGRPCRequest(model string) *inference.ModelInferRequest {
 		Contents: &inference.InferTensorContents{Fp32Contents: in.Float32s()}}}}
 }
 
-// tally counts a load's outcomes.
-type tally struct {
-	ok, failed atomic.Int64
+// perfProc is a kiln perf process loading the gateway until stopped.
+type perfProc struct {
+	name, json string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	exitErr    error
 	mu         sync.Mutex
-	errs       []string
+	log        bytes.Buffer
+	errors     int64 // failed requests in the windows reported so far
 }
 
-func (c *tally) fail(msg string) {
-	c.failed.Add(1)
-	c.mu.Lock()
-	if len(c.errs) < 20 {
-		c.errs = append(c.errs, time.Now().Format("15:04:05.000")+" "+msg)
+var windowErrors = regexp.MustCompile(`: window \d+/\d+: .* (\d+) errors`)
+
+// startPerf runs kiln perf with args against the gateway: windows of one
+// second, no stability asked (it runs until stopped), no server statistics
+// (the gateway answers them for one backend), a progress line a window.
+func startPerf(t *testing.T, name string, args ...string) *perfProc {
+	t.Helper()
+	p := &perfProc{name: name, json: filepath.Join(t.TempDir(), name+".json"), exited: make(chan struct{})}
+	args = append([]string{"perf", "--measurement-interval", "1s", "--stability-percentage", "0", "--max-trials", "100000",
+		"--no-server-stats", "--progress", "--timeout", "60s", "--json", p.json}, args...)
+	p.cmd = exec.Command(kiln(t), args...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.mu.Unlock()
+	p.cmd.Stdout = io.Discard
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(time.Now().Format("15:04:05.000") + " " + line + "\n")
+			if m := windowErrors.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.ParseInt(m[1], 10, 64)
+				p.errors += n
+			}
+			p.mu.Unlock()
+		}
+	}()
+	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("%s log:\n%s", p.name, p.tail(4000))
+		}
+	})
+	return p
 }
 
-// load sends requests through the gateway until ctx ends: HTTP workers on
-// model "tinycnn", one on "pair" (the model only two servers have), and
-// gRPC workers on "tinycnn".
-func load(ctx context.Context, t *testing.T, gw *proc, httpWorkers, grpcWorkers int, c *tally) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	body := tinyRequest()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	worker := func(model string) {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			resp, err := client.Post("http://"+gw.http+"/v2/models/"+model+"/infer", "application/json", bytes.NewReader(body))
-			if err != nil {
-				if ctx.Err() == nil {
-					c.fail(model + ": " + err.Error())
-				}
-				continue
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"probabilities"`)) {
-				c.fail(fmt.Sprintf("%s: %d %s", model, resp.StatusCode, b))
-				continue
-			}
-			c.ok.Add(1)
-		}
+func (p *perfProc) tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.log.Bytes()
+	return string(b[max(0, len(b)-n):])
+}
+
+func (p *perfProc) windowErrors() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.errors
+}
+
+// finish interrupts kiln perf (SIGINT, as Ctrl-C) and returns its report:
+// every request of the run, the ones in flight at the signal included.
+func (p *perfProc) finish(t *testing.T) perfReport {
+	t.Helper()
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("%s did not stop after SIGINT", p.name)
 	}
-	for range httpWorkers {
-		wg.Add(1)
-		go worker("tinycnn")
+	if p.exitErr != nil {
+		t.Fatalf("%s: %v\n%s", p.name, p.exitErr, p.tail(3000))
 	}
-	wg.Add(1)
-	go worker("pair")
-	if grpcWorkers > 0 {
-		cc, err := grpc.NewClient(gw.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := tinyGRPCRequest("tinycnn")
-		for range grpcWorkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				gc := inference.NewGRPCInferenceServiceClient(cc)
-				for ctx.Err() == nil {
-					resp, err := gc.ModelInfer(ctx, req)
-					if err != nil {
-						if ctx.Err() == nil {
-							c.fail("grpc: " + err.Error())
-						}
-						continue
-					}
-					if len(resp.RawOutputContents) == 0 && len(resp.Outputs) == 0 {
-						c.fail("grpc: no outputs")
-						continue
-					}
-					c.ok.Add(1)
-				}
-			}()
-		}
-		go func() { wg.Wait(); cc.Close() }()
+	var rep perfReport
+	b, err := os.ReadFile(p.json)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &wg
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// perfReport is what the test reads of kiln perf's JSON report.
+type perfReport struct {
+	Requests    int64            `json:"requests"`
+	Errors      int64            `json:"errors"`
+	ErrorKinds  map[string]int64 `json:"error_kinds"`
+	Interrupted bool             `json:"interrupted"`
 }
 
 // metricsOf scrapes a Prometheus text page: "name{labels}" -> value.
@@ -312,6 +327,18 @@ func metricsOf(t testing.TB, addr string) map[string]float64 {
 // over HTTP (code 200).
 func sent(m map[string]float64, backend, model string) float64 {
 	return m[fmt.Sprintf(`kiln_gateway_requests_total{backend=%q,code="200",model=%q}`, backend, model)]
+}
+
+// answered counts every request the gateway answered with success, over
+// HTTP (200) and gRPC (OK), on any backend.
+func answered(m map[string]float64) float64 {
+	n := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "kiln_gateway_requests_total{") && (strings.Contains(k, `code="200"`) || strings.Contains(k, `code="OK"`)) {
+			n += v
+		}
+	}
+	return n
 }
 
 // attempts counts every attempt on backend: answered (any code) and failed.
@@ -377,15 +404,18 @@ func backendLine(httpAddr string, p *proc) string {
 }
 
 // TestCluster (issue 12): kiln gateway in front of three kiln serve
-// processes on loopback, under load over HTTP and gRPC from goroutines. A
-// model that only two servers have is never sent to the third; a slow
+// processes on loopback, under load from three kiln perf processes (HTTP
+// and gRPC on "tinycnn", HTTP on "pair", the model only two servers have).
+// A model that only two servers have is never sent to the third; a slow
 // server gets proportionally less traffic; kill -9 of a server fails no
-// request and the gateway stops sending to it; a fourth server added to the
-// backends file takes traffic; a rolling restart (SIGTERM, drain, start) of
-// the three fails no request.
+// request and the gateway sends it nothing from one second after the kill;
+// a fourth server added to the backends file takes traffic within two
+// seconds; a rolling restart (SIGTERM, drain, start) of the three fails no
+// request; the gateway's SIGTERM lets the requests in flight finish. kiln
+// perf's own reports, read after SIGINT, count every request of the run.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts five processes")
+		t.Skip("starts eight processes")
 	}
 	plans := t.TempDir()
 	both, one := repo(t, "tinycnn", "pair"), repo(t, "tinycnn")
@@ -405,20 +435,27 @@ func TestCluster(t *testing.T) {
 		return backendReady(m, a.http) && backendReady(m, b.http) && backendReady(m, slow.addr)
 	})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var c1 tally
-	wg := load(ctx, t, gw, 6, 2, &c1)
-	defer func() { cancel(); wg.Wait() }()
-	total := func() int64 { return c1.ok.Load() + c1.failed.Load() }
-	more := func(n int64) { // waits until n more requests are answered
+	perfs := []*perfProc{
+		startPerf(t, "perf-http", "-m", "tinycnn", "-u", gw.http, "--concurrency-range", "6"),
+		startPerf(t, "perf-grpc", "-m", "tinycnn", "-i", "grpc", "-u", gw.grpc, "--concurrency-range", "2"),
+		startPerf(t, "perf-pair", "-m", "pair", "-u", gw.http, "--concurrency-range", "1"),
+	}
+	total := func() float64 { return answered(metricsOf(t, gw.metrics)) }
+	more := func(n float64) { // waits until the gateway answered n more requests
 		goal := total() + n
-		waitFor(t, fmt.Sprintf("%d more requests", n), 60*time.Second, func() bool { return total() >= goal })
+		waitFor(t, fmt.Sprintf("%v more requests", n), 60*time.Second, func() bool { return total() >= goal })
 	}
 	checkFailures := func(phase string) {
 		t.Helper()
-		if n := c1.failed.Load(); n != 0 {
-			c1.mu.Lock()
-			t.Fatalf("%s: %d failed requests (of %d): %q", phase, n, total(), c1.errs)
+		for _, p := range perfs {
+			if n := p.windowErrors(); n != 0 {
+				t.Fatalf("%s: %s counted %d failed requests:\n%s", phase, p.name, n, p.tail(3000))
+			}
+			select {
+			case <-p.exited:
+				t.Fatalf("%s: %s exited: %v\n%s", phase, p.name, p.exitErr, p.tail(3000))
+			default:
+			}
 		}
 	}
 
@@ -482,6 +519,9 @@ func TestCluster(t *testing.T) {
 	}
 	took := waitFor(t, "d takes traffic", 20*time.Second, func() bool { return sent(metricsOf(t, gw.metrics), d.http, "tinycnn") > 0 })
 	t.Logf("the fourth server took traffic %v after the backends file listed it", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("the fourth server took traffic %v after the backends file listed it, want within 2s", took.Round(time.Millisecond))
+	}
 	more(200)
 	checkFailures("phase 4")
 
@@ -509,9 +549,16 @@ func TestCluster(t *testing.T) {
 		}
 		checkFailures("phase 5 (rolling restart of " + name + ")")
 	}
-	cancel()
-	wg.Wait()
-	checkFailures("the end")
+
+	// kiln perf's own count of the whole run, in flight at SIGINT included
+	for _, p := range perfs {
+		rep := p.finish(t)
+		t.Logf("%s: %d requests, %d failed %v", p.name, rep.Requests, rep.Errors, rep.ErrorKinds)
+		if !rep.Interrupted || rep.Requests == 0 || rep.Errors != 0 {
+			t.Errorf("%s's report: interrupted %v, %d requests, %d failed (%v); want every request answered",
+				p.name, rep.Interrupted, rep.Requests, rep.Errors, rep.ErrorKinds)
+		}
+	}
 
 	m = metricsOf(t, gw.metrics)
 	for k, v := range m {
@@ -524,5 +571,57 @@ func TestCluster(t *testing.T) {
 			t.Errorf("server c counted the pair model: %s %v", k, v)
 		}
 	}
-	t.Logf("%d requests answered, %d failed", c1.ok.Load(), c1.failed.Load())
+	if sent(m, a.http, "pair")+sent(m, b.http, "pair")+sent(m, d.http, "pair") == 0 {
+		t.Error("no pair request answered")
+	}
+
+	t.Log("phase 6: SIGTERM of the gateway with requests in flight")
+	slow.delay.Store(int64(time.Second))
+	type result struct {
+		code int
+		end  time.Time
+		err  error
+	}
+	results := make(chan result, 12)
+	body := tinyRequest()
+	for range cap(results) {
+		go func() {
+			resp, err := http.Post("http://"+gw.http+"/v2/models/tinycnn/infer", "application/json", bytes.NewReader(body))
+			if err != nil {
+				results <- result{err: err, end: time.Now()}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			results <- result{code: resp.StatusCode, end: time.Now()}
+		}()
+	}
+	// some of them wait a second at c
+	waitFor(t, "requests in flight at c", 10*time.Second, func() bool {
+		return metricsOf(t, gw.metrics)[`kiln_gateway_outstanding_requests{backend="`+slow.addr+`"}`] > 0
+	})
+	gw.cmd.Process.Signal(syscall.SIGTERM)
+	termAt := time.Now()
+	late := 0
+	for range cap(results) {
+		r := <-results
+		if r.err != nil || r.code != 200 {
+			t.Errorf("a request in flight at the gateway's SIGTERM: %d %v", r.code, r.err)
+		}
+		if r.end.After(termAt) {
+			late++
+		}
+	}
+	if late == 0 {
+		t.Error("no request was in flight at the SIGTERM")
+	}
+	select {
+	case <-gw.exited:
+		if gw.exitErr != nil {
+			t.Errorf("the gateway after SIGTERM: %v", gw.exitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway did not stop after SIGTERM")
+	}
+	t.Logf("%d requests in flight at the gateway's SIGTERM finished with 200; it exited 0", late)
 }
