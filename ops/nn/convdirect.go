@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"sync"
 	"unsafe"
 
@@ -69,7 +70,52 @@ const (
 	layoutAuto = iota
 	layoutRows
 	layoutWide
+	layoutVecs
 )
+
+// directVecs is where the vectors of one tile of the vector layout
+// (convDirectVecs) read and write: vector v's taps at offs[q] + in[v] of
+// the phase planes, its output at out[v] of each output channel's plane,
+// under the lane mask mask[v]; the kernels read its fields at fixed offsets.
+type directVecs struct {
+	in, out, mask [3]int64
+}
+
+// directVecLayout reports whether tiles of three vectors of 16 columns of
+// output rows (oh rows of ow columns, wide rows of wq > ow), written in
+// place, cost less than both directByRow's choice of layouts: the vectors
+// of a tile need not be neighbours, so a plane of 16 columns or fewer
+// still fills 24 accumulators (3 rows) where a tile of one row keeps 8
+// busy. Only rows narrower than one tile of 48 take them: wider rows
+// already fill whole tiles. Costs as directByRow's, per tap, of the
+// kernels on this machine (NOTES.md section 33, BenchmarkDirectTileL1: 210
+// GFLOP/s for 3 vectors, 200 for 2, 150 for 1): 12 per tile of 3 vectors,
+// 8 of 2, 5.5 of 1 (its 8 broadcasts a tap for 8 FMAs hold it back).
+func directVecLayout(oh, ow, wq int, epilogue bool) bool {
+	switch directLayout {
+	case layoutRows, layoutWide:
+		return false
+	case layoutVecs:
+		return true
+	}
+	if ow >= directNR {
+		return false
+	}
+	// the cost of n vectors of 16 lanes in tiles of 3
+	cost := func(n int) float64 {
+		return float64(n/3)*12 + [3]float64{0, 5.5, 8}[n%3]
+	}
+	segs := (ow + 15) / 16
+	vecs := cost(oh * segs)
+	rows := float64(oh) * cost(segs)
+	wide := cost((oh*wq + 15) / 16)
+	if epilogue {
+		wide *= 1.10
+	} else {
+		wide *= 1.05
+	}
+	return vecs < rows && vecs < wide
+}
 
 // directByRow reports whether tiles within output rows of ow columns,
 // written in place, cost less than tiles of wide rows of wq columns copied
@@ -191,6 +237,9 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 			inBuf = directInPool.get(srcLen)
 			directInputBands(p, xn, *inBuf, hq, wq, ph, pw, bd)
 			src = *inBuf
+			// the slack that the last tiles' unused lanes read: zeros,
+			// not a recycled buffer's old floats (denormals, NaNs)
+			clear(src[p.C*chStride:])
 		}
 		var zn []float32
 		if z != nil {
@@ -237,6 +286,9 @@ func directSplit(p cpu.Conv2DParams, packed, srcLen, wq int, epilogue bool) band
 	}
 	oh, ow := p.OutH(), p.OutW()
 	wide := oh * wq
+	if wq != ow && directVecLayout(oh, ow, wq, epilogue) {
+		return bd // no bands of vector tiles
+	}
 	byRow := wq != ow && directByRow(ow, wq, epilogue)
 	segs := (ow + directNR - 1) / directNR
 	tiles := (wide + directNR - 1) / directNR
@@ -492,18 +544,29 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	// (the last one narrower), also written in place; else tiles of 48 wide
 	// positions into a scratch copied out afterwards.
 	direct := wq == ow
-	byRow := !direct && directByRow(ow, wq, ep != nil)
+	vecs := !direct && directVecLayout(oh, ow, wq, ep != nil)
+	byRow := !direct && !vecs && directByRow(ow, wq, ep != nil)
 	segs := (ow + directNR - 1) / directNR // tiles per output row (byRow)
 	tiles := (wide + directNR - 1) / directNR
-	if byRow {
+	switch {
+	case byRow:
 		tiles = oh * segs
+	case vecs:
+		// vectors of 16 columns of each output row, 3 to a tile
+		segs = (ow + 15) / 16
+		tiles = (oh*segs + 2) / 3
+		// every vector's 16 lanes are read, the last row's last
+		// vector's up to 15 past the last wide row
+		if last := maxOff + (oh-1)*wq + (segs-1)*16 + 16; last > len(src) {
+			panic(fmt.Sprintf("nn: direct convolution of %+v reads %d floats of %d", p, last, len(src)))
+		}
 	}
 	mb := (p.M + directMR - 1) / directMR
 	out := y
 	var outBuf *[]float32
 	ldc := wide
 	switch {
-	case byRow:
+	case byRow || vecs:
 		ldc = oh * ow
 	case !direct:
 		outBuf = directOutPool.get(p.M * wide)
@@ -538,7 +601,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	*dc = directCall{
 		p: p, k: k, f: f, src: src, offs: offs, out: out, bias: bias, zt: zt,
 		ldc: ldc, wide: wide, wq: wq, ow: ow, segs: segs, tiles: tiles, mb: mb,
-		byRow: byRow, tileSiLU: tileSiLU, lo: lo, hi: hi, clampOn: clampOn,
+		byRow: byRow, vecs: vecs, nvec: oh * segs, tileSiLU: tileSiLU, lo: lo, hi: hi, clampOn: clampOn,
 		pf:         directPF(p),
 		blockOuter: directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads()),
 		fn:         dc.fn,
@@ -571,7 +634,9 @@ type directCall struct {
 	ldc, wide, wq, ow        int
 	segs, tiles, mb          int
 	byRow, tileSiLU, clampOn bool
-	pf                       int // convDirectTileK's prefetching kernels: pfNone, pfNext, pfChannel
+	vecs                     bool // tiles of 3 vectors of 16 columns (directVecLayout); segs: vectors per output row
+	nvec                     int  // vecs: the vectors in all
+	pf                       int  // convDirectTileK's prefetching kernels: pfNone, pfNext, pfChannel
 	blockOuter               bool
 	lo, hi                   float32
 	zero                     [directMR]float32
@@ -614,25 +679,29 @@ func (dc *directCall) items(i0, i1 int) {
 				bp = &bv[0]
 			}
 		}
-		j0 := t * directNR // first position in src (wide) and out
-		n := min(directNR, dc.wide-j0)
-		o0 := j0
-		if dc.byRow {
-			c0 := s * directNR
-			j0, o0, n = r*dc.wq+c0, r*dc.ow+c0, min(directNR, dc.ow-c0)
-		}
-		var zs []float32
-		if dc.zt != nil {
-			zs = dc.zt[b*directMR*dc.ldc+o0:]
-		}
-		// called directly, not through a func value, so that bv stays on
-		// the stack
-		convDirectTileK(dc.pf, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
-		if dc.tileSiLU {
-			// while the tile is in L1
-			for r := range rows {
-				row := dc.out[(b*directMR+r)*dc.ldc+o0:][:n]
-				convSiLU(row, row)
+		if dc.vecs {
+			dc.vecTile(t, b, rows, bp)
+		} else {
+			j0 := t * directNR // first position in src (wide) and out
+			n := min(directNR, dc.wide-j0)
+			o0 := j0
+			if dc.byRow {
+				c0 := s * directNR
+				j0, o0, n = r*dc.wq+c0, r*dc.ow+c0, min(directNR, dc.ow-c0)
+			}
+			var zs []float32
+			if dc.zt != nil {
+				zs = dc.zt[b*directMR*dc.ldc+o0:]
+			}
+			// called directly, not through a func value, so that bv stays on
+			// the stack
+			convDirectTileK(dc.pf, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, n, rows, zs)
+			if dc.tileSiLU {
+				// while the tile is in L1
+				for r := range rows {
+					row := dc.out[(b*directMR+r)*dc.ldc+o0:][:n]
+					convSiLU(row, row)
+				}
 			}
 		}
 		// the next item
@@ -658,6 +727,44 @@ func (dc *directCall) items(i0, i1 int) {
 	}
 }
 
+// vecTile computes item (tile t, block b) of the vector layout: output
+// channels [8b, 8b+rows) at the vectors 3t, 3t+1, 3t+2 (those there are)
+// of 16 columns of the output rows (segs to a row), the bias at bp.
+func (dc *directCall) vecTile(t, b, rows int, bp *float32) {
+	var vec directVecs
+	q := 3 * t
+	nv := min(3, dc.nvec-q)
+	r, s := q, 0
+	if dc.segs > 1 {
+		r, s = q/dc.segs, q%dc.segs
+	}
+	for v := range nv {
+		c0 := s * 16
+		vec.in[v], vec.out[v] = int64(r*dc.wq+c0), int64(r*dc.ow+c0)
+		vec.mask[v] = int64(uint16(1<<min(16, dc.ow-c0) - 1))
+		if s++; s == dc.segs {
+			s = 0
+			r++
+		}
+	}
+	var zs []float32
+	if dc.zt != nil {
+		zs = dc.zt[b*directMR*dc.ldc:]
+	}
+	out := dc.out[b*directMR*dc.ldc:]
+	convDirectVecs(nv, dc.k, dc.f.packed[b*dc.k*directMR:(b+1)*dc.k*directMR], dc.src, dc.offs, &vec, out, dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, rows, zs)
+	if dc.tileSiLU {
+		// while the tile is in L1
+		for v := range nv {
+			n := bits.OnesCount16(uint16(vec.mask[v]))
+			for r := range rows {
+				row := out[r*dc.ldc+int(vec.out[v]):][:n]
+				convSiLU(row, row)
+			}
+		}
+	}
+}
+
 // directItemsDiv makes directCall.items find each item's tile and block by
 // division, as before section 30 (benchmarks compare).
 var directItemsDiv bool
@@ -676,6 +783,10 @@ func (dc *directCall) itemsDiv(i0, i1 int) {
 		if dc.bias != nil {
 			copy(bv[:], dc.bias[b*directMR:b*directMR+rows])
 			bp = &bv[0]
+		}
+		if dc.vecs {
+			dc.vecTile(t, b, rows, bp)
+			continue
 		}
 		j0 := t * directNR // first position in src (wide) and out
 		n := min(directNR, dc.wide-j0)

@@ -2,7 +2,11 @@
 
 package nn
 
-import "golang.org/x/sys/cpu"
+import (
+	"math/bits"
+
+	"golang.org/x/sys/cpu"
+)
 
 // directAsm says whether the direct convolution's AVX-512 kernel runs.
 var directAsm = cpu.X86.HasAVX512F
@@ -31,6 +35,44 @@ func convDirectAVX512x3fullpc(k int, a, b *float32, offs *int32, c *float32, ldc
 
 //go:noescape
 func convDirectAVX512x3fullpf(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
+
+// The kernels of tiles of 8 output channels x 1, 2 and 3 vectors of 16
+// positions anywhere in the planes (directVecs).
+//
+//go:noescape
+func convDirectAVX512g1(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, vec *directVecs, rows int, z *float32)
+
+//go:noescape
+func convDirectAVX512g2(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, vec *directVecs, rows int, z *float32)
+
+//go:noescape
+func convDirectAVX512g3(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, vec *directVecs, rows int, z *float32)
+
+// convDirectVecs computes one tile of rows (<= 8) output channels and nv
+// (1-3) vectors of 16 positions: vector v reads the taps at src[offs[q] +
+// vec.in[v]:][:16] (all 16 lanes: the caller checks that src holds them)
+// and writes out[r*ldc+vec.out[v]:] under the lane mask vec.mask[v] (the
+// residual z, laid out as out, read under the same mask), the bias added
+// and the clamp applied as convDirectTile's.
+func convDirectVecs(nv, k int, a, src []float32, offs []int32, vec *directVecs, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, rows int, z []float32) {
+	_ = a[k*directMR-1]
+	_ = offs[k-1]
+	last := (rows-1)*ldc + int(vec.out[nv-1]) + bits.Len16(uint16(vec.mask[nv-1])) - 1
+	_ = out[last]
+	var zp *float32
+	if z != nil {
+		_ = z[last]
+		zp = &z[0]
+	}
+	switch nv {
+	case 1:
+		convDirectAVX512g1(k, &a[0], &src[0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, vec, rows, zp)
+	case 2:
+		convDirectAVX512g2(k, &a[0], &src[0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, vec, rows, zp)
+	default:
+		convDirectAVX512g3(k, &a[0], &src[0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, vec, rows, zp)
+	}
+}
 
 // convDirectTile computes one tile of rows (<= 8) output channels and n
 // (<= 48) wide positions starting at j0: out[r*ldc+j] = clamp(bias[r] +

@@ -43,3 +43,18 @@ func CLConv(p cpu.Conv2DParams, w []float32) func(x, bias, y []float32) {
 	f := newCLFilter(w, p.M, p.C, p.KH, p.KW)
 	return func(x, bias, y []float32) { convCL(p, x, f, bias, y, nil, nil) }
 }
+
+// SetDirectLayout makes the direct convolution lay its tiles out by
+// rows, wide rows or vectors (directVecLayout), or choose by cost ("").
+func SetDirectLayout(name string) {
+	switch name {
+	case "rows":
+		directLayout = layoutRows
+	case "wide":
+		directLayout = layoutWide
+	case "vecs":
+		directLayout = layoutVecs
+	default:
+		directLayout = layoutAuto
+	}
+}

@@ -38,6 +38,12 @@ func TestConvDirect(t *testing.T) {
 		{"3x3/2 c32 112 to 56, m 24 (two tiles a row, channel prefetch)", cpu.Conv2DParams{N: 2, C: 32, H: 112, W: 112, M: 24, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2, Act: cpu.ActRelu}},
 		{"3x3/2 stem no pads, 111 wide", cpu.Conv2DParams{N: 1, C: 3, H: 224, W: 224, M: 20, KH: 3, KW: 3, StrideH: 2, StrideW: 2}},
 		{"squeezenet expand 3x3", cpu.Conv2DParams{N: 1, C: 16, H: 55, W: 55, M: 64, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"tinycnn conv 1", cpu.Conv2DParams{N: 1, C: 3, H: 32, W: 32, M: 8, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"tinycnn conv 2 (vector tiles), batch 2", cpu.Conv2DParams{N: 2, C: 8, H: 16, W: 16, M: 16, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"3x3 at 14x14, m 20", cpu.Conv2DParams{N: 1, C: 12, H: 14, W: 14, M: 20, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
+		{"5x5 at 9x21 (two vectors a row, the last of 5 lanes)", cpu.Conv2DParams{N: 1, C: 3, H: 9, W: 21, M: 11, KH: 5, KW: 5, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2, StrideH: 1, StrideW: 1}},
+		{"3x3/2 at 15x15 to 8x8", cpu.Conv2DParams{N: 1, C: 6, H: 15, W: 15, M: 8, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2}},
+		{"3x3 at 5x5, one row a vector, m 3", cpu.Conv2DParams{N: 1, C: 2, H: 5, W: 5, M: 3, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -61,12 +67,12 @@ func TestConvDirect(t *testing.T) {
 				z[i] = r.Float32()*2 - 1
 			}
 			f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
-			for i, layout := range []int{layoutAuto, layoutRows, layoutWide} {
+			for i, layout := range []int{layoutAuto, layoutRows, layoutWide, layoutVecs} {
 				old, oldOrder := directLayout, directOrder
 				directLayout = layout
 				// both visiting orders of the tiles and weight blocks
 				// (directBlockOuter), alternating over the layouts
-				directOrder = []int{orderTile, orderBlock, orderTile}[i]
+				directOrder = []int{orderTile, orderBlock, orderTile, orderBlock}[i]
 				if c.name == "resnet stem 7x7/2" || c.name == "squeezenet expand 3x3" {
 					directOrder = orderBlock + orderTile - directOrder
 				}
@@ -169,6 +175,32 @@ func TestDirectByRow(t *testing.T) {
 	} {
 		if got := directByRow(c.ow, c.wq, c.epilogue); got != c.want {
 			t.Errorf("directByRow(%d, %d, %v) = %v, want %v", c.ow, c.wq, c.epilogue, got, c.want)
+		}
+	}
+}
+
+// TestDirectVecLayout pins where the tiles of three vectors
+// (directVecLayout) replace directByRow's layouts: planes of 16 columns or
+// fewer that the wide rows would waste more of (tinycnn's 16x16, 14x14),
+// not the 7x7 planes (7 of 16 lanes a vector; 9-column wide rows waste
+// less) nor the wider planes, where the row tiles are as cheap.
+func TestDirectVecLayout(t *testing.T) {
+	for _, c := range []struct {
+		oh, ow, wq int
+		want       bool
+	}{
+		{16, 16, 18, true}, // tinycnn's second convolution
+		{14, 14, 16, true},
+		{8, 8, 10, false}, // wide rows: 8 of 10 lanes used, 8 of 16 in vectors
+		{7, 7, 9, false},
+		{32, 32, 34, false}, // tinycnn's first: tiles of one row of 32 as cheap
+		{56, 56, 58, false},
+		{28, 28, 30, false},
+		{112, 112, 115, false}, // rows of whole tiles
+		{40, 40, 42, false},
+	} {
+		if got := directVecLayout(c.oh, c.ow, c.wq, false); got != c.want {
+			t.Errorf("directVecLayout(%d, %d, %d) = %v, want %v", c.oh, c.ow, c.wq, got, c.want)
 		}
 	}
 }
@@ -385,7 +417,7 @@ func TestDirectNoAllocs(t *testing.T) {
 		f := newDirectFilter(w, p.M, p.C, p.KH, p.KW)
 		cf := newCLFilter(w, p.M, p.C, p.KH, p.KW)
 		relu, clip := &epilogue{act: ActRelu}, &epilogue{act: ActClip, p0: -1, p1: 1}
-		for _, layout := range []int{layoutRows, layoutWide} {
+		for _, layout := range []int{layoutRows, layoutWide, layoutVecs} {
 			directLayout = layout
 			for _, c := range []struct {
 				name string

@@ -204,5 +204,23 @@ func BenchmarkDirectTileL1(b *testing.B) {
 				b.ReportMetric(2*float64(k*directMR*c.n)*float64(b.N)/s/1e9, "GFLOP/cpu-s")
 			})
 		}
+		// the vector tiles (convDirectVecs), 1-3 vectors 48 floats apart
+		for nv := 1; nv <= 3; nv++ {
+			vec := directVecs{in: [3]int64{0, 48, 96}, out: [3]int64{0, 16, 32}, mask: [3]int64{0xffff, 0xffff, 0xffff}}
+			src := make([]float32, 256)
+			for i := range src {
+				src[i] = 0.5
+			}
+			b.Run(fmt.Sprintf("k%d/g%d", k, nv), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				c0 := cpuUsed(false)
+				for b.Loop() {
+					convDirectVecs(nv, k, a, src, offs, &vec, out, 64, &bias[0], 0, 1, true, directMR, nil)
+				}
+				s := (cpuUsed(false) - c0).Seconds()
+				b.ReportMetric(2*float64(k*directMR*16*nv)*float64(b.N)/s/1e9, "GFLOP/cpu-s")
+			})
+		}
 	}
 }

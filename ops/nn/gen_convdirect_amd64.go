@@ -30,6 +30,9 @@ func main() {
 	kernel(3, true, false, 0)
 	kernel(3, true, true, 0)
 	kernel(3, true, false, pcTaps)
+	for nv := 1; nv <= 3; nv++ {
+		gather(nv)
+	}
 	if err := os.WriteFile("convdirect_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -188,6 +191,117 @@ func kernel(nv int, full, pf bool, pc int) {
 			p("\tDECQ CX")
 			p("\tJZ %s_done", name)
 			p("\tADDQ SI, DI")
+		}
+	}
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// gather writes convDirectAVX512g<nv>: a tile of 8 output channels x nv
+// vectors of 16 positions that need not be neighbours: vector v reads the
+// taps at b + vec.in[v] and writes (and adds the residual) at c (z) +
+// vec.out[v], its lanes stored under mask vec.mask[v] (vec a *directVecs:
+// in, out, mask, 3 int64 each). The loads are whole vectors, never masked:
+// the caller guarantees 16 readable floats at every vector's position of
+// every tap. Tiles of several output rows (a plane narrower than 48
+// columns) then keep 8*nv accumulators busy where a tile of one row of 16
+// keeps 8: that kernel (x1) issues 8 broadcasts per 8 FMAs and waits on
+// them, this one 8 per 24.
+func gather(nv int) {
+	const mr = 8
+	name := fmt.Sprintf("convDirectAVX512g%d", nv)
+	acc := func(r, v int) string { return fmt.Sprintf("Z%d", r*nv+v) }
+	base := []string{"R11", "R12", "R13"}
+	zp := []string{"R14", "R15", "BX"}
+	p("")
+	p("// func %s(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, vec *directVecs, rows int, z *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-96", name)
+	p("\tMOVQ vec+72(FP), R9")
+	p("\tMOVQ b+16(FP), BX")
+	for v := 0; v < nv; v++ {
+		p("\tKMOVW %d(R9), K%d", 48+8*v, v+1)
+		p("\tMOVQ %d(R9), %s", 8*v, base[v])
+		p("\tLEAQ (BX)(%s*4), %s", base[v], base[v])
+	}
+	p("\tMOVQ k+0(FP), CX")
+	p("\tMOVQ a+8(FP), AX")
+	p("\tMOVQ offs+24(FP), DX")
+	p("\tMOVQ bias+48(FP), R8")
+	for r := 0; r < mr; r++ {
+		p("\tVBROADCASTSS %d(R8), %s", 4*r, acc(r, 0))
+		for v := 1; v < nv; v++ {
+			p("\tVMOVAPS %s, %s", acc(r, 0), acc(r, v))
+		}
+	}
+	step := func(u int) {
+		p("\tMOVLQSX %d(DX), R10", 4*u)
+		for v := 0; v < nv; v++ {
+			p("\tVMOVUPS (%s)(R10*4), Z%d", base[v], 24+v)
+		}
+		for r := 0; r < mr; r++ {
+			ar := fmt.Sprintf("Z%d", 27+r%2)
+			p("\tVBROADCASTSS %d(AX), %s", u*4*mr+4*r, ar)
+			for v := 0; v < nv; v++ {
+				p("\tVFMADD231PS Z%d, %s, %s", 24+v, ar, acc(r, v))
+			}
+		}
+	}
+	p("\tCMPQ CX, $2")
+	p("\tJLT %s_tail", name)
+	p("%s_loop2:", name)
+	step(0)
+	step(1)
+	p("\tADDQ $%d, AX", 2*4*mr)
+	p("\tADDQ $8, DX")
+	p("\tSUBQ $2, CX")
+	p("\tCMPQ CX, $2")
+	p("\tJGE %s_loop2", name)
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_clamp", name)
+	step(0)
+	p("%s_clamp:", name)
+	// the output (and residual) pointers of each vector
+	p("\tMOVQ vec+72(FP), R9")
+	p("\tMOVQ c+32(FP), DI")
+	p("\tMOVQ z+88(FP), R10")
+	for v := 0; v < nv; v++ {
+		p("\tMOVQ %d(R9), %s", 24+8*v, base[v])
+		p("\tLEAQ (R10)(%s*4), %s", base[v], zp[v])
+		p("\tLEAQ (DI)(%s*4), %s", base[v], base[v])
+	}
+	p("\tMOVBLZX clamp+64(FP), R9")
+	p("\tVBROADCASTSS lo+56(FP), Z27")
+	p("\tVBROADCASTSS hi+60(FP), Z28")
+	p("\tMOVQ ldc+40(FP), SI")
+	p("\tSHLQ $2, SI")
+	p("\tMOVQ rows+80(FP), CX")
+	for r := 0; r < mr; r++ {
+		p("\tTESTQ R10, R10")
+		p("\tJZ %s_noz%d", name, r)
+		for v := 0; v < nv; v++ {
+			p("\tVMOVUPS.Z (%s), K%d, Z29", zp[v], v+1)
+			p("\tVADDPS Z29, %s, %s", acc(r, v), acc(r, v))
+			p("\tADDQ SI, %s", zp[v])
+		}
+		p("%s_noz%d:", name, r)
+		p("\tTESTQ R9, R9")
+		p("\tJZ %s_st%d", name, r)
+		for v := 0; v < nv; v++ {
+			p("\tVMAXPS Z27, %s, %s", acc(r, v), acc(r, v))
+			p("\tVMINPS Z28, %s, %s", acc(r, v), acc(r, v))
+		}
+		p("%s_st%d:", name, r)
+		for v := 0; v < nv; v++ {
+			p("\tVMOVUPS %s, K%d, (%s)", acc(r, v), v+1, base[v])
+		}
+		if r < mr-1 {
+			p("\tDECQ CX")
+			p("\tJZ %s_done", name)
+			for v := 0; v < nv; v++ {
+				p("\tADDQ SI, %s", base[v])
+			}
 		}
 	}
 	p("%s_done:", name)
