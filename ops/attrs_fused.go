@@ -72,3 +72,122 @@ func ParseFusedAttentionAttrs(n *ir.Node, opset int64) (FusedAttentionAttrs, err
 	a := AttrsOf(n)
 	return FusedAttentionAttrs{Scale: a.Float("scale", 1)}, a.Err()
 }
+
+// FusedMatMulAttrs are kiln's FusedMatMul's attributes: its epilogue.
+type FusedMatMulAttrs struct {
+	EpilogueAttrs
+}
+
+// ParseFusedMatMulAttrs reads a kiln FusedMatMul node's attributes.
+func ParseFusedMatMulAttrs(n *ir.Node, opset int64) (FusedMatMulAttrs, error) {
+	e, err := ParseEpilogueAttrs(n)
+	return FusedMatMulAttrs{EpilogueAttrs: e}, err
+}
+
+// FusedConvAttrs are kiln's FusedConv's attributes: a Conv's (the window
+// and group, ConvAttrs) and the epilogue.
+type FusedConvAttrs struct {
+	ConvAttrs
+	EpilogueAttrs
+}
+
+// readConvAttrs reads a convolution's window and group through a.
+func readConvAttrs(a *Attrs) ConvAttrs {
+	return ConvAttrs{WindowAttrs: ReadWindowAttrs(a), Group: a.Int("group", 1)}
+}
+
+// checkGroup records a non-positive group in a.
+func checkGroup(a *Attrs, g int64) {
+	if g < 1 {
+		a.Fail("group", "must be positive, got %d", g)
+	}
+}
+
+// ParseFusedConvAttrs reads a kiln FusedConv node's attributes.
+func ParseFusedConvAttrs(n *ir.Node, opset int64) (FusedConvAttrs, error) {
+	a := AttrsOf(n)
+	c := FusedConvAttrs{ConvAttrs: readConvAttrs(a), EpilogueAttrs: ReadEpilogueAttrs(a)}
+	checkGroup(a, c.Group)
+	return c, a.Err()
+}
+
+// QConvAttrs are kiln's QConv's attributes: a Conv's, the epilogue and
+// the required "x_scale", the input's quantization scale (a positive
+// finite float).
+type QConvAttrs struct {
+	ConvAttrs
+	EpilogueAttrs
+	XScale float32
+}
+
+// readQScale reads the required quantization scale name: positive and
+// finite (1 when bad, the error recorded in a).
+func readQScale(a *Attrs, name string) float32 {
+	if !a.Has(name) {
+		a.Fail(name, "is required")
+		return 1
+	}
+	v := a.Float(name, 1)
+	if !(v > 0) || math.IsInf(float64(v), 1) {
+		a.Fail(name, "must be a positive finite float, got %g", v)
+		return 1
+	}
+	return v
+}
+
+// ParseQConvAttrs reads a kiln QConv node's attributes.
+func ParseQConvAttrs(n *ir.Node, opset int64) (QConvAttrs, error) {
+	a := AttrsOf(n)
+	c := QConvAttrs{ConvAttrs: readConvAttrs(a), EpilogueAttrs: ReadEpilogueAttrs(a)}
+	c.XScale = readQScale(a, "x_scale")
+	checkGroup(a, c.Group)
+	return c, a.Err()
+}
+
+// QMatMulAttrs are kiln's QMatMul's attributes: the epilogue and the
+// required "a_scale", input A's quantization scale (a positive finite
+// float).
+type QMatMulAttrs struct {
+	EpilogueAttrs
+	AScale float32
+}
+
+// ParseQMatMulAttrs reads a kiln QMatMul node's attributes.
+func ParseQMatMulAttrs(n *ir.Node, opset int64) (QMatMulAttrs, error) {
+	a := AttrsOf(n)
+	q := QMatMulAttrs{EpilogueAttrs: ReadEpilogueAttrs(a)}
+	q.AScale = readQScale(a, "a_scale")
+	return q, a.Err()
+}
+
+// MultiHeadAttentionAttrs are kiln's MultiHeadAttention's attributes.
+type MultiHeadAttentionAttrs struct {
+	// NumHeads is the required "num_heads", positive (at most 2^31 - 1).
+	NumHeads int64
+	// Scale is "scale" when ScaleSet; without it the kernel scales by
+	// 1/sqrt(head size).
+	Scale    float32
+	ScaleSet bool
+}
+
+// ParseMultiHeadAttentionAttrs reads a kiln MultiHeadAttention node's
+// attributes.
+func ParseMultiHeadAttentionAttrs(n *ir.Node, opset int64) (MultiHeadAttentionAttrs, error) {
+	a := AttrsOf(n)
+	m := MultiHeadAttentionAttrs{NumHeads: a.Int("num_heads", 0), Scale: a.Float("scale", 0), ScaleSet: a.Has("scale")}
+	if m.NumHeads <= 0 || m.NumHeads > math.MaxInt32 {
+		a.Fail("num_heads", "value %d, want a positive head count", m.NumHeads)
+	}
+	return m, a.Err()
+}
+
+// ParseSkipLayerNormAttrs reads a kiln SkipLayerNormalization node's
+// attributes: "epsilon" (1e-5 by default), not negative.
+func ParseSkipLayerNormAttrs(n *ir.Node, opset int64) (EpsilonAttrs, error) {
+	a := AttrsOf(n)
+	e := EpsilonAttrs{Epsilon: a.Float("epsilon", 1e-5)}
+	if !(e.Epsilon >= 0) {
+		a.Fail("epsilon", "value %g is negative", e.Epsilon)
+	}
+	return e, a.Err()
+}

@@ -2,6 +2,7 @@ package ops_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
@@ -28,7 +29,8 @@ var fuzzAttrNames = []string{"axis", "axes", "perm", "batch_dims", "reduction", 
 	"periodic", "output_datatype", "then_branch", "else_branch", "body", "num_scan_inputs", "scan_input_axes",
 	"scan_input_directions", "scan_output_axes", "scan_output_directions", "directions", "new_axis", "type",
 	"case_change_action", "is_case_sensitive", "stopwords", "locale", "min_gram_length", "max_gram_length",
-	"max_skip_count", "ngram_counts", "ngram_indexes", "pool_int64s", "pool_strings", "weights"}
+	"max_skip_count", "ngram_counts", "ngram_indexes", "pool_int64s", "pool_strings", "weights", "activation",
+	"activation_params", "x_scale", "a_scale", "num_heads"}
 
 // FuzzParseAttrs: every typed op's parser, given any attributes of any
 // type at any opset, returns its struct or an error wrapping
@@ -44,12 +46,19 @@ func FuzzParseAttrs(f *testing.F) {
 			typed = append(typed, op)
 		}
 	}
+	for _, op := range []string{"Attention", "FusedConv", "FusedMatMul", "Gelu", "LayerNormalization", "MultiHeadAttention",
+		"QConv", "QMatMul", "SkipLayerNormalization"} {
+		typed = append(typed, "kiln::"+op)
+	}
 	f.Fuzz(func(t *testing.T, b []byte, opset int64) {
 		if len(b) < 1 {
 			return
 		}
 		opset = ops.MinOpset + (opset%ops.MaxOpset+ops.MaxOpset)%ops.MaxOpset
 		n := &ir.Node{Name: "n", OpType: typed[int(b[0])%len(typed)], Attrs: map[string]*ir.Attr{}}
+		if d, op, ok := strings.Cut(n.OpType, "::"); ok {
+			n.Domain, n.OpType = d, op
+		}
 		for b = b[1:]; len(b) >= 3; b = b[3:] {
 			name := fuzzAttrNames[int(b[0])%len(fuzzAttrNames)]
 			v := int64(int8(b[2]))

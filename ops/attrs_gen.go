@@ -177,16 +177,6 @@ type RandomAttrs struct {
 	SampleSize int64
 }
 
-// isFloatDType reports whether dt is float16, float32, float64 or
-// bfloat16, the types the random generators draw.
-func isFloatDType(dt tensor.DType) bool {
-	switch dt {
-	case tensor.Float16, tensor.Float32, tensor.Float64, tensor.BFloat16:
-		return true
-	}
-	return false
-}
-
 // ParseRandomAttrs reads the attributes of a random generator node (see
 // RandomAttrs).
 func ParseRandomAttrs(n *ir.Node, opset int64) (RandomAttrs, error) {
@@ -198,7 +188,7 @@ func ParseRandomAttrs(n *ir.Node, opset int64) (RandomAttrs, error) {
 			return def
 		}
 		dt := tensor.DType(a.Int("dtype", 0))
-		if !isFloatDType(dt) {
+		if !isFloat(dt) {
 			a.Fail("dtype", "%d (%v) is not float16, float32, float64 or bfloat16", int64(dt), dt)
 		}
 		return dt

@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"math"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
@@ -154,5 +155,46 @@ func TestTextAttrs(t *testing.T) {
 		{"tfidf indexes count", "TfIdfVectorizer", tf(intsA("ngram_counts", 0), intsA("pool_int64s", 1, 2), intsA("ngram_indexes", 0)), 9, nil, "ngram_indexes"},
 		{"tfidf index range", "TfIdfVectorizer", tf(intsA("ngram_counts", 0), intsA("pool_int64s", 1), intsA("ngram_indexes", -1)), 9, nil, "ngram_indexes"},
 		{"tfidf weights count", "TfIdfVectorizer", tf(intsA("ngram_counts", 0), intsA("pool_int64s", 1), intsA("ngram_indexes", 0), floatsA("weights", 1, 2)), 9, nil, "weights"},
+	})
+}
+
+// TestFusedAttrs: the typed attributes of kiln's own ops (domain "kiln",
+// written by the optimizer): a convolution's window and group, the
+// activation epilogue, the quantization scales, the attention heads.
+func TestFusedAttrs(t *testing.T) {
+	inf := float32(math.Inf(1))
+	conv := ops.ConvAttrs{Group: 1}
+	conv2 := ops.ConvAttrs{WindowAttrs: ops.WindowAttrs{KernelShape: []int64{3, 3}, Strides: []int64{2, 2}}, Group: 2}
+	runAttrCases(t, []attrCase{
+		{"fusedconv default", "kiln::FusedConv", nil, 1, ops.FusedConvAttrs{ConvAttrs: conv}, ""},
+		{"fusedconv relu", "kiln::FusedConv", []*ir.Attr{intsA("kernel_shape", 3, 3), intsA("strides", 2, 2), intA("group", 2), strA("activation", "Relu")}, 1,
+			ops.FusedConvAttrs{ConvAttrs: conv2, EpilogueAttrs: ops.EpilogueAttrs{Activation: "Relu"}}, ""},
+		{"fusedconv clip default", "kiln::FusedConv", []*ir.Attr{strA("activation", "Clip")}, 1,
+			ops.FusedConvAttrs{ConvAttrs: conv, EpilogueAttrs: ops.EpilogueAttrs{Activation: "Clip", P0: -inf, P1: inf}}, ""},
+		{"fusedconv group 0", "kiln::FusedConv", []*ir.Attr{intA("group", 0)}, 1, nil, "group"},
+		{"fusedconv bad activation", "kiln::FusedConv", []*ir.Attr{strA("activation", "Swish")}, 1, nil, "activation"},
+		{"fusedconv empty clip", "kiln::FusedConv", []*ir.Attr{strA("activation", "Clip"), floatsA("activation_params", 6, 0)}, 1, nil, "activation_params"},
+		{"fusedconv bad stride", "kiln::FusedConv", []*ir.Attr{intsA("strides", 0, 1)}, 1, nil, "strides"},
+		{"fusedmatmul leakyrelu", "kiln::FusedMatMul", []*ir.Attr{strA("activation", "LeakyRelu")}, 1,
+			ops.FusedMatMulAttrs{EpilogueAttrs: ops.EpilogueAttrs{Activation: "LeakyRelu", P0: 0.01}}, ""},
+		{"fusedmatmul mistyped params", "kiln::FusedMatMul", []*ir.Attr{strA("activation", "HardSigmoid"), floatA("activation_params", 1)}, 1, nil, "activation_params"},
+		{"qconv", "kiln::QConv", []*ir.Attr{floatA("x_scale", 0.5), intsA("kernel_shape", 3, 3), intsA("strides", 2, 2), intA("group", 2)}, 1,
+			ops.QConvAttrs{ConvAttrs: conv2, XScale: 0.5}, ""},
+		{"qconv no x_scale", "kiln::QConv", nil, 1, nil, "x_scale"},
+		{"qconv zero x_scale", "kiln::QConv", []*ir.Attr{floatA("x_scale", 0)}, 1, nil, "x_scale"},
+		{"qconv infinite x_scale", "kiln::QConv", []*ir.Attr{floatA("x_scale", inf)}, 1, nil, "x_scale"},
+		{"qmatmul", "kiln::QMatMul", []*ir.Attr{floatA("a_scale", 0.25), strA("activation", "Relu")}, 1,
+			ops.QMatMulAttrs{EpilogueAttrs: ops.EpilogueAttrs{Activation: "Relu"}, AScale: 0.25}, ""},
+		{"qmatmul no a_scale", "kiln::QMatMul", nil, 1, nil, "a_scale"},
+		{"mha", "kiln::MultiHeadAttention", []*ir.Attr{intA("num_heads", 12)}, 1, ops.MultiHeadAttentionAttrs{NumHeads: 12}, ""},
+		{"mha scale", "kiln::MultiHeadAttention", []*ir.Attr{intA("num_heads", 2), floatA("scale", 0.125)}, 1, ops.MultiHeadAttentionAttrs{NumHeads: 2, Scale: 0.125, ScaleSet: true}, ""},
+		{"mha no heads", "kiln::MultiHeadAttention", nil, 1, nil, "num_heads"},
+		{"mha too many heads", "kiln::MultiHeadAttention", []*ir.Attr{intA("num_heads", 1<<40)}, 1, nil, "num_heads"},
+		{"skiplayernorm default", "kiln::SkipLayerNormalization", nil, 1, ops.EpsilonAttrs{Epsilon: 1e-5}, ""},
+		{"skiplayernorm negative epsilon", "kiln::SkipLayerNormalization", []*ir.Attr{floatA("epsilon", -1)}, 1, nil, "epsilon"},
+		{"gelu tanh", "kiln::Gelu", []*ir.Attr{strA("approximate", "tanh")}, 1, ops.ActivationAttrs{Tanh: true}, ""},
+		{"gelu bad approximate", "kiln::Gelu", []*ir.Attr{strA("approximate", "erf")}, 1, nil, "approximate"},
+		{"layernorm as opset 17", "kiln::LayerNormalization", nil, 1, ops.LayerNormAttrs{Axis: -1, Epsilon: 1e-5, StashType: tensor.Float32}, ""},
+		{"attention", "kiln::Attention", nil, 1, ops.FusedAttentionAttrs{Scale: 1}, ""},
 	})
 }

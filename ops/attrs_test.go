@@ -38,6 +38,9 @@ func runAttrCase(t *testing.T, tt attrCase, outs int) {
 	t.Helper()
 	t.Run(tt.name, func(t *testing.T) {
 		n := &ir.Node{Name: "n", OpType: tt.op, Attrs: map[string]*ir.Attr{}}
+		if d, op, ok := strings.Cut(tt.op, "::"); ok { // "kiln::FusedConv"
+			n.Domain, n.OpType = d, op
+		}
 		for i := range outs {
 			n.Outputs = append(n.Outputs, &ir.Value{Name: fmt.Sprint("y", i)})
 		}
@@ -178,4 +181,11 @@ func TestTypedOps(t *testing.T) {
 		t.Errorf("typed ops (%d of %d): %v\nwant %v", len(typed), len(ops.Types()), typed, want)
 	}
 	t.Logf("%d of %d default-domain ops have typed attributes; the other %d have none", len(typed), len(ops.Types()), len(untyped))
+	// kiln's own ops (the optimizer's fused forms) are all typed
+	for _, op := range []string{"Attention", "FusedConv", "FusedMatMul", "Gelu", "LayerNormalization", "MultiHeadAttention",
+		"QConv", "QMatMul", "SkipLayerNormalization"} {
+		if d, ok := ops.Lookup("kiln", op); !ok || d.Attrs == nil {
+			t.Errorf("kiln::%s: registered %v, typed %v", op, ok, ok && d.Attrs != nil)
+		}
+	}
 }

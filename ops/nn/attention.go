@@ -34,15 +34,11 @@ type mhaOp struct {
 }
 
 func prepareMHA(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &mhaOp{heads: int(a.Int("num_heads", 0)), scale: a.Float("scale", 0), scaleSet: a.Has("scale")}
-	if k.heads <= 0 {
-		a.Fail("num_heads", "value %d, want a positive head count", k.heads)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseMultiHeadAttentionAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &mhaOp{heads: int(a.NumHeads), scale: a.Scale, scaleSet: a.ScaleSet}, nil
 }
 
 func (k *mhaOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -306,5 +302,5 @@ func (a *attnJob) fill(v float32) {
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "MultiHeadAttention", Prepare: prepareMHA})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "MultiHeadAttention", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseMultiHeadAttentionAttrs(n, opset) }, Prepare: prepareMHA})
 }

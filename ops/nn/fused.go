@@ -47,8 +47,9 @@ type epilogue struct {
 	p0, p1 float32
 }
 
-func parseEpilogue(a *ops.Attrs) epilogue {
-	e := ops.ReadEpilogueAttrs(a) // the typed attributes, as the CUDA kernels read them
+// epilogueOf is the kernel's form of the typed epilogue (as the CUDA
+// kernels read it).
+func epilogueOf(e ops.EpilogueAttrs) epilogue {
 	return epilogue{act: e.Activation, p0: e.P0, p1: e.P1}
 }
 
@@ -149,13 +150,13 @@ func (e epilogue) applySerial(y []float32) {
 type geluOp struct{ ep epilogue }
 
 func prepareGelu(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &geluOp{ep: epilogue{act: ActGelu}}
-	if a.OneOf("approximate", a.String("approximate", "none"), "none", "tanh") == "tanh" {
-		k.ep.act = ActGeluTanh
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseActivationAttrs(n, opset)
+	if err != nil {
 		return nil, err
+	}
+	k := &geluOp{ep: epilogue{act: ActGelu}}
+	if a.Tanh {
+		k.ep.act = ActGeluTanh
 	}
 	return k, nil
 }
@@ -412,7 +413,9 @@ func prepareLayerNormAlias(n *ir.Node, opset int64) (ops.Kernel, error) {
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Prepare: prepareGelu})
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "LayerNormalization", Prepare: prepareLayerNormAlias})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "Gelu", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseActivationAttrs(n, opset) }, Prepare: prepareGelu})
+	// kiln's LayerNormalization is opset 17's (its Prepare is the default
+	// domain's, which reads LayerNormAttrs)
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "LayerNormalization", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseLayerNormAttrs(n, max(opset, 17)) }, Prepare: prepareLayerNormAlias})
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "Attention", Attrs: attentionAttrs, Prepare: prepareAttention})
 }

@@ -69,14 +69,11 @@ type fusedConvOp struct {
 var _ ops.Tactical = (*fusedConvOp)(nil)
 
 func prepareFusedConv(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &fusedConvOp{convOp: convOp{win: parseWindow(a), group: int(a.Int("group", 1))}, ep: parseEpilogue(a)}
-	if k.group < 1 {
-		a.Fail("group", "must be positive, got %d", k.group)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseFusedConvAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	k := &fusedConvOp{convOp: convOp{win: windowOf(&a.WindowAttrs), group: int(a.Group)}, ep: epilogueOf(a.EpilogueAttrs)}
 	if w := n.Input(1); w != nil {
 		k.wConst = w.Const
 	}
@@ -494,5 +491,5 @@ func (k *fusedConvOp) winogradFilter(a cpu.ConvAlgo, p cpu.Conv2DParams, w *tens
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedConv", Prepare: prepareFusedConv})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedConv", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseFusedConvAttrs(n, opset) }, Prepare: prepareFusedConv})
 }

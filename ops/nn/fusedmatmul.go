@@ -33,11 +33,11 @@ type fusedMatMulOp struct {
 var _ ops.Tactical = (*fusedMatMulOp)(nil)
 
 func prepareFusedMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &fusedMatMulOp{ep: parseEpilogue(a)}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseFusedMatMulAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	k := &fusedMatMulOp{ep: epilogueOf(a.EpilogueAttrs)}
 	k.cw.w = constWeight(n)
 	return k, nil
 }
@@ -236,5 +236,5 @@ func runMatMulBlocked(p *mmPlan, bl cpu.Blocking, a, b, c []float32) {
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Prepare: prepareFusedMatMul})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "FusedMatMul", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseFusedMatMulAttrs(n, opset) }, Prepare: prepareFusedMatMul})
 }

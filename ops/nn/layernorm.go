@@ -29,16 +29,11 @@ type skipLayerNormOp struct {
 }
 
 func prepareSkipLayerNorm(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &skipLayerNormOp{eps: a.Float("epsilon", 1e-5)}
-	if !(k.eps >= 0) {
-		a.Fail("epsilon", "value %g is negative", k.eps)
-	}
-	k.sum = len(n.Outputs) > 1 && n.Outputs[1] != nil
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseSkipLayerNormAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &skipLayerNormOp{eps: a.Epsilon, sum: len(n.Outputs) > 1 && n.Outputs[1] != nil}, nil
 }
 
 func (k *skipLayerNormOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -209,5 +204,5 @@ func normRow(y, s, gamma, beta []float32, eps float32) {
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "SkipLayerNormalization", Prepare: prepareSkipLayerNorm})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "SkipLayerNormalization", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseSkipLayerNormAttrs(n, opset) }, Prepare: prepareSkipLayerNorm})
 }

@@ -68,30 +68,12 @@ func (c *packCache[T]) get(w *tensor.Tensor, pack func() *T) *T {
 	return c.val
 }
 
-// parseQScale reads a required positive finite float attribute.
-func parseQScale(a *ops.Attrs, name string) float32 {
-	if !a.Has(name) {
-		a.Fail(name, "is required")
-		return 1
-	}
-	v := a.Float(name, 1)
-	if !(v > 0) || math.IsInf(float64(v), 1) {
-		a.Fail(name, "must be a positive finite float, got %g", v)
-		return 1
-	}
-	return v
-}
-
 func prepareQConv(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &qConvOp{convOp: convOp{win: parseWindow(a), group: int(a.Int("group", 1))}, ep: parseEpilogue(a)}
-	k.xScale = parseQScale(a, "x_scale")
-	if k.group < 1 {
-		a.Fail("group", "must be positive, got %d", k.group)
-	}
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseQConvAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
+	k := &qConvOp{convOp: convOp{win: windowOf(&a.WindowAttrs), group: int(a.Group)}, ep: epilogueOf(a.EpilogueAttrs), xScale: a.XScale}
 	return k, nil
 }
 
@@ -434,13 +416,11 @@ type qMatMulOp struct {
 }
 
 func prepareQMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
-	a := ops.AttrsOf(n)
-	k := &qMatMulOp{ep: parseEpilogue(a)}
-	k.aScale = parseQScale(a, "a_scale")
-	if err := a.Err(); err != nil {
+	a, err := ops.ParseQMatMulAttrs(n, opset)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &qMatMulOp{ep: epilogueOf(a.EpilogueAttrs), aScale: a.AScale}, nil
 }
 
 func (k *qMatMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -537,6 +517,6 @@ func (k *qMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 }
 
 func init() {
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "QConv", Prepare: prepareQConv})
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "QMatMul", Prepare: prepareQMatMul})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "QConv", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseQConvAttrs(n, opset) }, Prepare: prepareQConv})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "QMatMul", Attrs: func(n *ir.Node, opset int64) (any, error) { return ops.ParseQMatMulAttrs(n, opset) }, Prepare: prepareQMatMul})
 }
