@@ -417,6 +417,9 @@ func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts eight processes")
 	}
+	kiln(t) // built first, so that the times below are the test's own
+	t0 := time.Now()
+	phase := func(s string) { t.Logf("%5.1fs: %s", time.Since(t0).Seconds(), s) }
 	plans := t.TempDir()
 	both, one := repo(t, "tinycnn", "pair"), repo(t, "tinycnn")
 	a := serve(t, "serve-a", both, plans)
@@ -459,7 +462,7 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
-	t.Log("phase 1: balance over three; the pair model only on two")
+	phase("phase 1: balance over three; the pair model only on two")
 	more(300)
 	m := metricsOf(t, gw.metrics)
 	for _, s := range []string{a.http, b.http, slow.addr} {
@@ -472,7 +475,7 @@ func TestCluster(t *testing.T) {
 	// 150 ms: well above what CPU contention adds to a and b when the test
 	// shares two cores with other packages' tests (at 50 ms, c's share rose
 	// from about 0.27 to 0.55 of the others' under CI's parallel packages)
-	t.Log("phase 2: server c slow (150 ms more per inference)")
+	phase("phase 2: server c slow (150 ms more per inference)")
 	slow.delay.Store(int64(150 * time.Millisecond))
 	m0 := metricsOf(t, gw.metrics)
 	more(600)
@@ -486,7 +489,7 @@ func TestCluster(t *testing.T) {
 	}
 	checkFailures("phase 2")
 
-	t.Log("phase 3: kill -9 of server a")
+	phase("phase 3: kill -9 of server a")
 	more(100)
 	if err := a.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -503,7 +506,7 @@ func TestCluster(t *testing.T) {
 	}
 	checkFailures("phase 3 (kill -9)")
 
-	t.Log("phase 4: a fourth server added")
+	phase("phase 4: a fourth server added")
 	d := serve(t, "serve-d", both, plans)
 	waitFor(t, "d ready", 60*time.Second, func() bool {
 		resp, err := http.Get("http://" + d.http + "/v2/health/ready")
@@ -525,7 +528,7 @@ func TestCluster(t *testing.T) {
 	more(200)
 	checkFailures("phase 4")
 
-	t.Log("phase 5: a back, then a rolling restart of a, b and c")
+	phase("phase 5: a back, then a rolling restart of a, b and c")
 	a = serve(t, "serve-a2", both, plans, a.http, a.grpc, a.metrics)
 	lines = backendLine(a.http, a) + lines
 	if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
@@ -551,6 +554,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// kiln perf's own count of the whole run, in flight at SIGINT included
+	phase("kiln perf stopped (SIGINT)")
 	for _, p := range perfs {
 		rep := p.finish(t)
 		t.Logf("%s: %d requests, %d failed %v", p.name, rep.Requests, rep.Errors, rep.ErrorKinds)
@@ -575,7 +579,7 @@ func TestCluster(t *testing.T) {
 		t.Error("no pair request answered")
 	}
 
-	t.Log("phase 6: SIGTERM of the gateway with requests in flight")
+	phase("phase 6: SIGTERM of the gateway with requests in flight")
 	slow.delay.Store(int64(time.Second))
 	type result struct {
 		code int
@@ -623,5 +627,5 @@ func TestCluster(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not stop after SIGTERM")
 	}
-	t.Logf("%d requests in flight at the gateway's SIGTERM finished with 200; it exited 0", late)
+	phase(fmt.Sprintf("%d requests in flight at the gateway's SIGTERM finished with 200; it exited 0", late))
 }

@@ -45,7 +45,11 @@ func newFake(t testing.TB, name string, models ...string) *fake {
 	mux.HandleFunc("POST /v2/repository/index", func(w http.ResponseWriter, r *http.Request) {
 		var idx []map[string]string
 		for _, m := range f.models {
-			idx = append(idx, map[string]string{"name": m, "version": "1", "state": "READY"})
+			name, version, ok := strings.Cut(m, ":") // "model:version", version 1 by default
+			if !ok {
+				version = "1"
+			}
+			idx = append(idx, map[string]string{"name": name, "version": version, "state": "READY"})
 		}
 		idx = append(idx, map[string]string{"name": "broken", "version": "1", "state": "UNAVAILABLE"})
 		json.NewEncoder(w).Encode(idx)
@@ -222,6 +226,28 @@ func TestGatewayRouting(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(idx), `"name":"pair"`) || strings.Contains(string(idx), "broken") {
 		t.Errorf("index: %s", idx)
+	}
+
+	// versions: a request for a version goes only where that version is READY
+	d, e := newFake(t, "d", "v:1"), newFake(t, "e", "v:2", "v:3")
+	_, url = newTestGateway(t, Options{}, d, e)
+	versions := []struct {
+		path string
+		want int
+		from string // "" any
+	}{
+		{"/v2/models/v/versions/1/infer", 200, "d"},
+		{"/v2/models/v/versions/2/infer", 200, "e"},
+		{"/v2/models/v/versions/3/infer", 200, "e"},
+		{"/v2/models/v/versions/4/infer", 503, ""},
+		{"/v2/models/v/infer", 200, ""},
+	}
+	for _, v := range versions {
+		for range 10 {
+			if got := post(t, url+v.path, "", nil, []byte(inferBody)); got.code != v.want || v.from != "" && got.backend != v.from {
+				t.Fatalf("%s: %+v, want %d from %q", v.path, got, v.want, v.from)
+			}
+		}
 	}
 }
 

@@ -41,33 +41,37 @@ func TestGatewayMetrics(t *testing.T) {
 		token string
 		want  int
 	}
+	const sent = -1 // in want: the number of requests sent
 	tests := []struct {
 		name  string
 		opts  Options
 		modes [2]string // of backends a and b
-		steps []step
-		// the metrics, with A and B for the backends' names
+		// untilA: first send requests (each answered 200) until a got
+		// this many; the picks among backends are random
+		untilA int
+		steps  []step
+		// the metrics, with A and B for the backends' names, * for both
 		want map[string]float64
 	}{
-		{"answered", Options{}, [2]string{"ok", "ok"}, []step{{"", 200}, {"", 200}, {"", 200}, {"", 200}},
+		{"answered", Options{}, [2]string{"ok", "ok"}, 0, []step{{"", 200}, {"", 200}, {"", 200}, {"", 200}},
 			map[string]float64{`kiln_gateway_requests_total{backend="*",code="200",model="m"}`: 4,
 				`kiln_gateway_request_duration_seconds_count{backend="*",model="m"}`: 4,
 				`kiln_gateway_backend_ready{backend="A"}`:                            1, `kiln_gateway_outstanding_requests{backend="A"}`: 0}},
-		// (a 503 takes the model off the backend until the next poll)
-		{"refused and retried", Options{Policy: "roundrobin", PollInterval: time.Hour}, [2]string{"503", "ok"}, []step{{"", 200}, {"", 200}},
+		// a 503 takes the model off a until the next poll (none here)
+		{"refused and retried", Options{PollInterval: time.Hour}, [2]string{"503", "ok"}, 1, []step{{"", 200}, {"", 200}},
 			map[string]float64{`kiln_gateway_retries_total{backend="A",model="m",reason="refused"}`: 1,
 				`kiln_gateway_requests_total{backend="A",code="503",model="m"}`: 1,
-				`kiln_gateway_requests_total{backend="B",code="200",model="m"}`: 2}},
-		{"lost, retried and ejected", Options{Policy: "roundrobin", FailureThreshold: 2, EjectTime: time.Hour}, [2]string{"drop", "ok"},
-			[]step{{"", 200}, {"", 200}, {"", 200}, {"", 200}, {"", 200}, {"", 200}},
+				`kiln_gateway_requests_total{backend="B",code="200",model="m"}`: sent}},
+		{"lost, retried and ejected", Options{FailureThreshold: 2, EjectTime: time.Hour}, [2]string{"drop", "ok"}, 2,
+			[]step{{"", 200}, {"", 200}, {"", 200}, {"", 200}},
 			map[string]float64{`kiln_gateway_retries_total{backend="A",model="m",reason="lost"}`: 2,
 				`kiln_gateway_ejections_total{backend="A"}`: 1, `kiln_gateway_backend_ready{backend="A"}`: 0,
-				`kiln_gateway_requests_total{backend="B",code="200",model="m"}`: 6}},
+				`kiln_gateway_requests_total{backend="B",code="200",model="m"}`: sent}},
 		// every attempt that may be retried counts, the last one too
-		{"queues full", Options{}, [2]string{"429", "429"}, []step{{"", 429}},
+		{"queues full", Options{}, [2]string{"429", "429"}, 0, []step{{"", 429}},
 			map[string]float64{`kiln_gateway_retries_total{backend="*",model="m",reason="full"}`: 2,
 				`kiln_gateway_requests_total{backend="*",code="429",model="m"}`: 2, `kiln_gateway_rejected_total{reason="overloaded"}`: 1}},
-		{"admission", Options{Clients: []Client{{Name: "alice", Token: "t1", Rate: 0.001, Burst: 1}}}, [2]string{"ok", "ok"},
+		{"admission", Options{Clients: []Client{{Name: "alice", Token: "t1", Rate: 0.001, Burst: 1}}}, [2]string{"ok", "ok"}, 0,
 			[]step{{"", 401}, {"t1", 200}, {"t1", 429}, {"t1", 429}},
 			map[string]float64{`kiln_gateway_rejected_total{reason="unauthenticated"}`: 1, `kiln_gateway_rejected_total{reason="rate_limited"}`: 2,
 				`kiln_gateway_requests_total{backend="*",code="200",model="m"}`: 1}},
@@ -78,18 +82,26 @@ func TestGatewayMetrics(t *testing.T) {
 			g, url := newTestGateway(t, tt.opts, a, b)
 			a.mode.Store(tt.modes[0])
 			b.mode.Store(tt.modes[1])
-			if tt.opts.Policy == "roundrobin" {
-				// start the turns on a
-				for pick, _ := g.pick(route{model: "m"}, nil); pick.HTTP != a.addr(); pick, _ = g.pick(route{model: "m"}, nil) {
+			n := 0
+			for ; a.count("m") < tt.untilA; n++ {
+				if n == 200 {
+					t.Fatalf("a got %d requests of %d", a.count("m"), n)
+				}
+				if got := post(t, url+"/v2/models/m/infer", "", nil, []byte(inferBody)); got.code != 200 {
+					t.Fatalf("request %d: %+v", n, got)
 				}
 			}
 			for i, s := range tt.steps {
 				if got := post(t, url+"/v2/models/m/infer", s.token, nil, []byte(inferBody)); got.code != s.want {
-					t.Fatalf("request %d: %+v, want %d", i, got, s.want)
+					t.Fatalf("request %d: %+v, want %d", n+i, got, s.want)
 				}
 			}
+			n += len(tt.steps)
 			m := scrape(t, g)
 			for k, want := range tt.want {
+				if want == sent {
+					want = float64(n)
+				}
 				var got float64
 				if strings.Contains(k, `backend="*"`) {
 					got = m[strings.Replace(k, "*", a.addr(), 1)] + m[strings.Replace(k, "*", b.addr(), 1)]

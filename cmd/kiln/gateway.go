@@ -64,7 +64,7 @@ func runGateway(ctx context.Context, args []string, started chan<- [3]string) in
 	maxQueue := fs.Int64("max-queue", 0, "a backend's queue capacity as the gateway counts it (requests in flight plus its own queue): when every eligible backend is at it, answer 429 / RESOURCE_EXHAUSTED without sending (0: no limit; backends' own 429s are tried elsewhere)")
 	backendToken := fs.String("backend-token", "", "bearer token sent to the backends in place of the client's (default: $KILN_BACKEND_TOKEN; empty forwards the client's Authorization)")
 	var clients []gateway.Client
-	fs.Func("client", "an admitted client, `NAME:TOKEN[:RATE[:BURST[:PRIORITY]]]` (repeatable): with any, requests need \"Authorization: Bearer TOKEN\" of one (401 otherwise) and are held to its rate, requests a second, as a token bucket (429 over it; RATE 0 or none: no limit); its inference requests that set no parameters get the priority level PRIORITY (1 the highest; the model's dynamic_batching needs that many priority_levels, else the backend answers 400)", func(v string) error {
+	fs.Func("client", "an admitted client, `NAME:TOKEN[:RATE[:BURST[:PRIORITY]]]` (repeatable): with any, requests need \"Authorization: Bearer TOKEN\" of one (401 otherwise) and are held to its rate, requests a second, as a token bucket (429 over it; RATE 0 or none: no limit); its inference requests that set no priority of their own get the priority level PRIORITY (1 the highest; the model's dynamic_batching needs that many priority_levels, else the backend answers 400)", func(v string) error {
 		c, err := gateway.ParseClient(v)
 		if err != nil {
 			return errors.New(strings.TrimPrefix(err.Error(), gateway.ErrConfig.Error()+": "))
