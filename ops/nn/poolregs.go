@@ -24,6 +24,7 @@ type poolRegPlan struct {
 	nblk int
 	b0   int       // the first block of the interior loop
 	nint int       // how many blocks from b0 on the interior loop runs
+	reg  [6]int    // the regular rows: count, block 0's offset, output offset, divisors' offset, input step, output row length
 	tab  []int     // per output row: block 0's offset, rows inside, divisors' offset, output offset, interior loop
 	blk  []uint16  // stride 2, per block of 16 outputs: masks of A, B, C, the outputs, border flag, 3 unused; stride 1: per chunk, its mask and its block's outputs
 	inv  []float32 // AveragePool: 1/count per output column, one row of nblk*16 per distinct row count
@@ -98,6 +99,9 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
 		if e[0] != 0xffff || e[1] != 0xffff || (p.kw == 3 && e[2] != 1) {
 			e[4] = 1
 		}
+		if e[4] == 0 && e[3] == 0xffff {
+			e[5] = 1
+		}
 	}
 	// interior blocks: every column read and every output inside
 	p.b0 = (padL + 31) / 32
@@ -145,7 +149,47 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
 		}
 		t[2] = off
 	}
+	if p.sw == 2 {
+		p.regularRows()
+	}
 	return p
+}
+
+// regularRows marks the longest run of output rows whose windows have kw
+// rows inside the input, the same divisors and input rows a constant step
+// apart, for poolS2AVX512's column pass.
+func (p *poolRegPlan) regularRows() {
+	best, bestAt := 0, 0
+	for i := 0; i < p.oh; {
+		t := p.tab[5*i:]
+		if t[1] != p.kw {
+			i++
+			continue
+		}
+		j := i + 1
+		for ; j < p.oh; j++ {
+			u := p.tab[5*j:]
+			if u[1] != p.kw || u[2] != t[2] || (j > i+1 && u[0]-p.tab[5*(j-1)] != p.tab[5*(i+1)]-t[0]) {
+				break
+			}
+		}
+		if j-i > best {
+			best, bestAt = j-i, i
+		}
+		i = j
+	}
+	if best == 0 {
+		return
+	}
+	t := p.tab[5*bestAt:]
+	step := 0
+	if best > 1 {
+		step = p.tab[5*(bestAt+1)] - t[0]
+	}
+	p.reg = [6]int{best, t[0], t[3], t[2], step, p.ow}
+	for i := bestAt; i < bestAt+best; i++ {
+		p.tab[5*i+4] = 2
+	}
 }
 
 // check panics unless the kernel's reads stay inside x and its writes
@@ -160,7 +204,7 @@ func (p *poolRegPlan) check(y, x []float32, planes int) {
 	}
 	for i := 0; i < p.oh; i++ {
 		t := p.tab[5*i : 5*i+5]
-		if t[1] > 0 && (t[0]+p.key[8] < 0 || t[0]+p.key[8]+t[1]*p.w > p.h*p.w || (p.avg && t[2]+16*p.nblk > len(p.inv))) {
+		if t[1] > 0 && (t[0]+p.key[8] < 0 || (t[4] == 2 && t[0] != p.reg[1]+(i-(p.reg[2]/p.ow))*p.reg[4]) || t[0]+p.key[8]+t[1]*p.w > p.h*p.w || (p.avg && t[2]+16*p.nblk > len(p.inv))) {
 			panic(fmt.Sprintf("nn: poolRegRun: row %d reads %d rows from %d of %d", i, t[1], t[0], p.h*p.w))
 		}
 	}

@@ -30,7 +30,7 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 	op 64(base), Z1, K2, Z1; \
 	op 128(base), Z2, K3, Z2
 
-// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint int, avg bool)
+// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint, rn, rxoff, ryoff, rinv, rstep, ow int, avg bool)
 //
 // planes planes of a 2-D MaxPool (AveragePool when avg) with a horizontal
 // stride of 2 and a window k (2 or 3) columns wide, the window's rows and
@@ -49,11 +49,17 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 // horizontal pass; AveragePool's zeros are already right). Each output is
 // the max (or the sum times inv) of the evens, the odds and, for k = 3, the
 // evens one further on of the vertical result. The interior loop is the
-// same without masks, with the n rows unrolled.
-TEXT ·poolS2AVX512(SB), NOSPLIT, $0-113
+// same without masks, with the n rows unrolled. The rn regular rows (n = k,
+// the same divisors, the input rows rstep elements apart: rows of the
+// window inside the input; tab[5i+4] = 2) are skipped by the row loop and
+// run after it block by block, each block down all of them with its masks
+// loaded once (unmasked where blk[8b+5] says every lane is valid): block 0
+// of the first reads x from rxoff and writes y from ryoff, its divisors from
+// inv[rinv:]; output rows are ow elements apart.
+TEXT ·poolS2AVX512(SB), NOSPLIT, $0-161
 	VMOVDQU32 poolRegEven<>(SB), Z31
 	VMOVDQU32 poolRegOdd<>(SB), Z29
-	MOVBLZX avg+112(FP), CX
+	MOVBLZX avg+160(FP), CX
 	VPXORD Z30, Z30, Z30
 	TESTQ CX, CX
 	JNZ s2plane
@@ -70,7 +76,9 @@ s2plane:
 	SHLQ $2, R10
 s2row:
 	TESTQ R13, R13
-	JZ s2nextplane
+	JZ s2col
+	CMPQ 32(R12), $2
+	JEQ s2rowdone
 	MOVQ 0(R12), SI
 	MOVQ 8(R12), BX
 	MOVQ 16(R12), R9
@@ -266,6 +274,222 @@ s2rowdone:
 	ADDQ $40, R12
 	DECQ R13
 	JMP s2row
+	// the column pass: the regular rows (rows r0 .. r0+rn, each n = k
+	// rows from rxoff + (i-r0)*rstep), block by block, each block down
+	// all those rows with its masks loaded once
+s2col:
+	MOVQ rn+112(FP), AX
+	TESTQ AX, AX
+	JZ s2nextplane
+	MOVQ blk+24(FP), R14
+	MOVQ nblk+56(FP), R8
+	MOVQ x+8(FP), R12
+	MOVQ rxoff+120(FP), AX
+	LEAQ (R12)(AX*4), R12
+	MOVQ y+0(FP), R13
+	MOVQ ryoff+128(FP), AX
+	LEAQ (R13)(AX*4), R13
+	MOVQ inv+32(FP), R9
+	MOVQ rinv+136(FP), AX
+	LEAQ (R9)(AX*4), R9
+	MOVQ rstep+144(FP), BX
+	SHLQ $2, BX
+	MOVQ ow+152(FP), DX
+	SHLQ $2, DX
+s2cblk:
+	KMOVW 0(R14), K1
+	KMOVW 2(R14), K2
+	KMOVW 4(R14), K3
+	KMOVW 6(R14), K4
+	MOVQ R12, SI
+	MOVQ R13, DI
+	MOVQ rn+112(FP), R11
+	CMPW 10(R14), $0
+	JEQ s2cmasked
+	CMPQ k+80(FP), $2
+	JEQ s2ci2
+	TESTQ CX, CX
+	JNZ s2ciadd3
+	JMP s2cimax3
+s2ci2:
+	TESTQ CX, CX
+	JNZ s2ciadd2
+	JMP s2cimax2
+s2cmasked:
+	CMPQ k+80(FP), $2
+	JEQ s2cm2
+	TESTQ CX, CX
+	JNZ s2cmadd3
+	JMP s2cmmax3
+s2cm2:
+	TESTQ CX, CX
+	JNZ s2cmadd2
+	JMP s2cmmax2
+s2cimax3:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVSS 128(SI), X2
+	VMAXPS (SI)(R10*1), Z0, Z0
+	VMAXPS 64(SI)(R10*1), Z1, Z1
+	VMAXSS 128(SI)(R10*1), X2, X2
+	VMAXPS (SI)(R10*2), Z0, Z0
+	VMAXPS 64(SI)(R10*2), Z1, Z1
+	VMAXSS 128(SI)(R10*2), X2, X2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2cimax3
+	JMP s2cnext
+s2cmmax3:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVUPS.Z 128(SI), K3, Z2
+	VMAXPS.Z (SI)(R10*1), Z0, K1, Z0
+	VMAXPS.Z 64(SI)(R10*1), Z1, K2, Z1
+	VMAXPS.Z 128(SI)(R10*1), Z2, K3, Z2
+	VMAXPS.Z (SI)(R10*2), Z0, K1, Z0
+	VMAXPS.Z 64(SI)(R10*2), Z1, K2, Z1
+	VMAXPS.Z 128(SI)(R10*2), Z2, K3, Z2
+	VBLENDMPS Z0, Z30, K1, Z0
+	VBLENDMPS Z1, Z30, K2, Z1
+	VBLENDMPS Z2, Z30, K3, Z2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, K4, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2cmmax3
+	JMP s2cnext
+s2ciadd3:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVSS 128(SI), X2
+	VADDPS (SI)(R10*1), Z0, Z0
+	VADDPS 64(SI)(R10*1), Z1, Z1
+	VADDSS 128(SI)(R10*1), X2, X2
+	VADDPS (SI)(R10*2), Z0, Z0
+	VADDPS 64(SI)(R10*2), Z1, Z1
+	VADDSS 128(SI)(R10*2), X2, X2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2ciadd3
+	JMP s2cnext
+s2cmadd3:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVUPS.Z 128(SI), K3, Z2
+	VADDPS.Z (SI)(R10*1), Z0, K1, Z0
+	VADDPS.Z 64(SI)(R10*1), Z1, K2, Z1
+	VADDPS.Z 128(SI)(R10*1), Z2, K3, Z2
+	VADDPS.Z (SI)(R10*2), Z0, K1, Z0
+	VADDPS.Z 64(SI)(R10*2), Z1, K2, Z1
+	VADDPS.Z 128(SI)(R10*2), Z2, K3, Z2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, K4, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2cmadd3
+	JMP s2cnext
+s2cimax2:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMAXPS (SI)(R10*1), Z0, Z0
+	VMAXPS 64(SI)(R10*1), Z1, Z1
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2cimax2
+	JMP s2cnext
+s2cmmax2:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMAXPS.Z (SI)(R10*1), Z0, K1, Z0
+	VMAXPS.Z 64(SI)(R10*1), Z1, K2, Z1
+	VBLENDMPS Z0, Z30, K1, Z0
+	VBLENDMPS Z1, Z30, K2, Z1
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, K4, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2cmmax2
+	JMP s2cnext
+s2ciadd2:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VADDPS (SI)(R10*1), Z0, Z0
+	VADDPS 64(SI)(R10*1), Z1, Z1
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2ciadd2
+	JMP s2cnext
+s2cmadd2:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VADDPS.Z (SI)(R10*1), Z0, K1, Z0
+	VADDPS.Z 64(SI)(R10*1), Z1, K2, Z1
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, K4, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2cmadd2
+	JMP s2cnext
+s2cnext:
+	ADDQ $128, R12
+	ADDQ $64, R13
+	ADDQ $64, R9
+	ADDQ $16, R14
+	DECQ R8
+	JNZ s2cblk
+
 s2nextplane:
 	MOVQ xPlane+64(FP), AX
 	SHLQ $2, AX
