@@ -118,6 +118,7 @@ type Gateway struct {
 
 	mu       sync.RWMutex
 	backends map[string]*Backend
+	list     []*Backend // the backends sorted by name: pick's candidates in a fixed order
 	polls    map[string]context.CancelFunc
 	seqs     sync.Map // sequence key -> *stickTo
 
@@ -208,6 +209,17 @@ func (g *Gateway) SetEndpoints(eps []Endpoint) {
 		go g.pollLoop(ctx, b)
 		g.log.Info("backend added", "backend", e.String())
 	}
+	g.relist()
+}
+
+// relist rebuilds g.list from g.backends; g.mu is held.
+func (g *Gateway) relist() {
+	list := make([]*Backend, 0, len(g.backends))
+	for _, b := range g.backends {
+		list = append(list, b)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name() < list[j].Name() })
+	g.list = list
 }
 
 // Backends returns a snapshot of the backends, sorted by name.
@@ -268,7 +280,7 @@ func (g *Gateway) pick(rt route, tried []*Backend) (*Backend, error) {
 	sc := pickPool.Get().(*pickScratch)
 	defer sc.release()
 	all, cands := sc.all[:0], sc.cands[:0]
-	for _, b := range g.backends {
+	for _, b := range g.list { // a fixed order, for round robin
 		if rt.grpc && b.GRPC == "" || containsBackend(tried, b) {
 			continue
 		}

@@ -145,6 +145,7 @@ func TestGatewaySlowStart(t *testing.T) {
 				be.models = map[string]map[string]bool{"m": {"1": true}}
 				g.backends[name] = be
 			}
+			g.relist()
 			const n = 20000
 			got := 0
 			for range n {

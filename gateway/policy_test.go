@@ -85,3 +85,27 @@ func TestPolicyRegistry(t *testing.T) {
 	}()
 	RegisterPolicy("least", func() Policy { return leastOutstanding{} })
 }
+
+// TestGatewayRoundRobin: through the gateway, round robin takes the
+// backends in turn (the candidates come in a fixed order), and the other
+// policies spread requests over all of them.
+func TestGatewayRoundRobin(t *testing.T) {
+	a, b, c := newFake(t, "a", "m"), newFake(t, "b", "m"), newFake(t, "c", "m")
+	g, _ := newTestGateway(t, Options{Policy: "roundrobin"}, a, b, c)
+	var seq []string
+	for range 30 {
+		be, err := g.pick(route{model: "m"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq = append(seq, be.Name())
+	}
+	for i := 3; i < len(seq); i++ {
+		if seq[i] != seq[i-3] {
+			t.Fatalf("round robin over three backends: %q is not a cycle of three", seq)
+		}
+	}
+	if seq[0] == seq[1] || seq[1] == seq[2] || seq[0] == seq[2] {
+		t.Errorf("round robin: %q does not take each backend once in three", seq[:3])
+	}
+}
