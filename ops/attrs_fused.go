@@ -162,7 +162,7 @@ func ParseQMatMulAttrs(n *ir.Node, opset int64) (QMatMulAttrs, error) {
 
 // MultiHeadAttentionAttrs are kiln's MultiHeadAttention's attributes.
 type MultiHeadAttentionAttrs struct {
-	// NumHeads is the required "num_heads", positive (at most 2^31 - 1).
+	// NumHeads is the required "num_heads", positive.
 	NumHeads int64
 	// Scale is "scale" when ScaleSet; without it the kernel scales by
 	// 1/sqrt(head size).
@@ -175,7 +175,7 @@ type MultiHeadAttentionAttrs struct {
 func ParseMultiHeadAttentionAttrs(n *ir.Node, opset int64) (MultiHeadAttentionAttrs, error) {
 	a := AttrsOf(n)
 	m := MultiHeadAttentionAttrs{NumHeads: a.Int("num_heads", 0), Scale: a.Float("scale", 0), ScaleSet: a.Has("scale")}
-	if m.NumHeads <= 0 || m.NumHeads > math.MaxInt32 {
+	if m.NumHeads <= 0 {
 		a.Fail("num_heads", "value %d, want a positive head count", m.NumHeads)
 	}
 	return m, a.Err()
