@@ -24,7 +24,7 @@ type poolRegPlan struct {
 	nblk int
 	b0   int       // the first block of the interior loop
 	nint int       // how many blocks from b0 on the interior loop runs
-	reg  [6]int    // the regular rows: count, block 0's offset, output offset, divisors' offset, input step, output row length
+	reg  [7]int    // the regular rows: count, block 0's offset, output offset, divisors' offset, input step, output row length, reuse
 	tab  []int     // per output row: block 0's offset, rows inside, divisors' offset, output offset, interior loop
 	blk  []uint16  // stride 2, per block of 16 outputs: masks of A, B, C, the outputs, border flag, 3 unused; stride 1: per chunk, its mask and its block's outputs
 	inv  []float32 // AveragePool: 1/count per output column, one row of nblk*16 per distinct row count
@@ -186,7 +186,10 @@ func (p *poolRegPlan) regularRows() {
 	if best > 1 {
 		step = p.tab[5*(bestAt+1)] - t[0]
 	}
-	p.reg = [6]int{best, t[0], t[3], t[2], step, p.ow}
+	p.reg = [7]int{best, t[0], t[3], t[2], step, p.ow, 0}
+	if p.kw == 3 && step == 2*p.w {
+		p.reg[6] = 1 // each window's last row is the next one's first
+	}
 	for i := bestAt; i < bestAt+best; i++ {
 		p.tab[5*i+4] = 2
 	}

@@ -30,7 +30,7 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 	op 64(base), Z1, K2, Z1; \
 	op 128(base), Z2, K3, Z2
 
-// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint, rn, rxoff, ryoff, rinv, rstep, ow int, avg bool)
+// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint, rn, rxoff, ryoff, rinv, rstep, ow, rreuse int, avg bool)
 //
 // planes planes of a 2-D MaxPool (AveragePool when avg) with a horizontal
 // stride of 2 and a window k (2 or 3) columns wide, the window's rows and
@@ -55,11 +55,13 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 // run after it block by block, each block down all of them with its masks
 // loaded once (unmasked where blk[8b+5] says every lane is valid): block 0
 // of the first reads x from rxoff and writes y from ryoff, its divisors from
-// inv[rinv:]; output rows are ow elements apart.
-TEXT ·poolS2AVX512(SB), NOSPLIT, $0-161
+// inv[rinv:]; output rows are ow elements apart. With rreuse set (3 rows
+// each, 2 rows apart) the last row of one output row's window is kept in
+// registers as the first of the next one's.
+TEXT ·poolS2AVX512(SB), NOSPLIT, $0-169
 	VMOVDQU32 poolRegEven<>(SB), Z31
 	VMOVDQU32 poolRegOdd<>(SB), Z29
-	MOVBLZX avg+160(FP), CX
+	MOVBLZX avg+168(FP), CX
 	VPXORD Z30, Z30, Z30
 	TESTQ CX, CX
 	JNZ s2plane
@@ -304,6 +306,18 @@ s2cblk:
 	MOVQ R12, SI
 	MOVQ R13, DI
 	MOVQ rn+112(FP), R11
+	CMPQ rreuse+160(FP), $0
+	JEQ s2cnoreuse
+	CMPW 10(R14), $0
+	JEQ s2crmasked
+	TESTQ CX, CX
+	JNZ s2criaddp
+	JMP s2crimaxp
+s2crmasked:
+	TESTQ CX, CX
+	JNZ s2crmaddp
+	JMP s2crmmaxp
+s2cnoreuse:
 	CMPW 10(R14), $0
 	JEQ s2cmasked
 	CMPQ k+80(FP), $2
@@ -325,6 +339,115 @@ s2cm2:
 	TESTQ CX, CX
 	JNZ s2cmadd2
 	JMP s2cmmax2
+s2crimaxp:
+	VMOVUPS (SI), Z4
+	VMOVUPS 64(SI), Z5
+	VMOVSS 128(SI), X6
+s2crimax:
+	VMAXPS (SI)(R10*1), Z4, Z0
+	VMAXPS 64(SI)(R10*1), Z5, Z1
+	VMAXSS 128(SI)(R10*1), X6, X2
+	VMOVUPS (SI)(R10*2), Z4
+	VMOVUPS 64(SI)(R10*2), Z5
+	VMOVSS 128(SI)(R10*2), X6
+	VMAXPS Z4, Z0, Z0
+	VMAXPS Z5, Z1, Z1
+	VMAXPS Z6, Z2, Z2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2crimax
+	JMP s2cnext
+s2crmmaxp:
+	VMOVUPS.Z (SI), K1, Z4
+	VMOVUPS.Z 64(SI), K2, Z5
+	VMOVUPS.Z 128(SI), K3, Z6
+s2crmmax:
+	VMAXPS.Z (SI)(R10*1), Z4, K1, Z0
+	VMAXPS.Z 64(SI)(R10*1), Z5, K2, Z1
+	VMAXPS.Z 128(SI)(R10*1), Z6, K3, Z2
+	VMOVUPS.Z (SI)(R10*2), K1, Z4
+	VMOVUPS.Z 64(SI)(R10*2), K2, Z5
+	VMOVUPS.Z 128(SI)(R10*2), K3, Z6
+	VMAXPS Z4, Z0, Z0
+	VMAXPS Z5, Z1, Z1
+	VMAXPS Z6, Z2, Z2
+	VBLENDMPS Z0, Z30, K1, Z0
+	VBLENDMPS Z1, Z30, K2, Z1
+	VBLENDMPS Z2, Z30, K3, Z2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z0, Z0
+	VMOVUPS Z0, K4, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2crmmax
+	JMP s2cnext
+s2criaddp:
+	VMOVUPS (SI), Z4
+	VMOVUPS 64(SI), Z5
+	VMOVSS 128(SI), X6
+s2criadd:
+	VADDPS (SI)(R10*1), Z4, Z0
+	VADDPS 64(SI)(R10*1), Z5, Z1
+	VADDSS 128(SI)(R10*1), X6, X2
+	VMOVUPS (SI)(R10*2), Z4
+	VMOVUPS 64(SI)(R10*2), Z5
+	VMOVSS 128(SI)(R10*2), X6
+	VADDPS Z4, Z0, Z0
+	VADDPS Z5, Z1, Z1
+	VADDPS Z6, Z2, Z2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2criadd
+	JMP s2cnext
+s2crmaddp:
+	VMOVUPS.Z (SI), K1, Z4
+	VMOVUPS.Z 64(SI), K2, Z5
+	VMOVUPS.Z 128(SI), K3, Z6
+s2crmadd:
+	VADDPS.Z (SI)(R10*1), Z4, K1, Z0
+	VADDPS.Z 64(SI)(R10*1), Z5, K2, Z1
+	VADDPS.Z 128(SI)(R10*1), Z6, K3, Z2
+	VMOVUPS.Z (SI)(R10*2), K1, Z4
+	VMOVUPS.Z 64(SI)(R10*2), K2, Z5
+	VMOVUPS.Z 128(SI)(R10*2), K3, Z6
+	VADDPS Z4, Z0, Z0
+	VADDPS Z5, Z1, Z1
+	VADDPS Z6, Z2, Z2
+	VMOVAPS Z0, Z3
+	VPERMT2PS Z1, Z31, Z0
+	VPERMT2PS Z1, Z29, Z3
+	VALIGND $1, Z0, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z0, Z0
+	VMULPS (R9), Z0, Z0
+	VMOVUPS Z0, K4, (DI)
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ R11
+	JNZ s2crmadd
+	JMP s2cnext
 s2cimax3:
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
