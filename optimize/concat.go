@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 )
 
 // concatPass elides Concats that rebuild a tensor the graph already has,
@@ -60,7 +61,11 @@ func elideRuns(g *ir.Graph, n *ir.Node, nodes map[*ir.Node]bool) ([]*ir.Value, s
 	if out.Type.Shape == nil {
 		return nil, ""
 	}
-	axis := attrInt(n, "axis", 0)
+	a, err := ops.ParseConcatAttrs(n, g.Opset()) // axis 1 by default before opset 4
+	if err != nil {
+		return nil, ""
+	}
+	axis := a.Axis
 	if axis < 0 {
 		axis += int64(rank)
 	}
