@@ -15,22 +15,45 @@ TEXT ·padPlaneAVX512(SB), NOSPLIT, $0-80
 	MOVQ hq+32(FP), R10
 	MOVQ wq+40(FP), R11
 	SHLQ $2, R11
-	MOVQ padTop+48(FP), R12
+	MOVQ padTop+48(FP), R14
+	SUBQ R14, R10
+	NEGQ R14
 	MOVQ padLeft+56(FP), R13
 	SHLQ $2, R13
 	SUBQ R13, SI
 	MOVQ masks+64(FP), R15
 	MOVQ nch+72(FP), R13
+	// R12: the last row start whose chunks, stored whole, end within dst
+	// (dst + hq*wq - 16*nch floats)
+	MOVQ hq+32(FP), R12
+	IMULQ R11, R12
+	ADDQ DI, R12
+	MOVQ R13, AX
+	SHLQ $6, AX
+	SUBQ AX, R12
+	DECQ R13
 	VXORPS Z0, Z0, Z0
-	XORQ R14, R14
+	// R14 counts source rows from -padTop to hq-padTop (R10). A row
+	// stores its last chunk whole when that ends within dst (its lanes
+	// past the row land in the rows after it, written later: a masked
+	// store costs more than a load and a plain store together); the last
+	// rows' last chunk stores under its mask, so that nothing past dst is
+	// written.
 pp_row:
 	CMPQ R14, R10
 	JGE pp_done
 	MOVQ R14, AX
-	SUBQ R12, AX
 	XORQ DX, DX
 	MOVQ DI, CX
 	MOVQ R15, BX
+	KXNORW K2, K2, K2
+	CMPQ DI, R12
+	JLE pp_mask
+	MOVQ R13, DX
+	SHLQ $2, DX
+	KMOVW 2(BX)(DX*1), K2
+	XORQ DX, DX
+pp_mask:
 	CMPQ AX, $0
 	JLT pp_zero
 	CMPQ AX, R8
@@ -40,25 +63,29 @@ pp_row:
 	ADDQ SI, AX
 pp_copy:
 	CMPQ DX, R13
-	JGE pp_next
+	JGE pp_copylast
 	KMOVW 0(BX), K1
-	KMOVW 2(BX), K2
 	VMOVUPS.Z (AX), K1, Z1
-	VMOVUPS Z1, K2, (CX)
+	VMOVUPS Z1, (CX)
 	ADDQ $64, AX
 	ADDQ $64, CX
 	ADDQ $4, BX
 	INCQ DX
 	JMP pp_copy
+pp_copylast:
+	KMOVW 0(BX), K1
+	VMOVUPS.Z (AX), K1, Z1
+	VMOVUPS Z1, K2, (CX)
+	JMP pp_next
 pp_zero:
 	CMPQ DX, R13
-	JGE pp_next
-	KMOVW 2(BX), K2
-	VMOVUPS Z0, K2, (CX)
+	JGE pp_zerolast
+	VMOVUPS Z0, (CX)
 	ADDQ $64, CX
-	ADDQ $4, BX
 	INCQ DX
 	JMP pp_zero
+pp_zerolast:
+	VMOVUPS Z0, K2, (CX)
 pp_next:
 	ADDQ R11, DI
 	INCQ R14

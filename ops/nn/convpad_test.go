@@ -67,7 +67,7 @@ func TestPadPlane(t *testing.T) {
 // stride 2, phase-split) input copy of resnet_mini's layers with the
 // AVX-512 kernels and row by row.
 func BenchmarkDirectInput(b *testing.B) {
-	for _, l := range []struct{ c, hw, k, s, pad int }{{16, 56, 3, 1, 1}, {32, 28, 3, 1, 1}, {64, 14, 3, 1, 1}, {128, 7, 3, 1, 1},
+	for _, l := range []struct{ c, hw, k, s, pad int }{{3, 32, 3, 1, 1}, {8, 16, 3, 1, 1}, {16, 56, 3, 1, 1}, {32, 28, 3, 1, 1}, {64, 14, 3, 1, 1}, {128, 7, 3, 1, 1},
 		{3, 224, 7, 2, 3}, {16, 56, 3, 2, 1}, {32, 28, 3, 2, 1}, {64, 14, 3, 2, 1}} {
 		p := cpu.Conv2DParams{N: 1, C: l.c, H: l.hw, W: l.hw, M: l.c, KH: l.k, KW: l.k, Group: 1, StrideH: l.s, StrideW: l.s,
 			DilH: 1, DilW: 1, PadTop: l.pad, PadLeft: l.pad, PadBottom: l.pad, PadRight: l.pad}
@@ -80,9 +80,11 @@ func BenchmarkDirectInput(b *testing.B) {
 				padPlaneOff = off
 				defer func() { padPlaneOff = false }()
 				b.ReportAllocs()
+				c0 := cpuUsed(true)
 				for b.Loop() {
 					directInput(p, x, xin, hq, wq, ph, ph)
 				}
+				b.ReportMetric(float64((cpuUsed(true)-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
