@@ -64,13 +64,22 @@ var poolBenchVariants = []struct {
 		return maxPoolPlanes(k, g, planes, x, y) || poolFast2D(k, g, planes, x, y)
 	}},
 	{"regs", poolRegPlanes},
+	{"regs-inline", func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+		if !poolAsm || !poolRegApplies(k, g) {
+			return false
+		}
+		poolRegRun(y, x, k.regs.planFor(k, g), planes)
+		return true
+	}},
 }
 
 // TestPoolCPUTime times the pooling layers of the shared models with each
 // variant, in alternating rounds, as process CPU time per call (on a
 // machine shared with other work, wall time counts the time the thread was
 // descheduled). It prints the median per variant and how many rounds each
-// won. It runs only when KILN_POOL_BENCH is set:
+// won (and the median wall time per call, which counts the time the
+// threads were descheduled but shows what splitting over threads gains).
+// It runs only when KILN_POOL_BENCH is set:
 //
 //	KILN_POOL_BENCH=1 KILN_POOL_THREADS=1 go test ./ops/nn -run PoolCPUTime -v
 //
@@ -125,12 +134,13 @@ func TestPoolCPUTime(t *testing.T) {
 			runs = append(runs, func(y []float32) bool { return v.run(k, g, c.c, x, y) })
 		}
 		if c.global {
-			names, runs = []string{"generic", "vector"}, []func(y []float32) bool{
+			names, runs = []string{"generic", "vector", "vector-inline"}, []func(y []float32) bool{
 				func(y []float32) bool {
 					globalPool(&globalPoolOp{kind: poolAvg}, c.c, c.h*c.w, x, y)
 					return true
 				},
 				func(y []float32) bool { globalAvgF32(c.c, c.h*c.w, x, y); return true },
+				func(y []float32) bool { globalAvgRange(y, x, c.h*c.w); return true },
 			}
 		}
 		outLen := c.c
@@ -148,6 +158,7 @@ func TestPoolCPUTime(t *testing.T) {
 		}
 		n = max(n, 5)
 		per := make([][]float64, len(runs))
+		wall := make([][]float64, len(runs))
 		ok := make([]bool, len(runs))
 		ys := make([][]float32, len(runs))
 		for v := range runs {
@@ -166,11 +177,12 @@ func TestPoolCPUTime(t *testing.T) {
 				if !ok[v] {
 					continue
 				}
-				c0 := poolProcCPU()
+				c0, w0 := poolProcCPU(), time.Now()
 				for i := 0; i < n; i++ {
 					runs[v](ys[v])
 				}
 				per[v] = append(per[v], float64(poolProcCPU()-c0)/float64(n)/1e3)
+				wall[v] = append(wall[v], float64(time.Since(w0))/float64(n)/1e3)
 			}
 		}
 		wins := make([]int, len(runs))
@@ -189,9 +201,10 @@ func TestPoolCPUTime(t *testing.T) {
 			if !ok[v] {
 				continue
 			}
-			s := slices.Clone(per[v])
+			s, w := slices.Clone(per[v]), slices.Clone(wall[v])
 			slices.Sort(s)
-			fmt.Fprintf(&sb, "  %s %.1f us (won %d/%d)", names[v], s[len(s)/2], wins[v], rounds)
+			slices.Sort(w)
+			fmt.Fprintf(&sb, "  %s %.1f us (won %d/%d, wall %.1f)", names[v], s[len(s)/2], wins[v], rounds, w[len(w)/2])
 		}
 		t.Log(sb.String())
 	}

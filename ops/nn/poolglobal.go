@@ -14,13 +14,23 @@ func planeSumsGo(y, x []float32, size int) {
 }
 
 // globalAvgF32 is GlobalAveragePool of float32 planes: the vector sums of
-// planeSums over the cores, then the division by the plane size.
+// planeSums, then the division by the plane size; over the cores from
+// poolSplitMin elements on.
 func globalAvgF32(planes, size int, x, y []float32) {
-	grain := max(1, (1<<13)/max(1, size))
+	if planes*size < poolSplitMin || cpu.Threads() == 1 {
+		globalAvgRange(y[:planes], x[:planes*size], size)
+		return
+	}
+	grain := max(1, (poolSplitMin/2)/size)
 	cpu.ParallelFor(planes, grain, func(lo, hi int) {
-		planeSums(y[lo:hi], x[lo*size:hi*size], size)
-		for p := lo; p < hi; p++ {
-			y[p] /= float32(size)
-		}
+		globalAvgRange(y[lo:hi], x[lo*size:hi*size], size)
 	})
+}
+
+// globalAvgRange is globalAvgF32 of the len(y) planes of x on the caller.
+func globalAvgRange(y, x []float32, size int) {
+	planeSums(y, x, size)
+	for p := range y {
+		y[p] /= float32(size)
+	}
 }

@@ -213,6 +213,15 @@ func (p *poolRegPlan) check(y, x []float32, planes int) {
 	}
 }
 
+// poolSplitMin is the input size (elements) from which the pools spread
+// their planes over the threads, in ranges of at least half of it: below
+// it, a pool costs about 20 us or less on one core, and waking a worker
+// did not pay on the shared 2-core machine it was measured on (with two
+// threads, squeezenet's 256x27x27 MaxPool took 24-28 us wall split and 13
+// us on the caller alone, GlobalAveragePool of 1000x13x13 10-14 us split
+// and 5-6 us alone).
+const poolSplitMin = 1 << 18
+
 // poolRegJob is one poolRegPlanes call spread over the cores; pooled with its
 // method value so that a call allocates nothing.
 type poolRegJob struct {
@@ -256,8 +265,8 @@ func poolRegPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
 	}
 	p := k.regs.planFor(k, g)
 	hw := p.h * p.w
-	chunk := max(1, (1<<15)/hw, planes/(4*cpu.Threads()))
-	if chunk >= planes || cpu.Threads() == 1 {
+	chunk := max(1, (poolSplitMin/2+hw-1)/hw)
+	if planes*hw < poolSplitMin || chunk >= planes || cpu.Threads() == 1 {
 		poolRegRun(y, x, p, planes)
 		return true
 	}

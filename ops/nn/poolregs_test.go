@@ -145,3 +145,24 @@ func TestPoolRegs(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolRegsAllocs: a call with the plan cached allocates nothing, on the
+// caller alone and spread over the threads.
+func TestPoolRegsAllocs(t *testing.T) {
+	if !asmModes()[0] {
+		t.Skip("no AVX-512")
+	}
+	for _, c := range []struct{ planes, h, w int }{{8, 32, 32}, {64, 111, 111}} {
+		k := &poolOp{kind: poolMax, win: window{kernel: []int{3, 3}, strides: []int{2, 2}, ceil: true}}
+		g, err := k.win.resolve([]int{c.h, c.w}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, c.planes*c.h*c.w)
+		y := make([]float32, c.planes*g.out[0]*g.out[1])
+		poolRegPlanes(k, g, c.planes, x, y)
+		if n := testing.AllocsPerRun(20, func() { poolRegPlanes(k, g, c.planes, x, y) }); n != 0 {
+			t.Errorf("%v: %v allocations per call", c, n)
+		}
+	}
+}
