@@ -344,6 +344,9 @@ func (g *Gateway) grpcUnary(ss grpc.ServerStream, method string, infer bool, pri
 	if rt.model == "" && !strings.HasSuffix(method, "/ModelStatistics") {
 		return status.Error(codes.InvalidArgument, "the request names no model")
 	}
+	if strings.HasSuffix(method, "/ModelStatistics") {
+		ss.SetHeader(metadata.Pairs(strings.ToLower(StatisticsHeader), oneBackend[0]))
+	}
 	if infer && priority > 0 && !rt.prio {
 		in.set(appendPriority(in.bytes(), priority))
 	}

@@ -139,6 +139,11 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := route{model: model, version: version}
+	if action == "stats" || model == "" {
+		// one backend's statistics, not the cluster's: said so, for
+		// kiln perf and the like
+		w.Header()[StatisticsHeader] = oneBackend
+	}
 	if action == "stream" {
 		g.proxyWebSocket(w, r, rt)
 		return
@@ -240,6 +245,14 @@ func mentionsSequenceID(b []byte) bool {
 // bodyPool holds request body buffers: a body is read whole (to be sent
 // again on a retry) and released once the answer has been copied.
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// StatisticsHeader is set on the statistics answers the gateway passes on
+// (HTTP header, gRPC header metadata in lower case) to say that they are
+// one backend's, not the sum over the backends: a client that compares
+// them with its own count (kiln perf) knows not to.
+const StatisticsHeader = "Kiln-Gateway-Statistics"
+
+var oneBackend = []string{"one backend"}
 
 // hop-by-hop headers, not forwarded.
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",

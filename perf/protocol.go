@@ -191,6 +191,9 @@ func (h *httpTarget) get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("%w: %w", ErrServer, err)
 	}
 	defer resp.Body.Close()
+	if resp.Header.Get(gatewayStatistics) != "" && resp.StatusCode == http.StatusOK {
+		return errGatewayStatistics
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("%w: GET %s: %w", ErrServer, path, err)
@@ -219,6 +222,14 @@ func (h *httpTarget) metadata(ctx context.Context) ([]inputMeta, error) {
 	}
 	return md.Inputs, nil
 }
+
+// gatewayStatistics is the header (gRPC: metadata) with which kiln gateway
+// marks the statistics it passes on from one of its backends.
+const gatewayStatistics = "Kiln-Gateway-Statistics"
+
+// errGatewayStatistics: the server is a kiln gateway, whose statistics are
+// one backend's: comparing them with the load sent would be wrong.
+var errGatewayStatistics = fmt.Errorf("%w: the statistics come through a kiln gateway, from one of its backends, not the sum over them (--no-server-stats: measure from the client's side without this warning)", ErrServer)
 
 func (h *httpTarget) stats(ctx context.Context) (serverStats, error) {
 	type cn struct {
@@ -488,9 +499,13 @@ func (g *grpcTarget) metadata(ctx context.Context) ([]inputMeta, error) {
 }
 
 func (g *grpcTarget) stats(ctx context.Context) (serverStats, error) {
-	r, err := g.client.RPC().ModelStatistics(g.ctx(ctx), &inference.ModelStatisticsRequest{Name: g.c.model, Version: g.c.version})
+	var md metadata.MD
+	r, err := g.client.RPC().ModelStatistics(g.ctx(ctx), &inference.ModelStatisticsRequest{Name: g.c.model, Version: g.c.version}, grpc.Header(&md))
 	if err != nil {
 		return serverStats{}, fmt.Errorf("%w: ModelStatistics: %w", ErrServer, err)
+	}
+	if len(md.Get(gatewayStatistics)) > 0 {
+		return serverStats{}, errGatewayStatistics
 	}
 	var s serverStats
 	for _, m := range r.GetModelStats() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/perf"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -128,6 +130,30 @@ func TestGatewayCommand(t *testing.T) {
 		`kiln_gateway_backend_ready{backend="` + s.http + `"} 1`} {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// kiln perf through the gateway: the statistics the gateway passes on
+	// are one backend's, marked so; kiln perf measures from its side and
+	// says why
+	for _, args := range [][]string{{"-u", addrs[0]}, {"-i", "grpc", "-u", addrs[2]}} {
+		jsonFile := filepath.Join(t.TempDir(), "r.json")
+		args = append([]string{"perf", "-m", "tinycnn", "--measurement-interval", "200ms", "--max-trials", "3", "--json", jsonFile}, args...)
+		var c int
+		stdOut = io.Discard
+		errs := captureErr(t, func() { c = runCommand(args) })
+		stdOut = old
+		var rep perf.Report
+		b, _ := os.ReadFile(jsonFile)
+		if err := json.Unmarshal(b, &rep); c != exitOK || err != nil {
+			t.Fatalf("kiln %q: exit %d, %v: %s", args, c, err, errs)
+		}
+		if !strings.Contains(rep.ServerStatsError, "kiln gateway") || !strings.Contains(errs, "no server-side figures") || rep.Errors != 0 || rep.Requests == 0 {
+			t.Errorf("kiln %q: statistics error %q, %d requests, %d errors:\n%s", args, rep.ServerStatsError, rep.Requests, rep.Errors, errs)
+		}
+		for _, st := range rep.Steps {
+			if st.Server.Throughput != 0 || st.Throughput == 0 {
+				t.Errorf("kiln %q: throughput %v, server's %v: want the client's only", args, st.Throughput, st.Server.Throughput)
+			}
 		}
 	}
 	cancel()
