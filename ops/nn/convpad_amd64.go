@@ -11,9 +11,17 @@ func padPlane(dst, src []float32, h, w, hq, wq, padTop, padLeft int, pm *padMask
 		padTop < 0 || padLeft < 0 || padLeft+w > wq || !pm.set(wq, -padLeft, w, 1) {
 		return false
 	}
+	if pm.nch <= 3 && !padSmallOff {
+		padPlaneSmallAVX512(&dst[0], &src[0], h, w, hq, wq, padTop, padLeft, &pm.m[0], pm.nch)
+		return true
+	}
 	padPlaneAVX512(&dst[0], &src[0], h, w, hq, wq, padTop, padLeft, &pm.m[0], pm.nch)
 	return true
 }
+
+// padSmallOff makes padPlane copy rows of up to 3 chunks with
+// padPlaneAVX512, not padPlaneSmallAVX512 (benchmarks compare).
+var padSmallOff bool
 
 // padPlaneS2 sets dst (hq rows of wq floats) to the stride-2 phase plane
 // dst[i][j] = src[r0+2i][c0+2j] of the h x w plane src (0 outside it) with
@@ -41,6 +49,9 @@ func padPlaneRows(dst, src []float32, h, w, hq, wq, padTop, padLeft int, pm *pad
 
 //go:noescape
 func padPlaneS2AVX512(dst, src *float32, h, w, hq, wq, r0, c0 int, masks *uint16, nch int)
+
+//go:noescape
+func padPlaneSmallAVX512(dst, src *float32, h, w, hq, wq, padTop, padLeft int, masks *uint16, nch int)
 
 //go:noescape
 func padPlaneAVX512(dst, src *float32, h, w, hq, wq, padTop, padLeft int, masks *uint16, nch int)

@@ -94,6 +94,146 @@ pp_done:
 	VZEROUPPER
 	RET
 
+// func padPlaneSmallAVX512(dst, src *float32, h, w, hq, wq, padTop, padLeft int, masks *uint16, nch int)
+// padPlaneAVX512 for rows of at most 3 chunks (wq <= 48): the chunks' load
+// masks and the last chunk's store mask stay in K registers for the whole
+// plane instead of being loaded for every chunk of every row.
+TEXT ·padPlaneSmallAVX512(SB), NOSPLIT, $0-80
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ h+16(FP), R8
+	MOVQ w+24(FP), R9
+	SHLQ $2, R9
+	MOVQ hq+32(FP), R10
+	MOVQ wq+40(FP), R11
+	SHLQ $2, R11
+	MOVQ padTop+48(FP), R14
+	SUBQ R14, R10
+	NEGQ R14
+	MOVQ padLeft+56(FP), R13
+	SHLQ $2, R13
+	SUBQ R13, SI
+	MOVQ masks+64(FP), BX
+	MOVQ nch+72(FP), R13
+	MOVQ hq+32(FP), R12
+	IMULQ R11, R12
+	ADDQ DI, R12
+	MOVQ R13, AX
+	SHLQ $6, AX
+	SUBQ AX, R12
+	// K3-K5: the load masks of chunks 0-2; K6 the last chunk's store mask
+	KMOVW 0(BX), K3
+	KMOVW 4(BX), K4
+	KMOVW 8(BX), K5
+	MOVQ R13, AX
+	SHLQ $2, AX
+	KMOVW -2(BX)(AX*1), K6
+	// the source row of dst's first row
+	MOVQ R14, AX
+	IMULQ R9, AX
+	ADDQ SI, AX
+	VXORPS Z0, Z0, Z0
+	CMPQ R13, $2
+	JLT pps_n1
+	JEQ pps_n2
+	JMP pps_n3
+pps_n1:
+pps1_row:
+	CMPQ R14, R10
+	JGE pps_done
+	CMPQ R14, $0
+	JLT pps1_zero
+	CMPQ R14, R8
+	JGE pps1_zero
+	VMOVUPS.Z 0(AX), K3, Z1
+	CMPQ DI, R12
+	JGT pps1_clast
+	VMOVUPS Z1, 0(DI)
+	JMP pps1_next
+pps1_clast:
+	VMOVUPS Z1, K6, 0(DI)
+	JMP pps1_next
+pps1_zero:
+	CMPQ DI, R12
+	JGT pps1_zlast
+	VMOVUPS Z0, 0(DI)
+	JMP pps1_next
+pps1_zlast:
+	VMOVUPS Z0, K6, 0(DI)
+pps1_next:
+	ADDQ R11, DI
+	ADDQ R9, AX
+	INCQ R14
+	JMP pps1_row
+pps_n2:
+pps2_row:
+	CMPQ R14, R10
+	JGE pps_done
+	CMPQ R14, $0
+	JLT pps2_zero
+	CMPQ R14, R8
+	JGE pps2_zero
+	VMOVUPS.Z 0(AX), K3, Z1
+	VMOVUPS.Z 64(AX), K4, Z2
+	VMOVUPS Z1, 0(DI)
+	CMPQ DI, R12
+	JGT pps2_clast
+	VMOVUPS Z2, 64(DI)
+	JMP pps2_next
+pps2_clast:
+	VMOVUPS Z2, K6, 64(DI)
+	JMP pps2_next
+pps2_zero:
+	VMOVUPS Z0, 0(DI)
+	CMPQ DI, R12
+	JGT pps2_zlast
+	VMOVUPS Z0, 64(DI)
+	JMP pps2_next
+pps2_zlast:
+	VMOVUPS Z0, K6, 64(DI)
+pps2_next:
+	ADDQ R11, DI
+	ADDQ R9, AX
+	INCQ R14
+	JMP pps2_row
+pps_n3:
+pps3_row:
+	CMPQ R14, R10
+	JGE pps_done
+	CMPQ R14, $0
+	JLT pps3_zero
+	CMPQ R14, R8
+	JGE pps3_zero
+	VMOVUPS.Z 0(AX), K3, Z1
+	VMOVUPS.Z 64(AX), K4, Z2
+	VMOVUPS.Z 128(AX), K5, Z3
+	VMOVUPS Z1, 0(DI)
+	VMOVUPS Z2, 64(DI)
+	CMPQ DI, R12
+	JGT pps3_clast
+	VMOVUPS Z3, 128(DI)
+	JMP pps3_next
+pps3_clast:
+	VMOVUPS Z3, K6, 128(DI)
+	JMP pps3_next
+pps3_zero:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z0, 64(DI)
+	CMPQ DI, R12
+	JGT pps3_zlast
+	VMOVUPS Z0, 128(DI)
+	JMP pps3_next
+pps3_zlast:
+	VMOVUPS Z0, K6, 128(DI)
+pps3_next:
+	ADDQ R11, DI
+	ADDQ R9, AX
+	INCQ R14
+	JMP pps3_row
+pps_done:
+	VZEROUPPER
+	RET
+
 // func padPlaneS2AVX512(dst, src *float32, h, w, hq, wq, r0, c0 int, masks *uint16, nch int)
 // dst row i, column j (hq rows of wq floats) = src[r0+2i][c0+2j] (src h
 // rows of w floats) where that is inside src, else 0: one stride-2 phase

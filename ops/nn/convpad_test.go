@@ -75,10 +75,15 @@ func BenchmarkDirectInput(b *testing.B) {
 		wq, ph := hq, min(l.s, l.k)
 		x := make([]float32, l.c*l.hw*l.hw)
 		xin := make([]float32, l.c*ph*ph*hq*wq)
-		for _, off := range []bool{false, true} {
-			b.Run(fmt.Sprintf("c%d_%d_k%d_s%d/rows=%v", l.c, l.hw, l.k, l.s, off), func(b *testing.B) {
-				padPlaneOff = off
-				defer func() { padPlaneOff = false }()
+		for i, off := range []bool{false, true, false} {
+			name := fmt.Sprintf("c%d_%d_k%d_s%d/rows=%v", l.c, l.hw, l.k, l.s, off)
+			if i == 2 {
+				// rows of up to 3 chunks with padPlaneAVX512's loop
+				name = fmt.Sprintf("c%d_%d_k%d_s%d/nosmall", l.c, l.hw, l.k, l.s)
+			}
+			b.Run(name, func(b *testing.B) {
+				padPlaneOff, padSmallOff = off, i == 2
+				defer func() { padPlaneOff, padSmallOff = false, false }()
 				b.ReportAllocs()
 				c0 := cpuUsed(true)
 				for b.Loop() {
