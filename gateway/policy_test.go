@@ -109,3 +109,30 @@ func TestGatewayRoundRobin(t *testing.T) {
 		t.Errorf("round robin: %q does not take each backend once in three", seq[:3])
 	}
 }
+
+// BenchmarkPick: one routing decision among three ready backends.
+func BenchmarkPick(b *testing.B) {
+	g, err := New(Options{SlowStart: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	now := time.Now()
+	eps := []Endpoint{{HTTP: "a:1"}, {HTTP: "b:1"}, {HTTP: "c:1"}}
+	g.SetEndpoints(nil)
+	g.mu.Lock()
+	for _, e := range eps {
+		be := newBackend(e, now)
+		be.ready, be.healthySince = true, now.Add(-time.Hour)
+		be.models = map[string]map[string]bool{"m": {"1": true}}
+		g.backends[e.HTTP] = be
+	}
+	g.relist()
+	g.mu.Unlock()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.pick(route{model: "m"}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
