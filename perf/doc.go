@@ -7,6 +7,11 @@
 // errors by kind and the server's own time breakdown (queue, compute
 // input, infer, output) taken from its statistics endpoint.
 //
+// A stability percentage of 0 runs every step for MaxTrials windows (a run
+// of fixed length); closing Config.Stop ends a run early with a report of
+// the windows measured, the requests in flight finished and counted.
+// Statistics that a kiln gateway passes on (one backend's) are not used.
+//
 // Reports are a text table (WriteTable), a perf_analyzer-like CSV
 // (WriteCSV), JSON (WriteJSON) and a plot of latency percentiles against
 // throughput (WritePlot, SVG or PNG).
