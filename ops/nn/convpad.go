@@ -1,5 +1,9 @@
 package nn
 
+// padSmallOff makes padPlane copy rows of up to 3 chunks with
+// padPlaneAVX512, not padPlaneSmallAVX512 (benchmarks compare).
+var padSmallOff bool
+
 // padMasks holds the per-chunk masks of padPlane (load, store) or
 // padPlaneS2 (two loads, store) for one row geometry, made on first use
 // and kept while the geometry stays: directInput keeps one per phase

@@ -19,10 +19,6 @@ func padPlane(dst, src []float32, h, w, hq, wq, padTop, padLeft int, pm *padMask
 	return true
 }
 
-// padSmallOff makes padPlane copy rows of up to 3 chunks with
-// padPlaneAVX512, not padPlaneSmallAVX512 (benchmarks compare).
-var padSmallOff bool
-
 // padPlaneS2 sets dst (hq rows of wq floats) to the stride-2 phase plane
 // dst[i][j] = src[r0+2i][c0+2j] of the h x w plane src (0 outside it) with
 // padPlaneS2AVX512 (masks from pm), and reports true; false (dst
