@@ -262,6 +262,21 @@ var directBand = false
 // (NOTES.md section 32; benchmarks set it).
 var directCopyOne = 0
 
+// directInlineFlops: a convolution of fewer FLOPs (2*M*OutH*OutW*C*KH*KW
+// per image) runs its input copy, tiles and copy out on the calling
+// thread alone, without waking the worker pool: the worker takes its first
+// range ~2.5 us after a call begins (NOTES.md section 32), which a layer
+// of a few microseconds cannot win back, and the pool's wake-up and
+// polling cost CPU (tinycnn's 3 -> 8 at 32x32, 0.44 MFLOP: 3.5 us of CPU
+// on one thread, 6.6 on two, and no faster; NOTES.md section 33).
+var directInlineFlops = 1 << 20
+
+// directInline reports whether the convolution p runs on its caller alone
+// (directInlineFlops).
+func directInline(p cpu.Conv2DParams) bool {
+	return 2*int64(p.M)*int64(p.OutH())*int64(p.OutW())*int64(p.C*p.KH*p.KW) < int64(directInlineFlops)
+}
+
 // maxBands bounds the threads whose bands directSplit lays out.
 const maxBands = 8
 
@@ -353,7 +368,7 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 	items := p.C * ph * pw
 	ic := directInCalls.Get().(*directInCall)
 	*ic = directInCall{p: p, x: x, xin: xin, hq: hq, wq: wq, ph: ph, pw: pw, fn: ic.fn}
-	if items*plane <= directCopyOne {
+	if items*plane <= directCopyOne || directInline(p) {
 		ic.fn(0, items)
 	} else {
 		dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), ic.fn)
@@ -606,7 +621,11 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 		blockOuter: directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads()),
 		fn:         dc.fn,
 	}
-	dynamicFor(items, max(1, items/(8*cpu.Threads())), dc.fn)
+	if directInline(p) {
+		dc.fn(0, items)
+	} else {
+		dynamicFor(items, max(1, items/(8*cpu.Threads())), dc.fn)
+	}
 	*dc = directCall{fn: dc.fn} // drop the references to the caller's memory
 	directCalls.Put(dc)
 	if tileSiLU {
@@ -946,7 +965,7 @@ func directFinish(p cpu.Conv2DParams, y, z []float32, ep *epilogue, out []float3
 		fc := directFinCalls.Get().(*directFinCall)
 		*fc = directFinCall{y: y, z: z, ep: ep, out: out, plane: plane, wq: wq, oh: oh, ow: ow,
 			lo: lo, hi: hi, clampOn: clampOn, addClampOK: addClampOK, addFn: fc.addFn, copyFn: fc.copyFn, bandFn: fc.bandFn}
-		if copyOut && p.M*oh*ow <= directCopyOne {
+		if copyOut && (p.M*oh*ow <= directCopyOne || directInline(p)) {
 			fc.copyFn(0, p.M)
 		} else if copyOut {
 			cpu.ParallelFor(p.M, max(1, 8192/max(1, oh*ow)), fc.copyFn)
