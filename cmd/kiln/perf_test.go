@@ -326,6 +326,7 @@ func TestPerfBadArguments(t *testing.T) {
 		{"streaming over http", []string{"-m", "m", "--streaming"}, "--streaming is for -i grpc"},
 		{"bad plot file", []string{"-m", "m", "--plot", "x.jpg"}, "want a .svg or .png file"},
 		{"too few trials", []string{"-m", "m", "-u", closed, "--max-trials", "2"}, "want at least 3"},
+		{"negative stability", []string{"-m", "m", "-u", closed, "--stability-percentage", "-1"}, "want a positive number, or 0 for none"},
 		{"a shape the model cannot take", []string{"-m", "tinycnn", "-u", "%HTTP%", "--shape", "image:1x3x16x16"}, "dimension 2 is 16, the model's is 32"},
 		{"unknown model", []string{"-m", "nope", "-u", "%HTTP%"}, "kiln: perf: server: GET /v2/models/nope: HTTP 404"},
 		{"stray argument", []string{"-m", "m", "extra"}, "unexpected arguments"},
