@@ -396,112 +396,79 @@ var directInCalls = sync.Pool{New: func() any {
 
 // items writes the phase planes [lo, hi) (channel, row phase, column phase).
 func (ic *directInCall) items(lo, hi int) {
-	p, x, xin, hq, wq, ph, pw := &ic.p, ic.x, ic.xin, ic.hq, ic.wq, ic.ph, ic.pw
-	sh, sw := p.StrideH, p.StrideW
-	plane := hq * wq
 	if ic.bd.n > 0 {
 		ic.bandItems(lo, hi)
 		return
 	}
-	{
-		var pms [2]padMasks // per phase column: b alternates between items
-		for it := lo; it < hi; it++ {
-			c, a, b := it/(ph*pw), it/pw%ph, it%pw
-			dst := xin[it*plane : (it+1)*plane]
-			xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
-			if sh == 1 && sw == 1 && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft, &pms[0]) ||
-				sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, hq, wq, a-p.PadTop, b-p.PadLeft, &pms[b]) {
-				continue
-			}
-			// input column of phase column j: b + j*sw - PadLeft
-			jlo := max(0, (p.PadLeft-b+sw-1)/sw)
-			jhi := min(wq, (p.W+p.PadLeft-b+sw-1)/sw)
-			for i := 0; i < hq; i++ {
-				row := dst[i*wq : (i+1)*wq]
-				r := a + i*sh - p.PadTop
-				if r < 0 || r >= p.H || jlo >= jhi {
-					clear(row)
-					continue
-				}
-				// pads are a column or three: loops beat calls to clear
-				for j := range row[:jlo] {
-					row[j] = 0
-				}
-				for j := range row[jhi:] {
-					row[jhi+j] = 0
-				}
-				srow := xc[r*p.W : (r+1)*p.W]
-				c0 := b + jlo*sw - p.PadLeft
-				if sw == 1 {
-					copy(row[jlo:jhi], srow[c0:])
-					continue
-				}
-				d := row[jlo:jhi]
-				s := srow[c0:]
-				if sw == 2 {
-					gatherEven(d, s)
-					continue
-				}
-				for j := range d {
-					d[j] = s[j*sw]
-				}
-			}
-		}
+	var pms [2]padMasks // per phase column: b alternates between items
+	for it := lo; it < hi; it++ {
+		ic.planeRows(it, 0, ic.hq, &pms)
 	}
 }
 
 // bandItems writes the (band, plane) items [lo, hi) of directInputBands:
 // item it is rows [row[q], row[q+1]) of plane it%planes, q = it/planes.
 func (ic *directInCall) bandItems(lo, hi int) {
-	p, x, xin, hq, wq, ph, pw := &ic.p, ic.x, ic.xin, ic.hq, ic.wq, ic.ph, ic.pw
-	sh, sw := p.StrideH, p.StrideW
-	plane := hq * wq
-	planes := p.C * ph * pw
+	planes := ic.p.C * ic.ph * ic.pw
 	var pms [2]padMasks // per phase column: b alternates between items
 	for it := lo; it < hi; it++ {
 		q, pl := it/planes, it%planes
 		i0, i1 := ic.bd.row[q], ic.bd.row[q+1]
 		if q == ic.bd.n-1 {
-			i1 = hq
+			i1 = ic.hq
 		}
-		if i0 >= i1 {
+		if i0 < i1 {
+			ic.planeRows(pl, i0, i1, &pms)
+		}
+	}
+}
+
+// planeRows writes rows [i0, i1) of phase plane pl (channel, row phase,
+// column phase) with the AVX-512 kernels where they apply (masks kept in
+// pms, one per phase column), else row by row.
+func (ic *directInCall) planeRows(pl, i0, i1 int, pms *[2]padMasks) {
+	p, x, xin, hq, wq, ph, pw := &ic.p, ic.x, ic.xin, ic.hq, ic.wq, ic.ph, ic.pw
+	sh, sw := p.StrideH, p.StrideW
+	plane := hq * wq
+	c, a, b := pl/(ph*pw), pl/pw%ph, pl%pw
+	dst := xin[pl*plane+i0*wq : pl*plane+i1*wq]
+	xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
+	whole := i0 == 0 && i1 == hq
+	switch {
+	case sh == 1 && sw == 1 && whole && padPlane(dst, xc, p.H, p.W, hq, wq, p.PadTop, p.PadLeft, &pms[0]),
+		sh == 1 && sw == 1 && !whole && padPlaneRows(dst, xc, p.H, p.W, i1-i0, wq, p.PadTop-i0, p.PadLeft, &pms[0]),
+		sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, i1-i0, wq, a-p.PadTop+2*i0, b-p.PadLeft, &pms[b]):
+		return
+	}
+	// input column of phase column j: b + j*sw - PadLeft
+	jlo := max(0, (p.PadLeft-b+sw-1)/sw)
+	jhi := min(wq, (p.W+p.PadLeft-b+sw-1)/sw)
+	for i := i0; i < i1; i++ {
+		row := dst[(i-i0)*wq : (i-i0+1)*wq]
+		r := a + i*sh - p.PadTop
+		if r < 0 || r >= p.H || jlo >= jhi {
+			clear(row)
 			continue
 		}
-		c, a, b := pl/(ph*pw), pl/pw%ph, pl%pw
-		dst := xin[pl*plane+i0*wq : pl*plane+i1*wq]
-		xc := x[c*p.H*p.W : (c+1)*p.H*p.W]
-		if sh == 1 && sw == 1 && padPlaneRows(dst, xc, p.H, p.W, i1-i0, wq, p.PadTop-i0, p.PadLeft, &pms[0]) ||
-			sh == 2 && sw == 2 && padPlaneS2(dst, xc, p.H, p.W, i1-i0, wq, a-p.PadTop+2*i0, b-p.PadLeft, &pms[b]) {
-			continue
+		// pads are a column or three: loops beat calls to clear
+		for j := range row[:jlo] {
+			row[j] = 0
 		}
-		jlo := max(0, (p.PadLeft-b+sw-1)/sw)
-		jhi := min(wq, (p.W+p.PadLeft-b+sw-1)/sw)
-		for i := i0; i < i1; i++ {
-			row := dst[(i-i0)*wq : (i-i0+1)*wq]
-			r := a + i*sh - p.PadTop
-			if r < 0 || r >= p.H || jlo >= jhi {
-				clear(row)
-				continue
-			}
-			for j := range row[:jlo] {
-				row[j] = 0
-			}
-			for j := range row[jhi:] {
-				row[jhi+j] = 0
-			}
-			srow := xc[r*p.W : (r+1)*p.W]
-			c0 := b + jlo*sw - p.PadLeft
-			d := row[jlo:jhi]
-			s := srow[c0:]
-			switch sw {
-			case 1:
-				copy(d, s)
-			case 2:
-				gatherEven(d, s)
-			default:
-				for j := range d {
-					d[j] = s[j*sw]
-				}
+		for j := range row[jhi:] {
+			row[jhi+j] = 0
+		}
+		srow := xc[r*p.W : (r+1)*p.W]
+		c0 := b + jlo*sw - p.PadLeft
+		d := row[jlo:jhi]
+		s := srow[c0:]
+		switch sw {
+		case 1:
+			copy(d, s)
+		case 2:
+			gatherEven(d, s)
+		default:
+			for j := range d {
+				d[j] = s[j*sw]
 			}
 		}
 	}
