@@ -355,6 +355,10 @@ func (k *globalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 			globalAvgF32(planes, size, x.Float32s(), y.Float32s())
 			break
 		}
+		if k.kind == poolMax && size > 0 {
+			globalMaxF32(planes, size, x.Float32s(), y.Float32s())
+			break
+		}
 		globalPool(k, planes, size, x.Float32s(), y.Float32s())
 	case tensor.Float64:
 		globalPool(k, planes, size, x.Float64s(), y.Float64s())

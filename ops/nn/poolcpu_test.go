@@ -48,6 +48,7 @@ var poolBenchCases = []poolBenchCase{
 	{name: "avg_64x56x56_k2s2", kind: poolAvg, c: 64, h: 56, w: 56, k: 2, s: 2},
 	{name: "gap_1000x13x13", kind: poolAvg, c: 1000, h: 13, w: 13, global: true},
 	{name: "gap_1280x7x7", kind: poolAvg, c: 1280, h: 7, w: 7, global: true},
+	{name: "gmp_1000x13x13", kind: poolMax, c: 1000, h: 13, w: 13, global: true},
 }
 
 // poolBenchVariants are the implementations TestPoolCPUTime compares: each
@@ -133,7 +134,7 @@ func TestPoolCPUTime(t *testing.T) {
 			names = append(names, v.name)
 			runs = append(runs, func(y []float32) bool { return v.run(k, g, c.c, x, y) })
 		}
-		if c.global {
+		if c.global && c.kind == poolAvg {
 			names, runs = []string{"generic", "vector", "vector-inline"}, []func(y []float32) bool{
 				func(y []float32) bool {
 					globalPool(&globalPoolOp{kind: poolAvg}, c.c, c.h*c.w, x, y)
@@ -141,6 +142,14 @@ func TestPoolCPUTime(t *testing.T) {
 				},
 				func(y []float32) bool { globalAvgF32(c.c, c.h*c.w, x, y); return true },
 				func(y []float32) bool { globalAvgRange(y, x, c.h*c.w); return true },
+			}
+		} else if c.global {
+			names, runs = []string{"generic", "vector"}, []func(y []float32) bool{
+				func(y []float32) bool {
+					globalPool(&globalPoolOp{kind: poolMax}, c.c, c.h*c.w, x, y)
+					return true
+				},
+				func(y []float32) bool { globalMaxF32(c.c, c.h*c.w, x, y); return true },
 			}
 		}
 		outLen := c.c

@@ -3,3 +3,5 @@
 package nn
 
 func planeSums(y, x []float32, size int) { planeSumsGo(y, x, size) }
+
+func planeMax(y, x []float32, size int) { planeMaxGo(y, x, size) }

@@ -84,3 +84,54 @@ func BenchmarkGlobalAvg(b *testing.B) {
 		}
 	}
 }
+
+// TestGlobalMaxPoolF32 runs GlobalMaxPool through the op on plane sizes
+// around the vector widths, with the assembly and in Go, against the
+// generic path (globalPool), NaNs included: a NaN counts only where it
+// comes first and only NaNs follow.
+func TestGlobalMaxPoolF32(t *testing.T) {
+	nan := float32(math.NaN())
+	ninf := float32(math.Inf(-1))
+	for _, c := range []struct {
+		n, ch, h, w int
+		set         map[int]float32 // elements of plane 0 to overwrite
+	}{
+		{1, 1000, 13, 13, nil}, {1, 128, 7, 7, nil}, {2, 3, 1, 1, nil}, {1, 5, 1, 15, nil}, {1, 5, 1, 16, nil},
+		{1, 5, 1, 17, nil}, {1, 3, 1, 31, nil}, {1, 3, 1, 32, nil}, {1, 3, 1, 33, nil}, {1, 3, 1, 48, nil}, {1, 2, 20, 20, nil},
+		{1, 2, 1, 1, map[int]float32{0: nan}},
+		{1, 2, 1, 20, map[int]float32{0: nan, 1: nan, 2: nan, 3: nan, 4: nan, 5: nan, 6: nan, 7: nan, 8: nan, 9: nan,
+			10: nan, 11: nan, 12: nan, 13: nan, 14: nan, 15: nan, 16: nan, 17: nan, 18: nan, 19: nan}},
+		{1, 2, 1, 20, map[int]float32{0: nan, 5: nan}},
+		{1, 2, 1, 3, map[int]float32{0: nan, 1: ninf, 2: ninf}},
+		{1, 2, 1, 3, map[int]float32{0: ninf, 1: ninf, 2: ninf}},
+	} {
+		r := rand.New(rand.NewPCG(4, uint64(c.ch*c.h*c.w)))
+		x := tensor.New(tensor.Float32, c.n, c.ch, c.h, c.w)
+		xs := x.Float32s()
+		for i := range xs {
+			xs[i] = r.Float32()*4 - 3
+		}
+		for i, v := range c.set {
+			xs[i] = v
+		}
+		size := c.h * c.w
+		want := make([]float32, c.n*c.ch)
+		globalPool(&globalPoolOp{kind: poolMax}, c.n*c.ch, size, xs, want)
+		for _, asm := range asmModes() {
+			setPoolAsm(t, asm)
+			k, err := ops.Prepare(opstest.Node("GlobalMaxPool", 1, 1), 12)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := k.Run(&ops.Env{}, []*tensor.Tensor{x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, g := range out[0].Float32s() {
+				if g != want[p] && !(g != g && want[p] != want[p]) {
+					t.Fatalf("%d planes of %dx%d asm=%v: plane %d = %g, want %g", c.n*c.ch, c.h, c.w, asm, p, g, want[p])
+				}
+			}
+		}
+	}
+}
