@@ -116,7 +116,9 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		pool(k, g, planes, x.Float64s(), y.Float64s(), idx)
 	case tensor.Float16, tensor.BFloat16:
 		yf := make([]float32, y.Len())
-		pool(k, g, planes, toFloat32(x), yf, idx)
+		if xf := toFloat32(x); idx != nil || !poolRegPlanes(k, g, planes, xf, yf) {
+			pool(k, g, planes, xf, yf, idx)
+		}
 		if y, err = fromFloat32(x.DType, outShape, yf); err != nil {
 			return nil, err
 		}

@@ -48,8 +48,8 @@ var poolGridSizes = [][2]int{{1, 1}, {4, 5}, {7, 16}, {6, 17}, {5, 27}, {9, 31},
 
 // TestPoolGrid runs MaxPool and AveragePool (with and without
 // count_include_pad) through the op on every window of poolGridWindows and
-// plane of poolGridSizes, float32 with the assembly and in Go and float64,
-// against refPool, the naive oracle.
+// plane of poolGridSizes, float32 and float16 with the assembly and in Go
+// and float64, against refPool, the naive oracle.
 func TestPoolGrid(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 15))
 	for wi, w := range poolGridWindows {
@@ -75,10 +75,14 @@ func TestPoolGrid(t *testing.T) {
 						attrs = append(attrs, opstest.Int("count_include_pad", 1))
 					}
 				}
-				for _, dt := range []tensor.DType{tensor.Float32, tensor.Float64} {
+				for _, dt := range []tensor.DType{tensor.Float32, tensor.Float64, tensor.Float16} {
 					modes := asmModes()
 					if dt == tensor.Float64 {
 						modes = modes[:1]
+					}
+					tol := 1e-6
+					if dt == tensor.Float16 {
+						tol = 2e-3 // the output rounded to float16
 					}
 					x := randTensor(r, dt, xs...)
 					want, _ := refPool(kind, floats(x), xs, w.k[:], w.s[:], w.d[:], w.pads[:2], w.pads[2:], out)
@@ -86,7 +90,7 @@ func TestPoolGrid(t *testing.T) {
 						name := fmt.Sprintf("window %d %v %s %v asm=%v", wi, hw, kind, dt, asm)
 						setPoolAsm(t, asm)
 						got := opstest.Run(t, opstest.Node(op, 1, 1, attrs...), 19, x)
-						closeTo(t, name, got[0], append(xs[:2:2], out...), want, 1e-6)
+						closeTo(t, name, got[0], append(xs[:2:2], out...), want, tol)
 					}
 				}
 			}
