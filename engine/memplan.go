@@ -243,7 +243,11 @@ func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner, shares map[*ir.V
 		if !ok {
 			continue
 		}
-		axis := int(ops.AttrsOf(n).Int("axis", 1)) // opset < 4 default
+		a, err := ops.ParseConcatAttrs(n, p.g.Opset()) // axis 1 by default before opset 4
+		if err != nil {
+			continue // the kernel refuses it
+		}
+		axis := int(a.Axis)
 		if axis < 0 {
 			axis += len(dims)
 		}

@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -59,11 +60,13 @@ func matchAttention(g *ir.Graph, u *usage, sm *ir.Node) (in []*ir.Value, scale f
 	if len(s) < 2 || sm.Inputs[0].Type.DType != tensor.Float32 {
 		return nil, 0, nil, nil
 	}
-	axis := attrInt(sm, "axis", -1)
-	if g.Opset() < 13 {
-		axis = attrInt(sm, "axis", 1)
+	a, err := ops.ParseSoftmaxAttrs(sm, g.Opset()) // axis 1 by default before opset 13
+	if err != nil {
+		return nil, 0, nil, nil
 	}
-	if axis != -1 && axis != int64(len(s)-1) {
+	// Over the last axis alone, the legacy form (the dimensions from axis
+	// on) is the same.
+	if axis := a.Axis; axis != -1 && axis != int64(len(s)-1) {
 		return nil, 0, nil, nil
 	}
 	mm2 := u.only(sm.Outputs[0])

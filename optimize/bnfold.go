@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -27,7 +28,8 @@ func (bnFoldPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 				continue
 			}
 			u := usesOf(g)
-			if !bnInference(bn, u) {
+			a, err := ops.ParseBatchNormAttrs(bn, g.Opset())
+			if err != nil || !bnInference(bn, a, u) {
 				continue
 			}
 			x := bn.Inputs[0]
@@ -35,7 +37,7 @@ func (bnFoldPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 			if p == nil || drop[p] || u.only(x) != bn || !inGraph(g, p) || len(p.Outputs) != 1 {
 				continue
 			}
-			s, shift, ok := bnAffine(g, bn)
+			s, shift, ok := bnAffine(g, bn, a.Epsilon)
 			if !ok {
 				continue
 			}
@@ -60,13 +62,13 @@ func (bnFoldPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 	})
 }
 
-// bnInference reports whether bn normalizes with its stored statistics and
-// nothing reads its training outputs.
-func bnInference(bn *ir.Node, u *usage) bool {
-	if attrInt(bn, "training_mode", 0) != 0 {
-		return false
-	}
-	if a, ok := bn.Attrs["spatial"]; ok && a.I == 0 {
+// bnInference reports whether bn, of attributes a, normalizes with its
+// stored statistics (not in training mode, as the kernel reads it: see
+// ops.BatchNormAttrs) and nothing reads its training outputs. spatial=0
+// before opset 9 needs no check: the kernel takes parameters of shape [C]
+// (the only ones bnAffine folds) per channel whatever it says.
+func bnInference(bn *ir.Node, a ops.BatchNormAttrs, u *usage) bool {
+	if a.Training {
 		return false
 	}
 	for _, o := range bn.Outputs[1:] {
@@ -78,8 +80,9 @@ func bnInference(bn *ir.Node, u *usage) bool {
 }
 
 // bnAffine returns, per channel, the factor s and the shift -mean*s + bias
-// of bn, whose parameters must be float32 constants of one shape [C].
-func bnAffine(g *ir.Graph, bn *ir.Node) (s, shift []float64, ok bool) {
+// of bn (of epsilon eps), whose parameters must be float32 constants of one
+// shape [C].
+func bnAffine(g *ir.Graph, bn *ir.Node, epsilon float32) (s, shift []float64, ok bool) {
 	var p [4][]float32
 	for i := range p {
 		v := bn.Inputs[i+1]
@@ -91,7 +94,7 @@ func bnAffine(g *ir.Graph, bn *ir.Node) (s, shift []float64, ok bool) {
 			return nil, nil, false
 		}
 	}
-	eps := float64(attrFloat(bn, "epsilon", 1e-5))
+	eps := float64(epsilon)
 	scale, bias, mean, vr := p[0], p[1], p[2], p[3]
 	s = make([]float64, len(scale))
 	shift = make([]float64, len(scale))
@@ -111,8 +114,8 @@ func isConvNoEpilogue(n *ir.Node) bool {
 	if n.OpType != "FusedConv" || n.Domain != fusedDomain {
 		return false
 	}
-	a, ok := n.Attrs["activation"]
-	return n.Input(3) == nil && (!ok || a.S == "")
+	a, err := ops.ParseFusedConvAttrs(n, 0) // kiln's op: no opset
+	return err == nil && n.Input(3) == nil && a.Activation == ""
 }
 
 // foldIntoConv rewrites conv's weights and bias (as new initializers, since
@@ -156,7 +159,11 @@ func foldIntoGemm(g *ir.Graph, nm *namer, gemm *ir.Node, s, shift []float64) boo
 	if !isConst(g, b) || b.Const.DType != tensor.Float32 || b.Const.Rank() != 2 {
 		return false
 	}
-	transB := attrInt(gemm, "transB", 0) != 0
+	a, err := ops.ParseGemmAttrs(gemm, g.Opset())
+	if err != nil {
+		return false
+	}
+	transB := a.TransB
 	k, n := b.Const.Shape[0], b.Const.Shape[1]
 	if transB {
 		k, n = n, k
@@ -164,7 +171,7 @@ func foldIntoGemm(g *ir.Graph, nm *namer, gemm *ir.Node, s, shift []float64) boo
 	if n != len(s) {
 		return false
 	}
-	alpha, beta := float64(attrFloat(gemm, "alpha", 1)), float64(attrFloat(gemm, "beta", 1))
+	alpha, beta := float64(a.Alpha), float64(a.Beta)
 	c := gemm.Input(2)
 	var cv []float32
 	if c != nil {

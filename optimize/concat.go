@@ -75,7 +75,7 @@ func elideRuns(g *ir.Graph, n *ir.Node, nodes map[*ir.Node]bool) ([]*ir.Value, s
 	var ins []*ir.Value
 	what := ""
 	for i := 0; i < len(n.Inputs); {
-		if x, k := splitRun(n.Inputs[i:], axis, nodes); k > 0 {
+		if x, k := splitRun(g, n.Inputs[i:], axis, nodes); k > 0 {
 			ins = append(ins, x)
 			what += "the outputs of " + n.Inputs[i].Producer.String() + " as its input; "
 			i += k
@@ -98,7 +98,7 @@ func elideRuns(g *ir.Graph, n *ir.Node, nodes map[*ir.Node]bool) ([]*ir.Value, s
 
 // splitRun reports whether vs starts with all the outputs, in order, of a
 // Split along axis; it returns the Split's input and the run's length.
-func splitRun(vs []*ir.Value, axis int64, nodes map[*ir.Node]bool) (*ir.Value, int) {
+func splitRun(g *ir.Graph, vs []*ir.Value, axis int64, nodes map[*ir.Node]bool) (*ir.Value, int) {
 	if vs[0] == nil {
 		return nil, 0
 	}
@@ -110,7 +110,11 @@ func splitRun(vs []*ir.Value, axis int64, nodes map[*ir.Node]bool) (*ir.Value, i
 	if x.Type.Shape == nil || x.Type.DType != vs[0].Type.DType {
 		return nil, 0
 	}
-	ax := attrInt(s, "axis", 0)
+	sa, err := ops.ParseSplitAttrs(s, g.Opset())
+	if err != nil {
+		return nil, 0
+	}
+	ax := sa.Axis
 	if ax < 0 {
 		ax += int64(len(x.Type.Shape))
 	}
@@ -175,12 +179,12 @@ func sliceBounds(g *ir.Graph, v *ir.Value, axis int64, nodes map[*ir.Node]bool) 
 	}
 	rank := int64(len(shape))
 	var starts, ends, axes, steps []int64
-	if g.Opset() < 10 {
-		for name, p := range map[string]*[]int64{"starts": &starts, "ends": &ends, "axes": &axes} {
-			if a, ok := s.Attrs[name]; ok && a.Type == ir.AttrInts {
-				*p = a.Ints
-			}
-		}
+	sa, err := ops.ParseSliceAttrs(s, g.Opset())
+	if err != nil {
+		return nil, 0, 0, false
+	}
+	if sa.FromAttrs {
+		starts, ends, axes = sa.Starts, sa.Ends, sa.Axes
 	} else {
 		for i, p := range []*[]int64{&starts, &ends, &axes, &steps} {
 			in := s.Input(i + 1)

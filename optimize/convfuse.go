@@ -1,9 +1,8 @@
 package optimize
 
 import (
-	"math"
-
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -72,10 +71,11 @@ func toFused(g *ir.Graph, n *ir.Node, typ string) {
 	}
 }
 
-// hasEpilogue reports whether fused node n already applies an activation.
+// hasEpilogue reports whether fused node n already applies an activation
+// (or has one that does not parse: it is left alone).
 func hasEpilogue(n *ir.Node) bool {
-	a, ok := n.Attrs["activation"]
-	return ok && a.S != ""
+	a, err := ops.ParseEpilogueAttrs(n)
+	return err != nil || a.Activation != ""
 }
 
 // fuseResidual fuses an Add of conv's output and another tensor of the
@@ -180,26 +180,35 @@ func setActivation(n *ir.Node, name string, params []float32) {
 // activationOf returns the fused activation name and parameters that act
 // computes, if it is one a fused op can apply.
 func activationOf(g *ir.Graph, act *ir.Node) (string, []float32, bool) {
+	var a ops.ActivationAttrs
+	switch {
+	case act.OpType == "Gelu" && (act.Domain == fusedDomain || isOp(act, "Gelu")),
+		isOp(act, "LeakyRelu"), isOp(act, "HardSigmoid"):
+		var err error
+		if a, err = ops.ParseActivationAttrs(act, g.Opset()); err != nil {
+			return "", nil, false
+		}
+	}
 	switch {
 	case act.OpType == "Gelu" && (act.Domain == fusedDomain || isOp(act, "Gelu")):
 		name := "Gelu"
-		if a, ok := act.Attrs["approximate"]; ok && a.S == "tanh" {
+		if a.Tanh {
 			name = "GeluTanh"
-		} else if ok && a.S != "none" {
-			return "", nil, false
 		}
 		return name, nil, len(act.Inputs) == 1
 	case isOp(act, "Relu"), isOp(act, "Sigmoid"), isOp(act, "HardSwish"):
 		return act.OpType, nil, len(act.Inputs) == 1
 	case isOp(act, "LeakyRelu"):
-		return "LeakyRelu", []float32{attrFloat(act, "alpha", 0.01)}, true
+		return "LeakyRelu", []float32{a.Alpha}, true
 	case isOp(act, "HardSigmoid"):
-		return "HardSigmoid", []float32{attrFloat(act, "alpha", 0.2), attrFloat(act, "beta", 0.5)}, true
+		return "HardSigmoid", []float32{a.Alpha, a.Beta}, true
 	case isOp(act, "Clip"):
-		lo, hi := float32(math.Inf(-1)), float32(math.Inf(1))
-		if g.Opset() < 11 {
-			lo, hi = attrFloat(act, "min", lo), attrFloat(act, "max", hi)
-		} else {
+		c, err := ops.ParseClipAttrs(act, g.Opset())
+		if err != nil {
+			return "", nil, false
+		}
+		lo, hi := c.Min, c.Max
+		if !c.FromAttrs {
 			for i, p := range []*float32{&lo, &hi} {
 				v := act.Input(i + 1)
 				if v == nil {

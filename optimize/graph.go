@@ -226,22 +226,6 @@ func logf(log func(string), format string, args ...any) {
 	}
 }
 
-// attrFloat returns float attribute name of n, or def.
-func attrFloat(n *ir.Node, name string, def float32) float32 {
-	if a, ok := n.Attrs[name]; ok && a.Type == ir.AttrFloat {
-		return a.F
-	}
-	return def
-}
-
-// attrInt returns integer attribute name of n, or def.
-func attrInt(n *ir.Node, name string, def int64) int64 {
-	if a, ok := n.Attrs[name]; ok && a.Type == ir.AttrInt {
-		return a.I
-	}
-	return def
-}
-
 // isOp reports whether n is the default-domain op typ.
 func isOp(n *ir.Node, typ string) bool {
 	return n != nil && n.OpType == typ && (n.Domain == "" || n.Domain == "ai.onnx")

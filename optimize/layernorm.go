@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -83,13 +84,15 @@ type layerNormMatch struct {
 // lastAxisMean reports whether r is a ReduceMean over the last axis of its
 // input only, keeping dims.
 func lastAxisMean(g *ir.Graph, r *ir.Node) bool {
-	if !isOp(r, "ReduceMean") || len(r.Outputs) != 1 || attrInt(r, "keepdims", 1) != 1 || len(r.Inputs) == 0 {
+	if !isOp(r, "ReduceMean") || len(r.Outputs) != 1 || len(r.Inputs) == 0 {
 		return false
 	}
-	var axes []int64
-	if a, ok := r.Attrs["axes"]; ok {
-		axes = a.Ints
-	} else if v := r.Input(1); v != nil {
+	a, err := ops.ParseReduceAttrs(r, g.Opset())
+	if err != nil || !a.KeepDims {
+		return false
+	}
+	axes := a.Axes // the attribute, honoured while input 1 is absent
+	if v := r.Input(1); axes == nil && v != nil {
 		if !isConst(g, v) || v.Const.DType != tensor.Int64 {
 			return false
 		}

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -52,7 +53,7 @@ func (mhaPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 			f := &ir.Node{Name: nm.name(n.Name + "_mha"), Inputs: in, Outputs: []*ir.Value{m.out},
 				Attrs: map[string]*ir.Attr{
 					"num_heads": ir.IntAttr("num_heads", m.heads),
-					"scale":     ir.FloatAttr("scale", attrFloat(n, "scale", 1)),
+					"scale":     ir.FloatAttr("scale", m.scale),
 				}}
 			toFused(g, f, "MultiHeadAttention")
 			m.out.Producer = f
@@ -72,6 +73,7 @@ func (mhaPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 type mhaMatch struct {
 	x, mask, out *ir.Value
 	heads        int64
+	scale        float32 // the Attention's
 	nodes        []*ir.Node
 }
 
@@ -80,7 +82,11 @@ func matchMHA(g *ir.Graph, u *usage, n *ir.Node) *mhaMatch {
 	if len(n.Inputs) < 3 || len(n.Inputs) > 4 || len(n.Outputs) != 1 || n.Outputs[0] == nil {
 		return nil
 	}
-	m := &mhaMatch{nodes: []*ir.Node{n}}
+	a, err := ops.ParseFusedAttentionAttrs(n, g.Opset())
+	if err != nil {
+		return nil
+	}
+	m := &mhaMatch{nodes: []*ir.Node{n}, scale: a.Scale}
 	perms := [][]int64{{0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}}
 	var split *ir.Node
 	var hd [2]ir.Dim // H and D
@@ -121,10 +127,14 @@ func matchMHA(g *ir.Graph, u *usage, n *ir.Node) *mhaMatch {
 	if x.Type.DType != tensor.Float32 || len(xs) != 3 || !xs[2].Known() || xs[2].Val != 3*h*d || h <= 0 || d <= 0 {
 		return nil
 	}
-	if ax := attrInt(split, "axis", 0); ax != -1 && ax != 2 {
+	sa, err := ops.ParseSplitAttrs(split, g.Opset())
+	if err != nil {
 		return nil
 	}
-	if !equalThirds(g, split, h*d) {
+	if ax := sa.Axis; ax != -1 && ax != 2 {
+		return nil
+	}
+	if !equalThirds(g, split, sa, h*d) {
 		return nil
 	}
 	m.nodes = append(m.nodes, split)
@@ -162,12 +172,14 @@ func matchMHA(g *ir.Graph, u *usage, n *ir.Node) *mhaMatch {
 	return m
 }
 
-// perm returns the perm attribute of Transpose node n (nil when absent).
+// perm returns the perm attribute of Transpose node n (nil when absent or
+// invalid).
 func perm(n *ir.Node) []int64 {
-	if a := n.Attrs["perm"]; a != nil {
-		return a.Ints
+	a, err := ops.ParseTransposeAttrs(n, 0) // the same at every opset
+	if err != nil {
+		return nil
 	}
-	return nil
+	return a.Perm
 }
 
 // only returns the op-typ producer of v when it is a node of g that n alone
@@ -183,19 +195,22 @@ func only(g *ir.Graph, u *usage, v *ir.Value, n *ir.Node, typ string) *ir.Node {
 	return p
 }
 
-// equalThirds reports whether Split node sp cuts its input's last axis into
-// three parts of size part each.
-func equalThirds(g *ir.Graph, sp *ir.Node, part int64) bool {
+// equalThirds reports whether Split node sp, of attributes a, cuts its
+// input's last axis into three parts of size part each.
+func equalThirds(g *ir.Graph, sp *ir.Node, a ops.SplitAttrs, part int64) bool {
 	var sizes []int64
+	var c *ir.Value
+	if a.SplitInput >= 0 {
+		c = sp.Input(a.SplitInput)
+	}
 	switch {
-	case len(sp.Inputs) > 1 && sp.Inputs[1] != nil:
-		c := sp.Inputs[1]
+	case a.Split != nil:
+		sizes = a.Split
+	case c != nil:
 		if !isConst(g, c) || c.Const.DType != tensor.Int64 {
 			return false
 		}
 		sizes = c.Const.Int64s()
-	case sp.Attrs["split"] != nil:
-		sizes = sp.Attrs["split"].Ints
 	default:
 		return true // equal parts
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -98,11 +99,12 @@ func projection(g *ir.Graph, n *ir.Node) (k int, act string, ok bool) {
 				return 0, "", false // an attribute this pass does not know
 			}
 		}
-		if a := n.Attrs["activation"]; a != nil {
-			act = a.S
+		e, err := ops.ParseFusedMatMulAttrs(n, g.Opset())
+		if err != nil {
+			return 0, "", false
 		}
-		if a := n.Attrs["activation_params"]; a != nil {
-			act += fmt.Sprint(a.Floats)
+		if e.Activation != "" {
+			act = fmt.Sprint(e.Activation, e.P0, e.P1)
 		}
 	}
 	return w.Const.Shape[0], act, true

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -114,7 +115,10 @@ func unmergeQKV(t *testing.T, g *ir.Graph) int {
 	var drop []*ir.Node
 	var added []*ir.Node
 	for _, s := range g.Nodes {
-		if !isOp(s, "Split") || attrInt(s, "axis", 0) != -1 || len(s.Inputs) != 2 || !isConst(g, s.Inputs[1]) {
+		if !isOp(s, "Split") || len(s.Inputs) != 2 || !isConst(g, s.Inputs[1]) {
+			continue
+		}
+		if a, err := ops.ParseSplitAttrs(s, g.Opset()); err != nil || a.Axis != -1 {
 			continue
 		}
 		add := s.Inputs[0].Producer

@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -150,7 +151,7 @@ func specElems(g *ir.Graph, v *ir.Value, nodes map[*ir.Node]bool, depth int) ([]
 		return out, true
 	}
 	if p := v.Producer; isOp(p, "Concat") && nodes[p] && len(p.Outputs) == 1 {
-		if ax := attrInt(p, "axis", 0); ax == 0 || ax == -1 {
+		if a, err := ops.ParseConcatAttrs(p, g.Opset()); err == nil && (a.Axis == 0 || a.Axis == -1) {
 			var out []specElem
 			ok := true
 			for _, in := range p.Inputs {
@@ -188,7 +189,10 @@ func specElems(g *ir.Graph, v *ir.Value, nodes map[*ir.Node]bool, depth int) ([]
 // one as 0 where n's input has that symbol at that index (allowzero 0).
 func runtimeSpec(g *ir.Graph, n *ir.Node, nodes map[*ir.Node]bool) ([]int64, bool) {
 	elems, ok := specElems(g, n.Inputs[1], nodes, 0)
-	if !ok || attrInt(n, "allowzero", 0) != 0 {
+	if !ok {
+		return nil, false
+	}
+	if a, err := ops.ParseReshapeAttrs(n, g.Opset()); err != nil || a.AllowZero {
 		return nil, false
 	}
 	in := n.Inputs[0].Type.Shape

@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -27,7 +28,11 @@ func (skipLayerNormPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 		drop := map[*ir.Node]bool{}
 		changed := false
 		for _, n := range g.Nodes {
-			if drop[n] || !plainLayerNorm(u, n) {
+			if drop[n] {
+				continue
+			}
+			la, ok := plainLayerNorm(u, n, g.Opset())
+			if !ok {
 				continue
 			}
 			x := n.Inputs[0]
@@ -42,7 +47,7 @@ func (skipLayerNormPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 				drop[add] = true
 				what = " with the residual " + add.String()
 			}
-			eps := attrFloat(n, "epsilon", 1e-5)
+			eps := la.Epsilon
 			if ins[3] == nil {
 				ins = ins[:3]
 			}
@@ -64,42 +69,47 @@ func (skipLayerNormPass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 // kiln::) over the last axis with float32 statistics (stash_type 1, the
 // default), a Scale (and Bias, if any) of the last dimension's known
 // length, and Mean and InvStdDev outputs that nothing reads.
-func plainLayerNorm(u *usage, n *ir.Node) bool {
+// It returns n's attributes (not ok when they do not parse).
+func plainLayerNorm(u *usage, n *ir.Node, opset int64) (a ops.LayerNormAttrs, ok bool) {
 	if n == nil || n.OpType != "LayerNormalization" || !(n.Domain == "" || n.Domain == "ai.onnx" || n.Domain == fusedDomain) {
-		return false
+		return a, false
 	}
 	if len(n.Inputs) < 2 || len(n.Inputs) > 3 || len(n.Outputs) == 0 || n.Outputs[0] == nil {
-		return false
+		return a, false
 	}
 	for _, o := range n.Outputs[1:] {
 		if o != nil && u.used(o) {
-			return false
+			return a, false
 		}
 	}
 	x := n.Inputs[0]
 	if x == nil || x.Type.DType != tensor.Float32 || len(x.Type.Shape) == 0 {
-		return false
+		return a, false
 	}
 	r := int64(len(x.Type.Shape))
-	if ax := attrInt(n, "axis", -1); ax != -1 && ax != r-1 {
-		return false
+	a, err := ops.ParseLayerNormAttrs(n, opset)
+	if err != nil { // the kernel refuses it
+		return a, false
 	}
-	if attrInt(n, "stash_type", 1) != int64(tensor.Float32) {
-		return false // statistics asked for in another precision
+	if ax := a.Axis; ax != -1 && ax != r-1 {
+		return a, false
+	}
+	if a.StashType != tensor.Float32 {
+		return a, false // statistics asked for in another precision
 	}
 	d := x.Type.Shape[r-1]
 	if !d.Known() {
-		return false
+		return a, false
 	}
 	for _, v := range n.Inputs[1:] {
 		if v == nil {
 			continue
 		}
 		if v.Type.DType != tensor.Float32 || len(v.Type.Shape) != 1 || !v.Type.Shape[0].Equal(d) {
-			return false
+			return a, false
 		}
 	}
-	return n.Inputs[1] != nil
+	return a, n.Inputs[1] != nil
 }
 
 // sameAdd reports whether add is a float32 Add of two tensors of the

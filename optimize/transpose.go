@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 )
 
 // transposePass removes Transposes that do nothing and merges chains:
@@ -58,13 +59,12 @@ func (transposePass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 // its input's shape when perm is absent (reversal); ok is false when it is
 // not a valid permutation or the rank is unknown.
 func transposePerm(n *ir.Node) ([]int64, bool) {
-	var perm []int64
-	if a, ok := n.Attrs["perm"]; ok {
-		if a.Type != ir.AttrInts {
-			return nil, false
-		}
-		perm = a.Ints
-	} else {
+	a, err := ops.ParseTransposeAttrs(n, 0) // the same at every opset
+	if err != nil {
+		return nil, false
+	}
+	perm := a.Perm
+	if perm == nil {
 		s := n.Inputs[0].Type.Shape
 		if s == nil {
 			return nil, false
@@ -76,13 +76,6 @@ func transposePerm(n *ir.Node) ([]int64, bool) {
 	}
 	if s := n.Inputs[0].Type.Shape; s != nil && len(s) != len(perm) {
 		return nil, false
-	}
-	seen := make([]bool, len(perm))
-	for _, p := range perm {
-		if p < 0 || p >= int64(len(perm)) || seen[p] {
-			return nil, false
-		}
-		seen[p] = true
 	}
 	return perm, true
 }

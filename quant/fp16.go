@@ -279,7 +279,7 @@ func (c *fp16Converter) plan(keep map[string]bool) {
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "op of domain "+dom
 		case dom == "" && ops.TraitsOf("", n.OpType).Has(ops.KeepFloat32):
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, n.OpType+" stays fp32"
-		case n.OpType == "Constant" && dom == "" && n.Attrs["value"] == nil:
+		case n.OpType == "Constant" && dom == "" && !hasValueTensor(n):
 			c.prec[n], c.reason[n] = FP16PrecisionSingle, "Constant without a tensor value"
 		default:
 			c.prec[n] = FP16PrecisionHalf
@@ -438,14 +438,12 @@ func (c *fp16Converter) convertCast(n *ir.Node) {
 		n.Inputs[0] = c.home(v)
 	}
 	o := n.Outputs[0]
-	a := n.Attrs["to"]
+	a, err := ops.ParseCastAttrs(n, c.opset)
 	switch {
 	case o == nil:
 		c.prec[n] = FP16PrecisionNone
-	case c.f32[o] && !c.output[o] && c.need16[o] && a != nil && a.Type == ir.AttrInt && tensor.DType(a.I) == tensor.Float32:
-		b := *a
-		b.I = int64(tensor.Float16)
-		n.Attrs["to"] = &b
+	case c.f32[o] && !c.output[o] && c.need16[o] && err == nil && a.To == tensor.Float32:
+		n.Attrs["to"] = ir.IntAttr("to", int64(tensor.Float16))
 		o.Type.DType = tensor.Float16
 		if o.Const != nil {
 			o.Const = fp16Narrow(o.Const)
@@ -470,16 +468,26 @@ func (c *fp16Converter) convertAttrs(n *ir.Node) {
 	}
 	switch n.OpType {
 	case "Cast":
-		if a := n.Attrs["to"]; a != nil && a.Type == ir.AttrInt && tensor.DType(a.I) == tensor.Float32 {
-			b := *a
-			b.I = int64(tensor.Float16)
-			n.Attrs["to"] = &b
+		if a, err := ops.ParseCastAttrs(n, c.opset); err == nil && a.To == tensor.Float32 {
+			n.Attrs["to"] = ir.IntAttr("to", int64(tensor.Float16))
 		}
 	case "Constant", "ConstantOfShape":
-		if a := n.Attrs["value"]; a != nil && a.T != nil && a.T.DType == tensor.Float32 {
-			b := *a
-			b.T = fp16Narrow(a.T)
-			n.Attrs["value"] = &b
+		// Only a "value" tensor is narrowed: ConstantOfShape's default
+		// (float32 0, no attribute) and Constant's value_float(s) stay
+		// float32, their outputs kept so by the kernel's inference.
+		var v *tensor.Tensor
+		var err error
+		if n.OpType == "Constant" {
+			var a ops.ConstantAttrs
+			a, err = ops.ParseConstantAttrs(n, c.opset)
+			v = a.Value
+		} else {
+			var a ops.ConstantOfShapeAttrs
+			a, err = ops.ParseConstantOfShapeAttrs(n, c.opset)
+			v = a.Value
+		}
+		if err == nil && hasValueTensor(n) && v.DType == tensor.Float32 {
+			n.Attrs["value"] = &ir.Attr{Name: "value", Type: ir.AttrTensor, T: fp16Narrow(v)}
 		}
 	}
 }
@@ -646,4 +654,13 @@ func fp16Narrow(t *tensor.Tensor) *tensor.Tensor {
 		h[i] = tensor.Float32ToHalf(f)
 	}
 	return out
+}
+
+// hasValueTensor reports whether Constant or ConstantOfShape node n has its
+// value as the attribute "value", the one convertAttrs narrows (not one of
+// Constant's value_* forms, nor ConstantOfShape's default). It tests which
+// attribute is there, not its value: ops.ParseConstantAttrs and
+// ops.ParseConstantOfShapeAttrs read that.
+func hasValueTensor(n *ir.Node) bool {
+	return ops.AttrsOf(n).Has("value")
 }

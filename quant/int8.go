@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -130,6 +131,7 @@ const Rule = `INT8 layer rule (first match wins):
 type candidate struct {
 	n      *ir.Node
 	conv   bool
+	group  int       // a convolution's groups
 	x      *ir.Value // the quantized input (activation)
 	w      *ir.Value // float32 constant weights
 	transB bool      // Gemm: w is [N, K]
@@ -147,22 +149,40 @@ func classify(g *ir.Graph, n *ir.Node, inputs map[*ir.Value]bool) (*candidate, s
 	case isKiln && n.OpType == "FusedConv", isONNX && n.OpType == "Conv":
 		c.conv = true
 		c.bias = n.Input(2)
+		var a ops.ConvAttrs
+		var err error
 		if isKiln {
 			c.z = n.Input(3)
+			var f ops.FusedConvAttrs
+			f, err = ops.ParseFusedConvAttrs(n, g.Opset())
+			a = f.ConvAttrs
+		} else {
+			a, err = ops.ParseConvAttrs(n, g.Opset())
 		}
-	case isKiln && n.OpType == "FusedMatMul", isONNX && n.OpType == "MatMul":
+		if err != nil {
+			return nil, err.Error()
+		}
+		c.group = int(a.Group)
+	case isKiln && n.OpType == "FusedMatMul":
+		if _, err := ops.ParseFusedMatMulAttrs(n, g.Opset()); err != nil {
+			return nil, err.Error()
+		}
+		c.bias = n.Input(2)
+	case isONNX && n.OpType == "MatMul":
 		c.bias = n.Input(2)
 	case isONNX && n.OpType == "Gemm":
-		if a := n.Attrs["alpha"]; a != nil && a.F != 1 {
+		a, err := ops.ParseGemmAttrs(n, g.Opset())
+		switch {
+		case err != nil:
+			return nil, err.Error()
+		case a.Alpha != 1:
 			return nil, "Gemm with alpha != 1"
-		}
-		if a := n.Attrs["beta"]; a != nil && a.F != 1 && n.Input(2) != nil {
+		case a.Beta != 1 && n.Input(2) != nil:
 			return nil, "Gemm with beta != 1"
-		}
-		if a := n.Attrs["transA"]; a != nil && a.I != 0 {
+		case a.TransA:
 			return nil, "Gemm with transA"
 		}
-		c.transB = n.Attrs["transB"] != nil && n.Attrs["transB"].I != 0
+		c.transB = a.TransB
 		c.bias = n.Input(2)
 		if b := c.bias; b != nil {
 			dt, rank := b.Type.DType, len(b.Type.Shape)
@@ -256,8 +276,8 @@ func QuantizeINT8(g *ir.Graph, t *Table, opt INT8Options) (*INT8Report, error) {
 				return nil, fmt.Errorf("%w: layer %q is forced to int8 but its input %q has no calibration range", ErrQuantize, n.Name, c.x.Name)
 			}
 			d.Precision, d.Reason = PrecisionINT8, "override: int8"
-		case c.conv && inputs[c.x] && maxCh > 0 && c.w.Const.Shape[1]*groupOf(n) <= maxCh:
-			d.Reason = fmt.Sprintf("first layer: reads graph input %q with %d channels", c.x.Name, c.w.Const.Shape[1]*groupOf(n))
+		case c.conv && inputs[c.x] && maxCh > 0 && c.w.Const.Shape[1]*c.group <= maxCh:
+			d.Reason = fmt.Sprintf("first layer: reads graph input %q with %d channels", c.x.Name, c.w.Const.Shape[1]*c.group)
 		case outputs[n.Outputs[0]] != "":
 			d.Reason = fmt.Sprintf("produces graph output %q", outputs[n.Outputs[0]])
 		case !hasRange:
@@ -327,13 +347,6 @@ func quoteAll(s []string) []string {
 		out[i] = fmt.Sprintf("%q", x)
 	}
 	return out
-}
-
-func groupOf(n *ir.Node) int {
-	if a := n.Attrs["group"]; a != nil && a.I > 0 {
-		return int(a.I)
-	}
-	return 1
 }
 
 // activationAttrs are the attributes of the fused ops' epilogue, copied to

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -217,14 +218,15 @@ func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]b
 	if ws == nil || !ws.DType.IsFloat() {
 		return "the weights' scale is not a float constant"
 	}
-	axis := int64(1)
-	if a := wdq.Attrs["axis"]; a != nil {
-		axis = a.I
+	qa, err := ops.ParseQuantAxisAttrs(wdq, g.Opset())
+	if err != nil {
+		return "the weights' DequantizeLinear: " + err.Error()
 	}
+	axis := qa.Axis
 	if axis < 0 {
 		axis += int64(w.Rank())
 	}
-	if a := wdq.Attrs["block_size"]; a != nil && a.I != 0 {
+	if qa.BlockSize != 0 {
 		return "blocked weight scales"
 	}
 
@@ -236,6 +238,9 @@ func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]b
 		if w.Rank() < 3 {
 			return fmt.Sprintf("Conv weights of shape %v", w.Shape)
 		}
+		if _, err := ops.ParseConvAttrs(n, g.Opset()); err != nil {
+			return err.Error()
+		}
 		bias = n.Input(2)
 	case "MatMul":
 		if w.Rank() != 2 {
@@ -245,16 +250,18 @@ func qdqLayer(g *ir.Graph, n *ir.Node, xdq, wdq *ir.Node, inputs map[*ir.Value]b
 		if w.Rank() != 2 {
 			return fmt.Sprintf("Gemm weights of shape %v", w.Shape)
 		}
-		if a := n.Attrs["alpha"]; a != nil && a.F != 1 {
+		a, err := ops.ParseGemmAttrs(n, g.Opset())
+		switch {
+		case err != nil:
+			return err.Error()
+		case a.Alpha != 1:
 			return "Gemm with alpha != 1"
-		}
-		if a := n.Attrs["beta"]; a != nil && a.F != 1 && n.Input(2) != nil {
+		case a.Beta != 1 && n.Input(2) != nil:
 			return "Gemm with beta != 1"
-		}
-		if a := n.Attrs["transA"]; a != nil && a.I != 0 {
+		case a.TransA:
 			return "Gemm with transA"
 		}
-		transB = n.Attrs["transB"] != nil && n.Attrs["transB"].I != 0
+		transB = a.TransB
 		bias = n.Input(2)
 	}
 	// the output-channel axis of the weights as stored

@@ -8,6 +8,7 @@ import (
 	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -112,10 +113,11 @@ func indexLimits(g *ir.Graph) []indexLimit {
 		if !ok || data == nil || data.Const == nil {
 			continue
 		}
-		axis := 0
-		if a, ok := n.Attrs["axis"]; ok && a.Type == ir.AttrInt {
-			axis = int(a.I)
+		a, err := ops.ParseGatherAttrs(n, g.Opset())
+		if err != nil {
+			continue // the kernel refuses it
 		}
+		axis := int(a.Axis)
 		rank := len(data.Const.Shape)
 		if axis < 0 {
 			axis += rank
