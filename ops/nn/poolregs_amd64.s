@@ -724,6 +724,10 @@ s1taps:
 	// Z2: the outputs, the taps t = 1 .. k-1 from idx
 	VMOVAPS Z0, Z2
 	MOVQ k+88(FP), R11
+	CMPQ R11, $3
+	JEQ s1k3
+	CMPQ R11, $5
+	JEQ s1k5
 	MOVQ idx+40(FP), AX
 	DECQ R11
 	JZ s1tdone
@@ -744,6 +748,37 @@ s1tadd:
 	ADDQ $64, AX
 	DECQ R11
 	JNZ s1tadd
+	JMP s1tdone
+s1k3:
+	// 3 and 5 taps: VALIGND by constant lanes, no index loads
+	VALIGND $1, Z0, Z1, Z3
+	VALIGND $2, Z0, Z1, Z4
+	TESTQ CX, CX
+	JNZ s1k3add
+	VMAXPS Z3, Z2, Z2
+	VMAXPS Z4, Z2, Z2
+	JMP s1tdone
+s1k3add:
+	VADDPS Z3, Z2, Z2
+	VADDPS Z4, Z2, Z2
+	JMP s1tdone
+s1k5:
+	VALIGND $1, Z0, Z1, Z3
+	VALIGND $2, Z0, Z1, Z4
+	VALIGND $3, Z0, Z1, Z5
+	VALIGND $4, Z0, Z1, Z6
+	TESTQ CX, CX
+	JNZ s1k5add
+	VMAXPS Z3, Z2, Z2
+	VMAXPS Z4, Z5, Z5
+	VMAXPS Z6, Z2, Z2
+	VMAXPS Z5, Z2, Z2
+	JMP s1tdone
+s1k5add:
+	VADDPS Z3, Z2, Z2
+	VADDPS Z4, Z5, Z5
+	VADDPS Z6, Z2, Z2
+	VADDPS Z5, Z2, Z2
 s1tdone:
 	TESTQ CX, CX
 	JZ s1st
