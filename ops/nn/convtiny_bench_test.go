@@ -19,6 +19,10 @@ var tinyShapes = []cpu.Conv2DParams{
 	{N: 1, C: 3, H: 32, W: 32, M: 16, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	{N: 1, C: 16, H: 8, W: 8, M: 32, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	{N: 1, C: 3, H: 28, W: 28, M: 8, KH: 5, KW: 5, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
+	// larger layers whose planes take the vector tiles: resnet_mini's 64
+	// -> 64 at 14x14, squeezenet1_1's 64 -> 256 expand at 13x13
+	{N: 1, C: 64, H: 14, W: 14, M: 64, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{N: 1, C: 64, H: 13, W: 13, M: 256, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 }
 
 // BenchmarkTinyConv times the small convolutions with ReLU (as tinycnn's
