@@ -30,6 +30,9 @@ func (convFusePass) ApplyLog(g *ir.Graph, log func(string)) (bool, error) {
 				continue
 			}
 			if isOp(n, "Conv") && len(n.Inputs) >= 2 && len(n.Inputs) <= 3 {
+				if _, err := ops.ParseConvAttrs(n, g.Opset()); err != nil {
+					continue // FusedConv would refuse them as Conv does
+				}
 				toFused(g, n, "FusedConv")
 				changed = true
 				logf(log, "%s: Conv as FusedConv", n.Name)
