@@ -104,6 +104,8 @@ func TestQuantizeINT8Rule(t *testing.T) {
 		name   string
 		opt    INT8Options
 		drop   string // a value whose calibration entry is removed
+		// set gives nodes (by name) an attribute, before calibration
+		set    map[string]*ir.Attr
 		layers map[string]want
 	}{
 		{name: "default rule", layers: map[string]want{
@@ -126,10 +128,27 @@ func TestQuantizeINT8Rule(t *testing.T) {
 		{name: "no range", drop: "mid", layers: map[string]want{
 			"res": {PrecisionFP32, "has no calibration range"},
 		}},
+		// attributes that do not parse: the layer is left in float
+		{name: "malformed attributes", set: map[string]*ir.Attr{
+			"mid":  ir.IntAttr("group", 0),
+			"fc":   ir.StringAttr("activation", "Bogus"),
+			"head": ir.IntAttr("alpha", 1),
+		}, layers: map[string]want{
+			"mid":  {PrecisionFP32, `"group"`},
+			"fc":   {PrecisionFP32, `"activation"`},
+			"head": {PrecisionFP32, `"alpha"`},
+			"res":  {PrecisionINT8, "input scale"},
+		}},
+		{name: "gemm attributes", set: map[string]*ir.Attr{"head": ir.FloatAttr("alpha", 2)}, layers: map[string]want{
+			"head": {PrecisionFP32, "Gemm with alpha != 1"},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			g := convNet(t)
+			for name, a := range tc.set {
+				nodeNamed(g, name).Attrs[a.Name] = a
+			}
 			tab := fullTable(g)
 			if tc.drop != "" {
 				delete(tab.Entries, nodeNamed(g, tc.drop).Outputs[0].Name)

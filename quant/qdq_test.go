@@ -165,7 +165,12 @@ func TestImportQDQReasons(t *testing.T) {
 		noActQDQ bool
 		matmul   bool
 		wAxis    int64
-		want     string
+		// opset (0: 13); wAttrs: more attributes of the weights' DQ;
+		// attrs: the layer's
+		opset  int64
+		wAttrs []*ir.Attr
+		attrs  []*ir.Attr
+		want   string
 	}{
 		{name: "symmetric", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, want: ""},
 		{name: "int8 zero point", actZP: scalar(tensor.Int8, 3), dqScale: 0.1, want: "zero point 3 (asymmetric)"},
@@ -176,11 +181,24 @@ func TestImportQDQReasons(t *testing.T) {
 		{name: "weight only", noActQDQ: true, want: "weight-only"},
 		{name: "matmul per row", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, matmul: true, wAxis: 0, want: "want one or one per output channel (axis 1)"},
 		{name: "matmul per column", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, matmul: true, wAxis: 1, want: ""},
+		// block_size is DequantizeLinear's from opset 21 (ignored before, as
+		// its kernel does)
+		{name: "opset 21 blocked", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, opset: 21, wAttrs: []*ir.Attr{ir.IntAttr("block_size", 2)}, want: "blocked weight scales"},
+		{name: "opset 21 block_size 0", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, opset: 21, wAttrs: []*ir.Attr{ir.IntAttr("block_size", 0)}, want: ""},
+		{name: "opset 19 block_size not read", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, opset: 19, wAttrs: []*ir.Attr{ir.IntAttr("block_size", 2)}, want: ""},
+		// attributes that do not parse: the layer stays as it was
+		{name: "weights' DQ axis a float", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, wAttrs: []*ir.Attr{ir.FloatAttr("axis", 0)}, want: `"axis"`},
+		{name: "conv group 0", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, attrs: []*ir.Attr{ir.IntAttr("group", 0)}, want: `"group"`},
+		{name: "conv strides a string", actZP: scalar(tensor.Int8, 0), dqScale: 0.1, attrs: []*ir.Attr{ir.StringAttr("strides", "1")}, want: `"strides"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewSource(1))
-			b := ir.NewBuilder("q", 13)
+			opset := tc.opset
+			if opset == 0 {
+				opset = 13
+			}
+			b := ir.NewBuilder("q", opset)
 			x := b.Input("x", tensor.Float32, ir.D(1), ir.D(4), ir.D(4), ir.D(4))
 			in := x
 			if !tc.noActQDQ {
@@ -208,13 +226,13 @@ func TestImportQDQReasons(t *testing.T) {
 				for i := range s.Float32s() {
 					s.Float32s()[i] = 0.01
 				}
-				w = b.Op("DequantizeLinear", []*ir.Value{b.Const("wq", int8Tensor(r, wshape...)), b.Const("", s)}, ir.IntAttr("axis", tc.wAxis))
+				w = b.Op("DequantizeLinear", []*ir.Value{b.Const("wq", int8Tensor(r, wshape...)), b.Const("", s)}, append([]*ir.Attr{ir.IntAttr("axis", tc.wAxis)}, tc.wAttrs...)...)
 			}
 			op := "Conv"
 			if tc.matmul {
 				op = "MatMul"
 			}
-			y := b.Op(op, []*ir.Value{in, w})
+			y := b.Op(op, []*ir.Value{in, w}, tc.attrs...)
 			y.Producer.Name = "layer"
 			b.Output(y, "y")
 			g := b.Graph()
