@@ -101,9 +101,9 @@ func TestQuantizeINT8Rule(t *testing.T) {
 		reason string
 	}
 	tests := []struct {
-		name   string
-		opt    INT8Options
-		drop   string // a value whose calibration entry is removed
+		name string
+		opt  INT8Options
+		drop string // a value whose calibration entry is removed
 		// set gives nodes (by name) an attribute, before calibration
 		set    map[string]*ir.Attr
 		layers map[string]want
