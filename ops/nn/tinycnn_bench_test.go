@@ -36,6 +36,7 @@ func BenchmarkTinyCNN(b *testing.B) {
 		}
 	}
 	times := make([]float64, 0, b.N)
+	b.ReportAllocs()
 	c0 := cpuTime()
 	for b.Loop() {
 		t0 := time.Now()
