@@ -10,17 +10,28 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
+// noAxis stands for a Concat without the attribute "axis" (1 by default
+// before opset 4).
+const noAxis = -100
+
 // concatGraph builds y = Neg(Concat(Neg(x), Abs(x), x + 0.5, axis)) on x
-// [dim0, dim1]: a Concat of three producers whose output is an
-// intermediate.
-func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, view bool, o Options) *Engine {
+// [dim0, dim1] at the given opset (0: 17): a Concat of three producers
+// whose output is an intermediate.
+func concatGraph(t *testing.T, opset int64, dim0 ir.Dim, width int64, axis int64, view bool, o Options) *Engine {
 	t.Helper()
-	b := ir.NewBuilder("concat", 17)
+	if opset == 0 {
+		opset = 17
+	}
+	b := ir.NewBuilder("concat", opset)
 	x := b.Input("x", tensor.Float32, dim0, ir.D(width))
 	c := b.Const("c", tensor.FromFloat32([]float32{0.5}, 1))
 	a := b.Op("Neg", []*ir.Value{x})
 	bb := b.Op("Abs", []*ir.Value{x})
-	cc := b.Op("Add", []*ir.Value{x, c})
+	var bc []*ir.Attr
+	if opset < 7 {
+		bc = append(bc, ir.IntAttr("broadcast", 1))
+	}
+	cc := b.Op("Add", []*ir.Value{x, c}, bc...)
 	ins := []*ir.Value{a, bb, cc}
 	if view {
 		// pure views of the producers' outputs, as yolo's Reshapes
@@ -28,7 +39,11 @@ func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, view bool, 
 			ins[i] = b.Op("Flatten", []*ir.Value{v}, ir.IntAttr("axis", 1))
 		}
 	}
-	cat := b.Op("Concat", ins, ir.IntAttr("axis", axis))
+	var ax []*ir.Attr
+	if axis != noAxis {
+		ax = append(ax, ir.IntAttr("axis", axis))
+	}
+	cat := b.Op("Concat", ins, ax...)
 	b.Output(b.Op("Neg", []*ir.Value{cat}), "y")
 	e, err := NewWithOptions(b.Graph(), o)
 	if err != nil {
@@ -44,11 +59,13 @@ func concatGraph(t *testing.T, dim0 ir.Dim, width int64, axis int64, view bool, 
 // would sit at unaligned offsets (not nested), for inputs that are views
 // (Flatten) of the producers' outputs, for a Concat with a batch
 // dimension before its axis (not nested), and for max shapes larger than
-// the run's (nested at the max sizes: the Concat copies its inputs aside).
+// the run's (nested at the max sizes: the Concat copies its inputs aside);
+// before opset 4 a Concat without axis joins along axis 1, not 0.
 func TestConcatInPlace(t *testing.T) {
 	withStrictAlias(t)
 	for _, tc := range []struct {
 		name    string
+		opset   int64 // 0: 17
 		dim0    ir.Dim
 		width   int64
 		axis    int64
@@ -57,17 +74,19 @@ func TestConcatInPlace(t *testing.T) {
 		batches []int
 		nested  bool
 	}{
-		{"axis 1, aligned", ir.D(1), 16, 1, false, nil, []int{1}, true},
-		{"axis -1, aligned", ir.D(1), 32, -1, false, nil, []int{1}, true},
-		{"axis 1, unaligned", ir.D(1), 5, 1, false, nil, []int{1}, false},
-		{"axis 1, views", ir.D(1), 16, 1, true, nil, []int{1}, true},
-		{"axis 1, batch 3", ir.D(3), 16, 1, false, nil, []int{3}, false},
-		{"axis 0, batch 4", ir.D(4), 16, 0, false, nil, []int{4}, true},
-		{"axis 0, max batch 4", ir.S("batch"), 16, 0, false, map[string][]int{"x": {4, 16}}, []int{4, 1, 3, 2}, true},
+		{"axis 1, aligned", 0, ir.D(1), 16, 1, false, nil, []int{1}, true},
+		{"axis -1, aligned", 0, ir.D(1), 32, -1, false, nil, []int{1}, true},
+		{"axis 1, unaligned", 0, ir.D(1), 5, 1, false, nil, []int{1}, false},
+		{"axis 1, views", 0, ir.D(1), 16, 1, true, nil, []int{1}, true},
+		{"axis 1, batch 3", 0, ir.D(3), 16, 1, false, nil, []int{3}, false},
+		{"axis 0, batch 4", 0, ir.D(4), 16, 0, false, nil, []int{4}, true},
+		{"axis 0, max batch 4", 0, ir.S("batch"), 16, 0, false, map[string][]int{"x": {4, 16}}, []int{4, 1, 3, 2}, true},
+		{"opset 3 no axis, aligned", 3, ir.D(1), 16, noAxis, false, nil, []int{1}, true},
+		{"opset 3 no axis, batch 4", 3, ir.D(4), 16, noAxis, false, nil, []int{4}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := concatGraph(t, tc.dim0, tc.width, tc.axis, tc.view, Options{MaxShapes: tc.max})
-			ref := concatGraph(t, tc.dim0, tc.width, tc.axis, tc.view, Options{NoArena: true, MaxShapes: tc.max})
+			e := concatGraph(t, tc.opset, tc.dim0, tc.width, tc.axis, tc.view, Options{MaxShapes: tc.max})
+			ref := concatGraph(t, tc.opset, tc.dim0, tc.width, tc.axis, tc.view, Options{NoArena: true, MaxShapes: tc.max})
 			c := e.NewContext()
 			for _, batch := range tc.batches {
 				n := batch * int(tc.width)
