@@ -65,6 +65,9 @@ var poolBenchVariants = []struct {
 		return maxPoolPlanes(k, g, planes, x, y) || poolFast2D(k, g, planes, x, y)
 	}},
 	{"regs", poolRegPlanes},
+	{"regs-strip4", poolStripVariant(4)},
+	{"regs-strip16", poolStripVariant(16)},
+	{"regs-strip-all", poolStripVariant(1 << 30)},
 	{"regs-inline", func(k *poolOp, g *geom, planes int, x, y []float32) bool {
 		if !poolAsm || !poolRegApplies(k, g) {
 			return false
@@ -72,6 +75,17 @@ var poolBenchVariants = []struct {
 		poolRegRun(y, x, k.regs.planFor(k, g), planes)
 		return true
 	}},
+}
+
+// poolStripVariant is poolRegPlanes with strips of the column pass of n
+// rows.
+func poolStripVariant(n int) func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+	return func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+		old, oldPlane := poolStripRows, poolStripPlane
+		poolStripRows, poolStripPlane = n, 0
+		defer func() { poolStripRows, poolStripPlane = old, oldPlane }()
+		return poolRegPlanes(k, g, planes, x, y)
+	}
 }
 
 // TestPoolCPUTime times the pooling layers of the shared models with each
@@ -182,7 +196,11 @@ func TestPoolCPUTime(t *testing.T) {
 			}
 		}
 		for r := 0; r < rounds; r++ {
-			for v := range runs {
+			for i := range runs {
+				v := i
+				if r%2 == 1 {
+					v = len(runs) - 1 - i // odd rounds in reverse: no variant always runs first
+				}
 				if !ok[v] {
 					continue
 				}

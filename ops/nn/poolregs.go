@@ -222,6 +222,26 @@ func (p *poolRegPlan) check(y, x []float32, planes int) {
 // and 5-6 us alone).
 const poolSplitMin = 1 << 18
 
+// poolStripRows is how many output rows poolS2AVX512's column pass runs
+// block by block before it moves to the next rows, on planes of more than
+// poolStripPlane elements (smaller planes stay in L1: one strip). Measured
+// against a single strip (9 rounds, two runs, CPU time): squeezenet's
+// 128x55x55 3x3/2 33-41 us against 38-42, the resnet stem 65-67 against
+// 70-76, the 64x111x111 one the same (70-84); the 256x27x27 one 15-18
+// against 13-15, hence one strip for small planes. Variables for the tests.
+var (
+	poolStripRows  = 8
+	poolStripPlane = 2048
+)
+
+// stripRows is the strip of poolS2AVX512's column pass for p.
+func (p *poolRegPlan) stripRows() int {
+	if p.h*p.w <= poolStripPlane {
+		return 1 << 30
+	}
+	return poolStripRows
+}
+
 // poolRegJob is one poolRegPlanes call spread over the cores; pooled with its
 // method value so that a call allocates nothing.
 type poolRegJob struct {

@@ -30,7 +30,7 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 	op 64(base), Z1, K2, Z1; \
 	op 128(base), Z2, K3, Z2
 
-// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint, rn, rxoff, ryoff, rinv, rstep, ow, rreuse int, avg bool)
+// func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint, rn, rxoff, ryoff, rinv, rstep, ow, rreuse, strip int, avg bool)
 //
 // planes planes of a 2-D MaxPool (AveragePool when avg) with a horizontal
 // stride of 2 and a window k (2 or 3) columns wide, the window's rows and
@@ -57,11 +57,13 @@ GLOBL poolRegOdd<>(SB), RODATA|NOPTR, $64
 // of the first reads x from rxoff and writes y from ryoff, its divisors from
 // inv[rinv:]; output rows are ow elements apart. With rreuse set (3 rows
 // each, 2 rows apart) the last row of one output row's window is kept in
-// registers as the first of the next one's.
-TEXT ·poolS2AVX512(SB), NOSPLIT, $0-169
+// registers as the first of the next one's. The column pass runs the regular
+// rows in strips of up to strip rows (all the blocks of a strip, then the
+// next strip), so that a strip's input rows stay in L1 across its blocks.
+TEXT ·poolS2AVX512(SB), NOSPLIT, $32-177
 	VMOVDQU32 poolRegEven<>(SB), Z31
 	VMOVDQU32 poolRegOdd<>(SB), Z29
-	MOVBLZX avg+168(FP), CX
+	MOVBLZX avg+176(FP), CX
 	VPXORD Z30, Z30, Z30
 	TESTQ CX, CX
 	JNZ s2plane
@@ -283,21 +285,33 @@ s2col:
 	MOVQ rn+112(FP), AX
 	TESTQ AX, AX
 	JZ s2nextplane
-	MOVQ blk+24(FP), R14
-	MOVQ nblk+56(FP), R8
+	MOVQ AX, left-24(SP)
 	MOVQ x+8(FP), R12
 	MOVQ rxoff+120(FP), AX
 	LEAQ (R12)(AX*4), R12
+	MOVQ R12, sx-8(SP)
 	MOVQ y+0(FP), R13
 	MOVQ ryoff+128(FP), AX
 	LEAQ (R13)(AX*4), R13
-	MOVQ inv+32(FP), R9
-	MOVQ rinv+136(FP), AX
-	LEAQ (R9)(AX*4), R9
+	MOVQ R13, sy-16(SP)
 	MOVQ rstep+144(FP), BX
 	SHLQ $2, BX
 	MOVQ ow+152(FP), DX
 	SHLQ $2, DX
+s2strip:
+	// the next strip of up to strip rows: every block down its rows
+	MOVQ left-24(SP), AX
+	MOVQ strip+168(FP), R11
+	CMPQ AX, R11
+	CMOVQLT AX, R11
+	MOVQ R11, cnt-32(SP)
+	MOVQ sx-8(SP), R12
+	MOVQ sy-16(SP), R13
+	MOVQ blk+24(FP), R14
+	MOVQ nblk+56(FP), R8
+	MOVQ inv+32(FP), R9
+	MOVQ rinv+136(FP), AX
+	LEAQ (R9)(AX*4), R9
 s2cblk:
 	KMOVW 0(R14), K1
 	KMOVW 2(R14), K2
@@ -305,7 +319,7 @@ s2cblk:
 	KMOVW 6(R14), K4
 	MOVQ R12, SI
 	MOVQ R13, DI
-	MOVQ rn+112(FP), R11
+	MOVQ cnt-32(SP), R11
 	CMPQ rreuse+160(FP), $0
 	JEQ s2cnoreuse
 	CMPW 10(R14), $0
@@ -612,6 +626,15 @@ s2cnext:
 	ADDQ $16, R14
 	DECQ R8
 	JNZ s2cblk
+	MOVQ cnt-32(SP), R11
+	MOVQ R11, AX
+	IMULQ BX, AX
+	ADDQ AX, sx-8(SP)
+	MOVQ R11, AX
+	IMULQ DX, AX
+	ADDQ AX, sy-16(SP)
+	SUBQ R11, left-24(SP)
+	JNZ s2strip
 
 s2nextplane:
 	MOVQ xPlane+64(FP), AX

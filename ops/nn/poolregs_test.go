@@ -106,6 +106,7 @@ func TestPoolRegs(t *testing.T) {
 		t.Skip("no AVX-512")
 	}
 	r := rand.New(rand.NewPCG(9, 19))
+	defer func(n, m int) { poolStripRows, poolStripPlane = n, m }(poolStripRows, poolStripPlane)
 	for wi, w := range poolGridWindows {
 		for _, hw := range poolGridSizes {
 			for _, kind := range []string{"max", "avg", "avgpad"} {
@@ -126,7 +127,9 @@ func TestPoolRegs(t *testing.T) {
 					xf[i] = float64(x[i])
 				}
 				n := planes * g.out[0] * g.out[1]
-				for rep := 0; rep < 2; rep++ { // the second call takes the cached plan
+				for rep := 0; rep < 4; rep++ { // the later calls take the cached plan
+					// strips of the column pass: one, then 1, 2 and 3 rows
+					poolStripRows, poolStripPlane = []int{8, 1, 2, 3}[rep], []int{1 << 30, 0, 0, 0}[rep]
 					y := make([]float32, n)
 					for i := range y {
 						y[i] = float32(math.NaN())
