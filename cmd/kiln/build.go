@@ -156,7 +156,7 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level: 0 none, 1 eliminations and folding, 2 also the fusions (default 2;\n3 to 5: on the CPU the same as 2; with --device cuda, tactic timing also tries cuDNN's graph-API engines, a longer build)")
 	fs.StringVar(&b.timingCache, "timing-cache", "", "tactic timing cache file (read and updated)")
 	fs.BoolVar(&b.noTiming, "no-timing", !timingDefault, "skip tactic timing: default implementations")
-	fs.StringVar(&b.workspace, "workspace", "0", "memory `limit`, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory")
+	fs.StringVar(&b.workspace, "workspace", "0", "memory `limit`, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory and the scratch of the layers left to the CPU")
 	b.layers = layerPrecFlags{}
 	fs.Var(b.layers, "layer-precision", "precision of one layer, `NAME:fp32|fp16|int8` (repeatable)")
 	fs.Var(&b.minCosine, "int8-min-cosine", "with --int8: measure each INT8 layer alone against FP32 (sensitivity analysis) and keep\nin float (fp32 on the CPU, fp16 on cuda) every layer whose output cosine falls below `COSINE`,\nsuch as 0.999; --layer-precision wins")

@@ -105,7 +105,8 @@ type Options struct {
 	// memory a layer's tactic may take at the opt shape (measured while
 	// timing: tactics above it are not chosen), on devices that run graphs
 	// themselves (cuda) the device memory of the engine (weights,
-	// activations, library workspaces).
+	// activations, library workspaces) and, for the layers such a build
+	// leaves to the CPU, their tactics' scratch as on the CPU.
 	Workspace int64
 
 	// StrictDevice refuses to build when a layer would run on the CPU
