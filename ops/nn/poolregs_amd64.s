@@ -637,13 +637,15 @@ s2cnext:
 	JNZ s2strip
 
 s2nextplane:
+	// the next plane (x and y never point past their planes)
+	DECQ planes+40(FP)
+	JZ s2done
 	MOVQ xPlane+64(FP), AX
 	SHLQ $2, AX
 	ADDQ AX, x+8(FP)
 	MOVQ yPlane+72(FP), AX
 	SHLQ $2, AX
 	ADDQ AX, y+0(FP)
-	DECQ planes+40(FP)
 	JMP s2plane
 s2done:
 	VZEROUPPER
@@ -827,13 +829,15 @@ s1rowdone:
 	DECQ R13
 	JMP s1row
 s1nextplane:
+	// the next plane (x and y never point past their planes)
+	DECQ planes+48(FP)
+	JZ s1done
 	MOVQ xPlane+72(FP), AX
 	SHLQ $2, AX
 	ADDQ AX, x+8(FP)
 	MOVQ yPlane+80(FP), AX
 	SHLQ $2, AX
 	ADDQ AX, y+0(FP)
-	DECQ planes+48(FP)
 	JMP s1plane
 s1done:
 	VZEROUPPER
