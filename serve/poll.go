@@ -31,16 +31,38 @@ func fingerprint(dir string) uint64 {
 // Poll watches the repository (Triton's --model-control-mode=poll) every
 // interval until ctx ends: a new or changed model folder is (re)loaded beside
 // the version being served, which keeps serving until the new one is ready;
-// a removed folder is unloaded once its queued requests finish.
+// a removed folder is unloaded once its queued requests finish. Changes are
+// seen against the repository as it was when Poll was called: run it as
+// StartPoll does, or a change made before the goroutine runs is missed.
 func (s *Server) Poll(ctx context.Context, interval time.Duration) {
-	if s.opts.Repository == "" {
-		return
-	}
+	s.pollLoop(ctx, interval, s.pollSnapshot())
+}
+
+// StartPoll takes the repository's state now and then polls it as Poll does
+// in a goroutine of its own, so that a change made after StartPoll returns is
+// always seen.
+func (s *Server) StartPoll(ctx context.Context, interval time.Duration) {
+	seen := s.pollSnapshot()
+	go s.pollLoop(ctx, interval, seen)
+}
+
+// pollSnapshot fingerprints each model folder of the repository.
+func (s *Server) pollSnapshot() map[string]uint64 {
 	seen := map[string]uint64{}
+	if s.opts.Repository == "" {
+		return seen
+	}
 	if names, err := repository.Names(s.opts.Repository); err == nil {
 		for _, n := range names {
 			seen[n] = fingerprint(filepath.Join(s.opts.Repository, n))
 		}
+	}
+	return seen
+}
+
+func (s *Server) pollLoop(ctx context.Context, interval time.Duration, seen map[string]uint64) {
+	if s.opts.Repository == "" {
+		return
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

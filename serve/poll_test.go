@@ -15,7 +15,9 @@ func TestPollReloadsUnderLoad(t *testing.T) {
 	dir := s.opts.Repository
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go s.Poll(ctx, 5*time.Millisecond)
+	// the repository's state is taken before StartPoll returns: a change
+	// made at once is seen however late the poller's goroutine runs
+	s.StartPoll(ctx, 5*time.Millisecond)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -48,7 +50,7 @@ func TestPollReloadsUnderLoad(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // requests in flight
 	os.WriteFile(filepath.Join(dir, "tiny", "config.pbtxt"), []byte("max_batch_size: 2\n"), 0o644)
 	waitFor("the changed config", func() bool {
 		cfg, _, err := s.ModelConfig("tiny", "")

@@ -318,7 +318,7 @@ func runServe(ctx context.Context, args []string, started chan<- [3]string) int 
 		}
 		log.Info("models loaded", "ready", s.Ready())
 		if *control == "poll" {
-			go s.Poll(ctx, *pollEvery)
+			s.StartPoll(ctx, *pollEvery)
 		}
 	}()
 	if started != nil {
