@@ -45,7 +45,24 @@ type Context struct {
 	// many of them the kernel has asked for
 	cur    []slot
 	nalloc int
+	step   int
 	alloc  func(dt tensor.DType, shape []int) (*tensor.Tensor, error)
+
+	// the scratch of a run, reused by the next: the frame of the
+	// top-level graph, the symbolic sizes of the inputs, the kernels'
+	// Env, the arguments of a step, the outputs, and per step the
+	// headers of the tensors allocate hands out in the arena (a value's
+	// header lives until the next run, like its memory)
+	f        frame
+	syms     map[string]symBinding
+	env      ops.Env
+	ctx      context.Context
+	frame    *frame
+	args     []*tensor.Tensor
+	res      []*tensor.Tensor
+	runGraph func(g *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error)
+	eAlloc   func(dt tensor.DType, shape []int) (*tensor.Tensor, error) // e.allocate
+	hdrs     [][]shapedTensor
 }
 
 // NewContext returns a new execution context for e. Its arena is allocated
@@ -56,7 +73,17 @@ type Context struct {
 func (e *Engine) NewContext() *Context {
 	c := &Context{e: e}
 	c.alloc = c.allocate
+	c.runGraph = c.runSubgraph
+	c.eAlloc = e.allocate
+	c.f.vals = make(map[*ir.Value]*tensor.Tensor, len(e.graph.Nodes))
+	c.syms = map[string]symBinding{}
+	c.args = make([]*tensor.Tensor, 0, 8)
 	return c
+}
+
+// runSubgraph is the Env.RunGraph of a top-level node run by c.
+func (c *Context) runSubgraph(g *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	return c.e.runSubgraph(c.ctx, c.frame, g, in)
 }
 
 // Engine returns the engine c runs.
@@ -83,7 +110,7 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 			return nil, err
 		}
 	}
-	f, err := e.bindInputs(inputs)
+	f, err := e.bindInputs(&c.f, c.syms, inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -105,11 +132,14 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 	outs, err := func() ([]*tensor.Tensor, error) {
 		e.runMu.RLock()
 		defer e.runMu.RUnlock()
-		return e.exec(ctx, e.plans[e.graph], f, observe, run)
+		return e.exec(ctx, e.plans[e.graph], f, observe, run, c)
 	}()
+	// what the run bound stays reachable from c no longer than the run
+	defer clear(f.vals)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(outs)
 	res := make(map[string]*tensor.Tensor, len(outs))
 	for i, v := range e.graph.Outputs {
 		t := outs[i]
@@ -140,7 +170,7 @@ func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 		s := c.cur[j]
 		if s.size > 0 && s.dt == dt && tensor.CheckShape(shape) == nil {
 			if n := tensor.NumElements(shape) * dt.Size(); n <= s.size {
-				return arenaTensor(dt, shape, c.arena[s.off:s.off+n:s.off+n]), nil
+				return c.arenaTensor(j, dt, shape, c.arena[s.off:s.off+n:s.off+n]), nil
 			}
 		}
 	}
@@ -153,6 +183,27 @@ func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 type shapedTensor struct {
 	t    tensor.Tensor
 	dims [4]int
+}
+
+// arenaTensor is arenaTensor for output j of the running step, in a header
+// of c's that the same output of the same step reuses next run (the value
+// is dead by then: the run's outputs in the arena are cloned, observers and
+// kernels keep no tensor beyond the run).
+func (c *Context) arenaTensor(j int, dt tensor.DType, shape []int, data []byte) *tensor.Tensor {
+	if len(shape) == 0 || len(shape) > 4 {
+		return arenaTensor(dt, shape, data)
+	}
+	if c.step >= len(c.hdrs) {
+		c.hdrs = append(c.hdrs, make([][]shapedTensor, c.step+1-len(c.hdrs))...)
+	}
+	h := c.hdrs[c.step]
+	if j >= len(h) {
+		h = append(h, make([]shapedTensor, j+1-len(h))...)
+		c.hdrs[c.step] = h
+	}
+	st := &h[j]
+	st.t = tensor.Tensor{DType: dt, Shape: append(st.dims[:0:len(shape)], shape...), Data: data}
+	return &st.t
 }
 
 // arenaTensor returns a tensor of dt and a copy of shape over data.
@@ -209,5 +260,6 @@ func (c *Context) guard(i, j int, n *ir.Node, t *tensor.Tensor) (*tensor.Tensor,
 func (c *Context) beginStep(env *ops.Env, i int) {
 	c.cur = c.mem.slots[i]
 	c.nalloc = 0
+	c.step = i
 	env.Alloc = c.alloc
 }

@@ -188,34 +188,67 @@ func (e *Engine) RunObserved(ctx context.Context, inputs map[string]*tensor.Tens
 }
 
 // bindInputs checks the inputs against the graph and returns the frame of
-// a run with them bound.
-func (e *Engine) bindInputs(inputs map[string]*tensor.Tensor) (*frame, error) {
+// a run with them bound: f when not nil (cleared first), else a new one.
+// syms, when not nil, is cleared and used to match symbolic dimensions.
+func (e *Engine) bindInputs(f *frame, syms map[string]symBinding, inputs map[string]*tensor.Tensor) (*frame, error) {
 	g := e.graph
-	f := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(g.Nodes))}
-	byName := make(map[string]*ir.Value, len(g.Inputs))
-	for _, v := range g.Inputs {
-		byName[v.Name] = v
+	if f == nil {
+		f = &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(g.Nodes))}
+	} else {
+		clear(f.vals)
 	}
-	for name := range inputs {
-		if _, ok := byName[name]; !ok {
-			return nil, fmt.Errorf("%w: the model has no input %q (inputs: %s)", ErrInput, name, inputNames(e.Inputs()))
-		}
+	if syms == nil {
+		syms = map[string]symBinding{}
+	} else {
+		clear(syms)
 	}
-	syms := map[string]symBinding{}
+	bound := 0
 	for _, v := range g.Inputs {
 		t, ok := inputs[v.Name]
+		if ok {
+			bound++
+		}
 		if !ok || t == nil {
 			if v.Const != nil {
 				continue
 			}
+			if err := e.unknownInputs(inputs); err != nil {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%w: input %q (%v) is missing", ErrInput, v.Name, v.Type)
 		}
 		if err := checkInput(v, t, syms); err != nil {
+			if uerr := e.unknownInputs(inputs); uerr != nil {
+				return nil, uerr
+			}
 			return nil, err
 		}
 		f.vals[v] = t
 	}
+	if bound != len(inputs) {
+		if err := e.unknownInputs(inputs); err != nil {
+			return nil, err
+		}
+	}
 	return f, nil
+}
+
+// unknownInputs returns the error for an input name the graph does not
+// have (nil when all are known).
+func (e *Engine) unknownInputs(inputs map[string]*tensor.Tensor) error {
+	for name := range inputs {
+		known := false
+		for _, v := range e.graph.Inputs {
+			if v.Name == name {
+				known = true
+				break
+			}
+		}
+		if !known {
+			return fmt.Errorf("%w: the model has no input %q (inputs: %s)", ErrInput, name, inputNames(e.Inputs()))
+		}
+	}
+	return nil
 }
 
 func inputNames(vs []*ir.Value) string {
@@ -317,26 +350,28 @@ func valueKind(t *tensor.Tensor) string {
 
 // exec runs plan p in frame f (inputs already bound) and returns the graph
 // outputs in order. With run (only for the top-level plan of an engine
-// with a memory plan) kernel outputs go to run's arena.
-func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer, run *Context) ([]*tensor.Tensor, error) {
-	env := &ops.Env{Ctx: ctx, Alloc: e.allocate}
-	env.RunGraph = func(sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-		sp := e.plans[sg]
-		if sp == nil {
-			return nil, fmt.Errorf("%w: subgraph %q was not prepared", ErrKernel, sg.Name)
+// with a memory plan) kernel outputs go to run's arena. With c (only for
+// the top-level plan) the run's scratch (env, arguments, result) is c's,
+// reused run after run; the result is then valid until c's next run.
+func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer, run, c *Context) ([]*tensor.Tensor, error) {
+	var env *ops.Env
+	var args []*tensor.Tensor
+	if c != nil {
+		c.ctx, c.frame = ctx, f
+		env = &c.env
+		*env = ops.Env{Ctx: ctx, Alloc: c.eAlloc, RunGraph: c.runGraph}
+		args = c.args[:0]
+		defer func() {
+			clear(args[:cap(args)])
+			c.ctx, c.frame, c.args = nil, nil, args[:0]
+		}()
+	} else {
+		env = &ops.Env{Ctx: ctx, Alloc: e.allocate}
+		env.RunGraph = func(sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+			return e.runSubgraph(ctx, f, sg, in)
 		}
-		if len(in) > len(sg.Inputs) {
-			return nil, fmt.Errorf("%w: subgraph %q takes %d inputs, got %d", ErrKernel, sg.Name, len(sg.Inputs), len(in))
-		}
-		sf := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(sg.Nodes)), parent: f}
-		for i, t := range in {
-			if t != nil {
-				sf.vals[sg.Inputs[i]] = t
-			}
-		}
-		return e.exec(ctx, sp, sf, nil, nil)
+		args = make([]*tensor.Tensor, 0, 8)
 	}
-	args := make([]*tensor.Tensor, 0, 8)
 	for i, s := range p.steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -383,7 +418,15 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer, 
 			}
 		}
 	}
-	res := make([]*tensor.Tensor, len(p.g.Outputs))
+	var res []*tensor.Tensor
+	if c != nil && cap(c.res) >= len(p.g.Outputs) {
+		res = c.res[:len(p.g.Outputs)]
+	} else {
+		res = make([]*tensor.Tensor, len(p.g.Outputs))
+		if c != nil {
+			c.res = res
+		}
+	}
 	for i, v := range p.g.Outputs {
 		t, ok := f.lookup(v)
 		if !ok {
@@ -392,6 +435,24 @@ func (e *Engine) exec(ctx context.Context, p *plan, f *frame, observe Observer, 
 		res[i] = t
 	}
 	return res, nil
+}
+
+// runSubgraph runs subgraph sg of a node executing in frame f (Env.RunGraph).
+func (e *Engine) runSubgraph(ctx context.Context, f *frame, sg *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	sp := e.plans[sg]
+	if sp == nil {
+		return nil, fmt.Errorf("%w: subgraph %q was not prepared", ErrKernel, sg.Name)
+	}
+	if len(in) > len(sg.Inputs) {
+		return nil, fmt.Errorf("%w: subgraph %q takes %d inputs, got %d", ErrKernel, sg.Name, len(sg.Inputs), len(in))
+	}
+	sf := &frame{vals: make(map[*ir.Value]*tensor.Tensor, len(sg.Nodes)), parent: f}
+	for i, t := range in {
+		if t != nil {
+			sf.vals[sg.Inputs[i]] = t
+		}
+	}
+	return e.exec(ctx, sp, sf, nil, nil, nil)
 }
 
 // runKernel runs one step, turning a kernel panic (a bug) into an error so

@@ -9,7 +9,13 @@ import "github.com/kilnai/kiln/tensor"
 // zeroed tensor.
 func NewOutput(env *Env, dt tensor.DType, shape []int) (*tensor.Tensor, error) {
 	if env != nil && env.Alloc != nil {
-		return env.Alloc(dt, shape)
+		if len(shape) <= len(env.dims) {
+			// a copy in env's scratch, so that the caller's shape does
+			// not escape to the heap through the call of Alloc (the
+			// allocators copy the shape they are given)
+			return env.Alloc(dt, append(env.dims[:0:len(env.dims)], shape...))
+		}
+		return env.Alloc(dt, append([]int(nil), shape...))
 	}
 	return tensor.Make(dt, shape)
 }

@@ -47,6 +47,22 @@ type Env struct {
 	RunGraph func(g *ir.Graph, inputs []*tensor.Tensor) ([]*tensor.Tensor, error)
 	// Alloc, when not nil, allocates an output tensor (see NewOutput).
 	Alloc func(dt tensor.DType, shape []int) (*tensor.Tensor, error)
+
+	out  [1]*tensor.Tensor // One's result
+	dims [8]int            // NewOutput's copy of a shape
+}
+
+// One returns t as the one output of a kernel's Run: with an env, a slice
+// of the env's that is valid until the env's next One (the engine takes a
+// kernel's outputs before it runs the next), so that a kernel returns
+// without allocating. A kernel that runs another with its own env must
+// take the outputs of one run before the next.
+func (env *Env) One(t *tensor.Tensor) []*tensor.Tensor {
+	if env == nil {
+		return []*tensor.Tensor{t}
+	}
+	env.out[0] = t
+	return env.out[:1:1]
 }
 
 // Def describes an op type.

@@ -3,6 +3,7 @@ package tensor
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -59,10 +60,10 @@ func CheckShape(shape []int) error {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
-			return fmt.Errorf("%w: negative dimension in %v", ErrShape, shape)
+			return fmt.Errorf("%w: negative dimension in %v", ErrShape, slices.Clone(shape)) // a copy: shape does not escape
 		}
 		if d != 0 && n > MaxElements/d {
-			return fmt.Errorf("%w: %v has too many elements", ErrShape, shape)
+			return fmt.Errorf("%w: %v has too many elements", ErrShape, slices.Clone(shape))
 		}
 		n *= d
 	}
@@ -101,9 +102,9 @@ func Make(dt DType, shape []int) (*Tensor, error) {
 	if err := CheckShape(shape); err != nil {
 		return nil, err
 	}
-	s := append([]int{}, shape...)
-	n := NumElements(s)
-	t := &Tensor{DType: dt, Shape: s}
+	t := withShape(shape)
+	t.DType = dt
+	n := NumElements(shape)
 	if dt == String {
 		t.Strings = make([]string, n)
 	} else {
@@ -169,9 +170,28 @@ func (t *Tensor) Reshape(shape []int) (*Tensor, error) {
 		return nil, err
 	}
 	if NumElements(shape) != t.Len() {
-		return nil, fmt.Errorf("%w: cannot reshape %v to %v", ErrShape, t.Shape, shape)
+		return nil, fmt.Errorf("%w: cannot reshape %v to %v", ErrShape, t.Shape, slices.Clone(shape))
 	}
-	return &Tensor{DType: t.DType, Shape: append([]int{}, shape...), Data: t.Data, Strings: t.Strings}, nil
+	r := withShape(shape)
+	r.DType, r.Data, r.Strings = t.DType, t.Data, t.Strings
+	return r, nil
+}
+
+// shapedTensor is a tensor with room for a small shape: a tensor and its
+// shape in one allocation.
+type shapedTensor struct {
+	t    Tensor
+	dims [4]int
+}
+
+// withShape returns a new tensor with a copy of shape (never nil).
+func withShape(shape []int) *Tensor {
+	if len(shape) > 4 {
+		return &Tensor{Shape: append([]int{}, shape...)}
+	}
+	st := &shapedTensor{}
+	st.t.Shape = append(st.dims[:0:len(shape)], shape...)
+	return &st.t
 }
 
 func view[T any](t *Tensor, want DType) []T {

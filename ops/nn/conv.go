@@ -5,6 +5,8 @@ import (
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
+	"slices"
+	"sync/atomic"
 )
 
 // convOp is ONNX Conv: a grouped, strided, dilated N-D convolution of X
@@ -12,6 +14,43 @@ import (
 type convOp struct {
 	win   window
 	group int
+}
+
+// convSetupCache holds the geometry of the last shapes a convolution ran.
+type convSetupCache struct {
+	p atomic.Pointer[convSetupEntry]
+}
+
+// convSetupEntry is convSetup's result for the input shapes x, w and b
+// (b nil: no bias); s and out are read only.
+type convSetupEntry struct {
+	x, w, b []int
+	hasB    bool
+	s       *convShape
+	out     []int
+}
+
+// get is convSetup, reusing the geometry of the last run when the
+// shapes are the same (a server runs one shape after another): the
+// returned shape and output shape are shared and must not be modified.
+func (c *convSetupCache) get(op string, win *window, group int, x, w, b *tensor.Tensor) (*convShape, []int, error) {
+	if e := c.p.Load(); e != nil && slices.Equal(e.x, x.Shape) && slices.Equal(e.w, w.Shape) &&
+		e.hasB == (b != nil) && (b == nil || slices.Equal(e.b, b.Shape)) {
+		return e.s, e.out, nil
+	}
+	s, out, err := convSetup(op, win, group, x, w, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	// the geometry's input and kernel sizes alias the tensors' shapes:
+	// the entry keeps copies
+	s.g.in, s.g.kernel = slices.Clone(s.g.in), slices.Clone(s.g.kernel)
+	e := &convSetupEntry{x: slices.Clone(x.Shape), w: slices.Clone(w.Shape), hasB: b != nil, s: s, out: out}
+	if b != nil {
+		e.b = slices.Clone(b.Shape)
+	}
+	c.p.Store(e)
+	return s, out, nil
 }
 
 func prepareConv(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -190,13 +229,13 @@ func (k *convOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		}
 		yf := make([]float32, y.Len())
 		convF32(s, toFloat32(x), toFloat32(w), bias, yf)
-		if y, err = fromFloat32(x.DType, outShape, yf); err != nil {
+		if y, err = fromFloat32(x.DType, slices.Clone(outShape), yf); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, badInput("Conv of %v, want a float type", x.DType)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // convF32 is the float32 convolution: 2-D ones run cpu.Conv2D, the others

@@ -24,6 +24,8 @@ import (
 type fusedConvOp struct {
 	convOp
 	ep epilogue
+	// setup is the geometry of the last shapes run
+	setup convSetupCache
 	// tactic is the algorithm SetTactic chose; "" lets cpu.Conv2D pick.
 	// blk, when not nil, is the GEMM blocking of ConvIm2col.
 	tactic cpu.ConvAlgo
@@ -252,11 +254,11 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 			return nil, badInput("FusedConv of %v, want float32", t.DType)
 		}
 	}
-	s, outShape, err := convSetup("FusedConv", &k.win, k.group, x, w, b)
+	s, outShape, err := k.setup.get("FusedConv", &k.win, k.group, x, w, b)
 	if err != nil {
 		return nil, err
 	}
-	if z != nil && tensor.ShapeString(z.Shape) != tensor.ShapeString(outShape) {
+	if z != nil && !slices.Equal(z.Shape, outShape) {
 		return nil, badInput("FusedConv residual has shape %v, output %v", z.Shape, outShape)
 	}
 	y, err := ops.NewOutput(env, tensor.Float32, outShape)
@@ -295,7 +297,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		if f := k.winoFilter(p, w); f != nil {
 			if q, ep, zs := directEp(); q.Validate() == nil {
 				convWino(q, x.Float32s(), f, bias, yv, zs, ep)
-				return []*tensor.Tensor{y}, nil
+				return env.One(y), nil
 			}
 		}
 	}
@@ -303,7 +305,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		if f := k.gemmTFilter(p, w); f != nil {
 			if q, ep, zs := directEp(); q.Validate() == nil {
 				convGemmT(q, x.Float32s(), f, bias, yv, zs, ep)
-				return []*tensor.Tensor{y}, nil
+				return env.One(y), nil
 			}
 		}
 	}
@@ -311,7 +313,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		if f := k.clFilter(p, w); f != nil {
 			if q, ep, zs := directEp(); q.Validate() == nil {
 				convCL(q, x.Float32s(), f, bias, yv, zs, ep)
-				return []*tensor.Tensor{y}, nil
+				return env.One(y), nil
 			}
 		}
 	}
@@ -336,7 +338,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 					zs = z.Float32s()
 				}
 				convDirect(p, x.Float32s(), f, bias, yv, zs, ep)
-				return []*tensor.Tensor{y}, nil
+				return env.One(y), nil
 			}
 			p.Act = cpu.ActNone
 		}
@@ -355,7 +357,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		}
 		if fused && p.Validate() == nil {
 			k.conv2D(p, x, w, bias, yv)
-			return []*tensor.Tensor{y}, nil
+			return env.One(y), nil
 		}
 		p.Act = cpu.ActNone
 	}
@@ -372,7 +374,7 @@ func (k *fusedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	default:
 		k.ep.apply(yv)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // conv2D runs the 2-D convolution p with the chosen tactic, or cpu.Conv2D's

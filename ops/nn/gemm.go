@@ -87,8 +87,8 @@ func (k *gemmOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		if c.Rank() > 2 {
 			return nil, badInput("Gemm C has shape %v, want at most 2 dims", c.Shape)
 		}
-		if s, err := ops.BroadcastShape(c.Shape, out); err != nil || s[0] != m || s[1] != n {
-			return nil, badInput("Gemm C of shape %v does not broadcast to %v", c.Shape, out)
+		if !broadcastsTo(c.Shape, m, n) {
+			return nil, badInput("Gemm C of shape %v does not broadcast to %v", c.Shape, []int{m, n})
 		}
 	} else {
 		c = nil
@@ -121,7 +121,19 @@ func (k *gemmOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	default:
 		return nil, badInput("Gemm of %v", a.DType)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
+}
+
+// broadcastsTo reports whether a shape of at most 2 dimensions broadcasts
+// to [m, n] (unidirectionally: the result is [m, n]).
+func broadcastsTo(s []int, m, n int) bool {
+	want := [2]int{m, n}
+	for i, d := range s {
+		if w := want[2-len(s)+i]; d != w && d != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // cOf returns the elements of an optional tensor.

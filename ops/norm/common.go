@@ -98,12 +98,12 @@ type floatOut struct {
 // newFloatOut makes an output of type dt and the given shape with
 // ops.NewOutput (nil env: a zeroed tensor; otherwise the caller must write
 // every element).
-func newFloatOut(env *ops.Env, dt tensor.DType, shape []int) (*floatOut, error) {
+func newFloatOut(env *ops.Env, dt tensor.DType, shape []int) (floatOut, error) {
 	t, err := ops.NewOutput(env, dt, shape)
 	if err != nil {
-		return nil, err
+		return floatOut{}, err
 	}
-	o := &floatOut{t: t}
+	o := floatOut{t: t}
 	switch dt {
 	case tensor.Float32:
 		o.f32 = t.Float32s()
@@ -112,7 +112,7 @@ func newFloatOut(env *ops.Env, dt tensor.DType, shape []int) (*floatOut, error) 
 	case tensor.Float16, tensor.BFloat16:
 		o.f32 = make([]float32, t.Len())
 	default:
-		return nil, fmt.Errorf("%w: %v output, want a float type", ops.ErrBadInput, dt)
+		return floatOut{}, fmt.Errorf("%w: %v output, want a float type", ops.ErrBadInput, dt)
 	}
 	return o, nil
 }

@@ -93,7 +93,7 @@ func (k *lossOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	if weight != nil && (weight.Rank() != 1 || weight.Len() != c) {
 		return nil, fmt.Errorf("%w: %s weight of shape %v, want [%d]", ops.ErrBadInput, k.name, weight.Shape, c)
 	}
-	var logp *floatOut
+	var logp floatOut
 	var lp []float64
 	if k.softmax {
 		var err error
@@ -136,7 +136,7 @@ func (k *lossOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 			wsum += wt
 		}
 	}
-	var loss *floatOut
+	var loss floatOut
 	var err error
 	switch k.reduction {
 	case "none":
@@ -156,7 +156,7 @@ func (k *lossOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 		loss.set(0, sum)
 	}
 	res := []*tensor.Tensor{loss.done()}
-	if logp != nil {
+	if logp.t != nil {
 		res = append(res, logp.done())
 	}
 	return res, nil

@@ -77,11 +77,11 @@ func (k *softmaxOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		return nil, err
 	}
 	if x.Len() == 0 {
-		return []*tensor.Tensor{out.done()}, nil
+		return env.One(out.done()), nil
 	}
 	if out.f64 != nil {
 		softmaxGeneric(k.kind, x.Float64s(), out.f64, outer, n, inner, math.Exp)
-		return []*tensor.Tensor{out.done()}, nil
+		return env.One(out.done()), nil
 	}
 	src := float32s(x)
 	if inner == 1 && k.kind != kindHardmax {
@@ -89,32 +89,41 @@ func (k *softmaxOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	} else {
 		softmaxGeneric(k.kind, src, out.f32, outer, n, inner, expf)
 	}
-	return []*tensor.Tensor{out.done()}, nil
+	return env.One(out.done()), nil
 }
 
 // softmaxRows32 computes Softmax or LogSoftmax of each contiguous row of
 // length n of x into y.
 func softmaxRows32(kind softmaxKind, x, y []float32, rows, n int) {
+	if grain := max(1, rowGrain/n); rows <= grain {
+		softmaxRowRange(kind, x, y, n, 0, rows) // one chunk: no closure to allocate
+		return
+	}
 	cpu.ParallelFor(rows, max(1, rowGrain/n), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, yr := x[r*n:(r+1)*n], y[r*n:(r+1)*n]
-			m := maxf32(xr)
-			var sum float64
-			if kind == kindSoftmax {
-				sum = expShifted(yr, xr, m)
-				inv := float32(1 / sum)
-				for i := range yr {
-					yr[i] *= inv
-				}
-				continue
-			}
-			sum = expShifted(yr, xr, m) // y as scratch
-			ls := float32(math.Log(sum))
-			for i, v := range xr {
-				yr[i] = (v - m) - ls
-			}
-		}
+		softmaxRowRange(kind, x, y, n, lo, hi)
 	})
+}
+
+// softmaxRowRange is softmaxRows32 of rows [lo, hi).
+func softmaxRowRange(kind softmaxKind, x, y []float32, n, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xr, yr := x[r*n:(r+1)*n], y[r*n:(r+1)*n]
+		m := maxf32(xr)
+		var sum float64
+		if kind == kindSoftmax {
+			sum = expShifted(yr, xr, m)
+			inv := float32(1 / sum)
+			for i := range yr {
+				yr[i] *= inv
+			}
+			continue
+		}
+		sum = expShifted(yr, xr, m) // y as scratch
+		ls := float32(math.Log(sum))
+		for i, v := range xr {
+			yr[i] = (v - m) - ls
+		}
+	}
 }
 
 // expShifted sets y[i] = exp(x[i]-m) for m >= max(x) and returns the sum

@@ -193,7 +193,7 @@ func (k *flattenOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return []ir.Type{t}, nil
 }
 
-func (k *flattenOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *flattenOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Flatten", x); err != nil {
 		return nil, err
@@ -206,7 +206,7 @@ func (k *flattenOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	if err != nil {
 		return nil, badInput("Flatten: %v", err)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // ShapeValue passes a shape value through.

@@ -1,0 +1,93 @@
+package nn_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// mlpGraph is a small classifier head: [batch, 64] -> Gemm 32 -> Relu ->
+// Gemm 10 -> Softmax.
+func mlpGraph() *ir.Graph {
+	rng := rand.New(rand.NewPCG(3, 4))
+	randT := func(shape ...int) *tensor.Tensor {
+		t := tensor.New(tensor.Float32, shape...)
+		for i := range t.Float32s() {
+			t.Float32s()[i] = float32(rng.Float64()*2 - 1)
+		}
+		return t
+	}
+	b := ir.NewBuilder("mlp", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(64))
+	h := b.Op("Gemm", []*ir.Value{x, b.Const("w1", randT(32, 64)), b.Const("b1", randT(32))}, ir.IntAttr("transB", 1))
+	h = b.Op("Relu", []*ir.Value{h})
+	h = b.Op("Gemm", []*ir.Value{h, b.Const("w2", randT(10, 32)), b.Const("b2", randT(10))}, ir.IntAttr("transB", 1))
+	out := b.Op("Softmax", []*ir.Value{h}, ir.IntAttr("axis", 1))
+	b.Output(out, "probs")
+	return b.Graph()
+}
+
+// TestRunAllocs bounds the heap allocations of a steady-state run of a
+// prepared model on the CPU (a regression guard: the bounds are what the
+// run makes now). What a run must allocate: the result map (2) and each
+// output tensor handed to the caller (header and data: 2); the rest are,
+// for tinycnn, Flatten's view header (1) and what ops/nn/pool.go's
+// kernels allocate (6), for the MLP the Relu of ops/math (2).
+func TestRunAllocs(t *testing.T) {
+	ctx := context.Background()
+	tiny, err := kiln.BuildBytes(ctx, "tinycnn", examples.TinyCNNModel, kiln.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tiny.Close()
+	mlp, err := engine.New(mlpGraph())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mlpCtx := mlp.NewContext()
+	tinyIn := map[string]*tensor.Tensor{"image": examples.TinyCNNInput(1)}
+	mlpIn := func(n int) map[string]*tensor.Tensor {
+		x := tensor.New(tensor.Float32, n, 64)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32(i%13)/6 - 1
+		}
+		return map[string]*tensor.Tensor{"x": x}
+	}
+	mlpIn1, mlpIn8 := mlpIn(1), mlpIn(8)
+	for _, tc := range []struct {
+		name string
+		run  func() (map[string]*tensor.Tensor, error)
+		max  float64
+	}{
+		{"tinycnn kiln.Model.Run batch 1", func() (map[string]*tensor.Tensor, error) { return tiny.Run(ctx, tinyIn) }, 11},
+		{"mlp engine.Context.Run batch 1", func() (map[string]*tensor.Tensor, error) { return mlpCtx.Run(ctx, mlpIn1) }, 6},
+		{"mlp engine.Context.Run batch 8", func() (map[string]*tensor.Tensor, error) { return mlpCtx.Run(ctx, mlpIn8) }, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var runErr error
+			for range 5 { // warm up: arena, caches, pools
+				if _, runErr = tc.run(); runErr != nil {
+					t.Fatal(runErr)
+				}
+			}
+			got := testing.AllocsPerRun(100, func() {
+				if _, err := tc.run(); err != nil {
+					runErr = err
+				}
+			})
+			if runErr != nil {
+				t.Fatal(runErr)
+			}
+			if got > tc.max {
+				t.Errorf("%.1f allocations per run, want at most %.0f", got, tc.max)
+			}
+			t.Logf("%.1f allocations per run", got)
+		})
+	}
+}
