@@ -46,6 +46,7 @@ func TestRunAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tiny.Close()
+	tinyCtx := tiny.NewContext() // as kiln serve runs a model
 	mlp, err := engine.New(mlpGraph())
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +67,7 @@ func TestRunAllocs(t *testing.T) {
 		max  float64
 	}{
 		{"tinycnn kiln.Model.Run batch 1", func() (map[string]*tensor.Tensor, error) { return tiny.Run(ctx, tinyIn) }, 11},
+		{"tinycnn kiln.Context.Run batch 1", func() (map[string]*tensor.Tensor, error) { return tinyCtx.Run(ctx, tinyIn) }, 11},
 		{"mlp engine.Context.Run batch 1", func() (map[string]*tensor.Tensor, error) { return mlpCtx.Run(ctx, mlpIn1) }, 6},
 		{"mlp engine.Context.Run batch 8", func() (map[string]*tensor.Tensor, error) { return mlpCtx.Run(ctx, mlpIn8) }, 6},
 	} {
