@@ -235,6 +235,51 @@ func TestGuardPoolRegs(t *testing.T) {
 			}
 		}
 	}
+	// stride-1 windows 6 to 17 columns wide (poolS1AVX512's taps past the
+	// fourth vector of indices)
+	for kw := 6; kw <= 17; kw++ {
+		for _, hw := range [][2]int{{1, 6}, {2, 16}, {3, 17}, {1, 31}, {4, 33}, {2, 40}, {3, 49}} {
+			for pad := 0; pad <= min(2, kw-1); pad++ {
+				for _, kind := range []string{"max", "avg", "avgpad"} {
+					k := &poolOp{kind: poolMax, includePad: kind == "avgpad",
+						win: window{kernel: []int{2, kw}, strides: []int{1, 1}, dilations: []int{1, 1}, pads: []int{0, pad, 1, pad}, ceil: kw%2 == 0}}
+					if kind != "max" {
+						k.kind = poolAvg
+					}
+					g, err := k.win.resolve(hw[:], nil)
+					if err != nil {
+						continue
+					}
+					planes := 2
+					xn, yn := planes*hw[0]*hw[1], planes*g.out[0]*g.out[1]
+					xf := make([]float64, xn)
+					for i := range xf {
+						xf[i] = float64(r.Float32()*4 - 3)
+					}
+					want, _ := refPool(kind, xf, []int{1, planes, hw[0], hw[1]}, []int{2, kw}, []int{1, 1}, []int{1, 1}, k.win.pads[:2], k.win.pads[2:], g.out)
+					for v := 0; v < 4; v++ {
+						xg, yg := gs.get(t, 0, xn, v&1 == 0), gs.get(t, 1, yn, v&2 == 0)
+						for i := range xg {
+							xg[i] = float32(xf[i])
+						}
+						for i := range yg {
+							yg[i] = float32(math.NaN())
+						}
+						k.regs = poolRegCache{}
+						if !poolRegPlanes(k, g, planes, xg, yg) {
+							t.Fatalf("%v 2x%d: poolRegPlanes declined", hw, kw)
+						}
+						for i := range want {
+							if d := math.Abs(float64(yg[i]) - want[i]); !(d <= 1e-6*(1+math.Abs(want[i]))) {
+								t.Fatalf("%v 2x%d/1 pad %d %s variant %d: output %d = %g, want %g", hw, kw, pad, kind, v, i, yg[i], want[i])
+							}
+						}
+					}
+					shapes++
+				}
+			}
+		}
+	}
 	t.Logf("%d pool shapes, each with x and y at both guard edges", shapes)
 }
 
