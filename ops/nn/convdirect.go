@@ -234,7 +234,12 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 		}
 		bd := directSplit(p, len(f.packed), srcLen, wq, ep != nil)
 		if !inPlace {
-			inBuf = directInPool.get(srcLen)
+			if directInScratch != nil {
+				buf := directInScratch(srcLen)
+				inBuf = &buf
+			} else {
+				inBuf = directInPool.get(srcLen)
+			}
 			directInputBands(p, xn, *inBuf, hq, wq, ph, pw, bd)
 			src = *inBuf
 			// the slack that the last tiles' unused lanes read: zeros,
@@ -246,11 +251,16 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 			zn = z[n*p.M*oh*ow : (n+1)*p.M*oh*ow]
 		}
 		directRun(p, src, f, bias, yn, zn, ep, plane, chStride, wq, ph, pw, bd)
-		if inBuf != nil {
+		if inBuf != nil && directInScratch == nil {
 			directInPool.put(inBuf)
 		}
 	}
 }
+
+// directInScratch, when set (tests), hands convDirect the phase-plane
+// scratch of n floats in place of directInPool, which it then does not
+// keep.
+var directInScratch func(n int) []float32
 
 // directBand makes convDirect split its input copy and its copy out by
 // bands of rows that line up with the rows each thread's tiles compute,

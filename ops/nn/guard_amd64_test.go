@@ -356,6 +356,7 @@ func TestGuardConvDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cpu.SetThreads(0) }()
+	defer func() { directInScratch = nil }()
 	r := rand.New(rand.NewPCG(4, 44))
 	ws := []int{1, 2, 5, 7, 14, 15, 16, 17, 18, 31, 32, 33, 34, 47, 48}
 	cs := []int{1, 3, 8, 17}
@@ -404,23 +405,19 @@ func TestGuardConvDirect(t *testing.T) {
 						for i := range yg.f {
 							yg.f[i] = float32(math.NaN())
 						}
-						// the phase-plane scratch at a guard edge too (the
-						// pool hands back the buffer just put; a pointwise
-						// convolution reads x in place instead)
+						// the phase-plane scratch at a guard edge too (a
+						// pointwise convolution reads x in place instead)
 						sg := newGuard(t, srcLen, v&4 == 0)
-						directInPool.p.Put(&sg.f)
+						directInScratch = func(n int) []float32 {
+							if n != srcLen {
+								t.Fatalf("%+v: scratch of %d floats, want %d", p, n, srcLen)
+							}
+							return sg.f
+						}
 						convDirect(p, xg.f, f, bias, yg.f, nil, nil)
 						for i := range want {
 							if d := math.Abs(float64(yg.f[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
 								t.Fatalf("%+v layout %d variant %d: output %d = %g, cpu.Conv2D %g", p, layout, v, i, yg.f[i], want[i])
-							}
-						}
-						// drop the guarded scratch from the pool before
-						// it is unmapped
-						for {
-							b, ok := directInPool.p.Get().(*[]float32)
-							if !ok || b == &sg.f {
-								break
 							}
 						}
 						xg.free()
