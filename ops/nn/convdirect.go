@@ -262,6 +262,9 @@ func convDirect(p cpu.Conv2DParams, x []float32, f *directFilter, bias, y, z []f
 // keep.
 var directInScratch func(n int) []float32
 
+// directOutScratch is directInScratch for the wide outputs (directOutPool).
+var directOutScratch func(n int) []float32
+
 // directBand makes convDirect split its input copy and its copy out by
 // bands of rows that line up with the rows each thread's tiles compute,
 // instead of by channel (NOTES.md section 32; benchmarks compare).
@@ -560,6 +563,9 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	switch {
 	case byRow || vecs:
 		ldc = oh * ow
+	case !direct && directOutScratch != nil:
+		buf := directOutScratch(p.M * wide)
+		outBuf, out = &buf, buf
 	case !direct:
 		outBuf = directOutPool.get(p.M * wide)
 		out = *outBuf
@@ -613,7 +619,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	} else {
 		directFinish(p, y, z, ep, out, outBuf != nil, wide, wq)
 	}
-	if outBuf != nil {
+	if outBuf != nil && directOutScratch == nil {
 		directOutPool.put(outBuf)
 	}
 }

@@ -356,7 +356,7 @@ func TestGuardConvDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cpu.SetThreads(0) }()
-	defer func() { directInScratch = nil }()
+	defer func() { directInScratch, directOutScratch = nil, nil }()
 	r := rand.New(rand.NewPCG(4, 44))
 	ws := []int{1, 2, 5, 7, 14, 15, 16, 17, 18, 31, 32, 33, 34, 47, 48}
 	cs := []int{1, 3, 8, 17}
@@ -414,6 +414,13 @@ func TestGuardConvDirect(t *testing.T) {
 							}
 							return sg.f
 						}
+						// and the wide rows the tiles write before the copy
+						// out
+						var og *guardBuf
+						directOutScratch = func(n int) []float32 {
+							og = newGuard(t, n, v&4 != 0)
+							return og.f
+						}
 						convDirect(p, xg.f, f, bias, yg.f, nil, nil)
 						for i := range want {
 							if d := math.Abs(float64(yg.f[i] - want[i])); !(d <= 1e-4*(1+math.Abs(float64(want[i])))) {
@@ -423,6 +430,9 @@ func TestGuardConvDirect(t *testing.T) {
 						xg.free()
 						yg.free()
 						sg.free()
+						if og != nil {
+							og.free()
+						}
 					}
 					directLayout = old
 				}
