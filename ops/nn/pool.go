@@ -134,11 +134,10 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	default:
 		return nil, badInput("%s of %v", k.name, x.DType)
 	}
-	out := []*tensor.Tensor{y}
-	if it != nil {
-		out = append(out, it)
+	if it == nil {
+		return env.One(y), nil
 	}
-	return out, nil
+	return []*tensor.Tensor{y, it}, nil
 }
 
 // span is the valid window of one output position along one dim: kernel
@@ -371,7 +370,7 @@ func (k *globalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 	default:
 		return nil, badInput("%s of %v, want a float type", k.name, x.DType)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // globalPool reduces each plane of size elements of x to one value of y.
