@@ -38,7 +38,7 @@ func mlpGraph() *ir.Graph {
 // run makes now). What a run must allocate: the result map (2) and each
 // output tensor handed to the caller (header and data: 2); the rest are,
 // for tinycnn, Flatten's view header (1) and what ops/nn/pool.go's
-// kernels allocate (6), for the MLP the Relu of ops/math (2).
+// kernels allocate (4: the geometry, its output shape), for the MLP the Relu of ops/math (2).
 func TestRunAllocs(t *testing.T) {
 	ctx := context.Background()
 	tiny, err := kiln.BuildBytes(ctx, "tinycnn", examples.TinyCNNModel, kiln.BuildOptions{})
