@@ -29,15 +29,6 @@ type window struct {
 	ceil      bool
 }
 
-// parseWindow reads kernel_shape, strides, dilations, pads and auto_pad
-// (ops.ReadWindowAttrs, the typed attributes' rules) for the ops that read
-// the rest of their attributes with a: kiln's fused convolutions and
-// MaxUnpool.
-func parseWindow(a *ops.Attrs) window {
-	w := ops.ReadWindowAttrs(a)
-	return windowOf(&w)
-}
-
 // geom is a resolved window over concrete spatial dims.
 type geom struct {
 	in, out, kernel, stride, dil, padB, padE []int

@@ -1,7 +1,6 @@
 package shape
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -22,11 +21,6 @@ func arg[T any](in []*T, i int) *T { return ops.Arg(in, i) }
 
 // need checks that the first n inputs of op are present.
 func need[T any](op string, in []*T, n int) error { return ops.Need(op, in, n) }
-
-// badAttr returns an error wrapping ops.ErrBadAttr about attribute name.
-func badAttr(name, format string, args ...any) error {
-	return fmt.Errorf("%w %q: %s", ops.ErrBadAttr, name, fmt.Sprintf(format, args...))
-}
 
 // normAxes normalizes a list of axes for rank and rejects duplicates.
 func normAxes(op string, axes []int64, rank int) ([]int, error) {
