@@ -41,7 +41,8 @@ func intUnary[T integer](op intOp, f func(float64) float64) func(T) T {
 			case x > 0:
 				return 1
 			case x < 0:
-				return x - x - 1
+				var zero T // -1 in any signed T (no constant -1 for unsigned T)
+				return zero - 1
 			}
 			return 0
 		}
