@@ -9,10 +9,14 @@
 // Place tries several heuristics and keeps the smallest arena: best fit
 // (each buffer in the smallest gap that holds it among those placed
 // before it that live at the same time) with the buffers taken largest
-// first, longest-lived first and earliest first, then first fit (the
-// lowest gap) largest first. Finding the smallest arena is NP-hard; these
-// stay within a few percent of the peak of live bytes (PeakLive, a lower
-// bound) on kiln's models.
+// first, longest-lived first, earliest first and largest area (bytes
+// times steps) first, then first fit (the lowest gap) largest first and
+// largest area first. The first three are the CPU engine's former packer,
+// the fourth the CUDA executor's (both kept in package arenatest, which
+// the tests compare against), so Place never gives a larger arena than
+// either did; the area orders are new. Finding the smallest arena is
+// NP-hard; these stay within a few percent of the peak of live bytes
+// (PeakLive, a lower bound) on kiln's models.
 package arena
 
 import (
@@ -57,6 +61,10 @@ func Place(bufs []Buffer, align int64) (offsets []int64, total int64) {
 		order func(a, b int) int
 		fit   func(order []int, size func(int) int64, offs []int64) int64
 	}
+	// area: bytes times steps, the buffer's share of the arena's
+	// (size x time) rectangle
+	area := func(i int) int64 { return int64(bufs[i].Last-bufs[i].First+1) * bufs[i].Size }
+	byArea := func(a, b int) int { return cmp.Or(cmp.Compare(area(b), area(a)), bySize(a, b)) }
 	strategies := []strategy{
 		{bySize, bestFit(bufs)},
 		{func(a, b int) int {
@@ -65,6 +73,8 @@ func Place(bufs []Buffer, align int64) (offsets []int64, total int64) {
 		}, bestFit(bufs)},
 		{func(a, b int) int { return cmp.Or(cmp.Compare(bufs[a].First, bufs[b].First), bySize(a, b)) }, bestFit(bufs)},
 		{func(a, b int) int { return cmp.Compare(bufs[b].Size, bufs[a].Size) }, firstFit(bufs)},
+		{byArea, bestFit(bufs)},
+		{byArea, firstFit(bufs)},
 	}
 	offsets = make([]int64, len(bufs))
 	best := int64(-1)
