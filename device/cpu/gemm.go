@@ -120,7 +120,7 @@ func sgemmBlocked(bl Blocking, transA, transB bool, m, n, k int, alpha float32, 
 		smallMDots(kern, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nt)
 		return
 	}
-	g := &gemmJob{
+	g := gemmJob{
 		kern: kern, transA: transA, transB: transB,
 		m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
@@ -129,26 +129,18 @@ func sgemmBlocked(bl Blocking, transA, transB bool, m, n, k int, alpha float32, 
 }
 
 // parallel computes the whole product on at most nt goroutines, each
-// taking a range of rows or of columns of C.
+// taking a range of rows or of columns of C. It allocates nothing: g
+// stays the caller's (copied into a pooled epiJob when the work splits).
 func (g *gemmJob) parallel(nt int) {
-	m, n := g.m, g.n
 	if nt <= 1 {
-		g.run(0, m, 0, n)
+		g.run(0, g.m, 0, g.n)
 		return
 	}
-	mr, nr := g.kern.mr, g.kern.nr
-	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
-	// Split the dimension that divides more evenly over the goroutines; on
-	// a tie, the longer one (which also duplicates the smaller operand's
-	// packing).
-	bm, bn := balance(mp, nt), balance(np, nt)
-	if m <= mr || bn > bm || (bn == bm && n*mr >= m*nr) {
-		per := (np + nt - 1) / nt
-		ParallelFor(np, per, func(lo, hi int) { g.run(0, m, lo*nr, min(hi*nr, n)) })
-	} else {
-		per := (mp + nt - 1) / nt
-		ParallelFor(mp, per, func(lo, hi int) { g.run(lo*mr, min(hi*mr, m), 0, n) })
-	}
+	e := epiJobs.Get().(*epiJob)
+	e.g, e.epi = *g, nil
+	e.split(nt)
+	e.g = gemmJob{} // drop the caller's memory
+	epiJobs.Put(e)
 }
 
 // balance is how evenly p panels split over nt goroutines: the mean share

@@ -160,6 +160,16 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	// Sgemm packs it: computing fewer rows at a time to keep them in L1
 	// made the GEMM read B in place, slower on deep products) and then
 	// runs the epilogue over it from its L2.
+	e.split(nt)
+}
+
+// split computes e's product (and epilogue) on at most nt goroutines, each
+// taking a range of rows or of columns of C: the dimension that divides
+// more evenly over the goroutines; on a tie, the longer one (which also
+// duplicates the smaller operand's packing).
+func (e *epiJob) split(nt int) {
+	g := &e.g
+	m, n := g.m, g.n
 	if nt <= 1 {
 		e.block(0, m, 0, n)
 		return
@@ -176,7 +186,8 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	ParallelFor(mp, per, e.rowsFn)
 }
 
-// epiJob is one sgemmEpilogue call's product and epilogue, pooled with the
+// epiJob is one sgemmEpilogue call's product and epilogue (or a plain
+// product split by gemmJob.parallel: epi nil), pooled with the
 // functions it hands to the worker pool (made once per epiJob, so that a
 // call allocates nothing).
 type epiJob struct {
@@ -191,10 +202,12 @@ var epiJobs = sync.Pool{New: func() any {
 	return e
 }}
 
-// block computes C[i0:i1, j0:j1] and runs the epilogue over it.
+// block computes C[i0:i1, j0:j1] and runs the epilogue (if any) over it.
 func (e *epiJob) block(i0, i1, j0, j1 int) {
 	e.g.run(i0, i1, j0, j1)
-	e.epi(i0, i1, j0, j1)
+	if e.epi != nil {
+		e.epi(i0, i1, j0, j1)
+	}
 }
 
 // cols computes the column panels [lo, hi) of C, every row.
