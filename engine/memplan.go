@@ -43,6 +43,9 @@ type memPlan struct {
 	// peakLive is the most bytes (slots aligned) live at any one step: no
 	// assignment of offsets can make the arena smaller.
 	peakLive int
+	// buffers are the arena allocations the plan placed (package arena's
+	// input), for tests to compare packers on.
+	buffers []arena.Buffer
 	// slots[i][j] is where output j of step i goes (size 0: not planned).
 	slots [][]slot
 	// accept[i][j] are the arena ranges output j of step i may point into:
@@ -178,6 +181,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 
 	top := nestConcats(p, sized, owner, shares, groups)
 	m.arenaBytes = assignOffsets(top)
+	_, m.buffers = arenaBuffers(top)
 	m.peakLive = peakLive(top)
 	for _, g := range groups {
 		g.off = nestedOff(g)

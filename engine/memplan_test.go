@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kilnai/kiln/engine/arena"
+	"github.com/kilnai/kiln/engine/arena/arenatest"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	_ "github.com/kilnai/kiln/ops/math"
@@ -504,6 +506,52 @@ func TestControlFlowOutputsLeaveTheArena(t *testing.T) {
 			}
 			equal(t, fmt.Sprintf("cond %v run %d", cond, run), got["y"], want["y"])
 			poison(c)
+		}
+	}
+}
+
+// TestModelsPackers compares, on the buffers the planner gives package
+// arena for every shared model (as loaded and at O3, max shapes those of
+// test_data_set_0), the arena of the one packer (arena.Place) with those
+// of the two it replaced (arenatest: the CPU engine's best fits, the CUDA
+// executor's first fit) and the peak of live bytes: Place is never larger
+// than either, never below the peak. It logs a table row per graph
+// (bench/results/memplan.md).
+func TestModelsPackers(t *testing.T) {
+	levels := []int{0, 3}
+	if testing.Short() {
+		levels = []int{3}
+	}
+	for _, name := range sharedModels(t) {
+		for _, level := range levels {
+			t.Run(fmt.Sprintf("%s/O%d", name, level), func(t *testing.T) {
+				ref, err := New(loadModel(t, name, level))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, shapes := modelInputs(t, name, ref)
+				e, err := NewWithOptions(loadModel(t, name, level), Options{MaxShapes: shapes})
+				if err != nil {
+					t.Fatal(err)
+				}
+				bufs := e.mem.buffers
+				old := make([]arenatest.Buffer, len(bufs))
+				for i, b := range bufs {
+					old[i] = arenatest.Buffer(b)
+				}
+				_, place := arena.Place(bufs, arenaAlign)
+				_, cpu := arenatest.CPU(old, arenaAlign)
+				_, gpu := arenatest.GPU(old, arenaAlign)
+				peak := arena.PeakLive(bufs, arenaAlign)
+				if int(place) != e.mem.arenaBytes {
+					t.Errorf("engine arena %d, Place %d", e.mem.arenaBytes, place)
+				}
+				if place > cpu || place > gpu || place < peak {
+					t.Errorf("Place %d: above the former CPU %d or GPU %d packer, or below the peak %d", place, cpu, gpu, peak)
+				}
+				mib := func(n int64) string { return fmt.Sprintf("%d (%.2f MiB)", n, float64(n)/(1<<20)) }
+				t.Logf("| %s | O%d | %d | %s | %s | %s | %s |", name, level, len(bufs), mib(peak), mib(cpu), mib(gpu), mib(place))
+			})
 		}
 	}
 }
