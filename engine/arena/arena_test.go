@@ -131,13 +131,13 @@ func TestPeakLive(t *testing.T) {
 // TestPlaceBeatsFormer: on the "area order" buffers of TestPlace, both
 // former packers give 11 bytes where Place gives the peak, 10.
 func TestPlaceBeatsFormer(t *testing.T) {
-	bufs := []arenatest.Buffer{{4, 1, 3}, {4, 2, 3}, {5, 1, 1}, {2, 3, 6}}
+	b := []Buffer{{4, 1, 3}, {4, 2, 3}, {5, 1, 1}, {2, 3, 6}}
+	bufs := make([]arenatest.Buffer, len(b))
+	for i, x := range b {
+		bufs[i] = arenatest.Buffer(x)
+	}
 	_, cpu := arenatest.CPU(bufs, 1)
 	_, gpu := arenatest.GPU(bufs, 1)
-	b := make([]Buffer, len(bufs))
-	for i, x := range bufs {
-		b[i] = Buffer(x)
-	}
 	if _, got := Place(b, 1); cpu != 11 || gpu != 11 || got != 10 {
 		t.Errorf("former CPU %d, GPU %d, Place %d: want 11, 11, 10", cpu, gpu, got)
 	}
