@@ -28,6 +28,8 @@ type fusedMatMulOp struct {
 	blk *cpu.Blocking
 	// cw is B when the graph holds it as a constant, packed once.
 	cw constWeights
+	// plan is the product's plan for the last shapes it ran.
+	plan mmPlanCache
 }
 
 var _ ops.Tactical = (*fusedMatMulOp)(nil)
@@ -148,7 +150,7 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 			return nil, badInput("FusedMatMul of %v, want float32", t.DType)
 		}
 	}
-	p, err := planMatMul("FusedMatMul", a.Shape, bm.Shape)
+	p, err := k.plan.get("FusedMatMul", a.Shape, bm.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -177,13 +179,16 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		if k.blk != nil {
 			bl = *k.blk
 		}
-		epi := func(i0, i1, j0, j1 int) { k.ep.applyBlock(yv, bv, p.n, i0, i1, j0, j1) }
+		e := mmEpis.Get().(*mmEpi)
+		e.ep, e.y, e.b, e.n = k.ep, yv, bv, p.n
 		if pb != nil {
-			cpu.SgemmPacked(bl, p.m, a.Float32s(), p.k, pb, yv, p.n, epi)
+			cpu.SgemmPacked(bl, p.m, a.Float32s(), p.k, pb, yv, p.n, e.fn)
 		} else {
-			cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, epi)
+			cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, e.fn)
 		}
-		return []*tensor.Tensor{y}, nil
+		e.y, e.b = nil, nil // drop the tensors
+		mmEpis.Put(e)
+		return env.One(y), nil
 	}
 	// Both paths overwrite all of y (beta 0), whatever it held.
 	if k.blk != nil {
@@ -193,11 +198,29 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	}
 	if bv != nil {
 		k.ep.applyBias(yv, bv, n)
-		return []*tensor.Tensor{y}, nil
+		return env.One(y), nil
 	}
 	k.ep.apply(yv)
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
+
+// mmEpi is one FusedMatMul call's epilogue over the GEMM's blocks, pooled
+// with the function handed to the GEMM (made once per mmEpi, so that a
+// call allocates nothing).
+type mmEpi struct {
+	ep   epilogue
+	y, b []float32
+	n    int
+	fn   func(i0, i1, j0, j1 int)
+}
+
+var mmEpis = sync.Pool{New: func() any {
+	e := &mmEpi{}
+	e.fn = e.apply
+	return e
+}}
+
+func (e *mmEpi) apply(i0, i1, j0, j1 int) { e.ep.applyBlock(e.y, e.b, e.n, i0, i1, j0, j1) }
 
 // applyBlock adds bias (nil: none) to the block y[i0:i1, j0:j1] of the
 // matrix y with n columns and runs the activation over it, on the

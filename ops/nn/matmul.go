@@ -1,6 +1,9 @@
 package nn
 
 import (
+	"slices"
+	"sync/atomic"
+
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -79,6 +82,33 @@ func planMatMul(op string, as, bs []int) (*mmPlan, error) {
 			coord[d] = 0
 		}
 	}
+	return p, nil
+}
+
+// mmPlanCache holds the plan of the last shapes a MatMul-like node ran
+// (a server runs one shape after another): planning allocates the plan,
+// its offsets and output shape, several times per layer and run.
+type mmPlanCache struct {
+	p atomic.Pointer[mmPlanEntry]
+}
+
+// mmPlanEntry is planMatMul's plan for the shapes a and b; read only.
+type mmPlanEntry struct {
+	a, b []int
+	p    *mmPlan
+}
+
+// get is planMatMul, reusing the plan of the last call when the shapes are
+// the same: the plan is shared and must not be modified.
+func (c *mmPlanCache) get(op string, as, bs []int) (*mmPlan, error) {
+	if e := c.p.Load(); e != nil && slices.Equal(e.a, as) && slices.Equal(e.b, bs) {
+		return e.p, nil
+	}
+	p, err := planMatMul(op, as, bs)
+	if err != nil {
+		return nil, err
+	}
+	c.p.Store(&mmPlanEntry{a: slices.Clone(as), b: slices.Clone(bs), p: p})
 	return p, nil
 }
 

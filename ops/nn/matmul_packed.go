@@ -13,7 +13,8 @@ import (
 // matMulOp's.
 type packedMatMulOp struct {
 	matMulOp
-	cw constWeights
+	cw   constWeights
+	plan mmPlanCache
 }
 
 // prepareMatMul returns packedMatMulOp for a constant float32 B, else
@@ -29,7 +30,7 @@ func prepareMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
 
 func (k *packedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if len(in) == 2 && in[0] != nil && in[1] != nil && in[0].DType == tensor.Float32 && in[1].DType == tensor.Float32 {
-		p, err := planMatMul("MatMul", in[0].Shape, in[1].Shape)
+		p, err := k.plan.get("MatMul", in[0].Shape, in[1].Shape)
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +40,7 @@ func (k *packedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tenso
 				return nil, err
 			}
 			cpu.SgemmPacked(cpu.Blocking{}, p.m, in[0].Float32s(), p.k, pb, y.Float32s(), p.n, nil)
-			return []*tensor.Tensor{y}, nil
+			return env.One(y), nil
 		}
 	}
 	return k.matMulOp.Run(env, in)
