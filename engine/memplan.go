@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/kilnai/kiln/engine/arena"
 	"github.com/kilnai/kiln/ir"
@@ -533,4 +534,24 @@ func runFold(k ops.Kernel, args []*tensor.Tensor) (outs []*tensor.Tensor, err er
 		}
 	}()
 	return k.Run(&ops.Env{Ctx: context.Background()}, args)
+}
+
+// SetArena makes c keep its arena in buf from its next run on: memory of
+// the caller's, which the caller may use for other things between c's runs
+// (a partitioned program's host arena, one for all its CPU segments: see
+// engine/partition). buf must start at a multiple of tensor.Alignment (an
+// offset package arena gave in memory from tensor.AlignedBytes). A run
+// whose plan needs more than len(buf) makes c an arena of its own, as
+// when c has none. It must not be called while c runs.
+func (c *Context) SetArena(buf []byte) { c.arena = buf }
+
+// ArenaIn reports whether c's arena lies in buf (see SetArena): false
+// when c has none, or one of its own.
+func (c *Context) ArenaIn(buf []byte) bool {
+	if len(c.arena) == 0 || len(buf) == 0 {
+		return false
+	}
+	lo, hi := uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&buf[0]))+uintptr(len(buf))
+	p := uintptr(unsafe.Pointer(&c.arena[0]))
+	return p >= lo && p+uintptr(len(c.arena)) <= hi
 }

@@ -974,10 +974,12 @@ func (p *program) NewContext() (device.ProgramContext, error) {
 	return pc, nil
 }
 
-// programContext is a context of a partitioned program: one per segment.
+// programContext is a context of a partitioned program: one per segment,
+// the CPU segments' activations in one host arena (hostarena.go).
 type programContext struct {
 	p      *program
 	segs   []device.ProgramContext
+	host   hostArena
 	closed bool
 }
 
@@ -986,19 +988,14 @@ func (c *programContext) Run(ctx context.Context, inputs map[string]*tensor.Tens
 	if c.closed {
 		return nil, ErrClosed
 	}
-	return c.p.run(ctx, inputs, func(i int) segmentRunner { return c.segs[i] })
+	out, err := c.p.run(ctx, inputs, func(i int) segmentRunner { return c.segs[i] })
+	c.host.replan(c.segs)
+	return out, err
 }
 
-// ArenaBytes sums the segments' contexts' memory.
-func (c *programContext) ArenaBytes() int64 {
-	var n int64
-	for _, s := range c.segs {
-		if s != nil {
-			n += s.ArenaBytes()
-		}
-	}
-	return n
-}
+// ArenaBytes sums the segments' contexts' memory, the CPU segments' host
+// arena once.
+func (c *programContext) ArenaBytes() int64 { return c.host.bytes(c.segs) }
 
 // Close closes the segments' contexts.
 func (c *programContext) Close() error {
@@ -1008,7 +1005,7 @@ func (c *programContext) Close() error {
 			errs = append(errs, s.Close())
 		}
 	}
-	c.segs, c.closed = nil, true
+	c.segs, c.host, c.closed = nil, hostArena{}, true
 	return errors.Join(errs...)
 }
 
