@@ -47,6 +47,37 @@ func BroadcastStrides(in, out []int) []int {
 	return st
 }
 
+// BroadcastStridesInto is BroadcastStrides writing into st (len(out)
+// long) instead of allocating.
+func BroadcastStridesInto(st, in, out []int) {
+	clear(st[:len(out)])
+	acc := 1
+	off := len(out) - len(in)
+	for i := len(in) - 1; i >= 0; i-- {
+		if in[i] != 1 {
+			st[off+i] = acc
+		}
+		acc *= in[i]
+	}
+}
+
+// BroadcastsTo reports whether shape in broadcasts to out without
+// enlarging it (BroadcastShape(out, in) would be out): rank(in) <=
+// rank(out), and each of in's dims, aligned from the right, is 1 or out's.
+// It allocates nothing.
+func BroadcastsTo(in, out []int) bool {
+	off := len(out) - len(in)
+	if off < 0 {
+		return false
+	}
+	for i, d := range in {
+		if d != 1 && d != out[off+i] {
+			return false
+		}
+	}
+	return true
+}
+
 // BroadcastIndex fills idx[i] with the flat index into each input for every
 // output element, i.e. idx[k][j] is input k's offset for output element j.
 // It is the general (slow) path used by ops with several broadcast inputs.

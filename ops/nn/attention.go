@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"sync"
 	"sync/atomic"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -90,17 +91,19 @@ func (k *mhaOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	}
 	hd := c / 3
 	d := hd / h
-	a := &attnJob{b: b, h: h, sq: s, sk: s, d: d, dv: d, scale: k.scale}
+	a := newAttnJob()
+	defer a.free()
+	a.b, a.h, a.sq, a.sk, a.d, a.dv, a.scale = b, h, s, s, d, d, k.scale
 	if !k.scaleSet {
 		a.scale = float32(1 / math.Sqrt(float64(d)))
 	}
 	if mask != nil {
-		full := []int{b, h, s, s}
-		bs, err := ops.BroadcastShape(full, mask.Shape)
-		if err != nil || !sameShape(bs, full) {
+		full := [4]int{b, h, s, s}
+		if !ops.BroadcastsTo(mask.Shape, full[:]) {
 			return nil, badInput("%s mask of shape %v does not broadcast to the scores [%d %d %d %d]", op, mask.Shape, b, h, s, s)
 		}
-		a.mask, a.mstr = mask.Float32s(), ops.BroadcastStrides(mask.Shape, full)
+		ops.BroadcastStridesInto(a.mstrBuf[:], mask.Shape, full[:])
+		a.mask, a.mstr = mask.Float32s(), a.mstrBuf[:]
 	}
 	y, err := newOut(env, tensor.Float32, []int{b, s, hd})
 	if err != nil {
@@ -112,7 +115,7 @@ func (k *mhaOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	a.v = attnView{data: xv[2*hd:], ld: c, bStride: s * c, hStride: d}
 	a.y = attnView{data: y.Float32s(), ld: hd, bStride: s * hd, hStride: d}
 	a.run()
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // attnView locates the [rows, D] matrix of one (batch, head) in a float32
@@ -138,6 +141,53 @@ type attnJob struct {
 	kT              bool
 	mask            []float32
 	mstr            []int
+
+	// The run's state: mstrBuf holds mstr for a 4-D mask (newAttnJob's
+	// jobs), next is the work counter, fn the range function handed to
+	// the worker pool (made once per pooled job).
+	mstrBuf           [4]int
+	next              atomic.Int64
+	items, nblk, rows int
+	fn                func(lo, hi int)
+}
+
+// attnJobs recycles the jobs of kiln::MultiHeadAttention, so that a call
+// allocates nothing.
+var attnJobs = sync.Pool{New: func() any {
+	a := &attnJob{}
+	a.fn = a.work
+	return a
+}}
+
+// newAttnJob returns a zeroed job from attnJobs; free returns it.
+func newAttnJob() *attnJob {
+	a := attnJobs.Get().(*attnJob)
+	a.reset()
+	return a
+}
+
+func (a *attnJob) free() {
+	a.reset() // drop the tensors
+	attnJobs.Put(a)
+}
+
+// reset zeroes a, keeping its range function.
+func (a *attnJob) reset() {
+	fn := a.fn
+	a.b, a.h, a.sq, a.sk, a.d, a.dv, a.scale = 0, 0, 0, 0, 0, 0, 0
+	a.q, a.k, a.v, a.y = attnView{}, attnView{}, attnView{}, attnView{}
+	a.kT, a.mask, a.mstr, a.mstrBuf = false, nil, nil, [4]int{}
+	a.next.Store(0)
+	a.items, a.nblk, a.rows = 0, 0, 0
+	a.fn = fn
+}
+
+// work runs hi-lo of run's goroutines' share: each takes items from the
+// counter until none is left.
+func (a *attnJob) work(lo, hi int) {
+	for range hi - lo {
+		a.worker(&a.next, a.items, a.nblk, a.rows)
+	}
 }
 
 // attnTile is the most scores, in floats, a block of query rows keeps: 16
@@ -171,15 +221,14 @@ func (a *attnJob) run() {
 		a.fill(float32(math.NaN()))
 		return
 	}
-	rows := blockRows(a.sk)
-	nblk := (a.sq + rows - 1) / rows
-	items := a.b * a.h * nblk
-	var next atomic.Int64
-	cpu.ParallelFor(min(items, cpu.Threads()), 1, func(lo, hi int) {
-		for range hi - lo {
-			a.worker(&next, items, nblk, rows)
-		}
-	})
+	a.rows = blockRows(a.sk)
+	a.nblk = (a.sq + a.rows - 1) / a.rows
+	a.items = a.b * a.h * a.nblk
+	a.next.Store(0)
+	if a.fn == nil { // a job not from attnJobs
+		a.fn = a.work
+	}
+	cpu.ParallelFor(min(a.items, cpu.Threads()), 1, a.fn)
 }
 
 // worker computes items from the counter next until none is left.

@@ -99,15 +99,13 @@ func (k *skipLayerNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 	if err != nil {
 		return nil, err
 	}
-	out := []*tensor.Tensor{y}
+	var sum *tensor.Tensor
 	var sv []float32
 	if k.sum {
-		s, err := newOut(env, tensor.Float32, x.Shape)
-		if err != nil {
+		if sum, err = newOut(env, tensor.Float32, x.Shape); err != nil {
 			return nil, err
 		}
-		out = append(out, s)
-		sv = s.Float32s()
+		sv = sum.Float32s()
 	}
 	var skv, bv []float32
 	if skip != nil {
@@ -117,7 +115,10 @@ func (k *skipLayerNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tens
 		bv = beta.Float32s()
 	}
 	skipLayerNorm(y.Float32s(), sv, x.Float32s(), skv, gamma.Float32s(), bv, d, k.eps)
-	return out, nil
+	if sum != nil {
+		return []*tensor.Tensor{y, sum}, nil
+	}
+	return env.One(y), nil
 }
 
 // shapesMayEqual reports whether two symbolic shapes of known rank can be
@@ -147,23 +148,34 @@ func skipLayerNorm(y, sum, x, skip, gamma, beta []float32, d int, eps float32) {
 		return
 	}
 	rows := len(x) / d
-	cpu.ParallelFor(rows, max(1, lnGrain/d), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr := x[r*d : (r+1)*d]
-			yr := y[r*d : (r+1)*d]
-			s := xr
-			if skip != nil {
-				// x + skip goes into the sum output or into y itself:
-				// normRow reads each element before writing it.
-				s = yr
-				if sum != nil {
-					s = sum[r*d : (r+1)*d]
-				}
-				fastmath.ScaleAdd(s, xr, 1, skip[r*d:(r+1)*d]) // x*1 + skip rounds once, as x + skip does
-			}
-			normRow(yr, s, gamma, beta, eps)
-		}
+	grain := max(1, lnGrain/d)
+	if rows <= grain || cpu.Threads() == 1 {
+		// one range: on the caller, without a closure to allocate
+		skipLayerNormRows(y, sum, x, skip, gamma, beta, d, eps, 0, rows)
+		return
+	}
+	cpu.ParallelFor(rows, grain, func(lo, hi int) {
+		skipLayerNormRows(y, sum, x, skip, gamma, beta, d, eps, lo, hi)
 	})
+}
+
+// skipLayerNormRows is skipLayerNorm of rows [lo, hi).
+func skipLayerNormRows(y, sum, x, skip, gamma, beta []float32, d int, eps float32, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xr := x[r*d : (r+1)*d]
+		yr := y[r*d : (r+1)*d]
+		s := xr
+		if skip != nil {
+			// x + skip goes into the sum output or into y itself:
+			// normRow reads each element before writing it.
+			s = yr
+			if sum != nil {
+				s = sum[r*d : (r+1)*d]
+			}
+			fastmath.ScaleAdd(s, xr, 1, skip[r*d:(r+1)*d]) // x*1 + skip rounds once, as x + skip does
+		}
+		normRow(yr, s, gamma, beta, eps)
+	}
 }
 
 // normRow sets y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta for one
