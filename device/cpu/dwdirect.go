@@ -112,6 +112,8 @@ func rowsGeom(p Conv2DParams) *dwGeom {
 	for v := range nvec {
 		e := tab[16*v : 16*v+16]
 		e[0], e[1], e[2], e[3] = mask(32*v), mask(32*v+16), mask(32*v+2), mask(32*v+18)
+		// the unshifted loads of dwRowsS2P1RunAVX512 (PadLeft 1)
+		e[5], e[6] = mask(32*v+p.PadLeft), mask(32*v+16+p.PadLeft)
 		for j := range 16 {
 			if 16*v+j < ow {
 				e[4] |= 1 << j
@@ -237,6 +239,11 @@ func (dc *dwCall) planes(lo0, hi0 int) {
 // dwPairs makes dwDirect's stride-1 kernel run two planes per pass (tests
 // and benchmarks turn it off to compare).
 var dwPairs = true
+
+// dwS2P1 makes dwDirect's stride-2 runs with a left pad of one column use
+// dwRowsS2P1RunAVX512 (half the loads, none shifted by the pad); tests and
+// benchmarks turn it off to compare with dwRowsS2RunAVX512.
+var dwS2P1 = true
 
 // dwRuns makes dwDirect run many planes per kernel call: the stride-1
 // pairs (dwFlatS1Run) and the stride-2 planes (dwRowsS2Run); tests and

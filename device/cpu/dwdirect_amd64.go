@@ -85,6 +85,12 @@ func dwRowsS2Run(in []float32, hw, padLeft int, wt, bias, dst []float32, oh, ow 
 	if bias != nil {
 		b, bstride = &bias[0], 4
 	}
+	if padLeft == 1 && dwS2P1 {
+		// The kernel reads the zero row from its float padLeft on, masked
+		// to the W floats after it: inside g.zero's padLeft + W.
+		dwRowsS2P1RunAVX512(&in[0], &g.zero[0], &g.rows[0], oh, &wt[0], b, bstride, &dst[0], ow, &g.tab[0], g.nvec, padLeft, 4*hw, nplanes, lo, hi)
+		return
+	}
 	dwRowsS2RunAVX512(&in[0], &g.zero[0], &g.rows[0], oh, &wt[0], b, bstride, &dst[0], ow, &g.tab[0], g.nvec, padLeft, 4*hw, nplanes, lo, hi)
 }
 
@@ -99,6 +105,9 @@ func dwFlatS1RunAVX512(in *float32, hw4, w, off int, wt, bias *float32, bstride 
 
 //go:noescape
 func dwRowsS2RunAVX512(in, zero *float32, rows *int64, oh int, wt, bias *float32, bstride int, out *float32, ow int, tab *uint16, nvec, padl, hw4, nplanes int, lo, hi float32)
+
+//go:noescape
+func dwRowsS2P1RunAVX512(in, zero *float32, rows *int64, oh int, wt, bias *float32, bstride int, out *float32, ow int, tab *uint16, nvec, padl, hw4, nplanes int, lo, hi float32)
 
 //go:noescape
 func dwRowsS2AVX512(in, zero *float32, rows *int64, oh int, wt *float32, out *float32, ow int, tab *uint16, nvec, padl int, b, lo, hi float32)

@@ -58,6 +58,19 @@ func TestDepthwiseDirect(t *testing.T) {
 		dwCase(2, 5, 14, 14, 2, 1, 1, 1, 1, ActClip),
 		dwCase(1, 40, 9, 9, 2, 0, 0, 1, 1, ActRelu),
 		dwCase(3, 3, 28, 17, 2, 1, 1, 1, 1, ActNone),
+		// left pad 1 at stride 2 (dwRowsS2P1RunAVX512): widths around the
+		// 32 input columns of a vector, odd and even, no right pad, top
+		// pads 0-2, one column, ReLU and ReLU6
+		dwCase(1, 3, 5, 31, 2, 1, 1, 1, 1, ActClip),
+		dwCase(1, 3, 5, 32, 2, 0, 1, 0, 1, ActNone),
+		dwCase(1, 3, 6, 33, 2, 2, 1, 1, 0, ActRelu),
+		dwCase(2, 3, 7, 63, 2, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 4, 64, 2, 1, 1, 1, 1, ActClip),
+		dwCase(1, 3, 4, 65, 2, 1, 1, 2, 2, ActNone),
+		dwCase(1, 3, 9, 1, 2, 1, 1, 1, 1, ActNone),
+		dwCase(1, 3, 3, 16, 2, 1, 1, 1, 0, ActNone),
+		dwCase(1, 2, 56, 56, 2, 1, 1, 1, 1, ActClip),
+		dwCase(1, 2, 28, 28, 2, 1, 1, 1, 1, ActClip),
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for i, p := range cases {
@@ -73,9 +86,9 @@ func TestDepthwiseDirect(t *testing.T) {
 		want, scale := refConv2D(p, x, w, bias)
 		for _, k := range kernels() {
 			active = k
-			for _, mode := range []struct{ pairs, runs bool }{{true, true}, {true, false}, {false, false}} {
-				dwPairs, dwRuns = mode.pairs, mode.runs
-				name := fmt.Sprintf("%s pairs=%v runs=%v case %d %dx%dx%dx%d s%d", k.name, mode.pairs, mode.runs, i, p.N, p.C, p.H, p.W, p.StrideH)
+			for _, mode := range []struct{ pairs, runs, s2p1 bool }{{true, true, true}, {true, true, false}, {true, false, false}, {false, false, false}} {
+				dwPairs, dwRuns, dwS2P1 = mode.pairs, mode.runs, mode.s2p1
+				name := fmt.Sprintf("%s pairs=%v runs=%v s2p1=%v case %d %dx%dx%dx%d s%d", k.name, mode.pairs, mode.runs, mode.s2p1, i, p.N, p.C, p.H, p.W, p.StrideH)
 				// Guards of NaN after y: a kernel writing past the output
 				// shows as a non-NaN guard.
 				buf := nanSlice(len(want) + 64)
@@ -90,7 +103,7 @@ func TestDepthwiseDirect(t *testing.T) {
 			}
 		}
 	}
-	dwPairs, dwRuns = true, true
+	dwPairs, dwRuns, dwS2P1 = true, true, true
 }
 
 // TestDepthwiseDirectApplies lists what the direct depthwise kernel

@@ -27,6 +27,7 @@ func main() {
 	flatS1Run()
 	rowsS2()
 	rowsS2Run()
+	rowsS2P1Run()
 	biasClamp()
 	// VPERMT2PS indexes: the even and the odd lanes of a 32-float pair.
 	for i := 0; i < 16; i++ {
@@ -526,6 +527,131 @@ func rowsS2Run() {
 		p("\tCMOVQLT R15, %s", r)
 	}
 	rowsS2Vec(name, "tab+72(FP)", "nvec+80(FP)")
+	p("\tADDQ $24, R10")
+	p("\tADDQ R14, DI")
+	p("\tDECQ R9")
+	p("\tJMP %s_row", name)
+	p("%s_next:", name)
+	p("\tMOVQ hw4+96(FP), AX")
+	p("\tADDQ AX, pin-8(SP)")
+	p("\tADDQ $36, pwt-16(SP)")
+	p("\tMOVQ bstride+48(FP), AX")
+	p("\tADDQ AX, pb-24(SP)")
+	p("\tDECQ pn-32(SP)")
+	p("\tJMP %s_plane", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// rowsS2P1Vec writes the vector loop of rowsS2P1Run over one output row:
+// for a left pad of one column, output j's taps are input columns 2j-1,
+// 2j and 2j+1 (from the row's pointer at column 0). Per input row and
+// vector of 16 outputs it loads columns 32v..32v+31 (two loads, masked to
+// the row, at no shift from the row, so aligned where the rows are),
+// takes their even lanes (columns 2j, tap kw=1) and odd lanes (2j+1, tap
+// kw=2), and makes columns 2j-1 (tap kw=0) from the odd lanes moved up by
+// one lane with the previous vector's last odd lane (Z13..Z15, zero at the
+// row's start: the pad column). 6 loads per vector instead of
+// rowsS2Vec's 12, none straddling a row's alignment.
+func rowsS2P1Vec(name, tab, nvec string) {
+	rows := []string{"R11", "R12", "R13"}
+	p("\tMOVQ %s, R8", tab)
+	p("\tMOVQ %s, CX", nvec)
+	p("\tXORQ BX, BX")
+	p("\tVPXORD Z13, Z13, Z13")
+	p("\tVPXORD Z14, Z14, Z14")
+	p("\tVPXORD Z15, Z15, Z15")
+	p("%s_vec:", name)
+	p("\tKMOVW 10(R8), K1")
+	p("\tKMOVW 12(R8), K2")
+	for kh, r := range rows {
+		a, e, l := fmt.Sprintf("Z%d", 3+3*kh), fmt.Sprintf("Z%d", 4+3*kh), fmt.Sprintf("Z%d", 5+3*kh)
+		prev := fmt.Sprintf("Z%d", 13+kh)
+		p("\tVMOVUPS.Z (%s)(BX*2), K1, %s", r, a)
+		p("\tVMOVUPS.Z 64(%s)(BX*2), K2, Z12", r)
+		p("\tVMOVAPS %s, %s", a, e)
+		p("\tVPERMT2PS Z12, Z28, %s", e)
+		p("\tVPERMT2PS Z12, Z29, %s", a)
+		// l = (a:prev) >> 15 lanes: lane 0 the previous vector's last
+		// odd lane, lanes 1..15 this vector's odd lanes 0..14
+		p("\tVALIGND $15, %s, %s, %s", prev, a, l)
+		p("\tVMOVAPS %s, %s", a, prev)
+		srcs := []string{l, e, a}
+		for kw := 0; kw < 3; kw++ {
+			w := fmt.Sprintf("Z%d", 16+3*kh+kw)
+			acc := fmt.Sprintf("Z%d", kw)
+			switch {
+			case kh == 0 && kw == 0:
+				p("\tVMOVAPS Z25, Z0")
+				p("\tVFMADD231PS %s, %s, Z0", srcs[kw], w)
+			case kh == 0:
+				p("\tVMULPS %s, %s, %s", srcs[kw], w, acc)
+			default:
+				p("\tVFMADD231PS %s, %s, %s", srcs[kw], w, acc)
+			}
+		}
+	}
+	finish()
+	p("\tKMOVW 8(R8), K5")
+	p("\tVMOVUPS Z0, K5, (DI)(BX*1)")
+	p("\tADDQ $64, BX")
+	p("\tADDQ $32, R8")
+	p("\tDECQ CX")
+	p("\tJNZ %s_vec", name)
+}
+
+// rowsS2P1Run is rowsS2Run for a left pad of one column (rowsS2P1Vec):
+// the row pointers point at column 0 (no shift by the pad), the zero row's
+// pointer at its float PadLeft. The tab's entries 5 and 6 are the load
+// masks of columns 32v..32v+15 and 32v+16..32v+31.
+func rowsS2P1Run() {
+	name := "dwRowsS2P1RunAVX512"
+	p("")
+	p("// func %s(in, zero *float32, rows *int64, oh int, wt, bias *float32, bstride int, out *float32, ow int, tab *uint16, nvec, padl, hw4, nplanes int, lo, hi float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $32-120", name)
+	p("\tMOVQ in+0(FP), AX")
+	p("\tMOVQ AX, pin-8(SP)")
+	p("\tMOVQ wt+32(FP), AX")
+	p("\tMOVQ AX, pwt-16(SP)")
+	p("\tMOVQ bias+40(FP), AX")
+	p("\tMOVQ AX, pb-24(SP)")
+	p("\tMOVQ nplanes+104(FP), AX")
+	p("\tMOVQ AX, pn-32(SP)")
+	p("\tMOVQ zero+8(FP), R15")
+	p("\tMOVQ padl+88(FP), DX")
+	p("\tLEAQ (R15)(DX*4), R15")
+	p("\tMOVQ out+56(FP), DI")
+	p("\tMOVQ ow+64(FP), R14")
+	p("\tSHLQ $2, R14")
+	p("\tVBROADCASTSS lo+112(FP), Z26")
+	p("\tVBROADCASTSS hi+116(FP), Z27")
+	p("\tVMOVDQU32 dwdEven<>(SB), Z28")
+	p("\tVMOVDQU32 dwdOdd<>(SB), Z29")
+	p("%s_plane:", name)
+	p("\tMOVQ pn-32(SP), AX")
+	p("\tTESTQ AX, AX")
+	p("\tJZ %s_done", name)
+	p("\tMOVQ pwt-16(SP), AX")
+	for i := 0; i < 9; i++ {
+		p("\tVBROADCASTSS %d(AX), Z%d", 4*i, 16+i)
+	}
+	p("\tMOVQ pb-24(SP), AX")
+	p("\tVBROADCASTSS (AX), Z25")
+	p("\tMOVQ pin-8(SP), SI")
+	p("\tMOVQ rows+16(FP), R10")
+	p("\tMOVQ oh+24(FP), R9")
+	rows := []string{"R11", "R12", "R13"}
+	p("%s_row:", name)
+	p("\tTESTQ R9, R9")
+	p("\tJZ %s_next", name)
+	for kh, r := range rows {
+		p("\tMOVQ %d(R10), AX", 8*kh)
+		p("\tLEAQ (SI)(AX*1), %s", r)
+		p("\tTESTQ AX, AX")
+		p("\tCMOVQLT R15, %s", r)
+	}
+	rowsS2P1Vec(name, "tab+72(FP)", "nvec+80(FP)")
 	p("\tADDQ $24, R10")
 	p("\tADDQ R14, DI")
 	p("\tDECQ R9")
