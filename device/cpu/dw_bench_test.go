@@ -62,7 +62,6 @@ func BenchmarkDWProbe(b *testing.B) {
 	}
 }
 
-
 // BenchmarkDWS2P1: mobilenet_v2's stride-2 depthwise layers with
 // dwRowsS2RunAVX512 (old) and dwRowsS2P1RunAVX512 (new), CPU ns per call.
 func BenchmarkDWS2P1(b *testing.B) {
