@@ -61,3 +61,21 @@ func (h *hostArena) bytes(segs []device.ProgramContext) int64 {
 	}
 	return n
 }
+
+// HostArena reports the host memory of c, a context of a program Compile
+// partitioned (its NewContext): the bytes of the one arena its CPU
+// segments share, and what their arenas take apart (their sum, what they
+// held before they shared one). ok is false for a context of another
+// kind.
+func HostArena(c device.ProgramContext) (shared, apart int64, ok bool) {
+	pc, ok := c.(*programContext)
+	if !ok {
+		return 0, 0, false
+	}
+	for _, s := range pc.segs {
+		if cc, ok := s.(cpuContext); ok {
+			apart += int64(cc.c.ArenaBytes())
+		}
+	}
+	return int64(len(pc.host.buf)), apart, true
+}
