@@ -1079,7 +1079,13 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 	if err != nil {
 		return nil, err
 	}
-	resp := &InferResponse{Model: m.name, Version: ver, ID: req.ID}
+	// the response and room for one output in one allocation
+	r1 := &struct {
+		r   InferResponse
+		one [1]NamedTensor
+	}{r: InferResponse{Model: m.name, Version: ver, ID: req.ID}}
+	resp := &r1.r
+	resp.Outputs = r1.one[:0]
 	for _, o := range cfg.Outputs {
 		if len(req.Outputs) > 0 && !slices.Contains(req.Outputs, o.Name) {
 			continue

@@ -30,7 +30,7 @@ import (
 )
 
 // wireOf is the protobuf encoding of m.
-func wireOf(t *testing.T, m proto.Message) []byte {
+func wireOf(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := proto.Marshal(m)
 	if err != nil {
@@ -331,7 +331,7 @@ func TestModelInferAllocs(t *testing.T) {
 		// the bounds on allocations and bytes a request
 		maxAllocs, maxBytes float64
 	}{
-		{"model stubbed", pathOptions{}, 45, 4096},
+		{"model stubbed", pathOptions{}, 32, 4096},
 		// tinycnn's graph as loaded (kiln serve --no-build), each layer on
 		// the caller (cpu.SetThreads(1)): kiln's path and the engine's run
 		{"tinycnn's engine", pathOptions{engine: true}, 110, 12 << 10},
@@ -526,4 +526,63 @@ func FuzzUnmarshalInferRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkModelInferHandler: kiln's own gRPC path without the network or
+// grpc-go's transport, in one goroutine: the codec's decode of tinycnn's
+// request, ModelInfer (the model stubbed, or tinycnn's engine on one
+// thread) and the response's encoding, as TestModelInferAllocs runs it.
+// What kiln adds to a bare grpc-go server is this path less
+// proto.Unmarshal's and proto.Marshal's share (bare).
+//
+//	go test ./serve/grpcapi -run '^$' -bench BenchmarkModelInferHandler -benchmem
+func BenchmarkModelInferHandler(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opts pathOptions
+	}{
+		{"bare", pathOptions{}},
+		{"stub", pathOptions{}},
+		{"engine", pathOptions{engine: true}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.opts.engine {
+				if err := cpu.SetThreads(1); err != nil {
+					b.Fatal(err)
+				}
+				defer cpu.SetThreads(0)
+			}
+			codec := encoding.GetCodecV2("proto")
+			wire := wireOf(b, tinyRequest(b))
+			var infer func(context.Context, *inference.ModelInferRequest) (*inference.ModelInferResponse, error)
+			if c.name == "bare" {
+				infer = bareService{}.ModelInfer
+			} else {
+				codec = lenientCodec{codec}
+				infer = New(pathServe(b, c.opts), false).ModelInfer
+			}
+			ctx := &arrivedCtx{context.Background(), time.Now()}
+			b.ReportAllocs()
+			c0 := cpuTime()
+			b.ResetTimer()
+			for range b.N {
+				req := &inference.ModelInferRequest{}
+				if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, req); err != nil {
+					b.Fatal(err)
+				}
+				resp, err := infer(ctx, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := codec.Marshal(resp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out.Free()
+			}
+			// the process's CPU time (the collector's included): the
+			// figure to compare on a busy machine
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }

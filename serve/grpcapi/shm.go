@@ -146,6 +146,15 @@ func outputShm(r *inference.ModelInferRequest) (map[string]serve.ShmRef, error) 
 	return out, nil
 }
 
+// oneOutput is a one-output response's memory (inferResponse).
+type oneOutput struct {
+	resp  inference.ModelInferResponse
+	out   inference.ModelInferResponse_InferOutputTensor
+	outs  [1]*inference.ModelInferResponse_InferOutputTensor
+	raws  [1][]byte
+	shape [4]int64
+}
+
 // inferResponse returns the wire response of resp: the outputs written
 // into shared memory come last, with their region and size as parameters
 // and empty raw contents (Triton's clients index raw contents by output).
@@ -159,9 +168,22 @@ func inferResponse(resp *serve.InferResponse) (*inference.ModelInferResponse, er
 			return nil, fmt.Errorf("output %q: %w", o.Name, err)
 		}
 		dt, _ := api.Datatype(o.Tensor.DType) // checked by EncodeRaw
-		return &inference.ModelInferResponse{ModelName: resp.Model, ModelVersion: resp.Version, Id: resp.ID,
-			Outputs:           []*inference.ModelInferResponse_InferOutputTensor{{Name: o.Name, Datatype: dt, Shape: api.WireShape(o.Tensor.Shape)}},
-			RawOutputContents: [][]byte{raw}}, nil
+		// the message, its output, the two slices and a short shape in
+		// one allocation
+		w := &oneOutput{}
+		shape := w.shape[:0]
+		if len(o.Tensor.Shape) > len(w.shape) {
+			shape = make([]int64, 0, len(o.Tensor.Shape))
+		}
+		for _, d := range o.Tensor.Shape {
+			shape = append(shape, int64(d))
+		}
+		w.out.Name, w.out.Datatype, w.out.Shape = o.Name, dt, shape
+		w.outs[0], w.raws[0] = &w.out, raw
+		m := &w.resp
+		m.ModelName, m.ModelVersion, m.Id = resp.Model, resp.Version, resp.ID
+		m.Outputs, m.RawOutputContents = w.outs[:], w.raws[:]
+		return m, nil
 	}
 	m := map[string]*tensor.Tensor{}
 	var inShm []serve.NamedTensor

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kilnai/kiln/tensor"
@@ -178,14 +179,33 @@ type item struct {
 	// ctx is the caller's context, used to run a batch of this one request
 	// alone, so that a client going away frees the instance.
 	ctx      context.Context
-	req      *Request
+	req      Request
 	level    int
 	key      string
 	size     int
 	enqueued time.Time
 	delayed  bool
 	taken    bool
-	done     chan outcome
+	// done receives the outcome of a request that waits for an instance
+	// goroutine; a request run in its caller's goroutine (runHere, here
+	// set) has none: its outcome is set in out.
+	done chan outcome
+	here bool
+	out  outcome
+	// res is the request's result (the outcome points to it: one
+	// allocation per request, not two)
+	res Result
+	// one backs a batch of this request alone (pick)
+	one [1]*item
+}
+
+// finish hands it its outcome.
+func (it *item) finish(o outcome) {
+	if it.here {
+		it.out = o
+		return
+	}
+	it.done <- o
 }
 
 type outcome struct {
@@ -216,6 +236,8 @@ type Scheduler struct {
 	held []bool
 	// orderBuf is order's buffer, reused by each pick
 	orderBuf []*item
+	// lastKey is the latest batch key made (batchKey)
+	lastKey atomic.Pointer[string]
 	// jobsWaiting counts warmup jobs waiting for their instance to be
 	// released by a caller
 	jobsWaiting int
@@ -298,8 +320,11 @@ func (s *Scheduler) broadcast() {
 }
 
 // batchKey describes what must match for requests to be batched together:
-// every input's name, type and shape past the batch dimension.
-func batchKey(inputs map[string]*tensor.Tensor, batched bool) (key string, size int, err error) {
+// every input's name, type and shape past the batch dimension. last, when
+// not nil, holds the latest key made: a request whose key is the same
+// shares its string (requests of one model nearly always have one key),
+// and a new key replaces it.
+func batchKey(inputs map[string]*tensor.Tensor, batched bool, last *atomic.Pointer[string]) (key string, size int, err error) {
 	var nameBuf [4]string
 	names := nameBuf[:0]
 	for n := range inputs {
@@ -332,7 +357,15 @@ func batchKey(inputs map[string]*tensor.Tensor, batched bool) (key string, size 
 		b = appendDims(append(b, ':'), shape)
 		b = append(b, ';')
 	}
-	return string(b), max(size, 1), nil
+	if last == nil {
+		return string(b), max(size, 1), nil
+	}
+	if p := last.Load(); p != nil && *p == string(b) {
+		return *p, max(size, 1), nil
+	}
+	key = string(b)
+	last.Store(&key)
+	return key, max(size, 1), nil
 }
 
 // appendDims appends shape as fmt's %v writes it: [1 3 32 32].
@@ -363,7 +396,7 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	if req.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout", ErrInput)
 	}
-	key, size, err := batchKey(req.Inputs, s.opts.MaxBatchSize > 0)
+	key, size, err := batchKey(req.Inputs, s.opts.MaxBatchSize > 0, &s.lastKey)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +408,7 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	if pol.AllowOverride && req.Timeout > 0 {
 		timeout = req.Timeout
 	}
-	it := &item{ctx: ctx, req: req, level: level, key: key, size: size, enqueued: s.opts.Now(), done: make(chan outcome, 1)}
+	it := &item{ctx: ctx, req: *req, level: level, key: key, size: size, enqueued: s.opts.Now()}
 
 	s.mu.Lock()
 	if s.closed {
@@ -399,6 +432,8 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 			return s.runHere(batch, it, i)
 		}
 	}
+	// (under s.mu: no instance goroutine can have taken it yet)
+	it.done = make(chan outcome, 1)
 	s.broadcast()
 	s.mu.Unlock()
 
@@ -467,6 +502,7 @@ func (s *Scheduler) idle() int {
 // requests runs to its end. s.mu must be held; runHere unlocks it.
 func (s *Scheduler) runHere(batch []*item, it *item, i int) (*Result, error) {
 	switched := s.takeQuiet(batch, i)
+	it.here = true // its outcome is set by execute, in this goroutine
 	// counted as an instance's run is, so that Stopped waits for it (the
 	// instance goroutines are all running: s.closed is false)
 	s.wg.Add(1)
@@ -486,8 +522,7 @@ func (s *Scheduler) runHere(batch []*item, it *item, i int) (*Result, error) {
 		s.broadcast()
 	}
 	s.mu.Unlock()
-	o := <-it.done
-	return o.res, o.err
+	return it.out.res, it.out.err
 }
 
 // remove takes it out of the queue; it reports whether it was still queued.
@@ -545,7 +580,8 @@ func (s *Scheduler) pick(now time.Time) ([]*item, time.Duration) {
 		return nil, 0
 	}
 	head := order[0]
-	batch := []*item{head}
+	head.one[0] = head
+	batch := head.one[:]
 	if !s.opts.Batching {
 		return batch, 0
 	}
@@ -809,14 +845,14 @@ func (s *Scheduler) execute(batch []*item, instance int, switched bool) (size in
 	}
 	took = now().Sub(start)
 	for i, it := range batch {
-		s.deliver(it, &Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total})
+		s.deliver(it, Result{Outputs: parts[i], Queue: start.Sub(it.enqueued), Input: input, Compute: compute, Output: output, BatchSize: total})
 	}
 	return total, took, true
 }
 
 // deliver hands a request its result, judged against the SLO when there is
 // one.
-func (s *Scheduler) deliver(it *item, res *Result) {
+func (s *Scheduler) deliver(it *item, res Result) {
 	if s.slo != nil {
 		res.SLOMet = s.opts.Now().Sub(it.enqueued) <= s.slo.target
 		if res.SLOMet {
@@ -825,14 +861,15 @@ func (s *Scheduler) deliver(it *item, res *Result) {
 			s.slo.miss.Add(1)
 		}
 	}
-	it.done <- outcome{res: res}
+	it.res = res
+	it.finish(outcome{res: &it.res})
 }
 
 // retryAlone runs each request of a failed batch alone on instance.
 func (s *Scheduler) retryAlone(batch []*item, instance int) {
 	for _, it := range batch {
 		if err := it.ctx.Err(); err != nil {
-			it.done <- outcome{err: err} // its caller is gone
+			it.finish(outcome{err: err}) // its caller is gone
 			continue
 		}
 		s.runAlone(it, instance, false, s.opts.Now())
@@ -850,10 +887,10 @@ func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.T
 	}
 	took := s.opts.Now().Sub(start)
 	if err != nil {
-		it.done <- outcome{err: err}
+		it.finish(outcome{err: err})
 		return took
 	}
-	s.deliver(it, &Result{Outputs: out, Queue: start.Sub(it.enqueued), Input: ran.Sub(start), Compute: compute, BatchSize: it.size})
+	s.deliver(it, Result{Outputs: out, Queue: start.Sub(it.enqueued), Input: ran.Sub(start), Compute: compute, BatchSize: it.size})
 	return took
 }
 
@@ -943,7 +980,7 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 		for _, q := range s.queues {
 			for _, it := range q {
 				it.taken = true
-				it.done <- outcome{err: ErrClosed}
+				it.finish(outcome{err: ErrClosed})
 			}
 		}
 		for i := range s.queues {
