@@ -415,8 +415,29 @@ func (ic *directInCall) items(lo, hi int) {
 	}
 	var pms [2]padMasks // per phase column: b alternates between items
 	for it := lo; it < hi; it++ {
+		// both column phases of a stride-2 row phase from one read of
+		// its source rows, when the range holds both
+		if ic.pw == 2 && it%2 == 0 && it+1 < hi && ic.planePair(it, &pms[0]) {
+			it++
+			continue
+		}
 		ic.planeRows(it, 0, ic.hq, &pms)
 	}
+}
+
+// planePair writes the whole phase planes pl and pl+1 (column phases 0 and
+// 1 of one channel and row phase of a stride-2 convolution) with one
+// padPlaneS2x2 call, and reports false (nothing written) where that does
+// not run.
+func (ic *directInCall) planePair(pl int, pm *padMasks) bool {
+	p := &ic.p
+	if p.StrideH != 2 || p.StrideW != 2 {
+		return false
+	}
+	plane := ic.hq * ic.wq
+	c, a := pl/(ic.ph*ic.pw), pl/ic.pw%ic.ph
+	xc := ic.x[c*p.H*p.W : (c+1)*p.H*p.W]
+	return padPlaneS2x2(ic.xin[pl*plane:(pl+2)*plane], xc, p.H, p.W, ic.hq, ic.wq, a-p.PadTop, -p.PadLeft, plane, pm)
 }
 
 // bandItems writes the (band, plane) items [lo, hi) of directInputBands:

@@ -4,6 +4,11 @@ package nn
 // padPlaneAVX512, not padPlaneSmallAVX512 (benchmarks compare).
 var padSmallOff bool
 
+// padPairOff makes directInput copy the two column phases of a stride-2
+// row phase with a padPlaneS2 call each, reading every source row twice,
+// instead of with one padPlaneS2x2 call (tests and benchmarks compare).
+var padPairOff bool
+
 // padMasks holds the per-chunk masks of padPlane (load, store) or
 // padPlaneS2 (two loads, store) for one row geometry, made on first use
 // and kept while the geometry stays: directInput keeps one per phase

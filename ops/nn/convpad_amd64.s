@@ -323,3 +323,99 @@ DATA padEven<>+52(SB)/4, $26
 DATA padEven<>+56(SB)/4, $28
 DATA padEven<>+60(SB)/4, $30
 GLOBL padEven<>(SB), RODATA|NOPTR, $64
+
+// func padPlaneS2x2AVX512(dst, src *float32, h, w, hq, wq, r0, c0 int, masks *uint16, nch, plane int)
+// padPlaneS2AVX512 for the two column phases of a row phase at once: dst
+// gets src[r0+2i][c0+2j] (the even lanes of each 32-float load) and
+// dst[plane:] src[r0+2i][c0+1+2j] (the odd lanes of the same loads), so
+// that each source row is read once, not once per column phase. masks are
+// padPlaneS2AVX512's of c0 (the odd phase's last lane, 31, lies in the
+// same two loads; a lane outside the source row loads as 0 for both).
+TEXT ·padPlaneS2x2AVX512(SB), NOSPLIT, $0-88
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ plane+80(FP), R8
+	SHLQ $2, R8
+	MOVQ w+24(FP), R9
+	MOVQ hq+32(FP), R10
+	MOVQ wq+40(FP), R11
+	SHLQ $2, R11
+	MOVQ r0+48(FP), R12
+	MOVQ c0+56(FP), AX
+	SHLQ $2, AX
+	ADDQ AX, SI
+	MOVQ masks+64(FP), R15
+	MOVQ nch+72(FP), R13
+	VMOVDQU32 padEven<>(SB), Z31
+	VMOVDQU32 padOdd<>(SB), Z30
+	VXORPS Z0, Z0, Z0
+	XORQ R14, R14
+x2_row:
+	CMPQ R14, R10
+	JGE x2_done
+	XORQ DX, DX
+	MOVQ DI, CX
+	MOVQ R15, BX
+	CMPQ R12, $0
+	JLT x2_zero
+	CMPQ R12, h+16(FP)
+	JGE x2_zero
+	MOVQ R12, AX
+	IMULQ R9, AX
+	SHLQ $2, AX
+	ADDQ SI, AX
+x2_copy:
+	CMPQ DX, R13
+	JGE x2_next
+	KMOVW 0(BX), K1
+	KMOVW 2(BX), K2
+	KMOVW 4(BX), K3
+	VMOVUPS.Z (AX), K1, Z1
+	VMOVUPS.Z 64(AX), K2, Z2
+	VMOVAPS Z1, Z3
+	VPERMT2PS Z2, Z31, Z1
+	VPERMT2PS Z2, Z30, Z3
+	VMOVUPS Z1, K3, (CX)
+	VMOVUPS Z3, K3, (CX)(R8*1)
+	ADDQ $128, AX
+	ADDQ $64, CX
+	ADDQ $6, BX
+	INCQ DX
+	JMP x2_copy
+x2_zero:
+	CMPQ DX, R13
+	JGE x2_next
+	KMOVW 4(BX), K3
+	VMOVUPS Z0, K3, (CX)
+	VMOVUPS Z0, K3, (CX)(R8*1)
+	ADDQ $64, CX
+	ADDQ $6, BX
+	INCQ DX
+	JMP x2_zero
+x2_next:
+	ADDQ R11, DI
+	ADDQ $2, R12
+	INCQ R14
+	JMP x2_row
+x2_done:
+	VZEROUPPER
+	RET
+
+// VPERMT2PS indexes of the odd lanes of a 32-float pair.
+DATA padOdd<>+0(SB)/4, $1
+DATA padOdd<>+4(SB)/4, $3
+DATA padOdd<>+8(SB)/4, $5
+DATA padOdd<>+12(SB)/4, $7
+DATA padOdd<>+16(SB)/4, $9
+DATA padOdd<>+20(SB)/4, $11
+DATA padOdd<>+24(SB)/4, $13
+DATA padOdd<>+28(SB)/4, $15
+DATA padOdd<>+32(SB)/4, $17
+DATA padOdd<>+36(SB)/4, $19
+DATA padOdd<>+40(SB)/4, $21
+DATA padOdd<>+44(SB)/4, $23
+DATA padOdd<>+48(SB)/4, $25
+DATA padOdd<>+52(SB)/4, $27
+DATA padOdd<>+56(SB)/4, $29
+DATA padOdd<>+60(SB)/4, $31
+GLOBL padOdd<>(SB), RODATA|NOPTR, $64

@@ -8,7 +8,7 @@ import (
 )
 
 // TestPadPlane compares directInput's copies through padPlane and
-// padPlaneS2 (the AVX-512 kernels where they run) with its row-by-row Go
+// padPlaneS2 and padPlaneS2x2 (the AVX-512 kernels where they run) with its row-by-row Go
 // copy, for strides 1 and 2 (kernels 1x1, 3x3 and 7x7: one, two or four
 // phase planes per channel), on planes narrower than, as wide as and wider
 // than a vector, with pads of 0-3 on each side, and checks that nothing
@@ -30,9 +30,10 @@ func TestPadPlane(t *testing.T) {
 			for i := range x {
 				x[i] = float32(i + 1)
 			}
-			var got [2][]float32
-			for k, off := range []bool{false, true} {
-				padPlaneOff = off
+			var got [3][]float32
+			// AVX-512 (column phases in pairs), Go, AVX-512 one plane per call
+			for k, off := range []bool{false, true, false} {
+				padPlaneOff, padPairOff = off, k == 2
 				buf := make([]float32, n+32)
 				for i := range buf {
 					buf[i] = -7
@@ -45,7 +46,7 @@ func TestPadPlane(t *testing.T) {
 				}
 				got[k] = buf[:n]
 			}
-			padPlaneOff = false
+			padPlaneOff, padPairOff = false, false
 			for i := range got[0] {
 				// channel c, phase (a, b), phase row r, column j
 				it, r, j := i/(hq*wq), i/wq%hq, i%wq
@@ -55,8 +56,8 @@ func TestPadPlane(t *testing.T) {
 				if sr >= 0 && sr < tc.h && sc >= 0 && sc < tc.w {
 					want = x[(c*tc.h+sr)*tc.w+sc]
 				}
-				if got[0][i] != want || got[1][i] != want {
-					t.Fatalf("%+v %+v: plane %d [%d][%d] = %v (AVX-512), %v (Go), want %v", tc, g, it, r, j, got[0][i], got[1][i], want)
+				if got[0][i] != want || got[1][i] != want || got[2][i] != want {
+					t.Fatalf("%+v %+v: plane %d [%d][%d] = %v (AVX-512), %v (Go), %v (AVX-512, a plane per call), want %v", tc, g, it, r, j, got[0][i], got[1][i], got[2][i], want)
 				}
 			}
 		}
@@ -68,22 +69,28 @@ func TestPadPlane(t *testing.T) {
 // AVX-512 kernels and row by row.
 func BenchmarkDirectInput(b *testing.B) {
 	for _, l := range []struct{ c, hw, k, s, pad int }{{3, 32, 3, 1, 1}, {8, 16, 3, 1, 1}, {16, 56, 3, 1, 1}, {32, 28, 3, 1, 1}, {64, 14, 3, 1, 1}, {128, 7, 3, 1, 1},
-		{3, 224, 7, 2, 3}, {16, 56, 3, 2, 1}, {32, 28, 3, 2, 1}, {64, 14, 3, 2, 1}} {
+		{3, 224, 7, 2, 3}, {16, 56, 3, 2, 1}, {32, 28, 3, 2, 1}, {64, 14, 3, 2, 1}, {3, 224, 3, 2, 0}, {3, 320, 3, 2, 1}} {
 		p := cpu.Conv2DParams{N: 1, C: l.c, H: l.hw, W: l.hw, M: l.c, KH: l.k, KW: l.k, Group: 1, StrideH: l.s, StrideW: l.s,
 			DilH: 1, DilW: 1, PadTop: l.pad, PadLeft: l.pad, PadBottom: l.pad, PadRight: l.pad}
 		hq := (l.hw + 2*l.pad + l.s - 1) / l.s
 		wq, ph := hq, min(l.s, l.k)
 		x := make([]float32, l.c*l.hw*l.hw)
 		xin := make([]float32, l.c*ph*ph*hq*wq)
-		for i, off := range []bool{false, true, false} {
+		for i, off := range []bool{false, true, false, false} {
 			name := fmt.Sprintf("c%d_%d_k%d_s%d/rows=%v", l.c, l.hw, l.k, l.s, off)
-			if i == 2 {
+			switch {
+			case i == 2:
 				// rows of up to 3 chunks with padPlaneAVX512's loop
 				name = fmt.Sprintf("c%d_%d_k%d_s%d/nosmall", l.c, l.hw, l.k, l.s)
+			case i == 3 && l.s == 2:
+				// a padPlaneS2 call per phase plane, not per pair
+				name = fmt.Sprintf("c%d_%d_k%d_s%d/nopair", l.c, l.hw, l.k, l.s)
+			case i == 3:
+				continue
 			}
 			b.Run(name, func(b *testing.B) {
-				padPlaneOff, padSmallOff = off, i == 2
-				defer func() { padPlaneOff, padSmallOff = false, false }()
+				padPlaneOff, padSmallOff, padPairOff = off, i == 2, i == 3
+				defer func() { padPlaneOff, padSmallOff, padPairOff = false, false, false }()
 				b.ReportAllocs()
 				c0 := cpuUsed(true)
 				for b.Loop() {

@@ -16,6 +16,9 @@ var stemShapes = []cpu.Conv2DParams{
 	{N: 1, C: 3, H: 112, W: 112, M: 64, KH: 7, KW: 7, Group: 1, DilH: 1, DilW: 1, StrideH: 1, StrideW: 1, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3},
 	{N: 1, C: 3, H: 224, W: 224, M: 64, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2},
 	{N: 1, C: 3, H: 224, W: 224, M: 32, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	// resnet_mini's stem (16 output channels: two weight blocks) and yolo_tiny's
+	{N: 1, C: 3, H: 224, W: 224, M: 16, KH: 7, KW: 7, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 3, PadLeft: 3, PadBottom: 3, PadRight: 3},
+	{N: 1, C: 3, H: 320, W: 320, M: 16, KH: 3, KW: 3, Group: 1, DilH: 1, DilW: 1, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 }
 
 // BenchmarkStem times the stem convolutions (and a stride-1 7x7 of the
