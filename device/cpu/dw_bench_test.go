@@ -80,3 +80,35 @@ func BenchmarkDWS2P1(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDWFresh: the stride-2 and stride-1 112x112 / 56x56 layers with
+// their input as the benchmarks leave it (read by the previous call: clean
+// lines) and freshly written before each call (dirty lines, as the expand
+// convolution leaves them in a model), CPU ns of the depthwise call only.
+func BenchmarkDWFresh(b *testing.B) {
+	for _, l := range []struct{ c, hw, s int }{{96, 112, 2}, {144, 56, 1}, {144, 56, 2}, {32, 112, 1}} {
+		p := dwCase(1, l.c, l.hw, l.hw, l.s, 1, 1, 1, 1, ActClip)
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, bias := randSlice(r, l.c*l.hw*l.hw), randSlice(r, 9*l.c), randSlice(r, l.c)
+		y := make([]float32, p.M*p.OutH()*p.OutW())
+		for _, fresh := range []bool{false, true} {
+			name := map[bool]string{false: "clean", true: "fresh"}[fresh]
+			b.Run(fmt.Sprintf("%s/c%d_%d_s%d", name, l.c, l.hw, l.s), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				var cpu int64
+				for i := 0; b.Loop(); i++ {
+					if fresh {
+						for j := range x {
+							x[j] = float32(j&255) * 0.01
+						}
+					}
+					c0 := dwThreadCPU()
+					dwDirect(p, x, w, bias, y)
+					cpu += dwThreadCPU() - c0
+				}
+				b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+			})
+		}
+	}
+}
