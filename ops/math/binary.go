@@ -354,7 +354,7 @@ func (k *arith) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	if err := arithInto(k.name, k.op, a, b, out); err != nil {
 		return nil, err
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 // registerArith registers a binary arithmetic op: prep gives its operation

@@ -76,7 +76,7 @@ func (k *cast) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 		return nil, fmt.Errorf("%w: %s to %v", ops.ErrBadInput, k.name, to)
 	}
 	if x.DType == to {
-		return []*tensor.Tensor{x}, nil
+		return env.One(x), nil
 	}
 	out, err := ops.NewOutput(env, to, x.Shape)
 	if err != nil {
@@ -94,7 +94,7 @@ func (k *cast) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	default:
 		castNumbers(x, out)
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 // castNumbers converts between numeric and bool tensors.

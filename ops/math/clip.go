@@ -115,7 +115,7 @@ func (k *clip) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 	case tensor.Uint64:
 		clipT[uint64](k, x, out, lo, hi)
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 func clipT[T ops.Number](k *clip, x, out, lo, hi *tensor.Tensor) {

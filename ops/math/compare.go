@@ -144,7 +144,7 @@ func (k *compare) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	case tensor.Uint64:
 		binaryLoop(p, elems[uint64](a), elems[uint64](b), dst, cmpFn[uint64](k.op))
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 func registerCompare(t ops.Traits, k compare) {
@@ -207,7 +207,7 @@ func (k *boolUnary) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	default:
 		unaryLoop(halfToF32(x), dst, k.f32)
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 func init() {

@@ -73,7 +73,7 @@ func (k *pow) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 			store(out, res)
 		}
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 // powScalarF32 raises every element of src to the power e.

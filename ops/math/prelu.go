@@ -73,7 +73,7 @@ func (k *prelu) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 		binaryLoop(p, numbers[int64](x), numbers[int64](s), tmp, preluT[int64])
 		store(out, tmp)
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 func preluT[T ops.Number](x, s T) T {

@@ -124,7 +124,7 @@ func (u *unary) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	case tensor.Uint64:
 		unaryLoop(elems[uint64](x), elems[uint64](out), intUnary[uint64](u.ints, u.f64))
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 // mapF32 turns a float32 function into a chunk kernel.

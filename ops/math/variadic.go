@@ -90,7 +90,7 @@ func (k *variadic) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 			return nil, err
 		}
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 func init() {

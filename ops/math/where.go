@@ -60,7 +60,7 @@ func (where) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	default:
 		return nil, badType("Where", x.DType)
 	}
-	return []*tensor.Tensor{out}, nil
+	return env.One(out), nil
 }
 
 func whereLoop[T any](p *plan, c []uint8, x, y, dst []T) {

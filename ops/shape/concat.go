@@ -160,7 +160,7 @@ func (k *concatOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 		}
 		off += w
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // overlaps reports whether a and b share memory.

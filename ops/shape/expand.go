@@ -49,7 +49,7 @@ func (expandOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 		return nil, err
 	}
 	copyND(y, 0, strides(shape), x, 0, ops.BroadcastStrides(x.Shape, shape), shape)
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // tileOp is ONNX Tile: the input repeated repeats[i] times along axis i.
@@ -156,7 +156,7 @@ func (k tileOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 		sstr[2*i], sstr[2*i+1] = 0, is[i]
 	}
 	copyND(y, 0, dstr, x, 0, sstr, dims)
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 func init() {

@@ -1,6 +1,8 @@
 package shape
 
 import (
+	"sync"
+
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -28,19 +30,47 @@ func gatherRowsT[T any](dst, src []T, rows []int, inner int) {
 	if inner == 0 {
 		return
 	}
-	cpu.ParallelFor(len(rows), max(1, copyGrain/inner), func(lo, hi int) {
-		if inner == 1 {
-			for i := lo; i < hi; i++ {
-				dst[i] = src[rows[i]]
-			}
-			return
-		}
-		for i := lo; i < hi; i++ {
-			s := rows[i] * inner
-			copy(dst[i*inner:(i+1)*inner], src[s:s+inner])
-		}
-	})
+	grain := max(1, copyGrain/inner)
+	if len(rows) <= grain {
+		// one range: on the caller, without a closure to allocate
+		gatherRange(dst, src, rows, inner, 0, len(rows))
+		return
+	}
+	cpu.ParallelFor(len(rows), grain, func(lo, hi int) { gatherRange(dst, src, rows, inner, lo, hi) })
 }
+
+// gatherRange is gatherRowsT of rows [lo, hi).
+func gatherRange[T any](dst, src []T, rows []int, inner, lo, hi int) {
+	if inner == 1 {
+		for i := lo; i < hi; i++ {
+			dst[i] = src[rows[i]]
+		}
+		return
+	}
+	for i := lo; i < hi; i++ {
+		s := rows[i] * inner
+		copy(dst[i*inner:(i+1)*inner], src[s:s+inner])
+	}
+}
+
+// intsPool recycles Gather's index and row lists (*[]int).
+var intsPool sync.Pool
+
+// getInts returns a pooled slice of n ints (contents undefined); putInts
+// returns it.
+func getInts(n int) *[]int {
+	p, _ := intsPool.Get().(*[]int)
+	if p == nil {
+		p = new([]int)
+	}
+	if cap(*p) < n {
+		*p = make([]int, n, max(n, 256))
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+func putInts(p *[]int) { intsPool.Put(p) }
 
 // gatherOp is ONNX Gather along axis.
 type gatherOp struct{ axis int64 }
@@ -105,14 +135,25 @@ func indexValues(op string, t *tensor.Tensor, size int) ([]int, error) {
 	if t == nil {
 		return nil, badInput("%s: indices are missing", op)
 	}
-	if t.DType != tensor.Int64 && t.DType != tensor.Int32 {
-		return nil, badInput("%s: indices have type %v, want int32 or int64", op, t.DType)
-	}
-	if err := checkData(op, t); err != nil {
+	out := make([]int, t.Len())
+	if err := indexValuesInto(op, t, size, out); err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// indexValuesInto is indexValues writing into out (t.Len() long).
+func indexValuesInto(op string, t *tensor.Tensor, size int, out []int) error {
+	if t == nil {
+		return badInput("%s: indices are missing", op)
+	}
+	if t.DType != tensor.Int64 && t.DType != tensor.Int32 {
+		return badInput("%s: indices have type %v, want int32 or int64", op, t.DType)
+	}
+	if err := checkData(op, t); err != nil {
+		return err
+	}
 	n := t.Len()
-	out := make([]int, n)
 	for i := 0; i < n; i++ {
 		var v int64
 		if t.DType == tensor.Int64 {
@@ -124,11 +165,11 @@ func indexValues(op string, t *tensor.Tensor, size int) ([]int, error) {
 			v += int64(size)
 		}
 		if v < 0 || v >= int64(size) {
-			return nil, ops.IndexError("%s: index %d is out of range [%d, %d)", op, t.Int(i), -size, size)
+			return ops.IndexError("%s: index %d is out of range [%d, %d)", op, t.Int(i), -size, size)
 		}
 		out[i] = int(v)
 	}
-	return out, nil
+	return nil
 }
 
 func (k *gatherOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
@@ -141,26 +182,32 @@ func (k *gatherOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 		return nil, err
 	}
 	A := x.Shape[ax]
-	idx, err := indexValues("Gather", it, A)
-	if err != nil {
+	if it == nil {
+		return nil, badInput("Gather: indices are missing")
+	}
+	var sb [8]int // the output shape, on the stack (NewOutput copies it)
+	shape := append(append(append(sb[:0], x.Shape[:ax]...), it.Shape...), x.Shape[ax+1:]...)
+	outer := prod(x.Shape[:ax])
+	inner := prod(x.Shape[ax+1:])
+	ni := it.Len()
+	buf := getInts(ni + outer*ni)
+	defer putInts(buf)
+	idx, rows := (*buf)[:ni], (*buf)[ni:]
+	if err := indexValuesInto("Gather", it, A, idx); err != nil {
 		return nil, err
 	}
-	shape := append(append(append([]int{}, x.Shape[:ax]...), it.Shape...), x.Shape[ax+1:]...)
 	y, err := ops.NewOutput(env, x.DType, shape)
 	if err != nil {
 		return nil, err
 	}
-	outer := prod(x.Shape[:ax])
-	inner := prod(x.Shape[ax+1:])
-	rows := make([]int, outer*len(idx))
 	for o := 0; o < outer; o++ {
-		r := rows[o*len(idx) : (o+1)*len(idx)]
+		r := rows[o*ni : (o+1)*ni]
 		for j, v := range idx {
 			r[j] = o*A + v
 		}
 	}
 	gatherRows(y, x, rows, inner)
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // gatherElementsOp is ONNX GatherElements along axis.

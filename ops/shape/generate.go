@@ -45,7 +45,7 @@ func (k *constantOfShapeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Te
 		return nil, err
 	}
 	fillValue(y, 0, y.Len(), k.value)
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // rangeOp is ONNX Range: start, start+delta, ... up to limit (exclusive).
@@ -153,7 +153,7 @@ func (rangeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) 
 			setInt(y, i, s+int64(i)*d)
 		}
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // eyeLikeOp is ONNX EyeLike: a 2-D tensor of the input's shape with ones on

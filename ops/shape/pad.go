@@ -201,11 +201,11 @@ func (k *padOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 		return nil, err
 	}
 	if y.Len() == 0 {
-		return []*tensor.Tensor{y}, nil
+		return env.One(y), nil
 	}
 	if r == 0 {
 		copyElems(y, 0, x, 0, 1)
-		return []*tensor.Tensor{y}, nil
+		return env.One(y), nil
 	}
 	// per axis, the input coordinate of each output coordinate
 	maps := make([][]int, r)
@@ -269,7 +269,7 @@ func (k *padOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 			}
 		}
 	})
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 func init() {

@@ -93,7 +93,7 @@ func passShapeValue(in []*ir.Value) []ir.Dim {
 	return nil
 }
 
-func (k *reshapeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *reshapeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData("Reshape", x); err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (k *reshapeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	if err != nil {
 		return nil, badInput("Reshape: %v", err)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // resolveReshape computes the concrete target shape of Reshape.
@@ -343,7 +343,7 @@ func unsqueezeShape(rank int, axes []int64) ([]bool, error) {
 	return keep, nil
 }
 
-func (k *squeezeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *squeezeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if err := checkData(k.name(), x); err != nil {
 		return nil, err
@@ -404,7 +404,7 @@ func (k *squeezeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 	if err != nil {
 		return nil, badInput("%s: %v", k.name(), err)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // ShapeValue passes a shape value through.

@@ -50,7 +50,7 @@ func (k *shapeOp) ShapeValue(in []*ir.Value) []ir.Dim {
 	return append([]ir.Dim{}, v.Type.Shape[lo:hi]...)
 }
 
-func (k *shapeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (k *shapeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if x == nil {
 		return nil, badInput("Shape: input is missing")
@@ -63,7 +63,7 @@ func (k *shapeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	for i, d := range x.Shape[lo:hi] {
 		y.Int64s()[i] = int64(d)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // sizeOp is ONNX Size: the input's element count as an int64 scalar.
@@ -85,14 +85,14 @@ func (sizeOp) ShapeValue(in []*ir.Value) []ir.Dim {
 	return []ir.Dim{ir.MulDims(v.Type.Shape...)}
 }
 
-func (sizeOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (sizeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := arg(in, 0)
 	if x == nil {
 		return nil, badInput("Size: input is missing")
 	}
 	y := tensor.New(tensor.Int64)
 	y.Int64s()[0] = int64(x.Len())
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 func init() {

@@ -242,7 +242,7 @@ func (k *sliceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, erro
 		return nil, err
 	}
 	copyND(y, 0, strides(shape), x, off, ss, shape)
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 func init() {

@@ -85,7 +85,7 @@ func (k *transposeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	if err != nil {
 		return nil, err
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 // transposeTensor returns x viewed with shape (same element count)
@@ -208,7 +208,7 @@ func (k *depthSpaceOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 	if y, err = y.Reshape(out); err != nil {
 		return nil, badInput("%s: %v", k.name(), err)
 	}
-	return []*tensor.Tensor{y}, nil
+	return env.One(y), nil
 }
 
 func init() {
