@@ -3,6 +3,7 @@ package cpu
 import (
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // ErrInvalidConv is wrapped by the errors of Conv2DParams.Validate.
@@ -160,9 +161,7 @@ func convGemm(p Conv2DParams, x, w, bias, y []float32) {
 func convGemmBlocked(p Conv2DParams, bl Blocking, x, w, bias, y []float32) {
 	oh, ow := p.OutH(), p.OutW()
 	ohw := oh * ow
-	cg, mg := p.C/p.Group, p.M/p.Group
-	kk := cg * p.KH * p.KW
-	hw := p.H * p.W
+	kk := p.C / p.Group * p.KH * p.KW
 	pointwise := p.KH == 1 && p.KW == 1 && p.StrideH == 1 && p.StrideW == 1 &&
 		p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
 
@@ -191,61 +190,87 @@ func convGemmBlocked(p Conv2DParams, bl Blocking, x, w, bias, y []float32) {
 	if !parallelItems || nt == 1 {
 		gemmThreads = nt
 	}
-	run := func(item int, col []float32) {
-		tile := item % tiles
-		g := item / tiles % p.Group
-		n := item / tiles / p.Group
-		j0 := tile * tn
-		j1 := min(j0+tn, ohw)
-		wg := w[g*mg*kk:]
-		yg := y[(n*p.M+g*mg)*ohw+j0:]
-		if pointwise {
-			xg := x[(n*p.C+g*cg)*hw+j0:]
-			sgemmBlocked(bl, false, false, mg, j1-j0, kk, 1, wg, kk, xg, hw, 0, yg, ohw, gemmThreads)
-		} else {
-			c := col[:kk*(j1-j0)]
-			im2col(p, x[(n*p.C+g*cg)*hw:], c, j0, j1)
-			sgemmBlocked(bl, false, false, mg, j1-j0, kk, 1, wg, kk, c, j1-j0, 0, yg, ohw, gemmThreads)
-		}
-		var bg []float32
-		if bias != nil {
-			bg = bias[g*mg : g*mg+mg]
-		}
-		epilogue(p, yg, ohw, mg, j1-j0, bg)
-	}
 	colSize := 0
 	if !pointwise {
 		colSize = kk * tn
 	}
+	j := convGemmJobs.Get().(*convGemmJob)
+	j.p, j.bl, j.x, j.w, j.bias, j.y = p, bl, x, w, bias, y
+	j.pointwise, j.tiles, j.tn, j.gemmThreads, j.colSize = pointwise, tiles, tn, gemmThreads, colSize
 	if !parallelItems {
-		var colp *[]float32
-		var col []float32
-		if colSize > 0 {
-			colp = im2colPool.get(colSize)
-			col = *colp
-		}
-		for it := 0; it < items; it++ {
-			run(it, col)
-		}
-		if colp != nil {
-			im2colPool.put(colp)
-		}
-		return
+		j.items(0, items)
+	} else {
+		ParallelFor(items, (items+nt-1)/nt, j.fn)
 	}
-	ParallelFor(items, (items+nt-1)/nt, func(lo, hi int) {
-		var colp *[]float32
-		var col []float32
-		if colSize > 0 {
-			colp = im2colPool.get(colSize)
-			col = *colp
-		}
-		for it := lo; it < hi; it++ {
-			run(it, col)
-		}
-		if colp != nil {
-			im2colPool.put(colp)
-		}
-	})
+	j.x, j.w, j.bias, j.y = nil, nil, nil, nil // drop the caller's memory
+	convGemmJobs.Put(j)
+}
+
+// convGemmJob is one convGemmBlocked call, pooled with the function it
+// hands to the worker pool (made once per job, so that a call allocates
+// nothing).
+type convGemmJob struct {
+	p             Conv2DParams
+	bl            Blocking
+	x, w, bias, y []float32
+	pointwise     bool
+	tiles, tn     int
+	gemmThreads   int
+	colSize       int
+	fn            func(lo, hi int)
+}
+
+var convGemmJobs = sync.Pool{New: func() any {
+	j := &convGemmJob{}
+	j.fn = j.items
+	return j
+}}
+
+// items computes the items [lo, hi) (image, group, tile of output
+// positions) with an im2col buffer of its own.
+func (j *convGemmJob) items(lo, hi int) {
+	var colp *[]float32
+	var col []float32
+	if j.colSize > 0 {
+		colp = im2colPool.get(j.colSize)
+		col = *colp
+	}
+	for it := lo; it < hi; it++ {
+		j.item(it, col)
+	}
+	if colp != nil {
+		im2colPool.put(colp)
+	}
+}
+
+// item computes one item's GEMM and epilogue.
+func (j *convGemmJob) item(item int, col []float32) {
+	p := &j.p
+	oh, ow := p.OutH(), p.OutW()
+	ohw := oh * ow
+	cg, mg := p.C/p.Group, p.M/p.Group
+	kk := cg * p.KH * p.KW
+	hw := p.H * p.W
+	tile := item % j.tiles
+	g := item / j.tiles % p.Group
+	n := item / j.tiles / p.Group
+	j0 := tile * j.tn
+	j1 := min(j0+j.tn, ohw)
+	wg := j.w[g*mg*kk:]
+	yg := j.y[(n*p.M+g*mg)*ohw+j0:]
+	if j.pointwise {
+		xg := j.x[(n*p.C+g*cg)*hw+j0:]
+		sgemmBlocked(j.bl, false, false, mg, j1-j0, kk, 1, wg, kk, xg, hw, 0, yg, ohw, j.gemmThreads)
+	} else {
+		c := col[:kk*(j1-j0)]
+		im2col(*p, j.x[(n*p.C+g*cg)*hw:], c, j0, j1)
+		sgemmBlocked(j.bl, false, false, mg, j1-j0, kk, 1, wg, kk, c, j1-j0, 0, yg, ohw, j.gemmThreads)
+	}
+	var bg []float32
+	if j.bias != nil {
+		bg = j.bias[g*mg : g*mg+mg]
+	}
+	epilogue(*p, yg, ohw, mg, j1-j0, bg)
 }
 
 // epilogue adds the bias of each of the rows rows of y (row stride ld,
