@@ -577,6 +577,18 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 			panic(fmt.Sprintf("nn: direct convolution of %+v reads %d floats of %d", p, last, len(src)))
 		}
 	}
+	// Rows of one output row's tiles whose last tile holds at most 16
+	// columns (ow = 112: two tiles of 48 and one of 16) take those last
+	// columns of three rows at a time as one tile of three vectors
+	// (directRowVecs): the kernel of 16 columns waits on its loads.
+	rowVec := byRow && directRowVecs(ow, segs)
+	if rowVec {
+		full := segs - 1
+		tiles = oh*full + (oh+2)/3
+		if last := maxOff + (oh-1)*wq + full*directNR + 16; last > len(src) {
+			panic(fmt.Sprintf("nn: direct convolution of %+v reads %d floats of %d", p, last, len(src)))
+		}
+	}
 	mb := (p.M + directMR - 1) / directMR
 	out := y
 	var outBuf *[]float32
@@ -620,7 +632,7 @@ func directRun(p cpu.Conv2DParams, src []float32, f *directFilter, bias, y, z []
 	*dc = directCall{
 		p: p, k: k, f: f, src: src, offs: offs, out: out, bias: bias, zt: zt,
 		ldc: ldc, wide: wide, wq: wq, ow: ow, segs: segs, tiles: tiles, mb: mb,
-		byRow: byRow, vecs: vecs, nvec: oh * segs, tileSiLU: tileSiLU, lo: lo, hi: hi, clampOn: clampOn,
+		byRow: byRow, vecs: vecs, nvec: oh * segs, tileSiLU: tileSiLU, lo: lo, hi: hi, clampOn: clampOn, rowVec: rowVec, oh: oh,
 		pf:         directPF(p),
 		blockOuter: directBlockOuter(len(f.packed)*4, len(src)*4, p.M*oh*ow*4, mb, cpu.Threads()),
 		fn:         dc.fn,
@@ -658,6 +670,8 @@ type directCall struct {
 	segs, tiles, mb          int
 	byRow, tileSiLU, clampOn bool
 	vecs                     bool // tiles of 3 vectors of 16 columns (directVecLayout); segs: vectors per output row
+	rowVec                   bool // byRow with each row's last <= 16 columns in tiles of 3 rows' vectors (directRowVecs)
+	oh                       int
 	nvec                     int  // vecs: the vectors in all
 	pf                       int  // convDirectTileK's prefetching kernels: pfNone, pfNext, pfChannel
 	blockOuter               bool
@@ -674,6 +688,10 @@ var directCalls = sync.Pool{New: func() any {
 
 // items computes the (tile, weight block) items [i0, i1).
 func (dc *directCall) items(i0, i1 int) {
+	if dc.rowVec {
+		dc.itemsRowVec(i0, i1)
+		return
+	}
 	if directItemsDiv {
 		dc.itemsDiv(i0, i1)
 		return
@@ -745,6 +763,128 @@ func (dc *directCall) items(i0, i1 int) {
 			if s++; s == segs {
 				s = 0
 				r++
+			}
+		}
+	}
+}
+
+// directRowVecOff turns directRowVecs off (tests and benchmarks compare).
+var directRowVecOff bool
+
+// directRowVecs reports whether a row layout of segs tiles per output row
+// of ow columns computes the last tile of each row, of at most 16 columns,
+// as vectors of three rows to a tile (convDirectVecs' 3-vector kernel, at
+// the 48-column tile's speed: BenchmarkDirectTileL1's x1 150 GFLOP/s, g3
+// 210), in place of a 16-column tile per row (NOTES.md section 35).
+func directRowVecs(ow, segs int) bool {
+	r := ow % directNR
+	return !directRowVecOff && directLayout == layoutAuto && segs >= 2 && r > 0 && r <= 16
+}
+
+// itemsRowVec computes the items [i0, i1) of the rowVec layout: its tiles
+// come in groups of three output rows, each group the rows' segs-1 tiles
+// of 48 columns and then one tile of their last columns (one vector per
+// row; the last group may hold fewer rows).
+func (dc *directCall) itemsRowVec(i0, i1 int) {
+	p, k, f, mb, tiles := &dc.p, dc.k, dc.f, dc.mb, dc.tiles
+	full := dc.segs - 1
+	var bv [directMR]float32
+	t, b := i0/mb, i0%mb
+	if dc.blockOuter {
+		t, b = i0%tiles, i0/tiles
+	}
+	// tile t: group g of three rows, and in it row rr's tile s, or (vec)
+	// the group's tile of last columns; found by division once, then
+	// stepped (a division per item costs a K = 27 layer ~10%, NOTES.md
+	// section 30)
+	var g, rr, s int
+	var vec bool
+	at := func(t int) {
+		grp := 3*full + 1
+		g = t / grp
+		j := t % grp
+		vec = j >= min(3, dc.oh-3*g)*full
+		rr, s = j/full, j%full
+		if vec {
+			rr, s = 0, 0
+		}
+	}
+	at(t)
+	lastB := -1
+	bp := &dc.zero[0]
+	rows := 0
+	for it := i0; it < i1; it++ {
+		if b != lastB {
+			lastB = b
+			rows = min(directMR, p.M-b*directMR)
+			if dc.bias != nil {
+				copy(bv[:], dc.bias[b*directMR:b*directMR+rows])
+				bp = &bv[0]
+			}
+		}
+		r0 := 3 * g
+		nr := min(3, dc.oh-r0)
+		if !vec {
+			r, c0 := r0+rr, s*directNR
+			j0, o0 := r*dc.wq+c0, r*dc.ow+c0
+			var zs []float32
+			if dc.zt != nil {
+				zs = dc.zt[b*directMR*dc.ldc+o0:]
+			}
+			convDirectTileK(dc.pf, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, j0, dc.out[b*directMR*dc.ldc+o0:], dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, directNR, rows, zs)
+			if dc.tileSiLU {
+				for q := range rows {
+					row := dc.out[(b*directMR+q)*dc.ldc+o0:][:directNR]
+					convSiLU(row, row)
+				}
+			}
+		} else {
+			c0 := full * directNR
+			n := dc.ow - c0
+			var dv directVecs
+			for v := range nr {
+				dv.in[v], dv.out[v] = int64((r0+v)*dc.wq+c0), int64((r0+v)*dc.ow+c0)
+				dv.mask[v] = int64(uint16(1<<n - 1))
+			}
+			var zs []float32
+			if dc.zt != nil {
+				zs = dc.zt[b*directMR*dc.ldc:]
+			}
+			out := dc.out[b*directMR*dc.ldc:]
+			convDirectVecs(nr, k, f.packed[b*k*directMR:(b+1)*k*directMR], dc.src, dc.offs, &dv, out, dc.ldc, bp, dc.lo, dc.hi, dc.clampOn, rows, zs)
+			if dc.tileSiLU {
+				for v := range nr {
+					for q := range rows {
+						row := out[q*dc.ldc+int(dv.out[v]):][:n]
+						convSiLU(row, row)
+					}
+				}
+			}
+		}
+		// the next item
+		nextT := false
+		if dc.blockOuter {
+			if t++; t == tiles {
+				t, b = 0, b+1
+				g, rr, s, vec = 0, 0, 0, false
+			} else {
+				nextT = true
+			}
+		} else if b++; b == mb {
+			b = 0
+			t++
+			nextT = true
+		}
+		if nextT {
+			switch {
+			case vec:
+				g, vec = g+1, false
+			case s+1 < full:
+				s++
+			case rr+1 < nr:
+				s, rr = 0, rr+1
+			default:
+				s, rr, vec = 0, 0, true
 			}
 		}
 	}

@@ -58,3 +58,7 @@ func SetDirectLayout(name string) {
 		directLayout = layoutAuto
 	}
 }
+
+// SetDirectRowVecs turns directRowVecs on (the default) or off, for the
+// benchmarks.
+func SetDirectRowVecs(on bool) { directRowVecOff = !on }

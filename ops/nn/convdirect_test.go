@@ -43,6 +43,8 @@ func TestConvDirect(t *testing.T) {
 		{"3x3 at 14x14, m 20", cpu.Conv2DParams{N: 1, C: 12, H: 14, W: 14, M: 20, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
 		{"5x5 at 9x21 (two vectors a row, the last of 5 lanes)", cpu.Conv2DParams{N: 1, C: 3, H: 9, W: 21, M: 11, KH: 5, KW: 5, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2, StrideH: 1, StrideW: 1}},
 		{"3x3/2 at 15x15 to 8x8", cpu.Conv2DParams{N: 1, C: 6, H: 15, W: 15, M: 8, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2}},
+		{"3x3 at 20x64, rows of 48 + 16 (their last vectors three rows to a tile), m 13, batch 2", cpu.Conv2DParams{N: 2, C: 5, H: 20, W: 64, M: 13, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"yolo stem 3x3/2 320 to 160 (three tiles and a vector a row)", cpu.Conv2DParams{N: 1, C: 3, H: 320, W: 320, M: 16, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2}},
 		{"3x3 at 5x5, one row a vector, m 3", cpu.Conv2DParams{N: 1, C: 2, H: 5, W: 5, M: 3, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
 	}
 	for _, c := range cases {
@@ -184,6 +186,20 @@ func TestDirectByRow(t *testing.T) {
 // fewer that the wide rows would waste more of (tinycnn's 16x16, 14x14),
 // not the 7x7 planes (7 of 16 lanes a vector; 9-column wide rows waste
 // less) nor the wider planes, where the row tiles are as cheap.
+// TestDirectRowVecs checks which row layouts take their rows' last
+// columns three rows to a tile: a last tile of 1-16 columns after at
+// least one whole tile.
+func TestDirectRowVecs(t *testing.T) {
+	for _, c := range []struct {
+		ow   int
+		want bool
+	}{{112, true}, {111, true}, {160, true}, {64, true}, {49, true}, {48, false}, {80, false}, {65, false}, {96, false}, {16, false}, {40, false}} {
+		if got := directRowVecs(c.ow, (c.ow+directNR-1)/directNR); got != c.want {
+			t.Errorf("directRowVecs(%d) = %v, want %v", c.ow, got, c.want)
+		}
+	}
+}
+
 func TestDirectVecLayout(t *testing.T) {
 	for _, c := range []struct {
 		oh, ow, wq int

@@ -44,6 +44,18 @@ func BenchmarkStem(b *testing.B) {
 				return func(x, bias, y []float32) { cpu.Conv2DWith(cpu.ConvIm2col, p, x, w, bias, y) }
 			}},
 			{"direct", func(w []float32) func(x, bias, y []float32) { return nn.DirectConv(p, w) }},
+			{"direct-norowvec", func(w []float32) func(x, bias, y []float32) {
+				// the rows' last <= 16 columns as a 16-column tile per row
+				f := nn.DirectConv(p, w)
+				if f == nil {
+					return nil
+				}
+				return func(x, bias, y []float32) {
+					nn.SetDirectRowVecs(false)
+					f(x, bias, y)
+					nn.SetDirectRowVecs(true)
+				}
+			}},
 			{"direct-cl", func(w []float32) func(x, bias, y []float32) { return nn.CLConv(p, w) }},
 			{"gemm-t", func(w []float32) func(x, bias, y []float32) { return nn.GemmTConv(p, w) }},
 		}
