@@ -670,11 +670,11 @@ type directCall struct {
 	segs, tiles, mb          int
 	byRow, tileSiLU, clampOn bool
 	vecs                     bool // tiles of 3 vectors of 16 columns (directVecLayout); segs: vectors per output row
-	rowVec                   bool // byRow with each row's last <= 16 columns in tiles of 3 rows' vectors (directRowVecs)
-	oh                       int
 	nvec                     int  // vecs: the vectors in all
 	pf                       int  // convDirectTileK's prefetching kernels: pfNone, pfNext, pfChannel
 	blockOuter               bool
+	rowVec                   bool // byRow with each row's last <= 16 columns in tiles of 3 rows' vectors (directRowVecs)
+	oh                       int
 	lo, hi                   float32
 	zero                     [directMR]float32
 	fn                       func(i0, i1 int)
