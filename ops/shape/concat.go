@@ -112,7 +112,8 @@ func (k *concatOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 	if err != nil {
 		return nil, err
 	}
-	shape := append([]int{}, in[0].Shape...)
+	var sb [8]int // the output shape, on the stack (NewOutput copies it)
+	shape := append(sb[:0], in[0].Shape...)
 	shape[ax] = 0
 	for _, x := range in {
 		if x.Rank() != rank {
