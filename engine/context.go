@@ -63,6 +63,9 @@ type Context struct {
 	runGraph func(g *ir.Graph, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	eAlloc   func(dt tensor.DType, shape []int) (*tensor.Tensor, error) // e.allocate
 	hdrs     [][]shapedTensor
+
+	// into is where graph outputs go (SetOutputs, memplan.go)
+	into *outputsInto
 }
 
 // NewContext returns a new execution context for e. Its arena is allocated
@@ -129,6 +132,9 @@ func (c *Context) RunObserved(ctx context.Context, inputs map[string]*tensor.Ten
 			run = c
 		}
 	}
+	if run == nil && c.into != nil {
+		c.mem, run = c.into.plan, c // no arena, but outputs go where SetOutputs says
+	}
 	outs, err := func() ([]*tensor.Tensor, error) {
 		e.runMu.RLock()
 		defer e.runMu.RUnlock()
@@ -173,6 +179,9 @@ func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 				return c.arenaTensor(j, dt, shape, c.arena[s.off:s.off+n:s.off+n]), nil
 			}
 		}
+	}
+	if t := c.intoOutput(j, dt, shape); t != nil {
+		return t, nil
 	}
 	return c.e.allocate(dt, shape)
 }

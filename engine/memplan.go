@@ -555,3 +555,67 @@ func (c *Context) ArenaIn(buf []byte) bool {
 	p := uintptr(unsafe.Pointer(&c.arena[0]))
 	return p >= lo && p+uintptr(len(c.arena)) <= hi
 }
+
+// outputsInto is where SetOutputs sends graph outputs: the memory of
+// output j of step i, and a plan with no arena for the runs that have
+// none (so that allocate is asked for outputs all the same).
+type outputsInto struct {
+	at   map[[2]int][]byte
+	plan *memPlan
+}
+
+// SetOutputs makes c's runs write the named graph outputs into the given
+// memory (the caller's, at multiples of tensor.Alignment) when the kernel
+// that computes one asks for its output and it fits: a partitioned
+// program's host tensors passed between segments, in its host arena (see
+// engine/partition). An output that does not fit, or that its kernel does
+// not allocate (a view of an input), is made as before: the caller checks
+// where each output lies. Outputs in that memory are not copied out of it
+// at the end of a run: they hold until the caller reuses it. Names that
+// are not outputs computed by a node of the top-level graph are ignored;
+// nil or empty stops it. It must not be called while c runs.
+func (c *Context) SetOutputs(bufs map[string][]byte) {
+	c.into = nil
+	if len(bufs) == 0 {
+		return
+	}
+	p := c.e.plans[c.e.graph]
+	at := map[[2]int][]byte{}
+	for i, s := range p.steps {
+		for j, o := range s.node.Outputs {
+			if o == nil || !p.keep[o] || !slices.Contains(c.e.graph.Outputs, o) {
+				continue
+			}
+			if b, ok := bufs[o.Name]; ok && len(b) > 0 {
+				at[[2]int{i, j}] = b
+			}
+		}
+	}
+	if len(at) == 0 {
+		return
+	}
+	// the plan of a run without arena: no slots, nothing accepted in it
+	m := &memPlan{slots: make([][]slot, len(p.steps)), accept: make([][][]span, len(p.steps)), copyOut: make([][]bool, len(p.steps))}
+	for i, s := range p.steps {
+		n := len(s.node.Outputs)
+		m.slots[i], m.accept[i], m.copyOut[i] = make([]slot, n), make([][]span, n), make([]bool, n)
+	}
+	c.into = &outputsInto{at: at, plan: m}
+}
+
+// intoOutput returns output j of the running step over the memory
+// SetOutputs gave it, or nil when it has none or the request does not fit.
+func (c *Context) intoOutput(j int, dt tensor.DType, shape []int) *tensor.Tensor {
+	if c.into == nil {
+		return nil
+	}
+	b, ok := c.into.at[[2]int{c.step, j}]
+	if !ok || tensor.CheckShape(shape) != nil || !dt.Valid() || dt == tensor.String {
+		return nil
+	}
+	n := tensor.NumElements(shape) * dt.Size()
+	if n > len(b) {
+		return nil
+	}
+	return c.arenaTensor(j, dt, shape, b[:n:n])
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/kilnai/kiln/engine/arena"
 	"github.com/kilnai/kiln/engine/arena/arenatest"
@@ -553,5 +554,49 @@ func TestModelsPackers(t *testing.T) {
 				t.Logf("| %s | O%d | %d | %s | %s | %s | %s |", name, level, len(bufs), mib(peak), mib(cpu), mib(gpu), mib(place))
 			})
 		}
+	}
+}
+
+// TestSetOutputs: with SetOutputs, a run writes the graph output into the
+// memory given when it fits (and keeps it there: not copied out at the
+// end), makes it as before when it does not fit or after SetOutputs(nil),
+// and the values are the same in every case.
+func TestSetOutputs(t *testing.T) {
+	e := chain(t, 6, 32, Options{})
+	in := map[string]*tensor.Tensor{"x": ramp(32, 0.25, 1, 32)}
+	want, err := e.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := tensor.AlignedBytes(4096)
+	inBuf := func(x *tensor.Tensor) bool {
+		return uintptr(unsafe.Pointer(&x.Data[0])) >= uintptr(unsafe.Pointer(&buf[0])) &&
+			uintptr(unsafe.Pointer(&x.Data[0])) < uintptr(unsafe.Pointer(&buf[0]))+uintptr(len(buf))
+	}
+	for _, tt := range []struct {
+		name  string
+		into  map[string][]byte
+		there bool
+	}{
+		{"fits", map[string][]byte{"y": buf[1024:2048:2048]}, true},
+		{"exactly", map[string][]byte{"y": buf[0:128:128]}, true},
+		{"too small", map[string][]byte{"y": buf[0:64:64]}, false},
+		{"another name", map[string][]byte{"x": buf}, false},
+		{"none", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.NewContext()
+			c.SetOutputs(tt.into)
+			for range 2 {
+				got, err := c.Run(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				equal(t, "y", got["y"], want["y"])
+				if inBuf(got["y"]) != tt.there {
+					t.Errorf("output in the given memory: %v, want %v", inBuf(got["y"]), tt.there)
+				}
+			}
+		})
 	}
 }

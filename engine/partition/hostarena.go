@@ -1,48 +1,168 @@
 package partition
 
 import (
+	"context"
+	"unsafe"
+
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/arena"
 	"github.com/kilnai/kiln/tensor"
 )
 
-// hostArena is the host memory a program context's CPU segments keep
-// their activations in: one block, packed by package arena as any arena
-// is, each CPU segment's engine context at an offset of its own, live
-// only while its segment runs. Segments run one after the other, so they
-// share bytes: the CPU activations take the largest segment's arena
-// instead of the sum of all. (The host tensors passed between segments
-// are not in it: each segment's program still allocates its outputs.)
-type hostArena struct{ buf []byte }
+// hostArena is the host memory of a program context: one block, packed
+// by package arena as any arena is, holding each CPU segment's engine
+// arena (live only while its segment runs) and the host tensors the CPU
+// segments pass to later segments (live from the segment that computes
+// one to the last that reads it, unless it is a graph output, which the
+// caller keeps). Segments run one after the other, so a segment's arena
+// shares bytes with the other segments' and with the tensors not live
+// while it runs. (The tensors a device segment passes on are its own:
+// the device allocates them.)
+type hostArena struct {
+	buf []byte
+	// slots are the tensors passed on in buf, by value name: bytes
+	// [lo, hi) of buf
+	slots map[string][2]int
+	// sizes are the bytes of the tensors the CPU segments passed on,
+	// the most seen, by value name
+	sizes map[string]int
+}
 
-// replan, after a run, moves the CPU segments' engine contexts into one
-// new host arena when one of them made an arena of its own (its first
-// run, or a run that needed more than its room): each keeps the size it
-// now has, at the offset package arena gives it. Nothing moves while
-// fewer than two CPU segments have an arena (nothing to share).
-func (h *hostArena) replan(segs []device.ProgramContext) {
-	var ctxs []*engine.Context
-	var bufs []arena.Buffer
-	moved := false
-	for i, s := range segs {
-		cc, ok := s.(cpuContext)
-		if !ok || cc.c.ArenaBytes() == 0 {
+// runner returns segment i of c with its outputs checked by h.
+func (h *hostArena) runner(c *programContext, i int) segmentRunner {
+	return hostRunner{h: h, c: c, i: i}
+}
+
+type hostRunner struct {
+	h *hostArena
+	c *programContext
+	i int
+}
+
+// Run runs the segment, then copies out of the host arena any output that
+// lies in it outside the slot planned for it (a view of an input that
+// lies there, a graph output) and notes the sizes of the CPU segment's
+// outputs that later segments read.
+func (r hostRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	out, err := r.c.segs[r.i].Run(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	_, cpu := r.c.segs[r.i].(cpuContext)
+	for name, t := range out {
+		if t == nil || len(t.Data) == 0 {
 			continue
 		}
-		moved = moved || !cc.c.ArenaIn(h.buf)
-		ctxs = append(ctxs, cc.c)
-		bufs = append(bufs, arena.Buffer{Size: int64(cc.c.ArenaBytes()), First: i, Last: i})
+		if lo, hi, ok := within(r.h.buf, t.Data); ok {
+			if s, planned := r.h.slots[name]; !planned || lo < s[0] || hi > s[1] {
+				out[name] = t.Clone()
+			}
+		}
+		if cpu && r.c.p.passedOn(r.i, name) >= 0 {
+			if r.h.sizes == nil {
+				r.h.sizes = map[string]int{}
+			}
+			r.h.sizes[name] = max(r.h.sizes[name], len(t.Data))
+		}
 	}
-	if !moved || len(ctxs) < 2 {
+	return out, nil
+}
+
+// within returns the byte range of data in buf, if data overlaps buf.
+func within(buf, data []byte) (lo, hi int, ok bool) {
+	if len(buf) == 0 || len(data) == 0 {
+		return 0, 0, false
+	}
+	base := uintptr(unsafe.Pointer(&buf[0]))
+	p := uintptr(unsafe.Pointer(&data[0]))
+	end := p + uintptr(len(data))
+	if end <= base || p >= base+uintptr(len(buf)) {
+		return 0, 0, false
+	}
+	return int(p - base), int(end - base), true
+}
+
+// passedOn returns the last segment after segment i that reads the value
+// name computed by i, or -1 when none does or the value is a graph output
+// (returned to the caller, so never in a context's memory).
+func (p *program) passedOn(i int, name string) int {
+	for _, o := range p.outputs {
+		if o.name == name {
+			return -1
+		}
+	}
+	last := -1
+	for k := i + 1; k < len(p.segs); k++ {
+		for _, in := range p.segs[k].inputs {
+			if in == name {
+				last = k
+			}
+		}
+	}
+	return last
+}
+
+// replan, after a run, places the CPU segments' engine arenas and the
+// tensors they pass on in one new host arena when the last one no longer
+// holds them (a segment made an arena of its own: its first run, or a run
+// that needed more than its room; a tensor passed on grew or is new),
+// each at the size it now has, and points the engine contexts there.
+// Nothing moves while there are fewer than two things to place.
+func (h *hostArena) replan(c *programContext) {
+	type item struct {
+		ctx  *engine.Context // a CPU segment's arena, or
+		name string          // a tensor passed on
+		seg  int             // the segment that computes it
+	}
+	var items []item
+	var bufs []arena.Buffer
+	moved := false
+	for i, s := range c.segs {
+		cc, ok := s.(cpuContext)
+		if !ok {
+			continue
+		}
+		if n := cc.c.ArenaBytes(); n > 0 {
+			moved = moved || !cc.c.ArenaIn(h.buf)
+			items = append(items, item{ctx: cc.c})
+			bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: i})
+		}
+		for _, name := range c.p.segs[i].outputs {
+			n, last := h.sizes[name], c.p.passedOn(i, name)
+			if n == 0 || last < 0 {
+				continue
+			}
+			s, ok := h.slots[name]
+			moved = moved || !ok || s[1]-s[0] < n
+			items = append(items, item{name: name, seg: i})
+			bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: last})
+		}
+	}
+	if !moved || len(bufs) < 2 {
 		return
 	}
 	offs, total := arena.Place(bufs, tensor.Alignment)
 	h.buf = nil // the old block may go before the new one is made
 	h.buf = tensor.AlignedBytes(int(total))
-	for j, c := range ctxs {
-		lo, hi := offs[j], offs[j]+bufs[j].Size
-		c.SetArena(h.buf[lo:hi:hi])
+	h.slots = map[string][2]int{}
+	into := map[int]map[string][]byte{}
+	for j, it := range items {
+		lo, hi := int(offs[j]), int(offs[j]+bufs[j].Size)
+		if it.ctx != nil {
+			it.ctx.SetArena(h.buf[lo:hi:hi])
+			continue
+		}
+		h.slots[it.name] = [2]int{lo, hi}
+		if into[it.seg] == nil {
+			into[it.seg] = map[string][]byte{}
+		}
+		into[it.seg][it.name] = h.buf[lo:hi:hi]
+	}
+	for i, s := range c.segs {
+		if cc, ok := s.(cpuContext); ok {
+			cc.c.SetOutputs(into[i])
+		}
 	}
 }
 
@@ -63,18 +183,23 @@ func (h *hostArena) bytes(segs []device.ProgramContext) int64 {
 }
 
 // HostArena reports the host memory of c, a context of a program Compile
-// partitioned (its NewContext): the bytes of the one arena its CPU
-// segments share, and what their arenas take apart (their sum, what they
-// held before they shared one). ok is false for a context of another
-// kind.
+// partitioned (its NewContext): the bytes of its host arena, and what
+// the things in it take apart (the CPU segments' arenas and the tensors
+// they pass on, summed: what they held, or allocated on every run,
+// before they shared one). ok is false for a context of another kind.
 func HostArena(c device.ProgramContext) (shared, apart int64, ok bool) {
 	pc, ok := c.(*programContext)
 	if !ok {
 		return 0, 0, false
 	}
-	for _, s := range pc.segs {
+	for i, s := range pc.segs {
 		if cc, ok := s.(cpuContext); ok {
 			apart += int64(cc.c.ArenaBytes())
+			for _, name := range pc.p.segs[i].outputs {
+				if pc.p.passedOn(i, name) >= 0 {
+					apart += int64(pc.host.sizes[name])
+				}
+			}
 		}
 	}
 	return int64(len(pc.host.buf)), apart, true

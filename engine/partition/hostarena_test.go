@@ -10,26 +10,25 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// twoCPUSegments is x[batch,8] -> Relu -> CumSum x2 -> Mul -> CumSum x3 ->
-// Sigmoid -> y: two CPU segments (CumSum has no fake-device
-// implementation) between three device ones, the first CPU segment with
-// one intermediate, the second with two live at once.
+// twoCPUSegments is x[batch,8] -> Relu -> Tanh -> Neg -> Mul -> Abs ->
+// Neg -> Tanh -> Sigmoid -> y: two CPU segments (Tanh, Neg and Abs have no
+// fake-device implementation) between three device ones, the first CPU
+// segment with one intermediate, the second with two live at once.
 func twoCPUSegments(t testing.TB) *ir.Graph {
 	t.Helper()
 	b := ir.NewBuilder("two_cpu", 17)
 	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
-	axis := b.Const("axis", tensor.FromInt64([]int64{1}, 1))
 	v := b.Op("Relu", []*ir.Value{x})
-	for range 2 {
-		v = b.Op("CumSum", []*ir.Value{v, axis})
+	for _, op := range []string{"Tanh", "Neg"} {
+		v = b.Op(op, []*ir.Value{v})
 	}
 	w := make([]float32, 8)
 	for i := range w {
 		w[i] = 0.125 * float32(i-4)
 	}
 	v = b.Op("Mul", []*ir.Value{v, b.Const("w", tensor.FromFloat32(w, 8))})
-	for range 3 {
-		v = b.Op("CumSum", []*ir.Value{v, axis})
+	for _, op := range []string{"Abs", "Neg", "Tanh"} {
+		v = b.Op(op, []*ir.Value{v})
 	}
 	b.Output(b.Op("Sigmoid", []*ir.Value{v}), "y")
 	g := b.Graph()
@@ -40,13 +39,15 @@ func twoCPUSegments(t testing.TB) *ir.Graph {
 }
 
 // TestHostArena: a partitioned program's context keeps its CPU segments'
-// activations in one host arena, each segment's engine context at an
-// offset, sharing bytes (the segments never run at once): after a run the
-// context holds the largest CPU segment's arena (plus the device
-// segments' memory), not the sum it held before, and it moves them again
-// when a larger batch makes a segment grow. The outputs equal the CPU
-// engine's on every run, with and without max shapes, with and without
-// device contexts.
+// activations and the tensors they pass to later segments in one host
+// arena, each where package arena places it by lifetime: a segment's
+// arena lives while it runs, a tensor passed on from the segment that
+// computes it to the last that reads it. After a run the arena is the
+// most those take at once (here max(first CPU segment's arena + its
+// output, second's + its output)), not the sum they took apart, and the
+// CPU segments write the tensors they pass on into it; a larger batch
+// moves them all again. The outputs equal the CPU engine's on every run,
+// with and without max shapes, with and without device contexts.
 func TestHostArena(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
@@ -77,7 +78,7 @@ func TestHostArena(t *testing.T) {
 			}
 			defer c.Close()
 			pc := c.(*programContext)
-			prevHost := -1
+			prevHost := int64(-1)
 			for _, batch := range []int{2, 2, 1, 8, 16, 3} {
 				in := randomInput(batch, uint64(batch))
 				out, err := c.Run(context.Background(), in)
@@ -85,37 +86,125 @@ func TestHostArena(t *testing.T) {
 					t.Fatal(err)
 				}
 				sameOutputs(t, out, reference(t, g, in))
-				var sum, largest, device int64
-				cpu := 0
-				for _, s := range pc.segs {
+				var device int64
+				var peak int
+				for i, s := range pc.segs {
 					cc, ok := s.(cpuContext)
 					if !ok {
 						device += s.ArenaBytes()
 						continue
 					}
-					cpu++
-					n := int64(cc.c.ArenaBytes())
+					n := cc.c.ArenaBytes()
 					if n == 0 || !cc.c.ArenaIn(pc.host.buf) {
-						t.Fatalf("batch %d: a CPU segment's arena (%d bytes) outside the host arena", batch, n)
+						t.Fatalf("batch %d: segment %d's arena (%d bytes) outside the host arena", batch, i, n)
 					}
-					sum += n
-					largest = max(largest, n)
+					passed := pc.p.segs[i].outputs
+					if len(passed) != 1 || pc.host.slots[passed[0]] == [2]int{} {
+						t.Fatalf("batch %d: segment %d passes on %v, slots %v: want one, in the host arena", batch, i, passed, pc.host.slots)
+					}
+					peak = max(peak, n+alignUp(pc.host.sizes[passed[0]]))
 				}
-				if cpu != 2 {
-					t.Fatalf("%d CPU segment contexts, want 2", cpu)
+				shared, apart, ok := HostArena(c)
+				if !ok || shared != int64(len(pc.host.buf)) {
+					t.Fatalf("HostArena: %d, %d, %v", shared, apart, ok)
 				}
-				host := int64(len(pc.host.buf))
-				if host != largest || host >= sum {
-					t.Errorf("batch %d: host arena %d bytes for CPU arenas of %d (largest %d): want the largest", batch, host, sum, largest)
+				if shared != int64(peak) || shared >= apart {
+					t.Errorf("batch %d: host arena %d bytes for %d apart: want the peak, %d", batch, shared, apart, peak)
 				}
-				if got := c.ArenaBytes(); got != host+device {
-					t.Errorf("batch %d: ArenaBytes %d, want the host arena %d + the device contexts' %d", batch, got, host, device)
+				if got := c.ArenaBytes(); got != shared+device {
+					t.Errorf("batch %d: ArenaBytes %d, want the host arena %d + the device contexts' %d", batch, got, shared, device)
 				}
-				if int(host) != prevHost {
-					t.Logf("batch %d: CPU segments' arenas %d bytes apart, %d in one host arena", batch, sum, host)
-					prevHost = int(host)
+				if shared != prevHost {
+					t.Logf("batch %d: CPU arenas and tensors passed on %d bytes apart, %d in one host arena", batch, apart, shared)
+					prevHost = shared
 				}
 			}
+			// segment by segment: each CPU segment writes the tensor it
+			// passes on in its slot
+			vals := runBySegment(t, pc, randomInput(4, 9), true)
+			sameOutputs(t, map[string]*tensor.Tensor{"y": vals["y"]}, reference(t, g, randomInput(4, 9)))
 		})
+	}
+}
+
+func alignUp(n int) int { return (n + tensor.Alignment - 1) / tensor.Alignment * tensor.Alignment }
+
+// runBySegment runs pc's segments one by one as its Run does and returns
+// every value. No output of a segment lies in the host arena outside its
+// own slot; with inSlot, every tensor a CPU segment passes on lies in its
+// slot.
+func runBySegment(t *testing.T, pc *programContext, in map[string]*tensor.Tensor, inSlot bool) map[string]*tensor.Tensor {
+	t.Helper()
+	vals := map[string]*tensor.Tensor{}
+	for name, v := range in {
+		vals[name] = v
+	}
+	for i, s := range pc.p.segs {
+		in := map[string]*tensor.Tensor{}
+		for _, name := range s.inputs {
+			in[name] = vals[name]
+		}
+		out, err := pc.host.runner(pc, i).Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range out {
+			vals[name] = v
+			lo, hi, there := within(pc.host.buf, v.Data)
+			slot, planned := pc.host.slots[name]
+			if there && (!planned || lo < slot[0] || hi > slot[1]) {
+				t.Errorf("segment %d output %s at host bytes [%d, %d), outside its slot (%v %v)", i, name, lo, hi, slot, planned)
+			}
+			if _, cpu := pc.segs[i].(cpuContext); inSlot && cpu && pc.p.passedOn(i, name) >= 0 && (!there || lo != slot[0]) {
+				t.Errorf("segment %d passes on %s at host bytes [%d, %d) (in the arena: %v), want its slot %v", i, name, lo, hi, there, slot)
+			}
+		}
+	}
+	return vals
+}
+
+// TestHostArenaViews: a CPU segment whose output is a view of a tensor in
+// the host arena (Flatten of what an earlier CPU segment passed on) gets
+// a copy of it instead, outside the arena, so that the bytes of the
+// tensor it views can be reused once that tensor is dead; the outputs
+// equal the CPU engine's.
+func TestHostArenaViews(t *testing.T) {
+	b := ir.NewBuilder("views", 17)
+	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
+	r := b.Op("Relu", []*ir.Value{x})
+	th := b.Op("Tanh", []*ir.Value{r})
+	m := b.Op("Mul", []*ir.Value{th, b.Const("w", tensor.FromFloat32([]float32{0.5, -1, 2, 0.25, 1, -0.5, 3, 1}, 8))})
+	f := b.Op("Flatten", []*ir.Value{th}, ir.IntAttr("axis", 1))
+	n := b.Op("Neg", []*ir.Value{m})
+	a := b.Op("Add", []*ir.Value{f, n})
+	b.Output(b.Op("Sigmoid", []*ir.Value{a}), "y")
+	g := b.Graph()
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	prog, r2, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, device.ExecOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	t.Log(r2.Summary())
+	c, err := prog.(device.Contexts).NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc := c.(*programContext)
+	for _, batch := range []int{3, 3, 5} {
+		in := randomInput(batch, uint64(batch))
+		out, err := c.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameOutputs(t, out, reference(t, g, in))
+		vals := runBySegment(t, pc, in, false)
+		sameOutputs(t, map[string]*tensor.Tensor{"y": vals["y"]}, reference(t, g, in))
+	}
+	if len(pc.host.slots) == 0 {
+		t.Errorf("no tensor passed on in the host arena (slots %v)", pc.host.slots)
 	}
 }

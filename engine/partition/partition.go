@@ -988,8 +988,8 @@ func (c *programContext) Run(ctx context.Context, inputs map[string]*tensor.Tens
 	if c.closed {
 		return nil, ErrClosed
 	}
-	out, err := c.p.run(ctx, inputs, func(i int) segmentRunner { return c.segs[i] })
-	c.host.replan(c.segs)
+	out, err := c.p.run(ctx, inputs, func(i int) segmentRunner { return c.host.runner(c, i) })
+	c.host.replan(c)
 	return out, err
 }
 
