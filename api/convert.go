@@ -65,17 +65,25 @@ func ParseDatatype(s string) (tensor.DType, error) {
 // Shape converts a wire shape to a tensor shape, rejecting negative
 // dimensions and shapes of more than tensor.MaxElements elements.
 func Shape(s []int64) ([]int, error) {
-	out := make([]int, len(s))
-	for i, d := range s {
+	return AppendShape(make([]int, 0, len(s)), s)
+}
+
+// AppendShape appends wire shape s, converted and checked as Shape does, to
+// dst and returns the result (dst's storage, when it has room, is the
+// result's: a caller that converts into a buffer of its own spares the
+// allocation).
+func AppendShape(dst []int, s []int64) ([]int, error) {
+	n := len(dst)
+	for _, d := range s {
 		if d < 0 || d > tensor.MaxElements {
 			return nil, fmt.Errorf("%w: dimension %d of %v", ErrShape, d, s)
 		}
-		out[i] = int(d)
+		dst = append(dst, int(d))
 	}
-	if err := tensor.CheckShape(out); err != nil {
+	if err := tensor.CheckShape(dst[n:]); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrShape, err)
 	}
-	return out, nil
+	return dst, nil
 }
 
 // WireShape converts a tensor shape to a wire shape.

@@ -113,12 +113,25 @@ func inputsInPlace(r *inference.ModelInferRequest) (map[string]*tensor.Tensor, e
 			len(b) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%tensor.Alignment != 0 {
 			return api.RequestTensors(r)
 		}
-		shape, err := api.Shape(in.GetShape())
+		// the tensor and a short shape in one allocation
+		w := &shapedTensor{}
+		dims := w.dims[:0]
+		if len(in.GetShape()) > len(w.dims) {
+			dims = nil
+		}
+		shape, err := api.AppendShape(dims, in.GetShape())
 		if err != nil || tensor.NumElements(shape)*dt.Size() != len(b) {
 			return api.RequestTensors(r)
 		}
 		// aligned (above) and sized: the tensor is the bytes as they are
-		out[name] = &tensor.Tensor{DType: dt, Shape: shape, Data: b}
+		w.t = tensor.Tensor{DType: dt, Shape: shape[:len(shape):len(shape)], Data: b}
+		out[name] = &w.t
 	}
 	return out, nil
+}
+
+// shapedTensor is an input tensor's memory (inputsInPlace).
+type shapedTensor struct {
+	t    tensor.Tensor
+	dims [4]int
 }

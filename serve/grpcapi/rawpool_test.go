@@ -331,7 +331,7 @@ func TestModelInferAllocs(t *testing.T) {
 		// the bounds on allocations and bytes a request
 		maxAllocs, maxBytes float64
 	}{
-		{"model stubbed", pathOptions{}, 32, 4096},
+		{"model stubbed", pathOptions{}, 28, 4096},
 		// tinycnn's graph as loaded (kiln serve --no-build), each layer on
 		// the caller (cpu.SetThreads(1)): kiln's path and the engine's run
 		{"tinycnn's engine", pathOptions{engine: true}, 110, 12 << 10},

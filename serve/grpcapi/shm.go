@@ -178,7 +178,7 @@ func inferResponse(resp *serve.InferResponse) (*inference.ModelInferResponse, er
 		for _, d := range o.Tensor.Shape {
 			shape = append(shape, int64(d))
 		}
-		w.out.Name, w.out.Datatype, w.out.Shape = o.Name, dt, shape
+		w.out.Name, w.out.Datatype, w.out.Shape = o.Name, dt, shape[:len(shape):len(shape)]
 		w.outs[0], w.raws[0] = &w.out, raw
 		m := &w.resp
 		m.ModelName, m.ModelVersion, m.Id = resp.Model, resp.Version, resp.ID

@@ -221,6 +221,13 @@ func contentsType(num protowire.Number, typ protowire.Type) bool {
 	return false
 }
 
+// oneInput is the memory of a one-input request's input (decodeRequest).
+type oneInput struct {
+	in   [1]inference.ModelInferRequest_InferInputTensor
+	ins  [1]*inference.ModelInferRequest_InferInputTensor
+	raws [1][]byte
+}
+
 // decodeRequest decodes b into r as proto.Unmarshal does, with the raw
 // contents from 1 KiB to maxPooledRaw in pooled buffers (returned: the
 // caller leases them to r).
@@ -231,7 +238,16 @@ func decodeRequest(b []byte, r *inference.ModelInferRequest) ([]*[]byte, error) 
 	}
 	proto.Reset(r)
 	var inputs []inference.ModelInferRequest_InferInputTensor
-	if c.inputs > 0 {
+	switch {
+	case c.inputs == 1 && c.raws <= 1:
+		// the usual request: one input, its raw contents; the input and
+		// the two slices in one allocation
+		w := &oneInput{}
+		inputs, r.Inputs = w.in[:], w.ins[:0]
+		if c.raws == 1 {
+			r.RawInputContents = w.raws[:0]
+		}
+	case c.inputs > 0:
 		inputs = make([]inference.ModelInferRequest_InferInputTensor, c.inputs)
 		r.Inputs = make([]*inference.ModelInferRequest_InferInputTensor, 0, c.inputs)
 	}
@@ -241,7 +257,7 @@ func decodeRequest(b []byte, r *inference.ModelInferRequest) ([]*[]byte, error) 
 	if c.params > 0 {
 		r.Parameters = make(map[string]*inference.InferParameter, c.params)
 	}
-	if c.raws > 0 {
+	if c.raws > 0 && r.RawInputContents == nil {
 		r.RawInputContents = make([][]byte, 0, c.raws)
 	}
 	var small []byte // the raw inputs under minPooledRaw, each aligned

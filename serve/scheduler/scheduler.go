@@ -363,9 +363,9 @@ func batchKey(inputs map[string]*tensor.Tensor, batched bool, last *atomic.Point
 	if p := last.Load(); p != nil && *p == string(b) {
 		return *p, max(size, 1), nil
 	}
-	key = string(b)
-	last.Store(&key)
-	return key, max(size, 1), nil
+	k := string(b)
+	last.Store(&k)
+	return k, max(size, 1), nil
 }
 
 // appendDims appends shape as fmt's %v writes it: [1 3 32 32].
