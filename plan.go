@@ -128,7 +128,9 @@ func fromPlan(p *plan.Plan, lo LoadOptions) (*Model, error) {
 			m.graph = g
 		}
 		if exec != nil {
-			o := device.ExecOptions{Ordinal: ordinal, Precision: h.Precision, Blobs: p.ProfileBlobs(i)}
+			// The choices made at build time (the header's tactic table)
+			// are applied without timing again.
+			o := device.ExecOptions{Ordinal: ordinal, Precision: h.Precision, Blobs: p.ProfileBlobs(i), Tactics: h.DeviceTactics(i)}
 			if len(h.Profiles) > 0 {
 				o.MaxShapes = h.Profiles[i].Shapes(2)
 			}

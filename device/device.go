@@ -228,6 +228,31 @@ type ExecOptions struct {
 	// (calibrated amax/127); the device runs them in INT8 where it can and
 	// the rest in FP16. A plan keeps them in the device's sections.
 	Int8Scales map[string]float32
+	// Tactics are the implementations chosen when the plan was built
+	// (the plan header's tactic table), applied at load without timing
+	// again: for each layer the device (or, under partitioning, the CPU
+	// segment) knows, the tactic its name says, where the layer's
+	// signature is still Sig. nil when building, and for plans without
+	// choices (built with --no-timing, or by a kiln that kept them in the
+	// device's sections, which Blobs then has).
+	Tactics []Tactic
+}
+
+// Tactic is the implementation chosen for one layer, as a plan's header
+// keeps it and ExecOptions hands it back to the device at load.
+type Tactic struct {
+	// Layer is the node's name.
+	Layer string
+	// Tactic names the implementation in the device's own syntax, which
+	// the device parses back exactly: a CPU kernel's tactic
+	// ("im2col-gemm"), a GPU library choice ("cudnn-fused:algo=1,math=3",
+	// "cublaslt-epilogue:2", "cudnn-graph:eng12_k3=1", "kernel").
+	Tactic string
+	// Sig is the signature of the layer the choice was made for (shapes,
+	// precision, epilogue): the device applies the choice only to a layer
+	// with the same one. Empty for the CPU's choices, which apply to the
+	// layer whatever its shapes.
+	Sig string
 }
 
 // Program is a graph compiled for a device.

@@ -48,6 +48,13 @@ type LayerRun struct {
 	Cached bool          `json:"cached,omitempty"`
 	// Workspace is the scratch memory its library call needs, in bytes.
 	Workspace int64 `json:"workspace_bytes,omitempty"`
+	// Choice is the layer's chosen implementation by the name the device
+	// parses back (Tactic.Tactic), and Sig the layer signature it was
+	// chosen for (Tactic.Sig): set for the layers whose implementation the
+	// program chose among several (timed, or applied from a plan), so that
+	// the builder keeps the choice in the plan's header.
+	Choice string `json:"choice,omitempty"`
+	Sig    string `json:"sig,omitempty"`
 }
 
 // Memory is the device memory of a program: constants held once per
@@ -92,8 +99,8 @@ func ParseLayerReport(b []byte) (LayerReport, error) {
 		return LayerReport{}, fmt.Errorf("device: %s section: format %q version %d, want %q version %d", LayersBlob, f.Format, f.Version, layerReportFormat, layerReportVersion)
 	}
 	for i, l := range f.Layers {
-		if l.Name == "" || l.Time < 0 || l.Workspace < 0 {
-			return LayerReport{}, fmt.Errorf("device: %s section: layer %d: name %q, time %v, workspace %d", LayersBlob, i, l.Name, l.Time, l.Workspace)
+		if l.Name == "" || l.Time < 0 || l.Workspace < 0 || (l.Choice == "") != (l.Sig == "") {
+			return LayerReport{}, fmt.Errorf("device: %s section: layer %d: name %q, time %v, workspace %d, choice %q for signature %q", LayersBlob, i, l.Name, l.Time, l.Workspace, l.Choice, l.Sig)
 		}
 	}
 	m := f.Memory

@@ -105,18 +105,21 @@ func (b *builder) compile(ctx context.Context) error {
 				b.fallback[f.Node] = f.Reason.Error()
 			}
 		}
+		// the CPU segments' choices, for the plan's header (finishHeader)
+		cpuSegs := partition.CPUTactics(prog)
+		segNames := make([]string, 0, len(cpuSegs))
+		for seg := range cpuSegs {
+			segNames = append(segNames, seg)
+		}
+		sort.Strings(segNames)
+		for _, seg := range segNames {
+			b.logf("%s", cpuTacticsLine(b.g, seg, profileName(p, i, len(profiles)), cpuSegs[seg]))
+			b.noteCPUTactics(i, len(profiles), cpuSegs[seg])
+		}
 		if bp, ok := prog.(device.BlobProgram); ok {
 			for name, data := range bp.Blobs() {
 				// profile 0's sections, and a later profile's own where
 				// they differ (tactics tuned at its shapes)
-				if strings.HasSuffix(name, partition.CPUTacticsBlob) {
-					t, err := partition.ParseCPUTactics(data)
-					if err != nil {
-						return fmt.Errorf("profile %d: section %s: %w", i, name, err)
-					}
-					b.logf("%s", cpuTacticsLine(b.g, strings.TrimSuffix(name, "/"+partition.CPUTacticsBlob), profileName(p, i, len(profiles)), t))
-					b.noteCPUTactics(i, len(profiles), t)
-				}
 				if i == 0 {
 					blobs[name] = data
 				} else if !bytes.Equal(blobs[name], data) {

@@ -52,7 +52,7 @@ func (convlessGPU) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, e
 // TestBuildTimesCPUSegments: a build for a device that leaves its
 // convolutions to the CPU times them as a CPU build would (one tactic
 // selection, one timing cache): the log says so, the plan keeps the
-// choices in the CPU segments' sections, the timing cache holds the CPU's
+// choices in its header's tactic table (no section), the timing cache holds the CPU's
 // measurements, and the plan loads and matches the CPU; with --no-timing
 // nothing is timed.
 func TestBuildTimesCPUSegments(t *testing.T) {
@@ -67,14 +67,10 @@ func TestBuildTimesCPUSegments(t *testing.T) {
 	if !strings.Contains(notes, "tactics of the CPU layers in segment") {
 		t.Errorf("the build log does not mention the CPU segments' tactics:\n%s", notes)
 	}
-	var sections []string
 	for _, b := range res.Blobs {
 		if strings.HasSuffix(b.Name, partition.CPUTacticsBlob) {
-			sections = append(sections, b.Name)
+			t.Errorf("the plan has section %s: the CPU layers' choices belong in the header", b.Name)
 		}
-	}
-	if len(sections) == 0 {
-		t.Fatalf("no CPU tactics section in the plan (%d sections)", len(res.Blobs))
 	}
 	// The plan's tactic table shows how each timed fallback layer runs
 	// (what kiln inspect prints).
@@ -99,6 +95,20 @@ func TestBuildTimesCPUSegments(t *testing.T) {
 	}
 	if convs == 0 {
 		t.Fatal("no convolution layer in the plan")
+	}
+	// What a load hands back to the CPU segments: each timed layer's
+	// tactic by the name the CPU kernels parse.
+	handed := map[string]string{}
+	for _, dt := range res.Header.DeviceTactics(0) {
+		handed[dt.Layer] = dt.Tactic
+		if dt.Sig != "" {
+			t.Errorf("a CPU layer's choice %+v with a signature", dt)
+		}
+	}
+	for _, tt := range res.Header.Tactics[0] {
+		if handed[tt.Layer] != tt.Tactic {
+			t.Errorf("layer %s: a load hands back %q, the header shows %q", tt.Layer, handed[tt.Layer], tt.Tactic)
+		}
 	}
 	cpuFP, err := devices.All()[len(devices.All())-1].Fingerprint()
 	if err != nil {
@@ -148,9 +158,7 @@ func TestBuildTimesCPUSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Close()
-	for _, b := range res.Blobs {
-		if strings.HasSuffix(b.Name, partition.CPUTacticsBlob) {
-			t.Errorf("--no-timing build has section %s", b.Name)
-		}
+	if ts := res.Header.DeviceTactics(0); len(ts) != 0 {
+		t.Errorf("--no-timing build has choices %v", ts)
 	}
 }

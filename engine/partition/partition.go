@@ -37,10 +37,10 @@ type Options struct {
 	// it and ExecOptions.Tune, each CPU segment's layers that have several
 	// implementations are timed at the segment's opt shapes (package
 	// tactic, through ExecOptions.TimingCache), as a CPU build times them,
-	// and the choices go into the program's section
-	// SegmentPrefix(i)+CPUTacticsBlob, which a plan's load applies. nil:
-	// CPU segments run their default tactics unless ExecOptions.Blobs
-	// has their section.
+	// and the program reports the choices (CPUTactics), which the builder
+	// keeps in the plan's header and a plan's load hands back
+	// (ExecOptions.Tactics). nil: CPU segments run their default tactics
+	// unless ExecOptions has their choices.
 	CPU device.Fingerprint
 	// Workspace, when positive, bounds the scratch memory (bytes) of the
 	// tactic chosen for each timed CPU layer, as a CPU build's
@@ -52,9 +52,10 @@ type Options struct {
 	Progress func(tactic.Progress)
 }
 
-// CPUTacticsBlob names a CPU segment's section (under its SegmentPrefix):
-// the tactic chosen for each timed layer, a JSON object of node name to
-// CPUTactic.
+// CPUTacticsBlob names the section (under its SegmentPrefix) in which
+// plans written before kiln kept every choice in the header kept a CPU
+// segment's: the tactic chosen for each timed layer, a JSON object of node
+// name to CPUTactic. Compile still reads it; new plans do not have it.
 const CPUTacticsBlob = "cpu.tactics"
 
 // CPUTactic is the choice for one layer of a CPU segment, as its section
@@ -64,6 +65,35 @@ type CPUTactic struct {
 	Tactic string `json:"tactic"`
 	NS     int64  `json:"ns,omitempty"`
 	Cached bool   `json:"cached,omitempty"`
+}
+
+// CPUTactics returns the choices made for the CPU segments of a program
+// Compile returned while tuning (Options.CPU), by segment name
+// ("segment1", SegmentPrefix without its slash): the tactic of each timed
+// layer. nil for a program with no CPU segment timed.
+func CPUTactics(p device.Program) map[string]map[string]CPUTactic {
+	if pp, ok := p.(*program); ok {
+		return pp.cpuTactics
+	}
+	return nil
+}
+
+// segmentTactics are the choices of ts for the nodes of sub.
+func segmentTactics(ts []device.Tactic, sub *ir.Graph) []device.Tactic {
+	if len(ts) == 0 {
+		return nil
+	}
+	names := make(map[string]bool, len(sub.Nodes))
+	for _, n := range sub.Nodes {
+		names[n.Name] = true
+	}
+	var out []device.Tactic
+	for _, t := range ts {
+		if names[t.Layer] {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // ParseCPUTactics reads a CPU segment's section (CPUTacticsBlob).
@@ -523,6 +553,7 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 		if s.onDevice {
 			so := o
 			so.MaxShapes, so.OptShapes = segmentShapes(maxShapes, s.inputs), segmentShapes(optShapes, s.inputs)
+			so.Tactics = segmentTactics(o.Tactics, sub)
 			if o.Blobs != nil {
 				so.Blobs = map[string][]byte{}
 				for name, b := range o.Blobs {
@@ -544,7 +575,12 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 		} else {
 			eo := engine.Options{MaxShapes: segmentShapes(maxShapes, s.inputs)}
 			name := SegmentPrefix(i) + CPUTacticsBlob
-			if b, ok := o.Blobs[name]; ok {
+			if ts := segmentTactics(o.Tactics, sub); len(ts) > 0 { // a plan's header
+				eo.Tactics = map[string]string{}
+				for _, t := range ts {
+					eo.Tactics[t.Layer] = t.Tactic
+				}
+			} else if b, ok := o.Blobs[name]; ok { // an older plan's section
 				t, err := ParseCPUTactics(b)
 				if err != nil {
 					return nil, r, fmt.Errorf("segment %d (CPU): section %s: %w", i, name, err)
@@ -559,11 +595,10 @@ func Compile(g *ir.Graph, x device.Executor, o device.ExecOptions, po Options) (
 					return nil, r, fmt.Errorf("segment %d (CPU, %d layers): tactics: %w", i, len(s.home), err)
 				}
 				if len(tactics) > 0 {
-					b, err := json.Marshal(tactics)
-					if err != nil {
-						return nil, r, err
+					if prog.cpuTactics == nil {
+						prog.cpuTactics = map[string]map[string]CPUTactic{}
 					}
-					prog.blobs[name] = b
+					prog.cpuTactics[strings.TrimSuffix(SegmentPrefix(i), "/")] = tactics
 					eo.Tactics = map[string]string{}
 					for layer, c := range tactics {
 						eo.Tactics[layer] = c.Tactic
@@ -761,6 +796,9 @@ type program struct {
 	inputs  map[string]bool // the graph's input names
 	outputs []graphOutput
 	blobs   map[string][]byte
+	// cpuTactics are the choices timed for the CPU segments, by segment
+	// name (CPUTactics).
+	cpuTactics map[string]map[string]CPUTactic
 }
 
 type runSegment struct {

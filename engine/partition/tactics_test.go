@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -40,10 +41,11 @@ func matmulChain(t *testing.T) *ir.Graph {
 // TestCPUSegmentTactics: with the CPU's fingerprint and Tune, a CPU
 // segment's layers with several implementations are timed at the
 // segment's opt shapes through the timing cache, under the CPU's
-// fingerprint, and the choices are a section of the program; a load with
-// that section applies it (an unknown tactic in it is an error naming
-// it), one without it runs the defaults; without Tune or the fingerprint
-// nothing is timed.
+// fingerprint, and the program reports the choices (CPUTactics), with no
+// section of their own; a load given them (ExecOptions.Tactics, from the
+// plan's header) applies them (an unknown tactic is an error naming it),
+// as it applies an older plan's section; one without them runs the
+// defaults; without Tune or the fingerprint nothing is timed.
 func TestCPUSegmentTactics(t *testing.T) {
 	g := matmulChain(t)
 	dir := t.TempDir()
@@ -76,43 +78,58 @@ func TestCPUSegmentTactics(t *testing.T) {
 	check(t, prog)
 	blobs := prog.(device.BlobProgram).Blobs()
 	name := SegmentPrefix(1) + CPUTacticsBlob
-	chosen, err := ParseCPUTactics(blobs[name])
-	if err != nil {
-		t.Fatalf("section %s: %v (sections %v)", name, err, blobNames(blobs))
+	if _, ok := blobs[name]; ok {
+		t.Errorf("section %s written (sections %v): the choices go to the plan's header", name, blobNames(blobs))
 	}
+	chosen := CPUTactics(prog)["segment1"]
 	mm := r.Segments[1].Nodes[0]
-	if len(chosen) != 1 || !strings.HasPrefix(chosen[mm].Tactic, "gemm") || chosen[mm].NS <= 0 || chosen[mm].Cached {
-		t.Fatalf("section %s = %v, want a gemm tactic for %s", name, chosen, mm)
+	if len(CPUTactics(prog)) != 1 || len(chosen) != 1 || !strings.HasPrefix(chosen[mm].Tactic, "gemm") || chosen[mm].NS <= 0 || chosen[mm].Cached {
+		t.Fatalf("CPUTactics = %v, want a gemm tactic for %s in segment1", CPUTactics(prog), mm)
 	}
 	b, err := os.ReadFile(cachePath)
 	if err != nil || !strings.Contains(string(b), "isa=segment-test") || !strings.Contains(string(b), "float32[32,64]") {
 		t.Fatalf("timing cache (%v):\n%s\nwant entries of the CPU's fingerprint at the opt shape", err, b)
 	}
 
-	// A load: the section is applied, never timed again.
-	load := func(blobs map[string][]byte) (device.Program, error) {
-		lo := device.ExecOptions{MaxShapes: o.MaxShapes, Blobs: blobs}
+	// A load: the header's choices are applied, never timed again; so is
+	// an older plan's section (which the header's choices take precedence
+	// over).
+	load := func(blobs map[string][]byte, ts []device.Tactic) (device.Program, error) {
+		lo := device.ExecOptions{MaxShapes: o.MaxShapes, Blobs: blobs, Tactics: ts}
 		p, _, err := Compile(g, &fakeExec{name: "gpu", ops: gpuOps}, lo, Options{})
 		return p, err
 	}
-	loaded, err := load(blobs)
+	header := []device.Tactic{{Layer: mm, Tactic: chosen[mm].Tactic}}
+	oldSection, err := json.Marshal(chosen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, loaded)
-	loaded.Close()
-	if p, err := load(map[string][]byte{}); err != nil {
-		t.Fatalf("a load without the section: %v", err)
-	} else {
+	for _, tt := range []struct {
+		name  string
+		blobs map[string][]byte
+		ts    []device.Tactic
+	}{
+		{"header", blobs, header},
+		{"older plan's section", map[string][]byte{name: oldSection}, nil},
+		{"neither", map[string][]byte{}, nil},
+		{"header over a section", map[string][]byte{name: []byte(`{"` + mm + `": {"tactic": "no-such-tactic"}}`)}, header},
+	} {
+		p, err := load(tt.blobs, tt.ts)
+		if err != nil {
+			t.Fatalf("a load with the %s: %v", tt.name, err)
+		}
 		check(t, p)
 		p.Close()
 	}
+	if _, err := load(blobs, []device.Tactic{{Layer: mm, Tactic: "no-such-tactic"}}); err == nil || !strings.Contains(err.Error(), "no-such-tactic") {
+		t.Errorf("a header naming an unknown tactic: %v", err)
+	}
 	bad := map[string][]byte{name: []byte(`{"` + mm + `": {"tactic": "no-such-tactic"}}`)}
-	if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "no-such-tactic") {
+	if _, err := load(bad, nil); err == nil || !strings.Contains(err.Error(), "no-such-tactic") {
 		t.Errorf("a section naming an unknown tactic: %v", err)
 	}
 	for _, corrupt := range []string{"{", `{"` + mm + `": {}}`, `{"` + mm + `": "gemm"}`} {
-		if _, err := load(map[string][]byte{name: []byte(corrupt)}); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := load(map[string][]byte{name: []byte(corrupt)}, nil); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("a corrupt section %s: %v, want an error naming it", corrupt, err)
 		}
 	}
@@ -121,8 +138,8 @@ func TestCPUSegmentTactics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, err := ParseCPUTactics(again.(device.BlobProgram).Blobs()[name]); err != nil || !c[mm].Cached || c[mm].Tactic != chosen[mm].Tactic {
-		t.Errorf("second build: section %v (%v), want the first's choice from the cache", c, err)
+	if c := CPUTactics(again)["segment1"]; !c[mm].Cached || c[mm].Tactic != chosen[mm].Tactic {
+		t.Errorf("second build: choices %v, want the first's choice from the cache", c)
 	}
 	again.Close()
 
@@ -139,8 +156,8 @@ func TestCPUSegmentTactics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b := p.(device.BlobProgram).Blobs()[name]; b != nil {
-			t.Errorf("%s: section %s = %s", tt.name, name, b)
+		if c := CPUTactics(p); c != nil {
+			t.Errorf("%s: choices %v", tt.name, c)
 		}
 		p.Close()
 	}

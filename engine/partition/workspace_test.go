@@ -41,9 +41,8 @@ func TestCPUSegmentWorkspace(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer prog.Close()
-			chosen, err := ParseCPUTactics(prog.(device.BlobProgram).Blobs()[SegmentPrefix(1)+CPUTacticsBlob])
-			if err != nil || len(chosen) != 1 {
-				t.Fatalf("section: %v, %v", chosen, err)
+			if chosen := CPUTactics(prog)["segment1"]; len(chosen) != 1 {
+				t.Fatalf("CPU segment's choices: %v", chosen)
 			}
 			if len(heard) < 2 {
 				t.Errorf("progress heard %d tactics, want every tactic of the product (several)", len(heard))

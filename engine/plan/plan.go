@@ -107,13 +107,23 @@ type ModelInfo struct {
 // what the device reported (ApplyLayerReports): the library algorithm or
 // kernels, the time measured while tuning (0 when not timed) and the
 // library workspace.
+//
+// Where the device chose among several implementations (a cuDNN algorithm,
+// a cuBLASLt configuration, kiln's kernels) Name is that choice as the
+// device names it and Sig the layer signature it was chosen for: a plan's
+// load hands them back to the device (device.ExecOptions.Tactics, see
+// DeviceTactics), which applies them without timing. In CPU plans, and for
+// the layers of a device plan that fall back to the CPU, Tactic is itself
+// the name the CPU kernels parse, and Name and Sig are empty.
 type Tactic struct {
 	Layer  string        `json:"layer"`
 	Tactic string        `json:"tactic"`
 	Time   time.Duration `json:"time_ns"`
 	Cached bool          `json:"cached,omitempty"`
 	// Workspace is the scratch memory the tactic needs, in bytes.
-	Workspace int64 `json:"workspace_bytes,omitempty"`
+	Workspace int64  `json:"workspace_bytes,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Sig       string `json:"sig,omitempty"`
 }
 
 // Layer is one node of the optimized graph.

@@ -30,8 +30,10 @@ func kernelBlob(arch string) string { return "cuda.kernels." + arch }
 // o.Tune, an engine at the opt shapes (o.OptShapes) times each
 // convolution's and matrix product's implementations (Options.Tune;
 // measurements read from and saved to the
-// timing cache o.TimingCache when set) and the choices go into the plan
-// blob "cuda.tactics"; a plan that has that blob uses it without timing.
+// timing cache o.TimingCache when set) and the choices go into the layer
+// report (device.LayerRun.Choice and Sig), which the builder keeps in the
+// plan's header; a plan's load hands them back (o.Tactics) and they are
+// used without timing (as is an older plan's "cuda.tactics" section).
 // Without max shapes and with symbolic inputs nothing is timed. The blob
 // device.LayersBlob says how each layer runs (tactic, precision, the time
 // measured while tuning) and the device memory at the largest shapes.
@@ -71,14 +73,13 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if int8Section != nil {
 		blobs[int8Blob] = int8Section
 	}
-	// Tactics: those kept in the plan, else (o.Tune) timed below.
-	var tactics Tactics
-	if b, ok := o.Blobs[tacticsBlob]; ok {
-		if tactics, err = ParseTactics(b); err != nil {
-			return nil, err
-		}
-		opt.Tactics = tactics
+	// Tactics: those of the plan's header (o.Tactics), or of an older
+	// plan's "cuda.tactics" section, else (o.Tune) timed below.
+	tactics, err := planTactics(o)
+	if err != nil {
+		return nil, err
 	}
+	opt.Tactics = tactics
 	tune := o.Tune && tactics == nil
 	// Engines are built from copies of the graph as it is now (the caller
 	// may change g afterwards), one per set of concrete input shapes.
@@ -187,13 +188,36 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 			}
 		}
 	}
-	if tactics != nil {
-		blobs[tacticsBlob] = tactics.Marshal()
-	}
 	if report != nil {
 		blobs[device.LayersBlob] = device.MarshalLayerReport(*report)
 	}
 	return &planProgram{s: NewShapes(graphs, opt, maxPlanEngines), blobs: blobs, measured: measured}, nil
+}
+
+// planTactics are the choices a plan being loaded keeps: o.Tactics (the
+// header's, each layer's name parsed back, with its signature), else the
+// "cuda.tactics" section of a plan written before kiln kept them in the
+// header; nil when it has neither (building, or built without timing).
+func planTactics(o device.ExecOptions) (Tactics, error) {
+	if len(o.Tactics) > 0 {
+		out := make(Tactics, len(o.Tactics))
+		for _, dt := range o.Tactics {
+			t, err := ParseTactic(dt.Tactic)
+			if err != nil {
+				return nil, fmt.Errorf("layer %s: %w", dt.Layer, err)
+			}
+			if dt.Sig == "" {
+				return nil, fmt.Errorf("%w: layer %s: tactic %q without a layer signature", ErrGraph, dt.Layer, dt.Tactic)
+			}
+			t.Sig = dt.Sig
+			out[dt.Layer] = t
+		}
+		return out, nil
+	}
+	if b, ok := o.Blobs[tacticsBlob]; ok {
+		return ParseTactics(b)
+	}
+	return nil, nil
 }
 
 // staticInputs reports whether every input of g without a default value
@@ -239,8 +263,8 @@ var (
 	_ device.ProgramContext = (*ShapesContext)(nil)
 )
 
-// Blobs returns the compiled kernels and the tuned tactics ("cuda.tactics",
-// when tuned), stored in the plan by the builder.
+// Blobs returns the compiled kernels and the layer report (with the tuned
+// tactics), stored in the plan by the builder.
 func (p *planProgram) Blobs() map[string][]byte { return p.blobs }
 
 // Device is the "cuda" device with this executor: cuda.GPU (name,

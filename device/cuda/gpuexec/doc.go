@@ -65,8 +65,10 @@
 // and keeps the fastest, unless the whole network replays slower with those
 // choices than with the libraries' first ones. Times are shared through a
 // timing cache (engine/tactic, keyed by the GPU's fingerprint and the
-// layer's signature); a plan keeps the choices in its "cuda.tactics" blob,
-// which loading applies without timing. Tuning then times every other
+// layer's signature); a plan keeps the choices in its header's tactic
+// table (by name, Tactic.name, with the layer signature), which loading
+// hands back through device.ExecOptions.Tactics and applies without timing
+// (older plans' "cuda.tactics" section is read the same way). Tuning then times every other
 // layer that launches something the same way (not cached: nothing to
 // choose), so that Engine.Layers gives each layer its device time beside
 // its tactic (the library algorithm, or the kernels), precision and

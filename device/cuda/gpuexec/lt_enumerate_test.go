@@ -105,20 +105,37 @@ func TestLtEnumerateTuneFake(t *testing.T) {
 	if _, err := c4.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	// the same through a plan's blobs, as kiln run loads a plan built
-	// with --opt-level 3 (compilePlan at the default level, no tuning)
+	// the same through a plan's header (the choices by name, parsed back),
+	// and an older plan's section, as kiln run loads a plan built with
+	// --opt-level 3 (compilePlan at the default level, no tuning)
 	t.Setenv(cuda.EnvLibPath, dir)
-	prog, err := compilePlan(g, device.ExecOptions{Blobs: map[string][]byte{tacticsBlob: picked.Marshal()}})
-	if err != nil {
-		t.Fatal(err)
+	var header []device.Tactic
+	for layer, tt := range picked {
+		header = append(header, device.Tactic{Layer: layer, Tactic: tt.name(), Sig: tt.Sig})
 	}
-	defer prog.Close()
-	if _, err := prog.Run(context.Background(), in); err != nil {
-		t.Fatal(err)
-	}
-	pp := prog.(*planProgram)
-	if back, err := ParseTactics(pp.Blobs()[tacticsBlob]); err != nil || pp.measured != 0 || back[gemmName].Cfg != cfg {
-		t.Errorf("plan loaded: measured %d, %s: %+v (%v), want %q", pp.measured, gemmName, back[gemmName], err, cfg)
+	for _, o := range []device.ExecOptions{{Tactics: header}, {Blobs: map[string][]byte{tacticsBlob: picked.Marshal()}}} {
+		prog, err := compilePlan(g, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prog.Close()
+		if _, err := prog.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		pp := prog.(*planProgram)
+		r, err := device.ParseLayerReport(pp.Blobs()[device.LayersBlob])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var choice string
+		for _, l := range r.Layers {
+			if l.Name == gemmName {
+				choice = l.Choice
+			}
+		}
+		if back, err := ParseTactic(choice); err != nil || pp.measured != 0 || back.Cfg != cfg {
+			t.Errorf("plan loaded (header %v): measured %d, %s: %q (%v), want %q", o.Tactics != nil, pp.measured, gemmName, choice, err, cfg)
+		}
 	}
 	// a configuration this cuBLASLt refuses: the plan's default instead
 	bad := Tactics{}

@@ -211,8 +211,12 @@ func (e *Engine) layerRuns(g *ir.Graph) []device.LayerRun {
 			continue
 		}
 		t, cached := e.stepTime(i)
-		byName[s.node.Name] = device.LayerRun{Name: s.node.Name, Tactic: e.stepTactic(i), Precision: e.stepPrecision(s),
+		r := device.LayerRun{Name: s.node.Name, Tactic: e.stepTactic(i), Precision: e.stepPrecision(s),
 			Time: t, Cached: cached, Workspace: e.stepWorkspace(i)}
+		if c, ok := e.tactics[s.node.Name]; ok { // chosen (timed or applied): the plan keeps it
+			r.Choice, r.Sig = c.name(), c.Sig
+		}
+		byName[s.node.Name] = r
 	}
 	var out []device.LayerRun
 	for _, n := range g.Nodes {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnai/kiln/device/cuda"
@@ -59,13 +61,17 @@ type Tactic struct {
 	// Cfg, for a cuBLASLt configuration that tuning enumerated (not one of
 	// the heuristic's results), is its description (cuda.LtConfig.String):
 	// its identity, planned again from it (LtMatmul.AddConfig); Algo is
-	// then only its index when it was chosen.
+	// then 0.
 	Cfg string `json:"cfg,omitempty"`
 	// NS is the time measured (or read from the timing cache), in ns.
 	NS int64 `json:"ns,omitempty"`
 }
 
-// name is the tactic's key in the timing cache.
+// name is the tactic's key in the timing cache and its name in a plan's
+// header (device.Tactic.Tactic): every field but Sig and NS, which
+// ParseTactic reads back. For the tactics tuning makes it is exact:
+// ParseTactic(t.name()) is t without Sig and NS (an FP8 product's Epi is
+// always set; an enumerated configuration's Algo is 0).
 func (t Tactic) name() string {
 	switch t.Impl {
 	case ImplCUDNN:
@@ -95,6 +101,68 @@ func (t Tactic) name() string {
 		return fmt.Sprintf("cublaslt:%d", t.Algo)
 	}
 	return t.Impl
+}
+
+// ParseTactic reads a tactic's name (Tactic.name) back: the tactic
+// without its Sig and NS. An error (wrapping ErrGraph) says what is wrong
+// with a name this kiln does not make.
+func ParseTactic(s string) (Tactic, error) {
+	head, arg, _ := strings.Cut(s, ":")
+	var t Tactic
+	bad := func(why string) (Tactic, error) {
+		return Tactic{}, fmt.Errorf("%w: tactic %q: %s", ErrGraph, s, why)
+	}
+	switch {
+	case s == ImplKernel:
+		t.Impl = ImplKernel
+	case head == "cudnn" || head == "cudnn-fused":
+		t.Impl, t.Fused = ImplCUDNN, head == "cudnn-fused"
+		a, m, ok := strings.Cut(arg, ",")
+		av, aok := strings.CutPrefix(a, "algo=")
+		mv, mok := strings.CutPrefix(m, "math=")
+		var err1, err2 error
+		t.Algo, err1 = strconv.Atoi(av)
+		t.Math, err2 = strconv.Atoi(mv)
+		if !ok || !aok || !mok || err1 != nil || err2 != nil || t.Algo < 0 || t.Math < 0 {
+			return bad("want algo=N,math=M")
+		}
+	case head == "cudnn-graph":
+		t.Impl, t.Graph = ImplCUDNN, arg
+	case strings.HasPrefix(head, "cudnn-") && strings.HasSuffix(head, "-graph"):
+		t.Impl, t.Graph = ImplCUDNN, arg
+		t.Quant = strings.TrimSuffix(strings.TrimPrefix(head, "cudnn-"), "-graph")
+		if t.Quant == "" {
+			return bad("no quantization between cudnn- and -graph")
+		}
+	case head == "cublaslt" || head == "cublaslt-epilogue":
+		t.Impl, t.Epi = ImplCUBLASLt, head == "cublaslt-epilogue"
+		if cfg, ok := strings.CutPrefix(arg, "cfg="); ok {
+			if cfg == "" {
+				return bad("an empty configuration")
+			}
+			t.Cfg = cfg
+		} else if n, err := strconv.Atoi(arg); err == nil && n >= 0 {
+			t.Algo = n
+		} else {
+			return bad("want the heuristic's rank or cfg=<configuration>")
+		}
+	case strings.HasPrefix(head, "cublaslt-"): // an FP8 product (op_conv1x1_q.go)
+		t.Impl, t.Epi, t.Quant = ImplCUBLASLt, true, strings.TrimPrefix(head, "cublaslt-")
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 0 {
+			return bad("want the candidate's rank")
+		}
+		t.Algo = n
+	default:
+		return bad("unknown implementation")
+	}
+	if (t.Impl == ImplCUDNN && t.Quant != "" || head == "cudnn-graph") && t.Graph == "" {
+		return bad("no engine configuration")
+	}
+	if t.name() != s { // e.g. "cudnn:algo=01,math=1": not how kiln names it
+		return bad(fmt.Sprintf("kiln names it %q", t.name()))
+	}
+	return t, nil
 }
 
 // Tactics are the choices of a tuned engine, by layer (node) name.
@@ -177,13 +245,14 @@ func (e *Engine) ltEnumerate() bool {
 	return e.opt.Tune && (e.opt.GraphConv || ltEnumerateAll)
 }
 
-// enumeratedCfg is Tactic.Cfg for mm's candidate j: its description when
-// enumerated, "" for the heuristic's results (named by their rank).
-func enumeratedCfg(mm *cuda.LtMatmul, j int) string {
+// ltTactic is the Tactic of mm's candidate j for a layer of signature sig:
+// the heuristic's results by their rank (Algo), an enumerated
+// configuration by its description (Cfg; Algo 0, as its name has no rank).
+func ltTactic(sig string, mm *cuda.LtMatmul, j int, epi bool) Tactic {
 	if mm.Candidates[j].Index >= 0 {
-		return ""
+		return Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi}
 	}
-	return mm.Config(j)
+	return Tactic{Sig: sig, Impl: ImplCUBLASLt, Epi: epi, Cfg: mm.Config(j)}
 }
 
 // ltRank is the index in mm's candidates of the one t names: by its
@@ -416,14 +485,14 @@ func (e *Engine) tune() error {
 			sig = gemmSig(s, e.prog.half)
 			epi := e.gemmEpi[i]
 			for j := range mm.Candidates {
-				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Epi: epi, Cfg: enumeratedCfg(mm, j)}, apply: func() error {
+				cands = append(cands, candidate{t: ltTactic(sig, mm, j, epi), apply: func() error {
 					e.gemms[i], e.gemmEpi[i] = mm, epi
 					return mm.UseCandidate(j)
 				}})
 			}
 			if alt := e.gemmAlt[i]; alt != nil { // without the epilogue: post after
 				for j := range alt.Candidates {
-					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j, Cfg: enumeratedCfg(alt, j)}, apply: func() error {
+					cands = append(cands, candidate{t: ltTactic(sig, alt, j, false), apply: func() error {
 						e.gemms[i], e.gemmEpi[i] = alt, false
 						return alt.UseCandidate(j)
 					}})

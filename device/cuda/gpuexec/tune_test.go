@@ -198,9 +198,11 @@ func TestTuneFake(t *testing.T) {
 }
 
 // TestCompilePlanTuneFake compiles a plan with Tune and a timing cache
-// file: the choices go into the "cuda.tactics" blob and the cache file, a
-// second build measures nothing, and loading the plan's blobs applies the
-// choices without timing.
+// file: the choices go into the layer report (each layer's Choice and Sig,
+// which the builder keeps in the plan's header; no "cuda.tactics"
+// section) and the cache file, a second build measures nothing, and
+// loading the plan with the header's choices (ExecOptions.Tactics), or an
+// older plan's "cuda.tactics" section, applies them without timing.
 func TestCompilePlanTuneFake(t *testing.T) {
 	dir := fakeLibs(t)
 	t.Setenv(cuda.EnvLibPath, dir)
@@ -220,27 +222,64 @@ func TestCompilePlanTuneFake(t *testing.T) {
 		}
 		return prog.(*planProgram)
 	}
+	// choices reads what the program's layer report says it chose, as the
+	// plan's header keeps it.
+	choices := func(p *planProgram) []device.Tactic {
+		t.Helper()
+		r, err := device.ParseLayerReport(p.Blobs()[device.LayersBlob])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []device.Tactic
+		for _, l := range r.Layers {
+			if l.Choice != "" {
+				out = append(out, device.Tactic{Layer: l.Name, Tactic: l.Choice, Sig: l.Sig})
+			}
+		}
+		return out
+	}
 	first := compileRun(device.ExecOptions{Tune: true, TimingCache: cachePath})
-	blob := first.Blobs()[tacticsBlob]
-	tuned, err := ParseTactics(blob)
-	if err != nil || len(tuned) == 0 || first.measured == 0 {
-		t.Fatalf("blob %q: %v (measured %d)", blob, err, first.measured)
+	tuned := choices(first)
+	if _, ok := first.Blobs()[tacticsBlob]; ok || len(tuned) == 0 || first.measured == 0 {
+		t.Fatalf("choices %v, a %s section %v (measured %d)", tuned, tacticsBlob, ok, first.measured)
 	}
 	cache, err := tactic.Open(cachePath)
 	if err != nil || cache.Len() != first.measured {
 		t.Fatalf("timing cache: %d entries, %v; want %d", cache.Len(), err, first.measured)
 	}
 	second := compileRun(device.ExecOptions{Tune: true, TimingCache: cachePath})
-	if second.measured != 0 || !reflect.DeepEqual(second.Blobs()[tacticsBlob], blob) {
-		t.Fatalf("second build measured %d; same blob %v", second.measured, reflect.DeepEqual(second.Blobs()[tacticsBlob], blob))
+	if second.measured != 0 || !reflect.DeepEqual(choices(second), tuned) {
+		t.Fatalf("second build measured %d; same choices %v", second.measured, reflect.DeepEqual(choices(second), tuned))
 	}
-	loaded := compileRun(device.ExecOptions{Blobs: first.Blobs(), Tune: true})
-	if loaded.measured != 0 || !reflect.DeepEqual(loaded.Blobs()[tacticsBlob], blob) {
-		t.Fatalf("load measured %d; blob kept %v", loaded.measured, reflect.DeepEqual(loaded.Blobs()[tacticsBlob], blob))
+	loaded := compileRun(device.ExecOptions{Blobs: first.Blobs(), Tactics: tuned, Tune: true})
+	if loaded.measured != 0 || !reflect.DeepEqual(choices(loaded), tuned) {
+		t.Fatalf("load measured %d; choices kept %v", loaded.measured, reflect.DeepEqual(choices(loaded), tuned))
+	}
+	// An older plan: the choices in its "cuda.tactics" section.
+	oldSection := Tactics{}
+	for _, dt := range tuned {
+		tt, err := ParseTactic(dt.Tactic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.Sig = dt.Sig
+		oldSection[dt.Layer] = tt
+	}
+	old := compileRun(device.ExecOptions{Blobs: map[string][]byte{tacticsBlob: oldSection.Marshal()}, Tune: true})
+	if old.measured != 0 || !reflect.DeepEqual(choices(old), tuned) {
+		t.Fatalf("older plan's load measured %d; choices kept %v", old.measured, reflect.DeepEqual(choices(old), tuned))
 	}
 	plain := compileRun(device.ExecOptions{})
-	if _, ok := plain.Blobs()[tacticsBlob]; ok || plain.measured != 0 {
-		t.Fatalf("untuned build: tactics blob or %d measurements", plain.measured)
+	if c := choices(plain); len(c) != 0 || plain.measured != 0 {
+		t.Fatalf("untuned build: choices %v, %d measurements", c, plain.measured)
+	}
+	for _, bad := range [][]device.Tactic{
+		{{Layer: tuned[0].Layer, Tactic: "cudnn:algo=x", Sig: tuned[0].Sig}},
+		{{Layer: tuned[0].Layer, Tactic: tuned[0].Tactic}},
+	} {
+		if _, err := compilePlan(g, device.ExecOptions{Tactics: bad}); !errors.Is(err, ErrGraph) || !strings.Contains(err.Error(), tuned[0].Layer) {
+			t.Errorf("damaged choice %+v: %v, want ErrGraph naming the layer", bad, err)
+		}
 	}
 	bad := map[string][]byte{tacticsBlob: []byte("{")}
 	if _, err := compilePlan(g, device.ExecOptions{Blobs: bad}); !errors.Is(err, ErrGraph) {
