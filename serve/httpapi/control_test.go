@@ -123,3 +123,43 @@ func TestDecodeControlReadsOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestReadLoadRequestBody: a load request's body is read as a control
+// body: in one Read when its length is declared, an early end a 400, a
+// declared length over the limit a 413 (nothing read), unknown top-level
+// fields refused.
+func TestReadLoadRequestBody(t *testing.T) {
+	for _, c := range []struct {
+		name, body string
+		length     int64 // 0: the body's
+		code       int
+		has        string
+		reads      int // Read calls, -1: not checked
+	}{
+		{"empty", "", 0, 0, "", -1},
+		{"config", `{"parameters":{"config":"{}"}}`, 0, 0, "", 1},
+		{"garbage", "M" + strings.Repeat("\xb0", 5000), 0, 400, "invalid character", 1},
+		{"unknown field", `{"parameters":{},"poll":true}`, 0, 400, `unknown field "poll"`, 1},
+		{"short", `{"parameters":{}}`, 64, 400, "reading the body", -1},
+		{"over the limit", `{}`, 1<<16 + 1, 413, "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := &readCounter{r: strings.NewReader(c.body)}
+			n := c.length
+			if n == 0 {
+				n = int64(len(c.body))
+			}
+			lr, err := readLoadRequest(body, n, 1<<16)
+			switch {
+			case c.code == 0 && err != nil:
+				t.Fatalf("%v", err)
+			case c.code == 0 && c.name == "config" && string(lr.Config) != "{}":
+				t.Fatalf("config %q", lr.Config)
+			case c.code != 0 && (err == nil || Status(err) != c.code || !strings.Contains(err.Error(), c.has)):
+				t.Fatalf("error %v (status %d), want %d with %q", err, Status(err), c.code, c.has)
+			case c.reads >= 0 && body.reads != c.reads:
+				t.Fatalf("%d reads, want %d", body.reads, c.reads)
+			}
+		})
+	}
+}

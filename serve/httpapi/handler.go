@@ -374,7 +374,7 @@ func (h *handler) load(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, fmt.Errorf("%w: explicit model load and unload need --model-control-mode explicit", serve.ErrUnsupported))
 		return
 	}
-	lr, err := readLoadRequest(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes))
+	lr, err := readLoadRequest(http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes), r.ContentLength, h.opts.MaxRequestBytes)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -392,9 +392,13 @@ func (h *handler) load(w http.ResponseWriter, r *http.Request) {
 // Triton's clients send it, or an object), and "file:<path>", a file of
 // the model folder in base64. Any other parameter is refused by name, so
 // that nothing a client asks for is silently ignored.
-func readLoadRequest(body io.Reader) (serve.LoadRequest, error) {
+//
+// The body (length bytes, -1: unknown; limit at most) is read and decoded
+// as a register or settings body is (readWhole, unmarshalStrict; see
+// decodeControl for why).
+func readLoadRequest(body io.Reader, length, limit int64) (serve.LoadRequest, error) {
 	var lr serve.LoadRequest
-	b, err := io.ReadAll(body)
+	b, err := readWhole(body, length, limit)
 	if err != nil {
 		return lr, err
 	}
@@ -404,10 +408,8 @@ func readLoadRequest(body io.Reader) (serve.LoadRequest, error) {
 	var req struct {
 		Parameters map[string]json.RawMessage `json:"parameters"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return lr, fmt.Errorf("%w: load request: %w", serve.ErrInvalid, err)
+	if err := unmarshalStrict(b, &req); err != nil {
+		return lr, fmt.Errorf("load request: %w", err)
 	}
 	for k, v := range req.Parameters {
 		switch {

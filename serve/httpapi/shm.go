@@ -134,30 +134,51 @@ const maxControlBody = 64 << 10
 // minimizing it tried every cut, length² runs of the handler, and stalled
 // fuzzing (0 execs/s) for the whole -fuzzminimizetime (60 s).
 func decodeControl(w http.ResponseWriter, r *http.Request, v any) error {
-	if r.ContentLength > maxControlBody {
-		return &http.MaxBytesError{Limit: maxControlBody}
-	}
-	body := http.MaxBytesReader(w, r.Body, maxControlBody)
-	var b []byte
-	var err error
-	if r.ContentLength >= 0 {
-		b = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(body, b)
-	} else {
-		b, err = io.ReadAll(body) // chunked: its length is unknown
-	}
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
+	b, err := readWhole(http.MaxBytesReader(w, r.Body, maxControlBody), r.ContentLength, maxControlBody)
+	if err != nil {
 		return err
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w: reading the body: %w", ErrBodyTimeout, err)
-	case err != nil:
-		return fmt.Errorf("%w: reading the body: %w", serve.ErrInvalid, err)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil // no body: nothing to set
 	}
+	return unmarshalStrict(b, v)
+}
+
+// readWhole reads a body of length bytes (-1: unknown, chunked or
+// decompressed), limit at most, into one buffer of that length when it
+// is 1 MiB at most (more is read into a buffer growing from 1 MiB, as
+// inference bodies are). A body over limit is an *http.MaxBytesError, one
+// that ends early an ErrInvalid, one that times out an ErrBodyTimeout.
+func readWhole(body io.Reader, length, limit int64) ([]byte, error) {
+	var b []byte
+	var err error
+	switch {
+	case length > limit:
+		return nil, &http.MaxBytesError{Limit: limit}
+	case length < 0:
+		b, err = io.ReadAll(body)
+	case length <= maxPooledBody:
+		b = make([]byte, length)
+		_, err = io.ReadFull(body, b)
+	default:
+		b, err = readGrowing(body, length)
+	}
+	var maxErr *http.MaxBytesError
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &maxErr):
+		return nil, err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, fmt.Errorf("%w: reading the body: %w", ErrBodyTimeout, err)
+	}
+	return nil, fmt.Errorf("%w: reading the body: %w", serve.ErrInvalid, err)
+}
+
+// unmarshalStrict decodes the JSON b into v as a json.Decoder with
+// DisallowUnknownFields does, but in one pass over b (json.Unmarshal:
+// see decodeControl), refusing data after the value.
+func unmarshalStrict(b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %w", serve.ErrInvalid, err)
 	}
