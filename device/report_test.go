@@ -15,7 +15,8 @@ func TestLayerReport(t *testing.T) {
 	want := device.LayerReport{
 		Layers: []device.LayerRun{
 			{Name: "conv", Tactic: "cudnn IMPLICIT_PRECOMP_GEMM (algo 1, FMA math)", Precision: "fp32", Time: 1500 * time.Microsecond, Workspace: 4096},
-			{Name: "fc", Tactic: "cublaslt algo 6 (heuristic #0 of 3)", Precision: "fp16", Time: 900, Cached: true},
+			{Name: "fc", Tactic: "cublaslt algo 6 (heuristic #0 of 3)", Precision: "fp16", Time: 900, Cached: true,
+				Choice: "cublaslt-epilogue:0", Sig: "cuda gemm m=1 n=16 k=256"},
 			{Name: "flat", Tactic: "none: an alias of its input"},
 		},
 		Memory: device.Memory{WeightBytes: 100, ArenaBytes: 200, WorkspaceBytes: 4096},
@@ -34,6 +35,8 @@ func TestLayerReport(t *testing.T) {
 		{"other version", `{"format":"kiln-device-layers","version":9,"layers":[]}`, "version 9"},
 		{"unnamed layer", `{"format":"kiln-device-layers","version":1,"layers":[{"tactic":"k"}]}`, "layer 0"},
 		{"negative time", `{"format":"kiln-device-layers","version":1,"layers":[{"name":"a","time_ns":-1}]}`, "layer 0"},
+		{"choice without a signature", `{"format":"kiln-device-layers","version":1,"layers":[{"name":"a","choice":"kernel"}]}`, "layer 0"},
+		{"signature without a choice", `{"format":"kiln-device-layers","version":1,"layers":[{"name":"a","sig":"cuda conv"}]}`, "layer 0"},
 		{"negative memory", `{"format":"kiln-device-layers","version":1,"layers":[],"memory":{"arena_bytes":-5}}`, "negative memory"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,7 +36,8 @@ func TestApplyLayerReports(t *testing.T) {
 		}
 	}
 	conv := device.LayerRun{Name: "conv", Tactic: "cudnn A", Precision: "fp16", Time: 3 * time.Microsecond, Workspace: 64}
-	fc := device.LayerRun{Name: "fc", Tactic: "cublaslt #0", Precision: "fp16", Time: 2 * time.Microsecond, Cached: true}
+	fc := device.LayerRun{Name: "fc", Tactic: "cublaslt #0", Precision: "fp16", Time: 2 * time.Microsecond, Cached: true,
+		Choice: "cublaslt-epilogue:0", Sig: "cuda gemm m=1"}
 	blobs := []Blob{
 		{Name: "segment0/cuda.kernels.sm_90", Data: []byte("cubin")},
 		{Name: "segment0/" + device.LayersBlob, Data: report(device.Memory{WeightBytes: 10, ArenaBytes: 100, WorkspaceBytes: 64}, conv,
@@ -50,8 +51,8 @@ func TestApplyLayerReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [][]Tactic{
-		{{Layer: "conv", Tactic: "cudnn A", Time: 3 * time.Microsecond, Workspace: 64}, {Layer: "fc", Tactic: "cublaslt #0", Time: 2 * time.Microsecond, Cached: true}},
-		{{Layer: "conv", Tactic: "cudnn B", Time: 9 * time.Microsecond}, {Layer: "fc", Tactic: "cublaslt #0", Time: 2 * time.Microsecond, Cached: true}},
+		{{Layer: "conv", Tactic: "cudnn A", Time: 3 * time.Microsecond, Workspace: 64}, {Layer: "fc", Tactic: "cublaslt #0", Time: 2 * time.Microsecond, Cached: true, Name: "cublaslt-epilogue:0", Sig: "cuda gemm m=1"}},
+		{{Layer: "conv", Tactic: "cudnn B", Time: 9 * time.Microsecond}, {Layer: "fc", Tactic: "cublaslt #0", Time: 2 * time.Microsecond, Cached: true, Name: "cublaslt-epilogue:0", Sig: "cuda gemm m=1"}},
 	}
 	if !reflect.DeepEqual(h.Tactics, want) {
 		t.Errorf("tactics %+v\nwant %+v", h.Tactics, want)
@@ -105,5 +106,52 @@ func TestHeaderCompat(t *testing.T) {
 	}
 	if p.Header.Stats.DeviceMemory != nil || p.Header.Tactics[0][0].Workspace != 0 {
 		t.Errorf("header %+v", p.Header)
+	}
+}
+
+// TestDeviceTactics: what a load hands a device from a plan's tactic
+// table (device.ExecOptions.Tactics): in a device plan the device's
+// choices by name with their signatures, and the Tactic of the layers that
+// fall back to the CPU, not the descriptions of layers without a choice;
+// in a CPU plan every layer's Tactic; per profile; nil past the table.
+func TestDeviceTactics(t *testing.T) {
+	gpu := Header{
+		Device:   "cuda:1",
+		Profiles: []engine.Profile{{Name: "small"}, {Name: "big"}},
+		Layers: []Layer{
+			{Name: "conv", Device: "cuda"}, {Name: "lp", Device: "cpu"}, {Name: "relu", Device: "cuda"}, {Name: "fc", Device: "cuda"},
+		},
+		Tactics: [][]Tactic{
+			{
+				{Layer: "conv", Tactic: "cudnn nhwc fused bias IMPLICIT_GEMM (algo 0, default math)", Name: "cudnn-fused:algo=0,math=0", Sig: "cuda conv a"},
+				{Layer: "lp", Tactic: "direct"},
+				{Layer: "relu", Tactic: "relu_f32"},
+				{Layer: "fc", Tactic: "cublaslt heuristic #1 of 3", Name: "cublaslt:1", Sig: "cuda gemm b"},
+			},
+			{{Layer: "fc", Tactic: "cublaslt heuristic #0 of 3", Name: "cublaslt:0", Sig: "cuda gemm c"}},
+		},
+	}
+	cpu := Header{Device: "cpu", Tactics: [][]Tactic{{{Layer: "conv", Tactic: "winograd"}, {Layer: "mm", Tactic: "gemm-8x8"}}}}
+	for _, tc := range []struct {
+		name string
+		h    Header
+		i    int
+		want []device.Tactic
+	}{
+		{"device plan", gpu, 0, []device.Tactic{
+			{Layer: "conv", Tactic: "cudnn-fused:algo=0,math=0", Sig: "cuda conv a"},
+			{Layer: "lp", Tactic: "direct"},
+			{Layer: "fc", Tactic: "cublaslt:1", Sig: "cuda gemm b"},
+		}},
+		{"device plan, profile 1", gpu, 1, []device.Tactic{{Layer: "fc", Tactic: "cublaslt:0", Sig: "cuda gemm c"}}},
+		{"past the table", gpu, 2, nil},
+		{"cpu plan", cpu, 0, []device.Tactic{{Layer: "conv", Tactic: "winograd"}, {Layer: "mm", Tactic: "gemm-8x8"}}},
+		{"no table", Header{Device: "cuda"}, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.h.DeviceTactics(tc.i); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("DeviceTactics(%d) = %+v\nwant %+v", tc.i, got, tc.want)
+			}
+		})
 	}
 }

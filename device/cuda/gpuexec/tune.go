@@ -131,8 +131,8 @@ func ParseTactic(s string) (Tactic, error) {
 	case strings.HasPrefix(head, "cudnn-") && strings.HasSuffix(head, "-graph"):
 		t.Impl, t.Graph = ImplCUDNN, arg
 		t.Quant = strings.TrimSuffix(strings.TrimPrefix(head, "cudnn-"), "-graph")
-		if t.Quant == "" {
-			return bad("no quantization between cudnn- and -graph")
+		if _, _, ok := quantVariant(t.Quant); !ok {
+			return bad("unknown quantization " + strconv.Quote(t.Quant))
 		}
 	case head == "cublaslt" || head == "cublaslt-epilogue":
 		t.Impl, t.Epi = ImplCUBLASLt, head == "cublaslt-epilogue"
@@ -148,6 +148,9 @@ func ParseTactic(s string) (Tactic, error) {
 		}
 	case strings.HasPrefix(head, "cublaslt-"): // an FP8 product (op_conv1x1_q.go)
 		t.Impl, t.Epi, t.Quant = ImplCUBLASLt, true, strings.TrimPrefix(head, "cublaslt-")
+		if t.Quant != quantLtFP8 && t.Quant != quantLtFP8Fast {
+			return bad("unknown FP8 product " + strconv.Quote(t.Quant))
+		}
 		n, err := strconv.Atoi(arg)
 		if err != nil || n < 0 {
 			return bad("want the candidate's rank")
