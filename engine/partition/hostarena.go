@@ -27,6 +27,10 @@ type hostArena struct {
 	// sizes are the bytes of the tensors the CPU segments passed on,
 	// the most seen, by value name
 	sizes map[string]int
+	// refused are the tensors passed on that a run made outside the slot
+	// they had (a kernel that allocates its outputs itself, a view): no
+	// slot is kept for them
+	refused map[string]bool
 }
 
 // runner returns segment i of c with its outputs checked by h.
@@ -54,10 +58,17 @@ func (r hostRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[
 		if t == nil || len(t.Data) == 0 {
 			continue
 		}
-		if lo, hi, ok := within(r.h.buf, t.Data); ok {
-			if s, planned := r.h.slots[name]; !planned || lo < s[0] || hi > s[1] {
-				out[name] = t.Clone()
+		lo, hi, there := within(r.h.buf, t.Data)
+		s, planned := r.h.slots[name]
+		inSlot := there && planned && lo >= s[0] && hi <= s[1]
+		if there && !inSlot {
+			out[name] = t.Clone()
+		}
+		if planned && !inSlot && len(t.Data) <= s[1]-s[0] { // it fit, yet is elsewhere
+			if r.h.refused == nil {
+				r.h.refused = map[string]bool{}
 			}
+			r.h.refused[name] = true
 		}
 		if cpu && r.c.p.passedOn(r.i, name) >= 0 {
 			if r.h.sizes == nil {
@@ -130,6 +141,11 @@ func (h *hostArena) replan(c *programContext) {
 		}
 		for _, name := range c.p.segs[i].outputs {
 			n, last := h.sizes[name], c.p.passedOn(i, name)
+			if h.refused[name] {
+				_, had := h.slots[name]
+				moved = moved || had // give its slot back
+				continue
+			}
 			if n == 0 || last < 0 {
 				continue
 			}
@@ -139,7 +155,7 @@ func (h *hostArena) replan(c *programContext) {
 			bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: last})
 		}
 	}
-	if !moved || len(bufs) < 2 {
+	if !moved || (len(bufs) < 2 && len(h.slots) == 0) {
 		return
 	}
 	offs, total := arena.Place(bufs, tensor.Alignment)
@@ -185,22 +201,21 @@ func (h *hostArena) bytes(segs []device.ProgramContext) int64 {
 // HostArena reports the host memory of c, a context of a program Compile
 // partitioned (its NewContext): the bytes of its host arena, and what
 // the things in it take apart (the CPU segments' arenas and the tensors
-// they pass on, summed: what they held, or allocated on every run,
-// before they shared one). ok is false for a context of another kind.
+// they pass on that are in it, summed: what they held, or allocated on
+// every run, before they shared one). ok is false for a context of
+// another kind.
 func HostArena(c device.ProgramContext) (shared, apart int64, ok bool) {
 	pc, ok := c.(*programContext)
 	if !ok {
 		return 0, 0, false
 	}
-	for i, s := range pc.segs {
-		if cc, ok := s.(cpuContext); ok {
+	for _, s := range pc.segs {
+		if cc, ok := s.(cpuContext); ok && cc.c.ArenaIn(pc.host.buf) {
 			apart += int64(cc.c.ArenaBytes())
-			for _, name := range pc.p.segs[i].outputs {
-				if pc.p.passedOn(i, name) >= 0 {
-					apart += int64(pc.host.sizes[name])
-				}
-			}
 		}
+	}
+	for _, s := range pc.host.slots {
+		apart += int64(s[1] - s[0])
 	}
 	return int64(len(pc.host.buf)), apart, true
 }

@@ -164,10 +164,11 @@ func runBySegment(t *testing.T, pc *programContext, in map[string]*tensor.Tensor
 }
 
 // TestHostArenaViews: a CPU segment whose output is a view of a tensor in
-// the host arena (Flatten of what an earlier CPU segment passed on) gets
-// a copy of it instead, outside the arena, so that the bytes of the
-// tensor it views can be reused once that tensor is dead; the outputs
-// equal the CPU engine's.
+// the host arena (Flatten of a tensor the same segment passes on) gets a
+// copy of it instead, outside the arena, so that the bytes of the tensor
+// it views can be reused once that tensor is dead, and its slot is given
+// back (it will never be written there); the outputs equal the CPU
+// engine's.
 func TestHostArenaViews(t *testing.T) {
 	b := ir.NewBuilder("views", 17)
 	x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(8))
@@ -204,7 +205,14 @@ func TestHostArenaViews(t *testing.T) {
 		vals := runBySegment(t, pc, in, false)
 		sameOutputs(t, map[string]*tensor.Tensor{"y": vals["y"]}, reference(t, g, in))
 	}
-	if len(pc.host.slots) == 0 {
-		t.Errorf("no tensor passed on in the host arena (slots %v)", pc.host.slots)
+	// Tanh's and Neg's outputs keep their slots; Flatten's, a view, gives
+	// its slot back
+	if len(pc.host.slots) != 2 || len(pc.host.refused) != 1 {
+		t.Errorf("slots %v, refused %v: want two slots, one refused", pc.host.slots, pc.host.refused)
+	}
+	for name := range pc.host.refused {
+		if _, ok := pc.host.slots[name]; ok {
+			t.Errorf("%s was made outside its slot, and keeps it", name)
+		}
 	}
 }

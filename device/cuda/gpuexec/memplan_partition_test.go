@@ -14,12 +14,16 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// twoCPUSegmentsNet is image[2,3,8,8] -> Conv -> Einsum x2 -> Conv ->
-// Einsum x2 -> Conv -> "y", each Einsum "nchw,w,w,w->nchw" (four operands:
-// the GPU's takes at most three, so they run on the CPU): two CPU
-// segments, each with an intermediate, between three GPU segments.
+// twoCPUSegmentsNet is image[2,3,8,8] -> Conv -> Tanh -> Neg -> Conv ->
+// Abs -> Neg -> Tanh -> Conv -> "y", with Tanh, Neg and Abs taken from the
+// GPU (WithoutKernel): two CPU segments between three GPU segments, the
+// first with one intermediate (2x4x8x8), the second with two live at once
+// (2x6x8x8 each), each passing one tensor on to a GPU segment.
 func twoCPUSegmentsNet(t *testing.T) *ir.Graph {
 	t.Helper()
+	for _, op := range []string{"Tanh", "Neg", "Abs"} {
+		WithoutKernel(t, op)
+	}
 	w := func(shape ...int) *tensor.Tensor {
 		x := tensor.New(tensor.Float32, shape...)
 		for i := range x.Float32s() {
@@ -29,16 +33,13 @@ func twoCPUSegmentsNet(t *testing.T) *ir.Graph {
 	}
 	b := ir.NewBuilder("two_cpu", 17)
 	h := b.Input("image", tensor.Float32, ir.D(2), ir.D(3), ir.D(8), ir.D(8))
-	scales := []*ir.Value{b.Const("s1", w(8)), b.Const("s2", w(8)), b.Const("s3", w(8))}
 	cin := 3
 	for i, c := range []int{4, 6, 2} {
 		h = b.Op("Conv", []*ir.Value{h, b.Const(fmt.Sprintf("w%d", i), w(c, cin, 1, 1))}, ir.IntsAttr("kernel_shape", 1, 1))
 		cin = c
-		if i == 2 {
-			break
-		}
-		for range 2 {
-			h = b.Op("Einsum", append([]*ir.Value{h}, scales...), ir.StringAttr("equation", "nchw,w,w,w->nchw"))
+		cpu := [][]string{{"Tanh", "Neg"}, {"Abs", "Neg", "Tanh"}, nil}[i]
+		for _, op := range cpu {
+			h = b.Op(op, []*ir.Value{h})
 		}
 	}
 	b.Output(h, "y")
@@ -51,8 +52,9 @@ func twoCPUSegmentsNet(t *testing.T) *ir.Graph {
 
 // TestHostArenaFake partitions a graph with two CPU segments for the cuda
 // device against the fake CUDA libraries: a context of the program keeps
-// the CPU segments' activations in one host arena, the largest segment's,
-// instead of the sum they took apart, run after run. The fakes compute
+// the CPU segments' activations and the tensors they pass to the GPU
+// segments in one host arena, the most they take at once instead of the
+// sum they took apart, run after run. The fakes compute
 // nothing, so only the output's shape is checked here: engine/partition's
 // TestHostArena checks the values, on a fake device that computes.
 func TestHostArenaFake(t *testing.T) {
@@ -87,12 +89,14 @@ func TestHostArenaFake(t *testing.T) {
 		if !ok {
 			t.Fatalf("context %T is not a partitioned program's", c)
 		}
-		// each CPU segment: one 2x4x8x8 or 2x6x8x8 float32 intermediate
-		if shared != 2*6*8*8*4 || apart != 2*4*8*8*4+2*6*8*8*4 {
-			t.Errorf("run %d: host arena %d bytes for CPU arenas of %d apart; want %d for %d", run, shared, apart, 2*6*8*8*4, 2*(4+6)*8*8*4)
+		// the first CPU segment: a 2048-byte arena and 2048 bytes passed
+		// on; the second: 6144 and 3072; at most 9216 at once (the
+		// second's), 13312 apart
+		if shared != 9216 || apart != 13312 {
+			t.Errorf("run %d: host arena %d bytes for %d apart; want 9216 for 13312", run, shared, apart)
 		}
 		if run == 0 {
-			t.Logf("CPU segments' arenas: %d bytes apart, %d in one host arena; context %d bytes in all", apart, shared, c.ArenaBytes())
+			t.Logf("CPU segments' arenas and tensors passed on: %d bytes apart, %d in one host arena; context %d bytes in all", apart, shared, c.ArenaBytes())
 		}
 	}
 }
