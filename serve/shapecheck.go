@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -25,6 +26,34 @@ type shapeCheck struct {
 	graph *ir.Graph // never changed: each check infers on a clone
 	mu    sync.Mutex
 	seen  map[string]error
+	// last is the latest verdict looked up or made: a server's requests
+	// nearly always have the shapes of the one before, and they find it
+	// here without taking mu
+	last atomic.Pointer[shapeVerdict]
+}
+
+// shapeVerdict is one combination of shapes and its verdict.
+type shapeVerdict struct {
+	key string
+	err error
+	// one, for a combination of one input, is that input's name, type
+	// and shape: a request of one input is matched against them without
+	// making its key
+	one   bool
+	name  string
+	dtype tensor.DType
+	shape []int
+}
+
+// same reports whether inputs, one input, is v's combination.
+func (v *shapeVerdict) same(inputs map[string]*tensor.Tensor) bool {
+	if !v.one || len(inputs) != 1 {
+		return false
+	}
+	for n, t := range inputs {
+		return t != nil && n == v.name && t.DType == v.dtype && slices.Equal(t.Shape, v.shape)
+	}
+	return false
 }
 
 func newShapeCheck(g *ir.Graph) *shapeCheck {
@@ -40,21 +69,36 @@ func (c *shapeCheck) check(inputs map[string]*tensor.Tensor) error {
 	if c == nil {
 		return nil
 	}
+	last := c.last.Load()
+	if last != nil && last.same(inputs) {
+		return last.err
+	}
 	var buf [128]byte
 	key := appendShapeKey(buf[:0], inputs)
+	if last != nil && last.key == string(key) {
+		return last.err
+	}
 	c.mu.Lock()
 	err, ok := c.seen[string(key)] // (the lookup does not allocate)
 	c.mu.Unlock()
-	if ok {
-		return err
+	if !ok {
+		err = c.infer(inputs)
+		c.mu.Lock()
+		if len(c.seen) >= shapeCheckCache {
+			clear(c.seen)
+		}
+		c.seen[string(key)] = err
+		c.mu.Unlock()
 	}
-	err = c.infer(inputs)
-	c.mu.Lock()
-	if len(c.seen) >= shapeCheckCache {
-		clear(c.seen)
+	v := &shapeVerdict{key: string(key), err: err}
+	if len(inputs) == 1 {
+		for n, t := range inputs {
+			if t != nil {
+				v.one, v.name, v.dtype, v.shape = true, n, t.DType, slices.Clone(t.Shape)
+			}
+		}
 	}
-	c.seen[string(key)] = err
-	c.mu.Unlock()
+	c.last.Store(v)
 	return err
 }
 

@@ -236,8 +236,8 @@ type Scheduler struct {
 	held []bool
 	// orderBuf is order's buffer, reused by each pick
 	orderBuf []*item
-	// lastKey is the latest batch key made (batchKey)
-	lastKey atomic.Pointer[string]
+	// keyCache is the latest batch key made (batchKey)
+	keyCache atomic.Pointer[lastKey]
 	// jobsWaiting counts warmup jobs waiting for their instance to be
 	// released by a caller
 	jobsWaiting int
@@ -319,12 +319,44 @@ func (s *Scheduler) broadcast() {
 	s.wake = make(chan struct{})
 }
 
+// lastKey is the latest batch key made (batchKey) and, when it was made for
+// one input, that input's name, type and shape past the batch dimension.
+type lastKey struct {
+	key   string
+	one   bool
+	name  string
+	dtype tensor.DType
+	dims  []int
+}
+
 // batchKey describes what must match for requests to be batched together:
 // every input's name, type and shape past the batch dimension. last, when
 // not nil, holds the latest key made: a request whose key is the same
-// shares its string (requests of one model nearly always have one key),
-// and a new key replaces it.
-func batchKey(inputs map[string]*tensor.Tensor, batched bool, last *atomic.Pointer[string]) (key string, size int, err error) {
+// shares its string (requests of one model nearly always have one key; a
+// request of one input is matched without making its key), and a new key
+// replaces it.
+func batchKey(inputs map[string]*tensor.Tensor, batched bool, last *atomic.Pointer[lastKey]) (key string, size int, err error) {
+	var prev *lastKey
+	if last != nil {
+		prev = last.Load()
+	}
+	if prev != nil && prev.one && len(inputs) == 1 {
+		for n, t := range inputs {
+			if t == nil || n != prev.name || t.DType != prev.dtype {
+				break
+			}
+			shape, size := t.Shape, 1
+			if batched {
+				if len(shape) == 0 {
+					break
+				}
+				size, shape = shape[0], shape[1:]
+			}
+			if slices.Equal(shape, prev.dims) {
+				return prev.key, max(size, 1), nil
+			}
+		}
+	}
 	var nameBuf [4]string
 	names := nameBuf[:0]
 	for n := range inputs {
@@ -360,12 +392,20 @@ func batchKey(inputs map[string]*tensor.Tensor, batched bool, last *atomic.Point
 	if last == nil {
 		return string(b), max(size, 1), nil
 	}
-	if p := last.Load(); p != nil && *p == string(b) {
-		return *p, max(size, 1), nil
+	if prev != nil && prev.key == string(b) && (prev.one || len(names) != 1) {
+		return prev.key, max(size, 1), nil
 	}
-	k := string(b)
-	last.Store(&k)
-	return k, max(size, 1), nil
+	e := &lastKey{key: string(b)}
+	if len(names) == 1 {
+		t := inputs[names[0]]
+		dims := t.Shape
+		if batched {
+			dims = dims[1:]
+		}
+		e.one, e.name, e.dtype, e.dims = true, names[0], t.DType, slices.Clone(dims)
+	}
+	last.Store(e)
+	return e.key, max(size, 1), nil
 }
 
 // appendDims appends shape as fmt's %v writes it: [1 3 32 32].
@@ -396,7 +436,7 @@ func (s *Scheduler) Infer(ctx context.Context, req *Request) (*Result, error) {
 	if req.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout", ErrInput)
 	}
-	key, size, err := batchKey(req.Inputs, s.opts.MaxBatchSize > 0, &s.lastKey)
+	key, size, err := batchKey(req.Inputs, s.opts.MaxBatchSize > 0, &s.keyCache)
 	if err != nil {
 		return nil, err
 	}
