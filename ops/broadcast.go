@@ -32,6 +32,32 @@ func BroadcastShape(shapes ...[]int) ([]int, error) {
 	return out, nil
 }
 
+// BroadcastShapeInto is BroadcastShape of two shapes, appended to dst[:0]
+// (a caller's stack array keeps it off the heap); ok is false when they
+// do not broadcast.
+func BroadcastShapeInto(dst, a, b []int) (out []int, ok bool) {
+	rank := max(len(a), len(b))
+	out = dst[:0]
+	for i := range rank {
+		da, db := 1, 1
+		if j := i - (rank - len(a)); j >= 0 {
+			da = a[j]
+		}
+		if j := i - (rank - len(b)); j >= 0 {
+			db = b[j]
+		}
+		switch {
+		case da == db || db == 1:
+			out = append(out, da)
+		case da == 1:
+			out = append(out, db)
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
 // BroadcastStrides returns element strides for reading a tensor of shape in
 // as if it had shape out (rank(out) >= rank(in)): broadcast dims get stride 0.
 func BroadcastStrides(in, out []int) []int {

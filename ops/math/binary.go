@@ -138,6 +138,34 @@ func floatArith[T floating](op arithOp) func(x, y T) T {
 	return nil
 }
 
+// arithF32Small computes a float32 Add, Sub, Mul or Div of one goroutine's
+// size (at most ops.ElemGrain elements) whose operands are each the
+// output's size or a scalar, without a broadcast plan: operands as large
+// as the output lie in its layout. It reports whether it did.
+func arithF32Small(op arithOp, a, b, out *tensor.Tensor) bool {
+	n := out.Len()
+	if n > ops.ElemGrain {
+		return false
+	}
+	na, nb := a.Len(), b.Len()
+	av, bv, d := elems[float32](a), elems[float32](b), elems[float32](out)
+	if len(av) < na || len(bv) < nb || len(d) < n {
+		return false
+	}
+	d = d[:n]
+	switch {
+	case na == n && nb == n:
+		vvF32(op, d, av[:n], bv[:n])
+	case na == n && nb == 1:
+		vsF32(op, d, av[:n], bv[0])
+	case na == 1 && nb == n:
+		svF32(op, d, av[0], bv[:n])
+	default:
+		return false
+	}
+	return true
+}
+
 // arithF32 is the fast float32 path of Add, Sub, Mul and Div: tight loops
 // over each run with no per-element call.
 func arithF32(op arithOp, p *plan, a, b, dst []float32) {
@@ -230,6 +258,9 @@ func svF32(op arithOp, d []float32, x float32, y []float32) {
 // arithInto computes out = a op b with broadcasting, all three of one type.
 // It returns an error for a type op does not apply to.
 func arithInto(name string, op arithOp, a, b, out *tensor.Tensor) error {
+	if a.DType == tensor.Float32 && op <= opDiv && arithF32Small(op, a, b, out) {
+		return nil
+	}
 	p := newPlan(out.Shape, a.Shape, b.Shape)
 	switch a.DType {
 	case tensor.Float32:

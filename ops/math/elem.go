@@ -245,6 +245,12 @@ func badType(name string, dt tensor.DType) error {
 // broadcastOut returns an output of type dt with the broadcast shape of the
 // tensors (see ops.NewOutput: callers write every element).
 func broadcastOut(env *ops.Env, dt tensor.DType, ts ...*tensor.Tensor) (*tensor.Tensor, error) {
+	if len(ts) == 2 {
+		var sb [8]int // on the stack: NewOutput copies the shape
+		if shape, ok := ops.BroadcastShapeInto(sb[:], ts[0].Shape, ts[1].Shape); ok {
+			return ops.NewOutput(env, dt, shape)
+		}
+	}
 	shapes := make([][]int, len(ts))
 	for i, t := range ts {
 		shapes[i] = t.Shape
