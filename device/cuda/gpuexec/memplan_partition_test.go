@@ -8,6 +8,7 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/partition"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -97,6 +98,50 @@ func TestHostArenaFake(t *testing.T) {
 		}
 		if run == 0 {
 			t.Logf("CPU segments' arenas and tensors passed on: %d bytes apart, %d in one host arena; context %d bytes in all", apart, shared, c.ArenaBytes())
+		}
+	}
+}
+
+// TestHostArenaOnGPU is TestHostArenaFake on a GPU, where the device
+// segments compute: the context's outputs match the CPU engine's (float32
+// tolerances) run after run, with the CPU segments' activations and the
+// tensors they pass on in one host arena of 9216 bytes (13312 apart).
+func TestHostArenaOnGPU(t *testing.T) {
+	needGPU(t)
+	g := twoCPUSegmentsNet(t)
+	ref, err := engine.New(g.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, r, err := partition.Compile(g, Device{}, device.ExecOptions{}, partition.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	t.Log(r.Summary())
+	c, err := prog.(device.Contexts).NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for run := range 4 {
+		x := tensor.New(tensor.Float32, 2, 3, 8, 8)
+		for i := range x.Float32s() {
+			x.Float32s()[i] = float32((i*7+run)%11)/11 - 0.4
+		}
+		in := map[string]*tensor.Tensor{"image": x}
+		got, err := c.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Run(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareFloat32(t, fmt.Sprintf("run %d: y", run), got["y"], want["y"], rtol, atol)
+		shared, apart, _ := partition.HostArena(c)
+		if shared != 9216 || apart != 13312 {
+			t.Errorf("run %d: host arena %d bytes for %d apart; want 9216 for 13312", run, shared, apart)
 		}
 	}
 }
