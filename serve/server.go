@@ -1058,7 +1058,7 @@ func (s *Server) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 		v.stats.ComputeNs += uint64(res.Compute)
 		v.stats.ComputeInputNs += uint64(res.Input)
 		v.stats.ComputeOutputNs += uint64(res.Output)
-		v.stats.LastInference = time.Now()
+		v.stats.LastInference = start.Add(total) // (total's end: one clock read less)
 	} else {
 		v.stats.FailCount++
 		v.stats.FailNs += uint64(total)

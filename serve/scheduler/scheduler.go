@@ -921,11 +921,13 @@ func (s *Scheduler) retryAlone(batch []*item, instance int) {
 func (s *Scheduler) runAlone(it *item, instance int, switched bool, start time.Time) time.Duration {
 	ran := s.opts.Now()
 	out, err := s.run[instance].Run(it.ctx, it.req.Inputs)
-	compute := s.opts.Now().Sub(ran)
+	done := s.opts.Now()
+	compute := done.Sub(ran)
 	if s.obs != nil {
 		s.obs.Executed(Execution{Requests: 1, BatchSize: it.size, Compute: compute, Input: ran.Sub(start), Instance: instance, Switched: switched})
 	}
-	took := s.opts.Now().Sub(start)
+	// (until the result was ready: the observer's bookkeeping is not the run's)
+	took := done.Sub(start)
 	if err != nil {
 		it.finish(outcome{err: err})
 		return took
