@@ -136,8 +136,10 @@ func TestTuneOnGPU(t *testing.T) {
 				mb.model, strings.Join(shapes, ", "), tuning, e.Measured(), len(e.Tactics()), notFirst, kernel, plainMS, tunedMS, worst))
 		})
 	}
-	// Through the device's Compiler, as kiln build and load do: the plan
-	// blob of a tuned build, loaded without timing, gives the same outputs.
+	// Through the device's Compiler, as kiln build and load do: the
+	// choices of a tuned build (its layer report, which the plan's header
+	// keeps), loaded without timing, are chosen again and give the same
+	// outputs.
 	t.Run("plan", func(t *testing.T) {
 		path := modelPath(t, "resnet_mini")
 		in := randomImages(t, "resnet_mini", 4, 9)
@@ -158,7 +160,7 @@ func TestTuneOnGPU(t *testing.T) {
 		want, _ := outs(device.ExecOptions{})
 		tunedOut, tuned := outs(device.ExecOptions{Tune: true, TimingCache: cachePath})
 		_, again := outs(device.ExecOptions{Tune: true, TimingCache: cachePath})
-		loadedOut, loaded := outs(device.ExecOptions{Blobs: tuned.Blobs()})
+		loadedOut, loaded := outs(device.ExecOptions{Blobs: tuned.Blobs(), Tactics: programChoices(t, tuned)})
 		if tuned.measured == 0 || again.measured != 0 || loaded.measured != 0 {
 			t.Errorf("measured %d, then %d with the cache, %d at load", tuned.measured, again.measured, loaded.measured)
 		}
@@ -166,7 +168,10 @@ func TestTuneOnGPU(t *testing.T) {
 			compareFloat32(t, "tuned "+n, tunedOut[n], w, rtol, atol)
 			compareFloat32(t, "loaded "+n, loadedOut[n], w, rtol, atol)
 		}
-		t.Logf("plan: %d timings measured, tactics blob %d bytes", tuned.measured, len(tuned.Blobs()[tacticsBlob]))
+		if got, want := programChoices(t, loaded), programChoices(t, tuned); !reflect.DeepEqual(got, want) {
+			t.Errorf("loaded with choices %v, tuned %v", got, want)
+		}
+		t.Logf("plan: %d timings measured, %d choices", tuned.measured, len(programChoices(t, tuned)))
 	})
 	table := strings.Join(rows, "\n") + "\n"
 	t.Log("\n" + table)

@@ -222,22 +222,7 @@ func TestCompilePlanTuneFake(t *testing.T) {
 		}
 		return prog.(*planProgram)
 	}
-	// choices reads what the program's layer report says it chose, as the
-	// plan's header keeps it.
-	choices := func(p *planProgram) []device.Tactic {
-		t.Helper()
-		r, err := device.ParseLayerReport(p.Blobs()[device.LayersBlob])
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []device.Tactic
-		for _, l := range r.Layers {
-			if l.Choice != "" {
-				out = append(out, device.Tactic{Layer: l.Name, Tactic: l.Choice, Sig: l.Sig})
-			}
-		}
-		return out
-	}
+	choices := func(p *planProgram) []device.Tactic { return programChoices(t, p) }
 	first := compileRun(device.ExecOptions{Tune: true, TimingCache: cachePath})
 	tuned := choices(first)
 	if _, ok := first.Blobs()[tacticsBlob]; ok || len(tuned) == 0 || first.measured == 0 {
@@ -291,4 +276,22 @@ func TestCompilePlanTuneFake(t *testing.T) {
 	if _, err := compilePlan(g, device.ExecOptions{Tune: true, TimingCache: cachePath}); !errors.Is(err, tactic.ErrCorrupt) {
 		t.Fatalf("damaged timing cache: %v, want tactic.ErrCorrupt", err)
 	}
+}
+
+// programChoices reads what a compiled plan's layer report says it chose,
+// as the plan's header keeps it and a load hands it back
+// (device.ExecOptions.Tactics).
+func programChoices(t testing.TB, p *planProgram) []device.Tactic {
+	t.Helper()
+	r, err := device.ParseLayerReport(p.Blobs()[device.LayersBlob])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []device.Tactic
+	for _, l := range r.Layers {
+		if l.Choice != "" {
+			out = append(out, device.Tactic{Layer: l.Name, Tactic: l.Choice, Sig: l.Sig})
+		}
+	}
+	return out
 }
