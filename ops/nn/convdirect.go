@@ -384,7 +384,12 @@ func directInput(p cpu.Conv2DParams, x, xin []float32, hq, wq, ph, pw int) {
 	if items*plane <= directCopyOne || directInline(p) {
 		ic.fn(0, items)
 	} else {
-		dynamicFor(items, max(1, 4096/max(1, plane), items/(4*cpu.Threads())), ic.fn)
+		chunk := max(1, 4096/max(1, plane), items/(4*cpu.Threads()))
+		if sh, sw := p.StrideH, p.StrideW; sh == 2 && sw == 2 && pw == 2 {
+			// ranges of whole pairs of column phases (items' padPlaneS2x2)
+			chunk += chunk % 2
+		}
+		dynamicFor(items, chunk, ic.fn)
 	}
 	*ic = directInCall{fn: ic.fn} // drop the references to the caller's memory
 	directInCalls.Put(ic)
