@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
@@ -30,7 +31,15 @@ import (
 // ModelStreamInfer counts each request of a stream while it runs (a
 // stream's RPC lasts as long as its client keeps it open), and the other
 // methods run no model.
-func InFlightOption() grpc.ServerOption { return grpc.StatsHandler(inFlightHandler{}) }
+func InFlightOption() grpc.ServerOption {
+	inFlightMade.Store(true)
+	return grpc.StatsHandler(inFlightHandler{})
+}
+
+// inFlightMade reports whether InFlightOption was called in this process:
+// until it is, no context is counted, and counted need not look (a look-up
+// of a key a context does not hold walks all of grpc-go's context chain).
+var inFlightMade atomic.Bool
 
 type inFlightHandler struct{}
 
@@ -49,6 +58,9 @@ func (c countedCtx) Value(key any) any {
 
 // counted reports whether InFlightOption counts ctx's RPC.
 func counted(ctx context.Context) bool {
+	if !inFlightMade.Load() {
+		return false
+	}
 	b, _ := ctx.Value(countedKey{}).(bool)
 	return b
 }

@@ -156,3 +156,32 @@ func inFlightCount(t *testing.T, withOption bool) {
 	st.Recv()
 	waitCount(base, "after the stream")
 }
+
+type benchCtxKey int
+
+// BenchmarkCounted: ModelInfer's look-up of InFlightOption's mark in a
+// context chain of 10 values (grpc-go's stream context holds several),
+// with InFlightOption made in the process (a walk of the chain) and
+// without (none).
+func BenchmarkCounted(b *testing.B) {
+	ctx := context.Background()
+	for i := range 10 {
+		ctx = context.WithValue(ctx, benchCtxKey(i), i)
+	}
+	for _, made := range []bool{true, false} {
+		name := "option-made"
+		if !made {
+			name = "no-option"
+		}
+		b.Run(name, func(b *testing.B) {
+			was := inFlightMade.Load()
+			inFlightMade.Store(made)
+			defer inFlightMade.Store(was)
+			for range b.N {
+				if counted(ctx) {
+					b.Fatal("counted")
+				}
+			}
+		})
+	}
+}
