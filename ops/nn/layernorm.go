@@ -172,7 +172,19 @@ func skipLayerNormRows(y, sum, x, skip, gamma, beta []float32, d int, eps float3
 			if sum != nil {
 				s = sum[r*d : (r+1)*d]
 			}
-			fastmath.ScaleAdd(s, xr, 1, skip[r*d:(r+1)*d]) // x*1 + skip rounds once, as x + skip does
+			sk := skip[r*d : (r+1)*d]
+			if k := lnVec(d); k > 0 {
+				// x + skip and its sum in one pass (the values and the
+				// order of the sum are normRow's)
+				tot := lnAddSum(s, xr, sk, k)
+				for i := k; i < d; i++ {
+					s[i] = xr[i] + sk[i]
+					tot += s[i]
+				}
+				normRowSum(yr, s, gamma, beta, eps, tot)
+				continue
+			}
+			fastmath.ScaleAdd(s, xr, 1, sk) // x*1 + skip rounds once, as x + skip does
 		}
 		normRow(yr, s, gamma, beta, eps)
 	}
@@ -181,12 +193,7 @@ func skipLayerNormRows(y, sum, x, skip, gamma, beta []float32, d int, eps float3
 // normRow sets y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta for one
 // row; y may be s.
 func normRow(y, s, gamma, beta []float32, eps float32) {
-	d := len(s)
-	y, gamma = y[:d], gamma[:d]
-	if beta != nil {
-		beta = beta[:d]
-	}
-	k := lnVec(d)
+	k := lnVec(len(s))
 	var tot float32
 	if k > 0 {
 		tot = lnSum(s, k)
@@ -194,6 +201,17 @@ func normRow(y, s, gamma, beta []float32, eps float32) {
 	for _, v := range s[k:] {
 		tot += v
 	}
+	normRowSum(y, s, gamma, beta, eps, tot)
+}
+
+// normRowSum is normRow given the sum tot of s.
+func normRowSum(y, s, gamma, beta []float32, eps, tot float32) {
+	d := len(s)
+	y, gamma = y[:d], gamma[:d]
+	if beta != nil {
+		beta = beta[:d]
+	}
+	k := lnVec(d)
 	mean := tot / float32(d)
 	var sq float32
 	if k > 0 {

@@ -14,6 +14,9 @@ func lnSumAVX2(x *float32, n int) float32
 func lnSqDevAVX2(x *float32, n int, mean float32) float32
 
 //go:noescape
+func lnAddSumAVX2(dst, x, skip *float32, n int) float32
+
+//go:noescape
 func lnApplyAVX2(dst, x, gamma, beta *float32, n int, mean, inv float32)
 
 // lnVec returns how many leading elements of a row (a multiple of 8) the
@@ -27,6 +30,12 @@ func lnVec(n int) int {
 
 // lnSum returns the sum of x[:k] (k from lnVec, not 0).
 func lnSum(x []float32, k int) float32 { return lnSumAVX2(&x[:k][0], k) }
+
+// lnAddSum sets dst = x + skip over [:k] and returns the sum of dst[:k],
+// added in the order lnSum adds (so that the row's mean is the same).
+func lnAddSum(dst, x, skip []float32, k int) float32 {
+	return lnAddSumAVX2(&dst[:k][0], &x[:k][0], &skip[:k][0], k)
+}
 
 // lnSqDev returns the sum of (x[i]-mean)² over x[:k].
 func lnSqDev(x []float32, k int, mean float32) float32 {

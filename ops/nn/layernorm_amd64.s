@@ -118,3 +118,49 @@ nobeta:
 	JNZ     nobeta
 	VZEROUPPER
 	RET
+
+// func lnAddSumAVX2(dst, x, skip *float32, n int) float32
+// dst = x + skip, returning the sum of dst accumulated as lnSumAVX2 does.
+TEXT ·lnAddSumAVX2(SB), NOSPLIT, $0-36
+	MOVQ   dst+0(FP), DI
+	MOVQ   x+8(FP), SI
+	MOVQ   skip+16(FP), DX
+	MOVQ   n+24(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	CMPQ   CX, $16
+	JL     add8
+
+add16:
+	VMOVUPS (SI), Y3
+	VMOVUPS 32(SI), Y4
+	VADDPS  (DX), Y3, Y3
+	VADDPS  32(DX), Y4, Y4
+	VMOVUPS Y3, (DI)
+	VMOVUPS Y4, 32(DI)
+	VADDPS  Y3, Y0, Y0
+	VADDPS  Y4, Y1, Y1
+	ADDQ    $64, SI
+	ADDQ    $64, DX
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	CMPQ    CX, $16
+	JGE     add16
+
+add8:
+	CMPQ    CX, $8
+	JL      adddone
+	VMOVUPS (SI), Y3
+	VADDPS  (DX), Y3, Y3
+	VMOVUPS Y3, (DI)
+	VADDPS  Y3, Y0, Y0
+
+adddone:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, ret+32(FP)
+	VZEROUPPER
+	RET
