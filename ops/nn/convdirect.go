@@ -994,6 +994,11 @@ const pcTaps = 9
 // directPC turns the pfChannel kernel on and off (benchmarks compare).
 var directPC = true
 
+// directPartialNoPC keeps the partial tiles (16 < n < 48 positions, or
+// every tile without directFull) of pfChannel layers on the kernels
+// without the channel prefetch (benchmarks compare; NOTES.md section 35).
+var directPartialNoPC bool
+
 // directPCAny turns the pfChannel kernel on for every convolution (benchmarks).
 var directPCAny bool
 

@@ -34,6 +34,12 @@ func convDirectAVX512x3full(k int, a, b *float32, offs *int32, c *float32, ldc i
 func convDirectAVX512x3fullpc(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
 
 //go:noescape
+func convDirectAVX512x2pc(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
+
+//go:noescape
+func convDirectAVX512x3pc(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
+
+//go:noescape
 func convDirectAVX512x3fullpf(k int, a, b *float32, offs *int32, c *float32, ldc int, bias *float32, lo, hi float32, clamp bool, n, rows int, z *float32)
 
 // The kernels of tiles of 8 output channels x 1, 2 and 3 vectors of 16
@@ -100,8 +106,14 @@ func convDirectTileK(pf int, k int, a, src []float32, offs []int32, j0 int, out 
 	switch {
 	case n <= 16:
 		convDirectAVX512x1(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
+	case n <= 32 && pf == pfChannel && !directPartialNoPC:
+		_ = offs[k+pcTaps-1]
+		convDirectAVX512x2pc(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	case n <= 32:
 		convDirectAVX512x2(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
+	case (n < directNR || !directFull) && pf == pfChannel && !directPartialNoPC:
+		_ = offs[k+pcTaps-1]
+		convDirectAVX512x3pc(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	case n < directNR || !directFull:
 		convDirectAVX512x3(k, &a[0], &src[j0], &offs[0], &out[0], ldc, bias, lo, hi, clampOn, n, rows, zp)
 	case pf == pfChannel:

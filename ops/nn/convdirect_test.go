@@ -44,6 +44,7 @@ func TestConvDirect(t *testing.T) {
 		{"5x5 at 9x21 (two vectors a row, the last of 5 lanes)", cpu.Conv2DParams{N: 1, C: 3, H: 9, W: 21, M: 11, KH: 5, KW: 5, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2, StrideH: 1, StrideW: 1}},
 		{"3x3/2 at 15x15 to 8x8", cpu.Conv2DParams{N: 1, C: 6, H: 15, W: 15, M: 8, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2}},
 		{"3x3 at 20x64, rows of 48 + 16 (their last vectors three rows to a tile), m 13, batch 2", cpu.Conv2DParams{N: 2, C: 5, H: 20, W: 64, M: 13, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1, Act: cpu.ActRelu}},
+		{"yolo 3x3/2 c16 160 to 80 (a tile of 48 and one of 32 a row, both with the channel prefetch)", cpu.Conv2DParams{N: 1, C: 16, H: 160, W: 160, M: 32, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2, Act: cpu.ActRelu}},
 		{"yolo stem 3x3/2 320 to 160 (three tiles and a vector a row)", cpu.Conv2DParams{N: 1, C: 3, H: 320, W: 320, M: 16, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 2, StrideW: 2}},
 		{"3x3 at 5x5, one row a vector, m 3", cpu.Conv2DParams{N: 1, C: 2, H: 5, W: 5, M: 3, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, StrideH: 1, StrideW: 1}},
 	}

@@ -104,6 +104,7 @@ func BenchmarkDirectParts(b *testing.B) {
 		}{
 			{"direct", orderAuto, true, false, false, false},
 			{"nopc", orderAuto, false, false, false, false},
+			{"nopartpc", orderAuto, true, false, false, false},
 			{"div", orderAuto, true, false, false, true},
 			{"pcany", orderAuto, true, true, false, false},
 			{"tileorder", orderTile, true, false, false, false},
@@ -126,7 +127,10 @@ func BenchmarkDirectParts(b *testing.B) {
 						fs = append(fs, newDirectFilter(w, p.M, p.C, p.KH, p.KW))
 					}
 					directOrder, directPC, directPCAny, directItemsDiv = o.order, o.pc, o.any, o.div
-					defer func() { directOrder, directPC, directPCAny, directItemsDiv = orderAuto, true, false, false }()
+					directPartialNoPC = o.name == "nopartpc"
+					defer func() {
+						directOrder, directPC, directPCAny, directItemsDiv, directPartialNoPC = orderAuto, true, false, false, false
+					}()
 					run(b, threads, func(j int) { convDirect(p, x, fs[j%copies], bias, y, nil, nil) })
 				})
 			}

@@ -30,6 +30,10 @@ func main() {
 	kernel(3, true, false, 0)
 	kernel(3, true, true, 0)
 	kernel(3, true, false, pcTaps)
+	// the partial tiles of stride-2 rows (yolo_tiny's 80-column rows: a
+	// tile of 48 and one of 32) with the channel prefetch too
+	kernel(2, false, false, pcTaps)
+	kernel(3, false, false, pcTaps)
 	for nv := 1; nv <= 3; nv++ {
 		gather(nv)
 	}
@@ -53,7 +57,7 @@ func main() {
 // that fit in L2 it cost 2-10%, so only large pointwise inputs use it:
 // directPrefetch; ops/nn/NOTES.md section 22).
 //
-// With pc > 0 (full only), convDirectAVX512x<nv>fullpc, which prefetches
+// With pc > 0, convDirectAVX512x<nv>[full]pc, which prefetches
 // into L1, with each tap's loads, the positions of the tap pc taps on (the
 // same tap of the next input channel on a 3x3 kernel: pcTaps): a stride-2
 // tile reads each channel's 4 phase planes, ~19 cache lines per channel
