@@ -311,10 +311,15 @@ func TestConv1x1Fake(t *testing.T) {
 		}
 	}
 
-	// Through the device's Compiler with the plan's blob, as kiln run and
-	// kiln inspect load a plan: the layer report names the products.
+	// Through the device's Compiler with the plan header's choices, as
+	// kiln run and kiln inspect load a plan: the layer report names the
+	// products.
 	t.Setenv(cuda.EnvLibPath, dir)
-	prog, err := compilePlan(g, device.ExecOptions{Precision: "fp16", Blobs: map[string][]byte{tacticsBlob: parsed.Marshal()}})
+	var header []device.Tactic
+	for layer, tt := range parsed {
+		header = append(header, device.Tactic{Layer: layer, Tactic: tt.name(), Sig: tt.Sig})
+	}
+	prog, err := compilePlan(g, device.ExecOptions{Precision: "fp16", Tactics: header})
 	if err != nil {
 		t.Fatal(err)
 	}
