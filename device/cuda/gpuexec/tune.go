@@ -20,7 +20,9 @@ const (
 	ImplKernel   = "kernel"   // kiln's own kernels
 )
 
-// tacticsBlob is the plan section holding the tuned choices.
+// tacticsBlob is the plan section in which plans written before kiln kept
+// the GPU's choices in the plan header held them (Tactics.Marshal); a
+// load still reads it when the header has no choices (planTactics).
 const tacticsBlob = "cuda.tactics"
 
 // Tuning measurements: warm-up runs, then the median of timed runs.
@@ -183,7 +185,8 @@ const (
 	tacticsVersion = 1
 )
 
-// Marshal encodes t for a plan blob.
+// Marshal encodes t as an older plan's "cuda.tactics" section held it
+// (tests write such plans; new plans keep the choices in the header).
 func (t Tactics) Marshal() []byte {
 	b, _ := json.Marshal(tacticsFile{Format: tacticsFormat, Version: tacticsVersion, Layers: t})
 	return b
