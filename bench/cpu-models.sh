@@ -37,12 +37,16 @@ else
   ort_time() { NODE_PATH=$ortdir/node_modules "${pin[@]}" node bench/ort_time.js "$@"; }
   ort_profile() { NODE_PATH=$ortdir/node_modules "${pin[@]}" node bench/ort_profile.js "$@"; }
 fi
+# each run its own binary and plans (runs side by side do not overwrite each other's)
+plandir=$(mktemp -d)
+trap 'rm -rf "$plandir"' EXIT
+bin=$plandir/kiln
 if [ -n "${KILN:-}" ]; then
-  cp "$KILN" /tmp/kiln-bench
+  cp "$KILN" "$bin"
 else
-  go build -o /tmp/kiln-bench ./cmd/kiln
+  go build -o "$bin" ./cmd/kiln
 fi
-kiln() { "${pin[@]}" /tmp/kiln-bench "$@"; }
+kiln() { "${pin[@]}" "$bin" "$@"; }
 declare -A shapes=(
   [resnet_mini]="input:1x3x224x224"
   [mobilenet_v2]="input:1x3x224x224"
@@ -77,8 +81,6 @@ fi
 echo
 echo "| model | input | load (1 min) | kiln plan p50 ms | kiln plan min ms | kiln CPU ms | kiln unoptimized p50 ms | ONNX Runtime ms (this run) | ratio ORT/kiln plan | ORT ms in TARGETS.md |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-plandir=$(mktemp -d)
-trap 'rm -rf "$plandir"' EXIT
 for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny resnet50 bert_base; do
   f=$models/$m/model.onnx
   [ -f "$f" ] || f=${EXTRA:-/nonexistent}/$m/model.onnx
@@ -95,7 +97,7 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny resnet50 ber
   kmin=$(echo "$kout" | sed -n '/^latency/s/.*min \([0-9.]*\) .*/\1/p')
   kcpu=
   if [ -n "$haveperf" ]; then
-    tc() { perf stat -x, -e task-clock /tmp/kiln-bench run "$plandir/$m.plan" --intra-op-threads 2 --warmup 0 --iterations "$1" 2>&1 >/dev/null | grep task-clock | cut -d, -f1; }
+    tc() { perf stat -x, -e task-clock "$bin" run "$plandir/$m.plan" --intra-op-threads 2 --warmup 0 --iterations "$1" 2>&1 >/dev/null | grep task-clock | cut -d, -f1; }
     a=$(tc 1); b=$(tc $((iters+1)))
     kcpu=$(awk -v a="$a" -v b="$b" -v n="$iters" 'BEGIN{printf "%.3f", (b-a)/n}')
   fi
