@@ -109,7 +109,8 @@ func TestRunAllocs(t *testing.T) {
 // pooled jobs and buffers a GC emptied from their sync.Pools; at two the
 // count also moves with which P's pool a job lands in (a worker releases
 // it on the other P, the caller misses and makes a new one). The bounds
-// leave room for both (before this test: 641, 149 and 158 at two threads).
+// leave room for both (before this test, at one and two threads: bert_mini
+// 642 and 641, resnet_mini 141 and 138, squeezenet1_1 160 and 155).
 // What is left at one thread: bert_mini's element-wise ops of the mask
 // (ops/math's broadcast plans), view headers of Reshape/Squeeze/Unsqueeze,
 // the graph outputs (tensor and data) and the result map; in the CNNs the
@@ -117,9 +118,9 @@ func TestRunAllocs(t *testing.T) {
 // (ops/nn/fused.go) and the same outputs.
 func TestRunAllocsShared(t *testing.T) {
 	bounds := map[string][2]float64{ // allocations per run at 1 and 2 threads
-		"squeezenet1_1": {20, 50},
+		"squeezenet1_1": {30, 50},
 		"resnet_mini":   {30, 70},
-		"bert_mini":     {60, 80},
+		"bert_mini":     {60, 100},
 	}
 	names := make([]string, 0, len(bounds))
 	for n := range bounds {
