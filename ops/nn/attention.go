@@ -102,8 +102,14 @@ func (k *mhaOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 		if !ops.BroadcastsTo(mask.Shape, full[:]) {
 			return nil, badInput("%s mask of shape %v does not broadcast to the scores [%d %d %d %d]", op, mask.Shape, b, h, s, s)
 		}
-		ops.BroadcastStridesInto(a.mstrBuf[:], mask.Shape, full[:])
-		a.mask, a.mstr = mask.Float32s(), a.mstrBuf[:]
+		if mv := mask.Float32s(); !allZero(mv) {
+			// (a mask of zeros, every key attended, as BERT's additive
+			// mask is without padding, adds nothing: the softmax then
+			// scales inside its exponential pass instead of a pass of
+			// its own)
+			ops.BroadcastStridesInto(a.mstrBuf[:], mask.Shape, full[:])
+			a.mask, a.mstr = mv, a.mstrBuf[:]
+		}
 	}
 	y, err := newOut(env, tensor.Float32, []int{b, s, hd})
 	if err != nil {
@@ -116,6 +122,16 @@ func (k *mhaOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	a.y = attnView{data: y.Float32s(), ld: hd, bStride: s * hd, hStride: d}
 	a.run()
 	return env.One(y), nil
+}
+
+// allZero reports whether every element of v is zero (either sign).
+func allZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // attnView locates the [rows, D] matrix of one (batch, head) in a float32
