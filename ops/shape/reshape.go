@@ -350,9 +350,13 @@ func (k *squeezeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	}
 	axes := k.axes
 	if !k.attr && arg(in, 1) != nil {
-		var err error
-		if axes, err = intVector(k.name(), "axes", in[1]); err != nil {
-			return nil, err
+		if a := in[1]; a.DType == tensor.Int64 && a.Rank() <= 1 && len(a.Data) >= 8*a.Len() {
+			axes = a.Int64s()[:a.Len()] // read only: no copy
+		} else {
+			var err error
+			if axes, err = intVector(k.name(), "axes", in[1]); err != nil {
+				return nil, err
+			}
 		}
 		if len(axes) == 0 {
 			axes = nil
@@ -360,11 +364,33 @@ func (k *squeezeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 	} else if !k.attr && k.unsqueeze {
 		return nil, badInput("Unsqueeze: axes input is missing")
 	}
-	var shape []int
+	var sb [8]int // the output shape, on the stack (Reshape copies it)
+	shape := sb[:0]
 	if k.unsqueeze {
-		keep, err := unsqueezeShape(x.Rank(), axes)
-		if err != nil {
-			return nil, err
+		r := x.Rank() + len(axes)
+		var kb [8]bool
+		var keep []bool
+		if r <= len(kb) {
+			// unsqueezeShape without allocating
+			keep = kb[:r]
+			for i := range keep {
+				keep[i] = true
+			}
+			for _, a := range axes {
+				ax, err := normAxis("Unsqueeze", a, r)
+				if err != nil {
+					return nil, err
+				}
+				if !keep[ax] {
+					return nil, badInput("%s: axis %d is repeated", "Unsqueeze", a)
+				}
+				keep[ax] = false
+			}
+		} else {
+			var err error
+			if keep, err = unsqueezeShape(x.Rank(), axes); err != nil {
+				return nil, err
+			}
 		}
 		j := 0
 		for _, kp := range keep {
@@ -376,24 +402,32 @@ func (k *squeezeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 			}
 		}
 	} else {
-		drop := make([]bool, x.Rank())
+		var db [8]bool
+		drop := db[:0]
+		if x.Rank() <= len(db) {
+			drop = db[:x.Rank()]
+		} else {
+			drop = make([]bool, x.Rank())
+		}
 		if axes == nil {
 			for i, d := range x.Shape {
 				drop[i] = d == 1
 			}
 		} else {
-			ax, err := normAxes("Squeeze", axes, x.Rank())
-			if err != nil {
-				return nil, err
-			}
-			for _, a := range ax {
-				if x.Shape[a] != 1 {
-					return nil, badInput("Squeeze: dimension %d of %v is not 1", a, x.Shape)
+			for _, a := range axes {
+				ax, err := normAxis("Squeeze", a, x.Rank())
+				if err != nil {
+					return nil, err
 				}
-				drop[a] = true
+				if drop[ax] {
+					return nil, badInput("%s: axis %d is repeated", "Squeeze", a)
+				}
+				if x.Shape[ax] != 1 {
+					return nil, badInput("Squeeze: dimension %d of %v is not 1", ax, x.Shape)
+				}
+				drop[ax] = true
 			}
 		}
-		shape = []int{}
 		for i, d := range x.Shape {
 			if !drop[i] {
 				shape = append(shape, d)
