@@ -403,7 +403,7 @@ func (k *squeezeOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		}
 	} else {
 		var db [8]bool
-		drop := db[:0]
+		var drop []bool
 		if x.Rank() <= len(db) {
 			drop = db[:x.Rank()]
 		} else {
