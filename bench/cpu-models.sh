@@ -10,6 +10,8 @@
 #                  the same session options) instead of onnxruntime-node
 #   CPUS=list      pin kiln and ONNX Runtime to these cores (taskset -c, e.g. 2-3)
 #   MODELS=dir     where the models are (default ../shared/models)
+#   ONLY=a,b       only these models (names as in the table, e.g.
+#                  ONLY=resnet_mini,yolo_tiny); default: every one found
 #   EXTRA=dir      also the models exported by ../shared/tools/export_models.py
 #                  into dir (resnet50, bert_base), where present
 #   PROFILE=dir    also write, per model, kiln's per-layer times of the plan
@@ -85,6 +87,7 @@ for m in resnet_mini mobilenet_v2 squeezenet1_1 bert_mini yolo_tiny resnet50 ber
   f=$models/$m/model.onnx
   [ -f "$f" ] || f=${EXTRA:-/nonexistent}/$m/model.onnx
   [ -f "$f" ] || continue
+  if [ -n "${ONLY:-}" ] && [[ ",$ONLY," != *",$m,"* ]]; then continue; fi
   args=(); prof=()
   for s in ${shapes[$m]}; do
     args+=(--shape "$s")
