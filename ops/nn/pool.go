@@ -29,6 +29,7 @@ type poolOp struct {
 	indices      bool
 	planes       maxPlaneCache // maxPoolPlanes' plan of the last shape
 	regs         poolRegCache  // poolRegPlanes' plan of the last shape
+	shapes       shapeCache    // the geometry and output shape of the last shape
 }
 
 func preparePool(kind poolKind, name string) func(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -89,11 +90,18 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	if len(k.win.kernel) > 3 {
 		return nil, badInput("%s over %d spatial dims: at most 3 are supported", k.name, len(k.win.kernel))
 	}
-	g, err := k.win.resolve(x.Shape[2:], nil)
-	if err != nil {
-		return nil, err
+	var g *geom
+	var outShape []int
+	if e := k.shapes.get(x.Shape); e != nil {
+		g, outShape = e.g, e.out
+	} else {
+		var err error
+		if g, err = k.win.resolve(x.Shape[2:], nil); err != nil {
+			return nil, err
+		}
+		outShape = append([]int{x.Shape[0], x.Shape[1]}, g.out...)
+		k.shapes.put(x.Shape, g, outShape)
 	}
-	outShape := append([]int{x.Shape[0], x.Shape[1]}, g.out...)
 	y, err := newOut(env, x.DType, outShape)
 	if err != nil {
 		return nil, err
@@ -306,9 +314,10 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 // globalPoolOp is ONNX GlobalAveragePool, GlobalMaxPool and GlobalLpPool:
 // one window covering all spatial dims.
 type globalPoolOp struct {
-	name string
-	kind poolKind
-	p    float64
+	name   string
+	kind   poolKind
+	p      float64
+	shapes shapeCache // the output shape of the last input shape
 }
 
 func (k *globalPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -337,9 +346,15 @@ func (k *globalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 	if x.Rank() < 2 {
 		return nil, badInput("%s input %v, want [N,C,...]", k.name, x.Shape)
 	}
-	outShape := append([]int{}, x.Shape[:2]...)
-	for range x.Shape[2:] {
-		outShape = append(outShape, 1)
+	var outShape []int
+	if e := k.shapes.get(x.Shape); e != nil {
+		outShape = e.out
+	} else {
+		outShape = append([]int{}, x.Shape[:2]...)
+		for range x.Shape[2:] {
+			outShape = append(outShape, 1)
+		}
+		k.shapes.put(x.Shape, nil, outShape)
 	}
 	planes := x.Shape[0] * x.Shape[1]
 	size := tensor.NumElements(x.Shape[2:])

@@ -2,6 +2,8 @@ package nn
 
 import (
 	"fmt"
+	"slices"
+	"sync/atomic"
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -178,4 +180,37 @@ func (w *window) inferDims(in ir.Shape, k []int) (ir.Shape, error) {
 		out[i] = ir.D(int64(o))
 	}
 	return out, nil
+}
+
+// shapeCache holds a pool's geometry and output shape for the input shape
+// of its last run (a server runs one shape after another), so that a
+// steady-state run allocates neither: a geom's slices point into its own
+// dims, so a resolved geom escapes to the heap.
+type shapeCache struct{ p atomic.Pointer[shapeEntry] }
+
+// shapeEntry is the geometry (nil for the global pools) and output shape of
+// the input shape x; all read only (the output shape is shared by the
+// output tensors, as convSetupCache's).
+type shapeEntry struct {
+	x   []int
+	g   *geom
+	out []int
+}
+
+// get returns the cached entry of input shape x, or nil.
+func (c *shapeCache) get(x []int) *shapeEntry {
+	if e := c.p.Load(); e != nil && slices.Equal(e.x, x) {
+		return e
+	}
+	return nil
+}
+
+// put stores the geometry g and output shape out of input shape x (g's
+// input sizes, which alias x, are copied).
+func (c *shapeCache) put(x []int, g *geom, out []int) {
+	if g != nil {
+		g.in = slices.Clone(g.in)
+		g.kernel = slices.Clone(g.kernel)
+	}
+	c.p.Store(&shapeEntry{x: slices.Clone(x), g: g, out: out})
 }
