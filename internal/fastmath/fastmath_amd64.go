@@ -7,6 +7,34 @@ import "golang.org/x/sys/cpu"
 // useAVX2 selects the AVX2+FMA loops of fastmath_amd64.s.
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
+// useAVX512 selects the 16-lane AVX-512F forms of the loops for the
+// multiples of 16 (the AVX2 loop then takes 8 more when there are).
+var useAVX512 = useAVX2 && cpu.X86.HasAVX512F
+
+//go:noescape
+func expAVX512(dst, src *float32, n int)
+
+//go:noescape
+func sigmoidAVX512(dst, src *float32, n int)
+
+//go:noescape
+func siluAVX512(dst, src *float32, n int)
+
+//go:noescape
+func tanhAVX512(dst, src *float32, n int)
+
+//go:noescape
+func geluTanhAVX512(dst, src *float32, n int)
+
+//go:noescape
+func erfAVX512(dst, src *float32, n int)
+
+//go:noescape
+func geluAVX512(dst, src *float32, n int)
+
+//go:noescape
+func expShiftedAVX512(dst, src *float32, n int, scale, m float32, sums *[16]float32)
+
 //go:noescape
 func expAVX2(dst, src *float32, n int)
 
@@ -31,25 +59,36 @@ func geluAVX2(dst, src *float32, n int)
 //go:noescape
 func expShiftedAVX2(dst, src *float32, n int, scale, m float32, sums *[8]float32)
 
-// vec runs the assembly loop f over the first multiple of 8 elements of
-// dst (src at least as long) and returns how many it computed: 0 without
-// AVX2 and FMA.
-func vec(f func(dst, src *float32, n int), dst, src []float32) int {
+// vec runs the assembly loops over the first multiple of 8 elements of
+// dst (src at least as long): f16 (AVX-512) over the multiple of 16 where
+// the machine has it, f over the rest. It returns how many it computed: 0
+// without AVX2 and FMA.
+func vec(f, f16 func(dst, src *float32, n int), dst, src []float32) int {
 	n := len(dst) &^ 7
 	if !useAVX2 || n == 0 {
 		return 0
 	}
-	f(&dst[0], &src[:n][0], n)
+	src = src[:n]
+	k := 0
+	if useAVX512 {
+		k = n &^ 15
+		if k > 0 {
+			f16(&dst[0], &src[0], k)
+		}
+	}
+	if k < n {
+		f(&dst[k], &src[k], n-k)
+	}
 	return n
 }
 
-func expVec(dst, src []float32) int      { return vec(expAVX2, dst, src) }
-func sigmoidVec(dst, src []float32) int  { return vec(sigmoidAVX2, dst, src) }
-func siluVec(dst, src []float32) int     { return vec(siluAVX2, dst, src) }
-func tanhVec(dst, src []float32) int     { return vec(tanhAVX2, dst, src) }
-func geluTanhVec(dst, src []float32) int { return vec(geluTanhAVX2, dst, src) }
-func erfVec(dst, src []float32) int      { return vec(erfAVX2, dst, src) }
-func geluVec(dst, src []float32) int     { return vec(geluAVX2, dst, src) }
+func expVec(dst, src []float32) int      { return vec(expAVX2, expAVX512, dst, src) }
+func sigmoidVec(dst, src []float32) int  { return vec(sigmoidAVX2, sigmoidAVX512, dst, src) }
+func siluVec(dst, src []float32) int     { return vec(siluAVX2, siluAVX512, dst, src) }
+func tanhVec(dst, src []float32) int     { return vec(tanhAVX2, tanhAVX512, dst, src) }
+func geluTanhVec(dst, src []float32) int { return vec(geluTanhAVX2, geluTanhAVX512, dst, src) }
+func erfVec(dst, src []float32) int      { return vec(erfAVX2, erfAVX512, dst, src) }
+func geluVec(dst, src []float32) int     { return vec(geluAVX2, geluAVX512, dst, src) }
 
 // expShiftedVec is erfVec for ExpShifted, also returning the sum of what
 // it computed.
@@ -58,11 +97,25 @@ func expShiftedVec(dst, src []float32, scale, m float32) (int, float64) {
 	if !useAVX2 || n == 0 {
 		return 0, 0
 	}
-	var s [8]float32
-	expShiftedAVX2(&dst[0], &src[:n][0], n, scale, m, &s)
+	src = src[:n]
 	var sum float64
-	for _, v := range s {
-		sum += float64(v)
+	k := 0
+	if useAVX512 {
+		k = n &^ 15
+		if k > 0 {
+			var s [16]float32
+			expShiftedAVX512(&dst[0], &src[0], k, scale, m, &s)
+			for _, v := range s {
+				sum += float64(v)
+			}
+		}
+	}
+	if k < n {
+		var s [8]float32
+		expShiftedAVX2(&dst[k], &src[k], n-k, scale, m, &s)
+		for _, v := range s {
+			sum += float64(v)
+		}
 	}
 	return n, sum
 }

@@ -6,17 +6,18 @@ import (
 )
 
 // one applies a slice function to a single element, through the vector
-// loop (element 0 of 9) and the scalar tail (element 8), and fails t when
+// loop (element 0 of 17: the 16-lane loop where forPaths chose it) and the
+// scalar tail (element 16), and fails t when
 // the two differ by more than a unit in the last place (or in NaN-ness).
 func one(t *testing.T, name string, f func(dst, src []float32)) func(float32) float32 {
 	return func(x float32) float32 {
-		s := make([]float32, 9)
+		s := make([]float32, 17)
 		for i := range s {
 			s[i] = x
 		}
-		d := make([]float32, 9)
+		d := make([]float32, 17)
 		f(d, s)
-		v, w := d[0], d[8]
+		v, w := d[0], d[16]
 		if (v != v) != (w != w) || v == v && v != w && math.Abs(float64(v-w)) > 1.2e-7*math.Abs(float64(w)) {
 			t.Errorf("%s(%g): vector %g, scalar %g", name, x, v, w)
 		}
@@ -32,7 +33,9 @@ func geluTanh(x float64) float64 {
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
-func TestAccuracy(t *testing.T) {
+func TestAccuracy(t *testing.T) { forPaths(t, testAccuracy) }
+
+func testAccuracy(t *testing.T) {
 	for _, c := range []struct {
 		name       string
 		f          func(dst, src []float32)
@@ -85,7 +88,9 @@ func TestAccuracy(t *testing.T) {
 	}
 }
 
-func TestSpecialValues(t *testing.T) {
+func TestSpecialValues(t *testing.T) { forPaths(t, testSpecialValues) }
+
+func testSpecialValues(t *testing.T) {
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
 	for _, f := range []struct {
 		name string
@@ -121,7 +126,9 @@ func TestSpecialValues(t *testing.T) {
 	}
 }
 
-func TestExpShifted(t *testing.T) {
+func TestExpShifted(t *testing.T) { forPaths(t, testExpShifted) }
+
+func testExpShifted(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		src      []float32
@@ -131,6 +138,8 @@ func TestExpShifted(t *testing.T) {
 		{"scaled", []float32{10, -20, 30, 0, 5}, 0.125, 3.75},
 		{"flushed", []float32{0, -1000, -88}, 1, 0},
 		{"empty", nil, 1, 0},
+		{"long", long(45, -20, 0.5), 1, 3},
+		{"long flushed", long(37, -200, 6), 0.5, 10},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dst := make([]float32, len(c.src))
@@ -162,9 +171,11 @@ func BenchmarkGelu(b *testing.B) {
 	dst := make([]float32, len(src))
 	b.SetBytes(int64(4 * len(src)))
 	b.ReportAllocs()
+	c0 := cpuTime()
 	for b.Loop() {
 		Gelu(dst, src)
 	}
+	b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
 }
 
 func BenchmarkKernels(b *testing.B) {
@@ -176,25 +187,41 @@ func BenchmarkKernels(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		f    func(dst, src []float32)
-	}{{"Exp", Exp}, {"Sigmoid", Sigmoid}, {"SiLU", SiLU}, {"Tanh", Tanh}, {"Erf", Erf}, {"Gelu", Gelu}, {"GeluTanh", GeluTanh}} {
+	}{{"Exp", Exp}, {"Sigmoid", Sigmoid}, {"SiLU", SiLU}, {"Tanh", Tanh}, {"Erf", Erf}, {"Gelu", Gelu}, {"GeluTanh", GeluTanh},
+		{"ExpShifted", func(d, s []float32) { ExpShifted(d, s, 0.5, 2) }}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(4 * len(src)))
+			c0 := cpuTime()
 			for b.Loop() {
 				c.f(dst, src)
 			}
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
 
+// long returns n values lo, lo+step, ...
+func long(n int, lo, step float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = lo + float32(i)*step
+	}
+	return s
+}
+
 // TestLengths runs the functions with a vector form on every length up to
-// 40 at every offset up to 8, so that both the vector loop and the scalar
-// tail see every element position.
-func TestLengths(t *testing.T) {
-	src := make([]float32, 48)
+// 72 at every offset up to 16, so that the 16-lane loop, the 8-lane loop
+// and the scalar tail see every element position (tails of 1..31 after a
+// multiple of 16 or 32).
+func TestLengths(t *testing.T) { forPaths(t, testLengths) }
+
+func testLengths(t *testing.T) {
+	src := make([]float32, 96)
 	for i := range src {
-		src[i] = float32(i)*0.37 - 6
+		src[i] = float32(i%48)*0.37 - 6
 	}
 	src[17] = float32(math.NaN())
+	src[50] = float32(math.NaN())
 	for _, c := range []struct {
 		name string
 		f    func(dst, src []float32)
@@ -203,8 +230,8 @@ func TestLengths(t *testing.T) {
 		{"Exp", Exp, math.Exp}, {"Sigmoid", Sigmoid, sigmoid}, {"SiLU", SiLU, func(x float64) float64 { return x * sigmoid(x) }},
 		{"Tanh", Tanh, math.Tanh}, {"Erf", Erf, math.Erf}, {"Gelu", Gelu, gelu}, {"GeluTanh", GeluTanh, geluTanh},
 	} {
-		for off := 0; off < 8; off++ {
-			for n := 0; n+off <= 40; n++ {
+		for off := 0; off < 16; off++ {
+			for n := 0; n+off <= 72; n++ {
 				s := src[off : off+n]
 				d := make([]float32, n)
 				c.f(d, s)
@@ -223,7 +250,7 @@ func TestLengths(t *testing.T) {
 			}
 		}
 	}
-	for n := 0; n <= 40; n++ {
+	for n := 0; n <= 72; n++ {
 		s := src[:n]
 		d := make([]float32, n)
 		sum := ExpShifted(d, s, 2, 30)

@@ -269,4 +269,57 @@ o.append("\tVZEROUPPER")
 o.append("done:")
 o.append("\tRET\n")
 out += o
+
+# AVX-512F: the same loops 16 lanes wide, made from the AVX2 bodies above by
+# widening Y registers to Z, reading the constants from vz<> (each 16 times),
+# comparing into K1 and blending or zeroing with it (AVX-512F has no
+# VBLENDVPS, and its VANDPS/VORPS/VXORPS need DQ: the integer forms do).
+import re
+out.append("// The AVX-512F forms: the AVX2 loops above, 16 lanes wide.\n")
+for i, (name, bits) in enumerate(consts):
+    for j in range(16):
+        out.append("DATA vz<>+%d(SB)/4, $0x%08x" % (i*64 + j*4, bits))
+out.append("GLOBL vz<>(SB), RODATA|NOPTR, $%d\n" % (len(consts)*64))
+
+def wide(lines):
+    o = []
+    mask = None
+    for l in lines:
+        l = re.sub(r"vk<>\+(\d+)\(SB\)", lambda m: "vz<>+%d(SB)" % (2*int(m.group(1))), l)
+        l = re.sub(r"\bY(\d+)\b", r"Z\1", l)
+        op = l.split()[0] if l.strip() else ""
+        args = [a.strip() for a in l.split(None, 1)[1].split(",")] if " " in l.strip() or "\t" in l.strip() else []
+        if op == "VCMPPS":
+            mask = args[-1]
+            l = "\tVCMPPS %s, K1" % ", ".join(args[:-1])
+        elif op == "VBLENDVPS":
+            m, a, b, d = args   # d = m ? a : b
+            assert m == mask and b == d
+            l = "\tVMOVAPS %s, K1, %s" % (a, d)
+        elif op == "VANDPS" and mask in args[:2]:
+            x = args[1] if args[0] == mask else args[0]
+            l = "\tVMOVAPS.Z %s, K1, %s" % (x, args[2])
+        elif op in ("VANDPS", "VORPS", "VXORPS"):
+            l = "\t" + {"VANDPS": "VPANDD", "VORPS": "VPORD", "VXORPS": "VPXORD"}[op] + " " + ", ".join(args)
+        elif op in ("SHRQ",) and args[0] == "$3":
+            l = "\tSHRQ $4, " + args[1]
+        elif op == "ADDQ" and args[0] == "$32":
+            l = "\tADDQ $64, " + args[1]
+        o.append(l)
+    return o
+
+def rename(lines, a, b):
+    return [l.replace(a, b) for l in lines]
+
+for name in ["expAVX2", "sigmoidAVX2", "siluAVX2", "tanhAVX2", "geluTanhAVX2", "erfAVX2", "geluAVX2", "expShiftedAVX2"]:
+    # find the function's lines in out
+    start = out.index(next(l for l in out if l.startswith("TEXT ·%s(SB)" % name))) - 1
+    end = start + 1
+    while not out[end].startswith("\tRET"):
+        end += 1
+    body = wide(out[start:end+1])
+    body = rename(body, name, name.replace("AVX2", "AVX512"))
+    body = [l.replace("*[8]float32", "*[16]float32") for l in body]
+    body[-1] += "\n"
+    out += body
 open("fastmath_amd64.s","w").write("\n".join(out))
