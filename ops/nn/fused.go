@@ -80,11 +80,22 @@ func (e epilogue) apply(y []float32) {
 
 // applyAdd adds z to y (of the same length) and runs the activation, in one
 // pass split over cpu.ParallelFor.
+//
+// A pass one goroutine takes (one chunk, or one thread) runs here without
+// the closure, which escapes to cpu.ParallelFor's workers (a heap
+// allocation per call); the closure captures only variables never
+// reassigned (captured by value: one allocation, not one per variable).
 func (e epilogue) applyAdd(y, z []float32) {
-	z = z[:len(y)]
-	cpu.ParallelFor(len(y), min(e.grain(), cheapGrain/2), func(lo, hi int) {
+	zs := z[:len(y)]
+	grain := min(e.grain(), cheapGrain/2)
+	if len(y) <= grain || cpu.Threads() == 1 {
+		fastmath.ScaleAdd(y, y, 1, zs) // y*1 + z rounds once, as y + z does
+		e.applySerial(y)
+		return
+	}
+	cpu.ParallelFor(len(y), grain, func(lo, hi int) {
 		yc := y[lo:hi]
-		fastmath.ScaleAdd(yc, yc, 1, z[lo:hi]) // y*1 + z rounds once, as y + z does
+		fastmath.ScaleAdd(yc, yc, 1, zs[lo:hi])
 		e.applySerial(yc)
 	})
 }
@@ -96,12 +107,21 @@ func (e epilogue) applyBias(y, bias []float32, n int) {
 	if n == 0 {
 		return
 	}
-	bias = bias[:n]
+	bs := bias[:n]
 	rows := len(y) / n
-	cpu.ParallelFor(rows, max(1, min(e.grain(), cheapGrain/2)/n), func(lo, hi int) {
+	grain := max(1, min(e.grain(), cheapGrain/2)/n)
+	if rows <= grain || cpu.Threads() == 1 { // as applyAdd: no closure
+		for r := range rows {
+			row := y[r*n : (r+1)*n]
+			fastmath.ScaleAdd(row, row, 1, bs)
+			e.applySerial(row)
+		}
+		return
+	}
+	cpu.ParallelFor(rows, grain, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := y[r*n : (r+1)*n]
-			fastmath.ScaleAdd(row, row, 1, bias)
+			fastmath.ScaleAdd(row, row, 1, bs)
 			e.applySerial(row)
 		}
 	})
