@@ -59,55 +59,117 @@ func geluAVX2(dst, src *float32, n int)
 //go:noescape
 func expShiftedAVX2(dst, src *float32, n int, scale, m float32, sums *[8]float32)
 
-// vec runs the assembly loops over the first multiple of 8 elements of
-// dst (src at least as long): f16 (AVX-512) over the multiple of 16 where
-// the machine has it, f over the rest. It returns how many it computed: 0
-// without AVX2 and FMA.
-func vec(f, f16 func(dst, src *float32, n int), dst, src []float32) int {
-	n := len(dst) &^ 7
-	if !useAVX2 || n == 0 {
-		return 0
+// split returns how many of n elements the assembly loops compute (the
+// multiple of 8; 0 without AVX2 and FMA) and how many of those go through
+// the AVX-512 loop (the multiple of 16, where useAVX512). The xxxVec
+// functions call the loops directly (a loop passed as a func value would
+// make their slices escape, and Gelu's and GeluTanh's stack buffers with them).
+func split(n int) (vec, wide int) {
+	if !useAVX2 {
+		return 0, 0
 	}
-	src = src[:n]
-	k := 0
+	vec = n &^ 7
 	if useAVX512 {
-		k = n &^ 15
-		if k > 0 {
-			f16(&dst[0], &src[0], k)
-		}
+		wide = n &^ 15
+	}
+	return vec, wide
+}
+
+func expVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		expAVX512(&dst[0], &src[0], k)
 	}
 	if k < n {
-		f(&dst[k], &src[k], n-k)
+		expAVX2(&dst[k], &src[k], n-k)
 	}
 	return n
 }
 
-func expVec(dst, src []float32) int      { return vec(expAVX2, expAVX512, dst, src) }
-func sigmoidVec(dst, src []float32) int  { return vec(sigmoidAVX2, sigmoidAVX512, dst, src) }
-func siluVec(dst, src []float32) int     { return vec(siluAVX2, siluAVX512, dst, src) }
-func tanhVec(dst, src []float32) int     { return vec(tanhAVX2, tanhAVX512, dst, src) }
-func geluTanhVec(dst, src []float32) int { return vec(geluTanhAVX2, geluTanhAVX512, dst, src) }
-func erfVec(dst, src []float32) int      { return vec(erfAVX2, erfAVX512, dst, src) }
-func geluVec(dst, src []float32) int     { return vec(geluAVX2, geluAVX512, dst, src) }
+func sigmoidVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		sigmoidAVX512(&dst[0], &src[0], k)
+	}
+	if k < n {
+		sigmoidAVX2(&dst[k], &src[k], n-k)
+	}
+	return n
+}
+
+func siluVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		siluAVX512(&dst[0], &src[0], k)
+	}
+	if k < n {
+		siluAVX2(&dst[k], &src[k], n-k)
+	}
+	return n
+}
+
+func tanhVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		tanhAVX512(&dst[0], &src[0], k)
+	}
+	if k < n {
+		tanhAVX2(&dst[k], &src[k], n-k)
+	}
+	return n
+}
+
+func geluTanhVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		geluTanhAVX512(&dst[0], &src[0], k)
+	}
+	if k < n {
+		geluTanhAVX2(&dst[k], &src[k], n-k)
+	}
+	return n
+}
+
+func erfVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		erfAVX512(&dst[0], &src[0], k)
+	}
+	if k < n {
+		erfAVX2(&dst[k], &src[k], n-k)
+	}
+	return n
+}
+
+func geluVec(dst, src []float32) int {
+	n, k := split(len(dst))
+	src = src[:n]
+	if k > 0 {
+		geluAVX512(&dst[0], &src[0], k)
+	}
+	if k < n {
+		geluAVX2(&dst[k], &src[k], n-k)
+	}
+	return n
+}
 
 // expShiftedVec is erfVec for ExpShifted, also returning the sum of what
 // it computed.
 func expShiftedVec(dst, src []float32, scale, m float32) (int, float64) {
-	n := len(dst) &^ 7
-	if !useAVX2 || n == 0 {
-		return 0, 0
-	}
+	n, k := split(len(dst))
 	src = src[:n]
 	var sum float64
-	k := 0
-	if useAVX512 {
-		k = n &^ 15
-		if k > 0 {
-			var s [16]float32
-			expShiftedAVX512(&dst[0], &src[0], k, scale, m, &s)
-			for _, v := range s {
-				sum += float64(v)
-			}
+	if k > 0 {
+		var s [16]float32
+		expShiftedAVX512(&dst[0], &src[0], k, scale, m, &s)
+		for _, v := range s {
+			sum += float64(v)
 		}
 	}
 	if k < n {

@@ -1,6 +1,7 @@
 package fastmath
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -312,5 +313,26 @@ func TestMaxScaleAdd(t *testing.T) {
 	}
 	if got := Max([]float32{-3, float32(math.Inf(-1)), -2, -7, -9, -1.5, -8, -4, -6, -5}); got != -1.5 {
 		t.Errorf("Max of negatives = %g", got)
+	}
+}
+
+// BenchmarkGeluRows runs Gelu over 16 Ki elements in rows of a few lengths,
+// as the fused MatMul epilogue calls it on the blocks of its GEMM.
+func BenchmarkGeluRows(b *testing.B) {
+	src := make([]float32, 1<<14)
+	for i := range src {
+		src[i] = float32(i%2000)/250 - 4
+	}
+	dst := make([]float32, len(src))
+	for _, w := range []int{24, 64, 128, 512} {
+		b.Run(fmt.Sprint(w), func(b *testing.B) {
+			c0 := cpuTime()
+			for b.Loop() {
+				for lo := 0; lo+w <= len(src); lo += w {
+					Gelu(dst[lo:lo+w], src[lo:lo+w])
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+		})
 	}
 }

@@ -4,6 +4,7 @@ package fastmath
 
 import (
 	"math"
+	"os"
 	"testing"
 
 	"golang.org/x/sys/cpu"
@@ -52,5 +53,13 @@ func TestPathsAgree(t *testing.T) {
 				t.Errorf("%s(%g): 16 lanes %g, 8 lanes %g", c.name, src[i], got[i], want[i])
 			}
 		}
+	}
+}
+
+// FASTMATH_AVX512=0 turns the 16-lane loops off for a whole test binary run
+// (A/B timings of the benchmarks in one binary).
+func init() {
+	if os.Getenv("FASTMATH_AVX512") == "0" {
+		useAVX512 = false
 	}
 }
