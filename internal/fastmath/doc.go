@@ -10,5 +10,8 @@
 // the caller's goroutine: callers split large slices with cpu.ParallelFor.
 // On amd64 with AVX2 and FMA, the slice functions run 8 elements at
 // a time in assembly (fastmath_amd64.s, written by gen_amd64.py); their
-// results may differ from the scalar forms in the last bits.
+// results may differ from the scalar forms in the last bits. Where the
+// machine also has AVX-512F, the multiples of 16 go through 16-lane forms
+// of the same loops (the same bits per element; ExpShifted's sum is grouped
+// differently).
 package fastmath
