@@ -586,28 +586,50 @@ func TestCluster(t *testing.T) {
 		end  time.Time
 		err  error
 	}
-	results := make(chan result, 12)
+	// Requests go out one every 20 ms until one of them waits its second at
+	// c (the balancer, having seen c slow, may send it few), at most 200; the
+	// last are sent before the SIGTERM, and every one must answer 200.
+	const most = 200
+	results := make(chan result, most)
 	body := tinyRequest()
-	for range cap(results) {
-		go func() {
-			resp, err := http.Post("http://"+gw.http+"/v2/models/tinycnn/infer", "application/json", bytes.NewReader(body))
-			if err != nil {
-				results <- result{err: err, end: time.Now()}
+	stop := make(chan struct{})
+	launched := make(chan int)
+	go func() {
+		n := 0
+		defer func() { launched <- n }()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for n < most {
+			n++
+			go func() {
+				resp, err := http.Post("http://"+gw.http+"/v2/models/tinycnn/infer", "application/json", bytes.NewReader(body))
+				if err != nil {
+					results <- result{err: err, end: time.Now()}
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				results <- result{code: resp.StatusCode, end: time.Now()}
+			}()
+			select {
+			case <-stop:
 				return
+			case <-tick.C:
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			results <- result{code: resp.StatusCode, end: time.Now()}
-		}()
-	}
-	// some of them wait a second at c
+		}
+	}()
 	waitFor(t, "requests in flight at c", 10*time.Second, func() bool {
 		return metricsOf(t, gw.metrics)[`kiln_gateway_outstanding_requests{backend="`+slow.addr+`"}`] > 0
 	})
+	close(stop)
+	sentN := <-launched
+	// the last one sent reaches the gateway before its SIGTERM (the one at c
+	// still has most of its second to wait)
+	time.Sleep(200 * time.Millisecond)
 	gw.cmd.Process.Signal(syscall.SIGTERM)
 	termAt := time.Now()
 	late := 0
-	for range cap(results) {
+	for range sentN {
 		r := <-results
 		if r.err != nil || r.code != 200 {
 			t.Errorf("a request in flight at the gateway's SIGTERM: %d %v", r.code, r.err)
