@@ -21,50 +21,6 @@ func Blocks(c int) int { return (c + Block - 1) / Block }
 // blocked layout.
 func BlockedLen(n, c, hw int) int { return n * Blocks(c) * hw * Block }
 
-// ToBlocked writes x, [n, c, hw] (NCHW with the plane flattened), into y,
-// [n, Blocks(c), hw, Block], its pad lanes zero.
-func ToBlocked(n, c, hw int, x, y []float32) {
-	cb := Blocks(c)
-	_ = x[n*c*hw-1]
-	_ = y[n*cb*hw*Block-1]
-	for i := 0; i < n; i++ {
-		for b := 0; b < cb; b++ {
-			dst := y[(i*cb+b)*hw*Block : (i*cb+b+1)*hw*Block]
-			for l := 0; l < Block; l++ {
-				ch := b*Block + l
-				if ch >= c {
-					for p := 0; p < hw; p++ {
-						dst[p*Block+l] = 0
-					}
-					continue
-				}
-				src := x[(i*c+ch)*hw : (i*c+ch+1)*hw]
-				for p, v := range src {
-					dst[p*Block+l] = v
-				}
-			}
-		}
-	}
-}
-
-// FromBlocked writes x, [n, Blocks(c), hw, Block], into y, [n, c, hw],
-// dropping the pad lanes.
-func FromBlocked(n, c, hw int, x, y []float32) {
-	cb := Blocks(c)
-	_ = x[n*cb*hw*Block-1]
-	_ = y[n*c*hw-1]
-	for i := 0; i < n; i++ {
-		for ch := 0; ch < c; ch++ {
-			b, l := ch/Block, ch%Block
-			src := x[(i*cb+b)*hw*Block : (i*cb+b+1)*hw*Block]
-			dst := y[(i*c+ch)*hw : (i*c+ch+1)*hw]
-			for p := range dst {
-				dst[p] = src[p*Block+l]
-			}
-		}
-	}
-}
-
 // BlockedFilter is a convolution's weights packed for BlockedConv2D, made
 // once (at a plan's load) by PackBlockedFilter.
 type BlockedFilter struct {
@@ -153,7 +109,11 @@ func PackBlockedFilter(p Conv2DParams, inNCHW bool, w []float32) *BlockedFilter 
 // itself (a residual added in place); x must not overlap y. It panics if a
 // slice is too short.
 func BlockedConv2D(f *BlockedFilter, x, bias, z, y []float32) {
-	blockedConvRef(f, x, bias, z, y)
+	if f.Depthwise {
+		blockedDepthwise(f, x, bias, z, y) // blockeddw.go
+		return
+	}
+	blockedDense(f, x, bias, z, y) // blockedconv.go
 }
 
 // blockedConvRef is BlockedConv2D in plain loops: the reference the fast
