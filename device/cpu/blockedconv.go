@@ -1,6 +1,318 @@
 package cpu
 
-// blockedDense is BlockedConv2D for group 1 (blocked or NCHW input).
+import (
+	"sync"
+	"unsafe"
+)
+
+// blockedDense computes BlockedConv2D for group 1 (a blocked input, or an
+// NCHW one for f.InNCHW) in one DynamicFor call over (image, group of up
+// to four output blocks, band of output rows). Each output row is cut into
+// segments of pixels: the interior pixels, whose taps all lie inside the
+// input's row, in segments of up to bdMaxR(nb) pixels, and the border
+// pixels one at a time with their taps outside the row left out; the
+// taps' rows outside the input are left out by the row's caller. A 1x1
+// stride-1 convolution without pads reads the plane as one long row. A
+// segment is computed by bdKernel: the AVX-512 kernel of
+// blockedconv_amd64.s, or bdKernelGo. Bias, the residual z and the
+// activation are applied to the accumulators before the one store.
 func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
-	blockedConvRef(f, x, bias, z, y)
+	p := f.P
+	oh, ow := p.OutH(), p.OutW()
+	mb := Blocks(p.M)
+	xlen := BlockedLen(p.N, p.C, p.H*p.W)
+	if f.InNCHW {
+		xlen = p.N * p.C * p.H * p.W
+	}
+	ylen := BlockedLen(p.N, p.M, oh*ow)
+	if len(x) < xlen || len(y) < ylen || (z != nil && len(z) < ylen) || (bias != nil && len(bias) < p.M) {
+		panic("cpu: BlockedConv2D: slice too short")
+	}
+	if len(f.W) < mb*Blocks(p.C)*p.KH*p.KW*Block*Block && !f.InNCHW || f.InNCHW && len(f.W) < mb*p.C*p.KH*p.KW*Block {
+		panic("cpu: BlockedConv2D: filter too short")
+	}
+	g := bdGeom{H: p.H, W: p.W, oh: oh, ow: ow, KH: p.KH, KW: p.KW, sH: p.StrideH, sW: p.StrideW,
+		dH: p.DilH, dW: p.DilW, pT: p.PadTop, pL: p.PadLeft}
+	flat := p.KH == 1 && p.KW == 1 && p.StrideH == 1 && p.StrideW == 1 &&
+		p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0
+	if flat {
+		g.H, g.W, g.oh, g.ow = 1, p.H*p.W, 1, oh*ow
+	}
+	// Groups of output blocks, as equal as four per group allows.
+	ngroups := (mb + 3) / 4
+	per := (mb + ngroups - 1) / ngroups
+	ngroups = (mb + per - 1) / per
+	// Bands: enough items for every thread to take several.
+	want := 4 * Threads()
+	nbands := max(1, min(g.oh, (want+p.N*ngroups-1)/(p.N*ngroups)))
+	bandLen := (g.oh + nbands - 1) / nbands
+	if flat {
+		// Bands of columns, whole segments long.
+		nseg := (g.ow + 23) / 24
+		nb := max(1, min(nseg, (want+p.N*ngroups-1)/(p.N*ngroups)))
+		bandLen = (nseg + nb - 1) / nb * 24
+		nbands = (g.ow + bandLen - 1) / bandLen
+	} else {
+		nbands = (g.oh + bandLen - 1) / bandLen
+	}
+	lo, hi := actBounds(p)
+	dc := bdCalls.Get().(*bdCall)
+	*dc = bdCall{f: f, x: x, bias: bias, z: z, y: y, g: g, flat: flat, mb: mb, per: per, ngroups: ngroups,
+		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), fn: dc.fn}
+	DynamicFor(p.N*ngroups*nbands, 1, dc.fn)
+	*dc = bdCall{fn: dc.fn}
+	bdCalls.Put(dc)
+}
+
+// bdGeom is a dense blocked convolution's spatial geometry (for a flat
+// 1x1 convolution, the plane as one row).
+type bdGeom struct {
+	H, W, oh, ow   int
+	KH, KW         int
+	sH, sW, dH, dW int
+	pT, pL         int
+}
+
+// bdCall is one blockedDense call, pooled with the function it hands to
+// the worker pool (made once per bdCall, so that a call allocates
+// nothing).
+type bdCall struct {
+	f                *BlockedFilter
+	x, bias, z, y    []float32
+	g                bdGeom
+	flat             bool
+	mb, per, ngroups int
+	nbands, bandLen  int
+	lo, hi           float32
+	asm              bool
+	fn               func(lo, hi int)
+}
+
+var bdCalls = sync.Pool{New: func() any {
+	dc := &bdCall{}
+	dc.fn = dc.items
+	return dc
+}}
+
+// bdArgs is one segment for the kernel: its layout is read by the
+// assembly (blockedconv_amd64.s; gen_blockedconv_amd64.go's offsets).
+type bdArgs struct {
+	x       unsafe.Pointer // input at the segment's first pixel's first tap, block (channel) 0
+	w       unsafe.Pointer // weights of the first output block at input block 0 and the first tap
+	y       unsafe.Pointer // output of the first output block at the segment's first pixel
+	z       unsafe.Pointer // residual at y's offset, or nil
+	bias    unsafe.Pointer // 4*Block floats: the output blocks' bias, zero past M
+	xPix    int            // bytes between two output pixels' inputs
+	xTap    int            // bytes between two taps of a row (dilation)
+	xRow    int            // bytes between two rows of taps
+	xBlk    int            // bytes between input blocks (NCHW: channels)
+	nblk    int            // input blocks (NCHW: channels); 0: no taps at all
+	nkh     int            // rows of taps
+	nkw     int            // taps per row
+	wOb     int            // bytes between output blocks' weights
+	wKhSkip int            // bytes of weights skipped after a row's nkw taps
+	wBlk    int            // bytes between input blocks' weights
+	yOb     int            // bytes between output blocks of y (and z)
+	lo, hi  float32        // activation bounds
+}
+
+// bdMaxR is the most pixels a segment of nb output blocks has: nb*R
+// accumulators, nb weight vectors and a broadcast in 32 registers.
+func bdMaxR(nb int) int {
+	return [5]int{0, 12, 12, 8, 6}[nb]
+}
+
+// items runs the items [lo, hi): item (n, group, band).
+func (dc *bdCall) items(lo, hi int) {
+	p := dc.f.P
+	mb, g := dc.mb, &dc.g
+	var biasv [4 * Block]float32
+	for it := lo; it < hi; it++ {
+		band := it % dc.nbands
+		grp := (it / dc.nbands) % dc.ngroups
+		n := it / (dc.nbands * dc.ngroups)
+		ob0 := grp * dc.per
+		nb := min(dc.per, mb-ob0)
+		biasv = [4 * Block]float32{}
+		if dc.bias != nil {
+			copy(biasv[:], dc.bias[ob0*Block:min(p.M, (ob0+nb)*Block)])
+		}
+		r0, r1, c0, c1 := band*dc.bandLen, min(g.oh, (band+1)*dc.bandLen), 0, g.ow
+		if dc.flat {
+			r0, r1, c0, c1 = 0, 1, band*dc.bandLen, min(g.ow, (band+1)*dc.bandLen)
+		}
+		for i := r0; i < r1; i++ {
+			dc.row(n, ob0, nb, i, c0, c1, &biasv)
+		}
+		// Pad lanes: the kernel computes them from zero weights, bias
+		// and z, and the activation may move them from zero.
+		if m := p.M % Block; m != 0 && ob0+nb == mb {
+			oh, ow := p.OutH(), p.OutW()
+			base := (n*mb + mb - 1) * oh * ow * Block
+			for px := r0*g.ow + c0; px < (r1-1)*g.ow+c1; px++ {
+				clear(dc.y[base+px*Block+m : base+px*Block+Block])
+			}
+		}
+	}
+}
+
+// row computes output row i, columns [c0, c1), of image n's output blocks
+// [ob0, ob0+nb).
+func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32) {
+	f, g := dc.f, &dc.g
+	p := f.P
+	k := p.KH * p.KW
+	mb := dc.mb
+	var a bdArgs
+	a.bias = unsafe.Pointer(biasv)
+	a.lo, a.hi = dc.lo, dc.hi
+	// Taps' rows inside the input.
+	ih0 := i*g.sH - g.pT
+	khLo, khHi := 0, g.KH
+	for khLo < khHi && ih0+khLo*g.dH < 0 {
+		khLo++
+	}
+	for khHi > khLo && ih0+(khHi-1)*g.dH >= g.H {
+		khHi--
+	}
+	lanes, tapW := Block, Block*Block
+	var xImg, xBlk, nblk int
+	if f.InNCHW {
+		lanes, tapW = 1, Block
+		xBlk, nblk = g.H*g.W, p.C
+		xImg = n * p.C * g.H * g.W
+		a.wOb = 4 * p.C * k * Block
+		a.wBlk = 4 * k * Block
+	} else {
+		cb := Blocks(p.C)
+		xBlk, nblk = g.H*g.W*Block, cb
+		xImg = n * cb * g.H * g.W * Block
+		a.wOb = 4 * cb * k * Block * Block
+		a.wBlk = 4 * k * Block * Block
+	}
+	pixF := lanes // floats per input pixel of one block (channel)
+	a.xPix = 4 * g.sW * pixF
+	a.xTap = 4 * g.dW * pixF
+	a.xRow = 4 * g.dH * g.W * pixF
+	a.xBlk = 4 * xBlk
+	a.nkh = khHi - khLo
+	a.yOb = 4 * g.oh * g.ow * Block
+	wOb0 := ob0 * a.wOb / 4
+	yRow := ((n*mb+ob0)*g.oh + i) * g.ow * Block
+	xp := unsafe.Pointer(unsafe.SliceData(dc.x))
+	wp := unsafe.Pointer(unsafe.SliceData(f.W))
+	yp := unsafe.Pointer(unsafe.SliceData(dc.y))
+	var zp unsafe.Pointer
+	if dc.z != nil {
+		zp = unsafe.Pointer(unsafe.SliceData(dc.z))
+	}
+	// Interior columns: every tap inside the row.
+	jLo := (g.pL + g.sW - 1) / g.sW
+	jHi := 0
+	if last := g.W - 1 - (g.KW-1)*g.dW + g.pL; last >= 0 {
+		jHi = last/g.sW + 1
+	}
+	jLo, jHi = min(max(jLo, c0), c1), max(min(jHi, c1), c0)
+	if jHi < jLo {
+		jHi = jLo
+	}
+	maxR := bdMaxR(nb)
+	seg := func(j, r, kwLo, kwHi int) {
+		a.nkw = kwHi - kwLo
+		a.nblk = nblk
+		if a.nkh <= 0 || a.nkw <= 0 {
+			a.nblk = 0
+		}
+		ih := ih0 + khLo*g.dH
+		iw := j*g.sW - g.pL + kwLo*g.dW
+		a.x, a.w = xp, wp
+		if a.nblk > 0 {
+			a.x = unsafe.Add(xp, 4*(xImg+(ih*g.W+iw)*pixF))
+			a.w = unsafe.Add(wp, 4*(wOb0+(khLo*g.KW+kwLo)*tapW))
+		}
+		a.wKhSkip = 4 * (g.KW - a.nkw) * tapW
+		a.y = unsafe.Add(yp, 4*(yRow+j*Block))
+		a.z = nil
+		if zp != nil {
+			a.z = unsafe.Add(zp, 4*(yRow+j*Block))
+		}
+		if dc.asm {
+			bdKernel(&a, nb, r, lanes)
+		} else {
+			bdKernelGo(&a, nb, r, lanes)
+		}
+	}
+	border := func(j int) {
+		iw0 := j*g.sW - g.pL
+		kwLo, kwHi := 0, g.KW
+		for kwLo < kwHi && iw0+kwLo*g.dW < 0 {
+			kwLo++
+		}
+		for kwHi > kwLo && iw0+(kwHi-1)*g.dW >= g.W {
+			kwHi--
+		}
+		seg(j, 1, kwLo, kwHi)
+	}
+	for j := c0; j < jLo; j++ {
+		border(j)
+	}
+	for j := jLo; j < jHi; {
+		r := min(maxR, jHi-j)
+		seg(j, r, 0, g.KW)
+		j += r
+	}
+	for j := jHi; j < c1; j++ {
+		border(j)
+	}
+}
+
+// bdKernelGo is the segment kernel in Go: r pixels of nb output blocks;
+// lanes is Block for a blocked input, 1 for an NCHW one.
+func bdKernelGo(a *bdArgs, nb, r, lanes int) {
+	var acc [4][12][Block]float32
+	tapB := 4 * lanes * Block // bytes of weights per tap
+	// Offsets, not pointers, walk the taps: a pointer past the end of
+	// x or w, even unused, is invalid to the garbage collector.
+	for ib := 0; ib < a.nblk; ib++ {
+		xr, wt := ib*a.xBlk, ib*a.wBlk
+		for kh := 0; kh < a.nkh; kh++ {
+			xt := xr
+			for kw := 0; kw < a.nkw; kw++ {
+				for il := 0; il < lanes; il++ {
+					for b := 0; b < nb; b++ {
+						wv := (*[Block]float32)(unsafe.Add(a.w, wt+b*a.wOb+il*4*Block))
+						for px := 0; px < r; px++ {
+							xs := *(*float32)(unsafe.Add(a.x, xt+px*a.xPix+il*4))
+							ac := &acc[b][px]
+							for l := range ac {
+								ac[l] += xs * wv[l]
+							}
+						}
+					}
+				}
+				xt += a.xTap
+				wt += tapB
+			}
+			xr += a.xRow
+			wt += a.wKhSkip
+		}
+	}
+	bv := (*[4 * Block]float32)(a.bias)
+	for b := 0; b < nb; b++ {
+		for px := 0; px < r; px++ {
+			off := b*a.yOb + px*4*Block
+			yv := (*[Block]float32)(unsafe.Add(a.y, off))
+			var zv *[Block]float32
+			if a.z != nil {
+				zv = (*[Block]float32)(unsafe.Add(a.z, off))
+			}
+			for l := 0; l < Block; l++ {
+				v := acc[b][px][l] + bv[b*Block+l]
+				if zv != nil {
+					v += zv[l]
+				}
+				yv[l] = min(max(v, a.lo), a.hi)
+			}
+		}
+	}
 }
