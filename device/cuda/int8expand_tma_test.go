@@ -3,6 +3,8 @@ package cuda
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -59,28 +61,44 @@ func expandI8tSource(v expandI8tVariant) string {
         "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%s}, %%64, %%65, p;\n}\n"
         : %s
         : "l"(da), "l"(db), "r"(1));`, strings.Join(regs, ","), strings.Join(outs, ", "))
-	swz := "0"
+	swz, fast := "0", "0"
 	if v.swizzled {
 		swz = "1"
 	}
+	if v.fastCvt {
+		fast = "1"
+	}
 	slices, tiles := v.stages()
-	return strings.NewReplacer("$NAME", v.name, "$SWZ", swz, "$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles),
+	return strings.NewReplacer("$NAME", v.name, "$SWZ", swz, "$FASTCVT", fast, "$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles),
 		"$MINB", fmt.Sprint(v.perSM), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
 
 // expandI8tVariant is one build of expand_i8t: its kernel's name, the
-// slices' layout (swizzled or not) and the blocks an SM runs (1: rings of
+// slices' layout (swizzled or not), the blocks an SM runs (1: rings of
 // 6 slices and 4 tiles, 165 KB of shared memory; 2: 3 and 3, 97 KB each,
-// so that one block's epilogue overlaps the other's product).
+// so that one block's epilogue overlaps the other's product), and whether
+// the epilogue converts without the conversion unit (fastCvt: the
+// expand_i8u builds, NOTES "expand_i8u"): the accumulator and z to float
+// and the result to 8 bits by integer and float adds of 1.5 * 2^23
+// (exact for accumulators within +-2^22, so for K <= 256; above that the
+// kernel takes the I2F path), instead of four I2F/FRND/F2I an output,
+// which run at 16 a clock on an SM against 64-128 for the adds.
 type expandI8tVariant struct {
 	name     string
 	swizzled bool
 	perSM    int
+	fastCvt  bool
 }
 
 // expandI8tVariants are the builds the probe times, the one it trusts most
 // first: a wrong one that ends the run leaves the rows before it.
-var expandI8tVariants = []expandI8tVariant{{"expand_i8t", true, 1}, {"expand_i8t2", true, 2}, {"expand_i8t_ns", false, 1}}
+// expand_i8t_ns settled its question (the 64-byte swizzle's descriptor is
+// right, and faster at 14x14): the probe times it only with
+// KILN_INT8X_ALL=1.
+var expandI8tVariants = []expandI8tVariant{
+	{"expand_i8t", true, 1, false}, {"expand_i8t2", true, 2, false}, {"expand_i8t_ns", false, 1, false},
+	{"expand_i8u2", true, 2, true}, {"expand_i8u", true, 1, true},
+}
 
 // stages returns the depth of the K-slice ring and of the tile ring.
 func (v expandI8tVariant) stages() (slices, tiles int) {
@@ -100,6 +118,7 @@ func (v expandI8tVariant) smem() int {
 
 const expandI8tTemplate = `
 #define SWZ $SWZ
+#define FASTCVT $FASTCVT
 #define BM 128
 #define BN 128
 #define BK 64
@@ -190,6 +209,67 @@ __device__ __forceinline__ unsigned long long desc(unsigned addr, int kk) {
 // byte offset of (row, 16-byte chunk c) in a 128 x 128 tile in the 128-byte swizzle
 __device__ __forceinline__ int tile_off(int row, int c) {
     return row * BN + ((c ^ (row & 7)) << 4);
+}
+
+// 1.5 * 2^23: a float in [2^23, 2^24) has a ulp of 1, so adding it to an
+// integer i within +-2^22 gives the float whose low mantissa bits are i
+// + 0x400000, and adding it to a float v rounds v to the nearest integer,
+// ties to even (as rintf), in the same low bits
+#define MAGIC 12582912.f
+// the int32 accumulator a as a float without I2F (exact for |a| <= 2^22)
+__device__ __forceinline__ float acc_float(int a) {
+    return __int_as_float(a + 0x4B400000) - MAGIC;
+}
+// sat(rint(relu(v))) in the low byte of the result, without FRND or F2I:
+// the add rounds (ties to even, as rintf), the clamps are relu and 127
+__device__ __forceinline__ unsigned q_bits(float v) {
+    return __float_as_uint(fminf(fmaxf(v + MAGIC, MAGIC), MAGIC + 127.f));
+}
+
+// the epilogue of one tile, in the accumulators' layout: warp (warp & 3)
+// of warpgroup wgp holds rows row0 = wgp*64 + (warp&3)*16 + g (+8),
+// channels 8j + 2t, +1 in d[4j], d[4j+1] (row g) and d[4j+2], d[4j+3] (row
+// g + 8); z is read from and y written over the tile at zs (128-byte
+// swizzle). FAST: no conversion instructions (acc_float, q_bits; z's bytes
+// become floats by a byte permute into 1.5 * 2^23 + 128 + z); else I2F,
+// FRND and F2I, as expand_i8t was measured with.
+template <bool FAST>
+__device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, const float* __restrict__ alpha,
+                                         const float* __restrict__ bias, float beta, int hasz, int n0, int row0, int t) {
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const int col = j * 8 + t * 2;
+        const float2 al = __ldg((const float2*)(alpha + n0 + col));
+        const float2 bi = __ldg((const float2*)(bias + n0 + col));
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int row = row0 + h * 8;
+            short* zp = (short*)(zs + tile_off(row, col >> 4) + (col & 15));
+            if (FAST) {
+                float z0 = 0.f, z1 = 0.f;
+                if (hasz) {
+                    // bytes as unsigned (z + 128) in the low mantissa of 1.5 * 2^23
+                    const unsigned u = (unsigned)(unsigned short)*zp ^ 0x8080u;
+                    z0 = __uint_as_float(__byte_perm(u, 0x4B400000u, 0x7640)) - (MAGIC + 128.f);
+                    z1 = __uint_as_float(__byte_perm(u, 0x4B400000u, 0x7641)) - (MAGIC + 128.f);
+                }
+                const float v0 = __fmaf_rn(beta, z0, __fmaf_rn(acc_float(d[4 * j + 2 * h]), al.x, bi.x));
+                const float v1 = __fmaf_rn(beta, z1, __fmaf_rn(acc_float(d[4 * j + 2 * h + 1]), al.y, bi.y));
+                *zp = (short)__byte_perm(q_bits(v0), q_bits(v1), 0x0040);
+            } else {
+                float z0 = 0.f, z1 = 0.f;
+                if (hasz) {
+                    const short zz = *zp;
+                    z0 = (float)(signed char)(zz & 0xff);
+                    z1 = (float)(signed char)(zz >> 8);
+                }
+                const float v0 = fmaxf((float)d[4 * j + 2 * h] * al.x + bi.x + beta * z0, 0.f);
+                const float v1 = fmaxf((float)d[4 * j + 2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
+                const int q0 = (int)fminf(rintf(v0), 127.f), q1 = (int)fminf(rintf(v1), 127.f);
+                *zp = (short)((q0 & 0xff) | (q1 << 8));
+            }
+        }
+    }
 }
 
 extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -294,32 +374,16 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
         if (lane == 0)
             mbar_arrive(EMPTY(held));
-        // the epilogue, in the accumulators' layout: warp (warp & 3) of the
-        // warpgroup holds rows wgp*64 + (warp&3)*16 + g (+8), channels
-        // 8j + 2t, +1 in d[4j], d[4j+1] (row g) and d[4j+2], d[4j+3] (row g + 8)
+        // the epilogue (epilogue<FAST>: conversion-free for the expand_i8u
+        // builds while K <= 256, where |accumulator| <= 256 * 128 * 128 = 2^22)
         mbar_wait(ZFULL(b), zph);
         unsigned char* const zs = zgen + b * ZTILE;
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const int col = j * 8 + t * 2;
-            const float2 al = __ldg((const float2*)(alpha + n0 + col));
-            const float2 bi = __ldg((const float2*)(bias + n0 + col));
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int row = wgp * 64 + (warp & 3) * 16 + g + h * 8;
-                short* zp = (short*)(zs + tile_off(row, col >> 4) + (col & 15));
-                float z0 = 0.f, z1 = 0.f;
-                if (hasz) {
-                    const short zz = *zp;
-                    z0 = (float)(signed char)(zz & 0xff);
-                    z1 = (float)(signed char)(zz >> 8);
-                }
-                const float v0 = fmaxf((float)d[4 * j + 2 * h] * al.x + bi.x + beta * z0, 0.f);
-                const float v1 = fmaxf((float)d[4 * j + 2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
-                const int q0 = (int)fminf(rintf(v0), 127.f), q1 = (int)fminf(rintf(v1), 127.f);
-                *zp = (short)((q0 & 0xff) | (q1 << 8));
-            }
-        }
+#if FASTCVT
+        if (K <= 256)
+            epilogue<true>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
+        else
+#endif
+            epilogue<false>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
         // y was written through the generic proxy; the copy engine reads it through the async one
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         asm volatile("bar.sync 1, %0;\n" :: "n"(NCONS) : "memory");
@@ -480,12 +544,14 @@ func TestExpandI8tFits(t *testing.T) {
 // compute_90 only, which checks the source but not the inline PTX).
 func TestExpandI8tSource(t *testing.T) {
 	want := map[string]struct {
-		smem                  int
-		swz, stages, zs, minb string
+		smem                        int
+		swz, fast, stages, zs, minb string
 	}{
-		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "6", "4", "1"},
-		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "3", "3", "2"},
-		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "6", "4", "1"},
+		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "0", "6", "4", "1"},
+		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "0", "3", "3", "2"},
+		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "0", "6", "4", "1"},
+		"expand_i8u2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "3", "3", "2"},
+		"expand_i8u":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "1", "6", "4", "1"},
 	}
 	if len(expandI8tVariants) != len(want) {
 		t.Errorf("%d variants, want %d", len(expandI8tVariants), len(want))
@@ -509,7 +575,7 @@ func TestExpandI8tSource(t *testing.T) {
 		if !strings.Contains(src, " "+v.name+"(") {
 			t.Errorf("%s: no kernel of that name", v.name)
 		}
-		for _, def := range []string{"SWZ " + w.swz, "STAGES " + w.stages, "ZS " + w.zs} {
+		for _, def := range []string{"SWZ " + w.swz, "FASTCVT " + w.fast, "STAGES " + w.stages, "ZS " + w.zs} {
 			if !strings.Contains(src, "#define "+def+"\n") {
 				t.Errorf("%s: no #define %s", v.name, def)
 			}
@@ -567,5 +633,88 @@ func TestEncodeTensorMapTiledFake(t *testing.T) {
 	}
 	if _, err := d.EncodeTensorMapTiled(TensorMapTiled{Addr: 8, Dims: []uint64{64}, Box: []uint32{64}}); err == nil || !strings.Contains(err.Error(), "aligned") {
 		t.Errorf("a misaligned address: %v", err)
+	}
+}
+
+// bytePerm is PTX's prmt.b32 (CUDA's __byte_perm) in its default mode:
+// byte i of the result is byte s's nibble i of the eight bytes of a (0-3)
+// and b (4-7).
+func bytePerm(a, b, s uint32) uint32 {
+	x := uint64(a) | uint64(b)<<32
+	var r uint32
+	for i := range 4 {
+		r |= uint32(x>>(8*((s>>(4*i))&7))&0xff) << (8 * i)
+	}
+	return r
+}
+
+// TestExpandI8uConversions checks, in float32 arithmetic as the GPU does
+// it, the identities expand_i8u's epilogue (epilogue<true>) rests on:
+// acc_float(a) == float(a) for every accumulator within +-2^22 (all K <=
+// 256 can reach); z's byte permute and subtract give float(int8) for all
+// 256 bytes of either half of the short; q_bits's low byte is
+// sat(rint(relu(v))) (rintf's ties to even, the clamps, NaN and the
+// infinities) on a grid of quarters, every tie and random floats; and the
+// output permute puts q0 and q1 in the short's low and high bytes.
+func TestExpandI8uConversions(t *testing.T) {
+	const magic = float32(12582912) // 1.5 * 2^23, MAGIC in the source
+	accFloat := func(a int32) float32 { return math.Float32frombits(uint32(a+0x4B400000)) - magic }
+	for a := int32(-1 << 22); a <= 1<<22; a++ {
+		if got := accFloat(a); got != float32(a) {
+			t.Fatalf("acc_float(%d) = %v", a, got)
+		}
+	}
+	for _, c := range []struct {
+		sel   uint32
+		shift uint // the byte of the short it converts
+	}{{0x7640, 0}, {0x7641, 8}} {
+		for zz := range 1 << 16 {
+			u := uint32(uint16(zz)) ^ 0x8080
+			got := math.Float32frombits(bytePerm(u, 0x4B400000, c.sel)) - (magic + 128)
+			if want := float32(int8(zz >> c.shift)); got != want {
+				t.Fatalf("z of %#04x, selector %#x: %v, want %v", zz, c.sel, got, want)
+			}
+		}
+	}
+	qBits := func(v float32) uint32 {
+		return math.Float32bits(min(max(v+magic, magic), magic+127)) // fmaxf/fminf: NaN gives the other operand
+	}
+	fmax := func(a, b float32) float32 { // fmaxf: a NaN operand gives the other
+		if a != a {
+			return b
+		}
+		return max(a, b)
+	}
+	want := func(v float32) uint32 {
+		r := math.RoundToEven(float64(fmax(v, 0)))
+		return uint32(min(r, 127))
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	var vs []float32
+	for i := -2000; i <= 2000; i++ {
+		vs = append(vs, float32(i)/4, float32(i)+0.5, math.Nextafter32(float32(i)+0.5, 0), math.Nextafter32(float32(i)+0.5, 1000))
+	}
+	for range 100000 {
+		vs = append(vs, float32(r.NormFloat64()*100), math.Float32frombits(r.Uint32()))
+	}
+	vs = append(vs, 1<<22, -(1 << 22), 1<<23, 1<<30, -(1 << 30), float32(math.Inf(1)), float32(math.Inf(-1)), 126.5, 127.5, -0.5, 0.5, 1.5)
+	for _, v := range vs {
+		if v != v {
+			continue // NaN: below
+		}
+		if got := qBits(v) & 0xff; got != want(v) {
+			t.Fatalf("q_bits(%v) = %d, want %d", v, got, want(v))
+		}
+	}
+	// NaN: fmaxf(NaN, MAGIC) is MAGIC, so 0, as fmaxf(NaN, 0) in expand_i8t
+	nan := float32(math.NaN())
+	if got := math.Float32bits(min(fmax(nan+magic, magic), magic+127)) & 0xff; got != 0 {
+		t.Errorf("q_bits(NaN) = %d, want 0", got)
+	}
+	for _, c := range []struct{ q0, q1 uint32 }{{0, 0}, {127, 0}, {0, 127}, {5, 99}, {126, 1}} {
+		b0, b1 := math.Float32bits(magic+float32(c.q0)), math.Float32bits(magic+float32(c.q1))
+		if got := uint16(bytePerm(b0, b1, 0x0040)); got != uint16(c.q0|c.q1<<8) {
+			t.Errorf("pack(%d, %d) = %#04x", c.q0, c.q1, got)
+		}
 	}
 }
