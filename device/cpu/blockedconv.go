@@ -105,13 +105,13 @@ type bdArgs struct {
 	xPix    int            // bytes between two output pixels' inputs
 	xTap    int            // bytes between two taps of a row (dilation)
 	xRow    int            // bytes between two rows of taps
-	xBlk    int            // bytes between input blocks (NCHW: channels)
+	xBlk    int            // bytes from the row after a block's last row of taps to the next block's first
 	nblk    int            // input blocks (NCHW: channels); 0: no taps at all
 	nkh     int            // rows of taps
 	nkw     int            // taps per row
 	wOb     int            // bytes between output blocks' weights
 	wKhSkip int            // bytes of weights skipped after a row's nkw taps
-	wBlk    int            // bytes between input blocks' weights
+	wBlk    int            // bytes from the weights after a block's last tap to the next block's first
 	yOb     int            // bytes between output blocks of y (and z)
 	lo, hi  float32        // activation bounds
 }
@@ -194,8 +194,9 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32) {
 	a.xPix = 4 * g.sW * pixF
 	a.xTap = 4 * g.dW * pixF
 	a.xRow = 4 * g.dH * g.W * pixF
-	a.xBlk = 4 * xBlk
 	a.nkh = khHi - khLo
+	a.xBlk = 4*xBlk - a.nkh*a.xRow
+	a.wBlk -= a.nkh * 4 * g.KW * tapW
 	a.yOb = 4 * g.oh * g.ow * Block
 	wOb0 := ob0 * a.wOb / 4
 	yRow := ((n*mb+ob0)*g.oh + i) * g.ow * Block
@@ -271,10 +272,10 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32) {
 func bdKernelGo(a *bdArgs, nb, r, lanes int) {
 	var acc [4][12][Block]float32
 	tapB := 4 * lanes * Block // bytes of weights per tap
+	xr, wt := 0, 0
 	// Offsets, not pointers, walk the taps: a pointer past the end of
 	// x or w, even unused, is invalid to the garbage collector.
 	for ib := 0; ib < a.nblk; ib++ {
-		xr, wt := ib*a.xBlk, ib*a.wBlk
 		for kh := 0; kh < a.nkh; kh++ {
 			xt := xr
 			for kw := 0; kw < a.nkw; kw++ {
@@ -296,6 +297,8 @@ func bdKernelGo(a *bdArgs, nb, r, lanes int) {
 			xr += a.xRow
 			wt += a.wKhSkip
 		}
+		xr += a.xBlk
+		wt += a.wBlk
 	}
 	bv := (*[4 * Block]float32)(a.bias)
 	for b := 0; b < nb; b++ {
