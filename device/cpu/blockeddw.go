@@ -11,8 +11,8 @@ const bdwBandPixels = 512
 // M): one DynamicFor over (image, channel block, band of output rows).
 // Each output row of a block is a vertical sum over the taps of an input
 // vector (16 channels of one pixel) times the tap's weight vector; 3x3
-// filters of dilation 1 and column stride 1 or 2 run bdwRow3x3's AVX-512
-// kernel (blockeddw_amd64.s), the rest bdwRowGo.
+// filters of dilation 1 and column stride 1 or 2 run bdwBand3x3's AVX-512
+// kernels (blockeddw_amd64.s), a band per call, the rest bdwRowGo.
 func blockedDepthwise(f *BlockedFilter, x, bias, z, y []float32) {
 	p := f.P
 	oh, ow := p.OutH(), p.OutW()
@@ -101,12 +101,12 @@ func (dc *bdwCall) items(lo0, hi0 int) {
 		ws := f.W[b*k*Block : (b+1)*k*Block]
 		i0 := band * dc.band
 		i1 := min(i0+dc.band, oh)
+		if dc.asm {
+			bdwBand3x3(p, xs, ws, &v, zs, ys, i0, i1)
+			continue
+		}
 		for i := i0; i < i1; i++ {
-			if dc.asm {
-				bdwRow3x3(p, xs, ws, &v, zs, ys, i)
-			} else {
-				bdwRowGo(p, xs, ws, &v, zs, ys, i)
-			}
+			bdwRowGo(p, xs, ws, &v, zs, ys, i)
 		}
 	}
 }

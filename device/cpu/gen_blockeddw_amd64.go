@@ -22,80 +22,23 @@ func main() {
 	p("//go:build amd64 && !purego")
 	p("")
 	p(`#include "textflag.h"`)
-	row3x3(1)
-	row3x3(2)
+	band3x3(1)
+	band3x3(2)
 	if err := os.WriteFile("blockeddw_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // rows are the registers of the three input rows (tap rows 0, 1, 2).
-var rows = [3]string{"R8", "R9", "R10"}
-
-// row3x3 writes bdw3x3s<s>AVX512: one output row of one channel block of a
-// 3x3 depthwise convolution of column stride s, dilation 1.
 //
-// Registers: R8, R9, R10 the input rows (column 0; a row whose bit in SI
-// is clear is never read), SI the row mask, DI the output row, DX the
-// residual row (0: none), BX ow, R12 jlo, R13 jhi (pixels [jlo, jhi) read
-// only columns inside the row), R14 W, R15 padl, CX the pixel j, AX and
-// R11 scratch. Z16..Z24 the nine weight vectors, Z25 the bias, Z26 and
-// Z27 the lower and upper bounds; Z0..Z7 accumulators.
-func row3x3(s int) {
-	name := fmt.Sprintf("bdw3x3s%dAVX512", s)
-	p("")
-	p("// func %s(x0, x1, x2 *float32, rmask int, wt *float32, v *bdwVecs, z, out *float32, ow, jlo, jhi, w, padl int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-104", name)
-	p("\tMOVQ x0+0(FP), R8")
-	p("\tMOVQ x1+8(FP), R9")
-	p("\tMOVQ x2+16(FP), R10")
-	p("\tMOVQ rmask+24(FP), SI")
-	p("\tMOVQ wt+32(FP), AX")
-	for t := 0; t < 9; t++ {
-		p("\tVMOVUPS %d(AX), Z%d", 64*t, 16+t)
-	}
-	p("\tMOVQ v+40(FP), AX")
-	p("\tVMOVUPS 0(AX), Z25")
-	p("\tVMOVUPS 64(AX), Z26")
-	p("\tVMOVUPS 128(AX), Z27")
-	p("\tMOVQ z+48(FP), DX")
-	p("\tMOVQ out+56(FP), DI")
-	p("\tMOVQ ow+64(FP), BX")
-	p("\tMOVQ jlo+72(FP), R12")
-	p("\tMOVQ jhi+80(FP), R13")
-	p("\tMOVQ w+88(FP), R14")
-	p("\tMOVQ padl+96(FP), R15")
-	p("\tXORQ CX, CX")
-	p("%s_left:", name)
-	p("\tCMPQ CX, R12")
-	p("\tJGE %s_g8", name)
-	edge(name+"_l", s)
-	p("\tINCQ CX")
-	p("\tJMP %s_left", name)
-	for _, g := range []int{8, 4, 1} {
-		p("%s_g%d:", name, g)
-		p("\tLEAQ %d(CX), AX", g)
-		p("\tCMPQ AX, R13")
-		next := map[int]string{8: "_g4", 4: "_g1", 1: "_right"}[g]
-		p("\tJGT %s%s", name, next)
-		group(fmt.Sprintf("%s_g%d", name, g), s, g)
-		p("\tADDQ $%d, CX", g)
-		if g == 4 {
-			p("\tJMP %s_g1", name) // at most one group of 4 after the 8s
-		} else {
-			p("\tJMP %s_g%d", name, g)
-		}
-	}
-	p("%s_right:", name)
-	p("\tCMPQ CX, BX")
-	p("\tJGE %s_done", name)
-	edge(name+"_r", s)
-	p("\tINCQ CX")
-	p("\tJMP %s_right", name)
-	p("%s_done:", name)
-	p("\tVZEROUPPER")
-	p("\tRET")
-}
+// Registers of the kernels: R8, R9, R10 the input rows (column 0; a row
+// whose bit in SI is clear is never read), SI the row mask, DI the output
+// row, DX the residual row (0: none), BX ow, R12 jlo, R13 jhi (pixels
+// [jlo, jhi) read only columns inside the row), R14 W, R15 padl, CX the
+// pixel j, AX and R11 scratch. Z16..Z24 the nine weight vectors, Z25 the
+// bias, Z26 and Z27 the lower and upper bounds; Z0..Z7 accumulators,
+// Z8..Z15 input columns.
+var rows = [3]string{"R8", "R9", "R10"}
 
 // index sets reg = CX*s - R15, the column of pixel CX's tap 0.
 func index(reg string, s int) {
@@ -125,10 +68,105 @@ func epilogue(label string, g int) {
 	}
 }
 
-// edge computes pixel CX with every tap checked: columns outside [0, W)
-// (unsigned compare) and rows whose bit in SI is clear are skipped.
-func edge(label string, s int) {
+// band3x3 writes bdw3x3Band<s>AVX512: output rows [i0, i1) of one channel
+// block of a 3x3 depthwise convolution of column stride s, dilation 1,
+// out at row i0. It works out each row's input rows and mask (rows
+// outside [0, H) are never read) then its pixels: [0, jlo) and [jhi,
+// ow) by edge3, tap by tap, [jlo, jhi) (every tap inside the row) by
+// groupReuse in groups of 8, 4 and 1.
+func band3x3(s int) {
+	name := fmt.Sprintf("bdw3x3Band%dAVX512", s)
+	p("")
+	p("// func %s(x *float32, h, sh, padt, i0, i1 int, wt *float32, v *bdwVecs, z, out *float32, ow, jlo, jhi, w, padl int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $8-120", name)
+	p("\tMOVQ wt+48(FP), AX")
+	for t := 0; t < 9; t++ {
+		p("\tVMOVUPS %d(AX), Z%d", 64*t, 16+t)
+	}
+	p("\tMOVQ v+56(FP), AX")
+	p("\tVMOVUPS 0(AX), Z25")
+	p("\tVMOVUPS 64(AX), Z26")
+	p("\tVMOVUPS 128(AX), Z27")
+	p("\tMOVQ z+64(FP), DX")
+	p("\tMOVQ out+72(FP), DI")
+	p("\tMOVQ ow+80(FP), BX")
+	p("\tMOVQ w+104(FP), R14")
+	p("\tMOVQ padl+112(FP), R15")
+	p("\tMOVQ i0+32(FP), AX")
+	p("\tMOVQ AX, i-8(SP)")
+	p("%s_row:", name)
+	p("\tMOVQ i-8(SP), AX")
+	p("\tMOVQ i1+40(FP), R11")
+	p("\tCMPQ AX, R11")
+	p("\tJGE %s_done", name)
+	p("\tIMULQ sh+16(FP), AX")
+	p("\tSUBQ padt+24(FP), AX")
+	p("\tMOVQ h+8(FP), R11")
+	p("\tXORQ SI, SI")
+	for kh := 0; kh < 3; kh++ {
+		r := rows[kh]
+		p("\tMOVQ x+0(FP), %s", r)
+		p("\tLEAQ %d(AX), R12", kh)
+		p("\tCMPQ R12, R11")
+		p("\tJCC %s_nor%d", name, kh)
+		p("\tIMULQ R14, R12")
+		p("\tSHLQ $6, R12")
+		p("\tADDQ R12, %s", r)
+		p("\tORQ $%d, SI", 1<<kh)
+		p("%s_nor%d:", name, kh)
+	}
+	p("\tMOVQ jlo+88(FP), R12")
+	p("\tMOVQ jhi+96(FP), R13")
+	p("\tXORQ CX, CX")
+	p("%s_left:", name)
+	p("\tCMPQ CX, R12")
+	p("\tJGE %s_g8", name)
+	edge3(name+"_l", s)
+	p("\tINCQ CX")
+	p("\tJMP %s_left", name)
+	for _, g := range []int{8, 4, 1} {
+		p("%s_g%d:", name, g)
+		p("\tLEAQ %d(CX), AX", g)
+		p("\tCMPQ AX, R13")
+		next := map[int]string{8: "_g4", 4: "_g1", 1: "_right"}[g]
+		p("\tJGT %s%s", name, next)
+		groupReuse(fmt.Sprintf("%s_g%d", name, g), s, g)
+		p("\tADDQ $%d, CX", g)
+		if g == 4 {
+			p("\tJMP %s_g1", name)
+		} else {
+			p("\tJMP %s_g%d", name, g)
+		}
+	}
+	p("%s_right:", name)
+	p("\tCMPQ CX, BX")
+	p("\tJGE %s_next", name)
+	edge3(name+"_r", s)
+	p("\tINCQ CX")
+	p("\tJMP %s_right", name)
+	p("%s_next:", name)
+	p("\tMOVQ BX, AX")
+	p("\tSHLQ $6, AX")
+	p("\tADDQ AX, DI")
+	p("\tTESTQ DX, DX")
+	p("\tJZ %s_noz", name)
+	p("\tADDQ AX, DX")
+	p("%s_noz:", name)
+	p("\tINCQ i-8(SP)")
+	p("\tJMP %s_row", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// edge3 computes pixel CX with every tap checked: columns outside [0, W)
+// (unsigned compare) and rows whose bit in SI is clear are skipped. One
+// accumulator per tap row (Z0, Z1, Z2), summed at the end: chains of
+// three FMAs instead of nine.
+func edge3(label string, s int) {
 	p("\tVMOVAPS Z25, Z0")
+	p("\tVXORPS Z1, Z1, Z1")
+	p("\tVXORPS Z2, Z2, Z2")
 	index("AX", s)
 	for kw := 0; kw < 3; kw++ {
 		p("\tLEAQ %d(AX), R11", kw)
@@ -138,27 +176,41 @@ func edge(label string, s int) {
 		for kh := 0; kh < 3; kh++ {
 			p("\tTESTQ $%d, SI", 1<<kh)
 			p("\tJZ %s_kw%d_kh%d", label, kw, kh)
-			p("\tVFMADD231PS (%s)(R11*1), Z%d, Z0", rows[kh], 16+3*kh+kw)
+			p("\tVFMADD231PS (%s)(R11*1), Z%d, Z%d", rows[kh], 16+3*kh+kw, kh)
 			p("%s_kw%d_kh%d:", label, kw, kh)
 		}
 		p("%s_kw%d:", label, kw)
 	}
+	p("\tVADDPS Z1, Z0, Z0")
+	p("\tVADDPS Z2, Z0, Z0")
 	epilogue(label, 1)
 }
 
-// group computes the g pixels CX.. whose taps are all inside the row.
-func group(label string, s, g int) {
+// groupReuse computes the g pixels CX.. whose taps are all inside the
+// row, loading each input column once per tap row (into
+// Z8..Z15 in turn) and using it for every (pixel, tap) that reads it:
+// (g-1)*s+3 loads per row instead of 3g.
+func groupReuse(label string, s, g int) {
 	index("AX", s)
 	p("\tSHLQ $6, AX")
 	for u := 0; u < g; u++ {
 		p("\tVMOVAPS Z25, Z%d", u)
 	}
+	t := 0
 	for kh := 0; kh < 3; kh++ {
 		p("\tTESTQ $%d, SI", 1<<kh)
 		p("\tJZ %s_kh%d", label, kh)
-		for kw := 0; kw < 3; kw++ {
-			for u := 0; u < g; u++ {
-				p("\tVFMADD231PS %d(%s)(AX*1), Z%d, Z%d", 64*(u*s+kw), rows[kh], 16+3*kh+kw, u)
+		for c := 0; c < (g-1)*s+3; c++ {
+			tmp := 8 + t%8
+			t++
+			p("\tVMOVUPS %d(%s)(AX*1), Z%d", 64*c, rows[kh], tmp)
+			for kw := 0; kw < 3; kw++ {
+				if (c-kw)%s != 0 || c < kw {
+					continue
+				}
+				if u := (c - kw) / s; u < g {
+					p("\tVFMADD231PS Z%d, Z%d, Z%d", tmp, 16+3*kh+kw, u)
+				}
 			}
 		}
 		p("%s_kh%d:", label, kh)
