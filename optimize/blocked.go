@@ -24,9 +24,10 @@ import (
 //   - MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool (2-D,
 //     float32) of a blocked tensor become kiln::Blocked<Pool>;
 //   - an elementwise op (traits ops.ElementwiseUnary / ElementwiseBinary)
-//     whose inputs are blocked tensors of its output's shape or scalar
-//     constants stays that op on the blocked tensors, where the tensors'
-//     C is a multiple of 16 or the op maps zeros to zero (f(0) = 0, found
+//     whose inputs are blocked tensors of its output's channel count
+//     (broadcasting over N, H and W is the same in both layouts; symbolic
+//     H and W often cannot be proven equal) or scalar constants stays that
+//     op on the blocked tensors, where the tensors' C is a multiple of 16 or the op maps zeros to zero (f(0) = 0, found
 //     by running it on zeros: Relu, Add, Mul, Clip with min <= 0 <= max;
 //     not Sigmoid), so that pad lanes stay zero;
 //   - a Concat on axis 1 of blocked tensors whose C are multiples of 16 is
@@ -268,6 +269,10 @@ func (b *blocker) convShape(n *ir.Node) (convGeom, bool) {
 	if err != nil || a.Rank() != -1 && a.Rank() != 2 {
 		return convGeom{}, false
 	}
+	// BlockedConv's own parse (2-D windows only)
+	if _, err := ops.ParseBlockedConvAttrs(&ir.Node{Name: n.Name, OpType: "BlockedConv", Domain: fusedDomain, Attrs: n.Attrs}, b.g.Opset()); err != nil {
+		return convGeom{}, false
+	}
 	group := int(a.Group)
 	geo := convGeom{c: w.Const.Shape[1] * group, m: w.Const.Shape[0], group: group}
 	if xc := x.Type.Shape[1]; xc.Known() && int(xc.Val) != geo.c {
@@ -334,6 +339,9 @@ func (b *blocker) pool(n *ir.Node) bool {
 		if err != nil || a.Rank() != 2 {
 			return false
 		}
+		if _, err := ops.ParseBlockedPoolAttrs(&ir.Node{Name: n.Name, OpType: "Blocked" + op, Domain: fusedDomain, Attrs: n.Attrs}, b.g.Opset()); err != nil {
+			return false
+		}
 	}
 	n.Inputs[0] = bv.v
 	n.OpType, n.Domain = "Blocked"+op, fusedDomain
@@ -389,7 +397,9 @@ func (b *blocker) elementwise(n *ir.Node) bool {
 			continue
 		}
 		if bv, ok := b.blk[v]; ok && (binary || i == 0) {
-			if !sameShape(v.Type.Shape, out.Type.Shape) || c >= 0 && bv.c != c {
+			// Tensors of one channel count broadcast over N, H and W
+			// alike in both layouts.
+			if oc, ok := channels(out); !ok || oc != bv.c || c >= 0 && bv.c != c {
 				return false
 			}
 			c = bv.c
