@@ -34,6 +34,26 @@ func blocksDim(c ir.Dim) ir.Dim {
 	return ir.D(int64(cpu.Blocks(int(c.Val))))
 }
 
+// keepSymbolic sets the unknown output dims out of a window over the
+// input dims in (kernel k, -1 for unknown) to the input's where the window
+// keeps the size whatever it is: a kernel of 1, stride 1, no pads (or
+// SAME pads at stride 1, any kernel).
+func keepSymbolic(w *window, in ir.Shape, k []int, out ir.Shape) {
+	if w.kernel != nil {
+		k = w.kernel
+	}
+	for i := range out {
+		if out[i].Known() || at(w.strides, i, 1) != 1 {
+			continue
+		}
+		same := w.autoPad == padSameUpper || w.autoPad == padSameLower
+		unit := k != nil && k[i] == 1 && (w.autoPad == padValid || at(w.pads, i, 0) == 0 && at(w.pads, i+len(out), 0) == 0)
+		if same || unit {
+			out[i] = in[i]
+		}
+	}
+}
+
 // checkFloat32 refuses a value type other than float32 (or unknown).
 func checkFloat32(op string, v *ir.Value) error {
 	if dt := v.Type.DType; dt != tensor.Undefined && dt != tensor.Float32 {
@@ -367,6 +387,7 @@ func (k *blockedConvOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 				return nil, err
 			}
 			out[2], out[3] = sp[0], sp[1]
+			keepSymbolic(&k.win, xs[2:4], kern, out[2:4])
 		} else if err := k.win.check(2); err != nil {
 			return nil, err
 		}

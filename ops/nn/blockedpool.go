@@ -68,6 +68,7 @@ func (k *blockedPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	if err != nil {
 		return nil, err
 	}
+	keepSymbolic(&k.win, xs[2:4], nil, sp)
 	if h, w := xs[2], xs[3]; h.Known() && w.Known() {
 		if _, err := k.geometry([]int{1, 1, int(h.Val), int(w.Val), cpu.Block}); err != nil {
 			return nil, err
