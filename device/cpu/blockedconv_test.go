@@ -137,3 +137,18 @@ func zeroPads(n, c, hw int, b []float32) {
 		}
 	}
 }
+
+// TestBlockedDenseAllocs checks that a call allocates nothing (its state
+// is pooled, its scratch on the stack).
+func TestBlockedDenseAllocs(t *testing.T) {
+	fixThreads(t, 2)
+	p := Conv2DParams{N: 1, C: 24, H: 9, W: 13, M: 40, KH: 3, KW: 3, Group: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
+		PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: ActRelu}
+	f := PackBlockedFilter(p, false, seqSlice(p.M*p.C*9, 0.1))
+	x := seqSlice(BlockedLen(1, p.C, p.H*p.W), 0.3)
+	bias := seqSlice(p.M, 0.2)
+	y := make([]float32, BlockedLen(1, p.M, p.OutH()*p.OutW()))
+	if n := testing.AllocsPerRun(50, func() { BlockedConv2D(f, x, bias, y, y) }); n > 0.1 {
+		t.Errorf("%.2f allocations per call", n)
+	}
+}

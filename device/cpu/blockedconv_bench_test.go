@@ -1,0 +1,98 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bdLayer is a convolution of the shared models that loses to ONNX
+// Runtime (ops/nn/NOTES.md section 35).
+type bdLayer struct {
+	name   string
+	p      Conv2DParams
+	inNCHW bool
+}
+
+func bdLayers() []bdLayer {
+	c := func(ch, h, m, k, s, pad int) Conv2DParams {
+		return Conv2DParams{N: 1, C: ch, H: h, W: h, M: m, KH: k, KW: k, Group: 1, StrideH: s, StrideW: s, DilH: 1, DilW: 1,
+			PadTop: pad, PadLeft: pad, PadBottom: pad, PadRight: pad, Act: ActRelu}
+	}
+	return []bdLayer{
+		{"resnet_stem_3-16_7x7s2_224", c(3, 224, 16, 7, 2, 3), true},
+		{"resnet_16-32_3x3s2_56", c(16, 56, 32, 3, 2, 1), false},
+		{"resnet_64-64_3x3_14", c(64, 14, 64, 3, 1, 1), false},
+		{"resnet_128-128_3x3_7", c(128, 7, 128, 3, 1, 1), false},
+		{"squeeze_stem_3-64_3x3s2_224", c(3, 224, 64, 3, 2, 0), true},
+		{"squeeze_expand3x3_16-64_55", c(16, 55, 64, 3, 1, 1), false},
+		{"squeeze_expand3x3_64-256_13", c(64, 13, 256, 3, 1, 1), false},
+		{"squeeze_squeeze1x1_128-16_55", c(128, 55, 16, 1, 1, 0), false},
+		{"squeeze_squeeze1x1_512-64_13", c(512, 13, 64, 1, 1, 0), false},
+		{"squeeze_classifier_512-1000_13", c(512, 13, 1000, 1, 1, 0), false},
+		{"yolo_16-32_3x3s2_160", c(16, 160, 32, 3, 2, 1), false},
+	}
+}
+
+// bdCPUTime is the process's user and system CPU time so far.
+func bdCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkBlockedConv times BlockedConv2D (blocked input and output; the
+// stems NCHW input) against Conv2D's own choice on the same layer (NCHW),
+// GFLOP/s and CPU time per call. Run with -cpu 1,2; in alternating rounds:
+//
+//	for i in 1 2 3 4 5 6; do go test ./device/cpu -run '^$' -bench BlockedConv -cpu 1,2 -benchtime 30x; done
+//
+// ops/nn's BenchmarkBlockedDenseVsTactic compares against the plan's NCHW
+// tactics (direct, direct-cl, Winograd ...), which live in ops/nn.
+func BenchmarkBlockedConv(b *testing.B) {
+	for i, l := range bdLayers() {
+		p := l.p
+		r := rand.New(rand.NewPCG(7, uint64(i)))
+		oh, ow := p.OutH(), p.OutW()
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		w := randSlice(r, p.M*p.C*p.KH*p.KW)
+		bias := randSlice(r, p.M)
+		y := make([]float32, p.N*p.M*oh*ow)
+		xb := x
+		if !l.inNCHW {
+			xb = make([]float32, BlockedLen(p.N, p.C, p.H*p.W))
+			ToBlocked(p.N, p.C, p.H*p.W, x, xb)
+		}
+		yb := make([]float32, BlockedLen(p.N, p.M, oh*ow))
+		f := PackBlockedFilter(p, l.inNCHW, w)
+		flops := 2 * float64(p.N*p.M*oh*ow) * float64(p.C*p.KH*p.KW)
+		for _, v := range []struct {
+			name string
+			run  func()
+		}{
+			{"blocked", func() { BlockedConv2D(f, xb, bias, nil, yb) }},
+			{"conv2d", func() { Conv2D(p, x, w, bias, y) }},
+		} {
+			b.Run(fmt.Sprintf("%s/%s", l.name, v.name), func(b *testing.B) {
+				if err := SetThreads(0); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				v.run()
+				c0 := bdCPUTime()
+				for b.Loop() {
+					v.run()
+				}
+				cpu := bdCPUTime() - c0
+				reportFlops(b, flops)
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
+				// per CPU second: on a loaded machine, steadier than per wall second
+				b.ReportMetric(flops*float64(b.N)/cpu.Seconds()/1e9, "cpu-GFLOP/s")
+			})
+		}
+	}
+}
