@@ -282,6 +282,15 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 				} else if edge := mc % mr; edge != 0 && g.kern.edge == nil {
 					packA(abuf, g.a, g.lda, false, ic+mc-edge, edge, pc, kc, mr)
 				}
+				// A last tile of 1-3 rows keeps too few accumulators in
+				// flight to hide the FMA latency (and reloads B for
+				// them): with an edge kernel, the last full tile and it
+				// become two tiles of about equal height (128 rows: 8
+				// tiles of 14 and two of 8 instead of 9 and one of 2).
+				split := -1
+				if e := mc % mr; g.kern.edge != nil && mc > mr && e != 0 && e < edgeMinRows {
+					split = mc - e - mr
+				}
 				for jr := 0; jr < nc; jr += nr {
 					nrr := min(nr, nc-jr)
 					var bp *float32
@@ -298,8 +307,11 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 						packB(bbuf, g.b[boff:], g.ldb, false, 0, kc, jc+jr, nrr, nr)
 						bp = &bbuf[0]
 					}
-					for ir := 0; ir < mc; ir += mr {
-						mrr := min(mr, mc-ir)
+					for ir, mrr := 0, 0; ir < mc; ir += mrr {
+						mrr = min(mr, mc-ir)
+						if ir == split {
+							mrr = (mc - ir + 1) / 2
+						}
 						var ap *float32
 						ald := kc
 						switch {
@@ -330,6 +342,10 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	packAPool.put(abufp)
 	packBPool.put(bbufp)
 }
+
+// edgeMinRows is the smallest last row tile run as it is; a shorter one
+// is merged with the full tile before it into two of about equal height.
+var edgeMinRows = 4
 
 // mergeTile sets C = alpha*T + beta*C on an mr x nr corner of C.
 func mergeTile(c []float32, ldc int, t []float32, ldt, mr, nr int, alpha, beta float32) {

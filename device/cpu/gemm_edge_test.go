@@ -1,0 +1,63 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestGemmEdgeSplit checks that merging a last row tile of 1-3 rows with
+// the full tile before it (two tiles of about equal height) gives C bit
+// for bit as the short tile did: each element's sum over K runs in the same
+// order whichever tile computes it. Shapes whose row count leaves such a
+// tile (bert_mini's 128 tokens: 9 x 14 + 2), with A packed and read in
+// place, B packed once, several K blocks and beta.
+func TestGemmEdgeSplit(t *testing.T) {
+	if active.edge == nil {
+		t.Skip("kernel without an edge variant: no split")
+	}
+	defer func(v int) { edgeMinRows = v }(edgeMinRows)
+	defer func() { packing = packAuto }()
+	r := rand.New(rand.NewPCG(21, 22))
+	mr := active.mr
+	for _, tc := range []struct {
+		m, n, k int
+		packed  bool
+		pack    int
+	}{
+		{mr + 1, 40, 17, false, packAuto},
+		{mr + 2, 64, 33, true, packAuto},
+		{2*mr + 3, 70, 9, false, packAlways},
+		{128, 512, 128, true, packAuto},
+		{128, 128, 512, true, packAuto},
+		{128, 96, 700, false, packAlways},
+		{9*mr + 2, 33, 64, false, packNever},
+	} {
+		t.Run(fmt.Sprintf("%dx%dx%d/packed=%v/packing%d", tc.m, tc.n, tc.k, tc.packed, tc.pack), func(t *testing.T) {
+			if e := tc.m % mr; e == 0 || e >= 4 {
+				t.Fatalf("m=%d leaves a last tile of %d rows: not a split case", tc.m, e)
+			}
+			packing = tc.pack
+			a, b := randSlice(r, tc.m*tc.k), randSlice(r, tc.k*tc.n)
+			c0 := randSlice(r, tc.m*tc.n)
+			var pb *PackedB
+			if tc.packed {
+				pb = PackB(tc.k, tc.n, b, tc.n)
+			}
+			out := map[int][]float32{}
+			for _, v := range []int{0, 4} {
+				edgeMinRows = v
+				c := append([]float32(nil), c0...)
+				g := gemmJob{kern: active, m: tc.m, n: tc.n, k: tc.k, alpha: 1.25, beta: 0.5,
+					a: a, lda: tc.k, b: b, ldb: tc.n, c: c, ldc: tc.n, pb: pb}
+				g.run(0, tc.m, 0, tc.n)
+				out[v] = c
+			}
+			for i := range out[0] {
+				if out[0][i] != out[4][i] {
+					t.Fatalf("C[%d][%d] = %g with the split, %g without", i/tc.n, i%tc.n, out[4][i], out[0][i])
+				}
+			}
+		})
+	}
+}
