@@ -1,0 +1,141 @@
+package build_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/conformance"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// needBlocked skips a test when ops/nn does not register the blocked
+// operators the optimizer's "blocked" pass writes (the pass then leaves
+// every graph alone).
+func needBlocked(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(sharedModels); err != nil {
+		t.Skipf("needs the shared models in %s: %v", sharedModels, err)
+	}
+	for _, op := range []string{"BlockedConv", "ToBlocked", "FromBlocked"} {
+		if _, ok := ops.Lookup("kiln", op); !ok {
+			t.Skipf("kiln::%s is not registered (ops/nn): the blocked pass does nothing yet", op)
+		}
+	}
+}
+
+// loadLevel builds model at the given optimization level (with o's other
+// options) and loads the plan as kiln run does.
+func loadLevel(t *testing.T, model string, level int, o build.Options) *kiln.Model {
+	t.Helper()
+	o.OptLevel = level
+	o.NoTiming = o.NoTiming || testing.Short()
+	res, err := build.Build(context.Background(), filepath.Join(sharedModels, model, "model.onnx"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), model+".plan")
+	err = res.WriteFile(path)
+	res.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kiln.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// blockedLayers counts the plan's layers by op, blocked ones apart.
+func blockedLayers(m *kiln.Model) (blocked, fused int, all map[string]int) {
+	all = map[string]int{}
+	for _, l := range m.Plan().Layers {
+		all[l.Op]++
+	}
+	return all["kiln::BlockedConv"], all["kiln::FusedConv"], all
+}
+
+// TestBlockedModelPlans builds every shared model at level 3 (the blocked
+// pass) and checks its outputs against the reference outputs at
+// TestModelPlans' tolerances and against the level-2 plan's outputs.
+func TestBlockedModelPlans(t *testing.T) {
+	needBlocked(t)
+	for _, name := range []string{"resnet_mini", "mobilenet_v2", "squeezenet1_1", "bert_mini", "yolo_tiny"} {
+		t.Run(name, func(t *testing.T) {
+			m2 := loadLevel(t, name, 2, build.Options{})
+			m3 := loadLevel(t, name, 3, build.Options{})
+			blocked, fused, all := blockedLayers(m3)
+			t.Logf("level 3: %d BlockedConv, %d FusedConv left; layers %v", blocked, fused, all)
+			if name != "bert_mini" && blocked == 0 {
+				t.Errorf("no BlockedConv in the level-3 plan: %v", all)
+			}
+			sets, _ := filepath.Glob(filepath.Join(sharedModels, name, "test_data_set_*"))
+			if len(sets) == 0 {
+				t.Fatalf("no test data for %s", name)
+			}
+			for _, set := range sets {
+				in, want, err := conformance.LoadDataSet(m3, set)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got3, err := m3.Run(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got2, err := m2.Run(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, o := range m3.Outputs() {
+					if c := conformance.Compare(got3[o.Name], want[i], 1e-3, 1e-4); !c.OK {
+						t.Errorf("%s output %s against the reference: %s", filepath.Base(set), o.Name, c.Reason)
+					}
+					if c := conformance.Compare(got3[o.Name], got2[o.Name], 1e-3, 1e-4); !c.OK {
+						t.Errorf("%s output %s against level 2: %s", filepath.Base(set), o.Name, c.Reason)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestBlockedDynamicShapes builds yolo_tiny (symbolic height and width) at
+// level 3 for a range of sizes and compares with the level-2 plan at two
+// sizes of the range, neither a multiple of 32 in both dims.
+func TestBlockedDynamicShapes(t *testing.T) {
+	needBlocked(t)
+	o := build.Options{Dims: map[string][3]int{"h": {32, 64, 640}, "w": {32, 64, 640}}}
+	m2 := loadLevel(t, "yolo_tiny", 2, o)
+	m3 := loadLevel(t, "yolo_tiny", 3, o)
+	if b, _, all := blockedLayers(m3); b == 0 {
+		t.Fatalf("no BlockedConv: %v", all)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, hw := range [][2]int{{96, 160}, {224, 288}} {
+		x := tensor.New(tensor.Float32, 1, 3, hw[0], hw[1])
+		for i := range x.Float32s() {
+			x.Float32s()[i] = r.Float32()
+		}
+		in := map[string]*kiln.Tensor{"images": x}
+		got3, err := m3.Run(context.Background(), in)
+		if err != nil {
+			t.Fatalf("%v: %v", hw, err)
+		}
+		got2, err := m2.Run(context.Background(), in)
+		if err != nil {
+			t.Fatalf("%v: %v", hw, err)
+		}
+		for name, want := range got2 {
+			if c := conformance.Compare(got3[name], want, 1e-3, 1e-4); !c.OK {
+				t.Errorf("%dx%d output %s against level 2: %s", hw[0], hw[1], name, c.Reason)
+			}
+		}
+	}
+}
