@@ -250,15 +250,15 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				tiles := 0
 				var maps DevicePtr
 				if k, ok := tmaFns[name]; ok {
-					if !expandI8tFits(pixels, s.cm, s.c) {
-						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 64 == 0", s, name)
+					if !k.v.fits(pixels, s.cm, s.c) {
+						t.Logf("%s: %s needs P %% 128, N %% 128 (256 multicast), K %% 64 == 0", s, name)
 						return nil, func() {}
 					}
 					zz := DevicePtr(0)
 					if residual {
 						zz = z8
 					}
-					ms, err := expandI8tMaps(g.d, x8, w8, zz, y, pixels, s.cm, s.c, k.v.swizzled)
+					ms, err := expandI8tMaps(g.d, x8, w8, zz, y, pixels, s.cm, s.c, k.v)
 					if err != nil {
 						t.Errorf("%s %s: %v", s, name, err)
 						return nil, func() {}
@@ -271,9 +271,12 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					tiles = pixels / 128 * (s.c / 128)
 					fn, nargs, smem, threads = k.fn, 8, k.v.smem(), 288
 					grid = Dim3{X: uint32(min(tiles, k.v.perSM*sms)), Y: 1, Z: 1}
+					if k.v.multicast {
+						grid.X &^= 1 // clusters of two (tiles is even: N % 256 == 0)
+					}
 					nslices, zs := k.v.stages()
-					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32, conversion-free epilogue %v)",
-						name, grid.X, nslices, zs, k.v.swizzled, k.v.fastCvt)
+					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32, conversion-free epilogue %v, x multicast to pairs %v)",
+						name, grid.X, nslices, zs, k.v.swizzled, k.v.fastCvt, k.v.multicast)
 				} else if fn1, ok := wgmmaFns[name]; ok {
 					if !expandI8sFits(pixels, s.cm, s.c, 128) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)

@@ -61,16 +61,15 @@ func expandI8tSource(v expandI8tVariant) string {
         "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%s}, %%64, %%65, p;\n}\n"
         : %s
         : "l"(da), "l"(db), "r"(1));`, strings.Join(regs, ","), strings.Join(outs, ", "))
-	swz, fast := "0", "0"
-	if v.swizzled {
-		swz = "1"
-	}
-	if v.fastCvt {
-		fast = "1"
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
 	}
 	slices, tiles := v.stages()
-	return strings.NewReplacer("$NAME", v.name, "$SWZ", swz, "$FASTCVT", fast, "$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles),
-		"$MINB", fmt.Sprint(v.perSM), "$WGMMA", wgmma).Replace(expandI8tTemplate)
+	return strings.NewReplacer("$NAME", v.name, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$MC", b(v.multicast),
+		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
 
 // expandI8tVariant is one build of expand_i8t: its kernel's name, the
@@ -82,12 +81,17 @@ func expandI8tSource(v expandI8tVariant) string {
 // and the result to 8 bits by integer and float adds of 1.5 * 2^23
 // (exact for accumulators within +-2^22, so for K <= 256; above that the
 // kernel takes the I2F path), instead of four I2F/FRND/F2I an output,
-// which run at 16 a clock on an SM against 64-128 for the adds.
+// which run at 16 a clock on an SM against 64-128 for the adds. multicast
+// (expand_i8m2, needs the swizzle): clusters of two CTAs take the two
+// channel blocks of a row block together, and each loads half of x's K
+// slice (64 rows) into both CTAs' shared memory by one multicast copy, so
+// that x crosses from L2 to the SMs once a pair instead of twice.
 type expandI8tVariant struct {
-	name     string
-	swizzled bool
-	perSM    int
-	fastCvt  bool
+	name      string
+	swizzled  bool
+	perSM     int
+	fastCvt   bool
+	multicast bool
 }
 
 // expandI8tVariants are the builds the probe times, the one it trusts most
@@ -95,9 +99,20 @@ type expandI8tVariant struct {
 // expand_i8t_ns settled its question (the 64-byte swizzle's descriptor is
 // right, and faster at 14x14): the probe times it only with
 // KILN_INT8X_ALL=1.
+// expand_i8m2 (clusters, multicast, remote barrier arrivals: the most new
+// instructions) comes last.
 var expandI8tVariants = []expandI8tVariant{
-	{"expand_i8t", true, 1, false}, {"expand_i8t2", true, 2, false}, {"expand_i8t_ns", false, 1, false},
-	{"expand_i8u2", true, 2, true}, {"expand_i8u", true, 1, true},
+	{"expand_i8t", true, 1, false, false}, {"expand_i8t2", true, 2, false, false}, {"expand_i8t_ns", false, 1, false, false},
+	{"expand_i8u2", true, 2, true, false}, {"expand_i8u", true, 1, true, false}, {"expand_i8m2", true, 2, true, true},
+}
+
+// xRows is the rows of x's box: 64 for the multicast build (each CTA of a
+// pair loads half of the slice), else 128.
+func (v expandI8tVariant) xRows() int {
+	if v.multicast {
+		return 64
+	}
+	return 128
 }
 
 // stages returns the depth of the K-slice ring and of the tile ring.
@@ -119,6 +134,7 @@ func (v expandI8tVariant) smem() int {
 const expandI8tTemplate = `
 #define SWZ $SWZ
 #define FASTCVT $FASTCVT
+#define MC $MC              // clusters of two CTAs sharing x's slices by multicast
 #define BM 128
 #define BN 128
 #define BK 64
@@ -171,6 +187,49 @@ __device__ __forceinline__ void tma_store2(const TMap* m, unsigned src, int c0, 
     asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n"
                  :: "l"(m), "r"(src), "r"(c0), "r"(c1) : "memory");
 }
+// the multicast load into the same offset of the shared memory of every CTA
+// in mask, each CTA's barrier at bar's offset taking the bytes
+__device__ __forceinline__ void tma_load2_mc(unsigned dst, const TMap* m, unsigned bar, int c0, int c1, unsigned short mask) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;\n"
+                 :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1), "h"(mask) : "memory");
+}
+__device__ __forceinline__ unsigned cta_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+// every thread of both CTAs of the cluster (all threads of a warp together)
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// arrives on the barrier at bar's offset in CTA cta of the cluster
+__device__ __forceinline__ void mbar_arrive_cta(unsigned bar, unsigned cta) {
+    asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n"
+                 :: "r"(bar), "r"(cta) : "memory");
+}
+// mbar_wait with cluster-scope acquire (the slots the other CTA's consumers released)
+__device__ __forceinline__ unsigned mbar_try_cluster(unsigned bar, unsigned parity) {
+    unsigned ok;
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+    return ok;
+}
+__device__ __forceinline__ void mbar_wait_cluster(unsigned bar, unsigned parity) {
+    if (mbar_try_cluster(bar, parity))
+        return;
+    const long long t0 = clock64();
+    while (!mbar_try_cluster(bar, parity))
+        if (clock64() - t0 > (1ll << 32))
+            __trap();
+}
+#if MC
+#define EMPTY_WAIT mbar_wait_cluster
+#define CLUSTER_DIMS __cluster_dims__(2, 1, 1)
+#else
+#define EMPTY_WAIT mbar_wait
+#define CLUSTER_DIMS
+#endif
+
 // a K slice of x (rows row0..) or w at K offset k0 into dst, on bar
 __device__ __forceinline__ void load_slice(unsigned dst, const TMap* m, unsigned bar, int k0, int row0) {
 #if SWZ
@@ -274,7 +333,7 @@ __device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, 
 
 extern __shared__ __align__(1024) unsigned char smem_raw[];
 
-extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
+extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NAME(
     const TMap* __restrict__ maps, const float* __restrict__ alpha, const float* __restrict__ bias,
     float beta, int hasz, int K, int N, int tiles)
 {
@@ -295,7 +354,7 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
     if (tid == 0) {
         for (int s = 0; s < STAGES; s++) {
             mbar_init(FULL(s), 1);
-            mbar_init(EMPTY(s), NCONS / 32);
+            mbar_init(EMPTY(s), (MC + 1) * (NCONS / 32)); // MC: both CTAs' consumers release a slot
         }
         for (int b = 0; b < ZS; b++) {
             mbar_init(ZFULL(b), 1);
@@ -303,7 +362,18 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
+#if MC
+    // the other CTA's barriers are initialised before any multicast or remote arrival
+    cluster_sync();
+    // CTA rank of pair it takes tile 2 * it + rank: the two channel blocks of one row block (N / BN even)
+    const unsigned rank = cta_rank();
+    const int first = blockIdx.x >> 1, step = gridDim.x >> 1, count = tiles >> 1;
+#define TILE_OF(it) (2 * (it) + (int)rank)
+#else
     __syncthreads();
+    const int first = blockIdx.x, step = gridDim.x, count = tiles;
+#define TILE_OF(it) (it)
+#endif
     const int nblk = N / BN, KT = K / BK;
 
     if (warp == NCONS / 32) {
@@ -314,7 +384,8 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
             asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
             int s = 0, b = 0;
             unsigned ph = 0, zph = 0;
-            for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+            for (int it = first; it < count; it += step) {
+                const int tile = TILE_OF(it);
                 const int n0 = (tile % nblk) * BN, p0 = (tile / nblk) * BM;
                 mbar_wait(ZEMPTY(b), zph ^ 1);
                 if (hasz) {
@@ -326,15 +397,24 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
                 if (++b == ZS)
                     b = 0, zph ^= 1;
                 for (int kt = 0; kt < KT; kt++) {
-                    mbar_wait(EMPTY(s), ph ^ 1);
+                    EMPTY_WAIT(EMPTY(s), ph ^ 1);
                     mbar_expect_tx(FULL(s), 2 * SLICE);
+#if MC
+                    // this CTA's half of the pair's x slice, into both CTAs (the other half comes from the other CTA)
+                    tma_load2_mc(sx + s * SLICE + rank * (64 * BK), mx, FULL(s), kt * BK, p0 + 64 * (int)rank, (unsigned short)3);
+#else
                     load_slice(sx + s * SLICE, mx, FULL(s), kt * BK, p0);
+#endif
                     load_slice(sw + s * SLICE, mw, FULL(s), kt * BK, n0);
                     if (++s == STAGES)
                         s = 0, ph ^= 1;
                 }
             }
         }
+#if MC
+        __syncwarp();
+        cluster_sync(); // the other CTA may still arrive on this one's barriers
+#endif
         return;
     }
 
@@ -343,7 +423,8 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
     const int g = lane >> 2, t = lane & 3;
     int s = 0, b = 0, prev = -1;
     unsigned ph = 0, zph = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    for (int it = first; it < count; it += step) {
+        const int tile = TILE_OF(it);
         const int n0 = (tile % nblk) * BN, p0 = (tile / nblk) * BM;
         int d[64];
 #pragma unroll
@@ -364,16 +445,24 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
             if (held >= 0) {
                 asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-                if (lane == 0)
+                if (lane == 0) {
                     mbar_arrive(EMPTY(held));
+#if MC
+                    mbar_arrive_cta(EMPTY(held), rank ^ 1);
+#endif
+                }
             }
             held = s;
             if (++s == STAGES)
                 s = 0, ph ^= 1;
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        if (lane == 0)
+        if (lane == 0) {
             mbar_arrive(EMPTY(held));
+#if MC
+            mbar_arrive_cta(EMPTY(held), rank ^ 1);
+#endif
+        }
         // the epilogue (epilogue<FAST>: conversion-free for the expand_i8u
         // builds while K <= 256, where |accumulator| <= 256 * 128 * 128 = 2^22)
         mbar_wait(ZFULL(b), zph);
@@ -401,6 +490,10 @@ extern "C" __global__ void __launch_bounds__(NCONS + 32, $MINB) $NAME(
     }
     if (tid == 0)
         asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#if MC
+    __syncwarp();
+    cluster_sync(); // no remote arrival on this CTA's barriers after it exits
+#endif
 }
 `
 
@@ -411,6 +504,12 @@ func expandI8tFits(p, k, n int) bool {
 	return p > 0 && k > 0 && n > 0 && p%128 == 0 && n%128 == 0 && k%64 == 0 && p < 1<<31 && (p/128)*(n/128) < 1<<31
 }
 
+// fits is expandI8tFits for variant v: the multicast build also needs an
+// even number of channel blocks (a pair of CTAs takes two of one row block).
+func (v expandI8tVariant) fits(p, k, n int) bool {
+	return expandI8tFits(p, k, n) && (!v.multicast || n%256 == 0)
+}
+
 // expandI8tMaps returns expand_i8t's four tensor maps (x, w, z, y, in
 // that order, as the kernel reads them from device memory) for x [p, k],
 // w [n, k], z and y [p, n] int8: x and w in 64-byte K slices of 128 rows
@@ -419,9 +518,9 @@ func expandI8tFits(p, k, n int) bool {
 // and y in 128 x 128 tiles with the 128-byte swizzle. z may be 0 (no
 // residual): its map then points at y, which the kernel does not read
 // through it.
-func expandI8tMaps(d *Driver, x, w, z, y DevicePtr, p, k, n int, swizzled bool) ([]TensorMap, error) {
+func expandI8tMaps(d *Driver, x, w, z, y DevicePtr, p, k, n int, v expandI8tVariant) ([]TensorMap, error) {
 	var maps []TensorMap
-	for _, t := range expandI8tMapSpecs(x, w, z, y, p, k, n, swizzled) {
+	for _, t := range expandI8tMapSpecs(x, w, z, y, p, k, n, v) {
 		m, err := d.EncodeTensorMapTiled(t)
 		if err != nil {
 			return nil, err
@@ -431,15 +530,16 @@ func expandI8tMaps(d *Driver, x, w, z, y DevicePtr, p, k, n int, swizzled bool) 
 	return maps, nil
 }
 
-// expandI8tMapSpecs describes expandI8tMaps' four maps.
-func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, swizzled bool) []TensorMapTiled {
-	slice := func(a DevicePtr, rows int) TensorMapTiled {
-		if swizzled {
+// expandI8tMapSpecs describes expandI8tMaps' four maps for variant v
+// (its slice layout, and x's box of 64 rows for the multicast build).
+func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, v expandI8tVariant) []TensorMapTiled {
+	slice := func(a DevicePtr, rows, boxRows int) TensorMapTiled {
+		if v.swizzled {
 			return TensorMapTiled{Addr: a, Dims: []uint64{uint64(k), uint64(rows)}, Strides: []uint64{uint64(k)},
-				Box: []uint32{64, 128}, Swizzle: Swizzle64B, L2Promotion: 2}
+				Box: []uint32{64, uint32(boxRows)}, Swizzle: Swizzle64B, L2Promotion: 2}
 		}
 		return TensorMapTiled{Addr: a, Dims: []uint64{uint64(k), uint64(rows)}, Strides: []uint64{uint64(k)},
-			Box: []uint32{16, 128}, Swizzle: SwizzleNone, L2Promotion: 2}
+			Box: []uint32{16, uint32(boxRows)}, Swizzle: SwizzleNone, L2Promotion: 2}
 	}
 	tile := func(a DevicePtr) TensorMapTiled {
 		return TensorMapTiled{Addr: a, Dims: []uint64{uint64(n), uint64(p)}, Strides: []uint64{uint64(n)},
@@ -448,30 +548,39 @@ func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, swizzled bool) []Tenso
 	if z == 0 {
 		z = y
 	}
-	return []TensorMapTiled{slice(x, p), slice(w, n), tile(z), tile(y)}
+	return []TensorMapTiled{slice(x, p, v.xRows()), slice(w, n, 128), tile(z), tile(y)}
 }
 
 // TestExpandI8tMapSpecs checks expand_i8t's tensor maps against the
-// driver's limits (TensorMapTiled.check) for both layers and both slice
-// layouts, and that each box moves the bytes the kernel expects on its
-// barriers (8 KB a slice of x or w, 16 KB a tile).
+// driver's limits (TensorMapTiled.check) for both layers and every
+// variant's slice layout, and that the boxes move the bytes the kernel
+// expects on its barriers (8 KB a slice of x or w: one box, four 16-byte
+// ones without the swizzle, or two halves of x from the two CTAs of a
+// multicast pair; 16 KB a tile).
 func TestExpandI8tMapSpecs(t *testing.T) {
 	const x, w, z, y = 0x7f0000000000, 0x7f0010000000, 0x7f0020000000, 0x7f0030000000
 	for _, c := range []struct{ p, k, n int }{{256 * 56 * 56, 64, 256}, {256 * 14 * 14, 256, 1024}} {
-		for _, swizzled := range []bool{true, false} {
+		for _, v := range expandI8tVariants {
+			if !v.fits(c.p, c.k, c.n) {
+				t.Errorf("%s does not take %+v", v.name, c)
+			}
 			for _, zz := range []DevicePtr{z, 0} {
-				specs := expandI8tMapSpecs(x, w, zz, y, c.p, c.k, c.n, swizzled)
-				copies := map[bool]int{true: 1, false: 4}[swizzled] // boxes a slice
+				specs := expandI8tMapSpecs(x, w, zz, y, c.p, c.k, c.n, v)
+				copies := map[bool]int{true: 1, false: 4}[v.swizzled] // boxes a slice
 				for i, sp := range specs {
 					if err := sp.check(); err != nil {
-						t.Errorf("%+v swizzled %v map %d: %v", c, swizzled, i, err)
+						t.Errorf("%+v %s map %d: %v", c, v.name, i, err)
 					}
 					box := 1
 					for _, b := range sp.Box {
 						box *= int(b)
 					}
-					if want := []int{128 * 64, 128 * 64, 128 * 128, 128 * 128}[i]; i < 2 && box*copies != want || i >= 2 && box != want {
-						t.Errorf("%+v swizzled %v map %d: %d bytes a box (x%d), want %d", c, swizzled, i, box, copies, want)
+					n := copies
+					if i == 0 && v.multicast {
+						n *= 2
+					}
+					if want := []int{128 * 64, 128 * 64, 128 * 128, 128 * 128}[i]; i < 2 && box*n != want || i >= 2 && box != want {
+						t.Errorf("%+v %s map %d: %d bytes a box (x%d), want %d", c, v.name, i, box, n, want)
 					}
 				}
 				if zz == 0 && specs[2].Addr != y {
@@ -532,6 +641,11 @@ func TestExpandI8tFits(t *testing.T) {
 		if got := expandI8tFits(c.p, c.k, c.n); got != c.want {
 			t.Errorf("expandI8tFits(%d, %d, %d) = %v, want %v", c.p, c.k, c.n, got, c.want)
 		}
+		// the multicast build: an even number of channel blocks besides
+		mc := expandI8tVariant{name: "mc", swizzled: true, perSM: 2, fastCvt: true, multicast: true}
+		if got, want := mc.fits(c.p, c.k, c.n), c.want && c.n%256 == 0; got != want {
+			t.Errorf("multicast fits(%d, %d, %d) = %v, want %v", c.p, c.k, c.n, got, want)
+		}
 	}
 }
 
@@ -544,14 +658,15 @@ func TestExpandI8tFits(t *testing.T) {
 // compute_90 only, which checks the source but not the inline PTX).
 func TestExpandI8tSource(t *testing.T) {
 	want := map[string]struct {
-		smem                        int
-		swz, fast, stages, zs, minb string
+		smem                            int
+		swz, fast, mc, stages, zs, minb string
 	}{
-		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "0", "6", "4", "1"},
-		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "0", "3", "3", "2"},
-		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "0", "6", "4", "1"},
-		"expand_i8u2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "3", "3", "2"},
-		"expand_i8u":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "1", "6", "4", "1"},
+		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "0", "0", "6", "4", "1"},
+		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "0", "0", "3", "3", "2"},
+		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "0", "0", "6", "4", "1"},
+		"expand_i8u2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "0", "3", "3", "2"},
+		"expand_i8u":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "1", "0", "6", "4", "1"},
+		"expand_i8m2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "1", "3", "3", "2"},
 	}
 	if len(expandI8tVariants) != len(want) {
 		t.Errorf("%d variants, want %d", len(expandI8tVariants), len(want))
@@ -575,8 +690,8 @@ func TestExpandI8tSource(t *testing.T) {
 		if !strings.Contains(src, " "+v.name+"(") {
 			t.Errorf("%s: no kernel of that name", v.name)
 		}
-		for _, def := range []string{"SWZ " + w.swz, "FASTCVT " + w.fast, "STAGES " + w.stages, "ZS " + w.zs} {
-			if !strings.Contains(src, "#define "+def+"\n") {
+		for _, def := range []string{"SWZ " + w.swz, "FASTCVT " + w.fast, "MC " + w.mc, "STAGES " + w.stages, "ZS " + w.zs} {
+			if !strings.Contains(src, "#define "+def+"\n") && !strings.Contains(src, "#define "+def+" ") {
 				t.Errorf("%s: no #define %s", v.name, def)
 			}
 		}
@@ -598,6 +713,13 @@ func TestExpandI8tSource(t *testing.T) {
 		if !strings.Contains(string(c.PTX), "cp.async.bulk.tensor") || !strings.Contains(string(c.PTX), "wgmma.mma_async") {
 			t.Errorf("%s: the PTX has no bulk tensor copy or no wgmma", v.name)
 		}
+		// the multicast build: clusters of two, multicast copies, remote
+		// arrivals and the cluster barrier; the others none of them
+		for _, ins := range []string{".reqnctapercluster 2", ".multicast::cluster", "mapa.shared::cluster", "barrier.cluster.wait"} {
+			if strings.Contains(string(c.PTX), ins) != v.multicast {
+				t.Errorf("%s (multicast %v): %q in the PTX: %v", v.name, v.multicast, ins, !v.multicast)
+			}
+		}
 		t.Logf("%s: PTX only (%d bytes)", v.name, len(c.PTX))
 	}
 }
@@ -612,7 +734,7 @@ func TestEncodeTensorMapTiledFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range expandI8tMapSpecs(0x7f0000000000, 0x7f0010000000, 0x7f0020000000, 0x7f0030000000, 256*14*14, 256, 1024, true) {
+	for _, c := range expandI8tMapSpecs(0x7f0000000000, 0x7f0010000000, 0x7f0020000000, 0x7f0030000000, 256*14*14, 256, 1024, expandI8tVariants[0]) {
 		m, err := d.EncodeTensorMapTiled(c)
 		if err != nil {
 			t.Fatal(err)
