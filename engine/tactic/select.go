@@ -118,6 +118,15 @@ type Choice struct {
 	// measured (Cached).
 	Cold   bool
 	Copies int
+	// Index is the chosen tactic's place among the layer's candidates
+	// (0: the default).
+	Index int
+	// Measured counts the candidates measured for this choice (not read
+	// from the cache).
+	Measured int
+	// Failed has the reason of each candidate that did not run (Choose
+	// skips it; Select's tactics all run or Select fails).
+	Failed map[string]error
 }
 
 // Speedup is how many times faster the chosen tactic is than the default.
@@ -215,76 +224,67 @@ func folded(n *ir.Node) bool {
 func selectLayer(ctx context.Context, g *ir.Graph, opset int64, l layer, i, n int, fp device.Fingerprint, cache *Cache, opt Options) (Choice, error) {
 	node := l.node
 	op := node.Domain + "::" + node.OpType
-	c := Choice{Default: l.tactics[0], Cached: true, Times: make(map[string]time.Duration, len(l.tactics))}
-	var todo []string
 	limit := opt.Workspace > 0 && ops.ScratchMeter != nil
+	tm := &cpuTimer{g: g, opset: opset, node: node, tactics: l.tactics, runs: opt.Runs, scratch: limit}
+	rule := Rule{MinGain: opt.MinGain}
 	if limit {
-		c.Scratch = map[string]int64{}
+		rule.Workspace = opt.Workspace
 	}
-	for _, t := range l.tactics {
-		if d, ok := cache.LookupTimer(fp, l.sig, t, CPUTimer); ok {
-			if limit {
-				b, ok := cache.LookupScratchTimer(fp, l.sig, t, CPUTimer)
-				if !ok {
-					todo = append(todo, t)
-					continue
-				}
-				c.Scratch[t] = b
+	if opt.Progress != nil {
+		rule.Progress = func(j int, d time.Duration, cached bool) {
+			p := Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: l.tactics[j], Time: d, Cached: cached}
+			if !cached {
+				p.Cold, p.Copies = tm.cold, tm.copies
 			}
-			c.Times[t] = d
-			if opt.Progress != nil {
-				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d, Cached: true})
-			}
-			continue
-		}
-		todo = append(todo, t)
-	}
-	if len(todo) > 0 {
-		c.Cached = false
-		m, err := newMeasurer(g, opset, node)
-		if err != nil {
-			return Choice{}, err
-		}
-		runtime.GC() // so that garbage of earlier layers is not collected while timing this one
-		tm, err := m.measure(ctx, todo, opt.Runs, limit)
-		if err != nil {
-			return Choice{}, err
-		}
-		c.Cold, c.Copies = tm.cold, tm.copies
-		for _, t := range todo {
-			d := tm.best[t]
-			c.Times[t] = d
-			cache.StoreTimer(fp, l.sig, t, CPUTimer, d)
-			if b, ok := tm.scratch[t]; ok {
-				c.Scratch[t] = b
-				cache.StoreScratchTimer(fp, l.sig, t, CPUTimer, b)
-			}
-			if opt.Progress != nil {
-				opt.Progress(Progress{Layer: node.Name, Op: op, I: i, N: n, Tactic: t, Time: d, Cold: tm.cold, Copies: tm.copies})
-			}
+			opt.Progress(p)
 		}
 	}
-	// The fastest that fits the workspace; on a tie the earlier (the
-	// default first).
-	fits := func(t string) bool { return !limit || c.Scratch[t] <= opt.Workspace }
-	for _, t := range l.tactics {
-		if d := c.Times[t]; fits(t) && (c.Tactic == "" || d < c.Time) {
-			c.Tactic, c.Time = t, d
-		}
+	c, err := Choose(ctx, fp, cache, Layer{Name: node.Name, Op: node.OpType, Sig: l.sig, Candidates: l.tactics}, tm, rule)
+	if err != nil {
+		return Choice{}, err
 	}
-	if c.Tactic == "" {
-		least := l.tactics[0]
-		for _, t := range l.tactics {
-			if c.Scratch[t] < c.Scratch[least] {
-				least = t
-			}
-		}
-		return Choice{}, fmt.Errorf("%w: node %q (%s): no tactic fits the workspace of %d bytes (the smallest, %q, needs %d)", ErrWorkspace, node.Name, node.OpType, opt.Workspace, least, c.Scratch[least])
-	}
-	if def := c.Times[c.Default]; opt.MinGain > 0 && fits(c.Default) && float64(c.Time)*(1+opt.MinGain) > float64(def) {
-		c.Tactic, c.Time = c.Default, def
-	}
+	c.Cold, c.Copies = tm.cold, tm.copies
 	return c, nil
+}
+
+// cpuTimer is the CPU's Timer of one layer (CPUTimer): the tactics to
+// measure run together in measure, after a reference run of the default
+// (newMeasurer); any failure fails the choice (ErrRun).
+type cpuTimer struct {
+	g       *ir.Graph
+	opset   int64
+	node    *ir.Node
+	tactics []string
+	runs    int
+	scratch bool
+	// cold and copies are what measure found (zero until it ran).
+	cold   bool
+	copies int
+}
+
+func (t *cpuTimer) Name() string { return CPUTimer }
+
+func (t *cpuTimer) Time(ctx context.Context, todo []int, _ []time.Duration) ([]Result, error) {
+	m, err := newMeasurer(t.g, t.opset, t.node)
+	if err != nil {
+		return nil, err
+	}
+	runtime.GC() // so that garbage of earlier layers is not collected while timing this one
+	names := make([]string, len(todo))
+	for k, i := range todo {
+		names[k] = t.tactics[i]
+	}
+	tm, err := m.measure(ctx, names, t.runs, t.scratch)
+	if err != nil {
+		return nil, err
+	}
+	t.cold, t.copies = tm.cold, tm.copies
+	res := make([]Result, len(names))
+	for k, name := range names {
+		res[k].Time = tm.best[name]
+		res[k].Scratch, res[k].HasScratch = tm.scratch[name]
+	}
+	return res, nil
 }
 
 // measurer runs one node's kernel with each tactic on fixed inputs.

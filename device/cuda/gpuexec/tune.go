@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/tactic"
 )
 
 // Implementations a Tactic names.
@@ -280,6 +282,76 @@ type candidate struct {
 	cached bool // t.NS came from the timing cache
 }
 
+// stepTimer is the GPU's tactic.Timer of one step's candidates: each to
+// time is applied, then, once a candidate that ran is known (from the
+// cache or timed before it), screened with one run without a CUDA graph,
+// then timed (measure: replayed as a CUDA graph between two events, the
+// median). A candidate whose screen run takes more than screenFactor times
+// the fastest known plus screenMargin is not timed further: its screen
+// time is its time (stored in the cache, never the fastest). A candidate
+// that fails to apply or run is skipped with the reason.
+type stepTimer struct {
+	cands   []candidate
+	step    int
+	screen  func(step int) (time.Duration, error)
+	measure func(steps ...int) (time.Duration, error)
+	timed   map[int]bool // the candidates Time was asked for (not from the cache)
+}
+
+// Name: the GPU's times are filed with no timer name (Cache.Lookup's).
+func (st *stepTimer) Name() string { return "" }
+
+func (st *stepTimer) Time(_ context.Context, todo []int, known []time.Duration) ([]tactic.Result, error) {
+	st.timed = make(map[int]bool, len(todo))
+	res := make([]tactic.Result, len(todo))
+	var best time.Duration // the fastest candidate so far, in their order (0: none ran)
+	faster := func(d time.Duration) {
+		if best == 0 || d < best {
+			best = d
+		}
+	}
+	k := 0
+	for j := range st.cands {
+		if k == len(todo) || todo[k] != j {
+			if known[j] > 0 {
+				faster(known[j])
+			}
+			continue
+		}
+		st.timed[j] = true
+		r := &res[k]
+		k++
+		if err := st.cands[j].apply(); err != nil {
+			r.Err = err
+			continue
+		}
+		// A screen first: one run without a CUDA graph. A candidate far
+		// slower than the best so far (cuDNN's grouped convolutions can
+		// loop over the groups, thousands of launches) is not captured,
+		// instantiated and timed: that took mobilenet_v2's build from 1 s
+		// to 80 s.
+		if best > 0 {
+			q, err := st.screen(st.step)
+			if err != nil {
+				r.Err = err
+				continue
+			}
+			if q > screenFactor*best+screenMargin {
+				r.Time = q
+				continue
+			}
+		}
+		d, err := st.measure(st.step)
+		if err != nil {
+			r.Err = err // this algorithm does not run here: not a candidate
+			continue
+		}
+		r.Time = d
+		faster(d)
+	}
+	return res, nil
+}
+
 // tune times, for each convolution and matrix product that a library
 // planned, every algorithm the library offered within the workspace limit
 // and kiln's own kernels, at the engine's shapes, in a context of its own,
@@ -412,6 +484,7 @@ func (e *Engine) tune() error {
 	measure := func(steps ...int) (time.Duration, error) {
 		return timeSteps(!e.opt.NoGraphs, tuneWarmup, tuneRuns, steps...)
 	}
+	screen := func(step int) (time.Duration, error) { return timeSteps(false, 1, 1, step) }
 	type tuned struct {
 		step  int
 		cands []candidate
@@ -512,55 +585,21 @@ func (e *Engine) tune() error {
 		} else {
 			continue
 		}
-		best := -1
+		names := make([]string, len(cands))
 		for j := range cands {
-			t := &cands[j].t
-			if e.opt.TimingCache != nil {
-				if d, ok := e.opt.TimingCache.Lookup(e.opt.CacheDevice, sig, t.name()); ok {
-					t.NS = int64(d)
-					cands[j].cached = true
-				}
-			}
-			if t.NS == 0 {
-				if err := cands[j].apply(); err != nil {
-					continue
-				}
-				// A screen first: one run without a CUDA graph. A candidate
-				// far slower than the best so far (cuDNN's grouped
-				// convolutions can loop over the groups, thousands of
-				// launches) is not captured, instantiated and timed: that
-				// took mobilenet_v2's build from 1 s to 80 s.
-				if best >= 0 {
-					q, err := timeSteps(false, 1, 1, i)
-					if err != nil {
-						continue
-					}
-					if q > screenFactor*time.Duration(cands[best].t.NS)+screenMargin {
-						e.measured++
-						t.NS = int64(q)
-						if e.opt.TimingCache != nil {
-							e.opt.TimingCache.Store(e.opt.CacheDevice, sig, t.name(), q)
-						}
-						continue
-					}
-				}
-				dur, err := measure(i)
-				if err != nil {
-					continue // this algorithm does not run here: not a candidate
-				}
-				e.measured++
-				t.NS = int64(dur)
-				if e.opt.TimingCache != nil {
-					e.opt.TimingCache.Store(e.opt.CacheDevice, sig, t.name(), dur)
-				}
-			}
-			if best < 0 || t.NS < cands[best].t.NS {
-				best = j
-			}
+			names[j] = cands[j].t.name()
 		}
-		if best < 0 {
-			return fmt.Errorf("tuning layer %s: no implementation ran", s.name())
+		timer := &stepTimer{cands: cands, step: i, screen: screen, measure: measure}
+		ch, err := tactic.Choose(context.Background(), e.opt.CacheDevice, e.opt.TimingCache, tactic.Layer{Name: s.name(), Op: s.node.OpType, Sig: sig, Candidates: names}, timer, tactic.Rule{})
+		if err != nil {
+			return fmt.Errorf("tuning layer %s: %w", s.name(), err) // tactic.ErrNoCandidate: no implementation ran
 		}
+		e.measured += ch.Measured
+		for j := range cands {
+			cands[j].t.NS = int64(ch.Times[names[j]]) // 0: it did not run
+			cands[j].cached = !timer.timed[j]
+		}
+		best := ch.Index
 		if err := cands[best].apply(); err != nil {
 			return fmt.Errorf("tuning layer %s: %w", s.name(), err)
 		}
@@ -587,7 +626,7 @@ func (e *Engine) tune() error {
 			}
 		}
 		firstTime, ferr := measure(all...)
-		if terr == nil && (ferr != nil || tunedTime <= firstTime) {
+		if terr == nil && (ferr != nil || tactic.Keeps(tunedTime, firstTime, 0)) {
 			for _, t := range done {
 				if err := t.cands[t.best].apply(); err != nil {
 					return err

@@ -295,3 +295,138 @@ func programChoices(t testing.TB, p *planProgram) []device.Tactic {
 	}
 	return out
 }
+
+// TestStepTimer: the GPU's tactic.Timer of one step applies each
+// candidate to time, screens it (one run without a graph) once a faster
+// one before it is known (from the cache or timed), keeps the screen time
+// of one far slower (screenFactor times the best plus screenMargin)
+// without timing it further, and skips with the reason one that fails to
+// apply or to run. Times are fakes: no GPU or library is used.
+func TestStepTimer(t *testing.T) {
+	const us = time.Microsecond
+	broken := errors.New("not supported")
+	type res struct {
+		d   time.Duration
+		err bool
+	}
+	for _, tc := range []struct {
+		name     string
+		measure  []time.Duration // per candidate, its timed (graph) time; -1: fails
+		screen   []time.Duration // per candidate, its screen run; -1: fails
+		applyErr []bool
+		known    []time.Duration
+		todo     []int
+		want     []res
+		timed    []int // the candidates measure ran for
+	}{
+		{
+			name:    "first timed without a screen, a close one timed, a slow one screened out",
+			measure: []time.Duration{100 * us, 90 * us, 1000 * us},
+			screen:  []time.Duration{0, 120 * us, 500 * us},
+			known:   make([]time.Duration, 3),
+			todo:    []int{0, 1, 2},
+			want:    []res{{d: 100 * us}, {d: 90 * us}, {d: 500 * us}},
+			timed:   []int{0, 1},
+		},
+		{
+			name:    "the screen's bound is the fastest so far: 4x90us+50us",
+			measure: []time.Duration{100 * us, 90 * us, 400 * us, 400 * us},
+			screen:  []time.Duration{0, 0, 411 * us, 410 * us},
+			known:   make([]time.Duration, 4),
+			todo:    []int{0, 1, 2, 3},
+			want:    []res{{d: 100 * us}, {d: 90 * us}, {d: 411 * us}, {d: 400 * us}},
+			timed:   []int{0, 1, 3},
+		},
+		{
+			name:    "a cached candidate before it bounds the screen",
+			measure: []time.Duration{0, 900 * us},
+			screen:  []time.Duration{0, 800 * us},
+			known:   []time.Duration{10 * us, 0},
+			todo:    []int{1},
+			want:    []res{{d: 800 * us}},
+		},
+		{
+			name:    "a cached candidate after it does not",
+			measure: []time.Duration{900 * us, 0},
+			screen:  []time.Duration{800 * us, 0},
+			known:   []time.Duration{0, 10 * us},
+			todo:    []int{0},
+			want:    []res{{d: 900 * us}},
+			timed:   []int{0},
+		},
+		{
+			name:     "failures are skipped and bound nothing",
+			measure:  []time.Duration{1 * us, -1, 900 * us, 900 * us, 20 * us, -1},
+			screen:   []time.Duration{0, 0, 0, -1, 0, 0},
+			applyErr: []bool{true},
+			known:    make([]time.Duration, 6),
+			todo:     []int{0, 1, 2, 3, 4, 5},
+			want:     []res{{err: true}, {err: true}, {d: 900 * us}, {err: true}, {d: 20 * us}, {err: true}},
+			timed:    []int{2, 4},
+		},
+		{
+			name:    "a screened-out candidate bounds nothing",
+			measure: []time.Duration{10 * us, 900 * us, 80 * us},
+			screen:  []time.Duration{0, 700 * us, 85 * us},
+			known:   make([]time.Duration, 3),
+			todo:    []int{0, 1, 2},
+			want:    []res{{d: 10 * us}, {d: 700 * us}, {d: 80 * us}},
+			timed:   []int{0, 2},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := -1
+			var timed []int
+			cands := make([]candidate, len(tc.measure))
+			for j := range cands {
+				cands[j].apply = func() error {
+					if j < len(tc.applyErr) && tc.applyErr[j] {
+						return broken
+					}
+					cur = j
+					return nil
+				}
+			}
+			st := &stepTimer{cands: cands, step: 7,
+				screen: func(step int) (time.Duration, error) {
+					if step != 7 {
+						t.Fatalf("screened step %d", step)
+					}
+					if tc.screen[cur] < 0 {
+						return 0, broken
+					}
+					return tc.screen[cur], nil
+				},
+				measure: func(steps ...int) (time.Duration, error) {
+					if len(steps) != 1 || steps[0] != 7 {
+						t.Fatalf("measured steps %v", steps)
+					}
+					if tc.measure[cur] < 0 {
+						return 0, broken
+					}
+					timed = append(timed, cur)
+					return tc.measure[cur], nil
+				}}
+			got, err := st.Time(context.Background(), tc.todo, tc.known)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d results, want %d", len(got), len(tc.want))
+			}
+			for k, w := range tc.want {
+				if (got[k].Err != nil) != w.err || (!w.err && got[k].Time != w.d) || (w.err && !errors.Is(got[k].Err, broken)) {
+					t.Errorf("candidate %d: %v, %v; want %v (failing: %v)", tc.todo[k], got[k].Time, got[k].Err, w.d, w.err)
+				}
+			}
+			if !reflect.DeepEqual(timed, tc.timed) {
+				t.Errorf("timed %v, want %v", timed, tc.timed)
+			}
+			for _, j := range tc.todo {
+				if !st.timed[j] {
+					t.Errorf("candidate %d not recorded as timed", j)
+				}
+			}
+		})
+	}
+}
