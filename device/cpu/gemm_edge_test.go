@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -56,6 +57,49 @@ func TestGemmEdgeSplit(t *testing.T) {
 			for i := range out[0] {
 				if out[0][i] != out[4][i] {
 					t.Fatalf("C[%d][%d] = %g with the split, %g without", i/tc.n, i%tc.n, out[4][i], out[0][i])
+				}
+			}
+		})
+	}
+}
+
+// TestEvenRowSplit checks the split of a product into equal row ranges
+// (epiJob.evenRows): for row counts that whole row panels would share
+// unevenly, on 2-4 goroutines, every element of C is in exactly one
+// epilogue block and equals, bit for bit, the product on one goroutine.
+func TestEvenRowSplit(t *testing.T) {
+	defer func(v bool) { evenRows = v }(evenRows)
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, tc := range []struct{ m, n, k, nt int }{
+		{128, 128, 512, 2}, {128, 128, 128, 2}, {100, 64, 40, 3}, {43, 32, 17, 2}, {29, 40, 9, 2}, {130, 96, 33, 4},
+	} {
+		t.Run(fmt.Sprintf("%dx%dx%d/nt=%d", tc.m, tc.n, tc.k, tc.nt), func(t *testing.T) {
+			a, b := randSlice(r, tc.m*tc.k), randSlice(r, tc.k*tc.n)
+			want := make([]float32, tc.m*tc.n)
+			sgemmBlocked(Blocking{}, false, false, tc.m, tc.n, tc.k, 1, a, tc.k, b, tc.n, 0, want, tc.n, 1)
+			evenRows = true
+			c := make([]float32, tc.m*tc.n)
+			seen := make([]int32, tc.m*tc.n)
+			var mu sync.Mutex
+			e := &epiJob{}
+			e.colsFn, e.rowsFn, e.evenRowsFn = e.cols, e.rows, e.evenRows
+			e.g = gemmJob{kern: active, m: tc.m, n: tc.n, k: tc.k, alpha: 1, a: a, lda: tc.k, b: b, ldb: tc.n, c: c, ldc: tc.n}
+			e.epi = func(i0, i1, j0, j1 int) {
+				mu.Lock()
+				defer mu.Unlock()
+				for i := i0; i < i1; i++ {
+					for j := j0; j < j1; j++ {
+						seen[i*tc.n+j]++
+					}
+				}
+			}
+			e.split(tc.nt)
+			for i := range c {
+				if seen[i] != 1 {
+					t.Fatalf("C[%d][%d] in %d epilogue blocks", i/tc.n, i%tc.n, seen[i])
+				}
+				if c[i] != want[i] {
+					t.Fatalf("C[%d][%d] = %g split, %g on one goroutine", i/tc.n, i%tc.n, c[i], want[i])
 				}
 			}
 		})

@@ -183,7 +183,26 @@ func (e *epiJob) split(nt int) {
 		return
 	}
 	per := (mp + nt - 1) / nt
+	if evenRows && m >= nt*mr && (m+nt-1)/nt < per*mr {
+		// Whole row panels would leave one goroutine more rows than the
+		// others (128 rows on two: 70 and 58): equal ranges instead,
+		// each ending in a tile of its own height (64: 4 x 14 + 8).
+		e.nt = nt
+		ParallelFor(nt, 1, e.evenRowsFn)
+		return
+	}
 	ParallelFor(mp, per, e.rowsFn)
+}
+
+// evenRows enables the split into equal row ranges (a switch for the
+// benchmarks).
+var evenRows = true
+
+// evenRows computes the row ranges [lo, hi) of nt equal ones, every
+// column.
+func (e *epiJob) evenRows(lo, hi int) {
+	m := e.g.m
+	e.block(lo*m/e.nt, hi*m/e.nt, 0, e.g.n)
 }
 
 // epiJob is one sgemmEpilogue call's product and epilogue (or a plain
@@ -194,11 +213,13 @@ type epiJob struct {
 	g              gemmJob
 	epi            func(i0, i1, j0, j1 int)
 	colsFn, rowsFn func(lo, hi int)
+	evenRowsFn     func(lo, hi int)
+	nt             int // the goroutines evenRows splits the rows over
 }
 
 var epiJobs = sync.Pool{New: func() any {
 	e := &epiJob{}
-	e.colsFn, e.rowsFn = e.cols, e.rows
+	e.colsFn, e.rowsFn, e.evenRowsFn = e.cols, e.rows, e.evenRows
 	return e
 }}
 

@@ -219,3 +219,75 @@ func BenchmarkModelGemmEdge(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkModelGemmSplit times the products of modelGemmShapes with bias
+// (SgemmPacked, split forced over GOMAXPROCS goroutines) with the rows
+// shared in whole row panels ("panels": 128 rows on two goroutines as 70
+// and 58) and in equal ranges ("even": 64 and 64); -count N alternates
+// them. Run it at -cpu 2.
+//
+//	go test ./device/cpu -run '^$' -bench ModelGemmSplit -cpu 2 -count 8
+func BenchmarkModelGemmSplit(b *testing.B) {
+	defer func(v bool) { evenRows = v }(evenRows)
+	for _, s := range modelGemmShapes {
+		a, w, bias, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.n), make([]float32, s.m*s.n)
+		for i := range a {
+			a[i] = float32(i%13)/7 - 1
+		}
+		for i := range w {
+			w[i] = float32(i%11)/50 - 0.1
+		}
+		pb := PackB(s.k, s.n, w, s.n)
+		epi := func(i0, i1, j0, j1 int) {
+			for r := i0; r < i1; r++ {
+				row := c[r*s.n+j0 : r*s.n+j1]
+				fastmath.ScaleAdd(row, row, 1, bias[j0:j1])
+			}
+		}
+		for _, v := range []struct {
+			name string
+			even bool
+		}{{"panels", false}, {"even", true}} {
+			b.Run(s.name+"/"+v.name, func(b *testing.B) {
+				evenRows = v.even
+				defer forceThreads(b)()
+				timedLoop(b, func() { SgemmPacked(Blocking{}, s.m, a, s.k, pb, c, s.n, epi) })
+			})
+		}
+	}
+}
+
+// BenchmarkModelGemmShares times, on one goroutine, each goroutine's share
+// of a two-way row split of bert_mini's ff2 and proj products (B packed,
+// no epilogue): whole row panels (rows 0-69 and 70-127) and equal ranges
+// (0-63, 64-127). On two free cores the product takes as long as its
+// larger share; on a loaded machine, where the worker rarely finds a core,
+// this is what can be measured of the split.
+//
+//	go test ./device/cpu -run '^$' -bench ModelGemmShares -cpu 1 -count 8
+func BenchmarkModelGemmShares(b *testing.B) {
+	for _, s := range modelGemmShapes {
+		if s.n > 128 {
+			continue // split by columns, in equal halves already
+		}
+		a, w, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.m*s.n)
+		for i := range a {
+			a[i] = float32(i%13)/7 - 1
+		}
+		for i := range w {
+			w[i] = float32(i%11)/50 - 0.1
+		}
+		pb := PackB(s.k, s.n, w, s.n)
+		g := gemmJob{kern: active, m: s.m, n: s.n, k: s.k, alpha: 1, a: a, lda: s.k, b: w, ldb: s.n, c: c, ldc: s.n, pb: pb}
+		mr := active.mr
+		panels := ((s.m+mr-1)/mr + 1) / 2 * mr
+		for _, v := range []struct {
+			name   string
+			i0, i1 int
+		}{{"panels-first", 0, panels}, {"panels-second", panels, s.m}, {"even-first", 0, s.m / 2}, {"even-second", s.m / 2, s.m}} {
+			b.Run(s.name+"/"+v.name, func(b *testing.B) {
+				minLoop(b, func() { g.run(v.i0, v.i1, 0, s.n) })
+			})
+		}
+	}
+}
