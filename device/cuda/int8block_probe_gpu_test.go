@@ -29,7 +29,8 @@ import (
 // on mbarriers, wgmma; expand_i8u and expand_i8u2 with the
 // conversion-free epilogue) on compute 9.0 unless KILN_INT8X_TMA=0, after
 // the others (each row is also logged as soon as it is timed, so that a
-// kernel that ends the run leaves the rows before it); expand_i8g (wgmma)
+// kernel that ends the run leaves the rows before it; expand_i8m2, in
+// clusters, after both shapes); expand_i8g (wgmma)
 // only with KILN_INT8X_WGMMA=1, and KILN_INT8X_KILN_ONLY=1 times kiln's
 // kernels alone. The rows whose question is settled (expand_i8,
 // expand_i8p, the 256-channel tiles, expand_i8t_ns, the graph with half z
@@ -149,7 +150,16 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	kilnOnly := os.Getenv("KILN_INT8X_KILN_ONLY") == "1"
 	var rows []string
-	for _, s := range []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}} {
+	// the multicast build (clusters of two, remote barrier arrivals: the
+	// least proven) is timed in a second pass over the shapes, so that a
+	// trap in it loses none of the other rows of either shape
+	shapes := []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}}
+	nshapes := len(shapes)
+	if slices.ContainsFunc(expandI8tVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.multicast }) {
+		shapes = append(shapes, shapes...)
+	}
+	for si, s := range shapes {
+		risky := si >= nshapes
 		pixels := s.n * s.h * s.h
 		p := blockLayer{c: s.cm, m: s.c, kh: 1}.params(s)
 		fill := func(t GraphDataType, n int) DevicePtr { return bb.put(quantBytes(r, t, n)) }
@@ -413,16 +423,19 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		if kilnOnly {
 			configs = slices.DeleteFunc(configs, func(c config) bool { return !strings.HasPrefix(c.name, "kiln") })
 		}
+		if risky {
+			configs = nil
+		}
 		for _, v := range expandI8tVariants { // after the others: a wrong map may end the run
 			name := v.name
-			if _, ok := tmaFns[name]; !ok {
+			if _, ok := tmaFns[name]; !ok || v.multicast != risky {
 				continue
 			}
 			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},
 				config{"kiln " + name + ", no residual, int8 y", in + out, expand(name, false)})
 		}
 		for _, name := range []string{"expand_i8g", "expand_i8g_swapped"} { // last: a wrong descriptor may end the run
-			if _, ok := wgmmaFns[name]; !ok {
+			if _, ok := wgmmaFns[name]; !ok || risky {
 				continue
 			}
 			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},
