@@ -33,6 +33,16 @@ func blockedDepthwise(f *BlockedFilter, x, bias, z, y []float32) {
 	dc := bdwCalls.Get().(*bdwCall)
 	*dc = bdwCall{f: f, x: x, bias: bias, z: z, y: y, lo: lo, hi: hi, band: band, nb: nb,
 		asm: bdwAsmOK(&p), fn: dc.fn}
+	dc.g = bdwGeom{oh: oh, ow: ow, cb: cb, k: k, in: p.H * p.W * Block, out: oh * ow * Block}
+	s := p.StrideW
+	dc.g.jlo = min(ow, (p.PadLeft+s-1)/s)
+	if t := p.W - p.KW + p.PadLeft; t >= 0 {
+		dc.g.jhi = t/s + 1
+	}
+	dc.g.jhi = min(ow, max(dc.g.jhi, dc.g.jlo))
+	for l := range dc.full.lo {
+		dc.full.lo[l], dc.full.hi[l] = lo, hi
+	}
 	DynamicFor(p.N*cb*nb, 1, dc.fn)
 	*dc = bdwCall{fn: dc.fn} // drop the references to the caller's memory
 	bdwCalls.Put(dc)
@@ -47,7 +57,17 @@ type bdwCall struct {
 	lo, hi        float32
 	band, nb      int
 	asm           bool
-	fn            func(lo, hi int)
+	g             bdwGeom
+	// full holds the bounds of a block without pad lanes (bias unused).
+	full bdwVecs
+	fn   func(lo, hi int)
+}
+
+// bdwGeom is the geometry of a blocked depthwise call, worked out once:
+// output size, blocks, taps, floats of one block's input and output
+// plane, and the output pixels [jlo, jhi) whose taps all fall inside a row.
+type bdwGeom struct {
+	oh, ow, cb, k, in, out, jlo, jhi int
 }
 
 var bdwCalls = sync.Pool{New: func() any {
@@ -64,50 +84,65 @@ type bdwVecs struct {
 }
 
 // items computes the items [lo0, hi0): item it is band it%nb of channel
-// block (it/nb)%cb of image it/(nb*cb).
+// block (it/nb)%cb of image it/(nb*cb), stepped without divisions.
 func (dc *bdwCall) items(lo0, hi0 int) {
 	f := dc.f
 	p := &f.P
-	oh, ow := p.OutH(), p.OutW()
-	cb := Blocks(p.C)
-	k := p.KH * p.KW
-	in, out := p.H*p.W*Block, oh*ow*Block
+	g := &dc.g
 	var v bdwVecs
 	lastB := -1
+	band, nbk := lo0%dc.nb, lo0/dc.nb
+	b := nbk % g.cb
 	for it := lo0; it < hi0; it++ {
-		band := it % dc.nb
-		nbk := it / dc.nb
-		b := nbk % cb
 		if b != lastB {
 			lastB = b
-			for l := 0; l < Block; l++ {
-				c := b*Block + l
-				if c >= p.C {
-					v.bias[l], v.lo[l], v.hi[l] = 0, 0, 0
-					continue
-				}
-				v.bias[l], v.lo[l], v.hi[l] = 0, dc.lo, dc.hi
+			dc.vecs(&v, b)
+		}
+		xs := dc.x[nbk*g.in : (nbk+1)*g.in]
+		ys := dc.y[nbk*g.out : (nbk+1)*g.out]
+		var zs []float32
+		if dc.z != nil {
+			zs = dc.z[nbk*g.out : (nbk+1)*g.out]
+		}
+		ws := f.W[b*g.k*Block : (b+1)*g.k*Block]
+		i0 := band * dc.band
+		i1 := min(i0+dc.band, g.oh)
+		if dc.asm {
+			bdwBand3x3(p, g, xs, ws, &v, zs, ys, i0, i1)
+		} else {
+			for i := i0; i < i1; i++ {
+				bdwRowGo(p, xs, ws, &v, zs, ys, i)
+			}
+		}
+		if band++; band == dc.nb {
+			band = 0
+			nbk++
+			if b++; b == g.cb {
+				b = 0
+			}
+		}
+	}
+}
+
+// vecs sets v to channel block b's bias and bounds.
+func (dc *bdwCall) vecs(v *bdwVecs, b int) {
+	c0 := b * Block
+	if c := dc.f.P.C; c0+Block > c {
+		for l := 0; l < Block; l++ {
+			v.bias[l], v.lo[l], v.hi[l] = 0, 0, 0
+			if c0+l < c {
+				v.lo[l], v.hi[l] = dc.lo, dc.hi
 				if dc.bias != nil {
-					v.bias[l] = dc.bias[c]
+					v.bias[l] = dc.bias[c0+l]
 				}
 			}
 		}
-		xs := dc.x[nbk*in : (nbk+1)*in]
-		ys := dc.y[nbk*out : (nbk+1)*out]
-		var zs []float32
-		if dc.z != nil {
-			zs = dc.z[nbk*out : (nbk+1)*out]
-		}
-		ws := f.W[b*k*Block : (b+1)*k*Block]
-		i0 := band * dc.band
-		i1 := min(i0+dc.band, oh)
-		if dc.asm {
-			bdwBand3x3(p, xs, ws, &v, zs, ys, i0, i1)
-			continue
-		}
-		for i := i0; i < i1; i++ {
-			bdwRowGo(p, xs, ws, &v, zs, ys, i)
-		}
+		return
+	}
+	v.lo, v.hi = dc.full.lo, dc.full.hi
+	v.bias = [Block]float32{}
+	if dc.bias != nil {
+		v.bias = [Block]float32(dc.bias[c0 : c0+Block])
 	}
 }
 

@@ -17,9 +17,9 @@ func bdwAsmOK(p *Conv2DParams) bool {
 // one call per band. The kernel reads only the rows inside the plane and,
 // of those, only columns inside [0, W): pixels [jlo, jhi) have every tap
 // inside, the others are checked tap by tap.
-func bdwBand3x3(p *Conv2DParams, xs, ws []float32, v *bdwVecs, zs, ys []float32, i0, i1 int) {
-	ow := p.OutW()
-	if i0 < 0 || i1 > p.OutH() || i0 >= i1 {
+func bdwBand3x3(p *Conv2DParams, g *bdwGeom, xs, ws []float32, v *bdwVecs, zs, ys []float32, i0, i1 int) {
+	ow := g.ow
+	if i0 < 0 || i1 > g.oh || i0 >= i1 {
 		panic("cpu: blocked depthwise band outside the plane")
 	}
 	_ = xs[p.H*p.W*Block-1]
@@ -29,14 +29,8 @@ func bdwBand3x3(p *Conv2DParams, xs, ws []float32, v *bdwVecs, zs, ys []float32,
 	if zs != nil {
 		z = &zs[i0*ow*Block : i1*ow*Block][0]
 	}
-	s := p.StrideW
-	jlo := min(ow, (p.PadLeft+s-1)/s)
-	jhi := 0
-	if t := p.W - 3 + p.PadLeft; t >= 0 {
-		jhi = t/s + 1
-	}
-	jhi = min(ow, max(jhi, jlo))
-	if s == 1 {
+	jlo, jhi := g.jlo, g.jhi
+	if p.StrideW == 1 {
 		bdw3x3Band1AVX512(&xs[0], p.H, p.StrideH, p.PadTop, i0, i1, &ws[0], v, z, &out[0], ow, jlo, jhi, p.W, p.PadLeft)
 	} else {
 		bdw3x3Band2AVX512(&xs[0], p.H, p.StrideH, p.PadTop, i0, i1, &ws[0], v, z, &out[0], ow, jlo, jhi, p.W, p.PadLeft)

@@ -31,3 +31,4 @@ func blockedDWVariantBench(t *testing.T, set func(bool)) {
 			func() { set(true); BlockedConv2D(f, xb, bias, nil, yb) })
 	}
 }
+

@@ -7,7 +7,7 @@ package cpu
 func bdwAsmOK(p *Conv2DParams) bool { return false }
 
 // bdwBand3x3 is bdwRowGo on rows [i0, i1).
-func bdwBand3x3(p *Conv2DParams, xs, ws []float32, v *bdwVecs, zs, ys []float32, i0, i1 int) {
+func bdwBand3x3(p *Conv2DParams, g *bdwGeom, xs, ws []float32, v *bdwVecs, zs, ys []float32, i0, i1 int) {
 	for i := i0; i < i1; i++ {
 		bdwRowGo(p, xs, ws, v, zs, ys, i)
 	}
