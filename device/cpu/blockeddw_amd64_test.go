@@ -31,4 +31,3 @@ func blockedDWVariantBench(t *testing.T, set func(bool)) {
 			func() { set(true); BlockedConv2D(f, xb, bias, nil, yb) })
 	}
 }
-
