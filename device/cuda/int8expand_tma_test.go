@@ -198,35 +198,20 @@ __device__ __forceinline__ unsigned cta_rank() {
     asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
     return r;
 }
-// every thread of both CTAs of the cluster (all threads of a warp together)
+// every thread of both CTAs of the cluster (all threads of a warp together;
+// the arrive releases, the wait acquires by default)
 __device__ __forceinline__ void cluster_sync() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+    asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
 }
-// arrives on the barrier at bar's offset in CTA cta of the cluster
+// arrives on the barrier at bar's offset in CTA cta of the cluster (the
+// consumers' release of a slot the other CTA's producer also fills)
 __device__ __forceinline__ void mbar_arrive_cta(unsigned bar, unsigned cta) {
-    asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n"
+    asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n"
                  :: "r"(bar), "r"(cta) : "memory");
 }
-// mbar_wait with cluster-scope acquire (the slots the other CTA's consumers released)
-__device__ __forceinline__ unsigned mbar_try_cluster(unsigned bar, unsigned parity) {
-    unsigned ok;
-    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
-    return ok;
-}
-__device__ __forceinline__ void mbar_wait_cluster(unsigned bar, unsigned parity) {
-    if (mbar_try_cluster(bar, parity))
-        return;
-    const long long t0 = clock64();
-    while (!mbar_try_cluster(bar, parity))
-        if (clock64() - t0 > (1ll << 32))
-            __trap();
-}
 #if MC
-#define EMPTY_WAIT mbar_wait_cluster
 #define CLUSTER_DIMS __cluster_dims__(2, 1, 1)
 #else
-#define EMPTY_WAIT mbar_wait
 #define CLUSTER_DIMS
 #endif
 
@@ -397,7 +382,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
                 if (++b == ZS)
                     b = 0, zph ^= 1;
                 for (int kt = 0; kt < KT; kt++) {
-                    EMPTY_WAIT(EMPTY(s), ph ^ 1);
+                    mbar_wait(EMPTY(s), ph ^ 1);
                     mbar_expect_tx(FULL(s), 2 * SLICE);
 #if MC
                     // this CTA's half of the pair's x slice, into both CTAs (the other half comes from the other CTA)
