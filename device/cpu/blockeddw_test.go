@@ -120,3 +120,25 @@ func TestBlockedDepthwiseInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedDepthwiseAllocs checks that a blocked depthwise call and the
+// reorders allocate nothing once warm (their call structs are pooled).
+func TestBlockedDepthwiseAllocs(t *testing.T) {
+	p := Conv2DParams{N: 1, C: 40, H: 28, W: 28, M: 40, KH: 3, KW: 3, Group: 40, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
+		PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: ActClip, ActMin: 0, ActMax: 6}
+	w := make([]float32, 9*p.C)
+	bias := make([]float32, p.C)
+	f := PackBlockedFilter(p, false, w)
+	x := make([]float32, BlockedLen(1, p.C, p.H*p.W))
+	y := make([]float32, BlockedLen(1, p.C, p.OutH()*p.OutW()))
+	plain := make([]float32, p.C*p.H*p.W)
+	for name, fn := range map[string]func(){
+		"depthwise":   func() { BlockedConv2D(f, x, bias, y, y) },
+		"ToBlocked":   func() { ToBlocked(1, p.C, p.H*p.W, plain, x) },
+		"FromBlocked": func() { FromBlocked(1, p.C, p.H*p.W, x, plain) },
+	} {
+		if n := testing.AllocsPerRun(50, fn); n > 0 {
+			t.Errorf("%s: %g allocations per call", name, n)
+		}
+	}
+}
