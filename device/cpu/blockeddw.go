@@ -12,7 +12,9 @@ const bdwBandPixels = 512
 // Each output row of a block is a vertical sum over the taps of an input
 // vector (16 channels of one pixel) times the tap's weight vector; 3x3
 // filters of dilation 1 and column stride 1 or 2 run bdwBand3x3's AVX-512
-// kernels (blockeddw_amd64.s), a band per call, the rest bdwRowGo.
+// kernels (blockeddw_amd64.s), a band per call; other filters of column
+// stride 1 or 2 and at most bdwMaxTaps taps bdwRowTaps' (any size and
+// dilation, the taps listed per row), the rest bdwRowGo.
 func blockedDepthwise(f *BlockedFilter, x, bias, z, y []float32) {
 	p := f.P
 	oh, ow := p.OutH(), p.OutW()
@@ -32,11 +34,11 @@ func blockedDepthwise(f *BlockedFilter, x, bias, z, y []float32) {
 	lo, hi := actBounds(p)
 	dc := bdwCalls.Get().(*bdwCall)
 	*dc = bdwCall{f: f, x: x, bias: bias, z: z, y: y, lo: lo, hi: hi, band: band, nb: nb,
-		asm: bdwAsmOK(&p), fn: dc.fn}
+		asm: bdwAsmOK(&p), taps: bdwTapsOK(&p), fn: dc.fn}
 	dc.g = bdwGeom{oh: oh, ow: ow, cb: cb, k: k, in: p.H * p.W * Block, out: oh * ow * Block}
 	s := p.StrideW
 	dc.g.jlo = min(ow, (p.PadLeft+s-1)/s)
-	if t := p.W - p.KW + p.PadLeft; t >= 0 {
+	if t := p.W - 1 - (p.KW-1)*p.DilW + p.PadLeft; t >= 0 {
 		dc.g.jhi = t/s + 1
 	}
 	dc.g.jhi = min(ow, max(dc.g.jhi, dc.g.jlo))
@@ -56,7 +58,7 @@ type bdwCall struct {
 	x, bias, z, y []float32
 	lo, hi        float32
 	band, nb      int
-	asm           bool
+	asm, taps     bool
 	g             bdwGeom
 	// full holds the bounds of a block without pad lanes (bias unused).
 	full bdwVecs
@@ -109,6 +111,10 @@ func (dc *bdwCall) items(lo0, hi0 int) {
 		i1 := min(i0+dc.band, g.oh)
 		if dc.asm {
 			bdwBand3x3(p, g, xs, ws, &v, zs, ys, i0, i1)
+		} else if dc.taps {
+			for i := i0; i < i1; i++ {
+				bdwRowTaps(p, g, xs, ws, &v, zs, ys, i)
+			}
 		} else {
 			for i := i0; i < i1; i++ {
 				bdwRowGo(p, xs, ws, &v, zs, ys, i)
@@ -123,6 +129,9 @@ func (dc *bdwCall) items(lo0, hi0 int) {
 		}
 	}
 }
+
+// bdwMaxTaps bounds the taps of a filter bdwRowTaps runs.
+const bdwMaxTaps = 64
 
 // vecs sets v to channel block b's bias and bounds.
 func (dc *bdwCall) vecs(v *bdwVecs, b int) {

@@ -190,3 +190,26 @@ func BenchmarkBlockedDW(b *testing.B) {
 		})
 	}
 }
+
+// TestBlockedDW5x5Bench compares NCHW (A) and blocked (B) on 5x5 and
+// dilated depthwise layers, which the blocked path runs in Go.
+// KILN_BLOCKED_BENCH=3 go test ./device/cpu -run TestBlockedDW5x5Bench -v
+func TestBlockedDW5x5Bench(t *testing.T) {
+	rounds := benchEnv(t)
+	defer SetThreads(0)
+	SetThreads(1)
+	for _, l := range []struct{ c, hw, k, s int }{{240, 14, 5, 1}, {144, 28, 5, 2}} {
+		pad := l.k / 2
+		p := Conv2DParams{N: 1, C: l.c, H: l.hw, W: l.hw, M: l.c, KH: l.k, KW: l.k, Group: l.c, StrideH: l.s, StrideW: l.s,
+			DilH: 1, DilW: 1, PadTop: pad, PadLeft: pad, PadBottom: pad, PadRight: pad, Act: ActClip, ActMin: 0, ActMax: 6}
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, bias := randSlice(r, l.c*l.hw*l.hw), randSlice(r, l.k*l.k*l.c), randSlice(r, l.c)
+		y := make([]float32, p.M*p.OutH()*p.OutW())
+		xb := make([]float32, BlockedLen(1, l.c, l.hw*l.hw))
+		yb := make([]float32, BlockedLen(1, l.c, p.OutH()*p.OutW()))
+		f := PackBlockedFilter(p, false, w)
+		abCompare(t, fmt.Sprintf("c%d %d k%d s%d", l.c, l.hw, l.k, l.s), rounds, 150*time.Millisecond,
+			func() { Conv2D(p, x, w, bias, y) },
+			func() { BlockedConv2D(f, xb, bias, nil, yb) })
+	}
+}

@@ -12,3 +12,12 @@ func bdwBand3x3(p *Conv2DParams, g *bdwGeom, xs, ws []float32, v *bdwVecs, zs, y
 		bdwRowGo(p, xs, ws, v, zs, ys, i)
 	}
 }
+
+// bdwTapsOK reports whether bdwRowTaps runs p: never without the AVX-512
+// kernel.
+func bdwTapsOK(p *Conv2DParams) bool { return false }
+
+// bdwRowTaps is bdwRowGo where there is no AVX-512 kernel.
+func bdwRowTaps(p *Conv2DParams, g *bdwGeom, xs, ws []float32, v *bdwVecs, zs, ys []float32, i int) {
+	bdwRowGo(p, xs, ws, v, zs, ys, i)
+}

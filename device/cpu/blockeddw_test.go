@@ -40,6 +40,8 @@ func blockedDWCases() []struct {
 	}
 	d2 := dw(1, 24, 11, 13, 3, 1, 2, 2, 2, 2, ActRelu)
 	d2.DilH, d2.DilW = 2, 2
+	d2s2 := dw(2, 40, 12, 15, 3, 2, 1, 2, 2, 1, ActClip)
+	d2s2.DilH, d2s2.DilW = 2, 2
 	clip := dw(2, 40, 9, 9, 3, 1, 1, 1, 1, 1, ActClip)
 	clip.ActMin, clip.ActMax = 0.25, 0.5 // lo > 0: pad lanes must still be 0
 	return append(cases,
@@ -49,6 +51,13 @@ func blockedDWCases() []struct {
 		tc{"5x5", dw(1, 40, 8, 8, 5, 1, 2, 2, 2, 2, ActNone), false},
 		tc{"5x5/2", dw(2, 24, 17, 13, 5, 2, 2, 2, 2, 2, ActClip), true},
 		tc{"dilation 2", d2, false},
+		tc{"dilation 2 s2", d2s2, true},
+		tc{"5x5 w1", dw(2, 24, 6, 1, 5, 1, 2, 2, 2, 2, ActRelu), true},
+		tc{"5x5 w7 s2", dw(1, 40, 9, 7, 5, 2, 2, 2, 2, 2, ActClip), false},
+		tc{"5x5 w17 pad1", dw(1, 16, 5, 17, 5, 1, 1, 1, 1, 1, ActNone), true},
+		tc{"7x7 w13", dw(1, 24, 13, 13, 7, 1, 3, 3, 3, 3, ActRelu), false},
+		tc{"9x9 (Go path)", dw(1, 16, 11, 12, 9, 1, 4, 4, 4, 4, ActNone), true},
+		tc{"3x3 stride 3 (Go path)", dw(1, 24, 10, 11, 3, 3, 1, 1, 1, 1, ActNone), false},
 		tc{"clip above 0", clip, true},
 		tc{"one row", dw(1, 16, 1, 37, 3, 1, 1, 1, 1, 1, ActNone), false},
 		tc{"pad larger than plane", dw(1, 24, 1, 1, 3, 1, 2, 2, 2, 2, ActNone), true},
@@ -132,10 +141,14 @@ func TestBlockedDepthwiseAllocs(t *testing.T) {
 	x := make([]float32, BlockedLen(1, p.C, p.H*p.W))
 	y := make([]float32, BlockedLen(1, p.C, p.OutH()*p.OutW()))
 	plain := make([]float32, p.C*p.H*p.W)
+	p5 := p
+	p5.KH, p5.KW, p5.PadTop, p5.PadLeft, p5.PadBottom, p5.PadRight = 5, 5, 2, 2, 2, 2
+	f5 := PackBlockedFilter(p5, false, make([]float32, 25*p.C))
 	for name, fn := range map[string]func(){
-		"depthwise":   func() { BlockedConv2D(f, x, bias, y, y) },
-		"ToBlocked":   func() { ToBlocked(1, p.C, p.H*p.W, plain, x) },
-		"FromBlocked": func() { FromBlocked(1, p.C, p.H*p.W, x, plain) },
+		"depthwise":     func() { BlockedConv2D(f, x, bias, y, y) },
+		"depthwise 5x5": func() { BlockedConv2D(f5, x, bias, y, y) },
+		"ToBlocked":     func() { ToBlocked(1, p.C, p.H*p.W, plain, x) },
+		"FromBlocked":   func() { FromBlocked(1, p.C, p.H*p.W, x, plain) },
 	} {
 		if n := testing.AllocsPerRun(50, fn); n > 0 {
 			t.Errorf("%s: %g allocations per call", name, n)

@@ -24,6 +24,8 @@ func main() {
 	p(`#include "textflag.h"`)
 	band3x3(1)
 	band3x3(2)
+	taps(1)
+	taps(2)
 	if err := os.WriteFile("blockeddw_amd64.s", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -216,4 +218,71 @@ func groupReuse(label string, s, g int) {
 		p("%s_kh%d:", label, kh)
 	}
 	epilogue(label, g)
+}
+
+// taps writes bdwTaps<s>AVX512: npix output pixels of one channel block,
+// column stride s, pixel j's input at x + j*s*64 bytes; each pixel is the
+// bias plus the sum over ntaps taps of the vector at its input + the
+// tap's byte offset (taps[2t]) times the weight vector at wt + taps[2t+1]
+// bytes. Any filter size and dilation: the caller lists the taps. Groups
+// of 8, 4 and 1 pixels (Z0..Z7), the tap's weight in Z8.
+func taps(s int) {
+	name := fmt.Sprintf("bdwTaps%dAVX512", s)
+	p("")
+	p("// func %s(x *float32, taps *int64, ntaps, npix int, wt *float32, v *bdwVecs, z, out *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ taps+8(FP), R8")
+	p("\tMOVQ ntaps+16(FP), R9")
+	p("\tMOVQ npix+24(FP), BX")
+	p("\tMOVQ wt+32(FP), R10")
+	p("\tMOVQ v+40(FP), AX")
+	p("\tVMOVUPS 0(AX), Z25")
+	p("\tVMOVUPS 64(AX), Z26")
+	p("\tVMOVUPS 128(AX), Z27")
+	p("\tMOVQ z+48(FP), DX")
+	p("\tMOVQ out+56(FP), DI")
+	for _, g := range []int{8, 4, 1} {
+		l := fmt.Sprintf("%s_g%d", name, g)
+		p("%s:", l)
+		p("\tCMPQ BX, $%d", g)
+		p("\tJLT %s", map[int]string{8: name + "_g4", 4: name + "_g1", 1: name + "_done"}[g])
+		for u := 0; u < g; u++ {
+			p("\tVMOVAPS Z25, Z%d", u)
+		}
+		p("\tMOVQ R8, R12")
+		p("\tMOVQ R9, CX")
+		p("\tTESTQ CX, CX")
+		p("\tJZ %s_epi", l)
+		p("%s_tap:", l)
+		p("\tMOVQ (R12), AX")
+		p("\tMOVQ 8(R12), R11")
+		p("\tVMOVUPS (R10)(R11*1), Z8")
+		for u := 0; u < g; u++ {
+			p("\tVFMADD231PS %d(SI)(AX*1), Z8, Z%d", 64*u*s, u)
+		}
+		p("\tADDQ $16, R12")
+		p("\tDECQ CX")
+		p("\tJNZ %s_tap", l)
+		p("%s_epi:", l)
+		p("\tTESTQ DX, DX")
+		p("\tJZ %s_noz", l)
+		for u := 0; u < g; u++ {
+			p("\tVADDPS %d(DX), Z%d, Z%d", 64*u, u, u)
+		}
+		p("\tADDQ $%d, DX", 64*g)
+		p("%s_noz:", l)
+		for u := 0; u < g; u++ {
+			p("\tVMAXPS Z%d, Z26, Z%d", u, u)
+			p("\tVMINPS Z%d, Z27, Z%d", u, u)
+			p("\tVMOVUPS Z%d, %d(DI)", u, 64*u)
+		}
+		p("\tADDQ $%d, SI", 64*g*s)
+		p("\tADDQ $%d, DI", 64*g)
+		p("\tSUBQ $%d, BX", g)
+		p("\tJMP %s", l)
+	}
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
