@@ -42,6 +42,12 @@ func blockedDWCases() []struct {
 	d2.DilH, d2.DilW = 2, 2
 	d2s2 := dw(2, 40, 12, 15, 3, 2, 1, 2, 2, 1, ActClip)
 	d2s2.DilH, d2s2.DilW = 2, 2
+	sh2 := dw(1, 24, 11, 9, 3, 1, 1, 1, 1, 1, ActRelu)
+	sh2.StrideH = 2
+	sw2 := dw(2, 40, 9, 11, 3, 1, 1, 1, 1, 1, ActNone)
+	sw2.StrideW = 2
+	sw2k5 := dw(1, 16, 9, 12, 5, 1, 2, 2, 2, 2, ActNone)
+	sw2k5.StrideW = 2
 	clip := dw(2, 40, 9, 9, 3, 1, 1, 1, 1, 1, ActClip)
 	clip.ActMin, clip.ActMax = 0.25, 0.5 // lo > 0: pad lanes must still be 0
 	return append(cases,
@@ -52,6 +58,9 @@ func blockedDWCases() []struct {
 		tc{"5x5/2", dw(2, 24, 17, 13, 5, 2, 2, 2, 2, 2, ActClip), true},
 		tc{"dilation 2", d2, false},
 		tc{"dilation 2 s2", d2s2, true},
+		tc{"stride (2, 1)", sh2, true},
+		tc{"stride (1, 2)", sw2, false},
+		tc{"5x5 stride (1, 2)", sw2k5, true},
 		tc{"5x5 w1", dw(2, 24, 6, 1, 5, 1, 2, 2, 2, 2, ActRelu), true},
 		tc{"5x5 w7 s2", dw(1, 40, 9, 7, 5, 2, 2, 2, 2, 2, ActClip), false},
 		tc{"5x5 w17 pad1", dw(1, 16, 5, 17, 5, 1, 1, 1, 1, 1, ActNone), true},
