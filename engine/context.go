@@ -188,10 +188,10 @@ func (c *Context) allocate(dt tensor.DType, shape []int) (*tensor.Tensor, error)
 
 // shapedTensor is a tensor with room for its shape, so that a tensor in
 // the arena costs one allocation, not two (a run of a small model makes a
-// few per layer).
+// few per layer). Rank 5 fits: the blocked (NCHWc) activations.
 type shapedTensor struct {
 	t    tensor.Tensor
-	dims [4]int
+	dims [5]int
 }
 
 // arenaTensor is arenaTensor for output j of the running step, in a header
@@ -199,7 +199,7 @@ type shapedTensor struct {
 // is dead by then: the run's outputs in the arena are cloned, observers and
 // kernels keep no tensor beyond the run).
 func (c *Context) arenaTensor(j int, dt tensor.DType, shape []int, data []byte) *tensor.Tensor {
-	if len(shape) == 0 || len(shape) > 4 {
+	if len(shape) == 0 || len(shape) > len(shapedTensor{}.dims) {
 		return arenaTensor(dt, shape, data)
 	}
 	if c.step >= len(c.hdrs) {
@@ -217,7 +217,7 @@ func (c *Context) arenaTensor(j int, dt tensor.DType, shape []int, data []byte) 
 
 // arenaTensor returns a tensor of dt and a copy of shape over data.
 func arenaTensor(dt tensor.DType, shape []int, data []byte) *tensor.Tensor {
-	if len(shape) == 0 || len(shape) > 4 {
+	if len(shape) == 0 || len(shape) > len(shapedTensor{}.dims) {
 		return &tensor.Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: data}
 	}
 	st := &shapedTensor{}
