@@ -192,6 +192,10 @@ type gemmJob struct {
 	// pb, when not nil, is B packed once for the kernel (PackB): used
 	// instead of b, never packed again.
 	pb *PackedB
+	// bias, when not nil, is added to every row of C once the product is
+	// final (bias[j] to column j): by the kernel as it stores the last K
+	// block's tiles where it can (kernel.edgeBias), else after it.
+	bias []float32
 }
 
 var (
@@ -250,6 +254,7 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	if directB {
 		bsize = nr * kc0
 	}
+	biasIn := g.bias != nil && g.kern.edgeBias != nil
 	abufp := packAPool.get(asize + maxMR*maxNR)
 	abuf := *abufp
 	tmp := abuf[asize:]
@@ -324,6 +329,10 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 							ap = &abuf[0]
 						}
 						ci := (ic+ir)*g.ldc + jc + jr
+						if biasIn && pc+kc == g.k {
+							g.kern.edgeBias(mrr, nrr, kc, ap, ald, bp, bld, &g.c[ci], g.ldc, g.alpha, beta, &g.bias[jc+jr])
+							continue
+						}
 						if mrr == mr && nrr == nr {
 							g.kern.gemm(kc, ap, ald, bp, bld, &g.c[ci], g.ldc, g.alpha, beta)
 							continue
@@ -341,6 +350,20 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	}
 	packAPool.put(abufp)
 	packBPool.put(bbufp)
+	if g.bias != nil && !biasIn {
+		addBias(g.c, g.ldc, g.bias, i0, i1, j0, j1)
+	}
+}
+
+// addBias adds bias[j] to C[i][j] for i in [i0, i1), j in [j0, j1).
+func addBias(c []float32, ldc int, bias []float32, i0, i1, j0, j1 int) {
+	bs := bias[j0:j1]
+	for i := i0; i < i1; i++ {
+		row := c[i*ldc+j0 : i*ldc+j1]
+		for j, v := range bs {
+			row[j] += v
+		}
+	}
 }
 
 // edgeMinRows is the smallest last row tile run as it is; a shorter one

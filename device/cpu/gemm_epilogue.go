@@ -24,7 +24,7 @@ func SgemmSerial(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ld
 // goroutines at once (on disjoint blocks). It panics as Sgemm does, but
 // takes any strides when m, n or k is 0.
 func SgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
-	sgemmEpilogue(bl, m, n, k, a, lda, b, ldb, c, ldc, nil, epi)
+	sgemmEpilogue(bl, m, n, k, a, lda, b, ldb, c, ldc, nil, nil, epi)
 }
 
 // PackedB is a constant k x n matrix B packed once for the GEMM kernel in
@@ -98,6 +98,18 @@ func (p *PackedB) Bytes() int64 { return int64(len(p.data)) * 4 }
 // SgemmPacked is SgemmEpilogue with B packed by PackB (n and k are its
 // sizes); epi may be nil.
 func SgemmPacked(bl Blocking, m int, a []float32, lda int, pb *PackedB, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
+	SgemmPackedBias(bl, m, a, lda, pb, nil, c, ldc, epi)
+}
+
+// SgemmPackedBias is SgemmPacked computing C = A*B + bias (bias[j] added
+// to column j of every row; nil: none) before epi sees a block: the AVX-512
+// kernel adds it as it stores each tile's final values, so that no pass
+// over C is left for it. Each element rounds as C + bias computed after the
+// product does. bias must hold at least n elements.
+func SgemmPackedBias(bl Blocking, m int, a []float32, lda int, pb *PackedB, bias []float32, c []float32, ldc int, epi func(i0, i1, j0, j1 int)) {
+	if bias != nil && len(bias) < pb.n {
+		panic(fmt.Sprintf("cpu: SgemmPackedBias: len(bias)=%d < n=%d", len(bias), pb.n))
+	}
 	if epi == nil {
 		epi = func(i0, i1, j0, j1 int) {}
 	}
@@ -109,12 +121,12 @@ func SgemmPacked(bl Blocking, m int, a []float32, lda int, pb *PackedB, c []floa
 		}
 		pb = &PackedB{k: pb.k, n: pb.n, b: b, ldb: ldb}
 	}
-	sgemmEpilogue(bl, m, pb.n, pb.k, a, lda, pb.b, pb.ldb, c, ldc, pb, epi)
+	sgemmEpilogue(bl, m, pb.n, pb.k, a, lda, pb.b, pb.ldb, c, ldc, pb, bias, epi)
 }
 
 // sgemmEpilogue is SgemmEpilogue, reading B from pb when it holds packed
-// data.
-func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, pb *PackedB, epi func(i0, i1, j0, j1 int)) {
+// data and adding bias (when not nil) before the epilogue.
+func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, pb *PackedB, bias []float32, epi func(i0, i1, j0, j1 int)) {
 	if bl != (Blocking{}) {
 		if err := bl.Validate(); err != nil {
 			panic(err)
@@ -126,6 +138,9 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	if k == 0 {
 		checkMatrix("c", c, m, n, ldc)
 		scaleMatrix(c, m, n, ldc, 0)
+		if bias != nil {
+			addBias(c, ldc, bias, 0, m, 0, n)
+		}
 		epi(0, m, 0, n)
 		return
 	}
@@ -135,6 +150,9 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 		// GEMV paths, empty products and small ones (single goroutine):
 		// the whole product, then the epilogue.
 		sgemmBlocked(bl, false, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, nt)
+		if bias != nil {
+			addBias(c, ldc, bias, 0, m, 0, n)
+		}
 		epi(0, m, 0, n)
 		return
 	}
@@ -147,7 +165,7 @@ func sgemmEpilogue(bl Blocking, m, n, k int, a []float32, lda int, b []float32, 
 	defer epiJobs.Put(e)
 	e.g = gemmJob{
 		kern: active, m: m, n: n, k: k, alpha: 1,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, blk: bl, bias: bias,
 	}
 	g := &e.g
 	if pb != nil && pb.data != nil {

@@ -106,6 +106,11 @@ func BenchmarkModelGemms(b *testing.B) {
 			b.SetBytes(int64(2 * s.m * s.n * s.k))
 			timedLoop(b, func() { SgemmPacked(Blocking{}, s.m, a, s.k, pb, c, s.n, epi) })
 		})
+		b.Run(s.name+"/no-epilogue", func(b *testing.B) {
+			defer forceThreads(b)()
+			b.SetBytes(int64(2 * s.m * s.n * s.k))
+			timedLoop(b, func() { SgemmPacked(Blocking{}, s.m, a, s.k, pb, c, s.n, nil) })
+		})
 	}
 	for _, s := range []struct {
 		name    string
@@ -140,8 +145,6 @@ func BenchmarkModelGemms(b *testing.B) {
 		}
 	}
 }
-
-
 
 // BenchmarkModelGemmBlockings times the products of modelGemmShapes
 // (without their epilogue) with each candidate cache blocking and a few
@@ -188,7 +191,6 @@ func minLoop(b *testing.B, f func()) {
 	b.ReportMetric(float64(ds[0])/1e3, "min-us")
 	b.ReportMetric(float64(ds[len(ds)/2])/1e3, "p50-us")
 }
-
 
 // BenchmarkModelGemmEdge times the products of modelGemmShapes (no
 // epilogue, B packed, one goroutine, thread CPU time) with the last row
@@ -289,5 +291,52 @@ func BenchmarkModelGemmShares(b *testing.B) {
 				minLoop(b, func() { g.run(v.i0, v.i1, 0, s.n) })
 			})
 		}
+	}
+}
+
+// BenchmarkModelGemmBias times the products of modelGemmShapes with their
+// bias (and ff1's GELU) as FusedMatMul ran them, the bias a pass of
+// fastmath.ScaleAdd over each row of a block in the epilogue ("epilogue"),
+// and with the bias added by the kernel as it stores C
+// (SgemmPackedBias: "kernel"); -count N alternates them. Run it at -cpu 1.
+//
+//	go test ./device/cpu -run '^$' -bench ModelGemmBias -cpu 1 -count 8
+func BenchmarkModelGemmBias(b *testing.B) {
+	for _, s := range modelGemmShapes {
+		a, w, bias, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.n), make([]float32, s.m*s.n)
+		for i := range a {
+			a[i] = float32(i%13)/7 - 1
+		}
+		for i := range w {
+			w[i] = float32(i%11)/50 - 0.1
+		}
+		for i := range bias {
+			bias[i] = float32(i%7) / 10
+		}
+		pb := PackB(s.k, s.n, w, s.n)
+		epiBias := func(i0, i1, j0, j1 int) {
+			for r := i0; r < i1; r++ {
+				row := c[r*s.n+j0 : r*s.n+j1]
+				fastmath.ScaleAdd(row, row, 1, bias[j0:j1])
+				if s.gelu {
+					fastmath.Gelu(row, row)
+				}
+			}
+		}
+		var epiAct func(i0, i1, j0, j1 int)
+		if s.gelu {
+			epiAct = func(i0, i1, j0, j1 int) {
+				for r := i0; r < i1; r++ {
+					row := c[r*s.n+j0 : r*s.n+j1]
+					fastmath.Gelu(row, row)
+				}
+			}
+		}
+		b.Run(s.name+"/epilogue", func(b *testing.B) {
+			minLoop(b, func() { SgemmPacked(Blocking{}, s.m, a, s.k, pb, c, s.n, epiBias) })
+		})
+		b.Run(s.name+"/kernel", func(b *testing.B) {
+			minLoop(b, func() { SgemmPackedBias(Blocking{}, s.m, a, s.k, pb, bias, c, s.n, epiAct) })
+		})
 	}
 }

@@ -22,7 +22,10 @@ func main() {
 	p("")
 	p(`#include "textflag.h"`)
 	for rows := 1; rows <= 14; rows++ {
-		gemmKernel512(fmt.Sprintf("gemmAVX512x%d", rows), rows)
+		gemmKernel512(fmt.Sprintf("gemmAVX512x%d", rows), rows, false)
+	}
+	for rows := 1; rows <= 14; rows++ {
+		gemmKernel512(fmt.Sprintf("gemmAVX512Biasx%d", rows), rows, true)
 	}
 	gemmKernel("gemmAVX2", 6, 16, 8, "Y")
 	gemvNAVX512()
@@ -627,8 +630,13 @@ func dw3x3(name, reg string, vl, stride int) {
 //
 // like gemmKernel, but only the first n (1..32) columns of B and C are
 // read or written, through masks K1 (columns 0-15) and K2 (16-31), so edge
-// tiles need no scratch copy.
-func gemmKernel512(name string, mr int) {
+// tiles need no scratch copy. With bias, it takes one more argument,
+//
+//	func name(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+//
+// and adds bias[j] to column j of every row after alpha*A*B + beta*C (one
+// more rounding, as a separate pass adding the bias would make).
+func gemmKernel512(name string, mr int, bias bool) {
 	const nv = 2
 	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("Z%d", 28+v) }
@@ -648,8 +656,13 @@ func gemmKernel512(name string, mr int) {
 	}
 	nb := (mr + 2) / 3
 	p("")
-	p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+	if bias {
+		p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)", name)
+		p("TEXT ·%s(SB), NOSPLIT, $0-80", name)
+	} else {
+		p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)", name)
+		p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+	}
 	p("\tMOVQ n+64(FP), CX")
 	p("\tMOVQ $1, R9")
 	p("\tSHLQ CX, R9")
@@ -731,6 +744,16 @@ func gemmKernel512(name string, mr int) {
 
 	p("%s_store:", name)
 	alpha, beta, tmp := "Z28", "Z30", "Z29"
+	// addBias adds the bias to an accumulator (masked: lanes past n are
+	// neither read nor stored); R8 (A's stride) is free after the loop.
+	addBias := func(v int, a string) {
+		if bias {
+			p("\tVADDPS.Z %d(R8), %s, %s, %s", v*64, a, mask(v), a)
+		}
+	}
+	if bias {
+		p("\tMOVQ bias+72(FP), R8")
+	}
 	p("\tVBROADCASTSS alpha+56(FP), %s", alpha)
 	p("\tMOVL beta+60(FP), R9")
 	p("\tANDL $0x7fffffff, R9")
@@ -741,6 +764,7 @@ func gemmKernel512(name string, mr int) {
 			p("\tVMULPS %s, %s, %s", alpha, acc(i, v), acc(i, v))
 			p("\tVMOVUPS.Z %d(DI), %s, %s", v*64, mask(v), tmp)
 			p("\tVFMADD231PS %s, %s, %s", tmp, beta, acc(i, v))
+			addBias(v, acc(i, v))
 			p("\tVMOVUPS %s, %s, %d(DI)", acc(i, v), mask(v), v*64)
 		}
 		if i < mr-1 {
@@ -753,6 +777,7 @@ func gemmKernel512(name string, mr int) {
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			p("\tVMULPS %s, %s, %s", alpha, acc(i, v), acc(i, v))
+			addBias(v, acc(i, v))
 			p("\tVMOVUPS %s, %s, %d(DI)", acc(i, v), mask(v), v*64)
 		}
 		if i < mr-1 {

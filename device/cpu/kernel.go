@@ -22,6 +22,10 @@ type kernel struct {
 	// a tile only, reading and writing nothing outside them; without it
 	// edge tiles go through a scratch tile.
 	edge func(mr, nr, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+	// edgeBias, when not nil, is edge adding bias[j] to column j of the
+	// tile's every row after alpha*A*B + beta*C (the GEMM's epilogue
+	// bias); without it the bias is added in Go after the product.
+	edgeBias func(mr, nr, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, bias *float32)
 	// gemvN sets y[j] = sum over i < k of x[i]*b[i*ldb+j], for j < n.
 	gemvN func(k int, x, b *float32, ldb int, y *float32, n int)
 	// dot4 sets out[r] = sum over p < k of x[p]*b[r*ldb+p], for r < 4.

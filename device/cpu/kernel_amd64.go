@@ -23,17 +23,18 @@ func kernels() []*kernel {
 }
 
 var avx512Kernel = &kernel{
-	name:    "avx512",
-	mr:      14,
-	nr:      32,
-	gemm:    gemmAVX512,
-	edge:    gemmAVX512Edge,
-	gemvN:   gemvNAVX512,
-	dot4:    dot4AVX512,
-	nAlign:  128,
-	dw3x3s1: dw3x3s1AVX512Checked,
-	dw3x3s2: dw3x3s2AVX512Checked,
-	gather2: gather2AVX512,
+	name:     "avx512",
+	mr:       14,
+	nr:       32,
+	gemm:     gemmAVX512,
+	edge:     gemmAVX512Edge,
+	edgeBias: gemmAVX512EdgeBias,
+	gemvN:    gemvNAVX512,
+	dot4:     dot4AVX512,
+	nAlign:   128,
+	dw3x3s1:  dw3x3s1AVX512Checked,
+	dw3x3s2:  dw3x3s2AVX512Checked,
+	gather2:  gather2AVX512,
 }
 
 var avx2Kernel = &kernel{
@@ -161,6 +162,16 @@ func gemmAVX512Edge(mr, nr, k int, a *float32, lda int, b *float32, ldb int, c *
 	gemmAVX512Rows[mr-1](k, a, lda, b, ldb, c, ldc, alpha, beta, nr)
 }
 
+// gemmAVX512EdgeBias is gemmAVX512Edge adding bias[j] to column j.
+func gemmAVX512EdgeBias(mr, nr, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, bias *float32) {
+	gemmAVX512BiasRows[mr-1](k, a, lda, b, ldb, c, ldc, alpha, beta, nr, bias)
+}
+
+var gemmAVX512BiasRows = [14]func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32){
+	gemmAVX512Biasx1, gemmAVX512Biasx2, gemmAVX512Biasx3, gemmAVX512Biasx4, gemmAVX512Biasx5, gemmAVX512Biasx6, gemmAVX512Biasx7,
+	gemmAVX512Biasx8, gemmAVX512Biasx9, gemmAVX512Biasx10, gemmAVX512Biasx11, gemmAVX512Biasx12, gemmAVX512Biasx13, gemmAVX512Biasx14,
+}
+
 var gemmAVX512Rows = [14]func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int){
 	gemmAVX512x1, gemmAVX512x2, gemmAVX512x3, gemmAVX512x4, gemmAVX512x5, gemmAVX512x6, gemmAVX512x7,
 	gemmAVX512x8, gemmAVX512x9, gemmAVX512x10, gemmAVX512x11, gemmAVX512x12, gemmAVX512x13, gemmAVX512x14,
@@ -222,3 +233,45 @@ func gemmAVX512x13(k int, a *float32, lda int, b *float32, ldb int, c *float32, 
 
 //go:noescape
 func gemmAVX512x14(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int)
+
+//go:noescape
+func gemmAVX512Biasx1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx5(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx6(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx7(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx8(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx9(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx10(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx11(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx12(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx13(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)
+
+//go:noescape
+func gemmAVX512Biasx14(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, n int, bias *float32)

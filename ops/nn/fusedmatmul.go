@@ -182,7 +182,13 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		e := mmEpis.Get().(*mmEpi)
 		e.ep, e.y, e.b, e.n = k.ep, yv, bv, p.n
 		if pb != nil {
-			cpu.SgemmPacked(bl, p.m, a.Float32s(), p.k, pb, yv, p.n, e.fn)
+			// the bias added by the GEMM kernel as it stores C
+			e.b = nil
+			fn := e.fn
+			if k.ep.act == ActNone {
+				fn = nil
+			}
+			cpu.SgemmPackedBias(bl, p.m, a.Float32s(), p.k, pb, bv, yv, p.n, fn)
 		} else {
 			cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, e.fn)
 		}
