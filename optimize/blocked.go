@@ -32,6 +32,11 @@ import (
 //     not Sigmoid), so that pad lanes stay zero;
 //   - a Concat on axis 1 of blocked tensors whose C are multiples of 16 is
 //     a Concat of the blocked tensors;
+//   - a Slice of channels [s, e) of a blocked tensor, step 1, s a multiple
+//     of 16 and e one or C (the halves of a C2f block), is a Slice of
+//     blocks [s/16, ceil(e/16));
+//   - a nearest Resize of H and W (constant scales or sizes) is a Resize of
+//     the blocked tensor with the channel lanes kept (scale 1);
 //   - every other reader of a blocked tensor, a graph output or a
 //     subgraph's capture, reads a kiln::FromBlocked of it (one per tensor)
 //     under the tensor's old name.
@@ -104,9 +109,7 @@ func (b *blocker) run() bool {
 		case n.OpType == "FusedConv" && n.Domain == fusedDomain:
 			b.conv(n)
 		case n.Domain == "" || n.Domain == "ai.onnx":
-			if !b.pool(n) && !b.concat(n) {
-				b.elementwise(n)
-			}
+			_ = b.pool(n) || b.concat(n) || b.slice(n) || b.resize(n) || b.elementwise(n)
 		}
 	}
 	if !b.changed {
@@ -457,3 +460,117 @@ func mapsZeroToZero(g *ir.Graph, n *ir.Node, zero []bool) bool {
 }
 
 func init() { Register(blockedPass{}) }
+
+// constInts returns the values of v, an integer constant of g (nil when
+// it is not one; ok with an omitted v).
+func constInts(g *ir.Graph, v *ir.Value) (vals []int64, ok bool) {
+	if v == nil {
+		return nil, true
+	}
+	if !isConst(g, v) || (v.Const.DType != tensor.Int64 && v.Const.DType != tensor.Int32) {
+		return nil, false
+	}
+	out := make([]int64, v.Const.Len())
+	for i := range out {
+		out[i] = int64(v.Const.Float(i))
+	}
+	return out, true
+}
+
+// slice turns a Slice of whole channel blocks of a blocked tensor into a
+// Slice of the blocked tensor's axis 1.
+func (b *blocker) slice(n *ir.Node) bool {
+	if !isOp(n, "Slice") || b.g.Opset() < 10 || len(n.Inputs) < 3 || len(n.Outputs) != 1 || !isRank4F32(n.Outputs[0]) {
+		return false
+	}
+	bv, ok := b.blk[n.Inputs[0]]
+	if !ok {
+		return false
+	}
+	starts, ok1 := constInts(b.g, n.Input(1))
+	ends, ok2 := constInts(b.g, n.Input(2))
+	axes, ok3 := constInts(b.g, n.Input(3))
+	steps, ok4 := constInts(b.g, n.Input(4))
+	if !ok1 || !ok2 || !ok3 || !ok4 || len(starts) != 1 || len(ends) != 1 || len(axes) != 1 || (steps != nil && (len(steps) != 1 || steps[0] != 1)) {
+		return false
+	}
+	if axes[0] != 1 && axes[0] != -3 {
+		return false
+	}
+	c := int64(bv.c)
+	norm := func(i int64) int64 {
+		if i < 0 {
+			i += c
+		}
+		return min(max(i, 0), c)
+	}
+	s, e := norm(starts[0]), norm(ends[0])
+	if oc, ok := channels(n.Outputs[0]); !ok || e <= s || int64(oc) != e-s || s%cpu.Block != 0 || e%cpu.Block != 0 && e != c {
+		return false
+	}
+	blk := int64(cpu.Block)
+	ints := func(name string, v int64) *ir.Value {
+		return addInit(b.g, b.nm, n.Name+"_"+name, tensor.FromInt64([]int64{v}, 1))
+	}
+	n.Inputs = []*ir.Value{bv.v, ints("block_start", s/blk), ints("block_end", (e+blk-1)/blk), ints("block_axis", 1)}
+	b.setBlockedOutput(n, int(e-s))
+	logf(b.log, "%s: Slice of channels [%d, %d) as blocks [%d, %d)", n.Name, s, e, s/blk, (e+blk-1)/blk)
+	return true
+}
+
+// resize turns a nearest Resize of H and W of a blocked tensor into a
+// Resize of the blocked tensor, its channel lanes kept.
+func (b *blocker) resize(n *ir.Node) bool {
+	if !isOp(n, "Resize") || b.g.Opset() < 11 || len(n.Inputs) < 3 || len(n.Outputs) != 1 || !isRank4F32(n.Outputs[0]) {
+		return false
+	}
+	bv, ok := b.blk[n.Inputs[0]]
+	if !ok {
+		return false
+	}
+	a, err := ops.ParseResizeAttrs(n, b.g.Opset())
+	if err != nil || a.Mode != "nearest" || a.Axes != nil || a.KeepAspectRatioPolicy != "stretch" && a.KeepAspectRatioPolicy != "" {
+		return false
+	}
+	// modes that map an axis of scale 1 onto itself (the lanes' and the
+	// blocks' axes)
+	switch a.CoordinateTransformationMode {
+	case "half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric":
+	default:
+		return false
+	}
+	// roi is read only by tf_crop_and_resize: an empty one is kept (opsets
+	// 11 and 12 require the input), any other dropped where it is optional
+	roi := n.Inputs[1]
+	if roi != nil && !(isConst(b.g, roi) && roi.Const.Len() == 0) {
+		if b.g.Opset() < 13 {
+			return false
+		}
+		roi = nil
+	}
+	scales, sizes := n.Input(2), n.Input(3)
+	var in []*ir.Value
+	switch {
+	case scales != nil && isConst(b.g, scales) && scales.Const.DType == tensor.Float32 && scales.Const.Len() == 4 && sizes == nil:
+		f := scales.Const.Float32s()
+		if f[0] != 1 || f[1] != 1 {
+			return false
+		}
+		sc := addInit(b.g, b.nm, n.Name+"_blocked_scales", tensor.FromFloat32([]float32{1, 1, f[2], f[3], 1}, 5))
+		in = []*ir.Value{bv.v, roi, sc}
+	case sizes != nil && (scales == nil || isConst(b.g, scales) && scales.Const.Len() == 0):
+		sz, ok := constInts(b.g, sizes)
+		x := n.Inputs[0].Type.Shape
+		if !ok || len(sz) != 4 || sz[1] != int64(bv.c) || !x[0].Known() || sz[0] != x[0].Val {
+			return false
+		}
+		v := addInit(b.g, b.nm, n.Name+"_blocked_sizes", tensor.FromInt64([]int64{sz[0], int64(cpu.Blocks(bv.c)), sz[2], sz[3], cpu.Block}, 5))
+		in = []*ir.Value{bv.v, roi, scales, v}
+	default:
+		return false
+	}
+	n.Inputs = in
+	b.setBlockedOutput(n, bv.c)
+	logf(b.log, "%s: Resize of blocked tensors", n.Name)
+	return true
+}

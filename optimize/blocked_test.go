@@ -163,6 +163,39 @@ func blockedCases() []blockedCase {
 				b.Output(b.Op("Add", []*ir.Value{m, a}), "y")
 				return b.Graph()
 			}},
+		{name: "slices of whole blocks (C2f)", want: "kiln::BlockedConv Slice Slice kiln::BlockedConv Add Concat kiln::BlockedConv kiln::FromBlocked",
+			build: func() *ir.Graph {
+				b, r, x := blockedGraph(3, false)
+				y := relu(b, conv(b, r, x, 3, 64, 3, 1))
+				i64 := func(v ...int64) *ir.Value { return b.Const("", tensor.FromInt64(v, len(v))) }
+				lo := b.Op("Slice", []*ir.Value{y, i64(0), i64(32), i64(1)})
+				hi := b.Op("Slice", []*ir.Value{y, i64(32), i64(1 << 62), i64(-3), i64(1)})
+				m := b.Op("Add", []*ir.Value{relu(b, conv(b, r, hi, 32, 32, 3, 1)), hi})
+				b.Output(conv(b, r, b.Op("Concat", []*ir.Value{lo, m}, ir.IntAttr("axis", 1)), 64, 24, 1, 1), "y")
+				return b.Graph()
+			}},
+		{name: "slice to the end of 40 channels, slice of 24", want: "kiln::BlockedConv Slice kiln::FromBlocked Slice kiln::FromBlocked",
+			build: func() *ir.Graph {
+				b, r, x := blockedGraph(3, false)
+				y := conv(b, r, x, 3, 40, 3, 1)
+				i64 := func(v ...int64) *ir.Value { return b.Const("", tensor.FromInt64(v, len(v))) }
+				b.Output(b.Op("Slice", []*ir.Value{y, i64(16), i64(40), i64(1)}), "end")
+				b.Output(b.Op("Slice", []*ir.Value{y, i64(0), i64(24), i64(1)}), "part")
+				b.Output(y, "y")
+				return b.Graph()
+			}},
+		{name: "nearest resize", bind: map[string]int{"h": 5, "w": 6},
+			want: "kiln::BlockedConv Resize Resize kiln::FromBlocked Resize kiln::FromBlocked kiln::FromBlocked",
+			build: func() *ir.Graph {
+				b, r, x := blockedGraph(3, true)
+				y := conv(b, r, x, 3, 24, 3, 1)
+				empty := b.Const("", tensor.New(tensor.Float32, 0))
+				up := b.Op("Resize", []*ir.Value{y, empty, b.Const("", tensor.FromFloat32([]float32{1, 1, 2, 3}, 4))}, ir.StringAttr("mode", "nearest"))
+				b.Output(up, "up")
+				b.Output(b.Op("Resize", []*ir.Value{y, nil, nil, b.Const("", tensor.FromInt64([]int64{1, 24, 7, 4}, 4))}, ir.StringAttr("mode", "nearest"), ir.StringAttr("coordinate_transformation_mode", "asymmetric"), ir.StringAttr("nearest_mode", "ceil")), "sized")
+				b.Output(b.Op("Resize", []*ir.Value{y, nil, b.Const("", tensor.FromFloat32([]float32{1, 1, 2, 2}, 4))}, ir.StringAttr("mode", "linear")), "linear")
+				return b.Graph()
+			}},
 		{name: "tensor of another shape is a boundary", want: "kiln::BlockedConv kiln::FromBlocked Add",
 			build: func() *ir.Graph {
 				b, r, x := blockedGraph(3, false)
