@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
 	"github.com/kilnai/kiln/engine/tactic"
 )
@@ -352,6 +353,31 @@ func (st *stepTimer) Time(_ context.Context, todo []int, known []time.Duration) 
 	return res, nil
 }
 
+// chooseStep chooses among cands, step i's candidates (the layer's first
+// choice first), through tactic.Choose with the step's timer (stepTimer)
+// and the timing cache (nil: none) under fingerprint fp: the fastest that
+// ran, ties to the earlier. It sets each candidate's NS (0: it did not
+// run) and cached (its time came from the cache), and returns the chosen
+// one's index and how many candidates were measured; the error wraps
+// tactic.ErrNoCandidate when none ran. The candidate chosen is not
+// applied.
+func chooseStep(cands []candidate, i int, name, op, sig string, cache *tactic.Cache, fp device.Fingerprint, screen func(int) (time.Duration, error), measure func(...int) (time.Duration, error)) (best, measured int, err error) {
+	names := make([]string, len(cands))
+	for j := range cands {
+		names[j] = cands[j].t.name()
+	}
+	timer := &stepTimer{cands: cands, step: i, screen: screen, measure: measure}
+	ch, err := tactic.Choose(context.Background(), fp, cache, tactic.Layer{Name: name, Op: op, Sig: sig, Candidates: names}, timer, tactic.Rule{})
+	if err != nil {
+		return -1, 0, err
+	}
+	for j := range cands {
+		cands[j].t.NS = int64(ch.Times[names[j]]) // 0: it did not run
+		cands[j].cached = !timer.timed[j]
+	}
+	return ch.Index, ch.Measured, nil
+}
+
 // tune times, for each convolution and matrix product that a library
 // planned, every algorithm the library offered within the workspace limit
 // and kiln's own kernels, at the engine's shapes, in a context of its own,
@@ -585,21 +611,11 @@ func (e *Engine) tune() error {
 		} else {
 			continue
 		}
-		names := make([]string, len(cands))
-		for j := range cands {
-			names[j] = cands[j].t.name()
-		}
-		timer := &stepTimer{cands: cands, step: i, screen: screen, measure: measure}
-		ch, err := tactic.Choose(context.Background(), e.opt.CacheDevice, e.opt.TimingCache, tactic.Layer{Name: s.name(), Op: s.node.OpType, Sig: sig, Candidates: names}, timer, tactic.Rule{})
+		best, n, err := chooseStep(cands, i, s.name(), s.node.OpType, sig, e.opt.TimingCache, e.opt.CacheDevice, screen, measure)
 		if err != nil {
 			return fmt.Errorf("tuning layer %s: %w", s.name(), err) // tactic.ErrNoCandidate: no implementation ran
 		}
-		e.measured += ch.Measured
-		for j := range cands {
-			cands[j].t.NS = int64(ch.Times[names[j]]) // 0: it did not run
-			cands[j].cached = !timer.timed[j]
-		}
-		best := ch.Index
+		e.measured += n
 		if err := cands[best].apply(); err != nil {
 			return fmt.Errorf("tuning layer %s: %w", s.name(), err)
 		}

@@ -3,9 +3,11 @@ package gpuexec
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -428,5 +430,158 @@ func TestStepTimer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// refChooseStep is tune's choice of one step before it went through
+// tactic.Choose (the loop as it was), kept as the reference that
+// TestChooseStepSameChoices compares chooseStep with.
+func refChooseStep(cands []candidate, i int, sig string, cache *tactic.Cache, fp device.Fingerprint, screen func(int) (time.Duration, error), measure func(...int) (time.Duration, error)) (best, measured int, ok bool) {
+	best = -1
+	for j := range cands {
+		t := &cands[j].t
+		if cache != nil {
+			if d, ok := cache.Lookup(fp, sig, t.name()); ok {
+				t.NS = int64(d)
+				cands[j].cached = true
+			}
+		}
+		if t.NS == 0 {
+			if err := cands[j].apply(); err != nil {
+				continue
+			}
+			if best >= 0 {
+				q, err := screen(i)
+				if err != nil {
+					continue
+				}
+				if q > screenFactor*time.Duration(cands[best].t.NS)+screenMargin {
+					measured++
+					t.NS = int64(q)
+					if cache != nil {
+						cache.Store(fp, sig, t.name(), q)
+					}
+					continue
+				}
+			}
+			dur, err := measure(i)
+			if err != nil {
+				continue
+			}
+			measured++
+			t.NS = int64(dur)
+			if cache != nil {
+				cache.Store(fp, sig, t.name(), dur)
+			}
+		}
+		if best < 0 || t.NS < cands[best].t.NS {
+			best = j
+		}
+	}
+	return best, measured, best >= 0
+}
+
+// TestChooseStepSameChoices: on the same timings (fake, deterministic per
+// candidate: times with ties, screen runs far slower or not, candidates
+// that fail to apply, screen or run, times in the timing cache or not, no
+// cache at all), the tuner's choice through tactic.Choose is the one its
+// own loop made before: the same candidate, the same times and cache
+// flags, the same count measured, the same timing cache afterwards.
+func TestChooseStepSameChoices(t *testing.T) {
+	const us = time.Microsecond
+	fp := device.Fingerprint{"gpu": "fake"}
+	const sig = "cuda gemm m=1"
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 3000 {
+		n := 1 + r.IntN(6)
+		measureT := make([]time.Duration, n) // -1: fails
+		screenT := make([]time.Duration, n)
+		applyErr := make([]bool, n)
+		for j := range n {
+			measureT[j] = time.Duration(1+r.IntN(8)) * 10 * us
+			if r.IntN(7) == 0 {
+				measureT[j] = -1
+			}
+			screenT[j] = measureT[j] + time.Duration(r.IntN(3))*us
+			if r.IntN(4) == 0 { // a grouped convolution's thousands of launches
+				screenT[j] = time.Duration(100+r.IntN(900)) * us
+			}
+			if r.IntN(9) == 0 {
+				screenT[j] = -1
+			}
+			applyErr[j] = r.IntN(8) == 0
+		}
+		var cached map[int]time.Duration
+		if r.IntN(4) != 0 {
+			cached = map[int]time.Duration{}
+			for j := range n {
+				if r.IntN(3) == 0 {
+					cached[j] = time.Duration(1+r.IntN(8)) * 10 * us
+				}
+			}
+		}
+		run := func(choose func([]candidate, *tactic.Cache, func(int) (time.Duration, error), func(...int) (time.Duration, error)) (int, int, bool)) (best, measured int, ok bool, cands []candidate, cache *tactic.Cache, applied []int) {
+			cur := -1
+			cands = make([]candidate, n)
+			for j := range n {
+				cands[j].t = Tactic{Sig: sig, Impl: ImplCUBLASLt, Algo: j}
+				cands[j].apply = func() error {
+					if applyErr[j] {
+						return errors.New("apply")
+					}
+					cur = j
+					applied = append(applied, j)
+					return nil
+				}
+			}
+			if cached != nil {
+				cache = tactic.New()
+				for j, d := range cached {
+					cache.Store(fp, sig, cands[j].t.name(), d)
+				}
+			}
+			screen := func(int) (time.Duration, error) {
+				if screenT[cur] < 0 {
+					return 0, errors.New("screen")
+				}
+				return screenT[cur], nil
+			}
+			measure := func(...int) (time.Duration, error) {
+				if measureT[cur] < 0 {
+					return 0, errors.New("measure")
+				}
+				return measureT[cur], nil
+			}
+			best, measured, ok = choose(cands, cache, screen, measure)
+			return
+		}
+		b1, m1, ok1, c1, cache1, a1 := run(func(c []candidate, cache *tactic.Cache, s func(int) (time.Duration, error), m func(...int) (time.Duration, error)) (int, int, bool) {
+			return refChooseStep(c, 3, sig, cache, fp, s, m)
+		})
+		b2, m2, ok2, c2, cache2, a2 := run(func(c []candidate, cache *tactic.Cache, s func(int) (time.Duration, error), m func(...int) (time.Duration, error)) (int, int, bool) {
+			best, n, err := chooseStep(c, 3, "layer", "Gemm", sig, cache, fp, s, m)
+			if err != nil && !errors.Is(err, tactic.ErrNoCandidate) {
+				t.Fatalf("trial %d: %v", trial, err)
+			}
+			return best, n, err == nil
+		})
+		if ok1 != ok2 || (ok1 && b1 != b2) || m1 != m2 || !slices.Equal(a1, a2) {
+			t.Fatalf("trial %d (measure %v screen %v apply errors %v cached %v): chose %d (ran %v), measured %d, applied %v; want %d (%v), %d, %v", trial, measureT, screenT, applyErr, cached, b2, ok2, m2, a2, b1, ok1, m1, a1)
+		}
+		for j := range n {
+			if c1[j].t != c2[j].t || c1[j].cached != c2[j].cached {
+				t.Fatalf("trial %d: candidate %d: %+v cached %v, want %+v cached %v", trial, j, c2[j].t, c2[j].cached, c1[j].t, c1[j].cached)
+			}
+			if cached != nil {
+				d1, ok1 := cache1.Lookup(fp, sig, c1[j].t.name())
+				d2, ok2 := cache2.Lookup(fp, sig, c2[j].t.name())
+				if d1 != d2 || ok1 != ok2 {
+					t.Fatalf("trial %d: cache of candidate %d: %v %v, want %v %v", trial, j, d2, ok2, d1, ok1)
+				}
+			}
+		}
+		if cached != nil && cache1.Len() != cache2.Len() {
+			t.Fatalf("trial %d: cache holds %d, want %d", trial, cache2.Len(), cache1.Len())
+		}
 	}
 }
