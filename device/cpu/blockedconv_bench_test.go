@@ -33,6 +33,10 @@ func bdLayers() []bdLayer {
 		{"squeeze_squeeze1x1_512-64_13", c(512, 13, 64, 1, 1, 0), false},
 		{"squeeze_classifier_512-1000_13", c(512, 13, 1000, 1, 1, 0), false},
 		{"yolo_16-32_3x3s2_160", c(16, 160, 32, 3, 2, 1), false},
+		// small planes (in L1/L2): the kernels' own ceiling
+		{"small_stem_3-16_7x7s2_40", c(3, 40, 16, 7, 2, 3), true},
+		{"small_1x1_128-16_12", c(128, 12, 16, 1, 1, 0), false},
+		{"small_3x3_64-64_12", c(64, 12, 64, 3, 1, 1), false},
 	}
 }
 
