@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -373,6 +375,158 @@ func TestKeeps(t *testing.T) {
 	} {
 		if got := Keeps(tc.t, tc.def, tc.gain); got != tc.want {
 			t.Errorf("Keeps(%v, %v, %g) = %v, want %v", tc.t, tc.def, tc.gain, got, tc.want)
+		}
+	}
+}
+
+// refSelectLayer is Select's choice of one layer before it went through
+// Choose (selectLayer's lookups, store and rule as they were, the
+// measurement a function), kept as the reference that
+// TestChooseSameAsSelect compares Choose with.
+func refSelectLayer(tactics []string, sig string, fp device.Fingerprint, cache *Cache, minGain float64, workspace int64, measure func([]string) (map[string]time.Duration, map[string]int64), progress func(string, time.Duration, bool)) (Choice, error) {
+	c := Choice{Default: tactics[0], Cached: true, Times: make(map[string]time.Duration, len(tactics))}
+	var todo []string
+	limit := workspace > 0
+	if limit {
+		c.Scratch = map[string]int64{}
+	}
+	for _, t := range tactics {
+		if d, ok := cache.LookupTimer(fp, sig, t, CPUTimer); ok {
+			if limit {
+				b, ok := cache.LookupScratchTimer(fp, sig, t, CPUTimer)
+				if !ok {
+					todo = append(todo, t)
+					continue
+				}
+				c.Scratch[t] = b
+			}
+			c.Times[t] = d
+			progress(t, d, true)
+			continue
+		}
+		todo = append(todo, t)
+	}
+	if len(todo) > 0 {
+		c.Cached = false
+		best, scratch := measure(todo)
+		for _, t := range todo {
+			d := best[t]
+			c.Times[t] = d
+			cache.StoreTimer(fp, sig, t, CPUTimer, d)
+			if b, ok := scratch[t]; ok {
+				c.Scratch[t] = b
+				cache.StoreScratchTimer(fp, sig, t, CPUTimer, b)
+			}
+			progress(t, d, false)
+		}
+	}
+	fits := func(t string) bool { return !limit || c.Scratch[t] <= workspace }
+	for _, t := range tactics {
+		if d := c.Times[t]; fits(t) && (c.Tactic == "" || d < c.Time) {
+			c.Tactic, c.Time = t, d
+		}
+	}
+	if c.Tactic == "" {
+		return Choice{}, ErrWorkspace
+	}
+	if def := c.Times[c.Default]; minGain > 0 && fits(c.Default) && float64(c.Time)*(1+minGain) > float64(def) {
+		c.Tactic, c.Time = c.Default, def
+	}
+	return c, nil
+}
+
+// TestChooseSameAsSelect: on the same timings (random, with ties; times
+// and scratch in the cache or not; with and without a workspace limit and
+// a margin), Choose with the CPU's timer name makes the choice Select made
+// before: the same tactic and time, the same times and scratch, the same
+// progress lines in the same order, the same cache afterwards.
+func TestChooseSameAsSelect(t *testing.T) {
+	fp := device.Fingerprint{"cpu": "fake"}
+	const sig = "sig"
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := range 3000 {
+		n := 2 + r.IntN(5)
+		tactics := make([]string, n)
+		times := map[string]time.Duration{}
+		scratch := map[string]int64{}
+		for j := range n {
+			tactics[j] = fmt.Sprintf("t%d", j)
+			times[tactics[j]] = time.Duration(100 + r.IntN(8)*5)
+			scratch[tactics[j]] = int64(r.IntN(4) * 100)
+		}
+		var workspace int64
+		if r.IntN(2) == 0 {
+			workspace = int64(100 + r.IntN(3)*100)
+		}
+		minGain := []float64{0, 0, 0.05, 0.2}[r.IntN(4)]
+		type entry struct {
+			d          time.Duration
+			b          int64
+			hasScratch bool
+		}
+		pre := map[string]entry{}
+		for _, tc := range tactics {
+			if r.IntN(3) == 0 {
+				pre[tc] = entry{time.Duration(100 + r.IntN(8)*5), int64(r.IntN(4) * 100), r.IntN(2) == 0}
+			}
+		}
+		fill := func() *Cache {
+			c := New()
+			for tc, e := range pre {
+				c.StoreTimer(fp, sig, tc, CPUTimer, e.d)
+				if e.hasScratch {
+					c.StoreScratchTimer(fp, sig, tc, CPUTimer, e.b)
+				}
+			}
+			c.StoreTimer(fp, sig, tactics[0], "", 1) // another timer's: never used
+			return c
+		}
+		measure := func(todo []string) (map[string]time.Duration, map[string]int64) {
+			best, sc := map[string]time.Duration{}, map[string]int64{}
+			for _, tc := range todo {
+				best[tc] = times[tc]
+				if workspace > 0 {
+					sc[tc] = scratch[tc]
+				}
+			}
+			return best, sc
+		}
+		var lines1, lines2 []string
+		cache1, cache2 := fill(), fill()
+		want, err1 := refSelectLayer(tactics, sig, fp, cache1, minGain, workspace, measure, func(tc string, d time.Duration, cached bool) {
+			lines1 = append(lines1, fmt.Sprintf("%s %v %v", tc, d, cached))
+		})
+		timer := &fakeTimer{name: CPUTimer, names: tactics, times: map[string]Result{}}
+		for _, tc := range tactics {
+			timer.times[tc] = Result{Time: times[tc], Scratch: scratch[tc], HasScratch: workspace > 0}
+		}
+		got, err2 := Choose(context.Background(), fp, cache2, Layer{Name: "n", Op: "Conv", Sig: sig, Candidates: tactics}, timer, Rule{MinGain: minGain, Workspace: workspace, Progress: func(i int, d time.Duration, cached bool) {
+			lines2 = append(lines2, fmt.Sprintf("%s %v %v", tactics[i], d, cached))
+		}})
+		if (err1 != nil) != (err2 != nil) || (err2 != nil && !errors.Is(err2, ErrWorkspace)) {
+			t.Fatalf("trial %d: error %v, want %v", trial, err2, err1)
+		}
+		if err1 != nil {
+			continue
+		}
+		if got.Tactic != want.Tactic || got.Time != want.Time || got.Cached != want.Cached || got.Index != slices.Index(tactics, want.Tactic) ||
+			!maps.Equal(got.Times, want.Times) || !maps.Equal(got.Scratch, want.Scratch) || (got.Scratch == nil) != (want.Scratch == nil) {
+			t.Fatalf("trial %d: %+v, want %+v", trial, got, want)
+		}
+		if !slices.Equal(lines1, lines2) {
+			t.Fatalf("trial %d: progress %v, want %v", trial, lines2, lines1)
+		}
+		if cache1.Len() != cache2.Len() {
+			t.Fatalf("trial %d: cache holds %d, want %d", trial, cache2.Len(), cache1.Len())
+		}
+		for _, tc := range tactics {
+			d1, ok1 := cache1.LookupTimer(fp, sig, tc, CPUTimer)
+			d2, ok2 := cache2.LookupTimer(fp, sig, tc, CPUTimer)
+			b1, s1 := cache1.LookupScratchTimer(fp, sig, tc, CPUTimer)
+			b2, s2 := cache2.LookupScratchTimer(fp, sig, tc, CPUTimer)
+			if d1 != d2 || ok1 != ok2 || b1 != b2 || s1 != s2 {
+				t.Fatalf("trial %d: cache of %s: %v %v %d %v, want %v %v %d %v", trial, tc, d2, ok2, b2, s2, d1, ok1, b1, s1)
+			}
 		}
 	}
 }
