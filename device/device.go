@@ -288,6 +288,40 @@ type ProgramContext interface {
 	Close() error
 }
 
+// OutputsInto is implemented by program contexts that can write the host
+// tensors their runs return into memory the caller gives: a partitioned
+// program's context hands each segment slots of one host arena for the
+// tensors it passes to later segments (engine/partition). SetOutputs(bufs)
+// makes c's later runs return output name over bufs[name] (from its
+// start) when it fits there, and as before (a tensor of its own)
+// otherwise; the caller checks where each output lies. Such an output
+// holds until the caller reuses the memory. nil or empty stops it. It
+// must not be called while c runs. It is optional: a context without it
+// returns tensors of its own.
+type OutputsInto interface {
+	SetOutputs(bufs map[string][]byte)
+}
+
+// SharedArena is implemented by program contexts whose device memory for
+// intermediates (activations, library workspaces) can be one allocation
+// with other contexts' of the same device that never run at the same time
+// as they do: the device segments of one context of a partitioned
+// program, which run one after another (engine/partition). It is
+// optional.
+type SharedArena interface {
+	// ShareArena makes c take its device memory from with's from its
+	// first run on: one allocation, as large as the largest either
+	// needs. It reports false, and changes nothing, when with is no
+	// context of c's kind and device, or either has run. With it,
+	// ArenaBytes counts the shared allocation in the context that first
+	// had it (with, or the context with shared with) and none of it in
+	// the others.
+	ShareArena(with ProgramContext) bool
+	// ArenaAlone is the device memory c's runs so far needed, as
+	// ArenaBytes would report it had c shared nothing.
+	ArenaAlone() int64
+}
+
 // BlobProgram is implemented by programs with sections to store in a plan
 // (compiled kernels), so that loading the plan skips compilation.
 type BlobProgram interface {

@@ -12,19 +12,21 @@ import (
 
 // hostArena is the host memory of a program context: one block, packed
 // by package arena as any arena is, holding each CPU segment's engine
-// arena (live only while its segment runs) and the host tensors the CPU
+// arena (live only while its segment runs) and the host tensors the
 // segments pass to later segments (live from the segment that computes
 // one to the last that reads it, unless it is a graph output, which the
-// caller keeps). Segments run one after the other, so a segment's arena
-// shares bytes with the other segments' and with the tensors not live
-// while it runs. (The tensors a device segment passes on are its own:
-// the device allocates them.)
+// caller keeps): a CPU segment's, and a device segment's whose context
+// takes memory for its outputs (device.OutputsInto; the tensors other
+// device contexts pass on are their own). Segments run one after the
+// other, so a segment's arena shares bytes with the other segments' and
+// with the tensors not live while it runs.
 type hostArena struct {
 	buf []byte
 	// slots are the tensors passed on in buf, by value name: bytes
 	// [lo, hi) of buf
 	slots map[string][2]int
-	// sizes are the bytes of the tensors the CPU segments passed on,
+	// sizes are the bytes of the tensors the segments that take memory
+	// for their outputs (CPU segments, device.OutputsInto) passed on,
 	// the most seen, by value name
 	sizes map[string]int
 	// refused are the tensors passed on that a run made outside the slot
@@ -46,14 +48,14 @@ type hostRunner struct {
 
 // Run runs the segment, then copies out of the host arena any output that
 // lies in it outside the slot planned for it (a view of an input that
-// lies there, a graph output) and notes the sizes of the CPU segment's
-// outputs that later segments read.
+// lies there, a graph output) and notes the sizes of the outputs that
+// later segments read of a segment that takes memory for them.
 func (r hostRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	out, err := r.c.segs[r.i].Run(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	_, cpu := r.c.segs[r.i].(cpuContext)
+	_, into := r.c.segs[r.i].(device.OutputsInto)
 	for name, t := range out {
 		if t == nil || len(t.Data) == 0 {
 			continue
@@ -70,7 +72,7 @@ func (r hostRunner) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[
 			}
 			r.h.refused[name] = true
 		}
-		if cpu && r.c.p.passedOn(r.i, name) >= 0 {
+		if into && r.c.p.passedOn(r.i, name) >= 0 {
 			if r.h.sizes == nil {
 				r.h.sizes = map[string]int{}
 			}
@@ -115,7 +117,8 @@ func (p *program) passedOn(i int, name string) int {
 }
 
 // replan, after a run, places the CPU segments' engine arenas and the
-// tensors they pass on in one new host arena when the last one no longer
+// tensors the segments that take memory for their outputs (CPU segments,
+// device.OutputsInto) pass on in one new host arena when the last one no longer
 // holds them (a segment made an arena of its own: its first run, or a run
 // that needed more than its room; a tensor passed on grew or is new),
 // each at the size it now has, and points the engine contexts there.
@@ -130,14 +133,15 @@ func (h *hostArena) replan(c *programContext) {
 	var bufs []arena.Buffer
 	moved := false
 	for i, s := range c.segs {
-		cc, ok := s.(cpuContext)
-		if !ok {
-			continue
+		if cc, ok := s.(cpuContext); ok {
+			if n := cc.c.ArenaBytes(); n > 0 {
+				moved = moved || !cc.c.ArenaIn(h.buf)
+				items = append(items, item{ctx: cc.c})
+				bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: i})
+			}
 		}
-		if n := cc.c.ArenaBytes(); n > 0 {
-			moved = moved || !cc.c.ArenaIn(h.buf)
-			items = append(items, item{ctx: cc.c})
-			bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: i})
+		if _, ok := s.(device.OutputsInto); !ok {
+			continue
 		}
 		for _, name := range c.p.segs[i].outputs {
 			n, last := h.sizes[name], c.p.passedOn(i, name)
@@ -176,8 +180,8 @@ func (h *hostArena) replan(c *programContext) {
 		into[it.seg][it.name] = h.buf[lo:hi:hi]
 	}
 	for i, s := range c.segs {
-		if cc, ok := s.(cpuContext); ok {
-			cc.c.SetOutputs(into[i])
+		if o, ok := s.(device.OutputsInto); ok {
+			o.SetOutputs(into[i])
 		}
 	}
 }
@@ -201,9 +205,9 @@ func (h *hostArena) bytes(segs []device.ProgramContext) int64 {
 // HostArena reports the host memory of c, a context of a program Compile
 // partitioned (its NewContext): the bytes of its host arena, and what
 // the things in it take apart (the CPU segments' arenas and the tensors
-// they pass on that are in it, summed: what they held, or allocated on
-// every run, before they shared one). ok is false for a context of
-// another kind.
+// the segments pass on that are in it, summed: what they held, or
+// allocated on every run, before they shared one). ok is false for a
+// context of another kind.
 func HostArena(c device.ProgramContext) (shared, apart int64, ok bool) {
 	pc, ok := c.(*programContext)
 	if !ok {
@@ -218,4 +222,29 @@ func HostArena(c device.ProgramContext) (shared, apart int64, ok bool) {
 		apart += int64(s[1] - s[0])
 	}
 	return int64(len(pc.host.buf)), apart, true
+}
+
+// DeviceArena reports the device memory of c, a context of a program
+// Compile partitioned: what its device segments' contexts hold for
+// intermediates (their ArenaBytes, an arena they share counted once: see
+// device.SharedArena) and what they would hold apart (ArenaAlone where a
+// context shares, ArenaBytes otherwise). ok is false for a context of
+// another kind.
+func DeviceArena(c device.ProgramContext) (shared, apart int64, ok bool) {
+	pc, ok := c.(*programContext)
+	if !ok {
+		return 0, 0, false
+	}
+	for _, s := range pc.segs {
+		if _, cpu := s.(cpuContext); cpu || s == nil {
+			continue
+		}
+		shared += s.ArenaBytes()
+		if sa, ok := s.(device.SharedArena); ok {
+			apart += sa.ArenaAlone()
+		} else {
+			apart += s.ArenaBytes()
+		}
+	}
+	return shared, apart, true
 }

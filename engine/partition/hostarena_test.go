@@ -131,8 +131,8 @@ func alignUp(n int) int { return (n + tensor.Alignment - 1) / tensor.Alignment *
 
 // runBySegment runs pc's segments one by one as its Run does and returns
 // every value. No output of a segment lies in the host arena outside its
-// own slot; with inSlot, every tensor a CPU segment passes on lies in its
-// slot.
+// own slot; with inSlot, every tensor a segment that takes memory for its
+// outputs (a CPU segment, device.OutputsInto) passes on lies in its slot.
 func runBySegment(t *testing.T, pc *programContext, in map[string]*tensor.Tensor, inSlot bool) map[string]*tensor.Tensor {
 	t.Helper()
 	vals := map[string]*tensor.Tensor{}
@@ -155,7 +155,7 @@ func runBySegment(t *testing.T, pc *programContext, in map[string]*tensor.Tensor
 			if there && (!planned || lo < slot[0] || hi > slot[1]) {
 				t.Errorf("segment %d output %s at host bytes [%d, %d), outside its slot (%v %v)", i, name, lo, hi, slot, planned)
 			}
-			if _, cpu := pc.segs[i].(cpuContext); inSlot && cpu && pc.p.passedOn(i, name) >= 0 && (!there || lo != slot[0]) {
+			if _, into := pc.segs[i].(device.OutputsInto); inSlot && into && pc.p.passedOn(i, name) >= 0 && (!there || lo != slot[0]) {
 				t.Errorf("segment %d passes on %s at host bytes [%d, %d) (in the arena: %v), want its slot %v", i, name, lo, hi, there, slot)
 			}
 		}

@@ -976,6 +976,9 @@ func (c cpuContext) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (
 func (c cpuContext) ArenaBytes() int64 { return int64(c.c.ArenaBytes()) }
 func (cpuContext) Close() error        { return nil }
 
+// SetOutputs is engine.Context.SetOutputs (device.OutputsInto).
+func (c cpuContext) SetOutputs(bufs map[string][]byte) { c.c.SetOutputs(bufs) }
+
 // sharedContext runs a segment whose program gives out no contexts: every
 // context shares the program.
 type sharedContext struct{ p device.Program }
@@ -994,8 +997,10 @@ var (
 
 // NewContext returns an execution context of the partitioned program
 // (device.Contexts): a context of each segment's program where it gives
-// them out (a device segment's own GPU memory and stream, a CPU segment's
-// arena), the program itself where it does not.
+// them out (a device segment's own stream, a CPU segment's arena), the
+// program itself where it does not. The segments run one after another,
+// so the device segments' contexts share one device arena where they can
+// (device.SharedArena: each takes the first earlier one that accepts).
 func (p *program) NewContext() (device.ProgramContext, error) {
 	pc := &programContext{p: p, segs: make([]device.ProgramContext, len(p.segs))}
 	for i, s := range p.segs {
@@ -1009,7 +1014,29 @@ func (p *program) NewContext() (device.ProgramContext, error) {
 		}
 		pc.segs[i] = c
 	}
+	shareArenas(pc.segs)
 	return pc, nil
+}
+
+// shareArenas makes each context of segs that can share its device arena
+// (device.SharedArena) share the first earlier one's that accepts.
+func shareArenas(segs []device.ProgramContext) {
+	var with []device.ProgramContext
+	for _, c := range segs {
+		s, ok := c.(device.SharedArena)
+		if !ok {
+			continue
+		}
+		shared := false
+		for _, w := range with {
+			if shared = s.ShareArena(w); shared {
+				break
+			}
+		}
+		if !shared {
+			with = append(with, c)
+		}
+	}
 }
 
 // programContext is a context of a partitioned program: one per segment,

@@ -544,10 +544,20 @@ type Context struct {
 	noGraph  bool // capture failed once: run eagerly
 	runs     int
 	closed   bool
+	// shared, when not nil, holds arena and ws (sharedarena.go): memory
+	// of contexts that never run at once, bound at its allocation gen;
+	// rebinds counts the times c bound its calls again to a new one.
+	shared  *devArena
+	gen     int
+	rebinds int
 }
 
 // NewContext makes an execution context with its own stream and memory.
-func (e *Engine) NewContext() (_ *Context, err error) {
+func (e *Engine) NewContext() (_ *Context, err error) { return e.newContext(nil) }
+
+// newContext is NewContext with the activations and workspace in shared
+// when it is not nil and of the same CUDA context (see devArena).
+func (e *Engine) newContext(shared *devArena) (_ *Context, err error) {
 	defer cuda.KeepSignals()() // as NewEngine
 	e.mu.Lock()
 	closed := e.closed
@@ -574,12 +584,22 @@ func (e *Engine) NewContext() (_ *Context, err error) {
 	if c.stream, err = e.drv.StreamCreate(1); err != nil {
 		return nil, err
 	}
-	if e.prog.arena > 0 {
+	if shared != nil && e.sharedNeed() > 0 {
+		base, gen, ok, err := shared.take(e, e.sharedNeed())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.shared, c.gen = shared, gen
+			c.placeShared(base)
+		}
+	}
+	if e.prog.arena > 0 && c.shared == nil {
 		if c.arena, err = e.drv.MemAlloc(int(e.prog.arena)); err != nil {
 			return nil, fmt.Errorf("activations: %w", err)
 		}
 	}
-	if e.ws > 0 {
+	if e.ws > 0 && c.shared == nil {
 		if c.ws, err = e.drv.MemAlloc(e.ws); err != nil {
 			return nil, fmt.Errorf("workspace: %w", err)
 		}
@@ -789,6 +809,9 @@ func (c *Context) DeviceTimes(n int) ([]float64, error) {
 	if err := d.SetCurrent(e.cctx); err != nil {
 		return nil, err
 	}
+	if err := c.rebase(); err != nil {
+		return nil, err
+	}
 	if !c.hasLayer && !c.noGraph {
 		if err := d.BeginCapture(c.stream, cuda.CaptureModeThreadLocal); err != nil {
 			return nil, err
@@ -871,6 +894,12 @@ func (c *Context) capture() error {
 // Run copies inputs (each of exactly the graph's type and shape) to the
 // GPU, runs the graph and returns its outputs as new host tensors.
 func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return c.run(ctx, inputs, nil)
+}
+
+// run is Run with each output that fits in into[its name] returned over
+// that memory instead of a new tensor (ShapesContext.SetOutputs).
+func (c *Context) run(ctx context.Context, inputs map[string]*tensor.Tensor, into map[string][]byte) (map[string]*tensor.Tensor, error) {
 	if c.closed {
 		return nil, ErrClosed
 	}
@@ -894,6 +923,9 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := e.drv.SetCurrent(e.cctx); err != nil {
+		return nil, err
+	}
+	if err := c.rebase(); err != nil {
 		return nil, err
 	}
 	for i, io := range e.prog.outputs {
@@ -930,14 +962,14 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 			continue
 		}
 		if io.rows != nil {
-			t, err := c.rowsOutput(io, c.out[i])
+			t, err := c.rowsOutput(io, c.out[i], into[io.name])
 			if err != nil {
 				return nil, err
 			}
 			out[io.name] = t
 			continue
 		}
-		t, err := tensor.Make(io.dtype, io.shape)
+		t, err := outputTensor(io.dtype, io.shape, into[io.name])
 		if err != nil {
 			return nil, err
 		}
@@ -953,10 +985,17 @@ func (c *Context) Run(ctx context.Context, inputs map[string]*tensor.Tensor) (ma
 // engine was made with KeepValues, only graph inputs and outputs are sure
 // to hold what that run computed: other values' memory is reused, and in
 // half a value between convolutions may lie NHWC (layout.go; KeepValues
-// keeps every value NCHW).
+// keeps every value NCHW). A context whose arena is shared
+// (ShapesContext.ShareArena) keeps its values only until another context
+// sharing it runs; after that arena was made again, Value fails.
 func (c *Context) Value(name string) (*tensor.Tensor, error) {
 	if c.closed {
 		return nil, ErrClosed
+	}
+	if c.shared != nil {
+		if _, gen := c.shared.current(); gen != c.gen {
+			return nil, fmt.Errorf("%w: value %q: the shared arena was made again since the last run", ErrInput, name)
+		}
 	}
 	v, ok := c.e.prog.values[name]
 	if !ok {
@@ -1028,6 +1067,10 @@ func (c *Context) release() error {
 		errs = append(errs, e.drv.MemFreeHost(b))
 	}
 	c.in, c.out = nil, nil
+	if c.shared != nil {
+		errs = append(errs, c.shared.drop())
+		c.shared, c.arena, c.ws = nil, 0, 0
+	}
 	for _, p := range []*cuda.DevicePtr{&c.arena, &c.ws} {
 		if *p != 0 {
 			errs = append(errs, e.drv.MemFree(*p))

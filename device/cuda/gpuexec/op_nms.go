@@ -275,14 +275,15 @@ func dim3(x, y, z int64) cuda.Dim3 { return cuda.Dim3{X: uint32(x), Y: uint32(y)
 
 // rowsOutput reads an output whose number of rows depends on the data:
 // the count the run left in b, then that many rows from the device (the
-// context is current and the stream done).
-func (c *Context) rowsOutput(io ioSpec, b cuda.HostBuffer) (*tensor.Tensor, error) {
+// context is current and the stream done), over into when they fit there
+// (outputTensor).
+func (c *Context) rowsOutput(io ioSpec, b cuda.HostBuffer, into []byte) (*tensor.Tensor, error) {
 	n := int64(binary.LittleEndian.Uint64(b.Bytes()[:8]))
 	if n < 0 || n > int64(io.shape[0]) {
 		return nil, fmt.Errorf("%w: output %q has %d rows, at most %d", ErrGraph, io.name, n, io.shape[0])
 	}
 	shape := append([]int{int(n)}, io.shape[1:]...)
-	t, err := tensor.Make(io.dtype, shape)
+	t, err := outputTensor(io.dtype, shape, into)
 	if err != nil {
 		return nil, err
 	}

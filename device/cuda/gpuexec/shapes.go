@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -249,7 +250,63 @@ type ShapesContext struct {
 	s      *Shapes
 	ctxs   map[*shapeEngine]*Context
 	closed bool
+	// shared, when not nil, holds the activations and workspaces of sc's
+	// Contexts, and of the other ShapesContexts' it is shared with
+	// (ShareArena); owner: sc counts it in ArenaBytes.
+	shared *devArena
+	owner  bool
+	// into is where runs put their outputs (SetOutputs).
+	into map[string][]byte
 }
+
+var (
+	_ device.SharedArena = (*ShapesContext)(nil)
+	_ device.OutputsInto = (*ShapesContext)(nil)
+)
+
+// ShareArena makes sc's Contexts take their activations and workspaces
+// from one device allocation with with's (a *ShapesContext of the same
+// GPU), as large as the largest of them needs (device.SharedArena): for
+// contexts that never run at the same time, as the device segments of
+// one context of a partitioned program. sc's Contexts of different input
+// shapes share it too. The allocation is made again, larger, when a new
+// Context needs more, and the Contexts that had the old one bind their
+// calls again (and capture their CUDA graphs again) at their next run.
+// It reports false, changing nothing, when with is not such a context or
+// either has a Context already.
+func (sc *ShapesContext) ShareArena(with device.ProgramContext) bool {
+	o, ok := with.(*ShapesContext)
+	if !ok || o == sc || sc.closed || o.closed || len(sc.ctxs) > 0 || len(o.ctxs) > 0 ||
+		sc.shared != nil || o.s.opt.Ordinal != sc.s.opt.Ordinal || o.s.opt.LibDir != sc.s.opt.LibDir {
+		return false
+	}
+	if o.shared == nil {
+		o.shared, o.owner = &devArena{}, true
+	}
+	sc.shared = o.shared
+	return true
+}
+
+// ArenaAlone is the device memory sc's Contexts took, as ArenaBytes would
+// report it had sc shared nothing: each one's activations and workspace
+// (device.SharedArena).
+func (sc *ShapesContext) ArenaAlone() int64 {
+	var n int64
+	for se, c := range sc.ctxs {
+		se.mu.Lock()
+		if se.owned[c] {
+			n += se.e.prog.arena + int64(se.e.ws)
+		}
+		se.mu.Unlock()
+	}
+	return n
+}
+
+// SetOutputs makes sc's later runs return each output over bufs[its
+// name] when it fits there (device.OutputsInto): the output's bytes are
+// copied from the pinned buffer the GPU wrote them to into that memory
+// instead of a new tensor. nil stops it.
+func (sc *ShapesContext) SetOutputs(bufs map[string][]byte) { sc.into = bufs }
 
 // NewContext returns a new execution context of s. It takes no device
 // memory before its first run.
@@ -271,7 +328,7 @@ func (sc *ShapesContext) Run(ctx context.Context, inputs map[string]*tensor.Tens
 	c := sc.ctxs[se]
 	if c == nil {
 		sc.prune()
-		if c, err = se.e.NewContext(); err != nil {
+		if c, err = se.e.newContext(sc.shared); err != nil {
 			return nil, err
 		}
 		// se is in use (engine counted this call), so it is not closed
@@ -281,7 +338,7 @@ func (sc *ShapesContext) Run(ctx context.Context, inputs map[string]*tensor.Tens
 		se.mu.Unlock()
 		sc.ctxs[se] = c
 	}
-	return c.Run(ctx, inputs)
+	return c.run(ctx, inputs, sc.into)
 }
 
 // prune forgets the Contexts of engines Shapes has closed.
@@ -297,17 +354,17 @@ func (sc *ShapesContext) prune() {
 }
 
 // ArenaBytes returns the device memory sc's Contexts hold: each one's
-// activation arena and library workspace.
+// activation arena and library workspace; with a shared arena
+// (ShareArena), its allocation in the context that first had it, nothing
+// in the others.
 func (sc *ShapesContext) ArenaBytes() int64 {
-	var n int64
-	for se, c := range sc.ctxs {
-		se.mu.Lock()
-		if se.owned[c] {
-			n += se.e.prog.arena + int64(se.e.ws)
+	if sc.shared != nil {
+		if sc.owner {
+			return sc.shared.bytes()
 		}
-		se.mu.Unlock()
+		return 0
 	}
-	return n
+	return sc.ArenaAlone()
 }
 
 // Close closes sc's Contexts (those of engines Shapes has not closed
