@@ -58,11 +58,15 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	lo, hi := actBounds(p)
 	dc := bdCalls.Get().(*bdCall)
 	*dc = bdCall{f: f, x: x, bias: bias, z: z, y: y, g: g, flat: flat, mb: mb, per: per, ngroups: ngroups,
-		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), fn: dc.fn}
+		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, fn: dc.fn}
 	DynamicFor(p.N*ngroups*nbands, 1, dc.fn)
 	*dc = bdCall{fn: dc.fn}
 	bdCalls.Put(dc)
 }
+
+// bdCols: border columns computed down the column (bdCall.row); tests and
+// benchmarks turn it off to compare.
+var bdCols = true
 
 // bdGeom is a dense blocked convolution's spatial geometry (for a flat
 // 1x1 convolution, the plane as one row).
@@ -85,6 +89,7 @@ type bdCall struct {
 	nbands, bandLen  int
 	lo, hi           float32
 	asm              bool
+	cols             bool // border columns down the column (bdCols)
 	fn               func(lo, hi int)
 }
 
@@ -127,6 +132,7 @@ func (dc *bdCall) items(lo, hi int) {
 	p := dc.f.P
 	mb, g := dc.mb, &dc.g
 	var biasv [4 * Block]float32
+	var scr bdScratch
 	for it := lo; it < hi; it++ {
 		band := it % dc.nbands
 		grp := (it / dc.nbands) % dc.ngroups
@@ -141,8 +147,23 @@ func (dc *bdCall) items(lo, hi int) {
 		if dc.flat {
 			r0, r1, c0, c1 = 0, 1, band*dc.bandLen, min(g.ow, (band+1)*dc.bandLen)
 		}
+		// The rows whose taps' rows are all inside the input get their
+		// border columns computed down the column, bdMaxR(nb) rows at a
+		// time; the others, and a flat plane, row by row.
+		fLo, fHi := g.rowsFull()
+		fLo, fHi = max(fLo, r0), min(fHi, r1)
+		if dc.flat || !dc.cols || fHi <= fLo {
+			fLo, fHi = r1, r1
+		}
 		for i := r0; i < r1; i++ {
-			dc.row(n, ob0, nb, i, c0, c1, &biasv)
+			if i >= fLo && i < fHi {
+				dc.row(n, ob0, nb, i, c0, c1, &biasv, -1, &scr)
+			} else {
+				dc.row(n, ob0, nb, i, c0, c1, &biasv, 0, &scr)
+			}
+		}
+		for i := fLo; i < fHi; i += bdMaxR(nb) {
+			dc.row(n, ob0, nb, i, c0, c1, &biasv, min(bdMaxR(nb), fHi-i), &scr)
 		}
 		// Pad lanes: the kernel computes them from zero weights, bias
 		// and z, and the activation may move them from zero.
@@ -157,8 +178,13 @@ func (dc *bdCall) items(lo, hi int) {
 }
 
 // row computes output row i, columns [c0, c1), of image n's output blocks
-// [ob0, ob0+nb).
-func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32) {
+// [ob0, ob0+nb). With rows > 0 it computes only the border columns, of
+// the rows [i, i+rows) (rows whose taps' rows all lie inside the input, at
+// most bdMaxR(nb)), each column as one segment down the column: the
+// kernel writes it to a contiguous scratch (and reads z from one), copied
+// to y after, so a border pixel shares its weight loads with rows-1
+// others instead of loading every weight vector for one pixel.
+func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows int, scr *bdScratch) {
 	f, g := dc.f, &dc.g
 	p := f.P
 	k := p.KH * p.KW
@@ -252,9 +278,62 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32) {
 		for kwHi > kwLo && iw0+(kwHi-1)*g.dW >= g.W {
 			kwHi--
 		}
-		seg(j, 1, kwLo, kwHi)
+		if rows == 0 {
+			seg(j, 1, kwLo, kwHi)
+			return
+		}
+		// Down the column: pixels sH input rows apart; y and z through
+		// the scratch, [nb][rows][Block].
+		ys, zs := &scr[0], &scr[1]
+		a.xPix = 4 * g.sH * g.W * pixF
+		a.nkw = kwHi - kwLo
+		a.nblk = nblk
+		a.x, a.w = xp, wp
+		if a.nkh > 0 && a.nkw > 0 {
+			a.x = unsafe.Add(xp, 4*(xImg+((ih0+khLo*g.dH)*g.W+iw0+kwLo*g.dW)*pixF))
+			a.w = unsafe.Add(wp, 4*(wOb0+(khLo*g.KW+kwLo)*tapW))
+		} else {
+			a.nblk = 0
+		}
+		a.wKhSkip = 4 * (g.KW - a.nkw) * tapW
+		yOb := a.yOb
+		a.yOb = 4 * rows * Block
+		a.y = unsafe.Pointer(ys)
+		a.z = nil
+		plane := g.oh * g.ow * Block
+		if dc.z != nil {
+			for b := 0; b < nb; b++ {
+				for px := 0; px < rows; px++ {
+					o := yRow + b*plane + px*g.ow*Block + j*Block
+					copy(zs[(b*rows+px)*Block:(b*rows+px+1)*Block], dc.z[o:o+Block])
+				}
+			}
+			a.z = unsafe.Pointer(zs)
+		}
+		if dc.asm {
+			bdKernel(&a, nb, rows, lanes)
+		} else {
+			bdKernelGo(&a, nb, rows, lanes)
+		}
+		for b := 0; b < nb; b++ {
+			for px := 0; px < rows; px++ {
+				o := yRow + b*plane + px*g.ow*Block + j*Block
+				copy(dc.y[o:o+Block], ys[(b*rows+px)*Block:(b*rows+px+1)*Block])
+			}
+		}
+		a.yOb, a.xPix = yOb, 4*g.sW*pixF
 	}
-	for j := c0; j < jLo; j++ {
+	if rows > 0 {
+		// (rows < 0: the interior columns only, below)
+		for j := c0; j < jLo; j++ {
+			border(j)
+		}
+		for j := jHi; j < c1; j++ {
+			border(j)
+		}
+		return
+	}
+	for j := c0; j < jLo && rows == 0; j++ {
 		border(j)
 	}
 	for j := jLo; j < jHi; {
@@ -262,9 +341,24 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32) {
 		seg(j, r, 0, g.KW)
 		j += r
 	}
-	for j := jHi; j < c1; j++ {
+	for j := jHi; j < c1 && rows == 0; j++ {
 		border(j)
 	}
+}
+
+// bdScratch holds a column segment's output and residual, [nb][rows][Block]
+// each.
+type bdScratch [2][4 * 12 * Block]float32
+
+// rowsFull returns the output rows whose taps' rows all lie inside the
+// input, [lo, hi).
+func (g *bdGeom) rowsFull() (lo, hi int) {
+	lo = (g.pT + g.sH - 1) / g.sH
+	if last := g.H - 1 - (g.KH-1)*g.dH + g.pT; last >= 0 {
+		hi = last/g.sH + 1
+	}
+	hi = min(hi, g.oh)
+	return lo, max(lo, hi)
 }
 
 // bdKernelGo is the segment kernel in Go: r pixels of nb output blocks;

@@ -79,6 +79,12 @@ func BenchmarkBlockedConv(b *testing.B) {
 			run  func()
 		}{
 			{"blocked", func() { BlockedConv2D(f, xb, bias, nil, yb) }},
+			{"blocked-rowborders", func() {
+				// the border pixels one at a time, not down the column
+				bdCols = false
+				BlockedConv2D(f, xb, bias, nil, yb)
+				bdCols = true
+			}},
 			{"conv2d", func() { Conv2D(p, x, w, bias, y) }},
 		} {
 			b.Run(fmt.Sprintf("%s/%s", l.name, v.name), func(b *testing.B) {
