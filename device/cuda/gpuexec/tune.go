@@ -378,6 +378,10 @@ func chooseStep(cands []candidate, i int, name, op, sig string, cache *tactic.Ca
 	return ch.Index, ch.Measured, nil
 }
 
+// chooseStepHook is chooseStep; a test replaces it to compare each choice
+// with the tuner's former loop on the same measurements (checkChoices).
+var chooseStepHook = chooseStep
+
 // tune times, for each convolution and matrix product that a library
 // planned, every algorithm the library offered within the workspace limit
 // and kiln's own kernels, at the engine's shapes, in a context of its own,
@@ -611,7 +615,7 @@ func (e *Engine) tune() error {
 		} else {
 			continue
 		}
-		best, n, err := chooseStep(cands, i, s.name(), s.node.OpType, sig, e.opt.TimingCache, e.opt.CacheDevice, screen, measure)
+		best, n, err := chooseStepHook(cands, i, s.name(), s.node.OpType, sig, e.opt.TimingCache, e.opt.CacheDevice, screen, measure)
 		if err != nil {
 			return fmt.Errorf("tuning layer %s: %w", s.name(), err) // tactic.ErrNoCandidate: no implementation ran
 		}

@@ -585,3 +585,114 @@ func TestChooseStepSameChoices(t *testing.T) {
 		}
 	}
 }
+
+// checkChoices runs f with every step's choice made twice: by chooseStep
+// (through tactic.Choose), with the real screen and measure, which are
+// recorded per candidate, and by refChooseStep (the tuner's loop before
+// it) on the recorded results replayed and on the timing cache's entries
+// for the step as they were before. Every difference (the candidate
+// chosen, a candidate's time or cache flag, the count measured, a
+// measurement the reference asks for that chooseStep did not make) is a
+// test error. It returns how many steps were compared and how many of
+// their candidates were measured rather than read from the cache. Tests
+// of the same package must not run in parallel with it.
+func checkChoices(t *testing.T, f func()) (steps, measured int) {
+	t.Helper()
+	type rec struct {
+		d   time.Duration
+		err error
+	}
+	defer func() { chooseStepHook = chooseStep }()
+	chooseStepHook = func(cands []candidate, i int, name, op, sig string, cache *tactic.Cache, fp device.Fingerprint, screen func(int) (time.Duration, error), measure func(...int) (time.Duration, error)) (int, int, error) {
+		var before *tactic.Cache
+		if cache != nil {
+			before = tactic.New()
+			for _, c := range cands {
+				if d, ok := cache.Lookup(fp, sig, c.t.name()); ok {
+					before.Store(fp, sig, c.t.name(), d)
+				}
+			}
+		}
+		// wrap gives copies of cands whose apply records which one is
+		// applied.
+		cur := -1
+		wrap := func() []candidate {
+			w := slices.Clone(cands)
+			for j := range w {
+				apply := cands[j].apply
+				w[j].apply = func() error {
+					err := apply()
+					if err == nil {
+						cur = j
+					}
+					return err
+				}
+			}
+			return w
+		}
+		screens, measures := map[int]rec{}, map[int]rec{}
+		got := wrap()
+		best, n, err := chooseStep(got, i, name, op, sig, cache, fp,
+			func(step int) (time.Duration, error) {
+				d, err := screen(step)
+				screens[cur] = rec{d, err}
+				return d, err
+			},
+			func(steps ...int) (time.Duration, error) {
+				d, err := measure(steps...)
+				measures[cur] = rec{d, err}
+				return d, err
+			})
+		copy(cands, got)
+		for j := range cands {
+			cands[j].apply = got[j].apply // the real ones, wrapped: same effect
+		}
+		replay := func(m map[int]rec, what string) (time.Duration, error) {
+			r, ok := m[cur]
+			if !ok {
+				t.Errorf("step %s: the former loop %ss candidate %d (%s), which chooseStep did not", name, what, cur, cands[cur].t.name())
+				return 0, errors.New("not recorded")
+			}
+			return r.d, r.err
+		}
+		want := wrap()
+		for j := range want {
+			want[j].t.NS, want[j].cached = 0, false
+		}
+		wbest, wn, wok := refChooseStep(want, i, sig, before, fp,
+			func(int) (time.Duration, error) { return replay(screens, "screen") },
+			func(...int) (time.Duration, error) { return replay(measures, "measure") })
+		steps++
+		measured += n
+		if (err == nil) != wok || (wok && best != wbest) || n != wn {
+			t.Errorf("step %s: chose %d (error %v), measured %d; the former loop chose %d (ran %v), measured %d", name, best, err, n, wbest, wok, wn)
+		}
+		for j := range want {
+			if got[j].t != want[j].t || got[j].cached != want[j].cached {
+				t.Errorf("step %s candidate %d: %+v cached %v; the former loop %+v cached %v", name, j, got[j].t, got[j].cached, want[j].t, want[j].cached)
+			}
+		}
+		return best, n, err
+	}
+	f()
+	return steps, measured
+}
+
+// TestChooseStepsFake tunes resnet_mini against the fake libraries with
+// checkChoices: every step chooses as the tuner's former loop did, without
+// and then with the timing cache's times.
+func TestChooseStepsFake(t *testing.T) {
+	dir := fakeLibs(t)
+	g := optimizedGraph(t, modelPath(t, "resnet_mini"), randomImages(t, "resnet_mini", 1, 1))
+	cache := tactic.New()
+	fp := device.Fingerprint{"gpu": "fake"}
+	for _, pass := range []string{"timed", "from the cache"} {
+		steps, measured := checkChoices(t, func() {
+			fakeEngine(t, dir, g, Options{LibDir: dir, Tune: true, TimingCache: cache, CacheDevice: fp})
+		})
+		if steps == 0 || (pass == "timed") != (measured > 0) {
+			t.Errorf("%s: %d steps compared, %d candidates measured", pass, steps, measured)
+		}
+		t.Logf("%s: %d steps chose as before, %d candidates measured", pass, steps, measured)
+	}
+}
