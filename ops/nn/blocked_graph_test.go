@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/tensor"
@@ -148,8 +149,10 @@ func TestBlockedNet(t *testing.T) {
 // plan holding the rank-5 intermediates) at one and two threads: the
 // result map and the two outputs (tensor and data) make 6; the blocked
 // operators none (filters packed once, geometry cached per shape, parallel
-// loops through pooled jobs). Past that, allocations are the kernels'
-// (cpu.BlockedConv2D) or the ONNX Add/Relu's.
+// loops through pooled jobs) and the ONNX Relu 1. At two threads the
+// count also moves with the cpu pool's jobs (a job released by the worker
+// on the other P misses the caller's pool: TestRunAllocsShared's room).
+// Past that, allocations are the kernels' (cpu.BlockedConv2D).
 func TestBlockedNetAllocs(t *testing.T) {
 	net := newSmallNet(rand.New(rand.NewPCG(15, 5)))
 	e, err := engine.New(net.graph(true))
@@ -161,6 +164,7 @@ func TestBlockedNetAllocs(t *testing.T) {
 	in := map[string]*tensor.Tensor{"x": blkRand(rand.New(rand.NewPCG(1, 1)), 1, 3, 29, 27)}
 	for i, procs := range []int{1, 2} {
 		old := runtime.GOMAXPROCS(procs)
+		_ = cpu.SetThreads(0) // re-reads GOMAXPROCS now (the pool reads it every 100 ms)
 		for range 5 {
 			if _, err := c.Run(ctx, in); err != nil {
 				runtime.GOMAXPROCS(old)
@@ -174,10 +178,11 @@ func TestBlockedNetAllocs(t *testing.T) {
 			}
 		})
 		runtime.GOMAXPROCS(old)
+		_ = cpu.SetThreads(0)
 		if runErr != nil {
 			t.Fatal(runErr)
 		}
-		bound := []float64{8, 12}[i]
+		bound := []float64{8, 30}[i]
 		if got > bound {
 			t.Errorf("%d threads: %.1f allocations per run, want at most %.0f", procs, got, bound)
 		}

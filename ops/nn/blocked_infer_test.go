@@ -150,4 +150,3 @@ func TestBlockedAttrs(t *testing.T) {
 		}
 	}
 }
-

@@ -33,7 +33,10 @@ type blockedPoolSetup struct {
 	rows   []span // the windows of each output row
 	cols   []span // and column
 	dh, dw int
-	out    []int
+	// the output columns [j0, j1) have every tap of their kw-wide window
+	// inside the input, stepping sw columns
+	j0, j1, kw, sw int
+	out            []int
 }
 
 func blockedPoolAttrs(n *ir.Node, opset int64) (any, error) {
@@ -86,6 +89,16 @@ func (k *blockedPoolOp) geometry(x []int) (*blockedPoolSetup, error) {
 	sp, _, dil := spans(g)
 	s := &blockedPoolSetup{x: slices.Clone(x), rows: sp[1], cols: sp[2], dh: dil[1], dw: dil[2],
 		out: []int{x[0], x[1], g.out[0], g.out[1], cpu.Block}}
+	s.kw, s.sw = g.kernel[1], g.stride[1]
+	s.j0, s.j1 = len(s.cols), len(s.cols)
+	for oj, c := range s.cols {
+		if c.lo == 0 && c.hi == s.kw {
+			if s.j0 == len(s.cols) {
+				s.j0 = oj
+			}
+			s.j1 = oj + 1
+		}
+	}
 	if k.kind == poolMax {
 		for _, r := range s.rows {
 			for _, c := range s.cols {
@@ -155,66 +168,97 @@ var poolJobs = sync.Pool{New: func() any {
 	return j
 }}
 
+// blockLanes is cpu.Block, the lanes of one pixel's block.
+const blockLanes = cpu.Block
+
 // vec is one pixel's block of lanes.
-type vec = [cpu.Block]float32
+type vec = [blockLanes]float32
 
 // at16 returns the block of lanes at offset o of v.
-func at16(v []float32, o int) *vec { return (*vec)(v[o : o+cpu.Block]) }
+func at16(v []float32, o int) *vec { return (*vec)(v[o : o+blockLanes]) }
 
 func (j *blockedPoolJob) do(lo, hi int) {
 	s := j.s
 	oh, ow := len(s.rows), len(s.cols)
-	inPlane, outPlane := j.h*j.w*cpu.Block, oh*ow*cpu.Block
-	isMax := j.k.kind == poolMax
+	inPlane, outPlane := j.h*j.w*blockLanes, oh*ow*blockLanes
+	avg := j.k.kind == poolAvg
+	incl := j.k.includePad
+	rs, cs := s.dh*j.w*blockLanes, s.dw*blockLanes
 	for it := lo; it < hi; it++ {
 		plane, b := it/j.bands, it%j.bands
 		xp := j.x[plane*inPlane : (plane+1)*inPlane]
 		yp := j.y[plane*outPlane : (plane+1)*outPlane]
 		for oi := b * j.band; oi < min(oh, (b+1)*j.band); oi++ {
 			r := s.rows[oi]
-			for oj, c := range s.cols {
-				dst := at16(yp, (oi*ow+oj)*cpu.Block)
-				if isMax {
-					// every window holds an input pixel (geometry)
-					acc := *at16(xp, ((r.start+r.lo*s.dh)*j.w+c.start+c.lo*s.dw)*cpu.Block)
-					for t := r.lo; t < r.hi; t++ {
-						row := (r.start + t*s.dh) * j.w
-						for u := c.lo; u < c.hi; u++ {
-							v := at16(xp, (row+c.start+u*s.dw)*cpu.Block)
-							for l := range acc {
-								if v[l] > acc[l] {
-									acc[l] = v[l]
-								}
-							}
-						}
-					}
-					*dst = acc
-					continue
+			kh := r.hi - r.lo
+			yr := yp[oi*ow*blockLanes : (oi+1)*ow*blockLanes]
+			if kh <= 0 { // only an average pool's window may hold no pixel
+				clear(yr)
+				continue
+			}
+			xr := xp[(r.start+r.lo*s.dh)*j.w*blockLanes:]
+			// one pixel whose window is cut by the pads
+			edge := func(oj int) {
+				c := s.cols[oj]
+				kw := c.hi - c.lo
+				if kw <= 0 {
+					clear(yr[oj*blockLanes : (oj+1)*blockLanes])
+					return
 				}
-				var acc vec
-				for t := r.lo; t < r.hi; t++ {
-					row := (r.start + t*s.dh) * j.w
-					for u := c.lo; u < c.hi; u++ {
-						v := at16(xp, (row+c.start+u*s.dw)*cpu.Block)
-						for l := range acc {
-							acc[l] += v[l]
-						}
-					}
-				}
-				n := (r.hi - r.lo) * (c.hi - c.lo)
-				if j.k.includePad {
+				n := kh * kw
+				if incl {
 					n = r.count * c.count
 				}
-				if n == 0 {
-					*dst = vec{}
+				blockedPoolRow(yr[oj*blockLanes:], xr[(c.start+c.lo*s.dw)*blockLanes:], 1, kh, kw, 0, rs, cs, avg, 1/float32(n))
+			}
+			for oj := 0; oj < s.j0; oj++ {
+				edge(oj)
+			}
+			if s.j1 > s.j0 {
+				n := kh * s.kw
+				if incl {
+					n = r.count * s.kw
+				}
+				blockedPoolRow(yr[s.j0*blockLanes:], xr[s.cols[s.j0].start*blockLanes:], s.j1-s.j0, kh, s.kw, s.sw*blockLanes, rs, cs, avg, 1/float32(n))
+			}
+			for oj := max(s.j0, s.j1); oj < ow; oj++ {
+				edge(oj)
+			}
+		}
+	}
+}
+
+// blockedPoolRowGo sets, for each of n outputs j (the 16 lanes at
+// dst[16*j:]), the max of (or, when avg, scale times the sum of) the kh x
+// kw 16-lane vectors at src[j*sx + a*rs + b*cs:], a < kh, b < kw (kh, kw
+// >= 1).
+func blockedPoolRowGo(dst, src []float32, n, kh, kw, sx, rs, cs int, avg bool, scale float32) {
+	for j := range n {
+		base := j * sx
+		var acc vec
+		if !avg {
+			acc = *at16(src, base)
+		}
+		for a := range kh {
+			for b := range kw {
+				v := at16(src, base+a*rs+b*cs)
+				if avg {
+					for l := range acc {
+						acc[l] += v[l]
+					}
 					continue
 				}
-				d := float32(n)
 				for l := range acc {
-					dst[l] = acc[l] / d
+					acc[l] = max(acc[l], v[l])
 				}
 			}
 		}
+		if avg {
+			for l := range acc {
+				acc[l] *= scale
+			}
+		}
+		*at16(dst, j*blockLanes) = acc
 	}
 }
 
@@ -300,44 +344,9 @@ var globalJobs = sync.Pool{New: func() any {
 }}
 
 func (j *blockedGlobalJob) do(lo, hi int) {
-	size := j.hw * cpu.Block
-	for pl := lo; pl < hi; pl++ {
-		xp := j.x[pl*size : (pl+1)*size]
-		dst := at16(j.y, pl*cpu.Block)
-		if j.max {
-			acc := *at16(xp, 0)
-			for o := cpu.Block; o < size; o += cpu.Block {
-				v := at16(xp, o)
-				for l := range acc {
-					if v[l] > acc[l] || acc[l] != acc[l] {
-						acc[l] = v[l]
-					}
-				}
-			}
-			*dst = acc
-			continue
-		}
-		// two partial sums: fewer dependent adds
-		var a0, a1 vec
-		o := 0
-		for ; o+2*cpu.Block <= size; o += 2 * cpu.Block {
-			v0, v1 := at16(xp, o), at16(xp, o+cpu.Block)
-			for l := range a0 {
-				a0[l] += v0[l]
-				a1[l] += v1[l]
-			}
-		}
-		if o < size {
-			v := at16(xp, o)
-			for l := range a0 {
-				a0[l] += v[l]
-			}
-		}
-		d := float32(j.hw)
-		for l := range a0 {
-			dst[l] = (a0[l] + a1[l]) / d
-		}
-	}
+	size := j.hw * blockLanes
+	// planes [lo, hi) as one row of outputs whose windows are the planes
+	blockedPoolRow(j.y[lo*blockLanes:hi*blockLanes], j.x[lo*size:hi*size], hi-lo, 1, j.hw, size, 0, blockLanes, !j.max, 1/float32(j.hw))
 }
 
 func init() {
