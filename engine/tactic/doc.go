@@ -25,6 +25,13 @@
 // is timed with them cold, as a whole-model run reads them: its runs take
 // copies of the weights in turn (CPUTimer; Choice.Cold).
 //
+// Every device chooses through Choose: a layer's candidates (names, the
+// default first), a Timer (how the device runs and times them: the CPU's
+// wall clock in Select, CUDA events in device/cuda/gpuexec's tuner), the
+// timing cache and a Rule (the fastest that ran and fits the workspace,
+// ties to the earlier; the default unless another is MinGain faster,
+// Keeps). Candidates that fail are skipped with their reasons.
+//
 // The cache file is JSON with a format name and version; entries measured
 // on another device are kept (a cache can be shared between machines) but
 // never used, and so are entries of another timer (Select files its own

@@ -3,8 +3,10 @@ package gpuexec
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -179,5 +181,62 @@ func TestTuneOnGPU(t *testing.T) {
 		if err := os.WriteFile(p, []byte(table), 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestChooseStepsOnGPU tunes models on the GPU with checkChoices: every
+// step's choice through tactic.Choose is the one the tuner's former loop
+// makes on the same measurements (the real ones, replayed) and the same
+// timing cache, in float32, in float16, and with the wider search of
+// --opt-level 3 (cuDNN graph engines, enumerated cuBLASLt configurations);
+// each twice, timed and then from the timing cache.
+func TestChooseStepsOnGPU(t *testing.T) {
+	needGPU(t)
+	fp, _ := cuda.Probe(cuda.Options{})
+	cfp := device.Fingerprint{"gpu": fp.String()}
+	for _, tc := range []struct {
+		model string
+		batch int // 0: the test inputs
+		opt   Options
+	}{
+		{"resnet_mini", 1, Options{}},
+		{"resnet_mini", 32, Options{}},
+		{"resnet_mini", 32, Options{FP16: true}},
+		{"resnet_mini", 8, Options{FP16: true, GraphConv: true}},
+		{"mobilenet_v2", 32, Options{}},
+		{"mobilenet_v2", 8, Options{FP16: true}},
+		{"bert_mini", 0, Options{}},
+		{"bert_mini", 0, Options{FP16: true}},
+	} {
+		name := fmt.Sprintf("%s/%d/fp16=%v,graphconv=%v", tc.model, tc.batch, tc.opt.FP16, tc.opt.GraphConv)
+		t.Run(name, func(t *testing.T) {
+			in := testInputs(t, tc.model)
+			if tc.batch > 0 {
+				in = randomImages(t, tc.model, tc.batch, 7)
+			}
+			g := optimizedGraph(t, modelPath(t, tc.model), in)
+			cache := tactic.New()
+			opt := tc.opt
+			opt.Tune, opt.TimingCache, opt.CacheDevice = true, cache, cfp
+			for _, pass := range []string{"timed", "from the cache"} {
+				var tactics Tactics
+				steps, measured := checkChoices(t, func() {
+					e, err := NewEngine(g, opt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tactics = e.Tactics()
+					e.Close()
+				})
+				if steps == 0 || (pass == "timed") != (measured > 0) {
+					t.Errorf("%s: %d steps compared, %d candidates measured", pass, steps, measured)
+				}
+				var kinds []string
+				for _, n := range slices.Sorted(maps.Keys(tactics)) {
+					kinds = append(kinds, n+"="+tactics[n].name())
+				}
+				t.Logf("%s: %d steps chose as the former loop, %d candidates measured; chosen: %s", pass, steps, measured, strings.Join(kinds, " "))
+			}
+		})
 	}
 }
