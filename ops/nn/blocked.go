@@ -202,14 +202,13 @@ func (k *fromBlockedOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	return env.One(y), nil
 }
 
-// reorderJob is a ToBlocked or FromBlocked split over images, pooled with
-// its bound method so that a run allocates no closure.
+// reorderJob is a ToBlocked or FromBlocked split over (image, channel
+// block), pooled with its bound method so that a run allocates no closure.
 type reorderJob struct {
-	to         bool
-	c, hw      int
-	x, y       []float32
-	run        func(lo, hi int)
-	xlen, ylen int
+	to        bool
+	c, cb, hw int
+	x, y      []float32
+	run       func(lo, hi int)
 }
 
 var reorderJobs = sync.Pool{New: func() any {
@@ -218,35 +217,44 @@ var reorderJobs = sync.Pool{New: func() any {
 	return j
 }}
 
+// do reorders the blocks [lo, hi) of the n*cb blocks of the tensor: the
+// channels of one block of one image are contiguous in the plain tensor
+// (c*hw a image) as in the blocked one (cb*hw*16 an image).
 func (j *reorderJob) do(lo, hi int) {
-	x := j.x[lo*j.xlen : hi*j.xlen]
-	y := j.y[lo*j.ylen : hi*j.ylen]
-	if j.to {
-		cpu.ToBlocked(hi-lo, j.c, j.hw, x, y)
-	} else {
-		cpu.FromBlocked(hi-lo, j.c, j.hw, x, y)
+	for it := lo; it < hi; it++ {
+		img, b := it/j.cb, it%j.cb
+		cc := min(j.c-b*cpu.Block, cpu.Block)
+		plain := j.x
+		blocked := j.y
+		if !j.to {
+			plain, blocked = j.y, j.x
+		}
+		po, bo := (img*j.c+b*cpu.Block)*j.hw, (img*j.cb+b)*j.hw*cpu.Block
+		if j.to {
+			cpu.ToBlocked(1, cc, j.hw, plain[po:po+cc*j.hw], blocked[bo:bo+j.hw*cpu.Block])
+		} else {
+			cpu.FromBlocked(1, cc, j.hw, blocked[bo:bo+j.hw*cpu.Block], plain[po:po+cc*j.hw])
+		}
 	}
 }
 
 // reorderPar runs cpu.ToBlocked (to) or cpu.FromBlocked over n images of
-// c channels and hw pixels, one image per parallel range.
+// c channels and hw pixels, a block of channels of an image per item, in
+// parallel ranges of about 16K floats.
 func reorderPar(to bool, n, c, hw int, x, y []float32) {
-	plain, blocked := c*hw, cpu.Blocks(c)*hw*cpu.Block
-	if n == 1 {
+	cb := cpu.Blocks(c)
+	chunk := max(1, (1<<14)/(hw*cpu.Block))
+	if n*cb <= chunk {
 		if to {
-			cpu.ToBlocked(1, c, hw, x, y)
+			cpu.ToBlocked(n, c, hw, x, y)
 		} else {
-			cpu.FromBlocked(1, c, hw, x, y)
+			cpu.FromBlocked(n, c, hw, x, y)
 		}
 		return
 	}
 	j := reorderJobs.Get().(*reorderJob)
-	j.to, j.c, j.hw, j.x, j.y = to, c, hw, x, y
-	j.xlen, j.ylen = plain, blocked
-	if !to {
-		j.xlen, j.ylen = blocked, plain
-	}
-	cpu.DynamicFor(n, 1, j.run)
+	j.to, j.c, j.cb, j.hw, j.x, j.y = to, c, cb, hw, x, y
+	cpu.DynamicFor(n*cb, chunk, j.run)
 	j.x, j.y = nil, nil
 	reorderJobs.Put(j)
 }

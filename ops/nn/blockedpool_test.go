@@ -81,11 +81,12 @@ func TestBlockedPools(t *testing.T) {
 	}
 }
 
-// TestBlockedRoundTrip: FromBlocked(ToBlocked(x)) is x exactly, and
+// TestBlockedRoundTrip: FromBlocked(ToBlocked(x)) is x exactly (small
+// tensors in one call, larger ones a block of an image per parallel item), and
 // ToBlocked's output is x's channels 16 a pixel with zero pad lanes.
 func TestBlockedRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 3))
-	for _, s := range [][]int{{1, 3, 5, 7}, {2, 16, 4, 4}, {3, 33, 2, 5}, {1, 1, 1, 1}, {2, 40, 1, 3}} {
+	for _, s := range [][]int{{1, 3, 5, 7}, {2, 16, 4, 4}, {3, 33, 2, 5}, {1, 1, 1, 1}, {2, 40, 1, 3}, {2, 40, 24, 24}, {1, 100, 30, 31}, {3, 16, 33, 32}} {
 		b := ir.NewBuilder("roundtrip", 17)
 		x := b.Input("x", tensor.Float32, ir.S("n"), ir.D(int64(s[1])), ir.S("h"), ir.S("w"))
 		xb := kilnOp(b, "ToBlocked", []*ir.Value{x})
