@@ -43,6 +43,12 @@ func blockedDenseCases() []struct {
 		{"7x7 NCHW larger than input", c(1, 5, 3, 4, 16, 7, 1, 3, 1, ActNone), true, false},
 		{"5x5 larger than input", c(1, 16, 2, 3, 16, 5, 1, 2, 1, ActRelu), false, false},
 	}
+	asym := c(1, 20, 9, 10, 36, 3, 2, 0, 1, ActRelu)
+	asym.PadTop, asym.PadLeft, asym.PadBottom, asym.PadRight = 0, 2, 1, 0
+	asym.KW, asym.StrideH = 4, 1
+	cases = append(cases, tc{"asymmetric pads 3x4 stride 1x2", asym, false, true})
+	asym.C = 3
+	cases = append(cases, tc{"asymmetric pads NCHW", asym, true, false})
 	for _, w := range []int{1, 13, 55, 56, 57} {
 		cases = append(cases,
 			tc{fmt.Sprintf("3x3 W=%d 24->72", w), c(1, 24, 3, w, 72, 3, 1, 1, 1, ActRelu), false, w%2 == 1},
