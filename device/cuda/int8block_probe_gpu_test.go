@@ -29,12 +29,14 @@ import (
 // on mbarriers, wgmma; expand_i8u and expand_i8u2 with the
 // conversion-free epilogue) on compute 9.0 unless KILN_INT8X_TMA=0, after
 // the others (each row is also logged as soon as it is timed, so that a
-// kernel that ends the run leaves the rows before it; expand_i8m2, in
-// clusters, after both shapes); expand_i8g (wgmma)
+// kernel that ends the run leaves the rows before it; the builds not yet
+// run on a device, expand_i8v2 and the ping-pong expand_i8w, in a second
+// pass after both shapes, 14x14 first); expand_i8g (wgmma)
 // only with KILN_INT8X_WGMMA=1, and KILN_INT8X_KILN_ONLY=1 times kiln's
 // kernels alone. The rows whose question is settled (expand_i8,
-// expand_i8p, the 256-channel tiles, expand_i8t_ns, the graph with half z
-// or half y; NOTES 2026-12-07) only with KILN_INT8X_ALL=1, so that the
+// expand_i8p, the 256-channel tiles, expand_i8t_ns, expand_i8t, expand_i8u,
+// expand_i8m2, the graph with half z or half y; NOTES 2026-12-07) only
+// with KILN_INT8X_ALL=1, so that the
 // default run stays under two minutes. Timing only for the libraries'
 // kernels (random codes; TestInt8BlockBenchOnGPU checks their outputs).
 // Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it skips.
@@ -129,7 +131,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	if os.Getenv("KILN_INT8X_TMA") != "0" && g.fp.ComputeMajor == 9 {
 		for _, v := range expandI8tVariants {
-			if v.name == "expand_i8t_ns" && !all {
+			if v.settled && !all {
 				continue
 			}
 			fns, log, err := loadProbeKernels(t, g, n, v.name+".cu", expandI8tSource(v), "sm_90a", v.name)
@@ -150,13 +152,13 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	kilnOnly := os.Getenv("KILN_INT8X_KILN_ONLY") == "1"
 	var rows []string
-	// the multicast build (clusters of two, remote barrier arrivals: the
-	// least proven) is timed in a second pass over the shapes, so that a
-	// trap in it loses none of the other rows of either shape
+	// the builds not yet run on a device (late: the multicast one, the
+	// ping-pong one) are timed in a second pass over the shapes, 14x14 (their
+	// target) first, so that a trap in one loses none of the other rows
 	shapes := []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}}
 	nshapes := len(shapes)
-	if slices.ContainsFunc(expandI8tVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.multicast }) {
-		shapes = append(shapes, shapes...)
+	if slices.ContainsFunc(expandI8tVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.late }) {
+		shapes = append(shapes, shapes[1], shapes[0])
 	}
 	for si, s := range shapes {
 		risky := si >= nshapes
@@ -279,14 +281,14 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					}
 					maps = bb.put(b)
 					tiles = pixels / 128 * (s.c / 128)
-					fn, nargs, smem, threads = k.fn, 8, k.v.smem(), 288
+					fn, nargs, smem, threads = k.fn, 8, k.v.smem(), k.v.threads()
 					grid = Dim3{X: uint32(min(tiles, k.v.perSM*sms)), Y: 1, Z: 1}
 					if k.v.multicast {
 						grid.X &^= 1 // clusters of two (tiles is even: N % 256 == 0)
 					}
 					nslices, zs := k.v.stages()
-					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32, conversion-free epilogue %v, x multicast to pairs %v)",
-						name, grid.X, nslices, zs, k.v.swizzled, k.v.fastCvt, k.v.multicast)
+					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32, conversion-free epilogue %v, x multicast to pairs %v, early z release %v, ping-pong teams %d)",
+						name, grid.X, nslices, zs, k.v.swizzled, k.v.fastCvt, k.v.multicast, k.v.earlyZ, k.v.teamCount())
 				} else if fn1, ok := wgmmaFns[name]; ok {
 					if !expandI8sFits(pixels, s.cm, s.c, 128) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
@@ -428,7 +430,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		}
 		for _, v := range expandI8tVariants { // after the others: a wrong map may end the run
 			name := v.name
-			if _, ok := tmaFns[name]; !ok || v.multicast != risky {
+			if _, ok := tmaFns[name]; !ok || v.late != risky {
 				continue
 			}
 			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},

@@ -69,7 +69,8 @@ func expandI8tSource(v expandI8tVariant) string {
 	}
 	slices, tiles := v.stages()
 	return strings.NewReplacer("$NAME", v.name, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$MC", b(v.multicast),
-		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$WGMMA", wgmma).Replace(expandI8tTemplate)
+		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$TEAMS", fmt.Sprint(v.teamCount()),
+		"$EARLYZ", b(v.earlyZ), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
 
 // expandI8tVariant is one build of expand_i8t: its kernel's name, the
@@ -86,12 +87,37 @@ func expandI8tSource(v expandI8tVariant) string {
 // channel blocks of a row block together, and each loads half of x's K
 // slice (64 rows) into both CTAs' shared memory by one multicast copy, so
 // that x crosses from L2 to the SMs once a pair instead of twice.
+//
+// The 14x14 builds of 2026-12-07's third run (NOTES "expand_i8v2 and
+// expand_i8w"): ring overrides the ring depths (slices, tiles); earlyZ
+// releases a tile's buffer as soon as its store has read it (checked before
+// the next epilogue) instead of after the next tile's store; teams 2 (the
+// ping-pong build): one block an SM with two teams of two consumer
+// warpgroups that take alternate tiles, a team's product starting only once
+// the other's is issued, so that one team's product overlaps the other's
+// epilogue. settled: timed only with KILN_INT8X_ALL=1; late: timed in the
+// probe's second pass (the 14x14 shape first), after every other row.
 type expandI8tVariant struct {
 	name      string
 	swizzled  bool
 	perSM     int
 	fastCvt   bool
 	multicast bool
+	ring      [2]int
+	earlyZ    bool
+	teams     int
+	settled   bool
+	late      bool
+}
+
+// teamCount is the teams of consumer warpgroup pairs (1 unless the ping-pong build).
+func (v expandI8tVariant) teamCount() int {
+	return max(v.teams, 1)
+}
+
+// threads is a block's threads: 256 consumers a team and the producer warp.
+func (v expandI8tVariant) threads() int {
+	return 256*v.teamCount() + 32
 }
 
 // expandI8tVariants are the builds the probe times, the one it trusts most
@@ -101,9 +127,18 @@ type expandI8tVariant struct {
 // KILN_INT8X_ALL=1.
 // expand_i8m2 (clusters, multicast, remote barrier arrivals: the most new
 // instructions) comes last.
+// After the third run's question (14x14): expand_i8t, expand_i8u and
+// expand_i8m2 are settled too (NOTES "expand_i8u measured"); expand_i8t2 and
+// expand_i8u2 stay as the baselines of the new builds.
 var expandI8tVariants = []expandI8tVariant{
-	{"expand_i8t", true, 1, false, false}, {"expand_i8t2", true, 2, false, false}, {"expand_i8t_ns", false, 1, false, false},
-	{"expand_i8u2", true, 2, true, false}, {"expand_i8u", true, 1, true, false}, {"expand_i8m2", true, 2, true, true},
+	{name: "expand_i8t", swizzled: true, perSM: 1, settled: true},
+	{name: "expand_i8t2", swizzled: true, perSM: 2},
+	{name: "expand_i8t_ns", perSM: 1, settled: true},
+	{name: "expand_i8u2", swizzled: true, perSM: 2, fastCvt: true},
+	{name: "expand_i8u", swizzled: true, perSM: 1, fastCvt: true, settled: true},
+	{name: "expand_i8m2", swizzled: true, perSM: 2, fastCvt: true, multicast: true, settled: true, late: true},
+	{name: "expand_i8v2", swizzled: true, perSM: 2, fastCvt: true, ring: [2]int{4, 2}, earlyZ: true, late: true},
+	{name: "expand_i8w", swizzled: true, perSM: 1, fastCvt: true, ring: [2]int{8, 6}, earlyZ: true, teams: 2, late: true},
 }
 
 // xRows is the rows of x's box: 64 for the multicast build (each CTA of a
@@ -117,6 +152,9 @@ func (v expandI8tVariant) xRows() int {
 
 // stages returns the depth of the K-slice ring and of the tile ring.
 func (v expandI8tVariant) stages() (slices, tiles int) {
+	if v.ring[0] > 0 {
+		return v.ring[0], v.ring[1]
+	}
 	if v.perSM == 2 {
 		return 3, 3
 	}
@@ -128,7 +166,7 @@ func (v expandI8tVariant) stages() (slices, tiles int) {
 // KB to align the base to 1,024 bytes.
 func (v expandI8tVariant) smem() int {
 	slices, tiles := v.stages()
-	return 2*slices*128*64 + tiles*128*128 + 8*(2*slices+2*tiles) + 1024
+	return 2*slices*128*64 + tiles*128*128 + 8*(2*slices+2*tiles+2*(v.teamCount()-1)) + 1024
 }
 
 const expandI8tTemplate = `
@@ -140,7 +178,10 @@ const expandI8tTemplate = `
 #define BK 64
 #define STAGES $STAGES
 #define ZS $ZS
-#define NCONS 256
+#define TEAMS $TEAMS        // 2: two teams of two consumer warpgroups take alternate tiles (ping-pong)
+#define EARLYZ $EARLYZ      // a tile's buffer goes back once its store has read it, checked before the next epilogue
+#define NCONS (256 * TEAMS)
+#define TEAMW 8             // warps of a team
 #define SLICE (BM * BK)     // bytes of one K slice of x (and of w: BN == BM)
 #define ZTILE (BM * BN)
 
@@ -336,15 +377,20 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
 #define EMPTY(s) (bars + 8 * (STAGES + (s)))
 #define ZFULL(b) (bars + 8 * (2 * STAGES + (b)))
 #define ZEMPTY(b) (bars + 8 * (2 * STAGES + ZS + (b)))
+#define ORD(t) (bars + 8 * (2 * STAGES + 2 * ZS + (t))) // TEAMS == 2: team t may start its product
     if (tid == 0) {
         for (int s = 0; s < STAGES; s++) {
             mbar_init(FULL(s), 1);
-            mbar_init(EMPTY(s), (MC + 1) * (NCONS / 32)); // MC: both CTAs' consumers release a slot
+            mbar_init(EMPTY(s), (MC + 1) * TEAMW); // the team's warps (MC: both CTAs') release a slot
         }
         for (int b = 0; b < ZS; b++) {
             mbar_init(ZFULL(b), 1);
             mbar_init(ZEMPTY(b), 1);
         }
+#if TEAMS == 2
+        mbar_init(ORD(0), TEAMW);
+        mbar_init(ORD(1), TEAMW);
+#endif
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
 #if MC
@@ -403,12 +449,38 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
         return;
     }
 
-    // the consumers: warpgroup wgp computes rows wgp*64 + [0, 64) of each tile
-    const int wgp = warp >> 2;
+    // the consumers: warpgroup wgp of a team computes rows wgp*64 + [0, 64)
+    // of each of the team's tiles; with TEAMS == 2, team 0 takes the
+    // block's tiles 0, 2, 4, ... and team 1 tiles 1, 3, 5, ..., and the
+    // slices' and tiles' ring positions of the other team's tiles are skipped
+#if TEAMS == 2
+    const int team = warp / TEAMW, wgp = (warp >> 2) & 1, ttid = tid & 255;
+#else
+    const int wgp = warp >> 2, ttid = tid;
+#endif
     const int g = lane >> 2, t = lane & 3;
     int s = 0, b = 0, prev = -1;
     unsigned ph = 0, zph = 0;
+#if TEAMS == 2
+    unsigned oph = 0; // the parity of this team's next wait on ORD(team)
+    if (team == 1) {
+        for (int i = 0; i < KT; i++)
+            if (++s == STAGES)
+                s = 0, ph ^= 1;
+        if (++b == ZS)
+            b = 0, zph ^= 1;
+    }
+    for (int it = first + team * step; it < count; it += TEAMS * step) {
+        // the other team's product of the tile before is issued (its 8 warps
+        // arrived on ORD(team)): the tensor cores are this team's. An mbarrier,
+        // not a named one, so that a mistake traps instead of hanging
+        if (it != first) {
+            mbar_wait(ORD(team), oph);
+            oph ^= 1;
+        }
+#else
     for (int it = first; it < count; it += step) {
+#endif
         const int tile = TILE_OF(it);
         const int n0 = (tile % nblk) * BN, p0 = (tile / nblk) * BM;
         int d[64];
@@ -441,6 +513,11 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
             if (++s == STAGES)
                 s = 0, ph ^= 1;
         }
+#if TEAMS == 2
+        // this product is issued: the other team's next tile (the block's next) may start its own
+        if (it + step < count && lane == 0)
+            mbar_arrive(ORD(team ^ 1));
+#endif
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
         if (lane == 0) {
             mbar_arrive(EMPTY(held));
@@ -448,6 +525,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
             mbar_arrive_cta(EMPTY(held), rank ^ 1);
 #endif
         }
+#if EARLYZ
+        // every store this thread issued before has read its tile: the last one's buffer goes back
+        if (ttid == 0 && prev >= 0) {
+            asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+            mbar_arrive(ZEMPTY(prev));
+        }
+#endif
         // the epilogue (epilogue<FAST>: conversion-free for the expand_i8u
         // builds while K <= 256, where |accumulator| <= 256 * 128 * 128 = 2^22)
         mbar_wait(ZFULL(b), zph);
@@ -460,20 +544,34 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
             epilogue<false>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
         // y was written through the generic proxy; the copy engine reads it through the async one
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#if TEAMS == 2
+        asm volatile("bar.sync %0, 256;\n" :: "r"(1 + team) : "memory"); // the team's 256 threads
+#else
         asm volatile("bar.sync 1, %0;\n" :: "n"(NCONS) : "memory");
-        if (tid == 0) {
+#endif
+        if (ttid == 0) {
             tma_store2(maps + 3, sz + b * ZTILE, n0, p0);
             asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#if !EARLYZ
             // the store before this one has read its tile: its buffer goes back to the producer
             asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
             if (prev >= 0)
                 mbar_arrive(ZEMPTY(prev));
+#endif
         }
         prev = b;
         if (++b == ZS)
             b = 0, zph ^= 1;
+#if TEAMS == 2
+        // the other team's tile: its slices and its buffer
+        for (int i = 0; i < KT; i++)
+            if (++s == STAGES)
+                s = 0, ph ^= 1;
+        if (++b == ZS)
+            b = 0, zph ^= 1;
+#endif
     }
-    if (tid == 0)
+    if (ttid == 0)
         asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 #if MC
     __syncwarp();
@@ -643,15 +741,18 @@ func TestExpandI8tFits(t *testing.T) {
 // compute_90 only, which checks the source but not the inline PTX).
 func TestExpandI8tSource(t *testing.T) {
 	want := map[string]struct {
-		smem                            int
-		swz, fast, mc, stages, zs, minb string
+		smem                                          int
+		swz, fast, mc, stages, zs, minb, teams, early string
+		threads                                       int
 	}{
-		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "0", "0", "6", "4", "1"},
-		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "0", "0", "3", "3", "2"},
-		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "0", "0", "6", "4", "1"},
-		"expand_i8u2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "0", "3", "3", "2"},
-		"expand_i8u":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "1", "0", "6", "4", "1"},
-		"expand_i8m2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "1", "3", "3", "2"},
+		"expand_i8t":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "0", "0", "6", "4", "1", "1", "0", 288},
+		"expand_i8t2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "0", "0", "3", "3", "2", "1", "0", 288},
+		"expand_i8t_ns": {2*6*8192 + 4*16384 + 160 + 1024, "0", "0", "0", "6", "4", "1", "1", "0", 288},
+		"expand_i8u2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "0", "3", "3", "2", "1", "0", 288},
+		"expand_i8u":    {2*6*8192 + 4*16384 + 160 + 1024, "1", "1", "0", "6", "4", "1", "1", "0", 288},
+		"expand_i8m2":   {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "1", "3", "3", "2", "1", "0", 288},
+		"expand_i8v2":   {2*4*8192 + 2*16384 + 96 + 1024, "1", "1", "0", "4", "2", "2", "1", "1", 288},
+		"expand_i8w":    {2*8*8192 + 6*16384 + 240 + 1024, "1", "1", "0", "8", "6", "1", "2", "1", 544},
 	}
 	if len(expandI8tVariants) != len(want) {
 		t.Errorf("%d variants, want %d", len(expandI8tVariants), len(want))
@@ -675,7 +776,10 @@ func TestExpandI8tSource(t *testing.T) {
 		if !strings.Contains(src, " "+v.name+"(") {
 			t.Errorf("%s: no kernel of that name", v.name)
 		}
-		for _, def := range []string{"SWZ " + w.swz, "FASTCVT " + w.fast, "MC " + w.mc, "STAGES " + w.stages, "ZS " + w.zs} {
+		if v.threads() != w.threads {
+			t.Errorf("%s: %d threads, want %d", v.name, v.threads(), w.threads)
+		}
+		for _, def := range []string{"SWZ " + w.swz, "FASTCVT " + w.fast, "MC " + w.mc, "STAGES " + w.stages, "ZS " + w.zs, "TEAMS " + w.teams, "EARLYZ " + w.early} {
 			if !strings.Contains(src, "#define "+def+"\n") && !strings.Contains(src, "#define "+def+" ") {
 				t.Errorf("%s: no #define %s", v.name, def)
 			}
@@ -704,6 +808,10 @@ func TestExpandI8tSource(t *testing.T) {
 			if strings.Contains(string(c.PTX), ins) != v.multicast {
 				t.Errorf("%s (multicast %v): %q in the PTX: %v", v.name, v.multicast, ins, !v.multicast)
 			}
+		}
+		// early z release: the wait for the store's read of its tile before the next epilogue
+		if strings.Contains(string(c.PTX), "cp.async.bulk.wait_group.read 0") != v.earlyZ {
+			t.Errorf("%s (early z %v): wait_group.read 0 in the PTX: %v", v.name, v.earlyZ, !v.earlyZ)
 		}
 		t.Logf("%s: PTX only (%d bytes)", v.name, len(c.PTX))
 	}
