@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/kilnai/kiln/ir"
@@ -37,5 +38,48 @@ func TestBlockedAttrs(t *testing.T) {
 		{"fromblocked", "kiln::FromBlocked", []*ir.Attr{intA("channels", 24)}, 1, ops.FromBlockedAttrs{Channels: 24}, ""},
 		{"fromblocked no channels", "kiln::FromBlocked", nil, 1, nil, "channels"},
 		{"fromblocked channels 0", "kiln::FromBlocked", []*ir.Attr{intA("channels", 0)}, 1, nil, "channels"},
+	})
+}
+
+// FuzzBlockedAttrs: the blocked operators' parsers, given any attributes
+// of any type, return their struct or an error wrapping ops.ErrBadAttr
+// and never panic; Prepare agrees on whether the attributes are bad.
+func FuzzBlockedAttrs(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 2, 5})
+	f.Add([]byte{2, 3, 1, 0, 0, 1, 255})
+	f.Add([]byte{1, 12, 0, 1, 3, 3, 9})
+	opTypes := []string{"BlockedConv", "BlockedMaxPool", "BlockedAveragePool", "FromBlocked", "ToBlocked", "BlockedGlobalAveragePool", "BlockedGlobalMaxPool"}
+	names := []string{"auto_pad", "kernel_shape", "strides", "dilations", "pads", "group", "ceil_mode", "count_include_pad",
+		"storage_order", "activation", "activation_params", "input_nchw", "channels"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < 1 {
+			return
+		}
+		n := &ir.Node{Name: "n", Domain: "kiln", OpType: opTypes[int(b[0])%len(opTypes)], Attrs: map[string]*ir.Attr{}}
+		for b = b[1:]; len(b) >= 3; b = b[3:] {
+			name := names[int(b[0])%len(names)]
+			v := int64(int8(b[2]))
+			a := &ir.Attr{Name: name}
+			switch b[1] % 5 {
+			case 0:
+				a.Type, a.I = ir.AttrInt, v%4
+			case 1:
+				a.Type, a.F = ir.AttrFloat, float32(v)/4
+			case 2:
+				a.Type, a.S = ir.AttrString, []string{"Relu", "Clip", "HardSigmoid", "SAME_UPPER", "VALID", "NOTSET", "", "x"}[int(b[2])%8]
+			case 3:
+				a.Type, a.Ints = ir.AttrInts, []int64{v % 4, (v / 4) % 4, 1, 2}[:1+int(b[2])%4]
+			case 4:
+				a.Type, a.Floats = ir.AttrFloats, []float32{float32(v), float32(v) / 2}[:1+int(b[2])%2]
+			}
+			n.Attrs[name] = a
+		}
+		_, err := ops.ParseAttrs(n, 1)
+		if err != nil && !errors.Is(err, ops.ErrBadAttr) {
+			t.Fatalf("%s: %v, want an error wrapping ErrBadAttr", n.OpType, err)
+		}
+		if _, perr := ops.Prepare(n, 1); (err != nil) != (perr != nil) {
+			t.Fatalf("%s: ParseAttrs %v, Prepare %v", n.OpType, err, perr)
+		}
 	})
 }
