@@ -58,7 +58,10 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	lo, hi := actBounds(p)
 	dc := bdCalls.Get().(*bdCall)
 	*dc = bdCall{f: f, x: x, bias: bias, z: z, y: y, g: g, flat: flat, mb: mb, per: per, ngroups: ngroups,
-		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, fn: dc.fn}
+		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, stem: -1, fn: dc.fn}
+	if dc.asm && f.InNCHW && p.DilW == 1 && bdStems {
+		dc.stem = bdStemKind(p.KW, p.StrideW)
+	}
 	DynamicFor(p.N*ngroups*nbands, 1, dc.fn)
 	*dc = bdCall{fn: dc.fn}
 	bdCalls.Put(dc)
@@ -67,6 +70,11 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 // bdCols: border columns computed down the column (bdCall.row); tests and
 // benchmarks turn it off to compare.
 var bdCols = true
+
+// bdStems: NCHW-input segments of one output block with whole tap rows
+// run bdStem (each input column broadcast once); tests and benchmarks turn
+// it off to compare.
+var bdStems = true
 
 // bdGeom is a dense blocked convolution's spatial geometry (for a flat
 // 1x1 convolution, the plane as one row).
@@ -90,6 +98,7 @@ type bdCall struct {
 	lo, hi           float32
 	asm              bool
 	cols             bool // border columns down the column (bdCols)
+	stem             int  // bdStemKind of an NCHW input, -1: none
 	fn               func(lo, hi int)
 }
 
@@ -263,9 +272,12 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 		if zp != nil {
 			a.z = unsafe.Add(zp, 4*(yRow+j*Block))
 		}
-		if dc.asm {
+		switch {
+		case dc.stem >= 0 && nb == 1 && a.nkw == g.KW && a.nblk > 0:
+			bdStem(&a, r, dc.stem)
+		case dc.asm:
 			bdKernel(&a, nb, r, lanes)
-		} else {
+		default:
 			bdKernelGo(&a, nb, r, lanes)
 		}
 	}

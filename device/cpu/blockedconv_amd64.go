@@ -25,3 +25,24 @@ func bdKernelAVX512(a *bdArgs, nb, r, lanes int)
 var _ = [1]struct{}{}[unsafe.Offsetof(bdArgs{}.xPix)-40+unsafe.Offsetof(bdArgs{}.nblk)-72+
 	unsafe.Offsetof(bdArgs{}.wBlk)-112+unsafe.Offsetof(bdArgs{}.lo)-128+unsafe.Offsetof(bdArgs{}.hi)-132+
 	unsafe.Offsetof(bdArgs{}.z)-24+unsafe.Offsetof(bdArgs{}.bias)-32+unsafe.Offsetof(bdArgs{}.yOb)-120]
+
+//go:noescape
+func bdStemAVX512(a *bdArgs, r, kind int)
+
+// bdStemKind returns the bdStemAVX512 variant for NCHW-input segments of
+// one output block with whole tap rows of kw taps at column stride s and
+// dilation 1 (gen_blockedconv_amd64.go's stems), or -1.
+func bdStemKind(kw, s int) int {
+	switch {
+	case kw == 7 && s == 2:
+		return 0
+	case kw == 3 && s == 2:
+		return 1
+	}
+	return -1
+}
+
+// bdStem runs bdStemAVX512 on one segment of r <= bdMaxR(1) pixels.
+func bdStem(a *bdArgs, r, kind int) {
+	bdStemAVX512(a, r, kind)
+}

@@ -33,6 +33,7 @@ func bdLayers() []bdLayer {
 		{"squeeze_squeeze1x1_512-64_13", c(512, 13, 64, 1, 1, 0), false},
 		{"squeeze_classifier_512-1000_13", c(512, 13, 1000, 1, 1, 0), false},
 		{"yolo_16-32_3x3s2_160", c(16, 160, 32, 3, 2, 1), false},
+		{"yolo_stem_3-16_3x3s2_320", c(3, 320, 16, 3, 2, 1), true},
 		// small planes (in L1/L2): the kernels' own ceiling
 		{"small_stem_3-16_7x7s2_40", c(3, 40, 16, 7, 2, 3), true},
 		{"small_1x1_128-16_12", c(128, 12, 16, 1, 1, 0), false},
@@ -84,6 +85,12 @@ func BenchmarkBlockedConv(b *testing.B) {
 				bdCols = false
 				BlockedConv2D(f, xb, bias, nil, yb)
 				bdCols = true
+			}},
+			{"blocked-nostem", func() {
+				// NCHW input: without bdStem's broadcast-once kernel
+				bdStems = false
+				BlockedConv2D(f, xb, bias, nil, yb)
+				bdStems = true
 			}},
 			{"conv2d", func() { Conv2D(p, x, w, bias, y) }},
 		} {

@@ -54,7 +54,8 @@ func blockedDenseCases() []struct {
 			tc{fmt.Sprintf("3x3 W=%d 24->72", w), c(1, 24, 3, w, 72, 3, 1, 1, 1, ActRelu), false, w%2 == 1},
 			tc{fmt.Sprintf("3x3/2 W=%d 16->32", w), c(2, 16, 4, w, 32, 3, 2, 1, 1, ActClip), false, false},
 			tc{fmt.Sprintf("1x1 W=%d 40->36", w), c(1, 40, 2, w, 36, 1, 1, 0, 1, ActNone), false, true},
-			tc{fmt.Sprintf("7x7/2 stem W=%d", w), c(1, 3, 9, w, 16, 7, 2, 3, 1, ActRelu), true, false})
+			tc{fmt.Sprintf("7x7/2 stem W=%d", w), c(1, 3, 9, w, 16, 7, 2, 3, 1, ActRelu), true, false},
+			tc{fmt.Sprintf("3x3/2 stem 3->16 W=%d", w), c(2, 3, 7, w, 16, 3, 2, 1, 1, ActClip), true, w%2 == 0})
 	}
 	return cases
 }
@@ -65,13 +66,14 @@ func blockedDenseCases() []struct {
 func TestBlockedDense(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	defer func() { bdCols = true }()
+	defer func() { bdCols, bdStems = true, true }()
 	for _, threads := range []int{1, 2} {
 		fixThreads(t, threads)
 		for _, k := range kernels() {
 			active = k
 			for _, tc := range blockedDenseCases() {
 				bdCols = threads == 1 || tc.p.W%2 == 0 // border columns both ways
+				bdStems = threads == 1 || tc.p.H%2 == 1 // and the stems' kernel
 				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
 				name := fmt.Sprintf("%s threads=%d cols=%v %s", k.name, threads, bdCols, tc.name)
 				if worst > 1e-4 {

@@ -40,6 +40,7 @@ func denseLayers() []denseLayer {
 		{"squeeze_squeeze1x1_512-64_13", c(512, 13, 64, 1, 1, 0), false},
 		{"squeeze_classifier_512-1000_13", c(512, 13, 1000, 1, 1, 0), false},
 		{"yolo_16-32_3x3s2_160", c(16, 160, 32, 3, 2, 1), false},
+		{"yolo_stem_3-16_3x3s2_320", c(3, 320, 16, 3, 2, 1), true},
 	}
 }
 
