@@ -2,6 +2,7 @@ package nn_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -149,4 +150,136 @@ func TestBlockedAttrs(t *testing.T) {
 			t.Errorf("%s: Prepare = %v, want a bad attribute %q", tc.name, err, tc.bad)
 		}
 	}
+}
+
+// TestBlockedInferRandom: Infer and Run of the blocked operators on
+// random shapes (ranks 3 to 6, sizes 0 to 40, unknown and symbolic dims)
+// and window attributes return an error or a result, never panic; Run's
+// output has the shape Infer gave.
+func TestBlockedInferRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 7))
+	dim := func() ir.Dim {
+		switch r.IntN(8) {
+		case 0:
+			return ir.U()
+		case 1:
+			return ir.S("s")
+		case 2:
+			return ir.D(16)
+		}
+		return ir.D(int64(r.IntN(41)))
+	}
+	shape := func() ir.Shape {
+		switch r.IntN(5) {
+		case 0, 1: // blocked
+			return ir.Shape{dim(), ir.D(int64(r.IntN(4))), dim(), dim(), ir.D(16)}
+		case 2: // NCHW or weights
+			return ir.Shape{dim(), dim(), ir.D(int64(r.IntN(5))), ir.D(int64(r.IntN(5)))}
+		}
+		s := make(ir.Shape, 3+r.IntN(4))
+		for i := range s {
+			s[i] = dim()
+		}
+		return s
+	}
+	ints := func(name string, n, lo, hi int) *ir.Attr {
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = int64(lo + r.IntN(hi-lo+1))
+		}
+		return ir.IntsAttr(name, v...)
+	}
+	ops4 := []string{"BlockedConv", "BlockedMaxPool", "BlockedAveragePool", "FromBlocked", "ToBlocked", "BlockedGlobalAveragePool", "BlockedGlobalMaxPool"}
+	runs := 0
+	for range 3000 {
+		op := ops4[r.IntN(len(ops4))]
+		node := &ir.Node{Name: "n", Domain: "kiln", OpType: op, Attrs: map[string]*ir.Attr{}, Outputs: []*ir.Value{{Name: "y"}}}
+		var attrs []*ir.Attr
+		switch op {
+		case "BlockedConv":
+			attrs = append(attrs, ir.IntAttr("group", int64(1+r.IntN(3)*r.IntN(20))), ints("strides", 2, 1, 3), ints("pads", 4, 0, 3), ints("dilations", 2, 1, 2))
+			if r.IntN(4) == 0 {
+				attrs = append(attrs, ir.IntAttr("input_nchw", 1), ir.IntAttr("group", 1))
+			}
+		case "BlockedMaxPool", "BlockedAveragePool":
+			attrs = append(attrs, ints("kernel_shape", 2, 1, 4), ints("strides", 2, 1, 3), ints("pads", 4, 0, 3), ir.IntAttr("ceil_mode", int64(r.IntN(2))))
+		case "FromBlocked":
+			attrs = append(attrs, ir.IntAttr("channels", int64(1+r.IntN(40))))
+		}
+		for _, a := range attrs {
+			node.Attrs[a.Name] = a
+		}
+		k, err := ops.Prepare(node, 17)
+		if err != nil {
+			continue
+		}
+		var in []*ir.Value
+		for range 1 + r.IntN(4) {
+			var v *ir.Value
+			if r.IntN(6) > 0 {
+				v = &ir.Value{Type: ir.Type{DType: tensor.Float32, Shape: shape()}}
+			}
+			in = append(in, v)
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("%s %v: Infer panics: %v", op, in, p)
+				}
+			}()
+			_, _ = k.Infer(in)
+		}()
+		// Run on the known shapes (symbolic and unknown dims made 3)
+		tin := make([]*tensor.Tensor, len(in))
+		total := 0
+		for i, v := range in {
+			if v == nil {
+				continue
+			}
+			s := make([]int, len(v.Type.Shape))
+			for j, d := range v.Type.Shape {
+				s[j] = 3
+				if d.Known() {
+					s[j] = int(d.Val)
+				}
+			}
+			n := tensor.NumElements(s)
+			total += n
+			if total <= 1<<16 {
+				tin[i] = tensor.New(tensor.Float32, s...)
+			}
+		}
+		if total > 1<<16 {
+			continue
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("%s %v: Run panics: %v", op, in, p)
+				}
+			}()
+			if out, err := k.Run(nil, tin); err == nil {
+				runs++
+				known := make([]*ir.Value, len(tin))
+				for i, x := range tin {
+					if x != nil {
+						known[i] = &ir.Value{Type: ir.Type{DType: tensor.Float32, Shape: ir.KnownShape(x.Shape...)}}
+					}
+				}
+				types, ierr := k.Infer(known)
+				if ierr != nil || !slices.Equal(out[0].Shape, mustInts(types[0].Shape)) {
+					t.Errorf("%s %v: Run gives %v, Infer %v (%v)", op, known, out[0].Shape, types, ierr)
+				}
+			}
+		}()
+	}
+	if runs < 200 {
+		t.Errorf("only %d of the random nodes ran", runs)
+	}
+	t.Logf("%d of 3000 random nodes ran", runs)
+}
+
+func mustInts(s ir.Shape) []int {
+	v, _ := s.Ints()
+	return v
 }
