@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,13 +116,11 @@ func Choose(ctx context.Context, fp device.Fingerprint, cache *Cache, l Layer, t
 		}
 	}
 	known := make([]time.Duration, len(l.Candidates))
-	seen := make(map[string]bool, len(l.Candidates))
 	var todo []int
 	for i, t := range l.Candidates {
-		if seen[t] {
+		if slices.Contains(l.Candidates[:i], t) { // given twice: one candidate
 			continue
 		}
-		seen[t] = true
 		if cache != nil {
 			if d, ok := cache.LookupTimer(fp, l.Sig, t, timer.Name()); ok {
 				if limit {
