@@ -202,61 +202,15 @@ func (k *fromBlockedOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	return env.One(y), nil
 }
 
-// reorderJob is a ToBlocked or FromBlocked split over (image, channel
-// block), pooled with its bound method so that a run allocates no closure.
-type reorderJob struct {
-	to        bool
-	c, cb, hw int
-	x, y      []float32
-	run       func(lo, hi int)
-}
-
-var reorderJobs = sync.Pool{New: func() any {
-	j := &reorderJob{}
-	j.run = j.do
-	return j
-}}
-
-// do reorders the blocks [lo, hi) of the n*cb blocks of the tensor: the
-// channels of one block of one image are contiguous in the plain tensor
-// (c*hw a image) as in the blocked one (cb*hw*16 an image).
-func (j *reorderJob) do(lo, hi int) {
-	for it := lo; it < hi; it++ {
-		img, b := it/j.cb, it%j.cb
-		cc := min(j.c-b*cpu.Block, cpu.Block)
-		plain := j.x
-		blocked := j.y
-		if !j.to {
-			plain, blocked = j.y, j.x
-		}
-		po, bo := (img*j.c+b*cpu.Block)*j.hw, (img*j.cb+b)*j.hw*cpu.Block
-		if j.to {
-			cpu.ToBlocked(1, cc, j.hw, plain[po:po+cc*j.hw], blocked[bo:bo+j.hw*cpu.Block])
-		} else {
-			cpu.FromBlocked(1, cc, j.hw, blocked[bo:bo+j.hw*cpu.Block], plain[po:po+cc*j.hw])
-		}
-	}
-}
-
 // reorderPar runs cpu.ToBlocked (to) or cpu.FromBlocked over n images of
-// c channels and hw pixels, a block of channels of an image per item, in
-// parallel ranges of about 16K floats.
+// c channels and hw pixels (which split large tensors over the cores
+// themselves).
 func reorderPar(to bool, n, c, hw int, x, y []float32) {
-	cb := cpu.Blocks(c)
-	chunk := max(1, (1<<14)/(hw*cpu.Block))
-	if n*cb <= chunk {
-		if to {
-			cpu.ToBlocked(n, c, hw, x, y)
-		} else {
-			cpu.FromBlocked(n, c, hw, x, y)
-		}
-		return
+	if to {
+		cpu.ToBlocked(n, c, hw, x, y)
+	} else {
+		cpu.FromBlocked(n, c, hw, x, y)
 	}
-	j := reorderJobs.Get().(*reorderJob)
-	j.to, j.c, j.cb, j.hw, j.x, j.y = to, c, cb, hw, x, y
-	cpu.DynamicFor(n*cb, chunk, j.run)
-	j.x, j.y = nil, nil
-	reorderJobs.Put(j)
 }
 
 // blockedConvOp is kiln::BlockedConv: Y = act(Conv(X, W, B) + Z) with X,

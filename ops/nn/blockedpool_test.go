@@ -82,7 +82,7 @@ func TestBlockedPools(t *testing.T) {
 }
 
 // TestBlockedRoundTrip: FromBlocked(ToBlocked(x)) is x exactly (small
-// tensors in one call, larger ones a block of an image per parallel item), and
+// tensors and larger ones, which cpu's reorders split over the cores), and
 // ToBlocked's output is x's channels 16 a pixel with zero pad lanes.
 func TestBlockedRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 3))
