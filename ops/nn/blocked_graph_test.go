@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
+	"github.com/kilnai/kiln"
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
@@ -187,5 +191,66 @@ func TestBlockedNetAllocs(t *testing.T) {
 			t.Errorf("%d threads: %.1f allocations per run, want at most %.0f", procs, got, bound)
 		}
 		t.Logf("%d threads: %.1f allocations per run", procs, got)
+	}
+}
+
+// TestRunAllocsBlocked bounds the heap allocations of a steady-state run
+// of the shared CNNs built at optimizer level 3 (the "blocked" pass: the
+// operators of blocked.go and blockedpool.go), default tactics, through a
+// kiln.Context at one and two threads, as TestRunAllocsShared does for
+// level 2 (which these bounds match: 5 per run at one thread, as level 2
+// makes, when written; the cpu pool's jobs move the two-thread count).
+// Skipped without ../shared.
+func TestRunAllocsBlocked(t *testing.T) {
+	bounds := map[string][2]float64{"resnet_mini": {15, 35}, "squeezenet1_1": {15, 35}, "mobilenet_v2": {15, 35}}
+	for _, name := range []string{"mobilenet_v2", "resnet_mini", "squeezenet1_1"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(sharedModelsDir, name)
+			data, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
+			if err != nil {
+				t.Skipf("needs the shared models: %v", err)
+			}
+			probe, err := engine.New(loadGraph(t, filepath.Join(dir, "model.onnx"), 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, shapes := dataSet(t, dir, probe)
+			var prof engine.Profile
+			for n, s := range shapes {
+				prof.Inputs = append(prof.Inputs, engine.Range{Input: n, Min: s, Opt: s, Max: s})
+			}
+			ctx := context.Background()
+			m, err := kiln.BuildBytes(ctx, name, data, kiln.BuildOptions{NoTiming: true, OptLevel: 3, Profiles: []engine.Profile{prof}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			blocked := 0
+			for _, n := range m.Engine().Graph().Nodes {
+				if n.Domain == "kiln" && strings.HasPrefix(n.OpType, "Blocked") {
+					blocked++
+				}
+			}
+			if blocked == 0 {
+				t.Fatalf("the level 3 plan has no blocked operator")
+			}
+			c := m.NewContext()
+			for i, procs := range []int{1, 2} {
+				old := runtime.GOMAXPROCS(procs)
+				_ = cpu.SetThreads(0)
+				for range 5 {
+					if _, err := c.Run(ctx, in); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got := testing.AllocsPerRun(30, func() { _, _ = c.Run(ctx, in) })
+				runtime.GOMAXPROCS(old)
+				_ = cpu.SetThreads(0)
+				if max := bounds[name][i]; got > max {
+					t.Errorf("%d threads: %.1f allocations per run, want at most %.0f", procs, got, max)
+				}
+				t.Logf("%d blocked operators; %d threads: %.1f allocations per run", blocked, procs, got)
+			}
+		})
 	}
 }
