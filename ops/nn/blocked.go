@@ -522,7 +522,11 @@ var epilogueJobs = sync.Pool{New: func() any {
 // do runs the activation over pixels [lo, hi) of y and zeroes their pad
 // lanes again when the activation wrote them.
 func (j *epilogueJob) do(lo, hi int) {
-	j.ep.applySerial(j.y[lo*cpu.Block : hi*cpu.Block])
+	if y := j.y[lo*cpu.Block : hi*cpu.Block]; j.ep.act == ActSiLU {
+		convSiLU(y, y) // the convolutions' SiLU: faster than fastmath's (NOTES-blocked.md 4)
+	} else {
+		j.ep.applySerial(y)
+	}
 	if !j.zeroPad || j.pad == cpu.Block {
 		return
 	}
