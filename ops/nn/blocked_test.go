@@ -288,3 +288,35 @@ func TestBlockedConv(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedConvRuntimeWeights: weights that are a graph input, not a
+// constant, are packed for each run (dense and depthwise), as the input
+// shape changes.
+func TestBlockedConvRuntimeWeights(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 8))
+	for _, tc := range []blockedConvCase{blockedConvCases[0], blockedConvCases[6]} {
+		b := ir.NewBuilder("wruntime", 17)
+		x := b.Input("x", tensor.Float32, ir.S("n"), ir.D(int64(tc.c)), ir.S("h"), ir.S("w"))
+		w := b.Input("w", tensor.Float32, ir.D(int64(tc.m)), ir.D(int64(tc.c/tc.group)), ir.D(int64(tc.kh)), ir.D(int64(tc.kw)))
+		attrs := append(slices.Clone(tc.attrs), ir.IntAttr("group", int64(tc.group)), ir.StringAttr("activation", "Relu"))
+		yb := kilnOp(b, "BlockedConv", []*ir.Value{kilnOp(b, "ToBlocked", []*ir.Value{x}), w}, attrs...)
+		b.Output(kilnOp(b, "FromBlocked", []*ir.Value{yb}, ir.IntAttr("channels", int64(tc.m))), "y")
+		e, err := engine.New(b.Graph())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sz := range [][3]int{{1, tc.h, tc.w}, {2, tc.h + 3, tc.w + 1}} {
+			xt := blkRand(r, sz[0], tc.c, sz[1], sz[2])
+			wt := blkRand(r, tc.m, tc.c/tc.group, tc.kh, tc.kw)
+			got, err := e.Run(context.Background(), map[string]*tensor.Tensor{"x": xt, "w": wt})
+			if err != nil {
+				t.Fatalf("%s %v: %v", tc.name, sz, err)
+			}
+			ref := onnxConv(t, tc, xt, wt, nil)
+			for i, v := range ref.Float32s() {
+				ref.Float32s()[i] = max(v, 0)
+			}
+			compareClose(t, fmt.Sprintf("%s %v", tc.name, sz), got["y"], ref, blockedTol)
+		}
+	}
+}
