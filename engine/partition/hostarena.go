@@ -33,6 +33,16 @@ type hostArena struct {
 	// they had (a kernel that allocates its outputs itself, a view): no
 	// slot is kept for them
 	refused map[string]bool
+	// items and bufs are replan's lists, kept for the next
+	items []placed
+	bufs  []arena.Buffer
+}
+
+// placed is one thing replan places in the host arena.
+type placed struct {
+	ctx  *engine.Context // a CPU segment's arena, or
+	name string          // a tensor passed on
+	seg  int             // the segment that computes it
 }
 
 // runner returns segment i of c with its outputs checked by h.
@@ -124,19 +134,14 @@ func (p *program) passedOn(i int, name string) int {
 // each at the size it now has, and points the engine contexts there.
 // Nothing moves while there are fewer than two things to place.
 func (h *hostArena) replan(c *programContext) {
-	type item struct {
-		ctx  *engine.Context // a CPU segment's arena, or
-		name string          // a tensor passed on
-		seg  int             // the segment that computes it
-	}
-	var items []item
-	var bufs []arena.Buffer
+	items, bufs := h.items[:0], h.bufs[:0] // kept from run to run: no allocation when nothing moves
+	defer func() { h.items, h.bufs = items[:0], bufs[:0] }()
 	moved := false
 	for i, s := range c.segs {
 		if cc, ok := s.(cpuContext); ok {
 			if n := cc.c.ArenaBytes(); n > 0 {
 				moved = moved || !cc.c.ArenaIn(h.buf)
-				items = append(items, item{ctx: cc.c})
+				items = append(items, placed{ctx: cc.c})
 				bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: i})
 			}
 		}
@@ -155,7 +160,7 @@ func (h *hostArena) replan(c *programContext) {
 			}
 			s, ok := h.slots[name]
 			moved = moved || !ok || s[1]-s[0] < n
-			items = append(items, item{name: name, seg: i})
+			items = append(items, placed{name: name, seg: i})
 			bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: last})
 		}
 	}
