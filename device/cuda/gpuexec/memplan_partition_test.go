@@ -20,7 +20,7 @@ import (
 // GPU (WithoutKernel): two CPU segments between three GPU segments, the
 // first with one intermediate (2x4x8x8), the second with two live at once
 // (2x6x8x8 each), each passing one tensor on to a GPU segment.
-func twoCPUSegmentsNet(t *testing.T) *ir.Graph {
+func twoCPUSegmentsNet(t testing.TB) *ir.Graph {
 	t.Helper()
 	for _, op := range []string{"Tanh", "Neg", "Abs"} {
 		WithoutKernel(t, op)
@@ -53,11 +53,15 @@ func twoCPUSegmentsNet(t *testing.T) *ir.Graph {
 
 // TestHostArenaFake partitions a graph with two CPU segments for the cuda
 // device against the fake CUDA libraries: a context of the program keeps
-// the CPU segments' activations and the tensors they pass to the GPU
-// segments in one host arena, the most they take at once instead of the
-// sum they took apart, run after run. The fakes compute
-// nothing, so only the output's shape is checked here: engine/partition's
-// TestHostArena checks the values, on a fake device that computes.
+// the CPU segments' activations and the tensors every segment passes on
+// (the GPU segments' too, copied from their pinned buffers: each keeps
+// its slot only if it is written there) in one host arena, and the GPU
+// segments' activations and workspaces in one device allocation, the
+// most they take at once instead of the sum they took apart, run after
+// run. The fakes compute nothing, so only the output's shape is checked
+// here: engine/partition's TestHostArena and TestDeviceSegmentsMemory
+// check the values, on a fake device that computes, and
+// TestHostArenaOnGPU on a GPU.
 func TestHostArenaFake(t *testing.T) {
 	t.Setenv(cuda.EnvLibPath, fakeLibs(t))
 	g := twoCPUSegmentsNet(t)
@@ -90,14 +94,27 @@ func TestHostArenaFake(t *testing.T) {
 		if !ok {
 			t.Fatalf("context %T is not a partitioned program's", c)
 		}
-		// the first CPU segment: a 2048-byte arena and 2048 bytes passed
-		// on; the second: 6144 and 3072; at most 9216 at once (the
-		// second's), 13312 apart
-		if shared != 9216 || apart != 13312 {
-			t.Errorf("run %d: host arena %d bytes for %d apart; want 9216 for 13312", run, shared, apart)
+		// host: the first GPU segment passes on 2048 bytes (live in
+		// segments 0-1), the first CPU segment a 2048-byte arena and
+		// 2048 bytes passed on (1-2), the second GPU segment 3072 (2-3),
+		// the second CPU segment 6144 and 3072 (3-4): at most 12288 at
+		// once (segment 3), 18432 apart
+		if shared != 12288 || apart != 18432 {
+			t.Errorf("run %d: host arena %d bytes for %d apart; want 12288 for 18432", run, shared, apart)
+		}
+		// device: each GPU segment's arena (its input and output,
+		// 256-aligned: 1536+2048, 2048+3072, 3072+1024) and the fake
+		// cuDNN's 4096-byte workspace: 7680, 9216 and 8192 apart, the
+		// largest shared
+		dshared, dapart, _ := partition.DeviceArena(c)
+		if dshared != 9216 || dapart != 25088 {
+			t.Errorf("run %d: device arena %d bytes for %d apart; want 9216 for 25088", run, dshared, dapart)
+		}
+		if all := c.ArenaBytes(); all != shared+dshared {
+			t.Errorf("run %d: context holds %d bytes, want %d host + %d device", run, all, shared, dshared)
 		}
 		if run == 0 {
-			t.Logf("CPU segments' arenas and tensors passed on: %d bytes apart, %d in one host arena; context %d bytes in all", apart, shared, c.ArenaBytes())
+			t.Logf("host arena %d bytes (%d apart), device arena %d bytes (%d apart)", shared, apart, dshared, dapart)
 		}
 	}
 }
@@ -105,7 +122,10 @@ func TestHostArenaFake(t *testing.T) {
 // TestHostArenaOnGPU is TestHostArenaFake on a GPU, where the device
 // segments compute: the context's outputs match the CPU engine's (float32
 // tolerances) run after run, with the CPU segments' activations and the
-// tensors they pass on in one host arena of 9216 bytes (13312 apart).
+// tensors every segment passes on in one host arena of 12288 bytes (18432
+// apart), and the GPU segments' arenas in one device allocation, less
+// than they hold apart (the workspaces are cuDNN's choice: no exact
+// figure).
 func TestHostArenaOnGPU(t *testing.T) {
 	needGPU(t)
 	g := twoCPUSegmentsNet(t)
@@ -140,8 +160,15 @@ func TestHostArenaOnGPU(t *testing.T) {
 		}
 		compareFloat32(t, fmt.Sprintf("run %d: y", run), got["y"], want["y"], rtol, atol)
 		shared, apart, _ := partition.HostArena(c)
-		if shared != 9216 || apart != 13312 {
-			t.Errorf("run %d: host arena %d bytes for %d apart; want 9216 for 13312", run, shared, apart)
+		if shared != 12288 || apart != 18432 {
+			t.Errorf("run %d: host arena %d bytes for %d apart; want 12288 for 18432", run, shared, apart)
+		}
+		dshared, dapart, _ := partition.DeviceArena(c)
+		if dshared <= 0 || dshared >= dapart {
+			t.Errorf("run %d: device arena %d bytes for %d apart; want one allocation, less than apart", run, dshared, dapart)
+		}
+		if run == 0 {
+			t.Logf("host arena %d bytes (%d apart), device arena %d bytes (%d apart)", shared, apart, dshared, dapart)
 		}
 	}
 }
