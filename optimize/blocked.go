@@ -27,9 +27,10 @@ import (
 //     whose inputs are blocked tensors of its output's channel count
 //     (broadcasting over N, H and W is the same in both layouts; symbolic
 //     H and W often cannot be proven equal) or scalar constants stays that
-//     op on the blocked tensors, where the tensors' C is a multiple of 16 or the op maps zeros to zero (f(0) = 0, found
-//     by running it on zeros: Relu, Add, Mul, Clip with min <= 0 <= max;
-//     not Sigmoid), so that pad lanes stay zero;
+//     op on the blocked tensors, where the tensors' C is a multiple of 16
+//     or the op maps zeros to zero (f(0) = 0, found by running it on
+//     zeros: Relu, Add, Mul, Clip with min <= 0 <= max; not Sigmoid), so
+//     that pad lanes stay zero;
 //   - a Concat on axis 1 of blocked tensors whose C are multiples of 16 is
 //     a Concat of the blocked tensors;
 //   - a Slice of channels [s, e) of a blocked tensor, step 1, s a multiple
@@ -48,7 +49,9 @@ import (
 // CPU only, when kiln::BlockedConv, ToBlocked and FromBlocked are
 // registered (ops/nn); a pool whose blocked op is not registered is a
 // region's boundary. It works in g and in its subgraphs; a second run
-// finds nothing left to convert.
+// finds nothing left to convert. Every eligible conv is converted, a
+// region of one conv included (NOTES-blocked.md section 4 has the
+// numbers: only a lone 1x1 expansion loses).
 type blockedPass struct{}
 
 func (blockedPass) Name() string { return "blocked" }
