@@ -106,9 +106,9 @@ func TestBlockedModelPlans(t *testing.T) {
 	}
 }
 
-// TestBlockedDynamicShapes builds yolo_tiny (symbolic height and width) at
-// level 3 for a range of sizes and compares with the level-2 plan at two
-// sizes of the range, neither a multiple of 32 in both dims.
+// TestBlockedDynamicShapes builds yolo_tiny (symbolic batch, height and
+// width) at level 3 for a range of sizes and compares with the level-2
+// plan at sizes of the range, not all multiples of 32, and at batch 3.
 func TestBlockedDynamicShapes(t *testing.T) {
 	needBlocked(t)
 	o := build.Options{Dims: map[string][3]int{"h": {32, 64, 640}, "w": {32, 64, 640}}}
@@ -118,8 +118,8 @@ func TestBlockedDynamicShapes(t *testing.T) {
 		t.Fatalf("no BlockedConv: %v", all)
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, hw := range [][2]int{{96, 160}, {224, 288}} {
-		x := tensor.New(tensor.Float32, 1, 3, hw[0], hw[1])
+	for _, hw := range [][3]int{{1, 96, 160}, {1, 224, 288}, {3, 64, 96}} {
+		x := tensor.New(tensor.Float32, hw[0], 3, hw[1], hw[2])
 		for i := range x.Float32s() {
 			x.Float32s()[i] = r.Float32()
 		}
@@ -134,7 +134,7 @@ func TestBlockedDynamicShapes(t *testing.T) {
 		}
 		for name, want := range got2 {
 			if c := conformance.Compare(got3[name], want, 1e-3, 1e-4); !c.OK {
-				t.Errorf("%dx%d output %s against level 2: %s", hw[0], hw[1], name, c.Reason)
+				t.Errorf("%dx3x%dx%d output %s against level 2: %s", hw[0], hw[1], hw[2], name, c.Reason)
 			}
 		}
 	}
