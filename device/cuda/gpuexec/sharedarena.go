@@ -47,14 +47,22 @@ func (a *devArena) take(e *Engine, need int64) (ptr cuda.DevicePtr, gen int, ok 
 		return 0, 0, false, nil
 	}
 	if a.size < need {
+		old := a.size
 		if a.ptr != 0 { // nothing runs in it now: its contexts run one after another
 			if err := a.drv.MemFree(a.ptr); err != nil {
 				return 0, 0, false, err
 			}
 			a.ptr, a.size = 0, 0
+			a.gen++ // no context may use the old one
 		}
 		p, err := e.drv.MemAlloc(int(need))
 		if err != nil {
+			// the contexts that had the old size get it back, if they can
+			if old > 0 {
+				if p, rerr := a.drv.MemAlloc(int(old)); rerr == nil {
+					a.ptr, a.size = p, old
+				}
+			}
 			return 0, 0, false, fmt.Errorf("shared activations: %w", err)
 		}
 		a.drv, a.cctx, a.ptr, a.size = e.drv, e.cctx, p, need
@@ -123,6 +131,9 @@ func (c *Context) rebase() error {
 	ptr, gen := c.shared.current()
 	if gen == c.gen {
 		return nil
+	}
+	if ptr == 0 {
+		return fmt.Errorf("%w: the shared arena could not be made again", cuda.ErrOutOfMemory)
 	}
 	var errs []error
 	if c.hasGraph {
