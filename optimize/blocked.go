@@ -247,6 +247,10 @@ func (b *blocker) setBlockedOutput(n *ir.Node, c int) {
 	b.changed = true
 }
 
+// imageChannels is the most input channels a convolution reading a plain
+// NCHW tensor may have to run blocked (input_nchw): an image's 1 to 4.
+const imageChannels = 4
+
 // convGeom is what the pass needs of a convertible FusedConv.
 type convGeom struct {
 	c, m, group int
@@ -285,6 +289,15 @@ func (b *blocker) convShape(n *ir.Node) (convGeom, bool) {
 		return convGeom{}, false
 	}
 	if geo.m < 1 || geo.c < 1 || group != 1 && !(group == geo.c && geo.m == geo.c) {
+		return convGeom{}, false
+	}
+	// Narrow layers stay in NCHW: blocks of 16 channels leave lanes empty
+	// where a layer writes fewer than 16 channels, or reads fewer than 16
+	// that are not an image's few (at most imageChannels, read as they are
+	// with input_nchw). tinycnn's 3->8 and 8->16 3x3 convolutions at 32x32
+	// and 16x16 ran 20 us a run blocked against 9 us in NCHW (one thread;
+	// optimize/NOTES-blocked.md).
+	if geo.m < cpu.Block || geo.c < cpu.Block && geo.c > imageChannels {
 		return convGeom{}, false
 	}
 	return geo, true

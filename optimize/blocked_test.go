@@ -308,7 +308,7 @@ func TestBlockedInSubgraph(t *testing.T) {
 			sg := sb.Graph()
 			sg.Parent = b.Graph()
 			y := relu(sb, conv(sb, r, sg.Capture(x), 16, m, 3, 1))
-			sb.Output(conv(sb, r, y, m, 8, 1, 1), "")
+			sb.Output(conv(sb, r, y, m, 16, 1, 1), "")
 			return sg
 		}
 		cond := b.Op("Squeeze", []*ir.Value{b.Op("Greater", []*ir.Value{c, b.Const("zero", tensor.FromFloat32([]float32{0}, 1))})})
@@ -364,6 +364,13 @@ func TestBlockedLeavesAlone(t *testing.T) {
 			n.Inputs[1] = b.Input("w_in", tensor.Float32, ir.D(32), ir.D(16), ir.D(3), ir.D(3))
 		}},
 		{"3-D window", func(b *ir.Builder, n *ir.Node) { n.Attrs["kernel_shape"] = ir.IntsAttr("kernel_shape", 3, 3, 3) }},
+		{"8 output channels (narrow)", func(b *ir.Builder, n *ir.Node) {
+			n.Inputs[1] = b.Const("w8", f32(rand.New(rand.NewPCG(1, 3)), 8, 16, 3, 3))
+		}},
+		{"8 input channels, not an image (narrow)", func(b *ir.Builder, n *ir.Node) {
+			n.Inputs[0] = b.Input("x8", tensor.Float32, ir.D(1), ir.D(8), ir.D(8), ir.D(8))
+			n.Inputs[1] = b.Const("w8", f32(rand.New(rand.NewPCG(1, 4)), 32, 8, 3, 3))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -58,7 +58,7 @@ var order = []struct {
 	{"attention", 2},
 	{"bnfold", 2},
 	{"convfuse", 2},
-	{"blocked", 3},
+	{"blocked", 2},
 	{"matmuladd", 2},
 	{"qkvmerge", 2},
 	{"skiplayernorm", 2},

@@ -153,7 +153,7 @@ func (b *buildFlags) register(fs *flag.FlagSet, timingDefault bool) {
 	b.dims = dimFlags{}
 	fs.Var(b.dims, "dim", "range of a named symbolic dimension in the default profile, `NAME=MIN,OPT,MAX` (repeatable)")
 	fs.IntVar(&b.maxBatch, "max-batch", 32, "largest batch of the default profile (a symbolic first dimension)")
-	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level: 0 none, 1 eliminations and folding, 2 also the fusions (default 2;\n3 to 5: on the CPU the same as 2; with --device cuda, tactic timing also tries cuDNN's graph-API engines, a longer build)")
+	fs.IntVar(&b.optLevel, "opt-level", 2, "optimization level: 0 none, 1 eliminations and folding, 2 also the fusions and, on the CPU, convolutions\nin the blocked NCHWc layout (INT8 builds keep NCHW) (default 2; 3 to 5: on the CPU the same as 2; with --device cuda, tactic timing also tries cuDNN's graph-API engines, a longer build)")
 	fs.StringVar(&b.timingCache, "timing-cache", "", "tactic timing cache file (read and updated)")
 	fs.BoolVar(&b.noTiming, "no-timing", !timingDefault, "skip tactic timing: default implementations")
 	fs.StringVar(&b.workspace, "workspace", "0", "memory `limit`, e.g. 64M (0: none): on the CPU the scratch memory of each layer's tactic (measured while timing), on cuda the engine's device memory and the scratch of the layers left to the CPU")

@@ -62,19 +62,20 @@ func blockedLayers(m *kiln.Model) (blocked, fused int, all map[string]int) {
 	return all["kiln::BlockedConv"], all["kiln::FusedConv"], all
 }
 
-// TestBlockedModelPlans builds every shared model at level 3 (the blocked
-// pass) and checks its outputs against the reference outputs at
-// TestModelPlans' tolerances and against the level-2 plan's outputs.
+// TestBlockedModelPlans builds every shared model at level 2 (the blocked
+// pass runs from level 2) and checks its outputs against the reference
+// outputs at TestModelPlans' tolerances and against the level-1 plan's
+// outputs (NCHW, nothing fused).
 func TestBlockedModelPlans(t *testing.T) {
 	needBlocked(t)
 	for _, name := range []string{"resnet_mini", "mobilenet_v2", "squeezenet1_1", "bert_mini", "yolo_tiny"} {
 		t.Run(name, func(t *testing.T) {
-			m2 := loadLevel(t, name, 2, build.Options{})
-			m3 := loadLevel(t, name, 3, build.Options{})
+			m2 := loadLevel(t, name, 1, build.Options{})
+			m3 := loadLevel(t, name, 2, build.Options{})
 			blocked, fused, all := blockedLayers(m3)
-			t.Logf("level 3: %d BlockedConv, %d FusedConv left; layers %v", blocked, fused, all)
+			t.Logf("level 2: %d BlockedConv, %d FusedConv left; layers %v", blocked, fused, all)
 			if name != "bert_mini" && blocked == 0 {
-				t.Errorf("no BlockedConv in the level-3 plan: %v", all)
+				t.Errorf("no BlockedConv in the level-2 plan: %v", all)
 			}
 			sets, _ := filepath.Glob(filepath.Join(sharedModels, name, "test_data_set_*"))
 			if len(sets) == 0 {
@@ -98,7 +99,7 @@ func TestBlockedModelPlans(t *testing.T) {
 						t.Errorf("%s output %s against the reference: %s", filepath.Base(set), o.Name, c.Reason)
 					}
 					if c := conformance.Compare(got3[o.Name], got2[o.Name], 1e-3, 1e-4); !c.OK {
-						t.Errorf("%s output %s against level 2: %s", filepath.Base(set), o.Name, c.Reason)
+						t.Errorf("%s output %s against level 1: %s", filepath.Base(set), o.Name, c.Reason)
 					}
 				}
 			}
@@ -107,13 +108,14 @@ func TestBlockedModelPlans(t *testing.T) {
 }
 
 // TestBlockedDynamicShapes builds yolo_tiny (symbolic batch, height and
-// width) at level 3 for a range of sizes and compares with the level-2
-// plan at sizes of the range, not all multiples of 32, and at batch 3.
+// width) at level 2 (blocked) for a range of sizes and compares with the
+// level-1 plan (NCHW) at sizes of the range, not all multiples of 32, and
+// at batch 3.
 func TestBlockedDynamicShapes(t *testing.T) {
 	needBlocked(t)
 	o := build.Options{Dims: map[string][3]int{"h": {32, 64, 640}, "w": {32, 64, 640}}}
-	m2 := loadLevel(t, "yolo_tiny", 2, o)
-	m3 := loadLevel(t, "yolo_tiny", 3, o)
+	m2 := loadLevel(t, "yolo_tiny", 1, o)
+	m3 := loadLevel(t, "yolo_tiny", 2, o)
 	if b, _, all := blockedLayers(m3); b == 0 {
 		t.Fatalf("no BlockedConv: %v", all)
 	}
@@ -134,8 +136,29 @@ func TestBlockedDynamicShapes(t *testing.T) {
 		}
 		for name, want := range got2 {
 			if c := conformance.Compare(got3[name], want, 1e-3, 1e-4); !c.OK {
-				t.Errorf("%dx3x%dx%d output %s against level 2: %s", hw[0], hw[1], hw[2], name, c.Reason)
+				t.Errorf("%dx3x%dx%d output %s against level 1: %s", hw[0], hw[1], hw[2], name, c.Reason)
 			}
 		}
+	}
+}
+
+// TestBlockedNotInt8 builds resnet_mini for INT8 at the default level: the
+// blocked pass stays out of INT8 builds (quantization works on
+// kiln::FusedConv), so its convolutions are quantized, none blocked.
+func TestBlockedNotInt8(t *testing.T) {
+	needBlocked(t)
+	m := loadLevel(t, "resnet_mini", 2, build.Options{Precision: build.INT8, CalibBatches: 4})
+	blocked, _, all := blockedLayers(m)
+	if blocked != 0 || all["kiln::ToBlocked"] != 0 {
+		t.Errorf("INT8 plan has blocked layers: %v", all)
+	}
+	q := 0
+	for _, l := range m.Plan().Layers {
+		if l.Precision == build.INT8 {
+			q++
+		}
+	}
+	if q == 0 {
+		t.Errorf("INT8 plan quantized no layer: %v", all)
 	}
 }

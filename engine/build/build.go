@@ -492,7 +492,14 @@ func (b *builder) optimize() error {
 		return err
 	}
 	passes := map[string]int{}
-	err := optimize.RunFor(b.g, b.o.OptLevel, b.o.Device, func(pass, msg string) {
+	list := optimize.PassesFor(b.o.OptLevel, b.o.Device)
+	if b.o.Precision == INT8 || hasQDQ(b.g) {
+		// INT8 quantizes kiln::FusedConv (quant's rule and ImportQDQ's
+		// patterns): the blocked layout's convolutions have no 8-bit form,
+		// so an INT8 build keeps its convolutions in NCHW.
+		list = slices.DeleteFunc(list, func(p optimize.Pass) bool { return p.Name() == "blocked" })
+	}
+	err := optimize.RunPasses(b.g, list, func(pass, msg string) {
 		passes[pass]++
 		for _, name := range mentionedNodes(msg) {
 			b.fused[name] = append(b.fused[name], pass+": "+msg)

@@ -81,8 +81,8 @@ func checkFusions(t *testing.T, name string, m *kiln.Model) {
 				t.Errorf("%d %s layers left after optimization: %v", ops[op], op, ops)
 			}
 		}
-		if ops["kiln::FusedConv"] == 0 {
-			t.Errorf("no FusedConv: %v", ops)
+		if ops["kiln::FusedConv"]+ops["kiln::BlockedConv"] == 0 {
+			t.Errorf("no FusedConv or BlockedConv: %v", ops)
 		}
 		residual := 0
 		for _, l := range h.Layers {
