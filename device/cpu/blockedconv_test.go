@@ -72,7 +72,7 @@ func TestBlockedDense(t *testing.T) {
 		for _, k := range kernels() {
 			active = k
 			for _, tc := range blockedDenseCases() {
-				bdCols = threads == 1 || tc.p.W%2 == 0 // border columns both ways
+				bdCols = threads == 1 || tc.p.W%2 == 0  // border columns both ways
 				bdStems = threads == 1 || tc.p.H%2 == 1 // and the stems' kernel
 				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
 				name := fmt.Sprintf("%s threads=%d cols=%v %s", k.name, threads, bdCols, tc.name)
