@@ -2,6 +2,7 @@ package nn_test
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -179,12 +180,20 @@ func runAllocs(t *testing.T, ctx context.Context, name string, data []byte, prof
 				t.Fatal(err)
 			}
 		}
+		// The least of three windows: a pool worker descheduled while it
+		// still holds a finished call's job (a loaded machine, as in CI)
+		// makes the next call take a new job from device/cpu's pool, up to
+		// a few allocations a run for as long as that lasts; the steady
+		// state is what the bound is about.
 		var runErr error
-		got := testing.AllocsPerRun(50, func() {
-			if _, err := c.Run(ctx, in); err != nil {
-				runErr = err
-			}
-		})
+		got := math.Inf(1)
+		for range 3 {
+			got = min(got, testing.AllocsPerRun(50, func() {
+				if _, err := c.Run(ctx, in); err != nil {
+					runErr = err
+				}
+			}))
+		}
 		runtime.GOMAXPROCS(old)
 		if runErr != nil {
 			t.Fatal(runErr)

@@ -3,6 +3,7 @@ package nn_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -243,7 +244,11 @@ func TestRunAllocsBlocked(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				got := testing.AllocsPerRun(30, func() { _, _ = c.Run(ctx, in) })
+				// the least of three windows, as runAllocs takes (allocs_test.go)
+				got := math.Inf(1)
+				for range 3 {
+					got = min(got, testing.AllocsPerRun(30, func() { _, _ = c.Run(ctx, in) }))
+				}
 				runtime.GOMAXPROCS(old)
 				_ = cpu.SetThreads(0)
 				if max := bounds[name][i]; got > max {
