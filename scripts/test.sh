@@ -64,7 +64,15 @@ GOARCH=arm64 CGO_ENABLED=0 go build -o "$bin/kiln-arm64" ./cmd/kiln
 echo "== CUDA tests without cgo (fake libraries, NVRTC): none may skip for a missing tool"
 # Only the tests that need a real GPU (or a variable such as KILN_GPU_BENCH)
 # may skip here.
-CGO_ENABLED=0 go test -count=1 -v ./device/cuda/... >"$bin/cuda.log" 2>&1 || { tail -n 100 "$bin/cuda.log"; exit 1; }
+# On a failure: the log's tail, then (last, where a short view of the
+# output ends) the first lines of each panic, fatal error or failed test: a
+# crash's goroutine dump is longer than any tail.
+CGO_ENABLED=0 go test -count=1 -v ./device/cuda/... >"$bin/cuda.log" 2>&1 || {
+  tail -n 60 "$bin/cuda.log"
+  echo "== where the CUDA tests failed (first lines of each panic, fatal error or failed test)"
+  grep -n -m 20 -A 25 -E '^(panic:|fatal error:|SIGSEGV|SIGBUS|unexpected signal)|^\s*--- FAIL' "$bin/cuda.log" | grep -v -E '^[0-9]+-\s+(/|runtime\.)' | head -n 300
+  exit 1
+}
 grep -E -- '^(ok|FAIL)|^--- SKIP' "$bin/cuda.log"
 if grep -E 'needs (a C compiler|NVRTC|the reference model|the test inputs|the ONNX node tests)|not found through the standard search path' "$bin/cuda.log"; then
   echo "CUDA tests skipped for a missing tool or file (above)"
