@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"sync"
 	"unsafe"
 )
@@ -62,6 +63,12 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	if dc.asm && f.InNCHW && p.DilW == 1 && bdStems {
 		dc.stem = bdStemKind(p.KW, p.StrideW)
 	}
+	dc.kcb, dc.nchunks = Blocks(p.C), 1
+	if gb := per * Blocks(p.C) * p.KH * p.KW * Block * Block * 4; !f.InNCHW && bdChunkBytes > 0 && gb > bdChunkBytes {
+		dc.nchunks = (gb + bdChunkBytes - 1) / bdChunkBytes
+		dc.kcb = (Blocks(p.C) + dc.nchunks - 1) / dc.nchunks
+		dc.nchunks = (Blocks(p.C) + dc.kcb - 1) / dc.kcb
+	}
 	DynamicFor(p.N*ngroups*nbands, 1, dc.fn)
 	*dc = bdCall{fn: dc.fn}
 	bdCalls.Put(dc)
@@ -99,8 +106,25 @@ type bdCall struct {
 	asm              bool
 	cols             bool // border columns down the column (bdCols)
 	stem             int  // bdStemKind of an NCHW input, -1: none
+	kcb, nchunks     int  // input blocks per chunk, chunks (bdChunkBytes)
 	fn               func(lo, hi int)
 }
+
+// bdChunk is the part of the input blocks a pass over an item's pixels
+// reads: blocks [cb0, cb0+n); the first pass adds the bias and z and
+// starts from zero, the later ones start from the partial sums in y; only
+// the last applies the activation.
+type bdChunk struct {
+	cb0, n      int
+	first, last bool
+}
+
+// bdChunkBytes: a group's weights larger than this are read in chunks of
+// input blocks (each chunk over all of an item's pixels before the next),
+// so that the chunk's weights stay in L2 while every segment of the item
+// reads them (resnet50's 3x3 512 -> 512 has 1.2 MB per group of 4 output
+// blocks: more than the L2). 0: never.
+var bdChunkBytes = 256 << 10
 
 var bdCalls = sync.Pool{New: func() any {
 	dc := &bdCall{}
@@ -128,6 +152,7 @@ type bdArgs struct {
 	wBlk    int            // bytes from the weights after a block's last tap to the next block's first
 	yOb     int            // bytes between output blocks of y (and z)
 	lo, hi  float32        // activation bounds
+	acc     int            // nonzero: the accumulators start from y's values, not zero
 }
 
 // bdMaxR is the most pixels a segment of nb output blocks has: nb*R
@@ -164,15 +189,21 @@ func (dc *bdCall) items(lo, hi int) {
 		if dc.flat || !dc.cols || fHi <= fLo {
 			fLo, fHi = r1, r1
 		}
-		for i := r0; i < r1; i++ {
-			if i >= fLo && i < fHi {
-				dc.row(n, ob0, nb, i, c0, c1, &biasv, -1, &scr)
-			} else {
-				dc.row(n, ob0, nb, i, c0, c1, &biasv, 0, &scr)
+		for c := 0; c < dc.nchunks; c++ {
+			ck := bdChunk{cb0: c * dc.kcb, n: min(dc.kcb, Blocks(p.C)-c*dc.kcb), first: c == 0, last: c == dc.nchunks-1}
+			if f := dc.f; f.InNCHW {
+				ck.n = p.C
 			}
-		}
-		for i := fLo; i < fHi; i += bdMaxR(nb) {
-			dc.row(n, ob0, nb, i, c0, c1, &biasv, min(bdMaxR(nb), fHi-i), &scr)
+			for i := r0; i < r1; i++ {
+				if i >= fLo && i < fHi {
+					dc.row(n, ob0, nb, i, c0, c1, &biasv, -1, &scr, ck)
+				} else {
+					dc.row(n, ob0, nb, i, c0, c1, &biasv, 0, &scr, ck)
+				}
+			}
+			for i := fLo; i < fHi; i += bdMaxR(nb) {
+				dc.row(n, ob0, nb, i, c0, c1, &biasv, min(bdMaxR(nb), fHi-i), &scr, ck)
+			}
 		}
 		// Pad lanes: the kernel computes them from zero weights, bias
 		// and z, and the activation may move them from zero.
@@ -193,7 +224,9 @@ func (dc *bdCall) items(lo, hi int) {
 // kernel writes it to a contiguous scratch (and reads z from one), copied
 // to y after, so a border pixel shares its weight loads with rows-1
 // others instead of loading every weight vector for one pixel.
-func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows int, scr *bdScratch) {
+//
+// ck is the chunk of input blocks this pass reads (bdChunk).
+func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows int, scr *bdScratch, ck bdChunk) {
 	f, g := dc.f, &dc.g
 	p := f.P
 	k := p.KH * p.KW
@@ -201,6 +234,13 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 	var a bdArgs
 	a.bias = unsafe.Pointer(biasv)
 	a.lo, a.hi = dc.lo, dc.hi
+	if !ck.first {
+		a.bias = unsafe.Pointer(&bdZeroBias)
+		a.acc = 1
+	}
+	if !ck.last {
+		a.lo, a.hi = float32(math.Inf(-1)), float32(math.Inf(1))
+	}
 	// Taps' rows inside the input.
 	ih0 := i*g.sH - g.pT
 	khLo, khHi := 0, g.KH
@@ -220,8 +260,8 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 		a.wBlk = 4 * k * Block
 	} else {
 		cb := Blocks(p.C)
-		xBlk, nblk = g.H*g.W*Block, cb
-		xImg = n * cb * g.H * g.W * Block
+		xBlk, nblk = g.H*g.W*Block, ck.n
+		xImg = (n*cb + ck.cb0) * g.H * g.W * Block
 		a.wOb = 4 * cb * k * Block * Block
 		a.wBlk = 4 * k * Block * Block
 	}
@@ -233,13 +273,13 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 	a.xBlk = 4*xBlk - a.nkh*a.xRow
 	a.wBlk -= a.nkh * 4 * g.KW * tapW
 	a.yOb = 4 * g.oh * g.ow * Block
-	wOb0 := ob0 * a.wOb / 4
+	wOb0 := ob0*a.wOb/4 + ck.cb0*k*tapW
 	yRow := ((n*mb+ob0)*g.oh + i) * g.ow * Block
 	xp := unsafe.Pointer(unsafe.SliceData(dc.x))
 	wp := unsafe.Pointer(unsafe.SliceData(f.W))
 	yp := unsafe.Pointer(unsafe.SliceData(dc.y))
 	var zp unsafe.Pointer
-	if dc.z != nil {
+	if dc.z != nil && ck.first {
 		zp = unsafe.Pointer(unsafe.SliceData(dc.z))
 	}
 	// Interior columns: every tap inside the row.
@@ -313,7 +353,16 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 		a.y = unsafe.Pointer(ys)
 		a.z = nil
 		plane := g.oh * g.ow * Block
-		if dc.z != nil {
+		if !ck.first {
+			// a later chunk: the partial sums are in y
+			for b := 0; b < nb; b++ {
+				for px := 0; px < rows; px++ {
+					o := yRow + b*plane + px*g.ow*Block + j*Block
+					copy(ys[(b*rows+px)*Block:(b*rows+px+1)*Block], dc.y[o:o+Block])
+				}
+			}
+		}
+		if zp != nil {
 			for b := 0; b < nb; b++ {
 				for px := 0; px < rows; px++ {
 					o := yRow + b*plane + px*g.ow*Block + j*Block
@@ -358,6 +407,9 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 	}
 }
 
+// bdZeroBias is the bias of a chunk after the first.
+var bdZeroBias [4 * Block]float32
+
 // bdScratch holds a column segment's output and residual, [nb][rows][Block]
 // each.
 type bdScratch [2][4 * 12 * Block]float32
@@ -377,6 +429,13 @@ func (g *bdGeom) rowsFull() (lo, hi int) {
 // lanes is Block for a blocked input, 1 for an NCHW one.
 func bdKernelGo(a *bdArgs, nb, r, lanes int) {
 	var acc [4][12][Block]float32
+	if a.acc != 0 {
+		for b := 0; b < nb; b++ {
+			for px := 0; px < r; px++ {
+				acc[b][px] = *(*[Block]float32)(unsafe.Add(a.y, b*a.yOb+px*4*Block))
+			}
+		}
+	}
 	tapB := 4 * lanes * Block // bytes of weights per tap
 	xr, wt := 0, 0
 	// Offsets, not pointers, walk the taps: a pointer past the end of

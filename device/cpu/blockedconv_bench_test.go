@@ -14,6 +14,7 @@ type bdLayer struct {
 	name   string
 	p      Conv2DParams
 	inNCHW bool
+	z      bool // with a residual (a separate buffer)
 }
 
 func bdLayers() []bdLayer {
@@ -22,22 +23,35 @@ func bdLayers() []bdLayer {
 			PadTop: pad, PadLeft: pad, PadBottom: pad, PadRight: pad, Act: ActRelu}
 	}
 	return []bdLayer{
-		{"resnet_stem_3-16_7x7s2_224", c(3, 224, 16, 7, 2, 3), true},
-		{"resnet_16-32_3x3s2_56", c(16, 56, 32, 3, 2, 1), false},
-		{"resnet_64-64_3x3_14", c(64, 14, 64, 3, 1, 1), false},
-		{"resnet_128-128_3x3_7", c(128, 7, 128, 3, 1, 1), false},
-		{"squeeze_stem_3-64_3x3s2_224", c(3, 224, 64, 3, 2, 0), true},
-		{"squeeze_expand3x3_16-64_55", c(16, 55, 64, 3, 1, 1), false},
-		{"squeeze_expand3x3_64-256_13", c(64, 13, 256, 3, 1, 1), false},
-		{"squeeze_squeeze1x1_128-16_55", c(128, 55, 16, 1, 1, 0), false},
-		{"squeeze_squeeze1x1_512-64_13", c(512, 13, 64, 1, 1, 0), false},
-		{"squeeze_classifier_512-1000_13", c(512, 13, 1000, 1, 1, 0), false},
-		{"yolo_16-32_3x3s2_160", c(16, 160, 32, 3, 2, 1), false},
-		{"yolo_stem_3-16_3x3s2_320", c(3, 320, 16, 3, 2, 1), true},
+		{"resnet_stem_3-16_7x7s2_224", c(3, 224, 16, 7, 2, 3), true, false},
+		{"resnet_16-32_3x3s2_56", c(16, 56, 32, 3, 2, 1), false, false},
+		{"resnet_64-64_3x3_14", c(64, 14, 64, 3, 1, 1), false, false},
+		{"resnet_128-128_3x3_7", c(128, 7, 128, 3, 1, 1), false, false},
+		{"squeeze_stem_3-64_3x3s2_224", c(3, 224, 64, 3, 2, 0), true, false},
+		{"squeeze_expand3x3_16-64_55", c(16, 55, 64, 3, 1, 1), false, false},
+		{"squeeze_expand3x3_64-256_13", c(64, 13, 256, 3, 1, 1), false, false},
+		{"squeeze_squeeze1x1_128-16_55", c(128, 55, 16, 1, 1, 0), false, false},
+		{"squeeze_squeeze1x1_512-64_13", c(512, 13, 64, 1, 1, 0), false, false},
+		{"squeeze_classifier_512-1000_13", c(512, 13, 1000, 1, 1, 0), false, false},
+		{"yolo_16-32_3x3s2_160", c(16, 160, 32, 3, 2, 1), false, false},
+		{"yolo_stem_3-16_3x3s2_320", c(3, 320, 16, 3, 2, 1), true, false},
 		// small planes (in L1/L2): the kernels' own ceiling
-		{"small_stem_3-16_7x7s2_40", c(3, 40, 16, 7, 2, 3), true},
-		{"small_1x1_128-16_12", c(128, 12, 16, 1, 1, 0), false},
-		{"small_3x3_64-64_12", c(64, 12, 64, 3, 1, 1), false},
+		{"small_stem_3-16_7x7s2_40", c(3, 40, 16, 7, 2, 3), true, false},
+		{"small_1x1_128-16_12", c(128, 12, 16, 1, 1, 0), false, false},
+		{"small_3x3_64-64_12", c(64, 12, 64, 3, 1, 1), false, false},
+		// resnet50 (issue 15: the layer kinds behind ONNX Runtime)
+		{"r50_expand_64-256_56", c(64, 56, 256, 1, 1, 0), false, true},
+		{"r50_expand_128-512_28", c(128, 28, 512, 1, 1, 0), false, true},
+		{"r50_expand_256-1024_14", c(256, 14, 1024, 1, 1, 0), false, true},
+		{"r50_expand_512-2048_7", c(512, 7, 2048, 1, 1, 0), false, true},
+		{"r50_reduce_256-64_56", c(256, 56, 64, 1, 1, 0), false, false},
+		{"r50_reduce_2048-512_7", c(2048, 7, 512, 1, 1, 0), false, false},
+		{"r50_down_256-512_s2_56", c(256, 56, 512, 1, 2, 0), false, false},
+		{"r50_down_512-1024_s2_28", c(512, 28, 1024, 1, 2, 0), false, false},
+		{"r50_down_1024-2048_s2_14", c(1024, 14, 2048, 1, 2, 0), false, false},
+		{"r50_3x3_512-512_7", c(512, 7, 512, 3, 1, 1), false, false},
+		{"r50_3x3_512-512_s2_14", c(512, 14, 512, 3, 2, 1), false, false},
+		{"r50_3x3_256-256_14", c(256, 14, 256, 3, 1, 1), false, false},
 	}
 }
 
@@ -73,13 +87,46 @@ func BenchmarkBlockedConv(b *testing.B) {
 			ToBlocked(p.N, p.C, p.H*p.W, x, xb)
 		}
 		yb := make([]float32, BlockedLen(p.N, p.M, oh*ow))
+		var zb []float32
+		if l.z {
+			zb = make([]float32, len(yb))
+			for i := range zb {
+				zb[i] = r.Float32() - 0.5
+			}
+		}
 		f := PackBlockedFilter(p, l.inNCHW, w)
+		// Cold weights: copies of the filter taken in turn, ~96 MiB in all,
+		// so that each call reads its weights from memory as in a whole
+		// model (resnet50's 100 MB of weights do not stay in any cache).
+		fs := []*BlockedFilter{f}
+		for len(fs)*len(f.W)*4 < 96<<20 && len(fs) < 64 {
+			fs = append(fs, PackBlockedFilter(p, l.inNCHW, w))
+		}
+		fi := 0
 		flops := 2 * float64(p.N*p.M*oh*ow) * float64(p.C*p.KH*p.KW)
 		for _, v := range []struct {
 			name string
 			run  func()
 		}{
-			{"blocked", func() { BlockedConv2D(f, xb, bias, nil, yb) }},
+			{"blocked", func() { BlockedConv2D(f, xb, bias, zb, yb) }},
+			{"blocked-coldw", func() {
+				fi = (fi + 1) % len(fs)
+				BlockedConv2D(fs[fi], xb, bias, zb, yb)
+			}},
+			{"blocked-nochunk", func() {
+				// the input blocks in one pass, whatever the weights' size
+				c := bdChunkBytes
+				bdChunkBytes = 0
+				BlockedConv2D(f, xb, bias, zb, yb)
+				bdChunkBytes = c
+			}},
+			{"blocked-chunk128k", func() {
+				c := bdChunkBytes
+				bdChunkBytes = 128 << 10
+				BlockedConv2D(f, xb, bias, zb, yb)
+				bdChunkBytes = c
+			}},
+			{"blocked-noz", func() { BlockedConv2D(f, xb, bias, nil, yb) }},
 			{"blocked-rowborders", func() {
 				// the border pixels one at a time, not down the column
 				bdCols = false

@@ -66,16 +66,20 @@ func blockedDenseCases() []struct {
 func TestBlockedDense(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	defer func() { bdCols, bdStems = true, true }()
+	chunk := bdChunkBytes
+	defer func() { bdCols, bdStems, bdChunkBytes = true, true, chunk }()
 	for _, threads := range []int{1, 2} {
 		fixThreads(t, threads)
 		for _, k := range kernels() {
 			active = k
-			for _, tc := range blockedDenseCases() {
+			for ci, tc := range blockedDenseCases() {
 				bdCols = threads == 1 || tc.p.W%2 == 0  // border columns both ways
 				bdStems = threads == 1 || tc.p.H%2 == 1 // and the stems' kernel
+				// the input blocks in chunks: of one block, of about
+				// half a group's weights, or whole
+				bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[(ci+threads)%3]
 				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
-				name := fmt.Sprintf("%s threads=%d cols=%v %s", k.name, threads, bdCols, tc.name)
+				name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d %s", k.name, threads, bdCols, bdChunkBytes, tc.name)
 				if worst > 1e-4 {
 					t.Errorf("%s: largest difference %g from Conv2D", name, worst)
 				}
@@ -92,11 +96,13 @@ func TestBlockedDense(t *testing.T) {
 func TestBlockedDenseInPlace(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	defer func() { bdCols = true }()
+	chunk := bdChunkBytes
+	defer func() { bdCols, bdChunkBytes = true, chunk }()
 	for _, k := range kernels() {
 		active = k
 		for i, tc := range blockedDenseCases() {
 			bdCols = i%2 == 0
+			bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[i%3]
 			p := tc.p
 			oh, ow := p.OutH(), p.OutW()
 			xn := BlockedLen(p.N, p.C, p.H*p.W)
@@ -119,12 +125,20 @@ func TestBlockedDenseInPlace(t *testing.T) {
 			BlockedConv2D(f, x, bias, y, y)
 			for i := range want {
 				if d := want[i] - y[i]; d > 1e-4 || d < -1e-4 || y[i] != y[i] {
-					t.Errorf("%s %s: element %d: %g in place, reference %g", k.name, tc.name, i, y[i], want[i])
+					t.Errorf("%s chunk=%d %s: element %d: %g in place, reference %g", k.name, bdChunkBytes, tc.name, i, y[i], want[i])
 					break
 				}
 			}
 		}
 	}
+}
+
+// bdGroupBytes is the bytes of weights of one group of output blocks
+// (blockedDense's bdChunkBytes compares it).
+func bdGroupBytes(p Conv2DParams) int {
+	mb := Blocks(p.M)
+	ngroups := (mb + 3) / 4
+	return (mb + ngroups - 1) / ngroups * Blocks(p.C) * p.KH * p.KW * Block * Block * 4
 }
 
 // seqSlice returns n values in [-1, 1) from a fixed sequence.

@@ -30,7 +30,7 @@ const (
 	offX, offW, offY, offZ, offBias             = 0, 8, 16, 24, 32
 	offXPix, offXTap, offXRow, offXBlk, offNblk = 40, 48, 56, 64, 72
 	offNkh, offNkw, offWOb, offWKhSkip, offWBlk = 80, 88, 96, 104, 112
-	offYOb, offLo, offHi                        = 120, 128, 132
+	offYOb, offLo, offHi, offAcc                = 120, 128, 132, 136
 )
 
 // maxR is bdMaxR.
@@ -136,9 +136,25 @@ func body(fam string, lanes, nb, r int) {
 	l := fmt.Sprintf("%s_%d_%d", fam, nb, r)
 	tapW := 4 * lanes * 16
 	p("%s:", l)
+	// Accumulators: zero, or y's values (a.acc: a later chunk of input
+	// blocks adds to the partial sums an earlier one stored).
+	p("\tMOVQ %d(DI), SI", offAcc)
+	p("\tTESTQ SI, SI")
+	p("\tJZ %s_zero", l)
+	p("\tMOVQ %d(DI), SI", offY)
+	p("\tMOVQ %d(DI), BX", offYOb)
+	p("\tLEAQ (BX)(BX*2), R8")
+	for b := 0; b < nb; b++ {
+		for px := 0; px < r; px++ {
+			p("\tVMOVUPS %s, %s", blk(64*px, "SI", b), acc(nb, r, b, px))
+		}
+	}
+	p("\tJMP %s_init", l)
+	p("%s_zero:", l)
 	for i := 0; i < nb*r; i++ {
 		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
+	p("%s_init:", l)
 	p("\tMOVQ %d(DI), CX", offNblk)
 	p("\tTESTQ CX, CX")
 	p("\tJZ %s_epi", l)
