@@ -53,15 +53,25 @@ func prepareBlockedPool(kind poolKind, name string) func(n *ir.Node, opset int64
 	}
 }
 
-func (k *blockedPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
-	if err := needValues(k.name, in, 1); err != nil {
+// blockedPoolInput checks a blocked pool's one input (float32, blocked
+// [N, Cb, H, W, 16]) and returns its shape, nil when unknown.
+func blockedPoolInput(name string, in []*ir.Value) (ir.Shape, error) {
+	if err := needValues(name, in, 1); err != nil {
 		return nil, err
 	}
-	if err := checkFloat32(k.name, in[0]); err != nil {
+	if err := checkFloat32(name, in[0]); err != nil {
 		return nil, err
 	}
 	xs := in[0].Type.Shape
-	if err := checkBlockedShape(k.name, xs); err != nil {
+	if err := checkBlockedShape(name, xs); err != nil {
+		return nil, err
+	}
+	return xs, nil
+}
+
+func (k *blockedPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
+	xs, err := blockedPoolInput(k.name, in)
+	if err != nil {
 		return nil, err
 	}
 	if xs == nil {
@@ -272,14 +282,8 @@ type blockedGlobalPoolOp struct {
 }
 
 func (k *blockedGlobalPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
-	if err := needValues(k.name, in, 1); err != nil {
-		return nil, err
-	}
-	if err := checkFloat32(k.name, in[0]); err != nil {
-		return nil, err
-	}
-	xs := in[0].Type.Shape
-	if err := checkBlockedShape(k.name, xs); err != nil {
+	xs, err := blockedPoolInput(k.name, in)
+	if err != nil {
 		return nil, err
 	}
 	if xs == nil {
