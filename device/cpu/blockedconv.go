@@ -47,10 +47,21 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	want := 4 * Threads()
 	nbands := max(1, min(g.oh, (want+p.N*ngroups-1)/(p.N*ngroups)))
 	bandLen := (g.oh + nbands - 1) / nbands
+	// Pixel-major (a flat plane whose weights fit bdPixMajorBytes): an
+	// item is a band of every group, computed a sub-band of pm pixels at a
+	// time for each group in turn, so that the sub-band's input is read
+	// from memory once (from L1/L2 by the other groups), not once per
+	// group.
+	pm, itemGroups := 0, ngroups
+	if flat && ngroups > 1 && !f.InNCHW && mb*Blocks(p.C)*Block*Block*4 <= bdPixMajorBytes &&
+		g.ow >= 24*want/p.N {
+		pm = max(24, (bdPixMajorSub/(Blocks(p.C)*Block*4))/24*24)
+		itemGroups = 1
+	}
 	if flat {
 		// Bands of columns, whole segments long.
 		nseg := (g.ow + 23) / 24
-		nb := max(1, min(nseg, (want+p.N*ngroups-1)/(p.N*ngroups)))
+		nb := max(1, min(nseg, (want+p.N*itemGroups-1)/(p.N*itemGroups)))
 		bandLen = (nseg + nb - 1) / nb * 24
 		nbands = (g.ow + bandLen - 1) / bandLen
 	} else {
@@ -59,7 +70,7 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	lo, hi := actBounds(p)
 	dc := bdCalls.Get().(*bdCall)
 	*dc = bdCall{f: f, x: x, bias: bias, z: z, y: y, g: g, flat: flat, mb: mb, per: per, ngroups: ngroups,
-		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, stem: -1, fn: dc.fn}
+		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, stem: -1, pm: pm, fn: dc.fn}
 	if dc.asm && f.InNCHW && p.DilW == 1 && bdStems {
 		dc.stem = bdStemKind(p.KW, p.StrideW)
 	}
@@ -69,7 +80,7 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 		dc.kcb = (Blocks(p.C) + dc.nchunks - 1) / dc.nchunks
 		dc.nchunks = (Blocks(p.C) + dc.kcb - 1) / dc.kcb
 	}
-	DynamicFor(p.N*ngroups*nbands, 1, dc.fn)
+	DynamicFor(p.N*itemGroups*nbands, 1, dc.fn)
 	*dc = bdCall{fn: dc.fn}
 	bdCalls.Put(dc)
 }
@@ -107,6 +118,7 @@ type bdCall struct {
 	cols             bool // border columns down the column (bdCols)
 	stem             int  // bdStemKind of an NCHW input, -1: none
 	kcb, nchunks     int  // input blocks per chunk, chunks (bdChunkBytes)
+	pm               int  // pixel-major sub-band length (bdPixMajorBytes), 0: group-major
 	fn               func(lo, hi int)
 }
 
@@ -125,6 +137,11 @@ type bdChunk struct {
 // reads them (resnet50's 3x3 512 -> 512 has 1.2 MB per group of 4 output
 // blocks: more than the L2). 0: never.
 var bdChunkBytes = 256 << 10
+
+// bdPixMajorBytes: a flat 1x1 convolution with at most this many bytes of
+// weights in all runs pixel-major (bdCall.pm); 0: never. bdPixMajorSub is
+// the bytes of input of a sub-band.
+var bdPixMajorBytes, bdPixMajorSub = 256 << 10, 32 << 10
 
 var bdCalls = sync.Pool{New: func() any {
 	dc := &bdCall{}
@@ -161,25 +178,63 @@ func bdMaxR(nb int) int {
 	return [5]int{0, 12, 12, 8, 6}[nb]
 }
 
-// items runs the items [lo, hi): item (n, group, band).
+// bdBalanced: a row's interior pixels (and a column's rows) are cut into
+// segments as equal as bdMaxR allows (7 = 4 + 3), not bdMaxR long and a
+// remainder (6 + 1); benchmarks turn it off to compare.
+var bdBalanced = true
+
+// bdSegLen is the length of segment s of the nseg segments a run of n
+// pixels is cut into (bdBalanced), at most maxR.
+func bdSegLen(n, nseg, s, maxR int) int {
+	if !bdBalanced {
+		return min(maxR, n-s*maxR)
+	}
+	r := n / nseg
+	if s < n%nseg {
+		r++
+	}
+	return r
+}
+
+// items runs the items [lo, hi): item (n, group, band), or with dc.pm
+// (n, band).
 func (dc *bdCall) items(lo, hi int) {
-	p := dc.f.P
-	mb, g := dc.mb, &dc.g
-	var biasv [4 * Block]float32
+	g := &dc.g
 	var scr bdScratch
 	for it := lo; it < hi; it++ {
 		band := it % dc.nbands
+		if dc.pm > 0 {
+			n := it / dc.nbands
+			c0, c1 := band*dc.bandLen, min(g.ow, (band+1)*dc.bandLen)
+			for s0 := c0; s0 < c1; s0 += dc.pm {
+				for grp := 0; grp < dc.ngroups; grp++ {
+					dc.region(n, grp, 0, 1, s0, min(c1, s0+dc.pm), &scr)
+				}
+			}
+			continue
+		}
 		grp := (it / dc.nbands) % dc.ngroups
 		n := it / (dc.nbands * dc.ngroups)
-		ob0 := grp * dc.per
-		nb := min(dc.per, mb-ob0)
-		biasv = [4 * Block]float32{}
-		if dc.bias != nil {
-			copy(biasv[:], dc.bias[ob0*Block:min(p.M, (ob0+nb)*Block)])
-		}
 		r0, r1, c0, c1 := band*dc.bandLen, min(g.oh, (band+1)*dc.bandLen), 0, g.ow
 		if dc.flat {
 			r0, r1, c0, c1 = 0, 1, band*dc.bandLen, min(g.ow, (band+1)*dc.bandLen)
+		}
+		dc.region(n, grp, r0, r1, c0, c1, &scr)
+	}
+}
+
+// region computes image n's output blocks of group grp over rows [r0, r1)
+// and, of the first and last, columns [c0, c1) (a band of rows, or of a
+// flat plane's one row).
+func (dc *bdCall) region(n, grp, r0, r1, c0, c1 int, scr *bdScratch) {
+	p := dc.f.P
+	mb, g := dc.mb, &dc.g
+	var biasv [4 * Block]float32
+	{
+		ob0 := grp * dc.per
+		nb := min(dc.per, mb-ob0)
+		if dc.bias != nil {
+			copy(biasv[:], dc.bias[ob0*Block:min(p.M, (ob0+nb)*Block)])
 		}
 		// The rows whose taps' rows are all inside the input get their
 		// border columns computed down the column, bdMaxR(nb) rows at a
@@ -196,13 +251,17 @@ func (dc *bdCall) items(lo, hi int) {
 			}
 			for i := r0; i < r1; i++ {
 				if i >= fLo && i < fHi {
-					dc.row(n, ob0, nb, i, c0, c1, &biasv, -1, &scr, ck)
+					dc.row(n, ob0, nb, i, c0, c1, &biasv, -1, scr, ck)
 				} else {
-					dc.row(n, ob0, nb, i, c0, c1, &biasv, 0, &scr, ck)
+					dc.row(n, ob0, nb, i, c0, c1, &biasv, 0, scr, ck)
 				}
 			}
-			for i := fLo; i < fHi; i += bdMaxR(nb) {
-				dc.row(n, ob0, nb, i, c0, c1, &biasv, min(bdMaxR(nb), fHi-i), &scr, ck)
+			// down the column in segments as equal as bdMaxR allows
+			nseg := (fHi - fLo + bdMaxR(nb) - 1) / bdMaxR(nb)
+			for s, i := 0, fLo; s < nseg; s++ {
+				rows := bdSegLen(fHi-fLo, nseg, s, bdMaxR(nb))
+				dc.row(n, ob0, nb, i, c0, c1, &biasv, rows, scr, ck)
+				i += rows
 			}
 		}
 		// Pad lanes: the kernel computes them from zero weights, bias
@@ -397,8 +456,10 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 	for j := c0; j < jLo && rows == 0; j++ {
 		border(j)
 	}
-	for j := jLo; j < jHi; {
-		r := min(maxR, jHi-j)
+	// Segments as equal as maxR allows (bdBalanced).
+	nseg := (jHi - jLo + maxR - 1) / maxR
+	for s, j := 0, jLo; s < nseg; s++ {
+		r := bdSegLen(jHi-jLo, nseg, s, maxR)
 		seg(j, r, 0, g.KW)
 		j += r
 	}

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -126,6 +127,13 @@ func BenchmarkBlockedConv(b *testing.B) {
 				BlockedConv2D(f, xb, bias, zb, yb)
 				bdChunkBytes = c
 			}},
+			{"blocked-nopm", func() {
+				// flat 1x1 planes group-major whatever their weights
+				c := bdPixMajorBytes
+				bdPixMajorBytes = 0
+				BlockedConv2D(f, xb, bias, zb, yb)
+				bdPixMajorBytes = c
+			}},
 			{"blocked-noz", func() { BlockedConv2D(f, xb, bias, nil, yb) }},
 			{"blocked-rowborders", func() {
 				// the border pixels one at a time, not down the column
@@ -156,6 +164,99 @@ func BenchmarkBlockedConv(b *testing.B) {
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
 				// per CPU second: on a loaded machine, steadier than per wall second
 				b.ReportMetric(flops*float64(b.N)/cpu.Seconds()/1e9, "cpu-GFLOP/s")
+			})
+		}
+	}
+}
+
+// bdToggles are the switches of blockedDense's newer paths, for
+// BenchmarkBlockedConvAB: set(false) selects the path before it.
+var bdToggles = []struct {
+	name string
+	set  func(on bool)
+}{
+	{"chunk", func(on bool) {
+		bdChunkBytes = 0
+		if on {
+			bdChunkBytes = 256 << 10
+		}
+	}},
+	{"pm", func(on bool) {
+		bdPixMajorBytes = 0
+		if on {
+			bdPixMajorBytes = 256 << 10
+		}
+	}},
+	{"bal", func(on bool) { bdBalanced = on }},
+}
+
+// BenchmarkBlockedConvAB compares each toggle's new path (A) with the one
+// before it (B) call by call, in turns (the order swapped every pair), on
+// the resnet50 layers with cold weights: the median CPU time per call of
+// each, and the share of pairs A won. On a loaded machine the pairs see
+// the same load, where separate benchmarks do not:
+//
+//	go test ./device/cpu -run '^$' -bench 'BlockedConvAB/r50' -cpu 1,2 -benchtime 200x
+func BenchmarkBlockedConvAB(b *testing.B) {
+	for i, l := range bdLayers() {
+		if len(l.name) < 4 || l.name[:4] != "r50_" {
+			continue
+		}
+		p := l.p
+		r := rand.New(rand.NewPCG(7, uint64(i)))
+		oh, ow := p.OutH(), p.OutW()
+		x := randSlice(r, p.N*p.C*p.H*p.W)
+		w := randSlice(r, p.M*p.C*p.KH*p.KW)
+		bias := randSlice(r, p.M)
+		xb := make([]float32, BlockedLen(p.N, p.C, p.H*p.W))
+		ToBlocked(p.N, p.C, p.H*p.W, x, xb)
+		yb := make([]float32, BlockedLen(p.N, p.M, oh*ow))
+		var zb []float32
+		if l.z {
+			zb = randSlice(r, len(yb))
+		}
+		var fs []*BlockedFilter
+		for len(fs) == 0 || len(fs)*p.M*p.C*p.KH*p.KW*4 < 96<<20 && len(fs) < 64 {
+			fs = append(fs, PackBlockedFilter(p, false, w))
+		}
+		fi := 0
+		for _, tg := range bdToggles {
+			b.Run(fmt.Sprintf("%s/%s", l.name, tg.name), func(b *testing.B) {
+				if err := SetThreads(0); err != nil {
+					b.Fatal(err)
+				}
+				defer tg.set(true)
+				var ta, tb []float64
+				call := func(on bool) float64 {
+					tg.set(on)
+					fi = (fi + 1) % len(fs)
+					c0 := bdCPUTime()
+					BlockedConv2D(fs[fi], xb, bias, zb, yb)
+					return float64((bdCPUTime() - c0).Microseconds())
+				}
+				call(true)
+				call(false)
+				won := 0
+				for k := 0; b.Loop(); k++ {
+					var a, o float64
+					if k%2 == 0 {
+						a = call(true)
+						o = call(false)
+					} else {
+						o = call(false)
+						a = call(true)
+					}
+					ta, tb = append(ta, a), append(tb, o)
+					if a < o {
+						won++
+					}
+				}
+				slices.Sort(ta)
+				slices.Sort(tb)
+				b.ReportMetric(ta[len(ta)/2], "A-cpu-us")
+				b.ReportMetric(tb[len(tb)/2], "B-cpu-us")
+				b.ReportMetric(ta[len(ta)/2]/tb[len(tb)/2], "A/B")
+				b.ReportMetric(100*float64(won)/float64(len(ta)), "%A-won")
 			})
 		}
 	}

@@ -35,6 +35,11 @@ func blockedDenseCases() []struct {
 		{"3x3 no pad 16->48", c(1, 16, 9, 12, 48, 3, 1, 0, 1, ActRelu), false, false},
 		{"1x1 48->20 flat", c(1, 48, 5, 7, 20, 1, 1, 0, 1, ActRelu), false, true},
 		{"1x1 64->250 flat 13x13", c(2, 64, 13, 13, 250, 1, 1, 0, 1, ActClip), false, false},
+		{"1x1/2 48->64 14x14 residual", c(1, 48, 14, 14, 64, 1, 2, 0, 1, ActRelu), false, true},
+		{"3x3 64->70 7x7 residual b2", c(2, 64, 7, 7, 70, 3, 1, 1, 1, ActClip), false, true},
+		{"3x3 32->64 15x15", c(1, 32, 15, 15, 64, 3, 1, 1, 1, ActNone), false, false},
+		{"1x1 40->100 flat 14x14 residual", c(1, 40, 14, 14, 100, 1, 1, 0, 1, ActClip), false, true},
+		{"1x1 128->200 flat 16x15 residual", c(1, 128, 16, 15, 200, 1, 1, 0, 1, ActRelu), false, true},
 		{"1x1/2 32->64", c(1, 32, 14, 13, 64, 1, 2, 0, 1, ActRelu), false, false},
 		{"1x1 pad 1 16->16", c(1, 16, 4, 5, 16, 1, 1, 1, 1, ActClip), false, false},
 		{"7x7/2 stem NCHW 3->16", c(1, 3, 23, 21, 16, 7, 2, 3, 1, ActRelu), true, false},
@@ -66,8 +71,10 @@ func blockedDenseCases() []struct {
 func TestBlockedDense(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	chunk := bdChunkBytes
-	defer func() { bdCols, bdStems, bdChunkBytes = true, true, chunk }()
+	chunk, pmb, pms := bdChunkBytes, bdPixMajorBytes, bdPixMajorSub
+	defer func() {
+		bdCols, bdStems, bdChunkBytes, bdPixMajorBytes, bdPixMajorSub, bdBalanced = true, true, chunk, pmb, pms, true
+	}()
 	for _, threads := range []int{1, 2} {
 		fixThreads(t, threads)
 		for _, k := range kernels() {
@@ -78,13 +85,24 @@ func TestBlockedDense(t *testing.T) {
 				// the input blocks in chunks: of one block, of about
 				// half a group's weights, or whole
 				bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[(ci+threads)%3]
-				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
-				name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d %s", k.name, threads, bdCols, bdChunkBytes, tc.name)
-				if worst > 1e-4 {
-					t.Errorf("%s: largest difference %g from Conv2D", name, worst)
+				// 1x1 planes pixel-major or not, sub-bands of 24 pixels
+				// or longer
+				pmbs := []int{pmb}
+				if tc.p.KH == 1 && tc.p.KW == 1 {
+					pmbs = []int{pmb, 0}
 				}
-				if !pads {
-					t.Errorf("%s: a pad lane of the output is not zero", name)
+				bdPixMajorSub = []int{pms, 1}[(ci+threads)%2]
+				bdBalanced = (ci/2+threads)%2 == 0 // equal segments or maxR and a remainder
+				for _, bdPixMajorBytes = range pmbs {
+					worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
+					name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d pm=%d/%d bal=%v %s", k.name, threads, bdCols, bdChunkBytes,
+						bdPixMajorBytes, bdPixMajorSub, bdBalanced, tc.name)
+					if worst > 1e-4 {
+						t.Errorf("%s: largest difference %g from Conv2D", name, worst)
+					}
+					if !pads {
+						t.Errorf("%s: a pad lane of the output is not zero", name)
+					}
 				}
 			}
 		}
@@ -96,13 +114,14 @@ func TestBlockedDense(t *testing.T) {
 func TestBlockedDenseInPlace(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	chunk := bdChunkBytes
-	defer func() { bdCols, bdChunkBytes = true, chunk }()
+	chunk, pmb := bdChunkBytes, bdPixMajorBytes
+	defer func() { bdCols, bdChunkBytes, bdPixMajorBytes = true, chunk, pmb }()
 	for _, k := range kernels() {
 		active = k
 		for i, tc := range blockedDenseCases() {
 			bdCols = i%2 == 0
 			bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[i%3]
+			bdPixMajorBytes = []int{pmb, 0}[(i/3)%2]
 			p := tc.p
 			oh, ow := p.OutH(), p.OutW()
 			xn := BlockedLen(p.N, p.C, p.H*p.W)
@@ -125,7 +144,7 @@ func TestBlockedDenseInPlace(t *testing.T) {
 			BlockedConv2D(f, x, bias, y, y)
 			for i := range want {
 				if d := want[i] - y[i]; d > 1e-4 || d < -1e-4 || y[i] != y[i] {
-					t.Errorf("%s chunk=%d %s: element %d: %g in place, reference %g", k.name, bdChunkBytes, tc.name, i, y[i], want[i])
+					t.Errorf("%s chunk=%d pm=%d %s: element %d: %g in place, reference %g", k.name, bdChunkBytes, bdPixMajorBytes, tc.name, i, y[i], want[i])
 					break
 				}
 			}

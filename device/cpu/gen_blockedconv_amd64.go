@@ -274,14 +274,14 @@ func epilogue(l string, nb, r int) {
 	}
 	p("%s_noz:", l)
 	// Clamp: the accumulator is the second source, so NaN stays NaN.
-	p("\tVBROADCASTSS %d(DI), Z27", offLo)
-	p("\tVBROADCASTSS %d(DI), Z28", offHi)
+	p("\tVBROADCASTSS %d(DI), Z30", offLo)
+	p("\tVBROADCASTSS %d(DI), Z31", offHi)
 	p("\tMOVQ %d(DI), DI", offY)
 	for b := 0; b < nb; b++ {
 		for px := 0; px < r; px++ {
 			a := acc(nb, r, b, px)
-			p("\tVMAXPS %s, Z27, %s", a, a)
-			p("\tVMINPS %s, Z28, %s", a, a)
+			p("\tVMAXPS %s, Z30, %s", a, a)
+			p("\tVMINPS %s, Z31, %s", a, a)
 			p("\tVMOVUPS %s, %s", a, blk(64*px, "DI", b))
 		}
 	}
