@@ -94,6 +94,7 @@ type int8Conv struct {
 	xq             int            // workspace bytes of the quantized input (256-byte aligned)
 	mem            int64          // device bytes reserved for w, scale and bias
 	lt             *ltQuant       // an FP8 cuBLASLt product instead of g (op_conv1x1_q.go)
+	x8             *i8xConv       // kiln's expand_i8u2 instead of g (op_conv1x1_i8x.go): scale holds alpha
 }
 
 // quant is how q's tactic names it: "int8", "fp8", "int8-scaled", ...
@@ -109,6 +110,7 @@ type int8State struct {
 	fns   map[string]cuda.Function // the quantizing kernels, by kind
 	use   map[int]*int8Conv        // by step: run quantized
 	spare map[int][]*int8Conv      // tuning: timed by tune
+	x8    *i8xState                // expand_i8u2's module and maps (op_conv1x1_i8x.go)
 }
 
 // free destroys q's graph and frees its memory; the context is current.
@@ -136,12 +138,17 @@ func (e *Engine) destroyInt8() {
 			e.freeInt8(q)
 		}
 	}
+	e.destroyI8x()
 	e.int8.use, e.int8.spare = nil, nil
 }
 
 // workspace is what q needs of a context's workspace: the quantized input,
 // then the graph's workspace (the largest candidate's while tuning).
 func (q *int8Conv) workspace(all bool) int {
+	if q.x8 != nil {
+		_, _, _, ws := q.i8xLayout()
+		return ws
+	}
 	if q.lt != nil {
 		return q.ltWorkspace(all)
 	}
@@ -275,7 +282,7 @@ func (e *Engine) planInt8(o cuda.Options) {
 		return
 	}
 	defer d.Destroy(h)
-	e.int8 = int8State{fns: fns, use: map[int]*int8Conv{}, spare: map[int][]*int8Conv{}}
+	e.int8 = int8State{fns: fns, use: map[int]*int8Conv{}, spare: map[int][]*int8Conv{}, x8: &i8xState{copt: o}}
 	for _, i := range steps {
 		s := e.prog.steps[i]
 		t, ok := e.opt.Tactics[s.node.Name]
@@ -297,6 +304,9 @@ func (e *Engine) planInt8(o cuda.Options) {
 				}
 			}
 			e.int8.spare[i] = append(e.int8.spare[i], e.ltQuantSpares(o, i)...) // op_conv1x1_q.go
+			if q := e.i8xSpare(i); q != nil {                                   // op_conv1x1_i8x.go
+				e.int8.spare[i] = append(e.int8.spare[i], q)
+			}
 		case os.Getenv(EnvFP8All) == "1":
 			e.useFP8All(o, d, h, i) // op_conv1x1_q.go
 		case s.conv.kh*s.conv.kw == 1 && os.Getenv(EnvInt8All) != "1":
@@ -479,6 +489,10 @@ func (e *Engine) withInt8(i int, sig string, cands []candidate) []candidate {
 			cands = e.withLtQuant(i, sig, q, cands)
 			continue
 		}
+		if q.x8 != nil { // op_conv1x1_i8x.go
+			cands = e.withI8x(i, sig, q, cands)
+			continue
+		}
 		for _, a := range q.g.Candidates {
 			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: a.ID, Quant: q.quant()}, apply: func() error {
 				delete(e.convs, i)
@@ -507,6 +521,11 @@ func (e *Engine) finishInt8() {
 		}
 		delete(e.int8.spare, i)
 	}
+	for _, q := range e.int8.use {
+		if q.x8 != nil {
+			q.x8.timing = false // the chains decide what it converts
+		}
+	}
 	if e.dnn != nil && len(e.int8.use) > 1 {
 		if h, err := e.dnn.Create(); err == nil {
 			e.chainInt8(e.dnn, h)
@@ -520,6 +539,9 @@ func (e *Engine) finishInt8() {
 // the workspace, then the graph (its workspace after the quantized input),
 // and the launches after them (the epilogue kernel of a scaled variant).
 func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
+	if q.x8 != nil {
+		return c.i8xCalls(i, q)
+	}
 	if q.lt != nil {
 		return c.ltQuantCalls(i, q)
 	}
@@ -564,6 +586,9 @@ func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 // int8Tactic describes step i run quantized, as kiln inspect shows it.
 func (e *Engine) int8Tactic(i int) string {
 	q := e.int8.use[i]
+	if q.x8 != nil {
+		return e.i8xTactic(i, q)
+	}
 	if q.lt != nil {
 		return e.ltQuantTactic(i, q)
 	}
@@ -586,6 +611,9 @@ func (e *Engine) int8Tactic(i int) string {
 // int8Impl is Layer.Impl and Layer.Precision of step i run quantized.
 func (e *Engine) int8Impl(i int) (string, string) {
 	q := e.int8.use[i]
+	if q.x8 != nil {
+		return "kiln nhwc 1x1 int8 expand_i8u2 (bias+residual+ReLU epilogue)", q.kind
+	}
 	if q.lt != nil {
 		return e.ltQuantImpl(i, q), q.kind
 	}

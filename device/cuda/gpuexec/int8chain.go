@@ -16,8 +16,10 @@ import (
 // channels are a multiple of 16, writes that value in 8 bits: A's graph is
 // rebuilt with y of the 8-bit type, its per-channel scale and bias divided
 // by B's input scale (ReLU commutes with the positive factor), and B reads
-// it without its quantizing pass. A must have no residual (its z would have
-// to be 8-bit too). The rebuilt graph runs A's engine when that one builds
+// it without its quantizing pass. A cuDNN graph with a residual keeps
+// writing half (its z would have to be 8-bit too); expand_i8u2
+// (op_conv1x1_i8x.go) reads its residual in 8 bits, and with it values with
+// several readers are chained too (chainValue, below). The rebuilt graph runs A's engine when that one builds
 // it, else the heuristics' first (not timed); a plan records nothing more: loading it with the variable
 // set chains the same layers again. The value's storage is the half one,
 // of which 8-bit data use half. KeepValues (whose values are read back as
@@ -27,10 +29,15 @@ import (
 // values between quantized convolutions in 8 bits (int8chain.go).
 const EnvInt8Chain = "KILN_CUDA_INT8_CHAIN"
 
-// chainInt8 applies the 8-bit chains where they are allowed (see above).
-// The context is current; d and h are a cuDNN library and handle.
+// chainInt8 applies the 8-bit chains where they are allowed (see above,
+// and the chains through residual blocks below). The context is current;
+// d and h are a cuDNN library and handle.
 func (e *Engine) chainInt8(d *cuda.CUDNN, h cuda.CUDNNHandle) {
-	if os.Getenv(EnvInt8Chain) != "1" || len(e.int8.use) < 2 || e.opt.KeepValues {
+	if os.Getenv(EnvInt8Chain) != "1" || len(e.int8.use) == 0 || e.opt.KeepValues {
+		return
+	}
+	e.planI8x() // op_conv1x1_i8x.go: untuned, expand_i8u2 where it fits
+	if len(e.int8.use) < 2 {
 		return
 	}
 	steps := make([]int, 0, len(e.int8.use))
@@ -41,37 +48,114 @@ func (e *Engine) chainInt8(d *cuda.CUDNN, h cuda.CUDNNHandle) {
 	for _, i := range steps {
 		a := e.int8.use[i]
 		ca := e.prog.steps[i].conv
-		if a.scaled || a.out8 || ca.z != nil {
+		if a.scaled || a.out8 || ca.z != nil && a.x8 == nil {
 			continue
 		}
-		j, ok := e.soleReader(i, ca.y)
-		if !ok {
+		rs, ok := e.readers(i, ca.y)
+		if !ok || len(rs) == 0 {
 			continue
 		}
-		b := e.int8.use[j]
-		cb := e.prog.steps[j].conv
-		if b == nil || b.kind != a.kind || b.in8 || b.cp != b.c || cb.x != ca.y {
+		if j := rs[0]; len(rs) == 1 && a.x8 == nil && e.int8.use[j] != nil && e.int8.use[j].x8 == nil {
+			// one reader, neither of them expand_i8u2: the pair (FP8 too)
+			b := e.int8.use[j]
+			cb := e.prog.steps[j].conv
+			if b.kind != a.kind || b.in8 || b.cp != b.c || cb.x != ca.y || cb.z != nil && *cb.z == ca.y {
+				continue
+			}
+			if a.lt != nil { // an FP8 product (op_conv1x1_q.go)
+				e.chainLt(i, j)
+			} else {
+				e.chainPair(d, h, i, j)
+			}
 			continue
 		}
-		if a.lt != nil { // an FP8 product (op_conv1x1_q.go)
-			e.chainLt(i, j)
-		} else {
-			e.chainPair(d, h, i, j)
-		}
+		e.chainValue(d, h, i, rs)
 	}
 }
 
-// soleReader returns the one step other than i that reads r, when exactly
-// one does (a launch argument, a library call's operand) and r is no graph
-// output.
-func (e *Engine) soleReader(i int, r ref) (int, bool) {
+// The chains through residual blocks (with expand_i8u2,
+// op_conv1x1_i8x.go). A value may have several readers, each reading it in
+// 8 bits: a quantized INT8 convolution reading it as its input (cuDNN's
+// graph or expand_i8u2, the input not padded), or expand_i8u2 reading it
+// as its residual. All must agree on one scale (they do when it comes from
+// one calibration: each reader's scale is the value's), and its producer
+// must write 8 bits at that scale: a cuDNN INT8 graph without a residual
+// (rebuilt as chainPair does), or expand_i8u2 (which writes 8 bits at its
+// output's scale anyway). A block's input then stays 8-bit from the
+// block before's expand_i8u2 to its own, read by the first 1x1 and as the
+// residual; a downsample's output is written in 8 bits for the residual
+// alone (its scale Options.Int8[Int8ValueKey(name)]). A value some other
+// layer reads (the last block's output, read by the pooling) stays half:
+// expand_i8u2 then widens its output itself.
+
+// sameScale reports whether two scales of one value agree (to float32
+// rounding of the same calibration).
+func sameScale(a, b float32) bool {
+	return a > 0 && b > 0 && math.Abs(float64(a-b)) <= 1e-6*float64(max(a, b))
+}
+
+// chainValue keeps step i's output in 8 bits for its readers rs where all
+// of them can read it so (see above); otherwise nothing changes.
+func (e *Engine) chainValue(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, rs []int) {
+	a := e.int8.use[i]
+	ca := e.prog.steps[i].conv
+	if a.kind != "int8" || a.lt != nil {
+		return
+	}
+	var s float32
+	var xs, zs []int
+	for _, j := range rs {
+		b := e.int8.use[j]
+		cb := e.prog.steps[j].conv
+		if b == nil || cb == nil || b.kind != "int8" || b.lt != nil || b.scaled {
+			return
+		}
+		isX, isZ := cb.x == ca.y, cb.z != nil && *cb.z == ca.y
+		var sj float32
+		switch {
+		case isX && !isZ && !b.in8 && b.cp == b.c:
+			sj, xs = 1/b.inv, append(xs, j)
+		case isZ && !isX && b.x8 != nil && !b.x8.z8:
+			sj, zs = b.x8.sz, append(zs, j)
+		default:
+			return
+		}
+		if s == 0 {
+			s = sj
+		} else if !sameScale(s, sj) {
+			return
+		}
+	}
+	if a.x8 != nil {
+		if !sameScale(a.x8.sy, s) {
+			return
+		}
+		a.out8 = true
+	} else if !e.chainOut(d, h, i, s) {
+		return
+	}
+	for _, j := range xs {
+		e.int8.use[j].in8 = true
+	}
+	for _, j := range zs {
+		e.int8.use[j].x8.z8 = true
+	}
+	e.ws = max(e.ws, a.workspace(false))
+	for _, j := range rs {
+		e.ws = max(e.ws, e.int8.use[j].workspace(false))
+	}
+}
+
+// readers returns the steps other than i that read r (a launch argument, a
+// library call's operand), in order; ok is false when r is a graph output.
+func (e *Engine) readers(i int, r ref) (_ []int, ok bool) {
 	for _, o := range e.prog.outputs {
 		if o.ref == r {
-			return 0, false
+			return nil, false
 		}
 	}
 	node := e.prog.steps[i].node
-	reader := -1
+	var out []int
 	for k, s := range e.prog.steps {
 		if k == i {
 			continue
@@ -106,21 +190,38 @@ func (e *Engine) soleReader(i int, r ref) (int, bool) {
 			}
 		}
 		if reads || slices.Contains(refs, r) {
-			if reader >= 0 {
-				return 0, false
-			}
-			reader = k
+			out = append(out, k)
 		}
 	}
-	return reader, reader >= 0
+	return out, true
+}
+
+// soleReader returns the one step other than i that reads r, when exactly
+// one does and r is no graph output.
+func (e *Engine) soleReader(i int, r ref) (int, bool) {
+	rs, ok := e.readers(i, r)
+	if !ok || len(rs) != 1 {
+		return 0, false
+	}
+	return rs[0], true
 }
 
 // chainPair makes step i write its output in 8 bits for step j (see the
 // file comment); on any failure both stay as they were.
 func (e *Engine) chainPair(d *cuda.CUDNN, h cuda.CUDNNHandle, i, j int) {
 	a, b := e.int8.use[i], e.int8.use[j]
+	if e.chainOut(d, h, i, 1/b.inv) { // B's input scale in its kind
+		b.in8 = true
+		e.ws = max(e.ws, a.workspace(false), b.workspace(false))
+	}
+}
+
+// chainOut rebuilds step i's cuDNN quantized graph to write its output in
+// 8 bits at scale sNext (its scale and bias divided by it); on any failure
+// it stays as it was and chainOut returns false.
+func (e *Engine) chainOut(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, sNext float32) bool {
+	a := e.int8.use[i]
 	ca := e.prog.steps[i].conv
-	sNext := 1 / b.inv // B's input scale in its kind
 	in := cuda.DataInt8
 	if a.kind == "fp8" {
 		in = cuda.DataFP8
@@ -134,17 +235,17 @@ func (e *Engine) chainPair(d *cuda.CUDNN, h cuda.CUDNNHandle, i, j int) {
 	g, err := d.NewGraphConvFromID(h, p, ca.oh, ca.ow, o, a.g.Engine().ID)
 	if err != nil {
 		if g, err = d.NewGraphConv(h, p, ca.oh, ca.ow, o); err != nil {
-			return
+			return false
 		}
 	}
 	scale, bias := make([]byte, 4*ca.m), make([]byte, 4*ca.m)
 	if err := e.drv.MemcpyDtoH(scale, a.scale); err != nil {
 		g.Destroy()
-		return
+		return false
 	}
 	if err := e.drv.MemcpyDtoH(bias, a.bias); err != nil {
 		g.Destroy()
-		return
+		return false
 	}
 	div := func(b []byte) []byte {
 		v := bytesFloat32(b)
@@ -155,11 +256,11 @@ func (e *Engine) chainPair(d *cuda.CUDNN, h cuda.CUDNNHandle, i, j int) {
 	}
 	if e.drv.MemcpyHtoD(a.scale, div(scale)) != nil || e.drv.MemcpyHtoD(a.bias, div(bias)) != nil {
 		g.Destroy()
-		return
+		return false
 	}
 	a.g.Destroy()
-	a.g, a.out8, b.in8 = g, true, true
-	e.ws = max(e.ws, a.workspace(false), b.workspace(false))
+	a.g, a.out8 = g, true
+	return true
 }
 
 // bytesFloat32 reads little-endian float32 values.

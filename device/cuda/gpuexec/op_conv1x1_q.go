@@ -220,6 +220,9 @@ func (e *Engine) ltQuantSpares(o cuda.Options, i int) []*int8Conv {
 // FP8 product (Quant fp8-lt, fp8-lt-fast) with candidate t.Algo, else
 // cuDNN's quantized graph (newInt8Conv).
 func (e *Engine) newQuantTactic(o cuda.Options, d *cuda.CUDNN, h cuda.CUDNNHandle, i int, t Tactic) (*int8Conv, error) {
+	if t.Quant == quantI8x { // op_conv1x1_i8x.go
+		return e.newI8x(i)
+	}
 	if t.Quant != quantLtFP8 && t.Quant != quantLtFP8Fast {
 		return e.newInt8Conv(d, h, i, t.Quant, t.Graph)
 	}
@@ -264,7 +267,7 @@ func (e *Engine) withLtQuant(i int, sig string, q *int8Conv, cands []candidate) 
 // keep keeps, after tuning, only the engine q runs (its FP8 product needs
 // nothing done).
 func (q *int8Conv) keep() {
-	if q.lt == nil {
+	if q.lt == nil && q.g != nil {
 		q.g.Keep(q.g.Engine().ID)
 	}
 }

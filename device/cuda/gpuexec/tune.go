@@ -105,6 +105,9 @@ func (t Tactic) name() string {
 		}
 		return fmt.Sprintf("cublaslt:%d", t.Algo)
 	}
+	if t.Impl == ImplKernel && t.Quant == quantI8x { // op_conv1x1_i8x.go
+		return i8xName
+	}
 	return t.Impl
 }
 
@@ -120,6 +123,8 @@ func ParseTactic(s string) (Tactic, error) {
 	switch {
 	case s == ImplKernel:
 		t.Impl = ImplKernel
+	case s == i8xName: // op_conv1x1_i8x.go
+		t.Impl, t.Quant = ImplKernel, quantI8x
 	case head == "cudnn" || head == "cudnn-fused":
 		t.Impl, t.Fused = ImplCUDNN, head == "cudnn-fused"
 		a, m, ok := strings.Cut(arg, ",")

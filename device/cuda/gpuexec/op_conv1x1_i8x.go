@@ -1,0 +1,507 @@
+package gpuexec
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"sync"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// expand_i8u2 as a tactic of a quantized 1x1 convolution with a residual
+// (issue 11; the kernel in device/cuda/expandi8.go, its design and
+// measurements in device/cuda/NOTES.md, "What integrating expand_i8u2 into
+// the INT8 executor needs").
+//
+// In an INT8 engine on compute capability 9.0, a quantized convolution that
+// is a product over NHWC rows (1x1, stride 1, unpadded, one group), with a
+// bias, a residual z and ReLU, P = N*H*W a multiple of 128, M of 128 and C
+// of 64, can run as kiln's kernel expand_i8u2:
+//
+//	y8[p, n] = sat(round(relu(alpha[n] sum_k x8[p, k] w8[n, k] + bias'[n] + beta z8[p, n])))
+//
+// with x8, z8 and y8 the 8-bit values of x, z and y at their scales sx, sz,
+// sy: alpha[n] = sx sw[n] / sy (sw the per-channel weight scale, max|w|/127),
+// bias' = bias / sy, beta = sz / sy. sx is the layer's input scale
+// (Options.Int8[node]); sz and sy are the scales of the values z and y
+// (valueScale: the input scale of a convolution that reads the value, else
+// Options.Int8[Int8ValueKey(name)], which the calibration gives for values
+// read only as a residual or by a layer that is not quantized). Where x, z
+// or y is not kept in 8 bits by the chains (int8chain.go), the layer
+// quantizes x and z into the context's workspace (quantize_nhwc_i8) and
+// writes y8 there, widened into y by dequant_i8_f16; where they are, the
+// kernel reads and writes the values' storage (half of the half storage)
+// directly.
+//
+// The kernel's four tensor maps hold the tensors' addresses: each context
+// keeps them in 512 bytes of device memory of its own per layer (a fixed
+// address, so that its captured CUDA graph replays the launch), encoded
+// when the context binds its calls, again when it binds them to a new
+// shared arena (sharedarena.go), freed with the engine.
+//
+// The module (expand_i8u2 and dequant_i8_f16) is compiled by NVRTC for
+// sm_90a once per engine, when the first layer takes the tactic. Tuning
+// times it against the layer's other tactics ("kiln-expand-i8u2" in the
+// timing cache: Impl kernel, Quant expand-i8u2 in a plan); with
+// KILN_CUDA_INT8_CHAIN=1 it is timed as the chains run it (its values in 8
+// bits, no conversion), and an untuned engine with the chains runs every
+// layer it takes with it. KILN_CUDA_INT8_EXPAND=0 turns it off.
+
+// EnvInt8Expand names the environment variable that, set to 0, keeps
+// expand_i8u2 out of INT8 engines.
+const EnvInt8Expand = "KILN_CUDA_INT8_EXPAND"
+
+// quantI8x is the Tactic.Quant of expand_i8u2 (Impl ImplKernel), and
+// i8xName its name in the timing cache.
+const (
+	quantI8x = "expand-i8u2"
+	i8xName  = "kiln-expand-i8u2"
+)
+
+// Int8ValueKey is the key in Options.Int8 (and device.ExecOptions.Int8Scales)
+// of the scale of the value named name (calibrated amax/127), for values
+// no quantized convolution reads as its input: a downsample's output read
+// as a residual, the last block's output.
+func Int8ValueKey(name string) string { return "value:" + name }
+
+// i8xConv is a layer run as expand_i8u2 (int8Conv.x8).
+type i8xConv struct {
+	sx, sz, sy float32 // scales of x, z and y
+	beta       float32 // sz / sy
+	p, k, n    int     // rows, input and output channels
+	z8         bool    // z is read in 8 bits (its producer writes them: int8chain.go)
+	// timing: tuning with the chains on times the kernel alone, as the
+	// chains will run it (no quantizing or widening pass)
+	timing bool
+}
+
+// i8xState is an engine's expand_i8u2 module and its contexts' tensor maps.
+type i8xState struct {
+	copt    cuda.Options
+	mu      sync.Mutex
+	tried   bool
+	mod     cuda.Module
+	fn, dq  cuda.Function
+	sms     int
+	maps    map[*Context]map[int]cuda.DevicePtr
+	loadErr error
+}
+
+// i8xOK says why step i cannot run as expand_i8u2, or nil.
+func (e *Engine) i8xOK(i int) error {
+	s := e.prog.steps[i]
+	cc := s.conv
+	switch {
+	case os.Getenv(EnvInt8Expand) == "0":
+		return fmt.Errorf("%w: %s=0", ErrUnsupported, EnvInt8Expand)
+	case e.fp.ComputeMajor != 9 || e.fp.ComputeMinor != 0:
+		return fmt.Errorf("%w: expand_i8u2 needs compute capability 9.0 (sm_90a), not %d.%d", ErrUnsupported, e.fp.ComputeMajor, e.fp.ComputeMinor)
+	case !e.prog.half || cc == nil || !cc.gemm1x1():
+		return fmt.Errorf("%w: expand_i8u2 runs a 1x1, stride-1, unpadded NHWC convolution of one group", ErrUnsupported)
+	case !cc.fusable || cc.z == nil || !cc.relu:
+		return fmt.Errorf("%w: expand_i8u2 needs bias, residual and ReLU", ErrUnsupported)
+	case !cuda.ExpandI8Fits(cc.n*cc.h*cc.wd, cc.c, cc.m):
+		return fmt.Errorf("%w: expand_i8u2 needs rows and output channels multiples of 128 and input channels of 64, not %d, %d, %d",
+			ErrUnsupported, cc.n*cc.h*cc.wd, cc.m, cc.c)
+	}
+	if _, ok := e.opt.Int8[s.node.Name]; !ok {
+		return fmt.Errorf("%w: layer %s has no input scale", ErrUnsupported, s.node.Name)
+	}
+	return nil
+}
+
+// valueScale is the scale of the value r: the input scale of the first
+// quantized convolution that reads it as its input, else the calibrated
+// scale Options.Int8 holds under Int8ValueKey of one of its names.
+func (e *Engine) valueScale(r ref) (float32, bool) {
+	for _, s := range e.prog.steps {
+		if s.conv != nil && s.conv.x == r {
+			if v, ok := e.opt.Int8[s.node.Name]; ok {
+				return v, true
+			}
+		}
+	}
+	for name, v := range e.prog.values {
+		if v.ref == r {
+			if s, ok := e.opt.Int8[Int8ValueKey(name)]; ok {
+				return s, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// i8xScales returns alpha, bias' and beta of expand_i8u2 (see the file
+// comment) from the weight scales sw and the float bias.
+func i8xScales(sx, sz, sy float32, sw, bias []float32) (alpha, b []float32, beta float32) {
+	alpha, b = make([]float32, len(sw)), make([]float32, len(sw))
+	for n := range sw {
+		alpha[n] = sx * sw[n] / sy
+		b[n] = bias[n] / sy
+	}
+	return alpha, b, sz / sy
+}
+
+// loadI8x compiles and loads the module once; the context is current.
+func (e *Engine) loadI8x() error {
+	st := e.int8.x8
+	if st == nil {
+		return fmt.Errorf("%w: no INT8 plan", ErrUnsupported)
+	}
+	if st.tried {
+		return st.loadErr
+	}
+	st.tried = true
+	if i8xLoadHook != nil {
+		st.loadErr = i8xLoadHook(e, st)
+		return st.loadErr
+	}
+	st.loadErr = func() error {
+		nv, err := cuda.OpenNVRTC(st.copt)
+		if err != nil {
+			return err
+		}
+		comp, err := nv.Compile("expand_i8x.cu", cuda.ExpandI8Source(), "--gpu-architecture=sm_90a")
+		if err != nil {
+			return err
+		}
+		if len(comp.CUBIN) == 0 {
+			return fmt.Errorf("%w: NVRTC made no cubin for sm_90a", ErrUnsupported)
+		}
+		mod, err := e.drv.ModuleLoadData(comp.CUBIN)
+		if err != nil {
+			return err
+		}
+		fn, err := e.drv.ModuleFunction(mod, cuda.ExpandI8Kernel)
+		if err == nil {
+			err = e.drv.FuncSetMaxDynamicShared(fn, cuda.ExpandI8SharedMem())
+		}
+		var dq cuda.Function
+		if err == nil {
+			dq, err = e.drv.ModuleFunction(mod, cuda.DequantI8Kernel)
+		}
+		if err != nil {
+			e.drv.ModuleUnload(mod)
+			return err
+		}
+		st.mod, st.fn, st.dq = mod, fn, dq
+		st.sms = 132
+		if v, err := e.drv.Attribute(e.dev, 16); err == nil && v > 0 { // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+			st.sms = v
+		}
+		return nil
+	}()
+	return st.loadErr
+}
+
+// i8xLoadHook, when a test sets it, replaces loadI8x's compile and load
+// (the fake libraries have no sm_90a module).
+var i8xLoadHook func(e *Engine, st *i8xState) error
+
+// destroyI8x frees the contexts' maps and unloads the module.
+func (e *Engine) destroyI8x() {
+	st := e.int8.x8
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	for _, m := range st.maps {
+		for _, p := range m {
+			e.drv.MemFree(p)
+		}
+	}
+	st.maps = nil
+	st.mu.Unlock()
+	if st.mod != (cuda.Module{}) {
+		e.drv.ModuleUnload(st.mod)
+		st.mod = cuda.Module{}
+	}
+	st.tried, st.loadErr = false, nil
+}
+
+// newI8x plans step i as expand_i8u2: the module loaded, the weights
+// quantized per output channel, alpha and bias' uploaded. The context is
+// current.
+func (e *Engine) newI8x(i int) (_ *int8Conv, err error) {
+	if err := e.i8xOK(i); err != nil {
+		return nil, err
+	}
+	s := e.prog.steps[i]
+	cc := s.conv
+	sx := e.opt.Int8[s.node.Name]
+	sz, okz := e.valueScale(*cc.z)
+	sy, oky := e.valueScale(cc.y)
+	wv := input(s.node, 1)
+	switch {
+	case !okz || !oky:
+		return nil, fmt.Errorf("%w: expand_i8u2 needs the scales of the residual and the output (%v, %v)", ErrUnsupported, okz, oky)
+	case !(sx > 0) || !(sz > 0) || !(sy > 0) || math.IsInf(float64(sx*sz*sy), 0):
+		return nil, fmt.Errorf("%w: scales %g, %g, %g", ErrUnsupported, sx, sz, sy)
+	case wv == nil || wv.Const == nil || wv.Const.DType != tensor.Float32 || len(wv.Const.Float32s()) != cc.m*cc.c:
+		return nil, fmt.Errorf("%w: expand_i8u2 needs constant float32 weights [%d, %d, 1, 1]", ErrUnsupported, cc.m, cc.c)
+	}
+	bias := make([]float32, cc.m)
+	if b := input(s.node, 2); b != nil {
+		if b.Const == nil || b.Const.DType != tensor.Float32 || len(b.Const.Float32s()) != cc.m {
+			return nil, fmt.Errorf("%w: expand_i8u2 needs a constant float32 bias", ErrUnsupported)
+		}
+		bias = b.Const.Float32s()
+	}
+	if err := e.loadI8x(); err != nil {
+		return nil, err
+	}
+	wq, sw := quantizeWeights(wv.Const.Float32s(), cc.m, cc.c, 1, 1, cc.c)
+	alpha, b, beta := i8xScales(sx, sz, sy, sw, bias)
+	p := cc.n * cc.h * cc.wd
+	q := &int8Conv{name: s.node.Name, kind: "int8", fn: e.int8.fns["int8"], inv: 1 / sx, c: cc.c, cp: cc.c,
+		x8: &i8xConv{sx: sx, sz: sz, sy: sy, beta: beta, p: p, k: cc.c, n: cc.m}}
+	defer func() {
+		if err != nil {
+			e.freeInt8(q)
+		}
+	}()
+	q.xq = align256(p * cc.c)
+	upload := func(b []byte) (cuda.DevicePtr, error) {
+		if err := e.reserve(int64(len(b))); err != nil {
+			return 0, err
+		}
+		q.mem += int64(len(b))
+		ptr, err := e.drv.MemAlloc(len(b))
+		if err != nil {
+			return 0, err
+		}
+		return ptr, e.drv.MemcpyHtoD(ptr, b)
+	}
+	if q.w, err = upload(wq); err != nil {
+		return nil, err
+	}
+	if q.scale, err = upload(float32Bytes(alpha)); err != nil {
+		return nil, err
+	}
+	if q.bias, err = upload(float32Bytes(b)); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// align256 rounds n up to a multiple of 256.
+func align256(n int) int { return (n + 255) / 256 * 256 }
+
+// i8xLayout is where step i's expand_i8u2 finds x8 and z8 and writes y8 in
+// the workspace (offsets from its start; -1: in the value's own storage),
+// and the workspace it needs.
+func (q *int8Conv) i8xLayout() (x, z, y, ws int) {
+	x8 := q.x8
+	x, z, y = -1, -1, -1
+	if x8.timing {
+		return x, z, y, 0
+	}
+	if !q.in8 {
+		x, ws = ws, ws+q.xq
+	}
+	if !x8.z8 {
+		z, ws = ws, ws+align256(x8.p*x8.n)
+	}
+	if !q.out8 {
+		y, ws = ws, ws+align256(x8.p*x8.n)
+	}
+	return x, z, y, ws
+}
+
+// i8xMaps returns c's device memory for step i's tensor maps (512 bytes,
+// allocated on first use, at the same address for the context's life).
+// The context is current.
+func (c *Context) i8xMaps(i int) (cuda.DevicePtr, error) {
+	st := c.e.int8.x8
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.maps == nil {
+		st.maps = map[*Context]map[int]cuda.DevicePtr{}
+	}
+	for o, m := range st.maps { // closed contexts' maps go back
+		if o.closed {
+			for _, p := range m {
+				c.e.drv.MemFree(p)
+			}
+			delete(st.maps, o)
+		}
+	}
+	if p, ok := st.maps[c][i]; ok {
+		return p, nil
+	}
+	p, err := c.e.drv.MemAlloc(4 * len(cuda.TensorMap{}))
+	if err != nil {
+		return 0, err
+	}
+	if st.maps[c] == nil {
+		st.maps[c] = map[int]cuda.DevicePtr{}
+	}
+	st.maps[c][i] = p
+	return p, nil
+}
+
+// quantCall is a launch of the quantizing kernel fn: rows of c channels of
+// half at x into 8 bits at xq, times inv.
+func quantCall(i int, fn cuda.Function, xq, x cuda.DevicePtr, inv float32, rows int64, c int) call {
+	grid, block := grid1D(rows * int64(c) / 8)
+	args := cuda.NewKernelArgs(6)
+	args.SetPtr(0, xq)
+	args.SetPtr(1, x)
+	args.SetFloat32(2, inv)
+	args.SetInt64(3, rows)
+	args.SetInt32(4, int32(c))
+	args.SetInt32(5, int32(c))
+	return call{step: i, fn: fn, grid: grid, block: block, args: args}
+}
+
+// i8xCalls are the calls of step i run as q's expand_i8u2: x and z
+// quantized into the workspace where they are half, the kernel (its maps
+// encoded now, into the context's memory for them), y widened from the
+// workspace where it stays half.
+func (c *Context) i8xCalls(i int, q *int8Conv) ([]call, []launch) {
+	e := c.e
+	st := e.int8.x8
+	x8 := q.x8
+	cc := e.prog.steps[i].conv
+	x, z, y := c.addr(cc.x), c.addr(*cc.z), c.addr(cc.y)
+	xo, zo, yo, _ := q.i8xLayout()
+	rows := int64(x8.p)
+	var calls []call
+	xq, zq, yq := x, z, y
+	if xo >= 0 {
+		xq = c.ws + cuda.DevicePtr(xo)
+		calls = append(calls, quantCall(i, q.fn, xq, x, 1/x8.sx, rows, x8.k))
+	}
+	if zo >= 0 {
+		zq = c.ws + cuda.DevicePtr(zo)
+		calls = append(calls, quantCall(i, q.fn, zq, z, 1/x8.sz, rows, x8.n))
+	}
+	if yo >= 0 {
+		yq = c.ws + cuda.DevicePtr(yo)
+	}
+	maps, err := c.i8xMaps(i)
+	if err == nil {
+		err = c.encodeI8x(maps, xq, q.w, zq, yq, x8)
+	}
+	if err != nil {
+		for _, k := range calls {
+			k.args.Free()
+		}
+		return []call{{step: i, lib: func() error { return fmt.Errorf("expand_i8u2: %w", err) }}}, nil
+	}
+	tiles := cuda.ExpandI8Tiles(x8.p, x8.n)
+	args := cuda.NewKernelArgs(8)
+	args.SetPtr(0, maps)
+	args.SetPtr(1, q.scale)
+	args.SetPtr(2, q.bias)
+	args.SetFloat32(3, x8.beta)
+	args.SetInt32(4, 1)
+	args.SetInt32(5, int32(x8.k))
+	args.SetInt32(6, int32(x8.n))
+	args.SetInt32(7, int32(tiles))
+	grid := cuda.Dim3{X: uint32(min(tiles, cuda.ExpandI8BlocksPerSM*st.sms)), Y: 1, Z: 1}
+	calls = append(calls, call{step: i, fn: st.fn, grid: grid, block: cuda.Dim3{X: cuda.ExpandI8Threads, Y: 1, Z: 1},
+		shmem: uint32(cuda.ExpandI8SharedMem()), args: args})
+	if yo >= 0 {
+		n := rows * int64(x8.n)
+		g, b := grid1D(n / 8)
+		da := cuda.NewKernelArgs(4)
+		da.SetPtr(0, y)
+		da.SetPtr(1, yq)
+		da.SetFloat32(2, x8.sy)
+		da.SetInt64(3, n)
+		calls = append(calls, call{step: i, fn: st.dq, grid: g, block: b, args: da})
+	}
+	return calls, nil
+}
+
+// encodeI8x encodes the four maps of x8 (x, w, z, y at these addresses)
+// into maps.
+func (c *Context) encodeI8x(maps, x, w, z, y cuda.DevicePtr, x8 *i8xConv) error {
+	var buf []byte
+	for _, t := range cuda.ExpandI8MapSpecs(x, w, z, y, x8.p, x8.k, x8.n) {
+		m, err := c.e.drv.EncodeTensorMapTiled(t)
+		if err != nil {
+			return err
+		}
+		buf = append(buf, m[:]...)
+	}
+	return c.e.drv.MemcpyHtoD(maps, buf)
+}
+
+// planI8x makes, in an untuned engine with the chains on, every layer
+// expand_i8u2 takes run with it (its other plans freed). The context is
+// current.
+func (e *Engine) planI8x() {
+	if e.opt.Tune || e.int8.x8 == nil {
+		return
+	}
+	for i, s := range e.prog.steps {
+		if q := e.int8.use[i]; q != nil && q.x8 != nil || e.i8xOK(i) != nil {
+			continue
+		}
+		if t, ok := e.opt.Tactics[s.node.Name]; ok && t.Sig == convSig(s, e.prog.half) {
+			continue // a recorded choice stands
+		}
+		q, err := e.newI8x(i)
+		if err != nil {
+			continue
+		}
+		if old := e.int8.use[i]; old != nil {
+			e.freeInt8(old)
+		}
+		e.useInt8(i, q)
+		e.tactics[s.node.Name] = Tactic{Sig: convSig(s, e.prog.half), Impl: ImplKernel, Quant: quantI8x}
+	}
+}
+
+// i8xSpare is step i's expand_i8u2 for tuning to time, or nil.
+func (e *Engine) i8xSpare(i int) *int8Conv {
+	if e.i8xOK(i) != nil {
+		return nil
+	}
+	q, err := e.newI8x(i)
+	if err != nil {
+		return nil
+	}
+	q.x8.timing = os.Getenv(EnvInt8Chain) == "1"
+	return q
+}
+
+// withI8x adds q, step i's expand_i8u2, to its tuning candidates.
+func (e *Engine) withI8x(i int, sig string, q *int8Conv, cands []candidate) []candidate {
+	return append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: quantI8x}, apply: func() error {
+		delete(e.convs, i)
+		delete(e.fused, i)
+		delete(e.graphs, i)
+		delete(e.conv1x1.use, i)
+		delete(e.conv1x1.epi, i)
+		e.int8.use[i] = q
+		return nil
+	}})
+}
+
+// i8xTactic describes step i run as q's expand_i8u2, as kiln inspect shows it.
+func (e *Engine) i8xTactic(i int, q *int8Conv) string {
+	x8 := q.x8
+	s := fmt.Sprintf("kiln expand_i8u2 nhwc 1x1 int8 %dx%dx%d (wgmma, tensor maps), per-channel scales, bias+residual+ReLU", x8.p, x8.n, x8.k)
+	var in []string
+	if q.in8 {
+		in = append(in, "input")
+	}
+	if x8.z8 {
+		in = append(in, "residual")
+	}
+	switch len(in) {
+	case 1:
+		s += ", " + in[0] + " in 8 bits"
+	case 2:
+		s += ", input and residual in 8 bits"
+	}
+	if q.out8 {
+		s += ", output in 8 bits"
+	}
+	return s
+}

@@ -1,0 +1,390 @@
+package gpuexec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
+	"github.com/kilnai/kiln/quant"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// bottleneckBody builds ResNet-50's body without the stem as a graph:
+// input [batch, 64, 56, 56], the 16 bottleneck blocks of its four stages
+// (1x1, 3x3 with the stride (v1.5), 1x1 expanding, residual and ReLU; a
+// 1x1 downsample of the stride in each stage's first block), global average
+// pooling and a 2048 -> 1000 classifier. Weights are random (He, the
+// expanding 1x1 and the downsample scaled down so that 16 residual sums
+// stay in range), biases small: a classifier whose top-1 moves with its
+// input. stages < 4 keeps the first stages only.
+func bottleneckBody(r *rand.Rand, batch, stages int) *ir.Graph {
+	b := ir.NewBuilder("bottlenecks", 17)
+	x := b.Input("input", tensor.Float32, ir.D(int64(batch)), ir.D(64), ir.D(56), ir.D(56))
+	conv := func(in *ir.Value, cin, cout, k, stride int, gain float64) *ir.Value {
+		w := tensor.New(tensor.Float32, cout, cin, k, k)
+		wv := w.Float32s()
+		sd := gain * math.Sqrt(2/float64(cin*k*k))
+		for i := range wv {
+			wv[i] = float32(r.NormFloat64() * sd)
+		}
+		bias := tensor.New(tensor.Float32, cout)
+		for i, bv := 0, bias.Float32s(); i < cout; i++ {
+			bv[i] = float32(0.05 * r.NormFloat64())
+		}
+		p := int64(k / 2)
+		return b.Op("Conv", []*ir.Value{in, b.Const("", w), b.Const("", bias)},
+			ir.IntsAttr("kernel_shape", int64(k), int64(k)), ir.IntsAttr("strides", int64(stride), int64(stride)),
+			ir.IntsAttr("pads", p, p, p, p))
+	}
+	in := 64
+	for _, st := range []struct{ mid, out, blocks, stride int }{{64, 256, 3, 1}, {128, 512, 4, 2}, {256, 1024, 6, 2}, {512, 2048, 3, 2}}[:stages] {
+		for blk := range st.blocks {
+			stride := 1
+			if blk == 0 {
+				stride = st.stride
+			}
+			t1 := b.Op("Relu", []*ir.Value{conv(x, in, st.mid, 1, 1, 1)})
+			t2 := b.Op("Relu", []*ir.Value{conv(t1, st.mid, st.mid, 3, stride, 1)})
+			t3 := conv(t2, st.mid, st.out, 1, 1, 0.3)
+			z := x
+			if blk == 0 {
+				z = conv(x, in, st.out, 1, stride, 0.5)
+			}
+			x = b.Op("Relu", []*ir.Value{b.Op("Add", []*ir.Value{t3, z})})
+			in = st.out
+		}
+	}
+	pooled := b.Op("Flatten", []*ir.Value{b.Op("GlobalAveragePool", []*ir.Value{x})}, ir.IntAttr("axis", 1))
+	fc := tensor.New(tensor.Float32, 1000, in)
+	for i, v := 0, fc.Float32s(); i < len(v); i++ {
+		v[i] = float32(r.NormFloat64() * math.Sqrt(1.0/float64(in)))
+	}
+	fb := tensor.New(tensor.Float32, 1000)
+	b.Output(b.Op("Gemm", []*ir.Value{pooled, b.Const("fc_w", fc), b.Const("fc_b", fb)}, ir.IntAttr("transB", 1)), "logits")
+	return b.Graph()
+}
+
+// variedMaps is variedImages with c channels: per image one of noise,
+// sinusoids, gradients and blocks, the channels' parameters random.
+func variedMaps(r *rand.Rand, batch, c, h, w int) *tensor.Tensor {
+	x := tensor.New(tensor.Float32, batch, c, h, w)
+	v := x.Float32s()
+	for b := range batch {
+		kind := r.IntN(4)
+		scale, offset := 0.5+r.Float64()*1.5, r.Float64()-0.5
+		for ch := range c {
+			fx, fy, ph := r.Float64()*0.3, r.Float64()*0.3, r.Float64()*6.28
+			gx, gy := r.Float64()*2-1, r.Float64()*2-1
+			bs := 4 + r.IntN(16)
+			colors := make([]float64, 64)
+			for i := range colors {
+				colors[i] = r.NormFloat64()
+			}
+			for y := range h {
+				for xx := range w {
+					var val float64
+					switch kind {
+					case 0:
+						val = r.NormFloat64()*scale + offset
+					case 1:
+						val = scale*math.Sin(fx*float64(xx)+fy*float64(y)+ph) + 0.2*r.NormFloat64()
+					case 2:
+						val = scale*(gx*float64(xx)/float64(w)+gy*float64(y)/float64(h)) + 0.3*r.NormFloat64()
+					default:
+						val = colors[(y/bs*7+xx/bs)%64]*scale + 0.2*r.NormFloat64()
+					}
+					v[((b*c+ch)*h+y)*w+xx] = float32(val)
+				}
+			}
+		}
+	}
+	return x
+}
+
+// calibrateAll calibrates g on kiln's CPU engine (entropy) and returns the
+// input scale of each convolution the INT8 rule quantizes (as int8Rule)
+// and, under Int8ValueKey, the scale of every value the calibration saw
+// (a downsample's output read as a residual, the last block's output).
+func calibrateAll(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) map[string]float32 {
+	t.Helper()
+	ref, err := engine.New(g.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := quant.Calibrate(context.Background(), ref, batches, quant.Entropy, quant.CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := map[string]quant.Precision{}
+	for _, n := range g.Nodes {
+		switch n.OpType {
+		case "MatMul", "Gemm", "FusedMatMul":
+			layers[n.Name] = quant.PrecisionFP32
+		}
+	}
+	rep, err := quant.QuantizeINT8(g.Clone(), table, quant.INT8Options{Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*ir.Node{}
+	for _, n := range g.Nodes {
+		byName[n.Name] = n
+	}
+	scales := map[string]float32{}
+	for _, d := range rep.Layers {
+		if n := byName[d.Name]; d.Precision == quant.PrecisionINT8 && n != nil && strings.Contains(n.OpType, "Conv") {
+			if s, ok := table.Scale(n.Input(0).Name); ok {
+				scales[d.Name] = s
+			}
+		}
+	}
+	for _, n := range g.Nodes {
+		for _, v := range n.Outputs {
+			if s, ok := table.Scale(v.Name); ok && s > 0 {
+				scales[Int8ValueKey(v.Name)] = s
+			}
+		}
+	}
+	return scales
+}
+
+// TestInt8ExpandOnGPU is the INT8 executor with expand_i8u2 and the 8-bit
+// chains through the residual blocks (op_conv1x1_i8x.go, int8chain.go) on
+// an H100/H200: ResNet-50 ($KILN_MODELS/resnet50 or
+// $KILN_GPU_BENCH/resnet50 when there, else the 16 bottleneck blocks of
+// bottleneckBody), calibrated on the CPU, built as an untuned INT8 engine
+// with every quantized convolution in INT8 (KILN_CUDA_INT8_ALL=1) and the
+// chains (KILN_CUDA_INT8_CHAIN=1), expand_i8u2 on every expanding 1x1 it
+// takes; its logits against the float32 CPU engine's on $KILN_INT8_IMAGES
+// (default 512) varied inputs at batch $KILN_INT8_BATCH (default 256): top-1
+// agreement at least 99% (int8_gpu_test.go's criterion; for the random
+// bottleneck body it is logged, and the check is that expand_i8u2 is no
+// further from float32 than the same engine without it). Then the device
+// time at that batch of the INT8 engine, the same without expand_i8u2
+// (KILN_CUDA_INT8_EXPAND=0) and the tuned FP16 engine, and their ratios.
+// Skips below compute 9.0.
+func TestInt8ExpandOnGPU(t *testing.T) {
+	needGPU(t)
+	start := time.Now()
+	fp, _ := cuda.Probe(cuda.Options{})
+	if fp.ComputeMajor != 9 || fp.ComputeMinor != 0 {
+		t.Skipf("expand_i8u2 needs compute 9.0, not %d.%d", fp.ComputeMajor, fp.ComputeMinor)
+	}
+	batch, images := 256, 512
+	if v, err := strconv.Atoi(os.Getenv("KILN_INT8_BATCH")); err == nil && v > 0 {
+		batch = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("KILN_INT8_IMAGES")); err == nil && v > 0 {
+		images = v
+	}
+	images = max(batch, images/batch*batch)
+	r := rand.New(rand.NewPCG(31, 32))
+	name, path := "bottleneck body", ""
+	for _, env := range []string{"KILN_MODELS", "KILN_GPU_BENCH"} {
+		if dir := os.Getenv(env); dir != "" {
+			if p := filepath.Join(dir, "resnet50", "model.onnx"); fileExists(p) {
+				name, path = "resnet50", p
+				break
+			}
+		}
+	}
+	var inName string
+	var chw [3]int
+	var g, cg *ir.Graph
+	gen := func(n int) *tensor.Tensor { return variedMaps(r, n, chw[0], chw[1], chw[2]) }
+	if path != "" {
+		inName, chw = "input", [3]int{3, 224, 224}
+		gen = func(n int) *tensor.Tensor { return variedImages(r, n, 224, 224) }
+		g = optimizedGraph(t, path, map[string]*tensor.Tensor{inName: gen(batch)})
+		cg = optimizedGraph(t, path, map[string]*tensor.Tensor{inName: gen(16)})
+	} else {
+		inName, chw = "input", [3]int{64, 56, 56}
+		body := func(n int) *ir.Graph {
+			g := bottleneckBody(rand.New(rand.NewPCG(7, 8)), n, 4) // the same weights at both batches
+			if err := optimize.Run(g, 2, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ops.InferGraph(g); err != nil {
+				t.Fatal(err)
+			}
+			return g
+		}
+		g, cg = body(batch), body(16)
+	}
+	var batches []map[string]*tensor.Tensor
+	for range 4 {
+		batches = append(batches, map[string]*tensor.Tensor{inName: gen(16)})
+	}
+	scales := calibrateAll(t, cg, batches)
+	t.Logf("%s: calibrated on the CPU (%d scales) in %.1f s", name, len(scales), time.Since(start).Seconds())
+	type built struct {
+		e *Engine
+		c *Context
+	}
+	var all []built
+	defer func() {
+		for _, b := range all {
+			b.c.Close()
+			b.e.Close()
+		}
+	}()
+	make_ := func(label string, o Options, env map[string]string) built {
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		defer func() {
+			for k := range env {
+				os.Unsetenv(k)
+			}
+		}()
+		st := time.Now()
+		e, err := NewEngine(g, o)
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		c, err := e.NewContext()
+		if err != nil {
+			e.Close()
+			t.Fatalf("%s: %v", label, err)
+		}
+		t.Logf("%s engine built in %.1f s", label, time.Since(st).Seconds())
+		all = append(all, built{e, c})
+		return built{e, c}
+	}
+	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1"}
+	i8 := make_("int8 expand chained", Options{FP16: true, Int8: scales}, on)
+	// what ran: the expanding layers, and the 8-bit values
+	var x8, x8in, x8z, x8out, chained, quantized int
+	for i, q := range i8.e.int8.use {
+		quantized++
+		if q.out8 {
+			chained++
+		}
+		if q.x8 != nil {
+			x8++
+			if q.in8 {
+				x8in++
+			}
+			if q.x8.z8 {
+				x8z++
+			}
+			if q.out8 {
+				x8out++
+			}
+			if x8 == 1 {
+				t.Logf("e.g. %s: %s", i8.e.prog.steps[i].node.Name, i8.e.int8Tactic(i))
+			}
+		}
+	}
+	t.Logf("int8 expand chained: %d quantized convolutions, %d write 8 bits; expand_i8u2 runs %d (input in 8 bits %d, residual %d, output %d)",
+		quantized, chained, x8, x8in, x8z, x8out)
+	if x8 == 0 {
+		t.Errorf("no layer runs expand_i8u2 (module: %v)", i8.e.int8.x8.loadErr)
+	}
+	off := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "0"}
+	i8n := make_("int8 chained without expand_i8u2", Options{FP16: true, Int8: scales}, off)
+	fp16 := make_("fp16 tuned", Options{FP16: true, Tune: true}, nil)
+	ref, err := engine.New(g.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	engines := map[string]built{"int8 expand": i8, "int8 no expand": i8n, "fp16": fp16}
+	labels := []string{"int8 expand", "int8 no expand", "fp16"}
+	agree := map[string]int{}
+	relSum := map[string]float64{}
+	total := 0
+	for b := 0; b < images; b += batch {
+		x := map[string]*tensor.Tensor{inName: gen(batch)}
+		st := time.Now()
+		want, err := ref.Run(context.Background(), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b == 0 {
+			t.Logf("float32 CPU reference: %.1f s a batch of %d", time.Since(st).Seconds(), batch)
+		}
+		var outName string
+		for n := range want {
+			outName = n
+		}
+		wt := want[outName]
+		classes := wt.Len() / batch
+		for _, label := range labels {
+			out, err := engines[label].c.Run(context.Background(), x)
+			if err != nil {
+				t.Fatalf("%s: %v", label, err)
+			}
+			got := out[outName]
+			for i := range batch {
+				if argmax(got, i*classes, classes) == argmax(wt, i*classes, classes) {
+					agree[label]++
+				}
+			}
+			cos, rel := cosine(got, wt)
+			relSum[label] += rel
+			if b == 0 {
+				t.Logf("%s against float32 (CPU), first batch: cosine %.6f, relative L2 %.4f", label, cos, rel)
+			}
+		}
+		total += batch
+	}
+	pct := func(l string) float64 { return 100 * float64(agree[l]) / float64(total) }
+	for _, l := range labels {
+		t.Logf("%s: top-1 agreement with float32 on %d varied inputs: %.2f%%", l, total, pct(l))
+	}
+	if name == "resnet50" {
+		if p := pct("int8 expand"); p < 99 {
+			t.Errorf("int8 expand top-1 agreement with float32 %.2f%%, the issue asks at least 99%%", p)
+		}
+	} else if a, b := relSum["int8 expand"], relSum["int8 no expand"]; a > 1.1*b+0.01*float64(total/batch) {
+		// the random body's margins are not a trained classifier's: the
+		// check is against the same INT8 engine without the kernel
+		t.Errorf("int8 expand: mean relative L2 to float32 %.4f, without expand_i8u2 %.4f", a/float64(total/batch), b/float64(total/batch))
+	}
+	times := map[string]float64{}
+	for _, l := range labels {
+		c := engines[l].c
+		if _, err := c.DeviceTimes(5); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		ms, err := c.DeviceTimes(30)
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		sort.Float64s(ms)
+		times[l] = ms[len(ms)/2]
+	}
+	var rows []string
+	for _, l := range labels {
+		rows = append(rows, fmt.Sprintf("%s %.3f ms (%.0f img/s)", l, times[l], float64(batch)/times[l]*1e3))
+	}
+	t.Logf("%s batch %d on %s: %s; int8 expand is %.2fx fp16 (issue 11 asks 1.6x), %.2fx int8 without expand_i8u2",
+		name, batch, fp.GPUName, strings.Join(rows, ", "), times["fp16"]/times["int8 expand"], times["int8 no expand"]/times["int8 expand"])
+	// the slowest layers of the INT8 engine (untuned: no per-layer times),
+	// by how they ran
+	count := map[string]int{}
+	for _, l := range i8.e.Layers() {
+		if strings.Contains(l.Op, "Conv") {
+			count[l.Precision+" "+l.Impl]++
+		}
+	}
+	var how []string
+	for k, v := range count {
+		how = append(how, fmt.Sprintf("%dx %s", v, k))
+	}
+	sort.Strings(how)
+	t.Logf("int8 expand: convolutions: %s; test %.1f s", strings.Join(how, ", "), time.Since(start).Seconds())
+}

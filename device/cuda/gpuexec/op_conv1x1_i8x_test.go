@@ -1,0 +1,217 @@
+package gpuexec
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// TestI8xScales checks expand_i8u2's alpha, bias' and beta against the
+// layer they stand for: for random 8-bit x, z and weights, sy times the
+// kernel's pre-rounding value alpha acc + bias' + beta z8 is the float
+// layer sx sw acc + bias + sz z8 (relative 1e-5).
+func TestI8xScales(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct{ sx, sz, sy float32 }{{0.02, 0.03, 0.05}, {1, 1, 1}, {0.5, 0.001, 0.1}} {
+		const n, k = 8, 64
+		sw, bias := make([]float32, n), make([]float32, n)
+		for i := range sw {
+			sw[i], bias[i] = 0.001+r.Float32()*0.01, r.Float32()-0.5
+		}
+		alpha, b, beta := i8xScales(c.sx, c.sz, c.sy, sw, bias)
+		if want := c.sz / c.sy; beta != want {
+			t.Errorf("%+v: beta %g, want %g", c, beta, want)
+		}
+		for ch := range n {
+			acc := float64(r.IntN(2*127*127*k) - 127*127*k)
+			z8 := float64(r.IntN(255) - 127)
+			got := float64(c.sy) * (float64(alpha[ch])*acc + float64(b[ch]) + float64(beta)*z8)
+			want := float64(c.sx)*float64(sw[ch])*acc + float64(bias[ch]) + float64(c.sz)*z8
+			if math.Abs(got-want) > 1e-5*(math.Abs(want)+1) {
+				t.Errorf("%+v channel %d: %g, want %g", c, ch, got, want)
+			}
+		}
+	}
+}
+
+// TestI8xTacticName pins expand_i8u2's name in the timing cache and that
+// ParseTactic reads it back.
+func TestI8xTacticName(t *testing.T) {
+	tt := Tactic{Impl: ImplKernel, Quant: quantI8x}
+	if got := tt.name(); got != "kiln-expand-i8u2" {
+		t.Errorf("name %q", got)
+	}
+	back, err := ParseTactic("kiln-expand-i8u2")
+	if err != nil || back != tt {
+		t.Errorf("ParseTactic = %+v, %v; want %+v", back, err, tt)
+	}
+	if k, err := ParseTactic(ImplKernel); err != nil || k.Quant != "" {
+		t.Errorf("ParseTactic(%q) = %+v, %v", ImplKernel, k, err)
+	}
+}
+
+// TestI8xLayout pins where expand_i8u2 keeps what it converts in the
+// workspace: x (P x K), then z and y (P x N each), each 256-aligned, only
+// those not in 8 bits already; none while timed as the chains run it.
+func TestI8xLayout(t *testing.T) {
+	const p, k, n = 256 * 14 * 14, 256, 1024
+	xb, zb := align256(p*k), align256(p*n)
+	for _, c := range []struct {
+		in8, z8, out8, timing bool
+		x, z, y, ws           int
+	}{
+		{false, false, false, false, 0, xb, xb + zb, xb + 2*zb},
+		{true, false, false, false, -1, 0, zb, 2 * zb},
+		{true, true, false, false, -1, -1, 0, zb},
+		{true, true, true, false, -1, -1, -1, 0},
+		{false, true, true, false, 0, -1, -1, xb},
+		{false, false, false, true, -1, -1, -1, 0},
+	} {
+		q := &int8Conv{in8: c.in8, out8: c.out8, xq: xb, x8: &i8xConv{p: p, k: k, n: n, z8: c.z8, timing: c.timing}}
+		x, z, y, ws := q.i8xLayout()
+		if x != c.x || z != c.z || y != c.y || ws != c.ws {
+			t.Errorf("%+v: x %d z %d y %d ws %d", c, x, z, y, ws)
+		}
+		if q.workspace(true) != c.ws {
+			t.Errorf("%+v: workspace %d, want %d", c, q.workspace(true), c.ws)
+		}
+	}
+}
+
+// bodyGraph is bottleneckBody's first two stages at batch, optimized (the residual adds and
+// ReLUs fused into the convolutions) with its shapes inferred.
+func bodyGraph(t *testing.T, batch int) *ir.Graph {
+	t.Helper()
+	g := bottleneckBody(rand.New(rand.NewPCG(7, 8)), batch, 2)
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestInt8ExpandFake builds the bottleneck body's first two stages at
+// batch 2 as an untuned
+// INT8 engine with the chains, against the fake libraries (compute 9.0;
+// the module replaced by the quantizing kernel, nothing computed): the
+// three expanding 1x1s of the 56x56 stage (the 28x28 stage's rows are not a
+// multiple of 128 at batch 2) run expand_i8u2, each reading its input and
+// residual and writing its output in 8 bits (the block inputs read by the
+// next block's first 1x1 and as the residual, the downsample's output as
+// the residual alone, the stage's output by the next stage's first 1x1
+// and downsample), their tensor maps encoded into one allocation per layer
+// and context, and the engine runs eagerly and captured. Without
+// expand_i8u2 (KILN_CUDA_INT8_EXPAND=0), none runs it.
+func TestInt8ExpandFake(t *testing.T) {
+	dir := fakeLibs(t)
+	g := bodyGraph(t, 2)
+	scales := map[string]float32{}
+	for _, n := range g.Nodes {
+		if strings.Contains(n.OpType, "Conv") {
+			scales[n.Name] = 0.05
+		}
+		for _, v := range n.Outputs {
+			scales[Int8ValueKey(v.Name)] = 0.05
+		}
+	}
+	i8xLoadHook = func(e *Engine, st *i8xState) error {
+		st.fn, st.dq, st.sms = e.int8.fns["int8"], e.int8.fns["int8"], 132
+		return nil
+	}
+	t.Cleanup(func() { i8xLoadHook = nil })
+	t.Setenv(EnvInt8All, "1")
+	t.Setenv(EnvInt8Chain, "1")
+	e, c := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+	var got []string
+	for i, q := range e.int8.use {
+		if q.x8 == nil {
+			continue
+		}
+		cc := e.prog.steps[i].conv
+		got = append(got, e.prog.steps[i].node.Name)
+		if cc.h != 56 || cc.m != 256 {
+			t.Errorf("%s (%dx%d, %d channels) runs expand_i8u2", e.prog.steps[i].node.Name, cc.h, cc.wd, cc.m)
+		}
+		if !q.in8 || !q.x8.z8 || !q.out8 {
+			t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want all", q.name, q.in8, q.x8.z8, q.out8)
+		}
+		if tac := e.int8Tactic(i); !strings.Contains(tac, "expand_i8u2") || !strings.Contains(tac, "input and residual in 8 bits, output in 8 bits") {
+			t.Errorf("%s: tactic %q", q.name, tac)
+		}
+		if tt := e.Tactics()[q.name]; tt.name() != i8xName {
+			t.Errorf("%s: tactic %+v", q.name, tt)
+		}
+		if _, _, _, ws := q.i8xLayout(); ws != 0 {
+			t.Errorf("%s: %d bytes of workspace, want none", q.name, ws)
+		}
+		// the kernel's launch: persistent grid, 288 threads, its shared memory
+		var k *call
+		for j := range c.calls {
+			if c.calls[j].step == i {
+				if k != nil {
+					t.Errorf("%s: more than one call", q.name)
+				}
+				k = &c.calls[j]
+			}
+		}
+		tiles := uint32(cuda.ExpandI8Tiles(2*56*56, 256))
+		if k == nil || k.block.X != cuda.ExpandI8Threads || k.grid.X != min(tiles, 264) || k.shmem != uint32(cuda.ExpandI8SharedMem()) {
+			t.Errorf("%s: launch %+v", q.name, k)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("expand_i8u2 runs %d layers (%v), want the 56x56 stage's 3", len(got), got)
+	}
+	// every value a chain touches: its producer writes 8 bits and each
+	// reader reads 8 bits
+	for i, q := range e.int8.use {
+		if !q.out8 {
+			continue
+		}
+		rs, _ := e.readers(i, e.prog.steps[i].conv.y)
+		for _, j := range rs {
+			b, cb := e.int8.use[j], e.prog.steps[j].conv
+			if b == nil || cb.x == e.prog.steps[i].conv.y && !b.in8 || cb.z != nil && *cb.z == e.prog.steps[i].conv.y && (b.x8 == nil || !b.x8.z8) {
+				t.Errorf("%s writes 8 bits, its reader %s does not read them", q.name, e.prog.steps[j].node.Name)
+			}
+		}
+	}
+	if n := len(e.int8.x8.maps[c]); n != 3 {
+		t.Errorf("the context holds %d layers' maps, want 3", n)
+	}
+	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 2, 64, 56, 56)}
+	for range 3 { // eagerly, captured, replayed
+		if _, err := c.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a second context: maps of its own
+	c2, err := e.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := e.int8.x8.maps[c], e.int8.x8.maps[c2]; len(b) != 3 || len(a) != 3 {
+		t.Errorf("maps: %d and %d layers", len(a), len(b))
+	}
+	c2.Close()
+	t.Setenv(EnvInt8Expand, "0")
+	e2, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+	for _, q := range e2.int8.use {
+		if q.x8 != nil {
+			t.Errorf("%s runs expand_i8u2 with %s=0", q.name, EnvInt8Expand)
+		}
+	}
+}
