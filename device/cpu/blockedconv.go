@@ -47,21 +47,10 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	want := 4 * Threads()
 	nbands := max(1, min(g.oh, (want+p.N*ngroups-1)/(p.N*ngroups)))
 	bandLen := (g.oh + nbands - 1) / nbands
-	// Pixel-major (a flat plane whose weights fit bdPixMajorBytes): an
-	// item is a band of every group, computed a sub-band of pm pixels at a
-	// time for each group in turn, so that the sub-band's input is read
-	// from memory once (from L1/L2 by the other groups), not once per
-	// group.
-	pm, itemGroups := 0, ngroups
-	if flat && ngroups > 1 && !f.InNCHW && mb*Blocks(p.C)*Block*Block*4 <= bdPixMajorBytes &&
-		g.ow >= 24*want/p.N {
-		pm = max(24, (bdPixMajorSub/(Blocks(p.C)*Block*4))/24*24)
-		itemGroups = 1
-	}
 	if flat {
 		// Bands of columns, whole segments long.
 		nseg := (g.ow + 23) / 24
-		nb := max(1, min(nseg, (want+p.N*itemGroups-1)/(p.N*itemGroups)))
+		nb := max(1, min(nseg, (want+p.N*ngroups-1)/(p.N*ngroups)))
 		bandLen = (nseg + nb - 1) / nb * 24
 		nbands = (g.ow + bandLen - 1) / bandLen
 	} else {
@@ -70,7 +59,7 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	lo, hi := actBounds(p)
 	dc := bdCalls.Get().(*bdCall)
 	*dc = bdCall{f: f, x: x, bias: bias, z: z, y: y, g: g, flat: flat, mb: mb, per: per, ngroups: ngroups,
-		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, stem: -1, pm: pm, fn: dc.fn}
+		nbands: nbands, bandLen: bandLen, lo: lo, hi: hi, asm: bdAsm(), cols: bdCols, stem: -1, fn: dc.fn}
 	if dc.asm && f.InNCHW && p.DilW == 1 && bdStems {
 		dc.stem = bdStemKind(p.KW, p.StrideW)
 	}
@@ -80,7 +69,7 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 		dc.kcb = (Blocks(p.C) + dc.nchunks - 1) / dc.nchunks
 		dc.nchunks = (Blocks(p.C) + dc.kcb - 1) / dc.kcb
 	}
-	DynamicFor(p.N*itemGroups*nbands, 1, dc.fn)
+	DynamicFor(p.N*ngroups*nbands, 1, dc.fn)
 	*dc = bdCall{fn: dc.fn}
 	bdCalls.Put(dc)
 }
@@ -118,7 +107,6 @@ type bdCall struct {
 	cols             bool // border columns down the column (bdCols)
 	stem             int  // bdStemKind of an NCHW input, -1: none
 	kcb, nchunks     int  // input blocks per chunk, chunks (bdChunkBytes)
-	pm               int  // pixel-major sub-band length (bdPixMajorBytes), 0: group-major
 	fn               func(lo, hi int)
 }
 
@@ -137,11 +125,6 @@ type bdChunk struct {
 // reads them (resnet50's 3x3 512 -> 512 has 1.2 MB per group of 4 output
 // blocks: more than the L2). 0: never.
 var bdChunkBytes = 256 << 10
-
-// bdPixMajorBytes: a flat 1x1 convolution with at most this many bytes of
-// weights in all runs pixel-major (bdCall.pm); 0: never. bdPixMajorSub is
-// the bytes of input of a sub-band.
-var bdPixMajorBytes, bdPixMajorSub = 256 << 10, 32 << 10
 
 var bdCalls = sync.Pool{New: func() any {
 	dc := &bdCall{}
@@ -196,23 +179,12 @@ func bdSegLen(n, nseg, s, maxR int) int {
 	return r
 }
 
-// items runs the items [lo, hi): item (n, group, band), or with dc.pm
-// (n, band).
+// items runs the items [lo, hi): item (n, group, band).
 func (dc *bdCall) items(lo, hi int) {
 	g := &dc.g
 	var scr bdScratch
 	for it := lo; it < hi; it++ {
 		band := it % dc.nbands
-		if dc.pm > 0 {
-			n := it / dc.nbands
-			c0, c1 := band*dc.bandLen, min(g.ow, (band+1)*dc.bandLen)
-			for s0 := c0; s0 < c1; s0 += dc.pm {
-				for grp := 0; grp < dc.ngroups; grp++ {
-					dc.region(n, grp, 0, 1, s0, min(c1, s0+dc.pm), &scr)
-				}
-			}
-			continue
-		}
 		grp := (it / dc.nbands) % dc.ngroups
 		n := it / (dc.nbands * dc.ngroups)
 		r0, r1, c0, c1 := band*dc.bandLen, min(g.oh, (band+1)*dc.bandLen), 0, g.ow

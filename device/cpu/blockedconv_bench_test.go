@@ -127,13 +127,6 @@ func BenchmarkBlockedConv(b *testing.B) {
 				BlockedConv2D(f, xb, bias, zb, yb)
 				bdChunkBytes = c
 			}},
-			{"blocked-nopm", func() {
-				// flat 1x1 planes group-major whatever their weights
-				c := bdPixMajorBytes
-				bdPixMajorBytes = 0
-				BlockedConv2D(f, xb, bias, zb, yb)
-				bdPixMajorBytes = c
-			}},
 			{"blocked-noz", func() { BlockedConv2D(f, xb, bias, nil, yb) }},
 			{"blocked-rowborders", func() {
 				// the border pixels one at a time, not down the column
@@ -181,10 +174,11 @@ var bdToggles = []struct {
 			bdChunkBytes = 256 << 10
 		}
 	}},
-	{"pm", func(on bool) {
-		bdPixMajorBytes = 0
+	{"chunk32k", func(on bool) {
+		// (A: chunks of 32 KiB of weights, B: 256 KiB)
+		bdChunkBytes = 256 << 10
 		if on {
-			bdPixMajorBytes = 256 << 10
+			bdChunkBytes = 32 << 10
 		}
 	}},
 	{"bal", func(on bool) { bdBalanced = on }},
@@ -203,21 +197,22 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 			continue
 		}
 		p := l.p
-		r := rand.New(rand.NewPCG(7, uint64(i)))
-		oh, ow := p.OutH(), p.OutW()
-		x := randSlice(r, p.N*p.C*p.H*p.W)
-		w := randSlice(r, p.M*p.C*p.KH*p.KW)
-		bias := randSlice(r, p.M)
-		xb := make([]float32, BlockedLen(p.N, p.C, p.H*p.W))
-		ToBlocked(p.N, p.C, p.H*p.W, x, xb)
-		yb := make([]float32, BlockedLen(p.N, p.M, oh*ow))
-		var zb []float32
-		if l.z {
-			zb = randSlice(r, len(yb))
-		}
+		var xb, bias, yb, zb []float32
 		var fs []*BlockedFilter
-		for len(fs) == 0 || len(fs)*p.M*p.C*p.KH*p.KW*4 < 96<<20 && len(fs) < 64 {
-			fs = append(fs, PackBlockedFilter(p, false, w))
+		setup := func() { // once, in the first sub-benchmark that runs
+			r := rand.New(rand.NewPCG(7, uint64(i)))
+			x := randSlice(r, p.N*p.C*p.H*p.W)
+			w := randSlice(r, p.M*p.C*p.KH*p.KW)
+			bias = randSlice(r, p.M)
+			xb = make([]float32, BlockedLen(p.N, p.C, p.H*p.W))
+			ToBlocked(p.N, p.C, p.H*p.W, x, xb)
+			yb = make([]float32, BlockedLen(p.N, p.M, p.OutH()*p.OutW()))
+			if l.z {
+				zb = randSlice(r, len(yb))
+			}
+			for len(fs) == 0 || len(fs)*p.M*p.C*p.KH*p.KW*4 < 96<<20 && len(fs) < 64 {
+				fs = append(fs, PackBlockedFilter(p, false, w))
+			}
 		}
 		fi := 0
 		for _, tg := range bdToggles {
@@ -225,7 +220,10 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 				if err := SetThreads(0); err != nil {
 					b.Fatal(err)
 				}
-				defer tg.set(true)
+				if fs == nil {
+					setup()
+				}
+				defer func(c int, bal bool) { bdChunkBytes, bdBalanced = c, bal }(bdChunkBytes, bdBalanced)
 				var ta, tb []float64
 				call := func(on bool) float64 {
 					tg.set(on)

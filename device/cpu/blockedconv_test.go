@@ -71,10 +71,8 @@ func blockedDenseCases() []struct {
 func TestBlockedDense(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	chunk, pmb, pms := bdChunkBytes, bdPixMajorBytes, bdPixMajorSub
-	defer func() {
-		bdCols, bdStems, bdChunkBytes, bdPixMajorBytes, bdPixMajorSub, bdBalanced = true, true, chunk, pmb, pms, true
-	}()
+	chunk := bdChunkBytes
+	defer func() { bdCols, bdStems, bdChunkBytes, bdBalanced = true, true, chunk, true }()
 	for _, threads := range []int{1, 2} {
 		fixThreads(t, threads)
 		for _, k := range kernels() {
@@ -85,24 +83,15 @@ func TestBlockedDense(t *testing.T) {
 				// the input blocks in chunks: of one block, of about
 				// half a group's weights, or whole
 				bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[(ci+threads)%3]
-				// 1x1 planes pixel-major or not, sub-bands of 24 pixels
-				// or longer
-				pmbs := []int{pmb}
-				if tc.p.KH == 1 && tc.p.KW == 1 {
-					pmbs = []int{pmb, 0}
-				}
-				bdPixMajorSub = []int{pms, 1}[(ci+threads)%2]
 				bdBalanced = (ci/2+threads)%2 == 0 // equal segments or maxR and a remainder
-				for _, bdPixMajorBytes = range pmbs {
-					worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
-					name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d pm=%d/%d bal=%v %s", k.name, threads, bdCols, bdChunkBytes,
-						bdPixMajorBytes, bdPixMajorSub, bdBalanced, tc.name)
-					if worst > 1e-4 {
-						t.Errorf("%s: largest difference %g from Conv2D", name, worst)
-					}
-					if !pads {
-						t.Errorf("%s: a pad lane of the output is not zero", name)
-					}
+				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
+				name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d bal=%v %s", k.name, threads, bdCols, bdChunkBytes,
+					bdBalanced, tc.name)
+				if worst > 1e-4 {
+					t.Errorf("%s: largest difference %g from Conv2D", name, worst)
+				}
+				if !pads {
+					t.Errorf("%s: a pad lane of the output is not zero", name)
 				}
 			}
 		}
@@ -114,14 +103,13 @@ func TestBlockedDense(t *testing.T) {
 func TestBlockedDenseInPlace(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	chunk, pmb := bdChunkBytes, bdPixMajorBytes
-	defer func() { bdCols, bdChunkBytes, bdPixMajorBytes = true, chunk, pmb }()
+	chunk := bdChunkBytes
+	defer func() { bdCols, bdChunkBytes = true, chunk }()
 	for _, k := range kernels() {
 		active = k
 		for i, tc := range blockedDenseCases() {
 			bdCols = i%2 == 0
 			bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[i%3]
-			bdPixMajorBytes = []int{pmb, 0}[(i/3)%2]
 			p := tc.p
 			oh, ow := p.OutH(), p.OutW()
 			xn := BlockedLen(p.N, p.C, p.H*p.W)
@@ -144,7 +132,7 @@ func TestBlockedDenseInPlace(t *testing.T) {
 			BlockedConv2D(f, x, bias, y, y)
 			for i := range want {
 				if d := want[i] - y[i]; d > 1e-4 || d < -1e-4 || y[i] != y[i] {
-					t.Errorf("%s chunk=%d pm=%d %s: element %d: %g in place, reference %g", k.name, bdChunkBytes, bdPixMajorBytes, tc.name, i, y[i], want[i])
+					t.Errorf("%s chunk=%d %s: element %d: %g in place, reference %g", k.name, bdChunkBytes, tc.name, i, y[i], want[i])
 					break
 				}
 			}
