@@ -136,25 +136,7 @@ func body(fam string, lanes, nb, r int) {
 	l := fmt.Sprintf("%s_%d_%d", fam, nb, r)
 	tapW := 4 * lanes * 16
 	p("%s:", l)
-	// Accumulators: zero, or y's values (a.acc: a later chunk of input
-	// blocks adds to the partial sums an earlier one stored).
-	p("\tMOVQ %d(DI), SI", offAcc)
-	p("\tTESTQ SI, SI")
-	p("\tJZ %s_zero", l)
-	p("\tMOVQ %d(DI), SI", offY)
-	p("\tMOVQ %d(DI), BX", offYOb)
-	p("\tLEAQ (BX)(BX*2), R8")
-	for b := 0; b < nb; b++ {
-		for px := 0; px < r; px++ {
-			p("\tVMOVUPS %s, %s", blk(64*px, "SI", b), acc(nb, r, b, px))
-		}
-	}
-	p("\tJMP %s_init", l)
-	p("%s_zero:", l)
-	for i := 0; i < nb*r; i++ {
-		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
-	}
-	p("%s_init:", l)
+	initAcc(l, nb, r)
 	p("\tMOVQ %d(DI), CX", offNblk)
 	p("\tTESTQ CX, CX")
 	p("\tJZ %s_epi", l)
@@ -215,9 +197,7 @@ var stems = [][2]int{{7, 2}, {3, 2}}
 func stemBody(kw, s, r int) {
 	l := fmt.Sprintf("stem%d%d_%d", kw, s, r)
 	p("%s:", l)
-	for i := 0; i < r; i++ {
-		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
-	}
+	initAcc(l, 1, r)
 	p("\tMOVQ %d(DI), CX", offNblk)
 	p("\tTESTQ CX, CX")
 	p("\tJZ %s_epi", l)
@@ -249,19 +229,40 @@ func stemBody(kw, s, r int) {
 	epilogue(l, 1, r)
 }
 
-// epilogue adds the bias and z to the accumulators of body l, clamps and
-// stores them.
-func epilogue(l string, nb, r int) {
-	// Bias, one vector per block.
+// initAcc starts body l's accumulators from the bias (one vector per
+// block), or from y's values (a.acc: a later chunk of input blocks adds to
+// the partial sums an earlier one stored).
+func initAcc(l string, nb, r int) {
+	p("\tMOVQ %d(DI), SI", offAcc)
+	p("\tTESTQ SI, SI")
+	p("\tJZ %s_bias", l)
+	p("\tMOVQ %d(DI), SI", offY)
+	p("\tMOVQ %d(DI), BX", offYOb)
+	p("\tLEAQ (BX)(BX*2), R8")
+	for b := 0; b < nb; b++ {
+		for px := 0; px < r; px++ {
+			p("\tVMOVUPS %s, %s", blk(64*px, "SI", b), acc(nb, r, b, px))
+		}
+	}
+	p("\tJMP %s_init", l)
+	p("%s_bias:", l)
 	p("\tMOVQ %d(DI), SI", offBias)
 	for b := 0; b < nb; b++ {
 		p("\tVMOVUPS %d(SI), Z%d", 64*b, 28+b)
 	}
 	for b := 0; b < nb; b++ {
 		for px := 0; px < r; px++ {
-			p("\tVADDPS Z%d, %s, %s", 28+b, acc(nb, r, b, px), acc(nb, r, b, px))
+			p("\tVMOVAPS Z%d, %s", 28+b, acc(nb, r, b, px))
 		}
 	}
+	p("%s_init:", l)
+}
+
+// epilogue adds z to the accumulators of body l (which started from the
+// bias), clamps and stores them: the clamp's max and min left out where
+// lo is -Inf or hi +Inf (Relu: no min; none, or a chunk before the last:
+// neither).
+func epilogue(l string, nb, r int) {
 	p("\tMOVQ %d(DI), BX", offYOb)
 	p("\tLEAQ (BX)(BX*2), R8")
 	p("\tMOVQ %d(DI), SI", offZ)
@@ -276,15 +277,30 @@ func epilogue(l string, nb, r int) {
 	// Clamp: the accumulator is the second source, so NaN stays NaN.
 	p("\tVBROADCASTSS %d(DI), Z30", offLo)
 	p("\tVBROADCASTSS %d(DI), Z31", offHi)
+	p("\tMOVL %d(DI), R9", offLo)
+	p("\tMOVL %d(DI), R10", offHi)
 	p("\tMOVQ %d(DI), DI", offY)
-	for b := 0; b < nb; b++ {
-		for px := 0; px < r; px++ {
-			a := acc(nb, r, b, px)
-			p("\tVMAXPS %s, Z30, %s", a, a)
-			p("\tVMINPS %s, Z31, %s", a, a)
-			p("\tVMOVUPS %s, %s", a, blk(64*px, "DI", b))
+	p("\tCMPL R10, $0x7f800000") // hi +Inf
+	p("\tJNE %s_clamp", l)
+	p("\tCMPL R9, $-8388608") // lo -Inf (0xff800000)
+	p("\tJEQ %s_store", l)
+	for _, v := range []string{"max", "clamp", "store"} {
+		if v != "max" {
+			p("%s_%s:", l, v)
 		}
+		for b := 0; b < nb; b++ {
+			for px := 0; px < r; px++ {
+				a := acc(nb, r, b, px)
+				if v != "store" {
+					p("\tVMAXPS %s, Z30, %s", a, a)
+				}
+				if v == "clamp" {
+					p("\tVMINPS %s, Z31, %s", a, a)
+				}
+				p("\tVMOVUPS %s, %s", a, blk(64*px, "DI", b))
+			}
+		}
+		p("\tVZEROUPPER")
+		p("\tRET")
 	}
-	p("\tVZEROUPPER")
-	p("\tRET")
 }
