@@ -69,10 +69,13 @@ type target struct {
 	newCaller func() (caller, func(), error)
 	// pid is the server process whose CPU time is read (0: none).
 	pid int
-	// runs, when set, returns the model's inferences and model runs so far
-	// (kiln serve's statistics): their ratio over a window is the mean
-	// number of requests a run served, the batches the scheduler formed.
-	runs func(ctx context.Context) (inferences, executions uint64, err error)
+	// runs, when set, returns the model's statistics so far (kiln
+	// serve's): the ratio of inferences to executions over a window is the
+	// mean number of requests a run served, the batches the scheduler
+	// formed; the success and compute_infer times per request are the
+	// server's own view of a request's time in the model and of the
+	// engine's run.
+	runs func(ctx context.Context) (modelStats, error)
 }
 
 // httpTarget posts body to url; a reply other than 200 is an error.
@@ -144,6 +147,12 @@ type result struct {
 	// perRun is the mean number of requests (batch-1 inferences) a model
 	// run served (0: unknown).
 	perRun float64
+	// inModel and compute are the server's own means per request over
+	// the window (kiln serve's statistics; 0: unknown): the time from the
+	// model's scheduler taking the request to its result (Triton's
+	// success duration: queue, input, compute, output), and the model
+	// run's alone (compute_infer).
+	inModel, compute time.Duration
 	// driver is the load driver's (this process's) CPU time per request
 	// (0: unknown): with the server on the same cores, req/s is at most
 	// cores / (cpu + driver), and below it by the time the cores idled.
@@ -201,10 +210,10 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 	sleep(warm)
 	// the statistics are read outside the CPU window (the calls cost the
 	// server a little)
-	var inf0, exec0 uint64
+	var st0 modelStats
 	runsErr := errors.New("unknown")
 	if t.runs != nil {
-		inf0, exec0, runsErr = t.runs(ctx)
+		st0, runsErr = t.runs(ctx)
 	}
 	cpu0, self0 := cpuTime(t.pid), cpuTime(os.Getpid())
 	measuring.Store(true)
@@ -214,9 +223,14 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 	elapsed := time.Since(start)
 	cpu1, self1 := cpuTime(t.pid), cpuTime(os.Getpid())
 	var perRun float64
+	var inModel, compute time.Duration
 	if runsErr == nil {
-		if inf1, exec1, err := t.runs(ctx); err == nil && exec1 > exec0 {
-			perRun = float64(inf1-inf0) / float64(exec1-exec0)
+		if st1, err := t.runs(ctx); err == nil && st1.executions > st0.executions {
+			perRun = float64(st1.inferences-st0.inferences) / float64(st1.executions-st0.executions)
+			if n := st1.successes - st0.successes; n > 0 {
+				inModel = time.Duration((st1.successNs - st0.successNs) / n)
+				compute = time.Duration((st1.computeNs - st0.computeNs) / n)
+			}
 		}
 	}
 	cancel()
@@ -233,7 +247,7 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 	}
 	slices.Sort(all)
 	r := result{clients: clients, requests: len(all), p50: all[len(all)/2], p99: all[len(all)*99/100],
-		rps: float64(len(all)) / elapsed.Seconds(), perRun: perRun}
+		rps: float64(len(all)) / elapsed.Seconds(), perRun: perRun, inModel: inModel, compute: compute}
 	if cpu0 >= 0 && cpu1 >= 0 {
 		r.cpu = (cpu1 - cpu0) / time.Duration(len(all))
 	}
@@ -364,25 +378,39 @@ func measureRate(ctx context.Context, t target, rate float64, clients int, warm,
 	return r, nil
 }
 
-// statsRuns returns a target's runs function: the inference and execution
-// counts of modelName's statistics (every version) from the gRPC server at
-// addr, on one connection of its own.
-func statsRuns(addr string) (func(ctx context.Context) (uint64, uint64, error), func(), error) {
+// modelStats is what a target's runs function reads of a model's
+// statistics (sums over its versions).
+type modelStats struct {
+	inferences, executions uint64
+	// successes counts the requests that succeeded, successNs their
+	// time in the model, computeNs the time of the runs they were part
+	// of (Triton's inference_stats success and compute_infer)
+	successes, successNs, computeNs uint64
+}
+
+// statsRuns returns a target's runs function: modelName's statistics
+// (every version) from the gRPC server at addr, on one connection of its
+// own.
+func statsRuns(addr string) (func(ctx context.Context) (modelStats, error), func(), error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, nil, err
 	}
 	c := inference.NewGRPCInferenceServiceClient(conn)
-	return func(ctx context.Context) (uint64, uint64, error) {
+	return func(ctx context.Context) (modelStats, error) {
 		resp, err := c.ModelStatistics(ctx, &inference.ModelStatisticsRequest{Name: modelName})
 		if err != nil {
-			return 0, 0, err
+			return modelStats{}, err
 		}
-		var inf, exec uint64
+		var st modelStats
 		for _, m := range resp.GetModelStats() {
-			inf += m.GetInferenceCount()
-			exec += m.GetExecutionCount()
+			st.inferences += m.GetInferenceCount()
+			st.executions += m.GetExecutionCount()
+			is := m.GetInferenceStats()
+			st.successes += is.GetSuccess().GetCount()
+			st.successNs += is.GetSuccess().GetNs()
+			st.computeNs += is.GetComputeInfer().GetNs()
 		}
-		return inf, exec, nil
+		return st, nil
 	}, func() { conn.Close() }, nil
 }

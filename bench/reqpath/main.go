@@ -360,6 +360,9 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			}
 			rep.rows[name] = append(rep.rows[name], row{one: one, many: many, fixed: fixed})
 			fmt.Fprintf(log, "round %d %-13s p50@1 %8v  req/s@%d %7.0f", r+1, name, one.p50.Round(time.Microsecond), c.clients, many.rps)
+			if one.inModel > 0 {
+				fmt.Fprintf(log, "  @1: in model %v, engine %v", one.inModel.Round(100*time.Nanosecond), one.compute.Round(100*time.Nanosecond))
+			}
 			if many.cpu > 0 {
 				fmt.Fprintf(log, "  CPU/req %v", many.cpu.Round(time.Microsecond))
 			}
@@ -532,6 +535,22 @@ func (r *report) write(w io.Writer) {
 	if len(perRun) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "Requests a model run served at %d clients (kiln serve's statistics: inferences / executions, the batches its scheduler formed; medians): %s.\n", c.clients, strings.Join(perRun, "; "))
+	}
+	var inModel []string
+	for _, t := range c.targets {
+		in := median(r.col(t, func(x row) float64 { return us(x.one.inModel) }))
+		comp := median(r.col(t, func(x row) float64 { return us(x.one.compute) }))
+		if in > 0 {
+			inModel = append(inModel, fmt.Sprintf("%s %.1f us in the model, %.1f us of it the engine's run", label(t), in, comp))
+		}
+	}
+	if len(inModel) > 0 {
+		eng := ""
+		if v := median(r.col("engine", func(x row) float64 { return us(x.one.p50) })); v > 0 {
+			eng = fmt.Sprintf(" (the engine alone: p50 %.1f us, back to back)", v)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "Time in the model at one client (kiln serve's statistics: success and compute_infer per request, means over the window; medians)%s: %s.\n", eng, strings.Join(inModel, "; "))
 	}
 	crit := r.criteria()
 	if len(crit) > 0 {

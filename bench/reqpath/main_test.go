@@ -44,6 +44,7 @@ func TestReqpath(t *testing.T) {
 	for _, want := range []string{
 		"the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay, two CPU instances)", "the engine target runs tinycnn built by kiln's builder",
 		"Requests a model run served at 3 clients (kiln serve's statistics", "The load driver's own CPU time per request at 3 clients",
+		"Time in the model at one client (kiln serve's statistics", "kiln serve, gRPC ", " us of it the engine's run",
 		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
 		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",
 		"| kiln gateway in front of kiln serve, HTTP JSON |", "| kiln gateway in front of kiln serve, gRPC |",
@@ -190,5 +191,53 @@ func TestCriteria(t *testing.T) {
 	c := got[len(got)-1]
 	if c.name != "HTTP JSON: gateway p50 - kiln serve p50, 1 client" || c.value != 200 || c.unit != "us" || c.ok() {
 		t.Errorf("gateway criterion %+v (met %v), want 200 us, not met", c, c.ok())
+	}
+}
+
+// TestTimeInModel: the report gives kiln serve's own view of a request's
+// time in the model and of the engine's run at one client (medians over
+// rounds of the per-window means), next to the engine alone; targets
+// without statistics are left out, and without any the line is not
+// written.
+func TestTimeInModel(t *testing.T) {
+	us := time.Microsecond
+	cases := []struct {
+		name    string
+		rows    map[string][]row
+		targets []string
+		want    string // "" : no line
+	}{
+		{"kiln and engine", map[string][]row{
+			"engine":    {{one: result{p50: 10 * us}}, {one: result{p50: 14 * us}}, {one: result{p50: 12 * us}}},
+			"bare-grpc": {{one: result{p50: 90 * us}}, {one: result{p50: 90 * us}}, {one: result{p50: 90 * us}}},
+			"kiln-grpc": {{one: result{p50: 120 * us, inModel: 30 * us, compute: 20 * us}}, {one: result{p50: 120 * us, inModel: 34 * us, compute: 26 * us}},
+				{one: result{p50: 120 * us, inModel: 31 * us, compute: 22 * us}}},
+		}, []string{"engine", "bare-grpc", "kiln-grpc"},
+			"Time in the model at one client (kiln serve's statistics: success and compute_infer per request, means over the window; medians) (the engine alone: p50 12.0 us, back to back): kiln serve, gRPC 31.0 us in the model, 22.0 us of it the engine's run.\n"},
+		{"without the engine", map[string][]row{
+			"kiln-grpc": {{one: result{p50: 120 * us, inModel: 30 * us, compute: 20 * us}}},
+		}, []string{"kiln-grpc"},
+			"Time in the model at one client (kiln serve's statistics: success and compute_infer per request, means over the window; medians): kiln serve, gRPC 30.0 us in the model, 20.0 us of it the engine's run.\n"},
+		{"no statistics", map[string][]row{
+			"engine":    {{one: result{p50: 10 * us}}},
+			"bare-grpc": {{one: result{p50: 90 * us}}},
+		}, []string{"engine", "bare-grpc"}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := &report{cfg: config{clients: 16, rounds: len(c.rows[c.targets[0]]), targets: c.targets}, rows: c.rows}
+			var b bytes.Buffer
+			r.write(&b)
+			got := b.String()
+			if c.want == "" {
+				if strings.Contains(got, "Time in the model") {
+					t.Errorf("a time-in-model line without statistics:\n%s", got)
+				}
+				return
+			}
+			if !strings.Contains(got, c.want) {
+				t.Errorf("the report has no %q:\n%s", c.want, got)
+			}
+		})
 	}
 }
