@@ -182,7 +182,14 @@ var bdToggles = []struct {
 		}
 	}},
 	{"bal", func(on bool) { bdBalanced = on }},
+	// A: cold weights, B: the same weights every call (the cost of
+	// reading them from memory)
+	{"cold", func(on bool) { bdABWarm = !on }},
 }
+
+// bdABWarm: BenchmarkBlockedConvAB's calls use one filter (warm in the
+// caches), not the copies in turn.
+var bdABWarm bool
 
 // BenchmarkBlockedConvAB compares each toggle's new path (A) with the one
 // before it (B) call by call, in turns (the order swapped every pair), on
@@ -223,11 +230,14 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 				if fs == nil {
 					setup()
 				}
-				defer func(c int, bal bool) { bdChunkBytes, bdBalanced = c, bal }(bdChunkBytes, bdBalanced)
+				defer func(c int, bal bool) { bdChunkBytes, bdBalanced, bdABWarm = c, bal, false }(bdChunkBytes, bdBalanced)
 				var ta, tb []float64
 				call := func(on bool) float64 {
 					tg.set(on)
 					fi = (fi + 1) % len(fs)
+					if bdABWarm {
+						fi = 0
+					}
 					c0 := bdCPUTime()
 					BlockedConv2D(fs[fi], xb, bias, zb, yb)
 					return float64((bdCPUTime() - c0).Microseconds())
