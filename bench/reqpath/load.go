@@ -76,6 +76,9 @@ type target struct {
 	// server's own view of a request's time in the model and of the
 	// engine's run.
 	runs func(ctx context.Context) (modelStats, error)
+	// pause, when positive, is slept by each client's thread before each
+	// request (pause), outside the request's time
+	pause time.Duration
 }
 
 // httpTarget posts body to url; a reply other than 200 is an error.
@@ -185,6 +188,9 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
+				if t.pause > 0 {
+					pause(t.pause)
+				}
 				in := measuring.Load()
 				start := time.Now()
 				err := c(ctx)

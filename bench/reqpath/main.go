@@ -40,10 +40,19 @@ import (
 // allTargets are the targets in the order each round measures them. The
 // gw-* targets go through kiln gateway in front of the kiln serve of the
 // kiln-* targets (the gateway process's CPU time is theirs).
-var allTargets = []string{"engine", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine"}
+var allTargets = []string{"engine", "engine-idle", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine"}
 
 // defaultTargets are the targets measured unless -targets says otherwise.
 var defaultTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln-grpc"}
+
+// idleGap is how long the engine-idle target's client sleeps before each
+// run: about the time between two runs of a one-client server (the
+// request path's work and the client's, on loopback).
+const idleGap = 100 * time.Microsecond
+
+// isEngine reports whether target t is the engine alone (one client only,
+// no server process).
+func isEngine(t string) bool { return t == "engine" || t == "engine-idle" }
 
 // oldPrefix names the targets served by the -kiln-old binary.
 const oldPrefix = "old-"
@@ -252,25 +261,39 @@ func dialReady(addr string) func() error {
 // engineTarget runs tinycnn with kiln's Go API on one execution context,
 // as one instance of kiln serve does: the bundled model loaded as kiln
 // serve loads it, or built as kiln serve builds a repository's model.
-func engineTarget(ctx context.Context, img *tensor.Tensor, built bool) (target, func(), error) {
+//
+// The engine-idle target (gap > 0) is the same run after the client's
+// thread slept gap (not counted): the engine as it runs in a server,
+// where the request path's work, the client's and the idle core come
+// between two runs, instead of back to back with its code and data in the
+// core's caches.
+func engineTarget(ctx context.Context, img *tensor.Tensor, built bool, names ...string) (map[string]target, func(), error) {
 	m, err := kiln.LoadBytes(examples.TinyCNNModel)
 	if built {
 		m, err = kiln.BuildBytes(ctx, modelName, examples.TinyCNNModel, kiln.BuildOptions{MaxBatch: 8})
 	}
 	if err != nil {
-		return target{}, nil, err
+		return nil, nil, err
 	}
 	in := map[string]*tensor.Tensor{inputName: img}
-	return target{name: "engine", pid: os.Getpid(), newCaller: func() (caller, func(), error) {
-		c := m.NewContext()
-		return func(ctx context.Context) error {
-			out, err := c.Run(ctx, in)
-			if err == nil && out[outputName] == nil {
-				err = fmt.Errorf("engine: no output %s", outputName)
-			}
-			return err
-		}, func() {}, nil
-	}}, func() { m.Close() }, nil
+	out := map[string]target{}
+	for _, name := range names {
+		t := target{name: name, pid: os.Getpid(), newCaller: func() (caller, func(), error) {
+			c := m.NewContext()
+			return func(ctx context.Context) error {
+				out, err := c.Run(ctx, in)
+				if err == nil && out[outputName] == nil {
+					err = fmt.Errorf("engine: no output %s", outputName)
+				}
+				return err
+			}, func() {}, nil
+		}}
+		if name == "engine-idle" {
+			t.pause = idleGap
+		}
+		out[name] = t
+	}
+	return out, func() { m.Close() }, nil
 }
 
 func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
@@ -292,13 +315,13 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 		}
 	}()
 	has := func(t string) bool { return slices.Contains(c.targets, t) }
-	if has("engine") {
-		t, closeModel, err := engineTarget(ctx, img, c.built)
+	if engines := slices.DeleteFunc(slices.Clone(c.targets), func(t string) bool { return !isEngine(t) }); len(engines) > 0 {
+		ts, closeModel, err := engineTarget(ctx, img, c.built, engines...)
 		if err != nil {
 			return nil, err
 		}
 		defer closeModel()
-		targets["engine"] = t
+		maps.Copy(targets, ts)
 	}
 	for _, kind := range []string{"http", "grpc", "grpc-engine"} {
 		if !has("bare-" + kind) {
@@ -348,7 +371,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 				return nil, err
 			}
 			var many, fixed result
-			if name != "engine" {
+			if !isEngine(name) {
 				if many, err = measure(ctx, t, c.clients, c.warmup, c.duration); err != nil {
 					return nil, err
 				}
@@ -372,7 +395,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			if many.perRun > 0 {
 				fmt.Fprintf(log, "  requests/run %.2f", many.perRun)
 			}
-			if c.rate > 0 && name != "engine" {
+			if c.rate > 0 && !isEngine(name) {
 				fmt.Fprintf(log, "  @%.0f/s: p50 %v, CPU/req %v", c.rate, fixed.p50.Round(time.Microsecond), fixed.cpu.Round(time.Microsecond))
 			}
 			fmt.Fprintln(log)
@@ -447,13 +470,14 @@ func label(t string) string {
 }
 
 var labels = map[string]string{
-	"engine":    "engine alone (kiln Go API, one context)",
-	"bare-http": "bare net/http + encoding/json",
-	"kiln-http": "kiln serve, HTTP JSON",
-	"bare-grpc": "bare grpc-go",
-	"kiln-grpc": "kiln serve, gRPC",
-	"gw-http":   "kiln gateway in front of kiln serve, HTTP JSON",
-	"gw-grpc":   "kiln gateway in front of kiln serve, gRPC",
+	"engine":      "engine alone (kiln Go API, one context)",
+	"engine-idle": "engine alone, each run after " + fmtUs(us(idleGap)) + " asleep (not counted)",
+	"bare-http":   "bare net/http + encoding/json",
+	"kiln-http":   "kiln serve, HTTP JSON",
+	"bare-grpc":   "bare grpc-go",
+	"kiln-grpc":   "kiln serve, gRPC",
+	"gw-http":     "kiln gateway in front of kiln serve, HTTP JSON",
+	"gw-grpc":     "kiln gateway in front of kiln serve, gRPC",
 	// a reference, not one of the issue's: the least a gRPC server that
 	// runs the model does
 	"bare-grpc-engine": "bare grpc-go running the engine in its handler",
@@ -495,9 +519,13 @@ func (r *report) write(w io.Writer) {
 	for _, t := range c.targets {
 		p50 := median(r.col(t, func(x row) float64 { return us(x.one.p50) }))
 		p99 := median(r.col(t, func(x row) float64 { return us(x.one.p99) }))
-		if t == "engine" {
+		if isEngine(t) {
 			cpu := median(r.col(t, func(x row) float64 { return us(x.one.cpu) }))
-			fmt.Fprintf(w, "| %s | %s | %s | - | - | %s (1 client) |", label(t), fmtUs(p50), fmtUs(p99), fmtUs(cpu))
+			cpuCell := fmtUs(cpu) + " (1 client)"
+			if t == "engine-idle" {
+				cpuCell = "-" // its sleeps' system time is the driver's
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | - | - | %s |", label(t), fmtUs(p50), fmtUs(p99), cpuCell)
 			if c.rate > 0 {
 				fmt.Fprint(w, " - | - | - |")
 			}
@@ -545,9 +573,16 @@ func (r *report) write(w io.Writer) {
 		}
 	}
 	if len(inModel) > 0 {
-		eng := ""
+		var engs []string
 		if v := median(r.col("engine", func(x row) float64 { return us(x.one.p50) })); v > 0 {
-			eng = fmt.Sprintf(" (the engine alone: p50 %.1f us, back to back)", v)
+			engs = append(engs, fmt.Sprintf("p50 %.1f us back to back", v))
+		}
+		if v := median(r.col("engine-idle", func(x row) float64 { return us(x.one.p50) })); v > 0 {
+			engs = append(engs, fmt.Sprintf("%.1f us after %s asleep", v, fmtUs(us(idleGap))))
+		}
+		eng := ""
+		if len(engs) > 0 {
+			eng = " (the engine alone: " + strings.Join(engs, ", ") + ")"
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "Time in the model at one client (kiln serve's statistics: success and compute_infer per request, means over the window; medians)%s: %s.\n", eng, strings.Join(inModel, "; "))
@@ -587,7 +622,7 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintf(w, "| %d |", i+1)
 		for _, t := range c.targets {
 			x := r.rows[t][i]
-			if t == "engine" {
+			if isEngine(t) {
 				fmt.Fprintf(w, " %s |", fmtUs(us(x.one.p50)))
 			} else if x.many.cpu > 0 {
 				fmt.Fprintf(w, " %s / %.0f / %s |", fmtUs(us(x.one.p50)), x.many.rps, fmtUs(us(x.many.cpu)))

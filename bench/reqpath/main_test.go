@@ -45,7 +45,7 @@ func TestReqpath(t *testing.T) {
 		"the bundled tinycnn (built into a plan with a batch of 1..8; no config.pbtxt, completed as Triton completes an ONNX model's: max_batch_size 8, dynamic batching without delay, two CPU instances)", "the engine target runs tinycnn built by kiln's builder",
 		"Requests a model run served at 3 clients (kiln serve's statistics", "The load driver's own CPU time per request at 3 clients",
 		"Time in the model at one client (kiln serve's statistics", "kiln serve, gRPC ", " us of it the engine's run",
-		"| engine alone (kiln Go API, one context) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
+		"| engine alone (kiln Go API, one context) |", "| engine alone, each run after 100 us asleep (not counted) |", "| bare net/http + encoding/json |", "| kiln serve, HTTP JSON |",
 		"| bare grpc-go |", "| kiln serve, gRPC |", "| bare grpc-go running the engine in its handler |",
 		"| kiln gateway in front of kiln serve, HTTP JSON |", "| kiln gateway in front of kiln serve, gRPC |",
 		"| HTTP JSON: gateway p50 - kiln serve p50, 1 client |", "| gRPC: gateway p50 - kiln serve p50, 1 client |",
@@ -208,12 +208,13 @@ func TestTimeInModel(t *testing.T) {
 		want    string // "" : no line
 	}{
 		{"kiln and engine", map[string][]row{
-			"engine":    {{one: result{p50: 10 * us}}, {one: result{p50: 14 * us}}, {one: result{p50: 12 * us}}},
-			"bare-grpc": {{one: result{p50: 90 * us}}, {one: result{p50: 90 * us}}, {one: result{p50: 90 * us}}},
+			"engine":      {{one: result{p50: 10 * us}}, {one: result{p50: 14 * us}}, {one: result{p50: 12 * us}}},
+			"engine-idle": {{one: result{p50: 15 * us}}, {one: result{p50: 19 * us}}, {one: result{p50: 18 * us}}},
+			"bare-grpc":   {{one: result{p50: 90 * us}}, {one: result{p50: 90 * us}}, {one: result{p50: 90 * us}}},
 			"kiln-grpc": {{one: result{p50: 120 * us, inModel: 30 * us, compute: 20 * us}}, {one: result{p50: 120 * us, inModel: 34 * us, compute: 26 * us}},
 				{one: result{p50: 120 * us, inModel: 31 * us, compute: 22 * us}}},
-		}, []string{"engine", "bare-grpc", "kiln-grpc"},
-			"Time in the model at one client (kiln serve's statistics: success and compute_infer per request, means over the window; medians) (the engine alone: p50 12.0 us, back to back): kiln serve, gRPC 31.0 us in the model, 22.0 us of it the engine's run.\n"},
+		}, []string{"engine", "engine-idle", "bare-grpc", "kiln-grpc"},
+			"Time in the model at one client (kiln serve's statistics: success and compute_infer per request, means over the window; medians) (the engine alone: p50 12.0 us back to back, 18.0 us after 100 us asleep): kiln serve, gRPC 31.0 us in the model, 22.0 us of it the engine's run.\n"},
 		{"without the engine", map[string][]row{
 			"kiln-grpc": {{one: result{p50: 120 * us, inModel: 30 * us, compute: 20 * us}}},
 		}, []string{"kiln-grpc"},
