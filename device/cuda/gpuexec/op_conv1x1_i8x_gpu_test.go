@@ -312,6 +312,13 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	} else {
 		t.Logf("%.0f s in: the engine without expand_i8u2 is left out", time.Since(start).Seconds())
 	}
+	// KILN_I8X_TUNE=1: also the INT8 engine tuned with the chains on
+	// (expand_i8u2 timed as the chains run it, every other layer's INT8
+	// against its FP16 tactics; a 70 s build for ResNet-50)
+	if os.Getenv("KILN_I8X_TUNE") == "1" {
+		engines["int8 tuned"] = make_("int8 tuned chained", Options{FP16: true, Int8: scales, Tune: true}, map[string]string{EnvInt8Chain: "1"})
+		labels = append(labels, "int8 tuned")
+	}
 	ref, err := engine.New(g.Clone())
 	if err != nil {
 		t.Fatal(err)
@@ -391,6 +398,15 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		name, batch, fp.GPUName, strings.Join(rows, ", "), times["fp16"]/times["int8 expand"])
 	if v, ok := times["int8 no expand"]; ok {
 		t.Logf("int8 expand is %.2fx int8 without expand_i8u2", v/times["int8 expand"])
+	}
+	if v, ok := times["int8 tuned"]; ok {
+		n := 0
+		for _, q := range engines["int8 tuned"].e.int8.use {
+			if q.x8 != nil {
+				n++
+			}
+		}
+		t.Logf("int8 tuned chained: %.2fx fp16, expand_i8u2 chosen on %d layers", times["fp16"]/v, n)
 	}
 	// the slowest layers of the INT8 engine (untuned: no per-layer times),
 	// by how they ran
