@@ -228,6 +228,16 @@ type ExecOptions struct {
 	// (calibrated amax/127); the device runs them in INT8 where it can and
 	// the rest in FP16. A plan keeps them in the device's sections.
 	Int8Scales map[string]float32
+	// LayerPrecision, with Precision "fp16", is the precision stage's
+	// decision per layer (node name): "fp32" for the layers that compute
+	// in float32 (quant.FP16Convert's rule on the CPU: the layers it keeps
+	// in FP32, --layer-precision NAME:fp32 among them), "fp16" for the
+	// others (unnamed layers too). The builder makes the decision once and
+	// hands it to every device, as Int8Scales hands the INT8 one; a device
+	// runs the fp32 layers in float32 with conversions at the boundaries,
+	// and a plan keeps the decision in the device's sections. nil: every
+	// layer in Precision.
+	LayerPrecision map[string]string
 	// Tactics are the implementations chosen when the plan was built
 	// (the plan header's tactic table), applied at load without timing
 	// again: for each layer the device (or, under partitioning, the CPU

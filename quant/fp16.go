@@ -101,6 +101,34 @@ func FP16KeepFP32(layers map[string]Precision) ([]string, error) {
 	return keep, nil
 }
 
+// FP16Decide returns the decisions FP16Convert takes for g with opt
+// without changing g (it converts a copy): which layers compute in float16
+// and which stay float32, and why. It is the one FP16 precision stage: the
+// CPU applies it by converting the graph, a device that runs graphs itself
+// gets it as FP16Report.LayerPrecision (device.ExecOptions.LayerPrecision),
+// so that every device keeps the same layers in FP32.
+func FP16Decide(g *ir.Graph, opt FP16Options) (*FP16Report, error) {
+	if g == nil {
+		return nil, fmt.Errorf("%w: no graph", ErrFP16)
+	}
+	return FP16Convert(g.Clone(), opt)
+}
+
+// LayerPrecision returns the report's decisions by layer name, as
+// device.ExecOptions.LayerPrecision takes them: FP16PrecisionSingle
+// ("fp32") for the layers that stay float32, FP16PrecisionHalf ("fp16")
+// for those that compute in float16; layers without floating-point values
+// are left out.
+func (r *FP16Report) LayerPrecision() map[string]string {
+	out := map[string]string{}
+	for _, l := range r.Layers {
+		if l.Precision != FP16PrecisionNone {
+			out[l.Name] = l.Precision
+		}
+	}
+	return out
+}
+
 // fp16Float32Inputs lists, per op type, the inputs that stay float32 in a
 // float16 layer: the ones ONNX types as float32 whatever the data's type
 // (Resize and Upsample scales) and Resize's roi, kept exact.

@@ -31,10 +31,13 @@ import (
 // compiled sections go into the plan (each segment's under its prefix when
 // there are several). INT8 (deviceInt8) calibrates as the CPU path does and
 // hands the device the input scale of each convolution the INT8 rule
-// quantizes; the device keeps the rest in FP16.
+// quantizes; the device keeps the rest in FP16. FP16 (deviceFP16) takes
+// the CPU's decisions of which layers stay FP32 (quant.FP16Decide, with
+// --layer-precision) and hands them to the device
+// (device.ExecOptions.LayerPrecision).
 func (b *builder) compile(ctx context.Context) error {
-	if len(b.o.LayerPrecision) > 0 && b.o.Precision != INT8 {
-		return fmt.Errorf("%w: --layer-precision is not available on %s yet (except with --int8)", ErrOptions, b.o.Device)
+	if len(b.o.LayerPrecision) > 0 && b.o.Precision == FP32 {
+		return fmt.Errorf("%w: --layer-precision on %s needs --fp16 or --int8", ErrOptions, b.o.Device)
 	}
 	h := &b.res.Header
 	ref, err := cloneGraph(b.g)
@@ -48,6 +51,12 @@ func (b *builder) compile(ctx context.Context) error {
 	var int8Scales map[string]float32
 	if b.o.Precision == INT8 {
 		if int8Scales, err = b.deviceInt8(ctx, refEngine); err != nil {
+			return err
+		}
+	}
+	var layerPrec map[string]string
+	if b.o.Precision == FP16 {
+		if layerPrec, err = b.deviceFP16(); err != nil {
 			return err
 		}
 	}
@@ -83,7 +92,8 @@ func (b *builder) compile(ctx context.Context) error {
 			return err
 		}
 		o := device.ExecOptions{Ordinal: b.ordinal, Precision: b.o.Precision, MemoryLimit: b.o.Workspace,
-			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache, OptLevel: b.o.OptLevel, Int8Scales: int8Scales}
+			Tune: !b.o.NoTiming, TimingCache: b.o.TimingCache, OptLevel: b.o.OptLevel, Int8Scales: int8Scales,
+			LayerPrecision: layerPrec}
 		if len(p.Inputs) > 0 {
 			o.MaxShapes, o.OptShapes = p.Shapes(2), p.Shapes(1)
 		}

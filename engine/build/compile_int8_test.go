@@ -88,22 +88,34 @@ func TestInt8ExecutorDevice(t *testing.T) {
 	if s := lastCompiled().Int8Scales; len(s) != 0 {
 		t.Errorf("with %s:fp16 the device got scales %v, want none", quantized, s)
 	}
-	// --layer-precision is still refused with --fp16 on such a device
-	if _, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Devices: fakeDevices, Precision: build.FP16,
+	// with --fp16 the device gets the precision stage's decision: the
+	// layer kept in fp32, the other float layers in fp16 (TestFP16ExecutorDevice)
+	res, err = build.Build(context.Background(), model, build.Options{Device: "fakegpu", Devices: fakeDevices, Precision: build.FP16,
+		LayerPrecision: map[string]string{quantized: build.FP32}})
+	if err != nil {
+		t.Fatalf("--layer-precision with --fp16 on an executor device: %v", err)
+	}
+	res.Close()
+	if p := lastCompiled().LayerPrecision; p[quantized] != build.FP32 {
+		t.Errorf("with %s:fp32 the device got layer precisions %v", quantized, p)
+	}
+	// and it is refused in an FP32 build, which has nothing to override
+	if _, err := build.Build(context.Background(), model, build.Options{Device: "fakegpu", Devices: fakeDevices,
 		LayerPrecision: map[string]string{quantized: build.FP32}}); err == nil || !strings.Contains(err.Error(), "--layer-precision") {
-		t.Errorf("--layer-precision with --fp16 on an executor device: %v", err)
+		t.Errorf("--layer-precision in an fp32 build on an executor device: %v", err)
 	}
 }
 
 // lastCompiled returns the options of the fake GPU's last compilation.
 func lastCompiled() (o struct {
-	Precision  string
-	Int8Scales map[string]float32
+	Precision      string
+	Int8Scales     map[string]float32
+	LayerPrecision map[string]string
 }) {
 	fakeMu.Lock()
 	defer fakeMu.Unlock()
 	l := fakeCompiled[len(fakeCompiled)-1]
-	o.Precision, o.Int8Scales = l.Precision, l.Int8Scales
+	o.Precision, o.Int8Scales, o.LayerPrecision = l.Precision, l.Int8Scales, l.LayerPrecision
 	return o
 }
 

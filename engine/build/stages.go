@@ -52,14 +52,7 @@ func (b *builder) precision(ctx context.Context) error {
 	}
 	switch b.o.Precision {
 	case FP16:
-		var keep []string
-		for layer, p := range b.o.LayerPrecision {
-			if p == FP32 {
-				keep = append(keep, layer)
-			}
-		}
-		sort.Strings(keep)
-		rep, err := quant.FP16Convert(b.g, quant.FP16Options{KeepFP32: keep})
+		rep, err := quant.FP16Convert(b.g, quant.FP16Options{KeepFP32: b.fp16Keep()})
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,10 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if err != nil {
 		return nil, err
 	}
+	layers, precSection, err := layerPrecisionOptions(o) // precision.go: FP16 with FP32 layers
+	if err != nil {
+		return nil, err
+	}
 	fp, err := cuda.FingerprintOf(o.Ordinal)
 	if err != nil {
 		return nil, err
@@ -57,7 +61,7 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	// timed beside the legacy calls (longer builds; a few percent faster
 	// convolutions on ResNet-50).
 	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16" || o.Precision == "int8", GraphConv: o.OptLevel >= 3,
-		Int8: int8Scales}
+		Int8: int8Scales, LayerPrecision: layers}
 	arch := fmt.Sprintf("sm_%d%d", major, minor)
 	blobs := map[string][]byte{}
 	if img, ok := o.Blobs[kernelBlob(arch)]; ok && len(img) > 0 {
@@ -72,6 +76,9 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	blobs[kernelBlob(arch)] = opt.Kernels
 	if int8Section != nil {
 		blobs[int8Blob] = int8Section
+	}
+	if precSection != nil {
+		blobs[precisionBlob] = precSection
 	}
 	// Tactics: those of the plan's header (o.Tactics), or of an older
 	// plan's "cuda.tactics" section, else (o.Tune) timed below.

@@ -25,6 +25,12 @@ type Options struct {
 	// between half loads and stores (reductions in float32). Context.Run
 	// still takes and returns float32 tensors, converted on the device.
 	FP16 bool
+	// LayerPrecision, with FP16, names the layers (nodes) that run in
+	// float32 instead ("fp32"; "fp16" and unnamed layers run in half): the
+	// builder's precision stage decides them for every device
+	// (device.ExecOptions.LayerPrecision). Conversion steps sit at the
+	// precision boundaries (precision.go). nil: every layer in half.
+	LayerPrecision map[string]string
 	// MemoryLimit, when positive, bounds the device memory the engine and
 	// all its contexts take together (weights, activations, workspaces).
 	MemoryLimit int64
@@ -160,7 +166,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 	// cuDNN's run-time fusion compiles with NVRTC, which breaks Go's
 	// handler of SIGTERM: the dispositions are restored at the end
 	defer cuda.KeepSignals()()
-	prog, err := compileLayout(g, opt.KeepValues, opt.FP16, true, nchwForced(opt))
+	prog, err := compilePrecision(g, opt.KeepValues, opt.FP16, true, nchwForced(opt), opt.LayerPrecision)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +196,7 @@ func NewEngine(g *ir.Graph, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	if prog.mma && e.fp.ComputeMajor < 8 { // no mma.sync: the scalar attention kernels
-		if prog, err = compileLayout(g, opt.KeepValues, opt.FP16, false, nchwForced(opt)); err != nil {
+		if prog, err = compilePrecision(g, opt.KeepValues, opt.FP16, false, nchwForced(opt), opt.LayerPrecision); err != nil {
 			return nil, err
 		}
 		e.prog = prog
@@ -298,12 +304,13 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					}
 					p := cuda.ConvParams{N: cc.n, C: cc.c, H: cc.h, W: cc.wd, M: cc.m, KH: cc.kh, KW: cc.kw,
 						PadH: cc.ph, PadW: cc.pw, StrideH: cc.sh, StrideW: cc.sw, DilH: cc.dh, DilW: cc.dw, Group: cc.group,
-						Half: e.prog.half, NHWC: cc.nhwc}
+						Half: s.half, NHWC: cc.nhwc}
 					limit := maxWorkspace
 					if p.Half {
 						limit = maxHalfConvWorkspace
 					}
 					t, ok := e.opt.Tactics[s.node.Name]
+					// signatures name the program's precision, as tune.go makes them
 					ok = ok && t.Sig == convSig(s, e.prog.half)
 					if ok && t.Impl == ImplKernel {
 						e.tactics[s.node.Name] = t
@@ -336,7 +343,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					if gc == nil {
 						continue
 					}
-					mo := cuda.MatmulOptions{Half: e.prog.half, TransB: gc.transB, SplitK: ltSplitK, Enumerate: e.ltEnumerate()}
+					mo := cuda.MatmulOptions{Half: s.half, TransB: gc.transB, SplitK: ltSplitK, Enumerate: e.ltEnumerate()}
 					if mo.Enumerate {
 						mo.SMs, _ = e.drv.Attribute(e.dev, cuda.AttrMultiprocessorCount)
 					}
@@ -362,7 +369,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 							e.tactics[s.node.Name] = t
 						}
 					}
-					if relu, gelu, can := gc.ltEpilogue(e.prog.half); can && (!ok || t.Impl != ImplCUBLASLt || t.Epi) {
+					if relu, gelu, can := gc.ltEpilogue(s.half); can && (!ok || t.Impl != ImplCUBLASLt || t.Epi) {
 						// the bias (and ReLU or GELU) in cuBLASLt's epilogue: no pass over Y after
 						epi := mo
 						epi.Bias, epi.ReLU, epi.GELU = e.weights+cuda.DevicePtr(gc.bias.off), relu, gelu

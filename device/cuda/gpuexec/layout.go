@@ -103,7 +103,8 @@ func (c *compiler) planLayout() {
 		}
 	}
 	for _, n := range c.g.Nodes {
-		if folded(n) || c.skip[n] || len(n.Outputs) != 1 || n.Outputs[0] == nil || blocked[n.Outputs[0]] || len(n.Inputs) == 0 {
+		// a layer kept in float32 (precision.go) reads and writes NCHW
+		if folded(n) || c.skip[n] || c.fp32[n] || len(n.Outputs) != 1 || n.Outputs[0] == nil || blocked[n.Outputs[0]] || len(n.Inputs) == 0 {
 			continue
 		}
 		y := n.Outputs[0]
@@ -439,11 +440,20 @@ func (c *compiler) otherLayout(v *ir.Value) (int, error) {
 	if c.esize(v.Type.DType) != 2 {
 		return 0, fmt.Errorf("%w: %v value %q in NHWC", ErrUnsupported, v.Type.DType, v.Name)
 	}
+	if c.mixed() && !c.storeHalf[src] {
+		// a float32 layer's value (precision.go): transposed in binary16
+		if src, err = c.version(v, src, true); err != nil {
+			return 0, err
+		}
+	}
 	toNHWC := !c.layout.nhwc[v]
 	c.step = len(c.p.steps)
 	id := len(c.p.stores)
 	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
 	c.p.stores[src].last = max(c.p.stores[src].last, c.step)
+	if c.mixed() {
+		c.markStore(id, v) // binary16, as NHWC values are
+	}
 	l, err := transposeLaunch("transpose_tiles_b16", ref{buf: bufArena, id: id}, ref{buf: bufArena, id: src}, d, toNHWC)
 	if err != nil {
 		return 0, err

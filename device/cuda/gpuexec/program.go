@@ -94,6 +94,9 @@ type step struct {
 	// inPlace says, for a node that launches nothing because another
 	// computes it or reads it through strides (planViews), how it runs.
 	inPlace string
+	// half says the step computes in binary16: the program's precision,
+	// or float32 for a layer kept in FP32 (precision.go).
+	half bool
 }
 
 // name is the node's name for error messages.
@@ -135,20 +138,37 @@ type program struct {
 	values  map[string]ioSpec // every value in the arena, by name (for Context.Value)
 }
 
+// verValue is a constant in one precision (half: binary16 for float32).
+type verValue struct {
+	v    *ir.Value
+	half bool
+}
+
 // compiler builds a program.
 type compiler struct {
 	g       *ir.Graph
 	p       *program
-	consts  map[*ir.Value]int64 // offset in weights
-	storeOf map[*ir.Value]int   // arena storage of a value (aliases share one)
-	step    int                 // index of the step being built
+	consts  map[verValue]int64 // offset in weights, per precision uploaded
+	storeOf map[*ir.Value]int  // arena storage of a value (aliases share one)
+	step    int                // index of the step being built
 	// weightAliases are non-constant values that alias a constant (a
 	// Reshape of a weight too large to fold).
 	weightAliases map[*ir.Value]ref
 	// half stores every float32 value and constant in IEEE binary16 and
 	// runs the _f16 kernels; graph inputs and outputs stay float32 on the
-	// host, converted on the device.
-	half bool
+	// host, converted on the device. It is the precision of the node being
+	// emitted: progHalf, the program's, except for the nodes in fp32.
+	half     bool
+	progHalf bool
+	// fp32 are the nodes a half program runs in float32 (nil: none), and
+	// storeHalf, versions, aliasSrc and aliasHalf what precision.go tracks
+	// for them: which arena stores hold binary16, each store's copy in the
+	// other precision, and the constant (and precision) of a weight alias.
+	fp32      map[*ir.Node]bool
+	storeHalf map[int]bool
+	versions  map[verKey]int
+	aliasSrc  map[*ir.Value]*ir.Value
+	aliasHalf map[*ir.Value]bool
 	// keep gives every value its own storage (Options.KeepValues).
 	keep bool
 	// mma allows the tensor-core kernels (sm_80 and later).
@@ -257,8 +277,14 @@ func compileWith(g *ir.Graph, keep, half, mma bool) (*program, error) {
 // compileLayout is compileWith; nchw keeps half convolutions NCHW (no
 // layout pass, layout.go).
 func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
-	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[*ir.Value]int64{}, storeOf: map[*ir.Value]int{},
-		half: half, keep: keep, mma: mma, nchw: nchw}
+	return compilePrecision(g, keep, half, mma, nchw, nil)
+}
+
+// compilePrecision is compileLayout; layers gives the layers a half
+// program runs in float32 ("fp32", by node name; precision.go).
+func compilePrecision(g *ir.Graph, keep, half, mma, nchw bool, layers map[string]string) (*program, error) {
+	c := &compiler{g: g, p: &program{kernels: map[string]bool{}, values: map[string]ioSpec{}}, consts: map[verValue]int64{}, storeOf: map[*ir.Value]int{},
+		half: half, progHalf: half, keep: keep, mma: mma, nchw: nchw, fp32: fp32Nodes(g, layers, half)}
 	for _, v := range g.Inputs {
 		if _, err := c.dims(v); err != nil {
 			return nil, err
@@ -274,11 +300,16 @@ func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 			io.ref = ref{buf: bufArena, id: stage}
 			s := c.castStep("input "+v.Name, "cast_f32_f16", ref{buf: bufArena, id: id}, io.ref, prod(io.shape))
 			c.p.kernels["cast_f32_f16"] = true
+			if c.mixed() { // float32 layers read the staging buffer
+				c.storeHalf[stage] = false
+				c.setVersion(id, stage, false)
+			}
 			c.p.steps = append(c.p.steps, s)
 		}
 		c.p.inputs = append(c.p.inputs, io)
 	}
 	c.planViews()
+	c.dropMixedFusions() // precision.go: none across float32 layers
 	c.planLayout()
 	for _, n := range g.Nodes {
 		if folded(n) {
@@ -288,10 +319,17 @@ func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", nodeName(n), err)
 		}
+		c.half = c.progHalf && !c.fp32[n]
+		restorePrec, err := c.bindPrecision(n) // conversions to the precision n computes in
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", nodeName(n), err)
+		}
 		c.step = len(c.p.steps)
-		s := step{node: n}
+		s := step{node: n, half: c.half}
 		if c.skip[n] {
 			s.inPlace = c.inPlace(n)
+			restorePrec()
+			c.half = c.progHalf
 			c.p.steps = append(c.p.steps, s) // computed in place by a later attention
 			continue
 		}
@@ -310,7 +348,9 @@ func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 		for _, v := range n.Inputs {
 			c.use(v)
 		}
+		restorePrec()
 		restore()
+		c.half = c.progHalf
 		c.p.steps = append(c.p.steps, s)
 	}
 	if err := c.outputLayouts(); err != nil {
@@ -343,7 +383,7 @@ func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 		}
 		live = append(live, id)
 		o.shape, o.bytes, o.ref = dims, bytesOf(v), ref{buf: bufArena, id: id}
-		if half && v.Type.DType == tensor.Float32 {
+		if half && v.Type.DType == tensor.Float32 && c.storedHalf(id) {
 			c.step = len(c.p.steps)
 			stage := len(c.p.stores)
 			c.p.stores = append(c.p.stores, interval{size: max(o.bytes, 1), first: c.step, last: c.step})
@@ -363,7 +403,11 @@ func compileLayout(g *ir.Graph, keep, half, mma, nchw bool) (*program, error) {
 			c.p.stores[id].last = end
 		}
 		if dims, err := c.dims(v); err == nil {
-			c.p.values[v.Name] = ioSpec{name: v.Name, dtype: c.storedType(v.Type.DType), shape: dims, bytes: c.bytes(v), ref: ref{buf: bufArena, id: id}}
+			dt, size := c.storedType(v.Type.DType), c.bytes(v)
+			if c.mixed() && dt == tensor.Float16 && v.Type.DType == tensor.Float32 && !c.storeHalf[id] {
+				dt, size = tensor.Float32, bytesOf(v) // a float32 layer's value
+			}
+			c.p.values[v.Name] = ioSpec{name: v.Name, dtype: dt, shape: dims, bytes: size, ref: ref{buf: bufArena, id: id}}
 		}
 	}
 	for k := range c.p.kernels {
@@ -413,6 +457,9 @@ func (c *compiler) newStore(v *ir.Value) int {
 	id := len(c.p.stores)
 	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
 	c.storeOf[v] = id
+	if c.mixed() {
+		c.markStore(id, v)
+	}
 	return id
 }
 
@@ -443,7 +490,7 @@ func (c *compiler) ref(v *ir.Value) (ref, error) {
 		return ref{buf: bufArena, id: id}, nil // a graph input, even with a default
 	}
 	if v.Const != nil {
-		if off, ok := c.consts[v]; ok {
+		if off, ok := c.consts[verValue{v, c.half}]; ok {
 			return ref{buf: bufWeights, off: off}, nil
 		}
 		if v.Const.DType == tensor.String {
@@ -454,7 +501,7 @@ func (c *compiler) ref(v *ir.Value) (ref, error) {
 			data = halfBytes(v.Const)
 		}
 		off := c.addWeights(data)
-		c.consts[v] = off
+		c.consts[verValue{v, c.half}] = off
 		return ref{buf: bufWeights, off: off}, nil
 	}
 	id, ok := c.storeOf[v]
@@ -509,6 +556,12 @@ func (c *compiler) alias(n *ir.Node) error {
 			return err
 		}
 		c.constAlias(o, r)
+		if c.mixed() { // precision.go: read in the other precision from in's upload in it
+			if c.aliasSrc == nil {
+				c.aliasSrc, c.aliasHalf = map[*ir.Value]*ir.Value{}, map[*ir.Value]bool{}
+			}
+			c.aliasSrc[o], c.aliasHalf[o] = in, c.half
+		}
 		return nil
 	}
 	id, ok := c.storeOf[in]

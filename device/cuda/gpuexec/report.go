@@ -68,7 +68,7 @@ func (e *Engine) stepPrecision(s step) string {
 			}
 			switch dtypeOf(v) {
 			case tensor.Float32:
-				return precisionName(e.prog.half)
+				return precisionName(s.half)
 			case tensor.Float16:
 				return "fp16"
 			case tensor.Float64:

@@ -1,0 +1,49 @@
+package build
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/kilnai/kiln/quant"
+)
+
+// fp16Keep is the list of layers --layer-precision keeps in float32 in an
+// FP16 build (NAME:fp32), sorted: quant.FP16Options.KeepFP32 on every
+// device. Other overrides (fp16, int8) change nothing in an FP16 build.
+func (b *builder) fp16Keep() []string {
+	var keep []string
+	for layer, p := range b.o.LayerPrecision {
+		if p == FP32 {
+			keep = append(keep, layer)
+		}
+	}
+	sort.Strings(keep)
+	return keep
+}
+
+// deviceFP16 is the FP16 precision stage of a build for a device that runs
+// graphs itself: the decisions the CPU's conversion takes
+// (quant.FP16Decide: the same rule, the same keep list from
+// --layer-precision), made on the optimized graph and returned per layer
+// for device.ExecOptions.LayerPrecision ("fp32" for the layers kept in
+// float32, "fp16" for the others). The counts and each fp32 layer with its
+// reason are logged as on the CPU, and the reasons kept for kiln inspect.
+func (b *builder) deviceFP16() (map[string]string, error) {
+	rep, err := quant.FP16Decide(b.g, quant.FP16Options{KeepFP32: b.fp16Keep()})
+	if err != nil {
+		return nil, err
+	}
+	b.logf("FP16 on %s: %d layers in fp16, %d in fp32 (the precision stage's decisions, as on the CPU)",
+		b.o.Device, rep.Count(quant.FP16PrecisionHalf), rep.Count(quant.FP16PrecisionSingle))
+	for _, l := range rep.Layers {
+		if l.Precision != quant.FP16PrecisionSingle {
+			continue
+		}
+		b.logf("  fp32  %s (%s): %s", l.Name, l.OpType, l.Reason)
+		if b.reasons == nil {
+			b.reasons = map[string]string{}
+		}
+		b.reasons[l.Name] = fmt.Sprintf("fp32 on %s: %s", b.o.Device, l.Reason)
+	}
+	return rep.LayerPrecision(), nil
+}
