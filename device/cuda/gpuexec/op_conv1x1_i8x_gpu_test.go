@@ -303,9 +303,9 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	fp16 := make_("fp16 tuned", Options{FP16: true, Tune: true}, nil)
 	engines := map[string]built{"int8 expand": i8, "fp16": fp16}
 	labels := []string{"int8 expand", "fp16"}
-	// the same INT8 engine without expand_i8u2: the tactic's A/B (for
-	// ResNet-50 only while the test is under a minute, to stay within 90 s)
-	if name != "resnet50" || time.Since(start) < time.Minute {
+	// the same INT8 engine without expand_i8u2: the tactic's A/B, while the
+	// test is under 50 s (cuDNN compiles each INT8 graph at build: 0.3-0.7 s)
+	if time.Since(start) < 50*time.Second {
 		off := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "0"}
 		engines["int8 no expand"] = make_("int8 chained without expand_i8u2", Options{FP16: true, Int8: scales}, off)
 		labels = []string{"int8 expand", "int8 no expand", "fp16"}
@@ -355,6 +355,11 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 			}
 			cos, rel := cosine(got, wt)
 			relSum[label] += rel
+			if name != "resnet50" && label == "int8 expand" && cos < 0.9 {
+				// not an accuracy criterion: a kernel computing the wrong
+				// thing is far below (the random body's INT8 is ~0.99)
+				t.Errorf("int8 expand: logits' cosine to float32 %.4f (batch at %d)", cos, b)
+			}
 			if b == 0 {
 				t.Logf("%s against float32 (CPU), first batch: cosine %.6f, relative L2 %.4f", label, cos, rel)
 			}
@@ -369,6 +374,8 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		if p := pct("int8 expand"); p < 99 {
 			t.Errorf("int8 expand top-1 agreement with float32 %.2f%%, the issue asks at least 99%%", p)
 		}
+	} else if _, ok := engines["int8 no expand"]; !ok {
+		t.Logf("the bottleneck body's accuracy is checked against the engine without expand_i8u2, left out")
 	} else if a, b := relSum["int8 expand"], relSum["int8 no expand"]; a > 2*b+0.02*float64(total/batch) {
 		// the random body's margins are not a trained classifier's: the
 		// check is against the same INT8 engine without the kernel, whose
