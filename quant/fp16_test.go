@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -579,5 +580,53 @@ func TestFP16ReportString(t *testing.T) {
 	b, err := json.Marshal(rep)
 	if err != nil || !strings.Contains(string(b), `{"name":"Add_1","op":"Add","precision":"fp32"`) {
 		t.Errorf("JSON %s, %v", b, err)
+	}
+}
+
+// TestFP16Decide: FP16Decide takes FP16Convert's decisions (the same
+// layers, precisions and reasons) without touching the graph, and
+// LayerPrecision gives them by name for a device, layers without float
+// values (the Shape) left out.
+func TestFP16Decide(t *testing.T) {
+	for _, keep := range [][]string{nil, {"Add_1"}, {"Add_1", "MatMul_2"}} {
+		t.Run(strings.Join(keep, ","), func(t *testing.T) {
+			g := fp16MLP(t)
+			before := len(g.Nodes)
+			dec, err := FP16Decide(g, FP16Options{KeepFP32: keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(g.Nodes) != before {
+				t.Errorf("FP16Decide changed the graph: %d nodes, had %d", len(g.Nodes), before)
+			}
+			for _, v := range g.Initializers {
+				if v.Const.DType != tensor.Float32 {
+					t.Errorf("FP16Decide narrowed initializer %s", v.Name)
+				}
+			}
+			conv, err := FP16Convert(fp16MLP(t), FP16Options{KeepFP32: keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(dec.Layers) != fmt.Sprint(conv.Layers) {
+				t.Errorf("decided %v, converted %v", dec.Layers, conv.Layers)
+			}
+			lp := dec.LayerPrecision()
+			for _, l := range dec.Layers {
+				if _, ok := lp[l.Name]; l.OpType == "Shape" && (ok || l.Precision != FP16PrecisionNone) {
+					t.Errorf("the Shape %s is decided %q, in LayerPrecision %v", l.Name, l.Precision, ok)
+				}
+				want := l.Precision
+				if slices.Contains(keep, l.Name) && want != FP16PrecisionSingle {
+					t.Errorf("kept layer %s decided %q", l.Name, want)
+				}
+				if got := lp[l.Name]; want != FP16PrecisionNone && got != want {
+					t.Errorf("LayerPrecision[%s] = %q, want %q", l.Name, got, want)
+				}
+			}
+		})
+	}
+	if _, err := FP16Decide(fp16MLP(t), FP16Options{KeepFP32: []string{"nope"}}); !errors.Is(err, ErrFP16) {
+		t.Errorf("unknown layer: error %v, want ErrFP16", err)
 	}
 }

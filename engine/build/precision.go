@@ -28,10 +28,20 @@ func (b *builder) fp16Keep() []string {
 // for device.ExecOptions.LayerPrecision ("fp32" for the layers kept in
 // float32, "fp16" for the others). The counts and each fp32 layer with its
 // reason are logged as on the CPU, and the reasons kept for kiln inspect.
+// A graph the stage cannot decide for (quant.FP16Convert fails) runs whole
+// in fp16 on the device, as before the stage was shared, unless
+// --layer-precision asks for fp32 layers.
 func (b *builder) deviceFP16() (map[string]string, error) {
-	rep, err := quant.FP16Decide(b.g, quant.FP16Options{KeepFP32: b.fp16Keep()})
+	keep := b.fp16Keep()
+	rep, err := quant.FP16Decide(b.g, quant.FP16Options{KeepFP32: keep})
 	if err != nil {
-		return nil, err
+		if len(keep) > 0 {
+			return nil, err
+		}
+		// The device computes every layer in fp16 as it always did; only
+		// an override needs the decision.
+		b.logf("FP16 on %s: every layer in fp16 (the precision stage could not decide per layer: %v)", b.o.Device, err)
+		return nil, nil
 	}
 	b.logf("FP16 on %s: %d layers in fp16, %d in fp32 (the precision stage's decisions, as on the CPU)",
 		b.o.Device, rep.Count(quant.FP16PrecisionHalf), rep.Count(quant.FP16PrecisionSingle))
