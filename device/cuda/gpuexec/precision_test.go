@@ -3,9 +3,11 @@ package gpuexec
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/quant"
@@ -327,4 +329,64 @@ func hasStepAfter(p *program, idx int, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestLayerPrecisionOptions: the per-layer decision comes from the
+// builder (ExecOptions.LayerPrecision) or a plan's cuda.precision section,
+// the section keeps the fp32 layers (sorted) and reads back the same, a
+// plan without it (built before the stage was shared) runs every layer in
+// fp16, and only fp16 programs take a decision.
+func TestLayerPrecisionOptions(t *testing.T) {
+	section := []byte(`{"format":"kiln-cuda-precision-v1","fp32":["a","b"]}`)
+	tests := []struct {
+		name    string
+		o       device.ExecOptions
+		want    string // the fp32 layers, sorted
+		section bool   // a section to store
+		err     string
+	}{
+		{"builder", device.ExecOptions{Precision: "fp16", LayerPrecision: map[string]string{"b": "fp32", "c": "fp16", "a": "fp32"}}, "a,b", true, ""},
+		{"builder, whole fp16", device.ExecOptions{Precision: "fp16", LayerPrecision: map[string]string{"c": "fp16"}}, "", false, ""},
+		{"plan section", device.ExecOptions{Precision: "fp16", Blobs: map[string][]byte{precisionBlob: section}}, "a,b", true, ""},
+		{"old plan", device.ExecOptions{Precision: "fp16", Blobs: map[string][]byte{}}, "", false, ""},
+		{"builder wins", device.ExecOptions{Precision: "fp16", LayerPrecision: map[string]string{}, Blobs: map[string][]byte{precisionBlob: section}}, "", false, ""},
+		{"fp32 program", device.ExecOptions{Precision: "fp32", LayerPrecision: map[string]string{"a": "fp32"}}, "", false, ""},
+		{"int8 program", device.ExecOptions{Precision: "int8", LayerPrecision: map[string]string{"a": "fp32"}}, "", false, ""},
+		{"bad precision", device.ExecOptions{Precision: "fp16", LayerPrecision: map[string]string{"a": "int8"}}, "", false, `precision "int8"`},
+		{"bad section", device.ExecOptions{Precision: "fp16", Blobs: map[string][]byte{precisionBlob: []byte(`{"format":"x"}`)}}, "", false, "kiln-cuda-precision-v1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			layers, sec, err := layerPrecisionOptions(tt.o)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for name, p := range layers {
+				if p != "fp32" {
+					t.Errorf("layer %s: %q", name, p)
+				}
+				got = append(got, name)
+			}
+			slices.Sort(got)
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("fp32 layers %v, want %s", got, tt.want)
+			}
+			if (sec != nil) != tt.section {
+				t.Fatalf("section %s, want one: %v", sec, tt.section)
+			}
+			if sec != nil {
+				back, _, err := layerPrecisionOptions(device.ExecOptions{Precision: "fp16", Blobs: map[string][]byte{precisionBlob: sec}})
+				if err != nil || len(back) != len(layers) {
+					t.Errorf("the section %s reads back as %v (%v)", sec, back, err)
+				}
+			}
+		})
+	}
 }
