@@ -182,6 +182,13 @@ var bdToggles = []struct {
 		}
 	}},
 	{"bal", func(on bool) { bdBalanced = on }},
+	// A: every path above on, B: all off (the kernel's own changes stay)
+	{"all", func(on bool) {
+		bdChunkBytes, bdBalanced = 0, on
+		if on {
+			bdChunkBytes = 256 << 10
+		}
+	}},
 	// A: cold weights, B: the same weights every call (the cost of
 	// reading them from memory)
 	{"cold", func(on bool) { bdABWarm = !on }},
