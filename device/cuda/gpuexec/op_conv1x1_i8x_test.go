@@ -4,10 +4,15 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
+	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/optimize"
@@ -207,6 +212,71 @@ func TestInt8ExpandFake(t *testing.T) {
 		t.Errorf("maps: %d and %d layers", len(a), len(b))
 	}
 	c2.Close()
+
+	// Tuned (the chains off): a timing cache that makes expand_i8u2 the
+	// fastest for the 56x56 stage's expanding 1x1s gives it those layers,
+	// named kiln-expand-i8u2 at 1 us, converting what is half around them;
+	// the tactics applied without timing rebuild it.
+	t.Setenv(EnvInt8Chain, "0")
+	fp := device.Fingerprint{"gpu": "fake"}
+	cache, err := tactic.Open(filepath.Join(t.TempDir(), "timing.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i, q := range e.int8.use {
+		if q.x8 != nil {
+			want[q.name] = true
+			cache.Store(fp, convSig(e.prog.steps[i], true), i8xName, time.Microsecond)
+		}
+	}
+	et, ct := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tune: true, TimingCache: cache, CacheDevice: fp})
+	picked := et.Tactics()
+	for name, tt := range picked {
+		if got := tt.Quant == quantI8x; got != want[name] || got && (tt.name() != i8xName || tt.NS != 1000) {
+			t.Errorf("tuned: %s: tactic %+v (%s), expand_i8u2 wanted %v", name, tt, tt.name(), want[name])
+		}
+	}
+	for i, q := range et.int8.use {
+		if q.x8 == nil {
+			continue
+		}
+		if q.x8.timing || q.in8 || q.x8.z8 || q.out8 {
+			t.Errorf("tuned, no chains: %s timing %v, 8-bit input %v residual %v output %v", q.name, q.x8.timing, q.in8, q.x8.z8, q.out8)
+		}
+		if _, _, _, ws := q.i8xLayout(); et.ws < ws {
+			t.Errorf("tuned: workspace %d, %s needs %d", et.ws, q.name, ws)
+		}
+		n := 0
+		for _, k := range ct.calls {
+			if k.step == i {
+				n++
+			}
+		}
+		if n != 4 { // quantize x, quantize z, the kernel, widen y
+			t.Errorf("tuned: %s makes %d calls, want 4", q.name, n)
+		}
+	}
+	if _, err := ct.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	ea, ca := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
+	if ea.Measured() != 0 || !reflect.DeepEqual(ea.Tactics(), picked) {
+		t.Errorf("applied: measured %d, tactics equal %v", ea.Measured(), reflect.DeepEqual(ea.Tactics(), picked))
+	}
+	n := 0
+	for _, q := range ea.int8.use {
+		if q.x8 != nil {
+			n++
+		}
+	}
+	if n != len(want) {
+		t.Errorf("applied: %d layers run expand_i8u2, want %d", n, len(want))
+	}
+	if _, err := ca.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvInt8Chain, "1")
 	t.Setenv(EnvInt8Expand, "0")
 	e2, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
 	for _, q := range e2.int8.use {
