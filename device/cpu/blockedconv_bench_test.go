@@ -192,7 +192,15 @@ var bdToggles = []struct {
 	// A: cold weights, B: the same weights every call (the cost of
 	// reading them from memory)
 	{"cold", func(on bool) { bdABWarm = !on }},
+	// (layers with a residual) A: z added in place (z is y, as the
+	// memory planner could give y z's buffer where z dies at the
+	// convolution), B: z and y separate; both from buffers taken in turn,
+	// 64 MiB or more in all, so that they come from memory as in a model
+	{"inplace", func(on bool) { bdABInPlace = on }},
 }
+
+// bdABInPlace: BenchmarkBlockedConvAB's calls add the residual in place.
+var bdABInPlace bool
 
 // bdABWarm: BenchmarkBlockedConvAB's calls use one filter (warm in the
 // caches), not the copies in turn.
@@ -213,7 +221,8 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 		p := l.p
 		var xb, bias, yb, zb []float32
 		var fs []*BlockedFilter
-		setup := func() { // once, in the first sub-benchmark that runs
+		var ys, zs, yzs [][]float32 // (inplace) separate y and z; y holding z
+		setup := func() {           // once, in the first sub-benchmark that runs
 			r := rand.New(rand.NewPCG(7, uint64(i)))
 			x := randSlice(r, p.N*p.C*p.H*p.W)
 			w := randSlice(r, p.M*p.C*p.KH*p.KW)
@@ -227,6 +236,11 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 			for len(fs) == 0 || len(fs)*p.M*p.C*p.KH*p.KW*4 < 96<<20 && len(fs) < 64 {
 				fs = append(fs, PackBlockedFilter(p, false, w))
 			}
+			for l.z && len(ys)*len(yb)*4*3 < 64<<20 {
+				ys = append(ys, make([]float32, len(yb)))
+				zs = append(zs, append([]float32(nil), zb...))
+				yzs = append(yzs, append([]float32(nil), zb...))
+			}
 		}
 		fi := 0
 		for _, tg := range bdToggles {
@@ -237,7 +251,13 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 				if fs == nil {
 					setup()
 				}
-				defer func(c int, bal bool) { bdChunkBytes, bdBalanced, bdABWarm = c, bal, false }(bdChunkBytes, bdBalanced)
+				if tg.name == "inplace" && !l.z {
+					b.Skip("no residual")
+				}
+				bj := 0
+				defer func(c int, bal bool) {
+					bdChunkBytes, bdBalanced, bdABWarm, bdABInPlace = c, bal, false, false
+				}(bdChunkBytes, bdBalanced)
 				var ta, tb []float64
 				call := func(on bool) float64 {
 					tg.set(on)
@@ -245,8 +265,16 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 					if bdABWarm {
 						fi = 0
 					}
+					y, z := yb, zb
+					if tg.name == "inplace" {
+						bj = (bj + 1) % len(ys)
+						y, z = ys[bj], zs[bj]
+						if bdABInPlace {
+							y, z = yzs[bj], yzs[bj]
+						}
+					}
 					c0 := bdCPUTime()
-					BlockedConv2D(fs[fi], xb, bias, zb, yb)
+					BlockedConv2D(fs[fi], xb, bias, z, y)
 					return float64((bdCPUTime() - c0).Microseconds())
 				}
 				call(true)
