@@ -153,6 +153,7 @@ type bdArgs struct {
 	yOb     int            // bytes between output blocks of y (and z)
 	lo, hi  float32        // activation bounds
 	acc     int            // nonzero: the accumulators start from y's values, not zero
+	pfyz    int            // nonzero: prefetch y's and z's lines of the next segment
 }
 
 // bdMaxR is the most pixels a segment of nb output blocks has: nb*R
@@ -343,6 +344,11 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 		if zp != nil {
 			a.z = unsafe.Add(zp, 4*(yRow+j*Block))
 		}
+		// the next segment's y and z lines, where it is in this row
+		a.pfyz = 0
+		if bdPrefetchYZ && j+2*r <= c1 {
+			a.pfyz = 1
+		}
 		switch {
 		case dc.stem >= 0 && nb == 1 && a.nkw == g.KW && a.nblk > 0:
 			bdStem(&a, r, dc.stem)
@@ -439,6 +445,10 @@ func (dc *bdCall) row(n, ob0, nb, i, c0, c1 int, biasv *[4 * Block]float32, rows
 		border(j)
 	}
 }
+
+// bdPrefetchYZ: segments prefetch the next segment's y and z lines;
+// benchmarks turn it off to compare.
+var bdPrefetchYZ = true
 
 // bdZeroBias is the bias of a chunk after the first.
 var bdZeroBias [4 * Block]float32

@@ -24,7 +24,8 @@ func bdKernelAVX512(a *bdArgs, nb, r, lanes int)
 // (gen_blockedconv_amd64.go's constants).
 var _ = [1]struct{}{}[unsafe.Offsetof(bdArgs{}.xPix)-40+unsafe.Offsetof(bdArgs{}.nblk)-72+
 	unsafe.Offsetof(bdArgs{}.wBlk)-112+unsafe.Offsetof(bdArgs{}.lo)-128+unsafe.Offsetof(bdArgs{}.hi)-132+
-	unsafe.Offsetof(bdArgs{}.z)-24+unsafe.Offsetof(bdArgs{}.bias)-32+unsafe.Offsetof(bdArgs{}.yOb)-120+unsafe.Offsetof(bdArgs{}.acc)-136]
+	unsafe.Offsetof(bdArgs{}.z)-24+unsafe.Offsetof(bdArgs{}.bias)-32+unsafe.Offsetof(bdArgs{}.yOb)-120+unsafe.Offsetof(bdArgs{}.acc)-136+
+	unsafe.Offsetof(bdArgs{}.pfyz)-144]
 
 //go:noescape
 func bdStemAVX512(a *bdArgs, r, kind int)

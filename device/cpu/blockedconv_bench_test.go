@@ -197,6 +197,9 @@ var bdToggles = []struct {
 	// convolution), B: z and y separate; both from buffers taken in turn,
 	// 64 MiB or more in all, so that they come from memory as in a model
 	{"inplace", func(on bool) { bdABInPlace = on }},
+	// (y, and z where there is one, separate and from memory as for
+	// inplace's B) A: prefetch of the next segment's y and z lines, B: none
+	{"pfyz", func(on bool) { bdPrefetchYZ = on }},
 }
 
 // bdABInPlace: BenchmarkBlockedConvAB's calls add the residual in place.
@@ -236,10 +239,12 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 			for len(fs) == 0 || len(fs)*p.M*p.C*p.KH*p.KW*4 < 96<<20 && len(fs) < 64 {
 				fs = append(fs, PackBlockedFilter(p, false, w))
 			}
-			for l.z && len(ys)*len(yb)*4*3 < 64<<20 {
+			for len(ys)*len(yb)*4*3 < 64<<20 {
 				ys = append(ys, make([]float32, len(yb)))
-				zs = append(zs, append([]float32(nil), zb...))
-				yzs = append(yzs, append([]float32(nil), zb...))
+				if l.z {
+					zs = append(zs, append([]float32(nil), zb...))
+					yzs = append(yzs, append([]float32(nil), zb...))
+				}
 			}
 		}
 		fi := 0
@@ -256,7 +261,7 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 				}
 				bj := 0
 				defer func(c int, bal bool) {
-					bdChunkBytes, bdBalanced, bdABWarm, bdABInPlace = c, bal, false, false
+					bdChunkBytes, bdBalanced, bdABWarm, bdABInPlace, bdPrefetchYZ = c, bal, false, false, true
 				}(bdChunkBytes, bdBalanced)
 				var ta, tb []float64
 				call := func(on bool) float64 {
@@ -266,9 +271,12 @@ func BenchmarkBlockedConvAB(b *testing.B) {
 						fi = 0
 					}
 					y, z := yb, zb
-					if tg.name == "inplace" {
+					if tg.name == "inplace" || tg.name == "pfyz" {
 						bj = (bj + 1) % len(ys)
-						y, z = ys[bj], zs[bj]
+						y, z = ys[bj], nil
+						if l.z {
+							z = zs[bj]
+						}
 						if bdABInPlace {
 							y, z = yzs[bj], yzs[bj]
 						}

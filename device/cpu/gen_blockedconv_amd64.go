@@ -31,6 +31,7 @@ const (
 	offXPix, offXTap, offXRow, offXBlk, offNblk = 40, 48, 56, 64, 72
 	offNkh, offNkw, offWOb, offWKhSkip, offWBlk = 80, 88, 96, 104, 112
 	offYOb, offLo, offHi, offAcc                = 120, 128, 132, 136
+	offPfyz                                     = 144
 )
 
 // maxR is bdMaxR.
@@ -137,6 +138,29 @@ func body(fam string, lanes, nb, r int) {
 	tapW := 4 * lanes * 16
 	p("%s:", l)
 	initAcc(l, nb, r)
+	if lanes == 16 {
+		// a.pfyz: prefetch y's and z's lines of the next segment (the
+		// next r pixels), which come from memory where the plane is large.
+		p("\tCMPQ %d(DI), $0", offPfyz)
+		p("\tJEQ %s_nopyz", l)
+		p("\tMOVQ %d(DI), SI", offY)
+		p("\tMOVQ %d(DI), BX", offYOb)
+		p("\tLEAQ (BX)(BX*2), R8")
+		for b := 0; b < nb; b++ {
+			for px := 0; px < r; px++ {
+				p("\tPREFETCHT0 %s", blk(64*(r+px), "SI", b))
+			}
+		}
+		p("\tMOVQ %d(DI), SI", offZ)
+		p("\tTESTQ SI, SI")
+		p("\tJZ %s_nopyz", l)
+		for b := 0; b < nb; b++ {
+			for px := 0; px < r; px++ {
+				p("\tPREFETCHT0 %s", blk(64*(r+px), "SI", b))
+			}
+		}
+		p("%s_nopyz:", l)
+	}
 	p("\tMOVQ %d(DI), CX", offNblk)
 	p("\tTESTQ CX, CX")
 	p("\tJZ %s_epi", l)
