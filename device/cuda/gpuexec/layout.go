@@ -440,13 +440,17 @@ func (c *compiler) otherLayout(v *ir.Value) (int, error) {
 	if c.esize(v.Type.DType) != 2 {
 		return 0, fmt.Errorf("%w: %v value %q in NHWC", ErrUnsupported, v.Type.DType, v.Name)
 	}
+	toNHWC := !c.layout.nhwc[v]
+	kernel := "transpose_tiles_b16"
 	if c.mixed() && !c.storeHalf[src] {
-		// a float32 layer's value (precision.go): transposed in binary16
-		if src, err = c.version(v, src, true); err != nil {
+		// a float32 layer's value (precision.go): converted to binary16
+		// by the transpose itself, as a graph input is (inputsNHWC)
+		if toNHWC {
+			kernel = "cast_f32_f16_nhwc"
+		} else if src, err = c.version(v, src, true); err != nil {
 			return 0, err
 		}
 	}
-	toNHWC := !c.layout.nhwc[v]
 	c.step = len(c.p.steps)
 	id := len(c.p.stores)
 	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
@@ -454,7 +458,7 @@ func (c *compiler) otherLayout(v *ir.Value) (int, error) {
 	if c.mixed() {
 		c.markStore(id, v) // binary16, as NHWC values are
 	}
-	l, err := transposeLaunch("transpose_tiles_b16", ref{buf: bufArena, id: id}, ref{buf: bufArena, id: src}, d, toNHWC)
+	l, err := transposeLaunch(kernel, ref{buf: bufArena, id: id}, ref{buf: bufArena, id: src}, d, toNHWC)
 	if err != nil {
 		return 0, err
 	}

@@ -269,6 +269,8 @@ func TestPrecisionFP32LayerModels(t *testing.T) {
 					}
 				case strings.HasSuffix(s.node.Name, " to fp32") || strings.HasSuffix(s.node.Name, " to fp16"):
 					conversions++
+				case len(s.launches) == 1 && s.launches[0].kernel == "cast_f32_f16_nhwc" && !strings.HasPrefix(s.node.Name, "input "):
+					conversions++ // converted and laid out NHWC in one pass
 				default:
 					if isGraphNode(g, s.node) && !s.half {
 						t.Errorf("%s computes in float32", s.name())
@@ -292,7 +294,8 @@ func TestPrecisionFP32LayerModels(t *testing.T) {
 				if o == nil || o.Type.DType != tensor.Float32 || !readByNode(g, o) {
 					continue
 				}
-				if !hasStepAfter(p, idx, o.Name+" to fp16") {
+				// (or the transpose to NHWC that converts it, cast_f32_f16_nhwc)
+				if !hasStepAfter(p, idx, o.Name+" to fp16") && !hasStepAfter(p, idx, o.Name+" to NHWC") {
 					t.Errorf("no conversion of %s to fp16 after %s", o.Name, target.Name)
 				}
 			}
