@@ -46,14 +46,28 @@ func (b *builder) deviceFP16() (map[string]string, error) {
 	b.logf("FP16 on %s: %d layers in fp16, %d in fp32 (the precision stage's decisions, as on the CPU)",
 		b.o.Device, rep.Count(quant.FP16PrecisionHalf), rep.Count(quant.FP16PrecisionSingle))
 	for _, l := range rep.Layers {
+		if l.Precision == quant.FP16PrecisionSingle {
+			b.logf("  fp32  %s (%s): %s", l.Name, l.OpType, l.Reason)
+		}
+	}
+	b.recordFP16(rep, b.o.Device)
+	return rep.LayerPrecision(), nil
+}
+
+// recordFP16 keeps, for kiln inspect (plan.Layer.Reason), why each layer
+// of an FP16 build that stays in fp32 does, on device ("" on the CPU).
+func (b *builder) recordFP16(rep *quant.FP16Report, device string) {
+	for _, l := range rep.Layers {
 		if l.Precision != quant.FP16PrecisionSingle {
 			continue
 		}
-		b.logf("  fp32  %s (%s): %s", l.Name, l.OpType, l.Reason)
 		if b.reasons == nil {
 			b.reasons = map[string]string{}
 		}
-		b.reasons[l.Name] = fmt.Sprintf("fp32 on %s: %s", b.o.Device, l.Reason)
+		if device != "" {
+			b.reasons[l.Name] = fmt.Sprintf("fp32 on %s: %s", device, l.Reason)
+		} else {
+			b.reasons[l.Name] = "fp32: " + l.Reason
+		}
 	}
-	return rep.LayerPrecision(), nil
 }

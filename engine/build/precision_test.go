@@ -86,6 +86,9 @@ func TestFP16ExecutorDevice(t *testing.T) {
 			for _, l := range cpu.Header.Layers {
 				if _, known := got.LayerPrecision[l.Name]; known && l.Precision == build.FP32 {
 					cpu32 = append(cpu32, l.Name)
+					if want := "fp32: kept in fp32 (layer precision)"; l.Reason != want {
+						t.Errorf("CPU plan: layer %s's reason %q, want %q", l.Name, l.Reason, want)
+					}
 				}
 			}
 			if strings.Join(cpu32, ",") != strings.Join(tt.fp32, ",") {

@@ -56,6 +56,7 @@ func (b *builder) precision(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		b.recordFP16(rep, "")
 		for _, line := range strings.Split(strings.TrimSpace(rep.String()), "\n") {
 			b.logf("%s", line)
 		}
