@@ -4,10 +4,18 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,6 +26,7 @@ import (
 	"github.com/kilnai/kiln/api"
 	"github.com/kilnai/kiln/api/inference"
 	"github.com/kilnai/kiln/examples"
+	"github.com/kilnai/kiln/tensor"
 )
 
 // The bare servers do what any server of the protocol must do and nothing
@@ -134,31 +143,154 @@ func serveBareHTTP(l net.Listener) error {
 // raw input with kiln's api package and runs tinycnn on one execution
 // context (one at a time, as kiln serve's one instance), in the handler's
 // own goroutine. It is the floor of a gRPC server that runs the model.
+//
+// Its variations (bareVariant) split what the engine costs in a handler:
+// pre runs the engine on an input made at start-up and answers bare's
+// reply (no decode, no encode); locked hands the run to one goroutine
+// locked to its OS thread (kiln serve's instance pinned to a thread);
+// warm runs the engine twice (the first run warms the core for the
+// second: the difference from engine is what a cold run costs).
 type engineService struct {
 	bareService
-	mu  sync.Mutex
-	ctx *kiln.Context
+	variant string
+	mu      sync.Mutex
+	ctx     *kiln.Context
+	pre     map[string]*tensor.Tensor
+	jobs    chan *engineJob
+	// runs are the engine's run times in the handler (up to maxRuns),
+	// reported on stderr when the server is told to stop
+	runs []time.Duration
+}
+
+const maxRuns = 1 << 20
+
+// run runs the engine on in under e.mu and records how long it took.
+func (e *engineService) run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := time.Now()
+	out, err := e.ctx.Run(ctx, in)
+	if len(e.runs) < maxRuns {
+		e.runs = append(e.runs, time.Since(t))
+	}
+	return out, err
+}
+
+// report writes the median and mean of the runs' times to w.
+func (e *engineService) report(w io.Writer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.runs) == 0 {
+		return
+	}
+	s := slices.Clone(e.runs)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	fmt.Fprintf(w, "reqpath: bare-%s: the engine's run in the handler: p50 %v, p90 %v, mean %v over %d runs\n", e.variant,
+		s[len(s)/2], s[len(s)*9/10], sum/time.Duration(len(s)), len(s))
+}
+
+// engineJob is a run handed to the locked goroutine.
+type engineJob struct {
+	ctx  context.Context
+	in   map[string]*tensor.Tensor
+	out  map[string]*tensor.Tensor
+	err  error
+	done chan struct{}
 }
 
 func (e *engineService) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	if e.variant == "grpc-engine-pre" {
+		if _, err := e.run(ctx, e.pre); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		return e.bareService.ModelInfer(ctx, r)
+	}
 	in, err := api.RequestTensors(r)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	e.mu.Lock()
-	out, err := e.ctx.Run(ctx, in)
-	e.mu.Unlock()
+	var out map[string]*tensor.Tensor
+	switch e.variant {
+	case "grpc-engine-locked":
+		j := &engineJob{ctx: ctx, in: in, done: make(chan struct{})}
+		e.jobs <- j
+		<-j.done
+		out, err = j.out, j.err
+	case "grpc-engine-warm":
+		e.mu.Lock()
+		_, err = e.ctx.Run(ctx, in)
+		e.mu.Unlock()
+		if err == nil {
+			out, err = e.run(ctx, in)
+		}
+	default:
+		out, err = e.run(ctx, in)
+	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return api.NewInferResponse(r.GetModelName(), "1", r.GetId(), out)
 }
 
-// serveBareGRPC serves bareService (withEngine: engineService, on tinycnn
-// built by kiln's builder when built is set) on l until it fails.
-func serveBareGRPC(l net.Listener, withEngine, built bool) error {
+// lockedLoop runs the jobs handed to it, one at a time, on its goroutine
+// locked to its OS thread.
+func (e *engineService) lockedLoop() {
+	runtime.LockOSThread()
+	for j := range e.jobs {
+		j.out, j.err = e.run(j.ctx, j.in)
+		close(j.done)
+	}
+}
+
+// spinFor is how long bare-grpc-spin's handler keeps busy: about the
+// engine's run back to back.
+const spinFor = 10 * time.Microsecond
+
+// spinService is bareService whose handler keeps its core busy spinFor
+// first (reading the clock, no memory touched): a handler's work as long
+// as the engine's that brings no code or data of its own.
+type spinService struct{ bareService }
+
+func (s spinService) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	for t := time.Now(); time.Since(t) < spinFor; {
+	}
+	return s.bareService.ModelInfer(ctx, r)
+}
+
+// decodeService is bareService that decodes the input and encodes a reply
+// of tinycnn's output with kiln's api package, as engineService does, but
+// runs no engine.
+type decodeService struct {
+	bareService
+	out map[string]*tensor.Tensor
+}
+
+func (d decodeService) ModelInfer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	in, err := api.RequestTensors(r)
+	if err != nil || in[inputName] == nil {
+		return nil, status.Error(codes.InvalidArgument, fmt.Sprint("decode: ", err))
+	}
+	return api.NewInferResponse(r.GetModelName(), "1", r.GetId(), d.out)
+}
+
+// serveBareGRPC serves the bare gRPC server of variant (grpc: bareService;
+// grpc-engine and grpc-engine-*: engineService, on tinycnn built by kiln's
+// builder when built is set; grpc-spin, grpc-decode) on l until it fails.
+func serveBareGRPC(l net.Listener, variant string, built bool) error {
 	g := grpc.NewServer()
-	if withEngine {
+	switch {
+	case variant == "grpc":
+		inference.RegisterGRPCInferenceServiceServer(g, bareService{})
+	case variant == "grpc-spin":
+		inference.RegisterGRPCInferenceServiceServer(g, spinService{})
+	case variant == "grpc-decode":
+		out := tensor.New(tensor.Float32, 1, outputLen)
+		inference.RegisterGRPCInferenceServiceServer(g, decodeService{out: map[string]*tensor.Tensor{outputName: out}})
+	case strings.HasPrefix(variant, "grpc-engine"):
 		m, err := kiln.LoadBytes(examples.TinyCNNModel)
 		if built {
 			m, err = kiln.BuildBytes(context.Background(), modelName, examples.TinyCNNModel, kiln.BuildOptions{MaxBatch: 8})
@@ -166,9 +298,21 @@ func serveBareGRPC(l net.Listener, withEngine, built bool) error {
 		if err != nil {
 			return err
 		}
-		inference.RegisterGRPCInferenceServiceServer(g, &engineService{ctx: m.NewContext()})
-	} else {
-		inference.RegisterGRPCInferenceServiceServer(g, bareService{})
+		e := &engineService{variant: variant, ctx: m.NewContext(), pre: map[string]*tensor.Tensor{inputName: image(1)}}
+		if variant == "grpc-engine-locked" {
+			e.jobs = make(chan *engineJob)
+			go e.lockedLoop()
+		}
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
+		go func() {
+			<-stop
+			e.report(os.Stderr)
+			os.Exit(0)
+		}()
+		inference.RegisterGRPCInferenceServiceServer(g, e)
+	default:
+		return fmt.Errorf("no bare gRPC server %q", variant)
 	}
 	return g.Serve(l)
 }

@@ -79,6 +79,9 @@ type target struct {
 	// pause, when positive, is slept by each client's thread before each
 	// request (pause), outside the request's time
 	pause time.Duration
+	// between, when set, is called by each client before each request,
+	// outside the request's time
+	between func()
 }
 
 // httpTarget posts body to url; a reply other than 200 is an error.
@@ -160,6 +163,73 @@ type result struct {
 	// (0: unknown): with the server on the same cores, req/s is at most
 	// cores / (cpu + driver), and below it by the time the cores idled.
 	driver time.Duration
+	// sched is the server process's scheduling per request over the
+	// window (all its threads; zero: unknown): context switches, time
+	// its threads waited runnable for a core, minor page faults.
+	sched schedStats
+}
+
+// schedStats are a process's scheduling counts, summed over its threads
+// (Linux /proc), or per request.
+type schedStats struct {
+	switches, faults float64
+	// preempted are the involuntary switches among switches
+	preempted float64
+	runWait   time.Duration
+	ok               bool
+}
+
+// procSched returns process pid's scheduling counts so far (ok false:
+// unknown). Threads that ended are not counted: the servers' threads live
+// as long as they do.
+func procSched(pid int) schedStats {
+	if pid <= 0 {
+		return schedStats{}
+	}
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return schedStats{}
+	}
+	var st schedStats
+	for _, t := range tasks {
+		if b, err := os.ReadFile(dir + "/" + t.Name() + "/status"); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					st.switches += n
+					if strings.HasPrefix(k, "nonvoluntary") {
+						st.preempted += n
+					}
+				}
+			}
+		}
+		if b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat"); err == nil {
+			if f := strings.Fields(string(b)); len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				st.runWait += time.Duration(n)
+			}
+		}
+		if b, err := os.ReadFile(dir + "/" + t.Name() + "/stat"); err == nil {
+			if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+				if f := strings.Fields(string(b[i+1:])); len(f) > 7 {
+					n, _ := strconv.ParseFloat(f[7], 64)
+					st.faults += n
+				}
+			}
+		}
+	}
+	st.ok = true
+	return st
+}
+
+// per returns (b - a) / n.
+func (b schedStats) per(a schedStats, n int) schedStats {
+	if !a.ok || !b.ok || n == 0 {
+		return schedStats{}
+	}
+	return schedStats{switches: (b.switches - a.switches) / float64(n), preempted: (b.preempted - a.preempted) / float64(n), faults: (b.faults - a.faults) / float64(n),
+		runWait: (b.runWait - a.runWait) / time.Duration(n), ok: true}
 }
 
 // measure runs clients closed-loop clients on t: warm first, then dur
@@ -191,6 +261,9 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 				if t.pause > 0 {
 					pause(t.pause)
 				}
+				if t.between != nil {
+					t.between()
+				}
 				in := measuring.Load()
 				start := time.Now()
 				err := c(ctx)
@@ -221,13 +294,13 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 	if t.runs != nil {
 		st0, runsErr = t.runs(ctx)
 	}
-	cpu0, self0 := cpuTime(t.pid), cpuTime(os.Getpid())
+	cpu0, self0, sch0 := cpuTime(t.pid), cpuTime(os.Getpid()), procSched(t.pid)
 	measuring.Store(true)
 	start := time.Now()
 	sleep(dur)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	cpu1, self1 := cpuTime(t.pid), cpuTime(os.Getpid())
+	cpu1, self1, sch1 := cpuTime(t.pid), cpuTime(os.Getpid()), procSched(t.pid)
 	var perRun float64
 	var inModel, compute time.Duration
 	if runsErr == nil {
@@ -256,6 +329,9 @@ func measure(ctx context.Context, t target, clients int, warm, dur time.Duration
 		rps: float64(len(all)) / elapsed.Seconds(), perRun: perRun, inModel: inModel, compute: compute}
 	if cpu0 >= 0 && cpu1 >= 0 {
 		r.cpu = (cpu1 - cpu0) / time.Duration(len(all))
+	}
+	if t.pid != os.Getpid() {
+		r.sched = sch1.per(sch0, len(all))
 	}
 	if self0 >= 0 && self1 >= 0 && t.pid != os.Getpid() {
 		r.driver = (self1 - self0) / time.Duration(len(all))
@@ -419,4 +495,15 @@ func statsRuns(addr string) (func(ctx context.Context) (modelStats, error), func
 		}
 		return st, nil
 	}, func() { conn.Close() }, nil
+}
+
+// flushPages is memory flushBetween touches: 4096 pages, one byte each.
+var flushPages = make([]byte, 4096*4096)
+
+// flushBetween touches one byte in each of 4096 pages: it evicts the
+// thread's TLB entries (and 256 KB of cache lines) without a system call.
+func flushBetween() {
+	for i := 0; i < len(flushPages); i += 4096 {
+		flushPages[i]++
+	}
 }

@@ -40,7 +40,13 @@ import (
 // allTargets are the targets in the order each round measures them. The
 // gw-* targets go through kiln gateway in front of the kiln serve of the
 // kiln-* targets (the gateway process's CPU time is theirs).
-var allTargets = []string{"engine", "engine-idle", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine"}
+var allTargets = []string{"engine", "engine-idle", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine",
+	"engine-syscall", "engine-flush", "engine-newg", "engine-hop", "engine-hop2", "engine-stay", "bare-grpc-spin", "bare-grpc-decode", "bare-grpc-engine-pre", "bare-grpc-engine-locked", "bare-grpc-engine-warm"}
+
+// grpcVariants are the bare gRPC servers after bare-grpc and
+// bare-grpc-engine: variations of bare-grpc-engine's handler that split
+// what running the engine in a handler costs (see bareVariant in bare.go).
+var grpcVariants = []string{"grpc-spin", "grpc-decode", "grpc-engine-pre", "grpc-engine-locked", "grpc-engine-warm"}
 
 // defaultTargets are the targets measured unless -targets says otherwise.
 var defaultTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln-grpc"}
@@ -52,7 +58,7 @@ const idleGap = 100 * time.Microsecond
 
 // isEngine reports whether target t is the engine alone (one client only,
 // no server process).
-func isEngine(t string) bool { return t == "engine" || t == "engine-idle" }
+func isEngine(t string) bool { return t == "engine" || strings.HasPrefix(t, "engine-") }
 
 // oldPrefix names the targets served by the -kiln-old binary.
 const oldPrefix = "old-"
@@ -73,7 +79,7 @@ func main() {
 		if os.Args[1] == "bare-http" {
 			err = serveBareHTTP(l)
 		} else {
-			err = serveBareGRPC(l, os.Args[1] == "bare-grpc-engine", len(os.Args) == 4)
+			err = serveBareGRPC(l, strings.TrimPrefix(os.Args[1], "bare-"), len(os.Args) == 4)
 		}
 		fmt.Fprintln(os.Stderr, "reqpath:", err)
 		os.Exit(1)
@@ -84,10 +90,10 @@ func main() {
 }
 
 // isBare reports whether args start a bare server: "bare-http ADDR",
-// "bare-grpc ADDR" or "bare-grpc-engine ADDR [built]".
+// "bare-grpc ADDR" or "bare-grpc-VARIANT ADDR [built]".
 func isBare(args []string) bool {
 	return len(args) >= 3 && strings.HasPrefix(args[1], "bare-") && slices.Contains(allTargets, args[1]) &&
-		(len(args) == 3 || len(args) == 4 && args[1] == "bare-grpc-engine" && args[3] == "built")
+		(len(args) == 3 || len(args) == 4 && strings.HasPrefix(args[1], "bare-grpc-") && args[3] == "built")
 }
 
 type config struct {
@@ -121,7 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.kilnOld, "kiln-old", "", "a second kiln binary (say, built before a change): every kiln-* and gw-* target is measured with it too, as old-TARGET, alternating with the -kiln one")
 	fs.Float64Var(&c.rate, "rate", 0, "also measure each server target at this fixed rate (requests/s, open loop, constant spacing): p50, p99 and the server process's CPU time per request (0: off)")
 	fs.IntVar(&c.rounds, "rounds", 5, "rounds; each measures every target in turn, and the report gives medians over rounds")
-	fs.IntVar(&c.clients, "clients", 16, "clients of the throughput measurement")
+	fs.IntVar(&c.clients, "clients", 16, "clients of the throughput measurement (0: one client only, no throughput measurement)")
 	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "load before each measured window, not counted")
 	fs.DurationVar(&c.duration, "duration", 2*time.Second, "each measured window")
 	targets := fs.String("targets", strings.Join(defaultTargets, ","), "comma-separated targets among "+strings.Join(allTargets, ", "))
@@ -157,7 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		c.targets = append(c.targets, t)
 	}
-	if c.rounds < 1 || c.clients < 1 || c.duration <= 0 || c.warmup < 0 || c.rate < 0 {
+	if c.rounds < 1 || c.clients < 0 || c.duration <= 0 || c.warmup < 0 || c.rate < 0 {
 		fmt.Fprintln(stderr, "reqpath: -rounds and -clients must be at least 1, -duration positive, -rate not negative")
 		return 2
 	}
@@ -280,6 +286,28 @@ func engineTarget(ctx context.Context, img *tensor.Tensor, built bool, names ...
 	for _, name := range names {
 		t := target{name: name, pid: os.Getpid(), newCaller: func() (caller, func(), error) {
 			c := m.NewContext()
+			switch name {
+			case "engine-hop", "engine-stay":
+				return pinnedCaller(c, c, in, name == "engine-hop")
+			case "engine-hop2":
+				return pinnedCaller(c, m.NewContext(), in, true)
+			}
+			if name == "engine-newg" {
+				return func(ctx context.Context) error {
+					var out map[string]*tensor.Tensor
+					var err error
+					done := make(chan struct{})
+					go func() {
+						out, err = c.Run(ctx, in)
+						close(done)
+					}()
+					<-done
+					if err == nil && out[outputName] == nil {
+						err = fmt.Errorf("engine: no output %s", outputName)
+					}
+					return err
+				}, func() {}, nil
+			}
 			return func(ctx context.Context) error {
 				out, err := c.Run(ctx, in)
 				if err == nil && out[outputName] == nil {
@@ -288,8 +316,13 @@ func engineTarget(ctx context.Context, img *tensor.Tensor, built bool, names ...
 				return err
 			}, func() {}, nil
 		}}
-		if name == "engine-idle" {
+		switch name {
+		case "engine-idle":
 			t.pause = idleGap
+		case "engine-syscall":
+			t.between = syscallBetween
+		case "engine-flush":
+			t.between = flushBetween
 		}
 		out[name] = t
 	}
@@ -323,7 +356,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 		defer closeModel()
 		maps.Copy(targets, ts)
 	}
-	for _, kind := range []string{"http", "grpc", "grpc-engine"} {
+	for _, kind := range append([]string{"http", "grpc", "grpc-engine"}, grpcVariants...) {
 		if !has("bare-" + kind) {
 			continue
 		}
@@ -332,7 +365,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			return nil, err
 		}
 		args := []string{"bare-" + kind, addr}
-		if kind == "grpc-engine" && c.built {
+		if strings.HasPrefix(kind, "grpc-") && c.built {
 			args = append(args, "built")
 		}
 		p, err := start(ctx, log, self, args...)
@@ -371,7 +404,7 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 				return nil, err
 			}
 			var many, fixed result
-			if !isEngine(name) {
+			if !isEngine(name) && c.clients > 0 {
 				if many, err = measure(ctx, t, c.clients, c.warmup, c.duration); err != nil {
 					return nil, err
 				}
@@ -383,6 +416,12 @@ func bench(ctx context.Context, c config, log io.Writer) (*report, error) {
 			}
 			rep.rows[name] = append(rep.rows[name], row{one: one, many: many, fixed: fixed})
 			fmt.Fprintf(log, "round %d %-13s p50@1 %8v  req/s@%d %7.0f", r+1, name, one.p50.Round(time.Microsecond), c.clients, many.rps)
+			if one.cpu > 0 && !isEngine(name) {
+				fmt.Fprintf(log, "  CPU/req@1 %v", one.cpu.Round(100*time.Nanosecond))
+			}
+			if one.sched.ok {
+				fmt.Fprintf(log, "  @1 per req: %.2f switches (%.2f preempted), %v runnable waiting, %.2f faults", one.sched.switches, one.sched.preempted, one.sched.runWait.Round(100*time.Nanosecond), one.sched.faults)
+			}
 			if one.inModel > 0 {
 				fmt.Fprintf(log, "  @1: in model %v, engine %v", one.inModel.Round(100*time.Nanosecond), one.compute.Round(100*time.Nanosecond))
 			}
@@ -472,6 +511,12 @@ func label(t string) string {
 var labels = map[string]string{
 	"engine":      "engine alone (kiln Go API, one context)",
 	"engine-idle": "engine alone, each run after " + fmtUs(us(idleGap)) + " asleep (not counted)",
+	"engine-syscall": "engine alone, each run after one cheap system call (getppid; not counted)",
+	"engine-flush":   "engine alone, each run after touching one byte in each of 4096 pages (not counted)",
+	"engine-newg":    "engine alone, each run on a new goroutine (as a gRPC handler's; its start and end counted)",
+	"engine-hop":     "engine alone, runs alternating between two threads pinned to two cores (hand-off counted)",
+	"engine-hop2":    "engine-hop with a context (arena) per thread",
+	"engine-stay":    "engine alone, runs alternating between two threads pinned to one core (hand-off counted)",
 	"bare-http":   "bare net/http + encoding/json",
 	"kiln-http":   "kiln serve, HTTP JSON",
 	"bare-grpc":   "bare grpc-go",
@@ -481,6 +526,12 @@ var labels = map[string]string{
 	// a reference, not one of the issue's: the least a gRPC server that
 	// runs the model does
 	"bare-grpc-engine": "bare grpc-go running the engine in its handler",
+	// its variations, to split what the engine costs in a handler
+	"bare-grpc-spin":          "bare grpc-go, its handler busy for " + fmtUs(us(spinFor)) + " (no memory touched)",
+	"bare-grpc-decode":        "bare grpc-go decoding the input and encoding an output as bare-grpc-engine does, no engine",
+	"bare-grpc-engine-pre":    "bare grpc-go running the engine on a pre-made input, bare reply",
+	"bare-grpc-engine-locked": "bare grpc-go handing the engine run to a goroutine locked to its OS thread",
+	"bare-grpc-engine-warm":   "bare grpc-go running the engine twice in its handler (first run untimed warm-up of the second)",
 }
 
 func (r *report) write(w io.Writer) {
