@@ -160,6 +160,9 @@ type engineService struct {
 	// runs are the engine's run times in the handler (up to maxRuns),
 	// reported on stderr when the server is told to stop
 	runs []time.Duration
+	// diag: the runs of bare-grpc-engine-diag, and the CPU of the last
+	diag    []runDiag
+	lastCPU int
 }
 
 const maxRuns = 1 << 20
@@ -180,6 +183,7 @@ func (e *engineService) run(ctx context.Context, in map[string]*tensor.Tensor) (
 func (e *engineService) report(w io.Writer) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	diagReport(w, e.diag)
 	if len(e.runs) == 0 {
 		return
 	}
@@ -215,6 +219,13 @@ func (e *engineService) ModelInfer(ctx context.Context, r *inference.ModelInferR
 	}
 	var out map[string]*tensor.Tensor
 	switch e.variant {
+	case "grpc-engine-diag":
+		e.mu.Lock()
+		r := diagRun(&e.lastCPU, func() { out, err = e.ctx.Run(ctx, in) })
+		if len(e.diag) < maxRuns {
+			e.diag = append(e.diag, r)
+		}
+		e.mu.Unlock()
 	case "grpc-engine-locked":
 		j := &engineJob{ctx: ctx, in: in, done: make(chan struct{})}
 		e.jobs <- j
@@ -280,7 +291,15 @@ func (d decodeService) ModelInfer(ctx context.Context, r *inference.ModelInferRe
 // serveBareGRPC serves the bare gRPC server of variant (grpc: bareService;
 // grpc-engine and grpc-engine-*: engineService, on tinycnn built by kiln's
 // builder when built is set; grpc-spin, grpc-decode) on l until it fails.
+//
+// A variant ending in -p1 is the same server on one P (GOMAXPROCS 1): no
+// other thread of the server spins for work or is woken to run the
+// goroutines a request readies.
 func serveBareGRPC(l net.Listener, variant string, built bool) error {
+	if v, ok := strings.CutSuffix(variant, "-p1"); ok {
+		runtime.GOMAXPROCS(1)
+		variant = v
+	}
 	g := grpc.NewServer()
 	switch {
 	case variant == "grpc":
@@ -298,7 +317,7 @@ func serveBareGRPC(l net.Listener, variant string, built bool) error {
 		if err != nil {
 			return err
 		}
-		e := &engineService{variant: variant, ctx: m.NewContext(), pre: map[string]*tensor.Tensor{inputName: image(1)}}
+		e := &engineService{variant: variant, lastCPU: -1, ctx: m.NewContext(), pre: map[string]*tensor.Tensor{inputName: image(1)}}
 		if variant == "grpc-engine-locked" {
 			e.jobs = make(chan *engineJob)
 			go e.lockedLoop()

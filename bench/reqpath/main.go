@@ -41,12 +41,12 @@ import (
 // gw-* targets go through kiln gateway in front of the kiln serve of the
 // kiln-* targets (the gateway process's CPU time is theirs).
 var allTargets = []string{"engine", "engine-idle", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine",
-	"engine-syscall", "engine-flush", "engine-newg", "engine-hop", "engine-hop2", "engine-stay", "bare-grpc-spin", "bare-grpc-decode", "bare-grpc-engine-pre", "bare-grpc-engine-locked", "bare-grpc-engine-warm"}
+	"engine-syscall", "engine-flush", "engine-newg", "engine-hop", "engine-hop2", "engine-stay", "bare-grpc-spin", "bare-grpc-decode", "bare-grpc-engine-pre", "bare-grpc-engine-locked", "bare-grpc-engine-warm", "bare-grpc-engine-diag", "bare-grpc-p1", "bare-grpc-engine-p1"}
 
 // grpcVariants are the bare gRPC servers after bare-grpc and
 // bare-grpc-engine: variations of bare-grpc-engine's handler that split
 // what running the engine in a handler costs (see bareVariant in bare.go).
-var grpcVariants = []string{"grpc-spin", "grpc-decode", "grpc-engine-pre", "grpc-engine-locked", "grpc-engine-warm"}
+var grpcVariants = []string{"grpc-spin", "grpc-decode", "grpc-engine-pre", "grpc-engine-locked", "grpc-engine-warm", "grpc-engine-diag", "grpc-p1", "grpc-engine-p1"}
 
 // defaultTargets are the targets measured unless -targets says otherwise.
 var defaultTargets = []string{"engine", "bare-http", "kiln-http", "bare-grpc", "kiln-grpc"}
@@ -532,6 +532,9 @@ var labels = map[string]string{
 	"bare-grpc-engine-pre":    "bare grpc-go running the engine on a pre-made input, bare reply",
 	"bare-grpc-engine-locked": "bare grpc-go handing the engine run to a goroutine locked to its OS thread",
 	"bare-grpc-engine-warm":   "bare grpc-go running the engine twice in its handler (first run untimed warm-up of the second)",
+	"bare-grpc-p1":            "bare grpc-go on one P (GOMAXPROCS 1)",
+	"bare-grpc-engine-p1":     "bare grpc-go running the engine in its handler, on one P (GOMAXPROCS 1)",
+	"bare-grpc-engine-diag":   "bare-grpc-engine, each run's thread watched (getrusage, getcpu: four system calls a request)",
 }
 
 func (r *report) write(w io.Writer) {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -83,4 +85,57 @@ func pinnedCaller(c0, c1 *kiln.Context, in map[string]*tensor.Tensor, hop bool) 
 				fmt.Fprintf(os.Stderr, "reqpath: hop %v, contexts %v: the run alone: p50 %v, p90 %v (%d runs)\n", hop, c0 != c1, all[len(all)/2], all[len(all)*9/10], len(all))
 			}
 		}, nil
+}
+
+// runDiag is one run of the engine in bare-grpc-engine-diag's handler:
+// how long it took, whether its thread was switched out meanwhile
+// (getrusage of the thread), and whether it ran on another CPU than the
+// run before it (getcpu).
+type runDiag struct {
+	d                          time.Duration
+	switched, preempted, moved bool
+}
+
+// diagRun runs run on the calling goroutine locked to its thread and
+// tells what happened to the thread; lastCPU is the CPU of the run
+// before (updated).
+func diagRun(lastCPU *int, run func()) runDiag {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var r0, r1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &r0)
+	var c uint32
+	unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&c)), 0, 0)
+	t := time.Now()
+	run()
+	d := time.Since(t)
+	unix.Getrusage(unix.RUSAGE_THREAD, &r1)
+	moved := *lastCPU >= 0 && int(c) != *lastCPU
+	*lastCPU = int(c)
+	return runDiag{d: d, switched: r1.Nvcsw > r0.Nvcsw, preempted: r1.Nivcsw > r0.Nivcsw, moved: moved}
+}
+
+// diagReport writes the runs' medians by what happened to their thread.
+func diagReport(w io.Writer, runs []runDiag) {
+	groups := map[string][]time.Duration{}
+	for _, r := range runs {
+		k := "same CPU, not switched out"
+		switch {
+		case r.switched:
+			k = "blocked during the run (voluntary switch)"
+		case r.preempted:
+			k = "preempted during the run"
+		case r.moved:
+			k = "another CPU than the run before, not switched out"
+		}
+		groups[k] = append(groups[k], r.d)
+	}
+	for _, k := range []string{"same CPU, not switched out", "another CPU than the run before, not switched out", "preempted during the run", "blocked during the run (voluntary switch)"} {
+		g := groups[k]
+		if len(g) == 0 {
+			continue
+		}
+		slices.Sort(g)
+		fmt.Fprintf(w, "reqpath: bare-grpc-engine-diag: %s: %d runs (%.0f%%), p50 %v, p90 %v\n", k, len(g), 100*float64(len(g))/float64(len(runs)), g[len(g)/2], g[len(g)*9/10])
+	}
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/kilnai/kiln"
@@ -19,3 +20,13 @@ func syscallBetween() {}
 func pinnedCaller(c, _ *kiln.Context, in map[string]*tensor.Tensor, hop bool) (caller, func(), error) {
 	return func(ctx context.Context) error { _, err := c.Run(ctx, in); return err }, func() {}, nil
 }
+
+type runDiag struct{ d time.Duration }
+
+func diagRun(lastCPU *int, run func()) runDiag {
+	t := time.Now()
+	run()
+	return runDiag{d: time.Since(t)}
+}
+
+func diagReport(w io.Writer, runs []runDiag) {}
