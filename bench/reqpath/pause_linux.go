@@ -32,7 +32,8 @@ func pause(d time.Duration) {
 func syscallBetween() { unix.Getppid() }
 
 // pinnedCaller runs c's runs on two goroutines locked to OS threads pinned
-// to CPUs 0 and 1 (hop) or both to CPU 0, alternating: with hop every run
+// to the first two CPUs the process may use (hop) or both to the first,
+// alternating (c0's runs, then c1's): with hop every run
 // finds the arena's lines in the other core's caches. The hand-off (a
 // channel send and receive each way) is counted, the same for both.
 func pinnedCaller(c0, c1 *kiln.Context, in map[string]*tensor.Tensor, hop bool) (caller, func(), error) {
@@ -44,11 +45,25 @@ func pinnedCaller(c0, c1 *kiln.Context, in map[string]*tensor.Tensor, hop bool) 
 	}
 	var workers [2]chan *job
 	var runs [2][]time.Duration
+	// the first two CPUs the process may run on (taskset's), not 0 and 1
+	cpus := []int{0, 1}
+	var allowed unix.CPUSet
+	if unix.SchedGetaffinity(0, &allowed) == nil {
+		cpus = cpus[:0]
+		for c := 0; c < 1024 && len(cpus) < 2; c++ {
+			if allowed.IsSet(c) {
+				cpus = append(cpus, c)
+			}
+		}
+		if len(cpus) == 1 {
+			cpus = append(cpus, cpus[0])
+		}
+	}
 	for i := range workers {
 		workers[i] = make(chan *job)
-		cpu := 0
+		cpu := cpus[0]
 		if hop {
-			cpu = i
+			cpu = cpus[i]
 		}
 		c := ctxs[i]
 		go func(jobs chan *job, runs *[]time.Duration) {
