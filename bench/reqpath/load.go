@@ -176,7 +176,7 @@ type schedStats struct {
 	// preempted are the involuntary switches among switches
 	preempted float64
 	runWait   time.Duration
-	ok               bool
+	ok        bool
 }
 
 // procSched returns process pid's scheduling counts so far (ok false:

@@ -509,20 +509,20 @@ func label(t string) string {
 }
 
 var labels = map[string]string{
-	"engine":      "engine alone (kiln Go API, one context)",
-	"engine-idle": "engine alone, each run after " + fmtUs(us(idleGap)) + " asleep (not counted)",
+	"engine":         "engine alone (kiln Go API, one context)",
+	"engine-idle":    "engine alone, each run after " + fmtUs(us(idleGap)) + " asleep (not counted)",
 	"engine-syscall": "engine alone, each run after one cheap system call (getppid; not counted)",
 	"engine-flush":   "engine alone, each run after touching one byte in each of 4096 pages (not counted)",
 	"engine-newg":    "engine alone, each run on a new goroutine (as a gRPC handler's; its start and end counted)",
 	"engine-hop":     "engine alone, runs alternating between two threads pinned to two cores (hand-off counted)",
 	"engine-hop2":    "engine-hop with a context (arena) per thread",
 	"engine-stay":    "engine alone, runs alternating between two threads pinned to one core (hand-off counted)",
-	"bare-http":   "bare net/http + encoding/json",
-	"kiln-http":   "kiln serve, HTTP JSON",
-	"bare-grpc":   "bare grpc-go",
-	"kiln-grpc":   "kiln serve, gRPC",
-	"gw-http":     "kiln gateway in front of kiln serve, HTTP JSON",
-	"gw-grpc":     "kiln gateway in front of kiln serve, gRPC",
+	"bare-http":      "bare net/http + encoding/json",
+	"kiln-http":      "kiln serve, HTTP JSON",
+	"bare-grpc":      "bare grpc-go",
+	"kiln-grpc":      "kiln serve, gRPC",
+	"gw-http":        "kiln gateway in front of kiln serve, HTTP JSON",
+	"gw-grpc":        "kiln gateway in front of kiln serve, gRPC",
 	// a reference, not one of the issue's: the least a gRPC server that
 	// runs the model does
 	"bare-grpc-engine": "bare grpc-go running the engine in its handler",
