@@ -28,6 +28,10 @@ type MemoryStats struct {
 	// InArena is how many of them live in the arena (views of arena
 	// values included).
 	InArena int
+	// InPlace is how many of them are written over an input of their
+	// node that dies there (ops.OverwritesResidual: a BlockedConv's
+	// output over its residual), in the input's slot.
+	InPlace int
 }
 
 // Memory returns the engine's memory plan statistics.
@@ -118,6 +122,8 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 	}
 	isIntermediate := func(o *ir.Value) bool { return o != nil && o.Const == nil && !p.keep[o] }
 
+	inPlace := residualsInPlace(p, sized, last)
+
 	// owner: the group a value owns; shares: the group a pure view uses
 	var groups []*group
 	owner := map[*ir.Value]*group{}
@@ -147,6 +153,13 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 			m.stats.IntermediateBytes += size
 			if size == 0 {
 				continue
+			}
+			if z := inPlace[o]; z != nil {
+				if g := owner[z]; g != nil && !g.excluded && g.size == size && g.dt == dt {
+					owner[o] = g // written over its residual, which dies here
+					m.stats.InPlace++
+					continue
+				}
 			}
 			g := &group{size: size, dt: dt, start: i, end: i}
 			groups = append(groups, g)
@@ -297,6 +310,84 @@ func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner, shares map[*ir.V
 		}
 	}
 	return top
+}
+
+// residualsInPlace returns the outputs that take the memory of the
+// residual input they are computed from (output 0 of an op with
+// ops.OverwritesResidual, keyed to its input ops.ResidualInput), where
+// that is safe: the residual is an intermediate that owns its memory (not
+// a view, nor the output of an op that may make one, nor a Concat's
+// output), the node is its last reader and reads it at that input only,
+// the output is an intermediate of the same type and size, and no value
+// that views the residual (through ops.ViewOfInput0 or MayViewInput0 ops,
+// transitively) is a graph output, is read at or after the node, or is a
+// Concat's input (placed inside the Concat's output: see nestConcats).
+// planMemory then gives the output the residual's group: the kernel runs
+// with the two over the same memory.
+func residualsInPlace(p *plan, sized map[*ir.Value]*ir.Value, last func(*ir.Value) int) map[*ir.Value]*ir.Value {
+	const k = ops.ResidualInput
+	viewer := func(n *ir.Node) bool { return isView(n, ops.ViewOfInput0) || isView(n, ops.MayViewInput0) }
+	views := map[*ir.Value][]*ir.Value{} // value -> the values that may view it
+	made := map[*ir.Value]*ir.Node{}     // value -> its node
+	concatIn := map[*ir.Value]bool{}     // inputs of Concats
+	var out map[*ir.Value]*ir.Value
+	for _, s := range p.steps {
+		n := s.node
+		for _, o := range n.Outputs {
+			if o != nil {
+				made[o] = n
+			}
+		}
+		if viewer(n) && len(n.Outputs) > 0 && n.Outputs[0] != nil {
+			views[n.Inputs[0]] = append(views[n.Inputs[0]], n.Outputs[0])
+		}
+		if isConcat(n) {
+			for _, x := range n.Inputs {
+				concatIn[x] = true
+			}
+		}
+	}
+	intermediate := func(v *ir.Value) bool { return v != nil && v.Const == nil && !p.keep[v] }
+	for i, s := range p.steps {
+		n := s.node
+		if !ops.TraitsOf(n.Domain, n.OpType).Has(ops.OverwritesResidual) || len(n.Inputs) <= k || len(n.Outputs) == 0 {
+			continue
+		}
+		y, z := n.Outputs[0], n.Inputs[k]
+		if !intermediate(y) || !intermediate(z) || last(z) != i || concatIn[z] {
+			continue
+		}
+		if d := made[z]; d == nil || viewer(d) || isConcat(d) || len(d.Subgraphs()) > 0 {
+			continue // a graph input, or memory that may be another value's
+		}
+		sy, dy, oky := sizeOf(sized[y])
+		sz, dz, okz := sizeOf(sized[z])
+		if !oky || !okz || sy != sz || dy != dz {
+			continue
+		}
+		ok := true
+		for j, x := range n.Inputs {
+			if j != k && x == z {
+				ok = false // also read at another input (as x, say)
+			}
+		}
+		// every value that may view z: dead before step i
+		for q := slices.Clone(views[z]); ok && len(q) > 0; {
+			v := q[len(q)-1]
+			q = q[:len(q)-1]
+			if p.keep[v] || last(v) >= i || concatIn[v] {
+				ok = false
+			}
+			q = append(q, views[v]...)
+		}
+		if ok {
+			if out == nil {
+				out = map[*ir.Value]*ir.Value{}
+			}
+			out[y] = z
+		}
+	}
+	return out
 }
 
 // nestedOff returns g's arena offset: its own, or its parent's plus rel.

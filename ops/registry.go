@@ -122,7 +122,22 @@ const (
 	// values (Shape, Size), so any version of the input does (an FP16
 	// build gives it whichever exists, without a Cast).
 	ShapeOnly
+	// OverwritesResidual: output 0 may be written over input
+	// ResidualInput (kiln::BlockedConv's residual Z): the kernel reads
+	// each element of that input before it writes the same element of
+	// output 0, on every path and thread split, and never reads it
+	// through a copy made after output 0 was written; no other input may
+	// overlap output 0. The CPU memory planner (engine/memplan.go) then
+	// gives output 0 the input's arena slot when the input dies at the
+	// node (its last reader, not a graph output, not a view, no view of
+	// it still live, the same byte size), and the kernel runs with the two
+	// tensors over the same memory: the residual added in place.
+	OverwritesResidual
 )
+
+// ResidualInput is the input that an op with the trait OverwritesResidual
+// may write its output 0 over.
+const ResidualInput = 3
 
 // Has reports whether t has every trait of x.
 func (t Traits) Has(x Traits) bool { return t&x == x }

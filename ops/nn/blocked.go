@@ -559,5 +559,7 @@ func init() {
 	ops.Register(ops.Def{Domain: FusedDomain, Type: "FromBlocked",
 		Attrs:   func(n *ir.Node, opset int64) (any, error) { return ops.ParseFromBlockedAttrs(n, opset) },
 		Prepare: prepareFromBlocked})
-	ops.Register(ops.Def{Domain: FusedDomain, Type: "BlockedConv", Attrs: blockedConvAttrs, Prepare: prepareBlockedConv})
+	ops.Register(ops.Def{Domain: FusedDomain, Type: "BlockedConv", Attrs: blockedConvAttrs, Prepare: prepareBlockedConv,
+		// cpu.BlockedConv2D allows z == y and the epilogue reads only y
+		Traits: ops.OverwritesResidual})
 }
