@@ -53,10 +53,27 @@ func TestBlockedConvResidualInPlace(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
+			// where Z and Y lie: the kernel ran with the two over the same memory
+			var conv *ir.Node
+			for _, n := range g.Nodes {
+				if n.OpType == "BlockedConv" {
+					conv = n
+				}
+			}
+			at := map[*ir.Value]*float32{}
+			observe := func(v *ir.Value, t *tensor.Tensor) {
+				if (v == conv.Inputs[ops.ResidualInput] || v == conv.Outputs[0]) && t.Len() > 0 {
+					at[v] = &t.Float32s()[0]
+				}
+			}
 			for run := 0; run < 2; run++ {
-				got, err := e.Run(context.Background(), in)
+				clear(at)
+				got, err := e.RunObserved(context.Background(), in, observe)
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
+				}
+				if zp, yp := at[conv.Inputs[ops.ResidualInput]], at[conv.Outputs[0]]; zp == nil || zp != yp {
+					t.Fatalf("%s: Z at %p, Y at %p: want the same memory", name, zp, yp)
 				}
 				if !slices.Equal(got["y"].Float32s(), want["y"].Float32s()) {
 					compareClose(t, name+" in place vs separate", got["y"], want["y"], 0)
