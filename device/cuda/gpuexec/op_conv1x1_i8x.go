@@ -47,10 +47,16 @@ import (
 // timing cache: Impl kernel, Quant expand-i8u2 in a plan); with
 // KILN_CUDA_INT8_CHAIN=1 it is timed as the chains run it (its values in 8
 // bits, no conversion), and an untuned engine with the chains runs every
-// layer it takes with it. KILN_CUDA_INT8_EXPAND=0 turns it off.
+// layer it takes with it.
+//
+// Until a GPU has run TestInt8ExpandOnGPU (the kernel was written and
+// checked against the fake libraries and NVRTC only, 2026-12-07), the
+// tactic is opt-in, as unchecked kernels are (verified.go):
+// KILN_CUDA_INT8_EXPAND=1 (or KILN_CUDA_UNVERIFIED=1) offers it.
 
-// EnvInt8Expand names the environment variable that, set to 0, keeps
-// expand_i8u2 out of INT8 engines.
+// EnvInt8Expand names the environment variable that, set to 1, offers
+// expand_i8u2 to INT8 engines; set to 0 it keeps the kernel out even with
+// KILN_CUDA_UNVERIFIED=1.
 const EnvInt8Expand = "KILN_CUDA_INT8_EXPAND"
 
 // quantI8x is the Tactic.Quant of expand_i8u2 (Impl ImplKernel), and
@@ -94,8 +100,8 @@ func (e *Engine) i8xOK(i int) error {
 	s := e.prog.steps[i]
 	cc := s.conv
 	switch {
-	case os.Getenv(EnvInt8Expand) == "0":
-		return fmt.Errorf("%w: %s=0", ErrUnsupported, EnvInt8Expand)
+	case os.Getenv(EnvInt8Expand) == "0" || os.Getenv(EnvInt8Expand) != "1" && os.Getenv(EnvUnverified) != "1":
+		return fmt.Errorf("%w: expand_i8u2 has not been checked on a GPU yet (%s=1 uses it)", ErrUnsupported, EnvInt8Expand)
 	case e.fp.ComputeMajor != 9 || e.fp.ComputeMinor != 0:
 		return fmt.Errorf("%w: expand_i8u2 needs compute capability 9.0 (sm_90a), not %d.%d", ErrUnsupported, e.fp.ComputeMajor, e.fp.ComputeMinor)
 	case !e.prog.half || cc == nil || !cc.gemm1x1():

@@ -270,7 +270,7 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		all = append(all, built{e, c})
 		return built{e, c}
 	}
-	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1"}
+	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1"}
 	i8 := make_("int8 expand chained", Options{FP16: true, Int8: scales}, on)
 	// what ran: the expanding layers, and the 8-bit values
 	var x8, x8in, x8z, x8out, chained, quantized int
@@ -316,7 +316,7 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	// (expand_i8u2 timed as the chains run it, every other layer's INT8
 	// against its FP16 tactics; a 70 s build for ResNet-50)
 	if os.Getenv("KILN_I8X_TUNE") == "1" {
-		engines["int8 tuned"] = make_("int8 tuned chained", Options{FP16: true, Int8: scales, Tune: true}, map[string]string{EnvInt8Chain: "1"})
+		engines["int8 tuned"] = make_("int8 tuned chained", Options{FP16: true, Int8: scales, Tune: true}, map[string]string{EnvInt8Chain: "1", EnvInt8Expand: "1"})
 		labels = append(labels, "int8 tuned")
 	}
 	ref, err := engine.New(g.Clone())

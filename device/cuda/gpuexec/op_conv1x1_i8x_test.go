@@ -136,6 +136,7 @@ func TestInt8ExpandFake(t *testing.T) {
 	t.Cleanup(func() { i8xLoadHook = nil })
 	t.Setenv(EnvInt8All, "1")
 	t.Setenv(EnvInt8Chain, "1")
+	t.Setenv(EnvInt8Expand, "1")
 	e, c := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
 	var got []string
 	for i, q := range e.int8.use {
@@ -282,6 +283,16 @@ func TestInt8ExpandFake(t *testing.T) {
 	for _, q := range e2.int8.use {
 		if q.x8 != nil {
 			t.Errorf("%s runs expand_i8u2 with %s=0", q.name, EnvInt8Expand)
+		}
+	}
+	// What a user gets until a GPU has checked the kernel: neither
+	// variable set, the layers keep the libraries' tactics.
+	t.Setenv(EnvInt8Expand, "")
+	t.Setenv(EnvUnverified, "")
+	e3, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+	for _, q := range e3.int8.use {
+		if q.x8 != nil {
+			t.Errorf("%s runs expand_i8u2, not yet checked on a GPU, without %s=1", q.name, EnvInt8Expand)
 		}
 	}
 }
