@@ -311,7 +311,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 					}
 					t, ok := e.opt.Tactics[s.node.Name]
 					// signatures name the program's precision, as tune.go makes them
-					ok = ok && t.Sig == convSig(s, e.prog.half)
+					ok = ok && t.Sig == convSig(s, s.half)
 					if ok && t.Impl == ImplKernel {
 						e.tactics[s.node.Name] = t
 						continue
@@ -348,7 +348,7 @@ func (e *Engine) planLibraries(o cuda.Options) error {
 						mo.SMs, _ = e.drv.Attribute(e.dev, cuda.AttrMultiprocessorCount)
 					}
 					t, ok := e.opt.Tactics[s.node.Name]
-					ok = ok && t.Sig == gemmSig(s, e.prog.half)
+					ok = ok && t.Sig == gemmSig(s, s.half)
 					if ok && t.Impl == ImplKernel {
 						e.tactics[s.node.Name] = t
 						continue

@@ -286,7 +286,7 @@ func (e *Engine) planInt8(o cuda.Options) {
 	for _, i := range steps {
 		s := e.prog.steps[i]
 		t, ok := e.opt.Tactics[s.node.Name]
-		ok = ok && t.Sig == convSig(s, e.prog.half)
+		ok = ok && t.Sig == convSig(s, s.half)
 		switch {
 		case ok && t.Quant != "":
 			q, err := e.newQuantTactic(o, d, h, i, t) // op_conv1x1_q.go: FP8 products too

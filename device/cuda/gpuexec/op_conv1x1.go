@@ -125,7 +125,7 @@ func (e *Engine) plan1x1(o cuda.Options) {
 		s := e.prog.steps[i]
 		cc := s.conv
 		t, ok := e.opt.Tactics[s.node.Name]
-		ok = ok && t.Sig == convSig(s, e.prog.half)
+		ok = ok && t.Sig == convSig(s, s.half)
 		switch {
 		case ok && t.Impl == ImplCUBLASLt && t.Quant == "": // (an FP8 product: planInt8)
 			mm, err := e.newMatmul1x1(b, h, cc, t.Epi)

@@ -448,7 +448,7 @@ func (e *Engine) planI8x() {
 		if q := e.int8.use[i]; q != nil && q.x8 != nil || e.i8xOK(i) != nil {
 			continue
 		}
-		if t, ok := e.opt.Tactics[s.node.Name]; ok && t.Sig == convSig(s, e.prog.half) {
+		if t, ok := e.opt.Tactics[s.node.Name]; ok && t.Sig == convSig(s, s.half) {
 			continue // a recorded choice stands
 		}
 		q, err := e.newI8x(i)
@@ -459,7 +459,7 @@ func (e *Engine) planI8x() {
 			e.freeInt8(old)
 		}
 		e.useInt8(i, q)
-		e.tactics[s.node.Name] = Tactic{Sig: convSig(s, e.prog.half), Impl: ImplKernel, Quant: quantI8x}
+		e.tactics[s.node.Name] = Tactic{Sig: convSig(s, s.half), Impl: ImplKernel, Quant: quantI8x}
 	}
 }
 

@@ -267,6 +267,14 @@ func TestPrecisionFP32LayerModels(t *testing.T) {
 					if s.conv != nil && s.conv.nhwc {
 						t.Errorf("%s runs NHWC", s.name())
 					}
+					// its timing-cache signature names float32, not the
+					// program's half (a tactic timed in half is not reused)
+					if s.conv != nil && !strings.HasSuffix(convSig(s, s.half), " fp32") {
+						t.Errorf("%s: signature %q", s.name(), convSig(s, s.half))
+					}
+					if s.gemm != nil && !strings.HasSuffix(gemmSig(s, s.half), " fp32") {
+						t.Errorf("%s: signature %q", s.name(), gemmSig(s, s.half))
+					}
 				case strings.HasSuffix(s.node.Name, " to fp32") || strings.HasSuffix(s.node.Name, " to fp16"):
 					conversions++
 				case len(s.launches) == 1 && s.launches[0].kernel == "cast_f32_f16_nhwc" && !strings.HasPrefix(s.node.Name, "input "):

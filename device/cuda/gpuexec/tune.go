@@ -542,7 +542,7 @@ func (e *Engine) tune() error {
 			delete(e.spare, i)
 		}
 		if (conv != nil || fc != nil || gc != nil || e.has1x1(i) || e.hasInt8(i)) && s.conv != nil {
-			sig = convSig(s, e.prog.half)
+			sig = convSig(s, s.half)
 			plainCands := func() {
 				if conv == nil {
 					return
@@ -596,7 +596,7 @@ func (e *Engine) tune() error {
 			// int8.go: the layer in INT8 or FP8
 			cands = e.withInt8(i, sig, cands)
 		} else if mm != nil && s.gemm != nil {
-			sig = gemmSig(s, e.prog.half)
+			sig = gemmSig(s, s.half)
 			epi := e.gemmEpi[i]
 			for j := range mm.Candidates {
 				cands = append(cands, candidate{t: ltTactic(sig, mm, j, epi), apply: func() error {
