@@ -113,6 +113,20 @@ type int8State struct {
 	x8    *i8xState                // expand_i8u2's module and maps (op_conv1x1_i8x.go)
 }
 
+// uploadInt8 copies b into a device allocation of its own, counted in the
+// engine's memory limit and in q's memory (freed by freeInt8).
+func (e *Engine) uploadInt8(q *int8Conv, b []byte) (cuda.DevicePtr, error) {
+	if err := e.reserve(int64(len(b))); err != nil {
+		return 0, err
+	}
+	q.mem += int64(len(b))
+	ptr, err := e.drv.MemAlloc(len(b))
+	if err != nil {
+		return 0, err
+	}
+	return ptr, e.drv.MemcpyHtoD(ptr, b)
+}
+
 // free destroys q's graph and frees its memory; the context is current.
 func (e *Engine) freeInt8(q *int8Conv) {
 	if q == nil {
@@ -431,24 +445,13 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, quant, id
 		}
 	}()
 	q.xq = (cc.n*cc.h*cc.wd*cp + 255) / 256 * 256
-	upload := func(b []byte) (cuda.DevicePtr, error) {
-		if err := e.reserve(int64(len(b))); err != nil {
-			return 0, err
-		}
-		q.mem += int64(len(b))
-		ptr, err := e.drv.MemAlloc(len(b))
-		if err != nil {
-			return 0, err
-		}
-		return ptr, e.drv.MemcpyHtoD(ptr, b)
-	}
-	if q.w, err = upload(wq); err != nil {
+	if q.w, err = e.uploadInt8(q, wq); err != nil {
 		return nil, err
 	}
-	if q.scale, err = upload(float32Bytes(scale)); err != nil {
+	if q.scale, err = e.uploadInt8(q, float32Bytes(scale)); err != nil {
 		return nil, err
 	}
-	if q.bias, err = upload(float32Bytes(bias)); err != nil {
+	if q.bias, err = e.uploadInt8(q, float32Bytes(bias)); err != nil {
 		return nil, err
 	}
 	return q, nil

@@ -269,24 +269,13 @@ func (e *Engine) newI8x(i int) (_ *int8Conv, err error) {
 		}
 	}()
 	q.xq = align256(p * cc.c)
-	upload := func(b []byte) (cuda.DevicePtr, error) {
-		if err := e.reserve(int64(len(b))); err != nil {
-			return 0, err
-		}
-		q.mem += int64(len(b))
-		ptr, err := e.drv.MemAlloc(len(b))
-		if err != nil {
-			return 0, err
-		}
-		return ptr, e.drv.MemcpyHtoD(ptr, b)
-	}
-	if q.w, err = upload(wq); err != nil {
+	if q.w, err = e.uploadInt8(q, wq); err != nil {
 		return nil, err
 	}
-	if q.scale, err = upload(float32Bytes(alpha)); err != nil {
+	if q.scale, err = e.uploadInt8(q, float32Bytes(alpha)); err != nil {
 		return nil, err
 	}
-	if q.bias, err = upload(float32Bytes(b)); err != nil {
+	if q.bias, err = e.uploadInt8(q, float32Bytes(b)); err != nil {
 		return nil, err
 	}
 	return q, nil

@@ -140,24 +140,13 @@ func (e *Engine) newLtQuant(b *cuda.CUBLASLt, h cuda.CUBLASLtHandle, i int, fast
 		}
 	}()
 	q.xq = (cc.n*cc.h*cc.wd*cc.c + 255) / 256 * 256
-	upload := func(b []byte) (cuda.DevicePtr, error) {
-		if err := e.reserve(int64(len(b))); err != nil {
-			return 0, err
-		}
-		q.mem += int64(len(b))
-		ptr, err := e.drv.MemAlloc(len(b))
-		if err != nil {
-			return 0, err
-		}
-		return ptr, e.drv.MemcpyHtoD(ptr, b)
-	}
-	if q.w, err = upload(wq); err != nil {
+	if q.w, err = e.uploadInt8(q, wq); err != nil {
 		return nil, err
 	}
 	// the scales 16 bytes apart and the bias in an allocation of its own:
 	// the engine's weights blob gave CUBLAS_STATUS_NOT_SUPPORTED at run time
 	// on an H100 (FP8 kernels want 16-byte aligned pointers)
-	if q.scale, err = upload(float32Bytes([]float32{sx, 0, 0, 0, sw, 0, 0, 0, 1, 0, 0, 0})); err != nil {
+	if q.scale, err = e.uploadInt8(q, float32Bytes([]float32{sx, 0, 0, 0, sw, 0, 0, 0, 1, 0, 0, 0})); err != nil {
 		return nil, err
 	}
 	bias := make([]byte, 2*cc.m)
@@ -167,7 +156,7 @@ func (e *Engine) newLtQuant(b *cuda.CUBLASLt, h cuda.CUBLASLtHandle, i int, fast
 			bias[2*k], bias[2*k+1] = byte(h), byte(h>>8)
 		}
 	}
-	if q.bias, err = upload(bias); err != nil {
+	if q.bias, err = e.uploadInt8(q, bias); err != nil {
 		return nil, err
 	}
 	q.lt.o = cuda.FP8MatmulOptions{XScale: q.scale, WScale: q.scale + ltWScale, Bias: q.bias,
