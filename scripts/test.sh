@@ -52,25 +52,35 @@ kubepid=$!
 echo "== go vet"
 go vet ./...
 
-echo "== go test"
-go test -count=1 -timeout 25m ./...
-
-echo "== go build without cgo (linux/amd64) and for linux/arm64"
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"; kill "$kubepid" 2>/dev/null || true' EXIT
+
+# failures LOG prints, last (where a short view of the output ends), the
+# first lines of each panic, fatal error or failed test in LOG: a crash's
+# goroutine dump is longer than any tail, and its cause is at its top.
+failures() {
+  echo "== where the tests failed (first lines of each panic, fatal error or failed test)"
+  grep -n -m 20 -B 3 -A 25 -E '^(panic:|fatal error:|SIGSEGV|SIGBUS|unexpected signal)|^\s*--- FAIL|^FAIL' "$1" |
+    grep -v -E '^[0-9]+-\s+(/|runtime\.)' | head -n 300
+}
+
+echo "== go test"
+if ! go test -count=1 -timeout 25m ./... 2>&1 | tee "$bin/test.log"; then
+  failures "$bin/test.log"
+  exit 1
+fi
+
+echo "== go build without cgo (linux/amd64) and for linux/arm64"
 CGO_ENABLED=0 go build -o "$bin/kiln" ./cmd/kiln
 GOARCH=arm64 CGO_ENABLED=0 go build -o "$bin/kiln-arm64" ./cmd/kiln
 
 echo "== CUDA tests without cgo (fake libraries, NVRTC): none may skip for a missing tool"
 # Only the tests that need a real GPU (or a variable such as KILN_GPU_BENCH)
 # may skip here.
-# On a failure: the log's tail, then (last, where a short view of the
-# output ends) the first lines of each panic, fatal error or failed test: a
-# crash's goroutine dump is longer than any tail.
+# On a failure: the log's tail, then the first lines of each failure.
 CGO_ENABLED=0 go test -count=1 -v ./device/cuda/... >"$bin/cuda.log" 2>&1 || {
   tail -n 60 "$bin/cuda.log"
-  echo "== where the CUDA tests failed (first lines of each panic, fatal error or failed test)"
-  grep -n -m 20 -A 25 -E '^(panic:|fatal error:|SIGSEGV|SIGBUS|unexpected signal)|^\s*--- FAIL' "$bin/cuda.log" | grep -v -E '^[0-9]+-\s+(/|runtime\.)' | head -n 300
+  failures "$bin/cuda.log"
   exit 1
 }
 grep -E -- '^(ok|FAIL)|^--- SKIP' "$bin/cuda.log"
