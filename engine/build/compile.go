@@ -182,7 +182,9 @@ func (b *builder) compile(ctx context.Context) error {
 // --calib-data / random batches with --calib-method, as the CPU path does)
 // and applies the INT8 rule (quant.Rule, with --layer-precision) to a copy
 // of the graph: it returns, for each convolution the rule puts in INT8,
-// the scale of its input (amax/127), by node name. Matrix products stay in
+// the scale of its input (amax/127), by node name, and the scales of the
+// values the CUDA executor keeps in 8 bits that no such convolution reads
+// as its input (int8ValueScales, under int8ValueKey). Matrix products stay in
 // float on a device (its INT8 layers are convolutions). The rule's
 // decisions are logged as on the CPU.
 func (b *builder) deviceInt8(ctx context.Context, ref *engine.Engine) (map[string]float32, error) {
@@ -246,8 +248,92 @@ func (b *builder) deviceInt8(ctx context.Context, ref *engine.Engine) (map[strin
 			scales[d.Name] = s
 		}
 	}
-	b.logf("INT8 on %s: %d convolutions get input scales; the device runs the rest in fp16", b.o.Device, len(scales))
+	convs := len(scales)
+	values := int8ValueScales(b.g, scales, table)
+	for k, s := range values {
+		scales[k] = s
+	}
+	if len(values) > 0 {
+		b.logf("INT8 on %s: %d convolutions get input scales, %d values their own (read as a residual or by a float layer); the device runs the rest in fp16",
+			b.o.Device, convs, len(values))
+	} else {
+		b.logf("INT8 on %s: %d convolutions get input scales; the device runs the rest in fp16", b.o.Device, convs)
+	}
 	return scales, nil
+}
+
+// int8ValueKey is the key of a value's own scale in
+// device.ExecOptions.Int8Scales ("value:NAME"; gpuexec.Int8ValueKey, which
+// the CUDA executor reads), beside the convolutions' input scales (node
+// names).
+func int8ValueKey(name string) string { return "value:" + name }
+
+// int8ValueScales returns the scales (under int8ValueKey) of the values the
+// CUDA executor may keep in 8 bits that no quantized convolution reads as
+// its input, so that convScales (node name: input scale) does not give
+// them: the residual z and the output y of each quantized convolution that
+// can run as expand_i8u2 (a kiln::FusedConv 1x1, stride 1, unpadded, one
+// group, with a residual and ReLU; the executor checks the rest: shapes,
+// layout, the GPU). In a ResNet these are the downsamples' outputs (read
+// only as the residual of their stage's first block) and the last block's
+// output (read by the pooling); a block's input and the other blocks'
+// outputs are the next 1x1's input and have their scale already.
+func int8ValueScales(g *ir.Graph, convScales map[string]float32, table *quant.Table) map[string]float32 {
+	covered := map[*ir.Value]bool{} // read as the input of a quantized convolution
+	for _, n := range g.Nodes {
+		if _, ok := convScales[n.Name]; ok && n.Input(0) != nil {
+			covered[n.Input(0)] = true
+		}
+	}
+	out := map[string]float32{}
+	for _, n := range g.Nodes {
+		if _, ok := convScales[n.Name]; !ok || !expandCandidate(g, n) {
+			continue
+		}
+		for _, v := range []*ir.Value{n.Input(3), n.Outputs[0]} {
+			if covered[v] {
+				continue
+			}
+			if s, ok := table.Scale(v.Name); ok {
+				out[int8ValueKey(v.Name)] = s
+			}
+		}
+	}
+	return out
+}
+
+// expandCandidate reports whether n is a convolution the CUDA executor
+// may run as expand_i8u2 as far as the graph says (op_conv1x1_i8x.go's
+// i8xOK): kiln::FusedConv with a residual and ReLU, a 1x1 kernel, stride
+// 1, no padding, one group.
+func expandCandidate(g *ir.Graph, n *ir.Node) bool {
+	if n.Domain != "kiln" || n.OpType != "FusedConv" || len(n.Outputs) == 0 || n.Outputs[0] == nil ||
+		n.Input(3) == nil || n.Input(1) == nil {
+		return false
+	}
+	if ep, err := ops.ParseEpilogueAttrs(n); err != nil || ep.Activation != "Relu" {
+		return false
+	}
+	ca, err := ops.ParseConvAttrs(n, g.Opset())
+	if err != nil || ca.Group != 1 {
+		return false
+	}
+	for _, s := range ca.Strides {
+		if s != 1 {
+			return false
+		}
+	}
+	for _, p := range ca.Pads {
+		if p != 0 {
+			return false
+		}
+	}
+	w := n.Input(1)
+	var dims []int
+	if w.Const != nil {
+		dims = w.Const.Shape
+	}
+	return len(dims) == 4 && dims[2] == 1 && dims[3] == 1
 }
 
 // isProduct reports whether n is a matrix product (MatMul, Gemm,
