@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	cpukernels "github.com/kilnai/kiln/device/cpu/kernels"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -57,6 +58,9 @@ type plan struct {
 type step struct {
 	node   *ir.Node
 	kernel ops.Kernel
+	// impl names the kernel: a fast kernel of the CPU registry
+	// (device/cpu/kernels) or kernels.Reference, the op's own.
+	impl string
 }
 
 // New validates g, infers its shapes and prepares its kernels (and those of
@@ -65,8 +69,17 @@ func New(g *ir.Graph) (*Engine, error) {
 	return NewWithOptions(g, Options{})
 }
 
+// prepare infers g's types and prepares its kernels through the CPU
+// registry (kernels.Prepare: a fast kernel where one supports the node,
+// else the op's reference kernel), the one place the CPU engine chooses
+// a node's kernel.
 func (e *Engine) prepare(g *ir.Graph) error {
-	kernels, err := ops.InferGraph(g)
+	impls := map[*ir.Node]string{}
+	kernels, err := ops.InferGraphWith(g, func(n *ir.Node, opset int64) (ops.Kernel, error) {
+		k, name, err := cpukernels.Prepare(n, opset)
+		impls[n] = name
+		return k, err
+	})
 	if err != nil {
 		return err
 	}
@@ -84,7 +97,7 @@ func (e *Engine) prepare(g *ir.Graph) error {
 			}
 		}
 		i := len(p.steps)
-		p.steps = append(p.steps, step{node: n, kernel: kernels[n]})
+		p.steps = append(p.steps, step{node: n, kernel: kernels[n], impl: impls[n]})
 		for _, v := range n.Inputs {
 			if v != nil {
 				p.lastUse[v] = i
@@ -110,6 +123,20 @@ func folded(n *ir.Node) bool {
 		}
 	}
 	return true
+}
+
+// Kernels returns, by node name, the kernel that runs each node of the
+// top-level graph: a fast kernel of the CPU registry by its name
+// (device/cpu/kernels), or "reference" for the op's own kernel. Nodes
+// computed at load time (constants) are not listed.
+func (e *Engine) Kernels() map[string]string {
+	m := map[string]string{}
+	if p := e.plans[e.graph]; p != nil {
+		for _, s := range p.steps {
+			m[s.node.Name] = s.impl
+		}
+	}
+	return m
 }
 
 // Graph returns the engine's graph (with inferred types). Callers must not

@@ -21,6 +21,18 @@ type NonDeterministic interface{ NonDeterministic() }
 // ahead of time so that shape computations become known. Declared types
 // (value_info, graph outputs) are refined by what inference finds.
 func InferGraph(g *ir.Graph) (map[*ir.Node]Kernel, error) {
+	return InferGraphWith(g, Prepare)
+}
+
+// PrepareFunc returns the kernel of node n of a graph importing the given
+// default-domain opset: Prepare (the op's reference kernel), or a device's
+// choice among its own kernels and the reference (the CPU registry,
+// device/cpu/kernels).
+type PrepareFunc func(n *ir.Node, opset int64) (Kernel, error)
+
+// InferGraphWith is InferGraph with the kernels prepared by prepare: the
+// kernels it infers types with, folds constants with and returns.
+func InferGraphWith(g *ir.Graph, prepare PrepareFunc) (map[*ir.Node]Kernel, error) {
 	if err := g.Sort(); err != nil {
 		return nil, err
 	}
@@ -41,7 +53,7 @@ func InferGraph(g *ir.Graph) (map[*ir.Node]Kernel, error) {
 	opset := g.Opset()
 	kernels := make(map[*ir.Node]Kernel, len(g.Nodes))
 	for _, n := range g.Nodes {
-		k, err := Prepare(n, opset)
+		k, err := prepare(n, opset)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	cpukernels "github.com/kilnai/kiln/device/cpu/kernels"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -168,7 +169,9 @@ func Select(ctx context.Context, g *ir.Graph, fp device.Fingerprint, cache *Cach
 	if cache == nil {
 		cache = New() // layers of one signature are still measured once
 	}
-	kernels, err := ops.InferGraph(g)
+	// the kernels the engine runs (the CPU registry's, else the ops'
+	// reference ones): their tactics are what is timed
+	kernels, err := ops.InferGraphWith(g, cpukernels.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("tactic: %w", err)
 	}
@@ -323,7 +326,7 @@ func newMeasurer(g *ir.Graph, opset int64, n *ir.Node) (*measurer, error) {
 		m.in = append(m.in, t)
 	}
 	// The reference: the kernel as prepared, no tactic set.
-	k, err := ops.Prepare(n, opset)
+	k, err := cpukernels.Kernel(n, opset)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +381,7 @@ func (m *measurer) measure(ctx context.Context, tactics []string, runs int, scra
 	consts := constBytes(n, m.in)
 	unique := consts
 	prepare := func(node *ir.Node, t string) (ops.Kernel, error) {
-		k, err := ops.Prepare(node, m.opset)
+		k, err := cpukernels.Kernel(node, m.opset)
 		if err != nil {
 			return nil, err
 		}

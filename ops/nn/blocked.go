@@ -134,7 +134,7 @@ func (k *toBlockedOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	}
 	n, c, hw := x.Shape[0], x.Shape[1], x.Shape[2]*x.Shape[3]
 	if y.Len() > 0 {
-		reorderPar(true, n, c, hw, x.Float32s(), y.Float32s())
+		reorderRef(true, n, c, hw, x.Float32s(), y.Float32s())
 	}
 	return env.One(y), nil
 }
@@ -197,19 +197,36 @@ func (k *fromBlockedOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		return nil, err
 	}
 	if y.Len() > 0 {
-		reorderPar(false, x.Shape[0], k.channels, x.Shape[2]*x.Shape[3], x.Float32s(), y.Float32s())
+		reorderRef(false, x.Shape[0], k.channels, x.Shape[2]*x.Shape[3], x.Float32s(), y.Float32s())
 	}
 	return env.One(y), nil
 }
 
-// reorderPar runs cpu.ToBlocked (to) or cpu.FromBlocked over n images of
-// c channels and hw pixels (which split large tensors over the cores
-// themselves).
-func reorderPar(to bool, n, c, hw int, x, y []float32) {
-	if to {
-		cpu.ToBlocked(n, c, hw, x, y)
-	} else {
-		cpu.FromBlocked(n, c, hw, x, y)
+// reorderRef is the reference reorder of n images of c channels and hw
+// pixels between plain NCHW (x when to, else y) and blocked (the pad lanes
+// of the last block zero): plain loops, the oracle of the CPU registry's
+// fast kernels (device/cpu/kernels, which call cpu.ToBlocked and
+// cpu.FromBlocked and run instead wherever the engine prepares the node).
+func reorderRef(to bool, n, c, hw int, x, y []float32) {
+	cb := cpu.Blocks(c)
+	for b := range n {
+		for blk := range cb {
+			for p := range hw {
+				for l := range cpu.Block {
+					ch := blk*cpu.Block + l
+					bi := ((b*cb+blk)*hw+p)*cpu.Block + l
+					switch {
+					case ch >= c && to:
+						y[bi] = 0
+					case ch >= c:
+					case to:
+						y[bi] = x[(b*c+ch)*hw+p]
+					default:
+						y[(b*c+ch)*hw+p] = x[bi]
+					}
+				}
+			}
+		}
 	}
 }
 

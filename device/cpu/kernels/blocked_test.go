@@ -1,0 +1,106 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/tensor"
+)
+
+// garbageEnv allocates outputs full of NaN-like garbage, as an arena may
+// hand them out: a kernel must write every element (the pad lanes too).
+func garbageEnv() *ops.Env {
+	return &ops.Env{Alloc: func(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+		t := tensor.New(dt, shape...)
+		for i := range t.Data {
+			t.Data[i] = 0xff
+		}
+		return t, nil
+	}}
+}
+
+func kilnNode(op string, dt tensor.DType, attrs ...*ir.Attr) *ir.Node {
+	n := node("kiln", op, dt)
+	n.Attrs = map[string]*ir.Attr{}
+	for _, a := range attrs {
+		n.Attrs[a.Name] = a
+	}
+	return n
+}
+
+// TestBlockedReorder: the registry's ToBlocked and FromBlocked (cpu.ToBlocked,
+// cpu.FromBlocked) are chosen for float32 nodes and give bit for bit the
+// reference kernels' outputs (ops/nn's plain loops), pad lanes zero, on
+// channel counts around the block size; other types get the reference.
+func TestBlockedReorder(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range [][4]int{{1, 1, 1, 1}, {1, 3, 5, 7}, {2, 16, 4, 4}, {1, 17, 3, 9}, {3, 40, 7, 5}, {1, 64, 28, 28}, {0, 5, 2, 2}} {
+		t.Run(fmt.Sprint(s), func(t *testing.T) {
+			x := tensor.New(tensor.Float32, s[:]...)
+			for i := range x.Float32s() {
+				x.Float32s()[i] = float32(r.NormFloat64())
+			}
+			to := kilnNode("ToBlocked", tensor.Float32)
+			from := kilnNode("FromBlocked", tensor.Float32, &ir.Attr{Name: "channels", Type: ir.AttrInt, I: int64(s[1])})
+			var blocked *tensor.Tensor
+			for _, n := range []*ir.Node{to, from} {
+				in := x
+				if n == from {
+					in = blocked
+				}
+				fast, impl, err := Prepare(n, 17)
+				if err != nil || impl != "cpu."+n.OpType {
+					t.Fatalf("Prepare(%s) = %q, %v; want the registry's kernel", n.OpType, impl, err)
+				}
+				ref, err := ops.Prepare(n, 17)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for round := range 2 { // the second at cached shapes
+					got, err := fast.Run(garbageEnv(), []*tensor.Tensor{in})
+					if err != nil {
+						t.Fatalf("%s fast: %v", n.OpType, err)
+					}
+					want, err := ref.Run(garbageEnv(), []*tensor.Tensor{in})
+					if err != nil {
+						t.Fatalf("%s reference: %v", n.OpType, err)
+					}
+					if !slices.Equal(got[0].Shape, want[0].Shape) || !slices.Equal(got[0].Data, want[0].Data) {
+						t.Fatalf("%s round %d: fast %v differs from reference %v", n.OpType, round, got[0].Shape, want[0].Shape)
+					}
+					if n == to {
+						blocked = got[0]
+					}
+				}
+			}
+			// the reference's layout itself: channel c of pixel p at lane c%16
+			// of block c/16, pad lanes zero
+			b, hw := blocked.Float32s(), s[2]*s[3]
+			cb := cpu.Blocks(s[1])
+			for img := range s[0] {
+				for c := range cb * cpu.Block {
+					for p := range hw {
+						v := b[((img*cb+c/cpu.Block)*hw+p)*cpu.Block+c%cpu.Block]
+						want := float32(0)
+						if c < s[1] {
+							want = x.Float32s()[(img*s[1]+c)*hw+p]
+						}
+						if v != want {
+							t.Fatalf("blocked image %d channel %d pixel %d = %v, want %v", img, c, p, v, want)
+						}
+					}
+				}
+			}
+		})
+	}
+	for _, op := range []string{"ToBlocked", "FromBlocked"} {
+		if _, err := Default().Supports(kilnNode(op, tensor.Float16), 17); err == nil {
+			t.Errorf("%s of float16 supported", op)
+		}
+	}
+}
