@@ -31,8 +31,13 @@ import (
 // stay in range), biases small: a classifier whose top-1 moves with its
 // input. stages < 4 keeps the first stages only.
 func bottleneckBody(r *rand.Rand, batch, stages int) *ir.Graph {
+	return bottleneckBodyAt(r, batch, stages, 56)
+}
+
+// bottleneckBodyAt is bottleneckBody on an input of hw x hw (56 in ResNet-50).
+func bottleneckBodyAt(r *rand.Rand, batch, stages, hw int) *ir.Graph {
 	b := ir.NewBuilder("bottlenecks", 17)
-	x := b.Input("input", tensor.Float32, ir.D(int64(batch)), ir.D(64), ir.D(56), ir.D(56))
+	x := b.Input("input", tensor.Float32, ir.D(int64(batch)), ir.D(64), ir.D(int64(hw)), ir.D(int64(hw)))
 	conv := func(in *ir.Value, cin, cout, k, stride int, gain float64) *ir.Value {
 		w := tensor.New(tensor.Float32, cout, cin, k, k)
 		wv := w.Float32s()

@@ -1,0 +1,185 @@
+package gpuexec_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/device/cuda/gpuexec"
+	"github.com/kilnai/kiln/device/devices"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/tensor"
+)
+
+func init() { gpuexec.SetBuilderInt8(builderInt8) }
+
+// captureCUDA is a device named "cuda" that runs graphs on kiln's CPU
+// engine and keeps the options of its last compilation: what the builder
+// hands the CUDA executor, without a GPU or the fake libraries.
+type captureCUDA struct {
+	mu   sync.Mutex
+	last device.ExecOptions
+}
+
+func (*captureCUDA) Name() string { return "cuda" }
+
+func (*captureCUDA) Fingerprint() (device.Fingerprint, error) {
+	return device.Fingerprint{"device": "cuda (captured on the CPU)"}, nil
+}
+
+func (d *captureCUDA) Compile(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
+	d.mu.Lock()
+	d.last = o
+	d.mu.Unlock()
+	e, err := engine.New(g)
+	if err != nil {
+		return nil, err
+	}
+	return cpuProgram{e}, nil
+}
+
+type cpuProgram struct{ e *engine.Engine }
+
+func (p cpuProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	return p.e.Run(ctx, in)
+}
+func (cpuProgram) Close() error               { return nil }
+func (cpuProgram) Blobs() map[string][]byte { return nil }
+
+// builderInt8 is gpuexec's builderInt8 (int8helpers_test.go): model built
+// with --int8 for captureCUDA, calibrated on batches written as
+// --calib-data (test_data_set_N/input_0.pb; one input), method as
+// --calib-method, untimed; the options the device got.
+func builderInt8(t testing.TB, model []byte, batches []map[string]*tensor.Tensor, method string) map[string]float32 {
+	t.Helper()
+	dir := t.TempDir()
+	for i, b := range batches {
+		if len(b) != 1 {
+			t.Fatalf("builderInt8 writes batches of one input, not %d", len(b))
+		}
+		sub := filepath.Join(dir, fmt.Sprintf("test_data_set_%d", i))
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, x := range b {
+			if err := os.WriteFile(filepath.Join(sub, "input_0.pb"), onnx.TensorToProto(name, x).Marshal(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d := &captureCUDA{}
+	set := device.Set{d}
+	for _, x := range devices.All() {
+		if x.Name() != "cuda" {
+			set = append(set, x)
+		}
+	}
+	res, err := build.BuildBytes(context.Background(), "int8", model, build.Options{Device: "cuda", Devices: set, Precision: build.INT8,
+		CalibData: dir, CalibMethod: method, NoTiming: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Close()
+	if d.last.Precision != build.INT8 {
+		t.Fatalf("the device compiled in %q", d.last.Precision)
+	}
+	return d.last.Int8Scales
+}
+
+// TestInt8ExpandBuildFake is kiln build --device cuda --int8 of a ResNet
+// stage (bottleneckBody's first: three bottlenecks, here at 16x16 and batch 1, the
+// first block's residual from a downsample, the last block's output read
+// by the pooling) against the fake libraries, with the 8-bit chains and
+// expand_i8u2 (KILN_CUDA_INT8_CHAIN=1, KILN_CUDA_INT8_EXPAND=1, every
+// quantized convolution in INT8: KILN_CUDA_INT8_ALL=1), untimed, and the
+// plan loaded and run as a user does: the builder hands the value scales
+// of the downsample's output and the last output (the plan's section keeps
+// them), so all three expanding 1x1s run expand_i8u2, the first reading
+// its residual (the downsample's output) in 8 bits, the last widening its
+// output for the pooling. Before the builder handed value scales, only the
+// middle block ran it.
+func TestInt8ExpandBuildFake(t *testing.T) {
+	fakeCUDA(t)
+	layers := gpuexec.FakeExpandI8u(t)
+	t.Setenv(gpuexec.EnvInt8All, "1")
+	t.Setenv(gpuexec.EnvInt8Chain, "1")
+	t.Setenv(gpuexec.EnvInt8Expand, "1")
+	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 1, 16) // 256 rows: expand_i8u2's 128-row tiles fit
+	var down, last string
+	var expand []string
+	for _, n := range g.Nodes {
+		if n.OpType == "Add" { // the residual adds: the expanding 1x1 and the residual
+			expand = append(expand, n.Inputs[0].Producer.Name)
+			if p := n.Inputs[1].Producer; p != nil && p.OpType == "Conv" {
+				down = n.Inputs[1].Name
+			}
+		}
+		if n.OpType == "GlobalAveragePool" {
+			last = n.Inputs[0].Name
+		}
+	}
+	if len(expand) != 3 || down == "" || last == "" {
+		t.Fatalf("the body's expanding 1x1s %v, downsample output %q, last output %q", expand, down, last)
+	}
+	res, _ := buildCUDA(t, "bottlenecks", marshalGraph(t, g), build.Options{Precision: build.INT8, CalibBatches: 1, NoTiming: true},
+		"INT8 on cuda: ", "2 values their own")
+	var sec struct {
+		Scales map[string]float32 `json:"scales"`
+	}
+	var blob []byte
+	for _, b := range res.Blobs {
+		if strings.HasSuffix(b.Name, "cuda.int8") {
+			blob = b.Data
+		}
+	}
+	if err := json.Unmarshal(blob, &sec); err != nil {
+		t.Fatalf("the plan's cuda.int8 section: %v", err)
+	}
+	var values []string
+	for k := range sec.Scales {
+		if name, ok := strings.CutPrefix(k, gpuexec.Int8ValueKey("")); ok {
+			values = append(values, name)
+		}
+	}
+	if want := slices.Sorted(slices.Values([]string{down, last})); !slices.Equal(slices.Sorted(slices.Values(values)), want) {
+		t.Errorf("the plan keeps value scales for %v, want %v", values, want)
+	}
+	m := loadPlan(t, res)
+	if _, err := m.Run(context.Background(), map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 1, 64, 16, 16)}); err != nil {
+		t.Fatal(err)
+	}
+	got := layers()
+	names := make([]string, len(got))
+	for i, l := range got {
+		names[i] = l.Name
+	}
+	if !slices.Equal(names, expand) {
+		t.Fatalf("the loaded plan runs expand_i8u2 on %v, want every expanding 1x1 %v", names, expand)
+	}
+	for i, l := range got {
+		if want := i < 2; !l.In8 || !l.Resid8 || l.Out8 != want {
+			t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want true, true, %v", l.Name, l.In8, l.Resid8, l.Out8, want)
+		}
+	}
+}
+
+// marshalGraph returns g as an ONNX model.
+func marshalGraph(t *testing.T, g *ir.Graph) []byte {
+	t.Helper()
+	m, err := onnx.FromGraph(g, "kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Marshal()
+}
