@@ -54,7 +54,7 @@ type cpuProgram struct{ e *engine.Engine }
 func (p cpuProgram) Run(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	return p.e.Run(ctx, in)
 }
-func (cpuProgram) Close() error               { return nil }
+func (cpuProgram) Close() error             { return nil }
 func (cpuProgram) Blobs() map[string][]byte { return nil }
 
 // builderInt8 is gpuexec's builderInt8 (int8helpers_test.go): model built

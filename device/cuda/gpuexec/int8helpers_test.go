@@ -119,7 +119,7 @@ func checkApplied(t *testing.T, dir string, g *ir.Graph, scales map[string]float
 // ExpandLayer is a layer an engine runs as expand_i8u2: its node, and
 // whether it reads its input and residual and writes its output in 8 bits.
 type ExpandLayer struct {
-	Name                 string
+	Name              string
 	In8, Resid8, Out8 bool
 }
 
