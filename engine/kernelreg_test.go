@@ -68,3 +68,41 @@ func TestKernelsRegistry(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelsRegistryGlobalPool: a blocked global average pool runs the
+// registry's kernel and matches the ONNX GlobalAveragePool of the same
+// input (the op's reference path).
+func TestKernelsRegistryGlobalPool(t *testing.T) {
+	shape := []int{2, 21, 5, 6}
+	b := ir.NewBuilder("gap", 18)
+	x := b.Input("x", tensor.Float32, ir.KnownShape(shape...)...)
+	b.Graph().Opsets["kiln"] = 1
+	bl := b.Op("ToBlocked", []*ir.Value{x})
+	bl.Producer.Domain = "kiln"
+	p := b.Op("BlockedGlobalAveragePool", []*ir.Value{bl})
+	p.Producer.Domain, p.Producer.Name = "kiln", "pool"
+	back := b.Op("FromBlocked", []*ir.Value{p}, ir.IntAttr("channels", int64(shape[1])))
+	back.Producer.Domain = "kiln"
+	b.Output(back, "y")
+	b.Output(b.Op("GlobalAveragePool", []*ir.Value{x}), "want")
+	e, err := New(b.Graph())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Kernels()["pool"]; got != "cpu.BlockedGlobalAveragePool" {
+		t.Errorf("pool's kernel %q, want cpu.BlockedGlobalAveragePool", got)
+	}
+	out, err := e.Run(context.Background(), map[string]*tensor.Tensor{"x": ramp(tensor.NumElements(shape), 0.01, shape...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, want := out["y"], out["want"]
+	if !slices.Equal(y.Shape, want.Shape) {
+		t.Fatalf("y %v, want %v", y.Shape, want.Shape)
+	}
+	for i, w := range want.Float32s() {
+		if d := float64(y.Float32s()[i] - w); abs(d) > 1e-5*max(1, abs(float64(w))) {
+			t.Fatalf("y[%d] = %v, GlobalAveragePool %v", i, y.Float32s()[i], w)
+		}
+	}
+}

@@ -181,12 +181,6 @@ var poolJobs = sync.Pool{New: func() any {
 // blockLanes is cpu.Block, the lanes of one pixel's block.
 const blockLanes = cpu.Block
 
-// vec is one pixel's block of lanes.
-type vec = [blockLanes]float32
-
-// at16 returns the block of lanes at offset o of v.
-func at16(v []float32, o int) *vec { return (*vec)(v[o : o+blockLanes]) }
-
 func (j *blockedPoolJob) do(lo, hi int) {
 	s := j.s
 	oh, ow := len(s.rows), len(s.cols)
@@ -219,7 +213,7 @@ func (j *blockedPoolJob) do(lo, hi int) {
 				if incl {
 					n = r.count * c.count
 				}
-				blockedPoolRow(yr[oj*blockLanes:], xr[(c.start+c.lo*s.dw)*blockLanes:], 1, kh, kw, 0, rs, cs, avg, 1/float32(n))
+				cpu.BlockedPoolRow(yr[oj*blockLanes:], xr[(c.start+c.lo*s.dw)*blockLanes:], 1, kh, kw, 0, rs, cs, avg, 1/float32(n))
 			}
 			for oj := 0; oj < s.j0; oj++ {
 				edge(oj)
@@ -229,7 +223,7 @@ func (j *blockedPoolJob) do(lo, hi int) {
 				if incl {
 					n = r.count * s.kw
 				}
-				blockedPoolRow(yr[s.j0*blockLanes:], xr[s.cols[s.j0].start*blockLanes:], s.j1-s.j0, kh, s.kw, s.sw*blockLanes, rs, cs, avg, 1/float32(n))
+				cpu.BlockedPoolRow(yr[s.j0*blockLanes:], xr[s.cols[s.j0].start*blockLanes:], s.j1-s.j0, kh, s.kw, s.sw*blockLanes, rs, cs, avg, 1/float32(n))
 			}
 			for oj := max(s.j0, s.j1); oj < ow; oj++ {
 				edge(oj)
@@ -238,43 +232,10 @@ func (j *blockedPoolJob) do(lo, hi int) {
 	}
 }
 
-// blockedPoolRowGo sets, for each of n outputs j (the 16 lanes at
-// dst[16*j:]), the max of (or, when avg, scale times the sum of) the kh x
-// kw 16-lane vectors at src[j*sx + a*rs + b*cs:], a < kh, b < kw (kh, kw
-// >= 1).
-func blockedPoolRowGo(dst, src []float32, n, kh, kw, sx, rs, cs int, avg bool, scale float32) {
-	for j := range n {
-		base := j * sx
-		var acc vec
-		if !avg {
-			acc = *at16(src, base)
-		}
-		for a := range kh {
-			for b := range kw {
-				v := at16(src, base+a*rs+b*cs)
-				if avg {
-					for l := range acc {
-						acc[l] += v[l]
-					}
-					continue
-				}
-				for l := range acc {
-					acc[l] = max(acc[l], v[l])
-				}
-			}
-		}
-		if avg {
-			for l := range acc {
-				acc[l] *= scale
-			}
-		}
-		*at16(dst, j*blockLanes) = acc
-	}
-}
-
 // blockedGlobalPoolOp is kiln::BlockedGlobalAveragePool and
 // kiln::BlockedGlobalMaxPool: [N, Cb, H, W, 16] -> [N, Cb, 1, 1, 16], the
-// plane's 16-lane vectors summed (or their maximum taken).
+// plane's 16-lane vectors summed (or their maximum taken). Its Run is the
+// reference (serial); the engine runs the CPU registry's.
 type blockedGlobalPoolOp struct {
 	name   string
 	kind   poolKind
@@ -320,37 +281,12 @@ func (k *blockedGlobalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.
 	if err != nil {
 		return nil, err
 	}
+	// the reference: every plane one window, serially (the CPU
+	// registry's kernel, device/cpu/kernels, splits the planes over the
+	// cores)
 	planes := x.Shape[0] * x.Shape[1]
-	if planes == 0 {
-		return env.One(y), nil
-	}
-	j := globalJobs.Get().(*blockedGlobalJob)
-	j.max, j.hw, j.x, j.y = k.kind == poolMax, hw, x.Float32s(), y.Float32s()
-	cpu.DynamicFor(planes, max(1, 4096/(hw*cpu.Block)), j.run)
-	j.x, j.y = nil, nil
-	globalJobs.Put(j)
+	cpu.BlockedPoolRowGo(y.Float32s(), x.Float32s(), planes, 1, hw, hw*blockLanes, 0, blockLanes, k.kind != poolMax, 1/float32(hw))
 	return env.One(y), nil
-}
-
-// blockedGlobalJob is a blocked global pool's parallel loop over planes,
-// pooled with its bound method so that a run allocates no closure.
-type blockedGlobalJob struct {
-	max  bool
-	hw   int
-	x, y []float32
-	run  func(lo, hi int)
-}
-
-var globalJobs = sync.Pool{New: func() any {
-	j := &blockedGlobalJob{}
-	j.run = j.do
-	return j
-}}
-
-func (j *blockedGlobalJob) do(lo, hi int) {
-	size := j.hw * blockLanes
-	// planes [lo, hi) as one row of outputs whose windows are the planes
-	blockedPoolRow(j.y[lo*blockLanes:hi*blockLanes], j.x[lo*size:hi*size], hi-lo, 1, j.hw, size, 0, blockLanes, !j.max, 1/float32(j.hw))
 }
 
 func init() {

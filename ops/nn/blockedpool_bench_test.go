@@ -6,15 +6,16 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/device/cpu/kernels"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
 // BenchmarkBlockedPools times each blocked pool against the NCHW pool of
 // the same layer (the CNNs' pools: resnet_mini's maxpool, squeezenet1_1's
 // ceil-mode maxpools and classifier's global average, resnet_mini's
-// global average), one kernel run per op (no engine).
+// global average), one kernel run per op (no engine), the kernel the
+// engine runs (the CPU registry's where it has one).
 func BenchmarkBlockedPools(b *testing.B) {
 	ints := ir.IntsAttr
 	k3s2 := []*ir.Attr{ints("kernel_shape", 3, 3), ints("strides", 2, 2)}
@@ -37,7 +38,8 @@ func BenchmarkBlockedPools(b *testing.B) {
 		xb := tensor.New(tensor.Float32, tc.x[0], cpu.Blocks(tc.x[1]), tc.x[2], tc.x[3], cpu.Block)
 		cpu.ToBlocked(tc.x[0], tc.x[1], tc.x[2]*tc.x[3], x.Float32s(), xb.Float32s())
 		for _, blocked := range []bool{false, true} {
-			node := &ir.Node{Name: "n", OpType: tc.op, Attrs: map[string]*ir.Attr{}, Outputs: []*ir.Value{{Name: "y"}}}
+			node := &ir.Node{Name: "n", OpType: tc.op, Attrs: map[string]*ir.Attr{}, Outputs: []*ir.Value{{Name: "y"}},
+				Inputs: []*ir.Value{{Name: "x", Type: ir.Type{DType: tensor.Float32}}}}
 			in := x
 			if blocked {
 				node.Domain, node.OpType, in = "kiln", "Blocked"+tc.op, xb
@@ -45,7 +47,7 @@ func BenchmarkBlockedPools(b *testing.B) {
 			for _, a := range tc.attrs {
 				node.Attrs[a.Name] = a
 			}
-			k, err := ops.Prepare(node, 17)
+			k, _, err := kernels.Prepare(node, 17)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -104,3 +104,71 @@ func TestBlockedReorder(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedGlobalPool: the registry's blocked global pools (planes over
+// the cores, cpu.BlockedPoolRow) match the serial reference of ops/nn
+// (cpu.BlockedPoolRowGo): the max exactly, the mean within float32
+// rounding of the sum's order; and the reference is the plane's max or
+// mean lane by lane.
+func TestBlockedGlobalPool(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, s := range [][5]int{{1, 1, 1, 1, 16}, {1, 2, 3, 5, 16}, {2, 3, 7, 7, 16}, {1, 40, 14, 14, 16}, {4, 1, 1, 300, 16}, {0, 3, 2, 2, 16}} {
+		for _, op := range []string{"BlockedGlobalAveragePool", "BlockedGlobalMaxPool"} {
+			t.Run(fmt.Sprint(op, s), func(t *testing.T) {
+				x := tensor.New(tensor.Float32, s[:]...)
+				for i := range x.Float32s() {
+					x.Float32s()[i] = float32(r.Float64()*2 - 1)
+				}
+				n := kilnNode(op, tensor.Float32)
+				fast, impl, err := Prepare(n, 17)
+				if err != nil || impl != "cpu."+op {
+					t.Fatalf("Prepare = %q, %v; want the registry's kernel", impl, err)
+				}
+				ref, err := ops.Prepare(n, 17)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := fast.Run(garbageEnv(), []*tensor.Tensor{x})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := ref.Run(garbageEnv(), []*tensor.Tensor{x})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got[0].Shape, []int{s[0], s[1], 1, 1, 16}) || !slices.Equal(got[0].Shape, want[0].Shape) {
+					t.Fatalf("shapes %v and %v", got[0].Shape, want[0].Shape)
+				}
+				hw := s[2] * s[3]
+				xv, g, w := x.Float32s(), got[0].Float32s(), want[0].Float32s()
+				for p := range s[0] * s[1] {
+					for l := range 16 {
+						acc := float64(xv[p*hw*16+l])
+						if op == "BlockedGlobalAveragePool" {
+							acc = 0
+						}
+						for i := range hw {
+							v := float64(xv[(p*hw+i)*16+l])
+							if op == "BlockedGlobalAveragePool" {
+								acc += v / float64(hw)
+							} else {
+								acc = max(acc, v)
+							}
+						}
+						o := p*16 + l
+						tol := 0.0
+						if op == "BlockedGlobalAveragePool" {
+							tol = 1e-6
+						}
+						if d := float64(g[o]) - float64(w[o]); d > tol || d < -tol {
+							t.Fatalf("plane %d lane %d: fast %v, reference %v", p, l, g[o], w[o])
+						}
+						if d := float64(w[o]) - acc; d > 1e-6 || d < -1e-6 {
+							t.Fatalf("plane %d lane %d: reference %v, want %v", p, l, w[o], acc)
+						}
+					}
+				}
+			})
+		}
+	}
+}

@@ -134,7 +134,7 @@ func opName(domain, typ string) string {
 
 // families is every table of fast kernels, one per op family file.
 func families() [][]Def {
-	return [][]Def{blockedReorderKernels}
+	return [][]Def{blockedReorderKernels, blockedPoolKernels}
 }
 
 var (

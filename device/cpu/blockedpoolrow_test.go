@@ -1,4 +1,4 @@
-package nn
+package cpu
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestBlockedPoolRow: the blocked pools' row kernel (AVX-512 where the
+// TestBlockedPoolRow: the blocked pools' row kernel (BlockedPoolRow, AVX-512 where the
 // machine has it) equals its Go form, max and average, for window sizes,
 // steps and counts of outputs around its four-at-a-time loop.
 func TestBlockedPoolRow(t *testing.T) {
@@ -21,14 +21,14 @@ func TestBlockedPoolRow(t *testing.T) {
 	} {
 		for _, avg := range []bool{false, true} {
 			name := fmt.Sprintf("%+v avg %v", tc, avg)
-			want := make([]float32, tc.n*blockLanes)
-			got := make([]float32, tc.n*blockLanes)
+			want := make([]float32, tc.n*Block)
+			got := make([]float32, tc.n*Block)
 			scale := 1 / float32(tc.kh*tc.kw)
-			blockedPoolRowGo(want, src, tc.n, tc.kh, tc.kw, tc.sx, tc.rs, tc.cs, avg, scale)
-			blockedPoolRow(got, src, tc.n, tc.kh, tc.kw, tc.sx, tc.rs, tc.cs, avg, scale)
+			BlockedPoolRowGo(want, src, tc.n, tc.kh, tc.kw, tc.sx, tc.rs, tc.cs, avg, scale)
+			BlockedPoolRow(got, src, tc.n, tc.kh, tc.kw, tc.sx, tc.rs, tc.cs, avg, scale)
 			for i := range want {
 				if d := got[i] - want[i]; d > 1e-6 || d < -1e-6 {
-					t.Fatalf("%s: [%d] = %g, want %g (asm %v)", name, i, got[i], want[i], blockedPoolAsm)
+					t.Fatalf("%s: [%d] = %g, want %g (asm %v)", name, i, got[i], want[i], BlockedPoolAsm)
 				}
 			}
 		}
