@@ -17,10 +17,8 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
-	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/tactic"
 	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/quant"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -64,52 +62,16 @@ func variedImages(r *rand.Rand, batch, h, w int) *tensor.Tensor {
 	return x
 }
 
-// int8Rule calibrates g (the optimized graph an engine runs) on kiln's CPU
-// engine with the calibrator $KILN_INT8_CALIB (entropy by default, minmax,
-// percentile), applies the INT8 rule to a copy as
-// kiln build --device cuda --int8 does, and returns the input scale of
-// each convolution the rule quantizes.
-func int8Rule(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) map[string]float32 {
+// int8Rule returns the input scale of each convolution the INT8 rule
+// quantizes in g (the optimized graph an engine runs, of the model at
+// path), as kiln build --device cuda --int8 hands them (builtInt8Scales:
+// the builder's calibration on kiln's CPU engine on batches, with the
+// calibrator $KILN_INT8_CALIB: entropy by default, minmax, percentile),
+// without the values' own scales (those are for the 8-bit chains).
+func int8Rule(t *testing.T, path string, g *ir.Graph, batches []map[string]*tensor.Tensor) map[string]float32 {
 	t.Helper()
-	ref, err := engine.New(g.Clone())
-	if err != nil {
-		t.Fatal(err)
-	}
-	method := quant.Entropy
-	if v := os.Getenv("KILN_INT8_CALIB"); v != "" {
-		if method, err = quant.ParseMethod(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	table, err := quant.Calibrate(context.Background(), ref, batches, method, quant.CalibOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers := map[string]quant.Precision{}
-	for _, n := range g.Nodes {
-		switch n.OpType {
-		case "MatMul", "Gemm", "FusedMatMul":
-			layers[n.Name] = quant.PrecisionFP32
-		}
-	}
-	rep, err := quant.QuantizeINT8(g.Clone(), table, quant.INT8Options{Layers: layers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*ir.Node{}
-	for _, n := range g.Nodes {
-		byName[n.Name] = n
-	}
-	scales := map[string]float32{}
-	for _, d := range rep.Layers {
-		if n := byName[d.Name]; d.Precision == quant.PrecisionINT8 && n != nil && strings.Contains(n.OpType, "Conv") {
-			if s, ok := table.Scale(n.Input(0).Name); ok {
-				scales[d.Name] = s
-			}
-		}
-	}
-	q, f := rep.Count()
-	t.Logf("calibration %s; INT8 rule: %d layers in int8, %d in float; %d convolutions get input scales", method, q, f, len(scales))
+	scales := convScales(builtInt8Scales(t, graphAt(t, path, batches[0], 0), g, batches, os.Getenv("KILN_INT8_CALIB")))
+	t.Logf("calibration %q; %d convolutions get input scales", os.Getenv("KILN_INT8_CALIB"), len(scales))
 	return scales
 }
 
@@ -162,7 +124,7 @@ func TestInt8OnGPU(t *testing.T) {
 		batches = append(batches, map[string]*tensor.Tensor{inName: variedImages(r, 16, hw[0], hw[1])})
 	}
 	start := time.Now()
-	scales := int8Rule(t, cg, batches)
+	scales := int8Rule(t, path, cg, batches)
 	t.Logf("calibration on the CPU: %v", time.Since(start).Round(time.Millisecond))
 	if len(scales) == 0 {
 		t.Fatal("the INT8 rule quantized no convolution")

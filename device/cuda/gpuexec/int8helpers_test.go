@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"context"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
+	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -153,3 +155,90 @@ func FakeExpandI8u(t *testing.T) func() []ExpandLayer {
 // BottleneckBodyAt is bottleneckBodyAt (op_conv1x1_i8x_gpu_test.go) for
 // the external tests.
 var BottleneckBodyAt = bottleneckBodyAt
+
+// TestBuiltInt8Scales runs, without a GPU, what the INT8 GPU tests do to
+// get their scales (builtInt8Scales: kiln build --device cuda --int8 through
+// the builder, every key checked against the test's own optimized graph):
+// on resnet_mini (int8Rule's models) every convolution but the first
+// (3 input channels) gets an input scale and no value its own; on four
+// bottleneck stages (TestInt8ExpandOnGPU's body, small) every convolution
+// gets one, and the values are exactly the four downsamples' outputs and
+// the last block's output.
+func TestBuiltInt8Scales(t *testing.T) {
+	body := func(batch int) *ir.Graph { return bottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), batch, 4, 16) }
+	for _, tt := range []struct {
+		name         string
+		src, g       func(t *testing.T, in map[string]*tensor.Tensor) *ir.Graph
+		in           func() map[string]*tensor.Tensor
+		convs, first int // convolutions in g; those without an input scale
+		values       func(g *ir.Graph) []string
+	}{
+		{"resnet_mini",
+			func(t *testing.T, in map[string]*tensor.Tensor) *ir.Graph {
+				return graphAt(t, modelPath(t, "resnet_mini"), in, 0)
+			},
+			func(t *testing.T, in map[string]*tensor.Tensor) *ir.Graph {
+				return optimizedGraph(t, modelPath(t, "resnet_mini"), in)
+			},
+			func() map[string]*tensor.Tensor { return testInputs(t, "resnet_mini") },
+			-1, 1, func(*ir.Graph) []string { return nil }},
+		{"bottleneck stages",
+			func(t *testing.T, in map[string]*tensor.Tensor) *ir.Graph { return body(2) },
+			func(t *testing.T, in map[string]*tensor.Tensor) *ir.Graph {
+				g := body(2)
+				if err := optimize.Run(g, 2, nil); err != nil {
+					t.Fatal(err)
+				}
+				return g
+			},
+			func() map[string]*tensor.Tensor {
+				return map[string]*tensor.Tensor{"input": variedMaps(rand.New(rand.NewPCG(1, 2)), 2, 64, 16, 16)}
+			},
+			16*3 + 4, 0, func(g *ir.Graph) []string {
+				var out []string
+				for _, n := range g.Nodes {
+					if n.OpType == "FusedConv" && n.Input(3) != nil && n.Input(3).Producer != nil &&
+						n.Input(3).Producer.OpType == "FusedConv" && n.Input(3).Producer.Input(3) == nil {
+						out = append(out, n.Input(3).Name) // a downsample's output
+					}
+					if n.OpType == "GlobalAveragePool" {
+						out = append(out, n.Input(0).Name)
+					}
+				}
+				return out
+			}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in()
+			g := tt.g(t, in)
+			scales := builtInt8Scales(t, tt.src(t, in), g, []map[string]*tensor.Tensor{in}, "")
+			convs := 0
+			for _, n := range g.Nodes {
+				if strings.Contains(n.OpType, "Conv") {
+					convs++
+				}
+			}
+			if tt.convs >= 0 && convs != tt.convs {
+				t.Fatalf("%d convolutions in the graph, want %d", convs, tt.convs)
+			}
+			if n := len(convScales(scales)); n != convs-tt.first {
+				t.Errorf("%d of %d convolutions get input scales, want %d", n, convs, convs-tt.first)
+			}
+			var values []string
+			for k, s := range scales {
+				if !(s > 0) {
+					t.Errorf("%s: scale %g", k, s)
+				}
+				if name, ok := strings.CutPrefix(k, Int8ValueKey("")); ok {
+					values = append(values, name)
+				}
+			}
+			slices.Sort(values)
+			want := tt.values(g)
+			slices.Sort(want)
+			if !slices.Equal(values, want) {
+				t.Errorf("value scales for %v, want %v", values, want)
+			}
+		})
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/optimize"
-	"github.com/kilnai/kiln/quant"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -119,58 +118,14 @@ func variedMaps(r *rand.Rand, batch, c, h, w int) *tensor.Tensor {
 	return x
 }
 
-// calibrateAll calibrates g on kiln's CPU engine (entropy) and returns the
-// input scale of each convolution the INT8 rule quantizes (as int8Rule)
-// and, under Int8ValueKey, the scale of every value the calibration saw
-// (a downsample's output read as a residual, the last block's output).
-func calibrateAll(t *testing.T, g *ir.Graph, batches []map[string]*tensor.Tensor) map[string]float32 {
-	t.Helper()
-	ref, err := engine.New(g.Clone())
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := quant.Calibrate(context.Background(), ref, batches, quant.Entropy, quant.CalibOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers := map[string]quant.Precision{}
-	for _, n := range g.Nodes {
-		switch n.OpType {
-		case "MatMul", "Gemm", "FusedMatMul":
-			layers[n.Name] = quant.PrecisionFP32
-		}
-	}
-	rep, err := quant.QuantizeINT8(g.Clone(), table, quant.INT8Options{Layers: layers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*ir.Node{}
-	for _, n := range g.Nodes {
-		byName[n.Name] = n
-	}
-	scales := map[string]float32{}
-	for _, d := range rep.Layers {
-		if n := byName[d.Name]; d.Precision == quant.PrecisionINT8 && n != nil && strings.Contains(n.OpType, "Conv") {
-			if s, ok := table.Scale(n.Input(0).Name); ok {
-				scales[d.Name] = s
-			}
-		}
-	}
-	for _, n := range g.Nodes {
-		for _, v := range n.Outputs {
-			if s, ok := table.Scale(v.Name); ok && s > 0 {
-				scales[Int8ValueKey(v.Name)] = s
-			}
-		}
-	}
-	return scales
-}
-
 // TestInt8ExpandOnGPU is the INT8 executor with expand_i8u2 and the 8-bit
 // chains through the residual blocks (op_conv1x1_i8x.go, int8chain.go) on
 // an H100/H200: ResNet-50 ($KILN_MODELS/resnet50 or
 // $KILN_GPU_BENCH/resnet50 when there, else the 16 bottleneck blocks of
-// bottleneckBody), calibrated on the CPU, built as an untuned INT8 engine
+// bottleneckBody), its INT8 scales those kiln build --device cuda --int8
+// hands the executor (the builder's calibration on the CPU, the
+// convolutions' input scales and the value scales of the downsamples' and
+// the last block's outputs: builtInt8Scales), built as an untuned INT8 engine
 // with every quantized convolution in INT8 (KILN_CUDA_INT8_ALL=1) and the
 // chains (KILN_CUDA_INT8_CHAIN=1), expand_i8u2 on every expanding 1x1 it
 // takes; its logits against the float32 CPU engine's on $KILN_INT8_IMAGES
@@ -214,13 +169,14 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	}
 	var inName string
 	var chw [3]int
-	var g, cg *ir.Graph
+	var g, cg, src *ir.Graph // src: cg before optimization, what kiln build reads
 	gen := func(n int) *tensor.Tensor { return variedMaps(r, n, chw[0], chw[1], chw[2]) }
 	if path != "" {
 		inName, chw = "input", [3]int{3, 224, 224}
 		gen = func(n int) *tensor.Tensor { return variedImages(r, n, 224, 224) }
 		g = optimizedGraph(t, path, map[string]*tensor.Tensor{inName: gen(batch)})
 		cg = optimizedGraph(t, path, map[string]*tensor.Tensor{inName: gen(16)})
+		src = graphAt(t, path, map[string]*tensor.Tensor{inName: gen(16)}, 0)
 	} else {
 		inName, chw = "input", [3]int{64, 56, 56}
 		body := func(n int) *ir.Graph {
@@ -234,13 +190,16 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 			return g
 		}
 		g, cg = body(batch), body(16)
+		src = bottleneckBody(rand.New(rand.NewPCG(7, 8)), 16, 4)
 	}
 	var batches []map[string]*tensor.Tensor
 	for range 4 {
 		batches = append(batches, map[string]*tensor.Tensor{inName: gen(16)})
 	}
-	scales := calibrateAll(t, cg, batches)
-	t.Logf("%s: calibrated on the CPU (%d scales) in %.1f s", name, len(scales), time.Since(start).Seconds())
+	// the scales kiln build --device cuda --int8 hands the executor (the
+	// convolutions' input scales and the values' own), from the builder
+	scales := builtInt8Scales(t, src, cg, batches, "")
+	t.Logf("%s: calibrated on the CPU by the builder (%d scales) in %.1f s", name, len(scales), time.Since(start).Seconds())
 	type built struct {
 		e *Engine
 		c *Context

@@ -239,7 +239,7 @@ func TestConv1x1FP8OnGPU(t *testing.T) {
 		}
 		calib = append(calib, map[string]*tensor.Tensor{"x": x})
 	}
-	scales := int8Rule(t, optimizedGraph(t, path, calib[0]), calib)
+	scales := int8Rule(t, path, optimizedGraph(t, path, calib[0]), calib)
 	build := func(label string, o Options) (*Engine, map[string]*tensor.Tensor) {
 		t.Helper()
 		e, err := NewEngine(g, o)
@@ -393,7 +393,7 @@ func TestFP8AllOnGPU(t *testing.T) {
 	for range 4 {
 		batches = append(batches, map[string]*tensor.Tensor{inName: variedImages(r, 16, hw[0], hw[1])})
 	}
-	scales := int8Rule(t, cg, batches)
+	scales := int8Rule(t, path, cg, batches)
 	type built struct {
 		e *Engine
 		c *Context
