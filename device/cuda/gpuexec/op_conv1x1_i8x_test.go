@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -261,22 +260,7 @@ func TestInt8ExpandFake(t *testing.T) {
 	if _, err := ct.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	ea, ca := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
-	if ea.Measured() != 0 || !reflect.DeepEqual(ea.Tactics(), picked) {
-		t.Errorf("applied: measured %d, tactics equal %v", ea.Measured(), reflect.DeepEqual(ea.Tactics(), picked))
-	}
-	n := 0
-	for _, q := range ea.int8.use {
-		if q.x8 != nil {
-			n++
-		}
-	}
-	if n != len(want) {
-		t.Errorf("applied: %d layers run expand_i8u2, want %d", n, len(want))
-	}
-	if _, err := ca.Run(context.Background(), in); err != nil {
-		t.Fatal(err)
-	}
+	checkApplied(t, dir, g, scales, picked, in, "run expand_i8u2", func(q *int8Conv) bool { return q.x8 != nil }, len(want))
 	t.Setenv(EnvInt8Chain, "1")
 	t.Setenv(EnvInt8Expand, "0")
 	e2, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})

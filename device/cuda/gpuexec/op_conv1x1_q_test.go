@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,22 +99,7 @@ func TestConv1x1FP8Fake(t *testing.T) {
 	}
 
 	// applied without timing
-	ea, ca := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
-	if ea.Measured() != 0 || !reflect.DeepEqual(ea.Tactics(), picked) {
-		t.Errorf("applied: measured %d, tactics equal %v", ea.Measured(), reflect.DeepEqual(ea.Tactics(), picked))
-	}
-	lts := 0
-	for _, q := range ea.int8.use {
-		if q.lt != nil {
-			lts++
-		}
-	}
-	if lts != len(want) {
-		t.Errorf("applied: %d FP8 products, want %d", lts, len(want))
-	}
-	if _, err := ca.Run(context.Background(), in); err != nil {
-		t.Fatal(err)
-	}
+	checkApplied(t, dir, g, scales, picked, in, "are FP8 products", func(q *int8Conv) bool { return q.lt != nil }, len(want))
 
 	// KILN_CUDA_FP8_ALL=1, untuned: every quantized layer in FP8 (the 1x1
 	// ones as products), chained
