@@ -22,15 +22,8 @@ import (
 // 3-channel image), stores the accuracy report, and writes and reads the
 // calibration cache; --layer-precision keeps a layer out of INT8.
 func TestInt8ExecutorDevice(t *testing.T) {
-	dir := t.TempDir()
-	model := filepath.Join(dir, "tiny.onnx")
-	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	convs := convNames(examples.TinyCNN())
-	if len(convs) != 2 {
-		t.Fatalf("TinyCNN has convolutions %v, want 2", convs)
-	}
+	model, convs := tinyCNNFile(t)
+	dir := filepath.Dir(model)
 	cache := filepath.Join(dir, "calib.cache")
 	for _, tt := range []struct {
 		name   string
@@ -117,6 +110,22 @@ func lastCompiled() (o struct {
 	l := fakeCompiled[len(fakeCompiled)-1]
 	o.Precision, o.Int8Scales, o.LayerPrecision = l.Precision, l.Int8Scales, l.LayerPrecision
 	return o
+}
+
+// tinyCNNFile writes TinyCNN to a model file in a new temporary folder and
+// returns its path and TinyCNN's two convolutions (the first reads the
+// 3-channel image).
+func tinyCNNFile(t *testing.T) (model string, convs []string) {
+	t.Helper()
+	model = filepath.Join(t.TempDir(), "tiny.onnx")
+	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	convs = convNames(examples.TinyCNN())
+	if len(convs) != 2 {
+		t.Fatalf("TinyCNN has convolutions %v, want 2", convs)
+	}
+	return model, convs
 }
 
 // convNames lists g's Conv nodes in order.

@@ -2,13 +2,10 @@ package build_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/engine/build"
-	"github.com/kilnai/kiln/examples"
 )
 
 // TestFP16ExecutorDevice builds TinyCNN with --fp16 for a device that
@@ -20,15 +17,7 @@ import (
 // CPU build of the same model with the same flags keeps the same layers
 // in fp32 (one decision for every device).
 func TestFP16ExecutorDevice(t *testing.T) {
-	dir := t.TempDir()
-	model := filepath.Join(dir, "tiny.onnx")
-	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	convs := convNames(examples.TinyCNN())
-	if len(convs) != 2 {
-		t.Fatalf("TinyCNN has convolutions %v, want 2", convs)
-	}
+	model, convs := tinyCNNFile(t)
 	for _, tt := range []struct {
 		name   string
 		layers map[string]string
