@@ -416,7 +416,8 @@ func (b *builder) memory() error {
 			name = "static shapes"
 		}
 		if m.ArenaBytes > 0 {
-			b.logf("memory (%s, profile %d): arena %d bytes for %d of %d intermediates totalling %d bytes", name, i, m.ArenaBytes, m.InArena, m.Values, m.IntermediateBytes)
+			b.logf("memory (%s, profile %d): arena %d bytes for %d of %d intermediates totalling %d bytes, %d written in place over a residual",
+				name, i, m.ArenaBytes, m.InArena, m.Values, m.IntermediateBytes, m.InPlace)
 		} else {
 			b.logf("memory (%s): no arena (intermediate sizes unknown without a profile)", name)
 		}
