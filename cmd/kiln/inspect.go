@@ -95,6 +95,9 @@ func printPlan(w io.Writer, p *plan.Plan) {
 		for i, l := range h.Layers {
 			t := tactics[l.Name]
 			tac := t.Tactic
+			if tac == "" && l.Kernel != "" && l.Kernel != "reference" {
+				tac = l.Kernel // a fast kernel of the CPU registry
+			}
 			if tac == "" {
 				tac = "-"
 			}

@@ -170,6 +170,9 @@ type builder struct {
 	fp      device.Fingerprint
 	notes   []string
 	fused   map[string][]string // node name -> what it absorbed
+	// kernels gives, in CPU builds, the CPU kernel of each layer
+	// (engine.Engine.Kernels of the memory stage's engine).
+	kernels map[string]string
 	// reasons gives, in INT8 builds, why each layer the INT8 rule
 	// considered computes in its precision (node name -> reason)
 	reasons map[string]string
@@ -561,7 +564,7 @@ func (b *builder) layers() {
 	}
 	h.Stats.WeightBytes = wbytes
 	for _, n := range b.g.Nodes {
-		l := plan.Layer{Name: n.Name, Op: n.OpType, Precision: layerPrecision(n), Fused: b.fused[n.Name], Reason: b.reasons[n.Name]}
+		l := plan.Layer{Name: n.Name, Op: n.OpType, Precision: layerPrecision(n), Fused: b.fused[n.Name], Reason: b.reasons[n.Name], Kernel: b.kernels[n.Name]}
 		if b.exec != nil {
 			l.Device = b.exec.Name()
 			if why, ok := b.fallback[n.Name]; ok {

@@ -407,6 +407,9 @@ func (b *builder) memory() error {
 		if err != nil {
 			return err
 		}
+		if b.kernels == nil {
+			b.kernels = e.Kernels()
+		}
 		m := e.Memory()
 		if int64(m.ArenaBytes) > h.Stats.ArenaBytes {
 			h.Stats.ArenaBytes, h.Stats.IntermediateBytes = int64(m.ArenaBytes), int64(m.IntermediateBytes)

@@ -146,6 +146,12 @@ type Layer struct {
 	// decided it per layer: in INT8 builds, the INT8 rule's decision, a
 	// --layer-precision override or the sensitivity analysis.
 	Reason string `json:"reason,omitempty"`
+	// Kernel names, in CPU plans, the CPU kernel that ran the layer when
+	// the plan was built: a fast kernel of the CPU registry
+	// (device/cpu/kernels, e.g. "cpu.ToBlocked") or "reference", the op's
+	// own. Informational: a load prepares the layer again. Empty in plans
+	// for other devices and in plans written before kiln recorded it.
+	Kernel string `json:"kernel,omitempty"`
 }
 
 // Stats are a plan's sizes.
