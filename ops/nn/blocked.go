@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -253,6 +254,13 @@ type blockedConvOp struct {
 	}
 	// setup is the geometry of the last input shape.
 	setup atomic.Pointer[blockedConvSetup]
+	// wino: the Winograd tactic (blockedwino.go) is set, with the
+	// transformed constant weights in wfilt.
+	wino  bool
+	wfilt struct {
+		sync.Mutex
+		f *winoFilter
+	}
 }
 
 // blockedConvSetup is a BlockedConv's geometry for one input shape: the
@@ -511,11 +519,70 @@ func (k *blockedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	if len(yv) == 0 {
 		return env.One(y), nil
 	}
-	cpu.BlockedConv2D(s.f, x.Float32s(), bias, zs, yv)
+	if f := k.winoFilter(s.f.P, w, zs != nil); f != nil {
+		blockedWino(s.f.P, f, x.Float32s(), bias, yv)
+	} else {
+		cpu.BlockedConv2D(s.f, x.Float32s(), bias, zs, yv)
+	}
 	if k.post {
 		blockedEpilogue(k.ep, k.zeroPad, s.f.P.M, s.out[2]*s.out[3], yv)
 	}
 	return env.One(y), nil
+}
+
+// Tactics offers the Winograd tactic (blockedwino.go) beside the blocked
+// direct kernel where it applies (blockedWinoOffered).
+func (k *blockedConvOp) Tactics(in []*ir.Value) []string {
+	if len(in) < 2 || in[0] == nil || in[1] == nil || k.wConst == nil {
+		return nil
+	}
+	xs, ok1 := concrete(in[0].Type.Shape)
+	ws, ok2 := concrete(in[1].Type.Shape)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	p, _, err := k.params(xs, ws)
+	if err != nil || !blockedWinoOffered(p, k.inNCHW, value(in, 3) != nil) {
+		return nil
+	}
+	return []string{blockedDirectTactic, blockedWinoTactic}
+}
+
+// SetTactic selects the blocked direct kernel or the Winograd tactic,
+// transforming the constant weights for the latter once.
+func (k *blockedConvOp) SetTactic(name string) error {
+	switch name {
+	case blockedDirectTactic:
+		k.wino = false
+		return nil
+	case blockedWinoTactic:
+		w := k.wConst
+		if w == nil || w.DType != tensor.Float32 || w.Rank() != 4 || k.group != 1 || w.Shape[2] != 3 || w.Shape[3] != 3 {
+			return fmt.Errorf("%w: BlockedConv tactic %s needs constant float32 3x3 weights of one group", ops.ErrBadAttr, name)
+		}
+		k.wfilt.Lock()
+		k.wfilt.f = newWinoFilter(w.Float32s(), w.Shape[0], w.Shape[1], false)
+		k.wfilt.Unlock()
+		k.wino = true
+		return nil
+	}
+	return fmt.Errorf("%w: BlockedConv has no tactic %q (%s, %s)", ops.ErrBadAttr, name, blockedDirectTactic, blockedWinoTactic)
+}
+
+// winoFilter returns the transformed weights when the Winograd tactic is
+// set and computes this run (the node's constant weights, no residual, a
+// geometry it applies to), else nil.
+func (k *blockedConvOp) winoFilter(p cpu.Conv2DParams, w *tensor.Tensor, residual bool) *winoFilter {
+	if !k.wino || w != k.wConst || !blockedWinoOffered(p, k.inNCHW, residual) {
+		return nil
+	}
+	k.wfilt.Lock()
+	f := k.wfilt.f
+	k.wfilt.Unlock()
+	if !f.fits(p) {
+		return nil
+	}
+	return f
 }
 
 // epilogueJob is blockedEpilogue's parallel loop, pooled with its bound
