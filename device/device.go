@@ -225,8 +225,11 @@ type ExecOptions struct {
 	OptLevel int
 	// Int8Scales, with Precision "int8", are the convolutions the INT8
 	// rule quantizes (node name) and the scale of each one's input
-	// (calibrated amax/127); the device runs them in INT8 where it can and
-	// the rest in FP16. A plan keeps them in the device's sections.
+	// (calibrated amax/127), and under "value:NAME" the scale of a value
+	// the device may keep in 8 bits that no quantized convolution reads as
+	// its input (a residual, a last block's output); the device runs them
+	// in INT8 where it can and the rest in FP16. A plan keeps them in the
+	// device's sections.
 	Int8Scales map[string]float32
 	// LayerPrecision, with Precision "fp16", is the precision stage's
 	// decision per layer (node name): "fp32" for the layers that compute
