@@ -25,7 +25,7 @@ func bdKernelAVX512(a *bdArgs, nb, r, lanes int)
 var _ = [1]struct{}{}[unsafe.Offsetof(bdArgs{}.xPix)-40+unsafe.Offsetof(bdArgs{}.nblk)-72+
 	unsafe.Offsetof(bdArgs{}.wBlk)-112+unsafe.Offsetof(bdArgs{}.lo)-128+unsafe.Offsetof(bdArgs{}.hi)-132+
 	unsafe.Offsetof(bdArgs{}.z)-24+unsafe.Offsetof(bdArgs{}.bias)-32+unsafe.Offsetof(bdArgs{}.yOb)-120+unsafe.Offsetof(bdArgs{}.acc)-136+
-	unsafe.Offsetof(bdArgs{}.pfyz)-144]
+	unsafe.Offsetof(bdArgs{}.pfyz)-144+unsafe.Offsetof(bdArgs{}.pfw)-152]
 
 //go:noescape
 func bdStemAVX512(a *bdArgs, r, kind int)

@@ -71,13 +71,18 @@ func blockedDenseCases() []struct {
 func TestBlockedDense(t *testing.T) {
 	saved := active
 	defer func() { active = saved }()
-	chunk := bdChunkBytes
-	defer func() { bdCols, bdStems, bdChunkBytes, bdBalanced = true, true, chunk, true }()
+	chunk, pfMin, pfMax := bdChunkBytes, bdPfMin, bdPfMaxSet
+	defer func() {
+		bdCols, bdStems, bdChunkBytes, bdBalanced, bdPfMin, bdPfMaxSet = true, true, chunk, true, pfMin, pfMax
+	}()
 	for _, threads := range []int{1, 2} {
 		fixThreads(t, threads)
 		for _, k := range kernels() {
 			active = k
 			for ci, tc := range blockedDenseCases() {
+				// the next pass's weight prefetch (bdPf) on every layer or
+				// only on large ones (the shapes here: none)
+				bdPfMin, bdPfMaxSet = []int{pfMin, 0}[ci%2], []int{pfMax, 1 << 40}[ci%2]
 				bdCols = threads == 1 || tc.p.W%2 == 0  // border columns both ways
 				bdStems = threads == 1 || tc.p.H%2 == 1 // and the stems' kernel
 				// the input blocks in chunks: of one block, of about

@@ -31,7 +31,7 @@ const (
 	offXPix, offXTap, offXRow, offXBlk, offNblk = 40, 48, 56, 64, 72
 	offNkh, offNkw, offWOb, offWKhSkip, offWBlk = 80, 88, 96, 104, 112
 	offYOb, offLo, offHi, offAcc                = 120, 128, 132, 136
-	offPfyz                                     = 144
+	offPfyz, offPfw                             = 144, 152
 )
 
 // maxR is bdMaxR.
@@ -171,6 +171,11 @@ func body(fam string, lanes, nb, r int) {
 	p("\tLEAQ (BX)(BX*2), R8")
 	p("\tMOVQ %d(DI), R15", offX)
 	p("\tMOVQ %d(DI), AX", offW)
+	if lanes == 16 {
+		// a.pfw: the next pass's weights, 2 lines a tap of each stream
+		// (R14 is free in an ABI0 function: its wrapper restores g)
+		p("\tMOVQ %d(DI), R14", offPfw)
+	}
 	p("%s_ib:", l)
 	p("\tMOVQ %d(DI), R11", offNkh)
 	p("%s_kh:", l)
@@ -190,6 +195,16 @@ func body(fam string, lanes, nb, r int) {
 				p("\tVFMADD231PS Z%d, Z27, %s", 28+b, acc(nb, r, b, px))
 			}
 		}
+	}
+	if lanes == 16 {
+		p("\tTESTQ R14, R14")
+		p("\tJZ %s_nopw", l)
+		for b := 0; b < nb; b++ {
+			p("\tPREFETCHT1 %s", blk(0, "R14", b))
+			p("\tPREFETCHT1 %s", blk(64, "R14", b))
+		}
+		p("\tADDQ $128, R14")
+		p("%s_nopw:", l)
 	}
 	p("\tADDQ $%d, AX", tapW)
 	p("\tADDQ %d(DI), SI", offXTap)
