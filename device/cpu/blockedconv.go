@@ -323,7 +323,8 @@ func (dc *bdCall) nextPass(n, grp, band, c int) bdPf {
 	return bdPf{p: base + uintptr(4*(ob0*wOb+cb0*k*Block*Block)), left: left, skip: true}
 }
 
-// pfFor sets a's weight prefetch for a segment of taps taps.
+// set sets a's weight prefetch for a segment of taps taps (none for the
+// pass's first segment, none once the next pass's weights are covered).
 func (pf *bdPf) set(a *bdArgs, taps int) {
 	a.pfw = 0
 	if pf.skip {
