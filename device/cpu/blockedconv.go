@@ -178,7 +178,7 @@ var bdPfMin = 128 << 10
 
 // bdPfMaxSet: the most bytes of a pass's input and of this pass's and the
 // next pass's weights for which bdPf prefetches.
-var bdPfMaxSet = 640 << 10
+var bdPfMaxSet = 768 << 10
 
 // bdMaxR is the most pixels a segment of nb output blocks has: nb*R
 // accumulators, nb weight vectors and a broadcast in 32 registers.
@@ -311,9 +311,10 @@ func (dc *bdCall) nextPass(n, grp, band, c int) bdPf {
 	left := 4 * n1 * k * Block * Block // bytes a stream
 	// Only where this pass's input and weights and the next pass's fit
 	// in L2 beside each other: where they do not (resnet50's 1x1 1024 ->
-	// 512 at 14, 800 KB of input; the downsample 1024 -> 2048 /2, 200 KB
-	// of input a pass and 2 x 256 KiB of weights) the prefetch evicted
-	// what the pass still reads (A/B 1.02-1.07).
+	// 512 at 14 and the downsample 1024 -> 2048 /2: 800 KB of input and
+	// 2 x 256 KiB of weights) the prefetch evicted what the pass still
+	// reads (A/B 1.02-1.07); 2048 -> 512 at 7 (200 KB and 2 x 256 KiB)
+	// gains (0.87-0.90).
 	in := 4 * dc.kcb * dc.g.H * dc.g.W * Block
 	if left*dc.per < bdPfMin || in+2*4*dc.kcb*k*Block*Block*dc.per > bdPfMaxSet {
 		return bdPf{}
