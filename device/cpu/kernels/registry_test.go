@@ -56,7 +56,7 @@ func TestDefault(t *testing.T) {
 	if n == 0 {
 		t.Fatal("the default registry is empty")
 	}
-	if Default() != Default() {
+	if a, b := Default(), Default(); a != b {
 		t.Error("Default built twice")
 	}
 }
