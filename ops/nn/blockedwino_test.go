@@ -25,10 +25,6 @@ func TestBlockedWino(t *testing.T) {
 	if !directAsm {
 		t.Skip("the Winograd convolution needs AVX-512 (winoApplies)")
 	}
-	pad1 := func(p cpu.Conv2DParams) cpu.Conv2DParams {
-		p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 1, 1, 1, 1
-		return p
-	}
 	cases := []struct {
 		name string
 		p    cpu.Conv2DParams

@@ -19,10 +19,6 @@ func TestConvCL(t *testing.T) {
 	if !directAsm {
 		t.Skip("the direct convolutions need AVX-512 (amd64 without purego); this CPU or build has none")
 	}
-	pad1 := func(p cpu.Conv2DParams) cpu.Conv2DParams {
-		p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 1, 1, 1, 1
-		return p
-	}
 	cases := []struct {
 		name string
 		p    cpu.Conv2DParams

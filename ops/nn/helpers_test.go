@@ -3,6 +3,7 @@ package nn
 import (
 	"errors"
 	"fmt"
+	"github.com/kilnai/kiln/device/cpu"
 	"math/rand/v2"
 	"testing"
 
@@ -118,4 +119,10 @@ func closeTo(t *testing.T, name string, got *tensor.Tensor, wantShape []int, wan
 	if err := opstest.Close(g, w, tol, tol); err != nil {
 		t.Errorf("%s: %v", name, err)
 	}
+}
+
+// pad1 returns p with pads of 1 on every side.
+func pad1(p cpu.Conv2DParams) cpu.Conv2DParams {
+	p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 1, 1, 1, 1
+	return p
 }
