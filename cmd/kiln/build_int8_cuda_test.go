@@ -58,7 +58,7 @@ func bottleneckPair(t *testing.T) (model []byte, down, last string) {
 }
 
 // TestBuildInt8ValueScalesCUDAFake is kiln build --device cuda --int8
-// --calib-random 1 against the fake CUDA libraries, as a user runs it, of
+// --calib-random 1 against the fake CUDA libraries, as a user runs it (tactics timed), of
 // two bottlenecks whose first residual comes from a downsample: the build
 // log says which values get scales of their own, and the plan's cuda.int8
 // section, which the executor reads when the plan is loaded, holds the
@@ -75,7 +75,7 @@ func TestBuildInt8ValueScalesCUDAFake(t *testing.T) {
 	out := filepath.Join(dir, "int8.plan")
 	var code int
 	said := captureStdout(t, func() {
-		code = buildCmd([]string{model, "-o", out, "--device", "cuda", "--int8", "--calib-random", "1", "--no-timing"})
+		code = buildCmd([]string{model, "-o", out, "--device", "cuda", "--int8", "--calib-random", "1"})
 	})
 	if code != exitOK {
 		t.Fatalf("kiln build exited %d:\n%s", code, said)
