@@ -1,6 +1,8 @@
 package nn
 
 import (
+	"math"
+
 	"github.com/kilnai/kiln/device/cpu"
 )
 
@@ -40,20 +42,129 @@ func blockedWinoOffered(p cpu.Conv2DParams, inNCHW, residual bool) bool {
 }
 
 var (
-	blockedWinoIn  directPool[float32] // the input, NCHW
-	blockedWinoOut directPool[float32] // the output, NCHW
+	blockedWinoIn  directPool[float32] // the input, NCHW (bands: the reorder path)
+	blockedWinoOut directPool[float32] // the output, NCHW (bands: the reorder path)
+	// one channel block as 16 planes, per goroutine (the blocked path)
+	blockedWinoPlanes directPool[float32]
 )
+
+// blockedWinoReorder makes blockedWino reorder the whole input and output
+// (the first form of the tactic) where it would read and write the blocked
+// layout in its transforms (benchmarks compare the two).
+var blockedWinoReorder bool
 
 // blockedWino computes the blocked y = act(conv(x, w) + bias) of the
 // blocked x with f, the transformed weights (p.Act: ActNone, ActRelu or
-// ActClip).
+// ActClip). y may be x.
+//
+// Where convWino runs an image in its image-wide phases (every plane of
+// resnet50's 3x3 layers at batch 1), the phases read and write the blocked
+// layout themselves: the input transform takes one channel block at a
+// time, transposed into 16 planes in a per-goroutine scratch
+// (cpu.FromBlockedBlock) from which winoPadDeint reads each plane, and the
+// output transform writes one block's 16 planes into the scratch and
+// transposes them into y (cpu.ToBlockedBlock): no NCHW copy of the input
+// or output goes through memory. Planes run in bands (large planes of few
+// channels) are reordered whole around convWino.
 func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, y []float32) {
 	hw, ohw := p.H*p.W, p.OutH()*p.OutW()
-	xs := blockedWinoIn.get(p.N * p.C * hw)
-	ys := blockedWinoOut.get(p.N * p.M * ohw)
-	cpu.FromBlocked(p.N, p.C, hw, x, *xs)
-	convWino(p, *xs, f, bias, *ys, nil, nil)
-	cpu.ToBlocked(p.N, p.M, ohw, *ys, y)
-	blockedWinoIn.put(xs)
-	blockedWinoOut.put(ys)
+	g := winoGeom(p)
+	if blockedWinoReorder || winoBandRows(p, g) > 0 {
+		xs := blockedWinoIn.get(p.N * p.C * hw)
+		ys := blockedWinoOut.get(p.N * p.M * ohw)
+		cpu.FromBlocked(p.N, p.C, hw, x, *xs)
+		convWino(p, *xs, f, bias, *ys, nil, nil)
+		cpu.ToBlocked(p.N, p.M, ohw, *ys, y)
+		blockedWinoIn.put(xs)
+		blockedWinoOut.put(ys)
+		return
+	}
+	scratchAdd(int64(len(f.u)) * 4) // the packed filter, held for as long as the plan
+	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
+	switch p.Act {
+	case cpu.ActRelu:
+		lo, clampOn = 0, true
+	case cpu.ActClip:
+		lo, hi, clampOn = p.ActMin, p.ActMax, true
+	}
+	vBuf := winoVPool.get(36 * g.vp)
+	mBuf := winoMPool.get(36 * g.mp)
+	offBuf := winoOffPool.get(p.C)
+	v, mm, offs := *vBuf, *mBuf, *offBuf
+	for c := range offs {
+		offs[c] = int32(c * g.ld)
+	}
+	cbi, cbo := cpu.Blocks(p.C), cpu.Blocks(p.M)
+	for n := 0; n < p.N; n++ {
+		xn := x[n*cbi*hw*cpu.Block : (n+1)*cbi*hw*cpu.Block]
+		yn := y[n*cbo*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block]
+		wc := winoCalls.Get().(*winoCall)
+		wc.set(winoCall{p: p, g: g, x: xn, v: v})
+		dynamicFor(cbi, 1, wc.inBFn)
+		wc.done()
+		items := f.productItems(g.tiles)
+		wc = winoCalls.Get().(*winoCall)
+		wc.set(winoCall{p: p, g: g, f: f, v: v, mm: mm, offs: offs})
+		dynamicFor(items, max(1, items/(8*cpu.Threads())), wc.prodFn)
+		wc.done()
+		wc = winoCalls.Get().(*winoCall)
+		wc.set(winoCall{p: p, g: g, mm: mm, bias: bias, out: yn, lo: lo, hi: hi, clampOn: clampOn})
+		dynamicFor(cbo, 1, wc.outBFn)
+		wc.done()
+	}
+	winoVPool.put(vBuf)
+	winoMPool.put(mBuf)
+	winoOffPool.put(offBuf)
+}
+
+// inputBlocked transforms the input channel blocks [b0, b1) of one
+// blocked image wc.x (see winoCall.input).
+func (wc *winoCall) inputBlocked(b0, b1 int) {
+	p, g, x, v := &wc.p, &wc.g, wc.x, wc.v
+	hw := p.H * p.W
+	buf := winoInPool.get(g.hp*g.wp + 6*g.wp + 16)
+	planes := blockedWinoPlanes.get(cpu.Block * hw)
+	ph := (*buf)[:g.hp*g.wp]
+	t := (*buf)[g.hp*g.wp:]
+	pl := *planes
+	var pm winoPadMasks
+	for b := b0; b < b1; b++ {
+		lanes := min(cpu.Block, p.C-b*cpu.Block)
+		cpu.FromBlockedBlock(x[b*hw*cpu.Block:(b+1)*hw*cpu.Block], pl, hw, lanes)
+		for l := 0; l < lanes; l++ {
+			c := b*cpu.Block + l
+			winoPadDeint(pl[l*hw:(l+1)*hw], p.H, p.W, p.PadTop, p.PadLeft, g.hp, g.lp, ph, &pm)
+			winoInRows(ph, g.wp, g.th, t, v[c*g.ld:], g.vp, g.tw, g.lp, g.lt)
+		}
+	}
+	winoInPool.put(buf)
+	blockedWinoPlanes.put(planes)
+}
+
+// outputBlocked transforms the output channel blocks [b0, b1) of one
+// blocked image wc.out (see winoCall.output), pad lanes zero.
+func (wc *winoCall) outputBlocked(b0, b1 int) {
+	p, g, mm, bias, out := &wc.p, &wc.g, wc.mm, wc.bias, wc.out
+	oh, ow := p.OutH(), p.OutW()
+	plane := oh * ow
+	buf := winoOutPool.get(40*g.lt + 4*ow)
+	planes := blockedWinoPlanes.get(cpu.Block * plane)
+	s := (*buf)[:24*g.lt]
+	o := (*buf)[24*g.lt : 40*g.lt]
+	last := (*buf)[40*g.lt:]
+	pl := *planes
+	for b := b0; b < b1; b++ {
+		lanes := min(cpu.Block, p.M-b*cpu.Block)
+		for l := 0; l < lanes; l++ {
+			m := b*cpu.Block + l
+			var bv float32
+			if bias != nil {
+				bv = bias[m]
+			}
+			winoOutChannel(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, pl[l*plane:(l+1)*plane], ow, g.tw, oh, last, bv, wc.lo, wc.hi, wc.clampOn)
+		}
+		cpu.ToBlockedBlock(pl, out[b*plane*cpu.Block:(b+1)*plane*cpu.Block], plane, lanes)
+	}
+	winoOutPool.put(buf)
+	blockedWinoPlanes.put(planes)
 }

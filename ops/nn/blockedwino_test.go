@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,9 @@ func TestBlockedWino(t *testing.T) {
 		{"3 -> 7 at 9x30, no pads", cpu.Conv2DParams{N: 1, C: 3, H: 9, W: 30, M: 7}},
 		{"64 -> 64 at 28x28 (bands)", pad1(cpu.Conv2DParams{N: 1, C: 64, H: 28, W: 28, M: 64})},
 		{"33 -> 17 at 56x20", pad1(cpu.Conv2DParams{N: 1, C: 33, H: 56, W: 20, M: 17})},
+		{"40 -> 40 at 14x14, batch 2 (in place)", pad1(cpu.Conv2DParams{N: 2, C: 40, H: 14, W: 14, M: 40})},
+		{"64 -> 64 at 7x9 (in place)", pad1(cpu.Conv2DParams{N: 1, C: 64, H: 7, W: 9, M: 64})},
+		{"5 -> 21 at 6x17, no pads, batch 2", cpu.Conv2DParams{N: 2, C: 5, H: 6, W: 17, M: 21}},
 	}
 	acts := []struct {
 		name     string
@@ -78,26 +82,49 @@ func TestBlockedWino(t *testing.T) {
 			cpu.ToBlocked(p.N, p.M, ohw, scale, scaleB)
 			f := newWinoFilter(w, p.M, p.C, false)
 			defer func(old int) { winoMode = old }(winoMode)
-			for _, mode := range []int{winoAuto, winoImage, winoBandsOf2} {
-				winoMode = mode
-				for _, b := range [][]float32{bias, nil} {
-					for _, a := range acts {
-						p.Act, p.ActMin, p.ActMax = a.act, a.min, a.max
-						want := make([]float32, len(scaleB))
-						cpu.BlockedConv2D(cpu.PackBlockedFilter(p, false, w), xb, b, nil, want)
-						got := make([]float32, len(scaleB))
-						for i := range got {
-							got[i] = float32(math.NaN())
-						}
-						blockedWino(p, f, xb, b, got)
-						for i := range want {
-							tol := 2e-5 * (2 + float64(scaleB[i]))
-							if d := math.Abs(float64(got[i] - want[i])); !(d <= tol) {
-								t.Fatalf("mode %d, bias %v, %s: output %d = %g, blocked direct %g (tolerance %g)",
-									mode, b != nil, a.name, i, got[i], want[i], tol)
-							}
-							if lane := i % cpu.Block; (i/(ohw*cpu.Block))%cpu.Blocks(p.M)*cpu.Block+lane >= p.M && got[i] != 0 {
-								t.Fatalf("pad lane %d of output float %d = %g, want 0", lane, i, got[i])
+			defer func(old bool) { blockedWinoReorder = old }(blockedWinoReorder)
+			defer func() { _ = cpu.SetThreads(0) }()
+			// in place (y is x) where the shapes allow it
+			inPlace := []bool{false}
+			if p.C == p.M && p.OutH() == p.H && p.OutW() == p.W {
+				inPlace = append(inPlace, true)
+			}
+			for _, threads := range []int{1, 2} {
+				if err := cpu.SetThreads(threads); err != nil {
+					t.Fatal(err)
+				}
+				for _, reorder := range []bool{false, true} {
+					blockedWinoReorder = reorder
+					for _, mode := range []int{winoAuto, winoImage, winoBandsOf2} {
+						winoMode = mode
+						for _, b := range [][]float32{bias, nil} {
+							for _, a := range acts {
+								for _, ip := range inPlace {
+									p.Act, p.ActMin, p.ActMax = a.act, a.min, a.max
+									want := make([]float32, len(scaleB))
+									cpu.BlockedConv2D(cpu.PackBlockedFilter(p, false, w), xb, b, nil, want)
+									got := make([]float32, len(scaleB))
+									in := xb
+									if ip {
+										copy(got, xb)
+										in = got
+									} else {
+										for i := range got {
+											got[i] = float32(math.NaN())
+										}
+									}
+									blockedWino(p, f, in, b, got)
+									for i := range want {
+										tol := 2e-5 * (2 + float64(scaleB[i]))
+										if d := math.Abs(float64(got[i] - want[i])); !(d <= tol) {
+											t.Fatalf("%d threads, reorder %v, mode %d, bias %v, %s, in place %v: output %d = %g, blocked direct %g (tolerance %g)",
+												threads, reorder, mode, b != nil, a.name, ip, i, got[i], want[i], tol)
+										}
+										if lane := i % cpu.Block; (i/(ohw*cpu.Block))%cpu.Blocks(p.M)*cpu.Block+lane >= p.M && got[i] != 0 {
+											t.Fatalf("pad lane %d of output float %d = %g, want 0", lane, i, got[i])
+										}
+									}
+								}
 							}
 						}
 					}
@@ -262,4 +289,101 @@ func BenchmarkBlockedWinoAB(b *testing.B) {
 			b.ReportMetric(float64(won), "won/24")
 		})
 	}
+}
+
+// BenchmarkBlockedWinoBlockedAB times the Winograd tactic's two forms on
+// resnet50's stride-1 3x3 layers in alternating rounds: A reorders the
+// whole input and output around convWino (blockedWinoReorder), B reads and
+// writes the blocked layout in its transforms. Weights cold as in
+// BenchmarkBlockedWinoAB; CPU time per call (process CPU time over the
+// round). Only pairs in the same SMT mode count (ratio within 0.75-1.33,
+// see device/cpu/NOTES-blocked.md): the median of their ratios B/A and
+// how many B won.
+//
+//	go test ./ops/nn -run '^$' -bench BlockedWinoBlockedAB -cpu 1,2 -benchtime 1x
+func BenchmarkBlockedWinoBlockedAB(b *testing.B) {
+	if !directAsm {
+		b.Skip("the Winograd convolution needs AVX-512")
+	}
+	if err := cpu.SetThreads(runtime.GOMAXPROCS(0)); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cpu.SetThreads(0) }()
+	defer func(old bool) { blockedWinoReorder = old }(blockedWinoReorder)
+	for _, l := range []struct {
+		name    string
+		c, h, m int
+	}{{"r50_64-64_3x3_56", 64, 56, 64}, {"r50_128-128_3x3_28", 128, 28, 128}, {"r50_256-256_3x3_14", 256, 14, 256}} {
+		b.Run(l.name, func(b *testing.B) {
+			p := cpu.Conv2DParams{N: 1, C: l.c, H: l.h, W: l.h, M: l.m, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
+				Group: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: cpu.ActRelu}
+			r := rand.New(rand.NewPCG(1, uint64(l.c)))
+			copies := max(2, (256<<20)/(36*l.c*l.m*4))
+			wino := make([]*winoFilter, copies)
+			for i := range copies {
+				w := make([]float32, l.m*l.c*9)
+				for j := range w {
+					w[j] = r.Float32()*2 - 1
+				}
+				wino[i] = newWinoFilter(w, l.m, l.c, false)
+			}
+			x := make([]float32, cpu.BlockedLen(1, l.c, l.h*l.h))
+			for i := range x {
+				x[i] = r.Float32()
+			}
+			bias := make([]float32, l.m)
+			y := make([]float32, cpu.BlockedLen(1, l.m, l.h*l.h))
+			next := 0
+			run := func(reorder bool) func() {
+				return func() { blockedWinoReorder = reorder; blockedWino(p, wino[next%copies], x, bias, y); next++ }
+			}
+			runA, runB := run(true), run(false)
+			timeIt := func(fn func()) float64 {
+				t0 := blockedWinoCPU()
+				for range 8 {
+					fn()
+				}
+				return float64(blockedWinoCPU()-t0) / 8 / 1e3
+			}
+			runA()
+			runB()
+			var as, bs, ratios []float64
+			won := 0
+			for round := range 40 {
+				var a, c float64
+				if round%2 == 0 {
+					a, c = timeIt(runA), timeIt(runB)
+				} else {
+					c, a = timeIt(runB), timeIt(runA)
+				}
+				if q := c / a; q < 0.75 || q > 1.33 {
+					continue
+				}
+				as, bs, ratios = append(as, a), append(bs, c), append(ratios, c/a)
+				if c < a {
+					won++
+				}
+			}
+			if len(ratios) == 0 {
+				b.Fatal("no same-mode pairs")
+			}
+			slices.Sort(as)
+			slices.Sort(bs)
+			slices.Sort(ratios)
+			b.ReportMetric(as[len(as)/2], "reorder-us")
+			b.ReportMetric(bs[len(bs)/2], "blocked-us")
+			b.ReportMetric(ratios[len(ratios)/2], "ratio")
+			b.ReportMetric(float64(won), "won")
+			b.ReportMetric(float64(len(ratios)), "pairs")
+		})
+	}
+}
+
+// blockedWinoCPU returns the process's user and system CPU time.
+func blockedWinoCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
