@@ -245,13 +245,54 @@ func TestGPUBench(t *testing.T) {
 func profileLayers(t *testing.T, c *Context) map[string]float64 {
 	t.Helper()
 	e := c.e
+	layers := e.Layers()
+	ms := callTimes(t, c)
+	out := map[string]float64{}
+	for i, k := range c.calls {
+		l := layers[k.step]
+		impl := l.Impl
+		if k.lib == nil {
+			for name, fn := range e.funcs {
+				if fn == k.fn {
+					impl = name
+				}
+			}
+			if e.convs[k.step] != nil || e.gemms[k.step] != nil {
+				impl = "epilogue " + impl
+			}
+		}
+		if i := strings.Index(impl, " ("); i > 0 {
+			impl = impl[:i]
+		}
+		out[l.Op+"="+impl] += ms[i]
+	}
+	return out
+}
+
+// profileSteps is profileLayers by node: the device milliseconds of each
+// node's calls, summed.
+func profileSteps(t *testing.T, c *Context) map[string]float64 {
+	t.Helper()
+	layers := c.e.Layers()
+	ms := callTimes(t, c)
+	out := map[string]float64{}
+	for i, k := range c.calls {
+		out[layers[k.step].Node] += ms[i]
+	}
+	return out
+}
+
+// callTimes runs the context's calls once, eagerly, with a CUDA event pair
+// around each, and returns each call's device milliseconds.
+func callTimes(t *testing.T, c *Context) []float64 {
+	t.Helper()
+	e := c.e
 	d := e.drv
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := d.SetCurrent(e.cctx); err != nil {
 		t.Fatal(err)
 	}
-	layers := e.Layers()
 	type pair struct{ a, b cuda.Event }
 	var evs []pair
 	defer func() {
@@ -284,28 +325,13 @@ func profileLayers(t *testing.T, c *Context) map[string]float64 {
 	if err := d.StreamSynchronize(c.stream); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for i, k := range c.calls {
+	out := make([]float64, len(c.calls))
+	for i := range c.calls {
 		ms, err := d.EventElapsed(evs[i].a, evs[i].b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := layers[k.step]
-		impl := l.Impl
-		if k.lib == nil {
-			for name, fn := range e.funcs {
-				if fn == k.fn {
-					impl = name
-				}
-			}
-			if e.convs[k.step] != nil || e.gemms[k.step] != nil {
-				impl = "epilogue " + impl
-			}
-		}
-		if i := strings.Index(impl, " ("); i > 0 {
-			impl = impl[:i]
-		}
-		out[l.Op+"="+impl] += float64(ms)
+		out[i] = float64(ms)
 	}
 	return out
 }
