@@ -92,7 +92,7 @@ func TestBlockedDense(t *testing.T) {
 				// the input blocks in chunks: of one block, of about
 				// half a group's weights, or whole
 				bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[(ci+threads)%3]
-				bdBalanced = (ci/2+threads)%2 == 0 // equal segments or maxR and a remainder
+				bdBalanced = (ci/2+threads)%2 == 0  // equal segments or maxR and a remainder
 				bdEvenBands = (ci/3+threads)%2 == 1 // equal bands or bandLen and a remainder
 				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
 				name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d bal=%v even=%v %s", k.name, threads, bdCols, bdChunkBytes,
