@@ -241,3 +241,18 @@ func Prepare(n *ir.Node, opset int64) (Kernel, error) {
 	}
 	return k, nil
 }
+
+// PrepareWith prepares node n of a known op as Prepare does, the float16
+// adapter included, but with prepare in place of the op's own Prepare: how
+// a device's kernel registry (device/cpu/kernels) prepares its fast kernel
+// of the op, so that a float16 node runs it where it would run the op's
+// own kernel (on float32 stand-ins unless the op or kernel handles
+// float16).
+func PrepareWith(n *ir.Node, opset int64, prepare func(*ir.Node, int64) (Kernel, error)) (Kernel, error) {
+	d, ok := Lookup(n.Domain, n.OpType)
+	if !ok {
+		return prepare(n, opset)
+	}
+	d.Prepare = prepare
+	return prepareFloat16(d, n, opset)
+}

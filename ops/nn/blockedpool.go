@@ -1,10 +1,6 @@
 package nn
 
 import (
-	"slices"
-	"sync"
-	"sync/atomic"
-
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
@@ -17,26 +13,15 @@ import (
 // windows are MaxPool's and AveragePool's (geom and spans: pads, auto_pad,
 // ceil_mode, dilations, count_include_pad). Pad lanes stay zero: the max
 // or mean of zeros; a max window that holds no input pixel (MaxPool's
-// -Inf, which would reach the pad lanes) is refused.
+// -Inf, which would reach the pad lanes) is refused. Its Run is the
+// reference (a plain loop); the engine runs the CPU registry's
+// (device/cpu/kernels), with the windows of PoolWindows.
 type blockedPoolOp struct {
 	name       string
 	kind       poolKind
 	win        window
 	includePad bool
-	setup      atomic.Pointer[blockedPoolSetup]
-}
-
-// blockedPoolSetup is a blocked pool's geometry for one input shape; read
-// only.
-type blockedPoolSetup struct {
-	x      []int
-	rows   []span // the windows of each output row
-	cols   []span // and column
-	dh, dw int
-	// the output columns [j0, j1) have every tap of their kw-wide window
-	// inside the input, stepping sw columns
-	j0, j1, kw, sw int
-	out            []int
+	shapes     poolGeomCache // the windows and output shape of the last shape
 }
 
 func blockedPoolAttrs(n *ir.Node, opset int64) (any, error) {
@@ -83,45 +68,40 @@ func (k *blockedPoolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	}
 	keepSymbolic(&k.win, xs[2:4], nil, sp)
 	if h, w := xs[2], xs[3]; h.Known() && w.Known() {
-		if _, err := k.geometry([]int{1, 1, int(h.Val), int(w.Val), cpu.Block}); err != nil {
+		if _, _, err := k.geometry([]int{1, 1, int(h.Val), int(w.Val), blockLanes}); err != nil {
 			return nil, err
 		}
 	}
-	return []ir.Type{{DType: tensor.Float32, Shape: ir.Shape{xs[0], xs[1], sp[0], sp[1], ir.D(cpu.Block)}}}, nil
+	return []ir.Type{{DType: tensor.Float32, Shape: ir.Shape{xs[0], xs[1], sp[0], sp[1], ir.D(blockLanes)}}}, nil
 }
 
-// geometry resolves the windows of input shape x.
-func (k *blockedPoolOp) geometry(x []int) (*blockedPoolSetup, error) {
-	g, err := k.win.resolve(x[2:4], nil)
+// geometry resolves the windows of input shape x ([N, Cb, H, W, 16]) and
+// the output shape (cached for the last shape).
+func (k *blockedPoolOp) geometry(x []int) (*PoolGeometry, []int, error) {
+	if e := k.shapes.get(x); e != nil {
+		return e.g, e.out, nil
+	}
+	rg, err := k.win.resolve(x[2:4], nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sp, _, dil := spans(g)
-	s := &blockedPoolSetup{x: slices.Clone(x), rows: sp[1], cols: sp[2], dh: dil[1], dw: dil[2],
-		out: []int{x[0], x[1], g.out[0], g.out[1], cpu.Block}}
-	s.kw, s.sw = g.kernel[1], g.stride[1]
-	s.j0, s.j1 = len(s.cols), len(s.cols)
-	for oj, c := range s.cols {
-		if c.lo == 0 && c.hi == s.kw {
-			if s.j0 == len(s.cols) {
-				s.j0 = oj
-			}
-			s.j1 = oj + 1
-		}
-	}
+	g := poolGeometry(rg)
 	if k.kind == poolMax {
-		for _, r := range s.rows {
-			for _, c := range s.cols {
-				if r.lo >= r.hi || c.lo >= c.hi {
-					return nil, badInput("%s: a window (kernel %v, pads %v, dilations %v) over input %dx%d holds only padding", k.name, g.kernel, k.win.pads, g.dil, x[2], x[3])
+		sp, _, _ := g.Spans()
+		for _, r := range sp[1] {
+			for _, c := range sp[2] {
+				if r.Lo >= r.Hi || c.Lo >= c.Hi {
+					return nil, nil, badInput("%s: a window (kernel %v, pads %v, dilations %v) over input %dx%d holds only padding", k.name, g.Kernel, k.win.pads, g.Dil, x[2], x[3])
 				}
 			}
 		}
 	}
-	if _, err := checkedNumel(s.out); err != nil {
-		return nil, err
+	out := []int{x[0], x[1], g.Out[0], g.Out[1], blockLanes}
+	if _, err := checkedNumel(out); err != nil {
+		return nil, nil, err
 	}
-	return s, nil
+	k.shapes.put(x, g, out)
+	return g, out, nil
 }
 
 func (k *blockedPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
@@ -132,105 +112,59 @@ func (k *blockedPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	if err := checkBlockedTensor(k.name, x); err != nil {
 		return nil, err
 	}
-	s := k.setup.Load()
-	if s == nil || !slices.Equal(s.x, x.Shape) {
-		var err error
-		if s, err = k.geometry(x.Shape); err != nil {
-			return nil, err
-		}
-		k.setup.Store(s)
-	}
-	y, err := newOut(env, tensor.Float32, s.out)
+	g, out, err := k.geometry(x.Shape)
 	if err != nil {
 		return nil, err
 	}
-	if y.Len() == 0 {
-		return env.One(y), nil
+	y, err := newOut(env, tensor.Float32, out)
+	if err != nil {
+		return nil, err
 	}
-	j := poolJobs.Get().(*blockedPoolJob)
-	j.k, j.s, j.x, j.y = k, s, x.Float32s(), y.Float32s()
-	j.h, j.w = x.Shape[2], x.Shape[3]
-	oh, ow := len(s.rows), len(s.cols)
-	// bands of output rows of about 2K output floats a range
-	j.band = max(1, min(oh, 2048/(ow*cpu.Block)))
-	j.bands = (oh + j.band - 1) / j.band
-	cpu.DynamicFor(x.Shape[0]*x.Shape[1]*j.bands, 1, j.run)
-	j.k, j.s, j.x, j.y = nil, nil, nil, nil
-	poolJobs.Put(j)
-	return env.One(y), nil
-}
-
-// blockedPoolJob is a blocked pool's parallel loop over (image, block,
-// band of output rows), pooled with its bound method so that a run
-// allocates no closure.
-type blockedPoolJob struct {
-	k           *blockedPoolOp
-	s           *blockedPoolSetup
-	x, y        []float32
-	h, w        int
-	band, bands int
-	run         func(lo, hi int)
-}
-
-var poolJobs = sync.Pool{New: func() any {
-	j := &blockedPoolJob{}
-	j.run = j.do
-	return j
-}}
-
-// blockLanes is cpu.Block, the lanes of one pixel's block.
-const blockLanes = cpu.Block
-
-func (j *blockedPoolJob) do(lo, hi int) {
-	s := j.s
-	oh, ow := len(s.rows), len(s.cols)
-	inPlane, outPlane := j.h*j.w*blockLanes, oh*ow*blockLanes
-	avg := j.k.kind == poolAvg
-	incl := j.k.includePad
-	rs, cs := s.dh*j.w*blockLanes, s.dw*blockLanes
-	for it := lo; it < hi; it++ {
-		plane, b := it/j.bands, it%j.bands
-		xp := j.x[plane*inPlane : (plane+1)*inPlane]
-		yp := j.y[plane*outPlane : (plane+1)*outPlane]
-		for oi := b * j.band; oi < min(oh, (b+1)*j.band); oi++ {
-			r := s.rows[oi]
-			kh := r.hi - r.lo
-			yr := yp[oi*ow*blockLanes : (oi+1)*ow*blockLanes]
-			if kh <= 0 { // only an average pool's window may hold no pixel
-				clear(yr)
-				continue
-			}
-			xr := xp[(r.start+r.lo*s.dh)*j.w*blockLanes:]
-			// one pixel whose window is cut by the pads
-			edge := func(oj int) {
-				c := s.cols[oj]
-				kw := c.hi - c.lo
-				if kw <= 0 {
-					clear(yr[oj*blockLanes : (oj+1)*blockLanes])
-					return
+	// the reference: every output pixel's 16 lanes reduced over the taps
+	// of its window, in order
+	sp, _, dil := g.Spans()
+	h, w := x.Shape[2], x.Shape[3]
+	oh, ow := len(sp[1]), len(sp[2])
+	xv, yv := x.Float32s(), y.Float32s()
+	for plane := range x.Shape[0] * x.Shape[1] {
+		xp := xv[plane*h*w*blockLanes : (plane+1)*h*w*blockLanes]
+		yp := yv[plane*oh*ow*blockLanes : (plane+1)*oh*ow*blockLanes]
+		for oi, r := range sp[1] {
+			for oj, c := range sp[2] {
+				o := yp[(oi*ow+oj)*blockLanes : (oi*ow+oj+1)*blockLanes]
+				n := (r.Hi - r.Lo) * (c.Hi - c.Lo)
+				if k.includePad {
+					n = r.Count * c.Count
 				}
-				n := kh * kw
-				if incl {
-					n = r.count * c.count
+				for l := range o {
+					var acc float32
+					first := true
+					for i := r.Lo; i < r.Hi; i++ {
+						for j := c.Lo; j < c.Hi; j++ {
+							v := xp[((r.Start+i*dil[1])*w+c.Start+j*dil[2])*blockLanes+l]
+							switch {
+							case first:
+								acc, first = v, false
+							case k.kind == poolMax:
+								acc = max(acc, v)
+							default:
+								acc += v
+							}
+						}
+					}
+					if k.kind == poolAvg && n > 0 {
+						acc *= 1 / float32(n)
+					}
+					o[l] = acc // 0 for an average window with no pixel
 				}
-				cpu.BlockedPoolRow(yr[oj*blockLanes:], xr[(c.start+c.lo*s.dw)*blockLanes:], 1, kh, kw, 0, rs, cs, avg, 1/float32(n))
-			}
-			for oj := 0; oj < s.j0; oj++ {
-				edge(oj)
-			}
-			if s.j1 > s.j0 {
-				n := kh * s.kw
-				if incl {
-					n = r.count * s.kw
-				}
-				cpu.BlockedPoolRow(yr[s.j0*blockLanes:], xr[s.cols[s.j0].start*blockLanes:], s.j1-s.j0, kh, s.kw, s.sw*blockLanes, rs, cs, avg, 1/float32(n))
-			}
-			for oj := max(s.j0, s.j1); oj < ow; oj++ {
-				edge(oj)
 			}
 		}
 	}
+	return env.One(y), nil
 }
+
+// blockLanes is cpu.Block, the lanes of one pixel's block.
+const blockLanes = cpu.Block
 
 // blockedGlobalPoolOp is kiln::BlockedGlobalAveragePool and
 // kiln::BlockedGlobalMaxPool: [N, Cb, H, W, 16] -> [N, Cb, 1, 1, 16], the

@@ -18,7 +18,10 @@ const (
 	poolLp
 )
 
-// poolOp is ONNX MaxPool, AveragePool and LpPool over N-D windows.
+// poolOp is ONNX MaxPool, AveragePool and LpPool over N-D windows. Its Run
+// is the reference: every window reduced by a plain loop, planes over the
+// cores. The CPU registry (device/cpu/kernels) runs the common 1-D and 2-D
+// MaxPool and AveragePool faster, with the windows of PoolWindows.
 type poolOp struct {
 	name         string
 	kind         poolKind
@@ -27,9 +30,7 @@ type poolOp struct {
 	storageOrder int
 	p            float64
 	indices      bool
-	planes       maxPlaneCache // maxPoolPlanes' plan of the last shape
-	regs         poolRegCache  // poolRegPlanes' plan of the last shape
-	shapes       shapeCache    // the geometry and output shape of the last shape
+	shapes       poolGeomCache // the windows and output shape of the last shape
 }
 
 func preparePool(kind poolKind, name string) func(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -79,28 +80,36 @@ func (k *poolOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 	return types, nil
 }
 
+// geometry checks input shape x against the window and returns the
+// resolved window and the output shape (cached for the last shape).
+func (k *poolOp) geometry(x []int) (*PoolGeometry, []int, error) {
+	if len(x) != len(k.win.kernel)+2 {
+		return nil, nil, badInput("%s input %v for kernel_shape %v", k.name, x, k.win.kernel)
+	}
+	if len(k.win.kernel) > 3 {
+		return nil, nil, badInput("%s over %d spatial dims: at most 3 are supported", k.name, len(k.win.kernel))
+	}
+	if e := k.shapes.get(x); e != nil {
+		return e.g, e.out, nil
+	}
+	rg, err := k.win.resolve(x[2:], nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	g := poolGeometry(rg)
+	out := append([]int{x[0], x[1]}, g.Out...)
+	k.shapes.put(x, g, out)
+	return g, out, nil
+}
+
 func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs(k.name, in, 1); err != nil {
 		return nil, err
 	}
 	x := in[0]
-	if x.Rank() != len(k.win.kernel)+2 {
-		return nil, badInput("%s input %v for kernel_shape %v", k.name, x.Shape, k.win.kernel)
-	}
-	if len(k.win.kernel) > 3 {
-		return nil, badInput("%s over %d spatial dims: at most 3 are supported", k.name, len(k.win.kernel))
-	}
-	var g *geom
-	var outShape []int
-	if e := k.shapes.get(x.Shape); e != nil {
-		g, outShape = e.g, e.out
-	} else {
-		var err error
-		if g, err = k.win.resolve(x.Shape[2:], nil); err != nil {
-			return nil, err
-		}
-		outShape = append([]int{x.Shape[0], x.Shape[1]}, g.out...)
-		k.shapes.put(x.Shape, g, outShape)
+	g, outShape, err := k.geometry(x.Shape)
+	if err != nil {
+		return nil, err
 	}
 	y, err := newOut(env, x.DType, outShape)
 	if err != nil {
@@ -117,16 +126,12 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	planes := x.Shape[0] * x.Shape[1]
 	switch x.DType {
 	case tensor.Float32:
-		if idx != nil || !(poolRegPlanes(k, g, planes, x.Float32s(), y.Float32s()) || maxPoolPlanes(k, g, planes, x.Float32s(), y.Float32s()) || poolFast2D(k, g, planes, x.Float32s(), y.Float32s())) {
-			pool(k, g, planes, x.Float32s(), y.Float32s(), idx)
-		}
+		pool(k, g, planes, x.Float32s(), y.Float32s(), idx)
 	case tensor.Float64:
 		pool(k, g, planes, x.Float64s(), y.Float64s(), idx)
 	case tensor.Float16, tensor.BFloat16:
 		yf := make([]float32, y.Len())
-		if xf := toFloat32(x); idx != nil || !poolRegPlanes(k, g, planes, xf, yf) {
-			pool(k, g, planes, xf, yf, idx)
-		}
+		pool(k, g, planes, toFloat32(x), yf, idx)
 		if y, err = fromFloat32(x.DType, outShape, yf); err != nil {
 			return nil, err
 		}
@@ -148,48 +153,6 @@ func (k *poolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 	return []*tensor.Tensor{y, it}, nil
 }
 
-// span is the valid window of one output position along one dim: kernel
-// steps [lo, hi) fall inside the input, starting at input coordinate start
-// (for step 0); count is the number of steps inside the padded extent.
-type span struct{ lo, hi, start, count int }
-
-// spans computes the windows of every output position along each dim,
-// padded to 3 dims with unit leading dims.
-func spans(g *geom) (sp [3][]span, in, dil [3]int) {
-	r := g.rank()
-	for d := 0; d < 3; d++ {
-		i := d - (3 - r)
-		if i < 0 {
-			sp[d] = []span{{lo: 0, hi: 1, start: 0, count: 1}}
-			in[d], dil[d] = 1, 1
-			continue
-		}
-		in[d], dil[d] = g.in[i], g.dil[i]
-		k, s, dl := g.kernel[i], g.stride[i], g.dil[i]
-		sp[d] = make([]span, g.out[i])
-		for o := range sp[d] {
-			start := o*s - g.padB[i]
-			lo := 0
-			if start < 0 {
-				lo = min(k, (-start+dl-1)/dl)
-			}
-			hi := 0
-			if g.in[i]-1-start >= 0 {
-				hi = min(k, (g.in[i]-1-start)/dl+1)
-			}
-			hi = max(hi, lo)
-			cnt := 0
-			for j := 0; j < k; j++ {
-				if p := start + j*dl; p >= -g.padB[i] && p < g.in[i]+g.padE[i] {
-					cnt++
-				}
-			}
-			sp[d][o] = span{lo: lo, hi: hi, start: start, count: cnt}
-		}
-	}
-	return
-}
-
 // lowest returns the smallest value of T (-Inf for floats).
 func lowest[T ops.Number]() T {
 	var z T
@@ -206,16 +169,12 @@ func lowest[T ops.Number]() T {
 }
 
 // pool computes a windowed pooling of planes planes of x into y (and the
-// argmax indices for MaxPool when idx is not nil).
-func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
-	if idx == nil && g.rank() <= 2 && k.kind != poolLp {
-		poolSep(k, g, planes, x, y)
-		return
-	}
-	sp, in, dil := spans(g)
+// argmax indices for MaxPool when idx is not nil): the reference loop.
+func pool[T ops.Number](k *poolOp, g *PoolGeometry, planes int, x, y []T, idx []int64) {
+	sp, in, dil := g.Spans()
 	inSize := in[0] * in[1] * in[2]
 	outSize := len(sp[0]) * len(sp[1]) * len(sp[2])
-	r := g.rank()
+	r := g.Rank()
 	// column-major strides for storage_order 1
 	var cm [3]int
 	acc := 1
@@ -224,7 +183,7 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 		acc *= in[d]
 	}
 	low := lowest[T]()
-	grain := max(1, (1<<15)/max(1, outSize*len(g.kernel)))
+	grain := max(1, (1<<15)/max(1, outSize*len(g.Kernel)))
 	cpu.ParallelFor(planes, grain, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			xp := x[pl*inSize : (pl+1)*inSize]
@@ -236,12 +195,12 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 						switch k.kind {
 						case poolMax:
 							best, at := low, -1
-							for j0 := s0.lo; j0 < s0.hi; j0++ {
-								r0 := (s0.start + j0*dil[0]) * in[1]
-								for j1 := s1.lo; j1 < s1.hi; j1++ {
-									r1 := (r0 + s1.start + j1*dil[1]) * in[2]
-									for j2 := s2.lo; j2 < s2.hi; j2++ {
-										p := r1 + s2.start + j2*dil[2]
+							for j0 := s0.Lo; j0 < s0.Hi; j0++ {
+								r0 := (s0.Start + j0*dil[0]) * in[1]
+								for j1 := s1.Lo; j1 < s1.Hi; j1++ {
+									r1 := (r0 + s1.Start + j1*dil[1]) * in[2]
+									for j2 := s2.Lo; j2 < s2.Hi; j2++ {
+										p := r1 + s2.Start + j2*dil[2]
 										if v := xp[p]; v > best || at < 0 {
 											best, at = v, p
 										}
@@ -263,18 +222,18 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 							}
 						case poolAvg:
 							var sum T
-							for j0 := s0.lo; j0 < s0.hi; j0++ {
-								r0 := (s0.start + j0*dil[0]) * in[1]
-								for j1 := s1.lo; j1 < s1.hi; j1++ {
-									r1 := (r0 + s1.start + j1*dil[1]) * in[2]
-									for j2 := s2.lo; j2 < s2.hi; j2++ {
-										sum += xp[r1+s2.start+j2*dil[2]]
+							for j0 := s0.Lo; j0 < s0.Hi; j0++ {
+								r0 := (s0.Start + j0*dil[0]) * in[1]
+								for j1 := s1.Lo; j1 < s1.Hi; j1++ {
+									r1 := (r0 + s1.Start + j1*dil[1]) * in[2]
+									for j2 := s2.Lo; j2 < s2.Hi; j2++ {
+										sum += xp[r1+s2.Start+j2*dil[2]]
 									}
 								}
 							}
-							n := (s0.hi - s0.lo) * (s1.hi - s1.lo) * (s2.hi - s2.lo)
+							n := (s0.Hi - s0.Lo) * (s1.Hi - s1.Lo) * (s2.Hi - s2.Lo)
 							if k.includePad {
-								n = s0.count * s1.count * s2.count
+								n = s0.Count * s1.Count * s2.Count
 							}
 							if n > 0 {
 								yp[o] = sum / T(n)
@@ -283,12 +242,12 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 							}
 						case poolLp:
 							var sum float64
-							for j0 := s0.lo; j0 < s0.hi; j0++ {
-								r0 := (s0.start + j0*dil[0]) * in[1]
-								for j1 := s1.lo; j1 < s1.hi; j1++ {
-									r1 := (r0 + s1.start + j1*dil[1]) * in[2]
-									for j2 := s2.lo; j2 < s2.hi; j2++ {
-										v := math.Abs(float64(xp[r1+s2.start+j2*dil[2]]))
+							for j0 := s0.Lo; j0 < s0.Hi; j0++ {
+								r0 := (s0.Start + j0*dil[0]) * in[1]
+								for j1 := s1.Lo; j1 < s1.Hi; j1++ {
+									r1 := (r0 + s1.Start + j1*dil[1]) * in[2]
+									for j2 := s2.Lo; j2 < s2.Hi; j2++ {
+										v := math.Abs(float64(xp[r1+s2.Start+j2*dil[2]]))
 										if k.p == 2 {
 											sum += v * v
 										} else {
@@ -312,7 +271,9 @@ func pool[T ops.Number](k *poolOp, g *geom, planes int, x, y []T, idx []int64) {
 }
 
 // globalPoolOp is ONNX GlobalAveragePool, GlobalMaxPool and GlobalLpPool:
-// one window covering all spatial dims.
+// one window covering all spatial dims. Its Run is the reference; the CPU
+// registry (device/cpu/kernels) runs float32 GlobalAveragePool and
+// GlobalMaxPool with vector kernels.
 type globalPoolOp struct {
 	name   string
 	kind   poolKind
@@ -367,14 +328,6 @@ func (k *globalPoolOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor,
 	}
 	switch x.DType {
 	case tensor.Float32:
-		if k.kind == poolAvg && size > 0 {
-			globalAvgF32(planes, size, x.Float32s(), y.Float32s())
-			break
-		}
-		if k.kind == poolMax && size > 0 {
-			globalMaxF32(planes, size, x.Float32s(), y.Float32s())
-			break
-		}
 		globalPool(k, planes, size, x.Float32s(), y.Float32s())
 	case tensor.Float64:
 		globalPool(k, planes, size, x.Float64s(), y.Float64s())

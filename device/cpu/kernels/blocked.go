@@ -15,8 +15,13 @@ import (
 // [N, C, H, W] -> [N, ceil(C/16), H, W, 16] and kiln::FromBlocked back,
 // run by cpu.ToBlocked and cpu.FromBlocked (vector code, large tensors
 // split over the cores).
+// float32Or16 is the Types of the kernels of kiln's blocked ops: float32,
+// and float16 through the float16 adapter (Prepare), as the ops' own
+// kernels ran it (FP16 plans keep the blocked layout).
+var float32Or16 = []tensor.DType{tensor.Float32, tensor.Float16}
+
 var blockedReorderKernels = []Def{
-	{Name: "cpu.ToBlocked", Domain: "kiln", Type: "ToBlocked", Types: []tensor.DType{tensor.Float32},
+	{Name: "cpu.ToBlocked", Domain: "kiln", Type: "ToBlocked", Types: float32Or16,
 		Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 			ref, err := ops.Prepare(n, opset)
 			if err != nil {
@@ -24,7 +29,7 @@ var blockedReorderKernels = []Def{
 			}
 			return &reorderKernel{Kernel: ref, to: true}, nil
 		}},
-	{Name: "cpu.FromBlocked", Domain: "kiln", Type: "FromBlocked", Types: []tensor.DType{tensor.Float32},
+	{Name: "cpu.FromBlocked", Domain: "kiln", Type: "FromBlocked", Types: float32Or16,
 		Prepare: func(n *ir.Node, opset int64) (ops.Kernel, error) {
 			a, err := ops.ParseFromBlockedAttrs(n, opset)
 			if err != nil {

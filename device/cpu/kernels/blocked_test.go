@@ -2,8 +2,10 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/device/cpu"
@@ -36,7 +38,7 @@ func kilnNode(op string, dt tensor.DType, attrs ...*ir.Attr) *ir.Node {
 // TestBlockedReorder: the registry's ToBlocked and FromBlocked (cpu.ToBlocked,
 // cpu.FromBlocked) are chosen for float32 nodes and give bit for bit the
 // reference kernels' outputs (ops/nn's plain loops), pad lanes zero, on
-// channel counts around the block size; other types get the reference.
+// channel counts around the block size; float64 gets the reference.
 func TestBlockedReorder(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range [][4]int{{1, 1, 1, 1}, {1, 3, 5, 7}, {2, 16, 4, 4}, {1, 17, 3, 9}, {3, 40, 7, 5}, {1, 64, 28, 28}, {0, 5, 2, 2}} {
@@ -99,8 +101,61 @@ func TestBlockedReorder(t *testing.T) {
 		})
 	}
 	for _, op := range []string{"ToBlocked", "FromBlocked"} {
-		if _, err := Default().Supports(kilnNode(op, tensor.Float16), 17); err == nil {
-			t.Errorf("%s of float16 supported", op)
+		if _, err := Default().Supports(kilnNode(op, tensor.Float64), 17); err == nil {
+			t.Errorf("%s of float64 supported", op)
+		}
+	}
+}
+
+// TestBlockedFloat16: float16 nodes of the blocked ops (FP16 plans keep
+// the blocked layout) get the registry's kernel inside the float16
+// adapter, as the ops' own kernels ran, and give the reference's outputs
+// (the adapter's float16 rounding of the same float32 results).
+func TestBlockedFloat16(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	nchw := tensor.New(tensor.Float16, 1, 20, 6, 7)
+	blocked := tensor.New(tensor.Float16, 1, 2, 6, 7, 16)
+	for _, x := range []*tensor.Tensor{nchw, blocked} {
+		for i := range x.Len() {
+			x.SetFloat(i, r.Float64()*4-2)
+		}
+	}
+	k3 := &ir.Attr{Name: "kernel_shape", Type: ir.AttrInts, Ints: []int64{3, 3}}
+	for _, tc := range []struct {
+		n  *ir.Node
+		in *tensor.Tensor
+	}{
+		{kilnNode("ToBlocked", tensor.Float16), nchw},
+		{kilnNode("FromBlocked", tensor.Float16, &ir.Attr{Name: "channels", Type: ir.AttrInt, I: 20}), blocked},
+		{kilnNode("BlockedMaxPool", tensor.Float16, k3), blocked},
+		{kilnNode("BlockedAveragePool", tensor.Float16, k3), blocked},
+		{kilnNode("BlockedGlobalMaxPool", tensor.Float16), blocked},
+		{kilnNode("BlockedGlobalAveragePool", tensor.Float16), blocked},
+	} {
+		fast, impl, err := Prepare(tc.n, 17)
+		if err != nil || impl != "cpu."+tc.n.OpType {
+			t.Fatalf("Prepare(%s of float16) = %q, %v; want the registry's kernel", tc.n.OpType, impl, err)
+		}
+		ref, err := ops.Prepare(tc.n, 17)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fast.Run(garbageEnv(), []*tensor.Tensor{tc.in})
+		if err != nil {
+			t.Fatalf("%s fast: %v", tc.n.OpType, err)
+		}
+		want, err := ref.Run(garbageEnv(), []*tensor.Tensor{tc.in})
+		if err != nil {
+			t.Fatalf("%s reference: %v", tc.n.OpType, err)
+		}
+		if got[0].DType != tensor.Float16 || !slices.Equal(got[0].Shape, want[0].Shape) {
+			t.Fatalf("%s: %v %v, reference %v %v", tc.n.OpType, got[0].DType, got[0].Shape, want[0].DType, want[0].Shape)
+		}
+		for i := range got[0].Len() {
+			// the means' sums in another order may round to a neighbouring float16
+			if g, w := got[0].Float(i), want[0].Float(i); g != w && !(strings.Contains(tc.n.OpType, "Average") && math.Abs(g-w) <= 2e-3*(1+math.Abs(w))) {
+				t.Fatalf("%s: output %d = %v, reference %v", tc.n.OpType, i, g, w)
+			}
 		}
 	}
 }

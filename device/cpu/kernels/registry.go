@@ -58,7 +58,10 @@ type Def struct {
 	// which kiln versions as a whole.
 	Since, Until int64
 	// Types lists the element types of input 0 the kernel computes (nil:
-	// any); a node whose input 0 type is not known is refused.
+	// any), as the graph types it; a node whose input 0 type is not known
+	// is refused. Float16 is for nodes the float16 adapter runs on
+	// float32 (Prepare): listed, the kernel runs them where the op's own
+	// kernel did.
 	Types []tensor.DType
 	// Check, when set, decides the other constraints known when the node
 	// is prepared (attributes, constant inputs, other inputs' types),
@@ -134,7 +137,7 @@ func opName(domain, typ string) string {
 
 // families is every table of fast kernels, one per op family file.
 func families() [][]Def {
-	return [][]Def{blockedReorderKernels, blockedPoolKernels}
+	return [][]Def{blockedReorderKernels, blockedPoolKernels, poolKernels}
 }
 
 var (
@@ -218,11 +221,15 @@ func typeList(ts []tensor.DType) string {
 // Prepare returns the kernel of node n (in a graph of default-domain
 // opset opset) and its name: a fast kernel of the registry when one
 // supports the node, else the op's reference kernel (ops.Prepare) and
-// Reference. It is the one place the CPU engine prepares a node.
+// Reference. It is the one place the CPU engine prepares a node. A fast
+// kernel is prepared as the op's own would be (ops.PrepareWith): a node
+// with float16 inputs of an op that does not handle float16 gets the
+// kernel prepared on float32 stand-ins inside the float16 adapter, so a
+// kernel listing Float16 in Types sees float32.
 func (r *Registry) Prepare(n *ir.Node, opset int64) (ops.Kernel, string, error) {
 	if opset <= ops.MaxOpset {
 		if d, err := r.Supports(n, opset); err == nil {
-			k, err := d.Prepare(n, opset)
+			k, err := ops.PrepareWith(n, opset, d.Prepare)
 			if err != nil {
 				return nil, "", fmt.Errorf("node %q (%s, opset %d): %w", n.Name, n.OpType, opset, err)
 			}

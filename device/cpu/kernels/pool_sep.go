@@ -1,8 +1,9 @@
-package nn
+package kernels
 
 import (
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/ops/nn"
 )
 
 // poolSep computes a 1-D or 2-D max or average pooling as two separable
@@ -10,8 +11,8 @@ import (
 // one row, a horizontal pass reduces that row to the output columns. The valid
 // part of every window is a rectangle, so both the maximum and the sum (and
 // the element count of the average) factor over the two axes.
-func poolSep[T ops.Number](k *poolOp, g *geom, planes int, x, y []T) {
-	sp, in, dil := spans(g)
+func poolSep[T ops.Number](k *poolKernel, g *nn.PoolGeometry, planes int, x, y []T) {
+	sp, in, dil := g.Spans()
 	rows, cols := sp[1], sp[2]
 	H, W := in[1], in[2]
 	OH, OW := len(rows), len(cols)
@@ -21,16 +22,16 @@ func poolSep[T ops.Number](k *poolOp, g *geom, planes int, x, y []T) {
 	// divisor of each output column and row
 	colCnt := make([]int, OW)
 	for j, s := range cols {
-		colCnt[j] = s.hi - s.lo
+		colCnt[j] = s.Hi - s.Lo
 		if k.includePad {
-			colCnt[j] = s.count
+			colCnt[j] = s.Count
 		}
 	}
 	rowCnt := make([]int, OH)
 	for i, s := range rows {
-		rowCnt[i] = s.hi - s.lo
+		rowCnt[i] = s.Hi - s.Lo
 		if k.includePad {
-			rowCnt[i] = s.count
+			rowCnt[i] = s.Count
 		}
 	}
 	grain := max(1, (1<<14)/max(1, H*W+OH*OW))
@@ -41,7 +42,7 @@ func poolSep[T ops.Number](k *poolOp, g *geom, planes int, x, y []T) {
 			yp := y[pl*OH*OW : (pl+1)*OH*OW]
 			for i, s := range rows {
 				out := yp[i*OW : (i+1)*OW]
-				if s.lo >= s.hi {
+				if s.Lo >= s.Hi {
 					fill := low
 					if !isMax {
 						fill = 0
@@ -52,9 +53,9 @@ func poolSep[T ops.Number](k *poolOp, g *geom, planes int, x, y []T) {
 					continue
 				}
 				// vertical pass: reduce the window's rows into tmp
-				copy(tmp, xp[(s.start+s.lo*dh)*W:][:W])
-				for r := s.lo + 1; r < s.hi; r++ {
-					src := xp[(s.start+r*dh)*W:][:W]
+				copy(tmp, xp[(s.Start+s.Lo*dh)*W:][:W])
+				for r := s.Lo + 1; r < s.Hi; r++ {
+					src := xp[(s.Start+r*dh)*W:][:W]
 					if isMax {
 						for j, v := range src {
 							tmp[j] = max(tmp[j], v)
@@ -67,14 +68,14 @@ func poolSep[T ops.Number](k *poolOp, g *geom, planes int, x, y []T) {
 				}
 				// horizontal pass: reduce tmp into the output columns
 				for j, c := range cols {
-					if c.lo >= c.hi {
+					if c.Lo >= c.Hi {
 						out[j] = low
 						if !isMax {
 							out[j] = 0
 						}
 						continue
 					}
-					win := tmp[c.start+c.lo*dw : c.start+(c.hi-1)*dw+1]
+					win := tmp[c.Start+c.Lo*dw : c.Start+(c.Hi-1)*dw+1]
 					if isMax {
 						m := win[0]
 						if dw == 1 {

@@ -1,6 +1,6 @@
 //go:build !amd64 || purego
 
-package nn
+package kernels
 
 func planeSums(y, x []float32, size int) { planeSumsGo(y, x, size) }
 

@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"math"
@@ -50,19 +50,19 @@ func TestMaxPoolPlanes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			for _, asm := range asmModes() {
 				setPoolAsm(t, asm)
-				k := &poolOp{kind: c.kind, win: window{kernel: c.kernel, strides: c.strides, pads: c.pads, dilations: c.dils, ceil: c.ceil}}
+				k, _, err := testPool(t, c.kind, false, window{kernel: c.kernel, strides: c.strides, pads: c.pads, dilations: c.dils, ceil: c.ceil}, []int{c.h, c.w})
+				if err != nil {
+					t.Fatal(err)
+				}
 				for _, w := range []int{c.w, c.w, c.w + 3} {
-					g, err := k.win.resolve([]int{c.h, w}, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
+					g := k.windows(t, []int{c.h, w})
 					planes := 5
 					r := rand.New(rand.NewPCG(11, uint64(c.h*w)))
 					x := make([]float32, planes*c.h*w)
 					for i := range x {
 						x[i] = r.Float32()*4 - 2
 					}
-					n := planes * g.out[0] * g.out[1]
+					n := planes * g.Out[0] * g.Out[1]
 					got := make([]float32, n)
 					for i := range got {
 						got[i] = float32(math.NaN()) // every output must be written
@@ -82,7 +82,7 @@ func TestMaxPoolPlanes(t *testing.T) {
 						for i := range buf {
 							buf[i] = float32(math.Inf(-1))
 						}
-						per, oper := c.h*w, g.out[0]*g.out[1]
+						per, oper := c.h*w, g.Out[0]*g.Out[1]
 						for pl := 0; pl < planes; pl++ {
 							maxPoolPlaneGo(got[pl*oper:(pl+1)*oper], x[pl*per:(pl+1)*per], buf, p.tab, w, p.k, p.stride, p.padL)
 						}
@@ -96,7 +96,7 @@ func TestMaxPoolPlanes(t *testing.T) {
 					poolSep(k, g, planes, x, want)
 					for i := range want {
 						if got[i] != want[i] {
-							t.Fatalf("asm=%v width %d: output %d (of %v planes x %v) = %g, generic path %g", asm, w, i, planes, g.out, got[i], want[i])
+							t.Fatalf("asm=%v width %d: output %d (of %v planes x %v) = %g, generic path %g", asm, w, i, planes, g.Out, got[i], want[i])
 						}
 					}
 				}

@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ops/nn"
 )
 
 // poolRegPlan is what poolRegPlanes needs of one input geometry: the rows,
@@ -34,24 +35,24 @@ type poolRegPlan struct {
 type poolRegCache struct{ p atomic.Pointer[poolRegPlan] }
 
 // poolRegKey is the geometry a plan depends on.
-func poolRegKey(g *geom) [12]int {
-	return [12]int{g.in[0], g.in[1], g.out[0], g.out[1], g.kernel[0], g.kernel[1], g.stride[0], g.padB[0], g.padB[1], g.padE[0], g.padE[1], g.stride[1]}
+func poolRegKey(g *nn.PoolGeometry) [12]int {
+	return [12]int{g.In[0], g.In[1], g.Out[0], g.Out[1], g.Kernel[0], g.Kernel[1], g.Stride[0], g.PadB[0], g.PadB[1], g.PadE[0], g.PadE[1], g.Stride[1]}
 }
 
 // poolRegApplies reports whether poolRegPlanes runs g: 2-D, no dilation,
 // and a horizontal stride of 2 with a window 2 or 3 columns wide or a
 // stride of 1 with a window up to 17 wide (any rows, any vertical stride).
-func poolRegApplies(k *poolOp, g *geom) bool {
-	if g.rank() != 2 || (k.kind != poolMax && k.kind != poolAvg) || g.dil[0] != 1 || g.dil[1] != 1 || g.in[0]*g.in[1] == 0 || g.out[0]*g.out[1] == 0 {
+func poolRegApplies(k *poolKernel, g *nn.PoolGeometry) bool {
+	if g.Rank() != 2 || (k.kind != poolMax && k.kind != poolAvg) || g.Dil[0] != 1 || g.Dil[1] != 1 || g.In[0]*g.In[1] == 0 || g.Out[0]*g.Out[1] == 0 {
 		return false
 	}
-	kw := g.kernel[1]
-	return (g.stride[1] == 2 && (kw == 2 || kw == 3)) || (g.stride[1] == 1 && kw <= 17)
+	kw := g.Kernel[1]
+	return (g.Stride[1] == 2 && (kw == 2 || kw == 3)) || (g.Stride[1] == 1 && kw <= 17)
 }
 
 // planFor returns the plan of g, from the cache when the geometry is the
 // one of the last call.
-func (c *poolRegCache) planFor(k *poolOp, g *geom) *poolRegPlan {
+func (c *poolRegCache) planFor(k *poolKernel, g *nn.PoolGeometry) *poolRegPlan {
 	key := poolRegKey(g)
 	avg := k.kind == poolAvg
 	if p := c.p.Load(); p != nil && p.key == key && p.avg == avg && p.incl == k.includePad {
@@ -62,11 +63,11 @@ func (c *poolRegCache) planFor(k *poolOp, g *geom) *poolRegPlan {
 	return p
 }
 
-func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
-	sp, in, _ := spans(g)
+func newPoolS2Plan(g *nn.PoolGeometry, avg, incl bool) *poolRegPlan {
+	sp, in, _ := g.Spans()
 	rows, cols := sp[1], sp[2]
-	p := &poolRegPlan{key: poolRegKey(g), avg: avg, incl: incl, h: in[1], w: in[2], oh: len(rows), ow: len(cols), kw: g.kernel[1], sw: g.stride[1]}
-	padL := g.padB[1]
+	p := &poolRegPlan{key: poolRegKey(g), avg: avg, incl: incl, h: in[1], w: in[2], oh: len(rows), ow: len(cols), kw: g.Kernel[1], sw: g.Stride[1]}
+	padL := g.PadB[1]
 	p.nblk = (p.ow + 15) / 16
 	lanes := func(cb, n int) uint16 { // lanes l < n of a vector at column cb inside the row
 		var m uint16
@@ -117,11 +118,11 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
 	for i, r := range rows {
 		t := p.tab[5*i : 5*i+5]
 		t[3] = i * p.ow
-		n := r.hi - r.lo
+		n := r.Hi - r.Lo
 		if n <= 0 {
 			continue
 		}
-		t[0], t[1] = (r.start+r.lo)*p.w-padL, n
+		t[0], t[1] = (r.Start+r.Lo)*p.w-padL, n
 		if n == p.kw && p.nint > 0 {
 			t[4] = 1
 		}
@@ -130,7 +131,7 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
 		}
 		rc := n
 		if incl {
-			rc = r.count
+			rc = r.Count
 		}
 		off, ok := invOff[rc]
 		if !ok {
@@ -138,9 +139,9 @@ func newPoolS2Plan(g *geom, avg, incl bool) *poolRegPlan {
 			invOff[rc] = off
 			p.inv = slices.Grow(p.inv, 16*p.nblk)[:off+16*p.nblk]
 			for j, c := range cols {
-				cc := c.hi - c.lo
+				cc := c.Hi - c.Lo
 				if incl {
-					cc = c.count
+					cc = c.Count
 				}
 				if m := rc * cc; m > 0 {
 					p.inv[off+j] = 1 / float32(m)
@@ -279,7 +280,7 @@ func (j *poolRegJob) run(lo, hi int) {
 // with any pads, ceil_mode and count_include_pad, with poolS2AVX512 or
 // poolS1AVX512, the window reduced in registers, and reports whether it did
 // (false: the caller takes another path).
-func poolRegPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
+func poolRegPlanes(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
 	if !poolAsm || !poolRegApplies(k, g) {
 		return false
 	}
@@ -292,7 +293,7 @@ func poolRegPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
 	}
 	j := poolRegJobs.Get().(*poolRegJob)
 	j.p, j.x, j.y = p, x, y
-	dynamicFor(planes, chunk, j.fn)
+	cpu.DynamicFor(planes, chunk, j.fn)
 	j.p, j.x, j.y = nil, nil, nil
 	poolRegJobs.Put(j)
 	return true

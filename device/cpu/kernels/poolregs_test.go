@@ -1,14 +1,14 @@
-package nn
+package kernels
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kilnai/kiln/device/cpu"
-	"github.com/kilnai/kiln/ir"
-	"github.com/kilnai/kiln/ops/opstest"
+	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -47,50 +47,72 @@ var poolGridWindows = []struct {
 var poolGridSizes = [][2]int{{1, 1}, {4, 5}, {7, 16}, {6, 17}, {5, 27}, {9, 31}, {8, 32}, {3, 33}, {5, 48}, {4, 65}, {13, 111}}
 
 // TestPoolGrid runs MaxPool and AveragePool (with and without
-// count_include_pad) through the op on every window of poolGridWindows and
-// plane of poolGridSizes, float32 and float16 with the assembly and in Go
-// and float64, against refPool, the naive oracle.
+// count_include_pad) as the registry prepares them on every window of
+// poolGridWindows and plane of poolGridSizes, float32 (with the assembly
+// and in Go), float64, float16 and bfloat16 (through the float16
+// adapter, as the engine prepares them) and int8 MaxPool, into garbage
+// outputs, against the reference kernel of ops/nn (its plain loop).
 func TestPoolGrid(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 15))
 	for wi, w := range poolGridWindows {
 		for _, hw := range poolGridSizes {
-			k := &poolOp{win: window{kernel: w.k[:], strides: w.s[:], dilations: w.d[:], pads: w.pads[:], ceil: w.ceil}}
-			g, err := k.win.resolve(hw[:], nil)
-			if err != nil {
+			win := window{kernel: w.k[:], strides: w.s[:], dilations: w.d[:], pads: w.pads[:], ceil: w.ceil}
+			if _, _, err := testPool(t, poolMax, false, win, hw[:]); err != nil {
 				continue // the window does not fit this plane
 			}
-			out := []int{g.out[0], g.out[1]}
 			xs := []int{1, 3, hw[0], hw[1]}
 			for _, kind := range []string{"max", "avg", "avgpad"} {
-				attrs := []*ir.Attr{opstest.Ints("kernel_shape", int64(w.k[0]), int64(w.k[1])), opstest.Ints("strides", int64(w.s[0]), int64(w.s[1])),
-					opstest.Ints("pads", int64(w.pads[0]), int64(w.pads[1]), int64(w.pads[2]), int64(w.pads[3])),
-					opstest.Ints("dilations", int64(w.d[0]), int64(w.d[1]))}
-				if w.ceil {
-					attrs = append(attrs, opstest.Int("ceil_mode", 1))
-				}
-				op := "MaxPool"
-				if kind != "max" {
-					op = "AveragePool"
-					if kind == "avgpad" {
-						attrs = append(attrs, opstest.Int("count_include_pad", 1))
+				for _, dt := range []tensor.DType{tensor.Float32, tensor.Float64, tensor.Float16, tensor.BFloat16, tensor.Int8} {
+					if dt == tensor.Int8 && kind != "max" {
+						continue
 					}
-				}
-				for _, dt := range []tensor.DType{tensor.Float32, tensor.Float64, tensor.Float16} {
 					modes := asmModes()
-					if dt == tensor.Float64 {
+					if dt != tensor.Float32 {
 						modes = modes[:1]
 					}
-					tol := 1e-6
-					if dt == tensor.Float16 {
-						tol = 2e-3 // the output rounded to float16
+					n := poolNode(kind, win, dt)
+					fast, impl, err := Prepare(n, poolOpset)
+					if err != nil {
+						t.Fatal(err)
 					}
-					x := randTensor(r, dt, xs...)
-					want, _ := refPool(kind, floats(x), xs, w.k[:], w.s[:], w.d[:], w.pads[:2], w.pads[2:], out)
+					if want := map[string]string{"max": "cpu.MaxPool", "avg": "cpu.AveragePool", "avgpad": "cpu.AveragePool"}[kind]; impl != want {
+						t.Fatalf("%s %v: kernel %q, want %q", kind, dt, impl, want)
+					}
+					ref, err := ops.Prepare(n, poolOpset)
+					if err != nil {
+						t.Fatal(err)
+					}
+					x := tensor.New(dt, xs...)
+					for i := range x.Len() {
+						if dt == tensor.Int8 {
+							x.SetFloat(i, float64(r.IntN(200)-100))
+						} else {
+							x.SetFloat(i, r.Float64()*4-3)
+						}
+					}
+					want, err := ref.Run(garbageEnv(), []*tensor.Tensor{x})
+					if err != nil {
+						t.Fatal(err)
+					}
 					for _, asm := range modes {
 						name := fmt.Sprintf("window %d %v %s %v asm=%v", wi, hw, kind, dt, asm)
 						setPoolAsm(t, asm)
-						got := opstest.Run(t, opstest.Node(op, 1, 1, attrs...), 19, x)
-						closeTo(t, name, got[0], append(xs[:2:2], out...), want, tol)
+						for round := range 2 { // the second with the plans cached
+							got, err := fast.Run(garbageEnv(), []*tensor.Tensor{x})
+							if err != nil {
+								t.Fatalf("%s: %v", name, err)
+							}
+							if !slices.Equal(got[0].Shape, want[0].Shape) || got[0].DType != dt {
+								t.Fatalf("%s: %v %v, reference %v %v", name, got[0].DType, got[0].Shape, want[0].DType, want[0].Shape)
+							}
+							for i := range got[0].Len() {
+								g, w := got[0].Float(i), want[0].Float(i)
+								// the sums' order differs; float16 outputs are rounded
+								if d := math.Abs(g - w); !(d <= 1e-6*(1+math.Abs(w))) && !(dt.Size() == 2 && d <= 4e-3*(1+math.Abs(w))) {
+									t.Fatalf("%s round %d: output %d = %g, reference %g", name, round, i, g, w)
+								}
+							}
+						}
 					}
 				}
 			}
@@ -100,7 +122,7 @@ func TestPoolGrid(t *testing.T) {
 
 // TestPoolRegs runs poolRegPlanes directly on the windows of poolGridWindows
 // it takes, into outputs poisoned with NaN (every output must be written),
-// against refPool, and checks that it declines the others.
+// against the reference kernel, and checks that it declines the others.
 func TestPoolRegs(t *testing.T) {
 	if !asmModes()[0] {
 		t.Skip("no AVX-512")
@@ -110,23 +132,21 @@ func TestPoolRegs(t *testing.T) {
 	for wi, w := range poolGridWindows {
 		for _, hw := range poolGridSizes {
 			for _, kind := range []string{"max", "avg", "avgpad"} {
-				k := &poolOp{kind: poolMax, includePad: kind == "avgpad",
-					win: window{kernel: w.k[:], strides: w.s[:], dilations: w.d[:], pads: w.pads[:], ceil: w.ceil}}
+				kd := poolMax
 				if kind != "max" {
-					k.kind = poolAvg
+					kd = poolAvg
 				}
-				g, err := k.win.resolve(hw[:], nil)
+				win := window{kernel: w.k[:], strides: w.s[:], dilations: w.d[:], pads: w.pads[:], ceil: w.ceil}
+				k, g, err := testPool(t, kd, kind == "avgpad", win, hw[:])
 				if err != nil {
 					continue
 				}
 				planes := 5
 				x := make([]float32, planes*hw[0]*hw[1])
-				xf := make([]float64, len(x))
 				for i := range x {
 					x[i] = r.Float32()*4 - 3
-					xf[i] = float64(x[i])
 				}
-				n := planes * g.out[0] * g.out[1]
+				n := planes * g.Out[0] * g.Out[1]
 				for rep := 0; rep < 4; rep++ { // the later calls take the cached plan
 					// strips of the column pass: one, then 1, 2 and 3 rows
 					poolStripRows, poolStripPlane = []int{8, 1, 2, 3}[rep], []int{1 << 30, 0, 0, 0}[rep]
@@ -142,7 +162,7 @@ func TestPoolRegs(t *testing.T) {
 					if !handled {
 						continue
 					}
-					want, _ := refPool(kind, xf, []int{1, planes, hw[0], hw[1]}, w.k[:], w.s[:], w.d[:], w.pads[:2], w.pads[2:], g.out)
+					want := refPool(t, kind, win, x, planes, hw[:])
 					for i := range y {
 						if d := math.Abs(float64(y[i]) - want[i]); !(d <= 1e-6*(1+math.Abs(want[i]))) {
 							t.Fatalf("window %d %v %s: output %d = %g, want %g", wi, hw, kind, i, y[i], want[i])
@@ -167,13 +187,12 @@ func TestPoolRegsAllocs(t *testing.T) {
 	}
 	defer func() { _ = cpu.SetThreads(0) }()
 	for _, c := range []struct{ planes, h, w int }{{8, 32, 32}, {64, 111, 111}} {
-		k := &poolOp{kind: poolMax, win: window{kernel: []int{3, 3}, strides: []int{2, 2}, ceil: true}}
-		g, err := k.win.resolve([]int{c.h, c.w}, nil)
+		k, g, err := testPool(t, poolMax, false, window{kernel: []int{3, 3}, strides: []int{2, 2}, ceil: true}, []int{c.h, c.w})
 		if err != nil {
 			t.Fatal(err)
 		}
 		x := make([]float32, c.planes*c.h*c.w)
-		y := make([]float32, c.planes*g.out[0]*g.out[1])
+		y := make([]float32, c.planes*g.Out[0]*g.Out[1])
 		poolRegPlanes(k, g, c.planes, x, y)
 		if n := testing.AllocsPerRun(20, func() { poolRegPlanes(k, g, c.planes, x, y) }); n != 0 {
 			t.Errorf("%v: %v allocations per call", c, n)

@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"math"
@@ -10,8 +10,8 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// TestGlobalAveragePoolF32 runs GlobalAveragePool through the op on the
-// plane sizes of the shared CNNs and sizes around the vector width, with
+// TestGlobalAveragePoolF32 runs GlobalAveragePool as the registry prepares
+// it (cpu.GlobalAveragePool), into garbage outputs, on the plane sizes of the shared CNNs and sizes around the vector width, with
 // the assembly and the Go sums, against a float64 reference.
 func TestGlobalAveragePoolF32(t *testing.T) {
 	for _, c := range []struct{ n, ch, h, w int }{
@@ -26,11 +26,11 @@ func TestGlobalAveragePoolF32(t *testing.T) {
 		size := c.h * c.w
 		for _, asm := range asmModes() {
 			setPoolAsm(t, asm)
-			k, err := ops.Prepare(opstest.Node("GlobalAveragePool", 1, 1), 12)
-			if err != nil {
-				t.Fatal(err)
+			k, impl, err := Prepare(node("", "GlobalAveragePool", tensor.Float32), 12)
+			if err != nil || impl != "cpu.GlobalAveragePool" {
+				t.Fatalf("Prepare = %q, %v", impl, err)
 			}
-			out, err := k.Run(&ops.Env{}, []*tensor.Tensor{x})
+			out, err := k.Run(garbageEnv(), []*tensor.Tensor{x})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestGlobalAveragePoolF32(t *testing.T) {
 // BenchmarkGlobalAvg times GlobalAveragePool's float32 path (vector sums)
 // against the generic one on the shared CNNs' classifier pools:
 //
-//	go test ./ops/nn -run '^$' -bench GlobalAvg -count 6
+//	go test ./device/cpu/kernels -run '^$' -bench GlobalAvg -count 6
 func BenchmarkGlobalAvg(b *testing.B) {
 	for _, c := range []struct {
 		name         string
@@ -69,13 +69,22 @@ func BenchmarkGlobalAvg(b *testing.B) {
 			x[i] = float32(i%13) - 6
 		}
 		y := make([]float32, c.planes)
-		k := &globalPoolOp{name: "GlobalAveragePool", kind: poolAvg}
+		k, err := ops.Prepare(opstest.Node("GlobalAveragePool", 1, 1), 12)
+		if err != nil {
+			b.Fatal(err)
+		}
+		xt := tensor.FromFloat32(x, 1, c.planes, 1, c.size)
+		env := &ops.Env{Alloc: func(tensor.DType, []int) (*tensor.Tensor, error) {
+			return tensor.FromFloat32(y, 1, c.planes, 1, 1), nil
+		}}
 		for _, path := range []string{"generic", "vector"} {
 			b.Run(c.name+"/"+path, func(b *testing.B) {
 				b.SetBytes(int64(4 * len(x)))
 				for b.Loop() {
 					if path == "generic" {
-						globalPool(k, c.planes, c.size, x, y)
+						if _, err := k.Run(env, []*tensor.Tensor{xt}); err != nil {
+							b.Fatal(err)
+						}
 					} else {
 						globalAvgF32(c.planes, c.size, x, y)
 					}
@@ -85,9 +94,10 @@ func BenchmarkGlobalAvg(b *testing.B) {
 	}
 }
 
-// TestGlobalMaxPoolF32 runs GlobalMaxPool through the op on plane sizes
-// around the vector widths, with the assembly and in Go, against the
-// generic path (globalPool), NaNs included: a NaN counts only where it
+// TestGlobalMaxPoolF32 runs GlobalMaxPool as the registry prepares it
+// (cpu.GlobalMaxPool), into garbage outputs, on plane sizes around the
+// vector widths, with the assembly and in Go, against the reference kernel
+// of ops/nn, NaNs included: a NaN counts only where it
 // comes first and only NaNs follow.
 func TestGlobalMaxPoolF32(t *testing.T) {
 	nan := float32(math.NaN())
@@ -114,16 +124,22 @@ func TestGlobalMaxPoolF32(t *testing.T) {
 		for i, v := range c.set {
 			xs[i] = v
 		}
-		size := c.h * c.w
-		want := make([]float32, c.n*c.ch)
-		globalPool(&globalPoolOp{kind: poolMax}, c.n*c.ch, size, xs, want)
+		ref, err := ops.Prepare(opstest.Node("GlobalMaxPool", 1, 1), 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wt, err := ref.Run(garbageEnv(), []*tensor.Tensor{x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := wt[0].Float32s()
 		for _, asm := range asmModes() {
 			setPoolAsm(t, asm)
-			k, err := ops.Prepare(opstest.Node("GlobalMaxPool", 1, 1), 12)
-			if err != nil {
-				t.Fatal(err)
+			k, impl, err := Prepare(node("", "GlobalMaxPool", tensor.Float32), 12)
+			if err != nil || impl != "cpu.GlobalMaxPool" {
+				t.Fatalf("Prepare = %q, %v", impl, err)
 			}
-			out, err := k.Run(&ops.Env{}, []*tensor.Tensor{x})
+			out, err := k.Run(garbageEnv(), []*tensor.Tensor{x})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package nn
+package kernels
 
 import (
 	"fmt"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ops/nn"
 )
 
 // poolProcCPU is the process's user and system CPU time so far (the
@@ -55,20 +56,20 @@ var poolBenchCases = []poolBenchCase{
 // returns false where it does not apply to the case.
 var poolBenchVariants = []struct {
 	name string
-	run  func(k *poolOp, g *geom, planes int, x, y []float32) bool
+	run  func(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool
 }{
-	{"generic", func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+	{"generic", func(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
 		poolSep(k, g, planes, x, y)
 		return true
 	}},
-	{"dispatch", func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+	{"dispatch", func(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
 		return maxPoolPlanes(k, g, planes, x, y) || poolFast2D(k, g, planes, x, y)
 	}},
 	{"regs", poolRegPlanes},
 	{"regs-strip4", poolStripVariant(4)},
 	{"regs-strip16", poolStripVariant(16)},
 	{"regs-strip-all", poolStripVariant(1 << 30)},
-	{"regs-inline", func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+	{"regs-inline", func(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
 		if !poolAsm || !poolRegApplies(k, g) {
 			return false
 		}
@@ -79,8 +80,8 @@ var poolBenchVariants = []struct {
 
 // poolStripVariant is poolRegPlanes with strips of the column pass of n
 // rows.
-func poolStripVariant(n int) func(k *poolOp, g *geom, planes int, x, y []float32) bool {
-	return func(k *poolOp, g *geom, planes int, x, y []float32) bool {
+func poolStripVariant(n int) func(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
+	return func(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
 		old, oldPlane := poolStripRows, poolStripPlane
 		poolStripRows, poolStripPlane = n, 0
 		defer func() { poolStripRows, poolStripPlane = old, oldPlane }()
@@ -96,7 +97,7 @@ func poolStripVariant(n int) func(k *poolOp, g *geom, planes int, x, y []float32
 // threads were descheduled but shows what splitting over threads gains).
 // It runs only when KILN_POOL_BENCH is set:
 //
-//	KILN_POOL_BENCH=1 KILN_POOL_THREADS=1 go test ./ops/nn -run PoolCPUTime -v
+//	KILN_POOL_BENCH=1 KILN_POOL_THREADS=1 go test ./device/cpu/kernels -run PoolCPUTime -v
 //
 // KILN_POOL_THREADS (default 1) fixes the thread count, KILN_POOL_ROUNDS
 // (default 7) the rounds, KILN_POOL_CASES a substring of the case names
@@ -128,13 +129,12 @@ func TestPoolCPUTime(t *testing.T) {
 		for i := range x {
 			x[i] = float32((i*7919)%1021)/97 - 5
 		}
-		var k *poolOp
-		var g *geom
+		var k *poolKernel
+		var g *nn.PoolGeometry
 		if !c.global {
-			k = &poolOp{kind: c.kind, includePad: c.includePad, win: window{kernel: []int{c.k, c.k}, strides: []int{c.s, c.s},
-				pads: []int{c.pad, c.pad, c.pad, c.pad}, ceil: c.ceil}}
 			var err error
-			if g, err = k.win.resolve([]int{c.h, c.w}, nil); err != nil {
+			if k, g, err = testPool(t, c.kind, c.includePad, window{kernel: []int{c.k, c.k}, strides: []int{c.s, c.s},
+				pads: []int{c.pad, c.pad, c.pad, c.pad}, ceil: c.ceil}, []int{c.h, c.w}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -151,7 +151,10 @@ func TestPoolCPUTime(t *testing.T) {
 		if c.global && c.kind == poolAvg {
 			names, runs = []string{"generic", "vector", "vector-inline"}, []func(y []float32) bool{
 				func(y []float32) bool {
-					globalPool(&globalPoolOp{kind: poolAvg}, c.c, c.h*c.w, x, y)
+					planeSumsGo(y, x, c.h*c.w)
+					for i := range y {
+						y[i] /= float32(c.h * c.w)
+					}
 					return true
 				},
 				func(y []float32) bool { globalAvgF32(c.c, c.h*c.w, x, y); return true },
@@ -160,7 +163,7 @@ func TestPoolCPUTime(t *testing.T) {
 		} else if c.global {
 			names, runs = []string{"generic", "vector"}, []func(y []float32) bool{
 				func(y []float32) bool {
-					globalPool(&globalPoolOp{kind: poolMax}, c.c, c.h*c.w, x, y)
+					planeMaxGo(y, x, c.h*c.w)
 					return true
 				},
 				func(y []float32) bool { globalMaxF32(c.c, c.h*c.w, x, y); return true },
@@ -168,7 +171,7 @@ func TestPoolCPUTime(t *testing.T) {
 		}
 		outLen := c.c
 		if g != nil {
-			outLen = c.c * g.out[0] * g.out[1]
+			outLen = c.c * g.Out[0] * g.Out[1]
 		}
 		// calls per round: about 20 ms of work
 		ref := make([]float32, outLen)

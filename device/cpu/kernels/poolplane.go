@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/ops/nn"
 )
 
 // maxPlanePlan is what maxPoolPlanes needs of one input geometry, computed
@@ -22,21 +23,21 @@ type maxPlaneCache struct{ p atomic.Pointer[maxPlanePlan] }
 
 // maxPlaneFor returns the plan of g, from the cache when the shape is the
 // one of the last call.
-func (c *maxPlaneCache) maxPlaneFor(g *geom) *maxPlanePlan {
-	if p := c.p.Load(); p != nil && p.h == g.in[0] && p.w == g.in[1] && p.oh == g.out[0] && p.ow == g.out[1] &&
-		p.k == g.kernel[1] && p.stride == g.stride[1] && p.padL == g.padB[1] {
+func (c *maxPlaneCache) maxPlaneFor(g *nn.PoolGeometry) *maxPlanePlan {
+	if p := c.p.Load(); p != nil && p.h == g.In[0] && p.w == g.In[1] && p.oh == g.Out[0] && p.ow == g.Out[1] &&
+		p.k == g.Kernel[1] && p.stride == g.Stride[1] && p.padL == g.PadB[1] {
 		return p
 	}
-	sp, in, _ := spans(g)
+	sp, in, _ := g.Spans()
 	rows := sp[1]
 	p := &maxPlanePlan{h: in[1], w: in[2], oh: len(rows), ow: len(sp[2]),
-		k: g.kernel[1], stride: g.stride[1], padL: g.padB[1]}
+		k: g.Kernel[1], stride: g.Stride[1], padL: g.PadB[1]}
 	p.bufLen = max(p.padL+p.w, poolHSrcLen(p.ow, p.k, p.stride))
 	p.tab = make([]int, 2*p.oh)
 	for i, r := range rows {
-		p.tab[2*i] = (r.start + r.lo) * p.w
-		p.tab[2*i+1] = r.hi - r.lo
-		if r.hi <= r.lo {
+		p.tab[2*i] = (r.Start + r.Lo) * p.w
+		p.tab[2*i+1] = r.Hi - r.Lo
+		if r.Hi <= r.Lo {
 			p.tab[2*i] = 0
 			p.tab[2*i+1] = 0
 		}
@@ -51,12 +52,12 @@ func (c *maxPlaneCache) maxPlaneFor(g *geom) *maxPlanePlan {
 // output row, which dominated on the small planes of the deeper layers),
 // planes spread over the cores. It reports false when it does not apply
 // (the caller takes poolFast2D or the generic path).
-func maxPoolPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
-	if !poolAsm || g.rank() != 2 || k.kind != poolMax {
+func maxPoolPlanes(k *poolKernel, g *nn.PoolGeometry, planes int, x, y []float32) bool {
+	if !poolAsm || g.Rank() != 2 || k.kind != poolMax {
 		return false
 	}
 	for i := 0; i < 2; i++ {
-		if g.dil[i] != 1 || g.stride[i] > 2 || g.kernel[i] > 16 {
+		if g.Dil[i] != 1 || g.Stride[i] > 2 || g.Kernel[i] > 16 {
 			return false
 		}
 	}
@@ -66,7 +67,7 @@ func maxPoolPlanes(k *poolOp, g *geom, planes int, x, y []float32) bool {
 		return false
 	}
 	chunk := max(1, (1<<15)/max(1, H*W), planes/(4*cpu.Threads()))
-	dynamicFor(planes, chunk, func(lo, hi int) {
+	cpu.DynamicFor(planes, chunk, func(lo, hi int) {
 		bufp := poolRowPool.get(2 * p.bufLen) // two row buffers, used in turn
 		defer poolRowPool.put(bufp)
 		buf := *bufp

@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package nn
+package kernels
 
 //go:noescape
 func poolS2AVX512(y, x *float32, tab *int, blk *uint16, inv *float32, planes, rows, nblk, xPlane, yPlane, k, w, b0, nint, rn, rxoff, ryoff, rinv, rstep, ow, rreuse, strip int, avg bool)

@@ -1,6 +1,6 @@
 //go:build !amd64 || purego
 
-package nn
+package kernels
 
 // poolRegRun is not reached without the assembly (poolRegPlanes needs
 // poolAsm).
