@@ -520,7 +520,7 @@ func (k *blockedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		return env.One(y), nil
 	}
 	if f := k.winoFilter(s.f.P, w, zs != nil); f != nil {
-		blockedWino(s.f.P, f, x.Float32s(), bias, yv)
+		blockedWino(s.f.P, f, x.Float32s(), bias, zs, yv)
 	} else {
 		cpu.BlockedConv2D(s.f, x.Float32s(), bias, zs, yv)
 	}

@@ -34,11 +34,17 @@ const (
 const blockedWinoMaxFilter = 16 << 20
 
 // blockedWinoOffered reports whether BlockedConv offers the Winograd
-// tactic for p: a blocked input (not input_nchw), no residual, a 3x3
-// stride-1 dense convolution convWino computes, and a transformed filter
-// of at most blockedWinoMaxFilter bytes.
+// tactic for p: a blocked input (not input_nchw), a 3x3 stride-1 dense
+// convolution convWino computes, a transformed filter of at most
+// blockedWinoMaxFilter bytes, and with a residual, a plane convWino runs
+// in its image-wide phases (where blockedWino adds the residual; at run
+// time, with more threads or fewer, a plane may go to bands: the op then
+// runs the direct kernel).
 func blockedWinoOffered(p cpu.Conv2DParams, inNCHW, residual bool) bool {
-	return !inNCHW && !residual && winoApplies(p) && int64(36)*int64(p.C)*int64(p.M)*4 <= blockedWinoMaxFilter
+	if inNCHW || !winoApplies(p) || int64(36)*int64(p.C)*int64(p.M)*4 > blockedWinoMaxFilter {
+		return false
+	}
+	return !residual || winoBandRows(p, winoGeom(p)) == 0
 }
 
 var (
@@ -46,6 +52,8 @@ var (
 	blockedWinoOut directPool[float32] // the output, NCHW (bands: the reorder path)
 	// one channel block as 16 planes, per goroutine (the blocked path)
 	blockedWinoPlanes directPool[float32]
+	// one output block, blocked, before the residual is added
+	blockedWinoSum directPool[float32]
 )
 
 // blockedWinoReorder makes blockedWino reorder the whole input and output
@@ -53,9 +61,11 @@ var (
 // layout in its transforms (benchmarks compare the two).
 var blockedWinoReorder bool
 
-// blockedWino computes the blocked y = act(conv(x, w) + bias) of the
-// blocked x with f, the transformed weights (p.Act: ActNone, ActRelu or
-// ActClip). y may be x.
+// blockedWino computes the blocked y = act(conv(x, w) + bias [+ z]) of
+// the blocked x with f, the transformed weights (p.Act: ActNone, ActRelu or
+// ActClip), and the blocked residual z where it is not nil (only where
+// blockedWinoOffered offers it with one: planes of the image-wide phases).
+// y may be x or z.
 //
 // Where convWino runs an image in its image-wide phases (every plane of
 // resnet50's 3x3 layers at batch 1), the phases read and write the blocked
@@ -66,10 +76,13 @@ var blockedWinoReorder bool
 // transposes them into y (cpu.ToBlockedBlock): no NCHW copy of the input
 // or output goes through memory. Planes run in bands (large planes of few
 // channels) are reordered whole around convWino.
-func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, y []float32) {
+func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, z, y []float32) {
 	hw, ohw := p.H*p.W, p.OutH()*p.OutW()
 	g := winoGeom(p)
-	if blockedWinoReorder || winoBandRows(p, g) > 0 {
+	if z != nil && winoBandRows(p, g) > 0 {
+		panic("nn: blockedWino: a residual on a plane run in bands")
+	}
+	if z == nil && (blockedWinoReorder || winoBandRows(p, g) > 0) {
 		xs := blockedWinoIn.get(p.N * p.C * hw)
 		ys := blockedWinoOut.get(p.N * p.M * ohw)
 		cpu.FromBlocked(p.N, p.C, hw, x, *xs)
@@ -98,6 +111,10 @@ func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, y []float32) {
 	for n := 0; n < p.N; n++ {
 		xn := x[n*cbi*hw*cpu.Block : (n+1)*cbi*hw*cpu.Block]
 		yn := y[n*cbo*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block]
+		var zn []float32
+		if z != nil {
+			zn = z[n*cbo*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block]
+		}
 		wc := winoCalls.Get().(*winoCall)
 		wc.set(winoCall{p: p, g: g, x: xn, v: v})
 		dynamicFor(cbi, 1, wc.inBFn)
@@ -108,7 +125,7 @@ func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, y []float32) {
 		dynamicFor(items, max(1, items/(8*cpu.Threads())), wc.prodFn)
 		wc.done()
 		wc = winoCalls.Get().(*winoCall)
-		wc.set(winoCall{p: p, g: g, mm: mm, bias: bias, out: yn, lo: lo, hi: hi, clampOn: clampOn})
+		wc.set(winoCall{p: p, g: g, mm: mm, bias: bias, out: yn, z: zn, lo: lo, hi: hi, clampOn: clampOn})
 		dynamicFor(cbo, 1, wc.outBFn)
 		wc.done()
 	}
@@ -142,17 +159,26 @@ func (wc *winoCall) inputBlocked(b0, b1 int) {
 }
 
 // outputBlocked transforms the output channel blocks [b0, b1) of one
-// blocked image wc.out (see winoCall.output), pad lanes zero.
+// blocked image wc.out (see winoCall.output), pad lanes zero. With a
+// residual wc.z, a block's sums go to a scratch block first, and
+// act(sum + z) into out, element by element (out may be z).
 func (wc *winoCall) outputBlocked(b0, b1 int) {
-	p, g, mm, bias, out := &wc.p, &wc.g, wc.mm, wc.bias, wc.out
+	p, g, mm, bias, out, z := &wc.p, &wc.g, wc.mm, wc.bias, wc.out, wc.z
 	oh, ow := p.OutH(), p.OutW()
 	plane := oh * ow
+	bl := plane * cpu.Block
 	buf := winoOutPool.get(40*g.lt + 4*ow)
-	planes := blockedWinoPlanes.get(cpu.Block * plane)
+	planes := blockedWinoPlanes.get(bl)
 	s := (*buf)[:24*g.lt]
 	o := (*buf)[24*g.lt : 40*g.lt]
 	last := (*buf)[40*g.lt:]
 	pl := *planes
+	lo, hi, clampOn := wc.lo, wc.hi, wc.clampOn
+	var sum *[]float32
+	if z != nil {
+		sum = blockedWinoSum.get(bl)
+		clampOn = false // after the residual
+	}
 	for b := b0; b < b1; b++ {
 		lanes := min(cpu.Block, p.M-b*cpu.Block)
 		for l := 0; l < lanes; l++ {
@@ -161,9 +187,25 @@ func (wc *winoCall) outputBlocked(b0, b1 int) {
 			if bias != nil {
 				bv = bias[m]
 			}
-			winoOutChannel(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, pl[l*plane:(l+1)*plane], ow, g.tw, oh, last, bv, wc.lo, wc.hi, wc.clampOn)
+			winoOutChannel(mm[m*g.ld:], g.mp, g.lt, g.th, s, o, pl[l*plane:(l+1)*plane], ow, g.tw, oh, last, bv, lo, hi, clampOn)
 		}
-		cpu.ToBlockedBlock(pl, out[b*plane*cpu.Block:(b+1)*plane*cpu.Block], plane, lanes)
+		ob := out[b*bl : (b+1)*bl]
+		if z == nil {
+			cpu.ToBlockedBlock(pl, ob, plane, lanes)
+			continue
+		}
+		cpu.ToBlockedBlock(pl, *sum, plane, lanes)
+		addClamp(ob, *sum, z[b*bl:(b+1)*bl], lo, hi, wc.clampOn)
+		if lanes < cpu.Block {
+			// the pad lanes, zero again (as the direct kernel leaves
+			// them, whatever z's pad lanes hold and the clamp does)
+			for px := 0; px < plane; px++ {
+				clear(ob[px*cpu.Block+lanes : (px+1)*cpu.Block])
+			}
+		}
+	}
+	if sum != nil {
+		blockedWinoSum.put(sum)
 	}
 	winoOutPool.put(buf)
 	blockedWinoPlanes.put(planes)

@@ -361,6 +361,7 @@ type winoCall struct {
 	rows                int
 	f                   *winoFilter
 	x, v, mm, bias, out []float32
+	z                   []float32 // blockedwino.go: the residual, blocked
 	offs                []int32
 	lo, hi              float32
 	clampOn, silu       bool
