@@ -79,6 +79,10 @@ type Options struct {
 	// Int8 (with FP16) gives the convolutions to run in INT8, by node
 	// name, with the scale of each one's input (int8.go).
 	Int8 map[string]float32
+	// Int8Chain, when not nil, says whether an INT8 engine keeps the values
+	// between quantized convolutions in 8 bits (a plan's record, int8.go);
+	// nil: the GPU's default (int8chain.go, int8Chains).
+	Int8Chain *bool
 	// plainNHWC (tests) runs NHWC convolutions as cuDNN's plain call and
 	// the epilogue kernel unless a tactic says otherwise.
 	plainNHWC bool

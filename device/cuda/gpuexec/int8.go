@@ -44,8 +44,9 @@ import (
 // in 8 bits between two quantized layers, opt-in).
 
 // EnvInt8All names the environment variable that, set to 1, makes an
-// untuned INT8 engine run its 1x1 quantized convolutions in INT8 too (for
-// measurements: with 8-bit chains, int8chain.go, the whole network).
+// untuned INT8 engine run its 1x1 quantized convolutions in INT8 too, set
+// to 0 keeps them FP16; by default they are INT8 where the 8-bit chains
+// (int8chain.go) are on.
 const EnvInt8All = "KILN_CUDA_INT8_ALL"
 
 // int8Blob is the plan section holding an INT8 engine's input scales.
@@ -323,10 +324,10 @@ func (e *Engine) planInt8(o cuda.Options) {
 			}
 		case os.Getenv(EnvFP8All) == "1":
 			e.useFP8All(o, d, h, i) // op_conv1x1_q.go
-		case s.conv.kh*s.conv.kw == 1 && os.Getenv(EnvInt8All) != "1":
-			// untuned, a 1x1 convolution stays FP16: on an H100 cuDNN's
-			// INT8 graphs with the quantizing pass lost every 1x1 layer of
-			// ResNet-50 to FP16 (device/cuda/NOTES.md)
+		case s.conv.kh*s.conv.kw == 1 && !e.int8All():
+			// untuned without the chains, a 1x1 convolution stays FP16: on
+			// an H100 cuDNN's INT8 graphs with the quantizing pass lost
+			// every 1x1 layer of ResNet-50 to FP16 (device/cuda/NOTES.md)
 		default:
 			if q, err := e.newQuantConv(d, h, i, "int8"); err == nil {
 				if q.g.Keep(q.g.Candidates[0].ID) == nil {

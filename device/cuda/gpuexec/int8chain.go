@@ -8,9 +8,10 @@ import (
 	"github.com/kilnai/kiln/device/cuda"
 )
 
-// 8-bit values between quantized convolutions (experimental, opt-in).
+// 8-bit values between quantized convolutions.
 //
-// With KILN_CUDA_INT8_CHAIN=1, after the quantized tactics are chosen, a
+// With the chains on (int8Chains: by default on compute capability 9.0;
+// KILN_CUDA_INT8_CHAIN=0 or 1 overrides), after the quantized tactics are chosen, a
 // quantized convolution A whose output is read by one layer only, a
 // convolution B quantized in the same kind (INT8 or FP8) whose input
 // channels are a multiple of 16, writes that value in 8 bits: A's graph is
@@ -20,20 +21,59 @@ import (
 // writing half (its z would have to be 8-bit too); expand_i8u2
 // (op_conv1x1_i8x.go) reads its residual in 8 bits, and with it values with
 // several readers are chained too (chainValue, below). The rebuilt graph runs A's engine when that one builds
-// it, else the heuristics' first (not timed); a plan records nothing more: loading it with the variable
-// set chains the same layers again. The value's storage is the half one,
+// it, else the heuristics' first (untuned). Tuned with the chains on
+// (tune.go, tuneChained), each layer's engine is timed as chained and the
+// plan's section records that the chains were on (int8File.Chain): loading
+// it chains the same layers again. The value's storage is the half one,
 // of which 8-bit data use half. KeepValues (whose values are read back as
 // half) turns it off.
 
 // EnvInt8Chain names the environment variable that, set to 1, keeps the
-// values between quantized convolutions in 8 bits (int8chain.go).
+// values between quantized convolutions in 8 bits (int8chain.go), and set
+// to 0 keeps them half.
 const EnvInt8Chain = "KILN_CUDA_INT8_CHAIN"
+
+// int8Chains reports whether the engine keeps values between quantized
+// convolutions in 8 bits: KILN_CUDA_INT8_CHAIN=0 or 1 decides, else a
+// plan's record (Options.Int8Chain), else the GPU: on by default on
+// compute capability 9.0, where the chained engine was measured (an H100:
+// 1.32x FP16 untuned, TestInt8ExpandOnGPU, device/cuda/NOTES.md), off on
+// others. KeepValues (values read back as half) turns them off.
+func (e *Engine) int8Chains() bool {
+	if e.opt.KeepValues {
+		return false
+	}
+	switch os.Getenv(EnvInt8Chain) {
+	case "0":
+		return false
+	case "1":
+		return true
+	}
+	if e.opt.Int8Chain != nil {
+		return *e.opt.Int8Chain
+	}
+	return e.fp.ComputeMajor == 9 && e.fp.ComputeMinor == 0
+}
+
+// int8All reports whether an untuned INT8 engine runs its quantized 1x1
+// convolutions in INT8 too: KILN_CUDA_INT8_ALL=0 or 1 decides, else
+// whether the chains are on (chained, the 1x1s read and write 8 bits and
+// pay no quantizing pass).
+func (e *Engine) int8All() bool {
+	switch os.Getenv(EnvInt8All) {
+	case "0":
+		return false
+	case "1":
+		return true
+	}
+	return e.int8Chains()
+}
 
 // chainInt8 applies the 8-bit chains where they are allowed (see above,
 // and the chains through residual blocks below). The context is current;
 // d and h are a cuDNN library and handle.
 func (e *Engine) chainInt8(d *cuda.CUDNN, h cuda.CUDNNHandle) {
-	if os.Getenv(EnvInt8Chain) != "1" || len(e.int8.use) == 0 || e.opt.KeepValues {
+	if !e.int8Chains() || len(e.int8.use) == 0 {
 		return
 	}
 	e.planI8x() // op_conv1x1_i8x.go: untuned, expand_i8u2 where it fits

@@ -269,14 +269,26 @@ func TestInt8ExpandFake(t *testing.T) {
 			t.Errorf("%s runs expand_i8u2 with %s=0", q.name, EnvInt8Expand)
 		}
 	}
-	// What a user gets until a GPU has checked the kernel: neither
-	// variable set, the layers keep the libraries' tactics.
-	t.Setenv(EnvInt8Expand, "")
-	t.Setenv(EnvUnverified, "")
+	// What a user gets (the kernel checked on an H100): no variable set,
+	// on compute 9.0 the chains, every 1x1 in INT8 and expand_i8u2 on the
+	// same 3 layers, reading and writing 8 bits.
+	for _, k := range []string{EnvInt8Expand, EnvUnverified, EnvInt8Chain, EnvInt8All} {
+		t.Setenv(k, "")
+	}
 	e3, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
-	for _, q := range e3.int8.use {
+	n3 := 0
+	for i, q := range e3.int8.use {
 		if q.x8 != nil {
-			t.Errorf("%s runs expand_i8u2, not yet checked on a GPU, without %s=1", q.name, EnvInt8Expand)
+			n3++
+			if !q.in8 || !q.x8.z8 || !q.out8 {
+				t.Errorf("defaults: %s: input in 8 bits %v, residual %v, output %v; want all", q.name, q.in8, q.x8.z8, q.out8)
+			}
 		}
+		if cc := e3.prog.steps[i].conv; cc.kh*cc.kw == 1 && q == nil {
+			t.Errorf("defaults: 1x1 %s is not INT8", q.name)
+		}
+	}
+	if n3 != 3 || len(e3.int8.use) != len(e.int8.use) {
+		t.Errorf("defaults: expand_i8u2 runs %d layers, want 3; %d layers INT8, want %d", n3, len(e3.int8.use), len(e.int8.use))
 	}
 }
