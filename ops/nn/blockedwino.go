@@ -35,16 +35,10 @@ const blockedWinoMaxFilter = 16 << 20
 
 // blockedWinoOffered reports whether BlockedConv offers the Winograd
 // tactic for p: a blocked input (not input_nchw), a 3x3 stride-1 dense
-// convolution convWino computes, a transformed filter of at most
-// blockedWinoMaxFilter bytes, and with a residual, a plane convWino runs
-// in its image-wide phases (where blockedWino adds the residual; at run
-// time, with more threads or fewer, a plane may go to bands: the op then
-// runs the direct kernel).
+// convolution convWino computes, and a transformed filter of at most
+// blockedWinoMaxFilter bytes; with a residual or not.
 func blockedWinoOffered(p cpu.Conv2DParams, inNCHW, residual bool) bool {
-	if inNCHW || !winoApplies(p) || int64(36)*int64(p.C)*int64(p.M)*4 > blockedWinoMaxFilter {
-		return false
-	}
-	return !residual || winoBandRows(p, winoGeom(p)) == 0
+	return !inNCHW && winoApplies(p) && int64(36)*int64(p.C)*int64(p.M)*4 <= blockedWinoMaxFilter
 }
 
 var (
@@ -63,42 +57,45 @@ var blockedWinoReorder bool
 
 // blockedWino computes the blocked y = act(conv(x, w) + bias [+ z]) of
 // the blocked x with f, the transformed weights (p.Act: ActNone, ActRelu or
-// ActClip), and the blocked residual z where it is not nil (only where
-// blockedWinoOffered offers it with one: planes of the image-wide phases).
-// y may be x or z.
+// ActClip), and the blocked residual z where it is not nil. y may be x or
+// z.
 //
-// Where convWino runs an image in its image-wide phases (every plane of
-// resnet50's 3x3 layers at batch 1), the phases read and write the blocked
-// layout themselves: the input transform takes one channel block at a
-// time, transposed into 16 planes in a per-goroutine scratch
-// (cpu.FromBlockedBlock) from which winoPadDeint reads each plane, and the
-// output transform writes one block's 16 planes into the scratch and
-// transposes them into y (cpu.ToBlockedBlock): no NCHW copy of the input
-// or output goes through memory. Planes run in bands (large planes of few
-// channels) are reordered whole around convWino.
+// The transforms read and write the blocked layout themselves: the input
+// transform takes one channel block at a time, transposed into 16 planes
+// in a per-goroutine scratch (cpu.FromBlockedBlock) from which
+// winoPadDeint reads each plane, and the output transform writes one
+// block's 16 planes into the scratch and transposes them into y
+// (cpu.ToBlockedBlock; with z into a second scratch, then act(sum + z)
+// into y by addClamp): no NCHW copy of the input or output goes through
+// memory. In convWino's image-wide phases (every plane of resnet50's 3x3
+// layers at batch 1) the input phase ends before the output phase starts;
+// in its bands (large planes of few channels: resnet_mini's 56x56) a band
+// reads the input rows of the next, so where y is x the whole input and
+// output are reordered around convWino instead (blockedWinoReordered).
 func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, z, y []float32) {
 	hw, ohw := p.H*p.W, p.OutH()*p.OutW()
 	g := winoGeom(p)
-	if z != nil && winoBandRows(p, g) > 0 {
-		panic("nn: blockedWino: a residual on a plane run in bands")
-	}
-	if z == nil && (blockedWinoReorder || winoBandRows(p, g) > 0) {
-		xs := blockedWinoIn.get(p.N * p.C * hw)
-		ys := blockedWinoOut.get(p.N * p.M * ohw)
-		cpu.FromBlocked(p.N, p.C, hw, x, *xs)
-		convWino(p, *xs, f, bias, *ys, nil, nil)
-		cpu.ToBlocked(p.N, p.M, ohw, *ys, y)
-		blockedWinoIn.put(xs)
-		blockedWinoOut.put(ys)
+	bands := winoBandRows(p, g)
+	if blockedWinoReorder || bands > 0 && len(x) > 0 && len(y) > 0 && &x[0] == &y[0] {
+		blockedWinoReordered(p, f, x, bias, z, y)
 		return
 	}
 	scratchAdd(int64(len(f.u)) * 4) // the packed filter, held for as long as the plan
-	lo, hi, clampOn := float32(math.Inf(-1)), float32(math.Inf(1)), false
-	switch p.Act {
-	case cpu.ActRelu:
-		lo, clampOn = 0, true
-	case cpu.ActClip:
-		lo, hi, clampOn = p.ActMin, p.ActMax, true
+	lo, hi, clampOn := winoClamp(p)
+	cbi, cbo := cpu.Blocks(p.C), cpu.Blocks(p.M)
+	if bands > 0 {
+		for n := 0; n < p.N; n++ {
+			var zn []float32
+			if z != nil {
+				zn = z[n*cbo*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block]
+			}
+			wc := winoCalls.Get().(*winoCall)
+			wc.set(winoCall{p: p, g: g, rows: bands, x: x[n*cbi*hw*cpu.Block : (n+1)*cbi*hw*cpu.Block], f: f, bias: bias,
+				out: y[n*cbo*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block], z: zn, lo: lo, hi: hi, clampOn: clampOn})
+			dynamicFor((g.th+bands-1)/bands, 1, wc.bandBFn)
+			wc.done()
+		}
+		return
 	}
 	vBuf := winoVPool.get(36 * g.vp)
 	mBuf := winoMPool.get(36 * g.mp)
@@ -107,7 +104,11 @@ func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, z, y []float32) {
 	for c := range offs {
 		offs[c] = int32(c * g.ld)
 	}
-	cbi, cbo := cpu.Blocks(p.C), cpu.Blocks(p.M)
+	defer func() {
+		winoVPool.put(vBuf)
+		winoMPool.put(mBuf)
+		winoOffPool.put(offBuf)
+	}()
 	for n := 0; n < p.N; n++ {
 		xn := x[n*cbi*hw*cpu.Block : (n+1)*cbi*hw*cpu.Block]
 		yn := y[n*cbo*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block]
@@ -129,9 +130,147 @@ func blockedWino(p cpu.Conv2DParams, f *winoFilter, x, bias, z, y []float32) {
 		dynamicFor(cbo, 1, wc.outBFn)
 		wc.done()
 	}
-	winoVPool.put(vBuf)
-	winoMPool.put(mBuf)
-	winoOffPool.put(offBuf)
+}
+
+// blockedWinoReordered is blockedWino through whole NCHW copies of the
+// input and output around convWino (the tactic's first form; y may be x
+// or z).
+func blockedWinoReordered(p cpu.Conv2DParams, f *winoFilter, x, bias, z, y []float32) {
+	hw, ohw := p.H*p.W, p.OutH()*p.OutW()
+	xs := blockedWinoIn.get(p.N * p.C * hw)
+	ys := blockedWinoOut.get(p.N * p.M * ohw)
+	defer blockedWinoIn.put(xs)
+	defer blockedWinoOut.put(ys)
+	cpu.FromBlocked(p.N, p.C, hw, x, *xs)
+	if z == nil {
+		convWino(p, *xs, f, bias, *ys, nil, nil)
+		cpu.ToBlocked(p.N, p.M, ohw, *ys, y)
+		return
+	}
+	pa := p
+	pa.Act = cpu.ActNone
+	convWino(pa, *xs, f, bias, *ys, nil, nil)
+	sum := blockedWinoSum.get(len(y))
+	defer blockedWinoSum.put(sum)
+	cpu.ToBlocked(p.N, p.M, ohw, *ys, *sum)
+	lo, hi, clampOn := winoClamp(p)
+	addClamp(y, *sum, z, lo, hi, clampOn)
+	if lanes := p.M % cpu.Block; lanes != 0 {
+		cbo := cpu.Blocks(p.M)
+		for n := 0; n < p.N; n++ {
+			ob := y[((n+1)*cbo-1)*ohw*cpu.Block : (n+1)*cbo*ohw*cpu.Block]
+			for px := 0; px < ohw; px++ {
+				clear(ob[px*cpu.Block+lanes : (px+1)*cpu.Block])
+			}
+		}
+	}
+}
+
+// winoClamp returns the bounds of p's activation (ActNone, ActRelu or
+// ActClip) and whether it clamps.
+func winoClamp(p cpu.Conv2DParams) (lo, hi float32, clampOn bool) {
+	lo, hi = float32(math.Inf(-1)), float32(math.Inf(1))
+	switch p.Act {
+	case cpu.ActRelu:
+		lo, clampOn = 0, true
+	case cpu.ActClip:
+		lo, hi, clampOn = p.ActMin, p.ActMax, true
+	}
+	return lo, hi, clampOn
+}
+
+// bandsBlocked computes the bands [b0, b1) of one blocked image (see
+// winoCall.bands): per band, each input block's rows the band reads
+// transposed into 16 planes (cpu.FromBlockedBlock: a block's rows are one
+// run of pixels), the band's products, and per output block its 16 planes
+// of the band's rows transposed into the output (and the residual added).
+func (wc *winoCall) bandsBlocked(b0, b1 int) {
+	p, g, rows, x, f, bias, out, z := &wc.p, &wc.g, wc.rows, wc.x, wc.f, wc.bias, wc.out, wc.z
+	oh, ow := p.OutH(), p.OutW()
+	hw, ohw := p.H*p.W, oh*ow
+	gb := winoGeomRows(*p, rows)
+	vBuf := winoVPool.get(36 * gb.vp)
+	mBuf := winoMPool.get(36 * gb.mp)
+	inBuf := winoInPool.get(gb.hp*gb.wp + 6*gb.wp + 16)
+	outBuf := winoOutPool.get(40*gb.lt + 4*ow)
+	offBuf := winoOffPool.get(p.C)
+	// 16 planes of a band's input rows (gb.hp at most) or output rows
+	planes := blockedWinoPlanes.get(cpu.Block * max(gb.hp*p.W, 4*rows*ow))
+	var sum *[]float32
+	if z != nil {
+		sum = blockedWinoSum.get(cpu.Block * 4 * rows * ow)
+	}
+	defer func() {
+		winoVPool.put(vBuf)
+		winoMPool.put(mBuf)
+		winoInPool.put(inBuf)
+		winoOutPool.put(outBuf)
+		winoOffPool.put(offBuf)
+		blockedWinoPlanes.put(planes)
+		if sum != nil {
+			blockedWinoSum.put(sum)
+		}
+	}()
+	v, mm, offs, pl := *vBuf, *mBuf, *offBuf, *planes
+	ph, t := (*inBuf)[:gb.hp*gb.wp], (*inBuf)[gb.hp*gb.wp:]
+	s, o, last := (*outBuf)[:24*gb.lt], (*outBuf)[24*gb.lt:40*gb.lt], (*outBuf)[40*gb.lt:]
+	lo, hi, clampOn := wc.lo, wc.hi, wc.clampOn
+	if z != nil {
+		clampOn = false // after the residual
+	}
+	var pm winoPadMasks
+	for band := b0; band < b1; band++ {
+		ty0 := band * rows
+		gr := winoGeomRows(*p, min(rows, g.th-ty0))
+		// input rows [r0, r1) of the padded rows 4ty0-PadTop ... (gr.hp)
+		y0 := 4*ty0 - p.PadTop
+		r0, r1 := max(0, y0), min(p.H, y0+gr.hp)
+		nr := r1 - r0
+		for cb := 0; cb < cpu.Blocks(p.C); cb++ {
+			lanes := min(cpu.Block, p.C-cb*cpu.Block)
+			if nr > 0 {
+				cpu.FromBlockedBlock(x[(cb*hw+r0*p.W)*cpu.Block:(cb*hw+r1*p.W)*cpu.Block], pl, nr*p.W, lanes)
+			}
+			for l := 0; l < lanes; l++ {
+				c := cb*cpu.Block + l
+				if nr > 0 {
+					winoPadDeint(pl[l*nr*p.W:(l+1)*nr*p.W], nr, p.W, r0-y0, p.PadLeft, gr.hp, gr.lp, ph, &pm)
+				} else {
+					clear(ph[:gr.hp*gr.wp])
+				}
+				winoInRows(ph, gr.wp, gr.th, t, v[c*gr.ld:], gr.vp, gr.tw, gr.lp, gr.lt)
+				offs[c] = int32(c * gr.ld)
+			}
+		}
+		f.products(p.C, gr.tiles, gr.ld, gr.vp, gr.mp, v, mm, offs, 0, f.productItems(gr.tiles))
+		n := min(4*gr.th, oh-4*ty0) // output rows of the band
+		np := n * ow
+		for ob := 0; ob < cpu.Blocks(p.M); ob++ {
+			lanes := min(cpu.Block, p.M-ob*cpu.Block)
+			for l := 0; l < lanes; l++ {
+				m := ob*cpu.Block + l
+				var bv float32
+				if bias != nil {
+					bv = bias[m]
+				}
+				winoOutChannel(mm[m*gr.ld:], gr.mp, gr.lt, gr.th, s, o, pl[l*np:(l+1)*np], ow, gr.tw, n, last, bv, lo, hi, clampOn)
+			}
+			at := (ob*ohw + 4*ty0*ow) * cpu.Block
+			yb := out[at : at+np*cpu.Block]
+			if z == nil {
+				cpu.ToBlockedBlock(pl, yb, np, lanes)
+				continue
+			}
+			sb := (*sum)[:np*cpu.Block]
+			cpu.ToBlockedBlock(pl, sb, np, lanes)
+			addClamp(yb, sb, z[at:at+np*cpu.Block], lo, hi, wc.clampOn)
+			if lanes < cpu.Block {
+				for px := 0; px < np; px++ {
+					clear(yb[px*cpu.Block+lanes : (px+1)*cpu.Block])
+				}
+			}
+		}
+	}
 }
 
 // inputBlocked transforms the input channel blocks [b0, b1) of one

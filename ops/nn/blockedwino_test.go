@@ -225,14 +225,32 @@ func TestBlockedConvWinoTactic(t *testing.T) {
 			}
 		}
 	}
-	// a residual on a plane run in bands (16 channels at 64x64): not
-	// offered
+	// a residual on a plane run in bands (16 channels at 64x64)
 	xl := randTensor(r, tensor.Float32, 1, 1, 64, 64, cpu.Block)
 	wl := randTensor(r, tensor.Float32, 24, 16, 3, 3)
-	if _, tactics := tacticKernel(t, node(ActRelu, nil, 3, pads), []*tensor.Tensor{xl, wl, bias}, map[int]bool{1: true, 2: true}); tactics == nil {
-		t.Fatal("16 -> 24 at 64x64 without a residual: no tactics")
+	zl := randTensor(r, tensor.Float32, 1, 2, 64, 64, cpu.Block)
+	pl := cpu.Conv2DParams{N: 1, C: 16, H: 64, W: 64, M: 24, KH: 3, KW: 3, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1,
+		StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1}
+	if winoBandRows(pl, winoGeom(pl)) == 0 {
+		t.Fatal("16 -> 24 at 64x64: not in bands")
 	}
-	// Not offered: stride 2, a 1x1 kernel, a residual on a plane in bands, an NCHW input.
+	kl, tl := tacticKernel(t, node(ActRelu, nil, 4, pads), []*tensor.Tensor{xl, wl, bias, zl}, map[int]bool{1: true, 2: true})
+	if want := []string{blockedDirectTactic, blockedWinoTactic}; !slices.Equal(tl, want) {
+		t.Fatalf("residual on a plane in bands: tactics %v, want %v", tl, want)
+	}
+	wantL, err := kl.Run(nanArena(), []*tensor.Tensor{xl, wl, bias, zl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kl.(ops.Tactical).SetTactic(blockedWinoTactic); err != nil {
+		t.Fatal(err)
+	}
+	gotL, err := kl.Run(nanArena(), []*tensor.Tensor{xl, wl, bias, zl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameResult(t, "BlockedConv with a residual in bands "+blockedWinoTactic, gotL[0], wantL[0])
+	// Not offered: stride 2, a 1x1 kernel, an NCHW input.
 	for _, tc := range []struct {
 		name string
 		n    *ir.Node
@@ -240,7 +258,6 @@ func TestBlockedConvWinoTactic(t *testing.T) {
 	}{
 		{"stride 2", node(ActRelu, nil, 3, pads, ir.IntsAttr("strides", 2, 2)), []*tensor.Tensor{x, w, bias}},
 		{"1x1", node(ActRelu, nil, 3), []*tensor.Tensor{x, randTensor(r, tensor.Float32, 24, 20, 1, 1), bias}},
-		{"residual on a plane in bands", node(ActRelu, nil, 4, pads), []*tensor.Tensor{xl, wl, bias, randTensor(r, tensor.Float32, 1, 2, 64, 64, cpu.Block)}},
 	} {
 		if _, tactics := tacticKernel(t, tc.n, tc.in, map[int]bool{1: true, 2: true}); tactics != nil {
 			t.Errorf("%s: tactics %v, want none", tc.name, tactics)

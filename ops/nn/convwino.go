@@ -368,19 +368,20 @@ type winoCall struct {
 	inFn, prodFn, outFn func(lo, hi int)
 	bandFn              func(lo, hi int)
 	inBFn, outBFn       func(lo, hi int) // blockedwino.go's phases
+	bandBFn             func(lo, hi int) // and bands
 }
 
 var winoCalls = sync.Pool{New: func() any {
 	wc := &winoCall{}
 	wc.inFn, wc.prodFn, wc.outFn, wc.bandFn = wc.input, wc.products, wc.output, wc.bands
-	wc.inBFn, wc.outBFn = wc.inputBlocked, wc.outputBlocked
+	wc.inBFn, wc.outBFn, wc.bandBFn = wc.inputBlocked, wc.outputBlocked, wc.bandsBlocked
 	return wc
 }}
 
 // set makes wc's state c, keeping wc's functions.
 func (wc *winoCall) set(c winoCall) {
 	c.inFn, c.prodFn, c.outFn, c.bandFn = wc.inFn, wc.prodFn, wc.outFn, wc.bandFn
-	c.inBFn, c.outBFn = wc.inBFn, wc.outBFn
+	c.inBFn, c.outBFn, c.bandBFn = wc.inBFn, wc.outBFn, wc.bandBFn
 	*wc = c
 }
 
