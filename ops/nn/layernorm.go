@@ -3,8 +3,6 @@ package nn
 import (
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
-	"github.com/kilnai/kiln/internal/fastmath"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -21,7 +19,9 @@ import (
 // Inputs: X, Skip (optional, X's shape), Gamma [D], Beta [D] (optional);
 // attribute epsilon (default 1e-5). The optional second output is S, for
 // graphs that read the sum elsewhere too. Float32 only; the statistics are
-// float32 sums (the ONNX op's default stash type is float32 as well).
+// float32 sums (the ONNX op's default stash type is float32 as well). Its
+// Run is the reference; the CPU registry (device/cpu/kernels) runs the
+// rows over the cores with AVX2 loops.
 type skipLayerNormOp struct {
 	eps float32
 	// sum: the node has the second output.
@@ -135,101 +135,42 @@ func shapesMayEqual(a, b ir.Shape) bool {
 	return true
 }
 
-// lnGrain is the number of elements below which the rows of a
-// SkipLayerNormalization stay on one goroutine: a row of a few hundred
-// elements takes tens of nanoseconds, less than waking another core.
-const lnGrain = 1 << 14
-
 // skipLayerNorm normalizes the rows (of d elements) of x + skip (x alone
 // when skip is nil) into y with gamma and beta (nil: none); sum, when not
-// nil, receives x + skip. y and sum must not overlap x or skip.
+// nil, receives x + skip: the reference, one row after another with plain
+// float32 sums. The CPU registry (device/cpu/kernels) runs the rows over
+// the cores with vector loops.
 func skipLayerNorm(y, sum, x, skip, gamma, beta []float32, d int, eps float32) {
-	if d == 0 || len(x) == 0 {
+	if d == 0 {
 		return
 	}
-	rows := len(x) / d
-	grain := max(1, lnGrain/d)
-	if rows <= grain || cpu.Threads() == 1 {
-		// one range: on the caller, without a closure to allocate
-		skipLayerNormRows(y, sum, x, skip, gamma, beta, d, eps, 0, rows)
-		return
-	}
-	cpu.ParallelFor(rows, grain, func(lo, hi int) {
-		skipLayerNormRows(y, sum, x, skip, gamma, beta, d, eps, lo, hi)
-	})
-}
-
-// skipLayerNormRows is skipLayerNorm of rows [lo, hi).
-func skipLayerNormRows(y, sum, x, skip, gamma, beta []float32, d int, eps float32, lo, hi int) {
-	for r := lo; r < hi; r++ {
-		xr := x[r*d : (r+1)*d]
-		yr := y[r*d : (r+1)*d]
-		s := xr
-		if skip != nil {
-			// x + skip goes into the sum output or into y itself:
-			// normRow reads each element before writing it.
-			s = yr
-			if sum != nil {
-				s = sum[r*d : (r+1)*d]
+	s := make([]float32, d)
+	for r := range len(x) / d {
+		xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
+		var tot float32
+		for i, v := range xr {
+			if skip != nil {
+				v += skip[r*d+i]
 			}
-			sk := skip[r*d : (r+1)*d]
-			if k := lnVec(d); k > 0 {
-				// x + skip and its sum in one pass (the values and the
-				// order of the sum are normRow's)
-				tot := lnAddSum(s, xr, sk, k)
-				for i := k; i < d; i++ {
-					s[i] = xr[i] + sk[i]
-					tot += s[i]
-				}
-				normRowSum(yr, s, gamma, beta, eps, tot)
-				continue
+			s[i] = v
+			tot += v
+		}
+		if sum != nil {
+			copy(sum[r*d:(r+1)*d], s)
+		}
+		mean := tot / float32(d)
+		var sq float32
+		for _, v := range s {
+			sq += (v - mean) * (v - mean)
+		}
+		inv := float32(1 / math.Sqrt(float64(sq/float32(d)+eps)))
+		for i, v := range s {
+			o := (v - mean) * inv * gamma[i]
+			if beta != nil {
+				o += beta[i]
 			}
-			fastmath.ScaleAdd(s, xr, 1, sk) // x*1 + skip rounds once, as x + skip does
+			yr[i] = o
 		}
-		normRow(yr, s, gamma, beta, eps)
-	}
-}
-
-// normRow sets y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta for one
-// row; y may be s.
-func normRow(y, s, gamma, beta []float32, eps float32) {
-	k := lnVec(len(s))
-	var tot float32
-	if k > 0 {
-		tot = lnSum(s, k)
-	}
-	for _, v := range s[k:] {
-		tot += v
-	}
-	normRowSum(y, s, gamma, beta, eps, tot)
-}
-
-// normRowSum is normRow given the sum tot of s.
-func normRowSum(y, s, gamma, beta []float32, eps, tot float32) {
-	d := len(s)
-	y, gamma = y[:d], gamma[:d]
-	if beta != nil {
-		beta = beta[:d]
-	}
-	k := lnVec(d)
-	mean := tot / float32(d)
-	var sq float32
-	if k > 0 {
-		sq = lnSqDev(s, k, mean)
-	}
-	for _, v := range s[k:] {
-		sq += (v - mean) * (v - mean)
-	}
-	inv := float32(1 / math.Sqrt(float64(sq/float32(d)+eps)))
-	if k > 0 {
-		lnApply(y, s, gamma, beta, k, mean, inv)
-	}
-	for i := k; i < d; i++ {
-		v := (s[i] - mean) * inv * gamma[i]
-		if beta != nil {
-			v += beta[i]
-		}
-		y[i] = v
 	}
 }
 

@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ func cpuTime() time.Duration {
 // the process's CPU time per call (steadier than wall time on a loaded
 // machine; run it at -cpu 1).
 //
-//	go test ./ops/nn -run '^$' -bench SkipLayerNorm -cpu 1
+//	go test ./device/cpu/kernels -run '^$' -bench SkipLayerNorm -cpu 1
 func BenchmarkSkipLayerNorm(b *testing.B) {
 	for _, s := range []struct{ rows, d int }{{128, 128}, {128, 768}} {
 		n := s.rows * s.d
