@@ -17,8 +17,9 @@ import (
 //
 // In an INT8 engine on compute capability 9.0, a quantized convolution that
 // is a product over NHWC rows (1x1, stride 1, unpadded, one group), with a
-// bias, a residual z and ReLU, P = N*H*W a multiple of 128, M of 128 and C
-// of 64, can run as kiln's kernel expand_i8u2:
+// bias, a residual z (or none: the reducing 1x1s, the kernel's hasz 0, beta
+// 0; KILN_CUDA_INT8_REDUCE=0 keeps them out) and ReLU, P = N*H*W a multiple
+// of 128, M of 128 and C of 64, can run as kiln's kernel expand_i8u2:
 //
 //	y8[p, n] = sat(round(relu(alpha[n] sum_k x8[p, k] w8[n, k] + bias'[n] + beta z8[p, n])))
 //
@@ -58,6 +59,12 @@ import (
 // capability 9.0).
 const EnvInt8Expand = "KILN_CUDA_INT8_EXPAND"
 
+// EnvInt8Reduce names the environment variable that, set to 0, keeps
+// expand_i8u2 to the layers with a residual: the 1x1s without one (the
+// reducing 1x1s of the bottleneck blocks, bias and ReLU only) then keep the
+// libraries' tactics.
+const EnvInt8Reduce = "KILN_CUDA_INT8_REDUCE"
+
 // quantI8x is the Tactic.Quant of expand_i8u2 (Impl ImplKernel), and
 // i8xName its name in the timing cache.
 const (
@@ -77,9 +84,18 @@ type i8xConv struct {
 	beta       float32 // sz / sy
 	p, k, n    int     // rows, input and output channels
 	z8         bool    // z is read in 8 bits (its producer writes them: int8chain.go)
+	noz        bool    // no residual (a reducing 1x1: bias and ReLU only; the kernel's hasz 0)
 	// timing: tuning with the chains on times the kernel alone, as the
 	// chains will run it (no quantizing or widening pass)
 	timing bool
+}
+
+// hasz is the kernel's hasz argument: 1 with a residual, 0 without.
+func (x8 *i8xConv) hasz() int32 {
+	if x8.noz {
+		return 0
+	}
+	return 1
 }
 
 // i8xState is an engine's expand_i8u2 module and its contexts' tensor maps.
@@ -105,8 +121,10 @@ func (e *Engine) i8xOK(i int) error {
 		return fmt.Errorf("%w: expand_i8u2 needs compute capability 9.0 (sm_90a), not %d.%d", ErrUnsupported, e.fp.ComputeMajor, e.fp.ComputeMinor)
 	case !e.prog.half || cc == nil || !cc.gemm1x1():
 		return fmt.Errorf("%w: expand_i8u2 runs a 1x1, stride-1, unpadded NHWC convolution of one group", ErrUnsupported)
-	case !cc.fusable || cc.z == nil || !cc.relu:
-		return fmt.Errorf("%w: expand_i8u2 needs bias, residual and ReLU", ErrUnsupported)
+	case !cc.fusable || !cc.relu:
+		return fmt.Errorf("%w: expand_i8u2 needs bias and ReLU", ErrUnsupported)
+	case cc.z == nil && os.Getenv(EnvInt8Reduce) == "0":
+		return fmt.Errorf("%w: expand_i8u2 without a residual is turned off (%s=0)", ErrUnsupported, EnvInt8Reduce)
 	case !cuda.ExpandI8Fits(cc.n*cc.h*cc.wd, cc.c, cc.m):
 		return fmt.Errorf("%w: expand_i8u2 needs rows and output channels multiples of 128 and input channels of 64, not %d, %d, %d",
 			ErrUnsupported, cc.n*cc.h*cc.wd, cc.m, cc.c)
@@ -236,7 +254,10 @@ func (e *Engine) newI8x(i int) (_ *int8Conv, err error) {
 	s := e.prog.steps[i]
 	cc := s.conv
 	sx := e.opt.Int8[s.node.Name]
-	sz, okz := e.valueScale(*cc.z)
+	sz, okz := float32(1), true // no residual: beta 0, sz unused
+	if cc.z != nil {
+		sz, okz = e.valueScale(*cc.z)
+	}
 	sy, oky := e.valueScale(cc.y)
 	wv := input(s.node, 1)
 	switch {
@@ -259,9 +280,12 @@ func (e *Engine) newI8x(i int) (_ *int8Conv, err error) {
 	}
 	wq, sw := quantizeWeights(wv.Const.Float32s(), cc.m, cc.c, 1, 1, cc.c)
 	alpha, b, beta := i8xScales(sx, sz, sy, sw, bias)
+	if cc.z == nil {
+		beta = 0
+	}
 	p := cc.n * cc.h * cc.wd
 	q := &int8Conv{name: s.node.Name, kind: "int8", fn: e.int8.fns["int8"], inv: 1 / sx, c: cc.c, cp: cc.c,
-		x8: &i8xConv{sx: sx, sz: sz, sy: sy, beta: beta, p: p, k: cc.c, n: cc.m}}
+		x8: &i8xConv{sx: sx, sz: sz, sy: sy, beta: beta, p: p, k: cc.c, n: cc.m, noz: cc.z == nil}}
 	defer func() {
 		if err != nil {
 			e.freeInt8(q)
@@ -295,7 +319,7 @@ func (q *int8Conv) i8xLayout() (x, z, y, ws int) {
 	if !q.in8 {
 		x, ws = ws, ws+q.xq
 	}
-	if !x8.z8 {
+	if !x8.z8 && !x8.noz {
 		z, ws = ws, ws+align256(x8.p*x8.n)
 	}
 	if !q.out8 {
@@ -359,7 +383,11 @@ func (c *Context) i8xCalls(i int, q *int8Conv) ([]call, []launch) {
 	st := e.int8.x8
 	x8 := q.x8
 	cc := e.prog.steps[i].conv
-	x, z, y := c.addr(cc.x), c.addr(*cc.z), c.addr(cc.y)
+	x, y := c.addr(cc.x), c.addr(cc.y)
+	var z cuda.DevicePtr // 0: no residual (its map then points at y, unread)
+	if cc.z != nil {
+		z = c.addr(*cc.z)
+	}
 	xo, zo, yo, _ := q.i8xLayout()
 	rows := int64(x8.p)
 	var calls []call
@@ -391,7 +419,7 @@ func (c *Context) i8xCalls(i int, q *int8Conv) ([]call, []launch) {
 	args.SetPtr(1, q.scale)
 	args.SetPtr(2, q.bias)
 	args.SetFloat32(3, x8.beta)
-	args.SetInt32(4, 1)
+	args.SetInt32(4, x8.hasz())
 	args.SetInt32(5, int32(x8.k))
 	args.SetInt32(6, int32(x8.n))
 	args.SetInt32(7, int32(tiles))
@@ -480,7 +508,11 @@ func (e *Engine) withI8x(i int, sig string, q *int8Conv, cands []candidate) []ca
 // i8xTactic describes step i run as q's expand_i8u2, as kiln inspect shows it.
 func (e *Engine) i8xTactic(i int, q *int8Conv) string {
 	x8 := q.x8
-	s := fmt.Sprintf("kiln expand_i8u2 nhwc 1x1 int8 %dx%dx%d (wgmma, tensor maps), per-channel scales, bias+residual+ReLU", x8.p, x8.n, x8.k)
+	epi := "bias+residual+ReLU"
+	if x8.noz {
+		epi = "bias+ReLU"
+	}
+	s := fmt.Sprintf("kiln expand_i8u2 nhwc 1x1 int8 %dx%dx%d (wgmma, tensor maps), per-channel scales, %s", x8.p, x8.n, x8.k, epi)
 	var in []string
 	if q.in8 {
 		in = append(in, "input")

@@ -113,9 +113,14 @@ func bodyGraph(t *testing.T, batch int) *ir.Graph {
 // residual and writing its output in 8 bits (the block inputs read by the
 // next block's first 1x1 and as the residual, the downsample's output as
 // the residual alone, the stage's output by the next stage's first 1x1
-// and downsample), their tensor maps encoded into one allocation per layer
+// and downsample), and so does the one reducing 1x1 that fits (the second
+// stage's first, 256 -> 128 at 56x56; the others have 64 outputs or 28x28
+// rows) without a residual (hasz 0), reading the stage's output and writing
+// the 3x3's input in 8 bits; every 1x1 that fits the kernel runs it; their
+// tensor maps encoded into one allocation per layer
 // and context, and the engine runs eagerly and captured. Without
-// expand_i8u2 (KILN_CUDA_INT8_EXPAND=0), none runs it.
+// expand_i8u2 (KILN_CUDA_INT8_EXPAND=0), none runs it; with
+// KILN_CUDA_INT8_REDUCE=0 only the expanding ones.
 func TestInt8ExpandFake(t *testing.T) {
 	dir := fakeLibs(t)
 	g := bodyGraph(t, 2)
@@ -137,21 +142,44 @@ func TestInt8ExpandFake(t *testing.T) {
 	t.Setenv(EnvInt8Chain, "1")
 	t.Setenv(EnvInt8Expand, "1")
 	e, c := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
-	var got []string
+	var got, reduce []string
+	for i, s := range e.prog.steps {
+		cc := s.conv
+		if cc == nil || !cc.gemm1x1() || !cc.fusable || !cc.relu || cc.n*cc.h*cc.wd%128 != 0 || cc.m%128 != 0 || cc.c%64 != 0 {
+			continue
+		}
+		if q := e.int8.use[i]; q == nil || q.x8 == nil {
+			t.Errorf("%s (%dx%d, %d -> %d, residual %v) fits expand_i8u2 and does not run it", s.node.Name, cc.h, cc.wd, cc.c, cc.m, cc.z != nil)
+		}
+	}
 	for i, q := range e.int8.use {
 		if q.x8 == nil {
 			continue
 		}
 		cc := e.prog.steps[i].conv
-		got = append(got, e.prog.steps[i].node.Name)
-		if cc.h != 56 || cc.m != 256 {
-			t.Errorf("%s (%dx%d, %d channels) runs expand_i8u2", e.prog.steps[i].node.Name, cc.h, cc.wd, cc.m)
-		}
-		if !q.in8 || !q.x8.z8 || !q.out8 {
-			t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want all", q.name, q.in8, q.x8.z8, q.out8)
-		}
-		if tac := e.int8Tactic(i); !strings.Contains(tac, "expand_i8u2") || !strings.Contains(tac, "input and residual in 8 bits, output in 8 bits") {
-			t.Errorf("%s: tactic %q", q.name, tac)
+		if cc.z == nil {
+			// the reducing 1x1: the stage's output in, the 3x3's input out, no residual
+			reduce = append(reduce, q.name)
+			if cc.h != 56 || cc.c != 256 || cc.m != 128 || !q.x8.noz || q.x8.beta != 0 {
+				t.Errorf("%s (%dx%d, %d -> %d, no residual %v, beta %g) runs expand_i8u2", q.name, cc.h, cc.wd, cc.c, cc.m, q.x8.noz, q.x8.beta)
+			}
+			if !q.in8 || q.x8.z8 || !q.out8 {
+				t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want true, false, true", q.name, q.in8, q.x8.z8, q.out8)
+			}
+			if tac := e.int8Tactic(i); !strings.Contains(tac, "expand_i8u2") || !strings.Contains(tac, "bias+ReLU, input in 8 bits, output in 8 bits") {
+				t.Errorf("%s: tactic %q", q.name, tac)
+			}
+		} else {
+			got = append(got, e.prog.steps[i].node.Name)
+			if cc.h != 56 || cc.m != 256 || q.x8.noz {
+				t.Errorf("%s (%dx%d, %d channels) runs expand_i8u2", e.prog.steps[i].node.Name, cc.h, cc.wd, cc.m)
+			}
+			if !q.in8 || !q.x8.z8 || !q.out8 {
+				t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want all", q.name, q.in8, q.x8.z8, q.out8)
+			}
+			if tac := e.int8Tactic(i); !strings.Contains(tac, "expand_i8u2") || !strings.Contains(tac, "bias+residual+ReLU, input and residual in 8 bits, output in 8 bits") {
+				t.Errorf("%s: tactic %q", q.name, tac)
+			}
 		}
 		if tt := e.Tactics()[q.name]; tt.name() != i8xName {
 			t.Errorf("%s: tactic %+v", q.name, tt)
@@ -169,13 +197,16 @@ func TestInt8ExpandFake(t *testing.T) {
 				k = &c.calls[j]
 			}
 		}
-		tiles := uint32(cuda.ExpandI8Tiles(2*56*56, 256))
+		tiles := uint32(cuda.ExpandI8Tiles(2*56*56, cc.m))
 		if k == nil || k.block.X != cuda.ExpandI8Threads || k.grid.X != min(tiles, 264) || k.shmem != uint32(cuda.ExpandI8SharedMem()) {
 			t.Errorf("%s: launch %+v", q.name, k)
 		}
+		if hasz := q.x8.hasz(); (hasz == 1) != (cc.z != nil) {
+			t.Errorf("%s: hasz %d, residual %v", q.name, hasz, cc.z != nil)
+		}
 	}
-	if len(got) != 3 {
-		t.Errorf("expand_i8u2 runs %d layers (%v), want the 56x56 stage's 3", len(got), got)
+	if len(got) != 3 || len(reduce) != 1 {
+		t.Errorf("expand_i8u2 runs %d expanding layers (%v), want the 56x56 stage's 3, and %d reducing ones (%v), want 1", len(got), got, len(reduce), reduce)
 	}
 	// every value a chain touches: its producer writes 8 bits and each
 	// reader reads 8 bits
@@ -191,8 +222,8 @@ func TestInt8ExpandFake(t *testing.T) {
 			}
 		}
 	}
-	if n := len(e.int8.x8.maps[c]); n != 3 {
-		t.Errorf("the context holds %d layers' maps, want 3", n)
+	if n := len(e.int8.x8.maps[c]); n != 4 {
+		t.Errorf("the context holds %d layers' maps, want 4", n)
 	}
 	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 2, 64, 56, 56)}
 	for range 3 { // eagerly, captured, replayed
@@ -208,7 +239,7 @@ func TestInt8ExpandFake(t *testing.T) {
 	if _, err := c2.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := e.int8.x8.maps[c], e.int8.x8.maps[c2]; len(b) != 3 || len(a) != 3 {
+	if a, b := e.int8.x8.maps[c], e.int8.x8.maps[c2]; len(b) != 4 || len(a) != 4 {
 		t.Errorf("maps: %d and %d layers", len(a), len(b))
 	}
 	c2.Close()
@@ -253,8 +284,12 @@ func TestInt8ExpandFake(t *testing.T) {
 				n++
 			}
 		}
-		if n != 4 { // quantize x, quantize z, the kernel, widen y
-			t.Errorf("tuned: %s makes %d calls, want 4", q.name, n)
+		want := 4 // quantize x, quantize z, the kernel, widen y
+		if q.x8.noz {
+			want = 3 // no residual to quantize
+		}
+		if n != want {
+			t.Errorf("tuned: %s makes %d calls, want %d", q.name, n, want)
 		}
 	}
 	if _, err := ct.Run(context.Background(), in); err != nil {
@@ -269,10 +304,25 @@ func TestInt8ExpandFake(t *testing.T) {
 			t.Errorf("%s runs expand_i8u2 with %s=0", q.name, EnvInt8Expand)
 		}
 	}
+	t.Setenv(EnvInt8Expand, "1")
+	t.Setenv(EnvInt8Reduce, "0")
+	e4, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+	n4 := 0
+	for i, q := range e4.int8.use {
+		if q.x8 != nil {
+			n4++
+			if e4.prog.steps[i].conv.z == nil {
+				t.Errorf("%s (no residual) runs expand_i8u2 with %s=0", q.name, EnvInt8Reduce)
+			}
+		}
+	}
+	if n4 != 3 {
+		t.Errorf("%s=0: expand_i8u2 runs %d layers, want the 3 expanding ones", EnvInt8Reduce, n4)
+	}
 	// What a user gets (the kernel checked on an H100): no variable set,
 	// on compute 9.0 the chains, every 1x1 in INT8 and expand_i8u2 on the
 	// same 3 layers, reading and writing 8 bits.
-	for _, k := range []string{EnvInt8Expand, EnvUnverified, EnvInt8Chain, EnvInt8All} {
+	for _, k := range []string{EnvInt8Expand, EnvInt8Reduce, EnvUnverified, EnvInt8Chain, EnvInt8All} {
 		t.Setenv(k, "")
 	}
 	e3, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
@@ -280,15 +330,15 @@ func TestInt8ExpandFake(t *testing.T) {
 	for i, q := range e3.int8.use {
 		if q.x8 != nil {
 			n3++
-			if !q.in8 || !q.x8.z8 || !q.out8 {
-				t.Errorf("defaults: %s: input in 8 bits %v, residual %v, output %v; want all", q.name, q.in8, q.x8.z8, q.out8)
+			if !q.in8 || q.x8.z8 == q.x8.noz || !q.out8 {
+				t.Errorf("defaults: %s: input in 8 bits %v, residual %v (none %v), output %v; want all", q.name, q.in8, q.x8.z8, q.x8.noz, q.out8)
 			}
 		}
 		if cc := e3.prog.steps[i].conv; cc.kh*cc.kw == 1 && q == nil {
 			t.Errorf("defaults: 1x1 %s is not INT8", q.name)
 		}
 	}
-	if n3 != 3 || len(e3.int8.use) != len(e.int8.use) {
-		t.Errorf("defaults: expand_i8u2 runs %d layers, want 3; %d layers INT8, want %d", n3, len(e3.int8.use), len(e.int8.use))
+	if n3 != 4 || len(e3.int8.use) != len(e.int8.use) {
+		t.Errorf("defaults: expand_i8u2 runs %d layers, want 4; %d layers INT8, want %d", n3, len(e3.int8.use), len(e.int8.use))
 	}
 }
