@@ -367,12 +367,13 @@ func BenchmarkBlockedWinoBlockedAB(b *testing.B) {
 	for _, l := range []struct {
 		name    string
 		c, h, m int
-	}{{"r50_64-64_3x3_56", 64, 56, 64}, {"r50_128-128_3x3_28", 128, 28, 128}, {"r50_256-256_3x3_14", 256, 14, 256}} {
+	}{{"r50_64-64_3x3_56", 64, 56, 64}, {"r50_128-128_3x3_28", 128, 28, 128}, {"r50_256-256_3x3_14", 256, 14, 256},
+		{"rmini_16-16_3x3_56_bands", 16, 56, 16}} {
 		b.Run(l.name, func(b *testing.B) {
 			p := cpu.Conv2DParams{N: 1, C: l.c, H: l.h, W: l.h, M: l.m, KH: 3, KW: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1,
 				Group: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: cpu.ActRelu}
 			r := rand.New(rand.NewPCG(1, uint64(l.c)))
-			copies := max(2, (256<<20)/(36*l.c*l.m*4))
+			copies := min(4096, max(2, (256<<20)/(36*l.c*l.m*4)))
 			wino := make([]*winoFilter, copies)
 			for i := range copies {
 				w := make([]float32, l.m*l.c*9)
@@ -392,12 +393,13 @@ func BenchmarkBlockedWinoBlockedAB(b *testing.B) {
 				return func() { blockedWinoReorder = reorder; blockedWino(p, wino[next%copies], x, bias, nil, y); next++ }
 			}
 			runA, runB := run(true), run(false)
+			reps := max(8, 16*64*64/(l.c*l.m)) // a round of several ms
 			timeIt := func(fn func()) float64 {
 				t0 := blockedWinoCPU()
-				for range 8 {
+				for range reps {
 					fn()
 				}
-				return float64(blockedWinoCPU()-t0) / 8 / 1e3
+				return float64(blockedWinoCPU()-t0) / float64(reps) / 1e3
 			}
 			runA()
 			runB()
