@@ -216,11 +216,11 @@ func (k *geluOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 // ([..., d, s]) and the optional Mask (input 3) is added with numpy
 // broadcasting (should it enlarge the scores, they are broadcast first, as
 // the unfused graph would). Attribute scale defaults to 1. It computes
-// float32 only. Plain [B, H, ., .] heads go through attnJob (attention.go:
-// per head and block of query rows, the scores of one block at a time);
-// other shapes compute all scores in pooled scratch memory, then the
-// softmax rows in parallel with the float32 exponential of
-// internal/fastmath, then the product with V.
+// float32 only. Its Run computes all scores in pooled scratch memory, then
+// the softmax rows in parallel with the float32 exponential of
+// internal/fastmath, then the product with V; the CPU registry
+// (device/cpu/kernels) runs plain [B, H, ., .] heads per head and block of
+// query rows (the scores of one block at a time).
 type attentionOp struct{ scale float32 }
 
 func attentionAttrs(n *ir.Node, opset int64) (any, error) {
@@ -298,10 +298,6 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	if err != nil {
 		return nil, err
 	}
-	if a := fusedAttention(q, kt, v, y, mask, shape, mstr, k.scale); a != nil {
-		a.run() // per head and block of query rows (attention.go)
-		return []*tensor.Tensor{y}, nil
-	}
 	n1 := tensor.NumElements(p1.out)
 	sc, h1 := scratch[float32](n1)
 	defer putScratch(h1)
@@ -316,32 +312,6 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 	softmaxRows(sc, shape, k.scale, mask, mstr)
 	runMatMul(p2, sc, v.Float32s(), y.Float32s())
 	return []*tensor.Tensor{y}, nil
-}
-
-// fusedAttention returns the attnJob of kiln::Attention when its operands
-// are plain [B, H, ., .] heads (Q [B,H,S,D], K [B,H,D,T], V [B,H,T,E], no
-// batch broadcasting, D > 0) and the mask, if any, does not enlarge the
-// scores (shape): then the scores never exist beyond one block of query
-// rows. Otherwise nil: the GEMM, softmax, GEMM path.
-func fusedAttention(q, kt, v, y, mask *tensor.Tensor, shape, mstr []int, scale float32) *attnJob {
-	if q.Rank() != 4 || kt.Rank() != 4 || v.Rank() != 4 || len(shape) != 4 {
-		return nil
-	}
-	b, h, s, d := q.Shape[0], q.Shape[1], q.Shape[2], q.Shape[3]
-	t, e := kt.Shape[3], v.Shape[3]
-	if d == 0 || kt.Shape[0] != b || kt.Shape[1] != h || v.Shape[0] != b || v.Shape[1] != h || !sameShape(shape, []int{b, h, s, t}) {
-		return nil
-	}
-	a := &attnJob{b: b, h: h, sq: s, sk: t, d: d, dv: e, scale: scale, kT: true,
-		q: attnView{data: q.Float32s(), ld: d, bStride: h * s * d, hStride: s * d},
-		k: attnView{data: kt.Float32s(), ld: t, bStride: h * d * t, hStride: d * t},
-		v: attnView{data: v.Float32s(), ld: e, bStride: h * t * e, hStride: t * e},
-		y: attnView{data: y.Float32s(), ld: e, bStride: h * s * e, hStride: s * e},
-	}
-	if mask != nil {
-		a.mask, a.mstr = mask.Float32s(), mstr
-	}
-	return a
 }
 
 // broadcastInto writes src, read through broadcast strides st, into dst of

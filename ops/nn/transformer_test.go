@@ -385,8 +385,9 @@ func unfusedAttention(t *testing.T, q, kt, v, mask *tensor.Tensor, scale float32
 	return step("MatMul", nil, s, v)
 }
 
-// TestAttentionBlocks checks kiln::Attention's blocked path (attnJob with K
-// already transposed) against the unfused ONNX ops at sequence lengths 1,
+// TestAttentionBlocks checks kiln::Attention (the reference kernel; the
+// CPU registry's blocked path is checked against it in device/cpu/kernels)
+// against the unfused ONNX ops at sequence lengths 1,
 // 7 and 128, queries and keys of different lengths, value widths other
 // than the head size, and masks over keys, rows, heads or all four axes.
 func TestAttentionBlocks(t *testing.T) {

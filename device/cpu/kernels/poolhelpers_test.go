@@ -113,3 +113,25 @@ func f32s(v []float64) []float32 {
 	}
 	return f
 }
+
+// mhaNode returns a kiln::MultiHeadAttention node of heads heads, with a
+// mask input when masked.
+func mhaNode(heads int, masked bool) *ir.Node {
+	n := &ir.Node{Name: "mha", Domain: "kiln", OpType: "MultiHeadAttention", Outputs: []*ir.Value{{Name: "y"}},
+		Inputs: []*ir.Value{{Name: "qkv", Type: ir.Type{DType: tensor.Float32}}},
+		Attrs:  map[string]*ir.Attr{"num_heads": {Name: "num_heads", Type: ir.AttrInt, I: int64(heads)}}}
+	if masked {
+		n.Inputs = append(n.Inputs, &ir.Value{Name: "mask", Type: ir.Type{DType: tensor.Float32}})
+	}
+	return n
+}
+
+// mhaKernelOf returns the registry's kernel of mhaNode(heads, true).
+func mhaKernelOf(t testing.TB, heads int) ops.Kernel {
+	t.Helper()
+	k, impl, err := Prepare(mhaNode(heads, true), 17)
+	if err != nil || impl != "cpu.MultiHeadAttention" {
+		t.Fatalf("Prepare = %q, %v; want the registry's kernel", impl, err)
+	}
+	return k
+}

@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ func BenchmarkMHA(b *testing.B) {
 			xv[i] = float32(i%23)/11 - 1
 		}
 		mask := tensor.New(tensor.Float32, 1, 1, 1, seq)
-		k := &mhaOp{heads: s.heads}
+		k := mhaKernelOf(b, s.heads)
 		in := []*tensor.Tensor{x, mask}
 		b.Run(fmt.Sprintf("h%d-d%d", s.heads, s.hd/s.heads), func(b *testing.B) {
 			c0 := cpuTime()
@@ -31,3 +31,4 @@ func BenchmarkMHA(b *testing.B) {
 		})
 	}
 }
+

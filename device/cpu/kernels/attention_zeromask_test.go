@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"math"
@@ -25,7 +25,7 @@ func TestMHAZeroMask(t *testing.T) {
 		for i := range x.Float32s() {
 			x.Float32s()[i] = float32(r.NormFloat64())
 		}
-		k := &mhaOp{heads: tc.h}
+		k := mhaKernelOf(t, tc.h)
 		run := func(in ...*tensor.Tensor) []float32 {
 			out, err := k.Run(nil, in)
 			if err != nil {
