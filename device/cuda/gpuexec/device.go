@@ -41,7 +41,7 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	if o.Precision != "" && o.Precision != "fp32" && o.Precision != "fp16" && o.Precision != "int8" {
 		return nil, fmt.Errorf("%w: %s on the GPU (the CUDA executor runs fp32, fp16 and int8)", ErrUnsupported, o.Precision)
 	}
-	int8Scales, int8Section, err := int8Options(o) // int8.go: FP16 with INT8 convolutions
+	int8Scales, int8Sec, int8Chain, err := int8Options(o) // int8.go: FP16 with INT8 convolutions
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,13 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 	// timed beside the legacy calls (longer builds; a few percent faster
 	// convolutions on ResNet-50).
 	opt := Options{Ordinal: o.Ordinal, MemoryLimit: o.MemoryLimit, FP16: o.Precision == "fp16" || o.Precision == "int8", GraphConv: o.OptLevel >= 3,
-		Int8: int8Scales, LayerPrecision: layers}
+		Int8: int8Scales, Int8Chain: int8Chain, LayerPrecision: layers}
+	if int8Sec != nil && int8Chain == nil {
+		// building: the section records whether the engines run the 8-bit
+		// chains (int8chain.go), as a load will
+		on := int8ChainsFor(opt, major, minor)
+		opt.Int8Chain, int8Sec = &on, int8Section(int8Scales, &on)
+	}
 	arch := fmt.Sprintf("sm_%d%d", major, minor)
 	blobs := map[string][]byte{}
 	if img, ok := o.Blobs[kernelBlob(arch)]; ok && len(img) > 0 {
@@ -74,8 +80,8 @@ func compilePlan(g *ir.Graph, o device.ExecOptions) (device.Program, error) {
 		opt.Kernels, arch = img, a
 	}
 	blobs[kernelBlob(arch)] = opt.Kernels
-	if int8Section != nil {
-		blobs[int8Blob] = int8Section
+	if int8Sec != nil {
+		blobs[int8Blob] = int8Sec
 	}
 	if precSection != nil {
 		blobs[precisionBlob] = precSection

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/device/cuda"
@@ -96,6 +97,10 @@ type int8Conv struct {
 	mem            int64          // device bytes reserved for w, scale and bias
 	lt             *ltQuant       // an FP8 cuBLASLt product instead of g (op_conv1x1_q.go)
 	x8             *i8xConv       // kiln's expand_i8u2 instead of g (op_conv1x1_i8x.go): scale holds alpha
+	// want is the engine a plan recorded for the layer chained (its graph
+	// writing 8 bits), when the graph writing half could not be built
+	// from it: chainOut builds it (int8chain.go).
+	want string
 }
 
 // quant is how q's tactic names it: "int8", "fp8", "int8-scaled", ...
@@ -112,6 +117,15 @@ type int8State struct {
 	use   map[int]*int8Conv        // by step: run quantized
 	spare map[int][]*int8Conv      // tuning: timed by tune
 	x8    *i8xState                // expand_i8u2's module and maps (op_conv1x1_i8x.go)
+	// chain: tuning with the chains on (tune.go, tuneChained): each
+	// layer's spare is one INT8 plan with the heuristics' first engine
+	// (first, while planInt8 builds them), its engines built and timed as
+	// the chains run it once the chains are known.
+	chain, first bool
+	// choice and times: tuneChained's decision ("int8", "int8-first",
+	// "fp16") and the engine's times each way, in that order
+	choice string
+	times  [3]time.Duration
 }
 
 // uploadInt8 copies b into a device allocation of its own, counted in the
@@ -305,6 +319,15 @@ func (e *Engine) planInt8(o cuda.Options) {
 		switch {
 		case ok && t.Quant != "":
 			q, err := e.newQuantTactic(o, d, h, i, t) // op_conv1x1_q.go: FP8 products too
+			if err != nil && t.Impl == ImplCUDNN && e.int8Chains() {
+				// a chained layer's engine writes 8 bits (tuneChained): the
+				// graph writing half may not build from it; chainOut does
+				e.int8.first = true
+				if q, err = e.newInt8Conv(d, h, i, t.Quant, ""); err == nil {
+					q.want = t.Graph
+				}
+				e.int8.first = false
+			}
 			if err != nil {
 				continue // stale: the step runs as planned in FP16
 			}
@@ -312,6 +335,20 @@ func (e *Engine) planInt8(o cuda.Options) {
 			e.tactics[s.node.Name] = t
 		case ok:
 			// another recorded choice: FP16 runs it
+		case e.opt.Tune && e.int8Chains():
+			// chained: one INT8 plan (expand_i8u2 where it fits, else
+			// cuDNN's graph with the heuristics' first engine), its
+			// engines timed as chained by tuneChained (tune.go)
+			e.int8.chain = true
+			if q := e.i8xSpare(i); q != nil { // op_conv1x1_i8x.go
+				e.int8.spare[i] = append(e.int8.spare[i], q)
+				continue
+			}
+			e.int8.first = true
+			if q, err := e.newInt8Conv(d, h, i, "int8", ""); err == nil {
+				e.int8.spare[i] = append(e.int8.spare[i], q)
+			}
+			e.int8.first = false
 		case e.opt.Tune:
 			for _, kind := range quantKinds {
 				if q, err := e.newQuantConv(d, h, i, kind); err == nil {
@@ -431,7 +468,7 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, quant, id
 	if id != "" {
 		g, err = d.NewGraphConvFromID(h, p, cc.oh, cc.ow, go_, id)
 	} else {
-		if !e.opt.Tune {
+		if !e.opt.Tune || e.int8.first {
 			go_.MaxCandidates = 1
 		}
 		g, err = d.NewGraphConv(h, p, cc.oh, cc.ow, go_)
@@ -639,34 +676,56 @@ func (e *Engine) quantPrecision(name string) string {
 type int8File struct {
 	Format string             `json:"format"`
 	Scales map[string]float32 `json:"scales"`
+	// Chain records whether the engine was built with the 8-bit chains
+	// (int8chain.go); a plan without it (written before the chains were on
+	// by default) loads without them unless KILN_CUDA_INT8_CHAIN=1.
+	Chain *bool `json:"chain,omitempty"`
 }
 
 const int8Format = "kiln-cuda-int8-v1"
 
 // int8Options reads the INT8 input scales of a compilation: those the
-// builder gives (o.Int8Scales), else a plan's section; it returns them and
-// the section to store. Precision "int8" without scales is an error.
-func int8Options(o device.ExecOptions) (map[string]float32, []byte, error) {
+// builder gives (o.Int8Scales), else a plan's section; it returns them,
+// the section to store and, from a plan, whether its engine ran the
+// chains (nil from the builder: int8Section adds the build's). Precision
+// "int8" without scales is an error.
+func int8Options(o device.ExecOptions) (map[string]float32, []byte, *bool, error) {
 	if o.Precision != "int8" {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	scales := o.Int8Scales
+	var chain *bool
 	if scales == nil {
 		b, ok := o.Blobs[int8Blob]
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: an int8 program needs the input scales of its quantized convolutions (device.ExecOptions.Int8Scales, or the plan's %s section)", ErrGraph, int8Blob)
+			return nil, nil, nil, fmt.Errorf("%w: an int8 program needs the input scales of its quantized convolutions (device.ExecOptions.Int8Scales, or the plan's %s section)", ErrGraph, int8Blob)
 		}
 		var f int8File
 		if err := json.Unmarshal(b, &f); err != nil || f.Format != int8Format {
-			return nil, nil, fmt.Errorf("%w: the plan's %s section is not %s (%v)", ErrGraph, int8Blob, int8Format, err)
+			return nil, nil, nil, fmt.Errorf("%w: the plan's %s section is not %s (%v)", ErrGraph, int8Blob, int8Format, err)
 		}
-		scales = f.Scales
+		scales, chain = f.Scales, f.Chain
+		if chain == nil { // a plan from before the chains were on by default
+			chain = new(bool)
+		}
 	}
 	for n, s := range scales {
 		if !(s > 0) || math.IsInf(float64(s), 0) {
-			return nil, nil, fmt.Errorf("%w: INT8 input scale %g for layer %q", ErrGraph, s, n)
+			return nil, nil, nil, fmt.Errorf("%w: INT8 input scale %g for layer %q", ErrGraph, s, n)
 		}
 	}
-	b, _ := json.Marshal(int8File{Format: int8Format, Scales: scales}) // map keys sorted: a stable section
-	return scales, b, nil
+	var b []byte
+	if o.Int8Scales == nil {
+		b = int8Section(scales, chain)
+	} else {
+		b = int8Section(scales, nil)
+	}
+	return scales, b, chain, nil
+}
+
+// int8Section is the plan's section of the scales and the chains' record
+// (nil: none).
+func int8Section(scales map[string]float32, chain *bool) []byte {
+	b, _ := json.Marshal(int8File{Format: int8Format, Scales: scales, Chain: chain}) // map keys sorted: a stable section
+	return b
 }

@@ -281,16 +281,27 @@ func bytesInt8(b []byte) []int8 {
 // the builder, stored as the plan section; from a plan's section; errors
 // for a missing or malformed section and for a bad scale.
 func TestInt8Options(t *testing.T) {
-	scales, blob, err := int8Options(device.ExecOptions{Precision: "int8", Int8Scales: map[string]float32{"b": 0.5, "a": 0.25}})
-	if err != nil || len(scales) != 2 || string(blob) != `{"format":"kiln-cuda-int8-v1","scales":{"a":0.25,"b":0.5}}` {
-		t.Fatalf("from the builder: %v %s %v", scales, blob, err)
+	scales, blob, chain, err := int8Options(device.ExecOptions{Precision: "int8", Int8Scales: map[string]float32{"b": 0.5, "a": 0.25}})
+	if err != nil || len(scales) != 2 || chain != nil || string(blob) != `{"format":"kiln-cuda-int8-v1","scales":{"a":0.25,"b":0.5}}` {
+		t.Fatalf("from the builder: %v %s %v %v", scales, blob, chain, err)
 	}
-	back, blob2, err := int8Options(device.ExecOptions{Precision: "int8", Blobs: map[string][]byte{int8Blob: blob}})
-	if err != nil || !reflect.DeepEqual(back, scales) || string(blob2) != string(blob) {
-		t.Fatalf("from the plan: %v %s %v", back, blob2, err)
+	// a plan's section: without the chains' record (an older plan) the
+	// engine runs without them; with it, as recorded
+	for _, tt := range []struct {
+		section, want string
+		chain         bool
+	}{
+		{string(blob), `{"format":"kiln-cuda-int8-v1","scales":{"a":0.25,"b":0.5},"chain":false}`, false},
+		{string(int8Section(scales, new(bool))), `{"format":"kiln-cuda-int8-v1","scales":{"a":0.25,"b":0.5},"chain":false}`, false},
+		{`{"format":"kiln-cuda-int8-v1","scales":{"a":0.25,"b":0.5},"chain":true}`, `{"format":"kiln-cuda-int8-v1","scales":{"a":0.25,"b":0.5},"chain":true}`, true},
+	} {
+		back, blob2, chain, err := int8Options(device.ExecOptions{Precision: "int8", Blobs: map[string][]byte{int8Blob: []byte(tt.section)}})
+		if err != nil || !reflect.DeepEqual(back, scales) || string(blob2) != tt.want || chain == nil || *chain != tt.chain {
+			t.Errorf("from the plan %s: %v %s %v %v", tt.section, back, blob2, chain, err)
+		}
 	}
-	if s, b, err := int8Options(device.ExecOptions{Precision: "fp16"}); s != nil || b != nil || err != nil {
-		t.Errorf("fp16: %v %s %v", s, b, err)
+	if s, b, c, err := int8Options(device.ExecOptions{Precision: "fp16"}); s != nil || b != nil || c != nil || err != nil {
+		t.Errorf("fp16: %v %s %v %v", s, b, c, err)
 	}
 	for _, tt := range []struct {
 		name string
@@ -303,7 +314,7 @@ func TestInt8Options(t *testing.T) {
 		{"NaN scale", device.ExecOptions{Precision: "int8", Int8Scales: map[string]float32{"c": float32(math.NaN())}}, "scale NaN"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := int8Options(tt.o)
+			_, _, _, err := int8Options(tt.o)
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrGraph) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
 			}

@@ -1,6 +1,7 @@
 package gpuexec
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -40,7 +41,13 @@ const EnvInt8Chain = "KILN_CUDA_INT8_CHAIN"
 // 1.32x FP16 untuned, TestInt8ExpandOnGPU, device/cuda/NOTES.md), off on
 // others. KeepValues (values read back as half) turns them off.
 func (e *Engine) int8Chains() bool {
-	if e.opt.KeepValues {
+	return int8ChainsFor(e.opt, e.fp.ComputeMajor, e.fp.ComputeMinor)
+}
+
+// int8ChainsFor is int8Chains for an engine of options o on a GPU of
+// compute capability major.minor.
+func int8ChainsFor(o Options, major, minor int) bool {
+	if o.KeepValues {
 		return false
 	}
 	switch os.Getenv(EnvInt8Chain) {
@@ -49,10 +56,10 @@ func (e *Engine) int8Chains() bool {
 	case "1":
 		return true
 	}
-	if e.opt.Int8Chain != nil {
-		return *e.opt.Int8Chain
+	if o.Int8Chain != nil {
+		return *o.Int8Chain
 	}
-	return e.fp.ComputeMajor == 9 && e.fp.ComputeMinor == 0
+	return major == 9 && minor == 0
 }
 
 // int8All reports whether an untuned INT8 engine runs its quantized 1x1
@@ -270,9 +277,16 @@ func (e *Engine) chainOut(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, sNext float3
 		StrideH: ca.sh, StrideW: ca.sw, DilH: ca.dh, DilW: ca.dw, Group: 1, NHWC: true}
 	o := cuda.GraphConvOptions{Bias: true, ReLU: ca.relu, MaxWorkspace: int8MaxWorkspace, MaxCandidates: 1, MaxRuntimeCompiled: 1,
 		Quant: cuda.GraphQuant{In: in, Out: in, Scale: true}}
-	// the engine A runs now, if it writes 8 bits too; else the heuristics'
+	// the engine a plan recorded for the chained layer (a.want), else the
+	// engine A runs now, if it writes 8 bits too; else the heuristics'
 	// first
-	g, err := d.NewGraphConvFromID(h, p, ca.oh, ca.ow, o, a.g.Engine().ID)
+	var g *cuda.GraphConv
+	err := fmt.Errorf("no engine")
+	for _, id := range []string{a.want, a.g.Engine().ID} {
+		if id != "" && err != nil {
+			g, err = d.NewGraphConvFromID(h, p, ca.oh, ca.ow, o, id)
+		}
+	}
 	if err != nil {
 		if g, err = d.NewGraphConv(h, p, ca.oh, ca.ow, o); err != nil {
 			return false

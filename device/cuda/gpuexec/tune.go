@@ -426,7 +426,11 @@ func (e *Engine) tune() error {
 	if err != nil {
 		return fmt.Errorf("tuning: %w", err)
 	}
-	defer c.Close()
+	defer func() { // the last context (tuneChained makes another)
+		if c != nil {
+			c.Close()
+		}
+	}()
 	d := e.drv
 	start, err := d.EventCreate(0)
 	if err != nil {
@@ -593,8 +597,11 @@ func (e *Engine) tune() error {
 				return nil
 			}})
 			cands = e.with1x1(i, sig, cands) // op_conv1x1.go: cuBLASLt products of 1x1 convolutions
-			// int8.go: the layer in INT8 or FP8
-			cands = e.withInt8(i, sig, cands)
+			// int8.go: the layer in INT8 or FP8 (with the chains, timed
+			// as chained after the FP16 choices: tuneChained)
+			if !e.int8.chain {
+				cands = e.withInt8(i, sig, cands)
+			}
 		} else if mm != nil && s.gemm != nil {
 			sig = gemmSig(s, s.half)
 			epi := e.gemmEpi[i]
@@ -663,6 +670,27 @@ func (e *Engine) tune() error {
 				name := e.prog.steps[t.step].node.Name
 				e.tactics[name], e.cached[name] = t.cands[0].t, t.cands[0].cached
 			}
+		}
+	}
+	if e.int8.chain {
+		fp16 := map[int]candidate{}
+		for _, t := range done {
+			if e.reverted {
+				fp16[t.step] = t.cands[0]
+			} else {
+				fp16[t.step] = t.cands[t.best]
+			}
+		}
+		renew := func() error {
+			c.Close()
+			var err error
+			if c, err = e.NewContext(); err != nil {
+				return fmt.Errorf("tuning: %w", err)
+			}
+			return nil
+		}
+		if err := e.tuneChained(chainTuner{fp16: fp16, renew: renew, screen: screen, measure: measure}); err != nil {
+			return err
 		}
 	}
 	for _, t := range done { // the library plans of layers that chose kiln's kernels
