@@ -70,7 +70,7 @@ func expandI8tSource(v expandI8tVariant) string {
 		return "0"
 	}
 	slices, tiles := v.stages()
-	return strings.NewReplacer("$NAME", v.name, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$MC", b(v.multicast),
+	return strings.NewReplacer("$NAME", v.name, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
 		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$TEAMS", fmt.Sprint(v.teamCount()),
 		"$EARLYZ", b(v.earlyZ), "$WGDEPTH", fmt.Sprint(max(v.wgDepth, 1)), "$ABLATE", b(v.productOnly), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
@@ -117,6 +117,12 @@ type expandI8tVariant struct {
 	// math: an ablation that measures the mainloop, its output not checked)
 	wgDepth     int
 	productOnly bool
+	// bigK (with fastCvt): for K > 256 the epilogue converts only the
+	// accumulator (I2F) and keeps z's bytes and the rounding conversion-free
+	// (one conversion an output instead of four; expand_i8u2 since the
+	// reducing 1x1s run it, K = 512..2048); without it K > 256 takes the
+	// I2F/FRND/F2I epilogue
+	bigK bool
 }
 
 // teamCount is the teams of consumer warpgroup pairs (1 unless the ping-pong build).
@@ -160,6 +166,7 @@ func (v expandI8tVariant) smem() int {
 const expandI8tTemplate = `
 #define SWZ $SWZ
 #define FASTCVT $FASTCVT
+#define BIGK $BIGK          // FASTCVT and K > 256: I2F for the accumulator, the rest conversion-free
 #define MC $MC              // clusters of two CTAs sharing x's slices by multicast
 #define BM 128
 #define BN 128
@@ -307,8 +314,10 @@ __device__ __forceinline__ unsigned q_bits(float v) {
 // g + 8); z is read from and y written over the tile at zs (128-byte
 // swizzle). FAST: no conversion instructions (acc_float, q_bits; z's bytes
 // become floats by a byte permute into 1.5 * 2^23 + 128 + z); else I2F,
-// FRND and F2I, as expand_i8t was measured with.
-template <bool FAST>
+// FRND and F2I, as expand_i8t was measured with. FAST and I2FACC (K >
+// 256, where the accumulator may pass 2^22): the accumulator by I2F (one
+// conversion an output), z and the rounding still without conversions.
+template <bool FAST, bool I2FACC>
 __device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, const float* __restrict__ alpha,
                                          const float* __restrict__ bias, float beta, int hasz, int n0, int row0, int t) {
 #pragma unroll
@@ -328,8 +337,10 @@ __device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, 
                     z0 = __uint_as_float(__byte_perm(u, 0x4B400000u, 0x7640)) - (MAGIC + 128.f);
                     z1 = __uint_as_float(__byte_perm(u, 0x4B400000u, 0x7641)) - (MAGIC + 128.f);
                 }
-                const float v0 = __fmaf_rn(beta, z0, __fmaf_rn(acc_float(d[4 * j + 2 * h]), al.x, bi.x));
-                const float v1 = __fmaf_rn(beta, z1, __fmaf_rn(acc_float(d[4 * j + 2 * h + 1]), al.y, bi.y));
+                const int a0 = d[4 * j + 2 * h], a1 = d[4 * j + 2 * h + 1];
+                const float f0 = I2FACC ? (float)a0 : acc_float(a0), f1 = I2FACC ? (float)a1 : acc_float(a1);
+                const float v0 = __fmaf_rn(beta, z0, __fmaf_rn(f0, al.x, bi.x));
+                const float v1 = __fmaf_rn(beta, z1, __fmaf_rn(f1, al.y, bi.y));
                 *zp = (short)__byte_perm(q_bits(v0), q_bits(v1), 0x0040);
             } else {
                 float z0 = 0.f, z1 = 0.f;
@@ -560,10 +571,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
 #else
 #if FASTCVT
         if (K <= 256)
-            epilogue<true>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
+            epilogue<true, false>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
         else
 #endif
-            epilogue<false>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
+            epilogue<FASTCVT && BIGK, true>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
 #endif
         // y was written through the generic proxy; the copy engine reads it through the async one
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -660,7 +671,7 @@ func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, v expandI8tVariant) []
 // expandI8U2 is the build the executor runs (NOTES "What integrating
 // expand_i8u2 into the INT8 executor needs"): two blocks an SM, rings of 3
 // slices and 3 tiles, the conversion-free epilogue for K <= 256.
-var expandI8U2 = expandI8tVariant{name: "expand_i8u2", swizzled: true, perSM: 2, fastCvt: true}
+var expandI8U2 = expandI8tVariant{name: "expand_i8u2", swizzled: true, perSM: 2, fastCvt: true, bigK: true}
 
 // ExpandI8Kernel names the executor's expanding kernel in its module, and
 // DequantI8Kernel the kernel beside it that widens 8-bit values to half

@@ -15,6 +15,8 @@ import (
 // KILN_INT8X_ALL=1.
 // expand_i8m2 (clusters, multicast, remote barrier arrivals: the most new
 // instructions) comes last.
+// expand_i8u2 is the executor's build (expandI8U2, bigK since the reducing
+// 1x1s run it).
 // After the third run's question (14x14): expand_i8t, expand_i8u and
 // expand_i8m2 are settled too (NOTES "expand_i8u measured"); expand_i8t2 and
 // expand_i8u2 stay as the baselines of the new builds. After run 3:
@@ -25,7 +27,10 @@ var expandI8tVariants = []expandI8tVariant{
 	{name: "expand_i8t", swizzled: true, perSM: 1, settled: true},
 	{name: "expand_i8t2", swizzled: true, perSM: 2},
 	{name: "expand_i8t_ns", perSM: 1, settled: true},
-	{name: "expand_i8u2", swizzled: true, perSM: 2, fastCvt: true},
+	{name: "expand_i8u2", swizzled: true, perSM: 2, fastCvt: true, bigK: true},
+	// expand_i8u2 before the reducing 1x1s (K > 256: I2F, FRND and F2I an
+	// output), timed beside it with KILN_INT8X_REDUCE=1 only
+	{name: "expand_i8u2_i2f", swizzled: true, perSM: 2, fastCvt: true, settled: true},
 	{name: "expand_i8u", swizzled: true, perSM: 1, fastCvt: true, settled: true},
 	{name: "expand_i8m2", swizzled: true, perSM: 2, fastCvt: true, multicast: true, settled: true, late: true},
 	{name: "expand_i8v2", swizzled: true, perSM: 2, fastCvt: true, ring: [2]int{4, 2}, earlyZ: true},
@@ -150,6 +155,7 @@ func TestExpandI8tSource(t *testing.T) {
 		"expand_i8t2":      {2*3*8192 + 3*16384 + 96 + 1024, "1", "0", "0", "3", "3", "2", "1", "0", 288},
 		"expand_i8t_ns":    {2*6*8192 + 4*16384 + 160 + 1024, "0", "0", "0", "6", "4", "1", "1", "0", 288},
 		"expand_i8u2":      {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "0", "3", "3", "2", "1", "0", 288},
+		"expand_i8u2_i2f":  {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "0", "3", "3", "2", "1", "0", 288},
 		"expand_i8u":       {2*6*8192 + 4*16384 + 160 + 1024, "1", "1", "0", "6", "4", "1", "1", "0", 288},
 		"expand_i8m2":      {2*3*8192 + 3*16384 + 96 + 1024, "1", "1", "1", "3", "3", "2", "1", "0", 288},
 		"expand_i8v2":      {2*4*8192 + 2*16384 + 96 + 1024, "1", "1", "0", "4", "2", "2", "1", "1", 288},
@@ -183,7 +189,13 @@ func TestExpandI8tSource(t *testing.T) {
 		if v.threads() != w.threads {
 			t.Errorf("%s: %d threads, want %d", v.name, v.threads(), w.threads)
 		}
-		depth, ablate := "1", "0"
+		depth, ablate, bigK := "1", "0", "0"
+		if v.name == "expand_i8u2" {
+			bigK = "1"
+			if v != expandI8U2 {
+				t.Errorf("the probe's expand_i8u2 %+v is not the executor's %+v", v, expandI8U2)
+			}
+		}
 		if strings.HasPrefix(v.name, "expand_i8v3") {
 			depth = "2"
 		}
@@ -191,7 +203,7 @@ func TestExpandI8tSource(t *testing.T) {
 			ablate = "1"
 		}
 		for _, def := range []string{"SWZ " + w.swz, "FASTCVT " + w.fast, "MC " + w.mc, "STAGES " + w.stages, "ZS " + w.zs, "TEAMS " + w.teams, "EARLYZ " + w.early,
-			"WGDEPTH " + depth, "ABLATE " + ablate} {
+			"WGDEPTH " + depth, "ABLATE " + ablate, "BIGK " + bigK} {
 			if !strings.Contains(src, "#define "+def+"\n") && !strings.Contains(src, "#define "+def+" ") {
 				t.Errorf("%s: no #define %s", v.name, def)
 			}
@@ -228,6 +240,13 @@ func TestExpandI8tSource(t *testing.T) {
 		// early z release: the wait for the store's read of its tile before the next epilogue
 		if strings.Contains(string(c.PTX), "cp.async.bulk.wait_group.read 0") != v.earlyZ {
 			t.Errorf("%s (early z %v): wait_group.read 0 in the PTX: %v", v.name, v.earlyZ, !v.earlyZ)
+		}
+		// K > 256 with bigK: the accumulator by I2F, no FRND or F2I (the
+		// rounding by the magic add); without it (or fastCvt) both are there
+		for _, ins := range []string{"cvt.rni.f32.f32", "cvt.rzi.s32.f32"} {
+			if strings.Contains(string(c.PTX), ins) != !(v.fastCvt && v.bigK) && !v.productOnly {
+				t.Errorf("%s (fast %v, bigK %v): %q in the PTX: %v", v.name, v.fastCvt, v.bigK, ins, v.fastCvt && v.bigK)
+			}
 		}
 		t.Logf("%s: PTX only (%d bytes)", v.name, len(c.PTX))
 	}
