@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -41,6 +42,15 @@ import (
 // default run stays under two minutes. Timing only for the libraries'
 // kernels (random codes; TestInt8BlockBenchOnGPU checks their outputs).
 // Opt-in: KILN_INT8_BLOCK_BENCH=1; without a GPU it skips.
+//
+// KILN_INT8X_REDUCE=1 probes the reducing 1x1s instead (bias and ReLU,
+// no residual; ResNet-50's conv1 of each bottleneck that expand_i8u2
+// takes): 256 -> 128 at 56x56, 512 -> 128 at 28x28, 1024 -> 256 and 1024
+// -> 512 at 14x14, 2048 -> 512 at 7x7 (the rows' "N x H x W -> K -> K ->
+// N"), the no-residual rows only: expand_i8u2 (the executor's build,
+// bigK) and expand_i8u2_i2f (its K > 256 epilogue before), checked
+// against the host, beside cuDNN's INT8 graph (its fastest candidate),
+// cuBLASLt INT8 and FP16.
 func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	if os.Getenv("KILN_INT8_BLOCK_BENCH") != "1" {
 		t.Skip("set KILN_INT8_BLOCK_BENCH=1 to probe the 8-bit expanding 1x1 layers")
@@ -61,6 +71,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		return fns
 	}
 	all := os.Getenv("KILN_INT8X_ALL") == "1"
+	reduce := os.Getenv("KILN_INT8X_REDUCE") == "1"
 	var expandFn Function
 	if all {
 		expandFn = load("expand_i8.cu", expandI8Source, "expand_i8")[0]
@@ -132,7 +143,11 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	}
 	if os.Getenv("KILN_INT8X_TMA") != "0" && g.fp.ComputeMajor == 9 {
 		for _, v := range expandI8tVariants {
-			if v.settled && !all {
+			if reduce {
+				if v.name != "expand_i8u2" && v.name != "expand_i8u2_i2f" {
+					continue
+				}
+			} else if v.settled && !all {
 				continue
 			}
 			fns, log, err := loadProbeKernels(t, g, n, v.name+".cu", expandI8tSource(v), "sm_90a", v.name)
@@ -157,6 +172,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	// ping-pong one) are timed in a second pass over the shapes, 14x14 (their
 	// target) first, so that a trap in one loses none of the other rows
 	shapes := []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}}
+	if reduce {
+		shapes = []blockShape{{batch, 56, 128, 256}, {batch, 28, 128, 512}, {batch, 14, 256, 1024}, {batch, 14, 512, 1024}, {batch, 7, 512, 2048}}
+	}
 	nshapes := len(shapes)
 	if slices.ContainsFunc(expandI8tVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.late }) {
 		shapes = append(shapes, shapes[1], shapes[0])
@@ -185,6 +203,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		ha, hb := make([]float32, s.c), make([]float32, s.c)
 		for i := range ha {
 			ha[i], hb[i] = 0.001*float32(8+i%7)/8, 0.1+0.25*float32(i%5)
+			if s.cm > 256 { // the accumulator grows as sqrt(K): outputs within the 8 bits, not saturated
+				ha[i] *= float32(math.Sqrt(256 / float64(s.cm)))
+			}
 		}
 		kalpha, kbias := bb.put(f32bytes(ha)), bb.put(f32bytes(hb))
 		type config struct {
@@ -431,6 +452,11 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		if kilnOnly {
 			configs = slices.DeleteFunc(configs, func(c config) bool { return !strings.HasPrefix(c.name, "kiln") })
 		}
+		if reduce {
+			configs = slices.DeleteFunc(configs, func(c config) bool {
+				return !strings.Contains(c.name, "no residual") || strings.HasPrefix(c.name, "kiln expand_i8s")
+			})
+		}
 		if risky {
 			configs = nil
 		}
@@ -441,6 +467,10 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			}
 			if v.productOnly {
 				configs = append(configs, config{"kiln " + name + ", no residual, low bytes of the accumulators (product only, not checked)", in + out, expand(name, false)})
+				continue
+			}
+			if reduce {
+				configs = append(configs, config{"kiln " + name + ", no residual, int8 y", in + out, expand(name, false)})
 				continue
 			}
 			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},

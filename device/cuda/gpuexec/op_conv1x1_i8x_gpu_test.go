@@ -237,7 +237,7 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1"}
 	i8 := make_("int8 expand chained", Options{FP16: true, Int8: scales}, on)
 	// what ran: the expanding layers, and the 8-bit values
-	var x8, x8in, x8z, x8out, chained, quantized int
+	var x8, x8in, x8z, x8out, x8noz, chained, quantized int
 	for i, q := range i8.e.int8.use {
 		quantized++
 		if q.out8 {
@@ -254,13 +254,16 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 			if q.out8 {
 				x8out++
 			}
-			if x8 == 1 {
+			if q.x8.noz {
+				x8noz++
+			}
+			if x8 == 1 || q.x8.noz && x8noz == 1 {
 				t.Logf("e.g. %s: %s", i8.e.prog.steps[i].node.Name, i8.e.int8Tactic(i))
 			}
 		}
 	}
-	t.Logf("int8 expand chained: %d quantized convolutions, %d write 8 bits; expand_i8u2 runs %d (input in 8 bits %d, residual %d, output %d)",
-		quantized, chained, x8, x8in, x8z, x8out)
+	t.Logf("int8 expand chained: %d quantized convolutions, %d write 8 bits; expand_i8u2 runs %d (input in 8 bits %d, residual %d, output %d; %d without a residual: the reducing 1x1s)",
+		quantized, chained, x8, x8in, x8z, x8out, x8noz)
 	if x8 == 0 {
 		t.Errorf("no layer runs expand_i8u2 (module: %v)", i8.e.int8.x8.loadErr)
 	}
@@ -275,6 +278,14 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		labels = []string{"int8 expand", "int8 no expand", "fp16"}
 	} else {
 		t.Logf("%.0f s in: the engine without expand_i8u2 is left out", time.Since(start).Seconds())
+	}
+	// KILN_I8X_AB_REDUCE=1: also the same INT8 engine with expand_i8u2 on
+	// the expanding 1x1s only (KILN_CUDA_INT8_REDUCE=0: the reducing 1x1s
+	// cuDNN's INT8 graphs, as before they ran it; ~70 s more for ResNet-50)
+	if os.Getenv("KILN_I8X_AB_REDUCE") == "1" {
+		noReduce := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "0"}
+		engines["int8 no reduce"] = make_("int8 chained, expand_i8u2 without the reducing 1x1s", Options{FP16: true, Int8: scales}, noReduce)
+		labels = append(labels, "int8 no reduce")
 	}
 	// KILN_I8X_TUNE=1: also the INT8 engine tuned with the chains on
 	// (expand_i8u2 timed as the chains run it, every other layer's INT8
@@ -371,6 +382,9 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		name, batch, fp.GPUName, strings.Join(rows, ", "), times["fp16"]/times["int8 expand"])
 	if v, ok := times["int8 no expand"]; ok {
 		t.Logf("int8 expand is %.2fx int8 without expand_i8u2", v/times["int8 expand"])
+	}
+	if v, ok := times["int8 no reduce"]; ok {
+		t.Logf("int8 expand is %.2fx the same without expand_i8u2 on the reducing 1x1s", v/times["int8 expand"])
 	}
 	if v, ok := times["int8 tuned"]; ok {
 		n := 0
