@@ -17,6 +17,7 @@ import (
 	"github.com/kilnai/kiln/device/devices"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/engine/plan"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/tensor"
@@ -182,4 +183,90 @@ func marshalGraph(t *testing.T, g *ir.Graph) []byte {
 		t.Fatal(err)
 	}
 	return m.Marshal()
+}
+
+// TestInt8ChainTunedBuildFake is kiln build --device cuda --int8 as users
+// run it (the builder's defaults: tactics timed, no variable set) of the
+// same stage against the fake libraries (compute 9.0: the chains and
+// expand_i8u2 on by default). The fake's events tie every engine, which
+// keeps the tuned INT8 engine (tune.go, tuneChained): the plan's header
+// gives every quantized convolution an INT8 tactic (cuDNN's INT8 graph or
+// kiln-expand-i8u2), its int8 section records the chains, and the loaded
+// plan runs the three expanding 1x1s as expand_i8u2 chained as the
+// untuned engine does. A plan whose section lacks the record (written
+// before the chains were on by default) loads too, without the chains:
+// expand_i8u2 converts around itself.
+func TestInt8ChainTunedBuildFake(t *testing.T) {
+	fakeCUDA(t)
+	layers := gpuexec.FakeExpandI8u(t)
+	for _, k := range []string{gpuexec.EnvInt8All, gpuexec.EnvInt8Chain, gpuexec.EnvInt8Expand, "KILN_CUDA_UNVERIFIED"} {
+		t.Setenv(k, "")
+	}
+	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 1, 16)
+	convs := map[string]bool{}
+	for _, n := range g.Nodes {
+		if n.OpType == "Conv" {
+			convs[n.Name] = true
+		}
+	}
+	res, _ := buildCUDA(t, "bottlenecks", marshalGraph(t, g), build.Options{Precision: build.INT8, CalibBatches: 1},
+		"INT8 on cuda: ", "2 values their own")
+	if len(res.Header.Tactics) == 0 {
+		t.Fatal("the plan has no tactics")
+	}
+	quant := map[string]string{}
+	for _, tt := range res.Header.Tactics[0] {
+		if strings.HasPrefix(tt.Name, "cudnn-int8-graph:") || tt.Name == "kiln-expand-i8u2" {
+			quant[tt.Layer] = tt.Name
+		}
+	}
+	nx := 0
+	for _, v := range quant {
+		if v == "kiln-expand-i8u2" {
+			nx++
+		}
+	}
+	if len(quant) != len(convs) || nx != 3 {
+		t.Errorf("the plan's INT8 tactics: %v (%d expand_i8u2), want every one of the %d convolutions, 3 expand_i8u2", quant, nx, len(convs))
+	}
+	var sec *plan.Blob
+	for i := range res.Blobs {
+		if strings.HasSuffix(res.Blobs[i].Name, "cuda.int8") {
+			sec = &res.Blobs[i]
+		}
+	}
+	if sec == nil || !strings.Contains(string(sec.Data), `"chain":true`) {
+		t.Fatalf("the plan's cuda.int8 section does not record the chains: %v", sec)
+	}
+	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 1, 64, 16, 16)}
+	check := func(what string, chained bool) {
+		t.Helper()
+		m := loadPlan(t, res)
+		if _, err := m.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		got := layers()
+		if len(got) != 3 {
+			t.Fatalf("%s: expand_i8u2 runs %d layers, want 3", what, len(got))
+		}
+		for i, l := range got {
+			want := [3]bool{chained, chained, chained && i < 2}
+			if g := [3]bool{l.In8, l.Resid8, l.Out8}; g != want {
+				t.Errorf("%s: %s: input, residual, output in 8 bits %v, want %v", what, l.Name, g, want)
+			}
+		}
+	}
+	check("the plan", true)
+	// a plan from before the record: the section without "chain"
+	var f map[string]json.RawMessage
+	if err := json.Unmarshal(sec.Data, &f); err != nil {
+		t.Fatal(err)
+	}
+	delete(f, "chain")
+	old, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Data = old
+	check("an older plan", false)
 }
