@@ -71,7 +71,7 @@ func TestKernelsRegistry(t *testing.T) {
 
 // TestKernelsRegistryGlobalPool: a blocked global average pool runs the
 // registry's kernel and matches the ONNX GlobalAveragePool of the same
-// input (the op's reference path).
+// input (the registry's NCHW kernel, cpu.GlobalAveragePool).
 func TestKernelsRegistryGlobalPool(t *testing.T) {
 	shape := []int{2, 21, 5, 6}
 	b := ir.NewBuilder("gap", 18)

@@ -8,7 +8,7 @@ import (
 
 // TestPlanKernels: a CPU plan names each layer's CPU kernel: the CPU
 // registry's (device/cpu/kernels) for the blocked layout's reorders and
-// global pools, "reference" (the op's own kernel) for the others (the
+// pools, "reference" (the op's own kernel) for the others (the
 // blocked convolutions' fast kernel has not moved yet).
 func TestPlanKernels(t *testing.T) {
 	needBlocked(t)
@@ -18,7 +18,7 @@ func TestPlanKernels(t *testing.T) {
 	}{
 		{"resnet_mini", map[string]string{"kiln::FromBlocked": "cpu.FromBlocked",
 			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "reference", "Gemm": "reference"}},
-		{"squeezenet1_1", map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedConv": "reference"}},
+		{"squeezenet1_1", map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "reference"}},
 	} {
 		t.Run(tc.model, func(t *testing.T) {
 			m := loadLevel(t, tc.model, 3, build.Options{NoTiming: true})
