@@ -98,43 +98,53 @@ func builderInt8(t testing.TB, model []byte, batches []map[string]*tensor.Tensor
 	return d.last.Int8Scales
 }
 
-// TestInt8ExpandBuildFake is kiln build --device cuda --int8 of a ResNet
-// stage (bottleneckBody's first: three bottlenecks, here at 16x16 and batch 1, the
-// first block's residual from a downsample, the last block's output read
-// by the pooling) against the fake libraries, with the 8-bit chains and
-// expand_i8u2 (KILN_CUDA_INT8_CHAIN=1, KILN_CUDA_INT8_EXPAND=1, every
-// quantized convolution in INT8: KILN_CUDA_INT8_ALL=1), untimed, and the
-// plan loaded and run as a user does: the builder hands the value scales
-// of the downsample's output and the last output (the plan's section keeps
-// them), so all three expanding 1x1s run expand_i8u2, the first reading
-// its residual (the downsample's output) in 8 bits, the last widening its
-// output for the pooling. Before the builder handed value scales, only the
-// middle block ran it.
+// TestInt8ExpandBuildFake is kiln build --device cuda --int8 of two ResNet
+// stages (bottleneckBody's first two: seven bottlenecks, here at 32x32 and
+// batch 1, each stage's first block's residual from a downsample, the last
+// block's output read by the pooling) against the fake libraries, with the
+// 8-bit chains and expand_i8u2 (KILN_CUDA_INT8_CHAIN=1,
+// KILN_CUDA_INT8_EXPAND=1, every quantized convolution in INT8:
+// KILN_CUDA_INT8_ALL=1), untimed, and the plan loaded and run as a user
+// does: the builder hands the value scales of the downsamples' outputs and
+// the last output (the plan's section keeps them), so all seven expanding
+// 1x1s run expand_i8u2, each stage's first reading its residual (the
+// downsample's output) in 8 bits, the last widening its output for the
+// pooling; and so do the second stage's four reducing 1x1s (128 outputs;
+// the first stage's have 64), without a residual, reading and writing 8
+// bits (the tactic the plan recorded rebuilds them). Before the builder
+// handed value scales, only the blocks after each stage's first ran it.
 func TestInt8ExpandBuildFake(t *testing.T) {
 	fakeCUDA(t)
 	layers := gpuexec.FakeExpandI8u(t)
 	t.Setenv(gpuexec.EnvInt8All, "1")
 	t.Setenv(gpuexec.EnvInt8Chain, "1")
 	t.Setenv(gpuexec.EnvInt8Expand, "1")
-	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 1, 16) // 256 rows: expand_i8u2's 128-row tiles fit
-	var down, last string
-	var expand []string
+	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 2, 32) // 1,024 and 256 rows: expand_i8u2's 128-row tiles fit
+	var last string
+	var down, expand, reduce []string
 	for _, n := range g.Nodes {
 		if n.OpType == "Add" { // the residual adds: the expanding 1x1 and the residual
 			expand = append(expand, n.Inputs[0].Producer.Name)
 			if p := n.Inputs[1].Producer; p != nil && p.OpType == "Conv" {
-				down = n.Inputs[1].Name
+				down = append(down, n.Inputs[1].Name)
+			}
+		}
+		if n.OpType == "Relu" { // a reducing 1x1 (1x1 weights) with 128 outputs or more, then ReLU
+			if p := n.Inputs[0].Producer; p != nil && p.OpType == "Conv" {
+				if sh := p.Inputs[1].Const.Shape; sh[2] == 1 && sh[0] >= 128 {
+					reduce = append(reduce, p.Name)
+				}
 			}
 		}
 		if n.OpType == "GlobalAveragePool" {
 			last = n.Inputs[0].Name
 		}
 	}
-	if len(expand) != 3 || down == "" || last == "" {
-		t.Fatalf("the body's expanding 1x1s %v, downsample output %q, last output %q", expand, down, last)
+	if len(expand) != 7 || len(reduce) != 4 || len(down) != 2 || last == "" {
+		t.Fatalf("the body's expanding 1x1s %v, reducing 1x1s with 128 outputs %v, downsample outputs %q, last output %q", expand, reduce, down, last)
 	}
 	res, _ := buildCUDA(t, "bottlenecks", marshalGraph(t, g), build.Options{Precision: build.INT8, CalibBatches: 1, NoTiming: true},
-		"INT8 on cuda: ", "2 values their own")
+		"INT8 on cuda: ", "3 values their own")
 	var sec struct {
 		Scales map[string]float32 `json:"scales"`
 	}
@@ -153,11 +163,11 @@ func TestInt8ExpandBuildFake(t *testing.T) {
 			values = append(values, name)
 		}
 	}
-	if want := slices.Sorted(slices.Values([]string{down, last})); !slices.Equal(slices.Sorted(slices.Values(values)), want) {
+	if want := slices.Sorted(slices.Values(append(slices.Clone(down), last))); !slices.Equal(slices.Sorted(slices.Values(values)), want) {
 		t.Errorf("the plan keeps value scales for %v, want %v", values, want)
 	}
 	m := loadPlan(t, res)
-	if _, err := m.Run(context.Background(), map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 1, 64, 16, 16)}); err != nil {
+	if _, err := m.Run(context.Background(), map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 1, 64, 32, 32)}); err != nil {
 		t.Fatal(err)
 	}
 	got := layers()
@@ -165,11 +175,17 @@ func TestInt8ExpandBuildFake(t *testing.T) {
 	for i, l := range got {
 		names[i] = l.Name
 	}
-	if !slices.Equal(names, expand) {
-		t.Fatalf("the loaded plan runs expand_i8u2 on %v, want every expanding 1x1 %v", names, expand)
+	if want := slices.Sorted(slices.Values(append(slices.Clone(expand), reduce...))); !slices.Equal(slices.Sorted(slices.Values(names)), want) {
+		t.Fatalf("the loaded plan runs expand_i8u2 on %v, want every expanding 1x1 %v and the reducing ones %v", names, expand, reduce)
 	}
-	for i, l := range got {
-		if want := i < 2; !l.In8 || !l.Resid8 || l.Out8 != want {
+	for _, l := range got {
+		if slices.Contains(reduce, l.Name) {
+			if !l.In8 || l.Resid8 || !l.Out8 {
+				t.Errorf("reducing %s: input in 8 bits %v, residual %v, output %v; want true, false, true", l.Name, l.In8, l.Resid8, l.Out8)
+			}
+			continue
+		}
+		if want := l.Name != expand[len(expand)-1]; !l.In8 || !l.Resid8 || l.Out8 != want {
 			t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want true, true, %v", l.Name, l.In8, l.Resid8, l.Out8, want)
 		}
 	}
