@@ -41,6 +41,8 @@ func blockedDenseCases() []struct {
 		{"1x1 40->100 flat 14x14 residual", c(1, 40, 14, 14, 100, 1, 1, 0, 1, ActClip), false, true},
 		{"1x1 128->200 flat 16x15 residual", c(1, 128, 16, 15, 200, 1, 1, 0, 1, ActRelu), false, true},
 		{"1x1/2 32->64", c(1, 32, 14, 13, 64, 1, 2, 0, 1, ActRelu), false, false},
+		{"1x1/2 40->24 15x9 b2 residual", c(2, 40, 15, 9, 24, 1, 2, 0, 1, ActClip), false, true},
+		{"1x1/2 20->36 9x9 b2", c(2, 20, 9, 9, 36, 1, 2, 0, 1, ActNone), false, false},
 		{"1x1 40->56 flat 56x20 (8 bands)", c(1, 40, 56, 20, 56, 1, 1, 0, 1, ActRelu), false, true},
 		{"1x1 32->120 flat 28x28 b2", c(2, 32, 28, 28, 120, 1, 1, 0, 1, ActClip), false, false},
 		{"3x3 16->16 29x5 (row bands)", c(1, 16, 29, 5, 16, 3, 1, 1, 1, ActNone), false, false},
@@ -77,7 +79,7 @@ func TestBlockedDense(t *testing.T) {
 	chunk, pfMin, pfMax := bdChunkBytes, bdPfMin, bdPfMaxSet
 	defer func() {
 		bdCols, bdStems, bdChunkBytes, bdBalanced, bdPfMin, bdPfMaxSet = true, true, chunk, true, pfMin, pfMax
-		bdEvenBands = true
+		bdEvenBands, bdGather = true, true
 	}()
 	for _, threads := range []int{1, 2} {
 		fixThreads(t, threads)
@@ -94,9 +96,10 @@ func TestBlockedDense(t *testing.T) {
 				bdChunkBytes = []int{chunk, 1, bdGroupBytes(tc.p) / 2}[(ci+threads)%3]
 				bdBalanced = (ci/2+threads)%2 == 0  // equal segments or maxR and a remainder
 				bdEvenBands = (ci/3+threads)%2 == 1 // equal bands or bandLen and a remainder
+				bdGather = (ci+threads)%2 == 1      // a strided 1x1 gathered first, or not
 				worst, pads := blockedCase(t, tc.p, tc.inNCHW, tc.residual, BlockedConv2D)
-				name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d bal=%v even=%v %s", k.name, threads, bdCols, bdChunkBytes,
-					bdBalanced, bdEvenBands, tc.name)
+				name := fmt.Sprintf("%s threads=%d cols=%v chunk=%d bal=%v even=%v gather=%v %s", k.name, threads, bdCols,
+					bdChunkBytes, bdBalanced, bdEvenBands, bdGather, tc.name)
 				if worst > 1e-4 {
 					t.Errorf("%s: largest difference %g from Conv2D", name, worst)
 				}
