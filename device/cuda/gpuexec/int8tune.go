@@ -113,20 +113,30 @@ func (e *Engine) tuneChained(ct chainTuner) error {
 		toInt8(i)
 	}
 	e.chainInt8(d, h)
-	// 3. each cuDNN layer's engines as chained
-	alt := map[int]*cuda.GraphConv{} // the graph as chained with its candidates, beside q.g
-	g0 := map[int]*cuda.GraphConv{}  // q.g as the chains made it
+	// 3. each cuDNN layer's engines as chained; on a reducing 1x1 that
+	// expand_i8u2 runs (no residual), cuDNN's INT8 graph too, reading and
+	// writing what expand_i8u2 does
+	alt := map[*int8Conv]*cuda.GraphConv{} // the graph as chained with its candidates, beside q.g
+	g0 := map[*int8Conv]*cuda.GraphConv{}  // q.g as the chains made it
+	also := map[int]*int8Conv{}            // a reducing 1x1's cuDNN plan beside expand_i8u2
 	for _, i := range steps {
-		if q := pick[i]; q.x8 == nil && q.lt == nil && !q.scaled {
+		q := pick[i]
+		if q.x8 != nil && q.x8.noz {
+			if q = e.reduceAlt(d, h, i, q); q == nil {
+				continue
+			}
+			also[i] = q
+		}
+		if q.x8 == nil && q.lt == nil && !q.scaled {
 			if g := e.chainedGraph(d, h, i, q); g != nil {
-				alt[i], g0[i] = g, q.g
+				alt[q], g0[q] = g, q.g
 			}
 		}
 	}
-	defer func() { // the graph of each layer that its plan does not run
-		for i, g := range alt {
-			if pick[i].g == g {
-				g0[i].Destroy()
+	defer func() { // the graph of each plan that it does not run
+		for q, g := range alt {
+			if q.g == g {
+				g0[q].Destroy()
 			} else {
 				g.Destroy()
 			}
@@ -144,33 +154,41 @@ func (e *Engine) tuneChained(ct chainTuner) error {
 	tuned := map[int]candidate{}
 	first := map[int]candidate{}
 	for _, i := range steps {
-		q, s := pick[i], e.prog.steps[i]
+		s := e.prog.steps[i]
 		sig := convSig(s, s.half)
 		var cands []candidate
-		if q.x8 != nil {
-			cands = []candidate{{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: quantI8x}, apply: func() error { return nil }}}
-		} else {
-			// the engine the untuned chained engine runs first, then the
-			// chained graph's (another graph object: apply swaps them)
-			g0 := q.g
-			id0 := g0.Engine().ID
+		for _, q := range []*int8Conv{pick[i], also[i]} {
+			if q == nil {
+				continue
+			}
+			if q.x8 != nil {
+				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: quantI8x}, apply: func() error {
+					e.int8.use[i] = q
+					return nil
+				}})
+				continue
+			}
+			// the engine the chains built first (the untuned engine's),
+			// then the chained graph's (another graph object: apply swaps)
+			gq := q.g
+			id0 := gq.Engine().ID
 			cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: id0, Quant: q.quant()}, apply: func() error {
-				q.g = g0
-				return g0.Use(id0)
+				e.int8.use[i], q.g = q, gq
+				return gq.Use(id0)
 			}})
-			if g := alt[i]; g != nil {
+			if g := alt[q]; g != nil {
 				for _, a := range g.Candidates {
 					if a.ID == id0 {
 						continue
 					}
 					cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplCUDNN, Graph: a.ID, Quant: q.quant()}, apply: func() error {
-						q.g = g
+						e.int8.use[i], q.g = q, g
 						return g.Use(a.ID)
 					}})
 				}
 			}
 		}
-		best, n, err := chooseStepHook(cands, i, s.name(), s.node.OpType, sig+chainSig(q), e.opt.TimingCache, e.opt.CacheDevice, ct.screen, ct.measure)
+		best, n, err := chooseStepHook(cands, i, s.name(), s.node.OpType, sig+chainSig(pick[i]), e.opt.TimingCache, e.opt.CacheDevice, ct.screen, ct.measure)
 		if err != nil { // no INT8 engine of this layer runs chained: FP16
 			e.int8.choice = "fp16"
 			return toFP16()
@@ -261,4 +279,33 @@ func (e *Engine) chainedGraph(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, q *int8C
 		return nil
 	}
 	return g
+}
+
+// reduceAlt plans step i, a reducing 1x1 that x (expand_i8u2, no residual)
+// runs chained, as cuDNN's INT8 graph reading and writing what x does (its
+// output in 8 bits at x's output scale where x writes 8 bits), kept in
+// e.int8.spare (finishInt8 frees it unless it runs); nil where it cannot.
+func (e *Engine) reduceAlt(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, x *int8Conv) *int8Conv {
+	e.int8.first = true
+	q, err := e.newInt8Conv(d, h, i, "int8", "")
+	e.int8.first = false
+	if err != nil {
+		return nil
+	}
+	if x.in8 && q.cp != q.c {
+		e.freeInt8(q)
+		return nil
+	}
+	if x.out8 {
+		e.int8.use[i] = q
+		ok := e.chainOut(d, h, i, x.x8.sy)
+		e.int8.use[i] = x
+		if !ok {
+			e.freeInt8(q)
+			return nil
+		}
+	}
+	q.in8 = x.in8
+	e.int8.spare[i] = append(e.int8.spare[i], q)
+	return q
 }
