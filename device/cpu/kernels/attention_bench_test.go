@@ -31,4 +31,3 @@ func BenchmarkMHA(b *testing.B) {
 		})
 	}
 }
-
