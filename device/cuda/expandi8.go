@@ -52,7 +52,8 @@ import (
 // assignment the H100 confirmed for expand_i8g).
 //
 // Parameters: the four tensor maps (x, w, z, y) in device memory, alpha,
-// bias, beta, hasz (0: no residual), K, N, the tile count.
+// bias, beta, hasz (bit 0: the residual; bit 1: no ReLU, the output
+// clamped to [-128, 127], a downsample's), K, N, the tile count.
 func expandI8tSource(v expandI8tVariant) string {
 	var outs, regs []string
 	for i := range 64 {
@@ -307,6 +308,12 @@ __device__ __forceinline__ float acc_float(int a) {
 __device__ __forceinline__ unsigned q_bits(float v) {
     return __float_as_uint(fminf(fmaxf(v + MAGIC, MAGIC), MAGIC + 127.f));
 }
+// the same without ReLU when lo is MAGIC - 128 (sat(rint(v)) to [-128, 127]:
+// MAGIC + q for q in [-128, 0) has q's two's-complement low byte); lo MAGIC
+// is q_bits
+__device__ __forceinline__ unsigned q_bits_lo(float v, float lo) {
+    return __float_as_uint(fminf(fmaxf(v + MAGIC, lo), MAGIC + 127.f));
+}
 
 // the epilogue of one tile, in the accumulators' layout: warp (warp & 3)
 // of warpgroup wgp holds rows row0 = wgp*64 + (warp&3)*16 + g (+8),
@@ -319,7 +326,9 @@ __device__ __forceinline__ unsigned q_bits(float v) {
 // conversion an output), z and the rounding still without conversions.
 template <bool FAST, bool I2FACC>
 __device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, const float* __restrict__ alpha,
-                                         const float* __restrict__ bias, float beta, int hasz, int n0, int row0, int t) {
+                                         const float* __restrict__ bias, float beta, int hasz, int relu, int n0, int row0, int t) {
+    // the clamp below: ReLU's 0, or -128 without it (a downsample's output)
+    const float qlo = relu ? MAGIC : MAGIC - 128.f, vlo = relu ? 0.f : -128.f;
 #pragma unroll
     for (int j = 0; j < 16; j++) {
         const int col = j * 8 + t * 2;
@@ -341,7 +350,7 @@ __device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, 
                 const float f0 = I2FACC ? (float)a0 : acc_float(a0), f1 = I2FACC ? (float)a1 : acc_float(a1);
                 const float v0 = __fmaf_rn(beta, z0, __fmaf_rn(f0, al.x, bi.x));
                 const float v1 = __fmaf_rn(beta, z1, __fmaf_rn(f1, al.y, bi.y));
-                *zp = (short)__byte_perm(q_bits(v0), q_bits(v1), 0x0040);
+                *zp = (short)__byte_perm(q_bits_lo(v0, qlo), q_bits_lo(v1, qlo), 0x0040);
             } else {
                 float z0 = 0.f, z1 = 0.f;
                 if (hasz) {
@@ -349,8 +358,8 @@ __device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, 
                     z0 = (float)(signed char)(zz & 0xff);
                     z1 = (float)(signed char)(zz >> 8);
                 }
-                const float v0 = fmaxf((float)d[4 * j + 2 * h] * al.x + bi.x + beta * z0, 0.f);
-                const float v1 = fmaxf((float)d[4 * j + 2 * h + 1] * al.y + bi.y + beta * z1, 0.f);
+                const float v0 = fmaxf((float)d[4 * j + 2 * h] * al.x + bi.x + beta * z0, vlo);
+                const float v1 = fmaxf((float)d[4 * j + 2 * h + 1] * al.y + bi.y + beta * z1, vlo);
                 const int q0 = (int)fminf(rintf(v0), 127.f), q1 = (int)fminf(rintf(v1), 127.f);
                 *zp = (short)((q0 & 0xff) | (q1 << 8));
             }
@@ -364,6 +373,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
     const TMap* __restrict__ maps, const float* __restrict__ alpha, const float* __restrict__ bias,
     float beta, int hasz, int K, int N, int tiles)
 {
+    // hasz: bit 0 the residual, bit 1 no ReLU (the output clamped to [-128, 127])
+    const int relu = !(hasz & 2);
+    hasz &= 1;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     // 1024-aligned base (the 128-byte swizzle repeats every 1024 bytes)
     const unsigned raw = smem_u32(smem_raw);
@@ -571,10 +583,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
 #else
 #if FASTCVT
         if (K <= 256)
-            epilogue<true, false>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
+            epilogue<true, false>(d, zs, alpha, bias, beta, hasz, relu, n0, wgp * 64 + (warp & 3) * 16 + g, t);
         else
 #endif
-            epilogue<FASTCVT && BIGK, true>(d, zs, alpha, bias, beta, hasz, n0, wgp * 64 + (warp & 3) * 16 + g, t);
+            epilogue<FASTCVT && BIGK, true>(d, zs, alpha, bias, beta, hasz, relu, n0, wgp * 64 + (warp & 3) * 16 + g, t);
 #endif
         // y was written through the generic proxy; the copy engine reads it through the async one
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -725,8 +737,17 @@ extern "C" __global__ void dequant_i8_f16(unsigned short* __restrict__ y, const 
 //
 // computes y[p, n] = sat(round(relu(alpha[n] sum_k x[p, k] w[n, k] + bias[n]
 // + beta z[p, n]))) over int8 NHWC rows, the maps (ExpandI8MapSpecs) in
-// device memory, 64-byte aligned.
+// device memory, 64-byte aligned; hasz's bit 0 says there is a residual
+// z (ExpandI8Residual), bit 1 leaves the ReLU out (ExpandI8NoReLU).
 func ExpandI8Source() string { return expandI8tSource(expandI8U2) + dequantI8Source }
+
+// ExpandI8Residual and ExpandI8NoReLU are the bits of ExpandI8Kernel's
+// hasz argument: a residual z is read; the output is not ReLU'd (clamped
+// to [-128, 127] instead of [0, 127]).
+const (
+	ExpandI8Residual = 1
+	ExpandI8NoReLU   = 2
+)
 
 // ExpandI8Fits reports whether ExpandI8Kernel takes x [p, k] times w [n,
 // k]: p and n multiples of 128, k of 64.

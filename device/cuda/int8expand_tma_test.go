@@ -302,7 +302,8 @@ func bytePerm(a, b, s uint32) uint32 {
 // it, the identities expand_i8u's epilogue (epilogue<true>) rests on:
 // acc_float(a) == float(a) for every accumulator within +-2^22 (all K <=
 // 256 can reach); z's byte permute and subtract give float(int8) for all
-// 256 bytes of either half of the short; q_bits's low byte is
+// 256 bytes of either half of the short; q_bits's (and without ReLU
+// q_bits_lo's, to [-128, 127]) low byte is
 // sat(rint(relu(v))) (rintf's ties to even, the clamps, NaN and the
 // infinities) on a grid of quarters, every tie and random floats; and the
 // output permute puts q0 and q1 in the short's low and high bytes.
@@ -354,6 +355,12 @@ func TestExpandI8uConversions(t *testing.T) {
 		}
 		if got := qBits(v) & 0xff; got != want(v) {
 			t.Fatalf("q_bits(%v) = %d, want %d", v, got, want(v))
+		}
+		// q_bits_lo without ReLU (lo = MAGIC - 128): the low byte is
+		// sat(rint(v)) to [-128, 127] in two's complement
+		got := byte(math.Float32bits(min(max(v+magic, magic-128), magic+127)))
+		if w := int8(max(min(math.RoundToEven(float64(v)), 127), -128)); int8(got) != w {
+			t.Fatalf("q_bits_lo(%v, MAGIC - 128) = %d, want %d", v, int8(got), w)
 		}
 	}
 	// NaN: fmaxf(NaN, MAGIC) is MAGIC, so 0, as fmaxf(NaN, 0) in expand_i8t

@@ -111,7 +111,8 @@ func builderInt8(t testing.TB, model []byte, batches []map[string]*tensor.Tensor
 // downsample's output) in 8 bits, the last widening its output for the
 // pooling; and so do the second stage's four reducing 1x1s (128 outputs;
 // the first stage's have 64), without a residual, reading and writing 8
-// bits (the tactic the plan recorded rebuilds them). Before the builder
+// bits (the tactic the plan recorded rebuilds them), and the first stage's
+// stride-1 downsample (bias, no ReLU). Before the builder
 // handed value scales, only the blocks after each stage's first ran it.
 func TestInt8ExpandBuildFake(t *testing.T) {
 	fakeCUDA(t)
@@ -121,12 +122,12 @@ func TestInt8ExpandBuildFake(t *testing.T) {
 	t.Setenv(gpuexec.EnvInt8Expand, "1")
 	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 2, 32) // 1,024 and 256 rows: expand_i8u2's 128-row tiles fit
 	var last string
-	var down, expand, reduce []string
+	var down, downConv, expand, reduce []string
 	for _, n := range g.Nodes {
 		if n.OpType == "Add" { // the residual adds: the expanding 1x1 and the residual
 			expand = append(expand, n.Inputs[0].Producer.Name)
 			if p := n.Inputs[1].Producer; p != nil && p.OpType == "Conv" {
-				down = append(down, n.Inputs[1].Name)
+				down, downConv = append(down, n.Inputs[1].Name), append(downConv, p.Name)
 			}
 		}
 		if n.OpType == "Relu" { // a reducing 1x1 (1x1 weights) with 128 outputs or more, then ReLU
@@ -175,10 +176,18 @@ func TestInt8ExpandBuildFake(t *testing.T) {
 	for i, l := range got {
 		names[i] = l.Name
 	}
-	if want := slices.Sorted(slices.Values(append(slices.Clone(expand), reduce...))); !slices.Equal(slices.Sorted(slices.Values(names)), want) {
-		t.Fatalf("the loaded plan runs expand_i8u2 on %v, want every expanding 1x1 %v and the reducing ones %v", names, expand, reduce)
+	// the first stage's downsample is stride 1 (bias only): it runs it too
+	down1 := downConv[0]
+	if want := slices.Sorted(slices.Values(append(slices.Clone(expand), append(reduce, down1)...))); !slices.Equal(slices.Sorted(slices.Values(names)), want) {
+		t.Fatalf("the loaded plan runs expand_i8u2 on %v, want every expanding 1x1 %v, the reducing ones %v and the stride-1 downsample %s", names, expand, reduce, down1)
 	}
 	for _, l := range got {
+		if l.Name == down1 { // reads the network's input (quantized), its output the residual's 8 bits
+			if l.In8 || l.Resid8 || !l.Out8 {
+				t.Errorf("downsample %s: input in 8 bits %v, residual %v, output %v; want false, false, true", l.Name, l.In8, l.Resid8, l.Out8)
+			}
+			continue
+		}
 		if slices.Contains(reduce, l.Name) {
 			if !l.In8 || l.Resid8 || !l.Out8 {
 				t.Errorf("reducing %s: input in 8 bits %v, residual %v, output %v; want true, false, true", l.Name, l.In8, l.Resid8, l.Out8)

@@ -17,9 +17,11 @@ import (
 //
 // In an INT8 engine on compute capability 9.0, a quantized convolution that
 // is a product over NHWC rows (1x1, stride 1, unpadded, one group), with a
-// bias, a residual z (or none: the reducing 1x1s, the kernel's hasz 0, beta
-// 0; KILN_CUDA_INT8_REDUCE=0 keeps them out) and ReLU, P = N*H*W a multiple
-// of 128, M of 128 and C of 64, can run as kiln's kernel expand_i8u2:
+// bias, a residual z (or none: the reducing 1x1s and a stride-1
+// downsample, the kernel's hasz bit 0 clear, beta 0; KILN_CUDA_INT8_REDUCE=0
+// keeps them out) and ReLU (or none: the downsample, hasz bit 1, the output
+// clamped to [-128, 127] instead), P = N*H*W a multiple of 128, M of 128 and
+// C of 64, can run as kiln's kernel expand_i8u2:
 //
 //	y8[p, n] = sat(round(relu(alpha[n] sum_k x8[p, k] w8[n, k] + bias'[n] + beta z8[p, n])))
 //
@@ -61,8 +63,8 @@ const EnvInt8Expand = "KILN_CUDA_INT8_EXPAND"
 
 // EnvInt8Reduce names the environment variable that, set to 0, keeps
 // expand_i8u2 to the layers with a residual: the 1x1s without one (the
-// reducing 1x1s of the bottleneck blocks, bias and ReLU only) then keep the
-// libraries' tactics.
+// reducing 1x1s of the bottleneck blocks, bias and ReLU only, and a
+// stride-1 downsample, bias only) then keep the libraries' tactics.
 const EnvInt8Reduce = "KILN_CUDA_INT8_REDUCE"
 
 // quantI8x is the Tactic.Quant of expand_i8u2 (Impl ImplKernel), and
@@ -84,18 +86,24 @@ type i8xConv struct {
 	beta       float32 // sz / sy
 	p, k, n    int     // rows, input and output channels
 	z8         bool    // z is read in 8 bits (its producer writes them: int8chain.go)
-	noz        bool    // no residual (a reducing 1x1: bias and ReLU only; the kernel's hasz 0)
+	noz        bool    // no residual (a reducing 1x1: bias and ReLU only; the kernel's hasz bit 0 clear)
+	noRelu     bool    // no ReLU (a stride-1 downsample: the output clamped to [-128, 127]; hasz bit 1)
 	// timing: tuning with the chains on times the kernel alone, as the
 	// chains will run it (no quantizing or widening pass)
 	timing bool
 }
 
-// hasz is the kernel's hasz argument: 1 with a residual, 0 without.
+// hasz is the kernel's hasz argument: cuda.ExpandI8Residual with a
+// residual, plus cuda.ExpandI8NoReLU without ReLU.
 func (x8 *i8xConv) hasz() int32 {
-	if x8.noz {
-		return 0
+	var f int32
+	if !x8.noz {
+		f |= cuda.ExpandI8Residual
 	}
-	return 1
+	if x8.noRelu {
+		f |= cuda.ExpandI8NoReLU
+	}
+	return f
 }
 
 // i8xState is an engine's expand_i8u2 module and its contexts' tensor maps.
@@ -121,8 +129,8 @@ func (e *Engine) i8xOK(i int) error {
 		return fmt.Errorf("%w: expand_i8u2 needs compute capability 9.0 (sm_90a), not %d.%d", ErrUnsupported, e.fp.ComputeMajor, e.fp.ComputeMinor)
 	case !e.prog.half || cc == nil || !cc.gemm1x1():
 		return fmt.Errorf("%w: expand_i8u2 runs a 1x1, stride-1, unpadded NHWC convolution of one group", ErrUnsupported)
-	case !cc.fusable || !cc.relu:
-		return fmt.Errorf("%w: expand_i8u2 needs bias and ReLU", ErrUnsupported)
+	case !cc.fusable:
+		return fmt.Errorf("%w: expand_i8u2 needs the bias epilogue", ErrUnsupported)
 	case cc.z == nil && os.Getenv(EnvInt8Reduce) == "0":
 		return fmt.Errorf("%w: expand_i8u2 without a residual is turned off (%s=0)", ErrUnsupported, EnvInt8Reduce)
 	case !cuda.ExpandI8Fits(cc.n*cc.h*cc.wd, cc.c, cc.m):
@@ -285,7 +293,7 @@ func (e *Engine) newI8x(i int) (_ *int8Conv, err error) {
 	}
 	p := cc.n * cc.h * cc.wd
 	q := &int8Conv{name: s.node.Name, kind: "int8", fn: e.int8.fns["int8"], inv: 1 / sx, c: cc.c, cp: cc.c,
-		x8: &i8xConv{sx: sx, sz: sz, sy: sy, beta: beta, p: p, k: cc.c, n: cc.m, noz: cc.z == nil}}
+		x8: &i8xConv{sx: sx, sz: sz, sy: sy, beta: beta, p: p, k: cc.c, n: cc.m, noz: cc.z == nil, noRelu: !cc.relu}}
 	defer func() {
 		if err != nil {
 			e.freeInt8(q)
@@ -508,9 +516,12 @@ func (e *Engine) withI8x(i int, sig string, q *int8Conv, cands []candidate) []ca
 // i8xTactic describes step i run as q's expand_i8u2, as kiln inspect shows it.
 func (e *Engine) i8xTactic(i int, q *int8Conv) string {
 	x8 := q.x8
-	epi := "bias+residual+ReLU"
-	if x8.noz {
-		epi = "bias+ReLU"
+	epi := "bias"
+	if !x8.noz {
+		epi += "+residual"
+	}
+	if !x8.noRelu {
+		epi += "+ReLU"
 	}
 	s := fmt.Sprintf("kiln expand_i8u2 nhwc 1x1 int8 %dx%dx%d (wgmma, tensor maps), per-channel scales, %s", x8.p, x8.n, x8.k, epi)
 	var in []string

@@ -113,14 +113,16 @@ func bodyGraph(t *testing.T, batch int) *ir.Graph {
 // residual and writing its output in 8 bits (the block inputs read by the
 // next block's first 1x1 and as the residual, the downsample's output as
 // the residual alone, the stage's output by the next stage's first 1x1
-// and downsample), and so does the one reducing 1x1 that fits (the second
+// and downsample), and so do the one reducing 1x1 that fits (the second
 // stage's first, 256 -> 128 at 56x56; the others have 64 outputs or 28x28
 // rows) without a residual (hasz 0), reading the stage's output and writing
-// the 3x3's input in 8 bits; every 1x1 that fits the kernel runs it; their
+// the 3x3's input in 8 bits, and the first stage's stride-1 downsample
+// (bias only: hasz ExpandI8NoReLU), writing its output in 8 bits for the
+// residual; every 1x1 that fits the kernel runs it; their
 // tensor maps encoded into one allocation per layer
 // and context, and the engine runs eagerly and captured. Without
 // expand_i8u2 (KILN_CUDA_INT8_EXPAND=0), none runs it; with
-// KILN_CUDA_INT8_REDUCE=0 only the expanding ones.
+// KILN_CUDA_INT8_REDUCE=0 only the expanding ones (with a residual).
 func TestInt8ExpandFake(t *testing.T) {
 	dir := fakeLibs(t)
 	g := bodyGraph(t, 2)
@@ -142,10 +144,10 @@ func TestInt8ExpandFake(t *testing.T) {
 	t.Setenv(EnvInt8Chain, "1")
 	t.Setenv(EnvInt8Expand, "1")
 	e, c := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
-	var got, reduce []string
+	var got, reduce, down []string
 	for i, s := range e.prog.steps {
 		cc := s.conv
-		if cc == nil || !cc.gemm1x1() || !cc.fusable || !cc.relu || cc.n*cc.h*cc.wd%128 != 0 || cc.m%128 != 0 || cc.c%64 != 0 {
+		if cc == nil || !cc.gemm1x1() || !cc.fusable || cc.n*cc.h*cc.wd%128 != 0 || cc.m%128 != 0 || cc.c%64 != 0 {
 			continue
 		}
 		if q := e.int8.use[i]; q == nil || q.x8 == nil {
@@ -157,10 +159,24 @@ func TestInt8ExpandFake(t *testing.T) {
 			continue
 		}
 		cc := e.prog.steps[i].conv
-		if cc.z == nil {
+		if cc.z == nil && !cc.relu {
+			// the first stage's stride-1 downsample (64 -> 256 at 56x56): bias
+			// only, the network's input quantized, its output in 8 bits for
+			// the residual
+			down = append(down, q.name)
+			if cc.h != 56 || cc.c != 64 || cc.m != 256 || !q.x8.noz || !q.x8.noRelu || q.x8.hasz() != cuda.ExpandI8NoReLU {
+				t.Errorf("%s (%dx%d, %d -> %d, no residual %v, no ReLU %v, hasz %d) runs expand_i8u2", q.name, cc.h, cc.wd, cc.c, cc.m, q.x8.noz, q.x8.noRelu, q.x8.hasz())
+			}
+			if q.in8 || q.x8.z8 || !q.out8 {
+				t.Errorf("%s: input in 8 bits %v, residual %v, output %v; want false, false, true", q.name, q.in8, q.x8.z8, q.out8)
+			}
+			if tac := e.int8Tactic(i); !strings.HasSuffix(tac, "per-channel scales, bias, output in 8 bits") {
+				t.Errorf("%s: tactic %q", q.name, tac)
+			}
+		} else if cc.z == nil {
 			// the reducing 1x1: the stage's output in, the 3x3's input out, no residual
 			reduce = append(reduce, q.name)
-			if cc.h != 56 || cc.c != 256 || cc.m != 128 || !q.x8.noz || q.x8.beta != 0 {
+			if cc.h != 56 || cc.c != 256 || cc.m != 128 || !q.x8.noz || q.x8.noRelu || q.x8.beta != 0 || q.x8.hasz() != 0 {
 				t.Errorf("%s (%dx%d, %d -> %d, no residual %v, beta %g) runs expand_i8u2", q.name, cc.h, cc.wd, cc.c, cc.m, q.x8.noz, q.x8.beta)
 			}
 			if !q.in8 || q.x8.z8 || !q.out8 {
@@ -171,7 +187,7 @@ func TestInt8ExpandFake(t *testing.T) {
 			}
 		} else {
 			got = append(got, e.prog.steps[i].node.Name)
-			if cc.h != 56 || cc.m != 256 || q.x8.noz {
+			if cc.h != 56 || cc.m != 256 || q.x8.noz || q.x8.noRelu || q.x8.hasz() != cuda.ExpandI8Residual {
 				t.Errorf("%s (%dx%d, %d channels) runs expand_i8u2", e.prog.steps[i].node.Name, cc.h, cc.wd, cc.m)
 			}
 			if !q.in8 || !q.x8.z8 || !q.out8 {
@@ -184,29 +200,38 @@ func TestInt8ExpandFake(t *testing.T) {
 		if tt := e.Tactics()[q.name]; tt.name() != i8xName {
 			t.Errorf("%s: tactic %+v", q.name, tt)
 		}
-		if _, _, _, ws := q.i8xLayout(); ws != 0 {
-			t.Errorf("%s: %d bytes of workspace, want none", q.name, ws)
+		// the layers reading 8 bits need no workspace and make one call; the
+		// downsample quantizes the network's input (P x K) first
+		wantWS, wantCalls := 0, 1
+		if !q.in8 {
+			wantWS, wantCalls = align256(2*56*56*cc.c), 2
 		}
-		// the kernel's launch: persistent grid, 288 threads, its shared memory
+		if _, _, _, ws := q.i8xLayout(); ws != wantWS {
+			t.Errorf("%s: %d bytes of workspace, want %d", q.name, ws, wantWS)
+		}
+		// the kernel's launch (the last call): persistent grid, 288 threads, its shared memory
 		var k *call
+		n := 0
 		for j := range c.calls {
 			if c.calls[j].step == i {
-				if k != nil {
-					t.Errorf("%s: more than one call", q.name)
-				}
+				n++
 				k = &c.calls[j]
 			}
+		}
+		if n != wantCalls {
+			t.Errorf("%s: %d calls, want %d", q.name, n, wantCalls)
 		}
 		tiles := uint32(cuda.ExpandI8Tiles(2*56*56, cc.m))
 		if k == nil || k.block.X != cuda.ExpandI8Threads || k.grid.X != min(tiles, 264) || k.shmem != uint32(cuda.ExpandI8SharedMem()) {
 			t.Errorf("%s: launch %+v", q.name, k)
 		}
-		if hasz := q.x8.hasz(); (hasz == 1) != (cc.z != nil) {
+		if hasz := q.x8.hasz(); (hasz&cuda.ExpandI8Residual != 0) != (cc.z != nil) || (hasz&cuda.ExpandI8NoReLU != 0) != !cc.relu {
 			t.Errorf("%s: hasz %d, residual %v", q.name, hasz, cc.z != nil)
 		}
 	}
-	if len(got) != 3 || len(reduce) != 1 {
-		t.Errorf("expand_i8u2 runs %d expanding layers (%v), want the 56x56 stage's 3, and %d reducing ones (%v), want 1", len(got), got, len(reduce), reduce)
+	if len(got) != 3 || len(reduce) != 1 || len(down) != 1 {
+		t.Errorf("expand_i8u2 runs %d expanding layers (%v), want the 56x56 stage's 3, %d reducing ones (%v), want 1, and %d downsamples (%v), want 1",
+			len(got), got, len(reduce), reduce, len(down), down)
 	}
 	// every value a chain touches: its producer writes 8 bits and each
 	// reader reads 8 bits
@@ -222,8 +247,8 @@ func TestInt8ExpandFake(t *testing.T) {
 			}
 		}
 	}
-	if n := len(e.int8.x8.maps[c]); n != 4 {
-		t.Errorf("the context holds %d layers' maps, want 4", n)
+	if n := len(e.int8.x8.maps[c]); n != 5 {
+		t.Errorf("the context holds %d layers' maps, want 5", n)
 	}
 	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 2, 64, 56, 56)}
 	for range 3 { // eagerly, captured, replayed
@@ -239,7 +264,7 @@ func TestInt8ExpandFake(t *testing.T) {
 	if _, err := c2.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := e.int8.x8.maps[c], e.int8.x8.maps[c2]; len(b) != 4 || len(a) != 4 {
+	if a, b := e.int8.x8.maps[c], e.int8.x8.maps[c2]; len(b) != 5 || len(a) != 5 {
 		t.Errorf("maps: %d and %d layers", len(a), len(b))
 	}
 	c2.Close()
@@ -330,7 +355,7 @@ func TestInt8ExpandFake(t *testing.T) {
 	for i, q := range e3.int8.use {
 		if q.x8 != nil {
 			n3++
-			if !q.in8 || q.x8.z8 == q.x8.noz || !q.out8 {
+			if !q.in8 && !q.x8.noRelu || q.x8.z8 == q.x8.noz || !q.out8 {
 				t.Errorf("defaults: %s: input in 8 bits %v, residual %v (none %v), output %v; want all", q.name, q.in8, q.x8.z8, q.x8.noz, q.out8)
 			}
 		}
@@ -338,7 +363,7 @@ func TestInt8ExpandFake(t *testing.T) {
 			t.Errorf("defaults: 1x1 %s is not INT8", q.name)
 		}
 	}
-	if n3 != 4 || len(e3.int8.use) != len(e.int8.use) {
-		t.Errorf("defaults: expand_i8u2 runs %d layers, want 4; %d layers INT8, want %d", n3, len(e3.int8.use), len(e.int8.use))
+	if n3 != 5 || len(e3.int8.use) != len(e.int8.use) {
+		t.Errorf("defaults: expand_i8u2 runs %d layers, want 5; %d layers INT8, want %d", n3, len(e3.int8.use), len(e.int8.use))
 	}
 }
