@@ -45,11 +45,13 @@ import (
 //
 // KILN_INT8X_REDUCE=1 probes the reducing 1x1s instead (bias and ReLU,
 // no residual; ResNet-50's conv1 of each bottleneck that expand_i8u2
-// takes): 256 -> 128 at 56x56, 512 -> 128 at 28x28, 1024 -> 256 and 1024
-// -> 512 at 14x14, 2048 -> 512 at 7x7 (the rows' "N x H x W -> K -> K ->
-// N"), the no-residual rows only: expand_i8u2 (the executor's build,
-// bigK) and expand_i8u2_i2f (its K > 256 epilogue before), checked
-// against the host, beside cuDNN's INT8 graph (its fastest candidate),
+// takes): 256 -> 128 at 56x56, 512 -> 128 and 512 -> 256 at 28x28, 1024
+// -> 256 and 1024 -> 512 at 14x14, 2048 -> 512 at 7x7, and layer1's
+// stride-1 downsample 64 -> 256 at 56x56 (the rows' "N x H x W -> K -> K
+// -> N"), the no-residual rows only: expand_i8u2 (the executor's build,
+// bigK; also without ReLU, hasz's ExpandI8NoReLU, the downsample's form)
+// and expand_i8u2_i2f (its K > 256 epilogue before), checked against the
+// host, beside cuDNN's INT8 graph (its fastest candidate, with ReLU),
 // cuBLASLt INT8 and FP16.
 func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	if os.Getenv("KILN_INT8_BLOCK_BENCH") != "1" {
@@ -173,7 +175,8 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	// target) first, so that a trap in one loses none of the other rows
 	shapes := []blockShape{{batch, 56, 256, 64}, {batch, 14, 1024, 256}}
 	if reduce {
-		shapes = []blockShape{{batch, 56, 128, 256}, {batch, 28, 128, 512}, {batch, 14, 256, 1024}, {batch, 14, 512, 1024}, {batch, 7, 512, 2048}}
+		shapes = []blockShape{{batch, 56, 128, 256}, {batch, 28, 128, 512}, {batch, 28, 256, 512}, {batch, 14, 256, 1024}, {batch, 14, 512, 1024},
+			{batch, 7, 512, 2048}, {batch, 56, 256, 64}}
 	}
 	nshapes := len(shapes)
 	if slices.ContainsFunc(expandI8tVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.late }) {
@@ -276,7 +279,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		// name: expand_i8, expand_i8s (a block per tile) or expand_i8p
 		// (persistent: two blocks per SM of an H100's 132 with 128-channel
 		// tiles, one with 256 (the names ending in 256)
-		expand := func(name string, residual bool) func() ([]blockCand, func()) {
+		// relu false (expand_i8t builds only): hasz's no-ReLU bit, the
+		// output clamped to [-128, 127] (a downsample's)
+		expandR := func(name string, residual, relu bool) func() ([]blockCand, func()) {
 			return func() ([]blockCand, func()) {
 				fn, nargs, smem, threads := expandFn, 9, 0, 256
 				grid := Dim3{X: uint32(pixels / 64), Y: uint32(s.c / 128), Z: 1}
@@ -346,7 +351,10 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					// expand_i8t: maps, alpha, bias, beta, hasz, K, N, tiles
 					hasz := int32(0)
 					if residual {
-						hasz = 1
+						hasz = ExpandI8Residual
+					}
+					if !relu {
+						hasz |= ExpandI8NoReLU
 					}
 					args.SetPtr(0, maps)
 					args.SetPtr(1, kalpha)
@@ -394,7 +402,11 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					for k := range s.cm {
 						acc += float64(int8(hx8[p*s.cm+k])) * float64(int8(hw8[n*s.cm+k]))
 					}
-					want := max(float64(ha[n])*acc+float64(hb[n])+float64(beta)*float64(int8(hz8[p*s.c+n])), 0)
+					lo := 0.0
+					if !relu {
+						lo = -128
+					}
+					want := max(float64(ha[n])*acc+float64(hb[n])+float64(beta)*float64(int8(hz8[p*s.c+n])), lo)
 					if !close8(DataInt8, float64(int8(got[p*s.c+n])), want, 0) {
 						if bad < 3 {
 							t.Errorf("%s %s (residual %v): y[%d, %d] = %d, want %.2f", s, name, residual, p, n, int8(got[p*s.c+n]), want)
@@ -419,6 +431,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 				return []blockCand{{desc, func() error { return nil }, run}}, args.Free
 			}
 		}
+		expand := func(name string, residual bool) func() ([]blockCand, func()) { return expandR(name, residual, true) }
 		in, out := pixels*s.cm, pixels*s.c
 		configs := []config{
 			{"kiln expand_i8s, int8 z, int8 y", in + 2*out, expand("expand_i8s", true)},
@@ -471,6 +484,9 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			}
 			if reduce {
 				configs = append(configs, config{"kiln " + name + ", no residual, int8 y", in + out, expand(name, false)})
+				if name == "expand_i8u2" {
+					configs = append(configs, config{"kiln " + name + ", no residual, no ReLU, int8 y", in + out, expandR(name, false, false)})
+				}
 				continue
 			}
 			configs = append(configs, config{"kiln " + name + ", int8 z, int8 y", in + 2*out, expand(name, true)},
