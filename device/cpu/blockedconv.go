@@ -34,13 +34,13 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 	}
 	if bdGather && !f.InNCHW && p.KH == 1 && p.KW == 1 && (p.StrideH > 1 || p.StrideW > 1) &&
 		p.PadTop == 0 && p.PadLeft == 0 && p.PadBottom == 0 && p.PadRight == 0 &&
-		4*BlockedLen(1, p.C, oh*ow) <= bdGatherMax {
+		ow < bdGatherRow && 4*BlockedLen(1, p.C, oh*ow) <= bdGatherMax {
 		// A strided 1x1 convolution (resnet's downsamples): the pixels
 		// it reads gathered into a compact blocked input first, then a
 		// flat 1x1 over it (the same packed weights: the packing does
-		// not depend on the strides). Every group of output blocks reads
-		// the whole input; gathered, an image's input stays in L2 for
-		// all of them where it is at most bdGatherMax bytes.
+		// not depend on the strides): segments of bdMaxR pixels across
+		// rows shorter than bdGatherRow (resnet50's 1024 -> 2048 /2 at
+		// 14: rows of 7 in 4 + 3).
 		n := BlockedLen(p.N, p.C, oh*ow)
 		buf := bdGatherPool.Get().(*[]float32)
 		if cap(*buf) < n {
@@ -109,10 +109,16 @@ func blockedDense(f *BlockedFilter, x, bias, z, y []float32) {
 // benchmarks turn it off to compare.
 var bdGather = true
 
-// bdGatherMax: the largest gathered input of one image (bytes) for which
-// bdGather applies (resnet50's 256 -> 512 /2 at 56, 800 KB, measured
-// 1.03-1.04 gathered; 512 -> 1024 /2 at 28, 400 KB, 0.96-0.99).
-var bdGatherMax = 512 << 10
+// bdGatherMax, bdGatherRow: bdGather applies where the gathered input of
+// one image is at most bdGatherMax bytes and output rows are shorter than
+// bdGatherRow pixels. Measured (BenchmarkBlockedGatherAB): resnet50's 256
+// -> 512 /2 at 56 (800 KB, rows of 28) 1.03-1.04 gathered; 512 -> 1024 /2
+// at 28 (400 KB, rows of 14) 0.96-1.02 alone and 1.07 in the model; 1024
+// -> 2048 /2 at 14 (200 KB, rows of 7) 0.93-0.96.
+var (
+	bdGatherMax = 512 << 10
+	bdGatherRow = 12
+)
 
 var bdGatherPool = sync.Pool{New: func() any { return new([]float32) }}
 
