@@ -2,6 +2,7 @@ package gpuexec
 
 import (
 	"context"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,18 +10,20 @@ import (
 
 	"github.com/kilnai/kiln/device"
 	"github.com/kilnai/kiln/engine/tactic"
+	"github.com/kilnai/kiln/ops"
+	"github.com/kilnai/kiln/optimize"
 	"github.com/kilnai/kiln/tensor"
 )
 
-// TestInt8ChainTuneFake tunes the bottleneck body's first two stages (batch
-// 2) as an INT8 engine with the chains on, as kiln build does by default on
+// TestInt8ChainTuneFake tunes the bottleneck body's first two stages (at
+// 16x16, batch 2) as an INT8 engine with the chains on, as kiln build does by default on
 // compute 9.0 (the fake GPU; no variable set), against the fake libraries:
 //
 //   - each quantized layer is timed as chained (its signature plus
 //     chainSig: what it reads and writes in 8 bits) among its INT8 tactics
 //     only: a timing cache that makes a cuDNN layer's last chained engine
 //     fastest gives it that engine (at 1 us); expand_i8u2 keeps the
-//     expanding 1x1s; the reducing 1x1s it runs untuned (the 28x28
+//     expanding 1x1s; the reducing 1x1s it runs untuned (the second
 //     stage's) take cuDNN's INT8 graph, the last candidate, reading and
 //     writing 8 bits as expand_i8u2 did;
 //     the FP16 per-layer timings hold no INT8 name;
@@ -35,7 +38,15 @@ import (
 //     INT8.
 func TestInt8ChainTuneFake(t *testing.T) {
 	dir := fakeLibs(t)
-	g := bodyGraph(t, 8) // 8x28x28 rows: the 28x28 stage's reducing 1x1s (128 channels out) fit expand_i8u2
+	// two stages at 16x16, batch 2: 512 and 128 rows, so that the second
+	// stage's reducing 1x1s (128 channels out) fit expand_i8u2
+	g := bottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 2, 2, 16)
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
 	scales := map[string]float32{}
 	for _, n := range g.Nodes {
 		if strings.Contains(n.OpType, "Conv") {
@@ -136,7 +147,7 @@ func TestInt8ChainTuneFake(t *testing.T) {
 	if nCUDNN == 0 || nReduce == 0 {
 		t.Errorf("%d cuDNN INT8 layers, %d of them reducing 1x1s that expand_i8u2 runs untuned: want some of each", nCUDNN, nReduce)
 	}
-	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 8, 64, 56, 56)}
+	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 2, 64, 16, 16)}
 	for range 2 {
 		if _, err := ct.Run(context.Background(), in); err != nil {
 			t.Fatal(err)
@@ -184,7 +195,7 @@ func TestInt8ChainTuneFake(t *testing.T) {
 
 	// FP16 measured fastest: the engine is FP16
 	chainTimeHook = faster("fp16")
-	ef, cf := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tune: true})
+	ef, cf := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tune: true, TimingCache: cache, CacheDevice: fp})
 	if ef.chainChoice() != "fp16" || len(ef.int8.use) != 0 || len(ef.int8.spare) != 0 {
 		t.Errorf("FP16 fastest: choice %q (times %v), %d layers INT8, %d spare", ef.chainChoice(), ef.int8.times, len(ef.int8.use), len(ef.int8.spare))
 	}
