@@ -33,16 +33,19 @@ import (
 // computes the scaled convolution alone, written as half, and the layer's
 // epilogue kernel (chan_epilogue_f16) runs after it ("-scaled" variants).
 //
-// Tuned (kiln build), the quantized candidates are timed against the FP16
-// ones (cuDNN's legacy and graph calls, cuBLASLt's 1x1 products, kiln's
-// kernels) and the fastest runs: "cudnn-int8-graph:ID" (or fp8,
-// int8-scaled, fp8-scaled) in the timing cache, Tactic.Quant in the plan.
-// Untuned, a quantized layer with a kernel larger than 1x1 runs the INT8
-// graph's first engine (1x1 ones stay FP16, measured faster on an H100).
-// A layer cuDNN cannot run quantized stays in FP16, as do the layers the
-// rule left in float. Between layers the values stay half: each quantized
-// layer pays one quantizing pass over its input (int8chain.go keeps them
-// in 8 bits between two quantized layers, opt-in).
+// With the 8-bit chains on (int8chain.go: by default on compute 9.0),
+// values between quantized layers stay in 8 bits; untuned, every quantized
+// layer runs INT8 (expand_i8u2 where it fits, else the INT8 graph's first
+// engine); tuned (kiln build), each layer's INT8 engines are timed as
+// chained and the whole engine against FP16 (int8tune.go). Without the
+// chains, tuned, the quantized candidates are timed per layer against the
+// FP16 ones (cuDNN's legacy and graph calls, cuBLASLt's 1x1 products,
+// kiln's kernels) and the fastest runs: "cudnn-int8-graph:ID" (or fp8,
+// int8-scaled, fp8-scaled) in the timing cache, Tactic.Quant in the plan;
+// untuned, a quantized layer with a kernel larger than 1x1 runs the INT8
+// graph's first engine (1x1 ones stay FP16, measured faster on an H100
+// with their quantizing pass). A layer cuDNN cannot run quantized stays in
+// FP16, as do the layers the rule left in float.
 
 // EnvInt8All names the environment variable that, set to 1, makes an
 // untuned INT8 engine run its 1x1 quantized convolutions in INT8 too, set
