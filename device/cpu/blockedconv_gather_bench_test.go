@@ -27,6 +27,7 @@ func BenchmarkBlockedGatherAB(b *testing.B) {
 		{"layer2_down_256-512_s2_56", c(256, 56, 512, 2)},
 		{"layer3_down_512-1024_s2_28", c(512, 28, 1024, 2)},
 		{"layer4_down_1024-2048_s2_14", c(1024, 14, 2048, 2)},
+		{"rmini_down_64-128_s2_14", c(64, 14, 128, 2)},
 	}
 	defer func() { bdGather = true }()
 	for i, l := range layers {
@@ -52,14 +53,15 @@ func BenchmarkBlockedGatherAB(b *testing.B) {
 				ys = append(ys, make([]float32, ylen))
 			}
 			k := 0
+			reps := max(16, (1<<27)/(p.C*p.M*p.OutH()*p.OutW())) // rounds of a few ms
 			timeIt := func(gather bool) float64 {
 				bdGather = gather
 				t0 := bdCPUTime()
-				for range 16 {
+				for range reps {
 					k++
 					BlockedConv2D(fs[k%len(fs)], xb, bias, nil, ys[k%len(ys)])
 				}
-				return float64((bdCPUTime() - t0).Microseconds()) / 16
+				return float64((bdCPUTime() - t0).Microseconds()) / float64(reps)
 			}
 			for range max(len(fs), len(ys)) / 16 {
 				timeIt(true)

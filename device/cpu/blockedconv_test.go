@@ -41,13 +41,13 @@ func blockedDenseCases() []struct {
 		{"1x1 40->100 flat 14x14 residual", c(1, 40, 14, 14, 100, 1, 1, 0, 1, ActClip), false, true},
 		{"1x1 128->200 flat 16x15 residual", c(1, 128, 16, 15, 200, 1, 1, 0, 1, ActRelu), false, true},
 		{"1x1/2 32->64", c(1, 32, 14, 13, 64, 1, 2, 0, 1, ActRelu), false, false},
-		{"1x1/2 40->24 15x9 b2 residual", c(2, 40, 15, 9, 24, 1, 2, 0, 1, ActClip), false, true},
-		{"1x1/3x2 24->40 13x20 (gathered: rows of 10)", func() Conv2DParams {
-			q := c(1, 24, 13, 20, 40, 1, 2, 0, 1, ActRelu)
+		{"1x1/2 40->264 15x9 b2 residual", c(2, 40, 15, 9, 264, 1, 2, 0, 1, ActClip), false, true},
+		{"1x1/3x2 24->260 13x20 (gathered: rows of 10)", func() Conv2DParams {
+			q := c(1, 24, 13, 20, 260, 1, 2, 0, 1, ActRelu)
 			q.StrideH = 3
 			return q
 		}(), false, true},
-		{"1x1/2 20->36 9x9 b2", c(2, 20, 9, 9, 36, 1, 2, 0, 1, ActNone), false, false},
+		{"1x1/2 20->256 9x9 b2", c(2, 20, 9, 9, 256, 1, 2, 0, 1, ActNone), false, false},
 		{"1x1 40->56 flat 56x20 (8 bands)", c(1, 40, 56, 20, 56, 1, 1, 0, 1, ActRelu), false, true},
 		{"1x1 32->120 flat 28x28 b2", c(2, 32, 28, 28, 120, 1, 1, 0, 1, ActClip), false, false},
 		{"3x3 16->16 29x5 (row bands)", c(1, 16, 29, 5, 16, 3, 1, 1, 1, ActNone), false, false},
