@@ -3,7 +3,7 @@ package image
 import (
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -113,7 +113,7 @@ func (k *gridSampleOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 	outPlane := tensor.NumElements(g.Shape[1 : r-1])
 	inStrides := tensor.Strides(dims)
 	res := make([]float64, out.Len())
-	cpu.ParallelFor(n*outPlane, 256, func(lo, hi int) {
+	parallel.For(n*outPlane, 256, func(lo, hi int) {
 		taps := make([][]gsTap, nd)
 		for u := lo; u < hi; u++ {
 			b, p := u/outPlane, u%outPlane

@@ -1,7 +1,7 @@
 package image
 
 import (
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 )
 
 // bilinearable reports whether an axis table has two taps and no
@@ -25,7 +25,7 @@ func bilinear2D(src, dst []float32, p *resizePlan, th, tw *axisTable) {
 		wx0[j], wx1[j] = float32(tw.w[2*j]), float32(tw.w[2*j+1])
 	}
 	grain := max(1, passGrain/(2*outW))
-	cpu.ParallelFor(planes*outH, grain, func(lo, hi int) {
+	parallel.For(planes*outH, grain, func(lo, hi int) {
 		// two cached horizontally interpolated rows, keyed by plane*inH+row
 		var key [2]int
 		key[0], key[1] = -1, -1

@@ -4,7 +4,7 @@ import (
 	"math"
 	"unsafe"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -360,7 +360,7 @@ func nearestGather[T any](src, dst []T, in, out []int, maps [][]int, ext T) {
 		}
 	}
 	grain := max(1, gatherGrain/outW)
-	cpu.ParallelFor(rows, grain, func(lo, hi int) {
+	parallel.For(rows, grain, func(lo, hi int) {
 		// odometer over the outer output dims, starting at row lo
 		pos := make([]int, r-1)
 		rem := lo
@@ -457,7 +457,7 @@ func blockUpsample[T any](src, dst []T, in, out []int, maps [][]int) bool {
 		return true
 	}
 	grain := max(1, gatherGrain/(g*outW))
-	cpu.ParallelFor(rows, grain, func(lo, hi int) {
+	parallel.For(rows, grain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			first := dst[i*g*outW : (i*g+1)*outW]
 			switch {
@@ -571,7 +571,7 @@ func resizePass[F float32 | float64](src, dst []F, outer, inLen, outLen, inner i
 	}
 	if inner == 1 {
 		grain := max(1, passGrain/max(1, outLen*taps))
-		cpu.ParallelFor(outer, grain, func(lo, hi int) {
+		parallel.For(outer, grain, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				s := src[r*inLen : (r+1)*inLen]
 				d := dst[r*outLen : (r+1)*outLen]
@@ -599,7 +599,7 @@ func resizePass[F float32 | float64](src, dst []F, outer, inLen, outLen, inner i
 		return
 	}
 	grain := max(1, passGrain/max(1, inner*taps))
-	cpu.ParallelFor(outer*outLen, grain, func(lo, hi int) {
+	parallel.For(outer*outLen, grain, func(lo, hi int) {
 		for u := lo; u < hi; u++ {
 			r, o := u/outLen, u%outLen
 			d := dst[u*inner : (u+1)*inner]

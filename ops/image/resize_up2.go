@@ -3,7 +3,7 @@ package image
 import (
 	"unsafe"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 )
 
 // up2x2Go is up2x2 in Go: one 64-bit store per output pair.
@@ -28,7 +28,7 @@ const up2Grain = 1 << 13
 func upsample2x2(dst, src []uint32, w int) {
 	rows := len(src) / w
 	grain := max(1, up2Grain/w)
-	cpu.ParallelFor(rows, grain, func(lo, hi int) {
+	parallel.For(rows, grain, func(lo, hi int) {
 		up2x2(dst[4*lo*w:4*hi*w], src[lo*w:hi*w], w)
 	})
 }

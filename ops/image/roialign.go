@@ -3,7 +3,7 @@ package image
 import (
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -93,7 +93,7 @@ func (k *roiAlignOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, err
 	rv := toFloat64(rois)
 	res := make([]float32, out.Len())
 	plane := k.outH * k.outW
-	cpu.ParallelFor(nr, 1, func(lo, hi int) {
+	parallel.For(nr, 1, func(lo, hi int) {
 		var samples []roiSample
 		for r := lo; r < hi; r++ {
 			g := k.grid(rv[4*r : 4*r+4])

@@ -1,7 +1,7 @@
 package image
 
 import (
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -167,7 +167,7 @@ func dftLines(src, dst []float64, shape []int, ax, n, keep int, inverse bool, wi
 	p := newFFTPlan(n)
 	m := min(L, n)
 	grain := max(1, 4096/max(1, n))
-	cpu.ParallelFor(lines, grain, func(lo, hi int) {
+	parallel.For(lines, grain, func(lo, hi int) {
 		buf := make([]complex128, n)
 		scratch := make([]complex128, p.scratchLen())
 		for line := lo; line < hi; line++ {

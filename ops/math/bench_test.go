@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/ops/opstest"
 	"github.com/kilnai/kiln/tensor"
@@ -74,7 +74,7 @@ func BenchmarkAddGenericIndex(b *testing.B) {
 func indexMap[A, B, C any](a []A, as []int, b []B, bs []int, dst []C, out []int, f func(A, B) C) {
 	idx := ops.BroadcastIndex(out, as, bs)
 	ia, ib := idx[0], idx[1]
-	cpu.ParallelFor(len(dst), ops.ElemGrain, func(lo, hi int) {
+	parallel.For(len(dst), ops.ElemGrain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			dst[i] = f(a[ia[i]], b[ib[i]])
 		}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -133,7 +133,7 @@ func clipT[T ops.Number](k *clip, x, out, lo, hi *tensor.Tensor) {
 	}
 	n := x.Len()
 	src, dst := elems[T](x)[:n], elems[T](out)
-	cpu.ParallelFor(n, ops.ElemGrain, func(a, b int) { clipSlice(dst[a:b], src[a:b], l, h, noLo, noHi) })
+	parallel.For(n, ops.ElemGrain, func(a, b int) { clipSlice(dst[a:b], src[a:b], l, h, noLo, noHi) })
 }
 
 // clipSlice writes src clipped to [lo, hi] (a side flagged absent is open)

@@ -5,7 +5,7 @@ import (
 	"math"
 	"unsafe"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -124,7 +124,7 @@ func (p *plan) runs(lo, hi int, fn func(o int, offs []int, cnt int)) {
 
 // parallel runs fn over all output runs, split over the cores for big outputs.
 func (p *plan) parallel(fn func(o int, offs []int, cnt int)) {
-	cpu.ParallelFor(p.n, ops.ElemGrain, func(lo, hi int) { p.runs(lo, hi, fn) })
+	parallel.For(p.n, ops.ElemGrain, func(lo, hi int) { p.runs(lo, hi, fn) })
 }
 
 // binaryLoop computes dst = f(a, b) elementwise over plan p of two operands.
@@ -160,7 +160,7 @@ func binaryLoop[A, B, C any](p *plan, a []A, b []B, dst []C, f func(A, B) C) {
 
 // unaryLoop computes dst = f(src) elementwise, split over the cores.
 func unaryLoop[A, B any](src []A, dst []B, f func(A) B) {
-	cpu.ParallelFor(len(dst), ops.ElemGrain, func(lo, hi int) {
+	parallel.For(len(dst), ops.ElemGrain, func(lo, hi int) {
 		s, d := src[lo:hi], dst[lo:hi]
 		for i := range d {
 			d[i] = f(s[i])

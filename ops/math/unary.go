@@ -3,7 +3,7 @@ package math
 import (
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -100,7 +100,7 @@ func (u *unary) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	switch x.DType {
 	case tensor.Float32:
 		src, dst := elems[float32](x), elems[float32](out)
-		cpu.ParallelFor(n, ops.ElemGrain, func(lo, hi int) { u.f32(dst[lo:hi], src[lo:hi]) })
+		parallel.For(n, ops.ElemGrain, func(lo, hi int) { u.f32(dst[lo:hi], src[lo:hi]) })
 	case tensor.Float64:
 		unaryLoop(elems[float64](x)[:n], elems[float64](out), u.f64)
 	case tensor.Float16, tensor.BFloat16:

@@ -3,7 +3,7 @@ package norm
 import (
 	"fmt"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -128,7 +128,7 @@ func (k *argOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 // argExtreme writes into y[o*inner+i] the index along the middle dim of x,
 // viewed as [outer, n, inner], of its largest (isMax) or smallest element.
 func argExtreme[T ops.Number](x []T, y []int64, outer, n, inner int, isMax, last bool) {
-	cpu.ParallelFor(outer*inner, max(1, rowGrain/n), func(lo, hi int) {
+	parallel.For(outer*inner, max(1, rowGrain/n), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			o, i := t/inner, t%inner
 			base := o*n*inner + i

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -134,7 +134,7 @@ func (k *batchNormOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 // channelStats computes the mean and (population) variance of each channel
 // of x viewed as [n, c, s].
 func channelStats[T ops.Float](x []T, n, c, s int, mean, vr []float64) {
-	cpu.ParallelFor(c, max(1, rowGrain/max(n*s, 1)), func(lo, hi int) {
+	parallel.For(c, max(1, rowGrain/max(n*s, 1)), func(lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
 			var sum float64
 			for b := 0; b < n; b++ {
@@ -170,7 +170,7 @@ func sqDev[T ops.Float](x []T, m float64) float64 {
 // affineChannels sets y = (x-sub[ch])*mul[ch] + add[ch] for x viewed as
 // [n, c, s].
 func affineChannels[T ops.Float](x, y []T, n, c, s int, sub, mul, add []float64) {
-	cpu.ParallelFor(n*c, max(1, rowGrain/max(s, 1)), func(lo, hi int) {
+	parallel.For(n*c, max(1, rowGrain/max(s, 1)), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			ch := p % c
 			b, m, a := T(sub[ch]), T(mul[ch]), T(add[ch])

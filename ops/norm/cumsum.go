@@ -3,7 +3,7 @@ package norm
 import (
 	"fmt"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -109,7 +109,7 @@ func cumSum[T ops.Number](x, y []T, g cumGeom) {
 	if len(x) == 0 {
 		return
 	}
-	cpu.ParallelFor(g.outer, max(1, rowGrain/(g.n*g.inner)), func(lo, hi int) {
+	parallel.For(g.outer, max(1, rowGrain/(g.n*g.inner)), func(lo, hi int) {
 		acc := make([]T, g.inner)
 		for o := lo; o < hi; o++ {
 			clear(acc)

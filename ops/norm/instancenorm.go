@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -125,7 +125,7 @@ func groupNorm[T ops.Float](x, y []T, geo groupGeom, scale, bias []float64) {
 	if block == 0 {
 		return
 	}
-	cpu.ParallelFor(geo.n*geo.g, max(1, rowGrain/block), func(lo, hi int) {
+	parallel.For(geo.n*geo.g, max(1, rowGrain/block), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			xs, ys := x[p*block:(p+1)*block], y[p*block:(p+1)*block]
 			m := sumTerms(rSum, xs) / float64(block)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -180,7 +180,7 @@ func layerNormRun[T ops.Float](x, y []T, shape []int, ax int, sc, b *tensor.Tens
 		}
 		return nil
 	}
-	cpu.ParallelFor(rows, max(1, rowGrain/d), func(lo, hi int) {
+	parallel.For(rows, max(1, rowGrain/d), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
 			m := sumTerms(rSum, xr) / float64(d)

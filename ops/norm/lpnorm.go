@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -69,7 +69,7 @@ func (k *lpNormOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 func lpNorm[T ops.Float](kind reduceKind, x, y []T, outer, n, inner int) {
 	norms := make([]T, outer*inner)
 	reduceFloat(kind, x, norms, layout{outer: outer, n: n, inner: inner})
-	cpu.ParallelFor(outer*n, max(1, rowGrain/max(inner, 1)), func(lo, hi int) {
+	parallel.For(outer*n, max(1, rowGrain/max(inner, 1)), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			o := p / n
 			nr := norms[o*inner : (o+1)*inner]
@@ -158,7 +158,7 @@ func mvn[T ops.Float](x, y []T, base, offs []int) {
 	if len(offs) == 0 {
 		return
 	}
-	cpu.ParallelFor(len(base), max(1, rowGrain/len(offs)), func(lo, hi int) {
+	parallel.For(len(base), max(1, rowGrain/len(offs)), func(lo, hi int) {
 		for _, b := range base[lo:hi] {
 			var s float64
 			for _, off := range offs {
@@ -241,7 +241,7 @@ func lrn[T ops.Float](k *lrnOp, x, y []T, n, c, s int) {
 	lo := (k.size - 1) / 2
 	hi := k.size - 1 - lo // the window of channel ch is [ch-lo, ch+hi]
 	coef := k.alpha / float64(k.size)
-	cpu.ParallelFor(n*c, max(1, rowGrain/max(s*k.size, 1)), func(a, b int) {
+	parallel.For(n*c, max(1, rowGrain/max(s*k.size, 1)), func(a, b int) {
 		acc := make([]float64, s)
 		for p := a; p < b; p++ {
 			bi, ch := p/c, p%c

@@ -5,7 +5,7 @@ import (
 	"math"
 	"unsafe"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -320,7 +320,7 @@ func reduceFloat[T ops.Float](kind reduceKind, x, y []T, l layout) {
 	}
 	switch {
 	case l.offs != nil:
-		cpu.ParallelFor(l.outer, max(1, rowGrain/max(l.n, 1)), func(lo, hi int) {
+		parallel.For(l.outer, max(1, rowGrain/max(l.n, 1)), func(lo, hi int) {
 			buf := make([]T, l.n)
 			for o := lo; o < hi; o++ {
 				b := l.base[o]
@@ -330,13 +330,13 @@ func reduceFloat[T ops.Float](kind reduceKind, x, y []T, l layout) {
 				y[o] = reduceRowF(kind, buf)
 			}
 		})
-	case l.inner == 1 && l.outer < cpu.Threads() && l.n >= 1<<16 && kind != rProd && kind != rLogSumExp:
+	case l.inner == 1 && l.outer < parallel.Threads() && l.n >= 1<<16 && kind != rProd && kind != rLogSumExp:
 		for o := 0; o < l.outer; o++ {
 			y[o] = reduceLongRow(kind, x[o*l.n:(o+1)*l.n])
 		}
 	case l.inner == 1:
 		n := l.n
-		cpu.ParallelFor(l.outer, max(1, rowGrain/max(n, 1)), func(lo, hi int) {
+		parallel.For(l.outer, max(1, rowGrain/max(n, 1)), func(lo, hi int) {
 			for o := lo; o < hi; o++ {
 				y[o] = reduceRowF(kind, x[o*n:(o+1)*n])
 			}
@@ -460,10 +460,10 @@ func reduceRowF[T ops.Float](kind reduceKind, x []T) T {
 // reduceLongRow reduces one long contiguous row with all cores: partial
 // results of chunks are combined. kind is a sum kind, rMax or rMin.
 func reduceLongRow[T ops.Float](kind reduceKind, x []T) T {
-	nt := cpu.Threads()
+	nt := parallel.Threads()
 	parts := make([]float64, nt)
 	chunk := (len(x) + nt - 1) / nt
-	cpu.ParallelFor(nt, 1, func(lo, hi int) {
+	parallel.For(nt, 1, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			s := x[min(p*chunk, len(x)):min((p+1)*chunk, len(x))]
 			switch kind {
@@ -496,7 +496,7 @@ func reduceColumnsF[T ops.Float](kind reduceKind, x, y []T, l layout) {
 	// Split over outer blocks and, within them, over inner chunks.
 	const chunk = 1024
 	nch := (inner + chunk - 1) / chunk
-	cpu.ParallelFor(l.outer*nch, max(1, rowGrain/max(n*min(inner, chunk), 1)), func(lo, hi int) {
+	parallel.For(l.outer*nch, max(1, rowGrain/max(n*min(inner, chunk), 1)), func(lo, hi int) {
 		acc := make([]float64, min(inner, chunk))
 		m := make([]T, min(inner, chunk))
 		for t := lo; t < hi; t++ {
@@ -569,7 +569,7 @@ func reduceInt[T integer](kind reduceKind, x, y []T, l layout) {
 	if len(y) == 0 {
 		return
 	}
-	cpu.ParallelFor(l.outer*l.inner, max(1, rowGrain/max(l.n, 1)), func(lo, hi int) {
+	parallel.For(l.outer*l.inner, max(1, rowGrain/max(l.n, 1)), func(lo, hi int) {
 		buf := make([]T, l.n)
 		for t := lo; t < hi; t++ {
 			if l.offs != nil {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -99,7 +99,7 @@ func softmaxRows32(kind softmaxKind, x, y []float32, rows, n int) {
 		softmaxRowRange(kind, x, y, n, 0, rows) // one chunk: no closure to allocate
 		return
 	}
-	cpu.ParallelFor(rows, max(1, rowGrain/n), func(lo, hi int) {
+	parallel.For(rows, max(1, rowGrain/n), func(lo, hi int) {
 		softmaxRowRange(kind, x, y, n, lo, hi)
 	})
 }
@@ -193,7 +193,7 @@ func softmaxGeneric[T ops.Float](kind softmaxKind, x, y []T, outer, n, inner int
 	if n*inner == 0 {
 		return
 	}
-	cpu.ParallelFor(outer, max(1, rowGrain/(n*inner)), func(lo, hi int) {
+	parallel.For(outer, max(1, rowGrain/(n*inner)), func(lo, hi int) {
 		m := make([]T, inner)
 		s := make([]float64, inner)
 		idx := make([]int, inner)

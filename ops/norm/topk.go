@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -170,7 +170,7 @@ func topK[T ops.Number](x, vals []T, idx []int64, g topKGeom) {
 		}
 		return cmp.Compare(ia, ib)
 	}
-	cpu.ParallelFor(g.outer*g.inner, max(1, rowGrain/max(g.n, 1)), func(lo, hi int) {
+	parallel.For(g.outer*g.inner, max(1, rowGrain/max(g.n, 1)), func(lo, hi int) {
 		order := make([]int32, g.n)
 		for t := lo; t < hi; t++ {
 			o, i := t/g.inner, t%g.inner

@@ -1,7 +1,7 @@
 package shape
 
 import (
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/tensor"
 )
 
@@ -122,12 +122,12 @@ func copyNDT[T any](dst []T, doff int, dstr []int, src []T, soff int, sstr []int
 	switch {
 	case dl == 1 && sl == 1:
 		if outer == 1 {
-			cpu.ParallelFor(run, copyGrain, func(lo, hi int) {
+			parallel.For(run, copyGrain, func(lo, hi int) {
 				copy(dst[doff+lo:doff+hi], src[soff+lo:soff+hi])
 			})
 			return
 		}
-		cpu.ParallelFor(outer, max(1, copyGrain/run), func(lo, hi int) {
+		parallel.For(outer, max(1, copyGrain/run), func(lo, hi int) {
 			o := newOdometer(od, ods, oss, doff, soff, lo)
 			for i := lo; i < hi; i++ {
 				copy(dst[o.d:o.d+run], src[o.s:o.s+run])
@@ -135,7 +135,7 @@ func copyNDT[T any](dst []T, doff int, dstr []int, src []T, soff int, sstr []int
 			}
 		})
 	case dl == 1 && sl == 0:
-		cpu.ParallelFor(outer, max(1, copyGrain/run), func(lo, hi int) {
+		parallel.For(outer, max(1, copyGrain/run), func(lo, hi int) {
 			o := newOdometer(od, ods, oss, doff, soff, lo)
 			for i := lo; i < hi; i++ {
 				row := dst[o.d : o.d+run]
@@ -154,7 +154,7 @@ func copyNDT[T any](dst []T, doff int, dstr []int, src []T, soff int, sstr []int
 		sstr = append(append(append([]int{}, sstr[:j]...), sstr[j+1:L]...), sstr[j], sstr[L])
 		transposeTiles(dst, doff, dstr, src, soff, sstr, dims)
 	default:
-		cpu.ParallelFor(outer, max(1, copyGrain/run), func(lo, hi int) {
+		parallel.For(outer, max(1, copyGrain/run), func(lo, hi int) {
 			o := newOdometer(od, ods, oss, doff, soff, lo)
 			for i := lo; i < hi; i++ {
 				d, s := o.d, o.s
@@ -190,7 +190,7 @@ func transposeTiles[T any](dst []T, doff int, dstr []int, src []T, soff int, sst
 	tj, tk := tileJ, tileK
 	nbj := (J + tj - 1) / tj
 	tasks := outer * nbj
-	cpu.ParallelFor(tasks, max(1, copyGrain/(tj*K)), func(lo, hi int) {
+	parallel.For(tasks, max(1, copyGrain/(tj*K)), func(lo, hi int) {
 		o := newOdometer(od, ods, oss, doff, soff, lo/nbj)
 		cur := lo / nbj
 		for t := lo; t < hi; t++ {

@@ -3,7 +3,7 @@ package shape
 import (
 	"sync"
 
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -36,7 +36,7 @@ func gatherRowsT[T any](dst, src []T, rows []int, inner int) {
 		gatherRange(dst, src, rows, inner, 0, len(rows))
 		return
 	}
-	cpu.ParallelFor(len(rows), grain, func(lo, hi int) { gatherRange(dst, src, rows, inner, lo, hi) })
+	parallel.For(len(rows), grain, func(lo, hi int) { gatherRange(dst, src, rows, inner, lo, hi) })
 }
 
 // gatherRange is gatherRowsT of rows [lo, hi).

@@ -1,7 +1,7 @@
 package shape
 
 import (
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -231,7 +231,7 @@ func (k *padOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	inner := shape[r-1]
 	rows := prod(shape[:r-1])
 	is := strides(x.Shape)
-	cpu.ParallelFor(rows, max(1, copyGrain/inner), func(lo, hi int) {
+	parallel.For(rows, max(1, copyGrain/inner), func(lo, hi int) {
 		coord := make([]int, r-1)
 		rem := lo
 		for a := r - 2; a >= 0; a-- {

@@ -1,7 +1,7 @@
 package shape
 
 import (
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -59,7 +59,7 @@ func (k *triluOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	if M == 0 {
 		return []*tensor.Tensor{y}, nil
 	}
-	cpu.ParallelFor(rows, max(1, copyGrain/M), func(lo, hi int) {
+	parallel.For(rows, max(1, copyGrain/M), func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			i := int64(row % N)
 			var j0, j1 int64 // kept columns [j0, j1)

@@ -7,8 +7,9 @@ import (
 )
 
 // TestImports checks the direction of the dependencies between the op
-// definitions and the CPU device: package ops depends on no device; no
-// package under ops depends on this registry (the fast kernels reach the
+// definitions and the CPU device: package ops depends on no device, nor
+// do ops/math, ops/shape, ops/image and ops/norm (their loops run on
+// internal/parallel's pool); no package under ops depends on this registry (the fast kernels reach the
 // ops, never the reverse); the registry depends on none of the builder,
 // the optimizer, the plan format or the ONNX front end. It asks the go
 // command and skips without it.
@@ -26,12 +27,18 @@ func TestImports(t *testing.T) {
 		}
 		return strings.Fields(string(out))
 	}
+	noDevice := func(d string) bool { return strings.HasPrefix(d, "device/") }
 	for _, tc := range []struct {
 		pkg    string
 		refuse func(dep string) bool
 		why    string
 	}{
-		{"ops", func(d string) bool { return strings.HasPrefix(d, "device/") }, "a device"},
+		{"ops", noDevice, "a device"},
+		{"ops/math", noDevice, "a device"},
+		{"ops/shape", noDevice, "a device"},
+		{"ops/image", noDevice, "a device"},
+		{"ops/norm", noDevice, "a device"},
+		{"internal/parallel", noDevice, "a device"},
 		{"ops/...", func(d string) bool { return d == "device/cpu/kernels" }, "the CPU registry"},
 		{"device/cpu/kernels", func(d string) bool {
 			switch d {

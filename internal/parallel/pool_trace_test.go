@@ -1,6 +1,6 @@
 //go:build kilnpooltrace
 
-package cpu_test
+package parallel_test
 
 import (
 	"context"
@@ -16,19 +16,19 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
-	"github.com/kilnai/kiln/device/cpu"
+	"github.com/kilnai/kiln/internal/parallel"
 )
 
 // TestPoolTrace runs the plans of KILN_POOL_TRACE_PLANS (comma-separated,
 // each named MODEL.plan for a model of ../shared/models, whose
 // test_data_set_0 gives the inputs) KILN_POOL_TRACE_ITERS times (default
 // 40), alternating GOMAXPROCS 1 and 2 per inference, and prints where
-// each inference's time goes: outside any ParallelFor/DynamicFor call (one
+// each inference's time goes: outside any For/DynamicFor call (one
 // thread), in calls that ran on the caller alone, in split calls (their
 // work, its ideal halving, the first worker's start, the caller's wait for
 // the last range), and per range function, one thread against two.
 //
-//	go test -tags kilnpooltrace ./device/cpu -run PoolTrace -v
+//	go test -tags kilnpooltrace ./internal/parallel -run PoolTrace -v
 func TestPoolTrace(t *testing.T) {
 	plans := os.Getenv("KILN_POOL_TRACE_PLANS")
 	if plans == "" {
@@ -63,38 +63,38 @@ func TestPoolTrace(t *testing.T) {
 		}
 		var runs [3][]inference
 		solo := os.Getenv("KILN_POOL_TRACE_SOLO") != ""
-		cpu.TraceCPU.Store(os.Getenv("KILN_POOL_TRACE_CPU") != "")
+		parallel.TraceCPU.Store(os.Getenv("KILN_POOL_TRACE_CPU") != "")
 		for i := range 2*iters + 4 {
 			procs := 1 + i%2
 			runtime.GOMAXPROCS(procs)
-			cpu.TraceSolo.Store(solo)
+			parallel.TraceSolo.Store(solo)
 			if os.Getenv("KILN_POOL_TRACE_NOGC") == "" {
 				runtime.GC() // (empties sync.Pools: scratch buffers are made again)
 			}
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			mallocs, bytes := ms.Mallocs, ms.TotalAlloc
-			cpu.TraceStart()
-			start := cpu.TraceNow()
+			parallel.TraceStart()
+			start := parallel.TraceNow()
 			if _, err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			end := cpu.TraceNow()
-			calls := cpu.TraceStop()
+			end := parallel.TraceNow()
+			calls := parallel.TraceStop()
 			runtime.ReadMemStats(&ms)
 			if i >= 4 {
 				runs[procs] = append(runs[procs], inference{start, end, calls, float64(ms.Mallocs - mallocs), float64(ms.TotalAlloc - bytes)})
 			}
 		}
 		m.Close()
-		cpu.TraceSolo.Store(false)
+		parallel.TraceSolo.Store(false)
 		report(t, name, runs[1], runs[2])
 	}
 }
 
 type inference struct {
 	start, end      int64
-	calls           []cpu.TraceCall
+	calls           []parallel.TraceCall
 	mallocs, allocB float64 // allocations during the inference (the trace's own included)
 }
 
@@ -261,7 +261,7 @@ func report(t *testing.T, name string, one, two []inference) {
 	}
 	var fs []fr
 	for f, v := range a.perFunc {
-		fs = append(fs, fr{cpu.FuncName(f), med(v), med(b.perFunc[f]), med(b.perFuncWork[f])})
+		fs = append(fs, fr{parallel.FuncName(f), med(v), med(b.perFunc[f]), med(b.perFuncWork[f])})
 	}
 	sort.Slice(fs, func(i, j int) bool { return fs[i].t1 > fs[j].t1 })
 	fmt.Fprintf(&sb, "  per range function, median us per inference: 1 thread, 2 threads, speedup, work on 2 threads / 1 thread\n")
@@ -278,7 +278,7 @@ func report(t *testing.T, name string, one, two []inference) {
 	}
 	var gs []gr
 	for f, v := range a.gapBefore {
-		gs = append(gs, gr{cpu.FuncName(f), med(v), med(b.gapBefore[f])})
+		gs = append(gs, gr{parallel.FuncName(f), med(v), med(b.gapBefore[f])})
 	}
 	sort.Slice(gs, func(i, j int) bool { return gs[i].g2 > gs[j].g2 })
 	for i, g := range gs {
@@ -303,7 +303,7 @@ func report(t *testing.T, name string, one, two []inference) {
 				}
 				return us(v - c.Start)
 			}
-			fmt.Fprintf(&sb, "    %8.0f %-40s %6.1f %6.1f %6.1f %6.1f %3d/%d\n", us(c.Start-r.start), strings.TrimPrefix(cpu.FuncName(c.Func), "github.com/kilnai/kiln/"),
+			fmt.Fprintf(&sb, "    %8.0f %-40s %6.1f %6.1f %6.1f %6.1f %3d/%d\n", us(c.Start-r.start), strings.TrimPrefix(parallel.FuncName(c.Func), "github.com/kilnai/kiln/"),
 				rel(c.Dequeued), rel(c.Pickup), rel(c.CallerDone), rel(c.End), c.WorkerRanges, c.Ranges)
 		}
 	}

@@ -1,4 +1,4 @@
-package cpu
+package parallel
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// This file decides, call by call, whether ParallelFor and DynamicFor split
+// This file decides, call by call, whether For and DynamicFor split
 // their work over the pool or run it on the caller alone.
 //
 // Splitting a layer pays when another core is free to run the worker: a
@@ -72,7 +72,7 @@ var requests struct {
 
 // RequestStarted tells the pool that a server started working on a request
 // (from reading it to answering it); RequestDone that it finished. While
-// at least Threads() requests are in flight, ParallelFor and DynamicFor
+// at least Threads() requests are in flight, For and DynamicFor
 // run each call on its caller alone (unless SetThreads fixed the thread
 // count): every core has a request of its own to work on, and splitting
 // one request's layers would only move work between cores.
@@ -108,6 +108,13 @@ const procsEvery = 100 * time.Millisecond
 // procsDirect makes every read call runtime.GOMAXPROCS (the package's
 // tests, which change it and call at once, set it before they start).
 var procsDirect bool
+
+// ReadGOMAXPROCSEachCall makes Threads read runtime.GOMAXPROCS at every
+// call instead of the copy refreshed every procsEvery: for the TestMain of
+// a package whose tests change GOMAXPROCS and call at once (as
+// testing.AllocsPerRun does, running its function with GOMAXPROCS 1).
+// Call it before any goroutine uses the pool.
+func ReadGOMAXPROCSEachCall() { procsDirect = true }
 
 // gomaxprocs returns runtime.GOMAXPROCS(0), as procs last read it.
 func gomaxprocs() int {
@@ -147,7 +154,7 @@ func Threads() int {
 }
 
 // SetThreads fixes the number of threads (the caller's goroutine and pool
-// workers) ParallelFor and DynamicFor split each call into, as ONNX
+// workers) For and DynamicFor split each call into, as ONNX
 // Runtime's intra_op_num_threads does: n >= 1 splits every call into at
 // most n (at most GOMAXPROCS), whether or not the other cores are busy (1
 // runs every call on its caller); 0, the default, splits into GOMAXPROCS

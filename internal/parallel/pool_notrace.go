@@ -1,9 +1,9 @@
 //go:build !kilnpooltrace
 
-package cpu
+package parallel
 
 // tracing is true in builds with the kilnpooltrace tag (pool_trace.go),
-// which record every ParallelFor and DynamicFor call for the pool's
+// which record every For and DynamicFor call for the pool's
 // measurements (ops/nn/NOTES.md, section 19); in others the hooks are
 // empty and compiled out.
 const tracing = false

@@ -1,6 +1,6 @@
 //go:build kilnpooltrace
 
-package cpu
+package parallel
 
 import (
 	"reflect"
@@ -13,14 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file records every ParallelFor and DynamicFor call while tracing is
+// This file records every For and DynamicFor call while tracing is
 // on (TraceStart to TraceStop), for the pool's measurements: how much of an
 // inference runs on one thread, how late a worker takes its first range,
 // how long the caller waits for the last. Build with -tags kilnpooltrace;
 // ops/nn/NOTES.md (section 19) has what it showed.
 const tracing = true
 
-// TraceCall is one ParallelFor or DynamicFor call. Times are nanoseconds
+// TraceCall is one For or DynamicFor call. Times are nanoseconds
 // from the process's trace clock (TraceNow).
 type TraceCall struct {
 	// Func is the entry of the range function (FuncName names it).

@@ -1,4 +1,4 @@
-package cpu
+package parallel
 
 import (
 	"os"
@@ -11,9 +11,9 @@ import (
 )
 
 // TestMain reads GOMAXPROCS on every call: the package's tests change it
-// and call ParallelFor at once (TestThreadsSeesGOMAXPROCS checks the cache).
+// and call For at once (TestThreadsSeesGOMAXPROCS checks the cache).
 func TestMain(m *testing.M) {
-	procsDirect = true
+	ReadGOMAXPROCSEachCall()
 	os.Exit(m.Run())
 }
 
@@ -72,7 +72,7 @@ func markBusyFor(t *testing.T, d time.Duration) {
 	t.Cleanup(func() { load.busyUntil.Store(0) })
 }
 
-// calls runs ParallelFor or DynamicFor over n items and returns the
+// calls runs For or DynamicFor over n items and returns the
 // ranges fn was called with, checking that they cover [0, n) once.
 func calls(t *testing.T, dynamic bool, n, grain int) [][2]int {
 	t.Helper()
@@ -90,7 +90,7 @@ func calls(t *testing.T, dynamic bool, n, grain int) [][2]int {
 	if dynamic {
 		DynamicFor(n, grain, fn)
 	} else {
-		ParallelFor(n, grain, fn)
+		For(n, grain, fn)
 	}
 	for i := range hits {
 		if h := hits[i].Load(); h != 1 {
@@ -165,7 +165,7 @@ func TestParallelForBusy(t *testing.T) {
 			for i := range 200 {
 				n := 8 + (g*31+i)%40
 				id := goid()
-				ParallelFor(n, 1, func(lo, hi int) {
+				For(n, 1, func(lo, hi int) {
 					if lo != 0 || hi != n || goid() != id {
 						split.Add(1)
 					}
@@ -209,7 +209,7 @@ func TestParallelForBusy(t *testing.T) {
 	}
 }
 
-// TestPoolFindsCoresBusy runs ParallelFor from one goroutine while other
+// TestPoolFindsCoresBusy runs For from one goroutine while other
 // goroutines keep every core busy, as a server's requests do: the pool's
 // worker finds its core taken and marks the pool busy, so that calls run
 // inline; once the load stops and the mark has expired, calls split
@@ -241,7 +241,7 @@ func TestPoolFindsCoresBusy(t *testing.T) {
 		if len(calls(t, false, 64, 1)) == 1 {
 			inline++
 		}
-		ParallelFor(len(s), 1024, work)
+		For(len(s), 1024, work)
 	}
 	stop.Store(true)
 	wg.Wait()
