@@ -217,8 +217,8 @@ func marshalGraph(t *testing.T, g *ir.Graph) []byte {
 // keeps the tuned INT8 engine (tune.go, tuneChained): the plan's header
 // gives every quantized convolution an INT8 tactic (cuDNN's INT8 graph or
 // kiln-expand-i8u2), its int8 section records the chains, and the loaded
-// plan runs the three expanding 1x1s as expand_i8u2 chained as the
-// untuned engine does. A plan whose section lacks the record (written
+// plan runs the three expanding 1x1s (and the stride-1 downsample) as
+// expand_i8u2 chained as the untuned engine does. A plan whose section lacks the record (written
 // before the chains were on by default) loads too, without the chains:
 // expand_i8u2 converts around itself.
 func TestInt8ChainTunedBuildFake(t *testing.T) {
@@ -229,9 +229,13 @@ func TestInt8ChainTunedBuildFake(t *testing.T) {
 	}
 	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 1, 16)
 	convs := map[string]bool{}
+	down := "" // the stride-1 downsample (bias only): expand_i8u2 runs it too
 	for _, n := range g.Nodes {
 		if n.OpType == "Conv" {
 			convs[n.Name] = true
+		}
+		if p := n.Inputs[len(n.Inputs)-1].Producer; n.OpType == "Add" && p != nil && p.OpType == "Conv" {
+			down = p.Name
 		}
 	}
 	res, _ := buildCUDA(t, "bottlenecks", marshalGraph(t, g), build.Options{Precision: build.INT8, CalibBatches: 1},
@@ -251,8 +255,8 @@ func TestInt8ChainTunedBuildFake(t *testing.T) {
 			nx++
 		}
 	}
-	if len(quant) != len(convs) || nx != 3 {
-		t.Errorf("the plan's INT8 tactics: %v (%d expand_i8u2), want every one of the %d convolutions, 3 expand_i8u2", quant, nx, len(convs))
+	if len(quant) != len(convs) || nx != 4 || quant[down] != "kiln-expand-i8u2" {
+		t.Errorf("the plan's INT8 tactics: %v (%d expand_i8u2), want every one of the %d convolutions, 4 expand_i8u2 (the downsample %s)", quant, nx, len(convs), down)
 	}
 	var sec *plan.Blob
 	for i := range res.Blobs {
@@ -270,9 +274,15 @@ func TestInt8ChainTunedBuildFake(t *testing.T) {
 		if _, err := m.Run(context.Background(), in); err != nil {
 			t.Fatal(err)
 		}
-		got := layers()
+		got := slices.DeleteFunc(layers(), func(l gpuexec.ExpandLayer) bool {
+			// the downsample reads the network's input, writes 8 bits for the residual when chained
+			if l.Name == down && (l.In8 || l.Resid8 || l.Out8 != chained) {
+				t.Errorf("%s: downsample %s: input, residual, output in 8 bits %v, %v, %v; want false, false, %v", what, l.Name, l.In8, l.Resid8, l.Out8, chained)
+			}
+			return l.Name == down
+		})
 		if len(got) != 3 {
-			t.Fatalf("%s: expand_i8u2 runs %d layers, want 3", what, len(got))
+			t.Fatalf("%s: expand_i8u2 runs %d layers with a residual, want 3", what, len(got))
 		}
 		for i, l := range got {
 			want := [3]bool{chained, chained, chained && i < 2}
