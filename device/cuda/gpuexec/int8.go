@@ -129,6 +129,9 @@ type int8State struct {
 	// "fp16") and the engine's times each way, in that order
 	choice string
 	times  [3]time.Duration
+	// firstNS: each chained layer's time with the engine the untuned
+	// engine runs (the first candidate), by node, as tuneChained timed it
+	firstNS map[string]int64
 }
 
 // uploadInt8 copies b into a device allocation of its own, counted in the

@@ -198,6 +198,10 @@ func (e *Engine) tuneChained(ct chainTuner) error {
 			return err
 		}
 		tuned[i], first[i] = cands[best], cands[0]
+		if e.int8.firstNS == nil {
+			e.int8.firstNS = map[string]int64{}
+		}
+		e.int8.firstNS[s.node.Name] = cands[0].t.NS
 	}
 	// 4. the engine: INT8 tuned, INT8 untuned, FP16
 	all := make([]int, len(e.prog.steps))
