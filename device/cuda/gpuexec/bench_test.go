@@ -282,6 +282,40 @@ func profileSteps(t *testing.T, c *Context) map[string]float64 {
 	return out
 }
 
+// layerTable is a markdown table of where the device time goes, layer by
+// layer: each context's calls timed eagerly with an event pair around
+// each (profileSteps; launch gaps not counted), beside e's precision and
+// tactic for the layer; the contexts run the same graph (node names).
+func layerTable(t *testing.T, e *Engine, labels []string, ctxs map[string]*Context) string {
+	t.Helper()
+	prof := map[string]map[string]float64{}
+	sum := map[string]float64{}
+	for _, l := range labels {
+		prof[l] = profileSteps(t, ctxs[l])
+		for _, v := range prof[l] {
+			sum[l] += v
+		}
+	}
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "| layer | op | %s: precision, tactic |", labels[0])
+	for _, l := range labels {
+		fmt.Fprintf(&tb, " %s us |", l)
+	}
+	tb.WriteString("\n| --- | --- | --- |" + strings.Repeat(" --- |", len(labels)) + "\n")
+	for _, ly := range e.Layers() {
+		fmt.Fprintf(&tb, "| %s | %s | %s %s |", ly.Node, ly.Op, ly.Precision, ly.Tactic)
+		for _, l := range labels {
+			fmt.Fprintf(&tb, " %.1f |", prof[l][ly.Node]*1e3)
+		}
+		tb.WriteString("\n")
+	}
+	tb.WriteString("| sum of the layers' calls, eager | | |")
+	for _, l := range labels {
+		fmt.Fprintf(&tb, " %.1f |", sum[l]*1e3)
+	}
+	return tb.String()
+}
+
 // callTimes runs the context's calls once, eagerly, with a CUDA event pair
 // around each, and returns each call's device milliseconds.
 func callTimes(t *testing.T, c *Context) []float64 {

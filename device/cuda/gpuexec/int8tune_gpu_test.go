@@ -213,6 +213,11 @@ func TestInt8BuildOnGPU(t *testing.T) {
 	}
 	t.Logf("resnet50 batch %d on %s: %s; kiln build --int8 is %.2fx fp16 (issue 11 asks 1.6x); test %.0f s",
 		batch, fp.GPUName, strings.Join(rows, ", "), times["fp16"]/times["int8 build"], time.Since(start).Seconds())
+	ctxs := map[string]*Context{}
+	for _, l := range labels {
+		ctxs[l] = engines[l].c
+	}
+	t.Logf("per layer at batch %d:\n%s", batch, layerTable(t, engines["int8 build"].e, labels, ctxs))
 	if p := pct("int8 build"); p < 99 {
 		t.Errorf("int8 build: top-1 agreement with float32 %.2f%%, the issue asks at least 99%%", p)
 	}

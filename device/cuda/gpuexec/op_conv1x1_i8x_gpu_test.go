@@ -398,32 +398,11 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	// where the time goes, layer by layer: each engine's calls timed
 	// eagerly with an event pair around each (launch gaps not counted),
 	// beside the INT8 engine's tactic
-	prof := map[string]map[string]float64{}
-	sum := map[string]float64{}
+	ctxs := map[string]*Context{}
 	for _, l := range labels {
-		prof[l] = profileSteps(t, engines[l].c)
-		for _, v := range prof[l] {
-			sum[l] += v
-		}
+		ctxs[l] = engines[l].c
 	}
-	var tb strings.Builder
-	tb.WriteString("| layer | op | int8 expand: precision, tactic |")
-	for _, l := range labels {
-		fmt.Fprintf(&tb, " %s us |", l)
-	}
-	tb.WriteString("\n| --- | --- | --- |" + strings.Repeat(" --- |", len(labels)) + "\n")
-	for _, ly := range i8.e.Layers() {
-		fmt.Fprintf(&tb, "| %s | %s | %s %s |", ly.Node, ly.Op, ly.Precision, ly.Tactic)
-		for _, l := range labels {
-			fmt.Fprintf(&tb, " %.1f |", prof[l][ly.Node]*1e3)
-		}
-		tb.WriteString("\n")
-	}
-	tb.WriteString("| sum of the layers' calls, eager | | |")
-	for _, l := range labels {
-		fmt.Fprintf(&tb, " %.1f |", sum[l]*1e3)
-	}
-	t.Log("per layer at batch " + strconv.Itoa(batch) + ":\n" + tb.String())
+	t.Log("per layer at batch " + strconv.Itoa(batch) + ":\n" + layerTable(t, i8.e, labels, ctxs))
 	// the slowest layers of the INT8 engine (untuned: no per-layer times),
 	// by how they ran
 	count := map[string]int{}
