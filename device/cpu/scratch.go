@@ -29,6 +29,12 @@ func MeasureScratch(f func()) int64 {
 	return scratch.peak.Load()
 }
 
+// ScratchAdd counts n bytes of scratch memory taken (negative: given
+// back) by a kernel outside this package, such as packed weights of the
+// CPU kernel registry (device/cpu/kernels), while MeasureScratch runs, so
+// that the builder's workspace limit for tactics counts them.
+func ScratchAdd(n int64) { scratchAdd(n) }
+
 // scratchAdd counts n bytes taken (negative: given back).
 func scratchAdd(n int64) {
 	if !scratch.on.Load() {
