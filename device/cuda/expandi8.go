@@ -685,6 +685,12 @@ func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, v expandI8tVariant) []
 // slices and 3 tiles, the conversion-free epilogue for K <= 256.
 var expandI8U2 = expandI8tVariant{name: "expand_i8u2", swizzled: true, perSM: 2, fastCvt: true, bigK: true}
 
+// expandI8U2Checked is expandI8U2 as it ran on an H100 (device/cuda/NOTES.md,
+// fifteenth session: ResNet-50's 16 expanding 1x1s, top-1 100%): for K >
+// 256 the epilogue's I2F/FRND/F2I path. The bigK epilogue has not run on a
+// GPU yet, so the executor builds it only when asked (ExpandI8Source).
+var expandI8U2Checked = func() expandI8tVariant { v := expandI8U2; v.bigK = false; return v }()
+
 // ExpandI8Kernel names the executor's expanding kernel in its module, and
 // DequantI8Kernel the kernel beside it that widens 8-bit values to half
 // (dequant_i8_f16(half* y, const int8* x, float scale, long long n), n a
@@ -739,7 +745,17 @@ extern "C" __global__ void dequant_i8_f16(unsigned short* __restrict__ y, const 
 // + beta z[p, n]))) over int8 NHWC rows, the maps (ExpandI8MapSpecs) in
 // device memory, 64-byte aligned; hasz's bit 0 says there is a residual
 // z (ExpandI8Residual), bit 1 leaves the ReLU out (ExpandI8NoReLU).
-func ExpandI8Source() string { return expandI8tSource(expandI8U2) + dequantI8Source }
+//
+// bigK builds the K > 256 epilogue that converts only the accumulator
+// (expandI8U2, not yet run on a GPU); without it, the build that ran on an
+// H100 (expandI8U2Checked). Both have the same kernels, arguments, threads
+// and shared memory.
+func ExpandI8Source(bigK bool) string {
+	if bigK {
+		return expandI8tSource(expandI8U2) + dequantI8Source
+	}
+	return expandI8tSource(expandI8U2Checked) + dequantI8Source
+}
 
 // ExpandI8Residual and ExpandI8NoReLU are the bits of ExpandI8Kernel's
 // hasz argument: a residual z is read; the output is not ReLU'd (clamped

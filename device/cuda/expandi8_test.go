@@ -12,7 +12,10 @@ import (
 // spills), else to compute_90 PTX, which must hold the bulk tensor copies,
 // wgmma and the dequantizing kernel's conversion.
 func TestExpandI8Source(t *testing.T) {
-	src := ExpandI8Source()
+	if a, b := ExpandI8Source(false), ExpandI8Source(true); a == b || !strings.Contains(a, "#define BIGK 0 ") || !strings.Contains(b, "#define BIGK 1 ") {
+		t.Errorf("ExpandI8Source(false) must build BIGK 0 (the build checked on an H100), ExpandI8Source(true) BIGK 1")
+	}
+	src := ExpandI8Source(false)
 	for _, want := range []string{" " + ExpandI8Kernel + "(", " " + DequantI8Kernel + "(", "#define STAGES 3\n", "#define ZS 3\n",
 		"#define FASTCVT 1\n", "__launch_bounds__(NCONS + 32, 2)"} {
 		if !strings.Contains(src, want) {

@@ -64,6 +64,7 @@ func TestInt8ChainTuneFake(t *testing.T) {
 	for _, k := range []string{EnvInt8Expand, EnvUnverified, EnvInt8Chain, EnvInt8All} {
 		t.Setenv(k, "")
 	}
+	t.Setenv(EnvInt8Reduce, "1") // expand_i8u2 on the reducing 1x1s too (not yet the default)
 	// the untuned engine: what the chains make of every quantized layer
 	eu, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
 	type flags struct{ in8, z8, out8, x8 bool }

@@ -61,10 +61,12 @@ import (
 // capability 9.0).
 const EnvInt8Expand = "KILN_CUDA_INT8_EXPAND"
 
-// EnvInt8Reduce names the environment variable that, set to 0, keeps
-// expand_i8u2 to the layers with a residual: the 1x1s without one (the
-// reducing 1x1s of the bottleneck blocks, bias and ReLU only, and a
-// stride-1 downsample, bias only) then keep the libraries' tactics.
+// EnvInt8Reduce names the environment variable that, set to 1, lets
+// expand_i8u2 take the 1x1s without a residual or ReLU too (the reducing
+// 1x1s of the bottleneck blocks, bias and ReLU only, and a stride-1
+// downsample, bias only; KILN_CUDA_UNVERIFIED=1 does as well); set to 0 it
+// keeps them out. By default they keep the libraries' tactics until that
+// form has run on a GPU.
 const EnvInt8Reduce = "KILN_CUDA_INT8_REDUCE"
 
 // quantI8x is the Tactic.Quant of expand_i8u2 (Impl ImplKernel), and
@@ -131,8 +133,12 @@ func (e *Engine) i8xOK(i int) error {
 		return fmt.Errorf("%w: expand_i8u2 runs a 1x1, stride-1, unpadded NHWC convolution of one group", ErrUnsupported)
 	case !cc.fusable:
 		return fmt.Errorf("%w: expand_i8u2 needs the bias epilogue", ErrUnsupported)
-	case cc.z == nil && os.Getenv(EnvInt8Reduce) == "0":
-		return fmt.Errorf("%w: expand_i8u2 without a residual is turned off (%s=0)", ErrUnsupported, EnvInt8Reduce)
+	case (cc.z == nil || !cc.relu) && os.Getenv(EnvInt8Reduce) == "0":
+		return fmt.Errorf("%w: expand_i8u2 without a residual or ReLU is turned off (%s=0)", ErrUnsupported, EnvInt8Reduce)
+	case (cc.z == nil || !cc.relu) && os.Getenv(EnvInt8Reduce) != "1" && os.Getenv(EnvUnverified) != "1":
+		// the expanding form (residual and ReLU) ran on an H100; the
+		// reducing 1x1s and the stride-1 downsample have not yet
+		return fmt.Errorf("%w: expand_i8u2 without a residual or ReLU has not run on a GPU yet (%s=1 uses it)", ErrUnsupported, EnvInt8Reduce)
 	case !cuda.ExpandI8Fits(cc.n*cc.h*cc.wd, cc.c, cc.m):
 		return fmt.Errorf("%w: expand_i8u2 needs rows and output channels multiples of 128 and input channels of 64, not %d, %d, %d",
 			ErrUnsupported, cc.n*cc.h*cc.wd, cc.m, cc.c)
@@ -194,7 +200,7 @@ func (e *Engine) loadI8x() error {
 		if err != nil {
 			return err
 		}
-		comp, err := nv.Compile("expand_i8x.cu", cuda.ExpandI8Source(), "--gpu-architecture=sm_90a")
+		comp, err := nv.Compile("expand_i8x.cu", cuda.ExpandI8Source(os.Getenv(EnvUnverified) == "1"), "--gpu-architecture=sm_90a")
 		if err != nil {
 			return err
 		}

@@ -234,7 +234,7 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		all = append(all, built{e, c})
 		return built{e, c}
 	}
-	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1"}
+	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "1"}
 	i8 := make_("int8 expand chained", Options{FP16: true, Int8: scales}, on)
 	// what ran: the expanding layers, and the 8-bit values
 	var x8, x8in, x8z, x8out, x8noz, chained, quantized int
