@@ -603,11 +603,11 @@ func contract[T ops.Number](a, b einOperand[T], keep []int) einOperand[T] {
 	bt := transpose(b, perm(b, batch, sum, bOnly))
 	nb, m, k, n := size(a, batch), size(a, aOnly), size(a, sum), size(b, bOnly)
 	data := make([]T, nb*m*n)
-	p := &mmPlan{m: m, n: n, k: k, aOff: make([]int, nb), bOff: make([]int, nb)}
+	p := &MatMulPlan{M: m, N: n, K: k, AOff: make([]int, nb), BOff: make([]int, nb)}
 	for i := 0; i < nb; i++ {
-		p.aOff[i], p.bOff[i] = i*m*k, i*k*n
+		p.AOff[i], p.BOff[i] = i*m*k, i*k*n
 	}
-	runMatMul(p, at.data, bt.data, data)
+	RunMatMul(p, at.data, bt.data, data)
 	var labels, shape []int
 	for _, g := range [][]int{batch, aOnly} {
 		for _, l := range g {

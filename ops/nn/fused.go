@@ -271,11 +271,11 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		}
 	}
 	q, kt, v := in[0], in[1], in[2]
-	p1, err := planMatMul("Attention", q.Shape, kt.Shape)
+	p1, err := PlanMatMul("Attention", q.Shape, kt.Shape)
 	if err != nil {
 		return nil, err
 	}
-	shape := p1.out
+	shape := p1.Out
 	if len(shape) == 0 {
 		return nil, badInput("Attention scores have no axes")
 	}
@@ -288,29 +288,29 @@ func (k *attentionOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, 
 		shape = b
 		mstr = ops.BroadcastStrides(mask.Shape, shape)
 	}
-	p2, err := planMatMul("Attention", shape, v.Shape)
+	p2, err := PlanMatMul("Attention", shape, v.Shape)
 	if err != nil {
 		return nil, err
 	}
 	// The output first: it takes the node's planned arena slot; the scores
 	// are scratch.
-	y, err := newOut(env, tensor.Float32, p2.out)
+	y, err := newOut(env, tensor.Float32, p2.Out)
 	if err != nil {
 		return nil, err
 	}
-	n1 := tensor.NumElements(p1.out)
+	n1 := tensor.NumElements(p1.Out)
 	sc, h1 := scratch[float32](n1)
 	defer putScratch(h1)
-	runMatMul(p1, q.Float32s(), kt.Float32s(), sc)
-	if !slices.Equal(shape, p1.out) { // the mask enlarges the scores
+	RunMatMul(p1, q.Float32s(), kt.Float32s(), sc)
+	if !slices.Equal(shape, p1.Out) { // the mask enlarges the scores
 		n := tensor.NumElements(shape)
 		big, h2 := scratch[float32](n)
 		defer putScratch(h2)
-		broadcastInto(big, shape, sc, ops.BroadcastStrides(p1.out, shape))
+		broadcastInto(big, shape, sc, ops.BroadcastStrides(p1.Out, shape))
 		sc = big
 	}
 	softmaxRows(sc, shape, k.scale, mask, mstr)
-	runMatMul(p2, sc, v.Float32s(), y.Float32s())
+	RunMatMul(p2, sc, v.Float32s(), y.Float32s())
 	return []*tensor.Tensor{y}, nil
 }
 

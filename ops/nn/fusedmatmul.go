@@ -29,7 +29,7 @@ type fusedMatMulOp struct {
 	// cw is B when the graph holds it as a constant, packed once.
 	cw constWeights
 	// plan is the product's plan for the last shapes it ran.
-	plan mmPlanCache
+	plan MatMulPlanCache
 }
 
 var _ ops.Tactical = (*fusedMatMulOp)(nil)
@@ -67,14 +67,14 @@ func constWeight(n *ir.Node) *tensor.Tensor {
 
 // packed returns B packed for the GEMM when bm is the node's constant
 // weight and the plan is one product (else nil), packing it on first use.
-func (c *constWeights) packed(p *mmPlan, bm *tensor.Tensor) *cpu.PackedB {
-	if c.w == nil || bm.DType != tensor.Float32 || len(p.aOff) != 1 || p.k == 0 || p.n == 0 || bm.Len() != c.w.Len() || bm.Len() != p.k*p.n {
+func (c *constWeights) packed(p *MatMulPlan, bm *tensor.Tensor) *cpu.PackedB {
+	if c.w == nil || bm.DType != tensor.Float32 || len(p.AOff) != 1 || p.K == 0 || p.N == 0 || bm.Len() != c.w.Len() || bm.Len() != p.K*p.N {
 		return nil
 	}
 	if &bm.Float32s()[0] != &c.w.Float32s()[0] {
 		return nil
 	}
-	c.once.Do(func() { c.pb = cpu.PackB(p.k, p.n, c.w.Float32s(), p.n) })
+	c.once.Do(func() { c.pb = cpu.PackB(p.K, p.N, c.w.Float32s(), p.N) })
 	// held for as long as the plan: counted in every measurement, like the
 	// direct convolution's packed filters
 	scratchAdd(c.pb.Bytes())
@@ -113,8 +113,8 @@ func (k *fusedMatMulOp) Tactics(in []*ir.Value) []string {
 	if !ok1 || !ok2 {
 		return nil
 	}
-	p, err := planMatMul("FusedMatMul", as, bs)
-	if err != nil || !cpu.PackedGemm(false, false, p.m, p.n, p.k) {
+	p, err := PlanMatMul("FusedMatMul", as, bs)
+	if err != nil || !cpu.PackedGemm(false, false, p.M, p.N, p.K) {
 		return nil
 	}
 	names := []string{gemmTactic}
@@ -150,11 +150,11 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 			return nil, badInput("FusedMatMul of %v, want float32", t.DType)
 		}
 	}
-	p, err := k.plan.get("FusedMatMul", a.Shape, bm.Shape)
+	p, err := k.plan.Get("FusedMatMul", a.Shape, bm.Shape)
 	if err != nil {
 		return nil, err
 	}
-	y, err := ops.NewOutput(env, tensor.Float32, p.out)
+	y, err := ops.NewOutput(env, tensor.Float32, p.Out)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ops.ErrBadInput, err)
 	}
@@ -171,7 +171,7 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 		bv = b.Float32s()
 	}
 	pb := k.cw.packed(p, bm)
-	if len(p.aOff) == 1 && (bv != nil || k.ep.act != ActNone || pb != nil) {
+	if len(p.AOff) == 1 && (bv != nil || k.ep.act != ActNone || pb != nil) {
 		// One product: the bias and the activation inside the GEMM's
 		// blocks, on the goroutine that computed each, while it is in
 		// that core's caches; constant weights packed once.
@@ -180,7 +180,7 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 			bl = *k.blk
 		}
 		e := mmEpis.Get().(*mmEpi)
-		e.ep, e.y, e.b, e.n = k.ep, yv, bv, p.n
+		e.ep, e.y, e.b, e.n = k.ep, yv, bv, p.N
 		if pb != nil {
 			// the bias added by the GEMM kernel as it stores C
 			e.b = nil
@@ -188,9 +188,9 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 			if k.ep.act == ActNone {
 				fn = nil
 			}
-			cpu.SgemmPackedBias(bl, p.m, a.Float32s(), p.k, pb, bv, yv, p.n, fn)
+			cpu.SgemmPackedBias(bl, p.M, a.Float32s(), p.K, pb, bv, yv, p.N, fn)
 		} else {
-			cpu.SgemmEpilogue(bl, p.m, p.n, p.k, a.Float32s(), p.k, bm.Float32s(), p.n, yv, p.n, e.fn)
+			cpu.SgemmEpilogue(bl, p.M, p.N, p.K, a.Float32s(), p.K, bm.Float32s(), p.N, yv, p.N, e.fn)
 		}
 		e.y, e.b = nil, nil // drop the tensors
 		mmEpis.Put(e)
@@ -200,7 +200,7 @@ func (k *fusedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 	if k.blk != nil {
 		runMatMulBlocked(p, *k.blk, a.Float32s(), bm.Float32s(), yv)
 	} else {
-		runMatMul(p, a.Float32s(), bm.Float32s(), yv)
+		RunMatMul(p, a.Float32s(), bm.Float32s(), yv)
 	}
 	if bv != nil {
 		k.ep.applyBias(yv, bv, n)
@@ -241,11 +241,11 @@ func (e epilogue) applyBlock(y, bias []float32, n, i0, i1, j0, j1 int) {
 	}
 }
 
-// runMatMulBlocked is runMatMul for float32 with the GEMM cache blocking
+// runMatMulBlocked is RunMatMul for float32 with the GEMM cache blocking
 // bl.
-func runMatMulBlocked(p *mmPlan, bl cpu.Blocking, a, b, c []float32) {
-	m, n, k := p.m, p.n, p.k
-	nb := len(p.aOff)
+func runMatMulBlocked(p *MatMulPlan, bl cpu.Blocking, a, b, c []float32) {
+	m, n, k := p.M, p.N, p.K
+	nb := len(p.AOff)
 	switch {
 	case m == 0 || n == 0:
 		return
@@ -254,13 +254,13 @@ func runMatMulBlocked(p *mmPlan, bl cpu.Blocking, a, b, c []float32) {
 		return
 	}
 	if nb > 1 {
-		if sa, sb, ok := p.uniform(); ok {
+		if sa, sb, ok := p.Uniform(); ok {
 			cpu.SgemmStridedBatchedBlocked(bl, false, false, m, n, k, 1, a, k, sa, b, n, sb, 0, c, n, m*n, nb)
 			return
 		}
 	}
 	for i := 0; i < nb; i++ {
-		cpu.SgemmBlocked(bl, false, false, m, n, k, 1, a[p.aOff[i]:], k, b[p.bOff[i]:], n, 0, c[i*m*n:], n)
+		cpu.SgemmBlocked(bl, false, false, m, n, k, 1, a[p.AOff[i]:], k, b[p.BOff[i]:], n, 0, c[i*m*n:], n)
 	}
 }
 

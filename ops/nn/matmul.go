@@ -10,20 +10,22 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// mmPlan is a numpy matmul of A [..., m, k] by B [..., k, n] resolved to a
-// list of 2-D products: product i reads A at aOff[i], B at bOff[i] and
-// writes C at i*m*n.
-type mmPlan struct {
-	m, n, k    int
-	aOff, bOff []int
-	out        []int
-	// fold: B is a single matrix and A's batch is contiguous, so all of A
-	// is one (batch*m) x k matrix.
-	fold bool
+// MatMulPlan is a numpy matmul of A [..., m, k] by B [..., k, n] resolved
+// to a list of 2-D products of M x K by K x N: product i reads A at
+// AOff[i], B at BOff[i] and writes C at i*M*N. Out is C's shape. A plan is
+// read only once made (MatMulPlanCache shares it).
+type MatMulPlan struct {
+	M, N, K    int
+	AOff, BOff []int
+	Out        []int
+	// Fold: B is a single matrix and A's batch is contiguous, so all of A
+	// is one (batch*m) x k matrix (M is batch*m, one product).
+	Fold bool
 }
 
-// planMatMul checks the shapes of a numpy matmul and plans it.
-func planMatMul(op string, as, bs []int) (*mmPlan, error) {
+// PlanMatMul checks the shapes of a numpy matmul (op names it in errors)
+// and plans it.
+func PlanMatMul(op string, as, bs []int) (*MatMulPlan, error) {
 	if len(as) == 0 || len(bs) == 0 {
 		return nil, badInput("%s of a scalar (%v x %v)", op, as, bs)
 	}
@@ -34,8 +36,8 @@ func planMatMul(op string, as, bs []int) (*mmPlan, error) {
 	if len(bs) == 1 {
 		b2 = []int{bs[0], 1}
 	}
-	p := &mmPlan{m: a2[len(a2)-2], k: a2[len(a2)-1], n: b2[len(b2)-1]}
-	if b2[len(b2)-2] != p.k {
+	p := &MatMulPlan{M: a2[len(a2)-2], K: a2[len(a2)-1], N: b2[len(b2)-1]}
+	if b2[len(b2)-2] != p.K {
 		return nil, badInput("%s of %v and %v: inner dims differ", op, as, bs)
 	}
 	ab, bb := a2[:len(a2)-2], b2[:len(b2)-2]
@@ -45,25 +47,25 @@ func planMatMul(op string, as, bs []int) (*mmPlan, error) {
 	}
 	out := append([]int{}, batch...)
 	if len(as) > 1 {
-		out = append(out, p.m)
+		out = append(out, p.M)
 	}
 	if len(bs) > 1 {
-		out = append(out, p.n)
+		out = append(out, p.N)
 	}
 	if _, err := checkedNumel(out); err != nil {
 		return nil, err
 	}
-	p.out = out
+	p.Out = out
 	nb := tensor.NumElements(batch)
 	if tensor.NumElements(bb) == 1 {
-		p.fold = true
-		p.aOff = []int{0}
-		p.bOff = []int{0}
-		p.m *= nb
+		p.Fold = true
+		p.AOff = []int{0}
+		p.BOff = []int{0}
+		p.M *= nb
 		return p, nil
 	}
-	p.aOff = make([]int, nb)
-	p.bOff = make([]int, nb)
+	p.AOff = make([]int, nb)
+	p.BOff = make([]int, nb)
 	sa := ops.BroadcastStrides(ab, batch)
 	sb := ops.BroadcastStrides(bb, batch)
 	coord := make([]int, len(batch))
@@ -73,7 +75,7 @@ func planMatMul(op string, as, bs []int) (*mmPlan, error) {
 			oa += c * sa[d]
 			ob += c * sb[d]
 		}
-		p.aOff[i], p.bOff[i] = oa*p.m*p.k, ob*p.k*p.n
+		p.AOff[i], p.BOff[i] = oa*p.M*p.K, ob*p.K*p.N
 		for d := len(coord) - 1; d >= 0; d-- {
 			coord[d]++
 			if coord[d] < batch[d] {
@@ -85,60 +87,63 @@ func planMatMul(op string, as, bs []int) (*mmPlan, error) {
 	return p, nil
 }
 
-// mmPlanCache holds the plan of the last shapes a MatMul-like node ran
+// MatMulPlanCache holds the plan of the last shapes a MatMul-like node ran
 // (a server runs one shape after another): planning allocates the plan,
 // its offsets and output shape, several times per layer and run.
-type mmPlanCache struct {
-	p atomic.Pointer[mmPlanEntry]
+type MatMulPlanCache struct {
+	p atomic.Pointer[matMulPlanEntry]
 }
 
-// mmPlanEntry is planMatMul's plan for the shapes a and b; read only.
-type mmPlanEntry struct {
+// matMulPlanEntry is PlanMatMul's plan for the shapes a and b; read only.
+type matMulPlanEntry struct {
 	a, b []int
-	p    *mmPlan
+	p    *MatMulPlan
 }
 
-// get is planMatMul, reusing the plan of the last call when the shapes are
-// the same: the plan is shared and must not be modified.
-func (c *mmPlanCache) get(op string, as, bs []int) (*mmPlan, error) {
+// Get is PlanMatMul, reusing the plan of the last call when the shapes are
+// the same: the plan is shared and must not be modified. It is safe for
+// concurrent use.
+func (c *MatMulPlanCache) Get(op string, as, bs []int) (*MatMulPlan, error) {
 	if e := c.p.Load(); e != nil && slices.Equal(e.a, as) && slices.Equal(e.b, bs) {
 		return e.p, nil
 	}
-	p, err := planMatMul(op, as, bs)
+	p, err := PlanMatMul(op, as, bs)
 	if err != nil {
 		return nil, err
 	}
-	c.p.Store(&mmPlanEntry{a: slices.Clone(as), b: slices.Clone(bs), p: p})
+	c.p.Store(&matMulPlanEntry{a: slices.Clone(as), b: slices.Clone(bs), p: p})
 	return p, nil
 }
 
-// uniform returns the strides between consecutive products' A and B when
+// Uniform returns the strides between consecutive products' A and B when
 // they are constant (0 for a broadcast operand).
-func (p *mmPlan) uniform() (sa, sb int, ok bool) {
-	if len(p.aOff) < 2 {
+func (p *MatMulPlan) Uniform() (sa, sb int, ok bool) {
+	if len(p.AOff) < 2 {
 		return 0, 0, true
 	}
-	sa, sb = p.aOff[1]-p.aOff[0], p.bOff[1]-p.bOff[0]
-	for i := 1; i < len(p.aOff); i++ {
-		if p.aOff[i]-p.aOff[i-1] != sa || p.bOff[i]-p.bOff[i-1] != sb {
+	sa, sb = p.AOff[1]-p.AOff[0], p.BOff[1]-p.BOff[0]
+	for i := 1; i < len(p.AOff); i++ {
+		if p.AOff[i]-p.AOff[i-1] != sa || p.BOff[i]-p.BOff[i-1] != sb {
 			return 0, 0, false
 		}
 	}
 	return sa, sb, sa >= 0 && sb >= 0
 }
 
-// runMatMul computes all products of the plan into c.
-func runMatMul[T ops.Number](p *mmPlan, a, b, c []T) {
-	m, n, k := p.m, p.n, p.k
-	nb := len(p.aOff)
+// RunMatMul computes all products of the plan into c (every element: beta
+// 0): float32 through cpu.Sgemm's paths, other types through the plain
+// GEMM.
+func RunMatMul[T ops.Number](p *MatMulPlan, a, b, c []T) {
+	m, n, k := p.M, p.N, p.K
+	nb := len(p.AOff)
 	if af, ok := any(a).([]float32); ok && nb > 1 && k > 0 {
-		if sa, sb, ok := p.uniform(); ok {
+		if sa, sb, ok := p.Uniform(); ok {
 			cpu.SgemmStridedBatched(false, false, m, n, k, 1, af, k, sa, any(b).([]float32), n, sb, 0, any(c).([]float32), n, m*n, nb)
 			return
 		}
 	}
 	one := func(i int) {
-		gemm(false, false, m, n, k, 1, a[p.aOff[i]:], k, b[p.bOff[i]:], n, 0, c[i*m*n:], n)
+		gemm(false, false, m, n, k, 1, a[p.AOff[i]:], k, b[p.BOff[i]:], n, 0, c[i*m*n:], n)
 	}
 	if nb == 1 || m*n*k >= 1<<20 {
 		for i := 0; i < nb; i++ {
@@ -209,31 +214,31 @@ func (matMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error)
 	if a.DType != b.DType {
 		return nil, badInput("MatMul of %v and %v", a.DType, b.DType)
 	}
-	p, err := planMatMul("MatMul", a.Shape, b.Shape)
+	p, err := PlanMatMul("MatMul", a.Shape, b.Shape)
 	if err != nil {
 		return nil, err
 	}
-	y, err := newOut(env, a.DType, p.out)
+	y, err := newOut(env, a.DType, p.Out)
 	if err != nil {
 		return nil, err
 	}
 	switch a.DType {
 	case tensor.Float32:
-		runMatMul(p, a.Float32s(), b.Float32s(), y.Float32s())
+		RunMatMul(p, a.Float32s(), b.Float32s(), y.Float32s())
 	case tensor.Float64:
-		runMatMul(p, a.Float64s(), b.Float64s(), y.Float64s())
+		RunMatMul(p, a.Float64s(), b.Float64s(), y.Float64s())
 	case tensor.Int32:
-		runMatMul(p, a.Int32s(), b.Int32s(), y.Int32s())
+		RunMatMul(p, a.Int32s(), b.Int32s(), y.Int32s())
 	case tensor.Int64:
-		runMatMul(p, a.Int64s(), b.Int64s(), y.Int64s())
+		RunMatMul(p, a.Int64s(), b.Int64s(), y.Int64s())
 	case tensor.Uint32:
-		runMatMul(p, a.Uint32s(), b.Uint32s(), y.Uint32s())
+		RunMatMul(p, a.Uint32s(), b.Uint32s(), y.Uint32s())
 	case tensor.Uint64:
-		runMatMul(p, a.Uint64s(), b.Uint64s(), y.Uint64s())
+		RunMatMul(p, a.Uint64s(), b.Uint64s(), y.Uint64s())
 	case tensor.Float16, tensor.BFloat16:
 		yf := make([]float32, y.Len())
-		runMatMul(p, toFloat32(a), toFloat32(b), yf)
-		return one(fromFloat32(a.DType, p.out, yf))
+		RunMatMul(p, toFloat32(a), toFloat32(b), yf)
+		return one(fromFloat32(a.DType, p.Out, yf))
 	default:
 		return nil, badInput("MatMul of %v", a.DType)
 	}
@@ -265,11 +270,11 @@ func (matMulIntegerOp) Infer(in []*ir.Value) ([]ir.Type, error) {
 
 // quantMatMul computes the int32 matmul of a and b with zero points
 // subtracted.
-func quantMatMul(op string, a, azp, b, bzp *tensor.Tensor) (*mmPlan, []int32, error) {
+func quantMatMul(op string, a, azp, b, bzp *tensor.Tensor) (*MatMulPlan, []int32, error) {
 	if !is8bit(a.DType) || !is8bit(b.DType) {
 		return nil, nil, badInput("%s of %v and %v, want int8 or uint8", op, a.DType, b.DType)
 	}
-	p, err := planMatMul(op, a.Shape, b.Shape)
+	p, err := PlanMatMul(op, a.Shape, b.Shape)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -289,7 +294,7 @@ func quantMatMul(op string, a, azp, b, bzp *tensor.Tensor) (*mmPlan, []int32, er
 	if err != nil {
 		return nil, nil, err
 	}
-	ai := int32s(a, az, p.k)
+	ai := int32s(a, az, p.K)
 	bi := int32s(b, nil, 1)
 	if len(bz) == 1 {
 		for i := range bi {
@@ -300,8 +305,8 @@ func quantMatMul(op string, a, azp, b, bzp *tensor.Tensor) (*mmPlan, []int32, er
 			bi[i] -= bz[i%n]
 		}
 	}
-	acc := make([]int32, tensor.NumElements(p.out))
-	runMatMul(p, ai, bi, acc)
+	acc := make([]int32, tensor.NumElements(p.Out))
+	RunMatMul(p, ai, bi, acc)
 	return p, acc, nil
 }
 
@@ -313,7 +318,7 @@ func (matMulIntegerOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 	if err != nil {
 		return nil, err
 	}
-	y, err := makeOut(tensor.Int32, p.out)
+	y, err := makeOut(tensor.Int32, p.Out)
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +386,7 @@ func (qlinearMatMulOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 	if err != nil {
 		return nil, err
 	}
-	y, err := makeOut(ydt, p.out)
+	y, err := makeOut(ydt, p.Out)
 	if err != nil {
 		return nil, err
 	}

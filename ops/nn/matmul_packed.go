@@ -14,7 +14,7 @@ import (
 type packedMatMulOp struct {
 	matMulOp
 	cw   constWeights
-	plan mmPlanCache
+	plan MatMulPlanCache
 }
 
 // prepareMatMul returns packedMatMulOp for a constant float32 B, else
@@ -30,16 +30,16 @@ func prepareMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
 
 func (k *packedMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if len(in) == 2 && in[0] != nil && in[1] != nil && in[0].DType == tensor.Float32 && in[1].DType == tensor.Float32 {
-		p, err := k.plan.get("MatMul", in[0].Shape, in[1].Shape)
+		p, err := k.plan.Get("MatMul", in[0].Shape, in[1].Shape)
 		if err != nil {
 			return nil, err
 		}
 		if pb := k.cw.packed(p, in[1]); pb != nil {
-			y, err := newOut(env, tensor.Float32, p.out)
+			y, err := newOut(env, tensor.Float32, p.Out)
 			if err != nil {
 				return nil, err
 			}
-			cpu.SgemmPacked(cpu.Blocking{}, p.m, in[0].Float32s(), p.k, pb, y.Float32s(), p.n, nil)
+			cpu.SgemmPacked(cpu.Blocking{}, p.M, in[0].Float32s(), p.K, pb, y.Float32s(), p.N, nil)
 			return env.One(y), nil
 		}
 	}

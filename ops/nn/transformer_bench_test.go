@@ -32,13 +32,13 @@ func BenchmarkFusedMatMulEpilogue(b *testing.B) {
 			w[i] = float32(i%11)/50 - 0.1
 		}
 		ep := epilogue{act: s.act}
-		p := &mmPlan{m: s.m, n: s.n, k: s.k, aOff: []int{0}, bOff: []int{0}, fold: true}
+		p := &MatMulPlan{M: s.m, N: s.n, K: s.k, AOff: []int{0}, BOff: []int{0}, Fold: true}
 		for _, mode := range []string{"after", "inside"} {
 			b.Run(fmt.Sprintf("%s/%s", s.name, mode), func(b *testing.B) {
 				b.SetBytes(int64(2 * s.m * s.n * s.k)) // FLOP, shown as MB/s = MFLOP/s
 				for b.Loop() {
 					if mode == "after" {
-						runMatMul(p, a, w, c)
+						RunMatMul(p, a, w, c)
 						ep.applyBias(c, bias, s.n)
 						continue
 					}
