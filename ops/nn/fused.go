@@ -128,40 +128,10 @@ func (e epilogue) applyBias(y, bias []float32, n int) {
 }
 
 // applySerial runs the activation over y in place on the caller's
-// goroutine; the transcendental ones in float32 (internal/fastmath).
+// goroutine: ops.EpilogueAttrs.ApplySerial, the activations' one
+// definition (the CPU registry's FusedMatMul runs it too).
 func (e epilogue) applySerial(y []float32) {
-	switch e.act {
-	case ActRelu:
-		for i, v := range y {
-			y[i] = max(v, 0)
-		}
-	case ActClip:
-		for i, v := range y {
-			y[i] = min(max(v, e.p0), e.p1)
-		}
-	case ActSigmoid:
-		fastmath.Sigmoid(y, y)
-	case ActSiLU:
-		fastmath.SiLU(y, y)
-	case ActHardSwish:
-		for i, v := range y {
-			y[i] = v * max(0, min(1, v/6+0.5))
-		}
-	case ActLeakyRelu:
-		for i, v := range y {
-			if v < 0 {
-				y[i] = e.p0 * v
-			}
-		}
-	case ActHardSigmoid:
-		for i, v := range y {
-			y[i] = max(0, min(1, e.p0*v+e.p1))
-		}
-	case ActGelu:
-		fastmath.Gelu(y, y)
-	case ActGeluTanh:
-		fastmath.GeluTanh(y, y)
-	}
+	ops.EpilogueAttrs{Activation: e.act, P0: e.p0, P1: e.p1}.ApplySerial(y)
 }
 
 // geluOp is kiln::Gelu, ONNX Gelu (opset 20) for graphs of older opsets:
