@@ -350,6 +350,32 @@ int cuTensorMapEncodeTiled(unsigned long long *m, int type, unsigned rank, void 
 	}
 	return 0;
 }
+/* cuTensorMapEncodeIm2col writes what it was given into the map's 16 words
+   as cuTensorMapEncodeTiled does, with word 0 also holding pixels a column
+   << 40 and channels a pixel << 52, and words 11-15 element stride |
+   (lower corner & 0xffff) << 32 | (upper corner & 0xffff) << 48, the
+   corners of spatial dimension i (1 to rank - 2) in word 11 + i; rank 3-5,
+   64-byte aligned, UINT8 only, else invalid (1). */
+int cuTensorMapEncodeIm2col(unsigned long long *m, int type, unsigned rank, void *addr,
+                            const unsigned long long *dims, const unsigned long long *strides,
+                            const int *lower, const int *upper, unsigned cpp, unsigned ppc,
+                            const unsigned *elem, int interleave, int swizzle, int l2, int oob) {
+	if (((size_t)m & 63) != 0 || type != 0 || rank < 3 || rank > 5) return 1;
+	memset(m, 0, 128);
+	m[0] = rank | (unsigned long long)swizzle << 8 | (unsigned long long)l2 << 16 |
+	       (unsigned long long)interleave << 24 | (unsigned long long)oob << 32 |
+	       (unsigned long long)ppc << 40 | (unsigned long long)cpp << 52;
+	m[1] = (unsigned long long)(size_t)addr;
+	for (unsigned i = 0; i < rank; i++) {
+		m[2 + i] = dims[i];
+		if (i > 0) m[6 + i] = strides[i - 1];
+		m[11 + i] = elem[i];
+		if (i >= 1 && i <= rank - 2)
+			m[11 + i] |= (unsigned long long)(lower[i - 1] & 0xffff) << 32 |
+			             (unsigned long long)(upper[i - 1] & 0xffff) << 48;
+	}
+	return 0;
+}
 int cuStreamBeginCapture_v2(void) { return 0; }
 int cuStreamEndCapture(void) { return 0; }
 int cuGraphInstantiateWithFlags(void) { return 0; }
