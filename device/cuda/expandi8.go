@@ -71,7 +71,11 @@ func expandI8tSource(v expandI8tVariant) string {
 		return "0"
 	}
 	slices, tiles := v.stages()
-	return strings.NewReplacer("$NAME", v.name, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
+	xparams := ""
+	if v.conv3 {
+		xparams = ", int H, int W"
+	}
+	return strings.NewReplacer("$NAME", v.name, "$CONV3", b(v.conv3), "$XPARAMS", xparams, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
 		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$TEAMS", fmt.Sprint(v.teamCount()),
 		"$EARLYZ", b(v.earlyZ), "$WGDEPTH", fmt.Sprint(max(v.wgDepth, 1)), "$ABLATE", b(v.productOnly), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
@@ -124,6 +128,14 @@ type expandI8tVariant struct {
 	// reducing 1x1s run it, K = 512..2048); without it K > 256 takes the
 	// I2F/FRND/F2I epilogue
 	bigK bool
+	// conv3 (conv3_i8u2, conv3i8.go): x is the NHWC input of a 3x3
+	// convolution with stride 1 and padding 1, loaded by im2col copies (a
+	// 4-D map, maps[0]), K = 9 C in the weights' [N, 3, 3, C] order, each K
+	// slice one tap (r, s) and 64 channels; the kernel takes the image's
+	// height and width as two more arguments (int H, int W) and the row
+	// count P = N H W need not be a multiple of 128 (the last tile's rows
+	// past P read zeros and are not stored)
+	conv3 bool
 }
 
 // teamCount is the teams of consumer warpgroup pairs (1 unless the ping-pong build).
@@ -169,6 +181,7 @@ const expandI8tTemplate = `
 #define FASTCVT $FASTCVT
 #define BIGK $BIGK          // FASTCVT and K > 256: I2F for the accumulator, the rest conversion-free
 #define MC $MC              // clusters of two CTAs sharing x's slices by multicast
+#define CONV3 $CONV3        // x by im2col copies: a 3x3 convolution, stride 1, padding 1 (conv3_i8u2)
 #define BM 128
 #define BN 128
 #define BK 64
@@ -216,6 +229,14 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
 __device__ __forceinline__ void tma_load2(unsigned dst, const TMap* m, unsigned bar, int c0, int c1) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n"
                  :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1) : "memory");
+}
+// an im2col copy of a 4-D NHWC map: 128 pixels (the map's pixels a column)
+// of 64 channels from channel c, the filter base at (w, h) of image n, each
+// pixel read at its position + (ow, oh) (the tap), zeros outside the image
+__device__ __forceinline__ void tma_load4_im2col(unsigned dst, const TMap* m, unsigned bar, int c, int w, int h, int n,
+                                                 unsigned short ow, unsigned short oh) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], [%2], {%7, %8};\n"
+                 :: "r"(dst), "l"(m), "r"(bar), "r"(c), "r"(w), "r"(h), "r"(n), "h"(ow), "h"(oh) : "memory");
 }
 // the same with an L2 cache policy (the residual: evict-first, read once)
 __device__ __forceinline__ void tma_load2_hint(unsigned dst, const TMap* m, unsigned bar, int c0, int c1, unsigned long long pol) {
@@ -371,7 +392,7 @@ extern __shared__ __align__(1024) unsigned char smem_raw[];
 
 extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NAME(
     const TMap* __restrict__ maps, const float* __restrict__ alpha, const float* __restrict__ bias,
-    float beta, int hasz, int K, int N, int tiles)
+    float beta, int hasz, int K, int N, int tiles$XPARAMS)
 {
     // hasz: bit 0 the residual, bit 1 no ReLU (the output clamped to [-128, 127])
     const int relu = !(hasz & 2);
@@ -440,12 +461,27 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
                 }
                 if (++b == ZS)
                     b = 0, zph ^= 1;
+#if CONV3
+                // the tile's first output pixel (image img, row oh, column
+                // ow): the filter base of its copies is (ow - 1, oh - 1),
+                // padding 1; K = 9 C, cb channel blocks of 64 a tap
+                const int img = p0 / (H * W), pix = p0 - img * (H * W), oh = pix / W, ow = pix - oh * W;
+                const int cb = K / (9 * BK);
+#endif
                 for (int kt = 0; kt < KT; kt++) {
                     mbar_wait(EMPTY(s), ph ^ 1);
                     mbar_expect_tx(FULL(s), 2 * SLICE);
 #if MC
                     // this CTA's half of the pair's x slice, into both CTAs (the other half comes from the other CTA)
                     tma_load2_mc(sx + s * SLICE + rank * (64 * BK), mx, FULL(s), kt * BK, p0 + 64 * (int)rank, (unsigned short)3);
+#elif CONV3
+                    {
+                        // slice kt: tap (r, s) = (tap / 3, tap % 3), channels c0..c0+63;
+                        // the weights' K index tap * C + c0 is kt * BK
+                        const int tap = kt / cb, c0 = (kt - tap * cb) * BK;
+                        tma_load4_im2col(sx + s * SLICE, mx, FULL(s), c0, ow - 1, oh - 1, img, (unsigned short)(tap % 3),
+                                         (unsigned short)(tap / 3));
+                    }
 #else
                     load_slice(sx + s * SLICE, mx, FULL(s), kt * BK, p0);
 #endif

@@ -1,0 +1,109 @@
+package cuda
+
+// conv3_i8u2: kiln's own INT8 3x3 convolution (stride 1, padding 1) on
+// Hopper, an implicit GEMM that is expand_i8u2 (expandi8.go) with x loaded
+// by im2col copies (NOTES "conv3_i8u2"):
+//
+//	y[p, n] = sat(round(relu(alpha[n] sum_{r,s,c} x[img, oh+r-1, ow+s-1, c] w[n, r, s, c] + bias[n])))
+//
+// over NHWC int8 x [N, H, W, C] and y [N, H, W, Cout] (P = N H W rows of
+// Cout), weights reordered to [Cout, 3, 3, C] (K = 9 C, the K index (r*3 +
+// s) C + c), alpha and bias float32 [Cout]. Each 64-byte K slice is one tap
+// (r, s) and 64 channels: one im2col copy of 128 consecutive output pixels
+// (the filter base (ow - 1, oh - 1), the tap as the copy's offsets, zeros
+// outside the image), landing in shared memory in the layout of expand_i8u2's
+// x slice (128 rows of 64 bytes, the 64-byte swizzle). The weights are the
+// 2-D map [Cout, 9C] and y the 2-D map [P, Cout] of the 1x1; the last
+// tile's rows past P (P not a multiple of 128) read zeros and the store
+// clips them.
+//
+//	conv3_i8u2(const TMap* maps, const float* alpha, const float* bias, float beta, int hasz, int K, int N, int tiles, int H, int W)
+//
+// K = 9 C, N = Cout, tiles = Conv3I8Tiles; hasz's bits as expand_i8u2's
+// (a residual z [P, Cout] is possible but ResNet's 3x3s have none: 0, or
+// ExpandI8NoReLU). Not yet run on a GPU.
+
+// conv3I8U2 is expand_i8u2's build (two blocks an SM, rings of 3 slices and
+// 3 tiles, the conversion-free epilogue with bigK: K = 9 C >= 576 always
+// takes the I2F-accumulator path) with the im2col producer.
+var conv3I8U2 = expandI8tVariant{name: "conv3_i8u2", swizzled: true, perSM: 2, fastCvt: true, bigK: true, conv3: true}
+
+// Conv3I8Kernel names the kernel in Conv3I8Source's module; its block is
+// ExpandI8Threads threads, ExpandI8BlocksPerSM blocks an SM, and
+// Conv3I8SharedMem bytes of dynamic shared memory.
+const Conv3I8Kernel = "conv3_i8u2"
+
+// Conv3I8Source is the CUDA C++ of Conv3I8Kernel, for sm_90a only.
+func Conv3I8Source() string { return expandI8tSource(conv3I8U2) }
+
+// Conv3I8SharedMem is a block's dynamic shared memory (over 48 KB: the
+// function's attribute must allow it).
+func Conv3I8SharedMem() int { return conv3I8U2.smem() }
+
+// Conv3I8Fits reports whether Conv3I8Kernel computes the convolution of x
+// [n, h, w, c] into cout channels with a 3x3 filter of the given stride and
+// padding: stride 1, padding 1, c a multiple of 64 (whole 64-byte slices
+// of a tap), cout of 128 (whole tiles of channels); the rows P = n h w any
+// count (the last tile clipped), within int32 with the tile count; h and w
+// within the im2col map's range.
+func Conv3I8Fits(n, h, w, c, cout, stride, pad int) bool {
+	if n <= 0 || h <= 0 || w <= 0 || c <= 0 || cout <= 0 || stride != 1 || pad != 1 || c%64 != 0 || cout%128 != 0 {
+		return false
+	}
+	p := n * h * w
+	return p < 1<<31 && 9*c < 1<<31 && h*w*c < 1<<40 && Conv3I8Tiles(p, cout) < 1<<31
+}
+
+// Conv3I8Tiles is the tile count of a [p, cout] output (the kernel's
+// tiles argument): 128-row blocks, the last one clipped, times cout / 128.
+func Conv3I8Tiles(p, cout int) int { return (p + 127) / 128 * (cout / 128) }
+
+// Conv3I8MapSpecs describes Conv3I8Kernel's maps for x [n, h, w, c], w
+// [cout, 3, 3, c], z and y [n h w, cout] int8: x's im2col map (Dims {c, w,
+// h, n}, the bounding box's corners -1 and -1 for padding 1, 128 pixels of
+// 64 channels a copy, the 64-byte swizzle) and the tiled maps of w, z and y
+// (expand_i8u2's with K = 9 c; z 0 means no residual, its map then points
+// at y). Device memory holds them in the order x, w, z, y.
+func Conv3I8MapSpecs(x, wt, z, y DevicePtr, n, h, w, c, cout int) (TensorMapIm2col, []TensorMapTiled) {
+	xm := TensorMapIm2col{Addr: x, Dims: []uint64{uint64(c), uint64(w), uint64(h), uint64(n)},
+		Strides: []uint64{uint64(c), uint64(w * c), uint64(h * w * c)}, Lower: []int32{-1, -1}, Upper: []int32{-1, -1},
+		ChannelsPerPixel: 64, PixelsPerColumn: 128, Swizzle: Swizzle64B, L2Promotion: 2}
+	tiled := expandI8tMapSpecs(x, wt, z, y, n*h*w, 9*c, cout, conv3I8U2)
+	return xm, tiled[1:]
+}
+
+// EncodeConv3I8Maps encodes Conv3I8MapSpecs' four maps, x's first: the
+// 512 bytes the kernel reads from device memory (64-byte aligned).
+func (d *Driver) EncodeConv3I8Maps(x, wt, z, y DevicePtr, n, h, w, c, cout int) ([]TensorMap, error) {
+	xs, rest := Conv3I8MapSpecs(x, wt, z, y, n, h, w, c, cout)
+	xm, err := d.EncodeTensorMapIm2col(xs)
+	if err != nil {
+		return nil, err
+	}
+	maps := []TensorMap{xm}
+	for _, t := range rest {
+		m, err := d.EncodeTensorMapTiled(t)
+		if err != nil {
+			return nil, err
+		}
+		maps = append(maps, m)
+	}
+	return maps, nil
+}
+
+// Conv3I8ReorderWeights returns the int8 weights w, [cout][c][3][3] (the
+// ONNX/PyTorch order), as the kernel reads them: [cout][3][3][c].
+func Conv3I8ReorderWeights(w []int8, cout, c int) []int8 {
+	if cout <= 0 || c <= 0 || len(w) != cout*c*9 {
+		return nil
+	}
+	out := make([]int8, len(w))
+	for o := range cout {
+		for ci := range c {
+			for t := range 9 {
+				out[(o*9+t)*c+ci] = w[(o*c+ci)*9+t]
+			}
+		}
+	}
+	return out
+}

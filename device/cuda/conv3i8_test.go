@@ -1,0 +1,373 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// TestTensorMapIm2colCheck pins the limits EncodeTensorMapIm2col enforces
+// before it calls the driver.
+func TestTensorMapIm2colCheck(t *testing.T) {
+	ok := TensorMapIm2col{Addr: 0x1000, Dims: []uint64{64, 56, 56, 256}, Strides: []uint64{64, 56 * 64, 56 * 56 * 64},
+		Lower: []int32{-1, -1}, Upper: []int32{-1, -1}, ChannelsPerPixel: 64, PixelsPerColumn: 128, Swizzle: Swizzle64B, L2Promotion: 2}
+	for _, c := range []struct {
+		name string
+		edit func(*TensorMapIm2col)
+		want string // "" valid, else a part of the error
+	}{
+		{"valid", func(*TensorMapIm2col) {}, ""},
+		{"rank 3 (NWC)", func(m *TensorMapIm2col) {
+			m.Dims, m.Strides, m.Lower, m.Upper = []uint64{64, 56, 256}, []uint64{64, 56 * 64}, []int32{-1}, []int32{-1}
+		}, ""},
+		{"rank 5 (NDHWC)", func(m *TensorMapIm2col) {
+			m.Dims, m.Strides, m.Lower, m.Upper = []uint64{64, 8, 8, 8, 2}, []uint64{64, 512, 4096, 32768}, []int32{-1, -1, -1}, []int32{-1, -1, -1}
+		}, ""},
+		{"traversal stride 2", func(m *TensorMapIm2col) { m.ElementStrides = []uint32{1, 2, 2, 1} }, ""},
+		{"rank 2", func(m *TensorMapIm2col) {
+			m.Dims, m.Strides, m.Lower, m.Upper = []uint64{64, 56}, []uint64{64}, nil, nil
+		}, "rank 2"},
+		{"rank 6", func(m *TensorMapIm2col) {
+			m.Dims, m.Strides = []uint64{64, 2, 2, 2, 2, 2}, []uint64{64, 128, 256, 512, 1024}
+			m.Lower, m.Upper = []int32{0, 0, 0, 0}, []int32{0, 0, 0, 0}
+		}, "rank 6"},
+		{"strides", func(m *TensorMapIm2col) { m.Strides = m.Strides[:2] }, "strides"},
+		{"corners", func(m *TensorMapIm2col) { m.Lower = m.Lower[:1] }, "corner coordinates"},
+		{"element strides", func(m *TensorMapIm2col) { m.ElementStrides = []uint32{1, 1} }, "element strides"},
+		{"element stride 9", func(m *TensorMapIm2col) { m.ElementStrides = []uint32{1, 9, 1, 1} }, "element stride 1"},
+		{"misaligned address", func(m *TensorMapIm2col) { m.Addr = 0x1004 }, "aligned"},
+		{"stride not of 16", func(m *TensorMapIm2col) { m.Strides[0] = 72 }, "multiple of 16"},
+		{"no channels", func(m *TensorMapIm2col) { m.ChannelsPerPixel = 0 }, "channels a pixel"},
+		{"channels over 256", func(m *TensorMapIm2col) { m.ChannelsPerPixel, m.Swizzle = 512, SwizzleNone }, "channels a pixel"},
+		{"pixel of 8 bytes", func(m *TensorMapIm2col) { m.ChannelsPerPixel = 8 }, "multiple of 16"},
+		{"pixels over 1024", func(m *TensorMapIm2col) { m.PixelsPerColumn = 1025 }, "pixels a column"},
+		{"pixels wider than the swizzle", func(m *TensorMapIm2col) { m.Swizzle = Swizzle32B }, "wider than"},
+		{"corner below -128 at rank 4", func(m *TensorMapIm2col) { m.Lower[0] = -129 }, "outside [-128, 127]"},
+		{"corner 128 at rank 4", func(m *TensorMapIm2col) { m.Upper[1] = 128 }, "outside"},
+		{"corner 20 at rank 5", func(m *TensorMapIm2col) {
+			m.Dims, m.Strides, m.Lower, m.Upper = []uint64{64, 8, 8, 8, 2}, []uint64{64, 512, 4096, 32768}, []int32{-1, -1, -1}, []int32{-1, 20, -1}
+		}, "outside [-16, 15]"},
+		{"corner -1000 at rank 3", func(m *TensorMapIm2col) {
+			m.Dims, m.Strides, m.Lower, m.Upper = []uint64{64, 4096, 256}, []uint64{64, 4096 * 64}, []int32{-1000}, []int32{-1}
+		}, ""},
+		{"empty bounding box", func(m *TensorMapIm2col) { m.Dims[1], m.Lower[0], m.Upper[0] = 2, 0, -2 }, "empty"},
+		{"one-position bounding box", func(m *TensorMapIm2col) { m.Dims[1], m.Lower[0], m.Upper[0] = 3, 0, -2 }, ""},
+		{"L2 promotion", func(m *TensorMapIm2col) { m.L2Promotion = 4 }, "L2 promotion"},
+		{"swizzle", func(m *TensorMapIm2col) { m.Swizzle = 4 }, "swizzle"},
+		{"empty dimension", func(m *TensorMapIm2col) { m.Dims[3] = 0 }, "dimension 3"},
+	} {
+		m := ok
+		m.Dims, m.Strides = append([]uint64(nil), ok.Dims...), append([]uint64(nil), ok.Strides...)
+		m.Lower, m.Upper = append([]int32(nil), ok.Lower...), append([]int32(nil), ok.Upper...)
+		c.edit(&m)
+		err := m.check()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: check() = %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestEncodeTensorMapIm2colFake checks EncodeTensorMapIm2col's call against
+// the fake libcuda, which writes its arguments into the map (fakecuda.c):
+// rank, address, dimensions, strides, corners, pixels and channels,
+// element strides, swizzle and L2 promotion where the driver reads them,
+// UINT8, no interleave, zero fill; and that a map check rejects reaches no
+// driver.
+func TestEncodeTensorMapIm2colFake(t *testing.T) {
+	d, err := OpenDriver(Options{LibDir: fakeDriver(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs, _ := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256, 28, 28, 128, 128)
+	strided := xs
+	strided.Lower, strided.Upper, strided.ElementStrides = []int32{-1, -2}, []int32{3, -1}, []uint32{1, 2, 2, 1}
+	for _, c := range []TensorMapIm2col{xs, strided} {
+		m, err := d.EncodeTensorMapIm2col(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		word := func(i int) uint64 { return binary.LittleEndian.Uint64(m[8*i:]) }
+		r := len(c.Dims)
+		want := uint64(r) | uint64(c.Swizzle)<<8 | uint64(c.L2Promotion)<<16 | uint64(c.PixelsPerColumn)<<40 | uint64(c.ChannelsPerPixel)<<52
+		if word(0) != want {
+			t.Errorf("%+v: word 0 %#x, want %#x", c, word(0), want)
+		}
+		if word(1) != uint64(c.Addr) {
+			t.Errorf("%+v: address %#x", c, word(1))
+		}
+		for i := range r {
+			e := uint64(1)
+			if c.ElementStrides != nil {
+				e = uint64(c.ElementStrides[i])
+			}
+			if i >= 1 && i <= r-2 {
+				e |= uint64(uint16(c.Lower[i-1]))<<32 | uint64(uint16(c.Upper[i-1]))<<48
+			}
+			if word(2+i) != c.Dims[i] || i > 0 && word(6+i) != c.Strides[i-1] || word(11+i) != e {
+				t.Errorf("%+v: dimension %d: %d, stride %d, element stride/corners %#x (want %#x)", c, i, word(2+i), word(6+i), word(11+i), e)
+			}
+		}
+	}
+	bad := xs
+	bad.Addr = 8
+	if _, err := d.EncodeTensorMapIm2col(bad); err == nil || !strings.Contains(err.Error(), "aligned") {
+		t.Errorf("a misaligned address: %v", err)
+	}
+	// all four maps, as the probe and the executor encode them
+	maps, err := d.EncodeConv3I8Maps(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256, 28, 28, 128, 128)
+	if err != nil || len(maps) != 4 {
+		t.Fatalf("EncodeConv3I8Maps: %d maps, %v", len(maps), err)
+	}
+	if w := binary.LittleEndian.Uint64(maps[0][:]); w&0xff != 4 || w>>40&0x7ff != 128 || w>>52 != 64 {
+		t.Errorf("x's map word 0 %#x: not rank 4, 128 pixels of 64 channels", w)
+	}
+	for i, a := range []uint64{0x7f0010000000, 0x7f0030000000, 0x7f0030000000} {
+		if got := binary.LittleEndian.Uint64(maps[1+i][8:]); got != a {
+			t.Errorf("map %d at %#x, want %#x", 1+i, got, a)
+		}
+	}
+}
+
+// TestConv3I8Fits pins the shapes conv3_i8u2 takes: ResNet-50's stride-1
+// 3x3s with 128 or more output channels, not stride 2, other paddings,
+// channels off 64 or outputs off 128.
+func TestConv3I8Fits(t *testing.T) {
+	for _, c := range []struct {
+		n, h, w, c, cout, stride, pad int
+		want                          bool
+	}{
+		{256, 28, 28, 128, 128, 1, 1, true},
+		{256, 14, 14, 256, 256, 1, 1, true},
+		{256, 7, 7, 512, 512, 1, 1, true},
+		{1, 7, 7, 512, 512, 1, 1, true}, // P = 49: one clipped tile
+		{3, 5, 9, 64, 128, 1, 1, true},
+		{256, 56, 56, 64, 64, 1, 1, false}, // layer1: 64 outputs (a 128 x 64 tile: not built)
+		{256, 56, 56, 128, 128, 2, 1, false},
+		{256, 28, 28, 128, 128, 1, 0, false},
+		{256, 28, 28, 96, 128, 1, 1, false},
+		{256, 28, 28, 128, 192, 1, 1, false},
+		{0, 28, 28, 128, 128, 1, 1, false},
+		{256, 0, 28, 128, 128, 1, 1, false},
+		{-1, 28, 28, 128, 128, 1, 1, false},
+		{1 << 20, 64, 64, 64, 128, 1, 1, false}, // P = 2^32
+	} {
+		if got := Conv3I8Fits(c.n, c.h, c.w, c.c, c.cout, c.stride, c.pad); got != c.want {
+			t.Errorf("Conv3I8Fits(%+v) = %v", c, got)
+		}
+	}
+	if got := Conv3I8Tiles(256*7*7, 512); got != 98*4 {
+		t.Errorf("tiles at 7x7: %d", got)
+	}
+	if got := Conv3I8Tiles(49, 256); got != 2 {
+		t.Errorf("tiles of 49 rows x 256: %d", got)
+	}
+}
+
+// TestConv3I8MapSpecs checks conv3_i8u2's maps against the driver's limits
+// and that each copy moves the bytes the kernel expects on its barriers:
+// x 128 pixels x 64 channels (8 KB, as expand_i8u2's slice), w a 64-byte
+// slice of 128 rows of the [cout, 9c] weights, z and y 128 x 128 tiles.
+func TestConv3I8MapSpecs(t *testing.T) {
+	for _, s := range [][5]int{{256, 28, 28, 128, 128}, {256, 14, 14, 256, 256}, {256, 7, 7, 512, 512}, {1, 7, 7, 512, 512}} {
+		n, h, w, c, cout := s[0], s[1], s[2], s[3], s[4]
+		xs, rest := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, n, h, w, c, cout)
+		if err := xs.check(); err != nil {
+			t.Errorf("%v x: %v", s, err)
+		}
+		if xs.ChannelsPerPixel*xs.PixelsPerColumn != 128*64 || xs.Swizzle != Swizzle64B {
+			t.Errorf("%v x: %d x %d bytes a copy, swizzle %d", s, xs.PixelsPerColumn, xs.ChannelsPerPixel, xs.Swizzle)
+		}
+		if xs.Dims[0] != uint64(c) || xs.Dims[1] != uint64(w) || xs.Dims[2] != uint64(h) || xs.Dims[3] != uint64(n) || xs.Strides[2] != uint64(h*w*c) {
+			t.Errorf("%v x: dims %v strides %v", s, xs.Dims, xs.Strides)
+		}
+		if len(rest) != 3 {
+			t.Fatalf("%v: %d tiled maps", s, len(rest))
+		}
+		for i, m := range rest {
+			if err := m.check(); err != nil {
+				t.Errorf("%v map %d: %v", s, i+1, err)
+			}
+			box := int(m.Box[0]) * int(m.Box[1])
+			if want := []int{128 * 64, 128 * 128, 128 * 128}[i]; box != want {
+				t.Errorf("%v map %d: %d bytes a box, want %d", s, i+1, box, want)
+			}
+		}
+		if rest[0].Dims[0] != uint64(9*c) || rest[0].Dims[1] != uint64(cout) || rest[2].Dims[1] != uint64(n*h*w) || rest[1].Addr != rest[2].Addr {
+			t.Errorf("%v: w dims %v, y dims %v, z at %#x (want y's)", s, rest[0].Dims, rest[2].Dims, uint64(rest[1].Addr))
+		}
+	}
+}
+
+// TestConv3I8Source checks conv3_i8u2's source without a device: the
+// im2col producer and the two extra arguments in conv3_i8u2 only (expand_i8u2
+// unchanged: CONV3 0, no H and W), the shared memory of expand_i8u2; and
+// compiles it for sm_90a where NVRTC has it, else to compute_90 PTX, whose
+// text must hold the 4-D im2col copy with its two 16-bit offsets.
+func TestConv3I8Source(t *testing.T) {
+	src := Conv3I8Source()
+	if strings.Contains(src, "$") {
+		t.Error("unreplaced placeholder")
+	}
+	for _, want := range []string{"#define CONV3 1", " conv3_i8u2(", "int tiles, int H, int W)", "#define BIGK 1", "#define FASTCVT 1", "#define STAGES 3", "tma_load4_im2col(sx + s * SLICE"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("conv3_i8u2: no %q", want)
+		}
+	}
+	u2 := ExpandI8Source(true)
+	if !strings.Contains(u2, "#define CONV3 0") || strings.Contains(u2, "int H, int W") {
+		t.Error("expand_i8u2's source changed: CONV3 not 0 or H and W arguments")
+	}
+	if Conv3I8SharedMem() != ExpandI8SharedMem() || conv3I8U2.threads() != ExpandI8Threads || conv3I8U2.perSM != ExpandI8BlocksPerSM {
+		t.Errorf("conv3_i8u2: %d bytes, %d threads, %d blocks an SM; expand_i8u2 %d, %d, %d", Conv3I8SharedMem(), conv3I8U2.threads(), conv3I8U2.perSM,
+			ExpandI8SharedMem(), ExpandI8Threads, ExpandI8BlocksPerSM)
+	}
+	n := openNVRTC(t)
+	if compileExpand(t, n, "conv3_i8u2.cu", src, "sm_90a") != nil {
+		return
+	}
+	for _, c := range []struct {
+		name, src string
+		im2col    bool
+	}{{"conv3_i8u2", src, true}, {"expand_i8u2", u2, false}} {
+		comp, err := n.Compile(c.name+".cu", c.src, "--gpu-architecture=compute_90")
+		if err != nil {
+			t.Fatalf("%s, compute_90: %v", c.name, err)
+		}
+		ptx := string(comp.PTX)
+		has := strings.Contains(ptx, "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes")
+		if has != c.im2col {
+			t.Errorf("%s: the 4-D im2col copy in the PTX: %v", c.name, has)
+		}
+		if c.im2col && !strings.Contains(ptx, ".entry conv3_i8u2(") {
+			t.Errorf("%s: no entry", c.name)
+		}
+		if !strings.Contains(ptx, "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8") {
+			t.Errorf("%s: no wgmma", c.name)
+		}
+		t.Logf("%s: PTX only (%d bytes)", c.name, len(ptx))
+	}
+}
+
+// TestConv3I8ReorderWeights checks the [cout][c][3][3] -> [cout][3][3][c]
+// reorder and that a wrong length gives nil.
+func TestConv3I8ReorderWeights(t *testing.T) {
+	const cout, c = 3, 5
+	w := make([]int8, cout*c*9)
+	for i := range w {
+		w[i] = int8(i)
+	}
+	got := Conv3I8ReorderWeights(w, cout, c)
+	for o := range cout {
+		for ci := range c {
+			for r := range 3 {
+				for s := range 3 {
+					if got[((o*3+r)*3+s)*c+ci] != w[((o*c+ci)*3+r)*3+s] {
+						t.Fatalf("w[%d, %d, %d, %d] moved wrong", o, ci, r, s)
+					}
+				}
+			}
+		}
+	}
+	if Conv3I8ReorderWeights(w[1:], cout, c) != nil || Conv3I8ReorderWeights(w, 0, c) != nil {
+		t.Error("a wrong length or count gave weights")
+	}
+}
+
+// conv3I8Acc is the host's int32 accumulator of output pixel p, channel o
+// of a 3x3 stride-1 pad-1 convolution of x [n, h, w, c] with weights wt
+// [cout, 3, 3, c]: the GEMM row p of the im2col matrix times weight row o.
+func conv3I8Acc(x, wt []byte, h, w, c, p, o int) int32 {
+	img, pix := p/(h*w), p%(h*w)
+	oh, ow := pix/w, pix%w
+	var acc int32
+	for r := range 3 {
+		ih := oh + r - 1
+		if ih < 0 || ih >= h {
+			continue
+		}
+		for s := range 3 {
+			iw := ow + s - 1
+			if iw < 0 || iw >= w {
+				continue
+			}
+			xr := x[((img*h+ih)*w+iw)*c:][:c]
+			wr := wt[(o*9+r*3+s)*c:][:c]
+			for ci := range c {
+				acc += int32(int8(xr[ci])) * int32(int8(wr[ci]))
+			}
+		}
+	}
+	return acc
+}
+
+// conv3I8Out is the kernel's epilogue on the host: float32(acc) * alpha +
+// bias by one fused multiply-add rounded to float32, rounded to the nearest
+// integer (ties to even) and clamped to [0, 127] (relu) or [-128, 127].
+func conv3I8Out(acc int32, alpha, bias float32, relu bool) int8 {
+	v := float32(math.FMA(float64(float32(acc)), float64(alpha), float64(bias)))
+	q := math.RoundToEven(float64(v))
+	lo := -128.0
+	if relu {
+		lo = 0
+	}
+	return int8(max(lo, min(127, q)))
+}
+
+// TestConv3I8Reference checks the host reference the GPU probe trusts
+// against a direct convolution in float64 on the NCHW-ordered weights
+// (reordered by Conv3I8ReorderWeights), so that the probe's reference
+// does not share a mistake with the kernel's K order: every output of a
+// small case, the borders included.
+func TestConv3I8Reference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const n, h, w, c, cout = 2, 5, 4, 64, 3
+	x := make([]byte, n*h*w*c)
+	for i := range x {
+		x[i] = byte(int8(r.IntN(256) - 128))
+	}
+	wn := make([]int8, cout*c*9) // [cout][c][3][3]
+	for i := range wn {
+		wn[i] = int8(r.IntN(256) - 128)
+	}
+	wk := Conv3I8ReorderWeights(wn, cout, c)
+	wb := make([]byte, len(wk))
+	for i, v := range wk {
+		wb[i] = byte(v)
+	}
+	for img := range n {
+		for oh := range h {
+			for ow := range w {
+				for o := range cout {
+					want := 0.0
+					for ci := range c {
+						for kr := range 3 {
+							for ks := range 3 {
+								ih, iw := oh-1+kr, ow-1+ks
+								if ih < 0 || ih >= h || iw < 0 || iw >= w {
+									continue
+								}
+								want += float64(int8(x[((img*h+ih)*w+iw)*c+ci])) * float64(wn[((o*c+ci)*3+kr)*3+ks])
+							}
+						}
+					}
+					if got := conv3I8Acc(x, wb, h, w, c, (img*h+oh)*w+ow, o); float64(got) != want {
+						t.Fatalf("acc[%d, %d, %d, %d] = %d, want %v", img, oh, ow, o, got, want)
+					}
+				}
+			}
+		}
+	}
+	for _, c := range []struct {
+		acc         int32
+		alpha, bias float32
+		relu        bool
+		want        int8
+	}{{1000, 0.01, 0.5, true, 10}, {-1000, 0.01, 0.5, true, 0}, {-1000, 0.01, 0.5, false, -10}, {250, 0.01, 0, true, 2}, {350, 0.01, 0, true, 4},
+		{1 << 24, 1, 0, true, 127}, {-(1 << 24), 1, 0, false, -128}} {
+		if got := conv3I8Out(c.acc, c.alpha, c.bias, c.relu); got != c.want {
+			t.Errorf("conv3I8Out(%+v) = %d", c, got)
+		}
+	}
+}
