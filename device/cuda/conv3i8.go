@@ -28,26 +28,39 @@ package cuda
 // takes the I2F-accumulator path) with the im2col producer.
 var conv3I8U2 = expandI8tVariant{name: "conv3_i8u2", swizzled: true, perSM: 2, fastCvt: true, bigK: true, conv3: true}
 
-// Conv3I8Kernel names the kernel in Conv3I8Source's module; its block is
-// ExpandI8Threads threads, ExpandI8BlocksPerSM blocks an SM, and
-// Conv3I8SharedMem bytes of dynamic shared memory.
-const Conv3I8Kernel = "conv3_i8u2"
+// conv3I8U2N64 is conv3I8U2 with tiles of 128 rows x 64 channels (wgmma
+// m64n64k32) for 64 output channels (ResNet-50's layer1, 64 -> 64 at
+// 56x56), where a 128-channel tile does not fit.
+var conv3I8U2N64 = expandI8tVariant{name: "conv3_i8u2n64", swizzled: true, perSM: 2, fastCvt: true, bigK: true, conv3: true, n64: true}
 
-// Conv3I8Source is the CUDA C++ of Conv3I8Kernel, for sm_90a only.
-func Conv3I8Source() string { return expandI8tSource(conv3I8U2) }
+// conv3I8Variant is the build for cout output channels: 128-channel tiles
+// where cout is a multiple of 128, else 64-channel ones.
+func conv3I8Variant(cout int) expandI8tVariant {
+	if cout%128 == 0 {
+		return conv3I8U2
+	}
+	return conv3I8U2N64
+}
 
-// Conv3I8SharedMem is a block's dynamic shared memory (over 48 KB: the
-// function's attribute must allow it).
-func Conv3I8SharedMem() int { return conv3I8U2.smem() }
+// Conv3I8Build returns the kernel for cout output channels (Conv3I8Fits):
+// its name, its CUDA C++ (one kernel a module, sm_90a only) and a block's
+// dynamic shared memory (over 48 KB: the function's attribute must allow
+// it). A block is ExpandI8Threads threads, ExpandI8BlocksPerSM blocks an
+// SM, as expand_i8u2's; the grid at most that many per SM (persistent).
+func Conv3I8Build(cout int) (name, src string, smem int) {
+	v := conv3I8Variant(cout)
+	return v.name, expandI8tSource(v), v.smem()
+}
 
 // Conv3I8Fits reports whether Conv3I8Kernel computes the convolution of x
 // [n, h, w, c] into cout channels with a 3x3 filter of the given stride and
 // padding: stride 1, padding 1, c a multiple of 64 (whole 64-byte slices
-// of a tap), cout of 128 (whole tiles of channels); the rows P = n h w any
+// of a tap), cout of 64 (tiles of 128 channels where cout is a multiple of
+// 128, else of 64: conv3_i8u2n64); the rows P = n h w any
 // count (the last tile clipped), within int32 with the tile count; h and w
 // within the im2col map's range.
 func Conv3I8Fits(n, h, w, c, cout, stride, pad int) bool {
-	if n <= 0 || h <= 0 || w <= 0 || c <= 0 || cout <= 0 || stride != 1 || pad != 1 || c%64 != 0 || cout%128 != 0 {
+	if n <= 0 || h <= 0 || w <= 0 || c <= 0 || cout <= 0 || stride != 1 || pad != 1 || c%64 != 0 || cout%64 != 0 {
 		return false
 	}
 	p := n * h * w
@@ -55,20 +68,22 @@ func Conv3I8Fits(n, h, w, c, cout, stride, pad int) bool {
 }
 
 // Conv3I8Tiles is the tile count of a [p, cout] output (the kernel's
-// tiles argument): 128-row blocks, the last one clipped, times cout / 128.
-func Conv3I8Tiles(p, cout int) int { return (p + 127) / 128 * (cout / 128) }
+// tiles argument): 128-row blocks, the last one clipped, times the channel
+// blocks (cout / 128, or cout / 64 for conv3_i8u2n64).
+func Conv3I8Tiles(p, cout int) int { return (p + 127) / 128 * (cout / conv3I8Variant(cout).bn()) }
 
 // Conv3I8MapSpecs describes Conv3I8Kernel's maps for x [n, h, w, c], w
 // [cout, 3, 3, c], z and y [n h w, cout] int8: x's im2col map (Dims {c, w,
 // h, n}, the bounding box's corners -1 and -1 for padding 1, 128 pixels of
 // 64 channels a copy, the 64-byte swizzle) and the tiled maps of w, z and y
-// (expand_i8u2's with K = 9 c; z 0 means no residual, its map then points
-// at y). Device memory holds them in the order x, w, z, y.
+// (expand_i8u2's with K = 9 c, or with 64-channel tiles for
+// conv3_i8u2n64; z 0 means no residual, its map then points at y). Device
+// memory holds them in the order x, w, z, y.
 func Conv3I8MapSpecs(x, wt, z, y DevicePtr, n, h, w, c, cout int) (TensorMapIm2col, []TensorMapTiled) {
 	xm := TensorMapIm2col{Addr: x, Dims: []uint64{uint64(c), uint64(w), uint64(h), uint64(n)},
 		Strides: []uint64{uint64(c), uint64(w * c), uint64(h * w * c)}, Lower: []int32{-1, -1}, Upper: []int32{-1, -1},
 		ChannelsPerPixel: 64, PixelsPerColumn: 128, Swizzle: Swizzle64B, L2Promotion: 2}
-	tiled := expandI8tMapSpecs(x, wt, z, y, n*h*w, 9*c, cout, conv3I8U2)
+	tiled := expandI8tMapSpecs(x, wt, z, y, n*h*w, 9*c, cout, conv3I8Variant(cout))
 	return xm, tiled[1:]
 }
 

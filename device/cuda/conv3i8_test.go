@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -131,8 +132,8 @@ func TestEncodeTensorMapIm2colFake(t *testing.T) {
 }
 
 // TestConv3I8Fits pins the shapes conv3_i8u2 takes: ResNet-50's stride-1
-// 3x3s with 128 or more output channels, not stride 2, other paddings,
-// channels off 64 or outputs off 128.
+// 3x3s (layer1's 64 outputs by conv3_i8u2n64), not stride 2, other
+// paddings, channels or outputs off 64.
 func TestConv3I8Fits(t *testing.T) {
 	for _, c := range []struct {
 		n, h, w, c, cout, stride, pad int
@@ -143,11 +144,13 @@ func TestConv3I8Fits(t *testing.T) {
 		{256, 7, 7, 512, 512, 1, 1, true},
 		{1, 7, 7, 512, 512, 1, 1, true}, // P = 49: one clipped tile
 		{3, 5, 9, 64, 128, 1, 1, true},
-		{256, 56, 56, 64, 64, 1, 1, false}, // layer1: 64 outputs (a 128 x 64 tile: not built)
+		{256, 56, 56, 64, 64, 1, 1, true}, // layer1: 64 outputs, conv3_i8u2n64
+		{256, 56, 56, 64, 96, 1, 1, false},
 		{256, 56, 56, 128, 128, 2, 1, false},
 		{256, 28, 28, 128, 128, 1, 0, false},
 		{256, 28, 28, 96, 128, 1, 1, false},
-		{256, 28, 28, 128, 192, 1, 1, false},
+		{256, 28, 28, 128, 192, 1, 1, true}, // 64-channel tiles
+		{256, 28, 28, 128, 160, 1, 1, false},
 		{0, 28, 28, 128, 128, 1, 1, false},
 		{256, 0, 28, 128, 128, 1, 1, false},
 		{-1, 28, 28, 128, 128, 1, 1, false},
@@ -163,14 +166,21 @@ func TestConv3I8Fits(t *testing.T) {
 	if got := Conv3I8Tiles(49, 256); got != 2 {
 		t.Errorf("tiles of 49 rows x 256: %d", got)
 	}
+	if got := Conv3I8Tiles(256*56*56, 64); got != 6272 {
+		t.Errorf("tiles at 56x56 x 64: %d", got)
+	}
+	if got := Conv3I8Tiles(256*56*56, 192); got != 6272*3 {
+		t.Errorf("tiles at 56x56 x 192 (64-channel tiles): %d", got)
+	}
 }
 
 // TestConv3I8MapSpecs checks conv3_i8u2's maps against the driver's limits
 // and that each copy moves the bytes the kernel expects on its barriers:
 // x 128 pixels x 64 channels (8 KB, as expand_i8u2's slice), w a 64-byte
-// slice of 128 rows of the [cout, 9c] weights, z and y 128 x 128 tiles.
+// slice of 128 rows of the [cout, 9c] weights, z and y 128 x 128 tiles
+// (conv3_i8u2n64: 64 rows of w, 128 x 64 tiles in the 64-byte swizzle).
 func TestConv3I8MapSpecs(t *testing.T) {
-	for _, s := range [][5]int{{256, 28, 28, 128, 128}, {256, 14, 14, 256, 256}, {256, 7, 7, 512, 512}, {1, 7, 7, 512, 512}} {
+	for _, s := range [][5]int{{256, 28, 28, 128, 128}, {256, 14, 14, 256, 256}, {256, 7, 7, 512, 512}, {1, 7, 7, 512, 512}, {256, 56, 56, 64, 64}} {
 		n, h, w, c, cout := s[0], s[1], s[2], s[3], s[4]
 		xs, rest := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, n, h, w, c, cout)
 		if err := xs.check(); err != nil {
@@ -190,8 +200,15 @@ func TestConv3I8MapSpecs(t *testing.T) {
 				t.Errorf("%v map %d: %v", s, i+1, err)
 			}
 			box := int(m.Box[0]) * int(m.Box[1])
-			if want := []int{128 * 64, 128 * 128, 128 * 128}[i]; box != want {
+			bn := 128
+			if cout%128 != 0 {
+				bn = 64
+			}
+			if want := []int{bn * 64, 128 * bn, 128 * bn}[i]; box != want {
 				t.Errorf("%v map %d: %d bytes a box, want %d", s, i+1, box, want)
+			}
+			if sw := map[int]TensorMapSwizzle{64: Swizzle64B, 128: Swizzle128B}[bn]; i > 0 && m.Swizzle != sw {
+				t.Errorf("%v map %d: swizzle %d, want %d", s, i+1, m.Swizzle, sw)
 			}
 		}
 		if rest[0].Dims[0] != uint64(9*c) || rest[0].Dims[1] != uint64(cout) || rest[2].Dims[1] != uint64(n*h*w) || rest[1].Addr != rest[2].Addr {
@@ -200,37 +217,53 @@ func TestConv3I8MapSpecs(t *testing.T) {
 	}
 }
 
-// TestConv3I8Source checks conv3_i8u2's source without a device: the
-// im2col producer and the two extra arguments in conv3_i8u2 only (expand_i8u2
-// unchanged: CONV3 0, no H and W), the shared memory of expand_i8u2; and
-// compiles it for sm_90a where NVRTC has it, else to compute_90 PTX, whose
-// text must hold the 4-D im2col copy with its two 16-bit offsets.
+// TestConv3I8Source checks conv3_i8u2's two builds without a device: the
+// im2col producer and the two extra arguments in them only (expand_i8u2
+// unchanged: CONV3 0, BN 128, no H and W), the tile width, the shared
+// memory (expand_i8u2's for 128-channel tiles; the 64-channel build's
+// tiles half as large); and compiles them for sm_90a where NVRTC has it,
+// else to compute_90 PTX, whose text must hold the 4-D im2col copy with
+// its two 16-bit offsets and the wgmma of the tile's width.
 func TestConv3I8Source(t *testing.T) {
-	src := Conv3I8Source()
-	if strings.Contains(src, "$") {
-		t.Error("unreplaced placeholder")
+	u2 := ExpandI8Source(true)
+	if !strings.Contains(u2, "#define CONV3 0") || !strings.Contains(u2, "#define BN 128 ") || strings.Contains(u2, "int H, int W") {
+		t.Error("expand_i8u2's source changed: CONV3 not 0, BN not 128, or H and W arguments")
 	}
-	for _, want := range []string{"#define CONV3 1", " conv3_i8u2(", "int tiles, int H, int W)", "#define BIGK 1", "#define FASTCVT 1", "#define STAGES 3", "tma_load4_im2col(sx + s * SLICE"} {
-		if !strings.Contains(src, want) {
-			t.Errorf("conv3_i8u2: no %q", want)
+	builds := []struct {
+		cout, bn, smem int
+		name           string
+	}{{128, 128, ExpandI8SharedMem(), "conv3_i8u2"}, {64, 64, ExpandI8SharedMem() - 3*128*64, "conv3_i8u2n64"}}
+	srcs := map[string]string{}
+	for _, b := range builds {
+		name, src, smem := Conv3I8Build(b.cout)
+		srcs[name] = src
+		if name != b.name || smem != b.smem {
+			t.Errorf("cout %d: %s with %d bytes, want %s with %d", b.cout, name, smem, b.name, b.smem)
+		}
+		if strings.Contains(src, "$") {
+			t.Errorf("%s: unreplaced placeholder", name)
+		}
+		for _, want := range []string{"#define CONV3 1", " " + b.name + "(", "int tiles, int H, int W)", "#define BIGK 1", "#define FASTCVT 1", "#define STAGES 3",
+			"tma_load4_im2col(sx + s * SLICE", fmt.Sprintf("#define BN %d ", b.bn), fmt.Sprintf("m64n%dk32", b.bn), fmt.Sprintf("%%%d, %%%d, p;", b.bn/2, b.bn/2+1)} {
+			if !strings.Contains(src, want) {
+				t.Errorf("%s: no %q", name, want)
+			}
+		}
+		v := conv3I8Variant(b.cout)
+		if v.threads() != ExpandI8Threads || v.perSM != ExpandI8BlocksPerSM || v.perSM*(v.smem()+1024) > 228<<10 {
+			t.Errorf("%s: %d threads, %d blocks an SM of %d bytes", name, v.threads(), v.perSM, v.smem())
 		}
 	}
-	u2 := ExpandI8Source(true)
-	if !strings.Contains(u2, "#define CONV3 0") || strings.Contains(u2, "int H, int W") {
-		t.Error("expand_i8u2's source changed: CONV3 not 0 or H and W arguments")
-	}
-	if Conv3I8SharedMem() != ExpandI8SharedMem() || conv3I8U2.threads() != ExpandI8Threads || conv3I8U2.perSM != ExpandI8BlocksPerSM {
-		t.Errorf("conv3_i8u2: %d bytes, %d threads, %d blocks an SM; expand_i8u2 %d, %d, %d", Conv3I8SharedMem(), conv3I8U2.threads(), conv3I8U2.perSM,
-			ExpandI8SharedMem(), ExpandI8Threads, ExpandI8BlocksPerSM)
-	}
 	n := openNVRTC(t)
-	if compileExpand(t, n, "conv3_i8u2.cu", src, "sm_90a") != nil {
+	if compileExpand(t, n, "conv3_i8u2.cu", srcs["conv3_i8u2"], "sm_90a") != nil {
+		compileExpand(t, n, "conv3_i8u2n64.cu", srcs["conv3_i8u2n64"], "sm_90a")
 		return
 	}
 	for _, c := range []struct {
 		name, src string
 		im2col    bool
-	}{{"conv3_i8u2", src, true}, {"expand_i8u2", u2, false}} {
+		bn        int
+	}{{"conv3_i8u2", srcs["conv3_i8u2"], true, 128}, {"conv3_i8u2n64", srcs["conv3_i8u2n64"], true, 64}, {"expand_i8u2", u2, false, 128}} {
 		comp, err := n.Compile(c.name+".cu", c.src, "--gpu-architecture=compute_90")
 		if err != nil {
 			t.Fatalf("%s, compute_90: %v", c.name, err)
@@ -240,11 +273,11 @@ func TestConv3I8Source(t *testing.T) {
 		if has != c.im2col {
 			t.Errorf("%s: the 4-D im2col copy in the PTX: %v", c.name, has)
 		}
-		if c.im2col && !strings.Contains(ptx, ".entry conv3_i8u2(") {
+		if !strings.Contains(ptx, ".entry "+c.name+"(") {
 			t.Errorf("%s: no entry", c.name)
 		}
-		if !strings.Contains(ptx, "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8") {
-			t.Errorf("%s: no wgmma", c.name)
+		if !strings.Contains(ptx, fmt.Sprintf("wgmma.mma_async.sync.aligned.m64n%dk32.s32.s8.s8", c.bn)) {
+			t.Errorf("%s: no wgmma m64n%dk32", c.name, c.bn)
 		}
 		t.Logf("%s: PTX only (%d bytes)", c.name, len(ptx))
 	}
@@ -369,5 +402,40 @@ func TestConv3I8Reference(t *testing.T) {
 		if got := conv3I8Out(c.acc, c.alpha, c.bias, c.relu); got != c.want {
 			t.Errorf("conv3I8Out(%+v) = %d", c, got)
 		}
+	}
+}
+
+// TestConv3I8ProbeData checks the GPU probe's host side without a device:
+// its data's outputs (host epilogue) spread over the 8 bits, neither
+// saturated nor all zero after ReLU, on each ResNet-50 shape, so that the
+// probe's exact check says something; and its check passes on the host's
+// own outputs with no one-step differences.
+func TestConv3I8ProbeData(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, s := range []conv3Shape{{1, 56, 64, 64}, {1, 28, 128, 128}, {1, 14, 256, 256}, {1, 7, 512, 512}} {
+		d := newConv3Data(r, s)
+		p := s.h * s.h
+		y := make([]byte, p*s.cout)
+		var rows []int
+		zeros, sat, n := 0, 0, 0
+		for q := 0; q < p; q += max(1, p/64) {
+			rows = append(rows, q)
+			for o := range s.cout {
+				v := conv3I8Out(conv3I8Acc(d.x, d.w, s.h, s.h, s.c, q, o), d.alpha[o], d.bias[o], true)
+				y[q*s.cout+o] = byte(v)
+				n++
+				switch v {
+				case 0:
+					zeros++
+				case 127:
+					sat++
+				}
+			}
+		}
+		checked, ones, distinct := d.check(t, "host", true, y, rows, nil)
+		if checked != n || ones != 0 || distinct < 100 || zeros > n*3/4 || sat > n/20 {
+			t.Errorf("%s: %d checked (want %d), %d one step off, %d distinct, %d zero, %d saturated", s, checked, n, ones, distinct, zeros, sat)
+		}
+		t.Logf("%s: %d outputs, %d distinct, %.0f%% zero, %.1f%% saturated", s, n, distinct, 100*float64(zeros)/float64(n), 100*float64(sat)/float64(n))
 	}
 }

@@ -55,15 +55,17 @@ import (
 // bias, beta, hasz (bit 0: the residual; bit 1: no ReLU, the output
 // clamped to [-128, 127], a downsample's), K, N, the tile count.
 func expandI8tSource(v expandI8tVariant) string {
+	// m64nBNk32: BN/2 accumulators a thread, then the descriptors and the scale-d flag
 	var outs, regs []string
-	for i := range 64 {
+	acc := v.bn() / 2
+	for i := range acc {
 		outs = append(outs, fmt.Sprintf("\"+r\"(d[%d])", i))
 		regs = append(regs, fmt.Sprintf("%%%d", i))
 	}
-	wgmma := fmt.Sprintf(`asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %%66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%s}, %%64, %%65, p;\n}\n"
+	wgmma := fmt.Sprintf(`asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %%%d, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n%dk32.s32.s8.s8 {%s}, %%%d, %%%d, p;\n}\n"
         : %s
-        : "l"(da), "l"(db), "r"(1));`, strings.Join(regs, ","), strings.Join(outs, ", "))
+        : "l"(da), "l"(db), "r"(1));`, acc+2, v.bn(), strings.Join(regs, ","), acc, acc+1, strings.Join(outs, ", "))
 	b := func(v bool) string {
 		if v {
 			return "1"
@@ -75,7 +77,7 @@ func expandI8tSource(v expandI8tVariant) string {
 	if v.conv3 {
 		xparams = ", int H, int W"
 	}
-	return strings.NewReplacer("$NAME", v.name, "$CONV3", b(v.conv3), "$XPARAMS", xparams, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
+	return strings.NewReplacer("$NAME", v.name, "$CONV3", b(v.conv3), "$BN", fmt.Sprint(v.bn()), "$XPARAMS", xparams, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
 		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$TEAMS", fmt.Sprint(v.teamCount()),
 		"$EARLYZ", b(v.earlyZ), "$WGDEPTH", fmt.Sprint(max(v.wgDepth, 1)), "$ABLATE", b(v.productOnly), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
@@ -136,6 +138,19 @@ type expandI8tVariant struct {
 	// count P = N H W need not be a multiple of 128 (the last tile's rows
 	// past P read zeros and are not stored)
 	conv3 bool
+	// n64: tiles of 128 rows x 64 channels (wgmma m64n64k32, 32
+	// accumulators a thread; w's slices 64 rows, z and y tiles of 64-byte
+	// rows in the 64-byte swizzle), for N = 64 (ResNet's layer1); the
+	// slices' ring keeps 8 KB slots
+	n64 bool
+}
+
+// bn is the variant's tile width in channels: 64 or 128.
+func (v expandI8tVariant) bn() int {
+	if v.n64 {
+		return 64
+	}
+	return 128
 }
 
 // teamCount is the teams of consumer warpgroup pairs (1 unless the ping-pong build).
@@ -173,7 +188,7 @@ func (v expandI8tVariant) stages() (slices, tiles int) {
 // KB to align the base to 1,024 bytes.
 func (v expandI8tVariant) smem() int {
 	slices, tiles := v.stages()
-	return 2*slices*128*64 + tiles*128*128 + 8*(2*slices+2*tiles+2*(v.teamCount()-1)) + 1024
+	return 2*slices*128*64 + tiles*128*v.bn() + 8*(2*slices+2*tiles+2*(v.teamCount()-1)) + 1024
 }
 
 const expandI8tTemplate = `
@@ -183,7 +198,7 @@ const expandI8tTemplate = `
 #define MC $MC              // clusters of two CTAs sharing x's slices by multicast
 #define CONV3 $CONV3        // x by im2col copies: a 3x3 convolution, stride 1, padding 1 (conv3_i8u2)
 #define BM 128
-#define BN 128
+#define BN $BN             // the tile's channels: 128, or 64 (n64: wgmma m64n64k32)
 #define BK 64
 #define STAGES $STAGES
 #define ZS $ZS
@@ -193,7 +208,8 @@ const expandI8tTemplate = `
 #define WGDEPTH $WGDEPTH    // wgmma groups a warpgroup keeps in flight (a slice goes back WGDEPTH slices late)
 #define ABLATE $ABLATE      // product only: the epilogue packs the accumulators' low bytes (not a correct output)
 #define TEAMW 8             // warps of a team
-#define SLICE (BM * BK)     // bytes of one K slice of x (and of w: BN == BM)
+#define SLICE (BM * BK)     // bytes of one K slice of x, and of a slot of w's ring
+#define WSLICE (BN * BK)    // bytes of one K slice of w (BN rows)
 #define ZTILE (BM * BN)
 
 struct __align__(64) TMap { unsigned long long v[16]; };
@@ -312,7 +328,13 @@ __device__ __forceinline__ unsigned long long desc(unsigned addr, int kk) {
 
 // byte offset of (row, 16-byte chunk c) in a 128 x 128 tile in the 128-byte swizzle
 __device__ __forceinline__ int tile_off(int row, int c) {
+#if BN == 128
     return row * BN + ((c ^ (row & 7)) << 4);
+#else
+    // 64-byte rows in the 64-byte swizzle: address bits 4-5 XOR bits 7-8,
+    // i.e. chunk c of row r at c ^ ((r >> 1) & 3) (the tile 1024-aligned)
+    return row * BN + ((c ^ ((row >> 1) & 3)) << 4);
+#endif
 }
 
 // 1.5 * 2^23: a float in [2^23, 2^24) has a ulp of 1, so adding it to an
@@ -346,12 +368,12 @@ __device__ __forceinline__ unsigned q_bits_lo(float v, float lo) {
 // 256, where the accumulator may pass 2^22): the accumulator by I2F (one
 // conversion an output), z and the rounding still without conversions.
 template <bool FAST, bool I2FACC>
-__device__ __forceinline__ void epilogue(const int (&d)[64], unsigned char* zs, const float* __restrict__ alpha,
+__device__ __forceinline__ void epilogue(const int (&d)[BN / 2], unsigned char* zs, const float* __restrict__ alpha,
                                          const float* __restrict__ bias, float beta, int hasz, int relu, int n0, int row0, int t) {
     // the clamp below: ReLU's 0, or -128 without it (a downsample's output)
     const float qlo = relu ? MAGIC : MAGIC - 128.f, vlo = relu ? 0.f : -128.f;
 #pragma unroll
-    for (int j = 0; j < 16; j++) {
+    for (int j = 0; j < BN / 8; j++) {
         const int col = j * 8 + t * 2;
         const float2 al = __ldg((const float2*)(alpha + n0 + col));
         const float2 bi = __ldg((const float2*)(bias + n0 + col));
@@ -470,7 +492,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
 #endif
                 for (int kt = 0; kt < KT; kt++) {
                     mbar_wait(EMPTY(s), ph ^ 1);
-                    mbar_expect_tx(FULL(s), 2 * SLICE);
+                    mbar_expect_tx(FULL(s), SLICE + WSLICE);
 #if MC
                     // this CTA's half of the pair's x slice, into both CTAs (the other half comes from the other CTA)
                     tma_load2_mc(sx + s * SLICE + rank * (64 * BK), mx, FULL(s), kt * BK, p0 + 64 * (int)rank, (unsigned short)3);
@@ -532,9 +554,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
 #endif
         const int tile = TILE_OF(it);
         const int n0 = (tile % nblk) * BN, p0 = (tile / nblk) * BM;
-        int d[64];
+        int d[BN / 2];
 #pragma unroll
-        for (int i = 0; i < 64; i++)
+        for (int i = 0; i < BN / 2; i++)
             d[i] = 0;
         // one slice's wgmma group in flight while the next is issued: a
         // slice goes back to the producer once the group after it is issued
@@ -609,7 +631,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
         {
             const int row0 = wgp * 64 + (warp & 3) * 16 + g;
 #pragma unroll
-            for (int j = 0; j < 16; j++)
+            for (int j = 0; j < BN / 8; j++)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     const int col = j * 8 + t * 2, row = row0 + h * 8;
@@ -671,7 +693,11 @@ func expandI8tFits(p, k, n int) bool {
 
 // fits is expandI8tFits for variant v: the multicast build also needs an
 // even number of channel blocks (a pair of CTAs takes two of one row block).
+// The n64 build (swizzled, not multicast) takes N a multiple of 64.
 func (v expandI8tVariant) fits(p, k, n int) bool {
+	if v.n64 {
+		return v.swizzled && !v.multicast && n%128 != 0 && expandI8tFits(p, k, 2*n)
+	}
 	return expandI8tFits(p, k, n) && (!v.multicast || n%256 == 0)
 }
 
@@ -707,13 +733,18 @@ func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, v expandI8tVariant) []
 			Box: []uint32{16, uint32(boxRows)}, Swizzle: SwizzleNone, L2Promotion: 2}
 	}
 	tile := func(a DevicePtr) TensorMapTiled {
+		if v.n64 {
+			// 64-byte rows: the 64-byte swizzle (the epilogue's tile_off)
+			return TensorMapTiled{Addr: a, Dims: []uint64{uint64(n), uint64(p)}, Strides: []uint64{uint64(n)},
+				Box: []uint32{64, 128}, Swizzle: Swizzle64B, L2Promotion: 3}
+		}
 		return TensorMapTiled{Addr: a, Dims: []uint64{uint64(n), uint64(p)}, Strides: []uint64{uint64(n)},
 			Box: []uint32{128, 128}, Swizzle: Swizzle128B, L2Promotion: 3}
 	}
 	if z == 0 {
 		z = y
 	}
-	return []TensorMapTiled{slice(x, p, v.xRows()), slice(w, n, 128), tile(z), tile(y)}
+	return []TensorMapTiled{slice(x, p, v.xRows()), slice(w, n, v.bn()), tile(z), tile(y)}
 }
 
 // expandI8U2 is the build the executor runs (NOTES "What integrating
