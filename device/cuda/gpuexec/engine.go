@@ -455,7 +455,7 @@ func (e *Engine) Layers() []Layer {
 		case len(s.launches) == 0:
 			l.Impl = "alias"
 		default:
-			l.Impl = s.launches[0].kernel
+			l.Impl = e.launchesOf(i)[0].kernel
 		}
 		out = append(out, l)
 	}
@@ -679,7 +679,7 @@ func (c *Context) stepCalls(i int) []call {
 	e := c.e
 	s := e.prog.steps[i]
 	var calls []call
-	launches := s.launches
+	launches := e.launchesOf(i) // op_pool_i8.go: a MaxPool may write INT8
 	if q := e.int8.use[i]; q != nil {
 		calls, launches = c.int8Calls(i, q)
 	} else if mm := e.conv1x1.use[i]; mm != nil {

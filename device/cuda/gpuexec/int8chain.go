@@ -83,7 +83,8 @@ func (e *Engine) chainInt8(d *cuda.CUDNN, h cuda.CUDNNHandle) {
 	if !e.int8Chains() || len(e.int8.use) == 0 {
 		return
 	}
-	e.planI8x() // op_conv1x1_i8x.go: untuned, expand_i8u2 where it fits
+	e.planI8x()    // op_conv1x1_i8x.go: untuned, expand_i8u2 where it fits
+	e.planPoolI8() // op_pool_i8.go: a MaxPool whose readers all read INT8 writes it
 	if len(e.int8.use) < 2 {
 		return
 	}

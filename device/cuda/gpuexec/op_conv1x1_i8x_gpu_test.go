@@ -35,8 +35,18 @@ func bottleneckBody(r *rand.Rand, batch, stages int) *ir.Graph {
 
 // bottleneckBodyAt is bottleneckBody on an input of hw x hw (56 in ResNet-50).
 func bottleneckBodyAt(r *rand.Rand, batch, stages, hw int) *ir.Graph {
+	return resnetGraph(r, batch, stages, hw, false)
+}
+
+// resnetGraph is bottleneckBodyAt, with stem ResNet-50's stem before it:
+// the input [batch, 3, 4 hw, 4 hw], a 7x7/2 convolution to 64 channels
+// (pad 3, bias) and ReLU, MaxPool 3x3/2 (pad 1) to 64 x hw x hw.
+func resnetGraph(r *rand.Rand, batch, stages, hw int, stem bool) *ir.Graph {
 	b := ir.NewBuilder("bottlenecks", 17)
-	x := b.Input("input", tensor.Float32, ir.D(int64(batch)), ir.D(64), ir.D(int64(hw)), ir.D(int64(hw)))
+	var x *ir.Value
+	if !stem {
+		x = b.Input("input", tensor.Float32, ir.D(int64(batch)), ir.D(64), ir.D(int64(hw)), ir.D(int64(hw)))
+	}
 	conv := func(in *ir.Value, cin, cout, k, stride int, gain float64) *ir.Value {
 		w := tensor.New(tensor.Float32, cout, cin, k, k)
 		wv := w.Float32s()
@@ -52,6 +62,11 @@ func bottleneckBodyAt(r *rand.Rand, batch, stages, hw int) *ir.Graph {
 		return b.Op("Conv", []*ir.Value{in, b.Const("", w), b.Const("", bias)},
 			ir.IntsAttr("kernel_shape", int64(k), int64(k)), ir.IntsAttr("strides", int64(stride), int64(stride)),
 			ir.IntsAttr("pads", p, p, p, p))
+	}
+	if stem {
+		img := b.Input("input", tensor.Float32, ir.D(int64(batch)), ir.D(3), ir.D(int64(4*hw)), ir.D(int64(4*hw)))
+		x = b.Op("MaxPool", []*ir.Value{b.Op("Relu", []*ir.Value{conv(img, 3, 64, 7, 2, 1)})},
+			ir.IntsAttr("kernel_shape", 3, 3), ir.IntsAttr("strides", 2, 2), ir.IntsAttr("pads", 1, 1, 1, 1))
 	}
 	in := 64
 	for _, st := range []struct{ mid, out, blocks, stride int }{{64, 256, 3, 1}, {128, 512, 4, 2}, {256, 1024, 6, 2}, {512, 2048, 3, 2}}[:stages] {

@@ -84,7 +84,7 @@ func (e *Engine) stepPrecision(s step) string {
 func (e *Engine) stepTactic(i int) string {
 	s := e.prog.steps[i]
 	var parts []string
-	launches := s.launches
+	launches := e.launchesOf(i)
 	switch {
 	case e.int8.use[i] != nil:
 		parts = append(parts, e.int8Tactic(i))
