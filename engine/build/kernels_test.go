@@ -1,6 +1,8 @@
 package build_test
 
 import (
+	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/kilnai/kiln/engine/build"
@@ -8,24 +10,41 @@ import (
 
 // TestPlanKernels: a CPU plan names each layer's CPU kernel: the CPU
 // registry's (device/cpu/kernels) for the blocked layout's reorders and
-// pools, "reference" (the op's own kernel) for the others (the
-// blocked convolutions' fast kernel has not moved yet).
+// pools, bert_mini's FusedMatMul layers (optimization level 2) and its
+// MatMul layers with constant weights (level 1, where MatMul and Add are
+// not fused), "reference" (the op's own kernel) for the others (the
+// blocked convolutions' fast kernel has not moved yet; the attention
+// products' B is not a constant).
 func TestPlanKernels(t *testing.T) {
 	needBlocked(t)
 	for _, tc := range []struct {
 		model string
+		level int
 		want  map[string]string // op -> kernel, for every layer of the op
+		// counts: op -> kernel -> number of the op's layers (all of them)
+		counts map[string]map[string]int
 	}{
-		{"resnet_mini", map[string]string{"kiln::FromBlocked": "cpu.FromBlocked",
+		{model: "bert_mini", level: 2, want: map[string]string{"kiln::FusedMatMul": "cpu.FusedMatMul",
+			"kiln::MultiHeadAttention": "cpu.MultiHeadAttention", "Gemm": "reference"}},
+		{model: "bert_mini", level: 1, counts: map[string]map[string]int{
+			"MatMul": {"cpu.MatMul": 16, "reference": 8}}}, // 4 x (qkv, proj, ff1, ff2); 4 x (Q K^T, P V)
+		{model: "resnet_mini", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked",
 			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "reference", "Gemm": "reference"}},
-		{"squeezenet1_1", map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "reference"}},
+		{model: "squeezenet1_1", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "reference"}},
 	} {
-		t.Run(tc.model, func(t *testing.T) {
-			m := loadLevel(t, tc.model, 3, build.Options{NoTiming: true})
+		t.Run(fmt.Sprintf("%s level %d", tc.model, tc.level), func(t *testing.T) {
+			m := loadLevel(t, tc.model, tc.level, build.Options{NoTiming: true})
 			seen := map[string]bool{}
+			got := map[string]map[string]int{}
 			for _, l := range m.Plan().Layers {
 				if l.Kernel == "" {
 					t.Errorf("layer %q (%s) names no kernel", l.Name, l.Op)
+				}
+				if _, ok := tc.counts[l.Op]; ok {
+					if got[l.Op] == nil {
+						got[l.Op] = map[string]int{}
+					}
+					got[l.Op][l.Kernel]++
 				}
 				if w, ok := tc.want[l.Op]; ok {
 					seen[l.Op] = true
@@ -37,6 +56,11 @@ func TestPlanKernels(t *testing.T) {
 			for op := range tc.want {
 				if !seen[op] {
 					t.Errorf("no %s layer in %s", op, tc.model)
+				}
+			}
+			for op, w := range tc.counts {
+				if !maps.Equal(got[op], w) {
+					t.Errorf("%s layers' kernels: %v, want %v", op, got[op], w)
 				}
 			}
 		})
