@@ -209,64 +209,12 @@ func TestFusedConvTactics(t *testing.T) {
 	}
 }
 
-func TestFusedMatMulTactics(t *testing.T) {
-	r := rand.New(rand.NewPCG(43, 44))
-	all := []string{gemmTactic}
-	for _, b := range cpu.Blockings()[1:] {
-		all = append(all, blockingTactic(b))
-	}
-	for _, s := range []struct {
-		a, b []int
-		want []string
-	}{
-		{[]int{3, 5}, []int{5, 4}, all},
-		{[]int{2, 37, 300}, []int{300, 41}, all},       // folded batch
-		{[]int{2, 3, 17, 33}, []int{2, 3, 33, 9}, all}, // strided batch
-		{[]int{2, 1, 17, 33}, []int{3, 33, 9}, all},    // broadcast batch
-		{[]int{700, 800}, []int{800, 130}, all},        // crosses the default blocks
-		{[]int{1, 64}, []int{64, 32}, nil},             // GEMV
-		{[]int{5, 0}, []int{0, 7}, nil},                // empty K
-		{[]int{64}, []int{64, 32}, nil},                // vector
-	} {
-		for _, a := range fusedActs {
-			x := randTensor(r, tensor.Float32, s.a...)
-			w := randTensor(r, tensor.Float32, s.b...)
-			b := randTensor(r, tensor.Float32, s.b[len(s.b)-1])
-			in := []*tensor.Tensor{x, w, b}
-			n := fusedNode("FusedMatMul", 3, a.act, a.params)
-			def, tactics := tacticKernel(t, n, in, map[int]bool{1: true, 2: true})
-			if !slices.Equal(tactics, s.want) {
-				t.Fatalf("%v x %v: tactics %v, want %v", s.a, s.b, tactics, s.want)
-			}
-			want, err := def.Run(nanArena(), in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, tac := range all { // also the tactics not listed: they must still compute it
-				k, _ := tacticKernel(t, n, in, nil)
-				if err := k.(ops.Tactical).SetTactic(tac); err != nil {
-					t.Fatal(err)
-				}
-				got, err := k.Run(nanArena(), in)
-				if err != nil {
-					t.Fatalf("%v x %v %s: %v", s.a, s.b, tac, err)
-				}
-				sameResult(t, tac, got[0], want[0])
-			}
-			if len(s.a) == 2 && s.a[1] == 0 {
-				break // the activations do not matter on an empty product
-			}
-		}
-	}
-}
-
 func TestSetTacticErrors(t *testing.T) {
 	for _, tc := range []struct {
 		op, tactic string
 	}{
 		{"FusedConv", "gemm"}, {"FusedConv", ""}, {"FusedConv", "winograd8x8"}, {"FusedConv", "im2col-"},
 		{"FusedConv", "implicit-mc1-kc1-nc1"}, {"FusedConv", "im2col-mc0-kc1-nc1"},
-		{"FusedMatMul", "im2col"}, {"FusedMatMul", "gemm-"}, {"FusedMatMul", "gemm-mc0-kc1-nc1"}, {"FusedMatMul", "gemm-mc1-kc1"},
 	} {
 		k, err := ops.Prepare(fusedNode(tc.op, 2, ActNone, nil), 13)
 		if err != nil {

@@ -192,7 +192,9 @@ func inferMatMul(as, bs ir.Shape) (ir.Shape, error) {
 	return out, nil
 }
 
-// matMulOp is ONNX MatMul with numpy semantics.
+// matMulOp is ONNX MatMul with numpy semantics, the op's kernel for every
+// type. The CPU registry (device/cpu/kernels, cpu.MatMul) runs the nodes
+// whose B is a float32 constant of the graph, packing it once.
 type matMulOp struct{}
 
 func (matMulOp) Infer(in []*ir.Value) ([]ir.Type, error) {
@@ -401,7 +403,7 @@ func (qlinearMatMulOp) Run(_ *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, e
 }
 
 func init() {
-	ops.Register(ops.Def{Type: "MatMul", Prepare: prepareMatMul})
+	ops.Register(ops.Def{Type: "MatMul", Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return matMulOp{}, nil }})
 	ops.Register(ops.Def{Type: "MatMulInteger", Traits: ops.KeepFloat32, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return matMulIntegerOp{}, nil }})
 	ops.Register(ops.Def{Type: "QLinearMatMul", Traits: ops.KeepFloat32, Prepare: func(*ir.Node, int64) (ops.Kernel, error) { return qlinearMatMulOp{}, nil }})
 }
