@@ -660,7 +660,7 @@ func (e *Engine) int8Tactic(i int) string {
 func (e *Engine) int8Impl(i int) (string, string) {
 	q := e.int8.use[i]
 	if q.x8 != nil {
-		return "kiln nhwc 1x1 int8 expand_i8u2 (bias+residual+ReLU epilogue)", q.kind
+		return "kiln nhwc 1x1 int8 expand_i8u2 (" + q.x8.epilogue() + " epilogue)", q.kind
 	}
 	if q.lt != nil {
 		return e.ltQuantImpl(i, q), q.kind

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/onnx"
 	"github.com/kilnai/kiln/optimize"
@@ -241,4 +243,69 @@ func TestBuiltInt8Scales(t *testing.T) {
 			}
 		})
 	}
+}
+
+// agreement is how engines' logits compare with float32's on the CPU
+// (evalAgainstCPU).
+type agreement struct {
+	top1   map[string]int     // inputs whose top-1 class is float32's, by label
+	relSum map[string]float64 // the relative L2 errors of the logits, summed over the batches, by label
+	total  int                // inputs
+}
+
+// pct is label's top-1 agreement with float32 in percent.
+func (a agreement) pct(label string) float64 { return 100 * float64(a.top1[label]) / float64(a.total) }
+
+// evalAgainstCPU runs batches of gen(batch) (input in), up to images
+// inputs, through the float32 CPU engine ref and each label's context in
+// ctxs, and counts the inputs whose top-1 class agrees with float32's and
+// sums the logits' relative L2 errors. For the first batch it logs the
+// CPU's time and, by label, the cosine and relative L2 of the logits to
+// float32's and the cosine of their differences from the batch mean
+// (centeredCosine); each, when not nil, gets that centered cosine for
+// every label and batch (b: the batch's first input).
+func evalAgainstCPU(t *testing.T, ref *engine.Engine, in string, gen func(int) *tensor.Tensor, batch, images int,
+	labels []string, ctxs map[string]*Context, each func(label string, b int, ccos float64)) agreement {
+	t.Helper()
+	a := agreement{top1: map[string]int{}, relSum: map[string]float64{}}
+	for b := 0; b < images; b += batch {
+		x := map[string]*tensor.Tensor{in: gen(batch)}
+		st := time.Now()
+		want, err := ref.Run(context.Background(), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b == 0 {
+			t.Logf("float32 CPU reference: %.1f s a batch of %d", time.Since(st).Seconds(), batch)
+		}
+		var outName string
+		for n := range want {
+			outName = n
+		}
+		wt := want[outName]
+		classes := wt.Len() / batch
+		for _, label := range labels {
+			out, err := ctxs[label].Run(context.Background(), x)
+			if err != nil {
+				t.Fatalf("%s: %v", label, err)
+			}
+			got := out[outName]
+			for i := range batch {
+				if argmax(got, i*classes, classes) == argmax(wt, i*classes, classes) {
+					a.top1[label]++
+				}
+			}
+			cos, rel := cosine(got, wt)
+			a.relSum[label] += rel
+			ccos := centeredCosine(got, wt, batch, classes)
+			if each != nil {
+				each(label, b, ccos)
+			}
+			if b == 0 {
+				t.Logf("%s against float32 (CPU), first batch: cosine %.6f, relative L2 %.4f; differences from the batch mean: cosine %.4f", label, cos, rel, ccos)
+			}
+		}
+		a.total += batch
+	}
+	return a
 }

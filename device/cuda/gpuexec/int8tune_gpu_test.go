@@ -1,7 +1,6 @@
 package gpuexec
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -163,39 +162,12 @@ func TestInt8BuildOnGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agree := map[string]int{}
-	total := 0
-	for b := 0; b < images; b += batch {
-		x := map[string]*tensor.Tensor{in: gen(batch)}
-		want, err := ref.Run(context.Background(), x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var outName string
-		for n := range want {
-			outName = n
-		}
-		wt := want[outName]
-		classes := wt.Len() / batch
-		for _, l := range labels {
-			out, err := engines[l].c.Run(context.Background(), x)
-			if err != nil {
-				t.Fatalf("%s: %v", l, err)
-			}
-			got := out[outName]
-			for i := range batch {
-				if argmax(got, i*classes, classes) == argmax(wt, i*classes, classes) {
-					agree[l]++
-				}
-			}
-			if b == 0 {
-				cos, rel := cosine(got, wt)
-				t.Logf("%s against float32 (CPU), first batch: cosine %.6f, relative L2 %.4f", l, cos, rel)
-			}
-		}
-		total += batch
+	ctxs := map[string]*Context{}
+	for _, l := range labels {
+		ctxs[l] = engines[l].c
 	}
-	pct := func(l string) float64 { return 100 * float64(agree[l]) / float64(total) }
+	ev := evalAgainstCPU(t, ref, in, gen, batch, images, labels, ctxs, nil)
+	pct, total := ev.pct, ev.total
 	times := map[string]float64{}
 	var rows []string
 	for _, l := range labels {
@@ -213,10 +185,6 @@ func TestInt8BuildOnGPU(t *testing.T) {
 	}
 	t.Logf("resnet50 batch %d on %s: %s; kiln build --int8 is %.2fx fp16 (issue 11 asks 1.6x); test %.0f s",
 		batch, fp.GPUName, strings.Join(rows, ", "), times["fp16"]/times["int8 build"], time.Since(start).Seconds())
-	ctxs := map[string]*Context{}
-	for _, l := range labels {
-		ctxs[l] = engines[l].c
-	}
 	t.Logf("per layer at batch %d:\n%s", batch, layerTable(t, engines["int8 build"].e, labels, ctxs))
 	if p := pct("int8 build"); p < 99 {
 		t.Errorf("int8 build: top-1 agreement with float32 %.2f%%, the issue asks at least 99%%", p)

@@ -108,6 +108,20 @@ func (x8 *i8xConv) hasz() int32 {
 	return f
 }
 
+// epilogue names what the layer adds after the product: "bias", then
+// "+residual" with a residual and "+ReLU" with ReLU (a reducing 1x1:
+// bias+ReLU; the stride-1 downsample: bias).
+func (x8 *i8xConv) epilogue() string {
+	epi := "bias"
+	if !x8.noz {
+		epi += "+residual"
+	}
+	if !x8.noRelu {
+		epi += "+ReLU"
+	}
+	return epi
+}
+
 // i8xState is an engine's expand_i8u2 module and its contexts' tensor maps.
 type i8xState struct {
 	copt    cuda.Options
@@ -522,14 +536,7 @@ func (e *Engine) withI8x(i int, sig string, q *int8Conv, cands []candidate) []ca
 // i8xTactic describes step i run as q's expand_i8u2, as kiln inspect shows it.
 func (e *Engine) i8xTactic(i int, q *int8Conv) string {
 	x8 := q.x8
-	epi := "bias"
-	if !x8.noz {
-		epi += "+residual"
-	}
-	if !x8.noRelu {
-		epi += "+ReLU"
-	}
-	s := fmt.Sprintf("kiln expand_i8u2 nhwc 1x1 int8 %dx%dx%d (wgmma, tensor maps), per-channel scales, %s", x8.p, x8.n, x8.k, epi)
+	s := fmt.Sprintf("kiln expand_i8u2 nhwc 1x1 int8 %dx%dx%d (wgmma, tensor maps), per-channel scales, %s", x8.p, x8.n, x8.k, x8.epilogue())
 	var in []string
 	if q.in8 {
 		in = append(in, "input")

@@ -1,7 +1,6 @@
 package gpuexec
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -313,52 +312,19 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agree := map[string]int{}
-	relSum := map[string]float64{}
-	total := 0
-	for b := 0; b < images; b += batch {
-		x := map[string]*tensor.Tensor{inName: gen(batch)}
-		st := time.Now()
-		want, err := ref.Run(context.Background(), x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b == 0 {
-			t.Logf("float32 CPU reference: %.1f s a batch of %d", time.Since(st).Seconds(), batch)
-		}
-		var outName string
-		for n := range want {
-			outName = n
-		}
-		wt := want[outName]
-		classes := wt.Len() / batch
-		for _, label := range labels {
-			out, err := engines[label].c.Run(context.Background(), x)
-			if err != nil {
-				t.Fatalf("%s: %v", label, err)
-			}
-			got := out[outName]
-			for i := range batch {
-				if argmax(got, i*classes, classes) == argmax(wt, i*classes, classes) {
-					agree[label]++
-				}
-			}
-			cos, rel := cosine(got, wt)
-			relSum[label] += rel
-			ccos := centeredCosine(got, wt, batch, classes)
-			if name != "resnet50" && label == "int8 expand" && ccos < 0.7 {
-				// not an accuracy criterion: the random body's logits share
-				// one large component, so their differences between inputs
-				// are compared; a kernel computing the wrong thing is near 0
-				t.Errorf("int8 expand: cosine of the logits' differences from their batch mean to float32's %.4f (batch at %d)", ccos, b)
-			}
-			if b == 0 {
-				t.Logf("%s against float32 (CPU), first batch: cosine %.6f, relative L2 %.4f; differences from the batch mean: cosine %.4f", label, cos, rel, ccos)
-			}
-		}
-		total += batch
+	ctxs := map[string]*Context{}
+	for _, l := range labels {
+		ctxs[l] = engines[l].c
 	}
-	pct := func(l string) float64 { return 100 * float64(agree[l]) / float64(total) }
+	ev := evalAgainstCPU(t, ref, inName, gen, batch, images, labels, ctxs, func(label string, b int, ccos float64) {
+		if name != "resnet50" && label == "int8 expand" && ccos < 0.7 {
+			// not an accuracy criterion: the random body's logits share
+			// one large component, so their differences between inputs
+			// are compared; a kernel computing the wrong thing is near 0
+			t.Errorf("int8 expand: cosine of the logits' differences from their batch mean to float32's %.4f (batch at %d)", ccos, b)
+		}
+	})
+	pct, relSum, total := ev.pct, ev.relSum, ev.total
 	for _, l := range labels {
 		t.Logf("%s: top-1 agreement with float32 on %d varied inputs: %.2f%%", l, total, pct(l))
 	}
@@ -413,10 +379,6 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	// where the time goes, layer by layer: each engine's calls timed
 	// eagerly with an event pair around each (launch gaps not counted),
 	// beside the INT8 engine's tactic
-	ctxs := map[string]*Context{}
-	for _, l := range labels {
-		ctxs[l] = engines[l].c
-	}
 	t.Log("per layer at batch " + strconv.Itoa(batch) + ":\n" + layerTable(t, i8.e, labels, ctxs))
 	// the slowest layers of the INT8 engine (untuned: no per-layer times),
 	// by how they ran

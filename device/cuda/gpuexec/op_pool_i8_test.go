@@ -181,8 +181,8 @@ func callsOf(c *Context, i int) []call {
 	return out
 }
 
-// TestInt8PoolFake builds the stem, its MaxPool and the first stage
-// (16x16, batch 1: 256 rows) as an untuned chained INT8 engine against the
+// TestInt8PoolFake builds the stem, its MaxPool and the first two stages
+// (16x16 and 8x8, batch 1: 256 and 64 rows) as an untuned chained INT8 engine against the
 // fake libraries (compute 9.0), with the MaxPool writing INT8
 // (KILN_CUDA_INT8_POOL=1): the MaxPool runs maxpool_nhwc8_f16_i8 at the
 // scale of its readers' input (layer1.0's conv1, cuDNN's INT8 graph, and
@@ -197,7 +197,7 @@ func TestInt8PoolFake(t *testing.T) {
 	if !strings.Contains(cuda.KernelSource(), "void "+poolI8Kernel+"(") {
 		t.Fatalf("%s is not in the kernel sources", poolI8Kernel)
 	}
-	g := stemGraph(t, 1, 1, 16)
+	g := stemGraph(t, 1, 2, 16)
 	scales := stemScales(g)
 	i8xLoadHook = func(e *Engine, st *i8xState) error {
 		st.fn, st.dq, st.sms = e.int8.fns["int8"], e.int8.fns["int8"], 132
@@ -263,13 +263,32 @@ func TestInt8PoolFake(t *testing.T) {
 	if cudnn != 1 || x8 != 1 {
 		t.Errorf("readers: %d cuDNN INT8 graphs, %d expand_i8u2, want 1 and 1 (conv1 64 -> 64, the downsample 64 -> 256)", cudnn, x8)
 	}
-	for _, ly := range e.Layers() {
-		switch ly.Op {
-		case "MaxPool":
+	// each layer's Impl says what it runs: the MaxPool its kernel, each
+	// expand_i8u2 layer its epilogue (the expanding 1x1s
+	// bias+residual+ReLU, the reducing one bias+ReLU, the downsample bias)
+	epis := map[string]int{}
+	for i, ly := range e.Layers() {
+		switch q := e.int8.use[i]; {
+		case ly.Op == "MaxPool":
 			if ly.Impl != poolI8Kernel || !strings.Contains(ly.Tactic, poolI8Kernel) {
 				t.Errorf("MaxPool: impl %q, tactic %q", ly.Impl, ly.Tactic)
 			}
+		case q != nil && q.x8 != nil:
+			cc := e.prog.steps[i].conv
+			want := "bias+residual+ReLU"
+			if cc.z == nil && cc.relu {
+				want = "bias+ReLU"
+			} else if cc.z == nil {
+				want = "bias"
+			}
+			epis[want]++
+			if !strings.HasSuffix(ly.Impl, "expand_i8u2 ("+want+" epilogue)") || !strings.Contains(ly.Tactic, ", "+want) {
+				t.Errorf("%s: impl %q, tactic %q; want the %s epilogue", ly.Node, ly.Impl, ly.Tactic, want)
+			}
 		}
+	}
+	if epis["bias+residual+ReLU"] != 3 || epis["bias+ReLU"] != 1 || epis["bias"] != 1 {
+		t.Errorf("expand_i8u2 layers by epilogue: %v, want 3 expanding (the 16x16 stage's; the 8x8 stage has 64 rows), 1 reducing (256 -> 128 at 16x16), 1 downsample", epis)
 	}
 	// the stem: float (no input scale), half, not quantized
 	for i, s := range e.prog.steps {
