@@ -12,11 +12,17 @@ import (
 	"time"
 )
 
-// conv3Shape is one stride-1 3x3 convolution of ResNet-50 (c -> c
-// channels at h x h, padding 1).
-type conv3Shape struct{ n, h, c, cout int }
+// conv3Shape is one 3x3 convolution of ResNet-50 (c -> cout channels of
+// an h x h input, padding 1, the stride).
+type conv3Shape struct{ n, h, c, cout, stride int }
+
+// oh is the output's extent.
+func (s conv3Shape) oh() int { return Conv3I8OutSize(s.h, s.stride) }
 
 func (s conv3Shape) String() string {
+	if s.stride != 1 {
+		return fmt.Sprintf("%d -> %d at %dx%d stride %d, batch %d", s.c, s.cout, s.h, s.h, s.stride, s.n)
+	}
 	return fmt.Sprintf("%d -> %d at %dx%d, batch %d", s.c, s.cout, s.h, s.h, s.n)
 }
 
@@ -61,7 +67,7 @@ func (d *conv3Data) check(t *testing.T, name string, relu bool, y []byte, rows [
 	seen := map[int8]bool{}
 	bad := 0
 	one := func(p, o int) {
-		want := conv3I8Out(conv3I8Acc(d.x, d.w, s.h, s.h, s.c, p, o), d.alpha[o], d.bias[o], relu)
+		want := conv3I8Out(conv3I8Acc(d.x, d.w, s.h, s.h, s.c, s.stride, p, o), d.alpha[o], d.bias[o], relu)
 		got := int8(y[p*s.cout+o])
 		seen[got] = true
 		checked++
@@ -71,8 +77,8 @@ func (d *conv3Data) check(t *testing.T, name string, relu bool, y []byte, rows [
 			ones++
 		default:
 			if bad < 5 {
-				img, pix := p/(s.h*s.h), p%(s.h*s.h)
-				t.Errorf("%s %s: y[img %d, row %d, col %d, ch %d] = %d, want %d", s, name, img, pix/s.h, pix%s.h, o, got, want)
+				img, pix := p/(s.oh()*s.oh()), p%(s.oh()*s.oh())
+				t.Errorf("%s %s: y[img %d, row %d, col %d, ch %d] = %d, want %d", s, name, img, pix/s.oh(), pix%s.oh(), o, got, want)
 			}
 			bad++
 		}
@@ -99,7 +105,8 @@ func (d *conv3Data) check(t *testing.T, name string, relu bool, y []byte, rows [
 // INT8 3x3 convolution, expand_i8u2 with im2col copies; conv3_i8u2n64 for
 // 64 channels) on ResNet-50's stride-1 3x3 shapes (64 at 56x56, 128 at
 // 28x28, 256 at 14x14, 512 at 7x7; batch KILN_INT8_BLOCK_BATCH, default
-// 256) beside cuDNN's INT8 graph of the same layer (8-bit in and out,
+// 256), then on its three stride-2 ones (conv3_i8u2s2: 128 from 56x56, 256
+// from 28x28, 512 from 14x14) beside cuDNN's INT8 graph of the same layer (8-bit in and out,
 // per-channel scale, bias, ReLU; its fastest candidate) and FP16 (the
 // fused legacy call's algorithms and the half graph's engines, the
 // fastest). Each kernel's output is first checked against the host: every
@@ -136,8 +143,8 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		smem int
 	}
 	kernels := map[string]kernel{}
-	for _, cout := range []int{64, 128} {
-		name, src, smem := Conv3I8Build(cout)
+	for _, b := range [][2]int{{64, 1}, {128, 1}, {128, 2}} {
+		name, src, smem := Conv3I8Build(b[0], b[1])
 		fns, log, err := loadProbeKernels(t, g, n, name+".cu", src, "sm_90a", name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -155,9 +162,9 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 	// bias at a and b) and returns the launch as a func for the timer
 	prepare := func(d *conv3Data, hasz int32, x, w, y, a, b DevicePtr) (func() error, func(), error) {
 		s := d.s
-		name, _, _ := Conv3I8Build(s.cout)
+		name, _, _ := Conv3I8Build(s.cout, s.stride)
 		k := kernels[name]
-		maps, err := g.d.EncodeConv3I8Maps(x, w, 0, y, s.n, s.h, s.h, s.c, s.cout)
+		maps, err := g.d.EncodeConv3I8Maps(x, w, 0, y, s.n, s.h, s.h, s.c, s.cout, s.stride)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -166,7 +173,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 			mb = append(mb, m[:]...)
 		}
 		md := bb.put(mb)
-		tiles := Conv3I8Tiles(s.n*s.h*s.h, s.cout)
+		tiles := Conv3I8Tiles(s.n*s.oh()*s.oh(), s.cout)
 		args := NewKernelArgs(10)
 		args.SetPtr(0, md)
 		args.SetPtr(1, a)
@@ -176,8 +183,8 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		args.SetInt32(5, int32(9*s.c))
 		args.SetInt32(6, int32(s.cout))
 		args.SetInt32(7, int32(tiles))
-		args.SetInt32(8, int32(s.h))
-		args.SetInt32(9, int32(s.h))
+		args.SetInt32(8, int32(s.oh()))
+		args.SetInt32(9, int32(s.oh()))
 		grid := Dim3{X: uint32(min(tiles, ExpandI8BlocksPerSM*sms)), Y: 1, Z: 1}
 		run := func() error {
 			return g.d.Launch(k.fn, grid, Dim3{X: ExpandI8Threads, Y: 1, Z: 1}, uint32(k.smem), bb.s, args)
@@ -189,7 +196,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 	// relu false sets hasz's ExpandI8NoReLU (outputs clamped to [-128, 127])
 	kiln := func(d *conv3Data, relu bool) ([]byte, func() error, func()) {
 		s := d.s
-		p := s.n * s.h * s.h
+		p := s.n * s.oh() * s.oh()
 		x, w, y := bb.put(d.x), bb.put(d.w), bb.alloc(p*s.cout)
 		a, b := bb.put(f32bytes(d.alpha)), bb.put(f32bytes(d.bias))
 		poison := make([]byte, p*s.cout)
@@ -255,21 +262,25 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		}
 		row(s, impl, ms, cands[best].name, bytes, ops)
 	}
-	shapes := []conv3Shape{{batch, 56, 64, 64}, {batch, 28, 128, 128}, {batch, 14, 256, 256}, {batch, 7, 512, 512}}
+	// the stride-1 shapes, then the stride-2 ones (the s2 build, after: a
+	// trap there leaves the stride-1 rows)
+	shapes := []conv3Shape{{batch, 56, 64, 64, 1}, {batch, 28, 128, 128, 1}, {batch, 14, 256, 256, 1}, {batch, 7, 512, 512, 1},
+		{batch, 56, 128, 128, 2}, {batch, 28, 256, 256, 2}, {batch, 14, 512, 512, 2}}
 	for _, s := range shapes {
-		p := s.n * s.h * s.h
-		bytes8 := float64(p*s.c + p*s.cout + 9*s.c*s.cout)
+		p, oh := s.n*s.oh()*s.oh(), s.oh()
+		bytes8 := float64(s.n*s.h*s.h*s.c + p*s.cout + 9*s.c*s.cout)
 		ops := 2 * float64(p) * float64(s.cout) * float64(9*s.c)
-		cp := ConvParams{N: s.n, C: s.c, H: s.h, W: s.h, M: s.cout, KH: 3, KW: 3, PadH: 1, PadW: 1, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, Group: 1, NHWC: true}
+		cp := ConvParams{N: s.n, C: s.c, H: s.h, W: s.h, M: s.cout, KH: 3, KW: 3, PadH: 1, PadW: 1, StrideH: s.stride, StrideW: s.stride, DilH: 1, DilW: 1,
+			Group: 1, NHWC: true}
 
 		// cuDNN's INT8 graph: 8-bit x and y, per-channel scale, bias, ReLU
-		x8, w8, y8 := bb.put(quantBytes(r, DataInt8, p*s.c)), bb.put(quantBytes(r, DataInt8, 9*s.c*s.cout)), bb.alloc(p*s.cout)
+		x8, w8, y8 := bb.put(quantBytes(r, DataInt8, s.n*s.h*s.h*s.c)), bb.put(quantBytes(r, DataInt8, 9*s.c*s.cout)), bb.alloc(p*s.cout)
 		sc, bi := make([]float32, s.cout), make([]float32, s.cout)
 		for i := range sc {
 			sc[i], bi[i] = 0.001, 0.1
 		}
 		scale, bias := bb.put(f32bytes(sc)), bb.put(f32bytes(bi))
-		if c, err := bb.d.NewGraphConv(bb.h, cp, s.h, s.h, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
+		if c, err := bb.d.NewGraphConv(bb.h, cp, oh, oh, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
 			MaxRuntimeCompiled: bb.maxCompiled, Quant: GraphQuant{In: DataInt8, Out: DataInt8, Scale: true}}); err != nil {
 			t.Logf("%s: cuDNN INT8 graph NOT BUILT: %v", s, err)
 			rows = append(rows, fmt.Sprintf("| %s | cuDNN INT8 graph | not built | | | | |", s))
@@ -284,12 +295,12 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		}
 
 		// FP16: the fused legacy call's algorithms and the half graph's engines
-		xh, wh, yh, bh := bb.put(quantBytes(r, DataHalf, p*s.c)), bb.put(quantBytes(r, DataHalf, 9*s.c*s.cout)), bb.alloc(2*p*s.cout), bb.put(quantBytes(r, DataHalf, s.cout))
+		xh, wh, yh, bh := bb.put(quantBytes(r, DataHalf, s.n*s.h*s.h*s.c)), bb.put(quantBytes(r, DataHalf, 9*s.c*s.cout)), bb.alloc(2*p*s.cout), bb.put(quantBytes(r, DataHalf, s.cout))
 		ph := cp
 		ph.Half = true
 		var cands []blockCand
 		var frees []func()
-		if fc, err := bb.d.NewFusedConv(bb.h, ph, s.h, s.h, bb.maxWS, true, false); err != nil {
+		if fc, err := bb.d.NewFusedConv(bb.h, ph, oh, oh, bb.maxWS, true, false); err != nil {
 			t.Logf("%s: cuDNN fused half: %v", s, err)
 		} else {
 			frees = append(frees, fc.Destroy)
@@ -298,7 +309,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 					func() error { return fc.Forward(bb.h, xh, wh, 0, bh, yh, bb.ws, bb.maxWS) }})
 			}
 		}
-		if c, err := bb.d.NewGraphConv(bb.h, ph, s.h, s.h, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
+		if c, err := bb.d.NewGraphConv(bb.h, ph, oh, oh, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
 			MaxRuntimeCompiled: bb.maxCompiled}); err != nil {
 			t.Logf("%s: cuDNN half graph: %v", s, err)
 		} else {
@@ -315,9 +326,9 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		bb.freeAll()
 
 		// kiln's kernel: checked on a batch of 2, then at full batch, then timed
-		name, _, _ := Conv3I8Build(s.cout)
-		small := newConv3Data(r, conv3Shape{2, s.h, s.c, s.cout})
-		all := make([]int, 2*s.h*s.h)
+		name, _, _ := Conv3I8Build(s.cout, s.stride)
+		small := newConv3Data(r, conv3Shape{2, s.h, s.c, s.cout, s.stride})
+		all := make([]int, 2*oh*oh)
 		for i := range all {
 			all[i] = i
 		}
@@ -337,10 +348,10 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		for q := range min(128, p) { // the first and the last 128 rows
 			check = append(check, q, p-1-q)
 		}
-		hw := s.h * s.h
+		hw := oh * oh
 		if s.n > 1 {
-			for q := range s.h { // image 1's first and last rows (the padding above and below)
-				check = append(check, hw+q, 2*hw-s.h+q)
+			for q := range oh { // image 1's first and last rows (the padding above and below)
+				check = append(check, hw+q, 2*hw-oh+q)
 			}
 		}
 		var pairs [][2]int
@@ -351,7 +362,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		t.Logf("%s %s, batch %d: %d outputs checked, %d one step off, %d distinct values", s, name, s.n, checked, ones, distinct)
 		grid := min(Conv3I8Tiles(p, s.cout), ExpandI8BlocksPerSM*sms)
 		fastest(s, "kiln "+name, []blockCand{{fmt.Sprintf("%s (persistent, %d blocks, %d tiles of 128x%d, im2col TMA, wgmma)", name, grid, Conv3I8Tiles(p, s.cout),
-			conv3I8Variant(s.cout).bn()), func() error { return nil }, run}}, bytes8, ops)
+			conv3I8Variant(s.cout, s.stride).bn()), func() error { return nil }, run}}, bytes8, ops)
 		free()
 		bb.freeAll()
 	}

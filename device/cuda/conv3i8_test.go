@@ -81,7 +81,7 @@ func TestEncodeTensorMapIm2colFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs, _ := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256, 28, 28, 128, 128)
+	xs, _ := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256, 28, 28, 128, 128, 1)
 	strided := xs
 	strided.Lower, strided.Upper, strided.ElementStrides = []int32{-1, -2}, []int32{3, -1}, []uint32{1, 2, 2, 1}
 	for _, c := range []TensorMapIm2col{xs, strided} {
@@ -117,12 +117,20 @@ func TestEncodeTensorMapIm2colFake(t *testing.T) {
 		t.Errorf("a misaligned address: %v", err)
 	}
 	// all four maps, as the probe and the executor encode them
-	maps, err := d.EncodeConv3I8Maps(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256, 28, 28, 128, 128)
+	maps, err := d.EncodeConv3I8Maps(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256, 28, 28, 128, 128, 2)
 	if err != nil || len(maps) != 4 {
 		t.Fatalf("EncodeConv3I8Maps: %d maps, %v", len(maps), err)
 	}
 	if w := binary.LittleEndian.Uint64(maps[0][:]); w&0xff != 4 || w>>40&0x7ff != 128 || w>>52 != 64 {
 		t.Errorf("x's map word 0 %#x: not rank 4, 128 pixels of 64 channels", w)
+	}
+	for i, want := range []uint64{1, 2, 2, 1} { // the traversal stride of stride 2, in the low words
+		if got := binary.LittleEndian.Uint64(maps[0][8*(11+i):]) & 0xffffffff; got != want {
+			t.Errorf("x's map: element stride %d = %d, want %d", i, got, want)
+		}
+	}
+	if got := binary.LittleEndian.Uint64(maps[3][8*3:]); got != 256*14*14 { // y's rows: the output's
+		t.Errorf("y's map of %d rows, want %d", got, 256*14*14)
 	}
 	for i, a := range []uint64{0x7f0010000000, 0x7f0030000000, 0x7f0030000000} {
 		if got := binary.LittleEndian.Uint64(maps[1+i][8:]); got != a {
@@ -131,9 +139,9 @@ func TestEncodeTensorMapIm2colFake(t *testing.T) {
 	}
 }
 
-// TestConv3I8Fits pins the shapes conv3_i8u2 takes: ResNet-50's stride-1
-// 3x3s (layer1's 64 outputs by conv3_i8u2n64), not stride 2, other
-// paddings, channels or outputs off 64.
+// TestConv3I8Fits pins the shapes conv3_i8u2 takes: ResNet-50's 3x3s
+// (layer1's 64 outputs by conv3_i8u2n64, the stride-2 ones by the s2
+// builds), not stride 3, other paddings, channels or outputs off 64.
 func TestConv3I8Fits(t *testing.T) {
 	for _, c := range []struct {
 		n, h, w, c, cout, stride, pad int
@@ -146,7 +154,10 @@ func TestConv3I8Fits(t *testing.T) {
 		{3, 5, 9, 64, 128, 1, 1, true},
 		{256, 56, 56, 64, 64, 1, 1, true}, // layer1: 64 outputs, conv3_i8u2n64
 		{256, 56, 56, 64, 96, 1, 1, false},
-		{256, 56, 56, 128, 128, 2, 1, false},
+		{256, 56, 56, 128, 128, 2, 1, true},
+		{256, 7, 7, 512, 512, 2, 1, true}, // odd: 4 x 4 out
+		{256, 56, 56, 128, 128, 3, 1, false},
+		{256, 56, 56, 128, 128, 0, 1, false},
 		{256, 28, 28, 128, 128, 1, 0, false},
 		{256, 28, 28, 96, 128, 1, 1, false},
 		{256, 28, 28, 128, 192, 1, 1, true}, // 64-channel tiles
@@ -175,14 +186,20 @@ func TestConv3I8Fits(t *testing.T) {
 }
 
 // TestConv3I8MapSpecs checks conv3_i8u2's maps against the driver's limits
+// (stride 1, and stride 2 with its traversal stride and the output's rows)
 // and that each copy moves the bytes the kernel expects on its barriers:
 // x 128 pixels x 64 channels (8 KB, as expand_i8u2's slice), w a 64-byte
 // slice of 128 rows of the [cout, 9c] weights, z and y 128 x 128 tiles
 // (conv3_i8u2n64: 64 rows of w, 128 x 64 tiles in the 64-byte swizzle).
 func TestConv3I8MapSpecs(t *testing.T) {
-	for _, s := range [][5]int{{256, 28, 28, 128, 128}, {256, 14, 14, 256, 256}, {256, 7, 7, 512, 512}, {1, 7, 7, 512, 512}, {256, 56, 56, 64, 64}} {
-		n, h, w, c, cout := s[0], s[1], s[2], s[3], s[4]
-		xs, rest := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, n, h, w, c, cout)
+	for _, s := range [][6]int{{256, 28, 28, 128, 128, 1}, {256, 14, 14, 256, 256, 1}, {256, 7, 7, 512, 512, 1}, {1, 7, 7, 512, 512, 1}, {256, 56, 56, 64, 64, 1},
+		{256, 56, 56, 128, 128, 2}, {256, 14, 14, 512, 512, 2}} {
+		n, h, w, c, cout, stride := s[0], s[1], s[2], s[3], s[4], s[5]
+		xs, rest := Conv3I8MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, n, h, w, c, cout, stride)
+		if stride == 2 && (len(xs.ElementStrides) != 4 || xs.ElementStrides[1] != 2 || xs.ElementStrides[2] != 2) || stride == 1 && xs.ElementStrides != nil {
+			t.Errorf("%v x: element strides %v", s, xs.ElementStrides)
+		}
+		oh := Conv3I8OutSize(h, stride)
 		if err := xs.check(); err != nil {
 			t.Errorf("%v x: %v", s, err)
 		}
@@ -211,7 +228,7 @@ func TestConv3I8MapSpecs(t *testing.T) {
 				t.Errorf("%v map %d: swizzle %d, want %d", s, i+1, m.Swizzle, sw)
 			}
 		}
-		if rest[0].Dims[0] != uint64(9*c) || rest[0].Dims[1] != uint64(cout) || rest[2].Dims[1] != uint64(n*h*w) || rest[1].Addr != rest[2].Addr {
+		if rest[0].Dims[0] != uint64(9*c) || rest[0].Dims[1] != uint64(cout) || rest[2].Dims[1] != uint64(n*oh*oh) || rest[1].Addr != rest[2].Addr {
 			t.Errorf("%v: w dims %v, y dims %v, z at %#x (want y's)", s, rest[0].Dims, rest[2].Dims, uint64(rest[1].Addr))
 		}
 	}
@@ -230,12 +247,13 @@ func TestConv3I8Source(t *testing.T) {
 		t.Error("expand_i8u2's source changed: CONV3 not 0, BN not 128, or H and W arguments")
 	}
 	builds := []struct {
-		cout, bn, smem int
-		name           string
-	}{{128, 128, ExpandI8SharedMem(), "conv3_i8u2"}, {64, 64, ExpandI8SharedMem() - 3*128*64, "conv3_i8u2n64"}}
+		cout, stride, bn, smem int
+		name                   string
+	}{{128, 1, 128, ExpandI8SharedMem(), "conv3_i8u2"}, {64, 1, 64, ExpandI8SharedMem() - 3*128*64, "conv3_i8u2n64"},
+		{256, 2, 128, ExpandI8SharedMem(), "conv3_i8u2s2"}}
 	srcs := map[string]string{}
 	for _, b := range builds {
-		name, src, smem := Conv3I8Build(b.cout)
+		name, src, smem := Conv3I8Build(b.cout, b.stride)
 		srcs[name] = src
 		if name != b.name || smem != b.smem {
 			t.Errorf("cout %d: %s with %d bytes, want %s with %d", b.cout, name, smem, b.name, b.smem)
@@ -244,12 +262,13 @@ func TestConv3I8Source(t *testing.T) {
 			t.Errorf("%s: unreplaced placeholder", name)
 		}
 		for _, want := range []string{"#define CONV3 1", " " + b.name + "(", "int tiles, int H, int W)", "#define BIGK 1", "#define FASTCVT 1", "#define STAGES 3",
-			"tma_load4_im2col(sx + s * SLICE", fmt.Sprintf("#define BN %d ", b.bn), fmt.Sprintf("m64n%dk32", b.bn), fmt.Sprintf("%%%d, %%%d, p;", b.bn/2, b.bn/2+1)} {
+			"tma_load4_im2col(sx + s * SLICE", fmt.Sprintf("#define BN %d ", b.bn), fmt.Sprintf("m64n%dk32", b.bn), fmt.Sprintf("%%%d, %%%d, p;", b.bn/2, b.bn/2+1),
+			fmt.Sprintf("#define CSTRIDE %d ", b.stride)} {
 			if !strings.Contains(src, want) {
 				t.Errorf("%s: no %q", name, want)
 			}
 		}
-		v := conv3I8Variant(b.cout)
+		v := conv3I8Variant(b.cout, b.stride)
 		if v.threads() != ExpandI8Threads || v.perSM != ExpandI8BlocksPerSM || v.perSM*(v.smem()+1024) > 228<<10 {
 			t.Errorf("%s: %d threads, %d blocks an SM of %d bytes", name, v.threads(), v.perSM, v.smem())
 		}
@@ -257,13 +276,15 @@ func TestConv3I8Source(t *testing.T) {
 	n := openNVRTC(t)
 	if compileExpand(t, n, "conv3_i8u2.cu", srcs["conv3_i8u2"], "sm_90a") != nil {
 		compileExpand(t, n, "conv3_i8u2n64.cu", srcs["conv3_i8u2n64"], "sm_90a")
+		compileExpand(t, n, "conv3_i8u2s2.cu", srcs["conv3_i8u2s2"], "sm_90a")
 		return
 	}
 	for _, c := range []struct {
 		name, src string
 		im2col    bool
 		bn        int
-	}{{"conv3_i8u2", srcs["conv3_i8u2"], true, 128}, {"conv3_i8u2n64", srcs["conv3_i8u2n64"], true, 64}, {"expand_i8u2", u2, false, 128}} {
+	}{{"conv3_i8u2", srcs["conv3_i8u2"], true, 128}, {"conv3_i8u2n64", srcs["conv3_i8u2n64"], true, 64}, {"conv3_i8u2s2", srcs["conv3_i8u2s2"], true, 128},
+		{"expand_i8u2", u2, false, 128}} {
 		comp, err := n.Compile(c.name+".cu", c.src, "--gpu-architecture=compute_90")
 		if err != nil {
 			t.Fatalf("%s, compute_90: %v", c.name, err)
@@ -309,19 +330,21 @@ func TestConv3I8ReorderWeights(t *testing.T) {
 }
 
 // conv3I8Acc is the host's int32 accumulator of output pixel p, channel o
-// of a 3x3 stride-1 pad-1 convolution of x [n, h, w, c] with weights wt
-// [cout, 3, 3, c]: the GEMM row p of the im2col matrix times weight row o.
-func conv3I8Acc(x, wt []byte, h, w, c, p, o int) int32 {
-	img, pix := p/(h*w), p%(h*w)
-	oh, ow := pix/w, pix%w
+// of a 3x3 pad-1 convolution (the stride) of x [n, h, w, c] with weights
+// wt [cout, 3, 3, c]: the GEMM row p of the im2col matrix times weight row
+// o.
+func conv3I8Acc(x, wt []byte, h, w, c, stride, p, o int) int32 {
+	oh0, ow0 := Conv3I8OutSize(h, stride), Conv3I8OutSize(w, stride)
+	img, pix := p/(oh0*ow0), p%(oh0*ow0)
+	oh, ow := pix/ow0, pix%ow0
 	var acc int32
 	for r := range 3 {
-		ih := oh + r - 1
+		ih := stride*oh + r - 1
 		if ih < 0 || ih >= h {
 			continue
 		}
 		for s := range 3 {
-			iw := ow + s - 1
+			iw := stride*ow + s - 1
 			if iw < 0 || iw >= w {
 				continue
 			}
@@ -352,7 +375,8 @@ func conv3I8Out(acc int32, alpha, bias float32, relu bool) int8 {
 // against a direct convolution in float64 on the NCHW-ordered weights
 // (reordered by Conv3I8ReorderWeights), so that the probe's reference
 // does not share a mistake with the kernel's K order: every output of a
-// small case, the borders included.
+// small case, the borders included, at stride 1 and 2 (odd and even
+// extents).
 func TestConv3I8Reference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const n, h, w, c, cout = 2, 5, 4, 64, 3
@@ -369,24 +393,30 @@ func TestConv3I8Reference(t *testing.T) {
 	for i, v := range wk {
 		wb[i] = byte(v)
 	}
-	for img := range n {
-		for oh := range h {
-			for ow := range w {
-				for o := range cout {
-					want := 0.0
-					for ci := range c {
-						for kr := range 3 {
-							for ks := range 3 {
-								ih, iw := oh-1+kr, ow-1+ks
-								if ih < 0 || ih >= h || iw < 0 || iw >= w {
-									continue
+	for stride := 1; stride <= 2; stride++ {
+		ohn, own := Conv3I8OutSize(h, stride), Conv3I8OutSize(w, stride)
+		if stride == 2 && (ohn != 3 || own != 2) {
+			t.Fatalf("stride 2 of 5 x 4: %d x %d", ohn, own)
+		}
+		for img := range n {
+			for oh := range ohn {
+				for ow := range own {
+					for o := range cout {
+						want := 0.0
+						for ci := range c {
+							for kr := range 3 {
+								for ks := range 3 {
+									ih, iw := stride*oh-1+kr, stride*ow-1+ks
+									if ih < 0 || ih >= h || iw < 0 || iw >= w {
+										continue
+									}
+									want += float64(int8(x[((img*h+ih)*w+iw)*c+ci])) * float64(wn[((o*c+ci)*3+kr)*3+ks])
 								}
-								want += float64(int8(x[((img*h+ih)*w+iw)*c+ci])) * float64(wn[((o*c+ci)*3+kr)*3+ks])
 							}
 						}
-					}
-					if got := conv3I8Acc(x, wb, h, w, c, (img*h+oh)*w+ow, o); float64(got) != want {
-						t.Fatalf("acc[%d, %d, %d, %d] = %d, want %v", img, oh, ow, o, got, want)
+						if got := conv3I8Acc(x, wb, h, w, c, stride, (img*ohn+oh)*own+ow, o); float64(got) != want {
+							t.Fatalf("stride %d: acc[%d, %d, %d, %d] = %d, want %v", stride, img, oh, ow, o, got, want)
+						}
 					}
 				}
 			}
@@ -412,16 +442,16 @@ func TestConv3I8Reference(t *testing.T) {
 // own outputs with no one-step differences.
 func TestConv3I8ProbeData(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, s := range []conv3Shape{{1, 56, 64, 64}, {1, 28, 128, 128}, {1, 14, 256, 256}, {1, 7, 512, 512}} {
+	for _, s := range []conv3Shape{{1, 56, 64, 64, 1}, {1, 28, 128, 128, 1}, {1, 14, 256, 256, 1}, {1, 7, 512, 512, 1}, {1, 14, 512, 512, 2}} {
 		d := newConv3Data(r, s)
-		p := s.h * s.h
+		p := s.oh() * s.oh()
 		y := make([]byte, p*s.cout)
 		var rows []int
 		zeros, sat, n := 0, 0, 0
 		for q := 0; q < p; q += max(1, p/64) {
 			rows = append(rows, q)
 			for o := range s.cout {
-				v := conv3I8Out(conv3I8Acc(d.x, d.w, s.h, s.h, s.c, q, o), d.alpha[o], d.bias[o], true)
+				v := conv3I8Out(conv3I8Acc(d.x, d.w, s.h, s.h, s.c, s.stride, q, o), d.alpha[o], d.bias[o], true)
 				y[q*s.cout+o] = byte(v)
 				n++
 				switch v {

@@ -77,7 +77,7 @@ func expandI8tSource(v expandI8tVariant) string {
 	if v.conv3 {
 		xparams = ", int H, int W"
 	}
-	return strings.NewReplacer("$NAME", v.name, "$CONV3", b(v.conv3), "$BN", fmt.Sprint(v.bn()), "$XPARAMS", xparams, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
+	return strings.NewReplacer("$NAME", v.name, "$CONV3", b(v.conv3), "$CSTRIDE", map[bool]string{false: "1", true: "2"}[v.stride2], "$BN", fmt.Sprint(v.bn()), "$XPARAMS", xparams, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
 		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$TEAMS", fmt.Sprint(v.teamCount()),
 		"$EARLYZ", b(v.earlyZ), "$WGDEPTH", fmt.Sprint(max(v.wgDepth, 1)), "$ABLATE", b(v.productOnly), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
@@ -131,18 +131,22 @@ type expandI8tVariant struct {
 	// I2F/FRND/F2I epilogue
 	bigK bool
 	// conv3 (conv3_i8u2, conv3i8.go): x is the NHWC input of a 3x3
-	// convolution with stride 1 and padding 1, loaded by im2col copies (a
-	// 4-D map, maps[0]), K = 9 C in the weights' [N, 3, 3, C] order, each K
-	// slice one tap (r, s) and 64 channels; the kernel takes the image's
-	// height and width as two more arguments (int H, int W) and the row
-	// count P = N H W need not be a multiple of 128 (the last tile's rows
-	// past P read zeros and are not stored)
+	// convolution with padding 1 (stride 1, or 2 with stride2), loaded by
+	// im2col copies (a 4-D map, maps[0]), K = 9 C in the weights' [N, 3, 3,
+	// C] order, each K slice one tap (r, s) and 64 channels; the kernel
+	// takes the output's height and width as two more arguments (int H, int
+	// W) and the row count P = N H W need not be a multiple of 128 (the last
+	// tile's rows past P read zeros and are not stored)
 	conv3 bool
 	// n64: tiles of 128 rows x 64 channels (wgmma m64n64k32, 32
 	// accumulators a thread; w's slices 64 rows, z and y tiles of 64-byte
 	// rows in the 64-byte swizzle), for N = 64 (ResNet's layer1); the
 	// slices' ring keeps 8 KB slots
 	n64 bool
+	// stride2 (with conv3): stride 2, the im2col map's traversal stride 2;
+	// the H and W arguments are the output's, the filter base of output
+	// pixel (oh, ow) is the input's (2 ow - 1, 2 oh - 1)
+	stride2 bool
 }
 
 // bn is the variant's tile width in channels: 64 or 128.
@@ -196,7 +200,8 @@ const expandI8tTemplate = `
 #define FASTCVT $FASTCVT
 #define BIGK $BIGK          // FASTCVT and K > 256: I2F for the accumulator, the rest conversion-free
 #define MC $MC              // clusters of two CTAs sharing x's slices by multicast
-#define CONV3 $CONV3        // x by im2col copies: a 3x3 convolution, stride 1, padding 1 (conv3_i8u2)
+#define CONV3 $CONV3        // x by im2col copies: a 3x3 convolution, padding 1 (conv3_i8u2)
+#define CSTRIDE $CSTRIDE    // its stride (the im2col map's traversal stride): 1 or 2
 #define BM 128
 #define BN $BN             // the tile's channels: 128, or 64 (n64: wgmma m64n64k32)
 #define BK 64
@@ -485,8 +490,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
                     b = 0, zph ^= 1;
 #if CONV3
                 // the tile's first output pixel (image img, row oh, column
-                // ow): the filter base of its copies is (ow - 1, oh - 1),
-                // padding 1; K = 9 C, cb channel blocks of 64 a tap
+                // ow of the H x W output): the filter base of its copies is
+                // (CSTRIDE ow - 1, CSTRIDE oh - 1) in the input, padding 1;
+                // K = 9 C, cb channel blocks of 64 a tap
                 const int img = p0 / (H * W), pix = p0 - img * (H * W), oh = pix / W, ow = pix - oh * W;
                 const int cb = K / (9 * BK);
 #endif
@@ -501,7 +507,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
                         // slice kt: tap (r, s) = (tap / 3, tap % 3), channels c0..c0+63;
                         // the weights' K index tap * C + c0 is kt * BK
                         const int tap = kt / cb, c0 = (kt - tap * cb) * BK;
-                        tma_load4_im2col(sx + s * SLICE, mx, FULL(s), c0, ow - 1, oh - 1, img, (unsigned short)(tap % 3),
+                        tma_load4_im2col(sx + s * SLICE, mx, FULL(s), c0, CSTRIDE * ow - 1, CSTRIDE * oh - 1, img, (unsigned short)(tap % 3),
                                          (unsigned short)(tap / 3));
                     }
 #else
