@@ -129,6 +129,9 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 	}
 	began := time.Now()
 	bb := newBlockBench(t, g)
+	if os.Getenv("KILN_GRAPH_MAX_COMPILED") == "" {
+		bb.maxCompiled = 3 // cuDNN compiles each runtime-compiled engine (0.3-0.7 s): the run stays under 120 s
+	}
 	batch := 256
 	if v, err := strconv.Atoi(os.Getenv("KILN_INT8_BLOCK_BATCH")); err == nil && v > 0 {
 		batch = v
@@ -273,55 +276,67 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		cp := ConvParams{N: s.n, C: s.c, H: s.h, W: s.h, M: s.cout, KH: 3, KW: 3, PadH: 1, PadW: 1, StrideH: s.stride, StrideW: s.stride, DilH: 1, DilW: 1,
 			Group: 1, NHWC: true}
 
-		// cuDNN's INT8 graph: 8-bit x and y, per-channel scale, bias, ReLU
-		x8, w8, y8 := bb.put(quantBytes(r, DataInt8, s.n*s.h*s.h*s.c)), bb.put(quantBytes(r, DataInt8, 9*s.c*s.cout)), bb.alloc(p*s.cout)
-		sc, bi := make([]float32, s.cout), make([]float32, s.cout)
-		for i := range sc {
-			sc[i], bi[i] = 0.001, 0.1
-		}
-		scale, bias := bb.put(f32bytes(sc)), bb.put(f32bytes(bi))
-		if c, err := bb.d.NewGraphConv(bb.h, cp, oh, oh, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
-			MaxRuntimeCompiled: bb.maxCompiled, Quant: GraphQuant{In: DataInt8, Out: DataInt8, Scale: true}}); err != nil {
-			t.Logf("%s: cuDNN INT8 graph NOT BUILT: %v", s, err)
-			rows = append(rows, fmt.Sprintf("| %s | cuDNN INT8 graph | not built | | | | |", s))
-		} else {
-			var cands []blockCand
-			for _, e := range c.Candidates {
-				cands = append(cands, blockCand{"cudnn graph " + e.ID, func() error { return c.Use(e.ID) },
-					func() error { return c.ExecuteQuant(bb.h, x8, w8, scale, bias, 0, scale, y8, bb.ws) }})
-			}
-			fastest(s, "cuDNN INT8 graph (int8 x, y)", cands, bytes8, ops)
-			c.Destroy()
+		// past 90 s the libraries' rows are left out (kiln's still run): the
+		// whole test stays under two minutes
+		libs := time.Since(began) < 90*time.Second
+		if !libs {
+			t.Logf("%s: the libraries' rows left out (%v in)", s, time.Since(began).Round(time.Second))
 		}
 
-		// FP16: the fused legacy call's algorithms and the half graph's engines
-		xh, wh, yh, bh := bb.put(quantBytes(r, DataHalf, s.n*s.h*s.h*s.c)), bb.put(quantBytes(r, DataHalf, 9*s.c*s.cout)), bb.alloc(2*p*s.cout), bb.put(quantBytes(r, DataHalf, s.cout))
-		ph := cp
-		ph.Half = true
-		var cands []blockCand
-		var frees []func()
-		if fc, err := bb.d.NewFusedConv(bb.h, ph, oh, oh, bb.maxWS, true, false); err != nil {
-			t.Logf("%s: cuDNN fused half: %v", s, err)
-		} else {
-			frees = append(frees, fc.Destroy)
-			for _, a := range fc.Candidates {
-				cands = append(cands, blockCand{fmt.Sprintf("cudnn fused algo %d", a.Algo), func() error { return fc.Use(a) },
-					func() error { return fc.Forward(bb.h, xh, wh, 0, bh, yh, bb.ws, bb.maxWS) }})
+		libRows := func() {
+			// cuDNN's INT8 graph: 8-bit x and y, per-channel scale, bias, ReLU
+			x8, w8, y8 := bb.put(quantBytes(r, DataInt8, s.n*s.h*s.h*s.c)), bb.put(quantBytes(r, DataInt8, 9*s.c*s.cout)), bb.alloc(p*s.cout)
+			sc, bi := make([]float32, s.cout), make([]float32, s.cout)
+			for i := range sc {
+				sc[i], bi[i] = 0.001, 0.1
+			}
+			scale, bias := bb.put(f32bytes(sc)), bb.put(f32bytes(bi))
+			if c, err := bb.d.NewGraphConv(bb.h, cp, oh, oh, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
+				MaxRuntimeCompiled: bb.maxCompiled, Quant: GraphQuant{In: DataInt8, Out: DataInt8, Scale: true}}); err != nil {
+				t.Logf("%s: cuDNN INT8 graph NOT BUILT: %v", s, err)
+				rows = append(rows, fmt.Sprintf("| %s | cuDNN INT8 graph | not built | | | | |", s))
+			} else {
+				var cands []blockCand
+				for _, e := range c.Candidates {
+					cands = append(cands, blockCand{"cudnn graph " + e.ID, func() error { return c.Use(e.ID) },
+						func() error { return c.ExecuteQuant(bb.h, x8, w8, scale, bias, 0, scale, y8, bb.ws) }})
+				}
+				fastest(s, "cuDNN INT8 graph (int8 x, y)", cands, bytes8, ops)
+				c.Destroy()
+			}
+
+			// FP16: the fused legacy call's algorithms and the half graph's engines
+			xh, wh, yh, bh := bb.put(quantBytes(r, DataHalf, s.n*s.h*s.h*s.c)), bb.put(quantBytes(r, DataHalf, 9*s.c*s.cout)), bb.alloc(2*p*s.cout), bb.put(quantBytes(r, DataHalf, s.cout))
+			ph := cp
+			ph.Half = true
+			var cands []blockCand
+			var frees []func()
+			if fc, err := bb.d.NewFusedConv(bb.h, ph, oh, oh, bb.maxWS, true, false); err != nil {
+				t.Logf("%s: cuDNN fused half: %v", s, err)
+			} else {
+				frees = append(frees, fc.Destroy)
+				for _, a := range fc.Candidates {
+					cands = append(cands, blockCand{fmt.Sprintf("cudnn fused algo %d", a.Algo), func() error { return fc.Use(a) },
+						func() error { return fc.Forward(bb.h, xh, wh, 0, bh, yh, bb.ws, bb.maxWS) }})
+				}
+			}
+			if c, err := bb.d.NewGraphConv(bb.h, ph, oh, oh, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
+				MaxRuntimeCompiled: bb.maxCompiled}); err != nil {
+				t.Logf("%s: cuDNN half graph: %v", s, err)
+			} else {
+				frees = append(frees, c.Destroy)
+				for _, e := range c.Candidates {
+					cands = append(cands, blockCand{"cudnn graph " + e.ID, func() error { return c.Use(e.ID) },
+						func() error { return c.Execute(bb.h, xh, wh, bh, 0, yh, bb.ws) }})
+				}
+			}
+			fastest(s, "FP16 (fused call or graph)", cands, 2*bytes8, ops)
+			for _, f := range frees {
+				f()
 			}
 		}
-		if c, err := bb.d.NewGraphConv(bb.h, ph, oh, oh, GraphConvOptions{Bias: true, ReLU: true, MaxWorkspace: bb.maxWS, MaxCandidates: bb.maxCand,
-			MaxRuntimeCompiled: bb.maxCompiled}); err != nil {
-			t.Logf("%s: cuDNN half graph: %v", s, err)
-		} else {
-			frees = append(frees, c.Destroy)
-			for _, e := range c.Candidates {
-				cands = append(cands, blockCand{"cudnn graph " + e.ID, func() error { return c.Use(e.ID) },
-					func() error { return c.Execute(bb.h, xh, wh, bh, 0, yh, bb.ws) }})
-			}
-		}
-		fastest(s, "FP16 (fused call or graph)", cands, 2*bytes8, ops)
-		for _, f := range frees {
-			f()
+		if libs {
+			libRows()
 		}
 		bb.freeAll()
 
