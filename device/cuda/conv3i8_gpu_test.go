@@ -148,12 +148,16 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 	kernels := map[string]kernel{}
 	for _, b := range [][2]int{{64, 1}, {128, 1}, {128, 2}} {
 		name, src, smem := Conv3I8Build(b[0], b[1])
+		// a build that does not compile or load is an error, and its shapes are
+		// left out; the others still run
 		fns, log, err := loadProbeKernels(t, g, n, name+".cu", src, "sm_90a", name)
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Errorf("%s: %v (log: %s)", name, err, log)
+			continue
 		}
 		if err := funcSetMaxDynamicShared(g.d, fns[0], smem); err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Errorf("%s: %v", name, err)
+			continue
 		}
 		regs, _ := funcAttribute(g.d, fns[0], 4)
 		local, _ := funcAttribute(g.d, fns[0], 3)
@@ -342,6 +346,11 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 
 		// kiln's kernel: checked on a batch of 2, then at full batch, then timed
 		name, _, _ := Conv3I8Build(s.cout, s.stride)
+		if _, ok := kernels[name]; !ok {
+			rows = append(rows, fmt.Sprintf("| %s | kiln %s | not built | | | | |", s, name))
+			bb.freeAll()
+			continue
+		}
 		small := newConv3Data(r, conv3Shape{2, s.h, s.c, s.cout, s.stride})
 		all := make([]int, 2*oh*oh)
 		for i := range all {
@@ -381,6 +390,6 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		free()
 		bb.freeAll()
 	}
-	t.Logf("ResNet-50's stride-1 3x3 convolutions on %s (%v); ms the median of 50 of the fastest candidate; MB moved: x, y and w (int8; FP16 twice):\n| layer | implementation | ms | fastest candidate | MB | TB/s | TOPS |\n| --- | --- | --- | --- | --- | --- | --- |\n%s",
+	t.Logf("ResNet-50's 3x3 convolutions on %s (%v); ms the median of 50 of the fastest candidate; MB moved: x, y and w (int8; FP16 twice):\n| layer | implementation | ms | fastest candidate | MB | TB/s | TOPS |\n| --- | --- | --- | --- | --- | --- | --- |\n%s",
 		g.fp.GPUName, time.Since(began).Round(time.Second), strings.Join(rows, "\n"))
 }
