@@ -409,10 +409,14 @@ func qconvGEMM(s *convShape, p *qConvPacked, x []float32, xScale float32, sc, bi
 // constant), BScale (float32 [N]), optional Bias (float32 [N]) and Z
 // (float32, the output's shape); attribute a_scale and the activation ones
 // of kiln::FusedMatMul. Output float32 [..., N].
+//
+// This is the op's reference kernel: A quantized element by element, the
+// int32 sums in plain loops, then the epilogue. The CPU registry
+// (device/cpu/kernels, cpu.QMatMul) runs the nodes with the int8 kernels
+// of device/cpu (B packed once) and is tested against this one.
 type qMatMulOp struct {
 	aScale float32
 	ep     epilogue
-	cache  packCache[cpu.Int8MatWeights]
 }
 
 func prepareQMatMul(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -479,41 +483,52 @@ func (k *qMatMulOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, er
 		return nil, err
 	}
 	yv := y.Float32s()
-	rows := a.Len() / max(1, kd)
-	if kd == 0 {
-		rows = tensor.NumElements(a.Shape[:a.Rank()-1])
-	}
-	lo, hi, clamped := k.ep.clampOf()
-	if !clamped {
-		lo, hi = cpu.NoClamp()
-	}
-	o := &cpu.Int8Output{Scale: sc, Dst: yv, Ld: max(1, nd), Lo: lo, Hi: hi}
+	rows := tensor.NumElements(a.Shape[:a.Rank()-1])
+	var bias, zv []float32
 	if b := input(in, 3); b != nil {
-		o.Bias = b.Float32s()
+		bias = b.Float32s()
 	}
 	if z := input(in, 4); z != nil {
-		o.Z = z.Float32s()
+		zv = z.Float32s()
 	}
-	if rows > 0 && nd > 0 {
-		pw := k.cache.get(w, func() *cpu.Int8MatWeights { return cpu.PackInt8MatMul(w.Int8s(), kd, nd, nd) })
-		// A quantized row by row, rows padded with zeros to whole quads.
-		lda := 4 * ((kd + 3) / 4)
-		aq, buf := scratch[int8](max(1, rows*lda))
-		defer putScratch(buf)
-		av := a.Float32s()
-		cpu.ParallelFor(rows, max(1, 16384/max(1, kd)), func(lo2, hi2 int) {
-			for j := lo2; j < hi2; j++ {
-				row := aq[j*lda : (j+1)*lda]
-				cpu.QuantizeInt8(row, av[j*kd:(j+1)*kd], k.aScale)
-				clear(row[kd:])
+	av, wv := a.Float32s(), w.Int8s()
+	xq := make([]int32, kd)
+	for i := 0; i < rows; i++ {
+		for p := range xq {
+			xq[p] = int32(quantizeInt8(av[i*kd+p], k.aScale))
+		}
+		for j := 0; j < nd; j++ {
+			var acc int32
+			for p, q := range xq {
+				acc += q * int32(wv[p*nd+j])
 			}
-		})
-		cpu.Int8MatMul(pw, aq, rows, lda, o, cpu.Threads())
+			v := float32(acc) * sc[j]
+			if bias != nil {
+				v += bias[j]
+			}
+			if zv != nil {
+				v += zv[i*nd+j]
+			}
+			yv[i*nd+j] = v
+		}
 	}
-	if !clamped {
-		k.ep.apply(yv)
-	}
+	k.ep.apply(yv)
 	return []*tensor.Tensor{y}, nil
+}
+
+// quantizeInt8 is the activations' quantizer: clamp(RoundToEven(x/scale),
+// -127, 127), 0 for NaN.
+func quantizeInt8(x, scale float32) int8 {
+	f := x / scale
+	switch {
+	case f >= 127:
+		return 127
+	case f <= -127:
+		return -127
+	case f != f:
+		return 0
+	}
+	return int8(math.RoundToEven(float64(f)))
 }
 
 func init() {

@@ -330,37 +330,38 @@ func refQMatMul(a, b, bs, bias, z *tensor.Tensor, as float32, act string, params
 	return want
 }
 
+// TestQMatMul compares kiln::QMatMul's reference kernel with the
+// quantized float64 reference (the CPU registry's int8 kernel is compared
+// on every int8 kernel in device/cpu/kernels).
 func TestQMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	shapes := []struct{ a, b []int }{
 		{[]int{3, 5}, []int{5, 4}}, {[]int{2, 3, 17}, []int{17, 70}}, {[]int{9}, []int{9, 3}},
 		{[]int{2, 2, 33, 64}, []int{64, 19}}, {[]int{1, 1}, []int{1, 1}},
 	}
-	forEachInt8Kernel(t, func(t *testing.T) {
-		for _, s := range shapes {
-			for ai, a := range qActs {
-				x := randScaled(r, 1, s.a...)
-				w := randInt8(r, s.b...)
-				bs := randScaled(r, 1e-2, s.b[1])
-				const as = float32(1.0 / 127)
-				outShape := append(append([]int{}, s.a[:len(s.a)-1]...), s.b[1])
-				in := []*tensor.Tensor{x, w, bs}
-				var bias, z *tensor.Tensor
-				if ai%2 == 1 {
-					bias = randScaled(r, 1, s.b[1])
-					z = randScaled(r, 1, outShape...)
-					in = append(in, bias, z)
-				}
-				want := refQMatMul(x, w, bs, bias, z, as, a.act, a.params)
-				got, err := execSafe(qNode("QMatMul", len(in), "a_scale", as, a.act, a.params), 13, in...)
-				name := fmt.Sprintf("%v x %v %s", s.a, s.b, a.act)
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				closeRel(t, name, got[0], outShape, want, magnitudes(want, z))
+	for _, s := range shapes {
+		for ai, a := range qActs {
+			x := randScaled(r, 1, s.a...)
+			w := randInt8(r, s.b...)
+			bs := randScaled(r, 1e-2, s.b[1])
+			const as = float32(1.0 / 127)
+			outShape := append(append([]int{}, s.a[:len(s.a)-1]...), s.b[1])
+			in := []*tensor.Tensor{x, w, bs}
+			var bias, z *tensor.Tensor
+			if ai%2 == 1 {
+				bias = randScaled(r, 1, s.b[1])
+				z = randScaled(r, 1, outShape...)
+				in = append(in, bias, z)
 			}
+			want := refQMatMul(x, w, bs, bias, z, as, a.act, a.params)
+			got, err := execSafe(qNode("QMatMul", len(in), "a_scale", as, a.act, a.params), 13, in...)
+			name := fmt.Sprintf("%v x %v %s", s.a, s.b, a.act)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			closeRel(t, name, got[0], outShape, want, magnitudes(want, z))
 		}
-	})
+	}
 }
 
 // TestQMatMulVsFloat compares QMatMul with FusedMatMul on a BERT-like
@@ -620,26 +621,6 @@ func BenchmarkQConv(b *testing.B) {
 			run(b, qNode("QConv", 4, "x_scale", 1.0/127, ActRelu, nil, s.attrs...), x, wq, ws, bias)
 		})
 	}
-}
-
-// BenchmarkQMatMul compares kiln::QMatMul with kiln::FusedMatMul on a
-// BERT-like projection.
-func BenchmarkQMatMul(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 1))
-	const rows, k, n = 128, 768, 768
-	x := randScaled(r, 1, 1, rows, k)
-	w := randScaled(r, 0.1, k, n)
-	bias := randScaled(r, 0.1, n)
-	wq := randInt8(r, k, n)
-	ws := randScaled(r, 1e-3, n)
-	run := func(b *testing.B, nd *ir.Node, in ...*tensor.Tensor) {
-		benchOp(b, nd, 13, in...)
-		b.ReportMetric(2*rows*k*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
-	}
-	b.Run("bert_128x768x768/float32", func(b *testing.B) { run(b, fusedNode("FusedMatMul", 3, ActNone, nil), x, w, bias) })
-	b.Run("bert_128x768x768/int8", func(b *testing.B) {
-		run(b, qNode("QMatMul", 4, "a_scale", 1.0/127, ActNone, nil), x, wq, ws, bias)
-	})
 }
 
 // TestQConvRandomGeometries compares QConv with the quantized reference on
