@@ -104,6 +104,14 @@ type int8Conv struct {
 	// writing 8 bits), when the graph writing half could not be built
 	// from it: chainOut builds it (int8chain.go).
 	want string
+	// pend is the engine a plan recorded for a layer whose graph is not
+	// built yet (g nil; planInt8 with the chains on): chainOut builds it
+	// writing 8 bits where the chains take the layer, else resolveInt8
+	// writing half, from gp and gopt. Building the half graph first, as
+	// before, compiled each chained layer twice.
+	pend string
+	gp   cuda.ConvParams
+	gopt cuda.GraphConvOptions
 }
 
 // quant is how q's tactic names it: "int8", "fp8", "int8-scaled", ...
@@ -133,6 +141,8 @@ type int8State struct {
 	// firstNS: each chained layer's time with the engine the untuned
 	// engine runs (the first candidate), by node, as tuneChained timed it
 	firstNS map[string]int64
+	// lazy: newInt8Conv given an engine builds no graph (int8Conv.pend)
+	lazy bool
 }
 
 // uploadInt8 copies b into a device allocation of its own, counted in the
@@ -187,6 +197,12 @@ func (q *int8Conv) workspace(all bool) int {
 	}
 	if q.lt != nil {
 		return q.ltWorkspace(all)
+	}
+	if q.g == nil { // not built yet (pend): counted once it is
+		if q.in8 {
+			return 0
+		}
+		return q.xq
 	}
 	ws := q.g.Engine().Workspace
 	if all {
@@ -318,12 +334,47 @@ func (e *Engine) planInt8(o cuda.Options) {
 		return
 	}
 	defer d.Destroy(h)
+	for _, lazy := range []bool{true, false} {
+		if e.planInt8Steps(o, d, h, fns, steps, lazy) {
+			break
+		}
+		// a plan's layer whose graph builds neither from its engine nor
+		// from the heuristics: plan again, each graph built at once (as
+		// before the lazy graphs)
+		e.destroyInt8()
+	}
+	e.ws = max(e.ws, e.int8Workspace(true))
+	if e.dnn == nil && (len(e.int8.use) > 0 || len(e.int8.spare) > 0) {
+		e.dnn = d // contexts make a cuDNN handle
+	}
+}
+
+// planInt8Steps is planInt8's plan of the quantized steps, with the
+// chains applied; with lazy, a plan's cuDNN layers build their graphs once
+// the chains are known (int8Conv.pend, resolveInt8). It returns false
+// when one of those graphs cannot be built (the FP16 plans of those
+// layers still there).
+func (e *Engine) planInt8Steps(o cuda.Options, d *cuda.CUDNN, h cuda.CUDNNHandle, fns map[string]cuda.Function, steps []int, lazy bool) bool {
 	e.int8 = int8State{fns: fns, use: map[int]*int8Conv{}, spare: map[int][]*int8Conv{}, x8: &i8xState{copt: o}}
+	var pending []int
 	for _, i := range steps {
 		s := e.prog.steps[i]
 		t, ok := e.opt.Tactics[s.node.Name]
 		ok = ok && t.Sig == convSig(s, s.half)
 		switch {
+		case ok && t.Quant != "" && lazy && t.Impl == ImplCUDNN && t.Graph != "" && !strings.HasSuffix(t.Quant, "-scaled") && e.int8Chains():
+			// a plan's cuDNN layer with the chains: its graph is built
+			// once the chains say what it writes (resolveInt8); its FP16
+			// plans stay until then
+			e.int8.lazy = true
+			q, err := e.newInt8Conv(d, h, i, t.Quant, t.Graph)
+			e.int8.lazy = false
+			if err != nil {
+				continue // stale: the step runs as planned in FP16
+			}
+			e.int8.use[i] = q
+			e.tactics[s.node.Name] = t
+			pending = append(pending, i)
 		case ok && t.Quant != "":
 			q, err := e.newQuantTactic(o, d, h, i, t) // op_conv1x1_q.go: FP8 products too
 			if err != nil && t.Impl == ImplCUDNN && e.int8Chains() {
@@ -383,10 +434,38 @@ func (e *Engine) planInt8(o cuda.Options) {
 		}
 	}
 	e.chainInt8(d, h)
-	e.ws = max(e.ws, e.int8Workspace(true))
-	if e.dnn == nil && (len(e.int8.use) > 0 || len(e.int8.spare) > 0) {
-		e.dnn = d // contexts make a cuDNN handle
+	return e.resolveInt8(d, h, pending)
+}
+
+// resolveInt8 builds the graph of each pending step (a plan's cuDNN
+// layer, int8Conv.pend) that the chains did not build writing 8 bits,
+// writing half: from the recorded engine, else the heuristics' first (the
+// recorded one then want, as before); then frees the FP16 plans of all of
+// them. It returns false, nothing freed, when a graph cannot be built.
+func (e *Engine) resolveInt8(d *cuda.CUDNN, h cuda.CUDNNHandle, pending []int) bool {
+	for _, i := range pending {
+		q := e.int8.use[i]
+		if q.g != nil {
+			continue
+		}
+		cc := e.prog.steps[i].conv
+		g, err := d.NewGraphConvFromID(h, q.gp, cc.oh, cc.ow, q.gopt, q.pend)
+		if err != nil {
+			o := q.gopt
+			o.MaxCandidates = 1
+			if g, err = d.NewGraphConv(h, q.gp, cc.oh, cc.ow, o); err != nil {
+				return false
+			}
+			q.want = q.pend
+		}
+		q.g = g
 	}
+	for _, i := range pending {
+		q := e.int8.use[i]
+		q.pend = ""
+		e.useInt8(i, q)
+	}
+	return true
 }
 
 // useInt8 makes step i run as q, freeing its FP16 library plans.
@@ -472,9 +551,12 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, quant, id
 		go_.MaxRuntimeCompiled = int8Candidates
 	}
 	var g *cuda.GraphConv
-	if id != "" {
+	switch {
+	case id != "" && e.int8.lazy:
+		// built later, writing 8 bits or half (int8Conv.pend)
+	case id != "":
 		g, err = d.NewGraphConvFromID(h, p, cc.oh, cc.ow, go_, id)
-	} else {
+	default:
 		if !e.opt.Tune || e.int8.first {
 			go_.MaxCandidates = 1
 		}
@@ -484,6 +566,9 @@ func (e *Engine) newInt8Conv(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, quant, id
 		return nil, err
 	}
 	q := &int8Conv{name: n.Name, kind: kind, scaled: scaled, fn: e.int8.fns[kind], g: g, inv: 1 / sx, c: cc.c, cp: cp}
+	if g == nil {
+		q.pend, q.gp, q.gopt = id, p, go_
+	}
 	defer func() {
 		if err != nil {
 			e.freeInt8(q)

@@ -283,7 +283,11 @@ func (e *Engine) chainOut(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, sNext float3
 	// first
 	var g *cuda.GraphConv
 	err := fmt.Errorf("no engine")
-	for _, id := range []string{a.want, a.g.Engine().ID} {
+	ids := []string{a.want, a.pend} // a plan's engine (int8Conv.pend: no graph yet)
+	if a.g != nil {
+		ids = append(ids, a.g.Engine().ID)
+	}
+	for _, id := range ids {
 		if id != "" && err != nil {
 			g, err = d.NewGraphConvFromID(h, p, ca.oh, ca.ow, o, id)
 		}
@@ -314,7 +318,7 @@ func (e *Engine) chainOut(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, sNext float3
 		return false
 	}
 	a.g.Destroy()
-	a.g, a.out8 = g, true
+	a.g, a.out8, a.pend = g, true, ""
 	return true
 }
 

@@ -101,7 +101,7 @@ func (e *Engine) poolI8For(i int) (*poolI8, error) {
 		switch {
 		case q.x8 != nil:
 			sj = q.x8.sx
-		case q.cp == q.c && q.g != nil:
+		case q.cp == q.c:
 			sj = 1 / q.inv
 		default:
 			return nil, fmt.Errorf("%w: reader %s pads its input channels", ErrUnsupported, e.prog.steps[j].name())
