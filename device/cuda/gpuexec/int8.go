@@ -129,6 +129,7 @@ type int8State struct {
 	spare map[int][]*int8Conv      // tuning: timed by tune
 	x8    *i8xState                // expand_i8u2's module and maps (op_conv1x1_i8x.go)
 	pool  map[int]*poolI8          // by step: MaxPools writing INT8 for their readers (op_pool_i8.go)
+	gpool map[int]*gpoolI8         // by step: GlobalAveragePools reading INT8 (op_pool_i8.go)
 	// chain: tuning with the chains on (tune.go, tuneChained): each
 	// layer's spare is one INT8 plan with the heuristics' first engine
 	// (first, while planInt8 builds them), its engines built and timed as

@@ -120,6 +120,7 @@ func TestInt8ExpandBuildFake(t *testing.T) {
 	t.Setenv(gpuexec.EnvInt8All, "1")
 	t.Setenv(gpuexec.EnvInt8Chain, "1")
 	t.Setenv(gpuexec.EnvInt8Expand, "1")
+	t.Setenv(gpuexec.EnvInt8GPool, "0")                                  // the last output widened for the pooling (reading INT8 instead: TestInt8GlobalPoolFake)
 	g := gpuexec.BottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 1, 2, 32) // 1,024 and 256 rows: expand_i8u2's 128-row tiles fit
 	var last string
 	var down, downConv, expand, reduce []string

@@ -151,8 +151,12 @@ func (e *Engine) chainValue(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, rs []int) 
 		return
 	}
 	var s float32
-	var xs, zs []int
+	var xs, zs, pools []int
 	for _, j := range rs {
+		if a.x8 != nil && e.gpoolI8Reader(j, ca.y) { // op_pool_i8.go: at a's output scale
+			pools = append(pools, j)
+			continue
+		}
 		b := e.int8.use[j]
 		cb := e.prog.steps[j].conv
 		if b == nil || cb == nil || b.kind != "int8" || b.lt != nil || b.scaled {
@@ -175,6 +179,9 @@ func (e *Engine) chainValue(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, rs []int) 
 		}
 	}
 	if a.x8 != nil {
+		if s == 0 { // read by a pooling alone
+			s = a.x8.sy
+		}
 		if !sameScale(a.x8.sy, s) {
 			return
 		}
@@ -188,8 +195,14 @@ func (e *Engine) chainValue(d *cuda.CUDNN, h cuda.CUDNNHandle, i int, rs []int) 
 	for _, j := range zs {
 		e.int8.use[j].x8.z8 = true
 	}
+	for _, j := range pools {
+		if e.int8.gpool == nil {
+			e.int8.gpool = map[int]*gpoolI8{}
+		}
+		e.int8.gpool[j] = &gpoolI8{producer: i}
+	}
 	e.ws = max(e.ws, a.workspace(false))
-	for _, j := range rs {
+	for _, j := range append(xs, zs...) { // the quantized readers
 		e.ws = max(e.ws, e.int8.use[j].workspace(false))
 	}
 }

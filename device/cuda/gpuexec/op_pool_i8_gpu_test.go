@@ -15,14 +15,17 @@ import (
 	"github.com/kilnai/kiln/tensor"
 )
 
-// TestMaxPoolI8OnGPU runs maxpool_nhwc8_f16_i8 alone on the GPU and checks
-// every byte against maxPoolI8Host: the stem's MaxPool (64 channels,
-// 112x112 -> 56x56, 3x3/2, pad 1) at batch 2, and a small odd case (16
-// channels, 11x9, 3x2 windows, stride 1, pad 1), on halves with ties at
-// the scale (k/2 after the multiply), saturation on both sides and
-// negatives. Exact: the kernel and the host take the same float32 max and
-// product and round alike.
-func TestMaxPoolI8OnGPU(t *testing.T) {
+// TestPoolI8KernelsOnGPU runs op_pool_i8.go's kernels alone on the GPU
+// and checks every output against the host: maxpool_nhwc8_f16_i8 against
+// maxPoolI8Host on the stem's MaxPool (64 channels, 112x112 -> 56x56,
+// 3x3/2, pad 1) at batch 2 and a small odd case (16 channels, 11x9, 3x2
+// windows, stride 1, pad 1), on halves with ties at the scale (k/2 after
+// the multiply), saturation on both sides and negatives; and
+// global_avgpool_nhwc_i8 against globalPoolI8Host on ResNet-50's last
+// value (7x7x2048) at batch 4 and an odd case (5 values of 3 channels).
+// Exact: the kernels and the host take the same float32 operations and
+// round alike.
+func TestPoolI8KernelsOnGPU(t *testing.T) {
 	needGPU(t)
 	drv, err := cuda.OpenDriver(cuda.Options{})
 	if err != nil {
@@ -127,6 +130,65 @@ func TestMaxPoolI8OnGPU(t *testing.T) {
 			t.Errorf("%+v: %d of %d bytes differ", k, bad, len(want))
 		}
 	}
+	gfn, err := drv.ModuleFunction(mod, gpoolI8Kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct{ n, hw, c int }{{4, 49, 2048}, {3, 5, 3}} {
+		x := make([]int8, k.n*k.hw*k.c)
+		host := make([]byte, len(x))
+		for i := range x {
+			x[i] = int8(r.IntN(255) - 127)
+			host[i] = byte(x[i])
+		}
+		const sc = 0.0371
+		want := globalPoolI8Host(x, k.n, k.hw, k.c, sc)
+		xd, err := drv.MemAlloc(len(host))
+		if err != nil {
+			t.Fatal(err)
+		}
+		yd, err := drv.MemAlloc(2 * len(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := drv.MemcpyHtoD(xd, host); err != nil {
+			t.Fatal(err)
+		}
+		args := cuda.NewKernelArgs(6)
+		args.SetPtr(0, yd)
+		args.SetPtr(1, xd)
+		args.SetFloat32(2, sc)
+		args.SetInt32(3, int32(k.n))
+		args.SetInt32(4, int32(k.hw))
+		args.SetInt32(5, int32(k.c))
+		grid, block := grid1D(int64(k.n * k.c))
+		err = drv.Launch(gfn, grid, block, 0, cuda.Stream{}, args)
+		if err == nil {
+			err = drv.Synchronize()
+		}
+		args.Free()
+		got := make([]byte, 2*len(want))
+		if err == nil {
+			err = drv.MemcpyDtoH(got, yd)
+		}
+		drv.MemFree(xd)
+		drv.MemFree(yd)
+		if err != nil {
+			t.Fatalf("global pool %+v: %v", k, err)
+		}
+		bad := 0
+		for i := range want {
+			if g := uint16(got[2*i]) | uint16(got[2*i+1])<<8; g != want[i] {
+				if bad < 3 {
+					t.Errorf("global pool %+v: output %d: %#x, want %#x", k, i, g, want[i])
+				}
+				bad++
+			}
+		}
+		if bad == 0 {
+			t.Logf("global pool %+v: all %d halves match the host", k, len(want))
+		}
+	}
 }
 
 // TestInt8PoolOnGPU builds the stem, its MaxPool and the first
@@ -138,9 +200,13 @@ func TestMaxPoolI8OnGPU(t *testing.T) {
 // the max, so the same bytes reach layer1 either way: the logits must be
 // identical (where the engine is deterministic: each engine is run twice
 // first; if one of them is not, the check is the two engines' difference
-// against that run-to-run difference). Then each engine's device time
-// (CUDA graph replay, median of 30) and the per-layer table. Skips below
-// compute 9.0 (the chains' default GPUs).
+// against that run-to-run difference); both with the GlobalAveragePool
+// reading half (KILN_CUDA_INT8_GPOOL=0). A third engine has the MaxPool
+// writing INT8 and the pooling reading INT8 (=1): its logits within 2e-3
+// relative L2 of the first's (the widening's half rounding of each value
+// is gone). Then each engine's device time (CUDA graph replay, median of
+// 30) and the per-layer table. Skips below compute 9.0 (the chains'
+// default GPUs).
 func TestInt8PoolOnGPU(t *testing.T) {
 	needGPU(t)
 	fp, _ := cuda.Probe(cuda.Options{})
@@ -167,8 +233,9 @@ func TestInt8PoolOnGPU(t *testing.T) {
 	for _, k := range []string{EnvInt8Chain, EnvInt8All} {
 		t.Setenv(k, "1")
 	}
+	t.Setenv(EnvInt8GPool, "0") // the pair below differs in the MaxPool alone
 	in := map[string]*tensor.Tensor{"input": variedImages(r, batch, 224, 224)}
-	labels := []string{"int8 pool8", "int8 pool16"}
+	labels := []string{"int8 pool8", "int8 pool16", "int8 pool8 gpool8"}
 	ctxs := map[string]*Context{}
 	outs := map[string][2]*tensor.Tensor{}
 	var e8 *Engine
@@ -178,6 +245,9 @@ func TestInt8PoolOnGPU(t *testing.T) {
 			v = "0"
 		}
 		t.Setenv(EnvInt8Pool, v)
+		if l == "int8 pool8 gpool8" { // and the pooling reading the last value in INT8
+			t.Setenv(EnvInt8GPool, "1")
+		}
 		st := time.Now()
 		e, err := NewEngine(g, Options{FP16: true, Int8: scales})
 		if err != nil {
@@ -202,6 +272,15 @@ func TestInt8PoolOnGPU(t *testing.T) {
 		}
 		if l == "int8 pool8" {
 			e8 = e
+		}
+		gp := ""
+		for _, ly := range e.Layers() {
+			if ly.Op == "GlobalAveragePool" {
+				gp = ly.Impl
+			}
+		}
+		if (gp == gpoolI8Kernel) != (l == "int8 pool8 gpool8") {
+			t.Errorf("%s: the GlobalAveragePool runs %s", l, gp)
 		}
 		var o [2]*tensor.Tensor
 		for k := range o {
@@ -232,6 +311,14 @@ func TestInt8PoolOnGPU(t *testing.T) {
 	default:
 		t.Logf("logits: the engines differ by %g, two runs of one by %g", cross, self)
 	}
+	// the pooling reading INT8 skips the widening's half rounding of each
+	// value: the logits move by about that rounding (2^-11 relative), far
+	// less than the INT8 engine's own error; 2e-3 relative L2 bounds it
+	if cos, rel := cosine(outs["int8 pool8 gpool8"][0], a[0]); rel > 2e-3 {
+		t.Errorf("the pooling reading INT8: logits at relative L2 %.2g (cosine %.6f) from the half pooling's, want <= 2e-3", rel, cos)
+	} else {
+		t.Logf("the pooling reading INT8: logits at relative L2 %.2g (cosine %.6f) from the half pooling's", rel, cos)
+	}
 	times := map[string]float64{}
 	for _, l := range labels {
 		c := ctxs[l]
@@ -245,7 +332,8 @@ func TestInt8PoolOnGPU(t *testing.T) {
 		sort.Float64s(ms)
 		times[l] = ms[len(ms)/2]
 	}
-	t.Logf("stem + MaxPool + %d stage(s), batch %d on %s: MaxPool writing INT8 %.3f ms, half %.3f ms: %.3f ms saved (NOTES' prediction 0.10-0.14 at batch 256)",
-		stages, batch, fp.GPUName, times["int8 pool8"], times["int8 pool16"], times["int8 pool16"]-times["int8 pool8"])
+	t.Logf("stem + MaxPool + %d stage(s), batch %d on %s: MaxPool writing INT8 %.3f ms, half %.3f ms: %.3f ms saved (NOTES' prediction 0.10-0.14 at batch 256); with the pooling reading INT8 too %.3f ms (%.3f ms less)",
+		stages, batch, fp.GPUName, times["int8 pool8"], times["int8 pool16"], times["int8 pool16"]-times["int8 pool8"],
+		times["int8 pool8 gpool8"], times["int8 pool8"]-times["int8 pool8 gpool8"])
 	t.Log("per layer at batch " + strconv.Itoa(batch) + ":\n" + layerTable(t, e8, labels, ctxs))
 }

@@ -366,3 +366,102 @@ func TestInt8PoolFake(t *testing.T) {
 		}
 	}
 }
+
+// globalPoolI8Host is global_avgpool_nhwc_i8 on the host: x [n, hw, c]
+// INT8 at scale s -> [n, c] half bits, the int sum of each channel, times
+// s, over hw, in float32 as the kernel computes it.
+func globalPoolI8Host(x []int8, n, hw, c int, s float32) []uint16 {
+	y := make([]uint16, n*c)
+	for b := range n {
+		for ch := range c {
+			sum := int32(0)
+			for p := range hw {
+				sum += int32(x[(b*hw+p)*c+ch])
+			}
+			v := float32(sum) * s
+			y[b*c+ch] = tensor.Float32ToHalf(v / float32(hw))
+		}
+	}
+	return y
+}
+
+// TestInt8GlobalPoolFake builds the stem, its MaxPool and one stage at
+// 16x16 (batch 1: the last block's expanding 1x1 fits expand_i8u2) as the
+// untuned chained INT8 engine with the pooling reading INT8
+// (KILN_CUDA_INT8_GPOOL=1): the last expand_i8u2 writes its output in 8
+// bits into the value's storage (one call: no widening pass) and the
+// GlobalAveragePool runs global_avgpool_nhwc_i8 at that output's scale,
+// with global_pool_nhwc_f16's other arguments; with the producer not
+// writing 8 bits the half pooling runs; =0 and the default (not yet run on
+// a GPU) keep the widening and the half pooling. Eager, captured and
+// replayed runs.
+func TestInt8GlobalPoolFake(t *testing.T) {
+	dir := fakeLibs(t)
+	g := stemGraph(t, 1, 1, 16)
+	scales := stemScales(g)
+	i8xLoadHook = func(e *Engine, st *i8xState) error {
+		st.fn, st.dq, st.sms = e.int8.fns["int8"], e.int8.fns["int8"], 132
+		return nil
+	}
+	t.Cleanup(func() { i8xLoadHook = nil })
+	for _, k := range []string{EnvInt8Expand, EnvInt8Chain, EnvInt8All, EnvInt8Pool, EnvUnverified} {
+		t.Setenv(k, "")
+	}
+	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 1, 3, 64, 64)}
+	gpStep := func(e *Engine) int {
+		for i, s := range e.prog.steps {
+			if s.node.OpType == "GlobalAveragePool" {
+				return i
+			}
+		}
+		t.Fatal("no GlobalAveragePool step")
+		return -1
+	}
+	for _, v := range []string{"1", "0", ""} {
+		t.Setenv(EnvInt8GPool, v)
+		e, c := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales})
+		ig := gpStep(e)
+		x := e.prog.steps[ig].launches[0].args[1].ref
+		pi := -1
+		for i, q := range e.int8.use {
+			if q.x8 != nil && e.prog.steps[i].conv.y == x {
+				pi = i
+			}
+		}
+		if pi < 0 {
+			t.Fatalf("%s=%q: the pooling's input is not written by expand_i8u2", EnvInt8GPool, v)
+		}
+		q := e.int8.use[pi]
+		l := e.launchesOf(ig)
+		old := e.prog.steps[ig].launches[0]
+		calls := len(callsOf(c, pi))
+		if v == "1" {
+			if !q.out8 || calls != 1 || e.int8.gpool[ig] == nil || e.int8.gpool[ig].producer != pi {
+				t.Errorf("the last expand_i8u2 %s: output in 8 bits %v, %d calls; want true, 1 (no widening)", q.name, q.out8, calls)
+			}
+			if len(l) != 1 || l[0].kernel != gpoolI8Kernel || len(l[0].args) != 6 || l[0].args[2].kind != argF32 || l[0].args[2].f != q.x8.sy ||
+				l[0].args[0] != old.args[0] || l[0].args[1] != old.args[1] || l[0].args[3] != old.args[2] || l[0].args[4] != old.args[3] ||
+				l[0].args[5] != old.args[4] || l[0].grid != old.grid || l[0].block != old.block {
+				t.Errorf("the pooling launches %+v, want %s at the scale %g with %+v's arguments", l, gpoolI8Kernel, q.x8.sy, old)
+			}
+			for _, ly := range e.Layers() {
+				if ly.Op == "GlobalAveragePool" && ly.Impl != gpoolI8Kernel {
+					t.Errorf("GlobalAveragePool: impl %q", ly.Impl)
+				}
+			}
+			// the producer writing half again: the half pooling
+			q.out8 = false
+			if e.launchesOf(ig)[0].kernel != "global_pool_nhwc_f16" {
+				t.Errorf("with the producer writing half the pooling launches %s", e.launchesOf(ig)[0].kernel)
+			}
+			q.out8 = true
+		} else if q.out8 || calls != 2 || len(e.int8.gpool) != 0 || l[0].kernel != "global_pool_nhwc_f16" {
+			t.Errorf("%s=%q: the last expand_i8u2 writes 8 bits %v, %d calls (want the kernel and the widening), the pooling %s", EnvInt8GPool, v, q.out8, calls, l[0].kernel)
+		}
+		for range 3 {
+			if _, err := c.Run(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -47,3 +47,21 @@ extern "C" __global__ void maxpool_nhwc8_f16_i8(unsigned char *y, const kiln_hal
         reinterpret_cast<uint2 *>(y)[i] = make_uint2(lo, hi);
     }
 }
+
+// global_avgpool_nhwc_i8: GlobalAveragePool of x [N, HW, C] INT8 (the
+// 8-bit chains' last value, at scale s) into y [N, C] half: one thread per
+// (n, c), the sum of the bytes in int (exact), then f2h((float)sum * s /
+// HW). The half path widened every value to half first (a rounding each)
+// and summed those: this is the same mean without those roundings.
+extern "C" __global__ void global_avgpool_nhwc_i8(kiln_half *y, const signed char *x, float s, int N, int HW, int C) {
+    long long total = (long long)N * C;
+    GRID_STRIDE(i, total) {
+        int c = (int)(i % C);
+        long long n = i / C;
+        const signed char *xn = x + n * HW * C + c;
+        int sum = 0;
+        for (int p = 0; p < HW; p++) sum += xn[(long long)p * C];
+        float v = (float)sum * s;
+        y[i] = f2h(v / (float)HW);
+    }
+}
