@@ -9,12 +9,12 @@ import (
 )
 
 // TestPlanKernels: a CPU plan names each layer's CPU kernel: the CPU
-// registry's (device/cpu/kernels) for the blocked layout's reorders and
-// pools, bert_mini's FusedMatMul layers (optimization level 2) and its
+// registry's (device/cpu/kernels) for the blocked layout's reorders, pools
+// and convolutions (level 3), resnet_mini's Conv layers (level 1, where
+// the convolutions are not fused), bert_mini's FusedMatMul layers (level 2) and its
 // MatMul layers with constant weights (level 1, where MatMul and Add are
-// not fused), "reference" (the op's own kernel) for the others (the
-// blocked convolutions' fast kernel has not moved yet; the attention
-// products' B is not a constant).
+// not fused), "reference" (the op's own kernel) for the others (Gemm has
+// not moved yet; the attention products' B is not a constant).
 func TestPlanKernels(t *testing.T) {
 	needBlocked(t)
 	for _, tc := range []struct {
@@ -29,8 +29,9 @@ func TestPlanKernels(t *testing.T) {
 		{model: "bert_mini", level: 1, counts: map[string]map[string]int{
 			"MatMul": {"cpu.MatMul": 16, "reference": 8}}}, // 4 x (qkv, proj, ff1, ff2); 4 x (Q K^T, P V)
 		{model: "resnet_mini", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked",
-			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "reference", "Gemm": "reference"}},
-		{model: "squeezenet1_1", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "reference"}},
+			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "cpu.BlockedConv", "Gemm": "reference"}},
+		{model: "resnet_mini", level: 1, want: map[string]string{"Conv": "cpu.Conv"}},
+		{model: "squeezenet1_1", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "cpu.BlockedConv"}},
 	} {
 		t.Run(fmt.Sprintf("%s level %d", tc.model, tc.level), func(t *testing.T) {
 			m := loadLevel(t, tc.model, tc.level, build.Options{NoTiming: true})

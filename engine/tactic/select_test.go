@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln/device"
+	cpukernels "github.com/kilnai/kiln/device/cpu/kernels"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	_ "github.com/kilnai/kiln/ops/all"
@@ -141,7 +142,7 @@ func TestSelect(t *testing.T) {
 		t.Errorf("%d sleepy runs, want %d", got, 1+3*4)
 	}
 	conv := choices["FusedConv_1"]
-	k, err := ops.Prepare(g.Nodes[1], 13)
+	k, err := cpukernels.Kernel(g.Nodes[1], 13) // as the tactic stage prepares it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +550,7 @@ func TestSelectFloat16(t *testing.T) {
 	}
 	differ := 0
 	for tac := range conv.Times {
-		k, err := ops.Prepare(g.Nodes[0], 13)
+		k, err := cpukernels.Kernel(g.Nodes[0], 13)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,7 @@
 package nn
 
 import (
-	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
@@ -232,44 +229,21 @@ func reorderRef(to bool, n, c, hw int, x, y []float32) {
 }
 
 // blockedConvOp is kiln::BlockedConv: Y = act(Conv(X, W, B) + Z) with X,
-// Z and Y blocked (X plain NCHW with input_nchw), computed by
-// cpu.BlockedConv2D: Relu and Clip in the kernel, the other activations of
-// FusedConv after it (their pad lanes zeroed again where act(0) != 0).
+// Z and Y blocked (X plain NCHW with input_nchw). This is its definition
+// (attributes, Infer, the geometry of BlockedParams) and its reference
+// kernel, plain loops: X to NCHW, convGeneric, the residual and the
+// activation, back to blocked. The fast kernel (cpu.BlockedConv2D and the
+// Winograd tactic) is the CPU registry's cpu.BlockedConv
+// (device/cpu/kernels), which runs wherever the engine prepares the node.
 type blockedConvOp struct {
 	win    window
 	group  int
 	inNCHW bool
 	ep     epilogue
-	// kact, kmin, kmax: the activation the kernel applies; post: ep runs
-	// after the kernel; zeroPad: ep(0) != 0, so it writes pad lanes.
+	// kact, kmin, kmax: the activation the fast kernel applies in its
+	// registers (part of BlockedParams' cpu.Conv2DParams).
 	kact       cpu.Activation
 	kmin, kmax float32
-	post       bool
-	zeroPad    bool
-	// wConst is the node's constant weights, packed once (packed).
-	wConst *tensor.Tensor
-	packed struct {
-		sync.Mutex
-		f *cpu.BlockedFilter
-	}
-	// setup is the geometry of the last input shape.
-	setup atomic.Pointer[blockedConvSetup]
-	// wino: the Winograd tactic (blockedwino.go) is set, with the
-	// transformed constant weights in wfilt.
-	wino  bool
-	wfilt struct {
-		sync.Mutex
-		f *winoFilter
-	}
-}
-
-// blockedConvSetup is a BlockedConv's geometry for one input shape: the
-// packed filter with its parameters (the node's one packing of wConst,
-// with P set to this shape's) and the output shape; read only.
-type blockedConvSetup struct {
-	x, w []int
-	f    *cpu.BlockedFilter
-	out  []int
 }
 
 func blockedConvAttrs(n *ir.Node, opset int64) (any, error) {
@@ -288,14 +262,6 @@ func prepareBlockedConv(n *ir.Node, opset int64) (ops.Kernel, error) {
 		k.kact = cpu.ActRelu
 	case ActClip:
 		k.kact, k.kmin, k.kmax = cpu.ActClip, k.ep.p0, k.ep.p1
-	default:
-		k.post = true
-		z := []float32{0}
-		k.ep.applySerial(z)
-		k.zeroPad = z[0] != 0
-	}
-	if w := n.Input(1); w != nil && w.Const != nil {
-		k.wConst = w.Const
 	}
 	return k, nil
 }
@@ -450,40 +416,16 @@ func (k *blockedConvOp) params(xs, ws []int) (cpu.Conv2DParams, []int, error) {
 	return p, out, nil
 }
 
-// setupFor returns the geometry and packed filter of inputs x and w: the
-// cached one of the last shape, or one made (and cached when w is the
-// node's constant weights; weights computed at run time are packed for
-// each run).
-func (k *blockedConvOp) setupFor(x, w *tensor.Tensor) (*blockedConvSetup, error) {
-	if s := k.setup.Load(); s != nil && w == k.wConst && slices.Equal(s.x, x.Shape) && slices.Equal(s.w, w.Shape) {
-		return s, nil
-	}
-	p, out, err := k.params(x.Shape, w.Shape)
-	if err != nil {
-		return nil, err
-	}
-	s := &blockedConvSetup{x: slices.Clone(x.Shape), w: slices.Clone(w.Shape), out: out}
-	if w != k.wConst {
-		s.f = cpu.PackBlockedFilter(p, k.inNCHW, w.Float32s())
-		return s, nil
-	}
-	// One packing of the constant weights serves every input shape: the
-	// packed layout depends on the weights' shape, the group and the input
-	// layout, which the node fixes, not on N, H, W or the window.
-	k.packed.Lock()
-	base := k.packed.f
-	if base == nil {
-		base = cpu.PackBlockedFilter(p, k.inNCHW, w.Float32s())
-		k.packed.f = base
-	}
-	k.packed.Unlock()
-	f := *base
-	f.P = p
-	s.f = &f
-	k.setup.Store(s)
-	return s, nil
+// BlockedParams returns the cpu.Conv2DParams (with the activation the
+// fast kernel applies in its registers) and the output shape of input
+// shape xs and weights ws, or why they cannot run as a blocked
+// convolution: the geometry the CPU registry's cpu.BlockedConv runs.
+func (k *blockedConvOp) BlockedParams(xs, ws []int) (cpu.Conv2DParams, []int, error) {
+	return k.params(xs, ws)
 }
 
+// Run is the reference: plain loops over NCHW copies (Z, which may be Y's
+// memory, is read before Y is written).
 func (k *blockedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	if err := needInputs("BlockedConv", in, 2); err != nil {
 		return nil, err
@@ -494,148 +436,46 @@ func (k *blockedConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor
 			return nil, badInput("BlockedConv of %v, want float32", t.DType)
 		}
 	}
-	s, err := k.setupFor(x, w)
+	p, out, err := k.params(x.Shape, w.Shape)
 	if err != nil {
 		return nil, err
 	}
-	var bias, zs []float32
+	var bias []float32
 	if b != nil {
-		if b.Rank() != 1 || b.Shape[0] != s.f.P.M {
-			return nil, badInput("BlockedConv bias has shape %v, want [%d]", b.Shape, s.f.P.M)
+		if b.Rank() != 1 || b.Shape[0] != p.M {
+			return nil, badInput("BlockedConv bias has shape %v, want [%d]", b.Shape, p.M)
 		}
 		bias = b.Float32s()
 	}
-	if z != nil {
-		if !slices.Equal(z.Shape, s.out) {
-			return nil, badInput("BlockedConv residual has shape %v, output %v", z.Shape, s.out)
-		}
-		zs = z.Float32s()
+	if z != nil && !slices.Equal(z.Shape, out) {
+		return nil, badInput("BlockedConv residual has shape %v, output %v", z.Shape, out)
 	}
-	y, err := newOut(env, tensor.Float32, s.out)
+	oh, ow := p.OutH(), p.OutW()
+	xn := x.Float32s()
+	if !k.inNCHW {
+		xn = make([]float32, p.N*p.C*p.H*p.W)
+		reorderRef(false, p.N, p.C, p.H*p.W, x.Float32s(), xn)
+	}
+	g, err := k.win.resolve([]int{p.H, p.W}, w.Shape[2:])
 	if err != nil {
 		return nil, err
 	}
-	yv := y.Float32s()
-	if len(yv) == 0 {
-		return env.One(y), nil
+	yn := make([]float32, p.N*p.M*oh*ow)
+	convGeneric(&convShape{n: p.N, c: p.C, m: p.M, group: k.group, g: g}, xn, w.Float32s(), bias, yn)
+	if z != nil {
+		zn := make([]float32, len(yn))
+		reorderRef(false, p.N, p.M, oh*ow, z.Float32s(), zn)
+		for i := range yn {
+			yn[i] += zn[i]
+		}
 	}
-	if f := k.winoFilter(s.f.P, w, zs != nil); f != nil {
-		blockedWino(s.f.P, f, x.Float32s(), bias, zs, yv)
-	} else {
-		cpu.BlockedConv2D(s.f, x.Float32s(), bias, zs, yv)
+	k.ep.applySerial(yn)
+	y, err := newOut(env, tensor.Float32, out)
+	if err != nil {
+		return nil, err
 	}
-	if k.post {
-		blockedEpilogue(k.ep, k.zeroPad, s.f.P.M, s.out[2]*s.out[3], yv)
-	}
+	reorderRef(true, p.N, p.M, oh*ow, yn, y.Float32s())
 	return env.One(y), nil
-}
-
-// Tactics offers the Winograd tactic (blockedwino.go) beside the blocked
-// direct kernel where it applies (blockedWinoOffered).
-func (k *blockedConvOp) Tactics(in []*ir.Value) []string {
-	if len(in) < 2 || in[0] == nil || in[1] == nil || k.wConst == nil {
-		return nil
-	}
-	xs, ok1 := concrete(in[0].Type.Shape)
-	ws, ok2 := concrete(in[1].Type.Shape)
-	if !ok1 || !ok2 {
-		return nil
-	}
-	p, _, err := k.params(xs, ws)
-	if err != nil || !blockedWinoOffered(p, k.inNCHW, value(in, 3) != nil) {
-		return nil
-	}
-	return []string{blockedDirectTactic, blockedWinoTactic}
-}
-
-// SetTactic selects the blocked direct kernel or the Winograd tactic,
-// transforming the constant weights for the latter once.
-func (k *blockedConvOp) SetTactic(name string) error {
-	switch name {
-	case blockedDirectTactic:
-		k.wino = false
-		return nil
-	case blockedWinoTactic:
-		w := k.wConst
-		if w == nil || w.DType != tensor.Float32 || w.Rank() != 4 || k.group != 1 || w.Shape[2] != 3 || w.Shape[3] != 3 {
-			return fmt.Errorf("%w: BlockedConv tactic %s needs constant float32 3x3 weights of one group", ops.ErrBadAttr, name)
-		}
-		k.wfilt.Lock()
-		k.wfilt.f = newWinoFilter(w.Float32s(), w.Shape[0], w.Shape[1], false)
-		k.wfilt.Unlock()
-		k.wino = true
-		return nil
-	}
-	return fmt.Errorf("%w: BlockedConv has no tactic %q (%s, %s)", ops.ErrBadAttr, name, blockedDirectTactic, blockedWinoTactic)
-}
-
-// winoFilter returns the transformed weights when the Winograd tactic is
-// set and computes this run (the node's constant weights, no residual, a
-// geometry it applies to), else nil.
-func (k *blockedConvOp) winoFilter(p cpu.Conv2DParams, w *tensor.Tensor, residual bool) *winoFilter {
-	if !k.wino || w != k.wConst || !blockedWinoOffered(p, k.inNCHW, residual) {
-		return nil
-	}
-	k.wfilt.Lock()
-	f := k.wfilt.f
-	k.wfilt.Unlock()
-	if !f.fits(p) {
-		return nil
-	}
-	return f
-}
-
-// epilogueJob is blockedEpilogue's parallel loop, pooled with its bound
-// method so that a run allocates no closure.
-type epilogueJob struct {
-	ep      epilogue
-	zeroPad bool
-	// mb blocks of hw pixels an image; lanes from pad on of the last
-	// block are pad lanes
-	mb, hw, pad int
-	y           []float32
-	run         func(lo, hi int)
-}
-
-var epilogueJobs = sync.Pool{New: func() any {
-	j := &epilogueJob{}
-	j.run = j.do
-	return j
-}}
-
-// do runs the activation over pixels [lo, hi) of y and zeroes their pad
-// lanes again when the activation wrote them.
-func (j *epilogueJob) do(lo, hi int) {
-	if y := j.y[lo*cpu.Block : hi*cpu.Block]; j.ep.act == ActSiLU {
-		convSiLU(y, y) // the convolutions' SiLU: faster than fastmath's (NOTES-blocked.md 4)
-	} else {
-		j.ep.applySerial(y)
-	}
-	if !j.zeroPad || j.pad == cpu.Block {
-		return
-	}
-	for px := lo; px < hi; {
-		plane := px / j.hw
-		end := min(hi, (plane+1)*j.hw)
-		if plane%j.mb == j.mb-1 {
-			for q := px; q < end; q++ {
-				clear(j.y[q*cpu.Block+j.pad : (q+1)*cpu.Block])
-			}
-		}
-		px = end
-	}
-}
-
-// blockedEpilogue applies ep to the blocked y of m channels and hw pixels
-// a plane, its pad lanes left zero.
-func blockedEpilogue(ep epilogue, zeroPad bool, m, hw int, y []float32) {
-	j := epilogueJobs.Get().(*epilogueJob)
-	j.ep, j.zeroPad, j.mb, j.hw, j.y = ep, zeroPad, cpu.Blocks(m), hw, y
-	j.pad = m - (cpu.Blocks(m)-1)*cpu.Block
-	pixels := len(y) / cpu.Block
-	cpu.DynamicFor(pixels, max(1, ep.grain()/cpu.Block), j.run)
-	j.y = nil
-	epilogueJobs.Put(j)
 }
 
 func init() {

@@ -10,7 +10,11 @@ import (
 )
 
 // convOp is ONNX Conv: a grouped, strided, dilated N-D convolution of X
-// [N,C,D1..Dr] with W [M,C/group,k1..kr] plus an optional bias [M].
+// [N,C,D1..Dr] with W [M,C/group,k1..kr] plus an optional bias [M]. Its
+// Run is the reference, convGeneric (im2col + GEMM) in the input's float
+// type (float16 and bfloat16 widened to float32); the CPU registry's
+// cpu.Conv (device/cpu/kernels) runs cpu.Conv2D on the 2-D ones wherever
+// the engine prepares the node.
 type convOp struct {
 	win   window
 	group int
@@ -215,7 +219,7 @@ func (k *convOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		if b != nil {
 			bias = b.Float32s()
 		}
-		convF32(s, x.Float32s(), w.Float32s(), bias, y.Float32s())
+		convGeneric(s, x.Float32s(), w.Float32s(), bias, y.Float32s())
 	case tensor.Float64:
 		var bias []float64
 		if b != nil {
@@ -228,7 +232,7 @@ func (k *convOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 			bias = toFloat32(b)
 		}
 		yf := make([]float32, y.Len())
-		convF32(s, toFloat32(x), toFloat32(w), bias, yf)
+		convGeneric(s, toFloat32(x), toFloat32(w), bias, yf)
 		if y, err = fromFloat32(x.DType, slices.Clone(outShape), yf); err != nil {
 			return nil, err
 		}
@@ -240,7 +244,8 @@ func (k *convOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 
 // convF32 is the float32 convolution: 2-D ones run cpu.Conv2D, the others
 // (and shapes Conv2D rejects, such as empty ones) the generic im2col path,
-// which is also faster than Conv2D on 1-D ones.
+// which is also faster than Conv2D on 1-D ones. kiln::QConv's float path
+// (qfused.go) runs it; Conv's fast kernel is the registry's cpu.Conv.
 func convF32(s *convShape, x, w, bias, y []float32) {
 	if g := s.g; g.rank() == 2 {
 		p := cpu.Conv2DParams{

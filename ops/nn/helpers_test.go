@@ -1,9 +1,10 @@
 package nn
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"github.com/kilnai/kiln/device/cpu"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -121,8 +122,18 @@ func closeTo(t *testing.T, name string, got *tensor.Tensor, wantShape []int, wan
 	}
 }
 
-// pad1 returns p with pads of 1 on every side.
-func pad1(p cpu.Conv2DParams) cpu.Conv2DParams {
-	p.PadTop, p.PadLeft, p.PadBottom, p.PadRight = 1, 1, 1, 1
-	return p
+// nanArena is an Env whose Alloc hands out NaN-filled tensors, as an arena
+// with stale contents would: a kernel that does not write every element
+// leaves NaNs behind.
+func nanArena() *ops.Env {
+	return &ops.Env{Ctx: context.Background(), Alloc: func(dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+		t, err := tensor.Make(dt, shape)
+		if err != nil {
+			return nil, err
+		}
+		for i := range t.Float32s() {
+			t.Float32s()[i] = float32(math.NaN())
+		}
+		return t, nil
+	}}
 }

@@ -47,3 +47,9 @@ func scratchAdd(n int64) {
 		}
 	}
 }
+
+// ScratchAdd counts n bytes (negative: given back) in this package's
+// counter, added to device/cpu's peak by the meter: the CPU registry's
+// convolutions (device/cpu/kernels: the direct convolution's buffers and
+// packed filters) count there, as they did when they lived here.
+func ScratchAdd(n int64) { scratchAdd(n) }

@@ -2,11 +2,14 @@ package nn_test
 
 import (
 	"context"
+	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -48,4 +51,23 @@ func BenchmarkTinyCNN(b *testing.B) {
 	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
 	slices.Sort(times)
 	b.ReportMetric(times[len(times)/2], "p50-us")
+}
+
+// fixThreads has every call split over GOMAXPROCS threads for the rest of
+// the benchmark (cpu.SetThreads), as ONNX Runtime's intra-op threads do,
+// instead of running inline while the pool finds a core busy.
+func fixThreads(b *testing.B) {
+	if err := cpu.SetThreads(runtime.GOMAXPROCS(0)); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cpu.SetThreads(0) })
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

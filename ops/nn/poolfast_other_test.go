@@ -1,9 +1,0 @@
-//go:build !amd64 || purego
-
-package nn
-
-import "testing"
-
-func asmModes() []bool { return []bool{false} }
-
-func setPoolAsm(*testing.T, bool) {}
