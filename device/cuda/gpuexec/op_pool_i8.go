@@ -34,9 +34,8 @@ const poolI8Kernel = "maxpool_nhwc8_f16_i8"
 
 // poolI8 is a MaxPool step planned to write INT8.
 type poolI8 struct {
-	l       launch // the launch of poolI8Kernel
+	l       launch // the launch of poolI8Kernel (at 1 / the readers' scale)
 	readers []int  // the steps reading its output, each as its quantized input
-	scale   float32
 }
 
 // poolI8On says whether MaxPools may write INT8: KILN_CUDA_INT8_POOL=0 or 1
@@ -124,7 +123,7 @@ func (e *Engine) poolI8For(i int) (*poolI8, error) {
 		e.funcs[poolI8Kernel] = fn
 	}
 	args := append([]arg{l.args[0], l.args[1], fArg(1 / sc)}, l.args[2:16]...)
-	return &poolI8{l: launch{kernel: poolI8Kernel, grid: l.grid, block: l.block, args: args}, readers: rs, scale: sc}, nil
+	return &poolI8{l: launch{kernel: poolI8Kernel, grid: l.grid, block: l.block, args: args}, readers: rs}, nil
 }
 
 // launchesOf is step i's launches as the engine runs it now: a MaxPool
