@@ -56,6 +56,7 @@ var readmeSkips = []struct{ key, reason string }{
 	{"KILN_INT8_BLOCK_BENCH=1 ./cuda.test", "a GPU measurement (it skips without a GPU); its results are in device/cuda/NOTES.md"},
 	{"KILN_POOL_BENCH=1", "a CPU measurement of the pooling kernels (bench/results/cpu-pool.md), not a check"},
 	{"go test ./device/cpu -run '^$' -bench", "CPU benchmarks (the measurements of ops/nn/NOTES.md), not checks"},
+	{"go test ./device/cpu/kernels -run '^$' -bench", "CPU benchmarks of the registry's kernels (the measurements of ops/nn/NOTES.md), not checks"},
 	{"go test -tags kilnpooltrace ./internal/parallel", "the pool trace, a measurement tool (skips without KILN_POOL_TRACE_PLANS)"},
 	{"bash bench/elastic-loop.sh", "the 17-minute recorded elastic loop (needs root); TestElasticLoopShort runs it 20 times faster"},
 }
