@@ -131,3 +131,11 @@ func Conv3I8ReorderWeights(w []int8, cout, c int) []int8 {
 	}
 	return out
 }
+
+// Conv3I8ModuleSource is the CUDA C++ of the executor's module for cout
+// output channels and the stride: Conv3I8Build's kernel and DequantI8Kernel
+// beside it (the executor widens the output with it where the value stays
+// half), for sm_90a only.
+func Conv3I8ModuleSource(cout, stride int) string {
+	return expandI8tSource(conv3I8Variant(cout, stride)) + dequantI8Source
+}

@@ -128,6 +128,7 @@ type int8State struct {
 	use   map[int]*int8Conv        // by step: run quantized
 	spare map[int][]*int8Conv      // tuning: timed by tune
 	x8    *i8xState                // expand_i8u2's module and maps (op_conv1x1_i8x.go)
+	c3    *c3State                 // conv3_i8u2's modules and maps (op_conv3_i8x.go)
 	pool  map[int]*poolI8          // by step: MaxPools writing INT8 for their readers (op_pool_i8.go)
 	gpool map[int]*gpoolI8         // by step: GlobalAveragePools reading INT8 (op_pool_i8.go)
 	// chain: tuning with the chains on (tune.go, tuneChained): each
@@ -186,6 +187,7 @@ func (e *Engine) destroyInt8() {
 		}
 	}
 	e.destroyI8x()
+	e.destroyC3() // op_conv3_i8x.go
 	e.int8.use, e.int8.spare = nil, nil
 }
 
@@ -403,6 +405,10 @@ func (e *Engine) planInt8Steps(o cuda.Options, d *cuda.CUDNN, h cuda.CUDNNHandle
 				e.int8.spare[i] = append(e.int8.spare[i], q)
 				continue
 			}
+			if q := e.c3Spare(i); q != nil { // op_conv3_i8x.go
+				e.int8.spare[i] = append(e.int8.spare[i], q)
+				continue
+			}
 			e.int8.first = true
 			if q, err := e.newInt8Conv(d, h, i, "int8", ""); err == nil {
 				e.int8.spare[i] = append(e.int8.spare[i], q)
@@ -416,6 +422,9 @@ func (e *Engine) planInt8Steps(o cuda.Options, d *cuda.CUDNN, h cuda.CUDNNHandle
 			}
 			e.int8.spare[i] = append(e.int8.spare[i], e.ltQuantSpares(o, i)...) // op_conv1x1_q.go
 			if q := e.i8xSpare(i); q != nil {                                   // op_conv1x1_i8x.go
+				e.int8.spare[i] = append(e.int8.spare[i], q)
+			}
+			if q := e.c3Spare(i); q != nil { // op_conv3_i8x.go
 				e.int8.spare[i] = append(e.int8.spare[i], q)
 			}
 		case os.Getenv(EnvFP8All) == "1":
@@ -673,6 +682,9 @@ func (e *Engine) finishInt8() {
 // the workspace, then the graph (its workspace after the quantized input),
 // and the launches after them (the epilogue kernel of a scaled variant).
 func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
+	if q.x8 != nil && q.x8.c3 != nil { // op_conv3_i8x.go
+		return c.c3Calls(i, q)
+	}
 	if q.x8 != nil {
 		return c.i8xCalls(i, q)
 	}
@@ -720,6 +732,9 @@ func (c *Context) int8Calls(i int, q *int8Conv) ([]call, []launch) {
 // int8Tactic describes step i run quantized, as kiln inspect shows it.
 func (e *Engine) int8Tactic(i int) string {
 	q := e.int8.use[i]
+	if q.x8 != nil && q.x8.c3 != nil { // op_conv3_i8x.go
+		return e.c3Tactic(q)
+	}
 	if q.x8 != nil {
 		return e.i8xTactic(i, q)
 	}
@@ -745,6 +760,9 @@ func (e *Engine) int8Tactic(i int) string {
 // int8Impl is Layer.Impl and Layer.Precision of step i run quantized.
 func (e *Engine) int8Impl(i int) (string, string) {
 	q := e.int8.use[i]
+	if q.x8 != nil && q.x8.c3 != nil { // op_conv3_i8x.go
+		return c3Impl(q), q.kind
+	}
 	if q.x8 != nil {
 		return "kiln nhwc 1x1 int8 expand_i8u2 (" + q.x8.epilogue() + " epilogue)", q.kind
 	}

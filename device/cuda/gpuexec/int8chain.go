@@ -84,6 +84,7 @@ func (e *Engine) chainInt8(d *cuda.CUDNN, h cuda.CUDNNHandle) {
 		return
 	}
 	e.planI8x()    // op_conv1x1_i8x.go: untuned, expand_i8u2 where it fits
+	e.planC3()     // op_conv3_i8x.go: untuned, conv3_i8u2 where it fits (opt-in)
 	e.planPoolI8() // op_pool_i8.go: a MaxPool whose readers all read INT8 writes it
 	if len(e.int8.use) < 2 {
 		return

@@ -162,7 +162,7 @@ func (e *Engine) tuneChained(ct chainTuner) error {
 				continue
 			}
 			if q.x8 != nil {
-				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: quantI8x}, apply: func() error {
+				cands = append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: q.x8.quant()}, apply: func() error {
 					e.int8.use[i] = q
 					return nil
 				}})

@@ -90,6 +90,7 @@ type i8xConv struct {
 	z8         bool    // z is read in 8 bits (its producer writes them: int8chain.go)
 	noz        bool    // no residual (a reducing 1x1: bias and ReLU only; the kernel's hasz bit 0 clear)
 	noRelu     bool    // no ReLU (a stride-1 downsample: the output clamped to [-128, 127]; hasz bit 1)
+	c3         *c3Geom // a 3x3 run as conv3_i8u2 instead (op_conv3_i8x.go)
 	// timing: tuning with the chains on times the kernel alone, as the
 	// chains will run it (no quantizing or widening pass)
 	timing bool
@@ -522,7 +523,7 @@ func (e *Engine) i8xSpare(i int) *int8Conv {
 
 // withI8x adds q, step i's expand_i8u2, to its tuning candidates.
 func (e *Engine) withI8x(i int, sig string, q *int8Conv, cands []candidate) []candidate {
-	return append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: quantI8x}, apply: func() error {
+	return append(cands, candidate{t: Tactic{Sig: sig, Impl: ImplKernel, Quant: q.x8.quant()}, apply: func() error {
 		delete(e.convs, i)
 		delete(e.fused, i)
 		delete(e.graphs, i)

@@ -212,6 +212,9 @@ func (e *Engine) newQuantTactic(o cuda.Options, d *cuda.CUDNN, h cuda.CUDNNHandl
 	if t.Quant == quantI8x { // op_conv1x1_i8x.go
 		return e.newI8x(i)
 	}
+	if t.Quant == quantC3 { // op_conv3_i8x.go
+		return e.newC3(i)
+	}
 	if t.Quant != quantLtFP8 && t.Quant != quantLtFP8Fast {
 		return e.newInt8Conv(d, h, i, t.Quant, t.Graph)
 	}

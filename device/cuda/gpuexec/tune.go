@@ -108,6 +108,9 @@ func (t Tactic) name() string {
 	if t.Impl == ImplKernel && t.Quant == quantI8x { // op_conv1x1_i8x.go
 		return i8xName
 	}
+	if t.Impl == ImplKernel && t.Quant == quantC3 { // op_conv3_i8x.go
+		return c3Name
+	}
 	return t.Impl
 }
 
@@ -125,6 +128,8 @@ func ParseTactic(s string) (Tactic, error) {
 		t.Impl = ImplKernel
 	case s == i8xName: // op_conv1x1_i8x.go
 		t.Impl, t.Quant = ImplKernel, quantI8x
+	case s == c3Name: // op_conv3_i8x.go
+		t.Impl, t.Quant = ImplKernel, quantC3
 	case head == "cudnn" || head == "cudnn-fused":
 		t.Impl, t.Fused = ImplCUDNN, head == "cudnn-fused"
 		a, m, ok := strings.Cut(arg, ",")
