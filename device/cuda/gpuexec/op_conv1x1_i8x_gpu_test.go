@@ -151,7 +151,10 @@ func variedMaps(r *rand.Rand, batch, c, h, w int) *tensor.Tensor {
 // without it, plus 0.02). Then the device
 // time at that batch of the INT8 engine, the same without expand_i8u2
 // (KILN_CUDA_INT8_EXPAND=0) and the tuned FP16 engine, and their ratios.
-// Skips below compute 9.0.
+// The 3x3s run cuDNN's INT8 graphs unless KILN_I8X_AB_CONV3=1: then the
+// INT8 engine runs conv3_i8u2 on them (op_conv3_i8x.go) and the same
+// engine with cuDNN's ("int8 no conv3") is built beside it, in the times
+// and the per-layer table. Skips below compute 9.0.
 func TestInt8ExpandOnGPU(t *testing.T) {
 	needGPU(t)
 	start := time.Now()
@@ -248,7 +251,15 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 		all = append(all, built{e, c})
 		return built{e, c}
 	}
-	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "1"}
+	on := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "1", EnvInt8Conv3: "0"}
+	// KILN_I8X_AB_CONV3=1: the INT8 engine runs conv3_i8u2 on the 3x3s it
+	// takes (op_conv3_i8x.go, not yet run in an engine: off otherwise),
+	// and the same engine with cuDNN's INT8 graphs on them is built beside
+	// it (~70 s more for ResNet-50)
+	abConv3 := os.Getenv("KILN_I8X_AB_CONV3") == "1"
+	if abConv3 {
+		on[EnvInt8Conv3] = "1"
+	}
 	i8 := make_("int8 expand chained", Options{FP16: true, Int8: scales}, on)
 	// what ran: the expanding layers, and the 8-bit values
 	var x8, x8in, x8z, x8out, x8noz, chained, quantized int
@@ -281,6 +292,36 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	if x8 == 0 {
 		t.Errorf("no layer runs expand_i8u2 (module: %v)", i8.e.int8.x8.loadErr)
 	}
+	if abConv3 {
+		var c3, c3in, c3out, c3s2 int
+		for i, q := range i8.e.int8.use {
+			if q.x8 == nil || q.x8.c3 == nil {
+				continue
+			}
+			if c3++; c3 == 1 {
+				t.Logf("e.g. %s: %s", i8.e.prog.steps[i].node.Name, i8.e.int8Tactic(i))
+			}
+			if q.in8 {
+				c3in++
+			}
+			if q.out8 {
+				c3out++
+			}
+			if q.x8.c3.stride == 2 {
+				c3s2++
+			}
+		}
+		t.Logf("int8 expand: conv3_i8u2 runs %d 3x3s (%d of stride 2; input in 8 bits %d, output %d)", c3, c3s2, c3in, c3out)
+		if c3 == 0 {
+			var errs []string
+			if st := i8.e.int8.c3; st != nil {
+				for n, m := range st.mods {
+					errs = append(errs, fmt.Sprintf("%s: %v", n, m.err))
+				}
+			}
+			t.Errorf("no layer runs conv3_i8u2 (builds: %v)", errs)
+		}
+	}
 	for i, l := range i8.e.Layers() {
 		if l.Op == "MaxPool" { // op_pool_i8.go: INT8 with KILN_CUDA_UNVERIFIED=1 (the test binary's)
 			t.Logf("int8 expand: the MaxPool %s runs %s (INT8 out: %v)", l.Node, l.Impl, i8.e.int8.pool[i] != nil)
@@ -292,7 +333,7 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	// the same INT8 engine without expand_i8u2: the tactic's A/B, while the
 	// test is under 50 s (cuDNN compiles each INT8 graph at build: 0.3-0.7 s)
 	if time.Since(start) < 50*time.Second {
-		off := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "0"}
+		off := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "0", EnvInt8Conv3: on[EnvInt8Conv3]}
 		engines["int8 no expand"] = make_("int8 chained without expand_i8u2", Options{FP16: true, Int8: scales}, off)
 		labels = []string{"int8 expand", "int8 no expand", "fp16"}
 	} else {
@@ -302,7 +343,7 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	// the expanding 1x1s only (KILN_CUDA_INT8_REDUCE=0: the reducing 1x1s
 	// cuDNN's INT8 graphs, as before they ran it; ~70 s more for ResNet-50)
 	if os.Getenv("KILN_I8X_AB_REDUCE") == "1" {
-		noReduce := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "0"}
+		noReduce := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "0", EnvInt8Conv3: on[EnvInt8Conv3]}
 		engines["int8 no reduce"] = make_("int8 chained, expand_i8u2 without the reducing 1x1s", Options{FP16: true, Int8: scales}, noReduce)
 		labels = append(labels, "int8 no reduce")
 	}
@@ -310,15 +351,20 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	// MaxPool writing half (KILN_CUDA_INT8_POOL=0, op_pool_i8.go: the
 	// readers of its output quantize it; ~70 s more for ResNet-50)
 	if os.Getenv("KILN_I8X_AB_POOL") == "1" {
-		pool16 := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "1", EnvInt8Pool: "0"}
+		pool16 := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "1", EnvInt8Pool: "0", EnvInt8Conv3: on[EnvInt8Conv3]}
 		engines["int8 pool16"] = make_("int8 chained, the MaxPool writing half", Options{FP16: true, Int8: scales}, pool16)
 		labels = append(labels, "int8 pool16")
+	}
+	if abConv3 {
+		noC3 := map[string]string{EnvInt8All: "1", EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Reduce: "1", EnvInt8Conv3: "0"}
+		engines["int8 no conv3"] = make_("int8 chained, the 3x3s cuDNN's INT8 graphs", Options{FP16: true, Int8: scales}, noC3)
+		labels = append(labels, "int8 no conv3")
 	}
 	// KILN_I8X_TUNE=1: also the INT8 engine tuned with the chains on
 	// (expand_i8u2 timed as the chains run it, every other layer's INT8
 	// against its FP16 tactics; a 70 s build for ResNet-50)
 	if os.Getenv("KILN_I8X_TUNE") == "1" {
-		engines["int8 tuned"] = make_("int8 tuned chained", Options{FP16: true, Int8: scales, Tune: true}, map[string]string{EnvInt8Chain: "1", EnvInt8Expand: "1"})
+		engines["int8 tuned"] = make_("int8 tuned chained", Options{FP16: true, Int8: scales, Tune: true}, map[string]string{EnvInt8Chain: "1", EnvInt8Expand: "1", EnvInt8Conv3: on[EnvInt8Conv3]})
 		labels = append(labels, "int8 tuned")
 	}
 	ref, err := engine.New(g.Clone())
@@ -380,6 +426,10 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 	if v, ok := times["int8 pool16"]; ok {
 		t.Logf("int8 expand is %.2fx the same with the MaxPool writing half (%.3f ms saved; NOTES' prediction 0.10-0.14)", v/times["int8 expand"], v-times["int8 expand"])
 	}
+	if v, ok := times["int8 no conv3"]; ok {
+		t.Logf("int8 expand is %.2fx the same with cuDNN's INT8 graphs on the 3x3s (%.3f ms saved; NOTES' prediction -0.2 to +0.35 ms, parity likeliest); mean relative L2 to float32 %.4f with conv3_i8u2, %.4f without",
+			v/times["int8 expand"], v-times["int8 expand"], relSum["int8 expand"]/float64(total/batch), relSum["int8 no conv3"]/float64(total/batch))
+	}
 	if v, ok := times["int8 no reduce"]; ok {
 		t.Logf("int8 expand is %.2fx the same without expand_i8u2 on the reducing 1x1s", v/times["int8 expand"])
 	}
@@ -390,7 +440,13 @@ func TestInt8ExpandOnGPU(t *testing.T) {
 				n++
 			}
 		}
-		t.Logf("int8 tuned chained: %.2fx fp16, expand_i8u2 chosen on %d layers", times["fp16"]/v, n)
+		n3 := 0
+		for _, q := range engines["int8 tuned"].e.int8.use {
+			if q.x8 != nil && q.x8.c3 != nil {
+				n3++
+			}
+		}
+		t.Logf("int8 tuned chained: %.2fx fp16, expand_i8u2 chosen on %d layers (conv3_i8u2 on %d of them)", times["fp16"]/v, n, n3)
 	}
 	// where the time goes, layer by layer: each engine's calls timed
 	// eagerly with an event pair around each (launch gaps not counted),

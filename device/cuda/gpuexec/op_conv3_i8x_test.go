@@ -494,3 +494,112 @@ func TestInt8Conv3Scales(t *testing.T) {
 		t.Errorf("with the pooling reading INT8, the last layer: %+v", q)
 	}
 }
+
+// TestInt8Conv3ChainTuneFake tunes two bottleneck stages (16x16, batch 2)
+// with the chains on and conv3_i8u2 offered (KILN_CUDA_INT8_CONV3=1, the
+// fake modules): every 3x3 is timed as chained with two INT8 candidates,
+// conv3_i8u2 and cuDNN's INT8 graph reading and writing what it does
+// (reduceAlt). A timing cache that makes conv3_i8u2 the fastest gives it
+// every 3x3, with the untuned engine's 8-bit flags (input and output in 8
+// bits), recorded as kiln-conv3-i8u2 at 1 us, and the plan applied without
+// timing rebuilds it; one that makes cuDNN's graph the fastest gives the
+// 3x3s cuDNN's INT8 graphs, reading and writing 8 bits the same.
+func TestInt8Conv3ChainTuneFake(t *testing.T) {
+	dir := fakeLibs(t)
+	g := bottleneckBodyAt(rand.New(rand.NewPCG(7, 8)), 2, 2, 16)
+	if err := optimize.Run(g, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.InferGraph(g); err != nil {
+		t.Fatal(err)
+	}
+	scales := bodyScales(g)
+	fakeC3(t)
+	for _, k := range []string{EnvInt8Expand, EnvUnverified, EnvInt8Chain, EnvInt8All, EnvInt8Reduce} {
+		t.Setenv(k, "")
+	}
+	t.Setenv(EnvInt8Conv3, "1")
+	is3 := func(e *Engine, name string) bool {
+		cc := e.prog.steps[stepOf(e, name)].conv
+		return cc != nil && cc.kh == 3
+	}
+	saved := chooseStepHook
+	t.Cleanup(func() { chooseStepHook = saved })
+	in := map[string]*tensor.Tensor{"input": tensor.New(tensor.Float32, 2, 64, 16, 16)}
+	for _, preferC3 := range []bool{true, false} {
+		seen := map[string]bool{}
+		chooseStepHook = func(cands []candidate, i int, name, op, sig string, c *tactic.Cache, f device.Fingerprint, screen func(int) (time.Duration, error), measure func(...int) (time.Duration, error)) (int, int, error) {
+			if strings.Contains(sig, " int8-chain ") {
+				var c3, dnn *Tactic
+				for k := range cands {
+					switch tk := &cands[k].t; {
+					case tk.Quant == quantC3:
+						c3 = tk
+					case tk.Impl == ImplCUDNN && tk.Quant == "int8":
+						dnn = tk
+					}
+				}
+				if c3 != nil {
+					seen[name] = true
+					if dnn == nil {
+						t.Errorf("%s: conv3_i8u2 timed without cuDNN's INT8 graph", name)
+					}
+					pick := dnn
+					if preferC3 {
+						pick = c3
+					}
+					c.Store(f, sig, pick.name(), time.Microsecond)
+				}
+			}
+			return saved(cands, i, name, op, sig, c, f, screen, measure)
+		}
+		fp := device.Fingerprint{"gpu": "fake"}
+		cache, err := tactic.Open(filepath.Join(t.TempDir(), "timing.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		et, ct := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tune: true, TimingCache: cache, CacheDevice: fp})
+		if et.chainChoice() != "int8" {
+			t.Fatalf("prefer conv3_i8u2 %v: the engine-level choice is %q", preferC3, et.chainChoice())
+		}
+		picked := et.Tactics()
+		n3 := 0
+		for i, s := range et.prog.steps {
+			if s.conv == nil || s.conv.kh != 3 {
+				continue
+			}
+			n3++
+			name := s.node.Name
+			q, tt := et.int8.use[i], picked[name]
+			if !seen[s.name()] {
+				t.Errorf("%s: conv3_i8u2 was not a chained candidate", name)
+			}
+			if q == nil || (q.x8 != nil && q.x8.c3 != nil) != preferC3 || !q.in8 || !q.out8 {
+				t.Errorf("prefer conv3_i8u2 %v: %s runs %+v", preferC3, name, q)
+				continue
+			}
+			if (tt.Quant == quantC3) != preferC3 || tt.NS != 1000 {
+				t.Errorf("prefer conv3_i8u2 %v: %s: tactic %s (%+v)", preferC3, name, tt.name(), tt)
+			}
+			if !preferC3 && q.g.Engine().ID != tt.Graph {
+				t.Errorf("%s runs engine %s, its tactic says %s", name, q.g.Engine().ID, tt.Graph)
+			}
+		}
+		if n3 != 7 {
+			t.Errorf("%d 3x3s, want 7", n3)
+		}
+		if _, err := ct.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		if preferC3 {
+			chooseStepHook = saved
+			checkApplied(t, dir, g, scales, picked, in, "run conv3_i8u2", func(q *int8Conv) bool { return q.x8 != nil && q.x8.c3 != nil }, 7)
+			ea, _ := fakeEngine(t, dir, g, Options{LibDir: dir, FP16: true, Int8: scales, Tactics: picked})
+			for i, q := range ea.int8.use {
+				if is3(ea, q.name) && (q.x8 == nil || !q.in8 || !q.out8 || ea.int8.use[i] != q) {
+					t.Errorf("applied: %s: %+v, want conv3_i8u2 reading and writing 8 bits", q.name, q)
+				}
+			}
+		}
+	}
+}
