@@ -25,6 +25,13 @@ const EnvUnverified = "KILN_CUDA_UNVERIFIED"
 // is marked unchecked in its family table until such a run has checked
 // it; partitioning leaves its nodes to the CPU, which computes them
 // correctly, and says why.
+//
+// Tactics that replace a library call by a kiln kernel not yet run on a
+// GPU are opt-in the same way, each with a variable of its own that
+// KILN_CUDA_UNVERIFIED=1 stands for: the INT8 MaxPool and GlobalAveragePool
+// (KILN_CUDA_INT8_POOL, KILN_CUDA_INT8_GPOOL, op_pool_i8.go) and the INT8
+// 3x3 convolution conv3_i8u2 (KILN_CUDA_INT8_CONV3, op_conv3_i8x.go); =0
+// keeps each out.
 
 // verifiedOnGPU returns nil when d has been checked on a GPU (or
 // KILN_CUDA_UNVERIFIED=1), else an error wrapping ErrUnsupported that
