@@ -13,8 +13,9 @@ import (
 // and convolutions (level 3), resnet_mini's Conv layers (level 1, where
 // the convolutions are not fused), bert_mini's FusedMatMul layers (level 2) and its
 // MatMul layers with constant weights (level 1, where MatMul and Add are
-// not fused), "reference" (the op's own kernel) for the others (Gemm has
-// not moved yet; the attention products' B is not a constant).
+// not fused), bert_mini's and resnet_mini's Gemm layers (cpu.Gemm),
+// "reference" (the op's own kernel) for the others (the attention
+// products' B is not a constant).
 func TestPlanKernels(t *testing.T) {
 	needBlocked(t)
 	for _, tc := range []struct {
@@ -25,11 +26,11 @@ func TestPlanKernels(t *testing.T) {
 		counts map[string]map[string]int
 	}{
 		{model: "bert_mini", level: 2, want: map[string]string{"kiln::FusedMatMul": "cpu.FusedMatMul",
-			"kiln::MultiHeadAttention": "cpu.MultiHeadAttention", "Gemm": "reference"}},
+			"kiln::MultiHeadAttention": "cpu.MultiHeadAttention", "Gemm": "cpu.Gemm"}},
 		{model: "bert_mini", level: 1, counts: map[string]map[string]int{
 			"MatMul": {"cpu.MatMul": 16, "reference": 8}}}, // 4 x (qkv, proj, ff1, ff2); 4 x (Q K^T, P V)
 		{model: "resnet_mini", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked",
-			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "cpu.BlockedConv", "Gemm": "reference"}},
+			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "cpu.BlockedConv", "Gemm": "cpu.Gemm"}},
 		{model: "resnet_mini", level: 1, want: map[string]string{"Conv": "cpu.Conv"}},
 		{model: "squeezenet1_1", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "cpu.BlockedConv"}},
 	} {

@@ -7,7 +7,9 @@ import (
 )
 
 // gemmOp is ONNX Gemm: Y = alpha*op(A)*op(B) + beta*C, with C (optional
-// from opset 11) broadcast to [M, N].
+// from opset 11) broadcast to [M, N]. Its Run is the reference: plain loops
+// (gemmPlain) in every type, the half types in float32. The fast kernel is
+// the CPU registry's cpu.Gemm (device/cpu/kernels/gemm.go, on cpu.Sgemm).
 type gemmOp struct {
 	transA, transB bool
 	alpha, beta    float32
@@ -176,7 +178,7 @@ func runGemm[T ops.Number](k *gemmOp, m, n, kk int, a, b, cv []T, c *tensor.Tens
 	if k.transB {
 		ldb = kk
 	}
-	gemm(k.transA, k.transB, m, n, kk, convertScalar[T](k.alpha), a, max(lda, 1), b, max(ldb, 1), beta, y, n)
+	gemmPlain(k.transA, k.transB, m, n, kk, convertScalar[T](k.alpha), a, max(lda, 1), b, max(ldb, 1), beta, y, n)
 }
 
 // convertScalar converts a float attribute to T (truncating for integers).

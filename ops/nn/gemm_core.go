@@ -11,9 +11,24 @@ const gemmGrain = 1 << 16
 
 // gemm computes C = alpha*op(A)*op(B) + beta*C on row-major matrices of any
 // numeric type with BLAS semantics (see cpu.Sgemm): float32 goes to
-// cpu.Sgemm, other types to a simple parallel loop. When beta is zero C is
-// only written.
+// cpu.Sgemm, other types to gemmPlain. When beta is zero C is only
+// written. The im2col references, ConvTranspose, the RNNs and MatMul's
+// reference call it; Gemm's reference calls gemmPlain for every type (its
+// fast kernel, cpu.Gemm in device/cpu/kernels, is the one on cpu.Sgemm).
 func gemm[T ops.Number](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if af, ok := any(a).([]float32); ok && k > 0 {
+		cpu.Sgemm(transA, transB, m, n, k, float32(alpha), af, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+		return
+	}
+	gemmPlain(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmPlain is gemm by plain loops (in float32 too), rows split over the
+// thread pool.
+func gemmPlain[T ops.Number](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -28,10 +43,6 @@ func gemm[T ops.Number](transA, transB bool, m, n, k int, alpha T, a []T, lda in
 				}
 			}
 		}
-		return
-	}
-	if af, ok := any(a).([]float32); ok {
-		cpu.Sgemm(transA, transB, m, n, k, float32(alpha), af, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
 		return
 	}
 	grain := max(1, gemmGrain/max(1, n*k))
