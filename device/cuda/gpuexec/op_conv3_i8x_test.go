@@ -603,3 +603,25 @@ func TestInt8Conv3ChainTuneFake(t *testing.T) {
 		}
 	}
 }
+
+// TestC3ModuleSource checks each build's module source: the build's kernel
+// (its extra H and W parameters) and the widening kernel beside it, once
+// each, and no other build's kernel.
+func TestC3ModuleSource(t *testing.T) {
+	for _, c := range []struct {
+		cout, stride int
+		name         string
+	}{{64, 1, "conv3_i8u2n64"}, {128, 1, "conv3_i8u2"}, {256, 2, "conv3_i8u2s2"}, {64, 2, "conv3_i8u2n64s2"}} {
+		src := cuda.Conv3I8ModuleSource(c.cout, c.stride)
+		name, _, _ := cuda.Conv3I8Build(c.cout, c.stride)
+		if name != c.name {
+			t.Errorf("cout %d stride %d: build %s, want %s", c.cout, c.stride, name, c.name)
+		}
+		if strings.Count(src, " "+c.name+"(") != 1 || strings.Count(src, " "+cuda.DequantI8Kernel+"(") != 1 || !strings.Contains(src, "int H, int W)") {
+			t.Errorf("%s: the module lacks its kernel, its H and W, or %s", c.name, cuda.DequantI8Kernel)
+		}
+		if strings.Contains(src, " "+cuda.ExpandI8Kernel+"(") {
+			t.Errorf("%s: the module holds %s", c.name, cuda.ExpandI8Kernel)
+		}
+	}
+}
