@@ -14,6 +14,7 @@ import (
 // the convolutions are not fused), bert_mini's FusedMatMul layers (level 2) and its
 // MatMul layers with constant weights (level 1, where MatMul and Add are
 // not fused), bert_mini's and resnet_mini's Gemm layers (cpu.Gemm),
+// resnet_mini's kiln::QConv layers in an INT8 plan (cpu.QConv),
 // "reference" (the op's own kernel) for the others (the attention
 // products' B is not a constant).
 func TestPlanKernels(t *testing.T) {
@@ -21,6 +22,7 @@ func TestPlanKernels(t *testing.T) {
 	for _, tc := range []struct {
 		model string
 		level int
+		int8  bool              // an INT8 build (2 random calibration batches)
 		want  map[string]string // op -> kernel, for every layer of the op
 		// counts: op -> kernel -> number of the op's layers (all of them)
 		counts map[string]map[string]int
@@ -32,10 +34,19 @@ func TestPlanKernels(t *testing.T) {
 		{model: "resnet_mini", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked",
 			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "cpu.BlockedConv", "Gemm": "cpu.Gemm"}},
 		{model: "resnet_mini", level: 1, want: map[string]string{"Conv": "cpu.Conv"}},
+		{model: "resnet_mini", level: 2, int8: true, want: map[string]string{"kiln::QConv": "cpu.QConv", "Gemm": "cpu.Gemm"}},
 		{model: "squeezenet1_1", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "cpu.BlockedConv"}},
 	} {
-		t.Run(fmt.Sprintf("%s level %d", tc.model, tc.level), func(t *testing.T) {
-			m := loadLevel(t, tc.model, tc.level, build.Options{NoTiming: true})
+		name := fmt.Sprintf("%s level %d", tc.model, tc.level)
+		if tc.int8 {
+			name += " int8"
+		}
+		t.Run(name, func(t *testing.T) {
+			o := build.Options{NoTiming: true}
+			if tc.int8 {
+				o.Precision, o.CalibBatches = build.INT8, 2
+			}
+			m := loadLevel(t, tc.model, tc.level, o)
 			seen := map[string]bool{}
 			got := map[string]map[string]int{}
 			for _, l := range m.Plan().Layers {

@@ -65,3 +65,37 @@ type BlockedConvGeometry interface {
 }
 
 var _ BlockedConvGeometry = (*blockedConvOp)(nil)
+
+// Dims returns the batch, the input and output channels and the group of
+// s.
+func (s *convShape) Dims() (n, c, m, group int) { return s.n, s.c, s.m, s.group }
+
+// Sizes returns the spatial element counts of input and output and the
+// kernel size.
+func (s *convShape) Sizes() (inSize, outSize, kSize int) { return s.sizes() }
+
+// Pointwise reports whether s is a plain 1x1 product (unit kernel and
+// stride, no padding): the input is its own im2col matrix.
+func (s *convShape) Pointwise() bool { return s.pointwise() }
+
+// OutW is the size of the output's last spatial axis (a run of im2col).
+func (s *convShape) OutW() int { return s.g.out[s.g.rank()-1] }
+
+// Im2colQuads is im2col over 4-byte elements (kiln::QConv's channel quads:
+// four int8 channels in one uint32): the columns of output runs [r0, r1)
+// of cq quads of one image x ([cq, in...]) into col ([cq*kSize,
+// (r1-r0)*OutW]); padding reads as zero.
+func (s *convShape) Im2colQuads(x []uint32, cq int, col []uint32, r0, r1 int, parallel bool) {
+	im2col(s.g, x, cq, col, r0, r1, parallel)
+}
+
+// QConvGeometry is implemented by kiln::QConv's reference kernel
+// (qfused.go), for the CPU registry's cpu.QConv.
+type QConvGeometry interface {
+	// QConvSetup checks QConv's run-time inputs as the reference does and
+	// returns the geometry, the output shape and the combined scales
+	// x_scale*WScale[m] of the output channels.
+	QConvSetup(in []*tensor.Tensor) (s *ConvShape, outShape []int, scales []float32, err error)
+}
+
+var _ QConvGeometry = (*qConvOp)(nil)

@@ -2,10 +2,7 @@ package nn
 
 import (
 	"math"
-	"sync"
-	"unsafe"
 
-	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -15,7 +12,9 @@ import (
 // package quant writes in place of kiln::FusedConv and kiln::FusedMatMul:
 // the activations are quantized symmetrically per tensor (one scale, zero
 // point 0), the weights per output channel, and the product is computed in
-// int32 by the int8 kernels of device/cpu.
+// int32: here by plain loops (the references), in the CPU registry
+// (device/cpu/kernels: cpu.QConv, cpu.QMatMul) by the int8 kernels of
+// device/cpu.
 //
 //	xq  = clamp(RoundToEven(x / x_scale), -127, 127)      (int8)
 //	acc = sum of xq * W                                     (int32, exact)
@@ -25,47 +24,16 @@ import (
 // k...], constant), WScale (float32 [M]), optional B (float32 [M]) and Z
 // (float32, the output's shape); the attributes of Conv plus x_scale and
 // the activation ones of kiln::FusedConv. Output float32 of Conv's shape.
+//
+// This is the op's reference kernel: X quantized element by element, the
+// int32 window sums by the generic im2col + GEMM in int32 (plain loops),
+// then the epilogue. The CPU registry (device/cpu/kernels, cpu.QConv) runs
+// the nodes with the int8 kernels of device/cpu (weights packed once) and
+// is tested against this one.
 type qConvOp struct {
 	convOp
 	xScale float32
 	ep     epilogue
-	// cache holds the weights packed for the int8 GEMM, cacheDW as float32
-	// integers for the depthwise path.
-	cache, cacheDW packCache[qConvPacked]
-}
-
-// qConvPacked is a QConv's weights packed for the int8 GEMM (one matrix
-// per group, K ordered channel quad, kernel offset, channel in quad) or,
-// for one input channel per group, as float32 integers.
-type qConvPacked struct {
-	groups []*cpu.Int8Weights
-	wf     []float32
-}
-
-// packCache holds weights packed at a kernel's first Run, keyed by the
-// weight tensor's storage and the int8 kernel they were packed for, so
-// that a constant W is packed once however many contexts run the kernel.
-type packCache[T any] struct {
-	mu   sync.Mutex
-	data unsafe.Pointer
-	n    int
-	isa  string
-	val  *T
-}
-
-// get returns the cached value for w, building it with pack on a miss.
-func (c *packCache[T]) get(w *tensor.Tensor, pack func() *T) *T {
-	var p unsafe.Pointer
-	if len(w.Data) > 0 {
-		p = unsafe.Pointer(&w.Data[0])
-	}
-	isa := cpu.Int8ISA()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.val == nil || c.data != p || c.n != len(w.Data) || c.isa != isa {
-		c.val, c.data, c.n, c.isa = pack(), p, len(w.Data), isa
-	}
-	return c.val
 }
 
 func prepareQConv(n *ir.Node, opset int64) (ops.Kernel, error) {
@@ -173,236 +141,59 @@ func qInputs(op string, in []*tensor.Tensor, xScale float32, m int, outShape []i
 	return sc, nil
 }
 
-// clampOf returns the bounds of the activations the int8 epilogue applies
-// itself (none, Relu, Clip) and whether it does.
-func (e epilogue) clampOf() (lo, hi float32, ok bool) {
-	lo, hi = cpu.NoClamp()
-	switch e.act {
-	case ActNone:
-	case ActRelu:
-		lo = 0
-	case ActClip:
-		lo, hi = e.p0, e.p1
-	default:
-		return lo, hi, false
-	}
-	return lo, hi, true
-}
-
-func (k *qConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+// QConvSetup checks the run-time inputs of QConv and returns the
+// geometry, the output shape and the combined scales.
+func (k *qConvOp) QConvSetup(in []*tensor.Tensor) (*ConvShape, []int, []float32, error) {
 	if err := needInputs("QConv", in, 3); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	x, w, b, z := in[0], in[1], input(in, 3), input(in, 4)
+	x, w := in[0], in[1]
 	if x.DType != tensor.Float32 || w.DType != tensor.Int8 {
-		return nil, badInput("QConv of %v with weights %v, want float32 and int8", x.DType, w.DType)
+		return nil, nil, nil, badInput("QConv of %v with weights %v, want float32 and int8", x.DType, w.DType)
 	}
 	s, outShape, err := convSetup("QConv", &k.win, k.group, x, w, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	sc, err := qInputs("QConv", in, k.xScale, s.m, outShape)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	return s, outShape, sc, nil
+}
+
+func (k *qConvOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	s, outShape, sc, err := k.QConvSetup(in)
+	if err != nil {
 		return nil, err
 	}
+	x, w, b, z := in[0], in[1], input(in, 3), input(in, 4)
 	y, err := ops.NewOutput(env, tensor.Float32, outShape)
 	if err != nil {
 		return nil, err
 	}
-	var bias, zv []float32
-	if b != nil {
-		bias = b.Float32s()
+	xq := make([]int32, x.Len())
+	for i, v := range x.Float32s() {
+		xq[i] = int32(quantizeInt8(v, k.xScale))
 	}
-	if z != nil {
-		zv = z.Float32s()
-	}
-	lo, hi, clamped := k.ep.clampOf()
-	if !clamped {
-		lo, hi = cpu.NoClamp()
-	}
+	wi := int32s(w, nil, 1)
 	yv := y.Float32s()
-	_, outSize, kSize := s.sizes()
-	if s.c/s.group == 1 && kSize*128*128 <= 1<<24 {
-		// One input channel per group (depthwise): the float32 kernels
-		// (direct or im2col+GEMM, never Winograd for one channel per
-		// group) on the integer values are exact, since sums of up to
-		// 1024 products of int8 are integers below 2^24, and faster than
-		// a one-row int8 GEMM.
-		p := k.cacheDW.get(w, func() *qConvPacked { return packQConvFloat(w) })
-		if g := s.g; g.rank() == 2 {
-			cp := cpu.Conv2DParams{
-				N: s.n, C: s.c, H: g.in[0], W: g.in[1], M: s.m, KH: g.kernel[0], KW: g.kernel[1],
-				Group: s.group, StrideH: g.stride[0], StrideW: g.stride[1], DilH: g.dil[0], DilW: g.dil[1],
-				PadTop: g.padB[0], PadLeft: g.padB[1], PadBottom: g.padE[0], PadRight: g.padE[1],
-			}
-			if cp.Validate() == nil && cp.OutH() == g.out[0] && cp.OutW() == g.out[1] {
-				cpu.Int8Depthwise(cp, x.Float32s(), k.xScale, p.wf, sc, bias, zv, yv, lo, hi)
-				if !clamped {
-					k.ep.apply(yv)
-				}
-				return []*tensor.Tensor{y}, nil
-			}
+	acc := make([]int32, len(yv))
+	convGeneric(s, xq, wi, nil, acc)
+	_, outSize, _ := s.sizes()
+	for i, a := range acc {
+		m := (i / max(1, outSize)) % s.m
+		v := float32(a) * sc[m]
+		if b != nil {
+			v += b.Float32s()[m]
 		}
-		xf, xbuf := scratch[float32](x.Len())
-		defer putScratch(xbuf)
-		xv := x.Float32s()
-		cpu.ParallelFor(len(xv), 1<<14, func(lo2, hi2 int) {
-			cpu.QuantizeInt8Float(xf[lo2:hi2], xv[lo2:hi2], k.xScale)
-		})
-		convF32(s, xf, p.wf, nil, yv)
-		cpu.ParallelFor(s.n*s.m, max(1, 4096/max(1, outSize)), func(lo2, hi2 int) {
-			for t := lo2; t < hi2; t++ {
-				m := t % s.m
-				var bm float32
-				if bias != nil {
-					bm = bias[m]
-				}
-				row := yv[t*outSize : (t+1)*outSize]
-				var zr []float32
-				if zv != nil {
-					zr = zv[t*outSize : (t+1)*outSize]
-				}
-				cpu.ScaleBiasClamp(row, row, sc[m], bm, zr, lo, hi)
-			}
-		})
-	} else {
-		p := k.cache.get(w, func() *qConvPacked { return packQConv(s, w) })
-		qconvGEMM(s, p, x.Float32s(), k.xScale, sc, bias, zv, yv, lo, hi)
-	}
-	if !clamped {
-		k.ep.apply(yv)
-	}
-	return []*tensor.Tensor{y}, nil
-}
-
-// packQConvFloat returns W's int8 values as float32.
-func packQConvFloat(w *tensor.Tensor) *qConvPacked {
-	src := w.Int8s()
-	wf := make([]float32, len(src))
-	for i, v := range src {
-		wf[i] = float32(v)
-	}
-	return &qConvPacked{wf: wf}
-}
-
-// packQConv packs W [M, cg, k...] per group as mg x (cg4*kSize) matrices,
-// column ((c/4)*kSize + kk)*4 + c%4 holding W[m][c][kk], cg4 being cg
-// rounded up to a multiple of 4 (zeros past cg).
-func packQConv(s *convShape, w *tensor.Tensor) *qConvPacked {
-	_, _, kSize := s.sizes()
-	cg, mg := s.c/s.group, s.m/s.group
-	cq := (cg + 3) / 4
-	kk4 := cq * 4 * kSize
-	src := w.Int8s()
-	p := &qConvPacked{groups: make([]*cpu.Int8Weights, s.group)}
-	buf := make([]int8, mg*kk4)
-	for g := 0; g < s.group; g++ {
-		clear(buf)
-		for m := 0; m < mg; m++ {
-			row := src[(g*mg+m)*cg*kSize : (g*mg+m+1)*cg*kSize]
-			for c := 0; c < cg; c++ {
-				for kk := 0; kk < kSize; kk++ {
-					buf[m*kk4+((c/4)*kSize+kk)*4+c%4] = row[c*kSize+kk]
-				}
-			}
-		}
-		p.groups[g] = cpu.PackInt8Weights(buf, mg, kk4, kk4)
-	}
-	return p
-}
-
-// qconvGEMM computes a QConv of more than one input channel per group:
-// each image's group of channels is quantized into channel quads
-// (NCHWc4), im2col copies four channels at a time into the quad layout of
-// cpu.Int8Gemm (a 1x1 convolution uses the quantized input as it is), and
-// the GEMM's epilogue writes y.
-func qconvGEMM(s *convShape, p *qConvPacked, x []float32, xScale float32, sc, bias, z, y []float32, lo, hi float32) {
-	inSize, outSize, kSize := s.sizes()
-	cg, mg := s.c/s.group, s.m/s.group
-	cq := (cg + 3) / 4
-	imgs := s.n * s.group
-	outW := s.g.out[s.g.rank()-1]
-	runs := outSize / max(1, outW)
-	if imgs == 0 || mg == 0 || runs == 0 {
-		return
-	}
-	// Quantize every (image, group) into channel quads.
-	qLen := cq * inSize * 4
-	xq, xbuf := scratch[int8](imgs * qLen)
-	defer putScratch(xbuf)
-	cpu.ParallelFor(imgs*cq, max(1, 8192/max(1, 4*inSize)), func(lo2, hi2 int) {
-		for t := lo2; t < hi2; t++ {
-			ig, q := t/cq, t%cq
-			b, g := ig/s.group, ig%s.group
-			c0 := 4 * q
-			src := x[(b*s.c+g*cg+c0)*inSize:]
-			cpu.QuantizeInt8Quads(xq[ig*qLen+q*inSize*4:], inSize*4, src, inSize, min(4, cg-c0), inSize, xScale)
-		}
-	})
-	direct := s.pointwise()
-	kRows := cq * kSize
-	perTile := runs
-	if !direct {
-		perTile = max(1, min(runs, convTile/max(1, kRows*outW)))
-	}
-	tiles := (runs + perTile - 1) / perTile
-	tasks := imgs * tiles
-	// Many small GEMMs run one per goroutine; otherwise each one is split.
-	work := mg * kRows * 4 * perTile * outW
-	outer := tasks >= cpu.Threads() && work < 1<<22
-	nt := cpu.Threads()
-	if outer {
-		nt = 1
-	}
-	colLen := 0
-	if !direct {
-		colLen = kRows * perTile * outW
-	}
-	task := func(t int, col []uint32) {
-		tile, ig := t%tiles, t/tiles
-		b, g := ig/s.group, ig%s.group
-		r0 := tile * perTile
-		r1 := min(runs, r0+perTile)
-		p0, n := r0*outW, (r1-r0)*outW
-		o := &cpu.Int8Output{Scale: sc[g*mg : (g+1)*mg], Lo: lo, Hi: hi, Ld: outSize}
-		if bias != nil {
-			o.Bias = bias[g*mg : (g+1)*mg]
-		}
-		off := (b*s.m + g*mg) * outSize
-		o.Dst = y[off+p0:]
 		if z != nil {
-			o.Z = z[off+p0:]
+			v += z.Float32s()[i]
 		}
-		img := xq[ig*qLen : (ig+1)*qLen]
-		if qLen == 0 { // no input channels: the output is the bias
-			cpu.Int8Gemm(p.groups[g], nil, n, 4*n, o, nt)
-			return
-		}
-		if direct {
-			cpu.Int8Gemm(p.groups[g], img[4*p0:], n, 4*inSize, o, nt)
-			return
-		}
-		img32 := unsafe.Slice((*uint32)(unsafe.Pointer(&img[0])), qLen/4)
-		col = col[:kRows*n]
-		im2col(s.g, img32, cq, col, r0, r1, !outer)
-		colb := unsafe.Slice((*int8)(unsafe.Pointer(&col[0])), 4*len(col))
-		cpu.Int8Gemm(p.groups[g], colb, n, 4*n, o, nt)
+		yv[i] = v
 	}
-	if !outer {
-		col, buf := scratch[uint32](colLen)
-		defer putScratch(buf)
-		for t := 0; t < tasks; t++ {
-			task(t, col)
-		}
-		return
-	}
-	cpu.ParallelFor(tasks, 1, func(lo2, hi2 int) {
-		col, buf := scratch[uint32](colLen)
-		defer putScratch(buf)
-		for t := lo2; t < hi2; t++ {
-			task(t, col)
-		}
-	})
+	k.ep.applySerial(yv)
+	return env.One(y), nil
 }
 
 // qMatMulOp is kiln::QMatMul: inputs A (float32 [..., K]), B (int8 [K, N],

@@ -8,25 +8,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/ops/opstest"
 	"github.com/kilnai/kiln/tensor"
 )
-
-// forEachInt8Kernel runs f with each int8 kernel of this CPU in use.
-func forEachInt8Kernel(t *testing.T, f func(t *testing.T)) {
-	names := cpu.Int8KernelNames()
-	saved := names[0]
-	defer cpu.SetInt8Kernel(saved)
-	for _, name := range names {
-		if err := cpu.SetInt8Kernel(name); err != nil {
-			t.Fatal(err)
-		}
-		t.Run(name, f)
-	}
-}
 
 // refQuant is the activation quantizer, written out independently.
 func refQuant(x, scale float32) float64 {
@@ -143,38 +129,37 @@ var qActs = []struct {
 	params []float32
 }{{ActNone, nil}, {ActRelu, nil}, {ActClip, []float32{-0.5, 0.5}}, {ActSiLU, nil}}
 
-// TestQConv compares kiln::QConv with the quantized reference on every
-// int8 kernel, with and without bias and residual, for several
-// activations.
+// TestQConv compares kiln::QConv's reference kernel with the quantized
+// float64 reference, with and without bias and residual, for several
+// activations (the CPU registry's cpu.QConv is compared on every int8
+// kernel in device/cpu/kernels).
 func TestQConv(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	forEachInt8Kernel(t, func(t *testing.T) {
-		for _, g := range qconvGeoms {
-			for ai, a := range qActs {
-				extras := ai % 2 // alternate bias+residual with none
-				x := randScaled(r, 2, g.x...)
-				w := randInt8(r, g.w...)
-				ws := randScaled(r, 1e-3, g.w[0])
-				const xs = float32(2.0 / 127)
-				var b, z *tensor.Tensor
-				in := []*tensor.Tensor{x, w, ws}
-				if extras == 1 {
-					b = randScaled(r, 1, g.w[0])
-					_, shape := refQConv(t, x, w, ws, nil, nil, xs, ActNone, nil, g.attrs)
-					z = randScaled(r, 1, shape...)
-					in = append(in, b, z)
-				}
-				want, shape := refQConv(t, x, w, ws, b, z, xs, a.act, a.params, g.attrs)
-				n := qNode("QConv", len(in), "x_scale", xs, a.act, a.params, g.attrs...)
-				got, err := execSafe(n, 13, in...)
-				name := fmt.Sprintf("%s %s extras=%d", g.name, a.act, extras)
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				closeRel(t, name, got[0], shape, want, magnitudes(want, z))
+	for _, g := range qconvGeoms {
+		for ai, a := range qActs {
+			extras := ai % 2 // alternate bias+residual with none
+			x := randScaled(r, 2, g.x...)
+			w := randInt8(r, g.w...)
+			ws := randScaled(r, 1e-3, g.w[0])
+			const xs = float32(2.0 / 127)
+			var b, z *tensor.Tensor
+			in := []*tensor.Tensor{x, w, ws}
+			if extras == 1 {
+				b = randScaled(r, 1, g.w[0])
+				_, shape := refQConv(t, x, w, ws, nil, nil, xs, ActNone, nil, g.attrs)
+				z = randScaled(r, 1, shape...)
+				in = append(in, b, z)
 			}
+			want, shape := refQConv(t, x, w, ws, b, z, xs, a.act, a.params, g.attrs)
+			n := qNode("QConv", len(in), "x_scale", xs, a.act, a.params, g.attrs...)
+			got, err := execSafe(n, 13, in...)
+			name := fmt.Sprintf("%s %s extras=%d", g.name, a.act, extras)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			closeRel(t, name, got[0], shape, want, magnitudes(want, z))
 		}
-	})
+	}
 }
 
 // TestQConvBiasOnly runs QConv with a bias and no residual ("" input 4
@@ -578,99 +563,52 @@ func TestQInfer(t *testing.T) {
 	}
 }
 
-// qBenchShapes are ResNet- and MobileNet-like convolutions (batch 1).
-var qBenchShapes = []struct {
-	name  string
-	x, w  []int
-	attrs []*ir.Attr
-}{
-	{"resnet_3x3_64x56x56", []int{1, 64, 56, 56}, []int{64, 64, 3, 3}, []*ir.Attr{opstest.Ints("pads", 1, 1, 1, 1)}},
-	{"resnet_1x1_64to256x56x56", []int{1, 64, 56, 56}, []int{256, 64, 1, 1}, nil},
-	{"resnet_3x3_256x14x14", []int{1, 256, 14, 14}, []int{256, 256, 3, 3}, []*ir.Attr{opstest.Ints("pads", 1, 1, 1, 1)}},
-	{"resnet_3x3_512x7x7", []int{1, 512, 7, 7}, []int{512, 512, 3, 3}, []*ir.Attr{opstest.Ints("pads", 1, 1, 1, 1)}},
-	{"resnet_stem_7x7s2_3x224", []int{1, 3, 224, 224}, []int{64, 3, 7, 7}, []*ir.Attr{opstest.Ints("pads", 3, 3, 3, 3), opstest.Ints("strides", 2, 2)}},
-	{"mobilenet_1x1_24to144x56x56", []int{1, 24, 56, 56}, []int{144, 24, 1, 1}, nil},
-	{"mobilenet_dw3x3_144x56x56", []int{1, 144, 56, 56}, []int{144, 1, 3, 3}, []*ir.Attr{opstest.Ints("pads", 1, 1, 1, 1), opstest.Int("group", 144)}},
-	{"mobilenet_1x1_144to32x28x28", []int{1, 144, 28, 28}, []int{32, 144, 1, 1}, nil},
-}
-
-// BenchmarkQConv compares kiln::QConv (int8) with kiln::FusedConv
-// (float32) on the same layers, both with bias and Relu, and reports the
-// multiply-adds per second as GOPS (2 operations each).
-func BenchmarkQConv(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 1))
-	for _, s := range qBenchShapes {
-		x := randScaled(r, 1, s.x...)
-		w := randScaled(r, 0.1, s.w...)
-		bias := randScaled(r, 0.1, s.w[0])
-		wq, ws := quantizeWeights(w)
-		// output elements times window size
-		out, err := execSafe(opstest.Node("Conv", 2, 1, s.attrs...), 13, x, w)
-		if err != nil {
-			b.Fatal(err)
-		}
-		macs := float64(out[0].Len()) * float64(w.Len()/s.w[0])
-		run := func(b *testing.B, n *ir.Node, in ...*tensor.Tensor) {
-			benchOp(b, n, 13, in...)
-			b.ReportMetric(2*macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
-		}
-		b.Run(s.name+"/float32", func(b *testing.B) {
-			run(b, fusedNode("FusedConv", 3, ActRelu, nil, s.attrs...), x, w, bias)
-		})
-		b.Run(s.name+"/int8", func(b *testing.B) {
-			run(b, qNode("QConv", 4, "x_scale", 1.0/127, ActRelu, nil, s.attrs...), x, wq, ws, bias)
-		})
-	}
-}
-
-// TestQConvRandomGeometries compares QConv with the quantized reference on
-// random 2-D geometries (channels, groups, kernel, strides, dilations,
-// pads, auto_pad, batch), on every int8 kernel.
+// TestQConvRandomGeometries compares QConv's reference kernel with the
+// quantized float64 reference on random 2-D geometries (channels, groups,
+// kernel, strides, dilations, pads, auto_pad, batch).
 func TestQConvRandomGeometries(t *testing.T) {
-	forEachInt8Kernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(17, 18))
-		n := 60
-		if testing.Short() {
-			n = 20
+	r := rand.New(rand.NewPCG(17, 18))
+	n := 60
+	if testing.Short() {
+		n = 20
+	}
+	for it := 0; it < n; it++ {
+		group := 1 + r.IntN(3)
+		if r.IntN(4) == 0 {
+			group = 2 + r.IntN(6) // depthwise
 		}
-		for it := 0; it < n; it++ {
-			group := 1 + r.IntN(3)
-			if r.IntN(4) == 0 {
-				group = 2 + r.IntN(6) // depthwise
-			}
-			cg := 1 + r.IntN(9)
-			mg := 1 + r.IntN(9)
-			if group > 3 {
-				cg = 1
-			}
-			kh, kw := 1+r.IntN(4), 1+r.IntN(4)
-			sh, sw := 1+r.IntN(3), 1+r.IntN(3)
-			dh, dw := 1+r.IntN(2), 1+r.IntN(2)
-			h, w := (kh-1)*dh+1+r.IntN(9), (kw-1)*dw+1+r.IntN(9)
-			attrs := []*ir.Attr{opstest.Int("group", int64(group)), opstest.Ints("strides", int64(sh), int64(sw)), opstest.Ints("dilations", int64(dh), int64(dw))}
-			switch r.IntN(3) {
-			case 0:
-				attrs = append(attrs, opstest.Ints("pads", int64(r.IntN(kh)), int64(r.IntN(kw)), int64(r.IntN(kh)), int64(r.IntN(kw))))
-			case 1:
-				attrs = append(attrs, opstest.String("auto_pad", []string{"SAME_UPPER", "SAME_LOWER", "VALID"}[r.IntN(3)]))
-			}
-			xs := []int{1 + r.IntN(2), cg * group, h, w}
-			ws := []int{mg * group, cg, kh, kw}
-			x := randScaled(r, 2, xs...)
-			wt := randInt8(r, ws...)
-			wsc := randScaled(r, 1e-3, ws[0])
-			b := randScaled(r, 1, ws[0])
-			const xscale = float32(2.0 / 127)
-			want, shape := refQConv(t, x, wt, wsc, b, nil, xscale, ActRelu, nil, attrs)
-			got, err := execSafe(qNode("QConv", 4, "x_scale", xscale, ActRelu, nil, attrs...), 13, x, wt, wsc, b)
-			name := fmt.Sprintf("x %v w %v", xs, ws)
-			for _, a := range attrs {
-				name += fmt.Sprintf(" %s=%v%v%s", a.Name, a.I, a.Ints, a.S)
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			closeRel(t, name, got[0], shape, want, magnitudes(want, nil))
+		cg := 1 + r.IntN(9)
+		mg := 1 + r.IntN(9)
+		if group > 3 {
+			cg = 1
 		}
-	})
+		kh, kw := 1+r.IntN(4), 1+r.IntN(4)
+		sh, sw := 1+r.IntN(3), 1+r.IntN(3)
+		dh, dw := 1+r.IntN(2), 1+r.IntN(2)
+		h, w := (kh-1)*dh+1+r.IntN(9), (kw-1)*dw+1+r.IntN(9)
+		attrs := []*ir.Attr{opstest.Int("group", int64(group)), opstest.Ints("strides", int64(sh), int64(sw)), opstest.Ints("dilations", int64(dh), int64(dw))}
+		switch r.IntN(3) {
+		case 0:
+			attrs = append(attrs, opstest.Ints("pads", int64(r.IntN(kh)), int64(r.IntN(kw)), int64(r.IntN(kh)), int64(r.IntN(kw))))
+		case 1:
+			attrs = append(attrs, opstest.String("auto_pad", []string{"SAME_UPPER", "SAME_LOWER", "VALID"}[r.IntN(3)]))
+		}
+		xs := []int{1 + r.IntN(2), cg * group, h, w}
+		ws := []int{mg * group, cg, kh, kw}
+		x := randScaled(r, 2, xs...)
+		wt := randInt8(r, ws...)
+		wsc := randScaled(r, 1e-3, ws[0])
+		b := randScaled(r, 1, ws[0])
+		const xscale = float32(2.0 / 127)
+		want, shape := refQConv(t, x, wt, wsc, b, nil, xscale, ActRelu, nil, attrs)
+		got, err := execSafe(qNode("QConv", 4, "x_scale", xscale, ActRelu, nil, attrs...), 13, x, wt, wsc, b)
+		name := fmt.Sprintf("x %v w %v", xs, ws)
+		for _, a := range attrs {
+			name += fmt.Sprintf(" %s=%v%v%s", a.Name, a.I, a.Ints, a.S)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		closeRel(t, name, got[0], shape, want, magnitudes(want, nil))
+	}
 }

@@ -137,7 +137,7 @@ func opName(domain, typ string) string {
 
 // families is every table of fast kernels, one per op family file.
 func families() [][]Def {
-	return [][]Def{blockedReorderKernels, blockedPoolKernels, poolKernels, layerNormKernels, attentionKernels, matMulKernels, qMatMulKernels, convKernels, gemmKernels}
+	return [][]Def{blockedReorderKernels, blockedPoolKernels, poolKernels, layerNormKernels, attentionKernels, matMulKernels, qMatMulKernels, convKernels, gemmKernels, qConvKernels}
 }
 
 var (
