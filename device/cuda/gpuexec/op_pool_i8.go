@@ -114,10 +114,9 @@ func (e *Engine) poolI8For(i int) (*poolI8, error) {
 	if !(sc > 0) {
 		return nil, fmt.Errorf("%w: scale %g", ErrUnsupported, sc)
 	}
-	fn, ok := e.funcs[poolI8Kernel]
-	if !ok {
-		var err error
-		if fn, err = e.drv.ModuleFunction(e.mod, poolI8Kernel); err != nil {
+	if _, ok := e.funcs[poolI8Kernel]; !ok {
+		fn, err := e.drv.ModuleFunction(e.mod, poolI8Kernel)
+		if err != nil {
 			return nil, err
 		}
 		e.funcs[poolI8Kernel] = fn
