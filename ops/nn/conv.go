@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -240,25 +239,6 @@ func (k *convOp) Run(env *ops.Env, in []*tensor.Tensor) ([]*tensor.Tensor, error
 		return nil, badInput("Conv of %v, want a float type", x.DType)
 	}
 	return env.One(y), nil
-}
-
-// convF32 is the float32 convolution: 2-D ones run cpu.Conv2D, the others
-// (and shapes Conv2D rejects, such as empty ones) the generic im2col path,
-// which is also faster than Conv2D on 1-D ones. kiln::QConv's float path
-// (qfused.go) runs it; Conv's fast kernel is the registry's cpu.Conv.
-func convF32(s *convShape, x, w, bias, y []float32) {
-	if g := s.g; g.rank() == 2 {
-		p := cpu.Conv2DParams{
-			N: s.n, C: s.c, H: g.in[0], W: g.in[1], M: s.m, KH: g.kernel[0], KW: g.kernel[1],
-			Group: s.group, StrideH: g.stride[0], StrideW: g.stride[1], DilH: g.dil[0], DilW: g.dil[1],
-			PadTop: g.padB[0], PadLeft: g.padB[1], PadBottom: g.padE[0], PadRight: g.padE[1],
-		}
-		if p.Validate() == nil && p.OutH() == g.out[0] && p.OutW() == g.out[1] {
-			cpu.Conv2D(p, x, w, bias, y)
-			return
-		}
-	}
-	convGeneric(s, x, w, bias, y)
 }
 
 func init() {
