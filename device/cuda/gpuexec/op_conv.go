@@ -223,9 +223,9 @@ func (c *compiler) convNHWC(s *step, xr, wr, yr ref, br, zr *ref, act activation
 // convKernels are the convolutions: cuDNN where it is there, else kiln's
 // direct kernels.
 var convKernels = []kernelDef{
-	{op: "Conv", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).conv},
-	{domain: "kiln", op: "FusedConv", inputs: 2, f32: []int{0, 1, 2, 3}, emit: (*compiler).conv},
-	{op: "ConvTranspose", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).convTranspose},
+	{op: "Conv", inputs: 2, types: float32Only, f32: []int{1, 2}, emit: (*compiler).conv},
+	{domain: "kiln", op: "FusedConv", inputs: 2, types: float32Only, f32: []int{1, 2, 3}, emit: (*compiler).conv},
+	{op: "ConvTranspose", inputs: 2, types: float32Only, f32: []int{1, 2}, emit: (*compiler).convTranspose},
 }
 
 // convTranspose runs a 1-D or 2-D ConvTranspose (groups, pads, strides,

@@ -285,7 +285,7 @@ func sameDims(a, b []int) bool {
 // gemmKernels are the matrix products: cuBLASLt where it is there, else
 // kiln's tiled kernel.
 var gemmKernels = []kernelDef{
-	{op: "Gemm", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).gemm},
-	{op: "MatMul", inputs: 2, f32: []int{0, 1}, emit: (*compiler).matmul},
-	{domain: "kiln", op: "FusedMatMul", inputs: 2, f32: []int{0, 1, 2}, emit: (*compiler).matmul},
+	{op: "Gemm", inputs: 2, types: float32Only, f32: []int{1, 2}, emit: (*compiler).gemm},
+	{op: "MatMul", inputs: 2, types: float32Only, f32: []int{1}, emit: (*compiler).matmul},
+	{domain: "kiln", op: "FusedMatMul", inputs: 2, types: float32Only, f32: []int{1, 2}, emit: (*compiler).matmul},
 }

@@ -15,9 +15,9 @@ import (
 // kernels/op_groupnorm.cu, one block per normalized group, float32
 // statistics in both precisions. Float32 only (float64 stays on the CPU).
 var groupNormKernels = []kernelDef{
-	{op: "GroupNormalization", inputs: 3, f32: []int{0, 1, 2}, check: groupNormCheck, emit: (*compiler).groupNorm},
-	{op: "MeanVarianceNormalization", f32: []int{0}, emit: (*compiler).meanVarianceNorm},
-	{op: "LpNormalization", f32: []int{0}, check: lpNormCheck, emit: (*compiler).lpNorm},
+	{op: "GroupNormalization", inputs: 3, types: float32Only, f32: []int{1, 2}, check: groupNormCheck, emit: (*compiler).groupNorm},
+	{op: "MeanVarianceNormalization", types: float32Only, emit: (*compiler).meanVarianceNorm},
+	{op: "LpNormalization", types: float32Only, check: lpNormCheck, emit: (*compiler).lpNorm},
 }
 
 func groupNormCheck(n *ir.Node) error {

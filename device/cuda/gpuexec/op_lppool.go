@@ -12,8 +12,8 @@ import (
 // kernels/op_lppool.cu, (sum of |x|^p)^(1/p) in float32 in both
 // precisions, padding adding nothing. Float32 only.
 var lpPoolKernels = []kernelDef{
-	{op: "LpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).lpPool},
-	{op: "GlobalLpPool", f32: []int{0}, check: lpPoolCheck, emit: (*compiler).globalLpPool},
+	{op: "LpPool", types: float32Only, check: lpPoolCheck, emit: (*compiler).lpPool},
+	{op: "GlobalLpPool", types: float32Only, check: lpPoolCheck, emit: (*compiler).globalLpPool},
 }
 
 // lpPoolP reads p (ops.PoolAttrs.P, ops.LpPoolAttrs.P: a float at opset

@@ -143,11 +143,11 @@ func (c *compiler) lnResid(add *ir.Node, xr *ref, zr *arg) bool {
 
 // normKernels are the normalizations and the losses built on them.
 var normKernels = []kernelDef{
-	{op: "LayerNormalization", inputs: 2, outputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
-	{domain: "kiln", op: "LayerNormalization", inputs: 2, outputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).layerNorm},
-	{op: "InstanceNormalization", inputs: 3, f32: []int{0, 1, 2}, emit: (*compiler).instanceNorm},
-	{op: "BatchNormalization", inputs: 5, f32: []int{0, 1, 2, 3, 4}, check: batchNormInference, emit: (*compiler).batchNorm},
-	{op: "LRN", f32: []int{0}, emit: (*compiler).lrn},
+	{op: "LayerNormalization", inputs: 2, outputs: 3, types: float32Only, f32: []int{1, 2}, emit: (*compiler).layerNorm},
+	{domain: "kiln", op: "LayerNormalization", inputs: 2, outputs: 3, types: float32Only, f32: []int{1, 2}, emit: (*compiler).layerNorm},
+	{op: "InstanceNormalization", inputs: 3, types: float32Only, f32: []int{1, 2}, emit: (*compiler).instanceNorm},
+	{op: "BatchNormalization", inputs: 5, types: float32Only, f32: []int{1, 2, 3, 4}, check: batchNormInference, emit: (*compiler).batchNorm},
+	{op: "LRN", types: float32Only, emit: (*compiler).lrn},
 	{op: "NegativeLogLikelihoodLoss", inputs: 2, check: lossTypes, emit: (*compiler).nllLoss},
 	{op: "SoftmaxCrossEntropyLoss", inputs: 2, outputs: 2, check: lossTypes, emit: (*compiler).nllLoss},
 }

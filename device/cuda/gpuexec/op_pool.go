@@ -104,8 +104,8 @@ func (c *compiler) globalPool(s *step) error {
 
 // poolKernels are the pooling ops.
 var poolKernels = []kernelDef{
-	{op: "MaxPool", f32: []int{0}, emit: (*compiler).pool},
-	{op: "AveragePool", f32: []int{0}, emit: (*compiler).pool},
-	{op: "GlobalAveragePool", f32: []int{0}, emit: (*compiler).globalPool},
-	{op: "GlobalMaxPool", f32: []int{0}, emit: (*compiler).globalPool},
+	{op: "MaxPool", types: float32Only, emit: (*compiler).pool},
+	{op: "AveragePool", types: float32Only, emit: (*compiler).pool},
+	{op: "GlobalAveragePool", types: float32Only, emit: (*compiler).globalPool},
+	{op: "GlobalMaxPool", types: float32Only, emit: (*compiler).globalPool},
 }

@@ -184,7 +184,7 @@ func resizedInput(n *ir.Node) error {
 // GridSample.
 var resizeKernels = []kernelDef{
 	{op: "Resize", check: resizedInput, emit: (*compiler).resize},
-	{op: "GridSample", inputs: 2, f32: []int{0, 1}, emit: (*compiler).gridSample},
+	{op: "GridSample", inputs: 2, types: float32Only, f32: []int{1}, emit: (*compiler).gridSample},
 }
 
 // gridSample runs 2-D GridSample (every mode, padding mode and

@@ -26,9 +26,9 @@ import (
 // computing item q's gates); the states and the gates in float32 in both
 // precisions.
 var rnnKernels = []kernelDef{
-	{op: "RNN", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
-	{op: "GRU", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
-	{op: "LSTM", inputs: 3, outputs: -1, noFirst: true, f32: []int{0, 1, 2, 3, 5, 6, 7}, check: rnnCheck, emit: (*compiler).rnn},
+	{op: "RNN", inputs: 3, outputs: -1, noFirst: true, types: float32Only, f32: []int{1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
+	{op: "GRU", inputs: 3, outputs: -1, noFirst: true, types: float32Only, f32: []int{1, 2, 3, 5}, check: rnnCheck, emit: (*compiler).rnn},
+	{op: "LSTM", inputs: 3, outputs: -1, noFirst: true, types: float32Only, f32: []int{1, 2, 3, 5, 6, 7}, check: rnnCheck, emit: (*compiler).rnn},
 }
 
 // rnnActIDs are the activations the kernels compute (kiln_rnn_act).

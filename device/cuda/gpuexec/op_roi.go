@@ -14,8 +14,8 @@ import (
 // (in half precision the boxes are stored in binary16 too, so
 // coordinates beyond 2048 lose their fractions).
 var roiKernels = []kernelDef{
-	{op: "RoiAlign", inputs: 3, f32: []int{0, 1}, check: roiAlignCheck, emit: (*compiler).roiAlign},
-	{op: "MaxRoiPool", inputs: 2, f32: []int{0, 1}, check: maxRoiPoolCheck, emit: (*compiler).maxRoiPool},
+	{op: "RoiAlign", inputs: 3, types: float32Only, f32: []int{1}, check: roiAlignCheck, emit: (*compiler).roiAlign},
+	{op: "MaxRoiPool", inputs: 2, types: float32Only, f32: []int{1}, check: maxRoiPoolCheck, emit: (*compiler).maxRoiPool},
 }
 
 // roiAlignAttrs are RoiAlign's attributes.

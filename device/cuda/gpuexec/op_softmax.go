@@ -38,7 +38,7 @@ func (c *compiler) softmax(s *step) error {
 // the flattened trailing axes of opsets before 13) by one block per row,
 // over any other axis, and LogSoftmax and Hardmax, by softmax_axis.
 var softmaxKernels = []kernelDef{
-	{op: "Softmax", f32: []int{0}, emit: (*compiler).softmax},
+	{op: "Softmax", types: float32Only, emit: (*compiler).softmax},
 	{op: "LogSoftmax", check: floatIn0, emit: func(c *compiler, s *step) error { return c.softmaxAxis(s, 1) }},
 	{op: "Hardmax", check: floatIn0, emit: func(c *compiler, s *step) error { return c.softmaxAxis(s, 2) }},
 }

@@ -3,6 +3,7 @@ package gpuexec
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/kilnai/kiln/ir"
@@ -10,9 +11,9 @@ import (
 )
 
 // kernelDef is one CUDA implementation of an op, as a family file
-// (op_*.go) declares it: the op it runs (domain, type and the opsets it
-// covers), what it needs of the node before shapes are bound (input count,
-// float32 inputs, check) and emit, which builds its launches at bound
+// (op_*.go) declares it: the op it runs (domain, type, the opsets it covers
+// and input 0's element types), what it needs of the node before shapes
+// are bound (input count, float32 inputs, check) and emit, which builds its launches at bound
 // shapes (and refuses, with ErrUnsupported, what it cannot run there).
 type kernelDef struct {
 	domain string // "" for ONNX, "kiln" for kiln's fused ops
@@ -27,7 +28,13 @@ type kernelDef struct {
 	// noFirst says that emit computes the other outputs without the first
 	// (RNN's Y absent when only Y_h is read).
 	noFirst bool
-	// f32 lists the inputs that must be float32 (absent ones skipped).
+	// types lists the element types of input 0 the kernel computes, part
+	// of the registry's key: two kernels of one op may share opsets when
+	// their types are disjoint. nil means any type (check or emit decides,
+	// as for an op whose one emit has a path per type).
+	types []tensor.DType
+	// f32 lists the other inputs that must be float32 (absent ones
+	// skipped): a constraint, not a key.
 	f32 []int
 	// check, when set, decides the other constraints known before shapes
 	// are bound (element types, constant inputs, attributes), saying why not.
@@ -58,20 +65,22 @@ type kernelDef struct {
 // opKey is a registry key: domain and op type.
 type opKey struct{ domain, op string }
 
-// kernelRegistry maps an op to its implementations (opset ranges that do
-// not overlap).
+// kernelRegistry maps an op to its implementations: no two of them share
+// an opset and an element type of input 0.
 type kernelRegistry map[opKey][]kernelDef
 
 // newRegistry collects the family tables; two definitions of one op whose
-// opset ranges overlap are a programming error.
+// opset ranges overlap and whose types share one (nil sharing all) are a
+// programming error.
 func newRegistry(tables ...[]kernelDef) kernelRegistry {
 	r := kernelRegistry{}
 	for _, t := range tables {
 		for _, d := range t {
 			k := opKey{d.domain, d.op}
 			for _, o := range r[k] {
-				if overlaps(o, d) {
-					panic(fmt.Sprintf("gpuexec: two CUDA kernels for %s over opsets %d-%d and %d-%d", d.op, o.since, o.until, d.since, d.until))
+				if overlaps(o, d) && typesOverlap(o.types, d.types) {
+					panic(fmt.Sprintf("gpuexec: two CUDA kernels for %s over opsets %d-%d and %d-%d and types %s and %s",
+						opName(&ir.Node{Domain: d.domain, OpType: d.op}), o.since, o.until, d.since, d.until, typeList(o.types), typeList(d.types)))
 				}
 			}
 			r[k] = append(r[k], d)
@@ -84,6 +93,48 @@ func overlaps(a, b kernelDef) bool {
 	lo, hi := max(a.since, b.since), unbounded(a.until)
 	hi = min(hi, unbounded(b.until))
 	return lo <= hi
+}
+
+// float32Only is the types of a kernel that computes float32 input 0.
+var float32Only = []tensor.DType{tensor.Float32}
+
+// typesOverlap reports whether two kernels' types share one (nil: any).
+func typesOverlap(a, b []tensor.DType) bool {
+	if a == nil || b == nil {
+		return true
+	}
+	for _, t := range a {
+		if slices.Contains(b, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// typeList names types for a message: "float32 or float16", "any type".
+func typeList(ts []tensor.DType) string {
+	if ts == nil {
+		return "any type"
+	}
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = t.String()
+	}
+	return strings.Join(s, " or ")
+}
+
+// hasType reports whether v (a value or a constant) is of one of types
+// (nil: any).
+func hasType(v *ir.Value, types []tensor.DType) bool {
+	if types == nil {
+		return true
+	}
+	for _, t := range types {
+		if v.Type.DType == t || (v.Const != nil && v.Const.DType == t) {
+			return true
+		}
+	}
+	return false
 }
 
 func unbounded(v int64) int64 {
@@ -101,16 +152,22 @@ var registry = newRegistry(convKernels, gemmKernels, poolKernels, elementwiseKer
 	qmatmulKernels, qconvKernels, nmsKernels)
 
 // lookup finds the kernel of n's domain and op type for opset (the
-// graph's default-domain opset), or says why there is none.
+// graph's default-domain opset) and input 0's element type, or says why
+// there is none. A node without input 0 gets the first kernel of its
+// opset (support refuses it as malformed). When a kernel covers the opset
+// but not the type, it is returned with the error, so that support checks
+// the node's form against it first.
 func (r kernelRegistry) lookup(n *ir.Node, opset int64) (kernelDef, error) {
 	defs := r[opKey{n.Domain, n.OpType}]
 	if len(defs) == 0 {
 		return kernelDef{}, fmt.Errorf("%w: op %s has no CUDA implementation", ErrUnsupported, opName(n))
 	}
 	var have []string
+	var inOpset []kernelDef
 	for _, d := range defs {
 		if n.Domain != "" || (opset >= d.since && opset <= unbounded(d.until)) {
-			return d, nil
+			inOpset = append(inOpset, d)
+			continue
 		}
 		switch {
 		case d.until == 0:
@@ -121,7 +178,21 @@ func (r kernelRegistry) lookup(n *ir.Node, opset int64) (kernelDef, error) {
 			have = append(have, fmt.Sprintf("%d to %d", d.since, d.until))
 		}
 	}
-	return kernelDef{}, fmt.Errorf("%w: op %s of opset %d (CUDA kernels cover opsets %s)", ErrUnsupported, opName(n), opset, strings.Join(have, ", "))
+	if len(inOpset) == 0 {
+		return kernelDef{}, fmt.Errorf("%w: op %s of opset %d (CUDA kernels cover opsets %s)", ErrUnsupported, opName(n), opset, strings.Join(have, ", "))
+	}
+	x := input(n, 0)
+	if x == nil {
+		return inOpset[0], nil
+	}
+	var types []tensor.DType
+	for _, d := range inOpset {
+		if hasType(x, d.types) {
+			return d, nil
+		}
+		types = append(types, d.types...)
+	}
+	return inOpset[0], fmt.Errorf("%w: op %s of opset %d computes input 0 of %s on CUDA, not %v", ErrUnsupported, opName(n), opset, typeList(types), dtypeOf(x))
 }
 
 // support decides whether the GPU runs n (in a graph of default opset
