@@ -8,8 +8,9 @@
 // rest as the CUDA kernels of package cuda (kernels/*.cu), compiled with
 // NVRTC for the GPU's compute capability when the engine is made.
 //
-// Ops are found in a kernel registry (registry.go) keyed by domain and op
-// type, with the opsets each implementation covers: one table per op
+// Ops are found in a kernel registry (registry.go) keyed by domain, op
+// type, the opsets each implementation covers and input 0's element types
+// (nil: any): one table per op
 // family, each in its own file (op_conv.go, op_gemm.go, op_pool.go,
 // op_elementwise.go, op_reduce.go, op_softmax.go, op_movement.go,
 // op_resize.go, op_norm.go, op_attention.go, and the long tail:
