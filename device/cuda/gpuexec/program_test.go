@@ -139,7 +139,7 @@ func TestCompileErrors(t *testing.T) {
 			x := b.Input("x", tensor.Float64, ir.D(4))
 			b.Output(b.Op("Relu", []*ir.Value{x}), "y")
 			return b.Graph()
-		}, ErrUnsupported, "only float32", true},
+		}, ErrUnsupported, "computes input 0 of float32 on CUDA, not float64", true},
 		{"symbolic shape", func() *ir.Graph {
 			b := ir.NewBuilder("g", 17)
 			x := b.Input("x", tensor.Float32, ir.S("batch"), ir.D(4))
