@@ -489,14 +489,21 @@ func (e *Engine) planI8x() {
 	if e.opt.Tune || e.int8.x8 == nil {
 		return
 	}
+	e.planKernel8(e.i8xOK, e.newI8x, quantI8x)
+}
+
+// planKernel8 gives every layer that fits accepts (and that runs no 8-bit
+// kernel yet, nor has a recorded choice) the kernel tactic mk makes, its
+// other plans freed: expand_i8u2's and conv3_i8u2's untuned plan.
+func (e *Engine) planKernel8(fits func(int) error, mk func(int) (*int8Conv, error), quant string) {
 	for i, s := range e.prog.steps {
-		if q := e.int8.use[i]; q != nil && q.x8 != nil || e.i8xOK(i) != nil {
+		if q := e.int8.use[i]; q != nil && q.x8 != nil || fits(i) != nil {
 			continue
 		}
 		if t, ok := e.opt.Tactics[s.node.Name]; ok && t.Sig == convSig(s, s.half) {
 			continue // a recorded choice stands
 		}
-		q, err := e.newI8x(i)
+		q, err := mk(i)
 		if err != nil {
 			continue
 		}
@@ -504,16 +511,20 @@ func (e *Engine) planI8x() {
 			e.freeInt8(old)
 		}
 		e.useInt8(i, q)
-		e.tactics[s.node.Name] = Tactic{Sig: convSig(s, s.half), Impl: ImplKernel, Quant: quantI8x}
+		e.tactics[s.node.Name] = Tactic{Sig: convSig(s, s.half), Impl: ImplKernel, Quant: quant}
 	}
 }
 
 // i8xSpare is step i's expand_i8u2 for tuning to time, or nil.
-func (e *Engine) i8xSpare(i int) *int8Conv {
-	if e.i8xOK(i) != nil {
+func (e *Engine) i8xSpare(i int) *int8Conv { return e.spareKernel8(i, e.i8xOK, e.newI8x) }
+
+// spareKernel8 is step i's kernel tactic (mk's, where fits accepts the
+// layer) for tuning to time, timed as the chains run it; or nil.
+func (e *Engine) spareKernel8(i int, fits func(int) error, mk func(int) (*int8Conv, error)) *int8Conv {
+	if fits(i) != nil {
 		return nil
 	}
-	q, err := e.newI8x(i)
+	q, err := mk(i)
 	if err != nil {
 		return nil
 	}

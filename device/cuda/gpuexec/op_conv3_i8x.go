@@ -409,37 +409,11 @@ func (e *Engine) planC3() {
 	if e.opt.Tune || !c3On() {
 		return
 	}
-	for i, s := range e.prog.steps {
-		if q := e.int8.use[i]; q != nil && q.x8 != nil || e.c3OK(i) != nil {
-			continue
-		}
-		if t, ok := e.opt.Tactics[s.node.Name]; ok && t.Sig == convSig(s, s.half) {
-			continue // a recorded choice stands
-		}
-		q, err := e.newC3(i)
-		if err != nil {
-			continue
-		}
-		if old := e.int8.use[i]; old != nil {
-			e.freeInt8(old)
-		}
-		e.useInt8(i, q)
-		e.tactics[s.node.Name] = Tactic{Sig: convSig(s, s.half), Impl: ImplKernel, Quant: quantC3}
-	}
+	e.planKernel8(e.c3OK, e.newC3, quantC3)
 }
 
 // c3Spare is step i's conv3_i8u2 for tuning to time, or nil.
-func (e *Engine) c3Spare(i int) *int8Conv {
-	if e.c3OK(i) != nil {
-		return nil
-	}
-	q, err := e.newC3(i)
-	if err != nil {
-		return nil
-	}
-	q.x8.timing = e.int8Chains()
-	return q
-}
+func (e *Engine) c3Spare(i int) *int8Conv { return e.spareKernel8(i, e.c3OK, e.newC3) }
 
 // c3Tactic describes step i run as q's conv3_i8u2, as kiln inspect shows it.
 func (e *Engine) c3Tactic(q *int8Conv) string {
