@@ -65,7 +65,7 @@ func prepareBlockedConv(n *ir.Node, opset int64) (ops.Kernel, error) {
 	}
 	geo, ok := ref.(nn.BlockedConvGeometry)
 	if !ok {
-		return nil, fmt.Errorf("BlockedConv's reference kernel %T has no geometry", ref)
+		return nil, fmt.Errorf("the reference kernel %T of kiln::BlockedConv has no geometry", ref)
 	}
 	k := &blockedConvOp{ref: ref, geo: geo, group: int(a.Group), inNCHW: a.InputNCHW, ep: epilogueOf(a.EpilogueAttrs)}
 	switch k.ep.act {

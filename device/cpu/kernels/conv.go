@@ -32,7 +32,7 @@ func prepareConv(n *ir.Node, opset int64) (ops.Kernel, error) {
 	}
 	geo, ok := ref.(nn.ConvGeometry)
 	if !ok {
-		return nil, fmt.Errorf("Conv's reference kernel %T has no geometry", ref)
+		return nil, fmt.Errorf("the reference kernel %T of Conv has no geometry", ref)
 	}
 	return &convOp{ref: ref, geo: geo}, nil
 }

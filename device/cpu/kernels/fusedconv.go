@@ -83,7 +83,7 @@ func prepareFusedConv(n *ir.Node, opset int64) (ops.Kernel, error) {
 	}
 	geo, ok := ref.(nn.ConvGeometry)
 	if !ok {
-		return nil, fmt.Errorf("FusedConv's reference kernel %T has no geometry", ref)
+		return nil, fmt.Errorf("the reference kernel %T of kiln::FusedConv has no geometry", ref)
 	}
 	k := &fusedConvOp{ref: ref, geo: geo, group: int(a.Group), ep: epilogueOf(a.EpilogueAttrs)}
 	if w := n.Input(1); w != nil {

@@ -87,7 +87,7 @@ func (c *constWeights) packed(p *nn.MatMulPlan, bm *tensor.Tensor) *cpu.PackedB 
 // float16 adapter before Prepare sees them).
 func checkConstB(n *ir.Node, _ int64) error {
 	if len(n.Inputs) < 2 || n.Inputs[1] == nil || n.Inputs[1].Const == nil {
-		return errors.New("B (input 1) is not a constant of the graph")
+		return errors.New("input 1 (B) is not a constant of the graph")
 	}
 	w := n.Inputs[1].Const
 	if w.DType != tensor.Float32 && w.DType != tensor.Float16 {
