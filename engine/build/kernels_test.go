@@ -16,13 +16,18 @@ import (
 // not fused), bert_mini's and resnet_mini's Gemm layers (cpu.Gemm),
 // resnet_mini's kiln::QConv layers in an INT8 plan (cpu.QConv),
 // "reference" (the op's own kernel) for the others (the attention
-// products' B is not a constant).
+// products' B is not a constant). Most cases build without tactic timing
+// (fast); the timed ones build as `kiln build` does by default (opt level
+// 2, tactics timed) and must name the same kernels, with tactics recorded:
+// the tactic stage times the registry's kernels, so what it chooses is a
+// tactic of the registry kernel, not the op's reference.
 func TestPlanKernels(t *testing.T) {
 	needBlocked(t)
 	for _, tc := range []struct {
 		model string
 		level int
 		int8  bool              // an INT8 build (2 random calibration batches)
+		timed bool              // tactics timed, as kiln build's defaults do
 		want  map[string]string // op -> kernel, for every layer of the op
 		// counts: op -> kernel -> number of the op's layers (all of them)
 		counts map[string]map[string]int
@@ -35,14 +40,22 @@ func TestPlanKernels(t *testing.T) {
 			"kiln::BlockedGlobalAveragePool": "cpu.BlockedGlobalAveragePool", "kiln::BlockedConv": "cpu.BlockedConv", "Gemm": "cpu.Gemm"}},
 		{model: "resnet_mini", level: 1, want: map[string]string{"Conv": "cpu.Conv"}},
 		{model: "resnet_mini", level: 2, int8: true, want: map[string]string{"kiln::QConv": "cpu.QConv", "Gemm": "cpu.Gemm"}},
+		{model: "resnet_mini", level: 2, timed: true, want: map[string]string{"kiln::BlockedConv": "cpu.BlockedConv", "Gemm": "cpu.Gemm"}},
+		{model: "bert_mini", level: 2, timed: true, want: map[string]string{"kiln::FusedMatMul": "cpu.FusedMatMul"}},
 		{model: "squeezenet1_1", level: 3, want: map[string]string{"kiln::FromBlocked": "cpu.FromBlocked", "kiln::BlockedMaxPool": "cpu.BlockedMaxPool", "kiln::BlockedConv": "cpu.BlockedConv"}},
 	} {
 		name := fmt.Sprintf("%s level %d", tc.model, tc.level)
 		if tc.int8 {
 			name += " int8"
 		}
+		if tc.timed {
+			name += " timed"
+		}
 		t.Run(name, func(t *testing.T) {
-			o := build.Options{NoTiming: true}
+			if tc.timed && testing.Short() {
+				t.Skip("-short: the timed build times every layer's tactics")
+			}
+			o := build.Options{NoTiming: !tc.timed}
 			if tc.int8 {
 				o.Precision, o.CalibBatches = build.INT8, 2
 			}
@@ -69,6 +82,15 @@ func TestPlanKernels(t *testing.T) {
 			for op := range tc.want {
 				if !seen[op] {
 					t.Errorf("no %s layer in %s", op, tc.model)
+				}
+			}
+			if tc.timed {
+				n := 0
+				for _, ts := range m.Plan().Tactics {
+					n += len(ts)
+				}
+				if n == 0 {
+					t.Errorf("the timed build recorded no tactic")
 				}
 			}
 			for op, w := range tc.counts {
