@@ -131,7 +131,7 @@ type i8xState struct {
 	mod     cuda.Module
 	fn, dq  cuda.Function
 	sms     int
-	maps    map[*Context]map[int]cuda.DevicePtr
+	maps    ctxMaps
 	loadErr error
 }
 
@@ -259,12 +259,7 @@ func (e *Engine) destroyI8x() {
 		return
 	}
 	st.mu.Lock()
-	for _, m := range st.maps {
-		for _, p := range m {
-			e.drv.MemFree(p)
-		}
-	}
-	st.maps = nil
+	st.maps.free(e)
 	st.mu.Unlock()
 	if st.mod != (cuda.Module{}) {
 		e.drv.ModuleUnload(st.mod)
@@ -364,29 +359,51 @@ func (c *Context) i8xMaps(i int) (cuda.DevicePtr, error) {
 	st := c.e.int8.x8
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.maps == nil {
-		st.maps = map[*Context]map[int]cuda.DevicePtr{}
+	return st.maps.at(c, i)
+}
+
+// ctxMaps is each context's device memory for its layers' tensor maps (the
+// 8-bit kernels' four maps: 512 bytes a layer), by context and step; its
+// owner's mutex guards it.
+type ctxMaps map[*Context]map[int]cuda.DevicePtr
+
+// at returns c's memory for step i's maps, allocated on first use and at
+// the same address for the context's life; closed contexts' memory goes
+// back first. The context is current.
+func (m *ctxMaps) at(c *Context, i int) (cuda.DevicePtr, error) {
+	if *m == nil {
+		*m = ctxMaps{}
 	}
-	for o, m := range st.maps { // closed contexts' maps go back
+	for o, ps := range *m {
 		if o.closed {
-			for _, p := range m {
+			for _, p := range ps {
 				c.e.drv.MemFree(p)
 			}
-			delete(st.maps, o)
+			delete(*m, o)
 		}
 	}
-	if p, ok := st.maps[c][i]; ok {
+	if p, ok := (*m)[c][i]; ok {
 		return p, nil
 	}
 	p, err := c.e.drv.MemAlloc(4 * len(cuda.TensorMap{}))
 	if err != nil {
 		return 0, err
 	}
-	if st.maps[c] == nil {
-		st.maps[c] = map[int]cuda.DevicePtr{}
+	if (*m)[c] == nil {
+		(*m)[c] = map[int]cuda.DevicePtr{}
 	}
-	st.maps[c][i] = p
+	(*m)[c][i] = p
 	return p, nil
+}
+
+// free gives every context's memory back.
+func (m *ctxMaps) free(e *Engine) {
+	for _, ps := range *m {
+		for _, p := range ps {
+			e.drv.MemFree(p)
+		}
+	}
+	*m = nil
 }
 
 // quantCall is a launch of the quantizing kernel fn: rows of c channels of

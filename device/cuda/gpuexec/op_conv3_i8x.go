@@ -93,7 +93,7 @@ type c3Mod struct {
 type c3State struct {
 	mu   sync.Mutex
 	mods map[string]*c3Mod
-	maps map[*Context]map[int]cuda.DevicePtr
+	maps ctxMaps
 }
 
 // c3On says whether conv3_i8u2 is offered: KILN_CUDA_INT8_CONV3=0 or 1
@@ -209,12 +209,7 @@ func (e *Engine) destroyC3() {
 		return
 	}
 	st.mu.Lock()
-	for _, m := range st.maps {
-		for _, p := range m {
-			e.drv.MemFree(p)
-		}
-	}
-	st.maps = nil
+	st.maps.free(e)
 	st.mu.Unlock()
 	for _, m := range st.mods {
 		if m.mod != (cuda.Module{}) {
@@ -304,29 +299,7 @@ func (c *Context) c3Maps(i int) (cuda.DevicePtr, error) {
 	st := c.e.int8.c3
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.maps == nil {
-		st.maps = map[*Context]map[int]cuda.DevicePtr{}
-	}
-	for o, m := range st.maps { // closed contexts' maps go back
-		if o.closed {
-			for _, p := range m {
-				c.e.drv.MemFree(p)
-			}
-			delete(st.maps, o)
-		}
-	}
-	if p, ok := st.maps[c][i]; ok {
-		return p, nil
-	}
-	p, err := c.e.drv.MemAlloc(4 * len(cuda.TensorMap{}))
-	if err != nil {
-		return 0, err
-	}
-	if st.maps[c] == nil {
-		st.maps[c] = map[int]cuda.DevicePtr{}
-	}
-	st.maps[c][i] = p
-	return p, nil
+	return st.maps.at(c, i)
 }
 
 // c3Calls are the calls of step i run as q's conv3_i8u2: x quantized into
