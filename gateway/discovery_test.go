@@ -51,9 +51,22 @@ func TestFileDiscovery(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- File{Path: path, Interval: 10 * time.Millisecond}.Run(ctx, u.add) }()
 	u.wait(t, 1)
-	os.WriteFile(path, []byte("bad line\n"), 0o644) // kept as it was
+	// The rewrites replace the file whole (as a deployment's tooling
+	// does): os.WriteFile truncates first, and on a loaded machine two
+	// reads 10 ms apart can both see it empty, which File publishes as
+	// emptied for real (TestFileSettle covers reads of a file cut short).
+	replace := func(text string) {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace("bad line\n") // kept as it was
 	time.Sleep(50 * time.Millisecond)
-	os.WriteFile(path, []byte("127.0.0.1:1\n127.0.0.1:2\n"), 0o644)
+	replace("127.0.0.1:1\n127.0.0.1:2\n")
 	got := u.wait(t, 2)
 	if len(got[0]) != 1 || len(got[1]) != 2 || got[1][1].HTTP != "127.0.0.1:2" {
 		t.Errorf("updates %v", got)
