@@ -79,13 +79,13 @@ const arenaAlign = tensor.Alignment
 const maxFold = 1 << 16
 
 // group is one arena allocation: a value that owns memory, shared by the
-// values that view it.
+// values that view it. How long it lives is package arena's liveness
+// model's (see liveness).
 type group struct {
-	size       int
-	dt         tensor.DType
-	start, end int // steps
-	excluded   bool
-	off        int
+	size     int
+	dt       tensor.DType
+	excluded bool
+	off      int
 	// parent, when set, is the group of a Concat's output this group lies
 	// in, rel bytes from its start (see nestConcats); off is then set from
 	// the parent's.
@@ -106,20 +106,8 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 	n := len(p.steps)
 	m := &memPlan{slots: make([][]slot, n), accept: make([][][]span, n), copyOut: make([][]bool, n)}
 
-	def := map[*ir.Value]int{}
-	for i, s := range p.steps {
-		for _, o := range s.node.Outputs {
-			if o != nil {
-				def[o] = i
-			}
-		}
-	}
-	last := func(v *ir.Value) int {
-		if i, ok := p.lastUse[v]; ok && i > def[v] {
-			return i
-		}
-		return def[v]
-	}
+	lv := newLiveness(p)
+	last := func(v *ir.Value) int { return lv.lives[lv.ids[v]].Last }
 	isIntermediate := func(o *ir.Value) bool { return o != nil && o.Const == nil && !p.keep[o] }
 
 	inPlace := residualsInPlace(p, sized, last)
@@ -128,7 +116,7 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 	var groups []*group
 	owner := map[*ir.Value]*group{}
 	shares := map[*ir.Value]*group{}
-	for i, s := range p.steps {
+	for _, s := range p.steps {
 		n := s.node
 		for j, o := range n.Outputs {
 			if !isIntermediate(o) {
@@ -161,13 +149,14 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 					continue
 				}
 			}
-			g := &group{size: size, dt: dt, start: i, end: i}
+			g := &group{size: size, dt: dt}
 			groups = append(groups, g)
 			owner[o] = g
 		}
 	}
 
-	// what each value may point into, and lifetimes extended to cover views
+	// what each value may point into: its own group and, for a value
+	// that is or may be a view, what its input 0 may point into
 	accept := map[*ir.Value][]*group{}
 	for _, s := range p.steps {
 		n := s.node
@@ -181,12 +170,12 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 			}
 			if j == 0 && (isView(n, ops.ViewOfInput0) || isView(n, ops.MayViewInput0)) {
 				acc = append(acc, accept[n.Inputs[0]]...)
+				lv.viewOf[lv.ids[o]] = lv.ids[n.Inputs[0]]
 			}
 			var kept []*group
 			for _, g := range acc {
 				if !g.excluded {
 					kept = append(kept, g)
-					g.end = max(g.end, last(o))
 				}
 			}
 			accept[o] = kept
@@ -194,9 +183,10 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 	}
 
 	top := nestConcats(p, sized, owner, shares, groups)
-	m.arenaBytes = assignOffsets(top)
-	_, m.buffers = arenaBuffers(top)
-	m.peakLive = peakLive(top)
+	live, bufs := lv.buffers(top, owner)
+	m.arenaBytes = assignOffsets(live, bufs)
+	m.buffers = bufs
+	m.peakLive = int(arena.PeakLive(bufs, arenaAlign))
 	for _, g := range groups {
 		g.off = nestedOff(g)
 	}
@@ -239,10 +229,11 @@ func planMemory(p *plan, maxShapes map[string][]int, strict bool) (*memPlan, err
 // before the axis) and each own memory of their own, or are pure views of
 // the whole of a value that does (not graph outputs, in no other Concat,
 // at 64-byte aligned offsets), each input's
-// group goes into the output's group at its offset there, and the output's
-// lifetime grows to cover theirs. The producers then write where the Concat
-// would have copied them, and ops/shape's Concat skips inputs already in
-// place. It returns the groups that are not nested.
+// group goes into the output's group at its offset there (so the
+// output's lifetime covers theirs: see liveness.buffers). The producers
+// then write where the Concat would have copied them, and ops/shape's
+// Concat skips inputs already in place. It returns the groups that are
+// not nested.
 func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner, shares map[*ir.Value]*group, groups []*group) []*group {
 	for _, s := range p.steps {
 		n := s.node
@@ -293,20 +284,12 @@ func nestConcats(p *plan, sized map[*ir.Value]*ir.Value, owner, shares map[*ir.V
 		for _, g := range ins {
 			g.parent, g.rel = out, rel
 			rel += g.size
-			out.start, out.end = min(out.start, g.start), max(out.end, g.end)
 		}
 	}
 	var top []*group
 	for _, g := range groups {
 		if g.parent == nil {
 			top = append(top, g)
-		}
-	}
-	// a nested group's parent may itself be nested: lifetimes cover
-	// every level
-	for _, g := range groups {
-		for q := g.parent; q != nil; q = q.parent {
-			q.start, q.end = min(q.start, g.start), max(q.end, g.end)
 		}
 	}
 	return top
@@ -436,32 +419,92 @@ func sizeOf(v *ir.Value) (int, tensor.DType, bool) {
 
 func alignUp(n int) int { return (n + arenaAlign - 1) / arenaAlign * arenaAlign }
 
-// arenaBuffers returns the groups not excluded and their buffers for
-// package arena, in the same order.
-func arenaBuffers(groups []*group) ([]*group, []arena.Buffer) {
-	var live []*group
-	var bufs []arena.Buffer
-	for _, g := range groups {
-		if !g.excluded {
-			live = append(live, g)
-			bufs = append(bufs, arena.Buffer{Size: int64(g.size), First: g.start, Last: g.end})
+// liveness is the plan's steps as package arena's liveness model sees
+// them: every value a step reads (its inputs, and the values of the
+// enclosing graph its subgraphs read) or writes (its outputs) numbered,
+// each value's life, and which value each may view (filled in by
+// planMemory: output 0 of an ops.ViewOfInput0 or MayViewInput0 node
+// that is an intermediate views its input 0). Graph inputs and outputs
+// are neither inputs nor pinned for the model: they never live in the
+// arena (an output that would is excluded: see planMemory).
+type liveness struct {
+	ids    map[*ir.Value]int
+	lives  []arena.Span
+	viewOf []int
+}
+
+func newLiveness(p *plan) *liveness {
+	lv := &liveness{ids: map[*ir.Value]int{}}
+	id := func(v *ir.Value) int {
+		i, ok := lv.ids[v]
+		if !ok {
+			i = len(lv.ids)
+			lv.ids[v] = i
+		}
+		return i
+	}
+	steps := make([]arena.Step, len(p.steps))
+	for i, s := range p.steps {
+		n := s.node
+		for _, v := range n.Inputs {
+			if v != nil {
+				steps[i].Reads = append(steps[i].Reads, id(v))
+			}
+		}
+		for _, sg := range n.Subgraphs() {
+			for _, v := range sg.OuterValues() {
+				steps[i].Reads = append(steps[i].Reads, id(v))
+			}
+		}
+		for _, o := range n.Outputs {
+			if o != nil {
+				steps[i].Writes = append(steps[i].Writes, id(o))
+			}
 		}
 	}
-	return live, bufs
+	lv.lives = arena.Lives(steps, len(lv.ids), nil, nil)
+	lv.viewOf = make([]int, len(lv.ids))
+	for i := range lv.viewOf {
+		lv.viewOf[i] = -1
+	}
+	return lv
 }
 
-// peakLive returns the largest sum of the aligned sizes of the groups
-// (not excluded) live at one step.
-func peakLive(groups []*group) int {
-	_, bufs := arenaBuffers(groups)
-	return int(arena.PeakLive(bufs, arenaAlign))
+// buffers returns the groups of top that are not excluded and their
+// buffers for package arena, in the same order, live as package arena's
+// liveness model says: each value owning a group (nested in a Concat's
+// output or not) lives in the storage of its outermost group, and the
+// values that view it keep it too.
+func (lv *liveness) buffers(top []*group, owner map[*ir.Value]*group) ([]*group, []arena.Buffer) {
+	var live []*group
+	var sizes []int64
+	index := map[*group]int{}
+	for _, g := range top {
+		if !g.excluded {
+			index[g] = len(live)
+			live = append(live, g)
+			sizes = append(sizes, int64(g.size))
+		}
+	}
+	storage := make([]int, len(lv.ids))
+	for i := range storage {
+		storage[i] = -1
+	}
+	for v, g := range owner {
+		for g.parent != nil {
+			g = g.parent
+		}
+		if s, ok := index[g]; ok {
+			storage[lv.ids[v]] = s
+		}
+	}
+	return live, arena.Buffers(lv.lives, storage, lv.viewOf, sizes)
 }
 
-// assignOffsets places the groups not excluded in one arena with kiln's
-// one memory planner (package arena, which the CUDA executor's device
-// arenas use too) and returns its size.
-func assignOffsets(groups []*group) int {
-	live, bufs := arenaBuffers(groups)
+// assignOffsets places the groups not excluded (live, and their buffers)
+// in one arena with kiln's one memory planner (package arena, which the
+// CUDA executor's device arenas use too) and returns its size.
+func assignOffsets(live []*group, bufs []arena.Buffer) int {
 	offs, total := arena.Place(bufs, arenaAlign)
 	for i, g := range live {
 		g.off = int(offs[i])
