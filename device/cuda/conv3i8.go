@@ -85,21 +85,37 @@ func Conv3I8Tiles(p, cout int) int { return (p + 127) / 128 * (cout / conv3I8Var
 // conv3_i8u2n64; z 0 means no residual, its map then points at y). Device
 // memory holds them in the order x, w, z, y.
 func Conv3I8MapSpecs(x, wt, z, y DevicePtr, n, h, w, c, cout, stride int) (TensorMapIm2col, []TensorMapTiled) {
+	return conv3I8MapSpecsV(conv3I8Variant(cout, stride), x, wt, z, y, n, h, w, c, cout, stride)
+}
+
+// conv3I8MapSpecsV is Conv3I8MapSpecs for the conv3 variant v: its K slice
+// (v.bk() channels a pixel: 64 in the 64-byte swizzle, 128 in the 128-byte
+// one for the k128 builds) in x's im2col map and w's tiled one.
+func conv3I8MapSpecsV(v expandI8tVariant, x, wt, z, y DevicePtr, n, h, w, c, cout, stride int) (TensorMapIm2col, []TensorMapTiled) {
+	swz := Swizzle64B
+	if v.k128 {
+		swz = Swizzle128B
+	}
 	xm := TensorMapIm2col{Addr: x, Dims: []uint64{uint64(c), uint64(w), uint64(h), uint64(n)},
 		Strides: []uint64{uint64(c), uint64(w * c), uint64(h * w * c)}, Lower: []int32{-1, -1}, Upper: []int32{-1, -1},
-		ChannelsPerPixel: 64, PixelsPerColumn: 128, Swizzle: Swizzle64B, L2Promotion: 2}
+		ChannelsPerPixel: uint32(v.bk()), PixelsPerColumn: 128, Swizzle: swz, L2Promotion: 2}
 	if stride != 1 {
 		xm.ElementStrides = []uint32{1, uint32(stride), uint32(stride), 1}
 	}
 	p := n * Conv3I8OutSize(h, stride) * Conv3I8OutSize(w, stride)
-	tiled := expandI8tMapSpecs(x, wt, z, y, p, 9*c, cout, conv3I8Variant(cout, stride))
+	tiled := expandI8tMapSpecs(x, wt, z, y, p, 9*c, cout, v)
 	return xm, tiled[1:]
 }
 
 // EncodeConv3I8Maps encodes Conv3I8MapSpecs' four maps, x's first: the
 // 512 bytes the kernel reads from device memory (64-byte aligned).
 func (d *Driver) EncodeConv3I8Maps(x, wt, z, y DevicePtr, n, h, w, c, cout, stride int) ([]TensorMap, error) {
-	xs, rest := Conv3I8MapSpecs(x, wt, z, y, n, h, w, c, cout, stride)
+	return d.encodeConv3I8MapsV(conv3I8Variant(cout, stride), x, wt, z, y, n, h, w, c, cout, stride)
+}
+
+// encodeConv3I8MapsV is EncodeConv3I8Maps for the conv3 variant v.
+func (d *Driver) encodeConv3I8MapsV(v expandI8tVariant, x, wt, z, y DevicePtr, n, h, w, c, cout, stride int) ([]TensorMap, error) {
+	xs, rest := conv3I8MapSpecsV(v, x, wt, z, y, n, h, w, c, cout, stride)
 	xm, err := d.EncodeTensorMapIm2col(xs)
 	if err != nil {
 		return nil, err

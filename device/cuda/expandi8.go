@@ -79,7 +79,7 @@ func expandI8tSource(v expandI8tVariant) string {
 	}
 	return strings.NewReplacer("$NAME", v.name, "$CONV3", b(v.conv3), "$CSTRIDE", map[bool]string{false: "1", true: "2"}[v.stride2], "$BN", fmt.Sprint(v.bn()), "$XPARAMS", xparams, "$SWZ", b(v.swizzled), "$FASTCVT", b(v.fastCvt), "$BIGK", b(v.bigK), "$MC", b(v.multicast),
 		"$STAGES", fmt.Sprint(slices), "$ZS", fmt.Sprint(tiles), "$MINB", fmt.Sprint(v.perSM), "$TEAMS", fmt.Sprint(v.teamCount()),
-		"$EARLYZ", b(v.earlyZ), "$WGDEPTH", fmt.Sprint(max(v.wgDepth, 1)), "$ABLATE", b(v.productOnly), "$WGMMA", wgmma).Replace(expandI8tTemplate)
+		"$EARLYZ", b(v.earlyZ), "$WGDEPTH", fmt.Sprint(max(v.wgDepth, 1)), "$BK", fmt.Sprint(v.bk()), "$ABLATE", b(v.productOnly), "$WGMMA", wgmma).Replace(expandI8tTemplate)
 }
 
 // expandI8tVariant is one build of expand_i8t: its kernel's name, the
@@ -147,6 +147,21 @@ type expandI8tVariant struct {
 	// the H and W arguments are the output's, the filter base of output
 	// pixel (oh, ow) is the input's (2 ow - 1, 2 oh - 1)
 	stride2 bool
+	// k128 (expandk128.go; needs swizzled, not multicast or n64): x's and
+	// w's K slices are 128 bytes (128 rows x 128 bytes, 16 KB, in the
+	// 128-byte swizzle: tensor-map boxes of 128 x 128, descriptors of
+	// layout type 1 with 1,024 bytes between 8-row groups), four k32 wgmma
+	// steps a slice committed as one group; for conv3 a slice is one tap
+	// and 128 channels (C % 128 == 0)
+	k128 bool
+}
+
+// bk is the variant's K slice in bytes: 64, or 128 for k128.
+func (v expandI8tVariant) bk() int {
+	if v.k128 {
+		return 128
+	}
+	return 64
 }
 
 // bn is the variant's tile width in channels: 64 or 128.
@@ -188,11 +203,11 @@ func (v expandI8tVariant) stages() (slices, tiles int) {
 }
 
 // smem is the variant's dynamic shared memory: the K slices of x and of w
-// (8 KB each), the residual/output tiles (16 KB each), the barriers, and 1
-// KB to align the base to 1,024 bytes.
+// (8 KB each, 16 KB for k128), the residual/output tiles (16 KB each), the
+// barriers, and 1 KB to align the base to 1,024 bytes.
 func (v expandI8tVariant) smem() int {
 	slices, tiles := v.stages()
-	return 2*slices*128*64 + tiles*128*v.bn() + 8*(2*slices+2*tiles+2*(v.teamCount()-1)) + 1024
+	return 2*slices*128*v.bk() + tiles*128*v.bn() + 8*(2*slices+2*tiles+2*(v.teamCount()-1)) + 1024
 }
 
 const expandI8tTemplate = `
@@ -204,7 +219,7 @@ const expandI8tTemplate = `
 #define CSTRIDE $CSTRIDE    // its stride (the im2col map's traversal stride): 1 or 2
 #define BM 128
 #define BN $BN             // the tile's channels: 128, or 64 (n64: wgmma m64n64k32)
-#define BK 64
+#define BK $BK             // bytes of a K slice: 64 (the 64-byte swizzle) or 128 (k128: the 128-byte swizzle)
 #define STAGES $STAGES
 #define ZS $ZS
 #define TEAMS $TEAMS        // 2: two teams of two consumer warpgroups take alternate tiles (ping-pong)
@@ -311,7 +326,13 @@ __device__ __forceinline__ void load_slice(unsigned dst, const TMap* m, unsigned
 // shared-memory matrix descriptors of the 64 (A) or 128 (B) rows at addr,
 // the k32 step kk of a slice
 __device__ __forceinline__ unsigned long long desc(unsigned addr, int kk) {
-#if SWZ
+#if SWZ && BK == 128
+    // 128-byte swizzle, K-major (layout type 1): 8-row groups 1024 bytes
+    // apart, k32 steps 32 bytes into the 128-byte atom; the leading byte
+    // offset is unused (1); slices 1024-aligned (base offset 0)
+    addr += kk * 32;
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+#elif SWZ
     // 64-byte swizzle, K-major: 8-row groups 512 bytes apart, k32 steps 32
     // bytes into the atom; the leading byte offset is unused (1)
     addr += kk * 32;
@@ -466,7 +487,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(NCONS + 32, $MINB) $NA
     const int first = blockIdx.x, step = gridDim.x, count = tiles;
 #define TILE_OF(it) (it)
 #endif
+#if BK == 64
     const int nblk = N / BN, KT = K / BK;
+#else
+    // K % 128 == 64 (expand only): the last slice's second half lies past
+    // x's and w's K extent, which the copy engine fills with zeros
+    const int nblk = N / BN, KT = (K + BK - 1) / BK;
+#endif
 
     if (warp == NCONS / 32) {
         // the producer: one thread issues every load
@@ -701,6 +728,9 @@ func expandI8tFits(p, k, n int) bool {
 // even number of channel blocks (a pair of CTAs takes two of one row block).
 // The n64 build (swizzled, not multicast) takes N a multiple of 64.
 func (v expandI8tVariant) fits(p, k, n int) bool {
+	if v.k128 {
+		return v.k128Fits(p, k, n)
+	}
 	if v.n64 {
 		return v.swizzled && !v.multicast && n%128 != 0 && expandI8tFits(p, k, 2*n)
 	}
@@ -731,6 +761,11 @@ func expandI8tMaps(d *Driver, x, w, z, y DevicePtr, p, k, n int, v expandI8tVari
 // (its slice layout, and x's box of 64 rows for the multicast build).
 func expandI8tMapSpecs(x, w, z, y DevicePtr, p, k, n int, v expandI8tVariant) []TensorMapTiled {
 	slice := func(a DevicePtr, rows, boxRows int) TensorMapTiled {
+		if v.k128 {
+			// 128-byte slices: one box of 128 bytes x the rows, the 128-byte swizzle
+			return TensorMapTiled{Addr: a, Dims: []uint64{uint64(k), uint64(rows)}, Strides: []uint64{uint64(k)},
+				Box: []uint32{128, uint32(boxRows)}, Swizzle: Swizzle128B, L2Promotion: 2}
+		}
 		if v.swizzled {
 			return TensorMapTiled{Addr: a, Dims: []uint64{uint64(k), uint64(rows)}, Strides: []uint64{uint64(k)},
 				Box: []uint32{64, uint32(boxRows)}, Swizzle: Swizzle64B, L2Promotion: 2}

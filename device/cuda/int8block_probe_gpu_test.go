@@ -143,10 +143,17 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 	if v, err := g.d.Attribute(g.dev, 16); err == nil && v > 0 { // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 		sms = v
 	}
+	// expandI8tVariants, then the k128 builds (expandk128.go: 128-byte K
+	// slices; KILN_INT8X_K128=0 leaves them out)
+	tmaVariants := slices.Clone(expandI8tVariants)
+	if os.Getenv("KILN_INT8X_K128") != "0" {
+		tmaVariants = append(tmaVariants, expandK128Variants...)
+	}
 	if os.Getenv("KILN_INT8X_TMA") != "0" && g.fp.ComputeMajor == 9 {
-		for _, v := range expandI8tVariants {
+		for _, v := range tmaVariants {
 			if reduce {
-				if v.name != "expand_i8u2" && v.name != "expand_i8u2_i2f" {
+				// the reducing 1x1s' long K: the k128 builds too (but the ablation)
+				if v.name != "expand_i8u2" && v.name != "expand_i8u2_i2f" && (!v.k128 || v.productOnly) {
 					continue
 				}
 			} else if v.settled && !all {
@@ -179,9 +186,22 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			{batch, 7, 512, 2048}, {batch, 56, 256, 64}}
 	}
 	nshapes := len(shapes)
-	if slices.ContainsFunc(expandI8tVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.late }) {
-		shapes = append(shapes, shapes[1], shapes[0])
+	if slices.ContainsFunc(tmaVariants, func(v expandI8tVariant) bool { _, ok := tmaFns[v.name]; return ok && v.late }) {
+		// the second pass: the shapes in reverse (14x14 first; with
+		// KILN_INT8X_REDUCE=1 every reducing shape, 7x7 first)
+		for i := nshapes - 1; i >= 0; i-- {
+			shapes = append(shapes, shapes[i])
+		}
 	}
+	// us a tile an SM of kiln's persistent kernels, by build and residual,
+	// at each shape's 64-byte K slice count: the fit "fixed + slices x per
+	// slice" logged at the end (NOTES "the product runs at ~40%")
+	type tilePoint struct {
+		slices int
+		us     float64
+	}
+	perTile := map[string][]tilePoint{}
+	var perTileKeys []string
 	for si, s := range shapes {
 		risky := si >= nshapes
 		pixels := s.n * s.h * s.h
@@ -316,8 +336,8 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 						grid.X &^= 1 // clusters of two (tiles is even: N % 256 == 0)
 					}
 					nslices, zs := k.v.stages()
-					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d+%d stages, swizzled %v, wgmma m64n128k32, conversion-free epilogue %v, x multicast to pairs %v, early z release %v, ping-pong teams %d, wgmma groups in flight %d, product only %v)",
-						name, grid.X, nslices, zs, k.v.swizzled, k.v.fastCvt, k.v.multicast, k.v.earlyZ, k.v.teamCount(), max(k.v.wgDepth, 1), k.v.productOnly)
+					desc = fmt.Sprintf("kiln %s (persistent, %d blocks of 128x128 tiles, TMA on mbarriers, %d-byte K slices, %d+%d stages, swizzled %v, wgmma m64n128k32, conversion-free epilogue %v, x multicast to pairs %v, early z release %v, ping-pong teams %d, wgmma groups in flight %d, product only %v)",
+						name, grid.X, k.v.bk(), nslices, zs, k.v.swizzled, k.v.fastCvt, k.v.multicast, k.v.earlyZ, k.v.teamCount(), max(k.v.wgDepth, 1), k.v.productOnly)
 				} else if fn1, ok := wgmmaFns[name]; ok {
 					if !expandI8sFits(pixels, s.cm, s.c, 128) {
 						t.Logf("%s: %s needs P %% 128, N %% 128, K %% 32 == 0", s, name)
@@ -473,7 +493,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 		if risky {
 			configs = nil
 		}
-		for _, v := range expandI8tVariants { // after the others: a wrong map may end the run
+		for _, v := range tmaVariants { // after the others: a wrong map may end the run
 			name := v.name
 			if _, ok := tmaFns[name]; !ok || v.late != risky {
 				continue
@@ -537,12 +557,47 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 			}
 			free()
 			rows = append(rows, fmt.Sprintf("| %s | %s | %.3f | %s | %.0f | %.2f |", s, c.name, ms, best.c.name, float64(c.bytes)/1e6, float64(c.bytes)/ms/1e9))
+			if name, _, ok := strings.Cut(strings.TrimPrefix(c.name, "kiln "), ","); ok {
+				if k, ok := tmaFns[name]; ok {
+					// the tiles an SM takes: tiles / SMs (two blocks an SM share its tiles)
+					tiles := pixels / 128 * (s.c / k.v.bn())
+					us := ms * 1e3 / (float64(tiles) / float64(sms))
+					rows[len(rows)-1] += fmt.Sprintf(" %.2f us a tile an SM, %d 64-byte K slices a tile (%.3f us each if all were the slices') |", us, s.cm/64, us/float64(s.cm/64))
+					key := name + map[bool]string{true: ", int8 z", false: ", no residual"}[strings.Contains(c.name, "int8 z")]
+					if _, seen := perTile[key]; !seen {
+						perTileKeys = append(perTileKeys, key)
+					}
+					perTile[key] = append(perTile[key], tilePoint{s.cm / 64, us})
+				}
+			}
 			t.Logf("row: %s", rows[len(rows)-1]) // at once: a later kernel may end the run
 		}
 		bb.freeAll()
 	}
-	t.Logf("the expanding 1x1 of the block alone, batch %d, %s; ms the median of 50 of the fastest candidate:\n| block | configuration | ms | fastest candidate | MB moved | TB/s |\n| --- | --- | --- | --- | --- | --- |\n%s",
+	t.Logf("the expanding 1x1 of the block alone, batch %d, %s; ms the median of 50 of the fastest candidate (kiln's persistent kernels: a last column, us a tile an SM):\n| block | configuration | ms | fastest candidate | MB moved | TB/s |\n| --- | --- | --- | --- | --- | --- |\n%s",
 		batch, g.fp.GPUName, strings.Join(rows, "\n"))
+	// the per-tile model of NOTES: us a tile an SM = fixed + slices x per
+	// slice, fitted by least squares over the shapes' 64-byte K slice counts
+	// (the last of each count: the second pass's)
+	var fits []string
+	for _, key := range perTileKeys {
+		last := map[int]float64{}
+		for _, p := range perTile[key] {
+			last[p.slices] = p.us
+		}
+		if len(last) < 2 {
+			continue
+		}
+		var n, sx, sy, sxx, sxy float64
+		for x, y := range last {
+			n, sx, sy, sxx, sxy = n+1, sx+float64(x), sy+y, sxx+float64(x*x), sxy+float64(x)*y
+		}
+		slope := (n*sxy - sx*sy) / (n*sxx - sx*sx)
+		fits = append(fits, fmt.Sprintf("| %s | %.3f | %.2f | %d |", key, slope, (sy-slope*sx)/n, len(last)))
+	}
+	if len(fits) > 0 {
+		t.Logf("us a tile an SM = fixed + per 64-byte K slice x K/64 (a 128-byte slice is two; least squares over the shapes):\n| kernel | per 64-byte K slice | fixed a tile | shapes |\n| --- | --- | --- | --- |\n%s", strings.Join(fits, "\n"))
+	}
 }
 
 // loadProbeKernels compiles src for arch (with ptxas's report, returned
