@@ -33,16 +33,16 @@ type hostArena struct {
 	// they had (a kernel that allocates its outputs itself, a view): no
 	// slot is kept for them
 	refused map[string]bool
-	// items and bufs are replan's lists, kept for the next
+	// items is replan's list, kept for the next
 	items []placed
-	bufs  []arena.Buffer
 }
 
 // placed is one thing replan places in the host arena.
 type placed struct {
 	ctx  *engine.Context // a CPU segment's arena, or
 	name string          // a tensor passed on
-	seg  int             // the segment that computes it
+	seg  int             // the segment that runs in it or computes it
+	size int             // its bytes
 }
 
 // runner returns segment i of c with its outputs checked by h.
@@ -134,39 +134,38 @@ func (p *program) passedOn(i int, name string) int {
 // each at the size it now has, and points the engine contexts there.
 // Nothing moves while there are fewer than two things to place.
 func (h *hostArena) replan(c *programContext) {
-	items, bufs := h.items[:0], h.bufs[:0] // kept from run to run: no allocation when nothing moves
-	defer func() { h.items, h.bufs = items[:0], bufs[:0] }()
+	items := h.items[:0] // kept from run to run: no allocation when nothing moves
+	defer func() { h.items = items[:0] }()
 	moved := false
 	for i, s := range c.segs {
 		if cc, ok := s.(cpuContext); ok {
 			if n := cc.c.ArenaBytes(); n > 0 {
 				moved = moved || !cc.c.ArenaIn(h.buf)
-				items = append(items, placed{ctx: cc.c})
-				bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: i})
+				items = append(items, placed{ctx: cc.c, seg: i, size: n})
 			}
 		}
 		if _, ok := s.(device.OutputsInto); !ok {
 			continue
 		}
 		for _, name := range c.p.segs[i].outputs {
-			n, last := h.sizes[name], c.p.passedOn(i, name)
+			n := h.sizes[name]
 			if h.refused[name] {
 				_, had := h.slots[name]
 				moved = moved || had // give its slot back
 				continue
 			}
-			if n == 0 || last < 0 {
+			if n == 0 || c.p.passedOn(i, name) < 0 {
 				continue
 			}
 			s, ok := h.slots[name]
 			moved = moved || !ok || s[1]-s[0] < n
-			items = append(items, placed{name: name, seg: i})
-			bufs = append(bufs, arena.Buffer{Size: int64(n), First: i, Last: last})
+			items = append(items, placed{name: name, seg: i, size: n})
 		}
 	}
-	if !moved || (len(bufs) < 2 && len(h.slots) == 0) {
+	if !moved || (len(items) < 2 && len(h.slots) == 0) {
 		return
 	}
+	bufs := buffers(c.p, items)
 	offs, total := arena.Place(bufs, tensor.Alignment)
 	h.buf = nil // the old block may go before the new one is made
 	h.buf = tensor.AlignedBytes(int(total))
@@ -189,6 +188,33 @@ func (h *hostArena) replan(c *programContext) {
 			o.SetOutputs(into[i])
 		}
 	}
+}
+
+// buffers returns the buffers of the things replan places, in order, live
+// as package arena's liveness model says, the program's segments being
+// its steps: a CPU segment's arena is written by its segment only, a
+// tensor passed on by the segment that computes it and read by every
+// segment that takes it as an input (each thing a value in a storage of
+// its own).
+func buffers(p *program, items []placed) []arena.Buffer {
+	steps := make([]arena.Step, len(p.segs))
+	sizes := make([]int64, len(items))
+	tensors := map[string]int{}
+	for j, it := range items {
+		sizes[j] = int64(it.size)
+		steps[it.seg].Writes = append(steps[it.seg].Writes, j)
+		if it.ctx == nil {
+			tensors[it.name] = j
+		}
+	}
+	for k, s := range p.segs {
+		for _, in := range s.inputs {
+			if j, ok := tensors[in]; ok {
+				steps[k].Reads = append(steps[k].Reads, j)
+			}
+		}
+	}
+	return arena.Buffers(arena.Lives(steps, len(items), nil, nil), nil, nil, sizes)
 }
 
 // bytes is the memory of a program context's segments: the host arena

@@ -2,9 +2,12 @@ package partition
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/kilnai/kiln/device"
+	"github.com/kilnai/kiln/engine"
+	"github.com/kilnai/kiln/engine/arena"
 	"github.com/kilnai/kiln/ir"
 	"github.com/kilnai/kiln/ops"
 	"github.com/kilnai/kiln/tensor"
@@ -214,5 +217,42 @@ func TestHostArenaViews(t *testing.T) {
 		if _, ok := pc.host.slots[name]; ok {
 			t.Errorf("%s was made outside its slot, and keeps it", name)
 		}
+	}
+}
+
+// TestHostArenaBuffers: the lifetimes replan gives package arena, from the
+// segments' inputs as package arena's liveness model reads them: a CPU
+// segment's arena at its segment only, a tensor passed on from the segment
+// that computes it to the last that reads it (however many read it, and
+// whether or not the segments between do).
+func TestHostArenaBuffers(t *testing.T) {
+	seg := func(inputs ...string) *runSegment { return &runSegment{inputs: inputs} }
+	ctx := &engine.Context{}
+	tests := []struct {
+		name  string
+		segs  []*runSegment
+		items []placed
+		want  []arena.Buffer
+	}{
+		{"arenas only", []*runSegment{seg(), seg(), seg()},
+			[]placed{{ctx: ctx, seg: 0, size: 100}, {ctx: ctx, seg: 2, size: 50}},
+			[]arena.Buffer{{Size: 100, First: 0, Last: 0}, {Size: 50, First: 2, Last: 2}}},
+		{"passed to the next", []*runSegment{seg(), seg("a")},
+			[]placed{{ctx: ctx, seg: 0, size: 64}, {name: "a", seg: 0, size: 32}},
+			[]arena.Buffer{{Size: 64, First: 0, Last: 0}, {Size: 32, First: 0, Last: 1}}},
+		{"read by two, the last counts", []*runSegment{seg(), seg("a"), seg(), seg("b", "a")},
+			[]placed{{name: "a", seg: 0, size: 8}, {name: "b", seg: 2, size: 16}, {ctx: ctx, seg: 3, size: 24}},
+			[]arena.Buffer{{Size: 8, First: 0, Last: 3}, {Size: 16, First: 2, Last: 3}, {Size: 24, First: 3, Last: 3}}},
+		{"an input of a name not placed", []*runSegment{seg("x"), seg("y", "a")},
+			[]placed{{name: "a", seg: 0, size: 4}},
+			[]arena.Buffer{{Size: 4, First: 0, Last: 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := buffers(&program{segs: tt.segs}, tt.items)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("buffers = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
