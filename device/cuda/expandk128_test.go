@@ -20,7 +20,7 @@ import (
 func TestExpandK128Variants(t *testing.T) {
 	want := map[string]struct {
 		smem, threads, perSM, slices, tiles, depth, teams int
-		earlyZ, ablate                                     bool
+		earlyZ, ablate                                    bool
 	}{
 		"expand_k128d1":    {2*5*16384 + 3*16384 + 8*16 + 1024, 288, 1, 5, 3, 1, 1, false, false},
 		"expand_k128":      {2*5*16384 + 3*16384 + 8*16 + 1024, 288, 1, 5, 3, 2, 1, false, false},
