@@ -144,10 +144,21 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 	type kernel struct {
 		fn   Function
 		smem int
+		v    expandI8tVariant
 	}
 	kernels := map[string]kernel{}
-	for _, b := range [][2]int{{64, 1}, {128, 1}, {128, 2}} {
-		name, src, smem := Conv3I8Build(b[0], b[1])
+	// conv3_i8u2's three builds, then the k128 ones (expandk128.go: 128-byte
+	// K slices, C and Cout multiples of 128; KILN_INT8X_K128=0 leaves them
+	// out), timed in a second pass over the shapes
+	builds := []expandI8tVariant{conv3I8Variant(64, 1), conv3I8Variant(128, 1), conv3I8Variant(128, 2)}
+	var k128s []expandI8tVariant
+	if os.Getenv("KILN_INT8X_K128") != "0" {
+		for _, two := range []bool{false, true} {
+			k128s = append(k128s, conv3K128Variant(1, two), conv3K128Variant(2, two))
+		}
+	}
+	for _, v := range append(builds, k128s...) {
+		name, src, smem := v.name, expandI8tSource(v), v.smem()
 		// a build that does not compile or load is an error, and its shapes are
 		// left out; the others still run
 		fns, log, err := loadProbeKernels(t, g, n, name+".cu", src, "sm_90a", name)
@@ -162,16 +173,15 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		regs, _ := funcAttribute(g.d, fns[0], 4)
 		local, _ := funcAttribute(g.d, fns[0], 3)
 		t.Logf("%s: %d registers, %d bytes of local memory, %d bytes of shared memory, %d SMs; %s", name, regs, local, smem, sms, log)
-		kernels[name] = kernel{fns[0], smem}
+		kernels[name] = kernel{fns[0], smem, v}
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	// run launches the kernel for d's shape on device x, w, y (alpha and
 	// bias at a and b) and returns the launch as a func for the timer
-	prepare := func(d *conv3Data, hasz int32, x, w, y, a, b DevicePtr) (func() error, func(), error) {
+	prepare := func(d *conv3Data, v expandI8tVariant, hasz int32, x, w, y, a, b DevicePtr) (func() error, func(), error) {
 		s := d.s
-		name, _, _ := Conv3I8Build(s.cout, s.stride)
-		k := kernels[name]
-		maps, err := g.d.EncodeConv3I8Maps(x, w, 0, y, s.n, s.h, s.h, s.c, s.cout, s.stride)
+		k := kernels[v.name]
+		maps, err := g.d.encodeConv3I8MapsV(v, x, w, 0, y, s.n, s.h, s.h, s.c, s.cout, s.stride)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -192,16 +202,16 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		args.SetInt32(7, int32(tiles))
 		args.SetInt32(8, int32(s.oh()))
 		args.SetInt32(9, int32(s.oh()))
-		grid := Dim3{X: uint32(min(tiles, ExpandI8BlocksPerSM*sms)), Y: 1, Z: 1}
+		grid := Dim3{X: uint32(min(tiles, v.perSM*sms)), Y: 1, Z: 1}
 		run := func() error {
-			return g.d.Launch(k.fn, grid, Dim3{X: ExpandI8Threads, Y: 1, Z: 1}, uint32(k.smem), bb.s, args)
+			return g.d.Launch(k.fn, grid, Dim3{X: uint32(v.threads()), Y: 1, Z: 1}, uint32(k.smem), bb.s, args)
 		}
 		return run, args.Free, nil
 	}
 	// kiln runs d's case once on a y poisoned with 0x80 (-128: no ReLU
 	// output; without ReLU 0x7f) and returns y, the launch and its cleanup;
 	// relu false sets hasz's ExpandI8NoReLU (outputs clamped to [-128, 127])
-	kiln := func(d *conv3Data, relu bool) ([]byte, func() error, func()) {
+	kiln := func(d *conv3Data, v expandI8tVariant, relu bool) ([]byte, func() error, func()) {
 		s := d.s
 		p := s.n * s.oh() * s.oh()
 		x, w, y := bb.put(d.x), bb.put(d.w), bb.alloc(p*s.cout)
@@ -220,7 +230,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		if err := g.d.MemcpyHtoD(y, poison); err != nil {
 			t.Fatal(err)
 		}
-		run, free, err := prepare(d, hasz, x, w, y, a, b)
+		run, free, err := prepare(d, v, hasz, x, w, y, a, b)
 		if err != nil {
 			t.Fatalf("%s maps: %v", s, err)
 		}
@@ -238,7 +248,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		t.Logf("row: %s", rows[len(rows)-1])
 	}
 	// fastest times cands by the mean of 10 each and the fastest by the median of 50
-	fastest := func(s conv3Shape, impl string, cands []blockCand, bytes, ops float64) {
+	fastest := func(s conv3Shape, impl string, cands []blockCand, bytes, ops float64) float64 {
 		best, bestMS := -1, math.Inf(1)
 		for i, c := range cands {
 			if c.use() != nil {
@@ -258,7 +268,7 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		}
 		if best < 0 {
 			rows = append(rows, fmt.Sprintf("| %s | %s | not built | | | | |", s, impl))
-			return
+			return 0
 		}
 		if err := cands[best].use(); err != nil {
 			t.Fatal(err)
@@ -268,6 +278,69 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 			t.Fatal(err)
 		}
 		row(s, impl, ms, cands[best].name, bytes, ops)
+		return ms
+	}
+	// kilnRows checks kiln's build v at shape s (a batch of 2, every output,
+	// with ReLU and, for conv3_i8u2's builds, without; then the full batch
+	// on the first and last 128 rows, image 1's border rows and 4096
+	// sampled outputs) and times it; its row ends in us a tile an SM and the
+	// tile's 64-byte K slices
+	kilnRows := func(s conv3Shape, v expandI8tVariant, bytes8, ops float64) {
+		name := v.name
+		p, oh := s.n*s.oh()*s.oh(), s.oh()
+		if _, ok := kernels[name]; !ok {
+			rows = append(rows, fmt.Sprintf("| %s | kiln %s | not built | | | | |", s, name))
+			bb.freeAll()
+			return
+		}
+		small := newConv3Data(r, conv3Shape{2, s.h, s.c, s.cout, s.stride})
+		all := make([]int, 2*oh*oh)
+		for i := range all {
+			all[i] = i
+		}
+		relus := []bool{true, false}
+		if v.k128 {
+			relus = relus[:1] // the epilogue is conv3_i8u2's: the new mainloop with ReLU only (time)
+		}
+		for _, relu := range relus {
+			ys, _, free := kiln(small, v, relu)
+			checked, ones, distinct := small.check(t, name, relu, ys, all, nil)
+			free()
+			bb.freeAll()
+			t.Logf("%s %s, batch 2, ReLU %v: %d outputs checked, %d one step off, %d distinct values", s, name, relu, checked, ones, distinct)
+			if distinct < 64 {
+				t.Errorf("%s %s: only %d distinct outputs (saturated or zero: the check says little)", s, name, distinct)
+			}
+		}
+		full := newConv3Data(r, s)
+		yf, run, free := kiln(full, v, true)
+		var check []int
+		for q := range min(128, p) { // the first and the last 128 rows
+			check = append(check, q, p-1-q)
+		}
+		hw := oh * oh
+		if s.n > 1 {
+			for q := range oh { // image 1's first and last rows (the padding above and below)
+				check = append(check, hw+q, 2*hw-oh+q)
+			}
+		}
+		var pairs [][2]int
+		for range 4096 {
+			pairs = append(pairs, [2]int{r.IntN(p), r.IntN(s.cout)})
+		}
+		checked, ones, distinct := full.check(t, name, true, yf, check, pairs)
+		t.Logf("%s %s, batch %d: %d outputs checked, %d one step off, %d distinct values", s, name, s.n, checked, ones, distinct)
+		tiles := Conv3I8Tiles(p, s.cout)
+		grid := min(tiles, v.perSM*sms)
+		nslices, ntiles := v.stages()
+		ms := fastest(s, "kiln "+name, []blockCand{{fmt.Sprintf("%s (persistent, %d blocks, %d tiles of 128x%d, im2col TMA, %d-byte K slices, %d+%d stages, %d wgmma groups in flight)",
+			name, grid, tiles, v.bn(), v.bk(), nslices, ntiles, max(v.wgDepth, 1)), func() error { return nil }, run}}, bytes8, ops)
+		if ms > 0 {
+			us := ms * 1e3 / (float64(tiles) / float64(sms))
+			rows[len(rows)-1] += fmt.Sprintf(" %.2f us a tile an SM, %d 64-byte K slices a tile |", us, 9*s.c/64)
+		}
+		free()
+		bb.freeAll()
 	}
 	// the stride-1 shapes, then the stride-2 ones (the s2 build, after: a
 	// trap there leaves the stride-1 rows)
@@ -344,52 +417,18 @@ func TestConv3I8ProbeOnGPU(t *testing.T) {
 		}
 		bb.freeAll()
 
-		// kiln's kernel: checked on a batch of 2, then at full batch, then timed
-		name, _, _ := Conv3I8Build(s.cout, s.stride)
-		if _, ok := kernels[name]; !ok {
-			rows = append(rows, fmt.Sprintf("| %s | kiln %s | not built | | | | |", s, name))
-			bb.freeAll()
-			continue
-		}
-		small := newConv3Data(r, conv3Shape{2, s.h, s.c, s.cout, s.stride})
-		all := make([]int, 2*oh*oh)
-		for i := range all {
-			all[i] = i
-		}
-		for _, relu := range []bool{true, false} {
-			ys, _, free := kiln(small, relu)
-			checked, ones, distinct := small.check(t, name, relu, ys, all, nil)
-			free()
-			bb.freeAll()
-			t.Logf("%s %s, batch 2, ReLU %v: %d outputs checked, %d one step off, %d distinct values", s, name, relu, checked, ones, distinct)
-			if distinct < 64 {
-				t.Errorf("%s %s: only %d distinct outputs (saturated or zero: the check says little)", s, name, distinct)
-			}
-		}
-		full := newConv3Data(r, s)
-		yf, run, free := kiln(full, true)
-		var check []int
-		for q := range min(128, p) { // the first and the last 128 rows
-			check = append(check, q, p-1-q)
-		}
-		hw := oh * oh
-		if s.n > 1 {
-			for q := range oh { // image 1's first and last rows (the padding above and below)
-				check = append(check, hw+q, 2*hw-oh+q)
-			}
-		}
-		var pairs [][2]int
-		for range 4096 {
-			pairs = append(pairs, [2]int{r.IntN(p), r.IntN(s.cout)})
-		}
-		checked, ones, distinct := full.check(t, name, true, yf, check, pairs)
-		t.Logf("%s %s, batch %d: %d outputs checked, %d one step off, %d distinct values", s, name, s.n, checked, ones, distinct)
-		grid := min(Conv3I8Tiles(p, s.cout), ExpandI8BlocksPerSM*sms)
-		fastest(s, "kiln "+name, []blockCand{{fmt.Sprintf("%s (persistent, %d blocks, %d tiles of 128x%d, im2col TMA, wgmma)", name, grid, Conv3I8Tiles(p, s.cout),
-			conv3I8Variant(s.cout, s.stride).bn()), func() error { return nil }, run}}, bytes8, ops)
-		free()
-		bb.freeAll()
+		kilnRows(s, conv3I8Variant(s.cout, s.stride), bytes8, ops)
 	}
-	t.Logf("ResNet-50's 3x3 convolutions on %s (%v); ms the median of 50 of the fastest candidate; MB moved: x, y and w (int8; FP16 twice):\n| layer | implementation | ms | fastest candidate | MB | TB/s | TOPS |\n| --- | --- | --- | --- | --- | --- | --- |\n%s",
+	// the k128 builds, after every shape's other rows (a trap in one leaves
+	// them), on the shapes they take (C and Cout multiples of 128)
+	for _, s := range shapes {
+		for _, v := range k128s {
+			if v.stride2 == (s.stride == 2) && conv3K128Fits(s.n, s.h, s.h, s.c, s.cout, s.stride, 1) {
+				p := s.n * s.oh() * s.oh()
+				kilnRows(s, v, float64(s.n*s.h*s.h*s.c+p*s.cout+9*s.c*s.cout), 2*float64(p)*float64(s.cout)*float64(9*s.c))
+			}
+		}
+	}
+	t.Logf("ResNet-50's 3x3 convolutions on %s (%v); ms the median of 50 of the fastest candidate; MB moved: x, y and w (int8; FP16 twice); kiln's rows end in us a tile an SM:\n| layer | implementation | ms | fastest candidate | MB | TB/s | TOPS |\n| --- | --- | --- | --- | --- | --- | --- |\n%s",
 		g.fp.GPUName, time.Since(began).Round(time.Second), strings.Join(rows, "\n"))
 }

@@ -219,3 +219,112 @@ func TestExpandK128MapSpecs(t *testing.T) {
 		}
 	}
 }
+
+// TestConv3K128 checks the k128 builds of conv3_i8u2 (conv3K128Variant):
+// names, shared memory and rings as expand_k128's and expand_k128u2's; the
+// shapes they take (ResNet-50's 3x3s but layer1's 64-channel one); x's
+// im2col map (128 pixels of 128 channels a copy in the 128-byte swizzle:
+// one K slice, the traversal stride 2 for s2) and w's tiled map (128 x 128
+// boxes of the [Cout, 9C] weights), within the driver's limits and moving
+// the bytes the barrier expects; the slices of a tile whole taps (9C / 128
+// = 9 x C / 128); and the source (CONV3, BK 128, CSTRIDE, the extra
+// arguments) and, where NVRTC has sm_90a, its assembly without spills,
+// else its compute_90 PTX (the 4-D im2col copy, the 128-byte swizzle's
+// descriptor bits, wait_group 2 in the one-block build only).
+func TestConv3K128(t *testing.T) {
+	const x, wt, y = 0x7f0000000000, 0x7f0010000000, 0x7f0030000000
+	for _, c := range []struct {
+		stride int
+		two    bool
+		name   string
+		like   expandI8tVariant
+	}{
+		{1, false, "conv3_k128", expandK128Variants[1]}, {2, false, "conv3_k128s2", expandK128Variants[1]},
+		{1, true, "conv3_k128u2", expandK128Variants[2]}, {2, true, "conv3_k128u2s2", expandK128Variants[2]},
+	} {
+		v := conv3K128Variant(c.stride, c.two)
+		s1, t1 := v.stages()
+		s2, t2 := c.like.stages()
+		if v.name != c.name || v.smem() != c.like.smem() || v.perSM != c.like.perSM || s1 != s2 || t1 != t2 || v.wgDepth != c.like.wgDepth || v.earlyZ != c.like.earlyZ ||
+			!v.conv3 || !v.k128 || v.stride2 != (c.stride == 2) || !v.ringOK() {
+			t.Errorf("conv3K128Variant(%d, %v) = %+v, want %s built as %s", c.stride, c.two, v, c.name, c.like.name)
+		}
+		src := expandI8tSource(v)
+		for _, frag := range []string{"#define CONV3 1", "#define BK 128 ", fmt.Sprintf("#define CSTRIDE %d ", c.stride), " " + c.name + "(", "int tiles, int H, int W)",
+			"tma_load4_im2col(sx + s * SLICE", "const int cb = K / (9 * BK);", "(1ull << 62)"} {
+			if !strings.Contains(src, frag) {
+				t.Errorf("%s: no %q", c.name, frag)
+			}
+		}
+		if strings.Contains(src, "$") {
+			t.Errorf("%s: unreplaced placeholder", c.name)
+		}
+		for _, s := range []struct {
+			n, h, c, cout, stride int
+			fits                  bool
+		}{
+			{256, 56, 64, 64, 1, false}, {256, 28, 128, 128, 1, true}, {256, 14, 256, 256, 1, true}, {256, 7, 512, 512, 1, true},
+			{256, 56, 128, 128, 2, true}, {256, 28, 256, 256, 2, true}, {256, 14, 512, 512, 2, true}, {2, 7, 512, 512, 1, true},
+			{256, 28, 192, 128, 1, false}, {256, 28, 128, 64, 1, false}, {256, 28, 128, 128, 3, false},
+		} {
+			if got := conv3K128Fits(s.n, s.h, s.h, s.c, s.cout, s.stride, 1); got != s.fits {
+				t.Errorf("conv3K128Fits(%+v) = %v, want %v", s, got, s.fits)
+			}
+			if !s.fits || s.stride != c.stride {
+				continue
+			}
+			xm, rest := conv3I8MapSpecsV(v, x, wt, 0, y, s.n, s.h, s.h, s.c, s.cout, s.stride)
+			if err := xm.check(); err != nil {
+				t.Errorf("%s %+v: x's map: %v", c.name, s, err)
+			}
+			if xm.ChannelsPerPixel != 128 || xm.PixelsPerColumn != 128 || xm.Swizzle != Swizzle128B || (s.stride == 2) != (len(xm.ElementStrides) == 4 && xm.ElementStrides[1] == 2) {
+				t.Errorf("%s %+v: x's map %+v", c.name, s, xm)
+			}
+			wm := rest[0]
+			if err := wm.check(); err != nil {
+				t.Errorf("%s %+v: w's map: %v", c.name, s, err)
+			}
+			if wm.Box[0] != 128 || wm.Box[1] != 128 || wm.Swizzle != Swizzle128B || wm.Dims[0] != uint64(9*s.c) || wm.Dims[1] != uint64(s.cout) {
+				t.Errorf("%s %+v: w's map %+v", c.name, s, wm)
+			}
+			// one copy of each a slice: the barrier's SLICE + WSLICE
+			if got := int(xm.ChannelsPerPixel*xm.PixelsPerColumn) + int(wm.Box[0]*wm.Box[1]); got != 128*v.bk()+v.bn()*v.bk() {
+				t.Errorf("%s %+v: %d bytes a slice's copies, the barrier expects %d", c.name, s, got, 128*v.bk()+v.bn()*v.bk())
+			}
+			// the slices of a tile are whole taps: KT = 9 cb, cb = C / 128
+			if k := 9 * s.c; k%v.bk() != 0 || k/v.bk() != 9*(k/(9*v.bk())) {
+				t.Errorf("%s %+v: K = %d is not 9 taps of whole 128-byte slices", c.name, s, k)
+			}
+			if y := rest[2]; y.Dims[1] != uint64(s.n*Conv3I8OutSize(s.h, s.stride)*Conv3I8OutSize(s.h, s.stride)) {
+				t.Errorf("%s %+v: y's map rows %d", c.name, s, y.Dims[1])
+			}
+		}
+	}
+	n := openNVRTC(t)
+	sw128 := strconv.FormatUint(sw128Desc(0, 0), 10)
+	for _, two := range []bool{false, true} {
+		v := conv3K128Variant(1, two)
+		src := expandI8tSource(v)
+		if compileExpand(t, n, v.name+".cu", src, "sm_90a") != nil {
+			continue
+		}
+		c, err := n.Compile(v.name+".cu", src, "--gpu-architecture=compute_90")
+		if err != nil {
+			t.Fatalf("%s, compute_90: %v", v.name, err)
+		}
+		ptx := string(c.PTX)
+		for ins, want := range map[string]bool{
+			"cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes": true,
+			", " + sw128 + ";":                true,
+			"wgmma.wait_group.sync.aligned 2": !two,
+			"cp.async.bulk.wait_group.read 0": two,
+			".entry " + v.name + "(":          true,
+			"m64n128k32.s32.s8.s8":            true,
+		} {
+			if strings.Contains(ptx, ins) != want {
+				t.Errorf("%s: %q in the PTX: %v", v.name, ins, !want)
+			}
+		}
+		t.Logf("%s: PTX only (%d bytes)", v.name, len(ptx))
+	}
+}
