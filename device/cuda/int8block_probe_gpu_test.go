@@ -562,7 +562,7 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					// the tiles an SM takes: tiles / SMs (two blocks an SM share its tiles)
 					tiles := pixels / 128 * (s.c / k.v.bn())
 					us := ms * 1e3 / (float64(tiles) / float64(sms))
-					rows[len(rows)-1] += fmt.Sprintf(" %.2f us a tile an SM, %d 64-byte K slices a tile (%.3f us each if all were the slices') |", us, s.cm/64, us/float64(s.cm/64))
+					rows[len(rows)-1] += fmt.Sprintf(" %.2f us a tile an SM, %d 64-byte K slices a tile |", us, s.cm/64)
 					key := name + map[bool]string{true: ", int8 z", false: ", no residual"}[strings.Contains(c.name, "int8 z")]
 					if _, seen := perTile[key]; !seen {
 						perTileKeys = append(perTileKeys, key)
