@@ -562,12 +562,15 @@ func TestInt8ExpandProbeOnGPU(t *testing.T) {
 					// the tiles an SM takes: tiles / SMs (two blocks an SM share its tiles)
 					tiles := pixels / 128 * (s.c / k.v.bn())
 					us := ms * 1e3 / (float64(tiles) / float64(sms))
-					rows[len(rows)-1] += fmt.Sprintf(" %.2f us a tile an SM, %d 64-byte K slices a tile |", us, s.cm/64)
+					// the tile's K in 64-byte units as the kernel computes it (k128 at
+					// K = 64: one 128-byte slice, half of it zeros, counts 2)
+					units := (s.cm + k.v.bk() - 1) / k.v.bk() * k.v.bk() / 64
+					rows[len(rows)-1] += fmt.Sprintf(" %.2f us a tile an SM, %d 64-byte K slices a tile |", us, units)
 					key := name + map[bool]string{true: ", int8 z", false: ", no residual"}[strings.Contains(c.name, "int8 z")]
 					if _, seen := perTile[key]; !seen {
 						perTileKeys = append(perTileKeys, key)
 					}
-					perTile[key] = append(perTile[key], tilePoint{s.cm / 64, us})
+					perTile[key] = append(perTile[key], tilePoint{units, us})
 				}
 			}
 			t.Logf("row: %s", rows[len(rows)-1]) // at once: a later kernel may end the run
