@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -22,6 +24,7 @@ import (
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/serve"
 	"github.com/kilnai/kiln/serve/metrics"
+	"github.com/kilnai/kiln/serve/repository"
 	"github.com/kilnai/kiln/serve/scheduler"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -63,6 +66,10 @@ type pathOptions struct {
 	server func(*serve.Server) []grpc.ServerOption
 	// wrap, when set, replaces the model's runner (engine and stub alike)
 	wrap func(string, scheduler.Runner) scheduler.Runner
+	// built: the engine built by kiln's builder with the options the
+	// model's config asks for, as kiln serve's loader builds it (else the
+	// graph as loaded, kiln.Load)
+	built bool
 }
 
 // pathServer serves tinycnn as kiln serve does (the metrics observer, and
@@ -96,6 +103,15 @@ func pathServe(tb testing.TB, o pathOptions) *serve.Server {
 		}
 	}
 	opts := serve.Options{Repository: dir, Observer: metrics.New(nil)}
+	if o.built {
+		opts.Loader = func(path string, cfg *repository.Config) (*kiln.Model, error) {
+			bo, err := repository.BuildOptions(filepath.Dir(filepath.Dir(path)), cfg)
+			if err != nil {
+				return nil, err
+			}
+			return kiln.Build(context.Background(), path, bo)
+		}
+	}
 	if !o.engine {
 		out := stubOutput(tb)
 		opts.WrapRunner = func(string, scheduler.Runner) scheduler.Runner { return stubRunner{out} }
@@ -219,9 +235,30 @@ func BenchmarkRequestPath(b *testing.B) {
 		{"kiln-engine-stream-workers-only", pathOptions{engine: true, server: func(s *serve.Server) []grpc.ServerOption {
 			return append(DecodeErrorOptions(), ServedStats(s), PathOptions()[0])
 		}}},
+		// the engine built as kiln serve builds the bundled tinycnn (its
+		// config completed: max_batch_size 8, dynamic batching, two CPU
+		// instances), against bare grpc-go running bench/reqpath's
+		// engine (kiln.BuildBytes, batch 1..8) in its handler: issue 14's
+		// one-client comparison in process; and the same kiln server made
+		// to hand every request to an instance goroutine (a queue delay
+		// of 1 us: no run on the RPC's goroutine), to see what the fast
+		// path saves
+		{"bare-engine-built", pathOptions{}},
+		{"kiln-engine-built", pathOptions{engine: true, built: true}},
+		{"kiln-engine-built-handoff", pathOptions{engine: true, built: true,
+			config: "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 1 }\ninstance_group { count: 2 kind: KIND_CPU }\n"}},
+		// kiln serve --intra-op-threads 1
+		{"kiln-engine-built-threads=1", pathOptions{engine: true, built: true}},
 	}
 	for _, sv := range servers {
 		b.Run(sv.name, func(b *testing.B) {
+			if _, n, ok := strings.Cut(sv.name, "threads="); ok {
+				k, _ := strconv.Atoi(n)
+				if err := cpu.SetThreads(k); err != nil {
+					b.Fatal(err)
+				}
+				defer cpu.SetThreads(0)
+			}
 			var c inference.GRPCInferenceServiceClient
 			switch sv.name {
 			case "bare":
@@ -232,6 +269,14 @@ func BenchmarkRequestPath(b *testing.B) {
 				g := grpc.NewServer()
 				// the graph as loaded, as pathServer's serve.Server runs it
 				m, err := kiln.LoadBytes(examples.TinyCNNModel)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inference.RegisterGRPCInferenceServiceServer(g, &engineService{ctx: m.NewContext()})
+				c = dial(b, g)
+			case "bare-engine-built":
+				g := grpc.NewServer()
+				m, err := kiln.BuildBytes(context.Background(), "tinycnn", examples.TinyCNNModel, kiln.BuildOptions{MaxBatch: 8})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -249,11 +294,18 @@ func BenchmarkRequestPath(b *testing.B) {
 			b.ReportAllocs()
 			io0 := ioCalls()
 			c0 := cpuTime()
+			sw0, g0 := switches(), goroutinesCreated()
 			for b.Loop() {
 				if _, err := c.ModelInfer(ctx, req); err != nil {
 					b.Fatal(err)
 				}
 			}
+			// the process's threads' context switches (voluntary and
+			// not), client and server: each is a thread that blocked or
+			// was preempted, most of them a goroutine hand-off that found
+			// no running thread to take it
+			b.ReportMetric(float64(switches()-sw0)/float64(b.N), "ctxsw/op")
+			b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
 			// the process's CPU time, client and server, steadier than
 			// the wall time on a shared machine
 			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
@@ -263,6 +315,26 @@ func BenchmarkRequestPath(b *testing.B) {
 			}
 		})
 	}
+}
+
+// switches returns the context switches of the process's threads so far
+// (getrusage's voluntary and involuntary counts, summed over its threads).
+func switches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw + ru.Nivcsw
+}
+
+// goroutinesCreated returns the goroutines the process created so far.
+func goroutinesCreated() uint64 {
+	s := []rtmetrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // ioCalls returns the process's read and write system calls so far
