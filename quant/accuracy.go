@@ -57,6 +57,10 @@ const RelFloor = 1e-3
 type AccuracyReport struct {
 	Batches int              `json:"batches"`
 	Outputs []OutputAccuracy `json:"outputs"`
+	// Warnings are what CheckBatches found in the batches (copies,
+	// constant inputs, values that are not finite): an accuracy measured
+	// on them says little about traffic unlike them.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // MinCosine returns the smallest cosine similarity over the outputs (1
@@ -88,6 +92,9 @@ func (r *AccuracyReport) String() string {
 		}
 		fmt.Fprintf(&b, "%-*s  %12.4g  %12.4g  %10.6f  %s\n", w, o.Name, o.MaxAbs, o.MaxRel, o.Cosine, top)
 	}
+	for _, msg := range r.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", msg)
+	}
 	return b.String()
 }
 
@@ -118,9 +125,10 @@ func (r *AccuracyReport) JSON() ([]byte, error) {
 		return x
 	}
 	doc := struct {
-		Batches int   `json:"batches"`
-		Outputs []out `json:"outputs"`
-	}{Batches: r.Batches}
+		Batches  int      `json:"batches"`
+		Outputs  []out    `json:"outputs"`
+		Warnings []string `json:"warnings,omitempty"`
+	}{Batches: r.Batches, Warnings: r.Warnings}
 	for _, o := range r.Outputs {
 		doc.Outputs = append(doc.Outputs, out{o.Name, o.Elements, num(o.MaxAbs), num(o.MaxRel), num(o.Cosine), num(o.Top1), o.HasTop1, o.Rows, o.ShapesDiffer})
 	}
@@ -132,8 +140,26 @@ func (r *AccuracyReport) JSON() ([]byte, error) {
 // cosine similarity and top-1 agreement. Both must produce the same outputs
 // with the same ranks and types (any two float types compare); a batch where
 // an output's shape differs (the shape depends on the values) is counted in
-// ShapesDiffer and not compared for that output.
+// ShapesDiffer and not compared for that output. The report's Warnings
+// are CheckBatches' about the batches (a value that is not finite is one
+// of them here, not an error).
 func Compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor.Tensor) (*AccuracyReport, error) {
+	rep, err := compare(ctx, ref, test, batches)
+	if err != nil {
+		return nil, err
+	}
+	data, err := checkBatches(batches, DataOptions{})
+	rep.Warnings = data.Warnings
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), ErrData.Error()+": ")
+		rep.Warnings = append(rep.Warnings, strings.TrimPrefix(msg, errNotFinite.Error()+": "))
+	}
+	return rep, nil
+}
+
+// compare is Compare without the check of the batches (the sensitivity
+// analysis compares the same batches once per layer).
+func compare(ctx context.Context, ref, test Runner, batches []map[string]*tensor.Tensor) (*AccuracyReport, error) {
 	if len(batches) == 0 {
 		return nil, fmt.Errorf("%w: no batches", ErrCompare)
 	}

@@ -78,6 +78,9 @@ type CalibOptions struct {
 	// number of runs done and the total (two runs per batch for the
 	// histogram methods: one for the ranges, one for the histograms).
 	Progress func(done, total int)
+	// Profiles, when given, are the plan's optimization profiles: the
+	// data check (CheckBatches) warns about batches whose shapes fit none.
+	Profiles []engine.Profile
 }
 
 // Table is the result of calibration: the range of every float32 value of
@@ -96,6 +99,18 @@ type Table struct {
 	// Source is where the table was read from (set by ReadTable, for error
 	// messages); it is not written.
 	Source string
+	// Warnings are Calibrate's findings about the calibration data
+	// (CheckBatches) and its choice of method; they are not written.
+	Warnings []string
+}
+
+// Note returns the table's warnings as one line for a build log, starting
+// with "; ", or "" when there are none.
+func (t *Table) Note() string {
+	if t == nil || len(t.Warnings) == 0 {
+		return ""
+	}
+	return "; warning: " + strings.Join(t.Warnings, "; warning: ")
 }
 
 // Scale returns the INT8 scale of the named value (amax/127) and whether
@@ -142,6 +157,12 @@ func (t *Table) CheckGraph(g *ir.Graph) error {
 // by the given method. The histogram methods run every batch twice: once
 // for the largest magnitude of each value, once to fill its histogram of
 // HistogramBins bins over [0, that magnitude].
+//
+// It checks the batches first (CheckBatches): a value that is NaN or
+// infinite is an error naming the batch and input; copies, constant
+// inputs and shapes outside opt.Profiles are in the table's Warnings. On
+// fewer than MinHistogramSamples distinct samples the histogram methods
+// give way to MinMax (Table.Method says so, and a warning why).
 func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*tensor.Tensor, method Method, opt CalibOptions) (*Table, error) {
 	if len(batches) == 0 {
 		return nil, fmt.Errorf("%w: no calibration batches", ErrCalibration)
@@ -157,6 +178,16 @@ func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*te
 	case Entropy, MinMax, Percentile:
 	default:
 		return nil, fmt.Errorf("%w: unknown method %v", ErrCalibration, method)
+	}
+	data, err := CheckBatches(batches, DataOptions{Profiles: opt.Profiles})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCalibration, err)
+	}
+	requested := method
+	warnings := data.Warnings
+	if (method == Entropy || method == Percentile) && data.Distinct < MinHistogramSamples {
+		method = MinMax
+		warnings = append(warnings, fmt.Sprintf("%s calibration needs at least %d distinct samples, these batches hold %d: calibrated with minmax instead (copies add nothing to a histogram, and on so few samples the tail %s cuts is those samples' outliers, not the data's; minmax was as accurate or better on such sets in kiln's measurements)", requested, MinHistogramSamples, data.Distinct, requested))
 	}
 	passes := 2
 	if method == MinMax {
@@ -191,7 +222,7 @@ func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*te
 	if len(amax) == 0 {
 		return nil, fmt.Errorf("%w: the graph computes no float32 value", ErrCalibration)
 	}
-	t := &Table{Method: method, Graph: graph, Entries: make(map[string]float32, len(amax))}
+	t := &Table{Method: method, Graph: graph, Entries: make(map[string]float32, len(amax)), Warnings: warnings}
 	if method == Percentile {
 		t.Percentile = pct
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/engine"
@@ -180,22 +181,34 @@ func TestCalibrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batches := []map[string]*tensor.Tensor{
+	few := []map[string]*tensor.Tensor{
 		{"x": tensor.FromFloat32([]float32{-5, 1, 2, 0.5}, 1, 4)},
 		{"x": tensor.FromFloat32([]float32{-1, 1, 2, 2.5, 0, 0, 0, 0}, 2, 4)},
 	}
+	// MinHistogramSamples distinct samples: the same ranges, five more
+	// samples inside them
+	enough := append([]map[string]*tensor.Tensor{}, few...)
+	for k := range MinHistogramSamples - 3 {
+		enough = append(enough, map[string]*tensor.Tensor{"x": tensor.FromFloat32([]float32{0.1 * float32(k+1), 0.2, -0.3, 0.4}, 1, 4)})
+	}
 	for _, tc := range []struct {
-		method       Method
+		name         string
+		batches      []map[string]*tensor.Tensor
+		method, want Method // asked for, used
 		runs         int
 		x, relu, out float64 // wanted amax; entropy: upper bounds
 	}{
-		{MinMax, 2, 5, 2.5, 7.5},
-		{Percentile, 4, 5, 2.5, 7.5},
-		{Entropy, 4, 5, 2.5, 7.5},
+		{"minmax", enough, MinMax, MinMax, 7, 5, 2.5, 7.5},
+		{"percentile", enough, Percentile, Percentile, 14, 5, 2.5, 7.5},
+		{"entropy", enough, Entropy, Entropy, 14, 5, 2.5, 7.5},
+		// 3 distinct samples: the histogram methods give way to minmax
+		{"minmax few", few, MinMax, MinMax, 2, 5, 2.5, 7.5},
+		{"percentile few", few, Percentile, MinMax, 2, 5, 2.5, 7.5},
+		{"entropy few", few, Entropy, MinMax, 2, 5, 2.5, 7.5},
 	} {
-		t.Run(tc.method.String(), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			runs := 0
-			tab, err := Calibrate(context.Background(), eng, batches, tc.method, CalibOptions{Progress: func(done, total int) {
+			tab, err := Calibrate(context.Background(), eng, tc.batches, tc.method, CalibOptions{Progress: func(done, total int) {
 				runs++
 				if done != runs || total != tc.runs {
 					t.Errorf("progress %d/%d at run %d, want total %d", done, total, runs, tc.runs)
@@ -207,8 +220,13 @@ func TestCalibrate(t *testing.T) {
 			if runs != tc.runs {
 				t.Errorf("%d progress calls, want %d", runs, tc.runs)
 			}
-			if tab.Method != tc.method || tab.Graph != GraphHash(eng.Graph()) {
-				t.Errorf("table method %v graph %q", tab.Method, tab.Graph)
+			if tab.Method != tc.want || tab.Graph != GraphHash(eng.Graph()) {
+				t.Errorf("table method %v graph %q, want method %v", tab.Method, tab.Graph, tc.want)
+			}
+			// the fallback, and only it, is explained
+			fell := tc.want != tc.method
+			if got := strings.Contains(tab.Note(), "calibrated with minmax instead"); got != fell || fell && !strings.Contains(tab.Note(), "these batches hold 3") {
+				t.Errorf("table note %q (fallback %v)", tab.Note(), fell)
 			}
 			if len(tab.Entries) != 3 {
 				t.Fatalf("entries %v, want x, the Relu output and y", tab.Entries)
@@ -216,7 +234,7 @@ func TestCalibrate(t *testing.T) {
 			relu := eng.Graph().Nodes[0].Outputs[0].Name
 			for name, want := range map[string]float64{"x": tc.x, relu: tc.relu, "y": tc.out} {
 				got := float64(tab.Entries[name])
-				if tc.method == Entropy {
+				if tab.Method == Entropy {
 					// a handful of samples: the threshold lies between the
 					// 128th bin's edge and the max.
 					if got > want || got < want*QuantLevels/HistogramBins {

@@ -25,7 +25,8 @@ var inputFile = regexp.MustCompile(`^input_(\d+)\.pb$`)
 // inputs, otherwise by its position N. Every input must be given once per
 // batch, with the model's data type and a shape that fits the model's
 // (known dimensions equal, a symbolic dimension one size across the
-// batch's inputs).
+// batch's inputs), and float inputs must be finite (the error names the
+// file, the input and the first element that is NaN or infinite).
 func LoadBatches(dir string, inputs []*ir.Value) ([]map[string]*tensor.Tensor, error) {
 	if len(inputs) == 0 {
 		return nil, fmt.Errorf("%w: the model takes no inputs", ErrData)
@@ -137,6 +138,11 @@ func loadBatch(dir string, files []string, inputs []*ir.Value) (map[string]*tens
 		}
 		if err := checkTensor(v, t, syms); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrData, from[v.Name], err)
+		}
+		if t.DType.IsFloat() {
+			if _, _, bad, at := floatRange(t); bad != "" {
+				return nil, fmt.Errorf("%w: %s: input %q: element %d is %s (calibration and the accuracy report need finite values)", ErrData, from[v.Name], v.Name, at, bad)
+			}
 		}
 	}
 	return b, nil

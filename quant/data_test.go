@@ -2,6 +2,7 @@ package quant
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,12 @@ func TestLoadBatches(t *testing.T) {
 		{name: "same input twice", files: map[string]any{"input_0.pb": [2]any{"img", img}, "input_1.pb": [2]any{"img", img}}, err: "both give"},
 		{name: "too many", files: map[string]any{"input_0.pb": img, "input_1.pb": ids, "input_2.pb": ids}, err: "takes 2 inputs"},
 		{name: "empty", files: map[string]any{"x/readme.txt": nil}, err: "no input_N.pb"},
+		{name: "NaN", files: map[string]any{
+			"test_data_set_0/input_0.pb": img, "test_data_set_0/input_1.pb": ids,
+			"test_data_set_1/input_0.pb": tensor.FromFloat32([]float32{1, 2, 3, 4, float32(math.NaN()), 6}, 2, 3), "test_data_set_1/input_1.pb": ids,
+		}, err: `test_data_set_1/input_0.pb: input "img": element 4 is NaN`},
+		{name: "infinity", files: map[string]any{"input_0.pb": tensor.FromFloat32([]float32{float32(math.Inf(-1)), 2, 3, 4, 5, 6}, 2, 3), "input_1.pb": ids},
+			err: `input_0.pb: input "img": element 0 is -Inf`},
 		{name: "no such dir", dir: "nope", err: "no such file"},
 	}
 	for _, tc := range tests {

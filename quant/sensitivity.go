@@ -180,7 +180,7 @@ func sensitivity(ctx context.Context, g *ir.Graph, t *Table, batches []map[strin
 			}
 			test = qe
 		}
-		acc, err := Compare(ctx, cached, test, batches)
+		acc, err := compare(ctx, cached, test, batches)
 		saved.restore(g) // after the run: the engine reads g's nodes
 		if err != nil {
 			return nil, 0, fmt.Errorf("layer %q: %w", d.Name, err)
