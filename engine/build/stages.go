@@ -284,7 +284,7 @@ func (b *builder) calibrate(ctx context.Context, ref *engine.Engine, batches []m
 	if err != nil {
 		return nil, err
 	}
-	b.logf("calibration (%s): %d ranges from %d batches", method, len(t.Entries), len(batches))
+	b.logf("calibration (%s): %d ranges from %d batches%s", method, len(t.Entries), len(batches), t.Note())
 	if b.o.CalibCache != "" {
 		if err := quant.WriteTable(b.o.CalibCache, t); err != nil {
 			return nil, err
