@@ -309,7 +309,34 @@ func buildCmd(args []string) int {
 		fmt.Printf("  on %s: weights %s; per execution context, arena %s and library workspace %s\n", h.Device,
 			bytesStr(m.WeightBytes), bytesStr(m.ArenaBytes), bytesStr(m.WorkspaceBytes))
 	}
+	for _, w := range buildWarnings(h.Notes) {
+		fmt.Printf("  warning: %s\n", w)
+	}
 	return exitOK
+}
+
+// buildWarnings returns the warnings of a build's log (the calibration
+// data's and calibration's: "warning: ..." in a line, or after "; " at its
+// end), each once, in order, for the summary after the build: the log
+// scrolls by, and a plan calibrated on data unlike traffic should not pass
+// unnoticed.
+func buildWarnings(notes []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range notes {
+		parts := strings.Split(n, "warning: ")
+		for i, w := range parts[1:] {
+			if before := parts[i]; !strings.HasSuffix(before, "; ") && strings.TrimSpace(before) != "" {
+				continue // "warning: " inside a message, not a warning
+			}
+			w = strings.TrimSuffix(w, "; ")
+			if !seen[w] {
+				seen[w] = true
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 // defaultPlanName is where kiln build writes without -o: in the current
