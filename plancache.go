@@ -59,11 +59,15 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 		m, err := LoadWith(path, c.loadOptions(o))
 		return m, CacheResult{Path: path, Hit: true}, err
 	}
-	key, err := c.key(path, o)
+	hash, err := c.key(path, o)
 	if err != nil {
 		return nil, CacheResult{}, fmt.Errorf("kiln: plan cache: %w", err)
 	}
+	key := planName(path) + "-" + hash
 	res := CacheResult{Path: filepath.Join(c.Dir, key+".plan")}
+	if m, lres, ok := c.loadLegacy(path, hash, res.Path, o); ok {
+		return m, lres, nil
+	}
 	if _, err := os.Stat(res.Path); err == nil {
 		// The file name says which key the plan is for; its header says
 		// what it was built from. A plan copied or swapped in under the
@@ -118,6 +122,84 @@ func (c *PlanCache) Load(ctx context.Context, path string, o BuildOptions) (*Mod
 	return m, res, err
 }
 
+// planName is the name part of a cached plan's file name (NAME-KEY.plan):
+// NAME for a model file NAME.onnx; for a file named model.onnx its
+// folder's name, a numeric version folder skipped, so that a repository's
+// <model>/<version>/model.onnx and a model's own folder <model>/model.onnx
+// both give <model> (as kiln build names its plans).
+func planName(path string) string {
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if name != "model" {
+		return sanitize(name)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return name
+	}
+	dir := filepath.Dir(abs)
+	if isVersion(filepath.Base(dir)) {
+		dir = filepath.Dir(dir)
+	}
+	if d := filepath.Base(dir); d != "." && d != string(filepath.Separator) && d != "" {
+		name = d
+	}
+	return sanitize(name)
+}
+
+// legacyPlanName is the name earlier kilns gave a cached plan: a
+// model.onnx was named after the folder two above it, right for a
+// repository's <model>/<version>/model.onnx only (../models/resnet/model.onnx
+// was "models").
+func legacyPlanName(path string) string {
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if name == "model" {
+		name = filepath.Base(filepath.Dir(filepath.Dir(path)))
+	}
+	return sanitize(name)
+}
+
+// isVersion reports whether a folder name is a version number (digits).
+func isVersion(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// loadLegacy loads the plan a cache of the old names holds for path (the
+// same key under legacyPlanName) when the plan of the current name is not
+// there: it depends on the same model, options, device and kiln version,
+// and its header's build key is checked as on any hit. Any trouble with it
+// (another key in its header, a damaged file) is a miss: the caller builds
+// the plan under its current name, and the old file is left alone.
+func (c *PlanCache) loadLegacy(path, hash, current string, o BuildOptions) (*Model, CacheResult, bool) {
+	legacy := legacyPlanName(path) + "-" + hash
+	p := filepath.Join(c.Dir, legacy+".plan")
+	if p == current {
+		return nil, CacheResult{}, false
+	}
+	if _, err := os.Stat(current); err == nil {
+		return nil, CacheResult{}, false
+	}
+	if h, err := plan.ReadHeader(p); err != nil || h.BuildKey != legacy {
+		return nil, CacheResult{}, false
+	}
+	m, err := LoadWith(p, c.loadOptions(o))
+	if err != nil {
+		return nil, CacheResult{}, false
+	}
+	if m.Plan().BuildKey != legacy {
+		m.Close()
+		return nil, CacheResult{}, false
+	}
+	return m, CacheResult{Path: p, Hit: true}, true
+}
+
 // loadOptions are the options of loading a plan built with bo, for its
 // device (bo.Device: "", "cpu", "cuda" or "cuda:N", of bo.Devices): a plan
 // of the cache may have been built on another GPU of the same
@@ -130,7 +212,8 @@ func (c *PlanCache) loadOptions(bo BuildOptions) LoadOptions {
 	return o
 }
 
-// key hashes what a plan depends on: the model file, the external data
+// key hashes what a plan depends on (the cached plan's name is
+// planName(path)-key): the model file, the external data
 // files it names (so that new weights beside an unchanged model.onnx are a
 // miss), the options and the files they name (INT8 calibration data and
 // cache), the device and the kiln version.
@@ -187,11 +270,7 @@ func (c *PlanCache) key(path string, o BuildOptions) (string, error) {
 		o.Device = plan.DeviceBase(o.Device) // "cuda:1" hashes as "cuda" does
 	}
 	fmt.Fprintf(h, "\x00%+v\x00%s\x00%s", o, fp, version.Kiln)
-	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	if name == "model" {
-		name = filepath.Base(filepath.Dir(filepath.Dir(path))) // <repo>/<model>/<version>/model.onnx
-	}
-	return sanitize(name) + "-" + hex.EncodeToString(h.Sum(nil))[:24], nil
+	return hex.EncodeToString(h.Sum(nil))[:24], nil
 }
 
 // hashFileIn writes the contents of the file at name inside dir to h; a

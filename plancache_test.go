@@ -306,3 +306,153 @@ func TestPlanCacheCorruptTimingCache(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanCacheNames: a cached plan is named after the model file (NAME.onnx)
+// or, for a model.onnx, after its folder, a numeric version folder skipped:
+// a repository's <model>/<version>/model.onnx and a model's own folder
+// <model>/model.onnx both give <model> (before, the second was named after
+// the folder above the model's: "models" for models/resnet_mini/model.onnx).
+func TestPlanCacheNames(t *testing.T) {
+	dir := t.TempDir()
+	o := kiln.BuildOptions{MaxBatch: 2, NoTiming: true}
+	for _, tc := range []struct {
+		name, model, chdir, want string // model: under dir; chdir: the current folder under dir, model then relative to it
+	}{
+		{"repository layout", "repo/tiny/1/model.onnx", "", "tiny"},
+		{"the model's own folder", "models/resnet_mini/model.onnx", "", "resnet_mini"},
+		{"a named file", "models/mine/my-net.onnx", "", "my-net"},
+		{"a named file in a version folder", "repo/tiny/2/net.onnx", "", "net"},
+		{"a folder that is no version", "zoo/tiny/v2/model.onnx", "", "v2"},
+		{"relative, in its folder", "work/yolo/model.onnx", "work/yolo", "yolo"},
+		{"relative, repository layout", "repo2/det/3/model.onnx", "repo2", "det"},
+		{"odd characters", "models/my net+1/model.onnx", "", "my_net_1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			model := filepath.Join(dir, tc.model)
+			if err := os.MkdirAll(filepath.Dir(model), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			path := model
+			if tc.chdir != "" {
+				t.Chdir(filepath.Join(dir, tc.chdir))
+				if path, _ = filepath.Rel(filepath.Join(dir, tc.chdir), model); !strings.Contains(tc.model, path) {
+					t.Fatalf("relative path %q", path)
+				}
+			}
+			// a cache of its own: the same model and options elsewhere
+			// have the same key, and a plan of the old name would be found
+			c := &kiln.PlanCache{Dir: t.TempDir()}
+			m, res, err := c.Load(context.Background(), path, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			base := filepath.Base(res.Path)
+			i := strings.LastIndexByte(base, '-')
+			if got := base[:max(i, 0)]; got != tc.want || filepath.Ext(base) != ".plan" {
+				t.Errorf("cached plan %s, want %s-KEY.plan", base, tc.want)
+			}
+		})
+	}
+}
+
+// TestPlanCacheLegacyNames: a cache written by a kiln that named a
+// models/<model>/model.onnx plan after "models" is still found (the same
+// key, the same checks of the plan's header); a plan under the old name
+// that is damaged or has another build key is rebuilt under the new name,
+// without an error.
+func TestPlanCacheLegacyNames(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "models", "tiny", "model.onnx")
+	if err := os.MkdirAll(filepath.Dir(model), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(model, examples.TinyCNNModel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := kiln.BuildOptions{MaxBatch: 2, NoTiming: true}
+	in := map[string]*kiln.Tensor{"image": examples.TinyCNNInput(2)}
+	ref, err := kiln.LoadBytes(examples.TinyCNNModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Run(context.Background(), in)
+	ref.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the key, from a cache of the new names
+	m, res, err := (&kiln.PlanCache{Dir: filepath.Join(dir, "new")}).Load(context.Background(), model, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	key := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(res.Path), "tiny-"), ".plan")
+	if len(key) != 24 {
+		t.Fatalf("cached plan %s: no tiny-KEY.plan", res.Path)
+	}
+	// writeOld writes a cache of the old names: the plan as an earlier
+	// kiln's PlanCache wrote it (under models-KEY.plan, that build key in
+	// its header), or the given bytes
+	writeOld := func(t *testing.T, buildKey string, garbage []byte) (cache, old string) {
+		cache = t.TempDir()
+		old = filepath.Join(cache, "models-"+key+".plan")
+		if garbage != nil {
+			if err := os.WriteFile(old, garbage, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		r, err := build.Build(context.Background(), model, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		r.Header.BuildKey = buildKey
+		if err := r.WriteFile(old); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for _, tc := range []struct {
+		name     string
+		buildKey string
+		garbage  []byte
+		hit      bool
+	}{
+		{"found", "models-" + key, nil, true},
+		{"another build key", "models-ffffffffffffffffffffffff", nil, false},
+		{"damaged", "", []byte("KILNPLAN garbage"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache, old := writeOld(t, tc.buildKey, tc.garbage)
+			c := &kiln.PlanCache{Dir: cache}
+			for round := range 2 { // the second: what the first left
+				m, res, err := c.Load(context.Background(), model, o)
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				out, err := m.Run(context.Background(), in)
+				m.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, w := range want["probabilities"].Float32s() {
+					if d := out["probabilities"].Float32s()[i] - w; d > 1e-5 || d < -1e-5 {
+						t.Fatalf("round %d: output %d off by %g", round, i, d)
+					}
+				}
+				wantPath, wantHit := filepath.Join(cache, "tiny-"+key+".plan"), round == 1
+				if tc.hit {
+					wantPath, wantHit = old, true
+				}
+				if res.Path != wantPath || res.Hit != wantHit {
+					t.Errorf("round %d: %+v, want path %s, hit %v", round, res, wantPath, wantHit)
+				}
+			}
+		})
+	}
+}
