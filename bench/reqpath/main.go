@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/tensor"
 )
@@ -40,7 +41,7 @@ import (
 // allTargets are the targets in the order each round measures them. The
 // gw-* targets go through kiln gateway in front of the kiln serve of the
 // kiln-* targets (the gateway process's CPU time is theirs).
-var allTargets = []string{"engine", "engine-idle", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine",
+var allTargets = []string{"engine", "engine-idle", "engine-t1", "engine-idle-t1", "bare-http", "kiln-http", "gw-http", "bare-grpc", "kiln-grpc", "gw-grpc", "bare-grpc-engine",
 	"engine-syscall", "engine-flush", "engine-newg", "engine-hop", "engine-hop2", "engine-stay", "bare-grpc-spin", "bare-grpc-decode", "bare-grpc-engine-pre", "bare-grpc-engine-locked", "bare-grpc-engine-warm", "bare-grpc-engine-diag", "bare-grpc-p1", "bare-grpc-engine-p1"}
 
 // grpcVariants are the bare gRPC servers after bare-grpc and
@@ -286,6 +287,20 @@ func engineTarget(ctx context.Context, img *tensor.Tensor, built bool, names ...
 	for _, name := range names {
 		t := target{name: name, pid: os.Getpid(), newCaller: func() (caller, func(), error) {
 			c := m.NewContext()
+			if strings.HasSuffix(name, "-t1") {
+				// kiln serve --intra-op-threads 1: every layer on the
+				// caller's thread, no pool worker woken
+				if err := cpu.SetThreads(1); err != nil {
+					return nil, nil, err
+				}
+				return func(ctx context.Context) error {
+					out, err := c.Run(ctx, in)
+					if err == nil && out[outputName] == nil {
+						err = fmt.Errorf("engine: no output %s", outputName)
+					}
+					return err
+				}, func() { cpu.SetThreads(0) }, nil
+			}
 			switch name {
 			case "engine-hop", "engine-stay":
 				return pinnedCaller(c, c, in, name == "engine-hop")
@@ -317,7 +332,7 @@ func engineTarget(ctx context.Context, img *tensor.Tensor, built bool, names ...
 			}, func() {}, nil
 		}}
 		switch name {
-		case "engine-idle":
+		case "engine-idle", "engine-idle-t1":
 			t.pause = idleGap
 		case "engine-syscall":
 			t.between = syscallBetween
@@ -511,6 +526,8 @@ func label(t string) string {
 var labels = map[string]string{
 	"engine":         "engine alone (kiln Go API, one context)",
 	"engine-idle":    "engine alone, each run after " + fmtUs(us(idleGap)) + " asleep (not counted)",
+	"engine-t1":      "engine alone on one intra-op thread (as --intra-op-threads 1)",
+	"engine-idle-t1": "engine alone on one intra-op thread, each run after " + fmtUs(us(idleGap)) + " asleep (not counted)",
 	"engine-syscall": "engine alone, each run after one cheap system call (getppid; not counted)",
 	"engine-flush":   "engine alone, each run after touching one byte in each of 4096 pages (not counted)",
 	"engine-newg":    "engine alone, each run on a new goroutine (as a gRPC handler's; its start and end counted)",
@@ -576,7 +593,7 @@ func (r *report) write(w io.Writer) {
 		if isEngine(t) {
 			cpu := median(r.col(t, func(x row) float64 { return us(x.one.cpu) }))
 			cpuCell := fmtUs(cpu) + " (1 client)"
-			if t == "engine-idle" {
+			if strings.HasPrefix(t, "engine-idle") {
 				cpuCell = "-" // its sleeps' system time is the driver's
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | - | - | %s |", label(t), fmtUs(p50), fmtUs(p99), cpuCell)
