@@ -276,7 +276,7 @@ func (b *builder) calibrate(ctx context.Context, ref *engine.Engine, batches []m
 		}
 		method = m
 	}
-	t, err := quant.Calibrate(ctx, ref, batches, method, quant.CalibOptions{Progress: func(done, total int) {
+	t, err := quant.Calibrate(ctx, ref, batches, method, quant.CalibOptions{Profiles: b.res.Header.Profiles, Progress: func(done, total int) {
 		if b.o.Progress != nil {
 			b.o.Progress(fmt.Sprintf("calibration: run %d of %d", done, total))
 		}
