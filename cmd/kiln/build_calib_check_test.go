@@ -30,13 +30,14 @@ func TestBuildCalibDataCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewSource(5))
-	image := func() *tensor.Tensor {
-		x := tensor.New(tensor.Float32, 1, 3, 32, 32)
+	images := func(n int) *tensor.Tensor {
+		x := tensor.New(tensor.Float32, n, 3, 32, 32)
 		for i, v := 0, x.Float32s(); i < len(v); i++ {
 			v[i] = float32(r.NormFloat64())
 		}
 		return x
 	}
+	image := func() *tensor.Tensor { return images(1) }
 	// set writes a calibration folder of one test_data_set_N per image
 	set := func(name string, images []*tensor.Tensor) string {
 		d := filepath.Join(dir, name)
@@ -52,8 +53,9 @@ func TestBuildCalibDataCheck(t *testing.T) {
 		return d
 	}
 	one := image()
-	var copies, distinct, zeros []*tensor.Tensor
+	var copies, distinct, zeros, fours []*tensor.Tensor
 	for range 16 {
+		fours = append(fours, images(4))
 		copies = append(copies, one)
 		distinct = append(distinct, image())
 		zeros = append(zeros, tensor.New(tensor.Float32, 1, 3, 32, 32))
@@ -81,6 +83,8 @@ func TestBuildCalibDataCheck(t *testing.T) {
 		{name: "zeros", images: zeros, code: exitOK,
 			warnings: []string{`input "image" is all zeros in every batch`, "all 16 batches are one sample", fallback},
 			planOnly: []string{"all 16 batches are one sample", `input "image" is all zeros in every batch`}},
+		{name: "batches above the profile", images: fours, args: []string{"--max-batch", "2"}, code: exitOK,
+			warnings: []string{`batches 0-15: input "image" dimension 0 is 4, outside the range [1, 2] of profile`}},
 		{name: "NaN", images: withNaN, code: exitError,
 			err: `test_data_set_103/input_0.pb: input "image": element 5 is NaN`},
 	}
