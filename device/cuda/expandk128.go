@@ -13,9 +13,10 @@ package cuda
 // releases slice k - 2, one slice later than the depth-1 builds, which
 // release k - 1 after wait_group 1.
 //
-// Not yet run on a GPU: probe-only (TestInt8ExpandProbeOnGPU and
-// TestConv3I8ProbeOnGPU time them beside expand_i8u2 / conv3_i8u2 and the
-// libraries, host-checked); the executor does not build them.
+// Not yet run on a GPU: TestInt8ExpandProbeOnGPU and TestConv3I8ProbeOnGPU
+// time them beside expand_i8u2 / conv3_i8u2 and the libraries,
+// host-checked; the executor builds one (ExpandK128Kernel) only behind its
+// switch, gpuexec's KILN_CUDA_INT8_K128=1.
 
 // expandK128Variants are the probe's k128 builds of expand_i8t, timed in
 // its second pass (late: not yet run on a device), in this order (the one
@@ -119,4 +120,43 @@ func conv3K128Fits(n, h, w, c, cout, stride, pad int) bool {
 func sw128Desc(addr uint32, kk int) uint64 {
 	addr += uint32(kk) * 32
 	return uint64((addr&0x3FFFF)>>4) | 1<<16 | uint64(1024>>4)<<32 | 1<<62
+}
+
+// ExpandK128Kernel names the k128 build the executor runs where its switch
+// (gpuexec's KILN_CUDA_INT8_K128=1) asks for it: expand_k128u2, whose
+// threads and blocks an SM are ExpandI8Kernel's (ExpandI8Threads,
+// ExpandI8BlocksPerSM) and whose arguments are the same. Not yet run on a
+// GPU.
+const ExpandK128Kernel = "expand_k128u2"
+
+// expandK128Exec is ExpandK128Kernel's build.
+var expandK128Exec = func() expandI8tVariant {
+	for _, v := range expandK128Variants {
+		if v.name == ExpandK128Kernel {
+			return v
+		}
+	}
+	panic("cuda: no k128 build " + ExpandK128Kernel)
+}()
+
+// ExpandK128Source is the CUDA C++ of ExpandK128Kernel alone (a module of
+// its own: the template's helpers would clash with expand_i8u2's), sm_90a
+// only.
+func ExpandK128Source() string { return expandI8tSource(expandK128Exec) }
+
+// ExpandK128SharedMem is a block's dynamic shared memory of
+// ExpandK128Kernel (over 48 KB: the function's attribute must allow it).
+func ExpandK128SharedMem() int { return expandK128Exec.smem() }
+
+// ExpandK128Fits reports whether the executor runs ExpandK128Kernel for x
+// [p, k] times w [n, k]: ExpandI8Fits with k a multiple of 128 (K = 64
+// keeps expand_i8u2: one zero-padded 128-byte slice would double its
+// tensor work).
+func ExpandK128Fits(p, k, n int) bool { return k%128 == 0 && expandK128Exec.fits(p, k, n) }
+
+// ExpandK128MapSpecs is ExpandI8MapSpecs for ExpandK128Kernel: x's and w's
+// boxes 128 bytes x 128 rows in the 128-byte swizzle, z and y as
+// expand_i8u2's.
+func ExpandK128MapSpecs(x, w, z, y DevicePtr, p, k, n int) []TensorMapTiled {
+	return expandI8tMapSpecs(x, w, z, y, p, k, n, expandK128Exec)
 }

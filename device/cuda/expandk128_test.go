@@ -328,3 +328,31 @@ func TestConv3K128(t *testing.T) {
 		t.Logf("%s: PTX only (%d bytes)", v.name, len(ptx))
 	}
 }
+
+// TestExpandK128Exported checks what the executor's switch uses:
+// ExpandK128Kernel is expand_k128u2 with expand_i8u2's threads and blocks
+// an SM (the launch differs only in the function and its shared memory),
+// its source is that build's alone, its shapes those of ExpandI8Fits with K
+// a multiple of 128, and its maps the build's.
+func TestExpandK128Exported(t *testing.T) {
+	v := expandK128Exec
+	if v.name != ExpandK128Kernel || v.threads() != ExpandI8Threads || v.perSM != ExpandI8BlocksPerSM || ExpandK128SharedMem() != v.smem() || ExpandK128SharedMem() != 99392 {
+		t.Errorf("%s: %d threads, %d an SM, %d bytes", v.name, v.threads(), v.perSM, ExpandK128SharedMem())
+	}
+	src := ExpandK128Source()
+	if strings.Count(src, "extern \"C\" __global__") != 1 || !strings.Contains(src, " "+ExpandK128Kernel+"(") || !strings.Contains(src, "#define BK 128 ") {
+		t.Error("ExpandK128Source is not expand_k128u2 alone")
+	}
+	for _, c := range []struct {
+		p, k, n int
+		fits    bool
+	}{{256 * 56 * 56, 64, 256, false}, {256 * 56 * 56, 256, 128, true}, {256 * 14 * 14, 1024, 512, true}, {256 * 14 * 14, 192, 512, false}, {200, 256, 128, false}} {
+		if got := ExpandK128Fits(c.p, c.k, c.n); got != c.fits || got && !ExpandI8Fits(c.p, c.k, c.n) {
+			t.Errorf("ExpandK128Fits(%d, %d, %d) = %v, want %v", c.p, c.k, c.n, got, c.fits)
+		}
+	}
+	specs := ExpandK128MapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256*14*14, 256, 1024)
+	if fmt.Sprint(specs) != fmt.Sprint(expandI8tMapSpecs(0x7f0000000000, 0x7f0010000000, 0, 0x7f0030000000, 256*14*14, 256, 1024, v)) || specs[0].Swizzle != Swizzle128B {
+		t.Errorf("ExpandK128MapSpecs: %+v", specs)
+	}
+}

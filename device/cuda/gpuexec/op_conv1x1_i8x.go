@@ -69,6 +69,14 @@ const EnvInt8Expand = "KILN_CUDA_INT8_EXPAND"
 // form has run on a GPU.
 const EnvInt8Reduce = "KILN_CUDA_INT8_REDUCE"
 
+// EnvInt8K128 names the environment variable that, set to 1, makes the
+// layers expand_i8u2 takes whose input channels are a multiple of 128 run
+// cuda.ExpandK128Kernel instead (expand_k128u2: the same arguments, threads
+// and blocks an SM, 128-byte K slices; its own module, shared memory and
+// maps). Not yet run on a GPU; off by default, and the plan's tactic stays
+// expand_i8u2's (a runtime switch, for an A/B of the same plan).
+const EnvInt8K128 = "KILN_CUDA_INT8_K128"
+
 // quantI8x is the Tactic.Quant of expand_i8u2 (Impl ImplKernel), and
 // i8xName its name in the timing cache.
 const (
@@ -130,6 +138,11 @@ type i8xState struct {
 	tried   bool
 	mod     cuda.Module
 	fn, dq  cuda.Function
+	// k128: ExpandK128Kernel, loaded with EnvInt8K128=1 (k128On), in a
+	// module of its own
+	k128Mod cuda.Module
+	k128    cuda.Function
+	k128On  bool
 	sms     int
 	maps    ctxMaps
 	loadErr error
@@ -239,6 +252,14 @@ func (e *Engine) loadI8x() error {
 			return err
 		}
 		st.mod, st.fn, st.dq = mod, fn, dq
+		if os.Getenv(EnvInt8K128) == "1" {
+			// asked for: a failure is the engine's error, not a silent fallback
+			if err := e.loadK128(nv); err != nil {
+				e.drv.ModuleUnload(mod)
+				st.mod = cuda.Module{}
+				return fmt.Errorf("%s: %w", cuda.ExpandK128Kernel, err)
+			}
+		}
 		st.sms = 132
 		if v, err := e.drv.Attribute(e.dev, 16); err == nil && v > 0 { // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 			st.sms = v
@@ -246,6 +267,32 @@ func (e *Engine) loadI8x() error {
 		return nil
 	}()
 	return st.loadErr
+}
+
+// loadK128 compiles and loads ExpandK128Kernel's module (EnvInt8K128).
+func (e *Engine) loadK128(nv *cuda.NVRTC) error {
+	st := e.int8.x8
+	comp, err := nv.Compile(cuda.ExpandK128Kernel+".cu", cuda.ExpandK128Source(), "--gpu-architecture=sm_90a")
+	if err != nil {
+		return err
+	}
+	if len(comp.CUBIN) == 0 {
+		return fmt.Errorf("%w: NVRTC made no cubin for sm_90a", ErrUnsupported)
+	}
+	mod, err := e.drv.ModuleLoadData(comp.CUBIN)
+	if err != nil {
+		return err
+	}
+	fn, err := e.drv.ModuleFunction(mod, cuda.ExpandK128Kernel)
+	if err == nil {
+		err = e.drv.FuncSetMaxDynamicShared(fn, cuda.ExpandK128SharedMem())
+	}
+	if err != nil {
+		e.drv.ModuleUnload(mod)
+		return err
+	}
+	st.k128Mod, st.k128, st.k128On = mod, fn, true
+	return nil
 }
 
 // i8xLoadHook, when a test sets it, replaces loadI8x's compile and load
@@ -265,6 +312,11 @@ func (e *Engine) destroyI8x() {
 		e.drv.ModuleUnload(st.mod)
 		st.mod = cuda.Module{}
 	}
+	if st.k128Mod != (cuda.Module{}) {
+		e.drv.ModuleUnload(st.k128Mod)
+		st.k128Mod = cuda.Module{}
+	}
+	st.k128On = false
 	st.tried, st.loadErr = false, nil
 }
 
@@ -449,9 +501,11 @@ func (c *Context) i8xCalls(i int, q *int8Conv) ([]call, []launch) {
 	if yo >= 0 {
 		yq = c.ws + cuda.DevicePtr(yo)
 	}
+	// EnvInt8K128's kernel where the layer's K is whole 128-byte slices
+	k128 := st.k128On && cuda.ExpandK128Fits(x8.p, x8.k, x8.n)
 	maps, err := c.i8xMaps(i)
 	if err == nil {
-		err = c.encodeI8x(maps, xq, q.w, zq, yq, x8)
+		err = c.encodeI8x(maps, xq, q.w, zq, yq, x8, k128)
 	}
 	if err != nil {
 		for _, k := range calls {
@@ -470,8 +524,12 @@ func (c *Context) i8xCalls(i int, q *int8Conv) ([]call, []launch) {
 	args.SetInt32(6, int32(x8.n))
 	args.SetInt32(7, int32(tiles))
 	grid := cuda.Dim3{X: uint32(min(tiles, cuda.ExpandI8BlocksPerSM*st.sms)), Y: 1, Z: 1}
-	calls = append(calls, call{step: i, fn: st.fn, grid: grid, block: cuda.Dim3{X: cuda.ExpandI8Threads, Y: 1, Z: 1},
-		shmem: uint32(cuda.ExpandI8SharedMem()), args: args})
+	fn, shmem := st.fn, cuda.ExpandI8SharedMem()
+	if k128 {
+		fn, shmem = st.k128, cuda.ExpandK128SharedMem() // the same threads and blocks an SM
+	}
+	calls = append(calls, call{step: i, fn: fn, grid: grid, block: cuda.Dim3{X: cuda.ExpandI8Threads, Y: 1, Z: 1},
+		shmem: uint32(shmem), args: args})
 	if yo >= 0 {
 		n := rows * int64(x8.n)
 		g, b := grid1D(n / 8)
@@ -486,10 +544,14 @@ func (c *Context) i8xCalls(i int, q *int8Conv) ([]call, []launch) {
 }
 
 // encodeI8x encodes the four maps of x8 (x, w, z, y at these addresses)
-// into maps.
-func (c *Context) encodeI8x(maps, x, w, z, y cuda.DevicePtr, x8 *i8xConv) error {
+// into maps: expand_i8u2's, or with k128 ExpandK128Kernel's.
+func (c *Context) encodeI8x(maps, x, w, z, y cuda.DevicePtr, x8 *i8xConv, k128 bool) error {
 	var buf []byte
-	for _, t := range cuda.ExpandI8MapSpecs(x, w, z, y, x8.p, x8.k, x8.n) {
+	specs := cuda.ExpandI8MapSpecs
+	if k128 {
+		specs = cuda.ExpandK128MapSpecs
+	}
+	for _, t := range specs(x, w, z, y, x8.p, x8.k, x8.n) {
 		m, err := c.e.drv.EncodeTensorMapTiled(t)
 		if err != nil {
 			return err
