@@ -133,11 +133,11 @@ func (x8 *i8xConv) epilogue() string {
 
 // i8xState is an engine's expand_i8u2 module and its contexts' tensor maps.
 type i8xState struct {
-	copt    cuda.Options
-	mu      sync.Mutex
-	tried   bool
-	mod     cuda.Module
-	fn, dq  cuda.Function
+	copt   cuda.Options
+	mu     sync.Mutex
+	tried  bool
+	mod    cuda.Module
+	fn, dq cuda.Function
 	// k128: ExpandK128Kernel, loaded with EnvInt8K128=1 (k128On), in a
 	// module of its own
 	k128Mod cuda.Module
