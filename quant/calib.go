@@ -185,7 +185,7 @@ func Calibrate(ctx context.Context, eng *engine.Engine, batches []map[string]*te
 	}
 	requested := method
 	warnings := data.Warnings
-	if (method == Entropy || method == Percentile) && data.Distinct < MinHistogramSamples {
+	if (method == Entropy || method == Percentile) && data.Distinct < histogramMin {
 		method = MinMax
 		warnings = append(warnings, fmt.Sprintf("%s calibration needs at least %d distinct samples, these batches hold %d: calibrated with minmax instead (copies add nothing to a histogram, and on so few samples the tail %s cuts is those samples' outliers, not the data's; minmax was as accurate or better on such sets in kiln's measurements)", requested, MinHistogramSamples, data.Distinct, requested))
 	}
