@@ -745,6 +745,9 @@ func (r *report) criteria() []criterion {
 			}
 			out = append(out, criterion{name: name + ": kiln p50 / (bare p50 + engine p50), 1 client", value: median(ratios), op: "<=", bound: 1.2})
 		}
+		if r.cfg.clients == 0 {
+			continue // (-clients 0: no throughput measured)
+		}
 		var ratios []float64
 		for i := range k {
 			ratios = append(ratios, k[i].many.rps/bare[i].many.rps)

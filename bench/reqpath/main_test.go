@@ -185,6 +185,13 @@ func TestCriteria(t *testing.T) {
 	}
 	delete(r.rows, oldPrefix+"kiln-http")
 
+	// -clients 0 measures no throughput: the p50 criterion alone
+	r.cfg.clients = 0
+	if got = r.criteria(); len(got) != 1 || got[0].name != "HTTP JSON: kiln p50 / (bare p50 + engine p50), 1 client" {
+		t.Errorf("with -clients 0: %+v, want the p50 criterion alone", got)
+	}
+	r.cfg.clients = 16
+
 	// the gateway's added p50: the median of gw - kiln per round
 	r.rows["gw-http"] = []row{{one: result{p50: 650 * us}}, {one: result{p50: 2200 * us}}, {one: result{p50: 1000 * us}}}
 	got = r.criteria()
