@@ -452,9 +452,8 @@ func (c *compiler) otherLayout(v *ir.Value) (int, error) {
 		}
 	}
 	c.step = len(c.p.steps)
-	id := len(c.p.stores)
-	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
-	c.p.stores[src].last = max(c.p.stores[src].last, c.step)
+	id := c.newBuffer(c.bytes(v))
+	c.read(src)
 	if c.mixed() {
 		c.markStore(id, v) // binary16, as NHWC values are
 	}

@@ -34,3 +34,63 @@ func TestPlanOffsets(t *testing.T) {
 		})
 	}
 }
+
+// TestAccessesLifetimes: the stores' lifetimes from what the steps do
+// with them (package arena's liveness model), and the step that made each.
+func TestAccessesLifetimes(t *testing.T) {
+	type access struct {
+		step, id int
+		write    bool
+	}
+	tests := []struct {
+		name   string
+		n      int // steps
+		stores int
+		acc    []access
+		inputs []int
+		pinned []int
+		want   []interval
+		made   []int
+	}{
+		{"chain", 3, 3, []access{{0, 0, true}, {1, 0, false}, {1, 1, true}, {2, 1, false}, {2, 2, true}}, nil, []int{2},
+			[]interval{{1, 0, 1}, {1, 1, 2}, {1, 2, 3}}, []int{0, 1, 2}},
+		{"input read late, scratch", 3, 3, []access{{0, 1, true}, {1, 2, true}, {2, 0, false}, {2, 1, false}}, []int{0}, nil,
+			[]interval{{1, -1, 2}, {1, 0, 2}, {1, 1, 1}}, []int{-1, 0, 1}},
+		{"half input: staging read, store written by the cast", 2, 2, []access{{0, 1, false}, {0, 0, true}, {1, 0, false}}, []int{1}, nil,
+			[]interval{{1, 0, 1}, {1, -1, 0}}, []int{0, -1}},
+		{"output written by the last step", 2, 2, []access{{0, 0, true}, {1, 0, false}, {1, 1, true}}, nil, []int{1},
+			[]interval{{1, 0, 1}, {1, 1, 2}}, []int{0, 1}},
+		{"keep: all pinned", 2, 2, []access{{0, 0, true}, {1, 1, true}}, nil, []int{0, 1},
+			[]interval{{1, 0, 2}, {1, 1, 2}}, []int{0, 1}},
+		{"not written yet", 1, 2, []access{{0, 0, true}}, nil, nil,
+			[]interval{{1, 0, 0}, {1, 0, -1}}, []int{0, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var a accesses
+			for _, x := range tt.acc {
+				if x.write {
+					a.write(x.step, x.id)
+				} else {
+					a.read(x.step, x.id)
+				}
+			}
+			a.inputs, a.pinned = tt.inputs, tt.pinned
+			for id, want := range tt.made {
+				if got := a.madeAt(id); got != want {
+					t.Errorf("madeAt(%d) = %d, want %d", id, got, want)
+				}
+			}
+			stores := make([]interval, tt.stores)
+			for i := range stores {
+				stores[i].size = 1
+			}
+			a.lifetimes(stores, tt.n)
+			for i := range stores {
+				if stores[i] != tt.want[i] {
+					t.Errorf("store %d: %+v, want %+v", i, stores[i], tt.want[i])
+				}
+			}
+		})
+	}
+}

@@ -190,8 +190,7 @@ func (c *compiler) nms(s *step) error {
 		return fmt.Errorf("%w: NonMaxSuppression's output %q is read in the same engine: its row count is known only after a run (the partitioner compiles its readers apart)", ErrUnsupported, o.Name)
 	}
 	rows := bc * kcap
-	id := len(c.p.stores)
-	c.p.stores = append(c.p.stores, interval{size: rows*3*8 + 8, first: c.step, last: c.step})
+	id := c.newBuffer(rows*3*8 + 8)
 	c.storeOf[o] = id
 	y := ref{buf: bufArena, id: id}
 	count := ref{buf: bufArena, id: id, off: rows * 3 * 8}

@@ -218,9 +218,8 @@ func (c *compiler) version(v *ir.Value, id int, half bool) (int, error) {
 		size, kernel, name = 2*n, "cast_f32_f16", v.Name+" to fp16"
 	}
 	c.step = len(c.p.steps)
-	id2 := len(c.p.stores)
-	c.p.stores = append(c.p.stores, interval{size: max(size, 1), first: c.step, last: c.step})
-	c.p.stores[id].last = max(c.p.stores[id].last, c.step)
+	id2 := c.newBuffer(size)
+	c.read(id)
 	if c.storeHalf == nil {
 		c.storeHalf = map[int]bool{}
 	}

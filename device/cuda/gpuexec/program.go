@@ -151,6 +151,9 @@ type compiler struct {
 	consts  map[verValue]int64 // offset in weights, per precision uploaded
 	storeOf map[*ir.Value]int  // arena storage of a value (aliases share one)
 	step    int                // index of the step being built
+	// acc is what each step does with the stores, which their lifetimes
+	// come from (memplan.go)
+	acc accesses
 	// weightAliases are non-constant values that alias a constant (a
 	// Reshape of a weight too large to fold).
 	weightAliases map[*ir.Value]ref
@@ -289,14 +292,19 @@ func compilePrecision(g *ir.Graph, keep, half, mma, nchw bool, layers map[string
 		if _, err := c.dims(v); err != nil {
 			return nil, err
 		}
-		id := c.newStore(v)
-		c.p.stores[id].first = -1
+		id := c.addStore(v)
 		io := ioSpec{name: v.Name, dtype: v.Type.DType, shape: c.mustDims(v), bytes: bytesOf(v), ref: ref{buf: bufArena, id: id}}
-		if half && v.Type.DType == tensor.Float32 {
+		if !half || v.Type.DType != tensor.Float32 {
+			c.acc.inputs = append(c.acc.inputs, id)
+		} else {
+			// the float32 staging buffer is the input, converted into
+			// the value's store by the first steps
 			c.step = len(c.p.steps)
 			stage := len(c.p.stores)
-			c.p.stores = append(c.p.stores, interval{size: max(io.bytes, 1), first: -1, last: c.step})
-			c.p.stores[id].first = c.step
+			c.p.stores = append(c.p.stores, interval{size: max(io.bytes, 1)})
+			c.acc.inputs = append(c.acc.inputs, stage)
+			c.acc.read(c.step, stage)
+			c.acc.write(c.step, id)
 			io.ref = ref{buf: bufArena, id: stage}
 			s := c.castStep("input "+v.Name, "cast_f32_f16", ref{buf: bufArena, id: id}, io.ref, prod(io.shape))
 			c.p.kernels["cast_f32_f16"] = true
@@ -385,8 +393,8 @@ func compilePrecision(g *ir.Graph, keep, half, mma, nchw bool, layers map[string
 		o.shape, o.bytes, o.ref = dims, bytesOf(v), ref{buf: bufArena, id: id}
 		if half && v.Type.DType == tensor.Float32 && c.storedHalf(id) {
 			c.step = len(c.p.steps)
-			stage := len(c.p.stores)
-			c.p.stores = append(c.p.stores, interval{size: max(o.bytes, 1), first: c.step, last: c.step})
+			stage := c.newBuffer(o.bytes)
+			c.read(id)
 			live = append(live, stage)
 			o.ref = ref{buf: bufArena, id: stage}
 			c.p.steps = append(c.p.steps, c.castStep("output "+v.Name, "cast_f16_f32", o.ref, ref{buf: bufArena, id: id}, prod(dims)))
@@ -394,13 +402,10 @@ func compilePrecision(g *ir.Graph, keep, half, mma, nchw bool, layers map[string
 		}
 		c.p.outputs = append(c.p.outputs, o)
 	}
-	end := len(c.p.steps)
-	for _, id := range live {
-		c.p.stores[id].last = end
-	}
+	c.acc.pinned = append(c.acc.pinned, live...)
 	for v, id := range c.storeOf {
 		if keep {
-			c.p.stores[id].last = end
+			c.acc.pinned = append(c.acc.pinned, id)
 		}
 		if dims, err := c.dims(v); err == nil {
 			dt, size := c.storedType(v.Type.DType), c.bytes(v)
@@ -415,6 +420,7 @@ func compilePrecision(g *ir.Graph, keep, half, mma, nchw bool, layers map[string
 			c.p.mma = true
 		}
 	}
+	c.acc.lifetimes(c.p.stores, len(c.p.steps))
 	c.p.offsets, c.p.arena = planOffsets(c.p.stores)
 	c.p.half = half
 	return c.p, nil
@@ -453,9 +459,17 @@ func (c *compiler) dims(v *ir.Value) ([]int, error) {
 
 func (c *compiler) mustDims(v *ir.Value) []int { d, _ := c.dims(v); return d }
 
+// newStore makes v's store, written by the current step.
 func (c *compiler) newStore(v *ir.Value) int {
+	id := c.addStore(v)
+	c.acc.write(c.step, id)
+	return id
+}
+
+// addStore makes v's store, which no step writes yet (a graph input's).
+func (c *compiler) addStore(v *ir.Value) int {
 	id := len(c.p.stores)
-	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1), first: c.step, last: c.step})
+	c.p.stores = append(c.p.stores, interval{size: max(c.bytes(v), 1)})
 	c.storeOf[v] = id
 	if c.mixed() {
 		c.markStore(id, v)
@@ -463,13 +477,23 @@ func (c *compiler) newStore(v *ir.Value) int {
 	return id
 }
 
+// newBuffer makes a store of the given size (at least 1 byte), written
+// by the current step, and returns its id.
+func (c *compiler) newBuffer(size int64) int {
+	id := len(c.p.stores)
+	c.p.stores = append(c.p.stores, interval{size: max(size, 1)})
+	c.acc.write(c.step, id)
+	return id
+}
+
 // scratch makes a buffer of the given size that lives during the current
 // step only.
 func (c *compiler) scratch(size int64) ref {
-	id := len(c.p.stores)
-	c.p.stores = append(c.p.stores, interval{size: max(size, 1), first: c.step, last: c.step})
-	return ref{buf: bufArena, id: id}
+	return ref{buf: bufArena, id: c.newBuffer(size)}
 }
+
+// read marks that the current step reads store id.
+func (c *compiler) read(id int) { c.acc.read(c.step, id) }
 
 // use marks that the current step reads v.
 func (c *compiler) use(v *ir.Value) {
@@ -477,7 +501,7 @@ func (c *compiler) use(v *ir.Value) {
 		return
 	}
 	if id, ok := c.storeOf[v]; ok {
-		c.p.stores[id].last = max(c.p.stores[id].last, c.step)
+		c.read(id)
 	}
 }
 

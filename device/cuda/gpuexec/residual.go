@@ -37,7 +37,7 @@ func (c *compiler) residualInto(add *ir.Node) int {
 		if gc == nil || gc.resid != nil || gc.act.code != actNone || gc.bias == nil || gc.bias.buf != bufWeights || gc.n%8 != 0 {
 			continue
 		}
-		if id, ok := c.storeOf[other]; ok && c.p.stores[id].first >= si {
+		if id, ok := c.storeOf[other]; ok && c.acc.madeAt(id) >= si {
 			continue // computed after the product
 		}
 		r, err := c.ref(other)
