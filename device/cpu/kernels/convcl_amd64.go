@@ -16,7 +16,7 @@ func convCLTile(k int, w, src []float32, offs []int32, pos *[6]int32, y []float3
 	_ = w[k*clNV-1]
 	_ = offs[k-1]
 	_ = bias[clNV-1]
-	if clKernelGo {
+	if clKernelGo || !directAsm {
 		convCLTileGo(k, w, src, offs, pos, y, ypos, ys, bias, lo, hi, clamp, masks, npos)
 		return
 	}

@@ -61,6 +61,10 @@ func convDirectAVX512g3(k int, a, b *float32, offs *int32, c *float32, ldc int, 
 // residual z, laid out as out, read under the same mask), the bias added
 // and the clamp applied as convDirectTile's.
 func convDirectVecs(nv, k int, a, src []float32, offs []int32, vec *directVecs, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, rows int, z []float32) {
+	if !directAsm {
+		convDirectVecsGo(nv, k, a, src, offs, vec, out, ldc, bias, lo, hi, clampOn, rows, z)
+		return
+	}
 	_ = a[k*directMR-1]
 	_ = offs[k-1]
 	last := (rows-1)*ldc + int(vec.out[nv-1]) + bits.Len16(uint16(vec.mask[nv-1])) - 1
@@ -95,6 +99,10 @@ func convDirectTile(k int, a, src []float32, offs []int32, j0 int, out []float32
 // tiles prefetch the taps pcTaps on (see gen_convdirect_amd64.go; offs
 // must then hold pcTaps readable entries past k).
 func convDirectTileK(pf int, k int, a, src []float32, offs []int32, j0 int, out []float32, ldc int, bias *float32, lo, hi float32, clampOn bool, n, rows int, z []float32) {
+	if !directAsm {
+		convDirectTileGo(k, a, src, offs, j0, out, ldc, bias, lo, hi, clampOn, n, rows, z)
+		return
+	}
 	_ = a[k*directMR-1]
 	_ = offs[k-1]
 	_ = out[(rows-1)*ldc+n-1]

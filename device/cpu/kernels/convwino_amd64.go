@@ -2,6 +2,8 @@
 
 package kernels
 
+import "golang.org/x/sys/cpu"
+
 //go:generate go run gen_convwino_amd64.go
 
 // The AVX-512 transforms of the Winograd convolution (convwino.go); the Go
@@ -20,6 +22,10 @@ func winoOutRowsAVX512(mm *float32, mp, lt, th int, s, o, out *float32, wq, tw i
 // winoKernelsGo makes convWino use the Go transforms (tests compare them).
 var winoKernelsGo bool
 
+// winoAsm is whether the CPU runs the AVX-512 transforms; without AVX-512
+// convWino uses the Go ones whatever winoKernelsGo says.
+var winoAsm = cpu.X86.HasAVX512F
+
 // winoInRows runs, for each tile row ty < th, Bt down the six padded phase
 // rows ph[(4ty+i)*wp:] (wp floats each) into t (6 rows of wp, reused for
 // every ty), then across each row r of t into the rows (6r+s)*vp of v at
@@ -31,7 +37,7 @@ func winoInRows(ph []float32, wp, th int, t, v []float32, vp, tw, lp, lt int) {
 	_ = ph[(4*th+1)*wp+wp-1]
 	_ = t[5*wp+lp+1+lt-1]
 	_ = v[35*vp+(th-1)*tw+lt-1]
-	if winoKernelsGo || wp%16 != 0 || lt%16 != 0 {
+	if winoKernelsGo || !winoAsm || wp%16 != 0 || lt%16 != 0 {
 		winoInRowsGo(ph, wp, th, t, v, vp, tw, lp, lt)
 		return
 	}
@@ -48,7 +54,7 @@ func winoPadDeint(x []float32, h, w, padTop, padLeft, hp, lp int, dst []float32,
 	_ = dst[hp*wp-1]
 	_ = x[h*w-1]
 	nb := wp / 64
-	if winoKernelsGo || wp%64 != 0 || padLeft < 0 || !pm.set(w, padLeft, nb) {
+	if winoKernelsGo || !winoAsm || wp%64 != 0 || padLeft < 0 || !pm.set(w, padLeft, nb) {
 		winoPadDeintGo(x, h, w, padTop, padLeft, hp, lp, dst)
 		return
 	}
@@ -70,7 +76,7 @@ func winoOutRows(mm []float32, mp, lt, th int, s, o, out []float32, wq, tw int, 
 	_ = s[24*lt-1]
 	_ = o[16*lt-1]
 	_ = out[4*th*wq-1]
-	if winoKernelsGo || lt%16 != 0 || lt < 16*nb || wq > 4*tw || wq <= 4*tw-4 {
+	if winoKernelsGo || !winoAsm || lt%16 != 0 || lt < 16*nb || wq > 4*tw || wq <= 4*tw-4 {
 		winoOutRowsGo(mm, mp, lt, th, s, o, out, wq, tw, bias, lo, hi, clamp)
 		return
 	}
