@@ -327,6 +327,9 @@ func nodeSuite(t *testing.T) []*nodeCase {
 		if _, err := ops.InferGraph(g); err != nil {
 			continue
 		}
+		if unseededRandom(g) {
+			continue // the expected output is one draw: not something to compare with
+		}
 		nc := &nodeCase{name: filepath.Base(dir), g: g, in: map[string]*tensor.Tensor{}}
 		ok := true
 		i := 0
@@ -364,6 +367,27 @@ func nodeSuite(t *testing.T) []*nodeCase {
 		cases = append(cases, nc)
 	}
 	return cases
+}
+
+// unseededRandom reports whether g has a random node (an
+// ops.NonDeterministic kernel) without a seed attribute: each run of such a
+// graph draws from a fresh state, so its outputs, on the CPU as partitioned,
+// match the test data's (numpy's one draw) only by chance. (test_bernoulli
+// and test_bernoulli_double, 10 draws, match about one run in a hundred:
+// the CPU engine passed one now and then, and the partitioned run, drawing
+// again, then failed it.) A seeded node gives the same output every run.
+func unseededRandom(g *ir.Graph) bool {
+	for _, n := range g.Nodes {
+		if n.Attrs["seed"] != nil {
+			continue
+		}
+		if k, err := ops.Prepare(n, g.Opset()); err == nil {
+			if _, random := k.(ops.NonDeterministic); random {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // partitionGuarded is partition.Compile with a panic turned into an error.
