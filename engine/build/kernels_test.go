@@ -3,9 +3,14 @@ package build_test
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 
+	"github.com/kilnai/kiln"
+	cpukernels "github.com/kilnai/kiln/device/cpu/kernels"
 	"github.com/kilnai/kiln/engine/build"
+	"github.com/kilnai/kiln/ir"
+	"github.com/kilnai/kiln/ops"
 )
 
 // TestPlanKernels: a CPU plan names each layer's CPU kernel: the CPU
@@ -20,7 +25,9 @@ import (
 // (fast); the timed ones build as `kiln build` does by default (opt level
 // 2, tactics timed) and must name the same kernels, with tactics recorded:
 // the tactic stage times the registry's kernels, so what it chooses is a
-// tactic of the registry kernel, not the op's reference.
+// tactic of the registry kernel, not the op's reference. Which layers have
+// tactics depends on the CPU (tacticLayers): the test requires a recorded
+// tactic for each of those and for no other.
 func TestPlanKernels(t *testing.T) {
 	needBlocked(t)
 	for _, tc := range []struct {
@@ -85,13 +92,29 @@ func TestPlanKernels(t *testing.T) {
 				}
 			}
 			if tc.timed {
-				n := 0
+				// A tactic is recorded for each layer whose kernel offers
+				// two or more on this CPU, one of those; which layers do
+				// depends on the CPU (BlockedConv's Winograd tactic needs
+				// AVX-512: without it resnet_mini has no such layer and
+				// its timed build rightly records none).
+				offered := tacticLayers(t, m)
+				recorded := map[string]bool{}
 				for _, ts := range m.Plan().Tactics {
-					n += len(ts)
+					for _, tt := range ts {
+						recorded[tt.Layer] = true
+						if c, ok := offered[tt.Layer]; !ok {
+							t.Errorf("tactic %q recorded for layer %q, which has no tactics to time", tt.Tactic, tt.Layer)
+						} else if !slices.Contains(c, tt.Tactic) {
+							t.Errorf("tactic %q recorded for layer %q, not one of its tactics %v", tt.Tactic, tt.Layer, c)
+						}
+					}
 				}
-				if n == 0 {
-					t.Errorf("the timed build recorded no tactic")
+				for l, c := range offered {
+					if !recorded[l] {
+						t.Errorf("the timed build recorded no tactic for layer %q (tactics %v)", l, c)
+					}
 				}
+				t.Logf("%d layers with tactics on this CPU, %d recorded", len(offered), len(recorded))
 			}
 			for op, w := range tc.counts {
 				if !maps.Equal(got[op], w) {
@@ -100,4 +123,41 @@ func TestPlanKernels(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tacticLayers returns the tactics of each layer of m's plan that the
+// tactic stage times on this CPU: as tactic.Select finds them, the layers
+// whose CPU registry kernel offers two tactics or more at the shapes timed
+// (the first profile's opt shapes, else the graph's own), constant layers
+// left out.
+func tacticLayers(t *testing.T, m *kiln.Model) map[string][]string {
+	t.Helper()
+	g := m.Engine().Graph().Clone()
+	if ps := m.Plan().Profiles; len(ps) > 0 {
+		opt := ps[0].Shapes(1)
+		for _, v := range g.Inputs {
+			if s, ok := opt[v.Name]; ok {
+				shape := make(ir.Shape, len(s))
+				for i, d := range s {
+					shape[i] = ir.D(int64(d))
+				}
+				v.Type.Shape = shape
+			}
+		}
+	}
+	kernels, err := ops.InferGraphWith(g, cpukernels.Kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offered := map[string][]string{}
+	for _, n := range g.Nodes {
+		tk, ok := kernels[n].(ops.Tactical)
+		if !ok || (len(n.Outputs) > 0 && !slices.ContainsFunc(n.Outputs, func(o *ir.Value) bool { return o != nil && o.Const == nil })) {
+			continue // no registry tactics, or folded (the engine does not run it)
+		}
+		if ts := tk.Tactics(n.Inputs); len(ts) >= 2 {
+			offered[n.Name] = ts
+		}
+	}
+	return offered
 }
