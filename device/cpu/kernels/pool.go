@@ -99,6 +99,7 @@ type poolKernel struct {
 	shape      atomic.Pointer[poolShape] // the windows of the last input shape
 	planes     maxPlaneCache             // maxPoolPlanes' plan of the last shape
 	regs       poolRegCache              // poolRegPlanes' plan of the last shape
+	fast       poolFastCache             // poolFast2D's plan of the last shape
 }
 
 // poolShape is the geometry and output shape of one input shape; read

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/kilnai/kiln/device/cpu"
 )
 
 // TestPoolFast2D compares the fast 2-D pooling path with the generic one
@@ -125,6 +127,34 @@ func BenchmarkPool2D(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestPoolFast2DAllocs: a steady-state poolFast2D call (the pooling path
+// of CPUs without AVX-512) allocates nothing: its windows and divisors are
+// the op's plan of the geometry, its call over the cores a pooled job.
+func TestPoolFast2DAllocs(t *testing.T) {
+	if err := cpu.SetThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cpu.SetThreads(0) }()
+	for _, c := range []struct {
+		kind         poolKind
+		planes, h, w int
+		pads         []int
+	}{{poolMax, 8, 32, 32, nil}, {poolMax, 64, 111, 111, []int{1, 1, 1, 1}}, {poolAvg, 8, 33, 35, []int{1, 1, 1, 1}}} {
+		k, g, err := testPool(t, c.kind, false, window{kernel: []int{3, 3}, strides: []int{2, 2}, pads: c.pads, ceil: true}, []int{c.h, c.w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, c.planes*c.h*c.w)
+		y := make([]float32, c.planes*g.Out[0]*g.Out[1])
+		if !poolFast2D(k, g, c.planes, x, y) {
+			t.Fatalf("%+v: poolFast2D did not run it", c)
+		}
+		if n := testing.AllocsPerRun(20, func() { poolFast2D(k, g, c.planes, x, y) }); n != 0 {
+			t.Errorf("%+v: %v allocations per call", c, n)
 		}
 	}
 }
