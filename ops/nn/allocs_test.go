@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kilnai/kiln"
+	"github.com/kilnai/kiln/device/cpu"
 	"github.com/kilnai/kiln/engine"
 	"github.com/kilnai/kiln/examples"
 	"github.com/kilnai/kiln/ir"
@@ -77,6 +78,20 @@ func TestRunAllocs(t *testing.T) {
 		{"mlp engine.Context.Run batch 8", func() (map[string]*tensor.Tensor, error) { return mlpCtx.Run(ctx, mlpIn8) }, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// testing.AllocsPerRun runs at GOMAXPROCS 1: the pool is made to
+			// see that now (it re-reads GOMAXPROCS every 100 ms), as in
+			// the warm-up. Else a kernel that splits its work (as the
+			// convolutions of CPUs without AVX-512 do, convGemmBlocked)
+			// still splits for the cores the pool last saw, and the worker,
+			// with no P to run on, holds each call's job in its queue: the
+			// next call makes a new one (3 allocations) for as long as the
+			// queue has room, which is nothing a run does.
+			old := runtime.GOMAXPROCS(1)
+			_ = cpu.SetThreads(0)
+			defer func() {
+				runtime.GOMAXPROCS(old)
+				_ = cpu.SetThreads(0)
+			}()
 			var runErr error
 			for range 5 { // warm up: arena, caches, pools
 				if _, runErr = tc.run(); runErr != nil {
